@@ -1,0 +1,128 @@
+/**
+ * The event store port. Every adapter (postgres/, eventstoredb/, in-memory/)
+ * implements it and passes the one contract suite in contract/.
+ *
+ * Positions and revisions are plain numbers (safe up to 2^53) so they survive JSON.
+ * - revision: 0-based index of an event inside its stream.
+ * - position: the event's place in the global order ($all). Strictly increasing in
+ *   the order readers see events; a reader never sees an event appear later with a
+ *   lower position than one it already saw (no gaps visible to subscribers).
+ *   Positions need not be dense.
+ */
+
+/** What the writer believes about the stream before appending. */
+export type ExpectedRevision =
+  | 'any' // no check
+  | 'no_stream' // the stream must not exist
+  | 'stream_exists' // the stream must exist
+  | number; // the stream's last revision must be exactly this
+
+export interface EventMetadata {
+  /** The workflow execution, task or request this event belongs to. */
+  readonly correlationId: string;
+  /** The id of the event or command that caused this one. */
+  readonly causationId?: string;
+  /** Who asked for it: an API key id, `system`, a saga name. */
+  readonly actor?: string;
+  /** ISO-8601 time the command was decided (the decider's clock comes in the command). */
+  readonly timestamp: string;
+  readonly [key: string]: unknown;
+}
+
+export interface NewEvent<T extends string = string, D = unknown> {
+  /** Optional client-chosen id (UUID); the store generates one when absent. */
+  readonly id?: string;
+  readonly type: T;
+  readonly data: D;
+  readonly metadata: EventMetadata;
+}
+
+export interface RecordedEvent<T extends string = string, D = unknown> {
+  readonly id: string;
+  readonly streamId: string;
+  readonly type: T;
+  readonly data: D;
+  readonly metadata: EventMetadata;
+  readonly revision: number;
+  readonly position: number;
+  /** When the store committed it. */
+  readonly recordedAt: Date;
+}
+
+export interface AppendResult {
+  /** The stream's revision after the append (revision of the last event written). */
+  readonly nextExpectedRevision: number;
+  /** Global position of the last event written. */
+  readonly position: number;
+}
+
+export interface ReadStreamOptions {
+  readonly direction?: 'forwards' | 'backwards';
+  /** Inclusive start revision (forwards: lowest, backwards: highest). */
+  readonly fromRevision?: number;
+  readonly maxCount?: number;
+}
+
+export interface ReadAllOptions {
+  readonly direction?: 'forwards' | 'backwards';
+  /** Exclusive: events strictly after (forwards) or before (backwards) this position. */
+  readonly after?: number;
+  readonly maxCount?: number;
+  /** Only these event types. */
+  readonly types?: readonly string[];
+  /** Only streams whose id starts with one of these prefixes (e.g. `workflow-`). */
+  readonly streamPrefixes?: readonly string[];
+}
+
+export interface SubscribeOptions {
+  /** Exclusive checkpoint: deliver events with position > from. Omit (or -1) for the start of $all. */
+  readonly from?: number;
+  readonly types?: readonly string[];
+  readonly streamPrefixes?: readonly string[];
+}
+
+/**
+ * A catch-up subscription to $all: past events first, then live ones, with no gap
+ * and no duplicate at the seam. Iterate it; `close()` ends the iteration.
+ */
+export interface AllSubscription extends AsyncIterable<RecordedEvent> {
+  close(): Promise<void>;
+}
+
+export interface EventStore {
+  /** Adapter name, for logs, health and the contract suite. */
+  readonly kind: string;
+  /** Create tables or connect; idempotent. */
+  init(): Promise<void>;
+  /** Append atomically. Throws WrongExpectedVersionError when the expectation fails. */
+  append(streamId: string, events: readonly NewEvent[], options?: { expectedRevision?: ExpectedRevision }): Promise<AppendResult>;
+  /** Read one stream; an absent stream reads as []. */
+  readStream(streamId: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
+  /** Read the global log. */
+  readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
+  /** Position of the newest event visible to readers (-1 when empty); used for lag. */
+  headPosition(): Promise<number>;
+  subscribeToAll(options?: SubscribeOptions): AllSubscription;
+  /** Cheap liveness probe for /readyz. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The optimistic concurrency check failed: somebody else wrote to the stream first. */
+export class WrongExpectedVersionError extends Error {
+  readonly code = 'conflict' as const;
+  constructor(
+    readonly streamId: string,
+    readonly expected: ExpectedRevision,
+    readonly actual: number | 'no_stream',
+  ) {
+    super(`wrong expected version on ${streamId}: expected ${String(expected)}, actual ${String(actual)}`);
+    this.name = 'WrongExpectedVersionError';
+  }
+}
+
+/** The stream category is the part of the id before the first `-` (`workflow-123` -> `workflow`). */
+export const streamCategory = (streamId: string): string => {
+  const i = streamId.indexOf('-');
+  return i === -1 ? streamId : streamId.slice(0, i);
+};

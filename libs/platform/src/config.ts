@@ -1,0 +1,56 @@
+import { z } from 'zod';
+
+const optionalUrl = z.string().url().optional();
+const port = z.coerce.number().int().min(0).max(65535);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/**
+ * Every environment variable the system reads, parsed once at start. A bad
+ * value stops the start with a message naming the variable (ConfigError).
+ */
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  DATA_DIR: z.string().min(1).default('.data'),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  NATS_URL: z.string().regex(/^(nats|tls|ws|wss):\/\//, 'must be a nats:// URL').optional(),
+  EVENTSTORE_URL: z.string().regex(/^(esdb|kurrentdb|kdb)(\+discover)?:\/\//, 'must be an esdb:// connection string').optional(),
+  GATEWAY_PORT: port.default(10000),
+  GATEWAY_HOST: z.string().default('0.0.0.0'),
+  EMBEDDED_PG_PORT: port.default(54329),
+  EMBEDDED_NATS_PORT: port.default(4222),
+  MCP_AUTH_TOKEN: z.string().min(1).optional(),
+  AI_AGENT_AUTH_TOKEN: z.string().min(1).optional(),
+  GITHUB_PERSONAL_ACCESS_TOKEN: z.string().min(1).optional(),
+  LLM_BASE_URL: optionalUrl,
+  LLM_API_KEY: z.string().optional(),
+  LLM_MODEL: z.string().optional(),
+  RELAY_ENABLED: bool.default(true),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly issues: { variable: string; message: string }[]) {
+    super(`invalid configuration: ${issues.map((i) => `${i.variable}: ${i.message}`).join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parse a config object (default: process.env) or throw ConfigError naming each bad variable. */
+export function parseConfig<S extends z.ZodType = typeof configSchema>(
+  env: Record<string, string | undefined> = process.env,
+  schema: S = configSchema as unknown as S,
+): z.infer<S> {
+  // Empty strings mean "unset" so `FOO= npm start` behaves like no FOO at all.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((i) => ({ variable: i.path.join('.') || '(root)', message: i.message })),
+    );
+  }
+  return result.data;
+}

@@ -1,0 +1,68 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { isListening, waitForPort } from './ports.js';
+
+export interface NatsServerHandle {
+  readonly url: string;
+  readonly kind: 'nats-server' | 'adopted';
+  stop(): Promise<void>;
+}
+
+/** Where the real nats-server binary is, or undefined (Debian installs /usr/bin/nats-server). */
+export function findNatsServer(): string | undefined {
+  for (const p of [process.env.NATS_SERVER_BIN, '/usr/bin/nats-server', '/usr/sbin/nats-server', '/usr/local/bin/nats-server']) {
+    if (p && existsSync(p)) return p;
+  }
+  try {
+    return execFileSync('sh', ['-c', 'command -v nats-server']).toString().trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export const NATS_INSTALL_HINT =
+  'nats-server is not installed: on Debian/Ubuntu run `apt-get install nats-server` (npm start does this itself as root), ' +
+  'or download it from the NATS project, or point NATS_URL at a running server';
+
+/**
+ * Start the real nats-server with JetStream on 127.0.0.1. If a server already
+ * answers on the port (left by a killed run), adopt it.
+ */
+export async function startNatsServer(opts: { port: number; storeDir: string; logger?: Logger }): Promise<NatsServerHandle> {
+  const url = `nats://127.0.0.1:${opts.port}`;
+  if (await isListening(opts.port)) {
+    opts.logger?.info({ port: opts.port }, 'adopting the NATS server already running on the port');
+    return { url, kind: 'adopted', stop: async () => undefined };
+  }
+  const bin = findNatsServer();
+  if (!bin) throw new Error(NATS_INSTALL_HINT);
+  const storeDir = path.resolve(opts.storeDir);
+  mkdirSync(storeDir, { recursive: true });
+  const log = opts.logger?.child({ component: 'nats-server' });
+  const child: ChildProcess = spawn(bin, ['-a', '127.0.0.1', '-p', String(opts.port), '-js', '-sd', storeDir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const relay = (b: Buffer) => log?.debug({ nats: b.toString().trim() }, 'nats-server');
+  child.stdout?.on('data', relay);
+  child.stderr?.on('data', relay);
+  let exited: number | null = null;
+  child.once('exit', (code) => (exited = code ?? -1));
+  try {
+    await waitForPort(opts.port, 15_000);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`nats-server did not start (exit ${exited}): ${String(err)}`);
+  }
+  return {
+    url,
+    kind: 'nats-server',
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}

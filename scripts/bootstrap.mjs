@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// Installs what is missing, then builds. Runs before `npm start` and `npm test`,
+// so it may use nothing but Node itself (node_modules may not exist yet).
+import { execSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const quiet = process.argv.includes('--quiet');
+const say = (m) => quiet || console.error(`[bootstrap] ${m}`);
+const run = (cmd) => {
+  say(cmd);
+  const r = spawnSync(cmd, { cwd: root, stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit', shell: true });
+  if (r.status !== 0) {
+    console.error(`[bootstrap] failed: ${cmd} (exit ${r.status})`);
+    process.exit(r.status ?? 1);
+  }
+};
+const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+
+// 1. Node itself.
+const [maj, min] = process.versions.node.split('.').map(Number);
+if (maj < 20 || (maj === 20 && min < 19)) {
+  console.error(`[bootstrap] Node.js >= 20.19 is needed (found ${process.versions.node})`);
+  process.exit(1);
+}
+
+// 2. npm packages: install when node_modules is missing or older than the lock file.
+const lock = path.join(root, 'package-lock.json');
+const installed = path.join(root, 'node_modules', '.package-lock.json');
+if (!existsSync(installed) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(installed).mtimeMs)) {
+  run(existsSync(lock) ? 'npm ci --no-audit --no-fund' : 'npm install --no-audit --no-fund');
+}
+
+// 3. nats-server, needed unless NATS_URL points at a running one.
+const natsFound = ['/usr/bin/nats-server', '/usr/sbin/nats-server', '/usr/local/bin/nats-server'].some(existsSync) || has('nats-server');
+if (!process.env.NATS_URL && !natsFound) {
+  if (process.getuid?.() === 0 && has('apt-get')) {
+    run('apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server');
+  } else {
+    console.error(
+      '[bootstrap] nats-server is missing. Install it (Debian/Ubuntu: sudo apt-get install nats-server; ' +
+        'macOS: brew install nats-server) or set NATS_URL to a running NATS server with JetStream.',
+    );
+    process.exit(1);
+  }
+}
+
+// 4. Build (incremental: a no-op when nothing changed).
+run('npx tsc -b');

@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// Runs the compiled test files of one tier (unit | int | e2e | all) with Node's test runner.
+// For int and e2e it first starts one real PostgreSQL and one real nats-server on free ports
+// and hands their addresses to the tests (each suite makes its own database inside).
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync, rmSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const tier = process.argv[2] ?? 'all';
+const filter = process.argv[3]; // optional substring of the file path
+const tiers = tier === 'all' ? ['unit', 'int', 'e2e'] : [tier];
+
+function findSpecs(dir, out = []) {
+  let entries;
+  try { entries = readdirSync(dir); } catch { return out; }
+  for (const e of entries) {
+    if (e === 'node_modules' || e.startsWith('.')) continue;
+    const p = path.join(dir, e);
+    const st = statSync(p);
+    if (st.isDirectory()) findSpecs(p, out);
+    else if (tiers.some((t) => e.endsWith(`.${t}.spec.js`))) out.push(p);
+  }
+  return out;
+}
+const dists = [];
+for (const group of ['libs', 'apps']) {
+  for (const pkg of readdirSync(path.join(root, group))) dists.push(path.join(root, group, pkg, 'dist'));
+}
+dists.push(path.join(root, 'test', 'dist'));
+let files = dists.flatMap((d) => findSpecs(d)).sort();
+if (filter) files = files.filter((f) => f.includes(filter));
+if (files.length === 0) {
+  console.error(`no ${tier} test files found (did the build run?)`);
+  process.exit(1);
+}
+// Unit tests first: they are fast and say the most when something basic broke.
+const rank = (f) => tiers.findIndex((t) => f.endsWith(`.${t}.spec.js`));
+files.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+
+const env = { ...process.env, NODE_ENV: 'test', LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' };
+const stops = [];
+if (tiers.some((t) => t !== 'unit')) {
+  const { startEmbeddedPostgres, startNatsServer, freePort, createLogger } = await import('@switchyard/platform');
+  const logger = createLogger('test-infra', process.env.TEST_INFRA_LOG ?? 'warn');
+  const tmp = path.join(root, '.tmp', `test-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  stops.push(async () => rmSync(tmp, { recursive: true, force: true }));
+  if (!process.env.TEST_DATABASE_URL) {
+    const pg = await startEmbeddedPostgres({ dataDir: path.join(tmp, 'pg'), port: await freePort(), logger });
+    stops.unshift(() => pg.stop());
+    env.TEST_DATABASE_URL = pg.url;
+    console.log(`# test PostgreSQL (${pg.kind}) at ${pg.url.replace(/:[^:@]+@/, ':***@')}`);
+  }
+  if (!process.env.TEST_NATS_URL) {
+    const nats = await startNatsServer({ port: await freePort(), storeDir: path.join(tmp, 'nats'), logger });
+    stops.unshift(() => nats.stop());
+    env.TEST_NATS_URL = nats.url;
+    console.log(`# test nats-server at ${nats.url}`);
+  }
+}
+
+const concurrency = process.env.TEST_CONCURRENCY ?? '2';
+const args = ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files];
+const child = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
+const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
+for (const stop of stops) await stop().catch((e) => console.error('cleanup failed:', e));
+process.exit(code);
