@@ -1,1 +1,9 @@
-export {};
+/**
+ * @switchyard/contracts: the zod schemas and NATS subjects for everything that
+ * crosses a process boundary. Producers and consumers both import from here so a
+ * change to a wire format is one change, checked by the compiler on both sides.
+ */
+export * from './subjects.js';
+export * from './headers.js';
+export * from './envelope.js';
+export * from './errors.js';

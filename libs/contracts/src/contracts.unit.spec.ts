@@ -1,0 +1,100 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { AppError } from '@switchyard/platform';
+import {
+  codeOfStatus,
+  errorEnvelopeSchema,
+  eventEnvelopeSchema,
+  eventFilter,
+  eventSubject,
+  EVENTS_SUBJECT_WILDCARD,
+  fromErrorEnvelope,
+  parseEventEnvelope,
+  parseEventSubject,
+  serviceSubject,
+  subjectToken,
+  toErrorEnvelope,
+  toEventEnvelope,
+} from './index.js';
+
+describe('subjects', () => {
+  it('builds the event subject from the stream category and type', () => {
+    assert.equal(eventSubject('workflow-123', 'WorkflowStarted'), 'switchyard.events.workflow.WorkflowStarted');
+    assert.equal(eventSubject('nocategory', 'X'), 'switchyard.events.nocategory.X');
+  });
+
+  it('sanitises tokens that NATS would misread', () => {
+    assert.equal(subjectToken('a.b*c>d e\tf'), 'a_b_c_d_e_f');
+    assert.equal(subjectToken(''), '_');
+    assert.equal(eventSubject('my.cat-1', 'v1.Thing Happened'), 'switchyard.events.my_cat.v1_Thing_Happened');
+    for (const s of [eventSubject('*-1', '>'), eventSubject(' - ', '')]) {
+      assert.equal(s.split('.').length, 4, s);
+      assert.doesNotMatch(s, /[*> ]/);
+    }
+  });
+
+  it('builds filters and parses subjects back', () => {
+    assert.equal(eventFilter(), EVENTS_SUBJECT_WILDCARD);
+    assert.equal(eventFilter({ category: 'workflow' }), 'switchyard.events.workflow.*');
+    assert.equal(eventFilter({ type: 'TaskFailed' }), 'switchyard.events.*.TaskFailed');
+    assert.deepEqual(parseEventSubject('switchyard.events.workflow.WorkflowStarted'), { category: 'workflow', type: 'WorkflowStarted' });
+    assert.equal(parseEventSubject('switchyard.svc.x.v1.y'), undefined);
+  });
+
+  it('versions service subjects by major version', () => {
+    assert.equal(serviceSubject('agents', 'run'), 'switchyard.svc.agents.v1.run');
+    assert.equal(serviceSubject('mcp.fetch', 'call tool', 2), 'switchyard.svc.mcp_fetch.v2.call_tool');
+    assert.throws(() => serviceSubject('a', 'b', 1.5), RangeError);
+  });
+});
+
+describe('event envelope', () => {
+  const recorded = {
+    id: 'e1',
+    streamId: 'workflow-1',
+    type: 'WorkflowStarted',
+    data: { n: 1 },
+    metadata: { correlationId: 'c1', timestamp: '2026-01-01T00:00:00.000Z', extra: 'kept' },
+    revision: 0,
+    position: 7,
+    recordedAt: new Date('2026-01-01T00:00:01.000Z'),
+  };
+
+  it('round-trips through JSON', () => {
+    const env = toEventEnvelope(recorded);
+    assert.equal(env.recordedAt, '2026-01-01T00:00:01.000Z');
+    const back = parseEventEnvelope(new TextEncoder().encode(JSON.stringify(env)));
+    assert.deepEqual(back, env);
+    assert.equal(back.metadata.extra, 'kept');
+  });
+
+  it('rejects an envelope without a correlation id or with a bad time', () => {
+    const env = toEventEnvelope(recorded);
+    assert.equal(eventEnvelopeSchema.safeParse({ ...env, metadata: { timestamp: env.metadata.timestamp } }).success, false);
+    assert.equal(eventEnvelopeSchema.safeParse({ ...env, recordedAt: 'yesterday' }).success, false);
+    assert.equal(eventEnvelopeSchema.safeParse({ ...env, position: -1 }).success, false);
+  });
+});
+
+describe('error envelope', () => {
+  it('carries an AppError across and back', () => {
+    const e = new AppError('not_found', 'no such workflow', { id: 'w1' });
+    const env = errorEnvelopeSchema.parse(JSON.parse(JSON.stringify(toErrorEnvelope(e))));
+    const back = fromErrorEnvelope(env);
+    assert.equal(back.code, 'not_found');
+    assert.equal(back.status, 404);
+    assert.deepEqual(back.details, { id: 'w1' });
+    assert.equal(back.retryable, false);
+  });
+
+  it('hides the message of unexpected errors', () => {
+    assert.deepEqual(toErrorEnvelope(new Error('password=hunter2')), { code: 'internal', message: 'internal error', details: {}, retryable: false });
+  });
+
+  it('maps statuses to codes, unknown ones to a sane default', () => {
+    assert.equal(codeOfStatus(503), 'unavailable');
+    assert.equal(codeOfStatus(412), 'conflict');
+    assert.equal(codeOfStatus(418), 'validation');
+    assert.equal(codeOfStatus(599), 'internal');
+  });
+});
