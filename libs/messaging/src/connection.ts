@@ -1,0 +1,107 @@
+import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
+import type { NatsConnection, Status } from '@nats-io/nats-core';
+import { AppError, type Logger } from '@switchyard/platform';
+
+export type { NatsConnection };
+
+export interface ConnectNatsOptions {
+  /** One URL or several (a cluster); `nats://host:port`. */
+  readonly url: string | readonly string[];
+  /** Client name shown by the server (`nats server report connections`); use the app name. */
+  readonly name: string;
+  readonly logger: Logger;
+  /** Extra transport options; they win over the defaults below. */
+  readonly options?: Partial<NodeConnectionOptions>;
+}
+
+/**
+ * Connect to NATS with settings for a long-running service:
+ * - reconnect forever (a broker restart must not kill the process) with jittered waits,
+ * - wait for the first connect a bounded time so a bad URL fails the start fast,
+ * - ping often enough to notice a dead server within ~1 minute.
+ * Status changes (disconnect, reconnect, errors, slow consumers) are logged.
+ * Throws AppError('unavailable') when the first connect fails.
+ */
+export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnection> {
+  const servers = typeof opts.url === 'string' ? [opts.url] : [...opts.url];
+  const log = opts.logger.child({ component: 'nats', client: opts.name });
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers,
+      name: opts.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1_000,
+      reconnectJitter: 500,
+      pingInterval: 20_000,
+      maxPingOut: 3,
+      timeout: 10_000,
+      ...opts.options,
+    });
+  } catch (err) {
+    throw new AppError('unavailable', `cannot connect to NATS at ${servers.join(',')}`, { servers, cause: String(err) });
+  }
+  log.info({ server: nc.getServer() }, 'connected to NATS');
+  void watchStatus(nc, log);
+  return nc;
+}
+
+async function watchStatus(nc: NatsConnection, log: Logger): Promise<void> {
+  try {
+    for await (const s of nc.status()) logStatus(log, s);
+  } catch (err) {
+    log.warn({ err }, 'NATS status watcher stopped');
+  }
+}
+
+function logStatus(log: Logger, s: Status): void {
+  switch (s.type) {
+    case 'disconnect':
+      return log.warn({ server: s.server }, 'NATS disconnected');
+    case 'reconnecting':
+      return log.debug({}, 'NATS reconnecting');
+    case 'reconnect':
+      return log.info({ server: s.server }, 'NATS reconnected');
+    case 'error':
+      return log.error({ err: s.error }, 'NATS error');
+    case 'ldm':
+      return log.warn({ server: s.server }, 'NATS server entering lame duck mode');
+    case 'slowConsumer':
+      return log.warn({ subject: s.sub.getSubject(), pending: s.pending }, 'NATS slow consumer');
+    case 'staleConnection':
+      return log.warn({}, 'NATS connection stale');
+    case 'close':
+      return log.info({}, 'NATS connection closed');
+    default:
+      // ping, cluster updates, forced reconnects: noise at info level.
+      return log.trace({ status: s }, 'NATS status');
+  }
+}
+
+/**
+ * Drain and close: finish in-flight messages and flush publishes before closing,
+ * so a graceful shutdown loses nothing. Falls back to close() when the drain
+ * fails or takes longer than `timeoutMs`. Safe to call twice.
+ */
+export async function closeNats(nc: NatsConnection, opts: { logger?: Logger; timeoutMs?: number } = {}): Promise<void> {
+  if (nc.isClosed()) return;
+  if (nc.isDraining()) {
+    await nc.closed();
+    return;
+  }
+  const timeoutMs = opts.timeoutMs ?? 5_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      nc.drain(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`drain took longer than ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    opts.logger?.warn({ err }, 'NATS drain failed; closing');
+    await nc.close().catch(() => undefined);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,64 @@
+import { JetStreamApiError, StorageType, RetentionPolicy, DiscardPolicy, type JetStreamManager, type StreamInfo, type StreamConfig } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/nats-core';
+import { EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
+import type { Logger } from '@switchyard/platform';
+
+export interface EventsStreamOptions {
+  /** Stream name; default SWITCHYARD_EVENTS. Tests use their own to stay isolated. */
+  readonly name?: string;
+  /** Subjects; default `switchyard.events.>`. */
+  readonly subjects?: readonly string[];
+  /**
+   * How long JetStream remembers Nats-Msg-Id values to drop re-publications.
+   * It must cover the relay's worst restart time; default 10 minutes.
+   */
+  readonly duplicateWindowMs?: number;
+  /** Drop messages older than this (0 = keep forever, the default: the store is the source of truth but replay is useful). */
+  readonly maxAgeMs?: number;
+  readonly maxBytes?: number;
+  readonly logger?: Logger;
+}
+
+/**
+ * Create the JetStream stream for published events, or update it to the wanted
+ * config when it exists (idempotent; safe for every instance to call at start).
+ * File storage so a broker restart keeps the history; limits retention so any
+ * number of consumers can replay independently.
+ */
+export async function ensureEventsStream(jsm: JetStreamManager, opts: EventsStreamOptions = {}): Promise<StreamInfo> {
+  const name = opts.name ?? EVENTS_STREAM;
+  const wanted: Partial<StreamConfig> & { name: string } = {
+    name,
+    subjects: [...(opts.subjects ?? [EVENTS_SUBJECT_WILDCARD])],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    duplicate_window: nanos(opts.duplicateWindowMs ?? 10 * 60_000),
+    max_age: nanos(opts.maxAgeMs ?? 0),
+    max_bytes: opts.maxBytes ?? -1,
+    num_replicas: 1,
+  };
+  let existing: StreamInfo | undefined;
+  try {
+    existing = await jsm.streams.info(name);
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError && err.code === 10059)) throw err; // 10059: stream not found
+  }
+  if (!existing) {
+    const info = await jsm.streams.add(wanted);
+    opts.logger?.info({ stream: name, subjects: wanted.subjects }, 'created JetStream stream');
+    return info;
+  }
+  const c = existing.config;
+  const same =
+    JSON.stringify(c.subjects) === JSON.stringify(wanted.subjects) &&
+    c.duplicate_window === wanted.duplicate_window &&
+    c.max_age === wanted.max_age &&
+    c.max_bytes === wanted.max_bytes;
+  if (same) return existing;
+  // Storage type and retention cannot be changed in place; only update the mutable limits.
+  const { storage: _s, retention: _r, ...mutable } = wanted;
+  const info = await jsm.streams.update(name, mutable);
+  opts.logger?.info({ stream: name }, 'updated JetStream stream config');
+  return info;
+}
