@@ -1,0 +1,163 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { AppError } from '@switchyard/platform';
+import {
+  decideAlerting, dueSilences, evolveAlerting, initialAlertingState, shouldNotify,
+  type AlertingCommand, type AlertingEvent, type AlertingState,
+} from './alerts.js';
+import { alertLabels, defaultAlertRules, fingerprint, type AlertRule } from './rules.js';
+
+// given(events).when(command).then(types) in the style of emmett's DeciderSpecification.
+function given(events: AlertingEvent[]) {
+  const state = events.reduce(evolveAlerting, initialAlertingState);
+  return {
+    state,
+    when(command: AlertingCommand) {
+      return {
+        events: () => decideAlerting(command, state),
+        then(types: string[]) {
+          const out = decideAlerting(command, state);
+          assert.deepEqual(out.map((e) => e.type), types);
+          return out;
+        },
+        thenNothingHappened() {
+          assert.deepEqual(decideAlerting(command, state), []);
+        },
+        thenThrows(code: string) {
+          assert.throws(() => decideAlerting(command, state), (e: unknown) => e instanceof AppError && e.code === code);
+        },
+      };
+    },
+  };
+}
+
+const rule: AlertRule = { id: 'cpu_high', name: 'CPU high', metric: 'cpu', match: {}, comparator: '>', threshold: 80, for_ms: 60_000, severity: 'warning', labels: { team: 'ops' } };
+const series = { host: 'a' };
+const evalAt = (value: number, at: number, r: AlertRule = rule, labels = series): AlertingCommand =>
+  ({ type: 'EvaluateSample', data: { rule: r, labels, value }, metadata: { at } });
+const run = (cmds: AlertingCommand[], start: AlertingState = initialAlertingState) => {
+  let state = start;
+  const all: AlertingEvent[] = [];
+  for (const c of cmds) {
+    const evs = decideAlerting(c, state);
+    all.push(...evs);
+    state = evs.reduce(evolveAlerting, state);
+  }
+  return { state, events: all };
+};
+const fp = fingerprint('cpu_high', { host: 'a', team: 'ops' });
+
+describe('alert fingerprint', () => {
+  it('does not depend on label order and differs per label set', () => {
+    assert.equal(fingerprint('r', { a: '1', b: '2' }), fingerprint('r', { b: '2', a: '1' }));
+    assert.notEqual(fingerprint('r', { a: '1' }), fingerprint('r', { a: '2' }));
+    assert.notEqual(fingerprint('r', { a: '1' }), fingerprint('s', { a: '1' }));
+    assert.match(fingerprint('r', {}), /^[0-9a-f]{16}$/);
+  });
+  it('the default rules are the ones of the issue', () => {
+    const byId = Object.fromEntries(defaultAlertRules.map((r) => [r.id, r]));
+    assert.equal(byId.cpu_high!.threshold, 80);
+    assert.equal(byId.memory_high!.threshold, 85);
+    assert.equal(byId.disk_high!.threshold, 90);
+    assert.equal(byId.response_slow!.threshold, 5000);
+    assert.equal(byId.service_unavailable!.for_ms, 30_000);
+  });
+});
+
+describe('inactive alert', () => {
+  it('a sample under the threshold changes nothing', () => given([]).when(evalAt(50, 0)).thenNothingHappened());
+  it('a breach makes it pending', () => {
+    const [e] = given([]).when(evalAt(95, 1000)).then(['AlertPending']) as Extract<AlertingEvent, { type: 'AlertPending' }>[];
+    assert.equal(e!.data.fingerprint, fp);
+    assert.deepEqual(e!.data.labels, alertLabels(rule, series));
+  });
+  it('with for 0 a breach fires at once', () => { given([]).when(evalAt(95, 0, { ...rule, for_ms: 0 })).then(['AlertPending', 'AlertFiring']); });
+  it('NaN is no data, not a breach', () => given([]).when(evalAt(Number.NaN, 0)).thenNothingHappened());
+  it('cannot be resolved by hand', () =>
+    given([]).when({ type: 'ResolveManually', data: { fingerprint: 'nope', actor: 'ann', reason: 'x' }, metadata: { at: 0 } }).thenThrows('not_found'));
+});
+
+describe('pending alert', () => {
+  const pending = run([evalAt(95, 1000)]).events;
+  it('stays pending before `for` elapsed', () => given(pending).when(evalAt(96, 60_999)).thenNothingHappened());
+  it('fires once `for` elapsed', () => {
+    const [e] = given(pending).when(evalAt(96, 61_000)).then(['AlertFiring']);
+    assert.equal((e as Extract<AlertingEvent, { type: 'AlertFiring' }>).data.pendingSince, 1000);
+    assert.ok(shouldNotify(e!));
+  });
+  it('goes back to inactive when the condition clears', () => {
+    const evs = given(pending).when(evalAt(10, 5000)).then(['AlertPendingCleared']);
+    assert.equal(Object.keys(evs.reduce(evolveAlerting, run([evalAt(95, 1000)]).state).alerts).length, 0);
+  });
+});
+
+describe('firing alert', () => {
+  const firing = run([evalAt(95, 0), evalAt(95, 60_000)]).events;
+  it('deduplicates: more breaches produce nothing', () => given(firing).when(evalAt(99, 120_000)).thenNothingHappened());
+  it('a different label set is a different alert', () => { given(firing).when(evalAt(99, 120_000, rule, { host: 'b' })).then(['AlertPending']); });
+  it('resolves when the condition clears', () => {
+    const [e] = given(firing).when(evalAt(10, 90_000)).then(['AlertResolved']);
+    assert.equal((e as Extract<AlertingEvent, { type: 'AlertResolved' }>).data.how, 'auto');
+    assert.ok(shouldNotify(e!));
+  });
+  it('resolves by hand with who and why', () => {
+    const [e] = given(firing)
+      .when({ type: 'ResolveManually', data: { fingerprint: fp, actor: 'ann', reason: 'known batch job' }, metadata: { at: 70_000 } })
+      .then(['AlertResolved']);
+    const d = (e as Extract<AlertingEvent, { type: 'AlertResolved' }>).data;
+    assert.deepEqual([d.how, d.actor, d.reason, d.firingSince], ['manual', 'ann', 'known batch job', 60_000]);
+  });
+  it('a manual resolve needs a reason', () =>
+    given(firing).when({ type: 'ResolveManually', data: { fingerprint: fp, actor: 'ann', reason: ' ' }, metadata: { at: 1 } }).thenThrows('validation'));
+});
+
+describe('resolved alert', () => {
+  const resolved = run([evalAt(95, 0), evalAt(95, 60_000), evalAt(1, 70_000)]).events;
+  it('cannot be resolved again', () =>
+    given(resolved).when({ type: 'ResolveManually', data: { fingerprint: fp, actor: 'a', reason: 'b' }, metadata: { at: 1 } }).thenThrows('illegal_state'));
+  it('a new breach starts a new pending episode', () => { given(resolved).when(evalAt(95, 80_000)).then(['AlertPending']); });
+});
+
+describe('silences', () => {
+  const silence = (id: string, startsAt: number, endsAt: number, value = 'ops') =>
+    ({ id, matchers: [{ name: 'team', value }], createdBy: 'ann', comment: 'maintenance', startsAt, endsAt });
+  const add = (s: ReturnType<typeof silence>, at: number): AlertingCommand => ({ type: 'AddSilence', data: { silence: s }, metadata: { at } });
+
+  it('a firing alert under a silence does not notify', () => {
+    const { events } = run([add(silence('s1', 0, 1_000_000), 0), evalAt(95, 10), evalAt(95, 60_010)]);
+    assert.deepEqual(events.map((e) => e.type), ['SilenceAdded', 'AlertPending', 'AlertSilenced', 'AlertFiring']);
+    const firing = events.at(-1)!;
+    assert.equal((firing as Extract<AlertingEvent, { type: 'AlertFiring' }>).data.suppressedBy, 's1');
+    assert.equal(shouldNotify(firing), false);
+  });
+  it('a silence that does not match leaves the alert alone', () => {
+    const { events } = run([add(silence('s1', 0, 1_000_000, 'db'), 0), evalAt(95, 10), evalAt(95, 60_010)]);
+    assert.ok(shouldNotify(events.at(-1)!));
+  });
+  it('a regex / negative matcher', () => {
+    const s = { id: 's', matchers: [{ name: 'host', value: 'a|b', isRegex: true }, { name: 'severity', value: 'critical', isEqual: false }], createdBy: 'x', comment: '', startsAt: 0, endsAt: 10 };
+    const { events } = run([add(s, 0), evalAt(95, 1, { ...rule, for_ms: 0 })]);
+    assert.ok(events.some((e) => e.type === 'AlertSilenced'));
+  });
+  it('adding a silence silences active alerts it matches', () => {
+    const firing = run([evalAt(95, 0), evalAt(95, 60_000)]).events;
+    given(firing).when(add(silence('s1', 60_000, 120_000), 61_000)).then(['SilenceAdded', 'AlertSilenced']);
+  });
+  it('a silence outside its time range does not suppress', () => {
+    const { events } = run([add(silence('s1', 500_000, 600_000), 0), evalAt(95, 10, { ...rule, for_ms: 0 })]);
+    assert.ok(shouldNotify(events.at(-1)!));
+  });
+  it('expiring the silence of a firing alert notifies it (unsilenced)', () => {
+    const { events, state } = run([add(silence('s1', 0, 100_000), 0), evalAt(95, 10, { ...rule, for_ms: 0 })]);
+    assert.deepEqual(dueSilences(state, 100_000), ['s1']);
+    const out = given(events).when({ type: 'ExpireSilence', data: { silenceId: 's1', actor: 'monitor' }, metadata: { at: 100_000 } })
+      .then(['SilenceExpired', 'AlertUnsilenced']);
+    assert.ok(shouldNotify(out[1]!));
+  });
+  it('rejects a silence without matchers, a duplicate id, an unknown expiry', () => {
+    given([]).when(add({ ...silence('s', 0, 1), matchers: [] }, 0)).thenThrows('validation');
+    const added = run([add(silence('s', 0, 10), 0)]).events;
+    given(added).when(add(silence('s', 0, 10), 0)).thenThrows('conflict');
+    given([]).when({ type: 'ExpireSilence', data: { silenceId: 'zz', actor: 'a' }, metadata: { at: 0 } }).thenThrows('not_found');
+  });
+});

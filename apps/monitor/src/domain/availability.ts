@@ -1,0 +1,89 @@
+import type { ServiceStatus } from './health.js';
+
+/**
+ * Availability math over recorded status intervals (pure). Time observed as `unknown`
+ * (before the first probe, or a gap) is left out of the denominator; `degraded` counts as
+ * available unless `degradedCountsAsDown` is set.
+ */
+export interface StatusInterval {
+  readonly status: ServiceStatus;
+  readonly start: number; // epoch ms
+  readonly end: number | null; // null = still open (ends at `now`)
+}
+
+export interface Incident {
+  readonly start: number;
+  readonly end: number | null; // null = ongoing
+  readonly durationMs: number; // up to `now` when ongoing, clipped to the window
+}
+
+export interface WindowAvailability {
+  readonly window: string;
+  readonly windowMs: number;
+  readonly observedMs: number;
+  readonly downMs: number;
+  /** Percentage 0..100, or null when nothing was observed in the window. */
+  readonly uptimePercent: number | null;
+  readonly incidents: readonly Incident[];
+  /** Mean time to recovery over incidents that both started and ended in the window; null without any. */
+  readonly mttrMs: number | null;
+  readonly slaTargetPercent: number;
+  /** Null when nothing was observed. */
+  readonly slaMet: boolean | null;
+}
+
+export const availabilityWindows = { '1h': 3_600_000, '24h': 86_400_000, '7d': 604_800_000, '30d': 2_592_000_000 } as const;
+export type AvailabilityWindow = keyof typeof availabilityWindows;
+
+export interface AvailabilityOptions {
+  readonly now: number;
+  readonly slaTargetPercent?: number; // default 99.9
+  readonly degradedCountsAsDown?: boolean;
+}
+
+const clip = (s: number, e: number, from: number, to: number): number => Math.max(0, Math.min(e, to) - Math.max(s, from));
+
+/** Availability over one window ending at `now`. */
+export function availabilityOver(intervals: readonly StatusInterval[], windowName: string, windowMs: number, opts: AvailabilityOptions): WindowAvailability {
+  const { now } = opts;
+  const from = now - windowMs;
+  const target = opts.slaTargetPercent ?? 99.9;
+  const isDown = (s: ServiceStatus) => s === 'down' || (opts.degradedCountsAsDown === true && s === 'degraded');
+  const sorted = [...intervals].sort((a, b) => a.start - b.start);
+  let observedMs = 0;
+  let downMs = 0;
+  // Adjacent down intervals (e.g. down -> down after a restart) form one incident.
+  const incidents: { start: number; end: number | null }[] = [];
+  for (const iv of sorted) {
+    const end = iv.end ?? now;
+    if (iv.status === 'unknown') continue;
+    const inWindow = clip(iv.start, end, from, now);
+    if (isDown(iv.status)) {
+      const last = incidents[incidents.length - 1];
+      if (last && last.end !== null && last.end >= iv.start) last.end = iv.end;
+      else incidents.push({ start: iv.start, end: iv.end });
+    }
+    if (inWindow === 0) continue;
+    observedMs += inWindow;
+    if (isDown(iv.status)) downMs += inWindow;
+  }
+  const inWindow = incidents
+    .filter((i) => (i.end ?? now) > from && i.start < now)
+    .map((i) => ({ start: i.start, end: i.end, durationMs: clip(i.start, i.end ?? now, from, now) }));
+  const repaired = incidents.filter((i) => i.end !== null && i.start >= from && i.end <= now);
+  const mttrMs = repaired.length ? repaired.reduce((s, i) => s + (i.end! - i.start), 0) / repaired.length : null;
+  const uptimePercent = observedMs > 0 ? ((observedMs - downMs) / observedMs) * 100 : null;
+  return {
+    window: windowName, windowMs, observedMs, downMs, uptimePercent, incidents: inWindow, mttrMs,
+    slaTargetPercent: target, slaMet: uptimePercent === null ? null : uptimePercent >= target,
+  };
+}
+
+/** Availability for the standard windows 1h / 24h / 7d / 30d. */
+export function availabilityReport(intervals: readonly StatusInterval[], opts: AvailabilityOptions): Record<AvailabilityWindow, WindowAvailability> {
+  const out = {} as Record<AvailabilityWindow, WindowAvailability>;
+  for (const [name, ms] of Object.entries(availabilityWindows) as [AvailabilityWindow, number][]) {
+    out[name] = availabilityOver(intervals, name, ms, opts);
+  }
+  return out;
+}

@@ -1,0 +1,116 @@
+import { z } from 'zod';
+
+/** Labels of a series or an alert: flat string map (Prometheus style). */
+export type Labels = Readonly<Record<string, string>>;
+
+export const comparatorSchema = z.enum(['>', '>=', '<', '<=', '==', '!=']);
+export type Comparator = z.infer<typeof comparatorSchema>;
+
+export const severitySchema = z.enum(['info', 'warning', 'critical']);
+export type Severity = z.infer<typeof severitySchema>;
+
+/**
+ * An alert rule. `metric` names the series it watches, `match` narrows it to series whose
+ * labels contain these pairs (e.g. `{ cpu: 'total' }`), `labels` are extra labels stamped on
+ * the alert (like Prometheus rule labels). The condition must hold for `for_ms` before firing.
+ */
+export const alertRuleSchema = z.object({
+  id: z.string().min(1).regex(/^[a-z0-9_.-]+$/i, 'rule id: letters, digits, _ . -'),
+  name: z.string().min(1),
+  metric: z.string().min(1),
+  match: z.record(z.string(), z.string()).default({}),
+  comparator: comparatorSchema,
+  threshold: z.number().finite(),
+  for_ms: z.number().int().min(0),
+  severity: severitySchema,
+  labels: z.record(z.string(), z.string()).default({}),
+});
+export type AlertRule = z.infer<typeof alertRuleSchema>;
+
+/** Metric names the sampler and the probes emit; rules refer to these. */
+export const metricNames = {
+  cpuPercent: 'system_cpu_usage_percent',
+  memoryPercent: 'system_memory_used_percent',
+  memoryUsedBytes: 'system_memory_used_bytes',
+  memoryTotalBytes: 'system_memory_total_bytes',
+  diskPercent: 'system_disk_used_percent',
+  diskUsedBytes: 'system_disk_used_bytes',
+  diskSizeBytes: 'system_disk_size_bytes',
+  netRxRate: 'system_network_rx_bytes_per_second',
+  netTxRate: 'system_network_tx_bytes_per_second',
+  processCpuPercent: 'process_cpu_percent',
+  processRssBytes: 'process_rss_bytes',
+  processHeapUsedBytes: 'process_heap_used_bytes',
+  processHeapTotalBytes: 'process_heap_total_bytes',
+  processEventLoopLagP99Ms: 'process_event_loop_lag_p99_ms',
+  processEventLoopLagMeanMs: 'process_event_loop_lag_mean_ms',
+  probeResponseMs: 'probe_response_ms',
+  probeUp: 'probe_up',
+  serviceUp: 'service_up',
+} as const;
+
+/**
+ * The default rules from the issue: cpu > 80 %, memory > 85 %, disk > 90 %, response time
+ * > 5 s, service unavailable for 30 s. The `for` of the resource rules is ours: a short
+ * spike is normal on a shared machine, a sustained one is worth a page.
+ */
+export const defaultAlertRules: readonly AlertRule[] = [
+  { id: 'cpu_high', name: 'CPU usage high', metric: metricNames.cpuPercent, match: { cpu: 'total' }, comparator: '>', threshold: 80, for_ms: 120_000, severity: 'warning', labels: {} },
+  { id: 'memory_high', name: 'Memory usage high', metric: metricNames.memoryPercent, match: {}, comparator: '>', threshold: 85, for_ms: 120_000, severity: 'warning', labels: {} },
+  { id: 'disk_high', name: 'Disk usage high', metric: metricNames.diskPercent, match: {}, comparator: '>', threshold: 90, for_ms: 300_000, severity: 'critical', labels: {} },
+  { id: 'response_slow', name: 'Response time above 5 s', metric: metricNames.probeResponseMs, match: {}, comparator: '>', threshold: 5_000, for_ms: 60_000, severity: 'warning', labels: {} },
+  { id: 'service_unavailable', name: 'Service unavailable', metric: metricNames.serviceUp, match: {}, comparator: '<', threshold: 1, for_ms: 30_000, severity: 'critical', labels: {} },
+];
+
+export function compare(value: number, comparator: Comparator, threshold: number): boolean {
+  switch (comparator) {
+    case '>': return value > threshold;
+    case '>=': return value >= threshold;
+    case '<': return value < threshold;
+    case '<=': return value <= threshold;
+    case '==': return value === threshold;
+    case '!=': return value !== threshold;
+    default: {
+      const never: never = comparator;
+      throw new Error(`unknown comparator ${String(never)}`);
+    }
+  }
+}
+
+/** True when the series labels contain every pair of the rule's `match`. */
+export function ruleMatches(rule: Pick<AlertRule, 'metric' | 'match'>, metric: string, labels: Labels): boolean {
+  if (rule.metric !== metric) return false;
+  return Object.entries(rule.match).every(([k, v]) => labels[k] === v);
+}
+
+/** Labels sorted by name, so equal label sets serialise equally. */
+export function sortLabels(labels: Labels): Labels {
+  return Object.fromEntries(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** `rule{a="1",b="2"}`: the canonical text an alert is deduplicated on. */
+export function canonicalKey(ruleId: string, labels: Labels): string {
+  const body = Object.entries(sortLabels(labels)).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',');
+  return `${ruleId}{${body}}`;
+}
+
+/**
+ * Alert fingerprint: FNV-1a 64 of the canonical key (rule id + sorted labels), 16 hex chars.
+ * Written by hand (a dozen lines) so the domain stays free of node:crypto.
+ */
+export function fingerprint(ruleId: string, labels: Labels): string {
+  const text = canonicalKey(ruleId, labels);
+  let h = 0xcbf29ce484222325n;
+  const prime = 0x100000001b3n;
+  const mask = 0xffffffffffffffffn;
+  for (let i = 0; i < text.length; i++) {
+    h ^= BigInt(text.charCodeAt(i));
+    h = (h * prime) & mask;
+  }
+  return h.toString(16).padStart(16, '0');
+}
+
+/** Alert labels = series labels + rule labels + `alertname`/`rule_id`/`severity` (rule wins). */
+export function alertLabels(rule: AlertRule, seriesLabels: Labels): Labels {
+  return sortLabels({ ...seriesLabels, ...rule.labels, alertname: rule.name, rule_id: rule.id, severity: rule.severity });
+}
