@@ -1,0 +1,93 @@
+import type { EventStore, RecordedEvent } from '@switchyard/event-store';
+import { toEventJson, type EventsPage, type EventsQuery } from './schemas.js';
+
+/** Most events one request examines when the gateway filters (time, or type on a stream) before it returns a short page. */
+export const SCAN_CAP = 10_000;
+
+type Cursor = { after: number } | { from_revision: number };
+
+/**
+ * Read one page of the event log for GET /api/v1/events.
+ * 1. $all: the store filters type and stream prefix; stream: the gateway filters type.
+ * 2. since/until are applied here (the port has no time filter), reading batches
+ *    until the page is full, the log ends, or SCAN_CAP events were examined.
+ * 3. `next` points just past the last examined event; null when the log ended.
+ */
+export async function readEventsPage(store: EventStore, q: EventsQuery, basePath: string): Promise<EventsPage> {
+  const onStream = q.stream !== undefined;
+  const types = q.type && q.type.length > 0 ? new Set(q.type) : undefined;
+  const filtersHere = q.since !== undefined || q.until !== undefined || (onStream && types !== undefined);
+  const batchSize = filtersHere ? Math.min(1000, Math.max(q.limit, 250)) : q.limit;
+  const matches = (e: RecordedEvent) =>
+    (!onStream || !types || types.has(e.type)) &&
+    (!q.since || e.recordedAt >= q.since) &&
+    (!q.until || e.recordedAt <= q.until);
+
+  let cursor: Cursor | undefined = onStream
+    ? q.from_revision !== undefined ? { from_revision: q.from_revision } : undefined
+    : q.after !== undefined ? { after: q.after } : undefined;
+  const out: RecordedEvent[] = [];
+  let scanned = 0;
+  let ended = false;
+
+  while (out.length < q.limit && scanned < SCAN_CAP && !ended) {
+    const batch = await readBatch(store, q, cursor, batchSize, types);
+    let examined = 0;
+    for (const e of batch) {
+      examined++;
+      cursor = after(e, q);
+      if (matches(e)) out.push(e);
+      if (out.length === q.limit) break;
+    }
+    scanned += examined;
+    // A short batch read to its end means the log has no more; a stream read backwards also ends at revision 0.
+    ended = (batch.length < batchSize && examined === batch.length) || (cursor !== undefined && 'from_revision' in cursor && cursor.from_revision < 0);
+  }
+  return {
+    events: out.map(toEventJson),
+    next: ended || cursor === undefined ? null : { ...cursor, href: nextHref(basePath, q, cursor) },
+  };
+}
+
+function readBatch(
+  store: EventStore,
+  q: EventsQuery,
+  cursor: Cursor | undefined,
+  maxCount: number,
+  types: Set<string> | undefined,
+): Promise<RecordedEvent[]> {
+  if (q.stream !== undefined) {
+    return store.readStream(q.stream, {
+      direction: q.direction,
+      maxCount,
+      ...(cursor && 'from_revision' in cursor ? { fromRevision: cursor.from_revision } : {}),
+    });
+  }
+  return store.readAll({
+    direction: q.direction,
+    maxCount,
+    ...(cursor && 'after' in cursor ? { after: cursor.after } : {}),
+    ...(types ? { types: [...types] } : {}),
+    ...(q.stream_prefix && q.stream_prefix.length > 0 ? { streamPrefixes: q.stream_prefix } : {}),
+  });
+}
+
+/** The cursor just past an event in the read's direction. */
+function after(e: RecordedEvent, q: EventsQuery): Cursor {
+  if (q.stream === undefined) return { after: e.position };
+  return { from_revision: q.direction === 'backwards' ? e.revision - 1 : e.revision + 1 };
+}
+
+function nextHref(basePath: string, q: EventsQuery, cursor: Cursor): string {
+  const p = new URLSearchParams();
+  if (q.stream !== undefined) p.set('stream', q.stream);
+  if ('after' in cursor) p.set('after', String(cursor.after));
+  else p.set('from_revision', String(cursor.from_revision));
+  p.set('limit', String(q.limit));
+  p.set('direction', q.direction);
+  if (q.type?.length) p.set('type', q.type.join(','));
+  if (q.stream_prefix?.length) p.set('stream_prefix', q.stream_prefix.join(','));
+  if (q.since) p.set('since', q.since.toISOString());
+  if (q.until) p.set('until', q.until.toISOString());
+  return `${basePath}?${p.toString()}`;
+}

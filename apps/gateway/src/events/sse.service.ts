@@ -1,0 +1,97 @@
+import { once } from 'node:events';
+import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
+import type { Response } from 'express';
+import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
+import type { Logger } from '@switchyard/platform';
+import { EVENT_STORE, GATEWAY_OPTIONS, LOGGER, type ResolvedGatewayOptions } from '../tokens.js';
+import { toEventJson } from './schemas.js';
+
+export interface LiveStreamRequest {
+  /** Exclusive position to resume after. */
+  readonly from: number;
+  readonly types?: readonly string[];
+  readonly streamPrefixes?: readonly string[];
+  readonly correlationId: string;
+}
+
+/** One SSE message per event: `id` is the global position, so Last-Event-ID resumes exactly. */
+export function sseFrame(e: RecordedEvent): string {
+  return `id: ${e.position}\ndata: ${JSON.stringify(toEventJson(e))}\n\n`;
+}
+
+/**
+ * Serves the live event feed as Server-Sent Events. Each connection owns one
+ * catch-up subscription, closed when the client goes or the gateway shuts down.
+ */
+@Injectable()
+export class LiveEventsService implements BeforeApplicationShutdown {
+  private readonly open = new Set<() => Promise<void>>();
+
+  constructor(
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  /** Number of SSE clients connected now. */
+  get connections(): number {
+    return this.open.size;
+  }
+
+  /** Stream events to `res` until the client disconnects or the gateway closes. */
+  async serve(res: Response, req: LiveStreamRequest): Promise<void> {
+    const log = this.logger.child({ correlationId: req.correlationId, component: 'sse' });
+    // 1. Headers now, so the client sees the stream is open before the first event.
+    res.status(200);
+    res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+    res.setHeader('cache-control', 'no-cache, no-transform');
+    res.setHeader('connection', 'keep-alive');
+    res.setHeader('x-accel-buffering', 'no'); // proxies must not buffer the stream
+    res.flushHeaders();
+    res.write(`retry: 3000\n: resuming after ${req.from}\n\n`);
+
+    // 2. Subscribe from the resume point; the store delivers history then live events, no gap.
+    const sub: AllSubscription = this.store.subscribeToAll({
+      from: req.from,
+      ...(req.types?.length ? { types: req.types } : {}),
+      ...(req.streamPrefixes?.length ? { streamPrefixes: req.streamPrefixes } : {}),
+    });
+    let closed = false;
+    const stop = async () => {
+      if (closed) return;
+      closed = true;
+      clearInterval(heartbeat);
+      this.open.delete(stop);
+      await sub.close().catch((err: unknown) => log.warn({ err }, 'closing the subscription failed'));
+      if (!res.writableEnded) res.end();
+    };
+    this.open.add(stop);
+    // 3. Comments keep idle connections from being cut by proxies and let clients notice a dead link.
+    const heartbeat = setInterval(() => {
+      if (!closed) res.write(': heartbeat\n\n');
+    }, this.options.sseHeartbeatMs);
+    // 4. The client went away: end the subscription so the store stops working for nobody.
+    res.on('close', () => void stop());
+    log.debug({ from: req.from }, 'sse client connected');
+
+    try {
+      for await (const event of sub) {
+        if (closed) break;
+        if (!res.write(sseFrame(event))) {
+          // Slow client: wait for the socket to drain (or close) before reading on.
+          await Promise.race([once(res, 'drain'), once(res, 'close')]);
+        }
+      }
+    } catch (err) {
+      if (!closed) log.error({ err }, 'event subscription failed; ending the stream');
+    } finally {
+      await stop();
+      log.debug({}, 'sse client disconnected');
+    }
+  }
+
+  /** Before the HTTP server closes: end every open stream, or close() would wait for them. */
+  async beforeApplicationShutdown(): Promise<void> {
+    await Promise.all([...this.open].map((stop) => stop()));
+  }
+}

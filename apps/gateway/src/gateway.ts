@@ -1,0 +1,75 @@
+import 'reflect-metadata';
+import type { AddressInfo } from 'node:net';
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import express from 'express';
+import { correlationMiddleware, rebindContextMiddleware } from './http/context.js';
+import { httpLogger, NestPinoLogger } from './http/logging.js';
+import { problemErrorMiddleware } from './http/problem-filter.js';
+import { GatewayModule } from './gateway.module.js';
+import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
+import { OpenApiRegistry } from './openapi/registry.js';
+import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
+
+/** A gateway built and initialised, not yet listening. */
+export interface Gateway {
+  readonly app: INestApplication;
+  /** The OpenAPI registry, for routes served outside Nest controllers. */
+  readonly openapi: OpenApiRegistry;
+  /** Listen (defaults: GATEWAY_PORT, GATEWAY_HOST; port 0 picks a free one) and say where. */
+  listen(port?: number, host?: string): Promise<{ port: number; url: string }>;
+  /** Stop serving: ends SSE streams, closes the HTTP server. The deps stay open (the host owns them). Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Build the HTTP gateway inside the calling process.
+ * 1. Express middleware before Nest's routes, in this order: correlation id, request
+ *    log, docs assets, JSON body parser (size limit), problem+json for what failed so
+ *    far, then the request context again (the body parser loses it).
+ * 2. Nest routes: health, events, docs and every feature module's controllers; all
+ *    errors pass through ProblemFilter.
+ */
+export async function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Promise<Gateway> {
+  const resolved = resolveOptions(options);
+  const logger = deps.logger.child({ component: 'gateway' });
+  const server = express();
+  server.disable('x-powered-by');
+
+  const app = await NestFactory.create(
+    GatewayModule.forRoot({ ...deps, logger }, resolved, options.modules ?? []),
+    new ExpressAdapter(server),
+    {
+      bodyParser: false, // ours below, so its errors become problems and its limit is ours
+      logger: new NestPinoLogger(logger),
+      forceCloseConnections: true, // close() must not wait for idle keep-alive sockets
+      abortOnError: false, // a DI error must reject, not abort the host process
+    },
+  );
+  app.use(correlationMiddleware);
+  app.use(httpLogger(logger));
+  app.use(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' }));
+  app.use(express.json({ limit: resolved.bodyLimit, type: ['application/json', 'application/*+json'] }));
+  app.use(problemErrorMiddleware(logger));
+  app.use(rebindContextMiddleware);
+  await app.init();
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    openapi: app.get(OpenApiRegistry),
+    async listen(port = deps.config.GATEWAY_PORT, host = deps.config.GATEWAY_HOST) {
+      await app.listen(port, host);
+      const address = app.getHttpServer().address() as AddressInfo;
+      const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+      const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`;
+      logger.info({ port: address.port, host }, 'gateway listening');
+      return { port: address.port, url };
+    },
+    close() {
+      closing ??= app.close();
+      return closing;
+    },
+  };
+}

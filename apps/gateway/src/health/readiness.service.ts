@@ -1,0 +1,97 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Pool } from 'pg';
+import type { EventStore } from '@switchyard/event-store';
+import {
+  EVENT_STORE,
+  GATEWAY_OPTIONS,
+  NATS_CONNECTION,
+  PG_POOL,
+  READINESS_EXTRA,
+  type ReadinessProbe,
+  type ResolvedGatewayOptions,
+} from '../tokens.js';
+
+export interface CheckResult {
+  readonly status: 'up' | 'down';
+  readonly durationMs: number;
+  readonly error?: string;
+}
+
+export interface ReadinessReport {
+  readonly ready: boolean;
+  readonly checks: Record<string, CheckResult>;
+  /** Names of the failed checks. */
+  readonly failed: string[];
+}
+
+class ProbeTimeout extends Error {
+  constructor(ms: number) {
+    super(`no answer within ${ms} ms`);
+  }
+}
+
+/** Reject when `work` has not settled within `ms` (the work itself cannot be cancelled; its late result is ignored). */
+async function within<T>(work: () => Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ProbeTimeout(ms)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs the readiness probes in parallel, each bounded by a timeout: Postgres
+ * `select 1`, a NATS round trip, the event store's ping, plus any extra probe
+ * the host or a feature module registered.
+ */
+@Injectable()
+export class ReadinessService {
+  private readonly probes = new Map<string, ReadinessProbe>();
+
+  constructor(
+    @Inject(PG_POOL) pool: Pool,
+    @Inject(NATS_CONNECTION) nats: NatsConnection,
+    @Inject(EVENT_STORE) store: EventStore,
+    @Inject(READINESS_EXTRA) extra: Readonly<Record<string, ReadinessProbe>>,
+    @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
+  ) {
+    this.register('postgres', () => pool.query('select 1'));
+    this.register('nats', async () => {
+      // rtt() on a closed connection rejects; while reconnecting it waits, hence the timeout.
+      if (nats.isClosed()) throw new Error('connection closed');
+      await nats.rtt();
+    });
+    this.register('eventStore', () => store.ping());
+    for (const [name, probe] of Object.entries(extra)) this.register(name, probe);
+  }
+
+  /** Add (or replace) a probe: feature modules inject this service and call it from their constructor. */
+  register(name: string, probe: ReadinessProbe): void {
+    this.probes.set(name, probe);
+  }
+
+  async check(): Promise<ReadinessReport> {
+    const entries = await Promise.all(
+      [...this.probes].map(async ([name, probe]): Promise<[string, CheckResult]> => {
+        const started = performance.now();
+        try {
+          await within(probe, this.options.readinessTimeoutMs);
+          return [name, { status: 'up', durationMs: Math.round(performance.now() - started) }];
+        } catch (err) {
+          const message = err instanceof Error ? err.message : String(err);
+          return [name, { status: 'down', durationMs: Math.round(performance.now() - started), error: message.slice(0, 200) }];
+        }
+      }),
+    );
+    const checks = Object.fromEntries(entries);
+    const failed = entries.filter(([, r]) => r.status === 'down').map(([n]) => n);
+    return { ready: failed.length === 0, checks, failed };
+  }
+}

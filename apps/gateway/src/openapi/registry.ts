@@ -1,0 +1,200 @@
+import 'reflect-metadata';
+import { Inject, Injectable, SetMetadata } from '@nestjs/common';
+import { z } from 'zod';
+import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../tokens.js';
+import { PROBLEM_CONTENT_TYPE } from '../http/problem.js';
+import type { RequestSchemas } from '../http/validation.js';
+
+export const API_ROUTE = 'switchyard:gateway:api-route';
+
+export type HttpMethod = 'get' | 'post' | 'put' | 'patch' | 'delete' | 'options' | 'head';
+
+/** What a route says about itself beyond its request schemas (those come from @ZodBody/@ZodQuery/@ZodParams). */
+export interface RouteDoc {
+  readonly summary?: string;
+  readonly description?: string;
+  readonly tags?: readonly string[];
+  readonly operationId?: string;
+  /** The success answer. */
+  readonly response?: {
+    readonly status?: number;
+    readonly description?: string;
+    readonly schema?: z.ZodType;
+    /** Default application/json. */
+    readonly contentType?: string;
+    readonly example?: unknown;
+  };
+  /** Error statuses this route answers with problem+json (400 and 500 are added by themselves). */
+  readonly errors?: readonly number[];
+  /** Role a caller will need once authorization exists (placeholder, documented as `x-required-role`, not enforced). */
+  readonly role?: string;
+  /** Leave the route out of the document. */
+  readonly hidden?: boolean;
+}
+
+/** Method decorator documenting a Nest route: `@Get('x') @ApiRoute({ summary, response: { schema } })`. */
+export const ApiRoute = (doc: RouteDoc): MethodDecorator => SetMetadata(API_ROUTE, doc);
+
+/** One documented route. `path` uses OpenAPI templating: `/workflows/{id}`. */
+export interface RouteSpec {
+  readonly method: HttpMethod;
+  readonly path: string;
+  readonly request?: RequestSchemas;
+  readonly doc?: RouteDoc;
+}
+
+type JsonSchema = Record<string, unknown>;
+export type OpenApiDocument = {
+  openapi: '3.1.0';
+  info: { title: string; version: string; description: string };
+  paths: Record<string, Record<string, unknown>>;
+  components: { schemas: Record<string, JsonSchema> };
+};
+
+const fieldErrorSchema = z.object({
+  path: z.string().describe('Dotted path of the bad field, e.g. `limit` or `items.0.name`'),
+  message: z.string(),
+  code: z.string(),
+  in: z.enum(['body', 'query', 'params', 'headers']).optional(),
+});
+
+/** The RFC 9457 problem document every error answer carries. */
+export const problemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    instance: z.string(),
+    code: z.string().describe('Stable error code: validation, not_found, illegal_state, conflict, unavailable, ...'),
+    correlationId: z.string(),
+    retryable: z.boolean().optional(),
+    errors: z.array(fieldErrorSchema).optional(),
+  })
+  .catchall(z.unknown());
+
+/** A zod schema as JSON Schema 2020-12 (the dialect of OpenAPI 3.1). */
+export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
+  const js = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as JsonSchema;
+  delete js.$schema;
+  return js;
+}
+
+const problemResponse = (description: string) => ({
+  description,
+  content: { [PROBLEM_CONTENT_TYPE]: { schema: { $ref: '#/components/schemas/Problem' } } },
+});
+
+const statusText: Record<number, string> = {
+  400: 'Invalid request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not found',
+  409: 'Illegal state',
+  412: 'Conflict: the expected revision did not match',
+  413: 'Payload too large',
+  500: 'Internal error',
+  503: 'Unavailable',
+};
+
+/**
+ * The OpenAPI registry. Every controller route is registered into it at start (by
+ * OpenApiExplorer, from Nest's route metadata and the zod decorators), so new
+ * endpoints appear in /docs/openapi.json with no extra step. Routes served outside
+ * Nest controllers can be registered by hand.
+ */
+@Injectable()
+export class OpenApiRegistry {
+  private readonly specs = new Map<string, RouteSpec>();
+  private cached: OpenApiDocument | undefined;
+
+  constructor(@Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions) {}
+
+  /** Add or replace (same method and path) a route. */
+  register(spec: RouteSpec): void {
+    this.specs.set(`${spec.method} ${spec.path}`, spec);
+    this.cached = undefined;
+  }
+
+  routes(): RouteSpec[] {
+    return [...this.specs.values()];
+  }
+
+  /** The OpenAPI 3.1 document of every registered, non-hidden route. */
+  document(): OpenApiDocument {
+    this.cached ??= this.build();
+    return this.cached;
+  }
+
+  private build(): OpenApiDocument {
+    const paths: OpenApiDocument['paths'] = {};
+    const specs = this.routes()
+      .filter((s) => !s.doc?.hidden)
+      .sort((a, b) => a.path.localeCompare(b.path) || a.method.localeCompare(b.method));
+    for (const spec of specs) {
+      (paths[spec.path] ??= {})[spec.method] = operation(spec);
+    }
+    return {
+      openapi: '3.1.0',
+      info: { ...this.options.openapi },
+      paths,
+      components: { schemas: { Problem: jsonSchemaOf(problemSchema, 'output') } },
+    };
+  }
+}
+
+function parametersOf(schema: z.ZodType | undefined, where: 'query' | 'path'): unknown[] {
+  if (!schema) return [];
+  const js = jsonSchemaOf(schema, 'input');
+  const props = (js.properties ?? {}) as Record<string, JsonSchema>;
+  const required = new Set((js.required ?? []) as string[]);
+  return Object.entries(props).map(([name, prop]) => {
+    const { description, ...rest } = prop;
+    return {
+      name,
+      in: where,
+      required: where === 'path' || required.has(name),
+      ...(typeof description === 'string' ? { description } : {}),
+      schema: rest,
+    };
+  });
+}
+
+function operation(spec: RouteSpec): Record<string, unknown> {
+  const { doc = {}, request = {} } = spec;
+  const success = doc.response ?? {};
+  const contentType = success.contentType ?? 'application/json';
+  const responses: Record<string, unknown> = {
+    [String(success.status ?? (spec.method === 'post' ? 201 : 200))]: {
+      description: success.description ?? 'Success',
+      ...(success.schema || success.example !== undefined
+        ? {
+            content: {
+              [contentType]: {
+                ...(success.schema ? { schema: jsonSchemaOf(success.schema, 'output') } : {}),
+                ...(success.example !== undefined ? { example: success.example } : {}),
+              },
+            },
+          }
+        : {}),
+    },
+  };
+  const errorStatuses = new Set<number>([...(doc.errors ?? []), 500]);
+  if (request.body || request.query || request.params) errorStatuses.add(400);
+  for (const status of [...errorStatuses].sort()) {
+    responses[String(status)] = problemResponse(statusText[status] ?? 'Error');
+  }
+  const parameters = [...parametersOf(request.params, 'path'), ...parametersOf(request.query, 'query')];
+  return {
+    ...(doc.operationId ? { operationId: doc.operationId } : {}),
+    ...(doc.summary ? { summary: doc.summary } : {}),
+    ...(doc.description ? { description: doc.description } : {}),
+    ...(doc.tags ? { tags: [...doc.tags] } : {}),
+    ...(parameters.length ? { parameters } : {}),
+    ...(request.body
+      ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchemaOf(request.body, 'input') } } } }
+      : {}),
+    responses,
+    'x-required-role': doc.role ?? null,
+  };
+}

@@ -1,0 +1,73 @@
+import type { DynamicModule, ForwardReference, Type } from '@nestjs/common';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Pool } from 'pg';
+import type { EventStore } from '@switchyard/event-store';
+import type { Config, Logger } from '@switchyard/platform';
+
+/**
+ * Nest DI tokens for what the host process hands to the gateway. Feature modules
+ * inject them with `@Inject(EVENT_STORE)` etc.; the core module is global, so a
+ * feature module needs no import to see them.
+ */
+export const EVENT_STORE = Symbol.for('switchyard.gateway.eventStore');
+export const PG_POOL = Symbol.for('switchyard.gateway.pgPool');
+export const NATS_CONNECTION = Symbol.for('switchyard.gateway.nats');
+export const LOGGER = Symbol.for('switchyard.gateway.logger');
+export const GATEWAY_CONFIG = Symbol.for('switchyard.gateway.config');
+export const GATEWAY_OPTIONS = Symbol.for('switchyard.gateway.options');
+/** The host's extra readiness probes (GatewayDeps.readiness), by name. */
+export const READINESS_EXTRA = Symbol.for('switchyard.gateway.readinessExtra');
+
+/** The part of the process config the gateway reads. A full `Config` fits. */
+export type GatewayConfig = Pick<Config, 'GATEWAY_PORT' | 'GATEWAY_HOST'>;
+
+/** One extra readiness probe: resolves when the dependency is usable, rejects (or times out) when not. */
+export type ReadinessProbe = () => Promise<unknown>;
+
+/** What the host process owns and lends to the gateway. `close()` on the gateway does not close them. */
+export interface GatewayDeps {
+  readonly eventStore: EventStore;
+  readonly pgPool: Pool;
+  readonly nats: NatsConnection;
+  readonly logger: Logger;
+  readonly config: GatewayConfig;
+  /** Extra /readyz checks by name, next to the built-in `postgres`, `nats` and `eventStore`. */
+  readonly readiness?: Readonly<Record<string, ReadinessProbe>>;
+}
+
+/** A Nest module a feature plugs in: a class, a `forRoot()` result or a forward reference. */
+export type FeatureModule = Type<unknown> | DynamicModule | Promise<DynamicModule> | ForwardReference;
+
+export interface GatewayOptions {
+  /** Feature modules (controllers, providers). Their routes are validated and documented like the built-in ones. */
+  readonly modules?: readonly FeatureModule[];
+  /** Largest accepted JSON body (a bytes string such as '1mb' or a number of bytes). Default '1mb'. */
+  readonly bodyLimit?: string | number;
+  /** Interval of SSE heartbeat comments. Default 15 000 ms. */
+  readonly sseHeartbeatMs?: number;
+  /** Each readiness probe fails when it takes longer than this. Default 2 000 ms. */
+  readonly readinessTimeoutMs?: number;
+  /** The `info` block of the OpenAPI document. */
+  readonly openapi?: { readonly title?: string; readonly version?: string; readonly description?: string };
+}
+
+/** Options after defaults, as injected under GATEWAY_OPTIONS. */
+export interface ResolvedGatewayOptions {
+  readonly bodyLimit: string | number;
+  readonly sseHeartbeatMs: number;
+  readonly readinessTimeoutMs: number;
+  readonly openapi: { readonly title: string; readonly version: string; readonly description: string };
+}
+
+export function resolveOptions(o: GatewayOptions = {}): ResolvedGatewayOptions {
+  return {
+    bodyLimit: o.bodyLimit ?? '1mb',
+    sseHeartbeatMs: o.sseHeartbeatMs ?? 15_000,
+    readinessTimeoutMs: o.readinessTimeoutMs ?? 2_000,
+    openapi: {
+      title: o.openapi?.title ?? 'Switchyard API',
+      version: o.openapi?.version ?? '0.1.0',
+      description: o.openapi?.description ?? 'HTTP gateway of Switchyard: health, audit and replay of the event log.',
+    },
+  };
+}
