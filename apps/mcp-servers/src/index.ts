@@ -1,1 +1,32 @@
-export {};
+/**
+ * @switchyard/mcp-servers: the project's own MCP servers (database, fetch, automation,
+ * analytics, filesystem bridge), their HTTP/stdio hosting and the egress guard.
+ */
+export { startMcpHttpServer, type ConnectableServer, type McpHttpServerHandle, type McpHttpServerOptions } from './common/http.js';
+export { serveStdio } from './common/stdio.js';
+export { tool, toolOk, toolError, asAppError, type ToolContext } from './common/tools.js';
+export { mcpConfigSchema, mcpServerKinds, defaultPorts, type McpConfig, type McpServerKind } from './config.js';
+export { runMcpServer, type RunOptions, type RunningMcpServer } from './runtime.js';
+export { createDatabaseServer, mapPgError, type DatabaseServerDeps } from './database/server.js';
+export { EgressGuard, nonPublicRange, type EgressPolicy, type Resolver } from './fetch/egress-guard.js';
+export { safeHttpRequest, type SafeRequest, type SafeResponse, type HttpMethod } from './fetch/http-client.js';
+export { createFetchServer, extractHtml, defaultFetchLimits, type FetchServerDeps, type FetchServerLimits } from './fetch/server.js';
+export {
+  AutomationService,
+  Scheduler,
+  signWebhook,
+  nextFireAfter,
+  systemClock,
+  scheduleTargetSchema,
+  type AutomationDeps,
+  type Clock,
+  type DeliveryResult,
+  type Schedule,
+  type ScheduleTarget,
+  type TriggerRecord,
+  type Webhook,
+} from './automation/service.js';
+export { migrateAutomation } from './automation/schema.js';
+export { createAutomationServer, type AutomationServerDeps } from './automation/server.js';
+export { createAnalyticsServer, migrateAnalytics, parseDuration, defaultReportTables, type AnalyticsServerDeps } from './analytics/server.js';
+export { startFilesystemBridge, createForwardingServer, filesystemServerScript, type FilesystemBridge, type FilesystemBridgeOptions } from './filesystem/bridge.js';

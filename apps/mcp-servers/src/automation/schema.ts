@@ -1,0 +1,59 @@
+import type pg from 'pg';
+
+/**
+ * Tables of the automation server, created idempotently at start. An advisory lock
+ * serialises concurrent starts (two instances racing on CREATE ... IF NOT EXISTS can
+ * still collide on the catalogue's unique index).
+ */
+export const automationDdl = `
+CREATE SCHEMA IF NOT EXISTS automation;
+CREATE TABLE IF NOT EXISTS automation.webhooks (
+  id uuid PRIMARY KEY,
+  name text NOT NULL UNIQUE,
+  url text NOT NULL,
+  secret text NOT NULL,
+  events text[] NOT NULL DEFAULT '{}',
+  created_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS automation.schedules (
+  id uuid PRIMARY KEY,
+  name text NOT NULL UNIQUE,
+  cron text NOT NULL,
+  timezone text NOT NULL,
+  target jsonb NOT NULL,
+  enabled boolean NOT NULL DEFAULT true,
+  next_fire_at timestamptz NOT NULL,
+  last_fired_at timestamptz,
+  fire_count bigint NOT NULL DEFAULT 0,
+  created_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_due ON automation.schedules (next_fire_at) WHERE enabled;
+CREATE TABLE IF NOT EXISTS automation.triggers (
+  id uuid PRIMARY KEY,
+  template_id text NOT NULL,
+  input jsonb NOT NULL DEFAULT '{}',
+  source text NOT NULL,
+  schedule_id uuid,
+  fire_at timestamptz,
+  correlation_id text NOT NULL,
+  status text NOT NULL DEFAULT 'pending',
+  created_at timestamptz NOT NULL,
+  UNIQUE (schedule_id, fire_at)
+);
+CREATE INDEX IF NOT EXISTS triggers_pending ON automation.triggers (created_at) WHERE status = 'pending';
+`;
+
+export async function migrateAutomation(pool: pg.Pool): Promise<void> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query(`SELECT pg_advisory_xact_lock(hashtext('switchyard.automation.schema'))`);
+    await c.query(automationDdl);
+    await c.query('COMMIT');
+  } catch (e) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  } finally {
+    c.release();
+  }
+}

@@ -1,0 +1,159 @@
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { newId, type Logger } from '@switchyard/platform';
+
+/** Anything that can be connected to a transport: `McpServer` or the low-level `Server`. */
+export interface ConnectableServer {
+  connect(transport: Transport): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface McpHttpServerOptions {
+  /** Name reported by /health and in logs. */
+  readonly name: string;
+  /** Builds a fresh MCP server for one HTTP request (stateless mode, see below). */
+  readonly serverFactory: () => ConnectableServer;
+  readonly port: number;
+  /** Default 127.0.0.1: exposing a tool server on all interfaces must be a decision. */
+  readonly host?: string;
+  /** When set, POST /mcp requires `Authorization: Bearer <token>` (401 otherwise). */
+  readonly token?: string;
+  readonly logger: Logger;
+  /** Extra health information (e.g. a database ping); throwing makes /health answer 503. */
+  readonly health?: () => Promise<Record<string, unknown>>;
+  /** Largest accepted JSON-RPC body; bigger requests get 413. Default 4 MiB. */
+  readonly maxBodyBytes?: number;
+}
+
+export interface McpHttpServerHandle {
+  readonly url: string;
+  readonly port: number;
+  readonly host: string;
+  close(): Promise<void>;
+}
+
+/** Constant-time bearer check (hash both sides so lengths do not leak either). */
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
+  if (!m) return false;
+  const a = createHash('sha256').update(m[1]!.trim()).digest();
+  const b = createHash('sha256').update(token).digest();
+  return timingSafeEqual(a, b);
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+/** JSON-RPC shaped HTTP error, so MCP clients show a readable message. */
+function rpcError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
+  sendJson(res, status, { jsonrpc: '2.0', error: { code, message }, id: null }, headers);
+}
+
+class BodyTooLarge extends Error {}
+
+async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new BodyTooLarge(`body exceeds ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+/**
+ * Serve an MCP server over Streamable HTTP: `POST /mcp` and `GET /health`.
+ *
+ * Stateless mode: every POST gets its own server and transport (no `Mcp-Session-Id`).
+ * Why: our tools keep no per-session state (state lives in Postgres), so any instance
+ * can answer any request, a restart loses nothing, and no session table has to be
+ * bounded or expired. The cost is one cheap server construction per request and no
+ * server-initiated messages outside a request, which these tools do not need.
+ */
+export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<McpHttpServerHandle> {
+  const host = opts.host ?? '127.0.0.1';
+  const limit = opts.maxBodyBytes ?? 4 * 1024 * 1024;
+  const log = opts.logger.child({ mcpServer: opts.name });
+
+  const handleMcp = async (req: IncomingMessage, res: ServerResponse, correlationId: string): Promise<void> => {
+    if (opts.token && !bearerMatches(req.headers.authorization, opts.token)) {
+      log.warn({ correlationId, remote: req.socket.remoteAddress }, 'mcp request refused: missing or wrong bearer token');
+      rpcError(res, 401, -32001, 'unauthorized: a valid bearer token is required', { 'www-authenticate': 'Bearer' });
+      return;
+    }
+    if (req.method !== 'POST') {
+      // Stateless: no standalone SSE stream (GET) and no session to delete (DELETE).
+      rpcError(res, 405, -32000, 'method not allowed: this server is stateless, use POST /mcp', { allow: 'POST' });
+      return;
+    }
+    let body: unknown;
+    try {
+      body = await readJsonBody(req, limit);
+    } catch (e) {
+      if (e instanceof BodyTooLarge) rpcError(res, 413, -32600, e.message);
+      else rpcError(res, 400, -32700, 'parse error: body is not valid JSON');
+      return;
+    }
+    const server = opts.serverFactory();
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    res.on('close', () => {
+      void transport.close().catch(() => undefined);
+      void server.close().catch(() => undefined);
+    });
+    await server.connect(transport);
+    await transport.handleRequest(req, res, body);
+  };
+
+  const handleHealth = async (res: ServerResponse): Promise<void> => {
+    try {
+      const extra = opts.health ? await opts.health() : {};
+      sendJson(res, 200, { status: 'ok', server: opts.name, ...extra });
+    } catch (e) {
+      sendJson(res, 503, { status: 'unavailable', server: opts.name, error: e instanceof Error ? e.message : String(e) });
+    }
+  };
+
+  const http: HttpServer = createServer((req, res) => {
+    const correlationId = (req.headers['x-correlation-id'] as string | undefined) ?? newId();
+    const path = (req.url ?? '/').split('?')[0];
+    const work =
+      path === '/mcp'
+        ? handleMcp(req, res, correlationId)
+        : path === '/health' && req.method === 'GET'
+          ? handleHealth(res)
+          : Promise.resolve(sendJson(res, 404, { error: 'not found' }));
+    work.catch((e: unknown) => {
+      log.error({ correlationId, err: e }, 'mcp http request failed');
+      rpcError(res, 500, -32603, 'internal server error');
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(opts.port, host, () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (http.address() as AddressInfo).port;
+  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  const url = `http://${urlHost}:${port}/mcp`;
+  log.info({ url, auth: Boolean(opts.token) }, 'mcp server listening');
+  return {
+    url,
+    port,
+    host,
+    close: () =>
+      new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      }),
+  };
+}

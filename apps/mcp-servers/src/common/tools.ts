@@ -1,0 +1,86 @@
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import { AppError, isAppError, newId, type ErrorCode, type Logger } from '@switchyard/platform';
+
+/** What a tool handler receives from the SDK besides its arguments. */
+export type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/** The context every tool body runs with: a logger carrying the correlation id, and the abort signal. */
+export interface ToolContext {
+  readonly correlationId: string;
+  readonly logger: Logger;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * A successful tool result: the data as JSON text (what LLM clients read) and as
+ * `structuredContent` (what programs read without parsing text).
+ */
+export function toolOk(data: Record<string, unknown>): CallToolResult {
+  return { content: [{ type: 'text', text: JSON.stringify(data) }], structuredContent: data };
+}
+
+/**
+ * A failed tool call as an MCP tool error (`isError: true`), never a protocol error:
+ * the model sees the message and can correct itself. The machine-readable code is in
+ * the text prefix `[code]` and in `structuredContent.error.code`.
+ */
+export function toolError(err: AppError): CallToolResult {
+  const error = { code: err.code, message: err.message, retryable: err.retryable, details: err.details };
+  return {
+    isError: true,
+    content: [{ type: 'text', text: `[${err.code}] ${err.message}` }],
+    structuredContent: { error },
+  };
+}
+
+/** Correlation id of a call: `_meta.correlationId`, else the `x-correlation-id` HTTP header, else a new one. */
+export function correlationIdOf(extra: ToolExtra | undefined): string {
+  const fromMeta = extra?._meta?.['correlationId'];
+  if (typeof fromMeta === 'string' && fromMeta.length > 0) return fromMeta;
+  const header = extra?.requestInfo?.headers?.['x-correlation-id'];
+  const value = Array.isArray(header) ? header[0] : header;
+  return value && value.length > 0 ? value : newId();
+}
+
+/**
+ * Wrap a tool body: it gets a correlated logger, its errors become tool errors with a code,
+ * and nothing it throws reaches the transport (the server must never crash on a tool).
+ * `mapError` turns library errors (pg, network) into AppErrors with the right code.
+ */
+export function tool<A>(
+  name: string,
+  logger: Logger,
+  body: (args: A, ctx: ToolContext) => Promise<Record<string, unknown>>,
+  mapError: (e: unknown) => AppError | undefined = () => undefined,
+): (args: A, extra: ToolExtra) => Promise<CallToolResult> {
+  return async (args, extra) => {
+    const correlationId = correlationIdOf(extra);
+    const log = logger.child({ correlationId, tool: name });
+    const started = Date.now();
+    try {
+      const data = await body(args, { correlationId, logger: log, signal: extra?.signal ?? new AbortController().signal });
+      log.debug({ ms: Date.now() - started }, 'tool call succeeded');
+      return toolOk(data);
+    } catch (e) {
+      const err = asAppError(e, mapError);
+      const level = err.code === 'internal' ? 'error' : 'info';
+      log[level]({ code: err.code, err: e, ms: Date.now() - started }, 'tool call failed');
+      return toolError(err);
+    }
+  };
+}
+
+/** Normalise anything thrown into an AppError, keeping AppErrors as they are. */
+export function asAppError(e: unknown, mapError: (e: unknown) => AppError | undefined = () => undefined): AppError {
+  if (isAppError(e)) return e;
+  const mapped = mapError(e);
+  if (mapped) return mapped;
+  const message = e instanceof Error ? e.message : String(e);
+  return new AppError('internal', message);
+}
+
+/** Shorthand for throwing a coded error from a tool body. */
+export function fail(code: ErrorCode, message: string, details: Record<string, unknown> = {}): never {
+  throw new AppError(code, message, details);
+}

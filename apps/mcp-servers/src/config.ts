@@ -1,0 +1,42 @@
+import { z } from 'zod';
+
+const list = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+  .default([]);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes')
+  .default(false);
+
+/** Environment of the MCP servers, parsed once at start with `parseConfig(env, mcpConfigSchema)`. */
+export const mcpConfigSchema = z.object({
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  MCP_AUTH_TOKEN: z.string().min(1).optional(),
+  MCP_HOST: z.string().min(1).default('127.0.0.1'),
+  DATABASE_ALLOW_WRITES: bool,
+  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  DATABASE_MAX_ROWS: z.coerce.number().int().min(1).max(100_000).default(1000),
+  FETCH_ALLOW_HOSTS: list,
+  FETCH_ALLOW_CIDRS: list,
+  WEBHOOK_ALLOW_HOSTS: list,
+  WEBHOOK_ALLOW_CIDRS: list,
+  /** Let webhooks reach 127.0.0.0/8 and ::1 (local sinks in development and tests). */
+  WEBHOOK_ALLOW_LOOPBACK: bool,
+  SCHEDULER_INTERVAL_MS: z.coerce.number().int().min(50).max(3_600_000).default(1000),
+  FILESYSTEM_ROOT: z.string().min(1).default('.data/files'),
+});
+export type McpConfig = z.infer<typeof mcpConfigSchema>;
+
+export const mcpServerKinds = ['database', 'fetch', 'automation', 'analytics', 'filesystem-bridge'] as const;
+export type McpServerKind = (typeof mcpServerKinds)[number];
+
+/** Default HTTP port of each server. */
+export const defaultPorts: Record<McpServerKind, number> = {
+  'filesystem-bridge': 5001,
+  database: 5002,
+  fetch: 5004,
+  automation: 5005,
+  analytics: 5006,
+};

@@ -1,0 +1,111 @@
+import { mkdirSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import {
+  CallToolRequestSchema,
+  CallToolResultSchema,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListResourcesRequestSchema,
+  ListToolsRequestSchema,
+  ReadResourceRequestSchema,
+  type ServerCapabilities,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from '@switchyard/platform';
+
+export interface FilesystemBridgeOptions {
+  /** The only directory the official server may touch (created if missing). */
+  readonly root: string;
+  readonly logger: Logger;
+  /** Path of the stdio server script; default: the installed @modelcontextprotocol/server-filesystem. */
+  readonly serverScript?: string;
+}
+
+export interface FilesystemBridge {
+  /** The real path of the sandbox root. */
+  readonly root: string;
+  /** The client connected to the child process (shared by all HTTP requests). */
+  readonly client: Client;
+  /** Builds the HTTP-side server for one request (use with startMcpHttpServer). */
+  serverFactory(): Server;
+  /** True while the child process is connected. */
+  alive(): boolean;
+  close(): Promise<void>;
+}
+
+export function filesystemServerScript(): string {
+  return createRequire(import.meta.url).resolve('@modelcontextprotocol/server-filesystem/dist/index.js');
+}
+
+/**
+ * An HTTP-side MCP server that forwards tools, resources and prompts to an upstream
+ * client. It advertises only what the upstream advertises, and forwards requests as
+ * they are (results and tool errors unchanged; protocol errors surface as errors).
+ */
+export function createForwardingServer(upstream: Client, info: { name: string; version: string }): Server {
+  const caps = upstream.getServerCapabilities() ?? {};
+  const advertised: ServerCapabilities = {};
+  if (caps.tools) advertised.tools = {};
+  if (caps.resources) advertised.resources = {};
+  if (caps.prompts) advertised.prompts = {};
+  const server = new Server(info, { capabilities: advertised, instructions: upstream.getInstructions() });
+  if (caps.tools) {
+    server.setRequestHandler(ListToolsRequestSchema, (req, extra) => upstream.listTools(req.params, { signal: extra.signal }));
+    // Raw request: the upstream's result goes back untouched (no client-side output-schema checks here;
+    // the caller's own client does those against the forwarded tool list).
+    server.setRequestHandler(CallToolRequestSchema, (req, extra) =>
+      upstream.request({ method: 'tools/call', params: req.params }, CallToolResultSchema, { signal: extra.signal }),
+    );
+  }
+  if (caps.resources) {
+    server.setRequestHandler(ListResourcesRequestSchema, (req, extra) => upstream.listResources(req.params, { signal: extra.signal }));
+    server.setRequestHandler(ListResourceTemplatesRequestSchema, (req, extra) => upstream.listResourceTemplates(req.params, { signal: extra.signal }));
+    server.setRequestHandler(ReadResourceRequestSchema, (req, extra) => upstream.readResource(req.params, { signal: extra.signal }));
+  }
+  if (caps.prompts) {
+    server.setRequestHandler(ListPromptsRequestSchema, (req, extra) => upstream.listPrompts(req.params, { signal: extra.signal }));
+    server.setRequestHandler(GetPromptRequestSchema, (req, extra) => upstream.getPrompt(req.params, { signal: extra.signal }));
+  }
+  return server;
+}
+
+/**
+ * Start the official filesystem server as a child process sandboxed to `root` and
+ * connect a client to it over stdio. The client declares no `roots` capability, so
+ * the child keeps the command-line root and HTTP callers cannot widen it.
+ */
+export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Promise<FilesystemBridge> {
+  mkdirSync(opts.root, { recursive: true });
+  const root = realpathSync(path.resolve(opts.root));
+  const log = opts.logger.child({ component: 'filesystem-bridge', root });
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [opts.serverScript ?? filesystemServerScript(), root],
+    stderr: 'pipe',
+  });
+  // The child logs to stderr; keep it in our logs rather than on our stdout.
+  transport.stderr?.on('data', (d: Buffer) => log.debug({ child: d.toString('utf8').trim() }, 'filesystem server stderr'));
+  const client = new Client({ name: 'switchyard-filesystem-bridge', version: '0.1.0' });
+  let connected = false;
+  client.onclose = () => {
+    if (connected) log.error({}, 'filesystem server exited; bridge calls will fail until restart');
+    connected = false;
+  };
+  await client.connect(transport);
+  connected = true;
+  log.info({ pid: transport.pid }, 'filesystem server started');
+  return {
+    root,
+    client,
+    serverFactory: () => createForwardingServer(client, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }),
+    alive: () => connected,
+    close: async () => {
+      connected = false;
+      await client.close();
+    },
+  };
+}

@@ -1,0 +1,131 @@
+import pg from 'pg';
+import { pino } from 'pino';
+import { AppError, createLogger, parseConfig, type Logger } from '@switchyard/platform';
+import { startMcpHttpServer, type ConnectableServer } from './common/http.js';
+import { serveStdio } from './common/stdio.js';
+import { defaultPorts, mcpConfigSchema, type McpConfig, type McpServerKind } from './config.js';
+import { createDatabaseServer } from './database/server.js';
+import { EgressGuard } from './fetch/egress-guard.js';
+import { createFetchServer } from './fetch/server.js';
+import { AutomationService, Scheduler, type TriggerRecord } from './automation/service.js';
+import { createAutomationServer } from './automation/server.js';
+import { createAnalyticsServer, migrateAnalytics } from './analytics/server.js';
+import { startFilesystemBridge } from './filesystem/bridge.js';
+
+export interface RunOptions {
+  readonly stdio?: boolean;
+  /** HTTP port; 0 picks a free one. Default: the server's well-known port. */
+  readonly port?: number;
+  readonly host?: string;
+  readonly env?: Record<string, string | undefined>;
+  readonly logger?: Logger;
+  /** Automation only: told about every recorded workflow trigger. */
+  readonly onTrigger?: (t: TriggerRecord) => void | Promise<void>;
+}
+
+export interface RunningMcpServer {
+  readonly kind: McpServerKind;
+  /** HTTP endpoint (`.../mcp`), undefined in stdio mode. */
+  readonly url?: string;
+  close(): Promise<void>;
+}
+
+function requireDatabase(config: McpConfig, kind: string): pg.Pool {
+  if (!config.DATABASE_URL) throw new AppError('validation', `DATABASE_URL is required by the ${kind} server`);
+  return new pg.Pool({ connectionString: config.DATABASE_URL, max: 10, application_name: `switchyard-mcp-${kind}` });
+}
+
+/**
+ * Start one of the project's MCP servers with its dependencies (pool, guard, scheduler,
+ * child process) built from the environment, over HTTP or stdio. `close()` releases all of them.
+ */
+export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): Promise<RunningMcpServer> {
+  const config = parseConfig(opts.env ?? process.env, mcpConfigSchema);
+  // On stdio, stdout is the protocol channel: logs go to stderr.
+  const logger =
+    opts.logger ??
+    (opts.stdio
+      ? pino({ name: `mcp-${kind}`, level: config.LOG_LEVEL, base: { pid: process.pid, app: `mcp-${kind}` } }, pino.destination(2))
+      : createLogger(`mcp-${kind}`, config.LOG_LEVEL));
+  const cleanups: (() => Promise<void>)[] = [];
+  let factory: () => ConnectableServer;
+  let health: (() => Promise<Record<string, unknown>>) | undefined;
+
+  try {
+    switch (kind) {
+      case 'database': {
+        const pool = requireDatabase(config, kind);
+        cleanups.push(() => pool.end());
+        factory = () =>
+          createDatabaseServer({ pool, logger, allowWrites: config.DATABASE_ALLOW_WRITES, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS, maxRows: config.DATABASE_MAX_ROWS });
+        health = async () => (await pool.query('SELECT 1'), { database: 'ok', allowWrites: config.DATABASE_ALLOW_WRITES });
+        break;
+      }
+      case 'fetch': {
+        const guard = new EgressGuard({ allowHosts: config.FETCH_ALLOW_HOSTS, allowCidrs: config.FETCH_ALLOW_CIDRS });
+        factory = () => createFetchServer({ guard, logger });
+        break;
+      }
+      case 'automation': {
+        const pool = requireDatabase(config, kind);
+        cleanups.push(() => pool.end());
+        const cidrs = [...config.WEBHOOK_ALLOW_CIDRS, ...(config.WEBHOOK_ALLOW_LOOPBACK ? ['127.0.0.0/8', '::1/128'] : [])];
+        const guard = new EgressGuard({ allowHosts: config.WEBHOOK_ALLOW_HOSTS, allowCidrs: cidrs });
+        const service = new AutomationService({ pool, logger, guard, ...(opts.onTrigger ? { onTrigger: opts.onTrigger } : {}) });
+        await service.migrate();
+        const scheduler = new Scheduler(service, logger, config.SCHEDULER_INTERVAL_MS);
+        scheduler.start();
+        cleanups.unshift(() => scheduler.stop());
+        factory = () => createAutomationServer({ service, logger });
+        health = async () => (await pool.query('SELECT 1'), { database: 'ok' });
+        break;
+      }
+      case 'analytics': {
+        const pool = requireDatabase(config, kind);
+        cleanups.push(() => pool.end());
+        await migrateAnalytics(pool);
+        factory = () => createAnalyticsServer({ pool, logger });
+        health = async () => (await pool.query('SELECT 1'), { database: 'ok' });
+        break;
+      }
+      case 'filesystem-bridge': {
+        const bridge = await startFilesystemBridge({ root: config.FILESYSTEM_ROOT, logger });
+        cleanups.push(() => bridge.close());
+        factory = () => bridge.serverFactory();
+        health = async () => {
+          if (!bridge.alive()) throw new Error('filesystem server process is not running');
+          return { root: bridge.root };
+        };
+        break;
+      }
+      default: {
+        const never: never = kind;
+        throw new AppError('validation', `unknown MCP server: ${String(never)}`);
+      }
+    }
+
+    const closeAll = async (): Promise<void> => {
+      for (const c of cleanups) await c().catch((e: unknown) => logger.warn({ err: e }, 'cleanup failed'));
+    };
+
+    if (opts.stdio) {
+      const server = factory();
+      const handle = await serveStdio(server);
+      logger.info({ kind }, 'mcp server on stdio');
+      return { kind, close: async () => (await handle.close(), await closeAll()) };
+    }
+    const http = await startMcpHttpServer({
+      name: kind,
+      serverFactory: factory,
+      port: opts.port ?? defaultPorts[kind],
+      host: opts.host ?? config.MCP_HOST,
+      ...(config.MCP_AUTH_TOKEN ? { token: config.MCP_AUTH_TOKEN } : {}),
+      logger,
+      ...(health ? { health } : {}),
+    });
+    return { kind, url: http.url, close: async () => (await http.close(), await closeAll()) };
+  } catch (e) {
+    for (const c of cleanups) await c().catch(() => undefined);
+    throw e;
+  }
+}
