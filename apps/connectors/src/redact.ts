@@ -1,0 +1,41 @@
+/**
+ * Shrinking and scrubbing of tool arguments and results before they go into events
+ * or logs. Pure functions: no I/O, no clock.
+ */
+
+/** Keys whose values are never kept (matched case-insensitively, anywhere in the key). */
+export const SECRET_KEY_PATTERN = /token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key/i;
+export const REDACTED = '[redacted]';
+
+/** A deep copy of `value` with every secret-looking key's value replaced by `[redacted]`. */
+export function redactSecrets(value: unknown, depth = 0): unknown {
+  if (depth > 32) return '[too deep]';
+  if (Array.isArray(value)) return value.map((v) => redactSecrets(v, depth + 1));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, SECRET_KEY_PATTERN.test(k) ? REDACTED : redactSecrets(v, depth + 1)]),
+    );
+  }
+  return value;
+}
+
+/** A payload as it is kept in an event: redacted, and cut to `maxChars` of JSON when larger. */
+export interface SizedPayload {
+  /** The redacted value itself when it fits, else a truncated JSON string preview. */
+  readonly value: unknown;
+  /** Length of the full redacted JSON rendering, in characters. */
+  readonly size: number;
+  readonly truncated: boolean;
+}
+
+export function sizePayload(value: unknown, maxChars: number): SizedPayload {
+  const redacted = redactSecrets(value);
+  let json: string;
+  try {
+    json = JSON.stringify(redacted) ?? 'null';
+  } catch {
+    json = '"[unserializable]"';
+  }
+  if (json.length <= maxChars) return { value: redacted ?? null, size: json.length, truncated: false };
+  return { value: `${json.slice(0, maxChars)}…`, size: json.length, truncated: true };
+}

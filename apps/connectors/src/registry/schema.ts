@@ -1,0 +1,110 @@
+import { z } from 'zod';
+
+/** What a server is for; the orchestrator picks servers by role, not by name. */
+export const mcpRoleSchema = z.enum(['filesystem', 'database', 'github', 'fetch', 'automation', 'analytics', 'other']);
+export type McpRole = z.infer<typeof mcpRoleSchema>;
+
+const ms = z.number().int().positive();
+
+/** A server we spawn and speak to over its stdin/stdout. */
+export const stdioTransportSchema = z.object({
+  kind: z.literal('stdio'),
+  command: z.string().min(1),
+  args: z.array(z.string()).default([]),
+  /** Extra environment for the child (added to a minimal safe default env, see the SDK's getDefaultEnvironment). */
+  env: z.record(z.string(), z.string()).default({}),
+  cwd: z.string().min(1).optional(),
+  /**
+   * Environment variables that must be non-empty in `env` for the server to be usable.
+   * A missing one makes the server `unconfigured`: never started, calls answer `unavailable`.
+   */
+  required_env: z.array(z.string().min(1)).default([]),
+});
+
+/** A server reached over MCP Streamable HTTP. */
+export const httpTransportSchema = z.object({
+  kind: z.literal('http'),
+  url: z.string().url(),
+});
+
+export const transportSchema = z.discriminatedUnion('kind', [stdioTransportSchema, httpTransportSchema]);
+export type McpTransportConfig = z.infer<typeof transportSchema>;
+
+export const timeoutsSchema = z.object({
+  /** Bound on spawn/HTTP connect plus the MCP initialize handshake. */
+  connect_ms: ms.default(10_000),
+  /** Bound on one attempt of one call (tool call, list, read, ping). */
+  call_ms: ms.default(30_000),
+});
+
+export const retrySchema = z.object({
+  /** Total attempts including the first; 1 disables retries. */
+  max_attempts: z.number().int().min(1).max(10).default(3),
+  initial_delay_ms: ms.default(100),
+  max_delay_ms: ms.default(2_000),
+});
+
+export const breakerSchema = z.object({
+  /** Consecutive transient failures that open the circuit. */
+  consecutive_failures: z.number().int().min(1).default(5),
+  /** How long the circuit stays open before one probe is let through (half-open). */
+  half_open_after_ms: ms.default(5_000),
+});
+
+export const bulkheadSchema = z.object({
+  max_concurrent: z.number().int().min(1).default(8),
+  max_queue: z.number().int().min(0).default(64),
+});
+
+export const reconnectSchema = z.object({
+  initial_delay_ms: ms.default(250),
+  max_delay_ms: ms.default(10_000),
+});
+
+export const healthSchema = z.object({
+  /** Period of the protocol `ping` while connected; 0 turns the probe off. */
+  ping_interval_ms: z.number().int().min(0).default(15_000),
+  /** A ping slower than this makes the server `degraded`. */
+  degraded_after_ms: ms.default(2_000),
+});
+
+export const payloadLogSchema = z.object({
+  /** Longest JSON rendering of arguments / results kept in events; longer ones are truncated. */
+  max_chars: z.number().int().min(0).default(2_048),
+});
+
+
+export const mcpServerConfigSchema = z.object({
+  /** Subject token and stable id of the server. `registry` is reserved for the registry endpoint. */
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]*$/, 'lowercase letters, digits, _ and - only')
+    .refine((n) => n !== 'registry', 'the name "registry" is reserved'),
+  role: mcpRoleSchema,
+  transport: transportSchema,
+  /** Bearer token for HTTP servers (default MCP_AUTH_TOKEN). Never logged nor listed. */
+  auth_token: z.string().min(1).optional(),
+  // Each block may be partial or absent: the defaults fill the rest.
+  timeouts: timeoutsSchema.prefault({}),
+  retry: retrySchema.prefault({}),
+  breaker: breakerSchema.prefault({}),
+  bulkhead: bulkheadSchema.prefault({}),
+  reconnect: reconnectSchema.prefault({}),
+  health: healthSchema.prefault({}),
+  payload_log: payloadLogSchema.prefault({}),
+  enabled: z.boolean().default(true),
+});
+
+/** One server's configuration, defaults applied. */
+export type McpServerConfig = z.infer<typeof mcpServerConfigSchema>;
+/** What a config file or a caller may give: every block optional. */
+export type McpServerConfigInput = z.input<typeof mcpServerConfigSchema>;
+
+/** The file format of MCP_SERVERS_FILE: a list of servers, or `{ servers: [...] }`. */
+export const registryFileSchema = z.union([
+  z.array(z.unknown()),
+  z.object({ servers: z.array(z.unknown()) }),
+]);
+
+/** Validate one server config (throws a ZodError). */
+export const parseServerConfig = (input: unknown): McpServerConfig => mcpServerConfigSchema.parse(input);

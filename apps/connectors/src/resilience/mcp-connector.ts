@@ -1,0 +1,315 @@
+import type { CallToolResult, GetPromptResult, Prompt, ReadResourceResult, Resource, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { AppError, newId, type Logger } from '@switchyard/platform';
+import type { McpServerConfig } from '../registry/schema.js';
+import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
+import { mcpEvent, type McpBreakerState, type McpEvent, type McpEventSink, type McpHealth } from '../events.js';
+import { sizePayload } from '../redact.js';
+import { errorText, toAppError } from '../errors.js';
+import { ServerPolicy } from './policy.js';
+
+export interface McpConnectorOptions {
+  readonly config: McpServerConfig;
+  readonly logger: Logger;
+  /** Every McpTool* / McpCircuit* / McpServer* event. Must not throw (errors are logged and dropped). */
+  readonly onEvent?: McpEventSink;
+  /** How long a finished call's result is kept for its idempotency key (default 10 min). */
+  readonly idempotencyTtlMs?: number;
+}
+
+export interface CallToolRequest {
+  readonly tool: string;
+  readonly arguments?: Record<string, unknown>;
+  /** Same key (per server and tool) within the TTL -> the first call's result, the tool runs once. */
+  readonly idempotency_key?: string;
+  readonly correlation_id?: string;
+  readonly signal?: AbortSignal;
+}
+
+/** Health as the outside sees it: the session's, worsened to `degraded` while the breaker is not closed. */
+export interface McpConnectorHealth extends Omit<McpSessionHealth, 'state'> {
+  readonly state: McpHealth;
+  readonly role: McpServerConfig['role'];
+  readonly transport: 'stdio' | 'http';
+  readonly breaker: McpBreakerState;
+  readonly enabled: boolean;
+  readonly tools: string[];
+}
+
+/** Tool info as listed to callers (the MCP Tool minus nothing: name, description, schemas, annotations). */
+export type ToolInfo = Tool;
+
+const IDEMPOTENCY_MAX = 1_000;
+
+/**
+ * One server behind its resilience policies: the McpSession plus timeout, retry (transient
+ * errors only, jittered exponential), circuit breaker and bulkhead, and the events that
+ * record every call and every breaker / health transition.
+ *
+ * A result with `isError: true` is returned (not thrown), never retried, and does not
+ * count against the breaker: the server worked, the tool said no.
+ */
+export class McpConnector {
+  readonly name: string;
+  readonly session: McpSession;
+  private readonly policy: ServerPolicy;
+  private readonly log: Logger;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly idempotent = new Map<string, { expires: number; result: Promise<CallToolResult> }>();
+
+  constructor(private readonly opts: McpConnectorOptions) {
+    this.name = opts.config.name;
+    this.log = opts.logger.child({ component: 'mcp-connector', server: this.name });
+    this.session = new McpSession({ config: opts.config, logger: opts.logger, onEvent: (e) => this.emit(e) });
+    const at = () => new Date().toISOString();
+    this.policy = new ServerPolicy(opts.config, {
+      opened: (lastError) => {
+        this.log.warn({ lastError }, 'circuit opened');
+        this.emit(mcpEvent('McpCircuitOpened', { server: this.name, last_error: lastError, half_open_after_ms: opts.config.breaker.half_open_after_ms, at: at() }));
+        this.scheduleProbe();
+      },
+      halfOpened: () => this.emit(mcpEvent('McpCircuitHalfOpened', { server: this.name, at: at() })),
+      closed: () => {
+        this.log.info({}, 'circuit closed');
+        this.emit(mcpEvent('McpCircuitClosed', { server: this.name, at: at() }));
+      },
+    });
+  }
+
+  get config(): McpServerConfig {
+    return this.opts.config;
+  }
+
+  get breakerState(): McpBreakerState {
+    return this.policy.breakerState;
+  }
+
+  async start(): Promise<void> {
+    await this.session.start();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.probeTimer);
+    await this.session.close();
+  }
+
+  /** Current health without any I/O. */
+  health(): McpConnectorHealth {
+    const h = this.session.health();
+    const breaker = this.breakerState;
+    const state: McpHealth = (h.state === 'up' || h.state === 'degraded') && breaker !== 'closed' ? 'degraded' : h.state;
+    return {
+      ...h,
+      state,
+      role: this.opts.config.role,
+      transport: this.opts.config.transport.kind,
+      breaker,
+      enabled: this.opts.config.enabled,
+      tools: this.session.tools.map((t) => t.name),
+    };
+  }
+
+  /** Ping now (bounded by call_ms, outside the breaker so a health check never trips it), then report health. */
+  async checkHealth(): Promise<McpConnectorHealth> {
+    if (this.session.isConnected) await this.session.ping().catch(() => undefined);
+    return this.health();
+  }
+
+  /**
+   * Call a tool under the policies. Emits McpToolCalled, then McpToolSucceeded or McpToolFailed.
+   * Throws AppError: not_found (unknown tool; details.valid_tools), unavailable (down,
+   * unconfigured, circuit open: details.breaker = 'open'), timeout, rate_limited (bulkhead full),
+   * validation (the server rejected the params). An isError result is returned, not thrown.
+   */
+  async callTool(req: CallToolRequest): Promise<CallToolResult> {
+    const key = req.idempotency_key ? `${req.tool}\u0000${req.idempotency_key}` : undefined;
+    if (key) {
+      const hit = this.idempotent.get(key);
+      if (hit && hit.expires > Date.now()) return hit.result;
+    }
+    const run = this.runCall(req);
+    if (key) {
+      this.remember(key, run);
+      // Only a definitive answer is kept: a failed call may be tried again with the same key.
+      run.catch(() => this.idempotent.delete(key));
+    }
+    return run;
+  }
+
+  private async runCall(req: CallToolRequest): Promise<CallToolResult> {
+    const cfg = this.opts.config;
+    const callId = newId();
+    const args = req.arguments ?? {};
+    const t0 = performance.now();
+    const log = this.log.child({ correlationId: req.correlation_id, callId, tool: req.tool });
+    this.emit(
+      mcpEvent('McpToolCalled', {
+        server: this.name,
+        tool: req.tool,
+        call_id: callId,
+        arguments: sizePayload(args, cfg.payload_log.max_chars),
+        ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
+        at: new Date().toISOString(),
+      }),
+    );
+    const failed = (err: AppError, attempts: number, outcome: 'error' | 'rejected'): AppError => {
+      const duration = Math.round(performance.now() - t0);
+      log.warn({ code: err.code, attempts, duration }, 'MCP tool call failed');
+      this.emit(
+        mcpEvent('McpToolFailed', {
+          server: this.name,
+          tool: req.tool,
+          call_id: callId,
+          duration_ms: duration,
+          outcome,
+          error_code: err.code,
+          error_message: err.message,
+          attempts,
+          at: new Date().toISOString(),
+        }),
+      );
+      return err;
+    };
+    let tool: Tool;
+    try {
+      tool = await this.findTool(req.tool);
+    } catch (err) {
+      const e = toAppError(err, this.name, 'call_tool');
+      throw failed(e, 0, e.code === 'not_found' || e.details.breaker === 'open' ? 'rejected' : 'error');
+    }
+    // A timed-out call may have run: repeat it only when that is harmless.
+    const retryTimeouts = tool.annotations?.readOnlyHint === true || tool.annotations?.idempotentHint === true || !!req.idempotency_key;
+    let result: CallToolResult;
+    let attempts: number;
+    try {
+      ({ value: result, attempts } = await this.policy.execute((signal) => this.session.callTool(req.tool, args, { signal: anySignal(signal, req.signal) }), {
+        retryTimeouts,
+        ...(req.signal && { signal: req.signal }),
+      }));
+    } catch (err) {
+      const e = toAppError(err, this.name, 'call_tool');
+      const n = (err as { attempts?: number }).attempts ?? 1;
+      throw failed(e, n, e.details.breaker === 'open' || e.code === 'rate_limited' ? 'rejected' : 'error');
+    }
+    const duration = Math.round(performance.now() - t0);
+    const sized = sizePayload(result, cfg.payload_log.max_chars);
+    if (result.isError) {
+      const text = firstText(result);
+      log.info({ attempts, duration }, 'MCP tool returned an error result');
+      this.emit(
+        mcpEvent('McpToolFailed', {
+          server: this.name,
+          tool: req.tool,
+          call_id: callId,
+          duration_ms: duration,
+          outcome: 'tool_error',
+          error_code: 'tool_error',
+          error_message: text.slice(0, 500),
+          attempts,
+          result: sized,
+          at: new Date().toISOString(),
+        }),
+      );
+    } else {
+      log.debug({ attempts, duration }, 'MCP tool call succeeded');
+      this.emit(
+        mcpEvent('McpToolSucceeded', {
+          server: this.name,
+          tool: req.tool,
+          call_id: callId,
+          duration_ms: duration,
+          outcome: 'success',
+          attempts,
+          result: sized,
+          at: new Date().toISOString(),
+        }),
+      );
+    }
+    return result;
+  }
+
+  /** Tools of the server (cached; `refresh` re-lists through the policies). */
+  async listTools(opts: { refresh?: boolean } = {}): Promise<ToolInfo[]> {
+    if (opts.refresh || !this.session.isConnected || this.session.tools.length === 0) {
+      await this.guard((signal) => this.session.refreshTools({ signal }));
+    }
+    return [...this.session.tools];
+  }
+
+  async listResources(opts: { refresh?: boolean } = {}): Promise<Resource[]> {
+    if (opts.refresh || !this.session.isConnected) await this.guard((signal) => this.session.refreshResources({ signal }));
+    return [...this.session.resources];
+  }
+
+  async listPrompts(opts: { refresh?: boolean } = {}): Promise<Prompt[]> {
+    if (opts.refresh || !this.session.isConnected) await this.guard((signal) => this.session.refreshPrompts({ signal }));
+    return [...this.session.prompts];
+  }
+
+  async readResource(uri: string): Promise<ReadResourceResult> {
+    return this.guard((signal) => this.session.readResource(uri, { signal }));
+  }
+
+  async getPrompt(name: string, args: Record<string, string> = {}): Promise<GetPromptResult> {
+    return this.guard((signal) => this.session.getPrompt(name, args, { signal }));
+  }
+
+  /** Reads are safe to repeat: full policy, timeouts retried. */
+  private async guard<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return (await this.policy.execute(fn, { retryTimeouts: true })).value;
+  }
+
+  /** The tool's definition; unknown names re-list once (the cache may be stale) before not_found. */
+  private async findTool(name: string): Promise<Tool> {
+    let tool = this.session.tools.find((t) => t.name === name);
+    if (tool) return tool;
+    const tools = await this.listTools({ refresh: true });
+    tool = tools.find((t) => t.name === name);
+    if (tool) return tool;
+    const valid = tools.map((t) => t.name);
+    throw new AppError('not_found', `MCP server ${this.name} has no tool "${name}"`, { server: this.name, tool: name, valid_tools: valid });
+  }
+
+  /**
+   * With no traffic an open circuit would stay open forever: after the half-open delay,
+   * send one ping through the breaker as the probe (closes it on success, re-opens on failure).
+   */
+  private scheduleProbe(): void {
+    clearTimeout(this.probeTimer);
+    if (this.closed) return;
+    this.probeTimer = setTimeout(() => {
+      if (this.closed || this.breakerState !== 'open') return;
+      void this.policy.breaker.execute(() => this.session.ping()).catch((err: unknown) => {
+        this.log.debug({ err: errorText(err) }, 'breaker probe failed');
+      });
+    }, this.opts.config.breaker.half_open_after_ms + 10);
+    this.probeTimer.unref();
+  }
+
+  private remember(key: string, result: Promise<CallToolResult>): void {
+    const now = Date.now();
+    if (this.idempotent.size >= IDEMPOTENCY_MAX) {
+      for (const [k, v] of this.idempotent) if (v.expires <= now || this.idempotent.size >= IDEMPOTENCY_MAX) this.idempotent.delete(k);
+    }
+    this.idempotent.set(key, { expires: now + (this.opts.idempotencyTtlMs ?? 600_000), result });
+  }
+
+  private emit(event: McpEvent): void {
+    try {
+      this.opts.onEvent?.(event);
+    } catch (err) {
+      this.log.error({ err: errorText(err), type: event.type }, 'onEvent threw');
+    }
+  }
+}
+
+const firstText = (r: CallToolResult): string => {
+  const c = r.content?.find((x) => x.type === 'text');
+  return c && c.type === 'text' ? c.text : 'tool error';
+};
+
+/** A signal that aborts when any of the given ones does. */
+function anySignal(a: AbortSignal, b: AbortSignal | undefined): AbortSignal {
+  return b ? AbortSignal.any([a, b]) : a;
+}

@@ -1,0 +1,532 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import {
+  PromptListChangedNotificationSchema,
+  ResourceListChangedNotificationSchema,
+  ToolListChangedNotificationSchema,
+  type CallToolResult,
+  type GetPromptResult,
+  type Prompt,
+  type ReadResourceResult,
+  type Resource,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+import { AppError, type Logger } from '@switchyard/platform';
+import type { McpServerConfig } from '../registry/schema.js';
+import { unconfiguredReason } from '../registry/load.js';
+import { mcpEvent, type McpEventSink, type McpHealth } from '../events.js';
+import { errorText, isConnectionLoss, toAppError } from '../errors.js';
+
+/** Health of one server as the session sees it. */
+export interface McpSessionHealth {
+  readonly server: string;
+  readonly state: McpHealth;
+  /** Last connection / ping / transport error (message only, never secrets). */
+  readonly last_error?: string;
+  /** Round trip of the last successful ping or connect handshake, in ms. */
+  readonly response_ms?: number;
+  /** When the current connection was made (ISO), while connected. */
+  readonly connected_since?: string;
+  /** Pid of the stdio child, while running. */
+  readonly pid?: number;
+  /** Reconnect attempts since the connection was lost. */
+  readonly reconnect_attempt: number;
+}
+
+export interface McpSessionOptions {
+  readonly config: McpServerConfig;
+  readonly logger: Logger;
+  /** McpServerWentDown / McpServerRecovered go here. Must not throw. */
+  readonly onEvent?: McpEventSink;
+  readonly clientInfo?: { readonly name: string; readonly version: string };
+}
+
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+  /** Per-request bound; default the server's `timeouts.call_ms`. */
+  readonly timeoutMs?: number;
+}
+
+type Phase = 'idle' | 'connecting' | 'connected' | 'backoff' | 'closed' | 'unconfigured';
+
+interface Live {
+  readonly client: Client;
+  readonly transport: Transport;
+  readonly gen: number;
+}
+
+/**
+ * One MCP server connection: a single SDK `Client` over stdio or Streamable HTTP.
+ *
+ * - Connects at `start()` (or lazily on the first call), then lists and caches tools,
+ *   resources and prompts; re-lists on `notifications/*_list_changed` and after every reconnect.
+ * - Notices a dead server (transport close, stdio child exit, connection errors on a call,
+ *   failing pings) and reconnects by itself with jittered exponential backoff.
+ * - While it is down every call fails at once with AppError('unavailable', fail_fast):
+ *   no caller waits for a timeout against a server that is known to be gone.
+ * - Health: `up | degraded | down | unconfigured`, with last error and ping time.
+ *
+ * No retries or breaker here: that is the resilience layer's job (McpConnector).
+ */
+export class McpSession {
+  readonly name: string;
+  private readonly log: Logger;
+  private phase: Phase = 'idle';
+  private live: Live | undefined;
+  private gen = 0;
+  private connecting: Promise<void> | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private lastError: string | undefined;
+  private responseMs: number | undefined;
+  private slow = false;
+  private pingTimeouts = 0;
+  private connectedSince: Date | undefined;
+  private downSince: number | undefined;
+  /** Whether WentDown was reported for the current outage (so Recovered pairs with it). */
+  private reportedDown = false;
+  private everConnected = false;
+  private toolCache: Tool[] = [];
+  private resourceCache: Resource[] = [];
+  private promptCache: Prompt[] = [];
+  private probeQueued = false;
+  private readonly listeners = new Set<(h: McpSessionHealth) => void>();
+
+  constructor(private readonly opts: McpSessionOptions) {
+    this.name = opts.config.name;
+    this.log = opts.logger.child({ component: 'mcp-session', server: this.name });
+    const reason = opts.config.enabled ? unconfiguredReason(opts.config) : `${this.name} is disabled in the registry`;
+    if (reason) {
+      this.phase = 'unconfigured';
+      this.lastError = reason;
+    }
+  }
+
+  get config(): McpServerConfig {
+    return this.opts.config;
+  }
+
+  /** Connect now. Resolves after the first attempt either way; a failure schedules reconnects. */
+  async start(): Promise<void> {
+    if (this.phase !== 'idle') return;
+    await this.connect().catch(() => undefined);
+  }
+
+  /** Disconnect and stop reconnecting; later calls fail with unavailable. */
+  async close(): Promise<void> {
+    if (this.phase === 'closed') return;
+    const wasUnconfigured = this.phase === 'unconfigured';
+    this.phase = wasUnconfigured ? 'unconfigured' : 'closed';
+    this.gen++;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.pingTimer);
+    const live = this.live;
+    this.live = undefined;
+    if (live) await closeQuietly(live);
+    if (!wasUnconfigured) this.lastError = 'session closed';
+  }
+
+  /** The current health. `degraded`: connected, but pings are slow or timing out. */
+  health(): McpSessionHealth {
+    const state: McpHealth =
+      this.phase === 'unconfigured' ? 'unconfigured' : this.phase === 'connected' ? (this.slow ? 'degraded' : 'up') : 'down';
+    const pid = this.pid;
+    return {
+      server: this.name,
+      state,
+      ...(this.lastError !== undefined && { last_error: this.lastError }),
+      ...(this.responseMs !== undefined && { response_ms: this.responseMs }),
+      ...(this.connectedSince && this.phase === 'connected' && { connected_since: this.connectedSince.toISOString() }),
+      ...(pid !== undefined && { pid }),
+      reconnect_attempt: this.attempt,
+    };
+  }
+
+  /** Called on every health transition (and on ping-time changes of the degraded flag). */
+  onHealthChange(listener: (h: McpSessionHealth) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Pid of the running stdio child (tests kill it to simulate a crash). */
+  get pid(): number | undefined {
+    const t = this.live?.transport;
+    return t instanceof StdioClientTransport ? (t.pid ?? undefined) : undefined;
+  }
+
+  get isConnected(): boolean {
+    return this.phase === 'connected';
+  }
+
+  /** Cached tool list of the current connection (empty before the first connect). */
+  get tools(): readonly Tool[] {
+    return this.toolCache;
+  }
+  get resources(): readonly Resource[] {
+    return this.resourceCache;
+  }
+  get prompts(): readonly Prompt[] {
+    return this.promptCache;
+  }
+
+  /** Re-list tools now (also what list_changed triggers). */
+  async refreshTools(opts: CallOptions = {}): Promise<readonly Tool[]> {
+    return this.op('list_tools', async (c) => {
+      this.toolCache = await listAll(c, 'tools', opts.signal, this.timeout(opts));
+      return this.toolCache;
+    });
+  }
+
+  async refreshResources(opts: CallOptions = {}): Promise<readonly Resource[]> {
+    return this.op('list_resources', async (c) => {
+      this.resourceCache = c.getServerCapabilities()?.resources ? await listAll(c, 'resources', opts.signal, this.timeout(opts)) : [];
+      return this.resourceCache;
+    });
+  }
+
+  async refreshPrompts(opts: CallOptions = {}): Promise<readonly Prompt[]> {
+    return this.op('list_prompts', async (c) => {
+      this.promptCache = c.getServerCapabilities()?.prompts ? await listAll(c, 'prompts', opts.signal, this.timeout(opts)) : [];
+      return this.promptCache;
+    });
+  }
+
+  /**
+   * Call a tool. A result with `isError: true` is returned as is (the server worked; the
+   * tool refused): the caller decides, and nothing here retries it.
+   */
+  async callTool(tool: string, args: Record<string, unknown>, opts: CallOptions = {}): Promise<CallToolResult> {
+    return this.op('call_tool', async (c) => {
+      const res = await c.callTool({ name: tool, arguments: args }, undefined, this.requestOptions(opts));
+      return res as CallToolResult;
+    });
+  }
+
+  async readResource(uri: string, opts: CallOptions = {}): Promise<ReadResourceResult> {
+    return this.op('read_resource', (c) => c.readResource({ uri }, this.requestOptions(opts)));
+  }
+
+  async getPrompt(name: string, args: Record<string, string>, opts: CallOptions = {}): Promise<GetPromptResult> {
+    return this.op('get_prompt', (c) => c.getPrompt({ name, arguments: args }, this.requestOptions(opts)));
+  }
+
+  /** Protocol `ping`; returns the round trip in ms and updates health. */
+  async ping(opts: CallOptions = {}): Promise<number> {
+    return this.op('ping', async (c) => {
+      const t0 = performance.now();
+      await c.ping(this.requestOptions(opts));
+      const ms = Math.round(performance.now() - t0);
+      this.notePing(ms);
+      return ms;
+    });
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private timeout(opts: CallOptions): number {
+    return opts.timeoutMs ?? this.opts.config.timeouts.call_ms;
+  }
+
+  private requestOptions(opts: CallOptions): { signal?: AbortSignal; timeout: number; maxTotalTimeout: number } {
+    const timeout = this.timeout(opts);
+    return { ...(opts.signal && { signal: opts.signal }), timeout, maxTotalTimeout: timeout };
+  }
+
+  /** Run one operation on the live client; a connection loss marks the session down and starts reconnecting. */
+  private async op<T>(op: string, fn: (client: Client) => Promise<T>): Promise<T> {
+    const live = await this.acquire(op);
+    try {
+      return await fn(live.client);
+    } catch (err) {
+      if (isConnectionLoss(err)) this.lost(live.gen, err);
+      throw toAppError(err, this.name, op);
+    }
+  }
+
+  private async acquire(op: string): Promise<Live> {
+    // Lazy first connect: the first caller waits for it (bounded by connect_ms).
+    if (this.phase === 'idle') await this.connect().catch(() => undefined);
+    else if (this.phase === 'connecting' && !this.everConnected && this.connecting) await this.connecting.catch(() => undefined);
+    if (this.phase === 'connected' && this.live) return this.live;
+    const state = this.phase === 'unconfigured' ? 'unconfigured' : 'down';
+    const why = this.lastError ?? 'not connected';
+    throw new AppError(
+      'unavailable',
+      state === 'unconfigured' ? `MCP server ${this.name} is unconfigured: ${why}` : `MCP server ${this.name} is down: ${why}`,
+      { server: this.name, op, health: state, fail_fast: true },
+    );
+  }
+
+  private connect(): Promise<void> {
+    if (this.connecting) return this.connecting;
+    if (this.phase === 'closed' || this.phase === 'unconfigured') return Promise.resolve();
+    this.phase = 'connecting';
+    const gen = ++this.gen;
+    this.connecting = this.doConnect(gen).finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  private async doConnect(gen: number): Promise<void> {
+    const cfg = this.opts.config;
+    const t0 = performance.now();
+    const transport = this.makeTransport();
+    const client = new Client(this.opts.clientInfo ?? { name: 'switchyard-connectors', version: '0.1.0' }, { capabilities: {} });
+    const live: Live = { client, transport, gen };
+    client.onclose = () => this.lost(gen, new Error('connection closed (server exited or transport closed)'));
+    client.onerror = (err) => this.transportError(gen, err);
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => this.relist(gen, 'tools'));
+    client.setNotificationHandler(ResourceListChangedNotificationSchema, () => this.relist(gen, 'resources'));
+    client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.relist(gen, 'prompts'));
+    try {
+      await withDeadline(client.connect(transport, { timeout: cfg.timeouts.connect_ms }), cfg.timeouts.connect_ms, 'connect');
+      if (gen !== this.gen) throw new Error('superseded');
+      const caps = client.getServerCapabilities();
+      const t = cfg.timeouts.call_ms;
+      // Lists are part of connecting: a session is `up` only once we know what it offers.
+      const [tools, resources, prompts] = await Promise.all([
+        caps?.tools ? listAll(client, 'tools', undefined, t) : Promise.resolve([] as Tool[]),
+        caps?.resources ? listAll(client, 'resources', undefined, t).catch(() => [] as Resource[]) : Promise.resolve([] as Resource[]),
+        caps?.prompts ? listAll(client, 'prompts', undefined, t).catch(() => [] as Prompt[]) : Promise.resolve([] as Prompt[]),
+      ]);
+      if (gen !== this.gen) throw new Error('superseded');
+      this.toolCache = tools;
+      this.resourceCache = resources;
+      this.promptCache = prompts;
+    } catch (err) {
+      await closeQuietly(live, true);
+      if (gen !== this.gen) return; // closed or superseded meanwhile: not a failure of this server
+      this.live = undefined;
+      const e = toAppError(err, this.name, 'connect');
+      this.lastError = e.message;
+      this.log.warn({ err: e.message, attempt: this.attempt }, 'MCP connect failed');
+      this.enterDown();
+      throw e;
+    }
+    this.live = live;
+    this.phase = 'connected';
+    this.everConnected = true;
+    this.connectedSince = new Date();
+    this.responseMs = Math.round(performance.now() - t0);
+    this.slow = false;
+    this.pingTimeouts = 0;
+    const wasDown = this.reportedDown;
+    const downFor = this.downSince !== undefined ? Date.now() - this.downSince : 0;
+    this.attempt = 0;
+    this.reportedDown = false;
+    this.downSince = undefined;
+    this.lastError = undefined;
+    this.log.info({ tools: this.toolCache.length, ms: this.responseMs, pid: this.pid }, 'MCP server connected');
+    if (wasDown) {
+      this.emit(mcpEvent('McpServerRecovered', { server: this.name, down_for_ms: downFor, response_ms: this.responseMs, at: new Date().toISOString() }));
+    }
+    this.startPings(gen);
+    this.notify();
+  }
+
+  private makeTransport(): Transport {
+    const cfg = this.opts.config;
+    const t = cfg.transport;
+    if (t.kind === 'stdio') {
+      const transport = new StdioClientTransport({
+        command: t.command,
+        args: t.args,
+        env: t.env,
+        ...(t.cwd && { cwd: t.cwd }),
+        stderr: 'pipe',
+      });
+      // The child's stderr is its log: keep it, at debug, one line per entry.
+      let buf = '';
+      transport.stderr?.on('data', (chunk: Buffer) => {
+        buf += chunk.toString('utf8');
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i).trim();
+          buf = buf.slice(i + 1);
+          if (line) this.log.debug({ stderr: line.slice(0, 500) }, 'MCP server stderr');
+        }
+        if (buf.length > 8192) buf = buf.slice(-4096);
+      });
+      return transport;
+    }
+    const headers: Record<string, string> = cfg.auth_token ? { Authorization: `Bearer ${cfg.auth_token}` } : {};
+    return new StreamableHTTPClientTransport(new URL(t.url), {
+      requestInit: { headers },
+      // The SSE side stream's own reconnects: few, since the session reconnects as a whole.
+      reconnectionOptions: { initialReconnectionDelay: 200, maxReconnectionDelay: 2_000, reconnectionDelayGrowFactor: 2, maxRetries: 2 },
+    });
+  }
+
+  /** The connection is gone (or unusable): drop it, report, and schedule a reconnect. */
+  private lost(gen: number, err: unknown): void {
+    if (gen !== this.gen || this.phase !== 'connected') return;
+    this.gen++;
+    const live = this.live;
+    this.live = undefined;
+    clearInterval(this.pingTimer);
+    if (live) void closeQuietly(live, true);
+    this.lastError = errorText(err);
+    this.log.warn({ err: this.lastError }, 'MCP server connection lost');
+    this.enterDown();
+  }
+
+  /** Common path into `down`: report once per outage, then back off and reconnect. */
+  private enterDown(): void {
+    const previous = this.phase === 'connected' ? (this.slow ? 'degraded' : 'up') : 'down';
+    this.phase = 'backoff';
+    this.downSince ??= Date.now();
+    if (!this.reportedDown) {
+      this.reportedDown = true;
+      this.emit(
+        mcpEvent('McpServerWentDown', { server: this.name, previous, error: this.lastError ?? 'unknown', at: new Date().toISOString() }),
+      );
+    }
+    this.notify();
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    const { initial_delay_ms, max_delay_ms } = this.opts.config.reconnect;
+    // Exponential with "equal jitter": half fixed, half random, so a fleet of connectors does not reconnect in lockstep.
+    const cap = Math.min(max_delay_ms, initial_delay_ms * 2 ** Math.min(this.attempt, 20));
+    const delay = Math.round(cap / 2 + Math.random() * (cap / 2));
+    this.attempt++;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => {
+      if (this.phase === 'backoff') void this.connect().catch(() => undefined);
+    }, delay);
+    this.reconnectTimer.unref();
+    this.log.debug({ delay, attempt: this.attempt }, 'MCP reconnect scheduled');
+  }
+
+  /** Transport errors do not always mean death (an SSE side stream may drop): probe with a ping to find out. */
+  private transportError(gen: number, err: Error): void {
+    if (gen !== this.gen || this.phase !== 'connected') return;
+    this.log.debug({ err: err.message }, 'MCP transport error');
+    if (isConnectionLoss(err) && this.opts.config.transport.kind === 'stdio') return this.lost(gen, err);
+    if (this.probeQueued) return;
+    this.probeQueued = true;
+    setTimeout(() => {
+      this.probeQueued = false;
+      if (gen === this.gen && this.phase === 'connected') void this.probe(gen);
+    }, 50).unref();
+  }
+
+  private startPings(gen: number): void {
+    clearInterval(this.pingTimer);
+    const every = this.opts.config.health.ping_interval_ms;
+    if (every <= 0) return;
+    this.pingTimer = setInterval(() => void this.probe(gen), every);
+    this.pingTimer.unref();
+  }
+
+  /** One health ping: slow -> degraded; two timeouts in a row or a connection error -> lost. */
+  private async probe(gen: number): Promise<void> {
+    const live = this.live;
+    if (!live || live.gen !== gen || this.phase !== 'connected') return;
+    const timeout = Math.min(this.opts.config.timeouts.call_ms, Math.max(this.opts.config.health.degraded_after_ms * 2, 5_000));
+    const t0 = performance.now();
+    try {
+      await live.client.ping({ timeout });
+      this.notePing(Math.round(performance.now() - t0));
+    } catch (err) {
+      if (gen !== this.gen) return;
+      if (isConnectionLoss(err)) return this.lost(gen, err);
+      this.pingTimeouts++;
+      this.lastError = errorText(err);
+      if (this.pingTimeouts >= 2) return this.lost(gen, new Error(`server stopped answering pings: ${this.lastError}`));
+      this.setSlow(true);
+    }
+  }
+
+  private notePing(ms: number): void {
+    this.responseMs = ms;
+    this.pingTimeouts = 0;
+    this.setSlow(ms > this.opts.config.health.degraded_after_ms);
+  }
+
+  private setSlow(slow: boolean): void {
+    if (slow === this.slow) return;
+    this.slow = slow;
+    this.notify();
+  }
+
+  private relist(gen: number, what: 'tools' | 'resources' | 'prompts'): void {
+    if (gen !== this.gen) return;
+    const p = what === 'tools' ? this.refreshTools() : what === 'resources' ? this.refreshResources() : this.refreshPrompts();
+    p.then(
+      () => this.log.debug({ what }, 'MCP list changed: re-listed'),
+      (err: unknown) => this.log.warn({ what, err: errorText(err) }, 'MCP re-list failed'),
+    );
+  }
+
+  private emit(event: Parameters<McpEventSink>[0]): void {
+    try {
+      this.opts.onEvent?.(event);
+    } catch (err) {
+      this.log.error({ err: errorText(err), type: event.type }, 'onEvent threw');
+    }
+  }
+
+  private notify(): void {
+    const h = this.health();
+    for (const l of this.listeners) {
+      try {
+        l(h);
+      } catch (err) {
+        this.log.error({ err: errorText(err) }, 'health listener threw');
+      }
+    }
+  }
+}
+
+type ListKind = 'tools' | 'resources' | 'prompts';
+type ListItem<K extends ListKind> = K extends 'tools' ? Tool : K extends 'resources' ? Resource : Prompt;
+
+/** Page through a list endpoint (servers may paginate with nextCursor). */
+async function listAll<K extends ListKind>(client: Client, kind: K, signal: AbortSignal | undefined, timeout: number): Promise<ListItem<K>[]> {
+  const out: ListItem<K>[] = [];
+  let cursor: string | undefined;
+  const opts = { ...(signal && { signal }), timeout };
+  for (let page = 0; page < 100; page++) {
+    const params = cursor ? { cursor } : undefined;
+    const res =
+      kind === 'tools'
+        ? await client.listTools(params, opts)
+        : kind === 'resources'
+          ? await client.listResources(params, opts)
+          : await client.listPrompts(params, opts);
+    const items = (res as Record<string, unknown>)[kind] as ListItem<K>[];
+    out.push(...items);
+    cursor = res.nextCursor;
+    if (!cursor) break;
+  }
+  return out;
+}
+
+/** Close a client; `kill` (a connection we gave up on) SIGKILLs a stdio child instead of the SDK's 2+2 s grace periods. */
+async function closeQuietly(live: Live, kill = false): Promise<void> {
+  live.client.onclose = undefined;
+  live.client.onerror = undefined;
+  const t = live.transport;
+  if (kill && t instanceof StdioClientTransport && t.pid) {
+    try {
+      process.kill(t.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  await withDeadline(live.client.close(), 3_000, 'close').catch(() => undefined);
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`${what} timed out after ${ms} ms`), { name: 'AbortError' })), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
