@@ -51,7 +51,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   app.use(httpLogger(logger));
   app.use(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' }));
   app.use(express.json({ limit: resolved.bodyLimit, type: ['application/json', 'application/*+json'] }));
-  app.use(problemErrorMiddleware(logger));
+  app.use(problemErrorMiddleware());
   app.use(rebindContextMiddleware);
   await app.init();
 

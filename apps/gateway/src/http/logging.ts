@@ -22,7 +22,8 @@ export function httpLogger(logger: Logger) {
     quietReqLogger: true,
     quietResLogger: true,
     customLogLevel: (req: IncomingMessage, res: ServerResponse, err?: Error) => {
-      if (err || res.statusCode >= 500) return 'error';
+      // A deliberate 503/504 (not ready, upstream timeout) is a warning; an error is what nobody expected.
+      if (err || (res as { err?: Error }).err || res.statusCode === 500) return 'error';
       if (res.statusCode >= 400) return 'warn';
       return quietPaths.has(pathOf(req)) ? 'debug' : 'info';
     },
@@ -32,13 +33,11 @@ export function httpLogger(logger: Logger) {
       status: res.statusCode,
       durationMs: val.responseTime,
     }),
-    customErrorObject: (req: IncomingMessage, res: ServerResponse, err: Error, val: { responseTime?: number }) => ({
-      method: req.method,
-      path: pathOf(req),
-      status: res.statusCode,
-      durationMs: val.responseTime,
-      err,
-    }),
+    // pino-http makes up an Error for any 5xx; only a real one (res.err, set by sendProblem) is worth its stack.
+    customErrorObject: (req: IncomingMessage, res: ServerResponse, _err: Error, val: { responseTime?: number }) => {
+      const real = (res as { err?: Error }).err;
+      return { method: req.method, path: pathOf(req), status: res.statusCode, durationMs: val.responseTime, ...(real ? { err: real } : {}) };
+    },
     customSuccessMessage: () => 'request completed',
     customErrorMessage: () => 'request failed',
   });
