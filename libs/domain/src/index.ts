@@ -1,1 +1,5 @@
-export {};
+/** @switchyard/domain: pure deciders and domain rules. No framework, no I/O, no clock. */
+export * from './decider.js';
+export * from './workflow/definition/index.js';
+export * from './workflow/execution/index.js';
+export * from './workflow/templates/index.js';

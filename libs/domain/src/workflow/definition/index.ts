@@ -1,0 +1,4 @@
+export * from './schema.js';
+export * from './expressions.js';
+export * from './input.js';
+export * from './validate.js';

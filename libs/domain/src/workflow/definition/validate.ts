@@ -1,0 +1,185 @@
+import { checkExpression, mappingExpressions } from './expressions.js';
+import { formatPath } from './input.js';
+import { parseUses, workflowDefinitionSchema, type StepDefinition, type WorkflowDefinition } from './schema.js';
+
+/** One thing wrong with a definition; the gateway answers 400 with the list. */
+export interface DefinitionProblem {
+  /** Where, e.g. `steps[2].needs[0]` or `steps[1].with.email`. */
+  readonly path: string;
+  readonly code:
+    | 'schema'
+    | 'duplicate_id'
+    | 'unknown_ref'
+    | 'cycle'
+    | 'unknown_server'
+    | 'unknown_tool'
+    | 'unknown_task_type'
+    | 'unknown_definition'
+    | 'bad_expression'
+    | 'bad_compensation';
+  readonly message: string;
+}
+
+/** What exists to be called: MCP servers with their tools, agent task types, workflow definition ids. */
+export interface ToolCatalog {
+  readonly servers: readonly { readonly name: string; readonly tools: readonly string[] }[];
+  readonly taskTypes: readonly string[];
+  readonly definitions: readonly string[];
+}
+
+export type DefinitionValidation =
+  | { readonly ok: true; readonly definition: WorkflowDefinition; readonly problems: readonly [] }
+  | { readonly ok: false; readonly problems: readonly DefinitionProblem[] };
+
+/** Step ids that only run as compensations (named by some `on_error.compensate`). */
+export function compensationStepIds(def: Pick<WorkflowDefinition, 'steps'>): Set<string> {
+  const out = new Set<string>();
+  for (const s of def.steps) if (typeof s.on_error === 'object') out.add(s.on_error.compensate);
+  return out;
+}
+
+/** Every step reachable through `needs` from `stepId` (not including itself). Cycle-safe. */
+export function upstreamOf(def: Pick<WorkflowDefinition, 'steps'>, stepId: string): Set<string> {
+  const byId = new Map(def.steps.map((s) => [s.id, s]));
+  const seen = new Set<string>();
+  const stack = [...(byId.get(stepId)?.needs ?? [])];
+  while (stack.length > 0) {
+    const id = stack.pop()!;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    stack.push(...(byId.get(id)?.needs ?? []));
+  }
+  seen.delete(stepId);
+  return seen;
+}
+
+/** Every elementary cycle found by DFS over `needs`, each as `a -> b -> a`, reported once. */
+function findCycles(steps: readonly StepDefinition[]): { at: number; cycle: string[] }[] {
+  const byId = new Map(steps.map((s, i) => [s.id, { s, i }]));
+  const state = new Map<string, 'visiting' | 'done'>();
+  const stack: string[] = [];
+  const found: { at: number; cycle: string[] }[] = [];
+  const seenKeys = new Set<string>();
+  const visit = (id: string): void => {
+    state.set(id, 'visiting');
+    stack.push(id);
+    for (const n of byId.get(id)?.s.needs ?? []) {
+      if (!byId.has(n)) continue;
+      if (state.get(n) === 'visiting') {
+        const cycle = [...stack.slice(stack.indexOf(n)), n];
+        // The same cycle found from another entry point is the same problem.
+        const key = [...cycle.slice(0, -1)].sort().join(',');
+        if (!seenKeys.has(key)) {
+          seenKeys.add(key);
+          found.push({ at: byId.get(cycle[0]!)!.i, cycle });
+        }
+      } else if (!state.has(n)) visit(n);
+    }
+    stack.pop();
+    state.set(id, 'done');
+  };
+  for (const s of steps) if (!state.has(s.id)) visit(s.id);
+  return found;
+}
+
+/**
+ * Check a definition and return every problem found: schema errors first (when the shape is
+ * wrong the deeper checks are skipped), then duplicate ids, unknown `needs`, cycles (named),
+ * unknown servers/tools/task types/definitions (when a catalog is given), compensation rules
+ * and expressions (parse and type errors, references to steps that are not upstream).
+ */
+export function validateDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidation {
+  const parsed = workflowDefinitionSchema.safeParse(def);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      problems: parsed.error.issues.map((i) => ({ path: formatPath(i.path), code: 'schema', message: i.message })),
+    };
+  }
+  const d = parsed.data;
+  const problems: DefinitionProblem[] = [];
+  const add = (path: string, code: DefinitionProblem['code'], message: string) => problems.push({ path, code, message });
+
+  // 1. Ids are unique.
+  const firstIndex = new Map<string, number>();
+  d.steps.forEach((s, i) => {
+    if (firstIndex.has(s.id)) add(`steps[${i}].id`, 'duplicate_id', `duplicate step id "${s.id}" (first at steps[${firstIndex.get(s.id)}])`);
+    else firstIndex.set(s.id, i);
+  });
+  const ids = new Set(firstIndex.keys());
+  const compensations = compensationStepIds(d);
+
+  // 2. `needs` name existing steps, never a compensation-only step.
+  d.steps.forEach((s, i) =>
+    s.needs.forEach((n, j) => {
+      if (!ids.has(n)) add(`steps[${i}].needs[${j}]`, 'unknown_ref', `step "${s.id}" needs unknown step "${n}"`);
+      else if (compensations.has(n) && !compensations.has(s.id)) {
+        add(`steps[${i}].needs[${j}]`, 'bad_compensation', `"${n}" is a compensation step and never runs in the normal flow, so "${s.id}" cannot need it`);
+      }
+    }),
+  );
+
+  // 3. No cycles; each named.
+  for (const { at, cycle } of findCycles(d.steps)) {
+    add(`steps[${at}].needs`, 'cycle', `dependency cycle: ${cycle.join(' -> ')}`);
+  }
+
+  // 4. What each step uses exists.
+  d.steps.forEach((s, i) => {
+    const u = parseUses(s.uses);
+    const path = `steps[${i}].uses`;
+    if (u.kind === 'workflow' && u.definitionId === d.id) add(path, 'unknown_definition', `step "${s.id}" runs its own workflow "${d.id}" (recursion)`);
+    if (!catalog) return;
+    if (u.kind === 'mcp') {
+      const server = catalog.servers.find((x) => x.name === u.server);
+      if (!server) add(path, 'unknown_server', `unknown MCP server "${u.server}" (known: ${catalog.servers.map((x) => x.name).join(', ') || 'none'})`);
+      else if (!server.tools.includes(u.tool)) add(path, 'unknown_tool', `MCP server "${u.server}" has no tool "${u.tool}" (known: ${server.tools.join(', ')})`);
+    } else if (u.kind === 'agent') {
+      if (!catalog.taskTypes.includes(u.taskType)) add(path, 'unknown_task_type', `unknown agent task type "${u.taskType}"`);
+    } else if (!catalog.definitions.includes(u.definitionId) && u.definitionId !== d.id) {
+      add(path, 'unknown_definition', `unknown workflow definition "${u.definitionId}"`);
+    }
+  });
+
+  // 5. Compensation targets exist, are not the failing step itself, and do not fan out.
+  d.steps.forEach((s, i) => {
+    if (typeof s.on_error !== 'object') return;
+    const target = s.on_error.compensate;
+    const path = `steps[${i}].on_error.compensate`;
+    if (!ids.has(target)) add(path, 'unknown_ref', `step "${s.id}" compensates with unknown step "${target}"`);
+    else if (target === s.id) add(path, 'bad_compensation', `step "${s.id}" cannot compensate itself`);
+    else if (d.steps.find((x) => x.id === target)?.for_each) add(path, 'bad_compensation', `compensation step "${target}" cannot use for_each`);
+  });
+
+  // 6. Expressions parse, type-check and only read upstream steps.
+  const checkOne = (path: string, expression: string, stepId: string | null, allowItem: boolean) => {
+    const r = checkExpression(expression, { allowItem });
+    if (!r.ok) add(path, 'bad_expression', `bad expression "${expression}": ${r.message}`);
+    const upstream = stepId === null ? ids : upstreamOf(d, stepId);
+    for (const ref of r.stepRefs) {
+      if (!ids.has(ref)) add(path, 'bad_expression', `expression "${expression}" reads unknown step "${ref}"`);
+      else if (!upstream.has(ref)) {
+        add(path, 'bad_expression', `expression "${expression}" reads step "${ref}", which is not upstream of "${stepId}" (add it to needs)`);
+      }
+    }
+  };
+  d.steps.forEach((s, i) => {
+    if (s.if !== undefined) checkOne(`steps[${i}].if`, s.if, s.id, false);
+    if (s.for_each) checkOne(`steps[${i}].for_each.items`, s.for_each.items, s.id, false);
+    for (const { path, expression } of mappingExpressions(s.with)) {
+      checkOne(`steps[${i}].with${path.startsWith('[') ? '' : '.'}${path}`, expression, s.id, s.for_each !== undefined);
+    }
+  });
+  for (const { path, expression } of mappingExpressions(d.outputs)) {
+    checkOne(`outputs${path.startsWith('[') ? '' : '.'}${path}`, expression, null, false);
+  }
+
+  // 7. Backoff bounds make sense.
+  d.steps.forEach((s, i) => {
+    if (s.retry && s.retry.backoff.maxMs < s.retry.backoff.initialMs) {
+      add(`steps[${i}].retry.backoff.maxMs`, 'schema', 'maxMs must be >= initialMs');
+    }
+  });
+
+  return problems.length === 0 ? { ok: true, definition: d, problems: [] } : { ok: false, problems };
+}

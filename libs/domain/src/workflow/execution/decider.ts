@@ -1,0 +1,676 @@
+/**
+ * The WorkflowExecution decider. Every decision about what runs next is taken here, inside
+ * `decide`, so that it is appended atomically with the fact that caused it: after the primary
+ * events of a command, `progress` keeps deriving follow-up events (schedule, skip, expand,
+ * complete, fail, cancel) until the execution is quiet. The saga (./saga.ts) only turns the
+ * resulting state into I/O: dispatches and timers.
+ *
+ * At-least-once safety: results for a unit that is not in flight for that attempt (duplicates,
+ * late results of an old attempt, anything after the end) produce no events.
+ *
+ * Rules worth knowing (also in the README of this folder's index):
+ *  - A step is ready when every step in `needs` has settled (succeeded, failed with on_error
+ *    continue, or skipped). If one of them failed or was skipped, the step is skipped too, unless
+ *    it has an `if`, which then decides alone (it can look at `steps.<id>.status`).
+ *  - All ready steps are scheduled at once (parallel); for_each items up to `concurrency`.
+ *  - `on_error: { compensate: X }`: X is the undo of this step. It runs when the step fails for good
+ *    (then the workflow fails once X settles) and, on cancel, when the step has succeeded.
+ *  - While failing or canceling nothing new is scheduled and nothing is retried; canceling waits for
+ *    dispatched units (bounded by their timeouts) and compensations, then ends canceled.
+ */
+import { assertNever, DomainError, type CommandMetadata, type Decider } from '../../decider.js';
+import {
+  evaluateCondition,
+  evaluateExpression,
+  ExpressionError,
+  resolveMapping,
+  type ExpressionContext,
+  type StepView,
+} from '../definition/expressions.js';
+import { validateInput } from '../definition/input.js';
+import { DEFAULT_STEP_TIMEOUT_MS, type StepDefinition, type WorkflowDefinition } from '../definition/schema.js';
+import { compensationStepIds, validateDefinition } from '../definition/validate.js';
+import { addMs, backoffDelay, hash32, notBefore } from './timing.js';
+import type {
+  ActiveExecution,
+  ExecutionData,
+  StepError,
+  StepState,
+  UnitRef,
+  UnitState,
+  WorkflowCommand,
+  WorkflowEvent,
+  WorkflowExecutionState,
+} from './types.js';
+
+/** `${executionId}:${stepId}:${attempt}`, with `[i]` after the step id for for_each items. */
+export function idempotencyKey(executionId: string, ref: UnitRef, attempt: number): string {
+  return `${executionId}:${unitKey(ref)}:${attempt}`;
+}
+
+/** `step` or `step[3]`. */
+export function unitKey(ref: UnitRef): string {
+  return ref.itemIndex === undefined ? ref.stepId : `${ref.stepId}[${ref.itemIndex}]`;
+}
+
+export const initialWorkflowState: WorkflowExecutionState = { status: 'not_started' };
+
+const stepDef = (d: WorkflowDefinition, id: string): StepDefinition | undefined => d.steps.find((s) => s.id === id);
+
+const timeoutOf = (s: StepDefinition): number => s.timeout_ms ?? DEFAULT_STEP_TIMEOUT_MS;
+
+const inFlight = (u: UnitState | undefined): boolean =>
+  u !== undefined && (u.phase === 'scheduled' || u.phase === 'dispatched' || u.phase === 'retry_wait');
+
+const settled = (s: StepState): boolean => s.status === 'succeeded' || s.status === 'failed' || s.status === 'skipped';
+
+/** The unit a command or event addresses, if it exists. */
+function unitOf(state: ExecutionData, ref: UnitRef): UnitState | undefined {
+  const step = state.steps[ref.stepId];
+  if (!step) return undefined;
+  const isForEach = stepDef(state.definition, ref.stepId)?.for_each !== undefined;
+  if (isForEach !== (ref.itemIndex !== undefined)) return undefined;
+  return step.units[ref.itemIndex ?? 0];
+}
+
+/** What expressions see: every step's status, output and error. */
+export function expressionContext(state: ExecutionData, extra: { item?: unknown; index?: number } = {}): ExpressionContext {
+  const steps: Record<string, StepView> = {};
+  for (const [id, s] of Object.entries(state.steps)) {
+    steps[id] = {
+      status: s.status,
+      output: s.output ?? null,
+      error: s.error ? { code: s.error.code, message: s.error.message } : null,
+    };
+  }
+  return 'item' in extra ? { input: state.input, steps, item: extra.item, index: extra.index ?? 0 } : { input: state.input, steps };
+}
+
+const expressionFailure = (e: unknown): StepError => ({
+  code: 'expression_error',
+  message: e instanceof ExpressionError ? e.message : String(e),
+  retryable: false,
+});
+
+// ---- decide -----------------------------------------------------------------
+
+function requireStarted(state: WorkflowExecutionState): Exclude<WorkflowExecutionState, { status: 'not_started' }> {
+  if (state.status === 'not_started') throw new DomainError('not_found', 'workflow execution not found');
+  return state;
+}
+
+function requireStep(state: ExecutionData, stepId: string): StepDefinition {
+  const s = stepDef(state.definition, stepId);
+  if (!s) throw new DomainError('not_found', `step "${stepId}" is not part of workflow "${state.definition.id}"`, { stepId });
+  return s;
+}
+
+const isActive = (s: WorkflowExecutionState): s is ActiveExecution => s.status === 'running' || s.status === 'canceling';
+
+/** Decide the events for one command. Pure: time comes from `command.metadata.timestamp`. */
+export function decideWorkflow(command: WorkflowCommand, state: WorkflowExecutionState): WorkflowEvent[] {
+  const meta = command.metadata;
+  const now = meta.timestamp;
+  let primary: WorkflowEvent[];
+  switch (command.type) {
+    case 'StartWorkflow': {
+      // A repeated start (client retry, redelivery) is a no-op, not an error.
+      if (state.status !== 'not_started') return [];
+      const v = validateDefinition(command.data.definition);
+      if (!v.ok) throw new DomainError('validation', 'invalid workflow definition', { problems: v.problems });
+      const input = validateInput(v.definition.input, command.data.input);
+      if (!input.ok) throw new DomainError('validation', 'invalid workflow input', { problems: input.problems });
+      primary = [
+        {
+          type: 'WorkflowStarted',
+          data: {
+            executionId: command.data.executionId,
+            definition: v.definition,
+            input: input.value,
+            seed: command.data.seed ?? hash32(command.data.executionId),
+            startedAt: now,
+          },
+          metadata: meta,
+        },
+      ];
+      break;
+    }
+    case 'RecordStepDispatched': {
+      const s = requireStarted(state);
+      requireStep(s, command.data.stepId);
+      const u = unitOf(s, command.data);
+      if (!isActive(s) || !u || u.phase !== 'scheduled' || u.attempt !== command.data.attempt) return [];
+      primary = [
+        {
+          type: 'StepDispatched',
+          data: { ...ref(command.data), attempt: u.attempt, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
+          metadata: meta,
+        },
+      ];
+      break;
+    }
+    case 'RecordStepSucceeded': {
+      const s = requireStarted(state);
+      requireStep(s, command.data.stepId);
+      const u = unitOf(s, command.data);
+      if (!isActive(s) || !accepting(u, command.data.attempt)) return [];
+      primary = [{ type: 'StepSucceeded', data: { ...ref(command.data), attempt: command.data.attempt, output: command.data.output ?? null, at: now }, metadata: meta }];
+      // Something finished while canceling: it had an effect, so undo it too.
+      if (s.status === 'canceling') primary.push(...startCompensation(evolveAll(s, primary), command.data.stepId, 'canceled', meta));
+      break;
+    }
+    case 'RecordStepFailed': {
+      const s = requireStarted(state);
+      const def = requireStep(s, command.data.stepId);
+      const u = unitOf(s, command.data);
+      if (!isActive(s) || !accepting(u, command.data.attempt)) return [];
+      primary = attemptFailed(s, def, command.data, command.data.attempt, command.data.error, meta, []);
+      break;
+    }
+    case 'RecordStepTimedOut': {
+      const s = requireStarted(state);
+      const def = requireStep(s, command.data.stepId);
+      const u = unitOf(s, command.data);
+      // Only a dispatched attempt can time out, and only once its deadline has passed
+      // (an early timer is ignored; nextActions still lists it, so it is re-armed).
+      if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt) return [];
+      if (u.timeoutAt && !notBefore(now, u.timeoutAt)) return [];
+      const error: StepError = { code: 'timeout', message: `attempt ${u.attempt} timed out after ${u.timeoutMs} ms`, retryable: true };
+      const timedOut: WorkflowEvent = { type: 'StepTimedOut', data: { ...ref(command.data), attempt: u.attempt, at: now }, metadata: meta };
+      primary = attemptFailed(s, def, command.data, u.attempt, error, meta, [timedOut]);
+      break;
+    }
+    case 'RetryStep': {
+      const s = requireStarted(state);
+      const def = requireStep(s, command.data.stepId);
+      const u = unitOf(s, command.data);
+      if (s.status !== 'running' || s.failing || !u || u.phase !== 'retry_wait' || u.attempt !== command.data.attempt) return [];
+      if (u.dueAt && !notBefore(now, u.dueAt)) return [];
+      primary = [scheduled(s, def, command.data, u.attempt, u.input, meta)];
+      break;
+    }
+    case 'RequestCancel': {
+      const s = requireStarted(state);
+      // Already ending: canceling, or failing with compensations under way.
+      if (s.status === 'canceling' || (s.status === 'running' && s.failing)) return [];
+      if (s.status !== 'running') {
+        throw new DomainError('illegal_state', `workflow execution is already ${s.status}`, { status: s.status });
+      }
+      primary = [
+        { type: 'ExecutionCancelRequested', data: { reason: command.data.reason, actor: meta.actor ?? null, requestedAt: now }, metadata: meta },
+      ];
+      // Undo what already happened: succeeded steps (or items) that name a compensation.
+      let after = evolveAll(s, primary);
+      for (const step of s.definition.steps) {
+        const st = s.steps[step.id];
+        const hadEffect = st && (st.status === 'succeeded' || st.units.some((x) => x?.phase === 'succeeded'));
+        if (hadEffect) {
+          const more = startCompensation(after, step.id, 'canceled', meta);
+          primary.push(...more);
+          after = evolveAll(after, more);
+        }
+      }
+      break;
+    }
+    case 'RecordCompensationSucceeded':
+    case 'RecordCompensationFailed': {
+      const s = requireStarted(state);
+      requireStep(s, command.data.stepId);
+      const c = s.compensations[command.data.stepId];
+      if (!isActive(s) || !c || c.status !== 'running') return [];
+      primary =
+        command.type === 'RecordCompensationSucceeded'
+          ? [{ type: 'CompensationSucceeded', data: { stepId: c.stepId, output: command.data.output ?? null, at: now }, metadata: meta }]
+          : [{ type: 'CompensationFailed', data: { stepId: c.stepId, error: command.data.error, at: now }, metadata: meta }];
+      break;
+    }
+    default:
+      return assertNever(command, 'command');
+  }
+  return [...primary, ...progress(evolveAll(state, primary), meta)];
+}
+
+const ref = (r: UnitRef): UnitRef => (r.itemIndex === undefined ? { stepId: r.stepId } : { stepId: r.stepId, itemIndex: r.itemIndex });
+
+/** A result is accepted only for the attempt in flight (scheduled counts: the dispatch record may be lost). */
+const accepting = (u: UnitState | undefined, attempt: number): boolean =>
+  u !== undefined && (u.phase === 'scheduled' || u.phase === 'dispatched') && u.attempt === attempt;
+
+function evolveAll(state: WorkflowExecutionState, events: readonly WorkflowEvent[]): WorkflowExecutionState {
+  return events.reduce(evolveWorkflow, state);
+}
+
+function scheduled(
+  s: ExecutionData,
+  def: StepDefinition,
+  unit: UnitRef,
+  attempt: number,
+  input: unknown,
+  meta: CommandMetadata,
+): WorkflowEvent {
+  return {
+    type: 'StepScheduled',
+    data: {
+      ...ref(unit),
+      attempt,
+      idempotencyKey: idempotencyKey(s.executionId, unit, attempt),
+      uses: def.uses,
+      input,
+      timeoutMs: timeoutOf(def),
+      scheduledAt: meta.timestamp,
+    },
+    metadata: meta,
+  };
+}
+
+/**
+ * An attempt failed (or timed out): retry if the policy allows and the workflow is still going
+ * forward, otherwise the unit has failed for good, and with it the step.
+ */
+function attemptFailed(
+  s: ActiveExecution,
+  def: StepDefinition,
+  unit: UnitRef,
+  attempt: number,
+  error: StepError,
+  meta: CommandMetadata,
+  prefix: WorkflowEvent[],
+): WorkflowEvent[] {
+  const now = meta.timestamp;
+  const policy = def.retry;
+  const goingForward = s.status === 'running' && !s.failing && s.steps[def.id]?.status === 'running';
+  const codeMatches = !policy?.on || policy.on.includes(error.code);
+  const canRetry = goingForward && error.retryable && codeMatches && policy !== undefined && attempt < policy.attempts;
+  const events: WorkflowEvent[] = [...prefix];
+  events.push({ type: 'StepFailed', data: { ...ref(unit), attempt, error, final: !canRetry, at: now }, metadata: meta });
+  if (canRetry) {
+    const delayMs = backoffDelay(policy.backoff, attempt + 1, s.seed, unitKey(unit));
+    events.push({ type: 'StepRetryScheduled', data: { ...ref(unit), attempt: attempt + 1, delayMs, dueAt: addMs(now, delayMs) }, metadata: meta });
+    return events;
+  }
+  // An item's final failure fails its for_each step (once).
+  if (unit.itemIndex !== undefined) {
+    if (s.steps[def.id]?.status !== 'running') return events;
+    events.push({ type: 'StepFailed', data: { stepId: unit.stepId, attempt, error, final: true, at: now }, metadata: meta });
+  }
+  return [...events, ...onStepFailed(evolveAll(s, events), def, error, meta)];
+}
+
+/** What a step's final failure means for the workflow, by its on_error. */
+function onStepFailed(state: WorkflowExecutionState, def: StepDefinition, error: StepError, meta: CommandMetadata): WorkflowEvent[] {
+  if (!isActive(state)) return [];
+  const policy = def.on_error;
+  if (policy === 'continue') return [];
+  if (policy === 'fail') {
+    // Canceling already has its own ending; a failing workflow is ending anyway.
+    if (state.status !== 'running' || state.failing) return [];
+    return [
+      {
+        type: 'WorkflowFailed',
+        data: { reason: `step "${def.id}" failed: ${error.message}`, stepId: def.id, error, failedAt: meta.timestamp },
+        metadata: meta,
+      },
+    ];
+  }
+  return startCompensation(state, def.id, state.status === 'canceling' ? 'canceled' : 'step_failed', meta);
+}
+
+/** Start the compensation named by `forStepId`'s on_error, once per compensation step. */
+function startCompensation(
+  state: WorkflowExecutionState,
+  forStepId: string,
+  cause: 'step_failed' | 'canceled',
+  meta: CommandMetadata,
+): WorkflowEvent[] {
+  if (!isActive(state)) return [];
+  const def = stepDef(state.definition, forStepId);
+  if (!def || typeof def.on_error !== 'object') return [];
+  const comp = stepDef(state.definition, def.on_error.compensate)!;
+  if (state.compensations[comp.id]) return [];
+  const now = meta.timestamp;
+  let input: unknown;
+  let inputError: StepError | undefined;
+  try {
+    input = resolveMapping(comp.with, expressionContext(state));
+  } catch (e) {
+    input = null;
+    inputError = expressionFailure(e);
+  }
+  const started: WorkflowEvent = {
+    type: 'CompensationStarted',
+    data: {
+      stepId: comp.id,
+      forStepId,
+      cause,
+      uses: comp.uses,
+      input,
+      idempotencyKey: `${state.executionId}:compensate:${comp.id}:1`,
+      timeoutMs: timeoutOf(comp),
+      startedAt: now,
+    },
+    metadata: meta,
+  };
+  if (!inputError) return [started];
+  return [started, { type: 'CompensationFailed', data: { stepId: comp.id, error: inputError, at: now }, metadata: meta }];
+}
+
+// ---- progress: follow-up decisions after any change ---------------------------
+
+/** Derive follow-up events until nothing more follows (each round sees the previous round applied). */
+function progress(state: WorkflowExecutionState, meta: CommandMetadata): WorkflowEvent[] {
+  const out: WorkflowEvent[] = [];
+  let s = state;
+  for (let round = 0; round < 10_000; round++) {
+    const next = progressOnce(s, meta);
+    if (next.length === 0) return out;
+    out.push(...next);
+    s = evolveAll(s, next);
+  }
+  throw new Error('workflow progress did not settle'); // a bug, never a user error
+}
+
+function progressOnce(state: WorkflowExecutionState, meta: CommandMetadata): WorkflowEvent[] {
+  const now = meta.timestamp;
+  if (state.status === 'canceling') {
+    const busy = Object.values(state.steps).some((st) => st.units.some((u) => u?.phase === 'dispatched'));
+    const compensating = Object.values(state.compensations).some((c) => c.status === 'running');
+    if (busy || compensating) return [];
+    return [{ type: 'WorkflowCanceled', data: { reason: state.cancel.reason, canceledAt: now }, metadata: meta }];
+  }
+  if (state.status !== 'running') return [];
+  if (state.failing) {
+    if (Object.values(state.compensations).some((c) => c.status === 'running')) return [];
+    const f = state.failing;
+    return [{ type: 'WorkflowFailed', data: { reason: f.reason, stepId: f.stepId, error: f.error, failedAt: now }, metadata: meta }];
+  }
+
+  const compensationOnly = compensationStepIds(state.definition);
+  const events: WorkflowEvent[] = [];
+  for (const def of state.definition.steps) {
+    if (compensationOnly.has(def.id)) continue;
+    const st = state.steps[def.id]!;
+    if (st.status === 'pending') {
+      const needs = def.needs.map((n) => state.steps[n]!);
+      if (!needs.every(settled)) continue;
+      events.push(...startStep(state, def, needs, meta));
+      // One step per round: its events may end the workflow (on_error fail), so re-check from the top.
+      if (events.length > 0) return events;
+    } else if (st.status === 'running' && def.for_each && st.items) {
+      events.push(...continueForEach(state, def, st, meta));
+      if (events.length > 0) return events;
+    }
+  }
+  const main = state.definition.steps.filter((d) => !compensationOnly.has(d.id));
+  if (main.every((d) => settled(state.steps[d.id]!))) {
+    try {
+      const outputs = resolveMapping(state.definition.outputs, expressionContext(state)) as Record<string, unknown>;
+      return [{ type: 'WorkflowCompleted', data: { outputs, completedAt: now }, metadata: meta }];
+    } catch (e) {
+      const error = expressionFailure(e);
+      return [{ type: 'WorkflowFailed', data: { reason: `outputs: ${error.message}`, stepId: null, error, failedAt: now }, metadata: meta }];
+    }
+  }
+  return [];
+}
+
+/** A pending step whose needs have all settled: skip it, fail it (bad expression), or start it. */
+function startStep(state: Extract<ActiveExecution, { status: 'running' }>, def: StepDefinition, needs: StepState[], meta: CommandMetadata): WorkflowEvent[] {
+  const now = meta.timestamp;
+  const skip = (reason: 'condition_false' | 'dependency_skipped' | 'dependency_failed'): WorkflowEvent[] => [
+    { type: 'StepSkipped', data: { stepId: def.id, reason, at: now }, metadata: meta },
+  ];
+  const failNow = (e: unknown): WorkflowEvent[] => {
+    const error = expressionFailure(e);
+    const failed: WorkflowEvent = { type: 'StepFailed', data: { stepId: def.id, attempt: 0, error, final: true, at: now }, metadata: meta };
+    return [failed, ...onStepFailed(evolveAll(state, [failed]), def, error, meta)];
+  };
+  const ctx = expressionContext(state);
+  if (def.if !== undefined) {
+    try {
+      if (!evaluateCondition(def.if, ctx)) return skip('condition_false');
+    } catch (e) {
+      return failNow(e);
+    }
+  } else if (needs.some((n) => n.status === 'failed')) {
+    return skip('dependency_failed');
+  } else if (needs.some((n) => n.status === 'skipped')) {
+    return skip('dependency_skipped');
+  }
+
+  if (!def.for_each) {
+    try {
+      return [scheduled(state, def, { stepId: def.id }, 1, resolveMapping(def.with, ctx), meta)];
+    } catch (e) {
+      return failNow(e);
+    }
+  }
+  let items: unknown;
+  try {
+    items = evaluateExpression(def.for_each.items, ctx);
+  } catch (e) {
+    return failNow(e);
+  }
+  if (!Array.isArray(items)) {
+    return failNow(new ExpressionError(def.for_each.items, `for_each.items "${def.for_each.items}" gave ${typeof items}, not a list`));
+  }
+  return [{ type: 'StepExpanded', data: { stepId: def.id, items }, metadata: meta }];
+}
+
+/** Keep `concurrency` items in flight; when all succeeded, the step succeeds with their outputs in order. */
+function continueForEach(state: Extract<ActiveExecution, { status: 'running' }>, def: StepDefinition, st: StepState, meta: CommandMetadata): WorkflowEvent[] {
+  const items = st.items!;
+  const started = st.units.filter((u) => u !== undefined).length;
+  if (started === items.length && st.units.every((u) => u?.phase === 'succeeded')) {
+    return [
+      {
+        type: 'StepSucceeded',
+        data: { stepId: def.id, attempt: 0, output: st.units.map((u) => u!.output ?? null), at: meta.timestamp },
+        metadata: meta,
+      },
+    ];
+  }
+  const running = st.units.filter(inFlight).length;
+  const room = Math.min(def.for_each!.concurrency - running, items.length - started);
+  const events: WorkflowEvent[] = [];
+  for (let i = started; i < started + room; i++) {
+    const unit = { stepId: def.id, itemIndex: i };
+    try {
+      const input = resolveMapping(def.with, expressionContext(state, { item: items[i], index: i }));
+      events.push(scheduled(state, def, unit, 1, input, meta));
+    } catch (e) {
+      const error = expressionFailure(e);
+      const failed: WorkflowEvent[] = [
+        { type: 'StepFailed', data: { ...unit, attempt: 0, error, final: true, at: meta.timestamp }, metadata: meta },
+        { type: 'StepFailed', data: { stepId: def.id, attempt: 0, error, final: true, at: meta.timestamp }, metadata: meta },
+      ];
+      return [...events, ...failed, ...onStepFailed(evolveAll(state, [...events, ...failed]), def, error, meta)];
+    }
+  }
+  return events;
+}
+
+// ---- evolve -------------------------------------------------------------------
+
+function withStep(s: ExecutionData, id: string, f: (st: StepState) => StepState): Readonly<Record<string, StepState>> {
+  return { ...s.steps, [id]: f(s.steps[id]!) };
+}
+
+function withUnit(st: StepState, index: number, f: (u: UnitState | undefined) => UnitState): StepState {
+  const units = [...st.units];
+  units[index] = f(units[index]);
+  return { ...st, units };
+}
+
+/** Abandon every unit not yet dispatched (workflow failing or canceling). */
+function abandonUndispatched(s: ExecutionData): Readonly<Record<string, StepState>> {
+  const steps: Record<string, StepState> = {};
+  for (const [id, st] of Object.entries(s.steps)) {
+    steps[id] = {
+      ...st,
+      units: st.units.map((u) => (u && (u.phase === 'scheduled' || u.phase === 'retry_wait') ? { ...u, phase: 'canceled' as const } : u)),
+    };
+  }
+  return steps;
+}
+
+/** Fold one event into the state. Total: an event that does not apply leaves the state as it is. */
+export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEvent): WorkflowExecutionState {
+  if (event.type === 'WorkflowStarted') {
+    const d = event.data;
+    const steps: Record<string, StepState> = {};
+    for (const s of d.definition.steps) steps[s.id] = { id: s.id, status: 'pending', output: null, error: null, units: [] };
+    return {
+      status: 'running',
+      executionId: d.executionId,
+      definition: d.definition,
+      input: d.input,
+      seed: d.seed,
+      startedAt: d.startedAt,
+      correlationId: event.metadata.correlationId,
+      steps,
+      compensations: {},
+    };
+  }
+  if (state.status === 'not_started') return state;
+  const s = state;
+  const isForEachStep = (id: string) => stepDef(s.definition, id)?.for_each !== undefined;
+  switch (event.type) {
+    case 'StepExpanded':
+      return { ...s, steps: withStep(s, event.data.stepId, (st) => ({ ...st, status: 'running', items: event.data.items })) };
+    case 'StepScheduled': {
+      const d = event.data;
+      const unit: UnitState = {
+        stepId: d.stepId,
+        ...(d.itemIndex === undefined ? {} : { itemIndex: d.itemIndex }),
+        attempt: d.attempt,
+        phase: 'scheduled',
+        input: d.input,
+        idempotencyKey: d.idempotencyKey,
+        timeoutMs: d.timeoutMs,
+      };
+      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit({ ...st, status: 'running' }, d.itemIndex ?? 0, () => unit)) };
+    }
+    case 'StepDispatched': {
+      const d = event.data;
+      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'dispatched', timeoutAt: d.timeoutAt }))) };
+    }
+    case 'StepSucceeded': {
+      const d = event.data;
+      if (d.itemIndex === undefined && isForEachStep(d.stepId)) {
+        return { ...s, steps: withStep(s, d.stepId, (st) => ({ ...st, status: 'succeeded', output: d.output })) };
+      }
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) => {
+          const next = withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'succeeded', output: d.output }));
+          return d.itemIndex === undefined ? { ...next, status: 'succeeded', output: d.output } : next;
+        }),
+      };
+    }
+    case 'StepFailed': {
+      const d = event.data;
+      const stepLevel = d.itemIndex === undefined;
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) => {
+          let next = st;
+          const touchesUnit = !(stepLevel && isForEachStep(d.stepId)) && d.attempt > 0 && st.units[d.itemIndex ?? 0];
+          if (touchesUnit) next = withUnit(next, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'failed', error: d.error }));
+          return stepLevel && d.final ? { ...next, status: 'failed', error: d.error } : next;
+        }),
+      };
+    }
+    case 'StepTimedOut': {
+      const d = event.data;
+      const err: StepError = { code: 'timeout', message: 'timed out', retryable: true };
+      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'failed', error: err }))) };
+    }
+    case 'StepRetryScheduled': {
+      const d = event.data;
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) =>
+          withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'retry_wait', attempt: d.attempt, dueAt: d.dueAt, idempotencyKey: idempotencyKey(s.executionId, d, d.attempt) })),
+        ),
+      };
+    }
+    case 'StepSkipped':
+      return { ...s, steps: withStep(s, event.data.stepId, (st) => ({ ...st, status: 'skipped', skipReason: event.data.reason })) };
+    case 'ExecutionCancelRequested':
+      return {
+        ...s,
+        status: 'canceling',
+        steps: abandonUndispatched(s),
+        cancel: { reason: event.data.reason, actor: event.data.actor, requestedAt: event.data.requestedAt },
+      } as WorkflowExecutionState;
+    case 'CompensationStarted': {
+      const d = event.data;
+      const compensations = {
+        ...s.compensations,
+        [d.stepId]: {
+          stepId: d.stepId,
+          forStepId: d.forStepId,
+          status: 'running' as const,
+          uses: d.uses,
+          input: d.input,
+          idempotencyKey: d.idempotencyKey,
+          timeoutMs: d.timeoutMs,
+          startedAt: d.startedAt,
+        },
+      };
+      if (s.status === 'running' && d.cause === 'step_failed' && !s.failing) {
+        const failed = s.steps[d.forStepId];
+        const error = failed?.error ?? { code: 'failed', message: 'step failed', retryable: false };
+        return {
+          ...s,
+          compensations,
+          steps: abandonUndispatched(s),
+          failing: { stepId: d.forStepId, reason: `step "${d.forStepId}" failed: ${error.message}`, error },
+        };
+      }
+      return { ...s, compensations };
+    }
+    case 'CompensationSucceeded':
+    case 'CompensationFailed': {
+      const c = s.compensations[event.data.stepId];
+      if (!c) return s;
+      const done =
+        event.type === 'CompensationSucceeded'
+          ? { ...c, status: 'succeeded' as const, output: event.data.output }
+          : { ...c, status: 'failed' as const, error: event.data.error };
+      return { ...s, compensations: { ...s.compensations, [c.stepId]: done } };
+    }
+    case 'WorkflowCompleted':
+      return { ...stripPhase(s), status: 'completed', outputs: event.data.outputs, completedAt: event.data.completedAt };
+    case 'WorkflowFailed':
+      return { ...stripPhase(s), status: 'failed', reason: event.data.reason, failedAt: event.data.failedAt };
+    case 'WorkflowCanceled':
+      return { ...stripPhase(s), status: 'canceled', reason: event.data.reason, canceledAt: event.data.canceledAt };
+    default:
+      return assertNever(event, 'event');
+  }
+}
+
+/** Keep only the shared execution data when moving to a terminal status. */
+function stripPhase(s: ExecutionData): ExecutionData {
+  return {
+    executionId: s.executionId,
+    definition: s.definition,
+    input: s.input,
+    seed: s.seed,
+    startedAt: s.startedAt,
+    correlationId: s.correlationId,
+    steps: s.steps,
+    compensations: s.compensations,
+  };
+}
+
+/** The WorkflowExecution aggregate as a Decider. */
+export const workflowExecutionDecider: Decider<WorkflowCommand, WorkflowEvent, WorkflowExecutionState> = {
+  decide: decideWorkflow,
+  evolve: evolveWorkflow,
+  initialState: initialWorkflowState,
+};
+
+/** Stream name of one execution. */
+export const workflowExecutionStream = (executionId: string): string => `workflow_execution-${executionId}`;

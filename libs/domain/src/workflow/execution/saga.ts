@@ -1,0 +1,167 @@
+/**
+ * The saga's decision, pure (STYLE habit 7): from an execution's state (and the event just
+ * appended) to the I/O the orchestrator must do. Scheduling decisions are already events
+ * (StepScheduled, StepRetryScheduled, CompensationStarted...); this turns them into
+ *  - dispatches: send this unit to its executor, with its idempotency key (at least once: the
+ *    executor deduplicates by key, the decider ignores duplicate results);
+ *  - timers: send this command at `dueAt` (durable: recomputed from state after a crash);
+ *  - whether the execution has ended.
+ * `nextActions(state, now)` is the full picture (use it on recovery and after every append);
+ * `decideAfter(event, state)` is the part caused by one event (use it in a subscription).
+ */
+import type { CommandMetadata } from '../../decider.js';
+import { parseUses, type ParsedUses } from '../definition/schema.js';
+import type {
+  RecordCompensationFailed,
+  RecordStepTimedOut,
+  RetryStep,
+  StepError,
+  UnitState,
+  WorkflowEvent,
+  WorkflowExecutionState,
+  WorkflowStatus,
+} from './types.js';
+
+/** Send one unit (or compensation) to whatever runs it. */
+export interface DispatchAction {
+  readonly kind: 'step' | 'compensation';
+  readonly executionId: string;
+  readonly stepId: string;
+  readonly itemIndex?: number;
+  readonly attempt: number;
+  readonly idempotencyKey: string;
+  readonly uses: string;
+  readonly target: ParsedUses;
+  readonly input: unknown;
+  readonly timeoutMs: number;
+  readonly correlationId: string;
+}
+
+/** A durable timer: send `command` at `dueAt`. Already due when `dueAt <= now`. */
+export interface TimerAction {
+  readonly kind: 'timeout' | 'retry' | 'compensation_timeout';
+  readonly dueAt: string;
+  readonly command: RecordStepTimedOut | RetryStep | RecordCompensationFailed;
+}
+
+export interface SagaActions {
+  readonly status: WorkflowStatus;
+  /** Units and compensations to send now. */
+  readonly dispatch: readonly DispatchAction[];
+  /** Timers to (re-)arm; those already due are also in `due`. */
+  readonly timers: readonly TimerAction[];
+  /** Timer commands whose time has come (send them now). */
+  readonly due: readonly TimerAction['command'][];
+  /** The execution has ended (completed, failed or canceled): drop its timers. */
+  readonly terminal: boolean;
+}
+
+const orchestrator = 'system:orchestrator';
+
+function timerMeta(correlationId: string, dueAt: string): CommandMetadata {
+  return { timestamp: dueAt, actor: orchestrator, correlationId };
+}
+
+/** Everything the orchestrator should be doing for this execution at `now`. */
+export function nextActions(state: WorkflowExecutionState, now: string): SagaActions {
+  if (state.status === 'not_started') return { status: state.status, dispatch: [], timers: [], due: [], terminal: false };
+  const terminal = state.status === 'completed' || state.status === 'failed' || state.status === 'canceled';
+  if (terminal) return { status: state.status, dispatch: [], timers: [], due: [], terminal };
+
+  const dispatch: DispatchAction[] = [];
+  const timers: TimerAction[] = [];
+  const unitRef = (u: UnitState) => (u.itemIndex === undefined ? { stepId: u.stepId } : { stepId: u.stepId, itemIndex: u.itemIndex });
+
+  // 1. Units: scheduled ones go out; dispatched ones get their timeout; waiting ones their retry timer.
+  for (const def of state.definition.steps) {
+    for (const u of state.steps[def.id]?.units ?? []) {
+      if (!u) continue;
+      if (u.phase === 'scheduled') {
+        dispatch.push({
+          kind: 'step',
+          executionId: state.executionId,
+          ...unitRef(u),
+          attempt: u.attempt,
+          idempotencyKey: u.idempotencyKey,
+          uses: def.uses,
+          target: parseUses(def.uses),
+          input: u.input,
+          timeoutMs: u.timeoutMs,
+          correlationId: state.correlationId,
+        });
+      } else if (u.phase === 'dispatched' && u.timeoutAt) {
+        timers.push({
+          kind: 'timeout',
+          dueAt: u.timeoutAt,
+          command: { type: 'RecordStepTimedOut', data: { ...unitRef(u), attempt: u.attempt }, metadata: timerMeta(state.correlationId, u.timeoutAt) },
+        });
+      } else if (u.phase === 'retry_wait' && u.dueAt) {
+        timers.push({
+          kind: 'retry',
+          dueAt: u.dueAt,
+          command: { type: 'RetryStep', data: { ...unitRef(u), attempt: u.attempt }, metadata: timerMeta(state.correlationId, u.dueAt) },
+        });
+      }
+    }
+  }
+
+  // 2. Running compensations are (re-)sent; their deadline counts from their start.
+  for (const c of Object.values(state.compensations)) {
+    if (c.status !== 'running') continue;
+    dispatch.push({
+      kind: 'compensation',
+      executionId: state.executionId,
+      stepId: c.stepId,
+      attempt: 1,
+      idempotencyKey: c.idempotencyKey,
+      uses: c.uses,
+      target: parseUses(c.uses),
+      input: c.input,
+      timeoutMs: c.timeoutMs,
+      correlationId: state.correlationId,
+    });
+    const dueAt = new Date(Date.parse(c.startedAt) + c.timeoutMs).toISOString();
+    const error: StepError = { code: 'timeout', message: `compensation timed out after ${c.timeoutMs} ms`, retryable: false };
+    timers.push({
+      kind: 'compensation_timeout',
+      dueAt,
+      command: { type: 'RecordCompensationFailed', data: { stepId: c.stepId, error }, metadata: timerMeta(state.correlationId, dueAt) },
+    });
+  }
+
+  const nowMs = Date.parse(now);
+  timers.sort((a, b) => Date.parse(a.dueAt) - Date.parse(b.dueAt));
+  const due = timers.filter((t) => Date.parse(t.dueAt) <= nowMs).map((t) => t.command);
+  return { status: state.status, dispatch, timers, due, terminal: false };
+}
+
+/**
+ * What one appended event asks for, given the state after it: the dispatch of the unit it
+ * scheduled, the timer it armed, or the end. Time is the event's own timestamp.
+ */
+export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState): SagaActions {
+  const all = nextActions(state, event.metadata.timestamp);
+  const none: SagaActions = { ...all, dispatch: [], timers: [], due: [] };
+  const sameUnit = (a: { stepId: string; itemIndex?: number }) =>
+    'stepId' in event.data &&
+    a.stepId === event.data.stepId &&
+    a.itemIndex === ('itemIndex' in event.data ? event.data.itemIndex : undefined);
+  switch (event.type) {
+    case 'StepScheduled':
+      return { ...none, dispatch: all.dispatch.filter((d) => d.kind === 'step' && sameUnit(d)) };
+    case 'StepDispatched':
+    case 'StepRetryScheduled': {
+      const kind = event.type === 'StepDispatched' ? 'timeout' : 'retry';
+      const timers = all.timers.filter((t) => t.kind === kind && sameUnit(t.command.data));
+      return { ...none, timers, due: timers.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command) };
+    }
+    case 'CompensationStarted':
+      return {
+        ...none,
+        dispatch: all.dispatch.filter((d) => d.kind === 'compensation' && d.stepId === event.data.stepId),
+        timers: all.timers.filter((t) => t.kind === 'compensation_timeout' && t.command.data.stepId === event.data.stepId),
+      };
+    default:
+      return none;
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Deterministic time arithmetic and jitter. Nothing here reads a clock: "now" is always a
+ * command timestamp, and randomness comes from the execution's seed, so replaying the same
+ * commands yields the same events.
+ */
+import type { BackoffPolicy } from '../definition/schema.js';
+
+/** ISO instant + milliseconds -> ISO instant. */
+export function addMs(iso: string, ms: number): string {
+  return new Date(Date.parse(iso) + ms).toISOString();
+}
+
+/** a >= b for ISO instants. */
+export function notBefore(a: string, b: string): boolean {
+  return Date.parse(a) >= Date.parse(b);
+}
+
+/** 32-bit FNV-1a of a string. */
+export function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** A number in [0, 1) determined by seed and key (one mulberry32 step). */
+export function seededUnit(seed: number, key: string): number {
+  let t = (hash32(`${seed}:${key}`) + 0x6d2b79f5) >>> 0;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
+/**
+ * Delay before attempt `nextAttempt` (2 = first retry): exponential, capped at maxMs, then up to
+ * `jitter` of it removed at random so retries of many executions do not arrive in lockstep.
+ */
+export function backoffDelay(policy: BackoffPolicy, nextAttempt: number, seed: number, key: string): number {
+  const base = Math.min(policy.maxMs, policy.initialMs * Math.pow(policy.factor, Math.max(0, nextAttempt - 2)));
+  const jittered = base * (1 - policy.jitter * seededUnit(seed, `${key}:${nextAttempt}`));
+  return Math.max(0, Math.round(jittered));
+}

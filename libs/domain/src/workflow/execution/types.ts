@@ -1,0 +1,236 @@
+/**
+ * Commands, events and state of one workflow execution (stream `workflow_execution-<id>`).
+ * A "unit" is one dispatchable piece of work: a plain step, or one item of a for_each step.
+ */
+import type { Command, Event } from '../../decider.js';
+import type { WorkflowDefinition, WorkflowDefinitionInput } from '../definition/schema.js';
+
+/** Why a step attempt failed, as reported by whoever ran it. `retryable` says if trying again can help. */
+export interface StepError {
+  readonly code: string;
+  readonly message: string;
+  readonly retryable: boolean;
+}
+
+/** Addresses one unit: a step, and for for_each steps the item index. */
+export interface UnitRef {
+  readonly stepId: string;
+  readonly itemIndex?: number;
+}
+
+// ---- commands -------------------------------------------------------------
+
+export type StartWorkflow = Command<
+  'StartWorkflow',
+  {
+    readonly executionId: string;
+    /** The definition as it was when started: later edits never change a running execution. */
+    readonly definition: WorkflowDefinitionInput;
+    readonly input: unknown;
+    /** Seed for retry jitter; derived from the execution id when absent. */
+    readonly seed?: number;
+  }
+>;
+/** The orchestrator handed the unit to its executor (NATS request sent). */
+export type RecordStepDispatched = Command<'RecordStepDispatched', UnitRef & { readonly attempt: number }>;
+export type RecordStepSucceeded = Command<'RecordStepSucceeded', UnitRef & { readonly attempt: number; readonly output: unknown }>;
+export type RecordStepFailed = Command<'RecordStepFailed', UnitRef & { readonly attempt: number; readonly error: StepError }>;
+/** The timeout timer of a dispatched attempt fired. */
+export type RecordStepTimedOut = Command<'RecordStepTimedOut', UnitRef & { readonly attempt: number }>;
+/** The backoff timer of a retry fired: schedule that attempt. */
+export type RetryStep = Command<'RetryStep', UnitRef & { readonly attempt: number }>;
+export type RequestCancel = Command<'RequestCancel', { readonly reason: string }>;
+export type RecordCompensationSucceeded = Command<'RecordCompensationSucceeded', { readonly stepId: string; readonly output: unknown }>;
+export type RecordCompensationFailed = Command<'RecordCompensationFailed', { readonly stepId: string; readonly error: StepError }>;
+
+export type WorkflowCommand =
+  | StartWorkflow
+  | RecordStepDispatched
+  | RecordStepSucceeded
+  | RecordStepFailed
+  | RecordStepTimedOut
+  | RetryStep
+  | RequestCancel
+  | RecordCompensationSucceeded
+  | RecordCompensationFailed;
+
+// ---- events ---------------------------------------------------------------
+
+export type WorkflowStarted = Event<
+  'WorkflowStarted',
+  {
+    readonly executionId: string;
+    readonly definition: WorkflowDefinition;
+    /** The input after validation, defaults applied. */
+    readonly input: Record<string, unknown>;
+    readonly seed: number;
+    readonly startedAt: string;
+  }
+>;
+/** A for_each step resolved its item list. */
+export type StepExpanded = Event<'StepExpanded', { readonly stepId: string; readonly items: readonly unknown[] }>;
+/** Dispatch decided: the orchestrator must send this unit (at least once, with the idempotency key). */
+export type StepScheduled = Event<
+  'StepScheduled',
+  UnitRef & {
+    readonly attempt: number;
+    readonly idempotencyKey: string;
+    readonly uses: string;
+    readonly input: unknown;
+    readonly timeoutMs: number;
+    readonly scheduledAt: string;
+  }
+>;
+export type StepDispatched = Event<
+  'StepDispatched',
+  UnitRef & { readonly attempt: number; readonly dispatchedAt: string; readonly timeoutAt: string }
+>;
+/** Without itemIndex on a for_each step: all items succeeded and `output` is their list. */
+export type StepSucceeded = Event<'StepSucceeded', UnitRef & { readonly attempt: number; readonly output: unknown; readonly at: string }>;
+/**
+ * An attempt failed. `final` = no more attempts: the step (or item) has failed. Without itemIndex on a
+ * for_each step it is the step-level failure. attempt 0 = failed before dispatch (bad expression).
+ */
+export type StepFailed = Event<
+  'StepFailed',
+  UnitRef & { readonly attempt: number; readonly error: StepError; readonly final: boolean; readonly at: string }
+>;
+/** The next attempt waits for a durable timer due at `dueAt`. */
+export type StepRetryScheduled = Event<
+  'StepRetryScheduled',
+  UnitRef & { readonly attempt: number; readonly delayMs: number; readonly dueAt: string }
+>;
+export type StepTimedOut = Event<'StepTimedOut', UnitRef & { readonly attempt: number; readonly at: string }>;
+export type SkipReason = 'condition_false' | 'dependency_skipped' | 'dependency_failed';
+export type StepSkipped = Event<'StepSkipped', { readonly stepId: string; readonly reason: SkipReason; readonly at: string }>;
+export type ExecutionCancelRequested = Event<
+  'ExecutionCancelRequested',
+  { readonly reason: string; readonly actor: string | null; readonly requestedAt: string }
+>;
+/** A compensation step was started, for a failed step (`forStepId`) or for a cancel. */
+export type CompensationStarted = Event<
+  'CompensationStarted',
+  {
+    readonly stepId: string;
+    readonly forStepId: string;
+    readonly cause: 'step_failed' | 'canceled';
+    readonly uses: string;
+    readonly input: unknown;
+    readonly idempotencyKey: string;
+    readonly timeoutMs: number;
+    readonly startedAt: string;
+  }
+>;
+export type CompensationSucceeded = Event<'CompensationSucceeded', { readonly stepId: string; readonly output: unknown; readonly at: string }>;
+export type CompensationFailed = Event<'CompensationFailed', { readonly stepId: string; readonly error: StepError; readonly at: string }>;
+export type WorkflowCompleted = Event<'WorkflowCompleted', { readonly outputs: Record<string, unknown>; readonly completedAt: string }>;
+export type WorkflowFailed = Event<
+  'WorkflowFailed',
+  { readonly reason: string; readonly stepId: string | null; readonly error: StepError | null; readonly failedAt: string }
+>;
+export type WorkflowCanceled = Event<'WorkflowCanceled', { readonly reason: string; readonly canceledAt: string }>;
+
+export type WorkflowEvent =
+  | WorkflowStarted
+  | StepExpanded
+  | StepScheduled
+  | StepDispatched
+  | StepSucceeded
+  | StepFailed
+  | StepRetryScheduled
+  | StepTimedOut
+  | StepSkipped
+  | ExecutionCancelRequested
+  | CompensationStarted
+  | CompensationSucceeded
+  | CompensationFailed
+  | WorkflowCompleted
+  | WorkflowFailed
+  | WorkflowCanceled;
+
+export const workflowEventTypes: readonly WorkflowEvent['type'][] = [
+  'WorkflowStarted',
+  'StepExpanded',
+  'StepScheduled',
+  'StepDispatched',
+  'StepSucceeded',
+  'StepFailed',
+  'StepRetryScheduled',
+  'StepTimedOut',
+  'StepSkipped',
+  'ExecutionCancelRequested',
+  'CompensationStarted',
+  'CompensationSucceeded',
+  'CompensationFailed',
+  'WorkflowCompleted',
+  'WorkflowFailed',
+  'WorkflowCanceled',
+];
+
+// ---- state ----------------------------------------------------------------
+
+/** One attempt-carrying unit. `canceled` = abandoned before dispatch (workflow failing or canceling). */
+export interface UnitState {
+  readonly stepId: string;
+  readonly itemIndex?: number;
+  readonly attempt: number;
+  readonly phase: 'scheduled' | 'dispatched' | 'retry_wait' | 'succeeded' | 'failed' | 'canceled';
+  readonly input: unknown;
+  readonly idempotencyKey: string;
+  readonly timeoutMs: number;
+  readonly timeoutAt?: string;
+  readonly dueAt?: string;
+  readonly output?: unknown;
+  readonly error?: StepError;
+}
+
+export interface StepState {
+  readonly id: string;
+  readonly status: 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
+  readonly output: unknown;
+  readonly error: StepError | null;
+  readonly skipReason?: SkipReason;
+  /** for_each: the resolved items (unset until expanded). */
+  readonly items?: readonly unknown[];
+  /** Plain step: at most one unit at [0]. for_each: one per started item, by index. */
+  readonly units: readonly (UnitState | undefined)[];
+}
+
+export interface CompensationState {
+  readonly stepId: string;
+  readonly forStepId: string;
+  readonly status: 'running' | 'succeeded' | 'failed';
+  readonly uses: string;
+  readonly input: unknown;
+  readonly idempotencyKey: string;
+  readonly timeoutMs: number;
+  readonly startedAt: string;
+  readonly output?: unknown;
+  readonly error?: StepError;
+}
+
+/** What every started execution knows. */
+export interface ExecutionData {
+  readonly executionId: string;
+  readonly definition: WorkflowDefinition;
+  readonly input: Record<string, unknown>;
+  readonly seed: number;
+  readonly startedAt: string;
+  readonly correlationId: string;
+  readonly steps: Readonly<Record<string, StepState>>;
+  readonly compensations: Readonly<Record<string, CompensationState>>;
+}
+
+export type WorkflowExecutionState =
+  | { readonly status: 'not_started' }
+  /** `failing` set: a step failed with a compensation; no new steps, ends failed once compensations settle. */
+  | (ExecutionData & { readonly status: 'running'; readonly failing?: { readonly stepId: string; readonly reason: string; readonly error: StepError } })
+  /** No new steps; waits for dispatched units and compensations, then ends canceled. */
+  | (ExecutionData & { readonly status: 'canceling'; readonly cancel: { readonly reason: string; readonly actor: string | null; readonly requestedAt: string } })
+  | (ExecutionData & { readonly status: 'completed'; readonly outputs: Record<string, unknown>; readonly completedAt: string })
+  | (ExecutionData & { readonly status: 'failed'; readonly reason: string; readonly failedAt: string })
+  | (ExecutionData & { readonly status: 'canceled'; readonly reason: string; readonly canceledAt: string });
+
+export type WorkflowStatus = WorkflowExecutionState['status'];
+export type StartedExecution = Exclude<WorkflowExecutionState, { status: 'not_started' }>;
+export type ActiveExecution = Extract<WorkflowExecutionState, { status: 'running' | 'canceling' }>;
