@@ -1,0 +1,156 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { freshDatabase } from '@switchyard/testing';
+import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
+import { fails, httpClient, ok, silentLogger } from '../test-helpers.js';
+import { createDatabaseServer } from './server.js';
+
+describe('database MCP server (real Postgres, Streamable HTTP)', () => {
+  let pool: pg.Pool;
+  let ro: McpHttpServerHandle;
+  let rw: McpHttpServerHandle;
+  let roClient: Client;
+  let rwClient: Client;
+
+  before(async () => {
+    pool = new pg.Pool({ connectionString: await freshDatabase('mcp_db'), max: 4 });
+    await pool.query(`
+      CREATE TABLE public.users (id int PRIMARY KEY, name text NOT NULL, email text, created_at timestamptz NOT NULL DEFAULT now());
+      CREATE UNIQUE INDEX users_email ON public.users (email);
+      INSERT INTO public.users (id, name, email) SELECT g, 'user' || g, 'u' || g || '@example.com' FROM generate_series(1, 25) g;
+      CREATE SCHEMA sales;
+      CREATE TABLE sales.orders (id bigint, user_id int REFERENCES public.users(id), amount numeric(10,2), PRIMARY KEY (id, user_id));`);
+    ro = await startMcpHttpServer({ name: 'database', serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, maxRows: 10 }), port: 0, logger: silentLogger });
+    rw = await startMcpHttpServer({ name: 'database-rw', serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, allowWrites: true }), port: 0, logger: silentLogger });
+    roClient = await httpClient(ro.url);
+    rwClient = await httpClient(rw.url);
+  });
+
+  after(async () => {
+    await roClient?.close();
+    await rwClient?.close();
+    await ro?.close();
+    await rw?.close();
+    await pool?.end();
+  });
+
+  it('lists its tools', async () => {
+    const tools = (await roClient.listTools()).tools.map((t) => t.name).sort();
+    assert.deepEqual(tools, ['describe_table', 'explain', 'list_schemas', 'list_tables', 'query']);
+  });
+
+  it('runs a select with positional parameters', async () => {
+    const r = await ok(roClient, 'query', { sql: 'SELECT id, name FROM users WHERE id = $1 OR name = $2 ORDER BY id', params: [3, 'user7'] });
+    assert.deepEqual(r.rows, [{ id: 3, name: 'user3' }, { id: 7, name: 'user7' }]);
+    assert.equal(r.truncated, false);
+    assert.deepEqual(r.columns.map((c: { name: string }) => c.name), ['id', 'name']);
+  });
+
+  it('keeps an injection attempt in a parameter inert', async () => {
+    const evil = "x'; DROP TABLE users; --";
+    const r = await ok(rwClient, 'query', { sql: 'SELECT count(*)::int AS n FROM users WHERE name = $1', params: [evil] });
+    assert.equal(r.rows[0].n, 0);
+    const still = await pool.query('SELECT count(*)::int AS n FROM users');
+    assert.equal(still.rows[0].n, 25);
+  });
+
+  it('refuses several statements in one call (no piggy-backed writes)', async () => {
+    const e = await fails(rwClient, 'query', { sql: 'SELECT 1; DELETE FROM users' });
+    assert.match(e.message, /multiple commands|cannot insert multiple/i);
+    assert.equal((await pool.query('SELECT count(*)::int AS n FROM users')).rows[0].n, 25);
+  });
+
+  it('refuses a write without the allow flag, with a clear error', async () => {
+    const e = await fails(roClient, 'query', { sql: 'DELETE FROM users WHERE id = $1', params: [1] });
+    assert.equal(e.code, 'forbidden');
+    assert.match(e.message, /writes are not allowed/);
+    assert.match(e.text, /^\[forbidden\]/);
+    const sneaky = await fails(roClient, 'query', { sql: '/* hi */ COMMIT' });
+    assert.equal(sneaky.code, 'validation');
+    assert.equal((await pool.query('SELECT count(*)::int AS n FROM users WHERE id = 1')).rows[0].n, 1);
+  });
+
+  it('performs a write when started with allowWrites', async () => {
+    const r = await ok(rwClient, 'query', { sql: 'INSERT INTO users (id, name) VALUES ($1, $2) RETURNING id, name', params: [100, 'new'] });
+    assert.deepEqual(r.rows, [{ id: 100, name: 'new' }]);
+    const u = await ok(rwClient, 'query', { sql: 'UPDATE users SET email = $1 WHERE id = $2', params: ['n@example.com', 100] });
+    assert.equal(u.command, 'UPDATE');
+    assert.equal(u.row_count, 1);
+    const seen = await pool.query('SELECT email FROM users WHERE id = 100');
+    assert.equal(seen.rows[0].email, 'n@example.com');
+    await pool.query('DELETE FROM users WHERE id = 100');
+  });
+
+  it('truncates at the row limit and says so', async () => {
+    const r = await ok(roClient, 'query', { sql: 'SELECT id FROM users ORDER BY id' });
+    assert.equal(r.rows.length, 10);
+    assert.equal(r.truncated, true);
+    const small = await ok(roClient, 'query', { sql: 'SELECT id FROM users ORDER BY id', max_rows: 3 });
+    assert.deepEqual(small.rows.map((x: { id: number }) => x.id), [1, 2, 3]);
+    assert.equal(small.truncated, true);
+    const exact = await ok(roClient, 'query', { sql: 'SELECT id FROM users WHERE id <= $1', params: [10] });
+    assert.equal(exact.rows.length, 10);
+    assert.equal(exact.truncated, false);
+  });
+
+  it('reports a statement timeout as a coded error', async () => {
+    const slow = await startMcpHttpServer({ name: 'db-slow', serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, statementTimeoutMs: 200 }), port: 0, logger: silentLogger });
+    const c = await httpClient(slow.url);
+    try {
+      const e = await fails(c, 'query', { sql: 'SELECT pg_sleep(5)' });
+      assert.equal(e.code, 'timeout');
+    } finally {
+      await c.close();
+      await slow.close();
+    }
+  });
+
+  it('lists schemas and tables', async () => {
+    const s = await ok(roClient, 'list_schemas');
+    assert.ok(s.schemas.includes('public') && s.schemas.includes('sales'));
+    assert.ok(!s.schemas.includes('pg_catalog'));
+    const t = await ok(roClient, 'list_tables', { schema: 'sales' });
+    assert.deepEqual(t.tables.map((x: { name: string }) => x.name), ['orders']);
+  });
+
+  it('describes a table: columns, nullability, primary key, indexes', async () => {
+    const d = await ok(roClient, 'describe_table', { schema: 'public', table: 'users' });
+    const cols = Object.fromEntries(d.columns.map((c: { name: string; type: string; nullable: boolean }) => [c.name, c]));
+    assert.equal(cols.id.type, 'integer');
+    assert.equal(cols.id.nullable, false);
+    assert.equal(cols.email.nullable, true);
+    assert.deepEqual(d.primary_key, ['id']);
+    const idx = d.indexes.map((i: { name: string }) => i.name).sort();
+    assert.deepEqual(idx, ['users_email', 'users_pkey']);
+    const o = await ok(roClient, 'describe_table', { schema: 'sales', table: 'orders' });
+    assert.deepEqual(o.primary_key, ['id', 'user_id']);
+    const missing = await fails(roClient, 'describe_table', { table: 'nope' });
+    assert.equal(missing.code, 'not_found');
+  });
+
+  it('explains a parameterised query as JSON without running it', async () => {
+    const r = await ok(roClient, 'explain', { sql: 'SELECT * FROM users WHERE id = $1', params: [5] });
+    assert.ok(Array.isArray(r.plan));
+    assert.ok(r.plan[0].Plan['Node Type']);
+    const w = await fails(roClient, 'explain', { sql: 'DELETE FROM users WHERE id = $1', params: [1], analyze: true });
+    assert.equal(w.code, 'forbidden');
+  });
+
+  it('exposes table schemas as resources', async () => {
+    const list = await roClient.listResources();
+    const uri = list.resources.find((r) => r.name === 'public.users')?.uri;
+    assert.ok(uri, 'public.users resource listed');
+    const read = await roClient.readResource({ uri });
+    const body = JSON.parse((read.contents[0] as { text: string }).text);
+    assert.deepEqual(body.primary_key, ['id']);
+  });
+
+  it('turns bad SQL into a validation error and stays up', async () => {
+    const e = await fails(roClient, 'query', { sql: 'SELEC 1' });
+    assert.equal(e.code, 'validation');
+    const r = await ok(roClient, 'query', { sql: 'SELECT 1 AS one' });
+    assert.equal(r.rows[0].one, 1);
+  });
+});
