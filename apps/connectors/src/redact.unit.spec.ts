@@ -1,0 +1,41 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { REDACTED, redactSecrets, sizePayload } from './redact.js';
+
+describe('redactSecrets', () => {
+  it('replaces secret-looking keys at any depth and keeps the rest', () => {
+    const out = redactSecrets({
+      path: '/a',
+      token: 't',
+      nested: { Password: 'p', api_key: 'k', apiKey: 'k2', list: [{ Authorization: 'Bearer x', ok: 1 }] },
+      client_secret: 's',
+    });
+    assert.deepEqual(out, {
+      path: '/a',
+      token: REDACTED,
+      nested: { Password: REDACTED, api_key: REDACTED, apiKey: REDACTED, list: [{ Authorization: REDACTED, ok: 1 }] },
+      client_secret: REDACTED,
+    });
+  });
+
+  it('leaves scalars and null alone', () => {
+    assert.equal(redactSecrets('token'), 'token');
+    assert.equal(redactSecrets(null), null);
+  });
+});
+
+describe('sizePayload', () => {
+  it('keeps a small payload as a value with its size', () => {
+    const p = sizePayload({ a: 1 }, 100);
+    assert.deepEqual(p, { value: { a: 1 }, size: 7, truncated: false });
+  });
+
+  it('truncates a large payload to a JSON preview and reports the full size', () => {
+    const p = sizePayload({ text: 'x'.repeat(1000), password: 'hunter2' }, 50);
+    assert.equal(p.truncated, true);
+    assert.equal(typeof p.value, 'string');
+    assert.ok((p.value as string).length <= 51);
+    assert.ok(p.size > 1000);
+    assert.doesNotMatch(JSON.stringify(p), /hunter2/);
+  });
+});
