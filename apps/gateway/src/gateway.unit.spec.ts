@@ -1,0 +1,252 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { NotFoundException, PayloadTooLargeException } from '@nestjs/common';
+import { z } from 'zod';
+import { AppError } from '@switchyard/platform';
+import {
+  WrongExpectedVersionError,
+  type EventStore,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+} from '@switchyard/event-store';
+import {
+  eventsQuerySchema,
+  fieldErrors,
+  OpenApiRegistry,
+  openApiPath,
+  parseOrThrow,
+  readEventsPage,
+  resolveOptions,
+  SCAN_CAP,
+  sseFrame,
+  toProblem,
+} from './index.js';
+
+const ctx = { instance: '/api/v1/things', correlationId: 'c-1' };
+
+describe('toProblem', () => {
+  it('maps AppError codes to their status and keeps details as extensions', () => {
+    const { problem, unexpected } = toProblem(new AppError('illegal_state', 'workflow already done', { workflowId: 'w1' }), ctx);
+    assert.equal(unexpected, false);
+    assert.equal(problem.status, 409);
+    assert.equal(problem.code, 'illegal_state');
+    assert.equal(problem.type, 'urn:switchyard:problem:illegal_state');
+    assert.equal(problem.detail, 'workflow already done');
+    assert.equal(problem.instance, '/api/v1/things');
+    assert.equal(problem.correlationId, 'c-1');
+    assert.equal(problem.workflowId, 'w1');
+    assert.equal(problem.retryable, false);
+  });
+
+  it('does not let details overwrite the standard members', () => {
+    const { problem } = toProblem(new AppError('not_found', 'gone', { status: 200, code: 'ok', type: 'x' }), ctx);
+    assert.equal(problem.status, 404);
+    assert.equal(problem.code, 'not_found');
+    assert.equal(problem.type, 'urn:switchyard:problem:not_found');
+  });
+
+  it('maps WrongExpectedVersionError to 412 conflict, retryable', () => {
+    const { problem } = toProblem(new WrongExpectedVersionError('order-1', 2, 4), ctx);
+    assert.equal(problem.status, 412);
+    assert.equal(problem.code, 'conflict');
+    assert.equal(problem.retryable, true);
+    assert.equal(problem.actualRevision, 4);
+  });
+
+  it('maps Nest HTTP exceptions and body-parser errors', () => {
+    assert.equal(toProblem(new NotFoundException('Cannot GET /x'), ctx).problem.code, 'not_found');
+    assert.equal(toProblem(new PayloadTooLargeException(), ctx).problem.status, 413);
+    const parse = Object.assign(new SyntaxError('Unexpected token'), { status: 400, type: 'entity.parse.failed', expose: true });
+    assert.deepEqual([toProblem(parse, ctx).problem.status, toProblem(parse, ctx).problem.code], [400, 'validation']);
+    const big = Object.assign(new Error('request entity too large'), { status: 413, type: 'entity.too.large', limit: 100, expose: true });
+    assert.match(toProblem(big, ctx).problem.detail, /100 bytes/);
+  });
+
+  it('hides unexpected errors behind a bare 500 and flags them for logging', () => {
+    for (const err of [new Error('db password is hunter2'), 'a string', null, new AppError('internal', 'stack trace here')]) {
+      const { problem, unexpected } = toProblem(err, ctx);
+      assert.equal(problem.status, 500);
+      assert.equal(problem.code, 'internal');
+      assert.equal(unexpected, true);
+      assert.doesNotMatch(JSON.stringify(problem), /hunter2|stack trace/);
+    }
+  });
+});
+
+describe('zod validation', () => {
+  it('names every bad field, one per unknown key', () => {
+    const schema = z.object({ a: z.number(), b: z.object({ c: z.string() }) }).strict();
+    const r = schema.safeParse({ a: 'x', b: { c: 1 }, zz: 1, yy: 2 });
+    assert.equal(r.success, false);
+    const errors = fieldErrors(r.error!, 'body');
+    assert.deepEqual(errors.map((e) => e.path).sort(), ['a', 'b.c', 'yy', 'zz']);
+    assert.ok(errors.every((e) => e.in === 'body' && e.code && e.message));
+  });
+
+  it('parseOrThrow throws a validation AppError carrying the errors', () => {
+    assert.throws(
+      () => parseOrThrow(z.object({ limit: z.coerce.number() }), { limit: 'abc' }, 'query'),
+      (e: unknown) => e instanceof AppError && e.code === 'validation' && (e.details.errors as { path: string }[])[0]!.path === 'limit',
+    );
+  });
+});
+
+describe('events query schema', () => {
+  it('applies defaults and splits comma lists (and repeated params)', () => {
+    const q = eventsQuerySchema.parse({ type: 'A, B', stream_prefix: ['x-', 'y-,z-'] });
+    assert.equal(q.limit, 100);
+    assert.equal(q.direction, 'forwards');
+    assert.deepEqual(q.type, ['A', 'B']);
+    assert.deepEqual(q.stream_prefix, ['x-', 'y-', 'z-']);
+  });
+
+  it('rejects contradictions with the offending field named', () => {
+    const paths = (input: Record<string, unknown>) => {
+      const r = eventsQuerySchema.safeParse(input);
+      return r.success ? [] : fieldErrors(r.error).map((e) => e.path);
+    };
+    assert.deepEqual(paths({ stream: 's-1', after: '3' }), ['after']);
+    assert.deepEqual(paths({ from_revision: '3' }), ['from_revision']);
+    assert.deepEqual(paths({ stream: 's-1', stream_prefix: 's-' }), ['stream_prefix']);
+    assert.deepEqual(paths({ since: '2026-01-02T00:00:00Z', until: '2026-01-01T00:00:00Z' }), ['until']);
+    assert.deepEqual(paths({ limit: '0' }), ['limit']);
+    assert.deepEqual(paths({ limit: '1001' }), ['limit']);
+  });
+});
+
+describe('openApiPath', () => {
+  it('joins Nest paths and converts :params', () => {
+    assert.equal(openApiPath('/api/v1/', '/workflows/:id/steps/:stepId'), '/api/v1/workflows/{id}/steps/{stepId}');
+    assert.equal(openApiPath('/', '/'), '/');
+    assert.equal(openApiPath('docs', ''), '/docs');
+  });
+});
+
+describe('OpenApiRegistry', () => {
+  it('documents registered routes from their zod schemas', () => {
+    const registry = new OpenApiRegistry(resolveOptions({ openapi: { title: 'T' } }));
+    registry.register({
+      method: 'post',
+      path: '/workflows/{id}/start',
+      request: {
+        params: z.object({ id: z.string().uuid() }),
+        query: z.object({ dryRun: z.coerce.boolean().optional().describe('only validate') }),
+        body: z.object({ input: z.record(z.string(), z.unknown()) }),
+      },
+      doc: { summary: 'start', response: { status: 202, schema: z.object({ executionId: z.string() }) }, errors: [404, 409], role: 'operator' },
+    });
+    registry.register({ method: 'get', path: '/hidden', doc: { hidden: true } });
+    const doc = registry.document();
+    assert.equal(doc.openapi, '3.1.0');
+    assert.equal(doc.info.title, 'T');
+    assert.equal(doc.paths['/hidden'], undefined);
+    const op = doc.paths['/workflows/{id}/start']!.post as Record<string, any>;
+    assert.deepEqual(
+      op.parameters.map((p: { name: string; in: string; required: boolean }) => [p.name, p.in, p.required]),
+      [['id', 'path', true], ['dryRun', 'query', false]],
+    );
+    assert.equal(op.parameters[1].description, 'only validate');
+    assert.ok(op.requestBody.content['application/json'].schema.properties.input);
+    assert.deepEqual(Object.keys(op.responses).sort(), ['202', '400', '404', '409', '500']);
+    assert.equal(op['x-required-role'], 'operator');
+    assert.equal(op.responses['404'].content['application/problem+json'].schema.$ref, '#/components/schemas/Problem');
+    assert.ok(doc.components.schemas.Problem!.properties);
+  });
+});
+
+/** A tiny log for the paging logic: position = 10 * index, recordedAt = minute index. */
+function fakeStore(events: RecordedEvent[]): Pick<EventStore, 'readAll' | 'readStream'> & { reads: number } {
+  const store = {
+    reads: 0,
+    async readAll(o: ReadAllOptions = {}) {
+      store.reads++;
+      const back = o.direction === 'backwards';
+      let list = events.filter((e) => (!o.types || o.types.includes(e.type)) && (!o.streamPrefixes || o.streamPrefixes.some((p) => e.streamId.startsWith(p))));
+      if (back) list = list.reverse();
+      if (o.after !== undefined) list = list.filter((e) => (back ? e.position < o.after! : e.position > o.after!));
+      return list.slice(0, o.maxCount ?? Infinity);
+    },
+    async readStream(id: string, o: ReadStreamOptions = {}) {
+      store.reads++;
+      const back = o.direction === 'backwards';
+      let list = events.filter((e) => e.streamId === id);
+      if (back) list = list.reverse();
+      if (o.fromRevision !== undefined) list = list.filter((e) => (back ? e.revision <= o.fromRevision! : e.revision >= o.fromRevision!));
+      return list.slice(0, o.maxCount ?? Infinity);
+    },
+  };
+  return store;
+}
+
+const recorded = (n: number, streamId = 's-1', type = 'T'): RecordedEvent[] =>
+  Array.from({ length: n }, (_, i) => ({
+    id: `e${i}`,
+    streamId,
+    type: i % 2 === 0 ? type : `${type}Odd`,
+    data: { i },
+    metadata: { correlationId: 'c', timestamp: new Date(i * 60_000).toISOString() },
+    revision: i,
+    position: i * 10,
+    recordedAt: new Date(i * 60_000),
+  }));
+
+const page = (store: ReturnType<typeof fakeStore>, q: Record<string, unknown>) =>
+  readEventsPage(store as unknown as EventStore, eventsQuerySchema.parse(q), '/api/v1/events');
+
+describe('readEventsPage', () => {
+  it('pages $all by position and ends with next = null', async () => {
+    const store = fakeStore(recorded(5));
+    const p1 = await page(store, { limit: '2' });
+    assert.deepEqual(p1.events.map((e) => e.position), [0, 10]);
+    assert.equal(p1.next?.after, 10);
+    assert.match(p1.next!.href, /after=10&limit=2/);
+    const p3 = await page(store, { limit: '2', after: '30' });
+    assert.deepEqual(p3.events.map((e) => e.position), [40]);
+    assert.equal(p3.next, null);
+  });
+
+  it('pages a stream backwards down to revision 0', async () => {
+    const store = fakeStore(recorded(3));
+    const p1 = await page(store, { stream: 's-1', direction: 'backwards', limit: '2' });
+    assert.deepEqual(p1.events.map((e) => e.revision), [2, 1]);
+    assert.equal(p1.next?.from_revision, 0);
+    const p2 = await page(store, { stream: 's-1', direction: 'backwards', limit: '2', from_revision: '0' });
+    assert.deepEqual(p2.events.map((e) => e.revision), [0]);
+    assert.equal(p2.next, null);
+  });
+
+  it('filters a stream by type across batches, and $all by time', async () => {
+    const store = fakeStore(recorded(600));
+    const typed = await page(store, { stream: 's-1', type: 'TOdd', limit: '300' });
+    assert.equal(typed.events.length, 300);
+    assert.ok(typed.events.every((e) => e.type === 'TOdd'));
+    // The page filled on the log's last event: the store cannot say yet that nothing follows.
+    assert.equal(typed.next?.from_revision, 600);
+    const after = await page(store, { stream: 's-1', type: 'TOdd', limit: '300', from_revision: '600' });
+    assert.deepEqual([after.events.length, after.next], [0, null]);
+    const timed = await page(store, {
+      since: new Date(100 * 60_000).toISOString(),
+      until: new Date(104 * 60_000).toISOString(),
+    });
+    assert.deepEqual(timed.events.map((e) => e.revision), [100, 101, 102, 103, 104]);
+  });
+
+  it('stops at SCAN_CAP with a cursor when a filter matches nothing', async () => {
+    const store = fakeStore(recorded(SCAN_CAP + 500));
+    const p = await page(store, { since: new Date(10 ** 12).toISOString(), limit: '10' });
+    assert.deepEqual(p.events, []);
+    assert.ok(p.next && p.next.after! >= (SCAN_CAP - 1) * 10, 'cursor past the scanned events');
+    const rest = await page(store, { since: new Date(10 ** 12).toISOString(), limit: '10', after: String(p.next!.after) });
+    assert.equal(rest.next, null);
+  });
+});
+
+describe('sseFrame', () => {
+  it('is one SSE message with the position as id and the event JSON as data', () => {
+    const [e] = recorded(1);
+    const frame = sseFrame(e!);
+    assert.match(frame, /^id: 0\ndata: \{.*\}\n\n$/);
+    assert.equal(JSON.parse(frame.split('\n')[1]!.slice(6)).recordedAt, '1970-01-01T00:00:00.000Z');
+  });
+});
