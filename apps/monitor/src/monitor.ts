@@ -1,0 +1,385 @@
+import pg from 'pg';
+import { z } from 'zod';
+import { AppError, createLogger, newId, type Logger } from '@switchyard/platform';
+import {
+  decideAlerting, dueSilences, evolveAlerting, initialAlertingState,
+  type AlertingCommand, type AlertingEvent, type AlertingState, type Matcher, type Silence,
+} from './domain/alerts.js';
+import { decideHealth, evolveHealth, healthPolicySchema, initialServiceHealth, type HealthEvent, type ServiceHealth } from './domain/health.js';
+import { availabilityReport, type AvailabilityWindow, type WindowAvailability } from './domain/availability.js';
+import { computeTrend, type Trend } from './domain/trends.js';
+import { alertRuleSchema, defaultAlertRules, metricNames, ruleMatches, severitySchema, type AlertRule, type Labels, type Severity } from './domain/rules.js';
+import { Sampler, type Sample, type SamplerOptions } from './sampler.js';
+import { MonitoringStore, defaultRetention, type AlertRow, type Resolution, type ServiceRow } from './store.js';
+import { runProbe, type Probe, type ProbeResult } from './probes.js';
+import { PrometheusExporter } from './prometheus.js';
+
+/** Events the Monitor hands to `publish`: the wiring appends them and publishes on `switchyard.alerts.*`. */
+export type MonitorEvent = AlertingEvent | HealthEvent;
+
+/** Tunables, parsed by zod when the Monitor is built (a bad value fails fast, naming the field). */
+export const monitorSettingsSchema = z.object({
+  sampleIntervalMs: z.number().int().positive().default(5_000),
+  probeIntervalMs: z.number().int().positive().default(10_000),
+  probeTimeoutMs: z.number().int().positive().default(5_000),
+  /** Rollup p95 finalisation, retention and silence expiry. */
+  maintenanceIntervalMs: z.number().int().positive().default(60_000),
+  retention: z.object({
+    rawMs: z.number().int().positive().default(defaultRetention.rawMs),
+    minuteMs: z.number().int().positive().default(defaultRetention.minuteMs),
+    hourMs: z.number().int().positive().default(defaultRetention.hourMs),
+  }).prefault({}),
+  healthPolicy: healthPolicySchema.prefault({}),
+  slaTargetPercent: z.number().min(0).max(100).default(99.9),
+  rules: z.array(alertRuleSchema).default(() => defaultAlertRules.map((r) => ({ ...r }))),
+});
+export type MonitorSettings = z.infer<typeof monitorSettingsSchema>;
+
+export interface MonitorOptions {
+  /** Either a URL (the Monitor owns and closes its pool) or a pool owned by the caller. */
+  readonly databaseUrl?: string;
+  readonly pool?: pg.Pool;
+  /** Receives every domain event the deciders produce, in order. Errors are logged, not retried. */
+  readonly publish: (events: readonly MonitorEvent[]) => Promise<void> | void;
+  readonly logger?: Logger;
+  readonly probes?: readonly Probe[];
+  readonly sampler?: Sampler | SamplerOptions;
+  readonly settings?: z.input<typeof monitorSettingsSchema>;
+  readonly correlationId?: string;
+}
+
+export interface HealthReport {
+  readonly status: ServiceHealth['status'];
+  readonly at: number;
+  readonly services: readonly ServiceRow[];
+  readonly system: {
+    readonly cpuPercent: number | null;
+    readonly memoryPercent: number | null;
+    readonly disks: readonly { mount: string; usedPercent: number }[];
+  };
+  readonly alerts: { readonly firing: number; readonly pending: number };
+}
+
+export const trendWindows = { '1h': { ms: 3_600_000, resolution: '1m' }, '24h': { ms: 86_400_000, resolution: '1h' }, '7d': { ms: 604_800_000, resolution: '1h' }, '30d': { ms: 2_592_000_000, resolution: '1h' } } as const satisfies Record<string, { ms: number; resolution: Resolution }>;
+export type TrendWindow = keyof typeof trendWindows;
+
+export interface SeriesTrend extends Trend {
+  readonly labels: Labels;
+}
+
+export interface NewSilence {
+  readonly matchers: readonly Matcher[];
+  readonly createdBy: string;
+  readonly comment: string;
+  readonly startsAt?: number;
+  readonly endsAt: number;
+}
+
+const matcherSchema = z.object({ name: z.string().min(1), value: z.string(), isRegex: z.boolean().optional(), isEqual: z.boolean().optional() });
+const newSilenceSchema = z.object({
+  matchers: z.array(matcherSchema).min(1),
+  createdBy: z.string().min(1),
+  comment: z.string(),
+  startsAt: z.number().int().optional(),
+  endsAt: z.number().int(),
+});
+
+// Metrics whose limit is obvious, for the projection in getPerformanceTrends.
+const percentMetrics: ReadonlySet<string> = new Set([metricNames.cpuPercent, metricNames.memoryPercent, metricNames.diskPercent]);
+
+/**
+ * Runs the sampler and the health probes on intervals, stores samples (with rollups and
+ * retention), evaluates alert rules through the alerting decider, tracks service health
+ * through the health decider, keeps the read models in PostgreSQL and hands every event to
+ * `publish`. All state changes go through one queue, so deciders see a consistent state.
+ */
+export class Monitor {
+  readonly settings: MonitorSettings;
+  readonly store: MonitoringStore;
+  readonly prometheus: PrometheusExporter;
+  private readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  private readonly sampler: Sampler;
+  private readonly ownsSampler: boolean;
+  private readonly log: Logger;
+  private readonly probes: Probe[];
+  private alerting: AlertingState = initialAlertingState;
+  private readonly health = new Map<string, ServiceHealth>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private timers: NodeJS.Timeout[] = [];
+  private running = false;
+  private inFlight = new Set<Promise<unknown>>();
+  private loaded = false;
+
+  constructor(private readonly opts: MonitorOptions) {
+    this.settings = monitorSettingsSchema.parse(opts.settings ?? {});
+    if (!opts.pool && !opts.databaseUrl) throw new AppError('validation', 'Monitor needs databaseUrl or pool');
+    this.ownsPool = !opts.pool;
+    this.pool = opts.pool ?? new pg.Pool({ connectionString: opts.databaseUrl, max: 4 });
+    if (this.ownsPool) this.pool.on('error', (err) => this.log.warn({ err }, 'idle monitoring pool client failed'));
+    this.store = new MonitoringStore(this.pool);
+    this.ownsSampler = !(opts.sampler instanceof Sampler);
+    this.sampler = opts.sampler instanceof Sampler ? opts.sampler : new Sampler(opts.sampler ?? {});
+    this.log = (opts.logger ?? createLogger('monitor')).child({ correlationId: opts.correlationId ?? 'monitor', component: 'monitor' });
+    this.probes = [...(opts.probes ?? [])];
+    this.prometheus = new PrometheusExporter(() => ({ alerting: this.alerting, health: this.health }));
+  }
+
+  /** Create the schema and rebuild in-memory decider state from the read models. */
+  async init(): Promise<void> {
+    if (this.loaded) return;
+    await this.store.migrate();
+    this.alerting = await this.store.loadAlertingState();
+    for (const [service, h] of await this.store.loadHealthStates()) this.health.set(service, h);
+    this.loaded = true;
+  }
+
+  /** init(), then run sampling, probes and maintenance on their intervals until stop(). */
+  async start(): Promise<void> {
+    await this.init();
+    this.running = true;
+    const s = this.settings;
+    this.loop('sample', s.sampleIntervalMs, () => this.sampleOnce());
+    if (this.probes.length) this.loop('probe', s.probeIntervalMs, () => this.probeOnce());
+    this.loop('maintenance', s.maintenanceIntervalMs, () => this.maintain(), s.maintenanceIntervalMs);
+    this.log.info({ sampleIntervalMs: s.sampleIntervalMs, probeIntervalMs: s.probeIntervalMs, probes: this.probes.map((p) => p.service), rules: s.rules.length }, 'monitor started');
+  }
+
+  /** Stop the loops, wait for the round in progress, release what the Monitor owns. */
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+    await Promise.allSettled([...this.inFlight]);
+    await this.queue.catch(() => undefined);
+    if (this.ownsSampler) this.sampler.close();
+    if (this.ownsPool) await this.pool.end();
+  }
+
+  /** Add a probe at run time (e.g. an MCP server registered after start). */
+  addProbe(probe: Probe): void {
+    this.probes.push(probe);
+    if (this.running && this.probes.length === 1) this.loop('probe', this.settings.probeIntervalMs, () => this.probeOnce());
+  }
+
+  watchProcess(pid: number, name: string): void {
+    this.sampler.watchProcess(pid, name);
+  }
+
+  // Each loop schedules its next round after the previous one ends, so slow rounds never pile up.
+  private loop(name: string, everyMs: number, fn: () => Promise<unknown>, firstDelayMs = 0): void {
+    const tick = () => {
+      if (!this.running) return;
+      const p = fn()
+        .catch((err) => this.log.error({ err, loop: name }, 'monitor round failed'))
+        .finally(() => {
+          this.inFlight.delete(p);
+          if (this.running) this.timers.push(setTimeout(tick, everyMs));
+        });
+      this.inFlight.add(p);
+    };
+    this.timers.push(setTimeout(tick, firstDelayMs));
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(fn, fn);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  // ---------- rounds ----------
+
+  /** One sampler round: collect, store, evaluate the rules. Returns the samples. */
+  async sampleOnce(now = Date.now()): Promise<Sample[]> {
+    const samples = await this.sampler.collect(now);
+    await this.ingest(samples);
+    return samples;
+  }
+
+  /** Store samples from anywhere (e.g. request latencies) and evaluate the rules against them. */
+  async ingest(samples: readonly Sample[]): Promise<MonitorEvent[]> {
+    await this.store.insertSamples(samples);
+    this.prometheus.observeSamples(samples);
+    return this.evaluate(samples);
+  }
+
+  /** One probe round over every probe, in parallel; returns the results by service. */
+  async probeOnce(): Promise<Map<string, ProbeResult>> {
+    const results = await Promise.all(this.probes.map(async (p) => ({ p, r: await runProbe(p, this.settings.probeTimeoutMs), at: Date.now() })));
+    const out = new Map<string, ProbeResult>();
+    const samples: Sample[] = [];
+    for (const { p, r, at } of results) {
+      out.set(p.service, r);
+      this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
+      const events = await this.serial(async () => {
+        const cmd = { type: 'RecordProbeResult', data: { service: p.service, result: r, policy: this.settings.healthPolicy }, metadata: { at } } as const;
+        const state = this.health.get(p.service) ?? initialServiceHealth;
+        const evs = decideHealth(cmd, state);
+        this.health.set(p.service, evs.reduce(evolveHealth, state));
+        await this.store.recordProbe(p.service, p.kind, r, at);
+        await this.store.applyHealthEvents(evs, p.kind);
+        return evs;
+      });
+      if (events.length) {
+        this.log.info({ service: p.service, kind: p.kind, events: events.map((e) => e.type), error: r.error }, 'service health changed');
+        await this.emit(events);
+      }
+      const labels = { service: p.service, kind: p.kind };
+      const status = this.health.get(p.service)?.status;
+      samples.push({ metric: metricNames.probeUp, labels, ts: at, value: r.ok ? 1 : 0 });
+      samples.push({ metric: metricNames.serviceUp, labels, ts: at, value: status === 'down' ? 0 : 1 });
+      // A failed probe's duration is the time to fail, not a response time: keep it out of the latency series.
+      if (r.ok) samples.push({ metric: metricNames.probeResponseMs, labels, ts: at, value: r.responseMs });
+    }
+    await this.ingest(samples);
+    return out;
+  }
+
+  /** Finalise rollup p95s, apply retention, expire due silences. */
+  async maintain(now = Date.now()): Promise<void> {
+    const { retention } = this.settings;
+    const p95 = await this.store.finalizeRollups(now, retention.rawMs);
+    const deleted = await this.store.applyRetention(now, retention);
+    for (const id of dueSilences(this.alerting, now)) await this.expireSilence(id, 'monitor', now).catch(() => undefined);
+    this.log.debug({ p95, deleted }, 'monitoring maintenance done');
+  }
+
+  // ---------- alerting ----------
+
+  private async evaluate(samples: readonly Sample[]): Promise<MonitorEvent[]> {
+    const rules = this.settings.rules;
+    const events = await this.serial(async () => {
+      const out: AlertingEvent[] = [];
+      for (const s of samples) {
+        for (const rule of rules) {
+          if (!ruleMatches(rule, s.metric, s.labels)) continue;
+          out.push(...this.applyAlerting({ type: 'EvaluateSample', data: { rule, labels: s.labels, value: s.value }, metadata: { at: s.ts } }));
+        }
+      }
+      await this.store.applyAlertingEvents(out);
+      return out;
+    });
+    if (events.length) await this.emit(events);
+    return events;
+  }
+
+  // decide + evolve on the in-memory state; the caller persists (inside the queue).
+  private applyAlerting(cmd: AlertingCommand): AlertingEvent[] {
+    const evs = decideAlerting(cmd, this.alerting);
+    this.alerting = evs.reduce(evolveAlerting, this.alerting);
+    return evs;
+  }
+
+  private async command(cmd: AlertingCommand): Promise<AlertingEvent[]> {
+    const events = await this.serial(async () => {
+      const evs = decideAlerting(cmd, this.alerting); // throws AppError before anything changes
+      await this.store.applyAlertingEvents(evs);
+      this.alerting = evs.reduce(evolveAlerting, this.alerting);
+      return evs;
+    });
+    await this.emit(events);
+    return events;
+  }
+
+  private async emit(events: readonly MonitorEvent[]): Promise<void> {
+    for (const e of events) {
+      if (e.type === 'AlertFiring' || e.type === 'AlertResolved' || e.type === 'AlertPending') {
+        this.log.info({ alert: e.data.name, fingerprint: e.data.fingerprint, event: e.type, labels: e.data.labels }, 'alert state changed');
+      }
+    }
+    try {
+      await this.opts.publish(events);
+    } catch (err) {
+      this.log.error({ err, events: events.map((e) => e.type) }, 'publishing monitor events failed');
+    }
+  }
+
+  /** Resolve an alert by hand. Throws AppError not_found / illegal_state / validation. */
+  async resolveAlert(id: string, actor: string, reason: string, at = Date.now()): Promise<AlertRow> {
+    await this.command({ type: 'ResolveManually', data: { fingerprint: id, actor, reason }, metadata: { at } });
+    const [row] = await this.store.listAlerts({ id });
+    return row!;
+  }
+
+  /** Add a silence; alerts it matches stop notifying until it ends. */
+  async addSilence(input: NewSilence, at = Date.now()): Promise<Silence> {
+    const parsed = newSilenceSchema.safeParse(input);
+    if (!parsed.success) throw new AppError('validation', 'invalid silence', { issues: parsed.error.issues });
+    const silence: Silence = { id: newId(), ...parsed.data, startsAt: parsed.data.startsAt ?? at };
+    await this.command({ type: 'AddSilence', data: { silence }, metadata: { at } });
+    return silence;
+  }
+
+  async expireSilence(id: string, actor: string, at = Date.now()): Promise<void> {
+    await this.command({ type: 'ExpireSilence', data: { silenceId: id, actor }, metadata: { at } });
+  }
+
+  // ---------- queries ----------
+
+  async listAlerts(filter: { state?: AlertRow['state']; severity?: Severity } = {}): Promise<AlertRow[]> {
+    if (filter.severity !== undefined) severitySchema.parse(filter.severity);
+    return this.store.listAlerts(filter);
+  }
+
+  async listSilences(): Promise<Silence[]> {
+    return this.store.listSilences(true);
+  }
+
+  /** Overall status (worst service), each service, the latest system figures and alert counts. */
+  async getHealthReport(now = Date.now()): Promise<HealthReport> {
+    const services = await this.store.listServices();
+    const rank = { unknown: 0, up: 1, degraded: 2, down: 3 } as const;
+    const status = services.reduce<ServiceHealth['status']>((w, s) => (rank[s.status] > rank[w] ? s.status : w), services.length ? 'up' : 'unknown');
+    const latest = await this.store.latest([metricNames.cpuPercent, metricNames.memoryPercent, metricNames.diskPercent], now, 10 * 60_000);
+    const cpu = latest.find((s) => s.metric === metricNames.cpuPercent && s.labels.cpu === 'total');
+    const mem = latest.find((s) => s.metric === metricNames.memoryPercent);
+    const active = Object.values(this.alerting.alerts);
+    return {
+      status, at: now, services,
+      system: {
+        cpuPercent: cpu?.value ?? null,
+        memoryPercent: mem?.value ?? null,
+        disks: latest.filter((s) => s.metric === metricNames.diskPercent).map((s) => ({ mount: s.labels.mount ?? '?', usedPercent: s.value })),
+      },
+      alerts: { firing: active.filter((a) => a.status === 'firing').length, pending: active.filter((a) => a.status === 'pending').length },
+    };
+  }
+
+  /**
+   * Buckets (1 min for 1h, else 1 h) with avg/p95/max, slope and direction per series of `metric`;
+   * percentages project towards 100, others towards `opts.limit` when given.
+   */
+  async getPerformanceTrends(metric: string, window: TrendWindow, opts: { labels?: Labels; limit?: number; now?: number } = {}): Promise<SeriesTrend[]> {
+    const w = trendWindows[window];
+    if (!w) throw new AppError('validation', `unknown window ${String(window)}`, { window, allowed: Object.keys(trendWindows) });
+    const now = opts.now ?? Date.now();
+    const series = await this.store.rollups(metric, w.resolution, now - w.ms, opts.labels);
+    const limit = opts.limit ?? (percentMetrics.has(metric) ? 100 : undefined);
+    return series.map((s) => ({ labels: s.labels, ...computeTrend(s.buckets, limit === undefined ? {} : { limit }) }));
+  }
+
+  /** Uptime %, incidents, MTTR and SLA per window for one probed service. Throws not_found for an unknown service. */
+  async getAvailability(service: string, opts: { now?: number; slaTargetPercent?: number } = {}): Promise<{ service: string; windows: Record<AvailabilityWindow, WindowAvailability> }> {
+    const now = opts.now ?? Date.now();
+    const intervals = await this.store.serviceIntervals(service, now - 2_592_000_000);
+    if (intervals.length === 0 && !(await this.store.listServices()).some((s) => s.service === service)) {
+      throw new AppError('not_found', `service ${service} is not monitored`, { service });
+    }
+    return { service, windows: availabilityReport(intervals, { now, slaTargetPercent: opts.slaTargetPercent ?? this.settings.slaTargetPercent }) };
+  }
+
+  /** Prometheus text exposition (content type: `monitor.prometheus.contentType`). */
+  renderPrometheus(): Promise<string> {
+    return this.prometheus.render();
+  }
+
+  /** Read-only view of the in-memory alerting state (tests, debugging). */
+  get alertingState(): AlertingState {
+    return this.alerting;
+  }
+
+  /** The rules in force. */
+  get rules(): readonly AlertRule[] {
+    return this.settings.rules;
+  }
+}
