@@ -1,0 +1,136 @@
+import { randomUUID } from 'node:crypto';
+import { AppError } from '@switchyard/platform';
+import {
+  WrongExpectedVersionError,
+  type AllSubscription,
+  type AppendResult,
+  type EventStore,
+  type ExpectedRevision,
+  type NewEvent,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type SubscribeOptions,
+} from '../port.js';
+import { CatchUpSubscription, type Page } from '../internal/catch-up.js';
+import { matchesFilter } from '../internal/filter.js';
+import { validateAppend } from '../internal/validate.js';
+
+/**
+ * An event store held in process memory, for unit tests and deciders' specs. It follows
+ * the port exactly (same validation, same concurrency rules) but keeps nothing on exit.
+ * Positions are 0-based and dense.
+ */
+export class InMemoryEventStore implements EventStore {
+  readonly kind = 'in-memory';
+  private readonly log: RecordedEvent[] = [];
+  private readonly streams = new Map<string, RecordedEvent[]>();
+  private readonly subscriptions = new Set<CatchUpSubscription>();
+  private closed = false;
+
+  async init(): Promise<void> {}
+
+  async append(
+    streamId: string,
+    events: readonly NewEvent[],
+    options: { expectedRevision?: ExpectedRevision } = {},
+  ): Promise<AppendResult> {
+    this.assertOpen();
+    const expected = options.expectedRevision ?? 'any';
+    validateAppend(streamId, events, expected);
+    const stream = this.streams.get(streamId);
+    const current = stream ? stream.length - 1 : undefined;
+    const ok =
+      expected === 'any' ||
+      (expected === 'no_stream' && current === undefined) ||
+      (expected === 'stream_exists' && current !== undefined) ||
+      (typeof expected === 'number' && current === expected);
+    if (!ok) throw new WrongExpectedVersionError(streamId, expected, current ?? 'no_stream');
+    const target = stream ?? [];
+    const recordedAt = new Date();
+    for (const e of events) {
+      // Deep copies: a caller mutating its objects later must not change history.
+      const recorded: RecordedEvent = {
+        id: e.id ?? randomUUID(),
+        streamId,
+        type: e.type,
+        data: structuredClone(e.data),
+        metadata: structuredClone(e.metadata),
+        revision: target.length,
+        position: this.log.length,
+        recordedAt,
+      };
+      target.push(recorded);
+      this.log.push(recorded);
+    }
+    this.streams.set(streamId, target);
+    for (const s of this.subscriptions) s.wake();
+    return { nextExpectedRevision: target.length - 1, position: this.log.length - 1 };
+  }
+
+  async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    const stream = this.streams.get(streamId) ?? [];
+    const max = options.maxCount ?? Number.MAX_SAFE_INTEGER;
+    if (options.direction === 'backwards') {
+      const from = Math.min(options.fromRevision ?? stream.length - 1, stream.length - 1);
+      return stream.slice(Math.max(0, from - max + 1), from + 1).reverse().map(copy);
+    }
+    const from = options.fromRevision ?? 0;
+    return stream.slice(from, from + max).map(copy);
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    return this.readAllNow(options);
+  }
+
+  /** Synchronous, so a page and the head it reports cannot have an append between them. */
+  private readAllNow(options: ReadAllOptions): RecordedEvent[] {
+    const max = options.maxCount ?? Number.MAX_SAFE_INTEGER;
+    const out: RecordedEvent[] = [];
+    if (options.direction === 'backwards') {
+      const start = Math.min(options.after ?? this.log.length, this.log.length) - 1;
+      for (let i = start; i >= 0 && out.length < max; i--) if (matchesFilter(this.log[i]!, options)) out.push(copy(this.log[i]!));
+    } else {
+      for (let i = Math.max(0, (options.after ?? -1) + 1); i < this.log.length && out.length < max; i++) {
+        if (matchesFilter(this.log[i]!, options)) out.push(copy(this.log[i]!));
+      }
+    }
+    return out;
+  }
+
+  async headPosition(): Promise<number> {
+    return this.log.length - 1;
+  }
+
+  subscribeToAll(options: SubscribeOptions = {}): AllSubscription {
+    this.assertOpen();
+    const readPage = async (after: number, limit: number): Promise<Page> => {
+      this.assertOpen();
+      const events = this.readAllNow({ after, maxCount: limit, types: options.types, streamPrefixes: options.streamPrefixes });
+      return { events, scannedTo: events.length < limit ? this.log.length - 1 : events[events.length - 1]!.position };
+    };
+    const sub: CatchUpSubscription = new CatchUpSubscription(readPage, options.from ?? -1, {
+      pageSize: 256,
+      onClose: () => this.subscriptions.delete(sub),
+    });
+    this.subscriptions.add(sub);
+    return sub;
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.subscriptions].map((s) => s.close()));
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new AppError('unavailable', 'the in-memory event store is closed', {}, false);
+  }
+}
+
+const copy = (e: RecordedEvent): RecordedEvent => ({ ...e, data: structuredClone(e.data), metadata: structuredClone(e.metadata) });

@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import { AppError } from '@switchyard/platform';
+import type { ExpectedRevision, NewEvent } from '../port.js';
+
+/**
+ * Every adapter validates its input the same way, so a bad call fails with the same
+ * `validation` error whatever store is behind the port.
+ */
+const newEventSchema = z.object({
+  id: z.string().uuid().optional(),
+  type: z.string().min(1).max(200),
+  data: z.unknown(),
+  metadata: z
+    .object({
+      correlationId: z.string().min(1),
+      causationId: z.string().optional(),
+      actor: z.string().optional(),
+      timestamp: z.string().min(1),
+    })
+    .passthrough(),
+});
+
+const expectedSchema = z.union([
+  z.literal('any'),
+  z.literal('no_stream'),
+  z.literal('stream_exists'),
+  z.number().int().min(0),
+]);
+
+export function validateAppend(
+  streamId: string,
+  events: readonly NewEvent[],
+  expected: ExpectedRevision,
+): void {
+  if (typeof streamId !== 'string' || streamId.length === 0 || streamId.length > 500 || streamId.startsWith('$')) {
+    throw new AppError('validation', 'streamId must be a non-empty string of at most 500 characters not starting with $', { streamId });
+  }
+  if (!Array.isArray(events) || events.length === 0) {
+    throw new AppError('validation', 'append needs at least one event', { streamId });
+  }
+  const exp = expectedSchema.safeParse(expected);
+  if (!exp.success) throw new AppError('validation', `bad expectedRevision ${String(expected)}`, { streamId });
+  for (const [i, e] of events.entries()) {
+    const r = newEventSchema.safeParse(e);
+    if (!r.success) {
+      throw new AppError('validation', `event ${i} of the append to ${streamId} is invalid`, { streamId, issues: r.error.issues });
+    }
+  }
+}

@@ -1,0 +1,288 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { AppError, type Logger } from '@switchyard/platform';
+import {
+  WrongExpectedVersionError,
+  type AllSubscription,
+  type AppendResult,
+  type EventMetadata,
+  type EventStore,
+  type ExpectedRevision,
+  type NewEvent,
+  type ReadAllOptions,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type SubscribeOptions,
+} from '../port.js';
+import { CatchUpSubscription, type Page } from '../internal/catch-up.js';
+import { validateAppend } from '../internal/validate.js';
+import { channelName, quoteIdent, schemaSql } from './schema.js';
+
+export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: pg.Pool }) & {
+  readonly logger?: Logger;
+  /** Schema holding the tables (default `eventstore`). */
+  readonly schema?: string;
+  /** Pool size when the store makes its own pool (default 10). */
+  readonly maxConnections?: number;
+  /** Re-read interval for subscriptions even without a NOTIFY (default 3 s). */
+  readonly safetyIntervalMs?: number;
+};
+
+interface EventRow {
+  position: string;
+  stream_id: string;
+  revision: string;
+  event_id: string;
+  type: string;
+  data: unknown;
+  metadata: EventMetadata;
+  recorded_at: Date;
+}
+
+const COLUMNS = 'position, stream_id, revision, event_id, type, data, metadata, recorded_at';
+
+/**
+ * The PostgreSQL event store (see schema.ts for how the global order stays gap-free).
+ * Live delivery: one dedicated LISTEN connection per store wakes every subscription,
+ * which then catches up by reading; a slow timer re-reads in case a NOTIFY was lost
+ * (e.g. while the LISTEN connection was reconnecting).
+ */
+export class PostgresEventStore implements EventStore {
+  readonly kind = 'postgres';
+  private readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  private readonly schema: string;
+  private readonly t: string;
+  private readonly log: Logger | undefined;
+  private readonly subscriptions = new Set<CatchUpSubscription>();
+  private listener: pg.Client | undefined;
+  private listenerStarting: Promise<void> | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private initialised: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly options: PostgresEventStoreOptions) {
+    this.schema = options.schema ?? 'eventstore';
+    this.t = `${quoteIdent(this.schema)}.events`;
+    this.log = options.logger?.child({ component: 'postgres-event-store', schema: this.schema });
+    if ('pool' in options) {
+      this.pool = options.pool;
+      this.ownsPool = false;
+    } else {
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 10 });
+      this.ownsPool = true;
+      // An idle client losing its connection must not crash the process; the pool replaces it.
+      this.pool.on('error', (err) => this.log?.warn({ err }, 'idle event store connection failed'));
+    }
+  }
+
+  /** Create the schema, table and append function; safe to call from several processes at once. */
+  init(): Promise<void> {
+    this.initialised ??= (async () => {
+      const client = await this.pool.connect();
+      try {
+        // Concurrent `create ... if not exists` can still collide in the catalogs: take turns.
+        await client.query('select pg_advisory_lock(hashtext($1))', [`${this.schema}.init`]);
+        try {
+          await client.query(schemaSql(this.schema));
+        } finally {
+          await client.query('select pg_advisory_unlock(hashtext($1))', [`${this.schema}.init`]);
+        }
+      } finally {
+        client.release();
+      }
+    })().catch((err) => {
+      this.initialised = undefined;
+      throw err;
+    });
+    return this.initialised;
+  }
+
+  async append(
+    streamId: string,
+    events: readonly NewEvent[],
+    options: { expectedRevision?: ExpectedRevision } = {},
+  ): Promise<AppendResult> {
+    this.assertOpen();
+    const expected = options.expectedRevision ?? 'any';
+    validateAppend(streamId, events, expected);
+    const mode = typeof expected === 'number' ? 'exact' : expected;
+    const payload = JSON.stringify(
+      events.map((e) => ({ id: e.id ?? randomUUID(), type: e.type, data: e.data ?? null, metadata: e.metadata })),
+    );
+    const res = await this.query<{ ok: boolean; revision: string | null; last_position: string | null }>(
+      `select * from ${quoteIdent(this.schema)}.append_events($1, $2, $3, $4::jsonb)`,
+      [streamId, mode, typeof expected === 'number' ? expected : null, payload],
+    );
+    const row = res.rows[0]!;
+    if (!row.ok) {
+      throw new WrongExpectedVersionError(streamId, expected, row.revision === null ? 'no_stream' : Number(row.revision));
+    }
+    return { nextExpectedRevision: Number(row.revision), position: Number(row.last_position) };
+  }
+
+  async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    const backwards = options.direction === 'backwards';
+    const res = await this.query<EventRow>(
+      `select ${COLUMNS} from ${this.t}
+       where stream_id = $1 and ($2::bigint is null or revision ${backwards ? '<=' : '>='} $2)
+       order by revision ${backwards ? 'desc' : 'asc'} limit $3`,
+      [streamId, options.fromRevision ?? null, options.maxCount ?? null],
+    );
+    return res.rows.map(toRecorded);
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    const backwards = options.direction === 'backwards';
+    const res = await this.query<EventRow>(
+      `select ${COLUMNS} from ${this.t}
+       where ($1::bigint is null or position ${backwards ? '<' : '>'} $1) and ${filterSql(2)}
+       order by position ${backwards ? 'desc' : 'asc'} limit $4`,
+      [options.after ?? null, nonEmpty(options.types), nonEmpty(options.streamPrefixes), options.maxCount ?? null],
+    );
+    return res.rows.map(toRecorded);
+  }
+
+  async headPosition(): Promise<number> {
+    this.assertOpen();
+    const res = await this.query<{ head: string }>(`select coalesce(max(position), -1) as head from ${this.t}`);
+    return Number(res.rows[0]!.head);
+  }
+
+  subscribeToAll(options: SubscribeOptions = {}): AllSubscription {
+    this.assertOpen();
+    const types = nonEmpty(options.types);
+    const prefixes = nonEmpty(options.streamPrefixes);
+    // The page and the head come from one statement, hence one snapshot: every event at or
+    // below that head has been seen, and any later commit gets a higher position.
+    const readPage = async (after: number, limit: number): Promise<Page> => {
+      const res = await this.query<EventRow & { head: string }>(
+        `select h.head, e.* from (select coalesce(max(position), -1) as head from ${this.t}) h
+         left join lateral (
+           select ${COLUMNS} from ${this.t}
+           where position > $1 and ${filterSql(2)} order by position limit $4
+         ) e on true
+         order by e.position`,
+        [after, types, prefixes, limit],
+      );
+      const head = Number(res.rows[0]?.head ?? -1);
+      const events = res.rows.filter((r) => r.position !== null).map(toRecorded);
+      return { events, scannedTo: events.length < limit ? head : events[events.length - 1]!.position };
+    };
+    const sub: CatchUpSubscription = new CatchUpSubscription(readPage, options.from ?? -1, {
+      pageSize: 500,
+      safetyIntervalMs: this.options.safetyIntervalMs ?? 3_000,
+      logger: this.log,
+      onClose: () => this.subscriptions.delete(sub),
+    });
+    this.subscriptions.add(sub);
+    void this.ensureListener();
+    return sub;
+  }
+
+  async ping(): Promise<void> {
+    await this.query('select 1');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    clearTimeout(this.reconnectTimer);
+    await this.listenerStarting?.catch(() => undefined);
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.end().catch(() => undefined);
+    if (this.ownsPool) await this.pool.end();
+  }
+
+  private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(sql, params);
+    } catch (err) {
+      throw toAppError(err);
+    }
+  }
+
+  /** Start (or restart) the LISTEN connection; every (re)connect wakes the subscriptions to catch up. */
+  private ensureListener(): Promise<void> {
+    if (this.listener || this.closed) return Promise.resolve();
+    this.listenerStarting ??= (async () => {
+      const config = 'pool' in this.options ? this.options.pool.options : { connectionString: this.options.connectionString };
+      const client = new pg.Client(config as pg.ClientConfig);
+      client.on('notification', () => {
+        for (const s of this.subscriptions) s.wake();
+      });
+      client.on('error', (err) => {
+        this.log?.warn({ err }, 'LISTEN connection failed; reconnecting');
+        if (this.listener === client) this.listener = undefined;
+        client.end().catch(() => undefined);
+        this.scheduleReconnect();
+      });
+      try {
+        await client.connect();
+        await client.query(`listen ${quoteIdent(channelName(this.schema))}`);
+      } catch (err) {
+        client.end().catch(() => undefined);
+        throw err;
+      }
+      if (this.closed) {
+        await client.end().catch(() => undefined);
+        return;
+      }
+      this.listener = client;
+      for (const s of this.subscriptions) s.wake();
+    })()
+      .catch((err) => {
+        this.log?.warn({ err }, 'cannot LISTEN; subscriptions fall back to the safety re-read until reconnected');
+        this.scheduleReconnect();
+      })
+      .finally(() => {
+        this.listenerStarting = undefined;
+      });
+    return this.listenerStarting;
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.subscriptions.size > 0) void this.ensureListener();
+    }, 1_000);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new AppError('unavailable', 'the event store is closed', {}, false);
+  }
+}
+
+/** Filters on parameters $n (types text[]) and $n+1 (stream prefixes text[]); null means no filter. */
+const filterSql = (n: number): string =>
+  `($${n}::text[] is null or type = any($${n}::text[]))
+   and ($${n + 1}::text[] is null or exists (select 1 from unnest($${n + 1}::text[]) p where starts_with(stream_id, p)))`;
+
+const nonEmpty = (xs: readonly string[] | undefined): string[] | null => (xs && xs.length > 0 ? [...xs] : null);
+
+function toRecorded(r: EventRow): RecordedEvent {
+  return {
+    id: r.event_id,
+    streamId: r.stream_id,
+    type: r.type,
+    data: r.data,
+    metadata: r.metadata,
+    revision: Number(r.revision),
+    position: Number(r.position),
+    recordedAt: r.recorded_at,
+  };
+}
+
+/** Connection-level failures become `unavailable` (retryable); anything else passes through. */
+function toAppError(err: unknown): unknown {
+  const code = (err as { code?: string }).code;
+  if (typeof code === 'string' && (code.startsWith('08') || code === '57P01' || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))) {
+    return new AppError('unavailable', `event store unavailable: ${(err as Error).message}`, { pgCode: code });
+  }
+  return err;
+}
