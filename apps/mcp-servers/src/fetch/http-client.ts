@@ -60,8 +60,8 @@ function exchange(guard: EgressGuard, url: URL, req: SafeRequest, method: HttpMe
       (res) => {
         const declared = Number(res.headers['content-length']);
         if (readBody && Number.isFinite(declared) && declared > req.maxBytes) {
-          res.destroy();
           reject(new AppError('payload_too_large', `response is ${declared} bytes, more than the cap of ${req.maxBytes}`, { max_bytes: req.maxBytes, content_length: declared }));
+          res.destroy();
           return;
         }
         if (!readBody || method === 'HEAD') {
@@ -74,9 +74,10 @@ function exchange(guard: EgressGuard, url: URL, req: SafeRequest, method: HttpMe
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > req.maxBytes) {
+            // Reject first: destroying the sockets emits errors that must not win the race.
+            reject(new AppError('payload_too_large', `response exceeds the cap of ${req.maxBytes} bytes`, { max_bytes: req.maxBytes }));
             res.destroy();
             outgoing.destroy();
-            reject(new AppError('payload_too_large', `response exceeds the cap of ${req.maxBytes} bytes`, { max_bytes: req.maxBytes }));
             return;
           }
           chunks.push(chunk);
