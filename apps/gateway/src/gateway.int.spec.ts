@@ -1,18 +1,20 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Controller, Get, Module, Post } from '@nestjs/common';
+import { Controller, Get, Inject, Module, Post } from '@nestjs/common';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { z } from 'zod';
 import { AppError, createLogger, newId } from '@switchyard/platform';
-import { PostgresEventStore, WrongExpectedVersionError, type NewEvent } from '@switchyard/event-store';
+import { PostgresEventStore, WrongExpectedVersionError, type EventStore, type NewEvent } from '@switchyard/event-store';
 import { freshDatabase, stopOwnInfra, testNatsUrl } from '@switchyard/testing';
 import {
   ApiRoute,
   CorrelationId,
   createGateway,
   currentCorrelationId,
+  EVENT_STORE,
   LiveEventsService,
+  ReadinessService,
   ZodBody,
   ZodParams,
   type Gateway,
@@ -24,6 +26,17 @@ const echoBody = z.object({ name: z.string().min(1), count: z.number().int().pos
 
 @Controller('test')
 class ProbeController {
+  // Injected with no import: the gateway's core module is global.
+  constructor(
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    private readonly readiness: ReadinessService,
+  ) {}
+
+  @Get('deps')
+  async deps() {
+    return { store: this.store.kind, ready: (await this.readiness.check()).ready };
+  }
+
   @Post('echo')
   @ApiRoute({ summary: 'test echo', response: { schema: echoBody } })
   echo(@ZodBody(echoBody) body: z.infer<typeof echoBody>, @CorrelationId() correlationId: string) {
@@ -192,6 +205,14 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       } finally {
         await other.close();
       }
+    });
+  });
+
+  describe('feature modules', () => {
+    it('inject the host dependencies and gateway services by token', async () => {
+      const res = await get('/test/deps');
+      assert.equal(res.status, 200);
+      assert.deepEqual(await json(res), { store: 'postgres', ready: true });
     });
   });
 
@@ -406,6 +427,23 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       const more = await readSse(idle, 0, { wantComment: 'heartbeat', deadlineMs: 10_000 });
       ac.abort();
       assert.ok(more.comments.includes('heartbeat'), `comments seen: ${more.comments.join('|')}`);
+    });
+
+    it('close() ends open streams instead of waiting for their clients', async () => {
+      const other = await createGateway({ eventStore: store, pgPool: pool, nats, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } });
+      const { url } = await other.listen(0, '127.0.0.1');
+      const res = await fetch(`${url}/api/v1/events/stream`);
+      assert.equal(res.status, 200);
+      const live = other.app.get(LiveEventsService);
+      await until(() => live.connections === 1, 'the SSE subscription');
+      await other.close();
+      assert.equal(live.connections, 0);
+      // The body ends (or errors, when the socket is cut): either way the client is not left hanging.
+      const reader = res.body!.getReader();
+      for (;;) {
+        const r = await reader.read().catch(() => ({ done: true }) as const);
+        if (r.done) break;
+      }
     });
 
     it('rejects a bad Last-Event-ID with a 400 naming the header', async () => {

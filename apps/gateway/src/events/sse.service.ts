@@ -72,6 +72,7 @@ export class LiveEventsService implements BeforeApplicationShutdown {
     }, this.options.sseHeartbeatMs);
     // 4. The client went away: end the subscription so the store stops working for nobody.
     res.on('close', () => void stop());
+    if (res.destroyed) void stop(); // it left before we listened
     log.debug({ from: req.from }, 'sse client connected');
 
     try {
@@ -79,7 +80,12 @@ export class LiveEventsService implements BeforeApplicationShutdown {
         if (closed) break;
         if (!res.write(sseFrame(event))) {
           // Slow client: wait for the socket to drain (or close) before reading on.
-          await Promise.race([once(res, 'drain'), once(res, 'close')]);
+          const waiting = new AbortController();
+          try {
+            await Promise.race([once(res, 'drain', { signal: waiting.signal }), once(res, 'close', { signal: waiting.signal })]);
+          } finally {
+            waiting.abort(); // drop the listener that did not fire
+          }
         }
       }
     } catch (err) {
