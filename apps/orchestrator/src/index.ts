@@ -1,1 +1,1 @@
-export {};
+export * from './relay/index.js';

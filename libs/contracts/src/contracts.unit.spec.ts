@@ -21,6 +21,7 @@ describe('subjects', () => {
   it('builds the event subject from the stream category and type', () => {
     assert.equal(eventSubject('workflow-123', 'WorkflowStarted'), 'switchyard.events.workflow.WorkflowStarted');
     assert.equal(eventSubject('nocategory', 'X'), 'switchyard.events.nocategory.X');
+    assert.equal(eventSubject('task-9', 'TaskDone', 'test_1.events'), 'test_1.events.task.TaskDone');
   });
 
   it('sanitises tokens that NATS would misread', () => {

@@ -35,9 +35,13 @@ export const categoryOf = (streamId: string): string => {
   return i === -1 ? streamId : streamId.slice(0, i);
 };
 
-/** Subject an event is published on: `switchyard.events.<category>.<type>`, from its stream id and type. */
-export function eventSubject(streamId: string, type: string): string {
-  return `${EVENTS_SUBJECT_PREFIX}.${subjectToken(categoryOf(streamId))}.${subjectToken(type)}`;
+/**
+ * Subject an event is published on: `switchyard.events.<category>.<type>`, from its
+ * stream id and type. `prefix` exists so tests (and side-by-side deployments) sharing
+ * one nats-server can use their own subject space.
+ */
+export function eventSubject(streamId: string, type: string, prefix: string = EVENTS_SUBJECT_PREFIX): string {
+  return `${prefix}.${subjectToken(categoryOf(streamId))}.${subjectToken(type)}`;
 }
 
 /**

@@ -1,0 +1,77 @@
+import pg from 'pg';
+import type { Logger } from '@switchyard/platform';
+
+/** Where a relay keeps the position of the last event it knows JetStream has stored. */
+export interface RelayCheckpointStore {
+  /** The saved position, or undefined when the relay never ran. */
+  load(name: string): Promise<number | undefined>;
+  /** Save a position. Never moves a checkpoint backwards (a late writer cannot undo progress). */
+  save(name: string, position: number): Promise<void>;
+}
+
+/**
+ * Relay checkpoints in PostgreSQL (`relay.checkpoint`), plus an advisory lock so only
+ * one relay per name publishes at a time (others wait as standby). The lock lives on
+ * its own connection: when the process dies, PostgreSQL drops the connection and the
+ * lock with it, so a standby takes over without any lease timeout.
+ */
+export class PgRelayCheckpointStore implements RelayCheckpointStore {
+  private readonly pool: pg.Pool;
+  private lockClient: pg.Client | undefined;
+
+  constructor(private readonly options: { connectionString: string; logger?: Logger }) {
+    this.pool = new pg.Pool({ connectionString: options.connectionString, max: 2 });
+    // An idle client losing its connection must not crash the process; the next query reconnects.
+    this.pool.on('error', (err) => options.logger?.warn({ err }, 'relay checkpoint pool error'));
+  }
+
+  /** Create the schema and table; idempotent. */
+  async init(): Promise<void> {
+    await this.pool.query(`
+      create schema if not exists relay;
+      create table if not exists relay.checkpoint (
+        name text primary key,
+        position bigint not null,
+        updated_at timestamptz not null default now()
+      );`);
+  }
+
+  async load(name: string): Promise<number | undefined> {
+    const r = await this.pool.query<{ position: string }>('select position from relay.checkpoint where name = $1', [name]);
+    return r.rows[0] ? Number(r.rows[0].position) : undefined;
+  }
+
+  async save(name: string, position: number): Promise<void> {
+    await this.pool.query(
+      `insert into relay.checkpoint (name, position) values ($1, $2)
+       on conflict (name) do update set position = excluded.position, updated_at = now()
+       where relay.checkpoint.position < excluded.position`,
+      [name, position],
+    );
+  }
+
+  /**
+   * Try to become the one active relay for `name`. True when this store now holds the
+   * lock (until close()). False when another process holds it.
+   */
+  async tryLock(name: string): Promise<boolean> {
+    if (this.lockClient) return true;
+    const client = new pg.Client({ connectionString: this.options.connectionString });
+    client.on('error', (err) => this.options.logger?.error({ err }, 'relay lock connection lost'));
+    await client.connect();
+    const r = await client.query<{ locked: boolean }>(`select pg_try_advisory_lock(hashtext('switchyard.relay'), hashtext($1)) as locked`, [name]);
+    if (r.rows[0]?.locked) {
+      this.lockClient = client;
+      return true;
+    }
+    await client.end();
+    return false;
+  }
+
+  /** Release the lock (by closing its connection) and the pool. */
+  async close(): Promise<void> {
+    await this.lockClient?.end().catch(() => undefined);
+    this.lockClient = undefined;
+    await this.pool.end();
+  }
+}

@@ -1,0 +1,331 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { headers as natsHeaders } from '@nats-io/nats-core';
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, eventSubject, headerNames, toEventEnvelope } from '@switchyard/contracts';
+import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
+import type { Logger } from '@switchyard/platform';
+import type { RelayCheckpointStore } from './checkpoint-store.js';
+
+const encoder = new TextEncoder();
+
+/** Optional exclusive lock: PgRelayCheckpointStore implements it. */
+interface Lockable {
+  tryLock(name: string): Promise<boolean>;
+}
+
+export interface EventRelayOptions {
+  readonly store: EventStore;
+  readonly js: JetStreamClient;
+  readonly checkpoints: RelayCheckpointStore & Partial<Lockable>;
+  readonly logger: Logger;
+  /** Checkpoint name, also the lock name; default `events`. */
+  readonly name?: string;
+  /** Subject prefix; default `switchyard.events` (tests use their own). */
+  readonly subjectPrefix?: string;
+  /**
+   * When given, the relay reads the position of the last message in `stream` at start
+   * and skips what JetStream already has, so a restart republishes nothing even when the
+   * checkpoint is far behind or the crash outlasted the duplicate window.
+   */
+  readonly jsm?: JetStreamManager;
+  /** Stream for the tail lookup; default SWITCHYARD_EVENTS. */
+  readonly stream?: string;
+  /** Write the checkpoint after this many published events (default 100)... */
+  readonly checkpointEvery?: number;
+  /** ...or this long after the first unsaved one (default 1000 ms). */
+  readonly checkpointIntervalMs?: number;
+  /** Per publish ack wait (default 5000 ms). */
+  readonly publishTimeoutMs?: number;
+  /** Backoff between failed attempts: doubles from min to max (default 100 ms .. 5 s). */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+  /** Take the PostgreSQL advisory lock so only one relay publishes (default true when the store supports it). */
+  readonly exclusive?: boolean;
+  /** How often a standby retries the lock (default 2 s). */
+  readonly lockRetryMs?: number;
+  /** How often the lag is logged at info (default 30 s; 0 = never). */
+  readonly lagLogIntervalMs?: number;
+}
+
+export type RelayState = 'idle' | 'standby' | 'running' | 'stopping' | 'stopped';
+
+export interface RelayStatus {
+  readonly state: RelayState;
+  /** Position saved in PostgreSQL (the restart point); -1 before the first event. */
+  readonly checkpoint: number;
+  /** Position of the last event JetStream acknowledged; -1 before the first event. */
+  readonly lastPublishedPosition: number;
+  /** When the store recorded the last published event. */
+  readonly lastPublishedRecordedAt?: Date;
+  /** Events published by this instance (JetStream stored them, duplicates included). */
+  readonly published: number;
+  /** Publications JetStream dropped as duplicates (Nats-Msg-Id seen within the window). */
+  readonly duplicates: number;
+  /** Failed publish / read attempts (each retried). */
+  readonly failures: number;
+}
+
+export interface RelayLag {
+  readonly headPosition: number;
+  readonly lastPublishedPosition: number;
+  /** head - lastPublished: positions are not dense, so this is an upper bound on events behind. */
+  readonly positionsBehind: number;
+  /** Age of the last published event when not caught up, 0 when caught up. */
+  readonly secondsBehind: number;
+  readonly caughtUp: boolean;
+}
+
+/**
+ * Publishes every event of the store's $all to JetStream, in order, at least once, with
+ * JetStream turning "at least once" into "exactly once" for consumers:
+ *  1. Read $all from the checkpoint (catch-up then live, via the port's subscribeToAll).
+ *  2. Publish each event to `switchyard.events.<category>.<type>` with `Nats-Msg-Id: <event id>`
+ *     and wait for JetStream's ack before the next one (keeps the order on retries).
+ *  3. Save the checkpoint every N events or M ms. A crash between 2 and 3 republishes the
+ *     tail; JetStream drops it as a duplicate (and with `jsm` we skip it before publishing).
+ * Failures (NATS down, store down) are retried with backoff forever: the relay never skips.
+ */
+export class EventRelay {
+  private readonly name: string;
+  private readonly prefix: string;
+  private readonly log: Logger;
+  private state: RelayState = 'idle';
+  private checkpoint = -1;
+  private lastPublished = -1;
+  private lastRecordedAt: Date | undefined;
+  private published = 0;
+  private duplicates = 0;
+  private failures = 0;
+  private unsaved = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private lagTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private flushQueued = false;
+  private subscription: AllSubscription | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly abort = new AbortController();
+
+  constructor(private readonly opts: EventRelayOptions) {
+    this.name = opts.name ?? 'events';
+    this.prefix = opts.subjectPrefix ?? EVENTS_SUBJECT_PREFIX;
+    this.log = opts.logger.child({ component: 'event-relay', relay: this.name });
+  }
+
+  /** Start in the background; resolves once the loop is launched (it may wait as standby). */
+  start(): void {
+    if (this.loop) return;
+    this.loop = this.run().catch((err) => {
+      // run() only ends on stop; anything else is a bug worth a loud log.
+      this.log.fatal({ err }, 'event relay loop crashed');
+    });
+    const every = this.opts.lagLogIntervalMs ?? 30_000;
+    if (every > 0) {
+      this.lagTimer = setInterval(() => void this.logLag(), every);
+      this.lagTimer.unref();
+    }
+  }
+
+  /** Stop reading, finish the publish in flight, save the checkpoint. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopping';
+    this.abort.abort();
+    clearInterval(this.lagTimer);
+    await this.subscription?.close().catch(() => undefined);
+    await this.loop;
+    await this.flush();
+    this.state = 'stopped';
+    this.log.info({ checkpoint: this.checkpoint, published: this.published }, 'event relay stopped');
+  }
+
+  status(): RelayStatus {
+    return {
+      state: this.state,
+      checkpoint: this.checkpoint,
+      lastPublishedPosition: this.lastPublished,
+      lastPublishedRecordedAt: this.lastRecordedAt,
+      published: this.published,
+      duplicates: this.duplicates,
+      failures: this.failures,
+    };
+  }
+
+  /** Lag against the store's head (one cheap query). */
+  async lag(): Promise<RelayLag> {
+    const head = await this.opts.store.headPosition();
+    const caughtUp = head <= this.lastPublished;
+    const age = this.lastRecordedAt ? (Date.now() - this.lastRecordedAt.getTime()) / 1000 : 0;
+    return {
+      headPosition: head,
+      lastPublishedPosition: this.lastPublished,
+      positionsBehind: Math.max(0, head - this.lastPublished),
+      secondsBehind: caughtUp ? 0 : Math.max(0, age),
+      caughtUp,
+    };
+  }
+
+  private get stopping(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    // 1. Become the single active relay (or wait as standby).
+    if (!(await this.acquireLock()) || this.stopping) return;
+    this.state = 'running';
+    // 2. Find where to start: the checkpoint, or further when JetStream already has more.
+    const from = await this.retrying('load checkpoint', async () => {
+      const saved = (await this.opts.checkpoints.load(this.name)) ?? -1;
+      const tail = await this.streamTailPosition();
+      return Math.max(saved, tail);
+    });
+    if (from === undefined) return;
+    this.checkpoint = this.lastPublished = from;
+    this.log.info({ from }, 'event relay started');
+    // 3. Subscribe and publish; on a read failure resubscribe after the last published event.
+    let attempt = 0;
+    while (!this.stopping) {
+      this.subscription = this.opts.store.subscribeToAll({ from: this.lastPublished });
+      try {
+        for await (const event of this.subscription) {
+          if (this.stopping) break;
+          if (event.position <= this.lastPublished) continue; // already published (seam safety)
+          if (!(await this.publish(event))) break; // stopping
+          attempt = 0;
+        }
+      } catch (err) {
+        this.failures++;
+        this.log.error({ err, lastPublished: this.lastPublished }, 'reading $all failed; resubscribing');
+      } finally {
+        await this.subscription.close().catch(() => undefined);
+      }
+      if (!this.stopping) await this.backoff(attempt++);
+    }
+  }
+
+  /** Publish one event until JetStream acks it; false when the relay is stopping. */
+  private async publish(event: RecordedEvent): Promise<boolean> {
+    const subject = eventSubject(event.streamId, event.type, this.prefix);
+    const body = encoder.encode(JSON.stringify(toEventEnvelope(event)));
+    const h = natsHeaders();
+    h.set(headerNames.eventId, event.id);
+    h.set(headerNames.eventType, event.type);
+    h.set(headerNames.streamId, event.streamId);
+    h.set(headerNames.position, String(event.position));
+    h.set(headerNames.correlationId, event.metadata.correlationId);
+    if (event.metadata.causationId) h.set(headerNames.causationId, event.metadata.causationId);
+    const ack = await this.retrying(`publish ${subject}`, () =>
+      this.opts.js.publish(subject, body, { msgID: event.id, headers: h, timeout: this.opts.publishTimeoutMs ?? 5_000 }),
+    );
+    if (!ack) return false;
+    this.published++;
+    if (ack.duplicate) {
+      this.duplicates++;
+      this.log.debug({ eventId: event.id, position: event.position, correlationId: event.metadata.correlationId }, 'JetStream dropped a duplicate');
+    }
+    this.lastPublished = event.position;
+    this.lastRecordedAt = event.recordedAt;
+    this.unsaved++;
+    if (this.unsaved >= (this.opts.checkpointEvery ?? 100)) this.requestFlush();
+    else this.flushTimer ??= setTimeout(() => this.requestFlush(), this.opts.checkpointIntervalMs ?? 1_000);
+    return true;
+  }
+
+  /**
+   * Save in the background: publishing does not wait for PostgreSQL, and at most one
+   * save is queued (it writes the newest position when it runs).
+   */
+  private requestFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    void this.flush().finally(() => (this.flushQueued = false));
+  }
+
+  /** Save the checkpoint if anything is unsaved. Serialised: one save at a time. */
+  private flush(): Promise<void> {
+    this.flushing = this.flushing.then(async () => {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+      const position = this.lastPublished;
+      if (position <= this.checkpoint) return;
+      const count = this.unsaved;
+      try {
+        await this.opts.checkpoints.save(this.name, position);
+        this.checkpoint = position;
+        this.unsaved = Math.max(0, this.unsaved - count);
+      } catch (err) {
+        // Not fatal: the next flush saves a later position; a crash meanwhile only means duplicates JetStream drops.
+        this.failures++;
+        this.log.warn({ err, position }, 'saving the relay checkpoint failed');
+        this.flushTimer ??= setTimeout(() => this.requestFlush(), this.opts.checkpointIntervalMs ?? 1_000);
+      }
+    });
+    return this.flushing;
+  }
+
+  /** Position of the last event in the JetStream stream, -1 when unknown or empty. */
+  private async streamTailPosition(): Promise<number> {
+    const jsm = this.opts.jsm;
+    if (!jsm) return -1;
+    const stream = this.opts.stream ?? EVENTS_STREAM;
+    let info;
+    try {
+      info = await jsm.streams.info(stream);
+    } catch (err) {
+      // No stream yet: nothing was published; the first publish will say so loudly if it is still missing.
+      if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return -1;
+      throw err;
+    }
+    if (info.state.messages === 0) return -1;
+    const last = await jsm.streams.getMessage(stream, { seq: info.state.last_seq });
+    const position = Number(last?.header.get(headerNames.position));
+    return Number.isFinite(position) && last?.header.has(headerNames.position) ? position : -1;
+  }
+
+  private async acquireLock(): Promise<boolean> {
+    const tryLock = this.opts.checkpoints.tryLock?.bind(this.opts.checkpoints);
+    if (!tryLock || this.opts.exclusive === false) return true;
+    let announced = false;
+    while (!this.stopping) {
+      const got = await this.retrying('take the relay lock', () => tryLock(this.name));
+      if (got) return true;
+      if (got === undefined) return false;
+      if (!announced) {
+        this.state = 'standby';
+        this.log.info({}, 'another relay is active; waiting as standby');
+        announced = true;
+      }
+      await sleep(this.opts.lockRetryMs ?? 2_000, undefined, { signal: this.abort.signal }).catch(() => undefined);
+    }
+    return false;
+  }
+
+  /** Run `fn` until it succeeds (backoff between attempts); undefined when stopped first. */
+  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
+    for (let attempt = 0; !this.stopping; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        this.failures++;
+        this.log.error({ err, attempt, lastPublished: this.lastPublished }, `relay could not ${what}; retrying`);
+        await this.backoff(attempt);
+      }
+    }
+    return undefined;
+  }
+
+  private async backoff(attempt: number): Promise<void> {
+    const min = this.opts.retryMinMs ?? 100;
+    const max = this.opts.retryMaxMs ?? 5_000;
+    const ms = Math.min(max, min * 2 ** Math.min(attempt, 20));
+    await sleep(ms, undefined, { signal: this.abort.signal }).catch(() => undefined);
+  }
+
+  private async logLag(): Promise<void> {
+    try {
+      const lag = await this.lag();
+      this.log.info({ ...lag, ...this.status(), lastPublishedRecordedAt: undefined }, 'event relay lag');
+    } catch (err) {
+      this.log.warn({ err }, 'could not measure relay lag');
+    }
+  }
+}

@@ -1,0 +1,3 @@
+export * from './event-relay.js';
+export * from './checkpoint-store.js';
+export * from './run-relay.js';

@@ -1,0 +1,291 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { headerNames, parseEventEnvelope } from '@switchyard/contracts';
+import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
+import { closeNats, connectNats, ensureEventsStream, type NatsConnection } from '@switchyard/messaging';
+import { createLogger } from '@switchyard/platform';
+import { freshDatabase, testNatsUrl } from '@switchyard/testing';
+import { EventRelay } from './event-relay.js';
+import { PgRelayCheckpointStore } from './checkpoint-store.js';
+
+const logger = createLogger('relay-int', process.env.LOG_LEVEL ?? 'silent');
+const mainJs = fileURLToPath(new URL('./main.js', import.meta.url));
+
+/** Guard against a hang (never a pass/fail on speed): poll until `check` is true or give up after `ms`. */
+async function waitUntil(what: string, check: () => Promise<boolean> | boolean, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`gave up waiting for: ${what}`);
+    await sleep(25);
+  }
+}
+
+interface Received {
+  seq: number;
+  subject: string;
+  msgId: string;
+  id: string;
+  position: number;
+  time: Date;
+}
+
+/** Read a stream with an ordered consumer from a start point up to its current last sequence. */
+async function readStream(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  stream: string,
+  start: { seq?: number; time?: Date } = {},
+): Promise<Received[]> {
+  const last = (await jsm.streams.info(stream)).state.last_seq;
+  const opts =
+    start.seq !== undefined
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start.seq }
+      : start.time !== undefined
+        ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: start.time.toISOString() }
+        : { deliver_policy: DeliverPolicy.All };
+  const consumer = await js.consumers.get(stream, opts);
+  const out: Received[] = [];
+  if (last === 0 || (start.seq ?? 0) > last) return out;
+  const messages = await consumer.consume({ max_messages: 500 });
+  const guard = setTimeout(() => messages.stop(), 30_000);
+  for await (const m of messages) {
+    const env = parseEventEnvelope(m.data);
+    out.push({
+      seq: m.seq,
+      subject: m.subject,
+      msgId: m.headers?.get(headerNames.natsMsgId) ?? '',
+      id: env.id,
+      position: env.position,
+      time: new Date(Math.floor(Number(m.info.timestampNanos) / 1e6)),
+    });
+    if (m.seq >= last) break;
+  }
+  clearTimeout(guard);
+  await messages.close();
+  return out;
+}
+
+const event = (i: number, correlationId: string): NewEvent => ({
+  type: i % 3 === 0 ? 'OrderPlaced' : i % 3 === 1 ? 'Payment.Captured' : 'ItemShipped',
+  data: { i },
+  metadata: { correlationId, timestamp: new Date().toISOString() },
+});
+
+describe('EventRelay against real PostgreSQL and nats-server', () => {
+  let nc: NatsConnection;
+  let js: JetStreamClient;
+  let jsm: JetStreamManager;
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  before(async () => {
+    nc = await connectNats({ url: await testNatsUrl(), name: 'relay-test', logger });
+    js = jetstream(nc);
+    jsm = await jetstreamManager(nc);
+  });
+
+  after(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    await closeNats(nc);
+  });
+
+  /** Per test: its own database (so $all holds only its events) and its own subject space and stream on the shared nats-server. */
+  async function freshWorld(tag: string) {
+    const id = `${tag}_${randomBytes(3).toString('hex')}`;
+    const stream = `RELAY_${id.toUpperCase()}`;
+    const prefix = `t_${id}.events`;
+    await ensureEventsStream(jsm, { name: stream, subjects: [`${prefix}.>`] });
+    cleanups.push(() => jsm.streams.delete(stream));
+    const dbUrl = await freshDatabase(`relay_${tag}`);
+    const store = new PostgresEventStore({ connectionString: dbUrl });
+    await store.init();
+    cleanups.push(() => store.close());
+    return { id, stream, prefix, dbUrl, store };
+  }
+  type World = Awaited<ReturnType<typeof freshWorld>>;
+
+  async function newRelay(w: World, name: string, extra: Partial<ConstructorParameters<typeof EventRelay>[0]> = {}) {
+    const { dbUrl, store, stream, prefix } = w;
+    const checkpoints = new PgRelayCheckpointStore({ connectionString: dbUrl, logger });
+    await checkpoints.init();
+    const relay = new EventRelay({ store, js, checkpoints, logger, name, subjectPrefix: prefix, stream, lagLogIntervalMs: 0, ...extra });
+    cleanups.push(async () => {
+      await relay.stop();
+      await checkpoints.close();
+    });
+    return { relay, checkpoints };
+  }
+
+  async function savedCheckpoint(w: World, name: string): Promise<number | undefined> {
+    const c = new pg.Client({ connectionString: w.dbUrl });
+    await c.connect();
+    try {
+      const r = await c.query<{ position: string }>('select position from relay.checkpoint where name = $1', [name]);
+      return r.rows[0] ? Number(r.rows[0].position) : undefined;
+    } finally {
+      await c.end();
+    }
+  }
+
+  it('publishes each event exactly once, in order, on its category/type subject, and reports lag', async () => {
+    const w = await freshWorld('basic');
+    const { id, stream, prefix, store } = w;
+    for (let b = 0; b < 10; b++) {
+      await store.append(`order-${id}${b}`, Array.from({ length: 10 }, (_, i) => event(b * 10 + i, `c-${b}`)));
+    }
+    const all = await store.readAll({});
+    const { relay } = await newRelay(w, `basic-${id}`, { checkpointEvery: 7 });
+    const before = await relay.lag();
+    assert.equal(before.caughtUp, false);
+    assert.ok(before.positionsBehind > 0);
+    relay.start();
+    await waitUntil('relay caught up', async () => (await relay.lag()).caughtUp);
+    const received = await readStream(js, jsm, stream);
+    assert.deepEqual(received.map((r) => r.id), all.map((e) => e.id));
+    assert.deepEqual(received.map((r) => r.seq), all.map((_, i) => i + 1));
+    const first = received[0]!;
+    assert.equal(first.subject, `${prefix}.order.OrderPlaced`);
+    assert.equal(first.msgId, first.id);
+    assert.ok(received.some((r) => r.subject === `${prefix}.order.Payment_Captured`), 'type token sanitised');
+    const s = relay.status();
+    assert.equal(s.state, 'running');
+    assert.equal(s.duplicates, 0);
+    await relay.stop();
+    assert.equal(await savedCheckpoint(w, `basic-${id}`), all.at(-1)!.position, 'stop saves the checkpoint');
+  });
+
+  it('lets only one relay per name publish; the other waits as standby', async () => {
+    const w = await freshWorld('lock');
+    const a = await newRelay(w, `lock-${w.id}`);
+    const b = await newRelay(w, `lock-${w.id}`, { lockRetryMs: 50 });
+    a.relay.start();
+    await waitUntil('a running', () => a.relay.status().state === 'running');
+    b.relay.start();
+    await waitUntil('b standby', () => b.relay.status().state === 'standby');
+    await a.relay.stop();
+    await a.checkpoints.close(); // releases the lock
+    await waitUntil('b takes over', () => b.relay.status().state === 'running');
+    await b.relay.stop();
+  });
+
+  it('survives SIGKILL mid-stream: restarts from its checkpoint, loses nothing, no duplicate reaches consumers, replay works', async (t) => {
+    const w = await freshWorld('crash');
+    const { id, stream, prefix, store, dbUrl } = w;
+    const name = `crash-${id}`;
+    const streamIds = [`order-${id}`, `payment-${id}`, `shipment-${id}`];
+
+    // A writer appends in small batches the whole time, so the relay is killed mid-stream.
+    let writing = true;
+    let appended = 0;
+    const writer = (async () => {
+      for (let b = 0; writing && appended < 5_000; b++) {
+        await store.append(`${streamIds[b % 3]}-${b % 7}`, Array.from({ length: 5 }, (_, i) => event(b * 5 + i, `corr-${b}`)));
+        appended += 5;
+        await sleep(2);
+      }
+    })();
+    const mineOnly = () => store.readAll({});
+    const streamCount = async () => (await jsm.streams.info(stream)).state.messages;
+
+    const spawnRelay = (env: Record<string, string>): { child: ChildProcess; stderr: () => string } => {
+      let err = '';
+      const child = spawn(process.execPath, [mainJs], {
+        env: {
+          ...process.env,
+          DATABASE_URL: dbUrl,
+          NATS_URL: nc.getServer().startsWith('nats://') ? nc.getServer() : `nats://${nc.getServer()}`,
+          RELAY_NAME: name,
+          RELAY_STREAM: stream,
+          RELAY_SUBJECT_PREFIX: prefix,
+          ...env,
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+      cleanups.push(async () => child.exitCode === null && child.kill('SIGKILL'));
+      return { child, stderr: () => err };
+    };
+    const kill = async (child: ChildProcess) => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    };
+
+    // 1. A relay process without the stream-tail shortcut, checkpointing every 50 events.
+    const first = spawnRelay({ RELAY_CHECKPOINT_EVERY: '50', RELAY_CHECKPOINT_INTERVAL_MS: '600000', RELAY_RESUME_FROM_STREAM: 'false' });
+    await waitUntil(`first relay published 300 events (stderr: ${first.stderr()})`, async () => (await streamCount()) >= 300);
+    await kill(first.child);
+    const killedAt = await streamCount();
+    const checkpoint = await savedCheckpoint(w, name);
+    assert.ok(checkpoint !== undefined, 'the killed relay had saved a checkpoint');
+    assert.ok(writing && killedAt < 5_000, 'killed while events were still being written');
+
+    // 2. Restart in-process from the checkpoint: everything after it is republished and
+    //    JetStream drops exactly the ones the killed relay had already stored.
+    const second = await newRelay(w, name, { checkpointEvery: 50 });
+    second.relay.start();
+    await waitUntil('second relay passes 600 events', async () => (await streamCount()) >= 600);
+    writing = false;
+    await writer;
+    await waitUntil('second relay caught up', async () => (await second.relay.lag()).caughtUp);
+    let mine = await mineOnly();
+    const upToCheckpoint = mine.filter((e) => e.position <= checkpoint!).length;
+    t.diagnostic(`killed at ${killedAt} stored, checkpoint covered ${upToCheckpoint}, duplicates dropped on restart ${second.relay.status().duplicates}`);
+    assert.equal(second.relay.status().duplicates, killedAt - upToCheckpoint, 'republished tail was deduplicated by Nats-Msg-Id');
+    await second.relay.stop();
+    await second.checkpoints.close();
+
+    // 3. Kill a relay whose checkpoint never got saved (tail shortcut off): the restart
+    //    republishes all 40 events it had stored, and JetStream drops exactly those 40.
+    const lateBatch = async (tag: string, n: number) => {
+      for (let b = 0; b < n; b++) await store.append(`${streamIds[b % 3]}-${tag}`, [event(b, `${tag}-${b}`)]);
+      mine = await mineOnly();
+    };
+    const noSaves = { RELAY_CHECKPOINT_EVERY: '100000', RELAY_CHECKPOINT_INTERVAL_MS: '600000' };
+    await lateBatch('x', 40);
+    const third = spawnRelay({ ...noSaves, RELAY_RESUME_FROM_STREAM: 'false' });
+    await waitUntil(`third relay caught up (stderr: ${third.stderr()})`, async () => (await streamCount()) >= mine.length);
+    await kill(third.child);
+    const fourth = await newRelay(w, name);
+    fourth.relay.start();
+    await waitUntil('fourth relay caught up', async () => (await fourth.relay.lag()).caughtUp);
+    assert.equal(fourth.relay.status().duplicates, 40);
+    assert.equal(await streamCount(), mine.length);
+    await fourth.relay.stop();
+    await fourth.checkpoints.close();
+
+    // 4. Same crash with the stream-tail shortcut on: the restart republishes nothing at all.
+    await lateBatch('y', 30);
+    const fifth = spawnRelay({ ...noSaves, RELAY_RESUME_FROM_STREAM: 'true' });
+    await waitUntil(`fifth relay caught up (stderr: ${fifth.stderr()})`, async () => (await streamCount()) >= mine.length);
+    await kill(fifth.child);
+    assert.ok((await savedCheckpoint(w, name))! < mine.at(-1)!.position, 'checkpoint is behind the stream');
+    const sixth = await newRelay(w, name, { jsm });
+    sixth.relay.start();
+    await lateBatch('z', 10);
+    await waitUntil('sixth relay caught up', async () => (await sixth.relay.lag()).caughtUp);
+    assert.equal(sixth.relay.status().duplicates, 0);
+    assert.equal(sixth.relay.status().published, 10);
+
+    t.diagnostic(`total ${mine.length} events relayed by 6 relays (3 of them SIGKILLed)`);
+    // 5. A consumer from the start sees every event exactly once, in store order.
+    const received = await readStream(js, jsm, stream);
+    assert.equal(received.length, mine.length, 'nothing lost, nothing duplicated');
+    assert.deepEqual(received.map((r) => r.id), mine.map((e) => e.id));
+    assert.deepEqual(received.map((r) => r.position), mine.map((e) => e.position));
+
+    // 6. Replay from any sequence, and from a time.
+    const fromSeq = await readStream(js, jsm, stream, { seq: 250 });
+    assert.deepEqual(fromSeq.map((r) => r.id), received.slice(249).map((r) => r.id));
+    const pivot = received[400]!;
+    const fromTime = await readStream(js, jsm, stream, { time: pivot.time });
+    const firstSeq = fromTime[0]!.seq;
+    assert.ok(firstSeq <= pivot.seq && received[firstSeq - 1]!.time.getTime() >= pivot.time.getTime());
+    assert.deepEqual(fromTime.map((r) => r.id), received.slice(firstSeq - 1).map((r) => r.id));
+  });
+});

@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { EVENTS_STREAM, EVENTS_SUBJECT_PREFIX } from '@switchyard/contracts';
+import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
+import { closeNats, connectNats, ensureEventsStream } from '@switchyard/messaging';
+import { parseConfig, type Logger } from '@switchyard/platform';
+import { EventRelay } from './event-relay.js';
+import { PgRelayCheckpointStore } from './checkpoint-store.js';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** Environment of a stand-alone relay process (see main.ts). */
+export const relayConfigSchema = z.object({
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+  NATS_URL: z.string().regex(/^(nats|tls|ws|wss):\/\//, 'must be a nats:// URL'),
+  RELAY_NAME: z.string().min(1).default('events'),
+  RELAY_STREAM: z.string().min(1).default(EVENTS_STREAM),
+  RELAY_SUBJECT_PREFIX: z.string().min(1).default(EVENTS_SUBJECT_PREFIX),
+  RELAY_CHECKPOINT_EVERY: z.coerce.number().int().positive().default(100),
+  RELAY_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().positive().default(1_000),
+  RELAY_DUPLICATE_WINDOW_MS: z.coerce.number().int().positive().default(10 * 60_000),
+  /** Skip what the JetStream stream already holds on start (see EventRelayOptions.jsm). */
+  RELAY_RESUME_FROM_STREAM: bool.default(true),
+  /** Schema of the event store tables (default of the adapter when unset). */
+  EVENTSTORE_SCHEMA: z.string().min(1).optional(),
+});
+export type RelayConfig = z.infer<typeof relayConfigSchema>;
+
+export interface RunningRelay {
+  readonly relay: EventRelay;
+  /** Stop the relay and close everything it opened. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Wire a relay from config: 1. event store, 2. checkpoint store, 3. NATS + the events
+ * stream, 4. start. `store` may be passed in to share the app's store.
+ */
+export async function runRelay(config: RelayConfig, logger: Logger, store?: EventStore): Promise<RunningRelay> {
+  const ownStore = !store;
+  const es = store ?? new PostgresEventStore({ connectionString: config.DATABASE_URL, logger, schema: config.EVENTSTORE_SCHEMA });
+  await es.init();
+  const checkpoints = new PgRelayCheckpointStore({ connectionString: config.DATABASE_URL, logger });
+  await checkpoints.init();
+  const nc = await connectNats({ url: config.NATS_URL, name: `relay-${config.RELAY_NAME}`, logger });
+  const jsm = await jetstreamManager(nc);
+  await ensureEventsStream(jsm, {
+    name: config.RELAY_STREAM,
+    subjects: [`${config.RELAY_SUBJECT_PREFIX}.>`],
+    duplicateWindowMs: config.RELAY_DUPLICATE_WINDOW_MS,
+    logger,
+  });
+  const relay = new EventRelay({
+    store: es,
+    js: jetstream(nc),
+    jsm: config.RELAY_RESUME_FROM_STREAM ? jsm : undefined,
+    stream: config.RELAY_STREAM,
+    checkpoints,
+    logger,
+    name: config.RELAY_NAME,
+    subjectPrefix: config.RELAY_SUBJECT_PREFIX,
+    checkpointEvery: config.RELAY_CHECKPOINT_EVERY,
+    checkpointIntervalMs: config.RELAY_CHECKPOINT_INTERVAL_MS,
+  });
+  relay.start();
+  return {
+    relay,
+    stop: async () => {
+      await relay.stop();
+      await checkpoints.close();
+      await closeNats(nc, { logger });
+      if (ownStore) await es.close();
+    },
+  };
+}
+
+/** Parse the relay config from the environment (throws ConfigError naming bad variables). */
+export const relayConfigFromEnv = (env: Record<string, string | undefined> = process.env): RelayConfig =>
+  parseConfig(env, relayConfigSchema);
