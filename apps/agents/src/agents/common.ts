@@ -1,0 +1,38 @@
+import type pg from 'pg';
+import { AppError } from '@switchyard/platform';
+
+/** Throws AppError(aborted → unavailable) when the caller gave up; checked between queries. */
+export function checkAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw new AppError('unavailable', 'task aborted by caller', { reason: String(signal.reason ?? '') }, true);
+}
+
+/**
+ * The data's own "today": the last order date. Analyses are anchored here, not on the wall
+ * clock, so the same data gives the same answer on any day.
+ */
+export async function dataAsOf(pool: pg.Pool): Promise<string> {
+  const r = await pool.query<{ d: string | null }>(`select max(order_date)::text as d from business.orders`).catch((err: unknown) => {
+    throw new AppError('illegal_state', 'business data is not loaded (run the demo-data loader)', { cause: String(err) });
+  });
+  const d = r.rows[0]?.d;
+  if (!d) throw new AppError('illegal_state', 'business.orders is empty (run the demo-data loader)');
+  return d;
+}
+
+export interface CustomerRow {
+  readonly id: number;
+  readonly name: string;
+  readonly email: string;
+  readonly segment: string;
+  readonly region: string;
+  readonly signupDate: string;
+}
+
+export async function getCustomer(pool: pg.Pool, id: number): Promise<CustomerRow> {
+  const r = await pool.query<CustomerRow>(
+    `select id, name, email, segment, region, signup_date::text as "signupDate" from business.customers where id = $1`,
+    [id],
+  );
+  if (!r.rows[0]) throw new AppError('not_found', `customer ${id} not found`, { customerId: id });
+  return r.rows[0];
+}

@@ -1,0 +1,91 @@
+import { z } from 'zod';
+import type pg from 'pg';
+import { AppError } from '@switchyard/platform';
+import { defineTask } from '../types.js';
+import { addDays, isoDate } from '../lib/dates.js';
+import { solveSchedule, type ScheduleProblem } from '../lib/scheduling.js';
+import { executionRecordSchema, performanceReport } from '../lib/executions.js';
+import { checkAborted } from './common.js';
+
+// ---------- schedule_optimization ----------
+
+export const scheduleOptimizationInput = z.object({
+  /** first day to plan (inclusive); defaults to the earliest shift in business.shifts */
+  from: isoDate.optional(),
+  days: z.number().int().min(1).max(31).default(7),
+  uncoveredPenalty: z.number().positive().default(1000),
+  maxShiftsPerDay: z.number().int().min(1).max(3).default(1),
+  /** the solver stops after this and returns its best schedule, marked not proven optimal */
+  timeoutMs: z.number().int().min(100).max(60_000).default(10_000),
+});
+export type ScheduleOptimizationInput = z.infer<typeof scheduleOptimizationInput>;
+
+/** Staff, shift demand and availability for the period, straight from business.*. */
+export async function loadScheduleProblem(pool: pg.Pool, input: ScheduleOptimizationInput): Promise<ScheduleProblem> {
+  const start =
+    input.from ??
+    (await pool.query<{ d: string | null }>(`select min(day)::text as d from business.shifts`)).rows[0]?.d ??
+    undefined;
+  if (!start) throw new AppError('illegal_state', 'no shifts in business.shifts (run the demo-data loader)');
+  const end = addDays(start, input.days - 1);
+  const [staff, shifts, availability] = await Promise.all([
+    pool.query<{ id: number; name: string; skills: string[]; maxHoursPerWeek: number; hourlyCost: number }>(
+      `select id, name, skills, max_hours_week as "maxHoursPerWeek", hourly_cost::float8 as "hourlyCost" from business.staff order by id`,
+    ),
+    pool.query<{ id: number; day: string; slot: string; hours: number; requiredSkill: string; headcount: number }>(
+      `select id, day::text as day, slot, hours, required_skill as "requiredSkill", headcount
+         from business.shifts where day between $1 and $2 order by day, slot, id`,
+      [start, end],
+    ),
+    pool.query<{ staffId: number; day: string; slot: string }>(
+      `select staff_id as "staffId", day::text as day, slot from business.availability where day between $1 and $2`,
+      [start, end],
+    ),
+  ]);
+  if (shifts.rows.length === 0) throw new AppError('not_found', `no shifts between ${start} and ${end}`, { from: start, to: end });
+  return {
+    staff: staff.rows,
+    shifts: shifts.rows,
+    availability: availability.rows,
+    uncoveredPenalty: input.uncoveredPenalty,
+    maxShiftsPerDay: input.maxShiftsPerDay,
+  };
+}
+
+export async function scheduleOptimization(pool: pg.Pool, input: ScheduleOptimizationInput, signal: AbortSignal) {
+  const problem = await loadScheduleProblem(pool, input);
+  checkAborted(signal);
+  const result = solveSchedule(problem, input.timeoutMs);
+  if (result.violations.length > 0) {
+    // The solver's answer is re-checked independently; a violation here is a bug, not a result.
+    throw new AppError('internal', 'solver returned an infeasible schedule', { violations: result.violations });
+  }
+  return {
+    period: { from: problem.shifts[0]!.day, to: problem.shifts[problem.shifts.length - 1]!.day },
+    ...result,
+  };
+}
+
+// ---------- performance_analysis ----------
+
+export const performanceAnalysisInput = z.object({
+  executions: z.array(executionRecordSchema).min(1).max(10_000),
+});
+export type PerformanceAnalysisInput = z.infer<typeof performanceAnalysisInput>;
+
+export const operationsManagerTasks = {
+  schedule_optimization: defineTask({
+    taskType: 'schedule_optimization',
+    agent: 'operations_manager',
+    description: 'Assign staff to shifts under availability, skills and weekly hour limits (MIP); reports cost, coverage and a feasibility check',
+    input: scheduleOptimizationInput,
+    handle: (input, ctx) => scheduleOptimization(ctx.pool, input, ctx.signal),
+  }),
+  performance_analysis: defineTask({
+    taskType: 'performance_analysis',
+    agent: 'operations_manager',
+    description: 'Workflow execution records → duration p50/p95 and failure rate per step and per execution',
+    input: performanceAnalysisInput,
+    handle: async (input) => performanceReport(input.executions),
+  }),
+};

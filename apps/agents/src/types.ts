@@ -1,0 +1,47 @@
+import type { z } from 'zod';
+import type pg from 'pg';
+import type { Logger } from '@switchyard/platform';
+import type { LlmClient } from './llm.js';
+
+/** What every task handler gets besides its parsed input: the business database, a logger
+ * (already carrying the task's correlation id) and an abort signal from the caller. */
+export interface AgentContext {
+  readonly pool: pg.Pool;
+  readonly logger: Logger;
+  readonly signal: AbortSignal;
+  /** Optional wording helper; the default does nothing (no model is needed for any result). */
+  readonly llm?: LlmClient;
+}
+
+export type AgentName =
+  | 'data_analyst'
+  | 'financial_advisor'
+  | 'operations_manager'
+  | 'automation_specialist'
+  | 'content_creator'
+  | 'customer_success';
+
+/** A handler does the task's deterministic work; the input is already validated by its schema. */
+export type TaskHandlerFn<I, O> = (input: I, ctx: AgentContext) => Promise<O>;
+
+export interface TaskDefinition<S extends z.ZodType = z.ZodType, O = unknown> {
+  readonly taskType: string;
+  readonly agent: AgentName;
+  readonly description: string;
+  readonly input: S;
+  readonly handle: TaskHandlerFn<z.infer<S>, O>;
+}
+
+/** The capability card an agent publishes: what it can do and how many tasks it runs at once. */
+export interface AgentCard {
+  readonly name: AgentName;
+  readonly version: string;
+  readonly description: string;
+  readonly maxConcurrency: number;
+  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly input: z.ZodType }[];
+}
+
+/** Helper that keeps the schema and handler types tied together. */
+export function defineTask<S extends z.ZodType, O>(def: TaskDefinition<S, O>): TaskDefinition<S, O> {
+  return def;
+}
