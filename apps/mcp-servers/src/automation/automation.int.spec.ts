@@ -1,0 +1,243 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import pg from 'pg';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { freshDatabase } from '@switchyard/testing';
+import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
+import { EgressGuard } from '../fetch/egress-guard.js';
+import { fails, httpClient, localHttp, ok, silentLogger, type LocalHttp } from '../test-helpers.js';
+import { createAutomationServer } from './server.js';
+import { AutomationService, Scheduler, type Clock, type TriggerRecord } from './service.js';
+
+class FakeClock implements Clock {
+  constructor(private t: Date) {}
+  now(): Date {
+    return new Date(this.t);
+  }
+  set(iso: string): void {
+    this.t = new Date(iso);
+  }
+}
+
+const secret = 'a-very-secret-webhook-key';
+/** The receiver's side, computed here without the server's helper. */
+const expectedSignature = (ts: string, body: string): string => `sha256=${createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex')}`;
+
+describe('automation MCP server (real Postgres, local webhook sink)', () => {
+  let url: string;
+  const pools: pg.Pool[] = [];
+  let sink: LocalHttp;
+  let failing: LocalHttp;
+  let http: McpHttpServerHandle;
+  let client: Client;
+  const clock = new FakeClock(new Date('2026-03-01T10:01:00.000Z'));
+  const triggers: TriggerRecord[] = [];
+  const guard = new EgressGuard({ allowCidrs: ['127.0.0.0/8'] }); // loopback allowed by configuration
+  const delivery = { retries: 3, initialDelayMs: 5, maxDelayMs: 20, timeoutMs: 5000 };
+
+  function service(): AutomationService {
+    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    pools.push(pool);
+    return new AutomationService({ pool, logger: silentLogger, guard, clock, delivery, onTrigger: (t) => void triggers.push(t) });
+  }
+
+  async function serve(svc: AutomationService): Promise<void> {
+    http = await startMcpHttpServer({ name: 'automation', serverFactory: () => createAutomationServer({ service: svc, logger: silentLogger }), port: 0, logger: silentLogger });
+    client = await httpClient(http.url);
+  }
+
+  before(async () => {
+    url = await freshDatabase('mcp_auto');
+    // The first delivery attempt of each idempotency key fails with 500, later ones succeed.
+    const seen = new Set<string>();
+    sink = await localHttp((req, res) => {
+      const key = String(req.headers['idempotency-key']);
+      if (req.url === '/flaky' && !seen.has(key)) {
+        seen.add(key);
+        res.writeHead(500).end('try again');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    });
+    failing = await localHttp((_req, res) => res.writeHead(503).end('down'));
+    const svc = service();
+    await svc.migrate();
+    await serve(svc);
+  });
+
+  after(async () => {
+    await client?.close();
+    await http?.close();
+    await sink?.close();
+    await failing?.close();
+    for (const p of pools) await p.end();
+  });
+
+  it('delivers a signed webhook, retrying after a 500 with the same idempotency key', async () => {
+    await ok(client, 'register_webhook', { name: 'flaky-sink', url: `${sink.base}/flaky`, secret, events: ['order.created'] });
+    const start = sink.requests.length;
+    const r = await ok(client, 'send_webhook', { webhook: 'flaky-sink', event: 'order.created', payload: { order: 42 } });
+    assert.equal(r.delivery.delivered, true);
+    assert.equal(r.delivery.status, 200);
+    assert.equal(r.delivery.attempts, 2);
+    const got = sink.requests.slice(start);
+    assert.equal(got.length, 2);
+    assert.equal(got[0]!.headers['idempotency-key'], got[1]!.headers['idempotency-key']);
+    assert.equal(got[0]!.headers['idempotency-key'], r.delivery.delivery_id);
+    for (const req of got) {
+      const ts = String(req.headers['x-switchyard-timestamp']);
+      assert.equal(req.headers['x-switchyard-signature'], expectedSignature(ts, req.body));
+      const body = JSON.parse(req.body);
+      assert.equal(body.event, 'order.created');
+      assert.deepEqual(body.payload, { order: 42 });
+      assert.equal(body.id, r.delivery.delivery_id);
+    }
+  });
+
+  it('gives up after the retries with an unavailable error', async () => {
+    await ok(client, 'register_webhook', { name: 'down', url: `${failing.base}/x`, secret, events: [] });
+    const before = failing.requests.length;
+    const e = await fails(client, 'send_webhook', { webhook: 'down', event: 'any' });
+    assert.equal(e.code, 'unavailable');
+    assert.equal(failing.requests.length - before, 4, 'first attempt + 3 retries');
+  });
+
+  it('keeps secrets out of listings, refuses unsubscribed events, duplicates and internal targets', async () => {
+    const l = await ok(client, 'list_webhooks');
+    assert.ok(l.webhooks.length >= 1);
+    assert.ok(l.webhooks.every((w: Record<string, unknown>) => !('secret' in w)));
+    assert.equal((await fails(client, 'send_webhook', { webhook: 'flaky-sink', event: 'order.deleted' })).code, 'illegal_state');
+    assert.equal((await fails(client, 'register_webhook', { name: 'flaky-sink', url: `${sink.base}/x`, secret })).code, 'illegal_state');
+    const internal = await fails(client, 'register_webhook', { name: 'meta', url: 'http://169.254.169.254/', secret });
+    assert.equal(internal.code, 'forbidden');
+    await ok(client, 'register_webhook', { name: 'temp', url: `${sink.base}/t`, secret });
+    assert.equal((await ok(client, 'delete_webhook', { webhook: 'temp' })).deleted, 'temp');
+    assert.equal((await fails(client, 'delete_webhook', { webhook: 'temp' })).code, 'not_found');
+    assert.equal((await fails(client, 'send_webhook', { webhook: 'temp', event: 'x' })).code, 'not_found');
+  });
+
+  it('validates cron expressions and time zones', async () => {
+    const target = { kind: 'workflow', template_id: 'tpl' };
+    assert.equal((await fails(client, 'create_schedule', { name: 'bad', cron: '61 * * * *', target })).code, 'validation');
+    assert.equal((await fails(client, 'create_schedule', { name: 'bad', cron: '0 9 * * *', timezone: 'Mars/Olympus', target })).code, 'validation');
+  });
+
+  it('computes the next fire in the schedule time zone', async () => {
+    const r = await ok(client, 'create_schedule', { name: 'paris-9am', cron: '0 9 * * *', timezone: 'Europe/Paris', target: { kind: 'workflow', template_id: 'daily' } });
+    // 1 March 2026 is winter time in Paris (UTC+1): 09:00 local is 08:00Z on 2 March.
+    assert.equal(r.schedule.next_fire_at, '2026-03-02T08:00:00.000Z');
+    await ok(client, 'delete_schedule', { schedule: 'paris-9am' });
+  });
+
+  let scheduleId = '';
+  it('fires a workflow schedule at the right time with an injected clock', async () => {
+    clock.set('2026-03-01T10:01:00.000Z');
+    const r = await ok(client, 'create_schedule', { name: 'every-5', cron: '*/5 * * * *', target: { kind: 'workflow', template_id: 'tpl-report', input: { depth: 2 } } });
+    scheduleId = r.schedule.id;
+    assert.equal(r.schedule.next_fire_at, '2026-03-01T10:05:00.000Z');
+    const svc = service();
+    clock.set('2026-03-01T10:04:59.999Z');
+    assert.equal(await svc.fireDue(), 0, 'not due yet');
+    clock.set('2026-03-01T10:05:00.000Z');
+    const seen = triggers.length;
+    assert.equal(await svc.fireDue(), 1);
+    assert.equal(await svc.fireDue(), 0, 'an occurrence fires once');
+    const fired = triggers.slice(seen);
+    assert.equal(fired.length, 1);
+    assert.equal(fired[0]!.template_id, 'tpl-report');
+    assert.deepEqual(fired[0]!.input, { depth: 2 });
+    assert.equal(fired[0]!.fire_at, '2026-03-01T10:05:00.000Z');
+    assert.equal(fired[0]!.source, 'schedule');
+    const rows = await pools[0]!.query(`SELECT template_id, status FROM automation.triggers WHERE schedule_id = $1`, [scheduleId]);
+    assert.deepEqual(rows.rows, [{ template_id: 'tpl-report', status: 'pending' }]);
+    const listed = await ok(client, 'list_schedules');
+    const s = listed.schedules.find((x: { id: string }) => x.id === scheduleId);
+    assert.equal(s.next_fire_at, '2026-03-01T10:10:00.000Z');
+    assert.equal(s.last_fired_at, '2026-03-01T10:05:00.000Z');
+  });
+
+  it('keeps schedules across a restart of the server object', async () => {
+    await client.close();
+    await http.close();
+    const fresh = service(); // new object, new pool: only the database remembers
+    await fresh.migrate();
+    await serve(fresh);
+    const listed = await ok(client, 'list_schedules');
+    assert.ok(listed.schedules.some((x: { id: string }) => x.id === scheduleId));
+    clock.set('2026-03-01T10:10:00.000Z');
+    assert.equal(await fresh.fireDue(), 1);
+  });
+
+  it('fires each occurrence once when two schedulers run against one database', async () => {
+    const a = service();
+    const b = service();
+    let t = Date.parse('2026-03-01T10:15:00.000Z');
+    for (let round = 0; round < 6; round++, t += 5 * 60_000) {
+      clock.set(new Date(t).toISOString());
+      const [x, y] = await Promise.all([a.fireDue(), b.fireDue()]);
+      assert.equal(x + y, 1, `round ${round}: fired ${x} + ${y}`);
+    }
+    const r = await pools[0]!.query(`SELECT fire_at, count(*)::int AS n FROM automation.triggers WHERE schedule_id = $1 GROUP BY 1 HAVING count(*) > 1`, [scheduleId]);
+    assert.equal(r.rowCount, 0, 'no occurrence recorded twice');
+  });
+
+  it('collapses missed occurrences into one catch-up fire', async () => {
+    const svc = service();
+    clock.set('2026-03-01T13:02:00.000Z'); // ~2 hours of missed 5-minute slots
+    assert.equal(await svc.fireDue(), 1);
+    assert.equal(await svc.fireDue(), 0);
+    const s = (await ok(client, 'list_schedules')).schedules.find((x: { id: string }) => x.id === scheduleId);
+    assert.equal(s.next_fire_at, '2026-03-01T13:05:00.000Z');
+    await ok(client, 'delete_schedule', { schedule: scheduleId });
+  });
+
+  it('fires a webhook schedule with a deterministic idempotency key', async () => {
+    clock.set('2026-03-01T14:00:30.000Z');
+    await ok(client, 'register_webhook', { name: 'sched-sink', url: `${sink.base}/sched`, secret });
+    const r = await ok(client, 'create_schedule', { name: 'hourly-hook', cron: '0 * * * *', target: { kind: 'webhook', webhook: 'sched-sink', event: 'tick', payload: { n: 1 } } });
+    clock.set('2026-03-01T15:00:00.000Z');
+    const svc = service();
+    const before = sink.requests.length;
+    assert.equal(await svc.fireDue(), 1);
+    const got = sink.requests.slice(before);
+    assert.equal(got.length, 1);
+    assert.equal(got[0]!.url, '/sched');
+    assert.equal(got[0]!.headers['idempotency-key'], `${r.schedule.id}:2026-03-01T15:00:00.000Z`);
+    assert.equal(got[0]!.headers['x-switchyard-signature'], expectedSignature(String(got[0]!.headers['x-switchyard-timestamp']), got[0]!.body));
+    assert.equal(JSON.parse(got[0]!.body).payload.fire_at, '2026-03-01T15:00:00.000Z');
+    await ok(client, 'delete_schedule', { schedule: 'hourly-hook' });
+  });
+
+  it('records trigger_workflow requests and calls onTrigger', async () => {
+    const seen = triggers.length;
+    const r = await ok(client, 'trigger_workflow', { template_id: 'tpl-manual', input: { who: 'agent' } });
+    assert.equal(r.trigger.status, 'pending');
+    assert.equal(r.trigger.source, 'tool');
+    const row = await pools[0]!.query(`SELECT template_id, input FROM automation.triggers WHERE id = $1`, [r.trigger.id]);
+    assert.deepEqual(row.rows[0], { template_id: 'tpl-manual', input: { who: 'agent' } });
+    assert.equal(triggers.length, seen + 1);
+    assert.equal(triggers.at(-1)!.id, r.trigger.id);
+  });
+
+  it('runs the scheduler loop until stopped', async () => {
+    clock.set('2026-03-02T00:00:30.000Z');
+    const r = await ok(client, 'create_schedule', { name: 'loop', cron: '* * * * *', target: { kind: 'workflow', template_id: 'tpl-loop' } });
+    clock.set('2026-03-02T00:01:00.000Z');
+    const svc = service();
+    const scheduler = new Scheduler(svc, silentLogger, 20);
+    scheduler.start();
+    try {
+      // Wait for the outcome, not for a duration: the loop is correct once the fire is recorded.
+      for (let i = 0; i < 500; i++) {
+        const n = await pools[0]!.query(`SELECT count(*)::int AS n FROM automation.triggers WHERE schedule_id = $1`, [r.schedule.id]);
+        if (n.rows[0].n > 0) break;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    } finally {
+      await scheduler.stop();
+    }
+    const n = await pools[0]!.query(`SELECT count(*)::int AS n FROM automation.triggers WHERE schedule_id = $1`, [r.schedule.id]);
+    assert.equal(n.rows[0].n, 1);
+  });
+});
