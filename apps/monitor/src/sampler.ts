@@ -196,8 +196,10 @@ export class Sampler {
     push(M.processHeapUsedBytes, self, mu.heapUsed);
     push(M.processHeapTotalBytes, self, mu.heapTotal);
     if (this.eld.count > 0) {
-      push(M.processEventLoopLagP99Ms, self, this.eld.percentile(99) / 1e6);
-      push(M.processEventLoopLagMeanMs, self, this.eld.mean / 1e6);
+      // The histogram records the time between its timer's runs, which includes the resolution itself.
+      const lag = (ns: number) => Math.max(0, ns / 1e6 - this.opts.eventLoopResolutionMs);
+      push(M.processEventLoopLagP99Ms, self, lag(this.eld.percentile(99)));
+      push(M.processEventLoopLagMeanMs, self, lag(this.eld.mean));
     }
     this.eld.reset();
 
