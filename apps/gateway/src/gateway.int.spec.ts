@@ -476,6 +476,9 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       assert.ok(doc.paths['/test/echo'].post.requestBody.content['application/json'].schema.properties.count);
       assert.equal(doc.paths['/test/fail/{kind}'].get.parameters[0].in, 'path');
       assert.ok(doc.components.schemas.Problem);
+      const sse = doc.paths['/api/v1/events/stream'].get;
+      assert.ok(sse.responses['200'].content['text/event-stream']);
+      assert.ok(sse.parameters.some((p: { name: string; in: string }) => p.name === 'last-event-id' && p.in === 'header'));
     });
 
     it('serves the Swagger UI page and its assets locally', async () => {

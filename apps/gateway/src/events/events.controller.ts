@@ -21,7 +21,9 @@ import { LiveEventsService } from './sse.service.js';
 export const EVENTS_PATH = '/api/v1/events';
 
 // An object, so a bad header is named `last-event-id` in the problem's errors.
-const lastEventIdHeader = z.object({ 'last-event-id': positionParam });
+const lastEventIdHeader = z.object({
+  'last-event-id': positionParam.optional().describe('Position of the last event the client saw; sent by EventSource on reconnect'),
+});
 
 /** Audit and replay of the event log: pages of past events and a live SSE feed. */
 @Controller(EVENTS_PATH)
@@ -71,6 +73,7 @@ export class EventsController {
       'clients send Last-Event-ID (or `?after=`) and miss nothing. A `: heartbeat` comment comes every 15 s.',
     tags: ['events'],
     role: 'auditor',
+    headers: lastEventIdHeader,
     response: { contentType: 'text/event-stream', description: 'An endless text/event-stream' },
   })
   async stream(

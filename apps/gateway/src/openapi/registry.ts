@@ -24,6 +24,8 @@ export interface RouteDoc {
     readonly contentType?: string;
     readonly example?: unknown;
   };
+  /** Request headers the route reads (an object schema), documented as header parameters. */
+  readonly headers?: z.ZodType;
   /** Error statuses this route answers with problem+json (400 and 500 are added by themselves). */
   readonly errors?: readonly number[];
   /** Role a caller will need once authorization exists (placeholder, documented as `x-required-role`, not enforced). */
@@ -143,7 +145,7 @@ export class OpenApiRegistry {
   }
 }
 
-function parametersOf(schema: z.ZodType | undefined, where: 'query' | 'path'): unknown[] {
+function parametersOf(schema: z.ZodType | undefined, where: 'query' | 'path' | 'header'): unknown[] {
   if (!schema) return [];
   const js = jsonSchemaOf(schema, 'input');
   const props = (js.properties ?? {}) as Record<string, JsonSchema>;
@@ -167,11 +169,12 @@ function operation(spec: RouteSpec): Record<string, unknown> {
   const responses: Record<string, unknown> = {
     [String(success.status ?? (spec.method === 'post' ? 201 : 200))]: {
       description: success.description ?? 'Success',
-      ...(success.schema || success.example !== undefined
+      ...(success.schema || success.example !== undefined || success.contentType
         ? {
             content: {
               [contentType]: {
-                ...(success.schema ? { schema: jsonSchemaOf(success.schema, 'output') } : {}),
+                // A non-JSON answer (SSE, HTML) without a schema is documented as text.
+                schema: success.schema ? jsonSchemaOf(success.schema, 'output') : { type: 'string' },
                 ...(success.example !== undefined ? { example: success.example } : {}),
               },
             },
@@ -180,11 +183,15 @@ function operation(spec: RouteSpec): Record<string, unknown> {
     },
   };
   const errorStatuses = new Set<number>([...(doc.errors ?? []), 500]);
-  if (request.body || request.query || request.params) errorStatuses.add(400);
+  if (request.body || request.query || request.params || doc.headers) errorStatuses.add(400);
   for (const status of [...errorStatuses].sort()) {
     responses[String(status)] = problemResponse(statusText[status] ?? 'Error');
   }
-  const parameters = [...parametersOf(request.params, 'path'), ...parametersOf(request.query, 'query')];
+  const parameters = [
+    ...parametersOf(request.params, 'path'),
+    ...parametersOf(request.query, 'query'),
+    ...parametersOf(doc.headers, 'header'),
+  ];
   return {
     ...(doc.operationId ? { operationId: doc.operationId } : {}),
     ...(doc.summary ? { summary: doc.summary } : {}),
