@@ -22,6 +22,8 @@ export interface CallToolRequest {
   /** Same key (per server and tool) within the TTL -> the first call's result, the tool runs once. */
   readonly idempotency_key?: string;
   readonly correlation_id?: string;
+  /** Per-attempt bound for this call, capped by the server's `timeouts.call_ms`. */
+  readonly timeout_ms?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -73,6 +75,10 @@ export class McpConnector {
         this.log.info({}, 'circuit closed');
         this.emit(mcpEvent('McpCircuitClosed', { server: this.name, at: at() }));
       },
+    });
+    // Server back while the circuit is open: probe soon rather than waiting for traffic.
+    this.session.onHealthChange((h) => {
+      if (h.state === 'up' && this.breakerState === 'open') this.scheduleProbe(10);
     });
   }
 
@@ -173,6 +179,7 @@ export class McpConnector {
     };
     let tool: Tool;
     try {
+      this.assertConfigured('call_tool');
       tool = await this.findTool(req.tool);
     } catch (err) {
       const e = toAppError(err, this.name, 'call_tool');
@@ -183,7 +190,10 @@ export class McpConnector {
     let result: CallToolResult;
     let attempts: number;
     try {
-      ({ value: result, attempts } = await this.policy.execute((signal) => this.session.callTool(req.tool, args, { signal: anySignal(signal, req.signal) }), {
+      ({ value: result, attempts } = await this.policy.execute((signal) => this.session.callTool(req.tool, args, {
+          signal: anySignal(signal, req.signal),
+          timeoutMs: Math.min(req.timeout_ms ?? cfg.timeouts.call_ms, cfg.timeouts.call_ms),
+        }), {
         retryTimeouts,
         ...(req.signal && { signal: req.signal }),
       }));
@@ -257,7 +267,20 @@ export class McpConnector {
 
   /** Reads are safe to repeat: full policy, timeouts retried. */
   private async guard<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    this.assertConfigured('read');
     return (await this.policy.execute(fn, { retryTimeouts: true })).value;
+  }
+
+  /** An unconfigured (or disabled) server answers at once, outside the breaker: it is not failing, it is not set up. */
+  private assertConfigured(op: string): void {
+    const h = this.session.health();
+    if (h.state !== 'unconfigured') return;
+    throw new AppError('unavailable', `MCP server ${this.name} is unconfigured: ${h.last_error ?? 'see registry'}`, {
+      server: this.name,
+      op,
+      health: 'unconfigured',
+      fail_fast: true,
+    });
   }
 
   /** The tool's definition; unknown names re-list once (the cache may be stale) before not_found. */
@@ -275,15 +298,18 @@ export class McpConnector {
    * With no traffic an open circuit would stay open forever: after the half-open delay,
    * send one ping through the breaker as the probe (closes it on success, re-opens on failure).
    */
-  private scheduleProbe(): void {
+  private scheduleProbe(delay = this.opts.config.breaker.half_open_after_ms + 10): void {
     clearTimeout(this.probeTimer);
     if (this.closed) return;
     this.probeTimer = setTimeout(() => {
       if (this.closed || this.breakerState !== 'open') return;
+      // While the session is still down a probe would only fail: wait for the reconnect instead.
+      if (!this.session.isConnected) return this.scheduleProbe(Math.min(1_000, this.opts.config.breaker.half_open_after_ms));
       void this.policy.breaker.execute(() => this.session.ping()).catch((err: unknown) => {
         this.log.debug({ err: errorText(err) }, 'breaker probe failed');
+        if (this.breakerState === 'open') this.scheduleProbe();
       });
-    }, this.opts.config.breaker.half_open_after_ms + 10);
+    }, delay);
     this.probeTimer.unref();
   }
 

@@ -302,7 +302,7 @@ export class McpSession {
       if (gen !== this.gen) return; // closed or superseded meanwhile: not a failure of this server
       this.live = undefined;
       const e = toAppError(err, this.name, 'connect');
-      this.lastError = e.message;
+      this.lastError = errorText(err);
       this.log.warn({ err: e.message, attempt: this.attempt }, 'MCP connect failed');
       this.enterDown();
       throw e;

@@ -1,0 +1,332 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, realpathSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AppError, freePort } from '@switchyard/platform';
+import { parseServerConfig, type McpServerConfigInput } from '../registry/schema.js';
+import { resolvePackageBin } from '../registry/resolve-bin.js';
+import { McpConnector } from './mcp-connector.js';
+import { EventRecorder, everythingBin, startEverythingHttp, testLogger, waitFor, type HttpServerHandle } from '../spec-support.js';
+
+/**
+ * The session + resilience layer against the real official MCP servers:
+ * server-filesystem and server-everything over stdio, server-everything over Streamable HTTP.
+ * Every wait is bounded; durations are printed as diagnostics, never asserted.
+ */
+
+const logger = testLogger();
+const text = (r: { content?: unknown[] }): string =>
+  ((r.content ?? []) as { type: string; text?: string }[]).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+
+async function expectAppError(p: Promise<unknown>, code: string): Promise<AppError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof AppError, `expected AppError, got ${String(err)}`);
+    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
+    return err;
+  }
+  assert.fail(`expected AppError(${code}), the call succeeded`);
+}
+
+/** Fast policies so outages play out in a second or two. */
+const fast: Partial<McpServerConfigInput> = {
+  timeouts: { connect_ms: 15_000, call_ms: 5_000 },
+  retry: { max_attempts: 2, initial_delay_ms: 20, max_delay_ms: 100 },
+  breaker: { consecutive_failures: 3, half_open_after_ms: 300 },
+  reconnect: { initial_delay_ms: 100, max_delay_ms: 500 },
+  health: { ping_interval_ms: 0 },
+};
+
+describe('filesystem server over stdio (sandboxed temp root)', () => {
+  let root: string;
+  let outside: string;
+  let fs: McpConnector;
+  const rec = new EventRecorder();
+
+  before(async () => {
+    const base = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'sy-fs-')));
+    root = path.join(base, 'root');
+    outside = path.join(base, 'outside.txt');
+    await import('node:fs/promises').then((f) => f.mkdir(root));
+    writeFileSync(outside, 'top secret');
+    fs = new McpConnector({
+      config: parseServerConfig({
+        name: 'filesystem',
+        role: 'filesystem',
+        transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-filesystem'), root], cwd: root },
+        ...fast,
+      }),
+      logger,
+      onEvent: rec.sink,
+    });
+    await fs.start();
+  });
+  after(async () => {
+    await fs?.close();
+    if (root) rmSync(path.dirname(root), { recursive: true, force: true });
+  });
+
+  it('connects, caches the tool list and reports up', () => {
+    const h = fs.health();
+    assert.equal(h.state, 'up');
+    assert.equal(h.transport, 'stdio');
+    assert.ok(h.pid && h.pid > 0);
+    for (const t of ['read_text_file', 'write_file', 'list_directory']) assert.ok(h.tools.includes(t), `missing ${t}`);
+  });
+
+  it('writes, reads back and lists a file inside the root', async () => {
+    const file = path.join(root, 'hello.txt');
+    const w = await fs.callTool({ tool: 'write_file', arguments: { path: file, content: 'hello switchyard' } });
+    assert.notEqual(w.isError, true, text(w));
+    assert.equal(readFileSync(file, 'utf8'), 'hello switchyard');
+    const r = await fs.callTool({ tool: 'read_text_file', arguments: { path: file } });
+    assert.equal(text(r), 'hello switchyard');
+    const l = await fs.callTool({ tool: 'list_directory', arguments: { path: root } });
+    assert.match(text(l), /\[FILE\] hello\.txt/);
+    assert.equal(rec.count('McpToolSucceeded'), 3);
+  });
+
+  it('refuses ../ path traversal as a tool error, without retrying it', async () => {
+    const before = rec.count('McpToolFailed');
+    for (const p of [path.join(root, '..', 'outside.txt'), '../outside.txt']) {
+      const r = await fs.callTool({ tool: 'read_text_file', arguments: { path: p } });
+      assert.equal(r.isError, true, `traversal ${p} was not refused: ${text(r)}`);
+      assert.doesNotMatch(text(r), /top secret/);
+      assert.match(text(r), /denied|outside|not allowed/i);
+    }
+    const failed = rec.of('McpToolFailed').slice(before);
+    assert.equal(failed.length, 2);
+    for (const f of failed) {
+      assert.equal(f.data.outcome, 'tool_error');
+      assert.equal(f.data.attempts, 1, 'a tool error must not be retried');
+    }
+    assert.equal(fs.breakerState, 'closed', 'tool errors do not count against the breaker');
+  });
+
+  it('answers an unknown tool with not_found listing the valid tools', async () => {
+    const e = await expectAppError(fs.callTool({ tool: 'format_disk', arguments: {} }), 'not_found');
+    assert.ok(Array.isArray(e.details.valid_tools));
+    assert.ok((e.details.valid_tools as string[]).includes('read_text_file'));
+  });
+
+  it('emits schema-valid events only', () => {
+    assert.deepEqual(rec.invalid, []);
+  });
+});
+
+describe('everything server over stdio: calls, errors, crash and recovery', () => {
+  let ev: McpConnector;
+  const rec = new EventRecorder();
+
+  before(async () => {
+    ev = new McpConnector({
+      config: parseServerConfig({
+        name: 'everything',
+        role: 'other',
+        transport: { kind: 'stdio', command: process.execPath, args: [everythingBin(), 'stdio'] },
+        ...fast,
+        // A longer first reconnect delay keeps the outage open long enough to be observed.
+        reconnect: { initial_delay_ms: 1_500, max_delay_ms: 3_000 },
+        payload_log: { max_chars: 64 },
+      }),
+      logger,
+      onEvent: rec.sink,
+    });
+    await ev.start();
+  });
+  after(async () => {
+    await ev?.close();
+  });
+
+  it('echoes and adds', async () => {
+    assert.equal(text(await ev.callTool({ tool: 'echo', arguments: { message: 'hi' } })), 'Echo: hi');
+    assert.match(text(await ev.callTool({ tool: 'get-sum', arguments: { a: 2, b: 3 } })), /is 5\b/);
+    const ok = rec.of('McpToolSucceeded').at(-1)!;
+    assert.equal(ok.data.tool, 'get-sum');
+    assert.equal(ok.data.attempts, 1);
+  });
+
+  it('returns a tool error (invalid arguments) as isError, attempted exactly once', async () => {
+    const r = await ev.callTool({ tool: 'get-sum', arguments: { a: 1, b: 'two' } });
+    assert.equal(r.isError, true);
+    const f = rec.of('McpToolFailed').at(-1)!;
+    assert.equal(f.data.outcome, 'tool_error');
+    assert.equal(f.data.attempts, 1);
+  });
+
+  it('redacts secret-looking arguments and truncates large ones in events', async () => {
+    await ev.callTool({ tool: 'echo', arguments: { message: 'x'.repeat(500), api_key: 'sk-live-123' } }).catch(() => undefined);
+    const called = rec.of('McpToolCalled').at(-1)!;
+    assert.doesNotMatch(JSON.stringify(called), /sk-live-123/);
+    assert.equal(called.data.arguments.truncated, true);
+    assert.ok(called.data.arguments.size > 500);
+  });
+
+  it('does not count JSON-RPC errors (unknown prompt) against the breaker', async () => {
+    for (let i = 0; i < 5; i++) await expectAppError(ev.getPrompt('no-such-prompt'), 'validation');
+    assert.equal(ev.breakerState, 'closed');
+  });
+
+  it('retries a timed-out read-only call up to max_attempts, then answers timeout', async () => {
+    const e = await expectAppError(
+      ev.callTool({ tool: 'trigger-long-running-operation', arguments: { duration: 30, steps: 2 }, timeout_ms: 400 }),
+      'timeout',
+    );
+    assert.equal(e.retryable, true);
+    const f = rec.of('McpToolFailed').at(-1)!;
+    assert.equal(f.data.error_code, 'timeout');
+    assert.equal(f.data.attempts, 2, 'read-only tool: the timeout is retried once (max_attempts 2)');
+  });
+
+  it('SIGKILL mid-traffic: fails fast with unavailable, breaker opens, reconnects by itself, breaker closes', async (t) => {
+    // The timeout test above left one breaker failure; start from a clean, healthy state.
+    await waitFor(() => ev.health().state === 'up' && ev.breakerState === 'closed', 'healthy before the crash');
+    const pid = ev.session.pid!;
+    const from = rec.events.length;
+    const outcomes: { ok: boolean; code?: string; breaker?: unknown; health?: unknown; ms: number }[] = [];
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        const t0 = performance.now();
+        try {
+          await ev.callTool({ tool: 'echo', arguments: { message: 'traffic' } });
+          outcomes.push({ ok: true, ms: performance.now() - t0 });
+        } catch (err) {
+          const e = err as AppError;
+          outcomes.push({ ok: false, code: e.code, breaker: e.details?.breaker, health: e.details?.health, ms: performance.now() - t0 });
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    };
+    const workers = [worker(), worker(), worker()];
+    await waitFor(() => outcomes.filter((o) => o.ok).length >= 10, 'traffic flowing');
+    process.kill(pid, 'SIGKILL');
+    try {
+      await rec.waitFor('McpServerWentDown');
+      await rec.waitFor('McpCircuitOpened');
+      await rec.waitFor('McpServerRecovered', 1, 30_000);
+      await waitFor(() => ev.breakerState === 'closed', 'breaker closed again', 30_000);
+      await waitFor(() => outcomes.slice(-5).every((o) => o.ok) && outcomes.slice(-5).length === 5, 'traffic succeeding again', 30_000);
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+    }
+    const failures = outcomes.filter((o) => !o.ok);
+    assert.ok(failures.length > 0, 'some calls must have failed during the outage');
+    for (const f of failures) assert.equal(f.code, 'unavailable', `failure during outage was ${f.code}`);
+    assert.ok(failures.some((f) => f.breaker === 'open'), 'some calls were refused by the open circuit');
+    assert.ok(failures.some((f) => f.health === 'down' || f.breaker === undefined), 'some calls saw the server down');
+    const newPid = ev.session.pid;
+    assert.ok(newPid && newPid !== pid, 'a new server process was spawned');
+    assert.equal(ev.health().state, 'up');
+    // Order of the story: down before recovered, opened before half-opened before closed.
+    const down = rec.indexOf('McpServerWentDown', from);
+    const opened = rec.indexOf('McpCircuitOpened', from);
+    const recovered = rec.indexOf('McpServerRecovered', from);
+    const half = rec.indexOf('McpCircuitHalfOpened', opened);
+    const closed = rec.indexOf('McpCircuitClosed', half);
+    assert.ok(down >= 0 && recovered > down, 'WentDown then Recovered');
+    assert.ok(opened >= 0 && half > opened && closed > half, 'Opened, HalfOpened, Closed');
+    const wentDown = rec.of('McpServerWentDown').at(-1)!;
+    assert.equal(wentDown.data.previous, 'up');
+    const maxFailMs = Math.max(...failures.map((f) => f.ms));
+    t.diagnostic(`calls: ${outcomes.length}, failed: ${failures.length}, slowest failure ${maxFailMs.toFixed(0)} ms`);
+    assert.deepEqual(rec.invalid, []);
+  });
+});
+
+describe('everything server over Streamable HTTP: stop and restart', () => {
+  let port: number;
+  let server: HttpServerHandle | undefined;
+  let ev: McpConnector;
+  const rec = new EventRecorder();
+
+  before(async () => {
+    port = await freePort();
+    server = await startEverythingHttp(port);
+    ev = new McpConnector({
+      config: parseServerConfig({ name: 'everything-http', role: 'other', transport: { kind: 'http', url: server.url }, ...fast }),
+      logger,
+      onEvent: rec.sink,
+    });
+    await ev.start();
+  });
+  after(async () => {
+    await ev?.close();
+    await server?.stop();
+  });
+
+  it('lists tools and calls echo and get-sum over HTTP', async () => {
+    assert.equal(ev.health().state, 'up');
+    assert.equal(ev.health().transport, 'http');
+    const tools = await ev.listTools();
+    assert.ok(tools.some((t) => t.name === 'echo'));
+    assert.equal(text(await ev.callTool({ tool: 'echo', arguments: { message: 'over http' } })), 'Echo: over http');
+    assert.match(text(await ev.callTool({ tool: 'get-sum', arguments: { a: 40, b: 2 } })), /is 42\b/);
+    const resources = await ev.listResources();
+    assert.ok(resources.length > 0);
+    const read = await ev.readResource(resources[0]!.uri);
+    assert.ok(read.contents.length > 0);
+  });
+
+  it('server stopped: unavailable, breaker opens; restarted: session and breaker recover by themselves', async () => {
+    const from = rec.events.length;
+    await server!.stop('SIGKILL');
+    // Drive calls until the breaker refuses them; each is bounded by the policies.
+    const codes: string[] = [];
+    await waitFor(async () => {
+      try {
+        await ev.callTool({ tool: 'echo', arguments: { message: 'x' } });
+        codes.push('ok');
+      } catch (err) {
+        codes.push((err as AppError).code);
+        if ((err as AppError).details?.breaker === 'open') return true;
+      }
+      return false;
+    }, 'the breaker to refuse calls');
+    assert.ok(codes.every((c) => c === 'unavailable'), `codes while down: ${codes.join(',')}`);
+    assert.equal(ev.breakerState, 'open');
+    assert.equal(ev.health().state, 'down');
+    server = await startEverythingHttp(port);
+    await rec.waitFor('McpServerRecovered', 1, 30_000);
+    await waitFor(() => ev.breakerState === 'closed', 'breaker closed by the probe', 30_000);
+    assert.equal(text(await ev.callTool({ tool: 'echo', arguments: { message: 'back' } })), 'Echo: back');
+    assert.equal(ev.health().state, 'up');
+    const types = rec.types().slice(from);
+    assert.ok(types.includes('McpServerWentDown'));
+    assert.ok(types.indexOf('McpCircuitOpened') < types.lastIndexOf('McpCircuitClosed'));
+    assert.deepEqual(rec.invalid, []);
+  });
+});
+
+describe('github server without a token', () => {
+  it('is unconfigured: health says so, calls get unavailable with a clear message, nothing is spawned', async () => {
+    const rec = new EventRecorder();
+    const gh = new McpConnector({
+      config: parseServerConfig({
+        name: 'github',
+        role: 'github',
+        transport: {
+          kind: 'stdio',
+          command: process.execPath,
+          args: [resolvePackageBin('@modelcontextprotocol/server-github')],
+          required_env: ['GITHUB_PERSONAL_ACCESS_TOKEN'],
+        },
+      }),
+      logger,
+      onEvent: rec.sink,
+    });
+    await gh.start();
+    const h = gh.health();
+    assert.equal(h.state, 'unconfigured');
+    assert.match(h.last_error ?? '', /GITHUB_PERSONAL_ACCESS_TOKEN/);
+    assert.equal(h.pid, undefined);
+    const e = await expectAppError(gh.callTool({ tool: 'search_repositories', arguments: { query: 'x' } }), 'unavailable');
+    assert.match(e.message, /unconfigured.*GITHUB_PERSONAL_ACCESS_TOKEN/);
+    assert.equal(e.details.health, 'unconfigured');
+    assert.equal(rec.count('McpServerWentDown'), 0);
+    await gh.close();
+  });
+});
