@@ -1,0 +1,633 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DeciderSpecification } from '@switchyard/testing';
+import { DomainError } from '../../decider.js';
+import type { WorkflowDefinitionInput } from '../definition/schema.js';
+import { workflowExecutionDecider } from './decider.js';
+import { decideAfter, nextActions } from './saga.js';
+import { at, cmd, fold, history, invalid, meta, T0, types, unavailable } from './spec-helpers.js';
+import type { WorkflowEvent, WorkflowExecutionState } from './types.js';
+
+const spec = DeciderSpecification.for(workflowExecutionDecider);
+const isCode = (code: string) => (e: unknown) => e instanceof DomainError && e.code === code;
+
+/** a and b are independent; c needs both and maps their outputs. */
+const diamond: WorkflowDefinitionInput = {
+  id: 'diamond',
+  version: 1,
+  name: 'Diamond',
+  input: { type: 'object', properties: { email: { type: 'string' } }, required: ['email'] },
+  steps: [
+    { id: 'a', uses: 'mcp:database/query', with: { sql: 'select 1', params: ['${{ input.email }}'] } },
+    { id: 'b', uses: 'agent:revenue_analysis', with: {} },
+    {
+      id: 'c',
+      uses: 'mcp:automation/send_webhook',
+      needs: ['a', 'b'],
+      with: { total: '${{ steps.a.output.total * 2 }}', text: 'for ${{ input.email }}: ${{ steps.b.output.summary }}', raw: 'literal' },
+    },
+  ],
+  outputs: { total: '${{ steps.a.output.total }}', sent: '${{ steps.c.output.ok }}' },
+};
+const diamondInput = { email: 'ann@example.com' };
+
+const state = (events: WorkflowEvent[]): WorkflowExecutionState => fold(events);
+
+describe('WorkflowExecution: not_started', () => {
+  it('StartWorkflow starts and schedules every step without needs, in parallel', () => {
+    spec
+      .given([])
+      .when(cmd.start(diamond, diamondInput))
+      .then((events) => {
+        assert.deepEqual(types(events), ['WorkflowStarted', 'StepScheduled:a', 'StepScheduled:b']);
+        const started = events[0]!;
+        assert.equal(started.type, 'WorkflowStarted');
+        if (started.type !== 'WorkflowStarted') return;
+        assert.equal(started.data.executionId, 'ex1');
+        assert.equal(started.data.seed, 42);
+        assert.deepEqual(started.data.input, diamondInput);
+        assert.deepEqual(events[1], {
+          type: 'StepScheduled',
+          data: {
+            stepId: 'a',
+            attempt: 1,
+            idempotencyKey: 'ex1:a:1',
+            uses: 'mcp:database/query',
+            input: { sql: 'select 1', params: ['ann@example.com'] },
+            timeoutMs: 300_000,
+            scheduledAt: T0,
+          },
+          metadata: meta(),
+        });
+      });
+  });
+
+  it('applies input defaults and rejects an input that misses required fields (validation, with problems)', () => {
+    const def: WorkflowDefinitionInput = {
+      ...diamond,
+      input: { type: 'object', properties: { email: { type: 'string' }, flag: { type: 'boolean', default: false } }, required: ['email'] },
+    };
+    spec.given([]).when(cmd.start(def, { email: 'x@y.z' })).then((events) => {
+      assert.deepEqual((events[0]!.data as { input: unknown }).input, { email: 'x@y.z', flag: false });
+    });
+    const err = spec
+      .given([])
+      .when(cmd.start(def, {}))
+      .thenThrows<DomainError>(isCode('validation'));
+    assert.equal(err.status, 400);
+    assert.deepEqual((err.details['problems'] as { path: string }[]).map((p) => p.path), ['email']);
+  });
+
+  it('rejects an invalid definition with every problem listed', () => {
+    const bad = { ...diamond, steps: [{ id: 'a', uses: 'mcp:database/query', needs: ['a'] }] };
+    const err = spec.given([]).when(cmd.start(bad, diamondInput)).thenThrows<DomainError>(isCode('validation'));
+    assert.match(JSON.stringify(err.details['problems']), /a -> a/);
+  });
+
+  it('any other command is not_found (404)', () => {
+    const err = spec.given([]).when(cmd.succeeded({ stepId: 'a' }, {})).thenThrows<DomainError>(isCode('not_found'));
+    assert.equal(err.status, 404);
+    spec.given([]).when(cmd.cancel()).thenThrows(isCode('not_found'));
+  });
+});
+
+describe('WorkflowExecution: running', () => {
+  const started = history(cmd.start(diamond, diamondInput));
+
+  it('a repeated StartWorkflow is ignored (at-least-once delivery)', () => {
+    spec.given(started).when(cmd.start(diamond, diamondInput)).thenNothingHappened();
+  });
+
+  it('dependency ordering: c waits until both a and b have succeeded', () => {
+    const afterA = [...started, ...history(cmd.start(diamond, diamondInput), cmd.succeeded({ stepId: 'a' }, { total: 21 })).slice(started.length)];
+    spec.given(started).when(cmd.succeeded({ stepId: 'a' }, { total: 21 })).then([
+      { type: 'StepSucceeded', data: { stepId: 'a', attempt: 1, output: { total: 21 }, at: T0 }, metadata: meta() },
+    ]);
+    spec
+      .given(afterA)
+      .when(cmd.succeeded({ stepId: 'b' }, { summary: 'up 5%' }))
+      .then((events) => assert.deepEqual(types(events), ['StepSucceeded:b', 'StepScheduled:c']));
+  });
+
+  it('maps inputs from earlier outputs: typed for a whole ${{ }}, interpolated inside text', () => {
+    const events = history(cmd.start(diamond, diamondInput), cmd.succeeded({ stepId: 'a' }, { total: 21 }), cmd.succeeded({ stepId: 'b' }, { summary: 'up 5%' }));
+    const c = events.find((e) => e.type === 'StepScheduled' && e.data.stepId === 'c');
+    assert.deepEqual((c?.data as { input: unknown }).input, { total: 42, text: 'for ann@example.com: up 5%', raw: 'literal' });
+  });
+
+  it('completes with the outputs mapping once every step has succeeded', () => {
+    const before = history(cmd.start(diamond, diamondInput), cmd.succeeded({ stepId: 'a' }, { total: 21 }), cmd.succeeded({ stepId: 'b' }, { summary: 's' }));
+    spec
+      .given(before)
+      .when(cmd.succeeded({ stepId: 'c' }, { ok: true }, 1, at(5000)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepSucceeded:c', 'WorkflowCompleted']);
+        assert.deepEqual(events[1]!.data, { outputs: { total: 21, sent: true }, completedAt: at(5000) });
+        assert.equal(after.status, 'completed');
+      });
+  });
+
+  it('an unknown step is not_found', () => {
+    spec.given(started).when(cmd.succeeded({ stepId: 'zzz' }, {})).thenThrows(isCode('not_found'));
+  });
+
+  it('a bad expression at run time fails the step with expression_error (no dispatch)', () => {
+    const def: WorkflowDefinitionInput = {
+      id: 'expr',
+      version: 1,
+      name: 'expr',
+      steps: [
+        { id: 'a', uses: 'mcp:database/query' },
+        { id: 'b', uses: 'mcp:database/query', needs: ['a'], with: { x: '${{ steps.a.output.missing }}' } },
+      ],
+    };
+    spec
+      .given(history(cmd.start(def)))
+      .when(cmd.succeeded({ stepId: 'a' }, { present: 1 }))
+      .then((events) => {
+        assert.deepEqual(types(events), ['StepSucceeded:a', 'StepFailed:b', 'WorkflowFailed']);
+        const failed = events[1]!.data as { error: { code: string }; attempt: number; final: boolean };
+        assert.equal(failed.error.code, 'expression_error');
+        assert.equal(failed.attempt, 0);
+        assert.equal(failed.final, true);
+      });
+  });
+});
+
+describe('WorkflowExecution: running, conditions', () => {
+  const def: WorkflowDefinitionInput = {
+    id: 'cond',
+    version: 1,
+    name: 'cond',
+    input: { type: 'object', properties: { go: { type: 'boolean', default: false } } },
+    steps: [
+      { id: 'fetch', uses: 'mcp:database/query' },
+      { id: 'maybe', uses: 'agent:revenue_forecast', needs: ['fetch'], if: 'input.go' },
+      { id: 'after_maybe', uses: 'mcp:database/query', needs: ['maybe'] },
+      { id: 'report', uses: 'mcp:filesystem/write_file', needs: ['maybe'], if: "steps.fetch.status == 'succeeded'" },
+    ],
+    outputs: { forecast: "${{ steps.maybe.status == 'succeeded' }}" },
+  };
+
+  it('condition false -> StepSkipped; dependents without `if` are skipped, those with `if` decide for themselves', () => {
+    spec
+      .given(history(cmd.start(def, {})))
+      .when(cmd.succeeded({ stepId: 'fetch' }, {}))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepSucceeded:fetch', 'StepSkipped:maybe', 'StepSkipped:after_maybe', 'StepScheduled:report']);
+        assert.equal((events[1]!.data as { reason: string }).reason, 'condition_false');
+        assert.equal((events[2]!.data as { reason: string }).reason, 'dependency_skipped');
+        assert.equal(after.status, 'running');
+      });
+    const before = history(cmd.start(def, {}), cmd.succeeded({ stepId: 'fetch' }, {}));
+    spec
+      .given(before)
+      .when(cmd.succeeded({ stepId: 'report' }, {}))
+      .then((events) => {
+        assert.deepEqual(types(events), ['StepSucceeded:report', 'WorkflowCompleted']);
+        assert.deepEqual((events[1]!.data as { outputs: unknown }).outputs, { forecast: false });
+      });
+  });
+
+  it('condition true -> scheduled', () => {
+    spec
+      .given(history(cmd.start(def, { go: true })))
+      .when(cmd.succeeded({ stepId: 'fetch' }, {}))
+      .then((events) => assert.deepEqual(types(events), ['StepSucceeded:fetch', 'StepScheduled:maybe']));
+  });
+});
+
+describe('WorkflowExecution: running, retries and timeouts', () => {
+  const def = (onError: 'fail' | 'continue' = 'fail', on?: string[]): WorkflowDefinitionInput => ({
+    id: 'retry',
+    version: 1,
+    name: 'retry',
+    steps: [
+      {
+        id: 'a',
+        uses: 'mcp:fetch/http_request',
+        retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 1500, jitter: 0 }, ...(on ? { on } : {}) },
+        timeout_ms: 10_000,
+        on_error: onError,
+      },
+      { id: 'b', uses: 'mcp:database/query', needs: ['a'] },
+    ],
+  });
+  const a = { stepId: 'a' };
+
+  it('a retryable failure schedules a retry with exponential backoff (durable timer, dueAt)', () => {
+    spec
+      .given(history(cmd.start(def())))
+      .when(cmd.failed(a, unavailable, 1, at(100)))
+      .then([
+        { type: 'StepFailed', data: { stepId: 'a', attempt: 1, error: unavailable, final: false, at: at(100) }, metadata: meta(at(100)) },
+        { type: 'StepRetryScheduled', data: { stepId: 'a', attempt: 2, delayMs: 1000, dueAt: at(1100) }, metadata: meta(at(100)) },
+      ]);
+  });
+
+  it('the retry timer schedules the next attempt with a new idempotency key, not before it is due; then success completes', () => {
+    const waiting = history(cmd.start(def()), cmd.failed(a, unavailable, 1, at(100)));
+    spec.given(waiting).when(cmd.retry(a, 2, at(1000))).thenNothingHappened();
+    spec
+      .given(waiting)
+      .when(cmd.retry(a, 2, at(1100)))
+      .then((events) => {
+        assert.deepEqual(types(events), ['StepScheduled:a']);
+        assert.equal((events[0]!.data as { idempotencyKey: string }).idempotencyKey, 'ex1:a:2');
+      });
+    // Second failure: delay doubles but is capped by maxMs (2000 -> 1500).
+    const again = history(cmd.start(def()), cmd.failed(a, unavailable, 1, at(100)), cmd.retry(a, 2, at(1100)), cmd.failed(a, unavailable, 2, at(1200)));
+    assert.deepEqual((again.at(-1)!.data as { delayMs: number; dueAt: string }), { stepId: 'a', attempt: 3, delayMs: 1500, dueAt: at(2700) });
+    spec
+      .given(again)
+      .when(cmd.retry(a, 3, at(2700)))
+      .then((events) => assert.deepEqual(types(events), ['StepScheduled:a']));
+    const third = history(cmd.start(def()), cmd.failed(a, unavailable, 1, at(100)), cmd.retry(a, 2, at(1100)), cmd.failed(a, unavailable, 2, at(1200)), cmd.retry(a, 3, at(2700)));
+    spec
+      .given(third)
+      .when(cmd.succeeded(a, { ok: 1 }, 3))
+      .then((events) => assert.deepEqual(types(events), ['StepSucceeded:a', 'StepScheduled:b']));
+  });
+
+  it('jitter is deterministic from the seed and stays within [base*(1-jitter), base]', () => {
+    const jittered: WorkflowDefinitionInput = {
+      id: 'j',
+      version: 1,
+      name: 'j',
+      steps: [{ id: 'a', uses: 'mcp:fetch/http_request', retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.5 } } }],
+    };
+    const run = () => history(cmd.start(jittered), cmd.failed(a, unavailable)).at(-1)!.data as { delayMs: number };
+    const first = run().delayMs;
+    assert.equal(run().delayMs, first);
+    assert.ok(first >= 500 && first <= 1000, `delay ${first}`);
+  });
+
+  it('retries exhausted with on_error fail -> StepFailed(final) and WorkflowFailed', () => {
+    const lastAttempt = history(cmd.start(def()), cmd.failed(a, unavailable, 1), cmd.retry(a, 2, at(1000)), cmd.failed(a, unavailable, 2, at(1000)), cmd.retry(a, 3, at(3000)));
+    spec
+      .given(lastAttempt)
+      .when(cmd.failed(a, unavailable, 3, at(4000)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']);
+        assert.equal((events[0]!.data as { final: boolean }).final, true);
+        assert.deepEqual(events[1]!.data, { reason: 'step "a" failed: server down', stepId: 'a', error: unavailable, failedAt: at(4000) });
+        assert.equal(after.status, 'failed');
+      });
+  });
+
+  it('a non-retryable error, or a code not in retry.on, fails at once', () => {
+    spec
+      .given(history(cmd.start(def())))
+      .when(cmd.failed(a, invalid))
+      .then((events) => assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']));
+    spec
+      .given(history(cmd.start(def('fail', ['timeout']))))
+      .when(cmd.failed(a, unavailable))
+      .then((events) => assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']));
+  });
+
+  it('on_error continue: the step fails, its dependents are skipped, the workflow completes', () => {
+    spec
+      .given(history(cmd.start(def('continue'))))
+      .when(cmd.failed(a, invalid))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepFailed:a', 'StepSkipped:b', 'WorkflowCompleted']);
+        assert.equal((events[1]!.data as { reason: string }).reason, 'dependency_failed');
+        assert.equal(after.status, 'completed');
+      });
+  });
+
+  it('timeout: the dispatch arms a deadline; an early timer is ignored; at the deadline the attempt times out and is retried', () => {
+    const dispatched = history(cmd.start(def()), cmd.dispatched(a, 1, at(0)));
+    assert.deepEqual(dispatched.at(-1)!.data, { stepId: 'a', attempt: 1, dispatchedAt: T0, timeoutAt: at(10_000) });
+    spec.given(dispatched).when(cmd.timedOut(a, 1, at(9_999))).thenNothingHappened();
+    spec
+      .given(dispatched)
+      .when(cmd.timedOut(a, 1, at(10_000)))
+      .then((events) => {
+        assert.deepEqual(types(events), ['StepTimedOut:a', 'StepFailed:a', 'StepRetryScheduled:a']);
+        assert.equal((events[1]!.data as { error: { code: string } }).error.code, 'timeout');
+      });
+    // A timeout timer for a unit that was never dispatched (or already settled) does nothing.
+    spec.given(history(cmd.start(def()))).when(cmd.timedOut(a, 1, at(20_000))).thenNothingHappened();
+  });
+});
+
+describe('WorkflowExecution: running, duplicate and late results', () => {
+  const a = { stepId: 'a' };
+  const def: WorkflowDefinitionInput = {
+    id: 'dup',
+    version: 1,
+    name: 'dup',
+    steps: [
+      { id: 'a', uses: 'mcp:fetch/http_request', retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 5000, jitter: 0 } } },
+      { id: 'b', uses: 'mcp:database/query', needs: ['a'] },
+    ],
+  };
+
+  it('a step succeeding twice: the second result is ignored', () => {
+    spec.given(history(cmd.start(def), cmd.succeeded(a, { n: 1 }))).when(cmd.succeeded(a, { n: 2 })).thenNothingHappened();
+  });
+
+  it('a late result for an old attempt is ignored (retry already scheduled or running)', () => {
+    const waiting = history(cmd.start(def), cmd.failed(a, unavailable, 1));
+    spec.given(waiting).when(cmd.succeeded(a, { late: true }, 1)).thenNothingHappened();
+    const second = history(cmd.start(def), cmd.failed(a, unavailable, 1), cmd.retry(a, 2, at(1000)));
+    spec.given(second).when(cmd.failed(a, unavailable, 1)).thenNothingHappened();
+    spec.given(second).when(cmd.retry(a, 2, at(5000))).thenNothingHappened();
+  });
+
+  it('a repeated dispatch record is ignored; a result without a dispatch record is accepted', () => {
+    const once = history(cmd.start(def), cmd.dispatched(a));
+    spec.given(once).when(cmd.dispatched(a)).thenNothingHappened();
+    spec
+      .given(history(cmd.start(def)))
+      .when(cmd.succeeded(a, {}))
+      .then((events) => assert.deepEqual(types(events), ['StepSucceeded:a', 'StepScheduled:b']));
+  });
+
+  it('results after the end are ignored', () => {
+    const done = history(cmd.start(def), cmd.succeeded(a, {}), cmd.succeeded({ stepId: 'b' }, {}));
+    assert.equal(fold(done).status, 'completed');
+    spec.given(done).when(cmd.succeeded({ stepId: 'b' }, { again: true })).thenNothingHappened();
+    spec.given(done).when(cmd.failed(a, unavailable)).thenNothingHappened();
+  });
+});
+
+describe('WorkflowExecution: running, for_each', () => {
+  const def: WorkflowDefinitionInput = {
+    id: 'fe',
+    version: 1,
+    name: 'fe',
+    input: { type: 'object', properties: { emails: { type: 'array', items: { type: 'string' } } }, required: ['emails'] },
+    steps: [
+      {
+        id: 'notify',
+        uses: 'mcp:automation/send_webhook',
+        for_each: { items: '${{ input.emails }}', concurrency: 2 },
+        with: { to: '${{ item }}', n: '${{ index + 1 }}' },
+        retry: { attempts: 2, backoff: { initialMs: 100, factor: 2, maxMs: 100, jitter: 0 } },
+      },
+      { id: 'done', uses: 'mcp:database/query', needs: ['notify'], with: { sent: '${{ size(steps.notify.output) }}' } },
+    ],
+    outputs: { results: '${{ steps.notify.output }}' },
+  };
+  const input = { emails: ['a@x.io', 'b@x.io', 'c@x.io'] };
+  const item = (i: number) => ({ stepId: 'notify', itemIndex: i });
+
+  it('expands the items and keeps at most `concurrency` in flight, each with item/index in scope', () => {
+    spec
+      .given([])
+      .when(cmd.start(def, input))
+      .then((events) => {
+        assert.deepEqual(types(events), ['WorkflowStarted', 'StepExpanded:notify', 'StepScheduled:notify[0]', 'StepScheduled:notify[1]']);
+        const s1 = events[3]!.data as { input: unknown; idempotencyKey: string };
+        assert.deepEqual(s1.input, { to: 'b@x.io', n: 2 });
+        assert.equal(s1.idempotencyKey, 'ex1:notify[1]:1');
+      });
+    spec
+      .given(history(cmd.start(def, input)))
+      .when(cmd.succeeded(item(1), { id: 'm1' }))
+      .then((events) => assert.deepEqual(types(events), ['StepSucceeded:notify[1]', 'StepScheduled:notify[2]']));
+  });
+
+  it('when every item succeeded the step succeeds with the outputs in item order', () => {
+    const before = history(cmd.start(def, input), cmd.succeeded(item(1), { id: 'm1' }), cmd.succeeded(item(2), { id: 'm2' }));
+    spec
+      .given(before)
+      .when(cmd.succeeded(item(0), { id: 'm0' }))
+      .then((events) => {
+        assert.deepEqual(types(events), ['StepSucceeded:notify[0]', 'StepSucceeded:notify', 'StepScheduled:done']);
+        assert.deepEqual((events[1]!.data as { output: unknown }).output, [{ id: 'm0' }, { id: 'm1' }, { id: 'm2' }]);
+        assert.deepEqual((events[2]!.data as { input: unknown }).input, { sent: 3 });
+      });
+  });
+
+  it('items retry on their own; an item failing for good fails the step', () => {
+    spec
+      .given(history(cmd.start(def, input)))
+      .when(cmd.failed(item(0), unavailable))
+      .then((events) => assert.deepEqual(types(events), ['StepFailed:notify[0]', 'StepRetryScheduled:notify[0]']));
+    spec
+      .given(history(cmd.start(def, input)))
+      .when(cmd.failed(item(0), invalid))
+      .then((events) => assert.deepEqual(types(events), ['StepFailed:notify[0]', 'StepFailed:notify', 'WorkflowFailed']));
+  });
+
+  it('an empty list succeeds at once with []', () => {
+    spec
+      .given([])
+      .when(cmd.start(def, { emails: [] }))
+      .then((events) => assert.deepEqual(types(events), ['WorkflowStarted', 'StepExpanded:notify', 'StepSucceeded:notify', 'StepScheduled:done']));
+  });
+});
+
+describe('WorkflowExecution: running, compensation', () => {
+  const def: WorkflowDefinitionInput = {
+    id: 'comp',
+    version: 1,
+    name: 'comp',
+    steps: [
+      { id: 'create', uses: 'mcp:database/query', with: { sql: 'insert' } },
+      { id: 'side', uses: 'mcp:analytics/record_metric' },
+      { id: 'email', uses: 'mcp:automation/send_webhook', needs: ['create'], on_error: { compensate: 'undo_create' } },
+      { id: 'undo_create', uses: 'mcp:database/query', needs: ['create'], with: { sql: 'delete', id: '${{ steps.create.output.id }}' } },
+      { id: 'later', uses: 'mcp:database/query', needs: ['email', 'side'] },
+    ],
+  };
+  const base = history(cmd.start(def), cmd.succeeded({ stepId: 'create' }, { id: 7 }));
+
+  it('a compensation step never runs in the normal flow', () => {
+    assert.deepEqual(types(base), ['WorkflowStarted', 'StepScheduled:create', 'StepScheduled:side', 'StepSucceeded:create', 'StepScheduled:email']);
+  });
+
+  it('on_error compensate: the compensation starts with its mapped input, nothing new is scheduled, the workflow fails once it settles', () => {
+    spec
+      .given(base)
+      .when(cmd.failed({ stepId: 'email' }, invalid, 1, at(50)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepFailed:email', 'CompensationStarted:undo_create']);
+        assert.deepEqual(events[1]!.data, {
+          stepId: 'undo_create',
+          forStepId: 'email',
+          cause: 'step_failed',
+          uses: 'mcp:database/query',
+          input: { sql: 'delete', id: 7 },
+          idempotencyKey: 'ex1:compensate:undo_create:1',
+          timeoutMs: 300_000,
+          startedAt: at(50),
+        });
+        assert.equal(after.status, 'running');
+        assert.ok(after.status === 'running' && after.failing);
+      });
+    const failing = history(cmd.start(def), cmd.dispatched({ stepId: 'side' }), cmd.succeeded({ stepId: 'create' }, { id: 7 }), cmd.failed({ stepId: 'email' }, invalid));
+    // A dispatched step may still report; it is recorded but starts nothing.
+    spec
+      .given(failing)
+      .when(cmd.succeeded({ stepId: 'side' }, {}))
+      .then((events) => assert.deepEqual(types(events), ['StepSucceeded:side']));
+    spec
+      .given(failing)
+      .when(cmd.compensated('undo_create'))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['CompensationSucceeded:undo_create', 'WorkflowFailed']);
+        assert.equal(after.status, 'failed');
+      });
+    // A failed compensation also ends the workflow (failed); the record says so.
+    spec
+      .given(failing)
+      .when(cmd.compensationFailed('undo_create', invalid))
+      .then((events) => assert.deepEqual(types(events), ['CompensationFailed:undo_create', 'WorkflowFailed']));
+  });
+});
+
+describe('WorkflowExecution: canceling', () => {
+  const def: WorkflowDefinitionInput = {
+    id: 'cancel',
+    version: 1,
+    name: 'cancel',
+    steps: [
+      { id: 'create', uses: 'mcp:database/query', on_error: { compensate: 'undo' } },
+      { id: 'slow', uses: 'agent:revenue_analysis', timeout_ms: 60_000 },
+      { id: 'next', uses: 'mcp:database/query', needs: ['create', 'slow'] },
+      { id: 'undo', uses: 'mcp:database/query', with: { sql: 'delete' } },
+    ],
+  };
+  const running = history(cmd.start(def), cmd.succeeded({ stepId: 'create' }, { id: 1 }), cmd.dispatched({ stepId: 'slow' }));
+
+  it('RequestCancel while a step runs: cancel requested, succeeded steps compensated, the run waits', () => {
+    spec
+      .given(running)
+      .when(cmd.cancel('customer withdrew', at(10)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['ExecutionCancelRequested', 'CompensationStarted:undo']);
+        assert.deepEqual(events[0]!.data, { reason: 'customer withdrew', actor: 'user:tester', requestedAt: at(10) });
+        assert.equal((events[1]!.data as { cause: string }).cause, 'canceled');
+        assert.equal(after.status, 'canceling');
+      });
+  });
+
+  it('while canceling, nothing new starts, nothing is retried; it ends canceled when the running step and the compensation settle', () => {
+    const canceling = history(cmd.start(def), cmd.succeeded({ stepId: 'create' }, { id: 1 }), cmd.dispatched({ stepId: 'slow' }), cmd.cancel());
+    spec.given(canceling).when(cmd.cancel()).thenNothingHappened();
+    spec
+      .given(canceling)
+      .when(cmd.succeeded({ stepId: 'slow' }, {}))
+      .then((events) => assert.deepEqual(types(events), ['StepSucceeded:slow'])); // `next` is not scheduled
+    spec
+      .given(canceling)
+      .when(cmd.failed({ stepId: 'slow' }, unavailable))
+      .then((events) => {
+        assert.deepEqual(types(events), ['StepFailed:slow']);
+        assert.equal((events[0]!.data as { final: boolean }).final, true);
+      });
+    const slowDone = history(cmd.start(def), cmd.succeeded({ stepId: 'create' }, { id: 1 }), cmd.dispatched({ stepId: 'slow' }), cmd.cancel(), cmd.succeeded({ stepId: 'slow' }, {}));
+    spec
+      .given(slowDone)
+      .when(cmd.compensated('undo', { deleted: 1 }, at(99)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['CompensationSucceeded:undo', 'WorkflowCanceled']);
+        assert.deepEqual(events[1]!.data, { reason: 'no longer needed', canceledAt: at(99) });
+        assert.equal(after.status, 'canceled');
+      });
+  });
+
+  it('with nothing in flight and nothing to undo, cancel ends at once; undispatched units are abandoned', () => {
+    const fresh = history(cmd.start(def));
+    spec
+      .given(fresh)
+      .when(cmd.cancel())
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['ExecutionCancelRequested', 'WorkflowCanceled']);
+        assert.equal(after.status, 'canceled');
+      });
+  });
+});
+
+describe('WorkflowExecution: completed, failed, canceled', () => {
+  const def: WorkflowDefinitionInput = { id: 'one', version: 1, name: 'one', steps: [{ id: 'a', uses: 'mcp:database/query' }] };
+
+  it('RequestCancel on an ended execution is illegal_state (409)', () => {
+    const completed = history(cmd.start(def), cmd.succeeded({ stepId: 'a' }, {}));
+    const failed = history(cmd.start(def), cmd.failed({ stepId: 'a' }, invalid));
+    const canceled = history(cmd.start(def), cmd.cancel());
+    for (const given of [completed, failed, canceled]) {
+      const e = spec.given(given).when(cmd.cancel()).thenThrows<DomainError>(isCode('illegal_state'));
+      assert.equal(e.status, 409);
+    }
+  });
+
+  it('late results after failure or cancel are ignored', () => {
+    spec.given(history(cmd.start(def), cmd.failed({ stepId: 'a' }, invalid))).when(cmd.succeeded({ stepId: 'a' }, {})).thenNothingHappened();
+    spec.given(history(cmd.start(def), cmd.cancel())).when(cmd.succeeded({ stepId: 'a' }, {})).thenNothingHappened();
+  });
+});
+
+describe('WorkflowExecution saga: nextActions / decideAfter', () => {
+  const def: WorkflowDefinitionInput = {
+    id: 'saga',
+    version: 1,
+    name: 'saga',
+    steps: [
+      { id: 'a', uses: 'mcp:database/query', timeout_ms: 1000, retry: { attempts: 2, backoff: { initialMs: 500, factor: 2, maxMs: 500, jitter: 0 } } },
+      { id: 'b', uses: 'agent:support_response' },
+    ],
+  };
+
+  it('lists the scheduled units to dispatch, with their target and idempotency key', () => {
+    const s = state(history(cmd.start(def)));
+    const actions = nextActions(s, T0);
+    assert.equal(actions.status, 'running');
+    assert.deepEqual(
+      actions.dispatch.map((d) => [d.stepId, d.idempotencyKey, d.target]),
+      [
+        ['a', 'ex1:a:1', { kind: 'mcp', server: 'database', tool: 'query' }],
+        ['b', 'ex1:b:1', { kind: 'agent', taskType: 'support_response' }],
+      ],
+    );
+    assert.deepEqual(actions.timers, []);
+  });
+
+  it('arms the timeout of a dispatched unit and reports it due at the deadline; the retry timer after a failure', () => {
+    const events = history(cmd.start(def), cmd.dispatched({ stepId: 'a' }));
+    const s = state(events);
+    assert.deepEqual(nextActions(s, at(999)).due, []);
+    const due = nextActions(s, at(1000)).due;
+    assert.deepEqual(due, [{ type: 'RecordStepTimedOut', data: { stepId: 'a', attempt: 1 }, metadata: { timestamp: at(1000), actor: 'system:orchestrator', correlationId: 'corr-1' } }]);
+    const after = decideAfter(events.at(-1)!, s);
+    assert.deepEqual(after.timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(1000)]]);
+    assert.deepEqual(after.dispatch, []);
+
+    // Feeding the due command back into the decider times the attempt out and arms the retry timer.
+    const timedOut = workflowExecutionDecider.decide(due[0]!, s);
+    const s2 = timedOut.reduce(workflowExecutionDecider.evolve, s);
+    const retry = decideAfter(timedOut.at(-1)!, s2);
+    assert.deepEqual(retry.timers.map((t) => [t.kind, t.dueAt, t.command.type]), [['retry', at(1500), 'RetryStep']]);
+  });
+
+  it('decideAfter(StepScheduled) dispatches exactly that unit; terminal states ask for nothing', () => {
+    const events = history(cmd.start(def));
+    const s = state(events);
+    assert.deepEqual(decideAfter(events[2]!, s).dispatch.map((d) => d.stepId), ['b']);
+    const done = history(cmd.start(def), cmd.succeeded({ stepId: 'a' }, {}), cmd.succeeded({ stepId: 'b' }, {}));
+    const end = nextActions(state(done), T0);
+    assert.equal(end.terminal, true);
+    assert.equal(end.status, 'completed');
+    assert.deepEqual(end.dispatch, []);
+  });
+
+  it('running compensations are dispatched with their own key', () => {
+    const comp: WorkflowDefinitionInput = {
+      id: 'c',
+      version: 1,
+      name: 'c',
+      steps: [
+        { id: 'a', uses: 'mcp:database/query', on_error: { compensate: 'u' } },
+        { id: 'u', uses: 'mcp:database/query' },
+      ],
+    };
+    const s = state(history(cmd.start(comp), cmd.failed({ stepId: 'a' }, invalid)));
+    const actions = nextActions(s, T0);
+    assert.deepEqual(actions.dispatch.map((d) => [d.kind, d.stepId, d.idempotencyKey]), [['compensation', 'u', 'ex1:compensate:u:1']]);
+  });
+});
