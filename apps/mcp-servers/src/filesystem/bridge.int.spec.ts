@@ -1,0 +1,70 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
+import { call, httpClient, silentLogger } from '../test-helpers.js';
+import { startFilesystemBridge, type FilesystemBridge } from './bridge.js';
+
+const text = (r: { content: unknown }): string => (r.content as { type: string; text: string }[]).map((c) => c.text).join('\n');
+
+describe('filesystem bridge (official server-filesystem over stdio, exposed on Streamable HTTP)', () => {
+  let scratch: string;
+  let bridge: FilesystemBridge;
+  let http: McpHttpServerHandle;
+  let client: Client;
+
+  before(async () => {
+    mkdirSync(path.resolve('.tmp'), { recursive: true });
+    scratch = mkdtempSync(path.resolve('.tmp', 'fs-bridge-'));
+    writeFileSync(path.join(scratch, 'outside.txt'), 'not for you');
+    bridge = await startFilesystemBridge({ root: path.join(scratch, 'root'), logger: silentLogger });
+    http = await startMcpHttpServer({ name: 'filesystem-bridge', serverFactory: () => bridge.serverFactory(), port: 0, logger: silentLogger, health: async () => ({ root: bridge.root }) });
+    client = await httpClient(http.url);
+  });
+
+  after(async () => {
+    await client?.close();
+    await http?.close();
+    await bridge?.close();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('forwards the official tool list', async () => {
+    const names = (await client.listTools()).tools.map((t) => t.name);
+    for (const n of ['read_text_file', 'write_file', 'list_directory', 'create_directory', 'list_allowed_directories']) assert.ok(names.includes(n), n);
+    const allowed = await call(client, 'list_allowed_directories');
+    assert.match(text(allowed), new RegExp(bridge.root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  });
+
+  it('writes, lists and reads inside the root', async () => {
+    const mk = await call(client, 'create_directory', { path: path.join(bridge.root, 'notes') });
+    assert.notEqual(mk.isError, true, text(mk));
+    const w = await call(client, 'write_file', { path: path.join(bridge.root, 'notes', 'a.txt'), content: 'hello bridge' });
+    assert.notEqual(w.isError, true, text(w));
+    assert.equal(readFileSync(path.join(bridge.root, 'notes', 'a.txt'), 'utf8'), 'hello bridge');
+    const ls = await call(client, 'list_directory', { path: bridge.root });
+    assert.match(text(ls), /\[DIR\] notes/);
+    const r = await call(client, 'read_text_file', { path: path.join(bridge.root, 'notes', 'a.txt') });
+    assert.equal(text(r), 'hello bridge');
+  });
+
+  it('passes the official server\'s refusal of ../ traversal back to the client', async () => {
+    for (const p of [path.join(bridge.root, '..', 'outside.txt'), `${bridge.root}/../outside.txt`, '../outside.txt']) {
+      const r = await call(client, 'read_text_file', { path: p });
+      assert.equal(r.isError, true, `${p} should be refused`);
+      assert.match(text(r), /Access denied|outside allowed/i);
+      assert.doesNotMatch(text(r), /not for you/);
+    }
+    const w = await call(client, 'write_file', { path: path.join(bridge.root, '..', 'evil.txt'), content: 'x' });
+    assert.equal(w.isError, true);
+  });
+
+  it('reports health from the child process', async () => {
+    const res = await fetch(http.url.replace(/\/mcp$/, '/health'));
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as { root: string }).root, bridge.root);
+    assert.equal(bridge.alive(), true);
+  });
+});
