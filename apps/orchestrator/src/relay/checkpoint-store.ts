@@ -54,15 +54,33 @@ export class PgRelayCheckpointStore implements RelayCheckpointStore {
    * Try to become the one active relay for `name`. True when this store now holds the
    * lock (until close()). False when another process holds it.
    */
-  async tryLock(name: string): Promise<boolean> {
+  async tryLock(name: string, onLost: () => void = () => undefined): Promise<boolean> {
     if (this.lockClient) return true;
     const client = new pg.Client({ connectionString: this.options.connectionString });
-    client.on('error', (err) => this.options.logger?.error({ err }, 'relay lock connection lost'));
+    let held = false;
+    const lost = (err?: Error) => {
+      if (!held || this.lockClient !== client) return; // released on purpose, or never held
+      this.lockClient = undefined;
+      held = false;
+      this.options.logger?.error({ err, name }, 'relay lock connection lost');
+      onLost();
+    };
+    client.on('error', lost);
+    client.on('end', () => lost());
     await client.connect();
-    const r = await client.query<{ locked: boolean }>(`select pg_try_advisory_lock(hashtext('switchyard.relay'), hashtext($1)) as locked`, [name]);
-    if (r.rows[0]?.locked) {
-      this.lockClient = client;
-      return true;
+    try {
+      const r = await client.query<{ locked: boolean }>(
+        `select pg_try_advisory_lock(hashtext('switchyard.relay'), hashtext($1)) as locked`,
+        [name],
+      );
+      if (r.rows[0]?.locked) {
+        this.lockClient = client;
+        held = true;
+        return true;
+      }
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
     }
     await client.end();
     return false;
@@ -70,8 +88,9 @@ export class PgRelayCheckpointStore implements RelayCheckpointStore {
 
   /** Release the lock (by closing its connection) and the pool. */
   async close(): Promise<void> {
-    await this.lockClient?.end().catch(() => undefined);
+    const client = this.lockClient;
     this.lockClient = undefined;
+    await client?.end().catch(() => undefined);
     await this.pool.end();
   }
 }

@@ -8,9 +8,9 @@ import type { RelayCheckpointStore } from './checkpoint-store.js';
 
 const encoder = new TextEncoder();
 
-/** Optional exclusive lock: PgRelayCheckpointStore implements it. */
+/** Optional exclusive lock: PgRelayCheckpointStore implements it. `onLost` fires if the lock goes away while held. */
 interface Lockable {
-  tryLock(name: string): Promise<boolean>;
+  tryLock(name: string, onLost: () => void): Promise<boolean>;
 }
 
 export interface EventRelayOptions {
@@ -63,6 +63,8 @@ export interface RelayStatus {
   readonly duplicates: number;
   /** Failed publish / read attempts (each retried). */
   readonly failures: number;
+  /** Times the exclusive lock was lost while running (the relay then went back to standby). */
+  readonly lockLosses: number;
 }
 
 export interface RelayLag {
@@ -96,6 +98,8 @@ export class EventRelay {
   private published = 0;
   private duplicates = 0;
   private failures = 0;
+  private lockLosses = 0;
+  private lockLost = false;
   private unsaved = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
@@ -147,6 +151,7 @@ export class EventRelay {
       published: this.published,
       duplicates: this.duplicates,
       failures: this.failures,
+      lockLosses: this.lockLosses,
     };
   }
 
@@ -168,10 +173,27 @@ export class EventRelay {
     return this.abort.signal.aborted;
   }
 
+  /** Stop publishing: the relay is stopping or lost its lock (another relay may be active). */
+  private get halted(): boolean {
+    return this.stopping || this.lockLost;
+  }
+
   private async run(): Promise<void> {
-    // 1. Become the single active relay (or wait as standby).
-    if (!(await this.acquireLock()) || this.stopping) return;
-    this.state = 'running';
+    while (!this.stopping) {
+      // 1. Become the single active relay (or wait as standby).
+      this.lockLost = false;
+      if (!(await this.acquireLock()) || this.stopping) return;
+      this.state = 'running';
+      await this.relayUntilHalted();
+      if (this.lockLost && !this.stopping) {
+        this.state = 'standby';
+        this.log.warn({ lastPublished: this.lastPublished }, 'lost the relay lock; back to standby');
+        await this.flush();
+      }
+    }
+  }
+
+  private async relayUntilHalted(): Promise<void> {
     // 2. Find where to start: the checkpoint, or further when JetStream already has more.
     const from = await this.retrying('load checkpoint', async () => {
       const saved = (await this.opts.checkpoints.load(this.name)) ?? -1;
@@ -183,13 +205,13 @@ export class EventRelay {
     this.log.info({ from }, 'event relay started');
     // 3. Subscribe and publish; on a read failure resubscribe after the last published event.
     let attempt = 0;
-    while (!this.stopping) {
+    while (!this.halted) {
       this.subscription = this.opts.store.subscribeToAll({ from: this.lastPublished });
       try {
         for await (const event of this.subscription) {
-          if (this.stopping) break;
+          if (this.halted) break;
           if (event.position <= this.lastPublished) continue; // already published (seam safety)
-          if (!(await this.publish(event))) break; // stopping
+          if (!(await this.publish(event))) break; // halted
           attempt = 0;
         }
       } catch (err) {
@@ -198,11 +220,11 @@ export class EventRelay {
       } finally {
         await this.subscription.close().catch(() => undefined);
       }
-      if (!this.stopping) await this.backoff(attempt++);
+      if (!this.halted) await this.backoff(attempt++);
     }
   }
 
-  /** Publish one event until JetStream acks it; false when the relay is stopping. */
+  /** Publish one event until JetStream acks it; false when the relay is halted first. */
   private async publish(event: RecordedEvent): Promise<boolean> {
     const subject = eventSubject(event.streamId, event.type, this.prefix);
     const body = encoder.encode(JSON.stringify(toEventEnvelope(event)));
@@ -284,9 +306,14 @@ export class EventRelay {
   private async acquireLock(): Promise<boolean> {
     const tryLock = this.opts.checkpoints.tryLock?.bind(this.opts.checkpoints);
     if (!tryLock || this.opts.exclusive === false) return true;
+    const onLost = () => {
+      this.lockLost = true;
+      this.lockLosses++;
+      void this.subscription?.close().catch(() => undefined);
+    };
     let announced = false;
     while (!this.stopping) {
-      const got = await this.retrying('take the relay lock', () => tryLock(this.name));
+      const got = await this.retrying('take the relay lock', () => tryLock(this.name, onLost));
       if (got) return true;
       if (got === undefined) return false;
       if (!announced) {
@@ -299,9 +326,9 @@ export class EventRelay {
     return false;
   }
 
-  /** Run `fn` until it succeeds (backoff between attempts); undefined when stopped first. */
+  /** Run `fn` until it succeeds (backoff between attempts); undefined when halted first. */
   private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
-    for (let attempt = 0; !this.stopping; attempt++) {
+    for (let attempt = 0; !this.halted; attempt++) {
       try {
         return await fn();
       } catch (err) {

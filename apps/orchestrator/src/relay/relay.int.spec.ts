@@ -121,6 +121,33 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     return { relay, checkpoints };
   }
 
+  /** Run the relay as its own process (main.js), as in production. */
+  function spawnRelay(w: World, name: string, env: Record<string, string> = {}): { child: ChildProcess; stderr: () => string } {
+    let err = '';
+    const child = spawn(process.execPath, [mainJs], {
+      env: {
+        ...process.env,
+        DATABASE_URL: w.dbUrl,
+        NATS_URL: nc.getServer().startsWith('nats://') ? nc.getServer() : `nats://${nc.getServer()}`,
+        RELAY_NAME: name,
+        RELAY_STREAM: w.stream,
+        RELAY_SUBJECT_PREFIX: w.prefix,
+        ...env,
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    cleanups.push(async () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
+    return { child, stderr: () => err };
+  }
+
+  /** Send a signal and wait for the exit; resolves with the exit code (null when killed by the signal). */
+  async function signalChild(child: ChildProcess, signal: NodeJS.Signals): Promise<number | null> {
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill(signal);
+    return exited;
+  }
+
   async function savedCheckpoint(w: World, name: string): Promise<number | undefined> {
     const c = new pg.Client({ connectionString: w.dbUrl });
     await c.connect();
@@ -173,9 +200,56 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     await b.relay.stop();
   });
 
+  it('keeps retrying while JetStream cannot store the events, then publishes all of them in order', async () => {
+    const w = await freshWorld('outage');
+    await jsm.streams.delete(w.stream); // no stream captures the subjects: every publish fails
+    for (let b = 0; b < 5; b++) await w.store.append(`order-${b}`, [event(b, `o-${b}`), event(b + 1, `o-${b}`)]);
+    const { relay } = await newRelay(w, `outage-${w.id}`, { retryMinMs: 20, retryMaxMs: 100, publishTimeoutMs: 500 });
+    relay.start();
+    await waitUntil('publish failures', () => relay.status().failures >= 3);
+    assert.equal(relay.status().lastPublishedPosition, -1, 'nothing skipped while failing');
+    await ensureEventsStream(jsm, { name: w.stream, subjects: [`${w.prefix}.>`] });
+    await waitUntil('caught up after the outage', async () => (await relay.lag()).caughtUp);
+    const received = await readStream(js, jsm, w.stream);
+    assert.deepEqual(received.map((r) => r.id), (await w.store.readAll({})).map((e) => e.id));
+    await relay.stop();
+  });
+
+  it('goes back to standby when its lock connection dies, then resumes without loss or duplicates', async () => {
+    const w = await freshWorld('locklost');
+    const { relay } = await newRelay(w, `locklost-${w.id}`, { lockRetryMs: 50 });
+    relay.start();
+    await w.store.append('order-1', [event(1, 'a'), event(2, 'a')]);
+    await waitUntil('caught up', async () => (await relay.lag()).caughtUp);
+    const admin = new pg.Client({ connectionString: w.dbUrl });
+    await admin.connect();
+    try {
+      const r = await admin.query(`select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database())`);
+      assert.equal(r.rowCount, 1);
+    } finally {
+      await admin.end();
+    }
+    await waitUntil('lock loss noticed', () => relay.status().lockLosses === 1);
+    await w.store.append('order-2', [event(3, 'b'), event(4, 'b')]);
+    await waitUntil('running and caught up again', async () => relay.status().state === 'running' && (await relay.lag()).caughtUp);
+    const received = await readStream(js, jsm, w.stream);
+    assert.deepEqual(received.map((r) => r.id), (await w.store.readAll({})).map((e) => e.id));
+    await relay.stop();
+  });
+
+  it('runs as its own process and saves its checkpoint on SIGTERM', async () => {
+    const w = await freshWorld('proc');
+    const name = `proc-${w.id}`;
+    await w.store.append('task-1', [event(1, 'p'), event(2, 'p'), event(3, 'p')]);
+    const proc = spawnRelay(w, name, { RELAY_CHECKPOINT_EVERY: '100000', RELAY_CHECKPOINT_INTERVAL_MS: '600000' });
+    await waitUntil(`relay process published (stderr: ${proc.stderr()})`, async () => (await jsm.streams.info(w.stream)).state.messages === 3);
+    assert.equal(await signalChild(proc.child, 'SIGTERM'), 0);
+    assert.equal(await savedCheckpoint(w, name), (await w.store.headPosition()));
+  });
+
   it('survives SIGKILL mid-stream: restarts from its checkpoint, loses nothing, no duplicate reaches consumers, replay works', async (t) => {
     const w = await freshWorld('crash');
-    const { id, stream, prefix, store, dbUrl } = w;
+    const { id, stream, store } = w;
     const name = `crash-${id}`;
     const streamIds = [`order-${id}`, `payment-${id}`, `shipment-${id}`];
 
@@ -192,34 +266,10 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     const mineOnly = () => store.readAll({});
     const streamCount = async () => (await jsm.streams.info(stream)).state.messages;
 
-    const spawnRelay = (env: Record<string, string>): { child: ChildProcess; stderr: () => string } => {
-      let err = '';
-      const child = spawn(process.execPath, [mainJs], {
-        env: {
-          ...process.env,
-          DATABASE_URL: dbUrl,
-          NATS_URL: nc.getServer().startsWith('nats://') ? nc.getServer() : `nats://${nc.getServer()}`,
-          RELAY_NAME: name,
-          RELAY_STREAM: stream,
-          RELAY_SUBJECT_PREFIX: prefix,
-          ...env,
-        },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-      cleanups.push(async () => child.exitCode === null && child.kill('SIGKILL'));
-      return { child, stderr: () => err };
-    };
-    const kill = async (child: ChildProcess) => {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await exited;
-    };
-
     // 1. A relay process without the stream-tail shortcut, checkpointing every 50 events.
-    const first = spawnRelay({ RELAY_CHECKPOINT_EVERY: '50', RELAY_CHECKPOINT_INTERVAL_MS: '600000', RELAY_RESUME_FROM_STREAM: 'false' });
+    const first = spawnRelay(w, name, { RELAY_CHECKPOINT_EVERY: '50', RELAY_CHECKPOINT_INTERVAL_MS: '600000', RELAY_RESUME_FROM_STREAM: 'false' });
     await waitUntil(`first relay published 300 events (stderr: ${first.stderr()})`, async () => (await streamCount()) >= 300);
-    await kill(first.child);
+    await signalChild(first.child, 'SIGKILL');
     const killedAt = await streamCount();
     const checkpoint = await savedCheckpoint(w, name);
     assert.ok(checkpoint !== undefined, 'the killed relay had saved a checkpoint');
@@ -248,9 +298,9 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     };
     const noSaves = { RELAY_CHECKPOINT_EVERY: '100000', RELAY_CHECKPOINT_INTERVAL_MS: '600000' };
     await lateBatch('x', 40);
-    const third = spawnRelay({ ...noSaves, RELAY_RESUME_FROM_STREAM: 'false' });
+    const third = spawnRelay(w, name, { ...noSaves, RELAY_RESUME_FROM_STREAM: 'false' });
     await waitUntil(`third relay caught up (stderr: ${third.stderr()})`, async () => (await streamCount()) >= mine.length);
-    await kill(third.child);
+    await signalChild(third.child, 'SIGKILL');
     const fourth = await newRelay(w, name);
     fourth.relay.start();
     await waitUntil('fourth relay caught up', async () => (await fourth.relay.lag()).caughtUp);
@@ -261,9 +311,9 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
 
     // 4. Same crash with the stream-tail shortcut on: the restart republishes nothing at all.
     await lateBatch('y', 30);
-    const fifth = spawnRelay({ ...noSaves, RELAY_RESUME_FROM_STREAM: 'true' });
+    const fifth = spawnRelay(w, name, { ...noSaves, RELAY_RESUME_FROM_STREAM: 'true' });
     await waitUntil(`fifth relay caught up (stderr: ${fifth.stderr()})`, async () => (await streamCount()) >= mine.length);
-    await kill(fifth.child);
+    await signalChild(fifth.child, 'SIGKILL');
     assert.ok((await savedCheckpoint(w, name))! < mine.at(-1)!.position, 'checkpoint is behind the stream');
     const sixth = await newRelay(w, name, { jsm });
     sixth.relay.start();
