@@ -16,14 +16,6 @@ export interface EgressPolicy {
   readonly resolve?: Resolver;
 }
 
-/**
- * ipaddr.js names every special-purpose range (loopback, private, linkLocal,
- * carrierGradeNat, multicast, unspecified, uniqueLocal, ipv4Mapped, teredo, ...);
- * only `unicast` (global) is public. These are global by that test but still tunnel
- * to or embed other addresses, so they are refused as well.
- */
-const extraBlocked: [Addr, number][] = ['2002::/16', '64:ff9b:1::/48'].map((c) => ipaddr.parseCIDR(c));
-
 const defaultResolver: Resolver = (hostname) => dns.lookup(hostname, { all: true, verbatim: true });
 
 /** Bare host of a URL hostname (`[::1]` -> `::1`), lower case, without a trailing dot. */
@@ -31,14 +23,19 @@ export function bareHost(hostname: string): string {
   return hostname.replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '').toLowerCase();
 }
 
-/** The special range an address belongs to, or undefined when it is public. */
+/**
+ * ipaddr.js names every special-purpose range (loopback, private, linkLocal,
+ * carrierGradeNat, multicast, unspecified, uniqueLocal, ipv4Mapped, 6to4, teredo,
+ * rfc6052 NAT64, ...); only `unicast` is public. Ranges that embed or tunnel to an
+ * IPv4 address (ipv4Mapped, 6to4, teredo, rfc6052) are refused with the rest, even
+ * when the embedded address is public: a caller wanting one uses the plain IPv4 form.
+ *
+ * Returns the special range an address belongs to, or undefined when it is public.
+ */
 export function nonPublicRange(ip: string): string | undefined {
   if (!ipaddr.isValid(ip)) return 'invalid';
-  const addr = ipaddr.parse(ip);
-  const range = addr.range();
-  if (range !== 'unicast') return range;
-  for (const [net, bits] of extraBlocked) if (addr.kind() === net.kind() && addr.match(net, bits)) return 'tunnel';
-  return undefined;
+  const range = ipaddr.parse(ip).range();
+  return range === 'unicast' ? undefined : range;
 }
 
 /**
