@@ -25,6 +25,8 @@ export const mcpToolCalledSchema = z.object({
   call_id: z.string().min(1),
   arguments: payload,
   idempotency_key: z.string().optional(),
+  /** The request's correlation id, so the wiring can put it in the event metadata. */
+  correlation_id: z.string().optional(),
   at,
 });
 export const mcpToolSucceededSchema = z.object({
@@ -35,6 +37,7 @@ export const mcpToolSucceededSchema = z.object({
   outcome: z.literal('success'),
   attempts: z.number().int().min(1),
   result: payload,
+  correlation_id: z.string().optional(),
   at,
 });
 export const mcpToolFailedSchema = z.object({
@@ -48,6 +51,7 @@ export const mcpToolFailedSchema = z.object({
   error_message: z.string(),
   attempts: z.number().int().min(0),
   result: payload.optional(),
+  correlation_id: z.string().optional(),
   at,
 });
 export const mcpCircuitOpenedSchema = z.object({

@@ -13,3 +13,6 @@ export * from './errors.js';
 export * from './session/mcp-session.js';
 export * from './resilience/policy.js';
 export * from './resilience/mcp-connector.js';
+export * from './service/schemas.js';
+export * from './service/connectors.js';
+export * from './service/connector-service.js';

@@ -149,6 +149,7 @@ export class McpConnector {
     const args = req.arguments ?? {};
     const t0 = performance.now();
     const log = this.log.child({ correlationId: req.correlation_id, callId, tool: req.tool });
+    const corr = req.correlation_id ? { correlation_id: req.correlation_id } : {};
     this.emit(
       mcpEvent('McpToolCalled', {
         server: this.name,
@@ -156,6 +157,7 @@ export class McpConnector {
         call_id: callId,
         arguments: sizePayload(args, cfg.payload_log.max_chars),
         ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
+        ...corr,
         at: new Date().toISOString(),
       }),
     );
@@ -172,6 +174,7 @@ export class McpConnector {
           error_code: err.code,
           error_message: err.message,
           attempts,
+          ...corr,
           at: new Date().toISOString(),
         }),
       );
@@ -218,6 +221,7 @@ export class McpConnector {
           error_message: text.slice(0, 500),
           attempts,
           result: sized,
+          ...corr,
           at: new Date().toISOString(),
         }),
       );
@@ -232,6 +236,7 @@ export class McpConnector {
           outcome: 'success',
           attempts,
           result: sized,
+          ...corr,
           at: new Date().toISOString(),
         }),
       );

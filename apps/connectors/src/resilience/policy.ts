@@ -80,7 +80,9 @@ export class ServerPolicy {
       const value = await policy.execute(({ signal }) => {
         attempts++;
         return fn(signal);
-      }, opts.signal);
+        // A fresh parent signal per call: cockatiel's shared default signal would collect one
+        // listener per in-flight call and trip Node's MaxListeners warning under load.
+      }, opts.signal ?? new AbortController().signal);
       return { value, attempts };
     } catch (err) {
       throw Object.assign(toAppError(err, this.config.name, 'call'), { attempts });

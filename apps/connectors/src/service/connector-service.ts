@@ -1,0 +1,163 @@
+import type { NatsConnection } from '@nats-io/nats-core';
+import { addService, defineEndpoint, type EndpointDefinition, type Service } from '@switchyard/messaging';
+import type { Logger } from '@switchyard/platform';
+import type { McpServerConfig } from '../registry/schema.js';
+import type { McpEventSink } from '../events.js';
+import { McpConnectors } from './connectors.js';
+import {
+  MCP_REGISTRY_LIST_SUBJECT,
+  MCP_SERVICE_NAME,
+  MCP_SERVICE_VERSION,
+  callToolRequestSchema,
+  getPromptRequestSchema,
+  healthRequestSchema,
+  listRequestSchema,
+  mcpSubject,
+  readResourceRequestSchema,
+} from './schemas.js';
+import type { McpConnector } from '../resilience/mcp-connector.js';
+import { z } from 'zod';
+
+export interface McpConnectorServiceOptions {
+  readonly nc: NatsConnection;
+  readonly connectors: McpConnectors;
+  readonly logger: Logger;
+  /** Queue group shared by all connector instances (default the service name). */
+  readonly queue?: string;
+}
+
+/**
+ * The NATS request-reply face of the connectors: one `@nats-io/services` service
+ * (`mcp-connectors`, queue group shared by every instance) with seven endpoints per
+ * server plus `registry.list`. Errors travel as AppError codes in the service error
+ * headers: not_found (unknown server/tool, with the valid names), unavailable (down,
+ * unconfigured, circuit open), timeout, validation, rate_limited.
+ */
+export class McpConnectorService {
+  private constructor(
+    readonly service: Service,
+    readonly connectors: McpConnectors,
+  ) {}
+
+  static async start(opts: McpConnectorServiceOptions): Promise<McpConnectorService> {
+    const endpoints: Record<string, EndpointDefinition> = {};
+    for (const c of opts.connectors.all()) Object.assign(endpoints, serverEndpoints(c));
+    endpoints['registry_list'] = defineEndpoint({
+      subject: MCP_REGISTRY_LIST_SUBJECT,
+      schema: z.unknown(),
+      handler: () => ({ servers: opts.connectors.list() }),
+    });
+    const service = await addService(opts.nc, {
+      name: MCP_SERVICE_NAME,
+      version: MCP_SERVICE_VERSION,
+      description: 'MCP tool servers behind resilience policies',
+      ...(opts.queue && { queue: opts.queue }),
+      metadata: { servers: opts.connectors.all().map((c) => c.name).join(',') },
+      logger: opts.logger,
+      endpoints,
+    });
+    return new McpConnectorService(service, opts.connectors);
+  }
+
+  async stop(): Promise<void> {
+    await this.service.stop();
+  }
+}
+
+function serverEndpoints(c: McpConnector): Record<string, EndpointDefinition> {
+  const s = c.name;
+  const meta = { server: s, role: c.config.role };
+  return {
+    [`${s}_call_tool`]: defineEndpoint({
+      subject: mcpSubject(s, 'call_tool'),
+      schema: callToolRequestSchema,
+      metadata: meta,
+      handler: (req, ctx) =>
+        c.callTool({
+          tool: req.tool,
+          arguments: req.arguments,
+          correlation_id: ctx.correlationId,
+          ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
+          ...(req.timeout_ms && { timeout_ms: req.timeout_ms }),
+        }),
+    }),
+    [`${s}_list_tools`]: defineEndpoint({
+      subject: mcpSubject(s, 'list_tools'),
+      schema: listRequestSchema,
+      metadata: meta,
+      handler: async (req) => ({ server: s, tools: await c.listTools({ refresh: req?.refresh ?? false }) }),
+    }),
+    [`${s}_list_resources`]: defineEndpoint({
+      subject: mcpSubject(s, 'list_resources'),
+      schema: listRequestSchema,
+      metadata: meta,
+      handler: async (req) => ({ server: s, resources: await c.listResources({ refresh: req?.refresh ?? false }) }),
+    }),
+    [`${s}_read_resource`]: defineEndpoint({
+      subject: mcpSubject(s, 'read_resource'),
+      schema: readResourceRequestSchema,
+      metadata: meta,
+      handler: (req) => c.readResource(req.uri),
+    }),
+    [`${s}_list_prompts`]: defineEndpoint({
+      subject: mcpSubject(s, 'list_prompts'),
+      schema: listRequestSchema,
+      metadata: meta,
+      handler: async (req) => ({ server: s, prompts: await c.listPrompts({ refresh: req?.refresh ?? false }) }),
+    }),
+    [`${s}_get_prompt`]: defineEndpoint({
+      subject: mcpSubject(s, 'get_prompt'),
+      schema: getPromptRequestSchema,
+      metadata: meta,
+      handler: (req) => c.getPrompt(req.name, req.arguments),
+    }),
+    [`${s}_health`]: defineEndpoint({
+      subject: mcpSubject(s, 'health'),
+      schema: healthRequestSchema,
+      metadata: meta,
+      handler: (req) => (req?.probe ? c.checkHealth() : c.health()),
+    }),
+  };
+}
+
+export interface StartConnectorsOptions {
+  /** A connection from `connectNats` (@switchyard/messaging). */
+  readonly nats: NatsConnection;
+  /** Usually `loadRegistry()`. */
+  readonly registry: readonly McpServerConfig[];
+  readonly logger: Logger;
+  /** Receives every connector event; the wiring appends them to the event store. */
+  readonly onEvent?: McpEventSink;
+  readonly queue?: string;
+}
+
+export interface RunningConnectors {
+  readonly connectors: McpConnectors;
+  readonly service: McpConnectorService;
+  /** Stop serving, then close every session (stdio children exit). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Connect to every server of the registry (servers not up yet keep reconnecting on
+ * their own) and serve them on NATS. The usual entry point of the connectors app.
+ */
+export async function startConnectors(opts: StartConnectorsOptions): Promise<RunningConnectors> {
+  const connectors = new McpConnectors({ registry: opts.registry, logger: opts.logger, ...(opts.onEvent && { onEvent: opts.onEvent }) });
+  await connectors.start();
+  let service: McpConnectorService;
+  try {
+    service = await McpConnectorService.start({ nc: opts.nats, connectors, logger: opts.logger, ...(opts.queue && { queue: opts.queue }) });
+  } catch (err) {
+    await connectors.close();
+    throw err;
+  }
+  return {
+    connectors,
+    service,
+    async stop() {
+      await service.stop().catch(() => undefined);
+      await connectors.close();
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { SERVICE_SUBJECT_PREFIX, subjectToken } from '@switchyard/contracts';
+import { mcpBreakerStateSchema, mcpHealthSchema } from '../events.js';
+import { mcpRoleSchema } from '../registry/schema.js';
+
+/**
+ * Wire contract of the MCP connector service. Subjects follow the contracts layout
+ * `switchyard.svc.<service>.v<major>.<endpoint>` with service `mcp` and the server
+ * name as the first endpoint token, so `serviceWildcard('mcp')` covers all of them:
+ *
+ *   switchyard.svc.mcp.v1.<server>.call_tool | list_tools | list_resources | read_resource
+ *                                   | list_prompts | get_prompt | health
+ *   switchyard.svc.mcp.v1.registry.list
+ */
+export const MCP_SERVICE_NAME = 'mcp-connectors';
+export const MCP_SERVICE_VERSION = '1.0.0';
+export const MCP_SUBJECT_PREFIX = `${SERVICE_SUBJECT_PREFIX}.mcp.v1`;
+
+export const mcpEndpoints = ['call_tool', 'list_tools', 'list_resources', 'read_resource', 'list_prompts', 'get_prompt', 'health'] as const;
+export type McpEndpoint = (typeof mcpEndpoints)[number];
+
+/** Subject of one server's endpoint. */
+export const mcpSubject = (server: string, endpoint: McpEndpoint): string => `${MCP_SUBJECT_PREFIX}.${subjectToken(server)}.${endpoint}`;
+/** Subject of the registry listing (all servers with health, breaker, tools). */
+export const MCP_REGISTRY_LIST_SUBJECT = `${MCP_SUBJECT_PREFIX}.registry.list`;
+
+// ---- requests --------------------------------------------------------------------------
+
+export const callToolRequestSchema = z.object({
+  tool: z.string().min(1),
+  arguments: z.record(z.string(), z.unknown()).default({}),
+  /** Same key for the same tool within 10 min (per connector instance) -> the first result; the tool runs once. */
+  idempotency_key: z.string().min(1).max(200).optional(),
+  /** Per-attempt bound, capped by the server's configured call timeout. */
+  timeout_ms: z.number().int().positive().optional(),
+});
+export type CallToolRequestBody = z.infer<typeof callToolRequestSchema>;
+
+export const listRequestSchema = z.object({ refresh: z.boolean().optional() }).optional();
+export const readResourceRequestSchema = z.object({ uri: z.string().min(1) });
+export const getPromptRequestSchema = z.object({
+  name: z.string().min(1),
+  arguments: z.record(z.string(), z.string()).default({}),
+});
+export const healthRequestSchema = z.object({ probe: z.boolean().optional() }).optional();
+
+// ---- replies (loose: MCP results may carry fields newer than this contract) ------------
+
+export const callToolReplySchema = z.looseObject({
+  content: z.array(z.looseObject({ type: z.string() })).default([]),
+  isError: z.boolean().optional(),
+  structuredContent: z.record(z.string(), z.unknown()).optional(),
+});
+export const toolInfoSchema = z.looseObject({
+  name: z.string(),
+  title: z.string().optional(),
+  description: z.string().optional(),
+  inputSchema: z.looseObject({}),
+  outputSchema: z.looseObject({}).optional(),
+  annotations: z.looseObject({}).optional(),
+});
+export const listToolsReplySchema = z.object({ server: z.string(), tools: z.array(toolInfoSchema) });
+export const listResourcesReplySchema = z.object({ server: z.string(), resources: z.array(z.looseObject({ uri: z.string(), name: z.string() })) });
+export const readResourceReplySchema = z.looseObject({ contents: z.array(z.looseObject({ uri: z.string() })) });
+export const listPromptsReplySchema = z.object({ server: z.string(), prompts: z.array(z.looseObject({ name: z.string() })) });
+export const getPromptReplySchema = z.looseObject({ messages: z.array(z.looseObject({ role: z.string() })) });
+
+export const serverHealthSchema = z.object({
+  server: z.string(),
+  role: mcpRoleSchema,
+  transport: z.enum(['stdio', 'http']),
+  enabled: z.boolean(),
+  state: mcpHealthSchema,
+  breaker: mcpBreakerStateSchema,
+  last_error: z.string().optional(),
+  response_ms: z.number().optional(),
+  connected_since: z.string().optional(),
+  pid: z.number().optional(),
+  reconnect_attempt: z.number().int(),
+  tools: z.array(z.string()),
+});
+export type ServerHealth = z.infer<typeof serverHealthSchema>;
+
+export const registryListReplySchema = z.object({ servers: z.array(serverHealthSchema) });
+export type RegistryListReply = z.infer<typeof registryListReplySchema>;
