@@ -195,14 +195,15 @@ export class EventRelay {
 
   private async relayUntilHalted(): Promise<void> {
     // 2. Find where to start: the checkpoint, or further when JetStream already has more.
-    const from = await this.retrying('load checkpoint', async () => {
-      const saved = (await this.opts.checkpoints.load(this.name)) ?? -1;
-      const tail = await this.streamTailPosition();
-      return Math.max(saved, tail);
-    });
-    if (from === undefined) return;
-    this.checkpoint = this.lastPublished = from;
-    this.log.info({ from }, 'event relay started');
+    //    After a lost lock, what this instance already had acked counts too (never go back).
+    const found = await this.retrying('load checkpoint', async () => ({
+      saved: (await this.opts.checkpoints.load(this.name)) ?? -1,
+      tail: await this.streamTailPosition(),
+    }));
+    if (found === undefined) return;
+    this.checkpoint = Math.max(this.checkpoint, found.saved);
+    this.lastPublished = Math.max(this.lastPublished, found.saved, found.tail);
+    this.log.info({ from: this.lastPublished, checkpoint: found.saved, streamTail: found.tail }, 'event relay started');
     // 3. Subscribe and publish; on a read failure resubscribe after the last published event.
     let attempt = 0;
     while (!this.halted) {
