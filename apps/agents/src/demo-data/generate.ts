@@ -147,11 +147,11 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
       const activeUsers = Math.max(1, Math.round(seats * (0.55 + 0.4 * rng.float())));
       const apiCalls = Math.round(activeUsers * 900 * season * rng.logNormal(1, 0.25));
       data.usage.push({ customer_id: c.id, month, active_users: activeUsers, api_calls: apiCalls });
-      const included = seats * 800;
+      const included = seats * 600;
       if (apiCalls > included) {
         data.orders.push({ id: orderId++, customer_id: c.id, order_date: monthEnd(month), amount: cents(((apiCalls - included) / 1000) * 2.5), kind: 'usage' });
       }
-      if (rng.bool(c.segment === 'smb' ? 0.2 : c.segment === 'mid_market' ? 0.3 : 0.45)) {
+      if (rng.bool(c.segment === 'smb' ? 0.35 : c.segment === 'mid_market' ? 0.5 : 0.65)) {
         const amount = seats * choice.price * (0.1 + 0.25 * rng.float()) * season;
         data.orders.push({ id: orderId++, customer_id: c.id, order_date: addDays(month, rng.int(0, 27)), amount: cents(amount), kind: 'addon' });
       }
@@ -185,7 +185,7 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
     const revenue = revenueByMonth.get(month.slice(0, 7)) ?? 0;
     const lines: [string, number][] = [
       ['payroll', 310_000 * (1 + 0.012 * i) * (1 + 0.01 * rng.normal())],
-      ['cloud_infrastructure', 52_000 * 1.035 ** i * (1 + 0.02 * rng.normal())],
+      ['cloud_infrastructure', 48_000 * 1.065 ** i * (1 + 0.02 * rng.normal())],
       ['marketing', 60_000 * (calMonth >= 10 ? 1.5 : 1) * (1 + 0.05 * rng.normal())],
       ['software_licenses', (i < 12 ? 18_000 : 26_500) * (1 + 0.005 * rng.normal())],
       ['office', 21_000 * (1 + 0.01 * rng.normal())],
@@ -215,12 +215,21 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
   for (let d = 0; d < 7; d++) {
     const day = addDays(SCHEDULE_WEEK_START, d);
     const weekday = d < 5;
-    const demand: [string, string, number][] = [
-      ['morning', 'support', weekday ? 2 : 1],
-      ['evening', 'support', 1],
-      ['morning', 'engineering', 1],
-      ...(weekday ? ([['morning', 'billing', 1], ['evening', 'onboarding', 1]] as [string, string, number][]) : []),
-    ];
+    const demand: [string, string, number][] = weekday
+      ? [
+          ['morning', 'support', 3],
+          ['evening', 'support', 2],
+          ['morning', 'engineering', 2],
+          ['evening', 'engineering', 1],
+          ['morning', 'billing', 1],
+          ['evening', 'onboarding', 1],
+        ]
+      : [
+          ['morning', 'support', 1],
+          ['evening', 'support', 1],
+          ['morning', 'engineering', 1],
+          ['evening', 'engineering', 1],
+        ];
     for (const [slot, skill, headcount] of demand) {
       data.shifts.push({ id: shiftId++, day, slot, starts_at: slot === 'morning' ? '08:00' : '16:00', hours: 8, required_skill: skill, headcount });
     }
