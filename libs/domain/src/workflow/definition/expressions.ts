@@ -173,7 +173,8 @@ function compiled(expr: string, withItem: boolean): (ctx: Record<string, unknown
 
 /** JSON value -> CEL value: whole numbers become `int` (bigint) so `== 1` and `+ 1` behave. */
 function toCel(v: unknown): unknown {
-  if (typeof v === 'number') return Number.isInteger(v) ? BigInt(v) : v;
+  // Beyond 2^53 a JSON number is not exact anyway; keep it a double rather than overflow int64.
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? BigInt(v) : v;
   if (Array.isArray(v)) return v.map(toCel);
   if (v !== null && typeof v === 'object') {
     const out: Record<string, unknown> = {};

@@ -143,7 +143,7 @@ export function decideWorkflow(command: WorkflowCommand, state: WorkflowExecutio
       primary = [
         {
           type: 'StepDispatched',
-          data: { ...ref(command.data), attempt: u.attempt, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
+          data: { ...ref(command.data), attempt: u.attempt, idempotencyKey: u.idempotencyKey, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
           metadata: meta,
         },
       ];

@@ -83,7 +83,7 @@ export type StepScheduled = Event<
 >;
 export type StepDispatched = Event<
   'StepDispatched',
-  UnitRef & { readonly attempt: number; readonly dispatchedAt: string; readonly timeoutAt: string }
+  UnitRef & { readonly attempt: number; readonly idempotencyKey: string; readonly dispatchedAt: string; readonly timeoutAt: string }
 >;
 /** Without itemIndex on a for_each step: all items succeeded and `output` is their list. */
 export type StepSucceeded = Event<'StepSucceeded', UnitRef & { readonly attempt: number; readonly output: unknown; readonly at: string }>;
