@@ -1,1 +1,2 @@
-export {};
+export * from './projection.js';
+export { ProjectionRunner, type ProjectionRunnerOptions } from './projection-runner.js';

@@ -1,0 +1,193 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { freshDatabase } from '@switchyard/testing';
+import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
+import { ProjectionRunner } from './projection-runner.js';
+import type { Projection } from './projection.js';
+import { countingProjection } from './kill-test/counting-projection.js';
+
+const meta = { correlationId: 'kill-test', timestamp: '2026-01-01T00:00:00.000Z' };
+const counted = (n: number): NewEvent[] => Array.from({ length: n }, (_, i) => ({ id: randomUUID(), type: 'Counted', data: { i }, metadata: meta }));
+
+async function appliedCounts(pool: pg.Pool, table = 'kt_applied'): Promise<{ rows: number; total: number; max: number }> {
+  const r = await pool.query<{ rows: string; total: string; max: string }>(
+    `select count(*) as rows, coalesce(sum(applied), 0) as total, coalesce(max(applied), 0) as max from ${table}`,
+  );
+  return { rows: Number(r.rows[0]!.rows), total: Number(r.rows[0]!.total), max: Number(r.rows[0]!.max) };
+}
+
+async function checkpoint(pool: pg.Pool, name = 'counting'): Promise<number> {
+  try {
+    const r = await pool.query<{ position: string }>('select position from read_models.checkpoints where name = $1', [name]);
+    return Number(r.rows[0]?.position ?? -1);
+  } catch (err) {
+    if ((err as { code?: string }).code === '42P01') return -1; // no runner has created the table yet
+    throw err;
+  }
+}
+
+describe('ProjectionRunner (real PostgreSQL)', () => {
+  let url: string;
+  let store: PostgresEventStore;
+  let pool: pg.Pool;
+  before(async () => {
+    url = await freshDatabase('rm_runner');
+    store = new PostgresEventStore({ connectionString: url });
+    await store.init();
+    pool = new pg.Pool({ connectionString: url, max: 3 });
+  });
+  after(async () => {
+    await store.close();
+    await pool.end();
+  });
+
+  it('applies handled events once, skips others, reports lag and rebuilds from the start', async () => {
+    const totals: Projection = {
+      name: 'totals',
+      handles: ['Added'],
+      streamPrefixes: ['cart-'],
+      setup: async (c) => {
+        await c.query('create table if not exists totals (cart text primary key, total int not null)');
+      },
+      apply: async (c, e) => {
+        await c.query(
+          'insert into totals values ($1, $2) on conflict (cart) do update set total = totals.total + excluded.total',
+          [e.streamId, (e.data as { n: number }).n],
+        );
+      },
+      reset: async (c) => {
+        await c.query('truncate totals');
+      },
+    };
+    for (let i = 0; i < 30; i++) {
+      await store.append(`cart-${i % 3}`, [{ type: 'Added', data: { n: 1 }, metadata: meta }, { type: 'Viewed', data: {}, metadata: meta }]);
+    }
+    await store.append('other-1', [{ type: 'Added', data: { n: 100 }, metadata: meta }]);
+    const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: [totals], batchSize: 7 });
+    await runner.start();
+    try {
+      await runner.waitFor();
+      const rows = async () => (await pool.query('select cart, total from totals order by cart')).rows;
+      assert.deepEqual(await rows(), [
+        { cart: 'cart-0', total: 10 },
+        { cart: 'cart-1', total: 10 },
+        { cart: 'cart-2', total: 10 },
+      ]);
+      // Live events after catching up.
+      const r = await store.append('cart-0', [{ type: 'Added', data: { n: 5 }, metadata: meta }]);
+      await runner.waitFor(r.position);
+      assert.equal((await rows())[0]!.total, 15);
+      const [st] = await runner.status();
+      assert.equal(st!.name, 'totals');
+      assert.equal(st!.position, r.position);
+      assert.equal(st!.head, r.position);
+      assert.equal(st!.lag, 0);
+      assert.equal(st!.running, true);
+
+      await runner.rebuild('totals');
+      await runner.waitFor(r.position);
+      assert.deepEqual(await rows(), [
+        { cart: 'cart-0', total: 15 },
+        { cart: 'cart-1', total: 10 },
+        { cart: 'cart-2', total: 10 },
+      ]);
+    } finally {
+      await runner.stop();
+    }
+    assert.equal(await checkpoint(pool, 'totals'), await store.headPosition());
+  });
+
+  it('two runners of the same projection never apply an event twice', async () => {
+    const projection = countingProjection('dup_applied', 'dup');
+    const a = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 20 });
+    const b = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 13 });
+    await Promise.all([a.start(), b.start()]);
+    try {
+      let last = -1;
+      for (let i = 0; i < 20; i++) last = (await store.append(`dup-${i % 4}`, counted(25))).position;
+      await Promise.all([a.waitFor(last), b.waitFor(last)]);
+      const c = await appliedCounts(pool, 'dup_applied');
+      assert.equal(c.rows, 500);
+      assert.equal(c.total, 500);
+      assert.equal(c.max, 1);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('a runner SIGKILLed mid-stream and restarted applies every event exactly once (kill test)', async () => {
+    const childScript = fileURLToPath(new URL('./kill-test/child.js', import.meta.url));
+    const killUrl = await freshDatabase('rm_kill');
+    const killStore = new PostgresEventStore({ connectionString: killUrl });
+    await killStore.init();
+    const killPool = new pg.Pool({ connectionString: killUrl, max: 2 });
+    const children: ChildProcess[] = [];
+    let appending: Promise<void> = Promise.resolve();
+    const startChild = async (): Promise<ChildProcess> => {
+      const child = spawn(process.execPath, [childScript], {
+        env: { ...process.env, DATABASE_URL: killUrl, BATCH_SIZE: '50' },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      children.push(child);
+      await new Promise<void>((resolve, reject) => {
+        child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)));
+        child.stdout!.on('data', (d: Buffer) => {
+          if (d.toString().includes('ready')) resolve();
+        });
+      });
+      return child;
+    };
+    const kill = (child: ChildProcess) =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode) return resolve();
+        child.removeAllListeners('exit');
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      });
+    try {
+      const total = 3000;
+      // 1. Append in the background (batches of 100 with short pauses) while children project.
+      appending = (async () => {
+        for (let i = 0; i < total / 100; i++) {
+          await killStore.append(`kill-${i % 7}`, counted(100));
+          await new Promise((r) => setTimeout(r, 15));
+        }
+      })();
+      // 2. Three times: start a child, let it get at least 150 positions further, SIGKILL it
+      //    while it still has events to apply (usually inside a batch transaction).
+      const kills: string[] = [];
+      for (let k = 0; k < 3; k++) {
+        const from = await checkpoint(killPool);
+        const child = await startChild();
+        const deadline = Date.now() + 30_000;
+        let cp = from;
+        while ((cp = await checkpoint(killPool)) < from + 150 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        await kill(child);
+        kills.push(`${from}->${cp} (head ${await killStore.headPosition()})`);
+      }
+      console.log(`# kill test: child SIGKILLed at checkpoints ${kills.join(', ')}`);
+      await appending;
+      const child = await startChild();
+      // 2. Let the last child finish, then check effects and checkpoint.
+      const head = await killStore.headPosition();
+      const deadline = Date.now() + 60_000;
+      while ((await checkpoint(killPool)) < head && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await kill(child);
+      const c = await appliedCounts(killPool);
+      assert.equal(kills.length, 3);
+      assert.equal(c.rows, total, 'lost events');
+      assert.equal(c.max, 1, 'an event was applied twice');
+      assert.equal(c.total, total);
+      assert.equal(await checkpoint(killPool), head);
+    } finally {
+      for (const ch of children) await kill(ch);
+      await appending.catch(() => undefined);
+      await killStore.close();
+      await killPool.end();
+    }
+  });
+});

@@ -1,0 +1,317 @@
+import pg from 'pg';
+import { AppError, type Logger } from '@switchyard/platform';
+import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
+import type { Projection, ProjectionStatus } from './projection.js';
+
+export interface ProjectionRunnerOptions {
+  readonly store: EventStore;
+  /** The read-model database (always PostgreSQL, whatever the event store is). */
+  readonly db: { connectionString: string } | { pool: pg.Pool };
+  readonly projections: readonly Projection[];
+  readonly logger?: Logger;
+  /** Most events applied in one transaction while catching up (default 200). */
+  readonly batchSize?: number;
+  /** Schema of the checkpoints table (default `read_models`). */
+  readonly schema?: string;
+}
+
+/** One projection's loop: a subscription feeding a buffer, drained in batched transactions. */
+interface Lane {
+  readonly projection: Projection;
+  position: number;
+  /** Position persisted in the checkpoints table (lags `position` only over skipped events). */
+  stored: number;
+  running: boolean;
+  lastError?: string;
+  sub?: AllSubscription;
+  done?: Promise<void>;
+  stopRequested: boolean;
+}
+
+/**
+ * Runs projections from checkpointed catch-up subscriptions to $all.
+ * 1. Each projection's checkpoint lives in `<schema>.checkpoints` in the read-model database.
+ * 2. A batch of events is applied in ONE transaction that first moves the checkpoint with a
+ *    compare-and-set (`where position = <what we started from>`): a crash rolls back effect
+ *    and checkpoint together (exactly-once effect), and a second runner of the same
+ *    projection cannot apply the same events twice (it loses the compare-and-set and resyncs).
+ * 3. Batches are whatever has arrived, up to `batchSize`: large while catching up, single
+ *    events when live.
+ * 4. A failing batch is retried with backoff (the projection stalls rather than skipping).
+ */
+export class ProjectionRunner {
+  private readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  private readonly schema: string;
+  private readonly batchSize: number;
+  private readonly log: Logger | undefined;
+  private readonly lanes = new Map<string, Lane>();
+  private readonly waiters = new Set<() => void>();
+  private started = false;
+
+  constructor(private readonly options: ProjectionRunnerOptions) {
+    this.schema = options.schema ?? 'read_models';
+    if (!/^[a-z_][a-z0-9_]{0,40}$/.test(this.schema)) throw new AppError('validation', `bad schema name ${this.schema}`);
+    this.batchSize = options.batchSize ?? 200;
+    this.log = options.logger?.child({ component: 'projection-runner' });
+    if ('pool' in options.db) {
+      this.pool = options.db.pool;
+      this.ownsPool = false;
+    } else {
+      this.pool = new pg.Pool({ connectionString: options.db.connectionString, max: 4 });
+      this.ownsPool = true;
+      this.pool.on('error', (err) => this.log?.warn({ err }, 'idle read-model connection failed'));
+    }
+    for (const p of options.projections) {
+      if (this.lanes.has(p.name)) throw new AppError('validation', `two projections are named ${p.name}`);
+      this.lanes.set(p.name, { projection: p, position: -1, stored: -1, running: false, stopRequested: false });
+    }
+  }
+
+  /** Create the checkpoints table and every projection's tables, then start all projections. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    await this.withTx(async (c) => {
+      // Several runners may boot at once: serialise the DDL.
+      await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${this.schema}.setup`]);
+      await c.query(`create schema if not exists ${this.schema}`);
+      await c.query(
+        `create table if not exists ${this.schema}.checkpoints (
+           name text primary key, position bigint not null, updated_at timestamptz not null default now())`,
+      );
+      for (const lane of this.lanes.values()) {
+        await lane.projection.setup(c);
+        await c.query(`insert into ${this.schema}.checkpoints (name, position) values ($1, -1) on conflict (name) do nothing`, [
+          lane.projection.name,
+        ]);
+      }
+    });
+    for (const lane of this.lanes.values()) await this.startLane(lane);
+  }
+
+  /** Stop every projection (the batch in flight commits or rolls back), then release connections. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.lanes.values()].map((l) => this.stopLane(l)));
+    this.started = false;
+    if (this.ownsPool) await this.pool.end();
+  }
+
+  /** Empty a projection's tables and replay it from the start of $all. */
+  async rebuild(name: string): Promise<void> {
+    const lane = this.lane(name);
+    const reset = lane.projection.reset;
+    if (!reset) throw new AppError('illegal_state', `projection ${name} has no reset(): it cannot be rebuilt`);
+    await this.stopLane(lane);
+    await this.withTx(async (c) => {
+      // Lock the checkpoint row: a concurrent batch of another runner waits, then loses its compare-and-set.
+      await c.query(`select 1 from ${this.schema}.checkpoints where name = $1 for update`, [name]);
+      await reset.call(lane.projection, c);
+      await c.query(`update ${this.schema}.checkpoints set position = -1, updated_at = now() where name = $1`, [name]);
+    });
+    this.log?.info({ projection: name }, 'projection reset; replaying from the start');
+    if (this.started) await this.startLane(lane);
+  }
+
+  async status(): Promise<ProjectionStatus[]> {
+    const head = await this.options.store.headPosition();
+    return [...this.lanes.values()].map((l) => ({
+      name: l.projection.name,
+      position: l.position,
+      head,
+      lag: Math.max(0, head - l.position),
+      running: l.running,
+      ...(l.lastError ? { lastError: l.lastError } : {}),
+    }));
+  }
+
+  /** Resolve once every projection (or the named one) has processed `position` (default: the current head). */
+  async waitFor(position?: number, name?: string, timeoutMs = 30_000): Promise<void> {
+    const target = position ?? (await this.options.store.headPosition());
+    const lanes = name ? [this.lane(name)] : [...this.lanes.values()];
+    const reached = () => lanes.every((l) => l.position >= target);
+    if (reached()) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new AppError('timeout', `projections did not reach position ${target} in ${timeoutMs} ms`));
+      }, timeoutMs);
+      const check = () => {
+        if (!reached()) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve();
+      };
+      this.waiters.add(check);
+    });
+  }
+
+  private lane(name: string): Lane {
+    const lane = this.lanes.get(name);
+    if (!lane) throw new AppError('not_found', `no projection named ${name}`);
+    return lane;
+  }
+
+  private async startLane(lane: Lane): Promise<void> {
+    const res = await this.pool.query<{ position: string }>(`select position from ${this.schema}.checkpoints where name = $1`, [
+      lane.projection.name,
+    ]);
+    lane.position = lane.stored = Number(res.rows[0]?.position ?? -1);
+    lane.stopRequested = false;
+    lane.running = true;
+    lane.done = this.runLane(lane).finally(() => {
+      lane.running = false;
+    });
+  }
+
+  private async stopLane(lane: Lane): Promise<void> {
+    lane.stopRequested = true;
+    await lane.sub?.close();
+    await lane.done;
+    lane.done = undefined;
+  }
+
+  /** Subscribe from the checkpoint and apply batches until stopped; resubscribe after a lost compare-and-set. */
+  private async runLane(lane: Lane): Promise<void> {
+    const { projection } = lane;
+    const types = new Set(projection.handles);
+    const prefixes = projection.streamPrefixes ?? [];
+    const handled = (e: RecordedEvent) =>
+      types.has(e.type) && (prefixes.length === 0 || prefixes.some((p) => e.streamId.startsWith(p)));
+    const log = this.log?.child({ projection: projection.name });
+    while (!lane.stopRequested) {
+      // Unfiltered on purpose: skipped events still move the checkpoint, so lag is exact
+      // and `waitFor(head)` resolves even when the newest event is not for us.
+      const sub = this.options.store.subscribeToAll({ from: lane.stored });
+      lane.sub = sub;
+      lane.position = lane.stored;
+      this.notifyWaiters();
+      const buffer: RecordedEvent[] = [];
+      let ended = false;
+      let wake: (() => void) | undefined;
+      let space: (() => void) | undefined;
+      // The pump reads ahead into a bounded buffer, so a batch is whatever has arrived.
+      const pump = (async () => {
+        try {
+          for await (const e of sub) {
+            buffer.push(e);
+            wake?.();
+            if (buffer.length >= this.batchSize * 4) await new Promise<void>((r) => (space = r));
+          }
+        } catch (err) {
+          log?.warn({ err }, 'subscription failed; resubscribing from the checkpoint');
+        } finally {
+          ended = true;
+          wake?.();
+        }
+      })();
+      let resync = false;
+      let failures = 0;
+      let lastFlush = Date.now();
+      while (!resync) {
+        if (buffer.length === 0) {
+          if (ended) break;
+          // Skipped events move the checkpoint only in memory; persist it now and then.
+          const idleFlush = lane.stored < lane.position;
+          await new Promise<void>((r) => {
+            wake = r;
+            if (idleFlush) setTimeout(r, 1_000);
+          });
+          wake = undefined;
+          if (buffer.length === 0 && lane.stored < lane.position && !lane.stopRequested) {
+            resync = !(await this.commitBatch(lane, [], handled).catch(() => true));
+            lastFlush = Date.now();
+          }
+          continue;
+        }
+        const batch = buffer.splice(0, this.batchSize);
+        space?.();
+        space = undefined;
+        const relevant = batch.some(handled);
+        if (!relevant && Date.now() - lastFlush < 1_000 && !lane.stopRequested) {
+          lane.position = batch[batch.length - 1]!.position;
+          this.notifyWaiters();
+          continue;
+        }
+        for (;;) {
+          try {
+            const ok = await this.commitBatch(lane, batch, handled);
+            lastFlush = Date.now();
+            failures = 0;
+            lane.lastError = undefined;
+            if (!ok) resync = true;
+            break;
+          } catch (err) {
+            failures++;
+            lane.lastError = err instanceof Error ? err.message : String(err);
+            const delay = Math.min(10_000, 100 * 2 ** Math.min(failures, 7));
+            log?.error({ err, position: batch[0]!.position, delay }, 'projection batch failed; retrying');
+            if (lane.stopRequested) break;
+            await new Promise((r) => setTimeout(r, delay));
+            if (lane.stopRequested) break;
+          }
+        }
+        if (lane.stopRequested && buffer.length === 0) break;
+        if (lane.stopRequested) {
+          // Stopping: what is not committed is simply read again at the next start.
+          break;
+        }
+      }
+      await sub.close();
+      space?.();
+      await pump;
+      if (resync) {
+        log?.warn({ position: lane.stored }, 'checkpoint moved under us (another runner or a rebuild); resyncing');
+        const res = await this.pool.query<{ position: string }>(`select position from ${this.schema}.checkpoints where name = $1`, [
+          projection.name,
+        ]);
+        lane.stored = Number(res.rows[0]?.position ?? -1);
+      } else if (!lane.stopRequested) {
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  /**
+   * Apply `batch` and move the checkpoint in one transaction. Returns false (and changes
+   * nothing) when the stored checkpoint is no longer where this lane left it.
+   */
+  private async commitBatch(lane: Lane, batch: readonly RecordedEvent[], handled: (e: RecordedEvent) => boolean): Promise<boolean> {
+    const to = batch.length > 0 ? batch[batch.length - 1]!.position : lane.position;
+    const ok = await this.withTx(async (c) => {
+      const moved = await c.query(
+        `update ${this.schema}.checkpoints set position = $3, updated_at = now() where name = $1 and position = $2`,
+        [lane.projection.name, lane.stored, to],
+      );
+      if (moved.rowCount !== 1) return false;
+      for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
+      return true;
+    });
+    if (ok) {
+      lane.stored = to;
+      lane.position = to;
+      this.notifyWaiters();
+    }
+    return ok;
+  }
+
+  private notifyWaiters(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  private async withTx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    try {
+      await c.query('begin');
+      const result = await fn(c);
+      // A compare-and-set that found nothing leaves nothing to keep.
+      await c.query(result === false ? 'rollback' : 'commit');
+      return result;
+    } catch (err) {
+      await c.query('rollback').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+}

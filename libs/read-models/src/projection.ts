@@ -1,0 +1,35 @@
+import type pg from 'pg';
+import type { RecordedEvent } from '@switchyard/event-store';
+
+/**
+ * A read model kept up to date from the global log. `apply` runs inside the runner's
+ * transaction, which also moves the checkpoint: its writes take effect exactly once.
+ * It must use only the client it is given (no other connection, no side effects outside
+ * the database), otherwise a crash between its effect and the commit would repeat it.
+ */
+export interface Projection {
+  /** Unique, stable: the checkpoint is stored under it. */
+  readonly name: string;
+  /** Event types it applies; other events only move the checkpoint. */
+  readonly handles: readonly string[];
+  /** Optionally only events of streams with these id prefixes. */
+  readonly streamPrefixes?: readonly string[];
+  /** Create its tables; idempotent (runs at every start). */
+  setup(client: pg.PoolClient): Promise<void>;
+  apply(client: pg.PoolClient, event: RecordedEvent): Promise<void>;
+  /** Empty its tables for a rebuild; without it `rebuild()` refuses. */
+  reset?(client: pg.PoolClient): Promise<void>;
+}
+
+export interface ProjectionStatus {
+  readonly name: string;
+  /** Last global position processed (-1: nothing yet). */
+  readonly position: number;
+  /** Head of the event store when asked. */
+  readonly head: number;
+  /** head - position, never below 0. */
+  readonly lag: number;
+  readonly running: boolean;
+  /** The last failure, while it keeps failing (cleared by the next successful batch). */
+  readonly lastError?: string;
+}
