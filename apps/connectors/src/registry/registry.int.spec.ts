@@ -1,0 +1,108 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AppError } from '@switchyard/platform';
+import { loadRegistry } from './load.js';
+import { resolvePackageBin } from './resolve-bin.js';
+
+/** Registry loading with real files and the installed server packages (file I/O, hence int). */
+describe('loadRegistry', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'sy-reg-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('gives all six roles on a fresh machine and creates the filesystem root', () => {
+    const servers = loadRegistry({ env: {}, cwd: dir });
+    const byName = Object.fromEntries(servers.map((s) => [s.name, s]));
+    assert.deepEqual(
+      servers.map((s) => s.role).sort(),
+      ['analytics', 'automation', 'database', 'fetch', 'filesystem', 'github'],
+    );
+    const fs = byName.filesystem!;
+    assert.equal(fs.transport.kind, 'stdio');
+    if (fs.transport.kind === 'stdio') {
+      assert.equal(fs.transport.command, process.execPath, 'started with node, no npx');
+      assert.equal(fs.transport.args[0], resolvePackageBin('@modelcontextprotocol/server-filesystem'));
+      assert.equal(fs.transport.args[1], path.join(dir, '.data', 'files'));
+    }
+    assert.ok(existsSync(path.join(dir, '.data', 'files')));
+    for (const [name, port] of [['database', 5002], ['fetch', 5004], ['automation', 5005], ['analytics', 5006]] as const) {
+      const t = byName[name]!.transport;
+      assert.equal(t.kind, 'http');
+      if (t.kind === 'http') assert.equal(t.url, `http://127.0.0.1:${port}/mcp`);
+    }
+    const gh = byName.github!;
+    assert.ok(gh.transport.kind === 'stdio' && gh.transport.args[0]!.endsWith(path.join('server-github', 'dist', 'index.js')));
+    assert.ok(existsSync((gh.transport as { args: string[] }).args[0]!), 'server-github is installed');
+  });
+
+  it('applies MCP_AUTH_TOKEN, FILESYSTEM_ROOT, the GitHub token and per-server env overrides', () => {
+    const root = path.join(dir, 'sandbox');
+    const servers = loadRegistry({
+      cwd: dir,
+      env: {
+        MCP_AUTH_TOKEN: 'shared',
+        FILESYSTEM_ROOT: root,
+        GITHUB_PERSONAL_ACCESS_TOKEN: 'ghp_test',
+        MCP_DATABASE_URL: 'http://db.internal:7000/mcp',
+        MCP_FETCH_AUTH_TOKEN: 'fetch-only',
+        MCP_ANALYTICS_ENABLED: 'false',
+        MCP_AUTOMATION_CALL_MS: '1234',
+      },
+    });
+    const byName = Object.fromEntries(servers.map((s) => [s.name, s]));
+    assert.equal(byName.database!.auth_token, 'shared');
+    assert.deepEqual(byName.database!.transport, { kind: 'http', url: 'http://db.internal:7000/mcp' });
+    assert.equal(byName.fetch!.auth_token, 'fetch-only');
+    assert.equal(byName.analytics!.enabled, false);
+    assert.equal(byName.automation!.timeouts.call_ms, 1234);
+    assert.ok(existsSync(root));
+    const gh = byName.github!.transport;
+    assert.ok(gh.kind === 'stdio' && gh.env.GITHUB_PERSONAL_ACCESS_TOKEN === 'ghp_test');
+  });
+
+  it('merges a JSON file over the defaults and adds new servers', () => {
+    const file = path.join(dir, 'servers.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        servers: [
+          { name: 'database', breaker: { consecutive_failures: 9 } },
+          { name: 'search', role: 'other', transport: { kind: 'http', url: 'http://search:1/mcp' }, auth_token: '${SEARCH_TOKEN}' },
+        ],
+      }),
+    );
+    const servers = loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: file, SEARCH_TOKEN: 'tok' } });
+    const byName = Object.fromEntries(servers.map((s) => [s.name, s]));
+    assert.equal(byName.database!.breaker.consecutive_failures, 9);
+    assert.equal(byName.database!.breaker.half_open_after_ms, 5_000);
+    assert.equal(byName.search!.auth_token, 'tok');
+    assert.equal(servers.length, 7);
+  });
+
+  it('reads YAML, and only the file with noDefaults', () => {
+    const file = path.join(dir, 'servers.yaml');
+    writeFileSync(
+      file,
+      ['- name: everything', '  role: other', '  transport:', '    kind: stdio', '    command: node', '    args: [server.js]', '  retry:', '    max_attempts: 1'].join('\n'),
+    );
+    const servers = loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: 'servers.yaml' }, noDefaults: true });
+    assert.equal(servers.length, 1);
+    assert.equal(servers[0]!.retry.max_attempts, 1);
+    assert.deepEqual(servers[0]!.transport, { kind: 'stdio', command: 'node', args: ['server.js'], env: {}, required_env: [] });
+  });
+
+  it('fails fast naming the server and the field', () => {
+    const file = path.join(dir, 'bad.json');
+    writeFileSync(file, JSON.stringify([{ name: 'x', role: 'database', transport: { kind: 'http', url: 'nope' } }]));
+    assert.throws(
+      () => loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: file } }),
+      (e: unknown) => e instanceof AppError && e.code === 'validation' && /"x".*transport\.url/.test(e.message),
+    );
+    assert.throws(() => loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: path.join(dir, 'missing.json') } }), /cannot be read/);
+  });
+});

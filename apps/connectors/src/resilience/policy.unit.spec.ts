@@ -1,0 +1,113 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { McpError, ErrorCode } from '@modelcontextprotocol/sdk/types.js';
+import { TaskCancelledError } from 'cockatiel';
+import { AppError } from '@switchyard/platform';
+import { parseServerConfig } from '../registry/schema.js';
+import { ServerPolicy } from './policy.js';
+
+/** The cockatiel composition on its own: no server, the "call" is a local function. */
+function policy(over: Record<string, unknown> = {}) {
+  const log: string[] = [];
+  const config = parseServerConfig({
+    name: 'p',
+    role: 'other',
+    transport: { kind: 'http', url: 'http://127.0.0.1:1/mcp' },
+    retry: { max_attempts: 3, initial_delay_ms: 1, max_delay_ms: 5 },
+    breaker: { consecutive_failures: 2, half_open_after_ms: 30 },
+    timeouts: { connect_ms: 1_000, call_ms: 1_000 },
+    ...over,
+  });
+  const p = new ServerPolicy(config, {
+    opened: () => log.push('opened'),
+    halfOpened: () => log.push('half_opened'),
+    closed: () => log.push('closed'),
+  });
+  return { p, log };
+}
+const connectionLost = () => new McpError(ErrorCode.ConnectionClosed, 'Connection closed');
+
+async function rejects(p: Promise<unknown>): Promise<AppError & { attempts?: number }> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof AppError);
+    return e as AppError & { attempts?: number };
+  }
+  assert.fail('expected a rejection');
+}
+
+describe('ServerPolicy', () => {
+  it('retries a transient error up to max_attempts', async () => {
+    const { p } = policy({ breaker: { consecutive_failures: 10 } });
+    let n = 0;
+    const e = await rejects(p.execute(async () => { n++; throw connectionLost(); }, { retryTimeouts: true }));
+    assert.equal(n, 3);
+    assert.equal(e.code, 'unavailable');
+    assert.equal(e.attempts, 3);
+  });
+
+  it('succeeds on a later attempt and reports the attempts', async () => {
+    const { p } = policy();
+    let n = 0;
+    const r = await p.execute(async () => { if (++n < 2) throw connectionLost(); return 'ok'; }, { retryTimeouts: true });
+    assert.deepEqual(r, { value: 'ok', attempts: 2 });
+  });
+
+  it('never retries a JSON-RPC error from the server and does not count it against the breaker', async () => {
+    const { p } = policy();
+    let n = 0;
+    for (let i = 0; i < 5; i++) {
+      const e = await rejects(p.execute(async () => { n++; throw new McpError(ErrorCode.InvalidParams, 'bad'); }, { retryTimeouts: true }));
+      assert.equal(e.code, 'validation');
+    }
+    assert.equal(n, 5);
+    assert.equal(p.breakerState, 'closed');
+  });
+
+  it('retries a timeout only when the call is safe to repeat', async () => {
+    const { p } = policy({ breaker: { consecutive_failures: 10 } });
+    let safe = 0;
+    await rejects(p.execute(async () => { safe++; throw new TaskCancelledError(); }, { retryTimeouts: true }));
+    let unsafe = 0;
+    const e = await rejects(p.execute(async () => { unsafe++; throw new TaskCancelledError(); }, { retryTimeouts: false }));
+    assert.equal(safe, 3);
+    assert.equal(unsafe, 1);
+    assert.equal(e.code, 'timeout');
+  });
+
+  it('does not retry a fail-fast unavailable (server known down)', async () => {
+    const { p } = policy({ breaker: { consecutive_failures: 10 } });
+    let n = 0;
+    await rejects(p.execute(async () => { n++; throw new AppError('unavailable', 'down', { fail_fast: true }); }, { retryTimeouts: true }));
+    assert.equal(n, 1);
+  });
+
+  it('opens after N consecutive failures, refuses without calling, then half-opens and closes on success', async () => {
+    const { p, log } = policy({ retry: { max_attempts: 1 } });
+    for (let i = 0; i < 2; i++) await rejects(p.execute(async () => { throw connectionLost(); }, { retryTimeouts: true }));
+    assert.equal(p.breakerState, 'open');
+    let called = false;
+    const e = await rejects(p.execute(async () => { called = true; }, { retryTimeouts: true }));
+    assert.equal(called, false);
+    assert.equal(e.code, 'unavailable');
+    assert.equal(e.details.breaker, 'open');
+    await new Promise((r) => setTimeout(r, 40));
+    assert.deepEqual(await p.execute(async () => 'probe', { retryTimeouts: true }), { value: 'probe', attempts: 1 });
+    assert.equal(p.breakerState, 'closed');
+    assert.deepEqual(log, ['opened', 'half_opened', 'closed']);
+  });
+
+  it('rejects calls beyond max_concurrent + max_queue with rate_limited', async () => {
+    const { p } = policy({ bulkhead: { max_concurrent: 1, max_queue: 1 } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const first = p.execute(() => gate, { retryTimeouts: true });
+    const queued = p.execute(async () => 'queued', { retryTimeouts: true });
+    const e = await rejects(p.execute(async () => 'third', { retryTimeouts: true }));
+    assert.equal(e.code, 'rate_limited');
+    release();
+    await first;
+    assert.equal((await queued).value, 'queued');
+  });
+});
