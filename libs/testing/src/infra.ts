@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import {
   createLogger,
@@ -26,6 +26,8 @@ function scratchDir(): string {
     const base = path.resolve('.tmp');
     mkdirSync(base, { recursive: true });
     tmpRoot = mkdtempSync(path.join(base, 'fixture-'));
+    // mkdtemp makes it 0700; as root, Postgres runs as the `postgres` user and must reach its data dir below.
+    chmodSync(tmpRoot, 0o755);
     process.once('exit', () => rmSync(tmpRoot!, { recursive: true, force: true }));
   }
   return tmpRoot;

