@@ -1,0 +1,109 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { AppError } from '@switchyard/platform';
+import { parseServerConfig } from '../registry/schema.js';
+import { McpSession } from './mcp-session.js';
+import { testLogger, waitFor } from '../spec-support.js';
+
+/**
+ * A real MCP server built with the SDK (stateful Streamable HTTP, bearer auth), in
+ * this process so the test can change its tool list while the session is connected.
+ */
+describe('McpSession against an SDK server with bearer auth and a changing tool list', () => {
+  let http: HttpServer;
+  let url: string;
+  const servers: McpServer[] = [];
+  const transports = new Map<string, StreamableHTTPServerTransport>();
+  const seenAuth: (string | undefined)[] = [];
+
+  before(async () => {
+    http = createServer(async (req, res) => {
+      seenAuth.push(req.headers.authorization);
+      if (req.headers.authorization !== 'Bearer s3cret') {
+        res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message: 'unauthorized' }, id: null }));
+        return;
+      }
+      const sid = req.headers['mcp-session-id'] as string | undefined;
+      let transport = sid ? transports.get(sid) : undefined;
+      if (!transport) {
+        if (sid) {
+          res.writeHead(404).end();
+          return;
+        }
+        const server = new McpServer({ name: 'changing', version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
+        server.registerTool('first', { description: 'the first tool', inputSchema: { x: z.number() } }, async ({ x }) => ({
+          content: [{ type: 'text', text: `first ${x}` }],
+        }));
+        servers.push(server);
+        const t = new StreamableHTTPServerTransport({
+          sessionIdGenerator: () => randomUUID(),
+          onsessioninitialized: (id) => void transports.set(id, t),
+        });
+        await server.connect(t);
+        transport = t;
+      }
+      await transport.handleRequest(req, res);
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+  });
+
+  after(async () => {
+    for (const s of servers) await s.close().catch(() => undefined);
+    http.closeAllConnections();
+    await new Promise((r) => http.close(r));
+  });
+
+  const session = (token?: string) =>
+    new McpSession({
+      config: parseServerConfig({
+        name: 'changing',
+        role: 'other',
+        transport: { kind: 'http', url },
+        ...(token && { auth_token: token }),
+        timeouts: { connect_ms: 5_000, call_ms: 5_000 },
+        reconnect: { initial_delay_ms: 10_000, max_delay_ms: 10_000 },
+        health: { ping_interval_ms: 0 },
+      }),
+      logger: testLogger(),
+    });
+
+  it('sends the bearer token and re-lists tools when the server says the list changed', async () => {
+    const s = session('s3cret');
+    try {
+      await s.start();
+      assert.equal(s.health().state, 'up');
+      assert.ok(seenAuth.includes('Bearer s3cret'));
+      assert.deepEqual(s.tools.map((t) => t.name), ['first']);
+      // Registering a tool on a connected McpServer sends notifications/tools/list_changed.
+      servers.at(-1)!.registerTool('second', { description: 'added later' }, async () => ({ content: [{ type: 'text', text: 'second' }] }));
+      await waitFor(() => s.tools.some((t) => t.name === 'second'), 'the session to re-list after list_changed', 10_000);
+      const r = await s.callTool('second', {});
+      assert.deepEqual(r.content, [{ type: 'text', text: 'second' }]);
+      const ms = await s.ping();
+      assert.ok(ms >= 0);
+      assert.equal(s.health().response_ms, ms);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a wrong token: the session stays down with an unauthorized error, calls fail fast', async () => {
+    const s = session('wrong');
+    try {
+      await s.start();
+      const h = s.health();
+      assert.equal(h.state, 'down');
+      assert.match(h.last_error ?? '', /401|unauthori/i);
+      await assert.rejects(s.callTool('first', { x: 1 }), (e: unknown) => e instanceof AppError && e.code === 'unavailable' && e.details.fail_fast === true);
+    } finally {
+      await s.close();
+    }
+  });
+});
