@@ -10,6 +10,10 @@ import { startMcpHttpServer, type McpHttpServerHandle } from './common/http.js';
 import { EgressGuard } from './fetch/egress-guard.js';
 import { createFetchServer } from './fetch/server.js';
 import { httpClient, ok, silentLogger } from './test-helpers.js';
+import { runMcpServer } from './runtime.js';
+import { mcpServerKinds } from './config.js';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
 
 const mainJs = fileURLToPath(new URL('./main.js', import.meta.url));
 
@@ -108,5 +112,31 @@ describe('CLI entry (dist/main.js)', () => {
     const code = await new Promise((r) => p.once('exit', r));
     assert.equal(code, 1);
     assert.match(err, /DATABASE_URL/);
+  });
+});
+
+describe('runMcpServer wires every server from its environment', () => {
+  it('starts each kind on a free port, healthy and listing its tools', async () => {
+    mkdirSync(path.resolve('.tmp'), { recursive: true });
+    const scratch = mkdtempSync(path.resolve('.tmp', 'runtime-'));
+    const env = { DATABASE_URL: await freshDatabase('mcp_runtime'), FILESYSTEM_ROOT: path.join(scratch, 'files'), WEBHOOK_ALLOW_LOOPBACK: 'true', LOG_LEVEL: 'silent' };
+    const expected: Record<string, string> = { database: 'query', fetch: 'http_request', automation: 'create_schedule', analytics: 'query_metric', 'filesystem-bridge': 'read_text_file' };
+    try {
+      for (const kind of mcpServerKinds) {
+        const running = await runMcpServer(kind, { port: 0, env, logger: silentLogger });
+        try {
+          const health = await fetch(running.url!.replace(/\/mcp$/, '/health'));
+          assert.equal(health.status, 200, kind);
+          const c = await httpClient(running.url!);
+          const names = (await c.listTools()).tools.map((t) => t.name);
+          await c.close();
+          assert.ok(names.includes(expected[kind]!), `${kind} lists ${expected[kind]}`);
+        } finally {
+          await running.close();
+        }
+      }
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 });
