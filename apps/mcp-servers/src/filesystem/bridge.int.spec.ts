@@ -67,4 +67,20 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
     assert.equal(((await res.json()) as { root: string }).root, bridge.root);
     assert.equal(bridge.alive(), true);
   });
+
+  it('restarts the official server when it dies', async () => {
+    const pid = bridge.pid;
+    assert.ok(pid, 'child running');
+    process.kill(pid, 'SIGKILL');
+    // Wait for the outcome (a new child answering), not for a duration.
+    for (let i = 0; i < 300 && (bridge.pid === null || bridge.pid === pid); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(bridge.pid && bridge.pid !== pid, 'a new child is running');
+    const c = await httpClient(http.url);
+    try {
+      const r = await call(c, 'read_text_file', { path: path.join(bridge.root, 'notes', 'a.txt') });
+      assert.equal(text(r), 'hello bridge');
+    } finally {
+      await c.close();
+    }
+  });
 });

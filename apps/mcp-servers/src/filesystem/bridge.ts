@@ -28,8 +28,10 @@ export interface FilesystemBridgeOptions {
 export interface FilesystemBridge {
   /** The real path of the sandbox root. */
   readonly root: string;
-  /** The client connected to the child process (shared by all HTTP requests). */
+  /** The client connected to the current child process (shared by all HTTP requests). */
   readonly client: Client;
+  /** Process id of the current child, null while it is down. */
+  readonly pid: number | null;
   /** Builds the HTTP-side server for one request (use with startMcpHttpServer). */
   serverFactory(): Server;
   /** True while the child process is connected. */
@@ -76,36 +78,65 @@ export function createForwardingServer(upstream: Client, info: { name: string; v
 /**
  * Start the official filesystem server as a child process sandboxed to `root` and
  * connect a client to it over stdio. The client declares no `roots` capability, so
- * the child keeps the command-line root and HTTP callers cannot widen it.
+ * the child keeps the command-line root and HTTP callers cannot widen it. When the
+ * child dies it is restarted with backoff (1 s doubling to 30 s); calls made
+ * meanwhile fail and /health reports 503.
  */
 export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Promise<FilesystemBridge> {
   mkdirSync(opts.root, { recursive: true });
   const root = realpathSync(path.resolve(opts.root));
   const log = opts.logger.child({ component: 'filesystem-bridge', root });
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: [opts.serverScript ?? filesystemServerScript(), root],
-    stderr: 'pipe',
-  });
-  // The child logs to stderr; keep it in our logs rather than on our stdout.
-  transport.stderr?.on('data', (d: Buffer) => log.debug({ child: d.toString('utf8').trim() }, 'filesystem server stderr'));
-  const client = new Client({ name: 'switchyard-filesystem-bridge', version: '0.1.0' });
+  const script = opts.serverScript ?? filesystemServerScript();
+  let client: Client | undefined;
   let connected = false;
-  client.onclose = () => {
-    if (connected) log.error({}, 'filesystem server exited; bridge calls will fail until restart');
-    connected = false;
+  let closing = false;
+  let restartDelay = 1000;
+  let restartTimer: NodeJS.Timeout | undefined;
+
+  const connect = async (): Promise<void> => {
+    const transport = new StdioClientTransport({ command: process.execPath, args: [script, root], stderr: 'pipe' });
+    // The child logs to stderr; keep it in our logs rather than on our stdout.
+    transport.stderr?.on('data', (d: Buffer) => log.debug({ child: d.toString('utf8').trim() }, 'filesystem server stderr'));
+    const next = new Client({ name: 'switchyard-filesystem-bridge', version: '0.1.0' });
+    next.onclose = () => {
+      if (client !== next) return;
+      connected = false;
+      if (closing) return;
+      log.error({ retryInMs: restartDelay }, 'filesystem server exited; restarting');
+      if (restartTimer) clearTimeout(restartTimer); // a failed connect may report its close twice
+      restartTimer = setTimeout(() => {
+        connect().then(
+          () => (restartDelay = 1000),
+          (e: unknown) => {
+            log.error({ err: e }, 'filesystem server restart failed');
+            restartDelay = Math.min(restartDelay * 2, 30_000);
+            next.onclose?.();
+          },
+        );
+      }, restartDelay);
+    };
+    client = next;
+    await next.connect(transport);
+    connected = true;
+    log.info({ pid: transport.pid }, 'filesystem server started');
   };
-  await client.connect(transport);
-  connected = true;
-  log.info({ pid: transport.pid }, 'filesystem server started');
+  await connect();
+
   return {
     root,
-    client,
-    serverFactory: () => createForwardingServer(client, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }),
+    get client(): Client {
+      return client!;
+    },
+    get pid(): number | null {
+      return connected ? ((client?.transport as StdioClientTransport | undefined)?.pid ?? null) : null;
+    },
+    serverFactory: () => createForwardingServer(client!, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }),
     alive: () => connected,
     close: async () => {
+      closing = true;
       connected = false;
-      await client.close();
+      if (restartTimer) clearTimeout(restartTimer);
+      await client?.close();
     },
   };
 }
