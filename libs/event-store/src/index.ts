@@ -1,4 +1,5 @@
 export * from './port.js';
 export { InMemoryEventStore } from './in-memory/in-memory-event-store.js';
 export { PostgresEventStore, type PostgresEventStoreOptions } from './postgres/postgres-event-store.js';
-export * from './command-handler.js';
+export { EventStoreDbEventStore, type EventStoreDbOptions } from './eventstoredb/eventstoredb-event-store.js';
+export { createEventStore, type CreateEventStoreOptions } from './factory.js';
