@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { AppError } from '@switchyard/platform';
 
-/** Throws AppError(aborted → unavailable) when the caller gave up; checked between queries. */
+/** Throws AppError('timeout') when the caller gave up (usually its deadline passed); checked between queries. */
 export function checkAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw new AppError('unavailable', 'task aborted by caller', { reason: String(signal.reason ?? '') }, true);
+  if (signal.aborted) throw new AppError('timeout', 'task aborted by caller', { reason: String(signal.reason ?? '') }, true);
 }
 
 /**

@@ -96,6 +96,11 @@ export async function generateProposal(input: GenerateProposalInput, ctx: AgentC
   const asOf = input.asOf ?? (await dataAsOf(ctx.pool));
   const facts = await customerFacts(ctx.pool, input.customerId, asOf);
   checkAborted(ctx.signal);
+  if (!facts.subscription.active) {
+    // A churned account needs a win-back conversation, not a proposal priced off stale usage.
+    throw new AppError('illegal_state', `customer ${input.customerId} has no active subscription`, { customerId: input.customerId, plan: facts.subscription.plan });
+  }
+  const months = (n: number): string => `${n} month${n === 1 ? '' : 's'}`;
   const idx = PLAN_LADDER.findIndex((p) => p.plan === facts.subscription.plan);
   const target =
     PLAN_LADDER.find((p) => p.plan === input.targetPlan) ??
@@ -105,8 +110,8 @@ export async function generateProposal(input: GenerateProposalInput, ctx: AgentC
   const listMonthly = seats * target.pricePerSeat;
   const monthly = round(listMonthly * (1 - input.discountPct / 100));
   const reasons: string[] = [];
-  if (facts.usage.utilisation >= 0.8) reasons.push(`Your team uses ${round(facts.usage.utilisation * 100, 0)}% of its ${facts.subscription.seats} seats (${facts.usage.activeUsers} active users on average over the last ${facts.usage.months} months).`);
-  else reasons.push(`${facts.usage.activeUsers} of your ${facts.subscription.seats} seats were active on average over the last ${facts.usage.months} months.`);
+  if (facts.usage.utilisation >= 0.8) reasons.push(`Your team uses ${round(facts.usage.utilisation * 100, 0)}% of its ${facts.subscription.seats} seats (${facts.usage.activeUsers} active users on average over the last ${months(facts.usage.months)}).`);
+  else reasons.push(`${facts.usage.activeUsers} of your ${facts.subscription.seats} seats were active on average over the last ${months(facts.usage.months)}.`);
   reasons.push(`You made ${int.format(facts.usage.apiCalls)} API calls per month on average.`);
   if (input.proposalType === 'upgrade' && target.plan !== facts.subscription.plan) reasons.push(`Moving from ${facts.subscription.plan} to ${target.plan} adds the higher limits and support level of the ${target.plan} plan.`);
   if (input.proposalType === 'expansion') reasons.push(`Adding ${seats - facts.subscription.seats} seats keeps about 20% headroom above your active users.`);

@@ -258,7 +258,7 @@ function addTicket(data: DemoData, rng: Rng, id: number, c: DemoData['customers'
   // Recent tickets may still be open; the data set ends with the reference month.
   const open = resolvedAt.toISOString().slice(0, 7) > REFERENCE_MONTH || rng.bool(0.02);
   // Satisfaction: category baseline, slower resolution hurts, slow improvement over time.
-  const trend = 0.015 * monthIndex(month);
+  const trend = 0.03 * monthIndex(month);
   const raw = t.base + trend - 0.35 * Math.log2(Math.max(1, hours / t.medianHours)) + rng.normal(0, 0.7);
   const rated = !open && rng.bool(0.7);
   data.tickets.push({

@@ -189,7 +189,7 @@ export function draftReply(args: {
   escalation: EscalationDecision;
 }): string {
   const lines: string[] = [];
-  lines.push(`Hi ${args.customerName ?? 'there'},`);
+  lines.push(args.customerName ? `Hello ${args.customerName} team,` : 'Hello,');
   lines.push('');
   if (args.sentiment.label === 'negative') {
     lines.push('I am sorry for the trouble this has caused, and thank you for telling us so clearly.');

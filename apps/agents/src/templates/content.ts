@@ -47,7 +47,7 @@ export const proposalTemplate = `# {{title}}
 `;
 
 export const marketingTemplates: Record<'email' | 'blog' | 'social', string> = {
-  email: `**Subject:** How {{audience}} teams got {{growthPct}}% more out of the platform this year
+  email: `**Subject:** Your year in numbers: {{activeCustomers}} {{audience}} teams, {{apiCallsFormatted}} API calls
 
 Hi {{=<% %>=}}{{first_name}}<%={{ }}=%>,
 
