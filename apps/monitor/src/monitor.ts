@@ -197,7 +197,7 @@ export class Monitor {
   }
 
   /** Store samples from anywhere (e.g. request latencies) and evaluate the rules against them. */
-  async ingest(samples: readonly Sample[]): Promise<MonitorEvent[]> {
+  async ingest(samples: readonly Sample[]): Promise<AlertingEvent[]> {
     await this.store.insertSamples(samples);
     this.prometheus.observeSamples(samples);
     return this.evaluate(samples);
@@ -246,7 +246,7 @@ export class Monitor {
 
   // ---------- alerting ----------
 
-  private async evaluate(samples: readonly Sample[]): Promise<MonitorEvent[]> {
+  private async evaluate(samples: readonly Sample[]): Promise<AlertingEvent[]> {
     const rules = this.settings.rules;
     const events = await this.serial(async () => {
       const out: AlertingEvent[] = [];

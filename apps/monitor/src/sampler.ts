@@ -140,12 +140,12 @@ export class Sampler {
 
     // 1. CPU, total and per core.
     const cpuNow = os.cpus().map((c) => c.times);
-    if (this.prevCpu) {
-      const { total, perCore } = cpuPercents(this.prevCpu, cpuNow);
-      push(M.cpuPercent, { cpu: 'total' }, total);
-      perCore.forEach((v, i) => push(M.cpuPercent, { cpu: String(i) }, v));
-    }
-    this.prevCpu = cpuNow;
+    const { total, perCore } = this.prevCpu ? cpuPercents(this.prevCpu, cpuNow) : { total: null, perCore: [] };
+    push(M.cpuPercent, { cpu: 'total' }, total);
+    perCore.forEach((v, i) => push(M.cpuPercent, { cpu: String(i) }, v));
+    // Kernel counters move in 10 ms ticks: right after construction nothing has elapsed yet, so
+    // keep the old base and let the next round cover the longer span.
+    if (total !== null) this.prevCpu = cpuNow;
 
     // 2. Memory: "used" is total minus available (page cache can be reclaimed, so it is not "used").
     const mem = await si.mem();

@@ -101,8 +101,9 @@ describe('monitoring store (real PostgreSQL)', () => {
     await monitor.init();
     const t0 = Date.now();
     for (let i = 0; i < 3; i++) {
-      await monitor.sampleOnce();
+      // CPU % is a rate: each round needs time (kernel ticks) since the previous one.
       await new Promise((r) => setTimeout(r, 150));
+      await monitor.sampleOnce();
     }
     const raw = await store.rawSamples(metricNames.cpuPercent, t0 - 1000, Date.now() + 1000, { cpu: 'total' });
     assert.equal(raw.length, 3, 'cpu total: one per round');
