@@ -2,7 +2,7 @@
  * @switchyard/agents: the six built-in agents' deterministic work over the business database,
  * their capability cards, and the demo data set they run on.
  */
-export { agentCards, taskHandlers, runTask, type TaskType } from './registry.js';
+export { agentCards, taskHandlers, runTask, cardToJson, type TaskType, type AgentCardJson } from './registry.js';
 export type { AgentCard, AgentContext, AgentName, TaskDefinition, TaskHandlerFn } from './types.js';
 export { noopLlm, type LlmClient } from './llm.js';
 export { loadDemoData, type LoadDemoDataOptions, type LoadDemoDataResult } from './demo-data/load.js';

@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
 import type { AgentCard, AgentContext, AgentName, TaskDefinition } from './types.js';
 import { dataAnalystTasks } from './agents/data-analyst.js';
@@ -56,4 +56,28 @@ export async function runTask(taskType: string, rawInput: unknown, ctx: AgentCon
   const result = await def.handle(parsed.data, ctx);
   ctx.logger.info({ taskType, agent: def.agent, ms: Date.now() - started }, 'agent task done');
   return result;
+}
+
+/** A card as plain JSON (input schemas as JSON Schema), for publishing across a process boundary. */
+export interface AgentCardJson {
+  readonly name: AgentName;
+  readonly version: string;
+  readonly description: string;
+  readonly maxConcurrency: number;
+  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly inputSchema: Record<string, unknown> }[];
+}
+
+export function cardToJson(card: AgentCard): AgentCardJson {
+  return {
+    name: card.name,
+    version: card.version,
+    description: card.description,
+    maxConcurrency: card.maxConcurrency,
+    taskTypes: card.taskTypes.map((t) => ({
+      type: t.type,
+      description: t.description,
+      // `input` mode: fields with defaults are optional for the caller.
+      inputSchema: z.toJSONSchema(t.input, { io: 'input' }) as Record<string, unknown>,
+    })),
+  };
 }

@@ -66,7 +66,25 @@ export function initialStates(y: readonly number[], method: SmoothingMethod, m: 
     const b = (y[k - 1]! - y[0]!) / (k - 1);
     return { level: y[0]! - b, trend: b, seasonal: [] };
   }
-  if (y.length < 2 * m) throw new Error(`holt_winters needs at least ${2 * m} points, got ${y.length}`);
+  if (y.length < m + 2) throw new Error(`holt_winters needs at least ${m + 2} points, got ${y.length}`);
+  if (y.length < 2 * m) {
+    // One full season only: trend from a least-squares line over all points, seasonal indices
+    // from the first season's deviations around that line (less reliable; callers say so).
+    const n = y.length;
+    const xm = (n - 1) / 2;
+    const ym = avg(y);
+    let num = 0;
+    let den = 0;
+    y.forEach((v, x) => {
+      num += (x - xm) * (v - ym);
+      den += (x - xm) ** 2;
+    });
+    const b = num / den;
+    const a = ym - b * xm;
+    const raw = Array.from({ length: m }, (_, i) => y[i]! - (a + b * i));
+    const sMean = avg(raw);
+    return { level: a + sMean - b, trend: b, seasonal: raw.map((v) => v - sMean) };
+  }
   const mean1 = avg(y.slice(0, m));
   const mean2 = avg(y.slice(m, 2 * m));
   const b = (mean2 - mean1) / m;

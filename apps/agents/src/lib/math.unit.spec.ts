@@ -74,6 +74,15 @@ describe('Holt-Winters (additive, error-correction form)', () => {
     assert.ok(err < 5, `MAPE ${err}`);
   });
 
+  it('with one season only, initialises from a regression line and still tracks the pattern', () => {
+    const short = Array.from({ length: 16 }, (_, t) => 200 + 3 * t + 20 * Math.sin((2 * Math.PI * t) / 12));
+    const model = fit(short, 'holt_winters_additive', 12);
+    const next = forecast(model, 4).map((p) => p.value);
+    const truth = [16, 17, 18, 19].map((t) => 200 + 3 * t + 20 * Math.sin((2 * Math.PI * t) / 12));
+    assert.ok(mape(truth, next) < 3, `MAPE ${mape(truth, next)}`);
+    assert.throws(() => fit(short.slice(0, 13), 'holt_winters_additive', 12), /at least 14/);
+  });
+
   it('holt recovers a straight line; mape skips zero actuals', () => {
     const line = Array.from({ length: 10 }, (_, t) => 5 + 3 * t);
     const model = fit(line, 'holt');
