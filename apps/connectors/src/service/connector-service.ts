@@ -5,8 +5,10 @@ import type { McpServerConfig } from '../registry/schema.js';
 import type { McpEventSink } from '../events.js';
 import { McpConnectors } from './connectors.js';
 import {
-  MCP_REGISTRY_LIST_SUBJECT,
   MCP_SERVICE_NAME,
+  MCP_SUBJECT_PREFIX,
+  mcpRegistryListSubject,
+  type McpEndpoint,
   MCP_SERVICE_VERSION,
   callToolRequestSchema,
   getPromptRequestSchema,
@@ -24,6 +26,8 @@ export interface McpConnectorServiceOptions {
   readonly logger: Logger;
   /** Queue group shared by all connector instances (default the service name). */
   readonly queue?: string;
+  /** Subject prefix (default `switchyard.svc.mcp.v1`); another one runs an isolated set (tests, tenants). */
+  readonly subjectPrefix?: string;
 }
 
 /**
@@ -41,9 +45,10 @@ export class McpConnectorService {
 
   static async start(opts: McpConnectorServiceOptions): Promise<McpConnectorService> {
     const endpoints: Record<string, EndpointDefinition> = {};
-    for (const c of opts.connectors.all()) Object.assign(endpoints, serverEndpoints(c));
+    const prefix = opts.subjectPrefix ?? MCP_SUBJECT_PREFIX;
+    for (const c of opts.connectors.all()) Object.assign(endpoints, serverEndpoints(c, prefix));
     endpoints['registry_list'] = defineEndpoint({
-      subject: MCP_REGISTRY_LIST_SUBJECT,
+      subject: mcpRegistryListSubject(prefix),
       schema: z.unknown(),
       handler: () => ({ servers: opts.connectors.list() }),
     });
@@ -64,12 +69,13 @@ export class McpConnectorService {
   }
 }
 
-function serverEndpoints(c: McpConnector): Record<string, EndpointDefinition> {
+function serverEndpoints(c: McpConnector, prefix: string): Record<string, EndpointDefinition> {
   const s = c.name;
+  const subject = (e: McpEndpoint) => mcpSubject(s, e, prefix);
   const meta = { server: s, role: c.config.role };
   return {
     [`${s}_call_tool`]: defineEndpoint({
-      subject: mcpSubject(s, 'call_tool'),
+      subject: subject('call_tool'),
       schema: callToolRequestSchema,
       metadata: meta,
       handler: (req, ctx) =>
@@ -82,37 +88,37 @@ function serverEndpoints(c: McpConnector): Record<string, EndpointDefinition> {
         }),
     }),
     [`${s}_list_tools`]: defineEndpoint({
-      subject: mcpSubject(s, 'list_tools'),
+      subject: subject('list_tools'),
       schema: listRequestSchema,
       metadata: meta,
       handler: async (req) => ({ server: s, tools: await c.listTools({ refresh: req?.refresh ?? false }) }),
     }),
     [`${s}_list_resources`]: defineEndpoint({
-      subject: mcpSubject(s, 'list_resources'),
+      subject: subject('list_resources'),
       schema: listRequestSchema,
       metadata: meta,
       handler: async (req) => ({ server: s, resources: await c.listResources({ refresh: req?.refresh ?? false }) }),
     }),
     [`${s}_read_resource`]: defineEndpoint({
-      subject: mcpSubject(s, 'read_resource'),
+      subject: subject('read_resource'),
       schema: readResourceRequestSchema,
       metadata: meta,
       handler: (req) => c.readResource(req.uri),
     }),
     [`${s}_list_prompts`]: defineEndpoint({
-      subject: mcpSubject(s, 'list_prompts'),
+      subject: subject('list_prompts'),
       schema: listRequestSchema,
       metadata: meta,
       handler: async (req) => ({ server: s, prompts: await c.listPrompts({ refresh: req?.refresh ?? false }) }),
     }),
     [`${s}_get_prompt`]: defineEndpoint({
-      subject: mcpSubject(s, 'get_prompt'),
+      subject: subject('get_prompt'),
       schema: getPromptRequestSchema,
       metadata: meta,
       handler: (req) => c.getPrompt(req.name, req.arguments),
     }),
     [`${s}_health`]: defineEndpoint({
-      subject: mcpSubject(s, 'health'),
+      subject: subject('health'),
       schema: healthRequestSchema,
       metadata: meta,
       handler: (req) => (req?.probe ? c.checkHealth() : c.health()),
@@ -129,6 +135,7 @@ export interface StartConnectorsOptions {
   /** Receives every connector event; the wiring appends them to the event store. */
   readonly onEvent?: McpEventSink;
   readonly queue?: string;
+  readonly subjectPrefix?: string;
 }
 
 export interface RunningConnectors {
@@ -147,7 +154,9 @@ export async function startConnectors(opts: StartConnectorsOptions): Promise<Run
   await connectors.start();
   let service: McpConnectorService;
   try {
-    service = await McpConnectorService.start({ nc: opts.nats, connectors, logger: opts.logger, ...(opts.queue && { queue: opts.queue }) });
+    service = await McpConnectorService.start({ nc: opts.nats, connectors, logger: opts.logger, ...(opts.queue && { queue: opts.queue }),
+      ...(opts.subjectPrefix && { subjectPrefix: opts.subjectPrefix }),
+    });
   } catch (err) {
     await connectors.close();
     throw err;

@@ -19,10 +19,12 @@ export const MCP_SUBJECT_PREFIX = `${SERVICE_SUBJECT_PREFIX}.mcp.v1`;
 export const mcpEndpoints = ['call_tool', 'list_tools', 'list_resources', 'read_resource', 'list_prompts', 'get_prompt', 'health'] as const;
 export type McpEndpoint = (typeof mcpEndpoints)[number];
 
-/** Subject of one server's endpoint. */
-export const mcpSubject = (server: string, endpoint: McpEndpoint): string => `${MCP_SUBJECT_PREFIX}.${subjectToken(server)}.${endpoint}`;
+/** Subject of one server's endpoint (`prefix` only to run an isolated set, e.g. in tests). */
+export const mcpSubject = (server: string, endpoint: McpEndpoint, prefix = MCP_SUBJECT_PREFIX): string =>
+  `${prefix}.${subjectToken(server)}.${endpoint}`;
 /** Subject of the registry listing (all servers with health, breaker, tools). */
-export const MCP_REGISTRY_LIST_SUBJECT = `${MCP_SUBJECT_PREFIX}.registry.list`;
+export const mcpRegistryListSubject = (prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.registry.list`;
+export const MCP_REGISTRY_LIST_SUBJECT = mcpRegistryListSubject();
 
 // ---- requests --------------------------------------------------------------------------
 

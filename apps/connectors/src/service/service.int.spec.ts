@@ -11,13 +11,13 @@ import { resolvePackageBin } from '../registry/resolve-bin.js';
 import { EventRecorder, everythingBin, testLogger, waitFor } from '../spec-support.js';
 import { startConnectors, type RunningConnectors } from './connector-service.js';
 import {
-  MCP_REGISTRY_LIST_SUBJECT,
   callToolReplySchema,
   getPromptReplySchema,
   listPromptsReplySchema,
   listResourcesReplySchema,
   listToolsReplySchema,
-  mcpSubject,
+  mcpRegistryListSubject,
+  mcpSubject as baseSubject,
   readResourceReplySchema,
   registryListReplySchema,
   serverHealthSchema,
@@ -29,6 +29,10 @@ import {
  */
 
 const logger = testLogger();
+// A prefix of its own keeps this suite apart from any other connectors on the shared test nats-server.
+const prefix = `switchyard.svc.mcptest${process.pid}.v1`;
+const mcpSubject = (server: string, endpoint: Parameters<typeof baseSubject>[1]) => baseSubject(server, endpoint, prefix);
+const MCP_REGISTRY_LIST_SUBJECT = mcpRegistryListSubject(prefix);
 const text = (r: { content: { type: string; text?: unknown }[] }): string =>
   r.content.filter((c) => c.type === 'text').map((c) => String(c.text)).join('\n');
 
@@ -89,11 +93,10 @@ describe('McpConnectorService over NATS', () => {
     ];
     const url = await testNatsUrl();
     [ncA, ncB, client] = await Promise.all(['connectors-a', 'connectors-b', 'client'].map((name) => connectNats({ url, name, logger })));
-    // A unique queue group per run keeps this suite apart from any other connectors on the same server.
-    const queue = `mcp-test-${process.pid}-${Date.now()}`;
+    const queue = `mcp-test-${process.pid}`;
     [a, b] = await Promise.all([
-      startConnectors({ nats: ncA, registry, logger, onEvent: recA.sink, queue }),
-      startConnectors({ nats: ncB, registry, logger, onEvent: recB.sink, queue }),
+      startConnectors({ nats: ncA, registry, logger, onEvent: recA.sink, queue, subjectPrefix: prefix }),
+      startConnectors({ nats: ncB, registry, logger, onEvent: recB.sink, queue, subjectPrefix: prefix }),
     ]);
   });
 
