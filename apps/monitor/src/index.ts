@@ -9,3 +9,4 @@ export * from './store.js';
 export * from './probes.js';
 export * from './prometheus.js';
 export * from './monitor.js';
+export * from './config.js';

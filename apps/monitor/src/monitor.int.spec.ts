@@ -74,6 +74,11 @@ describe('Monitor with PostgreSQL read models', () => {
     assert.equal((await monitor.listSilences()).length, 0);
     assert.equal((await monitor.listAlerts({ state: 'firing' }))[0]!.suppressedBy, null);
     assert.equal((await monitor.listAlerts({ state: 'resolved' })).length, 1);
+    // Maintenance expires silences whose end has passed.
+    const short = await monitor.addSilence({ matchers: [{ name: 'queue', value: 'zzz' }], createdBy: 'bob', comment: 'short', startsAt: t0, endsAt: t0 + 100 }, t0 + 60);
+    await monitor.maintain(t0 + 200);
+    assert.ok(published.some((e) => e.type === 'SilenceExpired' && e.data.silenceId === short.id && e.data.actor === 'monitor'));
+    assert.equal((await monitor.listSilences()).length, 0);
     const report = await monitor.getHealthReport();
     assert.equal(report.alerts.firing, 1);
     await assert.rejects(monitor.getAvailability('nobody'), (e: unknown) => e instanceof AppError && e.code === 'not_found');
