@@ -8,7 +8,6 @@ import { createLogger, isAppError } from '@switchyard/platform';
 import { freshDatabase } from '@switchyard/testing';
 import { agentCards, loadDemoData, runTask, taskHandlers, type AgentContext } from './index.js';
 import { ANOMALY_MONTHS, generateDemoData } from './demo-data/generate.js';
-import { percentile } from './lib/stats.js';
 
 /**
  * Every agent against the real demo data in a real PostgreSQL. Expected values are computed
@@ -45,6 +44,20 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       assert.deepEqual(reset.counts, again.counts);
       const n = await one<{ c: number }>(`select count(*)::int as c from business.customers`);
       assert.equal(n.c, 500);
+    });
+
+    it('concurrent first loads write once; a foreign business schema is not dropped', async () => {
+      const other = new pg.Pool({ connectionString: await freshDatabase('agents_race'), max: 4 });
+      try {
+        const results = await Promise.all([loadDemoData(other), loadDemoData(other)]);
+        assert.deepEqual(results.map((r) => r.loaded).sort(), [false, true]);
+        await other.query(`drop schema business cascade; create schema business; create table business.keep(x int)`);
+        await assert.rejects(loadDemoData(other), (e) => isAppError(e) && e.code === 'illegal_state');
+        const kept = await other.query(`select to_regclass('business.keep')::text as t`);
+        assert.equal(kept.rows[0].t, 'business.keep');
+      } finally {
+        await other.end();
+      }
     });
 
     it('CLI loads into DATABASE_URL and skips a second time', async () => {
@@ -230,7 +243,8 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       }));
       const perf = await run('performance_analysis', { executions });
       const a = perf.steps.find((s: any) => s.stepId === 'a');
-      assert.equal(a.durationMs.p50, percentile(Array.from({ length: 10 }, (_, i) => 100 * (i + 1)), 0.5));
+      assert.equal(a.durationMs.p50, 550); // median of 100, 200, …, 1000
+      assert.equal(a.durationMs.p95, 955); // 900 + 0.55 × 100 (position 8.55)
       assert.equal(perf.steps.find((s: any) => s.stepId === 'b').failureRate, 0.1);
       assert.equal(perf.successRate, 0.9);
       const opt = await run('workflow_optimization', { executions });
@@ -277,16 +291,22 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       const r = await run('satisfaction_analysis', { months: 12 });
       const rows = (await pool.query<{ category: string; satisfaction: number | null; h: number | null }>(
         `select category, satisfaction, extract(epoch from resolved_at - created_at)::float8 / 3600 as h
-           from business.tickets where created_at >= '2025-07-01' and created_at < '2026-07-01'`,
+           from business.tickets where created_at >= '2025-07-01T00:00:00Z' and created_at < '2026-07-01T00:00:00Z'`,
       )).rows;
       const rated = rows.filter((x) => x.satisfaction !== null).map((x) => x.satisfaction!);
       assert.equal(r.tickets, rows.length);
       assert.equal(r.rated, rated.length);
       assert.ok(Math.abs(r.csatAverage - rated.reduce((a, b) => a + b, 0) / rated.length) < 0.001);
       assert.ok(Math.abs(r.csatSatisfiedShare - rated.filter((s) => s >= 4).length / rated.length) < 0.0001);
-      const hours = rows.filter((x) => x.h !== null).map((x) => x.h!);
-      assert.ok(Math.abs(r.resolutionHours.p50 - percentile(hours, 0.5)) < 0.01);
-      assert.ok(Math.abs(r.resolutionHours.p95 - percentile(hours, 0.95)) < 0.01);
+      const hours = rows.filter((x) => x.h !== null).map((x) => x.h!).sort((a, b) => a - b);
+      // linear interpolation between order statistics, written out here
+      const pct = (p: number) => {
+        const pos = (hours.length - 1) * p;
+        const lo = Math.floor(pos);
+        return hours[lo]! + (hours[Math.min(lo + 1, hours.length - 1)]! - hours[lo]!) * (pos - lo);
+      };
+      assert.ok(Math.abs(r.resolutionHours.p50 - pct(0.5)) < 0.01);
+      assert.ok(Math.abs(r.resolutionHours.p95 - pct(0.95)) < 0.01);
       assert.equal(r.byCategory.reduce((a: number, c: any) => a + c.tickets, 0), rows.length);
       assert.equal(r.trend.monthly.length, 12);
     });

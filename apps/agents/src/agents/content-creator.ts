@@ -71,7 +71,8 @@ export async function customerFacts(pool: pg.Pool, customerId: number, asOf: str
     ),
     pool.query<{ tickets: number; csat: number | null }>(
       `select count(*)::int as tickets, avg(satisfaction)::float8 as csat
-         from business.tickets where customer_id = $1 and created_at >= $2 and created_at < ($3::date + 1)`,
+         from business.tickets where customer_id = $1 and created_at >= ($2::date::timestamp at time zone 'UTC')
+            and created_at < (($3::date + 1)::timestamp at time zone 'UTC')`,
       [customerId, from12, asOf],
     ),
   ]);
@@ -192,12 +193,13 @@ export async function marketingContent(input: MarketingContentInput, ctx: AgentC
       `select count(*)::int as n, avg(t.satisfaction)::float8 as csat,
               percentile_cont(0.5) within group (order by extract(epoch from t.resolved_at - t.created_at) / 3600)::float8 as p50
          from business.tickets t join business.customers c on c.id = t.customer_id
-        where ${filter} and t.created_at >= $3 and t.created_at < ($4::date + 1)`,
+        where ${filter} and t.created_at >= ($3::date::timestamp at time zone 'UTC')
+          and t.created_at < (($4::date + 1)::timestamp at time zone 'UTC')`,
       [...params, from, asOf],
     ),
     pool.query<{ subject: string; n: number }>(
       `select t.subject, count(*)::int as n from business.tickets t join business.customers c on c.id = t.customer_id
-        where ${filter} and t.category = 'feature_request' and t.created_at >= $3 group by t.subject order by n desc, t.subject limit 1`,
+        where ${filter} and t.category = 'feature_request' and t.created_at >= ($3::date::timestamp at time zone 'UTC') group by t.subject order by n desc, t.subject limit 1`,
       [...params, from],
     ),
   ]);

@@ -71,7 +71,8 @@ export async function satisfactionAnalysis(input: SatisfactionAnalysisInput, ctx
   const { pool } = ctx;
   const asOf = input.asOf ?? (await dataAsOf(pool));
   const from = addMonths(asOf, -(input.months - 1));
-  const where = `created_at >= $1 and created_at < ($2::date + 1) and ($3::text is null or category = $3)`;
+  // Day boundaries in UTC, whatever the session time zone is.
+  const where = `created_at >= ($1::date::timestamp at time zone 'UTC') and created_at < (($2::date + 1)::timestamp at time zone 'UTC') and ($3::text is null or category = $3)`;
   const params = [from, asOf, input.category ?? null];
   const hours = `extract(epoch from resolved_at - created_at) / 3600`;
   const [overall, byCategory, trend] = await Promise.all([

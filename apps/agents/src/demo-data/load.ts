@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { AppError } from '@switchyard/platform';
 import { businessDdl, DEMO_SCHEMA_VERSION } from './schema.js';
 import { DEFAULT_SEED, generateDemoData, REFERENCE_MONTH, SCHEDULE_WEEK_START, type DemoData } from './generate.js';
 
@@ -55,6 +56,11 @@ export async function loadDemoData(pool: pg.Pool, opts: LoadDemoDataOptions = {}
     if (same && !opts.reset) {
       await client.query('commit');
       return { loaded: false, seed, referenceMonth: REFERENCE_MONTH, scheduleWeekStart: SCHEDULE_WEEK_START, counts: await countRows(pool) };
+    }
+    const schema = await client.query(`select 1 from pg_namespace where nspname = 'business'`);
+    if (schema.rows.length > 0 && !current && !opts.reset) {
+      // Never drop a `business` schema this loader did not create.
+      throw new AppError('illegal_state', 'schema business exists but holds no demo data marker; pass reset to replace it');
     }
     await client.query('drop schema if exists business cascade');
     await client.query(businessDdl);

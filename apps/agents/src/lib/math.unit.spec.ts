@@ -115,6 +115,9 @@ describe('MAD anomalies', () => {
 
   it('percentile and slope', () => {
     assert.equal(percentile([1, 2, 3, 4, 5], 0.5), 3);
+    // type 7: position (n - 1) p = 3.8 between 4 and 5 → 4.8 (what percentile_cont returns)
+    assert.ok(Math.abs(percentile([5, 1, 4, 2, 3], 0.95) - 4.8) < 1e-12);
+    assert.equal(percentile([10], 0.95), 10);
     assert.equal(slope([1, 3, 5, 7]), 2);
   });
 });

@@ -1,15 +1,21 @@
-import { median, medianAbsoluteDeviation, quantileSorted } from 'simple-statistics';
+import { median, medianAbsoluteDeviation } from 'simple-statistics';
 
 export const round = (x: number, digits = 2): number => {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 };
 
-/** Percentile (0..1) of an unsorted sample, linear interpolation; NaN for an empty one. */
+/**
+ * Percentile (0..1) of an unsorted sample by linear interpolation between order statistics
+ * (Hyndman-Fan type 7: the same as PostgreSQL percentile_cont and numpy's default); NaN when empty.
+ */
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
-  return quantileSorted(sorted, p);
+  const pos = (sorted.length - 1) * Math.min(1, Math.max(0, p));
+  const lo = Math.floor(pos);
+  const hi = Math.min(sorted.length - 1, lo + 1);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
 }
 
 export interface Anomaly {
