@@ -340,6 +340,8 @@ export function eventStoreContract(name: string, factory: StoreFactory, options:
                   if (!(err instanceof WrongExpectedVersionError)) throw err;
                   conflicts++;
                   expected = err.actual;
+                  // A little jitter, as a real command handler would: the writers stop retrying in lockstep.
+                  if (conflicts % 2 === 0) await new Promise((r) => setTimeout(r, Math.random() * 3));
                 }
               }
             }

@@ -72,7 +72,9 @@ export class PostgresEventStore implements EventStore {
       this.pool = new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 10 });
       this.ownsPool = true;
       // An idle client losing its connection must not crash the process; the pool replaces it.
-      this.pool.on('error', (err) => this.log?.warn({ err }, 'idle event store connection failed'));
+      this.pool.on('error', (err) => {
+        if (!this.closed) this.log?.warn({ err }, 'idle event store connection failed');
+      });
     }
   }
 

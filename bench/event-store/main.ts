@@ -1,0 +1,119 @@
+/**
+ * Event store benchmark: `node bench/event-store/dist/main.js`
+ * Uses DATABASE_URL when set (a fresh database is created on that server), otherwise starts
+ * an embedded PostgreSQL on a free port with its data under .tmp/ (removed afterwards).
+ * Knobs: BENCH_APPENDS (single-event appends per run, default 4000), BENCH_WRITERS
+ * (concurrency levels, default 1,4,8,16), BENCH_BATCHES (appends of 100 events, default 200),
+ * BENCH_LATENCY_EVENTS (default 1000).
+ */
+import path from 'node:path';
+import { mkdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, type PostgresHandle } from '@switchyard/platform';
+import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
+
+const logger = createLogger('bench-event-store', process.env.LOG_LEVEL ?? 'warn');
+const num = (name: string, d: number) => Number(process.env[name] ?? d);
+const appends = num('BENCH_APPENDS', 4000);
+const writerLevels = (process.env.BENCH_WRITERS ?? '1,4,8,16').split(',').map(Number);
+const batches = num('BENCH_BATCHES', 200);
+const latencyEvents = num('BENCH_LATENCY_EVENTS', 1000);
+
+const meta = () => ({ correlationId: 'bench', timestamp: new Date().toISOString() });
+const event = (i: number): NewEvent => ({ type: 'BenchEvent', data: { i, payload: 'x'.repeat(200) }, metadata: meta() });
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+async function main(): Promise<void> {
+  let pg: PostgresHandle | undefined;
+  let tmp: string | undefined;
+  let serverUrl = process.env.DATABASE_URL;
+  if (!serverUrl) {
+    tmp = path.resolve('.tmp', `bench-event-store-${process.pid}`);
+    mkdirSync(tmp, { recursive: true });
+    pg = await startEmbeddedPostgres({ dataDir: path.join(tmp, 'pg'), port: await freePort(), logger });
+    serverUrl = pg.url;
+  }
+  const dbUrl = await ensureDatabase(serverUrl, `bench_es_${randomBytes(4).toString('hex')}`);
+  const store = new PostgresEventStore({ connectionString: dbUrl, maxConnections: 20, logger });
+  await store.init();
+  console.log(`# PostgreSQL ${pg ? `(${pg.kind}, started for the bench)` : '(DATABASE_URL)'}; fresh database per run`);
+  try {
+    // 1. Single-event appends, each writer on its own streams with exact expected revisions.
+    console.log('\nsingle-event appends');
+    console.log('writers  appends   seconds  appends/s');
+    for (const writers of writerLevels) {
+      const per = Math.ceil(appends / writers);
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: writers }, async (_, w) => {
+          const revs = new Map<string, number>();
+          for (let i = 0; i < per; i++) {
+            const s = `bench${writers}-w${w}-${i % 20}`;
+            const r = await store.append(s, [event(i)], { expectedRevision: revs.get(s) ?? 'no_stream' });
+            revs.set(s, r.nextExpectedRevision);
+          }
+        }),
+      );
+      const secs = (performance.now() - t0) / 1000;
+      console.log(`${String(writers).padStart(7)}  ${String(per * writers).padStart(7)}  ${secs.toFixed(2).padStart(8)}  ${Math.round((per * writers) / secs).toString().padStart(9)}`);
+    }
+
+    // 2. Batched appends of 100 events, 4 writers.
+    const batchWriters = 4;
+    const t1 = performance.now();
+    await Promise.all(
+      Array.from({ length: batchWriters }, async (_, w) => {
+        for (let b = 0; b < batches / batchWriters; b++) {
+          await store.append(`batch-w${w}-${b % 10}`, Array.from({ length: 100 }, (_, i) => event(i)));
+        }
+      }),
+    );
+    const s1 = (performance.now() - t1) / 1000;
+    console.log(`\nbatched appends of 100 events, ${batchWriters} writers: ${batches} appends in ${s1.toFixed(2)} s = ${Math.round(batches / s1)} appends/s, ${Math.round((batches * 100) / s1)} events/s`);
+
+    // 3. Delivery latency: append -> seen by a live subscriber, one writer at a steady pace,
+    //    then the same under load (8 writers appending as fast as they can).
+    for (const loaded of [false, true]) {
+      const head = await store.headPosition();
+      const sub = store.subscribeToAll({ from: head, types: ['Probe'] });
+      const sentAt = new Map<number, number>();
+      const latencies: number[] = [];
+      const consumer = (async () => {
+        for await (const e of sub) {
+          const i = (e.data as { i: number }).i;
+          latencies.push(performance.now() - sentAt.get(i)!);
+          if (latencies.length >= latencyEvents) break;
+        }
+      })();
+      let loading = loaded;
+      const load = loaded
+        ? Promise.all(
+            Array.from({ length: 8 }, async (_, w) => {
+              for (let i = 0; loading; i++) await store.append(`load-w${w}`, [event(i)]);
+            }),
+          )
+        : Promise.resolve([]);
+      for (let i = 0; i < latencyEvents; i++) {
+        sentAt.set(i, performance.now());
+        await store.append(`probe-${i % 10}`, [{ type: 'Probe', data: { i }, metadata: meta() }]);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await consumer;
+      loading = false;
+      await load;
+      latencies.sort((a, b) => a - b);
+      console.log(
+        `\nsubscriber delivery latency (append start -> seen), ${latencyEvents} events${loaded ? ', under load of 8 writers' : ''}: ` +
+          `p50 ${pct(latencies, 50).toFixed(2)} ms, p99 ${pct(latencies, 99).toFixed(2)} ms, max ${latencies[latencies.length - 1]!.toFixed(2)} ms`,
+      );
+    }
+  } finally {
+    await store.close();
+    await pg?.stop();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+await main();
