@@ -181,6 +181,11 @@ export class Monitor {
     this.timers.push(setTimeout(tick, firstDelayMs));
   }
 
+  // Events carry the monitor's correlation id so the wiring and the logs can follow them.
+  private meta(at: number): { at: number; correlationId: string } {
+    return { at, correlationId: this.opts.correlationId ?? 'monitor' };
+  }
+
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.queue.then(fn, fn);
     this.queue = p.catch(() => undefined);
@@ -212,7 +217,7 @@ export class Monitor {
       out.set(p.service, r);
       this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
       const events = await this.serial(async () => {
-        const cmd = { type: 'RecordProbeResult', data: { service: p.service, result: r, policy: this.settings.healthPolicy }, metadata: { at } } as const;
+        const cmd = { type: 'RecordProbeResult', data: { service: p.service, result: r, policy: this.settings.healthPolicy }, metadata: this.meta(at) } as const;
         const state = this.health.get(p.service) ?? initialServiceHealth;
         const evs = decideHealth(cmd, state);
         this.health.set(p.service, evs.reduce(evolveHealth, state));
@@ -253,7 +258,7 @@ export class Monitor {
       for (const s of samples) {
         for (const rule of rules) {
           if (!ruleMatches(rule, s.metric, s.labels)) continue;
-          out.push(...this.applyAlerting({ type: 'EvaluateSample', data: { rule, labels: s.labels, value: s.value }, metadata: { at: s.ts } }));
+          out.push(...this.applyAlerting({ type: 'EvaluateSample', data: { rule, labels: s.labels, value: s.value }, metadata: this.meta(s.ts) }));
         }
       }
       await this.store.applyAlertingEvents(out);
@@ -296,7 +301,7 @@ export class Monitor {
 
   /** Resolve an alert by hand. Throws AppError not_found / illegal_state / validation. */
   async resolveAlert(id: string, actor: string, reason: string, at = Date.now()): Promise<AlertRow> {
-    await this.command({ type: 'ResolveManually', data: { fingerprint: id, actor, reason }, metadata: { at } });
+    await this.command({ type: 'ResolveManually', data: { fingerprint: id, actor, reason }, metadata: this.meta(at) });
     const [row] = await this.store.listAlerts({ id });
     return row!;
   }
@@ -306,12 +311,12 @@ export class Monitor {
     const parsed = newSilenceSchema.safeParse(input);
     if (!parsed.success) throw new AppError('validation', 'invalid silence', { issues: parsed.error.issues });
     const silence: Silence = { id: newId(), ...parsed.data, startsAt: parsed.data.startsAt ?? at };
-    await this.command({ type: 'AddSilence', data: { silence }, metadata: { at } });
+    await this.command({ type: 'AddSilence', data: { silence }, metadata: this.meta(at) });
     return silence;
   }
 
   async expireSilence(id: string, actor: string, at = Date.now()): Promise<void> {
-    await this.command({ type: 'ExpireSilence', data: { silenceId: id, actor }, metadata: { at } });
+    await this.command({ type: 'ExpireSilence', data: { silenceId: id, actor }, metadata: this.meta(at) });
   }
 
   // ---------- queries ----------
