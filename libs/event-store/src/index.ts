@@ -3,3 +3,4 @@ export { InMemoryEventStore } from './in-memory/in-memory-event-store.js';
 export { PostgresEventStore, type PostgresEventStoreOptions } from './postgres/postgres-event-store.js';
 export { EventStoreDbEventStore, type EventStoreDbOptions } from './eventstoredb/eventstoredb-event-store.js';
 export { createEventStore, type CreateEventStoreOptions } from './factory.js';
+export * from './command-handler.js';
