@@ -60,10 +60,8 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 /** fetch → (enrich, score) sequential although both depend only on fetch → publish. */
 function makeRecords(): ExecutionRecord[] {
   return Array.from({ length: 20 }, (_, i) => {
-    const start = t0 + i * 3_600_000 * (i < 10 ? 1 : 1) + (i >= 10 ? 2 * 3_600_000 * 0 : 0);
-    const hourStart = t0 + (i % 10 === 0 ? 2 : i % 2) * 3_600_000 + i * 86_400_000;
-    void start;
-    const s0 = hourStart;
+    // one execution a day, starting at 00:00, 01:00 or 02:00 UTC
+    const s0 = t0 + (i % 10 === 0 ? 2 : i % 2) * 3_600_000 + i * 86_400_000;
     const failEnrich = i % 4 === 0;
     const steps: ExecutionRecord['steps'] = [
       { stepId: 'fetch', status: 'succeeded', startedAt: iso(s0), finishedAt: iso(s0 + 1000), attempt: 1, dependsOn: [] },
