@@ -41,6 +41,18 @@ describe('schedule MIP', () => {
     assert.deepEqual(verifySchedule(problem, r.assignments), []);
   });
 
+  it('reports demand nobody can cover instead of failing', () => {
+    const r = solveSchedule({
+      ...problem,
+      shifts: [...problem.shifts, { id: 5, day: '2026-07-09', slot: 'am', hours: 8, requiredSkill: 'support', headcount: 2 }],
+    });
+    assert.equal(r.status, 'optimal');
+    assert.deepEqual(r.uncovered, [{ shiftId: 5, day: '2026-07-09', slot: 'am', requiredSkill: 'support', missing: 2 }]);
+    assert.equal(r.objective.uncoveredPersonShifts, 2);
+    assert.equal(r.objective.penalisedTotal, r.objective.laborCost + 2 * 1000);
+    assert.equal(r.coverage.ratio, Math.round((5 / 7) * 10000) / 10000);
+  });
+
   it('verifySchedule catches each kind of violation', () => {
     const bad = [
       { shiftId: 4, staffId: 1, day: '2026-07-06', slot: 'pm', hours: 8, cost: 160 },
