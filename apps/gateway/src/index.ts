@@ -64,3 +64,4 @@ export {
   type EventsQuery,
   type EventsStreamQuery,
 } from './events/schemas.js';
+export * from './features/mcp/index.js';

@@ -11,6 +11,8 @@ export const errorCodes = {
   illegal_state: 409,
   conflict: 412,
   payload_too_large: 413,
+  /** A tool ran and reported failure (MCP `isError`): the request was understood, the tool refused it. */
+  tool_error: 422,
   rate_limited: 429,
   internal: 500,
   unavailable: 503,

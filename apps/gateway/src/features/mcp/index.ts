@@ -1,0 +1,3 @@
+export { McpFeatureModule } from './mcp.module.js';
+export { McpGatewayClient, type ServerHealth, type ToolCallOutcome } from './mcp-client.js';
+export { namedToPositional } from './named-params.js';

@@ -1,0 +1,99 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  callToolReplySchema,
+  listToolsReplySchema,
+  MCP_REGISTRY_LIST_SUBJECT,
+  mcpSubject,
+  registryListReplySchema,
+  serverHealthSchema,
+  type RegistryListReply,
+} from '@switchyard/connectors';
+import { request } from '@switchyard/messaging';
+import { AppError, errorCodes, type ErrorCode } from '@switchyard/platform';
+import { NATS_CONNECTION } from '../../tokens.js';
+
+export type ServerHealth = RegistryListReply['servers'][number];
+
+export interface ToolCallOutcome {
+  readonly server: string;
+  readonly tool: string;
+  readonly duration_ms: number;
+  readonly result: unknown;
+  readonly content: { type: string; [k: string]: unknown }[];
+}
+
+/** How long a registry listing is trusted: it only guards names, health comes fresh from /health. */
+const REGISTRY_TTL_MS = 2_000;
+
+/**
+ * The gateway's side of the MCP connector service: every call goes over NATS
+ * request-reply to whichever connector instance answers (queue group), never in-process.
+ */
+@Injectable()
+export class McpGatewayClient {
+  private registry?: { at: number; reply: RegistryListReply };
+
+  constructor(@Inject(NATS_CONNECTION) private readonly nats: NatsConnection) {}
+
+  async servers(correlationId: string, fresh = false): Promise<ServerHealth[]> {
+    if (!fresh && this.registry && Date.now() - this.registry.at < REGISTRY_TTL_MS) return this.registry.reply.servers;
+    const reply = await request(this.nats, MCP_REGISTRY_LIST_SUBJECT, {}, { schema: registryListReplySchema, timeoutMs: 5_000, correlationId });
+    this.registry = { at: Date.now(), reply };
+    return reply.servers;
+  }
+
+  /** The server by name, or 404 listing the valid names. */
+  async server(name: string, correlationId: string): Promise<ServerHealth> {
+    const servers = await this.servers(correlationId);
+    const found = servers.find((s) => s.server === name);
+    if (!found) {
+      throw new AppError('not_found', `no MCP server named "${name}"`, { server: name, valid: servers.map((s) => s.server) });
+    }
+    return found;
+  }
+
+  async health(name: string, correlationId: string): Promise<ServerHealth> {
+    await this.server(name, correlationId);
+    return request(this.nats, mcpSubject(name, 'health'), { probe: true }, { schema: serverHealthSchema, timeoutMs: 10_000, correlationId });
+  }
+
+  async tools(name: string, correlationId: string): Promise<string[]> {
+    await this.server(name, correlationId);
+    const reply = await request(this.nats, mcpSubject(name, 'list_tools'), {}, { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId });
+    return reply.tools.map((t) => t.name);
+  }
+
+  /**
+   * Call a tool. A tool that ran and failed (MCP `isError`) becomes an AppError: with the
+   * code the server put in `structuredContent.error.code` when it is one of ours (so a
+   * refused SQL write is 403, a bad argument 400), else `tool_error` (422) with its text.
+   */
+  async call(server: string, tool: string, args: Record<string, unknown>, correlationId: string, timeoutMs?: number): Promise<ToolCallOutcome> {
+    await this.server(server, correlationId);
+    const started = performance.now();
+    const reply = await request(
+      this.nats,
+      mcpSubject(server, 'call_tool'),
+      { tool, arguments: args, ...(timeoutMs ? { timeout_ms: timeoutMs } : {}) },
+      // The connector's own timeout governs; this one only catches a lost reply.
+      { schema: callToolReplySchema, timeoutMs: (timeoutMs ?? 60_000) + 5_000, correlationId },
+    );
+    const duration_ms = Math.round((performance.now() - started) * 100) / 100;
+    if (reply.isError) throw toolFailure(server, tool, reply);
+    return { server, tool, duration_ms, result: reply.structuredContent ?? reply.content, content: reply.content as ToolCallOutcome['content'] };
+  }
+}
+
+function toolFailure(server: string, tool: string, reply: { content: { type: string; text?: unknown }[]; structuredContent?: Record<string, unknown> }): AppError {
+  const text = reply.content
+    .map((c) => (c.type === 'text' && typeof c.text === 'string' ? c.text : ''))
+    .filter(Boolean)
+    .join('\n')
+    .slice(0, 2_000);
+  const structured = reply.structuredContent?.['error'] as { code?: unknown; message?: unknown; details?: unknown } | undefined;
+  const code = typeof structured?.code === 'string' && structured.code in errorCodes ? (structured.code as ErrorCode) : 'tool_error';
+  const message = typeof structured?.message === 'string' ? structured.message : text || `${server}/${tool} failed`;
+  const details = typeof structured?.details === 'object' && structured.details ? (structured.details as Record<string, unknown>) : {};
+  return new AppError(code, message, { server, tool, ...details, ...(code === 'tool_error' ? { content: reply.content } : {}) }, false);
+}

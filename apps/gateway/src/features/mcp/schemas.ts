@@ -1,0 +1,66 @@
+import { z } from 'zod';
+
+/** Request and response schemas of the MCP endpoints (seed paths under /api/v1/integration/mcp). */
+const jsonObject = z.record(z.string(), z.unknown());
+
+export const serverNameParams = z.object({ server_name: z.string().min(1).max(100) });
+export const operationParams = z.object({ operation: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only') });
+export const metricParams = z.object({ metric: z.string().min(1).max(200) });
+
+export const callBody = z.object({
+  server: z.string().min(1).max(100),
+  tool: z.string().min(1).max(200),
+  arguments: jsonObject.default({}),
+  timeout_ms: z.number().int().positive().max(300_000).optional(),
+});
+
+export const operationBody = jsonObject.default({});
+
+export const databaseQueryBody = z.object({
+  query: z.string().min(1).max(100_000),
+  /** Named (`:name` in the query) as in the seed, or positional (`$1..$n`). */
+  params: z.union([z.array(z.unknown()), jsonObject]).default([]),
+  max_rows: z.number().int().positive().max(100_000).optional(),
+});
+
+export const fetchBody = z.object({
+  url: z.string().url(),
+  method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']).default('GET'),
+  headers: z.record(z.string(), z.string()).optional(),
+  body: z.union([z.string(), jsonObject]).optional(),
+  timeout_ms: z.number().int().positive().max(120_000).optional(),
+  max_bytes: z.number().int().positive().optional(),
+  /** `text`: extract readable text, title and links from HTML (scraping). */
+  extract: z.enum(['none', 'text']).default('none'),
+});
+
+export const automationTriggerBody = z.union([
+  z.object({ template_id: z.string().min(1), input: jsonObject.default({}) }).strict(),
+  z.object({ webhook: z.string().min(1), event: z.string().min(1), payload: jsonObject.default({}), idempotency_key: z.string().optional() }).strict(),
+]);
+
+export const analyticsQuery = z.object({
+  window: z.string().regex(/^\d+[smhdw]$/, 'like 15m, 1h, 7d').default('1h'),
+  bucket: z.string().regex(/^\d+[smhdw]$/, 'like 5m, 1h').optional(),
+  aggregate: z.enum(['avg', 'sum', 'min', 'max', 'count', 'p95']).default('avg'),
+});
+
+export const toolResultResponse = z.object({
+  server: z.string(),
+  tool: z.string(),
+  duration_ms: z.number(),
+  result: z.unknown().describe('structuredContent when the server gives it, else the content blocks'),
+  content: z.array(z.looseObject({ type: z.string() })),
+});
+
+export const serverHealthResponse = z.looseObject({
+  server: z.string(),
+  role: z.string(),
+  state: z.string(),
+  breaker: z.string(),
+  tools: z.array(z.string()),
+});
+export const healthListResponse = z.object({
+  status: z.enum(['healthy', 'degraded', 'unhealthy']),
+  servers: z.array(serverHealthResponse),
+});
