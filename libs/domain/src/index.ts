@@ -3,3 +3,4 @@ export * from './decider.js';
 export * from './workflow/definition/index.js';
 export * from './workflow/execution/index.js';
 export * from './workflow/templates/index.js';
+export * from './task/index.js';

@@ -1,0 +1,142 @@
+/**
+ * Wire formats of the task delegation service (`switchyard.svc.tasks.v1.<endpoint>`), shared by
+ * the dispatcher (orchestrator) and its callers (gateway, workflow engine). They sit next to
+ * the decider because they are its commands' public shape; zod only, no I/O.
+ */
+import { z } from 'zod';
+import { taskPriorities } from './types.js';
+
+export const TASKS_SERVICE = 'tasks';
+export const taskPrioritySchema = z.enum(taskPriorities);
+
+const contextSchema = z.record(z.string(), z.unknown());
+
+/** `tasks.v1.submit`: queue a task and answer at once. */
+export const taskSubmitInput = z.object({
+  task_type: z.string().min(1).max(100),
+  context: contextSchema.default({}),
+  priority: taskPrioritySchema.default('normal'),
+  /** Run it on this agent only (by name). */
+  agent: z.string().min(1).max(100).optional(),
+  /** Same key, same task: a repeated submit returns the task created first. */
+  idempotency_key: z.string().min(1).max(200).optional(),
+  timeout_ms: z.number().int().positive().max(3_600_000).optional(),
+  max_attempts: z.number().int().min(1).max(10).optional(),
+  correlation_id: z.string().max(200).optional(),
+});
+export type TaskSubmitInput = z.input<typeof taskSubmitInput>;
+
+/** `tasks.v1.execute`: submit (idempotency key required) and reply when the task ends. */
+export const taskExecuteInput = taskSubmitInput.extend({ idempotency_key: z.string().min(1).max(200) });
+export type TaskExecuteInput = z.input<typeof taskExecuteInput>;
+
+export const taskStatusSchema = z.enum(['submitted', 'queued', 'assigned', 'working', 'completed', 'failed', 'canceled', 'timed_out']);
+
+export const taskSubmitReply = z.object({
+  task_id: z.string(),
+  status: taskStatusSchema,
+  /** The agent it went to, or null while queued. */
+  agent: z.string().nullable(),
+  instance: z.string().nullable(),
+  /** True when the idempotency key named a task that already existed. */
+  duplicate: z.boolean(),
+});
+export type TaskSubmitReply = z.infer<typeof taskSubmitReply>;
+
+/** Success reply of `tasks.v1.execute`; failures come back as the AppError instead. */
+export const taskExecuteReply = z.object({
+  task_id: z.string(),
+  agent: z.string(),
+  instance: z.string(),
+  status: z.literal('completed'),
+  result: z.unknown(),
+});
+export type TaskExecuteReply = z.infer<typeof taskExecuteReply>;
+
+export const taskErrorSchema = z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() });
+
+/** `tasks.v1.get` reply. */
+export const taskView = z.object({
+  task_id: z.string(),
+  task_type: z.string(),
+  status: taskStatusSchema,
+  priority: taskPrioritySchema,
+  requested_agent: z.string().nullable(),
+  agent: z.string().nullable(),
+  instance: z.string().nullable(),
+  attempts: z.number().int(),
+  max_attempts: z.number().int(),
+  timeout_ms: z.number().int(),
+  failed_instances: z.array(z.string()),
+  submitted_at: z.string(),
+  assigned_at: z.string().nullable(),
+  started_at: z.string().nullable(),
+  completed_at: z.string().nullable(),
+  duration_ms: z.number().nullable(),
+  result: z.unknown().optional(),
+  error: taskErrorSchema.nullable(),
+});
+export type TaskView = z.infer<typeof taskView>;
+
+export const taskIdInput = z.object({ task_id: z.string().min(1).max(200) });
+export const taskCancelInput = taskIdInput.extend({ reason: z.string().max(500).default('canceled by request'), actor: z.string().max(200).default('api') });
+
+/** One instance of an agent as the dispatcher sees it. */
+export const agentInstanceView = z.object({
+  instance: z.string(),
+  kind: z.enum(['nats', 'http']),
+  healthy: z.boolean(),
+  breaker: z.enum(['closed', 'open', 'half_open']),
+  in_flight: z.number().int(),
+  max_concurrency: z.number().int(),
+  last_seen: z.string().nullable(),
+  last_error: z.string().nullable(),
+});
+export const agentHealthView = z.object({
+  agent: z.string(),
+  status: z.enum(['healthy', 'degraded', 'down']),
+  instances: z.array(agentInstanceView),
+  task_types: z.array(z.string()),
+  queued: z.number().int(),
+  in_flight: z.number().int(),
+});
+export type AgentHealthView = z.infer<typeof agentHealthView>;
+export const agentHealthReply = z.object({ agents: z.array(agentHealthView), queued: z.number().int(), checked_at: z.string() });
+export const agentNameInput = z.object({ agent: z.string().min(1).max(100) });
+
+export const capabilityView = z.object({
+  agent: z.string(),
+  description: z.string(),
+  version: z.string(),
+  max_concurrency: z.number().int(),
+  kind: z.enum(['nats', 'http']),
+  available: z.boolean(),
+  task_types: z.array(z.object({ type: z.string(), description: z.string(), input_schema: z.unknown().optional() })),
+});
+export const capabilitiesReply = z.object({ agents: z.array(capabilityView), task_types: z.array(z.string()) });
+export type CapabilitiesReply = z.infer<typeof capabilitiesReply>;
+
+export const agentPerformanceView = z.object({
+  agent: z.string(),
+  tasks_done: z.number().int(),
+  succeeded: z.number().int(),
+  failed: z.number().int(),
+  timed_out: z.number().int(),
+  success_rate: z.number().nullable(),
+  latency_p50_ms: z.number().nullable(),
+  latency_p95_ms: z.number().nullable(),
+  last_task_at: z.string().nullable(),
+});
+export const performanceReply = z.object({ agents: z.array(agentPerformanceView) });
+export type PerformanceReply = z.infer<typeof performanceReply>;
+
+/** `tasks.v1.register_agent`: an external agent reached over the HTTP agent contract. */
+export const externalAgentSchema = z.object({
+  name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  url: z.url(),
+  task_types: z.array(z.string().min(1)).min(1),
+  token: z.string().optional(),
+  max_concurrency: z.number().int().min(1).max(1000).default(4),
+  description: z.string().default(''),
+});
+export type ExternalAgent = z.input<typeof externalAgentSchema>;

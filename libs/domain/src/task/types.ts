@@ -1,0 +1,225 @@
+/**
+ * Commands, events and state of one delegated task (stream `task-<task_id>`): a piece of work
+ * handed to an AI agent, queued until an instance can take it, retried on another instance
+ * when one fails, and ended by completion, failure, cancellation or timeout.
+ *
+ * Two counters, on purpose:
+ * - `assignment` numbers every hand-over to an instance (1, 2, ...). Results, starts, failures
+ *   and timeouts name the assignment they belong to, so a late answer from an earlier
+ *   assignment is recognised and ignored.
+ * - `attempts` counts the assignments that used up one of `max_attempts` (a "busy" refusal
+ *   or a dispatcher restart does not).
+ */
+import type { Command, Event } from '../decider.js';
+
+export const taskPriorities = ['critical', 'high', 'normal', 'low'] as const;
+export type TaskPriority = (typeof taskPriorities)[number];
+
+/** Why an attempt failed, as reported by the agent or the dispatcher. */
+export interface TaskError {
+  readonly code: string;
+  readonly message: string;
+  readonly details?: Record<string, unknown>;
+}
+
+// ---- commands -------------------------------------------------------------
+
+export type SubmitTask = Command<
+  'SubmitTask',
+  {
+    readonly task_id: string;
+    readonly task_type: string;
+    readonly context: Record<string, unknown>;
+    readonly priority: TaskPriority;
+    /** Only this agent may run it (by name); otherwise any agent whose card lists the task type. */
+    readonly agent?: string;
+    readonly max_attempts: number;
+    /** Limit of one attempt, counted from its assignment. Time spent queued does not count. */
+    readonly timeout_ms: number;
+    readonly idempotency_key?: string;
+  }
+>;
+export type AssignTask = Command<'AssignTask', { readonly agent: string; readonly instance: string }>;
+/** The instance admitted the task and its handler runs. */
+export type StartTask = Command<'StartTask', { readonly assignment: number }>;
+export type CompleteTask = Command<'CompleteTask', { readonly assignment: number; readonly result: unknown }>;
+export type FailTask = Command<
+  'FailTask',
+  {
+    readonly assignment: number;
+    readonly error: TaskError;
+    /** Whether another attempt can help (the agent's verdict, or the dispatcher's for lost instances). */
+    readonly retryable: boolean;
+    /** Record the instance so the next selection avoids it (default true; false for "busy" or a dispatcher restart). */
+    readonly avoid_instance?: boolean;
+    /** Whether this attempt uses up one of max_attempts (default true; false when the instance refused before running). */
+    readonly count_attempt?: boolean;
+  }
+>;
+export type CancelTask = Command<'CancelTask', { readonly actor: string; readonly reason: string }>;
+export type TimeOutTask = Command<'TimeOutTask', { readonly assignment: number }>;
+
+export type TaskCommand = SubmitTask | AssignTask | StartTask | CompleteTask | FailTask | CancelTask | TimeOutTask;
+
+// ---- events ---------------------------------------------------------------
+
+export type TaskSubmitted = Event<'TaskSubmitted', SubmitTask['data'] & { readonly submitted_at: string }>;
+export type TaskQueued = Event<'TaskQueued', { readonly task_id: string; readonly reason: 'submitted' | 'retry'; readonly queued_at: string }>;
+export type TaskAssigned = Event<
+  'TaskAssigned',
+  {
+    readonly task_id: string;
+    readonly agent: string;
+    readonly instance: string;
+    readonly assignment: number;
+    /** 1-based attempt this assignment would count as. */
+    readonly attempt: number;
+    readonly assigned_at: string;
+    /** assigned_at + timeout_ms: the agent aborts at this instant, the dispatcher times the task out. */
+    readonly deadline: string;
+  }
+>;
+export type TaskStarted = Event<'TaskStarted', { readonly task_id: string; readonly assignment: number; readonly instance: string; readonly started_at: string }>;
+export type TaskCompleted = Event<
+  'TaskCompleted',
+  {
+    readonly task_id: string;
+    readonly task_type: string;
+    readonly agent: string;
+    readonly instance: string;
+    readonly assignment: number;
+    readonly result: unknown;
+    /** From assignment to completion. */
+    readonly duration_ms: number;
+    readonly completed_at: string;
+  }
+>;
+export type TaskFailed = Event<
+  'TaskFailed',
+  {
+    readonly task_id: string;
+    readonly task_type: string;
+    readonly agent: string;
+    readonly instance: string;
+    readonly assignment: number;
+    readonly attempts: number;
+    readonly error: TaskError;
+    readonly duration_ms: number;
+    readonly failed_at: string;
+  }
+>;
+export type TaskRetryScheduled = Event<
+  'TaskRetryScheduled',
+  {
+    readonly task_id: string;
+    readonly agent: string;
+    readonly instance: string;
+    readonly assignment: number;
+    readonly error: TaskError;
+    readonly avoid_instance: boolean;
+    readonly counted: boolean;
+    /** Attempts used after this one. */
+    readonly attempts: number;
+  }
+>;
+export type TaskCanceled = Event<
+  'TaskCanceled',
+  {
+    readonly task_id: string;
+    readonly actor: string;
+    readonly reason: string;
+    readonly previous_status: ActiveStatus;
+    /** The instance running it, if it was running: the dispatcher tells it to stop. */
+    readonly instance?: string;
+    readonly agent?: string;
+    readonly canceled_at: string;
+  }
+>;
+export type TaskTimedOut = Event<
+  'TaskTimedOut',
+  {
+    readonly task_id: string;
+    readonly task_type: string;
+    readonly agent: string;
+    readonly instance: string;
+    readonly assignment: number;
+    readonly timeout_ms: number;
+    readonly timed_out_at: string;
+  }
+>;
+
+export type TaskEvent =
+  | TaskSubmitted
+  | TaskQueued
+  | TaskAssigned
+  | TaskStarted
+  | TaskCompleted
+  | TaskFailed
+  | TaskRetryScheduled
+  | TaskCanceled
+  | TaskTimedOut;
+
+export const taskEventTypes = [
+  'TaskSubmitted',
+  'TaskQueued',
+  'TaskAssigned',
+  'TaskStarted',
+  'TaskCompleted',
+  'TaskFailed',
+  'TaskRetryScheduled',
+  'TaskCanceled',
+  'TaskTimedOut',
+] as const satisfies readonly TaskEvent['type'][];
+
+/** Stream of one task. */
+export const taskStreamId = (taskId: string): string => `task-${taskId}`;
+export const TASK_STREAM_PREFIX = 'task-';
+
+// ---- state ----------------------------------------------------------------
+
+export type ActiveStatus = 'submitted' | 'queued' | 'assigned' | 'working';
+export type TerminalStatus = 'completed' | 'failed' | 'canceled' | 'timed_out';
+export type TaskStatus = ActiveStatus | TerminalStatus;
+
+/** What every existing task knows. */
+export interface TaskBase {
+  readonly task_id: string;
+  readonly task_type: string;
+  readonly context: Record<string, unknown>;
+  readonly priority: TaskPriority;
+  readonly agent?: string;
+  readonly max_attempts: number;
+  readonly timeout_ms: number;
+  readonly idempotency_key?: string;
+  readonly submitted_at: string;
+  readonly attempts: number;
+  /** Number of the latest assignment (0: never assigned). */
+  readonly assignment: number;
+  /** Instances that failed this task: the dispatcher does not pick them again. */
+  readonly failed_instances: readonly string[];
+  readonly last_error?: TaskError;
+}
+
+/** Where the current (or last) assignment went. */
+export interface Placement {
+  readonly assigned_agent: string;
+  readonly instance: string;
+  readonly assigned_at: string;
+  readonly deadline: string;
+}
+
+export type TaskState =
+  | { readonly status: 'initial' }
+  | (TaskBase & { readonly status: 'submitted' })
+  | (TaskBase & { readonly status: 'queued'; readonly queued_at: string })
+  | (TaskBase & Placement & { readonly status: 'assigned' })
+  | (TaskBase & Placement & { readonly status: 'working'; readonly started_at: string })
+  | (TaskBase & Placement & { readonly status: 'completed'; readonly result: unknown; readonly completed_at: string; readonly duration_ms: number })
+  | (TaskBase & Placement & { readonly status: 'failed'; readonly error: TaskError; readonly completed_at: string })
+  | (TaskBase & Partial<Placement> & { readonly status: 'canceled'; readonly reason: string; readonly actor: string; readonly completed_at: string })
+  | (TaskBase & Placement & { readonly status: 'timed_out'; readonly completed_at: string });
+
+export type ExistingTaskState = Exclude<TaskState, { status: 'initial' }>;
+
+export const isTerminal = (s: TaskState): boolean =>
+  s.status === 'completed' || s.status === 'failed' || s.status === 'canceled' || s.status === 'timed_out';
