@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, isAppError, type Logger } from '@switchyard/platform';
 import {
   WrongExpectedVersionError,
   type AllSubscription,
@@ -27,6 +27,26 @@ export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: 
   /** Re-read interval for subscriptions even without a NOTIFY (default 3 s). */
   readonly safetyIntervalMs?: number;
 };
+
+interface PendingAppend {
+  readonly stream: string;
+  readonly mode: 'any' | 'no_stream' | 'stream_exists' | 'exact';
+  readonly expected: number | null;
+  readonly events: readonly { id: string; type: string; data: unknown; metadata: EventMetadata }[];
+  readonly eventCount: number;
+}
+
+interface BatchRow {
+  ok: boolean;
+  revision: string | null;
+  last_position: string | null;
+}
+
+interface Queued {
+  readonly item: PendingAppend;
+  readonly resolve: (row: BatchRow) => void;
+  readonly reject: (err: unknown) => void;
+}
 
 interface EventRow {
   position: string;
@@ -60,6 +80,10 @@ export class PostgresEventStore implements EventStore {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private initialised: Promise<void> | undefined;
   private closed = false;
+  private readonly queue: Queued[] = [];
+  private inFlight = 0;
+  /** Batch statements in flight at once: 2 keeps one batch filling while the other commits. */
+  private readonly maxInFlight = 2;
 
   constructor(private readonly options: PostgresEventStoreOptions) {
     this.schema = options.schema ?? 'eventstore';
@@ -108,19 +132,70 @@ export class PostgresEventStore implements EventStore {
     this.assertOpen();
     const expected = options.expectedRevision ?? 'any';
     validateAppend(streamId, events, expected);
-    const mode = typeof expected === 'number' ? 'exact' : expected;
-    const payload = JSON.stringify(
-      events.map((e) => ({ id: e.id ?? randomUUID(), type: e.type, data: e.data ?? null, metadata: e.metadata })),
-    );
-    const res = await this.query<{ ok: boolean; revision: string | null; last_position: string | null }>(
-      `select * from ${quoteIdent(this.schema)}.append_events($1, $2, $3, $4::jsonb)`,
-      [streamId, mode, typeof expected === 'number' ? expected : null, payload],
-    );
-    const row = res.rows[0]!;
+    const item: PendingAppend = {
+      stream: streamId,
+      mode: typeof expected === 'number' ? 'exact' : expected,
+      expected: typeof expected === 'number' ? expected : null,
+      events: events.map((e) => ({ id: e.id ?? randomUUID(), type: e.type, data: e.data ?? null, metadata: e.metadata })),
+      eventCount: events.length,
+    };
+    const row = await this.enqueue(item);
     if (!row.ok) {
       throw new WrongExpectedVersionError(streamId, expected, row.revision === null ? 'no_stream' : Number(row.revision));
     }
     return { nextExpectedRevision: Number(row.revision), position: Number(row.last_position) };
+  }
+
+  /**
+   * Group commit: appends arriving while a batch statement is in flight wait and then go
+   * together in the next statement, so N concurrent appends cost one commit (one WAL flush)
+   * instead of N. A lone writer is not delayed: with nothing in flight its append goes at once.
+   * Each append keeps its own expectation and all-or-nothing effect (append_batch in schema.ts).
+   */
+  private enqueue(item: PendingAppend): Promise<BatchRow> {
+    return new Promise<BatchRow>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
+    const batch: Queued[] = [];
+    let events = 0;
+    while (this.queue.length > 0 && batch.length < 200 && (batch.length === 0 || events + this.queue[0]!.item.eventCount <= 2_000)) {
+      const q = this.queue.shift()!;
+      events += q.item.eventCount;
+      batch.push(q);
+    }
+    this.inFlight++;
+    void this.runBatch(batch).finally(() => {
+      this.inFlight--;
+      this.flush();
+    });
+  }
+
+  private async runBatch(batch: readonly Queued[]): Promise<void> {
+    try {
+      const res = await this.query<BatchRow & { idx: number }>(`select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`, [
+        JSON.stringify(batch.map((q) => ({ stream: q.item.stream, mode: q.item.mode, expected: q.item.expected, events: q.item.events }))),
+      ]);
+      const byIdx = new Map(res.rows.map((r) => [r.idx, r]));
+      batch.forEach((q, i) => {
+        const row = byIdx.get(i + 1);
+        if (row) q.resolve(row);
+        else q.reject(new AppError('internal', 'append_batch returned no row for an append'));
+      });
+    } catch (err) {
+      // A lost connection leaves the outcome unknown: retrying could append twice, so every
+      // append of the batch gets the (retryable) error. A SQL error means the statement rolled
+      // back; then one bad append must not fail its neighbours: run them one by one.
+      if (batch.length === 1 || isAppError(err)) {
+        for (const q of batch) q.reject(err);
+        return;
+      }
+      await Promise.all(batch.map((q) => this.runBatch([q])));
+    }
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {

@@ -2,14 +2,15 @@
  * The PostgreSQL schema of the event store. Everything lives in one schema (default
  * `eventstore`) so it can share a database with read models without name clashes.
  *
- * Global order without gaps: `append` is one statement calling `append_events`, which
+ * Global order without gaps: an append is one statement calling `append_batch`, which
  * takes a transaction-scoped advisory lock first. Appends therefore assign positions in
  * commit order: the next append can only take the lock after the previous one has
  * committed and become visible (Postgres releases locks after the commit is visible).
  * A reader that sees position p can never later see a lower position appear, so readers
  * and subscribers need no xmin/in-flight bookkeeping, and read-your-writes holds.
- * The cost is that commits are serialised; one statement per append (one round trip, one
- * WAL flush) keeps that cheap (a few thousand appends/s on a laptop disk, batches amortise).
+ * The cost is that commits are serialised, so a commit (one WAL flush) is the unit of
+ * throughput: one statement per append, and concurrent appends of one process share one
+ * statement and one commit (group commit), so more writers mean more appends per flush.
  * Because appends are serialised, positions are simply max(position) + 1: dense, no gaps
  * left by rolled-back appends, and the stream revision check under the lock is exact.
  */
@@ -30,42 +31,69 @@ create table if not exists ${s}.events (
   unique (stream_id, revision)
 );
 
-create or replace function ${s}.append_events(p_stream text, p_mode text, p_expected bigint, p_events jsonb)
-returns table (ok boolean, revision bigint, last_position bigint)
+drop function if exists ${s}.append_events(text, text, bigint, jsonb);
+
+-- Appends several independent appends (each all-or-nothing with its own expectation) in one
+-- statement: one lock, one commit, one WAL flush for all of them (group commit; see
+-- PostgresEventStore.append). p_batch: [{ "stream", "mode", "expected", "events": [...] }].
+create or replace function ${s}.append_batch(p_batch jsonb)
+returns table (idx int, ok boolean, revision bigint, last_position bigint)
 language plpgsql volatile as $fn$
 declare
+  v_item jsonb;
+  v_idx bigint;
+  v_stream text;
+  v_mode text;
+  v_expected bigint;
   v_current bigint;
   v_head bigint;
-  v_count bigint := jsonb_array_length(p_events);
+  v_count bigint;
+  v_stale boolean[] := '{}';
 begin
-  -- 0. A stale expectation fails fast, before queueing for the lock (conflicts stay cheap
-  --    under contention); the check that counts is repeated under the lock below.
-  if p_mode <> 'any' then
-    select max(e.revision) into v_current from ${s}.events e where e.stream_id = p_stream;
-    if (p_mode = 'no_stream' and v_current is not null)
-       or (p_mode = 'exact' and (v_current is null or v_current > p_expected)) then
-      return query select false, v_current, null::bigint;
-      return;
+  -- 0. Stale expectations fail fast, before queueing for the lock (conflicts stay cheap under
+  --    contention); only a definite contradiction is decided here, the rest under the lock.
+  for v_item, v_idx in select t.value, t.ordinality from jsonb_array_elements(p_batch) with ordinality t loop
+    v_mode := v_item->>'mode';
+    v_expected := (v_item->>'expected')::bigint;
+    v_current := null;
+    if v_mode <> 'any' then
+      select max(e.revision) into v_current from ${s}.events e where e.stream_id = v_item->>'stream';
     end if;
-  end if;
-  -- 1. Serialise appends until commit: positions follow commit order (see schema.ts).
-  perform pg_advisory_xact_lock(hashtext(${literal(`${schema}.append`)}));
-  -- 2. The optimistic concurrency check, exact because no other append runs now.
-  select max(e.revision) into v_current from ${s}.events e where e.stream_id = p_stream;
-  if (p_mode = 'no_stream' and v_current is not null)
-     or (p_mode = 'stream_exists' and v_current is null)
-     or (p_mode = 'exact' and v_current is distinct from p_expected) then
-    return query select false, v_current, null::bigint;
+    v_stale := v_stale || ((v_mode = 'no_stream' and v_current is not null)
+      or (v_mode = 'exact' and (v_current is null or v_current > v_expected)));
+  end loop;
+  if v_stale <> '{}' and true = all(v_stale) then
+    for v_item, v_idx in select t.value, t.ordinality from jsonb_array_elements(p_batch) with ordinality t loop
+      select max(e.revision) into v_current from ${s}.events e where e.stream_id = v_item->>'stream';
+      return query select v_idx::int, false, v_current, null::bigint;
+    end loop;
     return;
   end if;
+  -- 1. Serialise appends until commit: positions follow commit order (see above).
+  perform pg_advisory_xact_lock(hashtext(${literal(`${schema}.append`)}));
   select coalesce(max(e.position), -1) into v_head from ${s}.events e;
-  -- 3. Insert in the order given; revisions and positions are dense.
-  insert into ${s}.events (position, stream_id, revision, event_id, type, data, metadata)
-  select v_head + t.ord, p_stream, coalesce(v_current, -1) + t.ord, (t.e->>'id')::uuid, t.e->>'type', t.e->'data', t.e->'metadata'
-  from jsonb_array_elements(p_events) with ordinality as t(e, ord);
+  for v_item, v_idx in select t.value, t.ordinality from jsonb_array_elements(p_batch) with ordinality t loop
+    v_stream := v_item->>'stream';
+    v_mode := v_item->>'mode';
+    v_expected := (v_item->>'expected')::bigint;
+    -- 2. The optimistic concurrency check, exact because no other append runs now.
+    select max(e.revision) into v_current from ${s}.events e where e.stream_id = v_stream;
+    if (v_mode = 'no_stream' and v_current is not null)
+       or (v_mode = 'stream_exists' and v_current is null)
+       or (v_mode = 'exact' and v_current is distinct from v_expected) then
+      return query select v_idx::int, false, v_current, null::bigint;
+      continue;
+    end if;
+    -- 3. Insert in the order given; revisions and positions are dense.
+    v_count := jsonb_array_length(v_item->'events');
+    insert into ${s}.events (position, stream_id, revision, event_id, type, data, metadata)
+    select v_head + t.ord, v_stream, coalesce(v_current, -1) + t.ord, (t.e->>'id')::uuid, t.e->>'type', t.e->'data', t.e->'metadata'
+    from jsonb_array_elements(v_item->'events') with ordinality as t(e, ord);
+    v_head := v_head + v_count;
+    return query select v_idx::int, true, coalesce(v_current, -1) + v_count, v_head;
+  end loop;
   -- 4. Wake live subscribers; NOTIFY is delivered only after commit.
-  perform pg_notify(${literal(channelName(schema))}, (v_head + v_count)::text);
-  return query select true, coalesce(v_current, -1) + v_count, v_head + v_count;
+  perform pg_notify(${literal(channelName(schema))}, v_head::text);
 end
 $fn$;
 `;
