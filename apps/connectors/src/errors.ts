@@ -40,6 +40,13 @@ export function isConnectionLoss(err: unknown): boolean {
 }
 
 /**
+ * The HTTP server answered but no longer knows our MCP session (it restarted, or expired
+ * the session): the server is alive, so a fresh session right away is the fix.
+ */
+export const isSessionExpired = (err: unknown): boolean =>
+  err instanceof StreamableHTTPError && (err.code === 404 || err.code === 400);
+
+/**
  * Map any error from an MCP operation on `server` to an AppError with a code:
  * - connection loss -> unavailable (retryable), timeouts -> timeout (retryable);
  * - JSON-RPC errors the server returned -> validation / not_found / internal (not retryable);

@@ -17,7 +17,7 @@ import { AppError, type Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { unconfiguredReason } from '../registry/load.js';
 import { mcpEvent, type McpEventSink, type McpHealth } from '../events.js';
-import { errorText, isConnectionLoss, toAppError } from '../errors.js';
+import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
 
 /** Health of one server as the session sees it. */
 export interface McpSessionHealth {
@@ -89,6 +89,8 @@ export class McpSession {
   /** Whether WentDown was reported for the current outage (so Recovered pairs with it). */
   private reportedDown = false;
   private everConnected = false;
+  /** A session renewal is in progress: if it fails, the outage starts from `up`. */
+  private renewing = false;
   private toolCache: Tool[] = [];
   private resourceCache: Resource[] = [];
   private promptCache: Prompt[] = [];
@@ -235,21 +237,50 @@ export class McpSession {
     return { ...(opts.signal && { signal: opts.signal }), timeout, maxTotalTimeout: timeout };
   }
 
-  /** Run one operation on the live client; a connection loss marks the session down and starts reconnecting. */
-  private async op<T>(op: string, fn: (client: Client) => Promise<T>): Promise<T> {
+  /**
+   * Run one operation on the live client; a connection loss marks the session down and
+   * starts reconnecting. An HTTP server that forgot our session gets a new one at once
+   * and the operation runs once more on it (the server is alive, no outage to report).
+   */
+  private async op<T>(op: string, fn: (client: Client) => Promise<T>, renewed = false): Promise<T> {
     const live = await this.acquire(op);
     try {
       return await fn(live.client);
     } catch (err) {
+      if (!renewed && isSessionExpired(err) && (await this.renew(live.gen))) return this.op(op, fn, true);
+      // Our connection was closed under us by a renewal another call started: the server had
+      // forgotten that session, so this request was refused too; run it on the new session.
+      if (!renewed && live.gen !== this.gen && (this.renewing || this.phase === 'connected') && isConnectionLoss(err)) {
+        await this.connecting?.catch(() => undefined);
+        if (this.phase === 'connected') return this.op(op, fn, true);
+      }
       if (isConnectionLoss(err)) this.lost(live.gen, err);
       throw toAppError(err, this.name, op);
     }
   }
 
+  /** Replace the connection `gen` with a fresh one (callers that raced here share the attempt). True when connected. */
+  private async renew(gen: number): Promise<boolean> {
+    if (gen === this.gen && this.phase === 'connected') {
+      this.log.info({}, 'MCP session expired on the server: opening a new one');
+      this.gen++;
+      const live = this.live;
+      this.live = undefined;
+      clearInterval(this.pingTimer);
+      if (live) void closeQuietly(live);
+      this.renewing = true;
+      this.phase = 'idle';
+      void this.connect().catch(() => undefined);
+    }
+    await this.connecting?.catch(() => undefined);
+    return this.phase === 'connected';
+  }
+
   private async acquire(op: string): Promise<Live> {
     // Lazy first connect: the first caller waits for it (bounded by connect_ms).
     if (this.phase === 'idle') await this.connect().catch(() => undefined);
-    else if (this.phase === 'connecting' && !this.everConnected && this.connecting) await this.connecting.catch(() => undefined);
+    // So does everyone while a session renewal (server alive, session forgotten) is under way.
+    else if (this.phase === 'connecting' && (!this.everConnected || this.renewing) && this.connecting) await this.connecting.catch(() => undefined);
     if (this.phase === 'connected' && this.live) return this.live;
     const state = this.phase === 'unconfigured' ? 'unconfigured' : 'down';
     const why = this.lastError ?? 'not connected';
@@ -309,6 +340,7 @@ export class McpSession {
     }
     this.live = live;
     this.phase = 'connected';
+    this.renewing = false;
     this.everConnected = true;
     this.connectedSince = new Date();
     this.responseMs = Math.round(performance.now() - t0);
@@ -376,7 +408,8 @@ export class McpSession {
 
   /** Common path into `down`: report once per outage, then back off and reconnect. */
   private enterDown(): void {
-    const previous = this.phase === 'connected' ? (this.slow ? 'degraded' : 'up') : 'down';
+    const previous = this.phase === 'connected' || this.renewing ? (this.slow ? 'degraded' : 'up') : 'down';
+    this.renewing = false;
     this.phase = 'backoff';
     this.downSince ??= Date.now();
     if (!this.reportedDown) {

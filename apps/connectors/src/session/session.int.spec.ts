@@ -9,7 +9,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { AppError } from '@switchyard/platform';
 import { parseServerConfig } from '../registry/schema.js';
 import { McpSession } from './mcp-session.js';
-import { testLogger, waitFor } from '../spec-support.js';
+import { EventRecorder, testLogger, waitFor } from '../spec-support.js';
 
 /**
  * A real MCP server built with the SDK (stateful Streamable HTTP, bearer auth), in
@@ -60,8 +60,9 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
     await new Promise((r) => http.close(r));
   });
 
-  const session = (token?: string) =>
+  const session = (token?: string, rec?: EventRecorder) =>
     new McpSession({
+      ...(rec && { onEvent: rec.sink }),
       config: parseServerConfig({
         name: 'changing',
         role: 'other',
@@ -89,6 +90,23 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
       const ms = await s.ping();
       assert.ok(ms >= 0);
       assert.equal(s.health().response_ms, ms);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('server forgot the session (404): a new session at once, the call succeeds, no outage reported', async () => {
+    const rec = new EventRecorder();
+    const s = session('s3cret', rec);
+    try {
+      await s.start();
+      const first = await s.callTool('first', { x: 1 });
+      assert.deepEqual(first.content, [{ type: 'text', text: 'first 1' }]);
+      transports.clear(); // as after a server restart: every session id is unknown now
+      const [a, b] = await Promise.all([s.callTool('first', { x: 2 }), s.callTool('first', { x: 3 })]);
+      assert.deepEqual([a.content, b.content], [[{ type: 'text', text: 'first 2' }], [{ type: 'text', text: 'first 3' }]]);
+      assert.equal(s.health().state, 'up');
+      assert.equal(rec.count('McpServerWentDown'), 0);
     } finally {
       await s.close();
     }
