@@ -1,13 +1,16 @@
 import pg from 'pg';
-import { createGateway } from '@switchyard/gateway';
+import { loadRegistry, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
+import { createGateway, McpFeatureModule } from '@switchyard/gateway';
+import { defaultPorts, mcpServerKinds, runMcpServer } from '@switchyard/mcp-servers';
 import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { closeNats, connectNats } from '@switchyard/messaging';
 import { runRelay } from '@switchyard/orchestrator';
 import type { Config, Logger } from '@switchyard/platform';
+import { EventSink } from './event-sink.js';
 import { startInfrastructure } from './infra.js';
 
 /** The parts of the system one process can run; `all` is every one of them. */
-export const ROLES = ['gateway', 'relay'] as const;
+export const ROLES = ['relay', 'mcp-servers', 'connectors', 'gateway'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface RunningSystem {
@@ -63,9 +66,34 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       stops.push({ name: 'relay', stop: () => relay.stop() });
     }
 
+    const sink = new EventSink(eventStore, logger, 'system:switchyard');
+    stops.push({ name: 'event-sink', stop: () => sink.flush() });
+
+    if (roles.includes('mcp-servers')) {
+      // The project's own MCP servers on their seed ports (5001 filesystem bridge .. 5006 analytics).
+      const env = { ...process.env, DATABASE_URL: infra.databaseUrl };
+      for (const kind of mcpServerKinds) {
+        // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
+        const port = Number(process.env[`MCP_${kind.toUpperCase().replace(/-/g, '_')}_PORT`] ?? defaultPorts[kind]);
+        const server = await runMcpServer(kind, { port, env, logger: logger.child({ mcp: kind }) });
+        stops.push({ name: `mcp-${kind}`, stop: () => server.close() });
+      }
+    }
+
+    if (roles.includes('connectors')) {
+      const connectors = await startConnectors({
+        nats,
+        registry: loadRegistry(),
+        logger,
+        // Every call, breaker change and health transition goes to the event store (audit, availability).
+        onEvent: (e) => sink.append(mcpServerStreamId(e.data.server), e, (e.data as { correlation_id?: string }).correlation_id),
+      });
+      stops.push({ name: 'connectors', stop: () => connectors.stop() });
+    }
+
     let gatewayUrl: string | undefined;
     if (roles.includes('gateway')) {
-      const gateway = await createGateway({ eventStore, pgPool: pool, nats, logger, config });
+      const gateway = await createGateway({ eventStore, pgPool: pool, nats, logger, config }, { modules: [McpFeatureModule] });
       gatewayUrl = (await gateway.listen()).url;
       stops.push({ name: 'gateway', stop: () => gateway.close() });
     }
