@@ -164,6 +164,21 @@ describe('everything server over stdio: calls, errors, crash and recovery', () =
     assert.ok(called.data.arguments.size > 500);
   });
 
+  it('runs a call once per idempotency key and hands the same result to the repeat', async () => {
+    const calledBefore = rec.count('McpToolCalled');
+    const key = `k-${Date.now()}`;
+    const [a, b] = await Promise.all([
+      ev.callTool({ tool: 'echo', arguments: { message: 'once' }, idempotency_key: key }),
+      ev.callTool({ tool: 'echo', arguments: { message: 'once' }, idempotency_key: key }),
+    ]);
+    const c = await ev.callTool({ tool: 'echo', arguments: { message: 'once' }, idempotency_key: key });
+    assert.deepEqual(a, b);
+    assert.deepEqual(a, c);
+    assert.equal(rec.count('McpToolCalled') - calledBefore, 1, 'the tool ran once');
+    await ev.callTool({ tool: 'echo', arguments: { message: 'other' }, idempotency_key: `${key}-2` });
+    assert.equal(rec.count('McpToolCalled') - calledBefore, 2, 'another key runs again');
+  });
+
   it('does not count JSON-RPC errors (unknown prompt) against the breaker', async () => {
     for (let i = 0; i < 5; i++) await expectAppError(ev.getPrompt('no-such-prompt'), 'validation');
     assert.equal(ev.breakerState, 'closed');
