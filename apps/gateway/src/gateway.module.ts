@@ -1,5 +1,12 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, DiscoveryModule } from '@nestjs/core';
+import type { Pool } from 'pg';
+import type { EventStore } from '@switchyard/event-store';
+import type { Logger } from '@switchyard/platform';
+import { AuditController } from './audit/audit.controller.js';
+import { ApiKeysController } from './security/api-keys.controller.js';
+import { ApiKeyService } from './security/api-keys.js';
+import { RoleGuard } from './security/auth.guard.js';
 import { EventsController } from './events/events.controller.js';
 import { LiveEventsService } from './events/sse.service.js';
 import { HealthController } from './health/health.controller.js';
@@ -39,24 +46,39 @@ export class GatewayCoreModule {
       { provide: READINESS_EXTRA, useValue: deps.readiness ?? {} },
     ];
     const services = [OpenApiRegistry, ReadinessService];
+    const keys = {
+      provide: ApiKeyService,
+      useFactory: (store: EventStore, pool: Pool, logger: Logger, o: ResolvedGatewayOptions) =>
+        new ApiKeyService(store, pool, logger.child({ component: 'api-keys' }), { cacheTtlMs: o.auth.keyCacheTtlMs }),
+      inject: [EVENT_STORE, PG_POOL, LOGGER, GATEWAY_OPTIONS],
+    };
     return {
       module: GatewayCoreModule,
       global: true,
-      providers: [...values, ...services],
-      exports: [...values.map((v) => v.provide), ...services],
+      providers: [...values, ...services, keys],
+      exports: [...values.map((v) => v.provide), ...services, ApiKeyService],
     };
   }
 }
 
-/** The root module: built-in routes (health, events, docs), the problem filter, the OpenAPI explorer, and the feature modules. */
+/**
+ * The root module: built-in routes (health, events, docs, audit, API keys), the problem
+ * filter, the role guard (enforcing `@ApiRoute({ role })` when auth is enabled), the
+ * OpenAPI explorer, and the feature modules.
+ */
 @Module({})
 export class GatewayModule {
   static forRoot(deps: GatewayDeps, options: ResolvedGatewayOptions, modules: readonly FeatureModule[] = []): DynamicModule {
     return {
       module: GatewayModule,
       imports: [DiscoveryModule, GatewayCoreModule.forRoot(deps, options), ...modules],
-      controllers: [HealthController, EventsController, DocsController],
-      providers: [LiveEventsService, OpenApiExplorer, { provide: APP_FILTER, useClass: ProblemFilter }],
+      controllers: [HealthController, EventsController, DocsController, AuditController, ApiKeysController],
+      providers: [
+        LiveEventsService,
+        OpenApiExplorer,
+        { provide: APP_FILTER, useClass: ProblemFilter },
+        { provide: APP_GUARD, useClass: RoleGuard },
+      ],
     };
   }
 }

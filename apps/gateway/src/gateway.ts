@@ -4,12 +4,15 @@ import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import express from 'express';
+import { newId } from '@switchyard/platform';
 import { correlationMiddleware, rebindContextMiddleware } from './http/context.js';
 import { httpLogger, NestPinoLogger } from './http/logging.js';
 import { problemErrorMiddleware } from './http/problem-filter.js';
 import { GatewayModule } from './gateway.module.js';
 import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
 import { OpenApiRegistry } from './openapi/registry.js';
+import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
+import { authenticationMiddleware, timeoutMiddleware } from './security/middleware.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
 
 /** A gateway built and initialised, not yet listening. */
@@ -25,11 +28,14 @@ export interface Gateway {
 
 /**
  * Build the HTTP gateway inside the calling process.
- * 1. Express middleware before Nest's routes, in this order: correlation id, request
- *    log, docs assets, JSON body parser (size limit), problem+json for what failed so
- *    far, then the request context again (the body parser loses it).
- * 2. Nest routes: health, events, docs and every feature module's controllers; all
- *    errors pass through ProblemFilter.
+ * 1. With auth enabled: the API key table is made and caught up, and the first admin
+ *    key ensured (SWITCHYARD_ADMIN_KEY, or generated and printed once to stdout).
+ * 2. Express middleware before Nest's routes, in this order: correlation id, request
+ *    log, request timeout, rate limits and API key resolution, docs assets, JSON body
+ *    parser (size limit), problem+json for what failed so far, then the request context
+ *    again (the body parser loses it).
+ * 3. Nest routes: health, events, docs, audit, API keys and every feature module's
+ *    controllers; the role guard checks each route's role, all errors pass through ProblemFilter.
  */
 export async function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Promise<Gateway> {
   const resolved = resolveOptions(options);
@@ -47,8 +53,23 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
       abortOnError: false, // a DI error must reject, not abort the host process
     },
   );
+  const keys = app.get(ApiKeyService);
+  if (resolved.auth.enabled) {
+    try {
+      await keys.bootstrapAdmin({
+        envKey: resolved.auth.adminKey,
+        correlationId: newId(),
+        print: resolved.auth.printAdminKey ?? ((key) => void process.stdout.write(adminKeyBanner(key))),
+      });
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+  }
   app.use(correlationMiddleware);
   app.use(httpLogger(logger));
+  app.use(timeoutMiddleware(resolved.requestTimeoutMs));
+  app.use(authenticationMiddleware(resolved, keys, logger.child({ component: 'auth' })));
   app.use(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' }));
   app.use(express.json({ limit: resolved.bodyLimit, type: ['application/json', 'application/*+json'] }));
   app.use(problemErrorMiddleware());
@@ -64,7 +85,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
       const address = app.getHttpServer().address() as AddressInfo;
       const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
       const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`;
-      logger.info({ port: address.port, host }, 'gateway listening');
+      logger.info({ port: address.port, host, auth: resolved.auth.enabled, rateLimit: resolved.rateLimit.enabled }, 'gateway listening');
       return { port: address.port, url };
     },
     close() {

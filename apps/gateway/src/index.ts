@@ -7,6 +7,9 @@ export { createGateway, type Gateway } from './gateway.js';
 export { GatewayCoreModule, GatewayModule } from './gateway.module.js';
 export * from './tokens.js';
 export {
+  Actor,
+  actorOf,
+  currentActor,
   CORRELATION_HEADER,
   CorrelationId,
   correlationIdOf,
@@ -14,6 +17,7 @@ export {
   currentRequestContext,
   type GatewayRequest,
   type RequestContext,
+  type RequestKey,
 } from './http/context.js';
 export {
   PROBLEM_CONTENT_TYPE,
@@ -65,3 +69,35 @@ export {
   type EventsStreamQuery,
 } from './events/schemas.js';
 export * from './features/mcp/index.js';
+export { accessFor, PUBLIC, PUBLIC_PATHS, roleSatisfies, roleSchema, ROLES, type Access, type Role } from './security/roles.js';
+export {
+  DEFAULT_LIMITS,
+  securityEnvSchema,
+  securityOptionsFromEnv,
+  type AuthOptions,
+  type Limit,
+  type RateLimitOptions,
+  type ResolvedSecurityOptions,
+  type SecurityOptionsInput,
+} from './security/options.js';
+export {
+  adminKeyBanner,
+  ApiKeyService,
+  SECURITY_SCHEMA_SQL,
+  type ApiKeyRecord,
+  type ApiKeyServiceOptions,
+  type CommandContext,
+  type ResolvedKey,
+} from './security/api-keys.js';
+export { generateKey, hashSecret, KEY_PATTERN, parseKey, presentedKey, type GeneratedKey, type ParsedKey } from './security/keys.js';
+export {
+  API_KEY_EVENT_TYPES,
+  apiKeyDecider,
+  apiKeyStream,
+  type ApiKeyCommand,
+  type ApiKeyEvent,
+  type ApiKeyState,
+} from './security/api-key.decider.js';
+export { RoleGuard } from './security/auth.guard.js';
+export { API_KEYS_PATH } from './security/api-keys.controller.js';
+export { AUDIT_PATH, auditQuerySchema, readAuditPage, type AuditEntry, type AuditPage, type AuditQuery } from './audit/audit.js';

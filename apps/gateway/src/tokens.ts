@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Pool } from 'pg';
 import type { EventStore } from '@switchyard/event-store';
 import type { Config, Logger } from '@switchyard/platform';
+import { resolveSecurityOptions, type ResolvedSecurityOptions, type SecurityOptionsInput } from './security/options.js';
 
 /**
  * Nest DI tokens for what the host process hands to the gateway. Feature modules
@@ -38,7 +39,7 @@ export interface GatewayDeps {
 /** A Nest module a feature plugs in: a class, a `forRoot()` result or a forward reference. */
 export type FeatureModule = Type<unknown> | DynamicModule | Promise<DynamicModule> | ForwardReference;
 
-export interface GatewayOptions {
+export interface GatewayOptions extends SecurityOptionsInput {
   /** Feature modules (controllers, providers). Their routes are validated and documented like the built-in ones. */
   readonly modules?: readonly FeatureModule[];
   /** Largest accepted JSON body (a bytes string such as '1mb' or a number of bytes). Default '1mb'. */
@@ -49,10 +50,13 @@ export interface GatewayOptions {
   readonly readinessTimeoutMs?: number;
   /** The `info` block of the OpenAPI document. */
   readonly openapi?: { readonly title?: string; readonly version?: string; readonly description?: string };
+  // From SecurityOptionsInput:
+  // auth: { enabled } (default false here; launchers use securityOptionsFromEnv(), AUTH_ENABLED default true),
+  // rateLimit: false | { perIp, perKey, authFailuresPerIp } (default off), requestTimeoutMs (default 30 000, 0 = none).
 }
 
 /** Options after defaults, as injected under GATEWAY_OPTIONS. */
-export interface ResolvedGatewayOptions {
+export interface ResolvedGatewayOptions extends ResolvedSecurityOptions {
   readonly bodyLimit: string | number;
   readonly sseHeartbeatMs: number;
   readonly readinessTimeoutMs: number;
@@ -61,6 +65,7 @@ export interface ResolvedGatewayOptions {
 
 export function resolveOptions(o: GatewayOptions = {}): ResolvedGatewayOptions {
   return {
+    ...resolveSecurityOptions(o),
     bodyLimit: o.bodyLimit ?? '1mb',
     sseHeartbeatMs: o.sseHeartbeatMs ?? 15_000,
     readinessTimeoutMs: o.readinessTimeoutMs ?? 2_000,

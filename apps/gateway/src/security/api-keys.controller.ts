@@ -1,0 +1,85 @@
+import { Controller, Delete, Get, HttpCode, Inject, Post } from '@nestjs/common';
+import { z } from 'zod';
+import { Actor, CorrelationId } from '../http/context.js';
+import { ZodBody, ZodParams, ZodQuery } from '../http/validation.js';
+import { ApiRoute } from '../openapi/registry.js';
+import { keyIdSchema, keyNameSchema } from './api-key.decider.js';
+import { ApiKeyService, type ApiKeyRecord } from './api-keys.js';
+import { roleSchema } from './roles.js';
+
+export const API_KEYS_PATH = '/api/v1/admin/api-keys';
+
+export const createApiKeyBody = z.object({ name: keyNameSchema, role: roleSchema }).strict();
+const listQuery = z
+  .object({
+    include_revoked: z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((v) => v === 'true')
+      .describe('Also list revoked keys'),
+  })
+  .strict();
+const idParams = z.object({ id: keyIdSchema }).strict();
+
+export const apiKeySchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: roleSchema,
+  prefix: z.string().describe('First characters of the key, to recognise it; not usable to authenticate'),
+  createdAt: z.string(),
+  createdBy: z.string(),
+  revokedAt: z.string().nullable(),
+  revokedBy: z.string().nullable(),
+});
+export const createdApiKeySchema = apiKeySchema.extend({
+  key: z.string().describe('The full key. Shown only in this answer: store it now'),
+});
+
+/** Admin API for API keys. Every change is an event (ApiKeyCreated / ApiKeyRevoked) with the caller as actor. */
+@Controller(API_KEYS_PATH)
+export class ApiKeysController {
+  constructor(@Inject(ApiKeyService) private readonly keys: ApiKeyService) {}
+
+  @Post()
+  @ApiRoute({
+    summary: 'Create an API key (the key is shown once, in this answer)',
+    tags: ['admin'],
+    role: 'admin',
+    response: { status: 201, schema: createdApiKeySchema },
+  })
+  async create(
+    @ZodBody(createApiKeyBody) body: z.output<typeof createApiKeyBody>,
+    @Actor() actor: string,
+    @CorrelationId() correlationId: string,
+  ): Promise<ApiKeyRecord & { key: string }> {
+    await this.keys.init();
+    return this.keys.create(body, { actor, correlationId });
+  }
+
+  @Get()
+  @ApiRoute({
+    summary: 'List API keys (never their secrets)',
+    tags: ['admin'],
+    role: 'admin',
+    response: { schema: z.object({ keys: z.array(apiKeySchema) }) },
+  })
+  async list(@ZodQuery(listQuery) q: z.output<typeof listQuery>): Promise<{ keys: ApiKeyRecord[] }> {
+    await this.keys.init();
+    return { keys: await this.keys.list({ includeRevoked: q.include_revoked }) };
+  }
+
+  @Delete(':id')
+  @HttpCode(200)
+  @ApiRoute({
+    summary: 'Revoke an API key',
+    description: 'Answers 409 when the key is already revoked or is the last active admin key.',
+    tags: ['admin'],
+    role: 'admin',
+    response: { schema: apiKeySchema },
+    errors: [404, 409],
+  })
+  async revoke(@ZodParams(idParams) p: z.output<typeof idParams>, @Actor() actor: string, @CorrelationId() correlationId: string): Promise<ApiKeyRecord> {
+    await this.keys.init();
+    return this.keys.revoke(p.id, { actor, correlationId });
+  }
+}

@@ -1,0 +1,112 @@
+import { z } from 'zod';
+import { parseConfig } from '@switchyard/platform';
+
+/** A rate limit: at most `points` requests per `durationSec` seconds. */
+export interface Limit {
+  readonly points: number;
+  readonly durationSec: number;
+}
+
+/** `createGateway(deps, { auth })`. */
+export interface AuthOptions {
+  /**
+   * Enforce API keys and roles. Default false in the library, so embedding tests and
+   * tools keep working without keys; the launcher turns it on (AUTH_ENABLED, default true).
+   */
+  readonly enabled: boolean;
+  /** SWITCHYARD_ADMIN_KEY: an admin key (format `sy_<16 hex>_<secret>`) to make sure exists at start. */
+  readonly adminKey?: string | undefined;
+  /** How long a checked key is remembered per process (revocations elsewhere apply within it). Default 5 000 ms. */
+  readonly keyCacheTtlMs?: number;
+  /**
+   * Where a generated first admin key goes (once). Default: a banner on stdout, never the log.
+   * Tests pass their own to capture it.
+   */
+  readonly printAdminKey?: (key: string) => void;
+}
+
+/** `createGateway(deps, { rateLimit })`; `false` turns it off. */
+export interface RateLimitOptions {
+  /** Every request from one client address. Default 3 000 per 60 s. */
+  readonly perIp?: Limit;
+  /** Every request made with one API key. Default 1 200 per 60 s. */
+  readonly perKey?: Limit;
+  /** Requests with a wrong or revoked key from one address (guessing). Default 30 per 60 s. */
+  readonly authFailuresPerIp?: Limit;
+}
+
+export interface ResolvedSecurityOptions {
+  readonly auth: { readonly enabled: boolean; readonly adminKey?: string; readonly keyCacheTtlMs: number; readonly printAdminKey?: (key: string) => void };
+  readonly rateLimit: { readonly enabled: boolean; readonly perIp: Limit; readonly perKey: Limit; readonly authFailuresPerIp: Limit };
+  /** 0: no timeout. */
+  readonly requestTimeoutMs: number;
+}
+
+export interface SecurityOptionsInput {
+  readonly auth?: AuthOptions;
+  readonly rateLimit?: false | RateLimitOptions;
+  readonly requestTimeoutMs?: number;
+}
+
+export const DEFAULT_LIMITS = {
+  perIp: { points: 3_000, durationSec: 60 },
+  perKey: { points: 1_200, durationSec: 60 },
+  authFailuresPerIp: { points: 30, durationSec: 60 },
+} as const;
+
+export function resolveSecurityOptions(o: SecurityOptionsInput): ResolvedSecurityOptions {
+  const rl = o.rateLimit;
+  return {
+    auth: {
+      enabled: o.auth?.enabled ?? false,
+      ...(o.auth?.adminKey ? { adminKey: o.auth.adminKey } : {}),
+      keyCacheTtlMs: o.auth?.keyCacheTtlMs ?? 5_000,
+      ...(o.auth?.printAdminKey ? { printAdminKey: o.auth.printAdminKey } : {}),
+    },
+    rateLimit: {
+      // Off unless asked for, like auth: a library default must not throttle embedding tests.
+      enabled: rl !== undefined && rl !== false,
+      perIp: (rl && rl.perIp) || DEFAULT_LIMITS.perIp,
+      perKey: (rl && rl.perKey) || DEFAULT_LIMITS.perKey,
+      authFailuresPerIp: (rl && rl.authFailuresPerIp) || DEFAULT_LIMITS.authFailuresPerIp,
+    },
+    requestTimeoutMs: o.requestTimeoutMs ?? 30_000,
+  };
+}
+
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const positive = z.coerce.number().int().positive();
+
+/** The environment variables of the gateway's security settings (parsed by `securityOptionsFromEnv`). */
+export const securityEnvSchema = z.object({
+  AUTH_ENABLED: bool.default(true),
+  SWITCHYARD_ADMIN_KEY: z.string().min(1).optional(),
+  API_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).default(5_000),
+  RATE_LIMIT_ENABLED: bool.default(true),
+  RATE_LIMIT_PER_IP: positive.default(DEFAULT_LIMITS.perIp.points),
+  RATE_LIMIT_PER_KEY: positive.default(DEFAULT_LIMITS.perKey.points),
+  RATE_LIMIT_AUTH_FAILURES_PER_IP: positive.default(DEFAULT_LIMITS.authFailuresPerIp.points),
+  RATE_LIMIT_WINDOW_SEC: positive.default(60),
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
+});
+
+/**
+ * Gateway options for a launcher, from the environment, with production defaults:
+ * auth ON (AUTH_ENABLED=true), rate limits ON, 30 s request timeout.
+ * `createGateway(deps, { ...securityOptionsFromEnv(), modules })`. Throws ConfigError naming a bad variable.
+ */
+export function securityOptionsFromEnv(env: Record<string, string | undefined> = process.env): Required<SecurityOptionsInput> {
+  const c = parseConfig(env, securityEnvSchema);
+  const w = c.RATE_LIMIT_WINDOW_SEC;
+  return {
+    auth: { enabled: c.AUTH_ENABLED, adminKey: c.SWITCHYARD_ADMIN_KEY, keyCacheTtlMs: c.API_KEY_CACHE_TTL_MS },
+    rateLimit: c.RATE_LIMIT_ENABLED
+      ? {
+          perIp: { points: c.RATE_LIMIT_PER_IP, durationSec: w },
+          perKey: { points: c.RATE_LIMIT_PER_KEY, durationSec: w },
+          authFailuresPerIp: { points: c.RATE_LIMIT_AUTH_FAILURES_PER_IP, durationSec: w },
+        }
+      : false,
+    requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
+  };
+}
