@@ -1,1 +1,2 @@
 export * from './relay/index.js';
+export * from './workflows/index.js';

@@ -1,0 +1,89 @@
+import type { NatsConnection } from '@nats-io/nats-core';
+import { z } from 'zod';
+import { AppError, isAppError } from '@switchyard/platform';
+import { request } from '@switchyard/messaging';
+import type { DispatchAction, StepError } from '@switchyard/domain';
+
+/** `switchyard.svc.mcp.v1.<server>.call_tool` (apps/connectors). */
+export const mcpCallToolSubject = (server: string): string => `switchyard.svc.mcp.v1.${server}.call_tool`;
+/** The task service that runs agent tasks (apps/orchestrator delegation). */
+export const TASKS_EXECUTE_SUBJECT = 'switchyard.svc.tasks.v1.execute';
+
+const callToolReply = z.looseObject({
+  content: z.array(z.looseObject({ type: z.string() })).default([]),
+  isError: z.boolean().optional(),
+  structuredContent: z.record(z.string(), z.unknown()).optional(),
+});
+const taskReply = z.looseObject({
+  task_id: z.string().optional(),
+  agent: z.string().optional(),
+  instance: z.string().optional(),
+  status: z.string().optional(),
+  result: z.unknown().optional(),
+  error: z.unknown().optional(),
+});
+
+export type StepOutcome = { readonly ok: true; readonly output: unknown } | { readonly ok: false; readonly error: StepError };
+
+/** An MCP result as a step output: structured content, else the JSON of a lone text block, else the content list. */
+export function mcpOutput(reply: z.infer<typeof callToolReply>): unknown {
+  if (reply.structuredContent) return reply.structuredContent;
+  const texts = reply.content.filter((c) => c.type === 'text').map((c) => String((c as { text?: unknown }).text ?? ''));
+  if (texts.length === 1) {
+    try {
+      return JSON.parse(texts[0]!);
+    } catch {
+      return { text: texts[0] };
+    }
+  }
+  return { content: reply.content };
+}
+
+/** Any failure of a request as a StepError; the AppError's `retryable` says whether another attempt can help. */
+export function toStepError(err: unknown): StepError {
+  if (isAppError(err)) return { code: err.code, message: err.message, retryable: err.retryable };
+  const e = err as { code?: unknown; message?: unknown; retryable?: unknown };
+  return { code: typeof e?.code === 'string' ? e.code : 'internal', message: String(e?.message ?? err), retryable: e?.retryable === true };
+}
+
+/**
+ * Send one MCP or agent unit over NATS request-reply and wait for its outcome. The NATS
+ * timeout is the step's own timeout plus a little: the durable timer is what records a
+ * timeout, so a late local give-up never races it.
+ */
+export async function executeRemote(nc: NatsConnection, a: DispatchAction): Promise<StepOutcome> {
+  const timeoutMs = a.timeoutMs + 1_000;
+  try {
+    if (a.target.kind === 'mcp') {
+      const args = a.input && typeof a.input === 'object' && !Array.isArray(a.input) ? (a.input as Record<string, unknown>) : { value: a.input };
+      const reply = await request(
+        nc,
+        mcpCallToolSubject(a.target.server),
+        { tool: a.target.tool, arguments: args, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs },
+        { schema: callToolReply, timeoutMs, correlationId: a.correlationId },
+      );
+      if (reply.isError) {
+        const text = reply.content.map((c) => (c as { text?: unknown }).text).filter((t) => typeof t === 'string').join(' ');
+        // A tool that answered with an error would answer the same again: not retryable.
+        return { ok: false, error: { code: 'tool_error', message: text || 'tool returned an error', retryable: false } };
+      }
+      return { ok: true, output: mcpOutput(reply) };
+    }
+    if (a.target.kind === 'agent') {
+      const reply = await request(
+        nc,
+        TASKS_EXECUTE_SUBJECT,
+        { task_type: a.target.taskType, context: a.input ?? {}, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, correlation_id: a.correlationId },
+        { schema: taskReply, timeoutMs, correlationId: a.correlationId },
+      );
+      if (reply.status && ['failed', 'error', 'canceled', 'cancelled'].includes(reply.status)) {
+        const msg = typeof reply.error === 'string' ? reply.error : JSON.stringify(reply.error ?? reply.result ?? null);
+        return { ok: false, error: { code: `task_${reply.status}`, message: msg, retryable: false } };
+      }
+      return { ok: true, output: reply.result ?? null };
+    }
+    throw new AppError('internal', `executeRemote cannot run ${a.uses}`);
+  } catch (err) {
+    return { ok: false, error: toStepError(err) };
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * The durable workflow engine (saga of WorkflowExecution from a checkpointed $all subscription,
+ * durable timers, partition leases), its definition store, read model and the command API
+ * the gateway uses.
+ */
+export { startWorkflowEngine, WorkflowEngine, EXECUTION_STREAM_PREFIX, type WorkflowEngineOptions, type WorkflowEngineStats, type ParentRef } from './engine.js';
+export { DefinitionStore, buildCatalog, MCP_REGISTRY_LIST_SUBJECT, type StoredDefinition } from './definitions.js';
+export { executeRemote, mcpCallToolSubject, mcpOutput, toStepError, TASKS_EXECUTE_SUBJECT, type StepOutcome } from './executor.js';
+export { PartitionLeases, partitionOf, type PartitionLeaseOptions } from './partitions.js';
+export {
+  workflowExecutionsProjection,
+  setupWorkflowReadModel,
+  listExecutions,
+  getExecutionView,
+  READ_SCHEMA,
+  type ExecutionSummary,
+  type ExecutionQuery,
+  type StepView,
+  type StepAttemptView,
+} from './projection.js';
+export { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
+export { loadExecution, runWorkflowCommand, isTerminal, type WorkflowCommandResult } from './command.js';
+export { startExecution, cancelExecution, waitForExecution, executionEvents, executionResult, type StartRequest } from './api.js';

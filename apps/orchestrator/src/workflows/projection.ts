@@ -1,0 +1,342 @@
+import type pg from 'pg';
+import type { Projection } from '@switchyard/read-models';
+import type { RecordedEvent } from '@switchyard/event-store';
+import { workflowEventTypes, type WorkflowDefinition, type WorkflowEvent } from '@switchyard/domain';
+
+/** Schema of the workflow read model tables. */
+export const READ_SCHEMA = 'read_models';
+const X = `${READ_SCHEMA}.workflow_executions`;
+const S = `${READ_SCHEMA}.workflow_steps`;
+const A = `${READ_SCHEMA}.workflow_step_attempts`;
+
+/** DDL of the read model; also run by the gateway so its queries work before any engine ran. */
+export async function setupWorkflowReadModel(c: pg.PoolClient | pg.Pool): Promise<void> {
+  await c.query(`create schema if not exists ${READ_SCHEMA}`);
+  await c.query(`create table if not exists ${X} (
+    execution_id text primary key, definition_id text not null, definition_version int not null, definition_name text not null,
+    status text not null, input jsonb, output jsonb, error jsonb, correlation_id text, parent_execution_id text,
+    started_at timestamptz not null, ended_at timestamptz, updated_at timestamptz not null, last_position bigint not null)`);
+  await c.query(`create index if not exists workflow_executions_started on ${X} (started_at desc, execution_id)`);
+  await c.query(`create index if not exists workflow_executions_status on ${X} (status, started_at desc)`);
+  await c.query(`create table if not exists ${S} (
+    execution_id text not null, step_id text not null, ordinal int not null, uses text not null, kind text not null,
+    status text not null, skip_reason text, attempts int not null default 0, items int, output jsonb, error jsonb,
+    compensation_for text, next_retry_at timestamptz, started_at timestamptz, ended_at timestamptz,
+    primary key (execution_id, step_id))`);
+  await c.query(`create table if not exists ${A} (
+    execution_id text not null, step_id text not null, item_index int not null, attempt int not null,
+    status text not null, idempotency_key text, input jsonb, output jsonb, error jsonb,
+    scheduled_at timestamptz, dispatched_at timestamptz, timeout_at timestamptz, ended_at timestamptz, duration_ms int,
+    primary key (execution_id, step_id, item_index, attempt))`);
+}
+
+const j = (v: unknown): string => JSON.stringify(v ?? null);
+const item = (d: { itemIndex?: number }): number => d.itemIndex ?? -1;
+
+/** Apply one workflow event to the read model (runs inside the projection runner's transaction). */
+async function applyEvent(c: pg.PoolClient, r: RecordedEvent): Promise<void> {
+  const id = r.streamId.slice('workflow_execution-'.length);
+  const e = { type: r.type, data: r.data, metadata: r.metadata } as unknown as WorkflowEvent;
+  const touch = () => c.query(`update ${X} set updated_at = $2, last_position = $3 where execution_id = $1`, [id, r.recordedAt, r.position]);
+  switch (e.type) {
+    case 'WorkflowStarted': {
+      const def: WorkflowDefinition = e.data.definition;
+      const parent = (r.metadata as { parent?: { executionId?: string } }).parent?.executionId ?? null;
+      await c.query(
+        `insert into ${X} (execution_id, definition_id, definition_version, definition_name, status, input, correlation_id, parent_execution_id, started_at, updated_at, last_position)
+         values ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10) on conflict do nothing`,
+        [id, def.id, def.version, def.name, j(e.data.input), e.metadata.correlationId, parent, e.data.startedAt, r.recordedAt, r.position],
+      );
+      const comp = new Set(def.steps.flatMap((s) => (typeof s.on_error === 'object' ? [s.on_error.compensate] : [])));
+      for (const [i, s] of def.steps.entries()) {
+        await c.query(`insert into ${S} (execution_id, step_id, ordinal, uses, kind, status) values ($1, $2, $3, $4, $5, 'pending') on conflict do nothing`, [
+          id,
+          s.id,
+          i,
+          s.uses,
+          comp.has(s.id) ? 'compensation' : s.for_each ? 'for_each' : 'step',
+        ]);
+      }
+      return;
+    }
+    case 'StepExpanded':
+      await c.query(`update ${S} set items = $3 where execution_id = $1 and step_id = $2`, [id, e.data.stepId, e.data.items.length]);
+      break;
+    case 'StepScheduled':
+      await c.query(
+        `insert into ${A} (execution_id, step_id, item_index, attempt, status, idempotency_key, input, scheduled_at)
+         values ($1, $2, $3, $4, 'scheduled', $5, $6, $7) on conflict do nothing`,
+        [id, e.data.stepId, item(e.data), e.data.attempt, e.data.idempotencyKey, j(e.data.input), e.data.scheduledAt],
+      );
+      await c.query(
+        `update ${S} set status = 'running', attempts = greatest(attempts, $3), next_retry_at = null, started_at = coalesce(started_at, $4)
+         where execution_id = $1 and step_id = $2`,
+        [id, e.data.stepId, e.data.attempt, e.data.scheduledAt],
+      );
+      break;
+    case 'StepDispatched':
+      await c.query(`update ${A} set status = 'dispatched', dispatched_at = $5, timeout_at = $6 where execution_id = $1 and step_id = $2 and item_index = $3 and attempt = $4`, [
+        id,
+        e.data.stepId,
+        item(e.data),
+        e.data.attempt,
+        e.data.dispatchedAt,
+        e.data.timeoutAt,
+      ]);
+      break;
+    case 'StepSucceeded':
+      await c.query(
+        `update ${A} set status = 'succeeded', output = $5, ended_at = $6,
+           duration_ms = (extract(epoch from ($6::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int
+         where execution_id = $1 and step_id = $2 and item_index = $3 and attempt = $4`,
+        [id, e.data.stepId, item(e.data), e.data.attempt, j(e.data.output), e.data.at],
+      );
+      if (e.data.itemIndex === undefined) {
+        await c.query(`update ${S} set status = 'succeeded', output = $3, error = null, ended_at = $4 where execution_id = $1 and step_id = $2`, [
+          id,
+          e.data.stepId,
+          j(e.data.output),
+          e.data.at,
+        ]);
+      }
+      break;
+    case 'StepFailed':
+      await c.query(
+        `update ${A} set status = case when status = 'timed_out' then status else 'failed' end, error = $5, ended_at = coalesce(ended_at, $6),
+           duration_ms = (extract(epoch from ($6::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int
+         where execution_id = $1 and step_id = $2 and item_index = $3 and attempt = $4`,
+        [id, e.data.stepId, item(e.data), e.data.attempt, j(e.data.error), e.data.at],
+      );
+      if (e.data.itemIndex === undefined && e.data.final) {
+        await c.query(`update ${S} set status = 'failed', error = $3, ended_at = $4 where execution_id = $1 and step_id = $2`, [id, e.data.stepId, j(e.data.error), e.data.at]);
+      }
+      break;
+    case 'StepTimedOut':
+      await c.query(`update ${A} set status = 'timed_out', ended_at = $5 where execution_id = $1 and step_id = $2 and item_index = $3 and attempt = $4`, [
+        id,
+        e.data.stepId,
+        item(e.data),
+        e.data.attempt,
+        e.data.at,
+      ]);
+      break;
+    case 'StepRetryScheduled':
+      await c.query(`update ${S} set next_retry_at = $3 where execution_id = $1 and step_id = $2`, [id, e.data.stepId, e.data.dueAt]);
+      break;
+    case 'StepSkipped':
+      await c.query(`update ${S} set status = 'skipped', skip_reason = $3, ended_at = $4 where execution_id = $1 and step_id = $2`, [id, e.data.stepId, e.data.reason, e.data.at]);
+      break;
+    case 'ExecutionCancelRequested':
+      await c.query(`update ${X} set status = 'canceling', error = $2 where execution_id = $1 and status = 'running'`, [
+        id,
+        j({ reason: e.data.reason, actor: e.data.actor, requestedAt: e.data.requestedAt }),
+      ]);
+      break;
+    case 'CompensationStarted':
+      await c.query(`update ${S} set status = 'running', compensation_for = $3, attempts = 1, started_at = $4 where execution_id = $1 and step_id = $2`, [
+        id,
+        e.data.stepId,
+        e.data.forStepId,
+        e.data.startedAt,
+      ]);
+      await c.query(
+        `insert into ${A} (execution_id, step_id, item_index, attempt, status, idempotency_key, input, scheduled_at, dispatched_at)
+         values ($1, $2, -1, 1, 'dispatched', $3, $4, $5, $5) on conflict do nothing`,
+        [id, e.data.stepId, e.data.idempotencyKey, j(e.data.input), e.data.startedAt],
+      );
+      break;
+    case 'CompensationSucceeded':
+    case 'CompensationFailed': {
+      const ok = e.type === 'CompensationSucceeded';
+      const out = ok ? j(e.data.output) : null;
+      const err = ok ? null : j(e.data.error);
+      const status = ok ? 'succeeded' : 'failed';
+      await c.query(`update ${S} set status = $3, output = $4, error = $5, ended_at = $6 where execution_id = $1 and step_id = $2`, [id, e.data.stepId, status, out, err, e.data.at]);
+      await c.query(
+        `update ${A} set status = $3, output = $4, error = $5, ended_at = $6,
+           duration_ms = (extract(epoch from ($6::timestamptz - dispatched_at)) * 1000)::int
+         where execution_id = $1 and step_id = $2 and item_index = -1 and attempt = 1`,
+        [id, e.data.stepId, status, out, err, e.data.at],
+      );
+      break;
+    }
+    case 'WorkflowCompleted':
+      await c.query(`update ${X} set status = 'completed', output = $2, ended_at = $3 where execution_id = $1`, [id, j(e.data.outputs), e.data.completedAt]);
+      break;
+    case 'WorkflowFailed':
+      await c.query(`update ${X} set status = 'failed', error = $2, ended_at = $3 where execution_id = $1`, [
+        id,
+        j({ reason: e.data.reason, stepId: e.data.stepId, error: e.data.error }),
+        e.data.failedAt,
+      ]);
+      break;
+    case 'WorkflowCanceled':
+      await c.query(`update ${X} set status = 'canceled', error = coalesce(error, '{}'::jsonb) || $2::jsonb, ended_at = $3 where execution_id = $1`, [
+        id,
+        j({ reason: e.data.reason }),
+        e.data.canceledAt,
+      ]);
+      break;
+  }
+  await touch();
+}
+
+/** The workflow_executions read model (executions, steps, attempts) for the list/detail endpoints. */
+export const workflowExecutionsProjection: Projection = {
+  name: 'workflow_executions',
+  handles: workflowEventTypes,
+  streamPrefixes: ['workflow_execution-'],
+  setup: (c) => setupWorkflowReadModel(c),
+  apply: applyEvent,
+  async reset(c) {
+    await c.query(`truncate ${X}, ${S}, ${A}`);
+  },
+};
+
+// ---- queries ------------------------------------------------------------------------------
+
+export interface ExecutionSummary {
+  readonly execution_id: string;
+  readonly definition_id: string;
+  readonly definition_version: number;
+  readonly definition_name: string;
+  readonly status: string;
+  readonly input: unknown;
+  readonly output: unknown;
+  readonly error: unknown;
+  readonly correlation_id: string | null;
+  readonly parent_execution_id: string | null;
+  readonly started_at: string;
+  readonly ended_at: string | null;
+  readonly duration_ms: number | null;
+}
+
+export interface ExecutionQuery {
+  readonly status?: string;
+  readonly definitionId?: string;
+  readonly startedAfter?: string;
+  readonly startedBefore?: string;
+  readonly limit: number;
+  /** Opaque cursor from the previous page (`<started_at>|<execution_id>`). */
+  readonly cursor?: string;
+}
+
+const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+function summary(r: Record<string, unknown>): ExecutionSummary {
+  const started = r.started_at as Date;
+  const ended = (r.ended_at as Date | null) ?? null;
+  return {
+    execution_id: r.execution_id as string,
+    definition_id: r.definition_id as string,
+    definition_version: r.definition_version as number,
+    definition_name: r.definition_name as string,
+    status: r.status as string,
+    input: r.input,
+    output: r.output,
+    error: r.error,
+    correlation_id: (r.correlation_id as string | null) ?? null,
+    parent_execution_id: (r.parent_execution_id as string | null) ?? null,
+    started_at: started.toISOString(),
+    ended_at: iso(ended),
+    duration_ms: ended ? ended.getTime() - started.getTime() : null,
+  };
+}
+
+/** Newest first, keyset-paged. */
+export async function listExecutions(pool: pg.Pool, q: ExecutionQuery): Promise<{ items: ExecutionSummary[]; next_cursor: string | null }> {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (q.status) where.push(`status = $${args.push(q.status)}`);
+  if (q.definitionId) where.push(`definition_id = $${args.push(q.definitionId)}`);
+  if (q.startedAfter) where.push(`started_at >= $${args.push(q.startedAfter)}`);
+  if (q.startedBefore) where.push(`started_at < $${args.push(q.startedBefore)}`);
+  if (q.cursor) {
+    const [at, id] = Buffer.from(q.cursor, 'base64url').toString().split('|');
+    where.push(`(started_at, execution_id) < ($${args.push(at)}::timestamptz, $${args.push(id)})`);
+  }
+  const sql = `select * from ${X} ${where.length ? `where ${where.join(' and ')}` : ''} order by started_at desc, execution_id desc limit $${args.push(q.limit + 1)}`;
+  const r = await pool.query(sql, args);
+  const rows = r.rows.slice(0, q.limit).map(summary);
+  const last = rows[rows.length - 1];
+  const next = r.rows.length > q.limit && last ? Buffer.from(`${last.started_at}|${last.execution_id}`).toString('base64url') : null;
+  return { items: rows, next_cursor: next };
+}
+
+export interface StepAttemptView {
+  readonly item_index: number | null;
+  readonly attempt: number;
+  readonly status: string;
+  readonly idempotency_key: string | null;
+  readonly input: unknown;
+  readonly output: unknown;
+  readonly error: unknown;
+  readonly scheduled_at: string | null;
+  readonly dispatched_at: string | null;
+  readonly timeout_at: string | null;
+  readonly ended_at: string | null;
+  readonly duration_ms: number | null;
+}
+
+export interface StepView {
+  readonly step_id: string;
+  readonly uses: string;
+  readonly kind: string;
+  readonly status: string;
+  readonly skip_reason: string | null;
+  readonly attempts: number;
+  readonly items: number | null;
+  readonly output: unknown;
+  readonly error: unknown;
+  readonly compensation_for: string | null;
+  readonly next_retry_at: string | null;
+  readonly started_at: string | null;
+  readonly ended_at: string | null;
+  readonly attempt_history: StepAttemptView[];
+}
+
+/** One execution with every step and every attempt; undefined when the read model has no such execution. */
+export async function getExecutionView(pool: pg.Pool, executionId: string): Promise<(ExecutionSummary & { steps: StepView[] }) | undefined> {
+  const x = await pool.query(`select * from ${X} where execution_id = $1`, [executionId]);
+  if (!x.rows[0]) return undefined;
+  const steps = await pool.query(`select * from ${S} where execution_id = $1 order by ordinal`, [executionId]);
+  const attempts = await pool.query(`select * from ${A} where execution_id = $1 order by step_id, item_index, attempt`, [executionId]);
+  const byStep = new Map<string, StepAttemptView[]>();
+  for (const a of attempts.rows) {
+    const list = byStep.get(a.step_id) ?? [];
+    list.push({
+      item_index: a.item_index === -1 ? null : a.item_index,
+      attempt: a.attempt,
+      status: a.status,
+      idempotency_key: a.idempotency_key,
+      input: a.input,
+      output: a.output,
+      error: a.error,
+      scheduled_at: iso(a.scheduled_at),
+      dispatched_at: iso(a.dispatched_at),
+      timeout_at: iso(a.timeout_at),
+      ended_at: iso(a.ended_at),
+      duration_ms: a.duration_ms,
+    });
+    byStep.set(a.step_id, list);
+  }
+  return {
+    ...summary(x.rows[0]),
+    steps: steps.rows.map((s) => ({
+      step_id: s.step_id,
+      uses: s.uses,
+      kind: s.kind,
+      status: s.status,
+      skip_reason: s.skip_reason,
+      attempts: s.attempts,
+      items: s.items,
+      output: s.output,
+      error: s.error,
+      compensation_for: s.compensation_for,
+      next_retry_at: iso(s.next_retry_at),
+      started_at: iso(s.started_at),
+      ended_at: iso(s.ended_at),
+      attempt_history: byStep.get(s.step_id) ?? [],
+    })),
+  };
+}
