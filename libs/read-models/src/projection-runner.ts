@@ -159,9 +159,15 @@ export class ProjectionRunner {
     lane.position = lane.stored = Number(res.rows[0]?.position ?? -1);
     lane.stopRequested = false;
     lane.running = true;
-    lane.done = this.runLane(lane).finally(() => {
-      lane.running = false;
-    });
+    lane.done = this.runLane(lane)
+      .catch((err) => {
+        // Not expected (the loop handles its failures); recorded rather than crashing the process.
+        lane.lastError = err instanceof Error ? err.message : String(err);
+        this.log?.error({ err, projection: lane.projection.name }, 'projection loop ended by an error');
+      })
+      .finally(() => {
+        lane.running = false;
+      });
   }
 
   private async stopLane(lane: Lane): Promise<void> {
@@ -182,7 +188,15 @@ export class ProjectionRunner {
     while (!lane.stopRequested) {
       // Unfiltered on purpose: skipped events still move the checkpoint, so lag is exact
       // and `waitFor(head)` resolves even when the newest event is not for us.
-      const sub = this.options.store.subscribeToAll({ from: lane.stored });
+      let sub: AllSubscription;
+      try {
+        sub = this.options.store.subscribeToAll({ from: lane.stored });
+      } catch (err) {
+        lane.lastError = err instanceof Error ? err.message : String(err);
+        log?.error({ err }, 'cannot subscribe; retrying');
+        await new Promise((r) => setTimeout(r, 1_000));
+        continue;
+      }
       lane.sub = sub;
       lane.position = lane.stored;
       this.notifyWaiters();
@@ -262,10 +276,16 @@ export class ProjectionRunner {
       await pump;
       if (resync) {
         log?.warn({ position: lane.stored }, 'checkpoint moved under us (another runner or a rebuild); resyncing');
-        const res = await this.pool.query<{ position: string }>(`select position from ${this.schema}.checkpoints where name = $1`, [
-          projection.name,
-        ]);
-        lane.stored = Number(res.rows[0]?.position ?? -1);
+        try {
+          const res = await this.pool.query<{ position: string }>(`select position from ${this.schema}.checkpoints where name = $1`, [
+            projection.name,
+          ]);
+          lane.stored = Number(res.rows[0]?.position ?? -1);
+        } catch (err) {
+          // Resubscribing from the old checkpoint is safe: the compare-and-set sends us back here.
+          lane.lastError = err instanceof Error ? err.message : String(err);
+          await new Promise((r) => setTimeout(r, 1_000));
+        }
       } else if (!lane.stopRequested) {
         await new Promise((r) => setTimeout(r, 500));
       }

@@ -263,10 +263,13 @@ export class PostgresEventStore implements EventStore {
     await this.query('select 1');
   }
 
+  /** Stops subscriptions, lets accepted appends finish, then releases connections. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await Promise.all([...this.subscriptions].map((s) => s.close()));
+    // Appends accepted before close() still get their answer.
+    while (this.inFlight > 0 || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
     clearTimeout(this.reconnectTimer);
     await this.listenerStarting?.catch(() => undefined);
     const listener = this.listener;

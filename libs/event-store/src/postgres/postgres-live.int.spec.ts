@@ -1,0 +1,67 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { createLogger } from '@switchyard/platform';
+import { freshDatabase } from '@switchyard/testing';
+import { ev, take } from '../contract/event-store.contract.js';
+import { createEventStore } from '../factory.js';
+import { PostgresEventStore } from './postgres-event-store.js';
+
+describe('PostgresEventStore live delivery', () => {
+  let url: string;
+  let pool: pg.Pool;
+  before(async () => {
+    url = await freshDatabase('es_live');
+    pool = new pg.Pool({ connectionString: url, max: 5 });
+  });
+  after(async () => {
+    await pool.end();
+  });
+
+  it('createEventStore over a shared pool gives a Postgres store that delivers live events', async () => {
+    const store = createEventStore({ pool, logger: createLogger('test', 'silent') });
+    assert.equal(store.kind, 'postgres');
+    await store.init();
+    await store.init(); // idempotent
+    const sub = store.subscribeToAll({ streamPrefixes: ['pool-'] });
+    const got = take(sub, 3);
+    for (let i = 0; i < 3; i++) await store.append(`pool-${i}`, [ev('P', { i })]);
+    assert.deepEqual((await got).map((e) => (e.data as { i: number }).i), [0, 1, 2]);
+    await store.close();
+    // The pool belongs to the caller: closing the store leaves it usable.
+    assert.equal((await pool.query('select 1 as one')).rows[0].one, 1);
+  });
+
+  it('keeps delivering after its LISTEN connection is killed (reconnects and catches up)', async () => {
+    // A long safety interval, so delivery within the guard proves the reconnect, not the timer.
+    const store = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_reconnect' });
+    await store.init();
+    const sub = store.subscribeToAll();
+    const received: number[] = [];
+    const done = take(sub, 6, 30_000, (e) => {
+      received.push((e.data as { i: number }).i);
+    });
+    await store.append('r-1', [ev('R', { i: 0 })]);
+    while (received.length < 1) await new Promise((r) => setTimeout(r, 10));
+    const killed = await pool.query(
+      `select pg_terminate_backend(pid) as ok from pg_stat_activity
+       where datname = current_database() and query ilike 'listen "es_reconnect_appended"%'`,
+    );
+    assert.equal(killed.rowCount, 1, 'the LISTEN connection was found and terminated');
+    for (let i = 1; i < 6; i++) await store.append('r-1', [ev('R', { i })]);
+    await done;
+    assert.deepEqual(received, [0, 1, 2, 3, 4, 5]);
+    await store.close();
+  });
+
+  it('keeps stores in different schemas apart', async () => {
+    const a = new PostgresEventStore({ connectionString: url, schema: 'es_a' });
+    const b = new PostgresEventStore({ connectionString: url, schema: 'es_b' });
+    await Promise.all([a.init(), b.init()]);
+    await a.append('x-1', [ev('A')]);
+    assert.equal((await a.readAll()).length, 1);
+    assert.deepEqual(await b.readAll(), []);
+    assert.equal(await b.headPosition(), -1);
+    await Promise.all([a.close(), b.close()]);
+  });
+});
