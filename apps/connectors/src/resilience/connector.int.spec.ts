@@ -252,6 +252,56 @@ describe('everything server over stdio: calls, errors, crash and recovery', () =
   });
 });
 
+describe('a hung stdio server (SIGSTOP): bounded calls, then replaced by itself', () => {
+  let ev: McpConnector;
+  const rec = new EventRecorder();
+  before(async () => {
+    ev = new McpConnector({
+      config: parseServerConfig({
+        name: 'hung',
+        role: 'other',
+        transport: { kind: 'stdio', command: process.execPath, args: [everythingBin(), 'stdio'] },
+        ...fast,
+        timeouts: { connect_ms: 15_000, call_ms: 1_200 },
+        health: { ping_interval_ms: 400, degraded_after_ms: 300 },
+      }),
+      logger,
+      onEvent: rec.sink,
+    });
+    await ev.start();
+  });
+  after(async () => {
+    await ev?.close();
+  });
+
+  it('calls time out instead of hanging, the breaker opens, failed pings replace the process', async () => {
+    const pid = ev.session.pid!;
+    assert.equal(text(await ev.callTool({ tool: 'echo', arguments: { message: 'alive' } })), 'Echo: alive');
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const codes = await Promise.all(
+        Array.from({ length: 4 }, () => ev.callTool({ tool: 'echo', arguments: { message: 'x' } }).then(() => 'ok', (e: AppError) => e.code)),
+      );
+      assert.ok(codes.every((c) => c === 'timeout' || c === 'unavailable'), `codes: ${codes.join(',')}`);
+      await rec.waitFor('McpServerWentDown', 1, 20_000);
+    } finally {
+      // SIGKILL from the session already ended it; continuing a dead pid is harmless.
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        /* gone */
+      }
+    }
+    await rec.waitFor('McpServerRecovered', 1, 30_000);
+    await waitFor(() => ev.breakerState === 'closed', 'breaker closed', 30_000);
+    assert.notEqual(ev.session.pid, pid);
+    assert.equal(text(await ev.callTool({ tool: 'echo', arguments: { message: 'new' } })), 'Echo: new');
+    assert.ok(rec.count('McpCircuitOpened') >= 1, 'the timeouts opened the circuit');
+    assert.match(rec.of('McpServerWentDown')[0]!.data.error, /ping/);
+    assert.deepEqual(rec.invalid, []);
+  });
+});
+
 describe('everything server over Streamable HTTP: stop and restart', () => {
   let port: number;
   let server: HttpServerHandle | undefined;
