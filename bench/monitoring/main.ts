@@ -3,14 +3,16 @@
  * reference), measured with process.cpuUsage() over BENCH_SECONDS (default 60) per interval.
  * Children the sampler spawns (`df`, the shell systeminformation runs for network counters)
  * are not in process.cpuUsage(); on Linux we add them from /proc/self/stat (cutime + cstime).
- * An idle run with the same timers but no sampling is measured first and subtracted.
+ * An idle run with the same timer but no sampling is measured first and subtracted; the
+ * event-loop delay histogram (part of the sampler) is also measured on its own.
  *
  *   node bench/monitoring/dist/main.js            # 60 s per interval
  *   BENCH_SECONDS=20 node bench/monitoring/dist/main.js
  */
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Sampler } from '@switchyard/monitor';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Sampler, type SamplerOptions } from '@switchyard/monitor';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 60);
 
@@ -24,8 +26,12 @@ function childrenCpuMs(): number {
   }
 }
 
-async function measure(intervalMs: number, sample: boolean): Promise<{ selfPct: number; childPct: number; rounds: number; samples: number }> {
-  const sampler = sample ? new Sampler() : undefined;
+type Mode = { kind: 'idle' } | { kind: 'eld'; resolutionMs: number } | { kind: 'sampler'; options: SamplerOptions };
+
+async function measure(intervalMs: number, mode: Mode): Promise<{ selfPct: number; childPct: number; rounds: number; samples: number }> {
+  const sampler = mode.kind === 'sampler' ? new Sampler(mode.options) : undefined;
+  const eld = mode.kind === 'eld' ? monitorEventLoopDelay({ resolution: mode.resolutionMs }) : undefined;
+  eld?.enable();
   const c0 = process.cpuUsage();
   const k0 = childrenCpuMs();
   const t0 = performance.now();
@@ -39,15 +45,12 @@ async function measure(intervalMs: number, sample: boolean): Promise<{ selfPct: 
     }
     await sleep(intervalMs);
   }
-  sampler?.close();
   const wall = performance.now() - t0;
   const c = process.cpuUsage(c0);
-  return {
-    selfPct: ((c.user + c.system) / 1000 / wall) * 100,
-    childPct: ((childrenCpuMs() - k0) / wall) * 100,
-    rounds,
-    samples,
-  };
+  const childMs = childrenCpuMs() - k0;
+  sampler?.close();
+  eld?.disable();
+  return { selfPct: ((c.user + c.system) / 1000 / wall) * 100, childPct: (childMs / wall) * 100, rounds, samples };
 }
 
 const fmt = (n: number) => n.toFixed(3);
@@ -60,14 +63,21 @@ console.log(`# sampler cost, ${seconds} s per run, node ${process.version}`);
   await w.collect();
   w.close();
 }
-const idle = await measure(5000, false);
-console.log(`idle baseline (timer only)       self ${fmt(idle.selfPct)} % of one core`);
-for (const interval of [5000, 1000]) {
-  const r = await measure(interval, true);
+const idle = await measure(5000, { kind: 'idle' });
+console.log(`idle baseline (a 5 s timer, no sampling): self ${fmt(idle.selfPct)} % of one core`);
+for (const resolutionMs of [20, 50]) {
+  const e = await measure(5000, { kind: 'eld', resolutionMs });
+  console.log(`event-loop delay histogram alone, resolution ${resolutionMs} ms: ${fmt(e.selfPct - idle.selfPct)} % of one core (over idle)`);
+}
+const runs: [string, number, SamplerOptions][] = [
+  ['defaults, 5 s interval (network 5 s, disk 60 s, ELD 20 ms)', 5000, {}],
+  ['1 s interval, network 1 s, disk 60 s (reference)', 1000, { networkIntervalMs: 1000 }],
+];
+for (const [label, interval, options] of runs) {
+  const r = await measure(interval, { kind: 'sampler', options });
   const net = r.selfPct - idle.selfPct;
   console.log(
-    `interval ${String(interval).padStart(4)} ms: self ${fmt(r.selfPct)} % (minus idle ${fmt(net)} %), ` +
-      `children ${fmt(r.childPct)} %, total ${fmt(net + r.childPct)} % of one core; ` +
+    `${label}: self ${fmt(net)} % over idle + children ${fmt(r.childPct)} % = ${fmt(net + r.childPct)} % of one core; ` +
       `${r.rounds} rounds, ${(r.samples / Math.max(1, r.rounds)).toFixed(1)} samples/round`,
   );
 }
