@@ -1,0 +1,174 @@
+/**
+ * The whole system as `npm start` runs it: one launcher process that starts a real
+ * PostgreSQL and nats-server of its own (no DATABASE_URL / NATS_URL), the relay, the MCP
+ * servers, the connectors and the gateway. Driven only through HTTP and NATS, like a user.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, chmodSync } from 'node:fs';
+import path from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { freePort } from '@switchyard/platform';
+
+const root = path.resolve(import.meta.dirname, '..', '..', '..');
+const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
+
+interface Ports {
+  gateway: number;
+  pg: number;
+  nats: number;
+  mcp: Record<'FILESYSTEM_BRIDGE' | 'DATABASE' | 'FETCH' | 'AUTOMATION' | 'ANALYTICS', number>;
+}
+
+function startSystem(dataDir: string, ports: Ports): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    DATA_DIR: dataDir,
+    GATEWAY_PORT: String(ports.gateway),
+    GATEWAY_HOST: '127.0.0.1',
+    EMBEDDED_PG_PORT: String(ports.pg),
+    EMBEDDED_NATS_PORT: String(ports.nats),
+    FILESYSTEM_ROOT: path.join(dataDir, 'files'),
+    LOG_LEVEL: 'info',
+  };
+  // Let the launcher start its own infrastructure, as on a fresh machine.
+  delete env.DATABASE_URL;
+  delete env.NATS_URL;
+  delete env.TEST_DATABASE_URL;
+  delete env.TEST_NATS_URL;
+  for (const [kind, port] of Object.entries(ports.mcp)) {
+    env[`MCP_${kind}_PORT`] = String(port);
+    const name = kind === 'FILESYSTEM_BRIDGE' ? undefined : kind;
+    if (name) env[`MCP_${name}_URL`] = `http://127.0.0.1:${port}/mcp`;
+  }
+  const proc = spawn(process.execPath, [launcher], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return { proc, exited, output: () => out };
+}
+
+async function waitReady(base: string, timeoutMs = 90_000): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`${base}/readyz`);
+      const body = (await res.json()) as Record<string, unknown>;
+      if (res.status === 200) return body;
+      last = JSON.stringify(body);
+    } catch (err) {
+      last = String(err);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`not ready after ${timeoutMs} ms: ${last}`);
+}
+
+describe('the whole system started like npm start', () => {
+  let dataDir: string;
+  let ports: Ports;
+  let system: ReturnType<typeof startSystem>;
+  let base: string;
+  let nc: NatsConnection | undefined;
+
+  before(async () => {
+    mkdirSync(path.join(root, '.tmp'), { recursive: true });
+    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-'));
+    chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+    ports = {
+      gateway: await freePort(),
+      pg: await freePort(),
+      nats: await freePort(),
+      mcp: { FILESYSTEM_BRIDGE: await freePort(), DATABASE: await freePort(), FETCH: await freePort(), AUTOMATION: await freePort(), ANALYTICS: await freePort() },
+    };
+    base = `http://127.0.0.1:${ports.gateway}`;
+    system = startSystem(dataDir, ports);
+  });
+
+  after(async () => {
+    await nc?.close();
+    if (system.proc.exitCode === null) {
+      system.proc.kill('SIGKILL');
+      await system.exited;
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('becomes ready: Postgres, NATS and the event store are up', async () => {
+    const body = await waitReady(base);
+    assert.equal(body.status, 'ready');
+    const checks = body.checks as Record<string, { status: string }>;
+    assert.equal(checks.postgres?.status, 'up');
+    assert.equal(checks.nats?.status, 'up');
+    assert.equal(checks.eventStore?.status, 'up');
+  });
+
+  it('serves MCP calls and records each one as events that reach NATS subscribers', async () => {
+    let health: { status: string; servers: { server: string; state: string }[] } = { status: '', servers: [] };
+    for (let i = 0; i < 120; i++) {
+      health = (await (await fetch(`${base}/api/v1/integration/mcp/health`)).json()) as typeof health;
+      if (health.servers?.filter((s) => s.server !== 'github').every((s) => s.state === 'up')) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.deepEqual(
+      health.servers.filter((s) => s.server !== 'github').map((s) => [s.server, s.state]).sort(),
+      [['analytics', 'up'], ['automation', 'up'], ['database', 'up'], ['fetch', 'up'], ['filesystem', 'up']],
+    );
+    const correlationId = `e2e-${Date.now()}`;
+    const res = await fetch(`${base}/api/v1/integration/mcp/database/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId },
+      body: JSON.stringify({ query: 'select :a::int + :b::int as sum', params: { a: 40, b: 2 } }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('x-correlation-id'), correlationId);
+    const body = (await res.json()) as { result: { rows: { sum: number }[] } };
+    assert.deepEqual(body.result.rows, [{ sum: 42 }]);
+
+    // The audit trail in the event store, by the request's correlation id.
+    let mine: { type: string; metadata: { correlationId: string } }[] = [];
+    for (let i = 0; i < 40 && mine.length < 2; i++) {
+      const page = (await (await fetch(`${base}/api/v1/events?stream=mcpserver-database&limit=1000`)).json()) as { events: typeof mine };
+      mine = page.events.filter((e) => e.metadata.correlationId === correlationId);
+      if (mine.length < 2) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(mine.map((e) => e.type), ['McpToolCalled', 'McpToolSucceeded']);
+
+    // The relay publishes them to JetStream, where another process can replay them.
+    nc = await connect({ servers: `nats://127.0.0.1:${ports.nats}` });
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    let types: string[] = [];
+    for (let i = 0; i < 40 && !types.includes('McpToolSucceeded'); i++) {
+      const consumer = await js.consumers.get('SWITCHYARD_EVENTS', { filter_subjects: ['switchyard.events.mcpserver.>'] });
+      const batch = await consumer.fetch({ max_messages: 1000, expires: 1000 });
+      types = [];
+      for await (const m of batch) {
+        const env = m.json<{ type: string; metadata: { correlationId: string } }>();
+        if (env.metadata.correlationId === correlationId) types.push(env.type);
+        if (batch.getProcessed() >= (await jsm.streams.info('SWITCHYARD_EVENTS')).state.messages) break;
+      }
+    }
+    assert.deepEqual(types, ['McpToolCalled', 'McpToolSucceeded']);
+  });
+
+  it('stops cleanly on SIGTERM and keeps its data across a restart', async () => {
+    const before = (await (await fetch(`${base}/api/v1/events?limit=1000`)).json()) as { events: { id: string }[] };
+    system.proc.kill('SIGTERM');
+    const code = await system.exited;
+    assert.equal(code, 0, system.output().slice(-2000));
+
+    system = startSystem(dataDir, ports);
+    await waitReady(base);
+    const again = (await (await fetch(`${base}/api/v1/events?limit=1000`)).json()) as { events: { id: string }[] };
+    const ids = new Set(again.events.map((e) => e.id));
+    assert.ok(before.events.length > 0);
+    assert.ok(before.events.every((e) => ids.has(e.id)), 'every event from the first run is still there');
+    system.proc.kill('SIGTERM');
+    assert.equal(await system.exited, 0);
+  });
+});
