@@ -1,0 +1,282 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Controller, Get, Module } from '@nestjs/common';
+import { stopOwnInfra } from '@switchyard/testing';
+import { currentActor } from '../http/context.js';
+import { ApiRoute } from '../openapi/registry.js';
+import { generateKey, parseKey } from './keys.js';
+import { bearer, startSecuredGateway, type SecuredGateway } from './test-support.js';
+
+const run = promisify(execFile);
+const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cli.js');
+
+// A feature route to see the actor inside a handler and a handler that takes too long.
+@Controller('test-security')
+class ProbeController {
+  @Get('whoami')
+  @ApiRoute({ role: 'viewer' })
+  whoami() {
+    return { actor: currentActor() };
+  }
+
+  @Get('slow')
+  @ApiRoute({ role: 'viewer' })
+  async slow() {
+    await new Promise((r) => setTimeout(r, 3_000));
+    return { late: true };
+  }
+}
+@Module({ controllers: [ProbeController] })
+class ProbeModule {}
+
+const PROBLEM = 'application/problem+json';
+const json = (body: unknown) => ({ 'content-type': 'application/json', body: JSON.stringify(body) });
+
+describe('gateway security over real Postgres and NATS', () => {
+  let g: SecuredGateway;
+  let adminId: string;
+
+  before(async () => {
+    g = await startSecuredGateway('gw_security', { modules: [ProbeModule], requestTimeoutMs: 500, auth: { enabled: true, keyCacheTtlMs: 100 } });
+    adminId = parseKey(g.adminKey)!.id;
+  });
+  after(async () => {
+    await g?.close();
+    await stopOwnInfra();
+  });
+
+  describe('first admin key', () => {
+    it('is generated once, handed to the printer, and stored only as a hash', async () => {
+      assert.equal(g.printed.length, 1);
+      const events = await g.store.readAll({ streamPrefixes: ['apikey-'] });
+      assert.equal(events.length, 1);
+      assert.equal(events[0]!.type, 'ApiKeyCreated');
+      assert.equal(events[0]!.metadata.actor, 'system:bootstrap');
+      const secret = parseKey(g.adminKey)!.secret;
+      assert.ok(!JSON.stringify(events).includes(secret), 'the secret must not be in the event log');
+      const { rows } = await g.pool.query('select * from security.api_keys');
+      assert.equal(rows.length, 1);
+      assert.ok(!JSON.stringify(rows).includes(secret), 'the secret must not be in the table');
+    });
+
+    it('a second start on the same database makes no new key and prints nothing', async () => {
+      const again = await startSecuredGateway('unused', {}, g.databaseUrl);
+      try {
+        assert.deepEqual(again.printed, []);
+        assert.equal((await g.store.readAll({ streamPrefixes: ['apikey-'] })).length, 1);
+      } finally {
+        await again.close();
+      }
+    });
+  });
+
+  describe('authentication', () => {
+    it('public routes answer without a key', async () => {
+      for (const p of ['/livez', '/readyz', '/docs/openapi.json', '/docs']) {
+        const res = await fetch(g.url + p);
+        assert.equal(res.status, 200, p);
+      }
+    });
+
+    it('no key: 401 problem with WWW-Authenticate: Bearer', async () => {
+      const res = await fetch(`${g.url}/api/v1/events`);
+      assert.equal(res.status, 401);
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer/);
+      assert.equal(res.headers.get('content-type')?.split(';')[0], PROBLEM);
+      const body = (await res.json()) as { code: string };
+      assert.equal(body.code, 'unauthorized');
+    });
+
+    it('a wrong, malformed or unknown key: 401 invalid_token', async () => {
+      const wrongSecret = g.adminKey.slice(0, -3) + (g.adminKey.endsWith('AAA') ? 'BBB' : 'AAA');
+      for (const key of [wrongSecret, 'nonsense', generateKey().key]) {
+        const res = await fetch(`${g.url}/api/v1/events`, { headers: bearer(key) });
+        assert.equal(res.status, 401, key);
+        assert.match(res.headers.get('www-authenticate') ?? '', /invalid_token/);
+      }
+    });
+
+    it('x-api-key works like Authorization: Bearer, and the handler sees the actor', async () => {
+      const res = await fetch(`${g.url}/test-security/whoami`, { headers: { 'x-api-key': g.adminKey } });
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { actor: `apikey:${adminId}` });
+    });
+  });
+
+  describe('roles', () => {
+    it('a viewer reads but cannot use admin routes (403 problem)', async () => {
+      const viewer = await g.makeKey('viewer');
+      assert.equal((await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(viewer.key) })).status, 200);
+      const res = await fetch(`${g.url}/api/v1/admin/api-keys`, { headers: bearer(viewer.key) });
+      assert.equal(res.status, 403);
+      assert.equal(res.headers.get('content-type')?.split(';')[0], PROBLEM);
+      assert.equal(((await res.json()) as { code: string }).code, 'forbidden');
+      assert.equal((await fetch(`${g.url}/api/v1/audit`, { headers: bearer(viewer.key) })).status, 403);
+    });
+
+    it('an operator cannot make keys', async () => {
+      const op = await g.makeKey('operator');
+      const res = await fetch(`${g.url}/api/v1/admin/api-keys`, { method: 'POST', headers: { ...bearer(op.key), ...json({}) }, body: json({ name: 'x', role: 'admin' }).body });
+      assert.equal(res.status, 403);
+    });
+  });
+
+  describe('admin API', () => {
+    it('creates a key (shown once), lists it without secret or hash, revokes it with the actor in the events', async () => {
+      const res = await fetch(`${g.url}/api/v1/admin/api-keys`, {
+        method: 'POST',
+        headers: { ...bearer(g.adminKey), 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'ci', role: 'operator' }),
+      });
+      assert.equal(res.status, 201);
+      const created = (await res.json()) as { id: string; key: string; role: string; createdBy: string };
+      assert.equal(created.role, 'operator');
+      assert.equal(created.createdBy, `apikey:${adminId}`);
+      assert.equal(parseKey(created.key)?.id, created.id);
+
+      const list = (await (await fetch(`${g.url}/api/v1/admin/api-keys`, { headers: bearer(g.adminKey) })).json()) as { keys: Record<string, unknown>[] };
+      const listed = list.keys.find((k) => k.id === created.id);
+      assert.ok(listed);
+      assert.equal('key' in listed || 'hash' in listed, false);
+
+      assert.equal((await fetch(`${g.url}/test-security/whoami`, { headers: bearer(created.key) })).status, 200);
+      const del = await fetch(`${g.url}/api/v1/admin/api-keys/${created.id}`, { method: 'DELETE', headers: bearer(g.adminKey) });
+      assert.equal(del.status, 200);
+      assert.equal(((await del.json()) as { revokedBy: string }).revokedBy, `apikey:${adminId}`);
+      // Revoked on this instance: refused at once.
+      assert.equal((await fetch(`${g.url}/test-security/whoami`, { headers: bearer(created.key) })).status, 401);
+      assert.equal((await fetch(`${g.url}/api/v1/admin/api-keys/${created.id}`, { method: 'DELETE', headers: bearer(g.adminKey) })).status, 409);
+      assert.equal((await fetch(`${g.url}/api/v1/admin/api-keys/0000000000000000`, { method: 'DELETE', headers: bearer(g.adminKey) })).status, 404);
+
+      const events = await g.store.readStream(`apikey-${created.id}`);
+      assert.deepEqual(events.map((e) => [e.type, e.metadata.actor]), [
+        ['ApiKeyCreated', `apikey:${adminId}`],
+        ['ApiKeyRevoked', `apikey:${adminId}`],
+      ]);
+      assert.ok(!JSON.stringify(events).includes(parseKey(created.key)!.secret));
+      const all = (await (await fetch(`${g.url}/api/v1/admin/api-keys?include_revoked=true`, { headers: bearer(g.adminKey) })).json()) as { keys: { id: string }[] };
+      assert.ok(all.keys.some((k) => k.id === created.id));
+    });
+
+    it('refuses to revoke the last active admin key (409)', async () => {
+      const res = await fetch(`${g.url}/api/v1/admin/api-keys/${adminId}`, { method: 'DELETE', headers: bearer(g.adminKey) });
+      assert.equal(res.status, 409);
+      assert.equal((await fetch(`${g.url}/livez`)).status, 200);
+    });
+
+    it('validates the body (400 naming the field)', async () => {
+      const res = await fetch(`${g.url}/api/v1/admin/api-keys`, { method: 'POST', headers: { ...bearer(g.adminKey), 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', role: 'root' }) });
+      assert.equal(res.status, 400);
+      assert.ok(((await res.json()) as { errors: { path: string }[] }).errors.some((e) => e.path === 'role'));
+    });
+  });
+
+  describe('CLI', () => {
+    it('creates a key that works at once and revokes it; actor cli:<user>', async () => {
+      const env = { ...process.env, DATABASE_URL: g.databaseUrl, LOG_LEVEL: 'silent' };
+      const made = await run(process.execPath, [cli, 'create', '--role', 'operator', '--name', 'cli-test'], { env });
+      const key = made.stdout.trim();
+      const parsed = parseKey(key);
+      assert.ok(parsed, `stdout carries only the key, got ${JSON.stringify(made.stdout)}`);
+      assert.equal((await fetch(`${g.url}/test-security/whoami`, { headers: bearer(key) })).status, 200);
+      const [created] = await g.store.readStream(`apikey-${parsed.id}`);
+      assert.match(String(created!.metadata.actor), /^cli:/);
+
+      await run(process.execPath, [cli, 'revoke', parsed.id], { env });
+      // Another process revoked it: this gateway notices within its cache TTL (100 ms here).
+      let status = 0;
+      for (let i = 0; i < 50 && status !== 401; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = (await fetch(`${g.url}/test-security/whoami`, { headers: bearer(key) })).status;
+      }
+      assert.equal(status, 401);
+      const listed = await run(process.execPath, [cli, 'list', '--all'], { env });
+      assert.match(listed.stdout, new RegExp(`${parsed.id}\\toperator\\t.*revoked`));
+      await assert.rejects(run(process.execPath, [cli, 'create', '--role', 'root', '--name', 'x'], { env }), (e: { code?: number }) => e.code === 2);
+    });
+  });
+
+  describe('audit', () => {
+    it('lists who did what, filtered by actor and type, paged', async () => {
+      const mine = (await (await fetch(`${g.url}/api/v1/audit?actor=${encodeURIComponent(`apikey:${adminId}`)}`, { headers: bearer(g.adminKey) })).json()) as {
+        entries: { actor: string; type: string; position: number }[];
+      };
+      assert.ok(mine.entries.length >= 4);
+      assert.ok(mine.entries.every((e) => e.actor === `apikey:${adminId}`));
+      // Newest first by default.
+      assert.deepEqual([...mine.entries].sort((a, b) => b.position - a.position), mine.entries);
+
+      const boot = (await (await fetch(`${g.url}/api/v1/audit?actor=system:bootstrap&type=ApiKeyCreated`, { headers: bearer(g.adminKey) })).json()) as { entries: unknown[] };
+      assert.equal(boot.entries.length, 1);
+
+      const p1 = (await (await fetch(`${g.url}/api/v1/audit?limit=2&type=ApiKeyRevoked,ApiKeyCreated`, { headers: bearer(g.adminKey) })).json()) as {
+        entries: { position: number }[];
+        next: { href: string } | null;
+      };
+      assert.equal(p1.entries.length, 2);
+      assert.ok(p1.next);
+      const p2 = (await (await fetch(g.url + p1.next.href, { headers: bearer(g.adminKey) })).json()) as { entries: { position: number }[] };
+      assert.ok(p2.entries.length > 0 && p2.entries[0]!.position < p1.entries[1]!.position);
+
+      const future = (await (await fetch(`${g.url}/api/v1/audit?since=2999-01-01T00:00:00Z`, { headers: bearer(g.adminKey) })).json()) as { entries: unknown[] };
+      assert.deepEqual(future.entries, []);
+    });
+  });
+
+  describe('request timeout', () => {
+    it('a handler slower than the timeout gets a 504 problem, and the gateway keeps serving', async () => {
+      const res = await fetch(`${g.url}/test-security/slow`, { headers: bearer(g.adminKey) });
+      assert.equal(res.status, 504);
+      assert.equal(res.headers.get('content-type')?.split(';')[0], PROBLEM);
+      assert.equal(((await res.json()) as { code: string }).code, 'timeout');
+      assert.equal((await fetch(`${g.url}/livez`)).status, 200);
+    });
+  });
+});
+
+describe('SWITCHYARD_ADMIN_KEY and rate limits', () => {
+  const envKey = generateKey().key;
+  let g: SecuredGateway;
+
+  before(async () => {
+    g = await startSecuredGateway('gw_ratelimit', {
+      auth: { enabled: true, adminKey: envKey },
+      rateLimit: { perKey: { points: 3, durationSec: 60 }, perIp: { points: 1000, durationSec: 60 }, authFailuresPerIp: { points: 2, durationSec: 60 } },
+    });
+  });
+  after(async () => {
+    await g?.close();
+  });
+
+  it('the env key is the admin key; nothing is generated or printed', async () => {
+    assert.deepEqual(g.printed, []);
+    const events = await g.store.readAll({ streamPrefixes: ['apikey-'] });
+    assert.deepEqual(events.map((e) => [e.type, e.data && (e.data as { id: string }).id]), [['ApiKeyCreated', parseKey(envKey)!.id]]);
+  });
+
+  it('per key: the request over the limit gets 429 with Retry-After; another key is not affected', async () => {
+    const a = await g.makeKey('viewer'); // uses the admin key once
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(a.key) })).status);
+    assert.deepEqual(statuses, [200, 200, 200, 429]);
+    const res = await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(a.key) });
+    assert.equal(res.status, 429);
+    assert.ok(Number(res.headers.get('retry-after')) >= 1);
+    assert.equal(res.headers.get('content-type')?.split(';')[0], PROBLEM);
+    assert.equal(((await res.json()) as { code: string }).code, 'rate_limited');
+    assert.equal((await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(envKey) })).status, 200);
+  });
+
+  it('guessing keys from one address is throttled (429), even for a good key afterwards', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await fetch(`${g.url}/api/v1/events`, { headers: bearer(generateKey().key) })).status);
+    assert.deepEqual(statuses, [401, 401, 429]);
+    const res = await fetch(`${g.url}/livez`);
+    assert.equal(res.status, 429);
+    assert.ok(res.headers.get('retry-after'));
+  });
+});
