@@ -1,0 +1,194 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { createLogger, newId } from '@switchyard/platform';
+import { PostgresEventStore } from '@switchyard/event-store';
+import { freshDatabase, testNatsUrl } from '@switchyard/testing';
+import type { WorkflowDefinitionInput } from '@switchyard/domain';
+import { startExecution } from './api.js';
+import { loadExecution } from './command.js';
+import { Responders } from './test-responders.js';
+
+const logger = createLogger('workflow-crash-int', process.env.LOG_LEVEL ?? 'silent');
+const mainJs = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Engine {
+  child: ChildProcess;
+  dispatches: number;
+  stderr: string;
+  started: Promise<void>;
+}
+
+/** The engine as its own OS process, so SIGKILL is a real crash. */
+function spawnEngine(env: Record<string, string>): Engine {
+  const child = spawn(process.execPath, [mainJs], {
+    env: { ...process.env, LOG_LEVEL: 'warn', WORKFLOW_PARTITIONS: '8', WORKFLOW_RECOVERY_INTERVAL_MS: '2000', ...env },
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  const e: Engine = { child, dispatches: 0, stderr: '', started: Promise.resolve() };
+  child.stderr!.on('data', (d: Buffer) => (e.stderr = (e.stderr + d.toString()).slice(-4000)));
+  e.started = new Promise((resolve, reject) => {
+    child.on('message', (m: { type: string; stats?: { dispatches: number } }) => {
+      if (m.type === 'engine-started') resolve();
+      if (m.type === 'stats' && m.stats) e.dispatches = m.stats.dispatches;
+    });
+    child.once('exit', (code) => reject(new Error(`engine exited (${code}) before starting: ${e.stderr}`)));
+  });
+  return e;
+}
+
+async function kill(e: Engine, signal: NodeJS.Signals): Promise<void> {
+  if (e.child.exitCode !== null || e.child.signalCode !== null) return;
+  const gone = new Promise((r) => e.child.once('exit', r));
+  e.child.kill(signal);
+  await gone;
+}
+
+describe('workflow engine processes: SIGKILL and scale-out', () => {
+  let url: string;
+  let natsUrl: string;
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let nc: NatsConnection;
+  const engines: Engine[] = [];
+
+  before(async () => {
+    url = await freshDatabase('wf_crash');
+    natsUrl = await testNatsUrl();
+    pool = new pg.Pool({ connectionString: url, max: 6 });
+    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
+    await store.init();
+    nc = await connect({ servers: natsUrl });
+  });
+
+  after(async () => {
+    for (const e of engines) await kill(e, 'SIGKILL');
+    await nc?.close();
+    await store?.close();
+    await pool?.end();
+  });
+
+  const threeSteps = (server: string): WorkflowDefinitionInput => ({
+    id: 'three_steps',
+    version: 1,
+    name: 'three steps',
+    input: { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] },
+    steps: [
+      { id: 'one', uses: `mcp:${server}/one`, with: { n: '${{ input.n }}' }, timeout_ms: 60_000 },
+      { id: 'two', uses: 'agent:revenue_analysis', needs: ['one'], with: { v: '${{ steps.one.output.v }}' }, timeout_ms: 60_000 },
+      { id: 'three', uses: `mcp:${server}/three`, needs: ['two'], with: { v: '${{ steps.two.output.v }}' }, timeout_ms: 60_000 },
+    ],
+    outputs: { v: '${{ steps.three.output.v }}' },
+  });
+
+  /** Every execution ended completed with the right output, one WorkflowCompleted each, one effect per step and no other attempt. */
+  async function verify(ids: readonly string[], responders: Responders): Promise<void> {
+    for (const [n, id] of ids.entries()) {
+      const events = await store.readStream(`workflow_execution-${id}`);
+      const t = events.map((e) => e.type);
+      assert.equal(t.filter((x) => x === 'WorkflowCompleted').length, 1, `${id}: ${t.join(',')}`);
+      assert.equal(t.filter((x) => x === 'StepSucceeded').length, 3);
+      assert.equal(t.filter((x) => x === 'StepScheduled').length, 3, 'no step was retried');
+      assert.equal(t.filter((x) => x === 'StepFailed' || x === 'StepTimedOut').length, 0);
+      assert.deepEqual(events.map((e) => e.revision), events.map((_, i) => i), 'no gap in the stream');
+      const { state } = await loadExecution(store, id);
+      assert.ok(state.status === 'completed' && state.outputs.v === n + 3);
+      for (const step of ['one', 'two', 'three']) assert.equal(responders.effects.get(`${id}:${step}:1`), 1, `${id}:${step} effect once`);
+    }
+    // Only first-attempt keys ever reached the workers.
+    assert.ok(responders.calls.every((c) => c.key.endsWith(':1')));
+    assert.equal(responders.effects.size, ids.length * 3);
+  }
+
+  async function allDone(ids: readonly string[], ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const r = await pool.query<{ n: string }>(
+        `select count(distinct stream_id) as n from eventstore.events where type = 'WorkflowCompleted' and stream_id = any($1)`,
+        [ids.map((i) => `workflow_execution-${i}`)],
+      );
+      if (Number(r.rows[0]!.n) === ids.length) return;
+      if (Date.now() > deadline) assert.fail(`only ${r.rows[0]!.n}/${ids.length} executions completed`);
+      await sleep(100);
+    }
+  }
+
+  it('finishes 50 executions of a 3-step workflow through three SIGKILLs, each step effect once, no event lost', { timeout: 90_000 }, async (t) => {
+    const server = `crash${newId().slice(0, 6)}`;
+    const responders = await new Responders(nc, logger).start([server], { queue: `q-${server}` });
+    // Work that takes a while, so kills land while requests are in flight.
+    const slow = (add: number) => async (c: { args: unknown }) => {
+      await sleep(20 + Math.random() * 80);
+      return { v: ((c.args as { n?: number; v?: number }).n ?? (c.args as { v: number }).v) + add };
+    };
+    responders.behaviours.set(`${server}/one`, slow(1));
+    responders.behaviours.set('agent:revenue_analysis', slow(1));
+    responders.behaviours.set(`${server}/three`, slow(1));
+    try {
+      const env = { DATABASE_URL: url, NATS_URL: natsUrl };
+      let engine = spawnEngine(env);
+      engines.push(engine);
+      await engine.started;
+      const ids: string[] = [];
+      for (let n = 0; n < 50; n++) {
+        const { executionId } = await startExecution(store, { definition: threeSteps(server), input: { n }, correlationId: newId(), executionId: `crash-${n}-${newId().slice(0, 8)}` });
+        ids.push(executionId);
+      }
+      for (let k = 0; k < 3; k++) {
+        await sleep(400 + k * 150);
+        await kill(engine, 'SIGKILL');
+        const done = await pool.query<{ n: string }>(`select count(*) as n from eventstore.events where type = 'WorkflowCompleted' and stream_id like 'workflow_execution-crash-%'`);
+        t.diagnostic(`SIGKILL ${k + 1}: ${done.rows[0]!.n}/50 executions completed`);
+        engine = spawnEngine(env);
+        engines.push(engine);
+        await engine.started;
+      }
+      await allDone(ids, 60_000);
+      await verify(ids, responders);
+      // Re-dispatch after the kills really happened: some keys were requested more than once (and answered from the first effect).
+      const requests = responders.calls.length;
+      t.diagnostic(`${requests} requests for ${responders.effects.size} keys (re-sent after kills, answered from the first effect)`);
+      await kill(engine, 'SIGTERM');
+    } finally {
+      await responders.stop();
+    }
+  });
+
+  it('two engine processes at once complete every execution exactly once and both do work', { timeout: 60_000 }, async () => {
+    const server = `duo${newId().slice(0, 6)}`;
+    const responders = await new Responders(nc, logger).start([server], { queue: `q-${server}` });
+    const quick = async (c: { args: unknown }) => {
+      await sleep(5);
+      return { v: ((c.args as { n?: number; v?: number }).n ?? (c.args as { v: number }).v) + 1 };
+    };
+    responders.behaviours.set(`${server}/one`, quick);
+    responders.behaviours.set('agent:revenue_analysis', quick);
+    responders.behaviours.set(`${server}/three`, quick);
+    try {
+      const env = { DATABASE_URL: url, NATS_URL: natsUrl };
+      const a = spawnEngine({ ...env, WORKFLOW_MEMBER_ID: 'engine-a' });
+      const b = spawnEngine({ ...env, WORKFLOW_MEMBER_ID: 'engine-b' });
+      engines.push(a, b);
+      await Promise.all([a.started, b.started]);
+      // Let the two settle on a share each before the load arrives.
+      await sleep(2_500);
+      const ids: string[] = [];
+      for (let n = 0; n < 40; n++) {
+        const { executionId } = await startExecution(store, { definition: threeSteps(server), input: { n }, correlationId: newId(), executionId: `duo-${n}-${newId().slice(0, 8)}` });
+        ids.push(executionId);
+      }
+      await allDone(ids, 40_000);
+      await verify(ids, responders);
+      await sleep(600); // one more stats message from each
+      assert.ok(a.dispatches > 0 && b.dispatches > 0, `both engines dispatched (a=${a.dispatches}, b=${b.dispatches})`);
+      await Promise.all([kill(a, 'SIGTERM'), kill(b, 'SIGTERM')]);
+    } finally {
+      await responders.stop();
+    }
+  });
+});
