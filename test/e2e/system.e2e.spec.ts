@@ -144,14 +144,16 @@ describe('the whole system started like npm start', () => {
     const jsm = await jetstreamManager(nc);
     let types: string[] = [];
     for (let i = 0; i < 40 && !types.includes('McpToolSucceeded'); i++) {
-      const consumer = await js.consumers.get('SWITCHYARD_EVENTS', { filter_subjects: ['switchyard.events.mcpserver.>'] });
-      const batch = await consumer.fetch({ max_messages: 1000, expires: 1000 });
+      // An ordered consumer replays the stream from the start (nats-server 2.9 has no multi-filter consumers).
+      const total = (await jsm.streams.info('SWITCHYARD_EVENTS')).state.messages;
+      const consumer = await js.consumers.get('SWITCHYARD_EVENTS');
+      const batch = await consumer.fetch({ max_messages: total, expires: 2000 });
       types = [];
       for await (const m of batch) {
         const env = m.json<{ type: string; metadata: { correlationId: string } }>();
-        if (env.metadata.correlationId === correlationId) types.push(env.type);
-        if (batch.getProcessed() >= (await jsm.streams.info('SWITCHYARD_EVENTS')).state.messages) break;
+        if (m.subject.startsWith('switchyard.events.mcpserver.') && env.metadata.correlationId === correlationId) types.push(env.type);
       }
+      if (!types.includes('McpToolSucceeded')) await new Promise((r) => setTimeout(r, 100));
     }
     assert.deepEqual(types, ['McpToolCalled', 'McpToolSucceeded']);
   });
