@@ -12,6 +12,7 @@ import { GatewayModule } from './gateway.module.js';
 import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
 import { OpenApiRegistry } from './openapi/registry.js';
 import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
+import { answerClientErrorsWithProblems } from './security/client-error.js';
 import { authenticationMiddleware, timeoutMiddleware } from './security/middleware.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
 
@@ -66,6 +67,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
       throw err;
     }
   }
+  answerClientErrorsWithProblems(app.getHttpServer(), logger);
   app.use(correlationMiddleware);
   app.use(httpLogger(logger));
   app.use(timeoutMiddleware(resolved.requestTimeoutMs));

@@ -1,0 +1,40 @@
+import type { Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { newId, type Logger } from '@switchyard/platform';
+import { PROBLEM_CONTENT_TYPE, problemType } from '../http/problem.js';
+
+const answers: Record<string, { status: number; reason: string; code: string; detail: string }> = {
+  HPE_HEADER_OVERFLOW: { status: 431, reason: 'Request Header Fields Too Large', code: 'headers_too_large', detail: 'the request line or headers are too large' },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, reason: 'Request Timeout', code: 'timeout', detail: 'the request did not arrive in time' },
+};
+const malformed = { status: 400, reason: 'Bad Request', code: 'validation', detail: 'the request is not valid HTTP' };
+
+/**
+ * Requests Node's HTTP parser rejects (headers over 16 KiB, a broken request line)
+ * never reach Express; Node answers them with a bare status. Answer problem+json
+ * instead, so a client sees one error format whatever it sent.
+ */
+export function answerClientErrorsWithProblems(server: Server, logger: Logger): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const a = (err.code && answers[err.code]) || malformed;
+    const correlationId = newId();
+    logger.warn({ correlationId, code: err.code, status: a.status }, 'unparseable request');
+    const body = JSON.stringify({
+      type: problemType(a.code),
+      title: a.reason,
+      status: a.status,
+      detail: a.detail,
+      instance: '/',
+      code: a.code,
+      correlationId,
+    });
+    socket.end(
+      `HTTP/1.1 ${a.status} ${a.reason}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `x-correlation-id: ${correlationId}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
+}
