@@ -9,3 +9,4 @@ export { loadDemoData, type LoadDemoDataOptions, type LoadDemoDataResult } from 
 export { generateDemoData, REFERENCE_MONTH, SCHEDULE_WEEK_START, DEFAULT_SEED, ANOMALY_MONTHS, type DemoData } from './demo-data/generate.js';
 export { executionRecordSchema, type ExecutionRecord } from './lib/executions.js';
 export { verifySchedule, type ScheduleProblem, type Assignment } from './lib/scheduling.js';
+export * from './service/index.js';

@@ -1,2 +1,3 @@
 export * from './relay/index.js';
 export * from './workflows/index.js';
+export * from './delegation/index.js';

@@ -1,0 +1,167 @@
+import type pg from 'pg';
+import type { z } from 'zod';
+import { AppError, type Logger } from '@switchyard/platform';
+import { agentCards, cardToJson, taskHandlers, type AgentCardJson } from '../registry.js';
+import type { AgentCard, TaskDefinition } from '../types.js';
+import type { LlmClient } from '../llm.js';
+import { noopTask, NOOP_TASK_TYPE } from './noop.js';
+import type { AgentExecuteReply, AgentLoadReply } from './contract.js';
+
+export interface AgentRuntimeOptions {
+  /** Agent name from the capability cards (`data_analyst` ...). */
+  readonly agent: string;
+  readonly instanceId: string;
+  /** The business database the handlers query. */
+  readonly pool: pg.Pool;
+  readonly logger: Logger;
+  /** Overrides the card's maxConcurrency (tests use 1 to hold an agent busy). */
+  readonly maxConcurrency?: number;
+  /** Also serve the benchmark/test-only `noop` task type (see noop.ts). Default false. */
+  readonly noop?: boolean;
+  readonly llm?: LlmClient;
+}
+
+/** What a task run needs besides its context. */
+export interface RunRequest {
+  readonly task_id: string;
+  readonly task_type: string;
+  readonly context: unknown;
+  readonly attempt: number;
+  readonly deadline?: string;
+  readonly correlationId: string;
+}
+
+interface Running {
+  readonly controller: AbortController;
+  readonly taskType: string;
+  readonly startedAt: number;
+}
+
+/**
+ * One agent instance's execution core, shared by its NATS service and its HTTP contract so
+ * both count against the same concurrency limit. Beyond the limit a task is refused with
+ * `unavailable` (busy): the dispatcher keeps the waiting line, not the agent.
+ */
+export class AgentRuntime {
+  readonly agent: string;
+  readonly instanceId: string;
+  readonly card: AgentCard;
+  readonly maxConcurrency: number;
+  private readonly defs = new Map<string, TaskDefinition>();
+  private readonly running = new Map<string, Running>();
+  private readonly log: Logger;
+  private readonly startedAt = new Date().toISOString();
+  private counters = { completed: 0, failed: 0, rejected: 0, canceled: 0 };
+
+  constructor(private readonly opts: AgentRuntimeOptions) {
+    const card = agentCards.find((c) => c.name === opts.agent);
+    if (!card) throw new AppError('not_found', `unknown agent ${opts.agent}`, { known: agentCards.map((c) => c.name) });
+    for (const def of Object.values(taskHandlers as Record<string, TaskDefinition>)) if (def.agent === card.name) this.defs.set(def.taskType, def);
+    const noop = opts.noop ? noopTask(card.name) : undefined;
+    if (noop) this.defs.set(NOOP_TASK_TYPE, noop as unknown as TaskDefinition);
+    this.agent = card.name;
+    this.instanceId = opts.instanceId;
+    this.maxConcurrency = opts.maxConcurrency ?? card.maxConcurrency;
+    this.card = {
+      ...card,
+      maxConcurrency: this.maxConcurrency,
+      taskTypes: noop ? [...card.taskTypes, { type: noop.taskType, description: noop.description, input: noop.input }] : card.taskTypes,
+    };
+    this.log = opts.logger.child({ component: 'agent', agent: this.agent, instance: this.instanceId });
+  }
+
+  get taskTypes(): string[] {
+    return [...this.defs.keys()];
+  }
+
+  cardJson(): AgentCardJson {
+    return cardToJson(this.card);
+  }
+
+  /**
+   * Run one task: 1. refuse when busy, 2. validate the context with the task type's schema
+   * (400 naming each bad field), 3. run the handler under an AbortSignal that fires on cancel
+   * or at the deadline. `onAdmitted` runs once the task holds a slot (the "started" notice).
+   */
+  async run(req: RunRequest, onAdmitted?: () => void): Promise<AgentExecuteReply> {
+    const log = this.log.child({ correlationId: req.correlationId, taskId: req.task_id, taskType: req.task_type, attempt: req.attempt });
+    const def = this.defs.get(req.task_type);
+    if (!def) {
+      this.counters.rejected++;
+      throw new AppError('validation', `agent ${this.agent} does not handle task type ${req.task_type}; valid: ${this.taskTypes.join(', ')}`, {
+        task_type: req.task_type,
+        valid_task_types: this.taskTypes,
+      });
+    }
+    if (this.running.has(req.task_id)) throw new AppError('illegal_state', `task ${req.task_id} is already running here`, { task_id: req.task_id });
+    if (this.running.size >= this.maxConcurrency) {
+      this.counters.rejected++;
+      throw new AppError('unavailable', `agent ${this.agent} is busy`, { reason: 'busy', in_flight: this.running.size, max_concurrency: this.maxConcurrency });
+    }
+    const parsed = (def.input as z.ZodType).safeParse(req.context ?? {});
+    if (!parsed.success) {
+      this.counters.rejected++;
+      const issues = parsed.error.issues.map((i) => ({ path: ['context', ...i.path.map(String)].join('.'), message: i.message }));
+      throw new AppError('validation', `invalid context for ${req.task_type}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`, {
+        task_type: req.task_type,
+        issues,
+      }, false);
+    }
+
+    const controller = new AbortController();
+    const entry: Running = { controller, taskType: req.task_type, startedAt: Date.now() };
+    this.running.set(req.task_id, entry);
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    if (req.deadline) {
+      const left = Date.parse(req.deadline) - Date.now();
+      deadlineTimer = setTimeout(() => controller.abort('deadline'), Math.max(0, left));
+    }
+    try {
+      onAdmitted?.();
+      const result = await def.handle(parsed.data, { pool: this.opts.pool, logger: log, signal: controller.signal, ...(this.opts.llm ? { llm: this.opts.llm } : {}) });
+      if (controller.signal.reason === 'canceled') throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id }, false);
+      this.counters.completed++;
+      const duration = Date.now() - entry.startedAt;
+      log.info({ ms: duration }, 'agent task completed');
+      return { task_id: req.task_id, agent: this.agent, instance: this.instanceId, result, duration_ms: duration };
+    } catch (err) {
+      if (controller.signal.reason === 'canceled') {
+        this.counters.canceled++;
+        throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id }, false);
+      }
+      this.counters.failed++;
+      log.warn({ err }, 'agent task failed');
+      throw err;
+    } finally {
+      clearTimeout(deadlineTimer);
+      this.running.delete(req.task_id);
+    }
+  }
+
+  /** Abort a running task's handler; false when it is not running here. */
+  cancel(taskId: string, reason = 'canceled'): boolean {
+    const r = this.running.get(taskId);
+    if (!r) return false;
+    this.log.info({ taskId, reason }, 'canceling task');
+    r.controller.abort('canceled');
+    return true;
+  }
+
+  /** Abort everything (shutdown). */
+  abortAll(): void {
+    for (const r of this.running.values()) r.controller.abort('shutdown');
+  }
+
+  load(): AgentLoadReply {
+    return {
+      agent: this.agent,
+      instance: this.instanceId,
+      in_flight: this.running.size,
+      max_concurrency: this.maxConcurrency,
+      queue_length: 0,
+      ...this.counters,
+      running: [...this.running.keys()],
+      started_at: this.startedAt,
+    };
+  }
+}

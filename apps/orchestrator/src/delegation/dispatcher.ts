@@ -1,0 +1,747 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import type { z } from 'zod';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
+import { codeOfStatus, serviceSubject } from '@switchyard/contracts';
+import { aggregateStream, handleCommand, type CommandResult, type EventStore } from '@switchyard/event-store';
+import { asAppError, request } from '@switchyard/messaging';
+import { AppError, errorCodes, newId, type ErrorCode, type Logger } from '@switchyard/platform';
+import {
+  DEFAULT_AGING_MS,
+  externalAgentSchema,
+  isDomainError,
+  isTerminal,
+  orderQueue,
+  taskDelegationDecider,
+  taskStreamId,
+  type ExistingTaskState,
+  type TaskCommand,
+  type TaskError,
+  type TaskEvent,
+  type TaskState,
+  type TaskSubmitReply,
+  type TaskView,
+  type AgentHealthView,
+  type CapabilitiesReply,
+  type TaskPriority,
+} from '@switchyard/domain';
+import {
+  agentCards,
+  agentExecuteReply,
+  agentInstanceSubject,
+  agentStartedNotice,
+  cardToJson,
+  httpErrorBody,
+  httpExecuteReply,
+  noopInput,
+  NOOP_TASK_TYPE,
+  taskHandlers,
+  type TaskDefinition,
+} from '@switchyard/agents';
+import { agentCancelReply } from '@switchyard/agents';
+import { InstanceRegistry, type AgentInstance } from './instances.js';
+import { queryPerformance } from './projections.js';
+
+export interface DispatcherOptions {
+  readonly store: EventStore;
+  readonly nats: NatsConnection;
+  /** Read-model database (the tasks table, performance). */
+  readonly pool: pg.Pool;
+  readonly logger: Logger;
+  /** Schema of the delegation read models. Default `delegation`. */
+  readonly schema?: string;
+  /** One priority level gained per this much waiting (aging). Default 30 s. */
+  readonly agingMs?: number;
+  /** The queue is also polled on this interval (besides on every event that frees capacity). Default 250 ms. */
+  readonly pollIntervalMs?: number;
+  /** Health/load probe interval. Default 1000 ms. */
+  readonly healthIntervalMs?: number;
+  /** `$SRV.INFO` discovery interval. Default 2000 ms. */
+  readonly discoveryIntervalMs?: number;
+  readonly discoveryWaitMs?: number;
+  readonly probeTimeoutMs?: number;
+  readonly breakerThreshold?: number;
+  readonly breakerCooldownMs?: number;
+  /** Limit of one attempt when the submitter gives none. Default 60 s. */
+  readonly defaultTimeoutMs?: number;
+  readonly defaultMaxAttempts?: number;
+  /** Most tasks running at once per agent across all its instances (on top of each instance's own limit). */
+  readonly agentConcurrency?: Readonly<Record<string, number>>;
+  /** External agents reached over the HTTP agent contract. */
+  readonly externalAgents?: readonly z.input<typeof externalAgentSchema>[];
+  /** Input schemas used to validate a submitted context. Default: the built-in task types and `noop`. */
+  readonly taskSchemas?: Readonly<Record<string, z.ZodType>>;
+}
+
+export interface SubmitRequest {
+  readonly task_type: string;
+  readonly context: Record<string, unknown>;
+  readonly priority: TaskPriority;
+  readonly agent?: string;
+  readonly idempotency_key?: string;
+  readonly timeout_ms?: number;
+  readonly max_attempts?: number;
+}
+
+interface Run {
+  readonly taskId: string;
+  readonly assignment: number;
+  readonly inst: AgentInstance;
+  readonly controller: AbortController;
+  timer?: NodeJS.Timeout;
+  done: boolean;
+}
+
+const ACTIVE = ['submitted', 'queued', 'assigned', 'working'];
+/** Errors that another attempt cannot fix: the task fails at once. */
+const FATAL: readonly ErrorCode[] = ['validation', 'not_found', 'illegal_state', 'unauthorized', 'forbidden', 'payload_too_large'];
+
+const taskIdForKey = (key: string): string => createHash('sha256').update(`task:${key}`).digest('hex').slice(0, 32);
+const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);
+const toTaskError = (e: AppError): TaskError => ({ code: e.code, message: e.message, details: e.details });
+
+/** The state as the public task view. */
+export function taskViewOf(s: ExistingTaskState): TaskView {
+  const placed = 'instance' in s && s.instance !== undefined ? s : undefined;
+  return {
+    task_id: s.task_id,
+    task_type: s.task_type,
+    status: s.status,
+    priority: s.priority,
+    requested_agent: s.agent ?? null,
+    agent: placed?.assigned_agent ?? null,
+    instance: placed?.instance ?? null,
+    attempts: s.attempts,
+    max_attempts: s.max_attempts,
+    timeout_ms: s.timeout_ms,
+    failed_instances: [...s.failed_instances],
+    submitted_at: s.submitted_at,
+    assigned_at: placed?.assigned_at ?? null,
+    started_at: s.status === 'working' ? s.started_at : null,
+    completed_at: 'completed_at' in s ? s.completed_at : null,
+    duration_ms: s.status === 'completed' ? s.duration_ms : null,
+    ...(s.status === 'completed' ? { result: s.result } : {}),
+    error: s.status === 'failed' ? s.error : s.status === 'timed_out' ? { code: 'timeout', message: `no result within ${s.timeout_ms} ms` } : (s.last_error ?? null),
+  };
+}
+
+/**
+ * The task dispatcher. Every decision is a command on the task's stream (TaskDelegation
+ * decider, appended with the expected revision); the queue is the set of tasks whose state
+ * is `queued`, persisted as events and in the `<schema>.tasks` read model, so a restarted
+ * dispatcher recovers it. Selection: capability (task type in the card, or the agent asked
+ * for) -> health (answers its probe, breaker not open, did not fail this task) -> load.
+ * Order: effective priority with aging. One active dispatcher at a time is assumed.
+ */
+export class Dispatcher {
+  readonly registry: InstanceRegistry;
+  private readonly log: Logger;
+  private readonly active = new Map<string, ExistingTaskState>();
+  private readonly runs = new Map<string, Run>();
+  private readonly correlation = new Map<string, string>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly waiters = new Map<string, Set<{ resolve: (s: ExistingTaskState) => void; reject: (e: AppError) => void }>>();
+  private readonly assigning = new Set<string>();
+  private readonly schemas: Record<string, z.ZodType>;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly notifySubject: string;
+  private notices?: Subscription;
+  private pumping = false;
+  private pumpAgain = false;
+  private probing = false;
+  private discovering = false;
+  private stopped = false;
+
+  constructor(private readonly opts: DispatcherOptions) {
+    this.log = opts.logger.child({ component: 'dispatcher' });
+    this.notifySubject = `${serviceSubject('tasks', 'started')}.${newId().replace(/-/g, '')}`;
+    const builtin: Record<string, z.ZodType> = {};
+    for (const [type, def] of Object.entries(taskHandlers as Record<string, TaskDefinition>)) builtin[type] = def.input;
+    builtin[NOOP_TASK_TYPE] = noopInput;
+    this.schemas = { ...builtin, ...(opts.taskSchemas ?? {}) };
+    this.registry = new InstanceRegistry({
+      nats: opts.nats,
+      logger: opts.logger,
+      ...(opts.discoveryWaitMs !== undefined ? { discoveryWaitMs: opts.discoveryWaitMs } : {}),
+      ...(opts.probeTimeoutMs !== undefined ? { probeTimeoutMs: opts.probeTimeoutMs } : {}),
+      ...(opts.breakerThreshold !== undefined ? { breakerThreshold: opts.breakerThreshold } : {}),
+      ...(opts.breakerCooldownMs !== undefined ? { breakerCooldownMs: opts.breakerCooldownMs } : {}),
+      onUp: () => this.kick(),
+      onDown: (i, reason) => this.instanceLost(i, reason),
+    });
+    for (const a of opts.externalAgents ?? []) this.registry.registerHttp(externalAgentSchema.parse(a));
+  }
+
+  // ---- lifecycle ------------------------------------------------------------
+
+  /**
+   * 1. Listen for "started" notices. 2. Discover and probe agents. 3. Recover the queue and
+   * in-flight tasks from the read model and their streams. 4. Start the timers.
+   * The read models must be caught up before (startDispatcher waits for its ProjectionRunner).
+   */
+  async start(): Promise<void> {
+    this.notices = this.opts.nats.subscribe(this.notifySubject, {
+      callback: (err, msg) => {
+        if (err) return;
+        const parsed = agentStartedNotice.safeParse(msg.json());
+        if (parsed.success) void this.onStarted(parsed.data.task_id, parsed.data.attempt);
+      },
+    });
+    await this.registry.discover();
+    await this.registry.probeAll();
+    await this.recover();
+    const every = (ms: number, fn: () => Promise<void> | void) => {
+      const t = setInterval(() => void fn(), ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.opts.pollIntervalMs ?? 250, () => this.kick());
+    every(this.opts.healthIntervalMs ?? 1_000, async () => {
+      if (this.probing || this.stopped) return;
+      this.probing = true;
+      try {
+        await this.registry.probeAll();
+      } finally {
+        this.probing = false;
+      }
+    });
+    every(this.opts.discoveryIntervalMs ?? 2_000, async () => {
+      if (this.discovering || this.stopped) return;
+      this.discovering = true;
+      try {
+        await this.registry.discover();
+      } finally {
+        this.discovering = false;
+      }
+    });
+    this.kick();
+    this.log.info({ queued: this.queuedCount(), instances: this.registry.instances.size }, 'dispatcher started');
+  }
+
+  /**
+   * Stop dispatching. Tasks in flight are left as they are in the store: the next dispatcher
+   * recovers them (retrying those whose agent is gone). Waiting callers get `unavailable`.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.notices?.unsubscribe();
+    for (const run of this.runs.values()) {
+      run.done = true;
+      clearTimeout(run.timer);
+      run.controller.abort('dispatcher stopping');
+    }
+    this.runs.clear();
+    await Promise.allSettled([...this.locks.values()]);
+    for (const [taskId, set] of this.waiters) {
+      for (const w of set) w.reject(new AppError('unavailable', 'dispatcher stopped before the task ended; ask again', { task_id: taskId }));
+    }
+    this.waiters.clear();
+  }
+
+  // ---- API (used by the NATS service) ---------------------------------------------
+
+  /** Task types a submission may name: the built-in ones and whatever a live or registered agent offers. */
+  knownTaskTypes(): string[] {
+    const types = new Set(Object.keys(taskHandlers));
+    for (const i of this.registry.instances.values()) for (const t of i.taskTypes) types.add(t);
+    return [...types].sort();
+  }
+
+  /**
+   * Validate and submit a task, then try to place it at once. Idempotent on the key: the same
+   * key returns the task created first (its id is derived from the key).
+   */
+  async submit(req: SubmitRequest, correlationId: string): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
+    if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
+    // 1. The task type must be known, and the context must fit its schema.
+    const known = this.knownTaskTypes();
+    if (!known.includes(req.task_type)) {
+      throw new AppError('validation', `unknown task_type ${req.task_type}; valid task types: ${known.join(', ')}`, {
+        task_type: req.task_type,
+        valid_task_types: known,
+      }, false);
+    }
+    const schema = this.schemas[req.task_type];
+    if (schema) {
+      const parsed = schema.safeParse(req.context ?? {});
+      if (!parsed.success) {
+        const issues = parsed.error.issues.map((i) => ({ path: ['context', ...i.path.map(String)].join('.'), message: i.message }));
+        throw new AppError('validation', `invalid context for ${req.task_type}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`, {
+          task_type: req.task_type,
+          errors: issues,
+        }, false);
+      }
+    }
+    if (req.agent !== undefined && !this.agentNames().includes(req.agent)) {
+      throw new AppError('validation', `unknown agent ${req.agent}; valid agents: ${this.agentNames().join(', ')}`, { agent: req.agent }, false);
+    }
+    // 2. Submit (a duplicate submit decides nothing and returns the existing state).
+    const taskId = req.idempotency_key ? taskIdForKey(req.idempotency_key) : newId();
+    this.correlation.set(taskId, correlationId);
+    const r = await this.exec(taskId, {
+      type: 'SubmitTask',
+      data: {
+        task_id: taskId,
+        task_type: req.task_type,
+        context: req.context ?? {},
+        priority: req.priority,
+        ...(req.agent !== undefined ? { agent: req.agent } : {}),
+        max_attempts: req.max_attempts ?? this.opts.defaultMaxAttempts ?? 3,
+        timeout_ms: req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 60_000,
+        ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
+      },
+      metadata: this.meta(taskId),
+    });
+    const duplicate = r.events.length === 0;
+    if (!duplicate) this.log.info({ correlationId, taskId, taskType: req.task_type, priority: req.priority }, 'task submitted');
+    // 3. Place it now if an instance is free, so the answer can name the agent.
+    if (!duplicate) await this.pump();
+    const state = (this.active.get(taskId) ?? (await this.load(taskId))) as ExistingTaskState;
+    const view = taskViewOf(state);
+    return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
+  }
+
+  /** Resolve when the task has ended (completed, failed, canceled, timed out). */
+  async waitForEnd(taskId: string): Promise<ExistingTaskState> {
+    // Register first, then look: an end that lands in between is not missed.
+    const done = new Promise<ExistingTaskState>((resolve, reject) => {
+      let set = this.waiters.get(taskId);
+      if (!set) this.waiters.set(taskId, (set = new Set()));
+      set.add({ resolve, reject });
+    });
+    const now = await this.load(taskId);
+    if (!now) throw new AppError('not_found', `no task ${taskId}`, { task_id: taskId });
+    if (isTerminal(now)) this.resolveWaiters(taskId, now);
+    return done;
+  }
+
+  async get(taskId: string): Promise<TaskView> {
+    const s = await this.load(taskId);
+    if (!s) throw new AppError('not_found', `no task ${taskId}`, { task_id: taskId });
+    return taskViewOf(s);
+  }
+
+  async cancel(taskId: string, reason: string, actor: string, correlationId?: string): Promise<TaskView> {
+    if (correlationId) this.correlation.set(taskId, correlationId);
+    const r = await this.exec(taskId, { type: 'CancelTask', data: { actor, reason }, metadata: this.meta(taskId, actor) });
+    const ev = r.events[0];
+    if (ev?.type === 'TaskCanceled' && ev.data.instance) {
+      const run = this.runs.get(taskId);
+      if (run) {
+        this.finishRun(run);
+        void this.cancelOnInstance(run.inst, taskId, 'canceled');
+      }
+    }
+    this.log.info({ correlationId: this.cid(taskId), taskId, actor, reason }, 'task canceled');
+    return taskViewOf(r.state as ExistingTaskState);
+  }
+
+  /** Register (or replace) an external HTTP agent; it is probed right away. */
+  async registerAgent(a: z.input<typeof externalAgentSchema>): Promise<AgentHealthView> {
+    const inst = this.registry.registerHttp(externalAgentSchema.parse(a));
+    await this.registry.probe(inst);
+    this.kick();
+    return this.health().find((h) => h.agent === inst.agent)!;
+  }
+
+  private agentNames(): string[] {
+    const names = new Set<string>(agentCards.map((c) => c.name));
+    for (const i of this.registry.instances.values()) names.add(i.agent);
+    return [...names].sort();
+  }
+
+  /** Health of every agent (or one): its instances, what is queued for it and running on it. */
+  health(): AgentHealthView[] {
+    const byAgent = new Map<string, AgentInstance[]>();
+    for (const c of agentCards) byAgent.set(c.name, []);
+    for (const i of this.registry.instances.values()) (byAgent.get(i.agent) ?? byAgent.set(i.agent, []).get(i.agent)!).push(i);
+    const queued = [...this.active.values()].filter((s) => s.status === 'queued');
+    return [...byAgent.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([agent, insts]) => {
+        const types = new Set<string>(insts.flatMap((i) => [...i.taskTypes]));
+        const card = agentCards.find((c) => c.name === agent);
+        for (const t of card?.taskTypes ?? []) types.add(t.type);
+        const up = insts.filter((i) => i.healthy && this.registry.breakerState(i) !== 'open');
+        const status: AgentHealthView['status'] = up.length === 0 ? 'down' : up.length < insts.length ? 'degraded' : 'healthy';
+        return {
+          agent,
+          status,
+          task_types: [...types].sort(),
+          queued: queued.filter((s) => (s.agent === undefined || s.agent === agent) && types.has(s.task_type)).length,
+          in_flight: insts.reduce((n, i) => n + i.inFlight, 0),
+          instances: insts.map((i) => ({
+            instance: i.instance,
+            kind: i.kind,
+            healthy: i.healthy,
+            breaker: this.registry.breakerState(i),
+            in_flight: Math.max(i.inFlight, i.reportedInFlight),
+            max_concurrency: i.maxConcurrency,
+            last_seen: i.lastSeen ? new Date(i.lastSeen).toISOString() : null,
+            last_error: i.lastError ?? null,
+          })),
+        };
+      });
+  }
+
+  queuedCount(): number {
+    let n = 0;
+    for (const s of this.active.values()) if (s.status === 'queued') n++;
+    return n;
+  }
+
+  capabilities(): CapabilitiesReply {
+    const out = new Map<string, CapabilitiesReply['agents'][number]>();
+    for (const i of this.registry.instances.values()) {
+      const prev = out.get(i.agent);
+      if (prev && (prev.available || !i.healthy)) continue;
+      out.set(i.agent, {
+        agent: i.agent,
+        description: i.description,
+        version: i.version,
+        max_concurrency: i.maxConcurrency,
+        kind: i.kind,
+        available: i.healthy,
+        task_types: [...i.taskTypes].sort().map((type) => ({ type, description: '', input_schema: i.inputSchemas.get(type) })),
+      });
+    }
+    // Descriptions (and the agents with no live instance) from the built-in cards.
+    for (const c of agentCards.map(cardToJson)) {
+      const have = out.get(c.name);
+      const described = c.taskTypes.map((t) => ({ type: t.type, description: t.description, input_schema: t.inputSchema }));
+      if (!have) {
+        out.set(c.name, { agent: c.name, description: c.description, version: c.version, max_concurrency: c.maxConcurrency, kind: 'nats', available: false, task_types: described });
+      } else {
+        have.task_types = have.task_types.map((t) => described.find((d) => d.type === t.type) ?? { ...t, description: t.type === NOOP_TASK_TYPE ? 'benchmark/test only: waits and echoes' : t.description });
+      }
+    }
+    return { agents: [...out.values()].sort((a, b) => a.agent.localeCompare(b.agent)), task_types: this.knownTaskTypes() };
+  }
+
+  performance() {
+    return queryPerformance(this.opts.pool, this.opts.schema);
+  }
+
+  // ---- the queue -----------------------------------------------------------
+
+  /** Ask for a pass over the queue (coalesced). */
+  kick(): void {
+    if (!this.stopped) void this.pump().catch((err) => this.log.error({ err }, 'queue pass failed'));
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        await this.pumpOnce();
+      } while (this.pumpAgain && !this.stopped);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** One pass: queued tasks by effective priority (aging), each placed on the best instance that accepts it. */
+  private async pumpOnce(): Promise<void> {
+    const now = Date.now();
+    const queued = [...this.active.values()]
+      .filter((s): s is Extract<ExistingTaskState, { status: 'queued' }> => s.status === 'queued' && !this.assigning.has(s.task_id))
+      .map((s) => ({ task_id: s.task_id, priority: s.priority, waiting_since_ms: Date.parse(s.submitted_at), s }));
+    for (const { s } of orderQueue(queued, now, this.opts.agingMs ?? DEFAULT_AGING_MS)) {
+      if (this.stopped) return;
+      const inst = this.select(s);
+      if (!inst) continue;
+      this.registry.reserve(inst);
+      this.assigning.add(s.task_id);
+      let r: CommandResult<TaskEvent, TaskState>;
+      try {
+        r = await this.exec(s.task_id, { type: 'AssignTask', data: { agent: inst.agent, instance: inst.instance }, metadata: this.meta(s.task_id) });
+      } catch (err) {
+        this.registry.release(inst);
+        this.log.warn({ correlationId: this.cid(s.task_id), taskId: s.task_id, err }, 'assignment refused');
+        continue;
+      } finally {
+        this.assigning.delete(s.task_id);
+      }
+      if (r.state.status !== 'assigned') {
+        this.registry.release(inst);
+        continue;
+      }
+      this.launch(r.state, inst);
+    }
+  }
+
+  /** Capability (or the asked-for agent), health, breaker, concurrency; then least loaded, avoiding instances that failed this task. */
+  private select(s: ExistingTaskState): AgentInstance | undefined {
+    const now = Date.now();
+    const agentLoad = new Map<string, number>();
+    for (const i of this.registry.instances.values()) agentLoad.set(i.agent, (agentLoad.get(i.agent) ?? 0) + i.inFlight);
+    const limit = (agent: string) => this.opts.agentConcurrency?.[agent] ?? Number.POSITIVE_INFINITY;
+    const candidates = this.registry
+      .capable(s.task_type, s.agent)
+      .filter((i) => this.registry.accepts(i, now) && (agentLoad.get(i.agent) ?? 0) < limit(i.agent));
+    if (candidates.length === 0) return undefined;
+    const fresh = candidates.filter((i) => !s.failed_instances.includes(i.instance));
+    // Only when every live capable instance failed this task before is one of them tried again.
+    const pool = fresh.length > 0 ? fresh : candidates;
+    const score = (i: AgentInstance) => (i.inFlight + Math.max(0, i.reportedInFlight - i.inFlight) + i.reportedQueue) / Math.max(1, i.maxConcurrency);
+    return pool.sort((a, b) => score(a) - score(b) || a.inFlight - b.inFlight || a.key.localeCompare(b.key))[0];
+  }
+
+  // ---- one attempt -----------------------------------------------------------
+
+  private launch(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance): void {
+    const run: Run = { taskId: s.task_id, assignment: s.assignment, inst, controller: new AbortController(), done: false };
+    this.runs.set(s.task_id, run);
+    const remaining = Math.max(0, Date.parse(s.deadline) - Date.now());
+    run.timer = setTimeout(() => void this.onDeadline(run), remaining);
+    const log = this.log.child({ correlationId: this.cid(s.task_id), taskId: s.task_id, agent: inst.agent, instance: inst.instance, assignment: s.assignment });
+    log.info({ taskType: s.task_type, attempt: s.attempts + 1 }, 'task assigned');
+    void (async () => {
+      try {
+        const result = inst.kind === 'nats' ? await this.callNats(s, inst, remaining) : await this.callHttp(s, inst, run.controller.signal);
+        if (run.done) return; // given up already (deadline, cancel, instance lost): a late result is ignored
+        this.finishRun(run);
+        this.registry.recordSuccess(inst);
+        await this.exec(s.task_id, { type: 'CompleteTask', data: { assignment: s.assignment, result }, metadata: this.meta(s.task_id) });
+        log.info({}, 'task completed');
+      } catch (err) {
+        if (run.done) return;
+        this.finishRun(run);
+        await this.attemptFailed(s, inst, asAppError(err), log).catch((e) => log.error({ err: e }, 'recording a failed attempt failed'));
+      }
+    })();
+  }
+
+  private async callNats(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, remainingMs: number): Promise<unknown> {
+    const reply = await request(
+      this.opts.nats,
+      agentInstanceSubject(inst.agent, inst.instance, 'execute'),
+      { task_id: s.task_id, task_type: s.task_type, context: s.context, attempt: s.assignment, deadline: s.deadline, notify_subject: this.notifySubject },
+      // A little longer than the deadline: the deadline timer decides, not the request timeout.
+      { schema: agentExecuteReply, timeoutMs: remainingMs + 2_000, correlationId: this.cid(s.task_id) },
+    );
+    return reply.result;
+  }
+
+  private async callHttp(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, signal: AbortSignal): Promise<unknown> {
+    let res: Response;
+    try {
+      res = await fetch(`${inst.url}/execute`, {
+        method: 'POST',
+        signal,
+        headers: {
+          'content-type': 'application/json',
+          'x-correlation-id': this.cid(s.task_id),
+          ...(inst.token ? { authorization: `Bearer ${inst.token}` } : {}),
+        },
+        body: JSON.stringify({ task_id: s.task_id, task_type: s.task_type, context: s.context, deadline: s.deadline }),
+      });
+    } catch (err) {
+      throw new AppError('unavailable', `agent ${inst.agent} at ${inst.url} is unreachable`, { cause: String(err) });
+    }
+    const body: unknown = await res.json().catch(() => undefined);
+    if (!res.ok) {
+      const e = httpErrorBody.safeParse(body);
+      const code = e.success && isErrorCode(e.data.error.code) ? e.data.error.code : codeOfStatus(res.status);
+      throw new AppError(code, e.success ? e.data.error.message : `agent answered ${res.status}`, e.success ? (e.data.error.details ?? {}) : {});
+    }
+    const ok = httpExecuteReply.safeParse(body);
+    if (!ok.success) throw new AppError('internal', `agent ${inst.agent} answered outside the HTTP agent contract`, { issues: ok.error.issues }, true);
+    return ok.data.result;
+  }
+
+  /**
+   * Map an attempt's error to the decider: busy -> back to the queue (no attempt used, instance
+   * not blamed); errors another attempt cannot fix -> fail; the rest -> retry elsewhere and
+   * count against the instance's breaker.
+   */
+  private async attemptFailed(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, e: AppError, log: Logger): Promise<void> {
+    const base = { assignment: s.assignment, error: toTaskError(e) };
+    if (e.code === 'unavailable' && e.details.reason === 'busy') {
+      inst.reportedInFlight = inst.maxConcurrency; // full until its next probe says otherwise
+      log.debug({}, 'instance busy; task back in the queue');
+      await this.exec(s.task_id, { type: 'FailTask', data: { ...base, retryable: true, avoid_instance: false, count_attempt: false }, metadata: this.meta(s.task_id) });
+      return;
+    }
+    if (e.code === 'timeout') {
+      await this.exec(s.task_id, { type: 'TimeOutTask', data: { assignment: s.assignment }, metadata: this.meta(s.task_id) });
+      return;
+    }
+    const fatal = FATAL.includes(e.code);
+    if (!fatal) this.registry.recordFailure(inst, e.message);
+    log.warn({ code: e.code, message: e.message, retryable: !fatal }, 'task attempt failed');
+    await this.exec(s.task_id, { type: 'FailTask', data: { ...base, retryable: !fatal }, metadata: this.meta(s.task_id) });
+    // Nobody listening on the instance subject: it is gone, not merely failing.
+    if (e.code === 'unavailable' && inst.kind === 'nats') this.registry.markDown(inst, e.message);
+  }
+
+  private async onDeadline(run: Run): Promise<void> {
+    if (run.done) return;
+    this.finishRun(run);
+    this.log.warn({ correlationId: this.cid(run.taskId), taskId: run.taskId, instance: run.inst.instance }, 'task timed out');
+    await this.exec(run.taskId, { type: 'TimeOutTask', data: { assignment: run.assignment }, metadata: this.meta(run.taskId) }).catch((err) =>
+      this.log.error({ err, taskId: run.taskId }, 'recording a timeout failed'),
+    );
+    void this.cancelOnInstance(run.inst, run.taskId, 'deadline');
+  }
+
+  private async onStarted(taskId: string, assignment: number): Promise<void> {
+    const run = this.runs.get(taskId);
+    if (!run || run.assignment !== assignment || run.done) return;
+    await this.exec(taskId, { type: 'StartTask', data: { assignment }, metadata: this.meta(taskId) }).catch((err) =>
+      this.log.warn({ err, taskId }, 'recording a start failed'),
+    );
+  }
+
+  /** An instance stopped answering: its tasks go back to the queue (retry elsewhere). */
+  private instanceLost(inst: AgentInstance, reason: string): void {
+    for (const run of [...this.runs.values()]) {
+      if (run.inst !== inst || run.done) continue;
+      this.finishRun(run);
+      this.log.warn({ correlationId: this.cid(run.taskId), taskId: run.taskId, instance: inst.instance, reason }, 'instance lost mid-task; retrying elsewhere');
+      void this.exec(run.taskId, {
+        type: 'FailTask',
+        data: { assignment: run.assignment, error: { code: 'unavailable', message: `agent instance ${inst.instance} lost: ${reason}` }, retryable: true },
+        metadata: this.meta(run.taskId),
+      }).catch((err) => this.log.error({ err, taskId: run.taskId }, 'recording a lost instance failed'));
+    }
+  }
+
+  private finishRun(run: Run): void {
+    if (run.done) return;
+    run.done = true;
+    clearTimeout(run.timer);
+    if (this.runs.get(run.taskId) === run) this.runs.delete(run.taskId);
+    this.registry.release(run.inst);
+    run.controller.abort('finished');
+    this.kick();
+  }
+
+  private async cancelOnInstance(inst: AgentInstance, taskId: string, reason: string): Promise<void> {
+    if (inst.kind !== 'nats') return; // HTTP attempts are aborted with their fetch
+    await request(this.opts.nats, agentInstanceSubject(inst.agent, inst.instance, 'cancel'), { task_id: taskId, reason }, { schema: agentCancelReply, timeoutMs: 1_000 }).catch(
+      () => undefined,
+    );
+  }
+
+  // ---- recovery --------------------------------------------------------------
+
+  /**
+   * After a restart: queued tasks go back in the queue; tasks that were in flight cannot
+   * deliver their result to us any more (the reply went to the old connection), so they are
+   * retried: on another instance when theirs is gone (it died), without using an attempt
+   * and after a cancel when it is still alive.
+   */
+  private async recover(): Promise<void> {
+    const s = this.opts.schema ?? 'delegation';
+    const rows = await this.opts.pool.query<{ task_id: string }>(`select task_id from ${s}.tasks where status = any($1) order by submitted_at`, [ACTIVE]);
+    let queued = 0;
+    let retried = 0;
+    for (const { task_id } of rows.rows) {
+      const state = await this.load(task_id);
+      if (!state || isTerminal(state)) continue;
+      const first = await this.opts.store.readStream(taskStreamId(task_id), { maxCount: 1 });
+      this.correlation.set(task_id, first[0]?.metadata.correlationId ?? task_id);
+      this.active.set(task_id, state);
+      if (state.status === 'assigned' || state.status === 'working') {
+        const inst = [...this.registry.instances.values()].find((i) => i.instance === state.instance && i.agent === state.assigned_agent);
+        const alive = !!inst?.healthy;
+        if (inst && alive) await this.cancelOnInstance(inst, task_id, 'dispatcher restarted');
+        await this.exec(task_id, {
+          type: 'FailTask',
+          data: {
+            assignment: state.assignment,
+            error: { code: 'unavailable', message: alive ? 'dispatcher restarted; attempt abandoned' : `agent instance ${state.instance} lost during a dispatcher restart` },
+            retryable: true,
+            avoid_instance: !alive,
+            count_attempt: !alive,
+          },
+          metadata: this.meta(task_id),
+        });
+        retried++;
+      } else queued++;
+    }
+    if (rows.rows.length > 0) this.log.info({ queued, retried }, 'recovered tasks after restart');
+  }
+
+  // ---- plumbing ----------------------------------------------------------------
+
+  private cid(taskId: string): string {
+    return this.correlation.get(taskId) ?? taskId;
+  }
+
+  private meta(taskId: string, actor = 'system:dispatcher') {
+    return { timestamp: new Date().toISOString(), correlationId: this.cid(taskId), actor };
+  }
+
+  private async load(taskId: string): Promise<ExistingTaskState | undefined> {
+    // Casts: domain events carry CommandMetadata, which lacks the port's index signature.
+    const { state } = (await aggregateStream(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never)) as { state: TaskState };
+    return state.status === 'initial' ? undefined : state;
+  }
+
+  /** Commands on one task run one at a time here (the store's revision check guards across processes). */
+  private exec(taskId: string, command: TaskCommand): Promise<CommandResult<TaskEvent, TaskState>> {
+    const prev = this.locks.get(taskId) ?? Promise.resolve();
+    const next = prev
+      .catch(() => undefined)
+      .then(() => handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, command as never))
+      .catch((err: unknown) => {
+        // Domain errors keep their code on the way to NATS and HTTP.
+        throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
+      })
+      .then((res) => {
+        const r = res as unknown as CommandResult<TaskEvent, TaskState>;
+        this.track(taskId, r.state);
+        return r;
+      });
+    this.locks.set(taskId, next);
+    const clear = () => {
+      if (this.locks.get(taskId) === next) this.locks.delete(taskId);
+    };
+    next.then(clear, clear);
+    return next;
+  }
+
+  private track(taskId: string, state: TaskState): void {
+    if (state.status === 'initial') return;
+    if (isTerminal(state)) {
+      this.active.delete(taskId);
+      this.resolveWaiters(taskId, state);
+      // Keep the correlation only while someone may still act on the task.
+      this.correlation.delete(taskId);
+      return;
+    }
+    this.active.set(taskId, state);
+    if (state.status === 'queued') this.kick();
+  }
+
+  private resolveWaiters(taskId: string, state: ExistingTaskState): void {
+    const set = this.waiters.get(taskId);
+    if (!set) return;
+    this.waiters.delete(taskId);
+    for (const w of set) w.resolve(state);
+  }
+}
+
+/** The AppError a caller of `execute` gets for a task that did not complete. */
+export function taskEndError(s: ExistingTaskState): AppError {
+  const v = taskViewOf(s);
+  const details = { task_id: s.task_id, status: s.status, agent: v.agent, instance: v.instance, error: v.error };
+  switch (s.status) {
+    case 'timed_out':
+      return new AppError('timeout', `task ${s.task_id} timed out after ${s.timeout_ms} ms`, details, false);
+    case 'canceled':
+      return new AppError('illegal_state', `task ${s.task_id} was canceled: ${s.reason}`, details, false);
+    case 'failed':
+      return new AppError(isErrorCode(s.error.code) ? s.error.code : 'internal', `task ${s.task_id} failed: ${s.error.message}`, details, false);
+    default:
+      return new AppError('internal', `task ${s.task_id} has not ended (${s.status})`, details, false);
+  }
+}

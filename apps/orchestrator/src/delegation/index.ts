@@ -1,0 +1,5 @@
+export { Dispatcher, taskViewOf, taskEndError, type DispatcherOptions, type SubmitRequest } from './dispatcher.js';
+export { InstanceRegistry, type AgentInstance, type BreakerState } from './instances.js';
+export { tasksProjection, performanceProjection, queryPerformance } from './projections.js';
+export { startTasksService, tasksSubject } from './service.js';
+export { startDispatcher, delegationProjections, type StartDispatcherOptions, type DispatcherHandle } from './start-dispatcher.js';

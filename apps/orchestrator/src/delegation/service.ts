@@ -1,0 +1,96 @@
+import type { NatsConnection } from '@nats-io/nats-core';
+import { z } from 'zod';
+import { serviceSubject } from '@switchyard/contracts';
+import { addService, type Service } from '@switchyard/messaging';
+import { AppError, type Logger } from '@switchyard/platform';
+import {
+  agentNameInput,
+  externalAgentSchema,
+  TASKS_SERVICE,
+  taskCancelInput,
+  taskExecuteInput,
+  taskIdInput,
+  taskSubmitInput,
+  type TaskExecuteReply,
+  type TaskSubmitReply,
+} from '@switchyard/domain';
+import { taskEndError, type Dispatcher } from './dispatcher.js';
+
+const empty = z.undefined().or(z.object({}).loose());
+
+/** Subject of a tasks service endpoint: `switchyard.svc.tasks.v1.<endpoint>`. */
+export const tasksSubject = (endpoint: 'execute' | 'submit' | 'get' | 'cancel' | 'agents' | 'agent' | 'capabilities' | 'performance' | 'register_agent'): string =>
+  serviceSubject(TASKS_SERVICE, endpoint);
+
+/**
+ * The dispatcher's NATS service `tasks` (queue group `tasks`):
+ * - `execute`: submit (idempotency key required) and reply when the task ends with
+ *   `{ task_id, agent, instance, status: 'completed', result }`, or the AppError (timeout, illegal_state for canceled, the agent's code for failed);
+ *   the workflow engine's `agent:<task_type>` steps use it,
+ * - `submit`: reply at once `{ task_id, status, agent, instance, duplicate }`,
+ * - `get`, `cancel`, `agents` (health of all), `agent` (health of one), `capabilities`, `performance`, `register_agent`.
+ */
+export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, logger: Logger): Promise<Service> {
+  const submit = (input: z.output<typeof taskSubmitInput>, correlationId: string) =>
+    dispatcher.submit(
+      {
+        task_type: input.task_type,
+        context: input.context,
+        priority: input.priority,
+        ...(input.agent !== undefined ? { agent: input.agent } : {}),
+        ...(input.idempotency_key !== undefined ? { idempotency_key: input.idempotency_key } : {}),
+        ...(input.timeout_ms !== undefined ? { timeout_ms: input.timeout_ms } : {}),
+        ...(input.max_attempts !== undefined ? { max_attempts: input.max_attempts } : {}),
+      },
+      input.correlation_id ?? correlationId,
+    );
+  return addService(nc, {
+    name: 'tasks',
+    version: '1.0.0',
+    description: 'Task delegation to AI agents: queue, priorities, retries, timeouts',
+    logger,
+    endpoints: {
+      execute: {
+        subject: tasksSubject('execute'),
+        schema: taskExecuteInput,
+        handler: async (input, ctx): Promise<TaskExecuteReply> => {
+          const sub = await submit(input, ctx.correlationId);
+          const end = await dispatcher.waitForEnd(sub.task_id);
+          if (end.status !== 'completed') throw taskEndError(end);
+          return { task_id: end.task_id, agent: end.assigned_agent, instance: end.instance, status: 'completed', result: end.result };
+        },
+      },
+      submit: {
+        subject: tasksSubject('submit'),
+        schema: taskSubmitInput,
+        handler: async (input, ctx): Promise<TaskSubmitReply> => {
+          const { state: _state, ...reply } = await submit(input, ctx.correlationId);
+          return reply;
+        },
+      },
+      get: { subject: tasksSubject('get'), schema: taskIdInput, handler: (input) => dispatcher.get(input.task_id) },
+      cancel: {
+        subject: tasksSubject('cancel'),
+        schema: taskCancelInput,
+        handler: (input, ctx) => dispatcher.cancel(input.task_id, input.reason, input.actor, ctx.correlationId),
+      },
+      agents: {
+        subject: tasksSubject('agents'),
+        schema: empty,
+        handler: () => ({ agents: dispatcher.health(), queued: dispatcher.queuedCount(), checked_at: new Date().toISOString() }),
+      },
+      agent: {
+        subject: tasksSubject('agent'),
+        schema: agentNameInput,
+        handler: (input) => {
+          const one = dispatcher.health().find((h) => h.agent === input.agent);
+          if (!one) throw new AppError('not_found', `no agent named ${input.agent}`, { agent: input.agent, known: dispatcher.health().map((h) => h.agent) });
+          return one;
+        },
+      },
+      capabilities: { subject: tasksSubject('capabilities'), schema: empty, handler: () => dispatcher.capabilities() },
+      performance: { subject: tasksSubject('performance'), schema: empty, handler: async () => ({ agents: await dispatcher.performance() }) },
+      register_agent: { subject: tasksSubject('register_agent'), schema: externalAgentSchema, handler: (input) => dispatcher.registerAgent(input) },
+    },
+  });
+}
