@@ -120,7 +120,8 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
 
   it('finishes 50 executions of a 3-step workflow through three SIGKILLs, each step effect once, no event lost', { timeout: 90_000 }, async (t) => {
     const server = `crash${newId().slice(0, 6)}`;
-    const responders = await new Responders(nc, logger).start([server], { queue: `q-${server}` });
+    const subjects = { mcpPrefix: `test.wf.${server}.mcp`, tasksSubject: `test.wf.${server}.tasks.execute` };
+    const responders = await new Responders(nc, logger).start([server], { queue: `q-${server}`, ...subjects });
     // Work that takes a while, so kills land while requests are in flight.
     const slow = (add: number) => async (c: { args: unknown }) => {
       await sleep(20 + Math.random() * 80);
@@ -130,7 +131,7 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
     responders.behaviours.set('agent:revenue_analysis', slow(1));
     responders.behaviours.set(`${server}/three`, slow(1));
     try {
-      const env = { DATABASE_URL: url, NATS_URL: natsUrl };
+      const env = { DATABASE_URL: url, NATS_URL: natsUrl, WORKFLOW_MCP_SUBJECT_PREFIX: subjects.mcpPrefix, WORKFLOW_TASKS_SUBJECT: subjects.tasksSubject };
       let engine = spawnEngine(env);
       engines.push(engine);
       await engine.started;
@@ -161,7 +162,8 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
 
   it('two engine processes at once complete every execution exactly once and both do work', { timeout: 60_000 }, async () => {
     const server = `duo${newId().slice(0, 6)}`;
-    const responders = await new Responders(nc, logger).start([server], { queue: `q-${server}` });
+    const subjects = { mcpPrefix: `test.wf.${server}.mcp`, tasksSubject: `test.wf.${server}.tasks.execute` };
+    const responders = await new Responders(nc, logger).start([server], { queue: `q-${server}`, ...subjects });
     const quick = async (c: { args: unknown }) => {
       await sleep(5);
       return { v: ((c.args as { n?: number; v?: number }).n ?? (c.args as { v: number }).v) + 1 };
@@ -170,7 +172,7 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
     responders.behaviours.set('agent:revenue_analysis', quick);
     responders.behaviours.set(`${server}/three`, quick);
     try {
-      const env = { DATABASE_URL: url, NATS_URL: natsUrl };
+      const env = { DATABASE_URL: url, NATS_URL: natsUrl, WORKFLOW_MCP_SUBJECT_PREFIX: subjects.mcpPrefix, WORKFLOW_TASKS_SUBJECT: subjects.tasksSubject };
       const a = spawnEngine({ ...env, WORKFLOW_MEMBER_ID: 'engine-a' });
       const b = spawnEngine({ ...env, WORKFLOW_MEMBER_ID: 'engine-b' });
       engines.push(a, b);

@@ -31,7 +31,9 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
   let nc: NatsConnection;
   let responders: Responders;
   let engine: WorkflowEngine;
-  const server = `t${newId().slice(0, 6)}`; // own MCP server name: other suites may share the nats-server
+  const server = `t${newId().slice(0, 6)}`;
+  // Own subjects: other suites (real connectors, the task service) may share the nats-server.
+  const subjects = { mcpPrefix: `test.wf.${server}.mcp`, tasks: `test.wf.${server}.tasks.execute` };
 
   before(async () => {
     const url = await freshDatabase('wf_engine');
@@ -39,8 +41,8 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
     await store.init();
     nc = await connect({ servers: await testNatsUrl() });
-    responders = await new Responders(nc, logger).start([server], { tasks: true, queue: `q-${server}` });
-    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, recoveryIntervalMs: 60_000 });
+    responders = await new Responders(nc, logger).start([server], { tasks: true, queue: `q-${server}`, mcpPrefix: subjects.mcpPrefix, tasksSubject: subjects.tasks });
+    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, recoveryIntervalMs: 60_000, subjects });
     await engine.start();
   });
 

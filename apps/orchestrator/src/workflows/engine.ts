@@ -21,7 +21,7 @@ import {
 } from '@switchyard/domain';
 import { isTerminal, loadExecution, runWorkflowCommand } from './command.js';
 import { DefinitionStore } from './definitions.js';
-import { executeRemote, type StepOutcome } from './executor.js';
+import { executeRemote, type ExecutorSubjects, type StepOutcome } from './executor.js';
 import { PartitionLeases, partitionOf } from './partitions.js';
 import { workflowExecutionsProjection } from './projection.js';
 import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
@@ -61,6 +61,8 @@ export interface WorkflowEngineOptions {
   readonly readModel?: boolean;
   /** Replace how mcp/agent units are executed (tests, benches); default NATS request-reply. */
   readonly execute?: (a: DispatchAction) => Promise<StepOutcome>;
+  /** Subjects of the MCP connectors and the task service (default the production ones). */
+  readonly subjects?: ExecutorSubjects;
 }
 
 export interface WorkflowEngineStats {
@@ -363,7 +365,7 @@ export class WorkflowEngine {
       return;
     }
     log.debug({ uses: a.uses }, 'dispatching unit');
-    const outcome = await (this.o.execute ?? ((x: DispatchAction) => executeRemote(this.o.nats, x)))(a);
+    const outcome = await (this.o.execute ?? ((x: DispatchAction) => executeRemote(this.o.nats, x, this.o.subjects)))(a);
     // 3. Record the outcome (the decider ignores it if the attempt is no longer in flight).
     await this.record(a, outcome);
   }

@@ -5,7 +5,14 @@ import { request } from '@switchyard/messaging';
 import type { DispatchAction, StepError } from '@switchyard/domain';
 
 /** `switchyard.svc.mcp.v1.<server>.call_tool` (apps/connectors). */
-export const mcpCallToolSubject = (server: string): string => `switchyard.svc.mcp.v1.${server}.call_tool`;
+export const MCP_SUBJECT_PREFIX = 'switchyard.svc.mcp.v1';
+export const mcpCallToolSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.${server}.call_tool`;
+
+/** Where units are sent; tests and benches use their own subjects to stay apart on a shared nats-server. */
+export interface ExecutorSubjects {
+  readonly mcpPrefix?: string;
+  readonly tasks?: string;
+}
 /** The task service that runs agent tasks (apps/orchestrator delegation). */
 export const TASKS_EXECUTE_SUBJECT = 'switchyard.svc.tasks.v1.execute';
 
@@ -51,14 +58,14 @@ export function toStepError(err: unknown): StepError {
  * timeout is the step's own timeout plus a little: the durable timer is what records a
  * timeout, so a late local give-up never races it.
  */
-export async function executeRemote(nc: NatsConnection, a: DispatchAction): Promise<StepOutcome> {
+export async function executeRemote(nc: NatsConnection, a: DispatchAction, subjects: ExecutorSubjects = {}): Promise<StepOutcome> {
   const timeoutMs = a.timeoutMs + 1_000;
   try {
     if (a.target.kind === 'mcp') {
       const args = a.input && typeof a.input === 'object' && !Array.isArray(a.input) ? (a.input as Record<string, unknown>) : { value: a.input };
       const reply = await request(
         nc,
-        mcpCallToolSubject(a.target.server),
+        mcpCallToolSubject(a.target.server, subjects.mcpPrefix),
         { tool: a.target.tool, arguments: args, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs },
         { schema: callToolReply, timeoutMs, correlationId: a.correlationId },
       );
@@ -72,7 +79,7 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction): Prom
     if (a.target.kind === 'agent') {
       const reply = await request(
         nc,
-        TASKS_EXECUTE_SUBJECT,
+        subjects.tasks ?? TASKS_EXECUTE_SUBJECT,
         { task_type: a.target.taskType, context: a.input ?? {}, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, correlation_id: a.correlationId },
         { schema: taskReply, timeoutMs, correlationId: a.correlationId },
       );

@@ -5,7 +5,7 @@
  */
 export { startWorkflowEngine, WorkflowEngine, EXECUTION_STREAM_PREFIX, type WorkflowEngineOptions, type WorkflowEngineStats, type ParentRef } from './engine.js';
 export { DefinitionStore, buildCatalog, MCP_REGISTRY_LIST_SUBJECT, type StoredDefinition } from './definitions.js';
-export { executeRemote, mcpCallToolSubject, mcpOutput, toStepError, TASKS_EXECUTE_SUBJECT, type StepOutcome } from './executor.js';
+export { executeRemote, mcpCallToolSubject, mcpOutput, toStepError, MCP_SUBJECT_PREFIX, TASKS_EXECUTE_SUBJECT, type StepOutcome, type ExecutorSubjects } from './executor.js';
 export { PartitionLeases, partitionOf, type PartitionLeaseOptions } from './partitions.js';
 export {
   workflowExecutionsProjection,

@@ -19,6 +19,8 @@ const configSchema = z.object({
   WORKFLOW_MEMBER_ID: z.string().min(1).optional(),
   WORKFLOW_RECOVERY_INTERVAL_MS: z.coerce.number().int().min(100).default(15_000),
   WORKFLOW_READ_MODEL: z.enum(['true', 'false']).default('true'),
+  WORKFLOW_MCP_SUBJECT_PREFIX: z.string().min(1).optional(),
+  WORKFLOW_TASKS_SUBJECT: z.string().min(1).optional(),
 });
 
 const config = parseConfig(process.env, configSchema);
@@ -39,6 +41,7 @@ try {
     memberId: config.WORKFLOW_MEMBER_ID,
     recoveryIntervalMs: config.WORKFLOW_RECOVERY_INTERVAL_MS,
     readModel: config.WORKFLOW_READ_MODEL === 'true',
+    subjects: { mcpPrefix: config.WORKFLOW_MCP_SUBJECT_PREFIX, tasks: config.WORKFLOW_TASKS_SUBJECT },
   });
   const shutdown = async (signal: string) => {
     logger.info({ signal, ...engine.stats() }, 'workflow engine shutting down');

@@ -34,7 +34,7 @@ export class Responders {
   ) {}
 
   /** Serve `mcp:<server>/*` tools and `agent:*` tasks. */
-  async start(servers: readonly string[], opts: { tasks?: boolean; queue?: string } = {}): Promise<this> {
+  async start(servers: readonly string[], opts: { tasks?: boolean; queue?: string; mcpPrefix?: string; tasksSubject?: string } = {}): Promise<this> {
     const callTool = z.object({ tool: z.string(), arguments: z.record(z.string(), z.unknown()).default({}), idempotency_key: z.string().optional() }).loose();
     const task = z.object({ task_type: z.string(), context: z.unknown(), idempotency_key: z.string() }).loose();
     for (const server of servers) {
@@ -45,8 +45,8 @@ export class Responders {
           logger: this.logger,
           ...(opts.queue ? { queue: opts.queue } : {}),
           endpoints: {
-            call_tool: defineCall(mcpCallToolSubject(server), callTool, async (b) => {
-              const out = await this.handle(mcpCallToolSubject(server), `${server}/${b.tool}`, b.idempotency_key ?? '', b.arguments);
+            call_tool: defineCall(mcpCallToolSubject(server, opts.mcpPrefix), callTool, async (b) => {
+              const out = await this.handle(mcpCallToolSubject(server, opts.mcpPrefix), `${server}/${b.tool}`, b.idempotency_key ?? '', b.arguments);
               if (out && typeof out === 'object' && 'isError' in out) return out;
               return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
             }),
@@ -59,10 +59,11 @@ export class Responders {
         await addService(this.nc, {
           name: 'test-tasks',
           version: '1.0.0',
+          ...(opts.queue ? { queue: opts.queue } : {}),
           logger: this.logger,
           endpoints: {
-            execute: defineCall(TASKS_EXECUTE_SUBJECT, task, async (b) => {
-              const result = await this.handle(TASKS_EXECUTE_SUBJECT, `agent:${b.task_type}`, b.idempotency_key, b.context);
+            execute: defineCall(opts.tasksSubject ?? TASKS_EXECUTE_SUBJECT, task, async (b) => {
+              const result = await this.handle(opts.tasksSubject ?? TASKS_EXECUTE_SUBJECT, `agent:${b.task_type}`, b.idempotency_key, b.context);
               return { task_id: b.idempotency_key, agent: 'test', instance: 'test-1', status: 'completed', result };
             }),
           },

@@ -1,0 +1,48 @@
+import { Inject } from '@nestjs/common';
+import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
+import type { EventStore } from '@switchyard/event-store';
+import { cancelExecution, startExecution } from '@switchyard/orchestrator';
+import type { WorkflowDefinition, WorkflowDefinitionInput, WorkflowStatus } from '@switchyard/domain';
+import { EVENT_STORE } from '../../tokens.js';
+
+/** Start an execution of a definition (registered or inline). Result: its id. */
+export class StartWorkflowExecution extends Command<{ executionId: string; created: boolean }> {
+  constructor(
+    readonly definition: WorkflowDefinition | WorkflowDefinitionInput,
+    readonly input: unknown,
+    readonly correlationId: string,
+    readonly actor = 'api',
+  ) {
+    super();
+  }
+}
+
+/** Ask an execution to stop; compensations run; the engine ends it canceled. */
+export class CancelWorkflowExecution extends Command<{ status: WorkflowStatus }> {
+  constructor(
+    readonly executionId: string,
+    readonly reason: string,
+    readonly correlationId: string,
+    readonly actor = 'api',
+  ) {
+    super();
+  }
+}
+
+/** Appends StartWorkflow through the decider; the orchestrator drives it from there. */
+@CommandHandler(StartWorkflowExecution)
+export class StartWorkflowExecutionHandler implements ICommandHandler<StartWorkflowExecution> {
+  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  async execute(c: StartWorkflowExecution) {
+    const r = await startExecution(this.store, { definition: c.definition, input: c.input, correlationId: c.correlationId, actor: c.actor });
+    return { executionId: r.executionId, created: r.created };
+  }
+}
+
+@CommandHandler(CancelWorkflowExecution)
+export class CancelWorkflowExecutionHandler implements ICommandHandler<CancelWorkflowExecution> {
+  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  execute(c: CancelWorkflowExecution) {
+    return cancelExecution(this.store, c.executionId, { reason: c.reason, correlationId: c.correlationId, actor: c.actor });
+  }
+}

@@ -1,0 +1,24 @@
+/** The orchestrator's workflow API as this feature uses it, plus definition validation that answers 400 with every problem. */
+import { AppError } from '@switchyard/platform';
+import { validateDefinition, type ToolCatalog, type WorkflowDefinition } from '@switchyard/domain';
+export {
+  buildCatalog,
+  DefinitionStore,
+  ensureWorkflowSchema,
+  executionEvents,
+  executionResult,
+  getExecutionView,
+  listExecutions,
+  loadExecution,
+  setupWorkflowReadModel,
+  waitForExecution,
+} from '@switchyard/orchestrator';
+
+export function validateAndNormalise(input: unknown, catalog: ToolCatalog): WorkflowDefinition {
+  const v = validateDefinition(input, catalog);
+  if (v.ok) return v.definition;
+  throw new AppError('validation', `invalid workflow definition: ${v.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, {
+    problems: v.problems,
+    errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code, in: 'body' })),
+  });
+}

@@ -1,0 +1,50 @@
+import { z } from 'zod';
+
+const id = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits, _ . : -');
+const boolish = z
+  .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+  .transform((v) => v === true || v === 'true' || v === '1');
+
+export const templateParams = z.object({ template_id: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a definition id') });
+export const executionParams = z.object({ execution_id: id });
+
+/** `?wait=true` waits (bounded by `wait_ms`, at most 60 s) and answers with the result. */
+export const waitQuery = z.strictObject({
+  wait: boolish.optional(),
+  wait_ms: z.coerce.number().int().min(1).max(60_000).default(30_000),
+  version: z.coerce.number().int().min(1).optional(),
+});
+/** The body of a start is the workflow input itself. */
+export const startBody = z.record(z.string(), z.unknown());
+
+export const executionStatus = z.enum(['running', 'canceling', 'completed', 'failed', 'canceled']);
+export const listQuery = z.strictObject({
+  status: executionStatus.optional(),
+  template: z.string().min(1).optional(),
+  started_after: z.iso.datetime({ offset: true }).optional(),
+  started_before: z.iso.datetime({ offset: true }).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().min(1).max(400).optional(),
+});
+export const cancelBody = z.strictObject({ reason: z.string().min(1).max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
+export const definitionsQuery = z.strictObject({ id: z.string().min(1).optional(), all_versions: boolish.optional() });
+/** A definition is validated by the domain (`validateDefinition`) so every problem is reported, not just the first. */
+export const definitionBody = z.record(z.string(), z.unknown());
+export const adHocBody = z.strictObject({
+  definition: z.record(z.string(), z.unknown()),
+  input: z.record(z.string(), z.unknown()).default({}),
+});
+
+export const startedResponse = z.object({
+  execution_id: z.string(),
+  status: z.string(),
+  definition_id: z.string(),
+  definition_version: z.number().int(),
+  links: z.object({ self: z.string(), events: z.string(), cancel: z.string() }),
+  output: z.unknown().optional(),
+  error: z.unknown().optional(),
+});
+export const executionListResponse = z.object({ items: z.array(z.looseObject({ execution_id: z.string(), status: z.string() })), next_cursor: z.string().nullable() });
+export const executionDetailResponse = z.looseObject({ execution_id: z.string(), status: z.string(), steps: z.array(z.looseObject({ step_id: z.string() })) });
+export const eventsResponse = z.object({ execution_id: z.string(), events: z.array(z.looseObject({ type: z.string(), revision: z.number() })) });
+export const definitionsResponse = z.object({ definitions: z.array(z.looseObject({ id: z.string(), version: z.number() })) });

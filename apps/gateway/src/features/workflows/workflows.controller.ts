@@ -1,0 +1,161 @@
+import { Controller, Get, HttpCode, Inject, Post, Res } from '@nestjs/common';
+import { CommandBus } from '@nestjs/cqrs';
+import type { Response } from 'express';
+import type { z } from 'zod';
+import { CorrelationId } from '../../http/context.js';
+import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
+import { ApiRoute } from '../../openapi/registry.js';
+import { toEventJson } from '../../events/schemas.js';
+import { CancelWorkflowExecution } from './commands.js';
+import { executionEvents, listExecutions } from './deps.js';
+import {
+  adHocBody,
+  cancelBody,
+  definitionBody,
+  definitionsQuery,
+  definitionsResponse,
+  eventsResponse,
+  executionDetailResponse,
+  executionListResponse,
+  executionParams,
+  listQuery,
+  startBody,
+  startedResponse,
+  templateParams,
+  waitQuery,
+} from './schemas.js';
+import { WorkflowsService } from './workflows.service.js';
+
+const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses: string; needs: string[] }[] }) => ({
+  id: d.id,
+  version: d.version,
+  name: d.name,
+  description: d.description,
+  input: d.input,
+  steps: d.steps.map((s) => ({ id: s.id, uses: s.uses, needs: s.needs })),
+});
+
+@Controller('api/v1/workflows')
+export class WorkflowsController {
+  constructor(
+    @Inject(WorkflowsService) private readonly svc: WorkflowsService,
+    @Inject(CommandBus) private readonly commands: CommandBus,
+  ) {}
+
+  @Get('templates')
+  @ApiRoute({ summary: 'The built-in workflow templates', tags: ['workflows'], role: 'viewer', response: { schema: definitionsResponse } })
+  async templates() {
+    const rows = await this.svc.definitions.list({ source: 'builtin' });
+    return { definitions: rows.map((r) => summaryOf(r.definition)), templates: rows.map((r) => summaryOf(r.definition)) };
+  }
+
+  @Post('start/:template_id')
+  @HttpCode(202)
+  @ApiRoute({
+    summary: 'Start an execution of a template or registered definition (body = workflow input)',
+    description: '202 with the execution id; `?wait=true` waits up to `wait_ms` and answers 200 with the result when it ended.',
+    tags: ['workflows'],
+    role: 'operator',
+    response: { status: 202, schema: startedResponse },
+    errors: [400, 404],
+  })
+  async start(
+    @ZodParams(templateParams) p: z.infer<typeof templateParams>,
+    @ZodQuery(waitQuery) q: z.infer<typeof waitQuery>,
+    @ZodBody(startBody) input: z.infer<typeof startBody>,
+    @CorrelationId() correlationId: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const { definition } = await this.svc.definitions.get(p.template_id, q.version);
+    const r = await this.svc.start(definition, input, correlationId, { wait: q.wait, waitMs: q.wait_ms });
+    res.status(r.status);
+    return r.body;
+  }
+
+  @Get('executions')
+  @ApiRoute({ summary: 'Executions, newest first (filter by status, template, start time; keyset paged)', tags: ['workflows'], role: 'viewer', response: { schema: executionListResponse } })
+  async list(@ZodQuery(listQuery) q: z.infer<typeof listQuery>) {
+    const page = await listExecutions(this.svc.pool, {
+      status: q.status,
+      definitionId: q.template,
+      startedAfter: q.started_after,
+      startedBefore: q.started_before,
+      limit: q.limit,
+      cursor: q.cursor,
+    });
+    const next = page.next_cursor
+      ? `/api/v1/workflows/executions?${new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)])), cursor: page.next_cursor })}`
+      : null;
+    return { ...page, next };
+  }
+
+  @Get('executions/:execution_id')
+  @ApiRoute({ summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors', tags: ['workflows'], role: 'viewer', response: { schema: executionDetailResponse }, errors: [404] })
+  detail(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
+    return this.svc.detail(p.execution_id);
+  }
+
+  @Post('executions/:execution_id/cancel')
+  @HttpCode(202)
+  @ApiRoute({ summary: 'Cancel an execution (compensations run; it ends canceled)', tags: ['workflows'], role: 'operator', errors: [404, 409] })
+  async cancel(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodBody(cancelBody) b: z.infer<typeof cancelBody>, @CorrelationId() correlationId: string) {
+    const r = await this.commands.execute(new CancelWorkflowExecution(p.execution_id, b.reason, correlationId));
+    return { execution_id: p.execution_id, status: r.status };
+  }
+
+  @Get('executions/:execution_id/events')
+  @ApiRoute({ summary: 'The full event history of an execution (audit, replay)', tags: ['workflows'], role: 'viewer', response: { schema: eventsResponse }, errors: [404] })
+  async events(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
+    const events = await executionEvents(this.svc.store, p.execution_id);
+    return { execution_id: p.execution_id, events: events.map(toEventJson) };
+  }
+
+  @Post('definitions')
+  @HttpCode(201)
+  @ApiRoute({
+    summary: 'Register a workflow definition (validated against the MCP registry, agent task types and known definitions)',
+    description: '400 lists every problem with its path (a dependency cycle is named, e.g. `a -> b -> a`); 409 when that version exists with other content.',
+    tags: ['workflows'],
+    role: 'admin',
+    errors: [400, 409],
+  })
+  async register(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>, @Res({ passthrough: true }) res: Response) {
+    const r = await this.svc.definitions.register(body, await this.svc.catalog(body));
+    if (!r.created) res.status(200);
+    return { definition: r.definition, created: r.created };
+  }
+
+  @Get('definitions')
+  @ApiRoute({ summary: 'Workflow definitions (latest version of each, or every version with all_versions)', tags: ['workflows'], role: 'viewer', response: { schema: definitionsResponse } })
+  async definitionsList(@ZodQuery(definitionsQuery) q: z.infer<typeof definitionsQuery>) {
+    const rows = await this.svc.definitions.list({ id: q.id, allVersions: q.all_versions });
+    return { definitions: rows.map((r) => ({ ...r.definition, source: r.source, created_at: r.createdAt })) };
+  }
+}
+
+@Controller('api/v1/integration/agents')
+export class AdHocWorkflowController {
+  constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
+
+  @Post('workflow')
+  @HttpCode(202)
+  @ApiRoute({
+    summary: 'Run an ad-hoc multi-agent workflow: a definition inline plus its input',
+    description: 'The definition is validated like a registered one (400 lists every problem). 202 with the execution id; `?wait=true` waits for the result.',
+    tags: ['workflows', 'agents'],
+    role: 'operator',
+    response: { status: 202, schema: startedResponse },
+    errors: [400],
+  })
+  async run(
+    @ZodBody(adHocBody) b: z.infer<typeof adHocBody>,
+    @ZodQuery(waitQuery) q: z.infer<typeof waitQuery>,
+    @CorrelationId() correlationId: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const def = await this.svc.validate({ version: 1, name: String(b.definition.id ?? 'ad-hoc workflow'), ...b.definition });
+    const r = await this.svc.start(def, b.input, correlationId, { wait: q.wait, waitMs: q.wait_ms });
+    res.status(r.status);
+    return r.body;
+  }
+}

@@ -1,0 +1,18 @@
+import { Module } from '@nestjs/common';
+import { CqrsModule } from '@nestjs/cqrs';
+import { CancelWorkflowExecutionHandler, StartWorkflowExecutionHandler } from './commands.js';
+import { AdHocWorkflowController, WorkflowsController } from './workflows.controller.js';
+import { WorkflowsService } from './workflows.service.js';
+
+/**
+ * The workflow endpoints (/api/v1/workflows/*, /api/v1/integration/agents/workflow). Commands go
+ * through the CQRS CommandBus to handlers that append through the decider; an orchestrator
+ * process (startWorkflowEngine) drives the executions. Plug in with `createGateway(deps, { modules: [WorkflowsFeatureModule] })`.
+ */
+@Module({
+  imports: [CqrsModule.forRoot()],
+  controllers: [WorkflowsController, AdHocWorkflowController],
+  providers: [WorkflowsService, StartWorkflowExecutionHandler, CancelWorkflowExecutionHandler],
+  exports: [WorkflowsService],
+})
+export class WorkflowsFeatureModule {}

@@ -1,0 +1,106 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { CommandBus } from '@nestjs/cqrs';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Pool } from 'pg';
+import { AppError, type Logger } from '@switchyard/platform';
+import type { EventStore } from '@switchyard/event-store';
+import {
+  buildCatalog,
+  DefinitionStore,
+  ensureWorkflowSchema,
+  executionResult,
+  getExecutionView,
+  loadExecution,
+  setupWorkflowReadModel,
+  validateAndNormalise,
+  waitForExecution,
+} from './deps.js';
+import type { WorkflowDefinition, WorkflowExecutionState } from '@switchyard/domain';
+import { EVENT_STORE, LOGGER, NATS_CONNECTION, PG_POOL } from '../../tokens.js';
+import { StartWorkflowExecution } from './commands.js';
+
+export const WORKFLOWS_BASE = '/api/v1/workflows';
+
+const links = (id: string) => ({
+  self: `${WORKFLOWS_BASE}/executions/${encodeURIComponent(id)}`,
+  events: `${WORKFLOWS_BASE}/executions/${encodeURIComponent(id)}/events`,
+  cancel: `${WORKFLOWS_BASE}/executions/${encodeURIComponent(id)}/cancel`,
+});
+
+/** What the workflow routes share: the definition store, the catalog, start-and-maybe-wait. */
+@Injectable()
+export class WorkflowsService implements OnModuleInit {
+  readonly definitions: DefinitionStore;
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(EVENT_STORE) readonly store: EventStore,
+    @Inject(PG_POOL) readonly pool: Pool,
+    @Inject(NATS_CONNECTION) private readonly nats: NatsConnection,
+    @Inject(LOGGER) logger: Logger,
+    private readonly commands: CommandBus,
+  ) {
+    this.definitions = new DefinitionStore(pool);
+    this.log = logger.child({ component: 'workflows-feature' });
+  }
+
+  /** Tables and seeds exist before the first request, whether or not an engine ran yet (idempotent). */
+  async onModuleInit(): Promise<void> {
+    await ensureWorkflowSchema(this.pool);
+    await this.definitions.seedBuiltIns();
+    await setupWorkflowReadModel(this.pool);
+  }
+
+  /** Validate a definition against the live catalog (MCP registry, task types, stored ids): 400 with every problem. */
+  async validate(input: unknown): Promise<WorkflowDefinition> {
+    return validateAndNormalise(input, await this.catalog(input));
+  }
+
+  /** MCP servers/tools from the connectors' registry (lenient for `input`'s MCP steps when it does not answer), task types, definition ids. */
+  catalog(input: unknown) {
+    return buildCatalog({ nats: this.nats as never, definitions: this.definitions, logger: this.log }, { lenientFor: input });
+  }
+
+  /** Start and (with `wait`) wait for the end: 200 with the result when it ended in time, else 202. */
+  async start(definition: WorkflowDefinition, input: unknown, correlationId: string, wait: { wait?: boolean; waitMs: number }) {
+    const { executionId } = await this.commands.execute(new StartWorkflowExecution(definition, input, correlationId));
+    const base = { execution_id: executionId, definition_id: definition.id, definition_version: definition.version, links: links(executionId) };
+    if (!wait.wait) return { status: 202, body: { ...base, status: 'running' } };
+    const state = await waitForExecution(this.store, executionId, wait.waitMs);
+    const result = executionResult(executionId, state);
+    const ended = state.status === 'completed' || state.status === 'failed' || state.status === 'canceled';
+    return { status: ended ? 200 : 202, body: { ...base, ...result } };
+  }
+
+  /** The read model's view; while it lags behind a brand-new execution, a view folded from the stream. */
+  async detail(executionId: string) {
+    const view = await getExecutionView(this.pool, executionId);
+    if (view) return { ...view, links: links(executionId) };
+    const { state } = await loadExecution(this.store, executionId);
+    if (state.status === 'not_started') throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
+    return { ...fromState(executionId, state), links: links(executionId) };
+  }
+}
+
+function fromState(executionId: string, s: Exclude<WorkflowExecutionState, { status: 'not_started' }>) {
+  return {
+    ...executionResult(executionId, s),
+    definition_version: s.definition.version,
+    definition_name: s.definition.name,
+    input: s.input,
+    correlation_id: s.correlationId,
+    steps: s.definition.steps.map((d) => {
+      const st = s.steps[d.id];
+      return {
+        step_id: d.id,
+        uses: d.uses,
+        status: s.compensations[d.id]?.status ?? st?.status ?? 'pending',
+        attempts: Math.max(0, ...(st?.units ?? []).map((u) => u?.attempt ?? 0)),
+        output: st?.output ?? null,
+        error: st?.error ?? null,
+        attempt_history: (st?.units ?? []).filter((u) => u).map((u) => ({ item_index: u!.itemIndex ?? null, attempt: u!.attempt, status: u!.phase, idempotency_key: u!.idempotencyKey, input: u!.input, output: u!.output ?? null, error: u!.error ?? null })),
+      };
+    }),
+    source: 'stream',
+  };
+}
