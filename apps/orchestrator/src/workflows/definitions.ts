@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
@@ -101,7 +102,8 @@ export class DefinitionStore {
       def.id,
       def.version,
     ]);
-    if (existing.rows[0] && JSON.stringify(existing.rows[0].definition) === JSON.stringify(def)) return { definition: def, created: false };
+    // jsonb does not keep key order: compare values, not texts.
+    if (existing.rows[0] && isDeepStrictEqual(existing.rows[0].definition, JSON.parse(JSON.stringify(def)))) return { definition: def, created: false };
     const latest = await this.pool.query<{ v: number }>(`select max(version) as v from ${this.t} where id = $1`, [def.id]);
     throw new AppError('illegal_state', `workflow definition "${def.id}" version ${def.version} exists or is older than the latest (${latest.rows[0]?.v})`, {
       id: def.id,

@@ -1,0 +1,194 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { createLogger, newId } from '@switchyard/platform';
+import { PostgresEventStore } from '@switchyard/event-store';
+import { freshDatabase, testNatsUrl } from '@switchyard/testing';
+import { addService, type Service } from '@switchyard/messaging';
+import { WorkflowEngine } from '@switchyard/orchestrator';
+import { z } from 'zod';
+import { createGateway, type Gateway } from '../../index.js';
+import { WorkflowsFeatureModule } from './index.js';
+
+const logger = createLogger('workflows-gateway-int', process.env.LOG_LEVEL ?? 'silent');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the engine', () => {
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let nc: NatsConnection;
+  let engine: WorkflowEngine;
+  let gw: Gateway;
+  let base: string;
+  let tasks: Service;
+  const tag = newId().slice(0, 6);
+  // Own task subject: another suite may serve the real one on the shared nats-server.
+  const subjects = { tasks: `test.wfgw.${tag}.tasks.execute`, mcpPrefix: `test.wfgw.${tag}.mcp` };
+  const taskKeys: string[] = [];
+
+  before(async () => {
+    const url = await freshDatabase('wf_gateway');
+    pool = new pg.Pool({ connectionString: url, max: 10 });
+    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
+    await store.init();
+    nc = await connect({ servers: await testNatsUrl() });
+    tasks = await addService(nc, {
+      name: `wfgw-tasks-${tag}`,
+      version: '1.0.0',
+      logger,
+      endpoints: {
+        execute: {
+          subject: subjects.tasks,
+          schema: z.object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() }).loose(),
+          handler: async (b: { task_type: string; context: Record<string, unknown>; idempotency_key: string }) => {
+            taskKeys.push(b.idempotency_key);
+            if (b.context.slow) await sleep(Number(b.context.slow));
+            return { task_id: b.idempotency_key, agent: 'test', instance: 'i1', status: 'completed', result: { task: b.task_type, echo: b.context } };
+          },
+        },
+      },
+    });
+    gw = await createGateway(
+      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { modules: [WorkflowsFeatureModule] },
+    );
+    base = (await gw.listen(0, '127.0.0.1')).url;
+    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, subjects });
+    await engine.start();
+  });
+
+  after(async () => {
+    await gw?.close();
+    await engine?.stop();
+    await tasks?.stop();
+    await nc?.close();
+    await store?.close();
+    await pool?.end();
+  });
+
+  const http = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+
+  const twoAgents = {
+    id: 'two_agents',
+    version: 1,
+    name: 'two agents',
+    input: { type: 'object', properties: { topic: { type: 'string' }, slow: { type: 'integer', default: 0 } }, required: ['topic'] },
+    steps: [
+      { id: 'segment', uses: 'agent:customer_segmentation', with: { topic: '${{ input.topic }}', slow: '${{ input.slow }}' } },
+      { id: 'content', uses: 'agent:marketing_content', needs: ['segment'], with: { from: '${{ steps.segment.output.task }}' } },
+    ],
+    outputs: { last: '${{ steps.content.output.echo.from }}' },
+  };
+
+  it('lists the three built-in templates', async () => {
+    const r = await http('GET', '/api/v1/workflows/templates');
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body.templates.map((t: { id: string }) => t.id).sort(), ['customer_onboarding', 'customer_support', 'revenue_analysis']);
+  });
+
+  it('refuses a definition with a cycle: 400 naming the cycle', async () => {
+    const r = await http('POST', '/api/v1/workflows/definitions', {
+      id: 'loop',
+      version: 1,
+      name: 'loop',
+      steps: [
+        { id: 'a', uses: 'agent:revenue_analysis', needs: ['c'] },
+        { id: 'b', uses: 'agent:revenue_analysis', needs: ['a'] },
+        { id: 'c', uses: 'agent:revenue_analysis', needs: ['b'] },
+      ],
+    });
+    assert.equal(r.status, 400);
+    assert.equal(r.body.code, 'validation');
+    assert.ok(r.body.errors.some((e: { code: string; message: string }) => e.code === 'cycle' && /a -> c -> b -> a|c -> b -> a -> c|b -> a -> c -> b/.test(e.message)), JSON.stringify(r.body.errors));
+    const unknown = await http('POST', '/api/v1/workflows/definitions', { id: 'x', version: 1, name: 'x', steps: [{ id: 'a', uses: 'agent:no_such_task' }] });
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.detail, /unknown agent task type "no_such_task"/);
+  });
+
+  it('registers a definition, starts it with ?wait=true, and shows list, detail and events', async () => {
+    const reg = await http('POST', '/api/v1/workflows/definitions', twoAgents);
+    assert.equal(reg.status, 201);
+    const again = await http('POST', '/api/v1/workflows/definitions', twoAgents);
+    assert.equal(again.status, 200);
+    const defs = await http('GET', '/api/v1/workflows/definitions');
+    assert.ok(defs.body.definitions.some((d: { id: string; source: string }) => d.id === 'two_agents' && d.source === 'user'));
+
+    const bad = await http('POST', '/api/v1/workflows/start/two_agents', { slow: 'x' });
+    assert.equal(bad.status, 400);
+    assert.deepEqual(bad.body.errors.map((e: { path: string }) => e.path).sort(), ['slow', 'topic']);
+    assert.equal((await http('POST', '/api/v1/workflows/start/no_such_template', {})).status, 404);
+
+    const r = await http('POST', '/api/v1/workflows/start/two_agents?wait=true&wait_ms=15000', { topic: 'churn' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.status, 'completed');
+    assert.deepEqual(r.body.output, { last: 'customer_segmentation' });
+    const id: string = r.body.execution_id;
+
+    await engine.readModelCaughtUp();
+    const detail = await http('GET', `/api/v1/workflows/executions/${id}`);
+    assert.equal(detail.status, 200);
+    assert.equal(detail.body.status, 'completed');
+    assert.deepEqual(detail.body.steps.map((s: { step_id: string; status: string; attempts: number }) => [s.step_id, s.status, s.attempts]), [
+      ['segment', 'succeeded', 1],
+      ['content', 'succeeded', 1],
+    ]);
+    const seg = detail.body.steps[0].attempt_history[0];
+    assert.deepEqual(seg.input, { topic: 'churn', slow: 0 });
+    assert.equal(seg.idempotency_key, `${id}:segment:1`);
+    assert.ok(seg.dispatched_at && seg.ended_at && typeof seg.duration_ms === 'number');
+
+    const list = await http('GET', '/api/v1/workflows/executions?template=two_agents&status=completed&limit=10');
+    assert.equal(list.status, 200);
+    assert.ok(list.body.items.some((x: { execution_id: string }) => x.execution_id === id));
+    assert.equal((await http('GET', '/api/v1/workflows/executions?status=bogus')).status, 400);
+
+    const events = await http('GET', `/api/v1/workflows/executions/${id}/events`);
+    assert.equal(events.status, 200);
+    assert.equal(events.body.events[0].type, 'WorkflowStarted');
+    assert.equal(events.body.events.at(-1).type, 'WorkflowCompleted');
+    assert.deepEqual(events.body.events.map((e: { revision: number }) => e.revision), events.body.events.map((_: unknown, i: number) => i));
+    assert.equal((await http('GET', '/api/v1/workflows/executions/nope/events')).status, 404);
+  });
+
+  it('starts without waiting (202), cancels (202, then 409 once ended)', async () => {
+    const r = await http('POST', '/api/v1/workflows/start/two_agents', { topic: 'slow', slow: 1500 });
+    assert.equal(r.status, 202);
+    const id: string = r.body.execution_id;
+    assert.equal(r.body.links.self, `/api/v1/workflows/executions/${id}`);
+    // Wait until the first step is out, so there is something to wait for.
+    for (let i = 0; i < 200 && !taskKeys.includes(`${id}:segment:1`); i++) await sleep(25);
+    const c = await http('POST', `/api/v1/workflows/executions/${id}/cancel`, { reason: 'test cancel' });
+    assert.equal(c.status, 202);
+    assert.equal(c.body.status, 'canceling');
+    let status = '';
+    for (let i = 0; i < 200 && status !== 'canceled'; i++) {
+      await sleep(50);
+      status = (await http('GET', `/api/v1/workflows/executions/${id}`)).body.status;
+    }
+    assert.equal(status, 'canceled');
+    const again = await http('POST', `/api/v1/workflows/executions/${id}/cancel`, {});
+    assert.equal(again.status, 409);
+    assert.equal((await http('POST', '/api/v1/workflows/executions/nope/cancel', {})).status, 404);
+  });
+
+  it('runs an ad-hoc multi-agent workflow from the request body', async () => {
+    const r = await http('POST', '/api/v1/integration/agents/workflow?wait=true', {
+      definition: { ...twoAgents, id: 'adhoc_agents' },
+      input: { topic: 'ad hoc' },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.status, 'completed');
+    const bad = await http('POST', '/api/v1/integration/agents/workflow', { definition: { id: 'adhoc_bad', steps: [{ id: 'a', uses: 'agent:revenue_analysis', needs: ['a'] }] } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.detail, /dependency cycle: a -> a/);
+  });
+});
