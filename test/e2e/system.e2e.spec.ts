@@ -51,6 +51,10 @@ function startSystem(dataDir: string, ports: Ports): { proc: ChildProcess; exite
   return { proc, exited, output: () => out };
 }
 
+/** The first lines that are not JSON log lines: where a crash says what happened. */
+const crashReport = (out: string): string =>
+  out.split('\n').filter((l) => !l.startsWith('{')).slice(0, 25).join('\n') || out.slice(-1500);
+
 async function waitReady(base: string, timeoutMs = 90_000): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
@@ -162,7 +166,7 @@ describe('the whole system started like npm start', () => {
     const before = (await (await fetch(`${base}/api/v1/events?limit=1000`)).json()) as { events: { id: string }[] };
     system.proc.kill('SIGTERM');
     const code = await system.exited;
-    assert.equal(code, 0, system.output().slice(-2000));
+    assert.equal(code, 0, crashReport(system.output()));
 
     system = startSystem(dataDir, ports);
     await waitReady(base);

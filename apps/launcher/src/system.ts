@@ -40,6 +40,9 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     stops.push({ name: 'infrastructure', stop: () => infra.stop() });
 
     const pool = new pg.Pool({ connectionString: infra.databaseUrl, max: 20 });
+    // An idle client dies when Postgres restarts: log it, the pool reconnects on next use
+    // (an unhandled 'error' event would take the whole process down).
+    pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL connection failed'));
     stops.push({ name: 'pg-pool', stop: () => pool.end() });
     const eventStore: EventStore = new PostgresEventStore({ pool, logger });
     await eventStore.init();

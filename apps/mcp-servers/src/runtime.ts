@@ -32,7 +32,11 @@ export interface RunningMcpServer {
 
 function requireDatabase(config: McpConfig, kind: string): pg.Pool {
   if (!config.DATABASE_URL) throw new AppError('validation', `DATABASE_URL is required by the ${kind} server`);
-  return new pg.Pool({ connectionString: config.DATABASE_URL, max: 10, application_name: `switchyard-mcp-${kind}` });
+  const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 10, application_name: `switchyard-mcp-${kind}` });
+  // An idle client dies when Postgres restarts or shuts down; without a listener that
+  // 'error' event would crash the whole process. The pool replaces the client on next use.
+  pool.on('error', () => undefined);
+  return pool;
 }
 
 /**
