@@ -13,6 +13,7 @@ import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
 import { OpenApiRegistry } from './openapi/registry.js';
 import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
 import { answerClientErrorsWithProblems } from './security/client-error.js';
+import { inputHygieneMiddleware } from './security/hygiene.js';
 import { authenticationMiddleware, timeoutMiddleware } from './security/middleware.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
 
@@ -33,8 +34,9 @@ export interface Gateway {
  *    key ensured (SWITCHYARD_ADMIN_KEY, or generated and printed once to stdout).
  * 2. Express middleware before Nest's routes, in this order: correlation id, request
  *    log, request timeout, rate limits and API key resolution, docs assets, JSON body
- *    parser (size limit), problem+json for what failed so far, then the request context
- *    again (the body parser loses it).
+ *    parser (size limit), input hygiene (NUL, unpaired surrogates, deep nesting: 400),
+ *    problem+json for what failed so far, then the request context again (the body
+ *    parser loses it).
  * 3. Nest routes: health, events, docs, audit, API keys and every feature module's
  *    controllers; the role guard checks each route's role, all errors pass through ProblemFilter.
  */
@@ -74,6 +76,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   app.use(authenticationMiddleware(resolved, keys, logger.child({ component: 'auth' })));
   app.use(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' }));
   app.use(express.json({ limit: resolved.bodyLimit, type: ['application/json', 'application/*+json'] }));
+  app.use(inputHygieneMiddleware);
   app.use(problemErrorMiddleware());
   app.use(rebindContextMiddleware);
   await app.init();

@@ -15,7 +15,15 @@ export const apiKeyStream = (id: string): string => `apikey-${id}`;
 export const API_KEY_STREAM_PREFIX = 'apikey-';
 
 export const keyIdSchema = z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex characters');
-export const keyNameSchema = z.string().trim().min(1).max(100);
+// Printable text only: control characters and lone surrogates have no place in a name
+// (and PostgreSQL's jsonb refuses \u0000 and unpaired surrogates in the event).
+const unprintable = /[\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+export const keyNameSchema = z
+  .string()
+  .trim()
+  .min(1)
+  .max(100)
+  .refine((s) => !unprintable.test(s), 'must be printable text (no control characters or unpaired surrogates)');
 
 export const apiKeyCreatedData = z.object({
   id: keyIdSchema,
