@@ -124,7 +124,7 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
     const responders = await new Responders(nc, logger).start([server], { queue: `q-${server}`, ...subjects });
     // Work that takes a while, so kills land while requests are in flight.
     const slow = (add: number) => async (c: { args: unknown }) => {
-      await sleep(20 + Math.random() * 80);
+      await sleep(40 + Math.random() * 160);
       return { v: ((c.args as { n?: number; v?: number }).n ?? (c.args as { v: number }).v) + add };
     };
     responders.behaviours.set(`${server}/one`, slow(1));

@@ -57,6 +57,8 @@ export interface WorkflowEngineOptions {
   readonly recoveryIntervalMs?: number;
   /** Checkpoint flush interval (default 250 ms). */
   readonly checkpointIntervalMs?: number;
+  /** Executions whose events are handled at once (default 32; each execution's events stay in order). */
+  readonly sagaConcurrency?: number;
   /** Run the workflow_executions read model in this process too (default true). */
   readonly readModel?: boolean;
   /** Replace how mcp/agent units are executed (tests, benches); default NATS request-reply. */
@@ -118,10 +120,16 @@ export class WorkflowEngine {
   private acquireChain: Promise<void> = Promise.resolve();
   private timerPolling = false;
   private counts = { eventsHandled: 0, dispatches: 0, timersFired: 0, recoveries: 0 };
+  private readonly sagaConcurrency: number;
+  private active = 0;
+  private readonly slotWaiters: (() => void)[] = [];
+  private readonly pending = new Map<number, { position: number; done: boolean }[]>();
+  private readonly chains = new Map<string, Promise<void>>();
 
   constructor(private readonly o: WorkflowEngineOptions) {
     this.memberId = o.memberId ?? `engine-${randomUUID().slice(0, 8)}`;
     this.partitions = o.partitions ?? 16;
+    this.sagaConcurrency = o.sagaConcurrency ?? 32;
     this.log = o.logger.child({ component: 'workflow-engine', memberId: this.memberId });
     this.definitions = new DefinitionStore(o.pool);
     const url = o.databaseUrl ?? (o.pool as unknown as { options: { connectionString?: string } }).options.connectionString;
@@ -165,7 +173,7 @@ export class WorkflowEngine {
     for (const t of this.timers) clearInterval(t);
     await this.sub?.close();
     await this.loop?.catch(() => undefined);
-    await Promise.race([Promise.allSettled([...this.work]), new Promise((r) => setTimeout(r, 5_000))]);
+    await Promise.race([Promise.allSettled([...this.work, ...this.chains.values()]), new Promise((r) => setTimeout(r, 5_000))]);
     await this.flushCheckpoints();
     await this.leases.stop();
     await this.projections?.stop();
@@ -203,6 +211,7 @@ export class WorkflowEngine {
   private onRelease(p: number): void {
     this.owned.delete(p);
     this.dirty.delete(p);
+    this.pending.delete(p);
     this.log.info({ partition: p }, 'partition released');
   }
 
@@ -239,25 +248,56 @@ export class WorkflowEngine {
     }
   }
 
+  /**
+   * Events of one execution are handled in order; different executions in parallel (up to
+   * `sagaConcurrency`). A partition's checkpoint only moves past an event once it and every
+   * earlier event of that partition are done, so a crash never skips unhandled work.
+   */
   private async handle(e: RecordedEvent): Promise<void> {
     const executionId = e.streamId.slice(EXECUTION_STREAM_PREFIX.length);
     const p = partitionOf(executionId, this.partitions);
     if (!this.owned.has(p) || e.position <= (this.checkpoints.get(p) ?? -1)) return;
-    // A failing step of the decision stalls this event (retried) rather than skipping it.
-    for (let attempt = 1; !this.stopped; attempt++) {
+    while (this.active >= this.sagaConcurrency) await new Promise<void>((r) => this.slotWaiters.push(r));
+    this.active++;
+    const entry = { position: e.position, done: false };
+    const queue = this.pending.get(p) ?? [];
+    queue.push(entry);
+    this.pending.set(p, queue);
+    const prev = this.chains.get(executionId) ?? Promise.resolve();
+    const run: Promise<void> = prev.then(async () => {
       try {
-        await this.process(executionId, p, e);
-        break;
-      } catch (err) {
-        this.log.warn({ err, executionId, position: e.position, attempt, correlationId: e.metadata.correlationId }, 'saga step failed; retrying');
-        await sleep(Math.min(2_000, 50 * attempt));
+        // A failing decision stalls this execution (retried) rather than skipping the event.
+        for (let attempt = 1; !this.stopped; attempt++) {
+          try {
+            await this.process(executionId, p, e);
+            break;
+          } catch (err) {
+            this.log.warn({ err, executionId, position: e.position, attempt, correlationId: e.metadata.correlationId }, 'saga step failed; retrying');
+            await sleep(Math.min(2_000, 50 * attempt));
+          }
+        }
+      } finally {
+        entry.done = true;
+        this.counts.eventsHandled++;
+        this.advance(p);
+        if (this.chains.get(executionId) === run) this.chains.delete(executionId);
+        this.active--;
+        this.slotWaiters.shift()?.();
       }
-    }
-    if (this.owned.has(p)) {
-      this.checkpoints.set(p, e.position);
+    });
+    this.chains.set(executionId, run);
+  }
+
+  /** Move the partition's checkpoint over the leading run of finished events. */
+  private advance(p: number): void {
+    const queue = this.pending.get(p);
+    if (!queue) return;
+    let moved = -1;
+    while (queue.length > 0 && queue[0]!.done) moved = queue.shift()!.position;
+    if (moved >= 0 && this.owned.has(p) && moved > (this.checkpoints.get(p) ?? -1)) {
+      this.checkpoints.set(p, moved);
       this.dirty.add(p);
     }
-    this.counts.eventsHandled++;
   }
 
   private async process(executionId: string, partition: number, e: RecordedEvent): Promise<void> {
