@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createLogger, newId } from '@switchyard/platform';
+import { AppError, createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import type { WorkflowDefinitionInput } from '@switchyard/domain';
@@ -189,6 +189,60 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
       await sleep(600); // one more stats message from each
       assert.ok(a.dispatches > 0 && b.dispatches > 0, `both engines dispatched (a=${a.dispatches}, b=${b.dispatches})`);
       await Promise.all([kill(a, 'SIGTERM'), kill(b, 'SIGTERM')]);
+    } finally {
+      await responders.stop();
+    }
+  });
+  it('durable timers survive a SIGKILL: retry backoff armed before the crash fires once after the restart', { timeout: 60_000 }, async () => {
+    const server = `timer${newId().slice(0, 6)}`;
+    const subjects = { mcpPrefix: `test.wf.${server}.mcp`, tasksSubject: `test.wf.${server}.tasks.execute` };
+    const responders = await new Responders(nc, logger).start([server], { queue: `q-${server}`, tasks: false, ...subjects });
+    // The first attempt of every execution fails retryably; the second succeeds.
+    responders.behaviours.set(`${server}/once`, (c) => {
+      if (c.key.endsWith(':1')) throw new AppError('unavailable', 'first attempt fails');
+      return { ok: true };
+    });
+    try {
+      const env = { DATABASE_URL: url, NATS_URL: natsUrl, WORKFLOW_MCP_SUBJECT_PREFIX: subjects.mcpPrefix, WORKFLOW_TASKS_SUBJECT: subjects.tasksSubject };
+      let engine = spawnEngine(env);
+      engines.push(engine);
+      await engine.started;
+      const definition: WorkflowDefinitionInput = {
+        id: 'retry_after_crash',
+        version: 1,
+        name: 'retry after crash',
+        steps: [{ id: 'once', uses: `mcp:${server}/once`, retry: { attempts: 2, backoff: { initialMs: 2_500, factor: 1, maxMs: 2_500, jitter: 0 } } }],
+      };
+      const ids: string[] = [];
+      for (let n = 0; n < 10; n++) ids.push((await startExecution(store, { definition, input: {}, correlationId: newId(), executionId: `timer-${n}-${newId().slice(0, 8)}` })).executionId);
+      // Every execution is waiting for its retry timer (a row in workflows.timers), then the engine dies.
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const r = await pool.query<{ n: string }>(`select count(distinct stream_id) as n from eventstore.events where type = 'StepRetryScheduled' and stream_id = any($1)`, [
+          ids.map((i) => `workflow_execution-${i}`),
+        ]);
+        if (Number(r.rows[0]!.n) === ids.length) break;
+        if (Date.now() > deadline) assert.fail('retries were not scheduled');
+        await sleep(50);
+      }
+      const armed = await pool.query<{ n: string }>(`select count(*) as n from workflows.timers where timer_key like 'retry:%' and execution_id = any($1)`, [ids]);
+      await kill(engine, 'SIGKILL');
+      assert.ok(Number(armed.rows[0]!.n) > 0, 'retry timers were persisted before the crash');
+      assert.equal(responders.calls.filter((c) => c.key.endsWith(':2')).length, 0, 'no retry before its time');
+      engine = spawnEngine(env);
+      engines.push(engine);
+      await engine.started;
+      await allDone(ids, 30_000);
+      for (const id of ids) {
+        const events = await store.readStream(`workflow_execution-${id}`);
+        const retry = events.filter((e) => e.type === 'StepRetryScheduled');
+        assert.equal(retry.length, 1);
+        assert.equal(events.filter((e) => e.type === 'StepScheduled').length, 2);
+        assert.equal(responders.effects.get(`${id}:once:2`), 1);
+        const second = responders.calls.find((c) => c.key === `${id}:once:2`)!;
+        assert.ok(second.at >= Date.parse((retry[0]!.data as { dueAt: string }).dueAt), 'the retry waited for its due time');
+      }
+      await kill(engine, 'SIGTERM');
     } finally {
       await responders.stop();
     }
