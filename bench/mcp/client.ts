@@ -40,6 +40,8 @@ export interface LatencyResult {
   readonly natsRoundTrips: number[];
   readonly errors: number;
   readonly firstError?: string;
+  /** MaxListenersExceededWarnings in this thread so far (cumulative). */
+  readonly listenerWarnings: number;
 }
 
 export interface ThroughputResult {
@@ -48,9 +50,25 @@ export interface ThroughputResult {
   readonly seconds: number;
   readonly latencies: number[];
   readonly firstError?: string;
+  /** MaxListenersExceededWarnings in this thread so far (cumulative). */
+  readonly listenerWarnings: number;
 }
 
 export type Reply = { readonly kind: 'ok'; readonly result: unknown } | { readonly kind: 'error'; readonly message: string } | { readonly kind: 'child'; readonly pid: number };
+
+/**
+ * Node prints a MaxListenersExceededWarning for every abort listener past the limit. The SDK's
+ * StreamableHTTPClientTransport hands one long-lived AbortSignal to every fetch, and undici
+ * removes its listener from it only when the request is garbage collected, so under load the
+ * warnings come by the thousand and printing them would itself load the bench. They are
+ * counted instead and reported with each result; other warnings still print.
+ */
+let listenerWarnings = 0;
+process.removeAllListeners('warning');
+process.on('warning', (w) => {
+  if (w.name === 'MaxListenersExceededWarning') listenerWarnings++;
+  else console.error(w);
+});
 
 /** One call: resolves with the gateway's duration_ms (or -1 when there is none), rejects when it did not succeed. */
 type Call = () => Promise<number>;
@@ -137,7 +155,7 @@ async function latency(call: Call, warmup: number, count: number): Promise<Laten
       firstError ??= String(err);
     }
   }
-  return { latencies: latencies.sort((a, b) => a - b), natsRoundTrips: natsRoundTrips.sort((a, b) => a - b), errors, ...(firstError ? { firstError } : {}) };
+  return { latencies: latencies.sort((a, b) => a - b), natsRoundTrips: natsRoundTrips.sort((a, b) => a - b), errors, listenerWarnings, ...(firstError ? { firstError } : {}) };
 }
 
 /** `inflight` loops share one counter: a bounded concurrent loop, stopped by count or by time. */
@@ -169,7 +187,7 @@ async function throughput(call: Call, inflight: number, count: number, maxMs: nu
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
-  return { calls: latencies.length, errors, seconds, latencies: latencies.sort((a, b) => a - b), ...(firstError ? { firstError } : {}) };
+  return { calls: latencies.length, errors, seconds, latencies: latencies.sort((a, b) => a - b), listenerWarnings, ...(firstError ? { firstError } : {}) };
 }
 
 async function close(): Promise<void> {

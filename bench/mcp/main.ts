@@ -21,13 +21,15 @@
  * Knobs: BENCH_WARMUP (sequential warm-up calls, default 200), BENCH_LATENCY_CALLS (default 2000),
  * BENCH_INFLIGHT (default 64), BENCH_THROUGHPUT_CALLS (default 20000), BENCH_THROUGHPUT_SECONDS
  * (cap per run, default 10), BENCH_BULKHEAD (connector max_concurrent per server; default: the
- * registry default), LOG_LEVEL (default warn).
+ * registry default), BENCH_PATHS (comma list of the paths above, default all four, e.g. to
+ * profile one with `node --cpu-prof`), LOG_LEVEL (default warn).
  * Figures only: a timing is never a pass/fail, nothing here asserts.
  */
 import os from 'node:os';
 import path from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { parseServerConfig, resolvePackageBin, startConnectors, type McpServerConfig } from '@switchyard/connectors';
@@ -51,6 +53,15 @@ const throughputCalls = num('BENCH_THROUGHPUT_CALLS', 20_000);
 const throughputMs = num('BENCH_THROUGHPUT_SECONDS', 10) * 1000;
 const bulkhead = process.env.BENCH_BULKHEAD ? num('BENCH_BULKHEAD', 8) : undefined;
 
+// Counted, not printed: see client.ts. The main thread's ones come from the connector's
+// Streamable HTTP session (the same SDK transport) and are reported per run.
+let listenerWarnings = 0;
+process.removeAllListeners('warning');
+process.on('warning', (w) => {
+  if (w.name === 'MaxListenersExceededWarning') listenerWarnings++;
+  else console.error(w);
+});
+
 const pct = (sorted: readonly number[], p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const ms = (v: number) => (Number.isNaN(v) ? '-' : v.toFixed(2));
@@ -62,7 +73,13 @@ const labels: Record<Target, string> = {
   'sdk-everything': 'SDK Client -> everything (stdio)',
   'sdk-database': 'SDK Client -> database (HTTP)',
 };
-const order: Target[] = ['gateway-everything', 'sdk-everything', 'gateway-database', 'sdk-database'];
+const allTargets: Target[] = ['gateway-everything', 'sdk-everything', 'gateway-database', 'sdk-database'];
+const order: Target[] = process.env.BENCH_PATHS
+  ? process.env.BENCH_PATHS.split(',').map((t) => {
+      if (!allTargets.includes(t as Target)) throw new Error(`BENCH_PATHS: unknown path ${t}; valid: ${allTargets.join(',')}`);
+      return t as Target;
+    })
+  : allTargets;
 
 /** Cleanups run last-in first-out, each on its own: one failing must not leave the others running. */
 const cleanups: { name: string; run: () => Promise<unknown> | unknown }[] = [];
@@ -224,6 +241,7 @@ async function main(): Promise<void> {
   const b = registry[0]!.bulkhead;
   console.log(`# machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${os.platform()} ${os.arch()}`);
   console.log(`# PostgreSQL (${pgKind}); nats-server (${natsKind})`);
+  console.log(`# load average at start (1/5/15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
   console.log(`# one process: gateway + connectors + database MCP server; server-everything as stdio child; load from a worker thread`);
   console.log(`# connector per server: bulkhead ${b.max_concurrent} concurrent + ${b.max_queue} queued, retry ${registry[0]!.retry.max_attempts} attempts; gateway auth and rate limits off; LOG_LEVEL ${process.env.LOG_LEVEL ?? 'warn'}`);
   console.log(`# connector events are counted, not stored (the launcher appends them to the event store)`);
@@ -232,7 +250,15 @@ async function main(): Promise<void> {
   const lat = new Map<Target, LatencyResult>();
   console.log(`\nlatency, sequential calls (${latencyCalls} per path after ${warmup} warm-up calls), ms`);
   console.log(`${'path'.padEnd(52)}${pad('p50', 8)}${pad('p90', 8)}${pad('p99', 8)}${pad('max', 8)}${pad('errors', 8)}`);
+  let workerWarnings = 0;
+  const warningsNote = (mainBefore: number, workerNow: number) => {
+    const m = listenerWarnings - mainBefore;
+    const w = workerNow - workerWarnings;
+    workerWarnings = workerNow;
+    if (m || w) console.log(`  MaxListenersExceededWarning (abort listeners) during this run: ${m} in the main thread, ${w} in the worker`);
+  };
   for (const target of order) {
+    const mainBefore = listenerWarnings;
     const r = await run<LatencyResult>({ op: 'latency', target, warmup, count: latencyCalls });
     lat.set(target, r);
     const l = r.latencies;
@@ -242,32 +268,43 @@ async function main(): Promise<void> {
       console.log(`${'  of which NATS request -> reply (gateway duration_ms)'.padEnd(52)}${pad(ms(pct(n, 50)), 8)}${pad(ms(pct(n, 90)), 8)}${pad(ms(pct(n, 99)), 8)}${pad(ms(n[n.length - 1] ?? NaN), 8)}`);
     }
     if (r.firstError) console.log(`  first error: ${r.firstError.split('\n')[0]}`);
+    warningsNote(mainBefore, r.listenerWarnings);
   }
   for (const server of ['everything', 'database'] as const) {
-    const g = lat.get(`gateway-${server}`)!.latencies;
-    const s = lat.get(`sdk-${server}`)!.latencies;
+    const g = lat.get(`gateway-${server}`)?.latencies;
+    const s = lat.get(`sdk-${server}`)?.latencies;
+    if (!g || !s) continue;
     console.log(`overhead of our path, ${server}: p50 +${ms(pct(g, 50) - pct(s, 50))} ms, p99 +${ms(pct(g, 99) - pct(s, 99))} ms`);
   }
 
   // 6. Throughput: `inflight` calls in flight, fixed count or time cap.
   const thr = new Map<Target, ThroughputResult>();
   console.log(`\nthroughput, ${inflight} calls in flight (${throughputCalls} calls or ${throughputMs / 1000} s per path, after ${Math.max(warmup, inflight * 4)} warm-up calls)`);
-  console.log(`${'path'.padEnd(52)}${pad('calls', 8)}${pad('s', 8)}${pad('calls/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}`);
+  console.log(`${'path'.padEnd(52)}${pad('calls', 8)}${pad('s', 8)}${pad('calls/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main ELU', 10)}`);
   for (const target of order) {
+    // Main-thread event-loop utilisation over the run (warm-up included): near 100 % means the
+    // process under test (gateway + connectors + database server) is the bottleneck.
+    const mainBefore = listenerWarnings;
+    const elu0 = performance.eventLoopUtilization();
     const r = await run<ThroughputResult>({ op: 'throughput', target, inflight, count: throughputCalls, maxMs: throughputMs, warmup: Math.max(warmup, inflight * 4) });
+    const elu = performance.eventLoopUtilization(elu0).utilization;
     thr.set(target, r);
     const l = r.latencies;
     console.log(
-      `${labels[target].padEnd(52)}${pad(r.calls, 8)}${pad(r.seconds.toFixed(2), 8)}${pad(Math.round(r.calls / r.seconds), 9)}${pad(ms(pct(l, 50)), 9)}${pad(ms(pct(l, 99)), 9)}${pad(r.errors, 8)}`,
+      `${labels[target].padEnd(52)}${pad(r.calls, 8)}${pad(r.seconds.toFixed(2), 8)}${pad(Math.round(r.calls / r.seconds), 9)}${pad(ms(pct(l, 50)), 9)}${pad(ms(pct(l, 99)), 9)}${pad(r.errors, 8)}${pad(`${(elu * 100).toFixed(0)} %`, 10)}`,
     );
     if (r.firstError) console.log(`  first error: ${r.firstError.split('\n')[0]}`);
+    warningsNote(mainBefore, r.listenerWarnings);
   }
   for (const server of ['everything', 'database'] as const) {
-    const g = thr.get(`gateway-${server}`)!;
-    const s = thr.get(`sdk-${server}`)!;
+    const g = thr.get(`gateway-${server}`);
+    const s = thr.get(`sdk-${server}`);
+    if (!g || !s) continue;
     console.log(`our path / SDK direct, ${server}: ${((g.calls / g.seconds / (s.calls / s.seconds)) * 100).toFixed(0)} % of the direct calls/s`);
   }
   console.log(`\n# connector events reported during the run: ${events}`);
+  console.log(`# main ELU: event-loop utilisation of the main thread (gateway, connectors, database server) during the run`);
+  console.log(`# load average at end (1/5/15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
