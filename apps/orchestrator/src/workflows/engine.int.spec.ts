@@ -217,6 +217,27 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     assert.equal(task?.key, `${childId}:analyse:1`);
   });
 
+  it('a cancel reaches a running sub-workflow: the child ends canceled, then the parent', async () => {
+    responders.behaviours.set(`${server}/long`, () => sleep(2_500).then(() => ({ done: true })));
+    await engine.definitions.register(
+      { id: 'long_child', version: 1, name: 'long child', steps: [{ id: 'long', uses: `mcp:${server}/long`, timeout_ms: 1_000 }] },
+      { servers: [{ name: server, tools: ['long'] }], taskTypes: [], definitions: [] },
+    );
+    const { executionId: id } = await startExecution(store, {
+      definition: { id: 'long_parent', version: 1, name: 'long parent', steps: [{ id: 'child', uses: 'workflow:long_child' }] },
+      input: {},
+      correlationId: newId(),
+    });
+    const childId = WorkflowEngine.childExecutionId(`${id}:child:1`);
+    await until(async () => (await store.readStream(`workflow_execution-${childId}`)).some((e) => e.type === 'StepDispatched'), 'child step dispatched');
+    await cancelExecution(store, id, { reason: 'stop all', correlationId: newId() });
+    const parent = await waitForExecution(store, id, 15_000);
+    assert.equal(parent.status, 'canceled');
+    const child = await waitForExecution(store, childId, 1_000);
+    assert.equal(child.status, 'canceled');
+    assert.ok(child.status === 'canceled' && /parent canceled: stop all/.test(child.reason));
+  });
+
   it('refuses a definition with a cycle, naming it', async () => {
     const catalog = await buildCatalog({ nats: nc, definitions: engine.definitions }, { timeoutMs: 300 });
     await assert.rejects(

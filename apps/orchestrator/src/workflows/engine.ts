@@ -315,7 +315,9 @@ export class WorkflowEngine {
     if (actions.due.length > 0) setImmediate(() => void this.pollTimers());
     // 2. Dispatches run in the background; recovery covers a crash before they are recorded.
     for (const d of actions.dispatch) this.dispatch(d, false);
-    // 3. The end: clean up, tell a parent execution.
+    // 3. A cancel reaches running sub-workflows too (their end reports back and lets this one end).
+    if (event.type === 'ExecutionCancelRequested') await this.cancelChildren(state, event.data.reason);
+    // 4. The end: clean up, tell a parent execution.
     if (TERMINAL_EVENTS.has(event.type) && isTerminal(state)) await this.onTerminal(executionId, state);
   }
 
@@ -342,6 +344,23 @@ export class WorkflowEngine {
     if (parent) await this.notifyParent(parent, state);
     await this.o.pool.query(`delete from ${WORKFLOW_SCHEMA}.active_executions where execution_id = $1`, [executionId]);
     this.cache.delete(executionId);
+  }
+
+  private async cancelChildren(state: WorkflowExecutionState, reason: string): Promise<void> {
+    if (state.status === 'not_started') return;
+    for (const def of state.definition.steps) {
+      if (parseUses(def.uses).kind !== 'workflow') continue;
+      for (const u of state.steps[def.id]?.units ?? []) {
+        if (u?.phase !== 'dispatched') continue;
+        const childId = WorkflowEngine.childExecutionId(u.idempotencyKey);
+        try {
+          await runWorkflowCommand(this.o.store, childId, { type: 'RequestCancel', data: { reason: `parent canceled: ${reason}` }, metadata: this.meta(state.correlationId) });
+        } catch (err) {
+          // Not started yet or already over: nothing to cancel.
+          if (!(isAppError(err) && (err.code === 'not_found' || err.code === 'illegal_state'))) throw err;
+        }
+      }
+    }
   }
 
   private async parentOf(executionId: string): Promise<ParentRef | undefined> {
