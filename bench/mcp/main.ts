@@ -66,6 +66,7 @@ const pct = (sorted: readonly number[], p: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const ms = (v: number) => (Number.isNaN(v) ? '-' : v.toFixed(2));
 const pad = (s: string | number, n: number) => String(s).padStart(n);
+const signed = (v: number) => `${v >= 0 ? '+' : ''}${ms(v)}`;
 
 const labels: Record<Target, string> = {
   'gateway-everything': 'gateway -> NATS -> connector -> everything (stdio)',
@@ -274,7 +275,7 @@ async function main(): Promise<void> {
     const g = lat.get(`gateway-${server}`)?.latencies;
     const s = lat.get(`sdk-${server}`)?.latencies;
     if (!g || !s) continue;
-    console.log(`overhead of our path, ${server}: p50 +${ms(pct(g, 50) - pct(s, 50))} ms, p99 +${ms(pct(g, 99) - pct(s, 99))} ms`);
+    console.log(`overhead of our path, ${server}: p50 ${signed(pct(g, 50) - pct(s, 50))} ms, p99 ${signed(pct(g, 99) - pct(s, 99))} ms`);
   }
 
   // 6. Throughput: `inflight` calls in flight, fixed count or time cap.
