@@ -13,6 +13,7 @@ import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
 import { OpenApiRegistry } from './openapi/registry.js';
 import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
 import { answerClientErrorsWithProblems } from './security/client-error.js';
+import { documentEnforcedRoles } from './security/document.js';
 import { inputHygieneMiddleware } from './security/hygiene.js';
 import { authenticationMiddleware, timeoutMiddleware } from './security/middleware.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
@@ -80,6 +81,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   app.use(problemErrorMiddleware());
   app.use(rebindContextMiddleware);
   await app.init();
+  documentEnforcedRoles(app.get(OpenApiRegistry));
 
   let closing: Promise<void> | undefined;
   return {

@@ -70,6 +70,13 @@ describe('every registered route enforces its declared role', () => {
     await stopOwnInfra();
   });
 
+  it('documents a role for every route (undeclared ones show what is enforced)', () => {
+    for (const op of ops) assert.ok(['public', 'viewer', 'operator', 'admin', 'auditor'].includes(op.role as string), `${op.method} ${op.path}: ${String(op.role)}`);
+    assert.equal(ops.find((o) => o.path === '/test-walk/undeclared')?.role, 'admin');
+    assert.equal(ops.find((o) => o.path === '/livez')?.role, 'public');
+    assert.equal(ops.find((o) => o.path === '/api/v1/events')?.role, 'auditor'); // as declared; enforced as viewer
+  });
+
   it('discovers the routes from the OpenAPI document', () => {
     const names = ops.map((o) => `${o.method} ${o.path}`);
     for (const must of ['GET /livez', 'GET /api/v1/events', 'GET /api/v1/audit', 'POST /api/v1/admin/api-keys', 'DELETE /api/v1/admin/api-keys/{id}', 'POST /test-walk/operate']) {

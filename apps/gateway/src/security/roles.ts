@@ -48,3 +48,6 @@ export function accessFor(declaredRole: string | null | undefined, path: string)
   const alias = ALIASES[declaredRole];
   return { kind: 'role', role: alias ?? 'admin' };
 }
+
+/** What the OpenAPI document shows as `x-required-role`: the role the guard enforces, or `public`. */
+export const shownRole = (access: Access): string => (access.kind === 'public' ? PUBLIC : access.role);
