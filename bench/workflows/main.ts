@@ -58,11 +58,9 @@ try {
   const store = new PostgresEventStore({ pool, logger });
   await store.init();
   const nc = await connect({ servers: natsUrl });
-  stops.unshift(async () => {
-    await nc.close();
-    await store.close();
-    await pool.end();
-  });
+  stops.unshift(() => pool.end());
+  stops.unshift(() => store.close());
+  stops.unshift(() => nc.close());
 
   // 2. No-op responders that note when each request arrived and when its reply left, by idempotency key.
   const arrived = new Map<string, number>();
@@ -179,6 +177,6 @@ try {
   }
   console.log(JSON.stringify({ engine: engine.stats(), seconds }, null, 0));
 } finally {
-  for (const s of stops) await s().catch((e) => console.error('cleanup failed', e));
+  for (const s of stops) await s().catch((e) => console.error('cleanup failed:', (e as Error).message));
   rmSync(tmp, { recursive: true, force: true });
 }
