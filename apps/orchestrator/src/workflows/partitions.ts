@@ -107,6 +107,8 @@ export class PartitionLeases {
          on conflict (member_id) do update set heartbeat_at = now()`,
         [this.o.memberId],
       );
+      // Rows of members long dead only clutter the table.
+      await c.query(`delete from ${WORKFLOW_SCHEMA}.engine_members where heartbeat_at < now() - interval '1 hour'`);
       const live = await c.query<{ n: string }>(
         `select count(*) as n from ${WORKFLOW_SCHEMA}.engine_members where heartbeat_at > now() - make_interval(secs => $1)`,
         [this.ttlMs / 1000],

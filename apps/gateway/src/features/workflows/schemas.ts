@@ -48,3 +48,6 @@ export const executionListResponse = z.object({ items: z.array(z.looseObject({ e
 export const executionDetailResponse = z.looseObject({ execution_id: z.string(), status: z.string(), steps: z.array(z.looseObject({ step_id: z.string() })) });
 export const eventsResponse = z.object({ execution_id: z.string(), events: z.array(z.looseObject({ type: z.string(), revision: z.number() })) });
 export const definitionsResponse = z.object({ definitions: z.array(z.looseObject({ id: z.string(), version: z.number() })) });
+export const templatesResponse = z.object({
+  templates: z.array(z.object({ id: z.string(), version: z.number(), name: z.string(), description: z.string(), input: z.unknown(), steps: z.array(z.object({ id: z.string(), uses: z.string(), needs: z.array(z.string()) })) })),
+});

@@ -21,6 +21,7 @@ import {
   listQuery,
   startBody,
   startedResponse,
+  templatesResponse,
   templateParams,
   waitQuery,
 } from './schemas.js';
@@ -43,10 +44,10 @@ export class WorkflowsController {
   ) {}
 
   @Get('templates')
-  @ApiRoute({ summary: 'The built-in workflow templates', tags: ['workflows'], role: 'viewer', response: { schema: definitionsResponse } })
+  @ApiRoute({ summary: 'The built-in workflow templates', tags: ['workflows'], role: 'viewer', response: { schema: templatesResponse } })
   async templates() {
     const rows = await this.svc.definitions.list({ source: 'builtin' });
-    return { definitions: rows.map((r) => summaryOf(r.definition)), templates: rows.map((r) => summaryOf(r.definition)) };
+    return { templates: rows.map((r) => summaryOf(r.definition)) };
   }
 
   @Post('start/:template_id')
