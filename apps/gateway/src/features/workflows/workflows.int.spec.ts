@@ -89,6 +89,23 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     outputs: { last: '${{ steps.content.output.echo.from }}' },
   };
 
+  it('documents every workflow route in the OpenAPI document', async () => {
+    const r = await http('GET', '/docs/openapi.json');
+    assert.equal(r.status, 200);
+    for (const p of [
+      '/api/v1/workflows/templates',
+      '/api/v1/workflows/start/{template_id}',
+      '/api/v1/workflows/executions',
+      '/api/v1/workflows/executions/{execution_id}',
+      '/api/v1/workflows/executions/{execution_id}/cancel',
+      '/api/v1/workflows/executions/{execution_id}/events',
+      '/api/v1/workflows/definitions',
+      '/api/v1/integration/agents/workflow',
+    ]) {
+      assert.ok(r.body.paths[p], `missing ${p}`);
+    }
+  });
+
   it('lists the three built-in templates', async () => {
     const r = await http('GET', '/api/v1/workflows/templates');
     assert.equal(r.status, 200);
