@@ -10,3 +10,4 @@ export * from './probes.js';
 export * from './prometheus.js';
 export * from './monitor.js';
 export * from './config.js';
+export * from './wiring/index.js';

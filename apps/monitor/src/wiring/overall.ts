@@ -1,0 +1,34 @@
+import type { HealthReport } from '../monitor.js';
+import type { AlertRow } from '../store.js';
+import type { HealthReportReply } from './contract.js';
+
+/** Services without which nothing works: one of them down makes the whole system unhealthy. */
+export const ESSENTIAL_SERVICES: ReadonlySet<string> = new Set(['postgres', 'nats', 'event-store']);
+
+/**
+ * The overall verdict (pure):
+ * - unhealthy: an essential service is down,
+ * - degraded: any other service down, any service degraded, or an unsilenced alert firing,
+ * - healthy otherwise. Services never probed yet (`unknown`) do not count.
+ * `reasons` says why, one line each, worst first.
+ */
+export function overallHealth(
+  services: HealthReport['services'],
+  firing: readonly Pick<AlertRow, 'name' | 'severity' | 'labels' | 'suppressedBy'>[],
+  essential: ReadonlySet<string> = ESSENTIAL_SERVICES,
+): { status: HealthReportReply['status']; reasons: string[] } {
+  const critical: string[] = [];
+  const minor: string[] = [];
+  for (const s of services) {
+    const why = s.lastError ? ` (${s.lastError})` : '';
+    if (s.status === 'down') (essential.has(s.service) ? critical : minor).push(`${s.service} is down${why}`);
+    else if (s.status === 'degraded') minor.push(`${s.service} is degraded: ${s.reason === 'slow' ? 'slow responses' : `failing${why}`}`);
+  }
+  for (const a of firing) {
+    if (a.suppressedBy) continue;
+    const on = a.labels['service'] ?? a.labels['mount'] ?? a.labels['cpu'];
+    minor.push(`alert firing: ${a.name} (${a.severity})${on ? ` on ${on}` : ''}`);
+  }
+  const status = critical.length ? 'unhealthy' : minor.length ? 'degraded' : 'healthy';
+  return { status, reasons: [...critical, ...minor] };
+}

@@ -1,0 +1,200 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { ExponentialBackoff, handleWhen, retry, type RetryPolicy } from 'cockatiel';
+import type { NatsConnection } from '@switchyard/messaging';
+import type { EventStore } from '@switchyard/event-store';
+import { newId, type Logger } from '@switchyard/platform';
+import { shouldNotify, type AlertingEvent } from '../domain/alerts.js';
+import type { MonitorEvent } from '../monitor.js';
+import { ALERTS_SUBJECT_PREFIX, alertSubject, type AlertEnvelope, type AlertWebhook } from './contract.js';
+
+/** The actor of everything the monitor decides by itself. */
+export const MONITOR_ACTOR = 'system:monitor';
+
+/** Who asked, for events caused by a request to the monitor service (manual resolve, silences, rules). */
+interface CommandScope {
+  readonly correlationId: string;
+  readonly causationId?: string;
+}
+const scope = new AsyncLocalStorage<CommandScope>();
+
+/**
+ * Run `fn` so that the events it causes carry this correlation id. The Monitor stamps its own
+ * correlation id on events; a request's id is what lets an operator follow "who resolved this".
+ */
+export const withCommandScope = <T>(s: CommandScope, fn: () => Promise<T>): Promise<T> => scope.run(s, fn);
+
+const alertingTypes: ReadonlySet<string> = new Set<AlertingEvent['type']>([
+  'AlertPending', 'AlertFiring', 'AlertPendingCleared', 'AlertResolved', 'AlertSilenced', 'AlertUnsilenced', 'SilenceAdded', 'SilenceExpired',
+]);
+export const isAlertingEvent = (e: MonitorEvent): e is AlertingEvent => alertingTypes.has(e.type);
+
+/** Stream of an event: `alert-<fingerprint>`, `silence-<id>` or `service-<name>`. */
+export function streamOf(e: MonitorEvent): string {
+  switch (e.type) {
+    case 'SilenceAdded': return `silence-${e.data.silence.id}`;
+    case 'SilenceExpired': return `silence-${e.data.silenceId}`;
+    case 'ServiceWentDown':
+    case 'ServiceDegraded':
+    case 'ServiceRecovered': return `service-${e.data.service}`;
+    default: return `alert-${e.data.fingerprint}`;
+  }
+}
+
+/** The person behind a manual resolve or a silence; the monitor itself otherwise. */
+export function actorOf(e: MonitorEvent): string {
+  switch (e.type) {
+    case 'AlertResolved': return e.data.how === 'manual' && e.data.actor ? e.data.actor : MONITOR_ACTOR;
+    case 'SilenceAdded': return e.data.silence.createdBy;
+    // The Monitor's maintenance expires due silences as `monitor`.
+    case 'SilenceExpired': return e.data.actor === 'monitor' ? MONITOR_ACTOR : e.data.actor;
+    default: return MONITOR_ACTOR;
+  }
+}
+
+/** The webhook body of a notifying event, or undefined for events that do not notify. */
+export function webhookBody(e: AlertingEvent, eventId: string): AlertWebhook | undefined {
+  if (!shouldNotify(e) || e.type === 'SilenceAdded' || e.type === 'SilenceExpired') return undefined;
+  const d = e.data;
+  const resolved = e.type === 'AlertResolved';
+  return {
+    version: '1',
+    status: resolved ? 'resolved' : 'firing',
+    event: e.type,
+    eventId,
+    at: new Date(e.metadata.at).toISOString(),
+    alert: {
+      fingerprint: d.fingerprint, ruleId: d.ruleId, name: d.name, severity: d.severity, labels: { ...d.labels },
+      value: d.value ?? null, threshold: d.threshold ?? null,
+      how: resolved ? e.data.how : null, actor: resolved ? e.data.actor : null, reason: resolved ? e.data.reason : null,
+    },
+  };
+}
+
+class WebhookError extends Error {
+  constructor(message: string, readonly retryable: boolean) {
+    super(message);
+  }
+}
+
+export interface PublisherOptions {
+  readonly eventStore: EventStore;
+  readonly nats: NatsConnection;
+  readonly logger: Logger;
+  readonly webhooks?: readonly string[];
+  readonly webhookMaxAttempts?: number;
+  readonly webhookTimeoutMs?: number;
+  /** First retry delay of a webhook (default 250 ms, doubling up to 30 s). */
+  readonly webhookInitialDelayMs?: number;
+  /** Subject prefix of published alert events (default `switchyard.alerts`). */
+  readonly alertsPrefix?: string;
+}
+
+/**
+ * The Monitor's `publish`: for each event, in order per stream,
+ * 1. append it to the event store (actor = who caused it, correlation id of the request if any),
+ * 2. publish alerting events on `switchyard.alerts.<type>` (the envelope, with its position),
+ * 3. POST notifications (firing / resolved) to each webhook in the background, retried with
+ *    exponential backoff; deliveries of one alert to one URL keep their order.
+ * Never throws: a failed append or publish is logged and the rest goes on.
+ */
+export class MonitorEventPublisher {
+  private readonly chains = new Map<string, Promise<void>>();
+  private readonly deliveries = new Map<string, Promise<void>>();
+  private readonly webhookPolicy: RetryPolicy;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: PublisherOptions) {
+    this.log = opts.logger.child({ component: 'monitor-publisher' });
+    this.webhookPolicy = retry(handleWhen((err) => !(err instanceof WebhookError) || err.retryable), {
+      maxAttempts: Math.max(0, (opts.webhookMaxAttempts ?? 5) - 1),
+      backoff: new ExponentialBackoff({ initialDelay: opts.webhookInitialDelayMs ?? 250, maxDelay: 30_000 }),
+    });
+  }
+
+  readonly publish = async (events: readonly MonitorEvent[]): Promise<void> => {
+    const s = scope.getStore();
+    const done: Promise<void>[] = [];
+    for (const e of events) {
+      const streamId = streamOf(e);
+      const prev = this.chains.get(streamId) ?? Promise.resolve();
+      const next = prev.then(() => this.one(streamId, e, s));
+      this.chains.set(streamId, next);
+      void next.then(() => {
+        if (this.chains.get(streamId) === next) this.chains.delete(streamId);
+      });
+      done.push(next);
+    }
+    await Promise.all(done);
+  };
+
+  private async one(streamId: string, e: MonitorEvent, s: CommandScope | undefined): Promise<void> {
+    const id = newId();
+    const metadata = {
+      correlationId: s?.correlationId ?? e.metadata.correlationId ?? 'monitor',
+      ...(s?.causationId ? { causationId: s.causationId } : {}),
+      actor: actorOf(e),
+      timestamp: new Date(e.metadata.at).toISOString(),
+    };
+    let revision: number | null = null;
+    let position: number | null = null;
+    try {
+      const r = await this.opts.eventStore.append(streamId, [{ id, type: e.type, data: e.data, metadata }]);
+      revision = r.nextExpectedRevision;
+      position = r.position;
+    } catch (err) {
+      this.log.error({ err, streamId, type: e.type, correlationId: metadata.correlationId }, 'could not append a monitor event');
+    }
+    if (!isAlertingEvent(e)) return;
+    const envelope: AlertEnvelope = { id, streamId, type: e.type, data: e.data as unknown as Record<string, unknown>, metadata, revision, position, notify: shouldNotify(e) };
+    try {
+      this.opts.nats.publish(alertSubject(e.type, this.opts.alertsPrefix ?? ALERTS_SUBJECT_PREFIX), JSON.stringify(envelope));
+    } catch (err) {
+      this.log.error({ err, streamId, type: e.type, correlationId: metadata.correlationId }, 'could not publish an alert event');
+    }
+    const body = webhookBody(e, id);
+    if (body) for (const url of this.opts.webhooks ?? []) this.deliver(url, body, metadata.correlationId);
+  }
+
+  private deliver(url: string, body: AlertWebhook, correlationId: string): void {
+    const key = `${url} ${body.alert.fingerprint}`;
+    const prev = this.deliveries.get(key) ?? Promise.resolve();
+    const timeoutMs = this.opts.webhookTimeoutMs ?? 5_000;
+    const next = prev.then(async () => {
+      try {
+        await this.webhookPolicy.execute(async ({ attempt }) => {
+          let res: Response;
+          try {
+            res = await fetch(url, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId, 'idempotency-key': body.eventId },
+              body: JSON.stringify(body),
+              signal: AbortSignal.timeout(timeoutMs),
+            });
+          } catch (err) {
+            this.log.warn({ err, url, attempt, event: body.event, correlationId }, 'alert webhook failed');
+            throw err;
+          }
+          await res.arrayBuffer().catch(() => undefined);
+          if (!res.ok) {
+            // A 4xx other than 408/429 will not get better by sending it again.
+            const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
+            this.log.warn({ url, status: res.status, attempt, event: body.event, correlationId }, 'alert webhook refused');
+            throw new WebhookError(`webhook answered ${res.status}`, retryable);
+          }
+        });
+      } catch (err) {
+        this.log.error({ err, url, event: body.event, fingerprint: body.alert.fingerprint, correlationId }, 'alert webhook given up');
+      }
+    });
+    this.deliveries.set(key, next);
+    void next.then(() => {
+      if (this.deliveries.get(key) === next) this.deliveries.delete(key);
+    });
+  }
+
+  /** Wait for queued appends and webhook deliveries (at shutdown). */
+  async flush(): Promise<void> {
+    await Promise.all([...this.chains.values()]);
+    await Promise.all([...this.deliveries.values()]);
+  }
+}

@@ -1,0 +1,163 @@
+import type pg from 'pg';
+import type { z } from 'zod';
+import type { EventStore } from '@switchyard/event-store';
+import type { NatsConnection, Service } from '@switchyard/messaging';
+import type { Logger } from '@switchyard/platform';
+import { monitorSettingsFromEnv } from '../config.js';
+import { defaultAlertRules, type AlertRule } from '../domain/rules.js';
+import { Monitor, monitorSettingsSchema } from '../monitor.js';
+import { functionProbe, httpProbe, natsProbe, postgresProbe, type Probe } from '../probes.js';
+import type { SamplerOptions } from '../sampler.js';
+import { ProbeDiscovery } from './discovery.js';
+import { parseRulesJson, readRulesFile, wiringSettingsFromEnv, type WiringSettings } from './env.js';
+import { MonitorEventPublisher } from './publisher.js';
+import { RuleManager } from './rule-manager.js';
+import { RuleOverrideStore, type RuleSource } from './rules.js';
+import { startMonitorService } from './service.js';
+
+export interface StartMonitoringOptions {
+  /** The host's pool: monitoring tables (schema `monitoring`) live in this database. */
+  readonly pool: pg.Pool;
+  readonly nats: NatsConnection;
+  readonly eventStore: EventStore;
+  readonly logger: Logger;
+  /** Monitor tunables; default `monitorSettingsFromEnv()`. `rules` here replaces the built-in defaults layer. */
+  readonly settings?: z.input<typeof monitorSettingsSchema>;
+  /** Webhooks, rule file/env, HTTP agents, discovery interval; default `wiringSettingsFromEnv()`, fields given here win. */
+  readonly wiring?: Partial<WiringSettings>;
+  /** More probes (e.g. `httpProbe('gateway', url)`). */
+  readonly extraProbes?: readonly Probe[];
+  readonly sampler?: SamplerOptions;
+  /** Environment to read (default process.env). */
+  readonly env?: Record<string, string | undefined>;
+  /** Isolation on a shared nats-server (tests): service name, MCP subject prefix, alerts subject prefix. */
+  readonly serviceName?: string;
+  readonly mcpSubjectPrefix?: string;
+  readonly alertsPrefix?: string;
+  /** First webhook retry delay (default 250 ms). */
+  readonly webhookInitialDelayMs?: number;
+}
+
+export interface RunningMonitoring {
+  readonly monitor: Monitor;
+  readonly rules: RuleManager;
+  readonly discovery: ProbeDiscovery;
+  readonly publisher: MonitorEventPublisher;
+  readonly service: Service;
+  /** Stop discovery, the service and the Monitor; wait (bounded) for queued appends and webhooks. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Build and start the system's monitoring in this process:
+ * 1. rules: defaults (or `settings.rules`), then MONITOR_RULES_FILE, then MONITOR_RULES, then the
+ *    changes made through the API (PostgreSQL),
+ * 2. the Monitor with probes of PostgreSQL, NATS, the event store, external HTTP agents
+ *    (MONITOR_HTTP_AGENTS) and `extraProbes`; its events go to the publisher (event store,
+ *    `switchyard.alerts.<type>`, MONITOR_ALERT_WEBHOOKS),
+ * 3. discovery of MCP servers (connectors' registry) and agent instances (`$SRV.PING`), every
+ *    `discoveryIntervalMs`, each new one added as a probe,
+ * 4. the NATS service `switchyard.svc.monitor.v1.*` the gateway queries.
+ */
+export async function startMonitoring(opts: StartMonitoringOptions): Promise<RunningMonitoring> {
+  const env = opts.env ?? process.env;
+  const wiring: WiringSettings = { ...wiringSettingsFromEnv(env), ...opts.wiring };
+  const input = opts.settings ?? monitorSettingsFromEnv(env);
+  const settings = monitorSettingsSchema.parse(input);
+  const log = opts.logger.child({ component: 'monitoring', correlationId: 'monitor' });
+
+  // 1. Rules by layer; a bad file or env value fails the start, naming it.
+  const layers: { source: RuleSource; rules: AlertRule[] }[] = [{ source: 'default', rules: input.rules ? settings.rules : defaultAlertRules.map((r) => ({ ...r })) }];
+  if (wiring.rulesFile) layers.push({ source: 'file', rules: readRulesFile(wiring.rulesFile) });
+  if (wiring.rulesJson) layers.push({ source: 'env', rules: parseRulesJson(wiring.rulesJson, 'MONITOR_RULES') });
+  const rules = new RuleManager(new RuleOverrideStore(opts.pool), layers, log);
+  const inForce = await rules.load();
+
+  // 2. Probes of what this process knows, and the Monitor.
+  const connectionString = (opts.pool as pg.Pool & { options?: { connectionString?: string } }).options?.connectionString;
+  // A dedicated one-connection pool also notices a lost connection the shared pool would hide.
+  const pgProbe = postgresProbe('postgres', connectionString ?? opts.pool);
+  const probes: Probe[] = [
+    pgProbe,
+    natsProbe('nats', opts.nats),
+    functionProbe('event-store', 'event-store', () => opts.eventStore.ping()),
+    ...wiring.httpAgents.map((a) => ({ ...httpProbe(`agent:${a.name}`, a.url), kind: 'agent' })),
+    ...(opts.extraProbes ?? []),
+  ];
+  const publisher = new MonitorEventPublisher({
+    eventStore: opts.eventStore,
+    nats: opts.nats,
+    logger: opts.logger,
+    webhooks: wiring.webhooks,
+    webhookMaxAttempts: wiring.webhookMaxAttempts,
+    webhookTimeoutMs: wiring.webhookTimeoutMs,
+    ...(opts.webhookInitialDelayMs !== undefined ? { webhookInitialDelayMs: opts.webhookInitialDelayMs } : {}),
+    ...(opts.alertsPrefix ? { alertsPrefix: opts.alertsPrefix } : {}),
+  });
+  const monitor = new Monitor({
+    pool: opts.pool,
+    publish: publisher.publish,
+    probes,
+    settings: { ...input, rules: inForce },
+    logger: opts.logger,
+    correlationId: 'monitor',
+    ...(opts.sampler ? { sampler: opts.sampler } : {}),
+  });
+  await monitor.start();
+
+  // 3. Discovery, first round right away (in the background: a slow NATS must not hold the start).
+  const discovery = new ProbeDiscovery({
+    nats: opts.nats,
+    logger: opts.logger,
+    addProbe: (p) => monitor.addProbe(p),
+    probeTimeoutMs: monitor.settings.probeTimeoutMs,
+    degradedResponseMs: monitor.settings.healthPolicy.degradedResponseMs,
+    ...(opts.mcpSubjectPrefix ? { mcpSubjectPrefix: opts.mcpSubjectPrefix } : {}),
+    agentDiscoveryWaitMs: Math.min(500, wiring.discoveryIntervalMs),
+  });
+  let running = true;
+  let timer: NodeJS.Timeout | undefined;
+  let round: Promise<void> = Promise.resolve();
+  const discover = () => {
+    round = discovery.refresh()
+      .catch((err) => log.warn({ err }, 'discovery round failed'))
+      .finally(() => {
+        if (running) timer = setTimeout(discover, wiring.discoveryIntervalMs);
+      });
+  };
+  discover();
+
+  // 4. The service; if it cannot start, undo the rest.
+  let service: Service;
+  try {
+    service = await startMonitorService({ nats: opts.nats, monitor, rules, logger: opts.logger, ...(opts.serviceName ? { serviceName: opts.serviceName } : {}) });
+  } catch (err) {
+    running = false;
+    clearTimeout(timer);
+    await round;
+    await monitor.stop();
+    await pgProbe.close();
+    throw err;
+  }
+  log.info({ webhooks: wiring.webhooks.length, httpAgents: wiring.httpAgents.map((a) => a.name), rules: inForce.length, discoveryIntervalMs: wiring.discoveryIntervalMs }, 'monitoring started');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    monitor, rules, discovery, publisher, service,
+    stop() {
+      stopping ??= (async () => {
+        running = false;
+        clearTimeout(timer);
+        await round;
+        await service.stop().catch((err: unknown) => log.warn({ err }, 'monitor service stop failed'));
+        await monitor.stop();
+        await pgProbe.close();
+        // Webhooks may be in a long backoff: give them a moment, not the process's shutdown.
+        let t: NodeJS.Timeout | undefined;
+        await Promise.race([publisher.flush(), new Promise<void>((r) => { t = setTimeout(r, 5_000); })]);
+        clearTimeout(t);
+      })();
+      return stopping;
+    },
+  };
+}
