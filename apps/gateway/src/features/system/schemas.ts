@@ -1,0 +1,48 @@
+import { z } from 'zod';
+import { alertRuleSchema, alertStateSchema, matcherSchema, severitySchema } from '@switchyard/monitor';
+
+/** HTTP request schemas of /api/v1/system/* (the replies are the monitor's wire contract). */
+
+/** `labels=service=mcp:fetch,kind=mcp` -> `{ service: 'mcp:fetch', kind: 'mcp' }`. */
+const labelList = z
+  .string()
+  .max(2_000)
+  .transform((s, ctx) => {
+    const out: Record<string, string> = {};
+    for (const pair of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const at = pair.indexOf('=');
+      if (at <= 0) {
+        ctx.addIssue({ code: 'custom', message: `label "${pair}" must be name=value` });
+        return z.NEVER;
+      }
+      out[pair.slice(0, at)] = pair.slice(at + 1);
+    }
+    return out;
+  });
+
+export const trendsQuery = z.object({
+  metric: z.string().min(1).max(200).default('system_cpu_usage_percent').describe('Metric name, e.g. system_cpu_usage_percent, probe_response_ms'),
+  window: z.enum(['1h', '24h', '7d']).default('1h'),
+  labels: labelList.optional().describe('Narrow to series with these labels: `name=value,name=value`'),
+});
+
+export const availabilityQuery = z.object({ service: z.string().min(1).max(200).optional().describe('One service (e.g. `mcp:analytics`); all when absent') });
+
+export const alertsQuery = z.object({ state: alertStateSchema.optional(), severity: severitySchema.optional() });
+
+export const alertIdParams = z.object({ alert_id: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ - only') });
+export const resolveBody = z.object({ reason: z.string().trim().min(1).max(2_000) });
+
+export const silenceBody = z
+  .object({
+    matchers: z.array(matcherSchema).min(1).max(50),
+    comment: z.string().max(2_000).default(''),
+    starts_at: z.iso.datetime({ offset: true }).optional(),
+    ends_at: z.iso.datetime({ offset: true }).optional(),
+    duration_ms: z.number().int().positive().max(365 * 86_400_000).optional(),
+  })
+  .refine((b) => (b.ends_at === undefined) !== (b.duration_ms === undefined), { message: 'give exactly one of ends_at or duration_ms', path: ['ends_at'] });
+
+/** One rule, a list, or `{ rules: [...] }`: each is upserted by id. */
+export const putRulesBody = z.union([alertRuleSchema, z.array(alertRuleSchema).min(1).max(200), z.object({ rules: z.array(alertRuleSchema).min(1).max(200) })]);
+export const deleteRuleQuery = z.object({ id: z.string().min(1).max(200) });
