@@ -94,6 +94,9 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
       assert.equal(t.filter((x) => x === 'WorkflowCompleted').length, 1, `${id}: ${t.join(',')}`);
       assert.equal(t.filter((x) => x === 'StepSucceeded').length, 3);
       assert.equal(t.filter((x) => x === 'StepScheduled').length, 3, 'no step was retried');
+      assert.equal(t.filter((x) => x === 'StepDispatched').length, 3, 'each step recorded as dispatched once');
+      assert.equal(t[0], 'WorkflowStarted');
+      assert.equal(t.at(-1), 'WorkflowCompleted');
       assert.equal(t.filter((x) => x === 'StepFailed' || x === 'StepTimedOut').length, 0);
       assert.deepEqual(events.map((e) => e.revision), events.map((_, i) => i), 'no gap in the stream');
       const { state } = await loadExecution(store, id);
@@ -141,7 +144,7 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
         ids.push(executionId);
       }
       for (let k = 0; k < 3; k++) {
-        await sleep(400 + k * 150);
+        await sleep(100 + k * 100);
         await kill(engine, 'SIGKILL');
         const done = await pool.query<{ n: string }>(`select count(*) as n from eventstore.events where type = 'WorkflowCompleted' and stream_id like 'workflow_execution-crash-%'`);
         t.diagnostic(`SIGKILL ${k + 1}: ${done.rows[0]!.n}/50 executions completed`);
@@ -151,6 +154,18 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
       }
       await allDone(ids, 60_000);
       await verify(ids, responders);
+      // The read model, projected in the killed processes too, ends with every execution completed and every step once.
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const r = await pool.query<{ x: string; s: string }>(
+          `select (select count(*) from read_models.workflow_executions where execution_id = any($1) and status = 'completed') as x,
+                  (select count(*) from read_models.workflow_step_attempts where execution_id = any($1) and status = 'succeeded') as s`,
+          [ids],
+        );
+        if (Number(r.rows[0]!.x) === ids.length && Number(r.rows[0]!.s) === ids.length * 3) break;
+        if (Date.now() > deadline) assert.fail(`read model: ${r.rows[0]!.x} executions completed, ${r.rows[0]!.s} step attempts succeeded`);
+        await sleep(100);
+      }
       // Re-dispatch after the kills really happened: some keys were requested more than once (and answered from the first effect).
       const requests = responders.calls.length;
       t.diagnostic(`${requests} requests for ${responders.effects.size} keys (re-sent after kills, answered from the first effect)`);
