@@ -22,7 +22,9 @@
  * BENCH_INFLIGHT (default 64), BENCH_THROUGHPUT_CALLS (default 20000), BENCH_THROUGHPUT_SECONDS
  * (cap per run, default 10), BENCH_BULKHEAD (connector max_concurrent per server; default: the
  * registry default), BENCH_PATHS (comma list of the paths above, default all four, e.g. to
- * profile one with `node --cpu-prof`), LOG_LEVEL (default warn).
+ * profile one with `node --cpu-prof`), BENCH_STORE_EVENTS=1 (append every connector event to the
+ * event store, one ordered chain per stream, as the launcher's EventSink does; default: only
+ * counted), LOG_LEVEL (default warn).
  * Figures only: a timing is never a pass/fail, nothing here asserts.
  */
 import os from 'node:os';
@@ -32,12 +34,12 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
-import { parseServerConfig, resolvePackageBin, startConnectors, type McpServerConfig } from '@switchyard/connectors';
+import { mcpServerStreamId, parseServerConfig, resolvePackageBin, startConnectors, type McpEvent, type McpServerConfig } from '@switchyard/connectors';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { createGateway, McpFeatureModule } from '@switchyard/gateway';
 import { runMcpServer } from '@switchyard/mcp-servers';
 import { closeNats, connectNats } from '@switchyard/messaging';
-import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, startNatsServer } from '@switchyard/platform';
+import { createLogger, ensureDatabase, freePort, newId, startEmbeddedPostgres, startNatsServer } from '@switchyard/platform';
 import type { ClientConfig, LatencyResult, Reply, Target, Task, ThroughputResult } from './client.js';
 
 const logger = createLogger('bench-mcp', process.env.LOG_LEVEL ?? 'warn');
@@ -52,6 +54,7 @@ const inflight = Math.max(1, num('BENCH_INFLIGHT', 64));
 const throughputCalls = num('BENCH_THROUGHPUT_CALLS', 20_000);
 const throughputMs = num('BENCH_THROUGHPUT_SECONDS', 10) * 1000;
 const bulkhead = process.env.BENCH_BULKHEAD ? num('BENCH_BULKHEAD', 8) : undefined;
+const storeEvents = ['1', 'true', 'yes'].includes(process.env.BENCH_STORE_EVENTS ?? '');
 
 // Counted, not printed: see client.ts. The main thread's ones come from the connector's
 // Streamable HTTP session (the same SDK transport) and are reported per run.
@@ -208,7 +211,28 @@ async function main(): Promise<void> {
     parseServerConfig({ name: 'database', role: 'database', transport: { kind: 'http', url: database.url }, ...common }),
   ];
   let events = 0;
-  const connectors = await startConnectors({ nats: nc, registry, logger, onEvent: () => void events++ });
+  let stored = 0;
+  let storeFailures = 0;
+  // Same shape as the launcher's EventSink (not exported): appends queued per stream so each
+  // stream keeps its order, and the connector never waits on the store.
+  const chains = new Map<string, Promise<void>>();
+  const appendEvent = (e: McpEvent): void => {
+    const streamId = mcpServerStreamId(e.data.server);
+    const correlationId = (e.data as { correlation_id?: string }).correlation_id ?? newId();
+    const next = (chains.get(streamId) ?? Promise.resolve())
+      .then(() => store.append(streamId, [{ type: e.type, data: e.data, metadata: { correlationId, actor: 'bench', timestamp: new Date().toISOString() } }]))
+      .then(
+        () => void stored++,
+        (err: unknown) => void (storeFailures++, logger.warn({ err, streamId }, 'could not append a connector event')),
+      );
+    chains.set(streamId, next);
+    void next.then(() => {
+      if (chains.get(streamId) === next) chains.delete(streamId);
+    });
+  };
+  const flushEvents = () => Promise.all([...chains.values()]);
+  const connectors = await startConnectors({ nats: nc, registry, logger, onEvent: (e) => (events++, storeEvents ? appendEvent(e) : undefined) });
+  cleanups.push({ name: 'event appends', run: flushEvents });
   cleanups.push({ name: 'connectors', run: () => connectors.stop() });
   const gateway = await createGateway(
     { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
@@ -245,7 +269,11 @@ async function main(): Promise<void> {
   console.log(`# load average at start (1/5/15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
   console.log(`# one process: gateway + connectors + database MCP server; server-everything as stdio child; load from a worker thread`);
   console.log(`# connector per server: bulkhead ${b.max_concurrent} concurrent + ${b.max_queue} queued, retry ${registry[0]!.retry.max_attempts} attempts; gateway auth and rate limits off; LOG_LEVEL ${process.env.LOG_LEVEL ?? 'warn'}`);
-  console.log(`# connector events are counted, not stored (the launcher appends them to the event store)`);
+  console.log(
+    storeEvents
+      ? `# connector events appended to the event store (BENCH_STORE_EVENTS), one ordered chain per server stream, as the launcher does`
+      : `# connector events are counted, not stored (the launcher appends them to the event store; BENCH_STORE_EVENTS=1 does too)`,
+  );
 
   // 5. Latency: sequential calls, one at a time.
   const lat = new Map<Target, LatencyResult>();
@@ -303,7 +331,12 @@ async function main(): Promise<void> {
     if (!g || !s) continue;
     console.log(`our path / SDK direct, ${server}: ${((g.calls / g.seconds / (s.calls / s.seconds)) * 100).toFixed(0)} % of the direct calls/s`);
   }
-  console.log(`\n# connector events reported during the run: ${events}`);
+  if (storeEvents) {
+    await flushEvents();
+    console.log(`\n# connector events reported during the run: ${events}; appended to the event store: ${stored}, failed appends: ${storeFailures}`);
+  } else {
+    console.log(`\n# connector events reported during the run: ${events}`);
+  }
   console.log(`# main ELU: event-loop utilisation of the main thread (gateway, connectors, database server) during the run`);
   console.log(`# load average at end (1/5/15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
 }
