@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { stopOwnInfra } from '@switchyard/testing';
 import { McpFeatureModule } from '../features/mcp/index.js';
+import { SystemFeatureModule } from '../features/system/index.js';
 import { WorkflowsFeatureModule } from '../features/workflows/index.js';
 import { bearer, startSecuredGateway, type SecuredGateway } from './test-support.js';
 
@@ -318,7 +319,7 @@ describe('fuzzing every route from the OpenAPI document', () => {
     g = await startSecuredGateway('gw_fuzz', {
       // The feature modules without their back ends (no engine, no connectors, no agents):
       // the dependencies are deliberately missing, so their 503s are expected.
-      modules: [WorkflowsFeatureModule, McpFeatureModule],
+      modules: [WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule],
       requestTimeoutMs: 3_000,
       // On, with limits no fuzz run reaches: the middleware runs, nothing is throttled.
       rateLimit: { perIp: { points: 1e7, durationSec: 60 }, perKey: { points: 1e7, durationSec: 60 }, authFailuresPerIp: { points: 1e7, durationSec: 60 } },

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Controller, Delete, Get, Module, Post } from '@nestjs/common';
 import { stopOwnInfra } from '@switchyard/testing';
 import { McpFeatureModule } from '../features/mcp/index.js';
+import { SystemFeatureModule } from '../features/system/index.js';
 import { WorkflowsFeatureModule } from '../features/workflows/index.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { bearer, startSecuredGateway, type SecuredGateway } from './test-support.js';
@@ -59,7 +60,7 @@ describe('every registered route enforces its declared role', () => {
 
   before(async () => {
     // The committed feature modules too (their back ends absent: 503s are fine here, only 401/403 matter).
-    g = await startSecuredGateway('gw_rolewalk', { modules: [WalkModule, WorkflowsFeatureModule, McpFeatureModule] });
+    g = await startSecuredGateway('gw_rolewalk', { modules: [WalkModule, WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule] });
     keys.admin = g.adminKey;
     keys.viewer = (await g.makeKey('viewer')).key;
     keys.operator = (await g.makeKey('operator')).key;

@@ -21,7 +21,8 @@ export const PUBLIC = 'public';
  * balancers and orchestrators call them without credentials) and the API docs (the
  * document only describes routes; every route still checks its own role). The Swagger
  * UI assets under /docs/assets are static files served before Nest and are public too.
- * There is no /metrics route in the gateway; a future one must declare its access.
+ * /metrics (the system feature) is not public: it declares `viewer`, since it reveals the
+ * system's internals; a Prometheus scraper sends a viewer key (`authorization.credentials`).
  */
 export const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/livez', '/readyz', '/docs', '/docs/openapi.json']);
 
