@@ -258,7 +258,8 @@ export class ApiKeyService {
    *    a revoked env key stays revoked (the revocation was deliberate), with a warning.
    * 2. Otherwise, when no active admin key exists: generate one and hand it to `print`
    *    (stdout, once). It never reaches the log.
-   * Serialised with an advisory lock so two gateways starting together make one key.
+   * Serialised with an advisory lock so two gateways starting together make one key
+   * (the lock holds one pool connection while the work uses another: the pool needs >= 2).
    */
   async bootstrapAdmin(options: {
     envKey?: string | undefined;

@@ -8,7 +8,9 @@
  *   node apps/gateway/dist/security/cli.js revoke <id>
  *   node apps/gateway/dist/security/cli.js generate                          a key for SWITCHYARD_ADMIN_KEY (not stored)
  */
+import { realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { z } from 'zod';
@@ -99,6 +101,6 @@ export async function main(argv: string[], out: (s: string) => void = (s) => voi
 }
 
 // Run only as a program, not when imported by a test.
-if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
   main(process.argv.slice(2)).then((code) => process.exit(code));
 }

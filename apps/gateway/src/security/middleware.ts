@@ -95,6 +95,7 @@ export function timeoutMiddleware(ms: number): RequestHandler {
  */
 export function authenticationMiddleware(options: ResolvedSecurityOptions, keys: ApiKeyService, logger: Logger): RequestHandler {
   const limits = options.rateLimit.enabled ? new RateLimits(options.rateLimit) : undefined;
+  if (!limits && !options.auth.enabled) return (_req, _res, next) => next(); // nothing to do: no cost per request
   return (req: Request, res: Response, next: NextFunction) => {
     void (async () => {
       const ip = clientIp(req);
