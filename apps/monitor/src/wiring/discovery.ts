@@ -88,7 +88,8 @@ export class ProbeDiscovery {
         case 'degraded':
           // The health decider knows "degraded" only as a slow success: answer no earlier than
           // its threshold, so the connector's own verdict (slow, breaker not closed) shows up as such.
-          await sleep(degradedResponseMs - (performance.now() - started), signal);
+          // When the threshold is beyond the probe timeout that would read as a failure: answer now.
+          if (degradedResponseMs < probeTimeoutMs) await sleep(degradedResponseMs - (performance.now() - started), signal);
           return details;
         case 'down':
           throw new Error(`MCP server ${server} is down${h.last_error ? `: ${h.last_error}` : ''}`);

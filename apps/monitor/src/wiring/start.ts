@@ -34,6 +34,8 @@ export interface StartMonitoringOptions {
   readonly serviceName?: string;
   readonly mcpSubjectPrefix?: string;
   readonly alertsPrefix?: string;
+  /** NATS service names of agents start with this (default `agent-`). */
+  readonly agentServicePrefix?: string;
   /** First webhook retry delay (default 250 ms). */
   readonly webhookInitialDelayMs?: number;
 }
@@ -113,6 +115,7 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
     probeTimeoutMs: monitor.settings.probeTimeoutMs,
     degradedResponseMs: monitor.settings.healthPolicy.degradedResponseMs,
     ...(opts.mcpSubjectPrefix ? { mcpSubjectPrefix: opts.mcpSubjectPrefix } : {}),
+    ...(opts.agentServicePrefix ? { agentServicePrefix: opts.agentServicePrefix } : {}),
     agentDiscoveryWaitMs: Math.min(500, wiring.discoveryIntervalMs),
   });
   let running = true;
