@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Controller, Get, Module } from '@nestjs/common';
-import { stopOwnInfra } from '@switchyard/testing';
+import { freshDatabase, stopOwnInfra, testNatsUrl } from '@switchyard/testing';
 import { currentActor } from '../http/context.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { generateKey, parseKey } from './keys.js';
@@ -71,6 +71,36 @@ describe('gateway security over real Postgres and NATS', () => {
       } finally {
         await again.close();
       }
+    });
+  });
+
+  describe('first admin key on stdout', () => {
+    it('the default printer shows it once in a banner on stdout; the info log never carries it', async () => {
+      // A separate process, as a launcher runs it: pino logs (info) and the banner share stdout.
+      const script = `
+        import pg from 'pg';
+        import { connect } from '@nats-io/transport-node';
+        import { createLogger } from '@switchyard/platform';
+        import { PostgresEventStore } from '@switchyard/event-store';
+        import { createGateway } from '@switchyard/gateway';
+        const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+        const store = new PostgresEventStore({ pool });
+        await store.init();
+        const nats = await connect({ servers: process.env.NATS_URL });
+        const logger = createLogger('banner-test', 'info');
+        const gw = await createGateway({ eventStore: store, pgPool: pool, nats, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } }, { auth: { enabled: true } });
+        await gw.listen(0, '127.0.0.1');
+        await gw.close(); await nats.close(); await store.close(); await pool.end();
+      `;
+      const env = { ...process.env, DATABASE_URL: await freshDatabase('gw_banner'), NATS_URL: await testNatsUrl() };
+      const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+      const out = await run(process.execPath, ['--input-type=module', '-e', script], { env, cwd: repoRoot });
+      const keys = out.stdout.match(/sy_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/g) ?? [];
+      assert.equal(keys.length, 1, `the key must appear exactly once, found ${keys.length}`);
+      assert.match(out.stdout, /first admin API key \(shown once/);
+      const logLines = out.stdout.split('\n').filter((l) => l.startsWith('{'));
+      assert.ok(logLines.some((l) => l.includes('API key created')), 'the creation is logged (without the key)');
+      assert.ok(logLines.every((l) => !l.includes(keys[0]!.split('_')[2]!)), 'no log line carries the secret');
     });
   });
 
