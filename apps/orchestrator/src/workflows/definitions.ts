@@ -24,6 +24,9 @@ export interface StoredDefinition {
   readonly createdAt: string;
 }
 
+/** Versions are stored as PostgreSQL integers. */
+export const MAX_VERSION = 2_147_483_647;
+
 const registryReply = z.object({ servers: z.array(z.looseObject({ server: z.string(), tools: z.array(z.string()) })) });
 
 /**
@@ -62,6 +65,9 @@ export class DefinitionStore {
 
   /** The latest (or the given) version; 404 when absent. */
   async get(id: string, version?: number): Promise<StoredDefinition> {
+    if (version !== undefined && (!Number.isInteger(version) || version < 1 || version > MAX_VERSION)) {
+      throw new AppError('not_found', `workflow definition "${id}" version ${version} not found`, { id, version });
+    }
     const r = await this.pool.query<{ definition: WorkflowDefinition; source: 'builtin' | 'user'; created_at: Date }>(
       version === undefined
         ? `select definition, source, created_at from ${this.t} where id = $1 order by version desc limit 1`
@@ -91,6 +97,11 @@ export class DefinitionStore {
       });
     }
     const def = v.definition;
+    if (def.version > MAX_VERSION) {
+      throw new AppError('validation', `invalid workflow definition: version: at most ${MAX_VERSION}`, {
+        errors: [{ path: 'version', message: `at most ${MAX_VERSION}`, code: 'too_big', in: 'body' }],
+      });
+    }
     const ins = await this.pool.query(
       `insert into ${this.t} (id, version, definition, source)
        select $1, $2, $3, 'user' where not exists (select 1 from ${this.t} where id = $1 and version >= $2)

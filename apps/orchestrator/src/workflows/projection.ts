@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { AppError } from '@switchyard/platform';
 import type { Projection } from '@switchyard/read-models';
 import type { RecordedEvent } from '@switchyard/event-store';
 import { workflowEventTypes, type WorkflowDefinition, type WorkflowEvent } from '@switchyard/domain';
@@ -253,6 +254,10 @@ export async function listExecutions(pool: pg.Pool, q: ExecutionQuery): Promise<
   if (q.startedBefore) where.push(`started_at < $${args.push(q.startedBefore)}`);
   if (q.cursor) {
     const [at, id] = Buffer.from(q.cursor, 'base64url').toString().split('|');
+    // Only cursors this function made are accepted; anything else would reach SQL as a bad timestamp.
+    if (!at || !id || Number.isNaN(Date.parse(at)) || !/^\d{4}-\d{2}-\d{2}T/.test(at)) {
+      throw new AppError('validation', 'invalid cursor: pass the next_cursor of a previous page', { errors: [{ path: 'cursor', message: 'not a cursor this API made', code: 'invalid_cursor', in: 'query' }] });
+    }
     where.push(`(started_at, execution_id) < ($${args.push(at)}::timestamptz, $${args.push(id)})`);
   }
   const sql = `select * from ${X} ${where.length ? `where ${where.join(' and ')}` : ''} order by started_at desc, execution_id desc limit $${args.push(q.limit + 1)}`;

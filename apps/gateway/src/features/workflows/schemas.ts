@@ -12,7 +12,7 @@ export const executionParams = z.object({ execution_id: id });
 export const waitQuery = z.strictObject({
   wait: boolish.optional(),
   wait_ms: z.coerce.number().int().min(1).max(60_000).default(30_000),
-  version: z.coerce.number().int().min(1).optional(),
+  version: z.coerce.number().int().min(1).max(2_147_483_647).optional(),
 });
 /** The body of a start is the workflow input itself. */
 export const startBody = z.record(z.string(), z.unknown());

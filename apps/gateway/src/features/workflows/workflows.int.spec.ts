@@ -167,6 +167,14 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.equal(list.status, 200);
     assert.ok(list.body.items.some((x: { execution_id: string }) => x.execution_id === id));
     assert.equal((await http('GET', '/api/v1/workflows/executions?status=bogus')).status, 400);
+    // A cursor the API did not make, a version beyond the column: 400, not a database error.
+    const badCursor = await http('GET', `/api/v1/workflows/executions?cursor=${Buffer.from('yesterday|x').toString('base64url')}`);
+    assert.equal(badCursor.status, 400);
+    assert.equal(badCursor.body.errors[0].path, 'cursor');
+    assert.equal((await http('POST', '/api/v1/workflows/start/two_agents?version=99999999999', { topic: 'x' })).status, 400);
+    const huge = await http('POST', '/api/v1/workflows/definitions', { ...twoAgents, version: 99_999_999_999 });
+    assert.equal(huge.status, 400);
+    assert.equal(huge.body.errors[0].path, 'version');
 
     const events = await http('GET', `/api/v1/workflows/executions/${id}/events`);
     assert.equal(events.status, 200);
