@@ -9,17 +9,20 @@ export const ESSENTIAL_SERVICES: ReadonlySet<string> = new Set(['postgres', 'nat
  * The overall verdict (pure):
  * - unhealthy: an essential service is down,
  * - degraded: any other service down, any service degraded, or an unsilenced alert firing,
- * - healthy otherwise. Services never probed yet (`unknown`) do not count.
+ * - healthy otherwise. Services never probed yet (`unknown`) do not count, nor services not
+ *   probed for `staleAfterMs` before `now` (no longer probed by anyone: e.g. a previous run's).
  * `reasons` says why, one line each, worst first.
  */
 export function overallHealth(
   services: HealthReport['services'],
   firing: readonly Pick<AlertRow, 'name' | 'severity' | 'labels' | 'suppressedBy'>[],
-  essential: ReadonlySet<string> = ESSENTIAL_SERVICES,
+  opts: { essential?: ReadonlySet<string>; now?: number; staleAfterMs?: number } = {},
 ): { status: HealthReportReply['status']; reasons: string[] } {
+  const essential = opts.essential ?? ESSENTIAL_SERVICES;
   const critical: string[] = [];
   const minor: string[] = [];
   for (const s of services) {
+    if (opts.now !== undefined && opts.staleAfterMs !== undefined && s.lastProbeAt && opts.now - s.lastProbeAt.getTime() > opts.staleAfterMs) continue;
     const why = s.lastError ? ` (${s.lastError})` : '';
     if (s.status === 'down') (essential.has(s.service) ? critical : minor).push(`${s.service} is down${why}`);
     else if (s.status === 'degraded') minor.push(`${s.service} is degraded: ${s.reason === 'slow' ? 'slow responses' : `failing${why}`}`);

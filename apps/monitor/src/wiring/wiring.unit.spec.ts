@@ -41,6 +41,12 @@ describe('overallHealth', () => {
     assert.equal(r.status, 'unhealthy');
     assert.equal(r.reasons[0], 'nats is down');
   });
+  it('a service nobody probed for a while does not count', () => {
+    const now = Date.UTC(2026, 0, 1);
+    const old = svc('agent:gone:1', 'down', { lastProbeAt: new Date(now - 120_000) });
+    assert.equal(overallHealth([old], [], { now, staleAfterMs: 60_000 }).status, 'healthy');
+    assert.equal(overallHealth([{ ...old, lastProbeAt: new Date(now - 1_000) }], [], { now, staleAfterMs: 60_000 }).status, 'degraded');
+  });
   it('an unsilenced firing alert degrades; a silenced one does not', () => {
     const a = { name: 'CPU usage high', severity: 'warning' as const, labels: { cpu: 'total' }, suppressedBy: null };
     assert.deepEqual(overallHealth([], [a]), { status: 'degraded', reasons: ['alert firing: CPU usage high (warning) on total'] });

@@ -77,8 +77,8 @@ describe('system monitoring through the gateway', () => {
     const text = await res.text();
     return { status: res.status, type: res.headers.get('content-type') ?? '', text, body: (text.startsWith('{') ? JSON.parse(text) : undefined) as any };
   };
-  const send = async (method: string, path: string, body: unknown, key: string) => {
-    const res = await fetch(`${g.url}${path}`, { method, headers: { ...bearer(key), 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const send = async (method: string, path: string, body: unknown, key: string, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${g.url}${path}`, { method, headers: { ...bearer(key), 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
     return { status: res.status, body: (await res.json()) as any };
   };
   const startAnalytics = async () => {
@@ -245,13 +245,15 @@ describe('system monitoring through the gateway', () => {
     assert.equal((await send('POST', '/api/v1/system/alerts/00000000000000ff/resolve', { reason: 'x' }, keys.operator)).status, 404);
     assert.equal((await send('POST', `/api/v1/system/alerts/${fingerprint}/resolve`, { reason: 'again' }, keys.operator)).status, 409);
     assert.equal((await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, {}, keys.operator)).status, 400);
-    const r = await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: 'known test rule' }, keys.operator);
+    const correlationId = `resolve-${tag}`;
+    const r = await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: 'known test rule' }, keys.operator, { 'x-correlation-id': correlationId });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const who = `apikey:${keys.operatorId}`;
     assert.deepEqual([r.body.alert.state, r.body.alert.resolvedHow, r.body.alert.resolvedBy, r.body.alert.resolveReason], ['resolved', 'manual', who, 'known test rule']);
     const stored = (await g.store.readStream(`alert-${alert.id}`)).find((e) => e.type === 'AlertResolved');
     assert.ok(stored);
     assert.equal(stored.metadata.actor, who);
+    assert.equal(stored.metadata.correlationId, correlationId, 'the request that caused it');
     assert.equal((stored.data as { reason: string }).reason, 'known test rule');
 
     // Deleting the rule resolves what it would keep firing; 404 for an unknown one.
