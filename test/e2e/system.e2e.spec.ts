@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, chmodSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -15,7 +16,13 @@ import { freePort } from '@switchyard/platform';
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 
+/** The first admin key, given by env as an operator would (`sy_<16 hex>_<secret>`). */
+const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
+const auth = { authorization: `Bearer ${adminKey}` };
+const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'];
+
 interface Ports {
+  agents: Record<string, number>;
   gateway: number;
   pg: number;
   nats: number;
@@ -32,7 +39,9 @@ function startSystem(dataDir: string, ports: Ports): { proc: ChildProcess; exite
     EMBEDDED_NATS_PORT: String(ports.nats),
     FILESYSTEM_ROOT: path.join(dataDir, 'files'),
     LOG_LEVEL: 'info',
+    SWITCHYARD_ADMIN_KEY: adminKey,
   };
+  for (const [name, port] of Object.entries(ports.agents)) env[`AGENT_${name}_PORT`] = String(port);
   // Let the launcher start its own infrastructure, as on a fresh machine.
   delete env.DATABASE_URL;
   delete env.NATS_URL;
@@ -83,7 +92,10 @@ describe('the whole system started like npm start', () => {
     mkdirSync(path.join(root, '.tmp'), { recursive: true });
     dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-'));
     chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+    const agents: Record<string, number> = {};
+    for (const name of agentNames) agents[name] = await freePort();
     ports = {
+      agents,
       gateway: await freePort(),
       pg: await freePort(),
       nats: await freePort(),
@@ -111,10 +123,18 @@ describe('the whole system started like npm start', () => {
     assert.equal(checks.eventStore?.status, 'up');
   });
 
+  it('refuses the API without a key (401) and with a bad one', async () => {
+    const none = await fetch(`${base}/api/v1/integration/mcp/health`);
+    assert.equal(none.status, 401);
+    assert.match(none.headers.get('content-type') ?? '', /problem\+json/);
+    const bad = await fetch(`${base}/api/v1/integration/mcp/health`, { headers: { authorization: 'Bearer sy_0000000000000000_nope' } });
+    assert.equal(bad.status, 401);
+  });
+
   it('serves MCP calls and records each one as events that reach NATS subscribers', async () => {
     let health: { status: string; servers: { server: string; state: string }[] } = { status: '', servers: [] };
     for (let i = 0; i < 120; i++) {
-      health = (await (await fetch(`${base}/api/v1/integration/mcp/health`)).json()) as typeof health;
+      health = (await (await fetch(`${base}/api/v1/integration/mcp/health`, { headers: auth })).json()) as typeof health;
       if (health.servers?.filter((s) => s.server !== 'github').every((s) => s.state === 'up')) break;
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -125,7 +145,7 @@ describe('the whole system started like npm start', () => {
     const correlationId = `e2e-${Date.now()}`;
     const res = await fetch(`${base}/api/v1/integration/mcp/database/query`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId },
+      headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId, ...auth },
       body: JSON.stringify({ query: 'select :a::int + :b::int as sum', params: { a: 40, b: 2 } }),
     });
     assert.equal(res.status, 200);
@@ -136,7 +156,7 @@ describe('the whole system started like npm start', () => {
     // The audit trail in the event store, by the request's correlation id.
     let mine: { type: string; metadata: { correlationId: string } }[] = [];
     for (let i = 0; i < 40 && mine.length < 2; i++) {
-      const page = (await (await fetch(`${base}/api/v1/events?stream=mcpserver-database&limit=1000`)).json()) as { events: typeof mine };
+      const page = (await (await fetch(`${base}/api/v1/events?stream=mcpserver-database&limit=1000`, { headers: auth })).json()) as { events: typeof mine };
       mine = page.events.filter((e) => e.metadata.correlationId === correlationId);
       if (mine.length < 2) await new Promise((r) => setTimeout(r, 100));
     }
@@ -163,14 +183,14 @@ describe('the whole system started like npm start', () => {
   });
 
   it('stops cleanly on SIGTERM and keeps its data across a restart', async () => {
-    const before = (await (await fetch(`${base}/api/v1/events?limit=1000`)).json()) as { events: { id: string }[] };
+    const before = (await (await fetch(`${base}/api/v1/events?limit=1000`, { headers: auth })).json()) as { events: { id: string }[] };
     system.proc.kill('SIGTERM');
     const code = await system.exited;
     assert.equal(code, 0, crashReport(system.output()));
 
     system = startSystem(dataDir, ports);
     await waitReady(base);
-    const again = (await (await fetch(`${base}/api/v1/events?limit=1000`)).json()) as { events: { id: string }[] };
+    const again = (await (await fetch(`${base}/api/v1/events?limit=1000`, { headers: auth })).json()) as { events: { id: string }[] };
     const ids = new Set(again.events.map((e) => e.id));
     assert.ok(before.events.length > 0);
     assert.ok(before.events.every((e) => ids.has(e.id)), 'every event from the first run is still there');

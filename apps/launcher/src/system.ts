@@ -1,16 +1,29 @@
 import pg from 'pg';
+import { startAgents } from '@switchyard/agents';
+import { loadDemoData } from '@switchyard/agents';
 import { loadRegistry, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
-import { createGateway, McpFeatureModule } from '@switchyard/gateway';
+import {
+  AgentsFeatureModule,
+  createGateway,
+  McpFeatureModule,
+  securityOptionsFromEnv,
+  WorkflowsFeatureModule,
+  type FeatureModule,
+} from '@switchyard/gateway';
+import { createEventStore, type EventStore } from '@switchyard/event-store';
 import { defaultPorts, mcpServerKinds, runMcpServer } from '@switchyard/mcp-servers';
-import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { closeNats, connectNats } from '@switchyard/messaging';
-import { runRelay } from '@switchyard/orchestrator';
+import { runRelay, startDispatcher, startWorkflowEngine } from '@switchyard/orchestrator';
 import type { Config, Logger } from '@switchyard/platform';
 import { EventSink } from './event-sink.js';
 import { startInfrastructure } from './infra.js';
 
-/** The parts of the system one process can run; `all` is every one of them. */
-export const ROLES = ['relay', 'mcp-servers', 'connectors', 'gateway'] as const;
+/**
+ * The parts of the system one process can run; `all` is every one of them, in this order.
+ * Every part talks to the others over NATS and the event store only, so any subset can run
+ * in its own process, on its own machine, several times over.
+ */
+export const ROLES = ['relay', 'mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'gateway'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface RunningSystem {
@@ -25,7 +38,8 @@ export interface RunningSystem {
  * 1. infrastructure (embedded Postgres / nats-server when not configured),
  * 2. shared clients (pg pool, NATS connection, event store),
  * 3. the event relay (store -> JetStream),
- * 4. the gateway last, so /readyz only answers once the rest is up.
+ * 4. the workers: MCP servers, connectors, agents (with the demo data), the task dispatcher, the workflow engine,
+ * 5. the gateway last, so /readyz only answers once the rest is up.
  * Stopping runs the same list backwards.
  */
 export async function startSystem(config: Config, roles: readonly Role[], logger: Logger): Promise<RunningSystem> {
@@ -35,22 +49,25 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       await stop().catch((err) => logger.error({ err, component: name }, 'stop failed'));
     }
   };
+  const has = (role: Role) => roles.includes(role);
   try {
     const infra = await startInfrastructure(config, logger);
     stops.push({ name: 'infrastructure', stop: () => infra.stop() });
 
-    const pool = new pg.Pool({ connectionString: infra.databaseUrl, max: 20 });
+    const pool = new pg.Pool({ connectionString: infra.databaseUrl, max: 30 });
     // An idle client dies when Postgres restarts: log it, the pool reconnects on next use
     // (an unhandled 'error' event would take the whole process down).
     pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL connection failed'));
     stops.push({ name: 'pg-pool', stop: () => pool.end() });
-    const eventStore: EventStore = new PostgresEventStore({ pool, logger });
+    const eventStore: EventStore = createEventStore({ pool, eventstoreUrl: config.EVENTSTORE_URL, logger });
     await eventStore.init();
     stops.push({ name: 'event-store', stop: () => eventStore.close() });
-    const nats = await connectNats({ url: infra.natsUrl, name: `switchyard-${roles.join('+')}`, logger });
+    const nats = await connectNats({ url: infra.natsUrl, name: `switchyard-${roles.length === ROLES.length ? 'all' : roles.join('+')}`, logger });
     stops.push({ name: 'nats', stop: () => closeNats(nats, { logger }) });
+    const sink = new EventSink(eventStore, logger, 'system:switchyard');
+    stops.push({ name: 'event-sink', stop: () => sink.flush() });
 
-    if (roles.includes('relay') && config.RELAY_ENABLED) {
+    if (has('relay') && config.RELAY_ENABLED) {
       const relay = await runRelay(
         {
           DATABASE_URL: infra.databaseUrl,
@@ -69,10 +86,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       stops.push({ name: 'relay', stop: () => relay.stop() });
     }
 
-    const sink = new EventSink(eventStore, logger, 'system:switchyard');
-    stops.push({ name: 'event-sink', stop: () => sink.flush() });
-
-    if (roles.includes('mcp-servers')) {
+    if (has('mcp-servers')) {
       // The project's own MCP servers on their seed ports (5001 filesystem bridge .. 5006 analytics).
       const env = { ...process.env, DATABASE_URL: infra.databaseUrl };
       for (const kind of mcpServerKinds) {
@@ -83,7 +97,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       }
     }
 
-    if (roles.includes('connectors')) {
+    if (has('connectors')) {
       const connectors = await startConnectors({
         nats,
         registry: loadRegistry(),
@@ -94,9 +108,33 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       stops.push({ name: 'connectors', stop: () => connectors.stop() });
     }
 
+    if (has('agents')) {
+      // The agents work on the demo business data set: load it once (idempotent, locked).
+      const demo = await loadDemoData(pool);
+      logger.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
+      const agents = await startAgents({
+        nats,
+        pool,
+        logger,
+        http: { ...(config.AI_AGENT_AUTH_TOKEN ? { token: config.AI_AGENT_AUTH_TOKEN } : {}), ...agentPortsFromEnv() },
+      });
+      stops.push({ name: 'agents', stop: () => agents.stop() });
+    }
+
+    if (has('dispatcher')) {
+      const dispatcher = await startDispatcher({ store: eventStore, nats, pool, logger });
+      stops.push({ name: 'dispatcher', stop: () => dispatcher.stop() });
+    }
+
+    if (has('workflows')) {
+      const engine = await startWorkflowEngine({ store: eventStore, pool, nats, logger, databaseUrl: infra.databaseUrl });
+      stops.push({ name: 'workflows', stop: () => engine.stop() });
+    }
+
     let gatewayUrl: string | undefined;
-    if (roles.includes('gateway')) {
-      const gateway = await createGateway({ eventStore, pgPool: pool, nats, logger, config }, { modules: [McpFeatureModule] });
+    if (has('gateway')) {
+      const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule];
+      const gateway = await createGateway({ eventStore, pgPool: pool, nats, logger, config }, { modules, ...securityOptionsFromEnv() });
       gatewayUrl = (await gateway.listen()).url;
       stops.push({ name: 'gateway', stop: () => gateway.close() });
     }
@@ -106,4 +144,14 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     await stopAll();
     throw err;
   }
+}
+
+/** AGENT_<NAME>_PORT moves one built-in agent's HTTP contract off its seed port (6001-6006). */
+function agentPortsFromEnv(): { ports?: Record<string, number> } {
+  const ports: Record<string, number> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    const m = /^AGENT_([A-Z_]+)_PORT$/.exec(k);
+    if (m && v) ports[m[1]!.toLowerCase()] = Number(v);
+  }
+  return Object.keys(ports).length ? { ports } : {};
 }
