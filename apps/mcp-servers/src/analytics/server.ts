@@ -5,6 +5,7 @@ import { AppError, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { mapPgError } from '../database/server.js';
 import type { Clock } from '../automation/service.js';
+import { sharedJsonSchemaValidator } from '../common/validator.js';
 
 export const analyticsDdl = `
 CREATE SCHEMA IF NOT EXISTS analytics;
@@ -81,7 +82,7 @@ export function createAnalyticsServer(deps: AnalyticsServerDeps): McpServer {
   const { pool, logger } = deps;
   const now = (): Date => (deps.clock ?? { now: () => new Date() }).now();
   const reportTables: Record<string, string> = deps.reportTables ?? defaultReportTables;
-  const server = new McpServer({ name: 'switchyard-analytics', version: '0.1.0' });
+  const server = new McpServer({ name: 'switchyard-analytics', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
 
   server.registerTool(
     'record_metric',

@@ -4,6 +4,7 @@ import type { Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { mapPgError } from '../database/server.js';
 import { scheduleTargetSchema, type AutomationService } from './service.js';
+import { sharedJsonSchemaValidator } from '../common/validator.js';
 
 export interface AutomationServerDeps {
   readonly service: AutomationService;
@@ -15,7 +16,7 @@ const name = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, di
 /** The automation MCP server: webhooks, cron schedules and workflow triggers. */
 export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   const { service, logger } = deps;
-  const server = new McpServer({ name: 'switchyard-automation', version: '0.1.0' });
+  const server = new McpServer({ name: 'switchyard-automation', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
 
   server.registerTool(
     'register_webhook',

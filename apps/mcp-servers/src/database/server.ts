@@ -4,6 +4,7 @@ import type pg from 'pg';
 import Cursor from 'pg-cursor';
 import { AppError, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
+import { sharedJsonSchemaValidator } from '../common/validator.js';
 
 export interface DatabaseServerDeps {
   readonly pool: pg.Pool;
@@ -168,7 +169,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
   const maxRows = deps.maxRows ?? 1000;
   const timeoutMs = deps.statementTimeoutMs ?? 10_000;
   const write = deps.allowWrites === true;
-  const server = new McpServer({ name: 'switchyard-database', version: '0.1.0' });
+  const server = new McpServer({ name: 'switchyard-database', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
 
   server.registerTool(
     'query',

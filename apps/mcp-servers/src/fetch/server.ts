@@ -6,6 +6,7 @@ import type { Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { EgressGuard } from './egress-guard.js';
 import { isTextual, safeHttpRequest } from './http-client.js';
+import { sharedJsonSchemaValidator } from '../common/validator.js';
 
 export interface FetchServerLimits {
   /** Default and ceiling of `timeout_ms`. */
@@ -83,7 +84,7 @@ export function extractHtml(html: string, baseUrl: string): { title: string; tex
  */
 export function createFetchServer(deps: FetchServerDeps): McpServer {
   const limits = { ...defaultFetchLimits, ...deps.limits };
-  const server = new McpServer({ name: 'switchyard-fetch', version: '0.1.0' });
+  const server = new McpServer({ name: 'switchyard-fetch', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
   const timeout = z.number().int().min(1).max(limits.maxTimeoutMs).optional().describe(`deadline in ms (default ${limits.defaultTimeoutMs})`);
   const maxBytes = z.number().int().min(1).max(limits.maxMaxBytes).optional().describe(`response size cap in bytes (default ${limits.defaultMaxBytes})`);
 
