@@ -182,6 +182,25 @@ describe('the whole system started like npm start', () => {
     assert.deepEqual(types, ['McpToolCalled', 'McpToolSucceeded']);
   });
 
+  it('monitors itself: a health report naming every service, and Prometheus metrics', async () => {
+    let report: { status: string; services: { service: string; status: string }[] } = { status: '', services: [] };
+    for (let i = 0; i < 120; i++) {
+      const res = await fetch(`${base}/api/v1/system/health-report`, { headers: auth });
+      if (res.status === 200) {
+        report = (await res.json()) as typeof report;
+        const names = (report.services ?? []).map((s) => s.service);
+        if (['postgres', 'nats', 'event-store', 'mcp:database'].every((n) => names.includes(n))) break;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const byName = new Map(report.services.map((s) => [s.service, s.status]));
+    for (const name of ['postgres', 'nats', 'event-store', 'mcp:database']) assert.equal(byName.get(name), 'up', `${name} in ${JSON.stringify(report)}`);
+    assert.ok(['healthy', 'degraded', 'unhealthy'].includes(report.status));
+    const metrics = await fetch(`${base}/metrics`, { headers: auth });
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /# TYPE /);
+  });
+
   it('stops cleanly on SIGTERM and keeps its data across a restart', async () => {
     const before = (await (await fetch(`${base}/api/v1/events?limit=1000`, { headers: auth })).json()) as { events: { id: string }[] };
     system.proc.kill('SIGTERM');

@@ -7,11 +7,13 @@ import {
   createGateway,
   McpFeatureModule,
   securityOptionsFromEnv,
+  SystemFeatureModule,
   WorkflowsFeatureModule,
   type FeatureModule,
 } from '@switchyard/gateway';
 import { createEventStore, type EventStore } from '@switchyard/event-store';
 import { defaultPorts, mcpServerKinds, runMcpServer } from '@switchyard/mcp-servers';
+import { httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startWorkflowEngine } from '@switchyard/orchestrator';
 import type { Config, Logger } from '@switchyard/platform';
@@ -23,7 +25,7 @@ import { startInfrastructure } from './infra.js';
  * Every part talks to the others over NATS and the event store only, so any subset can run
  * in its own process, on its own machine, several times over.
  */
-export const ROLES = ['relay', 'mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'gateway'] as const;
+export const ROLES = ['relay', 'mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'monitor', 'gateway'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface RunningSystem {
@@ -131,12 +133,21 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       stops.push({ name: 'workflows', stop: () => engine.stop() });
     }
 
+    // One monitor per system: it samples the machine, probes every service and evaluates the alert rules.
+    let monitoring: RunningMonitoring | undefined;
+    if (has('monitor')) {
+      monitoring = await startMonitoring({ pool, nats, eventStore, logger });
+      const running = monitoring;
+      stops.push({ name: 'monitor', stop: () => running.stop() });
+    }
+
     let gatewayUrl: string | undefined;
     if (has('gateway')) {
-      const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule];
+      const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule];
       const gateway = await createGateway({ eventStore, pgPool: pool, nats, logger, config }, { modules, ...securityOptionsFromEnv() });
       gatewayUrl = (await gateway.listen()).url;
       stops.push({ name: 'gateway', stop: () => gateway.close() });
+      monitoring?.monitor.addProbe(httpProbe('gateway', `${gatewayUrl}/livez`));
     }
     logger.info({ roles, gatewayUrl, postgres: infra.started.postgres, nats: infra.started.nats }, 'switchyard is up');
     return { databaseUrl: infra.databaseUrl, natsUrl: infra.natsUrl, ...(gatewayUrl ? { gatewayUrl } : {}), stop: stopAll };
