@@ -146,7 +146,7 @@ export class Dispatcher {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly notifySubject: string;
   private notices?: Subscription;
-  private pumping = false;
+  private pumpRun: Promise<void> | undefined;
   private pumpAgain = false;
   private probing = false;
   private discovering = false;
@@ -430,20 +430,23 @@ export class Dispatcher {
     if (!this.stopped) void this.pump().catch((err) => this.log.error({ err }, 'queue pass failed'));
   }
 
-  private async pump(): Promise<void> {
-    if (this.pumping) {
+  /** Resolves after a pass that started after this call (a running pass is followed by one more). */
+  private pump(): Promise<void> {
+    if (this.pumpRun) {
       this.pumpAgain = true;
-      return;
+      return this.pumpRun;
     }
-    this.pumping = true;
-    try {
-      do {
-        this.pumpAgain = false;
-        await this.pumpOnce();
-      } while (this.pumpAgain && !this.stopped);
-    } finally {
-      this.pumping = false;
-    }
+    this.pumpRun = (async () => {
+      try {
+        do {
+          this.pumpAgain = false;
+          await this.pumpOnce();
+        } while (this.pumpAgain && !this.stopped);
+      } finally {
+        this.pumpRun = undefined;
+      }
+    })();
+    return this.pumpRun;
   }
 
   /** One pass: queued tasks by effective priority (aging), each placed on the best instance that accepts it. */
@@ -577,8 +580,8 @@ export class Dispatcher {
     if (!fatal) this.registry.recordFailure(inst, e.message);
     log.warn({ code: e.code, message: e.message, retryable: !fatal }, 'task attempt failed');
     await this.exec(s.task_id, { type: 'FailTask', data: { ...base, retryable: !fatal }, metadata: this.meta(s.task_id) });
-    // Nobody listening on the instance subject: it is gone, not merely failing.
-    if (e.code === 'unavailable' && inst.kind === 'nats') this.registry.markDown(inst, e.message);
+    // Nobody listening on the instance subject (the request helper's "no responders"): it is gone, not merely failing.
+    if (e.code === 'unavailable' && inst.kind === 'nats' && e.message.startsWith('no service is listening')) this.registry.markDown(inst, e.message);
   }
 
   private async onDeadline(run: Run): Promise<void> {

@@ -1,5 +1,6 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { request, serviceClient } from '@switchyard/messaging';
+import type { ServiceInfo } from '@nats-io/services';
 import { isAppError, type Logger } from '@switchyard/platform';
 import type { externalAgentSchema } from '@switchyard/domain';
 import { AGENT_SERVICE_PREFIX, agentCardJsonSchema, agentInstanceSubject, agentLoadReply, httpHealthReply } from '@switchyard/agents';
@@ -76,18 +77,27 @@ export class InstanceRegistry {
       this.log.warn({ err }, 'agent discovery failed');
       return;
     }
-    for await (const info of iter) {
-      if (!info.name.startsWith(AGENT_SERVICE_PREFIX) || info.metadata?.kind !== 'agent') continue;
+    try {
+      for await (const info of iter) this.learn(info);
+    } catch (err) {
+      // No service at all answers with "no responders": nothing to learn this round.
+      if (!String(err).includes('no responders')) this.log.warn({ err }, 'agent discovery failed');
+    }
+  }
+
+  private learn(info: ServiceInfo): void {
+    {
+      if (!info.name.startsWith(AGENT_SERVICE_PREFIX) || info.metadata?.kind !== 'agent') return;
       const md = info.metadata;
       const agent = md.agent;
       const instance = md.instance;
-      if (!agent || !instance) continue;
+      if (!agent || !instance) return;
       let card: z.infer<typeof agentCardJsonSchema> | undefined;
       try {
         card = agentCardJsonSchema.parse(JSON.parse(md.card ?? 'null'));
       } catch {
         this.log.warn({ agent, instance }, 'agent published a card that does not parse; ignored');
-        continue;
+        return;
       }
       const key = `nats:${agent}/${instance}`;
       const known = this.instances.get(key);
@@ -102,7 +112,7 @@ export class InstanceRegistry {
         Object.assign(known, base);
         known.lastSeen = Date.now();
         if (!known.healthy) this.markUp(known);
-        continue;
+        return;
       }
       const inst: AgentInstance = {
         key,

@@ -32,8 +32,15 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
     await runner.waitFor();
   }
   const dispatcher = new Dispatcher(opts);
-  await dispatcher.start();
-  const service = await startTasksService(opts.nats, dispatcher, opts.logger);
+  let service: Service;
+  try {
+    await dispatcher.start();
+    service = await startTasksService(opts.nats, dispatcher, opts.logger);
+  } catch (err) {
+    await dispatcher.stop();
+    await runner?.stop();
+    throw err;
+  }
   return {
     dispatcher,
     service,
