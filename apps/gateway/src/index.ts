@@ -102,4 +102,5 @@ export { RoleGuard } from './security/auth.guard.js';
 export { API_KEYS_PATH } from './security/api-keys.controller.js';
 export { AUDIT_PATH, auditQuerySchema, readAuditPage, type AuditEntry, type AuditPage, type AuditQuery } from './audit/audit.js';
 export * from './features/workflows/index.js';
+export * from './features/agents/index.js';
 export * from './features/system/index.js';

@@ -1,0 +1,183 @@
+import { Controller, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
+import type { Response } from 'express';
+import { z } from 'zod';
+import { agentHealthReply, agentHealthView, capabilitiesReply, performanceReply, taskView } from '@switchyard/domain';
+import { CorrelationId } from '../../http/context.js';
+import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
+import { ApiRoute } from '../../openapi/registry.js';
+import { AgentsClient, type DelegateRequest } from './agents.client.js';
+import {
+  agentParams,
+  cancelBody,
+  delegateBody,
+  delegatedResponse,
+  quickActions,
+  taskParams,
+  waitQuery,
+  type DelegateBody,
+  type WaitQuery,
+} from './schemas.js';
+
+/** 202 with the task (agent or `queued`), or 200 with the result when `wait=true` saw it end. */
+async function delegateAndAnswer(
+  client: AgentsClient,
+  req: DelegateRequest,
+  q: WaitQuery,
+  correlationId: string,
+  idempotencyKey: string | undefined,
+  res: Response,
+) {
+  const out = await client.delegate(req, correlationId, {
+    ...(idempotencyKey ? { idempotencyKey } : {}),
+    ...(q.wait ? { waitMs: q.wait_ms } : {}),
+  });
+  if (out.done) {
+    res.status(200);
+    return { task_id: out.result.task_id, status: out.result.status, agent: out.result.agent, instance: out.result.instance, result: out.result.result };
+  }
+  res.status(202);
+  const s = out.submitted;
+  return { task_id: s.task_id, status: s.status, agent: s.agent ?? 'queued', instance: s.instance, duplicate: s.duplicate };
+}
+
+const headerKey = (h: Record<string, string | undefined>) => h['idempotency-key'];
+
+@Controller('api/v1/integration/agents')
+export class AgentsController {
+  constructor(@Inject(AgentsClient) private readonly client: AgentsClient) {}
+
+  @Get('health')
+  @ApiRoute({ summary: 'Health of every agent and its instances', tags: ['agents'], role: 'viewer', response: { schema: agentHealthReply }, errors: [503] })
+  async health(@CorrelationId() cid: string) {
+    const h = await this.client.health(cid);
+    const status = h.agents.every((a) => a.status === 'healthy') ? 'healthy' : h.agents.some((a) => a.status !== 'down') ? 'degraded' : 'down';
+    return { status, ...h };
+  }
+
+  @Get('health/:agent_name')
+  @ApiRoute({ summary: 'Health of one agent', tags: ['agents'], role: 'viewer', response: { schema: agentHealthView }, errors: [404, 503] })
+  agentHealth(@ZodParams(agentParams) p: z.output<typeof agentParams>, @CorrelationId() cid: string) {
+    return this.client.agentHealth(p.agent_name, cid);
+  }
+
+  @Post('delegate')
+  @HttpCode(202)
+  @ApiRoute({
+    summary: 'Delegate a task to the best capable agent',
+    description:
+      '202 with the task id and the chosen agent (or `queued` when no instance is free or up). `?wait=true` waits (up to `wait_ms`) and answers 200 with the result. ' +
+      'Unknown task_type: 400 listing the valid ones; bad context: 400 naming the field. An `Idempotency-Key` header makes retries return the same task.',
+    tags: ['agents'],
+    role: 'operator',
+    response: { status: 202, schema: delegatedResponse },
+    errors: [400, 404, 409, 503, 504],
+  })
+  delegate(
+    @ZodBody(delegateBody) body: DelegateBody,
+    @ZodQuery(waitQuery) q: WaitQuery,
+    @Headers() headers: Record<string, string | undefined>,
+    @CorrelationId() cid: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const req: DelegateRequest = {
+      task_type: body.task_type,
+      context: body.context,
+      priority: body.priority,
+      ...(body.agent ? { agent: body.agent } : {}),
+      ...(body.timeout_ms ? { timeout_ms: body.timeout_ms } : {}),
+    };
+    return delegateAndAnswer(this.client, req, q, cid, headerKey(headers), res);
+  }
+
+  @Get('capabilities')
+  @ApiRoute({ summary: 'Capability cards: agents, their task types and input schemas', tags: ['agents'], role: 'viewer', response: { schema: capabilitiesReply } })
+  capabilities(@CorrelationId() cid: string) {
+    return this.client.capabilities(cid);
+  }
+
+  @Get('tasks/:task_id')
+  @ApiRoute({ summary: 'A delegated task: status, agent, attempts, result or error', tags: ['agents'], role: 'viewer', response: { schema: taskView }, errors: [404] })
+  task(@ZodParams(taskParams) p: z.output<typeof taskParams>, @CorrelationId() cid: string) {
+    return this.client.task(p.task_id, cid);
+  }
+
+  @Post('tasks/:task_id/cancel')
+  @HttpCode(200)
+  @ApiRoute({ summary: 'Cancel a queued or running task', tags: ['agents'], role: 'operator', response: { schema: taskView }, errors: [404, 409] })
+  cancel(@ZodParams(taskParams) p: z.output<typeof taskParams>, @ZodBody(cancelBody) body: z.output<typeof cancelBody>, @CorrelationId() cid: string) {
+    return this.client.cancel(p.task_id, body.reason, 'api', cid);
+  }
+
+  @Get('performance')
+  @ApiRoute({ summary: 'Per agent: tasks done, success rate, latency p50/p95', tags: ['agents'], role: 'viewer', response: { schema: performanceReply } })
+  performance(@CorrelationId() cid: string) {
+    return this.client.performance(cid);
+  }
+}
+
+type QuickName = keyof typeof quickActions;
+
+/** Quick actions: delegate with a fixed task type and a small body (same answers as /agents/delegate). */
+@Controller('api/v1/integration/quick')
+export class QuickActionsController {
+  constructor(@Inject(AgentsClient) private readonly client: AgentsClient) {}
+
+  private run(name: QuickName, body: Record<string, unknown> & { priority: DelegateRequest['priority'] }, q: WaitQuery, h: Record<string, string | undefined>, cid: string, res: Response) {
+    const action = quickActions[name];
+    const { priority, ...rest } = body;
+    const context = (action.context as (b: Record<string, unknown>) => Record<string, unknown>)(rest);
+    return delegateAndAnswer(this.client, { task_type: action.taskType, context, priority }, q, cid, headerKey(h), res);
+  }
+
+  @Post('analyze-revenue')
+  @HttpCode(202)
+  @ApiRoute({ summary: quickActions['analyze-revenue'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, errors: [503] })
+  analyzeRevenue(
+    @ZodBody(quickActions['analyze-revenue'].body) b: z.output<(typeof quickActions)['analyze-revenue']['body']>,
+    @ZodQuery(waitQuery) q: WaitQuery,
+    @Headers() h: Record<string, string | undefined>,
+    @CorrelationId() cid: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    return this.run('analyze-revenue', b, q, h, cid, res);
+  }
+
+  @Post('generate-proposal')
+  @HttpCode(202)
+  @ApiRoute({ summary: quickActions['generate-proposal'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, errors: [503] })
+  generateProposal(
+    @ZodBody(quickActions['generate-proposal'].body) b: z.output<(typeof quickActions)['generate-proposal']['body']>,
+    @ZodQuery(waitQuery) q: WaitQuery,
+    @Headers() h: Record<string, string | undefined>,
+    @CorrelationId() cid: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    return this.run('generate-proposal', b, q, h, cid, res);
+  }
+
+  @Post('optimize-schedule')
+  @HttpCode(202)
+  @ApiRoute({ summary: quickActions['optimize-schedule'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, errors: [503] })
+  optimizeSchedule(
+    @ZodBody(quickActions['optimize-schedule'].body) b: z.output<(typeof quickActions)['optimize-schedule']['body']>,
+    @ZodQuery(waitQuery) q: WaitQuery,
+    @Headers() h: Record<string, string | undefined>,
+    @CorrelationId() cid: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    return this.run('optimize-schedule', b, q, h, cid, res);
+  }
+
+  @Post('customer-support')
+  @HttpCode(202)
+  @ApiRoute({ summary: quickActions['customer-support'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, errors: [503] })
+  customerSupport(
+    @ZodBody(quickActions['customer-support'].body) b: z.output<(typeof quickActions)['customer-support']['body']>,
+    @ZodQuery(waitQuery) q: WaitQuery,
+    @Headers() h: Record<string, string | undefined>,
+    @CorrelationId() cid: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    return this.run('customer-support', b, q, h, cid, res);
+  }
+}

@@ -1,0 +1,195 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
+import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
+import { PostgresEventStore } from '@switchyard/event-store';
+import { freshDatabase } from '@switchyard/testing';
+import { loadDemoData, startAgent, startAgents, type AgentHandle, type AgentsHandle } from '@switchyard/agents';
+import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
+import { createGateway, type Gateway } from '../../index.js';
+import { AgentsFeatureModule } from './index.js';
+
+/**
+ * HTTP -> gateway (AgentsFeatureModule) -> NATS -> dispatcher -> agent -> result, on real
+ * PostgreSQL with the demo data and a nats-server of this suite's own (no other suite's
+ * agents or `tasks` service on its subjects). Expected figures come from plain SQL.
+ */
+const logger = createLogger('agents-gw-int', process.env.LOG_LEVEL ?? 'silent');
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('agents feature: gateway -> dispatcher -> agents', () => {
+  let natsServer: NatsServerHandle;
+  let natsDir: string;
+  let nc: NatsConnection;
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let agents: AgentsHandle;
+  let dispatcher: DispatcherHandle;
+  let gw: Gateway;
+  let base: string;
+  const extra: AgentHandle[] = [];
+
+  const http = async (method: string, url: string, body?: unknown) => {
+    const res = await fetch(`${base}${url}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  const one = async <T = any>(sql: string, params: unknown[] = []): Promise<T> => (await pool.query(sql, params)).rows[0] as T;
+
+  before(async () => {
+    natsDir = mkdtempSync(path.join(os.tmpdir(), 'agents-gw-nats-'));
+    natsServer = await startNatsServer({ port: await freePort(), storeDir: natsDir, logger });
+    nc = await connectNats({ url: natsServer.url, name: 'agents-gw-test', logger });
+    pool = new pg.Pool({ connectionString: await freshDatabase('agents_gw'), max: 8 });
+    await loadDemoData(pool);
+    store = new PostgresEventStore({ pool });
+    await store.init();
+    agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'gw' });
+    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    gw = await createGateway(
+      { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { modules: [AgentsFeatureModule] },
+    );
+    base = (await gw.listen(0, '127.0.0.1')).url;
+  });
+
+  after(async () => {
+    await gw?.close();
+    await dispatcher?.stop();
+    await agents?.stop();
+    await Promise.all(extra.map((a) => a.stop()));
+    await closeNats(nc);
+    await store?.close();
+    await pool?.end();
+    await natsServer?.stop();
+    rmSync(natsDir, { recursive: true, force: true });
+  });
+
+  it('delegate ?wait=true runs revenue_analysis on data_analyst; the total equals the SQL sum', async () => {
+    const r = await http('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'revenue_analysis', context: { timeframe: '12m', topN: 3 }, priority: 'high' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.status, 'completed');
+    assert.equal(r.body.agent, 'data_analyst');
+    assert.equal(r.body.instance, 'gw-data_analyst');
+    const { window, total, orderCount } = r.body.result;
+    assert.deepEqual([window.from, window.to], ['2025-07-01', '2026-06-30']);
+    const sql = await one<{ total: number; n: number }>(`select sum(amount)::float8 as total, count(*)::int as n from business.orders where order_date between $1 and $2`, [
+      window.from,
+      window.to,
+    ]);
+    assert.ok(Math.abs(total - sql.total) < 0.01, `${total} vs ${sql.total}`);
+    assert.equal(orderCount, sql.n);
+    // The task is readable afterwards, with its result.
+    const t = await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`);
+    assert.equal(t.status, 200);
+    assert.equal(t.body.status, 'completed');
+    assert.equal(t.body.priority, 'high');
+    assert.ok(Math.abs(t.body.result.total - sql.total) < 0.01);
+  });
+
+  it('delegate without wait answers 202 with the chosen agent; the task then completes', async () => {
+    const r = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'customer_segmentation', context: {}, priority: 'normal' });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    assert.match(r.body.task_id, /.+/);
+    assert.ok(['data_analyst', 'queued'].includes(r.body.agent));
+    const done = await until('segmentation to complete', async () => {
+      const t = await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`);
+      return t.body.status === 'completed' ? t.body : undefined;
+    });
+    const customers = await one<{ n: number }>(`select count(distinct customer_id)::int as n from business.orders`);
+    assert.ok(done.result !== undefined && customers.n > 0);
+  });
+
+  it('unknown task_type: 400 listing the valid ones; bad context: 400 naming the field', async () => {
+    const unknown = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'telepathy', context: {}, priority: 'normal' });
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.detail, /unknown task_type telepathy/);
+    for (const t of ['revenue_analysis', 'generate_proposal', 'support_response', 'schedule_optimization']) assert.match(unknown.body.detail, new RegExp(t));
+    assert.ok(unknown.body.valid_task_types.includes('customer_segmentation'));
+
+    const bad = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'revenue_analysis', context: { timeframe: '12x' }, priority: 'normal' });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.detail, /context\.timeframe/);
+    assert.equal(bad.body.errors[0].path, 'context.timeframe');
+
+    const badPriority = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'revenue_analysis', context: {}, priority: 'urgent' });
+    assert.equal(badPriority.status, 400);
+    assert.match(badPriority.body.detail, /priority/);
+  });
+
+  it('all capable agents down: 202 queued; the task runs when one comes back', async () => {
+    const cs = agents.agents.find((a) => a.agent === 'customer_success')!;
+    await cs.stop();
+    await until('customer_success to be down', async () => {
+      const h = await http('GET', '/api/v1/integration/agents/health/customer_success');
+      return h.body.status === 'down' ? true : undefined;
+    });
+    const r = await http('POST', '/api/v1/integration/quick/customer-support', { query: 'I was charged twice on my invoice, please refund', customer_id: 7 });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    assert.equal(r.body.agent, 'queued');
+    assert.equal(r.body.status, 'queued');
+    const h = await http('GET', '/api/v1/integration/agents/health/customer_success');
+    assert.equal(h.body.queued, 1);
+    // The agent comes back as a new instance.
+    extra.push(await startAgent({ nats: nc, pool, agent: 'customer_success', instanceId: 'gw-cs-2', logger }));
+    const done = await until('the queued support task to complete', async () => {
+      const t = await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`);
+      return t.body.status === 'completed' ? t.body : undefined;
+    });
+    assert.equal(done.instance, 'gw-cs-2');
+    assert.equal(done.result.customerId ?? done.result.customer?.id ?? 7, 7);
+  });
+
+  it('quick actions map their small bodies to task contexts (?wait=true)', async () => {
+    const c = await one<{ id: number }>(`select customer_id as id from business.subscriptions where ended_on is null order by customer_id limit 1`);
+    const p = await http('POST', '/api/v1/integration/quick/generate-proposal?wait=true', { customer_id: c.id, proposal_type: 'renewal' });
+    assert.equal(p.status, 200, JSON.stringify(p.body));
+    assert.equal(p.body.agent, 'content_creator');
+    assert.match(JSON.stringify(p.body.result), new RegExp(String(c.id)));
+    const bad = await http('POST', '/api/v1/integration/quick/generate-proposal', { proposal_type: 'renewal' });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.detail, /customer_id/);
+  });
+
+  it('cancel a running task; capabilities, health and performance', async () => {
+    const r = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'noop', context: { sleep_ms: 10_000 }, priority: 'low', agent: 'data_analyst' });
+    assert.equal(r.status, 202);
+    const c = await http('POST', `/api/v1/integration/agents/tasks/${r.body.task_id}/cancel`, { reason: 'no longer needed' });
+    assert.equal(c.status, 200, JSON.stringify(c.body));
+    assert.equal(c.body.status, 'canceled');
+    assert.equal((await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`)).body.status, 'canceled');
+    assert.equal((await http('GET', '/api/v1/integration/agents/tasks/does-not-exist')).status, 404);
+    assert.equal((await http('GET', '/api/v1/integration/agents/health/nobody')).status, 404);
+
+    const caps = await http('GET', '/api/v1/integration/agents/capabilities');
+    assert.equal(caps.status, 200);
+    assert.equal(caps.body.agents.filter((a: any) => a.kind === 'nats').length, 6);
+    const da = caps.body.agents.find((a: any) => a.agent === 'data_analyst');
+    assert.ok(da.task_types.some((t: any) => t.type === 'revenue_analysis' && t.input_schema));
+
+    const health = await http('GET', '/api/v1/integration/agents/health');
+    assert.equal(health.status, 200);
+    assert.equal(health.body.agents.length, 6);
+    assert.equal(health.body.agents.find((a: any) => a.agent === 'data_analyst').status, 'healthy');
+
+    await dispatcher.projections!.waitFor();
+    const perf = await http('GET', '/api/v1/integration/agents/performance');
+    assert.equal(perf.status, 200);
+    const daPerf = perf.body.agents.find((a: any) => a.agent === 'data_analyst');
+    assert.ok(daPerf.succeeded >= 2, JSON.stringify(daPerf));
+    assert.equal(daPerf.success_rate, daPerf.succeeded / daPerf.tasks_done);
+    assert.ok(daPerf.latency_p95_ms >= daPerf.latency_p50_ms);
+  });
+});

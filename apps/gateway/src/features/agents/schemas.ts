@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { taskPrioritySchema } from '@switchyard/domain';
+
+export const delegateBody = z.object({
+  task_type: z.string().min(1).max(100),
+  context: z.record(z.string(), z.unknown()).default({}),
+  priority: taskPrioritySchema.default('normal'),
+  /** Run it on this agent only. */
+  agent: z.string().min(1).max(100).optional(),
+  timeout_ms: z.number().int().positive().max(3_600_000).optional(),
+});
+export type DelegateBody = z.output<typeof delegateBody>;
+
+export const waitQuery = z.object({
+  wait: z.enum(['true', 'false', '1', '0']).optional().transform((v) => v === 'true' || v === '1'),
+  /** How long `wait=true` waits for the result before answering 202 with the task as it is. Default 60 s. */
+  wait_ms: z.coerce.number().int().min(1).max(600_000).default(60_000),
+});
+export type WaitQuery = z.output<typeof waitQuery>;
+
+export const idempotencyHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200).optional() });
+
+export const agentParams = z.object({ agent_name: z.string().min(1).max(100) });
+export const taskParams = z.object({ task_id: z.string().min(1).max(200) });
+export const cancelBody = z.object({ reason: z.string().max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
+
+export const delegatedResponse = z.object({
+  task_id: z.string(),
+  status: z.string(),
+  /** The chosen agent, or `queued` while no instance has taken it. */
+  agent: z.string(),
+  instance: z.string().nullable(),
+  duplicate: z.boolean().optional(),
+  result: z.unknown().optional(),
+});
+
+const priority = { priority: taskPrioritySchema.default('normal') };
+
+/** Quick actions: a fixed task type and a small body, mapped to the task's context. */
+export const quickActions = {
+  'analyze-revenue': {
+    taskType: 'revenue_analysis',
+    summary: 'Revenue analysis (data_analyst)',
+    body: z.object({ timeframe: z.string().max(20).optional(), top_n: z.number().int().min(1).max(100).optional(), ...priority }),
+    context: (b: { timeframe?: string; top_n?: number }) => ({ ...(b.timeframe ? { timeframe: b.timeframe } : {}), ...(b.top_n ? { topN: b.top_n } : {}) }),
+  },
+  'generate-proposal': {
+    taskType: 'generate_proposal',
+    summary: 'Proposal for a customer (content_creator)',
+    body: z.object({
+      customer_id: z.number().int().positive(),
+      proposal_type: z.enum(['upgrade', 'renewal', 'expansion']).optional(),
+      discount_pct: z.number().min(0).max(30).optional(),
+      ...priority,
+    }),
+    context: (b: { customer_id: number; proposal_type?: string; discount_pct?: number }) => ({
+      customerId: b.customer_id,
+      ...(b.proposal_type ? { proposalType: b.proposal_type } : {}),
+      ...(b.discount_pct !== undefined ? { discountPct: b.discount_pct } : {}),
+    }),
+  },
+  'optimize-schedule': {
+    taskType: 'schedule_optimization',
+    summary: 'Shift schedule (operations_manager)',
+    body: z.object({ from: z.iso.date().optional(), days: z.number().int().min(1).max(31).optional(), ...priority }),
+    context: (b: { from?: string; days?: number }) => ({ ...(b.from ? { from: b.from } : {}), ...(b.days ? { days: b.days } : {}) }),
+  },
+  'customer-support': {
+    taskType: 'support_response',
+    summary: 'Support reply with intent, sentiment and escalation (customer_success)',
+    body: z.object({ query: z.string().trim().min(3).max(10_000), customer_id: z.number().int().positive().optional(), ...priority }),
+    context: (b: { query: string; customer_id?: number }) => ({ query: b.query, ...(b.customer_id ? { customerId: b.customer_id } : {}) }),
+  },
+} as const;
