@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, symlinkSync, realpathSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
 import { parseServerConfig, resolvePackageBin, startConnectors, type McpEvent, type RunningConnectors } from '@switchyard/connectors';
@@ -19,6 +20,27 @@ import { McpFeatureModule } from './mcp.module.js';
 
 const logger = createLogger('mcp-gateway-test', process.env.LOG_LEVEL ?? 'silent');
 
+/** The official server-everything in its Streamable HTTP mode (`index.js streamableHttp`, PORT, path /mcp). */
+async function startEverythingHttp(port: number): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, [resolvePackageBin('@modelcontextprotocol/server-everything'), 'streamableHttp'], {
+    env: { ...process.env, PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`server-everything HTTP did not start: ${err.slice(-300)}`)), 20_000);
+    proc.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('listening on port')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`server-everything HTTP exited with ${code}: ${err.slice(-300)}`)));
+  });
+  return proc;
+}
+
 describe('MCP endpoints through gateway, NATS and the connectors', () => {
   let dbUrl: string;
   let pool: pg.Pool;
@@ -31,6 +53,7 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
   let gateway: Gateway;
   let base: string;
   let root: string;
+  let everythingHttp: ChildProcess;
   const events: McpEvent[] = [];
 
   const post = async (p: string, body: unknown) => {
@@ -64,10 +87,13 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
     database = await startDatabase(databasePort);
     fetchServer = await runMcpServer('fetch', { port: await freePort(), logger, env: { LOG_LEVEL: 'silent' } });
 
+    const everythingPort = await freePort();
+    everythingHttp = await startEverythingHttp(everythingPort);
     const fast = { timeouts: { connect_ms: 5_000, call_ms: 5_000 }, retry: { max_attempts: 2, initial_delay_ms: 50, max_delay_ms: 100 }, breaker: { consecutive_failures: 3, half_open_after_ms: 500 }, reconnect: { initial_delay_ms: 100, max_delay_ms: 500 } };
     const registry = [
       parseServerConfig({ name: 'filesystem', role: 'filesystem', transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-filesystem'), realpathSync(root)] }, ...fast }),
       parseServerConfig({ name: 'everything', role: 'other', transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-everything')] }, ...fast }),
+      parseServerConfig({ name: 'everything-http', role: 'other', transport: { kind: 'http', url: `http://127.0.0.1:${everythingPort}/mcp` }, ...fast }),
       parseServerConfig({ name: 'database', role: 'database', transport: { kind: 'http', url: `${database.url}` }, ...fast }),
       parseServerConfig({ name: 'fetch', role: 'fetch', transport: { kind: 'http', url: `${fetchServer.url}` }, ...fast }),
     ];
@@ -87,6 +113,7 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
     await connectors?.stop();
     await database?.close();
     await fetchServer?.close();
+    everythingHttp?.kill('SIGKILL');
     await closeNats(nc);
     await store?.close();
     await pool?.end();
@@ -97,7 +124,7 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
     assert.equal(r.status, 200);
     assert.equal(r.body.status, 'healthy');
     const names = r.body.servers.map((s: { server: string }) => s.server).sort();
-    assert.deepEqual(names, ['database', 'everything', 'fetch', 'filesystem']);
+    assert.deepEqual(names, ['database', 'everything', 'everything-http', 'fetch', 'filesystem']);
     const fs = r.body.servers.find((s: { server: string }) => s.server === 'filesystem');
     assert.equal(fs.breaker, 'closed');
     assert.ok(fs.tools.includes('read_text_file') || fs.tools.includes('read_file'));
@@ -109,17 +136,25 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
     assert.equal(ok.body.state, 'up');
     const missing = await get('/api/v1/integration/mcp/health/nope');
     assert.equal(missing.status, 404);
-    assert.deepEqual([...missing.body.valid].sort(), ['database', 'everything', 'fetch', 'filesystem']);
+    assert.deepEqual([...missing.body.valid].sort(), ['database', 'everything', 'everything-http', 'fetch', 'filesystem']);
   });
 
   it('calls the official server-everything over stdio', async () => {
     const r = await post('/api/v1/integration/mcp/call', { server: 'everything', tool: 'echo', arguments: { message: 'ping through NATS' } });
     assert.equal(r.status, 200);
     assert.match(JSON.stringify(r.body.content), /ping through NATS/);
-    const sum = await post('/api/v1/integration/mcp/call', { server: 'everything', tool: 'get-sum', arguments: { a: 2, b: 40 } }).catch(() => undefined);
-    const add = sum && sum.status === 200 ? sum : await post('/api/v1/integration/mcp/call', { server: 'everything', tool: 'add', arguments: { a: 2, b: 40 } });
+    // The sum tool is `get-sum` in current server-everything releases (`add` in older ones).
+    const tools = (await get('/api/v1/integration/mcp/health/everything')).body.tools as string[];
+    const sumTool = tools.includes('get-sum') ? 'get-sum' : 'add';
+    const add = await post('/api/v1/integration/mcp/call', { server: 'everything', tool: sumTool, arguments: { a: 2, b: 40 } });
     assert.equal(add.status, 200);
     assert.match(JSON.stringify(add.body.content), /42/);
+  });
+
+  it('calls the official server-everything over Streamable HTTP', async () => {
+    const r = await post('/api/v1/integration/mcp/call', { server: 'everything-http', tool: 'echo', arguments: { message: 'over streamable http' } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.match(JSON.stringify(r.body.content), /over streamable http/);
   });
 
   it('answers 404 listing the tools for an unknown tool or operation', async () => {
@@ -182,12 +217,14 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
     assert.match(m.body.detail, /:a/);
   });
 
-  it('refuses SSRF to loopback, link-local metadata and private ranges', async () => {
+  it('refuses SSRF to loopback, link-local metadata and private ranges, and records each refusal', async () => {
+    const before = events.filter((e) => e.type === 'McpToolFailed' && e.data.server === 'fetch').length;
     for (const url of ['http://127.0.0.1:1/', 'http://169.254.169.254/latest/meta-data/', 'http://10.0.0.1/']) {
       const r = await post('/api/v1/integration/mcp/fetch', { url });
       assert.ok(r.status >= 400 && r.status < 500, `${url}: ${r.status} ${JSON.stringify(r.body)}`);
       assert.match(r.type, /problem\+json/);
     }
+    assert.equal(events.filter((e) => e.type === 'McpToolFailed' && e.data.server === 'fetch').length, before + 3);
   });
 
   it('fails fast with 503 and the breaker state while a server is down, and recovers by itself', async () => {
