@@ -3,6 +3,7 @@ import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { EventStore } from '@switchyard/event-store';
 import { cancelExecution, startExecution } from '@switchyard/orchestrator';
 import type { WorkflowDefinition, WorkflowDefinitionInput, WorkflowStatus } from '@switchyard/domain';
+import { currentActor } from '../../http/context.js';
 import { EVENT_STORE } from '../../tokens.js';
 
 /** Start an execution of a definition (registered or inline). Result: its id. */
@@ -11,7 +12,8 @@ export class StartWorkflowExecution extends Command<{ executionId: string; creat
     readonly definition: WorkflowDefinition | WorkflowDefinitionInput,
     readonly input: unknown,
     readonly correlationId: string,
-    readonly actor = 'api',
+    // Who asked: the request's API key (`apikey:<id>`), recorded in every event's metadata.
+    readonly actor: string = currentActor() ?? 'anonymous',
   ) {
     super();
   }
@@ -23,7 +25,7 @@ export class CancelWorkflowExecution extends Command<{ status: WorkflowStatus }>
     readonly executionId: string,
     readonly reason: string,
     readonly correlationId: string,
-    readonly actor = 'api',
+    readonly actor: string = currentActor() ?? 'anonymous',
   ) {
     super();
   }
