@@ -1,40 +1,61 @@
 import type { WorkflowDefinitionInput } from '../definition/schema.js';
 
+const CREATED = 'steps.create_records.output.rows[0]';
+/** 09:00 UTC on the sign-up date plus `item` days, as a Date-like CEL timestamp. */
+const FOLLOW_UP_AT = `(timestamp(${CREATED}.signup_date + 'T09:00:00Z') + duration(string(item * 24) + 'h'))`;
+
 /**
- * Onboard a customer: check the data against what exists, create the records, write a welcome
- * message (agent), send it, and schedule the follow-ups. Sending and scheduling run in parallel.
- * If creating the records fails for good, `remove_customer` undoes any partial insert.
+ * Onboard a customer into the demo business data set:
+ * 1. the input schema validates the customer data, then a lookup checks the e-mail is not a customer yet;
+ * 2. one SQL statement creates the `business.customers` row and its `business.subscriptions` row
+ *    (price per seat from the plan list). This needs the database server with writes allowed
+ *    (`DATABASE_ALLOW_WRITES=true`); on the read-only default the step fails with a `forbidden`
+ *    "writes are not allowed" error and the execution fails saying so. Re-running the statement
+ *    returns the row it created (idempotent against a retried dispatch);
+ * 3. welcome content from the content agent (`agent:marketing_content`, e-mail channel, the customer's
+ *    segment and region), sent as a signed webhook to the registered `email_webhook` (the e-mail
+ *    gateway), with the customer id as idempotency key so the receiver can drop a repeat;
+ * 4. one durable schedule per follow-up day (`create_schedule`, cron at 09:00 UTC on sign-up + n days)
+ *    that calls the registered `follow_up_webhook`. Cron has no year: the receiver deletes the
+ *    schedule once the follow-up is done, or it fires again a year later.
+ * Sending and scheduling run in parallel. A failed send does not undo the onboarding (`continue`);
+ * cancelling after the records exist runs `remove_customer`.
  */
 export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
-  version: 1,
+  version: 2,
   name: 'Customer onboarding',
-  description: 'Validate customer data, create the records, generate and send a welcome message, schedule follow-ups.',
+  description: 'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
   input: {
     type: 'object',
     properties: {
       customer: {
         type: 'object',
         properties: {
-          name: { type: 'string', minLength: 1 },
-          email: { type: 'string', format: 'email' },
-          company: { type: 'string', default: '' },
-          plan: { type: 'string', enum: ['free', 'pro', 'enterprise'], default: 'free' },
+          name: { type: 'string', minLength: 1, maxLength: 200 },
+          email: { type: 'string', format: 'email', maxLength: 320 },
+          segment: { type: 'string', enum: ['smb', 'mid_market', 'enterprise'], default: 'smb' },
+          region: { type: 'string', enum: ['north_america', 'emea', 'apac', 'latam'], default: 'north_america' },
+          plan: { type: 'string', enum: ['starter', 'growth', 'business', 'enterprise'], default: 'starter' },
+          seats: { type: 'integer', minimum: 1, maximum: 10_000, default: 5 },
         },
         required: ['name', 'email'],
+        additionalProperties: false,
       },
-      email_webhook: { type: 'string', description: 'Registered webhook that delivers e-mail', default: 'welcome-email' },
-      follow_up_days: { type: 'array', items: { type: 'integer', minimum: 1 }, default: [1, 7, 30] },
+      email_webhook: { type: 'string', minLength: 1, description: 'Registered webhook (name or id) of the e-mail gateway', default: 'welcome-email' },
+      follow_up_webhook: { type: 'string', minLength: 1, description: 'Registered webhook the follow-up schedules call', default: 'onboarding-follow-up' },
+      follow_up_days: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 365 }, maxItems: 10, default: [1, 7, 30] },
     },
     required: ['customer'],
+    additionalProperties: false,
   },
   steps: [
     {
-      id: 'validate_customer',
-      name: 'Validate customer data (not yet a customer)',
+      id: 'check_existing',
+      name: 'Check the e-mail is not a customer yet',
       uses: 'mcp:database/query',
       with: {
-        sql: 'SELECT count(*)::int AS existing FROM customers WHERE lower(email) = lower($1)',
+        sql: 'SELECT id FROM business.customers WHERE lower(email) = lower($1::text)',
         params: ['${{ input.customer.email }}'],
       },
       retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
@@ -42,13 +63,34 @@ export const customerOnboardingTemplate = {
     },
     {
       id: 'create_records',
-      name: 'Create the customer records',
+      name: 'Create the customer and subscription records',
       uses: 'mcp:database/query',
-      needs: ['validate_customer'],
-      if: 'steps.validate_customer.output.rows[0].existing == 0',
+      needs: ['check_existing'],
+      if: 'size(steps.check_existing.output.rows) == 0',
       with: {
-        sql: 'INSERT INTO customers (name, email, company, plan) VALUES ($1, $2, $3, $4) RETURNING id',
-        params: ['${{ input.customer.name }}', '${{ input.customer.email }}', '${{ input.customer.company }}', '${{ input.customer.plan }}'],
+        // The demo schema has no id sequences: max + 1 inside the statement (a concurrent onboarding
+        // can collide on the key and fail with `conflict`). ON CONFLICT on the e-mail plus the
+        // fallback SELECT make a repeated call return the row the first one created.
+        sql:
+          "WITH plan AS (SELECT price FROM (VALUES ('starter', 15.00), ('growth', 29.00), ('business', 49.00), ('enterprise', 79.00)) AS p(name, price) WHERE name = $5::text), " +
+          'c AS (INSERT INTO business.customers (id, name, email, segment, region, signup_date) ' +
+          'SELECT coalesce(max(id), 0) + 1, $1::text, lower($2::text), $3::text, $4::text, current_date FROM business.customers ' +
+          'ON CONFLICT (email) DO NOTHING RETURNING id, signup_date), ' +
+          's AS (INSERT INTO business.subscriptions (id, customer_id, plan, seats, price_per_seat, started_on) ' +
+          'SELECT (SELECT coalesce(max(id), 0) + 1 FROM business.subscriptions), c.id, $5::text, $6::int, plan.price, c.signup_date FROM c, plan ' +
+          'RETURNING id, plan, seats, price_per_seat) ' +
+          'SELECT c.id AS customer_id, c.signup_date::text AS signup_date, s.id AS subscription_id, s.plan, s.seats, s.price_per_seat::float8 AS price_per_seat FROM c, s ' +
+          'UNION ALL SELECT x.id, x.signup_date::text, y.id, y.plan, y.seats, y.price_per_seat::float8 ' +
+          'FROM business.customers x LEFT JOIN business.subscriptions y ON y.customer_id = x.id ' +
+          'WHERE x.email = lower($2::text) AND NOT EXISTS (SELECT 1 FROM c)',
+        params: [
+          '${{ input.customer.name }}',
+          '${{ input.customer.email }}',
+          '${{ input.customer.segment }}',
+          '${{ input.customer.region }}',
+          '${{ input.customer.plan }}',
+          '${{ input.customer.seats }}',
+        ],
       },
       retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
       timeout_ms: 15_000,
@@ -56,14 +98,11 @@ export const customerOnboardingTemplate = {
     },
     {
       id: 'welcome_content',
-      name: 'Generate the welcome message',
+      name: 'Generate the welcome content',
       uses: 'agent:marketing_content',
       needs: ['create_records'],
-      with: {
-        kind: 'welcome_email',
-        audience: { name: '${{ input.customer.name }}', company: '${{ input.customer.company }}', plan: '${{ input.customer.plan }}' },
-        tone: 'friendly',
-      },
+      with: { channel: 'email', segment: '${{ input.customer.segment }}', region: '${{ input.customer.region }}' },
+      retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
       timeout_ms: 120_000,
     },
     {
@@ -72,16 +111,21 @@ export const customerOnboardingTemplate = {
       uses: 'mcp:automation/send_webhook',
       needs: ['welcome_content'],
       with: {
-        name: '${{ input.email_webhook }}',
+        webhook: '${{ input.email_webhook }}',
+        event: 'customer.welcome_email',
         payload: {
           to: '${{ input.customer.email }}',
-          subject: '${{ steps.welcome_content.output.subject }}',
-          body: '${{ steps.welcome_content.output.body }}',
+          name: '${{ input.customer.name }}',
+          customer_id: `\${{ ${CREATED}.customer_id }}`,
+          subject: 'Welcome to Switchyard, ${{ input.customer.name }}',
+          body: '${{ steps.welcome_content.output.markdown }}',
+          format: 'markdown',
         },
+        idempotency_key: `welcome-\${{ string(${CREATED}.customer_id) }}`,
       },
-      retry: { attempts: 5, backoff: { initialMs: 1000, factor: 2, maxMs: 30_000, jitter: 0.3 } },
-      timeout_ms: 30_000,
-      // A missing welcome e-mail is worth a log line, not an undone onboarding.
+      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 30_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      timeout_ms: 60_000,
+      // A missing welcome e-mail is worth a visible `welcome_sent: false`, not an undone onboarding.
       on_error: 'continue',
     },
     {
@@ -91,24 +135,41 @@ export const customerOnboardingTemplate = {
       needs: ['create_records'],
       for_each: { items: 'input.follow_up_days', concurrency: 2 },
       with: {
-        name: 'onboarding-${{ string(steps.create_records.output.rows[0].id) }}-day-${{ string(item) }}',
-        delay_days: '${{ item }}',
-        action: { type: 'follow_up_call', customer_email: '${{ input.customer.email }}' },
+        name: `onboarding-\${{ string(${CREATED}.customer_id) }}-day-\${{ string(item) }}`,
+        cron: `0 9 \${{ string(${FOLLOW_UP_AT}.getDayOfMonth() + 1) }} \${{ string(${FOLLOW_UP_AT}.getMonth() + 1) }} *`,
+        timezone: 'UTC',
+        target: {
+          kind: 'webhook',
+          webhook: '${{ input.follow_up_webhook }}',
+          event: 'customer.follow_up',
+          payload: {
+            customer_id: `\${{ ${CREATED}.customer_id }}`,
+            email: '${{ input.customer.email }}',
+            name: '${{ input.customer.name }}',
+            day: '${{ item }}',
+          },
+        },
       },
       timeout_ms: 15_000,
     },
     {
       id: 'remove_customer',
-      name: 'Compensation: remove a partially created customer',
+      name: 'Compensation: remove the created customer and subscription',
       uses: 'mcp:database/query',
-      with: { sql: 'DELETE FROM customers WHERE lower(email) = lower($1)', params: ['${{ input.customer.email }}'] },
+      with: {
+        sql:
+          'WITH s AS (DELETE FROM business.subscriptions WHERE customer_id IN (SELECT id FROM business.customers WHERE email = lower($1::text)) RETURNING id) ' +
+          'DELETE FROM business.customers WHERE email = lower($1::text) RETURNING id',
+        params: ['${{ input.customer.email }}'],
+      },
       timeout_ms: 15_000,
     },
   ],
   outputs: {
     status: "${{ steps.create_records.status == 'succeeded' ? 'onboarded' : 'already_customer' }}",
-    customer_id: "${{ steps.create_records.status == 'succeeded' ? steps.create_records.output.rows[0].id : null }}",
-    welcome_sent: "${{ steps.send_welcome.status == 'succeeded' }}",
-    follow_ups: "${{ steps.schedule_follow_ups.status == 'succeeded' ? size(steps.schedule_follow_ups.output) : 0 }}",
+    customer_id: `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.customer_id : steps.check_existing.output.rows[0].id }}`,
+    subscription_id: `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.subscription_id : null }}`,
+    welcome_sent: "${{ steps.send_welcome.status == 'succeeded' && steps.send_welcome.output.delivery.delivered }}",
+    follow_ups: "${{ steps.schedule_follow_ups.status == 'succeeded' ? steps.schedule_follow_ups.output.map(s, s.schedule.name) : [] }}",
   },
 } as const satisfies WorkflowDefinitionInput;

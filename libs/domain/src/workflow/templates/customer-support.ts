@@ -1,23 +1,38 @@
 import type { WorkflowDefinitionInput } from '../definition/schema.js';
 
+const CUSTOMER = 'steps.fetch_context.output.rows';
+/** The analysis of whichever analyse step ran (exactly one does: known customer or not). */
+const AN = "(steps.analyze_query.status == 'succeeded' ? steps.analyze_query.output : steps.analyze_query_anonymous.output)";
+const ANALYSED = "(steps.analyze_query.status == 'succeeded' || steps.analyze_query_anonymous.status == 'succeeded')";
+const ESCALATION = "(steps.escalate.status == 'succeeded' ? 'sent' : (steps.escalate.status == 'failed' ? 'failed' : 'not_needed'))";
+
 /**
- * Customer support: fetch the customer's context, analyse the query (agent), generate the
- * response (agent), escalate when the analysis says so, and log the interaction.
+ * Customer support for one incoming query:
+ * 1. fetch the customer's context from the business data (database server, read-only);
+ * 2. analyse the query and draft the response (`agent:support_response`: intent, sentiment, urgency,
+ *    knowledge-base article, escalation decision with reasons, drafted reply). A known customer is
+ *    analysed with their account facts (segment, revenue, open tickets); an unknown e-mail without
+ *    (the agent takes no null customer id, hence two mutually exclusive steps);
+ * 3. escalate to humans through the registered `escalation_webhook` only when the analysis says so;
+ * 4. log the interaction as an analytics metric (`support.interaction`, labelled with channel,
+ *    intent, priority, escalation, customer), which the default (read-only database) system permits.
+ * A failed escalation does not lose the answer: the output says `escalation: 'failed'`.
  */
 export const customerSupportTemplate = {
   id: 'customer_support',
-  version: 1,
+  version: 2,
   name: 'Customer support',
-  description: 'Fetch customer context, analyse the query, generate a response, escalate when needed, log the interaction.',
+  description: 'Fetch customer context, analyse the query and draft the response, escalate when needed, log the interaction.',
   input: {
     type: 'object',
     properties: {
       customer_email: { type: 'string', format: 'email' },
-      query: { type: 'string', minLength: 1 },
+      query: { type: 'string', minLength: 3, maxLength: 10_000 },
       channel: { type: 'string', enum: ['email', 'chat', 'phone'], default: 'email' },
-      escalation_webhook: { type: 'string', default: 'support-escalation' },
+      escalation_webhook: { type: 'string', minLength: 1, description: 'Registered webhook (name or id) of the escalation desk', default: 'support-escalation' },
     },
     required: ['customer_email', 'query'],
+    additionalProperties: false,
   },
   steps: [
     {
@@ -26,8 +41,10 @@ export const customerSupportTemplate = {
       uses: 'mcp:database/query',
       with: {
         sql:
-          'SELECT c.id, c.name, c.plan, (SELECT count(*)::int FROM support_interactions s WHERE s.customer_email = c.email) AS past_interactions ' +
-          'FROM customers c WHERE lower(c.email) = lower($1)',
+          'SELECT c.id, c.name, c.segment, c.region, ' +
+          '(SELECT s.plan FROM business.subscriptions s WHERE s.customer_id = c.id ORDER BY s.started_on DESC LIMIT 1) AS plan, ' +
+          '(SELECT count(*)::int FROM business.tickets t WHERE t.customer_id = c.id AND t.resolved_at IS NULL) AS open_tickets ' +
+          'FROM business.customers c WHERE lower(c.email) = lower($1::text)',
         params: ['${{ input.customer_email }}'],
       },
       retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
@@ -35,62 +52,79 @@ export const customerSupportTemplate = {
     },
     {
       id: 'analyze_query',
-      name: 'Analyse the query',
+      name: 'Analyse the query and draft the response (known customer)',
       uses: 'agent:support_response',
       needs: ['fetch_context'],
-      with: { mode: 'analyze', query: '${{ input.query }}', channel: '${{ input.channel }}', customer: '${{ steps.fetch_context.output.rows }}' },
+      if: `size(${CUSTOMER}) > 0`,
+      with: { query: '${{ input.query }}', customerId: `\${{ ${CUSTOMER}[0].id }}` },
+      retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
       timeout_ms: 60_000,
     },
     {
-      id: 'generate_response',
-      name: 'Generate the response',
+      id: 'analyze_query_anonymous',
+      name: 'Analyse the query and draft the response (unknown e-mail)',
       uses: 'agent:support_response',
-      needs: ['analyze_query'],
-      with: { mode: 'respond', query: '${{ input.query }}', analysis: '${{ steps.analyze_query.output }}', channel: '${{ input.channel }}' },
+      needs: ['fetch_context'],
+      if: `size(${CUSTOMER}) == 0`,
+      with: { query: '${{ input.query }}' },
+      retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
       timeout_ms: 60_000,
     },
     {
       id: 'escalate',
       name: 'Escalate to a human',
       uses: 'mcp:automation/send_webhook',
-      needs: ['analyze_query'],
-      if: 'has(steps.analyze_query.output.escalate) && steps.analyze_query.output.escalate == true',
+      needs: ['analyze_query', 'analyze_query_anonymous'],
+      if: `${ANALYSED} && ${AN}.escalation.escalate == true`,
       with: {
-        name: '${{ input.escalation_webhook }}',
+        webhook: '${{ input.escalation_webhook }}',
+        event: 'support.escalation',
         payload: {
           customer_email: '${{ input.customer_email }}',
+          customer: `\${{ size(${CUSTOMER}) > 0 ? ${CUSTOMER}[0] : null }}`,
+          channel: '${{ input.channel }}',
           query: '${{ input.query }}',
-          analysis: '${{ steps.analyze_query.output }}',
+          priority: `\${{ ${AN}.escalation.priority }}`,
+          reasons: `\${{ ${AN}.escalation.reasons }}`,
+          intent: `\${{ ${AN}.intent }}`,
+          sentiment: `\${{ ${AN}.sentiment }}`,
+          draft: `\${{ ${AN}.draft }}`,
         },
       },
-      retry: { attempts: 4, backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 } },
-      timeout_ms: 15_000,
+      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      timeout_ms: 60_000,
+      on_error: 'continue',
     },
     {
       id: 'log_interaction',
       name: 'Log the interaction',
-      uses: 'mcp:database/query',
-      needs: ['generate_response', 'escalate'],
-      // Escalation is usually skipped; the interaction is logged either way.
-      if: "steps.generate_response.status == 'succeeded'",
+      uses: 'mcp:analytics/record_metric',
+      needs: ['escalate'],
+      // Escalation is usually skipped (or may have failed): the interaction is logged either way.
+      if: ANALYSED,
       with: {
-        sql:
-          'INSERT INTO support_interactions (customer_email, channel, query, response, escalated) VALUES ($1, $2, $3, $4, $5) RETURNING id',
-        params: [
-          '${{ input.customer_email }}',
-          '${{ input.channel }}',
-          '${{ input.query }}',
-          '${{ steps.generate_response.output }}',
-          "${{ steps.escalate.status == 'succeeded' }}",
-        ],
+        name: 'support.interaction',
+        value: 1,
+        labels: {
+          channel: '${{ input.channel }}',
+          intent: `\${{ ${AN}.intent }}`,
+          priority: `\${{ ${AN}.escalation.priority }}`,
+          escalation: `\${{ ${ESCALATION} }}`,
+          customer: `\${{ size(${CUSTOMER}) > 0 ? string(${CUSTOMER}[0].id) : 'unknown' }}`,
+          sentiment: `\${{ ${AN}.sentiment.label }}`,
+        },
       },
       retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
       timeout_ms: 15_000,
     },
   ],
   outputs: {
-    response: '${{ steps.generate_response.output }}',
-    escalated: "${{ steps.escalate.status == 'succeeded' }}",
-    interaction_id: '${{ steps.log_interaction.output.rows[0].id }}',
+    customer_id: `\${{ size(${CUSTOMER}) > 0 ? ${CUSTOMER}[0].id : null }}`,
+    response: `\${{ ${AN}.draft }}`,
+    intent: `\${{ ${AN}.intent }}`,
+    priority: `\${{ ${AN}.escalation.priority }}`,
+    escalate_reasons: `\${{ ${AN}.escalation.reasons }}`,
+    escalation: `\${{ ${ESCALATION} }}`,
+    interaction_metric_id: "${{ steps.log_interaction.status == 'succeeded' ? steps.log_interaction.output.id : null }}",
   },
 } as const satisfies WorkflowDefinitionInput;

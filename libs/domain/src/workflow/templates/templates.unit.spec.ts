@@ -18,7 +18,7 @@ const realCatalog: ToolCatalog = {
       tools: ['register_webhook', 'list_webhooks', 'delete_webhook', 'send_webhook', 'create_schedule', 'list_schedules', 'delete_schedule', 'trigger_workflow'],
     },
     { name: 'analytics', tools: ['record_metric', 'query_metric', 'list_metrics', 'report'] },
-    { name: 'filesystem', tools: ['read_file', 'write_file', 'list_directory', 'create_directory'] },
+    { name: 'filesystem', tools: ['read_file', 'write_file', 'list_directory', 'create_directory', 'list_allowed_directories'] },
   ],
   taskTypes: [...AGENT_TASK_TYPES],
   definitions: builtInTemplates.map((t) => t.id),
@@ -79,133 +79,198 @@ describe('built-in templates: definitions', () => {
   it('a catalog without the filesystem server rejects revenue_analysis, naming the step', () => {
     const r = validateDefinition(revenueAnalysisTemplate, { ...realCatalog, servers: realCatalog.servers.filter((s) => s.name !== 'filesystem') });
     assert.equal(r.ok, false);
-    assert.deepEqual(r.problems.map((p) => [p.path, p.code]), [['steps[3].uses', 'unknown_server']]);
+    assert.deepEqual(r.problems.map((p) => [p.path, p.code]), [
+      ['steps[3].uses', 'unknown_server'],
+      ['steps[4].uses', 'unknown_server'],
+      ['steps[5].uses', 'unknown_server'],
+    ]);
   });
 });
 
 describe('built-in templates: simulated runs reach completed', () => {
+  const sqlOf = (d: DispatchAction) => String((d.input as { sql: string }).sql);
+
+  const onboardingResponder =
+    (existing: boolean): Responder =>
+    (d) => {
+      if (d.uses === 'mcp:database/query') {
+        if (sqlOf(d).startsWith('SELECT id FROM business.customers')) return { rows: existing ? [{ id: 12 }] : [], row_count: existing ? 1 : 0 };
+        if (sqlOf(d).startsWith('WITH plan')) {
+          return { rows: [{ customer_id: 101, signup_date: '2026-01-31', subscription_id: 401, plan: 'growth', seats: 8, price_per_seat: 29 }], row_count: 1 };
+        }
+      }
+      if (d.uses === 'agent:marketing_content') return { channel: 'email', markdown: '# Hello\n\nGlad to have you.', facts: {} };
+      if (d.uses === 'mcp:automation/send_webhook') return { delivery: { delivery_id: 'welcome-101', delivered: true, status: 202, attempts: 1 } };
+      if (d.uses === 'mcp:automation/create_schedule') return { schedule: { name: (d.input as { name: string }).name } };
+      throw new Error(`unexpected dispatch ${d.uses}`);
+    };
+
   it('customer_onboarding: records created, welcome generated and sent, follow-ups scheduled (for_each, concurrency 2)', () => {
     const { state, events, maxInFlight } = simulate(
       customerOnboardingTemplate,
-      { customer: { name: 'Ann Lee', email: 'ann@example.com', plan: 'pro' } },
-      (d) => {
-        if (d.uses === 'mcp:database/query') {
-          const sql = String((d.input as { sql: string }).sql);
-          return sql.startsWith('SELECT') ? { rows: [{ existing: 0 }], rowCount: 1 } : { rows: [{ id: 101 }], rowCount: 1 };
-        }
-        if (d.uses === 'agent:marketing_content') return { subject: 'Welcome, Ann', body: 'Glad to have you.' };
-        if (d.uses === 'mcp:automation/send_webhook') return { delivered: true, status: 202 };
-        if (d.uses === 'mcp:automation/create_schedule') return { scheduleId: `s-${d.itemIndex}` };
-        throw new Error(`unexpected dispatch ${d.uses}`);
-      },
+      { customer: { name: 'Ann Lee', email: 'ann@example.com', plan: 'growth', seats: 8, segment: 'mid_market', region: 'emea' } },
+      onboardingResponder(false),
     );
     assert.equal(state.status, 'completed');
     assert.ok(state.status === 'completed');
-    assert.deepEqual(state.outputs, { status: 'onboarded', customer_id: 101, welcome_sent: true, follow_ups: 3 });
-    assert.deepEqual(dispatchedInputs(events, 'create_records'), [
+    assert.deepEqual(state.outputs, {
+      status: 'onboarded',
+      customer_id: 101,
+      subscription_id: 401,
+      welcome_sent: true,
+      follow_ups: ['onboarding-101-day-1', 'onboarding-101-day-7', 'onboarding-101-day-30'],
+    });
+    const create = dispatchedInputs(events, 'create_records')[0] as { params: unknown[] };
+    assert.deepEqual(create.params, ['Ann Lee', 'ann@example.com', 'mid_market', 'emea', 'growth', 8]);
+    assert.deepEqual(dispatchedInputs(events, 'welcome_content'), [{ channel: 'email', segment: 'mid_market', region: 'emea' }]);
+    assert.deepEqual(dispatchedInputs(events, 'send_welcome'), [
       {
-        sql: 'INSERT INTO customers (name, email, company, plan) VALUES ($1, $2, $3, $4) RETURNING id',
-        params: ['Ann Lee', 'ann@example.com', '', 'pro'],
+        webhook: 'welcome-email',
+        event: 'customer.welcome_email',
+        payload: { to: 'ann@example.com', name: 'Ann Lee', customer_id: 101, subject: 'Welcome to Switchyard, Ann Lee', body: '# Hello\n\nGlad to have you.', format: 'markdown' },
+        idempotency_key: 'welcome-101',
       },
     ]);
-    assert.deepEqual(dispatchedInputs(events, 'send_welcome'), [
-      { name: 'welcome-email', payload: { to: 'ann@example.com', subject: 'Welcome, Ann', body: 'Glad to have you.' } },
-    ]);
+    // 09:00 UTC on sign-up (2026-01-31) + 1, 7 and 30 days: across month ends.
     assert.deepEqual(
-      dispatchedInputs(events, 'schedule_follow_ups').map((i) => (i as { name: string; delay_days: number }).name),
-      ['onboarding-101-day-1', 'onboarding-101-day-7', 'onboarding-101-day-30'],
+      dispatchedInputs(events, 'schedule_follow_ups').map((i) => [(i as { name: string }).name, (i as { cron: string }).cron]),
+      [
+        ['onboarding-101-day-1', '0 9 1 2 *'],
+        ['onboarding-101-day-7', '0 9 7 2 *'],
+        ['onboarding-101-day-30', '0 9 2 3 *'],
+      ],
     );
     assert.equal(maxInFlight['schedule_follow_ups'], 2);
     assert.equal(statusOf(state, 'remove_customer'), 'pending'); // compensation only
   });
 
   it('customer_onboarding: an existing customer skips creation and everything after it, and still completes', () => {
-    const { state } = simulate(customerOnboardingTemplate, { customer: { name: 'Bo', email: 'bo@example.com' } }, (d) =>
-      d.uses === 'mcp:database/query' ? { rows: [{ existing: 1 }] } : assert.fail(`nothing but the check should run, got ${d.uses}`),
-    );
+    const { state } = simulate(customerOnboardingTemplate, { customer: { name: 'Bo', email: 'bo@example.com' } }, onboardingResponder(true));
     assert.equal(state.status, 'completed');
     assert.ok(state.status === 'completed');
-    assert.deepEqual(state.outputs, { status: 'already_customer', customer_id: null, welcome_sent: false, follow_ups: 0 });
+    assert.deepEqual(state.outputs, { status: 'already_customer', customer_id: 12, subscription_id: null, welcome_sent: false, follow_ups: [] });
   });
 
+  const analysis = {
+    window: { from: '2026-01-01', to: '2026-03-31', granularity: 'month' },
+    total: 3600.5,
+    orderCount: 30,
+    customersWithOrders: 7,
+    series: [
+      { period: '2026-01', revenue: 1200.5, orders: 10 },
+      { period: '2026-02', revenue: 1100, orders: 9 },
+      { period: '2026-03', revenue: 1300, orders: 11 },
+    ],
+    byKind: [{ kind: 'subscription', revenue: 3600.5, share: 1 }],
+    growth: { latestVsPrevious: 0.1818, windowVsPriorYear: null, firstToLast: 0.0829 },
+    topCustomers: [{ customerId: 1, name: 'Acme', segment: 'smb', revenue: 900, orders: 3, share: 0.25 }],
+    anomalies: [],
+  };
   const revenueResponder: Responder = (d) => {
-    if (d.uses === 'mcp:database/query') {
-      const sql = String((d.input as { sql: string }).sql);
-      return sql.startsWith('SELECT') ? { rows: [{ month: '2026-01', revenue: 1200.5, invoices: 12 }] } : { rows: [{ id: 9 }] };
+    if (d.uses === 'mcp:database/query') return { rows: [{ from_date: '2026-01-01', to_date: '2026-03-31', revenue: 3600.5, orders: 30, customers: 7 }] };
+    if (d.uses === 'agent:revenue_analysis') return analysis;
+    if (d.uses === 'agent:revenue_forecast') {
+      return { model: { method: 'holt' }, backtest: { mapePct: 7.3 }, summary: { forecastTotal: 4000 }, forecast: [{ month: '2026-04', forecast: 1333.3, lower: 1200, upper: 1466.6 }] };
     }
-    if (d.uses === 'agent:revenue_analysis') return { summary: 'Revenue grew 4% month over month.', trend: 'up' };
-    if (d.uses === 'agent:revenue_forecast') return { summary: 'Expect 1300 next month.', months: [1300, 1350, 1400] };
-    if (d.uses === 'mcp:filesystem/write_file') return { written: true };
+    if (d.uses === 'mcp:filesystem/list_allowed_directories') return { content: 'Allowed directories:\n/srv/files' };
+    if (d.uses === 'mcp:filesystem/create_directory' || d.uses === 'mcp:filesystem/write_file') return { content: 'ok' };
+    if (d.uses === 'mcp:analytics/record_metric') return { id: `m-${d.itemIndex}` };
     throw new Error(`unexpected dispatch ${d.uses}`);
   };
 
-  it('revenue_analysis without forecasts: forecast skipped by its condition, report written and stored', () => {
-    const { state, events } = simulate(revenueAnalysisTemplate, { period_start: '2026-01-01', period_end: '2026-04-01' }, revenueResponder);
+  it('revenue_analysis without forecasts: forecast skipped by its condition, report written, metrics stored', () => {
+    const { state, events } = simulate(revenueAnalysisTemplate, { timeframe: '3m' }, revenueResponder);
     assert.equal(state.status, 'completed');
     assert.equal(statusOf(state, 'forecast'), 'skipped');
+    assert.deepEqual(dispatchedInputs(events, 'fetch_revenue').map((i) => (i as { params: unknown[] }).params), [['3m']]);
+    assert.deepEqual(dispatchedInputs(events, 'analyze'), [{ timeframe: '3m', asOf: '2026-03-31', includeCohorts: false, topN: 5 }]);
+    assert.deepEqual(dispatchedInputs(events, 'report_dir'), [{ path: '/srv/files/reports' }]);
     const report = dispatchedInputs(events, 'write_report')[0] as { path: string; content: string };
-    assert.equal(report.path, 'reports/revenue-analysis.md');
-    assert.match(report.content, /^# Revenue analysis 2026-01-01 to 2026-04-01\n/);
-    assert.match(report.content, /Revenue grew 4%/);
-    assert.match(report.content, /## Forecast\n\nNot requested\./);
-    const stored = dispatchedInputs(events, 'store_results')[0] as { params: unknown[] };
-    assert.deepEqual(stored.params[2], { summary: 'Revenue grew 4% month over month.', trend: 'up' });
-    assert.equal(stored.params[3], null);
+    assert.equal(report.path, '/srv/files/reports/revenue-analysis.md');
+    assert.match(report.content, /^# Revenue analysis: last 3m \(2026-01-01 to 2026-03-31\)\n/);
+    assert.match(report.content, /\| Total revenue \| 3600\.5 \|/);
+    assert.match(report.content, /\| 2026-02 \| 1100 \| 9 \|/);
+    assert.match(report.content, /## Anomalies\n\nNone detected\./);
+    assert.match(report.content, /## Forecast\n\nNot requested \(include_forecasts is false\)\./);
+    assert.deepEqual(
+      dispatchedInputs(events, 'store_results').map((i) => [(i as { name: string }).name, (i as { value: number }).value]),
+      [['revenue.total', 3600.5], ['revenue.orders', 30], ['revenue.customers', 7]],
+    );
     assert.ok(state.status === 'completed');
     assert.deepEqual(state.outputs, {
-      report_path: 'reports/revenue-analysis.md',
-      summary: 'Revenue grew 4% month over month.',
+      window: { from: '2026-01-01', to: '2026-03-31', timeframe: '3m' },
+      total_revenue: 3600.5,
+      orders: 30,
+      customers_with_orders: 7,
+      report_file: '/srv/files/reports/revenue-analysis.md',
       forecast_included: false,
-      report_id: 9,
+      forecast_total: null,
+      metrics_recorded: 3,
     });
   });
 
-  it('revenue_analysis with forecasts: the forecast runs and lands in the report', () => {
-    const { state, events } = simulate(
-      revenueAnalysisTemplate,
-      { period_start: '2026-01-01', period_end: '2026-04-01', include_forecasts: true, forecast_months: 6 },
-      revenueResponder,
-    );
+  it('revenue_analysis with forecasts: the forecast runs, lands in the report and in the metrics', () => {
+    const { state, events } = simulate(revenueAnalysisTemplate, { timeframe: '3m', include_forecasts: true, forecast_months: 6 }, revenueResponder);
     assert.equal(state.status, 'completed');
-    assert.deepEqual(dispatchedInputs(events, 'forecast'), [{ history: [{ month: '2026-01', revenue: 1200.5, invoices: 12 }], months: 6 }]);
-    assert.match((dispatchedInputs(events, 'write_report')[0] as { content: string }).content, /Expect 1300 next month\./);
-    assert.ok(state.status === 'completed' && state.outputs['forecast_included'] === true);
+    assert.deepEqual(dispatchedInputs(events, 'forecast'), [{ horizon: 6, asOf: '2026-03-31' }]);
+    assert.match((dispatchedInputs(events, 'write_report')[0] as { content: string }).content, /\| 2026-04 \| 1333\.3 \| 1200 \| 1466\.6 \|/);
+    assert.equal(dispatchedInputs(events, 'store_results').length, 4);
+    assert.ok(state.status === 'completed' && state.outputs['forecast_included'] === true && state.outputs['forecast_total'] === 4000);
   });
 
   const supportResponder =
-    (escalate: boolean): Responder =>
+    (known: boolean, escalate: boolean): Responder =>
     (d) => {
-      if (d.uses === 'mcp:database/query') {
-        const sql = String((d.input as { sql: string }).sql);
-        return sql.startsWith('SELECT') ? { rows: [{ id: 5, name: 'Cy', plan: 'pro', past_interactions: 2 }] } : { rows: [{ id: 77 }] };
-      }
+      if (d.uses === 'mcp:database/query') return { rows: known ? [{ id: 5, name: 'Cy', segment: 'smb', region: 'emea', plan: 'growth', open_tickets: 0 }] : [] };
       if (d.uses === 'agent:support_response') {
-        return (d.input as { mode: string }).mode === 'analyze'
-          ? { category: 'billing', sentiment: 'negative', escalate }
-          : { text: 'We refunded the duplicate charge.' };
+        return {
+          intent: 'billing',
+          sentiment: { label: escalate ? 'negative' : 'neutral', score: escalate ? -6 : 0 },
+          escalation: { escalate, priority: escalate ? 'p1' : 'p3', reasons: escalate ? ['strongly negative tone'] : [] },
+          draft: 'We refunded the duplicate charge.',
+        };
       }
-      if (d.uses === 'mcp:automation/send_webhook') return { delivered: true };
+      if (d.uses === 'mcp:automation/send_webhook') return { delivery: { delivered: true } };
+      if (d.uses === 'mcp:analytics/record_metric') return { id: '77' };
       throw new Error(`unexpected dispatch ${d.uses}`);
     };
 
-  it('customer_support without escalation: escalate skipped, interaction logged', () => {
-    const { state, events } = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Charged twice?' }, supportResponder(false));
+  it('customer_support, known customer without escalation: escalate skipped, interaction logged', () => {
+    const { state, events } = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Charged twice?' }, supportResponder(true, false));
     assert.equal(state.status, 'completed');
+    assert.equal(statusOf(state, 'analyze_query_anonymous'), 'skipped');
     assert.equal(statusOf(state, 'escalate'), 'skipped');
-    assert.equal((dispatchedInputs(events, 'log_interaction')[0] as { params: unknown[] }).params[4], false);
+    assert.deepEqual(dispatchedInputs(events, 'analyze_query'), [{ query: 'Charged twice?', customerId: 5 }]);
+    assert.deepEqual((dispatchedInputs(events, 'log_interaction')[0] as { labels: unknown }).labels, {
+      channel: 'email',
+      intent: 'billing',
+      priority: 'p3',
+      escalation: 'not_needed',
+      customer: '5',
+      sentiment: 'neutral',
+    });
     assert.ok(state.status === 'completed');
-    assert.deepEqual(state.outputs, { response: { text: 'We refunded the duplicate charge.' }, escalated: false, interaction_id: 77 });
+    assert.deepEqual(state.outputs, {
+      customer_id: 5,
+      response: 'We refunded the duplicate charge.',
+      intent: 'billing',
+      priority: 'p3',
+      escalate_reasons: [],
+      escalation: 'not_needed',
+      interaction_metric_id: '77',
+    });
   });
 
-  it('customer_support when the analysis says escalate: the escalation webhook is sent', () => {
-    const { state, events } = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Cancel everything!' }, supportResponder(true));
+  it('customer_support, unknown e-mail, analysis says escalate: analysed without a customer, escalation sent', () => {
+    const { state, events } = simulate(customerSupportTemplate, { customer_email: 'who@example.com', query: 'Cancel everything!' }, supportResponder(false, true));
     assert.equal(state.status, 'completed');
-    assert.deepEqual(dispatchedInputs(events, 'escalate'), [
-      {
-        name: 'support-escalation',
-        payload: { customer_email: 'cy@example.com', query: 'Cancel everything!', analysis: { category: 'billing', sentiment: 'negative', escalate: true } },
-      },
-    ]);
-    assert.ok(state.status === 'completed' && state.outputs['escalated'] === true);
+    assert.equal(statusOf(state, 'analyze_query'), 'skipped');
+    assert.deepEqual(dispatchedInputs(events, 'analyze_query_anonymous'), [{ query: 'Cancel everything!' }]);
+    const esc = dispatchedInputs(events, 'escalate')[0] as { webhook: string; event: string; payload: Record<string, unknown> };
+    assert.equal(esc.webhook, 'support-escalation');
+    assert.equal(esc.event, 'support.escalation');
+    assert.equal(esc.payload['customer'], null);
+    assert.equal(esc.payload['priority'], 'p1');
+    assert.ok(state.status === 'completed' && state.outputs['escalation'] === 'sent' && state.outputs['customer_id'] === null);
   });
 });
