@@ -311,7 +311,10 @@ export class Dispatcher {
       set.add({ resolve, reject });
     });
     const now = await this.load(taskId);
-    if (!now) throw new AppError('not_found', `no task ${taskId}`, { task_id: taskId });
+    if (!now) {
+      this.waiters.delete(taskId);
+      throw new AppError('not_found', `no task ${taskId}`, { task_id: taskId });
+    }
     if (isTerminal(now)) this.resolveWaiters(taskId, now);
     return done;
   }
