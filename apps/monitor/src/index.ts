@@ -11,3 +11,4 @@ export * from './prometheus.js';
 export * from './monitor.js';
 export * from './config.js';
 export * from './wiring/index.js';
+export * from './call-metrics/index.js';

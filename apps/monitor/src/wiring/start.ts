@@ -4,6 +4,8 @@ import type { EventStore } from '@switchyard/event-store';
 import type { NatsConnection, Service } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 import { monitorSettingsFromEnv } from '../config.js';
+import { CallMetricsConsumer } from '../call-metrics/consumer.js';
+import { callMetricsAlertRules } from '../call-metrics/rules.js';
 import { defaultAlertRules, type AlertRule } from '../domain/rules.js';
 import { Monitor, monitorSettingsSchema } from '../monitor.js';
 import { functionProbe, httpProbe, natsProbe, postgresProbe, type Probe } from '../probes.js';
@@ -38,6 +40,8 @@ export interface StartMonitoringOptions {
   readonly agentServicePrefix?: string;
   /** First webhook retry delay (default 250 ms). */
   readonly webhookInitialDelayMs?: number;
+  /** MCP/agent call metrics from the event store (see CallMetricsConsumer); default on, aggregates every 15 s over 5 min. */
+  readonly callMetrics?: { readonly enabled?: boolean; readonly aggregateIntervalMs?: number; readonly windowMs?: number; readonly name?: string };
 }
 
 export interface RunningMonitoring {
@@ -46,6 +50,8 @@ export interface RunningMonitoring {
   readonly discovery: ProbeDiscovery;
   readonly publisher: MonitorEventPublisher;
   readonly service: Service;
+  /** The MCP/agent call metrics consumer (undefined when `callMetrics.enabled` is false). */
+  readonly callMetrics: CallMetricsConsumer | undefined;
   /** Stop discovery, the service and the Monitor; wait (bounded) for queued appends and webhooks. Idempotent. */
   stop(): Promise<void>;
 }
@@ -59,7 +65,9 @@ export interface RunningMonitoring {
  *    `switchyard.alerts.<type>`, MONITOR_ALERT_WEBHOOKS),
  * 3. discovery of MCP servers (connectors' registry) and agent instances (`$SRV.PING`), every
  *    `discoveryIntervalMs`, each new one added as a probe,
- * 4. the NATS service `switchyard.svc.monitor.v1.*` the gateway queries.
+ * 4. the call metrics of every MCP tool call and agent task (counters and histograms in the
+ *    Monitor's registry, series `mcp_call_*` / `agent_task_*` in its store),
+ * 5. the NATS service `switchyard.svc.monitor.v1.*` the gateway queries.
  */
 export async function startMonitoring(opts: StartMonitoringOptions): Promise<RunningMonitoring> {
   const env = opts.env ?? process.env;
@@ -69,7 +77,8 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
   const log = opts.logger.child({ component: 'monitoring', correlationId: 'monitor' });
 
   // 1. Rules by layer; a bad file or env value fails the start, naming it.
-  const layers: { source: RuleSource; rules: AlertRule[] }[] = [{ source: 'default', rules: input.rules ? settings.rules : defaultAlertRules.map((r) => ({ ...r })) }];
+  const defaults = [...defaultAlertRules, ...callMetricsAlertRules].map((r) => ({ ...r }));
+  const layers: { source: RuleSource; rules: AlertRule[] }[] = [{ source: 'default', rules: input.rules ? settings.rules : defaults }];
   if (wiring.rulesFile) layers.push({ source: 'file', rules: readRulesFile(wiring.rulesFile) });
   if (wiring.rulesJson) layers.push({ source: 'env', rules: parseRulesJson(wiring.rulesJson, 'MONITOR_RULES') });
   const rules = new RuleManager(new RuleOverrideStore(opts.pool), layers, log);
@@ -130,14 +139,26 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
   };
   discover();
 
-  // 4. The service; if it cannot start, undo the rest.
+  // 4. Call metrics; 5. the service. If either cannot start, undo the rest.
+  const cm = opts.callMetrics ?? {};
+  const callMetrics = cm.enabled === false ? undefined : new CallMetricsConsumer({
+    pool: opts.pool,
+    eventStore: opts.eventStore,
+    monitor,
+    logger: opts.logger,
+    ...(cm.name ? { name: cm.name } : {}),
+    ...(cm.aggregateIntervalMs !== undefined ? { aggregateIntervalMs: cm.aggregateIntervalMs } : {}),
+    ...(cm.windowMs !== undefined ? { windowMs: cm.windowMs } : {}),
+  });
   let service: Service;
   try {
+    await callMetrics?.start();
     service = await startMonitorService({ nats: opts.nats, monitor, rules, logger: opts.logger, ...(opts.serviceName ? { serviceName: opts.serviceName } : {}) });
   } catch (err) {
     running = false;
     clearTimeout(timer);
     await round;
+    await callMetrics?.stop();
     await monitor.stop();
     await pgProbe.close();
     throw err;
@@ -146,13 +167,14 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
 
   let stopping: Promise<void> | undefined;
   return {
-    monitor, rules, discovery, publisher, service,
+    monitor, rules, discovery, publisher, service, callMetrics,
     stop() {
       stopping ??= (async () => {
         running = false;
         clearTimeout(timer);
         await round;
         await service.stop().catch((err: unknown) => log.warn({ err }, 'monitor service stop failed'));
+        await callMetrics?.stop();
         await monitor.stop();
         await pgProbe.close();
         // Webhooks may be in a long backoff: give them a moment, not the process's shutdown.
