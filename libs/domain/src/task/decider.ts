@@ -51,9 +51,8 @@ function decide(command: TaskCommand, state: TaskState): TaskEvent[] {
       if (state.agent !== undefined && state.agent !== agent) {
         throw new DomainError('illegal_state', `task asked for agent ${state.agent}, not ${agent}`, { wanted: state.agent, agent });
       }
-      if (state.failed_instances.includes(instance)) {
-        throw new DomainError('illegal_state', `instance ${instance} already failed this task`, { instance });
-      }
+      // failed_instances is a preference for the dispatcher's selection, not a rule: when the
+      // only capable instance left is one that failed before, trying it again beats waiting forever.
       return [
         {
           type: 'TaskAssigned',
