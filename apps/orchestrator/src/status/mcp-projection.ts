@@ -116,7 +116,7 @@ export function mcpStatusProjection(options: { schema?: string; delegationSchema
           const bucket = d.outcome === 'rejected' ? null : latencyBucket(d.duration_ms);
           const r = await c.query<{ inserted: boolean }>(
             `insert into ${s}.mcp_minutes as m (server, minute, calls, failures, tool_errors, hist)
-             values ($1, date_trunc('minute', $2::timestamptz at time zone 'UTC') at time zone 'UTC', 1, $3, $4,
+             values ($1, date_trunc('minute', $2::timestamptz at time zone 'UTC') at time zone 'UTC', 1, $3::int, $4::int,
                      case when $5::int is null then '{}'::int[] else array_fill(null::int, array[$5::int - 1]) || 1 end)
              on conflict (server, minute) do update set
                calls = m.calls + 1, failures = m.failures + excluded.failures, tool_errors = m.tool_errors + excluded.tool_errors,
@@ -124,6 +124,8 @@ export function mcpStatusProjection(options: { schema?: string; delegationSchema
              returning (xmax = 0) as inserted`,
             [d.server, d.at, failed ? 1 : 0, toolError ? 1 : 0, bucket],
           );
+          // The call's time is when it started (as McpToolCalled says), not when it ended.
+          const callStart = new Date(Date.parse(d.at) - d.duration_ms).toISOString();
           if (r.rows[0]?.inserted) {
             // A new minute opened: drop what has fallen out of every window we answer for.
             await c.query(`delete from ${s}.mcp_minutes where server = $1 and minute < $2::timestamptz - make_interval(secs => $3)`, [
@@ -134,7 +136,7 @@ export function mcpStatusProjection(options: { schema?: string; delegationSchema
           }
           await c.query(
             `insert into ${s}.mcp_servers as m (server, last_call_at, calls_total, failures_total, last_error, last_error_code, last_error_at)
-             values ($1, $2, 1, $3, $4, $5, case when $3 = 1 then $2::timestamptz end)
+             values ($1, $6::timestamptz, 1, $3::int, $4::text, $5::text, case when $3::int = 1 then $2::timestamptz end)
              on conflict (server) do update set
                last_call_at = greatest(m.last_call_at, excluded.last_call_at),
                calls_total = m.calls_total + 1,
@@ -142,7 +144,7 @@ export function mcpStatusProjection(options: { schema?: string; delegationSchema
                last_error = case when excluded.failures_total = 1 then excluded.last_error else m.last_error end,
                last_error_code = case when excluded.failures_total = 1 then excluded.last_error_code else m.last_error_code end,
                last_error_at = case when excluded.failures_total = 1 then excluded.last_error_at else m.last_error_at end`,
-            [d.server, d.at, failed ? 1 : 0, failed ? (d.error_message ?? null) : null, failed ? (d.error_code ?? null) : null],
+            [d.server, d.at, failed ? 1 : 0, failed ? (d.error_message ?? null) : null, failed ? (d.error_code ?? null) : null, callStart],
           );
           return;
         }
