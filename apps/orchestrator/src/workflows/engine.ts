@@ -2,10 +2,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { AppError, isAppError, type Logger } from '@switchyard/platform';
-import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
+import { WrongExpectedVersionError, type AllSubscription, type EventMetadata, type EventStore, type RecordedEvent } from '@switchyard/event-store';
 import { ProjectionRunner } from '@switchyard/read-models';
 import {
   decideAfter,
+  isDomainError,
   nextActions,
   parseUses,
   unitKey,
@@ -77,9 +78,26 @@ export interface WorkflowEngineStats {
   readonly inflight: number;
 }
 
+/**
+ * What the owning process knows of an execution: its state after `revision`, and that every
+ * event up to `revision` has been handled here (timers armed, dispatches started). Commands of
+ * this process decide against it and append with `revision` expected (no re-read); the saga
+ * skips events at or below it.
+ */
 interface CachedState {
   state: WorkflowExecutionState;
   revision: number;
+  /** False only when this process knows the timers table holds no row of the execution. */
+  timersInTable: boolean;
+  /** From WorkflowStarted's metadata; undefined = not seen (read it at the end). */
+  parent?: ParentRef | null;
+}
+
+/** A step timeout not yet written to the timers table (see `flushTimeouts`). */
+interface PendingTimeout {
+  readonly partition: number;
+  readonly timer: TimerAction;
+  readonly since: number;
 }
 
 /**
@@ -124,7 +142,25 @@ export class WorkflowEngine {
   private active = 0;
   private readonly slotWaiters: (() => void)[] = [];
   private readonly pending = new Map<number, { position: number; done: boolean }[]>();
-  private readonly chains = new Map<string, Promise<void>>();
+  private readonly chains = new Map<string, Promise<unknown>>();
+  /** Step timeouts by execution and timer key, written in batches by `flushTimeouts` (most never are: the step ends first). */
+  private readonly pendingTimeouts = new Map<string, Map<string, PendingTimeout>>();
+  /** active_executions inserts and deletes of many executions go in one statement each (group commit). */
+  private readonly activeInserts = new Batcher<{ id: string; partition: number }>((rows) =>
+    this.o.pool
+      .query(
+        `insert into ${WORKFLOW_SCHEMA}.active_executions (execution_id, partition)
+         select * from unnest($1::text[], $2::int[]) on conflict do nothing`,
+        [rows.map((r) => r.id), rows.map((r) => r.partition)],
+      )
+      .then(() => undefined),
+  );
+  private readonly activeDeletes = new Batcher<string>((ids) =>
+    this.o.pool.query(`delete from ${WORKFLOW_SCHEMA}.active_executions where execution_id = any($1::text[])`, [ids]).then(() => undefined),
+  );
+  private readonly timerDeletes = new Batcher<string>((ids) =>
+    this.o.pool.query(`delete from ${WORKFLOW_SCHEMA}.timers where execution_id = any($1::text[])`, [ids]).then(() => undefined),
+  );
 
   constructor(private readonly o: WorkflowEngineOptions) {
     this.memberId = o.memberId ?? `engine-${randomUUID().slice(0, 8)}`;
@@ -159,7 +195,10 @@ export class WorkflowEngine {
     await this.leases.start();
     const every = (ms: number, fn: () => Promise<void> | void) => this.timers.push(setInterval(() => void fn(), ms));
     every(this.o.timerPollMs ?? 200, () => this.pollTimers());
-    every(this.o.checkpointIntervalMs ?? 250, () => this.flushCheckpoints());
+    every(this.o.checkpointIntervalMs ?? 250, async () => {
+      await this.flushTimeouts(false);
+      await this.flushCheckpoints();
+    });
     every(this.o.recoveryIntervalMs ?? 15_000, () => {
       for (const p of this.owned) this.track(this.recoverPartition(p));
     });
@@ -174,6 +213,7 @@ export class WorkflowEngine {
     await this.sub?.close();
     await this.loop?.catch(() => undefined);
     await Promise.race([Promise.allSettled([...this.work, ...this.chains.values()]), new Promise((r) => setTimeout(r, 5_000))]);
+    await this.flushTimeouts(true);
     await this.flushCheckpoints();
     await this.leases.stop();
     await this.projections?.stop();
@@ -212,6 +252,9 @@ export class WorkflowEngine {
     this.owned.delete(p);
     this.dirty.delete(p);
     this.pending.delete(p);
+    // The new owner recovers these executions (and re-arms their timers) from their events.
+    for (const id of this.cache.keys()) if (partitionOf(id, this.partitions) === p) this.cache.delete(id);
+    for (const id of this.pendingTimeouts.keys()) if (partitionOf(id, this.partitions) === p) this.pendingTimeouts.delete(id);
     this.log.info({ partition: p }, 'partition released');
   }
 
@@ -263,8 +306,7 @@ export class WorkflowEngine {
     const queue = this.pending.get(p) ?? [];
     queue.push(entry);
     this.pending.set(p, queue);
-    const prev = this.chains.get(executionId) ?? Promise.resolve();
-    const run: Promise<void> = prev.then(async () => {
+    void this.onChain(executionId, async () => {
       try {
         // A failing decision stalls this execution (retried) rather than skipping the event.
         for (let attempt = 1; !this.stopped; attempt++) {
@@ -280,12 +322,24 @@ export class WorkflowEngine {
         entry.done = true;
         this.counts.eventsHandled++;
         this.advance(p);
-        if (this.chains.get(executionId) === run) this.chains.delete(executionId);
         this.active--;
         this.slotWaiters.shift()?.();
       }
     });
-    this.chains.set(executionId, run);
+  }
+
+  /** Run `fn` after everything queued for this execution (saga events, local commands): one at a time per execution. */
+  private onChain<T>(executionId: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.chains.get(executionId) ?? Promise.resolve()).then(fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.chains.set(executionId, tail);
+    void tail.then(() => {
+      if (this.chains.get(executionId) === tail) this.chains.delete(executionId);
+    });
+    return run;
   }
 
   /** Move the partition's checkpoint over the leading run of finished events. */
@@ -301,48 +355,166 @@ export class WorkflowEngine {
   }
 
   private async process(executionId: string, partition: number, e: RecordedEvent): Promise<void> {
-    const event = { type: e.type, data: e.data, metadata: e.metadata } as unknown as WorkflowEvent;
-    const state = await this.stateAt(executionId, e);
-    if (event.type === 'WorkflowStarted') {
-      await this.o.pool.query(`insert into ${WORKFLOW_SCHEMA}.active_executions (execution_id, partition) values ($1, $2) on conflict do nothing`, [
-        executionId,
-        partition,
-      ]);
-    }
-    const actions = decideAfter(event, state);
-    // 1. Timers first: durable before the checkpoint moves past the event that armed them.
-    if (actions.timers.length > 0) await this.armTimers(executionId, partition, actions.timers);
-    if (actions.due.length > 0) setImmediate(() => void this.pollTimers());
-    // 2. Dispatches run in the background; recovery covers a crash before they are recorded.
-    for (const d of actions.dispatch) this.dispatch(d, false);
-    // 3. A cancel reaches running sub-workflows too (their end reports back and lets this one end).
-    if (event.type === 'ExecutionCancelRequested') await this.cancelChildren(state, event.data.reason);
-    // 4. The end: clean up, tell a parent execution.
-    if (TERMINAL_EVENTS.has(event.type) && isTerminal(state)) await this.onTerminal(executionId, state);
-  }
-
-  /** The execution's state right after `e`, from the cache when it is exactly one event behind. */
-  private async stateAt(executionId: string, e: RecordedEvent): Promise<WorkflowExecutionState> {
     const c = this.cache.get(executionId);
-    const event = { type: e.type, data: e.data, metadata: e.metadata } as unknown as WorkflowEvent;
+    // Appended by this process and handled right after its commit (see `command`).
+    if (c && e.revision <= c.revision) return;
+    const event = toEvent(e);
+    let entry: CachedState;
     if (c && c.revision === e.revision - 1) {
-      c.state = workflowExecutionDecider.evolve(c.state, event);
-      c.revision = e.revision;
-      return c.state;
+      entry = { ...c, state: workflowExecutionDecider.evolve(c.state, event), revision: e.revision };
+    } else {
+      const events = await this.o.store.readStream(workflowExecutionStream(executionId), { maxCount: e.revision + 1 });
+      let state = workflowExecutionDecider.initialState;
+      for (const r of events) state = workflowExecutionDecider.evolve(state, toEvent(r));
+      const first = events[0]?.revision === 0 ? events[0] : undefined;
+      // At revision 0 nothing can have armed a timer yet.
+      entry = { state, revision: e.revision, timersInTable: e.revision > 0, parent: first ? parentIn(first) : undefined };
     }
-    const events = await this.o.store.readStream(workflowExecutionStream(executionId), { maxCount: e.revision + 1 });
-    let state = workflowExecutionDecider.initialState;
-    for (const r of events) state = workflowExecutionDecider.evolve(state, { type: r.type, data: r.data, metadata: r.metadata } as unknown as WorkflowEvent);
-    if (this.cache.size > 20_000) this.cache.clear(); // a bound, not an LRU: misses only cost a read
-    this.cache.set(executionId, { state, revision: e.revision });
-    return state;
+    if (event.type === 'WorkflowStarted') entry.parent = parentIn(e);
+    this.remember(executionId, entry);
+    try {
+      await this.effects(executionId, partition, [{ event, state: entry.state }], entry);
+    } catch (err) {
+      // Forget the state, so the retry handles the event again.
+      this.cache.delete(executionId);
+      throw err;
+    }
   }
 
-  private async onTerminal(executionId: string, state: WorkflowExecutionState): Promise<void> {
-    await this.o.pool.query(`delete from ${WORKFLOW_SCHEMA}.timers where execution_id = $1`, [executionId]);
-    const parent = await this.parentOf(executionId);
+  private remember(executionId: string, entry: CachedState): void {
+    if (this.cache.size > 20_000 && !this.cache.has(executionId)) this.cache.clear(); // a bound, not an LRU: a miss costs a read
+    this.cache.set(executionId, entry);
+  }
+
+  /**
+   * The I/O that appended events ask for (`items`: each event with the state right after it;
+   * `entry`: the state after the last one). Steps:
+   *  1. a new execution joins active_executions (what a new owner recovers);
+   *  2. timers: step timeouts wait in memory (`flushTimeouts`), the others are written now;
+   *  3. units go out in the background (already recorded as dispatched, or recorded first);
+   *  4. a cancel reaches running sub-workflows; the end drops timers and tells a parent.
+   */
+  private async effects(executionId: string, partition: number, items: readonly { event: WorkflowEvent; state: WorkflowExecutionState }[], entry: CachedState): Promise<void> {
+    const timers = new Map<string, TimerAction>();
+    const dispatches: DispatchAction[] = [];
+    let due = false;
+    for (const { event, state } of items) {
+      if (event.type === 'WorkflowStarted') await this.activeInserts.add({ id: executionId, partition });
+      const actions = decideAfter(event, state);
+      for (const t of actions.timers) timers.set(timerKey(t), t);
+      if (actions.due.length > 0) due = true;
+      dispatches.push(...actions.dispatch);
+    }
+    // 2. Durable before the checkpoint moves past the events. A step timeout may wait: if this process
+    //    dies first, the partition's next owner re-arms every timer from the events (recovery).
+    const now = Date.now();
+    const write: TimerAction[] = [];
+    for (const t of timers.values()) {
+      if (t.kind === 'timeout' && Date.parse(t.dueAt) - now > TIMEOUT_WRITE_AHEAD_MS) {
+        const m = this.pendingTimeouts.get(executionId) ?? new Map<string, PendingTimeout>();
+        m.set(timerKey(t), { partition, timer: t, since: now });
+        this.pendingTimeouts.set(executionId, m);
+      } else write.push(t);
+    }
+    if (write.length > 0) {
+      await this.armTimers(executionId, partition, write);
+      entry.timersInTable = true;
+    }
+    if (due) setImmediate(() => void this.pollTimers());
+    // 3. A unit the same append already recorded as dispatched goes out at once; a scheduled one is recorded first.
+    for (const d of dispatches) {
+      if (d.kind === 'compensation') {
+        this.dispatch(d, false);
+        continue;
+      }
+      const u = unitIn(entry.state, d);
+      if (u?.attempt !== d.attempt) continue;
+      if (u.phase === 'dispatched') this.dispatch(d, true);
+      else if (u.phase === 'scheduled') this.dispatch(d, false);
+    }
+    // 4. Cancel and end.
+    for (const { event, state } of items) {
+      if (event.type === 'ExecutionCancelRequested') await this.cancelChildren(state, event.data.reason);
+    }
+    const last = items[items.length - 1];
+    if (last && TERMINAL_EVENTS.has(last.event.type) && isTerminal(entry.state)) await this.onTerminal(executionId, entry.state, entry);
+  }
+
+  /**
+   * Run a command for an execution. When this process owns it and holds its state, the fast
+   * path: decide against the cached state, fold in the dispatch record of every unit the
+   * decision scheduled (one append, not two), append with the known revision expected, and do
+   * the effects right after the commit instead of waiting for the event to come back through
+   * the subscription. A revision conflict (another writer: timer, gateway, another process)
+   * falls back to read-decide-append, and the subscription handles those events as usual.
+   */
+  private async command(executionId: string, command: WorkflowCommand): Promise<{ state: WorkflowExecutionState }> {
+    const partition = partitionOf(executionId, this.partitions);
+    if (!this.owned.has(partition)) return runWorkflowCommand(this.o.store, executionId, command);
+    // On the chain: the saga may be handling an event of this execution right now.
+    return this.onChain(executionId, async () => {
+      const c = this.cache.get(executionId);
+      if (!c || !this.owned.has(partition)) return runWorkflowCommand(this.o.store, executionId, command);
+      // 1. Decide, then record the dispatch of every unit the decision scheduled.
+      const items: { event: WorkflowEvent; state: WorkflowExecutionState }[] = [];
+      let state = c.state;
+      const apply = (events: readonly WorkflowEvent[]) => {
+        for (const event of events) {
+          state = workflowExecutionDecider.evolve(state, event);
+          items.push({ event, state });
+        }
+      };
+      try {
+        apply(workflowExecutionDecider.decide(command, state));
+        for (let i = 0; i < items.length; i++) {
+          const ev = items[i]!.event;
+          if (ev.type !== 'StepScheduled' || state.status === 'not_started') continue;
+          const ref = { stepId: ev.data.stepId, ...(ev.data.itemIndex === undefined ? {} : { itemIndex: ev.data.itemIndex }) };
+          apply(
+            workflowExecutionDecider.decide(
+              { type: 'RecordStepDispatched', data: { ...ref, attempt: ev.data.attempt }, metadata: this.meta(state.correlationId) },
+              state,
+            ),
+          );
+        }
+      } catch (err) {
+        if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
+        throw err;
+      }
+      if (items.length === 0) return { state };
+      // 2. Append with the revision we hold; a conflict means someone else wrote first.
+      let next: number;
+      try {
+        const r = await this.o.store.append(
+          workflowExecutionStream(executionId),
+          items.map(({ event }) => ({ type: event.type, data: event.data, metadata: event.metadata as unknown as EventMetadata })),
+          { expectedRevision: c.revision === -1 ? 'no_stream' : c.revision },
+        );
+        next = r.nextExpectedRevision;
+      } catch (err) {
+        if (err instanceof WrongExpectedVersionError) return runWorkflowCommand(this.o.store, executionId, command);
+        throw err;
+      }
+      // 3. Effects now; should they fail, forget the state so the subscription handles these events again.
+      const entry: CachedState = { ...c, state, revision: next };
+      this.remember(executionId, entry);
+      try {
+        await this.effects(executionId, partition, items, entry);
+      } catch (err) {
+        this.cache.delete(executionId);
+        this.log.warn({ err, executionId, correlationId: 'correlationId' in state ? state.correlationId : undefined }, 'effects after append failed; left to the subscription');
+      }
+      return { state };
+    });
+  }
+
+  /** The end: drop timers (only if any may exist), tell a parent, leave active_executions. */
+  private async onTerminal(executionId: string, state: WorkflowExecutionState, entry?: CachedState): Promise<void> {
+    this.pendingTimeouts.delete(executionId);
+    if (entry?.timersInTable !== false) await this.timerDeletes.add(executionId);
+    const parent = entry?.parent === undefined ? await this.parentOf(executionId) : (entry.parent ?? undefined);
     if (parent) await this.notifyParent(parent, state);
-    await this.o.pool.query(`delete from ${WORKFLOW_SCHEMA}.active_executions where execution_id = $1`, [executionId]);
+    await this.activeDeletes.add(executionId);
     this.cache.delete(executionId);
   }
 
@@ -407,10 +579,9 @@ export class WorkflowEngine {
 
   private async runDispatch(a: DispatchAction, recorded: boolean): Promise<void> {
     const ref = { stepId: a.stepId, ...(a.itemIndex === undefined ? {} : { itemIndex: a.itemIndex }) };
-    const log = this.log.child({ executionId: a.executionId, unit: unitKey(ref), attempt: a.attempt, correlationId: a.correlationId });
     // 1. Record the dispatch (starts the attempt's timeout); drop the unit if it is no longer scheduled.
     if (a.kind === 'step' && !recorded) {
-      const r = await runWorkflowCommand(this.o.store, a.executionId, { type: 'RecordStepDispatched', data: { ...ref, attempt: a.attempt }, metadata: this.meta(a.correlationId) });
+      const r = await this.command(a.executionId, { type: 'RecordStepDispatched', data: { ...ref, attempt: a.attempt }, metadata: this.meta(a.correlationId) });
       const u = unitIn(r.state, ref);
       if (!u || u.phase !== 'dispatched' || u.attempt !== a.attempt) return;
     }
@@ -423,7 +594,9 @@ export class WorkflowEngine {
       await this.startChild(a, ref);
       return;
     }
-    log.debug({ uses: a.uses }, 'dispatching unit');
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ executionId: a.executionId, unit: unitKey(ref), attempt: a.attempt, uses: a.uses, correlationId: a.correlationId }, 'dispatching unit');
+    }
     const outcome = await (this.o.execute ?? ((x: DispatchAction) => executeRemote(this.o.nats, x, this.o.subjects)))(a);
     // 3. Record the outcome (the decider ignores it if the attempt is no longer in flight).
     await this.record(a, outcome);
@@ -442,7 +615,7 @@ export class WorkflowEngine {
           : { type: 'RecordStepFailed', data: { ...ref, attempt: a.attempt, error: outcome.error }, metadata };
     for (let attempt = 1; ; attempt++) {
       try {
-        await runWorkflowCommand(this.o.store, a.executionId, command);
+        await this.command(a.executionId, command);
         return;
       } catch (err) {
         // Lost results are recovered (re-dispatch with the same key), but try a few times first.
@@ -494,8 +667,7 @@ export class WorkflowEngine {
     const dues: string[] = [];
     const commands: string[] = [];
     for (const t of timers) {
-      const d = t.command.data as { stepId: string; itemIndex?: number; attempt?: number };
-      keys.push(`${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`);
+      keys.push(timerKey(t));
       dues.push(t.dueAt);
       commands.push(JSON.stringify(t.command));
     }
@@ -557,6 +729,53 @@ export class WorkflowEngine {
     }
   }
 
+  /**
+   * Write the step timeouts that are still needed: those whose unit is still dispatched (with
+   * that attempt) after TIMEOUT_DEFER_MS, or all of them (`all`, on stop). A step that ends
+   * sooner never costs a timer row. One statement for every execution.
+   */
+  private async flushTimeouts(all: boolean): Promise<void> {
+    const now = Date.now();
+    const rows: { id: string; partition: number; t: TimerAction }[] = [];
+    for (const [id, m] of this.pendingTimeouts) {
+      const c = this.cache.get(id);
+      for (const [k, p] of m) {
+        const d = p.timer.command.data as { stepId: string; itemIndex?: number; attempt: number };
+        const u = c ? unitIn(c.state, d) : undefined;
+        if (c && (u?.phase !== 'dispatched' || u.attempt !== d.attempt)) {
+          m.delete(k);
+          continue;
+        }
+        if (!all && now - p.since < TIMEOUT_DEFER_MS && Date.parse(p.timer.dueAt) - now > TIMEOUT_WRITE_AHEAD_MS) continue;
+        if (!this.owned.has(p.partition)) continue;
+        rows.push({ id, partition: p.partition, t: p.timer });
+        m.delete(k);
+      }
+      if (m.size === 0) this.pendingTimeouts.delete(id);
+    }
+    if (rows.length === 0) return;
+    try {
+      await this.o.pool.query(
+        `insert into ${WORKFLOW_SCHEMA}.timers (execution_id, timer_key, partition, due_at, command)
+         select e, k, p, d::timestamptz, c::jsonb from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[]) as t(e, k, p, d, c)
+         on conflict (execution_id, timer_key) do update set due_at = excluded.due_at, command = excluded.command`,
+        [rows.map((r) => r.id), rows.map((r) => timerKey(r.t)), rows.map((r) => r.partition), rows.map((r) => r.t.dueAt), rows.map((r) => JSON.stringify(r.t.command))],
+      );
+      for (const r of rows) {
+        const c = this.cache.get(r.id);
+        if (c) c.timersInTable = true;
+      }
+    } catch (err) {
+      // Keep them for the next flush (recovery would re-arm them anyway).
+      for (const r of rows) {
+        const m = this.pendingTimeouts.get(r.id) ?? new Map<string, PendingTimeout>();
+        m.set(timerKey(r.t), { partition: r.partition, timer: r.t, since: 0 });
+        this.pendingTimeouts.set(r.id, m);
+      }
+      this.log.warn({ err }, 'timeout flush failed');
+    }
+  }
+
   private async flushCheckpoints(): Promise<void> {
     const parts = [...this.dirty].filter((p) => this.owned.has(p));
     this.dirty.clear();
@@ -587,9 +806,8 @@ export class WorkflowEngine {
   }
 
   private async recoverExecution(executionId: string, partition: number): Promise<void> {
-    const { state, revision } = await loadExecution(this.o.store, executionId);
+    const { state } = await loadExecution(this.o.store, executionId);
     if (state.status === 'not_started') return;
-    this.cache.set(executionId, { state, revision });
     if (isTerminal(state)) {
       await this.onTerminal(executionId, state);
       return;
@@ -630,6 +848,53 @@ function unitIn(state: WorkflowExecutionState, ref: { stepId: string; itemIndex?
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const toEvent = (e: RecordedEvent): WorkflowEvent => ({ type: e.type, data: e.data, metadata: e.metadata }) as unknown as WorkflowEvent;
+const parentIn = (e: RecordedEvent): ParentRef | null => (e.metadata as { parent?: ParentRef }).parent ?? null;
+
+/** Row key of a timer: one per kind, unit and attempt. */
+function timerKey(t: TimerAction): string {
+  const d = t.command.data as { stepId: string; itemIndex?: number; attempt?: number };
+  return `${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`;
+}
+
+/** A step timeout is written once its step has run this long (most steps end sooner)... */
+const TIMEOUT_DEFER_MS = 1_000;
+/** ...or at once when it is due within this, so it fires on time. */
+const TIMEOUT_WRITE_AHEAD_MS = 3_000;
+
+/** Group concurrent calls into one statement, like the store's group commit: one batch in flight, the rest wait and go together. */
+class Batcher<T> {
+  private readonly queue: { item: T; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private running = false;
+
+  constructor(
+    private readonly run: (items: T[]) => Promise<void>,
+    private readonly max = 500,
+  ) {}
+
+  add(item: T): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.running || this.queue.length === 0) return;
+    this.running = true;
+    const batch = this.queue.splice(0, this.max);
+    void this.run(batch.map((b) => b.item))
+      .then(
+        () => batch.forEach((b) => b.resolve()),
+        (err) => batch.forEach((b) => b.reject(err)),
+      )
+      .finally(() => {
+        this.running = false;
+        this.kick();
+      });
+  }
+}
 
 /** Build and start an engine (the launcher's entry point). Stop it with `engine.stop()`. */
 export async function startWorkflowEngine(o: WorkflowEngineOptions): Promise<WorkflowEngine> {
