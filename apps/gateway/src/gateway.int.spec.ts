@@ -470,7 +470,7 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       for (const n of ['stream', 'after', 'from_revision', 'limit', 'direction', 'type', 'since', 'until']) assert.ok(names.includes(n), n);
       const limit = list.parameters.find((p: { name: string }) => p.name === 'limit');
       assert.equal(limit.schema.maximum, 1000);
-      assert.equal(list['x-required-role'], 'auditor');
+      assert.equal(list['x-required-role'], 'viewer');
       assert.ok(list.responses['200'].content['application/json'].schema.properties.events);
       assert.ok(list.responses['400'].content['application/problem+json']);
       assert.ok(doc.paths['/test/echo'].post.requestBody.content['application/json'].schema.properties.count);

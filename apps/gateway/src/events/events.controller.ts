@@ -41,7 +41,7 @@ export class EventsController {
       'and paged by `from_revision`. Follow `next.href` for the next page; `next` is null at the end. With time filters a ' +
       'page may hold fewer than `limit` events while `next` is still set (at most 10 000 events are examined per request).',
     tags: ['events'],
-    role: 'auditor',
+    role: 'viewer',
     response: {
       schema: eventsPageSchema,
       example: {
@@ -72,7 +72,7 @@ export class EventsController {
       'Each event is one SSE message whose `id` is its global position and whose `data` is the event JSON. Reconnecting ' +
       'clients send Last-Event-ID (or `?after=`) and miss nothing. A `: heartbeat` comment comes every 15 s.',
     tags: ['events'],
-    role: 'auditor',
+    role: 'viewer',
     headers: lastEventIdHeader,
     response: { contentType: 'text/event-stream', description: 'An endless text/event-stream' },
   })
