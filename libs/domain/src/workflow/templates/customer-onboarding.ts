@@ -118,7 +118,11 @@ export const customerOnboardingTemplate = {
           name: '${{ input.customer.name }}',
           customer_id: `\${{ ${CREATED}.customer_id }}`,
           subject: 'Welcome to Switchyard, ${{ input.customer.name }}',
-          body: '${{ steps.welcome_content.output.markdown }}',
+          // The agent's e-mail is a mail-merge text ({{first_name}}): merged here, after a welcome line.
+          // ('}' + '}' because a literal double brace would end the ${{ }} expression.)
+          body:
+            "${{ 'Welcome aboard, ' + input.customer.name + '! Your ' + input.customer.plan + ' plan with ' + string(input.customer.seats) + ' seats is active.\\n\\n' + " +
+            "steps.welcome_content.output.markdown.split('{{first_name}' + '}').join(input.customer.name) }}",
           format: 'markdown',
         },
         idempotency_key: `welcome-\${{ string(${CREATED}.customer_id) }}`,

@@ -99,7 +99,7 @@ describe('built-in templates: simulated runs reach completed', () => {
           return { rows: [{ customer_id: 101, signup_date: '2026-01-31', subscription_id: 401, plan: 'growth', seats: 8, price_per_seat: 29 }], row_count: 1 };
         }
       }
-      if (d.uses === 'agent:marketing_content') return { channel: 'email', markdown: '# Hello\n\nGlad to have you.', facts: {} };
+      if (d.uses === 'agent:marketing_content') return { channel: 'email', markdown: 'Hi {{first_name}},\n\nGlad to have you.', facts: {} };
       if (d.uses === 'mcp:automation/send_webhook') return { delivery: { delivery_id: 'welcome-101', delivered: true, status: 202, attempts: 1 } };
       if (d.uses === 'mcp:automation/create_schedule') return { schedule: { name: (d.input as { name: string }).name } };
       throw new Error(`unexpected dispatch ${d.uses}`);
@@ -127,7 +127,10 @@ describe('built-in templates: simulated runs reach completed', () => {
       {
         webhook: 'welcome-email',
         event: 'customer.welcome_email',
-        payload: { to: 'ann@example.com', name: 'Ann Lee', customer_id: 101, subject: 'Welcome to Switchyard, Ann Lee', body: '# Hello\n\nGlad to have you.', format: 'markdown' },
+        payload: { to: 'ann@example.com', name: 'Ann Lee', customer_id: 101, subject: 'Welcome to Switchyard, Ann Lee',
+          body: 'Welcome aboard, Ann Lee! Your growth plan with 8 seats is active.\n\nHi Ann Lee,\n\nGlad to have you.',
+          format: 'markdown',
+        },
         idempotency_key: 'welcome-101',
       },
     ]);

@@ -1,0 +1,384 @@
+/**
+ * The three built-in workflow templates, run for real against the whole system: one launcher
+ * process (its own PostgreSQL and nats-server, MCP servers, connectors, agents on the demo data,
+ * dispatcher, workflow engine, gateway with auth), driven through HTTP like a user. Every figure is
+ * checked against a value computed here independently (SQL on the system's own database, the
+ * report file on disk, the HTTP requests a local webhook sink received).
+ *
+ * The system runs with DATABASE_ALLOW_WRITES=true (customer_onboarding inserts into
+ * business.customers and business.subscriptions) and WEBHOOK_ALLOW_LOOPBACK=true (the sink is local).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import path from 'node:path';
+import pg from 'pg';
+import { freePort } from '@switchyard/platform';
+
+const root = path.resolve(import.meta.dirname, '..', '..', '..');
+const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
+const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
+const auth = { authorization: `Bearer ${adminKey}` };
+const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'];
+const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
+
+/** One request the webhook sink received. */
+interface Received {
+  readonly path: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+}
+
+/** A local HTTP endpoint standing in for the e-mail gateway and the escalation desk. */
+async function startSink(): Promise<{ server: Server; url: string; received: Received[] }> {
+  const received: Received[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString('utf8')));
+    req.on('end', () => {
+      received.push({ path: req.url ?? '', headers: req.headers, body });
+      res.writeHead(202, { 'content-type': 'application/json' }).end('{"accepted":true}');
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${port}`, received };
+}
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('built-in workflow templates, end to end', () => {
+  let dataDir: string;
+  let filesRoot: string;
+  let proc: ChildProcess;
+  let exited: Promise<number | null>;
+  let output = '';
+  let base: string;
+  let db: pg.Client;
+  let sink: Awaited<ReturnType<typeof startSink>>;
+  const secrets = { email: randomBytes(24).toString('hex'), followUp: randomBytes(24).toString('hex'), escalation: randomBytes(24).toString('hex') };
+
+  const http = async (method: string, url: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  /** Start a template and wait for its end (200 with the result). */
+  const run = async (template: string, input: unknown) => {
+    const r = await http('POST', `/api/v1/workflows/start/${template}?wait=true&wait_ms=60000`, input);
+    assert.equal(r.status, 200, `start ${template}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.status, 'completed', `${template} ended ${r.body.status}: ${JSON.stringify(r.body.error ?? r.body)}`);
+    return r.body as { execution_id: string; status: string; output: Record<string, any> };
+  };
+  /** The execution's step detail from the read model (projected asynchronously: wait for the end state). */
+  const detail = async (executionId: string) => {
+    for (let i = 0; ; i++) {
+      const r = await http('GET', `/api/v1/workflows/executions/${executionId}`);
+      if (r.status === 200 && r.body.status === 'completed') {
+        return r.body as { status: string; steps: { step_id: string; status: string; attempts: number; output: any }[] };
+      }
+      if (i > 100) assert.fail(`execution ${executionId} not projected as completed: ${JSON.stringify(r.body)}`);
+      await sleep(100);
+    }
+  };
+  const stepStatus = (d: Awaited<ReturnType<typeof detail>>) => Object.fromEntries(d.steps.map((s) => [s.step_id, s.status]));
+
+  before(async () => {
+    mkdirSync(path.join(root, '.tmp'), { recursive: true });
+    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-templates-'));
+    chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+    filesRoot = path.join(dataDir, 'files');
+    sink = await startSink();
+    const gatewayPort = await freePort();
+    const pgPort = await freePort();
+    base = `http://127.0.0.1:${gatewayPort}`;
+    const env: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      DATA_DIR: dataDir,
+      GATEWAY_PORT: String(gatewayPort),
+      GATEWAY_HOST: '127.0.0.1',
+      EMBEDDED_PG_PORT: String(pgPort),
+      EMBEDDED_NATS_PORT: String(await freePort()),
+      FILESYSTEM_ROOT: filesRoot,
+      LOG_LEVEL: 'warn',
+      SWITCHYARD_ADMIN_KEY: adminKey,
+      DATABASE_ALLOW_WRITES: 'true',
+      WEBHOOK_ALLOW_LOOPBACK: 'true',
+    };
+    for (const name of agentNames) env[`AGENT_${name}_PORT`] = String(await freePort());
+    for (const kind of mcpKinds) {
+      const port = await freePort();
+      env[`MCP_${kind}_PORT`] = String(port);
+      if (kind !== 'FILESYSTEM_BRIDGE') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
+    }
+    delete env.DATABASE_URL;
+    delete env.NATS_URL;
+    delete env.TEST_DATABASE_URL;
+    delete env.TEST_NATS_URL;
+    proc = spawn(process.execPath, [launcher], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
+    proc.stderr!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
+    exited = new Promise((r) => proc.once('exit', (code) => r(code)));
+
+    // 1. Ready, and every MCP server the templates use is up.
+    const deadline = Date.now() + 90_000;
+    let last = '';
+    for (;;) {
+      if (proc.exitCode !== null) assert.fail(`launcher exited ${proc.exitCode}: ${output.slice(-3000)}`);
+      if (Date.now() > deadline) assert.fail(`system not ready: ${last}\n${output.slice(-3000)}`);
+      try {
+        const ready = await fetch(`${base}/readyz`);
+        if (ready.status === 200) {
+          const h = await http('GET', '/api/v1/integration/mcp/health');
+          const servers = (h.body?.servers ?? []) as { server: string; state: string }[];
+          const up = new Set(servers.filter((s) => s.state === 'up').map((s) => s.server));
+          if (['database', 'automation', 'analytics', 'filesystem'].every((s) => up.has(s))) break;
+          last = JSON.stringify(servers);
+        } else last = `readyz ${ready.status}`;
+      } catch (err) {
+        last = String(err);
+      }
+      await sleep(250);
+    }
+    db = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard` });
+    await db.connect();
+
+    // 2. The webhooks the templates send to, registered like an operator would (secrets stay out of workflow inputs).
+    const hooks = [
+      { name: 'welcome-email', url: `${sink.url}/email`, secret: secrets.email },
+      { name: 'onboarding-follow-up', url: `${sink.url}/follow-up`, secret: secrets.followUp },
+      { name: 'support-escalation', url: `${sink.url}/escalation`, secret: secrets.escalation },
+    ];
+    for (const h of hooks) {
+      const r = await http('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'register_webhook', arguments: h });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+  });
+
+  after(async () => {
+    await db?.end().catch(() => undefined);
+    if (proc && proc.exitCode === null) {
+      proc.kill('SIGTERM');
+      const code = await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)]);
+      if (code === 'timeout') {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    }
+    await new Promise((r) => sink?.server.close(r));
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('revenue_analysis with the seed body (30d, forecasts): totals equal the SQL sum, report on disk, forecast ran, metrics stored', async () => {
+    const r = await run('revenue_analysis', { timeframe: '30d', include_forecasts: true });
+    // Independently: the 30 days ending at the last order date.
+    const sql = await db.query<{ from_date: string; to_date: string; total: string; orders: number; customers: number }>(
+      `with m as (select max(order_date) as as_of from business.orders)
+       select (m.as_of - 29)::text as from_date, m.as_of::text as to_date, sum(o.amount)::text as total,
+              count(*)::int as orders, count(distinct o.customer_id)::int as customers
+         from m join business.orders o on o.order_date between m.as_of - 29 and m.as_of group by m.as_of`,
+    );
+    const want = sql.rows[0]!;
+    const total = round2(Number(want.total));
+    assert.ok(total > 0, 'the demo data has revenue in the window');
+    assert.deepEqual(r.output.window, { from: want.from_date, to: want.to_date, timeframe: '30d' });
+    assert.equal(r.output.total_revenue, total);
+    assert.equal(r.output.orders, want.orders);
+    assert.equal(r.output.customers_with_orders, want.customers);
+    assert.equal(r.output.forecast_included, true);
+    assert.equal(typeof r.output.forecast_total, 'number');
+
+    // The report, through the sandbox root the filesystem server reported.
+    const file = path.join(realpathSync(filesRoot), 'reports', 'revenue-analysis.md');
+    assert.equal(r.output.report_file, file);
+    const report = readFileSync(file, 'utf8');
+    assert.match(report, new RegExp(`^# Revenue analysis: last 30d \\(${want.from_date} to ${want.to_date}\\)\\n`));
+    assert.ok(report.includes(`| Total revenue | ${total} |`), report.slice(0, 600));
+    assert.ok(report.includes(`| Orders | ${want.orders} |`));
+    // One row per day; the last day's revenue as SQL sums it.
+    const lastDay = await db.query<{ revenue: string | null }>(`select sum(amount)::text as revenue from business.orders where order_date = $1`, [want.to_date]);
+    assert.ok(report.includes(`| ${want.to_date} | ${round2(Number(lastDay.rows[0]!.revenue ?? 0))} |`), 'the last day is in the series');
+    assert.match(report, /## Forecast\n\nMethod: [a-z_]+, back-test MAPE [0-9.]+ %, forecast total [0-9.]+\n\n\| Month \| Forecast/);
+    assert.ok(report.includes(`forecast total ${r.output.forecast_total}`));
+
+    const d = await detail(r.execution_id);
+    const st = stepStatus(d);
+    assert.deepEqual(
+      [st.fetch_revenue, st.analyze, st.forecast, st.fs_root, st.report_dir, st.write_report, st.store_results],
+      ['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded'],
+    );
+    // Stored results: the analytics metrics carry the same figures.
+    const metrics = await db.query<{ name: string; value: number }>(
+      `select name, value from analytics.metrics where labels->>'timeframe' = '30d' and labels->>'to' = $1 order by name`,
+      [want.to_date],
+    );
+    assert.deepEqual(metrics.rows, [
+      { name: 'revenue.customers', value: want.customers },
+      { name: 'revenue.forecast_total', value: r.output.forecast_total },
+      { name: 'revenue.orders', value: want.orders },
+      { name: 'revenue.total', value: total },
+    ]);
+  });
+
+  it('revenue_analysis with defaults (12m, no forecasts): forecast skipped, 12 calendar months summed', async () => {
+    const r = await run('revenue_analysis', { report_path: 'reports/revenue-12m.md' });
+    const sql = await db.query<{ from_date: string; total: string }>(
+      `with m as (select max(order_date) as as_of from business.orders),
+            w as (select (date_trunc('month', m.as_of::timestamp) - interval '11 months')::date as from_date, m.as_of from m)
+       select w.from_date::text, sum(o.amount)::text as total from w join business.orders o on o.order_date between w.from_date and w.as_of group by w.from_date`,
+    );
+    assert.equal(r.output.window.from, sql.rows[0]!.from_date);
+    assert.equal(r.output.total_revenue, round2(Number(sql.rows[0]!.total)));
+    assert.equal(r.output.forecast_included, false);
+    assert.equal(r.output.forecast_total, null);
+    assert.equal(r.output.metrics_recorded, 3);
+    const st = stepStatus(await detail(r.execution_id));
+    assert.equal(st.forecast, 'skipped');
+    assert.equal(st.write_report, 'succeeded');
+    const report = readFileSync(path.join(filesRoot, 'reports', 'revenue-12m.md'), 'utf8');
+    assert.ok(report.includes(`| Total revenue | ${r.output.total_revenue} |`));
+    assert.equal(report.match(/^\| \d{4}-\d{2} \| /gm)?.length, 12, 'one row per month');
+    assert.match(report, /## Forecast\n\nNot requested \(include_forecasts is false\)\.\n$/);
+  });
+
+  it('customer_onboarding: rows created, exactly one signed welcome e-mail, follow-up schedules; a second run finds the customer', async () => {
+    const email = `ada.${randomBytes(4).toString('hex')}@example.com`;
+    const before = (await db.query<{ n: number }>(`select count(*)::int as n from business.customers`)).rows[0]!.n;
+    const r = await run('customer_onboarding', {
+      customer: { name: 'Ada Lovelace Ltd', email, segment: 'mid_market', region: 'emea', plan: 'growth', seats: 12 },
+      follow_up_days: [1, 7, 30],
+    });
+    assert.equal(r.output.status, 'onboarded');
+    assert.equal(r.output.welcome_sent, true);
+
+    // The rows, as the database has them.
+    const c = await db.query(`select id, name, email, segment, region, signup_date::text as signup from business.customers where email = $1`, [email]);
+    assert.equal(c.rowCount, 1);
+    assert.deepEqual({ ...c.rows[0], signup: undefined }, { id: r.output.customer_id, name: 'Ada Lovelace Ltd', email, segment: 'mid_market', region: 'emea', signup: undefined });
+    assert.equal((await db.query<{ n: number }>(`select count(*)::int as n from business.customers`)).rows[0]!.n, before + 1);
+    const s = await db.query(`select id, plan, seats, price_per_seat::float8 as price from business.subscriptions where customer_id = $1`, [r.output.customer_id]);
+    assert.deepEqual(s.rows, [{ id: r.output.subscription_id, plan: 'growth', seats: 12, price: 29 }]);
+
+    // Exactly one welcome request, signed with the webhook's secret over "<timestamp>.<body>".
+    const mails = sink.received.filter((x) => x.path === '/email');
+    assert.equal(mails.length, 1);
+    const mail = mails[0]!;
+    const ts = String(mail.headers['x-switchyard-timestamp']);
+    const expected = `sha256=${createHmac('sha256', secrets.email).update(`${ts}.${mail.body}`).digest('hex')}`;
+    assert.equal(mail.headers['x-switchyard-signature'], expected);
+    assert.equal(mail.headers['idempotency-key'], `welcome-${r.output.customer_id}`);
+    const sent = JSON.parse(mail.body) as { event: string; payload: Record<string, unknown> };
+    assert.equal(sent.event, 'customer.welcome_email');
+    assert.equal(sent.payload['to'], email);
+    assert.equal(sent.payload['subject'], 'Welcome to Switchyard, Ada Lovelace Ltd');
+    // A welcome line, then the content agent's e-mail for the customer's segment, merged with the name.
+    const body = String(sent.payload['body']);
+    assert.ok(body.startsWith('Welcome aboard, Ada Lovelace Ltd! Your growth plan with 12 seats is active.\n\n'), body);
+    assert.match(body, /^Hi Ada Lovelace Ltd,$/m);
+    assert.ok(!body.includes('{{'), 'no unmerged placeholder');
+    assert.equal(sent.payload['format'], 'markdown');
+
+    // Follow-ups: one durable schedule per day, 09:00 UTC on sign-up + n days, calling the follow-up webhook.
+    const signup = c.rows[0].signup as string;
+    const cronFor = (days: number) => {
+      const d = new Date(`${signup}T09:00:00Z`);
+      d.setUTCDate(d.getUTCDate() + days);
+      return `0 9 ${d.getUTCDate()} ${d.getUTCMonth() + 1} *`;
+    };
+    const sched = await db.query<{ name: string; cron: string; target: { kind: string; webhook: string; payload: { day: number } } }>(
+      `select name, cron, target from automation.schedules where name like $1 order by (target->'payload'->>'day')::int`,
+      [`onboarding-${r.output.customer_id}-day-%`],
+    );
+    assert.deepEqual(
+      sched.rows.map((x) => [x.name, x.cron, x.target.kind, x.target.webhook, x.target.payload.day]),
+      [1, 7, 30].map((n) => [`onboarding-${r.output.customer_id}-day-${n}`, cronFor(n), 'webhook', 'onboarding-follow-up', n]),
+    );
+    assert.deepEqual(r.output.follow_ups.slice().sort(), sched.rows.map((x) => x.name).sort());
+
+    // Again with the same e-mail: nothing created, nothing sent.
+    const again = await run('customer_onboarding', { customer: { name: 'Ada again', email: email.toUpperCase() } });
+    assert.deepEqual(again.output, { status: 'already_customer', customer_id: r.output.customer_id, subscription_id: null, welcome_sent: false, follow_ups: [] });
+    assert.equal((await db.query(`select 1 from business.customers where lower(email) = $1`, [email])).rowCount, 1);
+    assert.equal(sink.received.filter((x) => x.path === '/email').length, 1);
+  });
+
+  it('customer_support: an angry urgent query escalates (signed), a calm one does not; both are logged', async () => {
+    // A customer with no open ticket, so only the query's tone decides.
+    const cust = await db.query<{ id: number; email: string; name: string }>(
+      `select c.id, c.email, c.name from business.customers c
+        where not exists (select 1 from business.tickets t where t.customer_id = c.id and t.resolved_at is null) order by c.id limit 1`,
+    );
+    const { id, email, name } = cust.rows[0]!;
+    const escalationsBefore = sink.received.filter((x) => x.path === '/escalation').length;
+
+    const angry = await run('customer_support', {
+      customer_email: email,
+      query: 'This is UNACCEPTABLE!! Production is down, all of our users cannot log in and we are losing money. Fix it immediately or we talk to our lawyer.',
+      channel: 'chat',
+    });
+    assert.equal(angry.output.customer_id, id);
+    assert.equal(angry.output.escalation, 'sent');
+    assert.ok(angry.output.escalate_reasons.length > 0);
+    // The drafted reply addresses the customer by name and says a person takes over.
+    assert.ok(angry.output.response.startsWith(`Hello ${name} team,`), angry.output.response);
+    assert.match(angry.output.response, /senior member of our team/);
+    const esc = sink.received.filter((x) => x.path === '/escalation');
+    assert.equal(esc.length, escalationsBefore + 1);
+    const last = esc[esc.length - 1]!;
+    const ts = String(last.headers['x-switchyard-timestamp']);
+    assert.equal(last.headers['x-switchyard-signature'], `sha256=${createHmac('sha256', secrets.escalation).update(`${ts}.${last.body}`).digest('hex')}`);
+    const payload = (JSON.parse(last.body) as { payload: Record<string, any> }).payload;
+    assert.equal(payload['customer_email'], email);
+    assert.equal(payload['customer'].id, id);
+    assert.equal(payload['priority'], angry.output.priority);
+
+    const calm = await run('customer_support', { customer_email: email, query: 'Hello, how do I add two more seats to our plan? Thanks.' });
+    assert.equal(calm.output.escalation, 'not_needed');
+    assert.deepEqual(calm.output.escalate_reasons, []);
+    assert.ok(calm.output.response.startsWith(`Hello ${name} team,`));
+    assert.doesNotMatch(calm.output.response, /senior member of our team/);
+    assert.equal(sink.received.filter((x) => x.path === '/escalation').length, escalationsBefore + 1);
+    const st = stepStatus(await detail(calm.execution_id));
+    assert.deepEqual([st.fetch_context, st.analyze_query, st.analyze_query_anonymous, st.escalate, st.log_interaction], ['succeeded', 'succeeded', 'skipped', 'skipped', 'succeeded']);
+
+    // The log: one metric sample per interaction, labelled with the outcome.
+    const logged = await db.query<{ id: string; escalation: string; channel: string }>(
+      `select id::text, labels->>'escalation' as escalation, labels->>'channel' as channel from analytics.metrics
+        where name = 'support.interaction' and labels->>'customer' = $1 order by id`,
+      [String(id)],
+    );
+    assert.deepEqual(logged.rows, [
+      { id: angry.output.interaction_metric_id, escalation: 'sent', channel: 'chat' },
+      { id: calm.output.interaction_metric_id, escalation: 'not_needed', channel: 'email' },
+    ]);
+  });
+
+  it('an unknown e-mail is answered without customer context', async () => {
+    const r = await run('customer_support', { customer_email: 'nobody@nowhere.example', query: 'Where can I download my invoice as PDF?' });
+    assert.equal(r.output.customer_id, null);
+    assert.equal(r.output.escalation, 'not_needed');
+    const st = stepStatus(await detail(r.execution_id));
+    assert.deepEqual([st.analyze_query, st.analyze_query_anonymous], ['skipped', 'succeeded']);
+  });
+
+  it('bad input is a 400 naming the field; an unknown template is a 404', async () => {
+    const bad = await http('POST', '/api/v1/workflows/start/revenue_analysis?wait=true', { timeframe: 'forever' });
+    assert.equal(bad.status, 400);
+    assert.ok(JSON.stringify(bad.body).includes('timeframe'), JSON.stringify(bad.body));
+    assert.ok((bad.body.errors as { path: string }[]).some((e) => e.path === 'timeframe'), JSON.stringify(bad.body));
+    const badMail = await http('POST', '/api/v1/workflows/start/customer_onboarding', { customer: { name: 'X', email: 'not-an-email' } });
+    assert.equal(badMail.status, 400);
+    assert.ok((badMail.body.errors as { path: string }[]).some((e) => e.path === 'customer.email'), JSON.stringify(badMail.body));
+    const unknown = await http('POST', '/api/v1/workflows/start/no_such_template', {});
+    assert.equal(unknown.status, 404);
+    assert.ok(existsSync(filesRoot));
+  });
+});
