@@ -7,6 +7,7 @@ import express from 'express';
 import { newId } from '@switchyard/platform';
 import { correlationMiddleware, rebindContextMiddleware } from './http/context.js';
 import { httpLogger, NestPinoLogger } from './http/logging.js';
+import { GatewayHttpMetrics } from './http/metrics.js';
 import { problemErrorMiddleware } from './http/problem-filter.js';
 import { GatewayModule } from './gateway.module.js';
 import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
@@ -33,11 +34,11 @@ export interface Gateway {
  * Build the HTTP gateway inside the calling process.
  * 1. With auth enabled: the API key table is made and caught up, and the first admin
  *    key ensured (SWITCHYARD_ADMIN_KEY, or generated and printed once to stdout).
- * 2. Express middleware before Nest's routes, in this order: correlation id, request
- *    log, request timeout, rate limits and API key resolution, docs assets, JSON body
- *    parser (size limit), input hygiene (NUL, unpaired surrogates, deep nesting: 400),
- *    problem+json for what failed so far, then the request context again (the body
- *    parser loses it).
+ * 2. Express middleware before Nest's routes, in this order: request metrics (GET /metrics
+ *    shows them after the monitor's), correlation id, request log, request timeout, rate
+ *    limits and API key resolution, docs assets, JSON body parser (size limit), input
+ *    hygiene (NUL, unpaired surrogates, deep nesting: 400), problem+json for what failed
+ *    so far, then the request context again (the body parser loses it).
  * 3. Nest routes: health, events, docs, audit, API keys and every feature module's
  *    controllers; the role guard checks each route's role, all errors pass through ProblemFilter.
  */
@@ -71,6 +72,8 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     }
   }
   answerClientErrorsWithProblems(app.getHttpServer(), logger);
+  const httpMetrics = new GatewayHttpMetrics().attach(server);
+  app.use(httpMetrics.middleware());
   app.use(correlationMiddleware);
   app.use(httpLogger(logger));
   app.use(timeoutMiddleware(resolved.requestTimeoutMs));
@@ -82,6 +85,8 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   app.use(rebindContextMiddleware);
   await app.init();
   documentEnforcedRoles(app.get(OpenApiRegistry));
+  // Requests answered before routing (401, 429, timeouts) are labelled by the documented routes.
+  httpMetrics.useRoutes(() => app.get(OpenApiRegistry).routes());
 
   let closing: Promise<void> | undefined;
   return {

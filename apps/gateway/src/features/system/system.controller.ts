@@ -1,10 +1,13 @@
-import { Controller, Delete, Get, HttpCode, Inject, Post, Put, Res } from '@nestjs/common';
-import type { Response } from 'express';
+import { Controller, Delete, Get, HttpCode, Inject, Optional, Post, Put, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
 import type { z } from 'zod';
 import {
   addSilenceReply, alertsReply, availabilityReply, deleteRuleReply, healthReportReply, resolveAlertReply, rulesReply, silencesReply, trendsReply,
 } from '@switchyard/monitor';
+import type { Logger } from '@switchyard/platform';
 import { Actor, CorrelationId } from '../../http/context.js';
+import { gatewayHttpMetricsOf } from '../../http/metrics.js';
+import { LOGGER } from '../../tokens.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import {
@@ -85,16 +88,34 @@ export class SystemController {
   }
 }
 
-/** Prometheus scrape endpoint (text exposition format 0.0.4). */
+/**
+ * Prometheus scrape endpoint (text exposition format 0.0.4): the monitor's registry (machine,
+ * probes, alerts, MCP/agent call metrics; over NATS), then this gateway process's own
+ * (`switchyard_http_*`). Without an answer from the monitor the gateway's part is still
+ * served (200) after a comment saying so: a scrape should not lose what this process knows.
+ */
 @Controller('metrics')
 export class MetricsController {
-  constructor(@Inject(SystemMonitorClient) private readonly monitor: SystemMonitorClient) {}
+  constructor(
+    @Inject(SystemMonitorClient) private readonly monitor: SystemMonitorClient,
+    @Optional() @Inject(LOGGER) private readonly logger?: Logger,
+  ) {}
 
   @Get()
-  @ApiRoute({ summary: 'Prometheus metrics of the monitor', tags, role: 'viewer', response: { status: 200, contentType: 'text/plain; version=0.0.4' }, errors: [503] })
-  async metrics(@Res({ passthrough: true }) res: Response, @CorrelationId() correlationId: string): Promise<string> {
-    const m = await this.monitor.call('metrics', {}, correlationId);
-    res.setHeader('content-type', m.contentType);
-    return m.text;
+  @ApiRoute({ summary: 'Prometheus metrics of the monitor, then of this gateway process (HTTP requests); monitor unavailable: the gateway part with a comment', tags, role: 'viewer', response: { status: 200, contentType: 'text/plain; version=0.0.4' } })
+  async metrics(@Req() req: Request, @Res({ passthrough: true }) res: Response, @CorrelationId() correlationId: string): Promise<string> {
+    const own = gatewayHttpMetricsOf(req);
+    let monitorText: string;
+    try {
+      monitorText = (await this.monitor.call('metrics', {}, correlationId)).text;
+    } catch (err) {
+      this.logger?.warn({ err, correlationId }, 'monitor metrics unavailable; serving the gateway metrics only');
+      const why = (err instanceof Error ? err.message : String(err)).replace(/[\r\n]+/g, ' ');
+      monitorText = `# switchyard monitor metrics unavailable: ${why}\n`;
+    }
+    res.setHeader('content-type', own?.contentType ?? 'text/plain; version=0.0.4; charset=utf-8');
+    if (!own) return monitorText;
+    const sep = monitorText === '' || monitorText.endsWith('\n') ? '' : '\n';
+    return `${monitorText}${sep}${await own.metrics()}`;
   }
 }

@@ -1,0 +1,126 @@
+import type { Application, NextFunction, Request, Response } from 'express';
+import { Counter, Histogram, Registry } from 'prom-client';
+
+/** Label of a request no route template matched (404s, scanners): one series, whatever the path. */
+export const UNMATCHED_ROUTE = 'unmatched';
+
+/** A route as the OpenAPI registry knows it: method and OpenAPI path (`/a/{id}`). */
+export interface KnownRoute {
+  readonly method: string;
+  readonly path: string;
+}
+
+interface CompiledRoute {
+  readonly method: string;
+  readonly regex: RegExp;
+  /** The express form (`/a/:id`), the same label a matched request gets from `req.route.path`. */
+  readonly template: string;
+}
+
+const escape = (s: string) => s.replace(/[.*+?^$()|[\]\\]/g, '\\$&');
+
+/** `/a/{id}/b` -> matcher and label `/a/:id/b`. */
+export function compileRoute(route: KnownRoute): CompiledRoute {
+  const parts = route.path.split(/(\{[^}/]+\})/);
+  const regex = new RegExp(`^${parts.map((p) => (/^\{[^}/]+\}$/.test(p) ? '[^/]+' : escape(p))).join('')}/?$`);
+  const template = route.path.replace(/\{([^}/]+)\}/g, ':$1');
+  return { method: route.method.toUpperCase(), regex, template };
+}
+
+const LOCALS_KEY = 'switchyardHttpMetrics';
+
+/**
+ * The gateway process's own HTTP metrics, in its own prom-client registry (not the global
+ * one, so two gateways in one process, as in tests, do not share counts):
+ * `switchyard_http_requests_total{method,route,status}` and
+ * `switchyard_http_request_duration_seconds{method,route}`.
+ *
+ * `route` is the template of the matched route (`/api/v1/workflows/executions/:execution_id`),
+ * never the raw path, so label cardinality stays bounded by the route table. A request
+ * answered before routing (401 of a bad key, 429, timeout) gets its template from the known
+ * routes; a mounted static handler gets `<mount>/*`; anything else is `unmatched`.
+ */
+export class GatewayHttpMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'method' | 'route' | 'status'>;
+  readonly duration: Histogram<'method' | 'route'>;
+  private routes: () => readonly KnownRoute[] = () => [];
+  private compiled: CompiledRoute[] | undefined;
+
+  constructor() {
+    this.requests = new Counter({
+      name: 'switchyard_http_requests_total',
+      help: 'HTTP requests answered by the gateway, by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
+    });
+    this.duration = new Histogram({
+      name: 'switchyard_http_request_duration_seconds',
+      help: 'Time from the first middleware to the end of the response, by method and route template',
+      labelNames: ['method', 'route'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [this.registry],
+    });
+  }
+
+  /** Where to find the known routes for requests answered before routing (read once, on first need). */
+  useRoutes(routes: () => readonly KnownRoute[]): void {
+    this.routes = routes;
+    this.compiled = undefined;
+  }
+
+  /** Make these the metrics `gatewayHttpMetricsOf(req)` finds for requests of this express app. */
+  attach(app: Application): this {
+    app.locals[LOCALS_KEY] = this;
+    return this;
+  }
+
+  /** Express middleware: register first, so the duration covers every other middleware. */
+  middleware() {
+    return (req: Request, res: Response, next: NextFunction): void => {
+      const start = process.hrtime.bigint();
+      let done = false;
+      const record = () => {
+        if (done) return;
+        done = true;
+        const method = req.method;
+        const route = this.routeOf(req);
+        // A client that went away before the answer was complete: no status was delivered.
+        const status = res.writableFinished || res.headersSent ? String(res.statusCode) : 'aborted';
+        this.requests.inc({ method, route, status });
+        this.duration.observe({ method, route }, Number(process.hrtime.bigint() - start) / 1e9);
+      };
+      res.once('finish', record);
+      res.once('close', record);
+      next();
+    };
+  }
+
+  /** Prometheus text of this registry. */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The route template of a finished request (see the class comment). */
+  routeOf(req: Request): string {
+    const matched = (req as { route?: { path?: unknown } }).route?.path;
+    if (typeof matched === 'string') return `${req.baseUrl ?? ''}${matched}`;
+    const path = (req.originalUrl ?? req.url ?? '/').split('?')[0] ?? '/';
+    this.compiled ??= this.routes().map(compileRoute);
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const known = this.compiled.find((r) => r.method === method && r.regex.test(path));
+    if (known) return known.template;
+    if (req.baseUrl) return `${req.baseUrl}/*`;
+    return UNMATCHED_ROUTE;
+  }
+}
+
+/** The gateway's metrics, from any request that went through their middleware (the /metrics handler). */
+export function gatewayHttpMetricsOf(req: Request): GatewayHttpMetrics | undefined {
+  const m: unknown = req.app.locals[LOCALS_KEY];
+  return m instanceof GatewayHttpMetrics ? m : undefined;
+}
