@@ -104,3 +104,4 @@ export { AUDIT_PATH, auditQuerySchema, readAuditPage, type AuditEntry, type Audi
 export * from './features/workflows/index.js';
 export * from './features/agents/index.js';
 export * from './features/system/index.js';
+export * from './features/status/index.js';
