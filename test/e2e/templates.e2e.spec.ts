@@ -51,26 +51,112 @@ async function startSink(): Promise<{ server: Server; url: string; received: Rec
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('built-in workflow templates, end to end', () => {
-  let dataDir: string;
-  let filesRoot: string;
-  let proc: ChildProcess;
-  let exited: Promise<number | null>;
+/** One authenticated JSON request to the gateway. */
+async function request(base: string, method: string, url: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+interface Launched {
+  readonly base: string;
+  readonly dataDir: string;
+  readonly filesRoot: string;
+  readonly databaseUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start `node apps/launcher/dist/main.js` on free ports with its own DATA_DIR, PostgreSQL and
+ * nats-server (as system.e2e.spec.ts does), plus `extraEnv`; resolves once /readyz answers 200 and
+ * the MCP servers the templates use are up.
+ */
+async function startLauncher(extraEnv: Record<string, string>): Promise<Launched> {
+  mkdirSync(path.join(root, '.tmp'), { recursive: true });
+  const dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-templates-'));
+  chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+  const filesRoot = path.join(dataDir, 'files');
+  const gatewayPort = await freePort();
+  const pgPort = await freePort();
+  const base = `http://127.0.0.1:${gatewayPort}`;
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    DATA_DIR: dataDir,
+    GATEWAY_PORT: String(gatewayPort),
+    GATEWAY_HOST: '127.0.0.1',
+    EMBEDDED_PG_PORT: String(pgPort),
+    EMBEDDED_NATS_PORT: String(await freePort()),
+    FILESYSTEM_ROOT: filesRoot,
+    LOG_LEVEL: 'warn',
+    SWITCHYARD_ADMIN_KEY: adminKey,
+    ...extraEnv,
+  };
+  for (const name of agentNames) env[`AGENT_${name}_PORT`] = String(await freePort());
+  for (const kind of mcpKinds) {
+    const port = await freePort();
+    env[`MCP_${kind}_PORT`] = String(port);
+    if (kind !== 'FILESYSTEM_BRIDGE') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
+  }
+  // The launcher starts its own infrastructure, as on a fresh machine.
+  for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES', 'WEBHOOK_ALLOW_LOOPBACK']) {
+    if (!(k in extraEnv)) delete env[k];
+  }
+  const proc: ChildProcess = spawn(process.execPath, [launcher], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
+  proc.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
+  proc.stderr!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const stop = async () => {
+    if (proc.exitCode === null) {
+      proc.kill('SIGTERM');
+      if ((await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)])) === 'timeout') {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + 90_000;
+  let last = '';
+  try {
+    for (;;) {
+      if (proc.exitCode !== null) assert.fail(`launcher exited ${proc.exitCode}: ${output.slice(-3000)}`);
+      if (Date.now() > deadline) assert.fail(`system not ready: ${last}\n${output.slice(-3000)}`);
+      try {
+        const ready = await fetch(`${base}/readyz`);
+        if (ready.status === 200) {
+          const h = await request(base, 'GET', '/api/v1/integration/mcp/health');
+          const servers = (h.body?.servers ?? []) as { server: string; state: string }[];
+          const up = new Set(servers.filter((s) => s.state === 'up').map((s) => s.server));
+          if (['database', 'automation', 'analytics', 'filesystem'].every((s) => up.has(s))) break;
+          last = JSON.stringify(servers);
+        } else last = `readyz ${ready.status}`;
+      } catch (err) {
+        last = String(err);
+      }
+      await sleep(250);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { base, dataDir, filesRoot, databaseUrl: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`, stop };
+}
+
+describe('built-in workflow templates, end to end', () => {
+  let system: Launched;
+  let filesRoot: string;
   let base: string;
   let db: pg.Client;
   let sink: Awaited<ReturnType<typeof startSink>>;
   const secrets = { email: randomBytes(24).toString('hex'), followUp: randomBytes(24).toString('hex'), escalation: randomBytes(24).toString('hex') };
 
-  const http = async (method: string, url: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const res = await fetch(`${base}${url}`, {
-      method,
-      headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const http = (method: string, url: string, body?: unknown) => request(base, method, url, body);
   /** Start a template and wait for its end (200 with the result). */
   const run = async (template: string, input: unknown) => {
     const r = await http('POST', `/api/v1/workflows/start/${template}?wait=true&wait_ms=60000`, input);
@@ -92,63 +178,10 @@ describe('built-in workflow templates, end to end', () => {
   const stepStatus = (d: Awaited<ReturnType<typeof detail>>) => Object.fromEntries(d.steps.map((s) => [s.step_id, s.status]));
 
   before(async () => {
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-templates-'));
-    chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
-    filesRoot = path.join(dataDir, 'files');
     sink = await startSink();
-    const gatewayPort = await freePort();
-    const pgPort = await freePort();
-    base = `http://127.0.0.1:${gatewayPort}`;
-    const env: Record<string, string> = {
-      ...(process.env as Record<string, string>),
-      DATA_DIR: dataDir,
-      GATEWAY_PORT: String(gatewayPort),
-      GATEWAY_HOST: '127.0.0.1',
-      EMBEDDED_PG_PORT: String(pgPort),
-      EMBEDDED_NATS_PORT: String(await freePort()),
-      FILESYSTEM_ROOT: filesRoot,
-      LOG_LEVEL: 'warn',
-      SWITCHYARD_ADMIN_KEY: adminKey,
-      DATABASE_ALLOW_WRITES: 'true',
-      WEBHOOK_ALLOW_LOOPBACK: 'true',
-    };
-    for (const name of agentNames) env[`AGENT_${name}_PORT`] = String(await freePort());
-    for (const kind of mcpKinds) {
-      const port = await freePort();
-      env[`MCP_${kind}_PORT`] = String(port);
-      if (kind !== 'FILESYSTEM_BRIDGE') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
-    }
-    delete env.DATABASE_URL;
-    delete env.NATS_URL;
-    delete env.TEST_DATABASE_URL;
-    delete env.TEST_NATS_URL;
-    proc = spawn(process.execPath, [launcher], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    proc.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
-    proc.stderr!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-20_000)));
-    exited = new Promise((r) => proc.once('exit', (code) => r(code)));
-
-    // 1. Ready, and every MCP server the templates use is up.
-    const deadline = Date.now() + 90_000;
-    let last = '';
-    for (;;) {
-      if (proc.exitCode !== null) assert.fail(`launcher exited ${proc.exitCode}: ${output.slice(-3000)}`);
-      if (Date.now() > deadline) assert.fail(`system not ready: ${last}\n${output.slice(-3000)}`);
-      try {
-        const ready = await fetch(`${base}/readyz`);
-        if (ready.status === 200) {
-          const h = await http('GET', '/api/v1/integration/mcp/health');
-          const servers = (h.body?.servers ?? []) as { server: string; state: string }[];
-          const up = new Set(servers.filter((s) => s.state === 'up').map((s) => s.server));
-          if (['database', 'automation', 'analytics', 'filesystem'].every((s) => up.has(s))) break;
-          last = JSON.stringify(servers);
-        } else last = `readyz ${ready.status}`;
-      } catch (err) {
-        last = String(err);
-      }
-      await sleep(250);
-    }
-    db = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard` });
+    system = await startLauncher({ DATABASE_ALLOW_WRITES: 'true', WEBHOOK_ALLOW_LOOPBACK: 'true' });
+    ({ base, filesRoot } = system);
+    db = new pg.Client({ connectionString: system.databaseUrl });
     await db.connect();
 
     // 2. The webhooks the templates send to, registered like an operator would (secrets stay out of workflow inputs).
@@ -165,16 +198,8 @@ describe('built-in workflow templates, end to end', () => {
 
   after(async () => {
     await db?.end().catch(() => undefined);
-    if (proc && proc.exitCode === null) {
-      proc.kill('SIGTERM');
-      const code = await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)]);
-      if (code === 'timeout') {
-        proc.kill('SIGKILL');
-        await exited;
-      }
-    }
+    await system?.stop();
     await new Promise((r) => sink?.server.close(r));
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('revenue_analysis with the seed body (30d, forecasts): totals equal the SQL sum, report on disk, forecast ran, metrics stored', async () => {
@@ -380,5 +405,39 @@ describe('built-in workflow templates, end to end', () => {
     const unknown = await http('POST', '/api/v1/workflows/start/no_such_template', {});
     assert.equal(unknown.status, 404);
     assert.ok(existsSync(filesRoot));
+  });
+});
+
+describe('built-in templates on the default configuration (database server read-only)', () => {
+  let system: Launched;
+  let db: pg.Client;
+  const http = (method: string, url: string, body?: unknown) => request(system.base, method, url, body);
+
+  before(async () => {
+    system = await startLauncher({});
+    db = new pg.Client({ connectionString: system.databaseUrl });
+    await db.connect();
+  });
+  after(async () => {
+    await db?.end().catch(() => undefined);
+    await system?.stop();
+  });
+
+  it('revenue_analysis and customer_support complete; customer_onboarding fails naming the refused write and creates nothing', async () => {
+    const rev = await http('POST', '/api/v1/workflows/start/revenue_analysis?wait=true&wait_ms=60000', { timeframe: '30d', include_forecasts: true });
+    assert.equal(rev.body.status, 'completed', JSON.stringify(rev.body));
+    assert.ok(existsSync(rev.body.output.report_file));
+    const sup = await http('POST', '/api/v1/workflows/start/customer_support?wait=true&wait_ms=60000', {
+      customer_email: 'nobody@nowhere.example',
+      query: 'How do I export my invoices?',
+    });
+    assert.equal(sup.body.status, 'completed', JSON.stringify(sup.body));
+
+    const email = `grace.${randomBytes(4).toString('hex')}@example.com`;
+    const onb = await http('POST', '/api/v1/workflows/start/customer_onboarding?wait=true&wait_ms=60000', { customer: { name: 'Grace', email } });
+    assert.equal(onb.status, 200);
+    assert.equal(onb.body.status, 'failed', JSON.stringify(onb.body));
+    assert.match(onb.body.error.reason, /^step "create_records" failed: .*writes are not allowed: this database server is read-only/);
+    assert.equal((await db.query(`select 1 from business.customers where email = $1`, [email])).rowCount, 0);
   });
 });
