@@ -182,6 +182,25 @@ describe('the whole system started like npm start', () => {
     assert.deepEqual(types, ['McpToolCalled', 'McpToolSucceeded']);
   });
 
+  it('delegates a task to an agent and records who asked in the task events', async () => {
+    const res = await fetch(`${base}/api/v1/integration/agents/delegate?wait=true`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ task_type: 'revenue_analysis', context: { timeframe: '12m' }, priority: 'high' }),
+    });
+    const body = (await res.json()) as { task_id: string; status: string; agent: string; result?: unknown };
+    assert.equal(res.status, 200, JSON.stringify(body));
+    assert.equal(body.status, 'completed');
+    assert.equal(body.agent, 'data_analyst');
+    assert.ok(body.result && typeof body.result === 'object');
+    const events = (await (await fetch(`${base}/api/v1/events?stream=task-${body.task_id}`, { headers: auth })).json()) as {
+      events: { type: string; metadata: { actor?: string } }[];
+    };
+    const submitted = events.events.find((e) => e.type === 'TaskSubmitted');
+    assert.equal(submitted?.metadata.actor, `apikey:${adminKey.split('_')[1]}`);
+    assert.ok(events.events.some((e) => e.type === 'TaskCompleted'));
+  });
+
   it('monitors itself: a health report naming every service, and Prometheus metrics', async () => {
     let report: { status: string; services: { service: string; status: string }[] } = { status: '', services: [] };
     for (let i = 0; i < 120; i++) {

@@ -81,6 +81,8 @@ export interface SubmitRequest {
   readonly idempotency_key?: string;
   readonly timeout_ms?: number;
   readonly max_attempts?: number;
+  /** Who asked; recorded in the TaskSubmitted metadata (default `system:dispatcher`). */
+  readonly actor?: string;
 }
 
 interface Run {
@@ -291,7 +293,7 @@ export class Dispatcher {
         timeout_ms: req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 60_000,
         ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
       },
-      metadata: this.meta(taskId),
+      metadata: this.meta(taskId, req.actor),
     });
     const duplicate = r.events.length === 0;
     if (!duplicate) this.log.info({ correlationId, taskId, taskType: req.task_type, priority: req.priority }, 'task submitted');

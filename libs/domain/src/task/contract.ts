@@ -23,6 +23,8 @@ export const taskSubmitInput = z.object({
   timeout_ms: z.number().int().positive().max(3_600_000).optional(),
   max_attempts: z.number().int().min(1).max(10).optional(),
   correlation_id: z.string().max(200).optional(),
+  /** Who asked (e.g. `apikey:<id>`), recorded in the TaskSubmitted metadata for the audit trail. */
+  actor: z.string().min(1).max(200).optional(),
 });
 export type TaskSubmitInput = z.input<typeof taskSubmitInput>;
 

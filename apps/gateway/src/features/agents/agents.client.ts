@@ -15,6 +15,7 @@ import {
   taskView,
   type TaskPriority,
 } from '@switchyard/domain';
+import { currentActor } from '../../http/context.js';
 import { NATS_CONNECTION } from '../../tokens.js';
 
 export interface DelegateRequest {
@@ -38,7 +39,8 @@ export class AgentsClient {
    */
   async delegate(req: DelegateRequest, correlationId: string, opts: { idempotencyKey?: string; waitMs?: number } = {}) {
     const key = opts.idempotencyKey ?? newId();
-    const input = { ...req, idempotency_key: key, correlation_id: correlationId };
+    // The request's actor (`apikey:<id>`) goes into the TaskSubmitted metadata (audit).
+    const input = { ...req, idempotency_key: key, correlation_id: correlationId, actor: currentActor() ?? 'anonymous' };
     const submitted = await request(this.nc, subject('submit'), input, { schema: taskSubmitReply, correlationId });
     if (opts.waitMs === undefined) return { done: false as const, submitted };
     try {

@@ -1,3 +1,4 @@
+import { currentActor } from '../../http/context.js';
 import { Controller, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import { z } from 'zod';
@@ -105,7 +106,7 @@ export class AgentsController {
   @HttpCode(200)
   @ApiRoute({ summary: 'Cancel a queued or running task', tags: ['agents'], role: 'operator', response: { schema: taskView }, errors: [404, 409] })
   cancel(@ZodParams(taskParams) p: z.output<typeof taskParams>, @ZodBody(cancelBody) body: z.output<typeof cancelBody>, @CorrelationId() cid: string) {
-    return this.client.cancel(p.task_id, body.reason, 'api', cid);
+    return this.client.cancel(p.task_id, body.reason, currentActor() ?? 'anonymous', cid);
   }
 
   @Get('performance')
