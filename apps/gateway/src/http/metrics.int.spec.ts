@@ -14,7 +14,6 @@ import { createLogger, newId } from '@switchyard/platform';
 import { stopOwnInfra } from '@switchyard/testing';
 import { SystemFeatureModule } from '../features/system/system.module.js';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../security/test-support.js';
-import { compileRoute } from './metrics.js';
 
 const logger = createLogger('http-metrics-test', process.env.LOG_LEVEL ?? 'silent');
 
@@ -120,13 +119,5 @@ describe('gateway request metrics and /metrics', () => {
     const types = [...m.text.matchAll(/^# TYPE (\S+) /gm)].map((x) => x[1]!);
     assert.deepEqual(types.filter((t, i) => types.indexOf(t) !== i), []);
     assert.ok(m.text.indexOf('switchyard_mcp_calls_total') < m.text.indexOf('switchyard_http_requests_total'), "the monitor's part first");
-  });
-
-  it('compileRoute: OpenAPI path to matcher and express template', () => {
-    const r = compileRoute({ method: 'get', path: '/api/v1/workflows/executions/{execution_id}/events' });
-    assert.equal(r.template, '/api/v1/workflows/executions/:execution_id/events');
-    assert.ok(r.regex.test('/api/v1/workflows/executions/abc-1/events'));
-    assert.ok(!r.regex.test('/api/v1/workflows/executions/a/b/events'));
-    assert.ok(!r.regex.test('/api/v1/workflows/executionsX/a/events'));
   });
 });

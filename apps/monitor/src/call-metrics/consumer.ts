@@ -165,7 +165,14 @@ export class CallMetricsConsumer {
   /** Subscribe from the checkpoint and apply batches until stopped; resubscribe after a failure or a lost compare-and-set. */
   private async run(): Promise<void> {
     while (!this.stopRequested) {
-      const sub = this.opts.eventStore.subscribeToAll({ from: this.stored, types: callMetricsEventTypes, streamPrefixes: callMetricsStreamPrefixes });
+      let sub: AllSubscription;
+      try {
+        sub = this.opts.eventStore.subscribeToAll({ from: this.stored, types: callMetricsEventTypes, streamPrefixes: callMetricsStreamPrefixes });
+      } catch (err) {
+        this.log.error({ err }, 'cannot subscribe to the event store; retrying');
+        await new Promise((r) => setTimeout(r, 1_000));
+        continue;
+      }
       this.sub = sub;
       const buffer: RecordedEvent[] = [];
       let ended = false;
