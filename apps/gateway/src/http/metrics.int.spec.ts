@@ -2,8 +2,9 @@
  * Gateway request metrics and GET /metrics on the real test Postgres and nats-server, with
  * the monitor (startMonitoring) reading real McpToolSucceeded events from the event store:
  * N requests raise `switchyard_http_requests_total` of their route TEMPLATE by N with their
- * status; one scrape holds the monitor's call metrics and the gateway's HTTP metrics; with
- * no monitor answering, /metrics is still 200 with the gateway's part and a comment.
+ * status; one scrape holds the monitor's call metrics and the gateway's HTTP metrics, and the
+ * stored call series show in performance-trends; with no monitor answering, /metrics is
+ * still 200 with the gateway's part and a comment.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -119,5 +120,13 @@ describe('gateway request metrics and /metrics', () => {
     const types = [...m.text.matchAll(/^# TYPE (\S+) /gm)].map((x) => x[1]!);
     assert.deepEqual(types.filter((t, i) => types.indexOf(t) !== i), []);
     assert.ok(m.text.indexOf('switchyard_mcp_calls_total') < m.text.indexOf('switchyard_http_requests_total'), "the monitor's part first");
+    // The stored series, through the trends endpoint.
+    const t = await fetch(`${g.url}/api/v1/system/performance-trends?metric=mcp_call_ms&window=1h&labels=${encodeURIComponent(`server=${server}`)}`, { headers: bearer(viewer) });
+    assert.equal(t.status, 200);
+    const body = (await t.json()) as { series: { labels: Record<string, string>; buckets: { count: number; sum: number }[] }[] };
+    assert.equal(body.series.length, 1);
+    assert.deepEqual(body.series[0]!.labels, { server, tool: 'query' });
+    assert.equal(body.series[0]!.buckets.reduce((n, b) => n + b.count, 0), 3);
+    assert.equal(body.series[0]!.buckets.reduce((n, b) => n + b.sum, 0), 10 + 11 + 12);
   });
 });
