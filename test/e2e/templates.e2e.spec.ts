@@ -330,7 +330,7 @@ describe('built-in workflow templates, end to end', () => {
 
     // Again with the same e-mail: nothing created, nothing sent.
     const again = await run('customer_onboarding', { customer: { name: 'Ada again', email: email.toUpperCase() } });
-    assert.deepEqual(again.output, { status: 'already_customer', customer_id: r.output.customer_id, subscription_id: null, welcome_sent: false, follow_ups: [] });
+    assert.deepEqual(again.output, { status: 'already_customer', customer_id: r.output.customer_id, subscription_id: null, welcome_sent: false, follow_ups: [], welcome_error: null, follow_up_error: null });
     assert.equal((await db.query(`select 1 from business.customers where lower(email) = $1`, [email])).rowCount, 1);
     assert.equal(sink.received.filter((x) => x.path === '/email').length, 1);
   });

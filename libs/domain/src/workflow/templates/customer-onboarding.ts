@@ -18,8 +18,9 @@ const FOLLOW_UP_AT = `(timestamp(${CREATED}.signup_date + 'T09:00:00Z') + durati
  * 4. one durable schedule per follow-up day (`create_schedule`, cron at 09:00 UTC on sign-up + n days)
  *    that calls the registered `follow_up_webhook`. Cron has no year: the receiver deletes the
  *    schedule once the follow-up is done, or it fires again a year later.
- * Sending and scheduling run in parallel. A failed send does not undo the onboarding (`continue`);
- * cancelling after the records exist runs `remove_customer`.
+ * Sending and scheduling run in parallel. Neither a failed send nor a failed schedule undoes the
+ * onboarding (`continue`; the outputs carry `welcome_error` / `follow_up_error`); cancelling after the
+ * records exist runs `remove_customer`.
  */
 export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
@@ -155,6 +156,9 @@ export const customerOnboardingTemplate = {
         },
       },
       timeout_ms: 15_000,
+      // The customer exists by now: a missing follow-up webhook is reported in the outputs
+      // (`follow_up_error`), not turned into a failed onboarding that a re-run would skip anyway.
+      on_error: 'continue',
     },
     {
       id: 'remove_customer',
@@ -175,5 +179,7 @@ export const customerOnboardingTemplate = {
     subscription_id: `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.subscription_id : null }}`,
     welcome_sent: "${{ steps.send_welcome.status == 'succeeded' && steps.send_welcome.output.delivery.delivered }}",
     follow_ups: "${{ steps.schedule_follow_ups.status == 'succeeded' ? steps.schedule_follow_ups.output.map(s, s.schedule.name) : [] }}",
+    welcome_error: "${{ steps.send_welcome.status == 'failed' ? steps.send_welcome.error.message : null }}",
+    follow_up_error: "${{ steps.schedule_follow_ups.status == 'failed' ? steps.schedule_follow_ups.error.message : null }}",
   },
 } as const satisfies WorkflowDefinitionInput;

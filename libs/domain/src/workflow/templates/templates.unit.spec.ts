@@ -25,6 +25,10 @@ const realCatalog: ToolCatalog = {
 };
 
 type Responder = (d: DispatchAction) => unknown;
+/** What a responder returns for a tool that answered with an error (recorded as RecordStepFailed, not retryable). */
+class ToolFailure {
+  constructor(readonly message: string) {}
+}
 
 /**
  * Drive an execution to its end the way the orchestrator would: take nextActions, dispatch
@@ -57,7 +61,12 @@ function simulate(def: WorkflowDefinitionInput, input: unknown, respond: Respond
         continue;
       }
       send({ type: 'RecordStepDispatched', data: { ...unit, attempt: d.attempt }, metadata: meta(at(clock)) });
-      send({ type: 'RecordStepSucceeded', data: { ...unit, attempt: d.attempt, output: respond(d) }, metadata: meta(at(clock + 5)) });
+      const output = respond(d);
+      if (output instanceof ToolFailure) {
+        send({ type: 'RecordStepFailed', data: { ...unit, attempt: d.attempt, error: { code: 'tool_error', message: output.message, retryable: false } }, metadata: meta(at(clock + 5)) });
+      } else {
+        send({ type: 'RecordStepSucceeded', data: { ...unit, attempt: d.attempt, output }, metadata: meta(at(clock + 5)) });
+      }
     }
   }
   return { state, events, maxInFlight };
@@ -119,6 +128,8 @@ describe('built-in templates: simulated runs reach completed', () => {
       subscription_id: 401,
       welcome_sent: true,
       follow_ups: ['onboarding-101-day-1', 'onboarding-101-day-7', 'onboarding-101-day-30'],
+      welcome_error: null,
+      follow_up_error: null,
     });
     const create = dispatchedInputs(events, 'create_records')[0] as { params: unknown[] };
     assert.deepEqual(create.params, ['Ann Lee', 'ann@example.com', 'mid_market', 'emea', 'growth', 8]);
@@ -151,7 +162,30 @@ describe('built-in templates: simulated runs reach completed', () => {
     const { state } = simulate(customerOnboardingTemplate, { customer: { name: 'Bo', email: 'bo@example.com' } }, onboardingResponder(true));
     assert.equal(state.status, 'completed');
     assert.ok(state.status === 'completed');
-    assert.deepEqual(state.outputs, { status: 'already_customer', customer_id: 12, subscription_id: null, welcome_sent: false, follow_ups: [] });
+    assert.deepEqual(state.outputs, { status: 'already_customer', customer_id: 12, subscription_id: null, welcome_sent: false, follow_ups: [], welcome_error: null, follow_up_error: null });
+  });
+
+  it('customer_onboarding: a refused follow-up schedule and a failed send still complete the onboarding, with the errors in the outputs', () => {
+    const base = onboardingResponder(false);
+    const { state } = simulate(customerOnboardingTemplate, { customer: { name: 'Di', email: 'di@example.com' }, follow_up_days: [3] }, (d) =>
+      d.uses === 'mcp:automation/create_schedule'
+        ? new ToolFailure('no webhook named or with id "onboarding-follow-up"')
+        : d.uses === 'mcp:automation/send_webhook'
+          ? new ToolFailure('webhook "welcome-email" answered 500 after 3 attempts')
+          : base(d),
+    );
+    assert.equal(state.status, 'completed');
+    assert.ok(state.status === 'completed');
+    assert.equal(statusOf(state, 'remove_customer'), 'pending'); // the records stay
+    assert.deepEqual(state.outputs, {
+      status: 'onboarded',
+      customer_id: 101,
+      subscription_id: 401,
+      welcome_sent: false,
+      follow_ups: [],
+      welcome_error: 'webhook "welcome-email" answered 500 after 3 attempts',
+      follow_up_error: 'no webhook named or with id "onboarding-follow-up"',
+    });
   });
 
   const analysis = {
