@@ -5,8 +5,10 @@
  * checked against a value computed here independently (SQL on the system's own database, the
  * report file on disk, the HTTP requests a local webhook sink received).
  *
- * The system runs with DATABASE_ALLOW_WRITES=true (customer_onboarding inserts into
+ * The first system runs with DATABASE_ALLOW_WRITES=true (customer_onboarding inserts into
  * business.customers and business.subscriptions) and WEBHOOK_ALLOW_LOOPBACK=true (the sink is local).
+ * A second one runs on the defaults (read-only database server): revenue_analysis and
+ * customer_support must still complete there, and onboarding must fail saying why.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -287,7 +289,9 @@ describe('built-in workflow templates, end to end', () => {
     // The rows, as the database has them.
     const c = await db.query(`select id, name, email, segment, region, signup_date::text as signup from business.customers where email = $1`, [email]);
     assert.equal(c.rowCount, 1);
-    assert.deepEqual({ ...c.rows[0], signup: undefined }, { id: r.output.customer_id, name: 'Ada Lovelace Ltd', email, segment: 'mid_market', region: 'emea', signup: undefined });
+    const { signup, ...row } = c.rows[0] as { signup: string };
+    assert.deepEqual(row, { id: r.output.customer_id, name: 'Ada Lovelace Ltd', email, segment: 'mid_market', region: 'emea' });
+    assert.match(signup, /^\d{4}-\d{2}-\d{2}$/);
     assert.equal((await db.query<{ n: number }>(`select count(*)::int as n from business.customers`)).rows[0]!.n, before + 1);
     const s = await db.query(`select id, plan, seats, price_per_seat::float8 as price from business.subscriptions where customer_id = $1`, [r.output.customer_id]);
     assert.deepEqual(s.rows, [{ id: r.output.subscription_id, plan: 'growth', seats: 12, price: 29 }]);
@@ -312,7 +316,6 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal(sent.payload['format'], 'markdown');
 
     // Follow-ups: one durable schedule per day, 09:00 UTC on sign-up + n days, calling the follow-up webhook.
-    const signup = c.rows[0].signup as string;
     const cronFor = (days: number) => {
       const d = new Date(`${signup}T09:00:00Z`);
       d.setUTCDate(d.getUTCDate() + days);
