@@ -114,15 +114,23 @@ export function mcpStatusProjection(options: { schema?: string; delegationSchema
           // A call the breaker rejected never reached the server: it counts as a failed call, but
           // its ~0 ms would drag the latency percentiles down, so it stays out of the histogram.
           const bucket = d.outcome === 'rejected' ? null : latencyBucket(d.duration_ms);
+          // The array spans only the buckets in use (its lower bound need not be 1): the status
+          // query unnests far fewer elements than a 1-based array padded with NULLs.
           const r = await c.query<{ inserted: boolean }>(
-            `insert into ${s}.mcp_minutes as m (server, minute, calls, failures, tool_errors, hist)
-             values ($1, date_trunc('minute', $2::timestamptz at time zone 'UTC') at time zone 'UTC', 1, $3::int, $4::int,
-                     case when $5::int is null then '{}'::int[] else array_fill(null::int, array[$5::int - 1]) || 1 end)
-             on conflict (server, minute) do update set
-               calls = m.calls + 1, failures = m.failures + excluded.failures, tool_errors = m.tool_errors + excluded.tool_errors,
-               hist[coalesce($5::int, 1)] = case when $5::int is null then m.hist[1] else coalesce(m.hist[$5::int], 0) + 1 end
-             returning (xmax = 0) as inserted`,
-            [d.server, d.at, failed ? 1 : 0, toolError ? 1 : 0, bucket],
+            bucket === null
+              ? `insert into ${s}.mcp_minutes as m (server, minute, calls, failures, tool_errors)
+                 values ($1, date_trunc('minute', $2::timestamptz at time zone 'UTC') at time zone 'UTC', 1, $3::int, $4::int)
+                 on conflict (server, minute) do update set
+                   calls = m.calls + 1, failures = m.failures + excluded.failures, tool_errors = m.tool_errors + excluded.tool_errors
+                 returning (xmax = 0) as inserted`
+              : `insert into ${s}.mcp_minutes as m (server, minute, calls, failures, tool_errors, hist)
+                 values ($1, date_trunc('minute', $2::timestamptz at time zone 'UTC') at time zone 'UTC', 1, $3::int, $4::int,
+                         array_fill(1, array[1], array[$5::int]))
+                 on conflict (server, minute) do update set
+                   calls = m.calls + 1, failures = m.failures + excluded.failures, tool_errors = m.tool_errors + excluded.tool_errors,
+                   hist[$5::int] = coalesce(m.hist[$5::int], 0) + 1
+                 returning (xmax = 0) as inserted`,
+            bucket === null ? [d.server, d.at, failed ? 1 : 0, toolError ? 1 : 0] : [d.server, d.at, failed ? 1 : 0, toolError ? 1 : 0, bucket],
           );
           // The call's time is when it started (as McpToolCalled says), not when it ended.
           const callStart = new Date(Date.parse(d.at) - d.duration_ms).toISOString();

@@ -63,18 +63,22 @@ function statement(p: Presence, s: string, d: string): string {
   const X = `${READ_SCHEMA}.workflow_executions`;
   const cols: string[] = [];
   if (p.mcp) {
+    // Set-returning functions in the select list stream (no per-row function scan): the
+    // histograms of the hour's minute rows are merged in one pass over the (retention-bounded) table.
     cols.push(`(select coalesce(json_agg(row_to_json(x) order by x.server), '[]'::json) from (
         select v.server, v.health, v.health_since, v.health_error, v.breaker, v.breaker_since, v.last_error, v.last_error_code,
                v.last_error_at, v.last_call_at, v.calls_total, v.failures_total,
                coalesce(m.calls, 0) as calls, coalesce(m.failures, 0) as failures, coalesce(m.tool_errors, 0) as tool_errors, h.hist
           from ${s}.mcp_servers v
-          left join lateral (
-            select sum(calls)::int as calls, sum(failures)::int as failures, sum(tool_errors)::int as tool_errors
-              from ${s}.mcp_minutes where server = v.server and minute >= $2) m on true
-          left join lateral (
-            select json_agg(json_build_array(b.i, b.n)) as hist from (
-              select u.i, sum(u.n)::int as n from ${s}.mcp_minutes mm, unnest(mm.hist) with ordinality as u(n, i)
-               where mm.server = v.server and mm.minute >= $2 and u.n is not null group by u.i) b) h on true) x) as mcp`);
+          left join (
+            select server, sum(calls)::int as calls, sum(failures)::int as failures, sum(tool_errors)::int as tool_errors
+              from ${s}.mcp_minutes where minute >= $2 group by server) m on m.server = v.server
+          left join (
+            select server, json_agg(json_build_array(i, n)) as hist from (
+              select server, i, sum(n)::int as n from (
+                select server, unnest(hist) as n, generate_subscripts(hist, 1) as i from ${s}.mcp_minutes where minute >= $2) u
+               where n is not null group by server, i) b
+             group by server) h on h.server = v.server) x) as mcp`);
   }
   if (p.agents) {
     cols.push(`json_build_object(

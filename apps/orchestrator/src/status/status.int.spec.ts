@@ -267,6 +267,8 @@ describe('integration status from the read models (real PostgreSQL, real project
 
 describe('integration status at a realistic size (read models filled by SQL; timing printed, plans checked)', () => {
   let pool: pg.Pool;
+  // One instant for the data and the reads: a minute boundary in between must not move the window.
+  const now = new Date();
 
   before(async () => {
     pool = new pg.Pool({ connectionString: await freshDatabase('status_scale'), max: 2 });
@@ -277,23 +279,23 @@ describe('integration status at a realistic size (read models filled by SQL; tim
       for (const p of delegationProjections()) await p.setup(c);
       await c.query('commit');
       // 20 servers x 120 minutes, a few buckets each; 50 000 tasks over a day, 8 agents; 20 000 executions over a day.
-      await c.query(`insert into status.mcp_servers (server, health, breaker, last_call_at) select 'srv' || g, 'up', 'closed', now() from generate_series(1, 20) g`);
+      await c.query(`insert into status.mcp_servers (server, health, breaker, last_call_at) select 'srv' || g, 'up', 'closed', $1::timestamptz from generate_series(1, 20) g`, [now]);
       await c.query(`insert into status.mcp_minutes (server, minute, calls, failures, tool_errors, hist)
-        select 'srv' || s, date_trunc('minute', now()) - make_interval(mins => m), 50, 1, 0, array[null, 3, 10, 20, 10, 5, 2]::int[]
-          from generate_series(1, 20) s, generate_series(0, 119) m`);
+        select 'srv' || s, date_trunc('minute', $1::timestamptz) - make_interval(mins => m), 50, 1, 0, '[40:46]={3,10,20,10,5,2,1}'::int[]
+          from generate_series(1, 20) s, generate_series(0, 119) m`, [now]);
       await c.query(`insert into delegation.tasks (task_id, task_type, status, priority, agent, submitted_at, updated_at, completed_at)
         select 't' || g, 'analyze',
                case when g % 500 = 0 then 'working' when g % 97 = 0 then 'failed' when g % 89 = 0 then 'timed_out' else 'completed' end,
-               'normal', 'agent' || (g % 8), now() - make_interval(secs => g * 1.7), now(),
-               case when g % 500 = 0 then null else now() - make_interval(secs => g * 1.7) end
-          from generate_series(1, 50000) g`);
+               'normal', 'agent' || (g % 8), $1::timestamptz - make_interval(secs => g * 1.7), $1::timestamptz,
+               case when g % 500 = 0 then null else $1::timestamptz - make_interval(secs => g * 1.7) end
+          from generate_series(1, 50000) g`, [now]);
       await c.query(`insert into delegation.task_latency (task_id, agent, task_type, succeeded, duration_ms, finished_at)
-        select 't' || g, 'agent' || (g % 8), 'analyze', true, 50 + g % 400, now() - make_interval(secs => g * 1.7) from generate_series(1, 50000) g where g % 500 <> 0`);
+        select 't' || g, 'agent' || (g % 8), 'analyze', true, 50 + g % 400, $1::timestamptz - make_interval(secs => g * 1.7) from generate_series(1, 50000) g where g % 500 <> 0`, [now]);
       await c.query(`insert into delegation.agent_performance (agent, tasks_done, succeeded) select 'agent' || g, 6000, 5900 from generate_series(0, 7) g`);
       await c.query(`insert into read_models.workflow_executions (execution_id, definition_id, definition_version, definition_name, status, started_at, ended_at, updated_at, last_position)
         select 'x' || g, 'def', 1, 'Def', case when g % 1000 = 0 then 'running' when g % 50 = 0 then 'failed' else 'completed' end,
-               now() - make_interval(secs => g * 4.3), case when g % 1000 = 0 then null else now() - make_interval(secs => g * 4.3 - 1) end, now(), g
-          from generate_series(1, 20000) g`);
+               $1::timestamptz - make_interval(secs => g * 4.3), case when g % 1000 = 0 then null else $1::timestamptz - make_interval(secs => g * 4.3 - 1) end, $1::timestamptz, g
+          from generate_series(1, 20000) g`, [now]);
       await c.query('analyze');
     } finally {
       c.release();
@@ -305,13 +307,13 @@ describe('integration status at a realistic size (read models filled by SQL; tim
   });
 
   it('the "ended in the last hour" counts use the end-time indexes', async () => {
-    const plan = async (sql: string) => (await pool.query(`explain ${sql}`, [new Date(Date.now() - 3_600_000)])).rows.map((r) => r['QUERY PLAN']).join('\n');
+    const plan = async (sql: string) => (await pool.query(`explain ${sql}`, [new Date(now.getTime() - 3_600_000)])).rows.map((r) => r['QUERY PLAN']).join('\n');
     assert.match(await plan(`select agent, count(*) from delegation.tasks where completed_at >= $1 and completed_at is not null group by agent`), /tasks_ended_idx/);
     assert.match(await plan(`select status, count(*) from read_models.workflow_executions where ended_at >= $1 and ended_at is not null group by status`), /workflow_executions_ended/);
   });
 
   it('reads all sections (information: time printed)', async () => {
-    const s = await readIntegrationStatus(pool, { now: new Date() });
+    const s = await readIntegrationStatus(pool, { now });
     assert.equal(s.mcp.servers.length, 20);
     assert.equal(s.mcp.servers[0]!.last_hour.calls, 60 * 50);
     assert.equal(s.agents.items.length, 8);
@@ -319,7 +321,7 @@ describe('integration status at a realistic size (read models filled by SQL; tim
     const times: number[] = [];
     for (let i = 0; i < 200; i++) {
       const t0 = performance.now();
-      await readIntegrationStatus(pool, { now: new Date() });
+      await readIntegrationStatus(pool, { now });
       times.push(performance.now() - t0);
     }
     times.sort((a, b) => a - b);

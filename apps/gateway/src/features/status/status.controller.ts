@@ -11,6 +11,8 @@ export const STATUS_PATH = 'api/v1/integration/status';
 /** The whole system's status in one call, from read models and cached probes only. */
 @Controller(STATUS_PATH)
 export class StatusController {
+  private inflight: Promise<IntegrationStatusResponse> | undefined;
+
   constructor(
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(InfrastructureRefresher) private readonly infra: InfrastructureRefresher,
@@ -30,7 +32,16 @@ export class StatusController {
     response: { status: 200, schema: integrationStatusResponse, example: integrationStatusExample },
     errors: [503],
   })
-  async status(): Promise<IntegrationStatusResponse> {
+  status(): Promise<IntegrationStatusResponse> {
+    // Concurrent requests share the read in flight (single flight): under load the database
+    // sees one status query at a time, and an answer is never older than that query.
+    this.inflight ??= this.read().finally(() => {
+      this.inflight = undefined;
+    });
+    return this.inflight;
+  }
+
+  private async read(): Promise<IntegrationStatusResponse> {
     const now = new Date();
     const o = this.infra.options;
     const infra = this.infra.current();
