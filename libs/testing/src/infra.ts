@@ -19,6 +19,7 @@ import {
 let ownPg: Promise<PostgresHandle> | undefined;
 let ownNats: Promise<NatsServerHandle> | undefined;
 let tmpRoot: string | undefined;
+let stopHookInstalled = false;
 const logger = createLogger('test-fixture', process.env.TEST_INFRA_LOG ?? 'warn');
 
 function scratchDir(): string {
@@ -46,12 +47,23 @@ export async function freshDatabase(prefix = 'test'): Promise<string> {
   return ensureDatabase(await serverUrl(), name);
 }
 
-/** URL of the test nats-server (JetStream on). */
+/**
+ * URL of a nats-server (JetStream on) for this test file alone. Test files run in parallel,
+ * and services in a queue group on a shared server would answer each other's requests, so
+ * each test process starts its own (it takes ~100 ms); TEST_SHARED_NATS=1 uses the runner's.
+ */
 export async function testNatsUrl(): Promise<string> {
-  if (process.env.TEST_NATS_URL) return process.env.TEST_NATS_URL;
+  if (process.env.TEST_SHARED_NATS === '1' && process.env.TEST_NATS_URL) return process.env.TEST_NATS_URL;
   ownNats ??= (async () =>
     startNatsServer({ port: await freePort(), storeDir: path.join(scratchDir(), 'nats'), logger }))();
-  return (await ownNats).url;
+  const server = await ownNats;
+  if (!stopHookInstalled) {
+    stopHookInstalled = true;
+    // The file's process must be free to exit when its tests are done; the server goes with it.
+    server.unref();
+    process.once('exit', () => server.kill());
+  }
+  return server.url;
 }
 
 /** Stop what this process started itself (nothing when the runner provided the servers). */

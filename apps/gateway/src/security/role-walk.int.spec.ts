@@ -78,7 +78,7 @@ describe('every registered route enforces its declared role', () => {
     for (const op of ops) assert.ok(['public', 'viewer', 'operator', 'admin', 'auditor'].includes(op.role as string), `${op.method} ${op.path}: ${String(op.role)}`);
     assert.equal(ops.find((o) => o.path === '/test-walk/undeclared')?.role, 'admin');
     assert.equal(ops.find((o) => o.path === '/livez')?.role, 'public');
-    assert.equal(ops.find((o) => o.path === '/api/v1/events')?.role, 'auditor'); // as declared; enforced as viewer
+    assert.equal(ops.find((o) => o.path === '/api/v1/events')?.role, 'viewer');
   });
 
   it('discovers the routes from the OpenAPI document', () => {

@@ -8,6 +8,10 @@ export interface NatsServerHandle {
   readonly url: string;
   readonly kind: 'nats-server' | 'adopted';
   stop(): Promise<void>;
+  /** Kill at once (synchronous: usable in a process 'exit' handler). */
+  kill(): void;
+  /** Let this process exit while the server still runs (tests: the 'exit' hook kills it). */
+  unref(): void;
 }
 
 /** Where the real nats-server binary is, or undefined (Debian installs /usr/bin/nats-server). */
@@ -34,7 +38,7 @@ export async function startNatsServer(opts: { port: number; storeDir: string; lo
   const url = `nats://127.0.0.1:${opts.port}`;
   if (await isListening(opts.port)) {
     opts.logger?.info({ port: opts.port }, 'adopting the NATS server already running on the port');
-    return { url, kind: 'adopted', stop: async () => undefined };
+    return { url, kind: 'adopted', stop: async () => undefined, kill: () => undefined, unref: () => undefined };
   }
   const bin = findNatsServer();
   if (!bin) throw new Error(NATS_INSTALL_HINT);
@@ -58,6 +62,14 @@ export async function startNatsServer(opts: { port: number; storeDir: string; lo
   return {
     url,
     kind: 'nats-server',
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    },
+    unref: () => {
+      child.unref();
+      (child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+      (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
