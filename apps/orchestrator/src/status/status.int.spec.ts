@@ -125,6 +125,8 @@ describe('integration status from the read models (real PostgreSQL, real project
     await appendMcp(mcpEvent('McpCircuitHalfOpened', { server: 'db', at: at(9 * MIN) }));
     await appendMcp(mcpEvent('McpCircuitClosed', { server: 'db', at: at(8 * MIN) }));
     await appendMcp(mcpEvent('McpServerRecovered', { server: 'db', down_for_ms: 1000, at: at(40 * MIN) }));
+    // `burst`: many calls inside one minute, slowest first, so the minute's histogram grows downwards too.
+    for (let i = 0; i < 30; i++) await call('burst', 7 * MIN - i * 1_000, Math.round(900 / (i + 1)) + (i % 3), i % 10 === 9 ? 'error' : 'success');
     await call('fs', 20 * MIN, 8, 'success');
     await call('fs', 4 * MIN, 2_000, 'error');
     await appendMcp(mcpEvent('McpServerWentDown', { server: 'fs', previous: 'up', error: 'connection refused', at: at(3 * MIN) }));
@@ -182,7 +184,7 @@ describe('integration status from the read models (real PostgreSQL, real project
   it('MCP servers: calls, failures and p95 of the last hour, breaker and health with their times', async () => {
     const s = await readIntegrationStatus(pool, { now });
     assert.equal(s.mcp.available, true);
-    assert.deepEqual(s.mcp.servers.map((x) => x.server), ['db', 'fs']);
+    assert.deepEqual(s.mcp.servers.map((x) => x.server), ['burst', 'db', 'fs']);
     for (const srv of s.mcp.servers) {
       const want = calls[srv.server]!;
       assert.equal(srv.last_hour.calls, want.calls, `${srv.server} calls`);
@@ -193,8 +195,12 @@ describe('integration status from the read models (real PostgreSQL, real project
       assert.ok(Math.abs(got - exact) / exact <= LATENCY_BUCKET_RATIO - 1, `${srv.server} p95 ${got} vs exact ${exact}`);
       assert.equal(srv.last_call_at, want.lastCall);
     }
-    const [db, fs] = s.mcp.servers as [(typeof s.mcp.servers)[0], (typeof s.mcp.servers)[0]];
+    const db = s.mcp.servers.find((x) => x.server === 'db')!;
+    const fs = s.mcp.servers.find((x) => x.server === 'fs')!;
     assert.equal(db.totals.calls, calls.db!.calls + 5, 'lifetime totals include the old burst');
+    // Compact rows: each minute's array spans only its buckets (no NULL padding from bucket 1).
+    const bounds = await pool.query(`select min(array_lower(hist, 1)) as lo from status.mcp_minutes where server = 'burst'`);
+    assert.ok(Number(bounds.rows[0].lo) > 1, `lower bound ${bounds.rows[0].lo}`);
     assert.equal(db.breaker, 'closed');
     assert.equal(db.breaker_since, at(8 * MIN));
     assert.equal(db.health, 'up');
