@@ -13,9 +13,11 @@
  *
  *   node bench/workflows/dist/main.js                 # own PostgreSQL + nats-server, 10 s per level
  *   BENCH_SECONDS=20 DATABASE_URL=... NATS_URL=... node bench/workflows/dist/main.js
+ *   BENCH_LEVELS=1,256 BENCH_READ_MODEL=0 ...      # other levels; without the read model (to see its cost)
  */
 import path from 'node:path';
-import { mkdirSync, rmSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { z } from 'zod';
@@ -96,7 +98,7 @@ try {
   });
   stops.unshift(() => svc.stop());
 
-  const engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 16, subjects: { mcpPrefix: prefix, tasks: tasksSubject } });
+  const engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 16, readModel: process.env.BENCH_READ_MODEL !== '0', subjects: { mcpPrefix: prefix, tasks: tasksSubject } });
   stops.unshift(() => engine.stop());
   await new Promise((r) => setTimeout(r, 1_000)); // partitions leased
 
@@ -135,6 +137,31 @@ try {
     await Promise.all(Array.from({ length: Math.min(level, 32) }, () => runOne()));
     const latencies: number[] = [];
     const ids: string[] = [];
+    const dbStats = async () =>
+      (
+        await pool.query<{ commits: string; statements: string }>(
+          `select xact_commit::text as commits, (select coalesce(sum(calls), 0)::text from pg_stat_user_functions) as statements
+           from pg_stat_database where datname = current_database()`,
+        )
+      ).rows[0]!;
+    // CPU seconds of this process and of the server's backends (when the server is local; /proc), a
+    // steadier figure than executions/s on a shared machine.
+    const pgCpu = async () => {
+      const pids = (await pool.query<{ pid: number }>(`select pid from pg_stat_activity`)).rows.map((r) => r.pid);
+      let ticks = 0;
+      for (const pid of pids) {
+        try {
+          const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+          ticks += Number(f[11]) + Number(f[12]);
+        } catch {
+          // not local, or the backend ended
+        }
+      }
+      return ticks / 100;
+    };
+    const before = await dbStats();
+    const cpu0 = process.cpuUsage();
+    const pg0 = await pgCpu();
     const end = performance.now() + seconds * 1000;
     const t0 = performance.now();
     await Promise.all(
@@ -147,7 +174,14 @@ try {
       }),
     );
     const wall = (performance.now() - t0) / 1000;
-    const line = `concurrency ${String(level).padStart(3)}: ${(ids.length / wall).toFixed(1).padStart(6)} executions/s (${ids.length} in ${wall.toFixed(1)} s), latency p50 ${ms(quantile(latencies, 0.5))}, p99 ${ms(quantile(latencies, 0.99))}`;
+    const cpu = process.cpuUsage(cpu0);
+    const pgSeconds = (await pgCpu()) - pg0;
+    // PostgreSQL transactions per execution (every statement outside a transaction is one, and
+    // each costs a commit), as counted by the server (the stats lag by up to ~0.5 s: approximate).
+    await new Promise((r) => setTimeout(r, 700));
+    const after = await dbStats();
+    const perExec = (Number(after.commits) - Number(before.commits)) / Math.max(1, ids.length);
+    const line = `concurrency ${String(level).padStart(3)}: ${(ids.length / wall).toFixed(1).padStart(6)} executions/s (${ids.length} in ${wall.toFixed(1)} s), latency p50 ${ms(quantile(latencies, 0.5))}, p99 ${ms(quantile(latencies, 0.99))}, ~${perExec.toFixed(1)} db transactions/execution, cpu/execution: node ${((cpu.user + cpu.system) / 1000 / Math.max(1, ids.length)).toFixed(2)} ms, postgres backends ${((pgSeconds * 1000) / Math.max(1, ids.length)).toFixed(2)} ms, load ${loadavg()[0]!.toFixed(2)}`;
     console.log(line);
     results.push(line);
 

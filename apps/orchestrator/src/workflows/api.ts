@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { AppError } from '@switchyard/platform';
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
 import { validateInput, workflowExecutionStream, type WorkflowDefinition, type WorkflowDefinitionInput, type WorkflowExecutionState } from '@switchyard/domain';
-import { isTerminal, loadExecution, runWorkflowCommand } from './command.js';
+import { isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
 
 /**
  * What the HTTP edge (or any other process) does to executions: append commands through the
@@ -29,7 +29,8 @@ export async function startExecution(store: EventStore, req: StartRequest): Prom
     });
   }
   const executionId = req.executionId ?? randomUUID();
-  const r = await runWorkflowCommand(store, executionId, {
+  // Usually a new stream: no read before the append (a repeated start falls back to one).
+  const r = await runWorkflowCommandOnNewStream(store, executionId, {
     type: 'StartWorkflow',
     data: { executionId, definition: req.definition, input: checked.value },
     metadata: { timestamp: new Date().toISOString(), actor: req.actor ?? 'api', correlationId: req.correlationId },

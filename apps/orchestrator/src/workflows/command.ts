@@ -1,5 +1,5 @@
 import { AppError } from '@switchyard/platform';
-import { handleCommand, type DeciderLike, type DomainEventLike, type EventStore, type RecordedEvent } from '@switchyard/event-store';
+import { handleCommand, WrongExpectedVersionError, type DeciderLike, type DomainEventLike, type EventMetadata, type EventStore, type RecordedEvent } from '@switchyard/event-store';
 import {
   isDomainError,
   workflowExecutionDecider,
@@ -39,6 +39,34 @@ export async function runWorkflowCommand(store: EventStore, executionId: string,
     return r as unknown as WorkflowCommandResult;
   } catch (err) {
     if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
+    throw err;
+  }
+}
+
+/**
+ * The same for a command that usually creates the stream (StartWorkflow with a fresh id): decide
+ * against the initial state and append with `no_stream` expected, without reading first. If the
+ * stream exists after all (a repeated start), the usual read-decide-append answers.
+ */
+export async function runWorkflowCommandOnNewStream(store: EventStore, executionId: string, command: WorkflowCommand): Promise<WorkflowCommandResult> {
+  let events: WorkflowEvent[];
+  try {
+    events = workflowExecutionDecider.decide(command, workflowExecutionDecider.initialState);
+  } catch (err) {
+    if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
+    throw err;
+  }
+  if (events.length === 0) return runWorkflowCommand(store, executionId, command);
+  try {
+    const r = await store.append(
+      workflowExecutionStream(executionId),
+      events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata as unknown as EventMetadata })),
+      { expectedRevision: 'no_stream' },
+    );
+    const state = events.reduce(workflowExecutionDecider.evolve, workflowExecutionDecider.initialState);
+    return { events, state, revision: r.nextExpectedRevision, position: r.position };
+  } catch (err) {
+    if (err instanceof WrongExpectedVersionError) return runWorkflowCommand(store, executionId, command);
     throw err;
   }
 }

@@ -20,7 +20,7 @@ import {
   type WorkflowEvent,
   type WorkflowExecutionState,
 } from '@switchyard/domain';
-import { isTerminal, loadExecution, runWorkflowCommand } from './command.js';
+import { isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
 import { DefinitionStore } from './definitions.js';
 import { executeRemote, type ExecutorSubjects, type StepOutcome } from './executor.js';
 import { PartitionLeases, partitionOf } from './partitions.js';
@@ -362,6 +362,9 @@ export class WorkflowEngine {
     let entry: CachedState;
     if (c && c.revision === e.revision - 1) {
       entry = { ...c, state: workflowExecutionDecider.evolve(c.state, event), revision: e.revision };
+    } else if (e.revision === 0) {
+      // The first event is the whole history: nothing to read. No timer can exist yet.
+      entry = { state: workflowExecutionDecider.evolve(workflowExecutionDecider.initialState, event), revision: 0, timersInTable: false };
     } else {
       const events = await this.o.store.readStream(workflowExecutionStream(executionId), { maxCount: e.revision + 1 });
       let state = workflowExecutionDecider.initialState;
@@ -644,7 +647,7 @@ export class WorkflowEngine {
     const input = a.input && typeof a.input === 'object' && !Array.isArray(a.input) ? a.input : {};
     let r;
     try {
-      r = await runWorkflowCommand(this.o.store, childId, {
+      r = await runWorkflowCommandOnNewStream(this.o.store, childId, {
         type: 'StartWorkflow',
         data: { executionId: childId, definition: def, input },
         metadata: { ...this.meta(a.correlationId), causationId: a.idempotencyKey, parent } as CommandMetadata,
