@@ -26,7 +26,7 @@ interface Ports {
   gateway: number;
   pg: number;
   nats: number;
-  mcp: Record<'FILESYSTEM_BRIDGE' | 'DATABASE' | 'FETCH' | 'AUTOMATION' | 'ANALYTICS', number>;
+  mcp: Record<'FILESYSTEM_BRIDGE' | 'DATABASE' | 'DATABASE_WRITER' | 'FETCH' | 'AUTOMATION' | 'ANALYTICS', number>;
 }
 
 function startSystem(dataDir: string, ports: Ports): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
@@ -99,7 +99,7 @@ describe('the whole system started like npm start', () => {
       gateway: await freePort(),
       pg: await freePort(),
       nats: await freePort(),
-      mcp: { FILESYSTEM_BRIDGE: await freePort(), DATABASE: await freePort(), FETCH: await freePort(), AUTOMATION: await freePort(), ANALYTICS: await freePort() },
+      mcp: { FILESYSTEM_BRIDGE: await freePort(), DATABASE: await freePort(), DATABASE_WRITER: await freePort(), FETCH: await freePort(), AUTOMATION: await freePort(), ANALYTICS: await freePort() },
     };
     base = `http://127.0.0.1:${ports.gateway}`;
     system = startSystem(dataDir, ports);
@@ -140,7 +140,7 @@ describe('the whole system started like npm start', () => {
     }
     assert.deepEqual(
       health.servers.filter((s) => s.server !== 'github').map((s) => [s.server, s.state]).sort(),
-      [['analytics', 'up'], ['automation', 'up'], ['database', 'up'], ['fetch', 'up'], ['filesystem', 'up']],
+      [['analytics', 'up'], ['automation', 'up'], ['database', 'up'], ['database_writer', 'up'], ['fetch', 'up'], ['filesystem', 'up']],
     );
     const correlationId = `e2e-${Date.now()}`;
     const res = await fetch(`${base}/api/v1/integration/mcp/database/query`, {
@@ -199,6 +199,20 @@ describe('the whole system started like npm start', () => {
     const submitted = events.events.find((e) => e.type === 'TaskSubmitted');
     assert.equal(submitted?.metadata.actor, `apikey:${adminKey.split('_')[1]}`);
     assert.ok(events.events.some((e) => e.type === 'TaskCompleted'));
+  });
+
+  it('answers the complete status in one call, from read models', async () => {
+    let body: { status: string; mcp: { available: boolean; servers: { server: string; calls_last_hour?: number }[] }; infrastructure: { checks: Record<string, { status: string }> } } | undefined;
+    for (let i = 0; i < 40; i++) {
+      const res = await fetch(`${base}/api/v1/integration/status`, { headers: auth });
+      assert.equal(res.status, 200);
+      body = (await res.json()) as typeof body;
+      if (body!.mcp.available && body!.mcp.servers.some((s) => s.server === 'database')) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.ok(['healthy', 'degraded', 'unhealthy'].includes(body!.status));
+    assert.equal(body!.infrastructure.checks.postgres?.status, 'up');
+    assert.ok(body!.mcp.servers.some((s) => s.server === 'database'), JSON.stringify(body!.mcp));
   });
 
   it('monitors itself: a health report naming every service, and Prometheus metrics', async () => {

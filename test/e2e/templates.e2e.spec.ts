@@ -5,10 +5,9 @@
  * checked against a value computed here independently (SQL on the system's own database, the
  * report file on disk, the HTTP requests a local webhook sink received).
  *
- * The first system runs with DATABASE_ALLOW_WRITES=true (customer_onboarding inserts into
- * business.customers and business.subscriptions) and WEBHOOK_ALLOW_LOOPBACK=true (the sink is local).
- * A second one runs on the defaults (read-only database server): revenue_analysis and
- * customer_support must still complete there, and onboarding must fail saying why.
+ * The system runs with WEBHOOK_ALLOW_LOOPBACK=true (the sink is local) and otherwise the defaults:
+ * the `database` MCP server is read-only, and customer_onboarding writes through `database_writer`,
+ * a Postgres role that may only touch business.customers and business.subscriptions.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,7 +24,7 @@ const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
 const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'];
-const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
+const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
 
 /** One request the webhook sink received. */
 interface Received {
@@ -181,7 +180,7 @@ describe('built-in workflow templates, end to end', () => {
 
   before(async () => {
     sink = await startSink();
-    system = await startLauncher({ DATABASE_ALLOW_WRITES: 'true', WEBHOOK_ALLOW_LOOPBACK: 'true' });
+    system = await startLauncher({ WEBHOOK_ALLOW_LOOPBACK: 'true' });
     ({ base, filesRoot } = system);
     db = new pg.Client({ connectionString: system.databaseUrl });
     await db.connect();
@@ -409,38 +408,13 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal(unknown.status, 404);
     assert.ok(existsSync(filesRoot));
   });
-});
-
-describe('built-in templates on the default configuration (database server read-only)', () => {
-  let system: Launched;
-  let db: pg.Client;
-  const http = (method: string, url: string, body?: unknown) => request(system.base, method, url, body);
-
-  before(async () => {
-    system = await startLauncher({});
-    db = new pg.Client({ connectionString: system.databaseUrl });
-    await db.connect();
-  });
-  after(async () => {
-    await db?.end().catch(() => undefined);
-    await system?.stop();
-  });
-
-  it('revenue_analysis and customer_support complete; customer_onboarding fails naming the refused write and creates nothing', async () => {
-    const rev = await http('POST', '/api/v1/workflows/start/revenue_analysis?wait=true&wait_ms=60000', { timeframe: '30d', include_forecasts: true });
-    assert.equal(rev.body.status, 'completed', JSON.stringify(rev.body));
-    assert.ok(existsSync(rev.body.output.report_file));
-    const sup = await http('POST', '/api/v1/workflows/start/customer_support?wait=true&wait_ms=60000', {
-      customer_email: 'nobody@nowhere.example',
-      query: 'How do I export my invoices?',
-    });
-    assert.equal(sup.body.status, 'completed', JSON.stringify(sup.body));
-
-    const email = `grace.${randomBytes(4).toString('hex')}@example.com`;
-    const onb = await http('POST', '/api/v1/workflows/start/customer_onboarding?wait=true&wait_ms=60000', { customer: { name: 'Grace', email } });
-    assert.equal(onb.status, 200);
-    assert.equal(onb.body.status, 'failed', JSON.stringify(onb.body));
-    assert.match(onb.body.error.reason, /^step "create_records" failed: .*writes are not allowed: this database server is read-only/);
-    assert.equal((await db.query(`select 1 from business.customers where email = $1`, [email])).rowCount, 0);
+  it('writes stay least-privilege: the database server refuses writes, the onboarding writer may touch only its two tables', async () => {
+    const orders = Number((await db.query('select count(*) from business.orders')).rows[0].count);
+    const ro = await http('POST', '/api/v1/integration/mcp/database/query', { query: 'delete from business.orders', params: [] });
+    assert.equal(ro.status, 403, JSON.stringify(ro.body));
+    const rw = await http('POST', '/api/v1/integration/mcp/call', { server: 'database_writer', tool: 'query', arguments: { sql: 'delete from business.orders', params: [] } });
+    assert.ok(rw.status >= 400 && rw.status < 500, JSON.stringify(rw.body));
+    assert.match(JSON.stringify(rw.body), /permission denied/i);
+    assert.equal(Number((await db.query('select count(*) from business.orders')).rows[0].count), orders);
   });
 });

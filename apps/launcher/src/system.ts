@@ -1,12 +1,14 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { startAgents } from '@switchyard/agents';
 import { loadDemoData } from '@switchyard/agents';
-import { loadRegistry, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
+import { DATABASE_WRITER_PORT, loadRegistry, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
 import {
   AgentsFeatureModule,
   createGateway,
   McpFeatureModule,
   securityOptionsFromEnv,
+  StatusFeatureModule,
   SystemFeatureModule,
   WorkflowsFeatureModule,
   type FeatureModule,
@@ -15,7 +17,7 @@ import { createEventStore, type EventStore } from '@switchyard/event-store';
 import { defaultPorts, mcpServerKinds, runMcpServer } from '@switchyard/mcp-servers';
 import { httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats } from '@switchyard/messaging';
-import { runRelay, startDispatcher, startWorkflowEngine } from '@switchyard/orchestrator';
+import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
 import type { Config, Logger } from '@switchyard/platform';
 import { EventSink } from './event-sink.js';
 import { startInfrastructure } from './infra.js';
@@ -88,6 +90,12 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       stops.push({ name: 'relay', stop: () => relay.stop() });
     }
 
+    if (has('agents') || has('mcp-servers')) {
+      // The demo business data set the agents and the templates work on: loaded once (idempotent, locked).
+      const demo = await loadDemoData(pool);
+      logger.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
+    }
+
     if (has('mcp-servers')) {
       // The project's own MCP servers on their seed ports (5001 filesystem bridge .. 5006 analytics).
       const env = { ...process.env, DATABASE_URL: infra.databaseUrl };
@@ -96,6 +104,18 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
         const port = Number(process.env[`MCP_${kind.toUpperCase().replace(/-/g, '_')}_PORT`] ?? defaultPorts[kind]);
         const server = await runMcpServer(kind, { port, env, logger: logger.child({ mcp: kind }) });
         stops.push({ name: `mcp-${kind}`, stop: () => server.close() });
+      }
+      // 5007: the database server again, with writes allowed, but logged in as a Postgres role
+      // that may only touch the onboarding tables, so the database enforces what it can write.
+      const writerUrl = await prepareOnboardingWriter(pool, infra.databaseUrl, logger);
+      if (writerUrl) {
+        const port = Number(process.env.MCP_DATABASE_WRITER_PORT ?? DATABASE_WRITER_PORT);
+        const writer = await runMcpServer('database', {
+          port,
+          env: { ...process.env, DATABASE_URL: writerUrl, DATABASE_ALLOW_WRITES: 'true' },
+          logger: logger.child({ mcp: 'database_writer' }),
+        });
+        stops.push({ name: 'mcp-database-writer', stop: () => writer.close() });
       }
     }
 
@@ -111,9 +131,6 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     }
 
     if (has('agents')) {
-      // The agents work on the demo business data set: load it once (idempotent, locked).
-      const demo = await loadDemoData(pool);
-      logger.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
       const agents = await startAgents({
         nats,
         pool,
@@ -143,7 +160,10 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
 
     let gatewayUrl: string | undefined;
     if (has('gateway')) {
-      const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule];
+      // The status read model (MCP servers from the connector events) behind /api/v1/integration/status.
+      const statusRunner = await startStatusProjections({ store: eventStore, pool, logger });
+      stops.push({ name: 'status-projections', stop: () => statusRunner.stop() });
+      const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule];
       const gateway = await createGateway({ eventStore, pgPool: pool, nats, logger, config }, { modules, ...securityOptionsFromEnv() });
       gatewayUrl = (await gateway.listen()).url;
       stops.push({ name: 'gateway', stop: () => gateway.close() });
@@ -155,6 +175,33 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     await stopAll();
     throw err;
   }
+}
+
+/**
+ * A login role that may read and insert (and, for the onboarding compensation, delete) only
+ * business.customers and business.subscriptions. Its password is derived from the main
+ * connection's, so every launcher process agrees on it without storing another secret.
+ * Returns the writer's connection URL, or undefined (logged) when the main role cannot create roles.
+ */
+async function prepareOnboardingWriter(pool: pg.Pool, databaseUrl: string, logger: Logger): Promise<string | undefined> {
+  const role = 'switchyard_onboarding';
+  const password = createHash('sha256').update(`${databaseUrl}|${role}`).digest('base64url');
+  try {
+    await pool.query(`DO $$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN CREATE ROLE ${role} LOGIN; END IF;
+    END $$`);
+    // base64url: only [A-Za-z0-9_-], safe inside the literal.
+    await pool.query(`ALTER ROLE ${role} WITH LOGIN PASSWORD '${password}'`);
+    await pool.query(`GRANT USAGE ON SCHEMA business TO ${role}`);
+    await pool.query(`GRANT SELECT, INSERT, DELETE ON business.customers, business.subscriptions TO ${role}`);
+  } catch (err) {
+    logger.warn({ err }, 'could not prepare the onboarding writer role: the database_writer MCP server is not started');
+    return undefined;
+  }
+  const url = new URL(databaseUrl);
+  url.username = role;
+  url.password = password;
+  return url.toString();
 }
 
 /** AGENT_<NAME>_PORT moves one built-in agent's HTTP contract off its seed port (6001-6006). */

@@ -15,6 +15,12 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Ports of the project's own MCP servers (apps/mcp-servers), all Streamable HTTP on `/mcp`. */
 export const OWN_SERVER_PORTS = { database: 5002, fetch: 5004, automation: 5005, analytics: 5006 } as const;
+/**
+ * Port of the second database server, run with writes allowed as a Postgres role that may only
+ * touch the onboarding tables (business.customers, business.subscriptions): the database itself
+ * enforces what it may write, so the main `database` server stays read-only.
+ */
+export const DATABASE_WRITER_PORT = 5007;
 
 const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
 /** `database` -> `MCP_DATABASE_`, `my-server` -> `MCP_MY_SERVER_`: prefix of a server's env overrides. */
@@ -57,6 +63,7 @@ export function defaultServerInputs(env: Env = process.env, cwd: string = proces
       transport: { kind: 'stdio', command: node, args: [bin('@modelcontextprotocol/server-filesystem'), filesystemRoot(env, cwd)] },
     },
     ...own,
+    { name: 'database_writer', role: 'database', transport: { kind: 'http', url: `http://${host}:${DATABASE_WRITER_PORT}/mcp` } },
     {
       name: 'github',
       role: 'github',

@@ -20,7 +20,8 @@ describe('loadRegistry', () => {
     const byName = Object.fromEntries(servers.map((s) => [s.name, s]));
     assert.deepEqual(
       servers.map((s) => s.role).sort(),
-      ['analytics', 'automation', 'database', 'fetch', 'filesystem', 'github'],
+      // database twice: the read-only server and the onboarding writer
+      ['analytics', 'automation', 'database', 'database', 'fetch', 'filesystem', 'github'],
     );
     const fs = byName.filesystem!;
     assert.equal(fs.transport.kind, 'stdio');
@@ -30,7 +31,7 @@ describe('loadRegistry', () => {
       assert.equal(fs.transport.args[1], path.join(dir, '.data', 'files'));
     }
     assert.ok(existsSync(path.join(dir, '.data', 'files')));
-    for (const [name, port] of [['database', 5002], ['fetch', 5004], ['automation', 5005], ['analytics', 5006]] as const) {
+    for (const [name, port] of [['database', 5002], ['fetch', 5004], ['automation', 5005], ['analytics', 5006], ['database_writer', 5007]] as const) {
       const t = byName[name]!.transport;
       assert.equal(t.kind, 'http');
       if (t.kind === 'http') assert.equal(t.url, `http://127.0.0.1:${port}/mcp`);
@@ -81,7 +82,7 @@ describe('loadRegistry', () => {
     assert.equal(byName.database!.breaker.consecutive_failures, 9);
     assert.equal(byName.database!.breaker.half_open_after_ms, 5_000);
     assert.equal(byName.search!.auth_token, 'tok');
-    assert.equal(servers.length, 7);
+    assert.equal(servers.length, 8);
   });
 
   it('reads YAML, and only the file with noDefaults', () => {

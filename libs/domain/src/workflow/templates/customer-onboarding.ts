@@ -24,7 +24,7 @@ const FOLLOW_UP_AT = `(timestamp(${CREATED}.signup_date + 'T09:00:00Z') + durati
  */
 export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
-  version: 2,
+  version: 3,
   name: 'Customer onboarding',
   description: 'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
   input: {
@@ -65,7 +65,7 @@ export const customerOnboardingTemplate = {
     {
       id: 'create_records',
       name: 'Create the customer and subscription records',
-      uses: 'mcp:database/query',
+      uses: 'mcp:database_writer/query',
       needs: ['check_existing'],
       if: 'size(steps.check_existing.output.rows) == 0',
       with: {
@@ -163,7 +163,7 @@ export const customerOnboardingTemplate = {
     {
       id: 'remove_customer',
       name: 'Compensation: remove the created customer and subscription',
-      uses: 'mcp:database/query',
+      uses: 'mcp:database_writer/query',
       with: {
         sql:
           'WITH s AS (DELETE FROM business.subscriptions WHERE customer_id IN (SELECT id FROM business.customers WHERE email = lower($1::text)) RETURNING id) ' +

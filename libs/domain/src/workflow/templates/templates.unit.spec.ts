@@ -12,6 +12,8 @@ import { AGENT_TASK_TYPES, builtInTemplates, customerOnboardingTemplate, custome
 const realCatalog: ToolCatalog = {
   servers: [
     { name: 'database', tools: ['query', 'list_schemas', 'list_tables', 'describe_table', 'explain'] },
+    // The same server run with writes allowed, as a Postgres role that may only touch the onboarding tables.
+    { name: 'database_writer', tools: ['query', 'list_schemas', 'list_tables', 'describe_table', 'explain'] },
     { name: 'fetch', tools: ['http_request', 'fetch_text'] },
     {
       name: 'automation',
@@ -102,7 +104,7 @@ describe('built-in templates: simulated runs reach completed', () => {
   const onboardingResponder =
     (existing: boolean): Responder =>
     (d) => {
-      if (d.uses === 'mcp:database/query') {
+      if (d.uses === 'mcp:database/query' || d.uses === 'mcp:database_writer/query') {
         if (sqlOf(d).startsWith('SELECT id FROM business.customers')) return { rows: existing ? [{ id: 12 }] : [], row_count: existing ? 1 : 0 };
         if (sqlOf(d).startsWith('WITH plan')) {
           return { rows: [{ customer_id: 101, signup_date: '2026-01-31', subscription_id: 401, plan: 'growth', seats: 8, price_per_seat: 29 }], row_count: 1 };
