@@ -357,7 +357,11 @@ export class WorkflowEngine {
   private async process(executionId: string, partition: number, e: RecordedEvent): Promise<void> {
     const c = this.cache.get(executionId);
     // Appended by this process and handled right after its commit (see `command`).
-    if (c && e.revision <= c.revision) return;
+    if (c && e.revision <= c.revision) {
+      // The end was handled at its commit; its state was kept only until the event came by.
+      if (e.revision === c.revision && isTerminal(c.state)) this.cache.delete(executionId);
+      return;
+    }
     const event = toEvent(e);
     let entry: CachedState;
     if (c && c.revision === e.revision - 1) {
@@ -382,6 +386,7 @@ export class WorkflowEngine {
       this.cache.delete(executionId);
       throw err;
     }
+    if (isTerminal(entry.state)) this.cache.delete(executionId);
   }
 
   private remember(executionId: string, entry: CachedState): void {
@@ -439,8 +444,7 @@ export class WorkflowEngine {
     for (const { event, state } of items) {
       if (event.type === 'ExecutionCancelRequested') await this.cancelChildren(state, event.data.reason);
     }
-    const last = items[items.length - 1];
-    if (last && TERMINAL_EVENTS.has(last.event.type) && isTerminal(entry.state)) await this.onTerminal(executionId, entry.state, entry);
+    if (items.some((i) => TERMINAL_EVENTS.has(i.event.type)) && isTerminal(entry.state)) await this.onTerminal(executionId, entry.state, entry);
   }
 
   /**
@@ -511,14 +515,18 @@ export class WorkflowEngine {
     });
   }
 
-  /** The end: drop timers (only if any may exist), tell a parent, leave active_executions. */
+  /**
+   * The end: drop timers (only if any may exist), tell a parent, leave active_executions. With
+   * `entry` (handled at the commit) the state stays cached until the subscription brings the end
+   * by, so those events are skipped rather than read and handled again.
+   */
   private async onTerminal(executionId: string, state: WorkflowExecutionState, entry?: CachedState): Promise<void> {
     this.pendingTimeouts.delete(executionId);
     if (entry?.timersInTable !== false) await this.timerDeletes.add(executionId);
     const parent = entry?.parent === undefined ? await this.parentOf(executionId) : (entry.parent ?? undefined);
     if (parent) await this.notifyParent(parent, state);
     await this.activeDeletes.add(executionId);
-    this.cache.delete(executionId);
+    if (!entry) this.cache.delete(executionId);
   }
 
   private async cancelChildren(state: WorkflowExecutionState, reason: string): Promise<void> {
