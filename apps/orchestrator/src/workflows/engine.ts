@@ -477,12 +477,16 @@ export class WorkflowEngine {
           const ev = items[i]!.event;
           if (ev.type !== 'StepScheduled' || state.status === 'not_started') continue;
           const ref = { stepId: ev.data.stepId, ...(ev.data.itemIndex === undefined ? {} : { itemIndex: ev.data.itemIndex }) };
-          apply(
-            workflowExecutionDecider.decide(
+          let recorded: WorkflowEvent[];
+          try {
+            recorded = workflowExecutionDecider.decide(
               { type: 'RecordStepDispatched', data: { ...ref, attempt: ev.data.attempt }, metadata: this.meta(state.correlationId) },
               state,
-            ),
-          );
+            );
+          } catch {
+            continue; // not for the command to fail: the unit stays scheduled and is recorded on its own (effects)
+          }
+          apply(recorded);
         }
       } catch (err) {
         if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
@@ -688,6 +692,8 @@ export class WorkflowEngine {
        on conflict (execution_id, timer_key) do update set due_at = excluded.due_at, command = excluded.command`,
       [executionId, partition, keys, dues, commands],
     );
+    const c = this.cache.get(executionId);
+    if (c) c.timersInTable = true;
   }
 
   /**
