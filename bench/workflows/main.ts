@@ -55,7 +55,8 @@ try {
     natsUrl = n.url;
   }
   const url = await ensureDatabase(serverUrl, `bench_wf_${randomUUID().slice(0, 8).replace(/-/g, '')}`);
-  const pool = new pg.Pool({ connectionString: url, max: 20 });
+  // No idle timeout: backends keep their pids, so their CPU can be counted (below).
+  const pool = new pg.Pool({ connectionString: url, max: 20, idleTimeoutMillis: 0 });
   pool.on('error', (err) => logger.warn({ err: err.message }, 'idle connection failed'));
   const store = new PostgresEventStore({ pool, logger });
   await store.init();
@@ -146,19 +147,21 @@ try {
       ).rows[0]!;
     // CPU seconds of this process and of the server's backends (when the server is local; /proc), a
     // steadier figure than executions/s on a shared machine.
-    const pgCpu = async () => {
+    const pgCpu = async (): Promise<Map<number, number>> => {
       const pids = (await pool.query<{ pid: number }>(`select pid from pg_stat_activity`)).rows.map((r) => r.pid);
-      let ticks = 0;
+      const ticks = new Map<number, number>();
       for (const pid of pids) {
         try {
           const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-          ticks += Number(f[11]) + Number(f[12]);
+          ticks.set(pid, Number(f[11]) + Number(f[12]));
         } catch {
           // not local, or the backend ended
         }
       }
-      return ticks / 100;
+      return ticks;
     };
+    // Backends that ended in between are missed (an undercount); new ones count from zero.
+    const pgDelta = (a: Map<number, number>, b: Map<number, number>) => [...b].reduce((sum, [pid, t]) => sum + t - (a.get(pid) ?? 0), 0) / 100;
     const before = await dbStats();
     const cpu0 = process.cpuUsage();
     const pg0 = await pgCpu();
@@ -175,7 +178,7 @@ try {
     );
     const wall = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
-    const pgSeconds = (await pgCpu()) - pg0;
+    const pgSeconds = pgDelta(pg0, await pgCpu());
     // PostgreSQL transactions per execution (every statement outside a transaction is one, and
     // each costs a commit), as counted by the server (the stats lag by up to ~0.5 s: approximate).
     await new Promise((r) => setTimeout(r, 700));
