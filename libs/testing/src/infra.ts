@@ -19,7 +19,7 @@ import {
 let ownPg: Promise<PostgresHandle> | undefined;
 let ownNats: Promise<NatsServerHandle> | undefined;
 let tmpRoot: string | undefined;
-let stopHookInstalled = false;
+let natsCount = 0;
 const logger = createLogger('test-fixture', process.env.TEST_INFRA_LOG ?? 'warn');
 
 function scratchDir(): string {
@@ -54,16 +54,14 @@ export async function freshDatabase(prefix = 'test'): Promise<string> {
  */
 export async function testNatsUrl(): Promise<string> {
   if (process.env.TEST_SHARED_NATS === '1' && process.env.TEST_NATS_URL) return process.env.TEST_NATS_URL;
-  ownNats ??= (async () =>
-    startNatsServer({ port: await freePort(), storeDir: path.join(scratchDir(), 'nats'), logger }))();
-  const server = await ownNats;
-  if (!stopHookInstalled) {
-    stopHookInstalled = true;
+  ownNats ??= (async () => {
+    const server = await startNatsServer({ port: await freePort(), storeDir: path.join(scratchDir(), `nats-${++natsCount}`), logger });
     // The file's process must be free to exit when its tests are done; the server goes with it.
     server.unref();
     process.once('exit', () => server.kill());
-  }
-  return server.url;
+    return server;
+  })();
+  return (await ownNats).url;
 }
 
 /** Stop what this process started itself (nothing when the runner provided the servers). */

@@ -11,7 +11,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { stopOwnInfra } from '@switchyard/testing';
+import { AgentsFeatureModule } from '../features/agents/index.js';
 import { McpFeatureModule } from '../features/mcp/index.js';
+import { StatusFeatureModule } from '../features/status/index.js';
 import { SystemFeatureModule } from '../features/system/index.js';
 import { WorkflowsFeatureModule } from '../features/workflows/index.js';
 import { bearer, startSecuredGateway, type SecuredGateway } from './test-support.js';
@@ -311,7 +313,7 @@ describe('fuzzing every route from the OpenAPI document', () => {
     g = await startSecuredGateway('gw_fuzz', {
       // The feature modules without their back ends (no engine, no connectors, no agents):
       // the dependencies are deliberately missing, so their 503s are expected.
-      modules: [WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule],
+      modules: [WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule, AgentsFeatureModule, StatusFeatureModule],
       requestTimeoutMs: 3_000,
       // On, with limits no fuzz run reaches: the middleware runs, nothing is throttled.
       rateLimit: { perIp: { points: 1e7, durationSec: 60 }, perKey: { points: 1e7, durationSec: 60 }, authFailuresPerIp: { points: 1e7, durationSec: 60 } },

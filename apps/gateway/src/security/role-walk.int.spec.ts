@@ -2,7 +2,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Controller, Delete, Get, Module, Post } from '@nestjs/common';
 import { stopOwnInfra } from '@switchyard/testing';
+import { AgentsFeatureModule } from '../features/agents/index.js';
 import { McpFeatureModule } from '../features/mcp/index.js';
+import { StatusFeatureModule } from '../features/status/index.js';
 import { SystemFeatureModule } from '../features/system/index.js';
 import { WorkflowsFeatureModule } from '../features/workflows/index.js';
 import { ApiRoute } from '../openapi/registry.js';
@@ -60,7 +62,7 @@ describe('every registered route enforces its declared role', () => {
 
   before(async () => {
     // The committed feature modules too (their back ends absent: 503s are fine here, only 401/403 matter).
-    g = await startSecuredGateway('gw_rolewalk', { modules: [WalkModule, WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule] });
+    g = await startSecuredGateway('gw_rolewalk', { modules: [WalkModule, WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule, AgentsFeatureModule, StatusFeatureModule] });
     keys.admin = g.adminKey;
     keys.viewer = (await g.makeKey('viewer')).key;
     keys.operator = (await g.makeKey('operator')).key;

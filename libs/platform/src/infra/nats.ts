@@ -72,7 +72,8 @@ export async function startNatsServer(opts: { port: number; storeDir: string; lo
     },
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.ref(); // after unref(), waiting for the exit must keep the process alive
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),
