@@ -57,10 +57,10 @@ describe('connectors main process', () => {
       return reply !== undefined;
     }, 'the connectors process to answer registry.list', 30_000, 200);
     const byName = Object.fromEntries(reply!.servers.map((s) => [s.server, s]));
-    assert.deepEqual(Object.keys(byName).sort(), ['analytics', 'automation', 'database', 'fetch', 'filesystem', 'github']);
+    assert.deepEqual(Object.keys(byName).sort(), ['analytics', 'automation', 'database', 'database_writer', 'fetch', 'filesystem', 'github']);
     assert.equal(byName.filesystem!.state, 'up');
     assert.equal(byName.github!.state, 'unconfigured');
-    for (const n of ['database', 'fetch', 'automation', 'analytics']) assert.equal(byName[n]!.state, 'down', n);
+    for (const n of ['database', 'database_writer', 'fetch', 'automation', 'analytics']) assert.equal(byName[n]!.state, 'down', n);
     const r = await request(nc, mcpSubject('filesystem', 'call_tool', prefix), { tool: 'list_allowed_directories' }, { schema: callToolReplySchema, timeoutMs: 10_000 });
     assert.match(JSON.stringify(r.content), /files/);
   });
