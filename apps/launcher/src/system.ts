@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { startAgents } from '@switchyard/agents';
-import { loadDemoData } from '@switchyard/agents';
+import { llmFromEnv, loadDemoData } from '@switchyard/agents';
 import { DATABASE_WRITER_PORT, loadRegistry, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
 import {
   AgentsFeatureModule,
@@ -131,10 +131,13 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     }
 
     if (has('agents')) {
+      // LLM_BASE_URL + LLM_MODEL: an OpenAI-compatible endpoint rewords agent prose (never the figures).
+      const llm = llmFromEnv(process.env, logger);
       const agents = await startAgents({
         nats,
         pool,
         logger,
+        ...(llm ? { llm } : {}),
         http: { ...(config.AI_AGENT_AUTH_TOKEN ? { token: config.AI_AGENT_AUTH_TOKEN } : {}), ...agentPortsFromEnv() },
       });
       stops.push({ name: 'agents', stop: () => agents.stop() });
