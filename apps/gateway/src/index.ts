@@ -44,6 +44,7 @@ export {
 export {
   API_ROUTE,
   ApiRoute,
+  exampleOf,
   jsonSchemaOf,
   OpenApiRegistry,
   problemSchema,

@@ -24,11 +24,13 @@ export interface RouteDoc {
     readonly contentType?: string;
     readonly example?: unknown;
   };
+  /** An example request body (default: one built from the body schema). */
+  readonly requestExample?: unknown;
   /** Request headers the route reads (an object schema), documented as header parameters. */
   readonly headers?: z.ZodType;
   /** Error statuses this route answers with problem+json (400 and 500 are added by themselves). */
   readonly errors?: readonly number[];
-  /** Role a caller will need once authorization exists (placeholder, documented as `x-required-role`, not enforced). */
+  /** Role a caller needs (viewer < operator < admin, or `public`), documented as `x-required-role` and enforced by the RoleGuard. */
   readonly role?: string;
   /** Leave the route out of the document. */
   readonly hidden?: boolean;
@@ -162,6 +164,61 @@ function parametersOf(schema: z.ZodType | undefined, where: 'query' | 'path' | '
   });
 }
 
+/**
+ * A deterministic example value built from a JSON schema, for routes that declare none: the
+ * issue asks every endpoint to show one. Declared `example`/`default`/`const`/enum values win;
+ * otherwise a plausible value per type and format. Bounded depth so recursive schemas end.
+ */
+export function exampleOf(schema: unknown, depth = 0): unknown {
+  if (!schema || typeof schema !== 'object' || depth > 6) return null;
+  const js = schema as JsonSchema;
+  if (js.example !== undefined) return js.example;
+  if (Array.isArray(js.examples) && js.examples.length > 0) return js.examples[0];
+  if (js.default !== undefined) return js.default;
+  if (js.const !== undefined) return js.const;
+  if (Array.isArray(js.enum) && js.enum.length > 0) return js.enum[0];
+  for (const key of ['anyOf', 'oneOf'] as const) {
+    const options = js[key];
+    if (Array.isArray(options) && options.length > 0) {
+      const first = options.find((o) => (o as JsonSchema)?.type !== 'null') ?? options[0];
+      return exampleOf(first, depth + 1);
+    }
+  }
+  if (Array.isArray(js.allOf)) {
+    return Object.assign({}, ...js.allOf.map((part) => exampleOf(part, depth + 1)).filter((v) => v && typeof v === 'object'));
+  }
+  const type = Array.isArray(js.type) ? js.type.find((t) => t !== 'null') : js.type;
+  switch (type) {
+    case 'object': {
+      const props = (js.properties ?? {}) as Record<string, unknown>;
+      return Object.fromEntries(Object.entries(props).map(([k, v]) => [k, exampleOf(v, depth + 1)]));
+    }
+    case 'array':
+      return js.items ? [exampleOf(js.items, depth + 1)] : [];
+    case 'integer':
+      return typeof js.minimum === 'number' ? js.minimum : 1;
+    case 'number':
+      return typeof js.minimum === 'number' ? js.minimum : 1.5;
+    case 'boolean':
+      return true;
+    case 'null':
+      return null;
+    case 'string': {
+      const formats: Record<string, string> = {
+        'date-time': '2026-01-31T09:00:00.000Z',
+        date: '2026-01-31',
+        email: 'ann@example.com',
+        uri: 'https://example.com/',
+        url: 'https://example.com/',
+        uuid: '3fa85f64-5717-4562-b3fc-2c963f66afa6',
+      };
+      return (typeof js.format === 'string' && formats[js.format]) || 'string';
+    }
+    default:
+      return js.properties ? exampleOf({ ...js, type: 'object' }, depth) : null;
+  }
+}
+
 function operation(spec: RouteSpec): Record<string, unknown> {
   const { doc = {}, request = {} } = spec;
   const success = doc.response ?? {};
@@ -175,7 +232,11 @@ function operation(spec: RouteSpec): Record<string, unknown> {
               [contentType]: {
                 // A non-JSON answer (SSE, HTML) without a schema is documented as text.
                 schema: success.schema ? jsonSchemaOf(success.schema, 'output') : { type: 'string' },
-                ...(success.example !== undefined ? { example: success.example } : {}),
+                ...(success.example !== undefined
+                  ? { example: success.example }
+                  : success.schema && contentType.includes('json')
+                    ? { example: exampleOf(jsonSchemaOf(success.schema, 'output')) }
+                    : {}),
               },
             },
           }
@@ -199,7 +260,12 @@ function operation(spec: RouteSpec): Record<string, unknown> {
     ...(doc.tags ? { tags: [...doc.tags] } : {}),
     ...(parameters.length ? { parameters } : {}),
     ...(request.body
-      ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchemaOf(request.body, 'input') } } } }
+      ? {
+          requestBody: {
+            required: true,
+            content: { 'application/json': { schema: jsonSchemaOf(request.body, 'input'), example: doc.requestExample ?? exampleOf(jsonSchemaOf(request.body, 'input')) } },
+          },
+        }
       : {}),
     responses,
     'x-required-role': doc.role ?? null,

@@ -58,6 +58,7 @@ interface Op {
 describe('every registered route enforces its declared role', () => {
   let g: SecuredGateway;
   let ops: Op[];
+  let document: { paths: Record<string, Record<string, Record<string, any>>> };
   const keys: Record<'none' | 'viewer' | 'operator' | 'admin', string | undefined> = { none: undefined, viewer: '', operator: '', admin: '' };
 
   before(async () => {
@@ -67,6 +68,7 @@ describe('every registered route enforces its declared role', () => {
     keys.viewer = (await g.makeKey('viewer')).key;
     keys.operator = (await g.makeKey('operator')).key;
     const doc = (await (await fetch(`${g.url}/docs/openapi.json`)).json()) as { paths: Record<string, Record<string, { 'x-required-role'?: unknown }>> };
+    document = doc as typeof document;
     ops = Object.entries(doc.paths).flatMap(([path, byMethod]) =>
       Object.entries(byMethod).map(([method, op]) => ({ method: method.toUpperCase(), path, role: op['x-required-role'] })),
     );
@@ -81,6 +83,29 @@ describe('every registered route enforces its declared role', () => {
     assert.equal(ops.find((o) => o.path === '/test-walk/undeclared')?.role, 'admin');
     assert.equal(ops.find((o) => o.path === '/livez')?.role, 'public');
     assert.equal(ops.find((o) => o.path === '/api/v1/events')?.role, 'viewer');
+  });
+
+  it('documents every seed route with its request and response schemas and an example', () => {
+    const seed = Object.entries(document.paths).filter(([path]) => path.startsWith('/api/v1/') || path === '/metrics');
+    assert.ok(seed.length >= 30, `${seed.length} seed paths`);
+    const missing: string[] = [];
+    for (const [path, byMethod] of seed) {
+      for (const [method, op] of Object.entries(byMethod)) {
+        const where = `${method.toUpperCase()} ${path}`;
+        const [status, success] = Object.entries(op.responses as Record<string, any>).find(([code]) => code.startsWith('2'))!;
+        assert.ok(status, `${where}: no success response`);
+        if (status !== '204' && !(success.content && Object.keys(success.content).length > 0)) missing.push(`${where}: no response schema`);
+        for (const [type, media] of Object.entries((success.content ?? {}) as Record<string, any>)) {
+          assert.ok(media.schema, `${where}: ${type} has no schema`);
+          if (type.includes('json') && media.example === undefined) missing.push(`${where}: ${type} has no example`);
+        }
+        if (op.requestBody) {
+          const body = op.requestBody.content['application/json'];
+          if (!body.schema || body.example === undefined) missing.push(`${where}: request body without schema or example`);
+        }
+      }
+    }
+    assert.deepEqual(missing, []);
   });
 
   it('discovers the routes from the OpenAPI document', () => {

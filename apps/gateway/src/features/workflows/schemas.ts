@@ -47,6 +47,12 @@ export const startedResponse = z.object({
 export const executionListResponse = z.object({ items: z.array(z.looseObject({ execution_id: z.string(), status: z.string() })), next_cursor: z.string().nullable() });
 export const executionDetailResponse = z.looseObject({ execution_id: z.string(), status: z.string(), steps: z.array(z.looseObject({ step_id: z.string() })) });
 export const eventsResponse = z.object({ execution_id: z.string(), events: z.array(z.looseObject({ type: z.string(), revision: z.number() })) });
+export const cancelResponse = z.object({ execution_id: z.string(), status: executionStatus });
+export const registeredResponse = z.object({
+  definition: z.looseObject({ id: z.string(), version: z.number() }),
+  /** False when the same id and version already existed with the same content. */
+  created: z.boolean(),
+});
 export const definitionsResponse = z.object({ definitions: z.array(z.looseObject({ id: z.string(), version: z.number() })) });
 export const templatesResponse = z.object({
   templates: z.array(z.object({ id: z.string(), version: z.number(), name: z.string(), description: z.string(), input: z.unknown(), steps: z.array(z.object({ id: z.string(), uses: z.string(), needs: z.array(z.string()) })) })),

@@ -13,7 +13,9 @@ import {
   cancelBody,
   definitionBody,
   definitionsQuery,
+  cancelResponse,
   definitionsResponse,
+  registeredResponse,
   eventsResponse,
   executionDetailResponse,
   executionListResponse,
@@ -98,7 +100,7 @@ export class WorkflowsController {
 
   @Post('executions/:execution_id/cancel')
   @HttpCode(202)
-  @ApiRoute({ summary: 'Cancel an execution (compensations run; it ends canceled)', tags: ['workflows'], role: 'operator', errors: [404, 409] })
+  @ApiRoute({ summary: 'Cancel an execution (compensations run; it ends canceled)', tags: ['workflows'], role: 'operator', response: { status: 202, schema: cancelResponse, example: { execution_id: 'wf_3f2a', status: 'canceling' } }, errors: [404, 409] })
   async cancel(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodBody(cancelBody) b: z.infer<typeof cancelBody>, @CorrelationId() correlationId: string) {
     const r = await this.commands.execute(new CancelWorkflowExecution(p.execution_id, b.reason, correlationId));
     return { execution_id: p.execution_id, status: r.status };
@@ -118,6 +120,7 @@ export class WorkflowsController {
     description: '400 lists every problem with its path (a dependency cycle is named, e.g. `a -> b -> a`); 409 when that version exists with other content.',
     tags: ['workflows'],
     role: 'admin',
+    response: { status: 201, schema: registeredResponse },
     errors: [400, 409],
   })
   async register(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>, @Res({ passthrough: true }) res: Response) {
