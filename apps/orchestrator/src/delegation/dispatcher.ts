@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { codeOfStatus, serviceSubject } from '@switchyard/contracts';
-import { aggregateStream, handleCommand, type CommandResult, type EventStore } from '@switchyard/event-store';
+import { aggregateStream, handleCommand, WrongExpectedVersionError, type CommandResult, type EventMetadata, type EventStore } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { AppError, errorCodes, newId, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
@@ -139,6 +139,13 @@ export class Dispatcher {
   readonly registry: InstanceRegistry;
   private readonly log: Logger;
   private readonly active = new Map<string, ExistingTaskState>();
+  /**
+   * State and stream revision of every live task as this process last wrote or read it: commands
+   * are decided against it and appended with that revision, without re-reading the stream. The
+   * store's revision check still guards every append; a conflict drops the entry and falls back
+   * to read-decide-append.
+   */
+  private readonly known = new Map<string, { state: TaskState; revision: number }>();
   private readonly runs = new Map<string, Run>();
   private readonly correlation = new Map<string, string>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -312,6 +319,8 @@ export class Dispatcher {
       if (!set) this.waiters.set(taskId, (set = new Set()));
       set.add({ resolve, reject });
     });
+    // A live task this process is driving needs no read: its end passes through track().
+    if (this.known.has(taskId)) return done;
     const now = await this.load(taskId);
     if (!now) {
       this.waiters.delete(taskId);
@@ -699,13 +708,13 @@ export class Dispatcher {
     const prev = this.locks.get(taskId) ?? Promise.resolve();
     const next = prev
       .catch(() => undefined)
-      .then(() => handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, command as never))
+      .then(() => this.decideAndAppend(taskId, command))
       .catch((err: unknown) => {
         // Domain errors keep their code on the way to NATS and HTTP.
         throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
       })
-      .then((res) => {
-        const r = res as unknown as CommandResult<TaskEvent, TaskState>;
+      .then((r) => {
+        this.remember(taskId, r);
         this.track(taskId, r.state);
         return r;
       });
@@ -715,6 +724,48 @@ export class Dispatcher {
     };
     next.then(clear, clear);
     return next;
+  }
+
+  /**
+   * Fast path: decide against the state this process holds for the task (a SubmitTask with none:
+   * the initial state, appended with `no_stream`) and append with its revision, one round trip
+   * instead of read + append. Anything that the cached state may have got wrong goes the slow
+   * way (read, decide, append; `handleCommand` retries on conflicts): a revision conflict, a
+   * domain error, or a decision to do nothing (which no revision check would catch).
+   */
+  private async decideAndAppend(taskId: string, command: TaskCommand): Promise<CommandResult<TaskEvent, TaskState>> {
+    const slow = async () => {
+      this.known.delete(taskId);
+      return (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, command as never)) as unknown as CommandResult<TaskEvent, TaskState>;
+    };
+    const cached = this.known.get(taskId) ?? (command.type === 'SubmitTask' ? { state: taskDelegationDecider.initialState, revision: -1 } : undefined);
+    if (!cached) return slow();
+    let events: TaskEvent[];
+    try {
+      events = taskDelegationDecider.decide(command, cached.state);
+    } catch (err) {
+      if (isDomainError(err)) return slow();
+      throw err;
+    }
+    if (events.length === 0) return slow();
+    try {
+      const r = await this.opts.store.append(
+        taskStreamId(taskId),
+        // Cast: domain events carry CommandMetadata, which lacks the port's index signature.
+        events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata as unknown as EventMetadata })),
+        { expectedRevision: cached.revision === -1 ? 'no_stream' : cached.revision },
+      );
+      return { events, state: events.reduce(taskDelegationDecider.evolve, cached.state), revision: r.nextExpectedRevision, position: r.position };
+    } catch (err) {
+      if (err instanceof WrongExpectedVersionError) return slow();
+      throw err;
+    }
+  }
+
+  /** Keep the state and revision of live tasks only (ended ones are read from the store when asked). */
+  private remember(taskId: string, r: CommandResult<TaskEvent, TaskState>): void {
+    if (r.state.status === 'initial' || isTerminal(r.state as ExistingTaskState)) this.known.delete(taskId);
+    else this.known.set(taskId, { state: r.state, revision: r.revision });
   }
 
   private track(taskId: string, state: TaskState): void {
