@@ -94,6 +94,9 @@ interface Run {
   done: boolean;
 }
 
+/** A command to decide right after another, in the same append; `undo` releases what was reserved for it when it is not appended. */
+type FollowUp = (state: TaskState) => { readonly command: TaskCommand; readonly undo: () => void } | undefined;
+
 const ACTIVE = ['submitted', 'queued', 'assigned', 'working'];
 /** Errors that another attempt cannot fix: the task fails at once. */
 const FATAL: readonly ErrorCode[] = ['validation', 'not_found', 'illegal_state', 'unauthorized', 'forbidden', 'payload_too_large'];
@@ -288,6 +291,23 @@ export class Dispatcher {
     // 2. Submit (a duplicate submit decides nothing and returns the existing state).
     const taskId = req.idempotency_key ? taskIdForKey(req.idempotency_key) : newId();
     this.correlation.set(taskId, correlationId);
+    // 3a. When nothing else is waiting (so no task is overtaken) and an instance is free, the
+    // assignment is decided with the submission and appended with it: one write instead of two.
+    let placed: AgentInstance | undefined;
+    const assignNow: FollowUp = (s) => {
+      if (s.status !== 'queued' || this.stopped || this.assigning.size > 0 || this.queuedCount() > 0) return undefined;
+      const inst = this.select(s);
+      if (!inst) return undefined;
+      this.registry.reserve(inst);
+      placed = inst;
+      return {
+        command: { type: 'AssignTask', data: { agent: inst.agent, instance: inst.instance }, metadata: this.meta(taskId) },
+        undo: () => {
+          this.registry.release(inst);
+          placed = undefined;
+        },
+      };
+    };
     const r = await this.exec(taskId, {
       type: 'SubmitTask',
       data: {
@@ -301,11 +321,12 @@ export class Dispatcher {
         ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
       },
       metadata: this.meta(taskId, req.actor),
-    });
+    }, assignNow);
     const duplicate = r.events.length === 0;
     if (!duplicate) this.log.info({ correlationId, taskId, taskType: req.task_type, priority: req.priority }, 'task submitted');
-    // 3. Place it now if an instance is free, so the answer can name the agent.
-    if (!duplicate) await this.pump();
+    if (placed && r.state.status === 'assigned') this.launch(r.state, placed);
+    // 3b. Otherwise place it now if an instance is free, so the answer can name the agent.
+    else if (!duplicate) await this.pump();
     const state = (this.active.get(taskId) ?? (await this.load(taskId))) as ExistingTaskState;
     const view = taskViewOf(state);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
@@ -704,11 +725,11 @@ export class Dispatcher {
   }
 
   /** Commands on one task run one at a time here (the store's revision check guards across processes). */
-  private exec(taskId: string, command: TaskCommand): Promise<CommandResult<TaskEvent, TaskState>> {
+  private exec(taskId: string, command: TaskCommand, follow?: FollowUp): Promise<CommandResult<TaskEvent, TaskState>> {
     const prev = this.locks.get(taskId) ?? Promise.resolve();
     const next = prev
       .catch(() => undefined)
-      .then(() => this.decideAndAppend(taskId, command))
+      .then(() => this.decideAndAppend(taskId, command, follow))
       .catch((err: unknown) => {
         // Domain errors keep their code on the way to NATS and HTTP.
         throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
@@ -732,8 +753,10 @@ export class Dispatcher {
    * instead of read + append. Anything that the cached state may have got wrong goes the slow
    * way (read, decide, append; `handleCommand` retries on conflicts): a revision conflict, a
    * domain error, or a decision to do nothing (which no revision check would catch).
+   * `follow` may add a second command decided against the state the first one leads to; both
+   * go in the same append. Only the fast path uses it: otherwise it is dropped (`undo`).
    */
-  private async decideAndAppend(taskId: string, command: TaskCommand): Promise<CommandResult<TaskEvent, TaskState>> {
+  private async decideAndAppend(taskId: string, command: TaskCommand, follow?: FollowUp): Promise<CommandResult<TaskEvent, TaskState>> {
     const slow = async () => {
       this.known.delete(taskId);
       return (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, command as never)) as unknown as CommandResult<TaskEvent, TaskState>;
@@ -748,6 +771,17 @@ export class Dispatcher {
       throw err;
     }
     if (events.length === 0) return slow();
+    let extra = follow?.(events.reduce(taskDelegationDecider.evolve, cached.state));
+    if (extra) {
+      try {
+        events = [...events, ...taskDelegationDecider.decide(extra.command, events.reduce(taskDelegationDecider.evolve, cached.state))];
+      } catch (err) {
+        // The second decision is an optimisation: when the decider refuses it, the first goes alone.
+        extra.undo();
+        extra = undefined;
+        if (!isDomainError(err)) throw err;
+      }
+    }
     try {
       const r = await this.opts.store.append(
         taskStreamId(taskId),
@@ -757,6 +791,7 @@ export class Dispatcher {
       );
       return { events, state: events.reduce(taskDelegationDecider.evolve, cached.state), revision: r.nextExpectedRevision, position: r.position };
     } catch (err) {
+      extra?.undo();
       if (err instanceof WrongExpectedVersionError) return slow();
       throw err;
     }
