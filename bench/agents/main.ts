@@ -2,7 +2,7 @@
  * Delegation overhead: what the delegation path costs on top of the agent's own work, measured
  * with the benchmark-only `noop` task type (sleep_ms 0: the agent does nothing). Three layers:
  *   1. agent direct     NATS request to one agent instance's execute subject
- *   2. tasks.execute    NATS request to the dispatcher (submit, select, assign, run, complete: 4 appends)
+ *   2. tasks.execute    NATS request to the dispatcher (submit+assign, start, complete: 3 appends, no stream read)
  *   3. gateway          HTTP POST /api/v1/integration/agents/delegate?wait=true -> dispatcher -> agent
  * Sequential requests give latency p50/p99; then BENCH_CONCURRENCY requests in flight give tasks/s.
  * Uses TEST_DATABASE_URL / TEST_NATS_URL when set, else starts its own PostgreSQL and nats-server.
@@ -59,7 +59,26 @@ await store.init();
 const nc = await connectNats({ url: await testNatsUrl(), name: 'bench-agents', logger });
 // Every agent serves noop (capacity 30 across the six), HTTP contract off.
 const agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: `bench-${newId().slice(0, 4)}` });
-const dispatcher = await startDispatcher({ store, nats: nc, pool, logger, discoveryWaitMs: 200 });
+// The dispatcher (and its projections) see the store through a counter of task-stream appends and
+// reads, so the table can show what one delegated task costs in store round trips.
+const io = { appends: 0, events: 0, reads: 0 };
+const counted: typeof store = new Proxy(store, {
+  get(target, prop, receiver) {
+    if (prop === 'append')
+      return (streamId: string, events: readonly unknown[], options?: unknown) => {
+        if (streamId.startsWith('task-')) (io.appends++, (io.events += events.length));
+        return target.append(streamId, events as never, options as never);
+      };
+    if (prop === 'readStream')
+      return (streamId: string, options?: unknown) => {
+        if (streamId.startsWith('task-')) io.reads++;
+        return target.readStream(streamId, options as never);
+      };
+    const v = Reflect.get(target, prop, receiver) as unknown;
+    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+  },
+});
+const dispatcher = await startDispatcher({ store: counted, nats: nc, pool, logger, discoveryWaitMs: 200 });
 const gw = await createGateway(
   { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
   { modules: [AgentsFeatureModule] },
@@ -90,14 +109,17 @@ try {
     ['tasks.execute (NATS)', viaTasks, CONCURRENCY],
     ['gateway delegate?wait=true (HTTP)', viaGateway, CONCURRENCY],
   ] as const) {
+    const before = { ...io };
     const lat = await sequential(name, fn);
     const tps = await concurrent(fn, inFlight);
-    rows.push({ ...lat, inFlight, tps });
+    const n = WARMUP + TASKS + CONCURRENT_TASKS;
+    const per = (k: keyof typeof io) => ((io[k] - before[k]) / n).toFixed(2);
+    rows.push({ ...lat, inFlight, tps, store: name.startsWith('agent direct') ? '-' : `${per('appends')} / ${per('events')} / ${per('reads')}` });
   }
   console.log(`# delegation overhead, noop task (sleep_ms 0); ${TASKS} sequential, then ${CONCURRENT_TASKS} with ${CONCURRENCY} in flight`);
-  console.log('| path | p50 ms | p99 ms | max ms | in flight | tasks/s |');
-  console.log('|---|---:|---:|---:|---:|---:|');
-  for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(2)} | ${r.inFlight} | ${r.tps.toFixed(0)} |`);
+  console.log('| path | p50 ms | p99 ms | max ms | in flight | tasks/s | appends / events / stream reads per task |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(2)} | ${r.inFlight} | ${r.tps.toFixed(0)} | ${r.store} |`);
 } finally {
   await gw.close();
   await dispatcher.stop();

@@ -752,7 +752,8 @@ export class Dispatcher {
    * the initial state, appended with `no_stream`) and append with its revision, one round trip
    * instead of read + append. Anything that the cached state may have got wrong goes the slow
    * way (read, decide, append; `handleCommand` retries on conflicts): a revision conflict, a
-   * domain error, or a decision to do nothing (which no revision check would catch).
+   * domain error, or a decision to do nothing (which no revision check would catch), except a
+   * repeated submission.
    * `follow` may add a second command decided against the state the first one leads to; both
    * go in the same append. Only the fast path uses it: otherwise it is dropped (`undo`).
    */
@@ -770,6 +771,9 @@ export class Dispatcher {
       if (isDomainError(err)) return slow();
       throw err;
     }
+    // A repeated submission of a task this process is driving (same idempotency key) decides
+    // nothing and only reports the state, which this process wrote last: no read needed.
+    if (events.length === 0 && command.type === 'SubmitTask' && this.known.has(taskId)) return { events, state: cached.state, revision: cached.revision };
     if (events.length === 0) return slow();
     let extra = follow?.(events.reduce(taskDelegationDecider.evolve, cached.state));
     if (extra) {
