@@ -156,6 +156,7 @@ export class Dispatcher {
   private readonly assigning = new Set<string>();
   private readonly schemas: Record<string, z.ZodType>;
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly background = new Set<Promise<unknown>>();
   private readonly notifySubject: string;
   private notices?: Subscription;
   private pumpRun: Promise<void> | undefined;
@@ -203,7 +204,13 @@ export class Dispatcher {
     await this.registry.probeAll();
     await this.recover();
     const every = (ms: number, fn: () => Promise<void> | void) => {
-      const t = setInterval(() => void fn(), ms);
+      const t = setInterval(() => {
+        // Kept until settled, so stop() can wait for a probe or discovery that is under way
+        // (else it fails on the closing connection and logs a spurious warning).
+        const p = Promise.resolve(fn()).catch(() => undefined);
+        this.background.add(p);
+        void p.finally(() => this.background.delete(p));
+      }, ms);
       t.unref();
       this.timers.push(t);
     };
@@ -238,6 +245,7 @@ export class Dispatcher {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.notices?.unsubscribe();
+    await Promise.allSettled([...this.background]);
     for (const run of this.runs.values()) {
       run.done = true;
       clearTimeout(run.timer);
