@@ -9,9 +9,9 @@ import pg from 'pg';
 import { z } from 'zod';
 import { closeNats, connectNats, request, type NatsConnection } from '@switchyard/messaging';
 import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
-import { PostgresEventStore } from '@switchyard/event-store';
+import { handleCommand, PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase } from '@switchyard/testing';
-import { taskExecuteReply, taskStreamId, taskSubmitReply, taskView, type TaskView } from '@switchyard/domain';
+import { taskDelegationDecider, taskExecuteReply, taskStreamId, taskSubmitReply, taskView, type TaskView } from '@switchyard/domain';
 import { AgentRuntime, startAgent, startAgentHttp, type AgentHandle } from '@switchyard/agents';
 import { startDispatcher, tasksSubject, type DispatcherHandle } from './index.js';
 
@@ -183,6 +183,31 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     } finally {
       await http.close();
     }
+  });
+
+  it('one write per step: submit+assign in one append when an instance is free; a write by someone else is not overwritten (the revision check sends the dispatcher back to the stream)', async () => {
+    // 1. A free instance: the submission and its assignment are one append (same global position).
+    const placed = await execute({ task_type: 'noop', context: { echo: 'one' }, agent: 'data_analyst', idempotency_key: 'one-append-1' });
+    const recorded = await store.readStream(taskStreamId(placed.task_id));
+    assert.deepEqual(recorded.map((e) => e.type), ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskStarted', 'TaskCompleted']);
+    assert.equal(recorded[2]!.position - recorded[0]!.position, 2, 'TaskSubmitted..TaskAssigned written together');
+    // 2. No instance of operations_manager: the task waits, and the dispatcher holds its state at revision 1.
+    const sub = await submit({ task_type: 'noop', context: {}, agent: 'operations_manager' });
+    assert.equal(sub.status, 'queued');
+    // 3. Another writer assigns it behind the dispatcher's back (through the same decider).
+    await handleCommand(store, taskStreamId(sub.task_id), taskDelegationDecider as never, {
+      type: 'AssignTask',
+      data: { agent: 'operations_manager', instance: 'elsewhere-1' },
+      metadata: { timestamp: new Date().toISOString(), correlationId: 'outside', actor: 'test' },
+    } as never);
+    // 4. Cancel through the dispatcher: its cached revision is stale, so it reads and decides again.
+    const canceled = await request(nc, tasksSubject('cancel'), { task_id: sub.task_id, reason: 'test' }, { schema: taskView });
+    assert.equal(canceled.status, 'canceled');
+    const events = await store.readStream(taskStreamId(sub.task_id));
+    assert.deepEqual(events.map((e) => e.type), ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskCanceled']);
+    const data = events[3]!.data as { previous_status: string; instance?: string };
+    assert.equal(data.previous_status, 'assigned', 'decided against the stream, not the stale cached state');
+    assert.equal(data.instance, 'elsewhere-1');
   });
 
   it('after a dispatcher restart, queued tasks and the in-flight task of a dead agent are recovered and run', async () => {
