@@ -82,6 +82,7 @@ async function waitReady(base: string, timeoutMs = 90_000): Promise<Record<strin
 }
 
 describe('the whole system started like npm start', () => {
+  let scratch: string;
   let dataDir: string;
   let ports: Ports;
   let system: ReturnType<typeof startSystem>;
@@ -90,8 +91,11 @@ describe('the whole system started like npm start', () => {
 
   before(async () => {
     mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-'));
-    chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+    scratch = mkdtempSync(path.join(root, '.tmp', 'e2e-'));
+    chmodSync(scratch, 0o755);
+    // DATA_DIR itself is made by the launcher, as on a fresh clone (where a wrong mode once kept
+    // the postgres user out of its own data dir).
+    dataDir = path.join(scratch, 'data');
     const agents: Record<string, number> = {};
     for (const name of agentNames) agents[name] = await freePort();
     ports = {
@@ -111,7 +115,7 @@ describe('the whole system started like npm start', () => {
       system.proc.kill('SIGKILL');
       await system.exited;
     }
-    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(scratch, { recursive: true, force: true });
   });
 
   it('becomes ready: Postgres, NATS and the event store are up', async () => {
@@ -221,8 +225,9 @@ describe('the whole system started like npm start', () => {
       const res = await fetch(`${base}/api/v1/system/health-report`, { headers: auth });
       if (res.status === 200) {
         report = (await res.json()) as typeof report;
-        const names = (report.services ?? []).map((s) => s.service);
-        if (['postgres', 'nats', 'event-store', 'mcp:database'].every((n) => names.includes(n))) break;
+        // Probes start as discovery finds services, and a probe under load can be slow once: wait for all up.
+        const state = new Map((report.services ?? []).map((s) => [s.service, s.status]));
+        if (['postgres', 'nats', 'event-store', 'mcp:database'].every((n) => state.get(n) === 'up')) break;
       }
       await new Promise((r) => setTimeout(r, 250));
     }
