@@ -50,7 +50,11 @@ if (tiers.some((t) => t !== 'unit')) {
   stops.push(async () => rmSync(tmp, { recursive: true, force: true }));
   if (!process.env.TEST_DATABASE_URL) {
     const pg = await startEmbeddedPostgres({ dataDir: path.join(tmp, 'pg'), port: await freePort(), logger });
-    stops.unshift(() => pg.stop());
+    stops.unshift(async () => {
+      await pg.stop();
+      // A cluster moved out of the repo (see reachableDataDir) is removed with the rest.
+      if (pg.dataDir && !pg.dataDir.startsWith(tmp)) rmSync(path.dirname(pg.dataDir), { recursive: true, force: true });
+    });
     env.TEST_DATABASE_URL = pg.url;
     console.log(`# test PostgreSQL (${pg.kind}) at ${pg.url.replace(/:[^:@]+@/, ':***@')}`);
   }

