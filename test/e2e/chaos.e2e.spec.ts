@@ -1,0 +1,332 @@
+/**
+ * Chaos at real effects: 200 executions of a 3-step workflow whose every step POSTs to a local
+ * webhook sink (mcp:automation/send_webhook), while the orchestrator process (`workflows`) is
+ * SIGKILLed and restarted 3 times and the worker process (`mcp-servers connectors`, the one
+ * that sends the requests) 2 times.
+ *
+ * Processes (one PostgreSQL and one nats-server, owned by A):
+ *   A = `relay gateway` (the HTTP edge; starts the embedded infrastructure; never killed)
+ *   W = `mcp-servers connectors` (the worker: MCP servers and the NATS services calling them)
+ *   B = `workflows` (the orchestrator)
+ *
+ * "Effect once", as checked at the sink: the engine dispatches at least once, and a kill can cut
+ * a request after the sink saw it but before the step's result was recorded, so the step is sent
+ * again. Every step carries an idempotency key derived from (execution, step) that the automation
+ * server sends as `Idempotency-Key` on every attempt. So we assert: each (execution, step) reached
+ * the sink under exactly one key (its own), every request under a key carries the same payload,
+ * and a receiver that dedupes on that key applies exactly 600 effects. Repeated requests with the
+ * same key (at-least-once delivery the receiver absorbs) are allowed and counted.
+ *
+ * "No event lost": every execution stream has dense revisions 0..n-1, exactly one completion,
+ * exactly one success per step, and each step's recorded output is the delivery the sink saw.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import path from 'node:path';
+import { freePort } from '@switchyard/platform';
+
+const root = path.resolve(import.meta.dirname, '..', '..', '..');
+const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
+const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
+const auth = { authorization: `Bearer ${adminKey}` };
+const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
+const EXECUTIONS = 200;
+const STEPS = ['first', 'second', 'third'] as const;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A deadline for Promise.race that does not keep the process alive after the race is decided. */
+const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
+interface Hit {
+  readonly key: string;
+  readonly id: string;
+  readonly payload: { n: string; step: string; prev?: string };
+}
+
+/** The webhook receiver: records every request; answers after a short random delay so kills land mid-request. */
+async function startSink(): Promise<{ server: Server; url: string; hits: Hit[] }> {
+  const hits: Hit[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString('utf8')));
+    req.on('end', () => {
+      const parsed = JSON.parse(body) as { id: string; payload: Hit['payload'] };
+      hits.push({ key: String(req.headers['idempotency-key']), id: parsed.id, payload: parsed.payload });
+      setTimeout(() => res.writeHead(202, { 'content-type': 'application/json' }).end('{"accepted":true}'), Math.floor(Math.random() * 150));
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${port}`, hits };
+}
+
+/** One launcher process with the given roles; `up` resolves when it logs "switchyard is up". */
+class Proc {
+  proc!: ChildProcess;
+  output = '';
+  exited!: Promise<number | null>;
+  up!: Promise<void>;
+  constructor(
+    readonly label: string,
+    readonly roles: string[],
+    readonly env: Record<string, string>,
+  ) {}
+  start(): void {
+    this.output = '';
+    this.proc = spawn(process.execPath, [launcher, ...this.roles], { cwd: root, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let resolveUp!: () => void;
+    this.up = new Promise((r) => (resolveUp = r));
+    const onData = (d: Buffer) => {
+      this.output = (this.output + d.toString()).slice(-30_000);
+      if (this.output.includes('switchyard is up')) resolveUp();
+    };
+    this.proc.stdout!.on('data', onData);
+    this.proc.stderr!.on('data', onData);
+    this.exited = new Promise((r) => this.proc.once('exit', (code) => r(code)));
+  }
+  /** Wait (bounded) for the "up" line; fail with the process output when it died or hung. */
+  async waitUp(ms = 60_000): Promise<void> {
+    const r = await Promise.race([this.up.then(() => 'up'), this.exited.then(() => 'exited'), deadline(ms).then(() => 'timeout')]);
+    if (r !== 'up') assert.fail(`${this.label} ${r}: ${this.output.slice(-3000)}`);
+  }
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill(signal);
+      await this.exited;
+    }
+  }
+  async stop(): Promise<void> {
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill('SIGTERM');
+    if ((await Promise.race([this.exited, deadline(15_000).then(() => 'timeout' as const)])) === 'timeout') await this.kill();
+  }
+}
+
+describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worker', () => {
+  let dataDir: string;
+  let base: string;
+  let sink: Awaited<ReturnType<typeof startSink>>;
+  let a: Proc;
+  let w: Proc;
+  let b: Proc;
+
+  const http = async (method: string, url: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+
+  before(async () => {
+    const t0 = Date.now();
+    sink = await startSink();
+    mkdirSync(path.join(root, '.tmp'), { recursive: true });
+    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-chaos-'));
+    chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+    const gatewayPort = await freePort();
+    const pgPort = await freePort();
+    const natsPort = await freePort();
+    base = `http://127.0.0.1:${gatewayPort}`;
+    const common: Record<string, string> = {
+      ...(process.env as Record<string, string>),
+      DATA_DIR: dataDir,
+      FILESYSTEM_ROOT: path.join(dataDir, 'files'),
+      LOG_LEVEL: 'info',
+      SWITCHYARD_ADMIN_KEY: adminKey,
+      WEBHOOK_ALLOW_LOOPBACK: 'true',
+    };
+    for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES']) delete common[k];
+    for (const kind of mcpKinds) {
+      const port = await freePort();
+      common[`MCP_${kind}_PORT`] = String(port);
+      if (kind !== 'FILESYSTEM_BRIDGE') common[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
+    }
+    // A owns the infrastructure; W and B join it by URL, as separately deployed processes would.
+    a = new Proc('A (relay gateway)', ['relay', 'gateway'], {
+      ...common,
+      GATEWAY_PORT: String(gatewayPort),
+      GATEWAY_HOST: '127.0.0.1',
+      EMBEDDED_PG_PORT: String(pgPort),
+      EMBEDDED_NATS_PORT: String(natsPort),
+    });
+    const joined = { ...common, DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`, NATS_URL: `nats://127.0.0.1:${natsPort}` };
+    w = new Proc('W (mcp-servers connectors)', ['mcp-servers', 'connectors'], joined);
+    b = new Proc('B (workflows)', ['workflows'], joined);
+    a.start();
+    await a.waitUp(90_000);
+    w.start();
+    b.start();
+    await Promise.all([w.waitUp(), b.waitUp()]);
+    // The connectors see the automation server up (health through the gateway, over NATS).
+    for (let i = 0; ; i++) {
+      const h = await http('GET', '/api/v1/integration/mcp/health');
+      const servers = (h.body?.servers ?? []) as { server: string; state: string }[];
+      if (servers.some((s) => s.server === 'automation' && s.state === 'up')) break;
+      if (i > 240) assert.fail(`automation never up: ${JSON.stringify(h.body)}`);
+      await sleep(250);
+    }
+    console.log(`# chaos: system up in ${Date.now() - t0} ms`);
+  });
+
+  after(async () => {
+    const t0 = Date.now();
+    await Promise.all([b?.stop(), w?.stop()]);
+    await a?.stop();
+    console.log(`# chaos: stopped in ${Date.now() - t0} ms`);
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    await new Promise((r) => sink?.server.close(r));
+  });
+
+  it('all complete, each step effect applied once per key at the sink, no event lost', async () => {
+    const t0 = Date.now();
+    const tag = randomBytes(3).toString('hex');
+    const hook = await http('POST', '/api/v1/integration/mcp/call', {
+      server: 'automation',
+      tool: 'register_webhook',
+      arguments: { name: `chaos-${tag}`, url: `${sink.url}/hook`, secret: randomBytes(24).toString('hex') },
+    });
+    assert.equal(hook.status, 200, JSON.stringify(hook.body));
+
+    // Each step sends one webhook keyed by (execution input n, step); the next step carries the previous delivery id.
+    const step = (id: (typeof STEPS)[number], prev?: string) => ({
+      id,
+      uses: 'mcp:automation/send_webhook',
+      ...(prev ? { needs: [prev] } : {}),
+      with: {
+        webhook: `chaos-${tag}`,
+        event: `chaos.${id}`,
+        payload: { n: '${{ input.n }}', step: id, ...(prev ? { prev: `\${{ steps.${prev}.output.delivery.delivery_id }}` } : {}) },
+        idempotency_key: `\${{ input.n }}:${id}`,
+      },
+      // A killed worker answers nothing (timeout) or no one listens (unavailable): try again, same key.
+      retry: { attempts: 20, backoff: { initialMs: 300, factor: 2, maxMs: 2_000, jitter: 0.2 } },
+      timeout_ms: 4_000,
+    });
+    const definitionId = `chaos-${tag}`;
+    const reg = await http('POST', '/api/v1/workflows/definitions', {
+      id: definitionId,
+      version: 1,
+      name: 'chaos',
+      input: { type: 'object', properties: { n: { type: 'string' } }, required: ['n'] },
+      steps: [step('first'), step('second', 'first'), step('third', 'second')],
+      outputs: { n: '${{ input.n }}', last: '${{ steps.third.output.delivery.delivery_id }}' },
+    });
+    assert.equal(reg.status, 201, JSON.stringify(reg.body));
+
+    // 1-2. Start the executions in 6 chunks with a SIGKILL between two chunks (B, W, B, W, B), each
+    // victim restarted at once. A kill comes once the sink has seen some effects of the chunk just
+    // started (so that chunk is mid-flight), and the next chunk starts right after the kill (so
+    // starts also land while the victim is down). Every kill thus has work outstanding by
+    // construction, not by timing: later chunks have not started yet.
+    const started = new Map<string, string>(); // execution id -> n
+    const chunkSizes = [35, 35, 35, 35, 35, 25];
+    const chunks: string[][] = [];
+    let next = 0;
+    for (const size of chunkSizes) chunks.push(Array.from({ length: size }, () => `${tag}-${next++}`));
+    assert.equal(next, EXECUTIONS);
+    const startChunk = async (ns: string[]) => {
+      for (let i = 0; i < ns.length; i += 5) {
+        await Promise.all(
+          ns.slice(i, i + 5).map(async (n) => {
+            for (let attempt = 0; ; attempt++) {
+              const r = await http('POST', `/api/v1/workflows/start/${definitionId}`, { n }).catch((e) => ({ status: 0, body: String(e) }));
+              if (r.status === 202 || r.status === 200) {
+                started.set(r.body.execution_id, n);
+                return;
+              }
+              if (attempt > 5) assert.fail(`start ${n}: ${r.status} ${JSON.stringify(r.body)}`);
+              await sleep(200);
+            }
+          }),
+        );
+      }
+    };
+    const keysOf = (ns: string[]) => {
+      const mine = new Set(ns);
+      return new Set(sink.hits.filter((h) => mine.has(h.payload.n)).map((h) => h.key)).size;
+    };
+    const kills = { orchestrator: 0, worker: 0 };
+    const atKill: string[] = [];
+    let starting = startChunk(chunks[0]!);
+    for (const [i, victim] of [b, w, b, w, b].entries()) {
+      await starting;
+      for (let k = 0; keysOf(chunks[i]!) < 10; k++) {
+        if (k > 600) assert.fail(`chunk ${i}: only ${keysOf(chunks[i]!)} effects at the sink after 60 s`);
+        await sleep(100);
+      }
+      atKill.push(`${victim === b ? 'B' : 'W'}@${keysOf(chunks[i]!)}/${chunks[i]!.length * STEPS.length}`);
+      await victim.kill('SIGKILL');
+      if (victim === b) kills.orchestrator++;
+      else kills.worker++;
+      victim.start();
+      starting = startChunk(chunks[i + 1]!);
+      await victim.waitUp();
+    }
+    await starting;
+    assert.equal(started.size, EXECUTIONS);
+    const chaosDoneAt = Date.now() - t0;
+
+    // 3. Wait (bounded) until the read model shows every execution completed.
+    let completed = 0;
+    let lastList: unknown;
+    for (let i = 0; ; i++) {
+      const r = await http('GET', `/api/v1/workflows/executions?template=${definitionId}&limit=200`);
+      lastList = r.body;
+      const items = (r.body?.items ?? r.body?.executions ?? []) as { status: string }[];
+      completed = items.filter((x) => x.status === 'completed').length;
+      if (completed === EXECUTIONS) break;
+      const failed = items.filter((x) => x.status === 'failed' || x.status === 'canceled');
+      if (failed.length) assert.fail(`some executions ended ${failed.map((f) => f.status).join(',')}: ${JSON.stringify(failed[0])}`);
+      if (i > 300) assert.fail(`only ${completed}/${EXECUTIONS} completed after the chaos: ${JSON.stringify(lastList).slice(0, 1000)}`);
+      await sleep(300);
+    }
+
+    // 4. The event streams: dense revisions, one completion, one success per step, outputs = deliveries.
+    const eventTypes = new Map<string, number>();
+    for (const [executionId, n] of started) {
+      const r = await http('GET', `/api/v1/events?stream=workflow_execution-${executionId}&limit=1000`);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const events = r.body.events as { type: string; revision: number | string; data: any }[];
+      assert.deepEqual(events.map((e) => Number(e.revision)), events.map((_, k) => k), `dense revisions for ${executionId}`);
+      for (const e of events) eventTypes.set(e.type, (eventTypes.get(e.type) ?? 0) + 1);
+      const completions = events.filter((e) => e.type === 'WorkflowCompleted');
+      assert.equal(completions.length, 1, `one completion for ${executionId}: ${events.map((e) => e.type)}`);
+      assert.equal(events.at(-1)!.type, 'WorkflowCompleted', `nothing after the completion of ${executionId}`);
+      assert.deepEqual(completions[0]!.data.outputs, { n, last: `${n}:third` });
+      const succeeded = events.filter((e) => e.type === 'StepSucceeded');
+      assert.deepEqual(succeeded.map((e) => e.data.step_id ?? e.data.stepId).sort(), [...STEPS].sort(), `one success per step for ${executionId}`);
+      for (const e of succeeded) {
+        const sid = e.data.step_id ?? e.data.stepId;
+        assert.equal(e.data.output?.delivery?.delivery_id, `${n}:${sid}`, `step ${sid} of ${executionId} recorded its own delivery`);
+      }
+    }
+
+    // 5. The sink: exactly the 600 expected keys, each with one payload; deduped by key = 600 effects.
+    const byKey = new Map<string, Hit[]>();
+    for (const h of sink.hits) byKey.set(h.key, [...(byKey.get(h.key) ?? []), h]);
+    const expected = new Set([...started.values()].flatMap((n) => STEPS.map((s) => `${n}:${s}`)));
+    assert.deepEqual([...byKey.keys()].sort(), [...expected].sort(), 'every (execution, step) reached the sink under its own key, and no other key');
+    for (const [key, hs] of byKey) {
+      const [n, s] = [key.slice(0, key.lastIndexOf(':')), key.slice(key.lastIndexOf(':') + 1)];
+      for (const h of hs) {
+        assert.equal(h.id, key, 'the delivery id is the idempotency key');
+        assert.deepEqual(h.payload, { n, step: s, ...(s === 'first' ? {} : { prev: `${n}:${s === 'second' ? 'first' : 'second'}` }) });
+      }
+    }
+    const duplicates = sink.hits.length - byKey.size;
+    const totalMs = Date.now() - t0;
+    console.log(
+      `# chaos: ${EXECUTIONS} executions, kills orchestrator=${kills.orchestrator} worker=${kills.worker}, ` +
+        `effects of the current chunk at each kill ${atKill.join(' ')}, sink requests=${sink.hits.length} distinct keys=${byKey.size} duplicates absorbed by key=${duplicates}, ` +
+        `chaos phase ${chaosDoneAt} ms, total ${totalMs} ms, events ${JSON.stringify(Object.fromEntries(eventTypes))}`,
+    );
+    assert.equal(kills.orchestrator, 3);
+    assert.equal(kills.worker, 2);
+  });
+});
