@@ -6,6 +6,7 @@ import { tool } from '../common/tools.js';
 import { mapPgError } from '../database/server.js';
 import type { Clock } from '../automation/service.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
+import { migrateUnderLock } from '../common/migrate.js';
 
 export const analyticsDdl = `
 CREATE SCHEMA IF NOT EXISTS analytics;
@@ -21,18 +22,7 @@ CREATE INDEX IF NOT EXISTS metrics_name_ts ON analytics.metrics (name, ts);
 
 /** Create the analytics schema (idempotent; an advisory lock serialises concurrent starts). */
 export async function migrateAnalytics(pool: pg.Pool): Promise<void> {
-  const c = await pool.connect();
-  try {
-    await c.query('BEGIN');
-    await c.query(`SELECT pg_advisory_xact_lock(hashtext('switchyard.analytics.schema'))`);
-    await c.query(analyticsDdl);
-    await c.query('COMMIT');
-  } catch (e) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  } finally {
-    c.release();
-  }
+  await migrateUnderLock(pool, 'switchyard.analytics.schema', analyticsDdl);
 }
 
 /** Read-model tables summarised by `report`; a missing one gives a "no data yet" section. */

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { migrateUnderLock } from '../common/migrate.js';
 
 /**
  * Tables of the automation server, created idempotently at start. An advisory lock
@@ -44,16 +45,5 @@ CREATE INDEX IF NOT EXISTS triggers_pending ON automation.triggers (created_at) 
 `;
 
 export async function migrateAutomation(pool: pg.Pool): Promise<void> {
-  const c = await pool.connect();
-  try {
-    await c.query('BEGIN');
-    await c.query(`SELECT pg_advisory_xact_lock(hashtext('switchyard.automation.schema'))`);
-    await c.query(automationDdl);
-    await c.query('COMMIT');
-  } catch (e) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    throw e;
-  } finally {
-    c.release();
-  }
+  await migrateUnderLock(pool, 'switchyard.automation.schema', automationDdl);
 }
