@@ -101,6 +101,45 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
     assert.equal(await checkpoint(pool, 'totals'), await store.headPosition());
   });
 
+  it('afterCommit hears each committed, handled event once, never one of a rolled-back batch', async () => {
+    let failOnce = true;
+    const heard: number[] = [];
+    const projection: Projection = {
+      name: 'after-commit',
+      handles: ['Ticked'],
+      setup: async (c) => {
+        await c.query('create table if not exists ticks (i int primary key)');
+      },
+      apply: async (c, e) => {
+        const i = (e.data as { i: number }).i;
+        // The first batch fails once after writing: rolled back, so afterCommit must not hear it.
+        if (i === 3 && failOnce) {
+          failOnce = false;
+          throw new Error('fail this batch once');
+        }
+        await c.query('insert into ticks values ($1)', [i]);
+      },
+      afterCommit: (applied) => {
+        for (const e of applied) heard.push((e.data as { i: number }).i);
+      },
+    };
+    let last = -1;
+    for (let i = 0; i < 10; i++) {
+      last = (await store.append(`tick-${i}`, [{ type: 'Ticked', data: { i }, metadata: meta }, { type: 'Ignored', data: {}, metadata: meta }])).position;
+    }
+    const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 4 });
+    await runner.start();
+    try {
+      await runner.waitFor(last, 'after-commit', 20_000);
+    } finally {
+      await runner.stop();
+    }
+    assert.equal(failOnce, false, 'the failing batch was tried');
+    assert.deepEqual(heard, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const stored = await pool.query<{ i: number }>('select i from ticks order by i');
+    assert.deepEqual(stored.rows.map((r) => r.i), heard);
+  });
+
   it('two runners of the same projection never apply an event twice', async () => {
     const projection = countingProjection('dup_applied', 'dup');
     const a = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 20 });

@@ -310,6 +310,17 @@ export class ProjectionRunner {
     if (ok) {
       lane.stored = to;
       lane.position = to;
+      const afterCommit = lane.projection.afterCommit;
+      if (afterCommit) {
+        const applied = batch.filter(handled);
+        if (applied.length > 0) {
+          try {
+            afterCommit.call(lane.projection, applied);
+          } catch (err) {
+            this.log?.warn({ err, projection: lane.projection.name }, 'afterCommit failed');
+          }
+        }
+      }
       this.notifyWaiters();
     }
     return ok;

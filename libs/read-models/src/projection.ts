@@ -17,6 +17,12 @@ export interface Projection {
   /** Create its tables; idempotent (runs at every start). */
   setup(client: pg.PoolClient): Promise<void>;
   apply(client: pg.PoolClient, event: RecordedEvent): Promise<void>;
+  /**
+   * Told, after a batch committed, which events of it `apply` applied: for effects outside
+   * the database that must follow the stored state, such as in-memory counters. Never called
+   * for a batch that rolled back; what it throws is logged, not retried.
+   */
+  afterCommit?(applied: readonly RecordedEvent[]): void;
   /** Empty its tables for a rebuild; without it `rebuild()` refuses. */
   reset?(client: pg.PoolClient): Promise<void>;
 }
