@@ -9,6 +9,7 @@ import {
   isDomainError,
   nextActions,
   parseUses,
+  stepDispatchOf,
   unitKey,
   workflowExecutionDecider,
   workflowExecutionStream,
@@ -837,22 +838,7 @@ export class WorkflowEngine {
       for (const def of state.definition.steps) {
         for (const u of state.steps[def.id]?.units ?? []) {
           if (u?.phase !== 'dispatched') continue;
-          this.dispatch(
-            {
-              kind: 'step',
-              executionId,
-              stepId: u.stepId,
-              ...(u.itemIndex === undefined ? {} : { itemIndex: u.itemIndex }),
-              attempt: u.attempt,
-              idempotencyKey: u.idempotencyKey,
-              uses: def.uses,
-              target: parseUses(def.uses),
-              input: u.input,
-              timeoutMs: u.timeoutMs,
-              correlationId: state.correlationId,
-            },
-            true,
-          );
+          this.dispatch(stepDispatchOf(state, def, u), true);
         }
       }
     }

@@ -12,6 +12,7 @@
 import type { CommandMetadata } from '../../decider.js';
 import { parseUses, type ParsedUses } from '../definition/schema.js';
 import type {
+  StartedExecution,
   RecordCompensationFailed,
   RecordStepTimedOut,
   RetryStep,
@@ -62,6 +63,23 @@ function timerMeta(correlationId: string, dueAt: string): CommandMetadata {
   return { timestamp: dueAt, actor: orchestrator, correlationId };
 }
 
+/** The dispatch of one step unit: the same whether it is sent for the first time or again after a crash. */
+export function stepDispatchOf(state: StartedExecution, def: { readonly uses: string }, u: UnitState): DispatchAction {
+  return {
+    kind: 'step',
+    executionId: state.executionId,
+    stepId: u.stepId,
+    ...(u.itemIndex === undefined ? {} : { itemIndex: u.itemIndex }),
+    attempt: u.attempt,
+    idempotencyKey: u.idempotencyKey,
+    uses: def.uses,
+    target: parseUses(def.uses),
+    input: u.input,
+    timeoutMs: u.timeoutMs,
+    correlationId: state.correlationId,
+  };
+}
+
 /** Everything the orchestrator should be doing for this execution at `now`. */
 export function nextActions(state: WorkflowExecutionState, now: string): SagaActions {
   if (state.status === 'not_started') return { status: state.status, dispatch: [], timers: [], due: [], terminal: false };
@@ -77,18 +95,7 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
     for (const u of state.steps[def.id]?.units ?? []) {
       if (!u) continue;
       if (u.phase === 'scheduled') {
-        dispatch.push({
-          kind: 'step',
-          executionId: state.executionId,
-          ...unitRef(u),
-          attempt: u.attempt,
-          idempotencyKey: u.idempotencyKey,
-          uses: def.uses,
-          target: parseUses(def.uses),
-          input: u.input,
-          timeoutMs: u.timeoutMs,
-          correlationId: state.correlationId,
-        });
+        dispatch.push(stepDispatchOf(state, def, u));
       } else if (u.phase === 'dispatched' && u.timeoutAt) {
         timers.push({
           kind: 'timeout',
