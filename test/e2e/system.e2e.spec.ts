@@ -64,10 +64,22 @@ function startSystem(dataDir: string, ports: Ports): { proc: ChildProcess; exite
 const crashReport = (out: string): string =>
   out.split('\n').filter((l) => !l.startsWith('{')).slice(0, 25).join('\n') || out.slice(-1500);
 
-async function waitReady(base: string, timeoutMs = 90_000): Promise<Record<string, unknown>> {
+/** What the launcher printed, for a start that failed: its plain lines, then its last warnings and errors. */
+const launcherReport = (out: string): string => {
+  const lines = out.split('\n');
+  const plain = lines.filter((l) => l && !l.startsWith('{')).slice(0, 25);
+  const loud = lines.filter((l) => /"level":(40|50|60)/.test(l)).slice(-15);
+  return ['--- launcher output (plain lines) ---', ...plain, '--- launcher warnings/errors (last 15) ---', ...loud, '--- launcher output (tail) ---', out.slice(-2000)].join('\n');
+};
+
+async function waitReady(base: string, system: ReturnType<typeof startSystem>, timeoutMs = 90_000): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
+    // A launcher that died will never be ready: say why now, not after the whole timeout.
+    if (system.proc.exitCode !== null || system.proc.signalCode !== null) {
+      throw new Error(`the launcher exited (${system.proc.exitCode ?? system.proc.signalCode}) before it was ready:\n${launcherReport(system.output())}`);
+    }
     try {
       const res = await fetch(`${base}/readyz`);
       const body = (await res.json()) as Record<string, unknown>;
@@ -78,7 +90,7 @@ async function waitReady(base: string, timeoutMs = 90_000): Promise<Record<strin
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  throw new Error(`not ready after ${timeoutMs} ms: ${last}`);
+  throw new Error(`not ready after ${timeoutMs} ms: ${last}\n${launcherReport(system.output())}`);
 }
 
 describe('the whole system started like npm start', () => {
@@ -119,7 +131,7 @@ describe('the whole system started like npm start', () => {
   });
 
   it('becomes ready: Postgres, NATS and the event store are up', async () => {
-    const body = await waitReady(base);
+    const body = await waitReady(base, system);
     assert.equal(body.status, 'ready');
     const checks = body.checks as Record<string, { status: string }>;
     assert.equal(checks.postgres?.status, 'up');
@@ -246,7 +258,7 @@ describe('the whole system started like npm start', () => {
     assert.equal(code, 0, crashReport(system.output()));
 
     system = startSystem(dataDir, ports);
-    await waitReady(base);
+    await waitReady(base, system);
     const again = (await (await fetch(`${base}/api/v1/events?limit=1000`, { headers: auth })).json()) as { events: { id: string }[] };
     const ids = new Set(again.events.map((e) => e.id));
     assert.ok(before.events.length > 0);
