@@ -128,6 +128,10 @@ describe('the whole system started like npm start', () => {
       await system.exited;
     }
     rmSync(scratch, { recursive: true, force: true });
+    // A cluster the launcher had to keep outside the project (see reachableDataDir) goes too.
+    for (const m of system.output().matchAll(/"dataDir":"(\/var\/lib\/switchyard\/[0-9a-f]{16})\/[^"]+"/g)) {
+      rmSync(m[1]!, { recursive: true, force: true });
+    }
   });
 
   it('becomes ready: Postgres, NATS and the event store are up', async () => {
