@@ -362,6 +362,8 @@ describe('built-in workflow templates, end to end', () => {
     const last = esc[esc.length - 1]!;
     const ts = String(last.headers['x-switchyard-timestamp']);
     assert.equal(last.headers['x-switchyard-signature'], `sha256=${createHmac('sha256', secrets.escalation).update(`${ts}.${last.body}`).digest('hex')}`);
+    // Keyed by the execution: a re-dispatched or retried escalation is the same delivery.
+    assert.equal(last.headers['idempotency-key'], `escalation-${angry.execution_id}`);
     const payload = (JSON.parse(last.body) as { payload: Record<string, any> }).payload;
     assert.equal(payload['customer_email'], email);
     assert.equal(payload['customer'].id, id);

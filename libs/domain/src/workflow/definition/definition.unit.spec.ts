@@ -39,11 +39,12 @@ describe('expressions (CEL)', () => {
           list: '${{ steps.analyze.output.items.map(i, i.n) }}',
           text: 'Total ${{ steps.analyze.output.total }} for ${{ input.customer.email }}',
           obj: 'tags=${{ input.customer.tags }}',
+          two: '${{ input.count }}-${{ input.customer.email }}',
           nested: [{ x: '${{ input.count + 1 }}' }, 5, true, null],
         },
         ctx,
       ),
-      { email: 'ann@example.com', total: 40, list: [1, 2], text: 'Total 40 for ann@example.com', obj: 'tags=["a","b"]', nested: [{ x: 4 }, 5, true, null] },
+      { email: 'ann@example.com', total: 40, list: [1, 2], text: 'Total 40 for ann@example.com', obj: 'tags=["a","b"]', two: '3-ann@example.com', nested: [{ x: 4 }, 5, true, null] },
     );
   });
 

@@ -43,8 +43,19 @@ export class ExpressionError extends Error {
 export interface ExpressionContext {
   readonly input: unknown;
   readonly steps: Readonly<Record<string, StepView>>;
+  /** Which execution is evaluating; `execution.id` makes per-execution idempotency keys possible. */
+  readonly execution?: ExecutionView;
   readonly item?: unknown;
   readonly index?: number;
+}
+
+/** What expressions see of the execution itself (fixed for its whole life, so replays agree). */
+export interface ExecutionView {
+  readonly id: string;
+  readonly definition_id: string;
+  readonly definition_version: number;
+  readonly correlation_id: string;
+  readonly started_at: string;
 }
 
 /** The view of one step that expressions get: its status, output (null until it has one) and error. */
@@ -54,7 +65,8 @@ export interface StepView {
   readonly error: { readonly code: string; readonly message: string } | null;
 }
 
-const WRAPPED = /^\s*\$\{\{([\s\S]*?)\}\}\s*$/;
+// One expression that is the whole value; `${{ a }}-${{ b }}` is two embedded ones, not one from `a }}-${{ b`.
+const WRAPPED = /^\s*\$\{\{((?:(?!\}\})[\s\S])*)\}\}\s*$/;
 const EMBEDDED = /\$\{\{([\s\S]*?)\}\}/g;
 
 const limits = { maxAstNodes: 2000, maxDepth: 64, maxListElements: 1000, maxMapEntries: 1000, maxCallArguments: 32 };
@@ -62,7 +74,8 @@ const limits = { maxAstNodes: 2000, maxDepth: 64, maxListElements: 1000, maxMapE
 function buildEnv(withItem: boolean): Environment {
   const env = new Environment({ homogeneousAggregateLiterals: false, enableOptionalTypes: true, limits })
     .registerVariable('input', 'map')
-    .registerVariable('steps', 'map');
+    .registerVariable('steps', 'map')
+    .registerVariable('execution', 'map');
   if (withItem) env.registerVariable('item', 'dyn').registerVariable('index', 'int');
   // CEL has no implicit int/double promotion; workflow authors write JSON numbers and would
   // otherwise trip over `total * 1.2` when total happens to be whole.
@@ -204,7 +217,7 @@ function fromCel(v: unknown): unknown {
 }
 
 function celContext(ctx: ExpressionContext): Record<string, unknown> {
-  const c: Record<string, unknown> = { input: toCel(ctx.input ?? {}), steps: toCel(ctx.steps) };
+  const c: Record<string, unknown> = { input: toCel(ctx.input ?? {}), steps: toCel(ctx.steps), execution: toCel(ctx.execution ?? {}) };
   if ('item' in ctx) c['item'] = toCel(ctx.item ?? null);
   if ('index' in ctx) c['index'] = BigInt(ctx.index ?? 0);
   return c;

@@ -83,7 +83,15 @@ export function expressionContext(state: ExecutionData, extra: { item?: unknown;
       error: s.error ? { code: s.error.code, message: s.error.message } : null,
     };
   }
-  return 'item' in extra ? { input: state.input, steps, item: extra.item, index: extra.index ?? 0 } : { input: state.input, steps };
+  const execution = {
+    id: state.executionId,
+    definition_id: state.definition.id,
+    definition_version: state.definition.version,
+    correlation_id: state.correlationId,
+    started_at: state.startedAt,
+  };
+  const base = { input: state.input, steps, execution };
+  return 'item' in extra ? { ...base, item: extra.item, index: extra.index ?? 0 } : base;
 }
 
 const expressionFailure = (e: unknown): StepError => ({

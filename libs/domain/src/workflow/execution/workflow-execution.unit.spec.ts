@@ -62,6 +62,28 @@ describe('WorkflowExecution: not_started', () => {
       });
   });
 
+  it('expressions see the execution itself: a per-execution idempotency key for a tool', () => {
+    const def: WorkflowDefinitionInput = {
+      id: 'keyed',
+      version: 3,
+      name: 'Keyed',
+      steps: [
+        {
+          id: 'notify',
+          uses: 'mcp:automation/send_webhook',
+          with: { idempotency_key: '${{ execution.id }}:notify', about: '${{ execution.definition_id }}@${{ execution.definition_version }}' },
+        },
+      ],
+    };
+    spec
+      .given([])
+      .when(cmd.start(def, {}))
+      .then((events) => {
+        const scheduled = events.find((e) => e.type === 'StepScheduled');
+        assert.deepEqual((scheduled?.data as { input: unknown }).input, { idempotency_key: 'ex1:notify', about: 'keyed@3' });
+      });
+  });
+
   it('applies input defaults and rejects an input that misses required fields (validation, with problems)', () => {
     const def: WorkflowDefinitionInput = {
       ...diamond,

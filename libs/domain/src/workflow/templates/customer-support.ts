@@ -20,7 +20,8 @@ const ESCALATION = "(steps.escalate.status == 'succeeded' ? 'sent' : (steps.esca
  */
 export const customerSupportTemplate = {
   id: 'customer_support',
-  version: 2,
+  // v3: the escalation carries a per-execution idempotency key.
+  version: 3,
   name: 'Customer support',
   description: 'Fetch customer context, analyse the query and draft the response, escalate when needed, log the interaction.',
   input: {
@@ -79,6 +80,8 @@ export const customerSupportTemplate = {
       with: {
         webhook: '${{ input.escalation_webhook }}',
         event: 'support.escalation',
+        // One escalation per execution, however often the step is re-dispatched or retried.
+        idempotency_key: 'escalation-${{ execution.id }}',
         payload: {
           customer_email: '${{ input.customer_email }}',
           customer: `\${{ size(${CUSTOMER}) > 0 ? ${CUSTOMER}[0] : null }}`,
