@@ -27,6 +27,7 @@ const expectedSignature = (ts: string, body: string): string => `sha256=${create
 describe('automation MCP server (real Postgres, local webhook sink)', () => {
   let url: string;
   const pools: pg.Pool[] = [];
+  const services: AutomationService[] = [];
   let sink: LocalHttp;
   let failing: LocalHttp;
   let http: McpHttpServerHandle;
@@ -39,7 +40,9 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
   function service(): AutomationService {
     const pool = new pg.Pool({ connectionString: url, max: 4 });
     pools.push(pool);
-    return new AutomationService({ pool, logger: silentLogger, guard, clock, delivery, onTrigger: (t) => void triggers.push(t) });
+    const svc = new AutomationService({ pool, logger: silentLogger, guard, clock, delivery, onTrigger: (t) => void triggers.push(t) });
+    services.push(svc);
+    return svc;
   }
 
   async function serve(svc: AutomationService): Promise<void> {
@@ -71,6 +74,8 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     await http?.close();
     await sink?.close();
     await failing?.close();
+    // Keyed deliveries (the scheduled webhook) opened each service's liveness connection.
+    for (const s of services) await s.close();
     for (const p of pools) await p.end();
   });
 

@@ -42,6 +42,20 @@ CREATE TABLE IF NOT EXISTS automation.triggers (
   UNIQUE (schedule_id, fire_at)
 );
 CREATE INDEX IF NOT EXISTS triggers_pending ON automation.triggers (created_at) WHERE status = 'pending';
+-- One row per idempotency key: a key whose delivery got an answer is never POSTed again.
+-- No foreign key to webhooks: deleting a webhook must not erase what was already sent.
+CREATE TABLE IF NOT EXISTS automation.deliveries (
+  delivery_id text PRIMARY KEY,
+  webhook_id uuid NOT NULL,
+  event text NOT NULL,
+  request_fingerprint text NOT NULL,
+  status text NOT NULL CHECK (status IN ('sending', 'answered', 'failed')),
+  owner_pid int,
+  result jsonb,
+  sends int NOT NULL DEFAULT 0,
+  started_at timestamptz NOT NULL,
+  finished_at timestamptz
+);
 `;
 
 export async function migrateAutomation(pool: pg.Pool): Promise<void> {

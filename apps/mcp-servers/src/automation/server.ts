@@ -47,12 +47,15 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   server.registerTool(
     'send_webhook',
     {
-      description: 'POST a JSON event to a registered webhook, signed, with an Idempotency-Key; retried with backoff on 5xx and network errors.',
+      description:
+        'POST a JSON event to a registered webhook, signed, with an Idempotency-Key; retried with backoff on 5xx and network errors. ' +
+        'An idempotency_key is honoured durably, across retries, restarts and server instances: once a send with the key got an answer (any status below 500), ' +
+        'later calls with it return that answer with deduplicated: true and send nothing. A key reused for a different webhook, event or payload is refused (illegal_state).',
       inputSchema: {
         webhook: z.string().min(1).describe('name or id'),
         event: z.string().min(1),
         payload: z.record(z.string(), z.unknown()).default({}),
-        idempotency_key: z.string().min(1).max(200).optional().describe('reuse to make a repeated send deduplicable (default: new id)'),
+        idempotency_key: z.string().min(1).max(200).optional().describe('same key = same delivery: once answered it is never sent again, repeats get the recorded answer (default: a new id, always sent)'),
       },
       annotations: { openWorldHint: true },
     },

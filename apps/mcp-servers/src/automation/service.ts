@@ -1,5 +1,7 @@
-import { createHmac } from 'node:crypto';
-import type pg from 'pg';
+import { createHash, createHmac } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
 import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
@@ -70,6 +72,8 @@ export interface DeliveryResult {
   readonly status: number;
   readonly attempts: number;
   readonly response_body: string;
+  /** True when this call sent nothing: the key's answer was already recorded (or being awaited in this process). */
+  readonly deduplicated?: boolean;
 }
 
 export interface AutomationDeps {
@@ -88,6 +92,123 @@ export interface AutomationDeps {
 export function signWebhook(secret: string, timestamp: number, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }
+
+/** JSON with object keys sorted at every level, so equal payloads fingerprint equally whatever their key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** What an idempotency key stands for: sha256 of the webhook id, the event and the canonical JSON of the payload. */
+export function deliveryFingerprint(webhookId: string, event: string, payload: Record<string, unknown>): string {
+  // The round trip normalises the payload exactly as the request body does (toJSON, undefined members).
+  const normalised: unknown = JSON.parse(JSON.stringify(payload));
+  return createHash('sha256').update(canonicalJson([webhookId, event, normalised])).digest('hex');
+}
+
+/**
+ * `application_name` of the liveness connection. A delivery's owner is alive while a backend
+ * with its pid AND this name is in pg_stat_activity; the name keeps a recycled pid of an
+ * unrelated session from passing for a live sender.
+ */
+export const deliveryOwnerApplicationName = 'switchyard-automation-delivery-owner';
+
+/** How often a call waiting for another process's send of the same key looks at the row again. */
+const ownerPollMs = 100;
+
+/**
+ * One dedicated connection (not from the pool) whose backend pid names this process as the
+ * owner of the deliveries it is sending. When the process dies its TCP connection closes,
+ * Postgres ends the backend and the pid leaves pg_stat_activity: other processes then know
+ * the send was cut off mid-request and may take it over.
+ */
+class DeliveryOwnerConnection {
+  private client: pg.Client | undefined;
+  private current: Promise<number> | undefined;
+  private closed = false;
+  /** Every pid this object has owned deliveries under; after a reconnect the older ones are dead. */
+  readonly pids: number[] = [];
+
+  constructor(
+    private readonly config: pg.ClientConfig,
+    private readonly log: Logger,
+    private readonly inFlightKeys: () => string[],
+  ) {}
+
+  /** This process's owner pid, connecting (again) when needed. */
+  pid(): Promise<number> {
+    if (this.closed) return Promise.reject(new AppError('unavailable', 'the automation service is closed', {}, false));
+    this.current ??= this.connect().catch((e: unknown) => {
+      this.current = undefined;
+      throw e;
+    });
+    return this.current;
+  }
+
+  private async connect(): Promise<number> {
+    const client = new pg.Client({ ...this.config, application_name: deliveryOwnerApplicationName, keepAlive: true });
+    client.on('error', (err) => this.dropped(client, err));
+    client.on('end', () => this.dropped(client));
+    try {
+      await client.connect();
+      // An idle liveness connection must not keep the process alive on its own (a caller that forgets close()).
+      (client.connection.stream as Partial<Socket>).unref?.();
+      const pid = Number((await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+      if (this.closed) throw new AppError('unavailable', 'the automation service is closed', {}, false);
+      const previous = [...this.pids];
+      const keys = this.inFlightKeys();
+      if (previous.length > 0 && keys.length > 0) {
+        // Sends in flight carry on under the new pid. Another process that saw the old pid gone
+        // before this update may already have taken one over: the at-least-once window.
+        const r = await client.query(
+          `UPDATE automation.deliveries SET owner_pid = $1 WHERE delivery_id = ANY($2) AND status = 'sending' AND owner_pid = ANY($3)`,
+          [pid, keys, previous],
+        );
+        this.log.warn({ pid, previousPids: previous, adopted: r.rowCount }, 'delivery liveness connection re-established; in-flight deliveries moved to the new pid');
+      }
+      this.client = client;
+      this.pids.push(pid);
+      return pid;
+    } catch (e) {
+      await client.end().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private dropped(client: pg.Client, err?: Error): void {
+    if (this.client !== client) return;
+    this.client = undefined;
+    this.current = undefined;
+    if (this.closed) return;
+    this.log.warn({ err, pid: this.pids.at(-1) }, 'delivery liveness connection dropped; reconnecting');
+    // Reconnect at once only when sends are in flight (their rows must name a live pid); otherwise on next use.
+    if (this.inFlightKeys().length > 0) {
+      void this.pid().catch((e: unknown) => this.log.error({ err: e }, 'delivery liveness connection could not be re-established'));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const client = this.client;
+    this.client = undefined;
+    this.current = undefined;
+    await client?.end().catch(() => undefined);
+  }
+}
+
+type DeliveryClaim =
+  | { readonly kind: 'send' }
+  /** The row vanished between the insert and the read (removed by hand): claim again. */
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'answered'; readonly result: DeliveryResult }
+  | { readonly kind: 'wait'; readonly ownerPid: number };
+
+const keyReused = (key: string): AppError =>
+  new AppError('illegal_state', `idempotency key "${key}" was already used for a different webhook, event or payload`, { delivery_id: key }, false);
 
 function assertTimezone(tz: string): void {
   try {
@@ -142,19 +263,35 @@ const uuidLike = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
 /**
  * Webhooks, durable cron schedules and workflow triggers, all in Postgres schema
  * `automation`. Shared by the MCP server (any number of stateless instances) and the
- * scheduler loop; no state lives in the object, so a restart loses nothing.
+ * scheduler loop; all state is in the database, so a restart loses nothing. The object
+ * holds only the sends it has in flight and the liveness connection that marks them as
+ * its own (`close()` ends it).
  */
 export class AutomationService {
   readonly clock: Clock;
   private readonly log: Logger;
+  /** Keyed deliveries this object is sending now: a second call with the key joins the first. */
+  private readonly inFlight = new Map<string, { fingerprint: string; result: Promise<DeliveryResult> }>();
+  private readonly owner: DeliveryOwnerConnection;
 
   constructor(private readonly deps: AutomationDeps) {
     this.clock = deps.clock ?? systemClock;
     this.log = deps.logger.child({ component: 'automation' });
+    this.owner = new DeliveryOwnerConnection(deps.pool.options as pg.ClientConfig, this.log, () => [...this.inFlight.keys()]);
   }
 
   migrate(): Promise<void> {
     return migrateAutomation(this.deps.pool);
+  }
+
+  /** Open the liveness connection now (otherwise the first keyed delivery opens it). */
+  async start(): Promise<void> {
+    await this.owner.pid();
+  }
+
+  /** Close the liveness connection; the pool belongs to the caller. */
+  close(): Promise<void> {
+    return this.owner.close();
   }
 
   private async unique<T>(work: () => Promise<T>, what: string): Promise<T> {
@@ -213,18 +350,181 @@ export class AutomationService {
     return r.rows[0];
   }
 
+  private deliveryConfig(): { retries: number; initialDelayMs: number; maxDelayMs: number; timeoutMs: number } {
+    return { retries: 3, initialDelayMs: 200, maxDelayMs: 5000, timeoutMs: 10_000, ...this.deps.delivery };
+  }
+
   /**
    * POST `{ id, event, payload, timestamp }` to a registered webhook, signed with its
    * secret. 5xx and network errors are retried with backoff; every attempt carries the
    * same `Idempotency-Key` so the receiver can drop duplicates.
+   *
+   * With an idempotency key the key is honoured durably (automation.deliveries): once a
+   * send of the key got an answer (any status below 500) that answer is returned with
+   * `deduplicated: true` and nothing is POSTed again, by this process or any other. Only a
+   * send whose sender died mid-request, or that ended without an answer (5xx after the
+   * retries, network errors), is sent again under the same key.
    */
   async sendWebhook(input: { webhook: string; event: string; payload: Record<string, unknown>; idempotencyKey?: string; correlationId?: string }): Promise<DeliveryResult> {
     const hook = await this.webhookByRef(input.webhook);
     if (hook.events.length > 0 && !hook.events.includes(input.event) && !hook.events.includes('*')) {
       throw new AppError('illegal_state', `webhook "${hook.name}" is not subscribed to event "${input.event}"`, { events: hook.events });
     }
-    const deliveryId = input.idempotencyKey ?? newId();
-    const cfg = { retries: 3, initialDelayMs: 200, maxDelayMs: 5000, timeoutMs: 10_000, ...this.deps.delivery };
+    const key = input.idempotencyKey;
+    if (key === undefined) return { ...(await this.post(hook, input, newId())), deduplicated: false };
+    const fingerprint = deliveryFingerprint(hook.id, input.event, input.payload);
+    const running = this.inFlight.get(key);
+    if (running) {
+      if (running.fingerprint !== fingerprint) throw keyReused(key);
+      return { ...(await running.result), deduplicated: true };
+    }
+    // Registered before the first await, so a concurrent call in this process always finds it.
+    const result = this.sendKeyed(hook, input, key, fingerprint);
+    this.inFlight.set(key, { fingerprint, result });
+    try {
+      return await result;
+    } finally {
+      this.inFlight.delete(key);
+    }
+  }
+
+  private async sendKeyed(
+    hook: { id: string; name: string; url: string; secret: string },
+    input: { event: string; payload: Record<string, unknown>; correlationId?: string },
+    key: string,
+    fingerprint: string,
+  ): Promise<DeliveryResult> {
+    const cfg = this.deliveryConfig();
+    const log = this.log.child({ correlationId: input.correlationId ?? key, webhook: hook.name, deliveryId: key });
+    // Another process's send of this key ends within its own budget: every attempt timed out plus the backoff between them.
+    const waitBudgetMs = (cfg.retries + 1) * cfg.timeoutMs + cfg.retries * cfg.maxDelayMs;
+    const deadline = Date.now() + waitBudgetMs;
+    let waiting = false;
+    for (;;) {
+      const claim = await this.claimDelivery(hook.id, input.event, key, fingerprint, log);
+      if (claim.kind === 'answered') {
+        log.info({ status: claim.result.status }, 'webhook delivery already answered; not sent again');
+        return { ...claim.result, deduplicated: true };
+      }
+      if (claim.kind === 'send') break;
+      if (claim.kind === 'absent') continue;
+      if (Date.now() >= deadline) {
+        throw new AppError('timeout', `delivery "${key}" is still being sent by another process after ${waitBudgetMs} ms`, { delivery_id: key, owner_pid: claim.ownerPid }, true);
+      }
+      if (!waiting) log.info({ ownerPid: claim.ownerPid }, 'waiting for the live sender of this delivery');
+      waiting = true;
+      await sleep(ownerPollMs);
+    }
+
+    let result: DeliveryResult;
+    try {
+      result = await this.post(hook, input, key, () => this.countSend(key));
+    } catch (e) {
+      await this.finishDelivery(key, 'failed', { error: isAppError(e) ? e.toJSON() : { code: 'internal', message: (e as Error).message } }, log);
+      throw e;
+    }
+    await this.finishDelivery(key, 'answered', result, log);
+    return { ...result, deduplicated: false };
+  }
+
+  /**
+   * Decide what this call does with key K: send it (the row is new, its last sender gave
+   * up, or its sender is dead), return the recorded answer, or wait for a live sender.
+   */
+  private async claimDelivery(webhookId: string, event: string, key: string, fingerprint: string, log: Logger): Promise<DeliveryClaim> {
+    const myPid = await this.owner.pid();
+    const now = this.clock.now();
+    const inserted = await this.deps.pool.query(
+      `INSERT INTO automation.deliveries (delivery_id, webhook_id, event, request_fingerprint, status, owner_pid, started_at)
+       VALUES ($1, $2, $3, $4, 'sending', $5, $6) ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id`,
+      [key, webhookId, event, fingerprint, myPid, now],
+    );
+    if (inserted.rowCount === 1) return { kind: 'send' };
+
+    const c = await this.deps.pool.connect();
+    try {
+      await c.query('BEGIN');
+      // Liveness is read in the same statement as the locked row; pg_stat_activity is a per-transaction snapshot.
+      const r = await c.query(
+        `SELECT d.request_fingerprint, d.status, d.owner_pid, d.result,
+                EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = d.owner_pid AND a.application_name = $2) AS owner_alive
+           FROM automation.deliveries d WHERE d.delivery_id = $1 FOR UPDATE OF d`,
+        [key, deliveryOwnerApplicationName],
+      );
+      const row = r.rows[0] as { request_fingerprint: string; status: 'sending' | 'answered' | 'failed'; owner_pid: number | null; result: DeliveryResult | null; owner_alive: boolean } | undefined;
+      let claim: DeliveryClaim;
+      if (!row) {
+        claim = { kind: 'absent' };
+      } else if (row.request_fingerprint !== fingerprint) {
+        throw keyReused(key);
+      } else if (row.status === 'answered') {
+        claim = { kind: 'answered', result: row.result! };
+      } else if (row.status === 'failed') {
+        await c.query(
+          `UPDATE automation.deliveries SET status = 'sending', owner_pid = $2, result = NULL, started_at = $3, finished_at = NULL
+            WHERE delivery_id = $1 AND status = 'failed'`,
+          [key, myPid, now],
+        );
+        log.info({ previousOwnerPid: row.owner_pid }, 'sending again a delivery whose last sender got no answer');
+        claim = { kind: 'send' };
+      } else if (row.owner_alive && row.owner_pid !== myPid) {
+        claim = { kind: 'wait', ownerPid: row.owner_pid! };
+      } else {
+        // Dead owner, or this very process left it 'sending' (its bookkeeping failed after the send began).
+        const taken = await c.query(
+          `UPDATE automation.deliveries SET owner_pid = $2, started_at = $3 WHERE delivery_id = $1 AND status = 'sending' AND owner_pid IS NOT DISTINCT FROM $4`,
+          [key, myPid, now, row.owner_pid],
+        );
+        if (taken.rowCount === 1) {
+          log.warn({ previousOwnerPid: row.owner_pid }, 'resending a delivery whose sender died mid-request');
+          claim = { kind: 'send' };
+        } else {
+          claim = { kind: 'wait', ownerPid: row.owner_pid ?? 0 };
+        }
+      }
+      await c.query('COMMIT');
+      return claim;
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      c.release();
+    }
+  }
+
+  /** Counted before the request leaves, so a sender killed mid-request still shows in `sends`. */
+  private async countSend(key: string): Promise<void> {
+    await this.deps.pool.query(`UPDATE automation.deliveries SET sends = sends + 1 WHERE delivery_id = $1`, [key]);
+  }
+
+  private async finishDelivery(key: string, status: 'answered' | 'failed', result: unknown, log: Logger): Promise<void> {
+    try {
+      const r =
+        status === 'answered'
+          ? // The first recorded answer stands; a second one only exists after a takeover of a sender wrongly thought dead.
+            await this.deps.pool.query(
+              `UPDATE automation.deliveries SET status = 'answered', result = $2, finished_at = $3 WHERE delivery_id = $1 AND status <> 'answered'`,
+              [key, JSON.stringify(result), this.clock.now()],
+            )
+          : // Only while this process still owns the send: a failure must not release a send another process took over.
+            await this.deps.pool.query(
+              `UPDATE automation.deliveries SET status = 'failed', result = $2, finished_at = $3 WHERE delivery_id = $1 AND status = 'sending' AND owner_pid = ANY($4)`,
+              [key, JSON.stringify(result), this.clock.now(), this.owner.pids],
+            );
+      if (r.rowCount === 0) log.warn({ status }, 'delivery outcome not recorded: another sender had already finished or taken over this key');
+    } catch (e) {
+      // The request went out; the caller still gets its outcome. A later call with the key may send it again.
+      log.error({ err: e, status }, 'could not record the delivery outcome');
+    }
+  }
+
+  private async post(
+    hook: { name: string; url: string; secret: string },
+    input: { event: string; payload: Record<string, unknown>; correlationId?: string },
+    deliveryId: string,
+    beforeAttempt?: () => Promise<void>,
+  ): Promise<DeliveryResult> {
+    const cfg = this.deliveryConfig();
     const log = this.log.child({ correlationId: input.correlationId ?? deliveryId, webhook: hook.name, deliveryId });
     const policy = retry(
       handleWhen((e) => isAppError(e) && e.retryable).orWhenResult((r) => (r as SafeResponse).status >= 500),
@@ -234,6 +534,7 @@ export class AutomationService {
     const sub = policy.onRetry((ev) => log.warn({ attempt: ev.attempt, delayMs: ev.delay, ...('error' in ev ? { err: ev.error } : { status: (ev.value as SafeResponse).status }) }, 'webhook delivery failed, retrying'));
     try {
       const res = await policy.execute(async () => {
+        await beforeAttempt?.();
         attempts += 1;
         const timestamp = Math.floor(this.clock.now().getTime() / 1000);
         const body = JSON.stringify({ id: deliveryId, event: input.event, payload: input.payload, timestamp });
