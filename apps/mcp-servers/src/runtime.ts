@@ -77,6 +77,9 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         const guard = new EgressGuard({ allowHosts: config.WEBHOOK_ALLOW_HOSTS, allowCidrs: cidrs });
         const service = new AutomationService({ pool, logger, guard, ...(opts.onTrigger ? { onTrigger: opts.onTrigger } : {}) });
         await service.migrate();
+        // Its liveness connection tells other processes whether a delivery's sender is still alive.
+        await service.start();
+        cleanups.unshift(() => service.close());
         const scheduler = new Scheduler(service, logger, config.SCHEDULER_INTERVAL_MS);
         scheduler.start();
         cleanups.unshift(() => scheduler.stop());

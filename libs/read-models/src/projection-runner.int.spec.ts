@@ -140,6 +140,50 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
     assert.deepEqual(stored.rows.map((r) => r.i), heard);
   });
 
+  it('live events that arrive within the gather window go in one transaction; a read model commits without waiting for its WAL flush unless it asks to', async () => {
+    const tag = randomUUID().slice(0, 8);
+    const batches: number[] = [];
+    const commitModes = new Map<string, string>();
+    const projection = (name: string, durableCommit?: boolean): Projection => ({
+      name,
+      handles: ['Gathered'],
+      streamPrefixes: [`gather-${tag}`],
+      ...(durableCommit === undefined ? {} : { durableCommit }),
+      setup: async () => undefined,
+      apply: async (c) => {
+        commitModes.set(name, (await c.query<{ synchronous_commit: string }>('show synchronous_commit')).rows[0]!.synchronous_commit);
+      },
+    });
+    const gathering: Projection = {
+      ...projection(`gathering-${tag}`),
+      // afterCommit makes a projection durable by default; this one says otherwise.
+      durableCommit: false,
+      afterCommit: (applied) => void batches.push(applied.length),
+    };
+    const runner = new ProjectionRunner({
+      store,
+      db: { connectionString: url },
+      projections: [gathering, projection(`derived-${tag}`), projection(`durable-${tag}`, true)],
+      gatherMs: 300,
+    });
+    await runner.start();
+    try {
+      await runner.waitFor();
+      // Three appends, 20 ms apart: well inside the 300 ms window.
+      for (let i = 0; i < 3; i++) {
+        await store.append(`gather-${tag}`, [{ type: 'Gathered', data: { i }, metadata: meta }]);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await runner.waitFor();
+      assert.deepEqual(batches, [3], 'one transaction for the three live events');
+      assert.equal(commitModes.get(`gathering-${tag}`), 'off');
+      assert.equal(commitModes.get(`derived-${tag}`), 'off');
+      assert.equal(commitModes.get(`durable-${tag}`), 'on');
+    } finally {
+      await runner.stop();
+    }
+  });
+
   it('two runners of the same projection never apply an event twice', async () => {
     const projection = countingProjection('dup_applied', 'dup');
     const a = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 20 });

@@ -23,6 +23,14 @@ export interface Projection {
    * for a batch that rolled back; what it throws is logged, not retried.
    */
   afterCommit?(applied: readonly RecordedEvent[]): void;
+  /**
+   * Wait for the WAL flush of every batch's commit (default: only when `afterCommit` is set).
+   * Without it a batch commits asynchronously: visible at once, and a crash of PostgreSQL
+   * itself can drop the last few hundred ms of batches, effect and checkpoint together, which
+   * are then applied again from the durable events. Set it for a read model whose loss, even
+   * briefly, is visible outside (an `afterCommit` effect already told someone).
+   */
+  readonly durableCommit?: boolean;
   /** Empty its tables for a rebuild; without it `rebuild()` refuses. */
   reset?(client: pg.PoolClient): Promise<void>;
 }

@@ -10,6 +10,12 @@ export interface Page {
    * read can start after it without re-scanning filtered-out events.
    */
   readonly scannedTo: number;
+  /**
+   * True when nothing after `scannedTo` existed at the read. Absent: a page shorter than the
+   * page size means caught up (true for a reader that filters in SQL; a reader that filters
+   * afterwards must say it).
+   */
+  readonly caughtUp?: boolean;
 }
 
 export type PageReader = (after: number, limit: number) => Promise<Page>;
@@ -94,7 +100,7 @@ export class CatchUpSubscription implements AllSubscription {
           position = event.position;
         }
         if (page.scannedTo > position) position = page.scannedTo;
-        const caughtUp = page.events.length < this.pageSize;
+        const caughtUp = page.caughtUp ?? page.events.length < this.pageSize;
         if (caughtUp && this.version === seen && !this.closed) await this.sleep(this.safetyIntervalMs);
       }
     } finally {

@@ -16,6 +16,7 @@ import {
 } from '../port.js';
 import { CatchUpSubscription, type Page } from '../internal/catch-up.js';
 import { validateAppend } from '../internal/validate.js';
+import { matchesFilter } from '../internal/filter.js';
 import { channelName, quoteIdent, schemaSql } from './schema.js';
 
 export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: pg.Pool }) & {
@@ -45,6 +46,16 @@ interface BatchRow {
 interface Queued {
   readonly item: PendingAppend;
   readonly resolve: (row: BatchRow) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** A subscription's page read, waiting to be grouped with the others of the same tick. */
+interface PageRequest {
+  readonly after: number;
+  readonly limit: number;
+  readonly types: string[] | null;
+  readonly prefixes: string[] | null;
+  readonly resolve: (page: Page) => void;
   readonly reject: (err: unknown) => void;
 }
 
@@ -84,6 +95,8 @@ export class PostgresEventStore implements EventStore {
   private inFlight = 0;
   /** Batch statements in flight at once: 2 keeps one batch filling while the other commits. */
   private readonly maxInFlight = 2;
+  private pageRequests: PageRequest[] = [];
+  private readonly stats = { pageRequests: 0, pageQueries: 0 };
 
   constructor(private readonly options: PostgresEventStoreOptions) {
     this.schema = options.schema ?? 'eventstore';
@@ -232,22 +245,10 @@ export class PostgresEventStore implements EventStore {
     this.assertOpen();
     const types = nonEmpty(options.types);
     const prefixes = nonEmpty(options.streamPrefixes);
-    // The page and the head come from one statement, hence one snapshot: every event at or
-    // below that head has been seen, and any later commit gets a higher position.
-    const readPage = async (after: number, limit: number): Promise<Page> => {
-      const res = await this.query<EventRow & { head: string }>(
-        `select h.head, e.* from (select coalesce(max(position), -1) as head from ${this.t}) h
-         left join lateral (
-           select ${COLUMNS} from ${this.t}
-           where position > $1 and ${filterSql(2)} order by position limit $4
-         ) e on true
-         order by e.position`,
-        [after, types, prefixes, limit],
-      );
-      const head = Number(res.rows[0]?.head ?? -1);
-      const events = res.rows.filter((r) => r.position !== null).map(toRecorded);
-      return { events, scannedTo: events.length < limit ? head : events[events.length - 1]!.position };
-    };
+    const readPage = (after: number, limit: number): Promise<Page> =>
+      new Promise<Page>((resolve, reject) => {
+        if (this.pageRequests.push({ after, limit, types, prefixes, resolve, reject }) === 1) setImmediate(() => this.readPages());
+      });
     const sub: CatchUpSubscription = new CatchUpSubscription(readPage, options.from ?? -1, {
       pageSize: 500,
       safetyIntervalMs: this.options.safetyIntervalMs ?? 3_000,
@@ -257,6 +258,64 @@ export class PostgresEventStore implements EventStore {
     this.subscriptions.add(sub);
     void this.ensureListener();
     return sub;
+  }
+
+  /** Subscription reads so far, and the queries that served them (shared reads make the second smaller). */
+  readStats(): { pageRequests: number; pageQueries: number } {
+    return { ...this.stats };
+  }
+
+  /**
+   * Every append wakes every subscription of this process (engine, projections, ...), and
+   * those that were live all ask for the page after the same position in the same tick. One
+   * unfiltered read serves such a group, filtered here; a lone reader filters in SQL.
+   */
+  private readPages(): void {
+    const requests = this.pageRequests;
+    this.pageRequests = [];
+    const groups = new Map<number, PageRequest[]>();
+    for (const r of requests) groups.set(r.after, [...(groups.get(r.after) ?? []), r]);
+    this.stats.pageRequests += requests.length;
+    for (const [after, group] of groups) {
+      this.stats.pageQueries++;
+      if (group.length === 1) {
+        const r = group[0]!;
+        this.readPage(after, r.limit, r.types, r.prefixes).then(r.resolve, r.reject);
+        continue;
+      }
+      const limit = Math.max(...group.map((r) => r.limit));
+      this.readPage(after, limit, null, null).then(
+        (page) => {
+          const caughtUp = page.events.length < limit;
+          for (const r of group) {
+            const filter = { ...(r.types && { types: r.types }), ...(r.prefixes && { streamPrefixes: r.prefixes }) };
+            r.resolve({ events: page.events.filter((e) => matchesFilter(e, filter)), scannedTo: page.scannedTo, caughtUp });
+          }
+        },
+        (err: unknown) => {
+          for (const r of group) r.reject(err);
+        },
+      );
+    }
+  }
+
+  /**
+   * The page and the head come from one statement, hence one snapshot: every event at or
+   * below that head has been seen, and any later commit gets a higher position.
+   */
+  private async readPage(after: number, limit: number, types: string[] | null, prefixes: string[] | null): Promise<Page> {
+    const res = await this.query<EventRow & { head: string }>(
+      `select h.head, e.* from (select coalesce(max(position), -1) as head from ${this.t}) h
+       left join lateral (
+         select ${COLUMNS} from ${this.t}
+         where position > $1 and ${filterSql(2)} order by position limit $4
+       ) e on true
+       order by e.position`,
+      [after, types, prefixes, limit],
+    );
+    const head = Number(res.rows[0]?.head ?? -1);
+    const events = res.rows.filter((r) => r.position !== null).map(toRecorded);
+    return { events, scannedTo: events.length < limit ? head : events[events.length - 1]!.position };
   }
 
   async ping(): Promise<void> {

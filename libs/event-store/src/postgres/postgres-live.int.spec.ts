@@ -54,6 +54,36 @@ describe('PostgresEventStore live delivery', () => {
     await store.close();
   });
 
+  it('live subscriptions at the same position share one read, each still gets exactly its filtered events in order', async () => {
+    // A long safety interval: every delivery comes from a NOTIFY-triggered read.
+    const store = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_shared' });
+    await store.init();
+    await store.append('warm-1', [ev('W')]);
+    const from = await store.headPosition();
+    const N = 60;
+    const all = take(store.subscribeToAll({ from }), N);
+    const onlyB = take(store.subscribeToAll({ from, types: ['B'] }), N / 2);
+    const onlyY = take(store.subscribeToAll({ from, streamPrefixes: ['y-'] }), N / 3);
+    const before = store.readStats();
+    for (let i = 0; i < N; i++) {
+      // One append at a time, like a live system: each wakes all three subscriptions.
+      await store.append(`${['x', 'y', 'z'][i % 3]}-1`, [ev(i % 2 === 0 ? 'A' : 'B', { i })]);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const [a, b, y] = await Promise.all([all, onlyB, onlyY]);
+    const ids = (es: typeof a) => es.map((e) => (e.data as { i: number }).i);
+    assert.deepEqual(ids(a), Array.from({ length: N }, (_, i) => i));
+    assert.deepEqual(ids(b), Array.from({ length: N }, (_, i) => i).filter((i) => i % 2 === 1));
+    assert.deepEqual(ids(y), Array.from({ length: N }, (_, i) => i).filter((i) => i % 3 === 1));
+    for (const es of [a, b, y]) assert.ok(es.every((e, k) => k === 0 || e.position > es[k - 1]!.position), 'ascending positions');
+    const after = store.readStats();
+    const requests = after.pageRequests - before.pageRequests;
+    const queries = after.pageQueries - before.pageQueries;
+    console.log(`# shared reads: ${requests} subscription reads served by ${queries} queries`);
+    assert.ok(queries < requests, `${queries} queries for ${requests} reads: the reads of one wake-up were shared`);
+    await store.close();
+  });
+
   it('keeps stores in different schemas apart', async () => {
     const a = new PostgresEventStore({ connectionString: url, schema: 'es_a' });
     const b = new PostgresEventStore({ connectionString: url, schema: 'es_b' });
