@@ -9,13 +9,15 @@
  *   W = `mcp-servers connectors` (the worker: MCP servers and the NATS services calling them)
  *   B = `workflows` (the orchestrator)
  *
- * "Effect once", as checked at the sink: the engine dispatches at least once, and a kill can cut
- * a request after the sink saw it but before the step's result was recorded, so the step is sent
- * again. Every step carries an idempotency key derived from (execution, step) that the automation
- * server sends as `Idempotency-Key` on every attempt. So we assert: each (execution, step) reached
- * the sink under exactly one key (its own), every request under a key carries the same payload,
- * and a receiver that dedupes on that key applies exactly 600 effects. Repeated requests with the
- * same key (at-least-once delivery the receiver absorbs) are allowed and counted.
+ * "Effect once", as checked at the sink: the engine dispatches at least once (re-dispatch after an
+ * orchestrator restart, a new attempt after a timeout), with an idempotency key derived from
+ * (execution, step) that the automation server honours durably (automation.deliveries): a key
+ * whose request got an answer is never POSTed again. The one window no sender can close is a
+ * request the sink has seen whose sender is SIGKILLed before the answer is recorded; that send is
+ * repeated under the same `Idempotency-Key`. So we assert: each (execution, step) reached the
+ * sink under exactly one key (its own) with one payload; a receiver deduping on the key applies
+ * exactly 600 effects; and every repeated request is explained by a worker kill between it and
+ * the previous request of its key (an orchestrator kill, a retry or a re-dispatch never repeats one).
  *
  * "No event lost": every execution stream has dense revisions 0..n-1, exactly one completion,
  * exactly one success per step, and each step's recorded output is the delivery the sink saw.
@@ -27,6 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
+import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
@@ -42,6 +45,8 @@ const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
 
 interface Hit {
   readonly key: string;
+  /** When the sink had the whole request (Date.now() of this process, like the kill times). */
+  readonly at: number;
   readonly id: string;
   readonly payload: { n: string; step: string; prev?: string };
 }
@@ -54,7 +59,7 @@ async function startSink(): Promise<{ server: Server; url: string; hits: Hit[] }
     req.on('data', (d: Buffer) => (body += d.toString('utf8')));
     req.on('end', () => {
       const parsed = JSON.parse(body) as { id: string; payload: Hit['payload'] };
-      hits.push({ key: String(req.headers['idempotency-key']), id: parsed.id, payload: parsed.payload });
+      hits.push({ key: String(req.headers['idempotency-key']), at: Date.now(), id: parsed.id, payload: parsed.payload });
       setTimeout(() => res.writeHead(202, { 'content-type': 'application/json' }).end('{"accepted":true}'), Math.floor(Math.random() * 150));
     });
   });
@@ -112,6 +117,7 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
   let a: Proc;
   let w: Proc;
   let b: Proc;
+  let databaseUrl: string;
 
   const http = async (method: string, url: string, body?: unknown): Promise<{ status: number; body: any }> => {
     const res = await fetch(`${base}${url}`, {
@@ -155,7 +161,8 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       EMBEDDED_PG_PORT: String(pgPort),
       EMBEDDED_NATS_PORT: String(natsPort),
     });
-    const joined = { ...common, DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`, NATS_URL: `nats://127.0.0.1:${natsPort}` };
+    databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`;
+    const joined = { ...common, DATABASE_URL: databaseUrl, NATS_URL: `nats://127.0.0.1:${natsPort}` };
     w = new Proc('W (mcp-servers connectors)', ['mcp-servers', 'connectors'], joined);
     b = new Proc('B (workflows)', ['workflows'], joined);
     a.start();
@@ -253,6 +260,7 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
     };
     const kills = { orchestrator: 0, worker: 0 };
     const atKill: string[] = [];
+    const workerKilledAt: number[] = [];
     let starting = startChunk(chunks[0]!);
     for (const [i, victim] of [b, w, b, w, b].entries()) {
       await starting;
@@ -261,6 +269,7 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
         await sleep(100);
       }
       atKill.push(`${victim === b ? 'B' : 'W'}@${keysOf(chunks[i]!)}/${chunks[i]!.length * STEPS.length}`);
+      if (victim === w) workerKilledAt.push(Date.now());
       await victim.kill('SIGKILL');
       if (victim === b) kills.orchestrator++;
       else kills.worker++;
@@ -320,10 +329,33 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       }
     }
     const duplicates = sink.hits.length - byKey.size;
+    // 6. Repeats only where no sender can avoid them: a worker SIGKILLed after the sink saw the request.
+    for (const [key, hs] of byKey) {
+      for (let k = 1; k < hs.length; k++) {
+        const between = workerKilledAt.filter((t) => hs[k - 1]!.at <= t && t <= hs[k]!.at);
+        assert.ok(between.length > 0, `${key} was POSTed again at ${hs[k]!.at} with no worker kill since its previous request at ${hs[k - 1]!.at} (kills at ${workerKilledAt.join(', ')})`);
+      }
+    }
+    // 7. The sender's own record agrees: every key answered, and every request the sink saw was counted as a send.
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      const rows = await db.query<{ delivery_id: string; status: string; sends: number }>(
+        `select delivery_id, status, sends from automation.deliveries where delivery_id = any($1::text[])`,
+        [[...expected]],
+      );
+      assert.equal(rows.rowCount, expected.size, 'one delivery record per key');
+      for (const r of rows.rows) {
+        assert.equal(r.status, 'answered', `${r.delivery_id} is recorded as answered`);
+        assert.ok(r.sends >= byKey.get(r.delivery_id)!.length, `${r.delivery_id}: ${r.sends} sends recorded, ${byKey.get(r.delivery_id)!.length} seen at the sink`);
+      }
+    } finally {
+      await db.end();
+    }
     const totalMs = Date.now() - t0;
     console.log(
       `# chaos: ${EXECUTIONS} executions, kills orchestrator=${kills.orchestrator} worker=${kills.worker}, ` +
-        `effects of the current chunk at each kill ${atKill.join(' ')}, sink requests=${sink.hits.length} distinct keys=${byKey.size} duplicates absorbed by key=${duplicates}, ` +
+        `effects of the current chunk at each kill ${atKill.join(' ')}, sink requests=${sink.hits.length} distinct keys=${byKey.size} repeated after a worker kill=${duplicates} (keys: ${[...byKey.values()].filter((h) => h.length > 1).length}), ` +
         `chaos phase ${chaosDoneAt} ms, total ${totalMs} ms, events ${JSON.stringify(Object.fromEntries(eventTypes))}`,
     );
     assert.equal(kills.orchestrator, 3);
