@@ -190,9 +190,11 @@ export class PostgresEventStore implements EventStore {
 
   private async runBatch(batch: readonly Queued[]): Promise<void> {
     try {
-      const res = await this.query<BatchRow & { idx: number }>(`select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`, [
-        JSON.stringify(batch.map((q) => ({ stream: q.item.stream, mode: q.item.mode, expected: q.item.expected, events: q.item.events }))),
-      ]);
+      const res = await this.query<BatchRow & { idx: number }>(
+        `select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`,
+        [JSON.stringify(batch.map((q) => ({ stream: q.item.stream, mode: q.item.mode, expected: q.item.expected, events: q.item.events })))],
+        `${this.schema}.append_batch`,
+      );
       const byIdx = new Map(res.rows.map((r) => [r.idx, r]));
       batch.forEach((q, i) => {
         const row = byIdx.get(i + 1);
@@ -312,6 +314,7 @@ export class PostgresEventStore implements EventStore {
        ) e on true
        order by e.position`,
       [after, types, prefixes, limit],
+      `${this.schema}.read_page`,
     );
     const head = Number(res.rows[0]?.head ?? -1);
     const events = res.rows.filter((r) => r.position !== null).map(toRecorded);
@@ -337,9 +340,10 @@ export class PostgresEventStore implements EventStore {
     if (this.ownsPool) await this.pool.end();
   }
 
-  private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+  /** `name`: a statement run on every append or wake-up, prepared once per connection (no parse and plan each time). */
+  private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = [], name?: string): Promise<pg.QueryResult<R>> {
     try {
-      return await this.pool.query<R>(sql, params);
+      return await this.pool.query<R>(name ? { name, text: sql, values: params } : { text: sql, values: params });
     } catch (err) {
       throw toAppError(err);
     }
