@@ -23,6 +23,8 @@ export interface EmbeddedPostgresOptions {
   logger?: Logger;
   user?: string;
   password?: string;
+  /** Extra server settings (`-c name=value`), e.g. `track_commit_timestamp: 'on'` for a benchmark. */
+  settings?: Record<string, string>;
 }
 
 const urlFor = (o: Required<Pick<EmbeddedPostgresOptions, 'user' | 'password' | 'port'>>) =>
@@ -50,7 +52,7 @@ async function canConnect(url: string): Promise<boolean> {
  * 3. If those binaries cannot start here, fall back to Debian's postgresql package.
  */
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<PostgresHandle> {
-  const o = { user: 'postgres', password: 'postgres', ...opts };
+  const o = { user: 'postgres', password: 'postgres', settings: {}, ...opts };
   const url = urlFor(o);
   const dataDir = path.resolve(o.dataDir);
   if (await isListening(o.port)) {
@@ -206,6 +208,10 @@ async function startCluster(
     }
   }
   const args = ['-D', dataDir, '-p', String(o.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'];
+  for (const [name, value] of Object.entries(o.settings)) {
+    if (!/^[a-z_][a-z0-9_.]*$/.test(name)) throw new Error(`bad PostgreSQL setting name ${name}`);
+    args.push('-c', `${name}=${value}`);
+  }
   const child: ChildProcess = spawn(bins.postgres, args, { ...spawnOpts, stdio: ['ignore', 'pipe', 'pipe'] });
   const relay = (b: Buffer) => log?.debug({ pg: b.toString().trim() }, 'postgres');
   child.stdout?.on('data', relay);
