@@ -1,5 +1,6 @@
 import type { Logger } from '@switchyard/platform';
 import type { AllSubscription, RecordedEvent } from '../port.js';
+import { matchesFilter, type EventFilter } from './filter.js';
 
 /** One page of the global log after a position, already filtered. */
 export interface Page {
@@ -26,6 +27,8 @@ export interface CatchUpOptions {
   readonly safetyIntervalMs?: number;
   readonly logger?: Logger;
   readonly onClose?: () => void;
+  /** The subscription's filter, for events handed over by `offer` (pages come filtered). */
+  readonly filter?: EventFilter;
 }
 
 /**
@@ -38,9 +41,19 @@ export class CatchUpSubscription implements AllSubscription {
   private closed = false;
   private iterating = false;
   private version = 0;
+  /**
+   * Every position up to here is accounted for: read (or being delivered from a page) or
+   * offered. `offer` accepts only what follows it directly, so offered events never skip one.
+   */
+  private known: number;
+  /** Offered events (already filtered) waiting to be delivered, and the last position offered. */
+  private offered: RecordedEvent[] = [];
+  private offeredTo = -1;
   private wakeWaiter: (() => void) | undefined;
   private readonly pageSize: number;
   private readonly safetyIntervalMs: number;
+  /** The wake-up count when the last page read started: no wake-up since means nothing to read. */
+  private lastReadVersion = -1;
 
   constructor(
     private readonly readPage: PageReader,
@@ -49,12 +62,33 @@ export class CatchUpSubscription implements AllSubscription {
   ) {
     this.pageSize = options.pageSize ?? 500;
     this.safetyIntervalMs = options.safetyIntervalMs ?? 3_000;
+    this.known = from;
   }
 
-  /** Something may have been appended: read again. */
-  wake(): void {
+  /**
+   * Something may have been appended: read again. With `head` (the last position the append
+   * reached), a subscription that already accounts for it does not read.
+   */
+  wake(head?: number): void {
+    if (head !== undefined && head <= this.known) return;
     this.version++;
     this.wakeWaiter?.();
+  }
+
+  /**
+   * Events this process just committed, handed over without a read. `events` are one append's
+   * events, unfiltered, in position order; taken only when they follow directly what this
+   * subscription accounts for (positions are dense, so then nothing lies between), otherwise
+   * ignored: the subscription reads them like anyone else's. Returns whether they were taken.
+   */
+  offer(events: readonly RecordedEvent[]): boolean {
+    if (this.closed || events.length === 0 || events[0]!.position !== this.known + 1) return false;
+    const filter = this.options.filter;
+    for (const e of events) if (!filter || matchesFilter(e, filter)) this.offered.push(e);
+    this.known = events[events.length - 1]!.position;
+    this.offeredTo = this.known;
+    this.wakeWaiter?.();
+    return true;
   }
 
   get isClosed(): boolean {
@@ -77,8 +111,28 @@ export class CatchUpSubscription implements AllSubscription {
   private async *run(): AsyncGenerator<RecordedEvent> {
     let position = this.from;
     let failures = 0;
+    let mustRead = true; // catch up from `from` first
     try {
       while (!this.closed) {
+        // 1. What this process appended and handed over (see offer): delivered without a read.
+        if (this.offered.length > 0 || this.offeredTo > position) {
+          const batch = this.offered;
+          const to = this.offeredTo;
+          this.offered = [];
+          for (const event of batch) {
+            if (this.closed) return;
+            if (event.position <= position) continue; // already delivered from a page
+            yield event;
+            position = event.position;
+          }
+          if (to > position) position = to;
+        }
+        // 2. Idle: no wake-up since the last read started, and that read was caught up.
+        if (!mustRead && this.version === this.lastReadVersion) {
+          if ((await this.sleep(this.safetyIntervalMs)) === 'timeout') mustRead = true;
+          continue;
+        }
+        // 3. Read a page; a wake-up that arrives meanwhile is remembered through `version`.
         const seen = this.version;
         let page: Page;
         try {
@@ -91,8 +145,11 @@ export class CatchUpSubscription implements AllSubscription {
           const delay = Math.min(5_000, 100 * 2 ** Math.min(failures, 6));
           this.options.logger?.warn({ err, position, delay }, 'subscription read failed; retrying');
           await this.sleep(delay);
+          mustRead = true;
           continue;
         }
+        this.lastReadVersion = seen;
+        if (page.scannedTo > this.known) this.known = page.scannedTo;
         for (const event of page.events) {
           if (this.closed) return;
           if (event.position <= position) continue; // defensive: never deliver twice or backwards
@@ -100,24 +157,24 @@ export class CatchUpSubscription implements AllSubscription {
           position = event.position;
         }
         if (page.scannedTo > position) position = page.scannedTo;
-        const caughtUp = page.caughtUp ?? page.events.length < this.pageSize;
-        if (caughtUp && this.version === seen && !this.closed) await this.sleep(this.safetyIntervalMs);
+        mustRead = !(page.caughtUp ?? page.events.length < this.pageSize);
       }
     } finally {
       await this.close();
     }
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
+  /** Wait until woken (wake, offer, close) or `ms` pass. */
+  private sleep(ms: number): Promise<'woken' | 'timeout'> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done('timeout'), ms);
       const self = this;
-      function done() {
+      function done(how: 'woken' | 'timeout') {
         clearTimeout(timer);
         self.wakeWaiter = undefined;
-        resolve();
+        resolve(how);
       }
-      this.wakeWaiter = done;
+      this.wakeWaiter = () => done('woken');
     });
   }
 }

@@ -41,6 +41,7 @@ interface BatchRow {
   ok: boolean;
   revision: string | null;
   last_position: string | null;
+  recorded_at: Date | null;
 }
 
 interface Queued {
@@ -96,7 +97,9 @@ export class PostgresEventStore implements EventStore {
   /** Batch statements in flight at once: 2 keeps one batch filling while the other commits. */
   private readonly maxInFlight = 2;
   private pageRequests: PageRequest[] = [];
-  private readonly stats = { pageRequests: 0, pageQueries: 0 };
+  /** The highest head a NOTIFY announced while appends were in flight (-1: none pending). */
+  private notifiedHead = -1;
+  private readonly stats = { pageRequests: 0, pageQueries: 0, offered: 0 };
 
   constructor(private readonly options: PostgresEventStoreOptions) {
     this.schema = options.schema ?? 'eventstore';
@@ -184,6 +187,12 @@ export class PostgresEventStore implements EventStore {
     this.inFlight++;
     void this.runBatch(batch).finally(() => {
       this.inFlight--;
+      // A head announced while this batch was in flight: its events may be ours, now offered.
+      if (this.notifiedHead >= 0) {
+        const head = this.notifiedHead;
+        this.notifiedHead = -1;
+        this.wakeSubscriptions(head);
+      }
       this.flush();
     });
   }
@@ -196,6 +205,8 @@ export class PostgresEventStore implements EventStore {
         `${this.schema}.append_batch`,
       );
       const byIdx = new Map(res.rows.map((r) => [r.idx, r]));
+      // Committed: hand the events to this process's subscriptions before anyone hears of the append.
+      if (this.subscriptions.size > 0) this.offerCommitted(batch, byIdx);
       batch.forEach((q, i) => {
         const row = byIdx.get(i + 1);
         if (row) q.resolve(row);
@@ -252,6 +263,7 @@ export class PostgresEventStore implements EventStore {
         if (this.pageRequests.push({ after, limit, types, prefixes, resolve, reject }) === 1) setImmediate(() => this.readPages());
       });
     const sub: CatchUpSubscription = new CatchUpSubscription(readPage, options.from ?? -1, {
+      filter: { ...(types && { types }), ...(prefixes && { streamPrefixes: prefixes }) },
       pageSize: 500,
       safetyIntervalMs: this.options.safetyIntervalMs ?? 3_000,
       logger: this.log,
@@ -262,8 +274,45 @@ export class PostgresEventStore implements EventStore {
     return sub;
   }
 
-  /** Subscription reads so far, and the queries that served them (shared reads make the second smaller). */
-  readStats(): { pageRequests: number; pageQueries: number } {
+  /**
+   * Live subscriptions of this process get the events it just committed without reading them
+   * back (each takes them only when they follow directly what it has, see
+   * CatchUpSubscription.offer). The copies go through JSON as the stored jsonb would.
+   */
+  private offerCommitted(batch: readonly Queued[], rows: ReadonlyMap<number, BatchRow>): void {
+    const committed: RecordedEvent[][] = [];
+    batch.forEach((q, i) => {
+      const row = rows.get(i + 1);
+      if (!row?.ok || row.last_position === null || row.revision === null || !row.recorded_at) return;
+      const first = Number(row.last_position) - q.item.eventCount + 1;
+      const firstRevision = Number(row.revision) - q.item.eventCount + 1;
+      const recordedAt = row.recorded_at;
+      committed.push(
+        q.item.events.map((e, k) => ({
+          id: e.id,
+          streamId: q.item.stream,
+          type: e.type,
+          data: JSON.parse(JSON.stringify(e.data)) as unknown,
+          metadata: JSON.parse(JSON.stringify(e.metadata)) as EventMetadata,
+          revision: firstRevision + k,
+          position: first + k,
+          recordedAt,
+        })),
+      );
+    });
+    committed.sort((a, b) => a[0]!.position - b[0]!.position);
+    for (const events of committed) {
+      for (const sub of this.subscriptions) if (sub.offer(events)) this.stats.offered++;
+    }
+  }
+
+  /** Wake every subscription (those that already account for `head` stay asleep). */
+  private wakeSubscriptions(head?: number): void {
+    for (const s of this.subscriptions) s.wake(head);
+  }
+
+  /** Subscription reads so far, the queries that served them (shared reads make the second smaller), and appends handed over without a read. */
+  readStats(): { pageRequests: number; pageQueries: number; offered: number } {
     return { ...this.stats };
   }
 
@@ -355,8 +404,13 @@ export class PostgresEventStore implements EventStore {
     this.listenerStarting ??= (async () => {
       const config = 'pool' in this.options ? this.options.pool.options : { connectionString: this.options.connectionString };
       const client = new pg.Client(config as pg.ClientConfig);
-      client.on('notification', () => {
-        for (const s of this.subscriptions) s.wake();
+      // The payload is the head the append reached: subscriptions already past it need no read.
+      client.on('notification', (msg) => {
+        const head = Number(msg.payload);
+        if (!Number.isSafeInteger(head)) return this.wakeSubscriptions();
+        // The NOTIFY of our own append often beats its answer: let the answer hand the events over first.
+        if (this.inFlight > 0) this.notifiedHead = Math.max(this.notifiedHead, head);
+        else this.wakeSubscriptions(head);
       });
       client.on('error', (err) => {
         this.log?.warn({ err }, 'LISTEN connection failed; reconnecting');

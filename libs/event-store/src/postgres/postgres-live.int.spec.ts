@@ -54,11 +54,13 @@ describe('PostgresEventStore live delivery', () => {
     await store.close();
   });
 
-  it('live subscriptions at the same position share one read, each still gets exactly its filtered events in order', async () => {
+  it('live subscriptions at the same position share one read of what another process appended', async () => {
     // A long safety interval: every delivery comes from a NOTIFY-triggered read.
     const store = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_shared' });
+    const writer = new PostgresEventStore({ connectionString: url, schema: 'es_shared' }); // "another process"
     await store.init();
-    await store.append('warm-1', [ev('W')]);
+    await writer.init();
+    await writer.append('warm-1', [ev('W')]);
     const from = await store.headPosition();
     const N = 60;
     const all = take(store.subscribeToAll({ from }), N);
@@ -67,7 +69,7 @@ describe('PostgresEventStore live delivery', () => {
     const before = store.readStats();
     for (let i = 0; i < N; i++) {
       // One append at a time, like a live system: each wakes all three subscriptions.
-      await store.append(`${['x', 'y', 'z'][i % 3]}-1`, [ev(i % 2 === 0 ? 'A' : 'B', { i })]);
+      await writer.append(`${['x', 'y', 'z'][i % 3]}-1`, [ev(i % 2 === 0 ? 'A' : 'B', { i })]);
       await new Promise((r) => setTimeout(r, 2));
     }
     const [a, b, y] = await Promise.all([all, onlyB, onlyY]);
@@ -80,8 +82,37 @@ describe('PostgresEventStore live delivery', () => {
     const requests = after.pageRequests - before.pageRequests;
     const queries = after.pageQueries - before.pageQueries;
     console.log(`# shared reads: ${requests} subscription reads served by ${queries} queries`);
+    assert.equal(after.offered, before.offered, 'nothing of another process is handed over');
     assert.ok(queries < requests, `${queries} queries for ${requests} reads: the reads of one wake-up were shared`);
-    await store.close();
+    await Promise.all([store.close(), writer.close()]);
+  });
+
+  it("this process's own appends reach its subscriptions without a read, exactly as a read would give them, interleaved with another process's", async () => {
+    const store = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_local' });
+    const other = new PostgresEventStore({ connectionString: url, schema: 'es_local' });
+    await store.init();
+    await other.init();
+    const from = await store.headPosition();
+    const OWN = 400;
+    const FOREIGN = 100;
+    const all = take(store.subscribeToAll({ from }), OWN + FOREIGN, 60_000);
+    const onlyOwn = take(store.subscribeToAll({ from, streamPrefixes: ['own-'] }), OWN, 60_000);
+    const before = store.readStats();
+    // Concurrent appends (group commit, two batches in flight) from both "processes".
+    await Promise.all([
+      ...Array.from({ length: OWN }, (_, i) => store.append(`own-${i % 7}`, [ev('Own', { i, nested: { keep: [1, 'two', null], skip: undefined } })])),
+      ...Array.from({ length: FOREIGN }, (_, i) => other.append(`foreign-${i % 3}`, [ev('Foreign', { i })])),
+    ]);
+    const [got, own] = await Promise.all([all, onlyOwn]);
+    const stored = await store.readAll({ after: from, maxCount: 10_000 });
+    // Every event once, in position order, equal to what a read returns (data, metadata, revision, recordedAt).
+    assert.deepEqual(got, stored);
+    assert.deepEqual(own, stored.filter((e) => e.streamId.startsWith('own-')));
+    assert.deepEqual(got.map((e) => e.position), stored.map((_, k) => from + 1 + k), 'dense positions, no gap, no repeat');
+    const handed = store.readStats().offered - before.offered;
+    console.log(`# local delivery: ${handed} of ${2 * OWN} own appends handed over without a read`);
+    assert.ok(handed > 0, 'some own appends were handed over');
+    await Promise.all([store.close(), other.close()]);
   });
 
   it('keeps stores in different schemas apart', async () => {

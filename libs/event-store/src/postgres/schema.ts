@@ -32,12 +32,20 @@ create table if not exists ${s}.events (
 );
 
 drop function if exists ${s}.append_events(text, text, bigint, jsonb);
+-- append_batch gained recorded_at in its result (a result type cannot be replaced in place).
+do $drop$ begin
+  if exists (select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+              where n.nspname = ${literal(schema)} and p.proname = 'append_batch'
+                and not ('recorded_at' = any(coalesce(p.proargnames, '{}')))) then
+    drop function ${s}.append_batch(jsonb);
+  end if;
+end $drop$;
 
 -- Appends several independent appends (each all-or-nothing with its own expectation) in one
 -- statement: one lock, one commit, one WAL flush for all of them (group commit; see
 -- PostgresEventStore.append). p_batch: [{ "stream", "mode", "expected", "events": [...] }].
 create or replace function ${s}.append_batch(p_batch jsonb)
-returns table (idx int, ok boolean, revision bigint, last_position bigint)
+returns table (idx int, ok boolean, revision bigint, last_position bigint, recorded_at timestamptz)
 language plpgsql volatile as $fn$
 declare
   v_item jsonb;
@@ -65,7 +73,7 @@ begin
   if v_stale <> '{}' and true = all(v_stale) then
     for v_item, v_idx in select t.value, t.ordinality from jsonb_array_elements(p_batch) with ordinality t loop
       select max(e.revision) into v_current from ${s}.events e where e.stream_id = v_item->>'stream';
-      return query select v_idx::int, false, v_current, null::bigint;
+      return query select v_idx::int, false, v_current, null::bigint, null::timestamptz;
     end loop;
     return;
   end if;
@@ -81,7 +89,7 @@ begin
     if (v_mode = 'no_stream' and v_current is not null)
        or (v_mode = 'stream_exists' and v_current is null)
        or (v_mode = 'exact' and v_current is distinct from v_expected) then
-      return query select v_idx::int, false, v_current, null::bigint;
+      return query select v_idx::int, false, v_current, null::bigint, null::timestamptz;
       continue;
     end if;
     -- 3. Insert in the order given; revisions and positions are dense.
@@ -90,7 +98,7 @@ begin
     select v_head + t.ord, v_stream, coalesce(v_current, -1) + t.ord, (t.e->>'id')::uuid, t.e->>'type', t.e->'data', t.e->'metadata'
     from jsonb_array_elements(v_item->'events') with ordinality as t(e, ord);
     v_head := v_head + v_count;
-    return query select v_idx::int, true, coalesce(v_current, -1) + v_count, v_head;
+    return query select v_idx::int, true, coalesce(v_current, -1) + v_count, v_head, now();
   end loop;
   -- 4. Wake live subscribers; NOTIFY is delivered only after commit.
   perform pg_notify(${literal(channelName(schema))}, v_head::text);
