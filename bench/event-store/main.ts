@@ -74,8 +74,15 @@ async function main(): Promise<void> {
     console.log(`\nbatched appends of 100 events, ${batchWriters} writers: ${batches} appends in ${s1.toFixed(2)} s = ${Math.round(batches / s1)} appends/s, ${Math.round((batches * 100) / s1)} events/s`);
 
     // 3. Delivery latency: append -> seen by a live subscriber, one writer at a steady pace,
-    //    then the same under load (8 writers appending as fast as they can).
-    for (const loaded of [false, true]) {
+    //    then the same under load (8 writers appending as fast as they can). Twice: the writer in
+    //    the subscriber's own store (its commits are handed over without a read), and in a second
+    //    store instance, as another process would be (NOTIFY, then a read).
+    const otherProcess = new PostgresEventStore({ connectionString: dbUrl, maxConnections: 10, logger });
+    for (const [where, writer] of [
+      ['same process', store],
+      ['another process', otherProcess],
+    ] as const) {
+      for (const loaded of [false, true]) {
       const head = await store.headPosition();
       const sub = store.subscribeToAll({ from: head, types: ['Probe'] });
       const sentAt = new Map<number, number>();
@@ -91,13 +98,13 @@ async function main(): Promise<void> {
       const load = loaded
         ? Promise.all(
             Array.from({ length: 8 }, async (_, w) => {
-              for (let i = 0; loading; i++) await store.append(`load-w${w}`, [event(i)]);
+              for (let i = 0; loading; i++) await writer.append(`load-w${w}`, [event(i)]);
             }),
           )
         : Promise.resolve([]);
       for (let i = 0; i < latencyEvents; i++) {
         sentAt.set(i, performance.now());
-        await store.append(`probe-${i % 10}`, [{ type: 'Probe', data: { i }, metadata: meta() }]);
+        await writer.append(`probe-${i % 10}`, [{ type: 'Probe', data: { i }, metadata: meta() }]);
         await new Promise((r) => setTimeout(r, 2));
       }
       await consumer;
@@ -105,10 +112,12 @@ async function main(): Promise<void> {
       await load;
       latencies.sort((a, b) => a - b);
       console.log(
-        `\nsubscriber delivery latency (append start -> seen), ${latencyEvents} events${loaded ? ', under load of 8 writers' : ''}: ` +
+        `\nsubscriber delivery latency (append start -> seen), writer in ${where}, ${latencyEvents} events${loaded ? ', under load of 8 writers' : ''}: ` +
           `p50 ${pct(latencies, 50).toFixed(2)} ms, p99 ${pct(latencies, 99).toFixed(2)} ms, max ${latencies[latencies.length - 1]!.toFixed(2)} ms`,
       );
+      }
     }
+    await otherProcess.close();
   } finally {
     await store.close();
     await pg?.stop();
