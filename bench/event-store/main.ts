@@ -83,38 +83,38 @@ async function main(): Promise<void> {
       ['another process', otherProcess],
     ] as const) {
       for (const loaded of [false, true]) {
-      const head = await store.headPosition();
-      const sub = store.subscribeToAll({ from: head, types: ['Probe'] });
-      const sentAt = new Map<number, number>();
-      const latencies: number[] = [];
-      const consumer = (async () => {
-        for await (const e of sub) {
-          const i = (e.data as { i: number }).i;
-          latencies.push(performance.now() - sentAt.get(i)!);
-          if (latencies.length >= latencyEvents) break;
+        const head = await store.headPosition();
+        const sub = store.subscribeToAll({ from: head, types: ['Probe'] });
+        const sentAt = new Map<number, number>();
+        const latencies: number[] = [];
+        const consumer = (async () => {
+          for await (const e of sub) {
+            const i = (e.data as { i: number }).i;
+            latencies.push(performance.now() - sentAt.get(i)!);
+            if (latencies.length >= latencyEvents) break;
+          }
+        })();
+        let loading = loaded;
+        const load = loaded
+          ? Promise.all(
+              Array.from({ length: 8 }, async (_, w) => {
+                for (let i = 0; loading; i++) await writer.append(`load-w${w}`, [event(i)]);
+              }),
+            )
+          : Promise.resolve([]);
+        for (let i = 0; i < latencyEvents; i++) {
+          sentAt.set(i, performance.now());
+          await writer.append(`probe-${i % 10}`, [{ type: 'Probe', data: { i }, metadata: meta() }]);
+          await new Promise((r) => setTimeout(r, 2));
         }
-      })();
-      let loading = loaded;
-      const load = loaded
-        ? Promise.all(
-            Array.from({ length: 8 }, async (_, w) => {
-              for (let i = 0; loading; i++) await writer.append(`load-w${w}`, [event(i)]);
-            }),
-          )
-        : Promise.resolve([]);
-      for (let i = 0; i < latencyEvents; i++) {
-        sentAt.set(i, performance.now());
-        await writer.append(`probe-${i % 10}`, [{ type: 'Probe', data: { i }, metadata: meta() }]);
-        await new Promise((r) => setTimeout(r, 2));
-      }
-      await consumer;
-      loading = false;
-      await load;
-      latencies.sort((a, b) => a - b);
-      console.log(
-        `\nsubscriber delivery latency (append start -> seen), writer in ${where}, ${latencyEvents} events${loaded ? ', under load of 8 writers' : ''}: ` +
-          `p50 ${pct(latencies, 50).toFixed(2)} ms, p99 ${pct(latencies, 99).toFixed(2)} ms, max ${latencies[latencies.length - 1]!.toFixed(2)} ms`,
-      );
+        await consumer;
+        loading = false;
+        await load;
+        latencies.sort((a, b) => a - b);
+        console.log(
+          `\nsubscriber delivery latency (append start -> seen), writer in ${where}, ${latencyEvents} events${loaded ? ', under load of 8 writers' : ''}: ` +
+            `p50 ${pct(latencies, 50).toFixed(2)} ms, p99 ${pct(latencies, 99).toFixed(2)} ms, max ${latencies[latencies.length - 1]!.toFixed(2)} ms`,
+        );
       }
     }
     await otherProcess.close();
