@@ -242,15 +242,17 @@ describe('built-in workflow templates, end to end', () => {
       ['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded'],
     );
     // Stored results: the analytics metrics carry the same figures.
-    const metrics = await db.query<{ name: string; value: number }>(
-      `select name, value from analytics.metrics where labels->>'timeframe' = '30d' and labels->>'to' = $1 order by name`,
+    // Each keyed by the execution, so a re-dispatched step cannot record it twice.
+    const metrics = await db.query<{ name: string; value: number; idempotency_key: string }>(
+      `select name, value, idempotency_key from analytics.metrics where labels->>'timeframe' = '30d' and labels->>'to' = $1 order by name`,
       [want.to_date],
     );
+    const keyed = (name: string) => `${r.execution_id}:${name}`;
     assert.deepEqual(metrics.rows, [
-      { name: 'revenue.customers', value: want.customers },
-      { name: 'revenue.forecast_total', value: r.output.forecast_total },
-      { name: 'revenue.orders', value: want.orders },
-      { name: 'revenue.total', value: total },
+      { name: 'revenue.customers', value: want.customers, idempotency_key: keyed('revenue.customers') },
+      { name: 'revenue.forecast_total', value: r.output.forecast_total, idempotency_key: keyed('revenue.forecast_total') },
+      { name: 'revenue.orders', value: want.orders, idempotency_key: keyed('revenue.orders') },
+      { name: 'revenue.total', value: total, idempotency_key: keyed('revenue.total') },
     ]);
   });
 
@@ -379,14 +381,14 @@ describe('built-in workflow templates, end to end', () => {
     assert.deepEqual([st.fetch_context, st.analyze_query, st.analyze_query_anonymous, st.escalate, st.log_interaction], ['succeeded', 'succeeded', 'skipped', 'skipped', 'succeeded']);
 
     // The log: one metric sample per interaction, labelled with the outcome.
-    const logged = await db.query<{ id: string; escalation: string; channel: string }>(
-      `select id::text, labels->>'escalation' as escalation, labels->>'channel' as channel from analytics.metrics
+    const logged = await db.query<{ id: string; escalation: string; channel: string; idempotency_key: string }>(
+      `select id::text, labels->>'escalation' as escalation, labels->>'channel' as channel, idempotency_key from analytics.metrics
         where name = 'support.interaction' and labels->>'customer' = $1 order by id`,
       [String(id)],
     );
     assert.deepEqual(logged.rows, [
-      { id: angry.output.interaction_metric_id, escalation: 'sent', channel: 'chat' },
-      { id: calm.output.interaction_metric_id, escalation: 'not_needed', channel: 'email' },
+      { id: angry.output.interaction_metric_id, escalation: 'sent', channel: 'chat', idempotency_key: `interaction-${angry.execution_id}` },
+      { id: calm.output.interaction_metric_id, escalation: 'not_needed', channel: 'email', idempotency_key: `interaction-${calm.execution_id}` },
     ]);
   });
 

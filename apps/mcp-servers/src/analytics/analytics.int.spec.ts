@@ -101,6 +101,26 @@ describe('analytics MCP server (real Postgres)', () => {
     assert.ok(r.metrics.some((x: { name: string }) => x.name === 'other.metric'));
   });
 
+  it('records a sample once per idempotency key: a repeat returns the recorded one, a different sample under the key is refused', async () => {
+    const sample = { name: 'support.interaction', value: 1, labels: { channel: 'chat', intent: 'billing' }, timestamp: new Date(end - 2000).toISOString(), idempotency_key: 'ex-42:log_interaction' };
+    const first = await ok(client, 'record_metric', sample);
+    assert.equal(first.deduplicated, false);
+    // The same call again, labels in another order (a re-dispatched workflow step).
+    const again = await ok(client, 'record_metric', { ...sample, labels: { intent: 'billing', channel: 'chat' } });
+    assert.equal(again.deduplicated, true);
+    assert.equal(again.id, first.id);
+    assert.equal(again.timestamp, sample.timestamp);
+    const rows = await pool.query(`select count(*)::int as n from analytics.metrics where idempotency_key = $1`, [sample.idempotency_key]);
+    assert.equal(rows.rows[0].n, 1);
+    const other = await fails(client, 'record_metric', { ...sample, value: 2 });
+    assert.equal(other.code, 'illegal_state');
+    assert.match(other.message, /ex-42:log_interaction/);
+    // Without a key every call records a sample.
+    const a = await ok(client, 'record_metric', { name: 'unkeyed.metric', value: 1 });
+    const b = await ok(client, 'record_metric', { name: 'unkeyed.metric', value: 1 });
+    assert.notEqual(a.id, b.id);
+  });
+
   it('reports "no data yet" for missing read models and summarises present ones', async () => {
     const r = await ok(client, 'report', { window: '24h' });
     for (const s of ['workflow_executions', 'task_stats', 'availability']) assert.equal(r.sections[s].status, 'no data yet', s);

@@ -18,7 +18,12 @@ CREATE TABLE IF NOT EXISTS analytics.metrics (
   ts timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_name_ts ON analytics.metrics (name, ts);
+-- A sample recorded under an idempotency key is recorded once, however often the call is repeated.
+ALTER TABLE analytics.metrics ADD COLUMN IF NOT EXISTS idempotency_key text;
+CREATE UNIQUE INDEX IF NOT EXISTS metrics_idempotency_key ON analytics.metrics (idempotency_key) WHERE idempotency_key IS NOT NULL;
 `;
+
+const sortKeys = (o: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
 
 /** Create the analytics schema (idempotent; an advisory lock serialises concurrent starts). */
 export async function migrateAnalytics(pool: pg.Pool): Promise<void> {
@@ -77,21 +82,38 @@ export function createAnalyticsServer(deps: AnalyticsServerDeps): McpServer {
   server.registerTool(
     'record_metric',
     {
-      description: 'Record one sample of a metric with optional labels and timestamp (default now).',
+      description:
+        'Record one sample of a metric with optional labels and timestamp (default now). With an idempotency_key the sample is recorded once: a repeat returns the recorded sample (deduplicated: true).',
       inputSchema: {
         name: metricName,
         value: z.number().finite(),
         labels: labels.default({}),
         timestamp: z.string().datetime({ offset: true }).optional().describe('ISO 8601; default now'),
+        idempotency_key: z.string().min(1).max(200).optional().describe('record this sample once, however often the call is repeated'),
       },
+      annotations: { idempotentHint: true },
     },
     tool('record_metric', logger, async (a) => {
       const ts = a.timestamp ? new Date(a.timestamp) : now();
-      const r = await pool.query(
-        `INSERT INTO analytics.metrics (name, value, labels, ts) VALUES ($1,$2,$3,$4) RETURNING id`,
-        [a.name, a.value, JSON.stringify(a.labels), ts],
+      const key = a.idempotency_key ?? null;
+      const inserted = await pool.query<{ id: string }>(
+        `INSERT INTO analytics.metrics (name, value, labels, ts, idempotency_key) VALUES ($1,$2,$3,$4,$5)
+         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id`,
+        [a.name, a.value, JSON.stringify(a.labels), ts, key],
       );
-      return { id: String(r.rows[0].id), name: a.name, value: a.value, labels: a.labels, timestamp: ts.toISOString() };
+      if (inserted.rows[0]) {
+        return { id: String(inserted.rows[0].id), name: a.name, value: a.value, labels: a.labels, timestamp: ts.toISOString(), deduplicated: false };
+      }
+      // The key was used before: answer with what was recorded, unless the repeat asks for something else.
+      const prior = await pool.query<{ id: string; name: string; value: number; labels: Record<string, string>; ts: Date }>(
+        `SELECT id, name, value, labels, ts FROM analytics.metrics WHERE idempotency_key = $1`,
+        [key],
+      );
+      const p = prior.rows[0]!;
+      if (p.name !== a.name || p.value !== a.value || JSON.stringify(sortKeys(p.labels)) !== JSON.stringify(sortKeys(a.labels))) {
+        throw new AppError('illegal_state', `idempotency key "${key}" was already used for another sample`, { idempotency_key: key, recorded: { name: p.name, value: p.value, labels: p.labels } });
+      }
+      return { id: String(p.id), name: p.name, value: p.value, labels: p.labels, timestamp: p.ts.toISOString(), deduplicated: true };
     }, mapPgError),
   );
 

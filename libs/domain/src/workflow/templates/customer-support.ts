@@ -20,7 +20,7 @@ const ESCALATION = "(steps.escalate.status == 'succeeded' ? 'sent' : (steps.esca
  */
 export const customerSupportTemplate = {
   id: 'customer_support',
-  // v3: the escalation carries a per-execution idempotency key.
+  // v3: the escalation and the logged interaction carry per-execution idempotency keys.
   version: 3,
   name: 'Customer support',
   description: 'Fetch customer context, analyse the query and draft the response, escalate when needed, log the interaction.',
@@ -106,6 +106,8 @@ export const customerSupportTemplate = {
       // Escalation is usually skipped (or may have failed): the interaction is logged either way.
       if: ANALYSED,
       with: {
+        // One sample per execution, however often the step is re-dispatched.
+        idempotency_key: 'interaction-${{ execution.id }}',
         name: 'support.interaction',
         value: 1,
         labels: {

@@ -22,7 +22,8 @@ const F = 'steps.forecast.output';
  */
 export const revenueAnalysisTemplate = {
   id: 'revenue_analysis',
-  version: 2,
+  // v3: stored metrics carry a per-execution idempotency key.
+  version: 3,
   name: 'Revenue analysis',
   description: 'Fetch revenue data, analyse patterns, optionally forecast, write a markdown report and store the results as metrics.',
   input: {
@@ -153,6 +154,8 @@ export const revenueAnalysisTemplate = {
           to: `\${{ ${A}.window.to }}`,
           report: '${{ input.report_path }}',
         },
+        // Recorded once per execution and metric, however often the step is re-dispatched.
+        idempotency_key: '${{ execution.id }}:${{ item.name }}',
       },
       retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
       timeout_ms: 15_000,
