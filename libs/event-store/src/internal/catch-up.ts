@@ -34,7 +34,8 @@ export interface CatchUpOptions {
 /**
  * A catch-up subscription driven by reading pages: the same loop serves catch-up and live
  * delivery, so there is no seam to get wrong. Live delivery is a read triggered by `wake()`
- * (an append in memory, a NOTIFY in Postgres). A wake-up that arrives while a read is in
+ * (an append in memory, a NOTIFY in Postgres), or, for what the store's own process appended,
+ * the committed events handed over by `offer()`. A wake-up that arrives while a read is in
  * flight is remembered through `version`, so none is lost.
  */
 export class CatchUpSubscription implements AllSubscription {
@@ -83,6 +84,8 @@ export class CatchUpSubscription implements AllSubscription {
    */
   offer(events: readonly RecordedEvent[]): boolean {
     if (this.closed || events.length === 0 || events[0]!.position !== this.known + 1) return false;
+    // A consumer that does not keep up reads at its own pace instead of piling events up here.
+    if (this.offered.length >= this.pageSize) return false;
     const filter = this.options.filter;
     for (const e of events) if (!filter || matchesFilter(e, filter)) this.offered.push(e);
     this.known = events[events.length - 1]!.position;
