@@ -115,6 +115,20 @@ describe('PostgresEventStore live delivery', () => {
     await Promise.all([store.close(), other.close()]);
   });
 
+  it('upgrades a store made by the previous version (append_batch without recorded_at in its result)', async () => {
+    await pool.query(`create schema es_upgrade`);
+    await pool.query(
+      `create function es_upgrade.append_batch(p_batch jsonb) returns table (idx int, ok boolean, revision bigint, last_position bigint)
+       language sql as $$ select 1, true, 0::bigint, 0::bigint $$`,
+    );
+    const store = new PostgresEventStore({ connectionString: url, schema: 'es_upgrade' });
+    await store.init();
+    const r = await store.append('up-1', [ev('U', { n: 1 })], { expectedRevision: 'no_stream' });
+    assert.deepEqual(r, { nextExpectedRevision: 0, position: 0 });
+    assert.deepEqual((await store.readStream('up-1')).map((e) => e.data), [{ n: 1 }]);
+    await store.close();
+  });
+
   it('keeps stores in different schemas apart', async () => {
     const a = new PostgresEventStore({ connectionString: url, schema: 'es_a' });
     const b = new PostgresEventStore({ connectionString: url, schema: 'es_b' });
