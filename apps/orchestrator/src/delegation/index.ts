@@ -2,4 +2,11 @@ export { Dispatcher, taskViewOf, taskEndError, type DispatcherOptions, type Subm
 export { InstanceRegistry, type AgentInstance, type BreakerState } from './instances.js';
 export { tasksProjection, performanceProjection, queryPerformance } from './projections.js';
 export { startTasksService, tasksSubject } from './service.js';
-export { startDispatcher, delegationProjections, type StartDispatcherOptions, type DispatcherHandle } from './start-dispatcher.js';
+export {
+  startDispatcher,
+  delegationProjections,
+  DISPATCHER_LEADER_APPLICATION_NAME,
+  type StartDispatcherOptions,
+  type DispatcherHandle,
+  type DispatcherRole,
+} from './start-dispatcher.js';
