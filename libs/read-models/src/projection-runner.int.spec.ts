@@ -184,6 +184,41 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
     }
   });
 
+  it('a runner starting while another applies a batch to the same projection waits for it (no deadlock)', async () => {
+    const tag = randomUUID().slice(0, 8);
+    const table = `slow_${tag}`;
+    let applying: () => void = () => undefined;
+    const inBatch = new Promise<void>((r) => (applying = r));
+    const slow: Projection = {
+      name: `slow-${tag}`,
+      handles: ['Slow'],
+      streamPrefixes: [`slow-${tag}`],
+      setup: async (c) => {
+        await c.query(`create table if not exists ${table} (n int not null)`);
+        await c.query(`create index if not exists ${table}_n on ${table} (n)`);
+      },
+      // Checkpoint row locked (the runner moved it first), the table not touched yet: the moment
+      // a starting runner's DDL used to lock the table and then wait for that row.
+      apply: async (c, e) => {
+        applying();
+        await c.query('select pg_sleep(0.4)');
+        await c.query(`insert into ${table} values ($1)`, [(e.data as { n: number }).n]);
+      },
+    };
+    const a = new ProjectionRunner({ store, db: { connectionString: url }, projections: [slow], gatherMs: 0 });
+    const b = new ProjectionRunner({ store, db: { connectionString: url }, projections: [slow], gatherMs: 0 });
+    await a.start();
+    try {
+      await store.append(`slow-${tag}`, [{ type: 'Slow', data: { n: 7 }, metadata: meta }]);
+      await inBatch;
+      await b.start(); // a deadlock would abort one of the two transactions here (40P01)
+      await Promise.all([a.waitFor(), b.waitFor()]);
+      assert.deepEqual((await pool.query(`select n from ${table}`)).rows, [{ n: 7 }]);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
   it('two runners of the same projection never apply an event twice', async () => {
     const projection = countingProjection('dup_applied', 'dup');
     const a = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 20 });

@@ -88,12 +88,16 @@ export class ProjectionRunner {
         `create table if not exists ${this.schema}.checkpoints (
            name text primary key, position bigint not null, updated_at timestamptz not null default now())`,
       );
+      // Checkpoint rows before any projection DDL: a runner in another process may be applying a
+      // batch (checkpoint row locked, then the projection's tables). Waiting for its row while
+      // holding no table lock lets it finish; the DDL first (`create index if not exists` locks
+      // the table even when the index exists) would deadlock with it.
       for (const lane of this.lanes.values()) {
-        await lane.projection.setup(c);
         await c.query(`insert into ${this.schema}.checkpoints (name, position) values ($1, -1) on conflict (name) do nothing`, [
           lane.projection.name,
         ]);
       }
+      for (const lane of this.lanes.values()) await lane.projection.setup(c);
     });
     for (const lane of this.lanes.values()) await this.startLane(lane);
   }
@@ -293,7 +297,8 @@ export class ProjectionRunner {
       space?.();
       await pump;
       if (resync) {
-        log?.warn({ position: lane.stored }, 'checkpoint moved under us (another runner or a rebuild); resyncing');
+        // Routine when several processes run the same projection (two engines, or a standby dispatcher).
+        log?.debug({ position: lane.stored }, 'checkpoint moved under us (another runner or a rebuild); resyncing');
         try {
           const res = await this.pool.query<{ position: string }>(`select position from ${this.schema}.checkpoints where name = $1`, [
             projection.name,

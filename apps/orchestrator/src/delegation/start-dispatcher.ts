@@ -66,26 +66,16 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
   return handle;
 }
 
-const SETUP_ATTEMPTS = 5;
-
-/**
- * The delegation projections, started and caught up. The runner's set-up transaction (DDL on the
- * projection tables, then the checkpoint rows) can deadlock with another process's runner applying
- * a batch to the same projections (which a standby starting next to a busy active one meets):
- * PostgreSQL aborts one side; when it is ours, a fresh runner tries again.
- */
+/** The delegation projections, started and caught up (the dispatcher recovers its queue from them). */
 async function startProjections(opts: StartDispatcherOptions): Promise<ProjectionRunner> {
-  for (let attempt = 1; ; attempt++) {
-    const runner = new ProjectionRunner({ store: opts.store, db: { pool: opts.pool }, projections: delegationProjections(opts.schema), logger: opts.logger });
-    try {
-      await runner.start();
-      await runner.waitFor();
-      return runner;
-    } catch (err) {
-      await runner.stop().catch(() => undefined);
-      if ((err as { code?: unknown }).code !== '40P01' || attempt >= SETUP_ATTEMPTS) throw err;
-      opts.logger.warn({ err, attempt }, 'delegation projections set-up deadlocked with another runner; trying again');
-    }
+  const runner = new ProjectionRunner({ store: opts.store, db: { pool: opts.pool }, projections: delegationProjections(opts.schema), logger: opts.logger });
+  try {
+    await runner.start();
+    await runner.waitFor();
+    return runner;
+  } catch (err) {
+    await runner.stop().catch(() => undefined);
+    throw err;
   }
 }
 
