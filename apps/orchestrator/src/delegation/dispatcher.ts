@@ -136,7 +136,8 @@ export function taskViewOf(s: ExistingTaskState): TaskView {
  * is `queued`, persisted as events and in the `<schema>.tasks` read model, so a restarted
  * dispatcher recovers it. Selection: capability (task type in the card, or the agent asked
  * for) -> health (answers its probe, breaker not open, did not fail this task) -> load.
- * Order: effective priority with aging. One active dispatcher at a time is assumed.
+ * Order: effective priority with aging. Run it through startDispatcher, which keeps one active
+ * dispatcher per system (a leader lock; other processes stand by).
  */
 export class Dispatcher {
   readonly registry: InstanceRegistry;
