@@ -1,2 +1,3 @@
 export * from './infra.js';
 export * from './decider-spec.js';
+export * from './until.js';

@@ -14,23 +14,13 @@ import pg from 'pg';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { closeNats, connectNats, request, type NatsConnection } from '@switchyard/messaging';
 import { AppError, createLogger, newId } from '@switchyard/platform';
-import { freshDatabase, testNatsUrl } from '@switchyard/testing';
+import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
 import { healthReportReply, monitorSubject, rulesReply, alertsReply, type MonitorEndpoint } from './contract.js';
 import { startMonitoring, type RunningMonitoring } from './start.js';
 import type { z } from 'zod';
 
 const logger = createLogger('wiring-test', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined && v !== false) return v;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 describe('startMonitoring', () => {
   const serviceName = `monitor-w${newId().replace(/[^a-z0-9]/gi, '').slice(0, 8).toLowerCase()}`;
   let pool: pg.Pool;

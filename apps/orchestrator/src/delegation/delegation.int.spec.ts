@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { closeNats, connectNats, request, type NatsConnection } from '@switchyard/messaging';
 import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { handleCommand, PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase } from '@switchyard/testing';
+import { freshDatabase, until } from '@switchyard/testing';
 import { taskDelegationDecider, taskExecuteReply, taskStreamId, taskSubmitReply, taskView, type TaskView } from '@switchyard/domain';
 import { AgentRuntime, startAgent, startAgentHttp, type AgentHandle } from '@switchyard/agents';
 import { startDispatcher, tasksSubject, type DispatcherHandle } from './index.js';
@@ -22,16 +22,6 @@ import { startDispatcher, tasksSubject, type DispatcherHandle } from './index.js
  */
 const logger = createLogger('delegation-int', process.env.LOG_LEVEL ?? 'silent');
 const fast = { pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500, agingMs: 400 };
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('task delegation over real NATS and PostgreSQL', () => {
   let natsServer: NatsServerHandle;

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { closeNats, connectNats, request, serviceClient, type NatsConnection } from '@switchyard/messaging';
 import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase } from '@switchyard/testing';
+import { freshDatabase, until } from '@switchyard/testing';
 import { taskExecuteReply, taskStreamId, taskSubmitReply, taskView, type TaskView } from '@switchyard/domain';
 import { startAgent, type AgentHandle } from '@switchyard/agents';
 import { DISPATCHER_LEADER_APPLICATION_NAME, startDispatcher, tasksSubject, type DispatcherHandle } from './index.js';
@@ -22,16 +22,6 @@ const fast = { pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 
 // The first process retries slowly after losing the lock, so the takeover by the second is not a coin toss.
 const SLOW_POLL_MS = 2_000;
 const FAST_POLL_MS = 100;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** `p`, or a failure naming `what` when it has not settled within `ms`. */
 async function within<T>(what: string, p: Promise<T>, ms = 20_000): Promise<T> {

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AppError, createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase, testNatsUrl } from '@switchyard/testing';
+import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
 import type { WorkflowDefinitionInput, WorkflowExecutionState } from '@switchyard/domain';
 import { buildCatalog } from './definitions.js';
 import { WorkflowEngine } from './engine.js';
@@ -14,16 +14,6 @@ import { Responders } from './test-responders.js';
 
 const logger = createLogger('workflow-engine-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 describe('workflow engine over real PostgreSQL and nats-server', () => {
   let pool: pg.Pool;
@@ -177,7 +167,7 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
       input: {},
       correlationId: newId(),
     });
-    await until(async () => (await types(id)).includes('StepDispatched') && (await types(id)).filter((x) => x === 'StepDispatched').length === 2, 'work dispatched');
+    await until('work dispatched', async () => (await types(id)).filter((x) => x === 'StepDispatched').length === 2);
     const r = await cancelExecution(store, id, { reason: 'operator said so', correlationId: newId() });
     assert.equal(r.status, 'canceling');
     const state = await waitForExecution(store, id, 15_000);
@@ -229,7 +219,7 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
       correlationId: newId(),
     });
     const childId = WorkflowEngine.childExecutionId(`${id}:child:1`);
-    await until(async () => (await store.readStream(`workflow_execution-${childId}`)).some((e) => e.type === 'StepDispatched'), 'child step dispatched');
+    await until('child step dispatched', async () => (await store.readStream(`workflow_execution-${childId}`)).some((e) => e.type === 'StepDispatched'));
     await cancelExecution(store, id, { reason: 'stop all', correlationId: newId() });
     const parent = await waitForExecution(store, id, 15_000);
     assert.equal(parent.status, 'canceled');

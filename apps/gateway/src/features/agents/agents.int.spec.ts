@@ -7,7 +7,7 @@ import pg from 'pg';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase } from '@switchyard/testing';
+import { freshDatabase, until } from '@switchyard/testing';
 import { loadDemoData, startAgent, startAgents, type AgentHandle, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
 import { createGateway, type Gateway } from '../../index.js';
@@ -19,16 +19,6 @@ import { AgentsFeatureModule } from './index.js';
  * agents or `tasks` service on its subjects). Expected figures come from plain SQL.
  */
 const logger = createLogger('agents-gw-int', process.env.LOG_LEVEL ?? 'silent');
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('agents feature: gateway -> dispatcher -> agents', () => {
   let natsServer: NatsServerHandle;

@@ -13,29 +13,12 @@ import { runMcpServer, type RunningMcpServer } from '@switchyard/mcp-servers';
 import { addService, type NatsConnection, type Service } from '@switchyard/messaging';
 import { ALERTS_WILDCARD, alertEnvelopeSchema, defaultAlertRules, startMonitoring, type AlertEnvelope, type AlertWebhook, type RunningMonitoring } from '@switchyard/monitor';
 import { createLogger, freePort, newId } from '@switchyard/platform';
-import { stopOwnInfra } from '@switchyard/testing';
+import { stopOwnInfra, until } from '@switchyard/testing';
 import { z } from 'zod';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
 import { SystemFeatureModule } from './system.module.js';
 
 const logger = createLogger('system-test', process.env.LOG_LEVEL ?? 'silent');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Poll until `check` returns a value (bounded); the bound is a safety net, not an assertion on time. */
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 describe('system monitoring through the gateway', () => {
   const tag = newId().replace(/[^a-z0-9]/gi, '').slice(0, 10).toLowerCase();
