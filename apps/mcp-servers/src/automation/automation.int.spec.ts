@@ -37,10 +37,10 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
   const guard = new EgressGuard({ allowCidrs: ['127.0.0.0/8'] }); // loopback allowed by configuration
   const delivery = { retries: 3, initialDelayMs: 5, maxDelayMs: 20, timeoutMs: 5000 };
 
-  function service(): AutomationService {
+  function service(scheduledRetry?: { firstRetryMs?: number; maxRetryMs?: number; maxAttempts?: number }): AutomationService {
     const pool = new pg.Pool({ connectionString: url, max: 4 });
     pools.push(pool);
-    const svc = new AutomationService({ pool, logger: silentLogger, guard, clock, delivery, onTrigger: (t) => void triggers.push(t) });
+    const svc = new AutomationService({ pool, logger: silentLogger, guard, clock, delivery, onTrigger: (t) => void triggers.push(t), ...(scheduledRetry && { scheduledRetry }) });
     services.push(svc);
     return svc;
   }
@@ -212,6 +212,85 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     assert.equal(got[0]!.headers['x-switchyard-signature'], expectedSignature(String(got[0]!.headers['x-switchyard-timestamp']), got[0]!.body));
     assert.equal(JSON.parse(got[0]!.body).payload.fire_at, '2026-03-01T15:00:00.000Z');
     await ok(client, 'delete_schedule', { schedule: 'hourly-hook' });
+  });
+
+  it('a scheduled webhook is owed from the claim on, retried with backoff through an outage, and delivered once', async () => {
+    // The receiver: down (503) until told otherwise; it notes whether the occurrence was already recorded when it was called.
+    let up = false;
+    const received: { key: string; status: number; recordedFirst: boolean }[] = [];
+    const receiver = await localHttp(async (req, res) => {
+      const key = String(req.headers['idempotency-key']);
+      const row = await pools[0]!.query(`SELECT status FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key]);
+      const status = up ? 200 : 503;
+      received.push({ key, status, recordedFirst: row.rowCount === 1 });
+      res.writeHead(status).end(up ? '{"ok":true}' : 'down');
+    });
+    try {
+      clock.set('2026-03-03T08:59:00.000Z');
+      await ok(client, 'register_webhook', { name: 'outage-sink', url: `${receiver.base}/hook`, secret });
+      const r = await ok(client, 'create_schedule', { name: 'daily-report', cron: '0 9 * * *', target: { kind: 'webhook', webhook: 'outage-sink', event: 'report.due' } });
+      const key = `${r.schedule.id}:2026-03-03T09:00:00.000Z`;
+      const svc = service({ firstRetryMs: 60_000, maxRetryMs: 600_000, maxAttempts: 5 });
+      const row = async () =>
+        (await pools[0]!.query(`SELECT status, attempts, next_attempt_at, last_error FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key])).rows[0];
+
+      clock.set('2026-03-03T09:00:00.000Z');
+      assert.equal(await svc.fireDue(), 1);
+      assert.equal((await row()).status, 'pending', 'not answered: still owed');
+      assert.equal((await row()).attempts, 1);
+      assert.match((await row()).last_error, /503/);
+      assert.equal((await row()).next_attempt_at.toISOString(), '2026-03-03T09:01:00.000Z', 'first retry after 60 s');
+      const afterFirst = received.length;
+      assert.ok(afterFirst >= 1 && received.every((x) => x.key === key && x.recordedFirst), 'recorded before it was sent');
+
+      clock.set('2026-03-03T09:00:59.000Z');
+      await svc.fireDue();
+      assert.equal(received.length, afterFirst, 'not before its time');
+      clock.set('2026-03-03T09:01:00.000Z');
+      await svc.fireDue();
+      assert.ok(received.length > afterFirst, 'retried');
+      assert.equal((await row()).attempts, 2);
+      assert.equal((await row()).next_attempt_at.toISOString(), '2026-03-03T09:03:00.000Z', 'backoff doubles');
+
+      up = true;
+      clock.set('2026-03-03T09:03:00.000Z');
+      await svc.fireDue();
+      assert.equal((await row()).status, 'delivered');
+      clock.set('2026-03-03T10:00:00.000Z');
+      await svc.fireDue();
+      assert.deepEqual(
+        received.filter((x) => x.status === 200).map((x) => x.key),
+        [key],
+        'one answered request for the occurrence',
+      );
+      await ok(client, 'delete_schedule', { schedule: 'daily-report' });
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it('a scheduled webhook that never gets an answer is given up after its attempts; one whose webhook is gone at once', async () => {
+    clock.set('2026-03-04T08:59:00.000Z');
+    await ok(client, 'register_webhook', { name: 'dead-sink', url: `${failing.base}/dead`, secret });
+    await ok(client, 'register_webhook', { name: 'short-lived', url: `${sink.base}/short`, secret });
+    const dead = await ok(client, 'create_schedule', { name: 'to-dead', cron: '0 9 * * *', target: { kind: 'webhook', webhook: 'dead-sink', event: 'x' } });
+    const gone = await ok(client, 'create_schedule', { name: 'to-gone', cron: '0 9 * * *', target: { kind: 'webhook', webhook: 'short-lived', event: 'x' } });
+    const svc = service({ firstRetryMs: 1_000, maxRetryMs: 1_000, maxAttempts: 2 });
+    // The webhook goes away while its schedule stays: the occurrence is owed to nobody.
+    await ok(client, 'delete_webhook', { webhook: 'short-lived' });
+    clock.set('2026-03-04T09:00:00.000Z');
+    assert.equal(await svc.fireDue(), 2);
+    clock.set('2026-03-04T09:00:01.000Z');
+    await svc.fireDue();
+    const rows = await pools[0]!.query<{ schedule_id: string; status: string; attempts: number }>(
+      `SELECT schedule_id, status, attempts FROM automation.scheduled_deliveries WHERE schedule_id = any($1::uuid[])`,
+      [[dead.schedule.id, gone.schedule.id]],
+    );
+    const by = new Map(rows.rows.map((x) => [x.schedule_id, x]));
+    assert.deepEqual({ status: by.get(dead.schedule.id)!.status, attempts: by.get(dead.schedule.id)!.attempts }, { status: 'gave_up', attempts: 2 });
+    assert.deepEqual({ status: by.get(gone.schedule.id)!.status, attempts: by.get(gone.schedule.id)!.attempts }, { status: 'gave_up', attempts: 1 }, 'no webhook: not retried');
+    await ok(client, 'delete_schedule', { schedule: 'to-dead' });
+    await ok(client, 'delete_schedule', { schedule: 'to-gone' });
   });
 
   it('records trigger_workflow requests and calls onTrigger', async () => {

@@ -44,6 +44,24 @@ CREATE TABLE IF NOT EXISTS automation.triggers (
 CREATE INDEX IF NOT EXISTS triggers_pending ON automation.triggers (created_at) WHERE status = 'pending';
 -- One row per idempotency key: a key whose delivery got an answer is never POSTed again.
 -- No foreign key to webhooks: deleting a webhook must not erase what was already sent.
+-- Webhooks owed by schedule occurrences: written in the transaction that claims the occurrence
+-- (a crash before the send loses nothing), sent and retried by the scheduler until answered.
+CREATE TABLE IF NOT EXISTS automation.scheduled_deliveries (
+  delivery_id text PRIMARY KEY,
+  schedule_id uuid NOT NULL,
+  fire_at timestamptz NOT NULL,
+  webhook text NOT NULL,
+  event text NOT NULL,
+  payload jsonb NOT NULL,
+  correlation_id text NOT NULL,
+  status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'gave_up')),
+  attempts int NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz NOT NULL,
+  last_error text,
+  created_at timestamptz NOT NULL,
+  finished_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS scheduled_deliveries_due ON automation.scheduled_deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS automation.deliveries (
   delivery_id text PRIMARY KEY,
   webhook_id uuid NOT NULL,

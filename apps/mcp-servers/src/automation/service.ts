@@ -86,6 +86,11 @@ export interface AutomationDeps {
   readonly onTrigger?: (trigger: TriggerRecord) => void | Promise<void>;
   /** Webhook delivery: retries after the first attempt on 5xx/network errors, with exponential backoff. */
   readonly delivery?: { retries?: number; initialDelayMs?: number; maxDelayMs?: number; timeoutMs?: number };
+  /**
+   * A scheduled webhook that got no answer is sent again later: after `firstRetryMs`, doubling up
+   * to `maxRetryMs`, `maxAttempts` sends in all (defaults 30 s, 1 h, 10), then given up (logged).
+   */
+  readonly scheduledRetry?: { firstRetryMs?: number; maxRetryMs?: number; maxAttempts?: number };
 }
 
 /** `sha256=<hex>` HMAC of `<timestamp>.<body>`: binding the timestamp stops replays of old bodies. */
@@ -657,18 +662,56 @@ export class AutomationService {
       const correlationId = trigger?.correlation_id ?? `${schedule.id}:${fireAt.toISOString()}`;
       this.log.info({ correlationId, scheduleId: schedule.id, fireAt: fireAt.toISOString(), target: schedule.target.kind }, 'schedule fired');
       if (trigger) await this.notify(trigger);
-      if (schedule.target.kind === 'webhook') {
-        // Claimed before delivery: at most once per occurrence (a crash here loses this one delivery).
-        await this.sendWebhook({
-          webhook: schedule.target.webhook,
-          event: schedule.target.event,
-          payload: { ...schedule.target.payload, schedule: schedule.name, schedule_id: schedule.id, fire_at: fireAt.toISOString() },
-          idempotencyKey: `${schedule.id}:${fireAt.toISOString()}`,
-          correlationId,
-        }).catch((e: unknown) => this.log.error({ correlationId, scheduleId: schedule.id, err: e }, 'scheduled webhook delivery failed'));
+    }
+    // Webhooks owed by occurrences (claimed just now, or earlier and not answered yet).
+    await this.sendScheduledDeliveries(batch);
+    return fired;
+  }
+
+  /**
+   * Send the scheduled webhooks that are due. Each is claimed with SKIP LOCKED and its next
+   * attempt pushed out first (a lease), so two schedulers never send one at once; the send
+   * itself goes under the occurrence's idempotency key, which the delivery records honour.
+   */
+  async sendScheduledDeliveries(batch = 50): Promise<{ delivered: number; failed: number }> {
+    const retry = { firstRetryMs: 30_000, maxRetryMs: 3_600_000, maxAttempts: 10, ...this.deps.scheduledRetry };
+    const now = this.clock.now();
+    const lease = new Date(now.getTime() + retry.firstRetryMs);
+    const claimed = await this.deps.pool.query<{ delivery_id: string; schedule_id: string; webhook: string; event: string; payload: Record<string, unknown>; correlation_id: string; attempts: number }>(
+      `UPDATE automation.scheduled_deliveries d SET next_attempt_at = $3, attempts = d.attempts + 1
+        WHERE d.delivery_id IN (SELECT delivery_id FROM automation.scheduled_deliveries
+                                 WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+        RETURNING d.delivery_id, d.schedule_id, d.webhook, d.event, d.payload, d.correlation_id, d.attempts`,
+      [now, batch, lease],
+    );
+    let delivered = 0;
+    let failed = 0;
+    for (const d of claimed.rows) {
+      const log = this.log.child({ correlationId: d.correlation_id, scheduleId: d.schedule_id, deliveryId: d.delivery_id, attempt: d.attempts });
+      try {
+        const result = await this.sendWebhook({ webhook: d.webhook, event: d.event, payload: d.payload, idempotencyKey: d.delivery_id, correlationId: d.correlation_id });
+        await this.deps.pool.query(`UPDATE automation.scheduled_deliveries SET status = 'delivered', finished_at = $2, last_error = NULL WHERE delivery_id = $1`, [
+          d.delivery_id,
+          this.clock.now(),
+        ]);
+        delivered++;
+        if (d.attempts > 1) log.info({ status: result.status }, 'scheduled webhook delivered after a retry');
+      } catch (e) {
+        failed++;
+        const message = e instanceof Error ? e.message : String(e);
+        // A refusal that will not change (no such webhook, not subscribed) is not retried.
+        const final = d.attempts >= retry.maxAttempts || (isAppError(e) && !e.retryable && e.code !== 'unavailable' && e.code !== 'timeout');
+        const delay = Math.min(retry.maxRetryMs, retry.firstRetryMs * 2 ** (d.attempts - 1));
+        await this.deps.pool.query(
+          `UPDATE automation.scheduled_deliveries SET status = $2, next_attempt_at = $3, last_error = $4, finished_at = CASE WHEN $2 = 'gave_up' THEN $5::timestamptz END
+            WHERE delivery_id = $1`,
+          [d.delivery_id, final ? 'gave_up' : 'pending', new Date(this.clock.now().getTime() + delay), message.slice(0, 2000), this.clock.now()],
+        );
+        if (final) log.error({ err: e }, 'scheduled webhook given up');
+        else log.warn({ err: message, retryInMs: delay }, 'scheduled webhook not delivered; will retry');
       }
     }
-    return fired;
+    return { delivered, failed };
   }
 
   private async claim(id: string, now: Date): Promise<{ schedule: Schedule; fireAt: Date; trigger?: TriggerRecord } | undefined> {
@@ -692,6 +735,24 @@ export class AutomationService {
         [id, next, fireAt],
       );
       let trigger: TriggerRecord | undefined;
+      if (schedule.target.kind === 'webhook') {
+        // Owed from now on, in the same transaction as the claim: a crash before the send loses nothing.
+        const key = `${schedule.id}:${fireAt.toISOString()}`;
+        await c.query(
+          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, webhook, event, payload, correlation_id, next_attempt_at, created_at)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8) ON CONFLICT (delivery_id) DO NOTHING`,
+          [
+            key,
+            id,
+            fireAt,
+            schedule.target.webhook,
+            schedule.target.event,
+            JSON.stringify({ ...schedule.target.payload, schedule: schedule.name, schedule_id: schedule.id, fire_at: fireAt.toISOString() }),
+            key,
+            now,
+          ],
+        );
+      }
       if (schedule.target.kind === 'workflow') {
         const t = await c.query(
           `INSERT INTO automation.triggers (id, template_id, input, source, schedule_id, fire_at, correlation_id, created_at)
