@@ -9,6 +9,8 @@ export const errorCodes = {
   forbidden: 403,
   not_found: 404,
   illegal_state: 409,
+  /** The work was stopped on request (a workflow canceled while its step ran). */
+  canceled: 409,
   conflict: 412,
   payload_too_large: 413,
   /** A tool ran and reported failure (MCP `isError`): the request was understood, the tool refused it. */

@@ -1,5 +1,5 @@
 import type { CallToolResult, GetPromptResult, Prompt, ReadResourceResult, Resource, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, newId, type Logger } from '@switchyard/platform';
+import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
 import { mcpEvent, type McpBreakerState, type McpEvent, type McpEventSink, type McpHealth } from '../events.js';
@@ -58,6 +58,8 @@ export class McpConnector {
   private probeTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly idempotent = new Map<string, { expires: number; result: Promise<CallToolResult> }>();
+  /** Keyed calls in flight, so a cancel naming the key can stop them (see cancelCall). */
+  private readonly running = new Map<string, AbortController>();
 
   constructor(private readonly opts: McpConnectorOptions) {
     this.name = opts.config.name;
@@ -134,7 +136,15 @@ export class McpConnector {
       const hit = this.idempotent.get(key);
       if (hit && hit.expires > Date.now()) return hit.result;
     }
-    const run = this.runCall(req);
+    let run: Promise<CallToolResult>;
+    if (req.idempotency_key) {
+      const id = req.idempotency_key;
+      const stop = new AbortController();
+      this.running.set(id, stop);
+      run = this.runCall(req, stop.signal).finally(() => {
+        if (this.running.get(id) === stop) this.running.delete(id);
+      });
+    } else run = this.runCall(req);
     if (key) {
       this.remember(key, run);
       // Only a definitive answer is kept: a failed call may be tried again with the same key.
@@ -143,7 +153,21 @@ export class McpConnector {
     return run;
   }
 
-  private async runCall(req: CallToolRequest): Promise<CallToolResult> {
+  /**
+   * Stop the call in flight under `idempotencyKey`, if this connector runs it: the SDK sends the
+   * server `notifications/cancelled`, and the caller gets a `canceled` error (not retried, not
+   * counted against the breaker). Returns whether there was such a call.
+   */
+  cancelCall(idempotencyKey: string, reason: string): boolean {
+    const stop = this.running.get(idempotencyKey);
+    if (!stop) return false;
+    this.log.info({ idempotencyKey, reason }, 'canceling a tool call on request');
+    stop.abort(new AppError('canceled', reason, { server: this.name }, false));
+    return true;
+  }
+
+  /** `cancel`: aborted by cancelCall; only the attempt in flight sees it, so the policies take it as the tool's answer, not a timeout. */
+  private async runCall(req: CallToolRequest, cancel?: AbortSignal): Promise<CallToolResult> {
     const cfg = this.opts.config;
     const callId = newId();
     const args = req.arguments ?? {};
@@ -193,10 +217,16 @@ export class McpConnector {
     let result: CallToolResult;
     let attempts: number;
     try {
-      ({ value: result, attempts } = await this.policy.execute((signal) => this.session.callTool(req.tool, args, {
-          signal: anySignal(signal, req.signal),
+      ({ value: result, attempts } = await this.policy.execute((signal) => {
+        if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
+        return this.session.callTool(req.tool, args, {
+          signal: anySignal(anySignal(signal, req.signal), cancel),
           timeoutMs: Math.min(req.timeout_ms ?? cfg.timeouts.call_ms, cfg.timeouts.call_ms),
-        }), {
+        }).catch((err: unknown) => {
+          // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
+          throw cancel?.aborted ? canceledError(cancel, this.name, req.tool) : err;
+        });
+      }, {
         retryTimeouts,
         ...(req.signal && { signal: req.signal }),
       }));
@@ -341,6 +371,11 @@ const firstText = (r: CallToolResult): string => {
 };
 
 /** A signal that aborts when any of the given ones does. */
+function canceledError(cancel: AbortSignal, server: string, tool: string): AppError {
+  const reason = isAppError(cancel.reason) ? cancel.reason.message : 'canceled';
+  return new AppError('canceled', `tool call canceled: ${reason}`, { server, tool }, false);
+}
+
 function anySignal(a: AbortSignal, b: AbortSignal | undefined): AbortSignal {
   return b ? AbortSignal.any([a, b]) : a;
 }

@@ -1,4 +1,4 @@
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { addService, defineEndpoint, type EndpointDefinition, type Service } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
@@ -11,9 +11,11 @@ import {
   type McpEndpoint,
   MCP_SERVICE_VERSION,
   callToolRequestSchema,
+  cancelCallRequestSchema,
   getPromptRequestSchema,
   healthRequestSchema,
   listRequestSchema,
+  mcpCancelCallSubject,
   mcpSubject,
   readResourceRequestSchema,
 } from './schemas.js';
@@ -41,6 +43,7 @@ export class McpConnectorService {
   private constructor(
     readonly service: Service,
     readonly connectors: McpConnectors,
+    private readonly cancels: readonly Subscription[] = [],
   ) {}
 
   static async start(opts: McpConnectorServiceOptions): Promise<McpConnectorService> {
@@ -61,10 +64,32 @@ export class McpConnectorService {
       logger: opts.logger,
       endpoints,
     });
-    return new McpConnectorService(service, opts.connectors);
+    // Cancels go to every instance (a plain subscription, not the service's queue group).
+    const log = opts.logger.child({ component: 'mcp-connector-service' });
+    const cancels = opts.connectors.all().map((c) =>
+      opts.nc.subscribe(mcpCancelCallSubject(c.name, prefix), {
+        callback: (err, msg) => {
+          if (err) return;
+          let body: unknown;
+          try {
+            body = msg.json();
+          } catch {
+            body = undefined;
+          }
+          const parsed = cancelCallRequestSchema.safeParse(body);
+          if (!parsed.success) {
+            log.warn({ server: c.name, issues: parsed.error.issues }, 'ignoring a malformed cancel_call');
+            return;
+          }
+          c.cancelCall(parsed.data.idempotency_key, parsed.data.reason);
+        },
+      }),
+    );
+    return new McpConnectorService(service, opts.connectors, cancels);
   }
 
   async stop(): Promise<void> {
+    for (const s of this.cancels) s.unsubscribe();
     await this.service.stop();
   }
 }

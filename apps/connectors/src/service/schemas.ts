@@ -22,6 +22,15 @@ export type McpEndpoint = (typeof mcpEndpoints)[number];
 /** Subject of one server's endpoint (`prefix` only to run an isolated set, e.g. in tests). */
 export const mcpSubject = (server: string, endpoint: McpEndpoint, prefix = MCP_SUBJECT_PREFIX): string =>
   `${prefix}.${subjectToken(server)}.${endpoint}`;
+/**
+ * Where a cancel of a keyed tool call is published: every connector instance listens (no queue
+ * group), and the one running the call under that key stops it.
+ */
+export const mcpCancelCallSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.${subjectToken(server)}.cancel_call`;
+export const cancelCallRequestSchema = z.object({
+  idempotency_key: z.string().min(1).max(200),
+  reason: z.string().max(500).default('canceled'),
+});
 /** Subject of the registry listing (all servers with health, breaker, tools). */
 export const mcpRegistryListSubject = (prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.registry.list`;
 export const MCP_REGISTRY_LIST_SUBJECT = mcpRegistryListSubject();

@@ -16,6 +16,7 @@ import {
   listPromptsReplySchema,
   listResourcesReplySchema,
   listToolsReplySchema,
+  mcpCancelCallSubject,
   mcpRegistryListSubject,
   mcpSubject as baseSubject,
   readResourceReplySchema,
@@ -181,6 +182,28 @@ describe('McpConnectorService over NATS', () => {
     const h = await request(client, mcpSubject('everything', 'health'), { probe: true }, { schema: serverHealthSchema });
     assert.equal(h.state, 'up');
     assert.ok(typeof h.response_ms === 'number');
+  });
+
+  it('a cancel published under a running call\'s idempotency key stops it: the caller gets canceled, nothing is retried, the breaker stays closed', async () => {
+    const key = `cancel-me-${process.pid}-${Date.now()}`;
+    const pending = expectAppError(call('everything', { tool: 'trigger-long-running-operation', arguments: { duration: 6, steps: 6 }, idempotency_key: key }, 15_000), 'canceled');
+    const calledWith = () => [...recA.of('McpToolCalled'), ...recB.of('McpToolCalled')].find((e) => e.data.idempotency_key === key);
+    await waitFor(() => calledWith() !== undefined, 'the call to be running on one instance');
+    // Published, not requested: every instance hears it, the one running the call stops it.
+    client.publish(mcpCancelCallSubject('everything', prefix), JSON.stringify({ idempotency_key: key, reason: 'workflow canceled' }));
+    const err = await pending;
+    assert.match(err.message, /workflow canceled/);
+    const failed = [...recA.of('McpToolFailed'), ...recB.of('McpToolFailed')].find((e) => e.data.call_id === calledWith()!.data.call_id);
+    assert.equal(failed?.data.error_code, 'canceled');
+    assert.equal(failed?.data.attempts, 1, 'not retried');
+    // Not the server's fault: the breaker stays closed and the next call works.
+    const health = await request(client, mcpSubject('everything', 'health'), {}, { schema: serverHealthSchema, timeoutMs: 5_000 });
+    assert.equal(health.breaker, 'closed');
+    assert.match(text(await call('everything', { tool: 'echo', arguments: { message: 'still here' } })), /still here/);
+    // A malformed cancel or one for a key nobody runs changes nothing.
+    client.publish(mcpCancelCallSubject('everything', prefix), JSON.stringify({ nope: true }));
+    client.publish(mcpCancelCallSubject('everything', prefix), JSON.stringify({ idempotency_key: 'nobody-runs-this' }));
+    assert.match(text(await call('everything', { tool: 'echo', arguments: { message: 'after' } })), /after/);
   });
 
   it('a crashed server: callers get unavailable (circuit open in details), then it comes back by itself', async () => {

@@ -95,6 +95,35 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
     }
   });
 
+  it('aborting a call tells the server (notifications/cancelled): the tool sees its signal aborted', async () => {
+    const s = session('s3cret');
+    let sawAbort: () => void = () => undefined;
+    const serverSawAbort = new Promise<void>((r) => (sawAbort = r));
+    let running: () => void = () => undefined;
+    const toolRunning = new Promise<void>((r) => (running = r));
+    try {
+      await s.start();
+      servers.at(-1)!.registerTool('wait_for_cancel', { description: 'runs until canceled' }, async (extra) => {
+        running();
+        await new Promise<void>((resolve) => {
+          if (extra.signal.aborted) resolve();
+          extra.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+        sawAbort();
+        return { content: [{ type: 'text', text: 'stopped' }] };
+      });
+      await waitFor(() => s.tools.some((t) => t.name === 'wait_for_cancel'), 'the session to list the tool', 10_000);
+      const stop = new AbortController();
+      const call = s.callTool('wait_for_cancel', {}, { signal: stop.signal });
+      await toolRunning;
+      stop.abort(new Error('workflow canceled'));
+      await assert.rejects(call);
+      await serverSawAbort;
+    } finally {
+      await s.close();
+    }
+  });
+
   it('server forgot the session (404): a new session at once, the call succeeds, no outage reported', async () => {
     const rec = new EventRecorder();
     const s = session('s3cret', rec);

@@ -45,10 +45,24 @@ export interface TimerAction {
   readonly command: RecordStepTimedOut | RetryStep | RecordCompensationFailed;
 }
 
+/** A dispatched unit to ask to stop (the execution is being canceled): whoever runs it, by its key. */
+export interface StopAction {
+  readonly executionId: string;
+  readonly stepId: string;
+  readonly itemIndex?: number;
+  readonly attempt: number;
+  readonly idempotencyKey: string;
+  readonly target: ParsedUses;
+  readonly reason: string;
+  readonly correlationId: string;
+}
+
 export interface SagaActions {
   readonly status: WorkflowStatus;
   /** Units and compensations to send now. */
   readonly dispatch: readonly DispatchAction[];
+  /** Running units to ask to stop (canceling); asking twice is harmless. */
+  readonly stop: readonly StopAction[];
   /** Timers to (re-)arm; those already due are also in `due`. */
   readonly timers: readonly TimerAction[];
   /** Timer commands whose time has come (send them now). */
@@ -82,21 +96,33 @@ export function stepDispatchOf(state: StartedExecution, def: { readonly uses: st
 
 /** Everything the orchestrator should be doing for this execution at `now`. */
 export function nextActions(state: WorkflowExecutionState, now: string): SagaActions {
-  if (state.status === 'not_started') return { status: state.status, dispatch: [], timers: [], due: [], terminal: false };
+  if (state.status === 'not_started') return { status: state.status, dispatch: [], stop: [], timers: [], due: [], terminal: false };
   const terminal = state.status === 'completed' || state.status === 'failed' || state.status === 'canceled';
-  if (terminal) return { status: state.status, dispatch: [], timers: [], due: [], terminal };
+  if (terminal) return { status: state.status, dispatch: [], stop: [], timers: [], due: [], terminal };
 
   const dispatch: DispatchAction[] = [];
+  const stop: StopAction[] = [];
   const timers: TimerAction[] = [];
   const unitRef = (u: UnitState) => (u.itemIndex === undefined ? { stepId: u.stepId } : { stepId: u.stepId, itemIndex: u.itemIndex });
 
-  // 1. Units: scheduled ones go out; dispatched ones get their timeout; waiting ones their retry timer.
+  // 1. Units: scheduled ones go out; dispatched ones get their timeout (and, when canceling, are
+  //    asked to stop); waiting ones their retry timer.
   for (const def of state.definition.steps) {
     for (const u of state.steps[def.id]?.units ?? []) {
       if (!u) continue;
-      if (u.phase === 'scheduled') {
-        dispatch.push(stepDispatchOf(state, def, u));
-      } else if (u.phase === 'dispatched' && u.timeoutAt) {
+      if (u.phase === 'scheduled') dispatch.push(stepDispatchOf(state, def, u));
+      if (u.phase === 'dispatched' && state.status === 'canceling') {
+        stop.push({
+          executionId: state.executionId,
+          ...unitRef(u),
+          attempt: u.attempt,
+          idempotencyKey: u.idempotencyKey,
+          target: parseUses(def.uses),
+          reason: state.cancel.reason,
+          correlationId: state.correlationId,
+        });
+      }
+      if (u.phase === 'dispatched' && u.timeoutAt) {
         timers.push({
           kind: 'timeout',
           dueAt: u.timeoutAt,
@@ -139,7 +165,7 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
   const nowMs = Date.parse(now);
   timers.sort((a, b) => Date.parse(a.dueAt) - Date.parse(b.dueAt));
   const due = timers.filter((t) => Date.parse(t.dueAt) <= nowMs).map((t) => t.command);
-  return { status: state.status, dispatch, timers, due, terminal: false };
+  return { status: state.status, dispatch, stop, timers, due, terminal: false };
 }
 
 /**
@@ -148,7 +174,7 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
  */
 export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState): SagaActions {
   const all = nextActions(state, event.metadata.timestamp);
-  const none: SagaActions = { ...all, dispatch: [], timers: [], due: [] };
+  const none: SagaActions = { ...all, dispatch: [], stop: [], timers: [], due: [] };
   const sameUnit = (a: { stepId: string; itemIndex?: number }) =>
     'stepId' in event.data &&
     a.stepId === event.data.stepId &&
@@ -162,6 +188,8 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
       const timers = all.timers.filter((t) => t.kind === kind && sameUnit(t.command.data));
       return { ...none, timers, due: timers.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command) };
     }
+    case 'ExecutionCancelRequested':
+      return { ...none, stop: all.stop };
     case 'CompensationStarted':
       return {
         ...none,

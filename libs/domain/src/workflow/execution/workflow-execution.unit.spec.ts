@@ -554,6 +554,25 @@ describe('WorkflowExecution: canceling', () => {
       });
   });
 
+  it('the saga asks every running unit to stop, by its key, when the cancel is recorded (and again on recovery)', () => {
+    spec
+      .given(running)
+      .when(cmd.cancel('customer withdrew', at(10)))
+      .then((events, after) => {
+        const cancelRequested = events[0]!;
+        const stop = decideAfter(cancelRequested, after).stop;
+        assert.deepEqual(
+          stop.map((x) => ({ stepId: x.stepId, key: x.idempotencyKey, kind: x.target.kind, reason: x.reason })),
+          [{ stepId: 'slow', key: 'ex1:slow:1', kind: 'agent', reason: 'customer withdrew' }],
+        );
+        // Recovery of a canceling execution asks again (a stop may have been lost with a crash).
+        assert.deepEqual(nextActions(after, at(11)).stop.map((x) => x.stepId), ['slow']);
+        // Other events ask nothing; a running execution stops nothing.
+        assert.deepEqual(decideAfter(events[1]!, after).stop, []);
+      });
+    assert.deepEqual(nextActions(state(running), at(5)).stop, []);
+  });
+
   it('with nothing in flight and nothing to undo, cancel ends at once; undispatched units are abandoned', () => {
     const fresh = history(cmd.start(def));
     spec
