@@ -9,6 +9,8 @@ import { AppError, errorCodes, newId, type ErrorCode, type Logger } from '@switc
 import {
   DEFAULT_AGING_MS,
   externalAgentSchema,
+  externalAgentStreamId,
+  registerAgentInput,
   isDomainError,
   isTerminal,
   orderQueue,
@@ -24,6 +26,8 @@ import {
   type AgentHealthView,
   type CapabilitiesReply,
   type TaskPriority,
+  type ExternalAgentRegisteredData,
+  type ExternalAgentRemovedData,
 } from '@switchyard/domain';
 import {
   agentCards,
@@ -67,7 +71,11 @@ export interface DispatcherOptions {
   readonly defaultMaxAttempts?: number;
   /** Most tasks running at once per agent across all its instances (on top of each instance's own limit). */
   readonly agentConcurrency?: Readonly<Record<string, number>>;
-  /** External agents reached over the HTTP agent contract. */
+  /**
+   * External agents reached over the HTTP agent contract, from configuration: registered in
+   * memory at every start, never stored (the configuration stays their source). Agents
+   * registered at run time (`registerAgent`) are stored in `<schema>.external_agents` instead.
+   */
   readonly externalAgents?: readonly z.input<typeof externalAgentSchema>[];
   /** Input schemas used to validate a submitted context. Default: the built-in task types and `noop`. */
   readonly taskSchemas?: Readonly<Record<string, z.ZodType>>;
@@ -100,6 +108,8 @@ type FollowUp = (state: TaskState) => { readonly command: TaskCommand; readonly 
 const ACTIVE = ['submitted', 'queued', 'assigned', 'working'];
 /** Errors that another attempt cannot fix: the task fails at once. */
 const FATAL: readonly ErrorCode[] = ['validation', 'not_found', 'illegal_state', 'unauthorized', 'forbidden', 'payload_too_large'];
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/;
 
 const taskIdForKey = (key: string): string => createHash('sha256').update(`task:${key}`).digest('hex').slice(0, 32);
 const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);
@@ -159,6 +169,9 @@ export class Dispatcher {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly background = new Set<Promise<unknown>>();
   private readonly notifySubject: string;
+  private readonly schema: string;
+  /** Names of the external agents given by configuration (not stored, not removable at run time). */
+  private readonly configuredAgents: ReadonlySet<string>;
   private notices?: Subscription;
   private pumpRun: Promise<void> | undefined;
   private pumpAgain = false;
@@ -169,6 +182,9 @@ export class Dispatcher {
   constructor(private readonly opts: DispatcherOptions) {
     this.log = opts.logger.child({ component: 'dispatcher' });
     this.notifySubject = `${serviceSubject('tasks', 'started')}.${newId().replace(/-/g, '')}`;
+    this.schema = opts.schema ?? 'delegation';
+    // Interpolated into SQL: a plain identifier only.
+    if (!SCHEMA_NAME.test(this.schema)) throw new AppError('validation', `bad delegation schema name ${this.schema}`);
     const builtin: Record<string, z.ZodType> = {};
     for (const [type, def] of Object.entries(taskHandlers as Record<string, TaskDefinition>)) builtin[type] = def.input;
     builtin[NOOP_TASK_TYPE] = noopInput;
@@ -183,17 +199,21 @@ export class Dispatcher {
       onUp: () => this.kick(),
       onDown: (i, reason) => this.instanceLost(i, reason),
     });
-    for (const a of opts.externalAgents ?? []) this.registry.registerHttp(externalAgentSchema.parse(a));
+    const configured = (opts.externalAgents ?? []).map((a) => externalAgentSchema.parse(a));
+    this.configuredAgents = new Set(configured.map((a) => a.name));
+    for (const a of configured) this.registry.registerHttp(a);
   }
 
   // ---- lifecycle ------------------------------------------------------------
 
   /**
-   * 1. Listen for "started" notices. 2. Discover and probe agents. 3. Recover the queue and
-   * in-flight tasks from the read model and their streams. 4. Start the timers.
+   * 1. Load the stored external agents. 2. Listen for "started" notices. 3. Discover and probe
+   * agents. 4. Recover the queue and in-flight tasks from the read model and their streams (so a
+   * recovered task can go to a stored external agent). 5. Start the timers.
    * The read models must be caught up before (startDispatcher waits for its ProjectionRunner).
    */
   async start(): Promise<void> {
+    await this.loadStoredAgents();
     this.notices = this.opts.nats.subscribe(this.notifySubject, {
       callback: (err, msg) => {
         if (err) return;
@@ -381,12 +401,135 @@ export class Dispatcher {
     return taskViewOf(r.state as ExistingTaskState);
   }
 
-  /** Register (or replace) an external HTTP agent; it is probed right away. */
-  async registerAgent(a: z.input<typeof externalAgentSchema>): Promise<AgentHealthView> {
-    const inst = this.registry.registerHttp(externalAgentSchema.parse(a));
-    await this.registry.probe(inst);
-    this.kick();
-    return this.health().find((h) => h.agent === inst.agent)!;
+  /**
+   * Register (or replace) an external HTTP agent: stored first (so a restarted or standby
+   * dispatcher knows it), recorded as ExternalAgentRegistered (without the token), then put
+   * in the registry and probed right away.
+   */
+  async registerAgent(input: z.input<typeof registerAgentInput>, correlationId: string = newId()): Promise<AgentHealthView> {
+    if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
+    const { actor, ...a } = registerAgentInput.parse(input);
+    this.refuseUnmanaged(a.name, 'registered');
+    // fetch refuses such a URL, and the URL goes into events: the secret belongs in `token`.
+    const url = new URL(a.url);
+    if (url.username || url.password) {
+      throw new AppError('validation', 'url must not contain credentials (user:password@); give the bearer token in `token`', { agent: a.name }, false);
+    }
+    return this.serially(`external_agent:${a.name}`, async () => {
+      const at = new Date().toISOString();
+      await this.opts.pool.query(
+        `insert into ${this.schema}.external_agents (name, url, task_types, token, max_concurrency, description, registered_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $7)
+         on conflict (name) do update set url = excluded.url, task_types = excluded.task_types, token = excluded.token,
+           max_concurrency = excluded.max_concurrency, description = excluded.description, updated_at = excluded.updated_at`,
+        [a.name, a.url, a.task_types, a.token ?? null, a.max_concurrency, a.description, at],
+      );
+      const data: ExternalAgentRegisteredData = {
+        name: a.name,
+        url: a.url,
+        task_types: a.task_types,
+        has_token: a.token !== undefined,
+        max_concurrency: a.max_concurrency,
+        description: a.description,
+        registered_at: at,
+      };
+      await this.opts.store.append(externalAgentStreamId(a.name), [
+        { type: 'ExternalAgentRegistered', data, metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' } },
+      ]);
+      const inst = this.registry.registerHttp(a);
+      await this.registry.probe(inst);
+      this.log.info({ correlationId, agent: a.name, url: a.url, taskTypes: a.task_types, actor, healthy: inst.healthy }, 'external agent registered');
+      this.kick();
+      return this.health().find((h) => h.agent === inst.agent)!;
+    });
+  }
+
+  /**
+   * Remove a registered external agent: its row goes, its instance leaves the registry (tasks
+   * running there are handed back to the queue as for a lost instance), ExternalAgentRemoved
+   * is recorded. `not_found` for a name that is not stored.
+   */
+  async removeAgent(name: string, actor?: string, correlationId: string = newId()): Promise<{ removed: string }> {
+    if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
+    this.refuseUnmanaged(name, 'removed');
+    return this.serially(`external_agent:${name}`, async () => {
+      const gone = await this.opts.pool.query(`delete from ${this.schema}.external_agents where name = $1`, [name]);
+      if (gone.rowCount === 0) throw new AppError('not_found', `no registered external agent named ${name}`, { agent: name });
+      this.registry.unregisterHttp(name);
+      const at = new Date().toISOString();
+      const data: ExternalAgentRemovedData = { name, removed_at: at };
+      await this.opts.store.append(externalAgentStreamId(name), [
+        { type: 'ExternalAgentRemoved', data, metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' } },
+      ]);
+      this.log.info({ correlationId, agent: name, actor }, 'external agent removed');
+      return { removed: name };
+    });
+  }
+
+  /** Built-in agents and configured external agents are not managed at run time. */
+  private refuseUnmanaged(name: string, what: 'registered' | 'removed'): void {
+    if (agentCards.some((c) => c.name === name)) {
+      throw new AppError('validation', `${name} is a built-in agent; it cannot be ${what} as an external agent`, { agent: name }, false);
+    }
+    if (this.configuredAgents.has(name)) {
+      throw new AppError('validation', `${name} is an external agent from the dispatcher's configuration; change it there`, { agent: name }, false);
+    }
+  }
+
+  /** Create `<schema>.external_agents` if needed and put its agents in the registry (a row named like a configured agent is ignored: configuration wins). */
+  private async loadStoredAgents(): Promise<void> {
+    const s = this.schema;
+    const c = await this.opts.pool.connect();
+    try {
+      // Idempotent and safe from several processes at once: the DDL is serialised by a transaction-scoped advisory lock.
+      await c.query('begin');
+      await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${s}.external_agents.setup`]);
+      await c.query(`create schema if not exists ${s}`);
+      await c.query(`create table if not exists ${s}.external_agents (
+        name text primary key,
+        url text not null,
+        task_types text[] not null,
+        token text,
+        max_concurrency int not null,
+        description text not null default '',
+        registered_at timestamptz not null,
+        updated_at timestamptz not null)`);
+      await c.query('commit');
+    } catch (err) {
+      await c.query('rollback').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+    const rows = await this.opts.pool.query<{ name: string; url: string; task_types: string[]; token: string | null; max_concurrency: number; description: string }>(
+      `select name, url, task_types, token, max_concurrency, description from ${s}.external_agents order by name`,
+    );
+    let loaded = 0;
+    for (const r of rows.rows) {
+      if (this.configuredAgents.has(r.name)) {
+        this.log.warn({ agent: r.name }, 'stored external agent has the name of a configured one; the configured one is used');
+        continue;
+      }
+      const parsed = externalAgentSchema.safeParse({ ...r, token: r.token ?? undefined });
+      if (!parsed.success) {
+        this.log.warn({ agent: r.name, issues: parsed.error.issues }, 'stored external agent does not parse; skipped');
+        continue;
+      }
+      this.registry.registerHttp(parsed.data);
+      loaded++;
+    }
+    if (loaded > 0) this.log.info({ loaded }, 'stored external agents loaded');
+  }
+
+  /** Runs `fn` after the previous call with the same key has settled (stop() waits for these too). */
+  private serially<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const next = (this.locks.get(key) ?? Promise.resolve()).catch(() => undefined).then(fn);
+    this.locks.set(key, next);
+    const clear = () => {
+      if (this.locks.get(key) === next) this.locks.delete(key);
+    };
+    next.then(clear, clear);
+    return next;
   }
 
   private agentNames(): string[] {
@@ -686,7 +829,7 @@ export class Dispatcher {
    * and after a cancel when it is still alive.
    */
   private async recover(): Promise<void> {
-    const s = this.opts.schema ?? 'delegation';
+    const s = this.schema;
     const rows = await this.opts.pool.query<{ task_id: string }>(`select task_id from ${s}.tasks where status = any($1) order by submitted_at`, [ACTIVE]);
     let queued = 0;
     let retried = 0;

@@ -165,6 +165,21 @@ export class InstanceRegistry {
     return inst;
   }
 
+  /**
+   * Take an external agent out: no new task goes to it. It is marked down first (onDown), so the
+   * tasks running there go back to the queue the way they do when an instance is lost.
+   */
+  unregisterHttp(name: string): AgentInstance | undefined {
+    const inst = this.instances.get(`http:${name}`);
+    if (!inst) return undefined;
+    this.instances.delete(inst.key);
+    inst.healthy = false;
+    this.log.info({ agent: name, url: inst.url }, 'external HTTP agent unregistered');
+    // Not markDown, which skips an instance already down: the runs there must be handed back regardless.
+    this.opts.onDown(inst, 'agent unregistered');
+    return inst;
+  }
+
   /** 2. Probe every instance once (in parallel): health and reported load. */
   async probeAll(): Promise<void> {
     await Promise.all([...this.instances.values()].map((i) => this.probe(i)));

@@ -5,12 +5,13 @@ import { addService, type Service } from '@switchyard/messaging';
 import { AppError, type Logger } from '@switchyard/platform';
 import {
   agentNameInput,
-  externalAgentSchema,
+  registerAgentInput,
   TASKS_SERVICE,
   taskCancelInput,
   taskExecuteInput,
   taskIdInput,
   taskSubmitInput,
+  unregisterAgentInput,
   type TaskExecuteReply,
   type TaskSubmitReply,
 } from '@switchyard/domain';
@@ -19,8 +20,9 @@ import { taskEndError, type Dispatcher } from './dispatcher.js';
 const empty = z.undefined().or(z.object({}).loose());
 
 /** Subject of a tasks service endpoint: `switchyard.svc.tasks.v1.<endpoint>`. */
-export const tasksSubject = (endpoint: 'execute' | 'submit' | 'get' | 'cancel' | 'agents' | 'agent' | 'capabilities' | 'performance' | 'register_agent'): string =>
-  serviceSubject(TASKS_SERVICE, endpoint);
+export const tasksSubject = (
+  endpoint: 'execute' | 'submit' | 'get' | 'cancel' | 'agents' | 'agent' | 'capabilities' | 'performance' | 'register_agent' | 'unregister_agent',
+): string => serviceSubject(TASKS_SERVICE, endpoint);
 
 /**
  * The dispatcher's NATS service `tasks` (queue group `tasks`):
@@ -28,7 +30,9 @@ export const tasksSubject = (endpoint: 'execute' | 'submit' | 'get' | 'cancel' |
  *   `{ task_id, agent, instance, status: 'completed', result }`, or the AppError (timeout, illegal_state for canceled, the agent's code for failed);
  *   the workflow engine's `agent:<task_type>` steps use it,
  * - `submit`: reply at once `{ task_id, status, agent, instance, duplicate }`,
- * - `get`, `cancel`, `agents` (health of all), `agent` (health of one), `capabilities`, `performance`, `register_agent`.
+ * - `get`, `cancel`, `agents` (health of all), `agent` (health of one), `capabilities`, `performance`,
+ * - `register_agent` (store and use an external HTTP agent; replies with its health view) and
+ *   `unregister_agent` (`{ removed: name }`; `not_found` for a name not registered).
  */
 export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, logger: Logger): Promise<Service> {
   const submit = (input: z.output<typeof taskSubmitInput>, correlationId: string) =>
@@ -91,7 +95,12 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
       },
       capabilities: { subject: tasksSubject('capabilities'), schema: empty, handler: () => dispatcher.capabilities() },
       performance: { subject: tasksSubject('performance'), schema: empty, handler: async () => ({ agents: await dispatcher.performance() }) },
-      register_agent: { subject: tasksSubject('register_agent'), schema: externalAgentSchema, handler: (input) => dispatcher.registerAgent(input) },
+      register_agent: { subject: tasksSubject('register_agent'), schema: registerAgentInput, handler: (input, ctx) => dispatcher.registerAgent(input, ctx.correlationId) },
+      unregister_agent: {
+        subject: tasksSubject('unregister_agent'),
+        schema: unregisterAgentInput,
+        handler: (input, ctx) => dispatcher.removeAgent(input.name, input.actor, ctx.correlationId),
+      },
     },
   });
 }

@@ -142,3 +142,31 @@ export const externalAgentSchema = z.object({
   description: z.string().default(''),
 });
 export type ExternalAgent = z.input<typeof externalAgentSchema>;
+
+/** `tasks.v1.register_agent`: the agent, and who asks (recorded in the ExternalAgentRegistered metadata, never trusted from an HTTP body). */
+export const registerAgentInput = externalAgentSchema.extend({ actor: z.string().min(1).max(200).optional() });
+export type RegisterAgentInput = z.input<typeof registerAgentInput>;
+
+/** `tasks.v1.unregister_agent`: remove a registered external agent. */
+export const unregisterAgentInput = z.object({ name: externalAgentSchema.shape.name, actor: z.string().min(1).max(200).optional() });
+export type UnregisterAgentInput = z.input<typeof unregisterAgentInput>;
+export const unregisterAgentReply = z.object({ removed: z.string() });
+
+/**
+ * Audit events of the external agent registry, stream `external_agent-<name>`. They reach NATS
+ * (relay) and the public events API, so they carry `has_token`, never the token.
+ */
+export const EXTERNAL_AGENT_STREAM_PREFIX = 'external_agent-';
+export const externalAgentStreamId = (name: string): string => `${EXTERNAL_AGENT_STREAM_PREFIX}${name}`;
+export const externalAgentRegisteredData = z.object({
+  name: z.string(),
+  url: z.string(),
+  task_types: z.array(z.string()),
+  has_token: z.boolean(),
+  max_concurrency: z.number().int(),
+  description: z.string(),
+  registered_at: z.string(),
+});
+export type ExternalAgentRegisteredData = z.infer<typeof externalAgentRegisteredData>;
+export const externalAgentRemovedData = z.object({ name: z.string(), removed_at: z.string() });
+export type ExternalAgentRemovedData = z.infer<typeof externalAgentRemovedData>;

@@ -13,6 +13,8 @@ import {
   taskExecuteReply,
   taskSubmitReply,
   taskView,
+  unregisterAgentReply,
+  type ExternalAgent,
   type TaskPriority,
 } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
@@ -82,6 +84,15 @@ export class AgentsClient {
 
   performance(correlationId: string) {
     return request(this.nc, subject('performance'), undefined, { schema: performanceReply, correlationId });
+  }
+
+  /** Store and use an external HTTP agent; the actor is recorded in ExternalAgentRegistered. */
+  registerExternal(agent: ExternalAgent, actor: string, correlationId: string) {
+    return request(this.nc, subject('register_agent'), { ...agent, actor }, { schema: agentHealthView, correlationId });
+  }
+
+  unregisterExternal(name: string, actor: string, correlationId: string) {
+    return request(this.nc, subject('unregister_agent'), { name, actor }, { schema: unregisterAgentReply, correlationId });
   }
 }
 

@@ -1,8 +1,8 @@
 import { currentActor } from '../../http/context.js';
-import { Controller, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
+import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import { z } from 'zod';
-import { agentHealthReply, agentHealthView, capabilitiesReply, performanceReply, taskView } from '@switchyard/domain';
+import { agentHealthReply, agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/domain';
 import { CorrelationId } from '../../http/context.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
@@ -12,6 +12,9 @@ import {
   cancelBody,
   delegateBody,
   delegatedResponse,
+  externalAgentBody,
+  externalAgentExample,
+  externalAgentParams,
   quickActions,
   taskParams,
   waitQuery,
@@ -113,6 +116,37 @@ export class AgentsController {
   @ApiRoute({ summary: 'Per agent: tasks done, success rate, latency p50/p95', tags: ['agents'], role: 'viewer', response: { schema: performanceReply } })
   performance(@CorrelationId() cid: string) {
     return this.client.performance(cid);
+  }
+
+  @Post('external')
+  @HttpCode(201)
+  @ApiRoute({
+    summary: 'Register (or replace) an external agent reached over the HTTP agent contract',
+    description:
+      'The dispatcher stores it (it stays registered across dispatcher restarts and failovers), probes `GET <url>/health` and sends it tasks of its `task_types` ' +
+      '(`POST <url>/execute`, with `Authorization: Bearer <token>` when a token is given). Answers with its health view; the token is never echoed nor put in events. ' +
+      'The names of the built-in agents are refused (400).',
+    tags: ['agents'],
+    role: 'admin',
+    requestExample: externalAgentExample,
+    response: { status: 201, schema: agentHealthView },
+    errors: [503],
+  })
+  registerExternal(@ZodBody(externalAgentBody) body: z.output<typeof externalAgentBody>, @CorrelationId() cid: string) {
+    return this.client.registerExternal(body, currentActor() ?? 'anonymous', cid);
+  }
+
+  @Delete('external/:agent_name')
+  @ApiRoute({
+    summary: 'Remove a registered external agent',
+    description: 'No new task goes to it; tasks running there go back to the queue (retried elsewhere). 404 for a name not registered; built-in agents are refused (400).',
+    tags: ['agents'],
+    role: 'admin',
+    response: { schema: unregisterAgentReply, example: { removed: externalAgentExample.name } },
+    errors: [404, 503],
+  })
+  removeExternal(@ZodParams(externalAgentParams) p: z.output<typeof externalAgentParams>, @CorrelationId() cid: string) {
+    return this.client.unregisterExternal(p.agent_name, currentActor() ?? 'anonymous', cid);
   }
 }
 

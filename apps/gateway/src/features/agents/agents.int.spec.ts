@@ -7,10 +7,12 @@ import pg from 'pg';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase, until } from '@switchyard/testing';
-import { loadDemoData, startAgent, startAgents, type AgentHandle, type AgentsHandle } from '@switchyard/agents';
+import { freshDatabase, stopOwnInfra, until } from '@switchyard/testing';
+import { externalAgentStreamId } from '@switchyard/domain';
+import { AgentRuntime, loadDemoData, startAgent, startAgentHttp, startAgents, type AgentHandle, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
 import { createGateway, type Gateway } from '../../index.js';
+import { bearer, startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
 import { AgentsFeatureModule } from './index.js';
 
 /**
@@ -181,5 +183,83 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     assert.ok(daPerf.succeeded >= 2, JSON.stringify(daPerf));
     assert.equal(daPerf.success_rate, daPerf.succeeded / daPerf.tasks_done);
     assert.ok(daPerf.latency_p95_ms >= daPerf.latency_p50_ms);
+  });
+});
+
+/**
+ * Managing external agents through the gateway, with auth on: an admin registers and removes
+ * one (the dispatcher stores it; the answer never echoes its token); other roles get 403.
+ * The dispatcher runs on the secured gateway's own nats-server and database.
+ */
+describe('agents feature: external agents managed by an admin', () => {
+  const TOKEN = 'gw-ext-token-5d1e0b2a9c';
+  let g: SecuredGateway;
+  let dispatcher: DispatcherHandle;
+  let agentHttp: Awaited<ReturnType<typeof startAgentHttp>>;
+  let keys: { viewer: string; operator: string };
+
+  const send = async (method: string, url: string, key: string, body?: unknown) => {
+    const res = await fetch(`${g.url}${url}`, {
+      method,
+      headers: { ...bearer(key), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, text, body: JSON.parse(text) as any };
+  };
+
+  before(async () => {
+    g = await startSecuredGateway('agents_gw_ext', { modules: [AgentsFeatureModule] });
+    keys = { viewer: (await g.makeKey('viewer')).key, operator: (await g.makeKey('operator')).key };
+    const nats = g.nats as unknown as NatsConnection;
+    dispatcher = await startDispatcher({ store: g.store, nats, pool: g.pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    const runtime = new AgentRuntime({ agent: 'automation_specialist', instanceId: 'gw-ext', pool: g.pool, logger, noop: true });
+    agentHttp = await startAgentHttp({ runtime, port: 0, host: '127.0.0.1', token: TOKEN, logger });
+  });
+
+  after(async () => {
+    await dispatcher?.stop();
+    await agentHttp?.close();
+    await g?.close();
+    await stopOwnInfra();
+  });
+
+  it('POST registers (201, health view, no token echoed), the agent runs a task; DELETE removes it (200), then 404', async () => {
+    const registration = { name: 'gw-ext', url: agentHttp.url, task_types: ['noop'], token: TOKEN, description: 'external noop' };
+    // 1. Below admin: 403, nothing registered.
+    for (const key of [keys.viewer, keys.operator]) assert.equal((await send('POST', '/api/v1/integration/agents/external', key, registration)).status, 403);
+    assert.equal((await g.pool.query(`select 1 from delegation.external_agents`)).rowCount, 0);
+
+    // 2. Admin: registered, probed, answered with its health view.
+    const reg = await send('POST', '/api/v1/integration/agents/external', g.adminKey, registration);
+    assert.equal(reg.status, 201, reg.text);
+    assert.equal(reg.body.agent, 'gw-ext');
+    assert.equal(reg.body.status, 'healthy');
+    assert.deepEqual(reg.body.instances.map((i: any) => i.kind), ['http']);
+    assert.ok(!reg.text.includes(TOKEN), 'the token is echoed');
+    const [registered] = await g.store.readStream(externalAgentStreamId('gw-ext'));
+    assert.match(String(registered!.metadata.actor), /^apikey:/);
+    assert.ok(!JSON.stringify(registered).includes(TOKEN));
+
+    // 3. It takes tasks (the dispatcher sends its bearer token).
+    const done = await send('POST', '/api/v1/integration/agents/delegate?wait=true', keys.operator, { task_type: 'noop', context: { echo: 'via gateway' }, agent: 'gw-ext' });
+    assert.equal(done.status, 200, done.text);
+    assert.equal(done.body.agent, 'gw-ext');
+    assert.deepEqual(done.body.result, { echo: 'via gateway', slept_ms: 0 });
+
+    // 4. Bad bodies and built-in names: 400.
+    assert.equal((await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, url: 'not a url' })).status, 400);
+    assert.equal((await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, name: 'data_analyst' })).status, 400);
+    assert.equal((await send('DELETE', '/api/v1/integration/agents/external/data_analyst', g.adminKey)).status, 400);
+
+    // 5. Removal: 403 below admin, 200 for the admin, then 404; the health view no longer lists it.
+    assert.equal((await send('DELETE', '/api/v1/integration/agents/external/gw-ext', keys.operator)).status, 403);
+    const del = await send('DELETE', '/api/v1/integration/agents/external/gw-ext', g.adminKey);
+    assert.equal(del.status, 200, del.text);
+    assert.deepEqual(del.body, { removed: 'gw-ext' });
+    const again = await send('DELETE', '/api/v1/integration/agents/external/gw-ext', g.adminKey);
+    assert.equal(again.status, 404, again.text);
+    assert.equal((await send('GET', '/api/v1/integration/agents/health/gw-ext', keys.viewer)).status, 404);
+    assert.equal((await g.pool.query(`select 1 from delegation.external_agents`)).rowCount, 0);
   });
 });

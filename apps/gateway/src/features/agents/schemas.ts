@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { taskPrioritySchema } from '@switchyard/domain';
+import { externalAgentSchema, taskPrioritySchema } from '@switchyard/domain';
 
 export const delegateBody = z.object({
   task_type: z.string().min(1).max(100),
@@ -21,6 +21,18 @@ export type WaitQuery = z.output<typeof waitQuery>;
 export const idempotencyHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200).optional() });
 
 export const agentParams = z.object({ agent_name: z.string().min(1).max(100) });
+/** An external agent's name follows the registration's rule (so a malformed one is a 400, not a lookup). */
+export const externalAgentParams = z.object({ agent_name: externalAgentSchema.shape.name });
+/** Body of `POST /agents/external`: the `tasks.v1.register_agent` input without the actor (that comes from the API key). */
+export const externalAgentBody = externalAgentSchema;
+export const externalAgentExample = {
+  name: 'invoice-bot',
+  url: 'https://agents.example.com/invoice-bot',
+  task_types: ['invoice_summary'],
+  token: 'the-bearer-token-the-agent-expects',
+  max_concurrency: 4,
+  description: 'Summarises supplier invoices',
+};
 export const taskParams = z.object({ task_id: z.string().min(1).max(200) });
 export const cancelBody = z.object({ reason: z.string().max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
 
