@@ -42,6 +42,7 @@ const titles: Record<string, string> = {
   not_found: 'Not found',
   method_not_allowed: 'Method not allowed',
   illegal_state: 'Illegal state',
+  canceled: 'Canceled',
   conflict: 'Conflict',
   payload_too_large: 'Payload too large',
   unsupported_media_type: 'Unsupported media type',
@@ -54,8 +55,11 @@ const titles: Record<string, string> = {
 /** Problem `type` URI for a code: a URN, since there is no page to dereference. */
 export const problemType = (code: string): string => `urn:switchyard:problem:${code}`;
 
+// The first code of a status names it (409 is illegal_state; canceled shares it).
 const statusToCode = new Map<number, string>([
-  ...Object.entries(errorCodes).map(([code, status]) => [status, code] as [number, string]),
+  ...Object.entries(errorCodes)
+    .reverse()
+    .map(([code, status]) => [status, code] as [number, string]),
   [405, 'method_not_allowed'],
   [415, 'unsupported_media_type'],
 ]);

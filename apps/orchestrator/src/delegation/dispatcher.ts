@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
@@ -45,6 +44,7 @@ import {
 import { agentCancelReply } from '@switchyard/agents';
 import { InstanceRegistry, type AgentInstance } from './instances.js';
 import { queryPerformance } from './projections.js';
+import { taskIdForIdempotencyKey } from './task-ids.js';
 
 export interface DispatcherOptions {
   readonly store: EventStore;
@@ -111,7 +111,6 @@ const FATAL: readonly ErrorCode[] = ['validation', 'not_found', 'illegal_state',
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/;
 
-const taskIdForKey = (key: string): string => createHash('sha256').update(`task:${key}`).digest('hex').slice(0, 32);
 const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);
 const toTaskError = (e: AppError): TaskError => ({ code: e.code, message: e.message, details: e.details });
 
@@ -318,7 +317,7 @@ export class Dispatcher {
       throw new AppError('validation', `unknown agent ${req.agent}; valid agents: ${this.agentNames().join(', ')}`, { agent: req.agent }, false);
     }
     // 2. Submit (a duplicate submit decides nothing and returns the existing state).
-    const taskId = req.idempotency_key ? taskIdForKey(req.idempotency_key) : newId();
+    const taskId = req.idempotency_key ? taskIdForIdempotencyKey(req.idempotency_key) : newId();
     this.correlation.set(taskId, correlationId);
     // 3a. When nothing else is waiting (so no task is overtaken) and an instance is free, the
     // assignment is decided with the submission and appended with it: one write instead of two.

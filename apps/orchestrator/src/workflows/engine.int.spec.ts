@@ -10,6 +10,7 @@ import { buildCatalog } from './definitions.js';
 import { WorkflowEngine } from './engine.js';
 import { cancelExecution, executionEvents, startExecution, waitForExecution } from './api.js';
 import { getExecutionView } from './projection.js';
+import { taskIdForIdempotencyKey } from '../delegation/task-ids.js';
 import { Responders } from './test-responders.js';
 
 const logger = createLogger('workflow-engine-int', process.env.LOG_LEVEL ?? 'silent');
@@ -23,7 +24,7 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
   let engine: WorkflowEngine;
   const server = `t${newId().slice(0, 6)}`;
   // Own subjects: other suites (real connectors, the task service) may share the nats-server.
-  const subjects = { mcpPrefix: `test.wf.${server}.mcp`, tasks: `test.wf.${server}.tasks.execute` };
+  const subjects = { mcpPrefix: `test.wf.${server}.mcp`, tasks: `test.wf.${server}.tasks.execute`, tasksCancel: `test.wf.${server}.tasks.cancel` };
 
   before(async () => {
     const url = await freshDatabase('wf_engine');
@@ -31,7 +32,13 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
     await store.init();
     nc = await connect({ servers: await testNatsUrl() });
-    responders = await new Responders(nc, logger).start([server], { tasks: true, queue: `q-${server}`, mcpPrefix: subjects.mcpPrefix, tasksSubject: subjects.tasks });
+    responders = await new Responders(nc, logger).start([server], {
+      tasks: true,
+      queue: `q-${server}`,
+      mcpPrefix: subjects.mcpPrefix,
+      tasksSubject: subjects.tasks,
+      tasksCancelSubject: subjects.tasksCancel,
+    });
     engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, recoveryIntervalMs: 60_000, subjects });
     await engine.start();
   });
@@ -149,9 +156,13 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     assert.equal(t.at(-1), 'WorkflowFailed');
   });
 
-  it('cancels a running execution: waits for the dispatched unit, compensates what succeeded, ends canceled', async () => {
+  it('cancels a running execution: asks the running unit to stop, waits for it, compensates what succeeded, ends canceled', async () => {
     responders.behaviours.set(`${server}/reserve`, () => ({ reservation: 'r-1' }));
-    responders.behaviours.set(`${server}/slow`, () => sleep(3_000).then(() => ({ done: true })));
+    // Like a real worker: runs until asked to stop, then answers `canceled`.
+    responders.behaviours.set(`${server}/slow`, async (c) => {
+      const reason = await responders.whenCanceled(c.key);
+      throw new AppError('canceled', `tool call canceled: ${reason}`, {}, false);
+    });
     responders.behaviours.set(`${server}/release`, (c) => ({ released: c.args }));
     const { executionId: id } = await startExecution(store, {
       definition: {
@@ -160,7 +171,7 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
         name: 'cancel',
         steps: [
           { id: 'reserve', uses: `mcp:${server}/reserve`, on_error: { compensate: 'release' } },
-          { id: 'work', uses: `mcp:${server}/slow`, needs: ['reserve'], timeout_ms: 600 },
+          { id: 'work', uses: `mcp:${server}/slow`, needs: ['reserve'], timeout_ms: 30_000 },
           { id: 'release', uses: `mcp:${server}/release`, with: { id: 'r-1' } },
         ],
       },
@@ -175,7 +186,35 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     const t = await types(id);
     assert.ok(t.includes('CompensationStarted') && t.includes('CompensationSucceeded'), t.join(','));
     assert.equal(responders.calls.filter((c) => c.tool === `${server}/release`).length, 1);
+    // The running unit was asked to stop by its key (not left to its 30 s timeout) and said it stopped.
+    assert.deepEqual(
+      responders.cancels.filter((c) => c.key === `${id}:work:1`).map((c) => c.reason),
+      ['operator said so'],
+    );
+    const failed = (await executionEvents(store, id)).find((e) => e.type === 'StepFailed');
+    assert.equal((failed?.data as { stepId: string; error: { code: string } }).error.code, 'canceled');
+    assert.ok(!t.includes('StepTimedOut'));
     await assert.rejects(cancelExecution(store, id, { reason: 'again', correlationId: newId() }), (e: AppError) => e.code === 'illegal_state');
+  });
+
+  it('a cancel asks the task service to cancel a running agent step, by the task id its key names', async () => {
+    responders.behaviours.set('agent:slow_analysis', async (c) => {
+      const reason = await responders.whenCanceled(taskIdForIdempotencyKey(c.key));
+      throw new AppError('canceled', `task canceled: ${reason}`, {}, false);
+    });
+    const { executionId: id } = await startExecution(store, {
+      definition: { id: 'cancel_agent', version: 1, name: 'cancel an agent step', steps: [{ id: 'think', uses: 'agent:slow_analysis', timeout_ms: 30_000 }] },
+      input: {},
+      correlationId: newId(),
+    });
+    await until('the agent step dispatched', async () => (await types(id)).includes('StepDispatched'));
+    await cancelExecution(store, id, { reason: 'customer left', correlationId: newId() });
+    const state = await waitForExecution(store, id, 15_000);
+    assert.equal(state.status, 'canceled');
+    assert.deepEqual(
+      responders.cancels.filter((c) => c.subject === subjects.tasksCancel && c.key === taskIdForIdempotencyKey(`${id}:think:1`)).map((c) => c.reason),
+      ['customer left'],
+    );
   });
 
   it('runs agent steps on the task service and sub-workflows as child executions', async () => {

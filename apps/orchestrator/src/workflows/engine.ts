@@ -8,13 +8,13 @@ import {
   decideAfter,
   isDomainError,
   nextActions,
-  parseUses,
   stepDispatchOf,
   unitKey,
   workflowExecutionDecider,
   workflowExecutionStream,
   type CommandMetadata,
   type DispatchAction,
+  type StopAction,
   type TimerAction,
   type UnitState,
   type WorkflowCommand,
@@ -23,7 +23,7 @@ import {
 } from '@switchyard/domain';
 import { isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
 import { DefinitionStore } from './definitions.js';
-import { executeRemote, type ExecutorSubjects, type StepOutcome } from './executor.js';
+import { executeRemote, stopRemote, type ExecutorSubjects, type StepOutcome } from './executor.js';
 import { PartitionLeases, partitionOf } from './partitions.js';
 import { workflowExecutionsProjection } from './projection.js';
 import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
@@ -65,6 +65,8 @@ export interface WorkflowEngineOptions {
   readonly readModel?: boolean;
   /** Replace how mcp/agent units are executed (tests, benches); default NATS request-reply. */
   readonly execute?: (a: DispatchAction) => Promise<StepOutcome>;
+  /** Replace how running mcp/agent units are asked to stop on a cancel (tests); default NATS. */
+  readonly stop?: (s: StopAction) => Promise<void>;
   /** Subjects of the MCP connectors and the task service (default the production ones). */
   readonly subjects?: ExecutorSubjects;
 }
@@ -406,6 +408,7 @@ export class WorkflowEngine {
   private async effects(executionId: string, partition: number, items: readonly { event: WorkflowEvent; state: WorkflowExecutionState }[], entry: CachedState): Promise<void> {
     const timers = new Map<string, TimerAction>();
     const dispatches: DispatchAction[] = [];
+    const stops: StopAction[] = [];
     let due = false;
     for (const { event, state } of items) {
       if (event.type === 'WorkflowStarted') await this.activeInserts.add({ id: executionId, partition });
@@ -413,6 +416,7 @@ export class WorkflowEngine {
       for (const t of actions.timers) timers.set(timerKey(t), t);
       if (actions.due.length > 0) due = true;
       dispatches.push(...actions.dispatch);
+      stops.push(...actions.stop);
     }
     // 2. Durable before the checkpoint moves past the events. A step timeout may wait: if this process
     //    dies first, the partition's next owner re-arms every timer from the events (recovery).
@@ -441,10 +445,8 @@ export class WorkflowEngine {
       if (u.phase === 'dispatched') this.dispatch(d, true);
       else if (u.phase === 'scheduled') this.dispatch(d, false);
     }
-    // 4. Cancel and end.
-    for (const { event, state } of items) {
-      if (event.type === 'ExecutionCancelRequested') await this.cancelChildren(state, event.data.reason);
-    }
+    // 4. Cancel (running units are asked to stop) and end.
+    if (stops.length > 0) await this.stopUnits(stops);
     if (items.some((i) => TERMINAL_EVENTS.has(i.event.type)) && isTerminal(entry.state)) await this.onTerminal(executionId, entry.state, entry);
   }
 
@@ -534,20 +536,26 @@ export class WorkflowEngine {
     if (!entry) this.cache.delete(executionId);
   }
 
-  private async cancelChildren(state: WorkflowExecutionState, reason: string): Promise<void> {
-    if (state.status === 'not_started') return;
-    for (const def of state.definition.steps) {
-      if (parseUses(def.uses).kind !== 'workflow') continue;
-      for (const u of state.steps[def.id]?.units ?? []) {
-        if (u?.phase !== 'dispatched') continue;
-        const childId = WorkflowEngine.childExecutionId(u.idempotencyKey);
+  /**
+   * Ask running units to stop (see decideAfter: the cancel names them): sub-workflows are canceled
+   * here, MCP calls and agent tasks through their workers (stopRemote). Failures are logged: a unit
+   * that does not stop still ends by itself or by its timeout.
+   */
+  private async stopUnits(stops: readonly StopAction[]): Promise<void> {
+    for (const s of stops) {
+      const log = { executionId: s.executionId, stepId: s.stepId, itemIndex: s.itemIndex, correlationId: s.correlationId };
+      if (s.target.kind === 'workflow') {
+        const childId = WorkflowEngine.childExecutionId(s.idempotencyKey);
         try {
-          await runWorkflowCommand(this.o.store, childId, { type: 'RequestCancel', data: { reason: `parent canceled: ${reason}` }, metadata: this.meta(state.correlationId) });
+          await runWorkflowCommand(this.o.store, childId, { type: 'RequestCancel', data: { reason: `parent canceled: ${s.reason}` }, metadata: this.meta(s.correlationId) });
         } catch (err) {
           // Not started yet or already over: nothing to cancel.
           if (!(isAppError(err) && (err.code === 'not_found' || err.code === 'illegal_state'))) throw err;
         }
+        continue;
       }
+      this.log.info({ ...log, uses: s.target.kind }, 'asking a running unit to stop');
+      this.track((this.o.stop ?? ((x: StopAction) => stopRemote(this.o.nats, x, ACTOR, this.o.subjects)))(s));
     }
   }
 
@@ -833,6 +841,8 @@ export class WorkflowEngine {
     const a = nextActions(state, new Date().toISOString());
     if (a.timers.length > 0) await this.armTimers(executionId, partition, a.timers);
     for (const d of a.dispatch) this.dispatch(d, false);
+    // Canceling when the last owner died: its stop requests may be lost; asking again is harmless.
+    if (a.stop.length > 0) await this.stopUnits(a.stop);
     // Dispatched but unfinished: send again with the same key (the executor deduplicates).
     if (state.status === 'running' || state.status === 'canceling') {
       for (const def of state.definition.steps) {

@@ -2,19 +2,24 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, isAppError } from '@switchyard/platform';
 import { request } from '@switchyard/messaging';
-import type { DispatchAction, StepError } from '@switchyard/domain';
+import type { DispatchAction, StepError, StopAction } from '@switchyard/domain';
+import { taskIdForIdempotencyKey } from '../delegation/task-ids.js';
 
 /** `switchyard.svc.mcp.v1.<server>.call_tool` (apps/connectors). */
 export const MCP_SUBJECT_PREFIX = 'switchyard.svc.mcp.v1';
 export const mcpCallToolSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.${server}.call_tool`;
+/** Heard by every connector instance; the one running the keyed call stops it (apps/connectors `mcpCancelCallSubject`). */
+export const mcpCancelCallSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.${server}.cancel_call`;
 
 /** Where units are sent; tests and benches use their own subjects to stay apart on a shared nats-server. */
 export interface ExecutorSubjects {
   readonly mcpPrefix?: string;
   readonly tasks?: string;
+  readonly tasksCancel?: string;
 }
 /** The task service that runs agent tasks (apps/orchestrator delegation). */
 export const TASKS_EXECUTE_SUBJECT = 'switchyard.svc.tasks.v1.execute';
+export const TASKS_CANCEL_SUBJECT = 'switchyard.svc.tasks.v1.cancel';
 
 const callToolReply = z.looseObject({
   content: z.array(z.looseObject({ type: z.string() })).default([]),
@@ -92,5 +97,32 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
     throw new AppError('internal', `executeRemote cannot run ${a.uses}`);
   } catch (err) {
     return { ok: false, error: toStepError(err) };
+  }
+}
+
+/**
+ * Ask whoever runs a unit to stop it (the execution is being canceled), by the unit's key: an
+ * MCP call through a broadcast every connector hears, an agent task through the task service
+ * (its id follows from the key). Best effort: a unit that does not stop ends by itself or by its
+ * timeout, and the decider waits for it either way. Sub-workflows are canceled by the engine.
+ */
+export async function stopRemote(nc: NatsConnection, s: StopAction, actor: string, subjects: ExecutorSubjects = {}): Promise<void> {
+  if (s.target.kind === 'mcp') {
+    nc.publish(mcpCancelCallSubject(s.target.server, subjects.mcpPrefix), JSON.stringify({ idempotency_key: s.idempotencyKey, reason: s.reason }));
+    return;
+  }
+  if (s.target.kind === 'agent') {
+    try {
+      await request(
+        nc,
+        subjects.tasksCancel ?? TASKS_CANCEL_SUBJECT,
+        { task_id: taskIdForIdempotencyKey(s.idempotencyKey), reason: s.reason, actor },
+        { schema: z.unknown(), timeoutMs: 5_000, correlationId: s.correlationId },
+      );
+    } catch (err) {
+      // Not submitted yet, or already over: nothing to stop.
+      if (isAppError(err) && (err.code === 'not_found' || err.code === 'illegal_state')) return;
+      throw err;
+    }
   }
 }

@@ -1,13 +1,14 @@
 /**
  * Tiny NATS responders standing in for the MCP connectors and the task service in tests and
  * benches: they honour idempotency keys like real workers (one effect per key; a repeat gets
- * the first result), record every request, and can be told to fail, hang or be slow.
+ * the first result), record every request and every cancel, and can be told to fail, hang or be
+ * slow (a behaviour can wait for `whenCanceled(key)` to stop like a real worker).
  */
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
 import { addService, type Service } from '@switchyard/messaging';
-import { mcpCallToolSubject, TASKS_EXECUTE_SUBJECT } from './executor.js';
+import { mcpCallToolSubject, mcpCancelCallSubject, TASKS_EXECUTE_SUBJECT } from './executor.js';
 
 export interface ResponderCall {
   readonly subject: string;
@@ -24,8 +25,12 @@ export class Responders {
   readonly calls: ResponderCall[] = [];
   /** Effects performed, by idempotency key (1 each when keys are honoured). */
   readonly effects = new Map<string, number>();
+  /** Cancels heard: MCP ones by idempotency key, task ones by task id. */
+  readonly cancels: { readonly subject: string; readonly key: string; readonly reason: string }[] = [];
+  private readonly cancelWaiters = new Map<string, ((reason: string) => void)[]>();
   private readonly results = new Map<string, Promise<unknown>>();
   private readonly services: Service[] = [];
+  private readonly subscriptions: Subscription[] = [];
   behaviours = new Map<string, Behaviour>();
 
   constructor(
@@ -34,7 +39,10 @@ export class Responders {
   ) {}
 
   /** Serve `mcp:<server>/*` tools and `agent:*` tasks. */
-  async start(servers: readonly string[], opts: { tasks?: boolean; queue?: string; mcpPrefix?: string; tasksSubject?: string } = {}): Promise<this> {
+  async start(
+    servers: readonly string[],
+    opts: { tasks?: boolean; queue?: string; mcpPrefix?: string; tasksSubject?: string; tasksCancelSubject?: string } = {},
+  ): Promise<this> {
     const callTool = z.object({ tool: z.string(), arguments: z.record(z.string(), z.unknown()).default({}), idempotency_key: z.string().optional() }).loose();
     const task = z.object({ task_type: z.string(), context: z.unknown(), idempotency_key: z.string() }).loose();
     for (const server of servers) {
@@ -54,6 +62,8 @@ export class Responders {
         }),
       );
     }
+    for (const server of servers) this.listenForCancels(mcpCancelCallSubject(server, opts.mcpPrefix), 'idempotency_key');
+    if (opts.tasksCancelSubject) this.listenForCancels(opts.tasksCancelSubject, 'task_id');
     if (opts.tasks !== false) {
       this.services.push(
         await addService(this.nc, {
@@ -71,6 +81,30 @@ export class Responders {
       );
     }
     return this;
+  }
+
+  /** Resolves with the reason when a cancel for `key` (an idempotency key, or a task id) arrives. */
+  whenCanceled(key: string): Promise<string> {
+    const heard = this.cancels.find((c) => c.key === key);
+    if (heard) return Promise.resolve(heard.reason);
+    return new Promise((resolve) => this.cancelWaiters.set(key, [...(this.cancelWaiters.get(key) ?? []), resolve]));
+  }
+
+  private listenForCancels(subject: string, keyField: 'idempotency_key' | 'task_id'): void {
+    this.subscriptions.push(
+      this.nc.subscribe(subject, {
+        callback: (err, msg) => {
+          if (err) return;
+          const body = msg.json<Record<string, string>>();
+          const key = String(body[keyField] ?? '');
+          const reason = String(body['reason'] ?? '');
+          this.cancels.push({ subject, key, reason });
+          for (const w of this.cancelWaiters.get(key) ?? []) w(reason);
+          this.cancelWaiters.delete(key);
+          if (msg.reply) msg.respond(JSON.stringify({ ok: true }));
+        },
+      }),
+    );
   }
 
   private handle(subject: string, tool: string, key: string, args: unknown): Promise<unknown> {
@@ -93,6 +127,7 @@ export class Responders {
   }
 
   async stop(): Promise<void> {
+    for (const s of this.subscriptions) s.unsubscribe();
     await Promise.all(this.services.map((s) => s.stop().catch(() => undefined)));
   }
 }
