@@ -67,7 +67,10 @@ if (tiers.some((t) => t !== 'unit')) {
 }
 
 const concurrency = process.env.TEST_CONCURRENCY ?? '2';
-const args = ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files];
+// --test-force-exit: a test file whose tests are done ends even if a failed test left a connection
+// open; without it the whole run would wait on that file forever (seen: one failed assertion before
+// a store's close() hung the suite). Tests still close what they open, in finally blocks.
+const args = ['--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files];
 const child = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
 const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
 for (const stop of stops) await stop().catch((e) => console.error('cleanup failed:', e));
