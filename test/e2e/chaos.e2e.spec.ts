@@ -260,7 +260,8 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
     };
     const kills = { orchestrator: 0, worker: 0 };
     const atKill: string[] = [];
-    const workerKilledAt: number[] = [];
+    /** Each worker kill, from just before the signal to the process's exit (a request can land in between). */
+    const workerKills: { from: number; to: number }[] = [];
     let starting = startChunk(chunks[0]!);
     for (const [i, victim] of [b, w, b, w, b].entries()) {
       await starting;
@@ -269,8 +270,9 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
         await sleep(100);
       }
       atKill.push(`${victim === b ? 'B' : 'W'}@${keysOf(chunks[i]!)}/${chunks[i]!.length * STEPS.length}`);
-      if (victim === w) workerKilledAt.push(Date.now());
+      const killFrom = Date.now();
       await victim.kill('SIGKILL');
+      if (victim === w) workerKills.push({ from: killFrom, to: Date.now() });
       if (victim === b) kills.orchestrator++;
       else kills.worker++;
       victim.start();
@@ -332,8 +334,11 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
     // 6. Repeats only where no sender can avoid them: a worker SIGKILLed after the sink saw the request.
     for (const [key, hs] of byKey) {
       for (let k = 1; k < hs.length; k++) {
-        const between = workerKilledAt.filter((t) => hs[k - 1]!.at <= t && t <= hs[k]!.at);
-        assert.ok(between.length > 0, `${key} was POSTed again at ${hs[k]!.at} with no worker kill since its previous request at ${hs[k - 1]!.at} (kills at ${workerKilledAt.join(', ')})`);
+        const between = workerKills.filter((kill) => hs[k - 1]!.at <= kill.to && kill.from <= hs[k]!.at);
+        assert.ok(
+          between.length > 0,
+          `${key} was POSTed again at ${hs[k]!.at} with no worker kill since its previous request at ${hs[k - 1]!.at} (kills ${JSON.stringify(workerKills)})`,
+        );
       }
     }
     // 7. The sender's own record agrees: every key answered, and every request the sink saw was counted as a send.
