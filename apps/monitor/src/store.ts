@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { withTransaction } from '@switchyard/platform';
 import type { AlertingEvent, AlertingState, AlertInstance, Silence } from './domain/alerts.js';
 import type { HealthEvent, ServiceHealth, ProbeOutcome } from './domain/health.js';
 import type { StatusInterval } from './domain/availability.js';
@@ -259,7 +260,7 @@ export class MonitoringStore {
   /** Apply alerting events to the alerts/silences tables, in order, in one transaction. */
   async applyAlertingEvents(events: readonly AlertingEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await this.tx(async (c) => {
+    await withTransaction(this.pool, async (c) => {
       for (const e of events) {
         const at = new Date(e.metadata.at);
         switch (e.type) {
@@ -370,7 +371,7 @@ export class MonitoringStore {
   /** Apply health events: status columns and the status intervals availability is computed from. */
   async applyHealthEvents(events: readonly HealthEvent[], kind: string): Promise<void> {
     if (events.length === 0) return;
-    await this.tx(async (c) => {
+    await withTransaction(this.pool, async (c) => {
       for (const e of events) {
         const at = new Date(e.metadata.at);
         const status = e.type === 'ServiceWentDown' ? 'down' : e.type === 'ServiceDegraded' ? 'degraded' : 'up';
@@ -416,18 +417,4 @@ export class MonitoringStore {
     return r.rows.map((x) => ({ status: x.status, start: (x.started_at as Date).getTime(), end: x.ended_at ? (x.ended_at as Date).getTime() : null }));
   }
 
-  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('begin');
-      const out = await fn(c);
-      await c.query('commit');
-      return out;
-    } catch (err) {
-      await c.query('rollback').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
-  }
 }

@@ -5,3 +5,4 @@ export * from './config.js';
 export * from './infra/ports.js';
 export * from './infra/postgres.js';
 export * from './infra/nats.js';
+export * from './infra/transaction.js';

@@ -1,12 +1,11 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import pg from 'pg';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, migrateUnderLock, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { mapPgError } from '../database/server.js';
 import type { Clock } from '../automation/service.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
-import { migrateUnderLock } from '../common/migrate.js';
 
 export const analyticsDdl = `
 CREATE SCHEMA IF NOT EXISTS analytics;

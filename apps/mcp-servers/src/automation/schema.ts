@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { migrateUnderLock } from '../common/migrate.js';
+import { migrateUnderLock } from '@switchyard/platform';
 
 /**
  * Tables of the automation server, created idempotently at start. An advisory lock

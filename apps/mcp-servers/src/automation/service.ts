@@ -5,7 +5,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
 import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
-import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
+import { AppError, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
 import type { EgressGuard } from '../fetch/egress-guard.js';
 import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
 import { migrateAutomation } from './schema.js';
@@ -446,9 +446,7 @@ export class AutomationService {
     );
     if (inserted.rowCount === 1) return { kind: 'send' };
 
-    const c = await this.deps.pool.connect();
-    try {
-      await c.query('BEGIN');
+    return withTransaction(this.deps.pool, async (c) => {
       // Liveness is read in the same statement as the locked row; pg_stat_activity is a per-transaction snapshot.
       const r = await c.query(
         `SELECT d.request_fingerprint, d.status, d.owner_pid, d.result,
@@ -487,14 +485,8 @@ export class AutomationService {
           claim = { kind: 'wait', ownerPid: row.owner_pid ?? 0 };
         }
       }
-      await c.query('COMMIT');
       return claim;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+    });
   }
 
   /** Counted before the request leaves, so a sender killed mid-request still shows in `sends`. */
@@ -715,17 +707,12 @@ export class AutomationService {
   }
 
   private async claim(id: string, now: Date): Promise<{ schedule: Schedule; fireAt: Date; trigger?: TriggerRecord } | undefined> {
-    const c = await this.deps.pool.connect();
-    try {
-      await c.query('BEGIN');
+    return withTransaction(this.deps.pool, async (c) => {
       const r = await c.query(
         `SELECT * FROM automation.schedules WHERE id = $1 AND enabled AND next_fire_at <= $2 FOR UPDATE SKIP LOCKED`,
         [id, now],
       );
-      if (r.rowCount === 0) {
-        await c.query('COMMIT');
-        return undefined;
-      }
+      if (r.rowCount === 0) return undefined;
       const schedule = toSchedule(r.rows[0]);
       const fireAt = r.rows[0].next_fire_at as Date;
       const after = fireAt > now ? fireAt : now;
@@ -761,14 +748,8 @@ export class AutomationService {
         );
         trigger = t.rows[0] ? toTrigger(t.rows[0]) : undefined;
       }
-      await c.query('COMMIT');
       return { schedule, fireAt, ...(trigger ? { trigger } : {}) };
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+    });
   }
 }
 

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { withTransaction } from '@switchyard/platform';
 import { alertRuleSchema, type AlertRule } from '../domain/rules.js';
 import type { RuleJson } from './contract.js';
 
@@ -61,9 +62,7 @@ export class RuleOverrideStore {
 
   /** Upsert several rules in one transaction. */
   async put(rules: readonly AlertRule[], actor: string, at = new Date()): Promise<void> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('begin');
+    await withTransaction(this.pool, async (c) => {
       for (const rule of rules) {
         await c.query(
           `insert into monitoring.alert_rules (id, rule, updated_at, updated_by) values ($1, $2, $3, $4)
@@ -71,13 +70,7 @@ export class RuleOverrideStore {
           [rule.id, JSON.stringify(rule), at, actor],
         );
       }
-      await c.query('commit');
-    } catch (err) {
-      await c.query('rollback').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+    });
   }
 
   async delete(id: string, actor: string, at = new Date()): Promise<void> {

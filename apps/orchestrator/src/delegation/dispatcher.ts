@@ -4,7 +4,7 @@ import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { codeOfStatus, serviceSubject } from '@switchyard/contracts';
 import { aggregateStream, handleCommand, WrongExpectedVersionError, type CommandResult, type EventMetadata, type EventStore } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
-import { AppError, errorCodes, newId, type ErrorCode, type Logger } from '@switchyard/platform';
+import { AppError, errorCodes, migrateUnderLock, newId, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
   externalAgentSchema,
@@ -478,28 +478,20 @@ export class Dispatcher {
   /** Create `<schema>.external_agents` if needed and put its agents in the registry (a row named like a configured agent is ignored: configuration wins). */
   private async loadStoredAgents(): Promise<void> {
     const s = this.schema;
-    const c = await this.opts.pool.connect();
-    try {
-      // Idempotent and safe from several processes at once: the DDL is serialised by a transaction-scoped advisory lock.
-      await c.query('begin');
-      await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${s}.external_agents.setup`]);
-      await c.query(`create schema if not exists ${s}`);
-      await c.query(`create table if not exists ${s}.external_agents (
-        name text primary key,
-        url text not null,
-        task_types text[] not null,
-        token text,
-        max_concurrency int not null,
-        description text not null default '',
-        registered_at timestamptz not null,
-        updated_at timestamptz not null)`);
-      await c.query('commit');
-    } catch (err) {
-      await c.query('rollback').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+    await migrateUnderLock(
+      this.opts.pool,
+      `${s}.external_agents.setup`,
+      `create schema if not exists ${s};
+       create table if not exists ${s}.external_agents (
+         name text primary key,
+         url text not null,
+         task_types text[] not null,
+         token text,
+         max_concurrency int not null,
+         description text not null default '',
+         registered_at timestamptz not null,
+         updated_at timestamptz not null)`,
+    );
     const rows = await this.opts.pool.query<{ name: string; url: string; task_types: string[]; token: string | null; max_concurrency: number; description: string }>(
       `select name, url, task_types, token, max_concurrency, description from ${s}.external_agents order by name`,
     );

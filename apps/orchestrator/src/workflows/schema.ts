@@ -1,43 +1,34 @@
 import type pg from 'pg';
+import { migrateUnderLock } from '@switchyard/platform';
 
 /** Schema of the engine's own tables (definitions, timers, partition checkpoints, active index, members). */
 export const WORKFLOW_SCHEMA = 'workflows';
 
-/**
- * Create the engine's tables; idempotent and safe from several processes at once (the DDL
- * is serialised by a transaction-scoped advisory lock).
- */
+const workflowDdl = `
+create schema if not exists ${WORKFLOW_SCHEMA};
+-- Versioned definitions: a running execution carries its own copy, so rows are never updated.
+create table if not exists ${WORKFLOW_SCHEMA}.definitions (
+  id text not null, version int not null, definition jsonb not null, source text not null,
+  created_at timestamptz not null default now(), primary key (id, version));
+-- Durable timers (step timeouts, retry backoff, compensation deadlines). One row per timer key;
+-- the poller claims due rows with FOR UPDATE SKIP LOCKED and deletes them once their command ran.
+create table if not exists ${WORKFLOW_SCHEMA}.timers (
+  execution_id text not null, timer_key text not null, partition int not null,
+  due_at timestamptz not null, command jsonb not null, primary key (execution_id, timer_key));
+create index if not exists timers_due on ${WORKFLOW_SCHEMA}.timers (due_at);
+-- Executions not yet ended, by partition: what a new partition owner must recover.
+create table if not exists ${WORKFLOW_SCHEMA}.active_executions (
+  execution_id text primary key, partition int not null, started_at timestamptz not null default now());
+create index if not exists active_by_partition on ${WORKFLOW_SCHEMA}.active_executions (partition);
+-- The saga's checkpoint in $all, one per partition (only the partition's owner moves it).
+create table if not exists ${WORKFLOW_SCHEMA}.saga_checkpoints (
+  partition int primary key, position bigint not null, updated_at timestamptz not null default now());
+-- Live engine processes (heartbeats): how many share the partitions.
+create table if not exists ${WORKFLOW_SCHEMA}.engine_members (
+  member_id text primary key, heartbeat_at timestamptz not null, started_at timestamptz not null default now());
+`;
+
+/** Create the engine's tables; idempotent and safe from several processes at once. */
 export async function ensureWorkflowSchema(pool: pg.Pool): Promise<void> {
-  const c = await pool.connect();
-  try {
-    await c.query('begin');
-    await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${WORKFLOW_SCHEMA}.setup`]);
-    await c.query(`create schema if not exists ${WORKFLOW_SCHEMA}`);
-    // Versioned definitions: a running execution carries its own copy, so rows are never updated.
-    await c.query(`create table if not exists ${WORKFLOW_SCHEMA}.definitions (
-      id text not null, version int not null, definition jsonb not null, source text not null,
-      created_at timestamptz not null default now(), primary key (id, version))`);
-    // Durable timers (step timeouts, retry backoff, compensation deadlines). One row per timer key;
-    // the poller claims due rows with FOR UPDATE SKIP LOCKED and deletes them once their command ran.
-    await c.query(`create table if not exists ${WORKFLOW_SCHEMA}.timers (
-      execution_id text not null, timer_key text not null, partition int not null,
-      due_at timestamptz not null, command jsonb not null, primary key (execution_id, timer_key))`);
-    await c.query(`create index if not exists timers_due on ${WORKFLOW_SCHEMA}.timers (due_at)`);
-    // Executions not yet ended, by partition: what a new partition owner must recover.
-    await c.query(`create table if not exists ${WORKFLOW_SCHEMA}.active_executions (
-      execution_id text primary key, partition int not null, started_at timestamptz not null default now())`);
-    await c.query(`create index if not exists active_by_partition on ${WORKFLOW_SCHEMA}.active_executions (partition)`);
-    // The saga's checkpoint in $all, one per partition (only the partition's owner moves it).
-    await c.query(`create table if not exists ${WORKFLOW_SCHEMA}.saga_checkpoints (
-      partition int primary key, position bigint not null, updated_at timestamptz not null default now())`);
-    // Live engine processes (heartbeats): how many share the partitions.
-    await c.query(`create table if not exists ${WORKFLOW_SCHEMA}.engine_members (
-      member_id text primary key, heartbeat_at timestamptz not null, started_at timestamptz not null default now())`);
-    await c.query('commit');
-  } catch (err) {
-    await c.query('rollback').catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
+  await migrateUnderLock(pool, `${WORKFLOW_SCHEMA}.setup`, workflowDdl);
 }
