@@ -31,6 +31,7 @@ import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
+import { gatewayRequest } from './support.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
@@ -119,15 +120,7 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
   let b: Proc;
   let databaseUrl: string;
 
-  const http = async (method: string, url: string, body?: unknown): Promise<{ status: number; body: any }> => {
-    const res = await fetch(`${base}${url}`, {
-      method,
-      headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const http = (method: string, url: string, body?: unknown) => gatewayRequest(base, auth, method, url, body);
 
   before(async () => {
     const t0 = Date.now();

@@ -18,6 +18,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
+import { gatewayRequest } from './support.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
@@ -53,15 +54,7 @@ const round2 = (x: number): number => Math.round(x * 100) / 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One authenticated JSON request to the gateway. */
-async function request(base: string, method: string, url: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${base}${url}`, {
-    method,
-    headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
-}
+const request = (base: string, method: string, url: string, body?: unknown) => gatewayRequest(base, auth, method, url, body);
 
 interface Launched {
   readonly base: string;

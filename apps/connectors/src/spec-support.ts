@@ -3,7 +3,8 @@
  * an event recorder, and the official server-everything started over Streamable HTTP.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createLogger, type Logger } from '@switchyard/platform';
+import assert from 'node:assert/strict';
+import { AppError, createLogger, type Logger } from '@switchyard/platform';
 import type { McpEvent, McpEventType } from './events.js';
 import { mcpEventSchema } from './events.js';
 import { resolvePackageBin } from './registry/resolve-bin.js';
@@ -17,6 +18,18 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, what: stri
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** Await `p` and assert it failed with an AppError of `code`; returns that error. */
+export async function expectAppError(p: Promise<unknown>, code: string): Promise<AppError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof AppError, `expected AppError, got ${String(err)}`);
+    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
+    return err;
+  }
+  assert.fail(`expected AppError(${code}), it succeeded`);
 }
 
 /** Collects events, validating each against the published schema as it arrives. */

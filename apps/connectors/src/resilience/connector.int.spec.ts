@@ -7,7 +7,7 @@ import { AppError, freePort } from '@switchyard/platform';
 import { parseServerConfig, type McpServerConfigInput } from '../registry/schema.js';
 import { resolvePackageBin } from '../registry/resolve-bin.js';
 import { McpConnector } from './mcp-connector.js';
-import { EventRecorder, everythingBin, startEverythingHttp, testLogger, waitFor, type HttpServerHandle } from '../spec-support.js';
+import { EventRecorder, everythingBin, startEverythingHttp, testLogger, waitFor, type HttpServerHandle, expectAppError } from '../spec-support.js';
 
 /**
  * The session + resilience layer against the real official MCP servers:
@@ -18,17 +18,6 @@ import { EventRecorder, everythingBin, startEverythingHttp, testLogger, waitFor,
 const logger = testLogger();
 const text = (r: { content?: unknown[] }): string =>
   ((r.content ?? []) as { type: string; text?: string }[]).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
-
-async function expectAppError(p: Promise<unknown>, code: string): Promise<AppError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof AppError, `expected AppError, got ${String(err)}`);
-    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
-    return err;
-  }
-  assert.fail(`expected AppError(${code}), the call succeeded`);
-}
 
 /** Fast policies so outages play out in a second or two. */
 const fast: Partial<McpServerConfigInput> = {

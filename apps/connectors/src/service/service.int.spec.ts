@@ -8,7 +8,7 @@ import { connectNats, request, type NatsConnection } from '@switchyard/messaging
 import { testNatsUrl } from '@switchyard/testing';
 import { parseServerConfig, type McpServerConfig } from '../registry/schema.js';
 import { resolvePackageBin } from '../registry/resolve-bin.js';
-import { EventRecorder, everythingBin, testLogger, waitFor } from '../spec-support.js';
+import { EventRecorder, everythingBin, testLogger, waitFor, expectAppError } from '../spec-support.js';
 import { startConnectors, type RunningConnectors } from './connector-service.js';
 import {
   callToolReplySchema,
@@ -36,17 +36,6 @@ const mcpSubject = (server: string, endpoint: Parameters<typeof baseSubject>[1])
 const MCP_REGISTRY_LIST_SUBJECT = mcpRegistryListSubject(prefix);
 const text = (r: { content: { type: string; text?: unknown }[] }): string =>
   r.content.filter((c) => c.type === 'text').map((c) => String(c.text)).join('\n');
-
-async function expectAppError(p: Promise<unknown>, code: string): Promise<AppError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof AppError, `expected AppError, got ${String(err)}`);
-    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
-    return err;
-  }
-  assert.fail(`expected AppError(${code}), the request succeeded`);
-}
 
 describe('McpConnectorService over NATS', () => {
   let base: string;
