@@ -16,7 +16,7 @@ import {
 } from '../port.js';
 import { CatchUpSubscription, type Page } from '../internal/catch-up.js';
 import { validateAppend } from '../internal/validate.js';
-import { matchesFilter } from '../internal/filter.js';
+import { matchesFilter, type EventFilter } from '../internal/filter.js';
 import { channelName, quoteIdent, schemaSql } from './schema.js';
 
 export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: pg.Pool }) & {
@@ -44,6 +44,9 @@ interface BatchRow {
   recorded_at: Date | null;
 }
 
+/** The JSON `append_batch` takes: one entry per append of a group commit. */
+type BatchJson = { stream: string; mode: PendingAppend['mode']; expected: number | null; events: PendingAppend['events'] }[];
+
 interface Queued {
   readonly item: PendingAppend;
   readonly resolve: (row: BatchRow) => void;
@@ -54,8 +57,7 @@ interface Queued {
 interface PageRequest {
   readonly after: number;
   readonly limit: number;
-  readonly types: string[] | null;
-  readonly prefixes: string[] | null;
+  readonly filter: EventFilter;
   readonly resolve: (page: Page) => void;
   readonly reject: (err: unknown) => void;
 }
@@ -199,14 +201,11 @@ export class PostgresEventStore implements EventStore {
 
   private async runBatch(batch: readonly Queued[]): Promise<void> {
     try {
-      const res = await this.query<BatchRow & { idx: number }>(
-        `select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`,
-        [JSON.stringify(batch.map((q) => ({ stream: q.item.stream, mode: q.item.mode, expected: q.item.expected, events: q.item.events })))],
-        `${this.schema}.append_batch`,
-      );
+      const json = JSON.stringify(batch.map((q) => ({ stream: q.item.stream, mode: q.item.mode, expected: q.item.expected, events: q.item.events })));
+      const res = await this.query<BatchRow & { idx: number }>(`select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`, [json], `${this.schema}.append_batch`);
       const byIdx = new Map(res.rows.map((r) => [r.idx, r]));
       // Committed: hand the events to this process's subscriptions before anyone hears of the append.
-      if (this.subscriptions.size > 0) this.offerCommitted(batch, byIdx);
+      if (this.subscriptions.size > 0) this.offerCommitted(JSON.parse(json) as BatchJson, byIdx);
       batch.forEach((q, i) => {
         const row = byIdx.get(i + 1);
         if (row) q.resolve(row);
@@ -258,12 +257,13 @@ export class PostgresEventStore implements EventStore {
     this.assertOpen();
     const types = nonEmpty(options.types);
     const prefixes = nonEmpty(options.streamPrefixes);
+    const filter: EventFilter = { ...(types && { types }), ...(prefixes && { streamPrefixes: prefixes }) };
     const readPage = (after: number, limit: number): Promise<Page> =>
       new Promise<Page>((resolve, reject) => {
-        if (this.pageRequests.push({ after, limit, types, prefixes, resolve, reject }) === 1) setImmediate(() => this.readPages());
+        if (this.pageRequests.push({ after, limit, filter, resolve, reject }) === 1) setImmediate(() => this.readPages());
       });
     const sub: CatchUpSubscription = new CatchUpSubscription(readPage, options.from ?? -1, {
-      filter: { ...(types && { types }), ...(prefixes && { streamPrefixes: prefixes }) },
+      filter,
       pageSize: 500,
       safetyIntervalMs: this.options.safetyIntervalMs ?? 3_000,
       logger: this.log,
@@ -277,23 +277,24 @@ export class PostgresEventStore implements EventStore {
   /**
    * Live subscriptions of this process get the events it just committed without reading them
    * back (each takes them only when they follow directly what it has, see
-   * CatchUpSubscription.offer). The copies go through JSON as the stored jsonb would.
+   * CatchUpSubscription.offer). `batch` is the appended JSON parsed again: the events' data and
+   * metadata as the stored jsonb holds them (no `undefined`), and copies no caller can change.
    */
-  private offerCommitted(batch: readonly Queued[], rows: ReadonlyMap<number, BatchRow>): void {
+  private offerCommitted(batch: BatchJson, rows: ReadonlyMap<number, BatchRow>): void {
     const committed: RecordedEvent[][] = [];
-    batch.forEach((q, i) => {
+    batch.forEach((item, i) => {
       const row = rows.get(i + 1);
       if (!row?.ok || row.last_position === null || row.revision === null || !row.recorded_at) return;
-      const first = Number(row.last_position) - q.item.eventCount + 1;
-      const firstRevision = Number(row.revision) - q.item.eventCount + 1;
+      const first = Number(row.last_position) - item.events.length + 1;
+      const firstRevision = Number(row.revision) - item.events.length + 1;
       const recordedAt = row.recorded_at;
       committed.push(
-        q.item.events.map((e, k) => ({
+        item.events.map((e, k) => ({
           id: e.id,
-          streamId: q.item.stream,
+          streamId: item.stream,
           type: e.type,
-          data: JSON.parse(JSON.stringify(e.data)) as unknown,
-          metadata: JSON.parse(JSON.stringify(e.metadata)) as EventMetadata,
+          data: e.data,
+          metadata: e.metadata,
           revision: firstRevision + k,
           position: first + k,
           recordedAt,
@@ -331,17 +332,14 @@ export class PostgresEventStore implements EventStore {
       this.stats.pageQueries++;
       if (group.length === 1) {
         const r = group[0]!;
-        this.readPage(after, r.limit, r.types, r.prefixes).then(r.resolve, r.reject);
+        this.readPage(after, r.limit, r.filter).then(r.resolve, r.reject);
         continue;
       }
       const limit = Math.max(...group.map((r) => r.limit));
-      this.readPage(after, limit, null, null).then(
+      this.readPage(after, limit, {}).then(
         (page) => {
           const caughtUp = page.events.length < limit;
-          for (const r of group) {
-            const filter = { ...(r.types && { types: r.types }), ...(r.prefixes && { streamPrefixes: r.prefixes }) };
-            r.resolve({ events: page.events.filter((e) => matchesFilter(e, filter)), scannedTo: page.scannedTo, caughtUp });
-          }
+          for (const r of group) r.resolve({ events: page.events.filter((e) => matchesFilter(e, r.filter)), scannedTo: page.scannedTo, caughtUp });
         },
         (err: unknown) => {
           for (const r of group) r.reject(err);
@@ -354,7 +352,7 @@ export class PostgresEventStore implements EventStore {
    * The page and the head come from one statement, hence one snapshot: every event at or
    * below that head has been seen, and any later commit gets a higher position.
    */
-  private async readPage(after: number, limit: number, types: string[] | null, prefixes: string[] | null): Promise<Page> {
+  private async readPage(after: number, limit: number, filter: EventFilter): Promise<Page> {
     const res = await this.query<EventRow & { head: string }>(
       `select h.head, e.* from (select coalesce(max(position), -1) as head from ${this.t}) h
        left join lateral (
@@ -362,7 +360,7 @@ export class PostgresEventStore implements EventStore {
          where position > $1 and ${filterSql(2)} order by position limit $4
        ) e on true
        order by e.position`,
-      [after, types, prefixes, limit],
+      [after, nonEmpty(filter.types), nonEmpty(filter.streamPrefixes), limit],
       `${this.schema}.read_page`,
     );
     const head = Number(res.rows[0]?.head ?? -1);
