@@ -116,12 +116,12 @@ export const httpHealthReply = z.object({
 /** Error body of the HTTP contract. */
 export const httpErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() }) });
 
-/** Ports of the built-in agents' HTTP contract, in card order. */
+/** Ports of the built-in agents' HTTP contract, as the specification assigns them. */
 export const BUILTIN_AGENT_PORTS: Readonly<Record<string, number>> = {
   data_analyst: 6001,
-  financial_advisor: 6002,
-  operations_manager: 6003,
-  automation_specialist: 6004,
-  content_creator: 6005,
-  customer_success: 6006,
+  automation_specialist: 6002,
+  content_creator: 6003,
+  customer_success: 6004,
+  financial_advisor: 6005,
+  operations_manager: 6006,
 };
