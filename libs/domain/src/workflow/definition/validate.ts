@@ -1,5 +1,6 @@
 import { checkExpression, mappingExpressions } from './expressions.js';
 import { formatPath } from './input.js';
+import { workflowLimits, type WorkflowLimits } from './limits.js';
 import { parseUses, workflowDefinitionSchema, type StepDefinition, type WorkflowDefinition } from './schema.js';
 
 /** One thing wrong with a definition; the gateway answers 400 with the list. */
@@ -16,7 +17,8 @@ export interface DefinitionProblem {
     | 'unknown_task_type'
     | 'unknown_definition'
     | 'bad_expression'
-    | 'bad_compensation';
+    | 'bad_compensation'
+    | 'limit_exceeded';
   readonly message: string;
 }
 
@@ -88,7 +90,10 @@ function findCycles(steps: readonly StepDefinition[]): { at: number; cycle: stri
  * unknown servers/tools/task types/definitions (when a catalog is given), compensation rules
  * and expressions (parse and type errors, references to steps that are not upstream).
  */
-export function validateDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidation {
+export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: WorkflowLimits = workflowLimits()): DefinitionValidation {
+  // Bounds first, before any work proportional to the definition (see ./limits.ts).
+  const over = definitionLimitProblems(def, limits);
+  if (over.length > 0) return { ok: false, problems: over };
   const parsed = workflowDefinitionSchema.safeParse(def);
   if (!parsed.success) {
     return {
@@ -182,4 +187,56 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog): Definit
   });
 
   return problems.length === 0 ? { ok: true, definition: d, problems: [] } : { ok: false, problems };
+}
+
+/**
+ * A definition's size and shape against the limits: JSON nesting depth (walked without
+ * recursion, stopping at the first level past the limit), serialized size and step count.
+ */
+export function definitionLimitProblems(def: unknown, limits: WorkflowLimits = workflowLimits()): DefinitionProblem[] {
+  const depth = jsonDepthBeyond(def, limits.maxNestingDepth);
+  if (depth !== null) {
+    return [{ path: depth, code: 'limit_exceeded', message: `definition nests deeper than ${limits.maxNestingDepth} levels (WORKFLOW_MAX_NESTING_DEPTH)` }];
+  }
+  let bytes: number;
+  try {
+    bytes = utf8Length(JSON.stringify(def) ?? '');
+  } catch {
+    return [{ path: '', code: 'schema', message: 'definition is not JSON' }];
+  }
+  if (bytes > limits.maxDefinitionBytes) {
+    return [{ path: '', code: 'limit_exceeded', message: `definition is ${bytes} bytes as JSON; at most ${limits.maxDefinitionBytes} (WORKFLOW_MAX_DEFINITION_BYTES)` }];
+  }
+  const steps = (def as { steps?: unknown } | null)?.steps;
+  if (Array.isArray(steps) && steps.length > limits.maxSteps) {
+    return [{ path: 'steps', code: 'limit_exceeded', message: `definition has ${steps.length} steps; at most ${limits.maxSteps} (WORKFLOW_MAX_STEPS)` }];
+  }
+  return [];
+}
+
+/** The path of the first value nested deeper than `max` objects/arrays, or null. */
+function jsonDepthBeyond(root: unknown, max: number): string | null {
+  const stack: { v: unknown; depth: number; path: string }[] = [{ v: root, depth: 0, path: '' }];
+  while (stack.length > 0) {
+    const { v, depth, path } = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth + 1 > max) return path;
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, depth: depth + 1, path: `${path}[${i}]` }));
+    else for (const [k, x] of Object.entries(v)) stack.push({ v: x, depth: depth + 1, path: path ? `${path}.${k}` : k });
+  }
+  return null;
+}
+
+function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
 }

@@ -23,13 +23,16 @@ import {
   evaluateCondition,
   evaluateExpression,
   ExpressionError,
+  ExpressionLimitError,
   resolveMapping,
+  withExpressionBudget,
   type ExpressionContext,
   type StepView,
 } from '../definition/expressions.js';
 import { validateInput } from '../definition/input.js';
 import { DEFAULT_STEP_TIMEOUT_MS, type StepDefinition, type WorkflowDefinition } from '../definition/schema.js';
 import { compensationStepIds, validateDefinition } from '../definition/validate.js';
+import { workflowLimits } from '../definition/limits.js';
 import { addMs, backoffDelay, hash32, notBefore } from './timing.js';
 import type {
   ActiveExecution,
@@ -95,10 +98,13 @@ export function expressionContext(state: ExecutionData, extra: { item?: unknown;
 }
 
 const expressionFailure = (e: unknown): StepError => ({
-  code: 'expression_error',
-  message: e instanceof ExpressionError ? e.message : String(e),
+  code: e instanceof ExpressionLimitError ? e.code : e instanceof ForEachLimitError ? 'for_each_limit_exceeded' : 'expression_error',
+  message: e instanceof Error ? e.message : String(e),
   retryable: false,
 });
+
+/** A for_each expression gave more items than WORKFLOW_MAX_FOR_EACH_ITEMS allows. */
+class ForEachLimitError extends Error {}
 
 // ---- decide -----------------------------------------------------------------
 
@@ -115,8 +121,15 @@ function requireStep(state: ExecutionData, stepId: string): StepDefinition {
 
 const isActive = (s: WorkflowExecutionState): s is ActiveExecution => s.status === 'running' || s.status === 'canceling';
 
-/** Decide the events for one command. Pure: time comes from `command.metadata.timestamp`. */
+/**
+ * Decide the events for one command. Pure: time comes from `command.metadata.timestamp`. All
+ * expressions evaluated for one decision share one budget (see withExpressionBudget).
+ */
 export function decideWorkflow(command: WorkflowCommand, state: WorkflowExecutionState): WorkflowEvent[] {
+  return withExpressionBudget(() => decideUnbudgeted(command, state));
+}
+
+function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionState): WorkflowEvent[] {
   const meta = command.metadata;
   const now = meta.timestamp;
   let primary: WorkflowEvent[];
@@ -137,6 +150,7 @@ export function decideWorkflow(command: WorkflowCommand, state: WorkflowExecutio
             input: input.value,
             seed: command.data.seed ?? hash32(command.data.executionId),
             startedAt: now,
+            ...(command.data.lineage ? { lineage: command.data.lineage } : {}),
           },
           metadata: meta,
         },
@@ -461,6 +475,10 @@ function startStep(state: Extract<ActiveExecution, { status: 'running' }>, def: 
   if (!Array.isArray(items)) {
     return failNow(new ExpressionError(def.for_each.items, `for_each.items "${def.for_each.items}" gave ${typeof items}, not a list`));
   }
+  const maxItems = workflowLimits().maxForEachItems;
+  if (items.length > maxItems) {
+    return failNow(new ForEachLimitError(`for_each.items "${def.for_each.items}" gave ${items.length} items; at most ${maxItems} (WORKFLOW_MAX_FOR_EACH_ITEMS)`));
+  }
   return [{ type: 'StepExpanded', data: { stepId: def.id, items }, metadata: meta }];
 }
 
@@ -535,6 +553,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       seed: d.seed,
       startedAt: d.startedAt,
       correlationId: event.metadata.correlationId,
+      ...(d.lineage ? { lineage: d.lineage } : {}),
       steps,
       compensations: {},
     };
@@ -668,6 +687,7 @@ function stripPhase(s: ExecutionData): ExecutionData {
     seed: s.seed,
     startedAt: s.startedAt,
     correlationId: s.correlationId,
+    ...(s.lineage ? { lineage: s.lineage } : {}),
     steps: s.steps,
     compensations: s.compensations,
   };
