@@ -73,7 +73,7 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
     await g?.close();
   });
 
-  it('a stored bad matcher is skipped with a warning: alerts still fire, silences still list', async () => {
+  it('a stored bad matcher is skipped with a warning: alerts still fire, silences still list', async (t) => {
     assert.ok(warnings.some((w) => w.includes('silence matcher skipped') && w.includes(storedBadId)), warnings.join('\n'));
     await monitoring.monitor.ingest([{ metric: rule.metric, labels: { service: longLabel }, ts: Date.now(), value: 10 }]);
     const alert = await alertFor(longLabel);
@@ -85,13 +85,14 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
     assert.ok(list.body.silences.some((s: { id: string }) => s.id === storedBadId));
   });
 
-  it('a catastrophic-backtracking pattern is answered without blocking the event loop (RE2)', async () => {
+  it('a catastrophic-backtracking pattern is answered without blocking the event loop (RE2)', async (t) => {
     // With a backtracking engine `^(?:(a+)+)$` against 40 a's and a "!" takes 2^40 steps.
     const { result, maxMs } = await longestBlockMs(() =>
       send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: '(a+)+', isRegex: true }], comment: 'redos', duration_ms: 60_000 }),
     );
     assert.equal(result.status, 201, JSON.stringify(result.body));
     assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms`);
+    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms`);
     // It is evaluated, and anchored: it does not match the label with the "!".
     assert.equal((await alertFor(longLabel))?.suppressedBy ?? null, null);
     const matching = await send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: '(a+)+!', isRegex: true }], duration_ms: 60_000 });
@@ -99,12 +100,13 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
     assert.equal((await alertFor(longLabel))?.suppressedBy, matching.body.silence.id);
   });
 
-  it('an invalid regex is a 400 naming the field', async () => {
+  it('an invalid regex is a 400 naming the field', async (t) => {
     const { result, maxMs } = await longestBlockMs(() =>
       send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: 'ok' }, { name: 'service', value: '(unclosed', isRegex: true }], duration_ms: 60_000 }),
     );
     assert.equal(result.status, 400);
     assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms`);
+    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms`);
     const errors = result.body.errors as { path: string; message: string }[];
     assert.ok(errors.some((e) => e.path === 'matchers.1.value' && /not a valid RE2 regular expression/.test(e.message)), JSON.stringify(result.body));
     // A plain value with regex characters is fine when it is not a regex.

@@ -34,9 +34,10 @@ export const defaultWorkflowLimits: WorkflowLimits = Object.freeze({
   maxNestingDepth: 32,
   maxDefinitionBytes: 512 * 1024,
   maxForEachItems: 1_000,
-  // ~10-20 ms of evaluation on an idle core: far beyond any sane condition or mapping.
-  expressionMaxCost: 100_000,
-  expressionTimeLimitMs: 50,
+  // A few ms of evaluation on an idle core, and far beyond any sane condition or mapping (a map
+  // over 1,000 items costs ~5,000); the time limit is the net for a loaded machine.
+  expressionMaxCost: 50_000,
+  expressionTimeLimitMs: 25,
   maxSubworkflowDepth: 10,
   maxExecutionsPerRoot: 1_000,
 });

@@ -190,13 +190,18 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: 
 }
 
 /**
- * A definition's size and shape against the limits: JSON nesting depth (walked without
- * recursion, stopping at the first level past the limit), serialized size and step count.
+ * A definition's size and shape against the limits, cheapest first: step count, JSON nesting
+ * depth (never deeper than the limit itself), serialized size. Nothing here allocates per node
+ * unless a limit is exceeded: a refused definition must cost little to refuse.
  */
 export function definitionLimitProblems(def: unknown, limits: WorkflowLimits = workflowLimits()): DefinitionProblem[] {
-  const depth = jsonDepthBeyond(def, limits.maxNestingDepth);
-  if (depth !== null) {
-    return [{ path: depth, code: 'limit_exceeded', message: `definition nests deeper than ${limits.maxNestingDepth} levels (WORKFLOW_MAX_NESTING_DEPTH)` }];
+  const steps = (def as { steps?: unknown } | null)?.steps;
+  if (Array.isArray(steps) && steps.length > limits.maxSteps) {
+    return [{ path: 'steps', code: 'limit_exceeded', message: `definition has ${steps.length} steps; at most ${limits.maxSteps} (WORKFLOW_MAX_STEPS)` }];
+  }
+  const deep = deeperThan(def, limits.maxNestingDepth, 0);
+  if (deep !== null) {
+    return [{ path: formatPath(deep.reverse()), code: 'limit_exceeded', message: `definition nests deeper than ${limits.maxNestingDepth} levels (WORKFLOW_MAX_NESTING_DEPTH)` }];
   }
   let bytes: number;
   try {
@@ -207,22 +212,27 @@ export function definitionLimitProblems(def: unknown, limits: WorkflowLimits = w
   if (bytes > limits.maxDefinitionBytes) {
     return [{ path: '', code: 'limit_exceeded', message: `definition is ${bytes} bytes as JSON; at most ${limits.maxDefinitionBytes} (WORKFLOW_MAX_DEFINITION_BYTES)` }];
   }
-  const steps = (def as { steps?: unknown } | null)?.steps;
-  if (Array.isArray(steps) && steps.length > limits.maxSteps) {
-    return [{ path: 'steps', code: 'limit_exceeded', message: `definition has ${steps.length} steps; at most ${limits.maxSteps} (WORKFLOW_MAX_STEPS)` }];
-  }
   return [];
 }
 
-/** The path of the first value nested deeper than `max` objects/arrays, or null. */
-function jsonDepthBeyond(root: unknown, max: number): string | null {
-  const stack: { v: unknown; depth: number; path: string }[] = [{ v: root, depth: 0, path: '' }];
-  while (stack.length > 0) {
-    const { v, depth, path } = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
-    if (depth + 1 > max) return path;
-    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, depth: depth + 1, path: `${path}[${i}]` }));
-    else for (const [k, x] of Object.entries(v)) stack.push({ v: x, depth: depth + 1, path: path ? `${path}.${k}` : k });
+/**
+ * The path (innermost key first) to a value nested deeper than `max` objects/arrays, or null.
+ * Recursion is bounded by `max` itself: it stops one level past the limit.
+ */
+function deeperThan(v: unknown, max: number, depth: number): PropertyKey[] | null {
+  if (v === null || typeof v !== 'object') return null;
+  if (depth + 1 > max) return [];
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const p = deeperThan(v[i], max, depth + 1);
+      if (p) return (p.push(i), p);
+    }
+    return null;
+  }
+  for (const k in v) {
+    if (!Object.hasOwn(v, k)) continue;
+    const p = deeperThan((v as Record<string, unknown>)[k], max, depth + 1);
+    if (p) return (p.push(k), p);
   }
   return null;
 }
