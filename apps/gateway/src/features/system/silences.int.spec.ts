@@ -7,28 +7,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pino from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { MonitoringStore, startMonitoring, type AlertRule, type RunningMonitoring } from '@switchyard/monitor';
 import { newId, type Logger } from '@switchyard/platform';
+import { longestEventLoopBlock } from '@switchyard/testing';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
 import { SystemFeatureModule } from './system.module.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The longest event-loop block (ms) while `fn` runs (resolution 10 ms: the box is loaded). */
-async function longestBlockMs<T>(fn: () => Promise<T>): Promise<{ result: T; maxMs: number }> {
-  const h = monitorEventLoopDelay({ resolution: 10 });
-  h.enable();
-  try {
-    const result = await fn();
-    await sleep(50); // let a block at the very end be sampled
-    return { result, maxMs: h.max / 1e6 };
-  } finally {
-    h.disable();
-  }
-}
 
 describe('alert silences: regular expressions cannot stall the monitor', () => {
   const tag = newId().replace(/[^a-z0-9]/gi, '').slice(0, 10).toLowerCase();
@@ -87,12 +74,13 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
 
   it('a catastrophic-backtracking pattern is answered without blocking the event loop (RE2)', async (t) => {
     // With a backtracking engine `^(?:(a+)+)$` against 40 a's and a "!" takes 2^40 steps.
-    const { result, maxMs } = await longestBlockMs(() =>
+    const { results: [result], maxMs, tries } = await longestEventLoopBlock(() =>
       send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: '(a+)+', isRegex: true }], comment: 'redos', duration_ms: 60_000 }),
+      { belowMs: 100 },
     );
     assert.equal(result.status, 201, JSON.stringify(result.body));
-    assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms`);
-    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms`);
+    assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
+    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
     // It is evaluated, and anchored: it does not match the label with the "!".
     assert.equal((await alertFor(longLabel))?.suppressedBy ?? null, null);
     const matching = await send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: '(a+)+!', isRegex: true }], duration_ms: 60_000 });
@@ -101,12 +89,13 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
   });
 
   it('an invalid regex is a 400 naming the field', async (t) => {
-    const { result, maxMs } = await longestBlockMs(() =>
+    const { results: [result], maxMs, tries } = await longestEventLoopBlock(() =>
       send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: 'ok' }, { name: 'service', value: '(unclosed', isRegex: true }], duration_ms: 60_000 }),
+      { belowMs: 100 },
     );
     assert.equal(result.status, 400);
-    assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms`);
-    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms`);
+    assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
+    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
     const errors = result.body.errors as { path: string; message: string }[];
     assert.ok(errors.some((e) => e.path === 'matchers.1.value' && /not a valid RE2 regular expression/.test(e.message)), JSON.stringify(result.body));
     // A plain value with regex characters is fine when it is not a regex.

@@ -87,8 +87,9 @@ const limits = { maxAstNodes: 2000, maxDepth: 64, maxListElements: 1000, maxMapE
  * evaluation: `l.map(a, l.map(b, l.map(c, ...)))` over 300 items is 27 million steps in one
  * synchronous call. Every child node is evaluated through its evaluator's `run`, so the guard
  * wraps that one method on our environments' evaluators: one unit per node evaluated (each
- * comprehension iteration evaluates its step node), plus the length of every list produced and
- * of every string (per 16 characters), which bounds `l + l` and `s + s` growth. The budget is
+ * comprehension iteration evaluates its step node), plus the length of every list produced (not
+ * a comprehension's accumulator on each step) and of every string (per 16 characters), which
+ * bounds `l + l` and `s + s` growth. The budget is
  * deterministic (the same definition and input spend the same units, so decisions replay the
  * same); the time limit is a second net for costs the units do not see, checked every 1024
  * units, and only when the process injected a clock (the domain has none of its own).
@@ -130,7 +131,10 @@ function installGuard(env: Environment): void {
     if (++budget.used > budget.max) trip('cost');
     if ((budget.used & 1023) === 0 && budget.clock && budget.clock() > budget.deadline) trip('time');
     const r = (ast as NodeLike).evaluate(this, ast, ctx);
-    if (Array.isArray(r)) budget.used += r.length;
+    // A comprehension's accumulator comes back from every step: charged once, by its steps.
+    if (Array.isArray(r)) {
+      if (r !== (ctx as { accuValue?: unknown } | null)?.accuValue) budget.used += r.length;
+    }
     else if (typeof r === 'string') budget.used += r.length >>> 4;
     return r;
   };

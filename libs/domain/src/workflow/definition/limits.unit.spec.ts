@@ -21,7 +21,7 @@ describe('expression budget', () => {
       (e: unknown) =>
         e instanceof ExpressionLimitError &&
         e.code === 'expression_limit_exceeded' &&
-        /exceeded its cost budget \(100000 units, WORKFLOW_EXPRESSION_MAX_COST\)/.test(e.message),
+        /exceeded its cost budget \(50000 units, WORKFLOW_EXPRESSION_MAX_COST\)/.test(e.message),
     );
   });
 
