@@ -1,5 +1,5 @@
 import { checkExpression, mappingExpressions } from './expressions.js';
-import { formatPath } from './input.js';
+import { formatPath, inputPatternProblems } from './input.js';
 import { workflowLimits, type WorkflowLimits } from './limits.js';
 import { parseUses, workflowDefinitionSchema, type StepDefinition, type WorkflowDefinition } from './schema.js';
 
@@ -179,7 +179,10 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: 
     checkOne(`outputs${path.startsWith('[') ? '' : '.'}${path}`, expression, null, false);
   }
 
-  // 7. Backoff bounds make sense.
+  // 7. Input patterns are RE2 (they are matched with it, in linear time).
+  for (const p of inputPatternProblems(d.input)) add(p.path, 'schema', p.message);
+
+  // 8. Backoff bounds make sense.
   d.steps.forEach((s, i) => {
     if (s.retry && s.retry.backoff.maxMs < s.retry.backoff.initialMs) {
       add(`steps[${i}].retry.backoff.maxMs`, 'schema', 'maxMs must be >= initialMs');
