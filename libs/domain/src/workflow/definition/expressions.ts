@@ -89,14 +89,16 @@ const limits = { maxAstNodes: 2000, maxDepth: 64, maxListElements: 1000, maxMapE
  * wraps that one method on our environments' evaluators: one unit per node evaluated (each
  * comprehension iteration evaluates its step node), plus the length of every list produced (not
  * a comprehension's accumulator on each step) and of every string (per 16 characters), which
- * bounds `l + l` and `s + s` growth. The budget is
- * deterministic (the same definition and input spend the same units, so decisions replay the
- * same); the time limit is a second net for costs the units do not see, checked every 1024
- * units, and only when the process injected a clock (the domain has none of its own).
+ * bounds `l + l` and `s + s` growth. The budget is deterministic (the same definition and
+ * input spend the same units, so decisions replay the same); the time limit is a second net for
+ * costs the units do not see, checked every 1024 nodes, and only when the process injected a
+ * clock (the domain has none of its own).
  * One budget covers one decision (`withExpressionBudget`), however many expressions it evaluates.
  */
 interface Budget {
   used: number;
+  /** Nodes evaluated: paces the clock reads (`used` jumps by list lengths). */
+  nodes: number;
   max: number;
   deadline: number;
   clock: (() => number) | undefined;
@@ -104,7 +106,7 @@ interface Budget {
   tripped: 'cost' | 'time' | null;
   depth: number;
 }
-const budget: Budget = { used: 0, max: Infinity, deadline: Infinity, clock: undefined, limitMs: 0, tripped: null, depth: 0 };
+const budget: Budget = { used: 0, nodes: 0, max: Infinity, deadline: Infinity, clock: undefined, limitMs: 0, tripped: null, depth: 0 };
 
 // One instance, thrown again and again: `exists`/`all` swallow element errors and go on, so once
 // over budget every remaining step throws at once, and must not pay for a fresh stack trace each time.
@@ -129,13 +131,12 @@ function installGuard(env: Environment): void {
   if (!ev || typeof ev.run !== 'function') throw new Error('cel-js evaluator not reachable: the expression budget cannot be installed');
   ev.run = function run(this: EvaluatorLike, ast: unknown, ctx: unknown): unknown {
     if (++budget.used > budget.max) trip('cost');
-    if ((budget.used & 1023) === 0 && budget.clock && budget.clock() > budget.deadline) trip('time');
+    if ((++budget.nodes & 1023) === 0 && budget.clock && budget.clock() > budget.deadline) trip('time');
     const r = (ast as NodeLike).evaluate(this, ast, ctx);
     // A comprehension's accumulator comes back from every step: charged once, by its steps.
     if (Array.isArray(r)) {
       if (r !== (ctx as { accuValue?: unknown } | null)?.accuValue) budget.used += r.length;
-    }
-    else if (typeof r === 'string') budget.used += r.length >>> 4;
+    } else if (typeof r === 'string') budget.used += r.length >>> 4;
     return r;
   };
 }
@@ -148,6 +149,7 @@ export function withExpressionBudget<T>(fn: () => T): T {
   if (budget.depth > 0) return fn();
   const l = workflowLimits();
   budget.used = 0;
+  budget.nodes = 0;
   budget.max = l.expressionMaxCost;
   budget.clock = l.clock;
   budget.limitMs = l.expressionTimeLimitMs;
