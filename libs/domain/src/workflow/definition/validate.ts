@@ -157,10 +157,17 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: 
   });
 
   // 6. Expressions parse, type-check and only read upstream steps.
+  // Each step's upstream set once, not once per expression (a long chain made that quadratic).
+  const upstreams = new Map<string, Set<string>>();
+  const upstreamFor = (stepId: string): Set<string> => {
+    let u = upstreams.get(stepId);
+    if (!u) upstreams.set(stepId, (u = upstreamOf(d, stepId)));
+    return u;
+  };
   const checkOne = (path: string, expression: string, stepId: string | null, allowItem: boolean) => {
     const r = checkExpression(expression, { allowItem });
     if (!r.ok) add(path, 'bad_expression', `bad expression "${expression}": ${r.message}`);
-    const upstream = stepId === null ? ids : upstreamOf(d, stepId);
+    const upstream = stepId === null ? ids : upstreamFor(stepId);
     for (const ref of r.stepRefs) {
       if (!ids.has(ref)) add(path, 'bad_expression', `expression "${expression}" reads unknown step "${ref}"`);
       else if (!upstream.has(ref)) {
