@@ -310,19 +310,51 @@ export function mappingExpressions(value: unknown, path = ''): { path: string; e
 }
 
 // Parsed expressions are cached: definitions are re-evaluated on every decision.
-const cache = new Map<string, (ctx: Record<string, unknown>) => unknown>();
-function compiled(expr: string, withItem: boolean): (ctx: Record<string, unknown>) => unknown {
+interface Compiled {
+  readonly run: (ctx: Record<string, unknown>) => unknown;
+  /** The steps read as `steps.<id>` / `steps["<id>"]`; null when `steps` is used any other way. */
+  readonly stepRefs: readonly string[] | null;
+}
+const cache = new Map<string, Compiled>();
+function compiled(expr: string, withItem: boolean): Compiled {
   const key = `${withItem ? 'i' : 'p'}:${expr}`;
-  let fn = cache.get(key);
-  if (!fn) {
+  let c = cache.get(key);
+  if (!c) {
     const env = withItem ? envItem : envPlain;
     const parsed = env.parse(expr);
+    const usage = { refs: new Set<string>(), dynamic: false };
+    stepsUsage(parsed.ast, usage);
     useRe2(parsed.ast);
-    fn = (ctx) => parsed(ctx);
+    c = { run: (ctx) => parsed(ctx), stepRefs: usage.dynamic ? null : [...usage.refs] };
     if (cache.size > 5000) cache.clear();
-    cache.set(key, fn);
+    cache.set(key, c);
   }
-  return fn;
+  return c;
+}
+
+/** How an expression reads `steps`: only by literal ids (then only those need converting), or otherwise. */
+function stepsUsage(node: unknown, out: { refs: Set<string>; dynamic: boolean }): void {
+  if (Array.isArray(node)) {
+    for (const n of node) stepsUsage(n, out);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const n = node as { op?: string; args?: unknown };
+  if (n.op === 'id' && n.args === 'steps') {
+    out.dynamic = true;
+    return;
+  }
+  if ((n.op === '.' || n.op === '.?' || n.op === '[]' || n.op === '[?]') && Array.isArray(n.args)) {
+    const [target, key] = n.args as [{ op?: string; args?: unknown } | null, unknown];
+    if (target && target.op === 'id' && target.args === 'steps') {
+      const lit = typeof key === 'string' ? key : key && typeof key === 'object' && (key as { op?: string }).op === 'value' ? (key as { args?: unknown }).args : undefined;
+      if (typeof lit === 'string') out.refs.add(lit);
+      else out.dynamic = true;
+      if (key && typeof key === 'object') stepsUsage(key, out);
+      return;
+    }
+  }
+  stepsUsage(n.args, out);
 }
 
 /** JSON value -> CEL value: whole numbers become `int` (bigint) so `== 1` and `+ 1` behave. */
@@ -357,8 +389,29 @@ function fromCel(v: unknown): unknown {
   return v;
 }
 
-function celContext(ctx: ExpressionContext): Record<string, unknown> {
-  const c: Record<string, unknown> = { input: toCel(ctx.input ?? {}), steps: toCel(ctx.steps), execution: toCel(ctx.execution ?? {}) };
+// Converted values by the (immutable) object they came from: a decision evaluates many
+// expressions against the same input and step views, and converting them all for each one made
+// starting 500 parallel steps quadratic (seconds). cel-js only reads context values.
+const celOf = new WeakMap<object, unknown>();
+function toCelCached(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return toCel(v);
+  let c = celOf.get(v);
+  if (c === undefined) {
+    c = toCel(v);
+    celOf.set(v, c);
+  }
+  return c;
+}
+
+/** The CEL context; `stepRefs` (when known) limits `steps` to the ones the expression reads. */
+function celContext(ctx: ExpressionContext, stepRefs: readonly string[] | null): Record<string, unknown> {
+  const steps: Record<string, unknown> = {};
+  if (stepRefs) {
+    for (const id of stepRefs) if (Object.hasOwn(ctx.steps, id)) steps[id] = toCelCached(ctx.steps[id]);
+  } else {
+    for (const [id, view] of Object.entries(ctx.steps)) steps[id] = toCelCached(view);
+  }
+  const c: Record<string, unknown> = { input: toCelCached(ctx.input ?? {}), steps, execution: toCel(ctx.execution ?? {}) };
   if ('item' in ctx) c['item'] = toCel(ctx.item ?? null);
   if ('index' in ctx) c['index'] = BigInt(ctx.index ?? 0);
   return c;
@@ -372,7 +425,8 @@ export function evaluateExpression(source: string, ctx: ExpressionContext): unkn
     if (budget.tripped) throw limitError(expr);
     let value: unknown;
     try {
-      value = compiled(expr, 'item' in ctx)(celContext(ctx));
+      const c = compiled(expr, 'item' in ctx);
+      value = c.run(celContext(ctx, c.stepRefs));
     } catch (e) {
       if (budget.tripped) throw limitError(expr);
       throw new ExpressionError(expr, `expression "${expr}" failed: ${firstLine(e).replaceAll(RE2_MATCHES, 'matches')}`);

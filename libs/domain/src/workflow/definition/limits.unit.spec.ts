@@ -175,3 +175,24 @@ describe('input schema patterns (RE2, not zod\'s backtracking RegExp)', () => {
     assert.match(v.problems[0]!.message, /not a valid RE2 regular expression/);
   });
 });
+
+describe('expression context: only the steps an expression names are converted', () => {
+  const view = (status: string, output: unknown) => ({ status, output, error: null });
+  const c = { input: { k: 'b' }, steps: { a: view('succeeded', { n: 1 }), b: view('failed', null) } };
+
+  it('literal references, dynamic ones and whole-map uses all see the steps', () => {
+    assert.equal(evaluateExpression('steps.a.output.n + 1', c), 2);
+    assert.equal(evaluateExpression('steps["b"].status', c), 'failed');
+    assert.equal(evaluateExpression('steps[input.k].status', c), 'failed');
+    assert.equal(evaluateExpression('size(steps)', c), 2);
+    assert.equal(evaluateExpression('steps.exists(id, steps[id].status == "failed")', c), true);
+    assert.throws(() => evaluateExpression('steps.zz.status', c), /zz/);
+  });
+
+  it('500 parallel steps start in one decision, each with its own mapping', () => {
+    const steps = Array.from({ length: 500 }, (_, i) => ({ id: `s${i}`, uses: 'agent:revenue_analysis', with: { a: '${{ input.a }}', i } }));
+    const events = history(cmd.start({ id: 'wide', version: 1, name: 'wide', input: { type: 'object', properties: { a: { type: 'string' } } }, steps }, { a: 'x' }));
+    assert.equal(events.length, 501);
+    assert.deepEqual(events.at(-1)!.data, { ...(events.at(-1)!.data as object), stepId: 's499', input: { a: 'x', i: 499 } });
+  });
+});

@@ -76,16 +76,37 @@ function unitOf(state: ExecutionData, ref: UnitRef): UnitState | undefined {
   return step.units[ref.itemIndex ?? 0];
 }
 
+// One view per (immutable) step state, so the expression layer can reuse its conversion of it.
+const stepViews = new WeakMap<StepState, StepView>();
+function viewOf(s: StepState): StepView {
+  let v = stepViews.get(s);
+  if (!v) {
+    v = { status: s.status, output: s.output ?? null, error: s.error ? { code: s.error.code, message: s.error.message } : null };
+    stepViews.set(s, v);
+  }
+  return v;
+}
+
+// A read-only record of views over one (immutable) steps record, built on access: an expression
+// reads a few steps, and building all the views for each of 500 steps starting was quadratic.
+const viewRecords = new WeakMap<object, Readonly<Record<string, StepView>>>();
+function viewsOf(steps: Readonly<Record<string, StepState>>): Readonly<Record<string, StepView>> {
+  let r = viewRecords.get(steps);
+  if (!r) {
+    r = new Proxy(steps, {
+      get: (t, k) => (typeof k === 'string' && Object.hasOwn(t, k) ? viewOf(t[k]!) : undefined),
+      set: () => false,
+      deleteProperty: () => false,
+      defineProperty: () => false,
+    }) as unknown as Readonly<Record<string, StepView>>;
+    viewRecords.set(steps, r);
+  }
+  return r;
+}
+
 /** What expressions see: every step's status, output and error. */
 export function expressionContext(state: ExecutionData, extra: { item?: unknown; index?: number } = {}): ExpressionContext {
-  const steps: Record<string, StepView> = {};
-  for (const [id, s] of Object.entries(state.steps)) {
-    steps[id] = {
-      status: s.status,
-      output: s.output ?? null,
-      error: s.error ? { code: s.error.code, message: s.error.message } : null,
-    };
-  }
+  const steps = viewsOf(state.steps);
   const execution = {
     id: state.executionId,
     definition_id: state.definition.id,
