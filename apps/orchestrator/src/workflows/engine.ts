@@ -674,17 +674,17 @@ export class WorkflowEngine {
       await this.record(a, { ok: false, error: { code: 'subworkflow_depth_exceeded', message, retryable: false } });
       return;
     }
-    if (!(await this.joinTree(childId, rootExecutionId, a.executionId, depth, limits.maxExecutionsPerRoot))) {
-      const message = `root execution ${rootExecutionId} already has ${limits.maxExecutionsPerRoot} sub-workflow executions (WORKFLOW_MAX_EXECUTIONS_PER_ROOT)`;
-      this.log.warn({ executionId: a.executionId, rootExecutionId, correlationId: a.correlationId }, 'sub-workflow executions-per-root limit reached');
-      await this.record(a, { ok: false, error: { code: 'subworkflow_limit_exceeded', message, retryable: false } });
-      return;
-    }
     let def;
     try {
       def = (await this.definitions.get(a.target.definitionId)).definition;
     } catch (err) {
       await this.record(a, { ok: false, error: { code: 'not_found', message: (err as Error).message, retryable: false } });
+      return;
+    }
+    if (!(await this.joinTree(childId, rootExecutionId, a.executionId, depth, limits.maxExecutionsPerRoot))) {
+      const message = `root execution ${rootExecutionId} already has ${limits.maxExecutionsPerRoot} sub-workflow executions (WORKFLOW_MAX_EXECUTIONS_PER_ROOT)`;
+      this.log.warn({ executionId: a.executionId, rootExecutionId, correlationId: a.correlationId }, 'sub-workflow executions-per-root limit reached');
+      await this.record(a, { ok: false, error: { code: 'subworkflow_limit_exceeded', message, retryable: false } });
       return;
     }
     const input = a.input && typeof a.input === 'object' && !Array.isArray(a.input) ? a.input : {};
