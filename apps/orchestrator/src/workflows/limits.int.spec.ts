@@ -90,15 +90,17 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
   });
 
   it('cancelling the root cancels its whole tree, and it converges', async () => {
-    applyWorkflowLimits({ maxSubworkflowDepth: 1_000 });
-    await mutual('ping_c', 'pong_c', true);
+    // No depth limit to speak of, and children start as fast as the engine can: only the cancel
+    // can stop this tree before the per-root cap (which would end it failed, not canceled).
+    applyWorkflowLimits({ maxSubworkflowDepth: 1_000, maxExecutionsPerRoot: 300 });
+    await mutual('ping_c', 'pong_c', false);
     const { executionId: root } = await startExecution(store, { definition: (await engine.definitions.get('ping_c')).definition, input: {}, correlationId: newId() });
     await until('the tree is three deep', async () => (await tree(root)).some((m) => m.depth >= 3), 20_000);
     await cancelExecution(store, root, { reason: 'stop the bomb', correlationId: newId() });
     const running = async () => {
       const ids = [root, ...(await tree(root)).map((m) => m.execution_id)];
       const states = await Promise.all(ids.map(async (id) => (await loadExecution(store, id)).state));
-      return { total: ids.length, running: states.filter((s) => s.status !== 'not_started' && !isTerminal(s)).length };
+      return { total: ids.length, running: states.filter((s) => s.status !== 'not_started' && !isTerminal(s)).length, states };
     };
     await until('no execution of the tree is running', async () => (await running()).running === 0, 30_000);
     const before = await running();
@@ -108,7 +110,10 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
     assert.equal(after.total, before.total, 'no execution was added to the tree after it stopped');
     assert.equal(after.running, 0);
     assert.equal((await loadExecution(store, root)).state.status, 'canceled');
-    assert.ok(before.total < 30, `the cancel caught the tree early (${before.total} executions)`);
+    // The cancel ended it, not the cap: every execution of the tree ended canceled.
+    assert.ok(after.total < 300, `the cancel caught the tree before the cap (${after.total} executions)`);
+    assert.deepEqual([...new Set(after.states.map((s) => s.status))], ['canceled']);
+    applyWorkflowLimits({ maxSubworkflowDepth: defaultWorkflowLimits.maxSubworkflowDepth, maxExecutionsPerRoot: defaultWorkflowLimits.maxExecutionsPerRoot });
   });
 
   it('a fan-out of sub-workflows stops at the executions-per-root limit', async () => {
