@@ -2,12 +2,13 @@ import pg from 'pg';
 import { z } from 'zod';
 import { AppError, createLogger, newId, type Logger } from '@switchyard/platform';
 import {
-  decideAlerting, dueSilences, evolveAlerting, initialAlertingState,
+  decideAlerting, dueSilences, evolveAlerting, initialAlertingState, invalidMatchers,
   type AlertingCommand, type AlertingEvent, type AlertingState, type Matcher, type Silence,
 } from './domain/alerts.js';
 import { decideHealth, evolveHealth, healthPolicySchema, initialServiceHealth, type HealthEvent, type ServiceHealth } from './domain/health.js';
 import { availabilityReport, type AvailabilityWindow, type WindowAvailability } from './domain/availability.js';
 import { computeTrend, type Trend } from './domain/trends.js';
+import { matcherRegexProblem } from './domain/matcher-regex.js';
 import { alertRuleSchema, defaultAlertRules, metricNames, ruleMatches, severitySchema, type AlertRule, type Labels, type Severity } from './domain/rules.js';
 import { Sampler, type Sample, type SamplerOptions } from './sampler.js';
 import { MonitoringStore, defaultRetention, type AlertRow, type Resolution, type ServiceRow } from './store.js';
@@ -75,7 +76,12 @@ export interface NewSilence {
   readonly endsAt: number;
 }
 
-const matcherSchema = z.object({ name: z.string().min(1), value: z.string(), isRegex: z.boolean().optional(), isEqual: z.boolean().optional() });
+const matcherSchema = z
+  .object({ name: z.string().min(1), value: z.string().max(1_000), isRegex: z.boolean().optional(), isEqual: z.boolean().optional() })
+  .superRefine((m, ctx) => {
+    const problem = m.isRegex ? matcherRegexProblem(m.value) : null;
+    if (problem) ctx.addIssue({ code: 'custom', path: ['value'], message: problem });
+  });
 const newSilenceSchema = z.object({
   matchers: z.array(matcherSchema).min(1),
   createdBy: z.string().min(1),
@@ -130,8 +136,18 @@ export class Monitor {
     if (this.loaded) return;
     await this.store.migrate();
     this.alerting = await this.store.loadAlertingState();
+    this.warnAboutBadMatchers();
     for (const [service, h] of await this.store.loadHealthStates()) this.health.set(service, h);
     this.loaded = true;
+  }
+
+  /** Silences stored with a regex that does not compile suppress nothing (see matcherMatches): say so. */
+  private warnAboutBadMatchers(): void {
+    for (const s of Object.values(this.alerting.silences)) {
+      for (const bad of invalidMatchers(s)) {
+        this.log.warn({ silenceId: s.id, matcherIndex: bad.index, matcherName: bad.matcher.name, pattern: bad.matcher.value, problem: bad.problem }, 'silence matcher skipped: its regex is not valid, so the silence suppresses nothing');
+      }
+    }
   }
 
   /** init(), then run sampling, probes and maintenance on their intervals until stop(). */

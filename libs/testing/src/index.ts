@@ -1,3 +1,4 @@
 export * from './infra.js';
 export * from './decider-spec.js';
 export * from './until.js';
+export * from './event-loop.js';

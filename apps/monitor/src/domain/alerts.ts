@@ -1,5 +1,6 @@
 import { AppError } from '@switchyard/platform';
 import { alertLabels, compare, fingerprint, type AlertRule, type Labels, type Severity } from './rules.js';
+import { matcherRegexProblem, matchesWhole } from './matcher-regex.js';
 
 /**
  * Alerting as a decider (Alertmanager-like): each alert, keyed by fingerprint (rule id +
@@ -26,10 +27,26 @@ export interface Silence {
   readonly endsAt: number;
 }
 
+/**
+ * Whether one matcher matches (regexes are RE2, anchored, linear time). A matcher whose regex is
+ * not valid never matches, `isEqual: false` or not, so its silence suppresses nothing: input is
+ * validated, but a bad matcher stored before must not silence everything nor stop evaluation.
+ */
 export function matcherMatches(m: Matcher, labels: Labels): boolean {
   const actual = labels[m.name] ?? '';
-  const hit = m.isRegex ? new RegExp(`^(?:${m.value})$`).test(actual) : actual === m.value;
+  const hit = m.isRegex ? matchesWhole(m.value, actual) : actual === m.value;
+  if (hit === null) return false;
   return (m.isEqual ?? true) ? hit : !hit;
+}
+
+/** The matchers of a silence whose regex is not valid, with why (the Monitor warns about them). */
+export function invalidMatchers(s: Pick<Silence, 'matchers'>): { index: number; matcher: Matcher; problem: string }[] {
+  const out: { index: number; matcher: Matcher; problem: string }[] = [];
+  s.matchers.forEach((matcher, index) => {
+    const problem = matcher.isRegex ? matcherRegexProblem(matcher.value) : null;
+    if (problem) out.push({ index, matcher, problem });
+  });
+  return out;
 }
 
 /** A silence is active at `at` in [startsAt, endsAt) and matches when all matchers match. */

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppError } from '@switchyard/platform';
 import {
-  decideAlerting, dueSilences, evolveAlerting, initialAlertingState, shouldNotify,
+  decideAlerting, dueSilences, evolveAlerting, initialAlertingState, invalidMatchers, matcherMatches, shouldNotify,
   type AlertingCommand, type AlertingEvent, type AlertingState,
 } from './alerts.js';
 import { alertLabels, defaultAlertRules, fingerprint, type AlertRule } from './rules.js';
@@ -159,5 +159,35 @@ describe('silences', () => {
     const added = run([add(silence('s', 0, 10), 0)]).events;
     given(added).when(add(silence('s', 0, 10), 0)).thenThrows('conflict');
     given([]).when({ type: 'ExpireSilence', data: { silenceId: 'zz', actor: 'a' }, metadata: { at: 0 } }).thenThrows('not_found');
+  });
+});
+
+describe('silence matcher regexes (RE2, linear time)', () => {
+  const badSilence = (id: string, isEqual?: boolean) => ({
+    id, matchers: [{ name: 'host', value: '(unclosed', isRegex: true, ...(isEqual === undefined ? {} : { isEqual }) }], createdBy: 'x', comment: '', startsAt: 0, endsAt: 1_000_000,
+  });
+  const addAt = (s: ReturnType<typeof badSilence>, at: number): AlertingCommand => ({ type: 'AddSilence', data: { silence: s }, metadata: { at } });
+
+  it('a stored matcher whose regex does not compile never throws and suppresses nothing (even as "does not match")', () => {
+    // Loaded from the store, as a silence written before input validation existed would be.
+    const state: AlertingState = { alerts: {}, silences: { bad: badSilence('bad'), worse: badSilence('worse', false) } };
+    const { events } = run([evalAt(95, 10, { ...rule, for_ms: 0 })], state);
+    assert.deepEqual(events.map((e) => e.type), ['AlertPending', 'AlertFiring']);
+    assert.ok(shouldNotify(events.at(-1)!));
+    assert.equal(invalidMatchers(badSilence('b'))[0]?.index, 0);
+    assert.match(invalidMatchers(badSilence('b'))[0]!.problem, /not a valid RE2 regular expression/);
+  });
+
+  it('alert evaluation goes on with a bad silence added through the decider too', () => {
+    const { events } = run([addAt(badSilence('b'), 0), evalAt(95, 10, { ...rule, for_ms: 0 }), evalAt(10, 20, { ...rule, for_ms: 0 })]);
+    assert.deepEqual(events.map((e) => e.type), ['SilenceAdded', 'AlertPending', 'AlertFiring', 'AlertResolved']);
+  });
+
+  it('a catastrophic-backtracking pattern is matched in linear time, anchored on the whole value', () => {
+    const evil = { name: 'host', value: '(a+)+$', isRegex: true };
+    assert.equal(matcherMatches(evil, { host: `${'a'.repeat(50_000)}!` }), false);
+    assert.equal(matcherMatches(evil, { host: 'aaaa' }), true);
+    assert.equal(matcherMatches({ name: 'host', value: 'a|b', isRegex: true }, { host: 'ab' }), false);
+    assert.deepEqual(invalidMatchers({ matchers: [evil] }), []);
   });
 });

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { SUBJECT_ROOT, serviceSubject, subjectToken } from '@switchyard/contracts';
 import { alertRuleSchema, severitySchema } from '../domain/rules.js';
+import { matcherRegexProblem } from '../domain/matcher-regex.js';
 import { trendWindows } from '../monitor.js';
 
 export const MONITOR_SERVICE_NAME = 'monitor';
@@ -44,11 +45,17 @@ export const availabilityRequest = z.object({ service: z.string().min(1).max(200
 export const alertStateSchema = z.enum(['pending', 'firing', 'resolved']);
 export const alertsRequest = z.object({ state: alertStateSchema.optional(), severity: severitySchema.optional() }).default({});
 export const resolveAlertRequest = z.object({ id: z.string().min(1).max(64), actor: z.string().min(1).max(200), reason: z.string().trim().min(1).max(2_000) });
-export const matcherSchema = z.object({
+/** A matcher as stored and listed (a bad regex stored before validation existed still lists). */
+export const storedMatcherSchema = z.object({
   name: z.string().min(1).max(200),
   value: z.string().max(1_000),
   isRegex: z.boolean().optional(),
   isEqual: z.boolean().optional(),
+});
+/** A matcher as sent: a regex must be valid RE2 (400 naming `matchers[i].value` otherwise). */
+export const matcherSchema = storedMatcherSchema.superRefine((m, ctx) => {
+  const problem = m.isRegex ? matcherRegexProblem(m.value) : null;
+  if (problem) ctx.addIssue({ code: 'custom', path: ['value'], message: problem });
 });
 export const addSilenceRequest = z.object({
   matchers: z.array(matcherSchema).min(1).max(50),
@@ -154,7 +161,7 @@ export const resolveAlertReply = z.object({ alert: alertJsonSchema });
 
 export const silenceJsonSchema = z.object({
   id: z.string(),
-  matchers: z.array(matcherSchema),
+  matchers: z.array(storedMatcherSchema),
   createdBy: z.string(),
   comment: z.string(),
   startsAt: z.number(),

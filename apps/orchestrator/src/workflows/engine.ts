@@ -12,6 +12,7 @@ import {
   unitKey,
   workflowExecutionDecider,
   workflowExecutionStream,
+  workflowLimits,
   type CommandMetadata,
   type DispatchAction,
   type StopAction,
@@ -20,6 +21,7 @@ import {
   type WorkflowCommand,
   type WorkflowEvent,
   type WorkflowExecutionState,
+  type WorkflowLimits,
 } from '@switchyard/domain';
 import { isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
 import { DefinitionStore } from './definitions.js';
@@ -27,6 +29,7 @@ import { executeRemote, stopRemote, type ExecutorSubjects, type StepOutcome } fr
 import { PartitionLeases, partitionOf } from './partitions.js';
 import { workflowExecutionsProjection } from './projection.js';
 import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
+import { applyWorkflowLimits } from './limits.js';
 
 export const EXECUTION_STREAM_PREFIX = workflowExecutionStream('');
 const ACTOR = 'system:orchestrator';
@@ -69,6 +72,8 @@ export interface WorkflowEngineOptions {
   readonly stop?: (s: StopAction) => Promise<void>;
   /** Subjects of the MCP connectors and the task service (default the production ones). */
   readonly subjects?: ExecutorSubjects;
+  /** Override limits from the environment (WORKFLOW_MAX_*; tests). They apply to the whole process. */
+  readonly limits?: Partial<WorkflowLimits>;
 }
 
 export interface WorkflowEngineStats {
@@ -166,6 +171,7 @@ export class WorkflowEngine {
   );
 
   constructor(private readonly o: WorkflowEngineOptions) {
+    applyWorkflowLimits(o.limits);
     this.memberId = o.memberId ?? `engine-${randomUUID().slice(0, 8)}`;
     this.partitions = o.partitions ?? 16;
     this.sagaConcurrency = o.sagaConcurrency ?? 32;
@@ -658,6 +664,16 @@ export class WorkflowEngine {
     if (a.target.kind !== 'workflow') return;
     const childId = WorkflowEngine.childExecutionId(a.idempotencyKey);
     const parent: ParentRef = { executionId: a.executionId, ...ref, attempt: a.attempt };
+    // Bounds on the tree (a workflow starting itself through another one would never end).
+    const limits = workflowLimits();
+    const depth = (a.depth ?? 0) + 1;
+    const rootExecutionId = a.rootExecutionId ?? a.executionId;
+    if (depth > limits.maxSubworkflowDepth) {
+      const message = `sub-workflow "${a.target.definitionId}" would run at depth ${depth}; at most ${limits.maxSubworkflowDepth} (WORKFLOW_MAX_SUBWORKFLOW_DEPTH)`;
+      this.log.warn({ executionId: a.executionId, rootExecutionId, depth, correlationId: a.correlationId }, 'sub-workflow depth limit reached');
+      await this.record(a, { ok: false, error: { code: 'subworkflow_depth_exceeded', message, retryable: false } });
+      return;
+    }
     let def;
     try {
       def = (await this.definitions.get(a.target.definitionId)).definition;
@@ -665,12 +681,18 @@ export class WorkflowEngine {
       await this.record(a, { ok: false, error: { code: 'not_found', message: (err as Error).message, retryable: false } });
       return;
     }
+    if (!(await this.joinTree(childId, rootExecutionId, a.executionId, depth, limits.maxExecutionsPerRoot))) {
+      const message = `root execution ${rootExecutionId} already has ${limits.maxExecutionsPerRoot} sub-workflow executions (WORKFLOW_MAX_EXECUTIONS_PER_ROOT)`;
+      this.log.warn({ executionId: a.executionId, rootExecutionId, correlationId: a.correlationId }, 'sub-workflow executions-per-root limit reached');
+      await this.record(a, { ok: false, error: { code: 'subworkflow_limit_exceeded', message, retryable: false } });
+      return;
+    }
     const input = a.input && typeof a.input === 'object' && !Array.isArray(a.input) ? a.input : {};
     let r;
     try {
       r = await runWorkflowCommandOnNewStream(this.o.store, childId, {
         type: 'StartWorkflow',
-        data: { executionId: childId, definition: def, input },
+        data: { executionId: childId, definition: def, input, lineage: { rootExecutionId, parentExecutionId: a.executionId, depth } },
         metadata: { ...this.meta(a.correlationId), causationId: a.idempotencyKey, parent } as CommandMetadata,
       });
     } catch (err) {
@@ -681,7 +703,59 @@ export class WorkflowEngine {
       throw err;
     }
     // Already over (a re-dispatch after the child ended): report now.
-    if (isTerminal(r.state)) await this.notifyParent(parent, r.state);
+    if (isTerminal(r.state)) {
+      await this.notifyParent(parent, r.state);
+      return;
+    }
+    // A cancel of the parent appended before the child existed found nothing to cancel (stopUnits):
+    // look again now that it exists. Either the cancel came after this read, and then its stop
+    // reaches the child, or this read sees it.
+    if (!(await this.parentStillWaits(a, ref))) {
+      try {
+        await runWorkflowCommand(this.o.store, childId, { type: 'RequestCancel', data: { reason: 'parent is no longer running' }, metadata: this.meta(a.correlationId) });
+      } catch (err) {
+        if (!(isAppError(err) && (err.code === 'not_found' || err.code === 'illegal_state'))) throw err;
+      }
+    }
+  }
+
+  /**
+   * Count a sub-workflow execution against its root: false when the root has its maximum. One
+   * root's reservations are serialised (advisory lock), so concurrent starts cannot overshoot; a
+   * re-dispatch of the same child finds its row and is let through.
+   */
+  private async joinTree(childId: string, rootId: string, parentId: string, depth: number, max: number): Promise<boolean> {
+    const client = await this.o.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(`select pg_advisory_xact_lock(hashtextextended($1, 0))`, [`workflow-tree:${rootId}`]);
+      const known = await client.query(`select 1 from ${WORKFLOW_SCHEMA}.execution_tree where execution_id = $1`, [childId]);
+      let ok = known.rowCount === 1;
+      if (!ok) {
+        const n = await client.query<{ n: string }>(`select count(*) as n from ${WORKFLOW_SCHEMA}.execution_tree where root_id = $1`, [rootId]);
+        ok = Number(n.rows[0]!.n) < max;
+        if (ok) {
+          await client.query(`insert into ${WORKFLOW_SCHEMA}.execution_tree (execution_id, root_id, parent_id, depth) values ($1, $2, $3, $4)`, [childId, rootId, parentId, depth]);
+        }
+      }
+      await client.query('commit');
+      return ok;
+    } catch (err) {
+      await client.query('rollback').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Whether the parent still runs and still waits on this unit (read from the store, not the cache). */
+  private async parentStillWaits(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): Promise<boolean> {
+    const c = this.cache.get(a.executionId);
+    let state = c ? c.state : workflowExecutionDecider.initialState;
+    const newer = await this.o.store.readStream(workflowExecutionStream(a.executionId), c ? { fromRevision: c.revision + 1 } : {});
+    for (const e of newer) state = workflowExecutionDecider.evolve(state, toEvent(e));
+    const u = unitIn(state, ref);
+    return state.status === 'running' && u?.phase === 'dispatched' && u.attempt === a.attempt;
   }
 
   // ---- timers -------------------------------------------------------------------------

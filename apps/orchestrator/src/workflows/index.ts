@@ -21,3 +21,4 @@ export {
 export { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
 export { loadExecution, runWorkflowCommand, isTerminal, type WorkflowCommandResult } from './command.js';
 export { startExecution, cancelExecution, waitForExecution, executionEvents, executionResult, type StartRequest } from './api.js';
+export { applyWorkflowLimits, workflowLimitsFromEnv, workflowLimitsEnvSchema } from './limits.js';

@@ -23,6 +23,11 @@ create index if not exists active_by_partition on ${WORKFLOW_SCHEMA}.active_exec
 -- The saga's checkpoint in $all, one per partition (only the partition's owner moves it).
 create table if not exists ${WORKFLOW_SCHEMA}.saga_checkpoints (
   partition int primary key, position bigint not null, updated_at timestamptz not null default now());
+-- Sub-workflow executions by root: what WORKFLOW_MAX_EXECUTIONS_PER_ROOT counts.
+create table if not exists ${WORKFLOW_SCHEMA}.execution_tree (
+  execution_id text primary key, root_id text not null, parent_id text not null, depth int not null,
+  created_at timestamptz not null default now());
+create index if not exists execution_tree_by_root on ${WORKFLOW_SCHEMA}.execution_tree (root_id);
 -- Live engine processes (heartbeats): how many share the partitions.
 create table if not exists ${WORKFLOW_SCHEMA}.engine_members (
   member_id text primary key, heartbeat_at timestamptz not null, started_at timestamptz not null default now());

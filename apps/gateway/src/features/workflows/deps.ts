@@ -2,6 +2,7 @@
 import { AppError } from '@switchyard/platform';
 import { validateDefinition, type ToolCatalog, type WorkflowDefinition } from '@switchyard/domain';
 export {
+  applyWorkflowLimits,
   buildCatalog,
   DefinitionStore,
   ensureWorkflowSchema,

@@ -5,6 +5,7 @@ import type { Pool } from 'pg';
 import { AppError, type Logger } from '@switchyard/platform';
 import type { EventStore } from '@switchyard/event-store';
 import {
+  applyWorkflowLimits,
   buildCatalog,
   DefinitionStore,
   ensureWorkflowSchema,
@@ -40,6 +41,8 @@ export class WorkflowsService implements OnModuleInit {
     @Inject(LOGGER) logger: Logger,
     private readonly commands: CommandBus,
   ) {
+    // Definition size/steps/for_each/expression limits of this process (WORKFLOW_MAX_*, see the orchestrator's limits.ts).
+    applyWorkflowLimits();
     this.definitions = new DefinitionStore(pool);
     this.log = logger.child({ component: 'workflows-feature' });
   }

@@ -27,6 +27,8 @@
  *    (registered below) so `steps.a.output.total * 1.2` works. Results come back as JSON numbers.
  */
 import { Environment, type ASTNode } from '@marcbachmann/cel-js';
+import { RE2JS } from 're2js';
+import { workflowLimits } from './limits.js';
 
 /** Raised when an expression does not parse, does not type-check, or fails while evaluating. */
 export class ExpressionError extends Error {
@@ -36,6 +38,15 @@ export class ExpressionError extends Error {
   ) {
     super(message);
     this.name = 'ExpressionError';
+  }
+}
+
+/** Raised when one decision's expressions spend more than their cost budget or time limit. */
+export class ExpressionLimitError extends ExpressionError {
+  readonly code = 'expression_limit_exceeded';
+  constructor(expression: string, message: string) {
+    super(expression, message);
+    this.name = 'ExpressionLimitError';
   }
 }
 
@@ -71,6 +82,121 @@ const EMBEDDED = /\$\{\{([\s\S]*?)\}\}/g;
 
 const limits = { maxAstNodes: 2000, maxDepth: 64, maxListElements: 1000, maxMapEntries: 1000, maxCallArguments: 32 };
 
+/**
+ * The evaluation budget. cel-js (8.0) has parse-time limits only (above), nothing that bounds
+ * evaluation: `l.map(a, l.map(b, l.map(c, ...)))` over 300 items is 27 million steps in one
+ * synchronous call. Every child node is evaluated through its evaluator's `run`, so the guard
+ * wraps that one method on our environments' evaluators: one unit per node evaluated (each
+ * comprehension iteration evaluates its step node), plus the length of every list produced (not
+ * a comprehension's accumulator on each step) and of every string (per 16 characters), which
+ * bounds `l + l` and `s + s` growth. The budget is deterministic (the same definition and
+ * input spend the same units, so decisions replay the same); the time limit is a second net for
+ * costs the units do not see, checked every 1024 nodes, and only when the process injected a
+ * clock (the domain has none of its own).
+ * One budget covers one decision (`withExpressionBudget`), however many expressions it evaluates.
+ */
+interface Budget {
+  used: number;
+  /** Nodes evaluated: paces the clock reads (`used` jumps by list lengths). */
+  nodes: number;
+  max: number;
+  deadline: number;
+  clock: (() => number) | undefined;
+  limitMs: number;
+  tripped: 'cost' | 'time' | null;
+  depth: number;
+}
+const budget: Budget = { used: 0, nodes: 0, max: Infinity, deadline: Infinity, clock: undefined, limitMs: 0, tripped: null, depth: 0 };
+
+// One instance, thrown again and again: `exists`/`all` swallow element errors and go on, so once
+// over budget every remaining step throws at once, and must not pay for a fresh stack trace each time.
+const OVER_BUDGET = new Error('expression budget exceeded');
+
+function trip(kind: 'cost' | 'time'): never {
+  budget.tripped ??= kind;
+  throw OVER_BUDGET;
+}
+
+type EvaluatorLike = { run(ast: unknown, ctx: unknown): unknown };
+type NodeLike = { evaluate(ev: unknown, ast: unknown, ctx: unknown): unknown };
+
+function installGuard(env: Environment): void {
+  let ev: EvaluatorLike | undefined;
+  // Function handlers are called with the evaluator as `this`: the only handle cel-js gives on it.
+  env.registerFunction('__evaluator_probe(): bool', function (this: EvaluatorLike) {
+    ev = this;
+    return true;
+  });
+  env.evaluate('__evaluator_probe()', {});
+  if (!ev || typeof ev.run !== 'function') throw new Error('cel-js evaluator not reachable: the expression budget cannot be installed');
+  ev.run = function run(this: EvaluatorLike, ast: unknown, ctx: unknown): unknown {
+    if (++budget.used > budget.max) trip('cost');
+    if ((++budget.nodes & 1023) === 0 && budget.clock && budget.clock() > budget.deadline) trip('time');
+    const r = (ast as NodeLike).evaluate(this, ast, ctx);
+    // A comprehension's accumulator comes back from every step: charged once, by its steps.
+    if (Array.isArray(r)) {
+      if (r !== (ctx as { accuValue?: unknown } | null)?.accuValue) budget.used += r.length;
+    } else if (typeof r === 'string') budget.used += r.length >>> 4;
+    return r;
+  };
+}
+
+/**
+ * Run `fn` under one expression budget (cost and time from `workflowLimits()`); nested calls
+ * share the outer budget. A decision wraps itself in one, so the sum of its expressions is bounded.
+ */
+export function withExpressionBudget<T>(fn: () => T): T {
+  if (budget.depth > 0) return fn();
+  const l = workflowLimits();
+  budget.used = 0;
+  budget.nodes = 0;
+  budget.max = l.expressionMaxCost;
+  budget.clock = l.clock;
+  budget.limitMs = l.expressionTimeLimitMs;
+  budget.deadline = l.clock ? l.clock() + l.expressionTimeLimitMs : Infinity;
+  budget.tripped = null;
+  budget.depth++;
+  try {
+    return fn();
+  } finally {
+    budget.depth--;
+  }
+}
+
+function limitError(expr: string): ExpressionLimitError {
+  const l = workflowLimits();
+  const what =
+    budget.tripped === 'time'
+      ? `its time limit (${budget.limitMs} ms, WORKFLOW_EXPRESSION_TIME_LIMIT_MS)`
+      : `its cost budget (${l.expressionMaxCost} units, WORKFLOW_EXPRESSION_MAX_COST)`;
+  return new ExpressionLimitError(expr, `expression "${expr}" exceeded ${what}`);
+}
+
+// RE2 (linear time) for `matches`, as the CEL spec asks; cel-js uses a backtracking RegExp.
+const RE2_MATCHES = '__re2_matches';
+const regexCache = new Map<string, RE2JS>();
+function re2(pattern: string): RE2JS {
+  let re = regexCache.get(pattern);
+  if (!re) {
+    re = RE2JS.compile(pattern);
+    if (regexCache.size > 500) regexCache.clear();
+    regexCache.set(pattern, re);
+  }
+  return re;
+}
+
+/** Point every `x.matches(re)` at the RE2 implementation (the name is resolved at type-check). */
+function useRe2(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (const n of node) useRe2(n);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const n = node as { op?: string; args?: unknown };
+  if (n.op === 'rcall' && Array.isArray(n.args) && n.args[0] === 'matches') (n.args as unknown[])[0] = RE2_MATCHES;
+  useRe2(n.args);
+}
+
 function buildEnv(withItem: boolean): Environment {
   const env = new Environment({ homogeneousAggregateLiterals: false, enableOptionalTypes: true, limits })
     .registerVariable('input', 'map')
@@ -89,6 +215,18 @@ function buildEnv(withItem: boolean): Environment {
     env.registerOperator(`int ${op} double`, (a: bigint, b: number) => f(Number(a), b));
     env.registerOperator(`double ${op} int`, (a: number, b: bigint) => f(a, Number(b)));
   }
+  env.registerFunction(`string.${RE2_MATCHES}(string): bool`, (s: string, pattern: string) => {
+    let re: RE2JS;
+    try {
+      re = re2(pattern);
+    } catch (e) {
+      throw new Error(`invalid regular expression ${JSON.stringify(pattern)}: ${firstLine(e)}`);
+    }
+    // Each step of the RE2 simulation is bounded by the pattern; charge the text it scans.
+    budget.used += s.length >>> 4;
+    return re.matcher(s).find();
+  });
+  installGuard(env);
   return env;
 }
 
@@ -120,15 +258,17 @@ export function checkExpression(source: string, options: { allowItem?: boolean }
   const expr = unwrapExpression(source);
   if (expr.length === 0) return { ok: false, message: 'empty expression', stepRefs: [] };
   const env = options.allowItem ? envItem : envPlain;
-  let ast: ASTNode;
+  let parsed: ReturnType<Environment['parse']>;
   try {
-    ast = env.parse(expr).ast;
+    parsed = env.parse(expr);
   } catch (e) {
     return { ok: false, message: firstLine(e), stepRefs: [] };
   }
+  const ast: ASTNode = parsed.ast;
   const stepRefs = [...collectStepRefs(ast)];
-  const checked = env.check(expr);
-  if (!checked.valid) return { ok: false, message: firstLine(checked.error), stepRefs };
+  useRe2(ast);
+  const checked = parsed.check();
+  if (!checked.valid) return { ok: false, message: firstLine(checked.error).replaceAll(RE2_MATCHES, 'matches'), stepRefs };
   return { ok: true, stepRefs };
 }
 
@@ -170,18 +310,51 @@ export function mappingExpressions(value: unknown, path = ''): { path: string; e
 }
 
 // Parsed expressions are cached: definitions are re-evaluated on every decision.
-const cache = new Map<string, (ctx: Record<string, unknown>) => unknown>();
-function compiled(expr: string, withItem: boolean): (ctx: Record<string, unknown>) => unknown {
+interface Compiled {
+  readonly run: (ctx: Record<string, unknown>) => unknown;
+  /** The steps read as `steps.<id>` / `steps["<id>"]`; null when `steps` is used any other way. */
+  readonly stepRefs: readonly string[] | null;
+}
+const cache = new Map<string, Compiled>();
+function compiled(expr: string, withItem: boolean): Compiled {
   const key = `${withItem ? 'i' : 'p'}:${expr}`;
-  let fn = cache.get(key);
-  if (!fn) {
+  let c = cache.get(key);
+  if (!c) {
     const env = withItem ? envItem : envPlain;
     const parsed = env.parse(expr);
-    fn = (ctx) => parsed(ctx);
+    const usage = { refs: new Set<string>(), dynamic: false };
+    stepsUsage(parsed.ast, usage);
+    useRe2(parsed.ast);
+    c = { run: (ctx) => parsed(ctx), stepRefs: usage.dynamic ? null : [...usage.refs] };
     if (cache.size > 5000) cache.clear();
-    cache.set(key, fn);
+    cache.set(key, c);
   }
-  return fn;
+  return c;
+}
+
+/** How an expression reads `steps`: only by literal ids (then only those need converting), or otherwise. */
+function stepsUsage(node: unknown, out: { refs: Set<string>; dynamic: boolean }): void {
+  if (Array.isArray(node)) {
+    for (const n of node) stepsUsage(n, out);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const n = node as { op?: string; args?: unknown };
+  if (n.op === 'id' && n.args === 'steps') {
+    out.dynamic = true;
+    return;
+  }
+  if ((n.op === '.' || n.op === '.?' || n.op === '[]' || n.op === '[?]') && Array.isArray(n.args)) {
+    const [target, key] = n.args as [{ op?: string; args?: unknown } | null, unknown];
+    if (target && target.op === 'id' && target.args === 'steps') {
+      const lit = typeof key === 'string' ? key : key && typeof key === 'object' && (key as { op?: string }).op === 'value' ? (key as { args?: unknown }).args : undefined;
+      if (typeof lit === 'string') out.refs.add(lit);
+      else out.dynamic = true;
+      if (key && typeof key === 'object') stepsUsage(key, out);
+      return;
+    }
+  }
+  stepsUsage(n.args, out);
 }
 
 /** JSON value -> CEL value: whole numbers become `int` (bigint) so `== 1` and `+ 1` behave. */
@@ -216,8 +389,29 @@ function fromCel(v: unknown): unknown {
   return v;
 }
 
-function celContext(ctx: ExpressionContext): Record<string, unknown> {
-  const c: Record<string, unknown> = { input: toCel(ctx.input ?? {}), steps: toCel(ctx.steps), execution: toCel(ctx.execution ?? {}) };
+// Converted values by the (immutable) object they came from: a decision evaluates many
+// expressions against the same input and step views, and converting them all for each one made
+// starting 500 parallel steps quadratic (seconds). cel-js only reads context values.
+const celOf = new WeakMap<object, unknown>();
+function toCelCached(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return toCel(v);
+  let c = celOf.get(v);
+  if (c === undefined) {
+    c = toCel(v);
+    celOf.set(v, c);
+  }
+  return c;
+}
+
+/** The CEL context; `stepRefs` (when known) limits `steps` to the ones the expression reads. */
+function celContext(ctx: ExpressionContext, stepRefs: readonly string[] | null): Record<string, unknown> {
+  const steps: Record<string, unknown> = {};
+  if (stepRefs) {
+    for (const id of stepRefs) if (Object.hasOwn(ctx.steps, id)) steps[id] = toCelCached(ctx.steps[id]);
+  } else {
+    for (const [id, view] of Object.entries(ctx.steps)) steps[id] = toCelCached(view);
+  }
+  const c: Record<string, unknown> = { input: toCelCached(ctx.input ?? {}), steps, execution: toCel(ctx.execution ?? {}) };
   if ('item' in ctx) c['item'] = toCel(ctx.item ?? null);
   if ('index' in ctx) c['index'] = BigInt(ctx.index ?? 0);
   return c;
@@ -226,11 +420,21 @@ function celContext(ctx: ExpressionContext): Record<string, unknown> {
 /** Evaluate one expression (bare or wrapped) to a JSON value. Throws ExpressionError. */
 export function evaluateExpression(source: string, ctx: ExpressionContext): unknown {
   const expr = unwrapExpression(source);
-  try {
-    return fromCel(compiled(expr, 'item' in ctx)(celContext(ctx)));
-  } catch (e) {
-    throw new ExpressionError(expr, `expression "${expr}" failed: ${firstLine(e)}`);
-  }
+  return withExpressionBudget(() => {
+    // Already over budget in this decision: do not start another evaluation.
+    if (budget.tripped) throw limitError(expr);
+    let value: unknown;
+    try {
+      const c = compiled(expr, 'item' in ctx);
+      value = c.run(celContext(ctx, c.stepRefs));
+    } catch (e) {
+      if (budget.tripped) throw limitError(expr);
+      throw new ExpressionError(expr, `expression "${expr}" failed: ${firstLine(e).replaceAll(RE2_MATCHES, 'matches')}`);
+    }
+    // `exists`/`all` may swallow an error of one element (CEL semantics), the budget's included.
+    if (budget.tripped) throw limitError(expr);
+    return fromCel(value);
+  });
 }
 
 /** Evaluate a condition; anything but a boolean is an error (no truthiness guessing). */
@@ -244,6 +448,10 @@ export function evaluateCondition(source: string, ctx: ExpressionContext): boole
 
 /** Resolve a mapping (`with`, `outputs`) against a context: see the syntax rules at the top. */
 export function resolveMapping(value: unknown, ctx: ExpressionContext): unknown {
+  return withExpressionBudget(() => resolveMappingIn(value, ctx));
+}
+
+function resolveMappingIn(value: unknown, ctx: ExpressionContext): unknown {
   if (typeof value === 'string') {
     const wrapped = WRAPPED.exec(value);
     if (wrapped) return evaluateExpression(wrapped[1]!, ctx);
@@ -253,10 +461,10 @@ export function resolveMapping(value: unknown, ctx: ExpressionContext): unknown 
       return typeof v === 'string' ? v : JSON.stringify(v);
     });
   }
-  if (Array.isArray(value)) return value.map((v) => resolveMapping(v, ctx));
+  if (Array.isArray(value)) return value.map((v) => resolveMappingIn(v, ctx));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = resolveMapping(v, ctx);
+    for (const [k, v] of Object.entries(value)) out[k] = resolveMappingIn(v, ctx);
     return out;
   }
   return value;

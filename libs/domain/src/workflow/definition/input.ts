@@ -1,3 +1,4 @@
+import { RE2JS } from 're2js';
 import { z } from 'zod';
 import type { InputSchemaNode } from './schema.js';
 
@@ -25,7 +26,9 @@ export function formatPath(path: readonly PropertyKey[]): string {
 export function validateInput(schema: InputSchemaNode, input: unknown): InputValidation {
   let validator: z.ZodType;
   try {
-    validator = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+    // Without its `pattern`s: zod compiles them to backtracking RegExps (`^(a+)+$` against 26 a's
+    // and a "!" blocks for seconds). They are checked below with RE2, in linear time.
+    validator = z.fromJSONSchema(withoutPatterns(schema) as Parameters<typeof z.fromJSONSchema>[0]);
   } catch (e) {
     return { ok: false, problems: [{ path: '', message: `input schema unusable: ${(e as Error).message}` }] };
   }
@@ -36,5 +39,60 @@ export function validateInput(schema: InputSchemaNode, input: unknown): InputVal
   if (r.data === null || typeof r.data !== 'object' || Array.isArray(r.data)) {
     return { ok: false, problems: [{ path: '', message: 'input must be an object' }] };
   }
+  const problems: InputProblem[] = [];
+  checkPatterns(schema, r.data, [], problems);
+  if (problems.length > 0) return { ok: false, problems };
   return { ok: true, value: r.data as Record<string, unknown> };
+}
+
+/** A copy of the schema with every `pattern` left out. */
+function withoutPatterns(node: InputSchemaNode): InputSchemaNode {
+  const { pattern: _pattern, properties, items, ...rest } = node;
+  const out: InputSchemaNode = { ...rest };
+  if (properties) out.properties = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, withoutPatterns(v)]));
+  if (items) out.items = withoutPatterns(items);
+  return out;
+}
+
+const patterns = new Map<string, RE2JS | string>();
+/** A JSON-Schema `pattern` compiled with RE2 (cached), or why it does not compile. */
+export function compileInputPattern(pattern: string): RE2JS | string {
+  let c = patterns.get(pattern);
+  if (c === undefined) {
+    try {
+      c = RE2JS.compile(pattern);
+    } catch (e) {
+      c = `not a valid RE2 regular expression: ${e instanceof Error ? e.message : String(e)}`;
+    }
+    if (patterns.size > 1_000) patterns.clear();
+    patterns.set(pattern, c);
+  }
+  return c;
+}
+
+/** Strings under a `pattern` must contain a match (JSON Schema patterns are not anchored). */
+function checkPatterns(node: InputSchemaNode, value: unknown, path: PropertyKey[], out: InputProblem[]): void {
+  if (node.pattern !== undefined && typeof value === 'string') {
+    const re = compileInputPattern(node.pattern);
+    if (typeof re === 'string') out.push({ path: formatPath(path), message: `input schema unusable: pattern ${re}` });
+    else if (!re.matcher(value).find()) out.push({ path: formatPath(path), message: `Invalid string: must match pattern ${node.pattern}` });
+  }
+  if (node.properties && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [k, sub] of Object.entries(node.properties)) {
+      if (Object.hasOwn(value, k)) checkPatterns(sub, (value as Record<string, unknown>)[k], [...path, k], out);
+    }
+  }
+  if (node.items && Array.isArray(value)) value.forEach((v, i) => checkPatterns(node.items!, v, [...path, i], out));
+}
+
+/** Every `pattern` of an input schema that RE2 cannot compile, with its path in the schema. */
+export function inputPatternProblems(node: InputSchemaNode, path = 'input'): InputProblem[] {
+  const out: InputProblem[] = [];
+  if (node.pattern !== undefined) {
+    const re = compileInputPattern(node.pattern);
+    if (typeof re === 'string') out.push({ path: `${path}.pattern`, message: re });
+  }
+  for (const [k, sub] of Object.entries(node.properties ?? {})) out.push(...inputPatternProblems(sub, `${path}.properties.${k}`));
+  if (node.items) out.push(...inputPatternProblems(node.items, `${path}.items`));
+  return out;
 }

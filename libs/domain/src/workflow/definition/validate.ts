@@ -1,5 +1,6 @@
 import { checkExpression, mappingExpressions } from './expressions.js';
-import { formatPath } from './input.js';
+import { formatPath, inputPatternProblems } from './input.js';
+import { workflowLimits, type WorkflowLimits } from './limits.js';
 import { parseUses, workflowDefinitionSchema, type StepDefinition, type WorkflowDefinition } from './schema.js';
 
 /** One thing wrong with a definition; the gateway answers 400 with the list. */
@@ -16,7 +17,8 @@ export interface DefinitionProblem {
     | 'unknown_task_type'
     | 'unknown_definition'
     | 'bad_expression'
-    | 'bad_compensation';
+    | 'bad_compensation'
+    | 'limit_exceeded';
   readonly message: string;
 }
 
@@ -88,7 +90,10 @@ function findCycles(steps: readonly StepDefinition[]): { at: number; cycle: stri
  * unknown servers/tools/task types/definitions (when a catalog is given), compensation rules
  * and expressions (parse and type errors, references to steps that are not upstream).
  */
-export function validateDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidation {
+export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: WorkflowLimits = workflowLimits()): DefinitionValidation {
+  // Bounds first, before any work proportional to the definition (see ./limits.ts).
+  const over = definitionLimitProblems(def, limits);
+  if (over.length > 0) return { ok: false, problems: over };
   const parsed = workflowDefinitionSchema.safeParse(def);
   if (!parsed.success) {
     return {
@@ -152,10 +157,17 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog): Definit
   });
 
   // 6. Expressions parse, type-check and only read upstream steps.
+  // Each step's upstream set once, not once per expression (a long chain made that quadratic).
+  const upstreams = new Map<string, Set<string>>();
+  const upstreamFor = (stepId: string): Set<string> => {
+    let u = upstreams.get(stepId);
+    if (!u) upstreams.set(stepId, (u = upstreamOf(d, stepId)));
+    return u;
+  };
   const checkOne = (path: string, expression: string, stepId: string | null, allowItem: boolean) => {
     const r = checkExpression(expression, { allowItem });
     if (!r.ok) add(path, 'bad_expression', `bad expression "${expression}": ${r.message}`);
-    const upstream = stepId === null ? ids : upstreamOf(d, stepId);
+    const upstream = stepId === null ? ids : upstreamFor(stepId);
     for (const ref of r.stepRefs) {
       if (!ids.has(ref)) add(path, 'bad_expression', `expression "${expression}" reads unknown step "${ref}"`);
       else if (!upstream.has(ref)) {
@@ -174,7 +186,10 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog): Definit
     checkOne(`outputs${path.startsWith('[') ? '' : '.'}${path}`, expression, null, false);
   }
 
-  // 7. Backoff bounds make sense.
+  // 7. Input patterns are RE2 (they are matched with it, in linear time).
+  for (const p of inputPatternProblems(d.input)) add(p.path, 'schema', p.message);
+
+  // 8. Backoff bounds make sense.
   d.steps.forEach((s, i) => {
     if (s.retry && s.retry.backoff.maxMs < s.retry.backoff.initialMs) {
       add(`steps[${i}].retry.backoff.maxMs`, 'schema', 'maxMs must be >= initialMs');
@@ -182,4 +197,66 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog): Definit
   });
 
   return problems.length === 0 ? { ok: true, definition: d, problems: [] } : { ok: false, problems };
+}
+
+/**
+ * A definition's size and shape against the limits, cheapest first: step count, JSON nesting
+ * depth (never deeper than the limit itself), serialized size. Nothing here allocates per node
+ * unless a limit is exceeded: a refused definition must cost little to refuse.
+ */
+export function definitionLimitProblems(def: unknown, limits: WorkflowLimits = workflowLimits()): DefinitionProblem[] {
+  const steps = (def as { steps?: unknown } | null)?.steps;
+  if (Array.isArray(steps) && steps.length > limits.maxSteps) {
+    return [{ path: 'steps', code: 'limit_exceeded', message: `definition has ${steps.length} steps; at most ${limits.maxSteps} (WORKFLOW_MAX_STEPS)` }];
+  }
+  const deep = deeperThan(def, limits.maxNestingDepth, 0);
+  if (deep !== null) {
+    return [{ path: formatPath(deep.reverse()), code: 'limit_exceeded', message: `definition nests deeper than ${limits.maxNestingDepth} levels (WORKFLOW_MAX_NESTING_DEPTH)` }];
+  }
+  let bytes: number;
+  try {
+    bytes = utf8Length(JSON.stringify(def) ?? '');
+  } catch {
+    return [{ path: '', code: 'schema', message: 'definition is not JSON' }];
+  }
+  if (bytes > limits.maxDefinitionBytes) {
+    return [{ path: '', code: 'limit_exceeded', message: `definition is ${bytes} bytes as JSON; at most ${limits.maxDefinitionBytes} (WORKFLOW_MAX_DEFINITION_BYTES)` }];
+  }
+  return [];
+}
+
+/**
+ * The path (innermost key first) to a value nested deeper than `max` objects/arrays, or null.
+ * Recursion is bounded by `max` itself: it stops one level past the limit.
+ */
+function deeperThan(v: unknown, max: number, depth: number): PropertyKey[] | null {
+  if (v === null || typeof v !== 'object') return null;
+  if (depth + 1 > max) return [];
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const p = deeperThan(v[i], max, depth + 1);
+      if (p) return (p.push(i), p);
+    }
+    return null;
+  }
+  for (const k in v) {
+    if (!Object.hasOwn(v, k)) continue;
+    const p = deeperThan((v as Record<string, unknown>)[k], max, depth + 1);
+    if (p) return (p.push(k), p);
+  }
+  return null;
+}
+
+function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
 }

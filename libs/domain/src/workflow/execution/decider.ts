@@ -23,13 +23,16 @@ import {
   evaluateCondition,
   evaluateExpression,
   ExpressionError,
+  ExpressionLimitError,
   resolveMapping,
+  withExpressionBudget,
   type ExpressionContext,
   type StepView,
 } from '../definition/expressions.js';
 import { validateInput } from '../definition/input.js';
 import { DEFAULT_STEP_TIMEOUT_MS, type StepDefinition, type WorkflowDefinition } from '../definition/schema.js';
 import { compensationStepIds, validateDefinition } from '../definition/validate.js';
+import { workflowLimits } from '../definition/limits.js';
 import { addMs, backoffDelay, hash32, notBefore } from './timing.js';
 import type {
   ActiveExecution,
@@ -73,16 +76,37 @@ function unitOf(state: ExecutionData, ref: UnitRef): UnitState | undefined {
   return step.units[ref.itemIndex ?? 0];
 }
 
+// One view per (immutable) step state, so the expression layer can reuse its conversion of it.
+const stepViews = new WeakMap<StepState, StepView>();
+function viewOf(s: StepState): StepView {
+  let v = stepViews.get(s);
+  if (!v) {
+    v = { status: s.status, output: s.output ?? null, error: s.error ? { code: s.error.code, message: s.error.message } : null };
+    stepViews.set(s, v);
+  }
+  return v;
+}
+
+// A read-only record of views over one (immutable) steps record, built on access: an expression
+// reads a few steps, and building all the views for each of 500 steps starting was quadratic.
+const viewRecords = new WeakMap<object, Readonly<Record<string, StepView>>>();
+function viewsOf(steps: Readonly<Record<string, StepState>>): Readonly<Record<string, StepView>> {
+  let r = viewRecords.get(steps);
+  if (!r) {
+    r = new Proxy(steps, {
+      get: (t, k) => (typeof k === 'string' && Object.hasOwn(t, k) ? viewOf(t[k]!) : undefined),
+      set: () => false,
+      deleteProperty: () => false,
+      defineProperty: () => false,
+    }) as unknown as Readonly<Record<string, StepView>>;
+    viewRecords.set(steps, r);
+  }
+  return r;
+}
+
 /** What expressions see: every step's status, output and error. */
 export function expressionContext(state: ExecutionData, extra: { item?: unknown; index?: number } = {}): ExpressionContext {
-  const steps: Record<string, StepView> = {};
-  for (const [id, s] of Object.entries(state.steps)) {
-    steps[id] = {
-      status: s.status,
-      output: s.output ?? null,
-      error: s.error ? { code: s.error.code, message: s.error.message } : null,
-    };
-  }
+  const steps = viewsOf(state.steps);
   const execution = {
     id: state.executionId,
     definition_id: state.definition.id,
@@ -95,10 +119,13 @@ export function expressionContext(state: ExecutionData, extra: { item?: unknown;
 }
 
 const expressionFailure = (e: unknown): StepError => ({
-  code: 'expression_error',
-  message: e instanceof ExpressionError ? e.message : String(e),
+  code: e instanceof ExpressionLimitError ? e.code : e instanceof ForEachLimitError ? 'for_each_limit_exceeded' : 'expression_error',
+  message: e instanceof Error ? e.message : String(e),
   retryable: false,
 });
+
+/** A for_each expression gave more items than WORKFLOW_MAX_FOR_EACH_ITEMS allows. */
+class ForEachLimitError extends Error {}
 
 // ---- decide -----------------------------------------------------------------
 
@@ -115,8 +142,15 @@ function requireStep(state: ExecutionData, stepId: string): StepDefinition {
 
 const isActive = (s: WorkflowExecutionState): s is ActiveExecution => s.status === 'running' || s.status === 'canceling';
 
-/** Decide the events for one command. Pure: time comes from `command.metadata.timestamp`. */
+/**
+ * Decide the events for one command. Pure: time comes from `command.metadata.timestamp`. All
+ * expressions evaluated for one decision share one budget (see withExpressionBudget).
+ */
 export function decideWorkflow(command: WorkflowCommand, state: WorkflowExecutionState): WorkflowEvent[] {
+  return withExpressionBudget(() => decideUnbudgeted(command, state));
+}
+
+function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionState): WorkflowEvent[] {
   const meta = command.metadata;
   const now = meta.timestamp;
   let primary: WorkflowEvent[];
@@ -137,6 +171,7 @@ export function decideWorkflow(command: WorkflowCommand, state: WorkflowExecutio
             input: input.value,
             seed: command.data.seed ?? hash32(command.data.executionId),
             startedAt: now,
+            ...(command.data.lineage ? { lineage: command.data.lineage } : {}),
           },
           metadata: meta,
         },
@@ -461,6 +496,10 @@ function startStep(state: Extract<ActiveExecution, { status: 'running' }>, def: 
   if (!Array.isArray(items)) {
     return failNow(new ExpressionError(def.for_each.items, `for_each.items "${def.for_each.items}" gave ${typeof items}, not a list`));
   }
+  const maxItems = workflowLimits().maxForEachItems;
+  if (items.length > maxItems) {
+    return failNow(new ForEachLimitError(`for_each.items "${def.for_each.items}" gave ${items.length} items; at most ${maxItems} (WORKFLOW_MAX_FOR_EACH_ITEMS)`));
+  }
   return [{ type: 'StepExpanded', data: { stepId: def.id, items }, metadata: meta }];
 }
 
@@ -535,6 +574,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       seed: d.seed,
       startedAt: d.startedAt,
       correlationId: event.metadata.correlationId,
+      ...(d.lineage ? { lineage: d.lineage } : {}),
       steps,
       compensations: {},
     };
@@ -668,6 +708,7 @@ function stripPhase(s: ExecutionData): ExecutionData {
     seed: s.seed,
     startedAt: s.startedAt,
     correlationId: s.correlationId,
+    ...(s.lineage ? { lineage: s.lineage } : {}),
     steps: s.steps,
     compensations: s.compensations,
   };

@@ -36,6 +36,9 @@ export interface DispatchAction {
   readonly input: unknown;
   readonly timeoutMs: number;
   readonly correlationId: string;
+  /** The tree the dispatching execution belongs to: its root (itself when it is one) and its depth. */
+  readonly rootExecutionId?: string;
+  readonly depth?: number;
 }
 
 /** A durable timer: send `command` at `dueAt`. Already due when `dueAt <= now`. */
@@ -91,6 +94,8 @@ export function stepDispatchOf(state: StartedExecution, def: { readonly uses: st
     input: u.input,
     timeoutMs: u.timeoutMs,
     correlationId: state.correlationId,
+    rootExecutionId: state.lineage?.rootExecutionId ?? state.executionId,
+    depth: state.lineage?.depth ?? 0,
   };
 }
 

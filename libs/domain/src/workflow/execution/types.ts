@@ -18,6 +18,16 @@ export interface UnitRef {
   readonly itemIndex?: number;
 }
 
+/**
+ * Where a sub-workflow execution sits in its tree: the root execution (started by a person or a
+ * client), its parent, and its depth (the root is 0 and has no lineage). Absent on old streams.
+ */
+export interface ExecutionLineage {
+  readonly rootExecutionId: string;
+  readonly parentExecutionId: string;
+  readonly depth: number;
+}
+
 // ---- commands -------------------------------------------------------------
 
 export type StartWorkflow = Command<
@@ -29,6 +39,8 @@ export type StartWorkflow = Command<
     readonly input: unknown;
     /** Seed for retry jitter; derived from the execution id when absent. */
     readonly seed?: number;
+    /** Set when a parent execution starts this one as a sub-workflow. */
+    readonly lineage?: ExecutionLineage;
   }
 >;
 /** The orchestrator handed the unit to its executor (NATS request sent). */
@@ -65,6 +77,8 @@ export type WorkflowStarted = Event<
     readonly input: Record<string, unknown>;
     readonly seed: number;
     readonly startedAt: string;
+    /** Only on sub-workflow executions (optional: older streams have none). */
+    readonly lineage?: ExecutionLineage;
   }
 >;
 /** A for_each step resolved its item list. */
@@ -217,6 +231,8 @@ export interface ExecutionData {
   readonly seed: number;
   readonly startedAt: string;
   readonly correlationId: string;
+  /** Only on sub-workflow executions. */
+  readonly lineage?: ExecutionLineage;
   readonly steps: Readonly<Record<string, StepState>>;
   readonly compensations: Readonly<Record<string, CompensationState>>;
 }

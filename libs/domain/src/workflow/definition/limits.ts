@@ -1,0 +1,60 @@
+/**
+ * Bounds on what one workflow definition may ask for, so that no request an operator sends can
+ * freeze the event loop or start unbounded work: the size and shape of a definition, the items
+ * of a for_each, the work one expression may do, and how deep and wide sub-workflows may go.
+ *
+ * Plain data with defaults. Each process sets its own from its environment once at start
+ * (`configureWorkflowLimits`, see the orchestrator's `workflowLimitsFromEnv`); deciders read
+ * them, so the domain stays free of I/O. The expression time limit needs a clock, which the
+ * domain does not own: it only applies when the process injects one (`clock`).
+ */
+export interface WorkflowLimits {
+  /** Steps in one definition. */
+  readonly maxSteps: number;
+  /** Nesting depth of the definition's JSON (objects and arrays inside `with`, `outputs`, `input`). */
+  readonly maxNestingDepth: number;
+  /** The definition serialized as JSON, in bytes. */
+  readonly maxDefinitionBytes: number;
+  /** Items a for_each step may expand to. */
+  readonly maxForEachItems: number;
+  /** Work units one expression evaluation may spend (one per node evaluated, plus list and string sizes). */
+  readonly expressionMaxCost: number;
+  /** Wall-clock milliseconds one expression evaluation may take (only with a `clock`). */
+  readonly expressionTimeLimitMs: number;
+  /** Sub-workflow nesting: a root execution is depth 0, its children 1, and so on. */
+  readonly maxSubworkflowDepth: number;
+  /** Sub-workflow executions started under one root execution (the whole tree, root excluded). */
+  readonly maxExecutionsPerRoot: number;
+  /** A monotonic clock in milliseconds (e.g. `performance.now`), injected by the process. */
+  readonly clock?: () => number;
+}
+
+export const defaultWorkflowLimits: WorkflowLimits = Object.freeze({
+  maxSteps: 500,
+  maxNestingDepth: 32,
+  maxDefinitionBytes: 512 * 1024,
+  maxForEachItems: 1_000,
+  // A few ms of evaluation on an idle core, and far beyond any sane condition or mapping (a map
+  // over 1,000 items costs ~5,000); the time limit is the net for a loaded machine.
+  expressionMaxCost: 50_000,
+  expressionTimeLimitMs: 25,
+  maxSubworkflowDepth: 10,
+  maxExecutionsPerRoot: 1_000,
+});
+
+let current: WorkflowLimits = defaultWorkflowLimits;
+
+/** Set this process's limits (missing fields keep their defaults). Returns what is in force. */
+export function configureWorkflowLimits(overrides: Partial<WorkflowLimits>): WorkflowLimits {
+  current = Object.freeze({ ...defaultWorkflowLimits, ...stripUndefined(overrides) });
+  return current;
+}
+
+/** The limits in force in this process. */
+export function workflowLimits(): WorkflowLimits {
+  return current;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { decideAfter } from '../execution/saga.js';
+import { cmd, fold, history, types } from '../execution/spec-helpers.js';
+import type { WorkflowEvent } from '../execution/types.js';
+import { checkExpression, evaluateExpression, ExpressionLimitError } from './expressions.js';
+import { configureWorkflowLimits, defaultWorkflowLimits, workflowLimits } from './limits.js';
+import type { WorkflowDefinitionInput } from './schema.js';
+import { validateDefinition } from './validate.js';
+import { validateInput } from './input.js';
+
+const items300 = Array.from({ length: 300 }, (_, i) => i);
+const ctx = { input: { items: items300 }, steps: {} };
+const nestedMap = 'input.items.map(a, input.items.map(b, input.items.map(c, a + b + c)))';
+
+after(() => configureWorkflowLimits({}));
+
+describe('expression budget', () => {
+  it('a map nested three deep over 300 items (27 million steps) stops at the cost budget with a clear error', () => {
+    assert.throws(
+      () => evaluateExpression(nestedMap, ctx),
+      (e: unknown) =>
+        e instanceof ExpressionLimitError &&
+        e.code === 'expression_limit_exceeded' &&
+        /exceeded its cost budget \(50000 units, WORKFLOW_EXPRESSION_MAX_COST\)/.test(e.message),
+    );
+  });
+
+  it('exists/all, which swallow an element error, still end with the budget error', () => {
+    for (const expr of ['input.items.exists(a, input.items.exists(b, input.items.exists(c, a + b + c < 0)))', 'input.items.all(a, input.items.all(b, input.items.all(c, a + b + c >= 0)))']) {
+      assert.throws(() => evaluateExpression(expr, ctx), ExpressionLimitError, expr);
+    }
+  });
+
+  it('list and string doubling are charged by size', () => {
+    const doubling = Array.from({ length: 20 }, () => 'l').reduce((acc) => `cel.bind(l, l + l, ${acc})`, 'size(l)');
+    assert.throws(() => evaluateExpression(`cel.bind(l, input.items, ${doubling})`, ctx), ExpressionLimitError);
+  });
+
+  it('ordinary expressions are well inside the budget', () => {
+    assert.equal(evaluateExpression('input.items.map(a, a * 2).filter(x, x % 3 == 0).size()', ctx), 100);
+    const small = { input: { items: items300.slice(0, 50) }, steps: {} };
+    assert.equal(evaluateExpression('input.items.exists(a, input.items.exists(b, a + b == 97))', small), true);
+  });
+
+  it('the budget is configurable, and a time limit applies with an injected clock', () => {
+    try {
+      configureWorkflowLimits({ expressionMaxCost: 1_000 });
+      assert.throws(() => evaluateExpression('input.items.map(a, input.items.map(b, a))', ctx), /1000 units/);
+      // A clock that jumps 10 ms per reading: the time limit (5 ms) trips at the first check.
+      let t = 0;
+      configureWorkflowLimits({ expressionMaxCost: 1e12, expressionTimeLimitMs: 5, clock: () => (t += 10) });
+      assert.throws(() => evaluateExpression(nestedMap, ctx), /exceeded its time limit \(5 ms, WORKFLOW_EXPRESSION_TIME_LIMIT_MS\)/);
+    } finally {
+      configureWorkflowLimits({});
+    }
+    assert.deepEqual(workflowLimits(), defaultWorkflowLimits);
+  });
+
+  it('matches() is RE2: a catastrophic-backtracking pattern answers at once, an invalid one is an evaluation error', () => {
+    const evil = `"${'a'.repeat(5_000)}!".matches("^(a+)+$")`;
+    assert.equal(evaluateExpression(evil, ctx), false);
+    assert.equal(evaluateExpression('"order-42".matches("^order-[0-9]+$")', ctx), true);
+    assert.ok(checkExpression('"x".matches("a")').ok);
+    assert.match(checkExpression('"x".matches(1)').message ?? '', /matches\(int\)/);
+    assert.throws(() => evaluateExpression('"x".matches("(")', ctx), /invalid regular expression/);
+  });
+});
+
+describe('definition limits', () => {
+  const step = (i: number) => ({ id: `s${i}`, uses: 'agent:revenue_analysis' });
+
+  it('refuses more steps than WORKFLOW_MAX_STEPS, naming the limit', () => {
+    const v = validateDefinition({ id: 'big', version: 1, name: 'big', steps: Array.from({ length: 10_000 }, (_, i) => step(i)) });
+    assert.equal(v.ok, false);
+    assert.ok(!v.ok);
+    assert.deepEqual(v.problems, [{ path: 'steps', code: 'limit_exceeded', message: 'definition has 10000 steps; at most 500 (WORKFLOW_MAX_STEPS)' }]);
+    assert.ok(validateDefinition({ id: 'ok', version: 1, name: 'ok', steps: Array.from({ length: 500 }, (_, i) => step(i)) }).ok);
+  });
+
+  it('refuses nesting deeper than WORKFLOW_MAX_NESTING_DEPTH, with the path', () => {
+    let deep: unknown = 'x';
+    for (let i = 0; i < 5_000; i++) deep = { d: deep };
+    const v = validateDefinition({ id: 'deep', version: 1, name: 'deep', steps: [{ ...step(1), with: { v: deep } }] });
+    assert.ok(!v.ok);
+    assert.equal(v.problems[0]!.code, 'limit_exceeded');
+    assert.match(v.problems[0]!.message, /deeper than 32 levels \(WORKFLOW_MAX_NESTING_DEPTH\)/);
+    assert.match(v.problems[0]!.path, /^steps\[0\]\.with\.v(\.d)+$/);
+  });
+
+  it('refuses a definition larger than WORKFLOW_MAX_DEFINITION_BYTES', () => {
+    const v = validateDefinition({ id: 'fat', version: 1, name: 'fat', description: 'é'.repeat(300_000), steps: [step(1)] });
+    assert.ok(!v.ok);
+    assert.match(v.problems[0]!.message, /^definition is 600\d+ bytes as JSON; at most 524288 \(WORKFLOW_MAX_DEFINITION_BYTES\)$/);
+  });
+
+  it('the decider refuses the same at start', () => {
+    assert.throws(() => history(cmd.start({ id: 'big', version: 1, name: 'big', steps: Array.from({ length: 501 }, (_, i) => step(i)) })), /invalid workflow definition/);
+  });
+});
+
+describe('for_each and expression limits in the decider', () => {
+  const fan = (items: string): WorkflowDefinitionInput => ({
+    id: 'fan',
+    version: 1,
+    name: 'fan',
+    input: { type: 'object', properties: { items: { type: 'array' } } },
+    steps: [{ id: 'each', uses: 'mcp:database/query', for_each: { items, concurrency: 2 }, with: { v: '${{ item }}' } }],
+  });
+  const failure = (events: WorkflowEvent[]) => events.find((e) => e.type === 'StepFailed')?.data as { stepId: string; error: { code: string; message: string } };
+
+  it('more items than WORKFLOW_MAX_FOR_EACH_ITEMS fail the step, naming the limit', () => {
+    const events = history(cmd.start(fan('input.items'), { items: Array.from({ length: 1_001 }, (_, i) => i) }));
+    assert.deepEqual(types(events), ['WorkflowStarted', 'StepFailed:each', 'WorkflowFailed']);
+    assert.equal(failure(events).error.code, 'for_each_limit_exceeded');
+    assert.match(failure(events).error.message, /gave 1001 items; at most 1000 \(WORKFLOW_MAX_FOR_EACH_ITEMS\)/);
+    assert.deepEqual(types(history(cmd.start(fan('input.items'), { items: [1, 2, 3] }))), ['WorkflowStarted', 'StepExpanded:each', 'StepScheduled:each[0]', 'StepScheduled:each[1]']);
+  });
+
+  it('an expression over budget fails its step with expression_limit_exceeded (no dispatch)', () => {
+    const events = history(cmd.start(fan(nestedMap), { items: items300 }));
+    assert.deepEqual(types(events), ['WorkflowStarted', 'StepFailed:each', 'WorkflowFailed']);
+    assert.equal(failure(events).error.code, 'expression_limit_exceeded');
+  });
+});
+
+describe('lineage of sub-workflow executions', () => {
+  const def: WorkflowDefinitionInput = { id: 'child', version: 1, name: 'child', steps: [{ id: 'a', uses: 'workflow:other' }] };
+
+  it('is kept from StartWorkflow to the state and to the dispatches (root and depth)', () => {
+    const lineage = { rootExecutionId: 'root-1', parentExecutionId: 'parent-1', depth: 3 };
+    const start = cmd.start(def);
+    const events = history({ ...start, data: { ...(start.data as object), lineage } } as typeof start);
+    const started = events[0]!;
+    assert.ok(started.type === 'WorkflowStarted');
+    assert.deepEqual(started.data.lineage, lineage);
+    const state = fold(events);
+    assert.ok(state.status === 'running');
+    assert.deepEqual(state.lineage, lineage);
+    const d = decideAfter(events[1]!, state).dispatch[0]!;
+    assert.equal(d.rootExecutionId, 'root-1');
+    assert.equal(d.depth, 3);
+  });
+
+  it('an old stream without lineage folds as a root (depth 0, its own root)', () => {
+    const events = history(cmd.start(def));
+    assert.ok(events[0]!.type === 'WorkflowStarted' && !('lineage' in events[0]!.data));
+    const state = fold(events);
+    const d = decideAfter(events[1]!, state).dispatch[0]!;
+    assert.equal(d.rootExecutionId, 'ex1');
+    assert.equal(d.depth, 0);
+  });
+});
+
+describe('input schema patterns (RE2, not zod\'s backtracking RegExp)', () => {
+  const schema = { type: 'object' as const, properties: { code: { type: 'string' as const, pattern: '^(a+)+$' }, tags: { type: 'array' as const, items: { type: 'string' as const, pattern: '^t-' } } } };
+
+  it('a catastrophic-backtracking pattern is checked in linear time, with the usual problem and path', () => {
+    // zod's RegExp takes ~19 s here (2^26 paths); RE2 answers at once. Not timed: the result says which engine ran.
+    const r = validateInput(schema, { code: `${'a'.repeat(26)}!`, tags: ['t-1', 'x'] });
+    assert.deepEqual(r, {
+      ok: false,
+      problems: [
+        { path: 'code', message: 'Invalid string: must match pattern ^(a+)+$' },
+        { path: 'tags[1]', message: 'Invalid string: must match pattern ^t-' },
+      ],
+    });
+    assert.deepEqual(validateInput(schema, { code: 'aaa', tags: ['t-2'] }), { ok: true, value: { code: 'aaa', tags: ['t-2'] } });
+  });
+
+  it('a definition whose input pattern RE2 cannot compile is refused, naming where', () => {
+    const v = validateDefinition({ id: 'p', version: 1, name: 'p', input: { type: 'object', properties: { a: { type: 'string', pattern: '(?=lookahead)' } } }, steps: [{ id: 's', uses: 'agent:revenue_analysis' }] });
+    assert.ok(!v.ok);
+    assert.equal(v.problems[0]!.path, 'input.properties.a.pattern');
+    assert.match(v.problems[0]!.message, /not a valid RE2 regular expression/);
+  });
+});
+
+describe('expression context: only the steps an expression names are converted', () => {
+  const view = (status: string, output: unknown) => ({ status, output, error: null });
+  const c = { input: { k: 'b' }, steps: { a: view('succeeded', { n: 1 }), b: view('failed', null) } };
+
+  it('literal references, dynamic ones and whole-map uses all see the steps', () => {
+    assert.equal(evaluateExpression('steps.a.output.n + 1', c), 2);
+    assert.equal(evaluateExpression('steps["b"].status', c), 'failed');
+    assert.equal(evaluateExpression('steps[input.k].status', c), 'failed');
+    assert.equal(evaluateExpression('size(steps)', c), 2);
+    assert.equal(evaluateExpression('steps.exists(id, steps[id].status == "failed")', c), true);
+    assert.throws(() => evaluateExpression('steps.zz.status', c), /zz/);
+  });
+
+  it('500 parallel steps start in one decision, each with its own mapping', () => {
+    const steps = Array.from({ length: 500 }, (_, i) => ({ id: `s${i}`, uses: 'agent:revenue_analysis', with: { a: '${{ input.a }}', i } }));
+    const events = history(cmd.start({ id: 'wide', version: 1, name: 'wide', input: { type: 'object', properties: { a: { type: 'string' } } }, steps }, { a: 'x' }));
+    assert.equal(events.length, 501);
+    assert.deepEqual(events.at(-1)!.data, { ...(events.at(-1)!.data as object), stepId: 's499', input: { a: 'x', i: 499 } });
+  });
+});
