@@ -7,6 +7,8 @@ import { alertRuleSchema, alertStateSchema, matcherSchema, severitySchema } from
 const labelList = z
   .string()
   .max(2_000)
+  // The rule the transform applies, as a pattern the document shows: comma-separated `name=value`, a name not empty.
+  .regex(/^\s*(?:[^=,\s][^,=]*=[^,]*)?(?:,\s*(?:[^=,\s][^,=]*=[^,]*)?)*$/, 'name=value,name=value')
   .transform((s, ctx) => {
     const out: Record<string, string> = {};
     for (const pair of s.split(',').map((p) => p.trim()).filter(Boolean)) {
