@@ -111,7 +111,7 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
       const r = await call(g.url, method, '/api/v1/workflows/templates', bearer(viewer));
       assert.equal(r.status, 405, method);
       assert.equal(r.headers.allow, 'GET, HEAD');
-      assert.equal(r.headers['content-type'], 'application/problem+json');
+      assert.match(r.headers['content-type'] ?? '', /^application\/problem\+json/);
       assert.equal(r.body.code, 'method_not_allowed');
     }
     const withParam = await call(g.url, 'PUT', '/api/v1/workflows/executions/wf_1/cancel', bearer(operator));
