@@ -18,7 +18,7 @@ const isoTime = z.iso
 
 /** A global-log position as used by `after` and `Last-Event-ID`; -1 means "before the first event". */
 // Digits only: a bare coercion would read an empty value (`after=`) as 0.
-export const positionParam = z.union([z.number().int().min(-1), z.string().regex(/^-?\d+$/, 'an integer')]).pipe(z.coerce.number<string | number>().int().min(-1));
+export const positionParam = z.union([z.number().int().min(-1), z.string().regex(/^(?:-1|\d+)$/, 'an integer, -1 or more')]).pipe(z.coerce.number<string | number>().int().min(-1));
 
 export const eventsQuerySchema = z
   .object({

@@ -311,7 +311,7 @@ function operation(spec: RouteSpec, behaviour: DocumentedBehaviour): Record<stri
   for (const other of doc.alsoAnswers ?? []) {
     responses[String(other.status)] = {
       description: other.description,
-      ...(other.schema ? { content: { 'application/json': { schema: jsonSchemaOf(other.schema, 'output') } } } : {}),
+      ...(other.schema ? { content: { 'application/json': { schema: jsonSchemaOf(other.schema, 'output'), example: exampleOf(jsonSchemaOf(other.schema, 'output')) } } } : {}),
     };
   }
   for (const status of errorStatusesOf(spec, behaviour)) {
