@@ -26,6 +26,7 @@ import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '
 import { stopOwnInfra } from '@switchyard/testing';
 import { startAgents, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
+import { startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { AgentsFeatureModule } from '../features/agents/index.js';
 import { McpFeatureModule } from '../features/mcp/index.js';
 import { StatusFeatureModule } from '../features/status/index.js';
@@ -45,6 +46,7 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
   let nc: NatsConnection;
   let agents: AgentsHandle;
   let dispatcher: DispatcherHandle;
+  let monitoring: RunningMonitoring;
   let g: SecuredGateway;
   let doc: OpenApiDoc;
   let ops: Operation[];
@@ -57,9 +59,9 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
     g = await startSecuredGateway(
       'gw_fuzz',
       {
-        // The workflow engine, connectors and monitor are deliberately absent: their routes
-        // answer their documented 503 (or accept work that waits). The agents and the
-        // dispatcher run (noop work), so delegations and agent health answer for real.
+        // The workflow engine and the connectors are deliberately absent: their routes answer
+        // their documented 503 (or accept work that waits). The agents, the dispatcher (noop
+        // work, no demo data) and the monitor run, so their routes answer for real.
         modules: [WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule, AgentsFeatureModule, StatusFeatureModule],
         requestTimeoutMs: 3_000,
         // On, with limits no fuzz run reaches: the middleware runs, nothing is throttled.
@@ -71,6 +73,16 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
     nc = await connectNats({ url: natsServer.url, name: 'gw-fuzz', logger });
     agents = await startAgents({ nats: nc, pool: g.pool, logger, http: false, noop: true, instancePrefix: 'fuzz' });
     dispatcher = await startDispatcher({ store: g.store, nats: nc, pool: g.pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    monitoring = await startMonitoring({
+      pool: g.pool,
+      nats: nc,
+      eventStore: g.store,
+      logger,
+      env: {},
+      settings: { sampleIntervalMs: 2_000, probeIntervalMs: 1_000, probeTimeoutMs: 1_000, maintenanceIntervalMs: 60_000 },
+      wiring: { webhooks: [], discoveryIntervalMs: 2_000 },
+      sampler: { diskIntervalMs: 3_600_000, networkIntervalMs: 3_600_000 },
+    });
     keys.admin = g.adminKey;
     keys.operator = (await g.makeKey('operator', 'fuzz-operator')).key;
     keys.viewer = (await g.makeKey('viewer', 'fuzz-viewer')).key;
@@ -79,6 +91,7 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
   });
   after(async () => {
     await g?.close();
+    await monitoring?.stop();
     await dispatcher?.stop();
     await agents?.stop();
     if (nc) await closeNats(nc);
