@@ -163,7 +163,14 @@ export class Oracle {
       required: params.filter((p) => p.required).map((p) => (where === 'header' ? p.name.toLowerCase() : p.name)),
     };
     const fn = this.compile(`${op.method} ${op.path} ${where}`, schema, true);
-    const copy = { ...values }; // coercion rewrites values in place
+    const copy: Record<string, unknown> = { ...values }; // coercion rewrites values in place
+    // ajv coerces a blank or space-padded string to a number (' ' -> 0); as a parameter it is no
+    // number at all, so such a value is made one no type accepts where the parameter is numeric.
+    for (const p of params) {
+      const name = where === 'header' ? p.name.toLowerCase() : p.name;
+      const v = copy[name];
+      if (typeof v === 'string' && v.trim() !== v && /"type":"(integer|number)"/.test(JSON.stringify(p.schema))) copy[name] = { blank: v };
+    }
     if (fn(copy)) return undefined;
     const e = fn.errors?.[0];
     return e ? `${where} ${e.instancePath || '(root)'} ${e.message ?? 'invalid'}` : `${where} invalid`;
