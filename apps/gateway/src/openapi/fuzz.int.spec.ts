@@ -12,7 +12,7 @@
  * - a request violating the document is refused (4xx); one conforming to it is never refused
  *   by validation;
  * - a method the path does not have: 405 with `Allow`.
- * FUZZ_RUNS (default 400) and FUZZ_BUDGET_MS (default 25 s) size the run; `npm run fuzz` runs
+ * FUZZ_RUNS (default 400) and FUZZ_BUDGET_MS (default 20 s) size the run; `npm run fuzz` runs
  * it long. FUZZ_SEED replays a run.
  */
 import { after, before, describe, it } from 'node:test';
@@ -37,7 +37,7 @@ import { exercise, operationsOf, Oracle, requestArb, Tally, type Caller, type Op
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 400);
 // A budget, not an assertion: on a slow machine fewer runs happen, and the count is printed.
-const BUDGET_MS = Number(process.env.FUZZ_BUDGET_MS ?? 25_000);
+const BUDGET_MS = Number(process.env.FUZZ_BUDGET_MS ?? 20_000);
 const logger = createLogger('gw-fuzz', process.env.LOG_LEVEL ?? 'silent');
 
 describe('the REST API conforms to its OpenAPI document (property-based fuzzing)', () => {
