@@ -134,7 +134,8 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
     // Nothing leaked into the prototypes of this process (the gateway runs in it).
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     assert.equal((Object.prototype as Record<string, unknown>).role, undefined);
-    if (RUNS >= 200 && BUDGET_MS >= 20_000) assert.ok(tally.counts.size >= ops.length * 0.8, `only ${tally.counts.size} of ${ops.length} operations fuzzed`);
+    // Operations are picked at random: with five requests per operation on average, nearly all are hit.
+    if (tally.requests >= ops.length * 5) assert.ok(tally.counts.size >= ops.length * 0.8, `only ${tally.counts.size} of ${ops.length} operations fuzzed`);
     assert.equal((await fetch(`${g.url}/readyz`)).status, 200);
   });
 
