@@ -78,6 +78,8 @@ export interface Outcome {
 }
 
 const ROLE_RANK: Record<string, number> = { viewer: 0, operator: 1, admin: 2 };
+/** Marks a request whose class the document does not settle (see Oracle.checkParams). */
+const AMBIGUOUS = 'ambiguous number form:';
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'];
 
 /** Every operation of the document, with its parameters, body and responses. */
@@ -164,12 +166,15 @@ export class Oracle {
     };
     const fn = this.compile(`${op.method} ${op.path} ${where}`, schema, true);
     const copy: Record<string, unknown> = { ...values }; // coercion rewrites values in place
-    // ajv coerces a blank or space-padded string to a number (' ' -> 0); as a parameter it is no
-    // number at all, so such a value is made one no type accepts where the parameter is numeric.
+    // How a query or header string maps to a number is not in the document beyond plain decimal
+    // digits: `1e3`, ` 5`, `+5`, `0x10` are read one way by ajv's coercion and another by the
+    // gateway's. Such a request is neither valid nor invalid: it is kept as hostile.
     for (const p of params) {
       const name = where === 'header' ? p.name.toLowerCase() : p.name;
       const v = copy[name];
-      if (typeof v === 'string' && v.trim() !== v && /"type":"(integer|number)"/.test(JSON.stringify(p.schema))) copy[name] = { blank: v };
+      if (typeof v === 'string' && v !== '' && /"type":"(integer|number)"/.test(JSON.stringify(p.schema)) && !/^-?\d+(\.\d+)?$/.test(v)) {
+        if (v.trim() === '' || /^\s*[-+]?(\d|\.\d|0x|Infinity)/i.test(v)) return `${AMBIGUOUS} ${where} ${name} = ${JSON.stringify(v)}`;
+      }
     }
     if (fn(copy)) return undefined;
     const e = fn.errors?.[0];
@@ -450,7 +455,8 @@ export function requestArb(op: Operation, oracle: Oracle, keys: Record<Caller, s
       return fc.tuple(parts, method).map(([p, m]): FuzzRequest => {
         // The oracle has the last word on what a generated or mutated request is.
         const why = kind === 'wrong-method' ? undefined : p.malformed ? 'malformed' : conforms(oracle, op, p);
-        const finalKind: Kind = kind === 'wrong-method' ? kind : kind === 'hostile' && why === undefined ? 'valid' : why === undefined ? 'valid' : kind === 'hostile' ? 'hostile' : 'invalid';
+        const finalKind: Kind =
+          kind === 'wrong-method' ? kind : why === undefined ? 'valid' : kind === 'hostile' || why.startsWith(AMBIGUOUS) ? 'hostile' : 'invalid';
         const url =
           op.path.replace(/\{([^}]+)\}/g, (_, name: string) => enc(p.path[name] ?? 'x')) +
           (p.query.length ? `?${p.query.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&')}` : '');
