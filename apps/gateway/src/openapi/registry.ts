@@ -132,10 +132,16 @@ export const securitySchemes = {
   apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key', description: 'The same API key in `x-api-key`' },
 } as const;
 
-const GENERAL_BEHAVIOUR =
-  '\n\nEvery route: an error is `application/problem+json` (RFC 9457) with `code` and `correlationId`; a query parameter the route does not declare is refused (400); ' +
-  'a method the path does not have answers 405 with `Allow`; a caller without the role a route needs (`x-required-role`) gets 401 or 403 before anything in the request is validated. ' +
-  'Statuses every route may answer: 400 (malformed input), 429 (rate limits, `Retry-After`), 431 (headers over 16 KiB), 504 (request timeout); with a body also 413 (over the body limit) and 415 (a charset other than UTF-8).';
+/** What the document's description says about every route, as this gateway is configured. */
+function generalBehaviour(b: DocumentedBehaviour): string {
+  const always = ['400 (malformed input)', '431 (headers over 16 KiB)', ...(b.rateLimit ? ['429 (rate limits, `Retry-After`)'] : []), ...(b.timeout ? ['504 (request timeout)'] : [])];
+  return (
+    '\n\nEvery route: an error is `application/problem+json` (RFC 9457) with `code` and `correlationId`; a query parameter the route does not declare is refused (400); ' +
+    'a method the path does not have answers 405 with `Allow`' +
+    (b.auth ? '; a caller without the role a route needs (`x-required-role`) gets 401 or 403 before anything in the request is validated' : '') +
+    `. Statuses every route may answer: ${always.join(', ')}; with a body also 413 (over the body limit) and 415 (a charset other than UTF-8).`
+  );
+}
 
 /**
  * The OpenAPI registry. Every controller route is registered into it at start (by
@@ -178,10 +184,11 @@ export class OpenApiRegistry {
     for (const spec of specs) {
       (paths[spec.path] ??= {})[spec.method] = operation(spec, this.behaviour());
     }
-    const { auth } = this.behaviour();
+    const behaviour = this.behaviour();
+    const { auth } = behaviour;
     return {
       openapi: '3.1.0',
-      info: { ...this.options.openapi, description: this.options.openapi.description + GENERAL_BEHAVIOUR },
+      info: { ...this.options.openapi, description: this.options.openapi.description + generalBehaviour(behaviour) },
       paths,
       components: { schemas: { Problem: jsonSchemaOf(problemSchema, 'output') }, ...(auth ? { securitySchemes: { ...securitySchemes } } : {}) },
     };
@@ -262,7 +269,7 @@ export function exampleOf(schema: unknown, depth = 0): unknown {
 
 /**
  * Every status an operation can answer: the route's own (`errors`), and those the gateway
- * answers before or around any route (see GENERAL_BEHAVIOUR), so the document lists them all.
+ * answers before or around any route (see generalBehaviour), so the document lists them all.
  */
 export function errorStatusesOf(spec: RouteSpec, b: DocumentedBehaviour): number[] {
   const role = spec.doc?.role ?? 'admin';
