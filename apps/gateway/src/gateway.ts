@@ -15,7 +15,8 @@ import { OpenApiRegistry } from './openapi/registry.js';
 import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
 import { answerClientErrorsWithProblems } from './security/client-error.js';
 import { documentEnforcedRoles } from './security/document.js';
-import { inputHygieneMiddleware } from './security/hygiene.js';
+import { inputHygieneError } from './security/hygiene.js';
+import { deferCheck, deferInputErrors } from './http/route-checks.js';
 import { authenticationMiddleware, timeoutMiddleware } from './security/middleware.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
 
@@ -37,8 +38,8 @@ export interface Gateway {
  * 2. Express middleware before Nest's routes, in this order: request metrics (GET /metrics
  *    shows them after the monitor's), correlation id, request log, request timeout, rate
  *    limits and API key resolution, docs assets, JSON body parser (size limit), input
- *    hygiene (NUL, unpaired surrogates, deep nesting: 400), problem+json for what failed
- *    so far, then the request context again (the body parser loses it).
+ *    hygiene (NUL, unpaired surrogates, deep nesting: 400; these two are answered by the role
+ *    guard, after the role check), problem+json for what failed so far, then the request context again (the body parser loses it).
  * 3. Nest routes: health, events, docs, audit, API keys and every feature module's
  *    controllers; the role guard checks each route's role, all errors pass through ProblemFilter.
  */
@@ -79,8 +80,9 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   app.use(timeoutMiddleware(resolved.requestTimeoutMs));
   app.use(authenticationMiddleware(resolved, keys, logger.child({ component: 'auth' })));
   app.use(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' }));
-  app.use(express.json({ limit: resolved.bodyLimit, type: ['application/json', 'application/*+json'] }));
-  app.use(inputHygieneMiddleware);
+  // Body and hygiene errors are kept for the role guard, which answers them after the role check.
+  app.use(deferInputErrors(express.json({ limit: resolved.bodyLimit, type: ['application/json', 'application/*+json'] })));
+  app.use(deferCheck(inputHygieneError));
   app.use(problemErrorMiddleware());
   app.use(rebindContextMiddleware);
   await app.init();

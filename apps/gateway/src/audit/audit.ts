@@ -16,7 +16,7 @@ export const auditQuerySchema = z
     type: csv.optional().describe('Only these event types (comma list)'),
     since: isoTime.optional().describe('Recorded at or after (ISO-8601)'),
     until: isoTime.optional().describe('Recorded at or before (ISO-8601)'),
-    after: z.coerce.number().int().min(-1).optional().describe('Global position to page from, exclusive (`next.after`)'),
+    after: z.union([z.number().int().min(-1).max(999_999_999_999_999), z.string().regex(/^(?:-1|\d{1,15})$/, 'an integer, -1 or more (15 digits at most)')]).pipe(z.coerce.number<string | number>().int().min(-1)).optional().describe('Global position to page from, exclusive (`next.after`)'),
     limit: z.coerce.number().int().min(1).max(500).default(100),
     direction: z.enum(['forwards', 'backwards']).default('backwards').describe('Default newest first'),
   })

@@ -20,6 +20,13 @@ import { LiveEventsService } from './sse.service.js';
 
 export const EVENTS_PATH = '/api/v1/events';
 
+// As documented: an empty value counts as none (EventSource sends none before its first event).
+const lastEventIdHeaderDoc = z.object({
+  'last-event-id': z
+    .union([positionParam, z.literal('')])
+    .optional()
+    .describe('Position of the last event the client saw; sent by EventSource on reconnect; empty: none'),
+});
 // An object, so a bad header is named `last-event-id` in the problem's errors.
 const lastEventIdHeader = z.object({
   'last-event-id': positionParam.optional().describe('Position of the last event the client saw; sent by EventSource on reconnect'),
@@ -73,7 +80,7 @@ export class EventsController {
       'clients send Last-Event-ID (or `?after=`) and miss nothing. A `: heartbeat` comment comes every 15 s.',
     tags: ['events'],
     role: 'viewer',
-    headers: lastEventIdHeader,
+    headers: lastEventIdHeaderDoc,
     response: { contentType: 'text/event-stream', description: 'An endless text/event-stream' },
   })
   async stream(

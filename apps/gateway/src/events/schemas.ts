@@ -17,7 +17,10 @@ const isoTime = z.iso
   .describe('ISO-8601 date-time with zone, e.g. 2026-01-31T12:00:00Z');
 
 /** A global-log position as used by `after` and `Last-Event-ID`; -1 means "before the first event". */
-export const positionParam = z.coerce.number().int().min(-1);
+/** 15 digits: beyond any log kept here, and within the safe integers (the document and the parse agree on it). */
+export const POSITION_MAX = 999_999_999_999_999;
+// Digits only: a bare coercion would read an empty value (`after=`) as 0.
+export const positionParam = z.union([z.number().int().min(-1).max(POSITION_MAX), z.string().regex(/^(?:-1|\d{1,15})$/, 'an integer, -1 or more (15 digits at most)')]).pipe(z.coerce.number<string | number>().int().min(-1));
 
 export const eventsQuerySchema = z
   .object({
@@ -25,10 +28,9 @@ export const eventsQuerySchema = z
     after: positionParam
       .optional()
       .describe('Global log only: page from this position, exclusive (the `next.after` of the previous page)'),
-    from_revision: z.coerce
-      .number()
-      .int()
-      .min(0)
+    from_revision: z
+      .union([z.number().int().min(0).max(POSITION_MAX), z.string().regex(/^\d{1,15}$/, 'an integer (15 digits at most)')])
+      .pipe(z.coerce.number<string | number>().int().min(0))
       .optional()
       .describe('With `stream` only: first revision to return, inclusive (the `next.from_revision` of the previous page)'),
     limit: z.coerce.number().int().min(1).max(1000).default(100).describe('Page size, 1 to 1000 (default 100)'),

@@ -1,7 +1,9 @@
-import { Catch, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { Catch, Inject, MethodNotAllowedException, NotFoundException, Optional, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { NextFunction, Request, Response } from 'express';
 import { correlationIdOf } from './context.js';
 import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.js';
+import { OpenApiRegistry } from '../openapi/registry.js';
+import { allowedMethods } from './route-checks.js';
 
 /**
  * Map an error to problem+json on the response. An unexpected error is attached as
@@ -21,13 +23,30 @@ export function sendProblem(err: unknown, req: Request, res: Response): void {
   res.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
 }
 
-/** Catch-all Nest filter: every error leaving a handler (and the 404 of an unknown route) becomes problem+json. */
+/**
+ * Catch-all Nest filter: every error leaving a handler (and the 404 of an unknown route) becomes
+ * problem+json. A path that exists with other methods (any method, TRACE included) answers 405
+ * with `Allow` instead of that 404.
+ */
 @Catch()
 export class ProblemFilter implements ExceptionFilter {
+  constructor(@Optional() @Inject(OpenApiRegistry) private readonly registry?: OpenApiRegistry) {}
+
   catch(exception: unknown, host: ArgumentsHost): void {
     if (host.getType() !== 'http') throw exception;
     const http = host.switchToHttp();
-    sendProblem(exception, http.getRequest<Request>(), http.getResponse<Response>());
+    const req = http.getRequest<Request>();
+    const res = http.getResponse<Response>();
+    // Nest's answer to a request no route matched (a handler's own 404 is an AppError).
+    if (exception instanceof NotFoundException && this.registry && /^Cannot [A-Z-]+ /.test(exception.message)) {
+      const allow = allowedMethods(this.registry.routes(), req.path);
+      if (allow.length > 0 && !allow.includes(req.method.toUpperCase())) {
+        res.setHeader('Allow', allow.join(', '));
+        sendProblem(new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`), req, res);
+        return;
+      }
+    }
+    sendProblem(exception, req, res);
   }
 }
 

@@ -79,6 +79,7 @@ function build(
   extensions: Record<string, unknown> = {},
 ): ProblemDetails {
   const ext = Object.fromEntries(Object.entries(extensions).filter(([k]) => !reserved.has(k)));
+  if (Array.isArray(ext.errors)) ext.errors = ext.errors.map(fieldError);
   return {
     type: problemType(code),
     title: titles[code] ?? 'Error',
@@ -89,6 +90,23 @@ function build(
     correlationId: ctx.correlationId,
     ...ext,
   };
+}
+
+/**
+ * One entry of a problem's `errors` in the documented shape ({ path, message, code, in? }):
+ * errors made elsewhere (a task's context checked by the dispatcher, a query's named
+ * parameters) may come without a `code`; `invalid` then.
+ */
+function fieldError(e: unknown): FieldError {
+  const o = (e && typeof e === 'object' ? e : { message: String(e) }) as Record<string, unknown>;
+  const { in: where, ...rest } = o;
+  return {
+    ...rest,
+    path: typeof o.path === 'string' ? o.path : Array.isArray(o.path) ? o.path.map(String).join('.') || '(root)' : '(root)',
+    message: typeof o.message === 'string' ? o.message : 'invalid',
+    code: typeof o.code === 'string' ? o.code : 'invalid',
+    ...(where === 'body' || where === 'query' || where === 'params' || where === 'headers' ? { in: where } : {}),
+  } as FieldError;
 }
 
 export interface ProblemContext {

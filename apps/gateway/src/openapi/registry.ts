@@ -24,6 +24,8 @@ export interface RouteDoc {
     readonly contentType?: string;
     readonly example?: unknown;
   };
+  /** Other success answers of the route (e.g. 200 with the result when `?wait=true` saw the work end, beside the 202). */
+  readonly alsoAnswers?: readonly { readonly status: number; readonly description: string; readonly schema?: z.ZodType }[];
   /** An example request body (default: one built from the body schema). */
   readonly requestExample?: unknown;
   /** Request headers the route reads (an object schema), documented as header parameters. */
@@ -52,7 +54,7 @@ export type OpenApiDocument = {
   openapi: '3.1.0';
   info: { title: string; version: string; description: string };
   paths: Record<string, Record<string, unknown>>;
-  components: { schemas: Record<string, JsonSchema> };
+  components: { schemas: Record<string, JsonSchema>; securitySchemes?: Record<string, JsonSchema> };
 };
 
 const fieldErrorSchema = z.object({
@@ -96,10 +98,50 @@ const statusText: Record<number, string> = {
   404: 'Not found',
   409: 'Illegal state',
   412: 'Conflict: the expected revision did not match',
+  405: 'Method not allowed',
   413: 'Payload too large',
+  415: 'Unsupported media type (a JSON body in a charset other than UTF-8)',
+  429: 'Too many requests (per address, per key, or bad keys from one address); see Retry-After',
+  431: 'Request header fields too large',
   500: 'Internal error',
   503: 'Unavailable',
+  504: 'No answer within the request timeout',
 };
+
+/** Headers some error answers always carry. */
+const statusHeaders: Record<number, Record<string, unknown>> = {
+  401: { 'WWW-Authenticate': { description: 'Bearer realm="switchyard" (error="invalid_token" for a wrong or revoked key)', schema: { type: 'string' } } },
+  429: { 'Retry-After': { description: 'Seconds until a request is allowed again', schema: { type: 'string' } } },
+};
+
+/** How the gateway answers in general, whatever the route; what the per-operation statuses come from. */
+export interface DocumentedBehaviour {
+  /** API keys required (401 without one, 403 below the route's role, 503 when keys cannot be checked). */
+  readonly auth: boolean;
+  /** Rate limits on (429). */
+  readonly rateLimit: boolean;
+  /** A request timeout (504). */
+  readonly timeout: boolean;
+}
+
+const ROLE_RANK: Record<string, number> = { viewer: 0, operator: 1, admin: 2 };
+
+/** The bearer scheme (Authorization: Bearer sy_<id>_<secret>), and the same key in `x-api-key`. */
+export const securitySchemes = {
+  bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'sy_<16 hex>_<secret>', description: 'An API key: `Authorization: Bearer sy_<id>_<secret>`' },
+  apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key', description: 'The same API key in `x-api-key`' },
+} as const;
+
+/** What the document's description says about every route, as this gateway is configured. */
+function generalBehaviour(b: DocumentedBehaviour): string {
+  const always = ['400 (malformed input)', '431 (headers over 16 KiB)', ...(b.rateLimit ? ['429 (rate limits, `Retry-After`)'] : []), ...(b.timeout ? ['504 (request timeout)'] : [])];
+  return (
+    '\n\nEvery route: an error is `application/problem+json` (RFC 9457) with `code` and `correlationId`; a query parameter the route does not declare is refused (400); ' +
+    'a method the path does not have answers 405 with `Allow`' +
+    (b.auth ? '; a caller without the role a route needs (`x-required-role`) gets 401 or 403 before anything in the request is validated' : '') +
+    `. Statuses every route may answer: ${always.join(', ')}; with a body also 413 (over the body limit) and 415 (a charset other than UTF-8).`
+  );
+}
 
 /**
  * The OpenAPI registry. Every controller route is registered into it at start (by
@@ -113,6 +155,10 @@ export class OpenApiRegistry {
   private cached: OpenApiDocument | undefined;
 
   constructor(@Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions) {}
+
+  private behaviour(): DocumentedBehaviour {
+    return { auth: this.options.auth?.enabled ?? false, rateLimit: this.options.rateLimit?.enabled ?? false, timeout: (this.options.requestTimeoutMs ?? 0) > 0 };
+  }
 
   /** Add or replace (same method and path) a route. */
   register(spec: RouteSpec): void {
@@ -136,13 +182,15 @@ export class OpenApiRegistry {
       .filter((s) => !s.doc?.hidden)
       .sort((a, b) => a.path.localeCompare(b.path) || a.method.localeCompare(b.method));
     for (const spec of specs) {
-      (paths[spec.path] ??= {})[spec.method] = operation(spec);
+      (paths[spec.path] ??= {})[spec.method] = operation(spec, this.behaviour());
     }
+    const behaviour = this.behaviour();
+    const { auth } = behaviour;
     return {
       openapi: '3.1.0',
-      info: { ...this.options.openapi },
+      info: { ...this.options.openapi, description: this.options.openapi.description + generalBehaviour(behaviour) },
       paths,
-      components: { schemas: { Problem: jsonSchemaOf(problemSchema, 'output') } },
+      components: { schemas: { Problem: jsonSchemaOf(problemSchema, 'output') }, ...(auth ? { securitySchemes: { ...securitySchemes } } : {}) },
     };
   }
 }
@@ -219,7 +267,31 @@ export function exampleOf(schema: unknown, depth = 0): unknown {
   }
 }
 
-function operation(spec: RouteSpec): Record<string, unknown> {
+/**
+ * Every status an operation can answer: the route's own (`errors`), and those the gateway
+ * answers before or around any route (see generalBehaviour), so the document lists them all.
+ */
+export function errorStatusesOf(spec: RouteSpec, b: DocumentedBehaviour): number[] {
+  const role = spec.doc?.role ?? 'admin';
+  const isPublic = role === 'public';
+  const statuses = new Set<number>([...(spec.doc?.errors ?? []), 400, 431, 500]);
+  if (b.rateLimit) statuses.add(429);
+  if (b.timeout) statuses.add(504);
+  if (b.auth && !isPublic) {
+    statuses.add(401);
+    statuses.add(503); // the key table unreachable
+    if ((ROLE_RANK[role] ?? 2) > 0) statuses.add(403);
+  }
+  // A path segment that cannot be a parameter (empty, `..`) reaches no route.
+  if (spec.path.includes('{')) statuses.add(404);
+  if (['post', 'put', 'patch', 'delete'].includes(spec.method)) {
+    statuses.add(413);
+    statuses.add(415);
+  }
+  return [...statuses].sort((a, c) => a - c);
+}
+
+function operation(spec: RouteSpec, behaviour: DocumentedBehaviour): Record<string, unknown> {
   const { doc = {}, request = {} } = spec;
   const success = doc.response ?? {};
   const contentType = success.contentType ?? 'application/json';
@@ -243,11 +315,16 @@ function operation(spec: RouteSpec): Record<string, unknown> {
         : {}),
     },
   };
-  const errorStatuses = new Set<number>([...(doc.errors ?? []), 500]);
-  if (request.body || request.query || request.params || doc.headers) errorStatuses.add(400);
-  for (const status of [...errorStatuses].sort()) {
-    responses[String(status)] = problemResponse(statusText[status] ?? 'Error');
+  for (const other of doc.alsoAnswers ?? []) {
+    responses[String(other.status)] = {
+      description: other.description,
+      ...(other.schema ? { content: { 'application/json': { schema: jsonSchemaOf(other.schema, 'output'), example: exampleOf(jsonSchemaOf(other.schema, 'output')) } } } : {}),
+    };
   }
+  for (const status of errorStatusesOf(spec, behaviour)) {
+    responses[String(status)] = { ...problemResponse(statusText[status] ?? 'Error'), ...(statusHeaders[status] ? { headers: statusHeaders[status] } : {}) };
+  }
+  const isPublic = (doc.role ?? 'admin') === 'public';
   const parameters = [
     ...parametersOf(request.params, 'path'),
     ...parametersOf(request.query, 'query'),
@@ -268,6 +345,8 @@ function operation(spec: RouteSpec): Record<string, unknown> {
         }
       : {}),
     responses,
+    // Public routes need no key; the others take either scheme (OpenAPI: any one entry suffices).
+    ...(behaviour.auth ? { security: isPublic ? [] : [{ bearer: [] }, { apiKey: [] }] } : {}),
     'x-required-role': doc.role ?? null,
   };
 }

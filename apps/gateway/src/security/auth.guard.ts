@@ -6,6 +6,8 @@ import { AppError } from '@switchyard/platform';
 import { openApiPath } from '../openapi/explorer.js';
 import { API_ROUTE, type RouteDoc } from '../openapi/registry.js';
 import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../tokens.js';
+import { deferredInputError, undeclaredQueryError } from '../http/route-checks.js';
+import { REQUEST_SCHEMAS, type RequestSchemas } from '../http/validation.js';
 import { AUTH_FAILED, type AuthRequest } from './middleware.js';
 import { accessFor, roleSatisfies, roleSchema, type Access } from './roles.js';
 
@@ -17,6 +19,8 @@ const firstPath = (p: unknown): string => (Array.isArray(p) ? String(p[0] ?? '/'
  * unauthenticated caller learns nothing from validation errors.
  * - no key or a bad key: 401 with `WWW-Authenticate: Bearer`
  * - a key whose role is too low: 403
+ * Only then the input errors found before routing (body not JSON or too large, NUL in a
+ * value: see route-checks.ts), and query parameters on a route that declares none: 400.
  */
 @Injectable()
 export class RoleGuard implements CanActivate {
@@ -38,9 +42,23 @@ export class RoleGuard implements CanActivate {
   }
 
   canActivate(context: ExecutionContext): boolean {
-    if (!this.options.auth.enabled || context.getType() !== 'http') return true;
+    if (context.getType() !== 'http') return true;
+    this.checkRole(context);
+    const req = context.switchToHttp().getRequest<AuthRequest>();
+    const deferred = deferredInputError(req);
+    if (deferred !== undefined) throw deferred;
+    const schemas = Reflect.getMetadata(REQUEST_SCHEMAS, context.getClass().prototype as object, context.getHandler().name) as RequestSchemas | undefined;
+    if (!schemas?.query) {
+      const err = undeclaredQueryError(req.query);
+      if (err) throw err;
+    }
+    return true;
+  }
+
+  private checkRole(context: ExecutionContext): void {
+    if (!this.options.auth.enabled) return;
     const access = this.accessOf(context);
-    if (access.kind === 'public') return true;
+    if (access.kind === 'public') return;
     const req = context.switchToHttp().getRequest<AuthRequest>();
     const res = context.switchToHttp().getResponse<Response>();
     const key = req.apiKey;
@@ -53,6 +71,5 @@ export class RoleGuard implements CanActivate {
     if (!roleSatisfies(role, access.role)) {
       throw new AppError('forbidden', `this route needs the ${access.role} role; the key has ${role}`, { requiredRole: access.role, keyRole: role });
     }
-    return true;
   }
 }

@@ -32,6 +32,13 @@ function scan(value: unknown, path: string, where: FieldLocation, out: FieldErro
  * takes that, and walking it costs stack in every later step).
  */
 export function inputHygieneMiddleware(req: Request, res: Response, next: NextFunction): void {
+  const err = inputHygieneError(req);
+  if (!err) return next();
+  sendProblem(err, req, res);
+}
+
+/** The 400 inputHygieneMiddleware answers, or undefined (for a caller that answers it later). */
+export function inputHygieneError(req: Request): AppError | undefined {
   const errors: FieldError[] = [];
   let decodedPath: string | undefined;
   try {
@@ -44,6 +51,6 @@ export function inputHygieneMiddleware(req: Request, res: Response, next: NextFu
   }
   scan(req.query, '', 'query', errors);
   if (req.body !== undefined) scan(req.body, '', 'body', errors);
-  if (errors.length === 0) return next();
-  sendProblem(new AppError('validation', `invalid ${[...new Set(errors.map((e) => e.in))].join(' and ')}: ${errors.map((e) => e.path).join(', ')}`, { errors }), req, res);
+  if (errors.length === 0) return undefined;
+  return new AppError('validation', `invalid ${[...new Set(errors.map((e) => e.in))].join(' and ')}: ${errors.map((e) => e.path).join(', ')}`, { errors });
 }

@@ -28,12 +28,12 @@ export interface SecuredGateway {
   close(): Promise<void>;
 }
 
-export async function startSecuredGateway(prefix: string, options: GatewayOptions = {}, databaseUrl?: string): Promise<SecuredGateway> {
+export async function startSecuredGateway(prefix: string, options: GatewayOptions = {}, databaseUrl?: string, natsUrl?: string): Promise<SecuredGateway> {
   const dbUrl = databaseUrl ?? (await freshDatabase(prefix));
   const pool = new pg.Pool({ connectionString: dbUrl, max: 6 });
   const store = new PostgresEventStore({ pool });
   await store.init();
-  const nats = await connect({ servers: await testNatsUrl() });
+  const nats = await connect({ servers: natsUrl ?? (await testNatsUrl()) });
   const printed: string[] = [];
   const logger = createLogger('gateway-test', process.env.LOG_LEVEL ?? 'silent');
   const gateway = await createGateway(

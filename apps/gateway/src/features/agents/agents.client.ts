@@ -53,6 +53,12 @@ export class AgentsClient {
       if (err instanceof AppError && err.code === 'timeout' && err.details.task_id === undefined) {
         return { done: false as const, submitted: { ...submitted, ...(await this.statusOf(submitted.task_id, correlationId)) } };
       }
+      // The task ended failed on an error its agent did not expect: the request itself was
+      // fine, so not a 500; the agent's message stays in its log (it may hold internals).
+      if (err instanceof AppError && err.code === 'internal' && typeof err.details.task_id === 'string') {
+        const { task_id, status, agent, instance } = err.details;
+        throw new AppError('illegal_state', `task ${task_id} failed on an internal error of its agent`, { task_id, status, agent, instance }, false);
+      }
       throw err;
     }
   }

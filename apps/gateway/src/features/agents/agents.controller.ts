@@ -2,16 +2,21 @@ import { currentActor } from '../../http/context.js';
 import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import { z } from 'zod';
-import { agentHealthReply, agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/domain';
+import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/domain';
 import { CorrelationId } from '../../http/context.js';
+import { waitWithin } from '../../http/wait.js';
+import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { AgentsClient, type DelegateRequest } from './agents.client.js';
 import {
   agentParams,
+  agentsHealthResponse,
   cancelBody,
   delegateBody,
   delegatedResponse,
+  delegationErrors,
+  waitedAnswer,
   externalAgentBody,
   externalAgentExample,
   externalAgentParams,
@@ -30,10 +35,11 @@ async function delegateAndAnswer(
   correlationId: string,
   idempotencyKey: string | undefined,
   res: Response,
+  requestTimeoutMs: number,
 ) {
   const out = await client.delegate(req, correlationId, {
     ...(idempotencyKey ? { idempotencyKey } : {}),
-    ...(q.wait ? { waitMs: q.wait_ms } : {}),
+    ...(q.wait ? { waitMs: waitWithin(q.wait_ms, requestTimeoutMs) } : {}),
   });
   if (out.done) {
     res.status(200);
@@ -48,10 +54,13 @@ const headerKey = (h: Record<string, string | undefined>) => h['idempotency-key'
 
 @Controller('api/v1/integration/agents')
 export class AgentsController {
-  constructor(@Inject(AgentsClient) private readonly client: AgentsClient) {}
+  constructor(
+    @Inject(AgentsClient) private readonly client: AgentsClient,
+    @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
+  ) {}
 
   @Get('health')
-  @ApiRoute({ summary: 'Health of every agent and its instances', tags: ['agents'], role: 'viewer', response: { schema: agentHealthReply }, errors: [503] })
+  @ApiRoute({ summary: 'Health of every agent and its instances', tags: ['agents'], role: 'viewer', response: { schema: agentsHealthResponse }, errors: [503] })
   async health(@CorrelationId() cid: string) {
     const h = await this.client.health(cid);
     const status = h.agents.every((a) => a.status === 'healthy') ? 'healthy' : h.agents.some((a) => a.status !== 'down') ? 'degraded' : 'down';
@@ -74,7 +83,8 @@ export class AgentsController {
     tags: ['agents'],
     role: 'operator',
     response: { status: 202, schema: delegatedResponse },
-    errors: [400, 404, 409, 503, 504],
+    alsoAnswers: [waitedAnswer],
+    errors: delegationErrors,
   })
   delegate(
     @ZodBody(delegateBody) body: DelegateBody,
@@ -90,7 +100,7 @@ export class AgentsController {
       ...(body.agent ? { agent: body.agent } : {}),
       ...(body.timeout_ms ? { timeout_ms: body.timeout_ms } : {}),
     };
-    return delegateAndAnswer(this.client, req, q, cid, headerKey(headers), res);
+    return delegateAndAnswer(this.client, req, q, cid, headerKey(headers), res, this.options.requestTimeoutMs);
   }
 
   @Get('capabilities')
@@ -155,18 +165,21 @@ type QuickName = keyof typeof quickActions;
 /** Quick actions: delegate with a fixed task type and a small body (same answers as /agents/delegate). */
 @Controller('api/v1/integration/quick')
 export class QuickActionsController {
-  constructor(@Inject(AgentsClient) private readonly client: AgentsClient) {}
+  constructor(
+    @Inject(AgentsClient) private readonly client: AgentsClient,
+    @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
+  ) {}
 
   private run(name: QuickName, body: Record<string, unknown> & { priority: DelegateRequest['priority'] }, q: WaitQuery, h: Record<string, string | undefined>, cid: string, res: Response) {
     const action = quickActions[name];
     const { priority, ...rest } = body;
     const context = (action.context as (b: Record<string, unknown>) => Record<string, unknown>)(rest);
-    return delegateAndAnswer(this.client, { task_type: action.taskType, context, priority }, q, cid, headerKey(h), res);
+    return delegateAndAnswer(this.client, { task_type: action.taskType, context, priority }, q, cid, headerKey(h), res, this.options.requestTimeoutMs);
   }
 
   @Post('analyze-revenue')
   @HttpCode(202)
-  @ApiRoute({ summary: quickActions['analyze-revenue'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, errors: [503] })
+  @ApiRoute({ summary: quickActions['analyze-revenue'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, alsoAnswers: [waitedAnswer], errors: delegationErrors })
   analyzeRevenue(
     @ZodBody(quickActions['analyze-revenue'].body) b: z.output<(typeof quickActions)['analyze-revenue']['body']>,
     @ZodQuery(waitQuery) q: WaitQuery,
@@ -179,7 +192,7 @@ export class QuickActionsController {
 
   @Post('generate-proposal')
   @HttpCode(202)
-  @ApiRoute({ summary: quickActions['generate-proposal'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, errors: [503] })
+  @ApiRoute({ summary: quickActions['generate-proposal'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, alsoAnswers: [waitedAnswer], errors: delegationErrors })
   generateProposal(
     @ZodBody(quickActions['generate-proposal'].body) b: z.output<(typeof quickActions)['generate-proposal']['body']>,
     @ZodQuery(waitQuery) q: WaitQuery,
@@ -192,7 +205,7 @@ export class QuickActionsController {
 
   @Post('optimize-schedule')
   @HttpCode(202)
-  @ApiRoute({ summary: quickActions['optimize-schedule'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, errors: [503] })
+  @ApiRoute({ summary: quickActions['optimize-schedule'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, alsoAnswers: [waitedAnswer], errors: delegationErrors })
   optimizeSchedule(
     @ZodBody(quickActions['optimize-schedule'].body) b: z.output<(typeof quickActions)['optimize-schedule']['body']>,
     @ZodQuery(waitQuery) q: WaitQuery,
@@ -205,7 +218,7 @@ export class QuickActionsController {
 
   @Post('customer-support')
   @HttpCode(202)
-  @ApiRoute({ summary: quickActions['customer-support'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, errors: [503] })
+  @ApiRoute({ summary: quickActions['customer-support'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, alsoAnswers: [waitedAnswer], errors: delegationErrors })
   customerSupport(
     @ZodBody(quickActions['customer-support'].body) b: z.output<(typeof quickActions)['customer-support']['body']>,
     @ZodQuery(waitQuery) q: WaitQuery,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { externalAgentSchema, taskPrioritySchema } from '@switchyard/domain';
+import { agentHealthReply, externalAgentSchema, taskPrioritySchema } from '@switchyard/domain';
 
 export const delegateBody = z.object({
   task_type: z.string().min(1).max(100),
@@ -11,10 +11,17 @@ export const delegateBody = z.object({
 });
 export type DelegateBody = z.output<typeof delegateBody>;
 
-export const waitQuery = z.object({
+// Strict: a parameter this route does not know is refused (a typo must not start a task with defaults).
+export const waitQuery = z.strictObject({
   wait: z.enum(['true', 'false', '1', '0']).optional().transform((v) => v === 'true' || v === '1'),
   /** How long `wait=true` waits for the result before answering 202 with the task as it is. Default 60 s. */
-  wait_ms: z.coerce.number().int().min(1).max(600_000).default(60_000),
+  wait_ms: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(600_000)
+    .default(60_000)
+    .describe('How long `wait=true` waits for the result (default 60 s), at most the request timeout less a margin; then 202 with the task as it is'),
 });
 export type WaitQuery = z.output<typeof waitQuery>;
 
@@ -36,6 +43,14 @@ export const externalAgentExample = {
 export const taskParams = z.object({ task_id: z.string().min(1).max(200) });
 export const cancelBody = z.object({ reason: z.string().max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
 
+/** `GET /agents/health`: the dispatcher's reply plus the overall status the gateway derives from the agents'. */
+export const agentsHealthResponse = agentHealthReply.extend({
+  status: z.enum(['healthy', 'degraded', 'down']).describe('healthy: every agent healthy; down: none up (or no agent); degraded otherwise'),
+});
+
+/** The errors a delegation can answer (the quick actions are delegations too). */
+export const delegationErrors = [400, 404, 409, 503, 504] as const;
+
 export const delegatedResponse = z.object({
   task_id: z.string(),
   status: z.string(),
@@ -45,6 +60,9 @@ export const delegatedResponse = z.object({
   duplicate: z.boolean().optional(),
   result: z.unknown().optional(),
 });
+
+/** `?wait=true` saw the task end: 200 with its result. */
+export const waitedAnswer = { status: 200, description: 'With `wait=true`: the task ended within the wait; its result', schema: delegatedResponse } as const;
 
 const priority = { priority: taskPrioritySchema.default('normal') };
 

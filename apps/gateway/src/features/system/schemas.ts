@@ -7,6 +7,8 @@ import { alertRuleSchema, alertStateSchema, matcherSchema, severitySchema } from
 const labelList = z
   .string()
   .max(2_000)
+  // The rule the transform applies, as a pattern the document shows: comma-separated `name=value`, a name not empty.
+  .regex(/^\s*(?:[^=,\s][^,=]*=[^,]*)?(?:,\s*(?:[^=,\s][^,=]*=[^,]*)?)*$/, 'name=value,name=value')
   .transform((s, ctx) => {
     const out: Record<string, string> = {};
     for (const pair of s.split(',').map((p) => p.trim()).filter(Boolean)) {
@@ -20,15 +22,16 @@ const labelList = z
     return out;
   });
 
-export const trendsQuery = z.object({
+// Strict query objects: a parameter a route does not know is refused (400), as on every route.
+export const trendsQuery = z.strictObject({
   metric: z.string().min(1).max(200).default('system_cpu_usage_percent').describe('Metric name, e.g. system_cpu_usage_percent, probe_response_ms'),
   window: z.enum(['1h', '24h', '7d']).default('1h'),
   labels: labelList.optional().describe('Narrow to series with these labels: `name=value,name=value`'),
 });
 
-export const availabilityQuery = z.object({ service: z.string().min(1).max(200).optional().describe('One service (e.g. `mcp:analytics`); all when absent') });
+export const availabilityQuery = z.strictObject({ service: z.string().min(1).max(200).optional().describe('One service (e.g. `mcp:analytics`); all when absent') });
 
-export const alertsQuery = z.object({ state: alertStateSchema.optional(), severity: severitySchema.optional() });
+export const alertsQuery = z.strictObject({ state: alertStateSchema.optional(), severity: severitySchema.optional() });
 
 export const alertIdParams = z.object({ alert_id: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ - only') });
 export const resolveBody = z.object({ reason: z.string().trim().min(1).max(2_000) });
@@ -45,4 +48,4 @@ export const silenceBody = z
 
 /** One rule, a list, or `{ rules: [...] }`: each is upserted by id. */
 export const putRulesBody = z.union([alertRuleSchema, z.array(alertRuleSchema).min(1).max(200), z.object({ rules: z.array(alertRuleSchema).min(1).max(200) })]);
-export const deleteRuleQuery = z.object({ id: z.string().min(1).max(200) });
+export const deleteRuleQuery = z.strictObject({ id: z.string().min(1).max(200) });

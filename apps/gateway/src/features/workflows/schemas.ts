@@ -18,11 +18,13 @@ export const waitQuery = z.strictObject({
 export const startBody = z.record(z.string(), z.unknown());
 
 export const executionStatus = z.enum(['running', 'canceling', 'completed', 'failed', 'canceled']);
+// Any RFC 3339 offset (up to ±23:59) is read here and handed on in UTC: PostgreSQL refuses offsets past ±15:59.
+const instant = z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString());
 export const listQuery = z.strictObject({
   status: executionStatus.optional(),
   template: z.string().min(1).optional(),
-  started_after: z.iso.datetime({ offset: true }).optional(),
-  started_before: z.iso.datetime({ offset: true }).optional(),
+  started_after: instant.optional(),
+  started_before: instant.optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().min(1).max(400).optional(),
 });
@@ -44,7 +46,12 @@ export const startedResponse = z.object({
   output: z.unknown().optional(),
   error: z.unknown().optional(),
 });
-export const executionListResponse = z.object({ items: z.array(z.looseObject({ execution_id: z.string(), status: z.string() })), next_cursor: z.string().nullable() });
+export const executionListResponse = z.object({
+  items: z.array(z.looseObject({ execution_id: z.string(), status: z.string() })),
+  next_cursor: z.string().nullable(),
+  /** The next page's URL (the same filters and the cursor), null on the last page. */
+  next: z.string().nullable(),
+});
 export const executionDetailResponse = z.looseObject({ execution_id: z.string(), status: z.string(), steps: z.array(z.looseObject({ step_id: z.string() })) });
 export const eventsResponse = z.object({ execution_id: z.string(), events: z.array(z.looseObject({ type: z.string(), revision: z.number() })) });
 export const cancelResponse = z.object({ execution_id: z.string(), status: executionStatus });

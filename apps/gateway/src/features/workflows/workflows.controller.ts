@@ -3,6 +3,8 @@ import { CommandBus } from '@nestjs/cqrs';
 import type { Response } from 'express';
 import type { z } from 'zod';
 import { CorrelationId } from '../../http/context.js';
+import { waitWithin } from '../../http/wait.js';
+import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { toEventJson } from '../../events/schemas.js';
@@ -43,6 +45,7 @@ export class WorkflowsController {
   constructor(
     @Inject(WorkflowsService) private readonly svc: WorkflowsService,
     @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
   ) {}
 
   @Get('templates')
@@ -60,6 +63,7 @@ export class WorkflowsController {
     tags: ['workflows'],
     role: 'operator',
     response: { status: 202, schema: startedResponse },
+    alsoAnswers: [{ status: 200, description: 'With `wait=true`: the execution ended within the wait; its output or error', schema: startedResponse }],
     errors: [400, 404],
   })
   async start(
@@ -70,7 +74,7 @@ export class WorkflowsController {
     @Res({ passthrough: true }) res: Response,
   ) {
     const { definition } = await this.svc.definitions.get(p.template_id, q.version);
-    const r = await this.svc.start(definition, input, correlationId, { wait: q.wait, waitMs: q.wait_ms });
+    const r = await this.svc.start(definition, input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs) });
     res.status(r.status);
     return r.body;
   }
@@ -121,6 +125,7 @@ export class WorkflowsController {
     tags: ['workflows'],
     role: 'admin',
     response: { status: 201, schema: registeredResponse },
+    alsoAnswers: [{ status: 200, description: 'That id and version existed with the same content: nothing new (`created: false`)', schema: registeredResponse }],
     errors: [400, 409],
   })
   async register(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>, @Res({ passthrough: true }) res: Response) {
@@ -139,7 +144,10 @@ export class WorkflowsController {
 
 @Controller('api/v1/integration/agents')
 export class AdHocWorkflowController {
-  constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
+  constructor(
+    @Inject(WorkflowsService) private readonly svc: WorkflowsService,
+    @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
+  ) {}
 
   @Post('workflow')
   @HttpCode(202)
@@ -149,6 +157,7 @@ export class AdHocWorkflowController {
     tags: ['workflows', 'agents'],
     role: 'operator',
     response: { status: 202, schema: startedResponse },
+    alsoAnswers: [{ status: 200, description: 'With `wait=true`: the execution ended within the wait; its output or error', schema: startedResponse }],
     errors: [400],
   })
   async run(
@@ -158,7 +167,7 @@ export class AdHocWorkflowController {
     @Res({ passthrough: true }) res: Response,
   ) {
     const def = await this.svc.validate({ version: 1, name: String(b.definition.id ?? 'ad-hoc workflow'), ...b.definition });
-    const r = await this.svc.start(def, b.input, correlationId, { wait: q.wait, waitMs: q.wait_ms });
+    const r = await this.svc.start(def, b.input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs) });
     res.status(r.status);
     return r.body;
   }

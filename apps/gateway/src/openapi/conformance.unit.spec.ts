@@ -1,0 +1,56 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { AppError } from '@switchyard/platform';
+import { toProblem } from '../http/problem.js';
+import { allowedMethods, undeclaredQueryError } from '../http/route-checks.js';
+import { waitWithin } from '../http/wait.js';
+import { errorStatusesOf } from './registry.js';
+
+describe('REST API conformance helpers', () => {
+  it('field errors made behind the gateway get the documented shape (a code on each)', () => {
+    const { problem } = toProblem(new AppError('validation', 'invalid context', { errors: [{ path: 'context.timeframe', message: 'bad' }, { path: ['a', 0], message: 'x', in: 'nowhere' }] }), {
+      instance: '/x',
+      correlationId: 'c',
+    });
+    assert.deepEqual(problem.errors, [
+      { path: 'context.timeframe', message: 'bad', code: 'invalid' },
+      { path: 'a.0', message: 'x', code: 'invalid' },
+    ]);
+  });
+
+  it('allowed methods of a path among OpenAPI templates, HEAD with GET', () => {
+    const routes = [
+      { method: 'get', path: '/a/{id}' },
+      { method: 'delete', path: '/a/{id}' },
+      { method: 'post', path: '/a/{id}/cancel' },
+      { method: 'get', path: '/b.c' },
+    ];
+    assert.deepEqual(allowedMethods(routes, '/a/x_1'), ['DELETE', 'GET', 'HEAD']);
+    assert.deepEqual(allowedMethods(routes, '/a/x_1/'), ['DELETE', 'GET', 'HEAD']);
+    assert.deepEqual(allowedMethods(routes, '/a/x/cancel'), ['POST']);
+    assert.deepEqual(allowedMethods(routes, '/a/x/y'), []);
+    assert.deepEqual(allowedMethods(routes, '/bxc'), [], 'a dot in a template is literal');
+  });
+
+  it('query parameters on a route that declares none: 400 naming each', () => {
+    assert.equal(undeclaredQueryError({}), undefined);
+    const err = undeclaredQueryError({ a: '1', b: '2' });
+    assert.equal(err?.code, 'validation');
+    assert.deepEqual((err?.details.errors as { path: string }[]).map((e) => e.path), ['a', 'b']);
+  });
+
+  it('a wait ends before the request timeout', () => {
+    assert.equal(waitWithin(60_000, 30_000), 25_000);
+    assert.equal(waitWithin(1_000, 30_000), 1_000);
+    assert.equal(waitWithin(60_000, 3_000), 2_400);
+    assert.equal(waitWithin(60_000, 0), 60_000);
+  });
+
+  it('the statuses an operation documents follow from its role, method and path', () => {
+    const all = { auth: true, rateLimit: true, timeout: true };
+    assert.deepEqual(errorStatusesOf({ method: 'get', path: '/livez', doc: { role: 'public' } }, all), [400, 429, 431, 500, 504]);
+    assert.deepEqual(errorStatusesOf({ method: 'get', path: '/x', doc: { role: 'viewer' } }, all), [400, 401, 429, 431, 500, 503, 504]);
+    assert.deepEqual(errorStatusesOf({ method: 'post', path: '/x/{id}', doc: { role: 'admin', errors: [409] } }, all), [400, 401, 403, 404, 409, 413, 415, 429, 431, 500, 503, 504]);
+    assert.deepEqual(errorStatusesOf({ method: 'get', path: '/x', doc: { role: 'admin' } }, { auth: false, rateLimit: false, timeout: false }), [400, 431, 500]);
+  });
+});
