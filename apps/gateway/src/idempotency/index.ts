@@ -1,4 +1,4 @@
-export { IdempotencyInterceptor, WithoutIdempotency } from './interceptor.js';
+export { IdempotencyInterceptor, RedactInReplay, SHOWN_ONCE, WithoutIdempotency } from './interceptor.js';
 export { IdempotencyStore, resolveIdempotencyOptions, IDEMPOTENCY_SCHEMA_SQL, type IdempotencyOptions, type ResolvedIdempotencyOptions } from './store.js';
 export { documentIdempotencyKeys } from './document.js';
 export {

@@ -14,6 +14,15 @@ const SKIP_IDEMPOTENCY = 'switchyard:gateway:skip-idempotency';
 /** Route decorator: this command route ignores Idempotency-Key (none does today). */
 export const WithoutIdempotency = (): MethodDecorator => SetMetadata(SKIP_IDEMPOTENCY, true);
 
+const REDACT_IN_REPLAY = 'switchyard:gateway:idempotency-redact';
+/** What a replay shows in place of a field the first answer showed once (a secret is never stored). */
+export const SHOWN_ONCE = '(shown once, in the first answer; not kept for replays)';
+/**
+ * Route decorator: these top-level fields of the answer are secrets shown once (a new API key):
+ * the stored answer, and so a replay, carries SHOWN_ONCE in their place.
+ */
+export const RedactInReplay = (...fields: string[]): MethodDecorator => SetMetadata(REDACT_IN_REPLAY, fields);
+
 const instanceOf = (req: GatewayRequest): string => (req.originalUrl ?? req.url ?? '/').split('?')[0] ?? '/';
 
 /**
@@ -95,7 +104,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
             return of(JSON.stringify(problem));
           }
           case 'claimed':
-            return this.run(next, req, res, key, claim.token, correlationId);
+            return this.run(next, req, res, key, claim.token, correlationId, (Reflect.getMetadata(REDACT_IN_REPLAY, context.getHandler()) as string[] | undefined) ?? []);
         }
       }),
     );
@@ -109,7 +118,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
   }
 
   /** Run the handler under the claim: renew the lease meanwhile, store (or free) the key before answering. */
-  private run(next: CallHandler, req: GatewayRequest, res: Response, key: string, token: string, correlationId: string): Observable<unknown> {
+  private run(next: CallHandler, req: GatewayRequest, res: Response, key: string, token: string, correlationId: string, redact: readonly string[]): Observable<unknown> {
     const renew = setInterval(
       () => void this.store.renew(key, token).catch((err) => this.log.warn({ correlationId, err }, 'renewing an idempotency lease failed')),
       Math.max(1_000, Math.floor(this.store.options.leaseMs / 3)),
@@ -126,7 +135,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
     };
     return next.handle().pipe(
       mergeMap(async (value: unknown) => {
-        const body = value === undefined || value === null ? null : typeof value === 'string' ? value : JSON.stringify(value);
+        const kept =
+          redact.length > 0 && value !== null && typeof value === 'object' && !Array.isArray(value)
+            ? { ...(value as Record<string, unknown>), ...Object.fromEntries(redact.filter((f) => f in (value as object)).map((f) => [f, SHOWN_ONCE])) }
+            : value;
+        const body = kept === undefined || kept === null ? null : typeof kept === 'string' ? kept : JSON.stringify(kept);
         const contentType = typeof value === 'string' ? String(res.getHeader('content-type') ?? 'text/plain') : 'application/json';
         await settle({ status: res.statusCode, contentType: body === null ? null : contentType, body });
         return value;
