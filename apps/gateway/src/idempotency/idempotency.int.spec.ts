@@ -60,11 +60,12 @@ describe('Idempotency-Key on every command route', () => {
   let operator: string;
   const run = Date.now().toString(36);
 
-  const startGateway = async () => {
+  const startGateway = async (requestTimeoutMs?: number) => {
     const printed: string[] = [];
     const g = await createGateway(
       { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
       {
+        ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
         auth: { enabled: true, printAdminKey: (k) => printed.push(k) },
         modules: [AgentsFeatureModule, WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule.forRoot({ timeoutMs: 5_000 })],
       },
@@ -362,6 +363,39 @@ describe('Idempotency-Key on every command route', () => {
     assert.equal(afterRestart.text, beforeRestart.text);
     assert.equal(afterRestart.replayed, 'true');
     assert.equal(await countEvents('TaskSubmitted'), submitted);
+  });
+
+  it('a request that timed out (504) is answered on retry with what its handler did, not run again', async () => {
+    // A gateway whose request timeout (400 ms) is shorter than the work (a 1.5 s task, waited for).
+    const short = await startGateway(400);
+    const key = `idem-${run}-timedout`;
+    const body = { task_type: 'noop', context: { sleep_ms: 1_500, echo: 'late' } };
+    const send = async () => {
+      const res = await fetch(`${short.url}/api/v1/integration/agents/delegate?wait=true`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as any, replayed: res.headers.get('idempotent-replayed') };
+    };
+    try {
+      const submitted = await countEvents('TaskSubmitted');
+      const first = await send();
+      assert.equal(first.status, 504, JSON.stringify(first.body));
+      // The handler still runs: a retry now is told so (409), not run again.
+      const during = await send();
+      assert.equal(during.status, 409, JSON.stringify(during.body));
+      const answer = await until('the handler answered', async () => {
+        const r = await send();
+        return r.status === 200 ? r : undefined;
+      }, 15_000);
+      assert.equal(answer.replayed, 'true');
+      assert.equal(answer.body.status, 'completed');
+      assert.deepEqual(answer.body.result.echo, 'late');
+      assert.equal(await countEvents('TaskSubmitted'), submitted + 1);
+    } finally {
+      await short.g.close();
+    }
   });
 
   it('the OpenAPI document declares the header on every command route', async () => {
