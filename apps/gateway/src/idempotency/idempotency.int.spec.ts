@@ -332,6 +332,15 @@ describe('Idempotency-Key on every command route', () => {
     }
   });
 
+  it('a refused body (400) does not bind the key: the corrected request goes through with it', async () => {
+    const key = `idem-${run}-fixed`;
+    const bad = await call('POST', '/api/v1/integration/agents/delegate', { task_type: 'noop', context: {}, priority: 'urgent' }, { key, as: operator });
+    assert.equal(bad.status, 400, bad.text);
+    const good = await call('POST', '/api/v1/integration/agents/delegate', { task_type: 'noop', context: {} }, { key, as: operator });
+    assert.equal(good.status, 202, good.text);
+    assert.equal(good.replayed, null);
+  });
+
   it('a key still in flight: 409 (no waiting), then the first answer', async () => {
     const key = `idem-${run}-inflight`;
     const body = { task_type: 'noop', context: { sleep_ms: 1_500 } };

@@ -33,9 +33,10 @@ const instanceOf = (req: GatewayRequest): string => (req.originalUrl ?? req.url 
  * 3. the same request again: the first answer, same status and body, `Idempotent-Replayed: true`,
  *    and the handler does not run; still running: 409 (`Retry-After: 1`, no waiting);
  *    another caller, route or body with that key: 422 naming the key;
- * 4. the handler's answer (2xx, or a 4xx problem) is stored before it is sent; a 5xx (including
- *    a 504 from a back end) frees the key, so a retry runs again: the back ends that matter derive
- *    their ids from the key (task id, execution id), so that run finds the first one's work.
+ * 4. the handler's answer (2xx, or a 4xx problem other than 400) is stored before it is sent; a
+ *    400 (the request was refused before anything ran: it may be fixed and sent again with the key)
+ *    and a 5xx (including a 504 from a back end) free the key, so a retry runs again: the back ends
+ *    that matter derive their ids from the key (task id, execution id), so that run finds the first one's work.
  * The answer stored is the handler's, even when the request timeout answered 504 first.
  */
 @Injectable()
@@ -148,7 +149,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
         from(
           (async () => {
             const { problem } = toProblem(err, { instance: instanceOf(req), correlationId });
-            await settle(problem.status >= 500 ? undefined : { status: problem.status, contentType: PROBLEM_CONTENT_TYPE, body: JSON.stringify(problem) });
+            // Not kept: a 400 (nothing ran; the client may fix the request and send it with the same key) and a 5xx.
+            const keep = problem.status !== 400 && problem.status < 500;
+            await settle(keep ? { status: problem.status, contentType: PROBLEM_CONTENT_TYPE, body: JSON.stringify(problem) } : undefined);
           })(),
         ).pipe(mergeMap(() => throwError(() => err))),
       ),
