@@ -175,6 +175,11 @@ export class Dispatcher {
   private readonly configuredAgents: ReadonlySet<string>;
   private notices?: Subscription;
   private submissions?: AllSubscription;
+  /**
+   * Tasks this process saw end, in two generations swapped every 30 s: the log watcher may
+   * deliver a TaskSubmitted after its (fast) task ended here, and must not read its stream for that.
+   */
+  private ended = { current: new Set<string>(), previous: new Set<string>() };
   private pumpRun: Promise<void> | undefined;
   private pumpAgain = false;
   private probing = false;
@@ -241,6 +246,9 @@ export class Dispatcher {
       this.timers.push(t);
     };
     every(this.opts.pollIntervalMs ?? 250, () => this.kick());
+    every(30_000, () => {
+      this.ended = { current: new Set(), previous: this.ended.current };
+    });
     every(this.opts.healthIntervalMs ?? 1_000, async () => {
       if (this.probing || this.stopped) return;
       this.probing = true;
@@ -638,7 +646,7 @@ export class Dispatcher {
       for await (const e of sub) {
         if (this.stopped) break;
         const taskId = (e.data as { task_id?: unknown }).task_id;
-        if (typeof taskId !== 'string' || this.known.has(taskId) || this.active.has(taskId) || this.locks.has(taskId)) continue;
+        if (typeof taskId !== 'string' || this.drivenHere(taskId)) continue;
         await this.adopt(taskId, e.metadata.correlationId).catch((err) => this.log.warn({ err, taskId }, 'taking over a task submitted elsewhere failed'));
       }
     })().catch((err) => {
@@ -648,9 +656,13 @@ export class Dispatcher {
     void p.finally(() => this.background.delete(p));
   }
 
+  private drivenHere(taskId: string): boolean {
+    return this.known.has(taskId) || this.active.has(taskId) || this.locks.has(taskId) || this.ended.current.has(taskId) || this.ended.previous.has(taskId);
+  }
+
   private async adopt(taskId: string, correlationId: string | undefined): Promise<void> {
     const state = await this.load(taskId);
-    if (!state || isTerminal(state) || this.known.has(taskId) || this.active.has(taskId) || this.locks.has(taskId)) return;
+    if (!state || isTerminal(state) || this.drivenHere(taskId)) return;
     this.correlation.set(taskId, correlationId ?? taskId);
     try {
       this.check(state.task_type, state.context, state.agent);
@@ -1015,6 +1027,7 @@ export class Dispatcher {
     if (state.status === 'initial') return;
     if (isTerminal(state)) {
       this.active.delete(taskId);
+      this.ended.current.add(taskId);
       this.resolveWaiters(taskId, state);
       // Keep the correlation only while someone may still act on the task.
       this.correlation.delete(taskId);
