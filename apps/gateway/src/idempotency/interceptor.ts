@@ -7,7 +7,7 @@ import { AppError, type Logger } from '@switchyard/platform';
 import { correlationIdOf, type GatewayRequest } from '../http/context.js';
 import { PROBLEM_CONTENT_TYPE, problemType, toProblem } from '../http/problem.js';
 import { LOGGER } from '../tokens.js';
-import { COMMAND_METHODS, IDEMPOTENCY_HEADER, parseIdempotencyKey, REPLAYED_HEADER, requestFingerprint } from './keys.js';
+import { canonicalUrl, COMMAND_METHODS, IDEMPOTENCY_HEADER, parseIdempotencyKey, REPLAYED_HEADER, requestFingerprint } from './keys.js';
 import { IdempotencyStore, type StoredAnswer } from './store.js';
 
 const SKIP_IDEMPOTENCY = 'switchyard:gateway:skip-idempotency';
@@ -67,7 +67,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       key,
       owner: req.apiKey?.id ?? 'anonymous',
       method: req.method,
-      path: req.originalUrl ?? req.url,
+      path: canonicalUrl(req.originalUrl ?? req.url),
       fingerprint: requestFingerprint(req.method, req.originalUrl ?? req.url, req.body),
     };
     const correlationId = correlationIdOf(req);

@@ -53,9 +53,19 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
 
+/** The path with its query parameters sorted: `?b=2&a=1` is the same request as `?a=1&b=2`. */
+export function canonicalUrl(url: string): string {
+  const i = url.indexOf('?');
+  if (i === -1) return url;
+  const params = new URLSearchParams(url.slice(i + 1));
+  params.sort();
+  const query = params.toString();
+  return query ? `${url.slice(0, i)}?${query}` : url.slice(0, i);
+}
+
 /** What a key is bound to: method, path with query, and body. */
 export function requestFingerprint(method: string, url: string, body: unknown): string {
-  return createHash('sha256').update(`${method.toUpperCase()} ${url}\n${canonicalJson(body)}`).digest('hex');
+  return createHash('sha256').update(`${method.toUpperCase()} ${canonicalUrl(url)}\n${canonicalJson(body)}`).digest('hex');
 }
 
 /**

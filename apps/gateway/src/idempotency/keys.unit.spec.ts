@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { backendKey, canonicalJson, executionIdForKey, IDEMPOTENCY_KEY_MAX, parseIdempotencyKey, requestFingerprint } from './keys.js';
+import { backendKey, canonicalJson, canonicalUrl, executionIdForKey, IDEMPOTENCY_KEY_MAX, parseIdempotencyKey, requestFingerprint } from './keys.js';
 
 describe('Idempotency-Key parsing and request fingerprints', () => {
   it('accepts plain keys up to the maximum and refuses the rest with a reason', () => {
@@ -22,6 +22,9 @@ describe('Idempotency-Key parsing and request fingerprints', () => {
     assert.notEqual(requestFingerprint('POST', '/x', { a: 1, b: 2 }), f);
     assert.notEqual(requestFingerprint('PUT', '/x?wait=true', { a: 1, b: 2 }), f);
     assert.equal(requestFingerprint('DELETE', '/x', undefined), requestFingerprint('DELETE', '/x', undefined));
+    assert.equal(requestFingerprint('POST', '/x?wait=true&wait_ms=5', {}), requestFingerprint('POST', '/x?wait_ms=5&wait=true', {}));
+    assert.equal(canonicalUrl('/x?b=2&a=1'), '/x?a=1&b=2');
+    assert.equal(canonicalUrl('/x?'), '/x');
   });
 
   it('derives back-end keys and execution ids deterministically, UUID-shaped', () => {
