@@ -35,6 +35,15 @@ export interface AgentsFeatureOptions {
 }
 export const AGENTS_FEATURE_OPTIONS = Symbol.for('switchyard.gateway.agentsFeatureOptions');
 
+/** DELEGATE_SUBMIT_TIMEOUT_MS (default 5 000); a bad value stops the start, naming the variable. */
+function submitTimeoutFromEnv(env: NodeJS.ProcessEnv): number {
+  const raw = env.DELEGATE_SUBMIT_TIMEOUT_MS;
+  if (raw === undefined || raw === '') return 5_000;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 100 || n > 600_000) throw new Error(`DELEGATE_SUBMIT_TIMEOUT_MS: expected an integer of milliseconds from 100 to 600000, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
 // The dispatcher's defaults, for a submission the gateway records itself (the same numbers as startDispatcher's).
 const DEFAULT_MAX_ATTEMPTS = 3;
 const DEFAULT_TASK_TIMEOUT_MS = 60_000;
@@ -59,8 +68,7 @@ export class AgentsClient {
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Optional() @Inject(AGENTS_FEATURE_OPTIONS) options?: AgentsFeatureOptions,
   ) {
-    const fromEnv = Number(process.env.DELEGATE_SUBMIT_TIMEOUT_MS);
-    this.submitTimeoutMs = options?.submitTimeoutMs ?? (Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : 5_000);
+    this.submitTimeoutMs = options?.submitTimeoutMs ?? submitTimeoutFromEnv(process.env);
   }
 
   /**
