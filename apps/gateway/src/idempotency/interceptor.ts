@@ -71,7 +71,12 @@ export class IdempotencyInterceptor implements NestInterceptor {
       fingerprint: requestFingerprint(req.method, req.originalUrl ?? req.url, req.body),
     };
     const correlationId = correlationIdOf(req);
-    return from(this.store.claim(keyed)).pipe(
+    const claimed = this.store.claim(keyed).catch((err: unknown) => {
+      // The key table unreachable: 503 (retryable), and the command does not run unprotected.
+      this.log.error({ correlationId, err }, 'claiming an idempotency key failed');
+      throw new AppError('unavailable', 'idempotency keys are unavailable; retry with the same key', { idempotency_key: key });
+    });
+    return from(claimed).pipe(
       mergeMap((claim): Observable<unknown> => {
         switch (claim.kind) {
           case 'replay':
