@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, DiscoveryModule } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import type { Pool } from 'pg';
 import type { EventStore } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
@@ -12,6 +12,7 @@ import { LiveEventsService } from './events/sse.service.js';
 import { HealthController } from './health/health.controller.js';
 import { ReadinessService } from './health/readiness.service.js';
 import { ProblemFilter } from './http/problem-filter.js';
+import { IdempotencyInterceptor, IdempotencyStore, resolveIdempotencyOptions } from './idempotency/index.js';
 import { DocsController } from './openapi/docs.controller.js';
 import { OpenApiExplorer } from './openapi/explorer.js';
 import { OpenApiRegistry } from './openapi/registry.js';
@@ -52,11 +53,17 @@ export class GatewayCoreModule {
         new ApiKeyService(store, pool, logger.child({ component: 'api-keys' }), { cacheTtlMs: o.auth.keyCacheTtlMs }),
       inject: [EVENT_STORE, PG_POOL, LOGGER, GATEWAY_OPTIONS],
     };
+    const idempotency = {
+      provide: IdempotencyStore,
+      useFactory: (pool: Pool, logger: Logger, o: ResolvedGatewayOptions) =>
+        new IdempotencyStore(pool, logger.child({ component: 'idempotency' }), resolveIdempotencyOptions(o.idempotency)),
+      inject: [PG_POOL, LOGGER, GATEWAY_OPTIONS],
+    };
     return {
       module: GatewayCoreModule,
       global: true,
-      providers: [...values, ...services, keys],
-      exports: [...values.map((v) => v.provide), ...services, ApiKeyService],
+      providers: [...values, ...services, keys, idempotency],
+      exports: [...values.map((v) => v.provide), ...services, ApiKeyService, IdempotencyStore],
     };
   }
 }
@@ -78,6 +85,7 @@ export class GatewayModule {
         OpenApiExplorer,
         { provide: APP_FILTER, useClass: ProblemFilter },
         { provide: APP_GUARD, useClass: RoleGuard },
+        { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
       ],
     };
   }

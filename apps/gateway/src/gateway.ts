@@ -10,6 +10,7 @@ import { httpLogger, NestPinoLogger } from './http/logging.js';
 import { GatewayHttpMetrics } from './http/metrics.js';
 import { problemErrorMiddleware } from './http/problem-filter.js';
 import { GatewayModule } from './gateway.module.js';
+import { documentIdempotencyKeys, IdempotencyStore } from './idempotency/index.js';
 import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
 import { OpenApiRegistry } from './openapi/registry.js';
 import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
@@ -72,6 +73,13 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
       throw err;
     }
   }
+  try {
+    // The key table exists before the first request (and expired keys are purged).
+    await app.get(IdempotencyStore).init();
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
   answerClientErrorsWithProblems(app.getHttpServer(), logger);
   const httpMetrics = new GatewayHttpMetrics().attach(server);
   app.use(httpMetrics.middleware());
@@ -87,6 +95,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   app.use(rebindContextMiddleware);
   await app.init();
   documentEnforcedRoles(app.get(OpenApiRegistry));
+  documentIdempotencyKeys(app.get(OpenApiRegistry));
   // Requests answered before routing (401, 429, timeouts) are labelled by the documented routes.
   httpMetrics.useRoutes(() => app.get(OpenApiRegistry).routes());
 
@@ -103,6 +112,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
       return { port: address.port, url };
     },
     close() {
+      app.get(IdempotencyStore).close();
       closing ??= app.close();
       return closing;
     },

@@ -106,3 +106,4 @@ export * from './features/workflows/index.js';
 export * from './features/agents/index.js';
 export * from './features/system/index.js';
 export * from './features/status/index.js';
+export * from './idempotency/index.js';

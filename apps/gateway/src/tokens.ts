@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Pool } from 'pg';
 import type { EventStore } from '@switchyard/event-store';
 import type { Config, Logger } from '@switchyard/platform';
+import type { IdempotencyOptions } from './idempotency/store.js';
 import { resolveSecurityOptions, type ResolvedSecurityOptions, type SecurityOptionsInput } from './security/options.js';
 
 /**
@@ -50,6 +51,8 @@ export interface GatewayOptions extends SecurityOptionsInput {
   readonly readinessTimeoutMs?: number;
   /** The `info` block of the OpenAPI document. */
   readonly openapi?: { readonly title?: string; readonly version?: string; readonly description?: string };
+  /** Idempotency-Key storage: key lifetime (default IDEMPOTENCY_TTL_SEC or 24 h), lease, purge interval. */
+  readonly idempotency?: IdempotencyOptions;
   // From SecurityOptionsInput:
   // auth: { enabled } (default false here; launchers use securityOptionsFromEnv(), AUTH_ENABLED default true),
   // rateLimit: false | { perIp, perKey, authFailuresPerIp } (default off), requestTimeoutMs (default 30 000, 0 = none).
@@ -61,6 +64,7 @@ export interface ResolvedGatewayOptions extends ResolvedSecurityOptions {
   readonly sseHeartbeatMs: number;
   readonly readinessTimeoutMs: number;
   readonly openapi: { readonly title: string; readonly version: string; readonly description: string };
+  readonly idempotency?: IdempotencyOptions;
 }
 
 export function resolveOptions(o: GatewayOptions = {}): ResolvedGatewayOptions {
@@ -69,6 +73,7 @@ export function resolveOptions(o: GatewayOptions = {}): ResolvedGatewayOptions {
     bodyLimit: o.bodyLimit ?? '1mb',
     sseHeartbeatMs: o.sseHeartbeatMs ?? 15_000,
     readinessTimeoutMs: o.readinessTimeoutMs ?? 2_000,
+    ...(o.idempotency ? { idempotency: o.idempotency } : {}),
     openapi: {
       title: o.openapi?.title ?? 'Switchyard API',
       version: o.openapi?.version ?? '0.1.0',

@@ -2,6 +2,7 @@ import { Controller, Delete, Get, HttpCode, Inject, Post } from '@nestjs/common'
 import { z } from 'zod';
 import { Actor, CorrelationId } from '../http/context.js';
 import { ZodBody, ZodParams, ZodQuery } from '../http/validation.js';
+import { RedactInReplay } from '../idempotency/interceptor.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { keyIdSchema, keyNameSchema } from './api-key.decider.js';
 import { ApiKeyService, type ApiKeyRecord } from './api-keys.js';
@@ -47,6 +48,8 @@ export class ApiKeysController {
     role: 'admin',
     response: { status: 201, schema: createdApiKeySchema },
   })
+  // The secret is stored hashed only: a replay of this creation names the key but not its secret.
+  @RedactInReplay('key')
   async create(
     @ZodBody(createApiKeyBody) body: z.output<typeof createApiKeyBody>,
     @Actor() actor: string,

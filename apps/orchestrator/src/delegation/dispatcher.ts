@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { codeOfStatus, serviceSubject } from '@switchyard/contracts';
-import { aggregateStream, handleCommand, WrongExpectedVersionError, type CommandResult, type EventMetadata, type EventStore } from '@switchyard/event-store';
+import { aggregateStream, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { AppError, errorCodes, migrateUnderLock, newId, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
@@ -77,6 +77,8 @@ export interface DispatcherOptions {
    * registered at run time (`registerAgent`) are stored in `<schema>.external_agents` instead.
    */
   readonly externalAgents?: readonly z.input<typeof externalAgentSchema>[];
+  /** How long a submit reply waits for a queue pass to place the task (after it is recorded). Default 250 ms. */
+  readonly submitPlacementWaitMs?: number;
   /** Input schemas used to validate a submitted context. Default: the built-in task types and `noop`. */
   readonly taskSchemas?: Readonly<Record<string, z.ZodType>>;
 }
@@ -172,6 +174,12 @@ export class Dispatcher {
   /** Names of the external agents given by configuration (not stored, not removable at run time). */
   private readonly configuredAgents: ReadonlySet<string>;
   private notices?: Subscription;
+  private submissions?: AllSubscription;
+  /**
+   * Tasks this process saw end, in two generations swapped every 30 s: the log watcher may
+   * deliver a TaskSubmitted after its (fast) task ended here, and must not read its stream for that.
+   */
+  private ended = { current: new Set<string>(), previous: new Set<string>() };
   private pumpRun: Promise<void> | undefined;
   private pumpAgain = false;
   private probing = false;
@@ -222,7 +230,10 @@ export class Dispatcher {
     });
     await this.registry.discover();
     await this.registry.probeAll();
+    // Submissions recorded by others from here on are taken over; earlier ones come back with recover().
+    const head = await this.opts.store.headPosition();
     await this.recover();
+    this.watchSubmissions(head);
     const every = (ms: number, fn: () => Promise<void> | void) => {
       const t = setInterval(() => {
         // Kept until settled, so stop() can wait for a probe or discovery that is under way
@@ -235,6 +246,9 @@ export class Dispatcher {
       this.timers.push(t);
     };
     every(this.opts.pollIntervalMs ?? 250, () => this.kick());
+    every(30_000, () => {
+      this.ended = { current: new Set(), previous: this.ended.current };
+    });
     every(this.opts.healthIntervalMs ?? 1_000, async () => {
       if (this.probing || this.stopped) return;
       this.probing = true;
@@ -265,6 +279,7 @@ export class Dispatcher {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.notices?.unsubscribe();
+    await this.submissions?.close();
     await Promise.allSettled([...this.background]);
     for (const run of this.runs.values()) {
       run.done = true;
@@ -295,27 +310,7 @@ export class Dispatcher {
   async submit(req: SubmitRequest, correlationId: string): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
     if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
     // 1. The task type must be known, and the context must fit its schema.
-    const known = this.knownTaskTypes();
-    if (!known.includes(req.task_type)) {
-      throw new AppError('validation', `unknown task_type ${req.task_type}; valid task types: ${known.join(', ')}`, {
-        task_type: req.task_type,
-        valid_task_types: known,
-      }, false);
-    }
-    const schema = this.schemas[req.task_type];
-    if (schema) {
-      const parsed = schema.safeParse(req.context ?? {});
-      if (!parsed.success) {
-        const issues = parsed.error.issues.map((i) => ({ path: ['context', ...i.path.map(String)].join('.'), message: i.message }));
-        throw new AppError('validation', `invalid context for ${req.task_type}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`, {
-          task_type: req.task_type,
-          errors: issues,
-        }, false);
-      }
-    }
-    if (req.agent !== undefined && !this.agentNames().includes(req.agent)) {
-      throw new AppError('validation', `unknown agent ${req.agent}; valid agents: ${this.agentNames().join(', ')}`, { agent: req.agent }, false);
-    }
+    this.check(req.task_type, req.context, req.agent);
     // 2. Submit (a duplicate submit decides nothing and returns the existing state).
     const taskId = req.idempotency_key ? taskIdForIdempotencyKey(req.idempotency_key) : newId();
     this.correlation.set(taskId, correlationId);
@@ -353,11 +348,38 @@ export class Dispatcher {
     const duplicate = r.events.length === 0;
     if (!duplicate) this.log.info({ correlationId, taskId, taskType: req.task_type, priority: req.priority }, 'task submitted');
     if (placed && r.state.status === 'assigned') this.launch(r.state, placed);
-    // 3b. Otherwise place it now if an instance is free, so the answer can name the agent.
-    else if (!duplicate) await this.pump();
+    // 3b. Otherwise a pass over the queue may place it, so the answer can name the agent; but
+    // the reply waits for it only briefly: under load a pass (and the passes it coalesces with)
+    // can take longer than the caller waits, and the task is recorded already.
+    else if (!duplicate) await this.placeSoon();
     const state = (this.active.get(taskId) ?? (await this.load(taskId))) as ExistingTaskState;
     const view = taskViewOf(state);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
+  }
+
+  /** A submission the dispatcher would refuse: unknown task type, a context outside its schema, an unknown agent (AppError validation). */
+  private check(taskType: string, context: Record<string, unknown> | undefined, agent: string | undefined): void {
+    const known = this.knownTaskTypes();
+    if (!known.includes(taskType)) {
+      throw new AppError('validation', `unknown task_type ${taskType}; valid task types: ${known.join(', ')}`, {
+        task_type: taskType,
+        valid_task_types: known,
+      }, false);
+    }
+    const schema = this.schemas[taskType];
+    if (schema) {
+      const parsed = schema.safeParse(context ?? {});
+      if (!parsed.success) {
+        const issues = parsed.error.issues.map((i) => ({ path: ['context', ...i.path.map(String)].join('.'), message: i.message }));
+        throw new AppError('validation', `invalid context for ${taskType}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`, {
+          task_type: taskType,
+          errors: issues,
+        }, false);
+      }
+    }
+    if (agent !== undefined && !this.agentNames().includes(agent)) {
+      throw new AppError('validation', `unknown agent ${agent}; valid agents: ${this.agentNames().join(', ')}`, { agent: agent }, false);
+    }
   }
 
   /** Resolve when the task has ended (completed, failed, canceled, timed out). */
@@ -602,6 +624,57 @@ export class Dispatcher {
   }
 
   // ---- the queue -----------------------------------------------------------
+
+  /** A queue pass, awaited at most `submitPlacementWaitMs`. */
+  private async placeSoon(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const pass = this.pump().catch((err) => this.log.error({ err }, 'queue pass failed'));
+    await Promise.race([pass, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.opts.submitPlacementWaitMs ?? 250)))]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * Tasks whose first events someone else appended (the gateway records a submission itself
+   * when this dispatcher's reply is late) are taken over from the log: every TaskSubmitted after
+   * `from` that this process is not driving is loaded, checked like a submission (refused ones
+   * are canceled, with the reason) and queued.
+   */
+  private watchSubmissions(from: number): void {
+    const sub = this.opts.store.subscribeToAll({ from, types: ['TaskSubmitted'] });
+    this.submissions = sub;
+    const p = (async () => {
+      for await (const e of sub) {
+        if (this.stopped) break;
+        const taskId = (e.data as { task_id?: unknown }).task_id;
+        if (typeof taskId !== 'string' || this.drivenHere(taskId)) continue;
+        await this.adopt(taskId, e.metadata.correlationId).catch((err) => this.log.warn({ err, taskId }, 'taking over a task submitted elsewhere failed'));
+      }
+    })().catch((err) => {
+      if (!this.stopped) this.log.error({ err }, 'watching task submissions failed');
+    });
+    this.background.add(p);
+    void p.finally(() => this.background.delete(p));
+  }
+
+  private drivenHere(taskId: string): boolean {
+    return this.known.has(taskId) || this.active.has(taskId) || this.locks.has(taskId) || this.ended.current.has(taskId) || this.ended.previous.has(taskId);
+  }
+
+  private async adopt(taskId: string, correlationId: string | undefined): Promise<void> {
+    const state = await this.load(taskId);
+    if (!state || isTerminal(state) || this.drivenHere(taskId)) return;
+    this.correlation.set(taskId, correlationId ?? taskId);
+    try {
+      this.check(state.task_type, state.context, state.agent);
+    } catch (err) {
+      const reason = err instanceof AppError ? err.message : String(err);
+      this.log.warn({ correlationId: this.cid(taskId), taskId, reason }, 'task submitted elsewhere refused');
+      await this.exec(taskId, { type: 'CancelTask', data: { actor: 'system:dispatcher', reason: `refused: ${reason}` }, metadata: this.meta(taskId) });
+      return;
+    }
+    this.log.info({ correlationId: this.cid(taskId), taskId, taskType: state.task_type, status: state.status }, 'task submitted elsewhere taken over');
+    this.track(taskId, state);
+  }
 
   /** Ask for a pass over the queue (coalesced). */
   kick(): void {
@@ -954,6 +1027,7 @@ export class Dispatcher {
     if (state.status === 'initial') return;
     if (isTerminal(state)) {
       this.active.delete(taskId);
+      this.ended.current.add(taskId);
       this.resolveWaiters(taskId, state);
       // Keep the correlation only while someone may still act on the task.
       this.correlation.delete(taskId);

@@ -2,6 +2,7 @@ export { Dispatcher, taskViewOf, taskEndError, type DispatcherOptions, type Subm
 export { InstanceRegistry, type AgentInstance, type BreakerState } from './instances.js';
 export { tasksProjection, performanceProjection, queryPerformance } from './projections.js';
 export { startTasksService, tasksSubject } from './service.js';
+export { taskIdForIdempotencyKey } from './task-ids.js';
 export {
   startDispatcher,
   delegationProjections,

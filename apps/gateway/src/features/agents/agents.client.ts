@@ -1,10 +1,17 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/nats-core';
 
 import { serviceSubject } from '@switchyard/contracts';
+import { handleCommand, type EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, newId } from '@switchyard/platform';
+import { taskIdForIdempotencyKey, taskViewOf } from '@switchyard/orchestrator';
 import {
+  taskDelegationDecider,
+  taskStreamId,
+  type TaskSubmitReply,
+  type TaskState,
+  type ExistingTaskState,
   agentHealthReply,
   agentHealthView,
   capabilitiesReply,
@@ -18,7 +25,28 @@ import {
   type TaskPriority,
 } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
-import { NATS_CONNECTION } from '../../tokens.js';
+import { backendKey } from '../../idempotency/keys.js';
+import { EVENT_STORE, NATS_CONNECTION } from '../../tokens.js';
+
+/** Options of the agents feature (`AgentsFeatureModule.withOptions`). */
+export interface AgentsFeatureOptions {
+  /** How long a delegation waits for the dispatcher's submit reply before it records the task itself. Default DELEGATE_SUBMIT_TIMEOUT_MS, else 5 000 ms. */
+  readonly submitTimeoutMs?: number;
+}
+export const AGENTS_FEATURE_OPTIONS = Symbol.for('switchyard.gateway.agentsFeatureOptions');
+
+/** DELEGATE_SUBMIT_TIMEOUT_MS (default 5 000); a bad value stops the start, naming the variable. */
+function submitTimeoutFromEnv(env: NodeJS.ProcessEnv): number {
+  const raw = env.DELEGATE_SUBMIT_TIMEOUT_MS;
+  if (raw === undefined || raw === '') return 5_000;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 100 || n > 600_000) throw new Error(`DELEGATE_SUBMIT_TIMEOUT_MS: expected an integer of milliseconds from 100 to 600000, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+// The dispatcher's defaults, for a submission the gateway records itself (the same numbers as startDispatcher's).
+const DEFAULT_MAX_ATTEMPTS = 3;
+const DEFAULT_TASK_TIMEOUT_MS = 60_000;
 
 export interface DelegateRequest {
   readonly task_type: string;
@@ -33,17 +61,34 @@ const subject = (endpoint: string) => serviceSubject(TASKS_SERVICE, endpoint);
 /** Talks to the dispatcher's `tasks` service over NATS; the dispatcher's AppError codes come back unchanged. */
 @Injectable()
 export class AgentsClient {
-  constructor(@Inject(NATS_CONNECTION) private readonly nc: NatsConnection) {}
+  private readonly submitTimeoutMs: number;
+
+  constructor(
+    @Inject(NATS_CONNECTION) private readonly nc: NatsConnection,
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Optional() @Inject(AGENTS_FEATURE_OPTIONS) options?: AgentsFeatureOptions,
+  ) {
+    this.submitTimeoutMs = options?.submitTimeoutMs ?? submitTimeoutFromEnv(process.env);
+  }
 
   /**
    * Submit; with `waitMs`, also wait for the end (same idempotency key -> same task) and return
    * the result, or the task as it is when the wait runs out (`done: false`).
    */
   async delegate(req: DelegateRequest, correlationId: string, opts: { idempotencyKey?: string; waitMs?: number } = {}) {
-    const key = opts.idempotencyKey ?? newId();
+    // A client's key is prefixed, so it cannot name a task the workflow engine keyed; without one, a fresh key.
+    const key = opts.idempotencyKey !== undefined ? backendKey(opts.idempotencyKey) : newId();
     // The request's actor (`apikey:<id>`) goes into the TaskSubmitted metadata (audit).
     const input = { ...req, idempotency_key: key, correlation_id: correlationId, actor: currentActor() ?? 'anonymous' };
-    const submitted = await request(this.nc, subject('submit'), input, { schema: taskSubmitReply, correlationId });
+    let submitted: TaskSubmitReply;
+    try {
+      submitted = await request(this.nc, subject('submit'), input, { schema: taskSubmitReply, correlationId, timeoutMs: this.submitTimeoutMs });
+    } catch (err) {
+      // No reply in time says nothing about whether the dispatcher recorded the task: never
+      // answer "retry" for work that may exist. Settle it on the task's stream instead.
+      if (!(err instanceof AppError && err.code === 'timeout' && err.details.subject === subject('submit'))) throw err;
+      submitted = await this.recordSubmission(input, correlationId);
+    }
     if (opts.waitMs === undefined) return { done: false as const, submitted };
     try {
       const r = await request(this.nc, subject('execute'), input, { schema: taskExecuteReply, correlationId, timeoutMs: opts.waitMs });
@@ -61,6 +106,38 @@ export class AgentsClient {
       }
       throw err;
     }
+  }
+
+  /**
+   * The submission as the task's stream has it: the dispatcher's when it got there first (its
+   * reply was only late), else this one, appended through the TaskDelegation decider on a new
+   * stream (`no_stream`: of the gateway and a late dispatcher exactly one writes the first
+   * events, the other finds them). The dispatcher takes over such a task from the log (it
+   * watches TaskSubmitted), so the answer is 202 with the task id either way.
+   */
+  private async recordSubmission(
+    input: DelegateRequest & { idempotency_key: string; actor: string },
+    correlationId: string,
+  ): Promise<TaskSubmitReply> {
+    const taskId = taskIdForIdempotencyKey(input.idempotency_key);
+    const r = await handleCommand(this.store, taskStreamId(taskId), taskDelegationDecider as never, {
+      type: 'SubmitTask',
+      data: {
+        task_id: taskId,
+        task_type: input.task_type,
+        context: input.context ?? {},
+        priority: input.priority,
+        ...(input.agent !== undefined ? { agent: input.agent } : {}),
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        timeout_ms: input.timeout_ms ?? DEFAULT_TASK_TIMEOUT_MS,
+        idempotency_key: input.idempotency_key,
+      },
+      metadata: { timestamp: new Date().toISOString(), correlationId, actor: input.actor },
+    } as never);
+    const state = r.state as unknown as TaskState;
+    if (state.status === 'initial') throw new AppError('internal', `task ${taskId} was not recorded`, { task_id: taskId });
+    const view = taskViewOf(state as ExistingTaskState);
+    return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate: r.events.length === 0 };
   }
 
   private async statusOf(taskId: string, correlationId: string) {

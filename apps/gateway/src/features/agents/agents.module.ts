@@ -1,5 +1,5 @@
-import { Module } from '@nestjs/common';
-import { AgentsClient } from './agents.client.js';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { AGENTS_FEATURE_OPTIONS, AgentsClient, type AgentsFeatureOptions } from './agents.client.js';
 import { AgentsController, QuickActionsController } from './agents.controller.js';
 
 /**
@@ -8,4 +8,9 @@ import { AgentsController, QuickActionsController } from './agents.controller.js
  * Plug in with `createGateway(deps, { modules: [AgentsFeatureModule] })`.
  */
 @Module({ controllers: [AgentsController, QuickActionsController], providers: [AgentsClient], exports: [AgentsClient] })
-export class AgentsFeatureModule {}
+export class AgentsFeatureModule {
+  /** The module with options (e.g. the submit reply timeout). */
+  static withOptions(options: AgentsFeatureOptions): DynamicModule {
+    return { module: AgentsFeatureModule, providers: [{ provide: AGENTS_FEATURE_OPTIONS, useValue: options }] };
+  }
+}

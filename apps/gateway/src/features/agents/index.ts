@@ -1,3 +1,3 @@
 export { AgentsFeatureModule } from './agents.module.js';
-export { AgentsClient, type DelegateRequest } from './agents.client.js';
+export { AgentsClient, AGENTS_FEATURE_OPTIONS, type AgentsFeatureOptions, type DelegateRequest } from './agents.client.js';
 export { delegateBody, quickActions } from './schemas.js';

@@ -14,6 +14,8 @@ export class StartWorkflowExecution extends Command<{ executionId: string; creat
     readonly correlationId: string,
     // Who asked: the request's API key (`apikey:<id>`), recorded in every event's metadata.
     readonly actor: string = currentActor() ?? 'anonymous',
+    // Derived from the request's Idempotency-Key: a repeated start names the same execution.
+    readonly executionId?: string,
   ) {
     super();
   }
@@ -36,7 +38,13 @@ export class CancelWorkflowExecution extends Command<{ status: WorkflowStatus }>
 export class StartWorkflowExecutionHandler implements ICommandHandler<StartWorkflowExecution> {
   constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
   async execute(c: StartWorkflowExecution) {
-    const r = await startExecution(this.store, { definition: c.definition, input: c.input, correlationId: c.correlationId, actor: c.actor });
+    const r = await startExecution(this.store, {
+      definition: c.definition,
+      input: c.input,
+      correlationId: c.correlationId,
+      actor: c.actor,
+      ...(c.executionId !== undefined ? { executionId: c.executionId } : {}),
+    });
     return { executionId: r.executionId, created: r.created };
   }
 }

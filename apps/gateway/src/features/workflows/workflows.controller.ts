@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { CorrelationId } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
+import { IdempotencyKey } from '../../idempotency/keys.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { toEventJson } from '../../events/schemas.js';
@@ -72,9 +73,10 @@ export class WorkflowsController {
     @ZodBody(startBody) input: z.infer<typeof startBody>,
     @CorrelationId() correlationId: string,
     @Res({ passthrough: true }) res: Response,
+    @IdempotencyKey() idempotencyKey: string | undefined,
   ) {
     const { definition } = await this.svc.definitions.get(p.template_id, q.version);
-    const r = await this.svc.start(definition, input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs) });
+    const r = await this.svc.start(definition, input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs), idempotencyKey });
     res.status(r.status);
     return r.body;
   }
@@ -165,9 +167,10 @@ export class AdHocWorkflowController {
     @ZodQuery(waitQuery) q: z.infer<typeof waitQuery>,
     @CorrelationId() correlationId: string,
     @Res({ passthrough: true }) res: Response,
+    @IdempotencyKey() idempotencyKey: string | undefined,
   ) {
     const def = await this.svc.validate({ version: 1, name: String(b.definition.id ?? 'ad-hoc workflow'), ...b.definition });
-    const r = await this.svc.start(def, b.input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs) });
+    const r = await this.svc.start(def, b.input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs), idempotencyKey });
     res.status(r.status);
     return r.body;
   }

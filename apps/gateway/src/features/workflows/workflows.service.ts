@@ -19,6 +19,7 @@ import {
 import type { WorkflowDefinition, WorkflowExecutionState } from '@switchyard/domain';
 import { EVENT_STORE, LOGGER, NATS_CONNECTION, PG_POOL } from '../../tokens.js';
 import { StartWorkflowExecution } from './commands.js';
+import { executionIdForKey } from '../../idempotency/keys.js';
 
 export const WORKFLOWS_BASE = '/api/v1/workflows';
 
@@ -65,8 +66,9 @@ export class WorkflowsService implements OnModuleInit {
   }
 
   /** Start and (with `wait`) wait for the end: 200 with the result when it ended in time, else 202. */
-  async start(definition: WorkflowDefinition, input: unknown, correlationId: string, wait: { wait?: boolean; waitMs: number }) {
-    const { executionId } = await this.commands.execute(new StartWorkflowExecution(definition, input, correlationId));
+  async start(definition: WorkflowDefinition, input: unknown, correlationId: string, wait: { wait?: boolean; waitMs: number; idempotencyKey?: string | undefined }) {
+    const id = wait.idempotencyKey !== undefined ? executionIdForKey(wait.idempotencyKey) : undefined;
+    const { executionId } = await this.commands.execute(new StartWorkflowExecution(definition, input, correlationId, undefined, id));
     const base = { execution_id: executionId, definition_id: definition.id, definition_version: definition.version, links: links(executionId) };
     if (!wait.wait) return { status: 202, body: { ...base, status: 'running' } };
     const state = await waitForExecution(this.store, executionId, wait.waitMs);

@@ -1,0 +1,166 @@
+import 'reflect-metadata';
+import { Inject, Injectable, SetMetadata, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import type { Response } from 'express';
+import { from, Observable, of, throwError } from 'rxjs';
+import { catchError, finalize, mergeMap } from 'rxjs/operators';
+import { AppError, type Logger } from '@switchyard/platform';
+import { correlationIdOf, type GatewayRequest } from '../http/context.js';
+import { PROBLEM_CONTENT_TYPE, problemType, toProblem } from '../http/problem.js';
+import { LOGGER } from '../tokens.js';
+import { canonicalUrl, COMMAND_METHODS, IDEMPOTENCY_HEADER, parseIdempotencyKey, REPLAYED_HEADER, requestFingerprint } from './keys.js';
+import { IdempotencyStore, type StoredAnswer } from './store.js';
+
+const SKIP_IDEMPOTENCY = 'switchyard:gateway:skip-idempotency';
+/** Route decorator: this command route ignores Idempotency-Key (none does today). */
+export const WithoutIdempotency = (): MethodDecorator => SetMetadata(SKIP_IDEMPOTENCY, true);
+
+const REDACT_IN_REPLAY = 'switchyard:gateway:idempotency-redact';
+/** What a replay shows in place of a field the first answer showed once (a secret is never stored). */
+export const SHOWN_ONCE = '(shown once, in the first answer; not kept for replays)';
+/**
+ * Route decorator: these top-level fields of the answer are secrets shown once (a new API key):
+ * the stored answer, and so a replay, carries SHOWN_ONCE in their place.
+ */
+export const RedactInReplay = (...fields: string[]): MethodDecorator => SetMetadata(REDACT_IN_REPLAY, fields);
+
+const instanceOf = (req: GatewayRequest): string => (req.originalUrl ?? req.url ?? '/').split('?')[0] ?? '/';
+
+/**
+ * Idempotency-Key on every command route (POST, PUT, PATCH, DELETE), as payment APIs do it.
+ * Runs after the role guard (a refused caller claims nothing) and around validation and the handler:
+ * 1. a bad key (too long, outside the pattern, repeated header): 400;
+ * 2. the key is claimed in PostgreSQL for (API key, method + path + query, body hash);
+ * 3. the same request again: the first answer, same status and body, `Idempotent-Replayed: true`,
+ *    and the handler does not run; still running: 409 (`Retry-After: 1`, no waiting);
+ *    another caller, route or body with that key: 422 naming the key;
+ * 4. the handler's answer (2xx, or a 4xx problem other than 400) is stored before it is sent; a
+ *    400 (the request was refused before anything ran: it may be fixed and sent again with the key)
+ *    and a 5xx (including a 504 from a back end) free the key, so a retry runs again: the back ends
+ *    that matter derive their ids from the key (task id, execution id), so that run finds the first one's work.
+ * The answer stored is the handler's, even when the request timeout answered 504 first.
+ */
+@Injectable()
+export class IdempotencyInterceptor implements NestInterceptor {
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(IdempotencyStore) private readonly store: IdempotencyStore,
+    @Inject(LOGGER) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'idempotency' });
+  }
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    if (context.getType() !== 'http') return next.handle();
+    const req = context.switchToHttp().getRequest<GatewayRequest>();
+    const res = context.switchToHttp().getResponse<Response>();
+    if (!COMMAND_METHODS.has(req.method) || Reflect.getMetadata(SKIP_IDEMPOTENCY, context.getHandler()) === true) return next.handle();
+    const parsed = parseIdempotencyKey(req.headers);
+    if (parsed.kind === 'none') return next.handle();
+    if (parsed.kind === 'bad') {
+      return throwError(
+        () => new AppError('validation', parsed.reason, { errors: [{ path: IDEMPOTENCY_HEADER, message: parsed.reason, code: 'invalid_header', in: 'headers' }] }, false),
+      );
+    }
+    const key = parsed.key;
+    const keyed = {
+      key,
+      owner: req.apiKey?.id ?? 'anonymous',
+      method: req.method,
+      path: canonicalUrl(req.originalUrl ?? req.url),
+      fingerprint: requestFingerprint(req.method, req.originalUrl ?? req.url, req.body),
+    };
+    const correlationId = correlationIdOf(req);
+    const claimed = this.store.claim(keyed).catch((err: unknown) => {
+      // The key table unreachable: 503 (retryable), and the command does not run unprotected.
+      this.log.error({ correlationId, err }, 'claiming an idempotency key failed');
+      throw new AppError('unavailable', 'idempotency keys are unavailable; retry with the same key', { idempotency_key: key });
+    });
+    return from(claimed).pipe(
+      mergeMap((claim): Observable<unknown> => {
+        switch (claim.kind) {
+          case 'replay':
+            this.log.info({ correlationId, idempotencyKey: key, status: claim.answer.status }, 'idempotent replay');
+            return of(this.replay(res, claim.answer));
+          case 'in_flight':
+            res.setHeader('Retry-After', '1');
+            return throwError(
+              () => new AppError('illegal_state', `a request with Idempotency-Key ${key} is still being handled; retry later`, { idempotency_key: key, in_flight: true }, true),
+            );
+          case 'mismatch': {
+            const why =
+              claim.what === 'caller'
+                ? 'was used by another API key'
+                : claim.what === 'route'
+                  ? `was used for ${claim.first.method} ${claim.first.path}`
+                  : 'was used with another request body';
+            const problem = {
+              type: problemType('idempotency_key_reused'),
+              title: 'Idempotency-Key reused',
+              status: 422,
+              detail: `Idempotency-Key ${key} ${why}; use a new key for a new request`,
+              instance: instanceOf(req),
+              code: 'idempotency_key_reused',
+              correlationId,
+              retryable: false,
+              idempotency_key: key,
+              mismatch: claim.what,
+            };
+            res.status(422).type(PROBLEM_CONTENT_TYPE);
+            return of(JSON.stringify(problem));
+          }
+          case 'claimed':
+            return this.run(next, req, res, key, claim.token, correlationId, (Reflect.getMetadata(REDACT_IN_REPLAY, context.getHandler()) as string[] | undefined) ?? []);
+        }
+      }),
+    );
+  }
+
+  private replay(res: Response, answer: StoredAnswer): string | undefined {
+    res.status(answer.status);
+    res.setHeader(REPLAYED_HEADER, 'true');
+    if (answer.contentType) res.type(answer.contentType);
+    return answer.body ?? undefined;
+  }
+
+  /** Run the handler under the claim: renew the lease meanwhile, store (or free) the key before answering. */
+  private run(next: CallHandler, req: GatewayRequest, res: Response, key: string, token: string, correlationId: string, redact: readonly string[]): Observable<unknown> {
+    const renew = setInterval(
+      () => void this.store.renew(key, token).catch((err) => this.log.warn({ correlationId, err }, 'renewing an idempotency lease failed')),
+      Math.max(1_000, Math.floor(this.store.options.leaseMs / 3)),
+    );
+    renew.unref();
+    const settle = async (answer: StoredAnswer | undefined) => {
+      try {
+        if (answer) await this.store.complete(key, token, answer);
+        else await this.store.release(key, token);
+      } catch (err) {
+        // The answer still goes out; the key stays in flight until its lease runs out.
+        this.log.warn({ correlationId, idempotencyKey: key, err }, 'recording an idempotent answer failed');
+      }
+    };
+    return next.handle().pipe(
+      mergeMap(async (value: unknown) => {
+        const kept =
+          redact.length > 0 && value !== null && typeof value === 'object' && !Array.isArray(value)
+            ? { ...(value as Record<string, unknown>), ...Object.fromEntries(redact.filter((f) => f in (value as object)).map((f) => [f, SHOWN_ONCE])) }
+            : value;
+        const body = kept === undefined || kept === null ? null : typeof kept === 'string' ? kept : JSON.stringify(kept);
+        const contentType = typeof value === 'string' ? String(res.getHeader('content-type') ?? 'text/plain') : 'application/json';
+        await settle({ status: res.statusCode, contentType: body === null ? null : contentType, body });
+        return value;
+      }),
+      catchError((err: unknown) =>
+        from(
+          (async () => {
+            const { problem } = toProblem(err, { instance: instanceOf(req), correlationId });
+            // Not kept: a 400 (nothing ran; the client may fix the request and send it with the same key) and a 5xx.
+            const keep = problem.status !== 400 && problem.status < 500;
+            await settle(keep ? { status: problem.status, contentType: PROBLEM_CONTENT_TYPE, body: JSON.stringify(problem) } : undefined);
+          })(),
+        ).pipe(mergeMap(() => throwError(() => err))),
+      ),
+      finalize(() => clearInterval(renew)),
+    );
+  }
+}

@@ -1,0 +1,88 @@
+import { createHash } from 'node:crypto';
+import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
+import type { Request } from 'express';
+import { z } from 'zod';
+
+/** The request header that makes a command idempotent (as Stripe's). */
+export const IDEMPOTENCY_HEADER = 'idempotency-key';
+/** Set on a replayed answer. */
+export const REPLAYED_HEADER = 'idempotent-replayed';
+
+/** Methods whose routes honour the header: every command. */
+export const COMMAND_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+export const IDEMPOTENCY_KEY_MAX = 255;
+/**
+ * The key goes into logs, the database and (for delegations) the dispatcher's key: printable
+ * ASCII without spaces, quotes or backslashes, 1-255 characters (a UUID, a ULID, `order-42:retry`).
+ */
+export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9._:~+/=@-]{1,255}$/;
+
+/** The header as OpenAPI documents it on every command route. */
+export const idempotencyKeyHeader = z
+  .string()
+  .min(1)
+  .max(IDEMPOTENCY_KEY_MAX)
+  .regex(IDEMPOTENCY_KEY_PATTERN)
+  .optional()
+  .describe(
+    'Makes the command safe to retry: a repeat with the same key, route and body from the same API key returns the first answer ' +
+      '(`Idempotent-Replayed: true`) and changes nothing; another body, route or API key with that key: 422; while the first is still running: 409. Kept 24 h.',
+  );
+
+/** What a request's key is: none, a usable one, or one to refuse (400). */
+export type ParsedKey = { readonly kind: 'none' } | { readonly kind: 'key'; readonly key: string } | { readonly kind: 'bad'; readonly reason: string };
+
+export function parseIdempotencyKey(headers: Request['headers']): ParsedKey {
+  const raw = headers[IDEMPOTENCY_HEADER];
+  if (raw === undefined) return { kind: 'none' };
+  if (Array.isArray(raw)) return { kind: 'bad', reason: 'give one Idempotency-Key header, not several' };
+  if (raw.length > IDEMPOTENCY_KEY_MAX) return { kind: 'bad', reason: `Idempotency-Key is longer than ${IDEMPOTENCY_KEY_MAX} characters` };
+  if (!IDEMPOTENCY_KEY_PATTERN.test(raw)) return { kind: 'bad', reason: `Idempotency-Key must match ${IDEMPOTENCY_KEY_PATTERN.source}` };
+  return { kind: 'key', key: raw };
+}
+
+/** JSON with object keys sorted, so the same body written in another key order is the same request. */
+export function canonicalJson(value: unknown): string {
+  if (value === undefined) return 'null';
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+/** The path with its query parameters sorted: `?b=2&a=1` is the same request as `?a=1&b=2`. */
+export function canonicalUrl(url: string): string {
+  const i = url.indexOf('?');
+  if (i === -1) return url;
+  const params = new URLSearchParams(url.slice(i + 1));
+  params.sort();
+  const query = params.toString();
+  return query ? `${url.slice(0, i)}?${query}` : url.slice(0, i);
+}
+
+/** What a key is bound to: method, path with query, and body. */
+export function requestFingerprint(method: string, url: string, body: unknown): string {
+  return createHash('sha256').update(`${method.toUpperCase()} ${canonicalUrl(url)}\n${canonicalJson(body)}`).digest('hex');
+}
+
+/**
+ * The key as the back ends see it (the dispatcher derives the task id from it, the workflow
+ * start the execution id): prefixed, so an HTTP caller cannot pick a key the workflow engine
+ * uses for its own steps.
+ */
+export const backendKey = (key: string): string => `http:${key}`;
+
+/** The execution id a workflow start with this key gets (a UUID-shaped hash): a repeat names the same execution. */
+export function executionIdForKey(key: string): string {
+  const h = createHash('sha256').update(`workflow-start:${backendKey(key)}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/** Handler parameter: the request's valid Idempotency-Key, or undefined (the interceptor refused a bad one already). */
+export const IdempotencyKey = createParamDecorator((_data: unknown, ctx: ExecutionContext): string | undefined => {
+  const parsed = parseIdempotencyKey(ctx.switchToHttp().getRequest<Request>().headers);
+  return parsed.kind === 'key' ? parsed.key : undefined;
+});

@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+import { z } from 'zod';
+import { migrateUnderLock, type Logger } from '@switchyard/platform';
+
+/** `createGateway(deps, { idempotency })`. */
+export interface IdempotencyOptions {
+  /** How long a key and its first answer are kept. Default IDEMPOTENCY_TTL_SEC, else 24 h. */
+  readonly ttlMs?: number;
+  /**
+   * A key in flight is leased for this long and the lease renewed while its request runs; a
+   * lease that ran out (its gateway died) lets a retry take the key over. Default 60 s.
+   */
+  readonly leaseMs?: number;
+  /** Expired keys are deleted this often (and at start). Default 10 min. */
+  readonly purgeIntervalMs?: number;
+}
+
+export interface ResolvedIdempotencyOptions {
+  readonly ttlMs: number;
+  readonly leaseMs: number;
+  readonly purgeIntervalMs: number;
+}
+
+const envSchema = z.object({ IDEMPOTENCY_TTL_SEC: z.coerce.number().int().min(1).max(30 * 24 * 3600).default(24 * 3600) });
+
+/** Defaults, with IDEMPOTENCY_TTL_SEC from the environment (a bad value stops the start, naming it). */
+export function resolveIdempotencyOptions(o: IdempotencyOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedIdempotencyOptions {
+  const parsed = envSchema.safeParse({ IDEMPOTENCY_TTL_SEC: env.IDEMPOTENCY_TTL_SEC || undefined });
+  if (!parsed.success) throw new Error(`IDEMPOTENCY_TTL_SEC: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+  return {
+    ttlMs: o.ttlMs ?? parsed.data.IDEMPOTENCY_TTL_SEC * 1000,
+    leaseMs: o.leaseMs ?? 60_000,
+    purgeIntervalMs: o.purgeIntervalMs ?? 10 * 60_000,
+  };
+}
+
+export const IDEMPOTENCY_SCHEMA_SQL = `
+create schema if not exists gateway;
+create table if not exists gateway.idempotency_keys (
+  key           text primary key,
+  owner         text not null,
+  fingerprint   text not null,
+  method        text not null,
+  path          text not null,
+  state         text not null check (state in ('in_flight', 'done')),
+  token         text not null,
+  status        int,
+  content_type  text,
+  body          text,
+  created_at    timestamptz not null,
+  leased_until  timestamptz not null,
+  completed_at  timestamptz,
+  expires_at    timestamptz not null
+);
+create index if not exists idempotency_keys_expires on gateway.idempotency_keys (expires_at);
+`;
+
+/** What a request is, for its key. */
+export interface KeyedRequest {
+  readonly key: string;
+  /** The API key id (or `anonymous` without auth): only its owner gets a key's answer. */
+  readonly owner: string;
+  readonly fingerprint: string;
+  readonly method: string;
+  readonly path: string;
+}
+
+/** A first answer as it was sent. */
+export interface StoredAnswer {
+  readonly status: number;
+  readonly contentType: string | null;
+  readonly body: string | null;
+}
+
+export type Claim =
+  | { readonly kind: 'claimed'; readonly token: string }
+  | { readonly kind: 'replay'; readonly answer: StoredAnswer }
+  | { readonly kind: 'in_flight' }
+  | { readonly kind: 'mismatch'; readonly what: 'caller' | 'route' | 'body'; readonly first: { readonly method: string; readonly path: string } };
+
+/**
+ * Part of a WHERE clause that is always true and turns off the wait for the WAL flush of the
+ * statement's own transaction (`synchronous_commit = off`, local to it). A key row is written
+ * twice per command, each its own commit; waiting for two disk flushes more per command halved
+ * the delegation throughput under load. What this risks is a PostgreSQL crash (not a gateway
+ * crash) losing the last fraction of a second of key rows: a retry then runs again, and the back
+ * ends that create things find their first run by the id derived from the key.
+ */
+const ASYNC_COMMIT = `set_config('synchronous_commit', 'off', true) is not null`;
+
+interface Row {
+  owner: string;
+  fingerprint: string;
+  method: string;
+  path: string;
+  state: 'in_flight' | 'done';
+  token: string;
+  status: number | null;
+  content_type: string | null;
+  body: string | null;
+}
+
+/**
+ * Idempotency keys in PostgreSQL (`gateway.idempotency_keys`): one row per key with the
+ * request it is bound to (owner, method and path, body hash) and, once handled, the first
+ * answer. A key is claimed by one insert (the primary key decides between racing requests,
+ * across gateway processes), leased while its request runs, and kept `ttlMs`.
+ */
+export class IdempotencyStore {
+  private timer: NodeJS.Timeout | undefined;
+  private ready: Promise<void> | undefined;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly logger: Logger,
+    readonly options: ResolvedIdempotencyOptions,
+  ) {}
+
+  /** Create the table (idempotent, under a lock), purge what expired, then purge on a timer. */
+  init(): Promise<void> {
+    this.ready ??= (async () => {
+      await migrateUnderLock(this.pool, 'switchyard.gateway.idempotency.schema', IDEMPOTENCY_SCHEMA_SQL);
+      await this.purge();
+      this.timer = setInterval(() => void this.purge().catch((err) => this.logger.warn({ err }, 'purging expired idempotency keys failed')), this.options.purgeIntervalMs);
+      this.timer.unref();
+    })().catch((err) => {
+      this.ready = undefined;
+      throw err;
+    });
+    return this.ready;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /**
+   * Claim the key for this request, or say what it holds: the first answer (same request),
+   * `in_flight` (same request, still running, lease alive), or a mismatch (another caller,
+   * route or body). An expired key, or an in-flight one whose lease ran out for the same
+   * request, is taken over.
+   */
+  async claim(r: KeyedRequest): Promise<Claim> {
+    await this.init();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const token = randomUUID();
+      const won = await this.pool.query(
+        `insert into gateway.idempotency_keys as k (key, owner, fingerprint, method, path, state, token, created_at, leased_until, expires_at)
+         select $1, $2, $3, $4, $5, 'in_flight', $6, now(), now() + make_interval(secs => $7::float8 / 1000), now() + make_interval(secs => $8::float8 / 1000)
+         where ${ASYNC_COMMIT}
+         on conflict (key) do update set owner = excluded.owner, fingerprint = excluded.fingerprint, method = excluded.method, path = excluded.path,
+           state = 'in_flight', token = excluded.token, status = null, content_type = null, body = null, created_at = excluded.created_at,
+           leased_until = excluded.leased_until, completed_at = null, expires_at = excluded.expires_at
+         where k.expires_at < now()
+            or (k.state = 'in_flight' and k.leased_until < now() and k.owner = excluded.owner and k.fingerprint = excluded.fingerprint)
+         returning token`,
+        [r.key, r.owner, r.fingerprint, r.method, r.path, token, this.options.leaseMs, this.options.ttlMs],
+      );
+      if (won.rows[0]?.token === token) return { kind: 'claimed', token };
+      const found = await this.pool.query<Row>(
+        `select owner, fingerprint, method, path, state, token, status, content_type, body from gateway.idempotency_keys where key = $1 and expires_at >= now()`,
+        [r.key],
+      );
+      const row = found.rows[0];
+      if (!row) continue; // purged or expired in between: claim again
+      const first = { method: row.method, path: row.path };
+      if (row.owner !== r.owner) return { kind: 'mismatch', what: 'caller', first };
+      if (row.method !== r.method || row.path !== r.path) return { kind: 'mismatch', what: 'route', first };
+      if (row.fingerprint !== r.fingerprint) return { kind: 'mismatch', what: 'body', first };
+      if (row.state === 'in_flight') return { kind: 'in_flight' };
+      return { kind: 'replay', answer: { status: row.status ?? 200, contentType: row.content_type, body: row.body } };
+    }
+    return { kind: 'in_flight' };
+  }
+
+  /** Keep the lease of a request that is still running. */
+  async renew(key: string, token: string): Promise<void> {
+    await this.pool.query(
+      `update gateway.idempotency_keys set leased_until = now() + make_interval(secs => $3::float8 / 1000) where key = $1 and token = $2 and state = 'in_flight'`,
+      [key, token, this.options.leaseMs],
+    );
+  }
+
+  /** Record the first answer; later requests with the key get it. */
+  async complete(key: string, token: string, answer: StoredAnswer): Promise<void> {
+    await this.pool.query(
+      `update gateway.idempotency_keys set state = 'done', status = $3, content_type = $4, body = $5, completed_at = now() where key = $1 and token = $2 and ${ASYNC_COMMIT}`,
+      [key, token, answer.status, answer.contentType, answer.body],
+    );
+  }
+
+  /** Give the key up (the request failed in a way a retry may not: 5xx); a retry runs again. */
+  async release(key: string, token: string): Promise<void> {
+    await this.pool.query(`delete from gateway.idempotency_keys where key = $1 and token = $2 and state = 'in_flight'`, [key, token]);
+  }
+
+  /** Delete expired keys; returns how many. */
+  async purge(): Promise<number> {
+    const r = await this.pool.query(`delete from gateway.idempotency_keys where expires_at < now()`);
+    if ((r.rowCount ?? 0) > 0) this.logger.info({ purged: r.rowCount }, 'expired idempotency keys purged');
+    return r.rowCount ?? 0;
+  }
+}
