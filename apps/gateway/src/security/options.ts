@@ -31,7 +31,7 @@ export interface RateLimitOptions {
   readonly perIp?: Limit;
   /** Every request made with one API key. Default 1 200 per 60 s. */
   readonly perKey?: Limit;
-  /** Requests with a wrong or revoked key from one address (guessing). Default 30 per 60 s. */
+  /** Requests with a wrong or revoked key from one address and key id (guessing). Default 30 per 60 s. */
   readonly authFailuresPerIp?: Limit;
 }
 
