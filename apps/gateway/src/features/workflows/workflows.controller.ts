@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { CorrelationId } from '../../http/context.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
+import { eventsForCaller } from '../../events/redaction.js';
 import { toEventJson } from '../../events/schemas.js';
 import { CancelWorkflowExecution } from './commands.js';
 import { executionEvents, listExecutions } from './deps.js';
@@ -110,7 +111,7 @@ export class WorkflowsController {
   @ApiRoute({ summary: 'The full event history of an execution (audit, replay)', tags: ['workflows'], role: 'viewer', response: { schema: eventsResponse }, errors: [404] })
   async events(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
     const events = await executionEvents(this.svc.store, p.execution_id);
-    return { execution_id: p.execution_id, events: events.map(toEventJson) };
+    return { execution_id: p.execution_id, events: eventsForCaller(events.map(toEventJson)) };
   }
 
   @Post('definitions')
