@@ -18,6 +18,14 @@ describe('redactSecrets', () => {
     });
   });
 
+  it('cuts bearer credentials and API keys out of string values (a tool that echoes its request)', () => {
+    const key = 'sy_0123456789abcdef_' + 'A'.repeat(43);
+    const out = redactSecrets({ text: `{"authorization":"Bearer abcdefgh12345678","note":"key ${key}"}`, list: ['Basic dXNlcjpwYXNzd29yZA=='] });
+    const json = JSON.stringify(out);
+    assert.ok(!json.includes('abcdefgh12345678') && !json.includes(key) && !json.includes('dXNlcjpwYXNzd29yZA=='), json);
+    assert.ok(json.includes('Bearer [redacted]'));
+  });
+
   it('leaves scalars and null alone', () => {
     assert.equal(redactSecrets('token'), 'token');
     assert.equal(redactSecrets(null), null);
