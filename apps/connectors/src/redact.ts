@@ -16,6 +16,8 @@ const SECRET_VALUE_PATTERNS: readonly [RegExp, string][] = [
   [/\bsy_[0-9a-f]{16}_[A-Za-z0-9_-]{32,128}/g, REDACTED],
   // JSON text (an echoed request, a config file read): `"x-api-key": "..."` and the like.
   [/("[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, `$1"${REDACTED}"`],
+  // The same inside JSON that was itself put in a JSON string (a tool's text block): `\"x-api-key\":\"...\"`.
+  [/(\\"[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*\\"\s*:\s*)\\"(?:[^"\\]|\\\\.|\\[^"])*\\"/gi, `$1\\"${REDACTED}\\"`],
 ];
 
 /** A string with every secret-looking credential in it replaced by `[redacted]`. */
