@@ -50,3 +50,28 @@ export function callerSeesRedactedPayloads(): boolean {
 export function eventsForCaller(events: readonly EventJson[], redact = callerSeesRedactedPayloads()): EventJson[] {
   return redact ? events.map(redactEventPayloads) : [...events];
 }
+
+const redactIfSet = (v: unknown): unknown => (v === null || v === undefined ? v : REDACTED_PAYLOAD);
+
+/**
+ * An execution's detail as a viewer sees it: input, output and every step's inputs and
+ * outputs replaced (status, timings, attempts and errors stay). Others get it as it is.
+ */
+export function executionDetailForCaller<T extends Record<string, unknown>>(d: T, redact = callerSeesRedactedPayloads()): T {
+  if (!redact) return d;
+  const steps = Array.isArray(d['steps'])
+    ? (d['steps'] as Record<string, unknown>[]).map((s) => ({
+        ...s,
+        output: redactIfSet(s['output']),
+        ...(Array.isArray(s['attempt_history'])
+          ? { attempt_history: (s['attempt_history'] as Record<string, unknown>[]).map((a) => ({ ...a, input: redactIfSet(a['input']), output: redactIfSet(a['output']) })) }
+          : {}),
+      }))
+    : d['steps'];
+  return { ...d, ...('input' in d ? { input: redactIfSet(d['input']) } : {}), ...('output' in d ? { output: redactIfSet(d['output']) } : {}), steps };
+}
+
+/** A task's view as a viewer sees it: the agent's result replaced. */
+export function taskViewForCaller<T extends { result?: unknown }>(v: T, redact = callerSeesRedactedPayloads()): T {
+  return redact && v.result !== undefined ? { ...v, result: REDACTED_PAYLOAD } : v;
+}

@@ -145,6 +145,23 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
     });
   });
 
+  describe('audit: delegations and their cancels name the key', () => {
+    it('TaskSubmitted and TaskCanceled carry apikey:<operator id>', async () => {
+      const sub = await call('POST', '/api/v1/integration/agents/delegate', operator.key, { task_type: 'noop', context: {}, priority: 'low' });
+      assert.equal(sub.status, 202, JSON.stringify(sub.body));
+      const taskId = String(sub.body.task_id);
+      const cancel = await call('POST', `/api/v1/integration/agents/tasks/${taskId}/cancel`, operator.key, { reason: 'audit test' });
+      assert.ok(cancel.status < 300, JSON.stringify(cancel.body));
+      const events = await until('the task events', async () => {
+        const es = await g.store.readStream(`task-${taskId}`);
+        return es.some((e) => e.type === 'TaskCanceled') ? es : undefined;
+      });
+      for (const type of ['TaskSubmitted', 'TaskCanceled']) {
+        assert.equal(events.find((e) => e.type === type)?.metadata.actor, `apikey:${operator.id}`, type);
+      }
+    });
+  });
+
   describe('redaction: viewers do not read tool arguments and results', () => {
     it('/api/v1/events: a viewer gets them redacted, an operator and an admin see them', async () => {
       const r = await fetchThroughGateway(operator.key);

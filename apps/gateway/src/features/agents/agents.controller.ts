@@ -4,6 +4,7 @@ import type { Response } from 'express';
 import { z } from 'zod';
 import { agentHealthReply, agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/domain';
 import { CorrelationId } from '../../http/context.js';
+import { taskViewForCaller } from '../../events/redaction.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { AgentsClient, type DelegateRequest } from './agents.client.js';
@@ -101,8 +102,8 @@ export class AgentsController {
 
   @Get('tasks/:task_id')
   @ApiRoute({ summary: 'A delegated task: status, agent, attempts, result or error', tags: ['agents'], role: 'viewer', response: { schema: taskView }, errors: [404] })
-  task(@ZodParams(taskParams) p: z.output<typeof taskParams>, @CorrelationId() cid: string) {
-    return this.client.task(p.task_id, cid);
+  async task(@ZodParams(taskParams) p: z.output<typeof taskParams>, @CorrelationId() cid: string) {
+    return taskViewForCaller(await this.client.task(p.task_id, cid));
   }
 
   @Post('tasks/:task_id/cancel')

@@ -5,7 +5,7 @@ import type { z } from 'zod';
 import { CorrelationId } from '../../http/context.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
-import { eventsForCaller } from '../../events/redaction.js';
+import { eventsForCaller, executionDetailForCaller } from '../../events/redaction.js';
 import { toEventJson } from '../../events/schemas.js';
 import { CancelWorkflowExecution } from './commands.js';
 import { executionEvents, listExecutions } from './deps.js';
@@ -95,8 +95,8 @@ export class WorkflowsController {
 
   @Get('executions/:execution_id')
   @ApiRoute({ summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors', tags: ['workflows'], role: 'viewer', response: { schema: executionDetailResponse }, errors: [404] })
-  detail(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
-    return this.svc.detail(p.execution_id);
+  async detail(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
+    return executionDetailForCaller(await this.svc.detail(p.execution_id));
   }
 
   @Post('executions/:execution_id/cancel')
