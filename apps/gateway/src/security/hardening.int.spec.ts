@@ -147,7 +147,8 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
 
   describe('audit: delegations and their cancels name the key', () => {
     it('TaskSubmitted and TaskCanceled carry apikey:<operator id>', async () => {
-      const sub = await call('POST', '/api/v1/integration/agents/delegate', operator.key, { task_type: 'noop', context: {}, priority: 'low' });
+      // No agent runs here: the task stays queued until it is canceled.
+      const sub = await call('POST', '/api/v1/integration/agents/delegate', operator.key, { task_type: 'customer_segmentation', context: {}, priority: 'normal' });
       assert.equal(sub.status, 202, JSON.stringify(sub.body));
       const taskId = String(sub.body.task_id);
       const cancel = await call('POST', `/api/v1/integration/agents/tasks/${taskId}/cancel`, operator.key, { reason: 'audit test' });
