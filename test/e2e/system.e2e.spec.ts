@@ -174,13 +174,15 @@ describe('the whole system started like npm start', () => {
     assert.deepEqual(body.result.rows, [{ sum: 42 }]);
 
     // The audit trail in the event store, by the request's correlation id.
-    let mine: { type: string; metadata: { correlationId: string } }[] = [];
+    let mine: { type: string; metadata: { correlationId: string; actor?: string } }[] = [];
     for (let i = 0; i < 40 && mine.length < 2; i++) {
       const page = (await (await fetch(`${base}/api/v1/events?stream=mcpserver-database&limit=1000`, { headers: auth })).json()) as { events: typeof mine };
       mine = page.events.filter((e) => e.metadata.correlationId === correlationId);
       if (mine.length < 2) await new Promise((r) => setTimeout(r, 100));
     }
     assert.deepEqual(mine.map((e) => e.type), ['McpToolCalled', 'McpToolSucceeded']);
+    // Who asked: the key, not the system.
+    assert.deepEqual(mine.map((e) => e.metadata.actor), [`apikey:${adminKey.split('_')[1]}`, `apikey:${adminKey.split('_')[1]}`]);
 
     // The relay publishes them to JetStream, where another process can replay them.
     nc = await connect({ servers: `nats://127.0.0.1:${ports.nats}` });

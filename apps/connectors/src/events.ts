@@ -27,6 +27,8 @@ export const mcpToolCalledSchema = z.object({
   idempotency_key: z.string().optional(),
   /** The request's correlation id, so the wiring can put it in the event metadata. */
   correlation_id: z.string().optional(),
+  /** Who asked (`apikey:<id>` through the gateway), so the wiring can put it in the event metadata. */
+  actor: z.string().optional(),
   at,
 });
 export const mcpToolSucceededSchema = z.object({
@@ -38,6 +40,7 @@ export const mcpToolSucceededSchema = z.object({
   attempts: z.number().int().min(1),
   result: payload,
   correlation_id: z.string().optional(),
+  actor: z.string().optional(),
   at,
 });
 export const mcpToolFailedSchema = z.object({
@@ -52,6 +55,7 @@ export const mcpToolFailedSchema = z.object({
   attempts: z.number().int().min(0),
   result: payload.optional(),
   correlation_id: z.string().optional(),
+  actor: z.string().optional(),
   at,
 });
 export const mcpCircuitOpenedSchema = z.object({
@@ -102,6 +106,18 @@ export const mcpEventSchema = z.discriminatedUnion(
 
 /** Where the wiring should append a server's events: one stream per server, category `mcpserver`. */
 export const mcpServerStreamId = (serverName: string): string => `mcpserver-${serverName}`;
+
+/** Actor of connector events nobody asked for (breaker, health) or whose caller sent none. */
+export const MCP_SYSTEM_ACTOR = 'system:switchyard';
+
+/**
+ * The metadata a connector event is stored with: the caller's correlation id and actor
+ * when the call carried them (a call through the gateway names `apikey:<id>`).
+ */
+export function mcpEventMetadata(e: McpEvent): { correlationId?: string; actor: string } {
+  const d = e.data as { correlation_id?: string; actor?: string };
+  return { ...(d.correlation_id ? { correlationId: d.correlation_id } : {}), actor: d.actor ?? MCP_SYSTEM_ACTOR };
+}
 
 /** The injected sink. It must not throw; errors in it are logged and swallowed by the caller. */
 export type McpEventSink = (event: McpEvent) => void;

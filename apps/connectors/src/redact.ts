@@ -7,9 +7,33 @@
 export const SECRET_KEY_PATTERN = /token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key/i;
 export const REDACTED = '[redacted]';
 
-/** A deep copy of `value` with every secret-looking key's value replaced by `[redacted]`. */
+/**
+ * Secrets recognisable by their value wherever they appear (a tool echoing a request's
+ * headers, a page quoting a key): bearer/basic credentials and Switchyard API keys.
+ */
+const SECRET_VALUE_PATTERNS: readonly [RegExp, string][] = [
+  [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
+  [/\bsy_[0-9a-f]{16}_[A-Za-z0-9_-]{32,128}/g, REDACTED],
+  // JSON text (an echoed request, a config file read): `"x-api-key": "..."` and the like.
+  [/("[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, `$1"${REDACTED}"`],
+  // The same inside JSON that was itself put in a JSON string (a tool's text block): `\"x-api-key\":\"...\"`.
+  [/(\\"[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*\\"\s*:\s*)\\"(?:[^"\\]|\\\\.|\\[^"])*\\"/gi, `$1\\"${REDACTED}\\"`],
+];
+
+/** A string with every secret-looking credential in it replaced by `[redacted]`. */
+export function redactSecretValues(text: string): string {
+  let out = text;
+  for (const [re, by] of SECRET_VALUE_PATTERNS) out = out.replace(re, by);
+  return out;
+}
+
+/**
+ * A deep copy of `value` with every secret-looking key's value replaced by `[redacted]`,
+ * and credentials inside string values (see redactSecretValues) cut out.
+ */
 export function redactSecrets(value: unknown, depth = 0): unknown {
   if (depth > 32) return '[too deep]';
+  if (typeof value === 'string') return redactSecretValues(value);
   if (Array.isArray(value)) return value.map((v) => redactSecrets(v, depth + 1));
   if (value && typeof value === 'object') {
     return Object.fromEntries(

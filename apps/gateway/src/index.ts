@@ -58,6 +58,7 @@ export { ReadinessService, type CheckResult, type ReadinessReport } from './heal
 export { EVENTS_PATH } from './events/events.controller.js';
 export { LiveEventsService, sseFrame } from './events/sse.service.js';
 export { readEventsPage, SCAN_CAP } from './events/paging.js';
+export { callerSeesRedactedPayloads, eventsForCaller, PAYLOAD_FIELDS, REDACTED_PAYLOAD, redactEventPayloads } from './events/redaction.js';
 export {
   eventJsonSchema,
   eventsPageSchema,

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { startAgents } from '@switchyard/agents';
 import { llmFromEnv, loadDemoData } from '@switchyard/agents';
-import { DATABASE_WRITER_PORT, loadRegistry, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
+import { DATABASE_WRITER_PORT, loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
 import {
   AgentsFeatureModule,
   createGateway,
@@ -125,7 +125,11 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
         registry: loadRegistry(),
         logger,
         // Every call, breaker change and health transition goes to the event store (audit, availability).
-        onEvent: (e) => sink.append(mcpServerStreamId(e.data.server), e, (e.data as { correlation_id?: string }).correlation_id),
+        // A call's events name who asked (the gateway sends `apikey:<id>`), not the system.
+        onEvent: (e) => {
+          const m = mcpEventMetadata(e);
+          sink.append(mcpServerStreamId(e.data.server), e, m.correlationId, m.actor);
+        },
       });
       stops.push({ name: 'connectors', stop: () => connectors.stop() });
     }

@@ -16,6 +16,7 @@ const echoSubject = serviceSubject(svcName, 'echo');
 const findSubject = serviceSubject(svcName, 'find');
 const boomSubject = serviceSubject(svcName, 'boom');
 const slowSubject = serviceSubject(svcName, 'slow');
+const bigSubject = serviceSubject(svcName, 'big');
 
 const echoReply = z.object({ text: z.string(), correlationId: z.string(), instance: z.string() });
 
@@ -64,6 +65,11 @@ describe('messaging against a real nats-server', () => {
           handler: async () => {
             throw new Error('secret detail');
           },
+        },
+        big: {
+          subject: bigSubject,
+          schema: z.object({ bytes: z.number().int() }),
+          handler: (input) => ({ blob: 'x'.repeat(input.bytes) }),
         },
         slow: {
           subject: slowSubject,
@@ -146,6 +152,15 @@ describe('messaging against a real nats-server', () => {
     await isAppError(request(client, echoSubject, { text: 'x' }, { schema: z.object({ other: z.number() }) }), 'internal');
   });
 
+  it('answers a reply over the payload limit as result_too_large (size and limit), not a failed publish', async () => {
+    await assert.rejects(
+      request(client, bigSubject, { bytes: 2 * 1024 * 1024 }, { schema: z.unknown(), timeoutMs: 5_000 }),
+      (e: unknown) => e instanceof AppError && e.code === 'result_too_large' && (e.details['size_bytes'] as number) > (e.details['limit_bytes'] as number),
+    );
+    const small = await request(client, bigSubject, { bytes: 10 }, { schema: z.object({ blob: z.string() }) });
+    assert.equal(small.blob.length, 10);
+  });
+
   it('raises unavailable when nobody listens', async () => {
     const err = await isAppError(request(client, serviceSubject(`nobody-${suffix}`, 'x'), {}, { schema: z.unknown() }), 'unavailable');
     assert.equal(err.retryable, true);
@@ -178,7 +193,7 @@ describe('messaging against a real nats-server', () => {
     for await (const i of await sc.info(svcName)) infos.push(i);
     assert.equal(infos.length, 2);
     const subjects = infos[0]!.endpoints.map((e) => e.subject).sort();
-    assert.deepEqual(subjects, [boomSubject, echoSubject, findSubject, slowSubject].sort());
+    assert.deepEqual(subjects, [bigSubject, boomSubject, echoSubject, findSubject, slowSubject].sort());
     assert.equal(infos[0]!.endpoints[0]!.queue_group, svcName);
 
     const stats = [];

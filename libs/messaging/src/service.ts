@@ -92,7 +92,7 @@ export async function addService<E extends Record<string, z.ZodType>>(
           log.error({ err }, 'service endpoint subscription failed');
           return;
         }
-        void handle(msg as unknown as ServiceMsg, def, log);
+        void handle(msg as unknown as ServiceMsg, def, log, nc);
       },
     });
   }
@@ -101,7 +101,17 @@ export async function addService<E extends Record<string, z.ZodType>>(
   return svc;
 }
 
-async function handle(msg: ServiceMsg, def: EndpointDefinition, baseLog: Logger): Promise<void> {
+/** Room left for the reply's headers under the server's payload limit. */
+const REPLY_HEADROOM_BYTES = 16 * 1024;
+
+/**
+ * Largest reply body this connection may publish: the server's `max_payload` (1 MiB by
+ * default) less room for headers. A bigger one would fail to publish and leave the caller
+ * waiting for a timeout; it is answered as `result_too_large` instead.
+ */
+export const maxReplyBytes = (nc: NatsConnection): number => Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - REPLY_HEADROOM_BYTES);
+
+async function handle(msg: ServiceMsg, def: EndpointDefinition, baseLog: Logger, nc: NatsConnection): Promise<void> {
   const correlationId = msg.headers?.get(headerNames.correlationId) || newId();
   const causationId = msg.headers?.get(headerNames.causationId) || undefined;
   const log = baseLog.child({ correlationId });
@@ -119,7 +129,12 @@ async function handle(msg: ServiceMsg, def: EndpointDefinition, baseLog: Logger)
     if (!parsed.success) throw new AppError('validation', 'invalid request', { issues: parsed.error.issues });
     // 2. Run the handler and reply with its result.
     const result = await def.handler(parsed.data, { correlationId, causationId, subject: msg.subject, headers: msg.headers, logger: log });
-    msg.respond(encoder.encode(JSON.stringify(result ?? null)), { headers: replyHeaders });
+    const body = encoder.encode(JSON.stringify(result ?? null));
+    const limit = maxReplyBytes(nc);
+    if (body.length > limit) {
+      throw new AppError('result_too_large', `the answer is ${body.length} bytes, more than the ${limit}-byte limit of a reply`, { size_bytes: body.length, limit_bytes: limit }, false);
+    }
+    msg.respond(body, { headers: replyHeaders });
   } catch (thrown) {
     // 3. Any failure becomes an error reply with its code; only unexpected ones are logged as errors.
     const err = asAppError(thrown);

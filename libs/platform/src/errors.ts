@@ -13,6 +13,8 @@ export const errorCodes = {
   canceled: 409,
   conflict: 412,
   payload_too_large: 413,
+  /** An answer (a tool result) larger than what can travel back (the NATS payload limit). */
+  result_too_large: 413,
   /** A tool ran and reported failure (MCP `isError`): the request was understood, the tool refused it. */
   tool_error: 422,
   rate_limited: 429,

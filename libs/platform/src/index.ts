@@ -6,3 +6,5 @@ export * from './infra/ports.js';
 export * from './infra/postgres.js';
 export * from './infra/nats.js';
 export * from './infra/transaction.js';
+export * from './egress/guard.js';
+export * from './egress/http.js';

@@ -22,6 +22,8 @@ export interface CallToolRequest {
   /** Same key (per server and tool) within the TTL -> the first call's result, the tool runs once. */
   readonly idempotency_key?: string;
   readonly correlation_id?: string;
+  /** Who asked (`apikey:<id>`); recorded on the call's events. */
+  readonly actor?: string;
   /** Per-attempt bound for this call, capped by the server's `timeouts.call_ms`. */
   readonly timeout_ms?: number;
   readonly signal?: AbortSignal;
@@ -173,7 +175,7 @@ export class McpConnector {
     const args = req.arguments ?? {};
     const t0 = performance.now();
     const log = this.log.child({ correlationId: req.correlation_id, callId, tool: req.tool });
-    const corr = req.correlation_id ? { correlation_id: req.correlation_id } : {};
+    const corr = { ...(req.correlation_id ? { correlation_id: req.correlation_id } : {}), ...(req.actor ? { actor: req.actor } : {}) };
     this.emit(
       mcpEvent('McpToolCalled', {
         server: this.name,

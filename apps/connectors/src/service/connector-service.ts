@@ -108,6 +108,7 @@ function serverEndpoints(c: McpConnector, prefix: string): Record<string, Endpoi
           tool: req.tool,
           arguments: req.arguments,
           correlation_id: ctx.correlationId,
+          ...(req.actor && { actor: req.actor }),
           ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
           ...(req.timeout_ms && { timeout_ms: req.timeout_ms }),
         }),

@@ -44,6 +44,8 @@ export const callToolRequestSchema = z.object({
   idempotency_key: z.string().min(1).max(200).optional(),
   /** Per-attempt bound, capped by the server's configured call timeout. */
   timeout_ms: z.number().int().positive().optional(),
+  /** Who asked (`apikey:<id>`, `system:<part>`): the call's events carry it as their actor. */
+  actor: z.string().regex(/^[A-Za-z0-9_.:@-]{1,200}$/).optional(),
 });
 export type CallToolRequestBody = z.infer<typeof callToolRequestSchema>;
 

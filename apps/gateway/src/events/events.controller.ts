@@ -7,6 +7,7 @@ import { parseOrThrow, ZodQuery } from '../http/validation.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { EVENT_STORE } from '../tokens.js';
 import { readEventsPage } from './paging.js';
+import { callerSeesRedactedPayloads, eventsForCaller } from './redaction.js';
 import {
   eventsPageSchema,
   eventsQuerySchema,
@@ -68,8 +69,9 @@ export class EventsController {
       },
     },
   })
-  list(@ZodQuery(eventsQuerySchema) query: EventsQuery): Promise<EventsPage> {
-    return readEventsPage(this.store, query, EVENTS_PATH);
+  async list(@ZodQuery(eventsQuerySchema) query: EventsQuery): Promise<EventsPage> {
+    const page = await readEventsPage(this.store, query, EVENTS_PATH);
+    return { ...page, events: eventsForCaller(page.events) };
   }
 
   @Get('stream')
@@ -98,6 +100,8 @@ export class EventsController {
     await this.live.serve(res, {
       from,
       correlationId,
+      // Decided now, inside the request: the subscription's deliveries run outside its context.
+      redactPayloads: callerSeesRedactedPayloads(),
       ...(query.type ? { types: query.type } : {}),
       ...(query.stream_prefix ? { streamPrefixes: query.stream_prefix } : {}),
     });

@@ -4,6 +4,7 @@ import type { Response } from 'express';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
 import { EVENT_STORE, GATEWAY_OPTIONS, LOGGER, type ResolvedGatewayOptions } from '../tokens.js';
+import { redactEventPayloads } from './redaction.js';
 import { toEventJson } from './schemas.js';
 
 export interface LiveStreamRequest {
@@ -12,11 +13,14 @@ export interface LiveStreamRequest {
   readonly types?: readonly string[];
   readonly streamPrefixes?: readonly string[];
   readonly correlationId: string;
+  /** Replace tool results and step outputs (a viewer's stream). */
+  readonly redactPayloads?: boolean;
 }
 
 /** One SSE message per event: `id` is the global position, so Last-Event-ID resumes exactly. */
-export function sseFrame(e: RecordedEvent): string {
-  return `id: ${e.position}\ndata: ${JSON.stringify(toEventJson(e))}\n\n`;
+export function sseFrame(e: RecordedEvent, redactPayloads = false): string {
+  const json = redactPayloads ? redactEventPayloads(toEventJson(e)) : toEventJson(e);
+  return `id: ${e.position}\ndata: ${JSON.stringify(json)}\n\n`;
 }
 
 /**
@@ -78,7 +82,7 @@ export class LiveEventsService implements BeforeApplicationShutdown {
     try {
       for await (const event of sub) {
         if (closed) break;
-        if (!res.write(sseFrame(event))) {
+        if (!res.write(sseFrame(event, req.redactPayloads))) {
           // Slow client: wait for the socket to drain (or close) before reading on.
           const waiting = new AbortController();
           try {

@@ -45,6 +45,7 @@ const titles: Record<string, string> = {
   canceled: 'Canceled',
   conflict: 'Conflict',
   payload_too_large: 'Payload too large',
+  result_too_large: 'Result too large',
   unsupported_media_type: 'Unsupported media type',
   rate_limited: 'Too many requests',
   internal: 'Internal error',

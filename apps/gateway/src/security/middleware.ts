@@ -4,7 +4,7 @@ import { AppError, type Logger } from '@switchyard/platform';
 import { bindRequestKey, correlationIdOf, type GatewayRequest } from '../http/context.js';
 import { sendProblem } from '../http/problem-filter.js';
 import type { ApiKeyService } from './api-keys.js';
-import { presentedKey } from './keys.js';
+import { parseKey, presentedKey } from './keys.js';
 import type { Limit, ResolvedSecurityOptions } from './options.js';
 
 /** Set on a request whose presented key was wrong, unknown or revoked (the guard answers 401). */
@@ -12,6 +12,21 @@ export const AUTH_FAILED = Symbol.for('switchyard.gateway.authFailed');
 export type AuthRequest = GatewayRequest & { [AUTH_FAILED]?: boolean };
 
 const clientIp = (req: Request): string => req.ip ?? req.socket.remoteAddress ?? 'unknown';
+
+/**
+ * Probes of load balancers and orchestrators: never limited nor authenticated, so a client
+ * misbehaving from a shared address (a NAT, the balancer itself) cannot take the instance
+ * out of rotation.
+ */
+const UNLIMITED_PATHS = new Set(['/livez', '/readyz']);
+
+/**
+ * Which bucket a bad key's failure counts in: the key id of a well-formed key, one shared
+ * bucket for anything else. Only the guesser of that key (from that address) is slowed.
+ */
+export function failureBucket(ip: string, presented: string): string {
+  return `${ip}|${parseKey(presented)?.id ?? 'malformed'}`;
+}
 
 function tooMany(req: Request, res: Response, what: string, msBeforeNext: number): void {
   const retryAfter = Math.max(1, Math.ceil(msBeforeNext / 1000));
@@ -55,13 +70,13 @@ export class RateLimits {
   key(id: string) {
     return RateLimits.take(this.perKey, id);
   }
-  failedAuth(ip: string) {
-    return RateLimits.take(this.authFailures, ip);
-  }
-  /** ms until a client that guessed too often may try again, or undefined. */
-  async blockedForGuessing(ip: string): Promise<number | undefined> {
-    const r = await this.authFailures.get(ip);
-    return r && r.remainingPoints <= 0 && r.consumedPoints > 0 ? r.msBeforeNext : undefined;
+  /**
+   * Count a bad key against its bucket (address and key id, see failureBucket). Only
+   * further bad keys of that bucket are refused: valid keys from the same address and the
+   * health probes are never blocked by someone else's guessing.
+   */
+  failedAuth(bucket: string) {
+    return RateLimits.take(this.authFailures, bucket);
   }
 }
 
@@ -87,9 +102,11 @@ export function timeoutMiddleware(ms: number): RequestHandler {
 
 /**
  * Resolve the caller, before the body is parsed:
- * 1. per-IP limit (every request) and the guessing block (too many bad keys from one address);
+ * 0. `/livez` and `/readyz` pass untouched (no limit, no key);
+ * 1. per-IP limit (every request);
  * 2. the presented key (Authorization: Bearer, or x-api-key) is checked; a bad one is
- *    marked for the guard (401 on any non-public route) and counted against the address;
+ *    marked for the guard (401 on any non-public route) and counted against its address
+ *    and key id; past the limit, that bucket's bad keys answer 429;
  * 3. per-key limit for a good key; the key goes into the request context (currentActor()).
  * Only active when auth is enabled; rate limits only when enabled.
  */
@@ -97,10 +114,11 @@ export function authenticationMiddleware(options: ResolvedSecurityOptions, keys:
   const limits = options.rateLimit.enabled ? new RateLimits(options.rateLimit) : undefined;
   if (!limits && !options.auth.enabled) return (_req, _res, next) => next(); // nothing to do: no cost per request
   return (req: Request, res: Response, next: NextFunction) => {
+    if (UNLIMITED_PATHS.has(req.path)) return next();
     void (async () => {
       const ip = clientIp(req);
       if (limits) {
-        const wait = (await limits.ip(ip)) ?? (await limits.blockedForGuessing(ip));
+        const wait = await limits.ip(ip);
         if (wait !== undefined) return tooMany(req, res, 'from this address', wait);
       }
       if (!options.auth.enabled) return next();
@@ -111,8 +129,8 @@ export function authenticationMiddleware(options: ResolvedSecurityOptions, keys:
         (req as AuthRequest)[AUTH_FAILED] = true;
         logger.warn({ correlationId: correlationIdOf(req), ip }, 'request with an invalid API key');
         if (limits) {
-          const wait = await limits.failedAuth(ip);
-          if (wait !== undefined) return tooMany(req, res, 'with invalid API keys from this address', wait);
+          const wait = await limits.failedAuth(failureBucket(ip, presented));
+          if (wait !== undefined) return tooMany(req, res, 'with this invalid API key from this address', wait);
         }
         return bindRequestKey(req, undefined, next);
       }

@@ -31,7 +31,7 @@ export interface RateLimitOptions {
   readonly perIp?: Limit;
   /** Every request made with one API key. Default 1 200 per 60 s. */
   readonly perKey?: Limit;
-  /** Requests with a wrong or revoked key from one address (guessing). Default 30 per 60 s. */
+  /** Requests with a wrong or revoked key from one address and key id (guessing). Default 30 per 60 s. */
   readonly authFailuresPerIp?: Limit;
 }
 
@@ -46,6 +46,8 @@ export interface SecurityOptionsInput {
   readonly auth?: AuthOptions;
   readonly rateLimit?: false | RateLimitOptions;
   readonly requestTimeoutMs?: number;
+  /** Largest accepted JSON body (bytes, or a string such as '1mb'); larger: 413. Default '1mb'. */
+  readonly bodyLimit?: string | number;
 }
 
 export const DEFAULT_LIMITS = {
@@ -88,6 +90,8 @@ export const securityEnvSchema = z.object({
   RATE_LIMIT_AUTH_FAILURES_PER_IP: positive.default(DEFAULT_LIMITS.authFailuresPerIp.points),
   RATE_LIMIT_WINDOW_SEC: positive.default(60),
   REQUEST_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
+  /** Largest JSON body in bytes (413 above it). */
+  GATEWAY_BODY_LIMIT_BYTES: z.coerce.number().int().min(1_024).max(64 * 1024 * 1024).default(1024 * 1024),
 });
 
 /**
@@ -108,5 +112,6 @@ export function securityOptionsFromEnv(env: Record<string, string | undefined> =
         }
       : false,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
+    bodyLimit: c.GATEWAY_BODY_LIMIT_BYTES,
   };
 }

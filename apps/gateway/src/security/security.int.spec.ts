@@ -304,12 +304,18 @@ describe('SWITCHYARD_ADMIN_KEY and rate limits', () => {
     assert.equal((await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(envKey) })).status, 200);
   });
 
-  it('guessing keys from one address is throttled (429), even for a good key afterwards', async () => {
+  it('guessing one key from one address is throttled (429); probes, other keys and valid keys from that address are not', async () => {
+    const target = parseKey(envKey)!;
+    const wrong = `sy_${target.id}_${generateKey().key.slice(-43)}`;
     const statuses: number[] = [];
-    for (let i = 0; i < 3; i++) statuses.push((await fetch(`${g.url}/api/v1/events`, { headers: bearer(generateKey().key) })).status);
+    for (let i = 0; i < 3; i++) statuses.push((await fetch(`${g.url}/api/v1/events`, { headers: bearer(wrong) })).status);
     assert.deepEqual(statuses, [401, 401, 429]);
-    const res = await fetch(`${g.url}/livez`);
+    const res = await fetch(`${g.url}/api/v1/events`, { headers: bearer(wrong) });
     assert.equal(res.status, 429);
     assert.ok(res.headers.get('retry-after'));
+    for (const p of ['/livez', '/readyz']) assert.equal((await fetch(g.url + p, { headers: bearer(wrong) })).status, 200, p);
+    // Another key id from the same address is its own bucket; the valid key is never blocked.
+    assert.equal((await fetch(`${g.url}/api/v1/events`, { headers: bearer(generateKey().key) })).status, 401);
+    assert.equal((await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(envKey) })).status, 200);
   });
 });

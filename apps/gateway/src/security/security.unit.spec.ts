@@ -75,6 +75,12 @@ describe('options', () => {
     assert.equal(off.rateLimit, false);
     assert.throws(() => securityOptionsFromEnv({ AUTH_ENABLED: 'maybe' }), (e: unknown) => e instanceof ConfigError && e.message.includes('AUTH_ENABLED'));
   });
+
+  it('GATEWAY_BODY_LIMIT_BYTES sets the body limit (default 1 MiB); a bad value names the variable', () => {
+    assert.equal(securityOptionsFromEnv({}).bodyLimit, 1024 * 1024);
+    assert.equal(securityOptionsFromEnv({ GATEWAY_BODY_LIMIT_BYTES: '65536' }).bodyLimit, 65536);
+    assert.throws(() => securityOptionsFromEnv({ GATEWAY_BODY_LIMIT_BYTES: '10' }), (e: unknown) => e instanceof ConfigError && e.message.includes('GATEWAY_BODY_LIMIT_BYTES'));
+  });
 });
 
 const meta = { correlationId: 'c-1', actor: 'apikey:00000000000000aa', timestamp: '2026-01-01T00:00:00.000Z' };

@@ -79,6 +79,19 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     for (const p of pools) await p.end();
   });
 
+  it('refuses every spelling of an internal address as a webhook target when nothing is allow-listed', async () => {
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    pools.push(pool);
+    const strict = new AutomationService({ pool, logger: silentLogger, guard: new EgressGuard(), clock, delivery });
+    services.push(strict);
+    const attacks = ['http://[::127.0.0.1]/', 'http://[::ffff:127.0.0.1]/', 'http://0177.0.0.1/', 'http://2130706433/', 'http://0x7f.1/', 'http://127.1/', 'http://0/', 'http://localhost./', 'http://169.254.169.254/latest/meta-data/', 'http://[::1]/'];
+    for (const [i, target] of attacks.entries()) {
+      await assert.rejects(strict.registerWebhook({ name: `ssrf-${i}`, url: target, secret, events: ['x'] }), (e: unknown) => (e as { code?: string }).code === 'forbidden', target);
+    }
+    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM automation.webhooks WHERE name LIKE 'ssrf-%'`);
+    assert.equal(rows[0].n, 0);
+  });
+
   it('delivers a signed webhook, retrying after a 500 with the same idempotency key', async () => {
     await ok(client, 'register_webhook', { name: 'flaky-sink', url: `${sink.base}/flaky`, secret, events: ['order.created'] });
     const start = sink.requests.length;

@@ -118,6 +118,25 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
     }
   });
 
+  it('refuses every other spelling of loopback (IPv4-compatible IPv6, octal, hex, short, 0) at the local server, without a request reaching it', async () => {
+    const before = site.requests.length;
+    const port = site.port;
+    const cases: [string, string][] = [
+      [`http://[::127.0.0.1]:${port}/`, 'ipv4Compatible'],
+      [`http://[::ffff:7f00:1]:${port}/`, 'ipv4Mapped'],
+      [`http://0177.0.0.1:${port}/`, 'loopback'],
+      [`http://0x7f.1:${port}/`, 'loopback'],
+      [`http://127.1:${port}/`, 'loopback'],
+      [`http://0:${port}/`, 'unspecified'],
+    ];
+    for (const [url, range] of cases) {
+      const e = await fails(strict, 'http_request', { url, timeout_ms: 2000 });
+      assert.equal(e.code, 'forbidden', url);
+      assert.equal(e.details['range'], range, url);
+    }
+    assert.equal(site.requests.length, before, 'no request reached the server');
+  });
+
   it('checks the resolved addresses of a host name and connects to none of them when one is internal', async () => {
     const before = secret.requests.length;
     const e = await fails(strict, 'http_request', { url: `http://internal.test:${secret.port}/` });

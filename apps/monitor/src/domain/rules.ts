@@ -15,7 +15,7 @@ export type Severity = z.infer<typeof severitySchema>;
  * the alert (like Prometheus rule labels). The condition must hold for `for_ms` before firing.
  */
 export const alertRuleSchema = z.object({
-  id: z.string().min(1).regex(/^[a-z0-9_.-]+$/i, 'rule id: letters, digits, _ . -'),
+  id: z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/i, 'rule id: letters, digits, _ . - (max 128)'),
   name: z.string().min(1),
   metric: z.string().min(1),
   match: z.record(z.string(), z.string()).default({}),

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { ExponentialBackoff, handleWhen, retry, type RetryPolicy } from 'cockatiel';
 import type { NatsConnection } from '@switchyard/messaging';
 import type { EventStore } from '@switchyard/event-store';
-import { newId, type Logger } from '@switchyard/platform';
+import { AppError, EgressGuard, guardedFetch, newId, type EgressPolicy, type Logger } from '@switchyard/platform';
 import { shouldNotify, type AlertingEvent } from '../domain/alerts.js';
 import type { MonitorEvent } from '../monitor.js';
 import { ALERTS_SUBJECT_PREFIX, alertSubject, type AlertEnvelope, type AlertWebhook } from './contract.js';
@@ -87,6 +87,11 @@ export interface PublisherOptions {
   readonly webhookInitialDelayMs?: number;
   /** Subject prefix of published alert events (default `switchyard.alerts`). */
   readonly alertsPrefix?: string;
+  /**
+   * Exceptions to the SSRF guard every webhook POST goes through (checked at connect time).
+   * Default none: only public addresses. The wiring passes EGRESS_ALLOW_HOSTS / EGRESS_ALLOW_CIDRS.
+   */
+  readonly egress?: EgressPolicy;
 }
 
 /**
@@ -102,9 +107,11 @@ export class MonitorEventPublisher {
   private readonly deliveries = new Map<string, Promise<void>>();
   private readonly webhookPolicy: RetryPolicy;
   private readonly log: Logger;
+  private readonly egress: EgressGuard;
 
   constructor(private readonly opts: PublisherOptions) {
     this.log = opts.logger.child({ component: 'monitor-publisher' });
+    this.egress = new EgressGuard(opts.egress ?? {});
     this.webhookPolicy = retry(handleWhen((err) => !(err instanceof WebhookError) || err.retryable), {
       maxAttempts: Math.max(0, (opts.webhookMaxAttempts ?? 5) - 1),
       backoff: new ExponentialBackoff({ initialDelay: opts.webhookInitialDelayMs ?? 250, maxDelay: 30_000 }),
@@ -164,13 +171,19 @@ export class MonitorEventPublisher {
         await this.webhookPolicy.execute(async ({ attempt }) => {
           let res: Response;
           try {
-            res = await fetch(url, {
+            res = await guardedFetch(this.egress, url, {
               method: 'POST',
               headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId, 'idempotency-key': body.eventId },
               body: JSON.stringify(body),
-              signal: AbortSignal.timeout(timeoutMs),
+              timeoutMs,
+              maxBytes: 64 * 1024,
             });
           } catch (err) {
+            // A refused address stays refused: no retries.
+            if (err instanceof AppError && err.code === 'forbidden') {
+              this.log.error({ url, event: body.event, correlationId, reason: err.message }, 'alert webhook refused by the egress guard');
+              throw new WebhookError(err.message, false);
+            }
             this.log.warn({ err, url, attempt, event: body.event, correlationId }, 'alert webhook failed');
             throw err;
           }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
 import type { NatsConnection, Service } from '@switchyard/messaging';
-import type { Logger } from '@switchyard/platform';
+import { egressPolicyFromEnv, type Logger } from '@switchyard/platform';
 import { monitorSettingsFromEnv } from '../config.js';
 import { CallMetricsConsumer } from '../call-metrics/consumer.js';
 import { callMetricsAlertRules } from '../call-metrics/rules.js';
@@ -102,6 +102,7 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
     webhooks: wiring.webhooks,
     webhookMaxAttempts: wiring.webhookMaxAttempts,
     webhookTimeoutMs: wiring.webhookTimeoutMs,
+    egress: egressPolicyFromEnv(env),
     ...(opts.webhookInitialDelayMs !== undefined ? { webhookInitialDelayMs: opts.webhookInitialDelayMs } : {}),
     ...(opts.alertsPrefix ? { alertsPrefix: opts.alertsPrefix } : {}),
   });

@@ -61,6 +61,8 @@ describe('startMonitoring', () => {
         { id: 'ext_agent_failing', name: 'External agent failing', metric: 'probe_up', match: { service: 'agent:ext' }, comparator: '<', threshold: 1, for_ms: 0, severity: 'critical' },
       ]),
       MONITOR_HTTP_AGENTS: `ext=http://127.0.0.1:${(agentServer.address() as AddressInfo).port}/health`,
+      // The receiver listens on loopback: allow-listed, as an operator would.
+      EGRESS_ALLOW_CIDRS: '127.0.0.0/8',
       MONITOR_ALERT_WEBHOOKS: `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hook`,
       MONITOR_DISCOVERY_INTERVAL_MS: '5000',
     };

@@ -21,7 +21,8 @@ import { startDispatcher, tasksSubject, type DispatcherHandle } from './index.js
  * instances, one of them in a child process that is SIGKILLed mid-task.
  */
 const logger = createLogger('delegation-int', process.env.LOG_LEVEL ?? 'silent');
-const fast = { pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500, agingMs: 400 };
+// The HTTP agent here listens on loopback: allow-listed, as an operator would (EGRESS_ALLOW_CIDRS).
+const fast = { egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500, agingMs: 400 };
 
 describe('task delegation over real NATS and PostgreSQL', () => {
   let natsServer: NatsServerHandle;

@@ -4,7 +4,7 @@ import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { codeOfStatus, serviceSubject } from '@switchyard/contracts';
 import { aggregateStream, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
-import { AppError, errorCodes, migrateUnderLock, newId, type ErrorCode, type Logger } from '@switchyard/platform';
+import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, migrateUnderLock, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
   externalAgentSchema,
@@ -81,6 +81,12 @@ export interface DispatcherOptions {
   readonly submitPlacementWaitMs?: number;
   /** Input schemas used to validate a submitted context. Default: the built-in task types and `noop`. */
   readonly taskSchemas?: Readonly<Record<string, z.ZodType>>;
+  /**
+   * Where external HTTP agents may be reached: the SSRF guard's exceptions (registration and
+   * every call and probe are checked). Default from EGRESS_ALLOW_HOSTS / EGRESS_ALLOW_CIDRS;
+   * without them only public addresses.
+   */
+  readonly egress?: EgressPolicy;
 }
 
 export interface SubmitRequest {
@@ -152,6 +158,8 @@ export function taskViewOf(s: ExistingTaskState): TaskView {
  */
 export class Dispatcher {
   readonly registry: InstanceRegistry;
+  /** The SSRF guard of every external agent URL (registration, calls, probes). */
+  private readonly egress: EgressGuard;
   private readonly log: Logger;
   private readonly active = new Map<string, ExistingTaskState>();
   /**
@@ -196,9 +204,11 @@ export class Dispatcher {
     for (const [type, def] of Object.entries(taskHandlers as Record<string, TaskDefinition>)) builtin[type] = def.input;
     builtin[NOOP_TASK_TYPE] = noopInput;
     this.schemas = { ...builtin, ...(opts.taskSchemas ?? {}) };
+    this.egress = new EgressGuard(opts.egress ?? egressPolicyFromEnv());
     this.registry = new InstanceRegistry({
       nats: opts.nats,
       logger: opts.logger,
+      egress: this.egress,
       ...(opts.discoveryWaitMs !== undefined ? { discoveryWaitMs: opts.discoveryWaitMs } : {}),
       ...(opts.probeTimeoutMs !== undefined ? { probeTimeoutMs: opts.probeTimeoutMs } : {}),
       ...(opts.breakerThreshold !== undefined ? { breakerThreshold: opts.breakerThreshold } : {}),
@@ -436,6 +446,9 @@ export class Dispatcher {
     if (url.username || url.password) {
       throw new AppError('validation', 'url must not contain credentials (user:password@); give the bearer token in `token`', { agent: a.name }, false);
     }
+    // An internal address (metadata service, loopback, the database) is refused here (403),
+    // and again at every connection (the name may resolve elsewhere later).
+    await this.egress.checkUrlResolved(url);
     return this.serially(`external_agent:${a.name}`, async () => {
       const at = new Date().toISOString();
       await this.opts.pool.query(
@@ -786,9 +799,10 @@ export class Dispatcher {
   private async callHttp(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, signal: AbortSignal): Promise<unknown> {
     let res: Response;
     try {
-      res = await fetch(`${inst.url}/execute`, {
+      res = await guardedFetch(this.egress, `${inst.url}/execute`, {
         method: 'POST',
         signal,
+        timeoutMs: 24 * 3_600_000, // the task's deadline (signal) governs
         headers: {
           'content-type': 'application/json',
           'x-correlation-id': this.cid(s.task_id),
@@ -797,6 +811,8 @@ export class Dispatcher {
         body: JSON.stringify({ task_id: s.task_id, task_type: s.task_type, context: s.context, deadline: s.deadline }),
       });
     } catch (err) {
+      // A refused address is not the agent being down: say so, and do not retry elsewhere for it.
+      if (err instanceof AppError && err.code === 'forbidden') throw err;
       throw new AppError('unavailable', `agent ${inst.agent} at ${inst.url} is unreachable`, { cause: String(err) });
     }
     const body: unknown = await res.json().catch(() => undefined);

@@ -30,7 +30,8 @@ import { startDispatcher, tasksSubject, type DispatcherHandle } from './index.js
  * HTTP contract (GET /health, POST /execute with a bearer token).
  */
 const logger = createLogger('external-agents-int', process.env.LOG_LEVEL ?? 'silent');
-const fast = { pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 };
+// The agents here listen on loopback: allow-listed, as an operator would (EGRESS_ALLOW_CIDRS).
+const fast = { egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 };
 const NAME = 'ext-echo';
 const TASK_TYPE = 'ext_echo';
 const TOKEN = 'tok-3f9a1c77e2b84d0c-never-in-events';

@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { request, serviceClient } from '@switchyard/messaging';
 import type { ServiceInfo } from '@nats-io/services';
-import { isAppError, type Logger } from '@switchyard/platform';
+import { guardedFetch, isAppError, type EgressGuard, type Logger } from '@switchyard/platform';
 import type { externalAgentSchema } from '@switchyard/domain';
 import { AGENT_SERVICE_PREFIX, agentCardJsonSchema, agentInstanceSubject, agentLoadReply, httpHealthReply } from '@switchyard/agents';
 import type { z } from 'zod';
@@ -41,6 +41,8 @@ export interface AgentInstance {
 export interface InstanceRegistryOptions {
   readonly nats: NatsConnection;
   readonly logger: Logger;
+  /** Checks every connection to an external HTTP agent (SSRF). */
+  readonly egress: EgressGuard;
   /** How long a discovery round gathers `$SRV.INFO` replies. Default 300 ms. */
   readonly discoveryWaitMs?: number;
   /** Timeout of one health probe. Default 1000 ms. */
@@ -201,7 +203,7 @@ export class InstanceRegistry {
         i.reportedQueue = load.queue_length;
         i.maxConcurrency = load.max_concurrency;
       } else {
-        const res = await fetch(`${i.url}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+        const res = await guardedFetch(this.opts.egress, `${i.url}/health`, { timeoutMs, maxBytes: 64 * 1024 });
         if (!res.ok) throw new Error(`health answered ${res.status}`);
         const h = httpHealthReply.parse(await res.json());
         i.reportedInFlight = h.in_flight ?? 0;

@@ -71,7 +71,8 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
       const reply = await request(
         nc,
         mcpCallToolSubject(a.target.server, subjects.mcpPrefix),
-        { tool: a.target.tool, arguments: args, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs },
+        // The engine is the caller of a step's tool: its events say so (the starter is on WorkflowStarted).
+        { tool: a.target.tool, arguments: args, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, actor: 'system:orchestrator' },
         { schema: callToolReply, timeoutMs, correlationId: a.correlationId },
       );
       if (reply.isError) {

@@ -6,6 +6,7 @@ import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregis
 import { CorrelationId } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
+import { taskViewForCaller } from '../../events/redaction.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { AgentsClient, type DelegateRequest } from './agents.client.js';
@@ -111,8 +112,8 @@ export class AgentsController {
 
   @Get('tasks/:task_id')
   @ApiRoute({ summary: 'A delegated task: status, agent, attempts, result or error', tags: ['agents'], role: 'viewer', response: { schema: taskView }, errors: [404] })
-  task(@ZodParams(taskParams) p: z.output<typeof taskParams>, @CorrelationId() cid: string) {
-    return this.client.task(p.task_id, cid);
+  async task(@ZodParams(taskParams) p: z.output<typeof taskParams>, @CorrelationId() cid: string) {
+    return taskViewForCaller(await this.client.task(p.task_id, cid));
   }
 
   @Post('tasks/:task_id/cancel')

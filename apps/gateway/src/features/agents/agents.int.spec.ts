@@ -212,7 +212,7 @@ describe('agents feature: external agents managed by an admin', () => {
     g = await startSecuredGateway('agents_gw_ext', { modules: [AgentsFeatureModule] });
     keys = { viewer: (await g.makeKey('viewer')).key, operator: (await g.makeKey('operator')).key };
     const nats = g.nats as unknown as NatsConnection;
-    dispatcher = await startDispatcher({ store: g.store, nats, pool: g.pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    dispatcher = await startDispatcher({ store: g.store, nats, pool: g.pool, logger, egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
     const runtime = new AgentRuntime({ agent: 'automation_specialist', instanceId: 'gw-ext', pool: g.pool, logger, noop: true });
     agentHttp = await startAgentHttp({ runtime, port: 0, host: '127.0.0.1', token: TOKEN, logger });
   });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { idOf } from '../../http/ids.js';
 import { agentHealthReply, externalAgentSchema, taskPrioritySchema } from '@switchyard/domain';
 
 export const delegateBody = z.object({
@@ -27,7 +28,7 @@ export type WaitQuery = z.output<typeof waitQuery>;
 
 export const idempotencyHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200).optional() });
 
-export const agentParams = z.object({ agent_name: z.string().min(1).max(100) });
+export const agentParams = z.object({ agent_name: idOf('agent') });
 /** An external agent's name follows the registration's rule (so a malformed one is a 400, not a lookup). */
 export const externalAgentParams = z.object({ agent_name: externalAgentSchema.shape.name });
 /** Body of `POST /agents/external`: the `tasks.v1.register_agent` input without the actor (that comes from the API key). */
@@ -40,7 +41,7 @@ export const externalAgentExample = {
   max_concurrency: 4,
   description: 'Summarises supplier invoices',
 };
-export const taskParams = z.object({ task_id: z.string().min(1).max(200) });
+export const taskParams = z.object({ task_id: idOf('task') });
 export const cancelBody = z.object({ reason: z.string().max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
 
 /** `GET /agents/health`: the dispatcher's reply plus the overall status the gateway derives from the agents'. */

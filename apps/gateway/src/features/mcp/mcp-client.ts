@@ -11,6 +11,7 @@ import {
 } from '@switchyard/connectors';
 import { request } from '@switchyard/messaging';
 import { AppError, errorCodes, type ErrorCode } from '@switchyard/platform';
+import { currentActor } from '../../http/context.js';
 import { NATS_CONNECTION } from '../../tokens.js';
 
 export type ServerHealth = RegistryListReply['servers'][number];
@@ -75,7 +76,8 @@ export class McpGatewayClient {
     const reply = await request(
       this.nats,
       mcpSubject(server, 'call_tool'),
-      { tool, arguments: args, ...(timeoutMs ? { timeout_ms: timeoutMs } : {}) },
+      // The caller's key goes with the call, so the connector's McpTool* events name it.
+      { tool, arguments: args, actor: currentActor() ?? 'anonymous', ...(timeoutMs ? { timeout_ms: timeoutMs } : {}) },
       // The connector's own timeout governs; this one only catches a lost reply.
       { schema: callToolReplySchema, timeoutMs: (timeoutMs ?? 60_000) + 5_000, correlationId },
     );

@@ -1,15 +1,16 @@
 import { z } from 'zod';
+import { idOf } from '../../http/ids.js';
 
 /** Request and response schemas of the MCP endpoints (seed paths under /api/v1/integration/mcp). */
 const jsonObject = z.record(z.string(), z.unknown());
 
-export const serverNameParams = z.object({ server_name: z.string().min(1).max(100) });
+export const serverNameParams = z.object({ server_name: idOf('server') });
 export const operationParams = z.object({ operation: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only') });
-export const metricParams = z.object({ metric: z.string().min(1).max(200) });
+export const metricParams = z.object({ metric: idOf('metric') });
 
 export const callBody = z.object({
-  server: z.string().min(1).max(100),
-  tool: z.string().min(1).max(200),
+  server: idOf('server'),
+  tool: idOf('tool'),
   arguments: jsonObject.default({}),
   timeout_ms: z.number().int().positive().max(300_000).optional(),
 });
@@ -35,8 +36,8 @@ export const fetchBody = z.object({
 });
 
 export const automationTriggerBody = z.union([
-  z.object({ template_id: z.string().min(1), input: jsonObject.default({}) }).strict(),
-  z.object({ webhook: z.string().min(1), event: z.string().min(1), payload: jsonObject.default({}), idempotency_key: z.string().optional() }).strict(),
+  z.object({ template_id: idOf('definition'), input: jsonObject.default({}) }).strict(),
+  z.object({ webhook: idOf('name'), event: idOf('name'), payload: jsonObject.default({}), idempotency_key: idOf('idempotencyKey').optional() }).strict(),
 ]);
 
 export const analyticsQuery = z.object({

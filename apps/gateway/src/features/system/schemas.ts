@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { idOf } from '../../http/ids.js';
 import { alertRuleSchema, alertStateSchema, matcherSchema, severitySchema } from '@switchyard/monitor';
 
 /** HTTP request schemas of /api/v1/system/* (the replies are the monitor's wire contract). */
@@ -48,4 +49,4 @@ export const silenceBody = z
 
 /** One rule, a list, or `{ rules: [...] }`: each is upserted by id. */
 export const putRulesBody = z.union([alertRuleSchema, z.array(alertRuleSchema).min(1).max(200), z.object({ rules: z.array(alertRuleSchema).min(1).max(200) })]);
-export const deleteRuleQuery = z.strictObject({ id: z.string().min(1).max(200) });
+export const deleteRuleQuery = z.strictObject({ id: idOf('rule') });

@@ -52,7 +52,8 @@ describe('system monitoring through the gateway', () => {
     startMonitoring({
       pool: g.pool, nats: nc, eventStore: g.store, logger, settings,
       wiring: { webhooks: [sinkUrl], discoveryIntervalMs: 300, webhookMaxAttempts: 4, webhookTimeoutMs: 2_000 },
-      env: {}, serviceName, mcpSubjectPrefix: mcpPrefix, agentServicePrefix: agentPrefix, webhookInitialDelayMs: 50,
+      // The webhook sink listens on loopback: allow-listed, as an operator would.
+      env: { EGRESS_ALLOW_CIDRS: '127.0.0.0/8' }, serviceName, mcpSubjectPrefix: mcpPrefix, agentServicePrefix: agentPrefix, webhookInitialDelayMs: 50,
       sampler: { diskIntervalMs: 3_600_000, networkIntervalMs: 3_600_000 },
     });
   const get = async (path: string, key = keys.viewer) => {

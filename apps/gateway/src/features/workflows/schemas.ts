@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { idOf } from '../../http/ids.js';
 
 const id = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits, _ . : -');
 const boolish = z
@@ -22,14 +23,14 @@ export const executionStatus = z.enum(['running', 'canceling', 'completed', 'fai
 const instant = z.iso.datetime({ offset: true }).transform((s) => new Date(s).toISOString());
 export const listQuery = z.strictObject({
   status: executionStatus.optional(),
-  template: z.string().min(1).optional(),
+  template: idOf('definition').optional(),
   started_after: instant.optional(),
   started_before: instant.optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().min(1).max(400).optional(),
 });
 export const cancelBody = z.strictObject({ reason: z.string().min(1).max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
-export const definitionsQuery = z.strictObject({ id: z.string().min(1).optional(), all_versions: boolish.optional() });
+export const definitionsQuery = z.strictObject({ id: idOf('definition').optional(), all_versions: boolish.optional() });
 /** A definition is validated by the domain (`validateDefinition`) so every problem is reported, not just the first. */
 export const definitionBody = z.record(z.string(), z.unknown());
 export const adHocBody = z.strictObject({

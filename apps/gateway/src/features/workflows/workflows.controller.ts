@@ -8,6 +8,7 @@ import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
 import { IdempotencyKey } from '../../idempotency/keys.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
+import { eventsForCaller, executionDetailForCaller } from '../../events/redaction.js';
 import { toEventJson } from '../../events/schemas.js';
 import { CancelWorkflowExecution } from './commands.js';
 import { executionEvents, listExecutions } from './deps.js';
@@ -100,8 +101,8 @@ export class WorkflowsController {
 
   @Get('executions/:execution_id')
   @ApiRoute({ summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors', tags: ['workflows'], role: 'viewer', response: { schema: executionDetailResponse }, errors: [404] })
-  detail(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
-    return this.svc.detail(p.execution_id);
+  async detail(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
+    return executionDetailForCaller(await this.svc.detail(p.execution_id));
   }
 
   @Post('executions/:execution_id/cancel')
@@ -116,7 +117,7 @@ export class WorkflowsController {
   @ApiRoute({ summary: 'The full event history of an execution (audit, replay)', tags: ['workflows'], role: 'viewer', response: { schema: eventsResponse }, errors: [404] })
   async events(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
     const events = await executionEvents(this.svc.store, p.execution_id);
-    return { execution_id: p.execution_id, events: events.map(toEventJson) };
+    return { execution_id: p.execution_id, events: eventsForCaller(events.map(toEventJson)) };
   }
 
   @Post('definitions')

@@ -1,0 +1,77 @@
+import { currentRequestContext } from '../http/context.js';
+import { roleSatisfies, roleSchema } from '../security/roles.js';
+import type { EventJson } from './schemas.js';
+
+/** What a viewer sees in place of a tool result, a step output or another payload that may hold secrets. */
+export const REDACTED_PAYLOAD = '[redacted: operator role needed]';
+
+/**
+ * The fields of each event type that carry what tools, steps and agents were given or
+ * answered: rows of a database, fetched pages, files, credentials a tool echoed. Viewers
+ * read the log for what happened, not for the data; operators (who could run the same
+ * calls) and admins see them whole.
+ */
+export const PAYLOAD_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  McpToolCalled: ['arguments'],
+  McpToolSucceeded: ['result'],
+  McpToolFailed: ['result'],
+  WorkflowStarted: ['input'],
+  StepScheduled: ['input'],
+  StepExpanded: ['items'],
+  StepSucceeded: ['output'],
+  CompensationStarted: ['input'],
+  CompensationSucceeded: ['output'],
+  WorkflowCompleted: ['outputs'],
+  TaskSubmitted: ['context'],
+  TaskCompleted: ['result'],
+};
+
+/** The event with its payload fields replaced by REDACTED_PAYLOAD (a copy; other events as they are). */
+export function redactEventPayloads(e: EventJson): EventJson {
+  const fields = PAYLOAD_FIELDS[e.type];
+  if (!fields || !e.data || typeof e.data !== 'object' || Array.isArray(e.data)) return e;
+  const data = { ...(e.data as Record<string, unknown>) };
+  for (const f of fields) if (f in data) data[f] = REDACTED_PAYLOAD;
+  return { ...e, data };
+}
+
+/**
+ * Whether the caller of the request being handled only gets redacted payloads: a key
+ * below operator. Without a key (auth disabled) nothing is redacted: the gateway is open then.
+ */
+export function callerSeesRedactedPayloads(): boolean {
+  const role = currentRequestContext()?.apiKey?.role;
+  if (role === undefined) return false;
+  const parsed = roleSchema.safeParse(role);
+  return !parsed.success || !roleSatisfies(parsed.data, 'operator');
+}
+
+/** `events` as the current caller may see them. */
+export function eventsForCaller(events: readonly EventJson[], redact = callerSeesRedactedPayloads()): EventJson[] {
+  return redact ? events.map(redactEventPayloads) : [...events];
+}
+
+const redactIfSet = (v: unknown): unknown => (v === null || v === undefined ? v : REDACTED_PAYLOAD);
+
+/**
+ * An execution's detail as a viewer sees it: input, output and every step's inputs and
+ * outputs replaced (status, timings, attempts and errors stay). Others get it as it is.
+ */
+export function executionDetailForCaller<T extends Record<string, unknown>>(d: T, redact = callerSeesRedactedPayloads()): T {
+  if (!redact) return d;
+  const steps = Array.isArray(d['steps'])
+    ? (d['steps'] as Record<string, unknown>[]).map((s) => ({
+        ...s,
+        output: redactIfSet(s['output']),
+        ...(Array.isArray(s['attempt_history'])
+          ? { attempt_history: (s['attempt_history'] as Record<string, unknown>[]).map((a) => ({ ...a, input: redactIfSet(a['input']), output: redactIfSet(a['output']) })) }
+          : {}),
+      }))
+    : d['steps'];
+  return { ...d, ...('input' in d ? { input: redactIfSet(d['input']) } : {}), ...('output' in d ? { output: redactIfSet(d['output']) } : {}), steps };
+}
+
+/** A task's view as a viewer sees it: the agent's result replaced. */
+export function taskViewForCaller<T extends { result?: unknown }>(v: T, redact = callerSeesRedactedPayloads()): T {
+  return redact && v.result !== undefined ? { ...v, result: REDACTED_PAYLOAD } : v;
+}
