@@ -125,6 +125,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
   /** Run the handler under the claim: renew the lease meanwhile, store (or free) the key before answering. */
   private run(next: CallHandler, req: GatewayRequest, res: Response, key: string, token: string, correlationId: string, redact: readonly string[]): Observable<unknown> {
+    // The route's own status (its @HttpCode or the method's default) is set before interceptors
+    // run. When the request timeout has already answered 504, res.statusCode says 504, which is
+    // not what the handler answered: keep the route's status then.
+    const routeStatus = res.statusCode;
     const renew = setInterval(
       () => void this.store.renew(key, token).catch((err) => this.log.warn({ correlationId, err }, 'renewing an idempotency lease failed')),
       Math.max(1_000, Math.floor(this.store.options.leaseMs / 3)),
@@ -147,7 +151,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
             : value;
         const body = kept === undefined || kept === null ? null : typeof kept === 'string' ? kept : JSON.stringify(kept);
         const contentType = typeof value === 'string' ? String(res.getHeader('content-type') ?? 'text/plain') : 'application/json';
-        await settle({ status: res.statusCode, contentType: body === null ? null : contentType, body });
+        const status = res.headersSent && res.statusCode >= 500 ? routeStatus : res.statusCode;
+        await settle({ status, contentType: body === null ? null : contentType, body });
         return value;
       }),
       catchError((err: unknown) =>
