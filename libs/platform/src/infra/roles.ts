@@ -139,6 +139,7 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
       // A CREATEROLE admin that is not superuser may hand its objects only to a role it can SET ROLE to.
       if (!rolsuper) await bestEffort(client, `GRANT ${ident(names.app)} TO ${ident(me)}`);
       await handOverSchemas(client, names.app);
+      await retireLegacyRoles(client);
       // A demo schema already loaded (an existing installation): grant on it now.
       if ((await client.query('select 1 from pg_namespace where nspname = $1', [DEMO_SCHEMA])).rowCount) await grantDemoAccess(client, names);
       await client.query('commit');
@@ -209,6 +210,24 @@ async function handOverSchemas(client: pg.Client, app: string): Promise<void> {
     [app],
   );
   for (const { stmt } of types.rows) await client.query(stmt);
+}
+
+/**
+ * Roles of earlier versions: `switchyard_onboarding` had a password derived from the admin URL
+ * (predictable with the embedded defaults). Dropped; when it still holds privileges in another
+ * database, it keeps existing but may no longer log in.
+ */
+const LEGACY_ROLES = ['switchyard_onboarding'];
+
+async function retireLegacyRoles(client: pg.Client): Promise<void> {
+  for (const role of LEGACY_ROLES) {
+    if (!(await client.query('select 1 from pg_roles where rolname = $1', [role])).rowCount) continue;
+    await bestEffort(client, `DROP OWNED BY ${ident(role)}`);
+    await bestEffort(client, `DROP ROLE ${ident(role)}`);
+    if ((await client.query('select 1 from pg_roles where rolname = $1', [role])).rowCount) {
+      await bestEffort(client, `ALTER ROLE ${ident(role)} WITH NOLOGIN PASSWORD NULL`);
+    }
+  }
 }
 
 /** A statement that may fail without failing the provisioning (inside a savepoint). */
