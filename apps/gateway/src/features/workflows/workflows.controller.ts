@@ -1,8 +1,10 @@
-import { Controller, Get, HttpCode, Inject, Post, Res } from '@nestjs/common';
+import { Controller, Get, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import type { Response } from 'express';
 import type { z } from 'zod';
-import { CorrelationId } from '../../http/context.js';
+import { CorrelationId, type GatewayRequest } from '../../http/context.js';
+import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
+import { assertWriterAllowed, writerServersUsed } from '../mcp/writer-policy.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { toEventJson } from '../../events/schemas.js';
@@ -139,7 +141,11 @@ export class WorkflowsController {
 
 @Controller('api/v1/integration/agents')
 export class AdHocWorkflowController {
-  constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
+  constructor(
+    @Inject(WorkflowsService) private readonly svc: WorkflowsService,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
+  ) {}
 
   @Post('workflow')
   @HttpCode(202)
@@ -149,14 +155,19 @@ export class AdHocWorkflowController {
     tags: ['workflows', 'agents'],
     role: 'operator',
     response: { status: 202, schema: startedResponse },
-    errors: [400],
+    errors: [400, 403],
   })
   async run(
     @ZodBody(adHocBody) b: z.infer<typeof adHocBody>,
     @ZodQuery(waitQuery) q: z.infer<typeof waitQuery>,
     @CorrelationId() correlationId: string,
     @Res({ passthrough: true }) res: Response,
+    @Req() req: GatewayRequest,
   ) {
+    // An ad-hoc step naming the database writer is a direct write: the same rule as POST /mcp/call.
+    for (const server of writerServersUsed(b.definition.steps as { uses?: unknown }[] | undefined)) {
+      assertWriterAllowed(server, req, { authEnabled: this.options.auth.enabled, writesAllowed: this.config.DATABASE_ALLOW_WRITES === true });
+    }
     const def = await this.svc.validate({ version: 1, name: String(b.definition.id ?? 'ad-hoc workflow'), ...b.definition });
     const r = await this.svc.start(def, b.input, correlationId, { wait: q.wait, waitMs: q.wait_ms });
     res.status(r.status);
