@@ -58,6 +58,12 @@ function readCursor(cursor: Cursor, n: number): Promise<CursorOutcome> {
 async function inTransaction<T>(pool: pg.Pool, write: boolean, timeoutMs: number, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
+  // A backend terminated under a statement (57P01, a restart) makes the checked-out client emit
+  // 'error': without a listener that takes the process down; with it, the client is not reused.
+  const onError = (): void => {
+    broken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query(write ? 'BEGIN READ WRITE' : 'BEGIN READ ONLY');
     await client.query(`SELECT set_config('statement_timeout', $1, true)`, [String(timeoutMs)]);
@@ -65,12 +71,16 @@ async function inTransaction<T>(pool: pg.Pool, write: boolean, timeoutMs: number
     await client.query(write ? 'COMMIT' : 'ROLLBACK');
     return out;
   } catch (e) {
-    await client.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
+    if ((e as { severity?: string }).severity === 'FATAL' || (e as { severity?: string }).severity === 'PANIC') broken = true;
+    if (!broken) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+    }
     throw e;
   } finally {
     if (!broken) await client.query('DISCARD ALL').catch(() => (broken = true));
+    client.removeListener('error', onError);
     client.release(broken);
   }
 }
@@ -156,8 +166,14 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
           // A cursor over the extended protocol: one statement only (no "; DROP ..."), and
           // never more than limit + 1 rows leave the server.
           const cursor = client.query(new Cursor(args.sql, args.params));
+          // Closed only after a good read: on an error the portal goes with the transaction, and
+          // close() would wait forever for a server that dropped the connection.
+          let readFailed = false;
           try {
-            const out = await readCursor(cursor, limit + 1);
+            const out = await readCursor(cursor, limit + 1).catch((e: unknown) => {
+              readFailed = true;
+              throw e;
+            });
             const truncated = out.rows.length > limit;
             const rows = out.rows.slice(0, limit).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonSafe(v)])));
             return {
@@ -168,7 +184,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
               truncated,
             };
           } finally {
-            await cursor.close().catch(() => undefined);
+            if (!readFailed) await cursor.close().catch(() => undefined);
           }
         });
       },
