@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { pino } from 'pino';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { DANGEROUS_ROLES, grantDemoAccess, provisionDatabaseRoles, type DatabaseRoles } from '@switchyard/platform';
 import { freshDatabase } from '@switchyard/testing';
@@ -221,6 +222,32 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
     assert.deepEqual([dup.code, dup.details['sqlstate']], ['illegal_state', '23505']);
     const notNull = await fails(wc, 'query', { sql: 'insert into business.customers (id, name) values (11, null)' });
     assert.deepEqual([notNull.code, notNull.details['sqlstate']], ['illegal_state', '23502']);
+  });
+
+  it('an external DATABASE_URL: a CREATEROLE owner of the database provisions; a plain login falls back with a warning', async () => {
+    const tag = randomBytes(4).toString('hex');
+    const ownerPw = randomBytes(12).toString('hex');
+    await admin.query(`create role ext_owner_${tag} login createrole password '${ownerPw}'`);
+    await admin.query(`create database ext_db_${tag} owner ext_owner_${tag}`);
+    const u = new URL(adminUrl);
+    u.pathname = `/ext_db_${tag}`;
+    u.username = `ext_owner_${tag}`;
+    u.password = ownerPw;
+    const ext = await provisionDatabaseRoles(u.toString(), { logger: silentLogger });
+    assert.ok(ext, 'a CREATEROLE user owning the database provisions the roles');
+    const asReader = await direct(ext.urls.reader, `select current_user as u, (select rolsuper from pg_roles where rolname = current_user) as s`);
+    assert.deepEqual(asReader.rows, [{ u: ext.names.reader, s: false }]);
+    assert.equal((await direct(ext.urls.reader, `select pg_read_file('/etc/passwd')`)).code, '42501');
+
+    const plainPw = randomBytes(12).toString('hex');
+    await admin.query(`create role ext_plain_${tag} login password '${plainPw}'`);
+    u.username = `ext_plain_${tag}`;
+    u.password = plainPw;
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+    assert.equal(await provisionDatabaseRoles(u.toString(), { logger }), undefined);
+    assert.ok(lines.some((l) => /"level":40/.test(l) && /may not create roles/.test(l)), lines.join(''));
+    assert.ok(lines.every((l) => !l.includes(plainPw)), 'no password in the log');
   });
 
   it('provisioning again keeps the roles and their passwords working (a restart)', async () => {
