@@ -6,7 +6,7 @@ import { AppError, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
 import { mapPgError } from './pg-errors.js';
-import { vetStatement } from './sql-guard.js';
+import { preloadParser, vetStatement } from './sql-guard.js';
 
 export { mapPgError } from './pg-errors.js';
 
@@ -141,6 +141,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
   const maxRows = deps.maxRows ?? 1000;
   const timeoutMs = deps.statementTimeoutMs ?? 10_000;
   const write = deps.allowWrites === true;
+  preloadParser();
   const server = new McpServer({ name: 'switchyard-database', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
 
   server.registerTool(

@@ -1,4 +1,4 @@
-import { parse } from 'libpg-query';
+import { loadModule, parse } from 'libpg-query';
 import { AppError } from '@switchyard/platform';
 
 /**
@@ -70,6 +70,11 @@ export const SAFE_FUNCTIONS: ReadonlySet<string> = new Set([
   // bounded by the statement timeout like any slow query
   'pg_sleep',
 ]);
+
+/** Load the parser's WebAssembly module ahead of the first call (it takes about half a second). */
+export function preloadParser(): void {
+  void loadModule().catch(() => undefined);
+}
 
 export type StatementVerdict = { readonly kind: string; readonly writes: boolean };
 
