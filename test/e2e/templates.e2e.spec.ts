@@ -7,7 +7,8 @@
  *
  * The system runs with WEBHOOK_ALLOW_LOOPBACK=true (the sink is local) and otherwise the defaults:
  * the `database` MCP server is read-only, and customer_onboarding writes through `database_writer`,
- * a Postgres role that may only touch business.customers and business.subscriptions.
+ * a Postgres role that may only touch business.customers and business.subscriptions; every
+ * component logs in as a least-privilege role (switchyard_app, _mcp_reader, _mcp_writer).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -405,13 +406,29 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal(unknown.status, 404);
     assert.ok(existsSync(filesRoot));
   });
-  it('writes stay least-privilege: the database server refuses writes, the onboarding writer may touch only its two tables', async () => {
+  it('writes stay least-privilege: the database server refuses writes, the writer is closed to API calls while DATABASE_ALLOW_WRITES is unset', async () => {
     const orders = Number((await db.query('select count(*) from business.orders')).rows[0].count);
     const ro = await http('POST', '/api/v1/integration/mcp/database/query', { query: 'delete from business.orders', params: [] });
     assert.equal(ro.status, 403, JSON.stringify(ro.body));
+    // Even with the admin key: the templates use the writer internally, the API may not.
     const rw = await http('POST', '/api/v1/integration/mcp/call', { server: 'database_writer', tool: 'query', arguments: { sql: 'delete from business.orders', params: [] } });
-    assert.ok(rw.status >= 400 && rw.status < 500, JSON.stringify(rw.body));
-    assert.match(JSON.stringify(rw.body), /permission denied/i);
+    assert.equal(rw.status, 403, JSON.stringify(rw.body));
+    assert.match(JSON.stringify(rw.body), /DATABASE_ALLOW_WRITES/);
     assert.equal(Number((await db.query('select count(*) from business.orders')).rows[0].count), orders);
+  });
+
+  it('no component is logged in as the superuser: the app, reader and writer roles only, none superuser', async () => {
+    const sessions = await db.query<{ usename: string; n: number; rolsuper: boolean }>(
+      `select a.usename, count(*)::int as n, r.rolsuper from pg_stat_activity a join pg_roles r on r.rolname = a.usename
+        where a.datname = 'switchyard' and a.pid <> pg_backend_pid() group by a.usename, r.rolsuper order by 1`,
+    );
+    const users = sessions.rows.map((r) => r.usename);
+    assert.ok(users.includes('switchyard_app'), JSON.stringify(sessions.rows));
+    assert.ok(users.includes('switchyard_mcp_reader'), JSON.stringify(sessions.rows));
+    assert.ok(users.every((u) => ['switchyard_app', 'switchyard_mcp_reader', 'switchyard_mcp_writer'].includes(u)), JSON.stringify(sessions.rows));
+    assert.ok(sessions.rows.every((r) => r.rolsuper === false), JSON.stringify(sessions.rows));
+    // The onboarding writes above went through the writer role.
+    const writer = await db.query(`select has_table_privilege('switchyard_mcp_writer', 'business.orders', 'DELETE') as d, has_table_privilege('switchyard_mcp_writer', 'business.customers', 'INSERT') as i`);
+    assert.deepEqual(writer.rows[0], { d: false, i: true });
   });
 });

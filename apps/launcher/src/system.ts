@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { startAgents } from '@switchyard/agents';
 import { llmFromEnv, loadDemoData } from '@switchyard/agents';
@@ -18,7 +17,7 @@ import { defaultPorts, mcpServerKinds, runMcpServer } from '@switchyard/mcp-serv
 import { httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
-import type { Config, Logger } from '@switchyard/platform';
+import { grantDemoAccess, provisionDatabaseRoles, type Config, type Logger } from '@switchyard/platform';
 import { EventSink } from './event-sink.js';
 import { startInfrastructure } from './infra.js';
 
@@ -58,7 +57,13 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     const infra = await startInfrastructure(config, logger);
     stops.push({ name: 'infrastructure', stop: () => infra.stop() });
 
-    const pool = new pg.Pool({ connectionString: infra.databaseUrl, max: 30 });
+    // The roles' migration runs as the DATABASE_URL login (the embedded cluster's superuser);
+    // from here on every component logs in as a least-privilege role: the application
+    // components as <db>_app, the database MCP server as <db>_mcp_reader, the writer as
+    // <db>_mcp_writer. Without the right to create roles it warns and keeps the given login.
+    const dbRoles = await provisionDatabaseRoles(infra.databaseUrl, { logger });
+    const appUrl = dbRoles?.urls.app ?? infra.databaseUrl;
+    const pool = new pg.Pool({ connectionString: appUrl, max: 30 });
     // An idle client dies when Postgres restarts: log it, the pool reconnects on next use
     // (an unhandled 'error' event would take the whole process down).
     pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL connection failed'));
@@ -74,7 +79,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     if (has('relay') && config.RELAY_ENABLED) {
       const relay = await runRelay(
         {
-          DATABASE_URL: infra.databaseUrl,
+          DATABASE_URL: appUrl,
           NATS_URL: infra.natsUrl,
           RELAY_NAME: 'events',
           RELAY_STREAM: 'SWITCHYARD_EVENTS',
@@ -94,21 +99,29 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       // The demo business data set the agents and the templates work on: loaded once (idempotent, locked).
       const demo = await loadDemoData(pool);
       logger.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
+      // The load may have recreated the schema: the reader's and the writer's grants again (the app role owns it).
+      if (dbRoles) await grantDemoAccess(pool, dbRoles.names);
     }
 
     if (has('mcp-servers')) {
       // The project's own MCP servers on their seed ports (5001 filesystem bridge .. 5006 analytics).
-      const env = { ...process.env, DATABASE_URL: infra.databaseUrl };
+      const env = { ...process.env, DATABASE_URL: appUrl };
+      // The database server reads as the reader role (SELECT on the demo schema only), always
+      // read-only: DATABASE_ALLOW_WRITES opens the writer below to admin keys, not this server.
+      const databaseEnv = dbRoles ? { ...env, DATABASE_URL: dbRoles.urls.reader, DATABASE_ALLOW_WRITES: 'false' } : env;
       for (const kind of mcpServerKinds) {
         // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
         const port = Number(process.env[`MCP_${kind.toUpperCase().replace(/-/g, '_')}_PORT`] ?? defaultPorts[kind]);
-        const server = await runMcpServer(kind, { port, env, logger: logger.child({ mcp: kind }) });
+        const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : env, logger: logger.child({ mcp: kind }) });
         stops.push({ name: `mcp-${kind}`, stop: () => server.close() });
       }
-      // 5007: the database server again, with writes allowed, but logged in as a Postgres role
-      // that may only touch the onboarding tables, so the database enforces what it can write.
-      const writerUrl = await prepareOnboardingWriter(pool, infra.databaseUrl, logger);
-      if (writerUrl) {
+      // 5007: the database server again, with writes allowed, but logged in as the writer role
+      // that may only read, insert and delete the onboarding tables, so the database enforces
+      // what it can write. The templates reach it through the connectors; at the gateway only
+      // an admin key may call it, and only with DATABASE_ALLOW_WRITES=true.
+      const writerUrl = dbRoles?.urls.writer;
+      if (!writerUrl) logger.warn('no least-privilege roles: the database_writer MCP server is not started (customer_onboarding cannot create records)');
+      else {
         const port = Number(process.env.MCP_DATABASE_WRITER_PORT ?? DATABASE_WRITER_PORT);
         const writer = await runMcpServer('database', {
           port,
@@ -153,7 +166,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     }
 
     if (has('workflows')) {
-      const engine = await startWorkflowEngine({ store: eventStore, pool, nats, logger, databaseUrl: infra.databaseUrl });
+      const engine = await startWorkflowEngine({ store: eventStore, pool, nats, logger, databaseUrl: appUrl });
       stops.push({ name: 'workflows', stop: () => engine.stop() });
     }
 
@@ -182,33 +195,6 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     await stopAll();
     throw err;
   }
-}
-
-/**
- * A login role that may read and insert (and, for the onboarding compensation, delete) only
- * business.customers and business.subscriptions. Its password is derived from the main
- * connection's, so every launcher process agrees on it without storing another secret.
- * Returns the writer's connection URL, or undefined (logged) when the main role cannot create roles.
- */
-async function prepareOnboardingWriter(pool: pg.Pool, databaseUrl: string, logger: Logger): Promise<string | undefined> {
-  const role = 'switchyard_onboarding';
-  const password = createHash('sha256').update(`${databaseUrl}|${role}`).digest('base64url');
-  try {
-    await pool.query(`DO $$ BEGIN
-      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN CREATE ROLE ${role} LOGIN; END IF;
-    END $$`);
-    // base64url: only [A-Za-z0-9_-], safe inside the literal.
-    await pool.query(`ALTER ROLE ${role} WITH LOGIN PASSWORD '${password}'`);
-    await pool.query(`GRANT USAGE ON SCHEMA business TO ${role}`);
-    await pool.query(`GRANT SELECT, INSERT, DELETE ON business.customers, business.subscriptions TO ${role}`);
-  } catch (err) {
-    logger.warn({ err }, 'could not prepare the onboarding writer role: the database_writer MCP server is not started');
-    return undefined;
-  }
-  const url = new URL(databaseUrl);
-  url.username = role;
-  url.password = password;
-  return url.toString();
 }
 
 /** AGENT_<NAME>_PORT moves one built-in agent's HTTP contract off its seed port (6001-6006). */

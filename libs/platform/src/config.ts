@@ -28,6 +28,8 @@ export const configSchema = z.object({
   LLM_API_KEY: z.string().optional(),
   LLM_MODEL: z.string().optional(),
   RELAY_ENABLED: bool.default(true),
+  /** Let admin keys write through the `database_writer` MCP server at the gateway (the templates use it internally either way). */
+  DATABASE_ALLOW_WRITES: bool.default(false),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -8,3 +8,4 @@ export * from './infra/nats.js';
 export * from './infra/transaction.js';
 export * from './egress/guard.js';
 export * from './egress/http.js';
+export * from './infra/roles.js';

@@ -5,6 +5,10 @@ import Cursor from 'pg-cursor';
 import { AppError, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
+import { mapPgError } from './pg-errors.js';
+import { preloadParser, vetStatement } from './sql-guard.js';
+
+export { mapPgError } from './pg-errors.js';
 
 export interface DatabaseServerDeps {
   readonly pool: pg.Pool;
@@ -17,53 +21,10 @@ export interface DatabaseServerDeps {
   readonly maxRows?: number;
 }
 
-/**
- * Statement kinds refused up front: they would end our READ ONLY transaction early or
- * change the pooled session for the next caller. The read-only transaction is the real
- * guard against writes; this list only keeps the transaction and session intact.
- */
-const sessionStatements = /^(begin|start|commit|end|rollback|abort|savepoint|release|prepare|deallocate|set|reset|discard|listen|unlisten|load|copy|vacuum|checkpoint)\b/i;
-
 /** First keyword of a statement, skipping whitespace and comments. */
 export function leadingKeyword(sql: string): string {
   const stripped = sql.replace(/^(\s+|--[^\n]*\n?|\/\*[\s\S]*?\*\/)+/, '');
   return (/^[a-z]+/i.exec(stripped)?.[0] ?? '').toLowerCase();
-}
-
-/** Postgres error -> coded AppError with the server's own words kept. */
-export function mapPgError(e: unknown): AppError | undefined {
-  const err = e as { code?: string; message?: string; position?: string; detail?: string; hint?: string };
-  if (typeof err?.code !== 'string' || !/^[0-9A-Z]{5}$/.test(err.code)) return undefined;
-  const details = { sqlstate: err.code, position: err.position, detail: err.detail, hint: err.hint };
-  switch (err.code) {
-    case '25006':
-      return new AppError('forbidden', `writes are not allowed: this database server is read-only (${err.message})`, details, false);
-    case '57014':
-      return new AppError('timeout', `statement cancelled: ${err.message}`, details, false);
-    case '42P01':
-    case '42703':
-    case '3F000':
-    case '42883':
-      return new AppError('not_found', err.message ?? 'not found', details);
-    case '42501':
-      return new AppError('forbidden', err.message ?? 'permission denied', details);
-    case '23505':
-    case '23503':
-    case '23502':
-    case '23514':
-      return new AppError('conflict', err.message ?? 'constraint violation', details, false);
-    case '40001':
-    case '40P01':
-      return new AppError('conflict', err.message ?? 'serialization failure', details, true);
-    default:
-      if (err.code.startsWith('42') || err.code.startsWith('22') || err.code === '08P01') {
-        return new AppError('validation', err.message ?? 'invalid statement', details);
-      }
-      if (err.code.startsWith('08') || err.code.startsWith('53') || err.code.startsWith('57')) {
-        return new AppError('unavailable', err.message ?? 'database unavailable', details, true);
-      }
-      return new AppError('internal', err.message ?? 'database error', details);
-  }
 }
 
 /** JSON-safe cell values: bytea as \x-hex, bigint as string. */
@@ -97,6 +58,12 @@ function readCursor(cursor: Cursor, n: number): Promise<CursorOutcome> {
 async function inTransaction<T>(pool: pg.Pool, write: boolean, timeoutMs: number, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
+  // A backend terminated under a statement (57P01, a restart) makes the checked-out client emit
+  // 'error': without a listener that takes the process down; with it, the client is not reused.
+  const onError = (): void => {
+    broken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query(write ? 'BEGIN READ WRITE' : 'BEGIN READ ONLY');
     await client.query(`SELECT set_config('statement_timeout', $1, true)`, [String(timeoutMs)]);
@@ -104,12 +71,16 @@ async function inTransaction<T>(pool: pg.Pool, write: boolean, timeoutMs: number
     await client.query(write ? 'COMMIT' : 'ROLLBACK');
     return out;
   } catch (e) {
-    await client.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
+    if ((e as { severity?: string }).severity === 'FATAL' || (e as { severity?: string }).severity === 'PANIC') broken = true;
+    if (!broken) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+    }
     throw e;
   } finally {
     if (!broken) await client.query('DISCARD ALL').catch(() => (broken = true));
+    client.removeListener('error', onError);
     client.release(broken);
   }
 }
@@ -124,7 +95,8 @@ const paramsInput = z
 /** Describe a table: columns, primary key, indexes. Throws not_found when it does not exist. */
 async function describeTable(c: pg.PoolClient, schema: string, table: string): Promise<Record<string, unknown>> {
   const exists = await c.query(
-    `SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+    `SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND has_schema_privilege(n.oid, 'USAGE')`,
     [schema, table],
   );
   if (exists.rowCount === 0) throw new AppError('not_found', `table ${schema}.${table} does not exist`, { schema, table });
@@ -169,6 +141,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
   const maxRows = deps.maxRows ?? 1000;
   const timeoutMs = deps.statementTimeoutMs ?? 10_000;
   const write = deps.allowWrites === true;
+  preloadParser();
   const server = new McpServer({ name: 'switchyard-database', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
 
   server.registerTool(
@@ -186,17 +159,22 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
       'query',
       logger,
       async (args) => {
-        const kw = leadingKeyword(args.sql);
-        if (sessionStatements.test(kw)) {
-          throw new AppError('validation', `${kw.toUpperCase()} statements are not accepted: each call runs in its own transaction managed by the server`, { keyword: kw });
-        }
+        // PostgreSQL's own parser first: one statement, no DO/COPY/DDL/session control, only
+        // pure built-in functions, no write on the read-only server (sql-guard.ts).
+        await vetStatement(args.sql, { allowWrites: write });
         const limit = args.max_rows ?? maxRows;
         return inTransaction(pool, write, timeoutMs, async (client) => {
           // A cursor over the extended protocol: one statement only (no "; DROP ..."), and
           // never more than limit + 1 rows leave the server.
           const cursor = client.query(new Cursor(args.sql, args.params));
+          // Closed only after a good read: on an error the portal goes with the transaction, and
+          // close() would wait forever for a server that dropped the connection.
+          let readFailed = false;
           try {
-            const out = await readCursor(cursor, limit + 1);
+            const out = await readCursor(cursor, limit + 1).catch((e: unknown) => {
+              readFailed = true;
+              throw e;
+            });
             const truncated = out.rows.length > limit;
             const rows = out.rows.slice(0, limit).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonSafe(v)])));
             return {
@@ -207,7 +185,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
               truncated,
             };
           } finally {
-            await cursor.close().catch(() => undefined);
+            if (!readFailed) await cursor.close().catch(() => undefined);
           }
         });
       },
@@ -225,7 +203,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     tool('list_schemas', logger, async (args) => {
       const r = await pool.query(
         `SELECT nspname AS name FROM pg_namespace
-          WHERE $1 OR (nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema') ORDER BY nspname`,
+          WHERE $1 OR (nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' AND has_schema_privilege(oid, 'USAGE')) ORDER BY nspname`,
         [args.include_system],
       );
       return { schemas: r.rows.map((x) => x.name as string) };
@@ -246,7 +224,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
                                WHEN 'p' THEN 'partitioned_table' WHEN 'f' THEN 'foreign_table' END AS kind,
                 GREATEST(c.reltuples, 0)::bigint AS estimated_rows
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = $1 AND c.relkind IN ('r','v','m','p','f') ORDER BY c.relname`,
+          WHERE n.nspname = $1 AND has_schema_privilege(n.oid, 'USAGE') AND c.relkind IN ('r','v','m','p','f') ORDER BY c.relname`,
         [args.schema],
       );
       return { schema: args.schema, tables: r.rows.map((t) => ({ ...t, estimated_rows: Number(t.estimated_rows) })) };
@@ -274,8 +252,8 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
       'explain',
       logger,
       async (args) => {
-        const kw = leadingKeyword(args.sql);
-        if (sessionStatements.test(kw)) throw new AppError('validation', `cannot explain a ${kw.toUpperCase()} statement`, { keyword: kw });
+        // Vetted as a read: ANALYZE runs the statement.
+        await vetStatement(args.sql, { allowWrites: false });
         return inTransaction(pool, false, timeoutMs, async (c) => {
           const prefix = args.analyze ? 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ' : 'EXPLAIN (FORMAT JSON) ';
           // Forced extended protocol: exactly one statement after the prefix, parameters bound by the server.
@@ -295,6 +273,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
         const r = await pool.query(
           `SELECT n.nspname AS schema, c.relname AS table FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r','v','m','p') AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+              AND has_schema_privilege(n.oid, 'USAGE')
             ORDER BY 1, 2 LIMIT 500`,
         );
         return {

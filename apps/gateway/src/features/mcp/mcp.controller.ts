@@ -1,11 +1,13 @@
-import { Controller, Get, HttpCode, Inject, Post } from '@nestjs/common';
+import { Controller, Get, HttpCode, Inject, Post, Req } from '@nestjs/common';
 import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
-import { CorrelationId } from '../../http/context.js';
+import { CorrelationId, type GatewayRequest } from '../../http/context.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
+import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { McpGatewayClient, type ToolCallOutcome } from './mcp-client.js';
 import { namedToPositional } from './named-params.js';
+import { assertWriterAllowed, type WriterAccess } from './writer-policy.js';
 import {
   analyticsQuery,
   automationTriggerBody,
@@ -27,7 +29,15 @@ const errors = [400, 404, 422, 503, 504];
 
 @Controller('api/v1/integration/mcp')
 export class McpController {
-  constructor(@Inject(McpGatewayClient) private readonly mcp: McpGatewayClient) {}
+  private readonly writerAccess: WriterAccess;
+
+  constructor(
+    @Inject(McpGatewayClient) private readonly mcp: McpGatewayClient,
+    @Inject(GATEWAY_CONFIG) config: GatewayConfig,
+    @Inject(GATEWAY_OPTIONS) options: ResolvedGatewayOptions,
+  ) {
+    this.writerAccess = { authEnabled: options.auth.enabled, writesAllowed: config.DATABASE_ALLOW_WRITES === true };
+  }
 
   @Get('health')
   @ApiRoute({ summary: 'Health of every MCP server (state, breaker, tools)', tags: ['mcp'], role: 'viewer', response: { status: 200, schema: healthListResponse }, errors: [503] })
@@ -47,8 +57,16 @@ export class McpController {
 
   @Post('call')
   @HttpCode(200)
-  @ApiRoute({ summary: 'Call any tool of any registered MCP server', tags: ['mcp'], role: 'operator', response: { status: 200, schema: toolResultResponse }, errors })
-  async call(@ZodBody(callBody) b: z.infer<typeof callBody>, @CorrelationId() correlationId: string): Promise<ToolCallOutcome> {
+  @ApiRoute({
+    summary: 'Call any tool of any registered MCP server',
+    description: 'The database_writer server needs an admin key and DATABASE_ALLOW_WRITES=true (403 otherwise).',
+    tags: ['mcp'],
+    role: 'operator',
+    response: { status: 200, schema: toolResultResponse },
+    errors: [...errors, 403],
+  })
+  async call(@ZodBody(callBody) b: z.infer<typeof callBody>, @CorrelationId() correlationId: string, @Req() req: GatewayRequest): Promise<ToolCallOutcome> {
+    assertWriterAllowed(b.server, req, this.writerAccess);
     await this.knownTool(b.server, b.tool, correlationId);
     return this.mcp.call(b.server, b.tool, b.arguments, correlationId, b.timeout_ms);
   }

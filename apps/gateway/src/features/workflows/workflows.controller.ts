@@ -1,11 +1,12 @@
-import { Controller, Get, HttpCode, Inject, Post, Res } from '@nestjs/common';
+import { Controller, Get, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import type { Response } from 'express';
 import type { z } from 'zod';
-import { CorrelationId } from '../../http/context.js';
+import { CorrelationId, type GatewayRequest } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
-import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
+import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { IdempotencyKey } from '../../idempotency/keys.js';
+import { assertWriterAllowed, writerServersUsed } from '../mcp/writer-policy.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { eventsForCaller, executionDetailForCaller } from '../../events/redaction.js';
@@ -149,6 +150,7 @@ export class WorkflowsController {
 export class AdHocWorkflowController {
   constructor(
     @Inject(WorkflowsService) private readonly svc: WorkflowsService,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
   ) {}
 
@@ -161,7 +163,7 @@ export class AdHocWorkflowController {
     role: 'operator',
     response: { status: 202, schema: startedResponse },
     alsoAnswers: [{ status: 200, description: 'With `wait=true`: the execution ended within the wait; its output or error', schema: startedResponse }],
-    errors: [400],
+    errors: [400, 403],
   })
   async run(
     @ZodBody(adHocBody) b: z.infer<typeof adHocBody>,
@@ -169,7 +171,12 @@ export class AdHocWorkflowController {
     @CorrelationId() correlationId: string,
     @Res({ passthrough: true }) res: Response,
     @IdempotencyKey() idempotencyKey: string | undefined,
+    @Req() req: GatewayRequest,
   ) {
+    // An ad-hoc step naming the database writer is a direct write: the same rule as POST /mcp/call.
+    for (const server of writerServersUsed(b.definition.steps as { uses?: unknown }[] | undefined)) {
+      assertWriterAllowed(server, req, { authEnabled: this.options.auth.enabled, writesAllowed: this.config.DATABASE_ALLOW_WRITES === true });
+    }
     const def = await this.svc.validate({ version: 1, name: String(b.definition.id ?? 'ad-hoc workflow'), ...b.definition });
     const r = await this.svc.start(def, b.input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs), idempotencyKey });
     res.status(r.status);

@@ -70,7 +70,7 @@ export const customerOnboardingTemplate = {
       if: 'size(steps.check_existing.output.rows) == 0',
       with: {
         // The demo schema has no id sequences: max + 1 inside the statement (a concurrent onboarding
-        // can collide on the key and fail with `conflict`). ON CONFLICT on the e-mail plus the
+        // can collide on the key and fail with `illegal_state`, 409). ON CONFLICT on the e-mail plus the
         // fallback SELECT make a repeated call return the row the first one created.
         sql:
           "WITH plan AS (SELECT price FROM (VALUES ('starter', 15.00), ('growth', 29.00), ('business', 49.00), ('enterprise', 79.00)) AS p(name, price) WHERE name = $5::text), " +

@@ -1,0 +1,257 @@
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { Logger } from 'pino';
+
+/**
+ * Least-privilege PostgreSQL roles of one Switchyard database. Roles are cluster-wide, so
+ * their names start with a prefix derived from the database name: two databases on one
+ * cluster (the test suites, a shared server) never share a role or its password.
+ * - `<prefix>_app`: the application components (event store, read models, relay, engine,
+ *   dispatcher, monitor, gateway, automation and analytics servers). Owns the application
+ *   schemas; not superuser, no CREATEROLE/CREATEDB/REPLICATION/BYPASSRLS, member of no role.
+ * - `<prefix>_mcp_reader`: the database MCP server. USAGE on the demo schema and SELECT on its
+ *   tables, nothing else (no internal schema, no server-file or server-program role).
+ * - `<prefix>_mcp_writer`: the `database_writer` MCP server. SELECT, INSERT, DELETE on the
+ *   onboarding tables of the demo schema only.
+ */
+export interface DatabaseRoleNames {
+  readonly app: string;
+  readonly reader: string;
+  readonly writer: string;
+}
+
+export interface DatabaseRoles {
+  readonly names: DatabaseRoleNames;
+  /** Connection URLs (same host and database as the admin URL), one per role. Never log them. */
+  readonly urls: { readonly app: string; readonly reader: string; readonly writer: string };
+}
+
+export interface ProvisionRolesOptions {
+  readonly logger?: Logger;
+  /** Role name prefix; default: derived from the database name. */
+  readonly prefix?: string;
+}
+
+/** Schemas the roles module keeps for itself: the generated passwords, readable by the admin only. */
+export const ROLE_SECRETS_SCHEMA = 'switchyard_roles';
+
+/** The demo schema the MCP reader may read, and the tables the writer may change. */
+export const DEMO_SCHEMA = 'business';
+export const WRITER_TABLES = ['business.customers', 'business.subscriptions'] as const;
+
+/** Predefined roles that reach the server's files or programs, or every table: none of ours may hold them. */
+export const DANGEROUS_ROLES = [
+  'pg_read_server_files',
+  'pg_write_server_files',
+  'pg_execute_server_program',
+  'pg_read_all_data',
+  'pg_write_all_data',
+  'pg_read_all_settings',
+  'pg_monitor',
+  'pg_signal_backend',
+] as const;
+
+const ident = (s: string): string => `"${s.replace(/"/g, '""')}"`;
+
+/** Role names for a database: `<db>_app` etc., the db name shortened with a hash when long or unusual. */
+export function roleNamesFor(database: string, prefix?: string): DatabaseRoleNames {
+  let p = prefix ?? database.toLowerCase();
+  if (!/^[a-z_][a-z0-9_]{0,39}$/.test(p)) {
+    const clean = p.replace(/[^a-z0-9_]/g, '_').replace(/^([^a-z_])/, '_$1').slice(0, 30);
+    p = `${clean}_${createHash('sha256').update(p).digest('hex').slice(0, 8)}`;
+  }
+  return { app: `${p}_app`, reader: `${p}_mcp_reader`, writer: `${p}_mcp_writer` };
+}
+
+/**
+ * A SCRAM-SHA-256 verifier for `password` (RFC 5802/7677, as `psql \password` sends it), so the
+ * clear password never travels in an ALTER ROLE statement that the server might log on error.
+ */
+export function scramVerifier(password: string, iterations = 4096): string {
+  const salt = randomBytes(16);
+  const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest();
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+
+function urlAs(adminUrl: string, user: string, password: string): string {
+  const u = new URL(adminUrl);
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(password);
+  return u.toString();
+}
+
+/**
+ * Create or refresh the three roles of the database `adminUrl` points at, and hand the
+ * application schemas to the app role. Runs as one transaction under an advisory lock, so
+ * concurrent launchers agree and a failure leaves nothing half-done. Passwords are generated
+ * on first use and kept in `switchyard_roles.passwords` (no grant to anyone but the admin
+ * that created it); each run sets the role's SCRAM verifier from it, so the clear password
+ * is never in a statement. Returns undefined, with a warning saying why, when the admin
+ * login may not do this (neither superuser nor CREATEROLE, or not allowed to grant on the
+ * database): the caller then goes on with the admin URL.
+ */
+export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRolesOptions = {}): Promise<DatabaseRoles | undefined> {
+  const log = opts.logger?.child({ component: 'db-roles' });
+  const client = new pg.Client({ connectionString: adminUrl, application_name: 'switchyard-roles' });
+  await client.connect();
+  try {
+    const who = await client.query<{ db: string; me: string; rolsuper: boolean; rolcreaterole: boolean }>(
+      `select current_database() as db, current_user as me, r.rolsuper, r.rolcreaterole from pg_roles r where r.rolname = current_user`,
+    );
+    const { db, me, rolsuper, rolcreaterole } = who.rows[0]!;
+    const names = roleNamesFor(db, opts.prefix);
+    if (!rolsuper && !rolcreaterole) {
+      log?.warn({ user: me, database: db }, 'the DATABASE_URL user may not create roles (neither superuser nor CREATEROLE): every component runs as that user, the database_writer server is not started, and the database MCP server reads with its privileges');
+      return undefined;
+    }
+    if ([names.app, names.reader, names.writer].includes(me)) {
+      log?.warn({ user: me }, 'DATABASE_URL already logs in as one of the least-privilege roles; not provisioning');
+      return undefined;
+    }
+    let passwords: Map<string, string>;
+    await client.query('begin');
+    try {
+      await client.query('select pg_advisory_xact_lock(hashtext($1))', ['switchyard.roles']);
+      passwords = await passwordsFor(client, Object.values(names));
+      for (const role of Object.values(names)) {
+        const exists = await client.query('select 1 from pg_roles where rolname = $1', [role]);
+        const attrs = 'LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT';
+        const verifier = scramVerifier(passwords.get(role)!);
+        if (exists.rowCount === 0) await client.query(`CREATE ROLE ${ident(role)} WITH ${attrs} PASSWORD '${verifier}'`);
+        else await client.query(`ALTER ROLE ${ident(role)} WITH ${attrs} PASSWORD '${verifier}'`);
+        // Member of nothing: no predefined role (server files, programs, all data) reaches it.
+        const memberships = await client.query<{ r: string }>(
+          `select g.rolname as r from pg_auth_members m join pg_roles g on g.oid = m.roleid join pg_roles u on u.oid = m.member where u.rolname = $1`,
+          [role],
+        );
+        for (const { r } of memberships.rows) await client.query(`REVOKE ${ident(r)} FROM ${ident(role)}`);
+        // No per-role settings that could lift a limit (e.g. a long statement_timeout).
+        await client.query(`ALTER ROLE ${ident(role)} RESET ALL`);
+      }
+      await client.query(`GRANT CONNECT, TEMPORARY, CREATE ON DATABASE ${ident(db)} TO ${ident(names.app)}`);
+      await client.query(`GRANT CONNECT ON DATABASE ${ident(db)} TO ${ident(names.reader)}, ${ident(names.writer)}`);
+      // The reader and the writer must not create anything anywhere (PostgreSQL 15+ already
+      // revokes CREATE on public from PUBLIC; older servers do not).
+      await bestEffort(client, `REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
+      // A CREATEROLE admin that is not superuser may hand its objects only to a role it can SET ROLE to.
+      if (!rolsuper) await bestEffort(client, `GRANT ${ident(names.app)} TO ${ident(me)}`);
+      await handOverSchemas(client, names.app);
+      await retireLegacyRoles(client);
+      // A demo schema already loaded (an existing installation): grant on it now.
+      if ((await client.query('select 1 from pg_namespace where nspname = $1', [DEMO_SCHEMA])).rowCount) await grantDemoAccess(client, names);
+      await client.query('commit');
+    } catch (err) {
+      await client.query('rollback').catch(() => undefined);
+      log?.warn({ err: { message: (err as Error).message, code: (err as { code?: string }).code }, user: me, database: db }, 'could not provision the least-privilege database roles: every component runs as the DATABASE_URL user and the database_writer server is not started');
+      return undefined;
+    }
+    const pw = passwords;
+    log?.info({ roles: names, database: db }, 'least-privilege database roles ready');
+    return {
+      names,
+      urls: {
+        app: urlAs(adminUrl, names.app, pw.get(names.app)!),
+        reader: urlAs(adminUrl, names.reader, pw.get(names.reader)!),
+        writer: urlAs(adminUrl, names.writer, pw.get(names.writer)!),
+      },
+    };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** The stored password of each role, generated (256 bits) and stored when missing. */
+async function passwordsFor(client: pg.Client, roles: readonly string[]): Promise<Map<string, string>> {
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${ROLE_SECRETS_SCHEMA}`);
+  await client.query(`REVOKE ALL ON SCHEMA ${ROLE_SECRETS_SCHEMA} FROM PUBLIC`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${ROLE_SECRETS_SCHEMA}.passwords (role text PRIMARY KEY, password text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`);
+  await client.query(`REVOKE ALL ON ${ROLE_SECRETS_SCHEMA}.passwords FROM PUBLIC`);
+  for (const role of roles) {
+    await client.query(`INSERT INTO ${ROLE_SECRETS_SCHEMA}.passwords (role, password) VALUES ($1, $2) ON CONFLICT (role) DO NOTHING`, [role, randomBytes(32).toString('base64url')]);
+  }
+  const r = await client.query<{ role: string; password: string }>(`SELECT role, password FROM ${ROLE_SECRETS_SCHEMA}.passwords WHERE role = ANY($1)`, [roles]);
+  return new Map(r.rows.map((x) => [x.role, x.password]));
+}
+
+/**
+ * Every application schema of the database (all but the system ones, `public` and the role
+ * secrets) and everything in it goes to the app role, so the components can keep migrating
+ * them without the superuser. Installations from before the roles had them owned by the admin.
+ */
+async function handOverSchemas(client: pg.Client, app: string): Promise<void> {
+  const skip = `n.nspname NOT LIKE 'pg\\_%' AND n.nspname NOT IN ('information_schema', 'public', '${ROLE_SECRETS_SCHEMA}')`;
+  const schemas = await client.query<{ s: string }>(`SELECT n.nspname AS s FROM pg_namespace n WHERE ${skip} AND pg_get_userbyid(n.nspowner) <> $1`, [app]);
+  for (const { s } of schemas.rows) await client.query(`ALTER SCHEMA ${ident(s)} OWNER TO ${ident(app)}`);
+  // Tables, views, sequences not owned by a column (those follow their table), foreign tables.
+  const rels = await client.query<{ stmt: string }>(
+    `SELECT format('ALTER %s %I.%I OWNER TO %I',
+              CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+              n.nspname, c.relname, $1::text) AS stmt
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE ${skip} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND pg_get_userbyid(c.relowner) <> $1
+        AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+      ORDER BY c.relkind <> 'S', c.oid`,
+    [app],
+  );
+  for (const { stmt } of rels.rows) await client.query(stmt);
+  const routines = await client.query<{ stmt: string }>(
+    `SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, $1::text) AS stmt
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE ${skip} AND pg_get_userbyid(p.proowner) <> $1`,
+    [app],
+  );
+  for (const { stmt } of routines.rows) await client.query(stmt);
+  const types = await client.query<{ stmt: string }>(
+    `SELECT format('ALTER TYPE %I.%I OWNER TO %I', n.nspname, t.typname, $1::text) AS stmt
+       FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+      WHERE ${skip} AND t.typtype IN ('e', 'd', 'r', 'm') AND pg_get_userbyid(t.typowner) <> $1`,
+    [app],
+  );
+  for (const { stmt } of types.rows) await client.query(stmt);
+}
+
+/**
+ * Roles of earlier versions: `switchyard_onboarding` had a password derived from the admin URL
+ * (predictable with the embedded defaults). Dropped; when it still holds privileges in another
+ * database, it keeps existing but may no longer log in.
+ */
+const LEGACY_ROLES = ['switchyard_onboarding'];
+
+async function retireLegacyRoles(client: pg.Client): Promise<void> {
+  for (const role of LEGACY_ROLES) {
+    if (!(await client.query('select 1 from pg_roles where rolname = $1', [role])).rowCount) continue;
+    await bestEffort(client, `DROP OWNED BY ${ident(role)}`);
+    await bestEffort(client, `DROP ROLE ${ident(role)}`);
+    if ((await client.query('select 1 from pg_roles where rolname = $1', [role])).rowCount) {
+      await bestEffort(client, `ALTER ROLE ${ident(role)} WITH NOLOGIN PASSWORD NULL`);
+    }
+  }
+}
+
+/** A statement that may fail without failing the provisioning (inside a savepoint). */
+async function bestEffort(client: pg.Client, sql: string): Promise<void> {
+  await client.query('SAVEPOINT best_effort');
+  try {
+    await client.query(sql);
+    await client.query('RELEASE SAVEPOINT best_effort');
+  } catch {
+    await client.query('ROLLBACK TO SAVEPOINT best_effort');
+  }
+}
+
+/**
+ * The reader's SELECT on the demo schema and the writer's grants on the onboarding tables.
+ * Run by the admin, or by the app role (it owns the schema) after loading the demo data,
+ * which may have recreated the schema and lost earlier grants. Idempotent.
+ */
+export async function grantDemoAccess(client: pg.Client | pg.PoolClient | pg.Pool, names: DatabaseRoleNames): Promise<void> {
+  const s = ident(DEMO_SCHEMA);
+  await client.query(`GRANT USAGE ON SCHEMA ${s} TO ${ident(names.reader)}, ${ident(names.writer)}`);
+  await client.query(`GRANT SELECT ON ALL TABLES IN SCHEMA ${s} TO ${ident(names.reader)}`);
+  const present = await client.query<{ t: string }>(`SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL`, [[...WRITER_TABLES]]);
+  if (present.rows.length > 0) {
+    await client.query(`GRANT SELECT, INSERT, DELETE ON ${present.rows.map((r) => r.t).join(', ')} TO ${ident(names.writer)}`);
+  }
+}
