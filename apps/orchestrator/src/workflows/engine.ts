@@ -126,6 +126,12 @@ export class WorkflowEngine {
   private readonly partitions: number;
   private readonly leases: PartitionLeases;
   private readonly owned = new Set<number>();
+  /**
+   * Owned partitions whose executions were recovered since they were acquired: only their timers
+   * fire. A timeout armed before a crash must not fire before recovery has re-sent its unit (and
+   * restarted its clock), or the downtime would be charged to the step.
+   */
+  private readonly ready = new Set<number>();
   private readonly checkpoints = new Map<number, number>();
   private readonly dirty = new Set<number>();
   private readonly cache = new Map<string, CachedState>();
@@ -244,7 +250,11 @@ export class WorkflowEngine {
         this.log.info({ partition: p, checkpoint: cp }, 'partition acquired');
         // Events of this partition before what the subscription has delivered must be seen again.
         if (cp < this.lastDelivered) this.requestRestart();
-        this.track(this.recoverPartition(p));
+        this.track(
+          this.recoverPartition(p, true).finally(() => {
+            if (this.owned.has(p)) this.ready.add(p);
+          }),
+        );
       } catch (err) {
         this.log.error({ err, partition: p }, 'partition acquire failed');
       }
@@ -253,6 +263,7 @@ export class WorkflowEngine {
 
   private onRelease(p: number): void {
     this.owned.delete(p);
+    this.ready.delete(p);
     this.dirty.delete(p);
     this.pending.delete(p);
     // The new owner recovers these executions (and re-arms their timers) from their events.
@@ -711,8 +722,9 @@ export class WorkflowEngine {
    * A crash before commit leaves the row: it fires again, and the decider ignores a repeat.
    */
   private async pollTimers(): Promise<void> {
-    if (this.timerPolling || this.stopped) return;
+    if (this.timerPolling || this.stopped || this.ready.size === 0) return;
     this.timerPolling = true;
+    const parts = [...this.ready];
     let client: pg.PoolClient | undefined;
     try {
       for (let more = true; more && !this.stopped; ) {
@@ -720,7 +732,8 @@ export class WorkflowEngine {
         await client.query('begin');
         const due = await client.query<{ execution_id: string; timer_key: string; command: WorkflowCommand }>(
           `select execution_id, timer_key, command from ${WORKFLOW_SCHEMA}.timers
-           where due_at <= now() order by due_at limit 100 for update skip locked`,
+           where due_at <= now() and partition = any($1::int[]) order by due_at limit 100 for update skip locked`,
+          [parts],
         );
         const fired: { execution_id: string; timer_key: string }[] = [];
         await Promise.all(
@@ -821,17 +834,27 @@ export class WorkflowEngine {
 
   // ---- recovery -----------------------------------------------------------------------
 
-  /** Drive every active execution of a partition from its full state (start, take-over, periodic). */
-  private async recoverPartition(p: number): Promise<void> {
+  /**
+   * Drive every active execution of a partition from its full state (start, take-over, periodic).
+   * `acquired`: the partition was just taken (start, take-over), so nothing of it runs here yet.
+   */
+  private async recoverPartition(p: number, acquired = false): Promise<void> {
     const rows = await this.o.pool.query<{ execution_id: string }>(`select execution_id from ${WORKFLOW_SCHEMA}.active_executions where partition = $1`, [p]);
     const ids = rows.rows.map((r) => r.execution_id);
     for (let i = 0; i < ids.length && this.owned.has(p) && !this.stopped; i += 8) {
-      await Promise.all(ids.slice(i, i + 8).map((id) => this.recoverExecution(id, p)));
+      await Promise.all(
+        ids.slice(i, i + 8).map((id) =>
+          this.recoverExecution(id, p, acquired).catch((err: unknown) => {
+            // One bad execution must not hold up the rest (nor the partition's timers); the periodic pass tries again.
+            this.log.warn({ err, executionId: id, partition: p }, 'recovering an execution failed');
+          }),
+        ),
+      );
     }
     this.counts.recoveries++;
   }
 
-  private async recoverExecution(executionId: string, partition: number): Promise<void> {
+  private async recoverExecution(executionId: string, partition: number, acquired: boolean): Promise<void> {
     const { state } = await loadExecution(this.o.store, executionId);
     if (state.status === 'not_started') return;
     if (isTerminal(state)) {
@@ -848,7 +871,14 @@ export class WorkflowEngine {
       for (const def of state.definition.steps) {
         for (const u of state.steps[def.id]?.units ?? []) {
           if (u?.phase !== 'dispatched') continue;
-          this.dispatch(stepDispatchOf(state, def, u), true);
+          const d = stepDispatchOf(state, def, u);
+          if (acquired && !this.inflight.has(`${d.kind}:${d.idempotencyKey}`)) {
+            // Its reply was lost with the process that sent it: the attempt's clock restarts with the
+            // re-send (StepRedispatched re-arms the timeout), so the time no engine ran is not charged to the step.
+            const ref = { stepId: u.stepId, ...(u.itemIndex === undefined ? {} : { itemIndex: u.itemIndex }) };
+            await this.command(executionId, { type: 'RecordStepRedispatched', data: { ...ref, attempt: u.attempt }, metadata: this.meta(state.correlationId) });
+          }
+          this.dispatch(d, true);
         }
       }
     }

@@ -96,6 +96,7 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent): Promise<void> {
       );
       return;
     case 'StepDispatched':
+    case 'StepRedispatched':
       await run([`update ${A} set status = 'dispatched', dispatched_at = $7, timeout_at = $8 where ${unit}`], TOUCH, [
         e.data.stepId,
         item(e.data),
