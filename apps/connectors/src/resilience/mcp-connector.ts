@@ -5,7 +5,7 @@ import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
 import { mcpEvent, type McpBreakerState, type McpEvent, type McpEventSink, type McpHealth } from '../events.js';
 import { sizePayload } from '../redact.js';
 import { errorText, toAppError } from '../errors.js';
-import { ServerPolicy } from './policy.js';
+import { ServerPolicy, type McpQueueStats } from './policy.js';
 
 export interface McpConnectorOptions {
   readonly config: McpServerConfig;
@@ -35,6 +35,8 @@ export interface McpConnectorHealth extends Omit<McpSessionHealth, 'state'> {
   readonly breaker: McpBreakerState;
   readonly enabled: boolean;
   readonly tools: string[];
+  /** Calls running and waiting for a slot, and how long they waited (the bulkhead's queue). */
+  readonly queue: McpQueueStats;
 }
 
 /** Tool info as listed to callers (the MCP Tool minus nothing: name, description, schemas, annotations). */
@@ -115,6 +117,7 @@ export class McpConnector {
       breaker,
       enabled: this.opts.config.enabled,
       tools: this.session.tools.map((t) => t.name),
+      queue: this.policy.queueStats(),
     };
   }
 
