@@ -8,6 +8,7 @@ export {
   executionEvents,
   executionResult,
   getExecutionView,
+  executionReadPosition,
   listExecutions,
   loadExecution,
   setupWorkflowReadModel,
