@@ -1,7 +1,8 @@
 /**
  * The short load test (`npm run load` is the long one; see test/load/harness.ts): the whole system
- * as `npm start` runs it, 100 workflow starts and 100 delegations from 50 concurrent clients at the
- * default limits, once plainly and once with a SIGKILL of the launcher mid-run and a restart.
+ * as `npm start` runs it, 80 workflow starts and 80 delegations from 50 concurrent clients at the
+ * default limits, with a SIGKILL of the launcher mid-run and a restart (one system start and one
+ * restart keep it near 90 s; `npm run load` also runs the burst without the kill).
  * Every accepted unit of work must complete (none fails because of load or of the restart),
  * nothing may be lost or run twice (checked in the event store), and an execution read right after
  * its 202 must be found. The figures are printed; timings are not asserted (shared 2-core machines).
@@ -12,7 +13,7 @@ import path from 'node:path';
 import { formatReport, runLoad, type LoadReport } from '../load/harness.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
-const sizes = { workflows: 100, delegations: 100, clients: 50, completionTimeoutMs: 180_000, root };
+const sizes = { workflows: 80, delegations: 80, clients: 50, completionTimeoutMs: 180_000, root };
 
 function check(r: LoadReport): void {
   console.log(formatReport(r));
@@ -27,14 +28,8 @@ function check(r: LoadReport): void {
   assert.equal(r.duplicated.steps, 0, 'no step succeeded twice');
 }
 
-describe('load: the whole system under a burst of work', () => {
-  it('a burst of starts and delegations: all accepted, all complete, none lost or duplicated', async () => {
-    const r = await runLoad('short, plain', sizes);
-    check(r);
-    assert.equal(r.duplicated.units, 0, 'no request started two executions or tasks');
-  });
-
-  it('the same with a SIGKILL of the process mid-run and a restart: all accepted work completes', async () => {
+describe('load: the whole system under a burst of work, killed mid-run', () => {
+  it('a burst of starts and delegations with a SIGKILL of the process mid-run and a restart: all accepted work completes once', async () => {
     const r = await runLoad('short, sigkill mid-run', { ...sizes, killAt: 0.5 });
     check(r);
     assert.ok(r.killed_at_ms !== undefined, 'the launcher was killed');

@@ -353,8 +353,13 @@ export class Dispatcher {
     const duplicate = r.events.length === 0;
     if (!duplicate) this.log.info({ correlationId, taskId, taskType: req.task_type, priority: req.priority }, 'task submitted');
     if (placed && r.state.status === 'assigned') this.launch(r.state, placed);
-    // 3b. Otherwise place it now if an instance is free, so the answer can name the agent.
-    else if (!duplicate) await this.pump();
+    // 3b. Otherwise place it now if an instance is free, so the answer can name the agent. A queue
+    // pass runs again while submissions keep arriving, so under load waiting for it would hold every
+    // answer (past the caller's timeout): the task is durably queued already, so wait only briefly.
+    else if (!duplicate) {
+      const pass = this.pump().catch((err: unknown) => this.log.error({ err }, 'queue pass failed'));
+      await Promise.race([pass, new Promise((r) => setTimeout(r, SUBMIT_PLACE_WAIT_MS).unref())]);
+    }
     const state = (this.active.get(taskId) ?? (await this.load(taskId))) as ExistingTaskState;
     const view = taskViewOf(state);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
@@ -972,6 +977,8 @@ export class Dispatcher {
 }
 
 const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
+/** How long a submission waits for a queue pass to place it before it answers (queued). */
+const SUBMIT_PLACE_WAIT_MS = 200;
 
 /** The AppError a caller of `execute` gets for a task that did not complete. */
 export function taskEndError(s: ExistingTaskState): AppError {
