@@ -872,9 +872,10 @@ export class WorkflowEngine {
         for (const u of state.steps[def.id]?.units ?? []) {
           if (u?.phase !== 'dispatched') continue;
           const d = stepDispatchOf(state, def, u);
-          if (acquired && !this.inflight.has(`${d.kind}:${d.idempotencyKey}`)) {
+          if (acquired) {
             // Its reply was lost with the process that sent it: the attempt's clock restarts with the
-            // re-send (StepRedispatched re-arms the timeout), so the time no engine ran is not charged to the step.
+            // re-send (StepRedispatched re-arms the timeout), so the time no engine ran is not charged to
+            // the step. Also when the saga's replay of the partition has re-sent it already (in flight here).
             const ref = { stepId: u.stepId, ...(u.itemIndex === undefined ? {} : { itemIndex: u.itemIndex }) };
             await this.command(executionId, { type: 'RecordStepRedispatched', data: { ...ref, attempt: u.attempt }, metadata: this.meta(state.correlationId) });
           }
