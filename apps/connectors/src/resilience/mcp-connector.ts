@@ -222,10 +222,14 @@ export class McpConnector {
     try {
       // The caller's deadline (it sends its timeout): a call that waited in the queue past it is not run,
       // since nobody waits for its answer any more (under load, running it would only delay the calls behind it).
+      // Only the first attempt is checked: retries run in the slot already held, on their own timeout.
       const deadline = req.timeout_ms !== undefined ? t0 + req.timeout_ms : undefined;
+      let first = true;
       ({ value: result, attempts } = await this.policy.execute((signal) => {
         if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
-        if (deadline !== undefined && performance.now() > deadline) {
+        const queued = first;
+        first = false;
+        if (queued && deadline !== undefined && performance.now() > deadline) {
           throw new AppError('rate_limited', `MCP server ${this.name}: the call waited for a slot past its caller's ${req.timeout_ms} ms; not run`, { server: this.name, tool: req.tool, queue: 'expired', retry_after_ms: 1_000 }, true);
         }
         return this.session.callTool(req.tool, args, {
