@@ -717,25 +717,30 @@ export class WorkflowEngine {
   }
 
   /**
-   * Fire due timers: claim rows with FOR UPDATE SKIP LOCKED (two engines never fire the same
-   * row at once), send each command through the decider, delete the row in the same transaction.
-   * A crash before commit leaves the row: it fires again, and the decider ignores a repeat.
+   * Fire due timers. Rows are claimed by a lease, not by a lock held while their commands run: one
+   * statement moves the due rows' `due_at` TIMER_LEASE_MS ahead (FOR UPDATE SKIP LOCKED, so two
+   * engines never claim the same row) and commits; then each command goes through the decider;
+   * then the rows are deleted, unless re-armed meanwhile (`due_at` no longer the lease). A crash in
+   * between leaves the row: it fires again when the lease runs out (recovery re-arms it sooner), and
+   * the decider ignores a repeat. Holding the row locks across the commands instead let an engine
+   * deadlock under load: recovery's re-arming upserts of those rows waited on the lock while holding
+   * every pool connection the commands needed.
    */
   private async pollTimers(): Promise<void> {
     if (this.timerPolling || this.stopped || this.ready.size === 0) return;
     this.timerPolling = true;
     const parts = [...this.ready];
-    let client: pg.PoolClient | undefined;
     try {
       for (let more = true; more && !this.stopped; ) {
-        client = await this.o.pool.connect();
-        await client.query('begin');
-        const due = await client.query<{ execution_id: string; timer_key: string; command: WorkflowCommand }>(
-          `select execution_id, timer_key, command from ${WORKFLOW_SCHEMA}.timers
-           where due_at <= now() and partition = any($1::int[]) order by due_at limit 100 for update skip locked`,
-          [parts],
+        const due = await this.o.pool.query<{ execution_id: string; timer_key: string; command: WorkflowCommand; lease: string }>(
+          `update ${WORKFLOW_SCHEMA}.timers t set due_at = now() + make_interval(secs => $2)
+           from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
+                 where due_at <= now() and partition = any($1::int[]) order by due_at limit 100 for update skip locked) d
+           where t.execution_id = d.execution_id and t.timer_key = d.timer_key
+           returning t.execution_id, t.timer_key, t.command, t.due_at::text as lease`,
+          [parts, TIMER_LEASE_MS / 1000],
         );
-        const fired: { execution_id: string; timer_key: string }[] = [];
+        const fired: { execution_id: string; timer_key: string; lease: string }[] = [];
         await Promise.all(
           due.rows.map(async (row) => {
             try {
@@ -749,21 +754,17 @@ export class WorkflowEngine {
           }),
         );
         if (fired.length > 0) {
-          await client.query(
-            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[]) as f(e, k) where t.execution_id = f.e and t.timer_key = f.k`,
-            [fired.map((f) => f.execution_id), fired.map((f) => f.timer_key)],
+          await this.o.pool.query(
+            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[], $3::text[]) as f(e, k, l)
+             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l::timestamptz`,
+            [fired.map((f) => f.execution_id), fired.map((f) => f.timer_key), fired.map((f) => f.lease)],
           );
         }
-        await client.query('commit');
-        client.release();
-        client = undefined;
         more = due.rows.length === 100;
       }
     } catch (err) {
       this.log.warn({ err }, 'timer poll failed');
-      await client?.query('rollback').catch(() => undefined);
     } finally {
-      client?.release();
       this.timerPolling = false;
     }
   }
@@ -901,6 +902,9 @@ function timerKey(t: TimerAction): string {
   const d = t.command.data as { stepId: string; itemIndex?: number; attempt?: number };
   return `${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`;
 }
+
+/** How long a claimed timer row is left to its claimant before it is due again (see pollTimers). */
+const TIMER_LEASE_MS = 10_000;
 
 /** A step timeout is written once its step has run this long (most steps end sooner)... */
 const TIMEOUT_DEFER_MS = 1_000;
