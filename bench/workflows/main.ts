@@ -13,7 +13,9 @@
  *      c. from the worker's reply of step n to the request of step n+1: the whole engine round
  *         (NATS reply, decide, one durable append of the result and the next dispatch, NATS request);
  *  - executions/s sustained with 1, 16 and 256 executions in flight (closed loop: each finished
- *    execution is replaced by a new one), with p50/p99 execution latency.
+ *    execution is replaced by a new one), with p50/p99 execution latency;
+ *  - read-model lag p50/p99/max while executions start at a fixed rate (BENCH_RATE, default 300/s;
+ *    0 skips it).
  *
  *   node bench/workflows/dist/main.js                 # own PostgreSQL + nats-server, 10 s per level
  *   BENCH_SECONDS=20 DATABASE_URL=... NATS_URL=... node bench/workflows/dist/main.js
@@ -234,6 +236,50 @@ try {
       console.log(l2);
       results.push(l0, l1, l2);
     }
+  }
+  // Read-model lag at a fixed start rate (open loop: starts do not wait for ends). Every 50 ms the
+  // newest workflow event's position is noted; a sample's lag is how long until the read model had
+  // applied it (its checkpoint, or the newest position a row of it carries).
+  const rate = Number(process.env.BENCH_RATE ?? 300);
+  if (rate > 0 && process.env.BENCH_READ_MODEL !== '0') {
+    const samples: { at: number; head: number; passedAt?: number }[] = [];
+    let sampling = false;
+    const sample = async () => {
+      if (sampling) return;
+      sampling = true;
+      try {
+        const r = await pool.query<{ head: string | null; applied: string | null }>(
+          `select (select max(position) from eventstore.events where stream_id like 'workflow_execution-%') as head,
+                  greatest((select position from read_models.checkpoints where name = 'workflow_executions'),
+                           (select max(last_position) from read_models.workflow_executions)) as applied`,
+        );
+        const now = performance.now();
+        const applied = Number(r.rows[0]?.applied ?? -1);
+        for (const x of samples) if (x.passedAt === undefined && applied >= x.head) x.passedAt = now;
+        samples.push({ at: now, head: Number(r.rows[0]?.head ?? -1) });
+      } finally {
+        sampling = false;
+      }
+    };
+    const timer = setInterval(() => void sample(), 50);
+    const started: Promise<unknown>[] = [];
+    const t0 = performance.now();
+    const total = rate * seconds;
+    for (let i = 0; i < total; i++) {
+      const due = t0 + (i * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      started.push(runOne());
+    }
+    const sentIn = (performance.now() - t0) / 1000;
+    await Promise.all(started);
+    await new Promise((r) => setTimeout(r, 1_500));
+    await sample();
+    clearInterval(timer);
+    const lags = samples.filter((x) => x.passedAt !== undefined).map((x) => x.passedAt! - x.at);
+    const line = `read-model lag at ${rate} starts/s (${total} started in ${sentIn.toFixed(1)} s, ${lags.length} samples): p50 ${ms(quantile(lags, 0.5))}, p99 ${ms(quantile(lags, 0.99))}, max ${ms(Math.max(...lags))}, load ${loadavg()[0]!.toFixed(2)}`;
+    console.log(line);
+    results.push(line);
   }
   console.log(JSON.stringify({ engine: engine.stats(), seconds }, null, 0));
 } finally {

@@ -330,7 +330,10 @@ export class ProjectionRunner {
         [lane.projection.name, lane.stored, to],
       );
       if (moved.rowCount !== 1) return false;
-      for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
+      if (lane.projection.applyBatch) {
+        const events = batch.filter(handled);
+        if (events.length > 0) await lane.projection.applyBatch(c, events);
+      } else for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
       return true;
     }, durable);
     if (ok) {

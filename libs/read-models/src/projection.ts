@@ -18,6 +18,11 @@ export interface Projection {
   setup(client: pg.PoolClient): Promise<void>;
   apply(client: pg.PoolClient, event: RecordedEvent): Promise<void>;
   /**
+   * Optional: apply a whole batch (the events it handles, in order) at once, e.g. in one round
+   * trip; used instead of `apply` when present. Same rules as `apply`.
+   */
+  applyBatch?(client: pg.PoolClient, events: readonly RecordedEvent[]): Promise<void>;
+  /**
    * Told, after a batch committed, which events of it `apply` applied: for effects outside
    * the database that must follow the stored state, such as in-memory counters. Never called
    * for a batch that rolled back; what it throws is logged, not retried.

@@ -125,6 +125,11 @@ export function loadRegistry(opts: LoadRegistryOptions = {}): McpServerConfig[] 
     if (token) input.auth_token = token;
     const callMs = nonEmpty(env[`${p}CALL_MS`]);
     if (callMs) input.timeouts = { ...(input.timeouts as object | undefined), call_ms: Number(callMs) };
+    const maxConcurrent = nonEmpty(env[`${p}MAX_CONCURRENT`]);
+    const maxQueue = nonEmpty(env[`${p}MAX_QUEUE`]);
+    if (maxConcurrent || maxQueue) {
+      input.bulkhead = { ...(input.bulkhead as object | undefined), ...(maxConcurrent && { max_concurrent: Number(maxConcurrent) }), ...(maxQueue && { max_queue: Number(maxQueue) }) };
+    }
     try {
       servers.push(mcpServerConfigSchema.parse(input));
     } catch (err) {

@@ -5,7 +5,7 @@ import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
 import { mcpEvent, type McpBreakerState, type McpEvent, type McpEventSink, type McpHealth } from '../events.js';
 import { sizePayload } from '../redact.js';
 import { errorText, toAppError } from '../errors.js';
-import { ServerPolicy } from './policy.js';
+import { ServerPolicy, type McpQueueStats } from './policy.js';
 
 export interface McpConnectorOptions {
   readonly config: McpServerConfig;
@@ -37,6 +37,8 @@ export interface McpConnectorHealth extends Omit<McpSessionHealth, 'state'> {
   readonly breaker: McpBreakerState;
   readonly enabled: boolean;
   readonly tools: string[];
+  /** Calls running and waiting for a slot, and how long they waited (the bulkhead's queue). */
+  readonly queue: McpQueueStats;
 }
 
 /** Tool info as listed to callers (the MCP Tool minus nothing: name, description, schemas, annotations). */
@@ -117,6 +119,7 @@ export class McpConnector {
       breaker,
       enabled: this.opts.config.enabled,
       tools: this.session.tools.map((t) => t.name),
+      queue: this.policy.queueStats(),
     };
   }
 
@@ -219,8 +222,18 @@ export class McpConnector {
     let result: CallToolResult;
     let attempts: number;
     try {
+      // The caller's deadline (it sends its timeout): a call that waited in the queue past it is not run,
+      // since nobody waits for its answer any more (under load, running it would only delay the calls behind it).
+      // Only the first attempt is checked: retries run in the slot already held, on their own timeout.
+      const deadline = req.timeout_ms !== undefined ? t0 + req.timeout_ms : undefined;
+      let first = true;
       ({ value: result, attempts } = await this.policy.execute((signal) => {
         if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
+        const queued = first;
+        first = false;
+        if (queued && deadline !== undefined && performance.now() > deadline) {
+          throw new AppError('rate_limited', `MCP server ${this.name}: the call waited for a slot past its caller's ${req.timeout_ms} ms; not run`, { server: this.name, tool: req.tool, queue: 'expired', retry_after_ms: 1_000 }, true);
+        }
         return this.session.callTool(req.tool, args, {
           signal: anySignal(anySignal(signal, req.signal), cancel),
           timeoutMs: Math.min(req.timeout_ms ?? cfg.timeouts.call_ms, cfg.timeouts.call_ms),

@@ -1,4 +1,5 @@
 import {
+  BulkheadRejectedError,
   bulkhead,
   circuitBreaker,
   ConsecutiveBreaker,
@@ -10,12 +11,32 @@ import {
   timeout,
   TimeoutStrategy,
   wrap,
+  type BulkheadPolicy,
   type CircuitBreakerPolicy,
   type IPolicy,
 } from 'cockatiel';
 import type { McpServerConfig } from '../registry/schema.js';
 import type { McpBreakerState } from '../events.js';
+import { AppError } from '@switchyard/platform';
 import { countsAsFailure, errorText, isRetryable, toAppError } from '../errors.js';
+
+/** The bulkhead's queue as metrics see it: calls waiting for a slot and how long they waited. */
+export interface McpQueueStats {
+  readonly max_concurrent: number;
+  readonly max_queue: number;
+  /** Calls running now (holding a slot). */
+  readonly in_flight: number;
+  /** Calls waiting for a slot now. */
+  readonly depth: number;
+  /** Wait for a slot over the last minute (calls that got one), ms. */
+  readonly wait_ms: { readonly count: number; readonly p50: number; readonly p99: number; readonly max: number };
+  /** Since start: calls that had to wait, calls refused because the queue was full. */
+  readonly queued_total: number;
+  readonly rejected_total: number;
+}
+
+const WAIT_WINDOW_MS = 60_000;
+const WAIT_SAMPLES = 1_024;
 
 export interface BreakerListener {
   opened(lastError: string): void;
@@ -32,6 +53,12 @@ export interface BreakerListener {
  */
 export class ServerPolicy {
   readonly breaker: CircuitBreakerPolicy;
+  private readonly bulkhead: BulkheadPolicy;
+  /** Recent waits for a slot: [end time, wait ms], a ring of WAIT_SAMPLES. */
+  private readonly waits: [number, number][] = [];
+  private waitNext = 0;
+  private queuedTotal = 0;
+  private rejectedTotal = 0;
   /** Retries every transient error, timeouts included: for read-only / idempotent calls. */
   private readonly safe: IPolicy;
   /** Retries transient errors except timeouts: a call that timed out may have run, so do not run it twice. */
@@ -60,7 +87,9 @@ export class ServerPolicy {
     this.breaker.onBreak((reason) => listener.opened('error' in reason ? errorText(reason.error) : 'failure result'));
     this.breaker.onHalfOpen(() => listener.halfOpened());
     this.breaker.onReset(() => listener.closed());
+    // A full server makes calls wait in a FIFO queue (bounded by max_queue) rather than fail.
     const bh = bulkhead(config.bulkhead.max_concurrent, config.bulkhead.max_queue);
+    this.bulkhead = bh;
     const perAttempt = timeout(config.timeouts.call_ms, TimeoutStrategy.Aggressive);
     this.safe = wrap(bh, this.breaker, retrySafe, perAttempt);
     this.unsafe = wrap(bh, this.breaker, retryUnsafe, perAttempt);
@@ -76,17 +105,51 @@ export class ServerPolicy {
   ): Promise<{ value: T; attempts: number }> {
     let attempts = 0;
     const policy = opts.retryTimeouts ? this.safe : this.unsafe;
+    const t0 = performance.now();
+    const waited = this.bulkhead.executionSlots <= 0;
+    if (waited && this.bulkhead.queueSlots > 0) this.queuedTotal++;
     try {
       const value = await policy.execute(({ signal }) => {
-        attempts++;
+        if (attempts++ === 0 && waited) this.recordWait(performance.now() - t0);
         return fn(signal);
         // A fresh parent signal per call: cockatiel's shared default signal would collect one
         // listener per in-flight call and trip Node's MaxListeners warning under load.
       }, opts.signal ?? new AbortController().signal);
       return { value, attempts };
     } catch (err) {
+      if (err instanceof BulkheadRejectedError) {
+        this.rejectedTotal++;
+        // Tell the caller when a slot is likely: about the time the queue takes to drain now.
+        const e = toAppError(err, this.config.name, 'call');
+        const q = this.queueStats();
+        const retryAfter = Math.min(10_000, Math.max(250, Math.round(q.wait_ms.p50 || 250)));
+        throw Object.assign(new AppError(e.code, `${e.message} (${q.in_flight} running, ${q.depth} queued)`, { ...e.details, retry_after_ms: retryAfter, depth: q.depth }, true), { attempts });
+      }
       throw Object.assign(toAppError(err, this.config.name, 'call'), { attempts });
     }
+  }
+
+  private recordWait(ms: number): void {
+    const sample: [number, number] = [Date.now(), ms];
+    if (this.waits.length < WAIT_SAMPLES) this.waits.push(sample);
+    else this.waits[this.waitNext] = sample;
+    this.waitNext = (this.waitNext + 1) % WAIT_SAMPLES;
+  }
+
+  /** Queue depth, slots in use and recent waits, without I/O. */
+  queueStats(): McpQueueStats {
+    const since = Date.now() - WAIT_WINDOW_MS;
+    const recent = this.waits.filter(([t]) => t >= since).map(([, w]) => w).sort((a, b) => a - b);
+    const pick = (q: number) => (recent.length === 0 ? 0 : Math.round(recent[Math.min(recent.length - 1, Math.floor(q * recent.length))]!));
+    return {
+      max_concurrent: this.config.bulkhead.max_concurrent,
+      max_queue: this.config.bulkhead.max_queue,
+      in_flight: this.config.bulkhead.max_concurrent - this.bulkhead.executionSlots,
+      depth: this.config.bulkhead.max_queue - this.bulkhead.queueSlots,
+      wait_ms: { count: recent.length, p50: pick(0.5), p99: pick(0.99), max: recent.length === 0 ? 0 : Math.round(recent.at(-1)!) },
+      queued_total: this.queuedTotal,
+      rejected_total: this.rejectedTotal,
+    };
   }
 
   get breakerState(): McpBreakerState {

@@ -110,4 +110,38 @@ describe('ServerPolicy', () => {
     await first;
     assert.equal((await queued).value, 'queued');
   });
+
+  it('a burst past max_concurrent waits in a FIFO queue (depth and wait in queueStats); only past the bound is a call refused, with retry_after_ms', async () => {
+    const { p } = policy({ bulkhead: { max_concurrent: 2, max_queue: 20 } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const order: number[] = [];
+    const burst = Array.from({ length: 22 }, (_, i) =>
+      p.execute(async () => {
+        order.push(i);
+        if (i < 2) await gate;
+        return i;
+      }, { retryTimeouts: true }),
+    );
+    const during = p.queueStats();
+    assert.equal(during.in_flight, 2);
+    assert.equal(during.depth, 20);
+    assert.equal(during.queued_total, 20);
+    const e = await rejects(p.execute(async () => 'over', { retryTimeouts: true }));
+    assert.equal(e.code, 'rate_limited');
+    assert.equal(e.retryable, true);
+    assert.equal(typeof e.details.retry_after_ms, 'number');
+    assert.ok((e.details.retry_after_ms as number) >= 250);
+    await new Promise((r) => setTimeout(r, 30));
+    release();
+    const values = (await Promise.all(burst)).map((r) => r.value);
+    assert.deepEqual(values, Array.from({ length: 22 }, (_, i) => i), 'every queued call ran and answered');
+    assert.deepEqual(order, Array.from({ length: 22 }, (_, i) => i), 'in arrival order');
+    const after = p.queueStats();
+    assert.equal(after.depth, 0);
+    assert.equal(after.in_flight, 0);
+    assert.equal(after.rejected_total, 1);
+    assert.equal(after.wait_ms.count, 20);
+    assert.ok(after.wait_ms.max >= 25, `the queued calls waited for the gate (max ${after.wait_ms.max} ms)`);
+  });
 });

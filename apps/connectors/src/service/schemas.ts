@@ -91,6 +91,18 @@ export const serverHealthSchema = z.object({
   pid: z.number().optional(),
   reconnect_attempt: z.number().int(),
   tools: z.array(z.string()),
+  /** The bulkhead's queue: calls running and waiting, recent waits for a slot (absent from older connectors). */
+  queue: z
+    .object({
+      max_concurrent: z.number().int(),
+      max_queue: z.number().int(),
+      in_flight: z.number().int(),
+      depth: z.number().int(),
+      wait_ms: z.object({ count: z.number().int(), p50: z.number(), p99: z.number(), max: z.number() }),
+      queued_total: z.number().int(),
+      rejected_total: z.number().int(),
+    })
+    .optional(),
 });
 export type ServerHealth = z.infer<typeof serverHealthSchema>;
 

@@ -1,4 +1,4 @@
-import { MCP_SUBJECT_PREFIX, mcpRegistryListSubject, mcpSubject, registryListReplySchema, serverHealthSchema } from '@switchyard/connectors';
+import { MCP_SUBJECT_PREFIX, mcpRegistryListSubject, mcpSubject, registryListReplySchema, serverHealthSchema, type ServerHealth } from '@switchyard/connectors';
 import { request, serviceClient, type NatsConnection } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 import { functionProbe, type Probe } from '../probes.js';
@@ -15,6 +15,8 @@ export interface DiscoveryOptions {
   readonly mcpSubjectPrefix?: string;
   /** NATS service names of agents start with this (default `agent-`). */
   readonly agentServicePrefix?: string;
+  /** Every MCP health answer a probe got (the wiring turns its queue figures into samples). */
+  readonly onMcpHealth?: (server: string, health: ServerHealth) => void;
   /** How long `$SRV.PING` discovery gathers answers (default 500 ms). */
   readonly agentDiscoveryWaitMs?: number;
 }
@@ -80,6 +82,7 @@ export class ProbeDiscovery {
     return functionProbe(mcpProbeName(server), 'mcp', async (signal) => {
       const started = performance.now();
       const h = await request(nats, mcpSubject(server, 'health', prefix), { probe: true }, { schema: serverHealthSchema, timeoutMs: probeTimeoutMs, correlationId: 'monitor' });
+      this.opts.onMcpHealth?.(server, h);
       const details = { state: h.state, breaker: h.breaker, ...(h.response_ms !== undefined ? { responseMs: h.response_ms } : {}) };
       switch (h.state) {
         case 'up':

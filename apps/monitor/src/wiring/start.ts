@@ -127,6 +127,22 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
     ...(opts.mcpSubjectPrefix ? { mcpSubjectPrefix: opts.mcpSubjectPrefix } : {}),
     ...(opts.agentServicePrefix ? { agentServicePrefix: opts.agentServicePrefix } : {}),
     agentDiscoveryWaitMs: Math.min(500, wiring.discoveryIntervalMs),
+    // The connectors' queue per server as series (time series, trends, /metrics): mcp_queue_depth, mcp_in_flight, mcp_queue_wait_p50_ms/p99_ms.
+    onMcpHealth: (server, h) => {
+      if (!h.queue) return;
+      const ts = Date.now();
+      const labels = { server };
+      const q = h.queue;
+      void monitor
+        .ingest([
+          { metric: 'mcp_queue_depth', labels, ts, value: q.depth },
+          { metric: 'mcp_in_flight', labels, ts, value: q.in_flight },
+          { metric: 'mcp_queue_wait_p50_ms', labels, ts, value: q.wait_ms.p50 },
+          { metric: 'mcp_queue_wait_p99_ms', labels, ts, value: q.wait_ms.p99 },
+          { metric: 'mcp_queue_rejected_total', labels, ts, value: q.rejected_total },
+        ])
+        .catch((err: unknown) => log.debug({ err, server }, 'storing MCP queue samples failed'));
+    },
   });
   let running = true;
   let timer: NodeJS.Timeout | undefined;

@@ -1061,6 +1061,8 @@ export class Dispatcher {
   }
 }
 
+const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
+
 /** The AppError a caller of `execute` gets for a task that did not complete. */
 export function taskEndError(s: ExistingTaskState): AppError {
   const v = taskViewOf(s);
@@ -1071,7 +1073,9 @@ export function taskEndError(s: ExistingTaskState): AppError {
     case 'canceled':
       return new AppError('illegal_state', `task ${s.task_id} was canceled: ${s.reason}`, details, false);
     case 'failed':
-      return new AppError(isErrorCode(s.error.code) ? s.error.code : 'internal', `task ${s.task_id} failed: ${s.error.message}`, details, false);
+      // A task that failed because no agent could take it (lost, unreachable, refusing for load) may succeed
+      // when asked again: say so, so a workflow step retries it rather than failing.
+      return new AppError(isErrorCode(s.error.code) ? s.error.code : 'internal', `task ${s.task_id} failed: ${s.error.message}`, details, TRANSIENT_TASK_CODES.has(s.error.code));
     default:
       return new AppError('internal', `task ${s.task_id} has not ended (${s.status})`, details, false);
   }

@@ -262,4 +262,57 @@ describe('workflow engine processes: SIGKILL and scale-out', () => {
       await responders.stop();
     }
   });
+
+  it('a call in flight when the engine dies is sent again after the restart, and the downtime is not charged to its timeout', { timeout: 60_000 }, async () => {
+    const server = `down${newId().slice(0, 6)}`;
+    const subjects = { mcpPrefix: `test.wf.${server}.mcp`, tasksSubject: `test.wf.${server}.tasks.execute` };
+    const responders = await new Responders(nc, logger).start([server], { queue: `q-${server}`, tasks: false, ...subjects });
+    // The worker finishes the work only after the engine is back (its first reply went to the dead engine).
+    let release!: () => void;
+    const back = new Promise<void>((r) => (release = r));
+    responders.behaviours.set(`${server}/slow`, async () => {
+      await back;
+      return { ok: true };
+    });
+    const timeoutMs = 4_000;
+    try {
+      const env = { DATABASE_URL: url, NATS_URL: natsUrl, WORKFLOW_MCP_SUBJECT_PREFIX: subjects.mcpPrefix, WORKFLOW_TASKS_SUBJECT: subjects.tasksSubject };
+      let engine = spawnEngine(env);
+      engines.push(engine);
+      await engine.started;
+      // No retry policy: before, a timeout that ran out during the downtime failed the step for good.
+      const definition: WorkflowDefinitionInput = { id: 'in_flight_at_crash', version: 1, name: 'in flight at crash', steps: [{ id: 'slow', uses: `mcp:${server}/slow`, timeout_ms: timeoutMs }] };
+      const ids: string[] = [];
+      for (let n = 0; n < 5; n++) ids.push((await startExecution(store, { definition, input: {}, correlationId: newId(), executionId: `down-${n}-${newId().slice(0, 8)}` })).executionId);
+      const keys = ids.map((id) => `${id}:slow:1`);
+      const sent = async (times: number, ms: number) => {
+        const until = Date.now() + ms;
+        while (!keys.every((k) => responders.calls.filter((c) => c.key === k).length >= times)) {
+          if (Date.now() > until) assert.fail(`not every call was sent ${times} time(s)`);
+          await sleep(50);
+        }
+      };
+      await sent(1, 20_000);
+      await kill(engine, 'SIGKILL');
+      // Down for longer than the step's timeout.
+      await sleep(timeoutMs + 1_000);
+      engine = spawnEngine(env);
+      engines.push(engine);
+      await engine.started;
+      await sent(2, 20_000);
+      release();
+      await allDone(ids, 30_000);
+      for (const id of ids) {
+        const t = (await store.readStream(`workflow_execution-${id}`)).map((e) => e.type);
+        assert.equal(t.filter((x) => x === 'StepTimedOut' || x === 'StepFailed').length, 0, `${id}: ${t.join(',')}`);
+        assert.ok(t.includes('StepRedispatched'), `${id}: the re-send restarted the attempt's clock (${t.join(',')})`);
+        assert.equal(responders.effects.get(`${id}:slow:1`), 1, 'the work ran once (the re-send was answered from it)');
+      }
+      await kill(engine, 'SIGTERM');
+    } finally {
+      release();
+      await responders.stop();
+    }
+  });
 });
+

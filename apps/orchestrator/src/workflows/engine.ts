@@ -131,6 +131,12 @@ export class WorkflowEngine {
   private readonly partitions: number;
   private readonly leases: PartitionLeases;
   private readonly owned = new Set<number>();
+  /**
+   * Owned partitions whose executions were recovered since they were acquired: only their timers
+   * fire. A timeout armed before a crash must not fire before recovery has re-sent its unit (and
+   * restarted its clock), or the downtime would be charged to the step.
+   */
+  private readonly ready = new Set<number>();
   private readonly checkpoints = new Map<number, number>();
   private readonly dirty = new Set<number>();
   private readonly cache = new Map<string, CachedState>();
@@ -250,7 +256,11 @@ export class WorkflowEngine {
         this.log.info({ partition: p, checkpoint: cp }, 'partition acquired');
         // Events of this partition before what the subscription has delivered must be seen again.
         if (cp < this.lastDelivered) this.requestRestart();
-        this.track(this.recoverPartition(p));
+        this.track(
+          this.recoverPartition(p, true).finally(() => {
+            if (this.owned.has(p)) this.ready.add(p);
+          }),
+        );
       } catch (err) {
         this.log.error({ err, partition: p }, 'partition acquire failed');
       }
@@ -259,6 +269,7 @@ export class WorkflowEngine {
 
   private onRelease(p: number): void {
     this.owned.delete(p);
+    this.ready.delete(p);
     this.dirty.delete(p);
     this.pending.delete(p);
     // The new owner recovers these executions (and re-arms their timers) from their events.
@@ -780,23 +791,30 @@ export class WorkflowEngine {
   }
 
   /**
-   * Fire due timers: claim rows with FOR UPDATE SKIP LOCKED (two engines never fire the same
-   * row at once), send each command through the decider, delete the row in the same transaction.
-   * A crash before commit leaves the row: it fires again, and the decider ignores a repeat.
+   * Fire due timers. Rows are claimed by a lease, not by a lock held while their commands run: one
+   * statement moves the due rows' `due_at` TIMER_LEASE_MS ahead (FOR UPDATE SKIP LOCKED, so two
+   * engines never claim the same row) and commits; then each command goes through the decider;
+   * then the rows are deleted, unless re-armed meanwhile (`due_at` no longer the lease). A crash in
+   * between leaves the row: it fires again when the lease runs out (recovery re-arms it sooner), and
+   * the decider ignores a repeat. Holding the row locks across the commands instead let an engine
+   * deadlock under load: recovery's re-arming upserts of those rows waited on the lock while holding
+   * every pool connection the commands needed.
    */
   private async pollTimers(): Promise<void> {
-    if (this.timerPolling || this.stopped) return;
+    if (this.timerPolling || this.stopped || this.ready.size === 0) return;
     this.timerPolling = true;
-    let client: pg.PoolClient | undefined;
+    const parts = [...this.ready];
     try {
       for (let more = true; more && !this.stopped; ) {
-        client = await this.o.pool.connect();
-        await client.query('begin');
-        const due = await client.query<{ execution_id: string; timer_key: string; command: WorkflowCommand }>(
-          `select execution_id, timer_key, command from ${WORKFLOW_SCHEMA}.timers
-           where due_at <= now() order by due_at limit 100 for update skip locked`,
+        const due = await this.o.pool.query<{ execution_id: string; timer_key: string; command: WorkflowCommand; lease: string }>(
+          `update ${WORKFLOW_SCHEMA}.timers t set due_at = now() + make_interval(secs => $2)
+           from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
+                 where due_at <= now() and partition = any($1::int[]) order by due_at limit 100 for update skip locked) d
+           where t.execution_id = d.execution_id and t.timer_key = d.timer_key
+           returning t.execution_id, t.timer_key, t.command, t.due_at::text as lease`,
+          [parts, TIMER_LEASE_MS / 1000],
         );
-        const fired: { execution_id: string; timer_key: string }[] = [];
+        const fired: { execution_id: string; timer_key: string; lease: string }[] = [];
         await Promise.all(
           due.rows.map(async (row) => {
             try {
@@ -810,21 +828,17 @@ export class WorkflowEngine {
           }),
         );
         if (fired.length > 0) {
-          await client.query(
-            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[]) as f(e, k) where t.execution_id = f.e and t.timer_key = f.k`,
-            [fired.map((f) => f.execution_id), fired.map((f) => f.timer_key)],
+          await this.o.pool.query(
+            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[], $3::text[]) as f(e, k, l)
+             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l::timestamptz`,
+            [fired.map((f) => f.execution_id), fired.map((f) => f.timer_key), fired.map((f) => f.lease)],
           );
         }
-        await client.query('commit');
-        client.release();
-        client = undefined;
         more = due.rows.length === 100;
       }
     } catch (err) {
       this.log.warn({ err }, 'timer poll failed');
-      await client?.query('rollback').catch(() => undefined);
     } finally {
-      client?.release();
       this.timerPolling = false;
     }
   }
@@ -895,17 +909,27 @@ export class WorkflowEngine {
 
   // ---- recovery -----------------------------------------------------------------------
 
-  /** Drive every active execution of a partition from its full state (start, take-over, periodic). */
-  private async recoverPartition(p: number): Promise<void> {
+  /**
+   * Drive every active execution of a partition from its full state (start, take-over, periodic).
+   * `acquired`: the partition was just taken (start, take-over), so nothing of it runs here yet.
+   */
+  private async recoverPartition(p: number, acquired = false): Promise<void> {
     const rows = await this.o.pool.query<{ execution_id: string }>(`select execution_id from ${WORKFLOW_SCHEMA}.active_executions where partition = $1`, [p]);
     const ids = rows.rows.map((r) => r.execution_id);
     for (let i = 0; i < ids.length && this.owned.has(p) && !this.stopped; i += 8) {
-      await Promise.all(ids.slice(i, i + 8).map((id) => this.recoverExecution(id, p)));
+      await Promise.all(
+        ids.slice(i, i + 8).map((id) =>
+          this.recoverExecution(id, p, acquired).catch((err: unknown) => {
+            // One bad execution must not hold up the rest (nor the partition's timers); the periodic pass tries again.
+            this.log.warn({ err, executionId: id, partition: p }, 'recovering an execution failed');
+          }),
+        ),
+      );
     }
     this.counts.recoveries++;
   }
 
-  private async recoverExecution(executionId: string, partition: number): Promise<void> {
+  private async recoverExecution(executionId: string, partition: number, acquired: boolean): Promise<void> {
     const { state } = await loadExecution(this.o.store, executionId);
     if (state.status === 'not_started') return;
     if (isTerminal(state)) {
@@ -922,7 +946,15 @@ export class WorkflowEngine {
       for (const def of state.definition.steps) {
         for (const u of state.steps[def.id]?.units ?? []) {
           if (u?.phase !== 'dispatched') continue;
-          this.dispatch(stepDispatchOf(state, def, u), true);
+          const d = stepDispatchOf(state, def, u);
+          if (acquired) {
+            // Its reply was lost with the process that sent it: the attempt's clock restarts with the
+            // re-send (StepRedispatched re-arms the timeout), so the time no engine ran is not charged to
+            // the step. Also when the saga's replay of the partition has re-sent it already (in flight here).
+            const ref = { stepId: u.stepId, ...(u.itemIndex === undefined ? {} : { itemIndex: u.itemIndex }) };
+            await this.command(executionId, { type: 'RecordStepRedispatched', data: { ...ref, attempt: u.attempt }, metadata: this.meta(state.correlationId) });
+          }
+          this.dispatch(d, true);
         }
       }
     }
@@ -944,6 +976,9 @@ function timerKey(t: TimerAction): string {
   const d = t.command.data as { stepId: string; itemIndex?: number; attempt?: number };
   return `${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`;
 }
+
+/** How long a claimed timer row is left to its claimant before it is due again (see pollTimers). */
+const TIMER_LEASE_MS = 10_000;
 
 /** A step timeout is written once its step has run this long (most steps end sooner)... */
 const TIMEOUT_DEFER_MS = 1_000;

@@ -53,9 +53,18 @@ export function mcpOutput(reply: z.infer<typeof callToolReply>): unknown {
 
 /** Any failure of a request as a StepError; the AppError's `retryable` says whether another attempt can help. */
 export function toStepError(err: unknown): StepError {
-  if (isAppError(err)) return { code: err.code, message: err.message, retryable: err.retryable };
+  if (isAppError(err)) {
+    const after = retryAfterMsOf(err.details);
+    return { code: err.code, message: err.message, retryable: err.retryable, ...(after !== undefined && { retryAfterMs: after }) };
+  }
   const e = err as { code?: unknown; message?: unknown; retryable?: unknown };
   return { code: typeof e?.code === 'string' ? e.code : 'internal', message: String(e?.message ?? err), retryable: e?.retryable === true };
+}
+
+/** A worker's "not before" hint in an error's details (`retry_after_ms`, or the gateway's `retryAfterSeconds`), bounded to 5 min. */
+function retryAfterMsOf(details: Record<string, unknown>): number | undefined {
+  const ms = typeof details.retry_after_ms === 'number' ? details.retry_after_ms : typeof details.retryAfterSeconds === 'number' ? details.retryAfterSeconds * 1000 : undefined;
+  return ms !== undefined && Number.isFinite(ms) && ms > 0 ? Math.min(Math.round(ms), 300_000) : undefined;
 }
 
 /**

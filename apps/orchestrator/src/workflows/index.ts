@@ -12,6 +12,7 @@ export {
   setupWorkflowReadModel,
   listExecutions,
   getExecutionView,
+  executionReadPosition,
   READ_SCHEMA,
   type ExecutionSummary,
   type ExecutionQuery,

@@ -9,6 +9,7 @@ export {
   executionEvents,
   executionResult,
   getExecutionView,
+  executionReadPosition,
   listExecutions,
   loadExecution,
   setupWorkflowReadModel,

@@ -9,6 +9,7 @@ import {
   buildCatalog,
   DefinitionStore,
   ensureWorkflowSchema,
+  executionReadPosition,
   executionResult,
   getExecutionView,
   loadExecution,
@@ -22,6 +23,8 @@ import { StartWorkflowExecution } from './commands.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
 
 export const WORKFLOWS_BASE = '/api/v1/workflows';
+/** How long a detail read waits for the read model to reach the execution's last event before folding the stream. */
+const READ_YOUR_WRITES_WAIT_MS = 250;
 
 const links = (id: string) => ({
   self: `${WORKFLOWS_BASE}/executions/${encodeURIComponent(id)}`,
@@ -77,10 +80,25 @@ export class WorkflowsService implements OnModuleInit {
     return { status: ended ? 200 : 202, body: { ...base, ...result } };
   }
 
-  /** The read model's view; while it lags behind a brand-new execution, a view folded from the stream. */
+  /**
+   * The read model's view once it has applied the stream's last event (waiting up to
+   * READ_YOUR_WRITES_WAIT_MS for it); a read model that lags further behind would show a new
+   * execution as missing or an ended one as running, so then the view is folded from the stream.
+   */
   async detail(executionId: string) {
-    const view = await getExecutionView(this.pool, executionId);
-    if (view) return { ...view, links: links(executionId) };
+    const [last] = await this.store.readStream(`workflow_execution-${executionId}`, { direction: 'backwards', maxCount: 1 });
+    if (last) {
+      const until = Date.now() + READ_YOUR_WRITES_WAIT_MS;
+      for (;;) {
+        const applied = await executionReadPosition(this.pool, executionId);
+        if (applied !== undefined && applied >= last.position) {
+          const view = await getExecutionView(this.pool, executionId);
+          if (view) return { ...view, links: links(executionId) };
+        }
+        if (Date.now() >= until) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     const { state } = await loadExecution(this.store, executionId);
     if (state.status === 'not_started') throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
     return { ...fromState(executionId, state), links: links(executionId) };

@@ -33,7 +33,7 @@ import { validateInput } from '../definition/input.js';
 import { DEFAULT_STEP_TIMEOUT_MS, type StepDefinition, type WorkflowDefinition } from '../definition/schema.js';
 import { compensationStepIds, validateDefinition } from '../definition/validate.js';
 import { workflowLimits } from '../definition/limits.js';
-import { addMs, backoffDelay, hash32, notBefore } from './timing.js';
+import { addMs, backoffDelay, hash32, notBefore, transientDelay, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
 import type {
   ActiveExecution,
   ExecutionData,
@@ -207,7 +207,21 @@ function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionStat
       const def = requireStep(s, command.data.stepId);
       const u = unitOf(s, command.data);
       if (!isActive(s) || !accepting(u, command.data.attempt)) return [];
-      primary = attemptFailed(s, def, command.data, command.data.attempt, command.data.error, meta, []);
+      primary = attemptFailed(s, def, command.data, command.data.attempt, command.data.error, meta, [], true);
+      break;
+    }
+    case 'RecordStepRedispatched': {
+      const s = requireStarted(state);
+      requireStep(s, command.data.stepId);
+      const u = unitOf(s, command.data);
+      if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt) return [];
+      primary = [
+        {
+          type: 'StepRedispatched',
+          data: { ...ref(command.data), attempt: u.attempt, idempotencyKey: u.idempotencyKey, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
+          metadata: meta,
+        },
+      ];
       break;
     }
     case 'RecordStepTimedOut': {
@@ -220,7 +234,8 @@ function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionStat
       if (u.timeoutAt && !notBefore(now, u.timeoutAt)) return [];
       const error: StepError = { code: 'timeout', message: `attempt ${u.attempt} timed out after ${u.timeoutMs} ms`, retryable: true };
       const timedOut: WorkflowEvent = { type: 'StepTimedOut', data: { ...ref(command.data), attempt: u.attempt, at: now }, metadata: meta };
-      primary = attemptFailed(s, def, command.data, u.attempt, error, meta, [timedOut]);
+      // The step's own timeout is its own work taking too long: only its retry policy retries it.
+      primary = attemptFailed(s, def, command.data, u.attempt, error, meta, [timedOut], false);
       break;
     }
     case 'RetryStep': {
@@ -309,6 +324,13 @@ function scheduled(
 /**
  * An attempt failed (or timed out): retry if the policy allows and the workflow is still going
  * forward, otherwise the unit has failed for good, and with it the step.
+ *
+ * A transient error the worker reported (`retryable`: full queue, server or agent unreachable,
+ * open circuit) is retried whatever the step's policy says, with jittered exponential backoff
+ * and at least the worker's `retryAfterMs`, for TRANSIENT_RETRY_BUDGET_MS from the unit's first
+ * schedule: load or a short outage delays a step instead of failing it, and a server that stays
+ * down still ends it. Such retries do not use up the policy's attempts (the policy adds to them).
+ * `transientOk` is false for the step's own timeout, which only its policy retries.
  */
 function attemptFailed(
   s: ActiveExecution,
@@ -318,17 +340,30 @@ function attemptFailed(
   error: StepError,
   meta: CommandMetadata,
   prefix: WorkflowEvent[],
+  transientOk: boolean,
 ): WorkflowEvent[] {
   const now = meta.timestamp;
   const policy = def.retry;
+  const u = unitOf(s, unit);
   const goingForward = s.status === 'running' && !s.failing && s.steps[def.id]?.status === 'running';
   const codeMatches = !policy?.on || policy.on.includes(error.code);
-  const canRetry = goingForward && error.retryable && codeMatches && policy !== undefined && attempt < policy.attempts;
+  const policyAttempt = attempt - (u?.transientRetries ?? 0);
+  const canRetry = goingForward && error.retryable && codeMatches && policy !== undefined && policyAttempt < policy.attempts;
+  const firstAt = u?.firstScheduledAt;
+  const withinBudget = firstAt === undefined || Date.parse(now) - Date.parse(firstAt) < TRANSIENT_RETRY_BUDGET_MS;
+  const transient = !canRetry && transientOk && goingForward && error.retryable && withinBudget;
   const events: WorkflowEvent[] = [...prefix];
-  events.push({ type: 'StepFailed', data: { ...ref(unit), attempt, error, final: !canRetry, at: now }, metadata: meta });
-  if (canRetry) {
-    const delayMs = backoffDelay(policy.backoff, attempt + 1, s.seed, unitKey(unit));
-    events.push({ type: 'StepRetryScheduled', data: { ...ref(unit), attempt: attempt + 1, delayMs, dueAt: addMs(now, delayMs) }, metadata: meta });
+  events.push({ type: 'StepFailed', data: { ...ref(unit), attempt, error, final: !canRetry && !transient, at: now }, metadata: meta });
+  if (canRetry || transient) {
+    const base = canRetry
+      ? backoffDelay(policy.backoff, policyAttempt + 1, s.seed, unitKey(unit))
+      : transientDelay((u?.transientRetries ?? 0) + 1, s.seed, unitKey(unit));
+    const delayMs = Math.max(base, Math.min(error.retryAfterMs ?? 0, TRANSIENT_RETRY_BUDGET_MS));
+    events.push({
+      type: 'StepRetryScheduled',
+      data: { ...ref(unit), attempt: attempt + 1, delayMs, dueAt: addMs(now, delayMs), ...(transient ? { transient: true } : {}) },
+      metadata: meta,
+    });
     return events;
   }
   // An item's final failure fails its for_each step (once).
@@ -596,7 +631,17 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
         idempotencyKey: d.idempotencyKey,
         timeoutMs: d.timeoutMs,
       };
-      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit({ ...st, status: 'running' }, d.itemIndex ?? 0, () => unit)) };
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) =>
+          withUnit({ ...st, status: 'running' }, d.itemIndex ?? 0, (prev) => {
+            // A later attempt of the same unit keeps when the first was scheduled and how many retries were transient.
+            const first = d.attempt > 1 && prev ? prev.firstScheduledAt : d.scheduledAt;
+            const transientRetries = d.attempt > 1 && prev ? (prev.transientRetries ?? 0) : 0;
+            return { ...unit, ...(first !== undefined && { firstScheduledAt: first }), ...(transientRetries > 0 && { transientRetries }) };
+          }),
+        ),
+      };
     }
     case 'StepDispatched': {
       const d = event.data;
@@ -638,9 +683,20 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       return {
         ...s,
         steps: withStep(s, d.stepId, (st) =>
-          withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'retry_wait', attempt: d.attempt, dueAt: d.dueAt, idempotencyKey: idempotencyKey(s.executionId, d, d.attempt) })),
+          withUnit(st, d.itemIndex ?? 0, (u) => ({
+            ...u!,
+            phase: 'retry_wait',
+            attempt: d.attempt,
+            dueAt: d.dueAt,
+            idempotencyKey: idempotencyKey(s.executionId, d, d.attempt),
+            ...(d.transient && { transientRetries: (u?.transientRetries ?? 0) + 1 }),
+          })),
         ),
       };
+    }
+    case 'StepRedispatched': {
+      const d = event.data;
+      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, timeoutAt: d.timeoutAt }))) };
     }
     case 'StepSkipped':
       return { ...s, steps: withStep(s, event.data.stepId, (st) => ({ ...st, status: 'skipped', skipReason: event.data.reason })) };

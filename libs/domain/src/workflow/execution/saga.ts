@@ -188,8 +188,9 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
     case 'StepScheduled':
       return { ...none, dispatch: all.dispatch.filter((d) => d.kind === 'step' && sameUnit(d)) };
     case 'StepDispatched':
+    case 'StepRedispatched':
     case 'StepRetryScheduled': {
-      const kind = event.type === 'StepDispatched' ? 'timeout' : 'retry';
+      const kind = event.type === 'StepRetryScheduled' ? 'retry' : 'timeout';
       const timers = all.timers.filter((t) => t.kind === kind && sameUnit(t.command.data));
       return { ...none, timers, due: timers.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command) };
     }

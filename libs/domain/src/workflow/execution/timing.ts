@@ -42,3 +42,18 @@ export function backoffDelay(policy: BackoffPolicy, nextAttempt: number, seed: n
   const jittered = base * (1 - policy.jitter * seededUnit(seed, `${key}:${nextAttempt}`));
   return Math.max(0, Math.round(jittered));
 }
+
+/** How long transient errors of one unit are retried, from its first schedule, before the step fails. */
+export const TRANSIENT_RETRY_BUDGET_MS = 120_000;
+const TRANSIENT_INITIAL_MS = 250;
+const TRANSIENT_MAX_MS = 10_000;
+
+/**
+ * Delay before the `n`-th transient retry (1 = first): exponential from 250 ms, capped at 10 s,
+ * with up to half of it removed at random (seeded) so a burst of refused calls does not come back
+ * in lockstep.
+ */
+export function transientDelay(n: number, seed: number, key: string): number {
+  const base = Math.min(TRANSIENT_MAX_MS, TRANSIENT_INITIAL_MS * Math.pow(2, Math.max(0, n - 1)));
+  return Math.max(1, Math.round(base * (1 - 0.5 * seededUnit(seed, `${key}:transient:${n}`))));
+}

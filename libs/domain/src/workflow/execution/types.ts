@@ -10,6 +10,8 @@ export interface StepError {
   readonly code: string;
   readonly message: string;
   readonly retryable: boolean;
+  /** The worker asked not to be called again before this many ms (e.g. a full queue); a floor for the next delay. */
+  readonly retryAfterMs?: number;
 }
 
 /** Addresses one unit: a step, and for for_each steps the item index. */
@@ -49,6 +51,11 @@ export type RecordStepSucceeded = Command<'RecordStepSucceeded', UnitRef & { rea
 export type RecordStepFailed = Command<'RecordStepFailed', UnitRef & { readonly attempt: number; readonly error: StepError }>;
 /** The timeout timer of a dispatched attempt fired. */
 export type RecordStepTimedOut = Command<'RecordStepTimedOut', UnitRef & { readonly attempt: number }>;
+/**
+ * The engine came back (start, take-over) and sent a dispatched attempt that had no reply again,
+ * with its idempotency key: the attempt's timeout restarts from now, so downtime is not charged to it.
+ */
+export type RecordStepRedispatched = Command<'RecordStepRedispatched', UnitRef & { readonly attempt: number }>;
 /** The backoff timer of a retry fired: schedule that attempt. */
 export type RetryStep = Command<'RetryStep', UnitRef & { readonly attempt: number }>;
 export type RequestCancel = Command<'RequestCancel', { readonly reason: string }>;
@@ -61,6 +68,7 @@ export type WorkflowCommand =
   | RecordStepSucceeded
   | RecordStepFailed
   | RecordStepTimedOut
+  | RecordStepRedispatched
   | RetryStep
   | RequestCancel
   | RecordCompensationSucceeded
@@ -109,10 +117,19 @@ export type StepFailed = Event<
   'StepFailed',
   UnitRef & { readonly attempt: number; readonly error: StepError; readonly final: boolean; readonly at: string }
 >;
-/** The next attempt waits for a durable timer due at `dueAt`. */
+/**
+ * The next attempt waits for a durable timer due at `dueAt`. `transient`: a retry of a transient
+ * error (retryable, reported by the worker) that the engine makes on its own, outside the step's
+ * retry policy, within a time budget; it does not use up one of the policy's attempts.
+ */
 export type StepRetryScheduled = Event<
   'StepRetryScheduled',
-  UnitRef & { readonly attempt: number; readonly delayMs: number; readonly dueAt: string }
+  UnitRef & { readonly attempt: number; readonly delayMs: number; readonly dueAt: string; readonly transient?: boolean }
+>;
+/** A dispatched attempt was sent again after the engine recovered it; its timeout counts from `dispatchedAt`. */
+export type StepRedispatched = Event<
+  'StepRedispatched',
+  UnitRef & { readonly attempt: number; readonly idempotencyKey: string; readonly dispatchedAt: string; readonly timeoutAt: string }
 >;
 export type StepTimedOut = Event<'StepTimedOut', UnitRef & { readonly attempt: number; readonly at: string }>;
 export type SkipReason = 'condition_false' | 'dependency_skipped' | 'dependency_failed';
@@ -152,6 +169,7 @@ export type WorkflowEvent =
   | StepSucceeded
   | StepFailed
   | StepRetryScheduled
+  | StepRedispatched
   | StepTimedOut
   | StepSkipped
   | ExecutionCancelRequested
@@ -170,6 +188,7 @@ export const workflowEventTypes: readonly WorkflowEvent['type'][] = [
   'StepSucceeded',
   'StepFailed',
   'StepRetryScheduled',
+  'StepRedispatched',
   'StepTimedOut',
   'StepSkipped',
   'ExecutionCancelRequested',
@@ -196,6 +215,10 @@ export interface UnitState {
   readonly dueAt?: string;
   readonly output?: unknown;
   readonly error?: StepError;
+  /** When the unit's first attempt was scheduled: the transient-retry budget counts from here. */
+  readonly firstScheduledAt?: string;
+  /** Attempts that were transient retries (not counted against the step's retry policy). */
+  readonly transientRetries?: number;
 }
 
 export interface StepState {

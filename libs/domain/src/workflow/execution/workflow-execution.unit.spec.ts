@@ -6,7 +6,8 @@ import type { WorkflowDefinitionInput } from '../definition/schema.js';
 import { workflowExecutionDecider } from './decider.js';
 import { decideAfter, nextActions } from './saga.js';
 import { at, cmd, fold, history, invalid, meta, T0, types, unavailable } from './spec-helpers.js';
-import type { WorkflowEvent, WorkflowExecutionState } from './types.js';
+import { TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
+import type { StepError, WorkflowCommand, WorkflowEvent, WorkflowExecutionState } from './types.js';
 
 const spec = DeciderSpecification.for(workflowExecutionDecider);
 const isCode = (code: string) => (e: unknown) => e instanceof DomainError && e.code === code;
@@ -284,20 +285,28 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
     assert.ok(first >= 500 && first <= 1000, `delay ${first}`);
   });
 
-  it('retries exhausted with on_error fail -> StepFailed(final) and WorkflowFailed', () => {
+  it('policy retries exhausted: a transient error is still retried until the transient budget is spent, then StepFailed(final) and WorkflowFailed', () => {
     const lastAttempt = history(cmd.start(def()), cmd.failed(a, unavailable, 1), cmd.retry(a, 2, at(1000)), cmd.failed(a, unavailable, 2, at(1000)), cmd.retry(a, 3, at(3000)));
     spec
       .given(lastAttempt)
       .when(cmd.failed(a, unavailable, 3, at(4000)))
+      .then((events) => {
+        assert.deepEqual(types(events), ['StepFailed:a', 'StepRetryScheduled:a']);
+        assert.equal((events[0]!.data as { final: boolean }).final, false);
+        assert.equal((events[1]!.data as { transient?: boolean }).transient, true);
+      });
+    spec
+      .given(lastAttempt)
+      .when(cmd.failed(a, unavailable, 3, at(TRANSIENT_RETRY_BUDGET_MS)))
       .then((events, after) => {
         assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']);
         assert.equal((events[0]!.data as { final: boolean }).final, true);
-        assert.deepEqual(events[1]!.data, { reason: 'step "a" failed: server down', stepId: 'a', error: unavailable, failedAt: at(4000) });
+        assert.deepEqual(events[1]!.data, { reason: 'step "a" failed: server down', stepId: 'a', error: unavailable, failedAt: at(TRANSIENT_RETRY_BUDGET_MS) });
         assert.equal(after.status, 'failed');
       });
   });
 
-  it('a non-retryable error, or a code not in retry.on, fails at once', () => {
+  it('a non-retryable error fails at once; a retryable code not in retry.on is retried as transient, not failed', () => {
     spec
       .given(history(cmd.start(def())))
       .when(cmd.failed(a, invalid))
@@ -305,7 +314,10 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
     spec
       .given(history(cmd.start(def('fail', ['timeout']))))
       .when(cmd.failed(a, unavailable))
-      .then((events) => assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']));
+      .then((events) => {
+        assert.deepEqual(types(events), ['StepFailed:a', 'StepRetryScheduled:a']);
+        assert.equal((events[1]!.data as { transient?: boolean }).transient, true);
+      });
   });
 
   it('on_error continue: the step fails, its dependents are skipped, the workflow completes', () => {
@@ -670,5 +682,138 @@ describe('WorkflowExecution saga: nextActions / decideAfter', () => {
     const s = state(history(cmd.start(comp), cmd.failed({ stepId: 'a' }, invalid)));
     const actions = nextActions(s, T0);
     assert.deepEqual(actions.dispatch.map((d) => [d.kind, d.stepId, d.idempotencyKey]), [['compensation', 'u', 'ex1:compensate:u:1']]);
+  });
+});
+
+describe('WorkflowExecution: transient errors under load (full queue, unreachable worker)', () => {
+  /** No retry policy at all: before, any error failed the step. */
+  const plain: WorkflowDefinitionInput = {
+    id: 'plain',
+    version: 1,
+    name: 'plain',
+    steps: [{ id: 'a', uses: 'mcp:analytics/record_metric', timeout_ms: 5_000 }],
+  };
+  const withPolicy: WorkflowDefinitionInput = {
+    id: 'policy',
+    version: 1,
+    name: 'policy',
+    steps: [{ id: 'a', uses: 'mcp:analytics/record_metric', retry: { attempts: 2, on: ['unavailable'], backoff: { initialMs: 1000, factor: 2, maxMs: 1000, jitter: 0 } } }],
+  };
+  const a = { stepId: 'a' };
+  const full: StepError = { code: 'rate_limited', message: 'MCP server analytics: too many concurrent calls', retryable: true, retryAfterMs: 750 };
+  const noHint: StepError = { code: 'rate_limited', message: 'busy', retryable: true };
+
+  it('a retryable error of a step without a retry policy is retried, no sooner than the retry-after, with a new key', () => {
+    const failed = history(cmd.start(plain), cmd.dispatched(a), cmd.failed(a, full, 1, at(10)));
+    assert.deepEqual(types(failed.slice(-2)), ['StepFailed:a', 'StepRetryScheduled:a']);
+    const retry = failed.at(-1)!.data as { attempt: number; delayMs: number; dueAt: string; transient?: boolean };
+    assert.equal(retry.attempt, 2);
+    assert.equal(retry.transient, true);
+    assert.ok(retry.delayMs >= 750, `delay ${retry.delayMs} honours retry-after 750`);
+    assert.equal(retry.dueAt, at(10 + retry.delayMs));
+    spec
+      .given(failed)
+      .when(cmd.retry(a, 2, retry.dueAt))
+      .then((events) => assert.equal((events[0]!.data as { idempotencyKey: string }).idempotencyKey, 'ex1:a:2'));
+  });
+
+  it('backs off exponentially with seeded jitter (the same history gives the same delays)', () => {
+    const delays: number[] = [];
+    let h = history(cmd.start(plain));
+    let t = 0;
+    for (let n = 1; n <= 6; n++) {
+      h = [...h, ...workflowExecutionDecider.decide(cmd.failed(a, noHint, n, at(t)), state(h))];
+      const d = (h.at(-1)!.data as { delayMs: number }).delayMs;
+      delays.push(d);
+      t += d;
+      h = [...h, ...workflowExecutionDecider.decide(cmd.retry(a, n + 1, at(t)), state(h))];
+    }
+    // 250 ms doubling, up to half removed at random: each delay lies in [base/2, base].
+    delays.forEach((d, i) => {
+      const base = Math.min(10_000, 250 * 2 ** i);
+      assert.ok(d >= base / 2 && d <= base, `delay ${i + 1} = ${d} within [${base / 2}, ${base}]`);
+    });
+    const again = history(cmd.start(plain), cmd.failed(a, noHint, 1, at(0)));
+    assert.equal((again.at(-1)!.data as { delayMs: number }).delayMs, delays[0]);
+  });
+
+  it('transient retries do not use up the policy: its attempts still apply to the errors it names', () => {
+    // Three refusals for load, then two unavailable: the policy (2 attempts on unavailable) still retries once.
+    let h = history(cmd.start(withPolicy));
+    let t = 0;
+    let attempt = 1;
+    const fail = (e: StepError) => {
+      h = [...h, ...workflowExecutionDecider.decide(cmd.failed(a, e, attempt, at(t)), state(h))];
+      const last = h.at(-1)!;
+      if (last.type !== 'StepRetryScheduled') return last;
+      t += last.data.delayMs;
+      attempt++;
+      h = [...h, ...workflowExecutionDecider.decide(cmd.retry(a, attempt, at(t)), state(h))];
+      return last;
+    };
+    for (let i = 0; i < 3; i++) assert.equal((fail(noHint).data as { transient?: boolean }).transient, true);
+    const policyRetry = fail(unavailable);
+    assert.equal(policyRetry.type, 'StepRetryScheduled');
+    assert.equal((policyRetry.data as { transient?: boolean }).transient, undefined, 'the policy retry, not a transient one');
+    assert.equal((policyRetry.data as { delayMs: number }).delayMs, 1000, 'with the policy backoff');
+    // Policy spent: unavailable is transient from now on, until the budget is over.
+    assert.equal((fail(unavailable).data as { transient?: boolean }).transient, true);
+  });
+
+  it('the budget counts from the unit\'s first schedule: a server that stays down still ends the step', () => {
+    const late = history(cmd.start(plain), cmd.failed(a, noHint, 1, at(1000)), cmd.retry(a, 2, at(TRANSIENT_RETRY_BUDGET_MS - 1)));
+    spec
+      .given(late)
+      .when(cmd.failed(a, noHint, 2, at(TRANSIENT_RETRY_BUDGET_MS)))
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']);
+        assert.equal(after.status, 'failed');
+      });
+  });
+
+  it('the step\'s own timeout is not a transient error: without a policy it fails the step', () => {
+    const dispatched = history(cmd.start(plain), cmd.dispatched(a, 1, at(0)));
+    spec
+      .given(dispatched)
+      .when(cmd.timedOut(a, 1, at(5_000)))
+      .then((events) => assert.deepEqual(types(events), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
+  });
+
+  it('a non-retryable error, or a failure while canceling, is never retried', () => {
+    spec.given(history(cmd.start(plain), cmd.dispatched(a))).when(cmd.failed(a, invalid)).then((events) => assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']));
+    spec
+      .given(history(cmd.start(plain), cmd.dispatched(a), cmd.cancel()))
+      .when(cmd.failed(a, full))
+      .then((events) => assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowCanceled']));
+  });
+});
+
+describe('WorkflowExecution: re-dispatch after the engine was down', () => {
+  const def: WorkflowDefinitionInput = { id: 'r', version: 1, name: 'r', steps: [{ id: 'a', uses: 'mcp:filesystem/write_file', timeout_ms: 10_000 }] };
+  const a = { stepId: 'a' };
+  const redispatch = (t: string): WorkflowCommand => ({ type: 'RecordStepRedispatched', data: { stepId: 'a', attempt: 1 }, metadata: meta(t) });
+
+  it('restarts the attempt\'s clock: the old deadline no longer times it out, the new one does', () => {
+    const dispatched = history(cmd.start(def), cmd.dispatched(a, 1, at(0)));
+    // The engine was down from 2 s to 30 s; recovery re-sends the call at 30 s.
+    const events = workflowExecutionDecider.decide(redispatch(at(30_000)), state(dispatched));
+    assert.deepEqual(events.map((e) => [e.type, e.data]), [
+      ['StepRedispatched', { stepId: 'a', attempt: 1, idempotencyKey: 'ex1:a:1', dispatchedAt: at(30_000), timeoutAt: at(40_000) }],
+    ]);
+    const after = [...dispatched, ...events];
+    // The timer armed before the crash (due at 10 s) fires: ignored.
+    spec.given(after).when(cmd.timedOut(a, 1, at(10_000))).thenNothingHappened();
+    // The saga re-arms the timeout at the new deadline.
+    const actions = decideAfter(events[0]!, state(after));
+    assert.deepEqual(actions.timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(40_000)]]);
+    // The answer of the re-sent call is accepted for the same attempt.
+    spec.given(after).when(cmd.succeeded(a, { ok: true }, 1, at(31_000))).then((ev) => assert.deepEqual(types(ev), ['StepSucceeded:a', 'WorkflowCompleted']));
+    // No reply by the new deadline: the step's own timeout applies.
+    spec.given(after).when(cmd.timedOut(a, 1, at(40_000))).then((ev) => assert.deepEqual(types(ev), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
+  });
+
+  it('does nothing for a unit that is not dispatched (settled, or another attempt)', () => {
+    spec.given(history(cmd.start(def))).when(redispatch(at(1))).thenNothingHappened();
+    spec.given(history(cmd.start(def), cmd.dispatched(a), cmd.succeeded(a, {}))).when(redispatch(at(1))).thenNothingHappened();
   });
 });
