@@ -15,12 +15,13 @@ export class EventSink {
     private readonly actor: string,
   ) {}
 
-  append(streamId: string, event: { type: string; data: unknown }, correlationId?: string): void {
+  /** `actor` overrides the sink's own (e.g. `token:mcp` for a call an MCP server answered). */
+  append(streamId: string, event: { type: string; data: unknown }, correlationId?: string, actor?: string): void {
     const previous = this.chains.get(streamId) ?? Promise.resolve();
     const next = previous
       .then(() =>
         this.store.append(streamId, [
-          { type: event.type, data: event.data, metadata: { correlationId: correlationId ?? newId(), actor: this.actor, timestamp: new Date().toISOString() } },
+          { type: event.type, data: event.data, metadata: { correlationId: correlationId ?? newId(), actor: actor ?? this.actor, timestamp: new Date().toISOString() } },
         ]),
       )
       .then(

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
+import { AppError, checkHostAndOrigin, edgePolicyFromEnv, isAppError, mergeEdgePolicies, newId, type EdgePolicy, type Logger } from '@switchyard/platform';
 import type { AgentRuntime } from './runtime.js';
 import { httpExecuteBody } from './contract.js';
 
@@ -9,9 +9,14 @@ export interface StartAgentHttpOptions {
   /** The runtime of an instance started with startAgent, so HTTP and NATS share one concurrency limit. */
   readonly runtime: AgentRuntime;
   readonly port: number;
+  /** Default 127.0.0.1 (BIND_HOST widens it). */
   readonly host?: string;
   /** Bearer token required on POST /execute when set (AI_AGENT_AUTH_TOKEN). */
   readonly token?: string;
+  /** Name of the token holder in the audit log line (`token:<name>`). Default `agents`. */
+  readonly tokenName?: string;
+  /** Extra accepted Host / Origin values besides loopback with the listening port; default ALLOWED_HOSTS / ALLOWED_ORIGINS. */
+  readonly edge?: Partial<EdgePolicy>;
   readonly logger: Logger;
   /** Largest accepted body in bytes (default 1 MiB). */
   readonly maxBodyBytes?: number;
@@ -67,11 +72,20 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
   const { runtime } = opts;
   const log = opts.logger.child({ component: 'agent-http', agent: runtime.agent, instance: runtime.instanceId });
   const limit = opts.maxBodyBytes ?? 1_048_576;
+  const host = opts.host ?? '127.0.0.1';
+  const policy = mergeEdgePolicies(edgePolicyFromEnv(process.env, host), opts.edge);
+  const actor = opts.token ? `token:${opts.tokenName ?? 'agents'}` : 'anonymous';
   const server = http.createServer((req, res) => {
     void (async () => {
       const correlationId = (req.headers['x-correlation-id'] as string | undefined) ?? newId();
       res.setHeader('x-correlation-id', correlationId);
       try {
+        // A browser page must not reach the agent by DNS rebinding or from another local origin.
+        const verdict = checkHostAndOrigin(req.headers, req.socket.localPort, policy);
+        if (!verdict.ok) {
+          log.warn({ correlationId, remote: req.socket.remoteAddress, reason: verdict.reason }, 'agent request refused: foreign Host or Origin');
+          throw new AppError('forbidden', `forbidden: ${verdict.reason}`);
+        }
         const url = new URL(req.url ?? '/', 'http://agent');
         if (req.method === 'GET' && url.pathname === '/health') {
           const load = runtime.load();
@@ -95,6 +109,8 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
             throw new AppError('validation', `invalid request: ${fields.join(', ')}`, { issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) });
           }
           const body = parsed.data;
+          // The audit trail of direct calls (the dispatcher's go over NATS and are events already).
+          log.info({ correlationId, actor, remote: req.socket.remoteAddress, taskType: body.task_type, taskId: body.task_id }, 'agent http execute');
           const out = await runtime.run({
             task_id: body.task_id ?? newId(),
             task_type: body.task_type,
@@ -115,10 +131,10 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, opts.host ?? '0.0.0.0', () => resolve());
+    server.listen(opts.port, host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  const url = `http://${opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1'}:${port}`;
+  const url = `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}`;
   log.info({ url }, 'agent HTTP contract listening');
   return {
     url,

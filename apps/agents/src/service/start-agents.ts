@@ -15,12 +15,16 @@ export interface StartAgentsOptions {
   readonly instancePrefix?: string;
   /** Which agents (default all six). */
   readonly agents?: readonly string[];
-  /** Serve the seed's HTTP contract on 6001-6006 (or `ports`); false to skip. Default on. */
+  /**
+   * Serve the seed's HTTP contract on 6001-6006 (or `ports`). Only with a bearer token: the
+   * contract runs work for whoever calls it. Default off (undefined or false).
+   */
   readonly http?:
     | false
     | {
-        /** Bearer token for POST /execute: pass the parsed AI_AGENT_AUTH_TOKEN. */
-        readonly token?: string;
+        /** Bearer token for POST /execute (401 without it): pass AI_AGENT_AUTH_TOKEN or the launcher's generated one. */
+        readonly token: string;
+        /** Default 127.0.0.1. */
         readonly host?: string;
         /** Port per agent name; 0 picks a free one. Default BUILTIN_AGENT_PORTS. */
         readonly ports?: Readonly<Record<string, number>>;
@@ -58,15 +62,15 @@ export async function startAgents(opts: StartAgentsOptions): Promise<AgentsHandl
         ...(opts.llm ? { llm: opts.llm } : {}),
       });
       agents.push(handle);
-      if (opts.http !== false) {
-        const port = opts.http?.ports?.[agent] ?? BUILTIN_AGENT_PORTS[agent] ?? 0;
+      if (opts.http) {
+        const port = opts.http.ports?.[agent] ?? BUILTIN_AGENT_PORTS[agent] ?? 0;
         https.push(
           await startAgentHttp({
             runtime: handle.runtime,
             port,
             logger: opts.logger,
-            ...(opts.http?.host ? { host: opts.http.host } : {}),
-            ...(opts.http?.token ? { token: opts.http.token } : {}),
+            ...(opts.http.host ? { host: opts.http.host } : {}),
+            token: opts.http.token,
           }),
         );
       }
