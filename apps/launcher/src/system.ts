@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { startAgents } from '@switchyard/agents';
-import { llmFromEnv, loadDemoData } from '@switchyard/agents';
+import { AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import { DATABASE_WRITER_PORT, loadRegistry, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
 import {
   AgentsFeatureModule,
@@ -156,7 +156,13 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
         pool,
         logger,
         ...(llm ? { llm } : {}),
-        http: { token: agentToken, host: config.BIND_HOST, ...agentPortsFromEnv() },
+        http: {
+          token: agentToken,
+          host: config.BIND_HOST,
+          // Every /execute run over HTTP is an event with the caller as actor, like the MCP servers' calls.
+          onExecute: (c) => sink.append(agentAuditStreamId(c.agent), { type: AGENT_HTTP_AUDIT_EVENT, data: c }, c.correlation_id, c.actor),
+          ...agentPortsFromEnv(),
+        },
       });
       stops.push({ name: 'agents', stop: () => agents.stop() });
     }

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { createLogger } from '@switchyard/platform';
 import { freshDatabase } from '@switchyard/testing';
 import { AgentRuntime } from './runtime.js';
-import { startAgentHttp, type AgentHttpHandle } from './http.js';
+import { startAgentHttp, type AgentHttpCallAudit, type AgentHttpHandle } from './http.js';
 
 const logger = createLogger('agent-http-edge', process.env.LOG_LEVEL ?? 'silent');
 
@@ -45,12 +45,13 @@ describe('agent HTTP contract listener: bind, token, Host/Origin', () => {
   const token = 'agent-edge-token';
   const auth = { authorization: `Bearer ${token}` };
   const task = { task_type: 'noop', context: { echo: 'hi' } };
+  const calls: AgentHttpCallAudit[] = [];
 
   before(async () => {
     pool = new pg.Pool({ connectionString: await freshDatabase('agent_http_edge'), max: 2 });
     const runtime = new AgentRuntime({ agent: 'data_analyst', instanceId: 'edge-1', pool, logger, noop: true });
     // No host given: the default must be loopback.
-    agent = await startAgentHttp({ runtime, port: 0, token, logger });
+    agent = await startAgentHttp({ runtime, port: 0, token, logger, onExecute: (c) => void calls.push(c) });
   });
   after(async () => {
     await agent?.close();
@@ -87,5 +88,20 @@ describe('agent HTTP contract listener: bind, token, Host/Origin', () => {
     const own = await send(agent.port, 'POST', '/execute', { host: `localhost:${agent.port}`, origin: `http://localhost:${agent.port}`, ...auth }, task);
     assert.equal(own.status, 200);
     assert.deepEqual(own.body.result, { echo: 'hi', slept_ms: 0 });
+  });
+
+  it('puts every /execute it ran on record with the caller, and nothing it refused', async () => {
+    calls.length = 0;
+    await send(agent.port, 'POST', '/execute', { host: 'attacker.example', ...auth }, task);
+    await send(agent.port, 'POST', '/execute', { host: `127.0.0.1:${agent.port}` }, task);
+    assert.equal(calls.length, 0);
+    const r = await send(agent.port, 'POST', '/execute', { host: `127.0.0.1:${agent.port}`, 'x-correlation-id': 'agent-audit-1', 'user-agent': 'edge-test', ...auth }, { ...task, task_id: 't-audit-1' });
+    assert.equal(r.status, 200);
+    assert.equal(calls.length, 1);
+    const c = calls[0]!;
+    assert.deepEqual(
+      { agent: c.agent, task_id: c.task_id, task_type: c.task_type, outcome: c.outcome, actor: c.actor, remote: c.remote, user_agent: c.user_agent, correlation_id: c.correlation_id },
+      { agent: 'data_analyst', task_id: 't-audit-1', task_type: 'noop', outcome: 'completed', actor: 'token:agents', remote: '127.0.0.1', user_agent: 'edge-test', correlation_id: 'agent-audit-1' },
+    );
   });
 });

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { AppError, checkHostAndOrigin, edgePolicyFromEnv, isAppError, mergeEdgePolicies, newId, type EdgePolicy, type Logger } from '@switchyard/platform';
 import type { AgentRuntime } from './runtime.js';
+import { z } from 'zod';
 import { httpExecuteBody } from './contract.js';
 
 export interface StartAgentHttpOptions {
@@ -20,7 +21,31 @@ export interface StartAgentHttpOptions {
   readonly logger: Logger;
   /** Largest accepted body in bytes (default 1 MiB). */
   readonly maxBodyBytes?: number;
+  /** Told about every accepted /execute once it ended (the launcher appends it as an `AgentHttpExecuteHandled` event). */
+  readonly onExecute?: (call: AgentHttpCallAudit) => void;
 }
+
+/**
+ * One /execute the HTTP contract ran, whoever asked (the dispatcher's own work goes over NATS).
+ * Stream `agentaudit-<agent>`, actor `token:agents` in the metadata. The context is not recorded.
+ */
+export const agentHttpCallAuditSchema = z.object({
+  agent: z.string(),
+  instance: z.string(),
+  task_id: z.string(),
+  task_type: z.string(),
+  outcome: z.enum(['completed', 'failed']),
+  error_code: z.string().optional(),
+  actor: z.string(),
+  remote: z.string(),
+  user_agent: z.string().optional(),
+  correlation_id: z.string(),
+  duration_ms: z.number().min(0),
+  at: z.iso.datetime({ offset: true }),
+});
+export type AgentHttpCallAudit = z.infer<typeof agentHttpCallAuditSchema>;
+export const AGENT_HTTP_AUDIT_EVENT = 'AgentHttpExecuteHandled';
+export const agentAuditStreamId = (agent: string): string => `agentaudit-${agent}`;
 
 export interface AgentHttpHandle {
   readonly url: string;
@@ -110,15 +135,39 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
           }
           const body = parsed.data;
           // The audit trail of direct calls (the dispatcher's go over NATS and are events already).
-          log.info({ correlationId, actor, remote: req.socket.remoteAddress, taskType: body.task_type, taskId: body.task_id }, 'agent http execute');
-          const out = await runtime.run({
-            task_id: body.task_id ?? newId(),
-            task_type: body.task_type,
-            context: body.context,
-            attempt: 1,
-            ...(body.deadline ? { deadline: body.deadline } : {}),
-            correlationId,
-          });
+          const taskId = body.task_id ?? newId();
+          log.info({ correlationId, actor, remote: req.socket.remoteAddress, taskType: body.task_type, taskId }, 'agent http execute');
+          const started = Date.now();
+          const report = (outcome: AgentHttpCallAudit['outcome'], errorCode?: string) =>
+            opts.onExecute?.({
+              agent: runtime.agent,
+              instance: runtime.instanceId,
+              task_id: taskId,
+              task_type: body.task_type,
+              outcome,
+              ...(errorCode ? { error_code: errorCode } : {}),
+              actor,
+              remote: req.socket.remoteAddress ?? 'unknown',
+              ...(req.headers['user-agent'] ? { user_agent: String(req.headers['user-agent']).slice(0, 200) } : {}),
+              correlation_id: correlationId,
+              duration_ms: Date.now() - started,
+              at: new Date().toISOString(),
+            });
+          let out;
+          try {
+            out = await runtime.run({
+              task_id: taskId,
+              task_type: body.task_type,
+              context: body.context,
+              attempt: 1,
+              ...(body.deadline ? { deadline: body.deadline } : {}),
+              correlationId,
+            });
+          } catch (err) {
+            report('failed', isAppError(err) ? err.code : 'internal');
+            throw err;
+          }
+          report('completed');
           return send(res, 200, { task_id: out.task_id, agent: out.agent, status: 'completed', result: out.result, duration_ms: out.duration_ms });
         }
         throw new AppError('not_found', `no route ${req.method} ${url.pathname}`);

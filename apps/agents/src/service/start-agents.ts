@@ -4,7 +4,7 @@ import { newId, type Logger } from '@switchyard/platform';
 import { agentCards } from '../registry.js';
 import type { LlmClient } from '../llm.js';
 import { startAgent, type AgentHandle } from './agent-service.js';
-import { startAgentHttp, type AgentHttpHandle } from './http.js';
+import { startAgentHttp, type AgentHttpCallAudit, type AgentHttpHandle } from './http.js';
 import { BUILTIN_AGENT_PORTS } from './contract.js';
 
 export interface StartAgentsOptions {
@@ -26,6 +26,8 @@ export interface StartAgentsOptions {
         readonly token: string;
         /** Default 127.0.0.1. */
         readonly host?: string;
+        /** Told about every /execute the contract ran (the audit trail of direct calls). */
+        readonly onExecute?: (call: AgentHttpCallAudit) => void;
         /** Port per agent name; 0 picks a free one. Default BUILTIN_AGENT_PORTS. */
         readonly ports?: Readonly<Record<string, number>>;
       };
@@ -71,6 +73,7 @@ export async function startAgents(opts: StartAgentsOptions): Promise<AgentsHandl
             logger: opts.logger,
             ...(opts.http.host ? { host: opts.http.host } : {}),
             token: opts.http.token,
+            ...(opts.http.onExecute ? { onExecute: opts.http.onExecute } : {}),
           }),
         );
       }
