@@ -81,15 +81,15 @@ async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknow
   return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
 
+function lowLevel(s: ConnectableServer): Server | undefined {
+  return s instanceof McpServer ? s.server : s instanceof Server ? s : undefined;
+}
+
 /**
  * Stateless HTTP has no session and no standalone SSE stream, so a `list_changed` or
  * `resources/updated` notification could never reach a client: do not advertise them.
  * (Our servers never change their lists at run time anyway.)
  */
-function lowLevel(s: ConnectableServer): Server | undefined {
-  return s instanceof McpServer ? s.server : s instanceof Server ? s : undefined;
-}
-
 function advertiseDeliverableOnly(low: Server): void {
   // getCapabilities is private in the SDK's types but a plain method at run time.
   const caps = (low as unknown as { getCapabilities(): Record<string, unknown> }).getCapabilities();
@@ -116,7 +116,7 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
   const log = opts.logger.child({ mcpServer: opts.name });
   const policy = mergeEdgePolicies(edgePolicyFromEnv(process.env, host), opts.edge);
   const actor = opts.token ? `token:${opts.tokenName ?? 'mcp'}` : 'anonymous';
-  const onCall = opts.onCall ?? ((c: McpCallAudit) => log.info({ correlationId: c.correlation_id, ...c, actor }, 'mcp call'));
+  const onCall = opts.onCall ?? ((c: McpCallAudit) => log.info({ correlationId: c.correlation_id, ...c }, 'mcp call'));
 
   const handleMcp = async (req: IncomingMessage, res: ServerResponse, correlationId: string): Promise<void> => {
     if (opts.token && !bearerMatches(req.headers.authorization, opts.token)) {
