@@ -224,15 +224,23 @@ describe('the whole system started like npm start', () => {
     assert.equal(await post(agentPort, '/execute', { host: `127.0.0.1:${agentPort}` }, { task_type: 'noop', context: {} }), 401);
     assert.equal(await post(agentPort, '/execute', { host: 'attacker.example' }, { task_type: 'noop', context: {} }), 403);
     assert.equal(await post(ports.gateway, '/api/v1/integration/mcp/database/query', { host: 'attacker.example', ...auth }, { query: 'select 1' }), 403);
-    // The database server's own record of the call the gateway made above (through the connectors, with the token).
-    let entries: { actor: string; streamId: string; type: string }[] = [];
+    // The database server's own record of a call the gateway makes (through the connectors, with the
+    // token), under the gateway request's correlation id.
+    const correlationId = `e2e-audit-${Date.now()}`;
+    const q = await fetch(`${base}/api/v1/integration/mcp/database/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId, ...auth },
+      body: JSON.stringify({ query: 'select 1 as one' }),
+    });
+    assert.equal(q.status, 200);
+    let entries: { actor: string; streamId: string; type: string; correlationId: string | null }[] = [];
     for (let i = 0; i < 40 && entries.length === 0; i++) {
       const res = await fetch(`${base}/api/v1/audit?actor=token:mcp&type=McpServerCallHandled&limit=50`, { headers: auth });
       assert.equal(res.status, 200);
-      entries = ((await res.json()) as { entries: typeof entries }).entries.filter((e) => e.streamId === 'mcpaudit-database');
+      entries = ((await res.json()) as { entries: typeof entries }).entries.filter((e) => e.correlationId === correlationId);
       if (entries.length === 0) await new Promise((r) => setTimeout(r, 100));
     }
-    assert.ok(entries.length > 0, 'no McpServerCallHandled event of the database server with actor token:mcp');
+    assert.deepEqual(entries.map((e) => [e.streamId, e.actor]), [['mcpaudit-database', 'token:mcp']]);
   });
 
   it('delegates a task to an agent and records who asked in the task events', async () => {

@@ -228,6 +228,7 @@ export class McpConnector {
         return this.session.callTool(req.tool, args, {
           signal: anySignal(anySignal(signal, req.signal), cancel),
           timeoutMs: Math.min(req.timeout_ms ?? cfg.timeouts.call_ms, cfg.timeouts.call_ms),
+          ...(req.correlation_id ? { correlationId: req.correlation_id } : {}),
         }).catch((err: unknown) => {
           // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
           throw cancel?.aborted ? canceledError(cancel, this.name, req.tool) : err;
