@@ -200,7 +200,7 @@ async function main(): Promise<void> {
   cleanups.push({ name: 'nats connection', run: () => closeNats(nc) });
 
   // 2. The database MCP server in this process, over Streamable HTTP.
-  const database = await runMcpServer('database', { port: await freePort(), logger, env: { DATABASE_URL: dbUrl, LOG_LEVEL: 'silent' } });
+  const database = await runMcpServer('database', { port: await freePort(), logger, env: { DATABASE_URL: dbUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' } });
   cleanups.push({ name: 'database MCP server', run: () => database.close() });
 
   // 3. Connectors (registry defaults, as in production, unless BENCH_BULKHEAD) and the gateway.

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, chmodSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -202,6 +203,46 @@ describe('the whole system started like npm start', () => {
       if (!types.includes('McpToolSucceeded')) await new Promise((r) => setTimeout(r, 100));
     }
     assert.deepEqual(types, ['McpToolCalled', 'McpToolSucceeded']);
+  });
+
+  it('answers on the MCP and agent ports only bearers of the generated tokens from loopback hosts, and audits what the MCP servers answered', async () => {
+    // node:http, not fetch: the Host header is part of the attack.
+    const post = (port: number, p: string, headers: Record<string, string>, body: unknown) =>
+      new Promise<number>((resolve, reject) => {
+        const text = JSON.stringify(body);
+        const req = http.request({ host: '127.0.0.1', port, path: p, method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end(text);
+      });
+    const call = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'query', arguments: { sql: "SELECT pg_read_file('/etc/hostname')" } } };
+    // No token was configured: the launcher generated one, so nobody outside the process holds it.
+    assert.equal(await post(ports.mcp.DATABASE, '/mcp', { host: `127.0.0.1:${ports.mcp.DATABASE}` }, call), 401);
+    assert.equal(await post(ports.mcp.DATABASE, '/mcp', { host: `127.0.0.1:${ports.mcp.DATABASE}`, authorization: 'Bearer guess' }, call), 401);
+    assert.equal(await post(ports.mcp.DATABASE, '/mcp', { host: 'attacker.example' }, call), 403);
+    const agentPort = ports.agents.DATA_ANALYST!;
+    assert.equal(await post(agentPort, '/execute', { host: `127.0.0.1:${agentPort}` }, { task_type: 'noop', context: {} }), 401);
+    assert.equal(await post(agentPort, '/execute', { host: 'attacker.example' }, { task_type: 'noop', context: {} }), 403);
+    assert.equal(await post(ports.gateway, '/api/v1/integration/mcp/database/query', { host: 'attacker.example', ...auth }, { query: 'select 1' }), 403);
+    // The database server's own record of a call the gateway makes (through the connectors, with the
+    // token), under the gateway request's correlation id.
+    const correlationId = `e2e-audit-${Date.now()}`;
+    const q = await fetch(`${base}/api/v1/integration/mcp/database/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId, ...auth },
+      body: JSON.stringify({ query: 'select 1 as one' }),
+    });
+    assert.equal(q.status, 200);
+    let entries: { actor: string; streamId: string; type: string; correlationId: string | null }[] = [];
+    for (let i = 0; i < 40 && entries.length === 0; i++) {
+      const res = await fetch(`${base}/api/v1/audit?actor=token:mcp&type=McpServerCallHandled&limit=50`, { headers: auth });
+      assert.equal(res.status, 200);
+      entries = ((await res.json()) as { entries: typeof entries }).entries.filter((e) => e.correlationId === correlationId);
+      if (entries.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(entries.map((e) => [e.streamId, e.actor]), [['mcpaudit-database', 'token:mcp']]);
   });
 
   it('delegates a task to an agent and records who asked in the task events', async () => {

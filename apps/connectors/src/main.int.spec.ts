@@ -62,7 +62,14 @@ describe('connectors main process', () => {
     assert.equal(byName.github!.state, 'unconfigured');
     for (const n of ['database', 'database_writer', 'fetch', 'automation', 'analytics']) assert.equal(byName[n]!.state, 'down', n);
     const r = await request(nc, mcpSubject('filesystem', 'call_tool', prefix), { tool: 'list_allowed_directories' }, { schema: callToolReplySchema, timeoutMs: 10_000 });
-    assert.match(JSON.stringify(r.content), /files/);
+    // The sandbox is reported relative to itself (`.`), never as the server's absolute path.
+    assert.match(JSON.stringify(r.content), /Allowed directories:\\n\."/);
+    // A failed call (missing file, a path outside) reports no absolute path of the sandbox either.
+    for (const p of [path.join(dir, 'files', 'no', 'such.txt'), path.join(dir, 'files', '..', 'outside.txt')]) {
+      const failed = await request(nc, mcpSubject('filesystem', 'call_tool', prefix), { tool: 'read_text_file', arguments: { path: p } }, { schema: callToolReplySchema, timeoutMs: 10_000 }).catch((e: unknown) => ({ content: [{ type: 'text', text: String(e) }] }));
+      assert.ok(!JSON.stringify(failed).includes(path.join(dir, 'files')), JSON.stringify(failed));
+      assert.match(JSON.stringify(failed), /such\.txt|outside|denied/i);
+    }
   });
 
   it('stops cleanly on SIGTERM and takes its stdio children with it', async () => {

@@ -4,7 +4,7 @@ import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import express from 'express';
-import { newId } from '@switchyard/platform';
+import { edgePolicyFromEnv, mergeEdgePolicies, newId } from '@switchyard/platform';
 import { correlationMiddleware, rebindContextMiddleware } from './http/context.js';
 import { httpLogger, NestPinoLogger } from './http/logging.js';
 import { GatewayHttpMetrics } from './http/metrics.js';
@@ -19,6 +19,7 @@ import { documentEnforcedRoles } from './security/document.js';
 import { inputHygieneError } from './security/hygiene.js';
 import { deferCheck, deferInputErrors } from './http/route-checks.js';
 import { authenticationMiddleware, timeoutMiddleware } from './security/middleware.js';
+import { hostOriginMiddleware } from './security/host-origin.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
 
 /** A gateway built and initialised, not yet listening. */
@@ -84,6 +85,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   const httpMetrics = new GatewayHttpMetrics().attach(server);
   app.use(httpMetrics.middleware());
   app.use(correlationMiddleware);
+  app.use(hostOriginMiddleware(mergeEdgePolicies(edgePolicyFromEnv(process.env, deps.config.GATEWAY_HOST), options.edge), logger.child({ component: 'host-origin' })));
   app.use(httpLogger(logger));
   app.use(timeoutMiddleware(resolved.requestTimeoutMs));
   app.use(authenticationMiddleware(resolved, keys, logger.child({ component: 'auth' })));

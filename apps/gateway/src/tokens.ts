@@ -2,7 +2,7 @@ import type { DynamicModule, ForwardReference, Type } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Pool } from 'pg';
 import type { EventStore } from '@switchyard/event-store';
-import type { Config, Logger } from '@switchyard/platform';
+import type { Config, EdgePolicy, Logger } from '@switchyard/platform';
 import type { IdempotencyOptions } from './idempotency/store.js';
 import { resolveSecurityOptions, type ResolvedSecurityOptions, type SecurityOptionsInput } from './security/options.js';
 
@@ -53,6 +53,8 @@ export interface GatewayOptions extends SecurityOptionsInput {
   readonly openapi?: { readonly title?: string; readonly version?: string; readonly description?: string };
   /** Idempotency-Key storage: key lifetime (default IDEMPOTENCY_TTL_SEC or 24 h), lease, purge interval. */
   readonly idempotency?: IdempotencyOptions;
+  /** Accepted Host / Origin values besides loopback with the listening port (added to ALLOWED_HOSTS / ALLOWED_ORIGINS); others get 403. */
+  readonly edge?: Partial<EdgePolicy>;
   // From SecurityOptionsInput:
   // auth: { enabled } (default false here; launchers use securityOptionsFromEnv(), AUTH_ENABLED default true),
   // rateLimit: false | { perIp, perKey, authFailuresPerIp } (default off), requestTimeoutMs (default 30 000, 0 = none).

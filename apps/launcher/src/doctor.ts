@@ -139,7 +139,11 @@ const checks: Check[] = [
     run: async (c) => {
       const missing = (['MCP_AUTH_TOKEN', 'AI_AGENT_AUTH_TOKEN', 'GITHUB_PERSONAL_ACCESS_TOKEN'] as const).filter((k) => !c[k]);
       return missing.length
-        ? { status: 'warn', detail: `not set: ${missing.join(', ')}`, fix: 'optional; GitHub tools answer 503 unconfigured without GITHUB_PERSONAL_ACCESS_TOKEN' }
+        ? {
+            status: 'warn',
+            detail: `not set: ${missing.join(', ')}`,
+            fix: 'optional: an unset MCP_AUTH_TOKEN / AI_AGENT_AUTH_TOKEN is generated at each start for that process (set them when the roles run in several processes); GitHub tools answer 503 unconfigured without GITHUB_PERSONAL_ACCESS_TOKEN',
+          }
         : { status: 'ok', detail: 'all set' };
     },
   },

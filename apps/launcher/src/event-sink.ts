@@ -15,7 +15,7 @@ export class EventSink {
     private readonly actor: string,
   ) {}
 
-  /** `actor`: who caused the event when the reporter knows (a call's `apikey:<id>`), else this sink's. */
+  /** `actor`: who caused the event when the reporter knows (a call's `apikey:<id>`, `token:mcp` for a call an MCP server answered), else this sink's. */
   append(streamId: string, event: { type: string; data: unknown }, correlationId?: string, actor?: string): void {
     const previous = this.chains.get(streamId) ?? Promise.resolve();
     const next = previous

@@ -1,6 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { startAgents } from '@switchyard/agents';
-import { llmFromEnv, loadDemoData } from '@switchyard/agents';
+import { AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import { DATABASE_WRITER_PORT, loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
 import {
   AgentsFeatureModule,
@@ -13,7 +14,7 @@ import {
   type FeatureModule,
 } from '@switchyard/gateway';
 import { createEventStore, type EventStore } from '@switchyard/event-store';
-import { defaultPorts, mcpServerKinds, runMcpServer } from '@switchyard/mcp-servers';
+import { defaultPorts, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, runMcpServer, type McpCallAudit } from '@switchyard/mcp-servers';
 import { httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
@@ -76,6 +77,20 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     const sink = new EventSink(eventStore, logger, 'system:switchyard');
     stops.push({ name: 'event-sink', stop: () => sink.flush() });
 
+    // The MCP servers and the agents' HTTP contract answer only bearers of these tokens. Unset, one
+    // is generated per start and handed to this process's connectors and dispatcher (never logged).
+    // Roles split over several processes need MCP_AUTH_TOKEN / AI_AGENT_AUTH_TOKEN set in each.
+    const mcpToken = config.MCP_AUTH_TOKEN ?? randomBytes(32).toString('base64url');
+    const agentToken = config.AI_AGENT_AUTH_TOKEN ?? randomBytes(32).toString('base64url');
+    if (!config.MCP_AUTH_TOKEN && has('mcp-servers') !== has('connectors')) {
+      logger.warn('MCP_AUTH_TOKEN is unset and the MCP servers and connectors run in different processes: set it in both, or they cannot talk');
+    }
+    if (!config.AI_AGENT_AUTH_TOKEN && has('agents') && !has('dispatcher')) {
+      logger.warn('AI_AGENT_AUTH_TOKEN is unset: the agents\' HTTP contract answers only this process\'s generated token');
+    }
+    // Every call an MCP server answers over HTTP (the connectors' or anyone else's) is an event with the caller as actor.
+    const auditMcpCall = (c: McpCallAudit) => sink.append(mcpAuditStreamId(c.server), { type: MCP_CALL_AUDIT_EVENT, data: c }, c.correlation_id, c.actor);
+
     if (has('relay') && config.RELAY_ENABLED) {
       const relay = await runRelay(
         {
@@ -112,7 +127,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       for (const kind of mcpServerKinds) {
         // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
         const port = Number(process.env[`MCP_${kind.toUpperCase().replace(/-/g, '_')}_PORT`] ?? defaultPorts[kind]);
-        const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : env, logger: logger.child({ mcp: kind }) });
+        const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : env, host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
         stops.push({ name: `mcp-${kind}`, stop: () => server.close() });
       }
       // 5007: the database server again, with writes allowed, but logged in as the writer role
@@ -125,6 +140,10 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
         const port = Number(process.env.MCP_DATABASE_WRITER_PORT ?? DATABASE_WRITER_PORT);
         const writer = await runMcpServer('database', {
           port,
+          name: 'database_writer',
+          host: config.BIND_HOST,
+          token: mcpToken,
+          onCall: auditMcpCall,
           env: { ...process.env, DATABASE_URL: writerUrl, DATABASE_ALLOW_WRITES: 'true' },
           logger: logger.child({ mcp: 'database_writer' }),
         });
@@ -135,7 +154,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     if (has('connectors')) {
       const connectors = await startConnectors({
         nats,
-        registry: loadRegistry(),
+        registry: loadRegistry({ env: { ...process.env, MCP_AUTH_TOKEN: mcpToken } }),
         logger,
         // Every call, breaker change and health transition goes to the event store (audit, availability).
         // A call's events name who asked (the gateway sends `apikey:<id>`), not the system.
@@ -155,13 +174,19 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
         pool,
         logger,
         ...(llm ? { llm } : {}),
-        http: { ...(config.AI_AGENT_AUTH_TOKEN ? { token: config.AI_AGENT_AUTH_TOKEN } : {}), ...agentPortsFromEnv() },
+        http: {
+          token: agentToken,
+          host: config.BIND_HOST,
+          // Every /execute run over HTTP is an event with the caller as actor, like the MCP servers' calls.
+          onExecute: (c) => sink.append(agentAuditStreamId(c.agent), { type: AGENT_HTTP_AUDIT_EVENT, data: c }, c.correlation_id, c.actor),
+          ...agentPortsFromEnv(),
+        },
       });
       stops.push({ name: 'agents', stop: () => agents.stop() });
     }
 
     if (has('dispatcher')) {
-      const dispatcher = await startDispatcher({ store: eventStore, nats, pool, logger });
+      const dispatcher = await startDispatcher({ store: eventStore, nats, pool, logger, agentToken });
       stops.push({ name: 'dispatcher', stop: () => dispatcher.stop() });
     }
 

@@ -14,7 +14,11 @@ export const mcpConfigSchema = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
   MCP_AUTH_TOKEN: z.string().min(1).optional(),
-  MCP_HOST: z.string().min(1).default('127.0.0.1'),
+  /** Serve HTTP without a bearer token: only for a sandbox; the default refuses to start without MCP_AUTH_TOKEN. */
+  MCP_AUTH_DISABLED: bool,
+  /** Bind address (default BIND_HOST, else 127.0.0.1). */
+  MCP_HOST: z.string().min(1).optional(),
+  BIND_HOST: z.string().min(1).default('127.0.0.1'),
   DATABASE_ALLOW_WRITES: bool,
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   DATABASE_MAX_ROWS: z.coerce.number().int().min(1).max(100_000).default(1000),

@@ -4,6 +4,7 @@
  */
 export { startMcpHttpServer, type ConnectableServer, type McpHttpServerHandle, type McpHttpServerOptions } from './common/http.js';
 export { serveStdio } from './common/stdio.js';
+export { mcpCallAuditSchema, mcpAuditStreamId, MCP_CALL_AUDIT_EVENT, type McpCallAudit } from './common/audit.js';
 export { tool, toolOk, toolError, asAppError, type ToolContext } from './common/tools.js';
 export { mcpConfigSchema, mcpServerKinds, defaultPorts, type McpConfig, type McpServerKind } from './config.js';
 export { runMcpServer, type RunOptions, type RunningMcpServer } from './runtime.js';

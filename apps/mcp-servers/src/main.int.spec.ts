@@ -119,7 +119,7 @@ describe('runMcpServer wires every server from its environment', () => {
   it('starts each kind on a free port, healthy and listing its tools', async () => {
     mkdirSync(path.resolve('.tmp'), { recursive: true });
     const scratch = mkdtempSync(path.resolve('.tmp', 'runtime-'));
-    const env = { DATABASE_URL: await freshDatabase('mcp_runtime'), FILESYSTEM_ROOT: path.join(scratch, 'files'), WEBHOOK_ALLOW_LOOPBACK: 'true', LOG_LEVEL: 'silent' };
+    const env = { DATABASE_URL: await freshDatabase('mcp_runtime'), FILESYSTEM_ROOT: path.join(scratch, 'files'), WEBHOOK_ALLOW_LOOPBACK: 'true', LOG_LEVEL: 'silent', MCP_AUTH_TOKEN: 'runtime-token' };
     const expected: Record<string, string> = { database: 'query', fetch: 'http_request', automation: 'create_schedule', analytics: 'query_metric', 'filesystem-bridge': 'read_text_file' };
     try {
       for (const kind of mcpServerKinds) {
@@ -127,7 +127,7 @@ describe('runMcpServer wires every server from its environment', () => {
         try {
           const health = await fetch(running.url!.replace(/\/mcp$/, '/health'));
           assert.equal(health.status, 200, kind);
-          const c = await httpClient(running.url!);
+          const c = await httpClient(running.url!, 'runtime-token');
           const names = (await c.listTools()).tools.map((t) => t.name);
           await c.close();
           assert.ok(names.includes(expected[kind]!), `${kind} lists ${expected[kind]}`);

@@ -1,7 +1,8 @@
 import pg from 'pg';
 import { pino } from 'pino';
-import { AppError, createLogger, parseConfig, type Logger } from '@switchyard/platform';
+import { AppError, createLogger, edgePolicyFromEnv, parseConfig, type Logger } from '@switchyard/platform';
 import { startMcpHttpServer, type ConnectableServer } from './common/http.js';
+import type { McpCallAudit } from './common/audit.js';
 import { serveStdio } from './common/stdio.js';
 import { defaultPorts, mcpConfigSchema, type McpConfig, type McpServerKind } from './config.js';
 import { createDatabaseServer } from './database/server.js';
@@ -19,6 +20,14 @@ export interface RunOptions {
   readonly host?: string;
   readonly env?: Record<string, string | undefined>;
   readonly logger?: Logger;
+  /** Bearer token of the HTTP endpoint; default MCP_AUTH_TOKEN. One of them is required unless MCP_AUTH_DISABLED=true. */
+  readonly token?: string;
+  /** Name of the token holder for the audit actor `token:<name>` (default `mcp`). */
+  readonly tokenName?: string;
+  /** Name reported in /health, logs and audit records (default the kind; e.g. `database_writer`). */
+  readonly name?: string;
+  /** Told about every call answered over HTTP (the launcher appends them as events). */
+  readonly onCall?: (call: McpCallAudit) => void;
   /** Automation only: told about every recorded workflow trigger. */
   readonly onTrigger?: (t: TriggerRecord) => void | Promise<void>;
 }
@@ -45,6 +54,11 @@ function requireDatabase(config: McpConfig, kind: string): pg.Pool {
  */
 export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): Promise<RunningMcpServer> {
   const config = parseConfig(opts.env ?? process.env, mcpConfigSchema);
+  const token = opts.token ?? config.MCP_AUTH_TOKEN;
+  // Checked before anything starts: a tool server (writes, pg_read_file) must not answer anyone by default.
+  if (!opts.stdio && !token && !config.MCP_AUTH_DISABLED) {
+    throw new AppError('validation', `MCP_AUTH_TOKEN is required to serve the ${kind} MCP server over HTTP (MCP_AUTH_DISABLED=true serves it without one)`);
+  }
   // On stdio, stdout is the protocol channel: logs go to stderr.
   const logger =
     opts.logger ??
@@ -101,7 +115,8 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         factory = () => bridge.serverFactory();
         health = async () => {
           if (!bridge.alive()) throw new Error('filesystem server process is not running');
-          return { root: bridge.root };
+          // Not the root's absolute path: /health answers without a token.
+          return { filesystem: 'ok' };
         };
         break;
       }
@@ -121,12 +136,16 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
       logger.info({ kind }, 'mcp server on stdio');
       return { kind, close: async () => (await handle.close(), await closeAll()) };
     }
+    if (!token) logger.warn({ kind }, 'MCP_AUTH_DISABLED: serving without a bearer token');
+    const host = opts.host ?? config.MCP_HOST ?? config.BIND_HOST;
     const http = await startMcpHttpServer({
-      name: kind,
+      name: opts.name ?? kind,
       serverFactory: factory,
       port: opts.port ?? defaultPorts[kind],
-      host: opts.host ?? config.MCP_HOST,
-      ...(config.MCP_AUTH_TOKEN ? { token: config.MCP_AUTH_TOKEN } : {}),
+      host,
+      ...(token ? { token, tokenName: opts.tokenName ?? 'mcp' } : {}),
+      edge: edgePolicyFromEnv(opts.env ?? process.env, host),
+      ...(opts.onCall ? { onCall: opts.onCall } : {}),
       logger,
       ...(health ? { health } : {}),
     });

@@ -18,7 +18,13 @@ export const configSchema = z.object({
   NATS_URL: z.string().regex(/^(nats|tls|ws|wss):\/\//, 'must be a nats:// URL').optional(),
   EVENTSTORE_URL: z.string().regex(/^(esdb|kurrentdb|kdb)(\+discover)?:\/\//, 'must be an esdb:// connection string').optional(),
   GATEWAY_PORT: port.default(10000),
-  GATEWAY_HOST: z.string().default('0.0.0.0'),
+  // Every listener binds loopback unless configured otherwise.
+  GATEWAY_HOST: z.string().default('127.0.0.1'),
+  /** Bind address of the MCP servers (5001-5007) and the agents' HTTP contract (6001-6006). */
+  BIND_HOST: z.string().min(1).default('127.0.0.1'),
+  /** Extra accepted Host / Origin values of every listener (comma lists), see edge.ts. */
+  ALLOWED_HOSTS: z.string().optional(),
+  ALLOWED_ORIGINS: z.string().optional(),
   EMBEDDED_PG_PORT: port.default(54329),
   EMBEDDED_NATS_PORT: port.default(4222),
   MCP_AUTH_TOKEN: z.string().min(1).optional(),

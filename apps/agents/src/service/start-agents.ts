@@ -4,7 +4,7 @@ import { newId, type Logger } from '@switchyard/platform';
 import { agentCards } from '../registry.js';
 import type { LlmClient } from '../llm.js';
 import { startAgent, type AgentHandle } from './agent-service.js';
-import { startAgentHttp, type AgentHttpHandle } from './http.js';
+import { startAgentHttp, type AgentHttpCallAudit, type AgentHttpHandle } from './http.js';
 import { BUILTIN_AGENT_PORTS } from './contract.js';
 
 export interface StartAgentsOptions {
@@ -15,13 +15,19 @@ export interface StartAgentsOptions {
   readonly instancePrefix?: string;
   /** Which agents (default all six). */
   readonly agents?: readonly string[];
-  /** Serve the seed's HTTP contract on 6001-6006 (or `ports`); false to skip. Default on. */
+  /**
+   * Serve the seed's HTTP contract on 6001-6006 (or `ports`). Only with a bearer token: the
+   * contract runs work for whoever calls it. Default off (undefined or false).
+   */
   readonly http?:
     | false
     | {
-        /** Bearer token for POST /execute: pass the parsed AI_AGENT_AUTH_TOKEN. */
-        readonly token?: string;
+        /** Bearer token for POST /execute (401 without it): pass AI_AGENT_AUTH_TOKEN or the launcher's generated one. */
+        readonly token: string;
+        /** Default 127.0.0.1. */
         readonly host?: string;
+        /** Told about every /execute the contract ran (the audit trail of direct calls). */
+        readonly onExecute?: (call: AgentHttpCallAudit) => void;
         /** Port per agent name; 0 picks a free one. Default BUILTIN_AGENT_PORTS. */
         readonly ports?: Readonly<Record<string, number>>;
       };
@@ -58,15 +64,16 @@ export async function startAgents(opts: StartAgentsOptions): Promise<AgentsHandl
         ...(opts.llm ? { llm: opts.llm } : {}),
       });
       agents.push(handle);
-      if (opts.http !== false) {
-        const port = opts.http?.ports?.[agent] ?? BUILTIN_AGENT_PORTS[agent] ?? 0;
+      if (opts.http) {
+        const port = opts.http.ports?.[agent] ?? BUILTIN_AGENT_PORTS[agent] ?? 0;
         https.push(
           await startAgentHttp({
             runtime: handle.runtime,
             port,
             logger: opts.logger,
-            ...(opts.http?.host ? { host: opts.http.host } : {}),
-            ...(opts.http?.token ? { token: opts.http.token } : {}),
+            ...(opts.http.host ? { host: opts.http.host } : {}),
+            token: opts.http.token,
+            ...(opts.http.onExecute ? { onExecute: opts.http.onExecute } : {}),
           }),
         );
       }

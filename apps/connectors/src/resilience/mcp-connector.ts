@@ -1,5 +1,5 @@
 import type { CallToolResult, GetPromptResult, Prompt, ReadResourceResult, Resource, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
+import { AppError, isAppError, newId, pathRoots, relativizeDeep, relativizePaths, type Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
 import { mcpEvent, type McpBreakerState, type McpEvent, type McpEventSink, type McpHealth } from '../events.js';
@@ -65,7 +65,12 @@ export class McpConnector {
   /** Keyed calls in flight, so a cancel naming the key can stop them (see cancelCall). */
   private readonly running = new Map<string, AbortController>();
 
+  /** A filesystem server's sandbox roots (its absolute path arguments): results and errors show paths relative to them. */
+  private readonly roots: string[];
+
   constructor(private readonly opts: McpConnectorOptions) {
+    const t = opts.config.transport;
+    this.roots = opts.config.role === 'filesystem' && t.kind === 'stdio' ? pathRoots(t.args.slice(1)) : [];
     this.name = opts.config.name;
     this.log = opts.logger.child({ component: 'mcp-connector', server: this.name });
     this.session = new McpSession({ config: opts.config, logger: opts.logger, onEvent: (e) => this.emit(e) });
@@ -190,7 +195,8 @@ export class McpConnector {
         at: new Date().toISOString(),
       }),
     );
-    const failed = (err: AppError, attempts: number, outcome: 'error' | 'rejected'): AppError => {
+    const failed = (raw: AppError, attempts: number, outcome: 'error' | 'rejected'): AppError => {
+      const err = this.roots.length ? new AppError(raw.code, relativizePaths(raw.message, this.roots), relativizeDeep(raw.details, this.roots), raw.retryable) : raw;
       const duration = Math.round(performance.now() - t0);
       log.warn({ code: err.code, attempts, duration }, 'MCP tool call failed');
       this.emit(
@@ -237,6 +243,7 @@ export class McpConnector {
         return this.session.callTool(req.tool, args, {
           signal: anySignal(anySignal(signal, req.signal), cancel),
           timeoutMs: Math.min(req.timeout_ms ?? cfg.timeouts.call_ms, cfg.timeouts.call_ms),
+          ...(req.correlation_id ? { correlationId: req.correlation_id } : {}),
         }).catch((err: unknown) => {
           // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
           throw cancel?.aborted ? canceledError(cancel, this.name, req.tool) : err;
@@ -250,6 +257,7 @@ export class McpConnector {
       const n = (err as { attempts?: number }).attempts ?? 1;
       throw failed(e, n, e.details.breaker === 'open' || e.code === 'rate_limited' ? 'rejected' : 'error');
     }
+    result = relativizeDeep(result, this.roots);
     const duration = Math.round(performance.now() - t0);
     const sized = sizePayload(result, cfg.payload_log.max_chars);
     if (result.isError) {

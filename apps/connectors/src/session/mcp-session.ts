@@ -47,6 +47,8 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** Per-request bound; default the server's `timeouts.call_ms`. */
   readonly timeoutMs?: number;
+  /** Sent as `_meta.correlationId`, so the server's own record of the call carries the request's id. */
+  readonly correlationId?: string;
 }
 
 type Phase = 'idle' | 'connecting' | 'connected' | 'backoff' | 'closed' | 'unconfigured';
@@ -202,7 +204,7 @@ export class McpSession {
    */
   async callTool(tool: string, args: Record<string, unknown>, opts: CallOptions = {}): Promise<CallToolResult> {
     return this.op('call_tool', async (c) => {
-      const res = await c.callTool({ name: tool, arguments: args }, undefined, this.requestOptions(opts));
+      const res = await c.callTool({ name: tool, arguments: args, ...(opts.correlationId ? { _meta: { correlationId: opts.correlationId } } : {}) }, undefined, this.requestOptions(opts));
       return res as CallToolResult;
     });
   }

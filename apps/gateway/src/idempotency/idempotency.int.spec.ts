@@ -113,7 +113,7 @@ describe('Idempotency-Key on every command route', () => {
     dispatcher = await startDispatcher({ store, nats: nc, pool, logger, egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 300, discoveryIntervalMs: 500, discoveryWaitMs: 150, probeTimeoutMs: 500 });
     engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: dbUrl, partitions: 4, leaseTickMs: 200, timerPollMs: 50 });
     await engine.start();
-    analytics = await runMcpServer('analytics', { port: await freePort(), logger, env: { DATABASE_URL: dbUrl, LOG_LEVEL: 'silent' } });
+    analytics = await runMcpServer('analytics', { port: await freePort(), logger, env: { MCP_AUTH_DISABLED: 'true', DATABASE_URL: dbUrl, LOG_LEVEL: 'silent' } });
     const fast = { timeouts: { connect_ms: 5_000, call_ms: 5_000 }, retry: { max_attempts: 1, initial_delay_ms: 50, max_delay_ms: 100 }, breaker: { consecutive_failures: 5, half_open_after_ms: 500 }, reconnect: { initial_delay_ms: 100, max_delay_ms: 500 } };
     // The fetch server reaches the suite's own slow receiver on loopback (allow-listed), which
     // gives a command whose handler outlives a short request timeout.
@@ -123,7 +123,7 @@ describe('Idempotency-Key on every command route', () => {
     });
     await new Promise<void>((r) => slowServer.listen(0, '127.0.0.1', () => r()));
     slowUrl = `http://127.0.0.1:${(slowServer.address() as { port: number }).port}/slow`;
-    fetchServer = await runMcpServer('fetch', { port: await freePort(), logger, env: { FETCH_ALLOW_CIDRS: '127.0.0.0/8', LOG_LEVEL: 'silent' } });
+    fetchServer = await runMcpServer('fetch', { port: await freePort(), logger, env: { MCP_AUTH_DISABLED: 'true', FETCH_ALLOW_CIDRS: '127.0.0.0/8', LOG_LEVEL: 'silent' } });
     connectors = await startConnectors({
       nats: nc,
       logger,

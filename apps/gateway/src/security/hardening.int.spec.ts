@@ -76,7 +76,7 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       rateLimit: {},
     });
     // The fetch server may reach the local site only because it is allow-listed.
-    fetchServer = await runMcpServer('fetch', { port: 0, logger, env: { LOG_LEVEL: 'silent', FETCH_ALLOW_HOSTS: '127.0.0.1' } });
+    fetchServer = await runMcpServer('fetch', { port: 0, logger, env: { MCP_AUTH_DISABLED: 'true', LOG_LEVEL: 'silent', FETCH_ALLOW_HOSTS: '127.0.0.1' } });
     const store = g.store;
     connectors = await startConnectors({
       nats: g.nats,

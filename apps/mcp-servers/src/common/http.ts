@@ -3,7 +3,11 @@ import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { newId, type Logger } from '@switchyard/platform';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { checkHostAndOrigin, edgePolicyFromEnv, mergeEdgePolicies, newId, type EdgePolicy, type Logger } from '@switchyard/platform';
+import { auditCalls, type McpCallAudit } from './audit.js';
+import { normaliseProtocolErrors } from './errors.js';
 
 /** Anything that can be connected to a transport: `McpServer` or the low-level `Server`. */
 export interface ConnectableServer {
@@ -19,8 +23,17 @@ export interface McpHttpServerOptions {
   readonly port: number;
   /** Default 127.0.0.1: exposing a tool server on all interfaces must be a decision. */
   readonly host?: string;
-  /** When set, POST /mcp requires `Authorization: Bearer <token>` (401 otherwise). */
+  /** When set, POST /mcp requires `Authorization: Bearer <token>` (401 otherwise). runMcpServer always sets one unless MCP_AUTH_DISABLED. */
   readonly token?: string;
+  /** Who holds the token, for the audit actor `token:<name>`. Default `mcp` (the shared MCP_AUTH_TOKEN). */
+  readonly tokenName?: string;
+  /**
+   * Extra accepted Host / Origin values besides loopback with the listening port (DNS-rebinding
+   * protection; foreign ones get 403). Default: ALLOWED_HOSTS / ALLOWED_ORIGINS of the environment.
+   */
+  readonly edge?: Partial<EdgePolicy>;
+  /** Told about every tools/call and resources/read answered (the audit trail of direct calls). Default: an info log line. */
+  readonly onCall?: (call: McpCallAudit) => void;
   readonly logger: Logger;
   /** Extra health information (e.g. a database ping); throwing makes /health answer 503. */
   readonly health?: () => Promise<Record<string, unknown>>;
@@ -68,6 +81,26 @@ async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknow
   return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
 
+function lowLevel(s: ConnectableServer): Server | undefined {
+  return s instanceof McpServer ? s.server : s instanceof Server ? s : undefined;
+}
+
+/**
+ * Stateless HTTP has no session and no standalone SSE stream, so a `list_changed` or
+ * `resources/updated` notification could never reach a client: do not advertise them.
+ * (Our servers never change their lists at run time anyway.)
+ */
+function advertiseDeliverableOnly(low: Server): void {
+  // getCapabilities is private in the SDK's types but a plain method at run time.
+  const caps = (low as unknown as { getCapabilities(): Record<string, unknown> }).getCapabilities();
+  const fix: Record<string, Record<string, unknown>> = {};
+  for (const k of ['tools', 'resources', 'prompts'] as const) {
+    const c = caps[k] as Record<string, unknown> | undefined;
+    if (c && (c.listChanged || c.subscribe)) fix[k] = { ...c, listChanged: false, ...(k === 'resources' ? { subscribe: false } : {}) };
+  }
+  if (Object.keys(fix).length) low.registerCapabilities(fix);
+}
+
 /**
  * Serve an MCP server over Streamable HTTP: `POST /mcp` and `GET /health`.
  *
@@ -81,6 +114,9 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
   const host = opts.host ?? '127.0.0.1';
   const limit = opts.maxBodyBytes ?? 4 * 1024 * 1024;
   const log = opts.logger.child({ mcpServer: opts.name });
+  const policy = mergeEdgePolicies(edgePolicyFromEnv(process.env, host), opts.edge);
+  const actor = opts.token ? `token:${opts.tokenName ?? 'mcp'}` : 'anonymous';
+  const onCall = opts.onCall ?? ((c: McpCallAudit) => log.info({ correlationId: c.correlation_id, ...c }, 'mcp call'));
 
   const handleMcp = async (req: IncomingMessage, res: ServerResponse, correlationId: string): Promise<void> => {
     if (opts.token && !bearerMatches(req.headers.authorization, opts.token)) {
@@ -102,11 +138,17 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
       return;
     }
     const server = opts.serverFactory();
+    const low = lowLevel(server);
+    if (low) {
+      advertiseDeliverableOnly(low);
+      normaliseProtocolErrors(low, log);
+    }
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     res.on('close', () => {
       void transport.close().catch(() => undefined);
       void server.close().catch(() => undefined);
     });
+    auditCalls(body, res, { server: opts.name, actor, correlationId, remote: req.socket.remoteAddress ?? 'unknown', userAgent: req.headers['user-agent'] }, onCall);
     await server.connect(transport);
     await transport.handleRequest(req, res, body);
   };
@@ -122,6 +164,13 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
 
   const http: HttpServer = createServer((req, res) => {
     const correlationId = (req.headers['x-correlation-id'] as string | undefined) ?? newId();
+    // Before anything else, /health included: a browser page must not reach this server by DNS rebinding.
+    const verdict = checkHostAndOrigin(req.headers, req.socket.localPort, policy);
+    if (!verdict.ok) {
+      log.warn({ correlationId, remote: req.socket.remoteAddress, reason: verdict.reason }, 'mcp request refused: foreign Host or Origin');
+      rpcError(res, 403, -32000, `forbidden: ${verdict.reason}`);
+      return;
+    }
     const path = (req.url ?? '/').split('?')[0];
     const work =
       path === '/mcp'

@@ -73,8 +73,8 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
     } finally {
       await app.end();
     }
-    reader = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger: silentLogger, env: { DATABASE_URL: roles.urls.reader, DATABASE_STATEMENT_TIMEOUT_MS: '500', LOG_LEVEL: 'silent' } });
-    writer = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger: silentLogger, env: { DATABASE_URL: roles.urls.writer, DATABASE_ALLOW_WRITES: 'true', LOG_LEVEL: 'silent' } });
+    reader = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger: silentLogger, env: { MCP_AUTH_DISABLED: 'true', DATABASE_URL: roles.urls.reader, DATABASE_STATEMENT_TIMEOUT_MS: '500', LOG_LEVEL: 'silent' } });
+    writer = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger: silentLogger, env: { MCP_AUTH_DISABLED: 'true', DATABASE_URL: roles.urls.writer, DATABASE_ALLOW_WRITES: 'true', LOG_LEVEL: 'silent' } });
     rc = await httpClient(reader.url!);
     wc = await httpClient(writer.url!);
   });

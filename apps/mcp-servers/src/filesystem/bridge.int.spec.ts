@@ -34,8 +34,20 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
   it('forwards the official tool list', async () => {
     const names = (await client.listTools()).tools.map((t) => t.name);
     for (const n of ['read_text_file', 'write_file', 'list_directory', 'create_directory', 'list_allowed_directories']) assert.ok(names.includes(n), n);
+    // The sandbox is reported relative to itself: no absolute server path leaves the bridge.
     const allowed = await call(client, 'list_allowed_directories');
-    assert.match(text(allowed), new RegExp(bridge.root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    assert.ok(!text(allowed).includes(bridge.root), text(allowed));
+    assert.match(text(allowed), /^\.$/m);
+  });
+
+  it('reports a failed call without the absolute path of the sandbox', async () => {
+    const missing = await call(client, 'read_text_file', { path: path.join(bridge.root, 'no', 'such.txt') });
+    assert.equal(missing.isError, true);
+    assert.ok(!text(missing).includes(bridge.root), `absolute root in: ${text(missing)}`);
+    assert.match(text(missing), /no[/\\]such\.txt/);
+    const outside = await call(client, 'read_text_file', { path: path.join(bridge.root, '..', 'outside.txt') });
+    assert.equal(outside.isError, true);
+    assert.ok(!text(outside).includes(bridge.root), `absolute root in: ${text(outside)}`);
   });
 
   it('writes, lists and reads inside the root', async () => {

@@ -15,7 +15,7 @@ import {
   ReadResourceRequestSchema,
   type ServerCapabilities,
 } from '@modelcontextprotocol/sdk/types.js';
-import type { Logger } from '@switchyard/platform';
+import { pathRoots, relativizeDeep, relativizePaths, type Logger } from '@switchyard/platform';
 
 export interface FilesystemBridgeOptions {
   /** The only directory the official server may touch (created if missing). */
@@ -48,29 +48,40 @@ export function filesystemServerScript(): string {
  * client. It advertises only what the upstream advertises, and forwards requests as
  * they are (results and tool errors unchanged; protocol errors surface as errors).
  */
-export function createForwardingServer(upstream: Client, info: { name: string; version: string }): Server {
+export function createForwardingServer(upstream: Client, info: { name: string; version: string }, roots: readonly string[] = []): Server {
   const caps = upstream.getServerCapabilities() ?? {};
+  // Paths in results and errors are shown relative to the sandbox roots (no absolute server paths).
+  const rel = <T>(p: Promise<T>): Promise<T> =>
+    roots.length === 0
+      ? p
+      : p.then(
+          (v) => relativizeDeep(v, roots),
+          (e: unknown) => {
+            if (e instanceof Error) e.message = relativizePaths(e.message, roots);
+            throw e;
+          },
+        );
   const advertised: ServerCapabilities = {};
   if (caps.tools) advertised.tools = {};
   if (caps.resources) advertised.resources = {};
   if (caps.prompts) advertised.prompts = {};
   const server = new Server(info, { capabilities: advertised, instructions: upstream.getInstructions() });
   if (caps.tools) {
-    server.setRequestHandler(ListToolsRequestSchema, (req, extra) => upstream.listTools(req.params, { signal: extra.signal }));
+    server.setRequestHandler(ListToolsRequestSchema, (req, extra) => rel(upstream.listTools(req.params, { signal: extra.signal })));
     // Raw request: the upstream's result goes back untouched (no client-side output-schema checks here;
     // the caller's own client does those against the forwarded tool list).
     server.setRequestHandler(CallToolRequestSchema, (req, extra) =>
-      upstream.request({ method: 'tools/call', params: req.params }, CallToolResultSchema, { signal: extra.signal }),
+      rel(upstream.request({ method: 'tools/call', params: req.params }, CallToolResultSchema, { signal: extra.signal })),
     );
   }
   if (caps.resources) {
-    server.setRequestHandler(ListResourcesRequestSchema, (req, extra) => upstream.listResources(req.params, { signal: extra.signal }));
-    server.setRequestHandler(ListResourceTemplatesRequestSchema, (req, extra) => upstream.listResourceTemplates(req.params, { signal: extra.signal }));
-    server.setRequestHandler(ReadResourceRequestSchema, (req, extra) => upstream.readResource(req.params, { signal: extra.signal }));
+    server.setRequestHandler(ListResourcesRequestSchema, (req, extra) => rel(upstream.listResources(req.params, { signal: extra.signal })));
+    server.setRequestHandler(ListResourceTemplatesRequestSchema, (req, extra) => rel(upstream.listResourceTemplates(req.params, { signal: extra.signal })));
+    server.setRequestHandler(ReadResourceRequestSchema, (req, extra) => rel(upstream.readResource(req.params, { signal: extra.signal })));
   }
   if (caps.prompts) {
-    server.setRequestHandler(ListPromptsRequestSchema, (req, extra) => upstream.listPrompts(req.params, { signal: extra.signal }));
-    server.setRequestHandler(GetPromptRequestSchema, (req, extra) => upstream.getPrompt(req.params, { signal: extra.signal }));
+    server.setRequestHandler(ListPromptsRequestSchema, (req, extra) => rel(upstream.listPrompts(req.params, { signal: extra.signal })));
+    server.setRequestHandler(GetPromptRequestSchema, (req, extra) => rel(upstream.getPrompt(req.params, { signal: extra.signal })));
   }
   return server;
 }
@@ -85,6 +96,7 @@ export function createForwardingServer(upstream: Client, info: { name: string; v
 export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Promise<FilesystemBridge> {
   mkdirSync(opts.root, { recursive: true });
   const root = realpathSync(path.resolve(opts.root));
+  const roots = pathRoots([root, path.resolve(opts.root)]);
   const log = opts.logger.child({ component: 'filesystem-bridge', root });
   const script = opts.serverScript ?? filesystemServerScript();
   let client: Client | undefined;
@@ -130,7 +142,7 @@ export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Prom
     get pid(): number | null {
       return connected ? ((client?.transport as StdioClientTransport | undefined)?.pid ?? null) : null;
     },
-    serverFactory: () => createForwardingServer(client!, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }),
+    serverFactory: () => createForwardingServer(client!, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }, roots),
     alive: () => connected,
     close: async () => {
       closing = true;

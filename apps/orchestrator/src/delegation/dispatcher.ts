@@ -87,6 +87,22 @@ export interface DispatcherOptions {
    * without them only public addresses.
    */
   readonly egress?: EgressPolicy;
+  /**
+   * Bearer token of this system's agents' HTTP contract (AI_AGENT_AUTH_TOKEN, or the launcher's
+   * generated one). Sent to an HTTP agent registered without a token of its own only when its URL
+   * is on loopback (one of our agents on 6001-6006): never to a third party.
+   */
+  readonly agentToken?: string;
+}
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+const bearerOf = (token: string | undefined): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
+function onLoopback(url: string | undefined): boolean {
+  try {
+    return url !== undefined && LOOPBACK_HOSTS.has(new URL(url).hostname);
+  } catch {
+    return false;
+  }
 }
 
 export interface SubmitRequest {
@@ -806,7 +822,7 @@ export class Dispatcher {
         headers: {
           'content-type': 'application/json',
           'x-correlation-id': this.cid(s.task_id),
-          ...(inst.token ? { authorization: `Bearer ${inst.token}` } : {}),
+          ...bearerOf(inst.token ?? (onLoopback(inst.url) ? this.opts.agentToken : undefined)),
         },
         body: JSON.stringify({ task_id: s.task_id, task_type: s.task_type, context: s.context, deadline: s.deadline }),
       });

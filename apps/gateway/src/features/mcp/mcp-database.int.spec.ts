@@ -61,8 +61,8 @@ describe('database servers behind the gateway: least-privilege roles, the writer
     store = new PostgresEventStore({ pool: appPool, logger });
     await store.init();
     nc = await connectNats({ url: await testNatsUrl(), name: 'mcp-database-test', logger });
-    reader = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger, env: { DATABASE_URL: roles.urls.reader, DATABASE_STATEMENT_TIMEOUT_MS: '1500', LOG_LEVEL: 'silent' } });
-    writer = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger, env: { DATABASE_URL: roles.urls.writer, DATABASE_ALLOW_WRITES: 'true', LOG_LEVEL: 'silent' } });
+    reader = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger, env: { MCP_AUTH_DISABLED: 'true', DATABASE_URL: roles.urls.reader, DATABASE_STATEMENT_TIMEOUT_MS: '1500', LOG_LEVEL: 'silent' } });
+    writer = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger, env: { MCP_AUTH_DISABLED: 'true', DATABASE_URL: roles.urls.writer, DATABASE_ALLOW_WRITES: 'true', LOG_LEVEL: 'silent' } });
     const fast = { timeouts: { connect_ms: 5_000, call_ms: 10_000 }, retry: { max_attempts: 1 }, breaker: { consecutive_failures: 50, half_open_after_ms: 500 } };
     connectors = await startConnectors({
       nats: nc,

@@ -65,7 +65,7 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
     return { status: res.status, body: (await res.json()) as Record<string, any> };
   };
   const startDatabase = (port: number) =>
-    runMcpServer('database', { port, logger, env: { DATABASE_URL: dbUrl, LOG_LEVEL: 'silent' } });
+    runMcpServer('database', { port, logger, env: { DATABASE_URL: dbUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' } });
 
   before(async () => {
     dbUrl = await freshDatabase('mcp_gateway');
@@ -85,7 +85,7 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
 
     databasePort = await freePort();
     database = await startDatabase(databasePort);
-    fetchServer = await runMcpServer('fetch', { port: await freePort(), logger, env: { LOG_LEVEL: 'silent' } });
+    fetchServer = await runMcpServer('fetch', { port: await freePort(), logger, env: { LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' } });
 
     const everythingPort = await freePort();
     everythingHttp = await startEverythingHttp(everythingPort);

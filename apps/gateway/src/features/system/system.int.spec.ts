@@ -66,7 +66,7 @@ describe('system monitoring through the gateway', () => {
     return { status: res.status, body: (await res.json()) as any };
   };
   const startAnalytics = async () => {
-    analytics = await runMcpServer('analytics', { port: analyticsPort, logger, env: { DATABASE_URL: g.databaseUrl, LOG_LEVEL: 'silent' } });
+    analytics = await runMcpServer('analytics', { port: analyticsPort, logger, env: { DATABASE_URL: g.databaseUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' } });
   };
   const serviceRow = async (name: string) => ((await get('/api/v1/system/health-report')).body?.services ?? []).find((s: { service: string }) => s.service === name);
 
