@@ -44,7 +44,11 @@ describe('dispatcher: the agent token goes to our own agents on loopback only', 
     pool = new pg.Pool({ connectionString: await freshDatabase('agent_token'), max: 6 });
     store = new PostgresEventStore({ pool });
     await store.init();
-    d = await startDispatcher({ store, nats: nc, pool, logger, agentToken: TOKEN, ...fast });
+    // Both stand-ins are local receivers: allow-list them past the egress guard (loopback, and
+    // this machine's own non-loopback address, which may be a private or reserved one).
+    const ext = externalAddress();
+    const egress = { allowCidrs: ['127.0.0.0/8', ...(ext ? [`${ext}/32`] : [])] };
+    d = await startDispatcher({ store, nats: nc, pool, logger, agentToken: TOKEN, egress, ...fast });
   });
 
   after(async () => {
