@@ -18,7 +18,7 @@ import { defaultPorts, mcpServerKinds, runMcpServer } from '@switchyard/mcp-serv
 import { httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
-import type { Config, Logger } from '@switchyard/platform';
+import { createPgPool, type Config, type Logger } from '@switchyard/platform';
 import { EventSink } from './event-sink.js';
 import { startInfrastructure } from './infra.js';
 
@@ -58,10 +58,10 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     const infra = await startInfrastructure(config, logger);
     stops.push({ name: 'infrastructure', stop: () => infra.stop() });
 
-    const pool = new pg.Pool({ connectionString: infra.databaseUrl, max: 30 });
-    // An idle client dies when Postgres restarts: log it, the pool reconnects on next use
-    // (an unhandled 'error' event would take the whole process down).
-    pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL connection failed'));
+    // A client dies when Postgres restarts or its backend is terminated: the guarded pool logs it,
+    // the query in flight fails, the pool reconnects on next use (an unhandled 'error' event
+    // would take the whole process down).
+    const pool = createPgPool({ connectionString: infra.databaseUrl, max: 30 }, { name: 'system', logger });
     stops.push({ name: 'pg-pool', stop: () => pool.end() });
     const eventStore: EventStore = createEventStore({ pool, eventstoreUrl: config.EVENTSTORE_URL, logger });
     await eventStore.init();

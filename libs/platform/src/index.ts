@@ -6,3 +6,4 @@ export * from './infra/ports.js';
 export * from './infra/postgres.js';
 export * from './infra/nats.js';
 export * from './infra/transaction.js';
+export * from './infra/pg.js';

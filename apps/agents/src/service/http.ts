@@ -117,6 +117,8 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
     server.once('error', reject);
     server.listen(opts.port, opts.host ?? '0.0.0.0', () => resolve());
   });
+  // A listening server's later errors (accept failing on EMFILE, ...) must not end the process.
+  server.on('error', (err) => log.error({ err }, 'agent http server error'));
   const port = (server.address() as AddressInfo).port;
   const url = `http://${opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1'}:${port}`;
   log.info({ url }, 'agent HTTP contract listening');

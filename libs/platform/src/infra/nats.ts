@@ -53,6 +53,11 @@ export async function startNatsServer(opts: { port: number; storeDir: string; lo
   child.stderr?.on('data', relay);
   let exited: number | null = null;
   child.once('exit', (code) => (exited = code ?? -1));
+  // A spawn that fails (binary missing, not executable) emits 'error': without a listener it would end this process.
+  child.on('error', (err) => {
+    log?.error({ err }, 'nats-server process error');
+    exited ??= -1;
+  });
   try {
     await waitForPort(opts.port, 15_000);
   } catch (err) {
