@@ -2,7 +2,7 @@ import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mc
 import { z } from 'zod';
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, isConnectionError, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
 
@@ -195,8 +195,12 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
           // A cursor over the extended protocol: one statement only (no "; DROP ..."), and
           // never more than limit + 1 rows leave the server.
           const cursor = client.query(new Cursor(args.sql, args.params));
+          let lost = false;
           try {
-            const out = await readCursor(cursor, limit + 1);
+            const out = await readCursor(cursor, limit + 1).catch((err: unknown) => {
+              lost = isConnectionError(err);
+              throw err;
+            });
             const truncated = out.rows.length > limit;
             const rows = out.rows.slice(0, limit).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonSafe(v)])));
             return {
@@ -207,7 +211,9 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
               truncated,
             };
           } finally {
-            await cursor.close().catch(() => undefined);
+            // A cursor whose session died (backend terminated) would wait forever for the server's
+            // answer to its close, and hold the call: the portal is gone with the session anyway.
+            if (!lost) await cursor.close().catch(() => undefined);
           }
         });
       },
