@@ -26,43 +26,17 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { Proc, root, sleep } from './launcher.js';
+import { Proc, root, sleep, startSink, type Hit } from './launcher.js';
 
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
 const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
 const EXECUTIONS = 200;
 const STEPS = ['first', 'second', 'third'] as const;
-
-interface Hit {
-  readonly key: string;
-  /** When the sink had the whole request (Date.now() of this process, like the kill times). */
-  readonly at: number;
-  readonly id: string;
-  readonly payload: { n: string; step: string; prev?: string };
-}
-
-/** The webhook receiver: records every request; answers after a short random delay so kills land mid-request. */
-async function startSink(): Promise<{ server: Server; url: string; hits: Hit[] }> {
-  const hits: Hit[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString('utf8')));
-    req.on('end', () => {
-      const parsed = JSON.parse(body) as { id: string; payload: Hit['payload'] };
-      hits.push({ key: String(req.headers['idempotency-key']), at: Date.now(), id: parsed.id, payload: parsed.payload });
-      setTimeout(() => res.writeHead(202, { 'content-type': 'application/json' }).end('{"accepted":true}'), Math.floor(Math.random() * 150));
-    });
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${port}`, hits };
-}
 
 describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worker', () => {
   let dataDir: string;

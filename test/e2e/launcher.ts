@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { freePort } from '@switchyard/platform';
 
@@ -154,4 +155,29 @@ export async function allExecutions(base: string, headers: Record<string, string
     url = body.next ?? null;
   }
   return out;
+}
+
+export interface Hit {
+  readonly key: string;
+  /** When the sink had the whole request (Date.now() of this process, like the kill times). */
+  readonly at: number;
+  readonly id: string;
+  readonly payload: { n: string; step: string; prev?: string };
+}
+
+/** The webhook receiver: records every request; answers after a short random delay so kills land mid-request. */
+export async function startSink(): Promise<{ server: Server; url: string; hits: Hit[] }> {
+  const hits: Hit[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString('utf8')));
+    req.on('end', () => {
+      const parsed = JSON.parse(body) as { id: string; payload: Hit['payload'] };
+      hits.push({ key: String(req.headers['idempotency-key']), at: Date.now(), id: parsed.id, payload: parsed.payload });
+      setTimeout(() => res.writeHead(202, { 'content-type': 'application/json' }).end('{"accepted":true}'), Math.floor(Math.random() * 150));
+    });
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${port}`, hits };
 }

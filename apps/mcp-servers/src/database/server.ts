@@ -33,6 +33,11 @@ export function leadingKeyword(sql: string): string {
 /** Postgres error -> coded AppError with the server's own words kept. */
 export function mapPgError(e: unknown): AppError | undefined {
   const err = e as { code?: string; message?: string; position?: string; detail?: string; hint?: string };
+  // No session (refused, reset, terminated): the database is restarting or the connection was cut;
+  // another attempt may well work, so not an internal error.
+  if (isConnectionError(e) && !(typeof err?.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code))) {
+    return new AppError('unavailable', `database unavailable: ${err?.message ?? 'connection failed'}`, { cause: err?.code ?? null }, true);
+  }
   if (typeof err?.code !== 'string' || !/^[0-9A-Z]{5}$/.test(err.code)) return undefined;
   const details = { sqlstate: err.code, position: err.position, detail: err.detail, hint: err.hint };
   switch (err.code) {
