@@ -76,7 +76,13 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
       );
       if (reply.isError) {
         const text = reply.content.map((c) => (c as { text?: unknown }).text).filter((t) => typeof t === 'string').join(' ');
-        // A tool that answered with an error would answer the same again: not retryable.
+        // The project's own servers say in structuredContent.error when another attempt may work
+        // (its database restarting or cut off: unavailable); the step's retry policy then applies.
+        const own = reply.structuredContent?.['error'] as { code?: unknown; retryable?: unknown } | undefined;
+        if (own?.retryable === true && (own.code === 'unavailable' || own.code === 'timeout')) {
+          return { ok: false, error: { code: own.code, message: text || 'tool unavailable', retryable: true } };
+        }
+        // Any other tool that answered with an error would answer the same again: not retryable.
         return { ok: false, error: { code: 'tool_error', message: text || 'tool returned an error', retryable: false } };
       }
       return { ok: true, output: mcpOutput(reply) };
