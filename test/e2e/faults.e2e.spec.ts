@@ -79,6 +79,36 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     );
   };
 
+  /**
+   * Poll /readyz every 50 ms (without waiting for the previous answer) until stopped; the
+   * `components` check of each answer, 200 or 503 (the problem document carries the checks).
+   */
+  const watchComponents = () => {
+    const seen: string[] = [];
+    let on = true;
+    const loop = (async () => {
+      const inFlight: Promise<void>[] = [];
+      while (on) {
+        inFlight.push(
+          fetch(`${base}/readyz`, { signal: AbortSignal.timeout(5_000) })
+            .then(async (r) => {
+              const body = (await r.json()) as { checks?: Record<string, { status: string; error?: string }> };
+              const c = body.checks?.['components'];
+              if (c) seen.push(c.status === 'degraded' ? `degraded: ${c.error}` : c.status);
+            })
+            .catch(() => undefined),
+        );
+        await sleep(50);
+      }
+      await Promise.all(inFlight);
+    })();
+    return async () => {
+      on = false;
+      await loop;
+      return seen;
+    };
+  };
+
   /** ms until the system answers again: ready, a database query through the MCP server, a workflow start. */
   const answersAgain = async (boundMs: number, what: string): Promise<number> => {
     const t0 = Date.now();
@@ -190,6 +220,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     await db?.end().catch(() => undefined);
     db = undefined;
     const t0 = Date.now();
+    const watching = watchComponents();
     process.kill(pid, 'SIGINT'); // fast shutdown: what `pg_ctl stop -m fast` does
     let newPid: number | undefined;
     for (let i = 0; i < 600 && !(newPid && newPid !== pid); i++) {
@@ -198,6 +229,10 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     }
     assert.ok(newPid && newPid !== pid, `a new postmaster runs: ${sys.output.slice(-2000)}`);
     const ms = await answersAgain(60_000, 'the PostgreSQL restart');
+    const seen = await watching();
+    // While it was down, /readyz named it: degraded component `postgres`, with why.
+    assert.ok(seen.some((s) => /^degraded: .*postgres/.test(s)), `readyz reported postgres degraded: ${JSON.stringify([...new Set(seen)])}`);
+    assert.equal(seen.at(-1), 'up', 'and up again once restarted');
     await startWork(BATCH, 'after-pg-restart');
     figures.push(`PostgreSQL restart: answering ${Date.now() - t0} ms after the stop (${ms} ms after the new postmaster)`);
     assert.match(sys.output + sys.loud.join('\n'), /component restarted[^\n]*postgres|"unit":"postgres"/);
@@ -209,6 +244,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     const pid = sys.childPid('nats-server');
     assert.ok(pid, 'the launcher runs nats-server as its child');
     const t0 = Date.now();
+    const watching = watchComponents();
     process.kill(pid, 'SIGTERM');
     let newPid: number | undefined;
     for (let i = 0; i < 600 && !(newPid && newPid !== pid); i++) {
@@ -217,6 +253,9 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     }
     assert.ok(newPid && newPid !== pid, `a new nats-server runs: ${sys.output.slice(-2000)}`);
     await answersAgain(60_000, 'the NATS restart');
+    const seen = await watching();
+    assert.ok(seen.some((s) => /^degraded: .*nats-server/.test(s)), `readyz reported nats-server degraded: ${JSON.stringify([...new Set(seen)])}`);
+    assert.equal(seen.at(-1), 'up');
     await startWork(BATCH, 'after-nats-restart');
     figures.push(`NATS restart: answering ${Date.now() - t0} ms after the stop`);
     assert.ok(sys.alive);
@@ -265,6 +304,16 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     // The event store: positions 0..head with no hole.
     const s = await (await admin()).query<{ n: string; head: string }>('select count(*) as n, max(position) as head from eventstore.events');
     assert.equal(Number(s.rows[0]!.n), Number(s.rows[0]!.head) + 1, 'the event store positions are dense');
+    // The health report lists every component of the process, each up again.
+    for (let i = 0; ; i++) {
+      const h = await http('GET', '/api/v1/system/health-report');
+      const comps = ((h.body?.services ?? []) as { service: string; status: string }[]).filter((x) => x.service.startsWith('component:'));
+      const names = comps.map((x) => x.service);
+      const wanted = ['component:postgres', 'component:nats-server', 'component:nats', 'component:workflows', 'component:dispatcher'];
+      if (wanted.every((w) => names.includes(w)) && comps.every((x) => x.status === 'up')) break;
+      if (i > 150) assert.fail(`health report components: ${JSON.stringify(comps)}`);
+      await sleep(200);
+    }
     // Every error was handled where it happened: none reached the process-level net.
     const net = sys.loud.filter((l) => l.includes('caught at the process level'));
     assert.deepEqual(net, [], 'no error reached the uncaughtException / unhandledRejection net');

@@ -19,7 +19,8 @@
  * - the steps' webhook effects: each (execution, step) reached the sink under its own key only,
  *   with one payload, and a key was sent again only across a kill of the worker (the sender).
  *
- * Sizes: KILLS_WORKFLOWS, KILLS_DELEGATIONS (default 200 each), KILLS_EVERY_MS (default 4000).
+ * Sizes: KILLS_WORKFLOWS, KILLS_DELEGATIONS (default 200 each), KILLS_EVERY_MS (default 4000),
+ * KILLS_FOR_MS (default 30000: kills go on at least this long, also after the last submission).
  * `npm run faults` runs it with 1,000 + 1,000.
  */
 import { after, before, describe, it } from 'node:test';
@@ -35,6 +36,8 @@ import { allExecutions, newAdminKey, Proc, root, sleep, startSink, systemEnv, wa
 const WORKFLOWS = Number(process.env.KILLS_WORKFLOWS ?? 200);
 const DELEGATIONS = Number(process.env.KILLS_DELEGATIONS ?? 200);
 const EVERY_MS = Number(process.env.KILLS_EVERY_MS ?? 4_000);
+/** Kills go on at least this long (also while the work submitted is being done). */
+const KILL_FOR_MS = Number(process.env.KILLS_FOR_MS ?? 30_000);
 const STEPS = ['notify', 'answer', 'confirm'] as const;
 const WEBHOOK_STEPS = ['notify', 'confirm'] as const;
 const TERMINAL = ['TaskCompleted', 'TaskFailed', 'TaskTimedOut', 'TaskCanceled'];
@@ -130,10 +133,12 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
     let submitting = true;
     const kills: { label: string; from: number; to: number }[] = [];
     const workerKills: { from: number; to: number }[] = [];
+    const killsUntil = Date.now() + KILL_FOR_MS;
+    const killing = () => submitting || Date.now() < killsUntil;
     const killer = (async () => {
-      while (submitting) {
+      while (killing()) {
         await sleep(EVERY_MS * (0.5 + Math.random()));
-        if (!submitting) break;
+        if (!killing()) break;
         const victim = victims[Math.floor(Math.random() * victims.length)]!;
         const from = Date.now();
         await victim.kill('SIGKILL');
@@ -177,8 +182,8 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
       for (let k = i * wave; k < Math.min(WORKFLOWS, (i + 1) * wave); k++) jobs.push(startWorkflow(`${tag}-${k}`));
       for (let k = i * wave; k < Math.min(DELEGATIONS, (i + 1) * wave); k++) jobs.push(delegate(`kills-${tag}-${k}`));
       await Promise.all(jobs);
-      // Keep the submissions spread over the kills rather than all before the first.
-      await sleep(Math.max(0, Math.min(400, (EVERY_MS * 6) / waves)));
+      // Keep the submissions spread over the kill period rather than all before the first kill.
+      await sleep(Math.max(0, Math.min(1_000, KILL_FOR_MS / waves)));
     }
     submitting = false;
     await killer;

@@ -28,6 +28,9 @@ import { PartitionLeases, partitionOf } from './partitions.js';
 import { workflowExecutionsProjection } from './projection.js';
 import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
 
+
+/** How long a claimed timer is not claimed again, should its engine die before firing it. */
+const TIMER_LEASE_MS = 30_000;
 export const EXECUTION_STREAM_PREFIX = workflowExecutionStream('');
 const ACTOR = 'system:orchestrator';
 const TERMINAL_EVENTS = new Set(['WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled']);
@@ -706,23 +709,30 @@ export class WorkflowEngine {
   }
 
   /**
-   * Fire due timers: claim rows with FOR UPDATE SKIP LOCKED (two engines never fire the same
-   * row at once), send each command through the decider, delete the row in the same transaction.
-   * A crash before commit leaves the row: it fires again, and the decider ignores a repeat.
+   * Fire due timers. A short transaction claims due rows (FOR UPDATE SKIP LOCKED: two engines
+   * never claim the same row) by moving their due time a lease ahead; the commands then go
+   * through the decider with no transaction open, and each fired row is deleted only if it still
+   * carries that lease (a timer re-armed meanwhile has a new due time and stays). A crash after
+   * the claim leaves the rows: they fire again when the lease runs out, and the decider ignores a
+   * repeat. Holding the row locks while the commands ran (the earlier way) could deadlock the
+   * pool: the saga's upserts of the same timers waited on those locks with every connection,
+   * while the commands waited for a connection.
    */
   private async pollTimers(): Promise<void> {
     if (this.timerPolling || this.stopped) return;
     this.timerPolling = true;
-    let client: pg.PoolClient | undefined;
     try {
       for (let more = true; more && !this.stopped; ) {
-        client = await this.o.pool.connect();
-        await client.query('begin');
-        const due = await client.query<{ execution_id: string; timer_key: string; command: WorkflowCommand }>(
-          `select execution_id, timer_key, command from ${WORKFLOW_SCHEMA}.timers
-           where due_at <= now() order by due_at limit 100 for update skip locked`,
+        const due = await this.o.pool.query<{ execution_id: string; timer_key: string; command: WorkflowCommand; lease: Date }>(
+          `update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', now() + make_interval(secs => $1))
+           from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
+                 where due_at <= now() order by due_at limit 100 for update skip locked) d
+           where t.execution_id = d.execution_id and t.timer_key = d.timer_key
+           returning t.execution_id, t.timer_key, t.command, t.due_at as lease`,
+          [TIMER_LEASE_MS / 1000],
         );
-        const fired: { execution_id: string; timer_key: string }[] = [];
+        const fired: { execution_id: string; timer_key: string; lease: Date }[] = [];
+        const again: { execution_id: string; timer_key: string; lease: Date }[] = [];
         await Promise.all(
           due.rows.map(async (row) => {
             try {
@@ -731,26 +741,33 @@ export class WorkflowEngine {
               this.counts.timersFired++;
             } catch (err) {
               if (isAppError(err) && !err.retryable) fired.push(row);
+              else again.push(row);
               this.log.warn({ err, executionId: row.execution_id, timer: row.timer_key }, 'timer command failed');
             }
           }),
         );
+        // The lease is whole milliseconds (date_trunc above), so it comes back exact in a JS Date.
+        const rows = (xs: typeof fired) => [xs.map((f) => f.execution_id), xs.map((f) => f.timer_key), xs.map((f) => f.lease.toISOString())];
         if (fired.length > 0) {
-          await client.query(
-            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[]) as f(e, k) where t.execution_id = f.e and t.timer_key = f.k`,
-            [fired.map((f) => f.execution_id), fired.map((f) => f.timer_key)],
+          await this.o.pool.query(
+            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
+             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
+            rows(fired),
           );
         }
-        await client.query('commit');
-        client.release();
-        client = undefined;
+        if (again.length > 0) {
+          // A command that may work later: due again now rather than after the lease.
+          await this.o.pool.query(
+            `update ${WORKFLOW_SCHEMA}.timers t set due_at = now() from unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
+             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
+            rows(again),
+          );
+        }
         more = due.rows.length === 100;
       }
     } catch (err) {
       this.log.warn({ err }, 'timer poll failed');
-      await client?.query('rollback').catch(() => undefined);
     } finally {
-      client?.release();
       this.timerPolling = false;
     }
   }
