@@ -31,7 +31,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { allExecutions, newAdminKey, Proc, root, sleep, startSink, systemEnv, waitReady } from './launcher.js';
+import { newAdminKey, Proc, root, sleep, startSink, systemEnv, waitReady } from './launcher.js';
 
 const WORKFLOWS = Number(process.env.KILLS_WORKFLOWS ?? 200);
 const DELEGATIONS = Number(process.env.KILLS_DELEGATIONS ?? 200);
@@ -103,7 +103,8 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
       arguments: { name: `kills-${tag}`, url: `${sink.url}/hook`, secret: randomBytes(24).toString('hex') },
     });
     assert.equal(hook.status, 200, JSON.stringify(hook.body));
-    const retry = { attempts: 30, backoff: { initialMs: 300, factor: 2, maxMs: 2_000, jitter: 0.2 } };
+    // Rejections while a role is down or the connectors' bulkhead is full (rate_limited) use attempts: plenty of them.
+    const retry = { attempts: 100, backoff: { initialMs: 300, factor: 2, maxMs: 3_000, jitter: 0.2 } };
     const webhook = (id: string, needs?: string) => ({
       id,
       uses: 'mcp:automation/send_webhook',
@@ -194,16 +195,8 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
     assert.equal(new Set(taskOfKey.values()).size, DELEGATIONS, 'one task per idempotency key');
     assert.ok(kills.length >= 2, `at least two kills happened (${kills.length})`);
 
-    // 2. Workflows: every one completed (read model), then each stream event by event.
-    for (let i = 0; ; i++) {
-      const items = await allExecutions(base, auth, definitionId).catch(() => []);
-      const bad = items.filter((x) => x.status === 'failed' || x.status === 'canceled');
-      if (bad.length) assert.fail(`executions ended ${bad.map((x) => x.status)}: ${JSON.stringify(bad[0])}`);
-      const done = items.filter((x) => x.status === 'completed').length;
-      if (done === WORKFLOWS) break;
-      if (i > 900) assert.fail(`${done}/${WORKFLOWS} workflows completed after the kills`);
-      await sleep(200);
-    }
+    // 2. Workflows: wait until every execution stream has ended (the events are the truth; the
+    // read model follows them), failing only when nothing moves for a minute.
     const db = new pg.Client({ connectionString: databaseUrl });
     db.on('error', () => undefined);
     await db.connect();
@@ -217,6 +210,22 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
         for (const row of r.rows) by.set(row.stream_id, [...(by.get(row.stream_id) ?? []), { revision: Number(row.revision), type: row.type, data: row.data }]);
         return by;
       };
+      const ended = async () =>
+        Number(
+          (
+            await db.query<{ n: string }>(
+              `select count(*) as n from eventstore.events where type in ('WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled') and stream_id = any($1::text[])`,
+              [[...executions.keys()].map((id) => `workflow_execution-${id}`)],
+            )
+          ).rows[0]!.n,
+        );
+      for (let last = -1, lastMoved = Date.now(); ; ) {
+        const n = await ended();
+        if (n >= WORKFLOWS) break;
+        if (n !== last) [last, lastMoved] = [n, Date.now()];
+        if (Date.now() - lastMoved > 60_000) assert.fail(`${n}/${WORKFLOWS} workflows ended, none for 60 s`);
+        await sleep(500);
+      }
       const wf = await streams('workflow_execution-');
       for (const [id, n] of executions) {
         const events = wf.get(`workflow_execution-${id}`) ?? [];
