@@ -135,7 +135,7 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
     const kills: { label: string; from: number; to: number }[] = [];
     const workerKills: { from: number; to: number }[] = [];
     const killsUntil = Date.now() + KILL_FOR_MS;
-    const killing = () => submitting || Date.now() < killsUntil;
+    const killing = () => submitting || Date.now() < killsUntil || kills.length < victims.length;
     const bag: Proc[] = [];
     const killer = (async () => {
       while (killing()) {
