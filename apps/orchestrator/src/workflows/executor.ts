@@ -102,7 +102,11 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
     }
     throw new AppError('internal', `executeRemote cannot run ${a.uses}`);
   } catch (err) {
-    return { ok: false, error: toStepError(err) };
+    const error = toStepError(err);
+    // A unit that timed out elsewhere (a task the dispatcher timed out: its reply lost while NATS
+    // restarted, say) is a timeout of this attempt like the engine's own: the step's retry policy
+    // decides, as for the engine's own step timeouts.
+    return { ok: false, error: error.code === 'timeout' ? { ...error, retryable: true } : error };
   }
 }
 
