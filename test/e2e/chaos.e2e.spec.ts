@@ -24,92 +24,19 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
+import { Proc, root, sleep, startSink, type Hit } from './launcher.js';
 
-const root = path.resolve(import.meta.dirname, '..', '..', '..');
-const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
 const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
 const EXECUTIONS = 200;
 const STEPS = ['first', 'second', 'third'] as const;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** A deadline for Promise.race that does not keep the process alive after the race is decided. */
-const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
-
-interface Hit {
-  readonly key: string;
-  /** When the sink had the whole request (Date.now() of this process, like the kill times). */
-  readonly at: number;
-  readonly id: string;
-  readonly payload: { n: string; step: string; prev?: string };
-}
-
-/** The webhook receiver: records every request; answers after a short random delay so kills land mid-request. */
-async function startSink(): Promise<{ server: Server; url: string; hits: Hit[] }> {
-  const hits: Hit[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString('utf8')));
-    req.on('end', () => {
-      const parsed = JSON.parse(body) as { id: string; payload: Hit['payload'] };
-      hits.push({ key: String(req.headers['idempotency-key']), at: Date.now(), id: parsed.id, payload: parsed.payload });
-      setTimeout(() => res.writeHead(202, { 'content-type': 'application/json' }).end('{"accepted":true}'), Math.floor(Math.random() * 150));
-    });
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${port}`, hits };
-}
-
-/** One launcher process with the given roles; `up` resolves when it logs "switchyard is up". */
-class Proc {
-  proc!: ChildProcess;
-  output = '';
-  exited!: Promise<number | null>;
-  up!: Promise<void>;
-  constructor(
-    readonly label: string,
-    readonly roles: string[],
-    readonly env: Record<string, string>,
-  ) {}
-  start(): void {
-    this.output = '';
-    this.proc = spawn(process.execPath, [launcher, ...this.roles], { cwd: root, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let resolveUp!: () => void;
-    this.up = new Promise((r) => (resolveUp = r));
-    const onData = (d: Buffer) => {
-      this.output = (this.output + d.toString()).slice(-30_000);
-      if (this.output.includes('switchyard is up')) resolveUp();
-    };
-    this.proc.stdout!.on('data', onData);
-    this.proc.stderr!.on('data', onData);
-    this.exited = new Promise((r) => this.proc.once('exit', (code) => r(code)));
-  }
-  /** Wait (bounded) for the "up" line; fail with the process output when it died or hung. */
-  async waitUp(ms = 60_000): Promise<void> {
-    const r = await Promise.race([this.up.then(() => 'up'), this.exited.then(() => 'exited'), deadline(ms).then(() => 'timeout')]);
-    if (r !== 'up') assert.fail(`${this.label} ${r}: ${this.output.slice(-3000)}`);
-  }
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill(signal);
-      await this.exited;
-    }
-  }
-  async stop(): Promise<void> {
-    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.kill('SIGTERM');
-    if ((await Promise.race([this.exited, deadline(15_000).then(() => 'timeout' as const)])) === 'timeout') await this.kill();
-  }
-}
 
 describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worker', () => {
   let dataDir: string;

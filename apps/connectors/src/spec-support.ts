@@ -87,6 +87,10 @@ export async function startEverythingHttp(port: number, timeoutMs = 20_000): Pro
       clearTimeout(timer);
       reject(new Error(`server-everything HTTP exited with ${code}: ${err.slice(-500)}`));
     });
+    proc.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
   });
   proc.stderr!.resume();
   return {

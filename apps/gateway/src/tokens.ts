@@ -23,7 +23,11 @@ export const READINESS_EXTRA = Symbol.for('switchyard.gateway.readinessExtra');
 /** The part of the process config the gateway reads. A full `Config` fits. */
 export type GatewayConfig = Pick<Config, 'GATEWAY_PORT' | 'GATEWAY_HOST'> & Partial<Pick<Config, 'DATABASE_ALLOW_WRITES'>>;
 
-/** One extra readiness probe: resolves when the dependency is usable, rejects (or times out) when not. */
+/**
+ * One extra readiness probe: resolves when the dependency is usable, rejects (or times out) when not.
+ * Resolving with `{ degraded: '<why>' }` reports the check `degraded` without making the process
+ * unready (it serves, some part of it is being restarted).
+ */
 export type ReadinessProbe = () => Promise<unknown>;
 
 /** What the host process owns and lends to the gateway. `close()` on the gateway does not close them. */

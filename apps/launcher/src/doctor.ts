@@ -3,10 +3,9 @@
  * wrong and how to fix it, and exits non-zero when something required is down.
  */
 import { existsSync } from 'node:fs';
-import pg from 'pg';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { ConfigError, findNatsServer, isListening, NATS_INSTALL_HINT, parseConfig, type Config } from '@switchyard/platform';
+import { ConfigError, createPgClient, findNatsServer, isListening, NATS_INSTALL_HINT, parseConfig, type Config } from '@switchyard/platform';
 
 type Status = 'ok' | 'warn' | 'fail' | 'skip';
 interface Check {
@@ -19,7 +18,7 @@ const withTimeout = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
   Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms))]);
 
 async function postgresCheck(url: string): Promise<string> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
+  const client = createPgClient({ connectionString: url, connectionTimeoutMillis: 3000 }, { name: 'doctor' });
   await client.connect();
   try {
     const r = await client.query<{ v: string }>('show server_version');

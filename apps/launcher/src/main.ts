@@ -8,6 +8,7 @@
  * With no DATABASE_URL / NATS_URL it first starts a real PostgreSQL and nats-server.
  */
 import { ConfigError, createLogger, parseConfig } from '@switchyard/platform';
+import { Supervisor } from './supervisor.js';
 import { ROLES, startSystem, type Role } from './system.js';
 
 const logger = createLogger('switchyard');
@@ -23,10 +24,27 @@ function parseRoles(argv: string[]): Role[] {
   return asked as Role[];
 }
 
+// An error no component caught must not end the process once it is up: every connection, child
+// and server has its own error listener, and the supervisor restarts a component that fails; this
+// is the net under them, logged and reported (/readyz, health report) as the `process` unit.
+// While starting, the old rule holds: fail fast, exit 1.
+const supervisor = new Supervisor({ logger });
+let up = false;
+const onUnexpected = (origin: string) => (err: unknown) => {
+  if (!up) {
+    logger.fatal({ err, origin }, 'unexpected error while starting');
+    process.exit(1);
+  }
+  supervisor.recordUnexpected(origin, err);
+};
+process.on('uncaughtException', onUnexpected('uncaughtException'));
+process.on('unhandledRejection', onUnexpected('unhandledRejection'));
+
 try {
   const config = parseConfig();
   const roles = parseRoles(process.argv.slice(2));
-  const system = await startSystem(config, roles, logger);
+  const system = await startSystem(config, roles, logger, supervisor);
+  up = true;
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

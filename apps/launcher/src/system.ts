@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { startAgents } from '@switchyard/agents';
 import { AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import { DATABASE_WRITER_PORT, loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
@@ -15,12 +14,13 @@ import {
 } from '@switchyard/gateway';
 import { createEventStore, type EventStore } from '@switchyard/event-store';
 import { defaultPorts, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, runMcpServer, type McpCallAudit } from '@switchyard/mcp-servers';
-import { httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
-import { closeNats, connectNats } from '@switchyard/messaging';
+import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
+import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
-import { grantDemoAccess, provisionDatabaseRoles, type Config, type Logger } from '@switchyard/platform';
+import { createPgPool, grantDemoAccess, provisionDatabaseRoles, type Config, type Logger } from '@switchyard/platform';
 import { EventSink } from './event-sink.js';
 import { startInfrastructure } from './infra.js';
+import { Supervisor, type SupervisedHandle } from './supervisor.js';
 
 /**
  * The parts of the system one process can run; `all` is every one of them, in this order.
@@ -34,48 +34,53 @@ export interface RunningSystem {
   readonly databaseUrl: string;
   readonly natsUrl: string;
   readonly gatewayUrl?: string;
+  /** Restarts failed components; reports what is degraded. */
+  readonly supervisor: Supervisor;
   stop(): Promise<void>;
 }
 
 /**
- * Start the asked-for roles in dependency order:
+ * Start the asked-for roles in dependency order, each a unit of the supervisor (which restarts a
+ * failed one with backoff, and what depends on it):
  * 1. infrastructure (embedded Postgres / nats-server when not configured),
  * 2. shared clients (pg pool, NATS connection, event store),
  * 3. the event relay (store -> JetStream),
  * 4. the workers: MCP servers, connectors, agents (with the demo data), the task dispatcher, the workflow engine,
  * 5. the gateway last, so /readyz only answers once the rest is up.
- * Stopping runs the same list backwards.
+ * Stopping runs the same list backwards. A failure while starting stops what started and throws.
  */
-export async function startSystem(config: Config, roles: readonly Role[], logger: Logger): Promise<RunningSystem> {
-  const stops: { name: string; stop: () => Promise<void> }[] = [];
-  const stopAll = async () => {
-    for (const { name, stop } of stops.reverse()) {
-      await stop().catch((err) => logger.error({ err, component: name }, 'stop failed'));
-    }
-  };
+export async function startSystem(config: Config, roles: readonly Role[], logger: Logger, supervisor = new Supervisor({ logger })): Promise<RunningSystem> {
   const has = (role: Role) => roles.includes(role);
+  const unit = (name: string, start: () => Promise<SupervisedHandle>, dependsOn?: string[]) =>
+    supervisor.add({ name, start, ...(dependsOn ? { dependsOn } : {}) });
+  const usesNats = ['nats'];
   try {
-    const infra = await startInfrastructure(config, logger);
-    stops.push({ name: 'infrastructure', stop: () => infra.stop() });
+    const infra = await startInfrastructure(config, logger, supervisor);
 
+    // A client dies when Postgres restarts or its backend is terminated: the guarded pool logs it,
+    // the query in flight fails, the pool reconnects on next use (an unhandled 'error' event
+    // would take the whole process down).
     // The roles' migration runs as the DATABASE_URL login (the embedded cluster's superuser);
     // from here on every component logs in as a least-privilege role: the application
     // components as <db>_app, the database MCP server as <db>_mcp_reader, the writer as
     // <db>_mcp_writer. Without the right to create roles it warns and keeps the given login.
     const dbRoles = await provisionDatabaseRoles(infra.databaseUrl, { logger });
     const appUrl = dbRoles?.urls.app ?? infra.databaseUrl;
-    const pool = new pg.Pool({ connectionString: appUrl, max: 30 });
-    // An idle client dies when Postgres restarts: log it, the pool reconnects on next use
-    // (an unhandled 'error' event would take the whole process down).
-    pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL connection failed'));
-    stops.push({ name: 'pg-pool', stop: () => pool.end() });
+    const pool = createPgPool({ connectionString: appUrl, max: 30 }, { name: 'system', logger });
+    await unit('pg-pool', async () => ({ stop: () => pool.end() }));
     const eventStore: EventStore = createEventStore({ pool, eventstoreUrl: config.EVENTSTORE_URL, logger });
     await eventStore.init();
-    stops.push({ name: 'event-store', stop: () => eventStore.close() });
-    const nats = await connectNats({ url: infra.natsUrl, name: `switchyard-${roles.length === ROLES.length ? 'all' : roles.join('+')}`, logger });
-    stops.push({ name: 'nats', stop: () => closeNats(nats, { logger }) });
+    await unit('event-store', async () => ({ stop: () => eventStore.close() }));
+    // The connection reconnects by itself forever; it only closes for good on a fatal error, and
+    // then it is made again and every unit holding it is restarted with it.
+    let nats!: NatsConnection;
+    await unit('nats', async () => {
+      const nc = await connectNats({ url: infra.natsUrl, name: `switchyard-${roles.length === ROLES.length ? 'all' : roles.join('+')}`, logger });
+      nats = nc;
+      return { stop: () => closeNats(nc, { logger }), failed: nc.closed().then((err) => err ?? new Error('NATS connection closed')) };
+    });
     const sink = new EventSink(eventStore, logger, 'system:switchyard');
-    stops.push({ name: 'event-sink', stop: () => sink.flush() });
+    await unit('event-sink', async () => ({ stop: () => sink.flush() }));
 
     // The MCP servers and the agents' HTTP contract answer only bearers of these tokens. Unset, one
     // is generated per start and handed to this process's connectors and dispatcher (never logged).
@@ -92,22 +97,24 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     const auditMcpCall = (c: McpCallAudit) => sink.append(mcpAuditStreamId(c.server), { type: MCP_CALL_AUDIT_EVENT, data: c }, c.correlation_id, c.actor);
 
     if (has('relay') && config.RELAY_ENABLED) {
-      const relay = await runRelay(
-        {
-          DATABASE_URL: appUrl,
-          NATS_URL: infra.natsUrl,
-          RELAY_NAME: 'events',
-          RELAY_STREAM: 'SWITCHYARD_EVENTS',
-          RELAY_SUBJECT_PREFIX: 'switchyard.events',
-          RELAY_CHECKPOINT_EVERY: 100,
-          RELAY_CHECKPOINT_INTERVAL_MS: 1000,
-          RELAY_DUPLICATE_WINDOW_MS: 600_000,
-          RELAY_RESUME_FROM_STREAM: true,
-        },
-        logger,
-        eventStore,
-      );
-      stops.push({ name: 'relay', stop: () => relay.stop() });
+      await unit('relay', async () => {
+        const relay = await runRelay(
+          {
+            DATABASE_URL: appUrl,
+            NATS_URL: infra.natsUrl,
+            RELAY_NAME: 'events',
+            RELAY_STREAM: 'SWITCHYARD_EVENTS',
+            RELAY_SUBJECT_PREFIX: 'switchyard.events',
+            RELAY_CHECKPOINT_EVERY: 100,
+            RELAY_CHECKPOINT_INTERVAL_MS: 1000,
+            RELAY_DUPLICATE_WINDOW_MS: 600_000,
+            RELAY_RESUME_FROM_STREAM: true,
+          },
+          logger,
+          eventStore,
+        );
+        return { stop: () => relay.stop() };
+      });
     }
 
     if (has('agents') || has('mcp-servers')) {
@@ -127,8 +134,10 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       for (const kind of mcpServerKinds) {
         // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
         const port = Number(process.env[`MCP_${kind.toUpperCase().replace(/-/g, '_')}_PORT`] ?? defaultPorts[kind]);
-        const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : env, host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
-        stops.push({ name: `mcp-${kind}`, stop: () => server.close() });
+        await unit(`mcp-${kind}`, async () => {
+          const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : env, host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
+          return { stop: () => server.close() };
+        });
       }
       // 5007: the database server again, with writes allowed, but logged in as the writer role
       // that may only read, insert and delete the onboarding tables, so the database enforces
@@ -138,88 +147,172 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       if (!writerUrl) logger.warn('no least-privilege roles: the database_writer MCP server is not started (customer_onboarding cannot create records)');
       else {
         const port = Number(process.env.MCP_DATABASE_WRITER_PORT ?? DATABASE_WRITER_PORT);
-        const writer = await runMcpServer('database', {
-          port,
-          name: 'database_writer',
-          host: config.BIND_HOST,
-          token: mcpToken,
-          onCall: auditMcpCall,
-          env: { ...process.env, DATABASE_URL: writerUrl, DATABASE_ALLOW_WRITES: 'true' },
-          logger: logger.child({ mcp: 'database_writer' }),
+        await unit('mcp-database-writer', async () => {
+          const writer = await runMcpServer('database', {
+            port,
+            name: 'database_writer',
+            host: config.BIND_HOST,
+            token: mcpToken,
+            onCall: auditMcpCall,
+            env: { ...process.env, DATABASE_URL: writerUrl, DATABASE_ALLOW_WRITES: 'true' },
+            logger: logger.child({ mcp: 'database_writer' }),
+          });
+          return { stop: () => writer.close() };
         });
-        stops.push({ name: 'mcp-database-writer', stop: () => writer.close() });
       }
     }
 
     if (has('connectors')) {
-      const connectors = await startConnectors({
-        nats,
-        registry: loadRegistry({ env: { ...process.env, MCP_AUTH_TOKEN: mcpToken } }),
-        logger,
-        // Every call, breaker change and health transition goes to the event store (audit, availability).
-        // A call's events name who asked (the gateway sends `apikey:<id>`), not the system.
-        onEvent: (e) => {
-          const m = mcpEventMetadata(e);
-          sink.append(mcpServerStreamId(e.data.server), e, m.correlationId, m.actor);
+      await unit(
+        'connectors',
+        async () => {
+          const connectors = await startConnectors({
+            nats,
+            registry: loadRegistry({ env: { ...process.env, MCP_AUTH_TOKEN: mcpToken } }),
+            logger,
+            // Every call, breaker change and health transition goes to the event store (audit, availability).
+            // A call's events name who asked (the gateway sends `apikey:<id>`), not the system.
+            onEvent: (e) => {
+              const m = mcpEventMetadata(e);
+              sink.append(mcpServerStreamId(e.data.server), e, m.correlationId, m.actor);
+            },
+          });
+          return { stop: () => connectors.stop() };
         },
-      });
-      stops.push({ name: 'connectors', stop: () => connectors.stop() });
+        usesNats,
+      );
     }
 
     if (has('agents')) {
       // LLM_BASE_URL + LLM_MODEL: an OpenAI-compatible endpoint rewords agent prose (never the figures).
       const llm = llmFromEnv(process.env, logger);
-      const agents = await startAgents({
-        nats,
-        pool,
-        logger,
-        ...(llm ? { llm } : {}),
-        http: {
-          token: agentToken,
-          host: config.BIND_HOST,
-          // Every /execute run over HTTP is an event with the caller as actor, like the MCP servers' calls.
-          onExecute: (c) => sink.append(agentAuditStreamId(c.agent), { type: AGENT_HTTP_AUDIT_EVENT, data: c }, c.correlation_id, c.actor),
-          ...agentPortsFromEnv(),
+      await unit(
+        'agents',
+        async () => {
+          const agents = await startAgents({
+            nats,
+            pool,
+            logger,
+            ...(llm ? { llm } : {}),
+            http: {
+              token: agentToken,
+              host: config.BIND_HOST,
+              // Every /execute run over HTTP is an event with the caller as actor, like the MCP servers' calls.
+              onExecute: (c) => sink.append(agentAuditStreamId(c.agent), { type: AGENT_HTTP_AUDIT_EVENT, data: c }, c.correlation_id, c.actor),
+              ...agentPortsFromEnv(),
+            },
+          });
+          return { stop: () => agents.stop() };
         },
-      });
-      stops.push({ name: 'agents', stop: () => agents.stop() });
+        usesNats,
+      );
     }
 
     if (has('dispatcher')) {
-      const dispatcher = await startDispatcher({ store: eventStore, nats, pool, logger, agentToken });
-      stops.push({ name: 'dispatcher', stop: () => dispatcher.stop() });
+      await unit(
+        'dispatcher',
+        async () => {
+          const dispatcher = await startDispatcher({ store: eventStore, nats, pool, logger, agentToken });
+          return { stop: () => dispatcher.stop() };
+        },
+        usesNats,
+      );
     }
 
     if (has('workflows')) {
-      const engine = await startWorkflowEngine({ store: eventStore, pool, nats, logger, databaseUrl: appUrl });
-      stops.push({ name: 'workflows', stop: () => engine.stop() });
+      await unit(
+        'workflows',
+        async () => {
+          const engine = await startWorkflowEngine({ store: eventStore, pool, nats, logger, databaseUrl: appUrl });
+          return { stop: () => engine.stop() };
+        },
+        usesNats,
+      );
     }
 
     // One monitor per system: it samples the machine, probes every service and evaluates the alert rules.
     let monitoring: RunningMonitoring | undefined;
     if (has('monitor')) {
-      monitoring = await startMonitoring({ pool, nats, eventStore, logger });
-      const running = monitoring;
-      stops.push({ name: 'monitor', stop: () => running.stop() });
+      await unit(
+        'monitor',
+        async () => {
+          const running = await startMonitoring({ pool, nats, eventStore, logger });
+          monitoring = running;
+          // Every supervised unit of this process is a service of the health report: a failed probe
+          // while it is being restarted (degraded, then down), up again once it runs.
+          for (const name of supervisor.status().map((s) => s.name).concat('process')) {
+            running.monitor.addProbe(functionProbe(`component:${name}`, 'component', async () => componentCheck(supervisor, name)));
+          }
+          return { stop: () => running.stop() };
+        },
+        usesNats,
+      );
     }
 
     let gatewayUrl: string | undefined;
     if (has('gateway')) {
-      // The status read model (MCP servers from the connector events) behind /api/v1/integration/status.
-      const statusRunner = await startStatusProjections({ store: eventStore, pool, logger });
-      stops.push({ name: 'status-projections', stop: () => statusRunner.stop() });
-      const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule];
-      const gateway = await createGateway({ eventStore, pgPool: pool, nats, logger, config }, { modules, ...securityOptionsFromEnv() });
-      gatewayUrl = (await gateway.listen()).url;
-      stops.push({ name: 'gateway', stop: () => gateway.close() });
-      monitoring?.monitor.addProbe(httpProbe('gateway', `${gatewayUrl}/livez`));
+      await unit(
+        'gateway',
+        async () => {
+          // The status read model (MCP servers from the connector events) behind /api/v1/integration/status.
+          const statusRunner = await startStatusProjections({ store: eventStore, pool, logger });
+          try {
+            const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule];
+            const gateway = await createGateway(
+              {
+                eventStore,
+                pgPool: pool,
+                nats,
+                logger,
+                config,
+                // Ready while a component restarts, but saying which and why.
+                readiness: { components: async () => componentsReadiness(supervisor) },
+              },
+              { modules, ...securityOptionsFromEnv() },
+            );
+            gatewayUrl = (await gateway.listen()).url;
+            monitoring?.monitor.addProbe(httpProbe('gateway', `${gatewayUrl}/livez`));
+            return {
+              stop: async () => {
+                await gateway.close();
+                await statusRunner.stop();
+              },
+            };
+          } catch (err) {
+            await statusRunner.stop().catch(() => undefined);
+            throw err;
+          }
+        },
+        usesNats,
+      );
     }
     logger.info({ roles, gatewayUrl, postgres: infra.started.postgres, nats: infra.started.nats }, 'switchyard is up');
-    return { databaseUrl: infra.databaseUrl, natsUrl: infra.natsUrl, ...(gatewayUrl ? { gatewayUrl } : {}), stop: stopAll };
+    return {
+      databaseUrl: infra.databaseUrl,
+      natsUrl: infra.natsUrl,
+      ...(gatewayUrl ? { gatewayUrl } : {}),
+      supervisor,
+      stop: () => supervisor.stopAll(),
+    };
   } catch (err) {
-    await stopAll();
+    await supervisor.stopAll();
     throw err;
   }
+}
+
+/** /readyz `components`: up when every unit runs, `{ degraded }` naming the others and why. */
+function componentsReadiness(supervisor: Supervisor): { degraded: string } | { units: number } {
+  const bad = supervisor.degraded();
+  if (bad.length === 0) return { units: supervisor.status().length };
+  return { degraded: bad.map((u) => `${u.name} ${u.state}${u.lastError ? ` (${u.lastError})` : ''}`).join('; ') };
+}
+
+/** The health report's probe of one unit: throws while it is not running. */
+function componentCheck(supervisor: Supervisor, name: string): Record<string, unknown> {
+  const s = supervisor.status().find((u) => u.name === name);
+  if (!s) return { state: 'running' }; // `process` before any unexpected error
+  if (s.state !== 'running') throw new Error(`${s.state}${s.lastError ? `: ${s.lastError}` : ''}`);
+  return { state: s.state, restarts: s.restarts };
 }
 
 /** AGENT_<NAME>_PORT moves one built-in agent's HTTP contract off its seed port (6001-6006). */

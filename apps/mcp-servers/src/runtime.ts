@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { pino } from 'pino';
-import { AppError, createLogger, edgePolicyFromEnv, parseConfig, type Logger } from '@switchyard/platform';
+import { AppError, createLogger, createPgPool, edgePolicyFromEnv, parseConfig, type Logger } from '@switchyard/platform';
 import { startMcpHttpServer, type ConnectableServer } from './common/http.js';
 import type { McpCallAudit } from './common/audit.js';
 import { serveStdio } from './common/stdio.js';
@@ -41,11 +41,9 @@ export interface RunningMcpServer {
 
 function requireDatabase(config: McpConfig, kind: string): pg.Pool {
   if (!config.DATABASE_URL) throw new AppError('validation', `DATABASE_URL is required by the ${kind} server`);
-  const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 10, application_name: `switchyard-mcp-${kind}` });
-  // An idle client dies when Postgres restarts or shuts down; without a listener that
-  // 'error' event would crash the whole process. The pool replaces the client on next use.
-  pool.on('error', () => undefined);
-  return pool;
+  // A client dies when Postgres restarts or a backend is terminated, also while checked out
+  // (a query or cursor in flight): the guarded pool listens, the query fails, the pool replaces it.
+  return createPgPool({ connectionString: config.DATABASE_URL, max: 10, application_name: `switchyard-mcp-${kind}` }, { name: `mcp-${kind}` });
 }
 
 /**

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { z } from 'zod';
-import { AppError, createLogger, newId, type Logger } from '@switchyard/platform';
+import { AppError, createLogger, createPgPool, guardPgPool, newId, type Logger } from '@switchyard/platform';
 import {
   decideAlerting, dueSilences, evolveAlerting, initialAlertingState, invalidMatchers,
   type AlertingCommand, type AlertingEvent, type AlertingState, type Matcher, type Silence,
@@ -121,8 +121,7 @@ export class Monitor {
     this.settings = monitorSettingsSchema.parse(opts.settings ?? {});
     if (!opts.pool && !opts.databaseUrl) throw new AppError('validation', 'Monitor needs databaseUrl or pool');
     this.ownsPool = !opts.pool;
-    this.pool = opts.pool ?? new pg.Pool({ connectionString: opts.databaseUrl, max: 4 });
-    if (this.ownsPool) this.pool.on('error', (err) => this.log.warn({ err }, 'idle monitoring pool client failed'));
+    this.pool = opts.pool ? guardPgPool(opts.pool, { name: 'monitor' }) : createPgPool({ connectionString: opts.databaseUrl, max: 4 }, { name: 'monitor', ...(opts.logger ? { logger: opts.logger } : {}) });
     this.store = new MonitoringStore(this.pool);
     this.ownsSampler = !(opts.sampler instanceof Sampler);
     this.sampler = opts.sampler instanceof Sampler ? opts.sampler : new Sampler(opts.sampler ?? {});

@@ -1,4 +1,5 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { createPgPool, guardPgPool } from '@switchyard/platform';
 
 /** Outcome of one health check. `responseMs` is the time the check took (also on failure). */
 export interface ProbeResult {
@@ -34,9 +35,10 @@ export function functionProbe(service: string, kind: 'mcp' | 'agent' | string, c
 /** PostgreSQL: `select 1` on a dedicated one-connection pool, so it also notices a lost connection. */
 export function postgresProbe(service: string, connection: string | pg.Pool): Probe & { close(): Promise<void> } {
   const owned = typeof connection === 'string';
-  const pool = owned ? new pg.Pool({ connectionString: connection, max: 1, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 }) : connection;
-  // An idle client erroring (server restart) must not crash the process; the next check reconnects.
-  if (owned) pool.on('error', () => undefined);
+  // A client erroring (server restart) must not crash the process; the next check reconnects.
+  const pool = owned
+    ? createPgPool({ connectionString: connection, max: 1, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 }, { name: `probe-${service}` })
+    : guardPgPool(connection, { name: `probe-${service}` });
   return {
     service,
     kind: 'postgres',

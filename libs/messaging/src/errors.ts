@@ -8,7 +8,7 @@ import {
   type Msg,
 } from '@nats-io/nats-core';
 import { codeOfStatus, errorEnvelopeSchema, fromErrorEnvelope, headerNames, type ErrorEnvelope } from '@switchyard/contracts';
-import { AppError, errorCodes, type ErrorCode } from '@switchyard/platform';
+import { AppError, errorCodes, isConnectionError, type ErrorCode } from '@switchyard/platform';
 
 const decoder = new TextDecoder();
 
@@ -27,6 +27,11 @@ export function asAppError(err: unknown): AppError {
     if (typeof code === 'string' && code in errorCodes) {
       return new AppError(code as ErrorCode, err.message, { name: err.name });
     }
+  }
+  // A connection that failed (PostgreSQL restarting, a session terminated): another attempt may
+  // work, so the caller may retry; not an internal error that fails a workflow step for good.
+  if (isConnectionError(err)) {
+    return new AppError('unavailable', `a dependency is unavailable: ${(err as Error).message ?? String(err)}`, { cause: (err as { code?: unknown }).code ?? null }, true);
   }
   return new AppError('internal', 'internal error');
 }

@@ -18,6 +18,12 @@ describe('error codec', () => {
     assert.equal(hidden.code, 'internal');
     assert.doesNotMatch(hidden.message, /password/);
     assert.equal(asAppError('a string').code, 'internal');
+    // A failed database connection is worth another attempt: unavailable, retryable.
+    for (const e of [Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), Object.assign(new Error('the database system is shutting down'), { code: '57P03' }), new Error('Connection terminated unexpectedly')]) {
+      const m = asAppError(e);
+      assert.equal(m.code, 'unavailable', e.message);
+      assert.equal(m.retryable, true);
+    }
   });
 
   it('strips line breaks from header values', () => {

@@ -11,3 +11,4 @@ export * from './infra/transaction.js';
 export * from './egress/guard.js';
 export * from './egress/http.js';
 export * from './infra/roles.js';
+export * from './infra/pg.js';

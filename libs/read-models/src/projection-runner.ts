@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, createPgPool, guardPgPool, type Logger } from '@switchyard/platform';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
 import type { Projection, ProjectionStatus } from './projection.js';
 
@@ -63,12 +63,11 @@ export class ProjectionRunner {
     this.gatherMs = options.gatherMs ?? 5;
     this.log = options.logger?.child({ component: 'projection-runner' });
     if ('pool' in options.db) {
-      this.pool = options.db.pool;
+      this.pool = guardPgPool(options.db.pool, { name: 'read-models' });
       this.ownsPool = false;
     } else {
-      this.pool = new pg.Pool({ connectionString: options.db.connectionString, max: 4 });
+      this.pool = createPgPool({ connectionString: options.db.connectionString, max: 4 }, { name: 'read-models', ...(this.log ? { logger: this.log } : {}) });
       this.ownsPool = true;
-      this.pool.on('error', (err) => this.log?.warn({ err }, 'idle read-model connection failed'));
     }
     for (const p of options.projections) {
       if (this.lanes.has(p.name)) throw new AppError('validation', `two projections are named ${p.name}`);

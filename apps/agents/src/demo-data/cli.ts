@@ -3,9 +3,8 @@
  * Load the demo business data set into DATABASE_URL (schema `business`).
  *   node apps/agents/dist/demo-data/cli.js [--reset] [--seed N]
  */
-import pg from 'pg';
 import { z } from 'zod';
-import { createLogger, parseConfig } from '@switchyard/platform';
+import { createLogger, createPgPool, parseConfig } from '@switchyard/platform';
 import { loadDemoData } from './load.js';
 
 const env = parseConfig(process.env, z.object({
@@ -20,7 +19,7 @@ if (seed !== undefined && !Number.isInteger(seed)) {
   logger.error({ seed: args[seedIdx + 1] }, '--seed must be an integer');
   process.exit(2);
 }
-const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
+const pool = createPgPool({ connectionString: env.DATABASE_URL, max: 2 }, { name: 'demo-data', logger });
 try {
   const started = Date.now();
   const result = await loadDemoData(pool, { reset: args.includes('--reset'), ...(seed !== undefined ? { seed } : {}) });

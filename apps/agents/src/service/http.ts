@@ -182,6 +182,8 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
     server.once('error', reject);
     server.listen(opts.port, host, () => resolve());
   });
+  // A listening server's later errors (accept failing on EMFILE, ...) must not end the process.
+  server.on('error', (err) => log.error({ err }, 'agent http server error'));
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}`;
   log.info({ url }, 'agent HTTP contract listening');

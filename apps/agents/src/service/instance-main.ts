@@ -4,10 +4,9 @@
  *   NATS_URL=... DATABASE_URL=... AGENT=data_analyst INSTANCE_ID=a2 [NOOP=1] [MAX_CONCURRENCY=2] node dist/service/instance-main.js
  * Prints one JSON line `{"ready":true,...}` on stdout once the service is registered.
  */
-import pg from 'pg';
 import { z } from 'zod';
 import { connectNats, closeNats } from '@switchyard/messaging';
-import { createLogger } from '@switchyard/platform';
+import { createLogger, createPgPool } from '@switchyard/platform';
 import { startAgent } from './agent-service.js';
 
 const env = z
@@ -24,7 +23,7 @@ const env = z
 
 const logger = createLogger('agent-instance', env.LOG_LEVEL);
 const nats = await connectNats({ url: env.NATS_URL, name: `agent-${env.AGENT}`, logger });
-const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 4 });
+const pool = createPgPool({ connectionString: env.DATABASE_URL, max: 4 }, { name: 'agent-instance', logger });
 const handle = await startAgent({
   nats,
   pool,

@@ -5,12 +5,13 @@ import { ApiRoute } from '../openapi/registry.js';
 import { ReadinessService } from './readiness.service.js';
 
 const checkSchema = z.object({
-  status: z.enum(['up', 'down']),
+  status: z.enum(['up', 'down', 'degraded']),
   durationMs: z.number(),
   error: z.string().optional(),
 });
 export const livenessSchema = z.object({ status: z.literal('live'), uptimeSeconds: z.number() });
-export const readinessSchema = z.object({ status: z.literal('ready'), checks: z.record(z.string(), checkSchema) });
+/** `degraded`: ready to serve, but a component of this process is being restarted (its check says which and why). */
+export const readinessSchema = z.object({ status: z.enum(['ready', 'degraded']), checks: z.record(z.string(), checkSchema) });
 
 @Controller()
 export class HealthController {
@@ -44,6 +45,6 @@ export class HealthController {
         failed: report.failed,
       });
     }
-    return { status: 'ready', checks: report.checks };
+    return { status: report.degraded ? 'degraded' : 'ready', checks: report.checks };
   }
 }

@@ -13,13 +13,15 @@ import {
 } from '../tokens.js';
 
 export interface CheckResult {
-  readonly status: 'up' | 'down';
+  readonly status: 'up' | 'down' | 'degraded';
   readonly durationMs: number;
   readonly error?: string;
 }
 
 export interface ReadinessReport {
   readonly ready: boolean;
+  /** Ready, but some check says `degraded` (a component of this process is being restarted). */
+  readonly degraded: boolean;
   readonly checks: Record<string, CheckResult>;
   /** Names of the failed checks. */
   readonly failed: string[];
@@ -82,8 +84,11 @@ export class ReadinessService {
       [...this.probes].map(async ([name, probe]): Promise<[string, CheckResult]> => {
         const started = performance.now();
         try {
-          await within(probe, this.options.readinessTimeoutMs);
-          return [name, { status: 'up', durationMs: Math.round(performance.now() - started) }];
+          const out = await within(probe, this.options.readinessTimeoutMs);
+          const durationMs = Math.round(performance.now() - started);
+          const degraded = (out as { degraded?: unknown } | null | undefined)?.degraded;
+          if (typeof degraded === 'string') return [name, { status: 'degraded', durationMs, error: degraded.slice(0, 500) }];
+          return [name, { status: 'up', durationMs }];
         } catch (err) {
           const message = err instanceof Error ? err.message : String(err);
           return [name, { status: 'down', durationMs: Math.round(performance.now() - started), error: message.slice(0, 200) }];
@@ -92,6 +97,6 @@ export class ReadinessService {
     );
     const checks = Object.fromEntries(entries);
     const failed = entries.filter(([, r]) => r.status === 'down').map(([n]) => n);
-    return { ready: failed.length === 0, checks, failed };
+    return { ready: failed.length === 0, degraded: entries.some(([, r]) => r.status === 'degraded'), checks, failed };
   }
 }

@@ -12,10 +12,9 @@ import { realpathSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { z } from 'zod';
 import { pino } from 'pino';
-import { newId, parseConfig } from '@switchyard/platform';
+import { createPgPool, newId, parseConfig } from '@switchyard/platform';
 import { createEventStore } from '@switchyard/event-store';
 import { keyNameSchema } from './api-key.decider.js';
 import { ApiKeyService } from './api-keys.js';
@@ -51,7 +50,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => voi
   const env = parseConfig(process.env, envSchema);
   // Logs go to stderr: stdout carries only the answer (the key), for scripts.
   const logger = pino({ name: 'apikeys-cli', level: env.LOG_LEVEL }, pino.destination(2));
-  const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
+  const pool = createPgPool({ connectionString: env.DATABASE_URL, max: 2 }, { name: 'apikeys-cli', logger });
   const store = createEventStore({ pool, logger, ...(env.EVENTSTORE_URL ? { eventstoreUrl: env.EVENTSTORE_URL } : {}) });
   const ctx = { actor: `cli:${userInfo().username}`, correlationId: newId() };
   try {

@@ -5,7 +5,7 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
-import { createLogger } from '@switchyard/platform';
+import { createLogger, createPgPool } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import { createGateway, type Gateway } from '../gateway.js';
@@ -30,7 +30,7 @@ export interface SecuredGateway {
 
 export async function startSecuredGateway(prefix: string, options: GatewayOptions = {}, databaseUrl?: string, natsUrl?: string): Promise<SecuredGateway> {
   const dbUrl = databaseUrl ?? (await freshDatabase(prefix));
-  const pool = new pg.Pool({ connectionString: dbUrl, max: 6 });
+  const pool = createPgPool({ connectionString: dbUrl, max: 6 }, { name: 'gateway-test' });
   const store = new PostgresEventStore({ pool });
   await store.init();
   const nats = await connect({ servers: natsUrl ?? (await testNatsUrl()) });

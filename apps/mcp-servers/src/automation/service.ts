@@ -5,7 +5,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
 import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
-import { AppError, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
+import { AppError, createPgClient, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
 import type { EgressGuard } from '../fetch/egress-guard.js';
 import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
 import { migrateAutomation } from './schema.js';
@@ -155,7 +155,7 @@ class DeliveryOwnerConnection {
   }
 
   private async connect(): Promise<number> {
-    const client = new pg.Client({ ...this.config, application_name: deliveryOwnerApplicationName, keepAlive: true });
+    const client = createPgClient({ ...this.config, application_name: deliveryOwnerApplicationName, keepAlive: true }, { name: 'automation-delivery-owner' });
     client.on('error', (err) => this.dropped(client, err));
     client.on('end', () => this.dropped(client));
     try {

@@ -191,6 +191,8 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
       resolve();
     });
   });
+  // A listening server's later errors (accept failing on EMFILE, ...) must not end the process.
+  http.on('error', (err) => log.error({ err }, 'mcp http server error'));
   const port = (http.address() as AddressInfo).port;
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   const url = `http://${urlHost}:${port}/mcp`;

@@ -416,6 +416,9 @@ export class Dispatcher {
       if (!set) this.waiters.set(taskId, (set = new Set()));
       set.add({ resolve, reject });
     });
+    // When the read below fails (the database restarting), nobody awaits `done`; stop() then
+    // rejects it, and an unhandled rejection would reach the process. Callers that await it still see it.
+    done.catch(() => undefined);
     // A live task this process is driving needs no read: its end passes through track().
     if (this.known.has(taskId)) return done;
     const now = await this.load(taskId);

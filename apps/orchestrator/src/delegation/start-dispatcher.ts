@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Service } from '@switchyard/messaging';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, createPgClient, type Logger } from '@switchyard/platform';
 import { ProjectionRunner } from '@switchyard/read-models';
 import { Dispatcher, type DispatcherOptions } from './dispatcher.js';
 import { performanceProjection, tasksProjection } from './projections.js';
@@ -238,13 +238,13 @@ class LeaderElectedDispatcher implements DispatcherHandle {
 
   private async connect(): Promise<pg.Client> {
     // The pool keeps its config in `options`: same server and credentials, on a connection of its own.
-    const client = new pg.Client({
+    const client = createPgClient({
       ...(this.opts.pool.options as pg.ClientConfig),
       application_name: DISPATCHER_LEADER_APPLICATION_NAME,
       keepAlive: true,
       // Notice a dead peer in seconds rather than the OS default of hours, ideally before the server drops the session.
       keepAliveInitialDelayMillis: 10_000,
-    });
+    }, { name: 'dispatcher-leader-lock' });
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client));
     try {

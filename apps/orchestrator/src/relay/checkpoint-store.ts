@@ -1,5 +1,5 @@
-import pg from 'pg';
-import type { Logger } from '@switchyard/platform';
+import type pg from 'pg';
+import { createPgClient, createPgPool, type Logger } from '@switchyard/platform';
 
 /** Where a relay keeps the position of the last event it knows JetStream has stored. */
 export interface RelayCheckpointStore {
@@ -20,9 +20,8 @@ export class PgRelayCheckpointStore implements RelayCheckpointStore {
   private lockClient: pg.Client | undefined;
 
   constructor(private readonly options: { connectionString: string; logger?: Logger }) {
-    this.pool = new pg.Pool({ connectionString: options.connectionString, max: 2 });
-    // An idle client losing its connection must not crash the process; the next query reconnects.
-    this.pool.on('error', (err) => options.logger?.warn({ err }, 'relay checkpoint pool error'));
+    // A connection losing its session must not crash the process; the next query reconnects.
+    this.pool = createPgPool({ connectionString: options.connectionString, max: 2 }, { name: 'relay-checkpoint', ...(options.logger ? { logger: options.logger } : {}) });
   }
 
   /** Create the schema and table; idempotent. */
@@ -56,7 +55,7 @@ export class PgRelayCheckpointStore implements RelayCheckpointStore {
    */
   async tryLock(name: string, onLost: () => void = () => undefined): Promise<boolean> {
     if (this.lockClient) return true;
-    const client = new pg.Client({ connectionString: this.options.connectionString });
+    const client = createPgClient({ connectionString: this.options.connectionString }, { name: 'relay-lock' });
     let held = false;
     const lost = (err?: Error) => {
       if (!held || this.lockClient !== client) return; // released on purpose, or never held

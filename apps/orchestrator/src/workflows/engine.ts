@@ -31,6 +31,9 @@ import { workflowExecutionsProjection } from './projection.js';
 import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
 import { applyWorkflowLimits } from './limits.js';
 
+
+/** How long a claimed timer is not claimed again, should its engine die before firing it. */
+const TIMER_LEASE_MS = 30_000;
 export const EXECUTION_STREAM_PREFIX = workflowExecutionStream('');
 const ACTOR = 'system:orchestrator';
 const TERMINAL_EVENTS = new Set(['WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled']);
@@ -806,15 +809,16 @@ export class WorkflowEngine {
     const parts = [...this.ready];
     try {
       for (let more = true; more && !this.stopped; ) {
-        const due = await this.o.pool.query<{ execution_id: string; timer_key: string; command: WorkflowCommand; lease: string }>(
-          `update ${WORKFLOW_SCHEMA}.timers t set due_at = now() + make_interval(secs => $2)
+        const due = await this.o.pool.query<{ execution_id: string; timer_key: string; command: WorkflowCommand; lease: Date }>(
+          `update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', now() + make_interval(secs => $2))
            from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
                  where due_at <= now() and partition = any($1::int[]) order by due_at limit 100 for update skip locked) d
            where t.execution_id = d.execution_id and t.timer_key = d.timer_key
-           returning t.execution_id, t.timer_key, t.command, t.due_at::text as lease`,
+           returning t.execution_id, t.timer_key, t.command, t.due_at as lease`,
           [parts, TIMER_LEASE_MS / 1000],
         );
-        const fired: { execution_id: string; timer_key: string; lease: string }[] = [];
+        const fired: { execution_id: string; timer_key: string; lease: Date }[] = [];
+        const again: { execution_id: string; timer_key: string; lease: Date }[] = [];
         await Promise.all(
           due.rows.map(async (row) => {
             try {
@@ -823,15 +827,26 @@ export class WorkflowEngine {
               this.counts.timersFired++;
             } catch (err) {
               if (isAppError(err) && !err.retryable) fired.push(row);
+              else again.push(row);
               this.log.warn({ err, executionId: row.execution_id, timer: row.timer_key }, 'timer command failed');
             }
           }),
         );
+        // The lease is whole milliseconds (date_trunc above), so it comes back exact in a JS Date.
+        const rows = (xs: typeof fired) => [xs.map((f) => f.execution_id), xs.map((f) => f.timer_key), xs.map((f) => f.lease.toISOString())];
         if (fired.length > 0) {
           await this.o.pool.query(
-            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[], $3::text[]) as f(e, k, l)
-             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l::timestamptz`,
-            [fired.map((f) => f.execution_id), fired.map((f) => f.timer_key), fired.map((f) => f.lease)],
+            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
+             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
+            rows(fired),
+          );
+        }
+        if (again.length > 0) {
+          // A command that may work later: due again now rather than after the lease.
+          await this.o.pool.query(
+            `update ${WORKFLOW_SCHEMA}.timers t set due_at = now() from unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
+             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
+            rows(again),
           );
         }
         more = due.rows.length === 100;
@@ -976,9 +991,6 @@ function timerKey(t: TimerAction): string {
   const d = t.command.data as { stepId: string; itemIndex?: number; attempt?: number };
   return `${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`;
 }
-
-/** How long a claimed timer row is left to its claimant before it is due again (see pollTimers). */
-const TIMER_LEASE_MS = 10_000;
 
 /** A step timeout is written once its step has run this long (most steps end sooner)... */
 const TIMEOUT_DEFER_MS = 1_000;

@@ -86,7 +86,13 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
       );
       if (reply.isError) {
         const text = reply.content.map((c) => (c as { text?: unknown }).text).filter((t) => typeof t === 'string').join(' ');
-        // A tool that answered with an error would answer the same again: not retryable.
+        // The project's own servers say in structuredContent.error when another attempt may work
+        // (its database restarting or cut off: unavailable); the step's retry policy then applies.
+        const own = reply.structuredContent?.['error'] as { code?: unknown; retryable?: unknown } | undefined;
+        if (own?.retryable === true && (own.code === 'unavailable' || own.code === 'timeout')) {
+          return { ok: false, error: { code: own.code, message: text || 'tool unavailable', retryable: true } };
+        }
+        // Any other tool that answered with an error would answer the same again: not retryable.
         return { ok: false, error: { code: 'tool_error', message: text || 'tool returned an error', retryable: false } };
       }
       return { ok: true, output: mcpOutput(reply) };
@@ -106,7 +112,11 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
     }
     throw new AppError('internal', `executeRemote cannot run ${a.uses}`);
   } catch (err) {
-    return { ok: false, error: toStepError(err) };
+    const error = toStepError(err);
+    // A unit that timed out elsewhere (a task the dispatcher timed out: its reply lost while NATS
+    // restarted, say) is a timeout of this attempt like the engine's own: the step's retry policy
+    // decides, as for the engine's own step timeouts.
+    return { ok: false, error: error.code === 'timeout' ? { ...error, retryable: true } : error };
   }
 }
 

@@ -4,9 +4,8 @@
  * WORKFLOW_RECOVERY_INTERVAL_MS). Stops cleanly on SIGTERM/SIGINT; a SIGKILL loses nothing
  * (all state is events; the next owner of a partition recovers its executions).
  */
-import pg from 'pg';
 import { z } from 'zod';
-import { createLogger, parseConfig } from '@switchyard/platform';
+import { createLogger, createPgPool, parseConfig } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { closeNats, connectNats } from '@switchyard/messaging';
 import { startWorkflowEngine } from './engine.js';
@@ -26,8 +25,7 @@ const configSchema = z.object({
 const config = parseConfig(process.env, configSchema);
 const logger = createLogger('workflow-engine', config.LOG_LEVEL);
 try {
-  const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 10 });
-  pool.on('error', (err) => logger.warn({ err }, 'idle connection failed'));
+  const pool = createPgPool({ connectionString: config.DATABASE_URL, max: 10 }, { name: 'workflow-engine', logger });
   const store = new PostgresEventStore({ pool, logger });
   await store.init();
   const nats = await connectNats({ url: config.NATS_URL, name: 'workflow-engine', logger });

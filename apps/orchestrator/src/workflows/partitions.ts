@@ -1,5 +1,5 @@
-import pg from 'pg';
-import type { Logger } from '@switchyard/platform';
+import type pg from 'pg';
+import { createPgClient, type Logger } from '@switchyard/platform';
 import { WORKFLOW_SCHEMA } from './schema.js';
 
 /** First key of the two-key advisory locks that stand for partitions (second key = partition). */
@@ -87,7 +87,7 @@ export class PartitionLeases {
 
   private async connection(): Promise<pg.Client> {
     if (this.client) return this.client;
-    const c = new pg.Client({ connectionString: this.o.connectionString });
+    const c = createPgClient({ connectionString: this.o.connectionString }, { name: 'workflow-partition-locks' });
     c.on('error', (err) => {
       this.o.logger.warn({ err: err.message }, 'partition lock connection failed: dropping every partition');
       if (this.client === c) this.client = undefined;

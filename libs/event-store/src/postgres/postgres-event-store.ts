@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { AppError, isAppError, type Logger } from '@switchyard/platform';
+import { AppError, createPgClient, createPgPool, guardPgPool, isAppError, type Logger } from '@switchyard/platform';
 import {
   WrongExpectedVersionError,
   type AllSubscription,
@@ -108,15 +108,12 @@ export class PostgresEventStore implements EventStore {
     this.t = `${quoteIdent(this.schema)}.events`;
     this.log = options.logger?.child({ component: 'postgres-event-store', schema: this.schema });
     if ('pool' in options) {
-      this.pool = options.pool;
+      // A connection losing its session must not crash the process; the pool replaces it.
+      this.pool = guardPgPool(options.pool, { name: 'event-store' });
       this.ownsPool = false;
     } else {
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 10 });
+      this.pool = createPgPool({ connectionString: options.connectionString, max: options.maxConnections ?? 10 }, { name: 'event-store', ...(this.log ? { logger: this.log } : {}) });
       this.ownsPool = true;
-      // An idle client losing its connection must not crash the process; the pool replaces it.
-      this.pool.on('error', (err) => {
-        if (!this.closed) this.log?.warn({ err }, 'idle event store connection failed');
-      });
     }
   }
 
@@ -401,7 +398,7 @@ export class PostgresEventStore implements EventStore {
     if (this.listener || this.closed) return Promise.resolve();
     this.listenerStarting ??= (async () => {
       const config = 'pool' in this.options ? this.options.pool.options : { connectionString: this.options.connectionString };
-      const client = new pg.Client(config as pg.ClientConfig);
+      const client = createPgClient(config as pg.ClientConfig, { name: 'event-store-listen' });
       // The payload is the head the append reached: subscriptions already past it need no read.
       client.on('notification', (msg) => {
         const head = Number(msg.payload);

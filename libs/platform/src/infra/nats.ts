@@ -7,6 +7,10 @@ import { isListening, waitForPort } from './ports.js';
 export interface NatsServerHandle {
   readonly url: string;
   readonly kind: 'nats-server' | 'adopted';
+  /** The server process (undefined when adopted). */
+  readonly pid?: number;
+  /** Resolves with the exit code when the server process ends, asked to or not (undefined when adopted). */
+  readonly exited?: Promise<number>;
   stop(): Promise<void>;
   /** Kill at once (synchronous: usable in a process 'exit' handler). */
   kill(): void;
@@ -52,7 +56,18 @@ export async function startNatsServer(opts: { port: number; storeDir: string; lo
   child.stdout?.on('data', relay);
   child.stderr?.on('data', relay);
   let exited: number | null = null;
-  child.once('exit', (code) => (exited = code ?? -1));
+  let resolveExited!: (code: number) => void;
+  const exitedPromise = new Promise<number>((r) => (resolveExited = r));
+  child.once('exit', (code) => {
+    exited = code ?? -1;
+    resolveExited(exited);
+  });
+  // A spawn that fails (binary missing, not executable) emits 'error': without a listener it would end this process.
+  child.on('error', (err) => {
+    log?.error({ err }, 'nats-server process error');
+    exited ??= -1;
+    resolveExited(exited);
+  });
   try {
     await waitForPort(opts.port, 15_000);
   } catch (err) {
@@ -62,6 +77,8 @@ export async function startNatsServer(opts: { port: number; storeDir: string; lo
   return {
     url,
     kind: 'nats-server',
+    ...(child.pid !== undefined ? { pid: child.pid } : {}),
+    exited: exitedPromise,
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },

