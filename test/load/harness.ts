@@ -6,7 +6,8 @@
  *
  * Every request carries an `Idempotency-Key` and an `x-correlation-id` naming the unit of work; a
  * request that got no answer (connection refused or reset while the process was down) is sent
- * again with the same key and correlation id until it is answered. 429s are retried after their
+ * again with the same key and correlation id until it is answered. 429s and 409s of a key still in
+ * flight (the first request running, or cut by the kill until its lease runs out) are retried after their
  * `Retry-After`. The outcome is read from the event store itself (never from a read model):
  * - accepted = 202 answers; completed / failed by cause = the terminal event of each stream;
  * - lost = accepted units with no terminal event when the run ends;
@@ -44,7 +45,7 @@ export interface LoadReport {
   readonly accepted: { workflows: number; delegations: number };
   /** Final answers that were not 202, by status (after retries of 429 and of no answer). */
   readonly refused: Record<string, number>;
-  readonly answers: { '429': number; '504': number; no_answer: number };
+  readonly answers: { '429': number; '504': number; in_flight: number; no_answer: number };
   /** 504s by kind of request. */
   readonly timeouts_by_kind: Record<string, number>;
   readonly completed: { workflows: number; delegations: number };
@@ -245,7 +246,7 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
     sampler = setInterval(() => void sample(), 100);
 
     const units = workload(o.workflows, o.delegations);
-    const answers = { '429': 0, '504': 0, no_answer: 0 };
+    const answers = { '429': 0, '504': 0, in_flight: 0, no_answer: 0 };
     const slow: Record<string, number> = {};
     const refused: Record<string, number> = {};
     const rywChecks: Promise<void>[] = [];
@@ -291,6 +292,13 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
         const text = await res.text();
         if (res.status === 429) {
           answers['429']++;
+          await sleep(Math.min(5_000, Number(res.headers.get('retry-after') ?? '1') * 1000));
+          continue;
+        }
+        if (res.status === 409 && /"in_flight":\s*true/.test(text)) {
+          // The first request under this key is still running, or was cut by the kill and its
+          // lease has not run out yet: the same key again after Retry-After, as the API says.
+          answers.in_flight++;
           await sleep(Math.min(5_000, Number(res.headers.get('retry-after') ?? '1') * 1000));
           continue;
         }
@@ -476,7 +484,7 @@ export function formatReport(r: LoadReport): string {
   return [
     `## ${r.name}: ${r.sent.workflows} workflow starts + ${r.sent.delegations} delegations from ${r.clients} clients`,
     `accepted: ${r.accepted.workflows} workflows, ${r.accepted.delegations} delegations; refused: ${refused}`,
-    `answers retried: 429=${r.answers['429']}, 504=${r.answers['504']} (${Object.entries(r.timeouts_by_kind).map(([k, v]) => `${k} ${v}`).join(', ') || '-'}), no answer=${r.answers.no_answer}`,
+    `answers retried: 429=${r.answers['429']}, 409 in flight=${r.answers.in_flight}, 504=${r.answers['504']} (${Object.entries(r.timeouts_by_kind).map(([k, v]) => `${k} ${v}`).join(', ') || '-'}), no answer=${r.answers.no_answer}`,
     `completed: ${r.completed.workflows} workflows, ${r.completed.delegations} delegations; failed: ${f}`,
     `lost: ${r.lost}; duplicated: ${r.duplicated.units} units started twice, ${r.duplicated.terminal} streams ended twice, ${r.duplicated.steps} steps succeeded twice`,
     `latency ms: 202 p50 ${r.latency_ms.accept_p50} / p99 ${r.latency_ms.accept_p99}; completion p50 ${r.latency_ms.complete_p50} / p99 ${r.latency_ms.complete_p99}`,

@@ -9,7 +9,7 @@ export interface IdempotencyOptions {
   readonly ttlMs?: number;
   /**
    * A key in flight is leased for this long and the lease renewed while its request runs; a
-   * lease that ran out (its gateway died) lets a retry take the key over. Default 60 s.
+   * lease that ran out (its gateway died) lets a retry take the key over. Default 15 s (renewed every 5 s): a retry after a killed gateway waits at most that long.
    */
   readonly leaseMs?: number;
   /** Expired keys are deleted this often (and at start). Default 10 min. */
@@ -30,7 +30,7 @@ export function resolveIdempotencyOptions(o: IdempotencyOptions = {}, env: NodeJ
   if (!parsed.success) throw new Error(`IDEMPOTENCY_TTL_SEC: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
   return {
     ttlMs: o.ttlMs ?? parsed.data.IDEMPOTENCY_TTL_SEC * 1000,
-    leaseMs: o.leaseMs ?? 60_000,
+    leaseMs: o.leaseMs ?? 15_000,
     purgeIntervalMs: o.purgeIntervalMs ?? 10 * 60_000,
   };
 }

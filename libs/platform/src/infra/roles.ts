@@ -1,6 +1,7 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { createPgClient } from './pg.js';
 
 /**
  * Least-privilege PostgreSQL roles of one Switchyard database. Roles are cluster-wide, so
@@ -95,7 +96,7 @@ function urlAs(adminUrl: string, user: string, password: string): string {
  */
 export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRolesOptions = {}): Promise<DatabaseRoles | undefined> {
   const log = opts.logger?.child({ component: 'db-roles' });
-  const client = new pg.Client({ connectionString: adminUrl, application_name: 'switchyard-roles' });
+  const client = createPgClient({ connectionString: adminUrl, application_name: 'switchyard-roles' }, { name: 'db-roles', ...(opts.logger ? { logger: opts.logger } : {}) });
   await client.connect();
   try {
     const who = await client.query<{ db: string; me: string; rolsuper: boolean; rolcreaterole: boolean }>(
