@@ -110,6 +110,22 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
   };
 
   /** ms until the system answers again: ready, a database query through the MCP server, a workflow start. */
+  /** Wait until /readyz says every supervised component is up again. */
+  const componentsUp = async (boundMs: number, what: string): Promise<void> => {
+    const t0 = Date.now();
+    let last = '';
+    while (Date.now() - t0 < boundMs) {
+      const body = (await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.json()).catch(() => undefined)) as
+        | { checks?: Record<string, { status: string; error?: string }> }
+        | undefined;
+      const c = body?.checks?.['components'];
+      if (c?.status === 'up') return;
+      last = JSON.stringify(c ?? null);
+      await sleep(100);
+    }
+    assert.fail(`components not all up within ${boundMs} ms after ${what}: ${last}`);
+  };
+
   const answersAgain = async (boundMs: number, what: string): Promise<number> => {
     const t0 = Date.now();
     let last = '';
@@ -229,6 +245,9 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     }
     assert.ok(newPid && newPid !== pid, `a new postmaster runs: ${sys.output.slice(-2000)}`);
     const ms = await answersAgain(60_000, 'the PostgreSQL restart');
+    // Queries are answered as soon as the new postmaster accepts them; the supervisor marks its
+    // unit up once its own start finished: wait for that before reading the last state.
+    await componentsUp(30_000, 'the PostgreSQL restart');
     const seen = await watching();
     // While it was down, /readyz named it: degraded component `postgres`, with why.
     assert.ok(seen.some((s) => /^degraded: .*postgres/.test(s)), `readyz reported postgres degraded: ${JSON.stringify([...new Set(seen)])}`);
@@ -253,6 +272,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     }
     assert.ok(newPid && newPid !== pid, `a new nats-server runs: ${sys.output.slice(-2000)}`);
     await answersAgain(60_000, 'the NATS restart');
+    await componentsUp(30_000, 'the NATS restart');
     const seen = await watching();
     assert.ok(seen.some((s) => /^degraded: .*nats-server/.test(s)), `readyz reported nats-server degraded: ${JSON.stringify([...new Set(seen)])}`);
     assert.equal(seen.at(-1), 'up');

@@ -122,8 +122,12 @@ interface Run {
   readonly assignment: number;
   readonly inst: AgentInstance;
   readonly controller: AbortController;
+  /** When the execute request went out (ms). */
+  readonly launchedAt: number;
   timer?: NodeJS.Timeout;
   done: boolean;
+  /** The agent said it started (its best-effort notice arrived). */
+  started?: boolean;
 }
 
 /** A command to decide right after another, in the same append; `undo` releases what was reserved for it when it is not appended. */
@@ -254,6 +258,7 @@ export class Dispatcher {
         if (parsed.success) void this.onStarted(parsed.data.task_id, parsed.data.attempt);
       },
     });
+    this.watchReconnects();
     await this.registry.discover();
     await this.registry.probeAll();
     // Submissions recorded by others from here on are taken over; earlier ones come back with recover().
@@ -782,7 +787,7 @@ export class Dispatcher {
   // ---- one attempt -----------------------------------------------------------
 
   private launch(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance): void {
-    const run: Run = { taskId: s.task_id, assignment: s.assignment, inst, controller: new AbortController(), done: false };
+    const run: Run = { taskId: s.task_id, assignment: s.assignment, inst, controller: new AbortController(), launchedAt: Date.now(), done: false };
     this.runs.set(s.task_id, run);
     const remaining = Math.max(0, Date.parse(s.deadline) - Date.now());
     run.timer = setTimeout(() => void this.onDeadline(run), remaining);
@@ -883,9 +888,53 @@ export class Dispatcher {
   private async onStarted(taskId: string, assignment: number): Promise<void> {
     const run = this.runs.get(taskId);
     if (!run || run.assignment !== assignment || run.done) return;
+    run.started = true;
     await this.exec(taskId, { type: 'StartTask', data: { assignment }, metadata: this.meta(taskId) }).catch((err) =>
       this.log.warn({ err, taskId }, 'recording a start failed'),
     );
+  }
+
+  /**
+   * A NATS server restart can swallow an execute request sent around the outage: the agent never
+   * gets it, and the task would sit `assigned` until its deadline and time out. So a little after
+   * each reconnect, a run over NATS launched before it whose agent has not said it started goes
+   * back to the queue (no attempt used); its instance is asked to cancel first, in case only the
+   * best-effort start notice was lost.
+   */
+  private watchReconnects(): void {
+    void (async () => {
+      try {
+        for await (const status of this.opts.nats.status()) {
+          if (this.stopped) return;
+          if (status.type !== 'reconnect') continue;
+          const at = Date.now();
+          setTimeout(() => void this.requeueUnstarted(at), LOST_DISPATCH_CHECK_MS).unref();
+        }
+      } catch (err) {
+        this.log.warn({ err }, 'NATS status watch stopped');
+      }
+    })();
+  }
+
+  private async requeueUnstarted(reconnectedAt: number): Promise<void> {
+    if (this.stopped) return;
+    for (const run of [...this.runs.values()]) {
+      if (run.done || run.started || run.inst.kind !== 'nats' || run.launchedAt > reconnectedAt) continue;
+      this.finishRun(run);
+      this.log.warn({ correlationId: this.cid(run.taskId), taskId: run.taskId, instance: run.inst.instance }, 'no start notice after a NATS reconnect: the task goes back to the queue');
+      await this.cancelOnInstance(run.inst, run.taskId, 'dispatch presumed lost in a NATS reconnect');
+      await this.exec(run.taskId, {
+        type: 'FailTask',
+        data: {
+          assignment: run.assignment,
+          error: { code: 'unavailable', message: `no start notice from ${run.inst.instance} after a NATS reconnect; dispatched again` },
+          retryable: true,
+          avoid_instance: false,
+          count_attempt: false,
+        },
+        metadata: this.meta(run.taskId),
+      }).catch((err) => this.log.error({ err, taskId: run.taskId }, 'requeueing an unstarted task failed'));
+    }
   }
 
   /** An instance stopped answering: its tasks go back to the queue (retry elsewhere). */
@@ -1081,6 +1130,8 @@ export class Dispatcher {
 }
 
 const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
+/** How long after a NATS reconnect a run without a start notice is taken for lost (see watchReconnects). */
+const LOST_DISPATCH_CHECK_MS = 5_000;
 
 /** The AppError a caller of `execute` gets for a task that did not complete. */
 export function taskEndError(s: ExistingTaskState): AppError {
