@@ -1,4 +1,4 @@
-import { AppError, type ErrorCode } from '@switchyard/platform';
+import { AppError, isConnectionError, type ErrorCode } from '@switchyard/platform';
 
 /**
  * PostgreSQL errors -> coded AppErrors, so the gateway answers every one with a problem
@@ -69,9 +69,6 @@ const bySqlstate: Record<string, { code: ErrorCode; retryable?: boolean; prefix?
   '55P03': { code: 'unavailable', retryable: true },
 };
 
-/** Node/pg errors of a lost or refused connection, which carry no SQLSTATE. */
-const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
-
 /** The code a SQLSTATE maps to (see the table above). */
 export function codeForSqlstate(sqlstate: string): ErrorCode {
   return bySqlstate[sqlstate]?.code ?? byClass[sqlstate.slice(0, 2)] ?? 'unavailable';
@@ -88,11 +85,9 @@ export function mapPgError(e: unknown): AppError | undefined {
     const retryable = special?.retryable ?? (code === 'unavailable');
     return new AppError(code, message, details, retryable);
   }
-  if (typeof err?.code === 'string' && CONNECTION_ERRNOS.has(err.code)) {
-    return new AppError('unavailable', `database unreachable: ${err.message ?? err.code}`, { errno: err.code }, true);
-  }
-  if (e instanceof Error && /Connection terminated|connection timeout|Client has encountered a connection error|Cannot use a pool after calling end/i.test(e.message)) {
-    return new AppError('unavailable', `database connection lost: ${e.message}`, {}, true);
+  if (isConnectionError(e)) {
+    if (typeof err?.code === 'string') return new AppError('unavailable', `database unreachable: ${err.message ?? err.code}`, { errno: err.code }, true);
+    return new AppError('unavailable', `database connection lost: ${err?.message ?? String(e)}`, {}, true);
   }
   return undefined;
 }

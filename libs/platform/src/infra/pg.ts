@@ -17,15 +17,20 @@ export interface PgGuardOptions {
   readonly logger?: Logger;
 }
 
+/** Node/pg errno codes of a lost, refused or unresolvable connection (no SQLSTATE). */
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+/** What pg says when the connection went away under it. */
+const CONNECTION_MESSAGES = /Connection terminated|not queryable|terminating connection|connection timeout|Client has encountered a connection error|Cannot use a pool after calling end/i;
+
 /** Connection-level failures: the session is gone (or never came), a new one may work. */
 export function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string') {
     if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
-    if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH'].includes(code)) return true;
+    if (CONNECTION_ERRNOS.has(code)) return true;
   }
   const message = (err as { message?: unknown } | null)?.message;
-  return typeof message === 'string' && /Connection terminated|not queryable|terminating connection/i.test(message);
+  return typeof message === 'string' && CONNECTION_MESSAGES.test(message);
 }
 
 /**
