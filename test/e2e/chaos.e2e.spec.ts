@@ -34,7 +34,7 @@ import { Proc, root, sleep, startSink, type Hit } from './launcher.js';
 
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
-const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
+const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
 const EXECUTIONS = 200;
 const STEPS = ['first', 'second', 'third'] as const;
 
@@ -71,7 +71,8 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
     for (const kind of mcpKinds) {
       const port = await freePort();
       common[`MCP_${kind}_PORT`] = String(port);
-      if (kind !== 'FILESYSTEM_BRIDGE') common[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
+      // The connectors reach the filesystem and GitHub servers over stdio; their HTTP bridges only move ports.
+      if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') common[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
     }
     // A owns the infrastructure; W and B join it by URL, as separately deployed processes would.
     a = new Proc('A (relay gateway)', ['relay', 'gateway'], {

@@ -16,7 +16,7 @@ export const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unr
 /** An admin key in the launcher's format, given by env as an operator would (`sy_<16 hex>_<secret>`). */
 export const newAdminKey = (): string => `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 
-export const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
+export const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
 export const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'] as const;
 
 /**
@@ -37,7 +37,8 @@ export async function systemEnv(dataDir: string, adminKey: string, extra: Record
   for (const kind of mcpKinds) {
     const port = await freePort();
     env[`MCP_${kind}_PORT`] = String(port);
-    if (kind !== 'FILESYSTEM_BRIDGE') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
+    // The connectors reach the filesystem and GitHub servers over stdio; their HTTP bridges only move ports.
+    if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
   }
   for (const name of agentNames) env[`AGENT_${name}_PORT`] = String(await freePort());
   return { ...env, ...extra };

@@ -26,7 +26,7 @@ const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
 const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'];
-const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
+const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
 
 /** One request the webhook sink received. */
 interface Received {
@@ -94,7 +94,8 @@ async function startLauncher(extraEnv: Record<string, string>): Promise<Launched
   for (const kind of mcpKinds) {
     const port = await freePort();
     env[`MCP_${kind}_PORT`] = String(port);
-    if (kind !== 'FILESYSTEM_BRIDGE') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
+    // The connectors reach the filesystem and GitHub servers over stdio; their HTTP bridges only move ports.
+    if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
   }
   // The launcher starts its own infrastructure, as on a fresh machine.
   for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES', 'WEBHOOK_ALLOW_LOOPBACK']) {

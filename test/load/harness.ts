@@ -62,7 +62,7 @@ export interface LoadReport {
   readonly duration_ms: number;
 }
 
-const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
+const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
 const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -96,7 +96,8 @@ function launch(root: string, dataDir: string, ports: Ports, adminKey: string): 
   for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'NODE_ENV']) delete env[k];
   for (const [kind, port] of Object.entries(ports.mcp)) {
     env[`MCP_${kind}_PORT`] = String(port);
-    if (kind !== 'FILESYSTEM_BRIDGE') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
+    // The connectors reach the filesystem and GitHub servers over stdio; their HTTP bridges only move ports.
+    if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
   }
   const proc = spawn(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

@@ -30,17 +30,23 @@ export const mcpConfigSchema = z.object({
   WEBHOOK_ALLOW_LOOPBACK: bool,
   SCHEDULER_INTERVAL_MS: z.coerce.number().int().min(50).max(3_600_000).default(1000),
   FILESYSTEM_ROOT: z.string().min(1).default('.data/files'),
+  /** Token of the official GitHub server; unset (or empty), the github server is `unconfigured`. */
+  GITHUB_PERSONAL_ACCESS_TOKEN: z
+    .string()
+    .optional()
+    .transform((v) => (v ? v : undefined)),
 });
 export type McpConfig = z.infer<typeof mcpConfigSchema>;
 
-export const mcpServerKinds = ['database', 'fetch', 'automation', 'analytics', 'filesystem-bridge'] as const;
+export const mcpServerKinds = ['database', 'fetch', 'automation', 'analytics', 'filesystem-bridge', 'github'] as const;
 export type McpServerKind = (typeof mcpServerKinds)[number];
 
-/** Default HTTP port of each server. */
+/** Default HTTP port of each server (the specification's; 5007, the database writer, is the database kind again). */
 export const defaultPorts: Record<McpServerKind, number> = {
   'filesystem-bridge': 5001,
   database: 5002,
   fetch: 5004,
   automation: 5005,
   analytics: 5006,
+  github: 5003,
 };

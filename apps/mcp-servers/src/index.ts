@@ -1,6 +1,6 @@
 /**
  * @switchyard/mcp-servers: the project's own MCP servers (database, fetch, automation,
- * analytics, filesystem bridge), their HTTP/stdio hosting and the egress guard.
+ * analytics, filesystem and GitHub bridges), their HTTP/stdio hosting and the egress guard.
  */
 export { startMcpHttpServer, type ConnectableServer, type McpHttpServerHandle, type McpHttpServerOptions } from './common/http.js';
 export { serveStdio } from './common/stdio.js';
@@ -30,4 +30,6 @@ export {
 export { migrateAutomation } from './automation/schema.js';
 export { createAutomationServer, type AutomationServerDeps } from './automation/server.js';
 export { createAnalyticsServer, migrateAnalytics, parseDuration, defaultReportTables, type AnalyticsServerDeps } from './analytics/server.js';
+export { startGithubBridge, githubServerScript, GITHUB_TOKEN_MISSING, type GithubBridge, type GithubBridgeOptions } from './github/bridge.js';
+export { startStdioChild, type StdioChild, type StdioChildOptions } from './common/stdio-bridge.js';
 export { startFilesystemBridge, createForwardingServer, filesystemServerScript, type FilesystemBridge, type FilesystemBridgeOptions } from './filesystem/bridge.js';

@@ -119,8 +119,8 @@ describe('runMcpServer wires every server from its environment', () => {
   it('starts each kind on a free port, healthy and listing its tools', async () => {
     mkdirSync(path.resolve('.tmp'), { recursive: true });
     const scratch = mkdtempSync(path.resolve('.tmp', 'runtime-'));
-    const env = { DATABASE_URL: await freshDatabase('mcp_runtime'), FILESYSTEM_ROOT: path.join(scratch, 'files'), WEBHOOK_ALLOW_LOOPBACK: 'true', LOG_LEVEL: 'silent', MCP_AUTH_TOKEN: 'runtime-token' };
-    const expected: Record<string, string> = { database: 'query', fetch: 'http_request', automation: 'create_schedule', analytics: 'query_metric', 'filesystem-bridge': 'read_text_file' };
+    const env = { DATABASE_URL: await freshDatabase('mcp_runtime'), FILESYSTEM_ROOT: path.join(scratch, 'files'), WEBHOOK_ALLOW_LOOPBACK: 'true', LOG_LEVEL: 'silent', MCP_AUTH_TOKEN: 'runtime-token', GITHUB_PERSONAL_ACCESS_TOKEN: 'ghp_dummy_runtime' };
+    const expected: Record<string, string> = { database: 'query', fetch: 'http_request', automation: 'create_schedule', analytics: 'query_metric', 'filesystem-bridge': 'read_text_file', github: 'search_repositories' };
     try {
       for (const kind of mcpServerKinds) {
         const running = await runMcpServer(kind, { port: 0, env, logger: silentLogger });

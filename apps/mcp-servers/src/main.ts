@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * CLI: node apps/mcp-servers/dist/main.js <database|fetch|automation|analytics|filesystem-bridge> [--stdio] [--port N] [--host H]
+ * CLI: node apps/mcp-servers/dist/main.js <database|fetch|automation|analytics|filesystem-bridge|github> [--stdio] [--port N] [--host H]
  * Configuration comes from the environment (see config.ts); a bad value stops the start naming the variable.
  */
 import { parseArgs } from 'node:util';

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { pino } from 'pino';
 import { AppError, createLogger, createPgPool, edgePolicyFromEnv, parseConfig, type Logger } from '@switchyard/platform';
 import { startMcpHttpServer, type ConnectableServer } from './common/http.js';
@@ -12,6 +13,7 @@ import { AutomationService, Scheduler, type TriggerRecord } from './automation/s
 import { createAutomationServer } from './automation/server.js';
 import { createAnalyticsServer, migrateAnalytics } from './analytics/server.js';
 import { startFilesystemBridge } from './filesystem/bridge.js';
+import { GITHUB_TOKEN_MISSING, startGithubBridge } from './github/bridge.js';
 
 export interface RunOptions {
   readonly stdio?: boolean;
@@ -66,6 +68,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
   const cleanups: (() => Promise<void>)[] = [];
   let factory: () => ConnectableServer;
   let health: (() => Promise<Record<string, unknown>>) | undefined;
+  let unavailable: (() => { message: string; data?: Record<string, unknown> } | undefined) | undefined;
 
   try {
     switch (kind) {
@@ -118,6 +121,29 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         };
         break;
       }
+      case 'github': {
+        const token = config.GITHUB_PERSONAL_ACCESS_TOKEN;
+        if (!token) {
+          // Not an error: the role is simply not set up. /health says `unconfigured` (200, so no
+          // probe counts it as down) and every MCP request is refused with the reason.
+          if (opts.stdio) throw new AppError('validation', GITHUB_TOKEN_MISSING);
+          logger.warn({ kind }, 'GITHUB_PERSONAL_ACCESS_TOKEN is unset: github MCP server is unconfigured');
+          const reason = { message: GITHUB_TOKEN_MISSING, data: { state: 'unconfigured', missing: ['GITHUB_PERSONAL_ACCESS_TOKEN'] } };
+          unavailable = () => reason;
+          // Never called while unavailable; a server with no capabilities if it ever were.
+          factory = () => new Server({ name: 'switchyard-github-bridge', version: '0.1.0' }, { capabilities: {} });
+          health = async () => ({ status: 'unconfigured', github: 'unconfigured', reason: GITHUB_TOKEN_MISSING });
+          break;
+        }
+        const bridge = await startGithubBridge({ token, logger });
+        cleanups.push(() => bridge.close());
+        factory = () => bridge.serverFactory();
+        health = async () => {
+          if (!bridge.alive()) throw new Error('github server process is not running');
+          return { github: 'ok' };
+        };
+        break;
+      }
       default: {
         const never: never = kind;
         throw new AppError('validation', `unknown MCP server: ${String(never)}`);
@@ -146,6 +172,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
       ...(opts.onCall ? { onCall: opts.onCall } : {}),
       logger,
       ...(health ? { health } : {}),
+      ...(unavailable ? { unavailable } : {}),
     });
     return { kind, url: http.url, close: async () => (await http.close(), await closeAll()) };
   } catch (e) {

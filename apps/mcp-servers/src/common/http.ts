@@ -39,6 +39,11 @@ export interface McpHttpServerOptions {
   readonly health?: () => Promise<Record<string, unknown>>;
   /** Largest accepted JSON-RPC body; bigger requests get 413. Default 4 MiB. */
   readonly maxBodyBytes?: number;
+  /**
+   * While this returns a reason the server cannot serve calls (e.g. a missing credential):
+   * POST /mcp answers 503 with a JSON-RPC error carrying it, after the token check.
+   */
+  readonly unavailable?: () => { readonly message: string; readonly data?: Record<string, unknown> } | undefined;
 }
 
 export interface McpHttpServerHandle {
@@ -64,8 +69,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 }
 
 /** JSON-RPC shaped HTTP error, so MCP clients show a readable message. */
-function rpcError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
-  sendJson(res, status, { jsonrpc: '2.0', error: { code, message }, id: null }, headers);
+function rpcError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}, data?: Record<string, unknown>): void {
+  sendJson(res, status, { jsonrpc: '2.0', error: { code, message, ...(data ? { data } : {}) }, id: null }, headers);
 }
 
 class BodyTooLarge extends Error {}
@@ -127,6 +132,13 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
     if (req.method !== 'POST') {
       // Stateless: no standalone SSE stream (GET) and no session to delete (DELETE).
       rpcError(res, 405, -32000, 'method not allowed: this server is stateless, use POST /mcp', { allow: 'POST' });
+      return;
+    }
+    const down = opts.unavailable?.();
+    if (down) {
+      // Drain the body so the connection can be reused, then say why, in words an MCP client shows.
+      req.resume();
+      rpcError(res, 503, -32000, `unavailable: ${down.message}`, {}, down.data);
       return;
     }
     let body: unknown;

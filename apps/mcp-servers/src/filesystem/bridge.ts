@@ -2,7 +2,6 @@ import { mkdirSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
@@ -15,6 +14,7 @@ import {
   ReadResourceRequestSchema,
   type ServerCapabilities,
 } from '@modelcontextprotocol/sdk/types.js';
+import { startStdioChild } from '../common/stdio-bridge.js';
 import { pathRoots, relativizeDeep, relativizePaths, type Logger } from '@switchyard/platform';
 
 export interface FilesystemBridgeOptions {
@@ -97,58 +97,17 @@ export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Prom
   mkdirSync(opts.root, { recursive: true });
   const root = realpathSync(path.resolve(opts.root));
   const roots = pathRoots([root, path.resolve(opts.root)]);
-  const log = opts.logger.child({ component: 'filesystem-bridge', root });
-  const script = opts.serverScript ?? filesystemServerScript();
-  let client: Client | undefined;
-  let connected = false;
-  let closing = false;
-  let restartDelay = 1000;
-  let restartTimer: NodeJS.Timeout | undefined;
-
-  const connect = async (): Promise<void> => {
-    const transport = new StdioClientTransport({ command: process.execPath, args: [script, root], stderr: 'pipe' });
-    // The child logs to stderr; keep it in our logs rather than on our stdout.
-    transport.stderr?.on('data', (d: Buffer) => log.debug({ child: d.toString('utf8').trim() }, 'filesystem server stderr'));
-    const next = new Client({ name: 'switchyard-filesystem-bridge', version: '0.1.0' });
-    next.onclose = () => {
-      if (client !== next) return;
-      connected = false;
-      if (closing) return;
-      log.error({ retryInMs: restartDelay }, 'filesystem server exited; restarting');
-      if (restartTimer) clearTimeout(restartTimer); // a failed connect may report its close twice
-      restartTimer = setTimeout(() => {
-        connect().then(
-          () => (restartDelay = 1000),
-          (e: unknown) => {
-            log.error({ err: e }, 'filesystem server restart failed');
-            restartDelay = Math.min(restartDelay * 2, 30_000);
-            next.onclose?.();
-          },
-        );
-      }, restartDelay);
-    };
-    client = next;
-    await next.connect(transport);
-    connected = true;
-    log.info({ pid: transport.pid }, 'filesystem server started');
-  };
-  await connect();
-
+  const child = await startStdioChild({ name: 'filesystem', script: opts.serverScript ?? filesystemServerScript(), args: [root], logger: opts.logger.child({ root }) });
   return {
     root,
     get client(): Client {
-      return client!;
+      return child.client;
     },
     get pid(): number | null {
-      return connected ? ((client?.transport as StdioClientTransport | undefined)?.pid ?? null) : null;
+      return child.pid;
     },
-    serverFactory: () => createForwardingServer(client!, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }, roots),
-    alive: () => connected,
-    close: async () => {
-      closing = true;
-      connected = false;
-      if (restartTimer) clearTimeout(restartTimer);
-      await client?.close();
-    },
+    serverFactory: () => createForwardingServer(child.client, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }, roots),
+    alive: () => child.alive(),
+    close: () => child.close(),
   };
 }
