@@ -9,7 +9,7 @@ import { decideHealth, evolveHealth, healthPolicySchema, initialServiceHealth, t
 import { availabilityReport, type AvailabilityWindow, type WindowAvailability } from './domain/availability.js';
 import { computeTrend, type Trend } from './domain/trends.js';
 import { matcherRegexProblem } from './domain/matcher-regex.js';
-import { alertRuleSchema, defaultAlertRules, metricNames, ruleMatches, severitySchema, type AlertRule, type Labels, type Severity } from './domain/rules.js';
+import { alertRuleSchema, defaultAlertRules, fingerprint, metricNames, ruleMatches, severitySchema, type AlertRule, type Labels, type Severity } from './domain/rules.js';
 import { Sampler, type Sample, type SamplerOptions } from './sampler.js';
 import { MonitoringStore, defaultRetention, type AlertRow, type Resolution, type ServiceRow } from './store.js';
 import { runProbe, type Probe, type ProbeResult } from './probes.js';
@@ -21,8 +21,13 @@ export type MonitorEvent = AlertingEvent | HealthEvent;
 /** Tunables, parsed by zod when the Monitor is built (a bad value fails fast, naming the field). */
 export const monitorSettingsSchema = z.object({
   sampleIntervalMs: z.number().int().positive().default(5_000),
-  probeIntervalMs: z.number().int().positive().default(10_000),
-  probeTimeoutMs: z.number().int().positive().default(5_000),
+  /** Each service is probed this often (from the start of one probe to the next; a slow one delays only itself). */
+  probeIntervalMs: z.number().int().positive().default(5_000),
+  /**
+   * A probe without an answer by then has failed. Longer than the 5 s response-time threshold, so
+   * a slow answer is measured as slow (and alerts as such) instead of counting as unavailable.
+   */
+  probeTimeoutMs: z.number().int().positive().default(15_000),
   /** Rollup p95 finalisation, retention and silence expiry. */
   maintenanceIntervalMs: z.number().int().positive().default(60_000),
   retention: z.object({
@@ -112,7 +117,9 @@ export class Monitor {
   private alerting: AlertingState = initialAlertingState;
   private readonly health = new Map<string, ServiceHealth>();
   private queue: Promise<unknown> = Promise.resolve();
-  private timers: NodeJS.Timeout[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
+  /** The last sample each alert was evaluated with: what a `for` deadline re-evaluates. */
+  private readonly lastEvaluated = new Map<string, { rule: AlertRule; labels: Labels; value: number }>();
   private running = false;
   private inFlight = new Set<Promise<unknown>>();
   private loaded = false;
@@ -155,8 +162,12 @@ export class Monitor {
     this.running = true;
     const s = this.settings;
     this.loop('sample', s.sampleIntervalMs, () => this.sampleOnce());
-    if (this.probes.length) this.loop('probe', s.probeIntervalMs, () => this.probeOnce());
+    for (const p of this.probes) this.probeLoop(p);
     this.loop('maintenance', s.maintenanceIntervalMs, () => this.maintain(), s.maintenanceIntervalMs);
+    const slowest = s.rules.filter((r) => r.metric === metricNames.probeResponseMs && (r.comparator === '>' || r.comparator === '>='));
+    for (const r of slowest) {
+      if (r.threshold >= s.probeTimeoutMs) this.log.warn({ rule: r.id, threshold: r.threshold, probeTimeoutMs: s.probeTimeoutMs }, 'a response-time rule at or above the probe timeout can never fire: raise MONITOR_PROBE_TIMEOUT_MS');
+    }
     this.log.info({ sampleIntervalMs: s.sampleIntervalMs, probeIntervalMs: s.probeIntervalMs, probes: this.probes.map((p) => p.service), rules: s.rules.length }, 'monitor started');
   }
 
@@ -164,7 +175,7 @@ export class Monitor {
   async stop(): Promise<void> {
     this.running = false;
     for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
+    this.timers.clear();
     await Promise.allSettled([...this.inFlight]);
     await this.queue.catch(() => undefined);
     if (this.ownsSampler) this.sampler.close();
@@ -174,11 +185,19 @@ export class Monitor {
   /** Add a probe at run time (e.g. an MCP server registered after start). */
   addProbe(probe: Probe): void {
     this.probes.push(probe);
-    if (this.running && this.probes.length === 1) this.loop('probe', this.settings.probeIntervalMs, () => this.probeOnce());
+    if (this.running) this.probeLoop(probe);
   }
 
   watchProcess(pid: number, name: string): void {
     this.sampler.watchProcess(pid, name);
+  }
+
+  private after(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, Math.max(0, ms));
+    this.timers.add(t);
   }
 
   // Each loop schedules its next round after the previous one ends, so slow rounds never pile up.
@@ -189,11 +208,32 @@ export class Monitor {
         .catch((err) => this.log.error({ err, loop: name }, 'monitor round failed'))
         .finally(() => {
           this.inFlight.delete(p);
-          if (this.running) this.timers.push(setTimeout(tick, everyMs));
+          if (this.running) this.after(everyMs, tick);
         });
       this.inFlight.add(p);
     };
-    this.timers.push(setTimeout(tick, firstDelayMs));
+    this.after(firstDelayMs, tick);
+  }
+
+  /**
+   * One loop per probe: a probe starts `probeIntervalMs` after the previous one of the same
+   * service started, or when that one ends if it took longer (never two at once). A slow or
+   * hanging service delays only its own probes, not everyone's.
+   */
+  private probeLoop(p: Probe): void {
+    const every = this.settings.probeIntervalMs;
+    const tick = () => {
+      if (!this.running) return;
+      const started = Date.now();
+      const run = this.probeService(p)
+        .catch((err) => this.log.error({ err, service: p.service }, 'probe round failed'))
+        .finally(() => {
+          this.inFlight.delete(run);
+          if (this.running) this.after(started + every - Date.now(), tick);
+        });
+      this.inFlight.add(run);
+    };
+    this.after(0, tick);
   }
 
   // Events carry the monitor's correlation id so the wiring and the logs can follow them.
@@ -225,34 +265,55 @@ export class Monitor {
 
   /** One probe round over every probe, in parallel; returns the results by service. */
   async probeOnce(): Promise<Map<string, ProbeResult>> {
-    const results = await Promise.all(this.probes.map(async (p) => ({ p, r: await runProbe(p, this.settings.probeTimeoutMs), at: Date.now() })));
-    const out = new Map<string, ProbeResult>();
-    const samples: Sample[] = [];
-    for (const { p, r, at } of results) {
-      out.set(p.service, r);
-      this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
-      const events = await this.serial(async () => {
-        const cmd = { type: 'RecordProbeResult', data: { service: p.service, result: r, policy: this.settings.healthPolicy }, metadata: this.meta(at) } as const;
-        const state = this.health.get(p.service) ?? initialServiceHealth;
-        const evs = decideHealth(cmd, state);
-        this.health.set(p.service, evs.reduce(evolveHealth, state));
-        await this.store.recordProbe(p.service, p.kind, r, at);
-        await this.store.applyHealthEvents(evs, p.kind);
-        return evs;
-      });
-      if (events.length) {
-        this.log.info({ service: p.service, kind: p.kind, events: events.map((e) => e.type), error: r.error }, 'service health changed');
-        await this.emit(events);
-      }
-      const labels = { service: p.service, kind: p.kind };
-      const status = this.health.get(p.service)?.status;
-      samples.push({ metric: metricNames.probeUp, labels, ts: at, value: r.ok ? 1 : 0 });
-      samples.push({ metric: metricNames.serviceUp, labels, ts: at, value: status === 'down' ? 0 : 1 });
-      // A failed probe's duration is the time to fail, not a response time: keep it out of the latency series.
-      if (r.ok) samples.push({ metric: metricNames.probeResponseMs, labels, ts: at, value: r.responseMs });
+    const results = await Promise.all(this.probes.map(async (p) => [p.service, await this.probeService(p)] as const));
+    return new Map(results);
+  }
+
+  /**
+   * Probe one service: health decider, probe record, samples (`probe_up`, `service_up`,
+   * `probe_response_ms`) and the rules on them. While the probe waits, each response-time
+   * threshold of a rule (`probe_response_ms >` t) it passes is evaluated at once with the time
+   * waited so far, so that alert fires when the threshold is crossed, not when the answer comes.
+   */
+  private async probeService(p: Probe): Promise<ProbeResult> {
+    const labels = { service: p.service, kind: p.kind };
+    const marks = this.settings.rules
+      .filter((r) => r.metric === metricNames.probeResponseMs && (r.comparator === '>' || r.comparator === '>=') && ruleMatches(r, r.metric, labels))
+      // +1: a `>` threshold is passed only once strictly more time has gone by.
+      .map((r) => r.threshold + 1);
+    const r = await runProbe(p, this.settings.probeTimeoutMs, {
+      marks,
+      onMark: (elapsedMs) => {
+        // Evaluated, not stored: the latency series holds answers; this is a lower bound while waiting.
+        this.evaluate([{ metric: metricNames.probeResponseMs, labels, ts: Date.now(), value: elapsedMs }]).catch((err: unknown) =>
+          this.log.error({ err, service: p.service }, 'evaluating a probe still waiting failed'),
+        );
+      },
+    });
+    const at = Date.now();
+    this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
+    const events = await this.serial(async () => {
+      const cmd = { type: 'RecordProbeResult', data: { service: p.service, result: r, policy: this.settings.healthPolicy }, metadata: this.meta(at) } as const;
+      const state = this.health.get(p.service) ?? initialServiceHealth;
+      const evs = decideHealth(cmd, state);
+      this.health.set(p.service, evs.reduce(evolveHealth, state));
+      await this.store.recordProbe(p.service, p.kind, r, at);
+      await this.store.applyHealthEvents(evs, p.kind);
+      return evs;
+    });
+    if (events.length) {
+      this.log.info({ service: p.service, kind: p.kind, events: events.map((e) => e.type), error: r.error }, 'service health changed');
+      await this.emit(events);
     }
+    const status = this.health.get(p.service)?.status;
+    const samples: Sample[] = [
+      { metric: metricNames.probeUp, labels, ts: at, value: r.ok ? 1 : 0 },
+      { metric: metricNames.serviceUp, labels, ts: at, value: status === 'down' ? 0 : 1 },
+    ];
+    // A failed probe's duration is the time to fail, not a response time: keep it out of the latency series.
+    if (r.ok) samples.push({ metric: metricNames.probeResponseMs, labels, ts: at, value: r.responseMs });
     await this.ingest(samples);
-    return out;
+    return r;
   }
 
   /** Finalise rollup p95s, apply retention, expire due silences. */
@@ -287,7 +348,42 @@ export class Monitor {
   private applyAlerting(cmd: AlertingCommand): AlertingEvent[] {
     const evs = decideAlerting(cmd, this.alerting);
     this.alerting = evs.reduce(evolveAlerting, this.alerting);
+    if (cmd.type === 'EvaluateSample') {
+      const { rule, labels, value } = cmd.data;
+      if (Number.isFinite(value)) this.lastEvaluated.set(fingerprint(rule.id, { ...labels, ...rule.labels }), { rule, labels, value });
+    }
+    for (const e of evs) if (e.type === 'AlertPending') this.armForDeadline(e.data.fingerprint, e.metadata.at);
     return evs;
+  }
+
+  /**
+   * A pending alert fires once its condition has held for the rule's `for`: at that moment, not at
+   * the next sample after it (which may come a whole interval later). Then the alert is evaluated
+   * again with the last value it saw; a sample that cleared it meanwhile left nothing pending.
+   */
+  private armForDeadline(fp: string, pendingSince: number): void {
+    const seen = this.lastEvaluated.get(fp);
+    if (!seen || seen.rule.for_ms <= 0 || !this.running) return;
+    const due = pendingSince + seen.rule.for_ms;
+    const check = () => {
+      if (!this.running) return;
+      // The clock may run a hair behind the timer: wait the rest rather than evaluate early.
+      if (Date.now() < due) return this.after(due - Date.now(), check);
+      void this.serial(async () => {
+        const current = this.alerting.alerts[fp];
+        const last = this.lastEvaluated.get(fp);
+        if (current?.status !== 'pending' || current.pendingSince !== pendingSince || !last) return [];
+        // The rule in force now (it may have been changed through the API meanwhile).
+        const rule = this.settings.rules.find((r) => r.id === last.rule.id);
+        if (!rule) return [];
+        const evs = this.applyAlerting({ type: 'EvaluateSample', data: { rule, labels: last.labels, value: last.value }, metadata: this.meta(Date.now()) });
+        await this.store.applyAlertingEvents(evs);
+        return evs;
+      })
+        .then((evs) => (evs.length ? this.emit(evs) : undefined))
+        .catch((err: unknown) => this.log.error({ err, fingerprint: fp }, 'evaluating an alert at its deadline failed'));
+    };
+    this.after(due - Date.now(), check);
   }
 
   private async command(cmd: AlertingCommand): Promise<AlertingEvent[]> {

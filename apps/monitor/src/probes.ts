@@ -67,19 +67,33 @@ export function natsProbe(service: string, nc: RttCapable): Probe {
   };
 }
 
-/** HTTP: GET `url` (e.g. `http://host:port/health`); any 2xx is healthy. */
+/**
+ * HTTP: GET `url` (e.g. `http://host:port/health`); any 2xx is healthy, whatever the body says
+ * (a server answering 200 `unconfigured` is reachable, not down). A JSON body's `status` is
+ * reported as `state`.
+ */
 export function httpProbe(service: string, url: string, opts: { headers?: Record<string, string> } = {}): Probe {
   return {
     service,
     kind: 'http',
     async check(signal) {
       const res = await fetch(url, { signal, headers: opts.headers ?? {} });
-      // Drain the body so the connection goes back to the keep-alive pool.
-      await res.arrayBuffer().catch(() => undefined);
+      // Read the body whole so the connection goes back to the keep-alive pool.
+      const text = await res.text().catch(() => '');
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      return { status: res.status };
+      return { status: res.status, ...bodyState(text) };
     },
   };
+}
+
+function bodyState(text: string): { state?: string } {
+  try {
+    const body = JSON.parse(text) as unknown;
+    const state = body && typeof body === 'object' ? (body as { status?: unknown }).status : undefined;
+    return typeof state === 'string' ? { state: state.slice(0, 64) } : {};
+  } catch {
+    return {};
+  }
 }
 
 /** Describe an error for a report: the cause code of a failed fetch (ECONNREFUSED) beats "fetch failed". */
@@ -92,11 +106,31 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
-/** Run a probe with a timeout and timing; never throws. */
-export async function runProbe(probe: Probe, timeoutMs: number): Promise<ProbeResult> {
+/** Watching a probe while it waits for its answer. */
+export interface ProbeWatch {
+  /** Elapsed times (ms) at which `onMark` is told the probe is still waiting (those not below the timeout are ignored). */
+  readonly marks?: readonly number[];
+  /** Called with the elapsed time when a mark passes and no answer has come yet. */
+  readonly onMark?: (elapsedMs: number) => void;
+}
+
+/**
+ * Run a probe with a timeout and timing; never throws. With `watch`, a probe still waiting when
+ * it passes a mark says so then: a response-time threshold is crossed at that moment, whether
+ * the answer comes later or never.
+ */
+export async function runProbe(probe: Probe, timeoutMs: number, watch: ProbeWatch = {}): Promise<ProbeResult> {
   const ac = new AbortController();
   const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
+  let settled = false;
+  const markTimers = (watch.onMark ? (watch.marks ?? []) : [])
+    .filter((m) => m >= 0 && m < timeoutMs)
+    .map((m) =>
+      setTimeout(() => {
+        if (!settled) watch.onMark!(performance.now() - started);
+      }, m),
+    );
   try {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -109,6 +143,8 @@ export async function runProbe(probe: Probe, timeoutMs: number): Promise<ProbeRe
   } catch (err) {
     return { ok: false, responseMs: performance.now() - started, error: describeError(err) };
   } finally {
+    settled = true;
     clearTimeout(timer);
+    for (const t of markTimers) clearTimeout(t);
   }
 }

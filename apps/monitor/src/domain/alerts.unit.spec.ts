@@ -5,7 +5,7 @@ import {
   decideAlerting, dueSilences, evolveAlerting, initialAlertingState, invalidMatchers, matcherMatches, shouldNotify,
   type AlertingCommand, type AlertingEvent, type AlertingState,
 } from './alerts.js';
-import { alertLabels, defaultAlertRules, fingerprint, type AlertRule } from './rules.js';
+import { alertLabels, defaultAlertRules, fingerprint, metricNames, type AlertRule } from './rules.js';
 
 // given(events).when(command).then(types) in the style of emmett's DeciderSpecification.
 function given(events: AlertingEvent[]) {
@@ -33,7 +33,7 @@ function given(events: AlertingEvent[]) {
 
 const rule: AlertRule = { id: 'cpu_high', name: 'CPU high', metric: 'cpu', match: {}, comparator: '>', threshold: 80, for_ms: 60_000, severity: 'warning', labels: { team: 'ops' } };
 const series = { host: 'a' };
-const evalAt = (value: number, at: number, r: AlertRule = rule, labels = series): AlertingCommand =>
+const evalAt = (value: number, at: number, r: AlertRule = rule, labels: Record<string, string> = series): AlertingCommand =>
   ({ type: 'EvaluateSample', data: { rule: r, labels, value }, metadata: { at } });
 const run = (cmds: AlertingCommand[], start: AlertingState = initialAlertingState) => {
   let state = start;
@@ -61,6 +61,60 @@ describe('alert fingerprint', () => {
     assert.equal(byId.disk_high!.threshold, 90);
     assert.equal(byId.response_slow!.threshold, 5000);
     assert.equal(byId.service_unavailable!.for_ms, 30_000);
+  });
+});
+
+// The two service rules exactly as the defaults define them, driven by probe samples.
+describe('seed rule: response time > 5 s', () => {
+  const slow = defaultAlertRules.find((r) => r.id === 'response_slow')!;
+  const svc = { service: 'api', kind: 'http' };
+  const sample = (ms: number, at: number) => evalAt(ms, at, slow, svc);
+  it('watches the probe response time with no `for`', () => {
+    assert.equal(slow.metric, metricNames.probeResponseMs);
+    assert.equal(slow.for_ms, 0);
+  });
+  it('5 s exactly is not above 5 s', () => given([]).when(sample(5_000, 0)).thenNothingHappened());
+  it('fires on the first answer (or wait) past 5 s', () => {
+    const [, firing] = given([]).when(sample(5_001, 7_000)).then(['AlertPending', 'AlertFiring']);
+    assert.equal(firing!.metadata.at, 7_000);
+  });
+  it('stays firing while slow and resolves on the first answer of 5 s or less', () => {
+    const { events } = run([sample(5_001, 0), sample(6_000, 1_000), sample(6_000, 2_000), sample(12, 3_000)]);
+    assert.deepEqual(events.map((e) => e.type), ['AlertPending', 'AlertFiring', 'AlertResolved']);
+    assert.equal(events.at(-1)!.metadata.at, 3_000);
+  });
+});
+
+describe('seed rule: service unavailable > 30 s', () => {
+  const down = defaultAlertRules.find((r) => r.id === 'service_unavailable')!;
+  const svc = { service: 'api', kind: 'http' };
+  const probe = (ok: boolean, at: number) => evalAt(ok ? 1 : 0, at, down, svc);
+  const failing = run([probe(true, 0), probe(false, 10_000)]);
+  it('watches every probe outcome, not the down-marking', () => {
+    assert.equal(down.metric, metricNames.probeUp);
+    assert.equal(down.comparator, '<');
+    assert.equal(down.threshold, 1);
+  });
+  it('is pending from the first failed probe', () => {
+    assert.deepEqual(failing.events.map((e) => e.type), ['AlertPending']);
+    assert.equal(failing.events[0]!.metadata.at, 10_000);
+  });
+  it('does not fire 1 ms before 30 s after the first failure', () => {
+    assert.deepEqual(decideAlerting(probe(false, 39_999), failing.state), []);
+  });
+  it('fires 30 s after the first failure', () => {
+    const [e] = decideAlerting(probe(false, 40_000), failing.state);
+    assert.equal(e?.type, 'AlertFiring');
+    assert.equal(e?.type === 'AlertFiring' && e.data.pendingSince, 10_000);
+  });
+  it('one successful probe before 30 s clears it, and the next failure starts the 30 s again', () => {
+    const { events, state } = run([probe(false, 20_000), probe(true, 25_000), probe(false, 30_000), probe(false, 55_000)], failing.state);
+    assert.deepEqual(events.map((e) => e.type), ['AlertPendingCleared', 'AlertPending']);
+    assert.equal(decideAlerting(probe(false, 60_000), state)[0]?.type, 'AlertFiring');
+  });
+  it('resolves on the first successful probe', () => {
+    const { events } = run([probe(false, 40_000), probe(false, 41_000), probe(true, 42_000)], failing.state);
+    assert.deepEqual(events.map((e) => e.type), ['AlertFiring', 'AlertResolved']);
   });
 });
 
