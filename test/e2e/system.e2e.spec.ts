@@ -27,7 +27,7 @@ interface Ports {
   gateway: number;
   pg: number;
   nats: number;
-  mcp: Record<'FILESYSTEM_BRIDGE' | 'DATABASE' | 'DATABASE_WRITER' | 'FETCH' | 'AUTOMATION' | 'ANALYTICS', number>;
+  mcp: Record<'FILESYSTEM_BRIDGE' | 'DATABASE' | 'DATABASE_WRITER' | 'GITHUB' | 'FETCH' | 'AUTOMATION' | 'ANALYTICS', number>;
 }
 
 function startSystem(dataDir: string, ports: Ports): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
@@ -50,7 +50,8 @@ function startSystem(dataDir: string, ports: Ports): { proc: ChildProcess; exite
   delete env.TEST_NATS_URL;
   for (const [kind, port] of Object.entries(ports.mcp)) {
     env[`MCP_${kind}_PORT`] = String(port);
-    const name = kind === 'FILESYSTEM_BRIDGE' ? undefined : kind;
+    // The connectors reach the filesystem and GitHub servers over stdio; their HTTP bridges only move ports.
+    const name = kind === 'FILESYSTEM_BRIDGE' || kind === 'GITHUB' ? undefined : kind;
     if (name) env[`MCP_${name}_URL`] = `http://127.0.0.1:${port}/mcp`;
   }
   const proc = spawn(process.execPath, [launcher], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -116,7 +117,7 @@ describe('the whole system started like npm start', () => {
       gateway: await freePort(),
       pg: await freePort(),
       nats: await freePort(),
-      mcp: { FILESYSTEM_BRIDGE: await freePort(), DATABASE: await freePort(), DATABASE_WRITER: await freePort(), FETCH: await freePort(), AUTOMATION: await freePort(), ANALYTICS: await freePort() },
+      mcp: { FILESYSTEM_BRIDGE: await freePort(), DATABASE: await freePort(), DATABASE_WRITER: await freePort(), GITHUB: await freePort(), FETCH: await freePort(), AUTOMATION: await freePort(), ANALYTICS: await freePort() },
     };
     base = `http://127.0.0.1:${ports.gateway}`;
     system = startSystem(dataDir, ports);
