@@ -2,7 +2,7 @@
  * Monitoring end to end: HTTP -> gateway -> NATS -> monitor (startMonitoring) probing a real
  * MCP server (the project's analytics server over Streamable HTTP) through the real connectors,
  * on the real test Postgres and nats-server. Short thresholds by config: probes every 200 ms,
- * down after 1 s of failures, the unavailability alert fires after 500 ms.
+ * down after 1 s of failures, the unavailability alert fires 500 ms after the first failed probe.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -126,7 +126,9 @@ describe('system monitoring through the gateway', () => {
     const report = await until('all services up', async () => {
       const r = await get('/api/v1/system/health-report');
       const names = (r.body?.services ?? []).filter((s: { status: string }) => s.status === 'up').map((s: { service: string }) => s.service);
-      return ['postgres', 'nats', 'event-store', MCP, 'agent:probe:i1'].every((n) => names.includes(n)) ? r : undefined;
+      // Healthy too: a probe that failed while things were starting (under load) may have raised the
+      // 500 ms unavailability alert of this test; the first success resolves it.
+      return ['postgres', 'nats', 'event-store', MCP, 'agent:probe:i1'].every((n) => names.includes(n)) && r.body?.status === 'healthy' ? r : undefined;
     });
     assert.equal(report.status, 200);
     assert.equal(report.body.status, 'healthy', JSON.stringify(report.body.reasons));
@@ -192,7 +194,8 @@ describe('system monitoring through the gateway', () => {
     assert.equal((await get('/api/v1/system/health-report')).body.status, 'healthy');
 
     const events = await g.store.readStream(`service-${MCP}`);
-    const firstUp = Date.parse(events.find((e) => e.type === 'ServiceRecovered')!.metadata.timestamp);
+    // Observed since the first health event: a start that failed first (degraded counts as up) is observed too.
+    const firstSeen = Date.parse(events.find((e) => e.type === 'ServiceRecovered' || e.type === 'ServiceDegraded')!.metadata.timestamp);
     upAt = Date.parse(events.filter((e) => e.type === 'ServiceRecovered').at(-1)!.metadata.timestamp);
     assert.ok(upAt > downAt);
 
@@ -201,10 +204,10 @@ describe('system monitoring through the gateway', () => {
     const after = Date.now();
     assert.equal(r.status, 200);
     const h1 = r.body.services[0].windows['1h'];
-    // Expected from the recorded transitions: observed since the first up, down between went-down and recovered.
+    // Expected from the recorded transitions: observed since the first health event, down between went-down and recovered.
     const downMs = upAt - downAt;
-    const lo = ((before - firstUp - downMs) / (before - firstUp)) * 100;
-    const hi = ((after - firstUp - downMs) / (after - firstUp)) * 100;
+    const lo = ((before - firstSeen - downMs) / (before - firstSeen)) * 100;
+    const hi = ((after - firstSeen - downMs) / (after - firstSeen)) * 100;
     assert.ok(h1.uptimePercent >= lo - 0.5 && h1.uptimePercent <= hi + 0.5, `uptime ${h1.uptimePercent} not in [${lo}, ${hi}]`);
     assert.ok(h1.uptimePercent < 100);
     assert.equal(h1.downMs, downMs);
