@@ -143,7 +143,9 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
         });
       }
       // The project's own MCP servers on their seed ports (5001 filesystem bridge .. 5006 analytics).
-      const env = { ...process.env, DATABASE_URL: appUrl, ...(smtpUrl ? { SMTP_URL: smtpUrl } : {}) };
+      const env = { ...process.env, DATABASE_URL: appUrl };
+      // Only the automation server gets the mailbox's credential.
+      const automationEnv = { ...env, ...(smtpUrl ? { SMTP_URL: smtpUrl } : {}) };
       // The database server reads as the reader role (SELECT on the demo schema only), always
       // read-only: DATABASE_ALLOW_WRITES opens the writer below to admin keys, not this server.
       const databaseEnv = dbRoles ? { ...env, DATABASE_URL: dbRoles.urls.reader, DATABASE_ALLOW_WRITES: 'false' } : env;
@@ -151,7 +153,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
         // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
         const port = Number(process.env[`MCP_${kind.toUpperCase().replace(/-/g, '_')}_PORT`] ?? defaultPorts[kind]);
         await unit(`mcp-${kind}`, async () => {
-          const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : env, host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
+          const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : kind === 'automation' ? automationEnv : env, host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
           return { stop: () => server.close() };
         });
       }
