@@ -33,7 +33,7 @@ export async function systemEnv(dataDir: string, adminKey: string, extra: Record
     SWITCHYARD_ADMIN_KEY: adminKey,
     GATEWAY_HOST: '127.0.0.1',
   };
-  for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES']) delete env[k];
+  for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES', 'SMTP_URL']) delete env[k];
   for (const kind of mcpKinds) {
     const port = await freePort();
     env[`MCP_${kind}_PORT`] = String(port);

@@ -3,7 +3,8 @@
  * process (its own PostgreSQL and nats-server, MCP servers, connectors, agents on the demo data,
  * dispatcher, workflow engine, gateway with auth), driven through HTTP like a user. Every figure is
  * checked against a value computed here independently (SQL on the system's own database, the
- * report file on disk, the HTTP requests a local webhook sink received).
+ * report file on disk, the HTTP requests a local webhook sink received, the mails the development
+ * mailbox received).
  *
  * The system runs with WEBHOOK_ALLOW_LOOPBACK=true (the sink is local) and otherwise the defaults:
  * the `database` MCP server is read-only, and customer_onboarding writes through `database_writer`,
@@ -98,7 +99,7 @@ async function startLauncher(extraEnv: Record<string, string>): Promise<Launched
     if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
   }
   // The launcher starts its own infrastructure, as on a fresh machine.
-  for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES', 'WEBHOOK_ALLOW_LOOPBACK']) {
+  for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES', 'WEBHOOK_ALLOW_LOOPBACK', 'SMTP_URL']) {
     if (!(k in extraEnv)) delete env[k];
   }
   const proc: ChildProcess = spawn(process.execPath, [launcher], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -150,7 +151,7 @@ describe('built-in workflow templates, end to end', () => {
   let base: string;
   let db: pg.Client;
   let sink: Awaited<ReturnType<typeof startSink>>;
-  const secrets = { email: randomBytes(24).toString('hex'), followUp: randomBytes(24).toString('hex'), escalation: randomBytes(24).toString('hex') };
+  const secrets = { escalation: randomBytes(24).toString('hex') };
 
   const http = (method: string, url: string, body?: unknown) => request(base, method, url, body);
   /** Start a template and wait for its end (200 with the result). */
@@ -180,12 +181,9 @@ describe('built-in workflow templates, end to end', () => {
     db = new pg.Client({ connectionString: system.databaseUrl });
     await db.connect();
 
-    // 2. The webhooks the templates send to, registered like an operator would (secrets stay out of workflow inputs).
-    const hooks = [
-      { name: 'welcome-email', url: `${sink.url}/email`, secret: secrets.email },
-      { name: 'onboarding-follow-up', url: `${sink.url}/follow-up`, secret: secrets.followUp },
-      { name: 'support-escalation', url: `${sink.url}/escalation`, secret: secrets.escalation },
-    ];
+    // 2. The escalation desk's webhook, registered like an operator would (secrets stay out of workflow inputs).
+    // The onboarding mails need nothing registered: they go to the development mailbox.
+    const hooks = [{ name: 'support-escalation', url: `${sink.url}/escalation`, secret: secrets.escalation }];
     for (const h of hooks) {
       const r = await http('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'register_webhook', arguments: h });
       assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -272,12 +270,12 @@ describe('built-in workflow templates, end to end', () => {
     assert.match(report, /## Forecast\n\nNot requested \(include_forecasts is false\)\.\n$/);
   });
 
-  it('customer_onboarding: rows created, exactly one signed welcome e-mail, follow-up schedules; a second run finds the customer', async () => {
+  it('customer_onboarding: rows created, exactly one welcome e-mail in the mailbox, follow-up schedules; a second run finds the customer', async () => {
     const email = `ada.${randomBytes(4).toString('hex')}@example.com`;
     const before = (await db.query<{ n: number }>(`select count(*)::int as n from business.customers`)).rows[0]!.n;
     const r = await run('customer_onboarding', {
       customer: { name: 'Ada Lovelace Ltd', email, segment: 'mid_market', region: 'emea', plan: 'growth', seats: 12 },
-      follow_up_days: [1, 7, 30],
+      follow_up_after: ['1d', '7d', '30d'],
     });
     assert.equal(r.output.status, 'onboarded');
     assert.equal(r.output.welcome_sent, true);
@@ -292,38 +290,30 @@ describe('built-in workflow templates, end to end', () => {
     const s = await db.query(`select id, plan, seats, price_per_seat::float8 as price from business.subscriptions where customer_id = $1`, [r.output.customer_id]);
     assert.deepEqual(s.rows, [{ id: r.output.subscription_id, plan: 'growth', seats: 12, price: 29 }]);
 
-    // Exactly one welcome request, signed with the webhook's secret over "<timestamp>.<body>".
-    const mails = sink.received.filter((x) => x.path === '/email');
-    assert.equal(mails.length, 1);
-    const mail = mails[0]!;
-    const ts = String(mail.headers['x-switchyard-timestamp']);
-    const expected = `sha256=${createHmac('sha256', secrets.email).update(`${ts}.${mail.body}`).digest('hex')}`;
-    assert.equal(mail.headers['x-switchyard-signature'], expected);
-    assert.equal(mail.headers['idempotency-key'], `welcome-${r.output.customer_id}`);
-    const sent = JSON.parse(mail.body) as { event: string; payload: Record<string, unknown> };
-    assert.equal(sent.event, 'customer.welcome_email');
-    assert.equal(sent.payload['to'], email);
-    assert.equal(sent.payload['subject'], 'Welcome to Switchyard, Ada Lovelace Ltd');
+    // Exactly one welcome mail, received over SMTP by the development mailbox, as the API lists it.
+    const inbox = await http('GET', `/api/v1/integration/mcp/automation/mailbox?to=${encodeURIComponent(email)}`);
+    assert.equal(inbox.status, 200, JSON.stringify(inbox.body));
+    assert.equal(inbox.body.messages.length, 1, JSON.stringify(inbox.body));
+    const mail = inbox.body.messages[0] as { subject: string; text: string; to: string[]; message_id: string };
+    assert.deepEqual(mail.to, [email]);
+    assert.equal(mail.subject, 'Welcome to Switchyard, Ada Lovelace Ltd');
+    // Keyed by the execution and the step: the Message-ID is the key's, and the key is recorded as sent once.
+    const keyed = await db.query<{ status: string; sends: number }>(`select status, sends from automation.mail_sends where idempotency_key = $1`, [`welcome-${r.execution_id}:send_welcome`]);
+    assert.deepEqual(keyed.rows, [{ status: 'sent', sends: 1 }]);
     // A welcome line, then the content agent's e-mail for the customer's segment, merged with the name.
-    const body = String(sent.payload['body']);
+    const body = mail.text;
     assert.ok(body.startsWith('Welcome aboard, Ada Lovelace Ltd! Your growth plan with 12 seats is active.\n\n'), body);
     assert.match(body, /^Hi Ada Lovelace Ltd,$/m);
     assert.ok(!body.includes('{{'), 'no unmerged placeholder');
-    assert.equal(sent.payload['format'], 'markdown');
 
-    // Follow-ups: one durable schedule per day, 09:00 UTC on sign-up + n days, calling the follow-up webhook.
-    const cronFor = (days: number) => {
-      const d = new Date(`${signup}T09:00:00Z`);
-      d.setUTCDate(d.getUTCDate() + days);
-      return `0 9 ${d.getUTCDate()} ${d.getUTCMonth() + 1} *`;
-    };
-    const sched = await db.query<{ name: string; cron: string; target: { kind: string; webhook: string; payload: { day: number } } }>(
-      `select name, cron, target from automation.schedules where name like $1 order by (target->'payload'->>'day')::int`,
-      [`onboarding-${r.output.customer_id}-day-%`],
+    // Follow-ups: one durable one-shot e-mail schedule per delay, due that long after the onboarding.
+    const sched = await db.query<{ name: string; cron: string | null; run_once: boolean; due_in_s: number; target: { kind: string; to: string } }>(
+      `select name, cron, run_once, extract(epoch from next_fire_at - created_at)::int as due_in_s, target from automation.schedules where name like $1 order by next_fire_at`,
+      [`onboarding-${r.output.customer_id}-after-%`],
     );
     assert.deepEqual(
-      sched.rows.map((x) => [x.name, x.cron, x.target.kind, x.target.webhook, x.target.payload.day]),
-      [1, 7, 30].map((n) => [`onboarding-${r.output.customer_id}-day-${n}`, cronFor(n), 'webhook', 'onboarding-follow-up', n]),
+      sched.rows.map((x) => [x.name, x.cron, x.run_once, x.due_in_s, x.target.kind, x.target.to]),
+      [['1d', 1], ['7d', 7], ['30d', 30]].map(([a, d]) => [`onboarding-${r.output.customer_id}-after-${a}`, null, true, Number(d) * 86_400, 'email', email]),
     );
     assert.deepEqual(r.output.follow_ups.slice().sort(), sched.rows.map((x) => x.name).sort());
 
@@ -331,7 +321,8 @@ describe('built-in workflow templates, end to end', () => {
     const again = await run('customer_onboarding', { customer: { name: 'Ada again', email: email.toUpperCase() } });
     assert.deepEqual(again.output, { status: 'already_customer', customer_id: r.output.customer_id, subscription_id: null, welcome_sent: false, follow_ups: [], welcome_error: null, follow_up_error: null });
     assert.equal((await db.query(`select 1 from business.customers where lower(email) = $1`, [email])).rowCount, 1);
-    assert.equal(sink.received.filter((x) => x.path === '/email').length, 1);
+    const inboxAfter = await http('GET', `/api/v1/integration/mcp/automation/mailbox?to=${encodeURIComponent(email)}`);
+    assert.equal(inboxAfter.body.messages.length, 1, 'nothing mailed again');
   });
 
   it('customer_support: an angry urgent query escalates (signed), a calm one does not; both are logged', async () => {

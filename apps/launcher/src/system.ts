@@ -13,11 +13,11 @@ import {
   type FeatureModule,
 } from '@switchyard/gateway';
 import { createEventStore, type EventStore } from '@switchyard/event-store';
-import { defaultPorts, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, runMcpServer, type McpCallAudit } from '@switchyard/mcp-servers';
+import { defaultPorts, mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
 import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
-import { createPgPool, grantDemoAccess, provisionDatabaseRoles, type Config, type Logger } from '@switchyard/platform';
+import { createPgPool, grantDemoAccess, parseConfig, provisionDatabaseRoles, type Config, type Logger } from '@switchyard/platform';
 import { EventSink } from './event-sink.js';
 import { startInfrastructure } from './infra.js';
 import { Supervisor, type SupervisedHandle } from './supervisor.js';
@@ -126,8 +126,26 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     }
 
     if (has('mcp-servers')) {
+      // Without SMTP_URL the automation server's send_email goes to a development mailbox run here:
+      // a real SMTP server on loopback (login with a credential generated per start), keeping what
+      // it receives in automation.mailbox (GET /api/v1/integration/mcp/automation/mailbox).
+      let smtpUrl = process.env.SMTP_URL;
+      if (!smtpUrl) {
+        const mb = parseConfig(process.env, mailboxConfigSchema);
+        const password = randomBytes(24).toString('base64url');
+        let port = mb.MAILBOX_SMTP_PORT;
+        await unit('mailbox', async () => {
+          const box = await startMailbox({ pool, logger, host: mb.MAILBOX_SMTP_HOST, port, password, maxMessageBytes: mb.MAILBOX_MAX_MESSAGE_BYTES, maxMessages: mb.MAILBOX_MAX_MESSAGES });
+          // A restart binds the same port again: the automation server keeps the URL it was given.
+          port = box.port;
+          smtpUrl = box.smtpUrl;
+          return { stop: () => box.close() };
+        });
+      }
       // The project's own MCP servers on their seed ports (5001 filesystem bridge .. 5006 analytics).
       const env = { ...process.env, DATABASE_URL: appUrl };
+      // Only the automation server gets the mailbox's credential.
+      const automationEnv = { ...env, ...(smtpUrl ? { SMTP_URL: smtpUrl } : {}) };
       // The database server reads as the reader role (SELECT on the demo schema only), always
       // read-only: DATABASE_ALLOW_WRITES opens the writer below to admin keys, not this server.
       const databaseEnv = dbRoles ? { ...env, DATABASE_URL: dbRoles.urls.reader, DATABASE_ALLOW_WRITES: 'false' } : env;
@@ -135,7 +153,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
         // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
         const port = Number(process.env[`MCP_${kind.toUpperCase().replace(/-/g, '_')}_PORT`] ?? defaultPorts[kind]);
         await unit(`mcp-${kind}`, async () => {
-          const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : env, host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
+          const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : kind === 'automation' ? automationEnv : env, host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
           return { stop: () => server.close() };
         });
       }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { mailAddressSchema, smtpUrlSchema } from './automation/mail.js';
 
 const list = z
   .string()
@@ -28,6 +29,14 @@ export const mcpConfigSchema = z.object({
   WEBHOOK_ALLOW_CIDRS: list,
   /** Let webhooks reach 127.0.0.0/8 and ::1 (local sinks in development and tests). */
   WEBHOOK_ALLOW_LOOPBACK: bool,
+  /** Outgoing mail of the automation server (send_email), e.g. smtp://user:pass@mail.example.com:587. */
+  SMTP_URL: smtpUrlSchema.optional(),
+  /** From address of every mail; a bare address or `Name <address>`. */
+  MAIL_FROM: z
+    .string()
+    .max(400)
+    .refine((s) => mailAddressSchema.safeParse(/<([^>]+)>\s*$/.exec(s)?.[1] ?? s).success, 'an address, or Name <address>')
+    .default('Switchyard <switchyard@localhost>'),
   SCHEDULER_INTERVAL_MS: z.coerce.number().int().min(50).max(3_600_000).default(1000),
   FILESYSTEM_ROOT: z.string().min(1).default('.data/files'),
   /** Token of the official GitHub server; unset (or empty), the github server is `unconfigured`. */

@@ -28,6 +28,19 @@ export {
   type Webhook,
 } from './automation/service.js';
 export { migrateAutomation } from './automation/schema.js';
+export {
+  Mailer,
+  smtpTransport,
+  mailFingerprint,
+  keyedMessageId,
+  emailMessageSchema,
+  mailAddressSchema,
+  smtpUrlSchema,
+  type EmailMessage,
+  type MailResult,
+  type MailTransport,
+} from './automation/mail.js';
+export { startMailbox, listMailbox, mailboxConfigSchema, mailboxQuerySchema, type MailboxConfig, type MailboxMessage, type MailboxOptions, type RunningMailbox } from './automation/mailbox.js';
 export { createAutomationServer, type AutomationServerDeps } from './automation/server.js';
 export { createAnalyticsServer, migrateAnalytics, parseDuration, defaultReportTables, type AnalyticsServerDeps } from './analytics/server.js';
 export { startGithubBridge, githubServerScript, GITHUB_TOKEN_MISSING, type GithubBridge, type GithubBridgeOptions } from './github/bridge.js';

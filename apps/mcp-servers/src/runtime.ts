@@ -11,6 +11,7 @@ import { EgressGuard } from './fetch/egress-guard.js';
 import { createFetchServer } from './fetch/server.js';
 import { AutomationService, Scheduler, type TriggerRecord } from './automation/service.js';
 import { createAutomationServer } from './automation/server.js';
+import { smtpTransport } from './automation/mail.js';
 import { createAnalyticsServer, migrateAnalytics } from './analytics/server.js';
 import { startFilesystemBridge } from './filesystem/bridge.js';
 import { GITHUB_TOKEN_MISSING, startGithubBridge } from './github/bridge.js';
@@ -90,7 +91,16 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         cleanups.push(() => pool.end());
         const cidrs = [...config.WEBHOOK_ALLOW_CIDRS, ...(config.WEBHOOK_ALLOW_LOOPBACK ? ['127.0.0.0/8', '::1/128'] : [])];
         const guard = new EgressGuard({ allowHosts: config.WEBHOOK_ALLOW_HOSTS, allowCidrs: cidrs });
-        const service = new AutomationService({ pool, logger, guard, ...(opts.onTrigger ? { onTrigger: opts.onTrigger } : {}) });
+        const transport = config.SMTP_URL ? smtpTransport(config.SMTP_URL) : undefined;
+        if (transport) cleanups.push(async () => transport.close());
+        else logger.warn('SMTP_URL is unset: send_email and e-mail schedules answer unavailable');
+        const service = new AutomationService({
+          pool,
+          logger,
+          guard,
+          ...(transport ? { mail: { transport, from: config.MAIL_FROM } } : {}),
+          ...(opts.onTrigger ? { onTrigger: opts.onTrigger } : {}),
+        });
         await service.migrate();
         // Its liveness connection tells other processes whether a delivery's sender is still alive.
         await service.start();
@@ -99,7 +109,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         scheduler.start();
         cleanups.unshift(() => scheduler.stop());
         factory = () => createAutomationServer({ service, logger });
-        health = async () => (await pool.query('SELECT 1'), { database: 'ok' });
+        health = async () => (await pool.query('SELECT 1'), { database: 'ok', mail: transport ? 'smtp' : 'unconfigured' });
         break;
       }
       case 'analytics': {

@@ -74,6 +74,37 @@ CREATE TABLE IF NOT EXISTS automation.deliveries (
   started_at timestamptz NOT NULL,
   finished_at timestamptz
 );
+-- One-shot schedules ("after"): no cron, fire once at next_fire_at, then disabled.
+ALTER TABLE automation.schedules ADD COLUMN IF NOT EXISTS run_once boolean NOT NULL DEFAULT false;
+ALTER TABLE automation.schedules ALTER COLUMN cron DROP NOT NULL;
+-- What a scheduled delivery sends: a webhook POST, or an e-mail (payload = the message).
+ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS channel text NOT NULL DEFAULT 'webhook';
+-- One row per send_email idempotency key, like automation.deliveries for webhooks.
+CREATE TABLE IF NOT EXISTS automation.mail_sends (
+  idempotency_key text PRIMARY KEY,
+  request_fingerprint text NOT NULL,
+  status text NOT NULL CHECK (status IN ('sending', 'sent', 'failed')),
+  owner_pid int,
+  result jsonb,
+  sends int NOT NULL DEFAULT 0,
+  started_at timestamptz NOT NULL,
+  finished_at timestamptz
+);
+-- The embedded development mailbox: what its SMTP server received (capped in size and count).
+CREATE TABLE IF NOT EXISTS automation.mailbox (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  message_id text,
+  mail_from text NOT NULL,
+  rcpt_to text[] NOT NULL,
+  header_to text[] NOT NULL DEFAULT '{}',
+  cc text[] NOT NULL DEFAULT '{}',
+  subject text NOT NULL DEFAULT '',
+  text_body text,
+  html_body text,
+  size_bytes int NOT NULL,
+  received_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mailbox_rcpt ON automation.mailbox USING gin (rcpt_to);
 `;
 
 export async function migrateAutomation(pool: pg.Pool): Promise<void> {

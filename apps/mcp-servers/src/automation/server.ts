@@ -5,6 +5,8 @@ import { tool } from '../common/tools.js';
 import { mapPgError } from '../database/server.js';
 import { scheduleTargetSchema, type AutomationService } from './service.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
+import { emailMessageShape } from './mail.js';
+import { mailboxQuerySchema } from './mailbox.js';
 
 export interface AutomationServerDeps {
   readonly service: AutomationService;
@@ -13,7 +15,7 @@ export interface AutomationServerDeps {
 
 const name = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
 
-/** The automation MCP server: webhooks, cron schedules and workflow triggers. */
+/** The automation MCP server: webhooks, e-mail, cron and one-shot schedules, workflow triggers. */
 export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   const { service, logger } = deps;
   const server = new McpServer({ name: 'switchyard-automation', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
@@ -67,10 +69,13 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   server.registerTool(
     'create_schedule',
     {
-      description: 'Create a durable cron schedule (5 or 6 fields, evaluated in timezone) that calls a webhook or triggers a workflow.',
+      description:
+        'Create a durable schedule that calls a webhook, sends an e-mail or triggers a workflow: repeating with cron (5 or 6 fields, evaluated in timezone), ' +
+        'or once with after (that long from now; the schedule is then disabled). Give exactly one of cron and after.',
       inputSchema: {
         name,
-        cron: z.string().min(1).max(200).describe('cron expression, e.g. "*/5 * * * *"'),
+        cron: z.string().min(1).max(200).optional().describe('cron expression, e.g. "*/5 * * * *"'),
+        after: z.string().regex(/^[0-9]{1,6}[smhdw]$/, 'a duration like 30s, 15m, 2h, 7d').optional().describe('fire once, this long from now (e.g. "7d")'),
         timezone: z.string().min(1).default('UTC').describe('IANA time zone, e.g. Europe/Paris'),
         target: scheduleTargetSchema,
       },
@@ -88,6 +93,35 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     'delete_schedule',
     { description: 'Delete a schedule by name or id.', inputSchema: { schedule: z.string().min(1) }, annotations: { destructiveHint: true } },
     tool('delete_schedule', logger, async (a) => service.deleteSchedule(a.schedule), mapPgError),
+  );
+
+  server.registerTool(
+    'send_email',
+    {
+      description:
+        'Send an e-mail over SMTP (SMTP_URL; without it the launcher runs a development mailbox). Give text, html or both. ' +
+        'An idempotency_key is honoured durably, like send_webhook: once a mail with the key was accepted by the SMTP server it is never sent again, ' +
+        'repeats return the first result with deduplicated: true; a key reused for a different message is refused (illegal_state).',
+      inputSchema: {
+        ...emailMessageShape,
+        idempotency_key: z.string().min(1).max(200).optional().describe('same key = same mail: sent at most once (default: always sent)'),
+      },
+      annotations: { openWorldHint: true },
+    },
+    tool('send_email', logger, async (a, ctx) => {
+      const { idempotency_key, ...message } = a;
+      return { email: await service.sendEmail({ ...message, idempotencyKey: idempotency_key, correlationId: ctx.correlationId }) };
+    }, mapPgError),
+  );
+
+  server.registerTool(
+    'list_mailbox',
+    {
+      description: 'Messages the development mailbox received (newest first; to filters on a recipient; pass next_cursor as cursor for older ones).',
+      inputSchema: mailboxQuerySchema.shape,
+      annotations: { readOnlyHint: true },
+    },
+    tool('list_mailbox', logger, async (a) => service.listMailbox(a), mapPgError),
   );
 
   server.registerTool(

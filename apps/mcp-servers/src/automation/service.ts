@@ -9,6 +9,8 @@ import { AppError, createPgClient, isAppError, newId, withTransaction, type Logg
 import type { EgressGuard } from '../fetch/egress-guard.js';
 import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
 import { migrateAutomation } from './schema.js';
+import { assertBody, emailMessageShape, Mailer, type EmailMessage, type MailResult, type MailTransport } from './mail.js';
+import { listMailbox, type mailboxQuerySchema, type MailboxMessage } from './mailbox.js';
 
 /** Where "now" comes from; injected so tests can move time by hand. */
 export interface Clock {
@@ -28,6 +30,7 @@ export const scheduleTargetSchema = z.discriminatedUnion('kind', [
     template_id: z.string().min(1),
     input: z.record(z.string(), z.unknown()).default({}),
   }),
+  z.object({ kind: z.literal('email'), ...emailMessageShape }).describe('send this e-mail (send_email) when the schedule fires'),
 ]);
 export type ScheduleTarget = z.infer<typeof scheduleTargetSchema>;
 
@@ -42,7 +45,9 @@ export interface Webhook {
 export interface Schedule {
   readonly id: string;
   readonly name: string;
-  readonly cron: string;
+  /** Null for a one-shot schedule (`run_once`). */
+  readonly cron: string | null;
+  readonly run_once: boolean;
   readonly timezone: string;
   readonly target: ScheduleTarget;
   readonly enabled: boolean;
@@ -91,6 +96,8 @@ export interface AutomationDeps {
    * to `maxRetryMs`, `maxAttempts` sends in all (defaults 30 s, 1 h, 10), then given up (logged).
    */
   readonly scheduledRetry?: { firstRetryMs?: number; maxRetryMs?: number; maxAttempts?: number };
+  /** Outgoing mail (`send_email`, e-mail schedule targets); without it they answer `unavailable`. */
+  readonly mail?: { transport: MailTransport; from: string; retries?: number };
 }
 
 /** `sha256=<hex>` HMAC of `<timestamp>.<body>`: binding the timestamp stops replays of old bodies. */
@@ -142,6 +149,7 @@ class DeliveryOwnerConnection {
     private readonly config: pg.ClientConfig,
     private readonly log: Logger,
     private readonly inFlightKeys: () => string[],
+    private readonly inFlightMailKeys: () => string[] = () => [],
   ) {}
 
   /** This process's owner pid, connecting (again) when needed. */
@@ -175,6 +183,10 @@ class DeliveryOwnerConnection {
         );
         this.log.warn({ pid, previousPids: previous, adopted: r.rowCount }, 'delivery liveness connection re-established; in-flight deliveries moved to the new pid');
       }
+      const mailKeys = this.inFlightMailKeys();
+      if (previous.length > 0 && mailKeys.length > 0) {
+        await client.query(`UPDATE automation.mail_sends SET owner_pid = $1 WHERE idempotency_key = ANY($2) AND status = 'sending' AND owner_pid = ANY($3)`, [pid, mailKeys, previous]);
+      }
       this.client = client;
       this.pids.push(pid);
       return pid;
@@ -191,7 +203,7 @@ class DeliveryOwnerConnection {
     if (this.closed) return;
     this.log.warn({ err, pid: this.pids.at(-1) }, 'delivery liveness connection dropped; reconnecting');
     // Reconnect at once only when sends are in flight (their rows must name a live pid); otherwise on next use.
-    if (this.inFlightKeys().length > 0) {
+    if (this.inFlightKeys().length > 0 || this.inFlightMailKeys().length > 0) {
       void this.pid().catch((e: unknown) => this.log.error({ err: e }, 'delivery liveness connection could not be re-established'));
     }
   }
@@ -233,13 +245,23 @@ export function nextFireAfter(cron: string, timezone: string, after: Date): Date
   }
 }
 
+/** `after` of a one-shot schedule: `<n><s|m|h|d|w>`, at most a year. */
+export function afterMs(text: string): number {
+  const m = /^([0-9]{1,6})([smhdw])$/.exec(text);
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+  const ms = m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : NaN;
+  if (!(ms >= 0 && ms <= 366 * 86_400_000)) throw new AppError('validation', `after must be a duration like 30s, 15m, 2h, 7d (at most a year): ${text}`, { after: text });
+  return ms;
+}
+
 const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString());
 
 function toSchedule(r: Record<string, unknown>): Schedule {
   return {
     id: r['id'] as string,
     name: r['name'] as string,
-    cron: r['cron'] as string,
+    cron: (r['cron'] as string | null) ?? null,
+    run_once: r['run_once'] === true,
     timezone: r['timezone'] as string,
     target: r['target'] as ScheduleTarget,
     enabled: r['enabled'] as boolean,
@@ -278,11 +300,43 @@ export class AutomationService {
   /** Keyed deliveries this object is sending now: a second call with the key joins the first. */
   private readonly inFlight = new Map<string, { fingerprint: string; result: Promise<DeliveryResult> }>();
   private readonly owner: DeliveryOwnerConnection;
+  private readonly mailer: Mailer | undefined;
 
   constructor(private readonly deps: AutomationDeps) {
     this.clock = deps.clock ?? systemClock;
     this.log = deps.logger.child({ component: 'automation' });
-    this.owner = new DeliveryOwnerConnection(deps.pool.options as pg.ClientConfig, this.log, () => [...this.inFlight.keys()]);
+    this.owner = new DeliveryOwnerConnection(
+      deps.pool.options as pg.ClientConfig,
+      this.log,
+      () => [...this.inFlight.keys()],
+      () => this.mailer?.inFlightKeys() ?? [],
+    );
+    this.mailer = deps.mail
+      ? new Mailer({
+          pool: deps.pool,
+          logger: this.log,
+          transport: deps.mail.transport,
+          from: deps.mail.from,
+          owner: this.owner,
+          ownerApplicationName: deliveryOwnerApplicationName,
+          now: () => this.clock.now(),
+          ...(deps.mail.retries !== undefined ? { retries: deps.mail.retries } : {}),
+        })
+      : undefined;
+  }
+
+  /**
+   * Send an e-mail over the configured SMTP server. With an idempotency key a mail is sent at
+   * most once per key, durably (see `Mailer`); a repeat returns the first result.
+   */
+  async sendEmail(input: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined }): Promise<MailResult> {
+    if (!this.mailer) throw new AppError('unavailable', 'no mail server is configured: set SMTP_URL (the launcher runs a development mailbox when it is unset)', {}, false);
+    return this.mailer.send(input);
+  }
+
+  /** The embedded development mailbox's messages, newest first. */
+  listMailbox(q: z.infer<typeof mailboxQuerySchema>): Promise<{ messages: MailboxMessage[]; next_cursor: string | null }> {
+    return listMailbox(this.deps.pool, q);
   }
 
   migrate(): Promise<void> {
@@ -577,15 +631,28 @@ export class AutomationService {
     }
   }
 
-  async createSchedule(input: { name: string; cron: string; timezone: string; target: ScheduleTarget }): Promise<Schedule> {
-    const next = nextFireAfter(input.cron, input.timezone, this.clock.now());
+  /**
+   * A cron schedule, or with `after` (e.g. `30s`, `7d`) a one-shot one: it fires once, that long
+   * from now, and is then disabled.
+   */
+  async createSchedule(input: { name: string; cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget }): Promise<Schedule> {
+    if ((input.cron === undefined) === (input.after === undefined)) {
+      throw new AppError('validation', 'give either cron (repeating) or after (once, e.g. "7d")', { fields: ['cron', 'after'] });
+    }
+    const now = this.clock.now();
+    const next = input.cron !== undefined ? nextFireAfter(input.cron, input.timezone, now) : new Date(now.getTime() + afterMs(input.after!));
+    if (input.cron === undefined) assertTimezone(input.timezone);
     if (input.target.kind === 'webhook') await this.webhookByRef(input.target.webhook);
+    if (input.target.kind === 'email') {
+      assertBody(input.target);
+      if (!this.mailer) throw new AppError('unavailable', 'an e-mail schedule needs a mail server: set SMTP_URL', {}, false);
+    }
     const r = await this.unique(
       () =>
         this.deps.pool.query(
-          `INSERT INTO automation.schedules (id, name, cron, timezone, target, next_fire_at, created_at)
-           VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING *`,
-          [newId(), input.name, input.cron, input.timezone, JSON.stringify(input.target), next, this.clock.now()],
+          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, next_fire_at, created_at)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING *`,
+          [newId(), input.name, input.cron ?? null, input.cron === undefined, input.timezone, JSON.stringify(input.target), next, now],
         ),
       `schedule "${input.name}"`,
     );
@@ -669,11 +736,11 @@ export class AutomationService {
     const retry = { firstRetryMs: 30_000, maxRetryMs: 3_600_000, maxAttempts: 10, ...this.deps.scheduledRetry };
     const now = this.clock.now();
     const lease = new Date(now.getTime() + retry.firstRetryMs);
-    const claimed = await this.deps.pool.query<{ delivery_id: string; schedule_id: string; webhook: string; event: string; payload: Record<string, unknown>; correlation_id: string; attempts: number }>(
+    const claimed = await this.deps.pool.query<{ delivery_id: string; schedule_id: string; channel: string; webhook: string; event: string; payload: Record<string, unknown>; correlation_id: string; attempts: number }>(
       `UPDATE automation.scheduled_deliveries d SET next_attempt_at = $3, attempts = d.attempts + 1
         WHERE d.delivery_id IN (SELECT delivery_id FROM automation.scheduled_deliveries
                                  WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-        RETURNING d.delivery_id, d.schedule_id, d.webhook, d.event, d.payload, d.correlation_id, d.attempts`,
+        RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts`,
       [now, batch, lease],
     );
     let delivered = 0;
@@ -681,7 +748,10 @@ export class AutomationService {
     for (const d of claimed.rows) {
       const log = this.log.child({ correlationId: d.correlation_id, scheduleId: d.schedule_id, deliveryId: d.delivery_id, attempt: d.attempts });
       try {
-        const result = await this.sendWebhook({ webhook: d.webhook, event: d.event, payload: d.payload, idempotencyKey: d.delivery_id, correlationId: d.correlation_id });
+        const result =
+          d.channel === 'email'
+            ? await this.sendEmail({ ...(d.payload as EmailMessage), idempotencyKey: d.delivery_id, correlationId: d.correlation_id }).then(() => ({ status: 250 }))
+            : await this.sendWebhook({ webhook: d.webhook, event: d.event, payload: d.payload, idempotencyKey: d.delivery_id, correlationId: d.correlation_id });
         await this.deps.pool.query(`UPDATE automation.scheduled_deliveries SET status = 'delivered', finished_at = $2, last_error = NULL WHERE delivery_id = $1`, [
           d.delivery_id,
           this.clock.now(),
@@ -715,12 +785,17 @@ export class AutomationService {
       if (r.rowCount === 0) return undefined;
       const schedule = toSchedule(r.rows[0]);
       const fireAt = r.rows[0].next_fire_at as Date;
-      const after = fireAt > now ? fireAt : now;
-      const next = nextFireAfter(schedule.cron, schedule.timezone, after);
-      await c.query(
-        `UPDATE automation.schedules SET next_fire_at = $2, last_fired_at = $3, fire_count = fire_count + 1 WHERE id = $1`,
-        [id, next, fireAt],
-      );
+      if (schedule.run_once || schedule.cron === null) {
+        // A one-shot schedule fires once and stays listed, disabled, as a record of it.
+        await c.query(`UPDATE automation.schedules SET enabled = false, last_fired_at = $2, fire_count = fire_count + 1 WHERE id = $1`, [id, fireAt]);
+      } else {
+        const after = fireAt > now ? fireAt : now;
+        const next = nextFireAfter(schedule.cron, schedule.timezone, after);
+        await c.query(
+          `UPDATE automation.schedules SET next_fire_at = $2, last_fired_at = $3, fire_count = fire_count + 1 WHERE id = $1`,
+          [id, next, fireAt],
+        );
+      }
       let trigger: TriggerRecord | undefined;
       if (schedule.target.kind === 'webhook') {
         // Owed from now on, in the same transaction as the claim: a crash before the send loses nothing.
@@ -738,6 +813,16 @@ export class AutomationService {
             key,
             now,
           ],
+        );
+      }
+      if (schedule.target.kind === 'email') {
+        // Owed like a webhook; the occurrence key is the mail's idempotency key, so it goes out once.
+        const key = `${schedule.id}:${fireAt.toISOString()}`;
+        const { kind: _kind, ...message } = schedule.target;
+        await c.query(
+          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at)
+           VALUES ($1,$2,$3,'email','','email',$4,$1,$5,$5) ON CONFLICT (delivery_id) DO NOTHING`,
+          [key, id, fireAt, JSON.stringify(message), now],
         );
       }
       if (schedule.target.kind === 'workflow') {

@@ -15,6 +15,8 @@ import {
   databaseQueryBody,
   fetchBody,
   healthListResponse,
+  mailboxQuery,
+  mailboxResponse,
   metricParams,
   operationBody,
   operationParams,
@@ -130,6 +132,22 @@ export class McpController {
     return 'template_id' in b
       ? this.mcp.call(ROLE_SERVERS.automation, 'trigger_workflow', { template_id: b.template_id, input: b.input }, correlationId)
       : this.mcp.call(ROLE_SERVERS.automation, 'send_webhook', { webhook: b.webhook, event: b.event, payload: b.payload, ...(b.idempotency_key ? { idempotency_key: b.idempotency_key } : {}) }, correlationId);
+  }
+
+  @Get('automation/mailbox')
+  @ApiRoute({
+    summary: 'Messages the development mailbox received (newest first, keyset paging)',
+    description:
+      'The embedded SMTP server the launcher runs when SMTP_URL is unset: what send_email, the onboarding welcome and follow-ups and the support escalation mails sent. ' +
+      'Empty when a real SMTP server is configured.',
+    tags: ['mcp'],
+    role: 'admin',
+    response: { status: 200, schema: mailboxResponse },
+    errors,
+  })
+  async mailbox(@ZodQuery(mailboxQuery) q: z.infer<typeof mailboxQuery>, @CorrelationId() correlationId: string) {
+    const r = await this.mcp.call(ROLE_SERVERS.automation, 'list_mailbox', { limit: q.limit, ...(q.to ? { to: q.to } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) }, correlationId);
+    return r.result;
   }
 
   @Get('analytics/:metric')

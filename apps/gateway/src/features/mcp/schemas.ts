@@ -65,3 +65,31 @@ export const healthListResponse = z.object({
   status: z.enum(['healthy', 'degraded', 'unhealthy']),
   servers: z.array(serverHealthResponse),
 });
+
+/** The development mailbox listing: newest first, keyset-paged (`cursor` = the previous page's `next_cursor`). */
+export const mailboxQuery = z
+  .object({
+    to: z.string().min(3).max(320).regex(/^[^\s@]+@[^\s@]+$/, 'an e-mail address').optional().describe('Only messages with this recipient (to or cc)'),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+    cursor: z.string().regex(/^[0-9]{1,18}$/, 'a next_cursor of an earlier page').optional().describe('`next_cursor` of the previous page'),
+  })
+  .strict();
+
+export const mailboxResponse = z.object({
+  messages: z.array(
+    z.object({
+      id: z.string(),
+      message_id: z.string().nullable(),
+      from: z.string(),
+      recipients: z.array(z.string()).describe('envelope recipients (to and cc)'),
+      to: z.array(z.string()),
+      cc: z.array(z.string()),
+      subject: z.string(),
+      text: z.string().nullable(),
+      html: z.string().nullable(),
+      size_bytes: z.number().int(),
+      received_at: z.string(),
+    }),
+  ),
+  next_cursor: z.string().nullable(),
+});

@@ -1,8 +1,6 @@
 import type { WorkflowDefinitionInput } from '../definition/schema.js';
 
 const CREATED = 'steps.create_records.output.rows[0]';
-/** 09:00 UTC on the sign-up date plus `item` days, as a Date-like CEL timestamp. */
-const FOLLOW_UP_AT = `(timestamp(${CREATED}.signup_date + 'T09:00:00Z') + duration(string(item * 24) + 'h'))`;
 
 /**
  * Onboard a customer into the demo business data set:
@@ -13,18 +11,18 @@ const FOLLOW_UP_AT = `(timestamp(${CREATED}.signup_date + 'T09:00:00Z') + durati
  *    "writes are not allowed" error and the execution fails saying so. Re-running the statement
  *    returns the row it created (idempotent against a retried dispatch);
  * 3. welcome content from the content agent (`agent:marketing_content`, e-mail channel, the customer's
- *    segment and region), sent as a signed webhook to the registered `email_webhook` (the e-mail
- *    gateway), with the customer id as idempotency key so the receiver can drop a repeat;
- * 4. one durable schedule per follow-up day (`create_schedule`, cron at 09:00 UTC on sign-up + n days)
- *    that calls the registered `follow_up_webhook`. Cron has no year: the receiver deletes the
- *    schedule once the follow-up is done, or it fires again a year later.
+ *    segment and region), mailed to the customer with `send_email` (SMTP_URL, or the development
+ *    mailbox), keyed by the execution and the step so a re-dispatched step never mails twice;
+ * 4. one durable one-shot schedule per `follow_up_after` delay (`create_schedule` with `after`, an
+ *    e-mail target): the automation server mails the follow-up when it fires, once.
  * Sending and scheduling run in parallel. Neither a failed send nor a failed schedule undoes the
  * onboarding (`continue`; the outputs carry `welcome_error` / `follow_up_error`); cancelling after the
  * records exist runs `remove_customer`.
  */
 export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
-  version: 3,
+  // v4: the welcome and the follow-ups are e-mails (send_email, one-shot e-mail schedules), no webhooks to register.
+  version: 4,
   name: 'Customer onboarding',
   description: 'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
   input: {
@@ -43,9 +41,13 @@ export const customerOnboardingTemplate = {
         required: ['name', 'email'],
         additionalProperties: false,
       },
-      email_webhook: { type: 'string', minLength: 1, description: 'Registered webhook (name or id) of the e-mail gateway', default: 'welcome-email' },
-      follow_up_webhook: { type: 'string', minLength: 1, description: 'Registered webhook the follow-up schedules call', default: 'onboarding-follow-up' },
-      follow_up_days: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 365 }, maxItems: 10, default: [1, 7, 30] },
+      follow_up_after: {
+        type: 'array',
+        description: 'One follow-up e-mail this long after the onboarding for each entry (30s, 15m, 2h, 7d, 2w)',
+        items: { type: 'string', pattern: '^[0-9]{1,6}[smhdw]$' },
+        maxItems: 10,
+        default: ['1d', '7d', '30d'],
+      },
     },
     required: ['customer'],
     additionalProperties: false,
@@ -109,24 +111,18 @@ export const customerOnboardingTemplate = {
     {
       id: 'send_welcome',
       name: 'Send the welcome e-mail',
-      uses: 'mcp:automation/send_webhook',
+      uses: 'mcp:automation/send_email',
       needs: ['welcome_content'],
       with: {
-        webhook: '${{ input.email_webhook }}',
-        event: 'customer.welcome_email',
-        payload: {
-          to: '${{ input.customer.email }}',
-          name: '${{ input.customer.name }}',
-          customer_id: `\${{ ${CREATED}.customer_id }}`,
-          subject: 'Welcome to Switchyard, ${{ input.customer.name }}',
-          // The agent's e-mail is a mail-merge text ({{first_name}}): merged here, after a welcome line.
-          // ('}' + '}' because a literal double brace would end the ${{ }} expression.)
-          body:
-            "${{ 'Welcome aboard, ' + input.customer.name + '! Your ' + input.customer.plan + ' plan with ' + string(input.customer.seats) + ' seats is active.\\n\\n' + " +
-            "steps.welcome_content.output.markdown.split('{{first_name}' + '}').join(input.customer.name) }}",
-          format: 'markdown',
-        },
-        idempotency_key: `welcome-\${{ string(${CREATED}.customer_id) }}`,
+        to: '${{ input.customer.email }}',
+        subject: 'Welcome to Switchyard, ${{ input.customer.name }}',
+        // The agent's e-mail is a mail-merge text ({{first_name}}): merged here, after a welcome line.
+        // ('}' + '}' because a literal double brace would end the ${{ }} expression.)
+        text:
+          "${{ 'Welcome aboard, ' + input.customer.name + '! Your ' + input.customer.plan + ' plan with ' + string(input.customer.seats) + ' seats is active.\\n\\n' + " +
+          "steps.welcome_content.output.markdown.split('{{first_name}' + '}').join(input.customer.name) }}",
+        // One welcome per execution, however often the step is re-dispatched or retried.
+        idempotency_key: 'welcome-${{ execution.id }}:send_welcome',
       },
       retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 30_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
       timeout_ms: 60_000,
@@ -138,25 +134,22 @@ export const customerOnboardingTemplate = {
       name: 'Schedule the follow-up tasks',
       uses: 'mcp:automation/create_schedule',
       needs: ['create_records'],
-      for_each: { items: 'input.follow_up_days', concurrency: 2 },
+      for_each: { items: 'input.follow_up_after', concurrency: 2 },
       with: {
-        name: `onboarding-\${{ string(${CREATED}.customer_id) }}-day-\${{ string(item) }}`,
-        cron: `0 9 \${{ string(${FOLLOW_UP_AT}.getDayOfMonth() + 1) }} \${{ string(${FOLLOW_UP_AT}.getMonth() + 1) }} *`,
-        timezone: 'UTC',
+        name: `onboarding-\${{ string(${CREATED}.customer_id) }}-after-\${{ item }}`,
+        // Once, `item` from now; the automation server mails it when it fires (keyed by the occurrence).
+        after: '${{ item }}',
         target: {
-          kind: 'webhook',
-          webhook: '${{ input.follow_up_webhook }}',
-          event: 'customer.follow_up',
-          payload: {
-            customer_id: `\${{ ${CREATED}.customer_id }}`,
-            email: '${{ input.customer.email }}',
-            name: '${{ input.customer.name }}',
-            day: '${{ item }}',
-          },
+          kind: 'email',
+          to: '${{ input.customer.email }}',
+          subject: 'How is it going, ${{ input.customer.name }}?',
+          text:
+            "${{ 'Hi ' + input.customer.name + ',\\n\\nyou have been on the ' + input.customer.plan + ' plan for ' + item + ' now. ' + " +
+            "'Anything we can help with? Just reply to this e-mail.\\n\\nThe Switchyard team' }}",
         },
       },
       timeout_ms: 15_000,
-      // The customer exists by now: a missing follow-up webhook is reported in the outputs
+      // The customer exists by now: a refused schedule is reported in the outputs
       // (`follow_up_error`), not turned into a failed onboarding that a re-run would skip anyway.
       on_error: 'continue',
     },
@@ -177,7 +170,7 @@ export const customerOnboardingTemplate = {
     status: "${{ steps.create_records.status == 'succeeded' ? 'onboarded' : 'already_customer' }}",
     customer_id: `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.customer_id : steps.check_existing.output.rows[0].id }}`,
     subscription_id: `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.subscription_id : null }}`,
-    welcome_sent: "${{ steps.send_welcome.status == 'succeeded' && steps.send_welcome.output.delivery.delivered }}",
+    welcome_sent: "${{ steps.send_welcome.status == 'succeeded' && size(steps.send_welcome.output.email.accepted) > 0 }}",
     follow_ups: "${{ steps.schedule_follow_ups.status == 'succeeded' ? steps.schedule_follow_ups.output.map(s, s.schedule.name) : [] }}",
     welcome_error: "${{ steps.send_welcome.status == 'failed' ? steps.send_welcome.error.message : null }}",
     follow_up_error: "${{ steps.schedule_follow_ups.status == 'failed' ? steps.schedule_follow_ups.error.message : null }}",

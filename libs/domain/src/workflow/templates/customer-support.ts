@@ -4,7 +4,13 @@ const CUSTOMER = 'steps.fetch_context.output.rows';
 /** The analysis of whichever analyse step ran (exactly one does: known customer or not). */
 const AN = "(steps.analyze_query.status == 'succeeded' ? steps.analyze_query.output : steps.analyze_query_anonymous.output)";
 const ANALYSED = "(steps.analyze_query.status == 'succeeded' || steps.analyze_query_anonymous.status == 'succeeded')";
-const ESCALATION = "(steps.escalate.status == 'succeeded' ? 'sent' : (steps.escalate.status == 'failed' ? 'failed' : 'not_needed'))";
+const ESCALATION =
+  "(steps.escalate.status == 'succeeded' || steps.escalate_email.status == 'succeeded' ? 'sent' : " +
+  "(steps.escalate.status == 'failed' || steps.escalate_email.status == 'failed' ? 'failed' : 'not_needed'))";
+/** Whether the escalation webhook is registered (if the listing failed: no, and the desk gets a mail). */
+const HOOK =
+  "(steps.find_escalation_webhook.status == 'succeeded' && " +
+  'steps.find_escalation_webhook.output.webhooks.exists(w, w.name == input.escalation_webhook || w.id == input.escalation_webhook))';
 
 /**
  * Customer support for one incoming query:
@@ -13,15 +19,18 @@ const ESCALATION = "(steps.escalate.status == 'succeeded' ? 'sent' : (steps.esca
  *    knowledge-base article, escalation decision with reasons, drafted reply). A known customer is
  *    analysed with their account facts (segment, revenue, open tickets); an unknown e-mail without
  *    (the agent takes no null customer id, hence two mutually exclusive steps);
- * 3. escalate to humans through the registered `escalation_webhook` only when the analysis says so;
+ * 3. escalate to humans only when the analysis says so: through the `escalation_webhook` when it is
+ *    registered, else by e-mail (`send_email`) to `support_email`, so a fresh system escalates too;
  * 4. log the interaction as an analytics metric (`support.interaction`, labelled with channel,
  *    intent, priority, escalation, customer), which the default (read-only database) system permits.
- * A failed escalation does not lose the answer: the output says `escalation: 'failed'`.
+ * A failed escalation does not lose the answer: the output says `escalation: 'failed'`; `escalated_via`
+ * says which way it went (`webhook`, `email` or `none`).
  */
 export const customerSupportTemplate = {
   id: 'customer_support',
   // v3: the escalation and the logged interaction carry per-execution idempotency keys.
-  version: 3,
+  // v4: without a registered escalation webhook the escalation is mailed to support_email.
+  version: 4,
   name: 'Customer support',
   description: 'Fetch customer context, analyse the query and draft the response, escalate when needed, log the interaction.',
   input: {
@@ -31,6 +40,14 @@ export const customerSupportTemplate = {
       query: { type: 'string', minLength: 3, maxLength: 10_000 },
       channel: { type: 'string', enum: ['email', 'chat', 'phone'], default: 'email' },
       escalation_webhook: { type: 'string', minLength: 1, description: 'Registered webhook (name or id) of the escalation desk', default: 'support-escalation' },
+      support_email: {
+        type: 'string',
+        minLength: 3,
+        maxLength: 320,
+        pattern: '^[^\\s@]+@[^\\s@]+$',
+        description: 'Where an escalation is mailed when the escalation webhook is not registered',
+        default: 'support@localhost',
+      },
     },
     required: ['customer_email', 'query'],
     additionalProperties: false,
@@ -50,6 +67,16 @@ export const customerSupportTemplate = {
       },
       retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
       timeout_ms: 15_000,
+    },
+    {
+      id: 'find_escalation_webhook',
+      name: 'Look up the escalation webhook',
+      uses: 'mcp:automation/list_webhooks',
+      with: {},
+      retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      timeout_ms: 15_000,
+      // Not knowing means mailing the desk, not failing the query.
+      on_error: 'continue',
     },
     {
       id: 'analyze_query',
@@ -75,8 +102,8 @@ export const customerSupportTemplate = {
       id: 'escalate',
       name: 'Escalate to a human',
       uses: 'mcp:automation/send_webhook',
-      needs: ['analyze_query', 'analyze_query_anonymous'],
-      if: `${ANALYSED} && ${AN}.escalation.escalate == true`,
+      needs: ['analyze_query', 'analyze_query_anonymous', 'find_escalation_webhook'],
+      if: `${ANALYSED} && ${AN}.escalation.escalate == true && ${HOOK}`,
       with: {
         webhook: '${{ input.escalation_webhook }}',
         event: 'support.escalation',
@@ -99,10 +126,31 @@ export const customerSupportTemplate = {
       on_error: 'continue',
     },
     {
+      id: 'escalate_email',
+      name: 'Escalate to a human by e-mail',
+      uses: 'mcp:automation/send_email',
+      needs: ['analyze_query', 'analyze_query_anonymous', 'find_escalation_webhook'],
+      if: `${ANALYSED} && ${AN}.escalation.escalate == true && !${HOOK}`,
+      with: {
+        to: '${{ input.support_email }}',
+        subject: `[\${{ ${AN}.escalation.priority }}] Support escalation: \${{ input.customer_email }}`,
+        text:
+          `\${{ 'A ' + input.channel + ' query from ' + input.customer_email + ` +
+          `(size(${CUSTOMER}) > 0 ? ' (' + ${CUSTOMER}[0].name + ', customer ' + string(${CUSTOMER}[0].id) + ')' : ' (not a known customer)') + ` +
+          `' needs a person.\\n\\nPriority: ' + ${AN}.escalation.priority + '\\nIntent: ' + ${AN}.intent + ` +
+          `'\\nReasons: ' + ${AN}.escalation.reasons.join('; ') + '\\n\\nQuery:\\n' + input.query + '\\n\\nDrafted reply:\\n' + ${AN}.draft }}`,
+        // One escalation per execution, however often the step is re-dispatched or retried.
+        idempotency_key: 'escalation-${{ execution.id }}:escalate_email',
+      },
+      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      timeout_ms: 60_000,
+      on_error: 'continue',
+    },
+    {
       id: 'log_interaction',
       name: 'Log the interaction',
       uses: 'mcp:analytics/record_metric',
-      needs: ['escalate'],
+      needs: ['escalate', 'escalate_email'],
       // Escalation is usually skipped (or may have failed): the interaction is logged either way.
       if: ANALYSED,
       with: {
@@ -130,6 +178,7 @@ export const customerSupportTemplate = {
     priority: `\${{ ${AN}.escalation.priority }}`,
     escalate_reasons: `\${{ ${AN}.escalation.reasons }}`,
     escalation: `\${{ ${ESCALATION} }}`,
+    escalated_via: "${{ steps.escalate.status == 'succeeded' ? 'webhook' : (steps.escalate_email.status == 'succeeded' ? 'email' : 'none') }}",
     interaction_metric_id: "${{ steps.log_interaction.status == 'succeeded' ? steps.log_interaction.output.id : null }}",
   },
 } as const satisfies WorkflowDefinitionInput;

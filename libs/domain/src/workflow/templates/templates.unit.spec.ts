@@ -17,7 +17,7 @@ const realCatalog: ToolCatalog = {
     { name: 'fetch', tools: ['http_request', 'fetch_text'] },
     {
       name: 'automation',
-      tools: ['register_webhook', 'list_webhooks', 'delete_webhook', 'send_webhook', 'create_schedule', 'list_schedules', 'delete_schedule', 'trigger_workflow'],
+      tools: ['register_webhook', 'list_webhooks', 'delete_webhook', 'send_webhook', 'send_email', 'list_mailbox', 'create_schedule', 'list_schedules', 'delete_schedule', 'trigger_workflow'],
     },
     { name: 'analytics', tools: ['record_metric', 'query_metric', 'list_metrics', 'report'] },
     { name: 'filesystem', tools: ['read_file', 'write_file', 'list_directory', 'create_directory', 'list_allowed_directories'] },
@@ -111,7 +111,7 @@ describe('built-in templates: simulated runs reach completed', () => {
         }
       }
       if (d.uses === 'agent:marketing_content') return { channel: 'email', markdown: 'Hi {{first_name}},\n\nGlad to have you.', facts: {} };
-      if (d.uses === 'mcp:automation/send_webhook') return { delivery: { delivery_id: 'welcome-101', delivered: true, status: 202, attempts: 1 } };
+      if (d.uses === 'mcp:automation/send_email') return { email: { message_id: '<m@x>', accepted: ['ann@example.com'], rejected: [], response: '250 ok', deduplicated: false } };
       if (d.uses === 'mcp:automation/create_schedule') return { schedule: { name: (d.input as { name: string }).name } };
       throw new Error(`unexpected dispatch ${d.uses}`);
     };
@@ -129,7 +129,7 @@ describe('built-in templates: simulated runs reach completed', () => {
       customer_id: 101,
       subscription_id: 401,
       welcome_sent: true,
-      follow_ups: ['onboarding-101-day-1', 'onboarding-101-day-7', 'onboarding-101-day-30'],
+      follow_ups: ['onboarding-101-after-1d', 'onboarding-101-after-7d', 'onboarding-101-after-30d'],
       welcome_error: null,
       follow_up_error: null,
     });
@@ -138,24 +138,19 @@ describe('built-in templates: simulated runs reach completed', () => {
     assert.deepEqual(dispatchedInputs(events, 'welcome_content'), [{ channel: 'email', segment: 'mid_market', region: 'emea' }]);
     assert.deepEqual(dispatchedInputs(events, 'send_welcome'), [
       {
-        webhook: 'welcome-email',
-        event: 'customer.welcome_email',
-        payload: { to: 'ann@example.com', name: 'Ann Lee', customer_id: 101, subject: 'Welcome to Switchyard, Ann Lee',
-          body: 'Welcome aboard, Ann Lee! Your growth plan with 8 seats is active.\n\nHi Ann Lee,\n\nGlad to have you.',
-          format: 'markdown',
-        },
-        idempotency_key: 'welcome-101',
+        to: 'ann@example.com',
+        subject: 'Welcome to Switchyard, Ann Lee',
+        text: 'Welcome aboard, Ann Lee! Your growth plan with 8 seats is active.\n\nHi Ann Lee,\n\nGlad to have you.',
+        idempotency_key: 'welcome-sim:send_welcome',
       },
     ]);
-    // 09:00 UTC on sign-up (2026-01-31) + 1, 7 and 30 days: across month ends.
+    // One one-shot e-mail schedule per delay.
+    const follow = dispatchedInputs(events, 'schedule_follow_ups') as { name: string; after: string; target: Record<string, unknown> }[];
     assert.deepEqual(
-      dispatchedInputs(events, 'schedule_follow_ups').map((i) => [(i as { name: string }).name, (i as { cron: string }).cron]),
-      [
-        ['onboarding-101-day-1', '0 9 1 2 *'],
-        ['onboarding-101-day-7', '0 9 7 2 *'],
-        ['onboarding-101-day-30', '0 9 2 3 *'],
-      ],
+      follow.map((i) => [i.name, i.after, i.target['kind'], i.target['to'], i.target['subject']]),
+      ['1d', '7d', '30d'].map((a) => [`onboarding-101-after-${a}`, a, 'email', 'ann@example.com', 'How is it going, Ann Lee?']),
     );
+    assert.equal(follow[1]!.target['text'], 'Hi Ann Lee,\n\nyou have been on the growth plan for 7d now. Anything we can help with? Just reply to this e-mail.\n\nThe Switchyard team');
     assert.equal(maxInFlight['schedule_follow_ups'], 2);
     assert.equal(statusOf(state, 'remove_customer'), 'pending'); // compensation only
   });
@@ -169,11 +164,11 @@ describe('built-in templates: simulated runs reach completed', () => {
 
   it('customer_onboarding: a refused follow-up schedule and a failed send still complete the onboarding, with the errors in the outputs', () => {
     const base = onboardingResponder(false);
-    const { state } = simulate(customerOnboardingTemplate, { customer: { name: 'Di', email: 'di@example.com' }, follow_up_days: [3] }, (d) =>
+    const { state } = simulate(customerOnboardingTemplate, { customer: { name: 'Di', email: 'di@example.com' }, follow_up_after: ['3d'] }, (d) =>
       d.uses === 'mcp:automation/create_schedule'
-        ? new ToolFailure('no webhook named or with id "onboarding-follow-up"')
-        : d.uses === 'mcp:automation/send_webhook'
-          ? new ToolFailure('webhook "welcome-email" answered 500 after 3 attempts')
+        ? new ToolFailure('an e-mail schedule needs a mail server: set SMTP_URL')
+        : d.uses === 'mcp:automation/send_email'
+          ? new ToolFailure('SMTP send failed: connect ECONNREFUSED')
           : base(d),
     );
     assert.equal(state.status, 'completed');
@@ -185,8 +180,8 @@ describe('built-in templates: simulated runs reach completed', () => {
       subscription_id: 401,
       welcome_sent: false,
       follow_ups: [],
-      welcome_error: 'webhook "welcome-email" answered 500 after 3 attempts',
-      follow_up_error: 'no webhook named or with id "onboarding-follow-up"',
+      welcome_error: 'SMTP send failed: connect ECONNREFUSED',
+      follow_up_error: 'an e-mail schedule needs a mail server: set SMTP_URL',
     });
   });
 
@@ -258,8 +253,10 @@ describe('built-in templates: simulated runs reach completed', () => {
   });
 
   const supportResponder =
-    (known: boolean, escalate: boolean): Responder =>
+    (known: boolean, escalate: boolean, hooks: string[] = ['support-escalation']): Responder =>
     (d) => {
+      if (d.uses === 'mcp:automation/list_webhooks') return { webhooks: hooks.map((name, i) => ({ id: `00000000-0000-4000-8000-00000000000${i}`, name, url: 'https://x.test', events: [] })) };
+      if (d.uses === 'mcp:automation/send_email') return { email: { message_id: '<e@x>', accepted: ['support@localhost'], rejected: [], response: '250', deduplicated: false } };
       if (d.uses === 'mcp:database/query') return { rows: known ? [{ id: 5, name: 'Cy', segment: 'smb', region: 'emea', plan: 'growth', open_tickets: 0 }] : [] };
       if (d.uses === 'agent:support_response') {
         return {
@@ -279,6 +276,7 @@ describe('built-in templates: simulated runs reach completed', () => {
     assert.equal(state.status, 'completed');
     assert.equal(statusOf(state, 'analyze_query_anonymous'), 'skipped');
     assert.equal(statusOf(state, 'escalate'), 'skipped');
+    assert.equal(statusOf(state, 'escalate_email'), 'skipped');
     assert.deepEqual(dispatchedInputs(events, 'analyze_query'), [{ query: 'Charged twice?', customerId: 5 }]);
     assert.deepEqual((dispatchedInputs(events, 'log_interaction')[0] as { labels: unknown }).labels, {
       channel: 'email',
@@ -296,6 +294,7 @@ describe('built-in templates: simulated runs reach completed', () => {
       priority: 'p3',
       escalate_reasons: [],
       escalation: 'not_needed',
+      escalated_via: 'none',
       interaction_metric_id: '77',
     });
   });
@@ -311,5 +310,29 @@ describe('built-in templates: simulated runs reach completed', () => {
     assert.equal(esc.payload['customer'], null);
     assert.equal(esc.payload['priority'], 'p1');
     assert.ok(state.status === 'completed' && state.outputs['escalation'] === 'sent' && state.outputs['customer_id'] === null);
+    assert.equal(state.outputs['escalated_via'], 'webhook');
+    assert.equal(statusOf(state, 'escalate_email'), 'skipped');
+  });
+
+  it('customer_support, no escalation webhook registered: the escalation is mailed to support_email, once per execution', () => {
+    const { state, events } = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Cancel everything!', channel: 'chat' }, supportResponder(true, true, ['something-else']));
+    assert.equal(state.status, 'completed');
+    assert.equal(statusOf(state, 'escalate'), 'skipped');
+    const mail = dispatchedInputs(events, 'escalate_email') as { to: string; subject: string; text: string; idempotency_key: string }[];
+    assert.equal(mail.length, 1);
+    assert.equal(mail[0]!.to, 'support@localhost');
+    assert.equal(mail[0]!.subject, '[p1] Support escalation: cy@example.com');
+    assert.equal(
+      mail[0]!.text,
+      'A chat query from cy@example.com (Cy, customer 5) needs a person.\n\nPriority: p1\nIntent: billing\nReasons: strongly negative tone\n\nQuery:\nCancel everything!\n\nDrafted reply:\nWe refunded the duplicate charge.',
+    );
+    assert.equal(mail[0]!.idempotency_key, 'escalation-sim:escalate_email');
+    assert.ok(state.status === 'completed');
+    assert.equal(state.outputs['escalation'], 'sent');
+    assert.equal(state.outputs['escalated_via'], 'email');
+    assert.equal((dispatchedInputs(events, 'log_interaction')[0] as { labels: { escalation: string } }).labels.escalation, 'sent');
+    // Another address by input.
+    const other = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Cancel everything!', support_email: 'desk@corp.example' }, supportResponder(true, true, []));
+    assert.equal((dispatchedInputs(other.events, 'escalate_email')[0] as { to: string }).to, 'desk@corp.example');
   });
 });
