@@ -55,7 +55,9 @@ export class ExecutionView {
       case 'StepExpanded': {
         const s = this.step(d.stepId);
         s.items = { done: 0, total: Array.isArray(d.items) ? d.items.length : 0 };
-        return [];
+        s.state = 'running';
+        s.startedAt ??= Date.parse(e.recordedAt);
+        return [s.id];
       }
       case 'StepScheduled':
       case 'StepDispatched':
