@@ -72,7 +72,7 @@ describe('ExecutionView', () => {
     v.apply(ev('StepSucceeded', { stepId: 'a', attempt: 2, at: '2026-01-01T00:00:01.500Z' }));
     v.apply(ev('StepSkipped', { stepId: 'b', reason: 'condition_false', at: '2026-01-01T00:00:01.500Z' }));
     assert.equal(stepLine(v.steps.get('a')!, 0, undefined, 4), '✔ a     succeeded     1.5s  1 retry');
-    assert.equal(stepLine(v.steps.get('b')!, 0, undefined, 4), '- b     skipped              (condition_false)');
+    assert.equal(stepLine(v.steps.get('b')!, 0, undefined, 4), '- b     skipped             (condition_false)');
     v.apply(ev('WorkflowCompleted', { completedAt: '2026-01-01T00:00:02.000Z', outputs: {} }));
     assert.equal(v.status, 'completed');
     assert.ok(v.ended);
