@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Api } from './client.js';
 import { CliError, EXIT } from './errors.js';
-import { green, printJson, printLine, red, yellow } from './output.js';
+import { green, printLine, red, yellow } from './output.js';
 import { eventSchema, liveEvents } from './sse.js';
 import { ExecutionView, renderView, stepLine } from './workflow-view.js';
 
@@ -69,7 +69,8 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
     if (!tty) printLine(renderView(view, Date.now())[0]!);
     printLine(colour(`${view.status}${view.error ? `: ${view.error}` : ''}`));
   } else {
-    printJson({ execution_id: executionId, status: view.status, ...(view.error ? { error: view.error } : {}) });
+    // One more JSON line after the events: the outcome.
+    printLine(JSON.stringify({ execution_id: executionId, status: view.status, ...(view.error ? { error: view.error } : {}) }));
   }
   if (view.status !== 'completed') process.exitCode = EXIT.failed;
 }
