@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { redactUrl } from './banner.js';
 import {
   ensureDatabase,
   startEmbeddedPostgres,
@@ -14,6 +15,8 @@ export interface Infrastructure {
   readonly natsUrl: string;
   /** What started what, for logs and the doctor. */
   readonly started: { postgres: string; nats: string };
+  /** Where the data lives, for the start banner (no password). */
+  readonly where: { postgres: string; nats: string };
 }
 
 /**
@@ -27,6 +30,7 @@ export interface Infrastructure {
 export async function startInfrastructure(config: Config, logger: Logger, supervisor: Supervisor): Promise<Infrastructure> {
   let databaseUrl = config.DATABASE_URL;
   let postgres = 'external (DATABASE_URL)';
+  let postgresWhere = databaseUrl ? `${redactUrl(databaseUrl)} (DATABASE_URL)` : '';
   if (!databaseUrl) {
     let url = '';
     await supervisor.add({
@@ -38,6 +42,7 @@ export async function startInfrastructure(config: Config, logger: Logger, superv
           logger,
         });
         postgres = `${pg.kind} on 127.0.0.1:${config.EMBEDDED_PG_PORT}`;
+        postgresWhere = `${postgres}, data in ${pg.dataDir ?? path.resolve(config.DATA_DIR, 'postgres')}`;
         url = await ensureDatabase(pg.url, 'switchyard');
         logger.info({ pid: pg.pid, kind: pg.kind }, 'embedded PostgreSQL running');
         return {
@@ -50,6 +55,7 @@ export async function startInfrastructure(config: Config, logger: Logger, superv
   }
   let natsUrl = config.NATS_URL;
   let nats = 'external (NATS_URL)';
+  let natsWhere = natsUrl ? `${redactUrl(natsUrl)} (NATS_URL)` : '';
   if (!natsUrl) {
     let url = '';
     await supervisor.add({
@@ -62,6 +68,7 @@ export async function startInfrastructure(config: Config, logger: Logger, superv
         });
         url = server.url;
         nats = `${server.kind} on 127.0.0.1:${config.EMBEDDED_NATS_PORT}`;
+        natsWhere = `${nats}, JetStream store in ${path.resolve(config.DATA_DIR, 'nats')}`;
         logger.info({ pid: server.pid, kind: server.kind }, 'embedded nats-server running');
         return {
           stop: () => server.stop(),
@@ -72,5 +79,5 @@ export async function startInfrastructure(config: Config, logger: Logger, superv
     natsUrl = url;
   }
   logger.info({ postgres, nats }, 'infrastructure up');
-  return { databaseUrl, natsUrl, started: { postgres, nats } };
+  return { databaseUrl, natsUrl, started: { postgres, nats }, where: { postgres: postgresWhere, nats: natsWhere } };
 }

@@ -7,7 +7,8 @@
  *
  * With no DATABASE_URL / NATS_URL it first starts a real PostgreSQL and nats-server.
  */
-import { ConfigError, createLogger, parseConfig } from '@switchyard/platform';
+import { ConfigError, createLogger, parseConfig, processLogFormat } from '@switchyard/platform';
+import { startBanner } from './banner.js';
 import { Supervisor } from './supervisor.js';
 import { ROLES, startSystem, type Role } from './system.js';
 
@@ -45,6 +46,11 @@ try {
   const roles = parseRoles(process.argv.slice(2));
   const system = await startSystem(config, roles, logger, supervisor);
   up = true;
+  // The banner is for a person: with readable logs it ends stdout; with JSON logs it goes to
+  // stderr so stdout stays one JSON object a line for whatever reads it.
+  const banner = startBanner(system.startInfo);
+  if (processLogFormat() === 'pretty') process.stdout.write(`${banner}\n`);
+  else process.stderr.write(`${banner}\n`);
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

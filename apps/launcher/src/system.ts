@@ -3,6 +3,7 @@ import { startAgents } from '@switchyard/agents';
 import { AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import { DATABASE_WRITER_PORT, loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
 import {
+  adminKeyBanner,
   AgentsFeatureModule,
   createGateway,
   McpFeatureModule,
@@ -18,6 +19,7 @@ import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } fro
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
 import { createPgPool, grantDemoAccess, parseConfig, provisionDatabaseRoles, type Config, type Logger } from '@switchyard/platform';
+import type { StartInfo } from './banner.js';
 import { EventSink } from './event-sink.js';
 import { startInfrastructure } from './infra.js';
 import { Supervisor, type SupervisedHandle } from './supervisor.js';
@@ -36,6 +38,8 @@ export interface RunningSystem {
   readonly gatewayUrl?: string;
   /** Restarts failed components; reports what is degraded. */
   readonly supervisor: Supervisor;
+  /** What the start banner says (URLs, where the data lives, where the admin key came from). */
+  readonly startInfo: StartInfo;
   stop(): Promise<void>;
 }
 
@@ -268,6 +272,9 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     }
 
     let gatewayUrl: string | undefined;
+    let consoleServed = false;
+    const security = securityOptionsFromEnv();
+    let adminKey: StartInfo['adminKey'] = !security.auth.enabled ? 'auth-disabled' : security.auth.adminKey ? 'env' : 'existing';
     if (has('gateway')) {
       await unit(
         'gateway',
@@ -286,9 +293,22 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
                 // Ready while a component restarts, but saying which and why.
                 readiness: { components: async () => componentsReadiness(supervisor) },
               },
-              { modules, ...securityOptionsFromEnv() },
+              {
+                modules,
+                ...security,
+                // Printed as before (stdout, once, never the log); remembered so the banner can point at it.
+                auth: {
+                  ...security.auth,
+                  printAdminKey: (key: string) => {
+                    adminKey = 'generated';
+                    process.stdout.write(adminKeyBanner(key));
+                  },
+                },
+              },
             );
             gatewayUrl = (await gateway.listen()).url;
+            // The web console, when this gateway has one, is a GET route under /ui in its route registry.
+            consoleServed = gateway.openapi.routes().some((r) => r.method === 'get' && (r.path === '/ui' || r.path.startsWith('/ui/')));
             monitoring?.monitor.addProbe(httpProbe('gateway', `${gatewayUrl}/livez`));
             return {
               stop: async () => {
@@ -305,7 +325,16 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       );
     }
     logger.info({ roles, gatewayUrl, postgres: infra.started.postgres, nats: infra.started.nats }, 'switchyard is up');
+    const dashboardUrl = gatewayUrl && consoleServed ? `${gatewayUrl}/ui` : undefined;
+    const startInfo: StartInfo = {
+      ...(gatewayUrl ? { gatewayUrl } : {}),
+      ...(dashboardUrl ? { dashboardUrl } : {}),
+      postgres: infra.where.postgres,
+      nats: infra.where.nats,
+      adminKey,
+    };
     return {
+      startInfo,
       databaseUrl: infra.databaseUrl,
       natsUrl: infra.natsUrl,
       ...(gatewayUrl ? { gatewayUrl } : {}),

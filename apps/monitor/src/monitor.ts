@@ -292,9 +292,11 @@ export class Monitor {
     });
     const at = Date.now();
     this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
+    let firstVerdict = false;
     const events = await this.serial(async () => {
       const cmd = { type: 'RecordProbeResult', data: { service: p.service, result: r, policy: this.settings.healthPolicy }, metadata: this.meta(at) } as const;
       const state = this.health.get(p.service) ?? initialServiceHealth;
+      firstVerdict = state.status === 'unknown';
       const evs = decideHealth(cmd, state);
       this.health.set(p.service, evs.reduce(evolveHealth, state));
       await this.store.recordProbe(p.service, p.kind, r, at);
@@ -302,7 +304,9 @@ export class Monitor {
       return evs;
     });
     if (events.length) {
-      this.log.info({ service: p.service, kind: p.kind, events: events.map((e) => e.type), error: r.error }, 'service health changed');
+      // A service's first verdict after start (unknown -> up) is routine: debug, not one info line per service.
+      const level = firstVerdict && r.ok ? 'debug' : 'info';
+      this.log[level]({ service: p.service, kind: p.kind, events: events.map((e) => e.type), error: r.error }, 'service health changed');
       await this.emit(events);
     }
     const status = this.health.get(p.service)?.status;

@@ -96,7 +96,7 @@ export async function addService<E extends Record<string, z.ZodType>>(
       },
     });
   }
-  baseLog.info({ version: opts.version, endpoints: Object.keys(opts.endpoints) }, 'service started');
+  baseLog.debug({ version: opts.version, endpoints: Object.keys(opts.endpoints) }, 'service started');
   void svc.stopped.then((e) => (e ? baseLog.error({ err: e }, 'service stopped on error') : baseLog.info({}, 'service stopped')));
   return svc;
 }

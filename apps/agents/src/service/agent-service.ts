@@ -109,7 +109,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       load_instance: { subject: agentInstanceSubject(agent, instanceId, 'load'), schema: empty, queue: instanceId, handler: () => runtime.load() },
     },
   });
-  opts.logger.info({ agent, instance: instanceId, service: name, taskTypes: runtime.taskTypes }, 'agent service started');
+  opts.logger.debug({ agent, instance: instanceId, service: name, taskTypes: runtime.taskTypes }, 'agent service started');
 
   let stopped = false;
   return {

@@ -186,7 +186,7 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
   server.on('error', (err) => log.error({ err }, 'agent http server error'));
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host}:${port}`;
-  log.info({ url }, 'agent HTTP contract listening');
+  log.debug({ url }, 'agent HTTP contract listening');
   return {
     url,
     port,

@@ -73,7 +73,7 @@ export class ProbeDiscovery {
       if (this.mcp.has(s.server) || !s.enabled || s.state === 'unconfigured') continue;
       this.mcp.add(s.server);
       this.opts.addProbe(this.mcpProbe(s.server, prefix));
-      this.log.info({ server: s.server, state: s.state }, 'probing MCP server');
+      this.log.debug({ server: s.server, state: s.state }, 'probing MCP server');
     }
   }
 
@@ -130,7 +130,7 @@ export class ProbeDiscovery {
         await this.opts.nats.request(`$SRV.PING.${t.name}.${t.id}`, new Uint8Array(0), { timeout: this.opts.probeTimeoutMs });
         return { service: t.name, id: t.id };
       }));
-      this.log.info({ agent, instance, service: s.name }, 'probing agent instance');
+      this.log.debug({ agent, instance, service: s.name }, 'probing agent instance');
     }
   }
 }

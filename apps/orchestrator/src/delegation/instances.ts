@@ -132,7 +132,7 @@ export class InstanceRegistry {
         halfOpenTrial: false,
       };
       this.instances.set(key, inst);
-      this.log.info({ agent, instance, taskTypes: [...base.taskTypes] }, 'agent instance discovered');
+      this.log.debug({ agent, instance, taskTypes: [...base.taskTypes] }, 'agent instance discovered');
       this.opts.onUp(inst);
     }
   }

@@ -351,7 +351,9 @@ export class EventRelay {
   private async logLag(): Promise<void> {
     try {
       const lag = await this.lag();
-      this.log.info({ ...lag, ...this.status(), lastPublishedRecordedAt: undefined }, 'event relay lag');
+      // Periodic: info only when the relay is behind, so an idle system's log stays quiet.
+      const level = lag.positionsBehind > 0 ? 'info' : 'debug';
+      this.log[level]({ ...lag, ...this.status(), lastPublishedRecordedAt: undefined }, 'event relay lag');
     } catch (err) {
       this.log.warn({ err }, 'could not measure relay lag');
     }

@@ -256,7 +256,7 @@ export class WorkflowEngine {
         const cp = r.rows[0] ? Number(r.rows[0].position) : -1;
         this.checkpoints.set(p, cp);
         this.owned.add(p);
-        this.log.info({ partition: p, checkpoint: cp }, 'partition acquired');
+        this.log.debug({ partition: p, checkpoint: cp }, 'partition acquired');
         // Events of this partition before what the subscription has delivered must be seen again.
         if (cp < this.lastDelivered) this.requestRestart();
         this.track(

@@ -1,0 +1,93 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { apiError } from './client.js';
+import { configPath, resolveConnection, writeSavedConfig } from './config.js';
+import { CliError, describeError, EXIT } from './errors.js';
+import type { EventJson } from './sse.js';
+import { ExecutionView, stepLine } from './workflow-view.js';
+
+describe('resolveConnection', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sy-cli-'));
+  const file = path.join(dir, 'switchyard', 'config.json');
+  writeSavedConfig({ url: 'http://file:1', key: 'file-key' }, file);
+
+  it('takes the flag, then the environment, then the config file, then the default URL', () => {
+    assert.deepEqual(resolveConnection({ url: 'http://flag:1', key: 'flag-key' }, { SWITCHYARD_URL: 'http://env:1', SWITCHYARD_KEY: 'env-key' }, file), {
+      url: 'http://flag:1',
+      key: 'flag-key',
+      source: { url: 'flag', key: 'flag' },
+    });
+    assert.equal(resolveConnection({}, { SWITCHYARD_URL: 'http://env:1', SWITCHYARD_KEY: 'env-key' }, file).key, 'env-key');
+    assert.deepEqual(resolveConnection({}, {}, file).source, { url: 'config', key: 'config' });
+    const none = resolveConnection({}, {}, path.join(dir, 'missing.json'));
+    assert.equal(none.url, 'http://127.0.0.1:10000');
+    assert.equal(none.key, undefined);
+  });
+
+  it('refuses a URL that is not http(s)', () => {
+    assert.throws(() => resolveConnection({ url: 'ftp://x' }, {}, file), (e: unknown) => e instanceof CliError && e.exitCode === EXIT.usage);
+  });
+
+  it('the file lives under XDG_CONFIG_HOME, else ~/.config', () => {
+    assert.equal(configPath({ XDG_CONFIG_HOME: '/x/cfg' }), '/x/cfg/switchyard/config.json');
+    assert.equal(configPath({ HOME: '/home/a' }), '/home/a/.config/switchyard/config.json');
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('apiError', () => {
+  it('a 4xx problem exits 2 and prints title, detail and correlation id; a 5xx exits 3', () => {
+    const e = apiError(401, { title: 'Unauthorized', status: 401, detail: 'the API key is invalid or revoked', correlationId: 'c-1' });
+    assert.equal(e.exitCode, EXIT.api);
+    assert.equal(describeError(e), 'error: 401 Unauthorized\n  the API key is invalid or revoked\n  correlation id: c-1');
+    assert.equal(apiError(503, { title: 'Service unavailable' }).exitCode, EXIT.server);
+    const h = new Headers({ 'x-correlation-id': 'from-header' });
+    assert.match(describeError(apiError(502, 'Bad gateway', h)), /HTTP 502[\s\S]*correlation id: from-header/);
+  });
+});
+
+describe('ExecutionView', () => {
+  let position = 0;
+  const ev = (type: string, data: Record<string, unknown>, at = '2026-01-01T00:00:00.000Z'): EventJson => ({
+    id: String(position),
+    streamId: 'workflow_execution-x',
+    type,
+    revision: position,
+    position: position++,
+    recordedAt: at,
+    data,
+    metadata: {},
+  });
+
+  it('folds steps: running, a retry, success with its duration, skipped, the end', () => {
+    const v = new ExecutionView('x');
+    v.apply(ev('WorkflowStarted', { startedAt: '2026-01-01T00:00:00.000Z', definition: { id: 'd', name: 'Demo', steps: [{ id: 'a' }, { id: 'b' }] } }));
+    assert.deepEqual([...v.steps.keys()], ['a', 'b']);
+    assert.deepEqual(v.apply(ev('StepScheduled', { stepId: 'a', attempt: 1, scheduledAt: '2026-01-01T00:00:00.000Z' })), ['a']);
+    assert.deepEqual(v.apply(ev('StepRetryScheduled', { stepId: 'a', attempt: 1 })), ['a']);
+    v.apply(ev('StepScheduled', { stepId: 'a', attempt: 2, scheduledAt: '2026-01-01T00:00:01.000Z' }));
+    v.apply(ev('StepSucceeded', { stepId: 'a', attempt: 2, at: '2026-01-01T00:00:01.500Z' }));
+    v.apply(ev('StepSkipped', { stepId: 'b', reason: 'condition_false', at: '2026-01-01T00:00:01.500Z' }));
+    assert.equal(stepLine(v.steps.get('a')!, 0, undefined, 4), '✔ a     succeeded     1.5s  1 retry');
+    assert.equal(stepLine(v.steps.get('b')!, 0, undefined, 4), '- b     skipped             (condition_false)');
+    v.apply(ev('WorkflowCompleted', { completedAt: '2026-01-01T00:00:02.000Z', outputs: {} }));
+    assert.equal(v.status, 'completed');
+    assert.ok(v.ended);
+    assert.equal(v.lastPosition, position - 1);
+  });
+
+  it('a failed execution marks the open steps canceled and keeps the error', () => {
+    const v = new ExecutionView('y');
+    v.apply(ev('WorkflowStarted', { definition: { id: 'd', steps: [{ id: 'a' }, { id: 'b' }] } }));
+    v.apply(ev('StepScheduled', { stepId: 'a', attempt: 1 }));
+    v.apply(ev('StepFailed', { stepId: 'a', attempt: 1, final: true, error: { code: 'x', message: 'boom' } }));
+    v.apply(ev('WorkflowFailed', { reason: 'step a failed', error: { message: 'boom' } }));
+    assert.equal(v.status, 'failed');
+    assert.equal(v.steps.get('a')!.state, 'failed');
+    assert.equal(v.steps.get('b')!.state, 'canceled');
+    assert.equal(v.error, 'boom');
+  });
+});

@@ -1,0 +1,63 @@
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { CliError, EXIT } from './errors.js';
+
+export const DEFAULT_URL = 'http://127.0.0.1:10000';
+
+/** The saved login: `{ url, key }`. */
+export const savedConfigSchema = z.object({ url: z.url().optional(), key: z.string().min(1).optional() }).strict();
+export type SavedConfig = z.infer<typeof savedConfigSchema>;
+
+/** `$XDG_CONFIG_HOME/switchyard/config.json`, else `~/.config/switchyard/config.json`. */
+export function configPath(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : path.join(env.HOME ?? os.homedir(), '.config');
+  return path.join(base, 'switchyard', 'config.json');
+}
+
+export function readSavedConfig(file = configPath()): SavedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return {};
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new CliError(`${file} is not JSON; fix it or run \`switchyard login\` again`, EXIT.usage);
+  }
+  const parsed = savedConfigSchema.safeParse(json);
+  if (!parsed.success) throw new CliError(`${file}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, EXIT.usage);
+  return parsed.data;
+}
+
+/** Writes the login with mode 0600 in a 0700 directory: it holds an API key. */
+export function writeSavedConfig(config: SavedConfig, file = configPath()): void {
+  const dir = path.dirname(file);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600); // an existing file keeps its old mode otherwise
+}
+
+export interface Connection {
+  readonly url: string;
+  readonly key?: string;
+  /** Where each value came from, for `doctor`. */
+  readonly source: { url: 'flag' | 'env' | 'config' | 'default'; key: 'flag' | 'env' | 'config' | 'none' };
+}
+
+/** Precedence: `--url`/`--key`, then SWITCHYARD_URL / SWITCHYARD_KEY, then the config file, then the default URL. */
+export function resolveConnection(flags: { url?: string; key?: string }, env: NodeJS.ProcessEnv = process.env, file = configPath(env)): Connection {
+  const saved = readSavedConfig(file);
+  const pick = <T extends string>(flag: T | undefined, envValue: string | undefined, savedValue: string | undefined) =>
+    flag ? ({ value: flag, from: 'flag' } as const) : envValue ? ({ value: envValue, from: 'env' } as const) : savedValue ? ({ value: savedValue, from: 'config' } as const) : undefined;
+  const url = pick(flags.url, env.SWITCHYARD_URL, saved.url);
+  const key = pick(flags.key, env.SWITCHYARD_KEY, saved.key);
+  const base = (url?.value ?? DEFAULT_URL).replace(/\/+$/, '');
+  if (!z.url().safeParse(base).success || !/^https?:\/\//.test(base)) throw new CliError(`not an http(s) URL: ${base}`, EXIT.usage);
+  return { url: base, ...(key ? { key: key.value } : {}), source: { url: url?.from ?? 'default', key: key?.from ?? 'none' } };
+}

@@ -1,0 +1,76 @@
+import { z } from 'zod';
+import type { Api } from './client.js';
+import { CliError, EXIT } from './errors.js';
+import { green, printLine, red, yellow } from './output.js';
+import { eventSchema, liveEvents } from './sse.js';
+import { ExecutionView, renderView, stepLine } from './workflow-view.js';
+
+const historySchema = z.object({ execution_id: z.string(), events: z.array(eventSchema) });
+
+/** The event stream of one execution (the prefix filter also matches longer ids: checked per event). */
+export const executionStreamId = (executionId: string): string => `workflow_execution-${executionId}`;
+
+/**
+ * Follow one execution until it ends: its history first (GET .../events), then the live event
+ * feed from the last position seen, so nothing is missed and nothing is polled. On a terminal the
+ * step block is redrawn in place (a spinner per running step); otherwise one line per change.
+ * Exit code 4 when the execution failed or was canceled.
+ */
+export async function watchExecution(api: Api, executionId: string, o: { json: boolean }): Promise<void> {
+  const view = new ExecutionView(executionId);
+  const tty = process.stdout.isTTY === true && !o.json;
+  const stream = executionStreamId(executionId);
+  let drawn = 0;
+  let frame = 0;
+  const draw = () => {
+    const lines = renderView(view, Date.now(), frame++);
+    if (drawn) process.stdout.write(`\u001b[${drawn}A`);
+    process.stdout.write(lines.map((l) => `\u001b[2K${l}`).join('\n') + '\n');
+    drawn = lines.length;
+  };
+  const onChange = (changed: string[]) => {
+    if (o.json || tty) return;
+    for (const id of changed) printLine(stepLine(view.steps.get(id)!, Date.now()));
+  };
+
+  const { body } = await api.call(`/api/v1/workflows/executions/${encodeURIComponent(executionId)}/events`, historySchema);
+  const ac = new AbortController();
+  const onSigint = () => ac.abort();
+  process.once('SIGINT', onSigint);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    for (const e of body.events) {
+      if (o.json) printLine(JSON.stringify(e));
+      const changed = view.apply(e);
+      if (view.status === 'running' && changed.length === 0 && e.type === 'WorkflowStarted' && !tty && !o.json) printLine(`${view.name || 'workflow'} ${executionId} running`);
+      onChange(changed);
+    }
+    if (tty) {
+      draw();
+      timer = setInterval(draw, 100);
+    }
+    if (!view.ended) {
+      for await (const e of liveEvents(api, { after: view.lastPosition, streamPrefixes: [stream], signal: ac.signal })) {
+        if (e.streamId !== stream) continue;
+        if (o.json) printLine(JSON.stringify(e));
+        onChange(view.apply(e));
+        if (view.ended) break;
+      }
+      if (!view.ended) throw new CliError(ac.signal.aborted ? 'stopped watching (the execution goes on)' : 'the event stream ended before the execution did', ac.signal.aborted ? EXIT.ok : EXIT.server);
+    }
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    if (timer) clearInterval(timer);
+    if (tty) draw();
+    ac.abort();
+  }
+  if (!o.json) {
+    const colour = view.status === 'completed' ? green : view.status === 'failed' ? red : yellow;
+    if (!tty) printLine(renderView(view, Date.now())[0]!);
+    printLine(colour(`${view.status}${view.error ? `: ${view.error}` : ''}`));
+  } else {
+    // One more JSON line after the events: the outcome.
+    printLine(JSON.stringify({ execution_id: executionId, status: view.status, ...(view.error ? { error: view.error } : {}) }));
+  }
+  if (view.status !== 'completed') process.exitCode = EXIT.failed;
+}
