@@ -9,7 +9,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { mcpServerKinds } from '@switchyard/mcp-servers';
@@ -144,6 +144,22 @@ describe('docker-compose.yml', () => {
     // The planned ports are the seed's: the launcher's defaults did not drift either.
     const whole = plannedListeners(parseRoleSelection([]), {});
     for (const l of whole) assert.ok(all.has(l.port), `${l.name} on ${l.port}`);
+  });
+
+  it('agrees with the ports table of docs/spec-ports-health.md (port, listener variable)', (t) => {
+    const file = path.join(root, 'docs', 'spec-ports-health.md');
+    if (!existsSync(file)) return t.skip('docs/spec-ports-health.md is not in this tree (it comes with the GitHub server change)');
+    const rows = readFileSync(file, 'utf8')
+      .split('\n')
+      .map((line) => /^\|\s*(\d{4,5})\s*\|.*\|\s*`([A-Z_]+)`\s*\|\s*$/.exec(line))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => ({ port: Number(m[1]), variable: m[2]! }));
+    assert.ok(rows.length >= 14, `the table lists the 14 listeners (read ${rows.length} rows)`);
+    for (const row of rows) {
+      const owner = plans.find((p) => p.listeners.some((l) => l.port === row.port && l.portVariable === row.variable));
+      assert.ok(owner, `port ${row.port} (${row.variable}) is run by a compose service`);
+      assert.equal(published(services[owner.service]!).get(row.port)?.container, row.port, `${owner.service} publishes ${row.port}`);
+    }
   });
 
   it('points the connectors at the MCP server containers that run each server on that port', () => {
