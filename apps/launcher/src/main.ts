@@ -13,7 +13,7 @@
 import { ConfigError, createLogger, parseConfig } from '@switchyard/platform';
 import { startHealthFile } from './health-file.js';
 import { plannedListeners } from './ports.js';
-import { parseRoleSelection, RoleSelectionError, type RoleSelection } from './roles.js';
+import { DATABASE_WRITER, parseRoleSelection, RoleSelectionError, type RoleSelection } from './roles.js';
 import { Supervisor } from './supervisor.js';
 import { startSystem } from './system.js';
 
@@ -54,7 +54,10 @@ try {
   const stopHealthFile = process.env.SWITCHYARD_HEALTH_FILE
     ? startHealthFile(process.env.SWITCHYARD_HEALTH_FILE, supervisor, {
         roles,
-        probes: plannedListeners({ roles, ...only }).map((l) => `http://127.0.0.1:${l.port}${l.healthPath}`),
+        probes: plannedListeners({ roles, ...only })
+          // Without the database roles the writer is not started (the launcher warns and goes on): nothing to probe.
+          .filter((l) => l.name !== DATABASE_WRITER || supervisor.status().some((u) => u.name === 'mcp-database-writer'))
+          .map((l) => `http://127.0.0.1:${l.port}${l.healthPath}`),
       })
     : () => undefined;
   let stopping = false;
