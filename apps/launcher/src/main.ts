@@ -4,25 +4,30 @@
  *   node apps/launcher/dist/main.js            everything (the embedded default of `npm start`)
  *   node apps/launcher/dist/main.js gateway    only the HTTP gateway (scale out over NATS)
  *   node apps/launcher/dist/main.js relay ...  any subset of the roles below
+ *   node apps/launcher/dist/main.js mcp-servers:database agents:data_analyst
+ *                                              one MCP server, one agent (a container each)
+ * Without arguments SWITCHYARD_ROLES (commas) says the same; see roles.ts.
  *
  * With no DATABASE_URL / NATS_URL it first starts a real PostgreSQL and nats-server.
  */
 import { ConfigError, createLogger, parseConfig, processLogFormat } from '@switchyard/platform';
 import { startBanner } from './banner.js';
+import { startHealthFile } from './health-file.js';
+import { plannedListeners } from './ports.js';
+import { DATABASE_WRITER, parseRoleSelection, RoleSelectionError, type RoleSelection } from './roles.js';
 import { Supervisor } from './supervisor.js';
-import { ROLES, startSystem, type Role } from './system.js';
+import { startSystem } from './system.js';
 
 const logger = createLogger('switchyard');
 
-function parseRoles(argv: string[]): Role[] {
-  const asked = argv.filter((a) => !a.startsWith('-'));
-  if (asked.length === 0 || asked.includes('all')) return [...ROLES];
-  const unknown = asked.filter((a) => !(ROLES as readonly string[]).includes(a));
-  if (unknown.length) {
-    console.error(`unknown role(s): ${unknown.join(', ')}; valid: all, ${ROLES.join(', ')}`);
+function parseRoles(argv: string[]): RoleSelection {
+  try {
+    return parseRoleSelection(argv, process.env);
+  } catch (err) {
+    if (!(err instanceof RoleSelectionError)) throw err;
+    console.error(err.message);
     process.exit(2);
   }
-  return asked as Role[];
 }
 
 // An error no component caught must not end the process once it is up: every connection, child
@@ -43,14 +48,24 @@ process.on('unhandledRejection', onUnexpected('unhandledRejection'));
 
 try {
   const config = parseConfig();
-  const roles = parseRoles(process.argv.slice(2));
-  const system = await startSystem(config, roles, logger, supervisor);
+  const { roles, ...only } = parseRoles(process.argv.slice(2));
+  const system = await startSystem(config, roles, logger, supervisor, only);
   up = true;
   // The banner is for a person: with readable logs it ends stdout; with JSON logs it goes to
   // stderr so stdout stays one JSON object a line for whatever reads it.
   const banner = startBanner(system.startInfo);
   if (processLogFormat() === 'pretty') process.stdout.write(`${banner}\n`);
   else process.stderr.write(`${banner}\n`);
+  // A container's healthcheck (healthcheck.js) reads this: the units' states and this process's listeners.
+  const stopHealthFile = process.env.SWITCHYARD_HEALTH_FILE
+    ? startHealthFile(process.env.SWITCHYARD_HEALTH_FILE, supervisor, {
+        roles,
+        probes: plannedListeners({ roles, ...only })
+          // Without the database roles the writer is not started (the launcher warns and goes on): nothing to probe.
+          .filter((l) => l.name !== DATABASE_WRITER || supervisor.status().some((u) => u.name === 'mcp-database-writer'))
+          .map((l) => `http://127.0.0.1:${l.port}${l.healthPath}`),
+      })
+    : () => undefined;
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
@@ -61,6 +76,7 @@ try {
       process.exit(1);
     }, 20_000);
     force.unref();
+    stopHealthFile();
     await system.stop();
     process.exit(0);
   };

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { startAgents } from '@switchyard/agents';
 import { AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
-import { DATABASE_WRITER_PORT, loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
+import { loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
 import {
   adminKeyBanner,
   AgentsFeatureModule,
@@ -14,23 +14,19 @@ import {
   type FeatureModule,
 } from '@switchyard/gateway';
 import { createEventStore, type EventStore } from '@switchyard/event-store';
-import { defaultPorts, mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
+import { mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
 import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
 import { createPgPool, grantDemoAccess, parseConfig, provisionDatabaseRoles, type Config, type Logger } from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
 import { EventSink } from './event-sink.js';
+import { agentPortsFromEnv, mcpServerPort } from './ports.js';
+import { DATABASE_WRITER, ROLES, runsMcpServer, type Role, type RoleSelection } from './roles.js';
 import { startInfrastructure } from './infra.js';
 import { Supervisor, type SupervisedHandle } from './supervisor.js';
 
-/**
- * The parts of the system one process can run; `all` is every one of them, in this order.
- * Every part talks to the others over NATS and the event store only, so any subset can run
- * in its own process, on its own machine, several times over.
- */
-export const ROLES = ['relay', 'mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'monitor', 'gateway'] as const;
-export type Role = (typeof ROLES)[number];
+export { ROLES, type Role } from './roles.js';
 
 export interface RunningSystem {
   readonly databaseUrl: string;
@@ -52,9 +48,17 @@ export interface RunningSystem {
  * 4. the workers: MCP servers, connectors, agents (with the demo data), the task dispatcher, the workflow engine,
  * 5. the gateway last, so /readyz only answers once the rest is up.
  * Stopping runs the same list backwards. A failure while starting stops what started and throws.
+ * `only` narrows `mcp-servers` and `agents` to some servers or agents (see parseRoleSelection).
  */
-export async function startSystem(config: Config, roles: readonly Role[], logger: Logger, supervisor = new Supervisor({ logger })): Promise<RunningSystem> {
+export async function startSystem(
+  config: Config,
+  roles: readonly Role[],
+  logger: Logger,
+  supervisor = new Supervisor({ logger }),
+  only: Omit<RoleSelection, 'roles'> = {},
+): Promise<RunningSystem> {
   const has = (role: Role) => roles.includes(role);
+  const selection: RoleSelection = { ...only, roles };
   const unit = (name: string, start: () => Promise<SupervisedHandle>, dependsOn?: string[]) =>
     supervisor.add({ name, start, ...(dependsOn ? { dependsOn } : {}) });
   const usesNats = ['nats'];
@@ -134,7 +138,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       // a real SMTP server on loopback (login with a credential generated per start), keeping what
       // it receives in automation.mailbox (GET /api/v1/integration/mcp/automation/mailbox).
       let smtpUrl = process.env.SMTP_URL;
-      if (!smtpUrl) {
+      if (!smtpUrl && runsMcpServer(selection, 'automation')) {
         const mb = parseConfig(process.env, mailboxConfigSchema);
         const password = randomBytes(24).toString('base64url');
         let port = mb.MAILBOX_SMTP_PORT;
@@ -154,8 +158,9 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       // read-only: DATABASE_ALLOW_WRITES opens the writer below to admin keys, not this server.
       const databaseEnv = dbRoles ? { ...env, DATABASE_URL: dbRoles.urls.reader, DATABASE_ALLOW_WRITES: 'false' } : env;
       for (const kind of mcpServerKinds) {
+        if (!runsMcpServer(selection, kind)) continue;
         // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
-        const port = Number(process.env[`MCP_${kind.toUpperCase().replace(/-/g, '_')}_PORT`] ?? defaultPorts[kind]);
+        const port = mcpServerPort(kind);
         await unit(`mcp-${kind}`, async () => {
           const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : kind === 'automation' ? automationEnv : env, host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
           return { stop: () => server.close() };
@@ -166,9 +171,10 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
       // what it can write. The templates reach it through the connectors; at the gateway only
       // an admin key may call it, and only with DATABASE_ALLOW_WRITES=true.
       const writerUrl = dbRoles?.urls.writer;
-      if (!writerUrl) logger.warn('no least-privilege roles: the database_writer MCP server is not started (customer_onboarding cannot create records)');
-      else {
-        const port = Number(process.env.MCP_DATABASE_WRITER_PORT ?? DATABASE_WRITER_PORT);
+      const runsWriter = runsMcpServer(selection, DATABASE_WRITER);
+      if (runsWriter && !writerUrl) logger.warn('no least-privilege roles: the database_writer MCP server is not started (customer_onboarding cannot create records)');
+      else if (runsWriter && writerUrl) {
+        const port = mcpServerPort(DATABASE_WRITER);
         await unit('mcp-database-writer', async () => {
           const writer = await runMcpServer('database', {
             port,
@@ -215,6 +221,7 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
             nats,
             pool,
             logger,
+            ...(only.agents ? { agents: only.agents } : {}),
             ...(llm ? { llm } : {}),
             http: {
               token: agentToken,
@@ -360,14 +367,4 @@ function componentCheck(supervisor: Supervisor, name: string): Record<string, un
   if (!s) return { state: 'running' }; // `process` before any unexpected error
   if (s.state !== 'running') throw new Error(`${s.state}${s.lastError ? `: ${s.lastError}` : ''}`);
   return { state: s.state, restarts: s.restarts };
-}
-
-/** AGENT_<NAME>_PORT moves one built-in agent's HTTP contract off its seed port (6001-6006). */
-function agentPortsFromEnv(): { ports?: Record<string, number> } {
-  const ports: Record<string, number> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    const m = /^AGENT_([A-Z_]+)_PORT$/.exec(k);
-    if (m && v) ports[m[1]!.toLowerCase()] = Number(v);
-  }
-  return Object.keys(ports).length ? { ports } : {};
 }

@@ -1,0 +1,61 @@
+import { BUILTIN_AGENT_PORTS } from '@switchyard/agents';
+import { DATABASE_WRITER_PORT } from '@switchyard/connectors';
+import { defaultPorts, mcpServerKinds, type McpServerKind } from '@switchyard/mcp-servers';
+import { parseConfig } from '@switchyard/platform';
+import { DATABASE_WRITER, runsMcpServer, selectedAgents, type McpServerName, type RoleSelection } from './roles.js';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** One HTTP listener a launcher process opens, and the path that says it is healthy. */
+export interface Listener {
+  readonly role: 'gateway' | 'mcp-servers' | 'agents';
+  /** The MCP server kind (or `database_writer`), the agent, or `gateway`. */
+  readonly name: string;
+  readonly port: number;
+  readonly healthPath: string;
+  /** The variable that moves it. */
+  readonly portVariable: string;
+  /** The variable of its bind address. */
+  readonly hostVariable: 'GATEWAY_HOST' | 'BIND_HOST';
+}
+
+const envName = (name: string) => name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+
+/** Port of one of the project's MCP servers: MCP_<KIND>_PORT, else its seed port. */
+export function mcpServerPort(server: McpServerName, env: Env = process.env): number {
+  const variable = `MCP_${envName(server)}_PORT`;
+  const fallback = server === DATABASE_WRITER ? DATABASE_WRITER_PORT : defaultPorts[server as McpServerKind];
+  return Number(env[variable] || fallback);
+}
+
+/** AGENT_<NAME>_PORT moves one built-in agent's HTTP contract off its seed port (6001-6006). */
+export function agentPortsFromEnv(env: Env = process.env): { ports?: Record<string, number> } {
+  const ports: Record<string, number> = {};
+  for (const [k, v] of Object.entries(env)) {
+    const m = /^AGENT_([A-Z_]+)_PORT$/.exec(k);
+    if (m && v) ports[m[1]!.toLowerCase()] = Number(v);
+  }
+  return Object.keys(ports).length ? { ports } : {};
+}
+
+/**
+ * Every HTTP listener a process with this selection opens, read from the same defaults and
+ * variables the launcher starts them with: the deployment files are checked against this.
+ * The writer is listed although it only starts when the database roles could be made.
+ */
+export function plannedListeners(selection: RoleSelection, env: Env = process.env): Listener[] {
+  const out: Listener[] = [];
+  for (const server of [...mcpServerKinds, DATABASE_WRITER] as const) {
+    if (!runsMcpServer(selection, server)) continue;
+    out.push({ role: 'mcp-servers', name: server, port: mcpServerPort(server, env), healthPath: '/health', portVariable: `MCP_${envName(server)}_PORT`, hostVariable: 'BIND_HOST' });
+  }
+  const moved = agentPortsFromEnv(env).ports ?? {};
+  for (const agent of selectedAgents(selection)) {
+    const port = moved[agent] ?? BUILTIN_AGENT_PORTS[agent]!;
+    out.push({ role: 'agents', name: agent, port, healthPath: '/health', portVariable: `AGENT_${envName(agent)}_PORT`, hostVariable: 'BIND_HOST' });
+  }
+  if (selection.roles.includes('gateway')) {
+    out.push({ role: 'gateway', name: 'gateway', port: parseConfig({ GATEWAY_PORT: env.GATEWAY_PORT }).GATEWAY_PORT, healthPath: '/readyz', portVariable: 'GATEWAY_PORT', hostVariable: 'GATEWAY_HOST' });
+  }
+  return out;
+}

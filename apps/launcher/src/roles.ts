@@ -1,0 +1,102 @@
+import { BUILTIN_AGENT_PORTS } from '@switchyard/agents';
+import { mcpServerKinds, type McpServerKind } from '@switchyard/mcp-servers';
+
+/**
+ * The parts of the system one process can run; `all` is every one of them, in this order.
+ * Every part talks to the others over NATS and the event store only, so any subset can run
+ * in its own process, on its own machine, several times over.
+ */
+export const ROLES = ['relay', 'mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'monitor', 'gateway'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** The second database server (writes allowed, as the writer role), selected as `mcp-servers:database_writer`. */
+export const DATABASE_WRITER = 'database_writer';
+/** What `mcp-servers:<name>` may name: a server kind, or the writer. */
+export type McpServerName = McpServerKind | typeof DATABASE_WRITER;
+
+/**
+ * What one launcher process runs: the roles, and within `mcp-servers` and `agents` optionally
+ * only some servers or agents (one container per MCP server or agent). Undefined means all.
+ */
+export interface RoleSelection {
+  readonly roles: readonly Role[];
+  readonly mcpServers?: readonly McpServerName[];
+  readonly agents?: readonly string[];
+}
+
+/** A bad role list: the message names the bad entry and the valid ones. */
+export class RoleSelectionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RoleSelectionError';
+  }
+}
+
+/**
+ * A server named as its role (`filesystem`, as the specification and the registry call it) or as
+ * its kind (`filesystem-bridge`): the kind. The writer under either spelling.
+ */
+function mcpServerName(name: string): McpServerName | undefined {
+  const n = name.toLowerCase();
+  if (n === DATABASE_WRITER || n === 'database-writer') return DATABASE_WRITER;
+  return mcpServerKinds.find((k) => k === n || k === `${n}-bridge`);
+}
+
+/**
+ * Parse a role list: the launcher's arguments, or else `SWITCHYARD_ROLES` (commas or spaces).
+ * Each entry is `all`, a role, or `mcp-servers:<server>` / `agents:<agent>` for one server or
+ * agent of that role (repeat the entry or join names with `+` for several). Nothing given: `all`.
+ * @throws RoleSelectionError naming an unknown role, server or agent.
+ */
+export function parseRoleSelection(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): RoleSelection {
+  let asked = argv.filter((a) => !a.startsWith('-'));
+  if (asked.length === 0 && env.SWITCHYARD_ROLES?.trim()) asked = env.SWITCHYARD_ROLES.split(/[\s,]+/).filter(Boolean);
+  if (asked.length === 0 || asked.includes('all')) return { roles: [...ROLES] };
+  const roles = new Set<Role>();
+  const mcp = new Set<McpServerName>();
+  const agents = new Set<string>();
+  // A bare role after `role:x` asks for the whole role again.
+  let allMcp = false;
+  let allAgents = false;
+  for (const entry of asked) {
+    const [role, items] = entry.split(':', 2) as [string, string | undefined];
+    if (!(ROLES as readonly string[]).includes(role)) throw new RoleSelectionError(`unknown role "${role}"; valid: all, ${ROLES.join(', ')}`);
+    roles.add(role as Role);
+    if (items === undefined) {
+      if (role === 'mcp-servers') allMcp = true;
+      if (role === 'agents') allAgents = true;
+      continue;
+    }
+    const names = items.split('+').filter(Boolean);
+    if (role === 'mcp-servers') {
+      for (const n of names) {
+        const server = mcpServerName(n);
+        if (!server) throw new RoleSelectionError(`unknown MCP server "${n}"; valid: ${[...mcpServerKinds, DATABASE_WRITER].join(', ')}`);
+        mcp.add(server);
+      }
+    } else if (role === 'agents') {
+      for (const n of names) {
+        if (!(n in BUILTIN_AGENT_PORTS)) throw new RoleSelectionError(`unknown agent "${n}"; valid: ${Object.keys(BUILTIN_AGENT_PORTS).join(', ')}`);
+        agents.add(n);
+      }
+    } else {
+      throw new RoleSelectionError(`role "${role}" has no parts to pick (only mcp-servers:<server> and agents:<agent> do)`);
+    }
+  }
+  return {
+    roles: ROLES.filter((r) => roles.has(r)),
+    ...(mcp.size && !allMcp ? { mcpServers: [...mcp] } : {}),
+    ...(agents.size && !allAgents ? { agents: [...agents] } : {}),
+  };
+}
+
+/** Does the selection run this MCP server (a kind, or the writer)? */
+export function runsMcpServer(selection: RoleSelection, server: McpServerName): boolean {
+  return selection.roles.includes('mcp-servers') && (!selection.mcpServers || selection.mcpServers.includes(server));
+}
+
+/** The agents the selection runs (none without the `agents` role). */
+export function selectedAgents(selection: RoleSelection): readonly string[] {
+  if (!selection.roles.includes('agents')) return [];
+  return selection.agents ?? Object.keys(BUILTIN_AGENT_PORTS);
+}

@@ -1,0 +1,98 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { BUILTIN_AGENT_PORTS } from '@switchyard/agents';
+import { defaultPorts } from '@switchyard/mcp-servers';
+import { judgeHealth, type HealthFile } from './health-file.js';
+import { plannedListeners } from './ports.js';
+import { parseRoleSelection, ROLES, RoleSelectionError, runsMcpServer, selectedAgents } from './roles.js';
+
+describe('parseRoleSelection', () => {
+  it('runs everything when nothing or `all` is asked', () => {
+    assert.deepEqual(parseRoleSelection([]), { roles: [...ROLES] });
+    assert.deepEqual(parseRoleSelection(['all', 'gateway']), { roles: [...ROLES] });
+  });
+
+  it('keeps the launcher order of the roles, whatever order they are asked in', () => {
+    assert.deepEqual(parseRoleSelection(['gateway', 'relay', 'workflows']).roles, ['relay', 'workflows', 'gateway']);
+  });
+
+  it('reads SWITCHYARD_ROLES (commas or spaces) only when there are no arguments', () => {
+    assert.deepEqual(parseRoleSelection([], { SWITCHYARD_ROLES: 'relay, dispatcher workflows' }).roles, ['relay', 'dispatcher', 'workflows']);
+    assert.deepEqual(parseRoleSelection(['gateway'], { SWITCHYARD_ROLES: 'relay' }).roles, ['gateway']);
+    assert.deepEqual(parseRoleSelection(['--inspect'], { SWITCHYARD_ROLES: ' ' }).roles, [...ROLES]);
+  });
+
+  it('picks single MCP servers by role name, kind or writer name', () => {
+    const s = parseRoleSelection(['mcp-servers:filesystem', 'mcp-servers:database+database_writer']);
+    assert.deepEqual(s.roles, ['mcp-servers']);
+    assert.deepEqual(s.mcpServers, ['filesystem-bridge', 'database', 'database_writer']);
+    assert.equal(runsMcpServer(s, 'database'), true);
+    assert.equal(runsMcpServer(s, 'fetch'), false);
+    assert.deepEqual(parseRoleSelection(['mcp-servers:database-writer']).mcpServers, ['database_writer']);
+    assert.deepEqual(parseRoleSelection(['mcp-servers:filesystem-bridge']).mcpServers, ['filesystem-bridge']);
+  });
+
+  it('picks single agents, and the whole role again when asked bare', () => {
+    const s = parseRoleSelection(['agents:data_analyst', 'connectors']);
+    assert.deepEqual(s.roles, ['connectors', 'agents']);
+    assert.deepEqual(selectedAgents(s), ['data_analyst']);
+    const whole = parseRoleSelection(['agents:data_analyst', 'agents']);
+    assert.equal(whole.agents, undefined);
+    assert.deepEqual(selectedAgents(whole), Object.keys(BUILTIN_AGENT_PORTS));
+    assert.deepEqual(selectedAgents(parseRoleSelection(['gateway'])), []);
+  });
+
+  it('refuses unknown roles, servers and agents, naming the valid ones', () => {
+    assert.throws(() => parseRoleSelection(['gatway']), (e: unknown) => e instanceof RoleSelectionError && /unknown role "gatway".*gateway/.test(e.message));
+    assert.throws(() => parseRoleSelection(['mcp-servers:postgres']), (e: unknown) => e instanceof RoleSelectionError && /unknown MCP server "postgres".*database/.test(e.message));
+    assert.throws(() => parseRoleSelection(['agents:ceo']), (e: unknown) => e instanceof RoleSelectionError && /unknown agent "ceo".*data_analyst/.test(e.message));
+    assert.throws(() => parseRoleSelection(['relay:x']), (e: unknown) => e instanceof RoleSelectionError && /no parts/.test(e.message));
+  });
+});
+
+describe('plannedListeners', () => {
+  it('lists the seed ports of everything for `all`: the MCP servers, the writer, the six agents, the gateway', () => {
+    const ls = plannedListeners(parseRoleSelection([]), {});
+    const byName = Object.fromEntries(ls.map((l) => [l.name, l.port]));
+    for (const [kind, port] of Object.entries(defaultPorts)) assert.equal(byName[kind], port, kind);
+    for (const [agent, port] of Object.entries(BUILTIN_AGENT_PORTS)) assert.equal(byName[agent], port, agent);
+    assert.equal(byName.database_writer, 5007);
+    assert.equal(byName.gateway, 10000);
+    assert.equal(new Set(ls.map((l) => l.port)).size, ls.length, 'no two listeners share a port');
+  });
+
+  it('lists only the selected parts, on the ports the variables move them to', () => {
+    const ls = plannedListeners(parseRoleSelection(['mcp-servers:database', 'agents:content_creator', 'relay']), {
+      MCP_DATABASE_PORT: '7002',
+      AGENT_CONTENT_CREATOR_PORT: '7003',
+      GATEWAY_PORT: '7000',
+    });
+    assert.deepEqual(
+      ls.map((l) => [l.role, l.name, l.port, l.healthPath, l.hostVariable]),
+      [
+        ['mcp-servers', 'database', 7002, '/health', 'BIND_HOST'],
+        ['agents', 'content_creator', 7003, '/health', 'BIND_HOST'],
+      ],
+    );
+    assert.deepEqual(plannedListeners(parseRoleSelection(['gateway']), { GATEWAY_PORT: '7000' }).map((l) => [l.port, l.healthPath, l.hostVariable]), [[7000, '/readyz', 'GATEWAY_HOST']]);
+  });
+});
+
+describe('judgeHealth', () => {
+  const file = (over: Partial<HealthFile> = {}): HealthFile => ({ at: 1_000_000, pid: 7, roles: ['relay'], units: [{ name: 'relay', state: 'running' }], probes: [], ...over });
+
+  it('is healthy when fresh and every unit runs', () => {
+    assert.deepEqual(judgeHealth(file(), 1_010_000, 30_000), { ok: true });
+  });
+
+  it('is unhealthy when the file is stale (a hung or dead process)', () => {
+    const v = judgeHealth(file(), 1_040_000, 30_000);
+    assert.equal(v.ok, false);
+    assert.match((v as { reason: string }).reason, /40 s old.*process 7/);
+  });
+
+  it('is unhealthy while a unit is not running, naming it and why', () => {
+    const v = judgeHealth(file({ units: [{ name: 'relay', state: 'running' }, { name: 'nats', state: 'restarting', lastError: 'connection refused' }] }), 1_000_000, 30_000);
+    assert.deepEqual(v, { ok: false, reason: 'nats restarting (connection refused)' });
+  });
+});

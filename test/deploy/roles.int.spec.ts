@@ -1,0 +1,112 @@
+/**
+ * One launcher process per container: SWITCHYARD_ROLES picks one MCP server and one agent, the
+ * process opens exactly their listeners, writes its health file, and healthcheck.js says healthy
+ * while it runs and unhealthy once it is gone. Real PostgreSQL and nats-server (the runner's).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { freePort } from '@switchyard/platform';
+import { freshDatabase, testNatsUrl } from '@switchyard/testing';
+import { root } from './dockerfile.js';
+
+const main = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
+const healthcheck = path.join(root, 'apps', 'launcher', 'dist', 'healthcheck.js');
+
+function run(file: string, args: string[], env: NodeJS.ProcessEnv): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const proc = spawn(process.execPath, [file, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  return { proc, output: () => out, exited: new Promise((r) => proc.once('exit', (code) => r(code))) };
+}
+
+describe('a launcher process with one MCP server and one agent (SWITCHYARD_ROLES)', () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  let fetchPort: number;
+  let agentPort: number;
+  let launcher: ReturnType<typeof run> | undefined;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'switchyard-roles-'));
+    fetchPort = await freePort();
+    agentPort = await freePort();
+    const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|NATS_URL|TEST_|MCP_|AGENT_)/.test(k)));
+    env = {
+      ...base,
+      DATABASE_URL: await freshDatabase('roles_split'),
+      NATS_URL: await testNatsUrl(),
+      DATA_DIR: dir,
+      FILESYSTEM_ROOT: path.join(dir, 'files'),
+      LOG_LEVEL: 'info',
+      MCP_AUTH_TOKEN: 'test-mcp-token',
+      AI_AGENT_AUTH_TOKEN: 'test-agent-token',
+      MCP_FETCH_PORT: String(fetchPort),
+      AGENT_DATA_ANALYST_PORT: String(agentPort),
+      SWITCHYARD_HEALTH_FILE: path.join(dir, 'health.json'),
+    };
+  });
+  after(async () => {
+    if (launcher && launcher.proc.exitCode === null && launcher.proc.signalCode === null) {
+      launcher.proc.kill('SIGKILL');
+      await launcher.exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses an unknown MCP server by name, exit 2', async () => {
+    const bad = run(main, [], { ...env, SWITCHYARD_ROLES: 'mcp-servers:postgres' });
+    assert.equal(await bad.exited, 2);
+    assert.match(bad.output(), /unknown MCP server "postgres"; valid: .*database/);
+  });
+
+  it('opens only the chosen listeners, and its healthcheck follows the process', { timeout: 240_000 }, async () => {
+    launcher = run(main, [], { ...env, SWITCHYARD_ROLES: 'mcp-servers:fetch,agents:data_analyst' });
+    const l = launcher;
+    const up = await Promise.race([
+      new Promise<string>((resolve) => {
+        const tick = setInterval(() => {
+          if (l.output().includes('switchyard is up')) {
+            clearInterval(tick);
+            resolve('up');
+          }
+        }, 200);
+        void l.exited.then(() => {
+          clearInterval(tick);
+          resolve('exited');
+        });
+      }),
+      new Promise<string>((r) => setTimeout(() => r('timeout'), 180_000).unref()),
+    ]);
+    assert.equal(up, 'up', l.output().slice(-3000));
+
+    const fetchHealth = await fetch(`http://127.0.0.1:${fetchPort}/health`);
+    assert.equal(fetchHealth.status, 200);
+    const agentHealth = await fetch(`http://127.0.0.1:${agentPort}/health`);
+    assert.equal(agentHealth.status, 200);
+    assert.equal(((await agentHealth.json()) as { agent: string }).agent, 'data_analyst');
+
+    const file = JSON.parse(readFileSync(env.SWITCHYARD_HEALTH_FILE!, 'utf8')) as { roles: string[]; units: { name: string }[]; probes: string[] };
+    assert.deepEqual(file.roles, ['mcp-servers', 'agents']);
+    const units = file.units.map((u) => u.name);
+    assert.ok(units.includes('mcp-fetch') && units.includes('agents'), `units: ${units.join(', ')}`);
+    for (const other of ['mcp-database', 'mcp-automation', 'mcp-analytics', 'mcp-filesystem-bridge', 'mcp-database-writer', 'connectors', 'gateway', 'relay']) {
+      assert.ok(!units.includes(other), `${other} does not run here (units: ${units.join(', ')})`);
+    }
+    assert.deepEqual(file.probes.sort(), [`http://127.0.0.1:${fetchPort}/health`, `http://127.0.0.1:${agentPort}/health`].sort());
+
+    const healthy = run(healthcheck, [], env);
+    assert.equal(await healthy.exited, 0, healthy.output());
+    assert.match(healthy.output(), /^healthy: \d+ units, 2 listeners/);
+
+    l.proc.kill('SIGTERM');
+    assert.equal(await l.exited, 0, l.output().slice(-3000));
+    const gone = run(healthcheck, [], env);
+    assert.equal(await gone.exited, 1, gone.output());
+    assert.match(gone.output(), /^unhealthy: http:\/\/127\.0\.0\.1:\d+\/health/);
+  });
+});
