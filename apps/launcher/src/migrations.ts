@@ -1,0 +1,81 @@
+import { loadDemoData } from '@switchyard/agents';
+import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
+import { IDEMPOTENCY_SCHEMA_SQL, SECURITY_SCHEMA_SQL } from '@switchyard/gateway';
+import { migrateAnalytics, migrateAutomation } from '@switchyard/mcp-servers';
+import { MonitoringStore, RuleOverrideStore } from '@switchyard/monitor';
+import {
+  delegationProjections,
+  ensureExternalAgentsTable,
+  ensureWorkflowSchema,
+  PgRelayCheckpointStore,
+  statusProjections,
+  workflowExecutionsProjection,
+} from '@switchyard/orchestrator';
+import { grantComponentAccess, grantDemoAccess, migrateUnderLock, type DatabaseRoles, type Logger } from '@switchyard/platform';
+import { ProjectionRunner } from '@switchyard/read-models';
+import type pg from 'pg';
+
+export interface MigrateOptions {
+  /** A pool logged in as the schema owner (`<db>_app`); ended by the caller. */
+  readonly pool: pg.Pool;
+  /** Its URL (the relay's checkpoint store makes its own connection). */
+  readonly url: string;
+  readonly roles: DatabaseRoles;
+  readonly logger: Logger;
+  /** EventStoreDB holds the events: no `eventstore` schema to migrate. */
+  readonly externalEventStore: boolean;
+  /** Load the demo business data (the agents and the database MCP servers need it). */
+  readonly demoData: boolean;
+}
+
+/**
+ * The launcher's migration phase, as the schema owner, before any component starts under its
+ * own role (which may not run DDL). Every DDL a component would run at its start, in the order
+ * their dependencies need (the status read model indexes the tasks and the workflow read model),
+ * then the demo data, then the grants of every role. Each step is idempotent and serialised
+ * with the components' own migration (same advisory locks), so several launchers may run it
+ * at once. The owner pool is ended by the caller right after: no component uses it.
+ */
+export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
+  const { pool, logger } = o;
+  const log = logger.child({ component: 'migrations' });
+  // 1. Event store (the append function and its table) and the relay's checkpoint.
+  let store: EventStore | undefined;
+  if (!o.externalEventStore) {
+    const es = new PostgresEventStore({ pool, logger });
+    await es.init();
+    store = es;
+  }
+  const relay = new PgRelayCheckpointStore({ connectionString: o.url, logger });
+  try {
+    await relay.init();
+  } finally {
+    await relay.close();
+  }
+  // 2. Workflow engine tables, the dispatcher's external agents, then the read models in
+  //    dependency order: workflow executions, delegation, status (indexes both), and the
+  //    monitor's own checkpoints table.
+  await ensureWorkflowSchema(pool);
+  await ensureExternalAgentsTable(pool);
+  if (store) {
+    await new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection, ...delegationProjections(), ...statusProjections()], logger }).migrate();
+    await new ProjectionRunner({ store, db: { pool }, projections: [], schema: 'monitoring', logger }).migrate();
+  }
+  // 3. Monitor, gateway, automation and analytics servers.
+  await new MonitoringStore(pool).migrate();
+  await new RuleOverrideStore(pool).migrate();
+  await migrateUnderLock(pool, 'switchyard.security.schema', SECURITY_SCHEMA_SQL);
+  await migrateUnderLock(pool, 'switchyard.gateway.idempotency.schema', IDEMPOTENCY_SCHEMA_SQL);
+  await migrateAutomation(pool);
+  await migrateAnalytics(pool);
+  // 4. The demo business data set (idempotent, locked); a load may recreate the schema, so the
+  //    reader's and writer's grants follow it.
+  if (o.demoData) {
+    const demo = await loadDemoData(pool);
+    log.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
+    await grantDemoAccess(pool, o.roles.names);
+  }
+  // 5. Every component role's grants on what now exists.
+  await grantComponentAccess(pool, o.roles.names);
+  log.info({ owner: o.roles.names.app }, 'migrations done as the schema owner; components get their own roles');
+}
