@@ -228,8 +228,8 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
       }
       await client.query(`GRANT CONNECT, TEMPORARY, CREATE ON DATABASE ${ident(db)} TO ${ident(names.app)}`);
       await client.query(`GRANT CONNECT ON DATABASE ${ident(db)} TO ${roles.filter((r) => r !== names.app).map(ident).join(', ')}`);
-      // An earlier version let the app role's components create objects; a component role never may.
-      await client.query(`REVOKE CREATE, TEMPORARY ON DATABASE ${ident(db)} FROM ${roles.filter((r) => r !== names.app).map(ident).join(', ')}`);
+      // No login but the owner creates anything, temporary tables included (PUBLIC has TEMPORARY by default).
+      await client.query(`REVOKE CREATE, TEMPORARY ON DATABASE ${ident(db)} FROM PUBLIC, ${roles.filter((r) => r !== names.app).map(ident).join(', ')}`);
       // The reader and the writer must not create anything anywhere (PostgreSQL 15+ already
       // revokes CREATE on public from PUBLIC; older servers do not).
       await bestEffort(client, `REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
