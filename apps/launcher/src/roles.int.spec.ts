@@ -237,3 +237,47 @@ describe('a system started with the roles', { skip: serverUrl ? false : 'TEST_DA
     assert.deepEqual(system!.supervisor.degraded(), []);
   });
 });
+
+describe('fallback: a DATABASE_URL login that may not create roles', { skip: serverUrl ? false : 'TEST_DATABASE_URL is unset (run through scripts/run-tests.mjs int)' }, () => {
+  let system: RunningSystem | undefined;
+  let nats: NatsServerHandle | undefined;
+  let dataDir: string;
+  let server: pg.Pool;
+  const suffix = `${process.pid}_${Date.now() % 100000}`;
+  const login = `roles_plain_${suffix}`;
+  const database = `roles_plain_db_${suffix}`;
+  const password = `pw_${suffix}`;
+
+  before(async () => {
+    dataDir = mkdtempSync(path.join(os.tmpdir(), 'roles-fallback-'));
+    server = new pg.Pool({ connectionString: serverUrl, max: 1 });
+    await server.query(`create role ${login} login nosuperuser nocreaterole nocreatedb password '${password}'`);
+    await server.query(`create database ${database} owner ${login}`);
+    const url = new URL(serverUrl!);
+    url.username = login;
+    url.password = password;
+    url.pathname = `/${database}`;
+    nats = await startNatsServer({ port: await freePort(), storeDir: path.join(dataDir, 'nats'), logger });
+    const config = parseConfig({ DATABASE_URL: url.toString(), NATS_URL: nats.url, GATEWAY_PORT: String(await freePort()), LOG_LEVEL: 'silent', DATA_DIR: dataDir });
+    system = await startSystem(config, ['relay', 'dispatcher', 'workflows', 'monitor', 'gateway'], logger, new Supervisor({ logger }));
+  });
+  after(async () => {
+    await system?.stop();
+    await nats?.stop();
+    await server.query(`drop database if exists ${database} with (force)`).catch(() => undefined);
+    await server.query(`drop role if exists ${login}`).catch(() => undefined);
+    await server.end();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('runs every component as that login, migrating at each start as before, and answers ready', async () => {
+    const sessions = await server.query<{ usename: string }>(`select distinct usename from pg_stat_activity where datname = $1`, [database]);
+    assert.deepEqual(sessions.rows.map((r) => r.usename), [login]);
+    assert.equal((await server.query(`select 1 from pg_roles where rolname = $1`, [`${database}_gateway`])).rowCount, 0, 'no component role was made');
+    const ready = await fetch(`${system!.gatewayUrl!}/readyz`);
+    assert.equal(ready.status, 200, await ready.text());
+    // The components made their schemas themselves, owned by the login.
+    const owners = await server.query<{ o: string }>(`select distinct pg_get_userbyid(nspowner) as o from pg_namespace where nspname in ('eventstore', 'workflows', 'delegation', 'monitoring', 'security')`);
+    assert.deepEqual(owners.rows, [{ o: login }]);
+  });
+});

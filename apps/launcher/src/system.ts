@@ -84,15 +84,16 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     }
     const urlOf = (c: Component) => dbRoles?.urls.components[c] ?? infra.databaseUrl;
     // Pool sizes: the embedded cluster allows 200 connections (max_connections); these add up
-    // to 34, plus the MCP servers' pools (10 each, on demand) and a few dedicated connections
-    // (LISTEN, leases, leader locks), several processes or test systems fit on one cluster.
-    const poolMax: Record<Component, number> = { gateway: 8, engine: 6, dispatcher: 4, relay: 2, projections: 3, monitor: 4, agents: 3, automation: 0, analytics: 0, sink: 2 };
+    // to 32 (today's single pool had 30), plus the MCP servers' own pools (automation, analytics,
+    // database, writer: 10 each, opened on demand) and a few dedicated connections (LISTEN,
+    // leases, leader locks): several processes or test systems fit on one cluster.
+    const poolMax: Partial<Record<Component, number>> = { gateway: 8, engine: 6, dispatcher: 4, relay: 2, projections: 3, monitor: 4, agents: 3, sink: 2 };
     const pools = new Map<Component, pg.Pool>();
     const stores = new Map<Component, EventStore>();
     const poolFor = async (c: Component): Promise<pg.Pool> => {
       let pool = pools.get(c);
       if (!pool) {
-        const p = createPgPool({ connectionString: urlOf(c), max: poolMax[c], application_name: `switchyard-${c}` }, { name: c, logger });
+        const p = createPgPool({ connectionString: urlOf(c), max: poolMax[c] ?? 2, application_name: `switchyard-${c}` }, { name: c, logger });
         if (dbRoles) markSchemaManaged(p);
         pools.set(c, (pool = p));
         await unit(`pg-${c}`, async () => ({ stop: () => p.end() }));
