@@ -16,7 +16,7 @@ import { ProjectionRunner } from '@switchyard/read-models';
 import type pg from 'pg';
 
 export interface MigrateOptions {
-  /** A pool logged in as the schema owner (`<db>_app`); ended by the caller. */
+  /** A pool logged in as the schema owner (`<db>_app`), at least 2 connections (one holds the lock); ended by the caller. */
   readonly pool: pg.Pool;
   /** Its URL (the relay's checkpoint store makes its own connection). */
   readonly url: string;
@@ -32,11 +32,25 @@ export interface MigrateOptions {
  * The launcher's migration phase, as the schema owner, before any component starts under its
  * own role (which may not run DDL). Every DDL a component would run at its start, in the order
  * their dependencies need (the status read model indexes the tasks and the workflow read model),
- * then the demo data, then the grants of every role. Each step is idempotent and serialised
- * with the components' own migration (same advisory locks), so several launchers may run it
- * at once. The owner pool is ended by the caller right after: no component uses it.
+ * then the demo data, then the grants of every role. Each step is idempotent. The whole phase
+ * runs under one session advisory lock: launcher processes started together (one per role set)
+ * take turns, since concurrent GRANTs on one object fail with "tuple concurrently updated".
+ * The owner pool is ended by the caller right after: no component uses it.
  */
 export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
+  const lock = await o.pool.connect();
+  try {
+    await lock.query('select pg_advisory_lock(hashtext($1))', [MIGRATIONS_LOCK]);
+    await migrate(o);
+  } finally {
+    await lock.query('select pg_advisory_unlock(hashtext($1))', [MIGRATIONS_LOCK]).catch(() => undefined);
+    lock.release();
+  }
+}
+
+const MIGRATIONS_LOCK = 'switchyard.migrations';
+
+async function migrate(o: MigrateOptions): Promise<void> {
   const { pool, logger } = o;
   const log = logger.child({ component: 'migrations' });
   // 1. Event store (the append function and its table) and the relay's checkpoint.
