@@ -11,12 +11,12 @@ import {
   statusProjections,
   workflowExecutionsProjection,
 } from '@switchyard/orchestrator';
-import { grantComponentAccess, grantDemoAccess, migrateUnderLock, type DatabaseRoles, type Logger } from '@switchyard/platform';
+import { createPgClient, grantComponentAccess, grantDemoAccess, migrateUnderLock, type DatabaseRoles, type Logger } from '@switchyard/platform';
 import { ProjectionRunner } from '@switchyard/read-models';
 import type pg from 'pg';
 
 export interface MigrateOptions {
-  /** A pool logged in as the schema owner (`<db>_app`), at least 2 connections (one holds the lock); ended by the caller. */
+  /** A pool logged in as the schema owner (`<db>_app`), at least 2 connections (the demo loader holds one while it counts on another); ended by the caller. */
   readonly pool: pg.Pool;
   /** Its URL (the relay's checkpoint store makes its own connection). */
   readonly url: string;
@@ -38,13 +38,19 @@ export interface MigrateOptions {
  * The owner pool is ended by the caller right after: no component uses it.
  */
 export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
-  const lock = await o.pool.connect();
+  const log = o.logger.child({ component: 'migrations' });
+  // The lock on a connection of its own: the steps may use every connection of the pool.
+  const lock = createPgClient({ connectionString: o.url, application_name: 'switchyard-migrations-lock' }, { name: 'migrations-lock', logger: o.logger });
+  await lock.connect();
   try {
+    const t0 = Date.now();
     await lock.query('select pg_advisory_lock(hashtext($1))', [MIGRATIONS_LOCK]);
+    const t1 = Date.now();
     await migrate(o);
+    log.info({ waitedMs: t1 - t0, tookMs: Date.now() - t1 }, 'migration phase done');
   } finally {
-    await lock.query('select pg_advisory_unlock(hashtext($1))', [MIGRATIONS_LOCK]).catch(() => undefined);
-    lock.release();
+    // Ending the session releases the lock too.
+    await lock.end().catch(() => undefined);
   }
 }
 
@@ -91,5 +97,5 @@ async function migrate(o: MigrateOptions): Promise<void> {
   }
   // 5. Every component role's grants on what now exists.
   await grantComponentAccess(pool, o.roles.names);
-  log.info({ owner: o.roles.names.app }, 'migrations done as the schema owner; components get their own roles');
+  log.debug({ owner: o.roles.names.app }, 'grants applied; components get their own roles');
 }
