@@ -166,7 +166,8 @@ export async function startSystem(config: Config, roles: readonly Role[], logger
     if (needsDemo && !dbRoles) {
       // The demo business data set the agents and the templates work on: loaded once (idempotent,
       // locked). With the roles the owner loaded it in the migration phase.
-      const loader = createPgPool({ connectionString: infra.databaseUrl, max: 1 }, { name: 'demo-data', logger });
+      // Two connections: the loader counts the rows on a second one while it holds the first.
+      const loader = createPgPool({ connectionString: infra.databaseUrl, max: 2 }, { name: 'demo-data', logger });
       try {
         const demo = await loadDemoData(loader);
         logger.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
