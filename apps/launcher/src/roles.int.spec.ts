@@ -265,6 +265,8 @@ describe('fallback: a DATABASE_URL login that may not create roles', { skip: ser
   const login = `roles_plain_${suffix}`;
   const database = `roles_plain_db_${suffix}`;
   const password = `pw_${suffix}`;
+  const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'].map((n) => `AGENT_${n}_PORT`);
+  const saved = new Map<string, string | undefined>();
 
   before(async () => {
     dataDir = mkdtempSync(path.join(os.tmpdir(), 'roles-fallback-'));
@@ -276,11 +278,24 @@ describe('fallback: a DATABASE_URL login that may not create roles', { skip: ser
     url.password = password;
     url.pathname = `/${database}`;
     nats = await startNatsServer({ port: await freePort(), storeDir: path.join(dataDir, 'nats'), logger });
+    // The agents' HTTP contract off its seed ports (the launcher reads AGENT_<NAME>_PORT from the environment).
+    for (const a of agentNames) {
+      saved.set(a, process.env[a]);
+      process.env[a] = String(await freePort());
+    }
     const config = parseConfig({ DATABASE_URL: url.toString(), NATS_URL: nats.url, GATEWAY_PORT: String(await freePort()), LOG_LEVEL: 'silent', DATA_DIR: dataDir });
-    system = await startSystem(config, ['relay', 'dispatcher', 'workflows', 'monitor', 'gateway'], logger, new Supervisor({ logger }));
+    const roleSet = ['relay', 'agents', 'dispatcher', 'workflows', 'monitor', 'gateway'] as const;
+    // Twice: the second start finds the demo data loaded (the loader's other path) and every schema made.
+    const first = await startSystem(config, roleSet, logger, new Supervisor({ logger }));
+    await first.stop();
+    system = await startSystem(config, roleSet, logger, new Supervisor({ logger }));
   });
   after(async () => {
     await system?.stop();
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
     await nats?.stop();
     await server.query(`drop database if exists ${database} with (force)`).catch(() => undefined);
     await server.query(`drop role if exists ${login}`).catch(() => undefined);
@@ -288,7 +303,7 @@ describe('fallback: a DATABASE_URL login that may not create roles', { skip: ser
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('runs every component as that login, migrating at each start as before, and answers ready', async () => {
+  it('runs every component as that login, migrating at each start as before, loads the demo data, and answers ready after a restart', async () => {
     const sessions = await server.query<{ usename: string }>(`select distinct usename from pg_stat_activity where datname = $1`, [database]);
     assert.deepEqual(sessions.rows.map((r) => r.usename), [login]);
     assert.equal((await server.query(`select 1 from pg_roles where rolname = $1`, [`${database}_gateway`])).rowCount, 0, 'no component role was made');
@@ -299,5 +314,7 @@ describe('fallback: a DATABASE_URL login that may not create roles', { skip: ser
     inDb.pathname = `/${database}`;
     const owners = await as(inDb.toString(), `select nspname as s, pg_get_userbyid(nspowner) as o from pg_namespace where nspname in ('eventstore', 'workflows', 'delegation', 'monitoring', 'security') order by 1`);
     assert.deepEqual(owners.rows, ['delegation', 'eventstore', 'monitoring', 'security', 'workflows'].map((s) => ({ s, o: login })));
+    const customers = await as(inDb.toString(), 'select count(*)::int as n from business.customers');
+    assert.ok(Number(customers.rows?.[0]?.n) > 0, JSON.stringify(customers));
   });
 });
