@@ -9,7 +9,8 @@
  * The system runs with WEBHOOK_ALLOW_LOOPBACK=true (the sink is local) and otherwise the defaults:
  * the `database` MCP server is read-only, and customer_onboarding writes through `database_writer`,
  * a Postgres role that may only touch business.customers and business.subscriptions; every
- * component logs in as a least-privilege role (switchyard_app, _mcp_reader, _mcp_writer).
+ * component logs in as a least-privilege role of its own (switchyard_gateway, _engine, ...,
+ * _mcp_reader, _mcp_writer); the schema owner switchyard_app only ran the migrations.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -409,15 +410,19 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal(Number((await db.query('select count(*) from business.orders')).rows[0].count), orders);
   });
 
-  it('no component is logged in as the superuser: the app, reader and writer roles only, none superuser', async () => {
+  it('no component is logged in as the superuser or the schema owner: each as its own role, none superuser', async () => {
     const sessions = await db.query<{ usename: string; n: number; rolsuper: boolean }>(
       `select a.usename, count(*)::int as n, r.rolsuper from pg_stat_activity a join pg_roles r on r.rolname = a.usename
         where a.datname = 'switchyard' and a.pid <> pg_backend_pid() group by a.usename, r.rolsuper order by 1`,
     );
     const users = sessions.rows.map((r) => r.usename);
-    assert.ok(users.includes('switchyard_app'), JSON.stringify(sessions.rows));
-    assert.ok(users.includes('switchyard_mcp_reader'), JSON.stringify(sessions.rows));
-    assert.ok(users.every((u) => ['switchyard_app', 'switchyard_mcp_reader', 'switchyard_mcp_writer'].includes(u)), JSON.stringify(sessions.rows));
+    const components = ['gateway', 'engine', 'dispatcher', 'relay', 'projections', 'monitor', 'agents', 'automation', 'analytics', 'sink'].map((c) => `switchyard_${c}`);
+    // The templates above ran agents, the database servers and the automation server, and recorded events.
+    for (const u of ['switchyard_mcp_reader', 'switchyard_gateway', 'switchyard_engine', 'switchyard_dispatcher', 'switchyard_agents', 'switchyard_sink']) {
+      assert.ok(users.includes(u), `${u}: ${JSON.stringify(sessions.rows)}`);
+    }
+    assert.ok(!users.includes('switchyard_app'), `the owner only migrates: ${JSON.stringify(sessions.rows)}`);
+    assert.ok(users.every((u) => [...components, 'switchyard_mcp_reader', 'switchyard_mcp_writer'].includes(u)), JSON.stringify(sessions.rows));
     assert.ok(sessions.rows.every((r) => r.rolsuper === false), JSON.stringify(sessions.rows));
     // The onboarding writes above went through the writer role.
     const writer = await db.query(`select has_table_privilege('switchyard_mcp_writer', 'business.orders', 'DELETE') as d, has_table_privilege('switchyard_mcp_writer', 'business.customers', 'INSERT') as i`);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { startAgents } from '@switchyard/agents';
 import { AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
+import type pg from 'pg';
 import { loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
 import {
   adminKeyBanner,
@@ -18,12 +19,13 @@ import { mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerK
 import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
-import { createPgPool, grantDemoAccess, parseConfig, provisionDatabaseRoles, type Config, type Logger } from '@switchyard/platform';
+import { createPgPool, markSchemaManaged, parseConfig, provisionDatabaseRoles, type Component, type Config, type Logger } from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
 import { EventSink } from './event-sink.js';
 import { agentPortsFromEnv, mcpServerPort } from './ports.js';
 import { DATABASE_WRITER, ROLES, runsMcpServer, type Role, type RoleSelection } from './roles.js';
 import { startInfrastructure } from './infra.js';
+import { migrateAsOwner } from './migrations.js';
 import { Supervisor, type SupervisedHandle } from './supervisor.js';
 
 export { ROLES, type Role } from './roles.js';
@@ -43,7 +45,8 @@ export interface RunningSystem {
  * Start the asked-for roles in dependency order, each a unit of the supervisor (which restarts a
  * failed one with backoff, and what depends on it):
  * 1. infrastructure (embedded Postgres / nats-server when not configured),
- * 2. shared clients (pg pool, NATS connection, event store),
+ * 2. the database roles and the migrations as the schema owner, then one pool and event store per
+ *    component logged in as its own role, and the NATS connection,
  * 3. the event relay (store -> JetStream),
  * 4. the workers: MCP servers, connectors, agents (with the demo data), the task dispatcher, the workflow engine,
  * 5. the gateway last, so /readyz only answers once the rest is up.
@@ -68,17 +71,58 @@ export async function startSystem(
     // A client dies when Postgres restarts or its backend is terminated: the guarded pool logs it,
     // the query in flight fails, the pool reconnects on next use (an unhandled 'error' event
     // would take the whole process down).
-    // The roles' migration runs as the DATABASE_URL login (the embedded cluster's superuser);
-    // from here on every component logs in as a least-privilege role: the application
-    // components as <db>_app, the database MCP server as <db>_mcp_reader, the writer as
-    // <db>_mcp_writer. Without the right to create roles it warns and keeps the given login.
+    // 1. The roles' migration runs as the DATABASE_URL login (the embedded cluster's superuser),
+    //    which closes its connection right after.
+    // 2. The schema owner (<db>_app) runs every component's DDL, the demo loader and the grants,
+    //    then its pool ends: no running component logs in as the owner.
+    // 3. Each component logs in as its own role (<db>_gateway, <db>_engine, ...; the database MCP
+    //    server as <db>_mcp_reader, the writer as <db>_mcp_writer), on a small pool of its own
+    //    marked schema-managed, so its start-up migrations are skipped (it may not run DDL).
+    // Without the right to create roles it warns and every pool keeps the given login, which
+    // migrates at each component's start as before.
     const dbRoles = await provisionDatabaseRoles(infra.databaseUrl, { logger });
-    const appUrl = dbRoles?.urls.app ?? infra.databaseUrl;
-    const pool = createPgPool({ connectionString: appUrl, max: 30 }, { name: 'system', logger });
-    await unit('pg-pool', async () => ({ stop: () => pool.end() }));
-    const eventStore: EventStore = createEventStore({ pool, eventstoreUrl: config.EVENTSTORE_URL, logger });
-    await eventStore.init();
-    await unit('event-store', async () => ({ stop: () => eventStore.close() }));
+    const needsDemo = has('agents') || has('mcp-servers');
+    if (dbRoles) {
+      const owner = createPgPool({ connectionString: dbRoles.urls.app, max: 2, application_name: 'switchyard-migrations' }, { name: 'migrations', logger });
+      try {
+        await migrateAsOwner({ pool: owner, url: dbRoles.urls.app, roles: dbRoles, logger, externalEventStore: Boolean(config.EVENTSTORE_URL), demoData: needsDemo });
+      } finally {
+        await owner.end();
+      }
+    }
+    const urlOf = (c: Component) => dbRoles?.urls.components[c] ?? infra.databaseUrl;
+    // Pool sizes: the embedded cluster allows 200 connections (max_connections); these add up
+    // to 32 (today's single pool had 30), plus the MCP servers' own pools (automation, analytics,
+    // database, writer: 10 each, opened on demand) and a few dedicated connections (LISTEN,
+    // leases, leader locks): several processes or test systems fit on one cluster.
+    const poolMax: Partial<Record<Component, number>> = { gateway: 8, engine: 6, dispatcher: 4, relay: 2, projections: 3, monitor: 4, agents: 3, sink: 2 };
+    const pools = new Map<Component, pg.Pool>();
+    const stores = new Map<Component, EventStore>();
+    const poolFor = async (c: Component): Promise<pg.Pool> => {
+      let pool = pools.get(c);
+      if (!pool) {
+        const p = createPgPool({ connectionString: urlOf(c), max: poolMax[c] ?? 2, application_name: `switchyard-${c}` }, { name: c, logger });
+        if (dbRoles) markSchemaManaged(p);
+        pools.set(c, (pool = p));
+        await unit(`pg-${c}`, async () => ({ stop: () => p.end() }));
+      }
+      return pool;
+    };
+    /** The component's event store on its own pool (with EventStoreDB one shared client: no PostgreSQL role applies). */
+    const storeFor = async (c: Component): Promise<EventStore> => {
+      const key: Component = config.EVENTSTORE_URL ? 'sink' : c;
+      let store = stores.get(key);
+      if (!store) {
+        const s = createEventStore({ pool: await poolFor(key), eventstoreUrl: config.EVENTSTORE_URL, logger });
+        // Without the roles this migrates as the given login, as before; on a component's role it checks nothing.
+        await s.init();
+        stores.set(key, (store = s));
+        await unit(`event-store-${key}`, async () => ({ stop: () => s.close() }));
+      }
+      return store;
+    };
+    // The launcher's own appends (audit of MCP calls, connector and agent events): append only.
+    const eventStore = await storeFor('sink');
     // The connection reconnects by itself forever; it only closes for good on a fatal error, and
     // then it is made again and every unit holding it is restarted with it.
     let nats!: NatsConnection;
@@ -105,10 +149,11 @@ export async function startSystem(
     const auditMcpCall = (c: McpCallAudit) => sink.append(mcpAuditStreamId(c.server), { type: MCP_CALL_AUDIT_EVENT, data: c }, c.correlation_id, c.actor);
 
     if (has('relay') && config.RELAY_ENABLED) {
+      const relayStore = await storeFor('relay');
       await unit('relay', async () => {
         const relay = await runRelay(
           {
-            DATABASE_URL: appUrl,
+            DATABASE_URL: urlOf('relay'),
             NATS_URL: infra.natsUrl,
             RELAY_NAME: 'events',
             RELAY_STREAM: 'SWITCHYARD_EVENTS',
@@ -119,18 +164,24 @@ export async function startSystem(
             RELAY_RESUME_FROM_STREAM: true,
           },
           logger,
-          eventStore,
+          relayStore,
+          { schemaManaged: Boolean(dbRoles) },
         );
         return { stop: () => relay.stop() };
       });
     }
 
-    if (has('agents') || has('mcp-servers')) {
-      // The demo business data set the agents and the templates work on: loaded once (idempotent, locked).
-      const demo = await loadDemoData(pool);
-      logger.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
-      // The load may have recreated the schema: the reader's and the writer's grants again (the app role owns it).
-      if (dbRoles) await grantDemoAccess(pool, dbRoles.names);
+    if (needsDemo && !dbRoles) {
+      // The demo business data set the agents and the templates work on: loaded once (idempotent,
+      // locked). With the roles the owner loaded it in the migration phase.
+      // Two connections: the loader counts the rows on a second one while it holds the first.
+      const loader = createPgPool({ connectionString: infra.databaseUrl, max: 2 }, { name: 'demo-data', logger });
+      try {
+        const demo = await loadDemoData(loader);
+        logger.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
+      } finally {
+        await loader.end();
+      }
     }
 
     if (has('mcp-servers')) {
@@ -142,8 +193,10 @@ export async function startSystem(
         const mb = parseConfig(process.env, mailboxConfigSchema);
         const password = randomBytes(24).toString('base64url');
         let port = mb.MAILBOX_SMTP_PORT;
+        // It stores into the automation schema: the automation server's role.
+        const mailboxPool = await poolFor('automation');
         await unit('mailbox', async () => {
-          const box = await startMailbox({ pool, logger, host: mb.MAILBOX_SMTP_HOST, port, password, maxMessageBytes: mb.MAILBOX_MAX_MESSAGE_BYTES, maxMessages: mb.MAILBOX_MAX_MESSAGES });
+          const box = await startMailbox({ pool: mailboxPool, logger, host: mb.MAILBOX_SMTP_HOST, port, password, maxMessageBytes: mb.MAILBOX_MAX_MESSAGE_BYTES, maxMessages: mb.MAILBOX_MAX_MESSAGES });
           // A restart binds the same port again: the automation server keeps the URL it was given.
           port = box.port;
           smtpUrl = box.smtpUrl;
@@ -151,18 +204,23 @@ export async function startSystem(
         });
       }
       // The project's own MCP servers on their seed ports (5001 filesystem bridge .. 5006 analytics).
-      const env = { ...process.env, DATABASE_URL: appUrl };
-      // Only the automation server gets the mailbox's credential.
-      const automationEnv = { ...env, ...(smtpUrl ? { SMTP_URL: smtpUrl } : {}) };
+      const env = { ...process.env, DATABASE_URL: infra.databaseUrl };
       // The database server reads as the reader role (SELECT on the demo schema only), always
       // read-only: DATABASE_ALLOW_WRITES opens the writer below to admin keys, not this server.
-      const databaseEnv = dbRoles ? { ...env, DATABASE_URL: dbRoles.urls.reader, DATABASE_ALLOW_WRITES: 'false' } : env;
+      // The automation and analytics servers log in as their own roles (their schema only).
+      const envFor = (kind: string) =>
+        !dbRoles ? env
+        : kind === 'database' ? { ...env, DATABASE_URL: dbRoles.urls.reader, DATABASE_ALLOW_WRITES: 'false' }
+        : kind === 'automation' || kind === 'analytics' ? { ...env, DATABASE_URL: dbRoles.urls.components[kind] }
+        : { ...env, DATABASE_URL: undefined };
+      // Only the automation server gets the mailbox's credential.
+      const automationEnv = { ...envFor('automation'), ...(smtpUrl ? { SMTP_URL: smtpUrl } : {}) };
       for (const kind of mcpServerKinds) {
         if (!runsMcpServer(selection, kind)) continue;
         // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
         const port = mcpServerPort(kind);
         await unit(`mcp-${kind}`, async () => {
-          const server = await runMcpServer(kind, { port, env: kind === 'database' ? databaseEnv : kind === 'automation' ? automationEnv : env, host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
+          const server = await runMcpServer(kind, { port, env: kind === 'automation' ? automationEnv : envFor(kind), schemaManaged: Boolean(dbRoles), host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
           return { stop: () => server.close() };
         });
       }
@@ -214,6 +272,7 @@ export async function startSystem(
     if (has('agents')) {
       // LLM_BASE_URL + LLM_MODEL: an OpenAI-compatible endpoint rewords agent prose (never the figures).
       const llm = llmFromEnv(process.env, logger);
+      const pool = await poolFor('agents');
       await unit(
         'agents',
         async () => {
@@ -238,10 +297,12 @@ export async function startSystem(
     }
 
     if (has('dispatcher')) {
+      const pool = await poolFor('dispatcher');
+      const store = await storeFor('dispatcher');
       await unit(
         'dispatcher',
         async () => {
-          const dispatcher = await startDispatcher({ store: eventStore, nats, pool, logger, agentToken });
+          const dispatcher = await startDispatcher({ store, nats, pool, logger, agentToken });
           return { stop: () => dispatcher.stop() };
         },
         usesNats,
@@ -249,10 +310,13 @@ export async function startSystem(
     }
 
     if (has('workflows')) {
+      const pool = await poolFor('engine');
+      const store = await storeFor('engine');
       await unit(
         'workflows',
         async () => {
-          const engine = await startWorkflowEngine({ store: eventStore, pool, nats, logger, databaseUrl: appUrl });
+          // Its partition leases log in on connections of their own, as the engine's role too.
+          const engine = await startWorkflowEngine({ store, pool, nats, logger, databaseUrl: urlOf('engine') });
           return { stop: () => engine.stop() };
         },
         usesNats,
@@ -262,10 +326,12 @@ export async function startSystem(
     // One monitor per system: it samples the machine, probes every service and evaluates the alert rules.
     let monitoring: RunningMonitoring | undefined;
     if (has('monitor')) {
+      const pool = await poolFor('monitor');
+      const store = await storeFor('monitor');
       await unit(
         'monitor',
         async () => {
-          const running = await startMonitoring({ pool, nats, eventStore, logger });
+          const running = await startMonitoring({ pool, nats, eventStore: store, logger });
           monitoring = running;
           // Every supervised unit of this process is a service of the health report: a failed probe
           // while it is being restarted (degraded, then down), up again once it runs.
@@ -283,16 +349,21 @@ export async function startSystem(
     const security = securityOptionsFromEnv();
     let adminKey: StartInfo['adminKey'] = !security.auth.enabled ? 'auth-disabled' : security.auth.adminKey ? 'env' : 'existing';
     if (has('gateway')) {
+      const pool = await poolFor('gateway');
+      const store = await storeFor('gateway');
+      // The status read model runs in the gateway's unit, but logs in as the projections' role.
+      const projectionsPool = await poolFor('projections');
+      const projectionsStore = await storeFor('projections');
       await unit(
         'gateway',
         async () => {
           // The status read model (MCP servers from the connector events) behind /api/v1/integration/status.
-          const statusRunner = await startStatusProjections({ store: eventStore, pool, logger });
+          const statusRunner = await startStatusProjections({ store: projectionsStore, pool: projectionsPool, logger });
           try {
             const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule];
             const gateway = await createGateway(
               {
-                eventStore,
+                eventStore: store,
                 pgPool: pool,
                 nats,
                 logger,

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { pino } from 'pino';
-import { AppError, createLogger, createPgPool, edgePolicyFromEnv, parseConfig, type Logger } from '@switchyard/platform';
+import { AppError, createLogger, createPgPool, edgePolicyFromEnv, markSchemaManaged, parseConfig, type Logger } from '@switchyard/platform';
 import { startMcpHttpServer, type ConnectableServer } from './common/http.js';
 import type { McpCallAudit } from './common/audit.js';
 import { serveStdio } from './common/stdio.js';
@@ -33,6 +33,8 @@ export interface RunOptions {
   readonly onCall?: (call: McpCallAudit) => void;
   /** Automation only: told about every recorded workflow trigger. */
   readonly onTrigger?: (t: TriggerRecord) => void | Promise<void>;
+  /** DATABASE_URL is a component role without DDL rights: the owner role migrated the server's schema before, so the server does not. */
+  readonly schemaManaged?: boolean;
 }
 
 export interface RunningMcpServer {
@@ -42,11 +44,12 @@ export interface RunningMcpServer {
   close(): Promise<void>;
 }
 
-function requireDatabase(config: McpConfig, kind: string): pg.Pool {
+function requireDatabase(config: McpConfig, kind: string, schemaManaged = false): pg.Pool {
   if (!config.DATABASE_URL) throw new AppError('validation', `DATABASE_URL is required by the ${kind} server`);
   // A client dies when Postgres restarts or a backend is terminated, also while checked out
   // (a query or cursor in flight): the guarded pool listens, the query fails, the pool replaces it.
-  return createPgPool({ connectionString: config.DATABASE_URL, max: 10, application_name: `switchyard-mcp-${kind}` }, { name: `mcp-${kind}` });
+  const pool = createPgPool({ connectionString: config.DATABASE_URL, max: 10, application_name: `switchyard-mcp-${kind}` }, { name: `mcp-${kind}` });
+  return schemaManaged ? markSchemaManaged(pool) : pool;
 }
 
 /**
@@ -74,7 +77,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
   try {
     switch (kind) {
       case 'database': {
-        const pool = requireDatabase(config, kind);
+        const pool = requireDatabase(config, kind, opts.schemaManaged);
         cleanups.push(() => pool.end());
         factory = () =>
           createDatabaseServer({ pool, logger, allowWrites: config.DATABASE_ALLOW_WRITES, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS, maxRows: config.DATABASE_MAX_ROWS });
@@ -87,7 +90,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         break;
       }
       case 'automation': {
-        const pool = requireDatabase(config, kind);
+        const pool = requireDatabase(config, kind, opts.schemaManaged);
         cleanups.push(() => pool.end());
         const cidrs = [...config.WEBHOOK_ALLOW_CIDRS, ...(config.WEBHOOK_ALLOW_LOOPBACK ? ['127.0.0.0/8', '::1/128'] : [])];
         const guard = new EgressGuard({ allowHosts: config.WEBHOOK_ALLOW_HOSTS, allowCidrs: cidrs });
@@ -113,7 +116,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         break;
       }
       case 'analytics': {
-        const pool = requireDatabase(config, kind);
+        const pool = requireDatabase(config, kind, opts.schemaManaged);
         cleanups.push(() => pool.end());
         await migrateAnalytics(pool);
         factory = () => createAnalyticsServer({ pool, logger });

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { withTransaction } from '@switchyard/platform';
+import { isSchemaManaged, withTransaction } from '@switchyard/platform';
 import type { AlertingEvent, AlertingState, AlertInstance, Silence } from './domain/alerts.js';
 import type { HealthEvent, ServiceHealth, ProbeOutcome } from './domain/health.js';
 import type { StatusInterval } from './domain/availability.js';
@@ -158,6 +158,8 @@ export class MonitoringStore {
 
   /** Create the schema if missing; an advisory lock keeps two monitors from racing on it. */
   async migrate(): Promise<void> {
+    // The monitor's own role may not run DDL: the owner migrated before it started.
+    if (isSchemaManaged(this.pool)) return;
     const c = await this.pool.connect();
     try {
       await c.query('select pg_advisory_lock(hashtext($1))', ['switchyard.monitoring.migrate']);

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { AppError, createPgPool, guardPgPool, type Logger } from '@switchyard/platform';
+import { AppError, createPgPool, guardPgPool, isSchemaManaged, type Logger } from '@switchyard/platform';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
 import type { Projection, ProjectionStatus } from './projection.js';
 
@@ -75,18 +75,19 @@ export class ProjectionRunner {
     }
   }
 
-  /** Create the checkpoints table and every projection's tables, then start all projections. */
+  /**
+   * Create the checkpoints table and every projection's tables, then start all projections.
+   * On a pool marked schema-managed (a component role without DDL rights) the tables are the
+   * owner's, made by migrate() before: only the checkpoint rows are added.
+   */
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    const ddl = !isSchemaManaged(this.pool);
     await this.withTx(async (c) => {
       // Several runners may boot at once: serialise the DDL.
       await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${this.schema}.setup`]);
-      await c.query(`create schema if not exists ${this.schema}`);
-      await c.query(
-        `create table if not exists ${this.schema}.checkpoints (
-           name text primary key, position bigint not null, updated_at timestamptz not null default now())`,
-      );
+      if (ddl) await this.createCheckpoints(c);
       // Checkpoint rows before any projection DDL: a runner in another process may be applying a
       // batch (checkpoint row locked, then the projection's tables). Waiting for its row while
       // holding no table lock lets it finish; the DDL first (`create index if not exists` locks
@@ -96,9 +97,26 @@ export class ProjectionRunner {
           lane.projection.name,
         ]);
       }
-      for (const lane of this.lanes.values()) await lane.projection.setup(c);
+      if (ddl) for (const lane of this.lanes.values()) await lane.projection.setup(c);
     });
     for (const lane of this.lanes.values()) await this.startLane(lane);
+  }
+
+  /** Only the DDL of start() (checkpoints table, every projection's setup), for an owner role migrating ahead of the components. */
+  async migrate(): Promise<void> {
+    await this.withTx(async (c) => {
+      await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${this.schema}.setup`]);
+      await this.createCheckpoints(c);
+      for (const lane of this.lanes.values()) await lane.projection.setup(c);
+    });
+  }
+
+  private async createCheckpoints(c: pg.PoolClient): Promise<void> {
+    await c.query(`create schema if not exists ${this.schema}`);
+    await c.query(
+      `create table if not exists ${this.schema}.checkpoints (
+         name text primary key, position bigint not null, updated_at timestamptz not null default now())`,
+    );
   }
 
   /** Stop every projection (the batch in flight commits or rolls back), then release connections. */

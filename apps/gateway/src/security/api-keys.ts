@@ -1,5 +1,5 @@
 import type { Pool } from 'pg';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, isSchemaManaged, type Logger } from '@switchyard/platform';
 import { handleCommand, type EventMetadata, type EventStore, type RecordedEvent } from '@switchyard/event-store';
 import {
   API_KEY_EVENT_TYPES,
@@ -113,23 +113,29 @@ export class ApiKeyService {
   /** Create the table and catch it up with the log. Idempotent. */
   init(): Promise<void> {
     this.initialised ??= (async () => {
-      const client = await this.pool.connect();
-      try {
-        await client.query(`select pg_advisory_lock(hashtext('switchyard.security.schema'))`);
-        try {
-          await client.query(SECURITY_SCHEMA_SQL);
-        } finally {
-          await client.query(`select pg_advisory_unlock(hashtext('switchyard.security.schema'))`);
-        }
-      } finally {
-        client.release();
-      }
+      // The gateway's role may not run DDL: the owner migrated before it started.
+      if (!isSchemaManaged(this.pool)) await this.migrate();
       await this.catchUp();
     })().catch((err) => {
       this.initialised = undefined;
       throw err;
     });
     return this.initialised;
+  }
+
+  /** The schema, under a lock (idempotent). */
+  private async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query(`select pg_advisory_lock(hashtext('switchyard.security.schema'))`);
+      try {
+        await client.query(SECURITY_SCHEMA_SQL);
+      } finally {
+        await client.query(`select pg_advisory_unlock(hashtext('switchyard.security.schema'))`);
+      }
+    } finally {
+      client.release();
+    }
   }
 
   /** Re-apply every API key event of the log to the table (rows are upserted, so repeats are harmless). */

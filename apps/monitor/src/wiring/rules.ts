@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { withTransaction } from '@switchyard/platform';
+import { isSchemaManaged, withTransaction } from '@switchyard/platform';
 import { alertRuleSchema, type AlertRule } from '../domain/rules.js';
 import type { RuleJson } from './contract.js';
 
@@ -47,6 +47,7 @@ export class RuleOverrideStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async migrate(): Promise<void> {
+    if (isSchemaManaged(this.pool)) return; // migrated by the owner role
     await this.pool.query(DDL);
   }
 

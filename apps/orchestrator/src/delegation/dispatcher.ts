@@ -537,20 +537,7 @@ export class Dispatcher {
   /** Create `<schema>.external_agents` if needed and put its agents in the registry (a row named like a configured agent is ignored: configuration wins). */
   private async loadStoredAgents(): Promise<void> {
     const s = this.schema;
-    await migrateUnderLock(
-      this.opts.pool,
-      `${s}.external_agents.setup`,
-      `create schema if not exists ${s};
-       create table if not exists ${s}.external_agents (
-         name text primary key,
-         url text not null,
-         task_types text[] not null,
-         token text,
-         max_concurrency int not null,
-         description text not null default '',
-         registered_at timestamptz not null,
-         updated_at timestamptz not null)`,
-    );
+    await ensureExternalAgentsTable(this.opts.pool, s);
     const rows = await this.opts.pool.query<{ name: string; url: string; task_types: string[]; token: string | null; max_concurrency: number; description: string }>(
       `select name, url, task_types, token, max_concurrency, description from ${s}.external_agents order by name`,
     );
@@ -1149,4 +1136,22 @@ export function taskEndError(s: ExistingTaskState): AppError {
     default:
       return new AppError('internal', `task ${s.task_id} has not ended (${s.status})`, details, false);
   }
+}
+
+/** `<schema>.external_agents`, the registered external agents (idempotent; skipped on a schema-managed pool). */
+export async function ensureExternalAgentsTable(pool: pg.Pool, schema = 'delegation'): Promise<void> {
+  await migrateUnderLock(
+    pool,
+    `${schema}.external_agents.setup`,
+    `create schema if not exists ${schema};
+     create table if not exists ${schema}.external_agents (
+       name text primary key,
+       url text not null,
+       task_types text[] not null,
+       token text,
+       max_concurrency int not null,
+       description text not null default '',
+       registered_at timestamptz not null,
+       updated_at timestamptz not null)`,
+  );
 }

@@ -1,4 +1,4 @@
-export { Dispatcher, taskViewOf, taskEndError, type DispatcherOptions, type SubmitRequest } from './dispatcher.js';
+export { Dispatcher, ensureExternalAgentsTable, taskViewOf, taskEndError, type DispatcherOptions, type SubmitRequest } from './dispatcher.js';
 export { InstanceRegistry, type AgentInstance, type BreakerState } from './instances.js';
 export { tasksProjection, performanceProjection, queryPerformance } from './projections.js';
 export { startTasksService, tasksSubject } from './service.js';

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { createPgClient, createPgPool, type Logger } from '@switchyard/platform';
+import { createPgClient, createPgPool, isSchemaManaged, markSchemaManaged, type Logger } from '@switchyard/platform';
 
 /** Where a relay keeps the position of the last event it knows JetStream has stored. */
 export interface RelayCheckpointStore {
@@ -19,13 +19,16 @@ export class PgRelayCheckpointStore implements RelayCheckpointStore {
   private readonly pool: pg.Pool;
   private lockClient: pg.Client | undefined;
 
-  constructor(private readonly options: { connectionString: string; logger?: Logger }) {
+  /** `schemaManaged`: the login may not run DDL (the owner role made the table before), init() only checks nothing. */
+  constructor(private readonly options: { connectionString: string; logger?: Logger; schemaManaged?: boolean }) {
     // A connection losing its session must not crash the process; the next query reconnects.
     this.pool = createPgPool({ connectionString: options.connectionString, max: 2 }, { name: 'relay-checkpoint', ...(options.logger ? { logger: options.logger } : {}) });
+    if (options.schemaManaged) markSchemaManaged(this.pool);
   }
 
   /** Create the schema and table; idempotent. */
   async init(): Promise<void> {
+    if (isSchemaManaged(this.pool)) return;
     await this.pool.query(`
       create schema if not exists relay;
       create table if not exists relay.checkpoint (

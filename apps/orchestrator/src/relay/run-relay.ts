@@ -36,13 +36,14 @@ export interface RunningRelay {
 
 /**
  * Wire a relay from config: 1. event store, 2. checkpoint store, 3. NATS + the events
- * stream, 4. start. `store` may be passed in to share the app's store.
+ * stream, 4. start. `store` may be passed in to share the app's store. `schemaManaged`:
+ * DATABASE_URL is a role without DDL rights and the owner migrated the checkpoint table before.
  */
-export async function runRelay(config: RelayConfig, logger: Logger, store?: EventStore): Promise<RunningRelay> {
+export async function runRelay(config: RelayConfig, logger: Logger, store?: EventStore, opts: { schemaManaged?: boolean } = {}): Promise<RunningRelay> {
   const ownStore = !store;
   const es = store ?? new PostgresEventStore({ connectionString: config.DATABASE_URL, logger, schema: config.EVENTSTORE_SCHEMA });
   await es.init();
-  const checkpoints = new PgRelayCheckpointStore({ connectionString: config.DATABASE_URL, logger });
+  const checkpoints = new PgRelayCheckpointStore({ connectionString: config.DATABASE_URL, logger, ...(opts.schemaManaged ? { schemaManaged: true } : {}) });
   await checkpoints.init();
   const nc = await connectNats({ url: config.NATS_URL, name: `relay-${config.RELAY_NAME}`, logger });
   const jsm = await jetstreamManager(nc);

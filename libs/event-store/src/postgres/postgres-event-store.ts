@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { AppError, createPgClient, createPgPool, guardPgPool, isAppError, type Logger } from '@switchyard/platform';
+import { AppError, createPgClient, createPgPool, guardPgPool, isAppError, isSchemaManaged, type Logger } from '@switchyard/platform';
 import {
   WrongExpectedVersionError,
   type AllSubscription,
@@ -120,6 +120,8 @@ export class PostgresEventStore implements EventStore {
   /** Create the schema, table and append function; safe to call from several processes at once. */
   init(): Promise<void> {
     this.initialised ??= (async () => {
+      // A component's role may not run DDL: the owner migrated the store before it started.
+      if (isSchemaManaged(this.pool)) return;
       const client = await this.pool.connect();
       try {
         // Concurrent `create ... if not exists` can still collide in the catalogs: take turns.

@@ -7,9 +7,11 @@ import { createPgClient } from './pg.js';
  * Least-privilege PostgreSQL roles of one Switchyard database. Roles are cluster-wide, so
  * their names start with a prefix derived from the database name: two databases on one
  * cluster (the test suites, a shared server) never share a role or its password.
- * - `<prefix>_app`: the application components (event store, read models, relay, engine,
- *   dispatcher, monitor, gateway, automation and analytics servers). Owns the application
- *   schemas; not superuser, no CREATEROLE/CREATEDB/REPLICATION/BYPASSRLS, member of no role.
+ * - `<prefix>_app`: the schema owner. Runs every component's migrations and the demo loader in
+ *   the launcher's migration phase, then grants; no running component logs in as it.
+ * - `<prefix>_<component>` (see COMPONENT_GRANTS): one per internal component that touches
+ *   PostgreSQL, with the table privileges it needs and nothing else (no DDL anywhere).
+ * All: not superuser, no CREATEROLE/CREATEDB/REPLICATION/BYPASSRLS, member of no role.
  * - `<prefix>_mcp_reader`: the database MCP server. USAGE on the demo schema and SELECT on its
  *   tables, nothing else (no internal schema, no server-file or server-program role).
  * - `<prefix>_mcp_writer`: the `database_writer` MCP server. SELECT, INSERT, DELETE on the
@@ -19,13 +21,100 @@ export interface DatabaseRoleNames {
   readonly app: string;
   readonly reader: string;
   readonly writer: string;
+  /** One login role per internal component. */
+  readonly components: Readonly<Record<Component, string>>;
 }
 
 export interface DatabaseRoles {
   readonly names: DatabaseRoleNames;
   /** Connection URLs (same host and database as the admin URL), one per role. Never log them. */
-  readonly urls: { readonly app: string; readonly reader: string; readonly writer: string };
+  readonly urls: { readonly app: string; readonly reader: string; readonly writer: string; readonly components: Readonly<Record<Component, string>> };
 }
+
+/** The demo schema the MCP reader may read, and the tables the writer may change. */
+export const DEMO_SCHEMA = 'business';
+export const WRITER_TABLES = ['business.customers', 'business.subscriptions'] as const;
+
+type TablePrivilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE';
+/** Privileges on the tables of one schema: all of them (`tables` unset, also those created later) or the named ones. */
+export interface SchemaGrant {
+  readonly schema: string;
+  readonly privileges: readonly TablePrivilege[];
+  readonly tables?: readonly string[];
+}
+
+/** The event store's schema and the function an append calls (SECURITY INVOKER: the caller needs SELECT and INSERT on `events`). */
+export const EVENTSTORE_SCHEMA = 'eventstore';
+const RW: readonly TablePrivilege[] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'];
+/** A projection's own tables: also emptied by a rebuild. */
+const PROJECTION: readonly TablePrivilege[] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'];
+const READ: readonly TablePrivilege[] = ['SELECT'];
+const eventsRead: SchemaGrant = { schema: EVENTSTORE_SCHEMA, tables: ['events'], privileges: READ };
+// Reads a stream, then `append_batch`, which reads revisions and inserts: never UPDATE, DELETE or TRUNCATE.
+const eventsAppend: SchemaGrant = { schema: EVENTSTORE_SCHEMA, tables: ['events'], privileges: ['SELECT', 'INSERT'] };
+const checkpoints = (schema: string): SchemaGrant => ({ schema, tables: ['checkpoints'], privileges: ['SELECT', 'INSERT', 'UPDATE'] });
+
+/**
+ * What each internal component may do, derived from the statements it runs (none may run DDL:
+ * the owner migrated before it started). `appends` says whether it may execute the event
+ * store's append function.
+ * - gateway: reads streams and appends commands' events; API keys and idempotency records; the
+ *   workflow definitions it registers; the silences and alert rules it edits; reads the read models.
+ * - engine: appends; its `workflows` tables; the workflow read model in `read_models`.
+ * - dispatcher: appends; its `delegation` tables (tasks, performance, external agents).
+ * - relay: reads the events, writes its checkpoint; nothing else (not `security`).
+ * - projections: the status read model (`status`), reading `delegation`, `read_models` and
+ *   `monitoring` it joins; reads events only.
+ * - monitor: appends (alerts); `monitoring`; reads nothing of the other schemas.
+ * - agents: read the demo business data.
+ * - automation, analytics: their own schema; analytics reads the read models it reports on.
+ * - sink: the launcher's audit of MCP calls, connector and agent events: appends only.
+ */
+export const COMPONENT_GRANTS = {
+  gateway: {
+    appends: true,
+    grants: [
+      eventsAppend,
+      { schema: 'security', privileges: ['SELECT', 'INSERT', 'UPDATE'] },
+      { schema: 'gateway', privileges: RW },
+      { schema: 'workflows', privileges: READ },
+      { schema: 'workflows', tables: ['definitions'], privileges: RW },
+      { schema: 'read_models', privileges: READ },
+      { schema: 'delegation', privileges: READ },
+      { schema: 'status', privileges: READ },
+      { schema: 'monitoring', privileges: READ },
+      { schema: 'monitoring', tables: ['silences', 'alert_rules'], privileges: RW },
+    ],
+  },
+  engine: {
+    appends: true,
+    grants: [eventsAppend, { schema: 'workflows', privileges: RW }, { schema: 'read_models', privileges: PROJECTION }],
+  },
+  dispatcher: {
+    appends: true,
+    grants: [eventsAppend, { schema: 'delegation', privileges: PROJECTION }, checkpoints('read_models')],
+  },
+  relay: { appends: false, grants: [eventsRead, { schema: 'relay', privileges: ['SELECT', 'INSERT', 'UPDATE'] }] },
+  projections: {
+    appends: false,
+    grants: [
+      eventsRead,
+      { schema: 'status', privileges: PROJECTION },
+      checkpoints('read_models'),
+      { schema: 'read_models', privileges: READ },
+      { schema: 'delegation', privileges: READ },
+      { schema: 'monitoring', privileges: READ },
+    ],
+  },
+  monitor: { appends: true, grants: [eventsAppend, { schema: 'monitoring', privileges: RW }] },
+  agents: { appends: false, grants: [{ schema: DEMO_SCHEMA, privileges: READ }] },
+  automation: { appends: false, grants: [{ schema: 'automation', privileges: RW }] },
+  analytics: { appends: false, grants: [{ schema: 'analytics', privileges: RW }, { schema: 'read_models', privileges: READ }] },
+  sink: { appends: true, grants: [eventsAppend] },
+} as const satisfies Record<string, { appends: boolean; grants: readonly SchemaGrant[] }>;
+
+export type Component = keyof typeof COMPONENT_GRANTS;
+export const COMPONENTS = Object.keys(COMPONENT_GRANTS) as Component[];
 
 export interface ProvisionRolesOptions {
   readonly logger?: Logger;
@@ -36,9 +125,6 @@ export interface ProvisionRolesOptions {
 /** Schemas the roles module keeps for itself: the generated passwords, readable by the admin only. */
 export const ROLE_SECRETS_SCHEMA = 'switchyard_roles';
 
-/** The demo schema the MCP reader may read, and the tables the writer may change. */
-export const DEMO_SCHEMA = 'business';
-export const WRITER_TABLES = ['business.customers', 'business.subscriptions'] as const;
 
 /** Predefined roles that reach the server's files or programs, or every table: none of ours may hold them. */
 export const DANGEROUS_ROLES = [
@@ -61,8 +147,15 @@ export function roleNamesFor(database: string, prefix?: string): DatabaseRoleNam
     const clean = p.replace(/[^a-z0-9_]/g, '_').replace(/^([^a-z_])/, '_$1').slice(0, 30);
     p = `${clean}_${createHash('sha256').update(p).digest('hex').slice(0, 8)}`;
   }
-  return { app: `${p}_app`, reader: `${p}_mcp_reader`, writer: `${p}_mcp_writer` };
+  const components = Object.fromEntries(COMPONENTS.map((c) => [c, `${p}_${c}`])) as Record<Component, string>;
+  return { app: `${p}_app`, reader: `${p}_mcp_reader`, writer: `${p}_mcp_writer`, components };
 }
+
+/** Every login role of a database: the owner, the reader, the writer and the components'. */
+export function allRoleNames(names: DatabaseRoleNames): string[] {
+  return [names.app, names.reader, names.writer, ...COMPONENTS.map((c) => names.components[c])];
+}
+
 
 /**
  * A SCRAM-SHA-256 verifier for `password` (RFC 5802/7677, as `psql \password` sends it), so the
@@ -108,7 +201,8 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
       log?.warn({ user: me, database: db }, 'the DATABASE_URL user may not create roles (neither superuser nor CREATEROLE): every component runs as that user, the database_writer server is not started, and the database MCP server reads with its privileges');
       return undefined;
     }
-    if ([names.app, names.reader, names.writer].includes(me)) {
+    const roles = allRoleNames(names);
+    if (roles.includes(me)) {
       log?.warn({ user: me }, 'DATABASE_URL already logs in as one of the least-privilege roles; not provisioning');
       return undefined;
     }
@@ -116,8 +210,8 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
     await client.query('begin');
     try {
       await client.query('select pg_advisory_xact_lock(hashtext($1))', ['switchyard.roles']);
-      passwords = await passwordsFor(client, Object.values(names));
-      for (const role of Object.values(names)) {
+      passwords = await passwordsFor(client, roles);
+      for (const role of roles) {
         const exists = await client.query('select 1 from pg_roles where rolname = $1', [role]);
         const attrs = 'LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT';
         const verifier = scramVerifier(passwords.get(role)!);
@@ -133,7 +227,9 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
         await client.query(`ALTER ROLE ${ident(role)} RESET ALL`);
       }
       await client.query(`GRANT CONNECT, TEMPORARY, CREATE ON DATABASE ${ident(db)} TO ${ident(names.app)}`);
-      await client.query(`GRANT CONNECT ON DATABASE ${ident(db)} TO ${ident(names.reader)}, ${ident(names.writer)}`);
+      await client.query(`GRANT CONNECT ON DATABASE ${ident(db)} TO ${roles.filter((r) => r !== names.app).map(ident).join(', ')}`);
+      // No login but the owner creates anything, temporary tables included (PUBLIC has TEMPORARY by default).
+      await client.query(`REVOKE CREATE, TEMPORARY ON DATABASE ${ident(db)} FROM PUBLIC, ${roles.filter((r) => r !== names.app).map(ident).join(', ')}`);
       // The reader and the writer must not create anything anywhere (PostgreSQL 15+ already
       // revokes CREATE on public from PUBLIC; older servers do not).
       await bestEffort(client, `REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
@@ -157,6 +253,7 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
         app: urlAs(adminUrl, names.app, pw.get(names.app)!),
         reader: urlAs(adminUrl, names.reader, pw.get(names.reader)!),
         writer: urlAs(adminUrl, names.writer, pw.get(names.writer)!),
+        components: Object.fromEntries(COMPONENTS.map((c) => [c, urlAs(adminUrl, names.components[c], pw.get(names.components[c])!)])) as Record<Component, string>,
       },
     };
   } finally {
@@ -255,4 +352,89 @@ export async function grantDemoAccess(client: pg.Client | pg.PoolClient | pg.Poo
   if (present.rows.length > 0) {
     await client.query(`GRANT SELECT, INSERT, DELETE ON ${present.rows.map((r) => r.t).join(', ')} TO ${ident(names.writer)}`);
   }
+}
+
+/**
+ * The grants of every component role (COMPONENT_GRANTS), run by the owner after the migrations
+ * (it owns the schemas and tables, so it may grant on them). In one transaction under an
+ * advisory lock: every privilege of the component roles on the owner's schemas is revoked and
+ * granted again, so a component never sees a moment without its grants and a privilege dropped
+ * from the table does not linger. Schema-wide grants also become the owner's default privileges,
+ * so a table a later migration creates is covered. Idempotent.
+ */
+export async function grantComponentAccess(pool: pg.Pool, names: DatabaseRoleNames): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    await client.query('select pg_advisory_xact_lock(hashtext($1))', ['switchyard.roles.grants']);
+    const owned = await client.query<{ s: string }>(
+      `select n.nspname as s from pg_namespace n where n.nspowner = (select oid from pg_roles where rolname = $1) order by 1`,
+      [names.app],
+    );
+    const schemas = new Set(owned.rows.map((r) => r.s));
+    const roles = COMPONENTS.map((c) => ident(names.components[c])).join(', ');
+    const all = [...schemas].map(ident).join(', ');
+    const owner = ident(names.app);
+    if (all) {
+      await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${all} FROM ${roles}`);
+      await client.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${all} FROM ${roles}`);
+      await client.query(`REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ${all} FROM ${roles}`);
+      await client.query(`REVOKE ALL ON SCHEMA ${all} FROM ${roles}`);
+      await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${all} REVOKE ALL ON TABLES FROM ${roles}`);
+      await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${all} REVOKE ALL ON SEQUENCES FROM ${roles}`);
+    }
+    if (schemas.has(EVENTSTORE_SCHEMA)) {
+      // Functions are executable by PUBLIC by default: the append is for the appending components only.
+      await client.query(`REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ${ident(EVENTSTORE_SCHEMA)} FROM PUBLIC`);
+      await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${ident(EVENTSTORE_SCHEMA)} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC`);
+    }
+    for (const component of COMPONENTS) {
+      const role = ident(names.components[component]);
+      const spec: { appends: boolean; grants: readonly SchemaGrant[] } = COMPONENT_GRANTS[component];
+      for (const g of spec.grants) {
+        if (!schemas.has(g.schema)) continue; // not migrated in this database (e.g. no demo data yet)
+        const s = ident(g.schema);
+        const privs = g.privileges.join(', ');
+        await client.query(`GRANT USAGE ON SCHEMA ${s} TO ${role}`);
+        if (g.tables) {
+          const present = await client.query<{ t: string }>(`select t from unnest($1::text[]) as t where to_regclass(format('%I.%I', $2::text, t)) is not null`, [g.tables, g.schema]);
+          if (present.rows.length) await client.query(`GRANT ${privs} ON ${present.rows.map((r) => `${s}.${ident(r.t)}`).join(', ')} TO ${role}`);
+        } else {
+          await client.query(`GRANT ${privs} ON ALL TABLES IN SCHEMA ${s} TO ${role}`);
+          await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${s} GRANT ${privs} ON TABLES TO ${role}`);
+        }
+        if (g.privileges.includes('INSERT')) {
+          // Identity and serial columns draw from a sequence.
+          await client.query(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ${s} TO ${role}`);
+          await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${s} GRANT USAGE, SELECT ON SEQUENCES TO ${role}`);
+        }
+      }
+      if (spec.appends && (await client.query(`select to_regprocedure($1) is not null as ok`, [`${EVENTSTORE_SCHEMA}.append_batch(jsonb)`])).rows[0]?.ok) {
+        await client.query(`GRANT EXECUTE ON FUNCTION ${ident(EVENTSTORE_SCHEMA)}.append_batch(jsonb) TO ${role}`);
+      }
+    }
+    await client.query('commit');
+  } catch (err) {
+    await client.query('rollback').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+const schemaManagedPools = new WeakSet<object>();
+
+/**
+ * Mark a pool whose login may not run DDL because the owner role migrated every schema before
+ * the component started: the components' start-up migrations (`migrateUnderLock`, the event
+ * store's and the projections' setup, ...) skip their DDL on it. Returns the pool.
+ */
+export function markSchemaManaged<P extends object>(pool: P): P {
+  schemaManagedPools.add(pool);
+  return pool;
+}
+
+/** True for a pool marked by markSchemaManaged: its owner must not run DDL through it. */
+export function isSchemaManaged(pool: object): boolean {
+  return schemaManagedPools.has(pool);
 }

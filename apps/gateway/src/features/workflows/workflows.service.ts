@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Pool } from 'pg';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, isSchemaManaged, type Logger } from '@switchyard/platform';
 import type { EventStore } from '@switchyard/event-store';
 import {
   applyWorkflowLimits,
@@ -55,7 +55,8 @@ export class WorkflowsService implements OnModuleInit {
   async onModuleInit(): Promise<void> {
     await ensureWorkflowSchema(this.pool);
     await this.definitions.seedBuiltIns();
-    await setupWorkflowReadModel(this.pool);
+    // The gateway's own role may not run DDL: the owner migrated the read model before it started.
+    if (!isSchemaManaged(this.pool)) await setupWorkflowReadModel(this.pool);
   }
 
   /** Validate a definition against the live catalog (MCP registry, task types, stored ids): 400 with every problem. */

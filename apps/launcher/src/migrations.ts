@@ -1,0 +1,101 @@
+import { loadDemoData } from '@switchyard/agents';
+import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
+import { IDEMPOTENCY_SCHEMA_SQL, SECURITY_SCHEMA_SQL } from '@switchyard/gateway';
+import { migrateAnalytics, migrateAutomation } from '@switchyard/mcp-servers';
+import { MonitoringStore, RuleOverrideStore } from '@switchyard/monitor';
+import {
+  delegationProjections,
+  ensureExternalAgentsTable,
+  ensureWorkflowSchema,
+  PgRelayCheckpointStore,
+  statusProjections,
+  workflowExecutionsProjection,
+} from '@switchyard/orchestrator';
+import { createPgClient, grantComponentAccess, grantDemoAccess, migrateUnderLock, type DatabaseRoles, type Logger } from '@switchyard/platform';
+import { ProjectionRunner } from '@switchyard/read-models';
+import type pg from 'pg';
+
+export interface MigrateOptions {
+  /** A pool logged in as the schema owner (`<db>_app`), at least 2 connections (the demo loader holds one while it counts on another); ended by the caller. */
+  readonly pool: pg.Pool;
+  /** Its URL (the relay's checkpoint store makes its own connection). */
+  readonly url: string;
+  readonly roles: DatabaseRoles;
+  readonly logger: Logger;
+  /** EventStoreDB holds the events: no `eventstore` schema to migrate. */
+  readonly externalEventStore: boolean;
+  /** Load the demo business data (the agents and the database MCP servers need it). */
+  readonly demoData: boolean;
+}
+
+/**
+ * The launcher's migration phase, as the schema owner, before any component starts under its
+ * own role (which may not run DDL). Every DDL a component would run at its start, in the order
+ * their dependencies need (the status read model indexes the tasks and the workflow read model),
+ * then the demo data, then the grants of every role. Each step is idempotent. The whole phase
+ * runs under one session advisory lock: launcher processes started together (one per role set)
+ * take turns, since concurrent GRANTs on one object fail with "tuple concurrently updated".
+ * The owner pool is ended by the caller right after: no component uses it.
+ */
+export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
+  const log = o.logger.child({ component: 'migrations' });
+  // The lock on a connection of its own: the steps may use every connection of the pool.
+  const lock = createPgClient({ connectionString: o.url, application_name: 'switchyard-migrations-lock' }, { name: 'migrations-lock', logger: o.logger });
+  await lock.connect();
+  try {
+    const t0 = Date.now();
+    await lock.query('select pg_advisory_lock(hashtext($1))', [MIGRATIONS_LOCK]);
+    const t1 = Date.now();
+    await migrate(o);
+    log.info({ waitedMs: t1 - t0, tookMs: Date.now() - t1 }, 'migration phase done');
+  } finally {
+    // Ending the session releases the lock too.
+    await lock.end().catch(() => undefined);
+  }
+}
+
+const MIGRATIONS_LOCK = 'switchyard.migrations';
+
+async function migrate(o: MigrateOptions): Promise<void> {
+  const { pool, logger } = o;
+  const log = logger.child({ component: 'migrations' });
+  // 1. Event store (the append function and its table) and the relay's checkpoint.
+  let store: EventStore | undefined;
+  if (!o.externalEventStore) {
+    const es = new PostgresEventStore({ pool, logger });
+    await es.init();
+    store = es;
+  }
+  const relay = new PgRelayCheckpointStore({ connectionString: o.url, logger });
+  try {
+    await relay.init();
+  } finally {
+    await relay.close();
+  }
+  // 2. Workflow engine tables, the dispatcher's external agents, then the read models in
+  //    dependency order: workflow executions, delegation, status (indexes both), and the
+  //    monitor's own checkpoints table.
+  await ensureWorkflowSchema(pool);
+  await ensureExternalAgentsTable(pool);
+  if (store) {
+    await new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection, ...delegationProjections(), ...statusProjections()], logger }).migrate();
+    await new ProjectionRunner({ store, db: { pool }, projections: [], schema: 'monitoring', logger }).migrate();
+  }
+  // 3. Monitor, gateway, automation and analytics servers.
+  await new MonitoringStore(pool).migrate();
+  await new RuleOverrideStore(pool).migrate();
+  await migrateUnderLock(pool, 'switchyard.security.schema', SECURITY_SCHEMA_SQL);
+  await migrateUnderLock(pool, 'switchyard.gateway.idempotency.schema', IDEMPOTENCY_SCHEMA_SQL);
+  await migrateAutomation(pool);
+  await migrateAnalytics(pool);
+  // 4. The demo business data set (idempotent, locked); a load may recreate the schema, so the
+  //    reader's and writer's grants follow it.
+  if (o.demoData) {
+    const demo = await loadDemoData(pool);
+    log.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
+    await grantDemoAccess(pool, o.roles.names);
+  }
+  // 5. Every component role's grants on what now exists.
+  await grantComponentAccess(pool, o.roles.names);
+  log.debug({ owner: o.roles.names.app }, 'grants applied; components get their own roles');
+}
