@@ -688,7 +688,7 @@ export class WorkflowEngine {
     let outcome: StepOutcome;
     if (this.o.execute) outcome = await this.o.execute(a);
     else {
-      const tracked = a.kind === 'step' && a.target.kind === 'mcp';
+      const tracked = a.kind === 'step' && (a.target.kind === 'mcp' || a.target.kind === 'agent');
       if (tracked) this.calls.set(a.idempotencyKey, a);
       try {
         outcome = await executeRemote(this.o.nats, a, this.o.subjects, tracked ? { progressSubject: this.progressSubject } : {});

@@ -33,7 +33,7 @@ import { validateInput } from '../definition/input.js';
 import { DEFAULT_STEP_TIMEOUT_MS, type StepDefinition, type WorkflowDefinition } from '../definition/schema.js';
 import { compensationStepIds, validateDefinition } from '../definition/validate.js';
 import { workflowLimits } from '../definition/limits.js';
-import { addMs, backoffDelay, hash32, notBefore, STEP_QUEUE_WAIT_BUDGET_MS, transientDelay, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
+import { addMs, backoffDelay, hash32, notBefore, queueWaitBudgetMs, transientDelay, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
 import type {
   ActiveExecution,
   ExecutionData,
@@ -229,13 +229,13 @@ function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionStat
       // The worker's word on when the call really runs (see STEP_QUEUE_WAIT_BUDGET_MS). Only for the
       // attempt in flight, once each, and "queued" never after "started" (a repeat or a late message).
       const s = requireStarted(state);
-      requireStep(s, command.data.stepId);
+      const def = requireStep(s, command.data.stepId);
       const u = unitOf(s, command.data);
       if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt || u.startedAt !== undefined) return [];
       const base = { ...ref(command.data), attempt: u.attempt };
       if (command.type === 'RecordStepQueued') {
         if (u.queuedAt !== undefined) return [];
-        primary = [{ type: 'StepQueued', data: { ...base, queuedAt: now, timeoutAt: addMs(now, STEP_QUEUE_WAIT_BUDGET_MS + u.timeoutMs) }, metadata: meta }];
+        primary = [{ type: 'StepQueued', data: { ...base, queuedAt: now, timeoutAt: addMs(now, queueWaitBudgetMs(def.uses) + u.timeoutMs) }, metadata: meta }];
       } else {
         primary = [{ type: 'StepStarted', data: { ...base, startedAt: now, timeoutAt: addMs(now, u.timeoutMs) }, metadata: meta }];
       }

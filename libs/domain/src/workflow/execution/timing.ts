@@ -66,3 +66,12 @@ export function transientDelay(n: number, seed: number, key: string): number {
  * ends the attempt (the worker refuses a call that waited this long: `rate_limited`, retried).
  */
 export const STEP_QUEUE_WAIT_BUDGET_MS = 60_000;
+/**
+ * The same for an agent step's task waiting for a free agent in the task dispatcher's queue,
+ * which has no bound of its own: under load a task can wait minutes for an agent while taking
+ * no work, and its own timeout counts from its assignment.
+ */
+export const AGENT_QUEUE_WAIT_BUDGET_MS = 600_000;
+
+/** The queue-wait budget of a step by what it uses (`agent:...` or anything else). */
+export const queueWaitBudgetMs = (uses: string): number => (uses.startsWith('agent:') ? AGENT_QUEUE_WAIT_BUDGET_MS : STEP_QUEUE_WAIT_BUDGET_MS);

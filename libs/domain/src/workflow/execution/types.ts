@@ -58,7 +58,7 @@ export type RecordStepTimedOut = Command<'RecordStepTimedOut', UnitRef & { reado
 export type RecordStepRedispatched = Command<'RecordStepRedispatched', UnitRef & { readonly attempt: number }>;
 /**
  * The worker of a dispatched attempt said its call waits for a slot (a full MCP server): the
- * attempt's deadline becomes now + STEP_QUEUE_WAIT_BUDGET_MS + its timeout.
+ * attempt's deadline becomes now + its queue-wait budget (queueWaitBudgetMs: 60 s for MCP, 10 min for agent tasks) + its timeout.
  */
 export type RecordStepQueued = Command<'RecordStepQueued', UnitRef & { readonly attempt: number }>;
 /** The worker of a dispatched attempt said its call has started running: the timeout counts from now. */

@@ -6,7 +6,7 @@ import type { WorkflowDefinitionInput } from '../definition/schema.js';
 import { workflowExecutionDecider } from './decider.js';
 import { decideAfter, nextActions } from './saga.js';
 import { at, cmd, fold, history, invalid, meta, T0, types, unavailable } from './spec-helpers.js';
-import { STEP_QUEUE_WAIT_BUDGET_MS, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
+import { AGENT_QUEUE_WAIT_BUDGET_MS, STEP_QUEUE_WAIT_BUDGET_MS, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
 import type { StepError, WorkflowCommand, WorkflowEvent, WorkflowExecutionState } from './types.js';
 
 const spec = DeciderSpecification.for(workflowExecutionDecider);
@@ -831,6 +831,14 @@ describe('WorkflowExecution: the step timeout counts from the call\'s start, not
         .given(dispatched())
         .when(cmd.queued(a, 1, at(50)))
         .then([{ type: 'StepQueued', data: { stepId: 'a', attempt: 1, queuedAt: at(50), timeoutAt: at(50 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000) }, metadata: meta(at(50)) }]);
+    });
+
+    it('an agent step waiting for a free agent gets the agent queue budget', () => {
+      const agentDef: WorkflowDefinitionInput = { id: 'qa', version: 1, name: 'qa', steps: [{ id: 'a', uses: 'agent:support_response', timeout_ms: 60_000 }] };
+      spec
+        .given(history(cmd.start(agentDef), cmd.dispatched(a, 1, at(0))))
+        .when(cmd.queued(a, 1, at(10)))
+        .then([{ type: 'StepQueued', data: { stepId: 'a', attempt: 1, queuedAt: at(10), timeoutAt: at(10 + AGENT_QUEUE_WAIT_BUDGET_MS + 60_000) }, metadata: meta(at(10)) }]);
     });
 
     it('RecordStepStarted without a queue notice: the timeout counts from the start', () => {
