@@ -9,6 +9,8 @@ import { closeNats, connectNats, type NatsConnection } from '@switchyard/messagi
 import { freshDatabase } from '@switchyard/testing';
 import type { WorkflowDefinitionInput } from '@switchyard/domain';
 import { parseServerConfig, resolvePackageBin, startConnectors, type RunningConnectors } from '@switchyard/connectors';
+import { startAgents, type AgentsHandle } from '@switchyard/agents';
+import { startDispatcher, type DispatcherHandle } from '../delegation/index.js';
 import { startExecution, waitForExecution } from './api.js';
 import { startWorkflowEngine, type WorkflowEngine } from './engine.js';
 
@@ -26,13 +28,15 @@ const STEPS = 10;
  * steps' 4 s timeout; the connector says when each waits and when it starts, and the engine's
  * deadline follows. Its own nats-server: the connectors use the production subjects.
  */
-describe('workflow steps queued on a full MCP server', () => {
+describe('workflow steps queued on a full MCP server or behind a busy agent', () => {
   let tmp: string;
   let natsServer: NatsServerHandle;
   let nc: NatsConnection;
   let pool: pg.Pool;
   let store: PostgresEventStore;
   let connectors: RunningConnectors;
+  let agents: AgentsHandle;
+  let dispatcher: DispatcherHandle;
   let engine: WorkflowEngine;
 
   before(async () => {
@@ -56,11 +60,16 @@ describe('workflow steps queued on a full MCP server', () => {
         }),
       ],
     });
+    // One agent that runs two tasks at a time (operations_manager), serving the test-only `noop` task.
+    agents = await startAgents({ nats: nc, pool, logger, noop: true, http: false, agents: ['operations_manager'] });
+    dispatcher = await startDispatcher({ store, nats: nc, pool, logger });
     engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50 });
   });
 
   after(async () => {
     await engine?.stop();
+    await dispatcher?.stop();
+    await agents?.stop();
     await connectors?.stop();
     if (nc) await closeNats(nc, { logger });
     await store?.close();
@@ -101,5 +110,28 @@ describe('workflow steps queued on a full MCP server', () => {
       const d = e.data as { startedAt: string; timeoutAt: string };
       assert.equal(Date.parse(d.timeoutAt) - Date.parse(d.startedAt), STEP_TIMEOUT_MS);
     }
+  });
+
+  it('agent steps: 8 tasks of 1 s on an agent that runs 2 at a time, each step with a 2.5 s timeout: all succeed', { timeout: 120_000 }, async () => {
+    const definition: WorkflowDefinitionInput = {
+      id: 'slow_task',
+      version: 1,
+      name: 'one slow agent task',
+      steps: [{ id: 'task', uses: 'agent:noop', with: { sleep_ms: 1_000 }, timeout_ms: 2_500 }],
+      outputs: { done: '${{ steps.task.output }}' },
+    };
+    const ids = await Promise.all(Array.from({ length: 8 }, async () => (await startExecution(store, { definition, input: {}, correlationId: newId() })).executionId));
+    const states = await Promise.all(ids.map((id) => waitForExecution(store, id, 100_000)));
+    const events = (await store.readAll({ streamPrefixes: ['workflow_execution-'] })).filter((e) => ids.some((id) => e.streamId.endsWith(id)));
+    const of = (type: string) => events.filter((e) => e.type === type);
+    const failures = states.flatMap((st, i) => (st.status === 'completed' ? [] : [`${ids[i]}: ${st.status}${st.status === 'failed' ? ` (${st.reason})` : ''}`]));
+    assert.deepEqual(failures, [], 'every execution completes');
+    assert.equal(of('StepTimedOut').length, 0, 'no attempt timed out');
+    assert.equal(of('StepFailed').length, 0, 'no attempt failed');
+    // Tasks waited for the agent longer than the step timeout: the dispatcher said when each was assigned.
+    const dispatchedAt = new Map(of('StepDispatched').map((e) => [e.streamId, Date.parse((e.data as { dispatchedAt: string }).dispatchedAt)]));
+    const waits = of('StepStarted').map((e) => Date.parse((e.data as { startedAt: string }).startedAt) - dispatchedAt.get(e.streamId)!);
+    assert.ok(of('StepQueued').length >= 4, `tasks waited for the agent (${of('StepQueued').length} StepQueued)`);
+    assert.ok(Math.max(...waits) > 2_500, `the longest wait for the agent (${Math.max(...waits)} ms) exceeds the step timeout`);
   });
 });
