@@ -2,7 +2,10 @@
  * `npm run load`: the load test at full size, twice: a plain run, then one with a SIGKILL of the
  * launcher mid-run and a restart. Prints the figures of each and exits 1 when work was lost,
  * duplicated or failed. Sizes from the command line:
- *   node test/dist/load/main.js [--workflows 1000] [--delegations 1000] [--clients 200] [--only plain|kill]
+ *   node test/dist/load/main.js [--workflows 1000] [--delegations 1000] [--clients 200] [--only plain|kill] [--wait-minutes 10]
+ * `--wait-minutes`: how long each phase waits for the accepted work to end after the last request
+ * (a unit still running then counts as lost); on a slow or shared machine the agents' throughput
+ * at the default limits may need longer than 10 minutes for 2,000 units.
  */
 import path from 'node:path';
 import { formatReport, runLoad, type LoadReport } from './harness.js';
@@ -13,7 +16,7 @@ const arg = (name: string, dflt: number): number => {
 };
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
-const sizes = { workflows: arg('workflows', 1000), delegations: arg('delegations', 1000), clients: arg('clients', 200) };
+const sizes = { workflows: arg('workflows', 1000), delegations: arg('delegations', 1000), clients: arg('clients', 200), completionTimeoutMs: arg('wait-minutes', 10) * 60_000 };
 
 const reports: LoadReport[] = [];
 if (only !== 'kill') reports.push(await runLoad('plain', { ...sizes, root }));

@@ -384,3 +384,46 @@ describe('github server without a token', () => {
     await gh.close();
   });
 });
+
+describe('everything server over stdio, one call at a time: a waiting call tells its callers where it is', () => {
+  let ev: McpConnector;
+
+  before(async () => {
+    ev = new McpConnector({
+      config: parseServerConfig({
+        name: 'everything',
+        role: 'other',
+        transport: { kind: 'stdio', command: process.execPath, args: [everythingBin(), 'stdio'] },
+        ...fast,
+        bulkhead: { max_concurrent: 1, max_queue: 8 },
+      }),
+      logger,
+    });
+    await ev.start();
+  });
+  after(async () => {
+    await ev?.close();
+  });
+
+  it('queued, then started, to the first caller and to a caller joining by key; a call that waits past its queue budget is refused rate_limited', async () => {
+    const heard: string[] = [];
+    const slow = ev.callTool({ tool: 'trigger-long-running-operation', arguments: { duration: 1.5, steps: 1 }, idempotency_key: `slow-${Date.now()}`, onProgress: (s) => heard.push(`slow ${s}`) });
+    await waitFor(() => ev.health().queue.in_flight === 1, 'the slow call to hold the slot');
+    const key = `wait-${Date.now()}`;
+    const first = ev.callTool({ tool: 'echo', arguments: { message: 'after' }, idempotency_key: key, queue_wait_ms: 20_000, onProgress: (s) => heard.push(`first ${s}`) });
+    // Its queue budget (100 ms) runs out while the slow call holds the slot: refused, not run.
+    const impatient = expectAppError(ev.callTool({ tool: 'echo', arguments: { message: 'never' }, idempotency_key: `${key}-x`, queue_wait_ms: 100, timeout_ms: 5_000 }), 'rate_limited');
+    await waitFor(() => heard.includes('first queued'), 'the queued notice');
+    // The same key again (a caller that sent it again after its restart): told at once that it waits.
+    const again = ev.callTool({ tool: 'echo', arguments: { message: 'after' }, idempotency_key: key, onProgress: (s) => heard.push(`again ${s}`) });
+    assert.ok(heard.includes('again queued'), heard.join(', '));
+    await slow;
+    assert.equal(text(await first), 'Echo: after');
+    assert.equal(text(await again), 'Echo: after');
+    const refused = await impatient;
+    assert.equal(refused.retryable, true);
+    assert.equal(refused.details.queue, 'expired');
+    assert.deepEqual(heard.filter((h) => h.startsWith('slow')), [], 'a call that ran at once sends nothing');
+    assert.deepEqual(heard.filter((h) => !h.startsWith('slow')), ['first queued', 'again queued', 'first started', 'again started']);
+  });
+});

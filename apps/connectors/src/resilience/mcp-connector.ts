@@ -26,8 +26,18 @@ export interface CallToolRequest {
   readonly actor?: string;
   /** Per-attempt bound for this call, capped by the server's `timeouts.call_ms`. */
   readonly timeout_ms?: number;
+  /**
+   * How long the call may wait for a slot before it is refused `rate_limited` (retryable) instead
+   * of run; default `timeout_ms` (a caller that times the whole call gave up by then).
+   */
+  readonly queue_wait_ms?: number;
+  /** Told when the call has to wait for a slot and when it leaves the queue (also to a caller joining it by key). */
+  readonly onProgress?: (state: CallState) => void;
   readonly signal?: AbortSignal;
 }
+
+/** Where a call that had to wait is: in the queue, or running. */
+export type CallState = 'queued' | 'started';
 
 /** Health as the outside sees it: the session's, worsened to `degraded` while the breaker is not closed. */
 export interface McpConnectorHealth extends Omit<McpSessionHealth, 'state'> {
@@ -64,6 +74,8 @@ export class McpConnector {
   private readonly idempotent = new Map<string, { expires: number; result: Promise<CallToolResult> }>();
   /** Keyed calls in flight, so a cancel naming the key can stop them (see cancelCall). */
   private readonly running = new Map<string, AbortController>();
+  /** Keyed calls in flight that had to wait: where they are and who wants to know. */
+  private readonly progress = new Map<string, { state: CallState; listeners: ((s: CallState) => void)[] }>();
 
   /** A filesystem server's sandbox roots (its absolute path arguments): results and errors show paths relative to them. */
   private readonly roots: string[];
@@ -144,15 +156,25 @@ export class McpConnector {
     const key = req.idempotency_key ? `${req.tool}\u0000${req.idempotency_key}` : undefined;
     if (key) {
       const hit = this.idempotent.get(key);
-      if (hit && hit.expires > Date.now()) return hit.result;
+      if (hit && hit.expires > Date.now()) {
+        // A caller sending the call again (after its own restart) joins it: tell it where the call is.
+        const p = this.progress.get(key);
+        if (p && req.onProgress) {
+          p.listeners.push(req.onProgress);
+          notify(req.onProgress, p.state);
+        }
+        return hit.result;
+      }
     }
     let run: Promise<CallToolResult>;
     if (req.idempotency_key) {
       const id = req.idempotency_key;
       const stop = new AbortController();
       this.running.set(id, stop);
-      run = this.runCall(req, stop.signal).finally(() => {
+      const tracked = key ? this.track(key, req.onProgress) : req.onProgress;
+      run = this.runCall({ ...req, ...(tracked && { onProgress: tracked }) }, stop.signal).finally(() => {
         if (this.running.get(id) === stop) this.running.delete(id);
+        if (key) this.progress.delete(key);
       });
     } else run = this.runCall(req);
     if (key) {
@@ -161,6 +183,16 @@ export class McpConnector {
       run.catch(() => this.idempotent.delete(key));
     }
     return run;
+  }
+
+  /** A keyed call's notices go to every caller that joined it; the state is kept for later joiners. */
+  private track(key: string, first: ((s: CallState) => void) | undefined): (s: CallState) => void {
+    const entry = { state: 'started' as CallState, listeners: first ? [first] : [] };
+    return (state) => {
+      entry.state = state;
+      if (state === 'queued') this.progress.set(key, entry);
+      for (const l of entry.listeners) notify(l, state);
+    };
   }
 
   /**
@@ -228,17 +260,19 @@ export class McpConnector {
     let result: CallToolResult;
     let attempts: number;
     try {
-      // The caller's deadline (it sends its timeout): a call that waited in the queue past it is not run,
-      // since nobody waits for its answer any more (under load, running it would only delay the calls behind it).
-      // Only the first attempt is checked: retries run in the slot already held, on their own timeout.
-      const deadline = req.timeout_ms !== undefined ? t0 + req.timeout_ms : undefined;
+      // The caller's deadline for the wait (its queue budget, else its timeout): a call that waited in the
+      // queue past it is not run, since nobody waits for its answer any more (under load, running it would
+      // only delay the calls behind it). Only the first attempt is checked: retries run in the slot already
+      // held, on their own timeout.
+      const maxWait = req.queue_wait_ms ?? req.timeout_ms;
+      const deadline = maxWait !== undefined ? t0 + maxWait : undefined;
       let first = true;
       ({ value: result, attempts } = await this.policy.execute((signal) => {
         if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
         const queued = first;
         first = false;
         if (queued && deadline !== undefined && performance.now() > deadline) {
-          throw new AppError('rate_limited', `MCP server ${this.name}: the call waited for a slot past its caller's ${req.timeout_ms} ms; not run`, { server: this.name, tool: req.tool, queue: 'expired', retry_after_ms: 1_000 }, true);
+          throw new AppError('rate_limited', `MCP server ${this.name}: the call waited for a slot past its caller's ${maxWait} ms; not run`, { server: this.name, tool: req.tool, queue: 'expired', retry_after_ms: 1_000 }, true);
         }
         return this.session.callTool(req.tool, args, {
           signal: anySignal(anySignal(signal, req.signal), cancel),
@@ -251,6 +285,7 @@ export class McpConnector {
       }, {
         retryTimeouts,
         ...(req.signal && { signal: req.signal }),
+        ...(req.onProgress && { onQueued: () => req.onProgress!('queued'), onStarted: () => req.onProgress!('started') }),
       }));
     } catch (err) {
       const e = toAppError(err, this.name, 'call_tool');
@@ -393,12 +428,21 @@ const firstText = (r: CallToolResult): string => {
   return c && c.type === 'text' ? c.text : 'tool error';
 };
 
-/** A signal that aborts when any of the given ones does. */
+/** A listener's failure is not the call's. */
+function notify(listener: (s: CallState) => void, state: CallState): void {
+  try {
+    listener(state);
+  } catch {
+    // dropped: a notice is advisory
+  }
+}
+
 function canceledError(cancel: AbortSignal, server: string, tool: string): AppError {
   const reason = isAppError(cancel.reason) ? cancel.reason.message : 'canceled';
   return new AppError('canceled', `tool call canceled: ${reason}`, { server, tool }, false);
 }
 
+/** A signal that aborts when any of the given ones does. */
 function anySignal(a: AbortSignal, b: AbortSignal | undefined): AbortSignal {
   return b ? AbortSignal.any([a, b]) : a;
 }

@@ -97,20 +97,27 @@ export class ServerPolicy {
 
   /**
    * Run `fn` under the policies; `attempts` counts invocations of `fn`. `retryTimeouts`
-   * says whether a timed-out attempt may be repeated (safe to run twice).
+   * says whether a timed-out attempt may be repeated (safe to run twice). A call that has to wait
+   * for a slot calls `onQueued` as it joins the queue and `onStarted` as it leaves it.
    */
   async execute<T>(
     fn: (signal: AbortSignal) => Promise<T>,
-    opts: { retryTimeouts: boolean; signal?: AbortSignal },
+    opts: { retryTimeouts: boolean; signal?: AbortSignal; onQueued?: () => void; onStarted?: () => void },
   ): Promise<{ value: T; attempts: number }> {
     let attempts = 0;
     const policy = opts.retryTimeouts ? this.safe : this.unsafe;
     const t0 = performance.now();
     const waited = this.bulkhead.executionSlots <= 0;
-    if (waited && this.bulkhead.queueSlots > 0) this.queuedTotal++;
+    if (waited && this.bulkhead.queueSlots > 0) {
+      this.queuedTotal++;
+      opts.onQueued?.();
+    }
     try {
       const value = await policy.execute(({ signal }) => {
-        if (attempts++ === 0 && waited) this.recordWait(performance.now() - t0);
+        if (attempts++ === 0 && waited) {
+          this.recordWait(performance.now() - t0);
+          opts.onStarted?.();
+        }
         return fn(signal);
         // A fresh parent signal per call: cockatiel's shared default signal would collect one
         // listener per in-flight call and trip Node's MaxListeners warning under load.

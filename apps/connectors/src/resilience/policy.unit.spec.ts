@@ -144,4 +144,22 @@ describe('ServerPolicy', () => {
     assert.equal(after.wait_ms.count, 20);
     assert.ok(after.wait_ms.max >= 25, `the queued calls waited for the gate (max ${after.wait_ms.max} ms)`);
   });
+
+  it('tells a call that has to wait when it joins the queue and when it gets its slot; a call that runs at once hears nothing', async () => {
+    const { p } = policy({ bulkhead: { max_concurrent: 1, max_queue: 4 } });
+    const heard: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const first = p.execute(async () => { heard.push('first runs'); await gate; return 1; }, {
+      retryTimeouts: true, onQueued: () => heard.push('first queued'), onStarted: () => heard.push('first started'),
+    });
+    const second = p.execute(async () => { heard.push('second runs'); return 2; }, {
+      retryTimeouts: true, onQueued: () => heard.push('second queued'), onStarted: () => heard.push('second started'),
+    });
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(heard, ['first runs', 'second queued']);
+    release();
+    assert.deepEqual([(await first).value, (await second).value], [1, 2]);
+    assert.deepEqual(heard, ['first runs', 'second queued', 'second started', 'second runs']);
+  });
 });

@@ -19,7 +19,8 @@ import {
   mcpSubject,
   readResourceRequestSchema,
 } from './schemas.js';
-import type { McpConnector } from '../resilience/mcp-connector.js';
+import type { CallState, McpConnector } from '../resilience/mcp-connector.js';
+import type { CallProgress } from '@switchyard/contracts';
 import { z } from 'zod';
 
 export interface McpConnectorServiceOptions {
@@ -49,7 +50,7 @@ export class McpConnectorService {
   static async start(opts: McpConnectorServiceOptions): Promise<McpConnectorService> {
     const endpoints: Record<string, EndpointDefinition> = {};
     const prefix = opts.subjectPrefix ?? MCP_SUBJECT_PREFIX;
-    for (const c of opts.connectors.all()) Object.assign(endpoints, serverEndpoints(c, prefix));
+    for (const c of opts.connectors.all()) Object.assign(endpoints, serverEndpoints(opts.nc, c, prefix));
     endpoints['registry_list'] = defineEndpoint({
       subject: mcpRegistryListSubject(prefix),
       schema: z.unknown(),
@@ -94,7 +95,15 @@ export class McpConnectorService {
   }
 }
 
-function serverEndpoints(c: McpConnector, prefix: string): Record<string, EndpointDefinition> {
+/** Notices of a keyed call to the subject its caller named (fire and forget: a lost one only leaves the caller's older deadline). */
+function progressPublisher(nc: NatsConnection, subject: string, key: string): (state: CallState) => void {
+  return (state) => {
+    const notice: CallProgress = { idempotency_key: key, state, at: new Date().toISOString() };
+    nc.publish(subject, JSON.stringify(notice));
+  };
+}
+
+function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): Record<string, EndpointDefinition> {
   const s = c.name;
   const subject = (e: McpEndpoint) => mcpSubject(s, e, prefix);
   const meta = { server: s, role: c.config.role };
@@ -111,6 +120,8 @@ function serverEndpoints(c: McpConnector, prefix: string): Record<string, Endpoi
           ...(req.actor && { actor: req.actor }),
           ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
           ...(req.timeout_ms && { timeout_ms: req.timeout_ms }),
+          ...(req.queue_wait_ms && { queue_wait_ms: req.queue_wait_ms }),
+          ...(req.progress_subject && req.idempotency_key && { onProgress: progressPublisher(nc, req.progress_subject, req.idempotency_key) }),
         }),
     }),
     [`${s}_list_tools`]: defineEndpoint({

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SERVICE_SUBJECT_PREFIX, subjectToken } from '@switchyard/contracts';
+import { progressSubjectSchema, SERVICE_SUBJECT_PREFIX, subjectToken } from '@switchyard/contracts';
 import { mcpBreakerStateSchema, mcpHealthSchema } from '../events.js';
 import { mcpRoleSchema } from '../registry/schema.js';
 
@@ -44,6 +44,10 @@ export const callToolRequestSchema = z.object({
   idempotency_key: z.string().min(1).max(200).optional(),
   /** Per-attempt bound, capped by the server's configured call timeout. */
   timeout_ms: z.number().int().positive().optional(),
+  /** How long the call may wait for a slot before it is refused `rate_limited`; default `timeout_ms`. */
+  queue_wait_ms: z.number().int().positive().max(600_000).optional(),
+  /** Where to publish `queued` / `started` notices (callProgressSchema) when the call has to wait for a slot. */
+  progress_subject: progressSubjectSchema.optional(),
   /** Who asked (`apikey:<id>`, `system:<part>`): the call's events carry it as their actor. */
   actor: z.string().regex(/^[A-Za-z0-9_.:@-]{1,200}$/).optional(),
 });

@@ -193,6 +193,8 @@ export class Dispatcher {
   private readonly correlation = new Map<string, string>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly waiters = new Map<string, Set<{ resolve: (s: ExistingTaskState) => void; reject: (e: AppError) => void }>>();
+  /** Callers following a task's wait for an agent (see watchProgress). */
+  private readonly progressWatchers = new Map<string, Set<(state: 'queued' | 'started') => void>>();
   private readonly assigning = new Set<string>();
   private readonly schemas: Record<string, z.ZodType>;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -411,6 +413,20 @@ export class Dispatcher {
     if (agent !== undefined && !this.agentNames().includes(agent)) {
       throw new AppError('validation', `unknown agent ${agent}; valid agents: ${this.agentNames().join(', ')}`, { agent: agent }, false);
     }
+  }
+
+  /**
+   * Tell `listener` when the task (re)joins the queue (`queued`) and when it is assigned to an agent
+   * (`started`: its own timeout counts from there), until the returned function is called.
+   */
+  watchProgress(taskId: string, listener: (state: 'queued' | 'started') => void): () => void {
+    let set = this.progressWatchers.get(taskId);
+    if (!set) this.progressWatchers.set(taskId, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.progressWatchers.get(taskId) === set) this.progressWatchers.delete(taskId);
+    };
   }
 
   /** Resolve when the task has ended (completed, failed, canceled, timed out). */
@@ -1105,6 +1121,16 @@ export class Dispatcher {
       return;
     }
     this.active.set(taskId, state);
+    const watchers = this.progressWatchers.get(taskId);
+    if (watchers && (state.status === 'queued' || state.status === 'assigned')) {
+      for (const w of watchers) {
+        try {
+          w(state.status === 'queued' ? 'queued' : 'started');
+        } catch {
+          // a notice is advisory
+        }
+      }
+    }
     if (state.status === 'queued') this.kick();
   }
 

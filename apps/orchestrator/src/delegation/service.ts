@@ -16,6 +16,8 @@ import {
   type TaskSubmitReply,
 } from '@switchyard/domain';
 import { taskEndError, type Dispatcher } from './dispatcher.js';
+import type { CallProgress } from '@switchyard/contracts';
+import { taskIdForIdempotencyKey } from './task-ids.js';
 
 const empty = z.undefined().or(z.object({}).loose());
 
@@ -59,10 +61,26 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
         subject: tasksSubject('execute'),
         schema: taskExecuteInput,
         handler: async (input, ctx): Promise<TaskExecuteReply> => {
-          const sub = await submit(input, ctx.correlationId);
-          const end = await dispatcher.waitForEnd(sub.task_id);
-          if (end.status !== 'completed') throw taskEndError(end);
-          return { task_id: end.task_id, agent: end.assigned_agent, instance: end.instance, status: 'completed', result: end.result };
+          // The caller times the task's own work: tell it when the task waits for an agent and when it got one
+          // (watching before the submit, by the id its key gives, so an assignment right after it is not missed).
+          let last: 'queued' | 'started' | undefined;
+          const tell = (state: 'queued' | 'started') => {
+            if (!input.progress_subject || state === last) return;
+            last = state;
+            const notice: CallProgress = { idempotency_key: input.idempotency_key, state, at: new Date().toISOString() };
+            nc.publish(input.progress_subject, JSON.stringify(notice));
+          };
+          const unwatch = input.progress_subject ? dispatcher.watchProgress(taskIdForIdempotencyKey(input.idempotency_key), tell) : () => undefined;
+          try {
+            const sub = await submit(input, ctx.correlationId);
+            if (sub.status === 'queued' && last === undefined) tell('queued');
+            else if (sub.status === 'assigned' || sub.status === 'working') tell('started');
+            const end = await dispatcher.waitForEnd(sub.task_id);
+            if (end.status !== 'completed') throw taskEndError(end);
+            return { task_id: end.task_id, agent: end.assigned_agent, instance: end.instance, status: 'completed', result: end.result };
+          } finally {
+            unwatch();
+          }
         },
       },
       submit: {

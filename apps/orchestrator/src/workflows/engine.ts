@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import type { NatsConnection } from '@nats-io/nats-core';
+import { createInbox, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { callProgressSchema } from '@switchyard/contracts';
 import { AppError, isAppError, type Logger } from '@switchyard/platform';
 import { WrongExpectedVersionError, type AllSubscription, type EventMetadata, type EventStore, type RecordedEvent } from '@switchyard/event-store';
 import { ProjectionRunner } from '@switchyard/read-models';
@@ -152,6 +153,11 @@ export class WorkflowEngine {
   private loop: Promise<void> | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
+  /** Where workers send notices about this process's calls (see listenForProgress). */
+  private readonly progressSubject = createInbox();
+  private progressSub: Subscription | undefined;
+  /** Step calls in flight over NATS, by idempotency key: whom a notice is about. */
+  private readonly calls = new Map<string, DispatchAction>();
   private acquireChain: Promise<void> = Promise.resolve();
   private timerPolling = false;
   private counts = { eventsHandled: 0, dispatches: 0, timersFired: 0, recoveries: 0 };
@@ -209,6 +215,7 @@ export class WorkflowEngine {
     await ensureWorkflowSchema(this.o.pool);
     await this.definitions.seedBuiltIns();
     await this.projections?.start();
+    this.listenForProgress();
     this.loop = this.runLoop();
     await this.leases.start();
     const every = (ms: number, fn: () => Promise<void> | void) => this.timers.push(setInterval(() => void fn(), ms));
@@ -229,6 +236,7 @@ export class WorkflowEngine {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     await this.sub?.close();
+    this.progressSub?.unsubscribe();
     await this.loop?.catch(() => undefined);
     await Promise.race([Promise.allSettled([...this.work, ...this.chains.values()]), new Promise((r) => setTimeout(r, 5_000))]);
     await this.flushTimeouts(true);
@@ -245,6 +253,42 @@ export class WorkflowEngine {
   /** Resolves when the read model has processed the current head (tests, `?wait`). */
   async readModelCaughtUp(timeoutMs = 30_000): Promise<void> {
     await this.projections?.waitFor(undefined, undefined, timeoutMs);
+  }
+
+  /**
+   * Workers' notices about the calls this process sent (`queued` for a slot, `started` after the
+   * wait; see executeRemote): recorded as RecordStepQueued / RecordStepStarted, which move the
+   * attempt's deadline, so its timeout counts the call's own work and not its wait in a queue. A
+   * notice for a call no longer in flight here is dropped (a re-send after recovery brings a new one).
+   */
+  private listenForProgress(): void {
+    if (this.o.execute) return; // units do not go over NATS: nobody sends notices
+    this.progressSub = this.o.nats.subscribe(this.progressSubject, {
+      callback: (err, msg) => {
+        if (err || this.stopped) return;
+        let body: unknown;
+        try {
+          body = msg.json();
+        } catch {
+          body = undefined;
+        }
+        const parsed = callProgressSchema.safeParse(body);
+        if (!parsed.success) {
+          this.log.warn({ issues: parsed.error.issues }, 'ignoring a malformed call progress notice');
+          return;
+        }
+        const a = this.calls.get(parsed.data.idempotency_key);
+        if (!a) return;
+        const ref = { stepId: a.stepId, ...(a.itemIndex === undefined ? {} : { itemIndex: a.itemIndex }), attempt: a.attempt };
+        const type = parsed.data.state === 'queued' ? 'RecordStepQueued' : 'RecordStepStarted';
+        this.track(
+          this.command(a.executionId, { type, data: ref, metadata: this.meta(a.correlationId) }).catch((e: unknown) => {
+            // Not worth failing anything over: the attempt keeps its older (shorter) deadline.
+            this.log.warn({ err: e, executionId: a.executionId, unit: unitKey(ref), state: parsed.data.state, correlationId: a.correlationId }, 'recording a call progress notice failed');
+          }),
+        );
+      },
+    });
   }
 
   // ---- partitions ---------------------------------------------------------------------
@@ -641,7 +685,17 @@ export class WorkflowEngine {
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug({ executionId: a.executionId, unit: unitKey(ref), attempt: a.attempt, uses: a.uses, correlationId: a.correlationId }, 'dispatching unit');
     }
-    const outcome = await (this.o.execute ?? ((x: DispatchAction) => executeRemote(this.o.nats, x, this.o.subjects)))(a);
+    let outcome: StepOutcome;
+    if (this.o.execute) outcome = await this.o.execute(a);
+    else {
+      const tracked = a.kind === 'step' && (a.target.kind === 'mcp' || a.target.kind === 'agent');
+      if (tracked) this.calls.set(a.idempotencyKey, a);
+      try {
+        outcome = await executeRemote(this.o.nats, a, this.o.subjects, tracked ? { progressSubject: this.progressSubject } : {});
+      } finally {
+        if (tracked && this.calls.get(a.idempotencyKey) === a) this.calls.delete(a.idempotencyKey);
+      }
+    }
     // 3. Record the outcome (the decider ignores it if the attempt is no longer in flight).
     await this.record(a, outcome);
   }

@@ -2,7 +2,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, isAppError } from '@switchyard/platform';
 import { request } from '@switchyard/messaging';
-import type { DispatchAction, StepError, StopAction } from '@switchyard/domain';
+import { AGENT_QUEUE_WAIT_BUDGET_MS, STEP_QUEUE_WAIT_BUDGET_MS, type DispatchAction, type StepError, type StopAction } from '@switchyard/domain';
 import { taskIdForIdempotencyKey } from '../delegation/task-ids.js';
 
 /** `switchyard.svc.mcp.v1.<server>.call_tool` (apps/connectors). */
@@ -67,22 +67,32 @@ function retryAfterMsOf(details: Record<string, unknown>): number | undefined {
   return ms !== undefined && Number.isFinite(ms) && ms > 0 ? Math.min(Math.round(ms), 300_000) : undefined;
 }
 
+/** How a caller follows its calls: workers send `queued` / `started` notices to `progressSubject`. */
+export interface ExecuteOptions {
+  readonly progressSubject?: string;
+}
+
 /**
  * Send one MCP or agent unit over NATS request-reply and wait for its outcome. The NATS
  * timeout is the step's own timeout plus a little: the durable timer is what records a
- * timeout, so a late local give-up never races it.
+ * timeout, so a late local give-up never races it. With a `progressSubject` an MCP call may
+ * wait up to STEP_QUEUE_WAIT_BUDGET_MS for a slot on a full server before it runs (its
+ * connector says when it is queued and when it starts), an agent task up to
+ * AGENT_QUEUE_WAIT_BUDGET_MS for an agent (the dispatcher says so), so the wait is added to the
+ * NATS timeout.
  */
-export async function executeRemote(nc: NatsConnection, a: DispatchAction, subjects: ExecutorSubjects = {}): Promise<StepOutcome> {
+export async function executeRemote(nc: NatsConnection, a: DispatchAction, subjects: ExecutorSubjects = {}, opts: ExecuteOptions = {}): Promise<StepOutcome> {
   const timeoutMs = a.timeoutMs + 1_000;
   try {
     if (a.target.kind === 'mcp') {
       const args = a.input && typeof a.input === 'object' && !Array.isArray(a.input) ? (a.input as Record<string, unknown>) : { value: a.input };
+      const progress = opts.progressSubject ? { queue_wait_ms: STEP_QUEUE_WAIT_BUDGET_MS, progress_subject: opts.progressSubject } : {};
       const reply = await request(
         nc,
         mcpCallToolSubject(a.target.server, subjects.mcpPrefix),
         // The engine is the caller of a step's tool: its events say so (the starter is on WorkflowStarted).
-        { tool: a.target.tool, arguments: args, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, actor: 'system:orchestrator' },
-        { schema: callToolReply, timeoutMs, correlationId: a.correlationId },
+        { tool: a.target.tool, arguments: args, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, actor: 'system:orchestrator', ...progress },
+        { schema: callToolReply, timeoutMs: timeoutMs + (opts.progressSubject ? STEP_QUEUE_WAIT_BUDGET_MS : 0), correlationId: a.correlationId },
       );
       if (reply.isError) {
         const text = reply.content.map((c) => (c as { text?: unknown }).text).filter((t) => typeof t === 'string').join(' ');
@@ -98,11 +108,13 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
       return { ok: true, output: mcpOutput(reply) };
     }
     if (a.target.kind === 'agent') {
+      // The task may wait for an agent (the dispatcher says when it does and when it got one).
+      const progress = opts.progressSubject ? { progress_subject: opts.progressSubject } : {};
       const reply = await request(
         nc,
         subjects.tasks ?? TASKS_EXECUTE_SUBJECT,
-        { task_type: a.target.taskType, context: a.input ?? {}, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, correlation_id: a.correlationId },
-        { schema: taskReply, timeoutMs, correlationId: a.correlationId },
+        { task_type: a.target.taskType, context: a.input ?? {}, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, correlation_id: a.correlationId, ...progress },
+        { schema: taskReply, timeoutMs: timeoutMs + (opts.progressSubject ? AGENT_QUEUE_WAIT_BUDGET_MS : 0), correlationId: a.correlationId },
       );
       if (reply.status && ['failed', 'error', 'canceled', 'cancelled'].includes(reply.status)) {
         const msg = typeof reply.error === 'string' ? reply.error : JSON.stringify(reply.error ?? reply.result ?? null);

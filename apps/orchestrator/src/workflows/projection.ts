@@ -112,6 +112,11 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent): Promise<void> {
         e.data.timeoutAt,
       ]);
       return;
+    case 'StepQueued':
+    case 'StepStarted':
+      // The attempt's deadline moved (its call waits for a slot, or started after waiting).
+      await run([`update ${A} set timeout_at = $7 where ${unit}`], TOUCH, [e.data.stepId, item(e.data), e.data.attempt, e.data.timeoutAt]);
+      return;
     case 'StepSucceeded':
       await run(
         [

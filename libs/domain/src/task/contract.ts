@@ -29,7 +29,15 @@ export const taskSubmitInput = z.object({
 export type TaskSubmitInput = z.input<typeof taskSubmitInput>;
 
 /** `tasks.v1.execute`: submit (idempotency key required) and reply when the task ends. */
-export const taskExecuteInput = taskSubmitInput.extend({ idempotency_key: z.string().min(1).max(200) });
+export const taskExecuteInput = taskSubmitInput.extend({
+  idempotency_key: z.string().min(1).max(200),
+  /**
+   * Where to publish `{ idempotency_key, state: 'queued' | 'started', at }` as the task waits for an
+   * agent and as it is assigned to one (its own timeout counts from then): the workflow engine starts
+   * a step's clock there. Dot-separated plain tokens.
+   */
+  progress_subject: z.string().max(200).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/).optional(),
+});
 export type TaskExecuteInput = z.input<typeof taskExecuteInput>;
 
 export const taskStatusSchema = z.enum(['submitted', 'queued', 'assigned', 'working', 'completed', 'failed', 'canceled', 'timed_out']);

@@ -205,6 +205,48 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.equal((await http('POST', '/api/v1/workflows/executions/nope/cancel', {})).status, 404);
   });
 
+  it('reads your writes while the read model is held back: the execution is found and never shown older than it is', { timeout: 60_000 }, async () => {
+    await engine.readModelCaughtUp();
+    // Hold the read model's writes (a SHARE lock lets the API read the table but the projection not write it).
+    const blocker = await pool.connect();
+    let id = '';
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table read_models.workflow_executions in share mode');
+      const r = await http('POST', '/api/v1/workflows/start/two_agents', { topic: 'ryw', slow: 300 });
+      assert.equal(r.status, 202);
+      id = r.body.execution_id;
+      // Right after the 202: found (folded from its stream, since the read model has not seen it).
+      const first = await http('GET', `/api/v1/workflows/executions/${id}`);
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.equal(first.body.execution_id, id);
+      assert.equal(first.body.source, 'stream');
+      assert.ok(['running', 'completed'].includes(first.body.status), first.body.status);
+      // Once it has ended: shown ended, although the read model still holds it as missing.
+      const end = await http('POST', `/api/v1/workflows/start/two_agents?wait=true&wait_ms=20000`, { topic: 'ryw-wait' });
+      assert.equal(end.status, 200, JSON.stringify(end.body));
+      for (let i = 0; i < 200; i++) {
+        const d = await http('GET', `/api/v1/workflows/executions/${id}`);
+        if (d.body.status === 'completed') break;
+        assert.equal(d.body.status, 'running');
+        await sleep(50);
+      }
+      const ended = await http('GET', `/api/v1/workflows/executions/${id}`);
+      assert.equal(ended.body.status, 'completed');
+      assert.equal(ended.body.source, 'stream');
+      const waited = await http('GET', `/api/v1/workflows/executions/${end.body.execution_id}`);
+      assert.equal(waited.body.status, 'completed');
+    } finally {
+      await blocker.query('commit').catch(() => undefined);
+      blocker.release();
+    }
+    // Read model caught up: the answer is its view again.
+    await engine.readModelCaughtUp();
+    const view = await http('GET', `/api/v1/workflows/executions/${id}`);
+    assert.equal(view.body.status, 'completed');
+    assert.equal(view.body.source, undefined);
+  });
+
   it('runs an ad-hoc multi-agent workflow from the request body', async () => {
     const r = await http('POST', '/api/v1/integration/agents/workflow?wait=true', {
       definition: { ...twoAgents, id: 'adhoc_agents' },

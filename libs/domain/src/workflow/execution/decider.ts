@@ -33,7 +33,7 @@ import { validateInput } from '../definition/input.js';
 import { DEFAULT_STEP_TIMEOUT_MS, type StepDefinition, type WorkflowDefinition } from '../definition/schema.js';
 import { compensationStepIds, validateDefinition } from '../definition/validate.js';
 import { workflowLimits } from '../definition/limits.js';
-import { addMs, backoffDelay, hash32, notBefore, transientDelay, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
+import { addMs, backoffDelay, hash32, notBefore, queueWaitBudgetMs, transientDelay, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
 import type {
   ActiveExecution,
   ExecutionData,
@@ -222,6 +222,23 @@ function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionStat
           metadata: meta,
         },
       ];
+      break;
+    }
+    case 'RecordStepQueued':
+    case 'RecordStepStarted': {
+      // The worker's word on when the call really runs (see STEP_QUEUE_WAIT_BUDGET_MS). Only for the
+      // attempt in flight, once each, and "queued" never after "started" (a repeat or a late message).
+      const s = requireStarted(state);
+      const def = requireStep(s, command.data.stepId);
+      const u = unitOf(s, command.data);
+      if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt || u.startedAt !== undefined) return [];
+      const base = { ...ref(command.data), attempt: u.attempt };
+      if (command.type === 'RecordStepQueued') {
+        if (u.queuedAt !== undefined) return [];
+        primary = [{ type: 'StepQueued', data: { ...base, queuedAt: now, timeoutAt: addMs(now, queueWaitBudgetMs(def.uses) + u.timeoutMs) }, metadata: meta }];
+      } else {
+        primary = [{ type: 'StepStarted', data: { ...base, startedAt: now, timeoutAt: addMs(now, u.timeoutMs) }, metadata: meta }];
+      }
       break;
     }
     case 'RecordStepTimedOut': {
@@ -695,8 +712,25 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       };
     }
     case 'StepRedispatched': {
+      // Sent again: whatever its worker said of the old send no longer holds; it will say it again.
       const d = event.data;
-      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, timeoutAt: d.timeoutAt }))) };
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) =>
+          withUnit(st, d.itemIndex ?? 0, (u) => {
+            const { queuedAt: _q, startedAt: _s, ...rest } = u!;
+            return { ...rest, timeoutAt: d.timeoutAt };
+          }),
+        ),
+      };
+    }
+    case 'StepQueued': {
+      const d = event.data;
+      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, queuedAt: d.queuedAt, timeoutAt: d.timeoutAt }))) };
+    }
+    case 'StepStarted': {
+      const d = event.data;
+      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, startedAt: d.startedAt, timeoutAt: d.timeoutAt }))) };
     }
     case 'StepSkipped':
       return { ...s, steps: withStep(s, event.data.stepId, (st) => ({ ...st, status: 'skipped', skipReason: event.data.reason })) };

@@ -189,6 +189,8 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
       return { ...none, dispatch: all.dispatch.filter((d) => d.kind === 'step' && sameUnit(d)) };
     case 'StepDispatched':
     case 'StepRedispatched':
+    case 'StepQueued':
+    case 'StepStarted':
     case 'StepRetryScheduled': {
       const kind = event.type === 'StepRetryScheduled' ? 'retry' : 'timeout';
       const timers = all.timers.filter((t) => t.kind === kind && sameUnit(t.command.data));

@@ -21,6 +21,8 @@ export const cmd = {
   dispatched: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepDispatched', data: { ...u, attempt }, metadata: meta(t) }),
   succeeded: (u: UnitRef, output: unknown, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepSucceeded', data: { ...u, attempt, output }, metadata: meta(t) }),
   failed: (u: UnitRef, error: StepError, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepFailed', data: { ...u, attempt, error }, metadata: meta(t) }),
+  queued: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepQueued', data: { ...u, attempt }, metadata: meta(t) }),
+  started: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepStarted', data: { ...u, attempt }, metadata: meta(t) }),
   timedOut: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepTimedOut', data: { ...u, attempt }, metadata: meta(t) }),
   retry: (u: UnitRef, attempt: number, t = T0): WorkflowCommand => ({ type: 'RetryStep', data: { ...u, attempt }, metadata: meta(t) }),
   cancel: (reason = 'no longer needed', t = T0): WorkflowCommand => ({ type: 'RequestCancel', data: { reason }, metadata: meta(t) }),

@@ -57,3 +57,21 @@ export function transientDelay(n: number, seed: number, key: string): number {
   const base = Math.min(TRANSIENT_MAX_MS, TRANSIENT_INITIAL_MS * Math.pow(2, Math.max(0, n - 1)));
   return Math.max(1, Math.round(base * (1 - 0.5 * seededUnit(seed, `${key}:transient:${n}`))));
 }
+
+/**
+ * How long a step's call may wait for a worker slot (an MCP server's bulkhead queue) before it
+ * runs. A worker that says the call is queued moves the attempt's deadline to queued + this +
+ * the step's timeout; once it says the call started, the deadline is started + the step's
+ * timeout. So `timeout_ms` measures the call's own work, and a queue that never drains still
+ * ends the attempt (the worker refuses a call that waited this long: `rate_limited`, retried).
+ */
+export const STEP_QUEUE_WAIT_BUDGET_MS = 60_000;
+/**
+ * The same for an agent step's task waiting for a free agent in the task dispatcher's queue,
+ * which has no bound of its own: under load a task can wait minutes for an agent while taking
+ * no work, and its own timeout counts from its assignment.
+ */
+export const AGENT_QUEUE_WAIT_BUDGET_MS = 600_000;
+
+/** The queue-wait budget of a step by what it uses (`agent:...` or anything else). */
+export const queueWaitBudgetMs = (uses: string): number => (uses.startsWith('agent:') ? AGENT_QUEUE_WAIT_BUDGET_MS : STEP_QUEUE_WAIT_BUDGET_MS);

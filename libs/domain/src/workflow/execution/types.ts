@@ -56,6 +56,13 @@ export type RecordStepTimedOut = Command<'RecordStepTimedOut', UnitRef & { reado
  * with its idempotency key: the attempt's timeout restarts from now, so downtime is not charged to it.
  */
 export type RecordStepRedispatched = Command<'RecordStepRedispatched', UnitRef & { readonly attempt: number }>;
+/**
+ * The worker of a dispatched attempt said its call waits for a slot (a full MCP server): the
+ * attempt's deadline becomes now + its queue-wait budget (queueWaitBudgetMs: 60 s for MCP, 10 min for agent tasks) + its timeout.
+ */
+export type RecordStepQueued = Command<'RecordStepQueued', UnitRef & { readonly attempt: number }>;
+/** The worker of a dispatched attempt said its call has started running: the timeout counts from now. */
+export type RecordStepStarted = Command<'RecordStepStarted', UnitRef & { readonly attempt: number }>;
 /** The backoff timer of a retry fired: schedule that attempt. */
 export type RetryStep = Command<'RetryStep', UnitRef & { readonly attempt: number }>;
 export type RequestCancel = Command<'RequestCancel', { readonly reason: string }>;
@@ -69,6 +76,8 @@ export type WorkflowCommand =
   | RecordStepFailed
   | RecordStepTimedOut
   | RecordStepRedispatched
+  | RecordStepQueued
+  | RecordStepStarted
   | RetryStep
   | RequestCancel
   | RecordCompensationSucceeded
@@ -131,6 +140,10 @@ export type StepRedispatched = Event<
   'StepRedispatched',
   UnitRef & { readonly attempt: number; readonly idempotencyKey: string; readonly dispatchedAt: string; readonly timeoutAt: string }
 >;
+/** The attempt's call waits in its worker's queue; its deadline allows for the wait (`timeoutAt`). */
+export type StepQueued = Event<'StepQueued', UnitRef & { readonly attempt: number; readonly queuedAt: string; readonly timeoutAt: string }>;
+/** The attempt's call started running after waiting in its worker's queue; its timeout counts from `startedAt`. */
+export type StepStarted = Event<'StepStarted', UnitRef & { readonly attempt: number; readonly startedAt: string; readonly timeoutAt: string }>;
 export type StepTimedOut = Event<'StepTimedOut', UnitRef & { readonly attempt: number; readonly at: string }>;
 export type SkipReason = 'condition_false' | 'dependency_skipped' | 'dependency_failed';
 export type StepSkipped = Event<'StepSkipped', { readonly stepId: string; readonly reason: SkipReason; readonly at: string }>;
@@ -170,6 +183,8 @@ export type WorkflowEvent =
   | StepFailed
   | StepRetryScheduled
   | StepRedispatched
+  | StepQueued
+  | StepStarted
   | StepTimedOut
   | StepSkipped
   | ExecutionCancelRequested
@@ -189,6 +204,8 @@ export const workflowEventTypes: readonly WorkflowEvent['type'][] = [
   'StepFailed',
   'StepRetryScheduled',
   'StepRedispatched',
+  'StepQueued',
+  'StepStarted',
   'StepTimedOut',
   'StepSkipped',
   'ExecutionCancelRequested',
@@ -219,6 +236,9 @@ export interface UnitState {
   readonly firstScheduledAt?: string;
   /** Attempts that were transient retries (not counted against the step's retry policy). */
   readonly transientRetries?: number;
+  /** This attempt's call waits in its worker's queue (since then), or has started running after it. */
+  readonly queuedAt?: string;
+  readonly startedAt?: string;
 }
 
 export interface StepState {

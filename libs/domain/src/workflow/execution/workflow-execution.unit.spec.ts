@@ -6,7 +6,7 @@ import type { WorkflowDefinitionInput } from '../definition/schema.js';
 import { workflowExecutionDecider } from './decider.js';
 import { decideAfter, nextActions } from './saga.js';
 import { at, cmd, fold, history, invalid, meta, T0, types, unavailable } from './spec-helpers.js';
-import { TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
+import { AGENT_QUEUE_WAIT_BUDGET_MS, STEP_QUEUE_WAIT_BUDGET_MS, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
 import type { StepError, WorkflowCommand, WorkflowEvent, WorkflowExecutionState } from './types.js';
 
 const spec = DeciderSpecification.for(workflowExecutionDecider);
@@ -815,5 +815,114 @@ describe('WorkflowExecution: re-dispatch after the engine was down', () => {
   it('does nothing for a unit that is not dispatched (settled, or another attempt)', () => {
     spec.given(history(cmd.start(def))).when(redispatch(at(1))).thenNothingHappened();
     spec.given(history(cmd.start(def), cmd.dispatched(a), cmd.succeeded(a, {}))).when(redispatch(at(1))).thenNothingHappened();
+  });
+});
+
+describe('WorkflowExecution: the step timeout counts from the call\'s start, not its wait in a queue', () => {
+  // A 3 s step whose call waits 20 s for a slot on a full server, then runs 2 s.
+  const def: WorkflowDefinitionInput = { id: 'q', version: 1, name: 'q', steps: [{ id: 'a', uses: 'mcp:analytics/report', timeout_ms: 3_000 }] };
+  const a = { stepId: 'a' };
+  const dispatched = () => history(cmd.start(def), cmd.dispatched(a, 1, at(0)));
+  const queued = () => history(cmd.start(def), cmd.dispatched(a, 1, at(0)), cmd.queued(a, 1, at(50)));
+
+  describe('dispatched', () => {
+    it('RecordStepQueued allows for the wait: the deadline becomes queued + the queue budget + the step timeout', () => {
+      spec
+        .given(dispatched())
+        .when(cmd.queued(a, 1, at(50)))
+        .then([{ type: 'StepQueued', data: { stepId: 'a', attempt: 1, queuedAt: at(50), timeoutAt: at(50 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000) }, metadata: meta(at(50)) }]);
+    });
+
+    it('an agent step waiting for a free agent gets the agent queue budget', () => {
+      const agentDef: WorkflowDefinitionInput = { id: 'qa', version: 1, name: 'qa', steps: [{ id: 'a', uses: 'agent:support_response', timeout_ms: 60_000 }] };
+      spec
+        .given(history(cmd.start(agentDef), cmd.dispatched(a, 1, at(0))))
+        .when(cmd.queued(a, 1, at(10)))
+        .then([{ type: 'StepQueued', data: { stepId: 'a', attempt: 1, queuedAt: at(10), timeoutAt: at(10 + AGENT_QUEUE_WAIT_BUDGET_MS + 60_000) }, metadata: meta(at(10)) }]);
+    });
+
+    it('RecordStepStarted without a queue notice: the timeout counts from the start', () => {
+      spec
+        .given(dispatched())
+        .when(cmd.started(a, 1, at(100)))
+        .then([{ type: 'StepStarted', data: { stepId: 'a', attempt: 1, startedAt: at(100), timeoutAt: at(3_100) }, metadata: meta(at(100)) }]);
+    });
+
+    it('the saga re-arms the step timeout at the new deadline of StepQueued and StepStarted', () => {
+      const q = workflowExecutionDecider.decide(cmd.queued(a, 1, at(50)), state(dispatched()));
+      const afterQ = [...dispatched(), ...q];
+      assert.deepEqual(decideAfter(q[0]!, state(afterQ)).timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(50 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000)]]);
+      const s = workflowExecutionDecider.decide(cmd.started(a, 1, at(20_000)), state(afterQ));
+      const afterS = [...afterQ, ...s];
+      assert.deepEqual(decideAfter(s[0]!, state(afterS)).timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(23_000)]]);
+      // Recovery (nextActions from the folded stream) arms the same deadline: it is in the events.
+      assert.deepEqual(nextActions(state(afterS), at(20_001)).timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(23_000)]]);
+    });
+
+    it('ignores a notice for another attempt, or for a unit that is not dispatched', () => {
+      spec.given(dispatched()).when(cmd.queued(a, 2, at(50))).thenNothingHappened();
+      spec.given(dispatched()).when(cmd.started(a, 2, at(50))).thenNothingHappened();
+      spec.given(history(cmd.start(def))).when(cmd.started(a, 1, at(50))).thenNothingHappened();
+      spec.given(history(cmd.start(def), cmd.dispatched(a), cmd.succeeded(a, {}, 1, at(10)))).when(cmd.queued(a, 1, at(50))).thenNothingHappened();
+    });
+  });
+
+  describe('queued', () => {
+    it('the dispatch deadline no longer times the attempt out', () => {
+      spec.given(queued()).when(cmd.timedOut(a, 1, at(3_000))).thenNothingHappened();
+      spec.given(queued()).when(cmd.timedOut(a, 1, at(20_000))).thenNothingHappened();
+    });
+
+    it('RecordStepStarted after 20 s in the queue: the timeout counts from then', () => {
+      spec
+        .given(queued())
+        .when(cmd.started(a, 1, at(20_000)))
+        .then([{ type: 'StepStarted', data: { stepId: 'a', attempt: 1, startedAt: at(20_000), timeoutAt: at(23_000) }, metadata: meta(at(20_000)) }]);
+    });
+
+    it('a repeated queue notice changes nothing', () => {
+      spec.given(queued()).when(cmd.queued(a, 1, at(5_000))).thenNothingHappened();
+    });
+
+    it('a call that never leaves the queue still ends: the attempt times out at queued + budget + timeout', () => {
+      const end = 50 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000;
+      spec.given(queued()).when(cmd.timedOut(a, 1, at(end - 1))).thenNothingHappened();
+      spec.given(queued()).when(cmd.timedOut(a, 1, at(end))).then((ev) => assert.deepEqual(types(ev), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
+    });
+
+    it('a full queue\'s refusal (rate_limited, retryable) is retried by the engine, not the step\'s failure', () => {
+      const full: StepError = { code: 'rate_limited', message: 'queue full', retryable: true, retryAfterMs: 1_000 };
+      spec.given(queued()).when(cmd.failed(a, full, 1, at(500))).then((ev) => {
+        assert.deepEqual(types(ev), ['StepFailed:a', 'StepRetryScheduled:a']);
+        assert.equal((ev[1]!.data as { transient?: boolean }).transient, true);
+      });
+    });
+  });
+
+  describe('started', () => {
+    const started = () => history(cmd.start(def), cmd.dispatched(a, 1, at(0)), cmd.queued(a, 1, at(50)), cmd.started(a, 1, at(20_000)));
+
+    it('the step\'s own timeout_ms from the start times it out; the answer before it is taken', () => {
+      spec.given(started()).when(cmd.timedOut(a, 1, at(22_999))).thenNothingHappened();
+      spec.given(started()).when(cmd.timedOut(a, 1, at(23_000))).then((ev) => assert.deepEqual(types(ev), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
+      spec.given(started()).when(cmd.succeeded(a, { ok: true }, 1, at(22_000))).then((ev) => assert.deepEqual(types(ev), ['StepSucceeded:a', 'WorkflowCompleted']));
+    });
+
+    it('a late or repeated notice changes nothing (queued never after started)', () => {
+      spec.given(started()).when(cmd.queued(a, 1, at(20_100))).thenNothingHappened();
+      spec.given(started()).when(cmd.started(a, 1, at(20_100))).thenNothingHappened();
+    });
+
+    it('a re-dispatch after a crash clears the notices: the worker tells again where the re-sent call is', () => {
+      const re = workflowExecutionDecider.decide(
+        { type: 'RecordStepRedispatched', data: { stepId: 'a', attempt: 1 }, metadata: meta(at(30_000)) },
+        state(started()),
+      );
+      const after = [...started(), ...re];
+      spec
+        .given(after)
+        .when(cmd.queued(a, 1, at(30_010)))
+        .then([{ type: 'StepQueued', data: { stepId: 'a', attempt: 1, queuedAt: at(30_010), timeoutAt: at(30_010 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000) }, metadata: meta(at(30_010)) }]);
+    });
   });
 });
