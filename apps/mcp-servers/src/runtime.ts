@@ -39,11 +39,20 @@ export interface RunningMcpServer {
   close(): Promise<void>;
 }
 
-function requireDatabase(config: McpConfig, kind: string): pg.Pool {
+function requireDatabase(config: McpConfig, kind: string, searchPath?: string): pg.Pool {
   if (!config.DATABASE_URL) throw new AppError('validation', `DATABASE_URL is required by the ${kind} server`);
   // A client dies when Postgres restarts or a backend is terminated, also while checked out
   // (a query or cursor in flight): the guarded pool listens, the query fails, the pool replaces it.
-  return createPgPool({ connectionString: config.DATABASE_URL, max: 10, application_name: `switchyard-mcp-${kind}` }, { name: `mcp-${kind}` });
+  return createPgPool(
+    {
+      connectionString: config.DATABASE_URL,
+      max: 10,
+      application_name: `switchyard-mcp-${kind}`,
+      // A startup parameter of each connection: no role setting to provision, nothing a query can undo.
+      ...(searchPath ? { options: `-c search_path=${searchPath}` } : {}),
+    },
+    { name: `mcp-${kind}` },
+  );
 }
 
 /**
@@ -70,7 +79,8 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
   try {
     switch (kind) {
       case 'database': {
-        const pool = requireDatabase(config, kind);
+        // Only this server: the others' own tables are unqualified names in their own schemas.
+        const pool = requireDatabase(config, kind, config.DATABASE_SEARCH_PATH);
         cleanups.push(() => pool.end());
         factory = () =>
           createDatabaseServer({ pool, logger, allowWrites: config.DATABASE_ALLOW_WRITES, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS, maxRows: config.DATABASE_MAX_ROWS });
