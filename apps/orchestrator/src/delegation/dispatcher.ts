@@ -93,6 +93,12 @@ export interface DispatcherOptions {
    * is on loopback (one of our agents on 6001-6006): never to a third party.
    */
   readonly agentToken?: string;
+  /**
+   * AI_AGENT_AUTH_TOKEN as the operator set it, never a generated one: the bearer of every
+   * external HTTP agent registered without a token of its own (as MCP_AUTH_TOKEN is the MCP
+   * servers' default). Unset, such an agent elsewhere than loopback gets no Authorization.
+   */
+  readonly externalAgentToken?: string;
 }
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -830,7 +836,7 @@ export class Dispatcher {
         headers: {
           'content-type': 'application/json',
           'x-correlation-id': this.cid(s.task_id),
-          ...bearerOf(inst.token ?? (onLoopback(inst.url) ? this.opts.agentToken : undefined)),
+          ...bearerOf(inst.token ?? (onLoopback(inst.url) ? this.opts.agentToken : this.opts.externalAgentToken)),
         },
         body: JSON.stringify({ task_id: s.task_id, task_type: s.task_type, context: s.context, deadline: s.deadline }),
       });
