@@ -7,3 +7,4 @@ export * from './subjects.js';
 export * from './headers.js';
 export * from './envelope.js';
 export * from './errors.js';
+export * from './task-aliases.js';
