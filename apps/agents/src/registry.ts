@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
+import { aliasesOf, resolveTaskType, TASK_TYPE_ALIASES } from '@switchyard/contracts';
 import type { AgentCard, AgentContext, AgentName, TaskDefinition } from './types.js';
 import { dataAnalystTasks } from './agents/data-analyst.js';
 import { financialAdvisorTasks } from './agents/financial-advisor.js';
@@ -35,16 +36,18 @@ export const agentCards: readonly AgentCard[] = AGENTS.map((a) => ({
   version: '1.0.0',
   taskTypes: Object.values(taskHandlers as Record<string, TaskDefinition>)
     .filter((t) => t.agent === a.name)
-    .map((t) => ({ type: t.taskType, description: t.description, input: t.input })),
+    .map((t) => ({ type: t.taskType, description: t.description, input: t.input, aliases: aliasesOf(t.taskType) })),
 }));
 
 /**
  * Validate `rawInput` against the task's schema and run it. Unknown task types are not_found,
  * bad input is a validation error listing each issue; handler errors pass through unchanged.
  */
-export async function runTask(taskType: string, rawInput: unknown, ctx: AgentContext): Promise<unknown> {
+export async function runTask(requested: string, rawInput: unknown, ctx: AgentContext): Promise<unknown> {
+  // An alias (the wire contract's other name of a task type) runs its canonical type.
+  const { taskType } = resolveTaskType(requested);
   const def = (taskHandlers as Record<string, TaskDefinition>)[taskType];
-  if (!def) throw new AppError('not_found', `unknown task type ${taskType}`, { taskType, known: Object.keys(taskHandlers) });
+  if (!def) throw new AppError('not_found', `unknown task type ${requested}`, { taskType: requested, known: Object.keys(taskHandlers), aliases: TASK_TYPE_ALIASES });
   const parsed = (def.input as z.ZodType).safeParse(rawInput ?? {});
   if (!parsed.success) {
     throw new AppError('validation', `invalid input for ${taskType}`, {
@@ -64,7 +67,7 @@ export interface AgentCardJson {
   readonly version: string;
   readonly description: string;
   readonly maxConcurrency: number;
-  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly inputSchema: Record<string, unknown> }[];
+  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly inputSchema: Record<string, unknown>; readonly aliases: readonly string[] }[];
 }
 
 export function cardToJson(card: AgentCard): AgentCardJson {
@@ -78,6 +81,7 @@ export function cardToJson(card: AgentCard): AgentCardJson {
       description: t.description,
       // `input` mode: fields with defaults are optional for the caller.
       inputSchema: z.toJSONSchema(t.input, { io: 'input' }) as Record<string, unknown>,
+      aliases: [...t.aliases],
     })),
   };
 }

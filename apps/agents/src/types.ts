@@ -38,7 +38,8 @@ export interface AgentCard {
   readonly version: string;
   readonly description: string;
   readonly maxConcurrency: number;
-  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly input: z.ZodType }[];
+  /** `aliases`: the other names a delegation may give the type (TASK_TYPE_ALIASES). */
+  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly input: z.ZodType; readonly aliases: readonly string[] }[];
 }
 
 /** Helper that keeps the schema and handler types tied together. */

@@ -302,7 +302,8 @@ export async function startSystem(
       await unit(
         'dispatcher',
         async () => {
-          const dispatcher = await startDispatcher({ store, nats, pool, logger, agentToken });
+          // Only an operator-set AI_AGENT_AUTH_TOKEN goes to external agents; the generated one stays on loopback.
+          const dispatcher = await startDispatcher({ store, nats, pool, logger, agentToken, ...(config.AI_AGENT_AUTH_TOKEN ? { externalAgentToken: config.AI_AGENT_AUTH_TOKEN } : {}) });
           return { stop: () => dispatcher.stop() };
         },
         usesNats,

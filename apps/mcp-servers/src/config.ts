@@ -23,6 +23,16 @@ export const mcpConfigSchema = z.object({
   DATABASE_ALLOW_WRITES: bool,
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   DATABASE_MAX_ROWS: z.coerce.number().int().min(1).max(100_000).default(1000),
+  /**
+   * search_path of the database server's connections, so unqualified names of the demo data
+   * (`SELECT COUNT(*) FROM customers`) resolve. Set per connection at login: the SQL guard
+   * still refuses SET, so a caller cannot change it.
+   */
+  DATABASE_SEARCH_PATH: z
+    .string()
+    .regex(/^\s*[a-z_][a-z0-9_$]*(\s*,\s*[a-z_][a-z0-9_$]*)*\s*$/, 'comma-separated lower-case schema names, e.g. business,public')
+    .transform((s) => s.split(',').map((x) => x.trim()).join(','))
+    .default('business,public'),
   FETCH_ALLOW_HOSTS: list,
   FETCH_ALLOW_CIDRS: list,
   WEBHOOK_ALLOW_HOSTS: list,

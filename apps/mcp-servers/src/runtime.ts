@@ -44,12 +44,21 @@ export interface RunningMcpServer {
   close(): Promise<void>;
 }
 
-function requireDatabase(config: McpConfig, kind: string, schemaManaged = false): pg.Pool {
+function requireDatabase(config: McpConfig, kind: string, opts: { schemaManaged?: boolean; searchPath?: string } = {}): pg.Pool {
   if (!config.DATABASE_URL) throw new AppError('validation', `DATABASE_URL is required by the ${kind} server`);
   // A client dies when Postgres restarts or a backend is terminated, also while checked out
   // (a query or cursor in flight): the guarded pool listens, the query fails, the pool replaces it.
-  const pool = createPgPool({ connectionString: config.DATABASE_URL, max: 10, application_name: `switchyard-mcp-${kind}` }, { name: `mcp-${kind}` });
-  return schemaManaged ? markSchemaManaged(pool) : pool;
+  const pool = createPgPool(
+    {
+      connectionString: config.DATABASE_URL,
+      max: 10,
+      application_name: `switchyard-mcp-${kind}`,
+      // A startup parameter of each connection: no role setting to provision, nothing a query can undo.
+      ...(opts.searchPath ? { options: `-c search_path=${opts.searchPath}` } : {}),
+    },
+    { name: `mcp-${kind}` },
+  );
+  return opts.schemaManaged ? markSchemaManaged(pool) : pool;
 }
 
 /**
@@ -77,7 +86,8 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
   try {
     switch (kind) {
       case 'database': {
-        const pool = requireDatabase(config, kind, opts.schemaManaged);
+        // Only this server: the others' own tables are unqualified names in their own schemas.
+        const pool = requireDatabase(config, kind, { schemaManaged: opts.schemaManaged, searchPath: config.DATABASE_SEARCH_PATH });
         cleanups.push(() => pool.end());
         factory = () =>
           createDatabaseServer({ pool, logger, allowWrites: config.DATABASE_ALLOW_WRITES, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS, maxRows: config.DATABASE_MAX_ROWS });
@@ -90,7 +100,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         break;
       }
       case 'automation': {
-        const pool = requireDatabase(config, kind, opts.schemaManaged);
+        const pool = requireDatabase(config, kind, { schemaManaged: opts.schemaManaged });
         cleanups.push(() => pool.end());
         const cidrs = [...config.WEBHOOK_ALLOW_CIDRS, ...(config.WEBHOOK_ALLOW_LOOPBACK ? ['127.0.0.0/8', '::1/128'] : [])];
         const guard = new EgressGuard({ allowHosts: config.WEBHOOK_ALLOW_HOSTS, allowCidrs: cidrs });
@@ -116,7 +126,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         break;
       }
       case 'analytics': {
-        const pool = requireDatabase(config, kind, opts.schemaManaged);
+        const pool = requireDatabase(config, kind, { schemaManaged: opts.schemaManaged });
         cleanups.push(() => pool.end());
         await migrateAnalytics(pool);
         factory = () => createAnalyticsServer({ pool, logger });

@@ -8,3 +8,4 @@ export * from './headers.js';
 export * from './envelope.js';
 export * from './errors.js';
 export * from './progress.js';
+export * from './task-aliases.js';

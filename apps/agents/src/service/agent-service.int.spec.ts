@@ -92,6 +92,13 @@ describe('agents as NATS services', () => {
       assert.match(e.message, /context\.timeframe/);
       return true;
     });
+    // An alias reaches its canonical type's schema (not "does not handle"): analyze_revenue is revenue_analysis.
+    await assert.rejects(exec(agentSubject('data_analyst', 'execute'), { task_type: 'analyze_revenue', context: { timeframe: '12x' } }), (e) => {
+      assert.ok(isAppError(e));
+      assert.equal(e.code, 'validation');
+      assert.match(e.message, /invalid context for analyze_revenue: context\.timeframe/);
+      return true;
+    });
     await assert.rejects(exec(agentSubject('data_analyst', 'execute'), { task_type: 'support_response', context: {} }), (e) => {
       assert.ok(isAppError(e));
       assert.equal(e.code, 'validation');
@@ -152,6 +159,9 @@ describe('agents as NATS services', () => {
       const bad = await post({ task_type: 'revenue_analysis', context: { timeframe: '12x' } }, 'tok');
       assert.equal(bad.status, 400);
       assert.match(((await bad.json()) as { error: { message: string } }).error.message, /context\.timeframe/);
+      const aliased = await post({ task_type: 'analyze_revenue', context: { timeframe: '12x' } }, 'tok');
+      assert.equal(aliased.status, 400);
+      assert.match(((await aliased.json()) as { error: { message: string } }).error.message, /context\.timeframe/);
     } finally {
       await http.close();
     }

@@ -73,7 +73,7 @@ export const agentCardJsonSchema = z.object({
   version: z.string(),
   description: z.string(),
   maxConcurrency: z.number().int(),
-  taskTypes: z.array(z.object({ type: z.string(), description: z.string(), inputSchema: z.record(z.string(), z.unknown()).optional() })),
+  taskTypes: z.array(z.object({ type: z.string(), description: z.string(), inputSchema: z.record(z.string(), z.unknown()).optional(), aliases: z.array(z.string()).optional() })),
 });
 export const agentCapabilitiesReply = z.object({ agent: z.string(), instance: z.string(), card: agentCardJsonSchema });
 export type AgentCapabilitiesReply = z.infer<typeof agentCapabilitiesReply>;

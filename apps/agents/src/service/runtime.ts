@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
+import { resolveTaskType } from '@switchyard/contracts';
 import { agentCards, cardToJson, taskHandlers, type AgentCardJson } from '../registry.js';
 import type { AgentCard, TaskDefinition } from '../types.js';
 import type { LlmClient } from '../llm.js';
@@ -65,7 +66,7 @@ export class AgentRuntime {
     this.card = {
       ...card,
       maxConcurrency: this.maxConcurrency,
-      taskTypes: noop ? [...card.taskTypes, { type: noop.taskType, description: noop.description, input: noop.input }] : card.taskTypes,
+      taskTypes: noop ? [...card.taskTypes, { type: noop.taskType, description: noop.description, input: noop.input, aliases: [] }] : card.taskTypes,
     };
     this.log = opts.logger.child({ component: 'agent', agent: this.agent, instance: this.instanceId });
   }
@@ -85,7 +86,8 @@ export class AgentRuntime {
    */
   async run(req: RunRequest, onAdmitted?: () => void): Promise<AgentExecuteReply> {
     const log = this.log.child({ correlationId: req.correlationId, taskId: req.task_id, taskType: req.task_type, attempt: req.attempt });
-    const def = this.defs.get(req.task_type);
+    // A caller of this agent's own contract (NATS, HTTP /execute) may name the task by an alias.
+    const def = this.defs.get(resolveTaskType(req.task_type).taskType);
     if (!def) {
       this.counters.rejected++;
       throw new AppError('validation', `agent ${this.agent} does not handle task type ${req.task_type}; valid: ${this.taskTypes.join(', ')}`, {

@@ -1,5 +1,6 @@
 // The dispatcher hands this system's agent token (AI_AGENT_AUTH_TOKEN, or the launcher's generated
-// one) to our own agents' HTTP contract on loopback, and to nobody else.
+// one) to our own agents' HTTP contract on loopback; a generated one to nobody else. An operator-set
+// AI_AGENT_AUTH_TOKEN (externalAgentToken) is the bearer of external agents without a token of their own.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -93,5 +94,70 @@ describe('dispatcher: the agent token goes to our own agents on loopback only', 
     } finally {
       await new Promise<void>((r) => (server.close(() => r()), server.closeAllConnections()));
     }
+  });
+});
+
+describe('dispatcher: an operator-set AI_AGENT_AUTH_TOKEN is the bearer of external agents without their own', () => {
+  const OPERATOR_TOKEN = 'operator-set-agent-token';
+  let natsServer: NatsServerHandle;
+  let natsDir: string;
+  let nc: NatsConnection;
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let d: DispatcherHandle;
+  let server: http.Server | undefined;
+  const seen: { agent: string; authorization: string | undefined }[] = [];
+
+  const execute = (input: Record<string, unknown>) => request(nc, tasksSubject('execute'), input, { schema: taskExecuteReply, timeoutMs: 30_000 });
+  const register = (input: Record<string, unknown>) => request(nc, tasksSubject('register_agent'), input, { schema: z.unknown() });
+
+  before(async () => {
+    natsDir = mkdtempSync(path.join(os.tmpdir(), 'agent-token-ext-nats-'));
+    natsServer = await startNatsServer({ port: await freePort(), storeDir: natsDir, logger });
+    nc = await connectNats({ url: natsServer.url, name: 'agent-token-ext-test', logger });
+    pool = new pg.Pool({ connectionString: await freshDatabase('agent_token_ext'), max: 6 });
+    store = new PostgresEventStore({ pool });
+    await store.init();
+    const ext = externalAddress();
+    const egress = { allowCidrs: ['127.0.0.0/8', ...(ext ? [`${ext}/32`] : [])] };
+    // As the launcher wires it when the operator sets AI_AGENT_AUTH_TOKEN: the same token both ways.
+    d = await startDispatcher({ store, nats: nc, pool, logger, agentToken: OPERATOR_TOKEN, externalAgentToken: OPERATOR_TOKEN, egress, ...fast });
+  });
+
+  after(async () => {
+    if (server) await new Promise<void>((r) => (server!.close(() => r()), server!.closeAllConnections()));
+    await d?.stop();
+    await closeNats(nc);
+    await store?.close();
+    await pool?.end();
+    await natsServer?.stop();
+    rmSync(natsDir, { recursive: true, force: true });
+  });
+
+  it('sends it to an agent elsewhere registered without a token, and an agent\'s own token instead of it', async (t) => {
+    const ext = externalAddress();
+    if (!ext) return t.skip('this machine has no non-loopback IPv4 address to serve a stand-in external agent on');
+    // One receiver, two registrations (by path): each request's Authorization is recorded under the agent's name.
+    server = http.createServer((req, res) => {
+      const agent = (req.url ?? '').split('/')[1] ?? '';
+      if (req.url?.endsWith('/execute')) seen.push({ agent, authorization: req.headers.authorization });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (req.url?.endsWith('/health')) res.end(JSON.stringify({ status: 'healthy', agent }));
+      else res.end(JSON.stringify({ task_id: 'x', agent, status: 'completed', result: { ok: agent }, duration_ms: 1 }));
+    });
+    await new Promise<void>((r) => server!.listen(0, ext, () => r()));
+    const base = `http://${ext}:${(server.address() as AddressInfo).port}`;
+    await register({ name: 'ext-no-token', url: `${base}/ext-no-token`, task_types: ['noop'] });
+    await register({ name: 'ext-own-token', url: `${base}/ext-own-token`, task_types: ['noop'], token: 'its-own-token' });
+    const a = await execute({ task_type: 'noop', context: {}, agent: 'ext-no-token', idempotency_key: 'ext-no-token-1' });
+    const b = await execute({ task_type: 'noop', context: {}, agent: 'ext-own-token', idempotency_key: 'ext-own-token-1' });
+    assert.deepEqual([a.result, b.result], [{ ok: 'ext-no-token' }, { ok: 'ext-own-token' }]);
+    assert.deepEqual(
+      seen.map((s) => [s.agent, s.authorization]),
+      [
+        ['ext-no-token', `Bearer ${OPERATOR_TOKEN}`],
+        ['ext-own-token', 'Bearer its-own-token'],
+      ],
+    );
   });
 });

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import { codeOfStatus, serviceSubject } from '@switchyard/contracts';
+import { aliasesOf, codeOfStatus, resolveTaskType, serviceSubject, TASK_TYPE_ALIASES } from '@switchyard/contracts';
 import { aggregateStream, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, migrateUnderLock, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
@@ -93,6 +93,23 @@ export interface DispatcherOptions {
    * is on loopback (one of our agents on 6001-6006): never to a third party.
    */
   readonly agentToken?: string;
+  /**
+   * AI_AGENT_AUTH_TOKEN as the operator set it, never a generated one: the bearer of every
+   * external HTTP agent registered without a token of its own (as MCP_AUTH_TOKEN is the MCP
+   * servers' default). Unset, such an agent elsewhere than loopback gets no Authorization.
+   */
+  readonly externalAgentToken?: string;
+}
+
+/** An alias always names its canonical type, so an agent offering a type by that name would never get it. */
+function refuseAliases(agent: string, taskTypes: readonly string[]): void {
+  const taken = taskTypes.filter((t) => resolveTaskType(t).alias !== undefined);
+  if (taken.length > 0) {
+    throw new AppError('validation', `task type${taken.length === 1 ? '' : 's'} ${taken.join(', ')} ${taken.length === 1 ? 'is an alias' : 'are aliases'} of built-in task types; use another name`, {
+      agent,
+      aliases: Object.fromEntries(taken.map((t) => [t, TASK_TYPE_ALIASES[t]])),
+    }, false);
+  }
 }
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -148,6 +165,7 @@ export function taskViewOf(s: ExistingTaskState): TaskView {
   return {
     task_id: s.task_id,
     task_type: s.task_type,
+    ...(s.requested_task_type !== undefined ? { requested_task_type: s.requested_task_type } : {}),
     status: s.status,
     priority: s.priority,
     requested_agent: s.agent ?? null,
@@ -239,6 +257,7 @@ export class Dispatcher {
       onDown: (i, reason) => this.instanceLost(i, reason),
     });
     const configured = (opts.externalAgents ?? []).map((a) => externalAgentSchema.parse(a));
+    for (const a of configured) refuseAliases(a.name, a.task_types);
     this.configuredAgents = new Set(configured.map((a) => a.name));
     for (const a of configured) this.registry.registerHttp(a);
   }
@@ -342,8 +361,10 @@ export class Dispatcher {
    */
   async submit(req: SubmitRequest, correlationId: string): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
     if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
-    // 1. The task type must be known, and the context must fit its schema.
-    this.check(req.task_type, req.context, req.agent);
+    // 1. An alias names its canonical type (recorded as requested_task_type); the type must be
+    // known, and the context must fit its schema.
+    const { taskType, alias } = resolveTaskType(req.task_type);
+    this.check(taskType, req.context, req.agent);
     // 2. Submit (a duplicate submit decides nothing and returns the existing state).
     const taskId = req.idempotency_key ? taskIdForIdempotencyKey(req.idempotency_key) : newId();
     this.correlation.set(taskId, correlationId);
@@ -368,7 +389,8 @@ export class Dispatcher {
       type: 'SubmitTask',
       data: {
         task_id: taskId,
-        task_type: req.task_type,
+        task_type: taskType,
+        ...(alias !== undefined ? { requested_task_type: alias } : {}),
         context: req.context ?? {},
         priority: req.priority,
         ...(req.agent !== undefined ? { agent: req.agent } : {}),
@@ -379,7 +401,7 @@ export class Dispatcher {
       metadata: this.meta(taskId, req.actor),
     }, assignNow);
     const duplicate = r.events.length === 0;
-    if (!duplicate) this.log.info({ correlationId, taskId, taskType: req.task_type, priority: req.priority }, 'task submitted');
+    if (!duplicate) this.log.info({ correlationId, taskId, taskType, ...(alias !== undefined ? { alias } : {}), priority: req.priority }, 'task submitted');
     if (placed && r.state.status === 'assigned') this.launch(r.state, placed);
     // 3b. Otherwise a pass over the queue may place it, so the answer can name the agent; but
     // the reply waits for it only briefly: under load a pass (and the passes it coalesces with)
@@ -394,9 +416,10 @@ export class Dispatcher {
   private check(taskType: string, context: Record<string, unknown> | undefined, agent: string | undefined): void {
     const known = this.knownTaskTypes();
     if (!known.includes(taskType)) {
-      throw new AppError('validation', `unknown task_type ${taskType}; valid task types: ${known.join(', ')}`, {
+      throw new AppError('validation', `unknown task_type ${taskType}; valid task types: ${known.join(', ')} (or an alias: ${Object.keys(TASK_TYPE_ALIASES).sort().join(', ')})`, {
         task_type: taskType,
         valid_task_types: known,
+        aliases: TASK_TYPE_ALIASES,
       }, false);
     }
     const schema = this.schemas[taskType];
@@ -481,6 +504,7 @@ export class Dispatcher {
     if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
     const { actor, ...a } = registerAgentInput.parse(input);
     this.refuseUnmanaged(a.name, 'registered');
+    refuseAliases(a.name, a.task_types);
     // fetch refuses such a URL, and the URL goes into events: the secret belongs in `token`.
     const url = new URL(a.url);
     if (url.username || url.password) {
@@ -643,20 +667,20 @@ export class Dispatcher {
         max_concurrency: i.maxConcurrency,
         kind: i.kind,
         available: i.healthy,
-        task_types: [...i.taskTypes].sort().map((type) => ({ type, description: '', input_schema: i.inputSchemas.get(type) })),
+        task_types: [...i.taskTypes].sort().map((type) => ({ type, description: '', input_schema: i.inputSchemas.get(type), aliases: aliasesOf(type) })),
       });
     }
     // Descriptions (and the agents with no live instance) from the built-in cards.
     for (const c of agentCards.map(cardToJson)) {
       const have = out.get(c.name);
-      const described = c.taskTypes.map((t) => ({ type: t.type, description: t.description, input_schema: t.inputSchema }));
+      const described = c.taskTypes.map((t) => ({ type: t.type, description: t.description, input_schema: t.inputSchema, aliases: aliasesOf(t.type) }));
       if (!have) {
         out.set(c.name, { agent: c.name, description: c.description, version: c.version, max_concurrency: c.maxConcurrency, kind: 'nats', available: false, task_types: described });
       } else {
         have.task_types = have.task_types.map((t) => described.find((d) => d.type === t.type) ?? { ...t, description: t.type === NOOP_TASK_TYPE ? 'benchmark/test only: waits and echoes' : t.description });
       }
     }
-    return { agents: [...out.values()].sort((a, b) => a.agent.localeCompare(b.agent)), task_types: this.knownTaskTypes() };
+    return { agents: [...out.values()].sort((a, b) => a.agent.localeCompare(b.agent)), task_types: this.knownTaskTypes(), aliases: { ...TASK_TYPE_ALIASES } };
   }
 
   performance() {
@@ -833,7 +857,7 @@ export class Dispatcher {
         headers: {
           'content-type': 'application/json',
           'x-correlation-id': this.cid(s.task_id),
-          ...bearerOf(inst.token ?? (onLoopback(inst.url) ? this.opts.agentToken : undefined)),
+          ...bearerOf(inst.token ?? (onLoopback(inst.url) ? this.opts.agentToken : this.opts.externalAgentToken)),
         },
         body: JSON.stringify({ task_id: s.task_id, task_type: s.task_type, context: s.context, deadline: s.deadline }),
       });

@@ -121,12 +121,43 @@ function statement(p: Presence, s: string, d: string): string {
   }
   if (p.instances) {
     cols.push(`(select coalesce(json_agg(i), '[]'::json) from (
-        select service, status, since, last_probe_at, last_error from monitoring.services where kind = 'agent') i) as instances`);
+        select service, kind, status, since, last_probe_at, last_error from monitoring.services where kind in ('agent', 'mcp')) i) as instances`);
   }
   // Parameters must all be referenced for their types to be known.
   const sql = `select $1::timestamptz as window_from, $2::timestamptz as minute_from${cols.length ? ', ' + cols.join(',\n') : ''}`;
   sqlCache.set(key, sql);
   return sql;
+}
+
+/**
+ * The MCP servers as the projection has them, completed by the monitor's probes (`mcp:<server>`):
+ * the connectors record a health event only on a change (down, recovered), so a server that came
+ * up and has not been called yet has no row, or a row with health `unknown`; the probe knows.
+ */
+function withProbedServers(servers: McpServerStatus[], rows: readonly InstanceRow[] | undefined): McpServerStatus[] {
+  const probes = new Map<string, InstanceRow>();
+  for (const r of rows ?? []) if (r.kind === 'mcp' && r.service.startsWith('mcp:')) probes.set(r.service.slice('mcp:'.length), r);
+  const health = (r: InstanceRow): McpServerStatus['health'] => (r.status === 'up' || r.status === 'degraded' ? 'up' : r.status === 'down' ? 'down' : 'unknown');
+  const out = servers.map((v) => {
+    const probe = probes.get(v.server);
+    return v.health === 'unknown' && probe && health(probe) !== 'unknown' ? { ...v, health: health(probe), health_since: iso(probe.since), health_error: probe.last_error } : v;
+  });
+  for (const [server, probe] of probes) {
+    if (out.some((v) => v.server === server)) continue;
+    out.push({
+      server,
+      health: health(probe),
+      health_since: iso(probe.since),
+      health_error: probe.last_error,
+      breaker: 'closed',
+      breaker_since: null,
+      last_error: null,
+      last_call_at: null,
+      last_hour: { calls: 0, failures: 0, tool_errors: 0, failure_rate: null, p95_ms: null },
+      totals: { calls: 0, failures: 0 },
+    });
+  }
+  return out.sort((a, b) => a.server.localeCompare(b.server));
 }
 
 const iso = (v: unknown): string | null => (v === null || v === undefined ? null : new Date(v as string).toISOString());
@@ -143,7 +174,7 @@ interface AgentsJson {
   ended: { agent: string; completed: number; failed: number; timed_out: number }[];
   perf: { agent: string; tasks_done: number; succeeded: number; failed: number; timed_out: number; last_task_at: string | null; p50: number | null; p95: number | null }[];
 }
-interface InstanceRow { service: string; status: string; since: string | null; last_probe_at: string | null; last_error: string | null }
+interface InstanceRow { service: string; kind?: string; status: string; since: string | null; last_probe_at: string | null; last_error: string | null }
 
 function mcpServer(r: McpRow): McpServerStatus {
   const health = r.health === 'up' || r.health === 'down' ? r.health : 'unknown';
@@ -173,6 +204,7 @@ function instancesByAgent(rows: readonly InstanceRow[] | undefined): Map<string,
   if (!rows) return undefined;
   const out = new Map<string, NonNullable<AgentStatus['instances']>>();
   for (const r of rows) {
+    if (r.kind !== undefined && r.kind !== 'agent') continue;
     const [, agent, ...rest] = r.service.split(':');
     if (!agent) continue;
     const list = out.get(agent) ?? [];
@@ -256,7 +288,7 @@ export async function readIntegrationStatus(pool: pg.Pool, options: ReadIntegrat
   return {
     generated_at: now.toISOString(),
     window: { from: from.toISOString(), to: now.toISOString() },
-    mcp: { available: p.mcp, servers: p.mcp ? (row.mcp as McpRow[]).map(mcpServer) : [] },
+    mcp: { available: p.mcp, servers: withProbedServers(p.mcp ? (row.mcp as McpRow[]).map(mcpServer) : [], p.instances ? (row.instances as InstanceRow[]) : undefined) },
     agents: {
       available: p.agents,
       queued_any_agent: ag?.queued_any_agent ?? 0,

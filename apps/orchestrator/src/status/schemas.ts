@@ -10,7 +10,7 @@ const iso = z.string().describe('ISO-8601 instant');
 
 export const mcpServerStatusSchema = z.object({
   server: z.string(),
-  health: z.enum(['up', 'down', 'unknown']).describe('From McpServerWentDown / McpServerRecovered; unknown until the first of them'),
+  health: z.enum(['up', 'down', 'unknown']).describe("From McpServerWentDown / McpServerRecovered; before the first of them, from the monitor's probe (unknown when there is none)"),
   health_since: iso.nullable(),
   health_error: z.string().nullable(),
   breaker: z.enum(['closed', 'open', 'half_open']),

@@ -181,6 +181,36 @@ describe('integration status from the read models (real PostgreSQL, real project
     }
   });
 
+  it("MCP servers not called yet (no projection row) are listed from the monitor's probes, with the probe's health", async () => {
+    const fresh = new pg.Pool({ connectionString: await freshDatabase('status_probes'), max: 1 });
+    try {
+      // The columns of the monitor's services table this read uses.
+      await fresh.query(`
+        create schema monitoring;
+        create table monitoring.services (service text primary key, kind text not null, status text not null, reason text, since timestamptz,
+          failing_since timestamptz, last_probe_at timestamptz, last_error text);
+        insert into monitoring.services (service, kind, status, since, last_error) values
+          ('mcp:database', 'mcp', 'up', '${at(5 * MIN)}', null),
+          ('mcp:fetch', 'mcp', 'down', '${at(2 * MIN)}', 'connection refused'),
+          ('mcp:github', 'mcp', 'unknown', null, null),
+          ('agent:data_analyst:i1', 'agent', 'up', '${at(5 * MIN)}', null),
+          ('postgres', 'infra', 'up', '${at(5 * MIN)}', null);`);
+      const s = await readIntegrationStatus(fresh, { now });
+      assert.equal(s.mcp.available, false);
+      assert.deepEqual(
+        s.mcp.servers.map((x) => [x.server, x.health, x.health_since, x.health_error, x.breaker, x.last_hour.calls]),
+        [
+          ['database', 'up', at(5 * MIN), null, 'closed', 0],
+          ['fetch', 'down', at(2 * MIN), 'connection refused', 'closed', 0],
+          ['github', 'unknown', null, null, 'closed', 0],
+        ],
+      );
+      assert.deepEqual(s.agents.items.map((a) => [a.agent, a.instances?.map((i) => i.instance)]), [['data_analyst', ['i1']]]);
+    } finally {
+      await fresh.end();
+    }
+  });
+
   it('MCP servers: calls, failures and p95 of the last hour, breaker and health with their times', async () => {
     const s = await readIntegrationStatus(pool, { now });
     assert.equal(s.mcp.available, true);

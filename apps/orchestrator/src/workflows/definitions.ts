@@ -4,6 +4,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
 import { request } from '@switchyard/messaging';
+import { TASK_TYPE_ALIASES } from '@switchyard/contracts';
 import {
   AGENT_TASK_TYPES,
   builtInTemplates,
@@ -135,7 +136,8 @@ export async function buildCatalog(
   opts: { lenientFor?: unknown; timeoutMs?: number; extraTaskTypes?: readonly string[] } = {},
 ): Promise<ToolCatalog & { mcpChecked: boolean }> {
   const definitions = await deps.definitions.ids();
-  const taskTypes = [...AGENT_TASK_TYPES, ...(opts.extraTaskTypes ?? [])];
+  // An alias is a valid step task type too: the dispatcher resolves it when the step submits.
+  const taskTypes = [...AGENT_TASK_TYPES, ...Object.keys(TASK_TYPE_ALIASES), ...(opts.extraTaskTypes ?? [])];
   try {
     const reply = await request(deps.nats, MCP_REGISTRY_LIST_SUBJECT, {}, { schema: registryReply, timeoutMs: opts.timeoutMs ?? 1_500 });
     return { servers: reply.servers.map((s) => ({ name: s.server, tools: s.tools })), taskTypes, definitions, mcpChecked: true };

@@ -267,6 +267,13 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     assert.ok(child.status === 'canceled' && /parent canceled: stop all/.test(child.reason));
   });
 
+  it('accepts a step naming an agent task by its alias (the dispatcher resolves it on submit), refuses an unknown one', async () => {
+    const catalog = await buildCatalog({ nats: nc, definitions: engine.definitions }, { timeoutMs: 300 });
+    const def = (uses: string) => ({ id: `alias_flow_${uses.replace(/\W/g, '_')}`, version: 1, name: 'alias', steps: [{ id: 'a', uses }] });
+    await engine.definitions.register(def('agent:analyze_revenue'), catalog);
+    await assert.rejects(engine.definitions.register(def('agent:analyse_revenue_please'), catalog), (e: AppError) => e.code === 'validation' && /unknown agent task type/.test(e.message));
+  });
+
   it('refuses a definition with a cycle, naming it', async () => {
     const catalog = await buildCatalog({ nats: nc, definitions: engine.definitions }, { timeoutMs: 300 });
     await assert.rejects(

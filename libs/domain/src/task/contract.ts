@@ -68,7 +68,10 @@ export const taskErrorSchema = z.object({ code: z.string(), message: z.string(),
 /** `tasks.v1.get` reply. */
 export const taskView = z.object({
   task_id: z.string(),
+  /** The canonical task type. */
   task_type: z.string(),
+  /** The alias the submitter named it by, when it was one. */
+  requested_task_type: z.string().optional(),
   status: taskStatusSchema,
   priority: taskPrioritySchema,
   requested_agent: z.string().nullable(),
@@ -121,9 +124,22 @@ export const capabilityView = z.object({
   max_concurrency: z.number().int(),
   kind: z.enum(['nats', 'http']),
   available: z.boolean(),
-  task_types: z.array(z.object({ type: z.string(), description: z.string(), input_schema: z.unknown().optional() })),
+  task_types: z.array(
+    z.object({
+      type: z.string(),
+      description: z.string(),
+      input_schema: z.unknown().optional(),
+      /** Other names a delegation may give this type (resolved to it on submit). */
+      aliases: z.array(z.string()),
+    }),
+  ),
 });
-export const capabilitiesReply = z.object({ agents: z.array(capabilityView), task_types: z.array(z.string()) });
+export const capabilitiesReply = z.object({
+  agents: z.array(capabilityView),
+  task_types: z.array(z.string()),
+  /** Every alias and the canonical task type it names. */
+  aliases: z.record(z.string(), z.string()),
+});
 export type CapabilitiesReply = z.infer<typeof capabilitiesReply>;
 
 export const agentPerformanceView = z.object({

@@ -196,6 +196,7 @@ const core = (s: TaskState): TaskBase => {
   return {
     task_id: b.task_id,
     task_type: b.task_type,
+    ...(b.requested_task_type !== undefined ? { requested_task_type: b.requested_task_type } : {}),
     context: b.context,
     priority: b.priority,
     ...(b.agent !== undefined ? { agent: b.agent } : {}),

@@ -28,7 +28,10 @@ export type SubmitTask = Command<
   'SubmitTask',
   {
     readonly task_id: string;
+    /** The canonical task type (an alias is resolved before the command). */
     readonly task_type: string;
+    /** The name the submitter gave when it was an alias of `task_type` (TASK_TYPE_ALIASES); absent otherwise. */
+    readonly requested_task_type?: string;
     readonly context: Record<string, unknown>;
     readonly priority: TaskPriority;
     /** Only this agent may run it (by name); otherwise any agent whose card lists the task type. */
@@ -185,6 +188,7 @@ export type TaskStatus = ActiveStatus | TerminalStatus;
 export interface TaskBase {
   readonly task_id: string;
   readonly task_type: string;
+  readonly requested_task_type?: string;
   readonly context: Record<string, unknown>;
   readonly priority: TaskPriority;
   readonly agent?: string;

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/nats-core';
 
-import { serviceSubject } from '@switchyard/contracts';
+import { resolveTaskType, serviceSubject } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, newId } from '@switchyard/platform';
@@ -120,11 +120,14 @@ export class AgentsClient {
     correlationId: string,
   ): Promise<TaskSubmitReply> {
     const taskId = taskIdForIdempotencyKey(input.idempotency_key);
+    // Recorded as the dispatcher records it: the canonical type, and the alias that named it.
+    const { taskType, alias } = resolveTaskType(input.task_type);
     const r = await handleCommand(this.store, taskStreamId(taskId), taskDelegationDecider as never, {
       type: 'SubmitTask',
       data: {
         task_id: taskId,
-        task_type: input.task_type,
+        task_type: taskType,
+        ...(alias !== undefined ? { requested_task_type: alias } : {}),
         context: input.context ?? {},
         priority: input.priority,
         ...(input.agent !== undefined ? { agent: input.agent } : {}),

@@ -80,6 +80,7 @@ export class AgentsController {
     summary: 'Delegate a task to the best capable agent',
     description:
       '202 with the task id and the chosen agent (or `queued` when no instance is free or up). `?wait=true` waits (up to `wait_ms`) and answers 200 with the result. ' +
+      '`task_type` is a task type or one of its aliases (e.g. `analyze_revenue` for `revenue_analysis`; see `aliases` in GET /capabilities): an alias runs its canonical type, and the task records both. ' +
       'Unknown task_type: 400 listing the valid ones; bad context: 400 naming the field. An `Idempotency-Key` header makes retries return the same task.',
     tags: ['agents'],
     role: 'operator',
@@ -105,7 +106,7 @@ export class AgentsController {
   }
 
   @Get('capabilities')
-  @ApiRoute({ summary: 'Capability cards: agents, their task types and input schemas', tags: ['agents'], role: 'viewer', response: { schema: capabilitiesReply } })
+  @ApiRoute({ summary: 'Capability cards: agents, their task types (with aliases) and input schemas', tags: ['agents'], role: 'viewer', response: { schema: capabilitiesReply } })
   capabilities(@CorrelationId() cid: string) {
     return this.client.capabilities(cid);
   }

@@ -8,7 +8,7 @@ import { closeNats, connectNats, type NatsConnection } from '@switchyard/messagi
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, stopOwnInfra, until } from '@switchyard/testing';
-import { externalAgentStreamId } from '@switchyard/domain';
+import { externalAgentStreamId, taskStreamId } from '@switchyard/domain';
 import { AgentRuntime, loadDemoData, startAgent, startAgentHttp, startAgents, type AgentHandle, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
 import { createGateway, type Gateway } from '../../index.js';
@@ -89,6 +89,30 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     assert.equal(t.body.status, 'completed');
     assert.equal(t.body.priority, 'high');
     assert.ok(Math.abs(t.body.result.total - sql.total) < 0.01);
+  });
+
+  it('a task alias (the specification\'s analyze_revenue) runs its canonical type; the task records both; capabilities list the aliases', async () => {
+    const r = await http('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'analyze_revenue', context: { timeframe: '30d' }, priority: 'high' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual([r.body.status, r.body.agent], ['completed', 'data_analyst']);
+    const { window, total } = r.body.result;
+    const sql = await one<{ total: number }>(`select coalesce(sum(amount), 0)::float8 as total from business.orders where order_date between $1 and $2`, [window.from, window.to]);
+    assert.ok(Math.abs(total - sql.total) < 0.01, `${total} vs ${sql.total}`);
+    const t = await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`);
+    assert.deepEqual([t.body.task_type, t.body.requested_task_type], ['revenue_analysis', 'analyze_revenue']);
+    const submitted = (await store.readStream(taskStreamId(r.body.task_id))).find((e) => e.type === 'TaskSubmitted');
+    assert.deepEqual([(submitted?.data as any).task_type, (submitted?.data as any).requested_task_type], ['revenue_analysis', 'analyze_revenue']);
+    // A canonical name records no alias.
+    const plain = await http('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'revenue_forecast', context: {}, priority: 'normal' });
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    assert.equal((await http('GET', `/api/v1/integration/agents/tasks/${plain.body.task_id}`)).body.requested_task_type, undefined);
+
+    const caps = await http('GET', '/api/v1/integration/agents/capabilities');
+    assert.equal(caps.status, 200);
+    assert.equal(caps.body.aliases.analyze_revenue, 'revenue_analysis');
+    const ra = caps.body.agents.find((a: any) => a.agent === 'data_analyst').task_types.find((x: any) => x.type === 'revenue_analysis');
+    assert.deepEqual(ra.aliases, ['analyze_revenue']);
+    assert.ok(caps.body.agents.every((a: any) => a.task_types.every((x: any) => Array.isArray(x.aliases))));
   });
 
   it('delegate without wait answers 202 with the chosen agent; the task then completes', async () => {
@@ -251,6 +275,10 @@ describe('agents feature: external agents managed by an admin', () => {
     assert.equal((await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, url: 'not a url' })).status, 400);
     assert.equal((await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, name: 'data_analyst' })).status, 400);
     assert.equal((await send('DELETE', '/api/v1/integration/agents/external/data_analyst', g.adminKey)).status, 400);
+    // A task type named like an alias would never reach the agent (the alias names its canonical type).
+    const aliased = await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, name: 'gw-ext-alias', task_types: ['analyze_revenue'] });
+    assert.equal(aliased.status, 400, aliased.text);
+    assert.match(aliased.body.detail, /analyze_revenue is an alias/);
 
     // 5. Removal: 403 below admin, 200 for the admin, then 404; the health view no longer lists it.
     assert.equal((await send('DELETE', '/api/v1/integration/agents/external/gw-ext', keys.operator)).status, 403);

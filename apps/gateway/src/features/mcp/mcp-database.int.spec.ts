@@ -113,6 +113,19 @@ describe('database servers behind the gateway: least-privilege roles, the writer
     }
   });
 
+  it('an unqualified demo table resolves on both servers (the business schema is on their search_path); SET stays refused', async () => {
+    // The specification's example body, as written: `params` an empty object.
+    const seed = await post(closedBase, operatorKey, '/api/v1/integration/mcp/database/query', { query: 'SELECT COUNT(*) FROM customers', params: {} });
+    assert.equal(seed.status, 200, JSON.stringify(seed.body));
+    assert.deepEqual(seed.body.result.rows, [{ count: String(await customers()) }]);
+    const viaWriter = await post(openBase, adminKey, '/api/v1/integration/mcp/call', { server: 'database_writer', tool: 'query', arguments: { sql: 'select count(*)::int as n from customers', params: [] } });
+    assert.equal(viaWriter.status, 200, JSON.stringify(viaWriter.body));
+    assert.equal(JSON.stringify(viaWriter.body).includes(`"n":${await customers()}`), true, JSON.stringify(viaWriter.body));
+    const set = await post(closedBase, operatorKey, '/api/v1/integration/mcp/database/query', { query: 'SET search_path = public', params: [] });
+    assert.equal(set.status, 400, JSON.stringify(set.body));
+    assert.match(String(set.body.detail), /SET\/RESET/);
+  });
+
   it('database_writer through POST /mcp/call: 403 for an operator, 403 for an admin while writes are disabled, 200 for an admin with DATABASE_ALLOW_WRITES', async () => {
     const insert = (id: number) => ({ server: 'database_writer', tool: 'query', arguments: { sql: 'insert into business.customers (id, name) values ($1, $2) returning id', params: [id, `c${id}`] } });
     const before = await customers();

@@ -35,7 +35,12 @@ export const availabilityQuery = z.strictObject({ service: z.string().min(1).max
 export const alertsQuery = z.strictObject({ state: alertStateSchema.optional(), severity: severitySchema.optional() });
 
 export const alertIdParams = z.object({ alert_id: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ - only') });
-export const resolveBody = z.object({ reason: z.string().trim().min(1).max(2_000) });
+/** The reason recorded when the caller gives none (the actor is recorded either way). */
+export const DEFAULT_RESOLVE_REASON = 'resolved by hand';
+// Optional, body too: the specification's `POST .../resolve` carries none.
+export const resolveBody = z
+  .object({ reason: z.string().trim().min(1).max(2_000).default(DEFAULT_RESOLVE_REASON) })
+  .default({ reason: DEFAULT_RESOLVE_REASON });
 
 export const silenceBody = z
   .object({

@@ -63,7 +63,7 @@ export class SystemController {
 
   @Post('alerts/:alert_id/resolve')
   @HttpCode(200)
-  @ApiRoute({ summary: 'Resolve an alert by hand; records who (the caller) and why', tags, role: 'operator', response: { status: 200, schema: resolveAlertReply }, errors: [404, 409, 503] })
+  @ApiRoute({ summary: 'Resolve an alert by hand; records who (the caller) and why (`reason` optional, the body too)', tags, role: 'operator', response: { status: 200, schema: resolveAlertReply }, errors: [404, 409, 503] })
   resolve(@ZodParams(alertIdParams) p: z.infer<typeof alertIdParams>, @ZodBody(resolveBody) b: z.infer<typeof resolveBody>, @Actor() actor: string, @CorrelationId() correlationId: string) {
     return this.monitor.call('resolve_alert', { id: p.alert_id, actor, reason: b.reason }, correlationId);
   }

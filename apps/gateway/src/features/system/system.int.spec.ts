@@ -231,7 +231,7 @@ describe('system monitoring through the gateway', () => {
     assert.equal((await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: 'x' }, keys.viewer)).status, 403);
     assert.equal((await send('POST', '/api/v1/system/alerts/00000000000000ff/resolve', { reason: 'x' }, keys.operator)).status, 404);
     assert.equal((await send('POST', `/api/v1/system/alerts/${fingerprint}/resolve`, { reason: 'again' }, keys.operator)).status, 409);
-    assert.equal((await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, {}, keys.operator)).status, 400);
+    assert.equal((await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: ' ' }, keys.operator)).status, 400);
     const correlationId = `resolve-${tag}`;
     const r = await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: 'known test rule' }, keys.operator, { 'x-correlation-id': correlationId });
     assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -242,6 +242,18 @@ describe('system monitoring through the gateway', () => {
     assert.equal(stored.metadata.actor, who);
     assert.equal(stored.metadata.correlationId, correlationId, 'the request that caused it');
     assert.equal((stored.data as { reason: string }).reason, 'known test rule');
+
+    // The specification's form: no body and no Content-Type. The actor is recorded, the reason is the default.
+    const put2 = await send('PUT', '/api/v1/system/alert-rules', { id: 'nats_seen_bare', name: 'NATS probed (bare resolve)', metric: 'probe_up', match: { service: 'nats' }, comparator: '>=', threshold: 0, for_ms: 0, severity: 'info' }, keys.admin);
+    assert.equal(put2.status, 200, JSON.stringify(put2.body));
+    const bare = await until('nats_seen_bare firing', async () => (await get('/api/v1/system/alerts?state=firing')).body.alerts.find((a: { ruleId: string }) => a.ruleId === 'nats_seen_bare'));
+    const res = await fetch(`${g.url}/api/v1/system/alerts/${bare.id}/resolve`, { method: 'POST', headers: bearer(keys.operator) });
+    const bareBody = (await res.json()) as any;
+    assert.equal(res.status, 200, JSON.stringify(bareBody));
+    assert.deepEqual([bareBody.alert.state, bareBody.alert.resolvedHow, bareBody.alert.resolvedBy, bareBody.alert.resolveReason], ['resolved', 'manual', who, 'resolved by hand']);
+    const storedBare = (await g.store.readStream(`alert-${bare.id}`)).find((e) => e.type === 'AlertResolved');
+    assert.equal(storedBare?.metadata.actor, who);
+    assert.equal((await send('DELETE', '/api/v1/system/alert-rules?id=nats_seen_bare', undefined, keys.admin)).status, 200);
 
     // Deleting the rule resolves what it would keep firing; 404 for an unknown one.
     const del = await send('DELETE', '/api/v1/system/alert-rules?id=nats_seen', undefined, keys.admin);
