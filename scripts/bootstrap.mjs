@@ -19,11 +19,19 @@ const run = (cmd) => {
 };
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 
-// 1. Node itself.
+// 1. Node itself: 22 or later is supported (package.json engines). 20.19+ still starts but is
+// end-of-life and unsupported (some dependencies declare Node >= 22); older cannot run the code.
 const [maj, min] = process.versions.node.split('.').map(Number);
 if (maj < 20 || (maj === 20 && min < 19)) {
-  console.error(`[bootstrap] Node.js >= 20.19 is needed (found ${process.versions.node})`);
+  console.error(`[bootstrap] Node.js >= 22 is needed (found ${process.versions.node})`);
   process.exit(1);
+}
+if (maj < 22) {
+  console.error(
+    `[bootstrap] WARNING: Node.js ${process.versions.node} is older than the supported Node.js 22 (LTS) or 24; ` +
+      'it is end-of-life and some dependencies require Node >= 22. Upgrade Node (e.g. nvm install 22, ' +
+      'or `npm install --prefix ~/.node22 node@22` and put ~/.node22/node_modules/node/bin first on PATH).',
+  );
 }
 
 // 2. npm packages: install when node_modules is missing or does not hold what the lock file says.
