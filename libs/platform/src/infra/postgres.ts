@@ -164,9 +164,14 @@ function intactCopy(dir: string, manifest: string): boolean {
  * once per package version to /var/lib/switchyard/pg-<version>-<platform>-<arch>/: copied to a
  * private temp dir, compared byte for byte (sha256) with the original, then renamed into place
  * (a half-done copy is never used); on every start its manifest of names and sizes is checked
- * again (a damaged or outdated copy is replaced).
+ * again (a damaged or outdated copy is replaced). `home`: where copies go (a test uses its own).
  */
-export function reachableBinaries(bins: PostgresBinaries, owner: { uid: number; gid: number }, log?: Logger): PostgresBinaries {
+export function reachableBinaries(
+  bins: PostgresBinaries,
+  owner: { uid: number; gid: number },
+  log?: Logger,
+  home: string = sharedHome,
+): PostgresBinaries {
   const binDir = path.dirname(bins.postgres);
   if (traversableBy(binDir, owner)) return bins;
   const nativeDir = path.dirname(binDir);
@@ -177,15 +182,15 @@ export function reachableBinaries(bins: PostgresBinaries, owner: { uid: number; 
     // Not laid out as the npm package: the manifest still tells copies apart.
   }
   const manifest = manifestOf(nativeDir);
-  const target = path.join(sharedHome, `pg-${version.replace(/[^A-Za-z0-9._-]/g, '_')}-${process.platform}-${process.arch}`);
+  const target = path.join(home, `pg-${version.replace(/[^A-Za-z0-9._-]/g, '_')}-${process.platform}-${process.arch}`);
   const relocated = {
     initdb: path.join(target, path.relative(nativeDir, bins.initdb)),
     postgres: path.join(target, path.relative(nativeDir, bins.postgres)),
   };
   if (intactCopy(target, manifest)) return relocated;
-  mkdirSync(sharedHome, { recursive: true, mode: 0o755 });
-  allowTraversal(sharedHome);
-  const tmp = path.join(sharedHome, `.pg-copy-${process.pid}-${Date.now()}`);
+  mkdirSync(home, { recursive: true, mode: 0o755 });
+  allowTraversal(home);
+  const tmp = path.join(home, `.pg-copy-${process.pid}-${Date.now()}`);
   try {
     cpSync(nativeDir, tmp, { recursive: true, verbatimSymlinks: true });
     // Readable (and, for directories and programs, enterable/runnable) by the postgres user, writable by root alone.
@@ -216,7 +221,7 @@ export function reachableBinaries(bins: PostgresBinaries, owner: { uid: number; 
     }
     try {
       renameSync(tmp, target);
-      log?.info({ from: nativeDir, to: target }, 'the postgres user cannot reach the embedded binaries; copied them to /var/lib/switchyard');
+      log?.info({ from: nativeDir, to: target }, `the postgres user cannot reach the embedded binaries; copied them to ${home}`);
     } catch (err) {
       // Another process (npm start beside npm test) put its copy in place first: use it if it is intact.
       if (!intactCopy(target, manifest)) throw err;
