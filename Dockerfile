@@ -6,7 +6,7 @@
 # Build: everything installed (the compiler is a dev dependency), the launcher compiled with
 # every project it references (all libs and apps; not the benchmarks or the test suites),
 # then the dev dependencies dropped.
-FROM node:20-bookworm-slim AS build
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY tsconfig.base.json ./
@@ -18,7 +18,7 @@ RUN npm prune --omit=dev --no-audit --no-fund
 
 # Run: the build's tree, owned by root and read-only to the unprivileged `node` user, which
 # may write only its data directory (FILESYSTEM_ROOT, the health file in /tmp).
-FROM node:20-bookworm-slim
+FROM node:22-bookworm-slim
 ENV NODE_ENV=production \
     DATA_DIR=/app/.data \
     FILESYSTEM_ROOT=/app/.data/files \

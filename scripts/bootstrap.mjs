@@ -2,7 +2,7 @@
 // Installs what is missing, then builds. Runs before `npm start` and `npm test`,
 // so it may use nothing but Node itself (node_modules may not exist yet).
 import { execSync, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,18 +19,44 @@ const run = (cmd) => {
 };
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 
-// 1. Node itself.
+// 1. Node itself: 22 or later is supported (package.json engines). 20.19+ still starts but is
+// end-of-life and unsupported (some dependencies declare Node >= 22); older cannot run the code.
 const [maj, min] = process.versions.node.split('.').map(Number);
 if (maj < 20 || (maj === 20 && min < 19)) {
-  console.error(`[bootstrap] Node.js >= 20.19 is needed (found ${process.versions.node})`);
+  console.error(`[bootstrap] Node.js >= 22 is needed (found ${process.versions.node})`);
   process.exit(1);
 }
+if (maj < 22) {
+  console.error(
+    `[bootstrap] WARNING: Node.js ${process.versions.node} is older than the supported Node.js 22 (LTS) or 24; ` +
+      'it is end-of-life and some dependencies require Node >= 22. Upgrade Node (e.g. nvm install 22, ' +
+      'or `npm install --prefix ~/.node22 node@22` and put ~/.node22/node_modules/node/bin first on PATH).',
+  );
+}
 
-// 2. npm packages: install when node_modules is missing or older than the lock file.
+// 2. npm packages: install when node_modules is missing or does not hold what the lock file says.
+// Compared by content, not mtime: a checkout or copy gives the lock file a new mtime, and a
+// needless `npm ci` while another checkout process runs from node_modules would pull it away.
 const lock = path.join(root, 'package-lock.json');
 const installed = path.join(root, 'node_modules', '.package-lock.json');
-if (!existsSync(installed) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(installed).mtimeMs)) {
-  run(existsSync(lock) ? 'npm ci --no-audit --no-fund' : 'npm install --no-audit --no-fund');
+/** True when every package the lock file names is installed at its version (optional ones for other platforms aside). */
+function installedMatchesLock() {
+  try {
+    const want = JSON.parse(readFileSync(lock, 'utf8')).packages ?? {};
+    const have = JSON.parse(readFileSync(installed, 'utf8')).packages ?? {};
+    return Object.entries(want).every(([key, p]) => {
+      if (!key.startsWith('node_modules/') && !key.includes('/node_modules/')) return true; // the root and the workspaces
+      if (!have[key]) return p.optional === true || p.devOptional === true;
+      return p.link ? have[key].resolved === p.resolved : have[key].version === p.version;
+    });
+  } catch {
+    return false;
+  }
+}
+if (!existsSync(lock)) {
+  if (!existsSync(installed)) run('npm install --no-audit --no-fund');
+} else if (!installedMatchesLock()) {
+  run('npm ci --no-audit --no-fund');
 }
 
 // 3. nats-server, needed unless NATS_URL points at a running one.

@@ -56,7 +56,7 @@ if (tiers.some((t) => t !== 'unit')) {
       if (pg.dataDir && !pg.dataDir.startsWith(tmp)) rmSync(path.dirname(pg.dataDir), { recursive: true, force: true });
     });
     env.TEST_DATABASE_URL = pg.url;
-    console.log(`# test PostgreSQL (${pg.kind}) at ${pg.url.replace(/:[^:@]+@/, ':***@')}`);
+    console.log(`# test PostgreSQL (${pg.kind}) at ${pg.url.replace(/:[^:@]+@/, ':***@')}, data in ${pg.dataDir ?? '(adopted server)'}`);
   }
   if (!process.env.TEST_NATS_URL) {
     const nats = await startNatsServer({ port: await freePort(), storeDir: path.join(tmp, 'nats'), logger });

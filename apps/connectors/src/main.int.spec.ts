@@ -34,6 +34,8 @@ describe('connectors main process', () => {
       MCP_FETCH_URL: closed,
       MCP_AUTOMATION_URL: closed,
       MCP_ANALYTICS_URL: closed,
+      // Every own server off its default port: a running `npm start` listens on 5002-5007.
+      MCP_DATABASE_WRITER_URL: closed,
       LOG_LEVEL: 'warn',
       GITHUB_PERSONAL_ACCESS_TOKEN: undefined,
       MCP_SERVERS_FILE: undefined,

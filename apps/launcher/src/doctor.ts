@@ -34,10 +34,12 @@ const checks: Check[] = [
     required: true,
     run: async () => {
       const [maj, min] = process.versions.node.split('.').map(Number) as [number, number];
-      const ok = maj > 20 || (maj === 20 && min >= 19);
-      return ok
-        ? { status: 'ok', detail: `Node.js ${process.versions.node}` }
-        : { status: 'fail', detail: `Node.js ${process.versions.node}`, fix: 'install Node.js 20.19 or newer' };
+      // 22+ is supported; 20.19+ still runs but is end-of-life (some dependencies want 22).
+      if (maj >= 22) return { status: 'ok', detail: `Node.js ${process.versions.node}` };
+      if (maj > 20 || (maj === 20 && min >= 19)) {
+        return { status: 'warn', detail: `Node.js ${process.versions.node} is older than the supported 22`, fix: 'install Node.js 22 (LTS) or 24' };
+      }
+      return { status: 'fail', detail: `Node.js ${process.versions.node}`, fix: 'install Node.js 22 (LTS) or 24' };
     },
   },
   {

