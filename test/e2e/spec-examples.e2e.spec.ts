@@ -103,7 +103,7 @@ before(async () => {
   await db.connect();
   // The MCP servers answer through the connectors once they have connected to them.
   await until(
-    'the database, fetch, automation and analytics MCP servers up',
+    'the filesystem, database, fetch, automation and analytics MCP servers up',
     async () => {
       const servers: { server: string; state: string }[] = (await get('/api/v1/integration/mcp/health')).body?.servers ?? [];
       return ['database', 'fetch', 'automation', 'analytics', 'filesystem'].every((n) => servers.some((s) => s.server === n && s.state === 'up'));
