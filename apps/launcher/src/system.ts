@@ -15,7 +15,7 @@ import {
   type FeatureModule,
 } from '@switchyard/gateway';
 import { createEventStore, type EventStore } from '@switchyard/event-store';
-import { mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
+import { mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, migrateAutomation, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
 import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay, startDispatcher, startStatusProjections, startTriggerStarter, startWorkflowEngine } from '@switchyard/orchestrator';
@@ -319,6 +319,9 @@ export async function startSystem(
           // Its partition leases log in on connections of their own, as the engine's role too.
           const engine = await startWorkflowEngine({ store, pool, nats, logger, databaseUrl: urlOf('engine') });
           // Starts the workflows the automation server's triggers and schedules record (automation.triggers).
+          // Its table exists before the first pass even when no automation server runs in this process
+          // (a no-op on a schema-managed pool: the owner migrated it).
+          await migrateAutomation(pool);
           const triggers = startTriggerStarter({ store, pool, logger });
           return {
             stop: async () => {
