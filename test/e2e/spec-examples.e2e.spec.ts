@@ -352,14 +352,40 @@ describe("a walk over the specification's API endpoints, in its order, against t
     assert.deepEqual(JSON.parse(r.body.result.body), { hello: 'from the receiver', method: 'GET', url: '/hello?from=spec-walk' });
   });
 
-  it('POST mcp/automation/trigger: a workflow trigger recorded by the automation server', async () => {
+  it('POST mcp/automation/trigger: a workflow trigger recorded by the automation server, started by the engine, completed', async () => {
     const r = await walk('POST /api/v1/integration/mcp/automation/trigger', 'POST', '/api/v1/integration/mcp/automation/trigger', { template_id: 'revenue_analysis', input: { timeframe: '7d' } });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.tool, 'trigger_workflow');
     const t = r.body.result.trigger;
     assert.equal(t.status, 'pending', r.text);
+    assert.equal(r.body.result.trigger_id, t.id, r.text);
+    const executionId: string = r.body.result.execution_id;
+    assert.match(executionId, /^[0-9a-f-]{36}$/, r.text);
+    assert.equal(t.execution_id, executionId, r.text);
     const row = await db.query('select template_id, input from automation.triggers where id = $1', [t.id]);
     assert.deepEqual(row.rows, [{ template_id: 'revenue_analysis', input: { timeframe: '7d' } }]);
+    // The engine's trigger starter starts it (404 until then) and marks the row; the execution runs to its end.
+    const done = await until(
+      'the triggered revenue_analysis execution to end',
+      async () => {
+        const e = await get(`/api/v1/workflows/executions/${executionId}`);
+        return ['completed', 'failed', 'canceled'].includes(e.body?.status) ? e.body : undefined;
+      },
+      180_000,
+      250,
+    );
+    assert.equal(done.status, 'completed', JSON.stringify(done));
+    assert.equal(done.definition_id, 'revenue_analysis', JSON.stringify(done));
+    assert.equal(done.output.window.timeframe, '7d', JSON.stringify(done.output));
+    const marked = await db.query<{ status: string; execution_id: string }>('select status, execution_id from automation.triggers where id = $1', [t.id]);
+    assert.deepEqual(marked.rows, [{ status: 'started', execution_id: executionId }]);
+    // Started by the trigger, under the request's correlation id, with the trigger as its cause.
+    const events = await get(`/api/v1/workflows/executions/${executionId}/events`);
+    assert.equal(events.status, 200, events.text);
+    const started = events.body.events.find((e: { type: string }) => e.type === 'WorkflowStarted');
+    assert.equal(started?.metadata?.actor, 'automation:trigger', events.text);
+    assert.equal(started?.metadata?.causationId, t.id, events.text);
+    assert.equal(started?.metadata?.correlationId, t.correlation_id, events.text);
   });
 
   it('GET mcp/analytics/{metric}: the sum over the last hour of the sample recorded above', async () => {

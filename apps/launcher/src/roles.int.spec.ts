@@ -151,6 +151,12 @@ describe('component roles: least privilege per component', { skip: serverUrl ? f
     assert.equal(await can(role('engine'), 'read_models.workflow_executions', 'INSERT'), true);
     assert.equal(await usage(role('engine'), 'delegation'), false);
     assert.equal(await usage(role('engine'), 'monitoring'), false);
+    // The engine's trigger starter: reads and marks automation.triggers, nothing else of automation.
+    assert.equal(await usage(role('engine'), 'automation'), true);
+    assert.equal(await can(role('engine'), 'automation.triggers', 'SELECT'), true);
+    assert.equal(await can(role('engine'), 'automation.triggers', 'UPDATE'), true);
+    for (const p of ['INSERT', 'DELETE', 'TRUNCATE']) assert.equal(await can(role('engine'), 'automation.triggers', p), false, p);
+    for (const t of ['automation.webhooks', 'automation.schedules', 'automation.deliveries', 'automation.mailbox']) assert.equal(await can(role('engine'), t, 'SELECT'), false, t);
     // The dispatcher: delegation, and only the checkpoints of read_models.
     assert.equal(await can(role('dispatcher'), 'delegation.tasks', 'UPDATE'), true);
     assert.equal(await can(role('dispatcher'), 'read_models.checkpoints', 'UPDATE'), true);

@@ -15,10 +15,10 @@ import {
   type FeatureModule,
 } from '@switchyard/gateway';
 import { createEventStore, type EventStore } from '@switchyard/event-store';
-import { mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
+import { mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, migrateAutomation, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
 import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
-import { runRelay, startDispatcher, startStatusProjections, startWorkflowEngine } from '@switchyard/orchestrator';
+import { runRelay, startDispatcher, startStatusProjections, startTriggerStarter, startWorkflowEngine } from '@switchyard/orchestrator';
 import { createPgPool, markSchemaManaged, parseConfig, provisionDatabaseRoles, type Component, type Config, type Logger } from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
 import { EventSink } from './event-sink.js';
@@ -318,7 +318,17 @@ export async function startSystem(
         async () => {
           // Its partition leases log in on connections of their own, as the engine's role too.
           const engine = await startWorkflowEngine({ store, pool, nats, logger, databaseUrl: urlOf('engine') });
-          return { stop: () => engine.stop() };
+          // Starts the workflows the automation server's triggers and schedules record (automation.triggers).
+          // Its table exists before the first pass even when no automation server runs in this process
+          // (a no-op on a schema-managed pool: the owner migrated it).
+          await migrateAutomation(pool);
+          const triggers = startTriggerStarter({ store, pool, logger });
+          return {
+            stop: async () => {
+              await triggers.stop();
+              await engine.stop();
+            },
+          };
         },
         usesNats,
       );

@@ -9,3 +9,4 @@ export * from './envelope.js';
 export * from './errors.js';
 export * from './progress.js';
 export * from './task-aliases.js';
+export * from './automation-triggers.js';

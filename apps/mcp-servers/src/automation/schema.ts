@@ -105,6 +105,11 @@ CREATE TABLE IF NOT EXISTS automation.mailbox (
   received_at timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS mailbox_rcpt ON automation.mailbox USING gin (rcpt_to);
+-- What the workflow engine's trigger starter did with a trigger: 'started' with the execution
+-- (its id is derived from the trigger id), or 'failed' with why (unknown template, bad input).
+ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS execution_id text;
+ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS error text;
+ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS started_at timestamptz;
 `;
 
 export async function migrateAutomation(pool: pg.Pool): Promise<void> {

@@ -127,12 +127,16 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   server.registerTool(
     'trigger_workflow',
     {
-      description: 'Record a request to start a workflow from a template; the workflow engine picks it up.',
+      description:
+        'Start a workflow from a template (or registered definition): the request is recorded durably and the workflow engine starts it once, ' +
+        'as execution `execution_id` (known at once; GET /api/v1/workflows/executions/{execution_id} may answer 404 for a moment until it has started). ' +
+        'An unknown template or an input its schema refuses marks the trigger row failed with the reason (automation.triggers).',
       inputSchema: { template_id: z.string().min(1), input: z.record(z.string(), z.unknown()).default({}) },
     },
-    tool('trigger_workflow', logger, async (a, ctx) => ({
-      trigger: await service.triggerWorkflow({ templateId: a.template_id, input: a.input, correlationId: ctx.correlationId }),
-    }), mapPgError),
+    tool('trigger_workflow', logger, async (a, ctx) => {
+      const trigger = await service.triggerWorkflow({ templateId: a.template_id, input: a.input, correlationId: ctx.correlationId });
+      return { trigger, trigger_id: trigger.id, execution_id: trigger.execution_id };
+    }, mapPgError),
   );
   return server;
 }

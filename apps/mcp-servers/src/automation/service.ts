@@ -5,6 +5,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
 import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
+import { triggerExecutionId } from '@switchyard/contracts';
 import { AppError, createPgClient, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
 import type { EgressGuard } from '../fetch/egress-guard.js';
 import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
@@ -65,7 +66,13 @@ export interface TriggerRecord {
   readonly schedule_id: string | null;
   readonly fire_at: string | null;
   readonly correlation_id: string;
+  /** `pending` until the engine's starter claims it, then `started` or `failed`. */
   readonly status: string;
+  /** The execution this trigger starts (derived from `id`, known before it starts): GET /api/v1/workflows/executions/{id}. */
+  readonly execution_id: string;
+  /** Why the starter could not start it (status `failed`). */
+  readonly error: string | null;
+  readonly started_at: string | null;
   readonly created_at: string;
 }
 
@@ -281,6 +288,9 @@ function toTrigger(r: Record<string, unknown>): TriggerRecord {
     fire_at: iso(r['fire_at'] as Date | null),
     correlation_id: r['correlation_id'] as string,
     status: r['status'] as string,
+    execution_id: (r['execution_id'] as string | null) ?? triggerExecutionId(r['id'] as string),
+    error: (r['error'] as string | null) ?? null,
+    started_at: iso((r['started_at'] as Date | null) ?? null),
     created_at: iso(r['created_at'] as Date)!,
   };
 }
@@ -682,7 +692,10 @@ export class AutomationService {
     }
   }
 
-  /** Record a request to start a workflow (status `pending`) and tell `onTrigger`. */
+  /**
+   * Record a request to start a workflow (status `pending`) and tell `onTrigger`. The workflow
+   * engine's trigger starter starts it (execution `execution_id`) and marks the row.
+   */
   async triggerWorkflow(input: { templateId: string; input: Record<string, unknown>; correlationId?: string }): Promise<TriggerRecord> {
     const r = await this.deps.pool.query(
       `INSERT INTO automation.triggers (id, template_id, input, source, correlation_id, created_at)

@@ -17,6 +17,8 @@ export interface StartRequest {
   readonly actor?: string;
   /** Client-chosen id (idempotent start); a new UUID when absent. */
   readonly executionId?: string;
+  /** What caused the start (e.g. an automation trigger's id), kept in the events' metadata. */
+  readonly causationId?: string;
 }
 
 /** Validate the input against the definition (400 naming each field), then append StartWorkflow. */
@@ -33,7 +35,12 @@ export async function startExecution(store: EventStore, req: StartRequest): Prom
   const r = await runWorkflowCommandOnNewStream(store, executionId, {
     type: 'StartWorkflow',
     data: { executionId, definition: req.definition, input: checked.value },
-    metadata: { timestamp: new Date().toISOString(), actor: req.actor ?? 'api', correlationId: req.correlationId },
+    metadata: {
+      timestamp: new Date().toISOString(),
+      actor: req.actor ?? 'api',
+      correlationId: req.correlationId,
+      ...(req.causationId !== undefined ? { causationId: req.causationId } : {}),
+    },
   });
   return { executionId, ...(r.position === undefined ? {} : { position: r.position }), created: r.events.length > 0 };
 }

@@ -23,3 +23,4 @@ export { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
 export { loadExecution, runWorkflowCommand, isTerminal, type WorkflowCommandResult } from './command.js';
 export { startExecution, cancelExecution, waitForExecution, executionEvents, executionResult, type StartRequest } from './api.js';
 export { applyWorkflowLimits, workflowLimitsFromEnv, workflowLimitsEnvSchema } from './limits.js';
+export { TriggerStarter, startTriggerStarter, type TriggerStarterOptions, type TriggerPass } from './triggers.js';

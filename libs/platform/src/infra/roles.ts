@@ -60,7 +60,8 @@ const checkpoints = (schema: string): SchemaGrant => ({ schema, tables: ['checkp
  * store's append function.
  * - gateway: reads streams and appends commands' events; API keys and idempotency records; the
  *   workflow definitions it registers; the silences and alert rules it edits; reads the read models.
- * - engine: appends; its `workflows` tables; the workflow read model in `read_models`.
+ * - engine: appends; its `workflows` tables; the workflow read model in `read_models`; reads and
+ *   marks the automation server's `automation.triggers` (the trigger starter), no other automation table.
  * - dispatcher: appends; its `delegation` tables (tasks, performance, external agents).
  * - relay: reads the events, writes its checkpoint; nothing else (not `security`).
  * - projections: the status read model (`status`), reading `delegation`, `read_models` and
@@ -88,7 +89,13 @@ export const COMPONENT_GRANTS = {
   },
   engine: {
     appends: true,
-    grants: [eventsAppend, { schema: 'workflows', privileges: RW }, { schema: 'read_models', privileges: PROJECTION }],
+    grants: [
+      eventsAppend,
+      { schema: 'workflows', privileges: RW },
+      { schema: 'read_models', privileges: PROJECTION },
+      // The trigger starter claims pending rows (SELECT ... FOR UPDATE) and marks them started or failed.
+      { schema: 'automation', tables: ['triggers'], privileges: ['SELECT', 'UPDATE'] },
+    ],
   },
   dispatcher: {
     appends: true,

@@ -1,0 +1,156 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { createLogger, createPgPool, newId } from '@switchyard/platform';
+import { PostgresEventStore } from '@switchyard/event-store';
+import { AUTOMATION_TRIGGER_ACTOR, triggerExecutionId } from '@switchyard/contracts';
+import { AutomationService, EgressGuard, migrateAutomation } from '@switchyard/mcp-servers';
+import { executionEvents, startExecution, startWorkflowEngine, TriggerStarter, waitForExecution, type WorkflowEngine } from '@switchyard/orchestrator';
+import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
+
+const logger = createLogger('triggers-int', process.env.LOG_LEVEL ?? 'silent');
+
+/**
+ * Automation triggers start workflows: rows recorded by the real automation service are started by
+ * the trigger starter through the workflow engine's command path, once, and run to completion.
+ */
+describe('automation triggers start workflows (real PostgreSQL, NATS, workflow engine)', () => {
+  let pool: pg.Pool;
+  let automationPool: pg.Pool;
+  let store: PostgresEventStore;
+  let nc: NatsConnection;
+  let engine: WorkflowEngine;
+  let automation: AutomationService;
+  const starters: TriggerStarter[] = [];
+  const definitionId = `trigger_echo_${newId().slice(0, 6)}`;
+
+  const row = async (id: string) =>
+    (await pool.query<{ status: string; execution_id: string | null; error: string | null; started_at: Date | null }>(`select status, execution_id, error, started_at from automation.triggers where id = $1`, [id]))
+      .rows[0]!;
+  const startedEvents = async (executionId: string) => (await executionEvents(store, executionId)).filter((e) => e.type === 'WorkflowStarted');
+  const starter = (): TriggerStarter => {
+    const s = new TriggerStarter({ store, pool, logger, pollMs: 100, batch: 3 });
+    starters.push(s);
+    return s;
+  };
+
+  before(async () => {
+    const url = await freshDatabase('triggers');
+    pool = createPgPool({ connectionString: url, max: 10 }, { name: 'engine', logger });
+    automationPool = createPgPool({ connectionString: url, max: 4 }, { name: 'automation', logger });
+    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
+    await store.init();
+    await migrateAutomation(automationPool);
+    nc = await connect({ servers: await testNatsUrl() });
+    // Steps answer in-process (no connector needed): the output echoes the step's input.
+    engine = await startWorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: url,
+      partitions: 2,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+      execute: async (a) => ({ ok: true, output: { echoed: a.input } }),
+    });
+    await engine.definitions.register(
+      {
+        id: definitionId,
+        version: 1,
+        name: 'echo a word',
+        input: { type: 'object', properties: { word: { type: 'string' } }, required: ['word'] },
+        steps: [{ id: 'say', uses: 'mcp:echo/say', with: { text: '${{ input.word }}' } }],
+        outputs: { said: '${{ steps.say.output.echoed.text }}' },
+      },
+      { servers: [{ name: 'echo', tools: ['say'] }], taskTypes: [], definitions: [] },
+    );
+    automation = new AutomationService({ pool: automationPool, logger, guard: new EgressGuard({}) });
+  });
+
+  after(async () => {
+    for (const s of starters) await s.stop();
+    await engine?.stop();
+    await automation?.close();
+    await nc?.close();
+    await store?.close();
+    await automationPool?.end();
+    await pool?.end();
+  });
+
+  it('a recorded trigger is started once, as the execution id it answered, and completes', async () => {
+    const t = await automation.triggerWorkflow({ templateId: definitionId, input: { word: 'hello' }, correlationId: `corr-${newId()}` });
+    assert.equal(t.status, 'pending');
+    assert.equal(t.execution_id, triggerExecutionId(t.id));
+    const s = starter();
+    s.start();
+    const marked = await until('the trigger marked started', async () => ((await row(t.id)).status === 'started' ? row(t.id) : undefined), 30_000);
+    assert.equal(marked.execution_id, t.execution_id);
+    assert.ok(marked.started_at);
+    const state = await waitForExecution(store, t.execution_id, 30_000);
+    assert.equal(state.status, 'completed');
+    assert.ok(state.status === 'completed' && state.outputs['said'] === 'hello', JSON.stringify(state));
+    const started = await startedEvents(t.execution_id);
+    assert.equal(started.length, 1);
+    assert.equal(started[0]!.metadata['actor'], AUTOMATION_TRIGGER_ACTOR);
+    assert.equal(started[0]!.metadata['correlationId'], t.correlation_id);
+    assert.equal(started[0]!.metadata['causationId'], t.id);
+    // The service's own view of the row.
+    const listed = (await automation.listTriggers()).find((x) => x.id === t.id);
+    assert.equal(listed?.status, 'started');
+    assert.equal(listed?.execution_id, t.execution_id);
+    await s.stop();
+  });
+
+  it('two starters running at once start each of many triggers exactly once', async () => {
+    const triggers = await Promise.all(Array.from({ length: 10 }, (_, i) => automation.triggerWorkflow({ templateId: definitionId, input: { word: `w${i}` } })));
+    const [a, b] = [starter(), starter()];
+    const passes = await Promise.all([a.runPending(), b.runPending(), a.runPending(), b.runPending()]);
+    // Anything a pass skipped (locked by the other) is taken by a last pass; nothing is left.
+    const last = await a.runPending();
+    const started = passes.reduce((n, p) => n + p.started, last.started);
+    assert.equal(started, 10, JSON.stringify({ passes, last }));
+    for (const t of triggers) {
+      const r = await row(t.id);
+      assert.equal(r.status, 'started');
+      assert.equal((await startedEvents(t.execution_id)).length, 1, t.id);
+    }
+    for (const t of triggers) {
+      const state = await waitForExecution(store, t.execution_id, 30_000);
+      assert.equal(state.status, 'completed', t.id);
+    }
+  });
+
+  it('a start appended before a crash (row still pending) is not started again', async () => {
+    const t = await automation.triggerWorkflow({ templateId: definitionId, input: { word: 'once' } });
+    // What a starter that died after its append and before its commit left behind.
+    const { definition } = await engine.definitions.get(definitionId);
+    await startExecution(store, { definition, input: { word: 'once' }, correlationId: t.correlation_id, actor: AUTOMATION_TRIGGER_ACTOR, executionId: t.execution_id });
+    assert.equal((await row(t.id)).status, 'pending');
+    const pass = await starter().runPending();
+    assert.equal(pass.started, 1);
+    assert.equal((await row(t.id)).status, 'started');
+    assert.equal((await startedEvents(t.execution_id)).length, 1);
+    assert.equal((await waitForExecution(store, t.execution_id, 30_000)).status, 'completed');
+  });
+
+  it('an unknown template or an input the template refuses ends failed with the reason, and is not retried', async () => {
+    const unknown = await automation.triggerWorkflow({ templateId: 'no_such_template', input: {} });
+    const badInput = await automation.triggerWorkflow({ templateId: definitionId, input: { word: 42 } });
+    const s = starter();
+    const pass = await s.runPending();
+    assert.equal(pass.failed, 2, JSON.stringify(pass));
+    const u = await row(unknown.id);
+    assert.equal(u.status, 'failed');
+    assert.match(u.error ?? '', /no_such_template.*not found/);
+    assert.equal(u.execution_id, null);
+    const b = await row(badInput.id);
+    assert.equal(b.status, 'failed');
+    assert.match(b.error ?? '', /invalid workflow input.*word/);
+    await assert.rejects(executionEvents(store, unknown.execution_id), /not found/);
+    await assert.rejects(executionEvents(store, badInput.execution_id), /not found/);
+    // Failed rows are not claimed again.
+    assert.deepEqual(await s.runPending(), { started: 0, failed: 0, deferred: 0 });
+  });
+});
