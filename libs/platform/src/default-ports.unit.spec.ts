@@ -21,6 +21,11 @@ const allowed: Record<string, string> = {
   'libs/platform/src/config.unit.spec.ts': 'asserts the config defaults',
   'libs/platform/src/edge.unit.spec.ts': 'checks Host/Origin header values with a pure function',
   'libs/platform/src/default-ports.unit.spec.ts': 'this guard',
+  'apps/cli/src/cli.unit.spec.ts': 'asserts the default gateway URL of the CLI config, dials none',
+  'apps/launcher/src/banner.unit.spec.ts': 'formats a banner from given URLs, dials none',
+  'apps/mcp-servers/src/github/github.int.spec.ts': 'asserts the seed port constant; the server it starts binds a free port',
+  'test/e2e/health-contract.e2e.spec.ts': 'checks the seed port constants; every listener it dials is moved to a free port by its variable',
+  'test/deploy/compose.unit.spec.ts': 'reads the compose file and checks its published ports, binds none',
 };
 
 function specFiles(): string[] {
