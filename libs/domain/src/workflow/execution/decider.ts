@@ -37,6 +37,9 @@ import { addMs, backoffDelay, hash32, notBefore, queueWaitBudgetMs, transientDel
 import type {
   ActiveExecution,
   ExecutionData,
+  ForkWorkflow,
+  RetryExecution,
+  StartedExecution,
   StepError,
   StepState,
   UnitRef,
@@ -299,6 +302,14 @@ function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionStat
           : [{ type: 'CompensationFailed', data: { stepId: c.stepId, error: command.data.error, at: now }, metadata: meta }];
       break;
     }
+    // Operations on executions (fork, retry): see the section below.
+    case 'ForkWorkflow':
+      if (state.status !== 'not_started') return []; // a repeated fork (client retry) is a no-op
+      primary = decideFork(command);
+      break;
+    case 'RetryExecution':
+      primary = decideRetry(requireStarted(state), command);
+      break;
     default:
       return assertNever(command, 'command');
   }
@@ -364,7 +375,7 @@ function attemptFailed(
   const u = unitOf(s, unit);
   const goingForward = s.status === 'running' && !s.failing && s.steps[def.id]?.status === 'running';
   const codeMatches = !policy?.on || policy.on.includes(error.code);
-  const policyAttempt = attempt - (u?.transientRetries ?? 0);
+  const policyAttempt = attempt - (s.steps[def.id]?.attemptBase ?? 0) - (u?.transientRetries ?? 0);
   const canRetry = goingForward && error.retryable && codeMatches && policy !== undefined && policyAttempt < policy.attempts;
   const firstAt = u?.firstScheduledAt;
   const withinBudget = firstAt === undefined || Date.parse(now) - Date.parse(firstAt) < TRANSIENT_RETRY_BUDGET_MS;
@@ -534,7 +545,7 @@ function startStep(state: Extract<ActiveExecution, { status: 'running' }>, def: 
 
   if (!def.for_each) {
     try {
-      return [scheduled(state, def, { stepId: def.id }, 1, resolveMapping(def.with, ctx), meta)];
+      return [scheduled(state, def, { stepId: def.id }, firstAttempt(state, def.id), resolveMapping(def.with, ctx), meta)];
     } catch (e) {
       return failNow(e);
     }
@@ -575,7 +586,7 @@ function continueForEach(state: Extract<ActiveExecution, { status: 'running' }>,
     const unit = { stepId: def.id, itemIndex: i };
     try {
       const input = resolveMapping(def.with, expressionContext(state, { item: items[i], index: i }));
-      events.push(scheduled(state, def, unit, 1, input, meta));
+      events.push(scheduled(state, def, unit, firstAttempt(state, def.id), input, meta));
     } catch (e) {
       const error = expressionFailure(e);
       const failed: WorkflowEvent[] = [
@@ -586,6 +597,122 @@ function continueForEach(state: Extract<ActiveExecution, { status: 'running' }>,
     }
   }
   return events;
+}
+
+// ---- operations on executions: fork, retry ------------------------------------
+
+/** The first attempt number of a step's (next) run: 1, or on after the attempts of the runs before a retry. */
+const firstAttempt = (s: ExecutionData, stepId: string): number => (s.steps[stepId]?.attemptBase ?? 0) + 1;
+
+/** Steps that need `stepId`, directly or through others (not including it). */
+export function downstreamOf(definition: WorkflowDefinition, stepIds: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  const frontier = [...stepIds];
+  while (frontier.length > 0) {
+    const id = frontier.pop()!;
+    for (const d of definition.steps) {
+      if (d.needs.includes(id) && !out.has(d.id)) {
+        out.add(d.id);
+        frontier.push(d.id);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * ForkWorkflow: WorkflowStarted, then one StepOutputCopied per copy; `progress` then runs what is
+ * left. 409 (illegal_state) naming every copied step the definition lacks; 400 when the fork point
+ * is not a step of it or a copy is the fork point or downstream of it.
+ */
+function decideFork(command: ForkWorkflow): WorkflowEvent[] {
+  const meta = command.metadata;
+  const d = command.data;
+  const v = validateDefinition(d.definition);
+  if (!v.ok) throw new DomainError('validation', 'invalid workflow definition', { problems: v.problems });
+  const def = v.definition;
+  if (!stepDef(def, d.fromStep)) {
+    throw new DomainError('validation', `step "${d.fromStep}" is not part of workflow "${def.id}" version ${def.version}`, { stepId: d.fromStep });
+  }
+  const missing = d.copies.map((c) => c.stepId).filter((id) => !stepDef(def, id));
+  if (missing.length > 0) {
+    throw new DomainError('illegal_state', `steps to copy do not exist in workflow "${def.id}" version ${def.version}: ${missing.join(', ')}`, { missing_steps: missing });
+  }
+  const rerun = new Set([d.fromStep, ...downstreamOf(def, [d.fromStep])]);
+  const wrong = d.copies.map((c) => c.stepId).filter((id) => rerun.has(id));
+  if (wrong.length > 0) {
+    throw new DomainError('validation', `steps ${wrong.join(', ')} run again from "${d.fromStep}": they cannot be copied`, { stepIds: wrong });
+  }
+  const input = validateInput(def.input, d.input);
+  if (!input.ok) throw new DomainError('validation', 'invalid workflow input', { problems: input.problems });
+  return [
+    {
+      type: 'WorkflowStarted',
+      data: {
+        executionId: d.executionId,
+        definition: def,
+        input: input.value,
+        seed: d.seed ?? hash32(d.executionId),
+        startedAt: meta.timestamp,
+        forkedFrom: { executionId: d.fromExecutionId, fromStep: d.fromStep },
+      },
+      metadata: meta,
+    },
+    ...d.copies.map(
+      (c): WorkflowEvent => ({
+        type: 'StepOutputCopied',
+        data: { stepId: c.stepId, output: c.output ?? null, fromExecutionId: d.fromExecutionId, revision: c.revision, at: meta.timestamp },
+        metadata: meta,
+      }),
+    ),
+  ];
+}
+
+/**
+ * The steps a retry runs again: every main step that did not succeed (failed, timed out, skipped
+ * because of a failure, or never reached), except steps skipped by their own condition, plus every
+ * step downstream of those. Succeeded steps upstream or beside them keep their outputs.
+ */
+export function stepsToRetry(s: StartedExecution): string[] {
+  const comp = compensationStepIds(s.definition);
+  const seeds = s.definition.steps
+    .filter((d) => !comp.has(d.id))
+    .filter((d) => {
+      const st = s.steps[d.id];
+      return st !== undefined && st.status !== 'succeeded' && !(st.status === 'skipped' && st.skipReason === 'condition_false');
+    })
+    .map((d) => d.id);
+  const all = new Set([...seeds, ...downstreamOf(s.definition, seeds)]);
+  return s.definition.steps.filter((d) => all.has(d.id) && !comp.has(d.id)).map((d) => d.id);
+}
+
+/** RetryExecution: 409 unless the execution failed; ExecutionRetried names the steps that run again. */
+function decideRetry(s: StartedExecution, command: RetryExecution): WorkflowEvent[] {
+  if (s.status !== 'failed') {
+    throw new DomainError('illegal_state', `workflow execution is ${s.status}: only a failed execution can be retried`, { status: s.status });
+  }
+  const meta = command.metadata;
+  return [
+    {
+      type: 'ExecutionRetried',
+      data: { steps: stepsToRetry(s), reason: command.data.reason ?? 'retried by request', actor: meta.actor ?? null, retriedAt: meta.timestamp },
+      metadata: meta,
+    },
+  ];
+}
+
+/** Running again: the named steps go back to pending with their attempt count kept as a base; their compensations are forgotten. */
+function evolveRetried(s: StartedExecution, ids: readonly string[]): WorkflowExecutionState {
+  const reset = new Set(ids);
+  const steps: Record<string, StepState> = { ...s.steps };
+  for (const id of reset) {
+    const st = s.steps[id];
+    if (!st) continue;
+    const used = Math.max(st.attemptBase ?? 0, ...st.units.map((u) => u?.attempt ?? 0));
+    steps[id] = { id, status: 'pending', output: null, error: null, units: [], ...(used > 0 ? { attemptBase: used } : {}) };
+  }
+  const compensations = Object.fromEntries(Object.entries(s.compensations).filter(([, c]) => !reset.has(c.forStepId)));
+  return { ...stripPhase(s), status: 'running', steps, compensations };
 }
 
 // ---- evolve -------------------------------------------------------------------
@@ -627,6 +754,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       startedAt: d.startedAt,
       correlationId: event.metadata.correlationId,
       ...(d.lineage ? { lineage: d.lineage } : {}),
+      ...(d.forkedFrom ? { forkedFrom: d.forkedFrom } : {}),
       steps,
       compensations: {},
     };
@@ -784,6 +912,12 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       return { ...stripPhase(s), status: 'failed', reason: event.data.reason, failedAt: event.data.failedAt };
     case 'WorkflowCanceled':
       return { ...stripPhase(s), status: 'canceled', reason: event.data.reason, canceledAt: event.data.canceledAt };
+    case 'StepOutputCopied': {
+      const d = event.data;
+      return { ...s, steps: withStep(s, d.stepId, (st) => ({ ...st, status: 'succeeded', output: d.output, copiedFrom: { executionId: d.fromExecutionId, revision: d.revision } })) };
+    }
+    case 'ExecutionRetried':
+      return evolveRetried(s, event.data.steps);
     default:
       return assertNever(event, 'event');
   }
@@ -799,6 +933,7 @@ function stripPhase(s: ExecutionData): ExecutionData {
     startedAt: s.startedAt,
     correlationId: s.correlationId,
     ...(s.lineage ? { lineage: s.lineage } : {}),
+    ...(s.forkedFrom ? { forkedFrom: s.forkedFrom } : {}),
     steps: s.steps,
     compensations: s.compensations,
   };

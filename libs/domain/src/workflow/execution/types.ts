@@ -69,6 +69,34 @@ export type RequestCancel = Command<'RequestCancel', { readonly reason: string }
 export type RecordCompensationSucceeded = Command<'RecordCompensationSucceeded', { readonly stepId: string; readonly output: unknown }>;
 export type RecordCompensationFailed = Command<'RecordCompensationFailed', { readonly stepId: string; readonly error: StepError }>;
 
+// ---- operations on executions (fork, retry) ---------------------------------
+
+/** One recorded step output a fork takes over from its source execution instead of running the step. */
+export interface CopiedStep {
+  readonly stepId: string;
+  readonly output: unknown;
+  /** Revision of the source's event that recorded the output (StepSucceeded, or StepOutputCopied of an earlier fork). */
+  readonly revision: number;
+}
+/**
+ * Start a new execution that takes over the outputs of some steps of another one (`copies`,
+ * chosen by `planFork`) and runs the rest. Every copied step must exist in `definition`.
+ */
+export type ForkWorkflow = Command<
+  'ForkWorkflow',
+  {
+    readonly executionId: string;
+    readonly definition: WorkflowDefinitionInput;
+    readonly input: unknown;
+    readonly fromExecutionId: string;
+    readonly fromStep: string;
+    readonly copies: readonly CopiedStep[];
+    readonly seed?: number;
+  }
+>;
+/** Re-run a failed execution's failed, timed-out and unfinished steps and everything downstream of them; keep the rest. */
+export type RetryExecution = Command<'RetryExecution', { readonly reason?: string }>;
+
 export type WorkflowCommand =
   | StartWorkflow
   | RecordStepDispatched
@@ -81,7 +109,9 @@ export type WorkflowCommand =
   | RetryStep
   | RequestCancel
   | RecordCompensationSucceeded
-  | RecordCompensationFailed;
+  | RecordCompensationFailed
+  | ForkWorkflow
+  | RetryExecution;
 
 // ---- events ---------------------------------------------------------------
 
@@ -96,6 +126,8 @@ export type WorkflowStarted = Event<
     readonly startedAt: string;
     /** Only on sub-workflow executions (optional: older streams have none). */
     readonly lineage?: ExecutionLineage;
+    /** Only on forks: the execution it was forked from and the step it runs again from. */
+    readonly forkedFrom?: { readonly executionId: string; readonly fromStep: string };
   }
 >;
 /** A for_each step resolved its item list. */
@@ -173,6 +205,19 @@ export type WorkflowFailed = Event<
   { readonly reason: string; readonly stepId: string | null; readonly error: StepError | null; readonly failedAt: string }
 >;
 export type WorkflowCanceled = Event<'WorkflowCanceled', { readonly reason: string; readonly canceledAt: string }>;
+/** A fork took this step's output over from its source execution: the step is succeeded without running. */
+export type StepOutputCopied = Event<
+  'StepOutputCopied',
+  { readonly stepId: string; readonly output: unknown; readonly fromExecutionId: string; readonly revision: number; readonly at: string }
+>;
+/**
+ * A failed execution runs again: `steps` go back to pending (their next attempt numbers follow the
+ * old ones, so both runs stay in the history), everything else keeps its result.
+ */
+export type ExecutionRetried = Event<
+  'ExecutionRetried',
+  { readonly steps: readonly string[]; readonly reason: string; readonly actor: string | null; readonly retriedAt: string }
+>;
 
 export type WorkflowEvent =
   | WorkflowStarted
@@ -193,7 +238,9 @@ export type WorkflowEvent =
   | CompensationFailed
   | WorkflowCompleted
   | WorkflowFailed
-  | WorkflowCanceled;
+  | WorkflowCanceled
+  | StepOutputCopied
+  | ExecutionRetried;
 
 export const workflowEventTypes: readonly WorkflowEvent['type'][] = [
   'WorkflowStarted',
@@ -215,6 +262,8 @@ export const workflowEventTypes: readonly WorkflowEvent['type'][] = [
   'WorkflowCompleted',
   'WorkflowFailed',
   'WorkflowCanceled',
+  'StepOutputCopied',
+  'ExecutionRetried',
 ];
 
 // ---- state ----------------------------------------------------------------
@@ -251,6 +300,10 @@ export interface StepState {
   readonly items?: readonly unknown[];
   /** Plain step: at most one unit at [0]. for_each: one per started item, by index. */
   readonly units: readonly (UnitState | undefined)[];
+  /** Attempts used before the execution's last retry: the next run's attempts count on from here. */
+  readonly attemptBase?: number;
+  /** Set when a fork took the output over from another execution. */
+  readonly copiedFrom?: { readonly executionId: string; readonly revision: number };
 }
 
 export interface CompensationState {
@@ -276,6 +329,8 @@ export interface ExecutionData {
   readonly correlationId: string;
   /** Only on sub-workflow executions. */
   readonly lineage?: ExecutionLineage;
+  /** Only on forks. */
+  readonly forkedFrom?: { readonly executionId: string; readonly fromStep: string };
   readonly steps: Readonly<Record<string, StepState>>;
   readonly compensations: Readonly<Record<string, CompensationState>>;
 }

@@ -1,0 +1,192 @@
+/**
+ * Pure planning for operations on recorded executions: which outputs a fork copies (`planFork`),
+ * the state after any revision (`stateAt`), and what another definition version would have
+ * decided differently on an execution's recorded outcomes (`checkReplay`). No I/O: callers read
+ * the stream and hand its events in.
+ */
+import { DomainError, type CommandMetadata } from '../../decider.js';
+import type { WorkflowDefinition } from '../definition/schema.js';
+import { compensationStepIds } from '../definition/validate.js';
+import { decideWorkflow, downstreamOf, evolveWorkflow, initialWorkflowState } from './decider.js';
+import type { CopiedStep, StartedExecution, StepError, WorkflowCommand, WorkflowEvent, WorkflowExecutionState } from './types.js';
+
+/** An event with the stream revision it was recorded at. */
+export interface RevisionedEvent {
+  readonly revision: number;
+  readonly event: WorkflowEvent;
+}
+
+/** The state after the event at `revision` (all events up to and including it, folded by the decider's evolve). */
+export function stateAt(events: readonly RevisionedEvent[], revision: number): WorkflowExecutionState {
+  let s = initialWorkflowState;
+  for (const e of events) {
+    if (e.revision > revision) break;
+    s = evolveWorkflow(s, e.event);
+  }
+  return s;
+}
+
+export interface ForkPlan {
+  /** Outputs the fork takes over (with the source revision that recorded each). */
+  readonly copies: readonly CopiedStep[];
+  /** Steps the fork runs: `fromStep` and everything downstream of it (in the source or the target definition). */
+  readonly rerun: readonly string[];
+}
+
+/**
+ * What a fork of `source` from `fromStep` onto `target` copies: every step that succeeded in the
+ * source (ran, or was itself copied by an earlier fork) and is neither `fromStep` nor downstream
+ * of it, in the source's definition or in the target's. Compensation steps are never copied.
+ * 400 when `fromStep` is a step of neither definition. Copies the target lacks are left in: the
+ * decider refuses them (409 naming them), so the operator sees what the new version drops.
+ */
+export function planFork(source: StartedExecution, events: readonly RevisionedEvent[], fromStep: string, target: WorkflowDefinition): ForkPlan {
+  const inSource = source.definition.steps.some((d) => d.id === fromStep);
+  const inTarget = target.steps.some((d) => d.id === fromStep);
+  if (!inSource && !inTarget) {
+    throw new DomainError('validation', `step "${fromStep}" is not part of workflow "${source.definition.id}"`, { stepId: fromStep });
+  }
+  const rerun = new Set([fromStep, ...downstreamOf(source.definition, [fromStep]), ...downstreamOf(target, [fromStep])]);
+  const comp = compensationStepIds(source.definition);
+  // The revision that recorded each step's final output (the last one wins).
+  const recordedAt = new Map<string, number>();
+  for (const { revision, event } of events) {
+    if ((event.type === 'StepSucceeded' && event.data.itemIndex === undefined) || event.type === 'StepOutputCopied') recordedAt.set(event.data.stepId, revision);
+  }
+  const copies: CopiedStep[] = [];
+  for (const d of source.definition.steps) {
+    const st = source.steps[d.id];
+    if (!st || st.status !== 'succeeded' || rerun.has(d.id) || comp.has(d.id)) continue;
+    copies.push({ stepId: d.id, output: st.output ?? null, revision: recordedAt.get(d.id) ?? -1 });
+  }
+  return { copies, rerun: target.steps.filter((d) => rerun.has(d.id)).map((d) => d.id) };
+}
+
+// ---- replay check -------------------------------------------------------------------
+
+export type ReplayDifferenceKind =
+  | 'step_added'
+  | 'step_removed'
+  | 'needs_changed'
+  | 'uses_changed'
+  | 'condition_changed'
+  | 'now_runs'
+  | 'now_skipped'
+  | 'input_changed'
+  | 'undetermined';
+
+export interface ReplayDifference {
+  readonly step_id: string;
+  readonly kind: ReplayDifferenceKind;
+  /** What happened in the recorded execution, and what the checked version decides instead. */
+  readonly recorded: unknown;
+  readonly replayed: unknown;
+}
+
+export interface ReplayReport {
+  readonly execution_id: string;
+  readonly recorded_version: number;
+  readonly recorded_status: string;
+  /** How the checked version would end on the recorded outcomes; `undetermined` when a step it runs has no recorded outcome. */
+  readonly replayed_status: string;
+  readonly same: boolean;
+  readonly differences: readonly ReplayDifference[];
+  /** The checked version refuses the recorded input (it would not start). */
+  readonly input_problem?: string;
+}
+
+const MAX_REPLAY_ROUNDS = 10_000;
+const stableJson = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b))) : x));
+
+/**
+ * Replay a finished execution's recorded step outcomes through `target`'s decider: start it on the
+ * recorded input, answer every unit it schedules with what that step (or item) answered in the
+ * recording (a failure as final), and compare what it decides with what was recorded: steps added
+ * or removed, dependency, tool and condition changes, steps that would now run or be skipped, and
+ * step inputs that now resolve differently. A step the recording never ran cannot be answered:
+ * it and what follows from it are `undetermined`.
+ */
+export function checkReplay(source: StartedExecution, target: WorkflowDefinition): ReplayReport {
+  const base = { execution_id: source.executionId, recorded_version: source.definition.version, recorded_status: source.status };
+  const meta: CommandMetadata = { timestamp: source.startedAt, actor: 'system:replay-check', correlationId: source.correlationId };
+  const cmd = (c: Omit<WorkflowCommand, 'metadata'>): WorkflowCommand => ({ ...c, metadata: meta }) as WorkflowCommand;
+  let state: WorkflowExecutionState = initialWorkflowState;
+  const apply = (c: WorkflowCommand) => {
+    for (const e of decideWorkflow(c, state)) state = evolveWorkflow(state, e);
+  };
+  try {
+    apply(cmd({ type: 'StartWorkflow', data: { executionId: source.executionId, definition: target, input: source.input, seed: source.seed } }));
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    const details = e instanceof DomainError ? JSON.stringify(e.details['problems'] ?? '') : '';
+    return { ...base, replayed_status: 'not_started', same: false, differences: [], input_problem: `${message} ${details}`.trim() };
+  }
+  const unanswerable = new Set<string>();
+  for (let round = 0; round < MAX_REPLAY_ROUNDS && (state.status === 'running' || state.status === 'canceling'); round++) {
+    const s: StartedExecution = state;
+    let fed = false;
+    for (const st of Object.values(s.steps)) {
+      for (const u of st.units) {
+        if (!u || u.phase !== 'scheduled' || unanswerable.has(st.id)) continue;
+        const rec = source.steps[st.id];
+        const ref = u.itemIndex === undefined ? { stepId: st.id } : { stepId: st.id, itemIndex: u.itemIndex };
+        const recUnit = rec?.units[u.itemIndex ?? 0];
+        if (recUnit?.phase === 'succeeded' || (rec?.status === 'succeeded' && u.itemIndex === undefined)) {
+          const output = recUnit?.phase === 'succeeded' ? recUnit.output : rec!.output;
+          apply(cmd({ type: 'RecordStepSucceeded', data: { ...ref, attempt: u.attempt, output: output ?? null } }));
+        } else if (recUnit?.phase === 'failed' || rec?.status === 'failed') {
+          const error: StepError = { ...(recUnit?.error ?? rec?.error ?? { code: 'failed', message: 'failed' }), retryable: false };
+          apply(cmd({ type: 'RecordStepFailed', data: { ...ref, attempt: u.attempt, error } }));
+        } else {
+          unanswerable.add(st.id);
+          continue;
+        }
+        fed = true;
+      }
+    }
+    for (const c of Object.values(s.compensations)) {
+      if (c.status !== 'running') continue;
+      const rec = source.compensations[c.stepId];
+      if (rec?.status === 'failed') apply(cmd({ type: 'RecordCompensationFailed', data: { stepId: c.stepId, error: rec.error ?? { code: 'failed', message: 'failed', retryable: false } } }));
+      else apply(cmd({ type: 'RecordCompensationSucceeded', data: { stepId: c.stepId, output: rec?.output ?? null } }));
+      fed = true;
+    }
+    if (!fed) break;
+  }
+  const replayed = state as StartedExecution;
+  const differences: ReplayDifference[] = [];
+  const srcDefs = new Map(source.definition.steps.map((d) => [d.id, d]));
+  const tgtDefs = new Map(target.steps.map((d) => [d.id, d]));
+  const undetermined = new Set([...unanswerable, ...downstreamOf(target, unanswerable)]);
+  const outcome = (st: { status: string; skipReason?: string } | undefined) =>
+    !st ? 'absent' : st.status === 'skipped' ? `skipped (${st.skipReason ?? 'skipped'})` : st.status;
+  const ran = (st: { status: string } | undefined) => st !== undefined && (st.status === 'succeeded' || st.status === 'failed' || st.status === 'running');
+  for (const [id, t] of tgtDefs) {
+    const s = srcDefs.get(id);
+    const rStep = replayed.steps[id];
+    if (!s) {
+      differences.push({ step_id: id, kind: 'step_added', recorded: 'absent', replayed: undetermined.has(id) ? 'undetermined' : outcome(rStep) });
+      continue;
+    }
+    if (stableJson([...s.needs].sort()) !== stableJson([...t.needs].sort())) differences.push({ step_id: id, kind: 'needs_changed', recorded: s.needs, replayed: t.needs });
+    if (s.uses !== t.uses) differences.push({ step_id: id, kind: 'uses_changed', recorded: s.uses, replayed: t.uses });
+    if ((s.if ?? null) !== (t.if ?? null)) differences.push({ step_id: id, kind: 'condition_changed', recorded: s.if ?? null, replayed: t.if ?? null });
+    const sStep = source.steps[id];
+    if (undetermined.has(id)) {
+      differences.push({ step_id: id, kind: 'undetermined', recorded: outcome(sStep), replayed: 'needs a step the recording never ran' });
+      continue;
+    }
+    if (!ran(sStep) && ran(rStep)) differences.push({ step_id: id, kind: 'now_runs', recorded: outcome(sStep), replayed: outcome(rStep) });
+    else if (ran(sStep) && !ran(rStep)) differences.push({ step_id: id, kind: 'now_skipped', recorded: outcome(sStep), replayed: outcome(rStep) });
+    else if (ran(sStep) && ran(rStep)) {
+      const sIn = sStep!.units.map((u) => u?.input ?? null);
+      const rIn = rStep!.units.map((u) => u?.input ?? null);
+      if (stableJson(sIn) !== stableJson(rIn)) differences.push({ step_id: id, kind: 'input_changed', recorded: sIn, replayed: rIn });
+    }
+  }
+  for (const [id] of srcDefs) {
+    if (!tgtDefs.has(id)) differences.push({ step_id: id, kind: 'step_removed', recorded: outcome(source.steps[id]), replayed: 'absent' });
+  }
+  const replayedStatus = replayed.status === 'running' || replayed.status === 'canceling' ? 'undetermined' : replayed.status;
+  return { ...base, replayed_status: replayedStatus, same: differences.length === 0 && replayedStatus === source.status, differences };
+}
