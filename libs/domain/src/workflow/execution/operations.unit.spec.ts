@@ -1,0 +1,238 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { DeciderSpecification } from '@switchyard/testing';
+import { DomainError } from '../../decider.js';
+import type { WorkflowDefinition, WorkflowDefinitionInput } from '../definition/schema.js';
+import { validateDefinition } from '../definition/validate.js';
+import { workflowExecutionDecider } from './decider.js';
+import { checkReplay, planFork, stateAt, type RevisionedEvent } from './operations.js';
+import { cmd, fold, history, invalid, meta, T0, types } from './spec-helpers.js';
+import type { StartedExecution, WorkflowCommand, WorkflowEvent } from './types.js';
+
+const spec = DeciderSpecification.for(workflowExecutionDecider);
+const isCode = (code: string) => (e: unknown) => e instanceof DomainError && e.code === code;
+
+/** fetch -> analyze -> report, and an independent side step. */
+const chain: WorkflowDefinitionInput = {
+  id: 'chain',
+  version: 1,
+  name: 'Chain',
+  steps: [
+    { id: 'fetch', uses: 'mcp:database/query', with: { sql: 'select 1' } },
+    { id: 'analyze', uses: 'agent:revenue_analysis', needs: ['fetch'], with: { rows: '${{ steps.fetch.output.rows }}' } },
+    { id: 'report', uses: 'mcp:filesystem/write_file', needs: ['analyze'], with: { content: '${{ steps.analyze.output.total }}' } },
+    { id: 'side', uses: 'mcp:database/query', with: { sql: 'select 2' } },
+  ],
+  outputs: { total: '${{ steps.analyze.output.total }}' },
+};
+const def = (d: WorkflowDefinitionInput): WorkflowDefinition => {
+  const v = validateDefinition(d);
+  if (!v.ok) throw new Error(JSON.stringify(v.problems));
+  return v.definition;
+};
+
+/** fetch and side succeed, analyze fails for good: the execution failed. */
+const failedRun = history(
+  cmd.start(chain, {}),
+  cmd.succeeded({ stepId: 'fetch' }, { rows: [1, 2] }),
+  cmd.succeeded({ stepId: 'side' }, { rows: [3] }),
+  cmd.failed({ stepId: 'analyze' }, invalid),
+);
+const retry = (reason?: string): WorkflowCommand => ({ type: 'RetryExecution', data: reason === undefined ? {} : { reason }, metadata: meta(T0, 'apikey:op') });
+const fork = (data: Partial<Extract<WorkflowCommand, { type: 'ForkWorkflow' }>['data']> = {}): WorkflowCommand => ({
+  type: 'ForkWorkflow',
+  data: { executionId: 'ex2', definition: chain, input: {}, fromExecutionId: 'ex1', fromStep: 'analyze', copies: [{ stepId: 'fetch', output: { rows: [1, 2] }, revision: 4 }], ...data },
+  metadata: meta(),
+});
+const revisioned = (events: readonly WorkflowEvent[]): RevisionedEvent[] => events.map((event, revision) => ({ revision, event }));
+
+describe('WorkflowExecution: RetryExecution', () => {
+  it('given a failed execution, re-runs the failed step and what depends on it with the next attempt number; keeps what succeeded', () => {
+    assert.equal(fold(failedRun).status, 'failed');
+    spec
+      .given(failedRun)
+      .when(retry())
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['ExecutionRetried', 'StepScheduled:analyze']);
+        assert.deepEqual(events[0]!.data, { steps: ['analyze', 'report'], reason: 'retried by request', actor: 'apikey:op', retriedAt: T0 });
+        const scheduled = events[1]!.data as { attempt: number; idempotencyKey: string; input: unknown };
+        assert.equal(scheduled.attempt, 2);
+        assert.equal(scheduled.idempotencyKey, 'ex1:analyze:2');
+        assert.deepEqual(scheduled.input, { rows: [1, 2] });
+        assert.equal(after.status, 'running');
+        if (after.status !== 'running') return;
+        assert.equal(after.steps['fetch']!.status, 'succeeded');
+        assert.equal(after.steps['side']!.status, 'succeeded');
+        assert.equal(after.steps['report']!.status, 'pending');
+      });
+  });
+
+  it('the retried run completes, and a failure of it counts its retry policy from its own first attempt', () => {
+    const afterRetry = [...failedRun, ...workflowExecutionDecider.decide(retry(), fold(failedRun))];
+    const done = [
+      ...afterRetry,
+      ...workflowExecutionDecider.decide(cmd.succeeded({ stepId: 'analyze' }, { total: 7 }, 2), fold(afterRetry)),
+    ];
+    const end = [...done, ...workflowExecutionDecider.decide(cmd.succeeded({ stepId: 'report' }, { ok: true }, 1), fold(done))];
+    const s = fold(end);
+    assert.equal(s.status, 'completed');
+    if (s.status === 'completed') assert.deepEqual(s.outputs, { total: 7 });
+  });
+
+  it('given a running, completed or canceled execution: 409 illegal_state', () => {
+    const running = history(cmd.start(chain, {}));
+    const err = spec.given(running).when(retry()).thenThrows<DomainError>(isCode('illegal_state'));
+    assert.equal(err.status, 409);
+    const completed = history(
+      cmd.start(chain, {}),
+      cmd.succeeded({ stepId: 'fetch' }, { rows: [] }),
+      cmd.succeeded({ stepId: 'side' }, {}),
+      cmd.succeeded({ stepId: 'analyze' }, { total: 1 }),
+      cmd.succeeded({ stepId: 'report' }, {}),
+    );
+    spec.given(completed).when(retry()).thenThrows(isCode('illegal_state'));
+  });
+
+  it('given nothing: 404', () => {
+    spec.given([]).when(retry()).thenThrows(isCode('not_found'));
+  });
+
+  it('a timed-out step is re-run too, on a new attempt', () => {
+    const timedOut = history(
+      cmd.start(chain, {}),
+      cmd.succeeded({ stepId: 'side' }, {}),
+      cmd.dispatched({ stepId: 'fetch' }, 1, T0),
+      cmd.timedOut({ stepId: 'fetch' }, 1, '2026-01-01T01:00:00.000Z'),
+    );
+    assert.equal(fold(timedOut).status, 'failed');
+    spec.given(timedOut).when(retry('db is back')).then((events) => {
+      assert.deepEqual(types(events), ['ExecutionRetried', 'StepScheduled:fetch']);
+      assert.deepEqual((events[0]!.data as { steps: readonly string[] }).steps, ['fetch', 'analyze', 'report']);
+      assert.equal((events[1]!.data as { attempt: number }).attempt, 2);
+    });
+  });
+});
+
+describe('WorkflowExecution: ForkWorkflow', () => {
+  it('given nothing, starts with the copied outputs and schedules only what does not depend on the fork point... and the fork point', () => {
+    spec
+      .given([])
+      .when(fork())
+      .then((events, after) => {
+        assert.deepEqual(types(events), ['WorkflowStarted', 'StepOutputCopied:fetch', 'StepScheduled:analyze', 'StepScheduled:side']);
+        assert.deepEqual((events[0]!.data as { forkedFrom: unknown }).forkedFrom, { executionId: 'ex1', fromStep: 'analyze' });
+        assert.deepEqual(events[1]!.data, { stepId: 'fetch', output: { rows: [1, 2] }, fromExecutionId: 'ex1', revision: 4, at: T0 });
+        assert.deepEqual((events[2]!.data as { input: unknown }).input, { rows: [1, 2] });
+        if (after.status !== 'running') return assert.fail('running expected');
+        assert.equal(after.steps['fetch']!.status, 'succeeded');
+      });
+  });
+
+  it('refuses copies the target version lacks: 409 naming them', () => {
+    const err = spec
+      .given([])
+      .when(fork({ copies: [{ stepId: 'fetch', output: {}, revision: 1 }, { stepId: 'gone', output: {}, revision: 2 }] }))
+      .thenThrows<DomainError>(isCode('illegal_state'));
+    assert.equal(err.status, 409);
+    assert.deepEqual(err.details['missing_steps'], ['gone']);
+    assert.match(err.message, /gone/);
+  });
+
+  it('refuses a fork point that is not a step (400) and a copy of the fork point or its downstream (400)', () => {
+    spec.given([]).when(fork({ fromStep: 'nope' })).thenThrows(isCode('validation'));
+    spec.given([]).when(fork({ copies: [{ stepId: 'report', output: {}, revision: 1 }] })).thenThrows(isCode('validation'));
+  });
+
+  it('given a started execution, a repeated fork is ignored', () => {
+    const started = workflowExecutionDecider.decide(fork(), workflowExecutionDecider.initialState);
+    spec.given(started).when(fork()).thenNothingHappened();
+  });
+});
+
+describe('planFork', () => {
+  const source = fold(failedRun) as StartedExecution;
+  it('copies succeeded steps that are neither the fork point nor downstream of it, with the revision that recorded them', () => {
+    const plan = planFork(source, revisioned(failedRun), 'analyze', def(chain));
+    assert.deepEqual(plan.copies.map((c) => c.stepId), ['fetch', 'side']);
+    const fetchRevision = failedRun.findIndex((e) => e.type === 'StepSucceeded' && e.data.stepId === 'fetch');
+    assert.equal(plan.copies[0]!.revision, fetchRevision);
+    assert.deepEqual(plan.rerun, ['analyze', 'report']);
+  });
+  it('downstream in the target counts too: a step that now needs the fork point runs again', () => {
+    const v2 = def({ ...chain, version: 2, steps: chain.steps.map((s) => (s.id === 'side' ? { ...s, needs: ['analyze'] } : s)) });
+    assert.deepEqual(planFork(source, revisioned(failedRun), 'analyze', v2).copies.map((c) => c.stepId), ['fetch']);
+  });
+  it('400 for a fork point of neither definition', () => {
+    assert.throws(() => planFork(source, revisioned(failedRun), 'nope', def(chain)), isCode('validation'));
+  });
+});
+
+describe('stateAt (time travel)', () => {
+  it('property: the state at the last revision is the fold of the whole stream; at every revision, a step never goes back to pending', () => {
+    const outcomes = fc.array(fc.record({ step: fc.constantFrom('fetch', 'analyze', 'report', 'side'), ok: fc.boolean() }), { maxLength: 12 });
+    fc.assert(
+      fc.property(outcomes, (list) => {
+        const commands: WorkflowCommand[] = [cmd.start(chain, {})];
+        for (const o of list) {
+          commands.push(o.ok ? cmd.succeeded({ stepId: o.step }, { rows: [1], total: 1 }) : cmd.failed({ stepId: o.step }, invalid));
+        }
+        const events = history(...commands);
+        const rev = revisioned(events);
+        assert.deepEqual(stateAt(rev, events.length - 1), fold(events));
+        const rank = { pending: 0, running: 1, succeeded: 2, failed: 2, skipped: 2 } as const;
+        let prev: Record<string, number> = {};
+        for (let r = 0; r < events.length; r++) {
+          const s = stateAt(rev, r);
+          if (s.status === 'not_started') return false;
+          const now = Object.fromEntries(Object.values(s.steps).map((st) => [st.id, rank[st.status]]));
+          for (const [id, v] of Object.entries(prev)) if (now[id]! < v) return false;
+          prev = now;
+        }
+        return true;
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('checkReplay', () => {
+  const completed = history(
+    cmd.start(chain, {}),
+    cmd.succeeded({ stepId: 'fetch' }, { rows: [1, 2] }),
+    cmd.succeeded({ stepId: 'side' }, {}),
+    cmd.succeeded({ stepId: 'analyze' }, { total: 3 }),
+    cmd.succeeded({ stepId: 'report' }, {}),
+  );
+  const source = fold(completed) as StartedExecution;
+  it('the same definition decides the same', () => {
+    const r = checkReplay(source, def(chain));
+    assert.deepEqual(r.differences, []);
+    assert.equal(r.replayed_status, 'completed');
+    assert.equal(r.same, true);
+  });
+  it('names steps added, removed, conditions that now skip, changed inputs and dependencies', () => {
+    const v2 = def({
+      ...chain,
+      version: 2,
+      steps: [
+        { id: 'fetch', uses: 'mcp:database/query', with: { sql: 'select 1' } },
+        { id: 'analyze', uses: 'agent:revenue_analysis', needs: ['fetch'], with: { rows: '${{ steps.fetch.output.rows }}', more: true } },
+        { id: 'report', uses: 'mcp:filesystem/write_file', needs: ['analyze'], if: 'steps.analyze.output.total > 10', with: {} },
+        { id: 'audit', uses: 'mcp:database/query', needs: ['fetch', 'analyze'], with: {} },
+      ],
+    });
+    const r = checkReplay(source, v2);
+    const kinds = r.differences.map((d) => `${d.kind}:${d.step_id}`).sort();
+    assert.deepEqual(kinds, ['condition_changed:report', 'input_changed:analyze', 'now_skipped:report', 'step_added:audit', 'step_removed:side']);
+    assert.equal(r.same, false);
+    // audit ran in no recording: its outcome is undetermined, and so is the end.
+    assert.equal(r.replayed_status, 'undetermined');
+  });
+  it('reports an input the checked version refuses', () => {
+    const strict = def({ ...chain, version: 3, input: { type: 'object', properties: { x: { type: 'string' } }, required: ['x'] } });
+    const r = checkReplay(source, strict);
+    assert.equal(r.replayed_status, 'not_started');
+    assert.match(r.input_problem ?? '', /invalid workflow input/);
+  });
+});
