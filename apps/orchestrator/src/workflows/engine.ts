@@ -475,7 +475,8 @@ export class WorkflowEngine {
     const stops: StopAction[] = [];
     let due = false;
     for (const { event, state } of items) {
-      if (event.type === 'WorkflowStarted') await this.activeInserts.add({ id: executionId, partition });
+      // A retried execution is active again: recovery must find it like a new one.
+      if (event.type === 'WorkflowStarted' || event.type === 'ExecutionRetried') await this.activeInserts.add({ id: executionId, partition });
       const actions = decideAfter(event, state);
       for (const t of actions.timers) timers.set(timerKey(t), t);
       if (actions.due.length > 0) due = true;

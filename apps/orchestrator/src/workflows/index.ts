@@ -24,3 +24,12 @@ export { loadExecution, runWorkflowCommand, isTerminal, type WorkflowCommandResu
 export { startExecution, cancelExecution, waitForExecution, executionEvents, executionResult, type StartRequest } from './api.js';
 export { applyWorkflowLimits, workflowLimitsFromEnv, workflowLimitsEnvSchema } from './limits.js';
 export { TriggerStarter, startTriggerStarter, type TriggerStarterOptions, type TriggerPass } from './triggers.js';
+export {
+  executionHistoryPage,
+  executionStateAt,
+  forkExecution,
+  retryExecution,
+  checkDefinitionVersion,
+  type ForkRequest,
+} from './operations.js';
+export { Responders, type Behaviour, type ResponderCall } from './test-responders.js';

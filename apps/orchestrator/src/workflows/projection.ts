@@ -213,6 +213,25 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent): Promise<void> {
         [j({ reason: e.data.reason }), e.data.canceledAt],
       );
       return;
+    case 'StepOutputCopied':
+      // A fork took the output over: the step is done without an attempt of its own.
+      await run(
+        [`update ${S} set status = 'succeeded', output = $5, error = null, skip_reason = null, ended_at = $6 where execution_id = $1 and step_id = $4`],
+        TOUCH,
+        [e.data.stepId, j(e.data.output), e.data.at],
+      );
+      return;
+    case 'ExecutionRetried':
+      // Running again: the named steps are pending (their attempt rows stay: the history shows both runs).
+      await run(
+        [
+          `update ${S} set status = 'pending', skip_reason = null, output = null, error = null, next_retry_at = null, ended_at = null
+           where execution_id = $1 and step_id = any($4::text[])`,
+        ],
+        `update ${X} set status = 'running', output = null, error = null, ended_at = null, updated_at = $2, last_position = $3 where execution_id = $1`,
+        [e.data.steps],
+      );
+      return;
     default:
       await run([], TOUCH, []);
   }

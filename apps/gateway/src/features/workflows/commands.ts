@@ -1,10 +1,11 @@
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { EventStore } from '@switchyard/event-store';
-import { cancelExecution, startExecution } from '@switchyard/orchestrator';
+import type { Pool } from 'pg';
+import { cancelExecution, DefinitionStore, forkExecution, retryExecution, startExecution } from '@switchyard/orchestrator';
 import type { WorkflowDefinition, WorkflowDefinitionInput, WorkflowStatus } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
-import { EVENT_STORE } from '../../tokens.js';
+import { EVENT_STORE, PG_POOL } from '../../tokens.js';
 
 /** Start an execution of a definition (registered or inline). Result: its id. */
 export class StartWorkflowExecution extends Command<{ executionId: string; created: boolean }> {
@@ -54,5 +55,63 @@ export class CancelWorkflowExecutionHandler implements ICommandHandler<CancelWor
   constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
   execute(c: CancelWorkflowExecution) {
     return cancelExecution(this.store, c.executionId, { reason: c.reason, correlationId: c.correlationId, actor: c.actor });
+  }
+}
+
+// ---- operations on executions: fork, retry ----
+
+/** Fork an execution from a step onto the same or another version of its definition. Result: the new execution. */
+export class ForkWorkflowExecution extends Command<{ executionId: string; definition: WorkflowDefinition; copied: string[]; rerun: string[]; created: boolean }> {
+  constructor(
+    readonly sourceId: string,
+    readonly fromStep: string,
+    readonly definitionVersion: number | undefined,
+    readonly input: Record<string, unknown> | undefined,
+    readonly correlationId: string,
+    readonly executionId?: string,
+    readonly actor: string = currentActor() ?? 'anonymous',
+  ) {
+    super();
+  }
+}
+
+/** Re-run a failed execution's failed steps and what depends on them, in the same execution. */
+export class RetryWorkflowExecution extends Command<{ status: WorkflowStatus; steps: string[] }> {
+  constructor(
+    readonly executionId: string,
+    readonly reason: string | undefined,
+    readonly correlationId: string,
+    readonly actor: string = currentActor() ?? 'anonymous',
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(ForkWorkflowExecution)
+export class ForkWorkflowExecutionHandler implements ICommandHandler<ForkWorkflowExecution> {
+  private readonly definitions: DefinitionStore;
+  constructor(
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Inject(PG_POOL) pool: Pool,
+  ) {
+    this.definitions = new DefinitionStore(pool);
+  }
+  execute(c: ForkWorkflowExecution) {
+    return forkExecution(this.store, this.definitions, c.sourceId, {
+      fromStep: c.fromStep,
+      ...(c.definitionVersion !== undefined ? { definitionVersion: c.definitionVersion } : {}),
+      ...(c.input !== undefined ? { input: c.input } : {}),
+      correlationId: c.correlationId,
+      actor: c.actor,
+      ...(c.executionId !== undefined ? { executionId: c.executionId } : {}),
+    });
+  }
+}
+
+@CommandHandler(RetryWorkflowExecution)
+export class RetryWorkflowExecutionHandler implements ICommandHandler<RetryWorkflowExecution> {
+  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  execute(c: RetryWorkflowExecution) {
+    return retryExecution(this.store, c.executionId, { ...(c.reason !== undefined ? { reason: c.reason } : {}), correlationId: c.correlationId, actor: c.actor });
   }
 }

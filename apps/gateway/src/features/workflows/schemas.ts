@@ -65,3 +65,70 @@ export const definitionsResponse = z.object({ definitions: z.array(z.looseObject
 export const templatesResponse = z.object({
   templates: z.array(z.object({ id: z.string(), version: z.number(), name: z.string(), description: z.string(), input: z.unknown(), steps: z.array(z.object({ id: z.string(), uses: z.string(), needs: z.array(z.string()) })) })),
 });
+
+// ---- operations on executions: time travel, fork, retry, replay check ----
+
+const revision = z.coerce.number().int().min(0).max(2_147_483_647);
+/** `?at=<revision>`: the state after that event of the execution's stream. */
+export const detailQuery = z.strictObject({ at: revision.optional() });
+export const historyQuery = z.strictObject({
+  /** Revision to start after (exclusive); absent = from the first event. */
+  after: revision.optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+export const historyEvent = z.object({
+  position: z.number().int(),
+  revision: z.number().int(),
+  type: z.string(),
+  time: z.string().describe('When the event happened (its command time)'),
+  recorded_at: z.string(),
+  actor: z.string().nullable(),
+  correlation_id: z.string().nullable(),
+  data: z.unknown(),
+});
+export const historyResponse = z.object({
+  execution_id: z.string(),
+  last_revision: z.number().int(),
+  events: z.array(historyEvent),
+  next: z.string().nullable().describe('The next page, null after the last event'),
+});
+export const forkBody = z.strictObject({
+  from_step: z.string().min(1).max(200).regex(/^[A-Za-z][A-Za-z0-9_-]*$/, 'a step id'),
+  definition_version: z.number().int().min(1).max(2_147_483_647).optional(),
+  input: z.record(z.string(), z.unknown()).optional(),
+});
+export const forkResponse = z.object({
+  execution_id: z.string(),
+  forked_from: z.string(),
+  from_step: z.string(),
+  definition_id: z.string(),
+  definition_version: z.number().int(),
+  copied_steps: z.array(z.string()),
+  rerun_steps: z.array(z.string()),
+  status: z.string(),
+  links: z.object({ self: z.string(), events: z.string(), cancel: z.string() }),
+});
+export const retryBody = z.strictObject({ reason: z.string().min(1).max(500).optional() }).default({});
+export const retryResponse = z.object({ execution_id: z.string(), status: executionStatus, retried_steps: z.array(z.string()) });
+export const checkParams = z.object({
+  definition_id: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a definition id'),
+  version: z.coerce.number().int().min(1).max(2_147_483_647),
+});
+export const checkBody = z.strictObject({ limit: z.number().int().min(1).max(200).default(20) }).default({ limit: 20 });
+export const checkResponse = z.object({
+  definition_id: z.string(),
+  version: z.number().int(),
+  checked: z.number().int(),
+  differing: z.number().int(),
+  executions: z.array(
+    z.object({
+      execution_id: z.string(),
+      recorded_version: z.number().int(),
+      recorded_status: z.string(),
+      replayed_status: z.string(),
+      same: z.boolean(),
+      input_problem: z.string().optional(),
+      differences: z.array(z.object({ step_id: z.string(), kind: z.string(), recorded: z.unknown(), replayed: z.unknown() })),
+    }),
+  ),
+});

@@ -11,8 +11,9 @@ import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { eventsForCaller, executionDetailForCaller } from '../../events/redaction.js';
 import { toEventJson } from '../../events/schemas.js';
-import { CancelWorkflowExecution } from './commands.js';
-import { executionEvents, listExecutions } from './deps.js';
+import { CancelWorkflowExecution, ForkWorkflowExecution, RetryWorkflowExecution } from './commands.js';
+import { checkDefinitionVersion, executionEvents, executionHistoryPage, listExecutions } from './deps.js';
+import { executionIdForKey } from '../../idempotency/keys.js';
 import {
   adHocBody,
   cancelBody,
@@ -31,8 +32,18 @@ import {
   templatesResponse,
   templateParams,
   waitQuery,
+  checkBody,
+  checkParams,
+  checkResponse,
+  detailQuery,
+  forkBody,
+  forkResponse,
+  historyQuery,
+  historyResponse,
+  retryBody,
+  retryResponse,
 } from './schemas.js';
-import { WorkflowsService } from './workflows.service.js';
+import { detailAt, executionLinks, WorkflowsService } from './workflows.service.js';
 
 const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses: string; needs: string[] }[] }) => ({
   id: d.id,
@@ -101,9 +112,94 @@ export class WorkflowsController {
   }
 
   @Get('executions/:execution_id')
-  @ApiRoute({ summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors', tags: ['workflows'], role: 'viewer', response: { schema: executionDetailResponse }, errors: [404] })
-  async detail(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
+  @ApiRoute({
+    summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors',
+    description: '`?at=<revision>`: the execution as it was right after that event of its stream (time travel), folded from the events; 400 past the last revision.',
+    tags: ['workflows'],
+    role: 'viewer',
+    response: { schema: executionDetailResponse },
+    errors: [400, 404],
+  })
+  async detail(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodQuery(detailQuery) q: z.infer<typeof detailQuery>) {
+    if (q.at !== undefined) return executionDetailForCaller(await detailAt(this.svc.store, p.execution_id, q.at));
     return executionDetailForCaller(await this.svc.detail(p.execution_id));
+  }
+
+  @Get('executions/:execution_id/history')
+  @ApiRoute({
+    summary: "An execution's events, paged by revision (time travel: pass a revision to `GET .../executions/{id}?at=`)",
+    tags: ['workflows'],
+    role: 'viewer',
+    response: { schema: historyResponse },
+    errors: [400, 404],
+  })
+  async history(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodQuery(historyQuery) q: z.infer<typeof historyQuery>) {
+    const after = q.after ?? -1;
+    const page = await executionHistoryPage(this.svc.store, p.execution_id, { after, limit: q.limit });
+    const events = eventsForCaller(page.events.map(toEventJson)).map((e) => ({
+      position: e.position,
+      revision: e.revision,
+      type: e.type,
+      time: typeof e.metadata['timestamp'] === 'string' ? e.metadata['timestamp'] : e.recordedAt,
+      recorded_at: e.recordedAt,
+      actor: typeof e.metadata['actor'] === 'string' ? e.metadata['actor'] : null,
+      correlation_id: typeof e.metadata['correlationId'] === 'string' ? e.metadata['correlationId'] : null,
+      data: e.data,
+    }));
+    const last = events[events.length - 1];
+    const next =
+      last && last.revision < page.lastRevision
+        ? `/api/v1/workflows/executions/${encodeURIComponent(p.execution_id)}/history?${new URLSearchParams({ after: String(last.revision), limit: String(q.limit) })}`
+        : null;
+    return { execution_id: p.execution_id, last_revision: page.lastRevision, events, next };
+  }
+
+  @Post('executions/:execution_id/fork')
+  @HttpCode(202)
+  @ApiRoute({
+    summary: 'Fork an execution from a step: a new execution that copies the outputs of the steps before it and runs the rest',
+    description:
+      'Copied = the steps that succeeded in the source and are neither `from_step` nor downstream of it (in the source or the target version); their tools are not called again. ' +
+      '`definition_version` runs another registered version of the same definition; 409 names copied steps it lacks.',
+    tags: ['workflows'],
+    role: 'operator',
+    response: { status: 202, schema: forkResponse },
+    errors: [400, 404, 409],
+  })
+  async fork(
+    @ZodParams(executionParams) p: z.infer<typeof executionParams>,
+    @ZodBody(forkBody) b: z.infer<typeof forkBody>,
+    @CorrelationId() correlationId: string,
+    @IdempotencyKey() idempotencyKey: string | undefined,
+  ) {
+    const id = idempotencyKey !== undefined ? executionIdForKey(idempotencyKey) : undefined;
+    const r = await this.commands.execute(new ForkWorkflowExecution(p.execution_id, b.from_step, b.definition_version, b.input, correlationId, id));
+    return {
+      execution_id: r.executionId,
+      forked_from: p.execution_id,
+      from_step: b.from_step,
+      definition_id: r.definition.id,
+      definition_version: r.definition.version,
+      copied_steps: r.copied,
+      rerun_steps: r.rerun,
+      status: 'running',
+      links: executionLinks(r.executionId),
+    };
+  }
+
+  @Post('executions/:execution_id/retry')
+  @HttpCode(202)
+  @ApiRoute({
+    summary: 'Retry a failed execution: its failed, timed-out and unfinished steps and what depends on them run again, in the same execution',
+    description: 'Succeeded steps keep their outputs; the retried steps get new attempts (the history keeps both). 409 unless the execution failed.',
+    tags: ['workflows'],
+    role: 'operator',
+    response: { status: 202, schema: retryResponse },
+    errors: [404, 409],
+  })
+  async retry(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodBody(retryBody) b: z.infer<typeof retryBody>, @CorrelationId() correlationId: string) {
+    const r = await this.commands.execute(new RetryWorkflowExecution(p.execution_id, b.reason, correlationId));
+    return { execution_id: p.execution_id, status: r.status, retried_steps: r.steps };
   }
 
   @Post('executions/:execution_id/cancel')
@@ -136,6 +232,20 @@ export class WorkflowsController {
     const r = await this.svc.definitions.register(body, await this.svc.catalog(body));
     if (!r.created) res.status(200);
     return { definition: r.definition, created: r.created };
+  }
+
+  @Post('definitions/:definition_id/versions/:version/check')
+  @HttpCode(200)
+  @ApiRoute({
+    summary: "Replay the last finished executions of a definition against one of its versions and report where it would decide differently",
+    description: 'Steps added or removed, dependency, tool and condition changes, steps that would now run or be skipped, inputs that now resolve differently. Read-only.',
+    tags: ['workflows'],
+    role: 'operator',
+    response: { schema: checkResponse },
+    errors: [400, 404],
+  })
+  async check(@ZodParams(checkParams) p: z.infer<typeof checkParams>, @ZodBody(checkBody) b: z.infer<typeof checkBody>) {
+    return checkDefinitionVersion(this.svc.store, this.svc.pool, this.svc.definitions, p.definition_id, p.version, b.limit);
   }
 
   @Get('definitions')

@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
-import { CancelWorkflowExecutionHandler, StartWorkflowExecutionHandler } from './commands.js';
+import { CancelWorkflowExecutionHandler, ForkWorkflowExecutionHandler, RetryWorkflowExecutionHandler, StartWorkflowExecutionHandler } from './commands.js';
 import { AdHocWorkflowController, WorkflowsController } from './workflows.controller.js';
 import { WorkflowsService } from './workflows.service.js';
 
@@ -12,7 +12,7 @@ import { WorkflowsService } from './workflows.service.js';
 @Module({
   imports: [CqrsModule.forRoot()],
   controllers: [WorkflowsController, AdHocWorkflowController],
-  providers: [WorkflowsService, StartWorkflowExecutionHandler, CancelWorkflowExecutionHandler],
+  providers: [WorkflowsService, StartWorkflowExecutionHandler, CancelWorkflowExecutionHandler, ForkWorkflowExecutionHandler, RetryWorkflowExecutionHandler],
   exports: [WorkflowsService],
 })
 export class WorkflowsFeatureModule {}

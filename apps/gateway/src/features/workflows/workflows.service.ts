@@ -11,6 +11,7 @@ import {
   ensureWorkflowSchema,
   executionReadPosition,
   executionResult,
+  executionStateAt,
   getExecutionView,
   loadExecution,
   setupWorkflowReadModel,
@@ -106,6 +107,14 @@ export class WorkflowsService implements OnModuleInit {
   }
 }
 
+/** The state after revision `at`, in the detail's shape (time travel): 404 unknown, 400 past the last revision. */
+export async function detailAt(store: EventStore, executionId: string, at: number) {
+  const { state, lastRevision } = await executionStateAt(store, executionId, at);
+  return { ...fromState(executionId, state), at_revision: at, last_revision: lastRevision, links: links(executionId) };
+}
+
+export { links as executionLinks };
+
 function fromState(executionId: string, s: Exclude<WorkflowExecutionState, { status: 'not_started' }>) {
   return {
     ...executionResult(executionId, s),
@@ -122,9 +131,11 @@ function fromState(executionId: string, s: Exclude<WorkflowExecutionState, { sta
         attempts: Math.max(0, ...(st?.units ?? []).map((u) => u?.attempt ?? 0)),
         output: st?.output ?? null,
         error: st?.error ?? null,
+        ...(st?.copiedFrom ? { copied_from: { execution_id: st.copiedFrom.executionId, revision: st.copiedFrom.revision } } : {}),
         attempt_history: (st?.units ?? []).filter((u) => u).map((u) => ({ item_index: u!.itemIndex ?? null, attempt: u!.attempt, status: u!.phase, idempotency_key: u!.idempotencyKey, input: u!.input, output: u!.output ?? null, error: u!.error ?? null })),
       };
     }),
+    ...(s.forkedFrom ? { forked_from: { execution_id: s.forkedFrom.executionId, from_step: s.forkedFrom.fromStep } } : {}),
     source: 'stream',
   };
 }
