@@ -178,7 +178,8 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
     }
     if (!ran(sStep) && ran(rStep)) differences.push({ step_id: id, kind: 'now_runs', recorded: outcome(sStep), replayed: outcome(rStep) });
     else if (ran(sStep) && !ran(rStep)) differences.push({ step_id: id, kind: 'now_skipped', recorded: outcome(sStep), replayed: outcome(rStep) });
-    else if (ran(sStep) && ran(rStep)) {
+    // A step a fork copied has no recorded input to compare.
+    else if (ran(sStep) && ran(rStep) && !sStep!.copiedFrom) {
       const sIn = sStep!.units.map((u) => u?.input ?? null);
       const rIn = rStep!.units.map((u) => u?.input ?? null);
       if (stableJson(sIn) !== stableJson(rIn)) differences.push({ step_id: id, kind: 'input_changed', recorded: sIn, replayed: rIn });
