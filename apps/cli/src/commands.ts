@@ -42,6 +42,13 @@ const executionSchema = z.looseObject({
 });
 const executionListSchema = z.object({ items: z.array(executionSchema), next_cursor: z.string().nullable() });
 const cancelSchema = z.looseObject({ execution_id: z.string(), status: z.string() });
+const historySchema = z.object({
+  events: z.array(z.looseObject({ revision: z.number(), type: z.string(), time: z.string(), actor: z.string().nullable(), data: z.unknown() })),
+  next: z.string().nullable(),
+});
+const forkSchema = z.looseObject({ execution_id: z.string(), status: z.string(), copied_steps: z.array(z.string()), rerun_steps: z.array(z.string()) });
+const retrySchema = z.looseObject({ execution_id: z.string(), status: z.string(), retried_steps: z.array(z.string()) });
+const stepOf = (data: unknown): string | null => (data && typeof data === 'object' && typeof (data as { stepId?: unknown }).stepId === 'string' ? (data as { stepId: string }).stepId : null);
 const taskSchema = z.looseObject({ task_id: z.string(), status: z.string(), agent: z.string().nullable().optional(), result: z.unknown().optional(), error: z.unknown().optional() });
 const mcpHealthSchema = z.looseObject({
   status: z.string(),
@@ -88,6 +95,7 @@ const positiveInt = (name: string) => (v: string) => {
   if (!Number.isInteger(n) || n < 0) throw new CliError(`${name} must be a whole number, got ${v}`, EXIT.usage);
   return n;
 };
+const nonNegativeInt = positiveInt;
 
 export function buildProgram(): Command {
   const program = new Command('switchyard')
@@ -183,7 +191,7 @@ export function buildProgram(): Command {
     }));
 
   // ---- workflow ----------------------------------------------------------------------------
-  const workflow = program.command('workflow').description('workflow templates and executions');
+  const workflow = program.command('workflow').alias('executions').description('workflow templates and executions');
   workflow
     .command('templates')
     .description('the built-in templates')
@@ -244,6 +252,61 @@ export function buildProgram(): Command {
       const { body } = await apiOf(cmd).call(`/api/v1/workflows/executions/${encodeURIComponent((cmd.processedArgs[0] as string))}/cancel`, cancelSchema, { method: 'POST', body: o.reason ? { reason: o.reason } : {} });
       if (globals(cmd).json) return printJson(body);
       printLine(`${body.execution_id}  ${body.status}`);
+    }));
+  // Operations on recorded executions (time travel, fork, retry); `executions` is an alias of this group.
+  workflow
+    .command('history <id>')
+    .description("an execution's events by revision; --at <revision> shows the execution as it was right after that event")
+    .option('--after <revision>', 'start after this revision', nonNegativeInt('--after'))
+    .option('--limit <n>', 'at most this many events (1-500)', positiveInt('--limit'), 100)
+    .option('--at <revision>', 'time travel: the state after this revision', nonNegativeInt('--at'))
+    .action(act(async (o: { after?: number; limit: number; at?: number }, cmd: Command) => {
+      const id = encodeURIComponent(cmd.processedArgs[0] as string);
+      const api = apiOf(cmd);
+      if (o.at !== undefined) {
+        const { body } = await api.call(`/api/v1/workflows/executions/${id}`, executionSchema, { query: { at: o.at } });
+        if (globals(cmd).json) return printJson(body);
+        printLine(`${body.execution_id}  ${body.status}  at revision ${o.at}`);
+        printLine(table((body.steps ?? []).map((s) => [s.step_id, s.status, s.attempts ?? null]), ['step', 'status', 'attempts']));
+        return;
+      }
+      const { body } = await api.call(`/api/v1/workflows/executions/${id}/history`, historySchema, { query: { limit: o.limit, ...(o.after !== undefined ? { after: o.after } : {}) } });
+      if (globals(cmd).json) return printJson(body);
+      printLine(table(body.events.map((e) => [e.revision, e.time, e.type, stepOf(e.data), e.actor]), ['rev', 'time', 'event', 'step', 'actor']));
+      if (body.next) printLine(dim(`more: --after ${body.events[body.events.length - 1]?.revision}`));
+    }));
+  workflow
+    .command('fork <id>')
+    .description('a new execution that copies the outputs of the steps before --from-step and runs the rest')
+    .requiredOption('--from-step <step>', 'the step to run again (with everything downstream of it)')
+    .option('--definition-version <n>', 'run this registered version of the definition (default: the source execution\'s own)', positiveInt('--definition-version'))
+    .option('--input <json|file>', 'another input (default: the source execution\'s)')
+    .option('--idempotency-key <key>', 'send an Idempotency-Key (a repeat answers the first fork)')
+    .option('--wait', 'follow the new execution live until it ends')
+    .action(act(async (o: { fromStep: string; definitionVersion?: number; input?: string; idempotencyKey?: string; wait?: boolean }, cmd: Command) => {
+      const api = apiOf(cmd);
+      const body = { from_step: o.fromStep, ...(o.definitionVersion !== undefined ? { definition_version: o.definitionVersion } : {}), ...(o.input !== undefined ? { input: readJsonObject(o.input, '--input') } : {}) };
+      const { body: r } = await api.call(`/api/v1/workflows/executions/${encodeURIComponent(cmd.processedArgs[0] as string)}/fork`, forkSchema, {
+        method: 'POST',
+        body,
+        ...(o.idempotencyKey ? { headers: { 'idempotency-key': o.idempotencyKey } } : {}),
+      });
+      if (o.wait) return watchExecution(api, r.execution_id, { json: !!globals(cmd).json });
+      if (globals(cmd).json) return printJson(r);
+      printLine(`${r.execution_id}  ${r.status}  copied: ${r.copied_steps.join(', ') || '-'}  runs: ${r.rerun_steps.join(', ')}`);
+    }));
+  workflow
+    .command('retry <id>')
+    .description('re-run the failed steps of a failed execution and what depends on them, in the same execution')
+    .option('--reason <text>', 'why, recorded in the execution')
+    .option('--wait', 'follow the execution live until it ends')
+    .action(act(async (o: { reason?: string; wait?: boolean }, cmd: Command) => {
+      const api = apiOf(cmd);
+      const id = cmd.processedArgs[0] as string;
+      const { body } = await api.call(`/api/v1/workflows/executions/${encodeURIComponent(id)}/retry`, retrySchema, { method: 'POST', body: o.reason ? { reason: o.reason } : {} });
+      if (o.wait) return watchExecution(api, id, { json: !!globals(cmd).json });
+      if (globals(cmd).json) return printJson(body);
+      printLine(`${body.execution_id}  ${body.status}  retried: ${body.retried_steps.join(', ')}`);
     }));
   workflow
     .command('watch <id>')

@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AppError, createLogger, newId } from '@switchyard/platform';
@@ -11,6 +13,7 @@ import { createGateway, type Gateway } from '../../index.js';
 import { WorkflowsFeatureModule } from './index.js';
 
 const logger = createLogger('workflow-operations-int', process.env.LOG_LEVEL ?? 'silent');
+const CLI = fileURLToPath(new URL('../../../../cli/dist/main.js', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -265,6 +268,34 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}?at=${last + 1}`)).status, 400);
     assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}?at=-1`)).status, 400);
     assert.equal((await http('GET', '/api/v1/workflows/executions/no-such-execution?at=0')).status, 404);
+  });
+
+  it('the CLI drives the same calls: workflow|executions history, fork, retry', async () => {
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number; out: string }>((resolve) => {
+        // A config home of its own: no saved login of the machine's user is read.
+        const env = { ...process.env, XDG_CONFIG_HOME: `/tmp/sy-ops-cli-${tag}`, SWITCHYARD_KEY: '', NO_COLOR: '1' };
+        execFile(process.execPath, [CLI, '--url', base, ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
+          const code = err ? Number((err as { code?: number }).code ?? 1) : 0;
+          transcript.push(`$ switchyard ${args.join(' ')}`, `${stdout}${stderr}`.trimEnd(), `(exit ${code})`, '');
+          resolve({ code, out: `${stdout}${stderr}` });
+        });
+      });
+    const h = await cli('executions', 'history', forkId, '--limit', '4');
+    assert.equal(h.code, 0, h.out);
+    assert.match(h.out, /WorkflowStarted/);
+    assert.match(h.out, /StepOutputCopied\s+fetch_revenue/);
+    const at = await cli('executions', 'history', forkId, '--at', '1');
+    assert.equal(at.code, 0, at.out);
+    assert.match(at.out, /fetch_revenue\s+succeeded/);
+    const f = await cli('--json', 'executions', 'fork', failedId, '--from-step', 'analyze', '--definition-version', '2');
+    assert.equal(f.code, 0, f.out);
+    const forked = JSON.parse(f.out) as { execution_id: string; copied_steps: string[] };
+    assert.deepEqual(forked.copied_steps, ['fetch_revenue']);
+    await waitFor(forked.execution_id, ['completed']);
+    const refused = await cli('executions', 'retry', forked.execution_id);
+    assert.equal(refused.code, 2, refused.out);
+    assert.match(refused.out, /only a failed execution can be retried/);
   });
 
   it('replay check: version 2 would have run the analysis on another table; version 1 against its own runs decides the same', async () => {
