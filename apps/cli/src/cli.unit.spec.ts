@@ -90,4 +90,23 @@ describe('ExecutionView', () => {
     assert.equal(v.steps.get('b')!.state, 'canceled');
     assert.equal(v.error, 'boom');
   });
+
+  it('a retry runs the named steps again (a line for each), a fork shows copied steps as done', () => {
+    const v = new ExecutionView('z');
+    v.apply(ev('WorkflowStarted', { definition: { id: 'd', steps: [{ id: 'a' }, { id: 'b' }] } }));
+    assert.deepEqual(v.apply(ev('StepOutputCopied', { stepId: 'a', fromExecutionId: 'y', revision: 3, at: '2026-01-01T00:00:00.000Z' })), ['a']);
+    assert.equal(v.steps.get('a')!.state, 'succeeded');
+    v.apply(ev('StepScheduled', { stepId: 'b', attempt: 1 }));
+    v.apply(ev('StepFailed', { stepId: 'b', attempt: 1, final: true, error: { message: 'boom' } }));
+    v.apply(ev('WorkflowFailed', { reason: 'step b failed', error: { message: 'boom' } }));
+    v.apply(ev('ExecutionRetried', { steps: ['b'], reason: 'fixed' }));
+    assert.equal(v.status, 'running');
+    assert.equal(v.ended, false);
+    assert.equal(v.error, undefined);
+    assert.deepEqual(v.apply(ev('StepScheduled', { stepId: 'b', attempt: 2 })), ['b']);
+    v.apply(ev('StepSucceeded', { stepId: 'b', attempt: 2 }));
+    v.apply(ev('WorkflowCompleted', { outputs: {} }));
+    assert.equal(v.status, 'completed');
+    assert.equal(v.steps.get('a')!.state, 'succeeded');
+  });
 });

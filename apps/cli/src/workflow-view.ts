@@ -63,9 +63,11 @@ export class ExecutionView {
       case 'StepDispatched':
       case 'StepRedispatched': {
         const s = this.step(d.stepId);
+        const wasPending = s.state === 'pending';
         if (s.state === 'pending' || s.state === 'retrying') s.state = 'running';
         s.startedAt ??= at;
-        return e.type === 'StepScheduled' && (d.attempt ?? 1) === 1 && whole ? [s.id] : [];
+        // A line for a step's first attempt, and for the first attempt of a run an ExecutionRetried started.
+        return e.type === 'StepScheduled' && ((d.attempt ?? 1) === 1 || wasPending) && whole ? [s.id] : [];
       }
       case 'StepRetryScheduled': {
         const s = this.step(d.stepId);
@@ -106,6 +108,22 @@ export class ExecutionView {
         if (e.type !== 'WorkflowCompleted') this.error = d.error?.message ?? d.reason ?? d.error?.code;
         // Steps still open when the execution ends did not run to the end.
         for (const s of this.steps.values()) if (s.state === 'running' || s.state === 'retrying' || (s.state === 'pending' && e.type !== 'WorkflowCompleted')) s.state = 'canceled';
+        return [];
+      }
+      case 'StepOutputCopied': {
+        // A fork took the output over from its source: done without running.
+        const s = this.step(d.stepId);
+        s.state = 'succeeded';
+        s.startedAt ??= at;
+        s.endedAt = at;
+        return [s.id];
+      }
+      case 'ExecutionRetried': {
+        // Running again: the named steps start over; the others keep what they had.
+        this.status = 'running';
+        this.error = undefined;
+        this.endedAt = undefined;
+        for (const id of (d.steps ?? []) as string[]) this.steps.set(id, { id, state: 'pending', retries: 0 });
         return [];
       }
       default:
