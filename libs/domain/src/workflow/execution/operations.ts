@@ -103,8 +103,9 @@ const stableJson = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) =>
  * recorded input, answer every unit it schedules with what that step (or item) answered in the
  * recording (a failure as final), and compare what it decides with what was recorded: steps added
  * or removed, dependency, tool and condition changes, steps that would now run or be skipped, and
- * step inputs that now resolve differently. A step the recording never ran cannot be answered:
- * it and what follows from it are `undetermined`.
+ * step inputs that now resolve differently. A step the recording never ran, or whose input now
+ * differs from the recorded one, cannot be answered with the recording: what follows from it is
+ * `undetermined` (the check calls no tool).
  */
 export function checkReplay(source: StartedExecution, target: WorkflowDefinition): ReplayReport {
   const base = { execution_id: source.executionId, recorded_version: source.definition.version, recorded_status: source.status };
@@ -122,6 +123,7 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
     return { ...base, replayed_status: 'not_started', same: false, differences: [], input_problem: `${message} ${details}`.trim() };
   }
   const unanswerable = new Set<string>();
+  const inputChanged = new Set<string>();
   for (let round = 0; round < MAX_REPLAY_ROUNDS && (state.status === 'running' || state.status === 'canceling'); round++) {
     const s: StartedExecution = state;
     let fed = false;
@@ -131,6 +133,12 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
         const rec = source.steps[st.id];
         const ref = u.itemIndex === undefined ? { stepId: st.id } : { stepId: st.id, itemIndex: u.itemIndex };
         const recUnit = rec?.units[u.itemIndex ?? 0];
+        // A unit whose input now resolves differently would not get the recorded answer: what follows is not known.
+        if (recUnit && stableJson(recUnit.input ?? null) !== stableJson(u.input ?? null)) {
+          inputChanged.add(st.id);
+          unanswerable.add(st.id);
+          continue;
+        }
         if (recUnit?.phase === 'succeeded' || (rec?.status === 'succeeded' && u.itemIndex === undefined)) {
           const output = recUnit?.phase === 'succeeded' ? recUnit.output : rec!.output;
           apply(cmd({ type: 'RecordStepSucceeded', data: { ...ref, attempt: u.attempt, output: output ?? null } }));
@@ -157,7 +165,7 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
   const differences: ReplayDifference[] = [];
   const srcDefs = new Map(source.definition.steps.map((d) => [d.id, d]));
   const tgtDefs = new Map(target.steps.map((d) => [d.id, d]));
-  const undetermined = new Set([...unanswerable, ...downstreamOf(target, unanswerable)]);
+  const undetermined = new Set([...[...unanswerable].filter((id) => !inputChanged.has(id)), ...downstreamOf(target, unanswerable)]);
   const outcome = (st: { status: string; skipReason?: string } | undefined) =>
     !st ? 'absent' : st.status === 'skipped' ? `skipped (${st.skipReason ?? 'skipped'})` : st.status;
   const ran = (st: { status: string } | undefined) => st !== undefined && (st.status === 'succeeded' || st.status === 'failed' || st.status === 'running');

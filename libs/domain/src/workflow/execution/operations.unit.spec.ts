@@ -217,18 +217,26 @@ describe('checkReplay', () => {
       version: 2,
       steps: [
         { id: 'fetch', uses: 'mcp:database/query', with: { sql: 'select 1' } },
-        { id: 'analyze', uses: 'agent:revenue_analysis', needs: ['fetch'], with: { rows: '${{ steps.fetch.output.rows }}', more: true } },
+        { id: 'analyze', uses: 'agent:revenue_analysis', needs: ['fetch'], with: { rows: '${{ steps.fetch.output.rows }}' } },
         { id: 'report', uses: 'mcp:filesystem/write_file', needs: ['analyze'], if: 'steps.analyze.output.total > 10', with: {} },
         { id: 'audit', uses: 'mcp:database/query', needs: ['fetch', 'analyze'], with: {} },
       ],
     });
     const r = checkReplay(source, v2);
     const kinds = r.differences.map((d) => `${d.kind}:${d.step_id}`).sort();
-    assert.deepEqual(kinds, ['condition_changed:report', 'input_changed:analyze', 'now_skipped:report', 'step_added:audit', 'step_removed:side']);
+    assert.deepEqual(kinds, ['condition_changed:report', 'now_skipped:report', 'step_added:audit', 'step_removed:side']);
     assert.equal(r.same, false);
     // audit ran in no recording: its outcome is undetermined, and so is the end.
     assert.equal(r.replayed_status, 'undetermined');
   });
+  it('a step whose input now resolves differently is named, and what follows it is undetermined (no tool is called)', () => {
+    const v4 = def({ ...chain, version: 4, steps: chain.steps.map((s) => (s.id === 'analyze' ? { ...s, with: { rows: '${{ steps.fetch.output.rows }}', more: true } } : s)) });
+    const r = checkReplay(source, v4);
+    assert.deepEqual(r.differences.map((d) => `${d.kind}:${d.step_id}`), ['input_changed:analyze', 'undetermined:report']);
+    assert.deepEqual(r.differences[0]!.replayed, [{ rows: [1, 2], more: true }]);
+    assert.equal(r.replayed_status, 'undetermined');
+  });
+
   it('reports an input the checked version refuses', () => {
     const strict = def({ ...chain, version: 3, input: { type: 'object', properties: { x: { type: 'string' } }, required: ['x'] } });
     const r = checkReplay(source, strict);
