@@ -181,7 +181,7 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
     if ((s.if ?? null) !== (t.if ?? null)) differences.push({ step_id: id, kind: 'condition_changed', recorded: s.if ?? null, replayed: t.if ?? null });
     const sStep = source.steps[id];
     if (undetermined.has(id)) {
-      differences.push({ step_id: id, kind: 'undetermined', recorded: outcome(sStep), replayed: 'needs a step the recording never ran' });
+      differences.push({ step_id: id, kind: 'undetermined', recorded: outcome(sStep), replayed: 'follows a step the recording cannot answer (it never ran, or its input changed)' });
       continue;
     }
     if (!ran(sStep) && ran(rStep)) differences.push({ step_id: id, kind: 'now_runs', recorded: outcome(sStep), replayed: outcome(rStep) });
