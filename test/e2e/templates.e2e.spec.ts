@@ -235,6 +235,23 @@ describe('built-in workflow templates, end to end', () => {
       [st.fetch_revenue, st.analyze, st.forecast, st.fs_root, st.report_dir, st.write_report, st.store_results],
       ['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded'],
     );
+    // Time travel at every revision (docs/operating-executions.md): statuses only move forward; the last equals the read model.
+    const hist = await http('GET', `/api/v1/workflows/executions/${r.execution_id}/history?limit=500`);
+    assert.equal(hist.status, 200);
+    const rank: Record<string, number> = { pending: 0, running: 1, succeeded: 2, failed: 2, skipped: 2 };
+    let prev: Record<string, number> = {};
+    let last: { status: string; steps: { step_id: string; status: string; output: unknown }[] } | undefined;
+    for (let at = 0; at <= hist.body.last_revision; at++) {
+      const t = await http('GET', `/api/v1/workflows/executions/${r.execution_id}?at=${at}`);
+      assert.equal(t.status, 200);
+      const now = Object.fromEntries((t.body.steps as { step_id: string; status: string }[]).map((s) => [s.step_id, rank[s.status]!]));
+      for (const [k, v] of Object.entries(prev)) assert.ok(now[k]! >= v, `step ${k} went back at revision ${at}`);
+      prev = now;
+      last = t.body;
+    }
+    assert.equal(last!.status, 'completed');
+    for (const s of d.steps) assert.deepEqual(last!.steps.find((x) => x.step_id === s.step_id)?.output, s.output, s.step_id);
+
     // Stored results: the analytics metrics carry the same figures.
     // Each keyed by the execution, so a re-dispatched step cannot record it twice.
     const metrics = await db.query<{ name: string; value: number; idempotency_key: string }>(

@@ -10,6 +10,7 @@ import { AppError } from '@switchyard/platform';
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
 import {
   checkReplay,
+  isDomainError,
   planFork,
   stateAt,
   workflowExecutionStream,
@@ -149,12 +150,12 @@ export async function checkDefinitionVersion(
   return { definition_id: id, version, checked: executions.length, differing: executions.filter((e) => !e.same).length, executions };
 }
 
+/** Domain refusals keep their code on the way to HTTP (as runWorkflowCommand does for the decider's). */
 function withAppErrors<T>(f: () => T): T {
   try {
     return f();
   } catch (err) {
-    const e = err as { code?: string; message?: string; details?: Record<string, unknown>; name?: string };
-    if (e?.name === 'DomainError' && e.code) throw new AppError(e.code as never, e.message ?? 'refused', e.details ?? {}, false);
+    if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
     throw err;
   }
 }
