@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AppError, createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
-import { Responders, WorkflowEngine } from '@switchyard/orchestrator';
+import { Responders, startExecution, WorkflowEngine } from '@switchyard/orchestrator';
 import { createGateway, type Gateway } from '../../index.js';
 import { WorkflowsFeatureModule } from './index.js';
 
@@ -168,6 +168,28 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     assert.equal((await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'analyze', definition_version: 99 })).status, 404);
     assert.equal((await http('POST', '/api/v1/workflows/executions/no-such-execution/fork', { from_step: 'analyze' })).status, 404);
     assert.equal((await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'analyze', extra: 1 })).status, 400);
+  });
+
+  it('running an unregistered definition that names the database writer again needs what an ad-hoc start needs (403 here: writes disabled)', async () => {
+    // An ad-hoc run recorded while writes were allowed; its first step fails.
+    const { executionId } = await startExecution(store, {
+      definition: {
+        id: 'adhoc_writer',
+        version: 1,
+        name: 'ad-hoc writer',
+        steps: [
+          { id: 'analyze', uses: 'agent:revenue_analysis', with: { table: 'no_such_table', rows: [] } },
+          { id: 'insert', uses: 'mcp:database_writer/query', needs: ['analyze'], with: { sql: 'insert into business.customers default values' } },
+        ],
+      },
+      input: {},
+      correlationId: `adhoc-${tag}`,
+    });
+    assert.equal((await waitFor(executionId, ['failed', 'completed'])).status, 'failed');
+    const retry = await http('POST', `/api/v1/workflows/executions/${executionId}/retry`);
+    assert.equal(retry.status, 403);
+    assert.match(retry.body.detail, /DATABASE_ALLOW_WRITES/);
+    assert.equal((await http('POST', `/api/v1/workflows/executions/${executionId}/fork`, { from_step: 'analyze' })).status, 403);
   });
 
   it('a fork with an Idempotency-Key names the same execution when repeated', async () => {

@@ -12,7 +12,7 @@ import { ApiRoute } from '../../openapi/registry.js';
 import { eventsForCaller, executionDetailForCaller } from '../../events/redaction.js';
 import { toEventJson } from '../../events/schemas.js';
 import { CancelWorkflowExecution, ForkWorkflowExecution, RetryWorkflowExecution } from './commands.js';
-import { checkDefinitionVersion, executionEvents, executionHistoryPage, listExecutions } from './deps.js';
+import { checkDefinitionVersion, executionEvents, executionHistoryPage, listExecutions, loadExecution } from './deps.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import {
   adHocBody,
@@ -60,7 +60,25 @@ export class WorkflowsController {
     @Inject(WorkflowsService) private readonly svc: WorkflowsService,
     @Inject(CommandBus) private readonly commands: CommandBus,
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
   ) {}
+
+  /**
+   * Running an execution's recorded definition again (fork without a version, retry) is starting
+   * it: a definition that names the database writer and is not a registered one (an ad-hoc run)
+   * needs what an ad-hoc start of it needs (admin key, DATABASE_ALLOW_WRITES).
+   */
+  private async assertMayRunAgain(executionId: string, req: GatewayRequest): Promise<void> {
+    const { state } = await loadExecution(this.svc.store, executionId);
+    if (state.status === 'not_started') return; // the command answers 404
+    const servers = writerServersUsed(state.definition.steps);
+    if (servers.length === 0) return;
+    const registered = await this.svc.definitions.get(state.definition.id, state.definition.version).catch(() => undefined);
+    if (registered && JSON.stringify(registered.definition.steps) === JSON.stringify(state.definition.steps)) return;
+    for (const server of servers) {
+      assertWriterAllowed(server, req, { authEnabled: this.options.auth.enabled, writesAllowed: this.config.DATABASE_ALLOW_WRITES === true });
+    }
+  }
 
   @Get('templates')
   @ApiRoute({ summary: 'The built-in workflow templates', tags: ['workflows'], role: 'viewer', response: { schema: templatesResponse } })
@@ -164,14 +182,16 @@ export class WorkflowsController {
     tags: ['workflows'],
     role: 'operator',
     response: { status: 202, schema: forkResponse },
-    errors: [400, 404, 409],
+    errors: [400, 403, 404, 409],
   })
   async fork(
     @ZodParams(executionParams) p: z.infer<typeof executionParams>,
     @ZodBody(forkBody) b: z.infer<typeof forkBody>,
     @CorrelationId() correlationId: string,
     @IdempotencyKey() idempotencyKey: string | undefined,
+    @Req() req: GatewayRequest,
   ) {
+    if (b.definition_version === undefined) await this.assertMayRunAgain(p.execution_id, req);
     const id = idempotencyKey !== undefined ? executionIdForKey(idempotencyKey) : undefined;
     const r = await this.commands.execute(new ForkWorkflowExecution(p.execution_id, b.from_step, b.definition_version, b.input, correlationId, id));
     return {
@@ -195,9 +215,15 @@ export class WorkflowsController {
     tags: ['workflows'],
     role: 'operator',
     response: { status: 202, schema: retryResponse },
-    errors: [404, 409],
+    errors: [403, 404, 409],
   })
-  async retry(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodBody(retryBody) b: z.infer<typeof retryBody>, @CorrelationId() correlationId: string) {
+  async retry(
+    @ZodParams(executionParams) p: z.infer<typeof executionParams>,
+    @ZodBody(retryBody) b: z.infer<typeof retryBody>,
+    @CorrelationId() correlationId: string,
+    @Req() req: GatewayRequest,
+  ) {
+    await this.assertMayRunAgain(p.execution_id, req);
     const r = await this.commands.execute(new RetryWorkflowExecution(p.execution_id, b.reason, correlationId));
     return { execution_id: p.execution_id, status: r.status, retried_steps: r.steps };
   }
