@@ -46,15 +46,18 @@ export async function executionHistoryPage(
  * 400 (`out_of_range`) past the last revision.
  */
 export async function executionStateAt(store: EventStore, executionId: string, revision: number): Promise<{ state: StartedExecution; lastRevision: number }> {
-  const recorded = await store.readStream(workflowExecutionStream(executionId));
-  if (recorded.length === 0) throw notFound(executionId);
-  const lastRevision = recorded[recorded.length - 1]!.revision;
+  const stream = workflowExecutionStream(executionId);
+  const [last] = await store.readStream(stream, { direction: 'backwards', maxCount: 1 });
+  if (!last) throw notFound(executionId);
+  const lastRevision = last.revision;
   if (revision > lastRevision) {
     throw new AppError('validation', `revision ${revision} is past the execution's last revision ${lastRevision}`, {
       lastRevision,
       errors: [{ path: 'at', message: `at most ${lastRevision}`, code: 'out_of_range', in: 'query' }],
     });
   }
+  // Only the events up to `revision` are read and folded.
+  const recorded = await store.readStream(stream, { maxCount: revision + 1 });
   const state = stateAt(revisioned(recorded), revision);
   if (state.status === 'not_started') throw notFound(executionId);
   return { state, lastRevision };
