@@ -114,6 +114,23 @@ describe('WorkflowExecution: RetryExecution', () => {
   });
 });
 
+describe('WorkflowExecution: RetryExecution of a for_each step', () => {
+  const each: WorkflowDefinitionInput = {
+    id: 'each',
+    version: 1,
+    name: 'Each',
+    steps: [{ id: 'store', uses: 'mcp:analytics/record_metric', for_each: { items: '[1, 2]', concurrency: 2 }, with: { v: '${{ item }}' } }],
+  };
+  it('runs every item again, on attempt numbers after the old ones', () => {
+    const failed = history(cmd.start(each, {}), cmd.succeeded({ stepId: 'store', itemIndex: 0 }, { ok: 1 }), cmd.failed({ stepId: 'store', itemIndex: 1 }, invalid));
+    assert.equal(fold(failed).status, 'failed');
+    spec.given(failed).when(retry()).then((events) => {
+      assert.deepEqual(types(events), ['ExecutionRetried', 'StepExpanded:store', 'StepScheduled:store[0]', 'StepScheduled:store[1]']);
+      assert.deepEqual(events.slice(2).map((e) => (e.data as { idempotencyKey: string }).idempotencyKey), ['ex1:store[0]:2', 'ex1:store[1]:2']);
+    });
+  });
+});
+
 describe('WorkflowExecution: ForkWorkflow', () => {
   it('given nothing, starts with the copied outputs and schedules only what does not depend on the fork point... and the fork point', () => {
     spec
