@@ -29,7 +29,8 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     private readonly guard: EgressGuard,
     log: Logger,
   ) {
-    const executor = new WorkExecutor(backend, (ctx: RequestContext) => parseFor(backend, ctx.userMessage), log);
+    // The SDK has put the new task's id on the message by now; the check against follow-ups ran in preflight.
+    const executor = new WorkExecutor(backend, (ctx: RequestContext) => parseFor(backend, { ...ctx.userMessage, taskId: '' }), log);
     super(card, tasks, executor, new DefaultExecutionEventBusManager(), pushStore, push);
     this.executor = executor;
   }

@@ -4,15 +4,15 @@ import type { PushNotificationStore, ServerCallContext, StoredPushNotificationCo
 import { migrateUnderLock, newId } from '@switchyard/platform';
 
 /**
- * Durable A2A state in PostgreSQL (schema `a2a`): the tasks as the A2A peer last published
+ * Durable A2A state in PostgreSQL (schema `gateway`, tables `a2a_tasks` and `a2a_push_configs`): the tasks as the A2A peer last published
  * them, with the Switchyard task or workflow execution each one maps to, and the push
  * notification configs. `tasks/get` after a gateway restart reads them back; a task that was
  * still running then is brought up to date from the delegation or execution it maps to
  * (see the request handler), so nothing here is the source of truth for the work itself.
  */
 export const A2A_SCHEMA_SQL = `
-create schema if not exists a2a;
-create table if not exists a2a.tasks (
+create schema if not exists gateway;
+create table if not exists gateway.a2a_tasks (
   id text primary key,
   endpoint text not null,
   backend_kind text,
@@ -22,8 +22,8 @@ create table if not exists a2a.tasks (
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
-create index if not exists tasks_backend on a2a.tasks (backend_kind, backend_id);
-create table if not exists a2a.push_configs (
+create index if not exists a2a_tasks_backend on gateway.a2a_tasks (backend_kind, backend_id);
+create table if not exists gateway.a2a_push_configs (
   task_id text not null,
   id text not null,
   config jsonb not null,
@@ -47,7 +47,7 @@ export interface BackendLink {
 }
 
 /**
- * TaskStore on `a2a.tasks`. Every key sees every task of its endpoint (as REST shows any
+ * TaskStore on `gateway.a2a_tasks`. Every key sees every task of its endpoint (as REST shows any
  * task to a viewer); the owner is kept for the record. Tasks are stored as their JSON form.
  */
 export class PgTaskStore implements TaskStore {
@@ -59,23 +59,23 @@ export class PgTaskStore implements TaskStore {
   async save(task: Task, context: ServerCallContext): Promise<void> {
     const link = linkOf(task);
     await this.pool.query(
-      `insert into a2a.tasks (id, endpoint, backend_kind, backend_id, owner, task) values ($1, $2, $3, $4, $5, $6)
+      `insert into gateway.a2a_tasks (id, endpoint, backend_kind, backend_id, owner, task) values ($1, $2, $3, $4, $5, $6)
        on conflict (id) do update set task = excluded.task, updated_at = now(),
-         backend_kind = coalesce(excluded.backend_kind, a2a.tasks.backend_kind), backend_id = coalesce(excluded.backend_id, a2a.tasks.backend_id)
-       where a2a.tasks.endpoint = excluded.endpoint`,
+         backend_kind = coalesce(excluded.backend_kind, gateway.a2a_tasks.backend_kind), backend_id = coalesce(excluded.backend_id, gateway.a2a_tasks.backend_id)
+       where gateway.a2a_tasks.endpoint = excluded.endpoint`,
       [task.id, this.endpoint, link?.kind ?? null, link?.id ?? null, ownerOf(context), JSON.stringify(Task.toJSON(task))],
     );
   }
 
   async load(taskId: string): Promise<Task | undefined> {
-    const r = await this.pool.query<{ task: unknown }>(`select task from a2a.tasks where id = $1 and endpoint = $2`, [taskId, this.endpoint]);
+    const r = await this.pool.query<{ task: unknown }>(`select task from gateway.a2a_tasks where id = $1 and endpoint = $2`, [taskId, this.endpoint]);
     return r.rows[0] ? Task.fromJSON(r.rows[0].task) : undefined;
   }
 
   async list(params: ListTasksRequest): Promise<ListTasksResponse> {
     const size = Math.min(Math.max(params.pageSize ?? 50, 1), 100);
     const r = await this.pool.query<{ task: unknown }>(
-      `select task from a2a.tasks where endpoint = $1 and ($2::text = '' or task->>'contextId' = $2) order by updated_at desc limit $3`,
+      `select task from gateway.a2a_tasks where endpoint = $1 and ($2::text = '' or task->>'contextId' = $2) order by updated_at desc limit $3`,
       [this.endpoint, params.contextId ?? '', size],
     );
     const tasks = r.rows.map((row) => Task.fromJSON(row.task));
@@ -91,14 +91,14 @@ export function linkOf(task: Task): BackendLink | undefined {
   return undefined;
 }
 
-/** Push notification configs on `a2a.push_configs`, with the wire version each was registered over (0.3 or 1.0). */
+/** Push notification configs on `gateway.a2a_push_configs`, with the wire version each was registered over (0.3 or 1.0). */
 export class PgPushNotificationStore implements PushNotificationStore {
   constructor(private readonly pool: Pool) {}
 
   async save(taskId: string, context: ServerCallContext, config: TaskPushNotificationConfig): Promise<void> {
     if (!config.id) config.id = newId();
     await this.pool.query(
-      `insert into a2a.push_configs (task_id, id, config, wire_version) values ($1, $2, $3, $4)
+      `insert into gateway.a2a_push_configs (task_id, id, config, wire_version) values ($1, $2, $3, $4)
        on conflict (task_id, id) do update set config = excluded.config, wire_version = excluded.wire_version`,
       [taskId, config.id, JSON.stringify({ ...config, taskId }), context.requestedVersion || '1.0'],
     );
@@ -109,12 +109,12 @@ export class PgPushNotificationStore implements PushNotificationStore {
   }
 
   async loadWithMetadata(taskId: string): Promise<StoredPushNotificationConfig[]> {
-    const r = await this.pool.query<{ config: TaskPushNotificationConfig; wire_version: string }>(`select config, wire_version from a2a.push_configs where task_id = $1 order by created_at`, [taskId]);
+    const r = await this.pool.query<{ config: TaskPushNotificationConfig; wire_version: string }>(`select config, wire_version from gateway.a2a_push_configs where task_id = $1 order by created_at`, [taskId]);
     return r.rows.map((row) => ({ config: row.config, wireVersion: row.wire_version }));
   }
 
   async delete(taskId: string, _context: ServerCallContext, configId?: string): Promise<void> {
-    if (configId === undefined) await this.pool.query(`delete from a2a.push_configs where task_id = $1`, [taskId]);
-    else await this.pool.query(`delete from a2a.push_configs where task_id = $1 and id = $2`, [taskId, configId]);
+    if (configId === undefined) await this.pool.query(`delete from gateway.a2a_push_configs where task_id = $1`, [taskId]);
+    else await this.pool.query(`delete from gateway.a2a_push_configs where task_id = $1 and id = $2`, [taskId, configId]);
   }
 }

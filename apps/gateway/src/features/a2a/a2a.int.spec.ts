@@ -1,0 +1,266 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { Message, SendMessageRequest, Task } from '@a2a-js/sdk';
+import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client';
+import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
+import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
+import { PostgresEventStore } from '@switchyard/event-store';
+import { freshDatabase, until } from '@switchyard/testing';
+import { taskStreamId } from '@switchyard/domain';
+import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents';
+import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
+import { createGateway, type Gateway } from '../../index.js';
+import { AgentsFeatureModule } from '../agents/index.js';
+import { WorkflowsFeatureModule } from '../workflows/index.js';
+import { A2aFeatureModule, A2aPeer, DIRECTORY_EXTENSION_URI, NOTIFICATION_TOKEN_HEADER } from './index.js';
+
+/**
+ * The A2A peer through the official SDK's client, against the gateway on real PostgreSQL (demo
+ * data), a nats-server of this suite's own, the six agents and the dispatcher. Auth is on:
+ * keys of each role are made through the admin API.
+ */
+const logger = createLogger('a2a-int', process.env.LOG_LEVEL ?? 'silent');
+
+const STATE = { submitted: 1, working: 2, completed: 3, failed: 4, canceled: 5 } as const;
+
+function userMessage(parts: Message['parts']): Message {
+  return { messageId: randomUUID(), contextId: '', taskId: '', role: 1, parts, metadata: undefined, extensions: [], referenceTaskIds: [] };
+}
+const dataMsg = (value: unknown) => userMessage([{ content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined }]);
+const textMsg = (value: string) => userMessage([{ content: { $case: 'text', value }, mediaType: 'text/plain', filename: '', metadata: undefined }]);
+function send(message: Message, configuration: Partial<NonNullable<SendMessageRequest['configuration']>> = {}): SendMessageRequest {
+  return { tenant: '', message, configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: false, ...configuration }, metadata: undefined };
+}
+const resultOf = (t: Task): unknown => {
+  const p = t.artifacts[0]?.parts[0]?.content;
+  return p?.$case === 'data' ? p.value : undefined;
+};
+
+describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
+  let natsServer: NatsServerHandle;
+  let natsDir: string;
+  let nc: NatsConnection;
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let agents: AgentsHandle;
+  let dispatcher: DispatcherHandle;
+  let gw: Gateway;
+  let base: string;
+  let admin: string;
+  let operator: string;
+  let viewer: string;
+
+  const makeGateway = async () => {
+    gw = await createGateway(
+      { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      {
+        modules: [AgentsFeatureModule, WorkflowsFeatureModule, A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] }, push: { backoffMs: 50 } })],
+        auth: { enabled: true, ...(admin ? { adminKey: admin } : { printAdminKey: (k: string) => void (admin = k) }) },
+      },
+    );
+    base = (await gw.listen(0, '127.0.0.1')).url;
+  };
+  const makeKey = async (role: string) => {
+    const res = await fetch(`${base}/api/v1/admin/api-keys`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: `a2a-${role}`, role }) });
+    assert.equal(res.status, 201);
+    return ((await res.json()) as { key: string }).key;
+  };
+  const client = async (agent: string, key: string): Promise<Client> => {
+    const fetchImpl: typeof fetch = (input, init) => {
+      const headers = new Headers(init?.headers);
+      headers.set('authorization', `Bearer ${key}`);
+      return fetch(input, { ...init, headers });
+    };
+    const factory = new ClientFactory(
+      ClientFactoryOptions.createFrom(ClientFactoryOptions.default, { transports: [new JsonRpcTransportFactory({ fetchImpl })], cardResolver: new DefaultAgentCardResolver({ fetchImpl: fetch }) }),
+    );
+    return factory.createFromUrl(`${base}/a2a/${agent}/`);
+  };
+  const rpc = async (agent: string, body: unknown, key?: string) => {
+    const res = await fetch(`${base}/a2a/${agent}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) }, body: JSON.stringify(body) });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  const rest = async (method: string, url: string, body?: unknown) => {
+    const res = await fetch(`${base}${url}`, { method, headers: { authorization: `Bearer ${admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+
+  before(async () => {
+    natsDir = mkdtempSync(path.join(os.tmpdir(), 'a2a-nats-'));
+    natsServer = await startNatsServer({ port: await freePort(), storeDir: natsDir, logger });
+    nc = await connectNats({ url: natsServer.url, name: 'a2a-test', logger });
+    pool = new pg.Pool({ connectionString: await freshDatabase('a2a'), max: 8 });
+    await loadDemoData(pool);
+    store = new PostgresEventStore({ pool });
+    await store.init();
+    agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'a2a' });
+    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    admin = '';
+    await makeGateway();
+    operator = await makeKey('operator');
+    viewer = await makeKey('viewer');
+    // The dispatcher knows all six agents before the first card is built.
+    await until('six agents known', async () => (await rest('GET', '/api/v1/integration/agents/capabilities')).body.agents?.filter((a: any) => a.kind === 'nats').length === 6, 20_000);
+  });
+
+  after(async () => {
+    await gw?.close();
+    await dispatcher?.stop();
+    await agents?.stop();
+    await closeNats(nc);
+    await store?.close();
+    await pool?.end();
+    await natsServer?.stop();
+    rmSync(natsDir, { recursive: true, force: true });
+  });
+
+  it('serves public cards: one per agent with a skill per task type, and the Switchyard directory', async () => {
+    const res = await fetch(`${base}/a2a/data_analyst/.well-known/agent-card.json`);
+    assert.equal(res.status, 200);
+    const card = (await res.json()) as any;
+    assert.equal(card.name, 'data_analyst');
+    assert.equal(card.url, `${base}/a2a/data_analyst`);
+    assert.equal(card.protocolVersion, '0.3');
+    assert.deepEqual([card.capabilities.streaming, card.capabilities.pushNotifications], [true, true]);
+    assert.equal(card.securitySchemes.bearer.scheme, 'bearer');
+    const skill = card.skills.find((s: any) => s.id === 'revenue_analysis');
+    assert.ok(skill, JSON.stringify(card.skills.map((s: any) => s.id)));
+    assert.ok(skill.examples.some((e: string) => e.includes('"task_type":"revenue_analysis"')));
+
+    const dir = (await (await fetch(`${base}/.well-known/agent-card.json`)).json()) as any;
+    assert.equal(dir.name, 'Switchyard');
+    assert.deepEqual(dir.skills.map((s: any) => s.id).sort(), ['customer_onboarding', 'customer_support', 'revenue_analysis']);
+    const ext = dir.capabilities.extensions.find((e: any) => e.uri === DIRECTORY_EXTENSION_URI);
+    assert.equal(ext.params.agents.length, 7);
+    const da = ext.params.agents.find((a: any) => a.name === 'data_analyst');
+    assert.equal(da.card_url, `${base}/a2a/data_analyst/.well-known/agent-card.json`);
+    assert.equal((await fetch(`${base}/a2a/nobody/.well-known/agent-card.json`)).status, 404);
+
+    // The SDK's client reads the card too (A2A 1.0 shape).
+    const c = await client('data_analyst', operator);
+    assert.equal((await c.getAgentCard()).name, 'data_analyst');
+  });
+
+  it('message/send revenue_analysis: completed, the artifact equals a REST delegation\'s result; tasks/get reads it, also after a gateway restart', async () => {
+    const c = await client('data_analyst', operator);
+    const input = { timeframe: '12m', topN: 3 };
+    const r = (await c.sendMessage(send(dataMsg({ task_type: 'revenue_analysis', input })))) as Task;
+    assert.equal(r.status?.state, STATE.completed, JSON.stringify(r.status));
+    const ourId = r.metadata?.switchyard_task_id as string;
+    assert.ok(ourId);
+    const viaRest = await rest('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'revenue_analysis', context: input, priority: 'normal' });
+    assert.equal(viaRest.status, 200);
+    assert.deepEqual(resultOf(r), viaRest.body.result);
+    // The delegation is a real task of ours, on data_analyst.
+    const t = await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`);
+    assert.deepEqual([t.body.status, t.body.agent, t.body.task_type], ['completed', 'data_analyst', 'revenue_analysis']);
+
+    const got = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: r.id, historyLength: undefined });
+    assert.equal(got.status?.state, STATE.completed);
+    assert.deepEqual(resultOf(got), viaRest.body.result);
+
+    await gw.close();
+    await makeGateway();
+    const again = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: r.id, historyLength: undefined });
+    assert.equal(again.status?.state, STATE.completed);
+    assert.deepEqual(resultOf(again), viaRest.body.result);
+  });
+
+  it('message/stream sees submitted, working, the artifact, then completed; a text message naming the skill works', async () => {
+    const c = await client('data_analyst', operator);
+    const seen: string[] = [];
+    let artifact: unknown;
+    for await (const ev of c.sendMessageStream(send(textMsg('customer_segmentation')))) {
+      const p = ev.payload!;
+      if (p.$case === 'task') seen.push(`task:${p.value.status?.state}`);
+      else if (p.$case === 'statusUpdate') seen.push(`status:${p.value.status?.state}`);
+      else if (p.$case === 'artifactUpdate') {
+        seen.push('artifact');
+        const part = p.value.artifact?.parts[0]?.content;
+        artifact = part?.$case === 'data' ? part.value : undefined;
+      }
+    }
+    assert.deepEqual(seen, [`task:${STATE.submitted}`, `status:${STATE.working}`, 'artifact', `status:${STATE.completed}`]);
+    assert.ok(artifact && typeof artifact === 'object');
+  });
+
+  it('tasks/cancel of a long task ends canceled, and the delegation is canceled in Switchyard', async () => {
+    const c = await client('data_analyst', operator);
+    const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 30_000 } }), { returnImmediately: true }))) as Task;
+    const ourId = started.metadata?.switchyard_task_id as string;
+    await until('the noop task working', async () => (await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`)).body.status === 'working', 10_000);
+    const canceled = await c.cancelTask({ tenant: '', id: started.id, metadata: undefined });
+    assert.equal(canceled.status?.state, STATE.canceled);
+    assert.equal((await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`)).body.status, 'canceled');
+    assert.ok((await store.readStream(taskStreamId(ourId))).some((e) => e.type === 'TaskCanceled'));
+    assert.equal((await c.getTask({ tenant: '', id: started.id, historyLength: undefined })).status?.state, STATE.canceled);
+  });
+
+  it('push notifications: the config is stored and each status change is POSTed with the token header', async () => {
+    const received: { token: string | undefined; body: any }[] = [];
+    const receiver = http.createServer((req, res) => {
+      let data = '';
+      req.on('data', (d) => (data += d));
+      req.on('end', () => {
+        received.push({ token: req.headers[NOTIFICATION_TOKEN_HEADER.toLowerCase()] as string | undefined, body: JSON.parse(data) });
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    try {
+      const c = await client('data_analyst', operator);
+      const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 300 } }), { returnImmediately: true }))) as Task;
+      const cfg = await c.createTaskPushNotificationConfig({ tenant: '', id: '', taskId: started.id, url, token: 'secret-token', authentication: undefined });
+      assert.ok(cfg.id);
+      const back = await c.getTaskPushNotificationConfig({ tenant: '', taskId: started.id, id: cfg.id });
+      assert.equal(back.url, url);
+      await until('the completed notification', () => received.some((n) => JSON.stringify(n.body).includes('COMPLETED')), 15_000);
+      assert.ok(received.every((n) => n.token === 'secret-token'));
+      // Configs are durable: a new table row, readable by id.
+      assert.equal((await pool.query(`select count(*)::int as n from gateway.a2a_push_configs where task_id = $1`, [started.id])).rows[0].n, 1);
+    } finally {
+      receiver.close();
+    }
+  });
+
+  it('auth: no key 401, a viewer may read but not send (403); a bad message is JSON-RPC -32602', async () => {
+    const msg = { jsonrpc: '2.0', id: 1, method: 'message/send', params: { message: { kind: 'message', role: 'user', messageId: 'm1', parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }] } } };
+    const none = await rpc('data_analyst', msg);
+    assert.equal(none.status, 401);
+    assert.equal(none.body.error.code, -32000);
+    assert.equal((await rpc('data_analyst', msg, 'sy_0000000000000000_wrongwrongwrongwrongwrongwrongwrong')).status, 401);
+    const asViewer = await rpc('data_analyst', msg, viewer);
+    assert.equal(asViewer.status, 403);
+    assert.equal(asViewer.body.error.data.required_role, 'operator');
+    // A2A 0.3 method names work (the compat layer): send as operator, read as viewer.
+    const ok = await rpc('data_analyst', msg, operator);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.result.kind, 'task');
+    assert.equal(ok.body.result.status.state, 'completed', JSON.stringify(ok.body));
+    const read = await rpc('data_analyst', { jsonrpc: '2.0', id: 2, method: 'tasks/get', params: { id: ok.body.result.id } }, viewer);
+    assert.equal(read.status, 200);
+    assert.equal(read.body.result.status.state, 'completed');
+    assert.equal(read.body.result.artifacts[0].parts[0].kind, 'data');
+    const cancelAsViewer = await rpc('data_analyst', { jsonrpc: '2.0', id: 3, method: 'tasks/cancel', params: { id: ok.body.result.id } }, viewer);
+    assert.equal(cancelAsViewer.status, 403);
+
+    const bad = await rpc('data_analyst', { ...msg, params: { message: { ...msg.params.message, parts: [{ kind: 'data', data: { task_type: 'write_blog_post' } }] } } }, operator);
+    assert.equal(bad.body.error.code, -32602, JSON.stringify(bad.body));
+    assert.match(bad.body.error.message, /unknown skill/);
+    const noParts = await rpc('data_analyst', { ...msg, params: { message: { ...msg.params.message, parts: [{ kind: 'file', file: { uri: 'http://x/y' } }] } } }, operator);
+    assert.equal(noParts.body.error.code, -32602, JSON.stringify(noParts.body));
+    assert.equal((await rpc('nobody', msg, operator)).status, 404);
+  });
+
+  it('the peer is one provider of the gateway', () => {
+    assert.ok(gw.app.get(A2aPeer));
+  });
+});
