@@ -7,7 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import type { Message, SendMessageRequest, Task } from '@a2a-js/sdk';
+import express from 'express';
+import type { AgentCard, Message, SendMessageRequest, Task } from '@a2a-js/sdk';
+import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor } from '@a2a-js/sdk/server';
+import { agentCardHandler, jsonRpcHandler, UserBuilder } from '@a2a-js/sdk/server/express';
 import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
@@ -101,7 +104,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     store = new PostgresEventStore({ pool });
     await store.init();
     agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'a2a' });
-    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, egress: { allowHosts: ['127.0.0.1'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
     admin = '';
     await makeGateway();
     operator = await makeKey('operator');
@@ -143,7 +146,11 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.equal(da.card_url, `${base}/a2a/data_analyst/.well-known/agent-card.json`);
     assert.equal((await fetch(`${base}/a2a/nobody/.well-known/agent-card.json`)).status, 404);
 
-    // The SDK's client reads the card too (A2A 1.0 shape).
+    // A 1.0 client asking for the 1.0 card gets it in the protocol's JSON form.
+    const v1 = (await (await fetch(`${base}/a2a/data_analyst/.well-known/agent-card.json`, { headers: { 'A2A-Version': '1.0' } })).json()) as any;
+    assert.equal(v1.supportedInterfaces[0].url, `${base}/a2a/data_analyst`);
+    assert.equal(v1.securitySchemes.bearer.httpAuthSecurityScheme.scheme, 'bearer');
+    // The SDK's client reads the card too.
     const c = await client('data_analyst', operator);
     assert.equal((await c.getAgentCard()).name, 'data_analyst');
   });
@@ -258,6 +265,85 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     const noParts = await rpc('data_analyst', { ...msg, params: { message: { ...msg.params.message, parts: [{ kind: 'file', file: { uri: 'http://x/y' } }] } } }, operator);
     assert.equal(noParts.body.error.code, -32602, JSON.stringify(noParts.body));
     assert.equal((await rpc('nobody', msg, operator)).status, 404);
+  });
+
+  it('an external A2A agent registered by its card URL takes its skills as task types; a delegated task goes to it with message/send', async () => {
+    // A small A2A agent built with the SDK's server side: doubles `n`, and wants a bearer token.
+    const seen: { auth: string | undefined; data: any }[] = [];
+    const app = express();
+    const port = await freePort();
+    const extUrl = `http://127.0.0.1:${port}`;
+    const card: AgentCard = {
+      name: 'doubler',
+      description: 'Doubles numbers',
+      supportedInterfaces: [{ url: `${extUrl}/rpc`, protocolBinding: 'JSONRPC', tenant: '', protocolVersion: '1.0' }],
+      provider: undefined,
+      version: '1.0.0',
+      capabilities: { streaming: false, pushNotifications: false, extensions: [] },
+      securitySchemes: {},
+      securityRequirements: [],
+      defaultInputModes: ['application/json'],
+      defaultOutputModes: ['application/json'],
+      skills: [{ id: 'double_it', name: 'double it', description: 'n * 2', tags: [], examples: [], inputModes: [], outputModes: [], securityRequirements: [] }],
+      signatures: [],
+    };
+    const executor: AgentExecutor = {
+      execute: async (ctx, bus) => {
+        const part = ctx.userMessage.parts.find((p) => p.content?.$case === 'data');
+        const data = part?.content?.$case === 'data' ? (part.content.value as any) : {};
+        seen[seen.length - 1]!.data = data;
+        const { taskId, contextId } = ctx;
+        bus.publish(AgentEvent.task({ id: taskId, contextId, status: { state: 1, message: undefined, timestamp: new Date().toISOString() }, artifacts: [], history: [ctx.userMessage], metadata: undefined }));
+        bus.publish(
+          AgentEvent.artifactUpdate({
+            taskId,
+            contextId,
+            artifact: { artifactId: 'a', name: 'answer', description: '', parts: [{ content: { $case: 'data', value: { doubled: data.input.n * 2 } }, mediaType: 'application/json', filename: '', metadata: undefined }], metadata: undefined, extensions: [] },
+            append: false,
+            lastChunk: true,
+            metadata: undefined,
+          }),
+        );
+        bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: { state: 3, message: undefined, timestamp: new Date().toISOString() }, metadata: undefined }));
+      },
+      cancelTask: async () => undefined,
+    };
+    const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
+    app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
+    app.use('/rpc', (req, res, next) => {
+      seen.push({ auth: req.headers.authorization, data: undefined });
+      if (req.headers.authorization !== 'Bearer ext-token') return void res.status(401).end();
+      next();
+    }, jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
+    const server = await new Promise<http.Server>((resolve) => {
+      const s = app.listen(port, '127.0.0.1', () => resolve(s));
+    });
+    try {
+      const reg = await rest('POST', '/api/v1/integration/agents/external', { name: 'doubler', a2a_card_url: `${extUrl}/.well-known/agent-card.json`, token: 'ext-token' });
+      assert.equal(reg.status, 201, JSON.stringify(reg.body));
+      assert.deepEqual(reg.body.task_types, ['double_it']);
+      const caps = await rest('GET', '/api/v1/integration/agents/capabilities');
+      assert.equal(caps.body.agents.find((a: any) => a.agent === 'doubler').description, 'Doubles numbers');
+      const ev = (await store.readStream('external_agent-doubler')).find((e) => e.type === 'ExternalAgentRegistered');
+      assert.equal((ev?.data as any).a2a_card_url, `${extUrl}/.well-known/agent-card.json`);
+      assert.equal((ev?.data as any).url, `${extUrl}/rpc`);
+
+      const r = await rest('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'double_it', context: { n: 21 }, priority: 'normal' });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual([r.body.status, r.body.agent], ['completed', 'doubler']);
+      assert.deepEqual(r.body.result, { doubled: 42 });
+      const call = seen.find((x) => x.data !== undefined);
+      assert.equal(call?.auth, 'Bearer ext-token');
+      assert.deepEqual(call?.data, { task_type: 'double_it', input: { n: 21 } });
+
+      // A card URL that answers nothing useful is refused at registration.
+      const bad = await rest('POST', '/api/v1/integration/agents/external', { name: 'nocard', a2a_card_url: `${extUrl}/nothing-here` });
+      assert.ok(bad.status >= 400 && bad.status < 600 && bad.status !== 500, JSON.stringify(bad.body));
+      assert.equal((await rest('POST', '/api/v1/integration/agents/external', { name: 'neither' })).status, 400);
+    } finally {
+      await rest('DELETE', '/api/v1/integration/agents/external/doubler');
+      server.close();
+    }
   });
 
   it('the peer is one provider of the gateway', () => {

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Pool } from 'pg';
-import type { AgentCard } from '@a2a-js/sdk';
+import { AgentCard } from '@a2a-js/sdk';
 import { agentCardHandler, jsonRpcHandler, type UserBuilder } from '@a2a-js/sdk/server/express';
 import { EgressGuard, egressPolicyFromEnv, type EgressPolicy, type Logger } from '@switchyard/platform';
 import { actorOf, correlationIdOf, type GatewayRequest } from '../../http/context.js';
@@ -168,6 +168,12 @@ export class A2aPeer implements OnModuleInit {
       void provider(req)
         .then((card) => {
           if (!card) return rpcError(req, res, 404, -32601, `no A2A agent at ${req.originalUrl}`);
+          // A 1.x client gets the card in the protocol's JSON form; others (no header: 0.3) the 0.3 card.
+          if (/^1(\.|$)/.test(req.header('A2A-Version') ?? '')) {
+            res.setHeader('Cache-Control', 'public, max-age=60');
+            res.append('Vary', 'A2A-Version');
+            return void res.status(200).json(AgentCard.toJSON(card));
+          }
           agentCardHandler({ agentCardProvider: async () => card, cache: { maxAge: 60 }, legacyCompat: { enabled: true } })(req, res, next);
         })
         .catch((err: unknown) => {
