@@ -18,7 +18,7 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
 import { taskStreamId } from '@switchyard/domain';
 import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents';
-import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
+import { startDispatcher, startWorkflowEngine, type DispatcherHandle, type WorkflowEngine } from '@switchyard/orchestrator';
 import { createGateway, type Gateway } from '../../index.js';
 import { AgentsFeatureModule } from '../agents/index.js';
 import { WorkflowsFeatureModule } from '../workflows/index.js';
@@ -54,6 +54,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
   let store: PostgresEventStore;
   let agents: AgentsHandle;
   let dispatcher: DispatcherHandle;
+  let engine: WorkflowEngine;
   let gw: Gateway;
   let base: string;
   let admin: string;
@@ -99,12 +100,14 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     natsDir = mkdtempSync(path.join(os.tmpdir(), 'a2a-nats-'));
     natsServer = await startNatsServer({ port: await freePort(), storeDir: natsDir, logger });
     nc = await connectNats({ url: natsServer.url, name: 'a2a-test', logger });
-    pool = new pg.Pool({ connectionString: await freshDatabase('a2a'), max: 8 });
+    const databaseUrl = await freshDatabase('a2a');
+    pool = new pg.Pool({ connectionString: databaseUrl, max: 8 });
     await loadDemoData(pool);
     store = new PostgresEventStore({ pool });
     await store.init();
     agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'a2a' });
     dispatcher = await startDispatcher({ store, nats: nc, pool, logger, egress: { allowHosts: ['127.0.0.1'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl, partitions: 2, leaseTickMs: 200, timerPollMs: 50 });
     admin = '';
     await makeGateway();
     operator = await makeKey('operator');
@@ -115,6 +118,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
 
   after(async () => {
     await gw?.close();
+    await engine?.stop();
     await dispatcher?.stop();
     await agents?.stop();
     await closeNats(nc);
@@ -265,6 +269,35 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     const noParts = await rpc('data_analyst', { ...msg, params: { message: { ...msg.params.message, parts: [{ kind: 'file', file: { uri: 'http://x/y' } }] } } }, operator);
     assert.equal(noParts.body.error.code, -32602, JSON.stringify(noParts.body));
     assert.equal((await rpc('nobody', msg, operator)).status, 404);
+  });
+
+  it('/a2a/workflows: a message starts a workflow by its id; the outputs are the artifact; cancel cancels the execution', async () => {
+    // Real agent steps: one segmentation, or one per item of a long list (to have something to cancel).
+    const def = {
+      id: 'a2a_segments',
+      version: 1,
+      name: 'A2A segments',
+      description: 'Customer segmentation, once per item',
+      input: { type: 'object', properties: { items: { type: 'array', default: [0] } } },
+      steps: [{ id: 'seg', uses: 'agent:customer_segmentation', for_each: { items: 'input.items', concurrency: 1 } }],
+      outputs: { runs: '${{ size(steps.seg.output) }}' },
+    };
+    const reg = await rest('POST', '/api/v1/workflows/definitions', def);
+    assert.equal(reg.status, 201, JSON.stringify(reg.body));
+    const c = await client('workflows', operator);
+    assert.ok((await c.getAgentCard()).skills.some((s) => s.id === 'a2a_segments'));
+    const done = (await c.sendMessage(send(dataMsg({ task_type: 'a2a_segments', input: { items: [1, 2] } })))) as Task;
+    assert.equal(done.status?.state, STATE.completed, JSON.stringify(done.status));
+    const executionId = done.metadata?.switchyard_execution_id as string;
+    const detail = await rest('GET', `/api/v1/workflows/executions/${executionId}`);
+    assert.equal(detail.body.status, 'completed');
+    assert.deepEqual(resultOf(done), detail.body.output);
+    assert.deepEqual(resultOf(done), { runs: 2 });
+
+    const long = (await c.sendMessage(send(dataMsg({ task_type: 'a2a_segments', input: { items: Array.from({ length: 500 }, (_, i) => i) } }), { returnImmediately: true }))) as Task;
+    const longId = long.metadata?.switchyard_execution_id as string;
+    assert.equal((await c.cancelTask({ tenant: '', id: long.id, metadata: undefined })).status?.state, STATE.canceled);
+    await until('the execution canceled', async () => (await rest('GET', `/api/v1/workflows/executions/${longId}`)).body.status === 'canceled', 30_000);
   });
 
   it('an external A2A agent registered by its card URL takes its skills as task types; a delegated task goes to it with message/send', async () => {
