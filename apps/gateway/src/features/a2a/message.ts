@@ -44,6 +44,7 @@ export function parseWorkRequest(message: Message | undefined, resolve: (name: s
     const text = parts.map((p) => (p.content?.$case === 'text' ? p.content.value : '')).join('\n').trim();
     const m = /^([A-Za-z0-9_.-]{1,100})(?:\s+([\s\S]*))?$/.exec(text);
     if (!m) throw new RequestMalformedError(`the text "${text.slice(0, 80)}" names no skill; ${HOW}; skills: ${skills.join(', ')}`);
+    if (resolve(m[1]!) === undefined) throw new RequestMalformedError(`unknown skill "${m[1]}" for this agent; ${HOW}; skills: ${skills.join(', ')}`);
     let input: unknown = {};
     if (m[2] !== undefined && m[2].trim() !== '') {
       try {
