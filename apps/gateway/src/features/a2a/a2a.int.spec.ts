@@ -91,6 +91,12 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     const res = await fetch(`${base}/a2a/${agent}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) }, body: JSON.stringify(body) });
     return { status: res.status, body: (await res.json()) as any };
   };
+  // The delegation's status from its events (works while no gateway serves).
+  const request = async (url: string) => {
+    const id = url.split('/').pop()!;
+    const evs = await store.readStream(taskStreamId(id));
+    return evs.some((e) => e.type === 'TaskCompleted') ? 'completed' : 'running';
+  };
   const rest = async (method: string, url: string, body?: unknown) => {
     const res = await fetch(`${base}${url}`, { method, headers: { authorization: `Bearer ${admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
     return { status: res.status, body: (await res.json()) as any };
@@ -212,6 +218,28 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.equal((await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`)).body.status, 'canceled');
     assert.ok((await store.readStream(taskStreamId(ourId))).some((e) => e.type === 'TaskCanceled'));
     assert.equal((await c.getTask({ tenant: '', id: started.id, historyLength: undefined })).status?.state, STATE.canceled);
+  });
+
+  it('tasks/resubscribe follows a running task to its end; a task left running by a stopped gateway is brought up to date by the next read', async () => {
+    const c = await client('data_analyst', operator);
+    const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_000, echo: 'again' } }), { returnImmediately: true }))) as Task;
+    const states: number[] = [];
+    for await (const ev of c.resubscribeTask({ tenant: '', id: started.id })) {
+      const p = ev.payload!;
+      if (p.$case === 'statusUpdate') states.push(p.value.status!.state);
+    }
+    assert.equal(states.at(-1), STATE.completed);
+
+    const left = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_500, echo: 'left' } }), { returnImmediately: true }))) as Task;
+    const ourId = left.metadata?.switchyard_task_id as string;
+    await gw.close(); // the executor stops following it; the delegation goes on
+    await until('the delegation completed', async () => (await request(`/api/v1/integration/agents/tasks/${ourId}`)) === 'completed', 15_000);
+    const stored = await pool.query(`select task->'status'->>'state' as state from gateway.a2a_tasks where id = $1`, [left.id]);
+    assert.notEqual(stored.rows[0].state, 'TASK_STATE_COMPLETED');
+    await makeGateway();
+    const got = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: left.id, historyLength: undefined });
+    assert.equal(got.status?.state, STATE.completed);
+    assert.deepEqual(resultOf(got), { echo: 'left', slept_ms: 1_500 });
   });
 
   it('push notifications: the config is stored and each status change is POSTed with the token header', async () => {

@@ -77,6 +77,7 @@ interface Run {
  */
 export class WorkExecutor implements AgentExecutor {
   private readonly runs = new Map<string, Run>();
+  private stopped = false;
 
   constructor(
     private readonly backend: Backend,
@@ -108,6 +109,8 @@ export class WorkExecutor implements AgentExecutor {
       let wait = 50;
       for (;;) {
         if (run.canceled) return; // cancelTask published `canceled`
+        // The gateway is closing: the work goes on in Switchyard; a later read brings the A2A task up to date.
+        if (this.stopped) return;
         const w = await this.backend.status(started.id).catch((err: unknown) => {
           log.warn({ err }, 'reading the work status failed; retrying');
           return undefined;
@@ -139,6 +142,11 @@ export class WorkExecutor implements AgentExecutor {
     const { contextId } = run;
     bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: statusOf(taskId, contextId, w), metadata: undefined }));
   };
+
+  /** Stop following tasks (gateway shutdown). */
+  stop(): void {
+    this.stopped = true;
+  }
 
   /** Whether this process follows the A2A task now (else a read refreshes it from the backend). */
   isRunning(taskId: string): boolean {

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Pool } from 'pg';
@@ -67,7 +67,7 @@ interface Endpoint {
  * (JSON-RPC answers its own errors; problem+json is for the REST API).
  */
 @Injectable()
-export class A2aPeer implements OnModuleInit {
+export class A2aPeer implements OnModuleInit, OnModuleDestroy {
   private readonly log: Logger;
   private readonly caps: CapabilitiesCache;
   private readonly tasksByEndpoint = new Map<string, Endpoint>();
@@ -93,6 +93,11 @@ export class A2aPeer implements OnModuleInit {
 
   async onModuleInit(): Promise<void> {
     await migrateA2a(this.pool);
+  }
+
+  /** Stop following running tasks; their work goes on in Switchyard and the next read of each catches up. */
+  onModuleDestroy(): void {
+    for (const ep of this.tasksByEndpoint.values()) ep.handler.executor.stop();
   }
 
   /** The built-in agents (served by this system over NATS); external agents are not re-exported. */
