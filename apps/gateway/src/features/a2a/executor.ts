@@ -3,6 +3,7 @@ import type { Artifact, Message, Part, TaskStatus } from '@a2a-js/sdk';
 import { AgentEvent, type AgentExecutor, type ExecutionEventBus, type RequestContext } from '@a2a-js/sdk/server';
 import { TaskNotCancelableError } from '@a2a-js/sdk/errors';
 import { AppError, type Logger } from '@switchyard/platform';
+import { currentCorrelationId } from '../../http/context.js';
 import type { WorkRequest } from './message.js';
 
 /** A2A task states as the SDK numbers them (TaskState of the A2A 1.0 schema). */
@@ -92,7 +93,7 @@ export class WorkExecutor implements AgentExecutor {
     const started = await this.backend.start(req, taskId);
     const run: Run = { backendId: started.id, contextId, canceled: false };
     this.runs.set(taskId, run);
-    const log = this.log.child({ a2aTaskId: taskId, [this.backend.kind === 'task' ? 'taskId' : 'executionId']: started.id });
+    const log = this.log.child({ correlationId: currentCorrelationId(), a2aTaskId: taskId, [this.backend.kind === 'task' ? 'taskId' : 'executionId']: started.id });
     log.info({ skill: req.skill }, 'a2a task started');
     try {
       bus.publish(
