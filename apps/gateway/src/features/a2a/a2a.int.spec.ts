@@ -297,6 +297,10 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     const noParts = await rpc('data_analyst', { ...msg, params: { message: { ...msg.params.message, parts: [{ kind: 'file', file: { uri: 'http://x/y' } }] } } }, operator);
     assert.equal(noParts.body.error.code, -32602, JSON.stringify(noParts.body));
     assert.equal((await rpc('nobody', msg, operator)).status, 404);
+    // A push URL the egress guard refuses is refused with the message, before any task exists.
+    const metadataUrl = await rpc('data_analyst', { ...msg, params: { ...msg.params, configuration: { pushNotificationConfig: { url: 'http://169.254.169.254/latest' } } } }, operator);
+    assert.equal(metadataUrl.body.error.code, -32602, JSON.stringify(metadataUrl.body));
+    assert.match(metadataUrl.body.error.message, /refused/);
   });
 
   it('/a2a/workflows: a message starts a workflow by its id; the outputs are the artifact; cancel cancels the execution', async () => {

@@ -1,8 +1,8 @@
-import type { AgentCard, GetTaskRequest, SendMessageRequest, StreamResponse, SubscribeToTaskRequest, Task, TaskPushNotificationConfig, CancelTaskRequest } from '@a2a-js/sdk';
+import type { AgentCard, CancelTaskRequest, GetTaskRequest, Message, SendMessageRequest, StreamResponse, SubscribeToTaskRequest, Task, TaskPushNotificationConfig } from '@a2a-js/sdk';
 import { DefaultRequestHandler, DefaultExecutionEventBusManager, type RequestContext, type ServerCallContext } from '@a2a-js/sdk/server';
 import { RequestMalformedError, TaskNotFoundError } from '@a2a-js/sdk/errors';
 import type { EgressGuard, Logger } from '@switchyard/platform';
-import { A2A_STATE, cancelWork, isFinal, resultArtifact, statusOf, WorkExecutor, type Backend, type WorkStatus } from './executor.js';
+import { A2A_STATE, cancelWork, resultArtifact, statusOf, WorkExecutor, type Backend, type WorkStatus } from './executor.js';
 import { parseWorkRequest, type WorkRequest } from './message.js';
 import type { PushDelivery } from './push.js';
 import { linkOf, type PgPushNotificationStore, type PgTaskStore } from './store.js';
@@ -35,7 +35,7 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     this.executor = executor;
   }
 
-  override async sendMessage(params: SendMessageRequest, context: ServerCallContext): Promise<Task | import('@a2a-js/sdk').Message> {
+  override async sendMessage(params: SendMessageRequest, context: ServerCallContext): Promise<Task | Message> {
     await this.preflight(params);
     return super.sendMessage(params, context);
   }
@@ -65,9 +65,15 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
   }
 
   override async createTaskPushNotificationConfig(params: TaskPushNotificationConfig, context: ServerCallContext): Promise<TaskPushNotificationConfig> {
+    await this.checkPushUrl(params.url);
+    return super.createTaskPushNotificationConfig(params, context);
+  }
+
+  /** A push URL must be http(s), without credentials, and pass the egress guard: refused at once, not at the first delivery. */
+  private async checkPushUrl(raw: string): Promise<void> {
     let url: URL;
     try {
-      url = new URL(params.url);
+      url = new URL(raw);
     } catch {
       throw new RequestMalformedError('pushNotificationConfig.url must be an absolute http(s) URL');
     }
@@ -78,10 +84,11 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     } catch (err) {
       throw new RequestMalformedError(`pushNotificationConfig.url is refused: ${(err as Error).message}`);
     }
-    return super.createTaskPushNotificationConfig(params, context);
   }
 
   private async preflight(params: SendMessageRequest): Promise<WorkRequest> {
+    const push = params.configuration?.taskPushNotificationConfig;
+    if (push?.url) await this.checkPushUrl(push.url);
     return parseFor(this.backend, params.message);
   }
 
@@ -136,7 +143,3 @@ function collectNames(message: SendMessageRequest['message']): string[] {
   }
   return out;
 }
-
-/** Whether a state number is final (exported for the store's readers). */
-export const isFinalState = (s: number | undefined) => s !== undefined && FINAL_STATES.includes(s);
-export { isFinal };

@@ -70,7 +70,7 @@ interface Endpoint {
 export class A2aPeer implements OnModuleInit, OnModuleDestroy {
   private readonly log: Logger;
   private readonly caps: CapabilitiesCache;
-  private readonly tasksByEndpoint = new Map<string, Endpoint>();
+  private readonly endpoints = new Map<string, Endpoint>();
   private readonly pushStore: PgPushNotificationStore;
   readonly push: PushDelivery;
   private readonly guard: EgressGuard;
@@ -97,7 +97,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
 
   /** Stop following running tasks; their work goes on in Switchyard and the next read of each catches up. */
   onModuleDestroy(): void {
-    for (const ep of this.tasksByEndpoint.values()) ep.handler.executor.stop();
+    for (const ep of this.endpoints.values()) ep.handler.executor.stop();
   }
 
   /** The built-in agents (served by this system over NATS); external agents are not re-exported. */
@@ -106,7 +106,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
   }
 
   private async endpoint(name: string): Promise<Endpoint | undefined> {
-    const known = this.tasksByEndpoint.get(name);
+    const known = this.endpoints.get(name);
     if (known) return known;
     let backend: Backend;
     if (name === WORKFLOWS_ENDPOINT) backend = new WorkflowBackend(this.workflows, this.commands);
@@ -122,8 +122,8 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
       return { isAuthenticated: key !== undefined, userName };
     };
     const rpc = jsonRpcHandler({ requestHandler: handler, userBuilder, legacyCompat: { enabled: true } });
-    const ep = this.tasksByEndpoint.get(name) ?? { name, backend, handler, rpc };
-    this.tasksByEndpoint.set(name, ep);
+    const ep = this.endpoints.get(name) ?? { name, backend, handler, rpc };
+    this.endpoints.set(name, ep);
     return ep;
   }
 
