@@ -4,6 +4,7 @@ import { AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } 
 import type pg from 'pg';
 import { loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
 import {
+  A2aFeatureModule,
   adminKeyBanner,
   AgentsFeatureModule,
   createGateway,
@@ -371,7 +372,7 @@ export async function startSystem(
           // The status read model (MCP servers from the connector events) behind /api/v1/integration/status.
           const statusRunner = await startStatusProjections({ store: projectionsStore, pool: projectionsPool, logger });
           try {
-            const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule];
+            const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule, A2aFeatureModule];
             const gateway = await createGateway(
               {
                 eventStore: store,

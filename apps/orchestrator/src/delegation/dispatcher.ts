@@ -4,6 +4,7 @@ import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { aliasesOf, codeOfStatus, resolveTaskType, serviceSubject, TASK_TYPE_ALIASES } from '@switchyard/contracts';
 import { aggregateStream, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
+import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
 import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, migrateUnderLock, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
@@ -502,8 +503,10 @@ export class Dispatcher {
    */
   async registerAgent(input: z.input<typeof registerAgentInput>, correlationId: string = newId()): Promise<AgentHealthView> {
     if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
-    const { actor, ...a } = registerAgentInput.parse(input);
-    this.refuseUnmanaged(a.name, 'registered');
+    const { actor, ...given } = registerAgentInput.parse(input);
+    this.refuseUnmanaged(given.name, 'registered');
+    // An A2A agent: its JSON-RPC URL, skills (task types) and description come from its card (fetched through the egress guard).
+    const a = given.a2a_card_url !== undefined ? await this.fromA2aCard({ ...given, a2a_card_url: given.a2a_card_url }) : externalAgentSchema.parse(given);
     refuseAliases(a.name, a.task_types);
     // fetch refuses such a URL, and the URL goes into events: the secret belongs in `token`.
     const url = new URL(a.url);
@@ -516,11 +519,11 @@ export class Dispatcher {
     return this.serially(`external_agent:${a.name}`, async () => {
       const at = new Date().toISOString();
       await this.opts.pool.query(
-        `insert into ${this.schema}.external_agents (name, url, task_types, token, max_concurrency, description, registered_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $7)
+        `insert into ${this.schema}.external_agents (name, url, task_types, token, max_concurrency, description, registered_at, updated_at, a2a_card_url)
+         values ($1, $2, $3, $4, $5, $6, $7, $7, $8)
          on conflict (name) do update set url = excluded.url, task_types = excluded.task_types, token = excluded.token,
-           max_concurrency = excluded.max_concurrency, description = excluded.description, updated_at = excluded.updated_at`,
-        [a.name, a.url, a.task_types, a.token ?? null, a.max_concurrency, a.description, at],
+           max_concurrency = excluded.max_concurrency, description = excluded.description, updated_at = excluded.updated_at, a2a_card_url = excluded.a2a_card_url`,
+        [a.name, a.url, a.task_types, a.token ?? null, a.max_concurrency, a.description, at, a.a2a_card_url ?? null],
       );
       const data: ExternalAgentRegisteredData = {
         name: a.name,
@@ -530,6 +533,7 @@ export class Dispatcher {
         max_concurrency: a.max_concurrency,
         description: a.description,
         registered_at: at,
+        ...(a.a2a_card_url !== undefined ? { a2a_card_url: a.a2a_card_url } : {}),
       };
       await this.opts.store.append(externalAgentStreamId(a.name), [
         { type: 'ExternalAgentRegistered', data, metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' } },
@@ -539,6 +543,20 @@ export class Dispatcher {
       this.log.info({ correlationId, agent: a.name, url: a.url, taskTypes: a.task_types, actor, healthy: inst.healthy }, 'external agent registered');
       this.kick();
       return this.health().find((h) => h.agent === inst.agent)!;
+    });
+  }
+
+  /** The stored form of an A2A agent's registration: what the body left out, from the card. */
+  private async fromA2aCard(given: Omit<z.output<typeof registerAgentInput>, 'actor'> & { a2a_card_url: string }): Promise<z.output<typeof externalAgentSchema>> {
+    const cardUrl = new URL(given.a2a_card_url);
+    if (cardUrl.username || cardUrl.password) throw new AppError('validation', 'a2a_card_url must not contain credentials', { agent: given.name }, false);
+    await this.egress.checkUrlResolved(cardUrl);
+    const card = await fetchA2aCard(this.egress, given.a2a_card_url);
+    return externalAgentSchema.parse({
+      ...given,
+      url: given.url ?? card.url,
+      task_types: given.task_types ?? card.skills,
+      description: given.description || card.description,
     });
   }
 
@@ -578,8 +596,8 @@ export class Dispatcher {
   private async loadStoredAgents(): Promise<void> {
     const s = this.schema;
     await ensureExternalAgentsTable(this.opts.pool, s);
-    const rows = await this.opts.pool.query<{ name: string; url: string; task_types: string[]; token: string | null; max_concurrency: number; description: string }>(
-      `select name, url, task_types, token, max_concurrency, description from ${s}.external_agents order by name`,
+    const rows = await this.opts.pool.query<{ name: string; url: string; task_types: string[]; token: string | null; max_concurrency: number; description: string; a2a_card_url: string | null }>(
+      `select name, url, task_types, token, max_concurrency, description, a2a_card_url from ${s}.external_agents order by name`,
     );
     let loaded = 0;
     for (const r of rows.rows) {
@@ -587,7 +605,7 @@ export class Dispatcher {
         this.log.warn({ agent: r.name }, 'stored external agent has the name of a configured one; the configured one is used');
         continue;
       }
-      const parsed = externalAgentSchema.safeParse({ ...r, token: r.token ?? undefined });
+      const parsed = externalAgentSchema.safeParse({ ...r, token: r.token ?? undefined, a2a_card_url: r.a2a_card_url ?? undefined });
       if (!parsed.success) {
         this.log.warn({ agent: r.name, issues: parsed.error.issues }, 'stored external agent does not parse; skipped');
         continue;
@@ -822,7 +840,8 @@ export class Dispatcher {
     log.info({ taskType: s.task_type, attempt: s.attempts + 1 }, 'task assigned');
     void (async () => {
       try {
-        const result = inst.kind === 'nats' ? await this.callNats(s, inst, remaining) : await this.callHttp(s, inst, run.controller.signal);
+        const result =
+          inst.kind === 'nats' ? await this.callNats(s, inst, remaining) : inst.a2aCardUrl ? await this.callA2a(s, inst, run.controller.signal) : await this.callHttp(s, inst, run.controller.signal);
         if (run.done) return; // given up already (deadline, cancel, instance lost): a late result is ignored
         this.finishRun(run);
         this.registry.recordSuccess(inst);
@@ -845,6 +864,12 @@ export class Dispatcher {
       { schema: agentExecuteReply, timeoutMs: remainingMs + 2_000, correlationId: this.cid(s.task_id) },
     );
     return reply.result;
+  }
+
+  /** An external A2A agent: `message/send` through the A2A client (the card as the last probe read it). */
+  private async callA2a(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, signal: AbortSignal): Promise<unknown> {
+    inst.a2aCard ??= (await fetchA2aCard(this.egress, inst.a2aCardUrl!)).card;
+    return runOnA2aAgent(this.egress, { card: inst.a2aCard, token: inst.token }, s, signal);
   }
 
   private async callHttp(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, signal: AbortSignal): Promise<unknown> {
@@ -1202,6 +1227,7 @@ export async function ensureExternalAgentsTable(pool: pg.Pool, schema = 'delegat
        max_concurrency int not null,
        description text not null default '',
        registered_at timestamptz not null,
-       updated_at timestamptz not null)`,
+       updated_at timestamptz not null);
+     alter table ${schema}.external_agents add column if not exists a2a_card_url text`,
   );
 }

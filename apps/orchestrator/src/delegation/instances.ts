@@ -5,6 +5,8 @@ import { guardedFetch, isAppError, type EgressGuard, type Logger } from '@switch
 import type { externalAgentSchema } from '@switchyard/domain';
 import { AGENT_SERVICE_PREFIX, agentCardJsonSchema, agentInstanceSubject, agentLoadReply, httpHealthReply } from '@switchyard/agents';
 import type { z } from 'zod';
+import type { AgentCard } from '@a2a-js/sdk';
+import { fetchA2aCard } from './a2a-agents.js';
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
@@ -23,6 +25,9 @@ export interface AgentInstance {
   /** HTTP agents only. */
   url?: string;
   token?: string;
+  /** External A2A agents: the card's URL (probed instead of `/health`) and the card as last read. */
+  a2aCardUrl?: string;
+  a2aCard?: AgentCard;
   healthy: boolean;
   /** Tasks this dispatcher has running there. */
   inFlight: number;
@@ -153,6 +158,8 @@ export class InstanceRegistry {
       maxConcurrency: a.max_concurrency,
       url: a.url.replace(/\/+$/, ''),
       ...(a.token ? { token: a.token } : {}),
+      ...(a.a2a_card_url ? { a2aCardUrl: a.a2a_card_url } : {}),
+      ...(a.a2a_card_url && prev?.a2aCardUrl === a.a2a_card_url && prev.a2aCard ? { a2aCard: prev.a2aCard } : {}),
       // Unknown until the first probe answers.
       healthy: false,
       inFlight: prev?.inFlight ?? 0,
@@ -202,6 +209,10 @@ export class InstanceRegistry {
         i.reportedInFlight = load.in_flight;
         i.reportedQueue = load.queue_length;
         i.maxConcurrency = load.max_concurrency;
+      } else if (i.a2aCardUrl) {
+        // An A2A agent has no health contract: its card answering is its health.
+        i.a2aCard = (await fetchA2aCard(this.opts.egress, i.a2aCardUrl, timeoutMs)).card;
+        i.reportedInFlight = 0;
       } else {
         const res = await guardedFetch(this.opts.egress, `${i.url}/health`, { timeoutMs, maxBytes: 64 * 1024 });
         if (!res.ok) throw new Error(`health answered ${res.status}`);

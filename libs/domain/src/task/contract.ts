@@ -156,7 +156,11 @@ export const agentPerformanceView = z.object({
 export const performanceReply = z.object({ agents: z.array(agentPerformanceView) });
 export type PerformanceReply = z.infer<typeof performanceReply>;
 
-/** `tasks.v1.register_agent`: an external agent reached over the HTTP agent contract. */
+/**
+ * An external agent as stored: reached over the HTTP agent contract (`POST <url>/execute`), or,
+ * with `a2a_card_url`, an A2A agent (`url` is its JSON-RPC endpoint, `task_types` its skills,
+ * both taken from the card at registration; tasks go to it with `message/send`).
+ */
 export const externalAgentSchema = z.object({
   name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
   url: z.url(),
@@ -164,11 +168,23 @@ export const externalAgentSchema = z.object({
   token: z.string().optional(),
   max_concurrency: z.number().int().min(1).max(1000).default(4),
   description: z.string().default(''),
+  a2a_card_url: z.url().optional(),
 });
-export type ExternalAgent = z.input<typeof externalAgentSchema>;
+export type ExternalAgent = z.input<typeof externalAgentRegistration>;
+
+const registrationShape = externalAgentSchema.extend({ url: z.url().optional(), task_types: z.array(z.string().min(1)).min(1).optional() });
+const urlOrCard = (v: { url?: string | undefined; task_types?: string[] | undefined; a2a_card_url?: string | undefined }, ctx: z.RefinementCtx) => {
+  if (v.a2a_card_url !== undefined) return;
+  for (const key of ['url', 'task_types'] as const) {
+    if (v[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: `${key} is required unless a2a_card_url names an A2A agent's card` });
+  }
+};
+
+/** What a registration gives: `url` and `task_types` (HTTP agent contract), or `a2a_card_url` (an A2A agent; url and task types come from its card unless given). */
+export const externalAgentRegistration = registrationShape.superRefine(urlOrCard);
 
 /** `tasks.v1.register_agent`: the agent, and who asks (recorded in the ExternalAgentRegistered metadata, never trusted from an HTTP body). */
-export const registerAgentInput = externalAgentSchema.extend({ actor: z.string().min(1).max(200).optional() });
+export const registerAgentInput = registrationShape.extend({ actor: z.string().min(1).max(200).optional() }).superRefine(urlOrCard);
 export type RegisterAgentInput = z.input<typeof registerAgentInput>;
 
 /** `tasks.v1.unregister_agent`: remove a registered external agent. */
@@ -190,6 +206,8 @@ export const externalAgentRegisteredData = z.object({
   max_concurrency: z.number().int(),
   description: z.string(),
   registered_at: z.string(),
+  /** Set for an A2A agent registered by its card. */
+  a2a_card_url: z.string().optional(),
 });
 export type ExternalAgentRegisteredData = z.infer<typeof externalAgentRegisteredData>;
 export const externalAgentRemovedData = z.object({ name: z.string(), removed_at: z.string() });

@@ -133,10 +133,12 @@ export class AgentsController {
   @Post('external')
   @HttpCode(201)
   @ApiRoute({
-    summary: 'Register (or replace) an external agent reached over the HTTP agent contract',
+    summary: 'Register (or replace) an external agent reached over the HTTP agent contract, or an A2A agent by its card',
     description:
       'The dispatcher stores it (it stays registered across dispatcher restarts and failovers), probes `GET <url>/health` and sends it tasks of its `task_types` ' +
-      '(`POST <url>/execute`, with `Authorization: Bearer <token>` when a token is given). Answers with its health view; the token is never echoed nor put in events. ' +
+      '(`POST <url>/execute`, with `Authorization: Bearer <token>` when a token is given). With `a2a_card_url` instead of `url` and `task_types`, it is an A2A agent: ' +
+      'the card is fetched (egress guard), its JSON-RPC URL and skills become `url` and `task_types`, the card is its health probe, and tasks go to it with `message/send` (docs/a2a.md). ' +
+      'Answers with its health view; the token is never echoed nor put in events. ' +
       'The names of the built-in agents are refused (400).',
     tags: ['agents'],
     role: 'admin',

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
-import { agentHealthReply, externalAgentSchema, taskPrioritySchema } from '@switchyard/domain';
+import { agentHealthReply, externalAgentRegistration, externalAgentSchema, taskPrioritySchema } from '@switchyard/domain';
 
 export const delegateBody = z.object({
   task_type: z.string().min(1).max(100),
@@ -32,7 +32,7 @@ export const agentParams = z.object({ agent_name: idOf('agent') });
 /** An external agent's name follows the registration's rule (so a malformed one is a 400, not a lookup). */
 export const externalAgentParams = z.object({ agent_name: externalAgentSchema.shape.name });
 /** Body of `POST /agents/external`: the `tasks.v1.register_agent` input without the actor (that comes from the API key). */
-export const externalAgentBody = externalAgentSchema;
+export const externalAgentBody = externalAgentRegistration;
 export const externalAgentExample = {
   name: 'invoice-bot',
   url: 'https://agents.example.com/invoice-bot',

@@ -1,0 +1,417 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import express from 'express';
+import type { AgentCard, Message, SendMessageRequest, Task } from '@a2a-js/sdk';
+import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor } from '@a2a-js/sdk/server';
+import { agentCardHandler, jsonRpcHandler, UserBuilder } from '@a2a-js/sdk/server/express';
+import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client';
+import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
+import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
+import { PostgresEventStore } from '@switchyard/event-store';
+import { freshDatabase, until } from '@switchyard/testing';
+import { taskStreamId } from '@switchyard/domain';
+import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents';
+import { startDispatcher, startWorkflowEngine, type DispatcherHandle, type WorkflowEngine } from '@switchyard/orchestrator';
+import { createGateway, type Gateway } from '../../index.js';
+import { AgentsFeatureModule } from '../agents/index.js';
+import { WorkflowsFeatureModule } from '../workflows/index.js';
+import { A2aFeatureModule, A2aPeer, DIRECTORY_EXTENSION_URI, NOTIFICATION_TOKEN_HEADER } from './index.js';
+
+/**
+ * The A2A peer through the official SDK's client, against the gateway on real PostgreSQL (demo
+ * data), a nats-server of this suite's own, the six agents and the dispatcher. Auth is on:
+ * keys of each role are made through the admin API.
+ */
+const logger = createLogger('a2a-int', process.env.LOG_LEVEL ?? 'silent');
+
+const STATE = { submitted: 1, working: 2, completed: 3, failed: 4, canceled: 5 } as const;
+
+function userMessage(parts: Message['parts']): Message {
+  return { messageId: randomUUID(), contextId: '', taskId: '', role: 1, parts, metadata: undefined, extensions: [], referenceTaskIds: [] };
+}
+const dataMsg = (value: unknown) => userMessage([{ content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined }]);
+const textMsg = (value: string) => userMessage([{ content: { $case: 'text', value }, mediaType: 'text/plain', filename: '', metadata: undefined }]);
+function send(message: Message, configuration: Partial<NonNullable<SendMessageRequest['configuration']>> = {}): SendMessageRequest {
+  return { tenant: '', message, configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: false, ...configuration }, metadata: undefined };
+}
+const resultOf = (t: Task): unknown => {
+  const p = t.artifacts[0]?.parts[0]?.content;
+  return p?.$case === 'data' ? p.value : undefined;
+};
+
+describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
+  let natsServer: NatsServerHandle;
+  let natsDir: string;
+  let nc: NatsConnection;
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let agents: AgentsHandle;
+  let dispatcher: DispatcherHandle;
+  let engine: WorkflowEngine;
+  let gw: Gateway;
+  let base: string;
+  let admin: string;
+  let operator: string;
+  let viewer: string;
+
+  const makeGateway = async () => {
+    gw = await createGateway(
+      { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      {
+        modules: [AgentsFeatureModule, WorkflowsFeatureModule, A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] }, push: { backoffMs: 50 } })],
+        auth: { enabled: true, ...(admin ? { adminKey: admin } : { printAdminKey: (k: string) => void (admin = k) }) },
+      },
+    );
+    base = (await gw.listen(0, '127.0.0.1')).url;
+  };
+  const makeKey = async (role: string) => {
+    const res = await fetch(`${base}/api/v1/admin/api-keys`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: `a2a-${role}`, role }) });
+    assert.equal(res.status, 201);
+    return ((await res.json()) as { key: string }).key;
+  };
+  const client = async (agent: string, key: string): Promise<Client> => {
+    const fetchImpl: typeof fetch = (input, init) => {
+      const headers = new Headers(init?.headers);
+      headers.set('authorization', `Bearer ${key}`);
+      return fetch(input, { ...init, headers });
+    };
+    const factory = new ClientFactory(
+      ClientFactoryOptions.createFrom(ClientFactoryOptions.default, { transports: [new JsonRpcTransportFactory({ fetchImpl })], cardResolver: new DefaultAgentCardResolver({ fetchImpl: fetch }) }),
+    );
+    return factory.createFromUrl(`${base}/a2a/${agent}/`);
+  };
+  const rpc = async (agent: string, body: unknown, key?: string) => {
+    const res = await fetch(`${base}/a2a/${agent}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) }, body: JSON.stringify(body) });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  // The delegation's status from its events (works while no gateway serves).
+  const request = async (url: string) => {
+    const id = url.split('/').pop()!;
+    const evs = await store.readStream(taskStreamId(id));
+    return evs.some((e) => e.type === 'TaskCompleted') ? 'completed' : 'running';
+  };
+  const rest = async (method: string, url: string, body?: unknown) => {
+    const res = await fetch(`${base}${url}`, { method, headers: { authorization: `Bearer ${admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+
+  before(async () => {
+    natsDir = mkdtempSync(path.join(os.tmpdir(), 'a2a-nats-'));
+    natsServer = await startNatsServer({ port: await freePort(), storeDir: natsDir, logger });
+    nc = await connectNats({ url: natsServer.url, name: 'a2a-test', logger });
+    const databaseUrl = await freshDatabase('a2a');
+    pool = new pg.Pool({ connectionString: databaseUrl, max: 8 });
+    await loadDemoData(pool);
+    store = new PostgresEventStore({ pool });
+    await store.init();
+    agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'a2a' });
+    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, egress: { allowHosts: ['127.0.0.1'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl, partitions: 2, leaseTickMs: 200, timerPollMs: 50 });
+    admin = '';
+    await makeGateway();
+    operator = await makeKey('operator');
+    viewer = await makeKey('viewer');
+    // The dispatcher knows all six agents before the first card is built.
+    await until('six agents known', async () => (await rest('GET', '/api/v1/integration/agents/capabilities')).body.agents?.filter((a: any) => a.kind === 'nats').length === 6, 20_000);
+  });
+
+  after(async () => {
+    await gw?.close();
+    await engine?.stop();
+    await dispatcher?.stop();
+    await agents?.stop();
+    await closeNats(nc);
+    await store?.close();
+    await pool?.end();
+    await natsServer?.stop();
+    rmSync(natsDir, { recursive: true, force: true });
+  });
+
+  it('serves public cards: one per agent with a skill per task type, and the Switchyard directory', async () => {
+    const res = await fetch(`${base}/a2a/data_analyst/.well-known/agent-card.json`);
+    assert.equal(res.status, 200);
+    const card = (await res.json()) as any;
+    assert.equal(card.name, 'data_analyst');
+    assert.equal(card.url, `${base}/a2a/data_analyst`);
+    assert.equal(card.protocolVersion, '0.3');
+    assert.deepEqual([card.capabilities.streaming, card.capabilities.pushNotifications], [true, true]);
+    assert.equal(card.securitySchemes.bearer.scheme, 'bearer');
+    const skill = card.skills.find((s: any) => s.id === 'revenue_analysis');
+    assert.ok(skill, JSON.stringify(card.skills.map((s: any) => s.id)));
+    assert.ok(skill.examples.some((e: string) => e.includes('"task_type":"revenue_analysis"')));
+
+    const dir = (await (await fetch(`${base}/.well-known/agent-card.json`)).json()) as any;
+    assert.equal(dir.name, 'Switchyard');
+    assert.deepEqual(dir.skills.map((s: any) => s.id).sort(), ['customer_onboarding', 'customer_support', 'revenue_analysis']);
+    const ext = dir.capabilities.extensions.find((e: any) => e.uri === DIRECTORY_EXTENSION_URI);
+    assert.equal(ext.params.agents.length, 7);
+    const da = ext.params.agents.find((a: any) => a.name === 'data_analyst');
+    assert.equal(da.card_url, `${base}/a2a/data_analyst/.well-known/agent-card.json`);
+    assert.equal((await fetch(`${base}/a2a/nobody/.well-known/agent-card.json`)).status, 404);
+
+    // A 1.0 client asking for the 1.0 card gets it in the protocol's JSON form.
+    const v1 = (await (await fetch(`${base}/a2a/data_analyst/.well-known/agent-card.json`, { headers: { 'A2A-Version': '1.0' } })).json()) as any;
+    assert.equal(v1.supportedInterfaces[0].url, `${base}/a2a/data_analyst`);
+    assert.equal(v1.securitySchemes.bearer.httpAuthSecurityScheme.scheme, 'bearer');
+    // The SDK's client reads the card too.
+    const c = await client('data_analyst', operator);
+    assert.equal((await c.getAgentCard()).name, 'data_analyst');
+  });
+
+  it('message/send revenue_analysis: completed, the artifact equals a REST delegation\'s result; tasks/get reads it, also after a gateway restart', async () => {
+    const c = await client('data_analyst', operator);
+    const input = { timeframe: '12m', topN: 3 };
+    const r = (await c.sendMessage(send(dataMsg({ task_type: 'revenue_analysis', input })))) as Task;
+    assert.equal(r.status?.state, STATE.completed, JSON.stringify(r.status));
+    const ourId = r.metadata?.switchyard_task_id as string;
+    assert.ok(ourId);
+    const viaRest = await rest('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'revenue_analysis', context: input, priority: 'normal' });
+    assert.equal(viaRest.status, 200);
+    assert.deepEqual(resultOf(r), viaRest.body.result);
+    // The delegation is a real task of ours, on data_analyst.
+    const t = await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`);
+    assert.deepEqual([t.body.status, t.body.agent, t.body.task_type], ['completed', 'data_analyst', 'revenue_analysis']);
+
+    const got = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: r.id, historyLength: undefined });
+    assert.equal(got.status?.state, STATE.completed);
+    assert.deepEqual(resultOf(got), viaRest.body.result);
+
+    await gw.close();
+    await makeGateway();
+    const again = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: r.id, historyLength: undefined });
+    assert.equal(again.status?.state, STATE.completed);
+    assert.deepEqual(resultOf(again), viaRest.body.result);
+  });
+
+  it('message/stream sees submitted, working, the artifact, then completed; a text message naming the skill works', async () => {
+    const c = await client('data_analyst', operator);
+    const seen: string[] = [];
+    let artifact: unknown;
+    for await (const ev of c.sendMessageStream(send(textMsg('customer_segmentation')))) {
+      const p = ev.payload!;
+      if (p.$case === 'task') seen.push(`task:${p.value.status?.state}`);
+      else if (p.$case === 'statusUpdate') seen.push(`status:${p.value.status?.state}`);
+      else if (p.$case === 'artifactUpdate') {
+        seen.push('artifact');
+        const part = p.value.artifact?.parts[0]?.content;
+        artifact = part?.$case === 'data' ? part.value : undefined;
+      }
+    }
+    assert.deepEqual(seen, [`task:${STATE.submitted}`, `status:${STATE.working}`, 'artifact', `status:${STATE.completed}`]);
+    assert.ok(artifact && typeof artifact === 'object');
+  });
+
+  it('tasks/cancel of a long task ends canceled, and the delegation is canceled in Switchyard', async () => {
+    const c = await client('data_analyst', operator);
+    const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 30_000 } }), { returnImmediately: true }))) as Task;
+    const ourId = started.metadata?.switchyard_task_id as string;
+    await until('the noop task working', async () => (await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`)).body.status === 'working', 10_000);
+    const canceled = await c.cancelTask({ tenant: '', id: started.id, metadata: undefined });
+    assert.equal(canceled.status?.state, STATE.canceled);
+    assert.equal((await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`)).body.status, 'canceled');
+    assert.ok((await store.readStream(taskStreamId(ourId))).some((e) => e.type === 'TaskCanceled'));
+    assert.equal((await c.getTask({ tenant: '', id: started.id, historyLength: undefined })).status?.state, STATE.canceled);
+  });
+
+  it('tasks/resubscribe follows a running task to its end; a task left running by a stopped gateway is brought up to date by the next read', async () => {
+    const c = await client('data_analyst', operator);
+    const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_000, echo: 'again' } }), { returnImmediately: true }))) as Task;
+    const states: number[] = [];
+    for await (const ev of c.resubscribeTask({ tenant: '', id: started.id })) {
+      const p = ev.payload!;
+      if (p.$case === 'statusUpdate') states.push(p.value.status!.state);
+    }
+    assert.equal(states.at(-1), STATE.completed);
+
+    const left = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_500, echo: 'left' } }), { returnImmediately: true }))) as Task;
+    const ourId = left.metadata?.switchyard_task_id as string;
+    await gw.close(); // the executor stops following it; the delegation goes on
+    await until('the delegation completed', async () => (await request(`/api/v1/integration/agents/tasks/${ourId}`)) === 'completed', 15_000);
+    const stored = await pool.query(`select task->'status'->>'state' as state from gateway.a2a_tasks where id = $1`, [left.id]);
+    assert.notEqual(stored.rows[0].state, 'TASK_STATE_COMPLETED');
+    await makeGateway();
+    const got = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: left.id, historyLength: undefined });
+    assert.equal(got.status?.state, STATE.completed);
+    assert.deepEqual(resultOf(got), { echo: 'left', slept_ms: 1_500 });
+  });
+
+  it('push notifications: the config is stored and each status change is POSTed with the token header', async () => {
+    const received: { token: string | undefined; body: any }[] = [];
+    const receiver = http.createServer((req, res) => {
+      let data = '';
+      req.on('data', (d) => (data += d));
+      req.on('end', () => {
+        received.push({ token: req.headers[NOTIFICATION_TOKEN_HEADER.toLowerCase()] as string | undefined, body: JSON.parse(data) });
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    try {
+      const c = await client('data_analyst', operator);
+      const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 300 } }), { returnImmediately: true }))) as Task;
+      const cfg = await c.createTaskPushNotificationConfig({ tenant: '', id: '', taskId: started.id, url, token: 'secret-token', authentication: undefined });
+      assert.ok(cfg.id);
+      const back = await c.getTaskPushNotificationConfig({ tenant: '', taskId: started.id, id: cfg.id });
+      assert.equal(back.url, url);
+      await until('the completed notification', () => received.some((n) => JSON.stringify(n.body).includes('COMPLETED')), 15_000);
+      assert.ok(received.every((n) => n.token === 'secret-token'));
+      // Configs are durable: a new table row, readable by id.
+      assert.equal((await pool.query(`select count(*)::int as n from gateway.a2a_push_configs where task_id = $1`, [started.id])).rows[0].n, 1);
+    } finally {
+      receiver.close();
+    }
+  });
+
+  it('auth: no key 401, a viewer may read but not send (403); a bad message is JSON-RPC -32602', async () => {
+    const msg = { jsonrpc: '2.0', id: 1, method: 'message/send', params: { message: { kind: 'message', role: 'user', messageId: 'm1', parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }] } } };
+    const none = await rpc('data_analyst', msg);
+    assert.equal(none.status, 401);
+    assert.equal(none.body.error.code, -32000);
+    assert.equal((await rpc('data_analyst', msg, 'sy_0000000000000000_wrongwrongwrongwrongwrongwrongwrong')).status, 401);
+    const asViewer = await rpc('data_analyst', msg, viewer);
+    assert.equal(asViewer.status, 403);
+    assert.equal(asViewer.body.error.data.required_role, 'operator');
+    // A2A 0.3 method names work (the compat layer): send as operator, read as viewer.
+    const ok = await rpc('data_analyst', msg, operator);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.result.kind, 'task');
+    assert.equal(ok.body.result.status.state, 'completed', JSON.stringify(ok.body));
+    const read = await rpc('data_analyst', { jsonrpc: '2.0', id: 2, method: 'tasks/get', params: { id: ok.body.result.id } }, viewer);
+    assert.equal(read.status, 200);
+    assert.equal(read.body.result.status.state, 'completed');
+    assert.equal(read.body.result.artifacts[0].parts[0].kind, 'data');
+    const cancelAsViewer = await rpc('data_analyst', { jsonrpc: '2.0', id: 3, method: 'tasks/cancel', params: { id: ok.body.result.id } }, viewer);
+    assert.equal(cancelAsViewer.status, 403);
+
+    const bad = await rpc('data_analyst', { ...msg, params: { message: { ...msg.params.message, parts: [{ kind: 'data', data: { task_type: 'write_blog_post' } }] } } }, operator);
+    assert.equal(bad.body.error.code, -32602, JSON.stringify(bad.body));
+    assert.match(bad.body.error.message, /unknown skill/);
+    const noParts = await rpc('data_analyst', { ...msg, params: { message: { ...msg.params.message, parts: [{ kind: 'file', file: { uri: 'http://x/y' } }] } } }, operator);
+    assert.equal(noParts.body.error.code, -32602, JSON.stringify(noParts.body));
+    assert.equal((await rpc('nobody', msg, operator)).status, 404);
+    // A push URL the egress guard refuses is refused with the message, before any task exists.
+    const metadataUrl = await rpc('data_analyst', { ...msg, params: { ...msg.params, configuration: { pushNotificationConfig: { url: 'http://169.254.169.254/latest' } } } }, operator);
+    assert.equal(metadataUrl.body.error.code, -32602, JSON.stringify(metadataUrl.body));
+    assert.match(metadataUrl.body.error.message, /refused/);
+  });
+
+  it('/a2a/workflows: a message starts a workflow by its id; the outputs are the artifact; cancel cancels the execution', async () => {
+    // Real agent steps: one segmentation, or one per item of a long list (to have something to cancel).
+    const def = {
+      id: 'a2a_segments',
+      version: 1,
+      name: 'A2A segments',
+      description: 'Customer segmentation, once per item',
+      input: { type: 'object', properties: { items: { type: 'array', default: [0] } } },
+      steps: [{ id: 'seg', uses: 'agent:customer_segmentation', for_each: { items: 'input.items', concurrency: 1 } }],
+      outputs: { runs: '${{ size(steps.seg.output) }}' },
+    };
+    const reg = await rest('POST', '/api/v1/workflows/definitions', def);
+    assert.equal(reg.status, 201, JSON.stringify(reg.body));
+    const c = await client('workflows', operator);
+    assert.ok((await c.getAgentCard()).skills.some((s) => s.id === 'a2a_segments'));
+    const done = (await c.sendMessage(send(dataMsg({ task_type: 'a2a_segments', input: { items: [1, 2] } })))) as Task;
+    assert.equal(done.status?.state, STATE.completed, JSON.stringify(done.status));
+    const executionId = done.metadata?.switchyard_execution_id as string;
+    const detail = await rest('GET', `/api/v1/workflows/executions/${executionId}`);
+    assert.equal(detail.body.status, 'completed');
+    assert.deepEqual(resultOf(done), detail.body.output);
+    assert.deepEqual(resultOf(done), { runs: 2 });
+
+    const long = (await c.sendMessage(send(dataMsg({ task_type: 'a2a_segments', input: { items: Array.from({ length: 500 }, (_, i) => i) } }), { returnImmediately: true }))) as Task;
+    const longId = long.metadata?.switchyard_execution_id as string;
+    assert.equal((await c.cancelTask({ tenant: '', id: long.id, metadata: undefined })).status?.state, STATE.canceled);
+    await until('the execution canceled', async () => (await rest('GET', `/api/v1/workflows/executions/${longId}`)).body.status === 'canceled', 30_000);
+  });
+
+  it('an external A2A agent registered by its card URL takes its skills as task types; a delegated task goes to it with message/send', async () => {
+    // A small A2A agent built with the SDK's server side: doubles `n`, and wants a bearer token.
+    const seen: { auth: string | undefined; data: any }[] = [];
+    const app = express();
+    const port = await freePort();
+    const extUrl = `http://127.0.0.1:${port}`;
+    const card: AgentCard = {
+      name: 'doubler',
+      description: 'Doubles numbers',
+      supportedInterfaces: [{ url: `${extUrl}/rpc`, protocolBinding: 'JSONRPC', tenant: '', protocolVersion: '1.0' }],
+      provider: undefined,
+      version: '1.0.0',
+      capabilities: { streaming: false, pushNotifications: false, extensions: [] },
+      securitySchemes: {},
+      securityRequirements: [],
+      defaultInputModes: ['application/json'],
+      defaultOutputModes: ['application/json'],
+      skills: [{ id: 'double_it', name: 'double it', description: 'n * 2', tags: [], examples: [], inputModes: [], outputModes: [], securityRequirements: [] }],
+      signatures: [],
+    };
+    const executor: AgentExecutor = {
+      execute: async (ctx, bus) => {
+        const part = ctx.userMessage.parts.find((p) => p.content?.$case === 'data');
+        const data = part?.content?.$case === 'data' ? (part.content.value as any) : {};
+        seen[seen.length - 1]!.data = data;
+        const { taskId, contextId } = ctx;
+        bus.publish(AgentEvent.task({ id: taskId, contextId, status: { state: 1, message: undefined, timestamp: new Date().toISOString() }, artifacts: [], history: [ctx.userMessage], metadata: undefined }));
+        bus.publish(
+          AgentEvent.artifactUpdate({
+            taskId,
+            contextId,
+            artifact: { artifactId: 'a', name: 'answer', description: '', parts: [{ content: { $case: 'data', value: { doubled: data.input.n * 2 } }, mediaType: 'application/json', filename: '', metadata: undefined }], metadata: undefined, extensions: [] },
+            append: false,
+            lastChunk: true,
+            metadata: undefined,
+          }),
+        );
+        bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: { state: 3, message: undefined, timestamp: new Date().toISOString() }, metadata: undefined }));
+      },
+      cancelTask: async () => undefined,
+    };
+    const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
+    app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
+    app.use('/rpc', (req, res, next) => {
+      seen.push({ auth: req.headers.authorization, data: undefined });
+      if (req.headers.authorization !== 'Bearer ext-token') return void res.status(401).end();
+      next();
+    }, jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
+    const server = await new Promise<http.Server>((resolve) => {
+      const s = app.listen(port, '127.0.0.1', () => resolve(s));
+    });
+    try {
+      const reg = await rest('POST', '/api/v1/integration/agents/external', { name: 'doubler', a2a_card_url: `${extUrl}/.well-known/agent-card.json`, token: 'ext-token' });
+      assert.equal(reg.status, 201, JSON.stringify(reg.body));
+      assert.deepEqual(reg.body.task_types, ['double_it']);
+      const caps = await rest('GET', '/api/v1/integration/agents/capabilities');
+      assert.equal(caps.body.agents.find((a: any) => a.agent === 'doubler').description, 'Doubles numbers');
+      const ev = (await store.readStream('external_agent-doubler')).find((e) => e.type === 'ExternalAgentRegistered');
+      assert.equal((ev?.data as any).a2a_card_url, `${extUrl}/.well-known/agent-card.json`);
+      assert.equal((ev?.data as any).url, `${extUrl}/rpc`);
+
+      const r = await rest('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'double_it', context: { n: 21 }, priority: 'normal' });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual([r.body.status, r.body.agent], ['completed', 'doubler']);
+      assert.deepEqual(r.body.result, { doubled: 42 });
+      const call = seen.find((x) => x.data !== undefined);
+      assert.equal(call?.auth, 'Bearer ext-token');
+      assert.deepEqual(call?.data, { task_type: 'double_it', input: { n: 21 } });
+
+      // A card URL that answers nothing useful is refused at registration.
+      const bad = await rest('POST', '/api/v1/integration/agents/external', { name: 'nocard', a2a_card_url: `${extUrl}/nothing-here` });
+      assert.ok(bad.status >= 400 && bad.status < 600 && bad.status !== 500, JSON.stringify(bad.body));
+      assert.equal((await rest('POST', '/api/v1/integration/agents/external', { name: 'neither' })).status, 400);
+    } finally {
+      await rest('DELETE', '/api/v1/integration/agents/external/doubler');
+      server.close();
+    }
+  });
+
+  it('the peer is one provider of the gateway', () => {
+    assert.ok(gw.app.get(A2aPeer));
+  });
+});

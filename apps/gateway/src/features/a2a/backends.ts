@@ -1,0 +1,129 @@
+import type { CommandBus } from '@nestjs/cqrs';
+import { resolveTaskType } from '@switchyard/contracts';
+import type { CapabilitiesReply, TaskView } from '@switchyard/domain';
+import { newId } from '@switchyard/platform';
+import { currentActor, currentCorrelationId } from '../../http/context.js';
+import type { AgentsClient } from '../agents/agents.client.js';
+import { CancelWorkflowExecution } from '../workflows/commands.js';
+import type { WorkflowsService } from '../workflows/workflows.service.js';
+import type { Backend, WorkState, WorkStatus } from './executor.js';
+import type { WorkRequest } from './message.js';
+
+const cid = () => currentCorrelationId() ?? newId();
+/** The idempotency key of the Switchyard work behind an A2A task: a retried start finds the same work. */
+const keyOf = (a2aTaskId: string) => `a2a:${a2aTaskId}`;
+
+const TASK_STATES: Record<TaskView['status'], WorkState> = {
+  submitted: 'submitted',
+  queued: 'submitted',
+  assigned: 'working',
+  working: 'working',
+  completed: 'completed',
+  failed: 'failed',
+  timed_out: 'failed',
+  canceled: 'canceled',
+};
+
+export function taskWorkStatus(v: TaskView): WorkStatus {
+  const state = TASK_STATES[v.status];
+  const error = v.status === 'timed_out' && !v.error ? { code: 'timeout', message: `task timed out after ${v.timeout_ms} ms` } : v.error;
+  return { state, ...(state === 'completed' ? { result: v.result } : {}), ...(error ? { error: { code: error.code, message: error.message } } : {}) };
+}
+
+/** The capability cards, asked of the dispatcher at most every few seconds. */
+export class CapabilitiesCache {
+  private cached?: { at: number; value: Promise<CapabilitiesReply> };
+  constructor(
+    private readonly agents: AgentsClient,
+    private readonly ttlMs = 5_000,
+  ) {}
+  get(): Promise<CapabilitiesReply> {
+    if (!this.cached || Date.now() - this.cached.at > this.ttlMs) {
+      const value = this.agents.capabilities(cid());
+      this.cached = { at: Date.now(), value };
+      value.catch(() => (this.cached = undefined));
+    }
+    return this.cached.value;
+  }
+}
+
+/** One agent's endpoint: a message is a delegation to that agent (`POST /api/v1/integration/agents/delegate` with `agent` set). */
+export class AgentBackend implements Backend {
+  readonly kind = 'task' as const;
+  constructor(
+    readonly agent: string,
+    private readonly agents: AgentsClient,
+    private readonly caps: CapabilitiesCache,
+  ) {}
+
+  async skills(): Promise<string[]> {
+    const card = (await this.caps.get()).agents.find((a) => a.agent === this.agent);
+    return card ? card.task_types.map((t) => t.type) : [];
+  }
+
+  async resolveSkill(name: string): Promise<string | undefined> {
+    const skills = await this.skills();
+    if (skills.includes(name)) return name;
+    const { taskType } = resolveTaskType(name);
+    return skills.includes(taskType) ? taskType : undefined;
+  }
+
+  async start(req: WorkRequest, a2aTaskId: string) {
+    const r = await this.agents.delegate({ task_type: req.skill, context: req.input, priority: req.priority, agent: this.agent }, cid(), { idempotencyKey: keyOf(a2aTaskId) });
+    return { id: r.submitted.task_id, metadata: { switchyard_task_id: r.submitted.task_id, agent: this.agent, task_type: req.skill } };
+  }
+
+  async status(id: string): Promise<WorkStatus> {
+    return taskWorkStatus(await this.agents.task(id, cid()));
+  }
+
+  async cancel(id: string): Promise<WorkStatus> {
+    return taskWorkStatus(await this.agents.cancel(id, 'canceled over A2A', currentActor() ?? 'anonymous', cid()));
+  }
+}
+
+/** `/a2a/workflows`: a message starts a workflow (template or registered definition) by its id. */
+export class WorkflowBackend implements Backend {
+  readonly kind = 'workflow' as const;
+  constructor(
+    private readonly workflows: WorkflowsService,
+    private readonly commands: CommandBus,
+  ) {}
+
+  async skills(): Promise<string[]> {
+    return [...new Set((await this.workflows.definitions.list({})).map((d) => d.definition.id))];
+  }
+
+  async resolveSkill(name: string): Promise<string | undefined> {
+    return (await this.skills()).includes(name) ? name : undefined;
+  }
+
+  async start(req: WorkRequest, a2aTaskId: string) {
+    const stored = await this.workflows.definitions.get(req.skill);
+    const r = await this.workflows.start(stored.definition, req.input, cid(), { wait: false, waitMs: 0, idempotencyKey: keyOf(a2aTaskId) });
+    const id = String(r.body.execution_id);
+    return { id, metadata: { switchyard_execution_id: id, workflow: req.skill, definition_version: stored.definition.version } };
+  }
+
+  async status(id: string): Promise<WorkStatus> {
+    const d = (await this.workflows.detail(id)) as { status: string; output?: unknown; error?: { reason?: string } | null };
+    switch (d.status) {
+      case 'completed':
+        return { state: 'completed', result: d.output ?? {} };
+      case 'failed':
+        return { state: 'failed', error: { code: 'workflow_failed', message: d.error?.reason ?? 'the workflow failed' } };
+      case 'canceled':
+        return { state: 'canceled' };
+      case 'not_started':
+        return { state: 'submitted' };
+      default:
+        return { state: 'working' };
+    }
+  }
+
+  async cancel(id: string): Promise<WorkStatus> {
+    const r = await this.commands.execute(new CancelWorkflowExecution(id, 'canceled over A2A', cid()));
+    // Canceling runs compensations first; the A2A task is canceled once the request is recorded.
+    return r.status === 'canceled' || r.status === 'canceling' ? { state: 'canceled' } : this.status(id);
+  }
+}

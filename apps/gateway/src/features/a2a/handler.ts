@@ -1,0 +1,145 @@
+import type { AgentCard, CancelTaskRequest, GetTaskRequest, Message, SendMessageRequest, StreamResponse, SubscribeToTaskRequest, Task, TaskPushNotificationConfig } from '@a2a-js/sdk';
+import { DefaultRequestHandler, DefaultExecutionEventBusManager, type RequestContext, type ServerCallContext } from '@a2a-js/sdk/server';
+import { RequestMalformedError, TaskNotFoundError } from '@a2a-js/sdk/errors';
+import type { EgressGuard, Logger } from '@switchyard/platform';
+import { A2A_STATE, cancelWork, resultArtifact, statusOf, WorkExecutor, type Backend, type WorkStatus } from './executor.js';
+import { parseWorkRequest, type WorkRequest } from './message.js';
+import type { PushDelivery } from './push.js';
+import { linkOf, type PgPushNotificationStore, type PgTaskStore } from './store.js';
+
+const FINAL_STATES: readonly number[] = [A2A_STATE.completed, A2A_STATE.failed, A2A_STATE.canceled, 7 /* rejected */];
+
+/**
+ * The SDK's request handler with what Switchyard adds around it:
+ * - a message is checked (skill, input) before a task exists: a bad one is JSON-RPC -32602;
+ * - a task no process follows any more (the gateway restarted while it ran) is brought up to
+ *   date from the delegation or execution it maps to when it is read, canceled or resubscribed,
+ *   and a cancel then cancels that work in Switchyard too;
+ * - push notification URLs must pass the egress guard when they are set.
+ */
+export class SwitchyardRequestHandler extends DefaultRequestHandler {
+  readonly executor: WorkExecutor;
+
+  constructor(
+    card: AgentCard,
+    private readonly tasks: PgTaskStore,
+    private readonly backend: Backend,
+    pushStore: PgPushNotificationStore,
+    push: PushDelivery,
+    private readonly guard: EgressGuard,
+    log: Logger,
+  ) {
+    // The SDK has put the new task's id on the message by now; the check against follow-ups ran in preflight.
+    const executor = new WorkExecutor(backend, (ctx: RequestContext) => parseFor(backend, { ...ctx.userMessage, taskId: '' }), log);
+    super(card, tasks, executor, new DefaultExecutionEventBusManager(), pushStore, push);
+    this.executor = executor;
+  }
+
+  override async sendMessage(params: SendMessageRequest, context: ServerCallContext): Promise<Task | Message> {
+    await this.preflight(params);
+    return super.sendMessage(params, context);
+  }
+
+  override async *sendMessageStream(params: SendMessageRequest, context: ServerCallContext): AsyncGenerator<StreamResponse, void, undefined> {
+    await this.preflight(params);
+    yield* super.sendMessageStream(params, context);
+  }
+
+  override async getTask(params: GetTaskRequest, context: ServerCallContext): Promise<Task> {
+    await this.refresh(params.id, context);
+    return super.getTask(params, context);
+  }
+
+  override async cancelTask(params: CancelTaskRequest, context: ServerCallContext): Promise<Task> {
+    const task = await this.refresh(params.id, context);
+    if (task && !isFinalTask(task) && !this.executor.isRunning(task.id)) {
+      const link = linkOf(task);
+      if (link) await cancelWork(this.backend, link.id, task.id);
+    }
+    return super.cancelTask(params, context);
+  }
+
+  override async *resubscribe(params: SubscribeToTaskRequest, context: ServerCallContext): AsyncGenerator<StreamResponse, void, undefined> {
+    await this.refresh(params.id, context);
+    yield* super.resubscribe(params, context);
+  }
+
+  override async createTaskPushNotificationConfig(params: TaskPushNotificationConfig, context: ServerCallContext): Promise<TaskPushNotificationConfig> {
+    await this.checkPushUrl(params.url);
+    return super.createTaskPushNotificationConfig(params, context);
+  }
+
+  /** A push URL must be http(s), without credentials, and pass the egress guard: refused at once, not at the first delivery. */
+  private async checkPushUrl(raw: string): Promise<void> {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw new RequestMalformedError('pushNotificationConfig.url must be an absolute http(s) URL');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RequestMalformedError('pushNotificationConfig.url must be http or https');
+    if (url.username || url.password) throw new RequestMalformedError('pushNotificationConfig.url must not carry credentials; use token or authentication');
+    try {
+      await this.guard.checkUrlResolved(url);
+    } catch (err) {
+      throw new RequestMalformedError(`pushNotificationConfig.url is refused: ${(err as Error).message}`);
+    }
+  }
+
+  private async preflight(params: SendMessageRequest): Promise<WorkRequest> {
+    const push = params.configuration?.taskPushNotificationConfig;
+    if (push?.url) await this.checkPushUrl(push.url);
+    return parseFor(this.backend, params.message);
+  }
+
+  /** The stored task, updated from its Switchyard work when no process follows it and it may have moved on. */
+  private async refresh(taskId: string, context: ServerCallContext): Promise<Task | undefined> {
+    if (!taskId || !taskId.trim()) return undefined;
+    const task = await this.tasks.load(taskId);
+    if (!task) throw new TaskNotFoundError(`Task not found: ${taskId}`);
+    if (isFinalTask(task) || this.executor.isRunning(taskId)) return task;
+    const link = linkOf(task);
+    if (!link) return task;
+    let w: WorkStatus;
+    try {
+      w = await this.backend.status(link.id);
+    } catch {
+      return task; // the backend cannot say now: answer with what is stored
+    }
+    if (A2A_STATE[w.state] === task.status?.state) return task;
+    const updated: Task = {
+      ...task,
+      status: statusOf(task.id, task.contextId, w),
+      artifacts: w.state === 'completed' ? [resultArtifact(w.result)] : task.artifacts,
+    };
+    await this.tasks.save(updated, context);
+    return updated;
+  }
+}
+
+const isFinalTask = (t: Task) => t.status !== undefined && FINAL_STATES.includes(t.status.state);
+
+async function parseFor(backend: Backend, message: SendMessageRequest['message']): Promise<WorkRequest> {
+  const skills = await backend.skills();
+  const byName = new Map<string, string>();
+  for (const name of new Set(collectNames(message))) {
+    const s = await backend.resolveSkill(name);
+    if (s !== undefined) byName.set(name, s);
+  }
+  return parseWorkRequest(message, (n) => byName.get(n), skills);
+}
+
+/** Candidate skill names in a message (so resolution, which may be async, runs before the synchronous parse). */
+function collectNames(message: SendMessageRequest['message']): string[] {
+  const out: string[] = [];
+  for (const p of message?.parts ?? []) {
+    if (p.content?.$case === 'data' && p.content.value && typeof p.content.value === 'object') {
+      const v = p.content.value as Record<string, unknown>;
+      for (const k of ['task_type', 'skill']) if (typeof v[k] === 'string') out.push(v[k] as string);
+    } else if (p.content?.$case === 'text') {
+      const m = /^\s*([A-Za-z0-9_.-]{1,100})/.exec(p.content.value);
+      if (m) out.push(m[1]!);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,221 @@
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { CommandBus } from '@nestjs/cqrs';
+import express, { type Request, type RequestHandler, type Response } from 'express';
+import type { Pool } from 'pg';
+import { AgentCard } from '@a2a-js/sdk';
+import { agentCardHandler, jsonRpcHandler, type UserBuilder } from '@a2a-js/sdk/server/express';
+import { EgressGuard, egressPolicyFromEnv, type EgressPolicy, type Logger } from '@switchyard/platform';
+import { actorOf, correlationIdOf, type GatewayRequest } from '../../http/context.js';
+import { deferredInputError } from '../../http/route-checks.js';
+import { AUTH_FAILED, type AuthRequest } from '../../security/middleware.js';
+import { roleSatisfies, roleSchema, type Role } from '../../security/roles.js';
+import { GATEWAY_OPTIONS, LOGGER, PG_POOL, type ResolvedGatewayOptions } from '../../tokens.js';
+import { AgentsClient } from '../agents/agents.client.js';
+import { WorkflowsService } from '../workflows/workflows.service.js';
+import { AgentBackend, CapabilitiesCache, WorkflowBackend } from './backends.js';
+import { A2A_BASE, agentSkills, buildCard, CARD_PATH, cardUrl, DIRECTORY_EXTENSION_URI, endpointUrl, exampleFromSchema, WORKFLOWS_ENDPOINT, type SkillSource } from './cards.js';
+import type { Backend } from './executor.js';
+import { SwitchyardRequestHandler } from './handler.js';
+import { PushDelivery, type PushDeliveryOptions } from './push.js';
+import { migrateA2a, PgPushNotificationStore, PgTaskStore } from './store.js';
+
+/** Options of the A2A feature (`A2aFeatureModule.withOptions`). */
+export interface A2aFeatureOptions {
+  /** Egress policy for push notification URLs. Default EGRESS_ALLOW_HOSTS / EGRESS_ALLOW_CIDRS. */
+  readonly egress?: EgressPolicy;
+  readonly push?: PushDeliveryOptions;
+}
+export const A2A_FEATURE_OPTIONS = Symbol.for('switchyard.gateway.a2aFeatureOptions');
+
+/** JSON-RPC methods a viewer key may call (reads); every other method needs operator. Both the A2A 1.0 and 0.3 names. */
+const VIEWER_METHODS = new Set([
+  'GetTask',
+  'tasks/get',
+  'ListTasks',
+  'SubscribeToTask',
+  'tasks/resubscribe',
+  'GetTaskPushNotificationConfig',
+  'tasks/pushNotificationConfig/get',
+  'ListTaskPushNotificationConfigs',
+  'tasks/pushNotificationConfig/list',
+  'GetExtendedAgentCard',
+  'agent/getAuthenticatedExtendedCard',
+]);
+
+/** Role a JSON-RPC call needs. */
+export const roleForMethod = (method: unknown): Role => (typeof method === 'string' && VIEWER_METHODS.has(method) ? 'viewer' : 'operator');
+
+/** A JSON-RPC error answer with an HTTP status (auth and routing happen before the SDK sees the call). */
+function rpcError(req: Request, res: Response, status: number, code: number, message: string, data?: Record<string, unknown>) {
+  const body = req.body as { id?: unknown } | undefined;
+  const id = body && typeof body === 'object' && !Array.isArray(body) && (typeof body.id === 'string' || typeof body.id === 'number') ? body.id : null;
+  if (status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
+  res.status(status).json({ jsonrpc: '2.0', id, error: { code, message, data: { correlation_id: correlationIdOf(req), ...data } } });
+}
+
+interface Endpoint {
+  readonly name: string;
+  readonly backend: Backend;
+  readonly handler: SwitchyardRequestHandler;
+  readonly rpc: RequestHandler;
+}
+
+/**
+ * The A2A peer: one JSON-RPC endpoint per built-in agent (`/a2a/<agent>`) and one for the
+ * workflows (`/a2a/workflows`), their cards, and the directory card at
+ * `/.well-known/agent-card.json`. Served as an Express router in front of Nest's routes
+ * (JSON-RPC answers its own errors; problem+json is for the REST API).
+ */
+@Injectable()
+export class A2aPeer implements OnModuleInit, OnModuleDestroy {
+  private readonly log: Logger;
+  private readonly caps: CapabilitiesCache;
+  private readonly endpoints = new Map<string, Endpoint>();
+  private readonly pushStore: PgPushNotificationStore;
+  readonly push: PushDelivery;
+  private readonly guard: EgressGuard;
+
+  constructor(
+    @Inject(PG_POOL) private readonly pool: Pool,
+    @Inject(LOGGER) logger: Logger,
+    @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
+    private readonly agents: AgentsClient,
+    private readonly workflows: WorkflowsService,
+    private readonly commands: CommandBus,
+    @Inject(A2A_FEATURE_OPTIONS) featureOptions: A2aFeatureOptions,
+  ) {
+    this.log = logger.child({ component: 'a2a' });
+    this.caps = new CapabilitiesCache(agents);
+    this.guard = new EgressGuard(featureOptions.egress ?? egressPolicyFromEnv());
+    this.pushStore = new PgPushNotificationStore(pool);
+    this.push = new PushDelivery(this.pushStore, this.guard, this.log.child({ part: 'push' }), featureOptions.push);
+  }
+
+  async onModuleInit(): Promise<void> {
+    await migrateA2a(this.pool);
+  }
+
+  /** Stop following running tasks; their work goes on in Switchyard and the next read of each catches up. */
+  onModuleDestroy(): void {
+    for (const ep of this.endpoints.values()) ep.handler.executor.stop();
+  }
+
+  /** The built-in agents (served by this system over NATS); external agents are not re-exported. */
+  private async agentNames(): Promise<string[]> {
+    return (await this.caps.get()).agents.filter((a) => a.kind === 'nats').map((a) => a.agent);
+  }
+
+  private async endpoint(name: string): Promise<Endpoint | undefined> {
+    const known = this.endpoints.get(name);
+    if (known) return known;
+    let backend: Backend;
+    if (name === WORKFLOWS_ENDPOINT) backend = new WorkflowBackend(this.workflows, this.commands);
+    else if ((await this.agentNames()).includes(name)) backend = new AgentBackend(name, this.agents, this.caps);
+    else return undefined;
+    // The card the handler holds is only used for what the SDK checks (interfaces, modes);
+    // clients get a card built per request with the address they called.
+    const card = await this.card(name, 'http://127.0.0.1');
+    const handler = new SwitchyardRequestHandler(card!, new PgTaskStore(this.pool, name), backend, this.pushStore, this.push, this.guard, this.log.child({ endpoint: name }));
+    const userBuilder: UserBuilder = async (req: Request) => {
+      const key = (req as Partial<GatewayRequest>).apiKey;
+      const userName = actorOf(req);
+      return { isAuthenticated: key !== undefined, userName };
+    };
+    const rpc = jsonRpcHandler({ requestHandler: handler, userBuilder, legacyCompat: { enabled: true } });
+    const ep = this.endpoints.get(name) ?? { name, backend, handler, rpc };
+    this.endpoints.set(name, ep);
+    return ep;
+  }
+
+  /** The card of one endpoint as seen from `base` (scheme://host of the request), undefined for an unknown one. */
+  async card(name: string, base: string): Promise<AgentCard | undefined> {
+    if (name === WORKFLOWS_ENDPOINT) return this.workflowsCard(base, 'workflows', 'Starts Switchyard workflows (templates and registered definitions): one skill per definition; the task ends with the workflow\'s outputs.');
+    const caps = (await this.caps.get()).agents.find((a) => a.agent === name && a.kind === 'nats');
+    if (!caps) return undefined;
+    return buildCard({ name, description: caps.description, url: endpointUrl(base, name), base, skills: agentSkills(caps) });
+  }
+
+  private async workflowSkills(): Promise<SkillSource[]> {
+    const rows = await this.workflows.definitions.list({});
+    return rows.map((r) => ({
+      id: r.definition.id,
+      name: r.definition.name,
+      description: r.definition.description || r.definition.name,
+      tags: ['workflow', r.source],
+      exampleInput: exampleFromSchema(r.definition.input),
+    }));
+  }
+
+  private async workflowsCard(base: string, name: string, description: string, extensions: AgentCard['capabilities'] extends infer C ? (C extends { extensions: infer E } ? E : never) : never = []) {
+    return buildCard({ name, description, url: endpointUrl(base, WORKFLOWS_ENDPOINT), base, skills: await this.workflowSkills(), extensions });
+  }
+
+  /** The directory: "Switchyard", whose skills are the workflows and whose extension lists every agent's card. */
+  async directoryCard(base: string): Promise<AgentCard> {
+    const agents = (await this.caps.get()).agents.filter((a) => a.kind === 'nats');
+    const list = [
+      ...agents.map((a) => ({ name: a.agent, description: a.description, url: endpointUrl(base, a.agent), card_url: cardUrl(base, a.agent) })),
+      { name: WORKFLOWS_ENDPOINT, description: 'Workflow starts', url: endpointUrl(base, WORKFLOWS_ENDPOINT), card_url: cardUrl(base, WORKFLOWS_ENDPOINT) },
+    ];
+    const description =
+      'Switchyard: an orchestration backend for MCP tool servers and AI agents. This card starts workflows (its skills); ' +
+      `each agent is an A2A agent of its own: ${list.map((a) => `${a.name} (${a.card_url})`).join(', ')}.`;
+    return this.workflowsCard(base, 'Switchyard', description, [
+      { uri: DIRECTORY_EXTENSION_URI, description: 'The agents of this system and their cards', required: false, params: { agents: list } },
+    ]);
+  }
+
+  /** The Express router of the peer. */
+  router(): express.Router {
+    const r = express.Router();
+    const baseOf = (req: Request) => `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`;
+    const serveCard = (provider: (req: Request) => Promise<AgentCard | undefined>): RequestHandler => (req, res, next) => {
+      void provider(req)
+        .then((card) => {
+          if (!card) return rpcError(req, res, 404, -32601, `no A2A agent at ${req.originalUrl}`);
+          // A 1.x client gets the card in the protocol's JSON form; others (no header: 0.3) the 0.3 card.
+          if (/^1(\.|$)/.test(req.header('A2A-Version') ?? '')) {
+            res.setHeader('Cache-Control', 'public, max-age=60');
+            res.append('Vary', 'A2A-Version');
+            return void res.status(200).json(AgentCard.toJSON(card));
+          }
+          agentCardHandler({ agentCardProvider: async () => card, cache: { maxAge: 60 }, legacyCompat: { enabled: true } })(req, res, next);
+        })
+        .catch((err: unknown) => {
+          this.log.warn({ err, correlationId: correlationIdOf(req) }, 'agent card unavailable');
+          rpcError(req, res, 503, -32603, 'the agent card cannot be built now (the dispatcher does not answer)');
+        });
+    };
+    r.use(CARD_PATH, serveCard((req) => this.directoryCard(baseOf(req))));
+    r.use(`${A2A_BASE}/:endpoint${CARD_PATH}`, serveCard((req) => this.card(String(req.params.endpoint), baseOf(req))));
+    r.use(`${A2A_BASE}/:endpoint`, (req, res, next) => {
+      if (req.path !== '/' && req.path !== '') return next();
+      if (req.method !== 'POST') {
+        res.setHeader('Allow', 'POST');
+        return rpcError(req, res, 405, -32600, 'A2A JSON-RPC takes POST');
+      }
+      // 1. who: a key is required when auth is on; 2. what it may do: by the JSON-RPC method.
+      if (this.options.auth.enabled) {
+        const key = (req as unknown as Partial<GatewayRequest>).apiKey;
+        if (!key) return rpcError(req, res, 401, -32000, (req as unknown as AuthRequest)[AUTH_FAILED] ? 'the API key is invalid or revoked' : 'an API key is required (Authorization: Bearer sy_...)');
+        const need = roleForMethod((req.body as { method?: unknown } | undefined)?.method);
+        const have = roleSchema.safeParse(key.role);
+        if (!have.success || !roleSatisfies(have.data, need)) return rpcError(req, res, 403, -32000, `this call needs the ${need} role`, { required_role: need });
+      }
+      // 3. a body the gateway's parser refused (not JSON, too large) is a JSON-RPC parse error.
+      const inputError = deferredInputError(req);
+      if (inputError !== undefined) return rpcError(req, res, (inputError as { status?: number }).status === 413 ? 413 : 400, -32700, `the body is not acceptable JSON: ${(inputError as Error).message ?? 'parse error'}`);
+      const name = String(req.params.endpoint);
+      void this.endpoint(name)
+        .then((ep) => {
+          if (!ep) return rpcError(req, res, 404, -32601, `no A2A agent named ${name}`);
+          ep.rpc(req, res, next);
+        })
+        .catch((err: unknown) => {
+          this.log.warn({ err, correlationId: correlationIdOf(req) }, 'A2A endpoint unavailable');
+          rpcError(req, res, 503, -32603, 'the A2A endpoint is unavailable now (the dispatcher does not answer)');
+        });
+    });
+    return r;
+  }
+}
