@@ -365,17 +365,22 @@ export async function startSystem(
       // The status read model runs in the gateway's unit, but logs in as the projections' role.
       const projectionsPool = await poolFor('projections');
       const projectionsStore = await storeFor('projections');
+      // DATABASE_READ_URL: a streaming replica; the gateway logs in there as its own role (a physical
+      // replica has the primary's roles), at the replica's address and database.
+      const readUrl = config.DATABASE_READ_URL ? replicaLogin(urlOf('gateway'), config.DATABASE_READ_URL, Boolean(dbRoles)) : undefined;
       await unit(
         'gateway',
         async () => {
           // The status read model (MCP servers from the connector events) behind /api/v1/integration/status.
           const statusRunner = await startStatusProjections({ store: projectionsStore, pool: projectionsPool, logger });
+          const readPool = readUrl ? createPgPool({ connectionString: readUrl, max: 4, connectionTimeoutMillis: 2_000, application_name: 'switchyard-gateway-reads' }, { name: 'gateway-reads', logger }) : undefined;
           try {
             const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule];
             const gateway = await createGateway(
               {
                 eventStore: store,
                 pgPool: pool,
+                ...(readPool ? { readPool } : {}),
                 nats,
                 logger,
                 config,
@@ -403,10 +408,12 @@ export async function startSystem(
               stop: async () => {
                 await gateway.close();
                 await statusRunner.stop();
+                await readPool?.end().catch(() => undefined);
               },
             };
           } catch (err) {
             await statusRunner.stop().catch(() => undefined);
+            await readPool?.end().catch(() => undefined);
             throw err;
           }
         },
@@ -449,4 +456,18 @@ function componentCheck(supervisor: Supervisor, name: string): Record<string, un
   if (!s) return { state: 'running' }; // `process` before any unexpected error
   if (s.state !== 'running') throw new Error(`${s.state}${s.lastError ? `: ${s.lastError}` : ''}`);
   return { state: s.state, restarts: s.restarts };
+}
+
+/**
+ * The URL the gateway reads the replica with: with the component roles, its own role's login at
+ * the replica's host, port and database; without them, DATABASE_READ_URL as given.
+ */
+export function replicaLogin(componentUrl: string, readUrl: string, roles: boolean): string {
+  if (!roles) return readUrl;
+  const u = new URL(componentUrl);
+  const r = new URL(readUrl);
+  u.hostname = r.hostname;
+  u.port = r.port;
+  u.pathname = r.pathname;
+  return u.toString();
 }

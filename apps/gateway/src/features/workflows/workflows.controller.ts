@@ -1,4 +1,4 @@
-import { Controller, Get, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
+import { Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import type { Response } from 'express';
 import type { z } from 'zod';
@@ -18,6 +18,7 @@ import {
   cancelBody,
   definitionBody,
   definitionsQuery,
+  detailQuery,
   cancelResponse,
   definitionsResponse,
   registeredResponse,
@@ -32,7 +33,8 @@ import {
   templateParams,
   waitQuery,
 } from './schemas.js';
-import { WorkflowsService } from './workflows.service.js';
+import { EXECUTIONS_CHECKPOINT, WorkflowsService } from './workflows.service.js';
+import { MIN_POSITION_HEADER, minPositionOf, READ_SOURCE_HEADER } from '../../http/read-routing.js';
 
 const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses: string; needs: string[] }[] }) => ({
   id: d.id,
@@ -85,8 +87,11 @@ export class WorkflowsController {
 
   @Get('executions')
   @ApiRoute({ summary: 'Executions, newest first (filter by status, template, start time; keyset paged)', tags: ['workflows'], role: 'viewer', response: { schema: executionListResponse } })
-  async list(@ZodQuery(listQuery) q: z.infer<typeof listQuery>) {
-    const page = await listExecutions(this.svc.pool, {
+  async list(@ZodQuery(listQuery) q: z.infer<typeof listQuery>, @Headers(MIN_POSITION_HEADER) minHeader: string | undefined, @Res({ passthrough: true }) res: Response) {
+    // From the replica when it has replayed what the caller must see (min_position), else the primary.
+    const read = await this.svc.reads.poolFor(EXECUTIONS_CHECKPOINT, minPositionOf(minHeader, q.min_position));
+    res.setHeader(READ_SOURCE_HEADER, read.source);
+    const page = await listExecutions(read.pool, {
       status: q.status,
       definitionId: q.template,
       startedAfter: q.started_after,
@@ -102,8 +107,14 @@ export class WorkflowsController {
 
   @Get('executions/:execution_id')
   @ApiRoute({ summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors', tags: ['workflows'], role: 'viewer', response: { schema: executionDetailResponse }, errors: [404] })
-  async detail(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
-    return executionDetailForCaller(await this.svc.detail(p.execution_id));
+  async detail(
+    @ZodParams(executionParams) p: z.infer<typeof executionParams>,
+    @ZodQuery(detailQuery) q: z.infer<typeof detailQuery>,
+    @Headers(MIN_POSITION_HEADER) minHeader: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const view = await this.svc.detail(p.execution_id, minPositionOf(minHeader, q.min_position), (source) => res.setHeader(READ_SOURCE_HEADER, source));
+    return executionDetailForCaller(view);
   }
 
   @Post('executions/:execution_id/cancel')
