@@ -26,6 +26,7 @@ import { agentPortsFromEnv, mcpServerPort } from './ports.js';
 import { DATABASE_WRITER, ROLES, runsMcpServer, type Role, type RoleSelection } from './roles.js';
 import { startInfrastructure } from './infra.js';
 import { migrateAsOwner } from './migrations.js';
+import { replicaLogin } from './replica.js';
 import { Supervisor, type SupervisedHandle } from './supervisor.js';
 
 export { ROLES, type Role } from './roles.js';
@@ -456,18 +457,4 @@ function componentCheck(supervisor: Supervisor, name: string): Record<string, un
   if (!s) return { state: 'running' }; // `process` before any unexpected error
   if (s.state !== 'running') throw new Error(`${s.state}${s.lastError ? `: ${s.lastError}` : ''}`);
   return { state: s.state, restarts: s.restarts };
-}
-
-/**
- * The URL the gateway reads the replica with: with the component roles, its own role's login at
- * the replica's host, port and database; without them, DATABASE_READ_URL as given.
- */
-export function replicaLogin(componentUrl: string, readUrl: string, roles: boolean): string {
-  if (!roles) return readUrl;
-  const u = new URL(componentUrl);
-  const r = new URL(readUrl);
-  u.hostname = r.hostname;
-  u.port = r.port;
-  u.pathname = r.pathname;
-  return u.toString();
 }
