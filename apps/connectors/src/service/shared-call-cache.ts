@@ -16,7 +16,10 @@ export interface NatsKvCallCacheOptions {
   readonly bucket?: string;
   /** How long an entry lives after its last write (the bucket's TTL). Default 10 min, as the per-process cache. */
   readonly ttlMs?: number;
-  /** A running call's lease; renewed every third of it while it runs. A lease that ran out (its process died) may be taken over. Default 15 s. */
+  /**
+   * A running call's lease; renewed every third of it while it runs. A lease that ran out (its
+   * process died) may be taken over: a retry after a killed process waits at most this long. Default 6 s.
+   */
   readonly leaseMs?: number;
   /** How long a caller joining a call running in another process waits for its result before answering `timeout` (retryable). Default 120 s. */
   readonly joinWaitMs?: number;
@@ -65,10 +68,11 @@ export class NatsKvCallCache implements SharedCallCache {
   private readonly log: Logger;
   private readonly leaseMs: number;
   private readonly joinWaitMs: number;
+  private lastWarn = 0;
 
   constructor(private readonly o: NatsKvCallCacheOptions) {
     this.log = o.logger.child({ component: 'mcp-shared-calls' });
-    this.leaseMs = o.leaseMs ?? 15_000;
+    this.leaseMs = o.leaseMs ?? 6_000;
     this.joinWaitMs = o.joinWaitMs ?? 120_000;
   }
 
@@ -91,7 +95,7 @@ export class NatsKvCallCache implements SharedCallCache {
     try {
       kv = await this.bucket();
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, server: id.server, tool: id.tool }, 'shared call cache unreachable; running the call without it');
+      this.warn(err, id, 'shared call cache unreachable; running the call without it');
       return execute();
     }
     const k = NatsKvCallCache.keyOf(id);
@@ -101,7 +105,7 @@ export class NatsKvCallCache implements SharedCallCache {
       try {
         claim = await this.claim(kv, k);
       } catch (err) {
-        this.log.warn({ err: (err as Error).message, server: id.server, tool: id.tool }, 'shared call cache failed; running the call without it');
+        this.warn(err, id, 'shared call cache failed; running the call without it');
         return execute();
       }
       if (claim.kind === 'done') return claim.result;
@@ -114,6 +118,13 @@ export class NatsKvCallCache implements SharedCallCache {
       }
       // 'free': the owner's lease ran out: try to take the key over.
     }
+  }
+
+  /** At most one such line every 10 s: with NATS KV away every keyed call would say it. */
+  private warn(err: unknown, id: SharedCallId, msg: string): void {
+    if (Date.now() - this.lastWarn < 10_000) return;
+    this.lastWarn = Date.now();
+    this.log.warn({ err: (err as Error)?.message, server: id.server, tool: id.tool }, msg);
   }
 
   private encode(e: Entry): string {

@@ -73,6 +73,8 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
       startConnectors({ nats: ncA, registry, logger, onEvent: recA.sink, subjectPrefix: prefixA, sharedCalls: { bucket, leaseMs: 1_500 } }),
       startConnectors({ nats: ncB, registry, logger, onEvent: recB.sink, subjectPrefix: prefixB, sharedCalls: { bucket, leaseMs: 1_500 } }),
     ]);
+    // Both sessions connected before the first call (a session still connecting answers `unavailable`).
+    await waitFor(() => [a, b].every((x) => x.connectors.get('counting')?.health().state === 'up'), 'both connector services connected to the MCP server');
   });
 
   after(async () => {
