@@ -95,9 +95,12 @@ export class RateLimits {
           keyPrefix,
           points: l.points,
           duration: l.durationSec,
-          insuranceLimiter: memory(l, keyPrefix),
         }),
-        // A network that swallows packets: the statement timeout never reaches us, this does.
+        // One insurance, on the wrapper: it answers for a store error and for a timeout alike, and a
+        // request is counted in it once (an insurance on the inner limiter too would count a request
+        // twice when its late error follows the timeout). The timeout covers a network that swallows
+        // packets, where the statement timeout never reaches us.
+        insuranceLimiter: memory(l, keyPrefix),
         timeoutMs: t + 100,
       });
     return new RateLimits(shared(o.perIp, 'ip'), shared(o.perKey, 'key'), shared(o.authFailuresPerIp, 'authfail'), o, pool);

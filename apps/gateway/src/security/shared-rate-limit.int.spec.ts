@@ -17,8 +17,8 @@ describe('rate limits shared by two gateways through PostgreSQL', () => {
   let g2: SecuredGateway;
 
   before(async () => {
-    g1 = await startSecuredGateway('gw_shared_rl', { auth: { enabled: true, adminKey }, rateLimit: { ...limits, storeTimeoutMs: 300 } });
-    g2 = await startSecuredGateway('gw_shared_rl', { auth: { enabled: true, adminKey }, rateLimit: { ...limits, storeTimeoutMs: 300 } }, g1.databaseUrl);
+    g1 = await startSecuredGateway('gw_shared_rl', { auth: { enabled: true, adminKey }, rateLimit: { ...limits, storeTimeoutMs: 1_000 } });
+    g2 = await startSecuredGateway('gw_shared_rl', { auth: { enabled: true, adminKey }, rateLimit: { ...limits, storeTimeoutMs: 1_000 } }, g1.databaseUrl);
   });
   after(async () => {
     await g2?.close();

@@ -36,6 +36,9 @@ import {
 import { EXECUTIONS_CHECKPOINT, WorkflowsService } from './workflows.service.js';
 import { MIN_POSITION_HEADER, minPositionOf, READ_SOURCE_HEADER } from '../../http/read-routing.js';
 
+const READ_YOUR_WRITES =
+  'With a read replica (DATABASE_READ_URL): give the `position` a start answered with in `X-Switchyard-Min-Position` (or `min_position`) to read from the replica once it has replayed it, else from the primary after a bounded wait; `X-Switchyard-Read-Source` says which answered.';
+
 const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses: string; needs: string[] }[] }) => ({
   id: d.id,
   version: d.version,
@@ -86,7 +89,7 @@ export class WorkflowsController {
   }
 
   @Get('executions')
-  @ApiRoute({ summary: 'Executions, newest first (filter by status, template, start time; keyset paged)', tags: ['workflows'], role: 'viewer', response: { schema: executionListResponse } })
+  @ApiRoute({ summary: 'Executions, newest first (filter by status, template, start time; keyset paged)', description: READ_YOUR_WRITES, tags: ['workflows'], role: 'viewer', response: { schema: executionListResponse } })
   async list(@ZodQuery(listQuery) q: z.infer<typeof listQuery>, @Headers(MIN_POSITION_HEADER) minHeader: string | undefined, @Res({ passthrough: true }) res: Response) {
     // From the replica when it has replayed what the caller must see (min_position), else the primary.
     const read = await this.svc.reads.poolFor(EXECUTIONS_CHECKPOINT, minPositionOf(minHeader, q.min_position));
@@ -106,7 +109,7 @@ export class WorkflowsController {
   }
 
   @Get('executions/:execution_id')
-  @ApiRoute({ summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors', tags: ['workflows'], role: 'viewer', response: { schema: executionDetailResponse }, errors: [404] })
+  @ApiRoute({ summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors', description: READ_YOUR_WRITES, tags: ['workflows'], role: 'viewer', response: { schema: executionDetailResponse }, errors: [404] })
   async detail(
     @ZodParams(executionParams) p: z.infer<typeof executionParams>,
     @ZodQuery(detailQuery) q: z.infer<typeof detailQuery>,
