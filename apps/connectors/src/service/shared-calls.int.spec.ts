@@ -134,4 +134,31 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
     assert.equal(text(await call(prefixA, { tool: 'count', arguments: { label: key }, idempotency_key: key })), text(answer));
     assert.equal(ran.get(key), 1);
   });
+
+  it('two more services in one queue group (as two connectors processes run): a burst of one key runs the tool once, whichever instance takes each request', async () => {
+    const prefixQ = `switchyard.svc.sharedQ${process.pid}.v1`;
+    const queue = `shared-q-${process.pid}`;
+    const registry = [a.connectors.get('counting')!.config];
+    const [ncC, ncD] = await Promise.all(['connectors-c', 'connectors-d'].map(async (name) => connectNats({ url: await testNatsUrl(), name, logger })));
+    const recC = new EventRecorder();
+    const recD = new EventRecorder();
+    const [c, d] = await Promise.all([
+      startConnectors({ nats: ncC!, registry, logger, onEvent: recC.sink, subjectPrefix: prefixQ, queue, sharedCalls: { bucket, leaseMs: 1_500 } }),
+      startConnectors({ nats: ncD!, registry, logger, onEvent: recD.sink, subjectPrefix: prefixQ, queue, sharedCalls: { bucket, leaseMs: 1_500 } }),
+    ]);
+    try {
+      await waitFor(() => [c, d].every((x) => x.connectors.get('counting')?.health().state === 'up'), 'both queue members connected');
+      const key = `queue-${randomUUID()}`;
+      const body = { tool: 'count', arguments: { label: key, delay_ms: 300 }, idempotency_key: key };
+      const answers = await Promise.all(Array.from({ length: 12 }, () => call(prefixQ, body)));
+      assert.equal(new Set(answers.map(text)).size, 1);
+      assert.equal(ran.get(key), 1, 'the MCP server ran the tool once');
+      const handled = (r: EventRecorder) => r.events.filter((e) => e.type === 'McpToolCalled' && (e.data as { idempotency_key?: string }).idempotency_key === key).length;
+      console.log(`# queue group: 12 requests, tool calls made by C ${handled(recC)}, by D ${handled(recD)}, runs on the server ${ran.get(key)}`);
+      assert.equal(handled(recC) + handled(recD), 1);
+    } finally {
+      await Promise.all([c.stop(), d.stop()]);
+      await Promise.all([ncC!.close(), ncD!.close()]);
+    }
+  });
 });
