@@ -33,6 +33,8 @@ const SEED_EVENTS = 5_000;
 // Toggles to see what each layer costs: BENCH_AUTH=false (no key checks), BENCH_RATE_LIMIT=true (limiter on, limits never reached).
 const auth = process.env.BENCH_AUTH !== 'false';
 const rateLimited = process.env.BENCH_RATE_LIMIT === 'true';
+// With the limiter on: where its counters live (postgres: shared by gateways; memory: this process).
+const rateLimitStore = process.env.BENCH_RATE_LIMIT_STORE === 'memory' ? 'memory' : 'postgres';
 
 // ---- the server side (child process) ---------------------------------------------------
 async function serve(): Promise<void> {
@@ -67,7 +69,7 @@ async function serve(): Promise<void> {
     { eventStore: store, pgPool: pool, nats, logger: createLogger('gateway', 'silent'), config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
     {
       auth: { enabled: auth, printAdminKey: (k) => (adminKey = k) },
-      rateLimit: rateLimited ? { perIp: { points: 1e9, durationSec: 60 }, perKey: { points: 1e9, durationSec: 60 } } : false,
+      rateLimit: rateLimited ? { perIp: { points: 1e9, durationSec: 60 }, perKey: { points: 1e9, durationSec: 60 }, store: rateLimitStore } : false,
     },
   );
   const { url } = await gateway.listen(0, '127.0.0.1');
@@ -129,7 +131,7 @@ async function main(): Promise<void> {
         { method: 'GET', path: '/livez' } as const,
         { method: 'GET', path: '/api/v1/events?limit=10' } as const,
       ];
-  console.log(`# gateway bench: ${connections} connections, ${seconds} s per target, node ${process.version}, ${url}${child ? `, auth ${auth ? 'on' : 'off'}, rate limits ${rateLimited ? 'on' : 'off'}, ${SEED_EVENTS} events seeded` : ''}`);
+  console.log(`# gateway bench: ${connections} connections, ${seconds} s per target, node ${process.version}, ${url}${child ? `, auth ${auth ? 'on' : 'off'}, rate limits ${rateLimited ? `on (${rateLimitStore})` : 'off'}, ${SEED_EVENTS} events seeded` : ''}`);
   try {
     // Warm-up: JIT, key cache, pool connections; not measured.
     await autocannon({ url: url + targets[0]!.path, connections: 8, duration: 2, headers: key ? { authorization: `Bearer ${key}` } : {} });

@@ -16,3 +16,4 @@ export * from './resilience/mcp-connector.js';
 export * from './service/schemas.js';
 export * from './service/connectors.js';
 export * from './service/connector-service.js';
+export * from './service/shared-call-cache.js';

@@ -12,6 +12,7 @@ import { LiveEventsService } from './events/sse.service.js';
 import { HealthController } from './health/health.controller.js';
 import { ReadinessService } from './health/readiness.service.js';
 import { ProblemFilter } from './http/problem-filter.js';
+import { ReadRouting } from './http/read-routing.js';
 import { IdempotencyInterceptor, IdempotencyStore, resolveIdempotencyOptions } from './idempotency/index.js';
 import { DocsController } from './openapi/docs.controller.js';
 import { OpenApiExplorer } from './openapi/explorer.js';
@@ -59,11 +60,17 @@ export class GatewayCoreModule {
         new IdempotencyStore(pool, logger.child({ component: 'idempotency' }), resolveIdempotencyOptions(o.idempotency)),
       inject: [PG_POOL, LOGGER, GATEWAY_OPTIONS],
     };
+    // Queries of the read models: the replica (deps.readPool) when it has what the caller must see.
+    const reads = {
+      provide: ReadRouting,
+      useFactory: (pool: Pool, logger: Logger, o: ResolvedGatewayOptions) => new ReadRouting(pool, deps.readPool, logger.child({ component: 'read-routing' }), o.readReplica),
+      inject: [PG_POOL, LOGGER, GATEWAY_OPTIONS],
+    };
     return {
       module: GatewayCoreModule,
       global: true,
-      providers: [...values, ...services, keys, idempotency],
-      exports: [...values.map((v) => v.provide), ...services, ApiKeyService, IdempotencyStore],
+      providers: [...values, ...services, keys, idempotency, reads],
+      exports: [...values.map((v) => v.provide), ...services, ApiKeyService, IdempotencyStore, ReadRouting],
     };
   }
 }

@@ -4,7 +4,7 @@ import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import express from 'express';
-import { edgePolicyFromEnv, mergeEdgePolicies, newId } from '@switchyard/platform';
+import { edgePolicyFromEnv, mergeEdgePolicies, migrateUnderLock, newId } from '@switchyard/platform';
 import { correlationMiddleware, rebindContextMiddleware } from './http/context.js';
 import { httpLogger, NestPinoLogger } from './http/logging.js';
 import { GatewayHttpMetrics } from './http/metrics.js';
@@ -19,6 +19,7 @@ import { documentEnforcedRoles } from './security/document.js';
 import { inputHygieneError } from './security/hygiene.js';
 import { deferCheck, deferInputErrors } from './http/route-checks.js';
 import { authenticationMiddleware, timeoutMiddleware } from './security/middleware.js';
+import { RATE_LIMIT_SCHEMA_SQL, RateLimits } from './security/rate-limits.js';
 import { hostOriginMiddleware } from './security/host-origin.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
 
@@ -74,9 +75,15 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
       throw err;
     }
   }
+  let limits: RateLimits | undefined;
   try {
     // The key table exists before the first request (and expired keys are purged).
     await app.get(IdempotencyStore).init();
+    if (resolved.rateLimit.enabled) {
+      // Shared counters: their table (no DDL on a pool whose owner migrated), then the limiters.
+      if (resolved.rateLimit.store === 'postgres') await migrateUnderLock(deps.pgPool, 'switchyard.gateway.ratelimit.schema', RATE_LIMIT_SCHEMA_SQL);
+      limits = RateLimits.create(resolved.rateLimit, deps.pgPool, logger.child({ component: 'rate-limits' }));
+    }
   } catch (err) {
     await app.close();
     throw err;
@@ -88,7 +95,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   app.use(hostOriginMiddleware(mergeEdgePolicies(edgePolicyFromEnv(process.env, deps.config.GATEWAY_HOST), options.edge), logger.child({ component: 'host-origin' })));
   app.use(httpLogger(logger));
   app.use(timeoutMiddleware(resolved.requestTimeoutMs));
-  app.use(authenticationMiddleware(resolved, keys, logger.child({ component: 'auth' })));
+  app.use(authenticationMiddleware(resolved, keys, logger.child({ component: 'auth' }), limits));
   app.use(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' }));
   // Body and hygiene errors are kept for the role guard, which answers them after the role check.
   app.use(deferInputErrors(express.json({ limit: resolved.bodyLimit, type: ['application/json', 'application/*+json'] })));
@@ -110,12 +117,12 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
       const address = app.getHttpServer().address() as AddressInfo;
       const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
       const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`;
-      logger.info({ port: address.port, host, auth: resolved.auth.enabled, rateLimit: resolved.rateLimit.enabled }, 'gateway listening');
+      logger.info({ port: address.port, host, auth: resolved.auth.enabled, rateLimit: resolved.rateLimit.enabled && limits?.store }, 'gateway listening');
       return { port: address.port, url };
     },
     close() {
       app.get(IdempotencyStore).close();
-      closing ??= app.close();
+      closing ??= app.close().then(() => limits?.close());
       return closing;
     },
   };

@@ -4,6 +4,7 @@ import type { Pool } from 'pg';
 import type { EventStore } from '@switchyard/event-store';
 import type { Config, EdgePolicy, Logger } from '@switchyard/platform';
 import type { IdempotencyOptions } from './idempotency/store.js';
+import type { ReadRoutingOptions } from './http/read-routing.js';
 import { resolveSecurityOptions, type ResolvedSecurityOptions, type SecurityOptionsInput } from './security/options.js';
 
 /**
@@ -39,6 +40,11 @@ export interface GatewayDeps {
   readonly config: GatewayConfig;
   /** Extra /readyz checks by name, next to the built-in `postgres`, `nats` and `eventStore`. */
   readonly readiness?: Readonly<Record<string, ReadinessProbe>>;
+  /**
+   * A pool on a streaming replica of `pgPool`'s database (DATABASE_READ_URL), for queries of the
+   * read models (see ReadRouting); without it every query reads the primary.
+   */
+  readonly readPool?: Pool;
 }
 
 /** A Nest module a feature plugs in: a class, a `forRoot()` result or a forward reference. */
@@ -57,6 +63,8 @@ export interface GatewayOptions extends SecurityOptionsInput {
   readonly openapi?: { readonly title?: string; readonly version?: string; readonly description?: string };
   /** Idempotency-Key storage: key lifetime (default IDEMPOTENCY_TTL_SEC or 24 h), lease, purge interval. */
   readonly idempotency?: IdempotencyOptions;
+  /** Reads from the replica (`GatewayDeps.readPool`): how long a query given a position waits for it. */
+  readonly readReplica?: ReadRoutingOptions;
   /** Accepted Host / Origin values besides loopback with the listening port (added to ALLOWED_HOSTS / ALLOWED_ORIGINS); others get 403. */
   readonly edge?: Partial<EdgePolicy>;
   // From SecurityOptionsInput:
@@ -71,6 +79,7 @@ export interface ResolvedGatewayOptions extends ResolvedSecurityOptions {
   readonly readinessTimeoutMs: number;
   readonly openapi: { readonly title: string; readonly version: string; readonly description: string };
   readonly idempotency?: IdempotencyOptions;
+  readonly readReplica?: ReadRoutingOptions;
 }
 
 export function resolveOptions(o: GatewayOptions = {}): ResolvedGatewayOptions {
@@ -80,6 +89,7 @@ export function resolveOptions(o: GatewayOptions = {}): ResolvedGatewayOptions {
     sseHeartbeatMs: o.sseHeartbeatMs ?? 15_000,
     readinessTimeoutMs: o.readinessTimeoutMs ?? 2_000,
     ...(o.idempotency ? { idempotency: o.idempotency } : {}),
+    ...(o.readReplica ? { readReplica: o.readReplica } : {}),
     openapi: {
       title: o.openapi?.title ?? 'Switchyard API',
       version: o.openapi?.version ?? '0.1.0',

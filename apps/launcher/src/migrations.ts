@@ -1,6 +1,6 @@
 import { loadDemoData } from '@switchyard/agents';
 import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
-import { IDEMPOTENCY_SCHEMA_SQL, migrateA2a, SECURITY_SCHEMA_SQL } from '@switchyard/gateway';
+import { IDEMPOTENCY_SCHEMA_SQL, migrateA2a, RATE_LIMIT_SCHEMA_SQL, SECURITY_SCHEMA_SQL } from '@switchyard/gateway';
 import { migrateAnalytics, migrateAutomation } from '@switchyard/mcp-servers';
 import { MonitoringStore, RuleOverrideStore } from '@switchyard/monitor';
 import {
@@ -87,6 +87,7 @@ async function migrate(o: MigrateOptions): Promise<void> {
   await migrateUnderLock(pool, 'switchyard.security.schema', SECURITY_SCHEMA_SQL);
   await migrateUnderLock(pool, 'switchyard.gateway.idempotency.schema', IDEMPOTENCY_SCHEMA_SQL);
   await migrateA2a(pool);
+  await migrateUnderLock(pool, 'switchyard.gateway.ratelimit.schema', RATE_LIMIT_SCHEMA_SQL);
   await migrateAutomation(pool);
   await migrateAnalytics(pool);
   // 4. The demo business data set (idempotent, locked); a load may recreate the schema, so the

@@ -169,6 +169,10 @@ describe('component roles: least privilege per component', { skip: serverUrl ? f
     assert.equal(await can(role('gateway'), 'read_models.workflow_executions', 'SELECT'), true);
     assert.equal(await can(role('gateway'), 'read_models.workflow_executions', 'UPDATE'), false);
     assert.equal(await can(role('gateway'), 'gateway.idempotency_keys', 'DELETE'), true);
+    // The shared rate limits: the limiter's upsert and purge, nothing more; no other role reaches them.
+    for (const p of ['SELECT', 'INSERT', 'UPDATE', 'DELETE']) assert.equal(await can(role('gateway'), 'gateway.rate_limits', p), true, p);
+    assert.equal(await can(role('gateway'), 'gateway.rate_limits', 'TRUNCATE'), false);
+    for (const c of COMPONENTS.filter((x) => x !== 'gateway')) assert.equal(await can(role(c), 'gateway.rate_limits', 'SELECT'), false, c);
     assert.equal(await can(role('gateway'), 'workflows.definitions', 'INSERT'), true);
     assert.equal(await can(role('gateway'), 'workflows.timers', 'INSERT'), false);
     // The agents read the demo data, nothing else; automation and analytics their schema.

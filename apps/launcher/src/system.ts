@@ -27,6 +27,7 @@ import { agentPortsFromEnv, mcpServerPort } from './ports.js';
 import { DATABASE_WRITER, ROLES, runsMcpServer, type Role, type RoleSelection } from './roles.js';
 import { startInfrastructure } from './infra.js';
 import { migrateAsOwner } from './migrations.js';
+import { replicaLogin } from './replica.js';
 import { Supervisor, type SupervisedHandle } from './supervisor.js';
 
 export { ROLES, type Role } from './roles.js';
@@ -366,17 +367,22 @@ export async function startSystem(
       // The status read model runs in the gateway's unit, but logs in as the projections' role.
       const projectionsPool = await poolFor('projections');
       const projectionsStore = await storeFor('projections');
+      // DATABASE_READ_URL: a streaming replica; the gateway logs in there as its own role (a physical
+      // replica has the primary's roles), at the replica's address and database.
+      const readUrl = config.DATABASE_READ_URL ? replicaLogin(urlOf('gateway'), config.DATABASE_READ_URL, Boolean(dbRoles)) : undefined;
       await unit(
         'gateway',
         async () => {
           // The status read model (MCP servers from the connector events) behind /api/v1/integration/status.
           const statusRunner = await startStatusProjections({ store: projectionsStore, pool: projectionsPool, logger });
+          const readPool = readUrl ? createPgPool({ connectionString: readUrl, max: 4, connectionTimeoutMillis: 2_000, application_name: 'switchyard-gateway-reads' }, { name: 'gateway-reads', logger }) : undefined;
           try {
             const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule, A2aFeatureModule];
             const gateway = await createGateway(
               {
                 eventStore: store,
                 pgPool: pool,
+                ...(readPool ? { readPool } : {}),
                 nats,
                 logger,
                 config,
@@ -404,10 +410,12 @@ export async function startSystem(
               stop: async () => {
                 await gateway.close();
                 await statusRunner.stop();
+                await readPool?.end().catch(() => undefined);
               },
             };
           } catch (err) {
             await statusRunner.stop().catch(() => undefined);
+            await readPool?.end().catch(() => undefined);
             throw err;
           }
         },

@@ -14,6 +14,24 @@ export interface McpConnectorOptions {
   readonly onEvent?: McpEventSink;
   /** How long a finished call's result is kept for its idempotency key (default 10 min). */
   readonly idempotencyTtlMs?: number;
+  /**
+   * Keyed calls shared with the other connectors processes (a NATS KV bucket): a retry with the
+   * same key on another process gets the same result, and joins a call still running there.
+   * Without it, only this process's cache holds.
+   */
+  readonly sharedCalls?: SharedCallCache;
+}
+
+/** Which keyed call: per server and tool, as the per-process cache. */
+export interface SharedCallId {
+  readonly server: string;
+  readonly tool: string;
+  readonly key: string;
+}
+
+/** A cache of keyed calls across processes: `execute` runs in one process per id within the TTL; the others get its outcome. */
+export interface SharedCallCache {
+  run(id: SharedCallId, execute: () => Promise<CallToolResult>): Promise<CallToolResult>;
 }
 
 export interface CallToolRequest {
@@ -171,11 +189,20 @@ export class McpConnector {
       const id = req.idempotency_key;
       const stop = new AbortController();
       this.running.set(id, stop);
-      const tracked = key ? this.track(key, req.onProgress) : req.onProgress;
-      run = this.runCall({ ...req, ...(tracked && { onProgress: tracked }) }, stop.signal).finally(() => {
-        if (this.running.get(id) === stop) this.running.delete(id);
-        if (key) this.progress.delete(key);
-      });
+      const execute = () => {
+        const tracked = key ? this.track(key, req.onProgress) : req.onProgress;
+        return this.runCall({ ...req, ...(tracked && { onProgress: tracked }) }, stop.signal).finally(() => {
+          if (this.running.get(id) === stop) this.running.delete(id);
+          if (key) this.progress.delete(key);
+        });
+      };
+      const shared = this.opts.sharedCalls;
+      run = shared
+        ? shared.run({ server: this.name, tool: req.tool, key: id }, execute).finally(() => {
+            // Joined a call of another process: nothing of ours ran.
+            if (this.running.get(id) === stop) this.running.delete(id);
+          })
+        : execute();
     } else run = this.runCall(req);
     if (key) {
       this.remember(key, run);

@@ -22,6 +22,8 @@ import {
 import type { CallState, McpConnector } from '../resilience/mcp-connector.js';
 import type { CallProgress } from '@switchyard/contracts';
 import { z } from 'zod';
+import { createHash } from 'node:crypto';
+import { MCP_CALLS_BUCKET, NatsKvCallCache } from './shared-call-cache.js';
 
 export interface McpConnectorServiceOptions {
   readonly nc: NatsConnection;
@@ -173,6 +175,12 @@ export interface StartConnectorsOptions {
   readonly onEvent?: McpEventSink;
   readonly queue?: string;
   readonly subjectPrefix?: string;
+  /**
+   * Keyed calls (idempotency keys) shared by every connectors process on this NATS, in the KV
+   * bucket SWITCHYARD_MCP_CALLS (one per subject prefix) with a 10 min TTL (default), or `false`:
+   * this process only.
+   */
+  readonly sharedCalls?: false | { readonly bucket?: string; readonly ttlMs?: number; readonly leaseMs?: number; readonly joinWaitMs?: number };
 }
 
 export interface RunningConnectors {
@@ -187,7 +195,18 @@ export interface RunningConnectors {
  * their own) and serve them on NATS. The usual entry point of the connectors app.
  */
 export async function startConnectors(opts: StartConnectorsOptions): Promise<RunningConnectors> {
-  const connectors = new McpConnectors({ registry: opts.registry, logger: opts.logger, ...(opts.onEvent && { onEvent: opts.onEvent }) });
+  const s = opts.sharedCalls;
+  const sharedCalls =
+    s === false
+      ? undefined
+      : new NatsKvCallCache({
+          nats: opts.nats,
+          logger: opts.logger,
+          ...s,
+          // An isolated subject space gets its own bucket: its calls are not the others'.
+          bucket: s?.bucket ?? (opts.subjectPrefix ? `${MCP_CALLS_BUCKET}_${createHash('sha256').update(opts.subjectPrefix).digest('hex').slice(0, 12)}` : MCP_CALLS_BUCKET),
+        });
+  const connectors = new McpConnectors({ registry: opts.registry, logger: opts.logger, ...(opts.onEvent && { onEvent: opts.onEvent }), ...(sharedCalls && { sharedCalls }) });
   await connectors.start();
   let service: McpConnectorService;
   try {

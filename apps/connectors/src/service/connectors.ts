@@ -1,13 +1,15 @@
 import { AppError, type Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import type { McpEventSink } from '../events.js';
-import { McpConnector } from '../resilience/mcp-connector.js';
+import { McpConnector, type SharedCallCache } from '../resilience/mcp-connector.js';
 import type { ServerHealth } from './schemas.js';
 
 export interface McpConnectorsOptions {
   readonly registry: readonly McpServerConfig[];
   readonly logger: Logger;
   readonly onEvent?: McpEventSink;
+  /** Keyed calls shared with other connectors processes (see McpConnectorOptions.sharedCalls). */
+  readonly sharedCalls?: SharedCallCache;
 }
 
 /** All servers of a registry, one McpConnector each (disabled ones too: they answer `unavailable`). */
@@ -17,7 +19,7 @@ export class McpConnectors {
   constructor(opts: McpConnectorsOptions) {
     for (const config of opts.registry) {
       if (this.byName.has(config.name)) throw new AppError('validation', `duplicate MCP server name ${config.name}`, { server: config.name });
-      this.byName.set(config.name, new McpConnector({ config, logger: opts.logger, ...(opts.onEvent && { onEvent: opts.onEvent }) }));
+      this.byName.set(config.name, new McpConnector({ config, logger: opts.logger, ...(opts.onEvent && { onEvent: opts.onEvent }), ...(opts.sharedCalls && { sharedCalls: opts.sharedCalls }) }));
     }
   }
 

@@ -111,7 +111,12 @@ const statusText: Record<number, string> = {
 /** Headers some error answers always carry. */
 const statusHeaders: Record<number, Record<string, unknown>> = {
   401: { 'WWW-Authenticate': { description: 'Bearer realm="switchyard" (error="invalid_token" for a wrong or revoked key)', schema: { type: 'string' } } },
-  429: { 'Retry-After': { description: 'Seconds until a request is allowed again', schema: { type: 'string' } } },
+  429: {
+    'Retry-After': { description: 'Seconds until a request is allowed again', schema: { type: 'string' } },
+    'RateLimit-Limit': { description: 'Requests per window of the limit that refused', schema: { type: 'string' } },
+    'RateLimit-Remaining': { description: 'Requests left in the window (0)', schema: { type: 'string' } },
+    'RateLimit-Reset': { description: 'Seconds until the window resets', schema: { type: 'string' } },
+  },
 };
 
 /** How the gateway answers in general, whatever the route; what the per-operation statuses come from. */

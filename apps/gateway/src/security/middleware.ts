@@ -1,11 +1,13 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { AppError, type Logger } from '@switchyard/platform';
 import { bindRequestKey, correlationIdOf, type GatewayRequest } from '../http/context.js';
 import { sendProblem } from '../http/problem-filter.js';
 import type { ApiKeyService } from './api-keys.js';
 import { parseKey, presentedKey } from './keys.js';
-import type { Limit, ResolvedSecurityOptions } from './options.js';
+import type { ResolvedSecurityOptions } from './options.js';
+import { RateLimits, type LimitOutcome } from './rate-limits.js';
+
+export { RateLimits } from './rate-limits.js';
 
 /** Set on a request whose presented key was wrong, unknown or revoked (the guard answers 401). */
 export const AUTH_FAILED = Symbol.for('switchyard.gateway.authFailed');
@@ -28,56 +30,23 @@ export function failureBucket(ip: string, presented: string): string {
   return `${ip}|${parseKey(presented)?.id ?? 'malformed'}`;
 }
 
-function tooMany(req: Request, res: Response, what: string, msBeforeNext: number): void {
-  const retryAfter = Math.max(1, Math.ceil(msBeforeNext / 1000));
-  res.setHeader('Retry-After', String(retryAfter));
-  sendProblem(new AppError('rate_limited', `too many requests ${what}; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter }, true), req, res);
+/**
+ * RateLimit-Limit / -Remaining / -Reset (the IETF RateLimit header fields, draft 6 names) of the
+ * tightest limit this request was counted against; on a refusal, of the refusing one.
+ */
+function rateLimitHeaders(res: Response, outcomes: readonly LimitOutcome[]): void {
+  const tightest = outcomes.reduce<LimitOutcome | undefined>((a, o) => (!a || o.remaining < a.remaining ? o : a), undefined);
+  if (!tightest || res.headersSent) return;
+  res.setHeader('RateLimit-Limit', String(tightest.limit));
+  res.setHeader('RateLimit-Remaining', String(Math.max(0, tightest.remaining)));
+  res.setHeader('RateLimit-Reset', String(Math.max(0, Math.ceil(tightest.msBeforeNext / 1000))));
 }
 
-/**
- * Rate limits kept in this process's memory (rate-limiter-flexible). Memory is enough
- * here: the limits protect one gateway from a runaway or guessing client, they are not
- * quotas to bill. With N gateway instances a client gets up to N times the limit, which
- * the defaults allow for; and no store round trip is added to every request. For exact
- * cluster-wide limits swap in RateLimiterPostgres (same interface).
- */
-export class RateLimits {
-  private readonly perIp: RateLimiterMemory;
-  private readonly perKey: RateLimiterMemory;
-  private readonly authFailures: RateLimiterMemory;
-
-  constructor(o: ResolvedSecurityOptions['rateLimit']) {
-    const make = (l: Limit, keyPrefix: string) => new RateLimiterMemory({ points: l.points, duration: l.durationSec, keyPrefix });
-    this.perIp = make(o.perIp, 'ip');
-    this.perKey = make(o.perKey, 'key');
-    this.authFailures = make(o.authFailuresPerIp, 'authfail');
-  }
-
-  /** undefined when allowed, else ms until the next request is. */
-  private static async take(limiter: RateLimiterMemory, key: string): Promise<number | undefined> {
-    try {
-      await limiter.consume(key);
-      return undefined;
-    } catch (e) {
-      if (e instanceof RateLimiterRes) return e.msBeforeNext;
-      throw e;
-    }
-  }
-
-  ip(ip: string) {
-    return RateLimits.take(this.perIp, ip);
-  }
-  key(id: string) {
-    return RateLimits.take(this.perKey, id);
-  }
-  /**
-   * Count a bad key against its bucket (address and key id, see failureBucket). Only
-   * further bad keys of that bucket are refused: valid keys from the same address and the
-   * health probes are never blocked by someone else's guessing.
-   */
-  failedAuth(bucket: string) {
-    return RateLimits.take(this.authFailures, bucket);
-  }
+function tooMany(req: Request, res: Response, what: string, refused: LimitOutcome): void {
+  const retryAfter = Math.max(1, Math.ceil(refused.msBeforeNext / 1000));
+  rateLimitHeaders(res, [refused]);
+  res.setHeader('Retry-After', String(retryAfter));
+  sendProblem(new AppError('rate_limited', `too many requests ${what}; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter }, true), req, res);
 }
 
 /**
@@ -108,36 +77,50 @@ export function timeoutMiddleware(ms: number): RequestHandler {
  *    marked for the guard (401 on any non-public route) and counted against its address
  *    and key id; past the limit, that bucket's bad keys answer 429;
  * 3. per-key limit for a good key; the key goes into the request context (currentActor()).
- * Only active when auth is enabled; rate limits only when enabled.
+ * Only active when auth is enabled; rate limits only when enabled (`limits`: the gateway's
+ * RateLimits, shared through PostgreSQL or in memory; made here, in memory, when not given).
+ * Every limited answer carries RateLimit-Limit / -Remaining / -Reset; a 429 also Retry-After.
  */
-export function authenticationMiddleware(options: ResolvedSecurityOptions, keys: ApiKeyService, logger: Logger): RequestHandler {
-  const limits = options.rateLimit.enabled ? new RateLimits(options.rateLimit) : undefined;
+export function authenticationMiddleware(options: ResolvedSecurityOptions, keys: ApiKeyService, logger: Logger, given?: RateLimits): RequestHandler {
+  const limits = options.rateLimit.enabled ? (given ?? RateLimits.create({ ...options.rateLimit, store: 'memory' }, undefined, logger)) : undefined;
   if (!limits && !options.auth.enabled) return (_req, _res, next) => next(); // nothing to do: no cost per request
   return (req: Request, res: Response, next: NextFunction) => {
     if (UNLIMITED_PATHS.has(req.path)) return next();
     void (async () => {
       const ip = clientIp(req);
+      const counted: LimitOutcome[] = [];
       if (limits) {
-        const wait = await limits.ip(ip);
-        if (wait !== undefined) return tooMany(req, res, 'from this address', wait);
+        const o = await limits.ip(ip);
+        if (!o.allowed) return tooMany(req, res, 'from this address', o);
+        counted.push(o);
       }
-      if (!options.auth.enabled) return next();
+      if (!options.auth.enabled) {
+        rateLimitHeaders(res, counted);
+        return next();
+      }
       const presented = presentedKey(req.headers);
-      if (presented === undefined) return bindRequestKey(req, undefined, next);
+      if (presented === undefined) {
+        rateLimitHeaders(res, counted);
+        return bindRequestKey(req, undefined, next);
+      }
       const key = await keys.authenticate(presented);
       if (!key) {
         (req as AuthRequest)[AUTH_FAILED] = true;
         logger.warn({ correlationId: correlationIdOf(req), ip }, 'request with an invalid API key');
         if (limits) {
-          const wait = await limits.failedAuth(failureBucket(ip, presented));
-          if (wait !== undefined) return tooMany(req, res, 'with this invalid API key from this address', wait);
+          const o = await limits.failedAuth(failureBucket(ip, presented));
+          if (!o.allowed) return tooMany(req, res, 'with this invalid API key from this address', o);
+          counted.push(o);
         }
+        rateLimitHeaders(res, counted);
         return bindRequestKey(req, undefined, next);
       }
       if (limits) {
-        const wait = await limits.key(key.id);
-        if (wait !== undefined) return tooMany(req, res, 'for this API key', wait);
+        const o = await limits.key(key.id);
+        if (!o.allowed) return tooMany(req, res, 'for this API key', o);
+        counted.push(o);
       }
+      rateLimitHeaders(res, counted);
       bindRequestKey(req, key, next);
     })().catch((err: unknown) => {
       // The key table unreachable: 503, not a silent pass.

@@ -33,11 +33,25 @@ export interface RateLimitOptions {
   readonly perKey?: Limit;
   /** Requests with a wrong or revoked key from one address and key id (guessing). Default 30 per 60 s. */
   readonly authFailuresPerIp?: Limit;
+  /**
+   * Where the counters live. `postgres` (default): `gateway.rate_limits`, shared by every gateway
+   * on the database, with the in-memory limiter answering while the table does not; `memory`: this process only.
+   */
+  readonly store?: 'postgres' | 'memory';
+  /** How long a consume may wait for the store before the in-memory limiter answers. Default 500 ms. */
+  readonly storeTimeoutMs?: number;
 }
 
 export interface ResolvedSecurityOptions {
   readonly auth: { readonly enabled: boolean; readonly adminKey?: string; readonly keyCacheTtlMs: number; readonly printAdminKey?: (key: string) => void };
-  readonly rateLimit: { readonly enabled: boolean; readonly perIp: Limit; readonly perKey: Limit; readonly authFailuresPerIp: Limit };
+  readonly rateLimit: {
+    readonly enabled: boolean;
+    readonly perIp: Limit;
+    readonly perKey: Limit;
+    readonly authFailuresPerIp: Limit;
+    readonly store: 'postgres' | 'memory';
+    readonly storeTimeoutMs: number;
+  };
   /** 0: no timeout. */
   readonly requestTimeoutMs: number;
 }
@@ -71,6 +85,8 @@ export function resolveSecurityOptions(o: SecurityOptionsInput): ResolvedSecurit
       perIp: (rl && rl.perIp) || DEFAULT_LIMITS.perIp,
       perKey: (rl && rl.perKey) || DEFAULT_LIMITS.perKey,
       authFailuresPerIp: (rl && rl.authFailuresPerIp) || DEFAULT_LIMITS.authFailuresPerIp,
+      store: (rl && rl.store) || 'postgres',
+      storeTimeoutMs: (rl && rl.storeTimeoutMs) || 500,
     },
     requestTimeoutMs: o.requestTimeoutMs ?? 30_000,
   };
@@ -89,6 +105,9 @@ export const securityEnvSchema = z.object({
   RATE_LIMIT_PER_KEY: positive.default(DEFAULT_LIMITS.perKey.points),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: positive.default(DEFAULT_LIMITS.authFailuresPerIp.points),
   RATE_LIMIT_WINDOW_SEC: positive.default(60),
+  /** `postgres`: counters shared by every gateway on the database; `memory`: per process. */
+  RATE_LIMIT_STORE: z.enum(['postgres', 'memory']).default('postgres'),
+  RATE_LIMIT_STORE_TIMEOUT_MS: z.coerce.number().int().min(10).max(10_000).default(500),
   REQUEST_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
   /** Largest JSON body in bytes (413 above it). */
   GATEWAY_BODY_LIMIT_BYTES: z.coerce.number().int().min(1_024).max(64 * 1024 * 1024).default(1024 * 1024),
@@ -109,6 +128,8 @@ export function securityOptionsFromEnv(env: Record<string, string | undefined> =
           perIp: { points: c.RATE_LIMIT_PER_IP, durationSec: w },
           perKey: { points: c.RATE_LIMIT_PER_KEY, durationSec: w },
           authFailuresPerIp: { points: c.RATE_LIMIT_AUTH_FAILURES_PER_IP, durationSec: w },
+          store: c.RATE_LIMIT_STORE,
+          storeTimeoutMs: c.RATE_LIMIT_STORE_TIMEOUT_MS,
         }
       : false,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,

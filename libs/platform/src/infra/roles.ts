@@ -58,7 +58,8 @@ const checkpoints = (schema: string): SchemaGrant => ({ schema, tables: ['checkp
  * What each internal component may do, derived from the statements it runs (none may run DDL:
  * the owner migrated before it started). `appends` says whether it may execute the event
  * store's append function.
- * - gateway: reads streams and appends commands' events; API keys and idempotency records; the
+ * - gateway: reads streams and appends commands' events; API keys, idempotency records, the
+ *   shared rate-limit counters (`gateway.rate_limits`), the A2A task map; the
  *   workflow definitions it registers; the silences and alert rules it edits; reads the read models.
  * - engine: appends; its `workflows` tables; the workflow read model in `read_models`; reads and
  *   marks the automation server's `automation.triggers` (the trigger starter), no other automation table.
@@ -77,7 +78,12 @@ export const COMPONENT_GRANTS = {
     grants: [
       eventsAppend,
       { schema: 'security', privileges: ['SELECT', 'INSERT', 'UPDATE'] },
-      { schema: 'gateway', privileges: RW },
+      { schema: 'gateway', tables: ['idempotency_keys'], privileges: RW },
+      // The shared rate limits (rate-limiter-flexible's RateLimiterPostgres): an upsert with
+      // RETURNING (SELECT, INSERT, UPDATE) and the purge of expired rows (DELETE); no TRUNCATE, no DDL.
+      { schema: 'gateway', tables: ['rate_limits'], privileges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] },
+      // The A2A peer's task map and push configs (the work itself lives in the event store).
+      { schema: 'gateway', tables: ['a2a_tasks', 'a2a_push_configs'], privileges: RW },
       { schema: 'workflows', privileges: READ },
       { schema: 'workflows', tables: ['definitions'], privileges: RW },
       { schema: 'read_models', privileges: READ },

@@ -8,7 +8,7 @@ import { currentActor } from '../../http/context.js';
 import { EVENT_STORE, PG_POOL } from '../../tokens.js';
 
 /** Start an execution of a definition (registered or inline). Result: its id. */
-export class StartWorkflowExecution extends Command<{ executionId: string; created: boolean }> {
+export class StartWorkflowExecution extends Command<{ executionId: string; created: boolean; position?: number }> {
   constructor(
     readonly definition: WorkflowDefinition | WorkflowDefinitionInput,
     readonly input: unknown,
@@ -46,7 +46,7 @@ export class StartWorkflowExecutionHandler implements ICommandHandler<StartWorkf
       actor: c.actor,
       ...(c.executionId !== undefined ? { executionId: c.executionId } : {}),
     });
-    return { executionId: r.executionId, created: r.created };
+    return { executionId: r.executionId, created: r.created, ...(r.position !== undefined ? { position: r.position } : {}) };
   }
 }
 

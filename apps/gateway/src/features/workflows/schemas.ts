@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
+import { minPositionQuery } from '../../http/read-routing.js';
 
 const id = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits, _ . : -');
 const boolish = z
@@ -28,6 +29,8 @@ export const listQuery = z.strictObject({
   started_before: instant.optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().min(1).max(400).optional(),
+  /** Read your writes: the `position` a command answered with (or the X-Switchyard-Min-Position header). */
+  ...minPositionQuery,
 });
 export const cancelBody = z.strictObject({ reason: z.string().min(1).max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
 export const definitionsQuery = z.strictObject({ id: idOf('definition').optional(), all_versions: boolish.optional() });
@@ -44,6 +47,8 @@ export const startedResponse = z.object({
   definition_id: z.string(),
   definition_version: z.number().int(),
   links: z.object({ self: z.string(), events: z.string(), cancel: z.string() }),
+  /** The event-store position of the start's last event: give it to a query (X-Switchyard-Min-Position) to read your write from a replica. Absent on a repeated start. */
+  position: z.number().int().optional(),
   output: z.unknown().optional(),
   error: z.unknown().optional(),
 });
@@ -70,7 +75,7 @@ export const templatesResponse = z.object({
 
 const revision = z.coerce.number().int().min(0).max(2_147_483_647);
 /** `?at=<revision>`: the state after that event of the execution's stream. */
-export const detailQuery = z.strictObject({ at: revision.optional() });
+export const detailQuery = z.strictObject({ at: revision.optional(), ...minPositionQuery });
 export const historyQuery = z.strictObject({
   /** Revision to start after (exclusive); absent = from the first event. */
   after: revision.optional(),

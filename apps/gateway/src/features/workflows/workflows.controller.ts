@@ -1,4 +1,4 @@
-import { Controller, Get, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
+import { Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import type { Response } from 'express';
 import type { z } from 'zod';
@@ -19,6 +19,7 @@ import {
   cancelBody,
   definitionBody,
   definitionsQuery,
+  detailQuery,
   cancelResponse,
   definitionsResponse,
   registeredResponse,
@@ -35,7 +36,6 @@ import {
   checkBody,
   checkParams,
   checkResponse,
-  detailQuery,
   forkBody,
   forkResponse,
   historyQuery,
@@ -43,7 +43,11 @@ import {
   retryBody,
   retryResponse,
 } from './schemas.js';
-import { detailAt, executionLinks, WorkflowsService } from './workflows.service.js';
+import { detailAt, EXECUTIONS_CHECKPOINT, executionLinks, WorkflowsService } from './workflows.service.js';
+import { MIN_POSITION_HEADER, minPositionOf, READ_SOURCE_HEADER } from '../../http/read-routing.js';
+
+const READ_YOUR_WRITES =
+  'With a read replica (DATABASE_READ_URL): give the `position` a start answered with in `X-Switchyard-Min-Position` (or `min_position`) to read from the replica once it has replayed it, else from the primary after a bounded wait; `X-Switchyard-Read-Source` says which answered.';
 
 const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses: string; needs: string[] }[] }) => ({
   id: d.id,
@@ -113,9 +117,12 @@ export class WorkflowsController {
   }
 
   @Get('executions')
-  @ApiRoute({ summary: 'Executions, newest first (filter by status, template, start time; keyset paged)', tags: ['workflows'], role: 'viewer', response: { schema: executionListResponse } })
-  async list(@ZodQuery(listQuery) q: z.infer<typeof listQuery>) {
-    const page = await listExecutions(this.svc.pool, {
+  @ApiRoute({ summary: 'Executions, newest first (filter by status, template, start time; keyset paged)', description: READ_YOUR_WRITES, tags: ['workflows'], role: 'viewer', response: { schema: executionListResponse } })
+  async list(@ZodQuery(listQuery) q: z.infer<typeof listQuery>, @Headers(MIN_POSITION_HEADER) minHeader: string | undefined, @Res({ passthrough: true }) res: Response) {
+    // From the replica when it has replayed what the caller must see (min_position), else the primary.
+    const read = await this.svc.reads.poolFor(EXECUTIONS_CHECKPOINT, minPositionOf(minHeader, q.min_position));
+    res.setHeader(READ_SOURCE_HEADER, read.source);
+    const page = await listExecutions(read.pool, {
       status: q.status,
       definitionId: q.template,
       startedAfter: q.started_after,
@@ -132,15 +139,21 @@ export class WorkflowsController {
   @Get('executions/:execution_id')
   @ApiRoute({
     summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors',
-    description: '`?at=<revision>`: the execution as it was right after that event of its stream (time travel), folded from the events; 400 past the last revision.',
+    description: '`?at=<revision>`: the execution as it was right after that event of its stream (time travel), folded from the events; 400 past the last revision. ' + READ_YOUR_WRITES,
     tags: ['workflows'],
     role: 'viewer',
     response: { schema: executionDetailResponse },
     errors: [400, 404],
   })
-  async detail(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodQuery(detailQuery) q: z.infer<typeof detailQuery>) {
+  async detail(
+    @ZodParams(executionParams) p: z.infer<typeof executionParams>,
+    @ZodQuery(detailQuery) q: z.infer<typeof detailQuery>,
+    @Headers(MIN_POSITION_HEADER) minHeader: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ) {
     if (q.at !== undefined) return executionDetailForCaller(await detailAt(this.svc.store, p.execution_id, q.at));
-    return executionDetailForCaller(await this.svc.detail(p.execution_id));
+    const view = await this.svc.detail(p.execution_id, minPositionOf(minHeader, q.min_position), (source) => res.setHeader(READ_SOURCE_HEADER, source));
+    return executionDetailForCaller(view);
   }
 
   @Get('executions/:execution_id/history')

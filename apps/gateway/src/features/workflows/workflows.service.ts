@@ -22,6 +22,10 @@ import type { WorkflowDefinition, WorkflowExecutionState } from '@switchyard/dom
 import { EVENT_STORE, LOGGER, NATS_CONNECTION, PG_POOL } from '../../tokens.js';
 import { StartWorkflowExecution } from './commands.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
+import { ReadRouting, type CheckpointRef } from '../../http/read-routing.js';
+
+/** The workflow executions read model's checkpoint (ProjectionRunner's default schema). */
+export const EXECUTIONS_CHECKPOINT: CheckpointRef = { schema: 'read_models', name: 'workflow_executions' };
 
 export const WORKFLOWS_BASE = '/api/v1/workflows';
 /** How long a detail read waits for the read model to reach the execution's last event before folding the stream. */
@@ -45,6 +49,7 @@ export class WorkflowsService implements OnModuleInit {
     @Inject(NATS_CONNECTION) private readonly nats: NatsConnection,
     @Inject(LOGGER) logger: Logger,
     private readonly commands: CommandBus,
+    readonly reads: ReadRouting,
   ) {
     // Definition size/steps/for_each/expression limits of this process (WORKFLOW_MAX_*, see the orchestrator's limits.ts).
     applyWorkflowLimits();
@@ -73,8 +78,8 @@ export class WorkflowsService implements OnModuleInit {
   /** Start and (with `wait`) wait for the end: 200 with the result when it ended in time, else 202. */
   async start(definition: WorkflowDefinition, input: unknown, correlationId: string, wait: { wait?: boolean; waitMs: number; idempotencyKey?: string | undefined }) {
     const id = wait.idempotencyKey !== undefined ? executionIdForKey(wait.idempotencyKey) : undefined;
-    const { executionId } = await this.commands.execute(new StartWorkflowExecution(definition, input, correlationId, undefined, id));
-    const base = { execution_id: executionId, definition_id: definition.id, definition_version: definition.version, links: links(executionId) };
+    const { executionId, position } = await this.commands.execute(new StartWorkflowExecution(definition, input, correlationId, undefined, id));
+    const base = { execution_id: executionId, definition_id: definition.id, definition_version: definition.version, links: links(executionId), ...(position !== undefined ? { position } : {}) };
     if (!wait.wait) return { status: 202, body: { ...base, status: 'running' } };
     const state = await waitForExecution(this.store, executionId, wait.waitMs);
     const result = executionResult(executionId, state);
@@ -86,21 +91,38 @@ export class WorkflowsService implements OnModuleInit {
    * The read model's view once it has applied the stream's last event (waiting up to
    * READ_YOUR_WRITES_WAIT_MS for it); a read model that lags further behind would show a new
    * execution as missing or an ended one as running, so then the view is folded from the stream.
+   * With a read replica: the view comes from the replica once its read model has applied the
+   * stream's last event and `minPosition` (bounded wait, see ReadRouting), else from the primary as above.
    */
-  async detail(executionId: string) {
+  async detail(executionId: string, minPosition?: number, readFrom?: (source: 'replica' | 'primary') => void) {
     const [last] = await this.store.readStream(`workflow_execution-${executionId}`, { direction: 'backwards', maxCount: 1 });
+    if (last && this.reads.replica) {
+      const must = Math.max(last.position, minPosition ?? -1);
+      const r = await this.reads.poolFor(EXECUTIONS_CHECKPOINT, must);
+      if (r.source === 'replica') {
+        const view = await getExecutionView(r.pool, executionId).catch(() => undefined);
+        if (view) {
+          readFrom?.('replica');
+          return { ...view, links: links(executionId) };
+        }
+      }
+    }
     if (last) {
       const until = Date.now() + READ_YOUR_WRITES_WAIT_MS;
       for (;;) {
         const applied = await executionReadPosition(this.pool, executionId);
         if (applied !== undefined && applied >= last.position) {
           const view = await getExecutionView(this.pool, executionId);
-          if (view) return { ...view, links: links(executionId) };
+          if (view) {
+            readFrom?.('primary');
+            return { ...view, links: links(executionId) };
+          }
         }
         if (Date.now() >= until) break;
         await new Promise((r) => setTimeout(r, 20));
       }
     }
+    readFrom?.('primary');
     const { state } = await loadExecution(this.store, executionId);
     if (state.status === 'not_started') throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
     return { ...fromState(executionId, state), links: links(executionId) };

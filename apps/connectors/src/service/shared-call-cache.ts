@@ -1,0 +1,238 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { AppError, errorCodes, isAppError, type ErrorCode, type Logger } from '@switchyard/platform';
+import type { SharedCallCache, SharedCallId } from '../resilience/mcp-connector.js';
+
+/** The KV bucket of keyed tool calls shared by every connectors process on one NATS (JetStream). */
+export const MCP_CALLS_BUCKET = 'SWITCHYARD_MCP_CALLS';
+
+export interface NatsKvCallCacheOptions {
+  readonly nats: NatsConnection;
+  readonly logger: Logger;
+  /** Bucket name (default SWITCHYARD_MCP_CALLS); another one isolates a set of connectors (tests). */
+  readonly bucket?: string;
+  /** How long an entry lives after its last write (the bucket's TTL). Default 10 min, as the per-process cache. */
+  readonly ttlMs?: number;
+  /**
+   * A running call's lease; renewed every third of it while it runs. A lease that ran out (its
+   * process died) may be taken over: a retry after a killed process waits at most this long. Default 6 s.
+   */
+  readonly leaseMs?: number;
+  /** How long a caller joining a call running in another process waits for its result before answering `timeout` (retryable). Default 120 s. */
+  readonly joinWaitMs?: number;
+}
+
+const errorCodeSchema = z.enum(Object.keys(errorCodes) as [ErrorCode, ...ErrorCode[]]);
+/** One key's entry, as every connectors process reads and writes it (it crosses processes: parsed, never trusted). */
+const entrySchema = z.discriminatedUnion('state', [
+  z.object({ state: z.literal('running'), owner: z.string(), lease_until: z.number() }),
+  z.object({ state: z.literal('done'), owner: z.string(), result: z.record(z.string(), z.unknown()) }),
+  z.object({
+    state: z.literal('failed'),
+    owner: z.string(),
+    error: z.object({ code: errorCodeSchema, message: z.string(), retryable: z.boolean(), details: z.record(z.string(), z.unknown()).default({}) }),
+  }),
+]);
+type Entry = z.infer<typeof entrySchema>;
+
+type Claim =
+  | { readonly kind: 'owner'; readonly revision: number }
+  | { readonly kind: 'done'; readonly result: CallToolResult }
+  | { readonly kind: 'running'; readonly revision: number };
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/**
+ * Keyed tool calls shared across connectors processes through a NATS KV bucket with a TTL:
+ * the connectors already hold a NATS connection (and nothing else: the process needs no
+ * database), and a bucket's TTL expires entries the way the per-process cache did.
+ *
+ * Per (server, tool, idempotency key), one entry:
+ * 1. `create` (succeeds for exactly one process: the key's first writer) -> `running` with a
+ *    lease; the owner runs the tool, renewing the lease while it runs, then writes `done` with
+ *    the result, or `failed` with the error;
+ * 2. a process whose create lost reads the entry: `done` -> the stored result, the tool does not
+ *    run again; `running` -> it watches the key until `done` / `failed` (bounded by joinWaitMs);
+ *    `failed`, or a lease that ran out (the owner died) -> it takes the key over with a
+ *    compare-and-set on the revision (one winner) and runs the call itself. A joiner that was
+ *    waiting when the call failed gets that failure, like a caller of the same process.
+ * NATS KV unreachable: the call runs here without sharing (logged): a tool call is not refused
+ * because the cache is down; then only the per-process cache holds.
+ */
+export class NatsKvCallCache implements SharedCallCache {
+  private kv: Promise<KV> | undefined;
+  private readonly owner = `${process.pid}-${randomUUID().slice(0, 8)}`;
+  private readonly log: Logger;
+  private readonly leaseMs: number;
+  private readonly joinWaitMs: number;
+  private lastWarn = 0;
+
+  constructor(private readonly o: NatsKvCallCacheOptions) {
+    this.log = o.logger.child({ component: 'mcp-shared-calls' });
+    this.leaseMs = o.leaseMs ?? 6_000;
+    this.joinWaitMs = o.joinWaitMs ?? 120_000;
+  }
+
+  /** The bucket (created when missing; an existing one is used as it is). */
+  bucket(): Promise<KV> {
+    this.kv ??= new Kvm(this.o.nats).create(this.o.bucket ?? MCP_CALLS_BUCKET, { ttl: this.o.ttlMs ?? 600_000, history: 1 }).catch((err: unknown) => {
+      this.kv = undefined;
+      throw err;
+    });
+    return this.kv;
+  }
+
+  /** KV keys are subject tokens: a hash of server, tool and key (any characters, any length). */
+  static keyOf(id: SharedCallId): string {
+    return `c.${createHash('sha256').update(`${id.server}\u0000${id.tool}\u0000${id.key}`).digest('hex')}`;
+  }
+
+  async run(id: SharedCallId, execute: () => Promise<CallToolResult>): Promise<CallToolResult> {
+    let kv: KV;
+    try {
+      kv = await this.bucket();
+    } catch (err) {
+      this.warn(err, id, 'shared call cache unreachable; running the call without it');
+      return execute();
+    }
+    const k = NatsKvCallCache.keyOf(id);
+    const deadline = Date.now() + this.joinWaitMs;
+    for (;;) {
+      let claim: Claim;
+      try {
+        claim = await this.claim(kv, k);
+      } catch (err) {
+        this.warn(err, id, 'shared call cache failed; running the call without it');
+        return execute();
+      }
+      if (claim.kind === 'done') return claim.result;
+      if (claim.kind === 'owner') return this.own(kv, k, claim.revision, execute);
+      const outcome = await this.join(kv, k, deadline);
+      if (outcome.kind === 'done') return outcome.result;
+      if (outcome.kind === 'failed') throw outcome.error;
+      if (outcome.kind === 'timeout') {
+        throw new AppError('timeout', `the call with this idempotency key still runs in another connectors process after ${this.joinWaitMs} ms`, { server: id.server, tool: id.tool }, true);
+      }
+      // 'free': the owner's lease ran out: try to take the key over.
+    }
+  }
+
+  /** At most one such line every 10 s: with NATS KV away every keyed call would say it. */
+  private warn(err: unknown, id: SharedCallId, msg: string): void {
+    if (Date.now() - this.lastWarn < 10_000) return;
+    this.lastWarn = Date.now();
+    this.log.warn({ err: (err as Error)?.message, server: id.server, tool: id.tool }, msg);
+  }
+
+  private encode(e: Entry): string {
+    return JSON.stringify(e);
+  }
+
+  private decode(entry: KvEntry | null): Entry | undefined {
+    if (!entry || entry.operation !== 'PUT') return undefined;
+    try {
+      const parsed = entrySchema.safeParse(entry.json());
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Create the key (we run), or read what it holds; take over a failed call or an expired lease by compare-and-set. */
+  private async claim(kv: KV, k: string): Promise<Claim> {
+    for (let attempt = 0; ; attempt++) {
+      const running = (): string => this.encode({ state: 'running', owner: this.owner, lease_until: Date.now() + this.leaseMs });
+      try {
+        return { kind: 'owner', revision: await kv.create(k, running()) };
+      } catch (err) {
+        if (attempt >= 5) throw err;
+      }
+      const entry = await kv.get(k);
+      const e = this.decode(entry);
+      if (!entry || !e) continue; // deleted or unreadable between create and get: create again
+      if (e.state === 'done') return { kind: 'done', result: e.result as CallToolResult };
+      if (e.state === 'failed' || e.lease_until < Date.now()) {
+        try {
+          return { kind: 'owner', revision: await kv.update(k, running(), entry.revision) };
+        } catch {
+          continue; // another process took it first: read again
+        }
+      }
+      return { kind: 'running', revision: entry.revision };
+    }
+  }
+
+  /** Run the call as the key's owner: renew the lease while it runs, then store the outcome for the other processes. */
+  private async own(kv: KV, k: string, revision: number, execute: () => Promise<CallToolResult>): Promise<CallToolResult> {
+    let rev = revision;
+    const renew = setInterval(() => {
+      kv.update(k, this.encode({ state: 'running', owner: this.owner, lease_until: Date.now() + this.leaseMs }), rev).then(
+        (r) => {
+          rev = r;
+        },
+        (err: unknown) => this.log.warn({ err: (err as Error).message }, 'renewing the lease of a shared call failed'),
+      );
+    }, Math.max(100, Math.floor(this.leaseMs / 3)));
+    renew.unref();
+    let outcome: Entry;
+    try {
+      const result = await execute();
+      outcome = { state: 'done', owner: this.owner, result: result as Record<string, unknown> };
+      clearInterval(renew);
+      await this.store(kv, k, outcome);
+      return result;
+    } catch (err) {
+      clearInterval(renew);
+      const e = isAppError(err) ? err : new AppError('internal', (err as Error)?.message ?? String(err));
+      outcome = { state: 'failed', owner: this.owner, error: { code: e.code, message: e.message, retryable: e.retryable, details: e.details } };
+      await this.store(kv, k, outcome);
+      throw err;
+    }
+  }
+
+  private async store(kv: KV, k: string, e: Entry): Promise<void> {
+    try {
+      await kv.put(k, this.encode(e));
+    } catch (err) {
+      // Too large for a NATS message, or NATS away: the others must not wait for it; they may run it again.
+      this.log.warn({ err: (err as Error).message, state: e.state }, 'storing a shared call outcome failed; releasing the key');
+      await kv.delete(k).catch(() => undefined);
+    }
+  }
+
+  /** Wait for the owner's outcome, watching the key; every lease period read it again in case the owner died. */
+  private async join(
+    kv: KV,
+    k: string,
+    deadline: number,
+  ): Promise<{ kind: 'done'; result: CallToolResult } | { kind: 'failed'; error: AppError } | { kind: 'free' } | { kind: 'timeout' }> {
+    const watch = await kv.watch({ key: k });
+    const it = watch[Symbol.asyncIterator]();
+    let pending: Promise<IteratorResult<KvEntry>> | undefined;
+    try {
+      for (;;) {
+        const left = deadline - Date.now();
+        if (left <= 0) return { kind: 'timeout' };
+        pending ??= it.next();
+        const next = await Promise.race([pending, sleep(Math.min(left, Math.max(100, Math.floor(this.leaseMs / 3)))).then(() => 'tick' as const)]);
+        let entry: KvEntry | null;
+        if (next === 'tick') entry = await kv.get(k);
+        else {
+          pending = undefined;
+          if (next.done) return { kind: 'free' };
+          entry = next.value;
+        }
+        const e = this.decode(entry);
+        if (!e) return { kind: 'free' };
+        if (e.state === 'done') return { kind: 'done', result: e.result as CallToolResult };
+        if (e.state === 'failed') return { kind: 'failed', error: new AppError(e.error.code, e.error.message, e.error.details, e.error.retryable) };
+        if (e.lease_until < Date.now()) return { kind: 'free' };
+      }
+    } finally {
+      watch.stop();
+    }
+  }
+}

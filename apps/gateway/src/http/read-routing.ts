@@ -1,0 +1,97 @@
+import type { Pool } from 'pg';
+import { z } from 'zod';
+import { AppError, type Logger } from '@switchyard/platform';
+
+/** The request header naming the event-store position a query must see (a command's answer carries it as `position`). */
+export const MIN_POSITION_HEADER = 'x-switchyard-min-position';
+/** The answer header saying which database answered a query: `replica` or `primary`. */
+export const READ_SOURCE_HEADER = 'x-switchyard-read-source';
+
+/** A read model's checkpoint row (`<schema>.checkpoints`, by projection name): how far it applied the event log. */
+export interface CheckpointRef {
+  readonly schema: string;
+  readonly name: string;
+}
+
+export interface ReadRoutingOptions {
+  /** How long a query given a position waits for the replica to have replayed it before it reads the primary. Default READ_REPLICA_WAIT_MS, else 2 000 ms. */
+  readonly waitMs?: number;
+  /** How often the replica's checkpoint is read while waiting. Default 25 ms. */
+  readonly pollMs?: number;
+}
+
+const positionSchema = z.coerce.number().int().min(-1).max(Number.MAX_SAFE_INTEGER);
+const envSchema = z.object({ READ_REPLICA_WAIT_MS: z.coerce.number().int().min(0).max(60_000).default(2_000) });
+
+/** A position from the header or the `min_position` query parameter (the query parameter wins); 400 naming it when malformed. */
+export function minPositionOf(header: string | string[] | undefined, query?: number): number | undefined {
+  if (query !== undefined) return query;
+  if (header === undefined || header === '') return undefined;
+  const parsed = positionSchema.safeParse(Array.isArray(header) ? header[0] : header);
+  if (!parsed.success) {
+    throw new AppError('validation', `${MIN_POSITION_HEADER} must be an event-store position (an integer)`, {
+      errors: [{ path: MIN_POSITION_HEADER, message: 'an integer position', in: 'header' }],
+    });
+  }
+  return parsed.data;
+}
+
+/** The `min_position` query parameter, for a route's query schema. */
+export const minPositionQuery = { min_position: positionSchema.optional() };
+
+/**
+ * Where a query reads: a streaming replica (DATABASE_READ_URL) when there is one and it has
+ * replayed what the caller must see, else the primary.
+ * - No replica: always the primary.
+ * - A query without a position: the replica (it may lag by the replication delay).
+ * - A query with a position (`X-Switchyard-Min-Position`, or `min_position`): the replica once
+ *   the read model's checkpoint there is at that position or later (polled, at most `waitMs`);
+ *   past the wait, or with the replica unreachable, the primary, which has every commit.
+ * The checkpoint and the read model rows move in one transaction on the primary, and the replica
+ * replays that transaction whole, so a checkpoint seen there means the rows are there too.
+ */
+export class ReadRouting {
+  readonly waitMs: number;
+  private readonly pollMs: number;
+
+  constructor(
+    readonly primary: Pool,
+    readonly replica: Pool | undefined,
+    private readonly logger: Logger,
+    o: ReadRoutingOptions = {},
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
+    const parsed = envSchema.safeParse({ READ_REPLICA_WAIT_MS: env.READ_REPLICA_WAIT_MS || undefined });
+    if (!parsed.success) throw new Error(`READ_REPLICA_WAIT_MS: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+    this.waitMs = o.waitMs ?? parsed.data.READ_REPLICA_WAIT_MS;
+    this.pollMs = o.pollMs ?? 25;
+  }
+
+  /** The replica's checkpoint of a read model (undefined: no row, or the replica does not answer). */
+  async replicaCheckpoint(ref: CheckpointRef): Promise<number | undefined> {
+    if (!this.replica) return undefined;
+    const r = await this.replica.query<{ position: string }>(`select position from ${ref.schema}.checkpoints where name = $1`, [ref.name]);
+    return r.rows[0] ? Number(r.rows[0].position) : undefined;
+  }
+
+  /** The pool to read `ref`'s read model from, for a caller that must see `minPosition` (see the class). */
+  async poolFor(ref: CheckpointRef, minPosition?: number, waitMs = this.waitMs): Promise<{ pool: Pool; source: 'replica' | 'primary' }> {
+    if (!this.replica) return { pool: this.primary, source: 'primary' };
+    if (minPosition === undefined) return { pool: this.replica, source: 'replica' };
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        const at = await this.replicaCheckpoint(ref);
+        if (at !== undefined && at >= minPosition) return { pool: this.replica, source: 'replica' };
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'the read replica does not answer; reading the primary');
+        return { pool: this.primary, source: 'primary' };
+      }
+      if (Date.now() >= deadline) {
+        this.logger.debug({ checkpoint: ref.name, minPosition, waitedMs: waitMs }, 'the read replica has not replayed the position in time; reading the primary');
+        return { pool: this.primary, source: 'primary' };
+      }
+      await new Promise((r) => setTimeout(r, this.pollMs));
+    }
+  }
+}

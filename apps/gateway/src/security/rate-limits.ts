@@ -1,0 +1,141 @@
+import type { Pool } from 'pg';
+import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, RLWrapperTimeouts, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { createPgPool, type Logger } from '@switchyard/platform';
+import type { Limit, ResolvedSecurityOptions } from './options.js';
+
+/** The limiter's table: one row per bucket (`ip:<addr>`, `key:<id>`, `authfail:<addr>|<id>`), as RateLimiterPostgres reads and writes it. */
+export const RATE_LIMIT_TABLE = { schema: 'gateway', table: 'rate_limits' } as const;
+
+/**
+ * Made by the owner's migration phase (the gateway's own role may not run DDL), or by the
+ * gateway at start on a pool that may. `expire` is epoch ms; the index serves the limiter's
+ * periodic `DELETE ... WHERE expire < $1`.
+ */
+export const RATE_LIMIT_SCHEMA_SQL = `
+create schema if not exists gateway;
+create table if not exists gateway.rate_limits (
+  key     varchar(255) primary key,
+  points  integer not null default 0,
+  expire  bigint
+);
+create index if not exists rate_limits_expire on gateway.rate_limits (expire);
+`;
+
+/** What one limiter said about one request. */
+export interface LimitOutcome {
+  readonly allowed: boolean;
+  /** The limit's points per window. */
+  readonly limit: number;
+  readonly remaining: number;
+  /** ms until the window resets (the next request is allowed, when refused). */
+  readonly msBeforeNext: number;
+}
+
+type Limiter = RateLimiterAbstract | RLWrapperTimeouts;
+
+/**
+ * The gateway's three rate limits (per address, per API key, bad keys per address and key id).
+ *
+ * `store: 'postgres'` (the default): the counters live in `gateway.rate_limits`, shared by
+ * every gateway process on the database, so N gateways allow N in total, not N times N. Each
+ * consume is one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING` (atomic across processes),
+ * on a small pool of its own: its statements run with `synchronous_commit=off` (a counter lost in
+ * a PostgreSQL crash costs nothing), and a stuck table cannot take the connections the
+ * requests need. When the store does not answer within `storeTimeoutMs` (down, locked, pool
+ * exhausted) the in-memory limiter with the same limits answers instead (rate-limiter-flexible's
+ * `insuranceLimiter`): the gateway keeps limiting, per process, until the store is back.
+ *
+ * `store: 'memory'`: per-process counters only (one gateway, or limits meant per instance).
+ */
+export class RateLimits {
+  private constructor(
+    private readonly perIp: Limiter,
+    private readonly perKey: Limiter,
+    private readonly authFailures: Limiter,
+    private readonly limits: ResolvedSecurityOptions['rateLimit'],
+    private readonly pool: Pool | undefined,
+  ) {}
+
+  /**
+   * Build the limiters. With the postgres store, `base` is the gateway's pool: the limiter's
+   * own pool logs in the same way (its connection options), with at most 4 connections.
+   */
+  static create(o: ResolvedSecurityOptions['rateLimit'], base: Pool | undefined, logger: Logger): RateLimits {
+    const memory = (l: Limit, keyPrefix: string) => new RateLimiterMemory({ points: l.points, duration: l.durationSec, keyPrefix });
+    if (o.store === 'memory' || !base) {
+      return new RateLimits(memory(o.perIp, 'ip'), memory(o.perKey, 'key'), memory(o.authFailuresPerIp, 'authfail'), o, undefined);
+    }
+    const t = o.storeTimeoutMs;
+    const { options: baseOptions } = base;
+    const startup = [baseOptions.options, `-c statement_timeout=${t}`, `-c lock_timeout=${t}`, '-c synchronous_commit=off'].filter(Boolean).join(' ');
+    const pool = createPgPool(
+      { ...baseOptions, max: 4, connectionTimeoutMillis: t, idleTimeoutMillis: 30_000, options: startup, application_name: 'switchyard-gateway-ratelimit' },
+      { name: 'gateway-ratelimit', logger },
+    );
+    let lastWarn = 0;
+    // Through this client so a failing store is logged (at most every 10 s), then the insurance answers.
+    const storeClient = {
+      query: (q: { text: string; values?: unknown[]; name?: string }) =>
+        pool.query(q).catch((err: unknown) => {
+          if (Date.now() - lastWarn > 10_000) {
+            lastWarn = Date.now();
+            logger.warn({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'rate limit store failed; the in-memory limits answer until it is back');
+          }
+          throw err;
+        }),
+    };
+    const shared = (l: Limit, keyPrefix: string) =>
+      new RLWrapperTimeouts({
+        limiter: new RateLimiterPostgres({
+          storeClient,
+          storeType: 'pool',
+          schemaName: RATE_LIMIT_TABLE.schema,
+          tableName: RATE_LIMIT_TABLE.table,
+          tableCreated: true, // made by the migrations (the gateway's role may not run DDL)
+          keyPrefix,
+          points: l.points,
+          duration: l.durationSec,
+        }),
+        // One insurance, on the wrapper: it answers for a store error and for a timeout alike, and a
+        // request is counted in it once (an insurance on the inner limiter too would count a request
+        // twice when its late error follows the timeout). The timeout covers a network that swallows
+        // packets, where the statement timeout never reaches us.
+        insuranceLimiter: memory(l, keyPrefix),
+        timeoutMs: t + 100,
+      });
+    return new RateLimits(shared(o.perIp, 'ip'), shared(o.perKey, 'key'), shared(o.authFailuresPerIp, 'authfail'), o, pool);
+  }
+
+  get store(): 'postgres' | 'memory' {
+    return this.pool ? 'postgres' : 'memory';
+  }
+
+  private static async take(limiter: Limiter, limit: Limit, key: string): Promise<LimitOutcome> {
+    try {
+      const res = await limiter.consume(key);
+      return { allowed: true, limit: limit.points, remaining: res.remainingPoints, msBeforeNext: res.msBeforeNext };
+    } catch (e) {
+      if (e instanceof RateLimiterRes) return { allowed: false, limit: limit.points, remaining: 0, msBeforeNext: e.msBeforeNext };
+      throw e;
+    }
+  }
+
+  ip(ip: string) {
+    return RateLimits.take(this.perIp, this.limits.perIp, ip);
+  }
+  key(id: string) {
+    return RateLimits.take(this.perKey, this.limits.perKey, id);
+  }
+  /**
+   * Count a bad key against its bucket (address and key id, see failureBucket). Only
+   * further bad keys of that bucket are refused: valid keys from the same address and the
+   * health probes are never blocked by someone else's guessing.
+   */
+  failedAuth(bucket: string) {
+    return RateLimits.take(this.authFailures, this.limits.authFailuresPerIp, bucket);
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.end().catch(() => undefined);
+  }
+}
