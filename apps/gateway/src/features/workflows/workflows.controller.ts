@@ -2,6 +2,7 @@ import { Controller, Get, HttpCode, Inject, Post, Req, Res } from '@nestjs/commo
 import { CommandBus } from '@nestjs/cqrs';
 import type { Response } from 'express';
 import type { z } from 'zod';
+import { stepUsesLabel } from '@switchyard/domain';
 import { CorrelationId, type GatewayRequest } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
@@ -34,13 +35,14 @@ import {
 } from './schemas.js';
 import { WorkflowsService } from './workflows.service.js';
 
-const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses: string; needs: string[] }[] }) => ({
+const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses?: string; wait?: { signal: string }; needs: string[] }[] }) => ({
   id: d.id,
   version: d.version,
   name: d.name,
   description: d.description,
   input: d.input,
-  steps: d.steps.map((s) => ({ id: s.id, uses: s.uses, needs: s.needs })),
+  // A wait step is listed as `wait:<signal>`.
+  steps: d.steps.map((s) => ({ id: s.id, uses: stepUsesLabel(s), needs: s.needs })),
 });
 
 @Controller('api/v1/workflows')
