@@ -1,6 +1,13 @@
 import { Module } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
-import { CancelWorkflowExecutionHandler, StartWorkflowExecutionHandler } from './commands.js';
+import {
+  CancelExecutionBatchHandler,
+  CancelWorkflowExecutionHandler,
+  SignalWorkflowExecutionHandler,
+  StartExecutionBatchHandler,
+  StartWorkflowExecutionHandler,
+} from './commands.js';
+import { BatchesController } from './batches.controller.js';
 import { AdHocWorkflowController, WorkflowsController } from './workflows.controller.js';
 import { WorkflowsService } from './workflows.service.js';
 
@@ -11,8 +18,15 @@ import { WorkflowsService } from './workflows.service.js';
  */
 @Module({
   imports: [CqrsModule.forRoot()],
-  controllers: [WorkflowsController, AdHocWorkflowController],
-  providers: [WorkflowsService, StartWorkflowExecutionHandler, CancelWorkflowExecutionHandler],
+  controllers: [WorkflowsController, AdHocWorkflowController, BatchesController],
+  providers: [
+    WorkflowsService,
+    StartWorkflowExecutionHandler,
+    CancelWorkflowExecutionHandler,
+    SignalWorkflowExecutionHandler,
+    StartExecutionBatchHandler,
+    CancelExecutionBatchHandler,
+  ],
   exports: [WorkflowsService],
 })
 export class WorkflowsFeatureModule {}
