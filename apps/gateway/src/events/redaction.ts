@@ -22,6 +22,7 @@ export const PAYLOAD_FIELDS: Readonly<Record<string, readonly string[]>> = {
   CompensationStarted: ['input'],
   CompensationSucceeded: ['output'],
   WorkflowCompleted: ['outputs'],
+  SignalReceived: ['payload'],
   TaskSubmitted: ['context'],
   TaskCompleted: ['result'],
 };

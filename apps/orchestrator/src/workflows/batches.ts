@@ -253,14 +253,15 @@ export class BatchWorker {
       locked = r.rows[0]?.ok === true;
       if (!locked) return;
       this.counts.batches++;
-      await this.work(batchId);
+      // The lock lives as long as this session: a dead connection must stop the work at the next item.
+      await this.work(batchId, () => client.query('select 1').then(() => undefined));
     } finally {
       if (locked) await client.query(`select pg_advisory_unlock(hashtextextended($1, 0))`, [lockKey]).catch(() => undefined);
       client.release();
     }
   }
 
-  private async work(batchId: string): Promise<void> {
+  private async work(batchId: string, stillLeased: () => Promise<void>): Promise<void> {
     let { state, revision } = await loadBatch(this.o.store, batchId);
     if (state.status !== 'running') {
       this.running.delete(batchId);
@@ -276,6 +277,7 @@ export class BatchWorker {
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       next = Math.max(next + gapMs, Date.now());
       if (this.stopped) break;
+      await stillLeased();
       // A cancel may have come in since: never work an item after it.
       const newer = await this.o.store.readStream(workflowBatchStream(batchId), { fromRevision: revision + 1 });
       for (const e of newer) {
