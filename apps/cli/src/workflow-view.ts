@@ -67,6 +67,13 @@ export class ExecutionView {
         s.startedAt ??= at;
         return e.type === 'StepScheduled' && (d.attempt ?? 1) === 1 && whole ? [s.id] : [];
       }
+      case 'WaitStarted': {
+        // A wait step runs while it waits for its signal (it ends as StepSucceeded / StepFailed).
+        const s = this.step(d.stepId);
+        s.state = 'running';
+        s.startedAt ??= Date.parse(d.startedAt ?? e.recordedAt);
+        return [s.id];
+      }
       case 'StepRetryScheduled': {
         const s = this.step(d.stepId);
         s.retries += 1;
