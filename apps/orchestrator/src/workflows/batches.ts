@@ -167,6 +167,8 @@ export interface BatchWorkerOptions {
   readonly itemsPerSec?: number;
   /** How often batches not worked here are tried again (lock taken elsewhere; default 1000 ms). */
   readonly pollMs?: number;
+  /** Recorded on each item this worker does (the engine's member id). */
+  readonly workerId?: string;
 }
 
 /** Works running batches, one at a time per process, each under its advisory lock. */
@@ -180,10 +182,12 @@ export class BatchWorker {
   private working: Promise<void> | undefined;
   private stopped = false;
   private counts = { items: 0, batches: 0 };
+  private readonly worker: { worker?: string };
 
   constructor(private readonly o: BatchWorkerOptions) {
     this.log = o.logger.child({ component: 'batch-worker' });
     this.itemsPerSec = o.itemsPerSec ?? batchConfigFromEnv().WORKFLOW_BATCH_ITEMS_PER_SEC;
+    this.worker = o.workerId !== undefined ? { worker: o.workerId } : {};
   }
 
   start(): void {
@@ -290,12 +294,12 @@ export class BatchWorker {
       const meta = { timestamp: '', actor: ACTOR, correlationId };
       try {
         const outcome = await runExecutionAction(this.o.store, id, s.action, { batchId, correlationId, actor: s.actor ?? ACTOR });
-        command = { type: 'RecordBatchItemDone', data: { executionId: id, outcome }, metadata: { ...meta, timestamp: new Date().toISOString() } };
+        command = { type: 'RecordBatchItemDone', data: { executionId: id, outcome, ...this.worker }, metadata: { ...meta, timestamp: new Date().toISOString() } };
       } catch (err) {
         if (!(err instanceof ExecutionActionError)) throw err; // infrastructure: the item is worked again later
         command = {
           type: 'RecordBatchItemFailed',
-          data: { executionId: id, error: { code: err.code, message: err.message } },
+          data: { executionId: id, error: { code: err.code, message: err.message }, ...this.worker },
           metadata: { ...meta, timestamp: new Date().toISOString() },
         };
       }

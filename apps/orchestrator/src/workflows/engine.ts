@@ -209,7 +209,14 @@ export class WorkflowEngine {
       onRelease: (p) => this.onRelease(p),
     });
     this.batchWorker =
-      o.batches === false ? undefined : new BatchWorker({ store: o.store, pool: o.pool, logger: o.logger, itemsPerSec: o.batches?.itemsPerSec, pollMs: o.batches?.pollMs });
+      o.batches === false ? undefined : new BatchWorker({
+            store: o.store,
+            pool: o.pool,
+            logger: o.logger,
+            itemsPerSec: o.batches?.itemsPerSec,
+            pollMs: o.batches?.pollMs,
+            workerId: this.memberId,
+          });
     this.projections =
       o.readModel === false
         ? undefined

@@ -306,6 +306,26 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     assert.equal(once.body.batch_id, twice.body.batch_id);
   });
 
+  it('two engines (each its own database sessions and batch worker): one batch is worked by one of them only (its lock), each item once', async () => {
+    const second = new WorkflowEngine({ ...engineOptions(), memberId: `engine-second-${tag}` });
+    await second.start();
+    try {
+      const ids = await startWaiting(40);
+      const r = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' });
+      assert.equal(r.body.matched, 40);
+      const b = await batchEnded(r.body.batch_id);
+      assert.deepEqual([b.state, b.done], ['completed', 40]);
+      const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter((e) => e.type === 'BatchItemDone');
+      assert.equal(items.length, 40);
+      assert.equal(new Set(items.map((e) => (e.data as { worker: string }).worker)).size, 1, 'one worker did every item');
+      const counts = await cancelCounts(ids);
+      assert.equal(counts.length, 80);
+      assert.ok(counts.every((c) => c.n === 1));
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('bulk retry and fork: the items fail not_available in this build (the retry/fork commands are not part of it)', async () => {
     const r = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'approval_fail', status: 'failed' }, action: 'retry' });
     assert.equal(r.status, 202);
@@ -337,6 +357,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter((e) => e.type === 'BatchItemDone');
     assert.equal(new Set(items.map((e) => (e.data as { executionId: string }).executionId)).size, 200);
     assert.equal(items.length, 200);
+    assert.equal(new Set(items.map((e) => (e.data as { worker: string }).worker)).size, 2, 'the worker before the restart, then the one after');
   });
 
   it('batch cancel: a canceled batch works no item after it; a second cancel is a no-op, and canceling a completed one is 409', async () => {

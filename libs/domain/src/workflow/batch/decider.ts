@@ -32,10 +32,11 @@ export function decideBatch(command: BatchCommand, state: BatchState): BatchEven
     case 'RecordBatchItemFailed': {
       if (state.status === 'not_started') throw new DomainError('not_found', 'batch not found');
       if (state.status !== 'running' || state.itemStatus[command.data.executionId] !== 'pending') return [];
+      const worker = command.data.worker !== undefined ? { worker: command.data.worker } : {};
       const item: BatchEvent =
         command.type === 'RecordBatchItemDone'
-          ? { type: 'BatchItemDone', data: { executionId: command.data.executionId, outcome: command.data.outcome, at: now }, metadata: meta }
-          : { type: 'BatchItemFailed', data: { executionId: command.data.executionId, error: command.data.error, at: now }, metadata: meta };
+          ? { type: 'BatchItemDone', data: { executionId: command.data.executionId, outcome: command.data.outcome, at: now, ...worker }, metadata: meta }
+          : { type: 'BatchItemFailed', data: { executionId: command.data.executionId, error: command.data.error, at: now, ...worker }, metadata: meta };
       const after = evolveBatch(state, item);
       if (after.status === 'running' && after.done + after.failed === after.items.length) {
         return [item, { type: 'BatchCompleted', data: { done: after.done, failed: after.failed, completedAt: now }, metadata: meta }];

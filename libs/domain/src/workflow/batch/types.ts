@@ -37,8 +37,9 @@ export type StartBatch = Command<
     readonly items: readonly string[];
   }
 >;
-export type RecordBatchItemDone = Command<'RecordBatchItemDone', { readonly executionId: string; readonly outcome: string }>;
-export type RecordBatchItemFailed = Command<'RecordBatchItemFailed', { readonly executionId: string; readonly error: BatchItemError }>;
+/** `worker`: which worker process did the item (audit: one batch is worked by one process at a time). */
+export type RecordBatchItemDone = Command<'RecordBatchItemDone', { readonly executionId: string; readonly outcome: string; readonly worker?: string }>;
+export type RecordBatchItemFailed = Command<'RecordBatchItemFailed', { readonly executionId: string; readonly error: BatchItemError; readonly worker?: string }>;
 export type CancelBatch = Command<'CancelBatch', { readonly reason: string }>;
 
 export type BatchCommand = StartBatch | RecordBatchItemDone | RecordBatchItemFailed | CancelBatch;
@@ -56,8 +57,8 @@ export type BatchStarted = Event<
     readonly actor: string | null;
   }
 >;
-export type BatchItemDone = Event<'BatchItemDone', { readonly executionId: string; readonly outcome: string; readonly at: string }>;
-export type BatchItemFailed = Event<'BatchItemFailed', { readonly executionId: string; readonly error: BatchItemError; readonly at: string }>;
+export type BatchItemDone = Event<'BatchItemDone', { readonly executionId: string; readonly outcome: string; readonly at: string; readonly worker?: string }>;
+export type BatchItemFailed = Event<'BatchItemFailed', { readonly executionId: string; readonly error: BatchItemError; readonly at: string; readonly worker?: string }>;
 export type BatchCompleted = Event<'BatchCompleted', { readonly done: number; readonly failed: number; readonly completedAt: string }>;
 export type BatchCancelled = Event<
   'BatchCancelled',
