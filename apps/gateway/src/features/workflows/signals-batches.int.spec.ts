@@ -333,8 +333,10 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const b = await batchEnded(r.body.batch_id);
     assert.equal(b.failed, b.matched);
     assert.ok(b.failures.every((f: { code: string }) => f.code === 'not_available'));
-    const fork = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'approval_fail', status: 'failed' }, action: { fork: { definition_version: 1, from_step: 'approval' } } });
+    // error_contains matches the error case-insensitively: the same failed executions (all timed out waiting).
+    const fork = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { error_contains: 'WAIT_TIMEOUT' }, action: { fork: { definition_version: 1, from_step: 'approval' } } });
     assert.equal(fork.status, 202);
+    assert.equal(fork.body.matched, r.body.matched);
     assert.equal((await batchEnded(fork.body.batch_id)).failures[0].code, 'not_available');
   });
 
