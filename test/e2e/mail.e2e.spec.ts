@@ -43,6 +43,15 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     return r.body as { execution_id: string; output: Record<string, any> };
   };
 
+  /** Poll an execution until it ends; it must complete. */
+  const settled = async (id: string) =>
+    until(`execution ${id} ended`, async () => {
+      const r = await http('GET', `/api/v1/workflows/executions/${id}`);
+      if (r.status !== 200 || r.body.status === 'running' || r.body.status === 'canceling') return undefined;
+      assert.equal(r.body.status, 'completed', JSON.stringify(r.body.error ?? r.body));
+      return r.body as { execution_id: string; output: Record<string, any> };
+    }, 60_000, 200);
+
   before(async () => {
     mkdirSync(path.join(root, '.tmp'), { recursive: true });
     dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-mail-'));
@@ -156,13 +165,20 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     assert.equal(cust.status, 200, JSON.stringify(cust.body));
     const email = cust.body.result.rows[0].email as string;
     const before = (await inbox('support@localhost')).length;
-    const angry = await run('customer_support', {
-      customer_email: email,
-      query: 'This is UNACCEPTABLE!! Production is down, all of our users cannot log in and we are losing money. Fix it immediately or we talk to our lawyer.',
-      channel: 'chat',
-    });
+    const angryQuery = 'This is UNACCEPTABLE!! Production is down, all of our users cannot log in and we are losing money. Fix it immediately or we talk to our lawyer.';
+    const started = await http('POST', '/api/v1/workflows/start/customer_support', { customer_email: email, query: angryQuery, channel: 'chat' });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    // An escalated reply waits for a person's approval: the approve_reply signal (kept for the wait step if it comes first).
+    const approved = await http('POST', `/api/v1/workflows/executions/${started.body.execution_id}/signals/approve_reply`, { approved: true, note: 'ok to send' });
+    assert.equal(approved.status, 202, JSON.stringify(approved.body));
+    assert.ok(['consumed', 'buffered'].includes(approved.body.disposition), JSON.stringify(approved.body));
+    const angry = await settled(started.body.execution_id);
     assert.equal(angry.output.escalation, 'sent');
     assert.equal(angry.output.escalated_via, 'email');
+    assert.deepEqual([angry.output.approval, angry.output.approval_note, angry.output.reply_sent], ['approved', 'ok to send', true]);
+    const replies = (await inbox(email)).filter((x) => x.subject === 'Re: your chat query');
+    assert.equal(replies.length, 1, 'the approved reply went to the customer once');
+    assert.equal(replies[0]!.text!.trim(), angry.output.response.trim());
     const mails = await inbox('support@localhost');
     assert.equal(mails.length, before + 1);
     const m = mails[0]!;
@@ -174,6 +190,14 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     const calm = await run('customer_support', { customer_email: email, query: 'Hello, how do I add two more seats? Thanks.', support_email: 'desk@corp.example' });
     assert.equal(calm.output.escalation, 'not_needed');
     assert.equal(calm.output.escalated_via, 'none');
+    assert.equal(calm.output.approval, 'not_needed');
     assert.deepEqual(await inbox('desk@corp.example'), []);
+
+    // Nobody approves within approval_timeout_ms: no reply goes out and the desk is mailed again.
+    const unanswered = await run('customer_support', { customer_email: email, query: angryQuery, channel: 'chat', support_email: 'desk2@corp.example', approval_timeout_ms: 500 });
+    assert.deepEqual([unanswered.output.escalation, unanswered.output.approval, unanswered.output.reply_sent], ['sent', 'timed_out', false]);
+    const desk = await inbox('desk2@corp.example');
+    assert.deepEqual(desk.map((x) => x.subject).sort(), [`[${unanswered.output.priority}] Support escalation: ${email}`, `[unanswered] Support escalation waits for approval: ${email}`].sort());
+    assert.equal((await inbox(email)).filter((x) => x.subject === 'Re: your chat query').length, 1, 'no reply without an approval');
   });
 });

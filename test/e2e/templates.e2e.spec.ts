@@ -352,11 +352,17 @@ describe('built-in workflow templates, end to end', () => {
     const { id, email, name } = cust.rows[0]!;
     const escalationsBefore = sink.received.filter((x) => x.path === '/escalation').length;
 
-    const angry = await run('customer_support', {
+    const started = await http('POST', '/api/v1/workflows/start/customer_support', {
       customer_email: email,
       query: 'This is UNACCEPTABLE!! Production is down, all of our users cannot log in and we are losing money. Fix it immediately or we talk to our lawyer.',
       channel: 'chat',
     });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    // An escalated reply waits for a person: here they decline it (nothing is sent to the customer).
+    const declined = await http('POST', `/api/v1/workflows/executions/${started.body.execution_id}/signals/approve_reply`, { approved: false });
+    assert.equal(declined.status, 202, JSON.stringify(declined.body));
+    const angry = { execution_id: started.body.execution_id as string, output: ((await detail(started.body.execution_id)) as unknown as { output: Record<string, any> }).output };
+    assert.equal(angry.output.approval, 'rejected');
     assert.equal(angry.output.customer_id, id);
     assert.equal(angry.output.escalation, 'sent');
     assert.ok(angry.output.escalate_reasons.length > 0);

@@ -109,4 +109,13 @@ describe('ExecutionView', () => {
     assert.equal(v.status, 'completed');
     assert.equal(v.steps.get('a')!.state, 'succeeded');
   });
+
+  it('a wait step shows running while it waits, then succeeded when its signal comes', () => {
+    const v = new ExecutionView('w');
+    v.apply(ev('WorkflowStarted', { definition: { id: 'd', steps: [{ id: 'approval' }] } }));
+    assert.deepEqual(v.apply(ev('WaitStarted', { stepId: 'approval', signal: 'approve', startedAt: '2026-01-01T00:00:00.000Z', timeoutAt: '2026-01-01T01:00:00.000Z' })), ['approval']);
+    assert.equal(v.steps.get('approval')!.state, 'running');
+    v.apply(ev('StepSucceeded', { stepId: 'approval', attempt: 0, output: { approved: true }, at: '2026-01-01T00:00:02.000Z' }));
+    assert.equal(stepLine(v.steps.get('approval')!, 0, undefined, 8), '✔ approval  succeeded     2.0s');
+  });
 });

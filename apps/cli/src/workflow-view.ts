@@ -69,6 +69,13 @@ export class ExecutionView {
         // A line for a step's first attempt, and for the first attempt of a run an ExecutionRetried started.
         return e.type === 'StepScheduled' && ((d.attempt ?? 1) === 1 || wasPending) && whole ? [s.id] : [];
       }
+      case 'WaitStarted': {
+        // A wait step runs while it waits for its signal (it ends as StepSucceeded / StepFailed).
+        const s = this.step(d.stepId);
+        s.state = 'running';
+        s.startedAt ??= Date.parse(d.startedAt ?? e.recordedAt);
+        return [s.id];
+      }
       case 'StepRetryScheduled': {
         const s = this.step(d.stepId);
         s.retries += 1;

@@ -3,4 +3,5 @@ export * from './decider.js';
 export * from './workflow/definition/index.js';
 export * from './workflow/execution/index.js';
 export * from './workflow/templates/index.js';
+export * from './workflow/batch/index.js';
 export * from './task/index.js';

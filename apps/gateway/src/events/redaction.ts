@@ -23,6 +23,7 @@ export const PAYLOAD_FIELDS: Readonly<Record<string, readonly string[]>> = {
   CompensationSucceeded: ['output'],
   WorkflowCompleted: ['outputs'],
   StepOutputCopied: ['output'],
+  SignalReceived: ['payload'],
   TaskSubmitted: ['context'],
   TaskCompleted: ['result'],
 };

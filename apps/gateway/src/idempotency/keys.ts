@@ -81,6 +81,11 @@ export function executionIdForKey(key: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
+/** A stable id for what a keyed command creates (a signal, a batch): a repeat names the same one. */
+export function commandIdForKey(kind: string, key: string): string {
+  return `${kind}-${createHash('sha256').update(`${kind}:${backendKey(key)}`).digest('hex').slice(0, 32)}`;
+}
+
 /** Handler parameter: the request's valid Idempotency-Key, or undefined (the interceptor refused a bad one already). */
 export const IdempotencyKey = createParamDecorator((_data: unknown, ctx: ExecutionContext): string | undefined => {
   const parsed = parseIdempotencyKey(ctx.switchToHttp().getRequest<Request>().headers);

@@ -94,3 +94,48 @@ export function executionResult(executionId: string, s: WorkflowExecutionState):
 }
 
 
+
+/** What became of a signal (the answer of POST .../signals/{name}). */
+export interface SignalResult {
+  readonly execution_id: string;
+  readonly signal_id: string;
+  readonly name: string;
+  /** consumed: a waiting step took it; buffered: kept for a wait step not reached yet; ignored: recorded, changes nothing. */
+  readonly disposition: 'consumed' | 'buffered' | 'ignored';
+  readonly step_id: string | null;
+  readonly reason: string | null;
+  /** The execution's status after the signal. */
+  readonly status: WorkflowExecutionState['status'];
+  /** False when this signal id was recorded before (a repeat): nothing new was recorded. */
+  readonly recorded: boolean;
+}
+
+/**
+ * SendSignal: 404 unknown execution or a signal no wait step takes, 409 ended execution. Always
+ * recorded otherwise (`SignalReceived`), with what it did. `signalId` makes it idempotent.
+ */
+export async function signalExecution(
+  store: EventStore,
+  executionId: string,
+  req: { name: string; payload: Record<string, unknown>; signalId?: string; correlationId: string; actor?: string },
+): Promise<SignalResult> {
+  const signalId = req.signalId ?? randomUUID();
+  const r = await runWorkflowCommand(store, executionId, {
+    type: 'SendSignal',
+    data: { signalId, name: req.name, payload: req.payload },
+    metadata: { timestamp: new Date().toISOString(), actor: req.actor ?? 'api', correlationId: req.correlationId },
+  });
+  const s = r.state;
+  const rec = s.status === 'not_started' ? undefined : s.signals?.find((x) => x.signalId === signalId);
+  if (!rec) throw new AppError('internal', `signal ${signalId} was not recorded`);
+  return {
+    execution_id: executionId,
+    signal_id: signalId,
+    name: rec.name,
+    disposition: rec.disposition === 'buffered' && rec.consumedBy ? 'consumed' : rec.disposition,
+    step_id: rec.consumedBy ?? null,
+    reason: rec.reason ?? null,
+    status: s.status,
+    recorded: r.events.length > 0,
+  };
+}

@@ -31,6 +31,7 @@ import { PartitionLeases, partitionOf } from './partitions.js';
 import { workflowExecutionsProjection } from './projection.js';
 import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
 import { applyWorkflowLimits } from './limits.js';
+import { BatchWorker } from './batches.js';
 
 
 /** How long a claimed timer is not claimed again, should its engine die before firing it. */
@@ -78,6 +79,8 @@ export interface WorkflowEngineOptions {
   readonly subjects?: ExecutorSubjects;
   /** Override limits from the environment (WORKFLOW_MAX_*; tests). They apply to the whole process. */
   readonly limits?: Partial<WorkflowLimits>;
+  /** The batch worker of bulk operations (default on, WORKFLOW_BATCH_ITEMS_PER_SEC); false: none in this process. */
+  readonly batches?: false | { readonly itemsPerSec?: number; readonly pollMs?: number };
 }
 
 export interface WorkflowEngineStats {
@@ -147,6 +150,7 @@ export class WorkflowEngine {
   private readonly inflight = new Set<string>();
   private readonly work = new Set<Promise<unknown>>();
   private readonly projections: ProjectionRunner | undefined;
+  private readonly batchWorker: BatchWorker | undefined;
   private sub: AllSubscription | undefined;
   private restart = false;
   private lastDelivered = -1;
@@ -204,6 +208,15 @@ export class WorkflowEngine {
       onAcquire: (p) => this.onAcquire(p),
       onRelease: (p) => this.onRelease(p),
     });
+    this.batchWorker =
+      o.batches === false ? undefined : new BatchWorker({
+            store: o.store,
+            pool: o.pool,
+            logger: o.logger,
+            itemsPerSec: o.batches?.itemsPerSec,
+            pollMs: o.batches?.pollMs,
+            workerId: this.memberId,
+          });
     this.projections =
       o.readModel === false
         ? undefined
@@ -227,6 +240,7 @@ export class WorkflowEngine {
     every(this.o.recoveryIntervalMs ?? 15_000, () => {
       for (const p of this.owned) this.track(this.recoverPartition(p));
     });
+    this.batchWorker?.start();
     this.log.info({ partitions: this.partitions }, 'workflow engine started');
   }
 
@@ -235,6 +249,7 @@ export class WorkflowEngine {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    await this.batchWorker?.stop();
     await this.sub?.close();
     this.progressSub?.unsubscribe();
     await this.loop?.catch(() => undefined);

@@ -21,7 +21,23 @@ export {
 } from './projection.js';
 export { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
 export { loadExecution, runWorkflowCommand, isTerminal, type WorkflowCommandResult } from './command.js';
-export { startExecution, cancelExecution, waitForExecution, executionEvents, executionResult, type StartRequest } from './api.js';
+export { startExecution, cancelExecution, signalExecution, waitForExecution, executionEvents, executionResult, type StartRequest, type SignalResult } from './api.js';
+export { runExecutionAction, ExecutionActionError, type ExecutionActionContext } from './actions.js';
+export {
+  BatchWorker,
+  batchConfigFromEnv,
+  batchEnvSchema,
+  batchView,
+  batchViewOf,
+  cancelBatch,
+  loadBatch,
+  matchExecutions,
+  runBatchCommand,
+  startBatch,
+  BATCH_STREAM_PREFIX,
+  type BatchConfig,
+  type BatchWorkerOptions,
+} from './batches.js';
 export { applyWorkflowLimits, workflowLimitsFromEnv, workflowLimitsEnvSchema } from './limits.js';
 export { TriggerStarter, startTriggerStarter, type TriggerStarterOptions, type TriggerPass } from './triggers.js';
 export {

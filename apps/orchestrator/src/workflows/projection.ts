@@ -9,7 +9,7 @@ const pgUtils = {
 import { AppError } from '@switchyard/platform';
 import type { Projection } from '@switchyard/read-models';
 import type { RecordedEvent } from '@switchyard/event-store';
-import { workflowEventTypes, type WorkflowDefinition, type WorkflowEvent } from '@switchyard/domain';
+import { stepUsesLabel, workflowEventTypes, type WorkflowDefinition, type WorkflowEvent } from '@switchyard/domain';
 
 /** Schema of the workflow read model tables. */
 export const READ_SCHEMA = 'read_models';
@@ -81,12 +81,19 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent): Promise<void> {
           e.data.startedAt,
           def.steps.map((s) => s.id),
           def.steps.map((_, i) => i),
-          def.steps.map((s) => s.uses),
-          def.steps.map((s) => (comp.has(s.id) ? 'compensation' : s.for_each ? 'for_each' : 'step')),
+          def.steps.map((s) => stepUsesLabel(s)),
+          def.steps.map((s) => (comp.has(s.id) ? 'compensation' : s.for_each ? 'for_each' : s.wait ? 'wait' : 'step')),
         ],
       );
       return;
     }
+    case 'WaitStarted':
+      // A wait step runs while it waits; its end comes as StepSucceeded / StepFailed (attempt 0).
+      await run([`update ${S} set status = 'running', started_at = coalesce(started_at, $5) where execution_id = $1 and step_id = $4`], TOUCH, [
+        e.data.stepId,
+        e.data.startedAt,
+      ]);
+      return;
     case 'StepExpanded':
       await run([`update ${S} set items = $5 where execution_id = $1 and step_id = $4`], TOUCH, [e.data.stepId, e.data.items.length]);
       return;

@@ -2,8 +2,8 @@ import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { EventStore } from '@switchyard/event-store';
 import type { Pool } from 'pg';
-import { cancelExecution, DefinitionStore, forkExecution, retryExecution, startExecution } from '@switchyard/orchestrator';
-import type { WorkflowDefinition, WorkflowDefinitionInput, WorkflowStatus } from '@switchyard/domain';
+import { cancelBatch, cancelExecution, DefinitionStore, forkExecution, retryExecution, signalExecution, startBatch, startExecution, type SignalResult } from '@switchyard/orchestrator';
+import type { BatchAction, BatchFilter, BatchState, WorkflowDefinition, WorkflowDefinitionInput, WorkflowStatus } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
 import { EVENT_STORE, PG_POOL } from '../../tokens.js';
 
@@ -113,5 +113,86 @@ export class RetryWorkflowExecutionHandler implements ICommandHandler<RetryWorkf
   constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
   execute(c: RetryWorkflowExecution) {
     return retryExecution(this.store, c.executionId, { ...(c.reason !== undefined ? { reason: c.reason } : {}), correlationId: c.correlationId, actor: c.actor });
+  }
+}
+
+// ---- signals and bulk operations ----
+
+/** Send a named signal to an execution (its payload becomes a waiting step's output). */
+export class SignalWorkflowExecution extends Command<SignalResult> {
+  constructor(
+    readonly executionId: string,
+    readonly name: string,
+    readonly payload: Record<string, unknown>,
+    readonly correlationId: string,
+    // Derived from the request's Idempotency-Key: a repeated signal is recorded once.
+    readonly signalId?: string,
+    readonly actor: string = currentActor() ?? 'anonymous',
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(SignalWorkflowExecution)
+export class SignalWorkflowExecutionHandler implements ICommandHandler<SignalWorkflowExecution> {
+  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  execute(c: SignalWorkflowExecution) {
+    return signalExecution(this.store, c.executionId, {
+      name: c.name,
+      payload: c.payload,
+      correlationId: c.correlationId,
+      actor: c.actor,
+      ...(c.signalId !== undefined ? { signalId: c.signalId } : {}),
+    });
+  }
+}
+
+/** Start a bulk operation: match the executions now, record them in a new batch; the engine's batch worker works it. */
+export class StartExecutionBatch extends Command<{ batchId: string; state: BatchState; created: boolean }> {
+  constructor(
+    readonly filter: BatchFilter,
+    readonly action: BatchAction,
+    readonly correlationId: string,
+    readonly batchId?: string,
+    readonly actor: string = currentActor() ?? 'anonymous',
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(StartExecutionBatch)
+export class StartExecutionBatchHandler implements ICommandHandler<StartExecutionBatch> {
+  constructor(
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Inject(PG_POOL) private readonly pool: Pool,
+  ) {}
+  execute(c: StartExecutionBatch) {
+    return startBatch(this.store, this.pool, {
+      filter: c.filter,
+      action: c.action,
+      correlationId: c.correlationId,
+      actor: c.actor,
+      ...(c.batchId !== undefined ? { batchId: c.batchId } : {}),
+    });
+  }
+}
+
+/** Stop a batch: items not yet worked are left alone. */
+export class CancelExecutionBatch extends Command<BatchState> {
+  constructor(
+    readonly batchId: string,
+    readonly reason: string,
+    readonly correlationId: string,
+    readonly actor: string = currentActor() ?? 'anonymous',
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(CancelExecutionBatch)
+export class CancelExecutionBatchHandler implements ICommandHandler<CancelExecutionBatch> {
+  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  execute(c: CancelExecutionBatch) {
+    return cancelBatch(this.store, c.batchId, { reason: c.reason, correlationId: c.correlationId, actor: c.actor });
   }
 }

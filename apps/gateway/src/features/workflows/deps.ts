@@ -3,6 +3,7 @@ import { AppError } from '@switchyard/platform';
 import { validateDefinition, type ToolCatalog, type WorkflowDefinition } from '@switchyard/domain';
 export {
   applyWorkflowLimits,
+  batchView,
   buildCatalog,
   DefinitionStore,
   ensureWorkflowSchema,

@@ -137,3 +137,70 @@ export const checkResponse = z.object({
     }),
   ),
 });
+
+// ---- signals ----------------------------------------------------------------------------
+
+/** Largest signal payload, as JSON (it becomes a step output and goes into an event). */
+export const SIGNAL_PAYLOAD_MAX_BYTES = 65_536;
+export const signalParams = z.object({
+  execution_id: id,
+  name: z.string().regex(/^[a-z][a-z0-9_.-]{0,62}$/, 'signal name: lowercase letter, then lowercase letters, digits, _ . or - (max 63)'),
+});
+/** The signal's payload: a JSON object (default `{}`), at most SIGNAL_PAYLOAD_MAX_BYTES as JSON. */
+export const signalBody = z.record(z.string(), z.unknown()).default({});
+export const signalResponse = z.object({
+  execution_id: z.string(),
+  signal_id: z.string(),
+  name: z.string(),
+  disposition: z.enum(['consumed', 'buffered', 'ignored']).describe('consumed: the waiting step took it; buffered: kept for a wait step not reached yet; ignored: recorded, changes nothing (see reason)'),
+  step_id: z.string().nullable(),
+  reason: z.string().nullable(),
+  status: z.string(),
+  recorded: z.boolean().describe('false when this signal (same Idempotency-Key) was recorded before'),
+});
+
+// ---- bulk operations ----------------------------------------------------------------------
+
+export const bulkFilter = z
+  .strictObject({
+    template_id: idOf('definition').optional(),
+    definition_id: idOf('definition').optional(),
+    status: executionStatus.optional(),
+    started_after: instant.optional(),
+    started_before: instant.optional(),
+    error_contains: z.string().min(1).max(200).optional(),
+  })
+  .refine((f) => Object.values(f).some((v) => v !== undefined), { message: 'give at least one filter field (a bulk action over every execution is refused)' });
+export const bulkAction = z.union([
+  z.literal('cancel'),
+  z.literal('retry'),
+  z.strictObject({
+    fork: z.strictObject({
+      definition_version: z.number().int().min(1).max(2_147_483_647),
+      from_step: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'a step id'),
+    }),
+  }),
+]);
+export const bulkBody = z.strictObject({ filter: bulkFilter, action: bulkAction });
+export const batchParams = z.object({ batch_id: id });
+export const batchCancelBody = z.strictObject({ reason: z.string().min(1).max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
+export const batchStartedResponse = z.object({
+  batch_id: z.string(),
+  state: z.enum(['running', 'completed', 'cancelled']),
+  matched: z.number().int(),
+  links: z.object({ self: z.string(), cancel: z.string() }),
+});
+export const batchResponse = z.object({
+  batch_id: z.string(),
+  state: z.enum(['running', 'completed', 'cancelled']),
+  action: z.unknown(),
+  filter: z.record(z.string(), z.unknown()),
+  matched: z.number().int(),
+  done: z.number().int(),
+  failed: z.number().int(),
+  pending: z.number().int(),
+  started_at: z.string(),
+  ended_at: z.string().nullable(),
+  reason: z.string().nullable(),
+  failures: z.array(z.object({ execution_id: z.string(), code: z.string(), message: z.string() })),
+});

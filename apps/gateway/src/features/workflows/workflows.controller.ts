@@ -2,16 +2,18 @@ import { Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nes
 import { CommandBus } from '@nestjs/cqrs';
 import type { Response } from 'express';
 import type { z } from 'zod';
+import { stepUsesLabel } from '@switchyard/domain';
 import { CorrelationId, type GatewayRequest } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
-import { IdempotencyKey } from '../../idempotency/keys.js';
+import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
+import { AppError } from '@switchyard/platform';
 import { assertWriterAllowed, writerServersUsed } from '../mcp/writer-policy.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { eventsForCaller, executionDetailForCaller } from '../../events/redaction.js';
 import { toEventJson } from '../../events/schemas.js';
-import { CancelWorkflowExecution, ForkWorkflowExecution, RetryWorkflowExecution } from './commands.js';
+import { CancelWorkflowExecution, ForkWorkflowExecution, RetryWorkflowExecution, SignalWorkflowExecution } from './commands.js';
 import { checkDefinitionVersion, executionEvents, executionHistoryPage, listExecutions, loadExecution } from './deps.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import {
@@ -29,6 +31,10 @@ import {
   executionParams,
   listQuery,
   startBody,
+  SIGNAL_PAYLOAD_MAX_BYTES,
+  signalBody,
+  signalParams,
+  signalResponse,
   startedResponse,
   templatesResponse,
   templateParams,
@@ -49,13 +55,14 @@ import { MIN_POSITION_HEADER, minPositionOf, READ_SOURCE_HEADER } from '../../ht
 const READ_YOUR_WRITES =
   'With a read replica (DATABASE_READ_URL): give the `position` a start answered with in `X-Switchyard-Min-Position` (or `min_position`) to read from the replica once it has replayed it, else from the primary after a bounded wait; `X-Switchyard-Read-Source` says which answered.';
 
-const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses: string; needs: string[] }[] }) => ({
+const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses?: string; wait?: { signal: string }; needs: string[] }[] }) => ({
   id: d.id,
   version: d.version,
   name: d.name,
   description: d.description,
   input: d.input,
-  steps: d.steps.map((s) => ({ id: s.id, uses: s.uses, needs: s.needs })),
+  // A wait step is listed as `wait:<signal>`.
+  steps: d.steps.map((s) => ({ id: s.id, uses: stepUsesLabel(s), needs: s.needs })),
 });
 
 @Controller('api/v1/workflows')
@@ -247,6 +254,34 @@ export class WorkflowsController {
   async cancel(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodBody(cancelBody) b: z.infer<typeof cancelBody>, @CorrelationId() correlationId: string) {
     const r = await this.commands.execute(new CancelWorkflowExecution(p.execution_id, b.reason, correlationId));
     return { execution_id: p.execution_id, status: r.status };
+  }
+
+  @Post('executions/:execution_id/signals/:name')
+  @HttpCode(202)
+  @ApiRoute({
+    summary: 'Send a named signal to an execution (body = its JSON payload, which becomes the waiting step\'s output)',
+    description:
+      'Always recorded (`SignalReceived`) while the execution runs: consumed by the wait step waiting for it, buffered for a wait step not reached yet, ' +
+      'or ignored (e.g. after that step timed out; `reason` says why). 404: unknown execution or no wait step takes that signal; 409: the execution has ended; ' +
+      `413: payload over ${SIGNAL_PAYLOAD_MAX_BYTES} bytes. An Idempotency-Key makes a repeat record nothing new.`,
+    tags: ['workflows'],
+    role: 'operator',
+    response: { status: 202, schema: signalResponse },
+    requestExample: { approved: true, note: 'checked with the account manager' },
+    errors: [404, 409, 413],
+  })
+  async signal(
+    @ZodParams(signalParams) p: z.infer<typeof signalParams>,
+    @ZodBody(signalBody) payload: z.infer<typeof signalBody>,
+    @CorrelationId() correlationId: string,
+    @IdempotencyKey() idempotencyKey: string | undefined,
+  ) {
+    const bytes = Buffer.byteLength(JSON.stringify(payload));
+    if (bytes > SIGNAL_PAYLOAD_MAX_BYTES) {
+      throw new AppError('payload_too_large', `the signal payload is ${bytes} bytes as JSON; at most ${SIGNAL_PAYLOAD_MAX_BYTES}`, { max: SIGNAL_PAYLOAD_MAX_BYTES });
+    }
+    const signalId = idempotencyKey !== undefined ? commandIdForKey('signal', idempotencyKey) : undefined;
+    return this.commands.execute(new SignalWorkflowExecution(p.execution_id, p.name, payload, correlationId, signalId));
   }
 
   @Get('executions/:execution_id/events')

@@ -1,6 +1,15 @@
 import { Module } from '@nestjs/common';
 import { CqrsModule } from '@nestjs/cqrs';
-import { CancelWorkflowExecutionHandler, ForkWorkflowExecutionHandler, RetryWorkflowExecutionHandler, StartWorkflowExecutionHandler } from './commands.js';
+import {
+  CancelExecutionBatchHandler,
+  CancelWorkflowExecutionHandler,
+  ForkWorkflowExecutionHandler,
+  RetryWorkflowExecutionHandler,
+  SignalWorkflowExecutionHandler,
+  StartExecutionBatchHandler,
+  StartWorkflowExecutionHandler,
+} from './commands.js';
+import { BatchesController } from './batches.controller.js';
 import { AdHocWorkflowController, WorkflowsController } from './workflows.controller.js';
 import { WorkflowsService } from './workflows.service.js';
 
@@ -11,8 +20,17 @@ import { WorkflowsService } from './workflows.service.js';
  */
 @Module({
   imports: [CqrsModule.forRoot()],
-  controllers: [WorkflowsController, AdHocWorkflowController],
-  providers: [WorkflowsService, StartWorkflowExecutionHandler, CancelWorkflowExecutionHandler, ForkWorkflowExecutionHandler, RetryWorkflowExecutionHandler],
+  controllers: [WorkflowsController, AdHocWorkflowController, BatchesController],
+  providers: [
+    WorkflowsService,
+    StartWorkflowExecutionHandler,
+    CancelWorkflowExecutionHandler,
+    ForkWorkflowExecutionHandler,
+    RetryWorkflowExecutionHandler,
+    SignalWorkflowExecutionHandler,
+    StartExecutionBatchHandler,
+    CancelExecutionBatchHandler,
+  ],
   exports: [WorkflowsService],
 })
 export class WorkflowsFeatureModule {}

@@ -18,7 +18,7 @@ import {
   validateAndNormalise,
   waitForExecution,
 } from './deps.js';
-import type { WorkflowDefinition, WorkflowExecutionState } from '@switchyard/domain';
+import { stepUsesLabel, type WorkflowDefinition, type WorkflowExecutionState } from '@switchyard/domain';
 import { EVENT_STORE, LOGGER, NATS_CONNECTION, PG_POOL } from '../../tokens.js';
 import { StartWorkflowExecution } from './commands.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
@@ -148,7 +148,7 @@ function fromState(executionId: string, s: Exclude<WorkflowExecutionState, { sta
       const st = s.steps[d.id];
       return {
         step_id: d.id,
-        uses: d.uses,
+        uses: stepUsesLabel(d),
         status: s.compensations[d.id]?.status ?? st?.status ?? 'pending',
         attempts: Math.max(0, ...(st?.units ?? []).map((u) => u?.attempt ?? 0)),
         output: st?.output ?? null,

@@ -74,11 +74,47 @@ export const forEachSchema = z.strictObject({
 /** Default per-attempt timeout when a step names none: keeps "canceling" and "running" finite. */
 export const DEFAULT_STEP_TIMEOUT_MS = 300_000;
 
-export const stepSchema = z.strictObject({
+/** Signal names: what `POST .../executions/{id}/signals/{name}` names. */
+export const signalNameSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9_.-]{0,62}$/, 'signal name: lowercase letter, then lowercase letters, digits, _ . or - (max 63)');
+
+/** Longest a wait step may wait (30 days): a bound on timers and on executions left open. */
+export const MAX_WAIT_TIMEOUT_MS = 2_592_000_000;
+
+/**
+ * What a wait step does when its timeout passes without the signal: `fail` the step (then its
+ * `on_error` decides for the workflow), `continue` (the step succeeds with output null), or
+ * succeed with `default_output` as its output (so dependents can read a value either way).
+ */
+export const waitOnTimeoutSchema = z.union([
+  z.literal('fail'),
+  z.literal('continue'),
+  z.strictObject({ default_output: z.record(z.string(), z.json()) }),
+]);
+
+/**
+ * A wait step (`wait` instead of `uses`): it pauses until the named signal arrives (its payload is
+ * the step's output) or `timeout_ms` passes (a durable timer). `timeout_ms` is a number or one
+ * expression, e.g. `${{ input.approval_timeout_ms }}`, resolved when the step starts.
+ */
+export const waitSchema = z.strictObject({
+  signal: signalNameSchema,
+  timeout_ms: z.union([
+    z.number().int().min(1).max(MAX_WAIT_TIMEOUT_MS),
+    z.string().regex(/^\s*\$\{\{[\s\S]+\}\}\s*$/, "timeout_ms: a number of milliseconds or one expression '${{ ... }}'"),
+  ]),
+  on_timeout: waitOnTimeoutSchema.default('fail'),
+});
+
+export const stepSchema = z
+  .strictObject({
   id: stepIdSchema,
   name: z.string().optional(),
   description: z.string().optional(),
-  uses: usesSchema,
+  /** What the step runs; absent exactly when the step is a `wait` step. */
+  uses: usesSchema.optional(),
+  wait: waitSchema.optional(),
   needs: z.array(stepIdSchema).default([]),
   if: z.string().min(1).optional(),
   with: z.record(z.string(), z.json()).default({}),
@@ -86,7 +122,16 @@ export const stepSchema = z.strictObject({
   timeout_ms: z.number().int().min(1).max(86_400_000).optional(),
   on_error: onErrorSchema.default('fail'),
   for_each: forEachSchema.optional(),
-});
+})
+  .superRefine((s, ctx) => {
+    if ((s.uses === undefined) === (s.wait === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['uses'], message: "a step has either 'uses' (what it runs) or 'wait' (a signal it waits for), not both or neither" });
+    }
+  });
+
+/** A wait step's `uses`-like label (`wait:<signal>`), for views that list what each step runs. */
+export const stepUsesLabel = (s: { readonly uses?: string; readonly wait?: { readonly signal: string } }): string =>
+  s.uses ?? `wait:${s.wait?.signal ?? ''}`;
 
 /** A JSON-Schema subset describing the workflow input (what `z.fromJSONSchema` understands). */
 export interface InputSchemaNode {
@@ -149,3 +194,5 @@ export type StepDefinition = z.output<typeof stepSchema>;
 export type RetryPolicy = z.output<typeof retrySchema>;
 export type BackoffPolicy = z.output<typeof backoffSchema>;
 export type OnError = z.output<typeof onErrorSchema>;
+export type WaitDefinition = z.output<typeof waitSchema>;
+export type WaitOnTimeout = z.output<typeof waitOnTimeoutSchema>;

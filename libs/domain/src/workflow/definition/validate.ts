@@ -18,6 +18,7 @@ export interface DefinitionProblem {
     | 'unknown_definition'
     | 'bad_expression'
     | 'bad_compensation'
+    | 'bad_wait'
     | 'limit_exceeded';
   readonly message: string;
 }
@@ -131,6 +132,7 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: 
 
   // 4. What each step uses exists.
   d.steps.forEach((s, i) => {
+    if (s.uses === undefined) return; // a wait step (checked in 9.)
     const u = parseUses(s.uses);
     const path = `steps[${i}].uses`;
     if (u.kind === 'workflow' && u.definitionId === d.id) add(path, 'unknown_definition', `step "${s.id}" runs its own workflow "${d.id}" (recursion)`);
@@ -154,6 +156,7 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: 
     if (!ids.has(target)) add(path, 'unknown_ref', `step "${s.id}" compensates with unknown step "${target}"`);
     else if (target === s.id) add(path, 'bad_compensation', `step "${s.id}" cannot compensate itself`);
     else if (d.steps.find((x) => x.id === target)?.for_each) add(path, 'bad_compensation', `compensation step "${target}" cannot use for_each`);
+    else if (d.steps.find((x) => x.id === target)?.wait) add(path, 'bad_compensation', `compensation step "${target}" cannot be a wait step`);
   });
 
   // 6. Expressions parse, type-check and only read upstream steps.
@@ -178,6 +181,9 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: 
   d.steps.forEach((s, i) => {
     if (s.if !== undefined) checkOne(`steps[${i}].if`, s.if, s.id, false);
     if (s.for_each) checkOne(`steps[${i}].for_each.items`, s.for_each.items, s.id, false);
+    if (s.wait && typeof s.wait.timeout_ms === 'string') {
+      for (const { expression } of mappingExpressions(s.wait.timeout_ms)) checkOne(`steps[${i}].wait.timeout_ms`, expression, s.id, false);
+    }
     for (const { path, expression } of mappingExpressions(s.with)) {
       checkOne(`steps[${i}].with${path.startsWith('[') ? '' : '.'}${path}`, expression, s.id, s.for_each !== undefined);
     }
@@ -194,6 +200,17 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: 
     if (s.retry && s.retry.backoff.maxMs < s.retry.backoff.initialMs) {
       add(`steps[${i}].retry.backoff.maxMs`, 'schema', 'maxMs must be >= initialMs');
     }
+  });
+
+  // 9. Wait steps only wait: no call settings, no fan-out, no compensation of their own.
+  d.steps.forEach((s, i) => {
+    if (!s.wait) return;
+    const bad = (field: string, why: string) => add(`steps[${i}].${field}`, 'bad_wait', `wait step "${s.id}": ${why}`);
+    if (s.for_each) bad('for_each', 'cannot use for_each');
+    if (s.retry) bad('retry', 'cannot retry (it has no call to retry; its timeout is wait.timeout_ms)');
+    if (s.timeout_ms !== undefined) bad('timeout_ms', 'its timeout is wait.timeout_ms, not timeout_ms');
+    if (Object.keys(s.with).length > 0) bad('with', 'takes no input (its output is the signal payload)');
+    if (typeof s.on_error === 'object') bad('on_error', "cannot be compensated (on_error: 'fail' or 'continue')");
   });
 
   return problems.length === 0 ? { ok: true, definition: d, problems: [] } : { ok: false, problems };

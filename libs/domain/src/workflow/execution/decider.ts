@@ -30,7 +30,7 @@ import {
   type StepView,
 } from '../definition/expressions.js';
 import { validateInput } from '../definition/input.js';
-import { DEFAULT_STEP_TIMEOUT_MS, type StepDefinition, type WorkflowDefinition } from '../definition/schema.js';
+import { DEFAULT_STEP_TIMEOUT_MS, MAX_WAIT_TIMEOUT_MS, type StepDefinition, type WorkflowDefinition } from '../definition/schema.js';
 import { compensationStepIds, validateDefinition } from '../definition/validate.js';
 import { workflowLimits } from '../definition/limits.js';
 import { addMs, backoffDelay, hash32, notBefore, queueWaitBudgetMs, transientDelay, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
@@ -40,6 +40,8 @@ import type {
   ForkWorkflow,
   RetryExecution,
   StartedExecution,
+  ReceivedSignal,
+  SendSignal,
   StepError,
   StepState,
   UnitRef,
@@ -238,7 +240,7 @@ function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionStat
       const base = { ...ref(command.data), attempt: u.attempt };
       if (command.type === 'RecordStepQueued') {
         if (u.queuedAt !== undefined) return [];
-        primary = [{ type: 'StepQueued', data: { ...base, queuedAt: now, timeoutAt: addMs(now, queueWaitBudgetMs(def.uses) + u.timeoutMs) }, metadata: meta }];
+        primary = [{ type: 'StepQueued', data: { ...base, queuedAt: now, timeoutAt: addMs(now, queueWaitBudgetMs(def.uses ?? '') + u.timeoutMs) }, metadata: meta }];
       } else {
         primary = [{ type: 'StepStarted', data: { ...base, startedAt: now, timeoutAt: addMs(now, u.timeoutMs) }, metadata: meta }];
       }
@@ -310,6 +312,15 @@ function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionStat
     case 'RetryExecution':
       primary = decideRetry(requireStarted(state), command);
       break;
+    case 'SendSignal': {
+      primary = decideSendSignal(requireStarted(state), command.data, meta);
+      if (primary.length === 0) return [];
+      break;
+    }
+    case 'RecordWaitTimedOut': {
+      primary = decideWaitTimedOut(requireStarted(state), command.data.stepId, meta);
+      break;
+    }
     default:
       return assertNever(command, 'command');
   }
@@ -340,7 +351,7 @@ function scheduled(
       ...ref(unit),
       attempt,
       idempotencyKey: idempotencyKey(s.executionId, unit, attempt),
-      uses: def.uses,
+      uses: def.uses!, // wait steps are never scheduled (startWait)
       input,
       timeoutMs: timeoutOf(def),
       scheduledAt: meta.timestamp,
@@ -448,7 +459,7 @@ function startCompensation(
       stepId: comp.id,
       forStepId,
       cause,
-      uses: comp.uses,
+      uses: comp.uses!, // the validator refuses a wait step as a compensation
       input,
       idempotencyKey: `${state.executionId}:compensate:${comp.id}:1`,
       timeoutMs: timeoutOf(comp),
@@ -543,6 +554,7 @@ function startStep(state: Extract<ActiveExecution, { status: 'running' }>, def: 
     return skip('dependency_skipped');
   }
 
+  if (def.wait) return startWait(state, def, ctx, meta, failNow);
   if (!def.for_each) {
     try {
       return [scheduled(state, def, { stepId: def.id }, firstAttempt(state, def.id), resolveMapping(def.with, ctx), meta)];
@@ -794,7 +806,8 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
     }
     case 'StepSucceeded': {
       const d = event.data;
-      if (d.itemIndex === undefined && isForEachStep(d.stepId)) {
+      // Step-level results without a unit: a for_each step's, or a wait step's (attempt 0).
+      if (d.itemIndex === undefined && (isForEachStep(d.stepId) || d.attempt === 0)) {
         return { ...s, steps: withStep(s, d.stepId, (st) => ({ ...st, status: 'succeeded', output: d.output })) };
       }
       return {
@@ -906,6 +919,11 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
           : { ...c, status: 'failed' as const, error: event.data.error };
       return { ...s, compensations: { ...s.compensations, [c.stepId]: done } };
     }
+    case 'WaitStarted':
+    case 'SignalReceived':
+    case 'SignalConsumed':
+    case 'WaitTimedOut':
+      return evolveSignals(s, event);
     case 'WorkflowCompleted':
       return { ...stripPhase(s), status: 'completed', outputs: event.data.outputs, completedAt: event.data.completedAt };
     case 'WorkflowFailed':
@@ -936,6 +954,7 @@ function stripPhase(s: ExecutionData): ExecutionData {
     ...(s.forkedFrom ? { forkedFrom: s.forkedFrom } : {}),
     steps: s.steps,
     compensations: s.compensations,
+    ...(s.signals ? { signals: s.signals } : {}),
   };
 }
 
@@ -948,3 +967,147 @@ export const workflowExecutionDecider: Decider<WorkflowCommand, WorkflowEvent, W
 
 /** Stream name of one execution. */
 export const workflowExecutionStream = (executionId: string): string => `workflow_execution-${executionId}`;
+
+// ---- signals and wait steps -----------------------------------------------------
+// Kept apart from the rest of the decider: a wait step has no unit and is never dispatched. It
+// starts (WaitStarted, a durable timer until timeoutAt), and ends by a signal (StepSucceeded with
+// the payload, attempt 0) or by its timer (WaitTimedOut, then what `on_timeout` says).
+
+type StartedState = Exclude<WorkflowExecutionState, { status: 'not_started' }>;
+type WaitEvent = Extract<WorkflowEvent, { type: 'WaitStarted' | 'SignalReceived' | 'SignalConsumed' | 'WaitTimedOut' }>;
+
+const waitStepsFor = (d: WorkflowDefinition, name: string): StepDefinition[] => d.steps.filter((x) => x.wait?.signal === name);
+
+/** A wait step reached: arm its timeout and take a signal that came before it, if one did. */
+function startWait(
+  state: Extract<ActiveExecution, { status: 'running' }>,
+  def: StepDefinition,
+  ctx: ExpressionContext,
+  meta: CommandMetadata,
+  failNow: (e: unknown) => WorkflowEvent[],
+): WorkflowEvent[] {
+  const w = def.wait!;
+  const now = meta.timestamp;
+  let timeoutMs: unknown;
+  try {
+    timeoutMs = typeof w.timeout_ms === 'number' ? w.timeout_ms : resolveMapping(w.timeout_ms, ctx);
+  } catch (e) {
+    return failNow(e);
+  }
+  if (typeof timeoutMs === 'bigint') timeoutMs = Number(timeoutMs);
+  if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_WAIT_TIMEOUT_MS) {
+    return failNow(new ExpressionError(String(w.timeout_ms), `wait.timeout_ms gave ${JSON.stringify(timeoutMs)}; an integer of 1..${MAX_WAIT_TIMEOUT_MS} ms is needed`));
+  }
+  const events: WorkflowEvent[] = [
+    { type: 'WaitStarted', data: { stepId: def.id, signal: w.signal, startedAt: now, timeoutAt: addMs(now, timeoutMs) }, metadata: meta },
+  ];
+  const early = (state.signals ?? []).find((x) => x.name === w.signal && x.disposition === 'buffered' && x.consumedBy === undefined);
+  if (early) {
+    events.push(
+      { type: 'SignalConsumed', data: { signalId: early.signalId, name: early.name, stepId: def.id, at: now }, metadata: meta },
+      { type: 'StepSucceeded', data: { stepId: def.id, attempt: 0, output: early.payload, at: now }, metadata: meta },
+    );
+  }
+  return events;
+}
+
+/**
+ * SendSignal: 409 once the execution has ended, 404 when no wait step of its definition takes
+ * that signal; otherwise always recorded, with what it did (see SignalDisposition). A repeated
+ * signal id records nothing.
+ */
+function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandMetadata): WorkflowEvent[] {
+  if ((s.signals ?? []).some((x) => x.signalId === c.signalId)) return [];
+  if (s.status === 'completed' || s.status === 'failed' || s.status === 'canceled') {
+    throw new DomainError('illegal_state', `workflow execution is already ${s.status}`, { status: s.status });
+  }
+  const waits = waitStepsFor(s.definition, c.name);
+  if (waits.length === 0) {
+    const known = [...new Set(s.definition.steps.flatMap((x) => (x.wait ? [x.wait.signal] : [])))];
+    throw new DomainError('not_found', `workflow "${s.definition.id}" has no wait step for signal "${c.name}"`, { signal: c.name, signals: known });
+  }
+  const now = meta.timestamp;
+  const base = { signalId: c.signalId, name: c.name, payload: c.payload, receivedAt: now, actor: meta.actor ?? null };
+  const received = (extra: { disposition: 'consumed' | 'buffered' | 'ignored'; stepId?: string; reason?: string }): WorkflowEvent => ({
+    type: 'SignalReceived',
+    data: { ...base, ...extra },
+    metadata: meta,
+  });
+  if (s.status !== 'running' || s.failing) return [received({ disposition: 'ignored', reason: `the execution is ${s.status === 'running' ? 'failing' : s.status}` })];
+  const waiting = waits.find((d) => s.steps[d.id]?.status === 'running' && s.steps[d.id]?.wait && !s.steps[d.id]?.wait?.ended);
+  if (waiting) {
+    return [
+      received({ disposition: 'consumed', stepId: waiting.id }),
+      { type: 'StepSucceeded', data: { stepId: waiting.id, attempt: 0, output: c.payload, at: now }, metadata: meta },
+    ];
+  }
+  const pending = waits.filter((d) => s.steps[d.id]?.status === 'pending').length;
+  const buffered = (s.signals ?? []).filter((x) => x.name === c.name && x.disposition === 'buffered' && x.consumedBy === undefined).length;
+  if (pending > buffered) return [received({ disposition: 'buffered' })];
+  const why = waits.map((d) => {
+    const st = s.steps[d.id];
+    if (st?.wait?.ended === 'timed_out') return `wait step "${d.id}" timed out at ${st.wait.timeoutAt}`;
+    if (st?.wait?.ended === 'signaled') return `wait step "${d.id}" already got its signal`;
+    if (st?.status === 'skipped') return `wait step "${d.id}" was skipped`;
+    if (st?.status === 'pending') return `a signal already waits for wait step "${d.id}"`;
+    return `wait step "${d.id}" is ${st?.status ?? 'unknown'}`;
+  });
+  return [received({ disposition: 'ignored', reason: `${why.join('; ')}: the signal is recorded but changes nothing` })];
+}
+
+/** The wait timer fired: only for a step still waiting, and never before its deadline. */
+function decideWaitTimedOut(s: StartedState, stepId: string, meta: CommandMetadata): WorkflowEvent[] {
+  const def = requireStep(s, stepId);
+  const st = s.steps[stepId];
+  if (s.status !== 'running' || s.failing || !def.wait || st?.status !== 'running' || !st.wait || st.wait.ended) return [];
+  const now = meta.timestamp;
+  if (!notBefore(now, st.wait.timeoutAt)) return [];
+  const onTimeout = def.wait.on_timeout;
+  const kind = typeof onTimeout === 'object' ? 'default_output' : onTimeout;
+  const timedOut: WorkflowEvent = { type: 'WaitTimedOut', data: { stepId, signal: def.wait.signal, onTimeout: kind, at: now }, metadata: meta };
+  if (typeof onTimeout === 'object' || onTimeout === 'continue') {
+    const output = typeof onTimeout === 'object' ? onTimeout.default_output : null;
+    return [timedOut, { type: 'StepSucceeded', data: { stepId, attempt: 0, output, at: now }, metadata: meta }];
+  }
+  const error: StepError = {
+    code: 'wait_timeout',
+    message: `no signal "${def.wait.signal}" before ${st.wait.timeoutAt}`,
+    retryable: false,
+  };
+  const failed: WorkflowEvent = { type: 'StepFailed', data: { stepId, attempt: 0, error, final: true, at: now }, metadata: meta };
+  return [timedOut, failed, ...onStepFailed(evolveAll(s, [timedOut, failed]), def, error, meta)];
+}
+
+function evolveSignals(s: StartedState, event: WaitEvent): WorkflowExecutionState {
+  const signals = s.signals ?? [];
+  const endWait = (stepId: string, ended: 'signaled' | 'timed_out') =>
+    withStep(s, stepId, (st) => (st.wait ? { ...st, wait: { ...st.wait, ended } } : st));
+  switch (event.type) {
+    case 'WaitStarted': {
+      const d = event.data;
+      return { ...s, steps: withStep(s, d.stepId, (st) => ({ ...st, status: 'running', wait: { signal: d.signal, startedAt: d.startedAt, timeoutAt: d.timeoutAt } })) };
+    }
+    case 'SignalReceived': {
+      const d = event.data;
+      const consumed = d.disposition === 'consumed' && d.stepId !== undefined;
+      const rec: ReceivedSignal = {
+        signalId: d.signalId,
+        name: d.name,
+        payload: d.payload,
+        receivedAt: d.receivedAt,
+        disposition: d.disposition,
+        ...(d.reason !== undefined ? { reason: d.reason } : {}),
+        ...(consumed ? { consumedBy: d.stepId } : {}),
+      };
+      return { ...s, signals: [...signals, rec], ...(consumed ? { steps: endWait(d.stepId!, 'signaled') } : {}) };
+    }
+    case 'SignalConsumed': {
+      const d = event.data;
+      return { ...s, signals: signals.map((x) => (x.signalId === d.signalId ? { ...x, consumedBy: d.stepId } : x)), steps: endWait(d.stepId, 'signaled') };
+    }
+    case 'WaitTimedOut':
+      return { ...s, steps: endWait(event.data.stepId, 'timed_out') };
+    default:
+      return assertNever(event, 'event');
+  }
+}

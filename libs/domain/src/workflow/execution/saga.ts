@@ -15,6 +15,7 @@ import type {
   StartedExecution,
   RecordCompensationFailed,
   RecordStepTimedOut,
+  RecordWaitTimedOut,
   RetryStep,
   StepError,
   UnitState,
@@ -43,9 +44,9 @@ export interface DispatchAction {
 
 /** A durable timer: send `command` at `dueAt`. Already due when `dueAt <= now`. */
 export interface TimerAction {
-  readonly kind: 'timeout' | 'retry' | 'compensation_timeout';
+  readonly kind: 'timeout' | 'retry' | 'compensation_timeout' | 'wait_timeout';
   readonly dueAt: string;
-  readonly command: RecordStepTimedOut | RetryStep | RecordCompensationFailed;
+  readonly command: RecordStepTimedOut | RetryStep | RecordCompensationFailed | RecordWaitTimedOut;
 }
 
 /** A dispatched unit to ask to stop (the execution is being canceled): whoever runs it, by its key. */
@@ -81,7 +82,8 @@ function timerMeta(correlationId: string, dueAt: string): CommandMetadata {
 }
 
 /** The dispatch of one step unit: the same whether it is sent for the first time or again after a crash. */
-export function stepDispatchOf(state: StartedExecution, def: { readonly uses: string }, u: UnitState): DispatchAction {
+export function stepDispatchOf(state: StartedExecution, def: { readonly uses?: string }, u: UnitState): DispatchAction {
+  const uses = def.uses!; // only steps with `uses` have units (wait steps have none)
   return {
     kind: 'step',
     executionId: state.executionId,
@@ -89,8 +91,8 @@ export function stepDispatchOf(state: StartedExecution, def: { readonly uses: st
     ...(u.itemIndex === undefined ? {} : { itemIndex: u.itemIndex }),
     attempt: u.attempt,
     idempotencyKey: u.idempotencyKey,
-    uses: def.uses,
-    target: parseUses(def.uses),
+    uses,
+    target: parseUses(uses),
     input: u.input,
     timeoutMs: u.timeoutMs,
     correlationId: state.correlationId,
@@ -122,7 +124,7 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
           ...unitRef(u),
           attempt: u.attempt,
           idempotencyKey: u.idempotencyKey,
-          target: parseUses(def.uses),
+          target: parseUses(def.uses!),
           reason: state.cancel.reason,
           correlationId: state.correlationId,
         });
@@ -167,6 +169,9 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
     });
   }
 
+  // 3. Wait steps still waiting get their timeout timer.
+  timers.push(...waitTimers(state));
+
   const nowMs = Date.parse(now);
   timers.sort((a, b) => Date.parse(a.dueAt) - Date.parse(b.dueAt));
   const due = timers.filter((t) => Date.parse(t.dueAt) <= nowMs).map((t) => t.command);
@@ -198,6 +203,10 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
     }
     case 'ExecutionCancelRequested':
       return { ...none, stop: all.stop };
+    case 'WaitStarted': {
+      const timers = all.timers.filter((t) => t.kind === 'wait_timeout' && t.command.data.stepId === event.data.stepId);
+      return { ...none, timers, due: timers.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command) };
+    }
     case 'CompensationStarted':
       return {
         ...none,
@@ -207,4 +216,20 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
     default:
       return none;
   }
+}
+
+/** The timeout timer of every wait step still waiting (only while the execution runs forward). */
+function waitTimers(state: StartedExecution): TimerAction[] {
+  if (state.status !== 'running' || state.failing) return [];
+  const out: TimerAction[] = [];
+  for (const def of state.definition.steps) {
+    const w = state.steps[def.id]?.wait;
+    if (!def.wait || state.steps[def.id]?.status !== 'running' || !w || w.ended) continue;
+    out.push({
+      kind: 'wait_timeout',
+      dueAt: w.timeoutAt,
+      command: { type: 'RecordWaitTimedOut', data: { stepId: def.id }, metadata: timerMeta(state.correlationId, w.timeoutAt) },
+    });
+  }
+  return out;
 }

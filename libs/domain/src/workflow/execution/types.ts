@@ -97,7 +97,17 @@ export type ForkWorkflow = Command<
 /** Re-run a failed execution's failed, timed-out and unfinished steps and everything downstream of them; keep the rest. */
 export type RetryExecution = Command<'RetryExecution', { readonly reason?: string }>;
 
+/**
+ * A named signal for an execution (`POST .../executions/{id}/signals/{name}`). `signalId` makes it
+ * idempotent: the same id twice records it once. Its payload becomes a waiting step's output.
+ */
+export type SendSignal = Command<'SendSignal', { readonly signalId: string; readonly name: string; readonly payload: Record<string, unknown> }>;
+/** The durable timer of a wait step fired. */
+export type RecordWaitTimedOut = Command<'RecordWaitTimedOut', { readonly stepId: string }>;
+
 export type WorkflowCommand =
+  | SendSignal
+  | RecordWaitTimedOut
   | StartWorkflow
   | RecordStepDispatched
   | RecordStepSucceeded
@@ -219,7 +229,37 @@ export type ExecutionRetried = Event<
   { readonly steps: readonly string[]; readonly reason: string; readonly actor: string | null; readonly retriedAt: string }
 >;
 
+/** A wait step started waiting for its signal, until `timeoutAt`. */
+export type WaitStarted = Event<'WaitStarted', { readonly stepId: string; readonly signal: string; readonly startedAt: string; readonly timeoutAt: string }>;
+/**
+ * What happened to a signal when it arrived: `consumed` by the step waiting for it now (`stepId`),
+ * `buffered` for a wait step not reached yet, or `ignored` (`reason`: the wait it was meant for
+ * timed out or already got its signal, or the execution is ending). Always recorded (audit).
+ */
+export type SignalDisposition = 'consumed' | 'buffered' | 'ignored';
+export type SignalReceived = Event<
+  'SignalReceived',
+  {
+    readonly signalId: string;
+    readonly name: string;
+    readonly payload: Record<string, unknown>;
+    readonly receivedAt: string;
+    readonly actor: string | null;
+    readonly disposition: SignalDisposition;
+    readonly stepId?: string;
+    readonly reason?: string;
+  }
+>;
+/** A buffered signal was taken by the wait step that just started (its output follows as StepSucceeded). */
+export type SignalConsumed = Event<'SignalConsumed', { readonly signalId: string; readonly name: string; readonly stepId: string; readonly at: string }>;
+/** A wait step's timeout passed without its signal; `onTimeout` says what follows (StepSucceeded or StepFailed). */
+export type WaitTimedOut = Event<'WaitTimedOut', { readonly stepId: string; readonly signal: string; readonly onTimeout: 'fail' | 'continue' | 'default_output'; readonly at: string }>;
+
 export type WorkflowEvent =
+  | WaitStarted
+  | SignalReceived
+  | SignalConsumed
+  | WaitTimedOut
   | WorkflowStarted
   | StepExpanded
   | StepScheduled
@@ -243,6 +283,10 @@ export type WorkflowEvent =
   | ExecutionRetried;
 
 export const workflowEventTypes: readonly WorkflowEvent['type'][] = [
+  'WaitStarted',
+  'SignalReceived',
+  'SignalConsumed',
+  'WaitTimedOut',
   'WorkflowStarted',
   'StepExpanded',
   'StepScheduled',
@@ -296,6 +340,8 @@ export interface StepState {
   readonly output: unknown;
   readonly error: StepError | null;
   readonly skipReason?: SkipReason;
+  /** A wait step that started waiting: for which signal, until when; `ended` once signaled or timed out. */
+  readonly wait?: { readonly signal: string; readonly startedAt: string; readonly timeoutAt: string; readonly ended?: 'signaled' | 'timed_out' };
   /** for_each: the resolved items (unset until expanded). */
   readonly items?: readonly unknown[];
   /** Plain step: at most one unit at [0]. for_each: one per started item, by index. */
@@ -333,6 +379,19 @@ export interface ExecutionData {
   readonly forkedFrom?: { readonly executionId: string; readonly fromStep: string };
   readonly steps: Readonly<Record<string, StepState>>;
   readonly compensations: Readonly<Record<string, CompensationState>>;
+  /** Signals received, in order (absent until the first). */
+  readonly signals?: readonly ReceivedSignal[];
+}
+
+/** A recorded signal; `consumedBy` once a wait step took it. */
+export interface ReceivedSignal {
+  readonly signalId: string;
+  readonly name: string;
+  readonly payload: Record<string, unknown>;
+  readonly receivedAt: string;
+  readonly disposition: SignalDisposition;
+  readonly reason?: string;
+  readonly consumedBy?: string;
 }
 
 export type WorkflowExecutionState =

@@ -7,6 +7,12 @@ const ANALYSED = "(steps.analyze_query.status == 'succeeded' || steps.analyze_qu
 const ESCALATION =
   "(steps.escalate.status == 'succeeded' || steps.escalate_email.status == 'succeeded' ? 'sent' : " +
   "(steps.escalate.status == 'failed' || steps.escalate_email.status == 'failed' ? 'failed' : 'not_needed'))";
+/** The escalation went out (by webhook or e-mail). */
+const ESCALATED = "(steps.escalate.status == 'succeeded' || steps.escalate_email.status == 'succeeded')";
+/** The approval signal's payload (or the timeout's default output). */
+const APPROVAL = 'steps.await_approval.output';
+const APPROVED = `(steps.await_approval.status == 'succeeded' && !('timed_out' in ${APPROVAL}) && 'approved' in ${APPROVAL} && ${APPROVAL}.approved == true)`;
+const APPROVAL_TIMED_OUT = `(steps.await_approval.status == 'succeeded' && 'timed_out' in ${APPROVAL})`;
 /** Whether the escalation webhook is registered (if the listing failed: no, and the desk gets a mail). */
 const HOOK =
   "(steps.find_escalation_webhook.status == 'succeeded' && " +
@@ -21,7 +27,11 @@ const HOOK =
  *    (the agent takes no null customer id, hence two mutually exclusive steps);
  * 3. escalate to humans only when the analysis says so: through the `escalation_webhook` when it is
  *    registered, else by e-mail (`send_email`) to `support_email`, so a fresh system escalates too;
- * 4. log the interaction as an analytics metric (`support.interaction`, labelled with channel,
+ * 4. after an escalation, wait for a person's approval of the drafted reply: the signal
+ *    `approve_reply` with `{ approved: boolean, note? }` (POST .../executions/{id}/signals/approve_reply).
+ *    Approved: the reply is mailed to the customer; not approved: nothing is sent; no signal within
+ *    `approval_timeout_ms` (default 4 h): the desk is mailed again at `support_email` (escalated further);
+ * 5. log the interaction as an analytics metric (`support.interaction`, labelled with channel,
  *    intent, priority, escalation, customer), which the default (read-only database) system permits.
  * A failed escalation does not lose the answer: the output says `escalation: 'failed'`; `escalated_via`
  * says which way it went (`webhook`, `email` or `none`).
@@ -30,7 +40,8 @@ export const customerSupportTemplate = {
   id: 'customer_support',
   // v3: the escalation and the logged interaction carry per-execution idempotency keys.
   // v4: without a registered escalation webhook the escalation is mailed to support_email.
-  version: 4,
+  // v5: an escalated reply waits for the `approve_reply` signal (approval_timeout_ms, then escalated further).
+  version: 5,
   name: 'Customer support',
   description: 'Fetch customer context, analyse the query and draft the response, escalate when needed, log the interaction.',
   input: {
@@ -47,6 +58,13 @@ export const customerSupportTemplate = {
         pattern: '^[^\\s@]+@[^\\s@]+$',
         description: 'Where an escalation is mailed when the escalation webhook is not registered',
         default: 'support@localhost',
+      },
+      approval_timeout_ms: {
+        type: 'integer',
+        minimum: 100,
+        maximum: 2_592_000_000,
+        description: 'How long an escalated reply waits for the approve_reply signal before the desk is mailed again (default 4 h)',
+        default: 14_400_000,
       },
     },
     required: ['customer_email', 'query'],
@@ -147,6 +165,53 @@ export const customerSupportTemplate = {
       on_error: 'continue',
     },
     {
+      id: 'await_approval',
+      name: 'Wait for a person to approve the escalated reply',
+      needs: ['escalate', 'escalate_email'],
+      // Only escalated tickets wait.
+      if: ESCALATED,
+      wait: {
+        signal: 'approve_reply',
+        timeout_ms: '${{ input.approval_timeout_ms }}',
+        on_timeout: { default_output: { approved: false, timed_out: true } },
+      },
+    },
+    {
+      id: 'send_reply',
+      name: 'Send the approved reply to the customer',
+      uses: 'mcp:automation/send_email',
+      needs: ['await_approval'],
+      if: APPROVED,
+      with: {
+        to: '${{ input.customer_email }}',
+        subject: 'Re: your ${{ input.channel }} query',
+        text: `\${{ ${AN}.draft }}`,
+        // One reply per execution, however often the step is re-dispatched or retried.
+        idempotency_key: 'reply-${{ execution.id }}',
+      },
+      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      timeout_ms: 60_000,
+      on_error: 'continue',
+    },
+    {
+      id: 'escalate_further',
+      name: 'Nobody approved in time: mail the desk again',
+      uses: 'mcp:automation/send_email',
+      needs: ['await_approval'],
+      if: APPROVAL_TIMED_OUT,
+      with: {
+        to: '${{ input.support_email }}',
+        subject: `[unanswered] Support escalation waits for approval: \${{ input.customer_email }}`,
+        text:
+          "${{ 'Nobody approved the drafted reply to ' + input.customer_email + ' within ' + string(input.approval_timeout_ms) + ' ms. " +
+          "Approve it with POST /api/v1/workflows/executions/' + execution.id + '/signals/approve_reply (it is not sent until then).' }}",
+        idempotency_key: 'escalation-${{ execution.id }}:further',
+      },
+      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      timeout_ms: 60_000,
+      on_error: 'continue',
+    },
+    {
       id: 'log_interaction',
       name: 'Log the interaction',
       uses: 'mcp:analytics/record_metric',
@@ -179,6 +244,9 @@ export const customerSupportTemplate = {
     escalate_reasons: `\${{ ${AN}.escalation.reasons }}`,
     escalation: `\${{ ${ESCALATION} }}`,
     escalated_via: "${{ steps.escalate.status == 'succeeded' ? 'webhook' : (steps.escalate_email.status == 'succeeded' ? 'email' : 'none') }}",
+    approval: `\${{ steps.await_approval.status == 'skipped' ? 'not_needed' : (steps.await_approval.status != 'succeeded' ? 'failed' : (${APPROVAL_TIMED_OUT} ? 'timed_out' : (${APPROVED} ? 'approved' : 'rejected'))) }}`,
+    approval_note: `\${{ steps.await_approval.status == 'succeeded' && 'note' in ${APPROVAL} ? ${APPROVAL}.note : null }}`,
+    reply_sent: "${{ steps.send_reply.status == 'succeeded' }}",
     interaction_metric_id: "${{ steps.log_interaction.status == 'succeeded' ? steps.log_interaction.output.id : null }}",
   },
 } as const satisfies WorkflowDefinitionInput;

@@ -37,7 +37,7 @@ class ToolFailure {
  * every unit (record dispatched, then the responder's output), repeat. Returns the final state,
  * every event, and the most units of one step seen in flight at once.
  */
-function simulate(def: WorkflowDefinitionInput, input: unknown, respond: Responder) {
+function simulate(def: WorkflowDefinitionInput, input: unknown, respond: Responder, signal?: { name: string; payload: Record<string, unknown> }) {
   let state: WorkflowExecutionState = initialWorkflowState;
   const events: WorkflowEvent[] = [];
   let clock = 0;
@@ -50,6 +50,17 @@ function simulate(def: WorkflowDefinitionInput, input: unknown, respond: Respond
   const maxInFlight: Record<string, number> = {};
   for (let round = 0; round < 100; round++) {
     const actions = nextActions(state, at(clock));
+    // A wait step waits: send the signal if there is one, else let its timer fire.
+    const wait = actions.timers.find((t) => t.kind === 'wait_timeout');
+    if (!actions.terminal && actions.dispatch.length === 0 && wait) {
+      clock += 10;
+      if (signal) send({ type: 'SendSignal', data: { signalId: `sig-${round}`, ...signal }, metadata: meta(at(clock)) });
+      else {
+        clock = Math.max(clock, Date.parse(wait.dueAt) - Date.parse(at(0)));
+        send({ ...wait.command, metadata: meta(at(clock)) });
+      }
+      continue;
+    }
     if (actions.terminal || actions.dispatch.length === 0) break;
     for (const d of actions.dispatch) {
       const inFlight = actions.dispatch.filter((x) => x.stepId === d.stepId).length;
@@ -295,8 +306,12 @@ describe('built-in templates: simulated runs reach completed', () => {
       escalate_reasons: [],
       escalation: 'not_needed',
       escalated_via: 'none',
+      approval: 'not_needed',
+      approval_note: null,
+      reply_sent: false,
       interaction_metric_id: '77',
     });
+    assert.equal(statusOf(state, 'await_approval'), 'skipped');
   });
 
   it('customer_support, unknown e-mail, analysis says escalate: analysed without a customer, escalation sent', () => {
@@ -312,6 +327,41 @@ describe('built-in templates: simulated runs reach completed', () => {
     assert.ok(state.status === 'completed' && state.outputs['escalation'] === 'sent' && state.outputs['customer_id'] === null);
     assert.equal(state.outputs['escalated_via'], 'webhook');
     assert.equal(statusOf(state, 'escalate_email'), 'skipped');
+    // Nobody approved within approval_timeout_ms (default 4 h): the desk is mailed again, no reply goes out.
+    assert.equal(state.outputs['approval'], 'timed_out');
+    assert.equal(state.outputs['reply_sent'], false);
+    assert.equal(statusOf(state, 'send_reply'), 'skipped');
+    const further = dispatchedInputs(events, 'escalate_further') as { to: string; subject: string; text: string }[];
+    assert.equal(further.length, 1);
+    assert.equal(further[0]!.to, 'support@localhost');
+    assert.equal(further[0]!.subject, '[unanswered] Support escalation waits for approval: who@example.com');
+    assert.match(further[0]!.text, /within 14400000 ms\. Approve it with POST \/api\/v1\/workflows\/executions\/sim\/signals\/approve_reply/);
+    const waited = events.find((e) => e.type === 'WaitStarted')!;
+    assert.equal((waited.data as { timeoutAt: string }).timeoutAt, new Date(Date.parse((waited.data as { startedAt: string }).startedAt) + 14_400_000).toISOString());
+  });
+
+  it('customer_support, escalated and approved by the approve_reply signal: the drafted reply is mailed to the customer', () => {
+    const { state, events } = simulate(
+      customerSupportTemplate,
+      { customer_email: 'cy@example.com', query: 'Cancel everything!', approval_timeout_ms: 1000 },
+      supportResponder(true, true),
+      { name: 'approve_reply', payload: { approved: true, note: 'checked' } },
+    );
+    assert.equal(state.status, 'completed');
+    assert.deepEqual(dispatchedInputs(events, 'send_reply'), [
+      { to: 'cy@example.com', subject: 'Re: your email query', text: 'We refunded the duplicate charge.', idempotency_key: 'reply-sim' },
+    ]);
+    assert.equal(statusOf(state, 'escalate_further'), 'skipped');
+    assert.ok(state.status === 'completed');
+    assert.deepEqual([state.outputs['approval'], state.outputs['approval_note'], state.outputs['reply_sent']], ['approved', 'checked', true]);
+    // Not approved: nothing is sent.
+    const no = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Cancel everything!' }, supportResponder(true, true), {
+      name: 'approve_reply',
+      payload: { approved: false },
+    });
+    assert.ok(no.state.status === 'completed');
+    assert.deepEqual([no.state.outputs['approval'], no.state.outputs['reply_sent']], ['rejected', false]);
+    assert.deepEqual(dispatchedInputs(no.events, 'send_reply'), []);
   });
 
   it('customer_support, no escalation webhook registered: the escalation is mailed to support_email, once per execution', () => {

@@ -1,0 +1,72 @@
+import { Controller, Get, HttpCode, Inject, Post } from '@nestjs/common';
+import { CommandBus } from '@nestjs/cqrs';
+import type { z } from 'zod';
+import type { BatchAction } from '@switchyard/domain';
+import { CorrelationId } from '../../http/context.js';
+import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
+import { ZodBody, ZodParams } from '../../http/validation.js';
+import { ApiRoute } from '../../openapi/registry.js';
+import { CancelExecutionBatch, StartExecutionBatch } from './commands.js';
+import { batchView } from './deps.js';
+import { batchCancelBody, batchParams, batchResponse, batchStartedResponse, bulkBody } from './schemas.js';
+import { WorkflowsService } from './workflows.service.js';
+
+const links = (id: string) => ({
+  self: `/api/v1/workflows/batches/${encodeURIComponent(id)}`,
+  cancel: `/api/v1/workflows/batches/${encodeURIComponent(id)}/cancel`,
+});
+
+const actionOf = (a: z.infer<typeof bulkBody>['action']): BatchAction =>
+  a === 'cancel' || a === 'retry' ? { kind: a } : { kind: 'fork', definitionVersion: a.fork.definition_version, fromStep: a.fork.from_step };
+
+/**
+ * Bulk operations on executions: a batch job, event-sourced (BatchStarted, BatchItemDone/Failed,
+ * BatchCompleted, BatchCancelled), worked by the engine process's batch worker at a bounded rate.
+ */
+@Controller('api/v1/workflows')
+export class BatchesController {
+  constructor(
+    @Inject(WorkflowsService) private readonly svc: WorkflowsService,
+    @Inject(CommandBus) private readonly commands: CommandBus,
+  ) {}
+
+  @Post('executions/bulk')
+  @HttpCode(202)
+  @ApiRoute({
+    summary: 'Act on every execution a filter matches (cancel, retry, fork) as a batch job',
+    description:
+      'The executions the filter matches now (from the executions list) are fixed and recorded in the batch; the engine works them one by one ' +
+      'at WORKFLOW_BATCH_ITEMS_PER_SEC at most, each once. 400 when the filter matches more than WORKFLOW_BATCH_MAX_ITEMS. Follow it with GET /batches/{id}.',
+    tags: ['workflows'],
+    role: 'operator',
+    response: { status: 202, schema: batchStartedResponse },
+    requestExample: { filter: { definition_id: 'customer_support', status: 'running' }, action: 'cancel' },
+    errors: [404],
+  })
+  async bulk(@ZodBody(bulkBody) b: z.infer<typeof bulkBody>, @CorrelationId() correlationId: string, @IdempotencyKey() idempotencyKey: string | undefined) {
+    const batchId = idempotencyKey !== undefined ? commandIdForKey('batch', idempotencyKey) : undefined;
+    const r = await this.commands.execute(new StartExecutionBatch(b.filter, actionOf(b.action), correlationId, batchId));
+    const s = r.state;
+    return { batch_id: r.batchId, state: s.status === 'not_started' ? 'running' : s.status, matched: s.status === 'not_started' ? 0 : s.items.length, links: links(r.batchId) };
+  }
+
+  @Get('batches/:batch_id')
+  @ApiRoute({ summary: 'A batch: progress (matched, done, failed, pending), state and failures', tags: ['workflows'], role: 'viewer', response: { schema: batchResponse }, errors: [404] })
+  async get(@ZodParams(batchParams) p: z.infer<typeof batchParams>) {
+    return batchView(this.svc.store, p.batch_id);
+  }
+
+  @Post('batches/:batch_id/cancel')
+  @HttpCode(202)
+  @ApiRoute({
+    summary: 'Stop a batch: items not yet worked stay as they are',
+    tags: ['workflows'],
+    role: 'operator',
+    response: { status: 202, schema: batchResponse },
+    errors: [404, 409],
+  })
+  async cancel(@ZodParams(batchParams) p: z.infer<typeof batchParams>, @ZodBody(batchCancelBody) b: z.infer<typeof batchCancelBody>, @CorrelationId() correlationId: string) {
+    await this.commands.execute(new CancelExecutionBatch(p.batch_id, b.reason, correlationId));
+    return batchView(this.svc.store, p.batch_id);
+  }
+}
