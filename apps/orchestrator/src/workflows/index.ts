@@ -20,6 +20,7 @@ export {
   type StepAttemptView,
 } from './projection.js';
 export { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
+export { startReadModelThread, readModelThreadConfigSchema, type ReadModelThread, type ReadModelThreadConfig } from './read-model-thread.js';
 export { loadExecution, runWorkflowCommand, isTerminal, type WorkflowCommandResult } from './command.js';
 export { startExecution, cancelExecution, waitForExecution, executionEvents, executionResult, type StartRequest } from './api.js';
 export { applyWorkflowLimits, workflowLimitsFromEnv, workflowLimitsEnvSchema } from './limits.js';
