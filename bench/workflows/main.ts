@@ -1,8 +1,8 @@
 /**
  * Workflow engine overhead, for a 3-step no-op workflow (mcp -> agent -> mcp) whose steps are
  * answered at once by no-op responders over a real nats-server, with the real PostgreSQL event
- * store and the engine in this process (read model on, in the engine's loop unless BENCH_READ_MODEL
- * says otherwise; 16 partitions).
+ * store and the engine in this process (16 partitions; the read model on a thread of its own, as
+ * the launcher runs it, unless BENCH_READ_MODEL says otherwise).
  *
  * Prints:
  *  - overhead per step, p50/p99 at concurrency 1, three ways:
@@ -21,7 +21,7 @@
  *   node bench/workflows/dist/main.js                 # own PostgreSQL + nats-server, 10 s per level
  *   BENCH_SECONDS=20 DATABASE_URL=... NATS_URL=... node bench/workflows/dist/main.js
  *   BENCH_LEVELS=1,256 BENCH_READ_MODEL=0 ...      # other levels; without the read model (to see its cost)
- *   BENCH_READ_MODEL=thread ...                   # the read model on its own thread (the launcher's read-models role)
+ *   BENCH_READ_MODEL=engine ...                   # the read model in the engine's event loop (a launcher without the read-models role)
  *   BENCH_READ_MODEL=process ...                  # the read model in a process of its own (read-model.ts)
  */
 import path from 'node:path';
@@ -110,9 +110,10 @@ try {
   });
   stops.unshift(() => svc.stop());
 
-  // BENCH_READ_MODEL=thread: the read model on its own thread (as the launcher's `read-models` role
-  // runs it); =process: in a child process (see read-model.ts); otherwise in the engine's loop.
-  const readModelMode = process.env.BENCH_READ_MODEL ?? 'engine';
+  // The read model on its own thread, as the launcher runs it (`read-models` role, part of `all`);
+  // BENCH_READ_MODEL=engine: in the engine's loop (a launcher without that role); =process: in a
+  // child process (see read-model.ts); =0: none.
+  const readModelMode = process.env.BENCH_READ_MODEL ?? 'thread';
   const engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 16, readModel: readModelMode !== '0' && readModelMode !== 'process' && readModelMode !== 'thread', subjects: { mcpPrefix: prefix, tasks: tasksSubject } });
   stops.unshift(() => engine.stop());
   if (readModelMode === 'thread') {
