@@ -1,7 +1,8 @@
 /**
  * Workflow engine overhead, for a 3-step no-op workflow (mcp -> agent -> mcp) whose steps are
  * answered at once by no-op responders over a real nats-server, with the real PostgreSQL event
- * store and the engine in this process (read model on, 16 partitions).
+ * store and the engine in this process (16 partitions; the read model on a thread of its own, as
+ * the launcher runs it, unless BENCH_READ_MODEL says otherwise).
  *
  * Prints:
  *  - overhead per step, p50/p99 at concurrency 1, three ways:
@@ -20,10 +21,14 @@
  *   node bench/workflows/dist/main.js                 # own PostgreSQL + nats-server, 10 s per level
  *   BENCH_SECONDS=20 DATABASE_URL=... NATS_URL=... node bench/workflows/dist/main.js
  *   BENCH_LEVELS=1,256 BENCH_READ_MODEL=0 ...      # other levels; without the read model (to see its cost)
+ *   BENCH_READ_MODEL=engine ...                   # the read model in the engine's event loop (a launcher without the read-models role)
+ *   BENCH_READ_MODEL=process ...                  # the read model in a process of its own (read-model.ts)
  */
 import path from 'node:path';
 import { loadavg } from 'node:os';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { z } from 'zod';
@@ -31,7 +36,7 @@ import { connect } from '@nats-io/transport-node';
 import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, startNatsServer } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { addService } from '@switchyard/messaging';
-import { startExecution, startWorkflowEngine } from '@switchyard/orchestrator';
+import { startExecution, startReadModelThread, startWorkflowEngine } from '@switchyard/orchestrator';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const levels = (process.env.BENCH_LEVELS ?? '1,16,256').split(',').map(Number);
@@ -105,8 +110,29 @@ try {
   });
   stops.unshift(() => svc.stop());
 
-  const engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 16, readModel: process.env.BENCH_READ_MODEL !== '0', subjects: { mcpPrefix: prefix, tasks: tasksSubject } });
+  // The read model on its own thread, as the launcher runs it (`read-models` role, part of `all`);
+  // BENCH_READ_MODEL=engine: in the engine's loop (a launcher without that role); =process: in a
+  // child process (see read-model.ts); =0: none.
+  const readModelMode = process.env.BENCH_READ_MODEL ?? 'thread';
+  const engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 16, readModel: readModelMode !== '0' && readModelMode !== 'process' && readModelMode !== 'thread', subjects: { mcpPrefix: prefix, tasks: tasksSubject } });
   stops.unshift(() => engine.stop());
+  if (readModelMode === 'thread') {
+    const thread = await startReadModelThread({ databaseUrl: url, logLevel: 'warn' }, logger);
+    stops.unshift(() => thread.stop());
+  }
+  if (readModelMode === 'process') {
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./read-model.js', import.meta.url))], { env: { ...process.env, DATABASE_URL: url }, stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`read-model process exited with ${code}`)));
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    });
+    child.removeAllListeners('exit');
+    stops.unshift(async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    });
+  }
   await new Promise((r) => setTimeout(r, 1_000)); // partitions leased
 
   const definition = {

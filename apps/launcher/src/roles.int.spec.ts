@@ -233,7 +233,7 @@ describe('a system started with the roles', { skip: serverUrl ? false : 'TEST_DA
     admin = new pg.Pool({ connectionString: dbUrl, max: 1 });
     nats = await startNatsServer({ port: await freePort(), storeDir: path.join(dataDir, 'nats'), logger });
     const config = parseConfig({ DATABASE_URL: dbUrl, NATS_URL: nats.url, GATEWAY_PORT: String(await freePort()), LOG_LEVEL: 'silent', DATA_DIR: dataDir });
-    system = await startSystem(config, ['relay', 'dispatcher', 'workflows', 'monitor', 'gateway'], logger, new Supervisor({ logger }));
+    system = await startSystem(config, ['relay', 'dispatcher', 'workflows', 'read-models', 'monitor', 'gateway'], logger, new Supervisor({ logger }));
   });
   after(async () => {
     await system?.stop();
@@ -263,6 +263,9 @@ describe('a system started with the roles', { skip: serverUrl ? false : 'TEST_DA
     const ready = await fetch(`${gw}/readyz`);
     assert.equal(ready.status, 200, await ready.text());
     assert.deepEqual(system!.supervisor.degraded(), []);
+    // The workflow read model's thread logs in as the engine's role (whose schema it writes) and keeps up.
+    const thread = await admin.query<{ usename: string }>(`select usename from pg_stat_activity where datname = $1 and application_name = 'switchyard-read-models'`, [database]);
+    assert.ok(thread.rows.length > 0 && thread.rows.every((r) => r.usename === `${prefix}_engine`), JSON.stringify(thread.rows));
   });
 });
 

@@ -5,8 +5,10 @@ import { mcpServerKinds, type McpServerKind } from '@switchyard/mcp-servers';
  * The parts of the system one process can run; `all` is every one of them, in this order.
  * Every part talks to the others over NATS and the event store only, so any subset can run
  * in its own process, on its own machine, several times over.
+ * `read-models` is the workflow read model on a thread of its own; a process with `workflows`
+ * but without `read-models` keeps it in the engine's event loop, as before the role existed.
  */
-export const ROLES = ['relay', 'mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'monitor', 'gateway'] as const;
+export const ROLES = ['relay', 'mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'read-models', 'monitor', 'gateway'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** The second database server (writes allowed, as the writer role), selected as `mcp-servers:database_writer`. */

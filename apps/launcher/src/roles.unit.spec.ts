@@ -14,6 +14,9 @@ describe('parseRoleSelection', () => {
 
   it('keeps the launcher order of the roles, whatever order they are asked in', () => {
     assert.deepEqual(parseRoleSelection(['gateway', 'relay', 'workflows']).roles, ['relay', 'workflows', 'gateway']);
+    // The read model's thread starts after the engine (which creates the workflow schema when it may).
+    assert.deepEqual(parseRoleSelection(['read-models', 'workflows']).roles, ['workflows', 'read-models']);
+    assert.ok(ROLES.includes('read-models'), '`all` runs the workflow read model on its own thread');
   });
 
   it('reads SWITCHYARD_ROLES (commas or spaces) only when there are no arguments', () => {

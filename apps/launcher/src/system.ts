@@ -19,7 +19,7 @@ import { createEventStore, type EventStore } from '@switchyard/event-store';
 import { mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, migrateAutomation, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
 import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
-import { runRelay, startDispatcher, startStatusProjections, startTriggerStarter, startWorkflowEngine } from '@switchyard/orchestrator';
+import { runRelay, startDispatcher, startStatusProjections, startTriggerStarter, startWorkflowEngine, startReadModelThread } from '@switchyard/orchestrator';
 import { createPgPool, markSchemaManaged, parseConfig, provisionDatabaseRoles, type Component, type Config, type Logger } from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
 import { EventSink } from './event-sink.js';
@@ -319,7 +319,8 @@ export async function startSystem(
         'workflows',
         async () => {
           // Its partition leases log in on connections of their own, as the engine's role too.
-          const engine = await startWorkflowEngine({ store, pool, nats, logger, databaseUrl: urlOf('engine') });
+          // With `read-models` here too, the workflow read model runs on its own thread (below), not in the engine's loop.
+          const engine = await startWorkflowEngine({ store, pool, nats, logger, databaseUrl: urlOf('engine'), readModel: !has('read-models') });
           // Starts the workflows the automation server's triggers and schedules record (automation.triggers).
           // Its table exists before the first pass even when no automation server runs in this process
           // (a no-op on a schema-managed pool: the owner migrated it).
@@ -334,6 +335,17 @@ export async function startSystem(
         },
         usesNats,
       );
+    }
+
+    if (has('read-models')) {
+      // The workflow read model is the engine's (its database role may write it): the thread logs in as that role.
+      await unit('read-models', async () => {
+        const thread = await startReadModelThread(
+          { databaseUrl: urlOf('engine'), schemaManaged: Boolean(dbRoles), logLevel: config.LOG_LEVEL, ...(config.EVENTSTORE_URL ? { eventstoreUrl: config.EVENTSTORE_URL } : {}) },
+          logger,
+        );
+        return { stop: () => thread.stop(), failed: thread.failed };
+      });
     }
 
     // One monitor per system: it samples the machine, probes every service and evaluates the alert rules.

@@ -77,8 +77,19 @@ export interface ReadAllOptions {
 export interface SubscribeOptions {
   /** Exclusive checkpoint: deliver events with position > from. Omit (or -1) for the start of $all. */
   readonly from?: number;
+  /** Only these event types (the store filters where it reads, so skipped events cost little). */
   readonly types?: readonly string[];
+  /** Only streams whose id starts with one of these prefixes. */
   readonly streamPrefixes?: readonly string[];
+  /**
+   * Told, now and then, that every event up to `position` has been considered: the ones that
+   * pass the filter already handed to the iterating consumer, the others filtered out. A
+   * filtered consumer moves its checkpoint past events it never sees with it, and an idle one
+   * learns it is at the head. Positions only rise (each call is higher than the one before)
+   * and never pass an event not yet handed over. Called synchronously by the subscription;
+   * it must not throw.
+   */
+  readonly onProgress?: (position: number) => void;
 }
 
 /**

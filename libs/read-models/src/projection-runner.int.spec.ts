@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { freshDatabase } from '@switchyard/testing';
-import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
+import { PostgresEventStore, type AllSubscription, type NewEvent, type SubscribeOptions } from '@switchyard/event-store';
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { countingProjection } from './kill-test/counting-projection.js';
@@ -99,6 +99,98 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
       await runner.stop();
     }
     assert.equal(await checkpoint(pool, 'totals'), await store.headPosition());
+  });
+
+  it('filters where the store reads: gets exactly the events it handles, moves its checkpoint past the others, resumes after a restart', async () => {
+    const tag = randomUUID().slice(0, 8);
+    const table = `filtered_${tag}`;
+    const applied: number[] = [];
+    const projection: Projection = {
+      name: `filtered-${tag}`,
+      handles: ['Added'],
+      streamPrefixes: [`fcart${tag}-`],
+      setup: async (c) => {
+        await c.query(`create table if not exists ${table} (position bigint primary key)`);
+      },
+      apply: async (c, e) => {
+        await c.query(`insert into ${table} values ($1)`, [e.position]);
+      },
+      afterCommit: (events) => void applied.push(...events.map((e) => e.position)),
+    };
+    // The runner reads through its own store, as a runner in another process does (SQL pages and
+    // NOTIFY, nothing handed over by an append of its own); every event that crosses the port is counted.
+    const reader = new PostgresEventStore({ connectionString: url });
+    let crossed = 0;
+    const subscribeCounting = (options?: SubscribeOptions): AllSubscription => {
+      const inner = reader.subscribeToAll(options);
+      return {
+        close: () => inner.close(),
+        async *[Symbol.asyncIterator]() {
+          for await (const e of inner) {
+            crossed++;
+            yield e;
+          }
+        },
+      };
+    };
+    const counting = new Proxy(reader, {
+      get: (target, key) => {
+        if (key === 'subscribeToAll') return subscribeCounting;
+        const v: unknown = Reflect.get(target, key);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const handled = new Set<number>();
+    const mixed = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const r = await store.append(`fcart${tag}-${i % 3}`, [
+          { type: 'Added', data: { i }, metadata: meta },
+          { type: 'Viewed', data: { i }, metadata: meta },
+        ]);
+        handled.add(r.position - 1);
+        await store.append(`fother${tag}-${i}`, [{ type: 'Added', data: { i }, metadata: meta }]);
+        await store.append(`task-${tag}`, [{ type: 'TaskQueued', data: { i }, metadata: meta }]);
+      }
+      return store.headPosition();
+    };
+    const run = () => new ProjectionRunner({ store: counting, db: { connectionString: url }, projections: [projection], batchSize: 7 });
+    const untilStored = async (position: number) => {
+      const deadline = Date.now() + 15_000;
+      while ((await checkpoint(pool, projection.name)) < position && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(await checkpoint(pool, projection.name), position);
+    };
+    try {
+      const before = await mixed(20); // ends with an event it does not handle
+      let runner = run();
+      await runner.start();
+      try {
+        await runner.waitFor(before, projection.name, 20_000); // resolves though the newest event is not its own
+        // Live: only events it does not handle; the checkpoint still reaches the head.
+        const live = (await store.append(`task-${tag}`, Array.from({ length: 30 }, () => ({ type: 'TaskQueued', data: {}, metadata: meta })))).position;
+        await runner.waitFor(live, projection.name, 20_000);
+        await untilStored(live);
+        const [st] = await runner.status();
+        assert.equal(st!.position, live);
+      } finally {
+        await runner.stop();
+      }
+      // Restart: what was appended while stopped, and nothing twice.
+      const after = await mixed(10);
+      runner = run();
+      await runner.start();
+      try {
+        await runner.waitFor(after, projection.name, 20_000);
+      } finally {
+        await runner.stop();
+      }
+      await untilStored(after);
+      assert.deepEqual(applied, [...handled].sort((a, b) => a - b), 'each handled event applied once, in order');
+      assert.equal(crossed, handled.size, 'only the events it handles reached the runner');
+      const rows = await pool.query<{ n: string }>(`select count(*) as n from ${table}`);
+      assert.equal(Number(rows.rows[0]!.n), handled.size);
+    } finally {
+      await reader.close();
+    }
   });
 
   it('afterCommit hears each committed, handled event once, never one of a rolled-back batch', async () => {

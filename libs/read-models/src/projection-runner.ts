@@ -41,9 +41,11 @@ interface Lane {
  *    compare-and-set (`where position = <what we started from>`): a crash rolls back effect
  *    and checkpoint together (exactly-once effect), and a second runner of the same
  *    projection cannot apply the same events twice (it loses the compare-and-set and resyncs).
- * 3. Batches are whatever has arrived, up to `batchSize`: large while catching up, single
+ * 3. The subscription is filtered to what the projection handles, where the store reads; the
+ *    store's progress reports move the checkpoint past the rest (persisted about once a second).
+ * 4. Batches are whatever has arrived, up to `batchSize`: large while catching up, single
  *    events when live.
- * 4. A failing batch is retried with backoff (the projection stalls rather than skipping).
+ * 5. A failing batch is retried with backoff (the projection stalls rather than skipping).
  */
 export class ProjectionRunner {
   private readonly pool: pg.Pool;
@@ -215,11 +217,24 @@ export class ProjectionRunner {
       types.has(e.type) && (prefixes.length === 0 || prefixes.some((p) => e.streamId.startsWith(p)));
     const log = this.log?.child({ projection: projection.name });
     while (!lane.stopRequested) {
-      // Unfiltered on purpose: skipped events still move the checkpoint, so lag is exact
-      // and `waitFor(head)` resolves even when the newest event is not for us.
+      const buffer: RecordedEvent[] = [];
+      /** Every event up to here has been considered by the store: the handled ones are in `buffer` or applied. */
+      let scanned = lane.stored;
+      let wake: (() => void) | undefined;
+      // Filtered where the store reads (task, MCP and other events never reach this process);
+      // the store's progress still moves the checkpoint past them, so lag is exact and
+      // `waitFor(head)` resolves even when the newest event is not for us.
       let sub: AllSubscription;
       try {
-        sub = this.options.store.subscribeToAll({ from: lane.stored });
+        sub = this.options.store.subscribeToAll({
+          from: lane.stored,
+          types: projection.handles,
+          ...(prefixes.length > 0 && { streamPrefixes: prefixes }),
+          onProgress: (position) => {
+            scanned = position;
+            if (buffer.length === 0) wake?.();
+          },
+        });
       } catch (err) {
         lane.lastError = err instanceof Error ? err.message : String(err);
         log?.error({ err }, 'cannot subscribe; retrying');
@@ -229,10 +244,8 @@ export class ProjectionRunner {
       lane.sub = sub;
       lane.position = lane.stored;
       this.notifyWaiters();
-      const buffer: RecordedEvent[] = [];
       let bufferSince = 0;
       let ended = false;
-      let wake: (() => void) | undefined;
       let space: (() => void) | undefined;
       // The pump reads ahead into a bounded buffer, so a batch is whatever has arrived.
       const pump = (async () => {
@@ -254,18 +267,26 @@ export class ProjectionRunner {
       let lastFlush = Date.now();
       while (!resync) {
         if (buffer.length === 0) {
-          if (ended) break;
-          // Skipped events move the checkpoint only in memory; persist it now and then.
+          if (scanned > lane.position) {
+            lane.position = scanned;
+            this.notifyWaiters();
+          }
+          // Skipped events move the checkpoint only in memory; persist it about once a second and when stopping.
+          if (ended) {
+            if (lane.stored < lane.position) await this.commitBatch(lane, [], handled).catch(() => undefined);
+            break;
+          }
+          if (lane.stored < lane.position && Date.now() - lastFlush >= 1_000) {
+            resync = !(await this.commitBatch(lane, [], handled).catch(() => true));
+            lastFlush = Date.now();
+            continue;
+          }
           const idleFlush = lane.stored < lane.position;
           await new Promise<void>((r) => {
             wake = r;
-            if (idleFlush) setTimeout(r, 1_000);
+            if (idleFlush) setTimeout(r, Math.max(0, 1_000 - (Date.now() - lastFlush)));
           });
           wake = undefined;
-          if (buffer.length === 0 && lane.stored < lane.position && !lane.stopRequested) {
-            resync = !(await this.commitBatch(lane, [], handled).catch(() => true));
-            lastFlush = Date.now();
-          }
           continue;
         }
         const wait = this.gatherMs - (Date.now() - bufferSince);
@@ -277,18 +298,20 @@ export class ProjectionRunner {
           wake = undefined;
         }
         const batch = buffer.splice(0, this.batchSize);
+        // With nothing left behind it, the batch also covers the skipped events up to `scanned`.
+        const to = Math.max(batch[batch.length - 1]!.position, buffer.length === 0 ? scanned : -1);
         if (buffer.length > 0) bufferSince = Date.now();
         space?.();
         space = undefined;
         const relevant = batch.some(handled);
         if (!relevant && Date.now() - lastFlush < 1_000 && !lane.stopRequested) {
-          lane.position = batch[batch.length - 1]!.position;
+          lane.position = to;
           this.notifyWaiters();
           continue;
         }
         for (;;) {
           try {
-            const ok = await this.commitBatch(lane, batch, handled);
+            const ok = await this.commitBatch(lane, batch, handled, to);
             lastFlush = Date.now();
             failures = 0;
             lane.lastError = undefined;
@@ -336,8 +359,12 @@ export class ProjectionRunner {
    * Apply `batch` and move the checkpoint in one transaction. Returns false (and changes
    * nothing) when the stored checkpoint is no longer where this lane left it.
    */
-  private async commitBatch(lane: Lane, batch: readonly RecordedEvent[], handled: (e: RecordedEvent) => boolean): Promise<boolean> {
-    const to = batch.length > 0 ? batch[batch.length - 1]!.position : lane.position;
+  private async commitBatch(
+    lane: Lane,
+    batch: readonly RecordedEvent[],
+    handled: (e: RecordedEvent) => boolean,
+    to = batch.length > 0 ? batch[batch.length - 1]!.position : lane.position,
+  ): Promise<boolean> {
     // A read model is derived: its batches need not wait for their own WAL flush (see
     // Projection.durableCommit), which on a busy disk queues behind, and delays, event appends.
     const durable = lane.projection.durableCommit ?? lane.projection.afterCommit !== undefined;

@@ -20,6 +20,7 @@ export {
   type StepAttemptView,
 } from './projection.js';
 export { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
+export { startReadModelThread, readModelThreadConfigSchema, type ReadModelThread, type ReadModelThreadConfig } from './read-model-thread.js';
 export { loadExecution, runWorkflowCommand, isTerminal, type WorkflowCommandResult } from './command.js';
 export { startExecution, cancelExecution, signalExecution, waitForExecution, executionEvents, executionResult, type StartRequest, type SignalResult } from './api.js';
 export { runExecutionAction, ExecutionActionError, type ExecutionActionContext } from './actions.js';

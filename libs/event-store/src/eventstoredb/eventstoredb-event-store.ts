@@ -2,6 +2,8 @@ import {
   EventStoreDBClient,
   jsonEvent,
   excludeSystemEvents,
+  eventTypeFilter,
+  streamNameFilter,
   ANY,
   NO_STREAM,
   STREAM_EXISTS,
@@ -12,6 +14,8 @@ import {
   ErrorType,
   type AllStreamResolvedEvent,
   type AppendExpectedRevision,
+  type AllStreamSubscription,
+  type Filter,
   type Position,
   type ResolvedEvent,
 } from '@eventstore/db-client';
@@ -48,8 +52,10 @@ type EsdbRecorded = NonNullable<AllStreamResolvedEvent['event']> | NonNullable<R
  * laid out contiguously in the log). To resume after a number, `resolve()` looks up the
  * event's full {commit, prepare} by reading one step backwards from it.
  * System events (`$`-prefixed types or streams) are never returned.
- * Filters on reads are applied client side ($all reads have no server-side filter);
- * subscriptions ask the server to drop system events.
+ * Filters on reads are applied client side ($all reads have no server-side filter).
+ * Subscriptions filter on the server: by event type when types are given (else by stream
+ * prefix, else only system events out), the other criterion client side; the server's
+ * checkpoints feed `onProgress`.
  */
 export class EventStoreDbEventStore implements EventStore {
   readonly kind = 'eventstoredb';
@@ -155,6 +161,22 @@ export class EventStoreDbEventStore implements EventStore {
     let closed = false;
     let esdbSub: ReturnType<EventStoreDBClient['subscribeToAll']> | undefined;
     const self = this;
+    // Progress: a server checkpoint at P follows every event before P in the stream; it is told
+    // once the events read before it have all been handed over (the read buffer drained while
+    // the iteration waits for the next one). The client awaits this callback before reading on.
+    let reported = from;
+    let handing = false;
+    const onProgress = options.onProgress;
+    const checkpointReached = onProgress
+      ? async (s: AllStreamSubscription, p: Position): Promise<void> => {
+          const position = Number(p.prepare);
+          while (!closed && (handing || s.readableLength > 0)) await new Promise((r) => setTimeout(r, 5));
+          if (closed || position <= reported) return;
+          reported = position;
+          onProgress(position);
+        }
+      : undefined;
+    const filter = serverFilter(options, checkpointReached);
     const sub: AllSubscription = {
       async close() {
         if (closed) return;
@@ -167,14 +189,21 @@ export class EventStoreDbEventStore implements EventStore {
           const fromPosition = from < 0 ? START : await self.resolve(from);
           if (closed) return;
           // The server streams the catch-up and then live events on one call: no seam of ours.
-          esdbSub = self.client.subscribeToAll({ fromPosition, filter: excludeSystemEvents() });
+          esdbSub = self.client.subscribeToAll({ fromPosition, filter });
           for await (const r of esdbSub) {
             if (closed) return;
             const e = r.event;
             if (!e || isSystem(e)) continue;
             const rec = toRecorded(e);
             if (rec.position <= from) continue;
-            if (matchesFilter(rec, options)) yield rec;
+            if (!matchesFilter(rec, options)) continue;
+            handing = true;
+            try {
+              yield rec;
+            } finally {
+              handing = false;
+            }
+            if (rec.position > reported) reported = rec.position;
           }
         } catch (err) {
           if (!closed) {
@@ -221,6 +250,17 @@ export class EventStoreDbEventStore implements EventStore {
   private assertOpen(): void {
     if (this.closed) throw new AppError('unavailable', 'the event store is closed', {}, false);
   }
+}
+
+/** The server-side part of a subscription's filter (see the class comment). */
+function serverFilter(options: SubscribeOptions, checkpointReached: ((s: AllStreamSubscription, p: Position) => Promise<void>) | undefined): Filter {
+  const progress = checkpointReached ? { checkpointReached, checkpointInterval: 1, maxSearchWindow: 32 } : {};
+  if (options.types && options.types.length > 0) {
+    const alternatives = options.types.map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+    return eventTypeFilter({ regex: `^(?:${alternatives})$`, ...progress });
+  }
+  if (options.streamPrefixes && options.streamPrefixes.length > 0) return streamNameFilter({ prefixes: [...options.streamPrefixes], ...progress });
+  return excludeSystemEvents(progress);
 }
 
 const isSystem = (e: EsdbRecorded): boolean => e.type.startsWith('$') || e.streamId.startsWith('$');

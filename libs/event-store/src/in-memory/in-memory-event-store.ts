@@ -113,6 +113,7 @@ export class InMemoryEventStore implements EventStore {
     };
     const sub: CatchUpSubscription = new CatchUpSubscription(readPage, options.from ?? -1, {
       pageSize: 256,
+      ...(options.onProgress && { onProgress: options.onProgress }),
       onClose: () => this.subscriptions.delete(sub),
     });
     this.subscriptions.add(sub);

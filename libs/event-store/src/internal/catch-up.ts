@@ -29,6 +29,8 @@ export interface CatchUpOptions {
   readonly onClose?: () => void;
   /** The subscription's filter, for events handed over by `offer` (pages come filtered). */
   readonly filter?: EventFilter;
+  /** See SubscribeOptions.onProgress. */
+  readonly onProgress?: (position: number) => void;
 }
 
 /**
@@ -55,6 +57,8 @@ export class CatchUpSubscription implements AllSubscription {
   private readonly safetyIntervalMs: number;
   /** The wake-up count when the last page read started: no wake-up since means nothing to read. */
   private lastReadVersion = -1;
+  /** The last position told to `onProgress`. */
+  private reported: number;
 
   constructor(
     private readonly readPage: PageReader,
@@ -64,6 +68,7 @@ export class CatchUpSubscription implements AllSubscription {
     this.pageSize = options.pageSize ?? 500;
     this.safetyIntervalMs = options.safetyIntervalMs ?? 3_000;
     this.known = from;
+    this.reported = from;
   }
 
   /**
@@ -129,6 +134,7 @@ export class CatchUpSubscription implements AllSubscription {
             position = event.position;
           }
           if (to > position) position = to;
+          this.progress(position);
         }
         // 2. Idle: no wake-up since the last read started, and that read was caught up.
         if (!mustRead && this.version === this.lastReadVersion) {
@@ -160,11 +166,19 @@ export class CatchUpSubscription implements AllSubscription {
           position = event.position;
         }
         if (page.scannedTo > position) position = page.scannedTo;
+        this.progress(position);
         mustRead = !(page.caughtUp ?? page.events.length < this.pageSize);
       }
     } finally {
       await this.close();
     }
+  }
+
+  /** Report `position` as considered (once per new position; the iteration calls it only after handing over every event up to it). */
+  private progress(position: number): void {
+    if (position <= this.reported || this.closed) return;
+    this.reported = position;
+    this.options.onProgress?.(position);
   }
 
   /** Wait until woken (wake, offer, close) or `ms` pass. */

@@ -263,6 +263,7 @@ export class PostgresEventStore implements EventStore {
       });
     const sub: CatchUpSubscription = new CatchUpSubscription(readPage, options.from ?? -1, {
       filter,
+      ...(options.onProgress && { onProgress: options.onProgress }),
       pageSize: 500,
       safetyIntervalMs: this.options.safetyIntervalMs ?? 3_000,
       logger: this.log,
