@@ -1,7 +1,8 @@
 import { Controller, Get, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import type { Response } from 'express';
-import type { z } from 'zod';
+import { z } from 'zod';
+import { validateDefinition } from '@switchyard/domain';
 import { CorrelationId, type GatewayRequest } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
@@ -33,6 +34,12 @@ import {
   waitQuery,
 } from './schemas.js';
 import { WorkflowsService } from './workflows.service.js';
+
+const validationResponse = z.object({
+  valid: z.boolean(),
+  errors: z.array(z.object({ path: z.string(), message: z.string(), code: z.string().optional() })),
+  definition: z.unknown().optional().describe('The definition as it would be registered (defaults filled in), when valid'),
+});
 
 const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses: string; needs: string[] }[] }) => ({
   id: d.id,
@@ -136,6 +143,21 @@ export class WorkflowsController {
     const r = await this.svc.definitions.register(body, await this.svc.catalog(body));
     if (!r.created) res.status(200);
     return { definition: r.definition, created: r.created };
+  }
+
+  @Post('definitions/validate')
+  @HttpCode(200)
+  @ApiRoute({
+    summary: 'Validate a workflow definition without registering it (the same checks as registering; no side effects)',
+    description: 'Always 200 for a JSON object: `valid`, and every problem with its path (a dependency cycle is named). The designer of the console calls it as one types.',
+    tags: ['workflows'],
+    role: 'viewer',
+    response: { schema: validationResponse },
+  })
+  async validateOnly(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>) {
+    const v = validateDefinition(body, await this.svc.catalog(body));
+    if (v.ok) return { valid: true, errors: [], definition: v.definition };
+    return { valid: false, errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code })) };
   }
 
   @Get('definitions')
