@@ -9,7 +9,7 @@ export interface DagStep {
   readonly status?: string;
 }
 
-const W = 170;
+const W = 196;
 const H = 46;
 
 /** Colours chosen for contrast with dark text (WCAG AA); the state is also written in each box. */
@@ -64,10 +64,10 @@ export function Dag({ steps, selected, onSelect, label }: { steps: readonly DagS
           const status = n.status ?? 'pending';
           return (
             <g key={n.id} class={`node${selected === n.id ? ' selected' : ''}`} data-step={n.id} data-status={status} transform={`translate(${n.x - W / 2},${n.y - H / 2})`}
-              role="button" tabIndex={0} aria-label={`step ${n.id}: ${status}`}
+              role="button" tabIndex={0}
               onClick={() => onSelect?.(n.id)} onKeyDown={(e) => (e.key === 'Enter' || e.key === ' ') && onSelect?.(n.id)}>
               <rect width={W} height={H} rx="6" fill={STATUS_FILL[status] ?? '#e5e7eb'} stroke={selected === n.id ? '#111827' : '#6b7280'} stroke-width={selected === n.id ? 2.5 : 1} />
-              <text x="8" y="18" font-size="13" font-weight="600" fill="#111827">{n.id.length > 22 ? `${n.id.slice(0, 21)}…` : n.id}</text>
+              <text x="8" y="18" font-size="13" font-weight="600" fill="#111827">{n.id}</text>
               <text x="8" y="36" font-size="11" fill="#1f2937">{status}</text>
             </g>
           );
