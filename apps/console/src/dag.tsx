@@ -50,7 +50,7 @@ export function Dag({ steps, selected, onSelect, label }: { steps: readonly DagS
     };
   }, [steps]);
   return (
-    <div class="dag" data-testid="dag">
+    <div class="dag" data-testid="dag" tabIndex={0} role="region" aria-label={`${label} (scrollable)`}>
       <svg width={layout.width} height={layout.height} viewBox={`0 0 ${layout.width} ${layout.height}`} role="group" aria-label={label}>
         <defs>
           <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse">

@@ -2,7 +2,7 @@
 import { ApiError, json } from './api';
 
 const TONE: Record<string, string> = {
-  healthy: 'ok', up: 'ok', closed: 'ok', succeeded: 'ok', completed: 'ok', resolved: 'ok', ready: 'ok', true: 'ok',
+  healthy: 'ok', up: 'ok', met: 'ok', missed: 'bad', closed: 'ok', succeeded: 'ok', completed: 'ok', resolved: 'ok', ready: 'ok', true: 'ok',
   degraded: 'warn', half_open: 'warn', 'half-open': 'warn', pending: 'warn', warning: 'warn', canceling: 'warn', queued: 'warn', retry_wait: 'warn',
   unhealthy: 'bad', down: 'bad', open: 'bad', failed: 'bad', firing: 'bad', critical: 'bad', timed_out: 'bad', false: 'bad',
   running: 'info', working: 'info', assigned: 'info', submitted: 'info', info: 'info',
