@@ -152,7 +152,7 @@ export class WorkflowsController {
     description: 'Always 200 for a JSON object: `valid`, and every problem with its path (a dependency cycle is named). The designer of the console calls it as one types.',
     tags: ['workflows'],
     role: 'viewer',
-    response: { schema: validationResponse },
+    response: { status: 200, schema: validationResponse },
   })
   async validateOnly(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>) {
     const v = validateDefinition(body, await this.svc.catalog(body));
