@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { evolveWorkflow, initialWorkflowState, type WorkflowExecutionState } from '@switchyard/domain';
-import { api, can, get, fmtMs, fmtTime, onEvent, type EventJson } from '../api';
+import type { WorkflowExecutionState } from '@switchyard/domain';
+import { api, can, get, fmtMs, fmtTime, type EventJson } from '../api';
 import { Dag } from '../dag';
 import { navigate, useLive } from '../router';
 import { initialValue, SchemaForm, type Schema } from '../schema-form';
@@ -112,12 +112,18 @@ export function WorkflowsPage() {
 
 type Started = Exclude<WorkflowExecutionState, { status: 'not_started' }>;
 
+type Domain = typeof import('@switchyard/domain');
+// The decider (with its expression engine) is the bulk of the bundle: loaded with the first execution page only.
+let domain: Promise<Domain> | undefined;
+const loadDomain = (): Promise<Domain> => (domain ??= import('@switchyard/domain'));
+
 /** Fold the first `n` events with the server's own decider (the same `evolve` the engine uses). */
-function foldUntil(events: readonly EventJson[], n: number): WorkflowExecutionState {
-  let s: WorkflowExecutionState = initialWorkflowState;
+function foldUntil(d: Domain | null, events: readonly EventJson[], n: number): WorkflowExecutionState {
+  if (!d) return { status: 'not_started' };
+  let s: WorkflowExecutionState = d.initialWorkflowState;
   for (const e of events.slice(0, n)) {
     try {
-      s = evolveWorkflow(s, { type: e.type, data: e.data, metadata: e.metadata } as never);
+      s = d.evolveWorkflow(s, { type: e.type, data: e.data, metadata: e.metadata } as never);
     } catch {
       /* an event this bundle's decider does not know: keep the state */
     }
@@ -131,6 +137,10 @@ export function ExecutionPage({ id }: { id: string }) {
   const [at, setAt] = useState<number | null>(null); // null: follow the latest event
   const [step, setStep] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const [dom, setDom] = useState<Domain | null>(null);
+  useEffect(() => {
+    loadDomain().then(setDom, setError);
+  }, []);
   const load = async () => {
     try {
       const [d, ev] = await Promise.all([get(`/api/v1/workflows/executions/${id}`), get(`/api/v1/workflows/executions/${id}/events`)]);
@@ -142,9 +152,8 @@ export function ExecutionPage({ id }: { id: string }) {
     }
   };
   useLive(load, (e) => e.streamId === `workflow_execution-${id}`, [id], 300, 5000);
-  useEffect(() => onEvent(() => undefined), []);
   const n = at ?? events.length;
-  const state = useMemo(() => foldUntil(events, n), [events, n]);
+  const state = useMemo(() => foldUntil(dom, events, n), [dom, events, n]);
   const started = state.status === 'not_started' ? null : (state as Started);
   const steps = (started?.definition.steps ?? detail?.steps?.map((s: any) => ({ id: s.step_id, needs: [] })) ?? []).map((s: any) => ({
     id: s.id,
