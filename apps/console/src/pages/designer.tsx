@@ -29,6 +29,7 @@ export function DesignerPage() {
   const [defs, setDefs] = useState<any[]>([]);
   const [error, setError] = useState<unknown>(null);
   const [registered, setRegistered] = useState<any>(null);
+  const [registerError, setRegisterError] = useState<unknown>(null);
   useEffect(() => {
     get('/api/v1/workflows/definitions').then((d) => setDefs(d.definitions), setError);
   }, []);
@@ -79,7 +80,7 @@ export function DesignerPage() {
         <div>
           <label for="definition">definition (JSON)</label>
           <textarea id="definition" class="code editor" spellcheck={false} rows={28} value={text} aria-describedby="validation"
-            onInput={(e) => { setText((e.target as HTMLTextAreaElement).value); setRegistered(null); }} />
+            onInput={(e) => { setText((e.target as HTMLTextAreaElement).value); setRegistered(null); setRegisterError(null); }} />
           <div id="validation" data-testid="validation" aria-live="polite">
             {parseError ? <p class="error">JSON: {parseError}</p> : problems === null ? <p class="muted">validating…</p> : problems.length === 0 ? <p class="ok">valid</p> : (
               <ul class="problems">
@@ -89,15 +90,16 @@ export function DesignerPage() {
           </div>
           {can('admin') ? (
             <button type="button" disabled={!!parseError} onClick={async () => {
-              setError(null);
+              setRegisterError(null);
               setRegistered(null);
               try {
                 setRegistered(await api('POST', '/api/v1/workflows/definitions', JSON.parse(text)));
               } catch (e) {
-                setError(e);
+                setRegisterError(e);
               }
             }}>Register as new version</button>
           ) : <p class="muted">Registering needs an admin key.</p>}
+          <ErrorNote error={registerError} />
           {registered ? <p class="ok" role="status">Registered {registered.definition.id} v{registered.definition.version}{registered.created ? '' : ' (it existed already)'}</p> : null}
         </div>
         <div>
