@@ -31,8 +31,8 @@ async function accessible(page: Page, name: string): Promise<void> {
   expect(bad.map((v) => `${name}: ${v.id} (${v.impact}) ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`)).toEqual([]);
 }
 
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+async function shot(page: Page, name: string, fullPage = true): Promise<void> {
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage });
 }
 
 async function go(page: Page, label: string): Promise<void> {
@@ -63,7 +63,6 @@ test('sign in with an admin key: the overview shows the verdict, MCP servers and
   await expect(page.getByTestId('who')).toContainText('(admin)');
   await expect(page.getByTestId('who')).toContainText('live');
   await accessible(page, 'overview');
-  await shot(page, 'overview');
 });
 
 test('start revenue_analysis from its form; its DAG turns green live', async () => {
@@ -202,7 +201,15 @@ test('events: the live stream and the log, filtered by type', async () => {
   await page.getByLabel('type').fill('');
   await expect(page.locator('table.events').first().locator('tr[data-type]').first()).toBeVisible({ timeout: 30_000 });
   await accessible(page, 'events');
-  await shot(page, 'events');
+  await shot(page, 'events', false);
+});
+
+test('the overview after all that: recent executions, calls and alerts, live', async () => {
+  await go(page, 'Overview');
+  await expect(page.locator(`tr[data-execution="${revenueExecution}"]`).first()).toBeVisible();
+  await expect(page.getByTestId('mcp-table')).toContainText('database');
+  await accessible(page, 'overview');
+  await shot(page, 'overview');
 });
 
 test('a viewer key sees the pages without the action buttons; the API refuses it anyway', async ({ browser }) => {
