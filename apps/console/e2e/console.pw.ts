@@ -191,6 +191,10 @@ test('designer: a definition with a cycle shows the error inline, live and on re
   await expect(page.locator('g.node')).toHaveCount(2);
   await accessible(page, 'designer');
   await shot(page, 'designer');
+  // The same definition as YAML: converted in place, validated the same way.
+  await page.getByLabel('format').selectOption('yaml');
+  await expect(page.getByLabel('definition (YAML)')).toHaveValue(/^id: console_cycle$/m);
+  await expect(page.getByTestId('validation')).toContainText('dependency cycle: a -> b -> a');
 });
 
 test('events: the live stream and the log, filtered by type', async () => {

@@ -30,6 +30,11 @@ export function DesignerPage() {
   const [error, setError] = useState<unknown>(null);
   const [registered, setRegistered] = useState<any>(null);
   const [registerError, setRegisterError] = useState<unknown>(null);
+  // YAML is optional: its parser is loaded the first time someone switches to it.
+  const [yamlLib, setYamlLib] = useState<typeof import('yaml') | null>(null);
+  const format = yamlLib ? 'yaml' : 'json';
+  const parseText = (t: string): unknown => (yamlLib ? yamlLib.parse(t) : JSON.parse(t));
+  const show = (v: unknown): string => (yamlLib ? yamlLib.stringify(v) : json(v));
   useEffect(() => {
     get('/api/v1/workflows/definitions').then((d) => setDefs(d.definitions), setError);
   }, []);
@@ -37,7 +42,7 @@ export function DesignerPage() {
   useEffect(() => {
     let body: any;
     try {
-      body = JSON.parse(text);
+      body = parseText(text);
       setParseError(null);
       setParsed(body);
     } catch (e) {
@@ -53,7 +58,7 @@ export function DesignerPage() {
       api('POST', '/api/v1/workflows/definitions/validate', body).then((r) => setProblems(r.errors), setError);
     }, 400);
     return () => clearTimeout(t);
-  }, [text]);
+  }, [text, yamlLib]);
   const steps = Array.isArray(parsed?.steps)
     ? parsed.steps.filter((s: any) => s && typeof s.id === 'string').map((s: any) => ({ id: s.id, needs: Array.isArray(s.needs) ? s.needs.filter((x: unknown) => typeof x === 'string') : [], uses: s.uses }))
     : [];
@@ -68,21 +73,40 @@ export function DesignerPage() {
           const d = defs.find((x) => x.id === id);
           if (d) {
             const { source: _s, created_at: _c, ...def } = d;
-            setText(json({ ...def, version: def.version + 1 }));
-          } else setText(json(EXAMPLE));
+            setText(show({ ...def, version: def.version + 1 }));
+          } else setText(show(EXAMPLE));
           setRegistered(null);
         }}>
           <option value="">example</option>
           {defs.map((d) => <option value={d.id}>{d.id} v{d.version} (as v{d.version + 1})</option>)}
         </select>
       </div>
+      <div class="field">
+        <label for="format">format</label>
+        <select id="format" value={format} onChange={async (e) => {
+          const want = (e.target as HTMLSelectElement).value;
+          if (want === format || parseError) return;
+          const value = parseText(text);
+          if (want === 'yaml') {
+            const lib = await import('yaml');
+            setYamlLib(lib);
+            setText(lib.stringify(value));
+          } else {
+            setYamlLib(null);
+            setText(json(value));
+          }
+        }}>
+          <option value="json">JSON</option>
+          <option value="yaml">YAML</option>
+        </select>
+      </div>
       <div class="split">
         <div>
-          <label for="definition">definition (JSON)</label>
+          <label for="definition">definition ({format === 'yaml' ? 'YAML' : 'JSON'})</label>
           <textarea id="definition" class="code editor" spellcheck={false} rows={28} value={text} aria-describedby="validation"
             onInput={(e) => { setText((e.target as HTMLTextAreaElement).value); setRegistered(null); setRegisterError(null); }} />
           <div id="validation" data-testid="validation" aria-live="polite">
-            {parseError ? <p class="error">JSON: {parseError}</p> : problems === null ? <p class="muted">validating…</p> : problems.length === 0 ? <p class="ok">valid</p> : (
+            {parseError ? <p class="error">{format === 'yaml' ? 'YAML' : 'JSON'}: {parseError}</p> : problems === null ? <p class="muted">validating…</p> : problems.length === 0 ? <p class="ok">valid</p> : (
               <ul class="problems">
                 {problems.map((p) => <li class="error"><code>{p.path}</code>: {p.message}</li>)}
               </ul>
@@ -93,7 +117,7 @@ export function DesignerPage() {
               setRegisterError(null);
               setRegistered(null);
               try {
-                setRegistered(await api('POST', '/api/v1/workflows/definitions', JSON.parse(text)));
+                setRegistered(await api('POST', '/api/v1/workflows/definitions', parseText(text)));
               } catch (e) {
                 setRegisterError(e);
               }

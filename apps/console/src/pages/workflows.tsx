@@ -12,7 +12,7 @@ export function WorkflowsPage() {
   const [sel, setSel] = useState<string>('');
   const [input, setInput] = useState<Record<string, unknown>>({});
   const [error, setError] = useState<unknown>(null);
-  const [filters, setFilters] = useState({ status: '', template: '' });
+  const [filters, setFilters] = useState({ status: '', template: '', since: '' });
   const [pages, setPages] = useState<string[]>([]);
   const [page, setPage] = useState<any>({ items: [], next: null });
   useEffect(() => {
@@ -24,6 +24,8 @@ export function WorkflowsPage() {
     const q = new URLSearchParams({ limit: '20' });
     if (filters.status) q.set('status', filters.status);
     if (filters.template) q.set('template', filters.template);
+    // datetime-local is the browser's local time; the API takes ISO-8601.
+    if (filters.since && !Number.isNaN(Date.parse(filters.since))) q.set('started_after', new Date(filters.since).toISOString());
     return `/api/v1/workflows/executions?${q}`;
   }, [filters]);
   const url = pages[pages.length - 1] ?? firstUrl;
@@ -98,6 +100,10 @@ export function WorkflowsPage() {
             <option value="">any</option>
             {defs.map((d) => <option value={d.id}>{d.id}</option>)}
           </select>
+        </div>
+        <div class="field">
+          <label for="f-since">started after</label>
+          <input id="f-since" type="datetime-local" value={filters.since} onChange={(e) => { setPages([]); setFilters({ ...filters, since: (e.target as HTMLInputElement).value }); }} />
         </div>
       </form>
       <ExecTable items={page.items} />
