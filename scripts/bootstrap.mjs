@@ -75,3 +75,24 @@ if (!process.env.NATS_URL && !natsFound) {
 
 // 4. Build (incremental: a no-op when nothing changed).
 run('npx tsc -b');
+
+// 5. The operator console (apps/console, served at /ui): `vite build` only when its sources, or the
+// domain build it bundles, are newer than its dist, so an unchanged checkout starts without it.
+// A failed build is a warning: the gateway serves the API either way and answers /ui with 503.
+{
+  const { readdirSync, statSync } = await import('node:fs');
+  const newest = (p) => {
+    let st;
+    try { st = statSync(p); } catch { return 0; }
+    if (!st.isDirectory()) return st.mtimeMs;
+    return readdirSync(p).reduce((m, e) => (e === 'node_modules' ? m : Math.max(m, newest(path.join(p, e)))), st.mtimeMs);
+  };
+  const app = path.join(root, 'apps', 'console');
+  const built = newest(path.join(app, 'dist', 'index.html'));
+  const sources = Math.max(...['src', 'index.html', 'vite.config.ts', 'package.json'].map((f) => newest(path.join(app, f))), newest(path.join(root, 'libs', 'domain', 'dist')));
+  if (existsSync(path.join(root, 'node_modules', '.bin', 'vite')) && sources > built) {
+    say('vite build (apps/console)');
+    const r = spawnSync('npx vite build --logLevel warn', { cwd: app, stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit', shell: true });
+    if (r.status !== 0) console.error('[bootstrap] WARNING: the console build failed; the gateway answers /ui with 503 until it builds');
+  }
+}

@@ -6,6 +6,7 @@ import type { Logger } from '@switchyard/platform';
 import { AuditController } from './audit/audit.controller.js';
 import { ApiKeysController } from './security/api-keys.controller.js';
 import { ApiKeyService } from './security/api-keys.js';
+import { WhoamiController } from './security/whoami.controller.js';
 import { RoleGuard } from './security/auth.guard.js';
 import { EventsController } from './events/events.controller.js';
 import { LiveEventsService } from './events/sse.service.js';
@@ -86,7 +87,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [DiscoveryModule, GatewayCoreModule.forRoot(deps, options), ...modules],
-      controllers: [HealthController, EventsController, DocsController, AuditController, ApiKeysController],
+      controllers: [HealthController, EventsController, DocsController, AuditController, ApiKeysController, WhoamiController],
       providers: [
         LiveEventsService,
         OpenApiExplorer,

@@ -21,6 +21,7 @@ import { deferCheck, deferInputErrors } from './http/route-checks.js';
 import { authenticationMiddleware, timeoutMiddleware } from './security/middleware.js';
 import { RATE_LIMIT_SCHEMA_SQL, RateLimits } from './security/rate-limits.js';
 import { hostOriginMiddleware } from './security/host-origin.js';
+import { CONSOLE_PATH, consoleRouter } from './ui/console.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
 
 /** A gateway built and initialised, not yet listening. */
@@ -97,6 +98,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   app.use(timeoutMiddleware(resolved.requestTimeoutMs));
   app.use(authenticationMiddleware(resolved, keys, logger.child({ component: 'auth' }), limits));
   app.use(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' }));
+  app.use(CONSOLE_PATH, consoleRouter(logger.child({ component: 'console' }), options.consoleDir));
   // Body and hygiene errors are kept for the role guard, which answers them after the role check.
   app.use(deferInputErrors(express.json({ limit: resolved.bodyLimit, type: ['application/json', 'application/*+json'] })));
   app.use(deferCheck(inputHygieneError));

@@ -67,6 +67,8 @@ export interface GatewayOptions extends SecurityOptionsInput {
   readonly readReplica?: ReadRoutingOptions;
   /** Accepted Host / Origin values besides loopback with the listening port (added to ALLOWED_HOSTS / ALLOWED_ORIGINS); others get 403. */
   readonly edge?: Partial<EdgePolicy>;
+  /** The operator console's build (index.html and assets/) served at /ui. Default apps/console/dist. */
+  readonly consoleDir?: string;
   // From SecurityOptionsInput:
   // auth: { enabled } (default false here; launchers use securityOptionsFromEnv(), AUTH_ENABLED default true),
   // rateLimit: false | { perIp, perKey, authFailuresPerIp } (default off), requestTimeoutMs (default 30 000, 0 = none).

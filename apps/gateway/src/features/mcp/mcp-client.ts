@@ -59,6 +59,13 @@ export class McpGatewayClient {
     return request(this.nats, mcpSubject(name, 'health'), { probe: true }, { schema: serverHealthSchema, timeoutMs: 10_000, correlationId });
   }
 
+  /** Every tool of a server with its description and JSON schemas, as the server lists them. */
+  async toolInfos(name: string, correlationId: string) {
+    await this.server(name, correlationId);
+    const reply = await request(this.nats, mcpSubject(name, 'list_tools'), {}, { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId });
+    return reply.tools;
+  }
+
   async tools(name: string, correlationId: string): Promise<string[]> {
     await this.server(name, correlationId);
     const reply = await request(this.nats, mcpSubject(name, 'list_tools'), {}, { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId });

@@ -29,6 +29,18 @@ import {
 const ROLE_SERVERS = { filesystem: 'filesystem', database: 'database', github: 'github', fetch: 'fetch', automation: 'automation', analytics: 'analytics' } as const;
 const errors = [400, 404, 422, 503, 504];
 
+const toolListResponse = z.object({
+  server: z.string(),
+  tools: z.array(
+    z.object({
+      name: z.string(),
+      description: z.string().nullable(),
+      input_schema: z.record(z.string(), z.unknown()),
+      output_schema: z.record(z.string(), z.unknown()).nullable(),
+    }),
+  ),
+});
+
 @Controller('api/v1/integration/mcp')
 export class McpController {
   private readonly writerAccess: WriterAccess;
@@ -55,6 +67,22 @@ export class McpController {
   @ApiRoute({ summary: 'Health of one MCP server, probed now', tags: ['mcp'], role: 'viewer', response: { status: 200, schema: serverHealthResponse }, errors: [404, 503] })
   healthOne(@ZodParams(serverNameParams) p: z.infer<typeof serverNameParams>, @CorrelationId() correlationId: string) {
     return this.mcp.health(p.server_name, correlationId);
+  }
+
+  @Get('tools/:server_name')
+  @ApiRoute({
+    summary: "One MCP server's tools with their descriptions and input schemas (JSON Schema)",
+    tags: ['mcp'],
+    role: 'viewer',
+    response: { status: 200, schema: toolListResponse },
+    errors: [404, 503],
+  })
+  async toolList(@ZodParams(serverNameParams) p: z.infer<typeof serverNameParams>, @CorrelationId() correlationId: string) {
+    const tools = await this.mcp.toolInfos(p.server_name, correlationId);
+    return {
+      server: p.server_name,
+      tools: tools.map((t) => ({ name: t.name, description: t.description ?? null, input_schema: t.inputSchema, output_schema: t.outputSchema ?? null })),
+    };
   }
 
   @Post('call')

@@ -139,6 +139,19 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
     assert.deepEqual([...missing.body.valid].sort(), ['database', 'everything', 'everything-http', 'fetch', 'filesystem']);
   });
 
+  it("lists one server's tools with their input schemas; 404 with the valid names for an unknown server", async () => {
+    const r = await get('/api/v1/integration/mcp/tools/database');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.server, 'database');
+    const query = r.body.tools.find((t: { name: string }) => t.name === 'query');
+    assert.equal(query.input_schema.type, 'object');
+    assert.ok(query.input_schema.properties.sql, JSON.stringify(query.input_schema));
+    assert.deepEqual(query.input_schema.required, ['sql']);
+    const missing = await get('/api/v1/integration/mcp/tools/nope');
+    assert.equal(missing.status, 404);
+    assert.ok(missing.body.valid.includes('database'));
+  });
+
   it('calls the official server-everything over stdio', async () => {
     const r = await post('/api/v1/integration/mcp/call', { server: 'everything', tool: 'echo', arguments: { message: 'ping through NATS' } });
     assert.equal(r.status, 200);

@@ -1,8 +1,8 @@
 import { Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import type { Response } from 'express';
-import type { z } from 'zod';
-import { stepUsesLabel } from '@switchyard/domain';
+import { z } from 'zod';
+import { stepUsesLabel, validateDefinition } from '@switchyard/domain';
 import { CorrelationId, type GatewayRequest } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
@@ -54,6 +54,12 @@ import { MIN_POSITION_HEADER, minPositionOf, READ_SOURCE_HEADER } from '../../ht
 
 const READ_YOUR_WRITES =
   'With a read replica (DATABASE_READ_URL): give the `position` a start answered with in `X-Switchyard-Min-Position` (or `min_position`) to read from the replica once it has replayed it, else from the primary after a bounded wait; `X-Switchyard-Read-Source` says which answered.';
+
+const validationResponse = z.object({
+  valid: z.boolean(),
+  errors: z.array(z.object({ path: z.string(), message: z.string(), code: z.string().optional() })),
+  definition: z.unknown().optional().describe('The definition as it would be registered (defaults filled in), when valid'),
+});
 
 const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses?: string; wait?: { signal: string }; needs: string[] }[] }) => ({
   id: d.id,
@@ -320,6 +326,21 @@ export class WorkflowsController {
   })
   async check(@ZodParams(checkParams) p: z.infer<typeof checkParams>, @ZodBody(checkBody) b: z.infer<typeof checkBody>) {
     return checkDefinitionVersion(this.svc.store, this.svc.pool, this.svc.definitions, p.definition_id, p.version, b.limit);
+  }
+
+  @Post('definitions/validate')
+  @HttpCode(200)
+  @ApiRoute({
+    summary: 'Validate a workflow definition without registering it (the same checks as registering; no side effects)',
+    description: 'Always 200 for a JSON object: `valid`, and every problem with its path (a dependency cycle is named). The designer of the console calls it as one types.',
+    tags: ['workflows'],
+    role: 'viewer',
+    response: { status: 200, schema: validationResponse },
+  })
+  async validateOnly(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>) {
+    const v = validateDefinition(body, await this.svc.catalog(body));
+    if (v.ok) return { valid: true, errors: [], definition: v.definition };
+    return { valid: false, errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code })) };
   }
 
   @Get('definitions')

@@ -100,6 +100,7 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       '/api/v1/workflows/executions/{execution_id}/cancel',
       '/api/v1/workflows/executions/{execution_id}/events',
       '/api/v1/workflows/definitions',
+      '/api/v1/workflows/definitions/validate',
       '/api/v1/integration/agents/workflow',
     ]) {
       assert.ok(r.body.paths[p], `missing ${p}`);
@@ -129,6 +130,33 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     const unknown = await http('POST', '/api/v1/workflows/definitions', { id: 'x', version: 1, name: 'x', steps: [{ id: 'a', uses: 'agent:no_such_task' }] });
     assert.equal(unknown.status, 400);
     assert.match(unknown.body.detail, /unknown agent task type "no_such_task"/);
+  });
+
+  it('validates without registering: the same problems with their paths, 200, and nothing stored', async () => {
+    const cyclic = {
+      id: 'validate_only',
+      version: 1,
+      name: 'v',
+      steps: [
+        { id: 'a', uses: 'agent:revenue_analysis', needs: ['b'] },
+        { id: 'b', uses: 'agent:no_such_task', needs: ['a'] },
+      ],
+    };
+    const r = await http('POST', '/api/v1/workflows/definitions/validate', cyclic);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.valid, false);
+    assert.ok(r.body.errors.some((e: { path: string; code: string; message: string }) => e.code === 'cycle' && e.path.startsWith('steps[') && /a -> b -> a|b -> a -> b/.test(e.message)), JSON.stringify(r.body.errors));
+    assert.ok(r.body.errors.some((e: { message: string }) => /unknown agent task type "no_such_task"/.test(e.message)), JSON.stringify(r.body.errors));
+    const ok = await http('POST', '/api/v1/workflows/definitions/validate', { id: 'validate_only', version: 1, name: 'v', steps: [{ id: 'a', uses: 'agent:revenue_analysis' }] });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.valid, true);
+    assert.deepEqual(ok.body.errors, []);
+    assert.equal(ok.body.definition.steps[0].id, 'a');
+    // No side effect: the definition was not registered.
+    const list = await http('GET', '/api/v1/workflows/definitions?id=validate_only');
+    assert.deepEqual(list.body.definitions, []);
+    const bad = await http('POST', '/api/v1/workflows/definitions/validate', [1, 2]);
+    assert.equal(bad.status, 400);
   });
 
   it('registers a definition, starts it with ?wait=true, and shows list, detail and events', async () => {

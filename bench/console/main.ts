@@ -1,0 +1,178 @@
+/**
+ * The operator console under a large read model: starts the whole system (one launcher
+ * process, its own PostgreSQL and nats-server on free ports), fills the workflow read model
+ * with BENCH_EXECUTIONS (default 10,000) executions, then measures in Debian's Chromium:
+ *  - the overview's first render (navigation start to the status tables and the recent
+ *    executions drawn), cold (first load, empty cache) and warm (median, p95 of BENCH_RUNS);
+ *  - the executions list: first page on the Workflows page, then each "Next page" click to
+ *    the new rows drawn (keyset paging), unfiltered and filtered by status;
+ *  - for reference, the two API calls behind them, from Node.
+ * Prints figures; not a test.
+ *
+ * The rows are written straight into read_models.workflow_executions (as the projection would
+ * write them for ended executions): running 10,000 real workflows first would take the bench
+ * many minutes and measure the engine, not the console.
+ *
+ *   node bench/console/dist/main.js
+ *   BENCH_EXECUTIONS=50000 BENCH_RUNS=10 node bench/console/dist/main.js
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { chromium } from '@playwright/test';
+import { freePort } from '@switchyard/platform';
+
+const root = path.resolve(import.meta.dirname, '..', '..', '..');
+const executions = Number(process.env.BENCH_EXECUTIONS ?? 10_000);
+const runs = Number(process.env.BENCH_RUNS ?? 7);
+const pages = Number(process.env.BENCH_PAGES ?? 10);
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+const fmt = (xs: number[]) => `median ${q(xs, 0.5).toFixed(0)} ms, p95 ${q(xs, 0.95).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms (n=${xs.length})`;
+
+async function main(): Promise<void> {
+  // 1. The system, as `npm start` runs it, on free ports.
+  mkdirSync(path.join(root, '.tmp'), { recursive: true });
+  const dataDir = mkdtempSync(path.join(root, '.tmp', 'bench-console-'));
+  chmodSync(dataDir, 0o755);
+  const key = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
+  const gatewayPort = await freePort();
+  const pgPort = await freePort();
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), DATA_DIR: dataDir, FILESYSTEM_ROOT: path.join(dataDir, 'files'), SWITCHYARD_ADMIN_KEY: key, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: String(gatewayPort), EMBEDDED_PG_PORT: String(pgPort), EMBEDDED_NATS_PORT: String(await freePort()), LOG_LEVEL: 'warn' };
+  for (const k of ['DATABASE_URL', 'NATS_URL', 'SMTP_URL', 'MAILBOX_SMTP_PORT']) delete env[k];
+  for (const kind of ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS']) {
+    const port = await freePort();
+    env[`MCP_${kind}_PORT`] = String(port);
+    if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
+  }
+  for (const a of ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS']) env[`AGENT_${a}_PORT`] = String(await freePort());
+  const proc = spawn(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'main.js')], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise((r) => proc.once('exit', r));
+  const base = `http://127.0.0.1:${gatewayPort}`;
+  const headers = { authorization: `Bearer ${key}` };
+  try {
+    const t0 = Date.now();
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error('the system exited before it was ready');
+      const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+      if (ok) break;
+      if (Date.now() - t0 > 180_000) throw new Error('the system was not ready within 180 s');
+      await sleep(300);
+    }
+    console.log(`system ready in ${((Date.now() - t0) / 1000).toFixed(1)} s at ${base}`);
+
+    // 2. The read model: BENCH_EXECUTIONS executions over the last 7 days, mostly ended.
+    const db = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard` });
+    await db.connect();
+    const f0 = Date.now();
+    await db.query(
+      `insert into read_models.workflow_executions
+         (execution_id, definition_id, definition_version, definition_name, status, input, output, error, correlation_id,
+          parent_execution_id, started_at, ended_at, updated_at, last_position)
+       select gen_random_uuid()::text, d.id, 3, d.name,
+              case when g % 100 = 0 then 'running' when g % 17 = 0 then 'failed' when g % 29 = 0 then 'canceled' else 'completed' end,
+              jsonb_build_object('timeframe', '30d', 'n', g), case when g % 17 = 0 then null else jsonb_build_object('total', g * 3.5) end,
+              case when g % 17 = 0 then jsonb_build_object('message', 'step failed') else null end, gen_random_uuid()::text, null,
+              now() - (g * interval '60 seconds'), case when g % 100 = 0 then null else now() - (g * interval '60 seconds') + interval '2 seconds' end, now(), 0
+         from generate_series(1, $1) g
+         cross join lateral (select (array['revenue_analysis','customer_onboarding','customer_support'])[1 + g % 3] as id,
+                                    (array['Revenue analysis','Customer onboarding','Customer support'])[1 + g % 3] as name) d`,
+      [executions],
+    );
+    await db.query('analyze read_models.workflow_executions');
+    const count = (await db.query('select count(*)::int as n from read_models.workflow_executions')).rows[0].n;
+    await db.end();
+    console.log(`read model: ${count} executions (${executions} inserted in ${Date.now() - f0} ms)`);
+
+    // 3. The API behind the pages, from Node.
+    const api = async (url: string, n: number) => {
+      const xs: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const s = performance.now();
+        const r = await fetch(`${base}${url}`, { headers });
+        await r.arrayBuffer();
+        if (!r.ok) throw new Error(`${url}: ${r.status}`);
+        xs.push(performance.now() - s);
+      }
+      return xs;
+    };
+    console.log(`API GET /api/v1/integration/status: ${fmt(await api('/api/v1/integration/status', 20))}`);
+    console.log(`API GET /api/v1/workflows/executions?limit=20: ${fmt(await api('/api/v1/workflows/executions?limit=20', 20))}`);
+    console.log(`API GET /api/v1/workflows/executions?status=failed&limit=20: ${fmt(await api('/api/v1/workflows/executions?status=failed&limit=20', 20))}`);
+
+    // 4. Chromium.
+    const browser = await chromium.launch({ executablePath: chromiumPath, args: process.getuid?.() === 0 ? ['--no-sandbox', '--disable-dev-shm-usage'] : ['--disable-dev-shm-usage'] });
+    const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+    // Runs in the page (a string, so this Node program needs no DOM types).
+    await context.addInitScript(`sessionStorage.setItem('switchyard.apiKey', ${JSON.stringify(key)})`);
+    const overview: number[] = [];
+    const inPageRender: number[] = [];
+    const domReady: number[] = [];
+    const slowestApi: number[] = [];
+    let cold = 0;
+    for (let i = 0; i <= runs; i++) {
+      const page = await context.newPage();
+      const s = performance.now();
+      await page.goto(`${base}/ui/`);
+      await page.locator('[data-testid="mcp-table"]').waitFor();
+      await page.locator('table.execs').first().waitFor();
+      const ms = performance.now() - s;
+      // In the page: from its navigation start to now (the tables are drawn), and the slowest API answer it waited for.
+      const inPage = (await page.evaluate(() => {
+        const p = (globalThis as any).performance;
+        const api = p.getEntriesByType('resource').filter((e: any) => e.name.includes('/api/v1/') && !e.name.includes('/events/stream'));
+        return { now: p.now(), dcl: p.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd ?? 0, api: Math.max(0, ...api.map((e: any) => e.responseEnd - e.startTime)) };
+      })) as { now: number; dcl: number; api: number };
+      if (i === 0) cold = ms;
+      else {
+        overview.push(ms);
+        inPageRender.push(inPage.now);
+        domReady.push(inPage.dcl);
+        slowestApi.push(inPage.api);
+      }
+      await page.close();
+    }
+    console.log(`overview first render (goto to tables drawn, from Node): cold ${cold.toFixed(0)} ms; warm ${fmt(overview)}`);
+    console.log(`  in the page: navigation start to tables drawn ${fmt(inPageRender)}; DOMContentLoaded ${fmt(domReady)}; slowest API call ${fmt(slowestApi)}`);
+    for (const filter of ['', 'failed']) {
+      const page = await context.newPage();
+      const s = performance.now();
+      await page.goto(`${base}/ui/workflows`);
+      await page.locator('table.execs tr[data-execution]').first().waitFor();
+      if (filter) {
+        await page.getByLabel('status').selectOption(filter);
+        await page.locator(`table.execs tr[data-execution] td .badge[data-status="${filter}"]`).first().waitFor();
+      }
+      const first = performance.now() - s;
+      const next: number[] = [];
+      for (let i = 0; i < pages; i++) {
+        const before = await page.locator('table.execs tr[data-execution]').first().getAttribute('data-execution');
+        const t = performance.now();
+        await page.getByRole('button', { name: 'Next page' }).click();
+        await page.waitForFunction((b) => (globalThis as any).document.querySelector('table.execs tr[data-execution]')?.getAttribute('data-execution') !== b, before);
+        next.push(performance.now() - t);
+      }
+      console.log(`executions list${filter ? ` (status=${filter})` : ''}: page 1 ${first.toFixed(0)} ms (navigation to rows drawn); next page ${fmt(next)}`);
+      await page.close();
+    }
+    await browser.close();
+    console.log(`load average while measuring: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (${(await import('node:os')).cpus().length} cores)`);
+  } finally {
+    proc.kill('SIGTERM');
+    await Promise.race([exited, sleep(20_000)]);
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
