@@ -2,3 +2,4 @@ export * from './infra.js';
 export * from './decider-spec.js';
 export * from './until.js';
 export * from './event-loop.js';
+export * from './nats-cluster.js';
