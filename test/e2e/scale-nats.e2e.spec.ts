@@ -159,9 +159,17 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
       const outcome = Object.fromEntries((await ended()).map((r) => [r.type, Number(r.n)]));
       assert.equal(outcome.WorkflowCompleted, WORKFLOWS, `every workflow completed: ${JSON.stringify(outcome)}`);
 
-      // 3. Every call answered 200 was done: its success is recorded.
-      const succeeded = await db.query<{ c: string }>(`select distinct metadata->>'correlationId' as c from eventstore.events where type = 'McpToolSucceeded' and metadata->>'correlationId' = any($1::text[])`, [okCalls]);
-      assert.equal(succeeded.rowCount, okCalls.length, 'every call answered 200 has its McpToolSucceeded');
+      // 3. Every call answered 200 was done: its success is recorded (the connectors report their
+      //    events to the store asynchronously, one stream at a time: wait while the count moves).
+      const succeeded = async () =>
+        (await db.query<{ c: string }>(`select distinct metadata->>'correlationId' as c from eventstore.events where type = 'McpToolSucceeded' and metadata->>'correlationId' = any($1::text[])`, [okCalls])).rowCount ?? 0;
+      for (let last = -1, lastMoved = Date.now(); ; ) {
+        const n = await succeeded();
+        if (n >= okCalls.length) break;
+        if (n !== last) [last, lastMoved] = [n, Date.now()];
+        if (Date.now() - lastMoved > 30_000) assert.fail(`${n} of ${okCalls.length} calls answered 200 have their McpToolSucceeded, none more for 30 s`);
+        await sleep(500);
+      }
 
       // 4. The relay's stream: 3 replicas, every event of the store exactly once (waits for the relay to catch up).
       const jsm = await jetstreamManager(nc);
