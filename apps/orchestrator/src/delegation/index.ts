@@ -7,7 +7,6 @@ export { taskIdForIdempotencyKey } from './task-ids.js';
 export {
   startDispatcher,
   delegationProjections,
-  DISPATCHER_LEADER_APPLICATION_NAME,
   type StartDispatcherOptions,
   type DispatcherHandle,
   type DispatcherRole,

@@ -35,9 +35,6 @@ export interface DispatcherHandle {
   stop(): Promise<void>;
 }
 
-/** `application_name` of the dispatchers' sessions (pool connections), as seen in pg_stat_activity. */
-export const DISPATCHER_LEADER_APPLICATION_NAME = 'switchyard-dispatcher';
-
 /** Scale-out settings from the environment (zod: a bad value stops the start naming the variable). */
 const leaseEnv = z.object({
   DISPATCHER_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(16),
