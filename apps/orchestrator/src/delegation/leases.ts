@@ -158,6 +158,13 @@ export class DispatcherLeases {
       this.lastRenewed = Date.now();
       const mine = new Map(renewed.rows.map((r) => [r.partition, Number(r.epoch)]));
       for (const [p, epoch] of [...this.held]) if (mine.get(p) !== epoch) this.dropLost(p);
+      // Rows still in our name that we do not act on (a previous life of this member id, or
+      // leases dropped while the database was unreachable): free them, to be taken over properly
+      // (epoch + 1, fence, recovery) by whoever takes them next, this member included.
+      for (const [p, epoch] of mine) {
+        if (this.held.has(p)) continue;
+        await pool.query(`update ${this.t} set owner = null, expires_at = now() where partition = $1 and owner = $2 and epoch = $3`, [p, this.memberId, epoch]);
+      }
       await pool.query(`delete from ${s}.dispatcher_members where heartbeat_at < now() - interval '1 hour'`);
       const live = await pool.query<{ n: string }>(`select count(*) as n from ${s}.dispatcher_members where heartbeat_at > now() - make_interval(secs => $1)`, [this.ttlMs / 1000]);
       const share = Math.ceil(this.o.partitions / Math.max(1, Number(live.rows[0]?.n ?? 1)));
