@@ -121,6 +121,7 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
     const n2 = cluster.nodes[1]!;
     let restart: Promise<void> | undefined;
     let killedAt = 0;
+    let healthyAt = 0;
     const wave = 25;
     const waves = Math.ceil(Math.max(WORKFLOWS, CALLS) / wave);
     for (let i = 0; i < waves; i++) {
@@ -132,12 +133,14 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
         restart = n2.kill().then(async () => {
           await sleep(5_000);
           await n2.restart();
+          healthyAt = Date.now();
         });
       }
       await Promise.all(jobs);
     }
     await restart;
-    const restartedMs = Date.now() - killedAt;
+    const submittedMs = Date.now() - t0;
+    const restartedMs = healthyAt - killedAt;
     assert.equal(executions.size, WORKFLOWS);
 
     const db = new pg.Client({ connectionString: databaseUrl });
@@ -198,7 +201,7 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
       assert.equal(missing, 0, 'every event of the store is in the stream');
       console.log(
         `# scale-nats: ${WORKFLOWS} workflows (${startRefusals} start refusals asked again) all completed; ${CALLS} MCP calls: ${okCalls.length} answered 200, all done, ` +
-          `told failed ${JSON.stringify(Object.fromEntries(failedCalls))}; n2 SIGKILLed at ${Math.round((killedAt - t0) / 1000)} s and healthy again ${restartedMs} ms later; ` +
+          `told failed ${JSON.stringify(Object.fromEntries(failedCalls))}; n2 SIGKILLed at ${Math.round((killedAt - t0) / 1000)} s, restarted 5 s later, healthy ${restartedMs} ms after the kill; submitted in ${submittedMs} ms; ` +
           `stream R${info.config.num_replicas}: ${ids.size} messages for ${stored.rowCount} events, 0 duplicates, 0 missing; whole run ${Date.now() - t0} ms`,
       );
     } finally {
