@@ -972,6 +972,18 @@ export class Dispatcher {
         }
         const taskId = (e.data as { task_id?: unknown }).task_id;
         if (typeof taskId !== 'string') continue;
+        if (e.type === 'TaskAssigned' || e.type === 'TaskQueued') {
+          // A caller here follows a task another dispatcher drives: pass its progress on.
+          const watchers = this.known.has(taskId) ? undefined : this.progressWatchers.get(taskId);
+          for (const w of watchers ?? []) {
+            try {
+              w(e.type === 'TaskQueued' ? 'queued' : 'started');
+            } catch {
+              // a notice is advisory
+            }
+          }
+          continue;
+        }
         if (e.type !== 'TaskSubmitted') {
           // An end: a caller here may wait for a task another dispatcher drives, or someone else ended one driven here.
           if (this.waiters.has(taskId) || this.known.has(taskId) || this.runs.has(taskId)) this.reconcile(taskId);
@@ -1458,8 +1470,8 @@ export class Dispatcher {
 }
 
 const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
-/** What the log watcher follows: submissions to take over, ends to pass on, external agents changed by another dispatcher. */
-const WATCHED = ['TaskSubmitted', 'TaskCompleted', 'TaskFailed', 'TaskCanceled', 'TaskTimedOut', 'ExternalAgentRegistered', 'ExternalAgentRemoved'] as const;
+/** What the log watcher follows: submissions to take over, progress and ends to pass on, external agents changed by another dispatcher. */
+const WATCHED = ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskCompleted', 'TaskFailed', 'TaskCanceled', 'TaskTimedOut', 'ExternalAgentRegistered', 'ExternalAgentRemoved'] as const;
 /** How long after a NATS reconnect a run without a start notice is taken for lost (see watchReconnects). */
 const LOST_DISPATCH_CHECK_MS = 5_000;
 

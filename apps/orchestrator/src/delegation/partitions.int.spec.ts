@@ -93,8 +93,21 @@ describe('dispatcher partitions: every dispatcher serves, leases with fencing (r
       assert.equal(count(types, 'TaskAssigned'), 1, `one assignment for ${r.task_id}: ${types.join(',')}`);
       assert.equal(count(types, 'TaskCompleted'), 1);
     }
+    // A submission reaching the dispatcher that does not hold its partition: recorded there, run by the owner;
+    // the non-owner's caller is told of the progress and the end from the log.
+    const pa = held(a)[0]!;
+    const notices: string[] = [];
+    const foreignKey = keyIn(pa, 'foreign');
+    const unwatch = b.dispatcher.watchProgress(taskIdForIdempotencyKey(foreignKey), (st) => notices.push(st));
+    const sub = await b.dispatcher.submit({ task_type: 'noop', context: { echo: 'via b' }, priority: 'normal', agent: 'data_analyst', idempotency_key: foreignKey }, 'corr-foreign');
+    assert.equal(sub.status, 'queued', 'the non-owner records the submission only');
+    const end = await b.dispatcher.waitForEnd(sub.task_id);
+    unwatch();
+    assert.equal(end.status, 'completed');
+    assert.ok(notices.includes('started'), `progress passed on: ${notices.join(',')}`);
+    assert.deepEqual(await eventTypes(sub.task_id), ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskStarted', 'TaskCompleted']);
     // The assignment slots were given back.
-    assert.equal((await pool.query('select count(*)::int as n from delegation.assignments')).rows[0].n, 0);
+    await until('the slots to be given back', async () => ((await pool.query('select count(*)::int as n from delegation.assignments')).rows[0].n === 0 ? true : undefined));
   });
 
   it("an agent's concurrency limit holds across dispatchers (shared slots in PostgreSQL)", async () => {
