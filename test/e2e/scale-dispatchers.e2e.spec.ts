@@ -123,11 +123,14 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
       let killedAt = 0;
       const wave = 25;
       for (let i = 0; i * wave < DELEGATIONS; i++) {
-        await Promise.all(Array.from({ length: Math.min(wave, DELEGATIONS - i * wave) }, (_, k) => delegate(`scale-${tag}-${i * wave + k}`)));
+        const jobs = Array.from({ length: Math.min(wave, DELEGATIONS - i * wave) }, (_, k) => delegate(`scale-${tag}-${i * wave + k}`));
         if (!killedAt && (i + 1) * wave >= DELEGATIONS / 3) {
+          // Mid-wave: the victim has submissions and attempts in flight.
+          await sleep(150);
           await dispatchers[1]!.kill('SIGKILL');
           killedAt = Date.now();
         }
+        await Promise.all(jobs);
       }
       const submittedMs = Date.now() - t0;
       assert.equal(taskOfKey.size, DELEGATIONS);
