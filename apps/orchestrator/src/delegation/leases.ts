@@ -42,7 +42,11 @@ export interface DispatcherLeaseOptions {
   readonly tickMs?: number;
   /** A lease (and a member's heartbeat) not renewed for this long is expired. Default 5000 ms. */
   readonly ttlMs?: number;
-  /** Called with the partitions just taken (fences raised, stale assignment rows gone); awaited before the next tick. */
+  /**
+   * Called with the partitions just taken (fences raised, stale assignment rows gone). Calls run
+   * one after another; start() awaits the first, later ticks do not wait (a long recovery must
+   * not hold up the renewals).
+   */
   readonly onAcquire: (taken: readonly { partition: number; epoch: number }[]) => Promise<void>;
   /** A partition given back on purpose (rebalance, stop): finish what runs there; resolves when the lease may go. */
   readonly onDrain: (partition: number) => Promise<void>;
@@ -78,6 +82,7 @@ export class DispatcherLeases {
   private lastRenewed = 0;
   private stopped = false;
   private seeded = false;
+  private acquisitions: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: DispatcherLeaseOptions) {
     this.memberId = o.memberId ?? `${hostname()}-${process.pid}-${newId().slice(0, 8)}`;
@@ -109,6 +114,7 @@ export class DispatcherLeases {
 
   async start(): Promise<void> {
     await this.tick();
+    await this.acquisitions;
     const loop = () => {
       if (this.stopped) return;
       this.timer = setTimeout(() => {
@@ -124,6 +130,7 @@ export class DispatcherLeases {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.ticking?.catch(() => undefined);
+    await this.acquisitions;
     await Promise.all([...this.held.keys()].map((p) => this.giveBack(p)));
     await this.o.pool.query(`delete from ${this.o.schema}.dispatcher_members where member_id = $1`, [this.memberId]).catch(() => undefined);
   }
@@ -190,7 +197,9 @@ export class DispatcherLeases {
           this.freeSeen.delete(partition);
         }
         this.log.info({ partitions: taken.map((t) => t.partition), held: this.held.size, share }, 'dispatcher partitions taken');
-        await this.o.onAcquire(taken);
+        this.acquisitions = this.acquisitions
+          .then(() => this.o.onAcquire(taken))
+          .catch((err: unknown) => this.log.error({ err, partitions: taken.map((t) => t.partition) }, 'recovering taken partitions failed'));
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'dispatcher lease tick failed');

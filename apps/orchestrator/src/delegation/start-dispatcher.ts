@@ -1,6 +1,7 @@
+import type pg from 'pg';
 import { z } from 'zod';
 import type { Service } from '@switchyard/messaging';
-import { AppError } from '@switchyard/platform';
+import { AppError, createPgPool } from '@switchyard/platform';
 import { ProjectionRunner } from '@switchyard/read-models';
 import { Dispatcher, type DispatcherOptions } from './dispatcher.js';
 import { performanceProjection, tasksProjection } from './projections.js';
@@ -67,8 +68,10 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
   const schema = opts.schema ?? 'delegation';
   const log = opts.logger.child({ component: 'dispatcher-start', schema });
   let dispatcher: Dispatcher | undefined;
+  // Renewals on connections of their own: a busy dispatcher pool must not delay them past the TTL.
+  const leasePool = createPgPool({ ...(opts.pool.options as pg.PoolConfig), max: 2, application_name: 'switchyard-dispatcher-leases' }, { name: 'dispatcher-leases', logger: opts.logger });
   const leases: DispatcherLeases = new DispatcherLeases({
-    pool: opts.pool,
+    pool: leasePool,
     store: opts.store,
     schema,
     partitions: opts.partitions ?? env.data.DISPATCHER_PARTITIONS,
@@ -97,6 +100,7 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
     await leases.stop().catch(() => undefined);
     await dispatcher.stop().catch(() => undefined);
     await runner?.stop().catch(() => undefined);
+    await leasePool.end().catch(() => undefined);
     throw err;
   }
   log.info({ member: leases.memberId, partitions: [...leases.owned().keys()].sort((a, b) => a - b) }, 'dispatcher serving');
@@ -114,6 +118,7 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
       (stopping ??= (async () => {
         await svc.stop().catch(() => undefined);
         await leases.stop();
+        await leasePool.end().catch(() => undefined);
         await d.stop();
         await runner?.stop();
       })()),
