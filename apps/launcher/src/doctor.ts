@@ -83,7 +83,7 @@ const checks: Check[] = [
         }
       }
       try {
-        const nc = await connect({ servers: url, timeout: 3000, reconnect: false });
+        const nc = await connect({ servers: url.split(',').map((u) => u.trim()), timeout: 3000, reconnect: false });
         try {
           const rtt = await nc.rtt();
           let js = 'JetStream on';

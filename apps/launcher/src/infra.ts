@@ -57,7 +57,7 @@ export async function startInfrastructure(config: Config, logger: Logger, superv
   }
   let natsUrl = config.NATS_URL;
   let nats = 'external (NATS_URL)';
-  let natsWhere = natsUrl ? `${redactUrl(natsUrl)} (NATS_URL)` : '';
+  let natsWhere = natsUrl ? `${natsUrl.split(',').map((u) => redactUrl(u.trim())).join(',')} (NATS_URL)` : '';
   if (!natsUrl) {
     let url = '';
     await supervisor.add({

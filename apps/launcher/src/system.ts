@@ -164,6 +164,7 @@ export async function startSystem(
             RELAY_CHECKPOINT_INTERVAL_MS: 1000,
             RELAY_DUPLICATE_WINDOW_MS: 600_000,
             RELAY_RESUME_FROM_STREAM: true,
+            NATS_STREAM_REPLICAS: config.NATS_STREAM_REPLICAS,
           },
           logger,
           relayStore,

@@ -1,4 +1,4 @@
-import { WrongExpectedVersionError, type EventMetadata, type EventStore, type RecordedEvent } from './port.js';
+import { WrongExpectedVersionError, type EventMetadata, type EventStore, type Fence, type RecordedEvent } from './port.js';
 
 /** The decider shape of libs/domain, restated here so the store does not depend on the domain. */
 export interface DeciderLike<C, E, S> {
@@ -49,7 +49,7 @@ export async function handleCommand<C, E extends DomainEventLike, S>(
   streamId: string,
   decider: DeciderLike<C, E, S>,
   command: C,
-  options: { maxAttempts?: number } = {},
+  options: { maxAttempts?: number; fence?: Fence } = {},
 ): Promise<CommandResult<E, S>> {
   const maxAttempts = options.maxAttempts ?? 10;
   for (let attempt = 1; ; attempt++) {
@@ -60,7 +60,7 @@ export async function handleCommand<C, E extends DomainEventLike, S>(
       const result = await store.append(
         streamId,
         events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata })),
-        { expectedRevision: revision === -1 ? 'no_stream' : revision },
+        { expectedRevision: revision === -1 ? 'no_stream' : revision, ...(options.fence ? { fence: options.fence } : {}) },
       );
       const next = events.reduce(decider.evolve, state);
       return { events, state: next, revision: result.nextExpectedRevision, position: result.position };

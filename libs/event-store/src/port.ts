@@ -100,13 +100,36 @@ export interface AllSubscription extends AsyncIterable<RecordedEvent> {
   close(): Promise<void>;
 }
 
+/**
+ * A fencing token: an append carrying one is written only while `epoch` is the fence's
+ * current epoch (checked in the append's own transaction). Whoever takes over a lease raises
+ * the fence to its new epoch before acting, so a paused-then-resumed old owner is refused.
+ */
+export interface Fence {
+  readonly name: string;
+  readonly epoch: number;
+}
+
+export interface AppendOptions {
+  readonly expectedRevision?: ExpectedRevision;
+  /** Refuse the append (FencedError) unless the fence's epoch is still this one. */
+  readonly fence?: Fence;
+}
+
 export interface EventStore {
   /** Adapter name, for logs, health and the contract suite. */
   readonly kind: string;
+  /** The adapter checks `fence` on append and implements raiseFence (PostgreSQL, in-memory; not EventStoreDB). */
+  readonly supportsFences?: boolean;
+  /**
+   * Raise the fence `name` to `epoch` (never lowers it). Serialised with appends: once it
+   * returns, no append with a lower epoch commits.
+   */
+  raiseFence?(name: string, epoch: number): Promise<void>;
   /** Create tables or connect; idempotent. */
   init(): Promise<void>;
   /** Append atomically. Throws WrongExpectedVersionError when the expectation fails. */
-  append(streamId: string, events: readonly NewEvent[], options?: { expectedRevision?: ExpectedRevision }): Promise<AppendResult>;
+  append(streamId: string, events: readonly NewEvent[], options?: AppendOptions): Promise<AppendResult>;
   /** Read one stream; an absent stream reads as []. */
   readStream(streamId: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   /** Read the global log. */
@@ -129,6 +152,19 @@ export class WrongExpectedVersionError extends Error {
   ) {
     super(`wrong expected version on ${streamId}: expected ${String(expected)}, actual ${String(actual)}`);
     this.name = 'WrongExpectedVersionError';
+  }
+}
+
+/** The append carried a fence whose epoch is no longer current: the writer lost its lease. Never retried. */
+export class FencedError extends Error {
+  readonly code = 'conflict' as const;
+  constructor(
+    readonly streamId: string,
+    readonly fence: Fence,
+    readonly current: number | null,
+  ) {
+    super(`append to ${streamId} fenced: ${fence.name} is at epoch ${String(current)}, the writer holds ${fence.epoch}`);
+    this.name = 'FencedError';
   }
 }
 

@@ -5,7 +5,7 @@ import { AppError, type Logger } from '@switchyard/platform';
 export type { NatsConnection };
 
 export interface ConnectNatsOptions {
-  /** One URL or several (a cluster); `nats://host:port`. */
+  /** One URL or several (a cluster): an array, or a comma-separated string as NATS_URL gives it; `nats://host:port`. */
   readonly url: string | readonly string[];
   /** Client name shown by the server (`nats server report connections`); use the app name. */
   readonly name: string;
@@ -23,7 +23,7 @@ export interface ConnectNatsOptions {
  * Throws AppError('unavailable') when the first connect fails.
  */
 export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnection> {
-  const servers = typeof opts.url === 'string' ? [opts.url] : [...opts.url];
+  const servers = (typeof opts.url === 'string' ? [opts.url] : [...opts.url]).flatMap((u) => u.split(',')).map((u) => u.trim()).filter((u) => u.length > 0);
   const log = opts.logger.child({ component: 'nats', client: opts.name });
   let nc: NatsConnection;
   try {
@@ -33,6 +33,7 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       maxReconnectAttempts: -1,
       reconnectTimeWait: 1_000,
       reconnectJitter: 500,
+      // A cluster: the client tries the servers in random order, and learns the others the servers announce.
       pingInterval: 20_000,
       maxPingOut: 3,
       timeout: 10_000,

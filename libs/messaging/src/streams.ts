@@ -16,6 +16,8 @@ export interface EventsStreamOptions {
   /** Drop messages older than this (0 = keep forever, the default: the store is the source of truth but replay is useful). */
   readonly maxAgeMs?: number;
   readonly maxBytes?: number;
+  /** Copies of the stream in a JetStream cluster (NATS_STREAM_REPLICAS; 3 on a 3-node cluster). Default 1. */
+  readonly replicas?: number;
   readonly logger?: Logger;
 }
 
@@ -36,7 +38,7 @@ export async function ensureEventsStream(jsm: JetStreamManager, opts: EventsStre
     duplicate_window: nanos(opts.duplicateWindowMs ?? 10 * 60_000),
     max_age: nanos(opts.maxAgeMs ?? 0),
     max_bytes: opts.maxBytes ?? -1,
-    num_replicas: 1,
+    num_replicas: opts.replicas ?? 1,
   };
   let existing: StreamInfo | undefined;
   try {
@@ -46,7 +48,7 @@ export async function ensureEventsStream(jsm: JetStreamManager, opts: EventsStre
   }
   if (!existing) {
     const info = await jsm.streams.add(wanted);
-    opts.logger?.info({ stream: name, subjects: wanted.subjects }, 'created JetStream stream');
+    opts.logger?.info({ stream: name, subjects: wanted.subjects, replicas: wanted.num_replicas }, 'created JetStream stream');
     return info;
   }
   const c = existing.config;
@@ -54,7 +56,8 @@ export async function ensureEventsStream(jsm: JetStreamManager, opts: EventsStre
     JSON.stringify(c.subjects) === JSON.stringify(wanted.subjects) &&
     c.duplicate_window === wanted.duplicate_window &&
     c.max_age === wanted.max_age &&
-    c.max_bytes === wanted.max_bytes;
+    c.max_bytes === wanted.max_bytes &&
+    c.num_replicas === wanted.num_replicas;
   if (same) return existing;
   // Storage type and retention cannot be changed in place; only update the mutable limits.
   const { storage: _s, retention: _r, ...mutable } = wanted;

@@ -3,3 +3,4 @@ export * from './decider-spec.js';
 export * from './until.js';
 export * from './event-loop.js';
 export * from './replica.js';
+export * from './nats-cluster.js';

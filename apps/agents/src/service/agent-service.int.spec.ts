@@ -120,6 +120,21 @@ describe('agents as NATS services', () => {
     assert.equal((await first).instance, 'cs-1');
   });
 
+  it('the attempt number fences a task here: a higher attempt supersedes a running lower one; a lower one is refused', async () => {
+    const taskId = newId();
+    const subject = agentInstanceSubject('data_analyst', 'da-1', 'execute');
+    const send = (attempt: number, sleep_ms: number) => request(nc, subject, { task_id: taskId, attempt, task_type: 'noop', context: { sleep_ms, echo: `a${attempt}` } }, { schema: agentExecuteReply, timeoutMs: 15_000 });
+    const first = send(1, 20_000);
+    const superseded = assert.rejects(first, (e) => isAppError(e) && e.code === 'illegal_state' && /superseded/.test(e.message));
+    await new Promise((r) => setTimeout(r, 100));
+    // A new owner's attempt 2 (after a takeover) replaces attempt 1, which a stale owner sent.
+    const second = await send(2, 0);
+    assert.deepEqual(second.result, { echo: 'a2', slept_ms: 0 });
+    await superseded;
+    // The stale owner sends attempt 1 again (paused, resumed): refused, nothing runs.
+    await assert.rejects(send(1, 0), (e) => isAppError(e) && e.code === 'illegal_state' && /superseded by attempt 2/.test(e.message));
+  });
+
   it('cancel aborts the handler; a deadline aborts it too', async () => {
     const taskId = newId();
     const running = request(nc, agentInstanceSubject('data_analyst', 'da-1', 'execute'), { task_id: taskId, task_type: 'noop', context: { sleep_ms: 20_000 } }, {

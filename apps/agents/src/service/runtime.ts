@@ -36,7 +36,11 @@ interface Running {
   readonly controller: AbortController;
   readonly taskType: string;
   readonly startedAt: number;
+  readonly attempt: number;
 }
+
+/** How many task ids the attempt guard remembers (oldest forgotten first). */
+const SEEN_ATTEMPTS = 20_000;
 
 /**
  * One agent instance's execution core, shared by its NATS service and its HTTP contract so
@@ -50,6 +54,13 @@ export class AgentRuntime {
   readonly maxConcurrency: number;
   private readonly defs = new Map<string, TaskDefinition>();
   private readonly running = new Map<string, Running>();
+  /**
+   * The highest attempt (the dispatcher's assignment number) seen per task: the agent's side of
+   * the fence. A dispatcher that lost its partition may still send an attempt it decided before;
+   * an attempt lower than one seen is refused, and a higher one supersedes (aborts) a lower one
+   * still running, so one task never runs twice here under two assignments.
+   */
+  private readonly seenAttempts = new Map<string, number>();
   private readonly log: Logger;
   private readonly startedAt = new Date().toISOString();
   private counters = { completed: 0, failed: 0, rejected: 0, canceled: 0 };
@@ -95,7 +106,15 @@ export class AgentRuntime {
         valid_task_types: this.taskTypes,
       });
     }
-    if (this.running.has(req.task_id)) throw new AppError('illegal_state', `task ${req.task_id} is already running here`, { task_id: req.task_id });
+    const seen = this.seenAttempts.get(req.task_id);
+    if (seen !== undefined && req.attempt < seen) {
+      throw new AppError('illegal_state', `attempt ${req.attempt} of task ${req.task_id} is superseded by attempt ${seen}`, { task_id: req.task_id, attempt: req.attempt, current: seen }, false);
+    }
+    const older = this.running.get(req.task_id);
+    if (older && older.attempt < req.attempt) {
+      older.controller.abort('superseded');
+      this.running.delete(req.task_id);
+    } else if (older) throw new AppError('illegal_state', `task ${req.task_id} is already running here`, { task_id: req.task_id });
     if (this.running.size >= this.maxConcurrency) {
       this.counters.rejected++;
       throw new AppError('unavailable', `agent ${this.agent} is busy`, { reason: 'busy', in_flight: this.running.size, max_concurrency: this.maxConcurrency });
@@ -111,8 +130,11 @@ export class AgentRuntime {
     }
 
     const controller = new AbortController();
-    const entry: Running = { controller, taskType: req.task_type, startedAt: Date.now() };
+    const entry: Running = { controller, taskType: req.task_type, startedAt: Date.now(), attempt: req.attempt };
     this.running.set(req.task_id, entry);
+    this.seenAttempts.delete(req.task_id);
+    this.seenAttempts.set(req.task_id, req.attempt);
+    if (this.seenAttempts.size > SEEN_ATTEMPTS) this.seenAttempts.delete(this.seenAttempts.keys().next().value!);
     let deadlineTimer: NodeJS.Timeout | undefined;
     if (req.deadline) {
       const left = Date.parse(req.deadline) - Date.now();
@@ -122,6 +144,7 @@ export class AgentRuntime {
       onAdmitted?.();
       const result = await def.handle(parsed.data, { pool: this.opts.pool, logger: log, signal: controller.signal, ...(this.opts.llm ? { llm: this.opts.llm } : {}) });
       if (controller.signal.reason === 'canceled') throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id }, false);
+      if (controller.signal.reason === 'superseded') throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
       this.counters.completed++;
       const duration = Date.now() - entry.startedAt;
       log.info({ ms: duration }, 'agent task completed');
@@ -131,12 +154,13 @@ export class AgentRuntime {
         this.counters.canceled++;
         throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id }, false);
       }
+      if (controller.signal.reason === 'superseded') throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
       this.counters.failed++;
       log.warn({ err }, 'agent task failed');
       throw err;
     } finally {
       clearTimeout(deadlineTimer);
-      this.running.delete(req.task_id);
+      if (this.running.get(req.task_id) === entry) this.running.delete(req.task_id);
     }
   }
 

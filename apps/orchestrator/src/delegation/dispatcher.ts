@@ -2,10 +2,10 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { aliasesOf, codeOfStatus, resolveTaskType, serviceSubject, TASK_TYPE_ALIASES } from '@switchyard/contracts';
-import { aggregateStream, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore } from '@switchyard/event-store';
+import { aggregateStream, FencedError, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore, type Fence } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
-import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, migrateUnderLock, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
+import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, migrateUnderLock, newId, withTransaction, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
   externalAgentSchema,
@@ -46,6 +46,22 @@ import { agentCancelReply } from '@switchyard/agents';
 import { InstanceRegistry, type AgentInstance } from './instances.js';
 import { queryPerformance } from './projections.js';
 import { taskIdForIdempotencyKey } from './task-ids.js';
+import { dispatcherLeaseTablesSql, taskPartition } from './leases.js';
+
+/**
+ * Which tasks this dispatcher drives: those whose partition it holds a lease on (see
+ * DispatcherLeases). Without one (a Dispatcher made directly) it drives every task, unfenced.
+ */
+export interface TaskOwnership {
+  readonly partitions: number;
+  readonly memberId: string;
+  /** The fence of a held partition (also while it drains), else undefined. */
+  fence(partition: number): Fence | undefined;
+  /** Held and not draining: new work of the partition may start here. */
+  accepting(partition: number): boolean;
+  /** A write was fenced: the partition is someone else's now. */
+  dropLost(partition: number): void;
+}
 
 export interface DispatcherOptions {
   readonly store: EventStore;
@@ -100,6 +116,10 @@ export interface DispatcherOptions {
    * servers' default). Unset, such an agent elsewhere than loopback gets no Authorization.
    */
   readonly externalAgentToken?: string;
+  /** Partition ownership (startDispatcher gives its leases); unset: this dispatcher drives every task. */
+  readonly ownership?: TaskOwnership;
+  /** How long giving a partition back waits for its running attempts to end. Default 3000 ms. */
+  readonly drainMs?: number;
 }
 
 /** An alias always names its canonical type, so an agent offering a type by that name would never get it. */
@@ -234,6 +254,8 @@ export class Dispatcher {
   private probing = false;
   private discovering = false;
   private stopped = false;
+  /** Appends of owned tasks carry their partition's fence (the store supports fences). */
+  private readonly fencing: boolean;
 
   constructor(private readonly opts: DispatcherOptions) {
     this.log = opts.logger.child({ component: 'dispatcher' });
@@ -260,6 +282,8 @@ export class Dispatcher {
     const configured = (opts.externalAgents ?? []).map((a) => externalAgentSchema.parse(a));
     for (const a of configured) refuseAliases(a.name, a.task_types);
     this.configuredAgents = new Set(configured.map((a) => a.name));
+    this.fencing = !!opts.ownership && opts.store.supportsFences === true;
+    if (opts.ownership && !this.fencing) this.log.warn({ store: opts.store.kind }, 'the event store cannot check fences: a dispatcher that lost a partition is stopped by its lease alone');
     for (const a of configured) this.registry.registerHttp(a);
   }
 
@@ -368,25 +392,48 @@ export class Dispatcher {
     this.check(taskType, req.context, req.agent);
     // 2. Submit (a duplicate submit decides nothing and returns the existing state).
     const taskId = req.idempotency_key ? taskIdForIdempotencyKey(req.idempotency_key) : newId();
+    // Another dispatcher owns the task's partition: record the submission; the owner takes it from the log.
+    if (!this.accepting(taskId)) return this.submitForeign(taskId, taskType, alias, req, correlationId);
     this.correlation.set(taskId, correlationId);
     // 3a. When nothing else is waiting (so no task is overtaken) and an instance is free, the
     // assignment is decided with the submission and appended with it: one write instead of two.
+    // Working by partitions, the instance's shared slot is reserved first (it needs a round trip).
+    let pre: AgentInstance | undefined;
+    if (this.opts.ownership && !this.stopped && this.assigning.size === 0 && this.queuedCount() === 0 && !this.known.has(taskId)) {
+      const inst = this.select({ task_type: taskType, agent: req.agent, failed_instances: [] });
+      if (inst) {
+        this.registry.reserve(inst);
+        if ((await this.reserveSlot(taskId, inst, 1)) === 'ok') pre = inst;
+        else this.registry.release(inst);
+      }
+    }
     let placed: AgentInstance | undefined;
     const assignNow: FollowUp = (s) => {
-      if (s.status !== 'queued' || this.stopped || this.assigning.size > 0 || this.queuedCount() > 0) return undefined;
-      const inst = this.select(s);
+      if (s.status !== 'queued' || this.stopped) return undefined;
+      let inst = pre;
+      if (!this.opts.ownership) {
+        if (this.assigning.size > 0 || this.queuedCount() > 0) return undefined;
+        inst = this.select(s);
+        if (inst) this.registry.reserve(inst);
+      }
       if (!inst) return undefined;
-      this.registry.reserve(inst);
       placed = inst;
       return {
         command: { type: 'AssignTask', data: { agent: inst.agent, instance: inst.instance }, metadata: this.meta(taskId) },
         undo: () => {
-          this.registry.release(inst);
+          if (!this.opts.ownership) this.registry.release(inst);
           placed = undefined;
         },
       };
     };
-    const r = await this.exec(taskId, {
+    const unreserve = () => {
+      if (!pre || (placed === pre)) return;
+      this.registry.release(pre);
+      void this.releaseSlot(taskId, 1);
+    };
+    let r: CommandResult<TaskEvent, TaskState>;
+    try {
+      r = await this.exec(taskId, {
       type: 'SubmitTask',
       data: {
         task_id: taskId,
@@ -401,6 +448,13 @@ export class Dispatcher {
       },
       metadata: this.meta(taskId, req.actor),
     }, assignNow);
+    } catch (err) {
+      placed = undefined;
+      unreserve();
+      throw err;
+    }
+    if (placed && r.state.status !== 'assigned') placed = undefined;
+    unreserve();
     const duplicate = r.events.length === 0;
     if (!duplicate) this.log.info({ correlationId, taskId, taskType, ...(alias !== undefined ? { alias } : {}), priority: req.priority }, 'task submitted');
     if (placed && r.state.status === 'assigned') this.launch(r.state, placed);
@@ -411,6 +465,195 @@ export class Dispatcher {
     const state = (this.active.get(taskId) ?? (await this.load(taskId))) as ExistingTaskState;
     const view = taskViewOf(state);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
+  }
+
+  /**
+   * The submission of a task whose partition another dispatcher holds: checked here, appended
+   * like a caller's own submission (decided on the stream, `no_stream`, no fence: of this and
+   * any other submitter exactly one writes the first events), then left to the owner, which
+   * takes it over from the log. The reply says `queued` (or the state a duplicate found).
+   */
+  private async submitForeign(taskId: string, taskType: string, alias: string | undefined, req: SubmitRequest, correlationId: string): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
+    const r = (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, {
+      type: 'SubmitTask',
+      data: {
+        task_id: taskId,
+        task_type: taskType,
+        ...(alias !== undefined ? { requested_task_type: alias } : {}),
+        context: req.context ?? {},
+        priority: req.priority,
+        ...(req.agent !== undefined ? { agent: req.agent } : {}),
+        max_attempts: req.max_attempts ?? this.opts.defaultMaxAttempts ?? 3,
+        timeout_ms: req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 60_000,
+        ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
+      },
+      metadata: { timestamp: new Date().toISOString(), correlationId, actor: req.actor ?? 'system:dispatcher' },
+    } as never)) as unknown as CommandResult<TaskEvent, TaskState>;
+    const state = r.state as ExistingTaskState;
+    const duplicate = r.events.length === 0;
+    if (!duplicate) this.log.info({ correlationId, taskId, taskType, partition: this.partitionOf(taskId) }, 'task submitted for the partition owner');
+    const view = taskViewOf(state);
+    return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
+  }
+
+  // ---- partitions ------------------------------------------------------------
+
+  private partitionOf(taskId: string): number {
+    return this.opts.ownership ? taskPartition(taskId, this.opts.ownership.partitions) : 0;
+  }
+
+  /** This dispatcher drives the task (holds its partition, maybe draining). */
+  private owns(taskId: string): boolean {
+    const o = this.opts.ownership;
+    return !o || o.fence(taskPartition(taskId, o.partitions)) !== undefined;
+  }
+
+  /** New work of the task may start here (its partition is held and not being given back). */
+  private accepting(taskId: string): boolean {
+    const o = this.opts.ownership;
+    return !o || o.accepting(taskPartition(taskId, o.partitions));
+  }
+
+  private fenceOf(taskId: string): Fence | undefined {
+    const o = this.opts.ownership;
+    if (!o || !this.fencing) return undefined;
+    const f = o.fence(taskPartition(taskId, o.partitions));
+    if (!f) throw new AppError('unavailable', `task ${taskId} is in a partition this dispatcher no longer holds`, { task_id: taskId }, true);
+    return f;
+  }
+
+  /**
+   * Shared capacity: reserve the instance's slot for an attempt in `<schema>.assignments`, under
+   * a per-agent transaction lock, counting every dispatcher's running attempts of the agent and
+   * the instance against their limits, and only while this dispatcher's lease epoch of the task's
+   * partition is current (the lease row is read FOR SHARE, so a takeover waits for the commit
+   * or the reservation sees the new epoch). The row is the attempt's fenced assignment record.
+   */
+  private async reserveSlot(taskId: string, inst: AgentInstance, assignment: number): Promise<'ok' | 'agent_full' | 'instance_full' | 'fenced'> {
+    const o = this.opts.ownership;
+    if (!o) return 'ok';
+    const p = taskPartition(taskId, o.partitions);
+    const fence = o.fence(p);
+    if (!fence) return 'fenced';
+    const agentLimit = this.opts.agentConcurrency?.[inst.agent] ?? 2_147_483_647;
+    const s = this.schema;
+    return withTransaction(this.opts.pool, async (c) => {
+      await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${s}.slots.${inst.agent}`]);
+      const lease = await c.query<{ epoch: string; owner: string | null }>(`select epoch, owner from ${s}.dispatcher_leases where partition = $1 for share`, [p]);
+      if (Number(lease.rows[0]?.epoch) !== fence.epoch || lease.rows[0]?.owner !== o.memberId) return 'fenced';
+      const n = await c.query<{ agent: string; inst: string }>(
+        `select count(*) as agent, count(*) filter (where instance = $2) as inst from ${s}.assignments where agent = $1 and task_id <> $3`,
+        [inst.agent, inst.instance, taskId],
+      );
+      if (Number(n.rows[0]!.agent) >= agentLimit) return 'agent_full';
+      if (Number(n.rows[0]!.inst) >= inst.maxConcurrency) return 'instance_full';
+      const ins = await c.query(
+        `insert into ${s}.assignments (task_id, assignment, agent, instance, partition, epoch, dispatcher) values ($1, $2, $3, $4, $5, $6, $7)
+         on conflict (task_id) do update set assignment = excluded.assignment, agent = excluded.agent, instance = excluded.instance,
+           epoch = excluded.epoch, dispatcher = excluded.dispatcher, assigned_at = now()
+         where ${s}.assignments.assignment < excluded.assignment or ${s}.assignments.epoch < excluded.epoch`,
+        [taskId, assignment, inst.agent, inst.instance, p, fence.epoch, o.memberId],
+      );
+      return ins.rowCount === 1 ? 'ok' : 'instance_full';
+    }).catch((err) => {
+      this.log.warn({ err, taskId }, 'reserving an agent slot failed');
+      return 'fenced' as const;
+    });
+  }
+
+  /** Give an attempt's slot back (a conditional delete: only our own row of that attempt). */
+  private async releaseSlot(taskId: string, assignment: number): Promise<void> {
+    if (!this.opts.ownership) return;
+    await this.opts.pool
+      .query(`delete from ${this.schema}.assignments where task_id = $1 and assignment = $2 and dispatcher = $3`, [taskId, assignment, this.opts.ownership.memberId])
+      .catch((err) => this.log.warn({ err, taskId }, 'releasing an agent slot failed; the next owner of the partition clears it'));
+  }
+
+  /**
+   * Partitions just leased here (fences raised; the read model caught up by the caller): recover
+   * their live tasks as after a restart.
+   */
+  async acquire(partitions: readonly number[]): Promise<void> {
+    if (this.stopped) return;
+    await this.recover(new Set(partitions));
+    this.kick();
+  }
+
+  /** Forget a partition's tasks at once, writing nothing (the lease is gone; the new owner recovers them). */
+  lose(partition: number): void {
+    if (!this.opts.ownership) return;
+    const mine = (id: string) => this.partitionOf(id) === partition;
+    for (const run of [...this.runs.values()]) {
+      if (!mine(run.taskId)) continue;
+      run.done = true;
+      clearTimeout(run.timer);
+      this.runs.delete(run.taskId);
+      this.registry.release(run.inst);
+      run.controller.abort('partition lost');
+    }
+    for (const id of [...this.active.keys()]) if (mine(id)) this.active.delete(id);
+    for (const id of [...this.known.keys()]) if (mine(id)) this.known.delete(id);
+  }
+
+  /** Giving a partition back: no new attempt starts there (accepting is false); wait for running ones (bounded), then forget it. */
+  async drain(partition: number): Promise<void> {
+    const until = Date.now() + (this.opts.drainMs ?? 3_000);
+    const busy = () => [...this.runs.values()].some((r) => this.partitionOf(r.taskId) === partition) || [...this.locks.keys()].some((k) => !k.includes(':') && this.partitionOf(k) === partition);
+    while (busy() && Date.now() < until && !this.stopped) await new Promise((r) => setTimeout(r, 50));
+    this.lose(partition);
+  }
+
+  /** A task whose events someone else wrote (a cancel through another dispatcher, a gateway): catch up after our own commands on it. */
+  private reconcile(taskId: string): void {
+    const prev = this.locks.get(taskId) ?? Promise.resolve();
+    const next = prev
+      .catch(() => undefined)
+      .then(async () => {
+        if (!this.known.has(taskId) && !this.runs.has(taskId)) {
+          if (this.waiters.has(taskId)) {
+            const s = await this.load(taskId);
+            if (s && isTerminal(s)) this.resolveWaiters(taskId, s);
+          }
+          return;
+        }
+        const s = await this.load(taskId);
+        if (!s || !isTerminal(s)) return;
+        this.known.delete(taskId);
+        const run = this.runs.get(taskId);
+        if (run) {
+          this.finishRun(run);
+          void this.cancelOnInstance(run.inst, taskId, `task ${s.status} elsewhere`);
+        }
+        this.track(taskId, s);
+      })
+      .catch((err) => this.log.warn({ err, taskId }, 'catching up with a task changed elsewhere failed'));
+    this.locks.set(taskId, next);
+    const clear = () => {
+      if (this.locks.get(taskId) === next) this.locks.delete(taskId);
+    };
+    void next.then(clear, clear);
+  }
+
+  /** An external agent registered or removed through another dispatcher: take the stored row as it is now. */
+  private async refreshStoredAgent(name: string): Promise<void> {
+    if (this.configuredAgents.has(name)) return;
+    const rows = await this.opts.pool.query<{ name: string; url: string; task_types: string[]; token: string | null; max_concurrency: number; description: string }>(
+      `select name, url, task_types, token, max_concurrency, description from ${this.schema}.external_agents where name = $1`,
+      [name],
+    );
+    const have = this.registry.instances.get(`http:${name}`);
+    const row = rows.rows[0];
+    if (!row) {
+      if (have) this.registry.unregisterHttp(name);
+      return;
+    }
+    const parsed = externalAgentSchema.safeParse({ ...row, token: row.token ?? undefined });
+    if (!parsed.success) return;
+    const a = parsed.data;
+    if (have && have.url === a.url.replace(/\/+$/, '') && have.token === a.token && have.maxConcurrency === a.max_concurrency && [...have.taskTypes].sort().join() === [...a.task_types].sort().join()) return;
+    const inst = this.registry.registerHttp(a);
+    await this.registry.probe(inst);
+    this.kick();
   }
 
   /** A submission the dispatcher would refuse: unknown task type, a context outside its schema, an unknown agent (AppError validation). */
@@ -482,6 +725,19 @@ export class Dispatcher {
   }
 
   async cancel(taskId: string, reason: string, actor: string, correlationId?: string): Promise<TaskView> {
+    if (!this.owns(taskId)) {
+      // The owner sees the TaskCanceled in the log and stops the attempt on the agent.
+      const r = (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, {
+        type: 'CancelTask',
+        data: { actor, reason },
+        metadata: { timestamp: new Date().toISOString(), correlationId: correlationId ?? taskId, actor },
+      } as never).catch((err: unknown) => {
+        throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
+      })) as unknown as CommandResult<TaskEvent, TaskState>;
+      if (r.state.status === 'initial') throw new AppError('not_found', `no task ${taskId}`, { task_id: taskId });
+      this.log.info({ correlationId: correlationId ?? taskId, taskId, actor, reason }, 'task canceled (for the partition owner)');
+      return taskViewOf(r.state as ExistingTaskState);
+    }
     if (correlationId) this.correlation.set(taskId, correlationId);
     const r = await this.exec(taskId, { type: 'CancelTask', data: { actor, reason }, metadata: this.meta(taskId, actor) });
     const ev = r.events[0];
@@ -722,13 +978,36 @@ export class Dispatcher {
    * are canceled, with the reason) and queued.
    */
   private watchSubmissions(from: number): void {
-    const sub = this.opts.store.subscribeToAll({ from, types: ['TaskSubmitted'] });
+    const sub = this.opts.store.subscribeToAll({ from, types: [...WATCHED] });
     this.submissions = sub;
     const p = (async () => {
       for await (const e of sub) {
         if (this.stopped) break;
+        if (e.type === 'ExternalAgentRegistered' || e.type === 'ExternalAgentRemoved') {
+          const name = (e.data as { name?: unknown }).name;
+          if (typeof name === 'string') await this.refreshStoredAgent(name).catch((err) => this.log.warn({ err, agent: name }, 'refreshing an external agent failed'));
+          continue;
+        }
         const taskId = (e.data as { task_id?: unknown }).task_id;
-        if (typeof taskId !== 'string' || this.drivenHere(taskId)) continue;
+        if (typeof taskId !== 'string') continue;
+        if (e.type === 'TaskAssigned' || e.type === 'TaskQueued') {
+          // A caller here follows a task another dispatcher drives: pass its progress on.
+          const watchers = this.known.has(taskId) ? undefined : this.progressWatchers.get(taskId);
+          for (const w of watchers ?? []) {
+            try {
+              w(e.type === 'TaskQueued' ? 'queued' : 'started');
+            } catch {
+              // a notice is advisory
+            }
+          }
+          continue;
+        }
+        if (e.type !== 'TaskSubmitted') {
+          // An end: a caller here may wait for a task another dispatcher drives, or someone else ended one driven here.
+          if (this.waiters.has(taskId) || this.known.has(taskId) || this.runs.has(taskId)) this.reconcile(taskId);
+          continue;
+        }
+        if (this.drivenHere(taskId) || !this.accepting(taskId)) continue;
         await this.adopt(taskId, e.metadata.correlationId).catch((err) => this.log.warn({ err, taskId }, 'taking over a task submitted elsewhere failed'));
       }
     })().catch((err) => {
@@ -744,7 +1023,7 @@ export class Dispatcher {
 
   private async adopt(taskId: string, correlationId: string | undefined): Promise<void> {
     const state = await this.load(taskId);
-    if (!state || isTerminal(state) || this.drivenHere(taskId)) return;
+    if (!state || isTerminal(state) || this.drivenHere(taskId) || !this.accepting(taskId)) return;
     this.correlation.set(taskId, correlationId ?? taskId);
     try {
       this.check(state.task_type, state.context, state.agent);
@@ -786,26 +1065,38 @@ export class Dispatcher {
   private async pumpOnce(): Promise<void> {
     const now = Date.now();
     const queued = [...this.active.values()]
-      .filter((s): s is Extract<ExistingTaskState, { status: 'queued' }> => s.status === 'queued' && !this.assigning.has(s.task_id))
+      .filter((s): s is Extract<ExistingTaskState, { status: 'queued' }> => s.status === 'queued' && !this.assigning.has(s.task_id) && this.accepting(s.task_id))
       .map((s) => ({ task_id: s.task_id, priority: s.priority, waiting_since_ms: Date.parse(s.submitted_at), s }));
+    // Instances and agents found full in the shared slot table during this pass (other dispatchers' attempts).
+    const full = new Set<string>();
     for (const { s } of orderQueue(queued, now, this.opts.agingMs ?? DEFAULT_AGING_MS)) {
       if (this.stopped) return;
-      const inst = this.select(s);
+      const inst = this.select(s, full);
       if (!inst) continue;
       this.registry.reserve(inst);
       this.assigning.add(s.task_id);
       let r: CommandResult<TaskEvent, TaskState>;
       try {
-        r = await this.exec(s.task_id, { type: 'AssignTask', data: { agent: inst.agent, instance: inst.instance }, metadata: this.meta(s.task_id) });
-      } catch (err) {
-        this.registry.release(inst);
-        this.log.warn({ correlationId: this.cid(s.task_id), taskId: s.task_id, err }, 'assignment refused');
-        continue;
+        const slot = await this.reserveSlot(s.task_id, inst, s.assignment + 1);
+        if (slot !== 'ok') {
+          this.registry.release(inst);
+          full.add(slot === 'agent_full' ? `agent:${inst.agent}` : inst.key);
+          continue;
+        }
+        try {
+          r = await this.exec(s.task_id, { type: 'AssignTask', data: { agent: inst.agent, instance: inst.instance }, metadata: this.meta(s.task_id) });
+        } catch (err) {
+          this.registry.release(inst);
+          void this.releaseSlot(s.task_id, s.assignment + 1);
+          this.log.warn({ correlationId: this.cid(s.task_id), taskId: s.task_id, err }, 'assignment refused');
+          continue;
+        }
       } finally {
         this.assigning.delete(s.task_id);
       }
       if (r.state.status !== 'assigned') {
         this.registry.release(inst);
+        void this.releaseSlot(s.task_id, s.assignment + 1);
         continue;
       }
       this.launch(r.state, inst);
@@ -813,14 +1104,14 @@ export class Dispatcher {
   }
 
   /** Capability (or the asked-for agent), health, breaker, concurrency; then least loaded, avoiding instances that failed this task. */
-  private select(s: ExistingTaskState): AgentInstance | undefined {
+  private select(s: Pick<ExistingTaskState, 'task_type' | 'agent' | 'failed_instances'>, exclude?: ReadonlySet<string>): AgentInstance | undefined {
     const now = Date.now();
     const agentLoad = new Map<string, number>();
     for (const i of this.registry.instances.values()) agentLoad.set(i.agent, (agentLoad.get(i.agent) ?? 0) + i.inFlight);
     const limit = (agent: string) => this.opts.agentConcurrency?.[agent] ?? Number.POSITIVE_INFINITY;
     const candidates = this.registry
       .capable(s.task_type, s.agent)
-      .filter((i) => this.registry.accepts(i, now) && (agentLoad.get(i.agent) ?? 0) < limit(i.agent));
+      .filter((i) => this.registry.accepts(i, now) && (agentLoad.get(i.agent) ?? 0) < limit(i.agent) && !exclude?.has(i.key) && !exclude?.has(`agent:${i.agent}`));
     if (candidates.length === 0) return undefined;
     const fresh = candidates.filter((i) => !s.failed_instances.includes(i.instance));
     // Only when every live capable instance failed this task before is one of them tried again.
@@ -1009,6 +1300,7 @@ export class Dispatcher {
     clearTimeout(run.timer);
     if (this.runs.get(run.taskId) === run) this.runs.delete(run.taskId);
     this.registry.release(run.inst);
+    void this.releaseSlot(run.taskId, run.assignment);
     run.controller.abort('finished');
     this.kick();
   }
@@ -1028,14 +1320,16 @@ export class Dispatcher {
    * retried: on another instance when theirs is gone (it died), without using an attempt
    * and after a cancel when it is still alive.
    */
-  private async recover(): Promise<void> {
+  private async recover(partitions?: ReadonlySet<number>): Promise<void> {
     const s = this.schema;
-    const rows = await this.opts.pool.query<{ task_id: string }>(`select task_id from ${s}.tasks where status = any($1) order by submitted_at`, [ACTIVE]);
+    const all = await this.opts.pool.query<{ task_id: string }>(`select task_id from ${s}.tasks where status = any($1) order by submitted_at`, [ACTIVE]);
+    const rows = { rows: all.rows.filter((r) => (partitions ? partitions.has(this.partitionOf(r.task_id)) : this.accepting(r.task_id))) };
     let queued = 0;
     let retried = 0;
     for (const { task_id } of rows.rows) {
+      if (this.stopped || this.drivenHere(task_id) || !this.accepting(task_id)) continue;
       const state = await this.load(task_id);
-      if (!state || isTerminal(state)) continue;
+      if (!state || isTerminal(state) || this.drivenHere(task_id)) continue;
       const first = await this.opts.store.readStream(taskStreamId(task_id), { maxCount: 1 });
       this.correlation.set(task_id, first[0]?.metadata.correlationId ?? task_id);
       this.active.set(task_id, state);
@@ -1047,7 +1341,7 @@ export class Dispatcher {
           type: 'FailTask',
           data: {
             assignment: state.assignment,
-            error: { code: 'unavailable', message: alive ? 'dispatcher restarted; attempt abandoned' : `agent instance ${state.instance} lost during a dispatcher restart` },
+            error: { code: 'unavailable', message: alive ? 'dispatcher restarted or partition taken over; attempt abandoned' : `agent instance ${state.instance} lost during a dispatcher restart` },
             retryable: true,
             avoid_instance: !alive,
             count_attempt: !alive,
@@ -1057,7 +1351,7 @@ export class Dispatcher {
         retried++;
       } else queued++;
     }
-    if (rows.rows.length > 0) this.log.info({ queued, retried }, 'recovered tasks after restart');
+    if (queued + retried > 0) this.log.info({ queued, retried, ...(partitions ? { partitions: [...partitions] } : {}) }, 'recovered tasks after restart or takeover');
   }
 
   // ---- plumbing ----------------------------------------------------------------
@@ -1083,6 +1377,13 @@ export class Dispatcher {
       .catch(() => undefined)
       .then(() => this.decideAndAppend(taskId, command, follow))
       .catch((err: unknown) => {
+        if (err instanceof FencedError) {
+          // Another dispatcher holds the partition now: stop acting on it, write nothing more.
+          this.log.warn({ taskId, fence: err.fence, current: err.current }, 'append fenced: partition taken over by another dispatcher');
+          this.known.delete(taskId);
+          this.opts.ownership?.dropLost(this.partitionOf(taskId));
+          throw new AppError('unavailable', `task ${taskId} is now driven by another dispatcher`, { task_id: taskId }, true);
+        }
         // Domain errors keep their code on the way to NATS and HTTP.
         throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
       })
@@ -1110,9 +1411,11 @@ export class Dispatcher {
    * go in the same append. Only the fast path uses it: otherwise it is dropped (`undo`).
    */
   private async decideAndAppend(taskId: string, command: TaskCommand, follow?: FollowUp): Promise<CommandResult<TaskEvent, TaskState>> {
+    // Every write of a task this dispatcher drives carries its partition's fence (throws when the partition is gone).
+    const fence = this.fenceOf(taskId);
     const slow = async () => {
       this.known.delete(taskId);
-      return (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, command as never)) as unknown as CommandResult<TaskEvent, TaskState>;
+      return (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, command as never, fence ? { fence } : {})) as unknown as CommandResult<TaskEvent, TaskState>;
     };
     const cached = this.known.get(taskId) ?? (command.type === 'SubmitTask' ? { state: taskDelegationDecider.initialState, revision: -1 } : undefined);
     if (!cached) return slow();
@@ -1143,7 +1446,7 @@ export class Dispatcher {
         taskStreamId(taskId),
         // Cast: domain events carry CommandMetadata, which lacks the port's index signature.
         events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata as unknown as EventMetadata })),
-        { expectedRevision: cached.revision === -1 ? 'no_stream' : cached.revision },
+        { expectedRevision: cached.revision === -1 ? 'no_stream' : cached.revision, ...(fence ? { fence } : {}) },
       );
       return { events, state: events.reduce(taskDelegationDecider.evolve, cached.state), revision: r.nextExpectedRevision, position: r.position };
     } catch (err) {
@@ -1192,6 +1495,8 @@ export class Dispatcher {
 }
 
 const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
+/** What the log watcher follows: submissions to take over, progress and ends to pass on, external agents changed by another dispatcher. */
+const WATCHED = ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskCompleted', 'TaskFailed', 'TaskCanceled', 'TaskTimedOut', 'ExternalAgentRegistered', 'ExternalAgentRemoved'] as const;
 /** How long after a NATS reconnect a run without a start notice is taken for lost (see watchReconnects). */
 const LOST_DISPATCH_CHECK_MS = 5_000;
 
@@ -1213,7 +1518,10 @@ export function taskEndError(s: ExistingTaskState): AppError {
   }
 }
 
-/** `<schema>.external_agents`, the registered external agents (idempotent; skipped on a schema-managed pool). */
+/**
+ * `<schema>.external_agents` (the registered external agents) and the scale-out tables: partition
+ * leases, members, assignment slots (idempotent; skipped on a schema-managed pool).
+ */
 export async function ensureExternalAgentsTable(pool: pg.Pool, schema = 'delegation'): Promise<void> {
   await migrateUnderLock(
     pool,
@@ -1228,6 +1536,7 @@ export async function ensureExternalAgentsTable(pool: pg.Pool, schema = 'delegat
        description text not null default '',
        registered_at timestamptz not null,
        updated_at timestamptz not null);
-     alter table ${schema}.external_agents add column if not exists a2a_card_url text`,
+     alter table ${schema}.external_agents add column if not exists a2a_card_url text;
+     ${dispatcherLeaseTablesSql(schema)}`,
   );
 }

@@ -1,4 +1,5 @@
-export { Dispatcher, ensureExternalAgentsTable, taskViewOf, taskEndError, type DispatcherOptions, type SubmitRequest } from './dispatcher.js';
+export { Dispatcher, ensureExternalAgentsTable, taskViewOf, taskEndError, type DispatcherOptions, type SubmitRequest, type TaskOwnership } from './dispatcher.js';
+export { DispatcherLeases, partitionFenceName, taskPartition, type DispatcherLeaseOptions } from './leases.js';
 export { InstanceRegistry, type AgentInstance, type BreakerState } from './instances.js';
 export { tasksProjection, performanceProjection, queryPerformance } from './projections.js';
 export { startTasksService, tasksSubject } from './service.js';
@@ -6,7 +7,6 @@ export { taskIdForIdempotencyKey } from './task-ids.js';
 export {
   startDispatcher,
   delegationProjections,
-  DISPATCHER_LEADER_APPLICATION_NAME,
   type StartDispatcherOptions,
   type DispatcherHandle,
   type DispatcherRole,

@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { EVENTS_STREAM, EVENTS_SUBJECT_PREFIX } from '@switchyard/contracts';
 import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { closeNats, connectNats, ensureEventsStream } from '@switchyard/messaging';
-import { parseConfig, type Logger } from '@switchyard/platform';
+import { natsUrlsSchema, parseConfig, type Logger } from '@switchyard/platform';
 import { EventRelay } from './event-relay.js';
 import { PgRelayCheckpointStore } from './checkpoint-store.js';
 
@@ -14,7 +14,9 @@ const bool = z
 /** Environment of a stand-alone relay process (see main.ts). */
 export const relayConfigSchema = z.object({
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-  NATS_URL: z.string().regex(/^(nats|tls|ws|wss):\/\//, 'must be a nats:// URL'),
+  NATS_URL: natsUrlsSchema,
+  /** Replicas of the JetStream stream (3 on a 3-node cluster). */
+  NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   RELAY_NAME: z.string().min(1).default('events'),
   RELAY_STREAM: z.string().min(1).default(EVENTS_STREAM),
   RELAY_SUBJECT_PREFIX: z.string().min(1).default(EVENTS_SUBJECT_PREFIX),
@@ -51,6 +53,7 @@ export async function runRelay(config: RelayConfig, logger: Logger, store?: Even
     name: config.RELAY_STREAM,
     subjects: [`${config.RELAY_SUBJECT_PREFIX}.>`],
     duplicateWindowMs: config.RELAY_DUPLICATE_WINDOW_MS,
+    replicas: config.NATS_STREAM_REPLICAS,
     logger,
   });
   const relay = new EventRelay({

@@ -5,14 +5,14 @@
  * (all state is events; the next owner of a partition recovers its executions).
  */
 import { z } from 'zod';
-import { createLogger, createPgPool, parseConfig } from '@switchyard/platform';
+import { createLogger, createPgPool, natsUrlsSchema, parseConfig } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { closeNats, connectNats } from '@switchyard/messaging';
 import { startWorkflowEngine } from './engine.js';
 
 const configSchema = z.object({
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-  NATS_URL: z.string().regex(/^(nats|tls|ws|wss):\/\//, 'must be a nats:// URL'),
+  NATS_URL: natsUrlsSchema,
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   WORKFLOW_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(16),
   WORKFLOW_MEMBER_ID: z.string().min(1).optional(),

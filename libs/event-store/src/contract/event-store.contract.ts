@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { isAppError } from '@switchyard/platform';
 import {
+  FencedError,
   WrongExpectedVersionError,
   type AllSubscription,
   type EventStore,
@@ -139,6 +140,34 @@ export function eventStoreContract(name: string, factory: StoreFactory, options:
         await assert.rejects(store.append(`${prefix()}x`, []), isValidation);
         await assert.rejects(store.append('', [ev('A')]), isValidation);
         await assert.rejects(store.append(`${prefix()}x`, [ev('')]), isValidation);
+      });
+    });
+
+    describe('fences', () => {
+      it('an append carrying a fence commits only at the current epoch; a raised fence refuses the old one, also in a group commit', { skip }, async () => {
+        if (!store.supportsFences || !store.raiseFence) {
+          console.log(`# ${name}: fences not supported by this adapter (callers check supportsFences); nothing to check`);
+          return;
+        }
+        const f = `${prefix()}fence`;
+        const s = `${prefix()}fenced`;
+        await store.raiseFence(f, 1);
+        await store.append(s, [ev('A')], { expectedRevision: 'no_stream', fence: { name: f, epoch: 1 } });
+        // A takeover raises the fence: the old holder's append is refused, the stream untouched.
+        await store.raiseFence(f, 2);
+        await assert.rejects(store.append(s, [ev('B')], { expectedRevision: 0, fence: { name: f, epoch: 1 } }), (e: unknown) => e instanceof FencedError && e.current === 2);
+        // Never lowered; in one batch each append is judged on its own.
+        await store.raiseFence(f, 1);
+        const results = await Promise.allSettled([
+          store.append(s, [ev('C')], { expectedRevision: 0, fence: { name: f, epoch: 2 } }),
+          store.append(`${s}x`, [ev('D')], { fence: { name: f, epoch: 1 } }),
+          store.append(`${s}y`, [ev('E')], { fence: { name: `${f}-none`, epoch: 1 } }),
+        ]);
+        assert.equal(results[0].status, 'fulfilled');
+        assert.ok(results[1].status === 'rejected' && results[1].reason instanceof FencedError);
+        assert.ok(results[2].status === 'rejected' && results[2].reason instanceof FencedError && results[2].reason.current === null);
+        assert.deepEqual((await store.readStream(s)).map((e) => e.type), ['A', 'C']);
+        assert.deepEqual(await store.readStream(`${s}x`), []);
       });
     });
 

@@ -78,9 +78,11 @@ export class EventStoreDbEventStore implements EventStore {
   async append(
     streamId: string,
     events: readonly NewEvent[],
-    options: { expectedRevision?: ExpectedRevision } = {},
+    options: { expectedRevision?: ExpectedRevision; fence?: unknown } = {},
   ): Promise<AppendResult> {
     this.assertOpen();
+    // EventStoreDB cannot check a row of ours in its append: callers look at supportsFences first.
+    if (options.fence) throw new AppError('internal', 'the EventStoreDB adapter does not support fenced appends', {}, false);
     const expected = options.expectedRevision ?? 'any';
     validateAppend(streamId, events, expected);
     const expectedRevision: AppendExpectedRevision =

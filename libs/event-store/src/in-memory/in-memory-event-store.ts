@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { AppError } from '@switchyard/platform';
 import {
+  FencedError,
   WrongExpectedVersionError,
   type AllSubscription,
+  type AppendOptions,
   type AppendResult,
   type EventStore,
-  type ExpectedRevision,
   type NewEvent,
   type ReadAllOptions,
   type ReadStreamOptions,
@@ -23,6 +24,8 @@ import { validateAppend } from '../internal/validate.js';
  */
 export class InMemoryEventStore implements EventStore {
   readonly kind = 'in-memory';
+  readonly supportsFences = true;
+  private readonly fences = new Map<string, number>();
   private readonly log: RecordedEvent[] = [];
   private readonly streams = new Map<string, RecordedEvent[]>();
   private readonly subscriptions = new Set<CatchUpSubscription>();
@@ -30,14 +33,22 @@ export class InMemoryEventStore implements EventStore {
 
   async init(): Promise<void> {}
 
+  async raiseFence(name: string, epoch: number): Promise<void> {
+    this.assertOpen();
+    this.fences.set(name, Math.max(this.fences.get(name) ?? epoch, epoch));
+  }
+
   async append(
     streamId: string,
     events: readonly NewEvent[],
-    options: { expectedRevision?: ExpectedRevision } = {},
+    options: AppendOptions = {},
   ): Promise<AppendResult> {
     this.assertOpen();
     const expected = options.expectedRevision ?? 'any';
     validateAppend(streamId, events, expected);
+    if (options.fence && this.fences.get(options.fence.name) !== options.fence.epoch) {
+      throw new FencedError(streamId, options.fence, this.fences.get(options.fence.name) ?? null);
+    }
     const stream = this.streams.get(streamId);
     const current = stream ? stream.length - 1 : undefined;
     const ok =

@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { AppError, createPgClient, createPgPool, guardPgPool, isAppError, isSchemaManaged, type Logger } from '@switchyard/platform';
 import {
+  FencedError,
   WrongExpectedVersionError,
   type AllSubscription,
+  type AppendOptions,
+  type Fence,
   type AppendResult,
   type EventMetadata,
   type EventStore,
-  type ExpectedRevision,
   type NewEvent,
   type ReadAllOptions,
   type ReadStreamOptions,
@@ -35,6 +37,7 @@ interface PendingAppend {
   readonly expected: number | null;
   readonly events: readonly { id: string; type: string; data: unknown; metadata: EventMetadata }[];
   readonly eventCount: number;
+  readonly fence?: Fence;
 }
 
 interface BatchRow {
@@ -42,10 +45,12 @@ interface BatchRow {
   revision: string | null;
   last_position: string | null;
   recorded_at: Date | null;
+  /** Set when the append's fence was refused: the fence's current epoch (-1: none). */
+  fenced: string | null;
 }
 
 /** The JSON `append_batch` takes: one entry per append of a group commit. */
-type BatchJson = { stream: string; mode: PendingAppend['mode']; expected: number | null; events: PendingAppend['events'] }[];
+type BatchJson = { stream: string; mode: PendingAppend['mode']; expected: number | null; events: PendingAppend['events']; fence?: Fence }[];
 
 interface Queued {
   readonly item: PendingAppend;
@@ -83,6 +88,7 @@ const COLUMNS = 'position, stream_id, revision, event_id, type, data, metadata, 
  */
 export class PostgresEventStore implements EventStore {
   readonly kind = 'postgres';
+  readonly supportsFences = true;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
   private readonly schema: string;
@@ -144,7 +150,7 @@ export class PostgresEventStore implements EventStore {
   async append(
     streamId: string,
     events: readonly NewEvent[],
-    options: { expectedRevision?: ExpectedRevision } = {},
+    options: AppendOptions = {},
   ): Promise<AppendResult> {
     this.assertOpen();
     const expected = options.expectedRevision ?? 'any';
@@ -155,8 +161,13 @@ export class PostgresEventStore implements EventStore {
       expected: typeof expected === 'number' ? expected : null,
       events: events.map((e) => ({ id: e.id ?? randomUUID(), type: e.type, data: e.data ?? null, metadata: e.metadata })),
       eventCount: events.length,
+      ...(options.fence ? { fence: { name: options.fence.name, epoch: options.fence.epoch } } : {}),
     };
     const row = await this.enqueue(item);
+    if (!row.ok && row.fenced !== null && row.fenced !== undefined) {
+      const current = Number(row.fenced);
+      throw new FencedError(streamId, options.fence!, current === -1 ? null : current);
+    }
     if (!row.ok) {
       throw new WrongExpectedVersionError(streamId, expected, row.revision === null ? 'no_stream' : Number(row.revision));
     }
@@ -200,7 +211,7 @@ export class PostgresEventStore implements EventStore {
 
   private async runBatch(batch: readonly Queued[]): Promise<void> {
     try {
-      const json = JSON.stringify(batch.map((q) => ({ stream: q.item.stream, mode: q.item.mode, expected: q.item.expected, events: q.item.events })));
+      const json = JSON.stringify(batch.map((q) => ({ stream: q.item.stream, mode: q.item.mode, expected: q.item.expected, events: q.item.events, ...(q.item.fence ? { fence: q.item.fence } : {}) })));
       const res = await this.query<BatchRow & { idx: number }>(`select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`, [json], `${this.schema}.append_batch`);
       const byIdx = new Map(res.rows.map((r) => [r.idx, r]));
       // Committed: hand the events to this process's subscriptions before anyone hears of the append.
@@ -220,6 +231,11 @@ export class PostgresEventStore implements EventStore {
       }
       await Promise.all(batch.map((q) => this.runBatch([q])));
     }
+  }
+
+  async raiseFence(name: string, epoch: number): Promise<void> {
+    this.assertOpen();
+    await this.query(`select ${quoteIdent(this.schema)}.raise_fence($1, $2)`, [name, epoch]);
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {

@@ -31,21 +31,28 @@ create table if not exists ${s}.events (
   unique (stream_id, revision)
 );
 
+-- Fencing tokens (see Fence in port.ts): an append carrying { name, epoch } commits only while
+-- the row's epoch is that one. Raised (never lowered) by whoever takes over a lease.
+create table if not exists ${s}.fences (
+  name  text primary key,
+  epoch bigint not null
+);
+
 drop function if exists ${s}.append_events(text, text, bigint, jsonb);
--- append_batch gained recorded_at in its result (a result type cannot be replaced in place).
+-- append_batch gained recorded_at, then fenced, in its result (a result type cannot be replaced in place).
 do $drop$ begin
   if exists (select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
               where n.nspname = ${literal(schema)} and p.proname = 'append_batch'
-                and not ('recorded_at' = any(coalesce(p.proargnames, '{}')))) then
+                and not ('fenced' = any(coalesce(p.proargnames, '{}')))) then
     drop function ${s}.append_batch(jsonb);
   end if;
 end $drop$;
 
 -- Appends several independent appends (each all-or-nothing with its own expectation) in one
 -- statement: one lock, one commit, one WAL flush for all of them (group commit; see
--- PostgresEventStore.append). p_batch: [{ "stream", "mode", "expected", "events": [...] }].
+-- PostgresEventStore.append). p_batch: [{ "stream", "mode", "expected", "events": [...], "fence"?: { "name", "epoch" } }].
 create or replace function ${s}.append_batch(p_batch jsonb)
-returns table (idx int, ok boolean, revision bigint, last_position bigint, recorded_at timestamptz)
+returns table (idx int, ok boolean, revision bigint, last_position bigint, recorded_at timestamptz, fenced bigint)
 language plpgsql volatile as $fn$
 declare
   v_item jsonb;
@@ -57,6 +64,7 @@ declare
   v_head bigint;
   v_count bigint;
   v_stale boolean[] := '{}';
+  v_fence bigint;
 begin
   -- 0. Stale expectations fail fast, before queueing for the lock (conflicts stay cheap under
   --    contention); only a definite contradiction is decided here, the rest under the lock.
@@ -73,7 +81,7 @@ begin
   if v_stale <> '{}' and true = all(v_stale) then
     for v_item, v_idx in select t.value, t.ordinality from jsonb_array_elements(p_batch) with ordinality t loop
       select max(e.revision) into v_current from ${s}.events e where e.stream_id = v_item->>'stream';
-      return query select v_idx::int, false, v_current, null::bigint, null::timestamptz;
+      return query select v_idx::int, false, v_current, null::bigint, null::timestamptz, null::bigint;
     end loop;
     return;
   end if;
@@ -84,12 +92,21 @@ begin
     v_stream := v_item->>'stream';
     v_mode := v_item->>'mode';
     v_expected := (v_item->>'expected')::bigint;
-    -- 2. The optimistic concurrency check, exact because no other append runs now.
+    -- 2. The fence, then the optimistic concurrency check, both exact because no other append
+    --    (nor raise_fence, which takes the same lock) runs now. A refused fence reports the
+    --    fence's current epoch (-1: no such fence).
     select max(e.revision) into v_current from ${s}.events e where e.stream_id = v_stream;
+    if v_item ? 'fence' then
+      select f.epoch into v_fence from ${s}.fences f where f.name = v_item->'fence'->>'name';
+      if v_fence is distinct from (v_item->'fence'->>'epoch')::bigint then
+        return query select v_idx::int, false, v_current, null::bigint, null::timestamptz, coalesce(v_fence, -1);
+        continue;
+      end if;
+    end if;
     if (v_mode = 'no_stream' and v_current is not null)
        or (v_mode = 'stream_exists' and v_current is null)
        or (v_mode = 'exact' and v_current is distinct from v_expected) then
-      return query select v_idx::int, false, v_current, null::bigint, null::timestamptz;
+      return query select v_idx::int, false, v_current, null::bigint, null::timestamptz, null::bigint;
       continue;
     end if;
     -- 3. Insert in the order given; revisions and positions are dense.
@@ -98,10 +115,23 @@ begin
     select v_head + t.ord, v_stream, coalesce(v_current, -1) + t.ord, (t.e->>'id')::uuid, t.e->>'type', t.e->'data', t.e->'metadata'
     from jsonb_array_elements(v_item->'events') with ordinality as t(e, ord);
     v_head := v_head + v_count;
-    return query select v_idx::int, true, coalesce(v_current, -1) + v_count, v_head, now();
+    return query select v_idx::int, true, coalesce(v_current, -1) + v_count, v_head, now(), null::bigint;
   end loop;
   -- 4. Wake live subscribers; NOTIFY is delivered only after commit.
   perform pg_notify(${literal(channelName(schema))}, v_head::text);
+end
+$fn$;
+
+-- Raise a fence under the append lock: when it returns, no append with a lower epoch can commit.
+create or replace function ${s}.raise_fence(p_name text, p_epoch bigint)
+returns bigint language plpgsql volatile as $fn$
+declare v_epoch bigint;
+begin
+  perform pg_advisory_xact_lock(hashtext(${literal(`${schema}.append`)}));
+  insert into ${s}.fences (name, epoch) values (p_name, p_epoch)
+  on conflict (name) do update set epoch = greatest(${s}.fences.epoch, excluded.epoch)
+  returning epoch into v_epoch;
+  return v_epoch;
 end
 $fn$;
 `;

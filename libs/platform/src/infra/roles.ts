@@ -105,7 +105,8 @@ export const COMPONENT_GRANTS = {
   },
   dispatcher: {
     appends: true,
-    grants: [eventsAppend, { schema: 'delegation', privileges: PROJECTION }, checkpoints('read_models')],
+    // fences: its appends are fenced by partition lease epoch, which it raises on a takeover.
+    grants: [eventsAppend, { schema: EVENTSTORE_SCHEMA, tables: ['fences'], privileges: ['SELECT', 'INSERT', 'UPDATE'] }, { schema: 'delegation', privileges: PROJECTION }, checkpoints('read_models')],
   },
   relay: { appends: false, grants: [eventsRead, { schema: 'relay', privileges: ['SELECT', 'INSERT', 'UPDATE'] }] },
   projections: {
@@ -424,6 +425,10 @@ export async function grantComponentAccess(pool: pg.Pool, names: DatabaseRoleNam
       }
       if (spec.appends && (await client.query(`select to_regprocedure($1) is not null as ok`, [`${EVENTSTORE_SCHEMA}.append_batch(jsonb)`])).rows[0]?.ok) {
         await client.query(`GRANT EXECUTE ON FUNCTION ${ident(EVENTSTORE_SCHEMA)}.append_batch(jsonb) TO ${role}`);
+      }
+      // Raising a fence (a partition takeover) is the dispatcher's only.
+      if (component === 'dispatcher' && (await client.query(`select to_regprocedure($1) is not null as ok`, [`${EVENTSTORE_SCHEMA}.raise_fence(text,bigint)`])).rows[0]?.ok) {
+        await client.query(`GRANT EXECUTE ON FUNCTION ${ident(EVENTSTORE_SCHEMA)}.raise_fence(text, bigint) TO ${role}`);
       }
     }
     await client.query('commit');
