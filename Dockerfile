@@ -5,7 +5,7 @@
 
 # Build: everything installed (the compiler is a dev dependency), the launcher compiled with
 # every project it references (all libs and apps; not the benchmarks or the test suites),
-# then the dev dependencies dropped.
+# the console's static assets (the gateway serves them at /ui), then the dev dependencies dropped.
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -14,6 +14,7 @@ COPY libs ./libs
 COPY apps ./apps
 RUN npm ci --no-audit --no-fund
 RUN npx tsc -b apps/launcher
+RUN npm run build -w @switchyard/console
 RUN npm prune --omit=dev --no-audit --no-fund
 
 # Run: the build's tree, owned by root and read-only to the unprivileged `node` user, which

@@ -80,6 +80,7 @@ describe('the Docker image build, replayed without Docker', () => {
       }
       assert.ok(existsSync(path.join(dir, 'apps', 'launcher', 'dist', 'main.js')), 'the launcher is compiled');
       assert.ok(existsSync(path.join(dir, 'apps', 'launcher', 'dist', 'healthcheck.js')), 'the healthcheck is compiled');
+      assert.ok(existsSync(path.join(dir, 'apps', 'console', 'dist', 'index.html')), 'the console is built (the gateway serves it at /ui)');
       assert.ok(!existsSync(path.join(dir, 'node_modules', 'typescript')), 'the dev dependencies are pruned');
       // Every module the launcher runs, loaded from the pruned tree (no dev dependency needed at run time).
       const load = await sh(
