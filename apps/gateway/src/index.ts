@@ -108,3 +108,4 @@ export * from './features/agents/index.js';
 export * from './features/system/index.js';
 export * from './features/status/index.js';
 export * from './idempotency/index.js';
+export * from './features/mcp-server/index.js';
