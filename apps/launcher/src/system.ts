@@ -8,6 +8,7 @@ import {
   AgentsFeatureModule,
   createGateway,
   McpFeatureModule,
+  McpServerFeatureModule,
   securityOptionsFromEnv,
   StatusFeatureModule,
   SystemFeatureModule,
@@ -371,7 +372,7 @@ export async function startSystem(
           // The status read model (MCP servers from the connector events) behind /api/v1/integration/status.
           const statusRunner = await startStatusProjections({ store: projectionsStore, pool: projectionsPool, logger });
           try {
-            const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule];
+            const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule, McpServerFeatureModule];
             const gateway = await createGateway(
               {
                 eventStore: store,
