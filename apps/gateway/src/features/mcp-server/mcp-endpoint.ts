@@ -140,6 +140,11 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     r.req.auth = authInfoOf(caller);
     const body = req.method === 'POST' ? req.body : undefined;
     if (this.options.stateless) {
+      // No session, so no stream for server-initiated messages and nothing to delete.
+      if (req.method !== 'POST') {
+        res.setHeader('Allow', 'POST');
+        return jsonRpcError(res, 405, ErrorCode.InvalidRequest, 'Method not allowed: this endpoint is stateless (POST only)');
+      }
       const server = this.buildServer({ virtual, transport: 'streamable-http', sessionId: () => null });
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
       res.on('close', () => {
