@@ -128,9 +128,10 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
     return this.prompts.get(name);
   }
 
+  /** The first listing waits for a refresh; later ones get the current catalog, refreshed behind them when it aged. */
   private async fresh(): Promise<void> {
-    if (Date.now() - this.refreshedAt < this.options.catalogRefreshMs) return;
-    await this.refresh();
+    if (this.refreshedAt === 0) return this.refresh();
+    if (Date.now() - this.refreshedAt >= this.options.catalogRefreshMs) void this.refresh().catch(() => undefined);
   }
 
   /** One refresh at a time; concurrent callers share it. */

@@ -3,7 +3,7 @@ import { CommandBus } from '@nestjs/cqrs';
 import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 import { sizePayload } from '@switchyard/connectors';
 import { workflowExecutionStream } from '@switchyard/domain';
-import { handleCommand, type EventStore } from '@switchyard/event-store';
+import type { EventStore } from '@switchyard/event-store';
 import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { AgentsClient } from '../agents/agents.client.js';
@@ -12,7 +12,7 @@ import { CancelWorkflowExecution } from '../workflows/commands.js';
 import { executionResult, loadExecution } from '../workflows/deps.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import type { CatalogTool } from './catalog.js';
-import { mcpGatewayCallDecider, mcpGatewayCallStream, type McpGatewayCallCommand } from './tool-call.decider.js';
+import { mcpGatewayCallDecider, mcpGatewayCallStream, type McpGatewayCallCommand, type McpGatewayCallState } from './tool-call.decider.js';
 
 /** Largest arguments / result kept in a call's events (characters of JSON). */
 const EVENT_PAYLOAD_CHARS = 8_192;
@@ -98,7 +98,9 @@ export class McpToolCalls {
     const callId = newId();
     const started = performance.now();
     const log = this.log.child({ correlationId: ctx.correlationId, callId, tool: tool.name, sessionId: ctx.sessionId });
-    await this.record(callId, ctx, {
+    // The call record is written while the call runs (not before it): the outcome waits for it,
+    // so the stream's order holds, and the caller pays for one commit instead of two.
+    const recorded = this.record(callId, ctx, mcpGatewayCallDecider.initialState, {
       type: 'RecordToolCall',
       data: {
         call_id: callId,
@@ -114,11 +116,16 @@ export class McpToolCalls {
         at: new Date().toISOString(),
       },
     });
+    // A failed record fails the call (the event store is down: the client hears it at once).
+    const calledOrFailed = recorded.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     const work: { execution_id?: string; task_id?: string } = {};
     let result: ToolResult;
     let failure: { code: string; message: string } | undefined;
     try {
-      result = await this.dispatch(tool, args, ctx, work);
+      result = await Promise.race([this.dispatch(tool, args, ctx, work), calledOrFailed.then((err) => (err ? Promise.reject(err) : new Promise<never>(() => undefined)))]);
       if (result.isError) {
         const err = asObject(result.structuredContent?.error);
         failure = { code: typeof err?.code === 'string' ? err.code : 'tool_error', message: typeof err?.message === 'string' ? err.message : String(result.content.map((c) => c.text ?? '').join('\n')) };
@@ -134,9 +141,15 @@ export class McpToolCalls {
     const duration_ms = Math.round((performance.now() - started) * 100) / 100;
     const at = new Date().toISOString();
     const refs = { ...(work.execution_id ? { execution_id: work.execution_id } : {}), ...(work.task_id ? { task_id: work.task_id } : {}) };
+    const running = await recorded.catch(() => undefined);
+    if (!running) {
+      log.error({ duration_ms }, 'the MCP tool call could not be recorded');
+      return result;
+    }
     await this.record(
       callId,
       ctx,
+      running,
       failure
         ? { type: 'RecordToolFailure', data: { call_id: callId, tool: tool.name, duration_ms, error_code: failure.code, error_message: failure.message.slice(0, 2_000), ...refs, at } }
         : { type: 'RecordToolSuccess', data: { call_id: callId, tool: tool.name, duration_ms, result: sizePayload(result.structuredContent ?? result.content, EVENT_PAYLOAD_CHARS).value, ...refs, at } },
@@ -145,9 +158,21 @@ export class McpToolCalls {
     return result;
   }
 
-  private async record(callId: string, ctx: CallContext, c: Omit<McpGatewayCallCommand, 'metadata'>): Promise<void> {
+  /**
+   * Decide on the state this call already holds and append with the matching expectation: the
+   * call's stream is new (a fresh id) and only this request writes it, so there is nothing to
+   * read back first (a conflict would still be refused by the store).
+   */
+  private async record(callId: string, ctx: CallContext, state: McpGatewayCallState, c: Omit<McpGatewayCallCommand, 'metadata'>): Promise<McpGatewayCallState> {
     const command = { ...c, metadata: { timestamp: new Date().toISOString(), correlationId: ctx.correlationId, actor: ctx.caller.actor } } as McpGatewayCallCommand;
-    await handleCommand(this.store, mcpGatewayCallStream(callId), mcpGatewayCallDecider, command);
+    const events = mcpGatewayCallDecider.decide(command, state);
+    if (events.length === 0) return state;
+    await this.store.append(
+      mcpGatewayCallStream(callId),
+      events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata })),
+      { expectedRevision: state.status === 'absent' ? 'no_stream' : 0 },
+    );
+    return events.reduce(mcpGatewayCallDecider.evolve, state);
   }
 
   private dispatch(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { execution_id?: string; task_id?: string }): Promise<ToolResult> {
