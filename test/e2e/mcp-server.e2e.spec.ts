@@ -141,6 +141,9 @@ describe('the gateway as an MCP server (/mcp)', () => {
     for (const n of ['everything__echo', 'everything__get-sum', 'flaky__echo', 'workflow__revenue_analysis', 'workflow__customer_onboarding', 'agent__revenue_analysis', 'database__query']) {
       assert.ok(names.includes(n), `${n} listed: ${names.join(', ')}`);
     }
+    // The writer server is the REST route's policy too: admin and DATABASE_ALLOW_WRITES (off here).
+    assert.ok(!names.includes('database_writer__query'), 'the writer is not offered');
+    await assert.rejects(c.callTool({ name: 'database_writer__query', arguments: { query: 'select 1' } }), /forbidden.*DATABASE_ALLOW_WRITES|admin role/);
     const echo = tools.find((t) => t.name === 'everything__echo')!;
     assert.equal(echo.inputSchema.type, 'object');
     assert.ok((echo.inputSchema.properties as Record<string, unknown>).message, 'the upstream schema passes through');

@@ -25,7 +25,9 @@ import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
-import { EVENT_STORE, GATEWAY_OPTIONS, LOGGER, NATS_CONNECTION, type ResolvedGatewayOptions } from '../../tokens.js';
+import { EVENT_STORE, GATEWAY_CONFIG, GATEWAY_OPTIONS, LOGGER, NATS_CONNECTION, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
+import { assertWriterAllowed, type WriterAccess } from '../mcp/writer-policy.js';
+import { currentCorrelationId } from '../../http/context.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
 import { StatusController } from '../status/status.controller.js';
 import { SystemMonitorClient } from '../system/system-client.js';
@@ -100,6 +102,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   constructor(
     @Inject(MCP_SERVER_OPTIONS) readonly options: McpServerOptions,
     @Inject(GATEWAY_OPTIONS) private readonly gatewayOptions: ResolvedGatewayOptions,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(LOGGER) logger: Logger,
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(NATS_CONNECTION) private readonly nats: NatsConnection,
@@ -115,6 +118,21 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
 
   get authEnabled(): boolean {
     return this.gatewayOptions.auth.enabled;
+  }
+
+  /**
+   * The REST route's writer policy (database_writer: admin and DATABASE_ALLOW_WRITES), as an
+   * AppError (403) or nothing; workflow and agent tools pass (the same as their REST starts).
+   */
+  private writerRefusal(tool: CatalogTool, caller: McpCaller): AppError | undefined {
+    if (tool.kind !== 'upstream') return undefined;
+    const access: WriterAccess = { authEnabled: this.authEnabled, writesAllowed: this.config.DATABASE_ALLOW_WRITES === true };
+    try {
+      assertWriterAllowed(tool.server!, { apiKey: caller.keyId ? { id: caller.keyId, name: caller.keyName ?? '', role: caller.role } : undefined }, access);
+      return undefined;
+    } catch (err) {
+      return isAppError(err) ? err : new AppError('forbidden', String(err));
+    }
   }
 
   onModuleInit(): void {
@@ -253,8 +271,10 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       return !!v && toolAllowed(v.tools, tool);
     };
 
-    server.setRequestHandler(ListToolsRequestSchema, async () => {
-      const tools = (await this.catalog.listTools()).filter((t) => allowed(t.name));
+    server.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => {
+      const caller = callerOf(extra.authInfo);
+      // A tool the caller may never call is not shown (the writer server below admin).
+      const tools = (await this.catalog.listTools()).filter((t) => allowed(t.name) && !this.writerRefusal(t, caller));
       return { tools: tools.map(toolDescriptor) };
     });
 
@@ -267,9 +287,12 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const name = req.params.name;
       const tool = allowed(name) ? await this.catalog.tool(name) : undefined;
       if (!tool) throw new McpError(ErrorCode.InvalidParams, `unknown tool "${name}"${ctx.virtual ? ` on virtual server ${ctx.virtual}` : ''}`);
+      const refused = this.writerRefusal(tool, caller);
+      if (refused) throw new McpError(-32003, `forbidden: ${refused.message}`, refused.details);
       const meta = (req.params._meta ?? {}) as Record<string, unknown>;
       const key = meta['idempotency_key'] ?? meta['switchyard/idempotency-key'];
-      const correlationId = `mcp-${newId()}`;
+      // The HTTP request's correlation id (x-correlation-id) when the call runs in its context.
+      const correlationId = currentCorrelationId() ?? `mcp-${newId()}`;
       return this.calls.call(tool, (req.params.arguments ?? {}) as Record<string, unknown>, {
         caller,
         sessionId: ctx.sessionId(),
