@@ -98,8 +98,11 @@ export class McpToolCalls {
     const callId = newId();
     const started = performance.now();
     const log = this.log.child({ correlationId: ctx.correlationId, callId, tool: tool.name, sessionId: ctx.sessionId });
-    // The call record is written while the call runs (not before it): the outcome waits for it,
-    // so the stream's order holds, and the caller pays for one commit instead of two.
+    // Recorded beside the call, not in front of it (as the connectors record theirs): the
+    // outcome is chained after McpToolCalled, so the stream stays in order, and the answer does
+    // not wait for a commit (an awaited one cost about as much as the whole REST call in
+    // bench/mcp-gateway). A record that fails is logged; the call's work is recorded by its own
+    // streams (mcpserver-*, workflow_execution-*, task-*) either way.
     const recorded = this.record(callId, ctx, mcpGatewayCallDecider.initialState, {
       type: 'RecordToolCall',
       data: {
@@ -116,16 +119,13 @@ export class McpToolCalls {
         at: new Date().toISOString(),
       },
     });
-    // A failed record fails the call (the event store is down: the client hears it at once).
-    const calledOrFailed = recorded.then(
-      () => undefined,
-      (err: unknown) => err,
-    );
+    // Handled here at once (the chain below logs it), so a failure while the call runs is not an unhandled rejection.
+    recorded.catch(() => undefined);
     const work: { execution_id?: string; task_id?: string } = {};
     let result: ToolResult;
     let failure: { code: string; message: string } | undefined;
     try {
-      result = await Promise.race([this.dispatch(tool, args, ctx, work), calledOrFailed.then((err) => (err ? Promise.reject(err) : new Promise<never>(() => undefined)))]);
+      result = await this.dispatch(tool, args, ctx, work);
       if (result.isError) {
         const err = asObject(result.structuredContent?.error);
         failure = { code: typeof err?.code === 'string' ? err.code : 'tool_error', message: typeof err?.message === 'string' ? err.message : String(result.content.map((c) => c.text ?? '').join('\n')) };
@@ -141,19 +141,12 @@ export class McpToolCalls {
     const duration_ms = Math.round((performance.now() - started) * 100) / 100;
     const at = new Date().toISOString();
     const refs = { ...(work.execution_id ? { execution_id: work.execution_id } : {}), ...(work.task_id ? { task_id: work.task_id } : {}) };
-    const running = await recorded.catch(() => undefined);
-    if (!running) {
-      log.error({ duration_ms }, 'the MCP tool call could not be recorded');
-      return result;
-    }
-    await this.record(
-      callId,
-      ctx,
-      running,
-      failure
-        ? { type: 'RecordToolFailure', data: { call_id: callId, tool: tool.name, duration_ms, error_code: failure.code, error_message: failure.message.slice(0, 2_000), ...refs, at } }
-        : { type: 'RecordToolSuccess', data: { call_id: callId, tool: tool.name, duration_ms, result: sizePayload(result.structuredContent ?? result.content, EVENT_PAYLOAD_CHARS).value, ...refs, at } },
-    ).catch((err: unknown) => log.error({ err: String(err) }, 'recording the end of an MCP tool call failed'));
+    const outcome: Omit<McpGatewayCallCommand, 'metadata'> = failure
+      ? { type: 'RecordToolFailure', data: { call_id: callId, tool: tool.name, duration_ms, error_code: failure.code, error_message: failure.message.slice(0, 2_000), ...refs, at } }
+      : { type: 'RecordToolSuccess', data: { call_id: callId, tool: tool.name, duration_ms, result: sizePayload(result.structuredContent ?? result.content, EVENT_PAYLOAD_CHARS).value, ...refs, at } };
+    void recorded
+      .then((running) => this.record(callId, ctx, running, outcome))
+      .catch((err: unknown) => log.error({ err: String(err) }, 'recording an MCP tool call failed'));
     log.info({ duration_ms, outcome: failure ? 'failed' : 'succeeded', code: failure?.code, ...refs }, 'MCP tool call');
     return result;
   }
