@@ -27,6 +27,8 @@ export interface LoadTask {
   readonly inflight: number;
   readonly throughputCalls: number;
   readonly maxMs: number;
+  /** Sessions (clients) the in-flight calls are spread over; 1: all on one session. */
+  readonly sessions: number;
 }
 
 export interface LoadResult {
@@ -37,8 +39,12 @@ export interface LoadResult {
 }
 
 async function run(t: LoadTask): Promise<LoadResult> {
-  const client = new Client({ name: 'bench-mcp-gateway', version: '1.0.0' });
-  if (t.mode === 'mcp') await client.connect(new StreamableHTTPClientTransport(new URL(t.url), { requestInit: { headers: t.headers } }));
+  const clients: Client[] = [];
+  for (let i = 0; i < Math.max(1, t.sessions); i++) {
+    const c = new Client({ name: 'bench-mcp-gateway', version: '1.0.0' });
+    if (t.mode === 'mcp') await c.connect(new StreamableHTTPClientTransport(new URL(t.url), { requestInit: { headers: t.headers } }));
+    clients.push(c);
+  }
   const [server, tool] = t.tool.split('__') as [string, string];
   const rest = async () => {
     const res = await fetch(t.url, { method: 'POST', headers: { ...t.headers, 'content-type': 'application/json' }, body: JSON.stringify({ server, tool, arguments: t.args }) });
@@ -47,7 +53,8 @@ async function run(t: LoadTask): Promise<LoadResult> {
   };
   let errors = 0;
   let firstError: string | undefined;
-  const once = async (): Promise<number | undefined> => {
+  const once = async (lane = 0): Promise<number | undefined> => {
+    const client = clients[lane % clients.length]!;
     const t0 = performance.now();
     try {
       if (t.mode === 'rest') await rest();
@@ -75,10 +82,10 @@ async function run(t: LoadTask): Promise<LoadResult> {
     const start = performance.now();
     const deadline = start + t.maxMs;
     await Promise.all(
-      Array.from({ length: t.inflight }, async () => {
+      Array.from({ length: t.inflight }, async (_, lane) => {
         while (issued < t.throughputCalls && performance.now() < deadline) {
           issued++;
-          const v = await once();
+          const v = await once(lane);
           if (v !== undefined) tl.push(v);
         }
       }),
@@ -86,7 +93,7 @@ async function run(t: LoadTask): Promise<LoadResult> {
     const seconds = (performance.now() - start) / 1000;
     return { latencies: latencies.sort((a, b) => a - b), throughput: { calls: tl.length, seconds, latencies: tl.sort((a, b) => a - b) }, errors, ...(firstError ? { firstError } : {}) };
   } finally {
-    await client.close().catch(() => undefined);
+    for (const c of clients) await c.close().catch(() => undefined);
   }
 }
 

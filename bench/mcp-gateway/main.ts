@@ -14,7 +14,8 @@
  * session. The load runs in a worker thread; the gateway and connectors share the main thread
  * (the launcher's all-in-one layout); the servers and PostgreSQL / nats-server are processes.
  * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (16),
- * BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_PATHS (comma list of direct,
+ * BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_SESSIONS (1: the in-flight calls
+ * share one session; N: spread over N sessions), BENCH_PATHS (comma list of direct,
  * switchyard, rest, proxy; default all), DATABASE_URL / NATS_URL (else
  * embedded ones on free ports), LOG_LEVEL (error). Figures only: nothing here asserts.
  */
@@ -44,6 +45,7 @@ const settings = {
   inflight: Math.max(1, num('BENCH_INFLIGHT', 16)),
   throughputCalls: num('BENCH_THROUGHPUT_CALLS', 5_000),
   maxMs: num('BENCH_THROUGHPUT_SECONDS', 10) * 1000,
+  sessions: Math.max(1, num('BENCH_SESSIONS', 1)),
 };
 // The SDK's client transports add an abort listener per request to a long-lived signal; Node
 // warns past 1500 of them. Counted, not printed (figures only).
@@ -177,7 +179,7 @@ async function main(): Promise<void> {
     { label: 'rest        POST /api/v1/integration/mcp/call -> NATS -> connector -> s-e', mode: 'rest', url: `${gatewayUrl}/api/v1/integration/mcp/call`, tool: 'everything__echo', headers: auth },
     { label: 'proxy       SDK -> supergateway -> server-everything (stdio)', mode: 'mcp', url: `http://127.0.0.1:${proxyPort}/mcp`, tool: 'echo', headers: {} },
   ];
-  console.log(`# MCP gateway bench: ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
+  console.log(`# MCP gateway bench: ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
   console.log(`# ${os.cpus().length} cores, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, node ${process.version}`);
   console.log(`${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)}`);
   const only = (process.env.BENCH_PATHS ?? '').split(',').filter(Boolean);
