@@ -111,3 +111,4 @@ export * from './idempotency/index.js';
 export * from './features/a2a/index.js';
 export { MIN_POSITION_HEADER, READ_SOURCE_HEADER, minPositionOf, minPositionQuery, ReadRouting, type CheckpointRef, type ReadRoutingOptions } from './http/read-routing.js';
 export { RATE_LIMIT_SCHEMA_SQL, RATE_LIMIT_TABLE, RateLimits, type LimitOutcome } from './security/rate-limits.js';
+export * from './features/mcp-server/index.js';

@@ -9,6 +9,7 @@ import {
   AgentsFeatureModule,
   createGateway,
   McpFeatureModule,
+  McpServerFeatureModule,
   securityOptionsFromEnv,
   StatusFeatureModule,
   SystemFeatureModule,
@@ -390,7 +391,7 @@ export async function startSystem(
           const statusRunner = await startStatusProjections({ store: projectionsStore, pool: projectionsPool, logger });
           const readPool = readUrl ? createPgPool({ connectionString: readUrl, max: 4, connectionTimeoutMillis: 2_000, application_name: 'switchyard-gateway-reads' }, { name: 'gateway-reads', logger }) : undefined;
           try {
-            const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule, A2aFeatureModule];
+            const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule, A2aFeatureModule, McpServerFeatureModule];
             const gateway = await createGateway(
               {
                 eventStore: store,

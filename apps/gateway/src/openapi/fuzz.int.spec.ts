@@ -29,6 +29,7 @@ import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator
 import { startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { AgentsFeatureModule } from '../features/agents/index.js';
 import { McpFeatureModule } from '../features/mcp/index.js';
+import { McpServerFeatureModule } from '../features/mcp-server/index.js';
 import { StatusFeatureModule } from '../features/status/index.js';
 import { SystemFeatureModule } from '../features/system/index.js';
 import { WorkflowsFeatureModule } from '../features/workflows/index.js';
@@ -62,7 +63,7 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
         // The workflow engine and the connectors are deliberately absent: their routes answer
         // their documented 503 (or accept work that waits). The agents, the dispatcher (noop
         // work, no demo data) and the monitor run, so their routes answer for real.
-        modules: [WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule, AgentsFeatureModule, StatusFeatureModule],
+        modules: [WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule, AgentsFeatureModule, StatusFeatureModule, McpServerFeatureModule],
         requestTimeoutMs: 3_000,
         // On, with limits no fuzz run reaches: the middleware runs, nothing is throttled.
         rateLimit: { perIp: { points: 1e7, durationSec: 60 }, perKey: { points: 1e7, durationSec: 60 }, authFailuresPerIp: { points: 1e7, durationSec: 60 } },

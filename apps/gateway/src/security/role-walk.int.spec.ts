@@ -4,6 +4,7 @@ import { Controller, Delete, Get, Module, Post } from '@nestjs/common';
 import { stopOwnInfra } from '@switchyard/testing';
 import { AgentsFeatureModule } from '../features/agents/index.js';
 import { McpFeatureModule } from '../features/mcp/index.js';
+import { McpServerFeatureModule } from '../features/mcp-server/index.js';
 import { StatusFeatureModule } from '../features/status/index.js';
 import { SystemFeatureModule } from '../features/system/index.js';
 import { WorkflowsFeatureModule } from '../features/workflows/index.js';
@@ -63,7 +64,7 @@ describe('every registered route enforces its declared role', () => {
 
   before(async () => {
     // The committed feature modules too (their back ends absent: 503s are fine here, only 401/403 matter).
-    g = await startSecuredGateway('gw_rolewalk', { modules: [WalkModule, WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule, AgentsFeatureModule, StatusFeatureModule] });
+    g = await startSecuredGateway('gw_rolewalk', { modules: [WalkModule, WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule, AgentsFeatureModule, StatusFeatureModule, McpServerFeatureModule] });
     keys.admin = g.adminKey;
     keys.viewer = (await g.makeKey('viewer')).key;
     keys.operator = (await g.makeKey('operator')).key;

@@ -1,0 +1,280 @@
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { listPromptsReplySchema, listToolsReplySchema, mcpSubject } from '@switchyard/connectors';
+import { request } from '@switchyard/messaging';
+import { newId, type Logger } from '@switchyard/platform';
+import { LOGGER, NATS_CONNECTION } from '../../tokens.js';
+import { AgentsClient } from '../agents/agents.client.js';
+import { McpGatewayClient, type ServerHealth } from '../mcp/mcp-client.js';
+import { WorkflowsService } from '../workflows/workflows.service.js';
+import { MCP_SERVER_OPTIONS, type McpServerOptions } from './options.js';
+import type { ToolKind } from './tool-call.decider.js';
+
+/** Separator of a namespaced name: `<server>__<tool>`, `workflow__<id>`, `agent__<task type>`. */
+export const NS = '__';
+/** The names reserved for the gateway's own tools; an upstream server with one of these names is not exposed. */
+export const RESERVED_NAMESPACES: ReadonlySet<string> = new Set(['workflow', 'agent']);
+
+/** One tool as `/mcp` lists it, with what it names behind the gateway. */
+export interface CatalogTool {
+  readonly name: string;
+  readonly kind: ToolKind;
+  /** `<server>/<tool>`, a definition id or a task type. */
+  readonly target: string;
+  readonly server?: string;
+  readonly upstreamName?: string;
+  readonly description?: string;
+  readonly title?: string;
+  readonly inputSchema: Record<string, unknown>;
+  readonly outputSchema?: Record<string, unknown>;
+  readonly annotations?: Record<string, unknown>;
+}
+
+export interface CatalogPrompt {
+  readonly name: string;
+  readonly server: string;
+  readonly upstreamName: string;
+  readonly description?: string;
+  readonly arguments?: unknown;
+}
+
+interface ServerEntry {
+  readonly fingerprint: string;
+  readonly tools: CatalogTool[];
+  readonly prompts: CatalogPrompt[];
+}
+
+const serverFingerprint = (s: ServerHealth): string => `${s.state}|${s.breaker}|${[...s.tools].sort().join(',')}`;
+/** Tools are served only while their server can answer: a server down or with its breaker open drops out (list_changed). */
+const serving = (s: ServerHealth): boolean => s.enabled && (s.state === 'up' || s.state === 'degraded') && s.breaker !== 'open' && s.breaker !== 'isolated';
+
+/** A JSON Schema object for a tool's input: MCP requires `type: "object"` at the top. */
+function objectSchema(schema: unknown): Record<string, unknown> {
+  if (schema && typeof schema === 'object' && !Array.isArray(schema) && (schema as { type?: unknown }).type === 'object') return { ...(schema as Record<string, unknown>) };
+  return { type: 'object', properties: {}, additionalProperties: true };
+}
+
+/**
+ * The tools and prompts `/mcp` serves, kept current:
+ * 1. every `catalogRefreshMs` the connectors' registry (health, breaker, tool names per
+ *    server) is read over NATS; a server whose fingerprint changed is re-listed (`list_tools`,
+ *    `list_prompts`: full descriptions and schemas), the others keep their cached entries;
+ * 2. the workflow definitions (latest version of each) and the agents' capability cards;
+ * 3. when the set of tools or prompts changed, every listener is told (the sessions send
+ *    `notifications/tools/list_changed` / `prompts/list_changed`).
+ */
+@Injectable()
+export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
+  private readonly log: Logger;
+  private servers = new Map<string, ServerEntry>();
+  private tools = new Map<string, CatalogTool>();
+  private prompts = new Map<string, CatalogPrompt>();
+  private toolsFingerprint = '';
+  private promptsFingerprint = '';
+  private refreshedAt = 0;
+  private refreshing: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly listeners = new Set<(what: 'tools' | 'prompts') => void>();
+
+  constructor(
+    @Inject(NATS_CONNECTION) private readonly nats: NatsConnection,
+    @Inject(LOGGER) logger: Logger,
+    @Inject(MCP_SERVER_OPTIONS) private readonly options: McpServerOptions,
+    @Inject(McpGatewayClient) private readonly mcp: McpGatewayClient,
+    @Inject(WorkflowsService) private readonly workflows: WorkflowsService,
+    @Inject(AgentsClient) private readonly agents: AgentsClient,
+  ) {
+    this.log = logger.child({ component: 'mcp-server-catalog' });
+  }
+
+  onModuleInit(): void {
+    this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.options.catalogRefreshMs);
+    this.timer.unref();
+  }
+
+  onModuleDestroy(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.listeners.clear();
+  }
+
+  /** Be told when the tool or prompt list changed. Returns the unsubscribe. */
+  onChange(listener: (what: 'tools' | 'prompts') => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The tools, refreshed first when the last refresh is older than the interval. */
+  async listTools(): Promise<CatalogTool[]> {
+    await this.fresh();
+    return [...this.tools.values()];
+  }
+
+  async tool(name: string): Promise<CatalogTool | undefined> {
+    await this.fresh();
+    const found = this.tools.get(name);
+    if (found) return found;
+    // A definition registered or a server that came up a moment ago: look once more, now.
+    await this.refresh();
+    return this.tools.get(name);
+  }
+
+  async listPrompts(): Promise<CatalogPrompt[]> {
+    await this.fresh();
+    return [...this.prompts.values()];
+  }
+
+  async prompt(name: string): Promise<CatalogPrompt | undefined> {
+    await this.fresh();
+    return this.prompts.get(name);
+  }
+
+  /** The first listing waits for a refresh; later ones get the current catalog, refreshed behind them when it aged. */
+  private async fresh(): Promise<void> {
+    if (this.refreshedAt === 0) return this.refresh();
+    if (Date.now() - this.refreshedAt >= this.options.catalogRefreshMs) void this.refresh().catch(() => undefined);
+  }
+
+  /** One refresh at a time; concurrent callers share it. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.doRefresh().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<void> {
+    const correlationId = `mcp-catalog-${newId()}`;
+    const [upstream, workflows, agents] = await Promise.all([
+      this.upstream(correlationId).catch((err: unknown) => {
+        this.log.warn({ err: String(err), correlationId }, 'MCP registry not readable; upstream tools kept as they were');
+        return undefined;
+      }),
+      this.workflowTools().catch((err: unknown) => {
+        this.log.warn({ err: String(err), correlationId }, 'workflow definitions not readable');
+        return undefined;
+      }),
+      this.agentTools(correlationId).catch((err: unknown) => {
+        this.log.warn({ err: String(err), correlationId }, 'agent capabilities not readable');
+        return undefined;
+      }),
+    ]);
+    const tools = new Map<string, CatalogTool>();
+    const prompts = new Map<string, CatalogPrompt>();
+    const previousByKind = (k: ToolKind) => [...this.tools.values()].filter((t) => t.kind === k);
+    for (const t of workflows ?? previousByKind('workflow')) tools.set(t.name, t);
+    for (const t of agents ?? previousByKind('agent')) tools.set(t.name, t);
+    if (upstream) this.servers = upstream;
+    for (const entry of this.servers.values()) {
+      for (const t of entry.tools) if (!tools.has(t.name)) tools.set(t.name, t);
+      for (const p of entry.prompts) prompts.set(p.name, p);
+    }
+    this.tools = tools;
+    this.prompts = prompts;
+    this.refreshedAt = Date.now();
+    const toolsFp = [...tools.values()].map((t) => `${t.name}:${t.description ?? ''}:${JSON.stringify(t.inputSchema)}`).sort().join('\n');
+    const promptsFp = [...prompts.keys()].sort().join('\n');
+    const changed: ('tools' | 'prompts')[] = [];
+    if (this.toolsFingerprint && toolsFp !== this.toolsFingerprint) changed.push('tools');
+    if (this.promptsFingerprint && promptsFp !== this.promptsFingerprint) changed.push('prompts');
+    this.toolsFingerprint = toolsFp;
+    this.promptsFingerprint = promptsFp;
+    for (const what of changed) {
+      this.log.info({ what, tools: tools.size, prompts: prompts.size, correlationId }, 'MCP catalog changed; notifying sessions');
+      for (const l of this.listeners) {
+        try {
+          l(what);
+        } catch {
+          /* a listener's failure is its own */
+        }
+      }
+    }
+  }
+
+  private async upstream(correlationId: string): Promise<Map<string, ServerEntry>> {
+    const servers = await this.mcp.servers(correlationId, true);
+    const out = new Map<string, ServerEntry>();
+    await Promise.all(
+      servers.map(async (s) => {
+        if (RESERVED_NAMESPACES.has(s.server)) return;
+        if (!serving(s)) {
+          out.set(s.server, { fingerprint: serverFingerprint(s), tools: [], prompts: [] });
+          return;
+        }
+        const fp = serverFingerprint(s);
+        const cached = this.servers.get(s.server);
+        if (cached && cached.fingerprint === fp && (cached.tools.length > 0 || s.tools.length === 0)) {
+          out.set(s.server, cached);
+          return;
+        }
+        try {
+          const listed = await request(this.nats, mcpSubject(s.server, 'list_tools'), {}, { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId });
+          const tools: CatalogTool[] = listed.tools.map((t) => ({
+            name: `${s.server}${NS}${t.name}`,
+            kind: 'upstream',
+            target: `${s.server}/${t.name}`,
+            server: s.server,
+            upstreamName: t.name,
+            ...(t.description !== undefined ? { description: t.description } : {}),
+            ...(t.title !== undefined ? { title: t.title } : {}),
+            inputSchema: objectSchema(t.inputSchema),
+            ...(t.outputSchema ? { outputSchema: t.outputSchema as Record<string, unknown> } : {}),
+            ...(t.annotations ? { annotations: t.annotations as Record<string, unknown> } : {}),
+          }));
+          const prompts = await request(this.nats, mcpSubject(s.server, 'list_prompts'), {}, { schema: listPromptsReplySchema, timeoutMs: 10_000, correlationId })
+            .then((r) =>
+              r.prompts.map((p) => ({
+                name: `${s.server}${NS}${p.name}`,
+                server: s.server,
+                upstreamName: p.name,
+                ...(typeof p.description === 'string' ? { description: p.description } : {}),
+                ...(p.arguments !== undefined ? { arguments: p.arguments } : {}),
+              })),
+            )
+            // A server without the prompts capability answers an error: it has none.
+            .catch(() => [] as CatalogPrompt[]);
+          out.set(s.server, { fingerprint: fp, tools, prompts });
+        } catch (err) {
+          this.log.warn({ server: s.server, err: String(err), correlationId }, 'listing an MCP server failed; its tools are left out until the next refresh');
+          out.set(s.server, { fingerprint: `unlisted|${fp}`, tools: [], prompts: [] });
+        }
+      }),
+    );
+    return out;
+  }
+
+  private async workflowTools(): Promise<CatalogTool[]> {
+    const rows = await this.workflows.definitions.list();
+    return rows.map(({ definition: d }) => {
+      const input = objectSchema(d.input);
+      const properties = { ...((input.properties as Record<string, unknown> | undefined) ?? {}) };
+      // `wait` is the gateway's, not the workflow's: false answers the execution id at once.
+      if (!('wait' in properties)) properties.wait = { type: 'boolean', default: true, description: 'false: answer the execution id at once instead of waiting for the output' };
+      return {
+        name: `workflow${NS}${d.id}`,
+        kind: 'workflow' as const,
+        target: d.id,
+        title: d.name,
+        description: `${d.description || d.name} (workflow ${d.id} v${d.version}; progress per step; wait=false returns the execution id)`,
+        inputSchema: { ...input, properties },
+      };
+    });
+  }
+
+  private async agentTools(correlationId: string): Promise<CatalogTool[]> {
+    const caps = await this.agents.capabilities(correlationId);
+    const out = new Map<string, CatalogTool>();
+    for (const agent of caps.agents) {
+      for (const t of agent.task_types) {
+        if (out.has(t.type)) continue;
+        out.set(t.type, {
+          name: `agent${NS}${t.type}`,
+          kind: 'agent',
+          target: t.type,
+          description: `${t.description} (delegated to a capable agent, e.g. ${agent.agent}; the arguments are the task's context)`,
+          inputSchema: objectSchema(t.input_schema),
+        });
+      }
+    }
+    return [...out.values()];
+  }
+}

@@ -1,0 +1,505 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Inject, Injectable, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  ReadResourceRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
+} from '@modelcontextprotocol/sdk/types.js';
+import { getPromptReplySchema, mcpSubject } from '@switchyard/connectors';
+import { workflowExecutionStream } from '@switchyard/domain';
+import type { EventStore } from '@switchyard/event-store';
+import { request } from '@switchyard/messaging';
+import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
+import { EVENT_STORE, GATEWAY_CONFIG, GATEWAY_OPTIONS, LOGGER, NATS_CONNECTION, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
+import { assertWriterAllowed, type WriterAccess } from '../mcp/writer-policy.js';
+import { currentCorrelationId } from '../../http/context.js';
+import { roleSatisfies, type Role } from '../../security/roles.js';
+import { McpGatewayClient } from '../mcp/mcp-client.js';
+import { StatusController } from '../status/status.controller.js';
+import { SystemMonitorClient } from '../system/system-client.js';
+import { executionEvents, listExecutions } from '../workflows/deps.js';
+import { WorkflowsService } from '../workflows/workflows.service.js';
+import { McpServerCatalog, type CatalogTool } from './catalog.js';
+import { MCP_SERVER_OPTIONS, type McpServerOptions } from './options.js';
+import { McpToolCalls, type Caller } from './tool-calls.js';
+import { toolAllowed } from './virtual-server.decider.js';
+import { VirtualServers } from './virtual-servers.js';
+
+export const SERVER_NAME = 'switchyard';
+export const SERVER_VERSION = '0.1.0';
+const STATUS_URI = 'switchyard://system/status';
+const HEALTH_URI = 'switchyard://system/health-report';
+const EXECUTION_URI = /^switchyard:\/\/executions\/([A-Za-z0-9_.:-]{1,128})(\/history)?$/;
+/** A report a workflow wrote: a file directly in the filesystem sandbox's `reports/` folder (no path, no dot-files). */
+const REPORT_URI = /^switchyard:\/\/reports\/([A-Za-z0-9_-][A-Za-z0-9_.-]{0,199})$/;
+/** Where the templates write their reports (revenue_analysis: `reports/revenue-analysis.md`). */
+const REPORTS_DIR = 'reports';
+const REPORTS_LISTED = 50;
+const SUBSCRIPTION_POLL_MS = 300;
+const MAX_SUBSCRIPTIONS_PER_SESSION = 100;
+
+/** The caller as the transport hands it to the handlers (`authInfo`, set from the request's API key). */
+export interface McpCaller extends Caller {
+  readonly role: Role;
+}
+
+/** What the auth middleware puts on the request for the SDK transports (`req.auth` -> `extra.authInfo`). */
+export function authInfoOf(caller: McpCaller): AuthInfo {
+  return { token: 'api-key', clientId: caller.keyId ?? 'anonymous', scopes: [caller.role], extra: { caller } };
+}
+
+const callerOf = (authInfo: AuthInfo | undefined): McpCaller => {
+  const c = (authInfo?.extra as { caller?: McpCaller } | undefined)?.caller;
+  return c ?? { keyId: null, keyName: null, actor: 'anonymous', role: 'admin' };
+};
+
+interface Session {
+  readonly id: string;
+  readonly kind: 'streamable-http' | 'sse';
+  readonly transport: StreamableHTTPServerTransport | SSEServerTransport;
+  readonly server: Server;
+  readonly virtual: string | null;
+  /** The key that opened the session: only it may use the session. */
+  readonly keyId: string | null;
+  lastSeen: number;
+  readonly subscriptions: Map<string, () => void>;
+  readonly stopCatalog: () => void;
+}
+
+/** A request the controller hands over: the raw Node objects, the parsed body, the caller. */
+export interface EndpointRequest {
+  readonly req: IncomingMessage & { auth?: AuthInfo; body?: unknown; correlationId?: string };
+  readonly res: ServerResponse;
+  readonly caller: McpCaller;
+  readonly virtual: string | null;
+}
+
+/**
+ * The gateway as an MCP server (`@modelcontextprotocol/sdk`, low-level `Server`):
+ * - Streamable HTTP at `/mcp` with sessions (`Mcp-Session-Id`, one SDK server per session,
+ *   bound to the API key that opened it, closed after MCP_SERVER_SESSION_IDLE_MS) or, with
+ *   MCP_SERVER_STATELESS, one fresh server per request;
+ * - the legacy SSE transport (`GET /mcp/sse`, `POST /mcp/messages?sessionId=`);
+ * - virtual servers at `/mcp/v/<name>` (the same, with the tool list filtered).
+ * Tools come from McpServerCatalog, calls run through McpToolCalls; resources are executions,
+ * their history and the system status; prompts are the upstream servers' (namespaced).
+ */
+@Injectable()
+export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
+  private readonly sessions = new Map<string, Session>();
+  private readonly log: Logger;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    @Inject(MCP_SERVER_OPTIONS) readonly options: McpServerOptions,
+    @Inject(GATEWAY_OPTIONS) private readonly gatewayOptions: ResolvedGatewayOptions,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    @Inject(LOGGER) logger: Logger,
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Inject(NATS_CONNECTION) private readonly nats: NatsConnection,
+    @Inject(McpServerCatalog) private readonly catalog: McpServerCatalog,
+    @Inject(McpToolCalls) private readonly calls: McpToolCalls,
+    @Inject(VirtualServers) private readonly virtuals: VirtualServers,
+    @Inject(WorkflowsService) private readonly workflows: WorkflowsService,
+    @Inject(ModuleRef) private readonly moduleRef: ModuleRef,
+    @Inject(McpGatewayClient) private readonly mcp: McpGatewayClient,
+    @Optional() @Inject(SystemMonitorClient) private readonly monitor?: SystemMonitorClient,
+  ) {
+    this.log = logger.child({ component: 'mcp-server' });
+  }
+
+  get authEnabled(): boolean {
+    return this.gatewayOptions.auth.enabled;
+  }
+
+  /**
+   * The REST route's writer policy (database_writer: admin and DATABASE_ALLOW_WRITES), as an
+   * AppError (403) or nothing; workflow and agent tools pass (the same as their REST starts).
+   */
+  private writerRefusal(tool: CatalogTool, caller: McpCaller): AppError | undefined {
+    if (tool.kind !== 'upstream') return undefined;
+    const access: WriterAccess = { authEnabled: this.authEnabled, writesAllowed: this.config.DATABASE_ALLOW_WRITES === true };
+    try {
+      assertWriterAllowed(tool.server!, { apiKey: caller.keyId ? { id: caller.keyId, name: caller.keyName ?? '', role: caller.role } : undefined }, access);
+      return undefined;
+    } catch (err) {
+      return isAppError(err) ? err : new AppError('forbidden', String(err));
+    }
+  }
+
+  onModuleInit(): void {
+    this.sweeper = setInterval(() => this.sweep(), Math.min(60_000, Math.max(1_000, Math.floor(this.options.sessionIdleMs / 4))));
+    this.sweeper.unref();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    await Promise.all([...this.sessions.values()].map((s) => this.closeSession(s, 'gateway stopping')));
+  }
+
+  /** Open sessions (for status and tests). */
+  sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  // ---- transports ------------------------------------------------------------------------
+
+  /** `/mcp` and `/mcp/v/<name>`: POST, GET (the notification stream) and DELETE of Streamable HTTP. */
+  async streamable(r: EndpointRequest): Promise<void> {
+    const { req, res, caller, virtual } = r;
+    r.req.auth = authInfoOf(caller);
+    const body = req.method === 'POST' ? req.body : undefined;
+    if (this.options.stateless) {
+      // No session, so no stream for server-initiated messages and nothing to delete.
+      if (req.method !== 'POST') {
+        res.setHeader('Allow', 'POST');
+        return jsonRpcError(res, 405, ErrorCode.InvalidRequest, 'Method not allowed: this endpoint is stateless (POST only)');
+      }
+      const server = this.buildServer({ virtual, transport: 'streamable-http', sessionId: () => null });
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+      res.on('close', () => {
+        void transport.close();
+        void server.close();
+      });
+      await server.connect(transport);
+      await transport.handleRequest(req, res, body);
+      return;
+    }
+    const sid = req.headers['mcp-session-id'];
+    const sessionId = Array.isArray(sid) ? sid[0] : sid;
+    if (sessionId) {
+      const s = this.sessions.get(sessionId);
+      if (!s || s.kind !== 'streamable-http' || s.virtual !== virtual) return jsonRpcError(res, 404, ErrorCode.ConnectionClosed, 'Session not found');
+      if (s.keyId !== caller.keyId) return jsonRpcError(res, 403, ErrorCode.InvalidRequest, 'this session belongs to another API key');
+      s.lastSeen = Date.now();
+      await (s.transport as StreamableHTTPServerTransport).handleRequest(req, res, body);
+      return;
+    }
+    if (req.method !== 'POST' || !isInitialize(body)) {
+      return jsonRpcError(res, 400, ErrorCode.InvalidRequest, 'Bad Request: no valid session id (Mcp-Session-Id); start with an initialize request');
+    }
+    if (this.sessions.size >= this.options.maxSessions) return jsonRpcError(res, 503, ErrorCode.InternalError, 'too many MCP sessions; retry later');
+    let session: Session | undefined;
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        session = this.register(id, 'streamable-http', transport, server, virtual, caller);
+      },
+    });
+    const server = this.buildServer({ virtual, transport: 'streamable-http', sessionId: () => transport.sessionId ?? null });
+    transport.onclose = () => {
+      if (session) void this.closeSession(session, 'transport closed');
+    };
+    await server.connect(transport);
+    await transport.handleRequest(req, res, body);
+  }
+
+  /** `GET /mcp/sse`: the legacy transport's event stream; its first event names the POST endpoint. */
+  async sseOpen(r: EndpointRequest, messagesPath: string): Promise<void> {
+    if (this.sessions.size >= this.options.maxSessions) return jsonRpcError(r.res, 503, ErrorCode.InternalError, 'too many MCP sessions; retry later');
+    const transport = new SSEServerTransport(messagesPath, r.res);
+    const server = this.buildServer({ virtual: r.virtual, transport: 'sse', sessionId: () => transport.sessionId });
+    const session = this.register(transport.sessionId, 'sse', transport, server, r.virtual, r.caller);
+    r.res.on('close', () => void this.closeSession(session, 'client went away'));
+    await server.connect(transport);
+  }
+
+  /** `POST /mcp/messages?sessionId=`: one JSON-RPC message for an SSE session. */
+  async sseMessage(r: EndpointRequest, sessionId: string): Promise<void> {
+    const s = this.sessions.get(sessionId);
+    if (!s || s.kind !== 'sse' || s.virtual !== r.virtual) return jsonRpcError(r.res, 404, ErrorCode.ConnectionClosed, 'Session not found');
+    if (s.keyId !== r.caller.keyId) return jsonRpcError(r.res, 403, ErrorCode.InvalidRequest, 'this session belongs to another API key');
+    s.lastSeen = Date.now();
+    r.req.auth = authInfoOf(r.caller);
+    await (s.transport as SSEServerTransport).handlePostMessage(r.req, r.res, r.req.body);
+  }
+
+  private register(id: string, kind: Session['kind'], transport: Session['transport'], server: Server, virtual: string | null, caller: McpCaller): Session {
+    const stopCatalog = this.catalog.onChange((what) => {
+      const send = what === 'tools' ? server.sendToolListChanged() : server.sendPromptListChanged();
+      void send.catch(() => undefined);
+    });
+    const session: Session = { id, kind, transport, server, virtual, keyId: caller.keyId, lastSeen: Date.now(), subscriptions: new Map(), stopCatalog };
+    this.sessions.set(id, session);
+    this.log.info({ sessionId: id, kind, virtual, keyId: caller.keyId }, 'MCP session opened');
+    return session;
+  }
+
+  private async closeSession(s: Session, why: string): Promise<void> {
+    if (this.sessions.get(s.id) !== s) return;
+    this.sessions.delete(s.id);
+    s.stopCatalog();
+    for (const stop of s.subscriptions.values()) stop();
+    s.subscriptions.clear();
+    this.log.info({ sessionId: s.id, kind: s.kind, why }, 'MCP session closed');
+    await s.server.close().catch(() => undefined);
+  }
+
+  private sweep(): void {
+    const limit = Date.now() - this.options.sessionIdleMs;
+    for (const s of this.sessions.values()) if (s.lastSeen < limit) void this.closeSession(s, 'idle');
+  }
+
+  // ---- the SDK server ---------------------------------------------------------------------
+
+  private buildServer(ctx: { virtual: string | null; transport: 'streamable-http' | 'sse'; sessionId: () => string | null }): Server {
+    const notifies = !this.options.stateless;
+    const server = new Server(
+      { name: ctx.virtual ? `${SERVER_NAME}/${ctx.virtual}` : SERVER_NAME, version: SERVER_VERSION },
+      {
+        capabilities: {
+          tools: { listChanged: notifies },
+          resources: { subscribe: notifies, listChanged: false },
+          prompts: { listChanged: notifies },
+        },
+        instructions:
+          'Switchyard: upstream MCP tools as <server>__<tool>, workflows as workflow__<id> (progress per step; wait=false answers the execution id), ' +
+          'agent tasks as agent__<task_type>; executions and system status as switchyard:// resources.',
+      },
+    );
+    const allowed = (tool: string): boolean => {
+      if (!ctx.virtual) return true;
+      const v = this.virtuals.get(ctx.virtual);
+      return !!v && toolAllowed(v.tools, tool);
+    };
+
+    server.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => {
+      const caller = callerOf(extra.authInfo);
+      // A tool the caller may never call is not shown (the writer server below admin).
+      const tools = (await this.catalog.listTools()).filter((t) => allowed(t.name) && !this.writerRefusal(t, caller));
+      return { tools: tools.map(toolDescriptor) };
+    });
+
+    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
+      const caller = callerOf(extra.authInfo);
+      // Listing needs viewer; running work needs operator, as on the REST routes.
+      if (this.authEnabled && !roleSatisfies(caller.role, 'operator')) {
+        throw new McpError(-32003, `forbidden: calling a tool needs the operator role; the key has ${caller.role}`, { requiredRole: 'operator', keyRole: caller.role });
+      }
+      const name = req.params.name;
+      const tool = allowed(name) ? await this.catalog.tool(name) : undefined;
+      if (!tool) throw new McpError(ErrorCode.InvalidParams, `unknown tool "${name}"${ctx.virtual ? ` on virtual server ${ctx.virtual}` : ''}`);
+      const refused = this.writerRefusal(tool, caller);
+      if (refused) throw new McpError(-32003, `forbidden: ${refused.message}`, refused.details);
+      const meta = (req.params._meta ?? {}) as Record<string, unknown>;
+      const key = meta['idempotency_key'] ?? meta['switchyard/idempotency-key'];
+      // The HTTP request's correlation id (x-correlation-id) when the call runs in its context.
+      const correlationId = currentCorrelationId() ?? `mcp-${newId()}`;
+      return this.calls.call(tool, (req.params.arguments ?? {}) as Record<string, unknown>, {
+        caller,
+        sessionId: ctx.sessionId(),
+        transport: ctx.transport,
+        virtualServer: ctx.virtual,
+        correlationId,
+        signal: extra.signal,
+        sendNotification: extra.sendNotification,
+        ...(meta.progressToken !== undefined ? { progressToken: meta.progressToken as string | number } : {}),
+        ...(typeof key === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(key) ? { idempotencyKey: key } : {}),
+      });
+    });
+
+    server.setRequestHandler(ListResourcesRequestSchema, async () => ({
+      resources: [
+        { uri: STATUS_URI, name: 'system-status', title: 'Integration status', description: 'MCP servers, agents, workflows, alerts and infrastructure, with a verdict', mimeType: 'application/json' },
+        { uri: HEALTH_URI, name: 'health-report', title: 'Health report', description: 'healthy / degraded / unhealthy with reasons, metrics and every service', mimeType: 'application/json' },
+        ...(await this.recentExecutions()),
+        ...(await this.reports()),
+      ],
+    }));
+
+    server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
+      resourceTemplates: [
+        { uriTemplate: 'switchyard://executions/{id}', name: 'execution', title: 'Workflow execution', description: 'Status, every step with attempts, inputs, outputs and errors', mimeType: 'application/json' },
+        { uriTemplate: 'switchyard://executions/{id}/history', name: 'execution-history', title: 'Execution history', description: 'The execution’s full event history', mimeType: 'application/json' },
+        { uriTemplate: 'switchyard://reports/{name}', name: 'report', title: 'Workflow report', description: `A report a workflow wrote (the filesystem sandbox's ${REPORTS_DIR}/ folder), e.g. revenue-analysis.md`, mimeType: 'text/markdown' },
+      ],
+    }));
+
+    server.setRequestHandler(ReadResourceRequestSchema, async (req, extra) => {
+      const uri = req.params.uri;
+      const json = (value: unknown) => ({ contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(value, null, 2) }] });
+      try {
+        if (uri === STATUS_URI) return json(await this.moduleRef.get(StatusController, { strict: false }).status());
+        if (uri === HEALTH_URI) {
+          if (!this.monitor) throw new AppError('unavailable', 'the monitoring feature is not part of this gateway');
+          return json(await this.monitor.call('health_report', {}, `mcp-${newId()}`));
+        }
+        const report = REPORT_URI.exec(uri);
+        if (report) {
+          // A report is workflow output: like a filesystem read at the REST API, it needs the operator role.
+          const caller = callerOf(extra.authInfo);
+          if (this.authEnabled && !roleSatisfies(caller.role, 'operator')) {
+            throw new McpError(-32003, `forbidden: reading a report needs the operator role; the key has ${caller.role}`, { requiredRole: 'operator', keyRole: caller.role });
+          }
+          const out = await this.mcp.call('filesystem', 'read_text_file', { path: `${REPORTS_DIR}/${report[1]}` }, `mcp-${newId()}`);
+          const text = out.content.map((c) => (typeof c.text === 'string' ? c.text : '')).join('');
+          return { contents: [{ uri, mimeType: report[1]!.endsWith('.md') ? 'text/markdown' : 'text/plain', text }] };
+        }
+        const m = EXECUTION_URI.exec(uri);
+        if (m) {
+          if (m[2]) {
+            const events = await executionEvents(this.store, m[1]!);
+            return json(events.map((e) => ({ position: e.position, revision: e.revision, type: e.type, data: e.data, metadata: e.metadata, recorded_at: e.recordedAt })));
+          }
+          return json(await this.workflows.detail(m[1]!));
+        }
+      } catch (err) {
+        if (err instanceof McpError) throw err;
+        if (isAppError(err) && err.code === 'not_found') throw new McpError(ErrorCode.InvalidParams, err.message, { uri });
+        // A report that is not there: the filesystem server's ENOENT comes back as a tool error.
+        if (isAppError(err) && err.code === 'tool_error' && REPORT_URI.test(uri)) throw new McpError(ErrorCode.InvalidParams, `no such report: ${err.message}`, { uri });
+        if (isAppError(err)) throw new McpError(ErrorCode.InternalError, `${err.code}: ${err.message}`, { uri });
+        throw err;
+      }
+      throw new McpError(ErrorCode.InvalidParams, `unknown resource ${uri}`, { uri });
+    });
+
+    server.setRequestHandler(SubscribeRequestSchema, async (req) => {
+      const s = this.sessionOf(ctx.sessionId());
+      const m = EXECUTION_URI.exec(req.params.uri);
+      if (!s) throw new McpError(ErrorCode.InvalidRequest, 'subscriptions need a session (not in stateless mode)');
+      if (!m) throw new McpError(ErrorCode.InvalidParams, `only execution resources can be subscribed to (switchyard://executions/{id}), not ${req.params.uri}`);
+      if (!s.subscriptions.has(req.params.uri)) {
+        if (s.subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SESSION) throw new McpError(ErrorCode.InvalidRequest, `at most ${MAX_SUBSCRIPTIONS_PER_SESSION} subscriptions per session`);
+        s.subscriptions.set(req.params.uri, this.watchExecution(m[1]!, req.params.uri, server));
+      }
+      return {};
+    });
+
+    server.setRequestHandler(UnsubscribeRequestSchema, async (req) => {
+      const s = this.sessionOf(ctx.sessionId());
+      s?.subscriptions.get(req.params.uri)?.();
+      s?.subscriptions.delete(req.params.uri);
+      return {};
+    });
+
+    server.setRequestHandler(ListPromptsRequestSchema, async () => ({
+      prompts: (await this.catalog.listPrompts()).map((p) => ({
+        name: p.name,
+        ...(p.description !== undefined ? { description: p.description } : {}),
+        ...(Array.isArray(p.arguments) ? { arguments: p.arguments as { name: string }[] } : {}),
+      })),
+    }));
+
+    server.setRequestHandler(GetPromptRequestSchema, async (req) => {
+      const p = await this.catalog.prompt(req.params.name);
+      if (!p) throw new McpError(ErrorCode.InvalidParams, `unknown prompt "${req.params.name}"`);
+      try {
+        const reply = await request(
+          this.nats,
+          mcpSubject(p.server, 'get_prompt'),
+          { name: p.upstreamName, arguments: req.params.arguments ?? {} },
+          { schema: getPromptReplySchema, timeoutMs: 15_000, correlationId: `mcp-${newId()}` },
+        );
+        return reply as never;
+      } catch (err) {
+        throw new McpError(ErrorCode.InternalError, isAppError(err) ? `${err.code}: ${err.message}` : String(err));
+      }
+    });
+
+    server.onerror = (err) => this.log.warn({ err: String(err) }, 'MCP server error');
+    return server;
+  }
+
+  private sessionOf(id: string | null): Session | undefined {
+    return id ? this.sessions.get(id) : undefined;
+  }
+
+  private async recentExecutions(): Promise<{ uri: string; name: string; description: string; mimeType: string }[]> {
+    try {
+      const page = await listExecutions(this.workflows.pool, { limit: 20 });
+      return page.items.map((x) => ({
+        uri: `switchyard://executions/${x.execution_id}`,
+        name: `execution-${x.execution_id}`,
+        description: `${x.definition_id} ${x.status}`,
+        mimeType: 'application/json',
+      }));
+    } catch {
+      return [];
+    }
+  }
+
+  /** The reports in the sandbox's reports folder, as resources (none when the filesystem server is down or the folder is missing). */
+  private async reports(): Promise<{ uri: string; name: string; description: string; mimeType: string }[]> {
+    try {
+      const out = await this.mcp.call('filesystem', 'list_directory', { path: REPORTS_DIR }, `mcp-${newId()}`);
+      const text = out.content.map((c) => (typeof c.text === 'string' ? c.text : '')).join('\n');
+      return text
+        .split('\n')
+        .map((line) => /^\[FILE\] (.+)$/.exec(line.trim())?.[1])
+        .filter((name): name is string => name !== undefined && REPORT_URI.test(`switchyard://reports/${name}`))
+        .slice(0, REPORTS_LISTED)
+        .map((name) => ({ uri: `switchyard://reports/${name}`, name: `report-${name}`, description: `a report a workflow wrote (${REPORTS_DIR}/${name})`, mimeType: name.endsWith('.md') ? 'text/markdown' : 'text/plain' }));
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * Tell the session each time the execution moves (a step settles or starts, the workflow
+   * ends): `notifications/resources/updated` with the URI; the client reads it again. The
+   * stream is read from where the last look ended; the watch ends with the execution.
+   */
+  private watchExecution(executionId: string, uri: string, server: Server): () => void {
+    let stopped = false;
+    let next = 0;
+    void (async () => {
+      while (!stopped) {
+        try {
+          const events = await this.store.readStream(workflowExecutionStream(executionId), { fromRevision: next });
+          let moved = false;
+          let ended = false;
+          for (const e of events) {
+            next = e.revision + 1;
+            if (e.type.startsWith('Step') || e.type.startsWith('Workflow') || e.type.startsWith('Compensation')) moved = true;
+            if (e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled') ended = true;
+          }
+          if (moved) await server.sendResourceUpdated({ uri });
+          if (ended) return;
+        } catch (err) {
+          this.log.debug({ err: String(err), executionId }, 'execution watch read failed; retrying');
+        }
+        await new Promise((r) => setTimeout(r, SUBSCRIPTION_POLL_MS));
+      }
+    })();
+    return () => {
+      stopped = true;
+    };
+  }
+}
+
+function toolDescriptor(t: CatalogTool) {
+  return {
+    name: t.name,
+    ...(t.title !== undefined ? { title: t.title } : {}),
+    ...(t.description !== undefined ? { description: t.description } : {}),
+    inputSchema: t.inputSchema as { type: 'object'; [k: string]: unknown },
+    ...(t.outputSchema ? { outputSchema: t.outputSchema as { type: 'object'; [k: string]: unknown } } : {}),
+    ...(t.annotations ? { annotations: t.annotations } : {}),
+  };
+}
+
+const isInitialize = (body: unknown): boolean =>
+  Array.isArray(body) ? body.some(isInitialize) : !!body && typeof body === 'object' && (body as { method?: unknown }).method === 'initialize';
+
+/** A JSON-RPC error answered over plain HTTP (no session to carry it). */
+function jsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
+}
+

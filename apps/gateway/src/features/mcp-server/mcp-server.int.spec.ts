@@ -1,0 +1,78 @@
+/**
+ * The MCP endpoint in stateless mode (MCP_SERVER_STATELESS): a gateway with auth, the connectors
+ * and the official server-everything over stdio, on the real test PostgreSQL and nats-server.
+ * (The stateful transports, workflows, agents and faults run in test/e2e/mcp-server.e2e.spec.ts.)
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { parseServerConfig, resolvePackageBin, startConnectors, type RunningConnectors } from '@switchyard/connectors';
+import { createLogger } from '@switchyard/platform';
+import { startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
+import { McpServerFeatureModule } from './mcp-server.module.js';
+
+const logger = createLogger('mcp-server-test', process.env.LOG_LEVEL ?? 'silent');
+
+describe('MCP endpoint, stateless mode', () => {
+  let g: SecuredGateway;
+  let connectors: RunningConnectors;
+  let operator: string;
+
+  before(async () => {
+    g = await startSecuredGateway('mcp_stateless', { modules: [McpServerFeatureModule.withOptions({ stateless: true, catalogRefreshMs: 500 })] });
+    const registry = [
+      parseServerConfig({ name: 'everything', role: 'other', transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-everything')] } }),
+    ];
+    connectors = await startConnectors({ nats: g.nats as never, registry, logger });
+    operator = (await g.makeKey('operator')).key;
+  });
+
+  after(async () => {
+    await connectors?.stop();
+    await g?.close();
+  });
+
+  const post = (body: unknown, key = operator) =>
+    fetch(`${g.url}/mcp`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify(body),
+    });
+
+  it('answers initialize without a session id, and GET with 405', async () => {
+    const res = await post({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('mcp-session-id'), null);
+    const text = await res.text();
+    assert.match(text, /"name":"switchyard"/);
+    // No server-sent notifications without a session: not advertised.
+    assert.match(text, /"tools":\{"listChanged":false\}/);
+    const get = await fetch(`${g.url}/mcp`, { headers: { authorization: `Bearer ${operator}`, accept: 'text/event-stream' } });
+    assert.equal(get.status, 405);
+  });
+
+  it('the SDK client lists and calls upstream tools with no session', async () => {
+    const client = new Client({ name: 'stateless-test', version: '1.0.0' });
+    const transport = new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${operator}` } } });
+    await client.connect(transport);
+    try {
+      assert.equal(transport.sessionId, undefined);
+      let names: string[] = [];
+      for (let i = 0; i < 100 && !names.includes('everything__echo'); i++) {
+        names = (await client.listTools()).tools.map((t) => t.name);
+        if (!names.includes('everything__echo')) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(names.includes('everything__echo'), names.join(', '));
+      // The built-in templates are tools too (no engine needed to list them).
+      assert.ok(names.includes('workflow__revenue_analysis'), names.join(', '));
+      const r = await client.callTool({ name: 'everything__get-sum', arguments: { a: 19, b: 23 } });
+      assert.ok(!r.isError, JSON.stringify(r));
+      assert.match(JSON.stringify(r.content), /42/);
+      const unknown = await client.callTool({ name: 'nope__tool', arguments: {} }).catch((e: Error) => e);
+      assert.ok(unknown instanceof Error && /unknown tool/.test(unknown.message));
+    } finally {
+      await client.close();
+    }
+  });
+});

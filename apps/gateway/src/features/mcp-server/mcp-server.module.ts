@@ -1,0 +1,32 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { AgentsFeatureModule } from '../agents/agents.module.js';
+import { McpFeatureModule } from '../mcp/mcp.module.js';
+import { SystemFeatureModule } from '../system/system.module.js';
+import { WorkflowsFeatureModule } from '../workflows/workflows.module.js';
+import { McpServerCatalog } from './catalog.js';
+import { McpServerController, VirtualServersController } from './mcp-server.controller.js';
+import { McpEndpoint } from './mcp-endpoint.js';
+import { MCP_SERVER_OPTIONS, mcpServerOptionsFromEnv, type McpServerOptions } from './options.js';
+import { McpToolCalls } from './tool-calls.js';
+import { VirtualServers } from './virtual-servers.js';
+
+/**
+ * The gateway as an MCP server: `/mcp` (Streamable HTTP, sessions or stateless), `/mcp/sse` +
+ * `/mcp/messages` (legacy SSE), `/mcp/v/<name>` (virtual servers), their admin CRUD and the
+ * RFC 9728 metadata. It uses the MCP, workflow, agent and system features' services, so those
+ * modules come with it. Options from MCP_SERVER_* (see options.ts), or `McpServerFeatureModule.withOptions(...)`.
+ */
+@Module({
+  imports: [McpFeatureModule, WorkflowsFeatureModule, AgentsFeatureModule, SystemFeatureModule],
+  controllers: [McpServerController, VirtualServersController],
+  providers: [{ provide: MCP_SERVER_OPTIONS, useFactory: () => mcpServerOptionsFromEnv() }, McpServerCatalog, McpToolCalls, VirtualServers, McpEndpoint],
+  exports: [McpEndpoint, McpServerCatalog, VirtualServers],
+})
+export class McpServerFeatureModule {
+  static withOptions(options: Partial<McpServerOptions>): DynamicModule {
+    return {
+      module: McpServerFeatureModule,
+      providers: [{ provide: MCP_SERVER_OPTIONS, useFactory: () => ({ ...mcpServerOptionsFromEnv(), ...options }) }],
+    };
+  }
+}

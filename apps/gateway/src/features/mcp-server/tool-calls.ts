@@ -1,0 +1,275 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { CommandBus } from '@nestjs/cqrs';
+import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
+import { sizePayload } from '@switchyard/connectors';
+import { workflowExecutionStream } from '@switchyard/domain';
+import type { EventStore } from '@switchyard/event-store';
+import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
+import { EVENT_STORE, LOGGER } from '../../tokens.js';
+import { AgentsClient } from '../agents/agents.client.js';
+import { McpGatewayClient } from '../mcp/mcp-client.js';
+import { CancelWorkflowExecution } from '../workflows/commands.js';
+import { executionResult, loadExecution } from '../workflows/deps.js';
+import { WorkflowsService } from '../workflows/workflows.service.js';
+import type { CatalogTool } from './catalog.js';
+import { mcpGatewayCallDecider, mcpGatewayCallStream, type McpGatewayCallCommand, type McpGatewayCallState } from './tool-call.decider.js';
+
+/** Largest arguments / result kept in a call's events (characters of JSON). */
+const EVENT_PAYLOAD_CHARS = 8_192;
+/** How often a running workflow's stream is read for progress. */
+const PROGRESS_POLL_MS = 250;
+/** A call waits at most this long for its workflow or task (the client's own timeout is usually shorter). */
+const MAX_WAIT_MS = 30 * 60_000;
+/** After a cancel, how long the call waits for the execution or task to say it ended. */
+const CANCEL_SETTLE_MS = 30_000;
+
+/** Who called, from the API key the request presented (auth disabled: anonymous with every right). */
+export interface Caller {
+  readonly keyId: string | null;
+  readonly keyName: string | null;
+  readonly actor: string;
+}
+
+/** Where the call came from. */
+export interface CallContext {
+  readonly caller: Caller;
+  readonly sessionId: string | null;
+  readonly transport: 'streamable-http' | 'sse';
+  readonly virtualServer: string | null;
+  readonly correlationId: string;
+  readonly signal: AbortSignal;
+  readonly progressToken?: string | number;
+  readonly idempotencyKey?: string;
+  readonly sendNotification: (n: ServerNotification) => Promise<void>;
+}
+
+/** The MCP answer of a tool call. */
+export interface ToolResult {
+  [k: string]: unknown;
+  content: { type: string; [k: string]: unknown }[];
+  structuredContent?: Record<string, unknown>;
+  isError?: boolean;
+}
+
+const asObject = (v: unknown): Record<string, unknown> | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+const textResult = (value: unknown, isError = false): ToolResult => {
+  const structured = asObject(value);
+  return { content: [{ type: 'text', text: JSON.stringify(value, null, 2) ?? 'null' }], ...(structured ? { structuredContent: structured } : {}), ...(isError ? { isError: true } : {}) };
+};
+const errorResult = (code: string, message: string, details?: Record<string, unknown>): ToolResult => ({
+  content: [{ type: 'text', text: `${code}: ${message}` }],
+  structuredContent: { error: { code, message, ...(details ? { details } : {}) } },
+  isError: true,
+});
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+
+/**
+ * Runs a tool call that came through `/mcp`, through the same services as the REST routes:
+ * 1. McpToolCalled is appended (stream `mcpgw_call-<id>`: caller's key, MCP session, tool);
+ * 2. the call goes where its name points: an upstream tool over NATS to the connectors
+ *    (breaker, retry, bulkhead, the connector's own McpTool* events), a workflow start through
+ *    the CommandBus (as POST /workflows/start), a delegation through the dispatcher (as POST
+ *    /agents/delegate);
+ * 3. a client's cancel (the request's abort signal) cancels the execution or task it started,
+ *    with the same commands as the REST cancel routes;
+ * 4. McpToolSucceeded or McpToolFailed closes the call's stream.
+ * A failure is a tool result with `isError` and the code and message (never a hang).
+ */
+@Injectable()
+export class McpToolCalls {
+  private readonly log: Logger;
+
+  constructor(
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Inject(LOGGER) logger: Logger,
+    @Inject(McpGatewayClient) private readonly mcp: McpGatewayClient,
+    @Inject(WorkflowsService) private readonly workflows: WorkflowsService,
+    @Inject(AgentsClient) private readonly agents: AgentsClient,
+    @Inject(CommandBus) private readonly commands: CommandBus,
+  ) {
+    this.log = logger.child({ component: 'mcp-server-calls' });
+  }
+
+  async call(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext): Promise<ToolResult> {
+    const callId = newId();
+    const started = performance.now();
+    const log = this.log.child({ correlationId: ctx.correlationId, callId, tool: tool.name, sessionId: ctx.sessionId });
+    // McpToolCalled is appended while the call runs (not in front of it, so the call does not
+    // wait for a commit); the outcome is chained after it, so the stream stays in order, and the
+    // answer waits for both: a client that got an answer knows the call is in the audit log. A
+    // record that fails is logged and the answer still goes out; the call's work is recorded by
+    // its own streams (mcpserver-*, workflow_execution-*, task-*) either way.
+    const recorded = this.record(callId, ctx, mcpGatewayCallDecider.initialState, {
+      type: 'RecordToolCall',
+      data: {
+        call_id: callId,
+        tool: tool.name,
+        kind: tool.kind,
+        target: tool.target,
+        arguments: sizePayload(args, EVENT_PAYLOAD_CHARS).value,
+        session_id: ctx.sessionId,
+        transport: ctx.transport,
+        virtual_server: ctx.virtualServer,
+        key_id: ctx.caller.keyId,
+        key_name: ctx.caller.keyName,
+        at: new Date().toISOString(),
+      },
+    });
+    // Handled here at once (the chain below logs it), so a failure while the call runs is not an unhandled rejection.
+    recorded.catch(() => undefined);
+    const work: { execution_id?: string; task_id?: string } = {};
+    let result: ToolResult;
+    let failure: { code: string; message: string } | undefined;
+    try {
+      result = await this.dispatch(tool, args, ctx, work);
+      if (result.isError) {
+        const err = asObject(result.structuredContent?.error);
+        failure = { code: typeof err?.code === 'string' ? err.code : 'tool_error', message: typeof err?.message === 'string' ? err.message : String(result.content.map((c) => c.text ?? '').join('\n')) };
+      }
+    } catch (err) {
+      const e = isAppError(err) ? err : new AppError('internal', err instanceof Error ? err.message : String(err));
+      if (!isAppError(err)) log.error({ err }, 'MCP tool call failed unexpectedly');
+      // What tool_error carried (the upstream's own content) goes back as it came.
+      const upstreamContent = Array.isArray(e.details.content) ? (e.details.content as ToolResult['content']) : undefined;
+      result = upstreamContent ? { content: upstreamContent, isError: true } : errorResult(e.code, e.message);
+      failure = { code: e.code, message: e.message };
+    }
+    const duration_ms = Math.round((performance.now() - started) * 100) / 100;
+    const at = new Date().toISOString();
+    const refs = { ...(work.execution_id ? { execution_id: work.execution_id } : {}), ...(work.task_id ? { task_id: work.task_id } : {}) };
+    const outcome: Omit<McpGatewayCallCommand, 'metadata'> = failure
+      ? { type: 'RecordToolFailure', data: { call_id: callId, tool: tool.name, duration_ms, error_code: failure.code, error_message: failure.message.slice(0, 2_000), ...refs, at } }
+      : { type: 'RecordToolSuccess', data: { call_id: callId, tool: tool.name, duration_ms, result: sizePayload(result.structuredContent ?? result.content, EVENT_PAYLOAD_CHARS).value, ...refs, at } };
+    await recorded
+      .then((running) => this.record(callId, ctx, running, outcome))
+      .catch((err: unknown) => log.error({ err: String(err) }, 'recording an MCP tool call failed'));
+    log.info({ duration_ms, outcome: failure ? 'failed' : 'succeeded', code: failure?.code, ...refs }, 'MCP tool call');
+    return result;
+  }
+
+  /**
+   * Decide on the state this call already holds and append with the matching expectation: the
+   * call's stream is new (a fresh id) and only this request writes it, so there is nothing to
+   * read back first (a conflict would still be refused by the store).
+   */
+  private async record(callId: string, ctx: CallContext, state: McpGatewayCallState, c: Omit<McpGatewayCallCommand, 'metadata'>): Promise<McpGatewayCallState> {
+    const command = { ...c, metadata: { timestamp: new Date().toISOString(), correlationId: ctx.correlationId, actor: ctx.caller.actor } } as McpGatewayCallCommand;
+    const events = mcpGatewayCallDecider.decide(command, state);
+    if (events.length === 0) return state;
+    await this.store.append(
+      mcpGatewayCallStream(callId),
+      events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata })),
+      { expectedRevision: state.status === 'absent' ? 'no_stream' : 0 },
+    );
+    return events.reduce(mcpGatewayCallDecider.evolve, state);
+  }
+
+  private dispatch(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { execution_id?: string; task_id?: string }): Promise<ToolResult> {
+    switch (tool.kind) {
+      case 'upstream':
+        return this.upstream(tool, args, ctx);
+      case 'workflow':
+        return this.workflow(tool, args, ctx, work);
+      case 'agent':
+        return this.agent(tool, args, ctx, work);
+    }
+  }
+
+  /** Over NATS to the connectors, as POST /api/v1/integration/mcp/call does. */
+  private async upstream(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext): Promise<ToolResult> {
+    const out = await this.mcp.call(tool.server!, tool.upstreamName!, args, ctx.correlationId);
+    const structured = out.result !== out.content ? asObject(out.result) : undefined;
+    return { content: out.content, ...(structured ? { structuredContent: structured } : {}) };
+  }
+
+  /** As POST /api/v1/workflows/start/{id}; then progress per step until it ends (or at once with wait=false). */
+  private async workflow(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { execution_id?: string }): Promise<ToolResult> {
+    const { wait, ...input } = args;
+    const { definition } = await this.workflows.definitions.get(tool.target);
+    const started = await this.workflows.start(definition, input, ctx.correlationId, { wait: false, waitMs: 0, idempotencyKey: ctx.idempotencyKey });
+    const executionId = started.body.execution_id;
+    work.execution_id = executionId;
+    if (wait === false) return textResult(started.body);
+
+    const total = definition.steps.length;
+    const settled = new Set<string>();
+    let next = 0;
+    let canceledAt: number | undefined;
+    const until = Date.now() + MAX_WAIT_MS;
+    const onAbort = () => {
+      canceledAt = Date.now();
+      void this.commands
+        .execute(new CancelWorkflowExecution(executionId, 'canceled by the MCP client', ctx.correlationId, ctx.caller.actor))
+        .then(() => this.log.info({ correlationId: ctx.correlationId, executionId }, 'workflow canceled by the MCP client'))
+        .catch((err: unknown) => this.log.warn({ correlationId: ctx.correlationId, executionId, err: String(err) }, 'canceling the workflow failed'));
+    };
+    if (ctx.signal.aborted) onAbort();
+    else ctx.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (;;) {
+        const events = await this.store.readStream(workflowExecutionStream(executionId), { fromRevision: next });
+        let ended = false;
+        for (const e of events) {
+          next = e.revision + 1;
+          const d = asObject(e.data) ?? {};
+          const stepId = typeof d.stepId === 'string' ? d.stepId : undefined;
+          const stepLevel = d.itemIndex === undefined || d.itemIndex === null;
+          const final = e.type === 'StepSucceeded' || e.type === 'StepSkipped' || (e.type === 'StepFailed' && d.final === true);
+          if (stepId && stepLevel && final && !settled.has(stepId)) {
+            settled.add(stepId);
+            await this.progress(ctx, settled.size, total, `${stepId} ${e.type === 'StepSucceeded' ? 'succeeded' : e.type === 'StepSkipped' ? 'skipped' : 'failed'}`);
+          } else if (stepId && stepLevel && e.type === 'StepScheduled') {
+            await this.progress(ctx, settled.size, total, `${stepId} running`);
+          }
+          if (e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled') ended = true;
+        }
+        if (ended) break;
+        if (Date.now() > until || (canceledAt !== undefined && Date.now() - canceledAt > CANCEL_SETTLE_MS)) {
+          return textResult({ ...started.body, status: 'running', note: 'the wait ran out; the execution goes on' });
+        }
+        await sleep(PROGRESS_POLL_MS);
+      }
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+    }
+    const { state } = await loadExecution(this.store, executionId);
+    const result = { ...started.body, ...executionResult(executionId, state) };
+    return textResult(result, state.status !== 'completed');
+  }
+
+  /** As POST /api/v1/integration/agents/delegate?wait=true; a client cancel cancels the task. */
+  private async agent(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { task_id?: string }): Promise<ToolResult> {
+    const key = ctx.idempotencyKey ?? `mcp-${newId()}`;
+    const req = { task_type: tool.target, context: args, priority: 'normal' as const };
+    // Submitted first, so the task id is known before the wait (a cancel needs it).
+    const first = await this.agents.delegate(req, ctx.correlationId, { idempotencyKey: key });
+    const taskId = first.submitted.task_id;
+    work.task_id = taskId;
+    const onAbort = () => {
+      void this.agents
+        .cancel(taskId, 'canceled by the MCP client', ctx.caller.actor, ctx.correlationId)
+        .catch((err: unknown) => this.log.warn({ correlationId: ctx.correlationId, taskId, err: String(err) }, 'canceling the task failed'));
+    };
+    if (ctx.signal.aborted) onAbort();
+    else ctx.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await this.progress(ctx, 0, 1, `task ${taskId} ${first.submitted.status}`);
+      const out = await this.agents.delegate(req, ctx.correlationId, { idempotencyKey: key, waitMs: ctx.signal.aborted ? CANCEL_SETTLE_MS : MAX_WAIT_MS });
+      if (!out.done) return textResult({ ...out.submitted, note: 'the wait ran out; the task goes on' });
+      await this.progress(ctx, 1, 1, `task ${taskId} ${String(asObject(out.result)?.status ?? 'ended')}`);
+      const r = asObject(out.result) ?? {};
+      return textResult({ ...r, task_id: taskId }, r.status !== undefined && r.status !== 'completed');
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async progress(ctx: CallContext, progress: number, total: number, message: string): Promise<void> {
+    if (ctx.progressToken === undefined || ctx.signal.aborted) return;
+    await ctx.sendNotification({ method: 'notifications/progress', params: { progressToken: ctx.progressToken, progress, total, message } }).catch(() => undefined);
+  }
+}
