@@ -2,7 +2,7 @@
  * The operator console in a real browser: starts the whole system in one launcher process (its
  * own PostgreSQL and nats-server, every port free, as `npm start` runs it), then runs the
  * Playwright scenarios of apps/console/e2e with Debian's Chromium against its gateway, and
- * fails with their report when one fails. The scenarios write docs/console/*.png.
+ * fails with their report when one fails. The scenarios write their screenshots to .tmp/console-screenshots/ (docs/console/, the README's, with UPDATE_SCREENSHOTS=1).
  *
  * What the browser needs from here: an admin key (the system's), a viewer key, and a definition
  * whose first step waits on a slow HTTP answer (a local receiver; the fetch server may reach

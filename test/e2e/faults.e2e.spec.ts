@@ -312,7 +312,10 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
         if (r.body?.status === 'completed') pending.delete(id);
         else if (['failed', 'canceled', 'timed_out'].includes(r.body?.status)) assert.fail(`task ${id} ended ${r.body.status}: ${JSON.stringify(r.body).slice(0, 500)}`);
       }
-      if (pending.size && i > 300) assert.fail(`${pending.size}/${tasks.size} tasks not completed`);
+      if (pending.size && i > 300) {
+        const stuck = await Promise.all([...pending].slice(0, 3).map(async (id) => (await http('GET', `/api/v1/integration/agents/tasks/${id}`)).body));
+        assert.fail(`${pending.size}/${tasks.size} tasks not completed: ${JSON.stringify(stuck).slice(0, 3000)}`);
+      }
       if (pending.size) await sleep(300);
     }
     for (const id of tasks) {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { freePort } from '@switchyard/platform';
@@ -63,7 +63,10 @@ export class Proc {
     let resolveUp!: () => void;
     this.up = new Promise((r) => (resolveUp = r));
     let partial = '';
+    // E2E_LOG_DIR keeps every line the process wrote (for a failure that needs the whole log).
+    const logFile = process.env.E2E_LOG_DIR ? path.join(process.env.E2E_LOG_DIR, `${this.label.replace(/[^A-Za-z0-9_.-]/g, '_')}.log`) : undefined;
     const onData = (d: Buffer) => {
+      if (logFile) appendFileSync(logFile, d);
       this.output = (this.output + d.toString()).slice(-30_000);
       if (this.output.includes('switchyard is up')) resolveUp();
       partial += d.toString();

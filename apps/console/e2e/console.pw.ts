@@ -4,7 +4,8 @@
  * its history, cancel a long execution, call an MCP tool from its form, make an alert rule
  * fire and resolve the alert, register a definition with a cycle and read the error inline,
  * a viewer key without action buttons. Every page is checked with axe (no serious or critical
- * violation) and photographed into docs/console/.
+ * violation) and photographed: into docs/console/ (the README's pictures) with
+ * UPDATE_SCREENSHOTS=1, else into .tmp/console-screenshots/ so a test run leaves the tree clean.
  */
 import { test, expect, type BrowserContext, type Page } from '@playwright/test';
 import AxeBuilder from '@axe-core/playwright';
@@ -13,7 +14,8 @@ import path from 'node:path';
 const adminKey = process.env.CONSOLE_ADMIN_KEY ?? '';
 const viewerKey = process.env.CONSOLE_VIEWER_KEY ?? '';
 const slowDefinition = process.env.CONSOLE_SLOW_DEFINITION ?? '';
-const shots = path.resolve(import.meta.dirname, '..', '..', '..', 'docs', 'console');
+const repoRoot = path.resolve(import.meta.dirname, '..', '..', '..');
+const shots = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(repoRoot, 'docs', 'console') : path.join(repoRoot, '.tmp', 'console-screenshots');
 
 test.describe.configure({ mode: 'serial' });
 
