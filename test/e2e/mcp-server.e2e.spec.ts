@@ -158,7 +158,7 @@ describe('the gateway as an MCP server (/mcp)', () => {
     const { resources } = await c.listResources();
     assert.ok(resources.some((x) => x.uri === 'switchyard://system/status'));
     const { resourceTemplates } = await c.listResourceTemplates();
-    assert.deepEqual(resourceTemplates.map((t) => t.uriTemplate).sort(), ['switchyard://executions/{id}', 'switchyard://executions/{id}/history']);
+    assert.deepEqual(resourceTemplates.map((t) => t.uriTemplate).sort(), ['switchyard://executions/{id}', 'switchyard://executions/{id}/history', 'switchyard://reports/{name}']);
     const status = await c.readResource({ uri: 'switchyard://system/status' });
     assert.ok(['healthy', 'degraded', 'unhealthy'].includes(JSON.parse((status.contents[0] as { text: string }).text).status));
     const health = await c.readResource({ uri: 'switchyard://system/health-report' });

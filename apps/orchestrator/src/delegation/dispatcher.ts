@@ -5,7 +5,7 @@ import { aliasesOf, codeOfStatus, resolveTaskType, serviceSubject, TASK_TYPE_ALI
 import { aggregateStream, FencedError, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore, type Fence } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
-import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, migrateUnderLock, newId, withTransaction, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
+import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, isAppError, isConnectionError, migrateUnderLock, newId, withTransaction, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
   externalAgentSchema,
@@ -564,9 +564,11 @@ export class Dispatcher {
   /** Give an attempt's slot back (a conditional delete: only our own row of that attempt). */
   private async releaseSlot(taskId: string, assignment: number): Promise<void> {
     if (!this.opts.ownership) return;
-    await this.opts.pool
-      .query(`delete from ${this.schema}.assignments where task_id = $1 and assignment = $2 and dispatcher = $3`, [taskId, assignment, this.opts.ownership.memberId])
-      .catch((err) => this.log.warn({ err, taskId }, 'releasing an agent slot failed; the next owner of the partition clears it'));
+    const memberId = this.opts.ownership.memberId;
+    // Retried through a database outage: a slot row left behind would hold one of the agent's slots for good.
+    await this.untilRecorded(taskId, 'releasing an agent slot', this.log, () =>
+      this.opts.pool.query(`delete from ${this.schema}.assignments where task_id = $1 and assignment = $2 and dispatcher = $3`, [taskId, assignment, memberId]),
+    ).catch((err) => this.log.warn({ err, taskId }, 'releasing an agent slot failed; the next owner of the partition clears it'));
   }
 
   /**
@@ -1136,12 +1138,18 @@ export class Dispatcher {
         if (run.done) return; // given up already (deadline, cancel, instance lost): a late result is ignored
         this.finishRun(run);
         this.registry.recordSuccess(inst);
-        await this.exec(s.task_id, { type: 'CompleteTask', data: { assignment: s.assignment, result }, metadata: this.meta(s.task_id) });
+        // The result lives only in this process until it is appended: keep trying through a
+        // database outage (a PostgreSQL restart), or the task would stay assigned for good.
+        await this.untilRecorded(s.task_id, 'recording a completion', log, () =>
+          this.exec(s.task_id, { type: 'CompleteTask', data: { assignment: s.assignment, result }, metadata: this.meta(s.task_id) }),
+        );
         log.info({}, 'task completed');
       } catch (err) {
         if (run.done) return;
         this.finishRun(run);
-        await this.attemptFailed(s, inst, asAppError(err), log).catch((e) => log.error({ err: e }, 'recording a failed attempt failed'));
+        await this.untilRecorded(s.task_id, 'recording a failed attempt', log, () => this.attemptFailed(s, inst, asAppError(err), log)).catch((e) =>
+          log.error({ err: e }, 'recording a failed attempt failed'),
+        );
       }
     })();
   }
@@ -1370,6 +1378,27 @@ export class Dispatcher {
     return state.status === 'initial' ? undefined : state;
   }
 
+  /**
+   * Run `record` until it succeeds, retrying while the failure is transient (the database or the
+   * event store unavailable) with backoff from 250 ms to 5 s, for up to RECORD_RETRY_BUDGET_MS;
+   * stops when this dispatcher stops or no longer drives the task (its partition was taken over:
+   * the new owner recovers the task from the events). Other errors are thrown at once.
+   */
+  private async untilRecorded<T>(taskId: string, what: string, log: Logger, record: () => Promise<T>): Promise<T | undefined> {
+    const deadline = Date.now() + RECORD_RETRY_BUDGET_MS;
+    for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
+      try {
+        return await record();
+      } catch (err) {
+        const transient = isConnectionError(err) || (isAppError(err) && err.code === 'unavailable' && !/driven by another dispatcher/.test(err.message));
+        if (!transient || this.stopped || Date.now() + delay > deadline) throw err;
+        log.warn({ err, taskId, retryInMs: delay }, `${what} failed; retrying`);
+        await new Promise((r) => setTimeout(r, delay));
+        if (this.stopped) return undefined;
+      }
+    }
+  }
+
   /** Commands on one task run one at a time here (the store's revision check guards across processes). */
   private exec(taskId: string, command: TaskCommand, follow?: FollowUp): Promise<CommandResult<TaskEvent, TaskState>> {
     const prev = this.locks.get(taskId) ?? Promise.resolve();
@@ -1495,6 +1524,8 @@ export class Dispatcher {
 }
 
 const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
+/** How long an attempt's outcome is retried through a database outage before it is left to recovery. */
+const RECORD_RETRY_BUDGET_MS = 120_000;
 /** What the log watcher follows: submissions to take over, progress and ends to pass on, external agents changed by another dispatcher. */
 const WATCHED = ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskCompleted', 'TaskFailed', 'TaskCanceled', 'TaskTimedOut', 'ExternalAgentRegistered', 'ExternalAgentRemoved'] as const;
 /** How long after a NATS reconnect a run without a start notice is taken for lost (see watchReconnects). */
