@@ -40,8 +40,14 @@ export async function systemEnv(dataDir: string, adminKey: string, extra: Record
     // The connectors reach the filesystem and GitHub servers over stdio; their HTTP bridges only move ports.
     if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
   }
-  for (const name of agentNames) env[`AGENT_${name}_PORT`] = String(await freePort());
-  return { ...env, ...extra };
+  return { ...env, ...(await agentPorts()), ...extra };
+}
+
+/** A fresh free port for each built-in agent's HTTP contract: a second `agents` process on the same machine needs its own. */
+export async function agentPorts(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of agentNames) out[`AGENT_${name}_PORT`] = String(await freePort());
+  return out;
 }
 
 /** One launcher process with the given roles; `up` resolves when it logs "switchyard is up". */
