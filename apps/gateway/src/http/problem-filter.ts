@@ -4,6 +4,7 @@ import { correlationIdOf } from './context.js';
 import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.js';
 import { OpenApiRegistry } from '../openapi/registry.js';
 import { allowedMethods } from './route-checks.js';
+import { isAppError } from '@switchyard/platform';
 
 /**
  * Map an error to problem+json on the response. An unexpected error is attached as
@@ -40,6 +41,17 @@ export class ProblemFilter implements ExceptionFilter {
     // Nest's answer to a request no route matched (a handler's own 404 is an AppError).
     if (exception instanceof NotFoundException && this.registry && /^Cannot [A-Z-]+ /.test(exception.message)) {
       const allow = allowedMethods(this.registry.routes(), req.path);
+      if (allow.length > 0 && !allow.includes(req.method.toUpperCase())) {
+        res.setHeader('Allow', allow.join(', '));
+        sendProblem(new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`), req, res);
+        return;
+      }
+    }
+    // A path documented without parameters, with other methods, reached by a parameterised route
+    // of this method (GET /executions/bulk ran GET /executions/{execution_id}, which found no
+    // execution "bulk"): 405 with `Allow`, as for any other path that exists with other methods.
+    if (isAppError(exception) && exception.code === 'not_found' && this.registry) {
+      const allow = allowedMethods(this.registry.routes().filter((r) => r.path === req.path), req.path);
       if (allow.length > 0 && !allow.includes(req.method.toUpperCase())) {
         res.setHeader('Allow', allow.join(', '));
         sendProblem(new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`), req, res);

@@ -160,6 +160,13 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
   const signal = (id: string, name: string, payload: unknown, headers: Record<string, string> = {}) =>
     http('POST', `/api/v1/workflows/executions/${id}/signals/${name}`, payload, headers);
 
+  it('GET /executions/bulk (a path with POST only) answers 405 with Allow, not the 404 of an execution named "bulk"', async () => {
+    const res = await fetch(`${base}/api/v1/workflows/executions/bulk`);
+    assert.equal(res.status, 405, await res.text());
+    assert.equal(res.headers.get('allow'), 'POST');
+    assert.equal((await http('GET', '/api/v1/workflows/executions/no-such-execution')).status, 404, 'an unknown execution is still a 404');
+  });
+
   it('documents the signal and batch routes in the OpenAPI document', async () => {
     const r = await http('GET', '/docs/openapi.json');
     for (const p of [
