@@ -42,8 +42,7 @@ export class ProblemFilter implements ExceptionFilter {
     if (exception instanceof NotFoundException && this.registry && /^Cannot [A-Z-]+ /.test(exception.message)) {
       const allow = allowedMethods(this.registry.routes(), req.path);
       if (allow.length > 0 && !allow.includes(req.method.toUpperCase())) {
-        res.setHeader('Allow', allow.join(', '));
-        sendProblem(new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`), req, res);
+        methodNotAllowed(allow, req, res);
         return;
       }
     }
@@ -53,13 +52,18 @@ export class ProblemFilter implements ExceptionFilter {
     if (isAppError(exception) && exception.code === 'not_found' && this.registry) {
       const allow = allowedMethods(this.registry.routes().filter((r) => r.path === req.path), req.path);
       if (allow.length > 0 && !allow.includes(req.method.toUpperCase())) {
-        res.setHeader('Allow', allow.join(', '));
-        sendProblem(new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`), req, res);
+        methodNotAllowed(allow, req, res);
         return;
       }
     }
     sendProblem(exception, req, res);
   }
+}
+
+/** 405 with `Allow` listing the methods the path does have. */
+function methodNotAllowed(allow: readonly string[], req: Request, res: Response): void {
+  res.setHeader('Allow', allow.join(', '));
+  sendProblem(new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`), req, res);
 }
 
 /** Express error middleware for what fails before Nest routing: bad JSON, too large bodies, static files. */

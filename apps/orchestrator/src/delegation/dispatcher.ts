@@ -435,17 +435,7 @@ export class Dispatcher {
     try {
       r = await this.exec(taskId, {
       type: 'SubmitTask',
-      data: {
-        task_id: taskId,
-        task_type: taskType,
-        ...(alias !== undefined ? { requested_task_type: alias } : {}),
-        context: req.context ?? {},
-        priority: req.priority,
-        ...(req.agent !== undefined ? { agent: req.agent } : {}),
-        max_attempts: req.max_attempts ?? this.opts.defaultMaxAttempts ?? 3,
-        timeout_ms: req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 60_000,
-        ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
-      },
+      data: this.submitData(taskId, taskType, alias, req),
       metadata: this.meta(taskId, req.actor),
     }, assignNow);
     } catch (err) {
@@ -467,6 +457,21 @@ export class Dispatcher {
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
   }
 
+  /** A SubmitTask's data with this dispatcher's defaults: the same whether this process or the partition's owner drives the task. */
+  private submitData(taskId: string, taskType: string, alias: string | undefined, req: SubmitRequest) {
+    return {
+      task_id: taskId,
+      task_type: taskType,
+      ...(alias !== undefined ? { requested_task_type: alias } : {}),
+      context: req.context ?? {},
+      priority: req.priority,
+      ...(req.agent !== undefined ? { agent: req.agent } : {}),
+      max_attempts: req.max_attempts ?? this.opts.defaultMaxAttempts ?? 3,
+      timeout_ms: req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 60_000,
+      ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
+    };
+  }
+
   /**
    * The submission of a task whose partition another dispatcher holds: checked here, appended
    * like a caller's own submission (decided on the stream, `no_stream`, no fence: of this and
@@ -476,17 +481,7 @@ export class Dispatcher {
   private async submitForeign(taskId: string, taskType: string, alias: string | undefined, req: SubmitRequest, correlationId: string): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
     const r = (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, {
       type: 'SubmitTask',
-      data: {
-        task_id: taskId,
-        task_type: taskType,
-        ...(alias !== undefined ? { requested_task_type: alias } : {}),
-        context: req.context ?? {},
-        priority: req.priority,
-        ...(req.agent !== undefined ? { agent: req.agent } : {}),
-        max_attempts: req.max_attempts ?? this.opts.defaultMaxAttempts ?? 3,
-        timeout_ms: req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 60_000,
-        ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
-      },
+      data: this.submitData(taskId, taskType, alias, req),
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: req.actor ?? 'system:dispatcher' },
     } as never)) as unknown as CommandResult<TaskEvent, TaskState>;
     const state = r.state as ExistingTaskState;
