@@ -213,6 +213,15 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
         for (const row of r.rows) by.set(row.stream_id, [...(by.get(row.stream_id) ?? []), { revision: Number(row.revision), type: row.type, data: row.data }]);
         return by;
       };
+      // One execution's events as "Type(step#attempt)+ms since its start", for the failure message and the slowest ones.
+      const timeline = async (id: string) => {
+        const r = await db.query<{ type: string; data: any; at: Date }>(
+          `select type, data, recorded_at as at from eventstore.events where stream_id = $1 order by revision`,
+          [`workflow_execution-${id}`],
+        );
+        const t = r.rows[0]?.at.getTime() ?? 0;
+        return `${id}: ${r.rows.map((e) => `${e.type}${e.data?.stepId ? `(${e.data.stepId}#${e.data.attempt ?? ''})` : ''}+${e.at.getTime() - t}`).join(' ')}`;
+      };
       const ended = async () =>
         Number(
           (
@@ -226,9 +235,22 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
         const n = await ended();
         if (n >= WORKFLOWS) break;
         if (n !== last) [last, lastMoved] = [n, Date.now()];
-        if (Date.now() - lastMoved > 60_000) assert.fail(`${n}/${WORKFLOWS} workflows ended, none for 60 s`);
+        if (Date.now() - lastMoved > 60_000) {
+          // Say where the stuck ones stand: their events, and the kills around them.
+          const wf = await streams('workflow_execution-');
+          const stuck = [...executions.keys()].filter((id) => !(wf.get(`workflow_execution-${id}`) ?? []).some((e) => e.type.startsWith('Workflow') && e.type !== 'WorkflowStarted'));
+          const tails = await Promise.all(stuck.slice(0, 5).map(timeline));
+          const killTimes = kills.map((k) => `${k.label}@${new Date(k.from).toISOString()}`).join(' ');
+          assert.fail(`${n}/${WORKFLOWS} workflows ended, none for 60 s; kills ${killTimes}; stuck e.g.\n${tails.join('\n')}`);
+        }
         await sleep(500);
       }
+      const slowest = await db.query<{ stream_id: string; ms: string }>(
+        `select stream_id, extract(epoch from max(recorded_at) - min(recorded_at)) * 1000 as ms from eventstore.events where stream_id = any($1::text[]) group by stream_id order by 2 desc limit 3`,
+        [[...executions.keys()].map((id) => `workflow_execution-${id}`)],
+      );
+      console.log(`# kills: slowest executions (kills ${kills.map((k) => `${k.label}@${new Date(k.from).toISOString()}`).join(' ')}):`);
+      for (const row of slowest.rows) console.log(`#   ${Math.round(Number(row.ms))} ms ${await timeline(row.stream_id.slice('workflow_execution-'.length))}`);
       const wf = await streams('workflow_execution-');
       for (const [id, n] of executions) {
         const events = wf.get(`workflow_execution-${id}`) ?? [];

@@ -13,5 +13,19 @@ export const callProgressSchema = z.object({
 });
 export type CallProgress = z.infer<typeof callProgressSchema>;
 
+/**
+ * While a call waits in a worker's queue, the worker says `queued` again this often: its caller
+ * then knows the worker still holds the call. A worker that dies takes its queue with it, and
+ * nobody would tell the caller (who would wait out the whole queue budget, minutes for an agent).
+ */
+export const CALL_QUEUED_HEARTBEAT_MS = 5_000;
+/**
+ * A caller that heard `queued` and then nothing for this long sends the same call again under the
+ * same idempotency key: a live worker joins the call it already holds (nothing runs twice), a
+ * worker started in the dead one's place takes it up, and with no worker at all the caller gets
+ * its usual `unavailable`. Three heartbeats, so one lost notice is not enough to re-send.
+ */
+export const CALL_QUEUED_SILENCE_MS = 3 * CALL_QUEUED_HEARTBEAT_MS;
+
 /** A subject a caller names for its notices: dot-separated plain tokens (no wildcards). */
 export const progressSubjectSchema = z.string().max(200).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/);

@@ -8,3 +8,4 @@ export * from './streams.js';
 export * from './errors.js';
 export * from './request.js';
 export * from './service.js';
+export * from './progress.js';

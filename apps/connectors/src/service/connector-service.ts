@@ -1,5 +1,5 @@
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import { addService, defineEndpoint, type EndpointDefinition, type Service } from '@switchyard/messaging';
+import { addService, callProgressNotifier, defineEndpoint, type EndpointDefinition, type Service } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import type { McpEventSink } from '../events.js';
@@ -20,7 +20,6 @@ import {
   readResourceRequestSchema,
 } from './schemas.js';
 import type { CallState, McpConnector } from '../resilience/mcp-connector.js';
-import type { CallProgress } from '@switchyard/contracts';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
 import { MCP_CALLS_BUCKET, NatsKvCallCache } from './shared-call-cache.js';
@@ -97,14 +96,6 @@ export class McpConnectorService {
   }
 }
 
-/** Notices of a keyed call to the subject its caller named (fire and forget: a lost one only leaves the caller's older deadline). */
-function progressPublisher(nc: NatsConnection, subject: string, key: string): (state: CallState) => void {
-  return (state) => {
-    const notice: CallProgress = { idempotency_key: key, state, at: new Date().toISOString() };
-    nc.publish(subject, JSON.stringify(notice));
-  };
-}
-
 function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): Record<string, EndpointDefinition> {
   const s = c.name;
   const subject = (e: McpEndpoint) => mcpSubject(s, e, prefix);
@@ -114,17 +105,24 @@ function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): R
       subject: subject('call_tool'),
       schema: callToolRequestSchema,
       metadata: meta,
-      handler: (req, ctx) =>
-        c.callTool({
-          tool: req.tool,
-          arguments: req.arguments,
-          correlation_id: ctx.correlationId,
-          ...(req.actor && { actor: req.actor }),
-          ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
-          ...(req.timeout_ms && { timeout_ms: req.timeout_ms }),
-          ...(req.queue_wait_ms && { queue_wait_ms: req.queue_wait_ms }),
-          ...(req.progress_subject && req.idempotency_key && { onProgress: progressPublisher(nc, req.progress_subject, req.idempotency_key) }),
-        }),
+      handler: async (req, ctx) => {
+        // A caller that follows the call hears when it waits for a slot (again every heartbeat) and when it runs.
+        const progress = req.progress_subject && req.idempotency_key ? callProgressNotifier(nc, req.progress_subject, req.idempotency_key) : undefined;
+        try {
+          return await c.callTool({
+            tool: req.tool,
+            arguments: req.arguments,
+            correlation_id: ctx.correlationId,
+            ...(req.actor && { actor: req.actor }),
+            ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
+            ...(req.timeout_ms && { timeout_ms: req.timeout_ms }),
+            ...(req.queue_wait_ms && { queue_wait_ms: req.queue_wait_ms }),
+            ...(progress && { onProgress: (state: CallState) => progress.tell(state) }),
+          });
+        } finally {
+          progress?.close();
+        }
+      },
     }),
     [`${s}_list_tools`]: defineEndpoint({
       subject: subject('list_tools'),

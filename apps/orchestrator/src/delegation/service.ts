@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { serviceSubject } from '@switchyard/contracts';
-import { addService, type Service } from '@switchyard/messaging';
+import { addService, callProgressNotifier, type Service } from '@switchyard/messaging';
 import { AppError, type Logger } from '@switchyard/platform';
 import {
   agentNameInput,
@@ -16,7 +16,6 @@ import {
   type TaskSubmitReply,
 } from '@switchyard/domain';
 import { taskEndError, type Dispatcher } from './dispatcher.js';
-import type { CallProgress } from '@switchyard/contracts';
 import { taskIdForIdempotencyKey } from './task-ids.js';
 
 const empty = z.undefined().or(z.object({}).loose());
@@ -63,23 +62,25 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
         handler: async (input, ctx): Promise<TaskExecuteReply> => {
           // The caller times the task's own work: tell it when the task waits for an agent and when it got one
           // (watching before the submit, by the id its key gives, so an assignment right after it is not missed).
-          let last: 'queued' | 'started' | undefined;
+          // While the task is queued the notice is repeated (a heartbeat), so the caller can tell a
+          // dispatcher that died with its request from a long queue, and send the request again.
+          const progress = input.progress_subject ? callProgressNotifier(nc, input.progress_subject, input.idempotency_key) : undefined;
+          let told = false;
           const tell = (state: 'queued' | 'started') => {
-            if (!input.progress_subject || state === last) return;
-            last = state;
-            const notice: CallProgress = { idempotency_key: input.idempotency_key, state, at: new Date().toISOString() };
-            nc.publish(input.progress_subject, JSON.stringify(notice));
+            told = true;
+            progress?.tell(state);
           };
-          const unwatch = input.progress_subject ? dispatcher.watchProgress(taskIdForIdempotencyKey(input.idempotency_key), tell) : () => undefined;
+          const unwatch = progress ? dispatcher.watchProgress(taskIdForIdempotencyKey(input.idempotency_key), tell) : () => undefined;
           try {
             const sub = await submit(input, ctx.correlationId);
-            if (sub.status === 'queued' && last === undefined) tell('queued');
+            if (sub.status === 'queued' && !told) tell('queued');
             else if (sub.status === 'assigned' || sub.status === 'working') tell('started');
             const end = await dispatcher.waitForEnd(sub.task_id);
             if (end.status !== 'completed') throw taskEndError(end);
             return { task_id: end.task_id, agent: end.assigned_agent, instance: end.instance, status: 'completed', result: end.result };
           } finally {
             unwatch();
+            progress?.close();
           }
         },
       },

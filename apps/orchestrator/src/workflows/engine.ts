@@ -77,6 +77,8 @@ export interface WorkflowEngineOptions {
   readonly stop?: (s: StopAction) => Promise<void>;
   /** Subjects of the MCP connectors and the task service (default the production ones). */
   readonly subjects?: ExecutorSubjects;
+  /** A queued call whose worker is silent this long is sent again (default CALL_QUEUED_SILENCE_MS; tests shorten it). */
+  readonly queuedCallSilenceMs?: number;
   /** Override limits from the environment (WORKFLOW_MAX_*; tests). They apply to the whole process. */
   readonly limits?: Partial<WorkflowLimits>;
   /** The batch worker of bulk operations (default on, WORKFLOW_BATCH_ITEMS_PER_SEC); false: none in this process. */
@@ -90,7 +92,17 @@ export interface WorkflowEngineStats {
   readonly dispatches: number;
   readonly timersFired: number;
   readonly recoveries: number;
+  /** Queued calls sent again after their worker fell silent (see CALL_QUEUED_SILENCE_MS). */
+  readonly resends: number;
   readonly inflight: number;
+}
+
+/** A step call in flight over NATS and what its worker last said of it. */
+interface TrackedCall {
+  readonly action: DispatchAction;
+  state?: 'queued' | 'started';
+  /** When the worker last said anything (or the call was sent). */
+  heardAt: number;
 }
 
 /**
@@ -160,11 +172,11 @@ export class WorkflowEngine {
   /** Where workers send notices about this process's calls (see listenForProgress). */
   private readonly progressSubject = createInbox();
   private progressSub: Subscription | undefined;
-  /** Step calls in flight over NATS, by idempotency key: whom a notice is about. */
-  private readonly calls = new Map<string, DispatchAction>();
+  /** Step calls in flight over NATS, by idempotency key: whom a notice is about, and what its worker said last. */
+  private readonly calls = new Map<string, TrackedCall>();
   private acquireChain: Promise<void> = Promise.resolve();
   private timerPolling = false;
-  private counts = { eventsHandled: 0, dispatches: 0, timersFired: 0, recoveries: 0 };
+  private counts = { eventsHandled: 0, dispatches: 0, timersFired: 0, recoveries: 0, resends: 0 };
   private readonly sagaConcurrency: number;
   private active = 0;
   private readonly slotWaiters: (() => void)[] = [];
@@ -292,8 +304,13 @@ export class WorkflowEngine {
           this.log.warn({ issues: parsed.error.issues }, 'ignoring a malformed call progress notice');
           return;
         }
-        const a = this.calls.get(parsed.data.idempotency_key);
-        if (!a) return;
+        const call = this.calls.get(parsed.data.idempotency_key);
+        if (!call) return;
+        const a = call.action;
+        // `queued` is repeated while the call waits (a heartbeat): only a new state is recorded.
+        call.heardAt = Date.now();
+        if (call.state === parsed.data.state || (call.state === 'started' && parsed.data.state === 'queued')) return;
+        call.state = parsed.data.state;
         const ref = { stepId: a.stepId, ...(a.itemIndex === undefined ? {} : { itemIndex: a.itemIndex }), attempt: a.attempt };
         const type = parsed.data.state === 'queued' ? 'RecordStepQueued' : 'RecordStepStarted';
         this.track(
@@ -705,11 +722,20 @@ export class WorkflowEngine {
     if (this.o.execute) outcome = await this.o.execute(a);
     else {
       const tracked = a.kind === 'step' && (a.target.kind === 'mcp' || a.target.kind === 'agent');
-      if (tracked) this.calls.set(a.idempotencyKey, a);
+      const call: TrackedCall = { action: a, heardAt: Date.now() };
+      if (tracked) this.calls.set(a.idempotencyKey, call);
+      // A call its worker said is queued, and then nothing for a while: the worker may have died
+      // with its queue. executeRemote then sends it again under the same key (see CALL_QUEUED_SILENCE_MS).
+      const queuedSilenceMs = () => (call.state === 'queued' ? Date.now() - call.heardAt : 0);
+      const onResend = () => {
+        call.heardAt = Date.now();
+        this.counts.resends++;
+        this.log.info({ executionId: a.executionId, unit: unitKey(ref), attempt: a.attempt, correlationId: a.correlationId }, 'queued call silent: sending it again');
+      };
       try {
-        outcome = await executeRemote(this.o.nats, a, this.o.subjects, tracked ? { progressSubject: this.progressSubject } : {});
+        outcome = await executeRemote(this.o.nats, a, this.o.subjects, tracked ? { progressSubject: this.progressSubject, queuedSilenceMs, onResend, ...(this.o.queuedCallSilenceMs ? { silenceLimitMs: this.o.queuedCallSilenceMs } : {}) } : {});
       } finally {
-        if (tracked && this.calls.get(a.idempotencyKey) === a) this.calls.delete(a.idempotencyKey);
+        if (tracked && this.calls.get(a.idempotencyKey) === call) this.calls.delete(a.idempotencyKey);
       }
     }
     // 3. Record the outcome (the decider ignores it if the attempt is no longer in flight).

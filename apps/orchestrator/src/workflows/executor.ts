@@ -1,7 +1,8 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, isAppError } from '@switchyard/platform';
-import { request } from '@switchyard/messaging';
+import { request, type RequestOptions } from '@switchyard/messaging';
+import { CALL_QUEUED_SILENCE_MS } from '@switchyard/contracts';
 import { AGENT_QUEUE_WAIT_BUDGET_MS, STEP_QUEUE_WAIT_BUDGET_MS, type DispatchAction, type StepError, type StopAction } from '@switchyard/domain';
 import { taskIdForIdempotencyKey } from '../delegation/task-ids.js';
 
@@ -70,6 +71,46 @@ function retryAfterMsOf(details: Record<string, unknown>): number | undefined {
 /** How a caller follows its calls: workers send `queued` / `started` notices to `progressSubject`. */
 export interface ExecuteOptions {
   readonly progressSubject?: string;
+  /** How long the worker has been silent since it said the call is queued (0 when it is not queued). */
+  readonly queuedSilenceMs?: () => number;
+  /** Called when the call is sent again because its worker fell silent. */
+  readonly onResend?: () => void;
+  /** How long a silence means the worker is gone (default CALL_QUEUED_SILENCE_MS). */
+  readonly silenceLimitMs?: number;
+}
+
+/**
+ * A request whose worker may say it queued the call: when it then goes silent for
+ * CALL_QUEUED_SILENCE_MS (it repeats `queued` while it holds the call), it may have died with its
+ * queue, and the same request is sent again under the same idempotency key (a live worker joins
+ * the call it holds; another one takes it up). The first answer of the last request sent wins;
+ * earlier ones are dropped. Re-sends stop at the request's own overall timeout.
+ */
+async function requestFollowingQueue<T>(nc: NatsConnection, subject: string, payload: unknown, ro: RequestOptions<T> & { timeoutMs: number }, opts: ExecuteOptions): Promise<T> {
+  const silence = opts.queuedSilenceMs;
+  if (!silence) return request(nc, subject, payload, ro);
+  const limit = opts.silenceLimitMs ?? CALL_QUEUED_SILENCE_MS;
+  const until = Date.now() + ro.timeoutMs;
+  for (;;) {
+    const sent = request(nc, subject, payload, { ...ro, timeoutMs: Math.max(1_000, until - Date.now()) });
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<'silent'>((resolve) => {
+      const check = () => {
+        const quiet = silence();
+        if (quiet >= limit) resolve('silent');
+        else timer = setTimeout(check, limit - quiet);
+      };
+      timer = setTimeout(check, limit);
+    });
+    try {
+      const first = await Promise.race([sent.then(() => 'answered' as const, () => 'answered' as const), silent]);
+      if (first === 'answered' || Date.now() >= until) return await sent;
+    } finally {
+      clearTimeout(timer);
+    }
+    sent.catch(() => undefined); // dropped: whatever it ends with
+    opts.onResend?.();
+  }
 }
 
 /**
@@ -87,12 +128,13 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
     if (a.target.kind === 'mcp') {
       const args = a.input && typeof a.input === 'object' && !Array.isArray(a.input) ? (a.input as Record<string, unknown>) : { value: a.input };
       const progress = opts.progressSubject ? { queue_wait_ms: STEP_QUEUE_WAIT_BUDGET_MS, progress_subject: opts.progressSubject } : {};
-      const reply = await request(
+      const reply = await requestFollowingQueue(
         nc,
         mcpCallToolSubject(a.target.server, subjects.mcpPrefix),
         // The engine is the caller of a step's tool: its events say so (the starter is on WorkflowStarted).
         { tool: a.target.tool, arguments: args, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, actor: 'system:orchestrator', ...progress },
         { schema: callToolReply, timeoutMs: timeoutMs + (opts.progressSubject ? STEP_QUEUE_WAIT_BUDGET_MS : 0), correlationId: a.correlationId },
+        opts,
       );
       if (reply.isError) {
         const text = reply.content.map((c) => (c as { text?: unknown }).text).filter((t) => typeof t === 'string').join(' ');
@@ -110,11 +152,12 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
     if (a.target.kind === 'agent') {
       // The task may wait for an agent (the dispatcher says when it does and when it got one).
       const progress = opts.progressSubject ? { progress_subject: opts.progressSubject } : {};
-      const reply = await request(
+      const reply = await requestFollowingQueue(
         nc,
         subjects.tasks ?? TASKS_EXECUTE_SUBJECT,
         { task_type: a.target.taskType, context: a.input ?? {}, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, correlation_id: a.correlationId, ...progress },
         { schema: taskReply, timeoutMs: timeoutMs + (opts.progressSubject ? AGENT_QUEUE_WAIT_BUDGET_MS : 0), correlationId: a.correlationId },
+        opts,
       );
       if (reply.status && ['failed', 'error', 'canceled', 'cancelled'].includes(reply.status)) {
         const msg = typeof reply.error === 'string' ? reply.error : JSON.stringify(reply.error ?? reply.result ?? null);
