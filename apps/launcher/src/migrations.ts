@@ -11,7 +11,7 @@ import {
   statusProjections,
   workflowExecutionsProjection,
 } from '@switchyard/orchestrator';
-import { createPgClient, grantComponentAccess, grantDemoAccess, migrateUnderLock, type DatabaseRoles, type Logger } from '@switchyard/platform';
+import { createPgClient, grantComponentAccess, grantDemoAccess, migrateUnderLock, SCHEMA_CHANGES_LOCK, type DatabaseRoles, type Logger } from '@switchyard/platform';
 import { ProjectionRunner } from '@switchyard/read-models';
 import type pg from 'pg';
 
@@ -33,8 +33,9 @@ export interface MigrateOptions {
  * own role (which may not run DDL). Every DDL a component would run at its start, in the order
  * their dependencies need (the status read model indexes the tasks and the workflow read model),
  * then the demo data, then the grants of every role. Each step is idempotent. The whole phase
- * runs under one session advisory lock: launcher processes started together (one per role set)
- * take turns, since concurrent GRANTs on one object fail with "tuple concurrently updated".
+ * runs under one session advisory lock (SCHEMA_CHANGES_LOCK, also the roles' provisioning lock):
+ * launcher processes started together (one per role set) take turns, since concurrent GRANTs on
+ * one object fail with "tuple concurrently updated".
  * The owner pool is ended by the caller right after: no component uses it.
  */
 export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
@@ -44,7 +45,7 @@ export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
   await lock.connect();
   try {
     const t0 = Date.now();
-    await lock.query('select pg_advisory_lock(hashtext($1))', [MIGRATIONS_LOCK]);
+    await lock.query('select pg_advisory_lock(hashtext($1))', [SCHEMA_CHANGES_LOCK]);
     const t1 = Date.now();
     await migrate(o);
     log.info({ waitedMs: t1 - t0, tookMs: Date.now() - t1 }, 'migration phase done');
@@ -54,7 +55,6 @@ export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
   }
 }
 
-const MIGRATIONS_LOCK = 'switchyard.migrations';
 
 async function migrate(o: MigrateOptions): Promise<void> {
   const { pool, logger } = o;

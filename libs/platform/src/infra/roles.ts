@@ -138,6 +138,12 @@ export interface ProvisionRolesOptions {
 
 /** Schemas the roles module keeps for itself: the generated passwords, readable by the admin only. */
 export const ROLE_SECRETS_SCHEMA = 'switchyard_roles';
+/**
+ * The advisory lock (by `hashtext`) of everything that changes the database's schemas, roles and
+ * grants: the roles' provisioning and the launcher's migration phase. Launchers started together
+ * take turns, since concurrent DDL or GRANTs on one catalog row fail with "tuple concurrently updated".
+ */
+export const SCHEMA_CHANGES_LOCK = 'switchyard.migrations';
 
 
 /** Predefined roles that reach the server's files or programs, or every table: none of ours may hold them. */
@@ -223,7 +229,9 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
     let passwords: Map<string, string>;
     await client.query('begin');
     try {
-      await client.query('select pg_advisory_xact_lock(hashtext($1))', ['switchyard.roles']);
+      // The migration phase's lock: another launcher's DDL and GRANTs on the same catalog rows
+      // ("tuple concurrently updated") wait until the roles are done, and these wait for them.
+      await client.query('select pg_advisory_xact_lock(hashtext($1))', [SCHEMA_CHANGES_LOCK]);
       passwords = await passwordsFor(client, roles);
       for (const role of roles) {
         const exists = await client.query('select 1 from pg_roles where rolname = $1', [role]);
