@@ -86,22 +86,12 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       D2: new Proc('D2 (dispatcher)', ['dispatcher'], joined),
     };
     procs = Object.values(byName);
-    // 1. The owner of the infrastructure first (it creates the database), then the rest at once.
-    // A launcher starting beside running ones can stop at its migration phase with PostgreSQL's
-    // "tuple concurrently updated" (concurrent GRANT / DDL on one catalog row, see
-    // docs/scale-out.md): such a process is started once more, and said so.
+    // 1. The owner of the infrastructure first (it creates the database), then the rest at once:
+    // their migration phases and role provisioning take turns under one lock.
     r.start();
     await r.waitUp(120_000);
-    const upOrAgain = async (p: Proc) => {
-      const got = await Promise.race([p.up.then(() => 'up'), p.exited.then(() => 'exited')]);
-      if (got === 'exited' && p.output.includes('tuple concurrently updated')) {
-        console.log(`# topology: ${p.label} stopped at start with "tuple concurrently updated"; started again`);
-        p.start();
-      }
-      await p.waitUp(150_000);
-    };
     for (const p of procs) if (p !== r) p.start();
-    await Promise.all(procs.filter((p) => p !== r).map(upOrAgain));
+    await Promise.all(procs.filter((p) => p !== r).map((p) => p.waitUp(150_000)));
     await waitReady(bases[0]!, byName.G1!);
     await waitReady(bases[1]!, byName.G2!);
     for (let i = 0; ; i++) {

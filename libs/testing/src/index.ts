@@ -4,3 +4,4 @@ export * from './until.js';
 export * from './event-loop.js';
 export * from './replica.js';
 export * from './nats-cluster.js';
+export * from './launcher.js';
