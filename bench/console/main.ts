@@ -32,6 +32,9 @@ const pages = Number(process.env.BENCH_PAGES ?? 20);
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+/** `p`, or an error naming `what` after `ms` (a page that never draws fails the bench instead of hanging it). */
+const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+  Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`${what}: nothing within ${ms / 1000} s`)))]);
 const fmt = (xs: number[]) => `median ${q(xs, 0.5).toFixed(0)} ms, p95 ${q(xs, 0.95).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms (n=${xs.length})`;
 
 /**
@@ -41,12 +44,18 @@ const fmt = (xs: number[]) => `median ${q(xs, 0.5).toFixed(0)} ms, p95 ${q(xs, 0
  *  - `changes`: each change of the executions list's first row (the first page after the
  *    navigation, then each "Next page" / "Previous page" click or status filter change), from the
  *    input event's timestamp (0 for the first page) to the first frame painted with the new
- *    rows, and whether a list request started after that input (false: drawn from memory).
+ *    rows, when the new rows were in the DOM, and whether a list request started after that input
+ *    (false: drawn from memory).
  * "Painted" is a task posted from the next animation frame's callback: it runs once that frame
  * has been produced.
  */
 const PROBE = `(() => {
   const sy = (window.__sy = { overview: null, changes: [] });
+  // Promises the bench awaits instead of polling the page every frame (polling would compete
+  // with the console for the main thread it is measuring).
+  const waiters = [];
+  const settle = () => { for (const w of waiters.splice(0)) if (!w()) waiters.push(w); };
+  sy.until = (k) => new Promise((r) => { const w = () => (k === 'overview' ? sy.overview !== null : sy.changes.length > k) && (r(), true); if (!w()) waiters.push(w); });
   const afterPaint = (f) => requestAnimationFrame(() => { const ch = new MessageChannel(); ch.port1.onmessage = () => f(performance.now()); ch.port2.postMessage(0); });
   const firstRow = () => document.querySelector('table.execs tr[data-execution]')?.getAttribute('data-execution') ?? null;
   let pending = { start: 0, before: null };
@@ -57,9 +66,11 @@ const PROBE = `(() => {
     if (row === null || row === pending.before) return;
     const p = pending;
     pending = null;
+    const dom = performance.now();
     afterPaint((t) => {
       const fetched = performance.getEntriesByType('resource').some((e) => e.name.includes('/api/v1/workflows/executions?') && e.startTime >= p.start);
-      sy.changes.push({ start: p.start, painted: t, fetched });
+      sy.changes.push({ start: p.start, dom, painted: t, fetched });
+      settle();
     });
   };
   const mark = (start) => { pending = { start, before: firstRow() }; };
@@ -70,7 +81,7 @@ const PROBE = `(() => {
     if (overviewSeen || location.pathname.replace(/[/]+$/, '') !== '/ui') return;
     if (!document.querySelector('[data-testid="mcp-table"]') || !document.querySelector('table.execs')) return;
     overviewSeen = true;
-    afterPaint((t) => { sy.overview = t; });
+    afterPaint((t) => { sy.overview = t; settle(); });
   };
   new MutationObserver(() => { watch(); watchOverview(); }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-execution'] });
 })();`;
@@ -167,7 +178,7 @@ async function main(): Promise<void> {
       const page = await context.newPage();
       const s = performance.now();
       await page.goto(`${base}/ui/`);
-      await page.waitForFunction(() => (globalThis as any).__sy.overview !== null, undefined, { timeout: 60_000 });
+      await within(page.evaluate(() => (globalThis as any).__sy.until('overview')), 60_000, 'overview');
       const ms = performance.now() - s;
       const inPage = (await page.evaluate(() => {
         const p = (globalThis as any).performance;
@@ -189,18 +200,18 @@ async function main(): Promise<void> {
     const overviewLoad = Math.max(...loads);
     console.log(`overview first render (in the page: navigation start to the status tables and recent executions painted): cold ${coldInPage.toFixed(0)} ms; warm ${fmt(inPageRender)}`);
     console.log(`  DOMContentLoaded ${fmt(domReady)}; slowest API call ${fmt(slowestApi)}; from Node (goto to tables seen): cold ${cold.toFixed(0)} ms, warm ${fmt(overview)}`);
-    const results: { filter: string; first: number; change: number[]; fromNode: number[]; fromMemory: number; filterChange?: number; load: number }[] = [];
+    const results: { filter: string; first: number; change: number[]; split: string; fromNode: number[]; fromMemory: number; filterChange?: number; load: number }[] = [];
     for (const filter of ['', 'failed']) {
       loads.length = 0;
       const page = await context.newPage();
       if (process.env.BENCH_TRACE && !filter) await browser.startTracing(page, { path: process.env.BENCH_TRACE, screenshots: false });
       await page.goto(`${base}/ui/workflows`);
-      await page.waitForFunction(() => (globalThis as any).__sy.changes.length > 0, undefined, { timeout: 60_000 });
+      await within(page.evaluate(() => (globalThis as any).__sy.until(0)), 60_000, 'first page');
       const first = (await page.evaluate(() => (globalThis as any).__sy.changes[0].painted)) as number;
       let filterChange: number | undefined;
       if (filter) {
         await page.getByLabel('status').selectOption(filter);
-        await page.waitForFunction(() => (globalThis as any).__sy.changes.length > 1, undefined, { timeout: 30_000 });
+        await within(page.evaluate(() => (globalThis as any).__sy.until(1)), 30_000, 'status filter');
         await page.locator(`table.execs tr[data-execution] td .badge[data-status="${filter}"]`).first().waitFor();
         filterChange = (await page.evaluate(() => { const c = (globalThis as any).__sy.changes[1]; return c.painted - c.start; })) as number;
       }
@@ -209,14 +220,18 @@ async function main(): Promise<void> {
         const n = (await page.evaluate(() => (globalThis as any).__sy.changes.length)) as number;
         const t = performance.now();
         await page.getByRole('button', { name: 'Next page' }).click();
-        await page.waitForFunction((k) => (globalThis as any).__sy.changes.length > k, n, { timeout: 30_000 });
+        await within(page.evaluate((k) => (globalThis as any).__sy.until(k), n), 30_000, 'next page');
         fromNode.push(performance.now() - t);
         loads.push(loadNow());
       }
       if (process.env.BENCH_TRACE && !filter) await browser.stopTracing();
-      const changes = (await page.evaluate(() => (globalThis as any).__sy.changes)) as { start: number; painted: number; fetched: boolean }[];
+      const changes = (await page.evaluate(() => (globalThis as any).__sy.changes)) as { start: number; dom: number; painted: number; fetched: boolean }[];
       const clicks = changes.slice(filter ? 2 : 1);
-      results.push({ filter, first, change: clicks.map((c) => c.painted - c.start), fromNode, fromMemory: clicks.filter((c) => !c.fetched).length, filterChange, load: Math.max(...loads) });
+      // Where the slowest changes spent their time: before the rows were in the DOM (waiting for the
+      // main thread or the API, and rendering), or after (style, layout, paint of the frame).
+      const split = [...clicks].sort((a, b) => b.painted - b.start - (a.painted - a.start)).slice(0, 3)
+        .map((c) => `${(c.painted - c.start).toFixed(0)} ms = ${(c.dom - c.start).toFixed(0)} to the DOM + ${(c.painted - c.dom).toFixed(0)} to the paint`).join(', ');
+      results.push({ filter, first, split, change: clicks.map((c) => c.painted - c.start), fromNode, fromMemory: clicks.filter((c) => !c.fetched).length, filterChange, load: Math.max(...loads) });
       await page.close();
     }
     await browser.close();
@@ -226,6 +241,7 @@ async function main(): Promise<void> {
       const name = `executions list${r.filter ? ` (status=${r.filter})` : ''}`;
       console.log(`${name}: page 1 ${r.first.toFixed(0)} ms (navigation start to rows painted)${r.filterChange !== undefined ? `; status filter change to rows painted ${r.filterChange.toFixed(0)} ms` : ''}`);
       console.log(`  "Next page" click to rows painted: ${fmt(r.change)}; ${r.fromMemory} of ${r.change.length} drawn without a request after the click (prefetched)`);
+      console.log(`  slowest: ${r.split}`);
       console.log(`  from Node (Playwright click, actionability checks included, to rows seen): ${fmt(r.fromNode)}`);
     }
     const apiP95 = q(listApi, 0.95);

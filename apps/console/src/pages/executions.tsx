@@ -18,6 +18,7 @@ import { get } from '../api';
 import { useLive } from '../router';
 import { ErrorNote } from '../ui';
 import { ExecTable } from './overview';
+import { firstPageUrl, NO_FILTERS, type ExecFilters } from '../exec-url';
 
 /** One page as the API answers it. */
 export interface ExecPage {
@@ -25,25 +26,8 @@ export interface ExecPage {
   readonly next: string | null;
 }
 
-export interface ExecFilters {
-  readonly status: string;
-  readonly template: string;
-  readonly since: string;
-}
-
-const PAGE_SIZE = 20;
 /** Pages kept in memory at most (a long walk through the list does not grow without bound). */
 const KEEP = 50;
-
-/** The first page's URL for these filters. */
-export function firstPageUrl(f: ExecFilters): string {
-  const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  if (f.status) q.set('status', f.status);
-  if (f.template) q.set('template', f.template);
-  // datetime-local is the browser's local time; the API takes ISO-8601.
-  if (f.since && !Number.isNaN(Date.parse(f.since))) q.set('started_after', new Date(f.since).toISOString());
-  return `/api/v1/workflows/executions?${q}`;
-}
 
 /**
  * Pages by URL: an in-flight request is shared (a click on a page being prefetched waits for
@@ -94,7 +78,7 @@ class PageCache {
 }
 
 export function ExecutionsList({ defs }: { defs: readonly { id: string }[] }) {
-  const [filters, setFilters] = useState<ExecFilters>({ status: '', template: '', since: '' });
+  const [filters, setFilters] = useState<ExecFilters>(NO_FILTERS);
   // The URLs of the pages after the first one walked to, for "Previous page".
   const [trail, setTrail] = useState<string[]>([]);
   const [shown, setShown] = useState<{ url: string; page: ExecPage } | null>(null);
