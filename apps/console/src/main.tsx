@@ -1,5 +1,5 @@
 import { render, type ComponentType } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
 import './style.css';
 import { ApiError, liveState, prefetch, restore, signIn, signOut, startLive, stopLive, useCell, who } from './api';
 import { route, navigate, Link } from './router';
@@ -16,12 +16,16 @@ import { firstPageUrl, NO_FILTERS } from './exec-url';
 function lazyPage<P extends object>(load: () => Promise<ComponentType<P>>): { Page: (p: P) => any; preload: () => Promise<unknown> } {
   let C: ComponentType<P> | null = null;
   let loading: Promise<unknown> | null = null;
-  const preload = () => (loading ??= load().then((c) => void (C = c)));
+  // A failed load (the gateway restarting, say) is forgotten, so the next visit asks again.
+  const preload = () => (loading ??= load().then((c) => void (C = c), (e) => { loading = null; throw e; }));
   function Page(props: P) {
     const [error, setError] = useState<unknown>(null);
     const [, setLoaded] = useState(false);
+    // Once per mount (a failed load is tried again on the next visit, not in a loop).
+    useLayoutEffect(() => {
+      if (!C) preload().then(() => setLoaded(true), setError);
+    }, []);
     if (C) return <C {...props} />;
-    preload().then(() => setLoaded(true), (e) => { loading = null; setError(e); });
     return error ? <ErrorNote error={error} /> : <p aria-busy="true">Loading…</p>;
   }
   return { Page, preload };

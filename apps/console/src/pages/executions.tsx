@@ -86,21 +86,26 @@ export function ExecutionsList({ defs }: { defs: readonly { id: string }[] }) {
   const cache = useRef(new PageCache()).current;
   const wanted = useRef(firstPageUrl(filters));
 
+  // The latest `show`: only its answer may draw (a slower, older request never replaces it).
+  const latest = useRef(0);
+
   /** Draw `url`: from memory in this very render when it is there, else as soon as the API answers. */
   const show = (url: string) => {
     wanted.current = url;
+    const ticket = ++latest.current;
     const hit = cache.peek(url);
     if (hit) {
       setShown({ url, page: hit });
+      setError(null);
       return;
     }
     cache.load(url).then(
       (page) => {
-        if (wanted.current !== url) return;
+        if (latest.current !== ticket) return;
         setShown({ url, page });
         setError(null);
       },
-      (e) => wanted.current === url && setError(e),
+      (e) => latest.current === ticket && setError(e),
     );
   };
 
