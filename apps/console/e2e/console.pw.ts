@@ -235,3 +235,41 @@ test('a viewer key sees the pages without the action buttons; the API refuses it
   expect(status).toBe(403);
   await ctx.close();
 });
+
+test('the executions list pages forward and back, and its first page follows a new execution live', async () => {
+  // More than a page of executions: a one-step definition started 22 times (last, so the earlier
+  // scenarios' executions stay among the overview's recent ones).
+  const headers = { authorization: `Bearer ${adminKey}` };
+  const def = await page.request.post('/api/v1/workflows/definitions', {
+    headers,
+    data: { id: 'console_paging', version: 1, name: 'Paging (console test)', steps: [{ id: 'note', uses: 'mcp:analytics/record_metric', with: { name: 'console_paging', value: 1 } }] },
+  });
+  expect([200, 201]).toContain(def.status());
+  for (let i = 0; i < 22; i++) expect((await page.request.post('/api/v1/workflows/start/console_paging', { headers, data: {} })).status()).toBe(202);
+  await go(page, 'Overview');
+  await go(page, 'Workflows');
+  const rows = page.locator('table.execs tr[data-execution]');
+  const ids = () => rows.evaluateAll((rs) => rs.map((r) => r.getAttribute('data-execution')));
+  await expect(rows).toHaveCount(20);
+  const first = await ids();
+  await page.getByRole('button', { name: 'Next page' }).click();
+  await expect(page.locator('.pager')).toContainText('page 2');
+  await expect(rows.first()).not.toHaveAttribute('data-execution', first[0]!);
+  const second = await ids();
+  expect(second.length).toBeGreaterThan(0);
+  expect(second.filter((id) => first.includes(id))).toEqual([]);
+  await page.getByRole('button', { name: 'Previous page' }).click();
+  await expect(page.locator('.pager')).toContainText('page 1');
+  await expect(rows.first()).toHaveAttribute('data-execution', first[0]!);
+  expect(await ids()).toEqual(first);
+  // A new execution: its events drop the kept pages and the first page is read again.
+  const started = await page.request.post('/api/v1/workflows/start/console_paging', { headers, data: {} });
+  expect(started.status()).toBe(202);
+  const { execution_id } = (await started.json()) as { execution_id: string };
+  await expect(rows.first()).toHaveAttribute('data-execution', execution_id, { timeout: 30_000 });
+  await page.getByRole('button', { name: 'Next page' }).click();
+  await expect(page.locator('.pager')).toContainText('page 2');
+  // Page 2 is read again too: it now begins with what was the last row of page 1.
+  await expect(rows.first()).toHaveAttribute('data-execution', first[19]!);
+  await accessible(page, 'workflows, page 2');
+});

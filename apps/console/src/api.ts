@@ -84,7 +84,25 @@ export async function api<T = any>(method: string, path: string, body?: unknown)
   return parsed as T;
 }
 
-export const get = <T = any>(path: string) => api<T>('GET', path);
+const early = new Map<string, { at: number; answer: Promise<any> }>();
+/**
+ * Start a GET now, at page load beside the sign-in check, for the first page's first `get` of
+ * the same path to take (once, within 5 s); later reads always ask the API.
+ */
+export function prefetch(path: string): void {
+  const answer = api('GET', path);
+  answer.catch(() => undefined /* the `get` that takes it reports it */);
+  early.set(path, { at: Date.now(), answer });
+}
+
+export const get = <T = any>(path: string): Promise<T> => {
+  const e = early.get(path);
+  if (e) {
+    early.delete(path);
+    if (Date.now() - e.at < 5000) return e.answer;
+  }
+  return api<T>('GET', path);
+};
 
 /** Check a key with the whoami route; keep it only when the gateway accepts it. */
 export async function signIn(key: string): Promise<Who> {

@@ -1,15 +1,43 @@
-import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { render, type ComponentType } from 'preact';
+import { useEffect, useLayoutEffect, useState } from 'preact/hooks';
 import './style.css';
-import { ApiError, liveState, restore, signIn, signOut, startLive, stopLive, useCell, who } from './api';
+import { ApiError, liveState, prefetch, restore, signIn, signOut, startLive, stopLive, useCell, who } from './api';
 import { route, navigate, Link } from './router';
 import { Overview } from './pages/overview';
-import { McpPage } from './pages/mcp';
-import { AgentsPage } from './pages/agents';
-import { WorkflowsPage, ExecutionPage } from './pages/workflows';
-import { DesignerPage } from './pages/designer';
-import { SystemPage } from './pages/system';
-import { EventsPage } from './pages/events';
+import { ErrorNote } from './ui';
+import { firstPageUrl, NO_FILTERS } from './exec-url';
+
+/**
+ * A page loaded on first use: the overview (the first page most sessions see) is in the main
+ * chunk, the others (with dagre, uPlot and the schema forms) are chunks of their own, so the
+ * overview does not wait for code it does not draw. They load in the background once the
+ * overview is up, so moving to another page seldom waits either.
+ */
+function lazyPage<P extends object>(load: () => Promise<ComponentType<P>>): { Page: (p: P) => any; preload: () => Promise<unknown> } {
+  let C: ComponentType<P> | null = null;
+  let loading: Promise<unknown> | null = null;
+  // A failed load (the gateway restarting, say) is forgotten, so the next visit asks again.
+  const preload = () => (loading ??= load().then((c) => void (C = c), (e) => { loading = null; throw e; }));
+  function Page(props: P) {
+    const [error, setError] = useState<unknown>(null);
+    const [, setLoaded] = useState(false);
+    // Once per mount (a failed load is tried again on the next visit, not in a loop).
+    useLayoutEffect(() => {
+      if (!C) preload().then(() => setLoaded(true), setError);
+    }, []);
+    if (C) return <C {...props} />;
+    return error ? <ErrorNote error={error} /> : <p aria-busy="true">Loading…</p>;
+  }
+  return { Page, preload };
+}
+const Mcp = lazyPage(() => import('./pages/mcp').then((m) => m.McpPage));
+const Agents = lazyPage(() => import('./pages/agents').then((m) => m.AgentsPage));
+const Workflows = lazyPage(() => import('./pages/workflows').then((m) => m.WorkflowsPage));
+const Execution = lazyPage(() => import('./pages/workflows').then((m) => m.ExecutionPage));
+const Designer = lazyPage(() => import('./pages/designer').then((m) => m.DesignerPage));
+const System = lazyPage(() => import('./pages/system').then((m) => m.SystemPage));
+const Events = lazyPage(() => import('./pages/events').then((m) => m.EventsPage));
+const LAZY = [Mcp, Agents, Workflows, Execution, Designer, System, Events];
 
 const NAV: [string, string][] = [
   ['/ui/', 'Overview'],
@@ -53,22 +81,22 @@ function SignIn() {
 
 function Page({ path }: { path: string }) {
   const m = /^\/ui\/workflows\/executions\/([^/]+)$/.exec(path);
-  if (m) return <ExecutionPage id={decodeURIComponent(m[1]!)} />;
+  if (m) return <Execution.Page id={decodeURIComponent(m[1]!)} />;
   switch (path.replace(/\/+$/, '') || '/ui') {
     case '/ui':
       return <Overview />;
     case '/ui/mcp':
-      return <McpPage />;
+      return <Mcp.Page />;
     case '/ui/agents':
-      return <AgentsPage />;
+      return <Agents.Page />;
     case '/ui/workflows':
-      return <WorkflowsPage />;
+      return <Workflows.Page />;
     case '/ui/designer':
-      return <DesignerPage />;
+      return <Designer.Page />;
     case '/ui/system':
-      return <SystemPage />;
+      return <System.Page />;
     case '/ui/events':
-      return <EventsPage />;
+      return <Events.Page />;
     default:
       return (
         <section>
@@ -92,6 +120,10 @@ function App() {
   useEffect(() => {
     if (w) startLive();
     else stopLive();
+    if (!w) return;
+    // The other pages' code, once this one has had its turn.
+    const t = setTimeout(() => LAZY.forEach((l) => l.preload().catch(() => undefined)), 1500);
+    return () => clearTimeout(t);
   }, [w]);
   if (!ready) return <main aria-busy="true"><p>Loading…</p></main>;
   if (!w) return <SignIn />;
@@ -123,4 +155,15 @@ function App() {
   );
 }
 
+// With a key in this tab's session, the sign-in check, the current page's code and (on the
+// overview and the workflows page) its first calls go out side by side rather than one after the other.
+if (sessionStorage.getItem('switchyard.apiKey')) {
+  const p = location.pathname.replace(/\/+$/, '') || '/ui';
+  if (p === '/ui') ['/api/v1/integration/status', '/api/v1/workflows/executions?status=running&limit=20', '/api/v1/workflows/executions?limit=10'].forEach(prefetch);
+  else if (p === '/ui/workflows') {
+    void Workflows.preload().catch(() => undefined);
+    ['/api/v1/workflows/definitions', firstPageUrl(NO_FILTERS)].forEach(prefetch);
+  }
+  else if (p.startsWith('/ui/workflows/executions/')) void Execution.preload().catch(() => undefined);
+}
 render(<App />, document.getElementById('app')!);

@@ -1,7 +1,7 @@
 /** Client routing under /ui with the History API (the gateway answers index.html for any /ui path). */
 import type { AnchorHTMLAttributes, ComponentChildren } from 'preact';
 import { signal, onEvent, type EventJson } from './api';
-import { useEffect, useRef } from 'preact/hooks';
+import { useLayoutEffect, useRef } from 'preact/hooks';
 
 export const route = signal(location.pathname);
 window.addEventListener('popstate', () => (route.value = location.pathname));
@@ -30,14 +30,15 @@ export function Link({ href, children, ...rest }: { href: string; children: Comp
 
 /**
  * Run `load` now, then again (at most every `minGapMs`) whenever a live event passes `filter`,
- * and every `pollMs` as a safety net.
+ * and every `pollMs` as a safety net. The first load starts as the component is drawn, not a
+ * frame later after the paint (a layout effect; the load itself is async, so nothing waits on it).
  */
 export function useLive(load: () => void | Promise<void>, filter: (e: EventJson) => boolean, deps: unknown[], minGapMs = 700, pollMs = 15_000): void {
   const loadRef = useRef(load);
   loadRef.current = load;
   const filterRef = useRef(filter);
   filterRef.current = filter;
-  useEffect(() => {
+  useLayoutEffect(() => {
     let timer: ReturnType<typeof setTimeout> | null = null;
     let last = 0;
     const run = () => {

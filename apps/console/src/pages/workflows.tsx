@@ -3,44 +3,20 @@ import type { WorkflowExecutionState } from '@switchyard/domain';
 import { api, can, get, fmtMs, fmtTime, type EventJson } from '../api';
 import { Dag } from '../dag';
 import { navigate, useLive } from '../router';
+import { ExecutionsList } from './executions';
 import { initialValue, SchemaForm, type Schema } from '../schema-form';
 import { ErrorNote, Json, StatusBadge } from '../ui';
-import { ExecTable } from './overview';
 
 export function WorkflowsPage() {
   const [defs, setDefs] = useState<any[]>([]);
   const [sel, setSel] = useState<string>('');
   const [input, setInput] = useState<Record<string, unknown>>({});
   const [error, setError] = useState<unknown>(null);
-  const [filters, setFilters] = useState({ status: '', template: '', since: '' });
-  const [pages, setPages] = useState<string[]>([]);
-  const [page, setPage] = useState<any>({ items: [], next: null });
   useEffect(() => {
     get('/api/v1/workflows/definitions').then((d) => setDefs(d.definitions), setError);
   }, []);
   const def = defs.find((d) => d.id === sel);
   useEffect(() => setInput(initialValue(def?.input as Schema)), [sel, defs.length]);
-  const firstUrl = useMemo(() => {
-    const q = new URLSearchParams({ limit: '20' });
-    if (filters.status) q.set('status', filters.status);
-    if (filters.template) q.set('template', filters.template);
-    // datetime-local is the browser's local time; the API takes ISO-8601.
-    if (filters.since && !Number.isNaN(Date.parse(filters.since))) q.set('started_after', new Date(filters.since).toISOString());
-    return `/api/v1/workflows/executions?${q}`;
-  }, [filters]);
-  const url = pages[pages.length - 1] ?? firstUrl;
-  useLive(
-    async () => {
-      try {
-        setPage(await get(url));
-      } catch (e) {
-        setError(e);
-      }
-    },
-    (e) => e.streamId.startsWith('workflow_execution-') && (e.type.startsWith('Workflow') || e.type === 'ExecutionCanceled'),
-    [url],
-    1000,
-  );
   return (
     <section>
       <h1>Workflows</h1>
@@ -85,33 +61,7 @@ export function WorkflowsPage() {
           </form>
         </div>
       ) : <p class="muted">Pick a definition to see its DAG and start it.</p>}
-      <h2>Executions</h2>
-      <form class="filters" onSubmit={(e) => e.preventDefault()}>
-        <div class="field">
-          <label for="f-status">status</label>
-          <select id="f-status" value={filters.status} onChange={(e) => { setPages([]); setFilters({ ...filters, status: (e.target as HTMLSelectElement).value }); }}>
-            <option value="">any</option>
-            {['running', 'canceling', 'completed', 'failed', 'canceled'].map((s) => <option value={s}>{s}</option>)}
-          </select>
-        </div>
-        <div class="field">
-          <label for="f-template">workflow</label>
-          <select id="f-template" value={filters.template} onChange={(e) => { setPages([]); setFilters({ ...filters, template: (e.target as HTMLSelectElement).value }); }}>
-            <option value="">any</option>
-            {defs.map((d) => <option value={d.id}>{d.id}</option>)}
-          </select>
-        </div>
-        <div class="field">
-          <label for="f-since">started after</label>
-          <input id="f-since" type="datetime-local" value={filters.since} onChange={(e) => { setPages([]); setFilters({ ...filters, since: (e.target as HTMLInputElement).value }); }} />
-        </div>
-      </form>
-      <ExecTable items={page.items} />
-      <div class="pager">
-        <button type="button" disabled={pages.length === 0} onClick={() => setPages(pages.slice(0, -1))}>Previous page</button>
-        <span class="muted">page {pages.length + 1}</span>
-        <button type="button" disabled={!page.next} onClick={() => page.next && setPages([...pages, page.next])}>Next page</button>
-      </div>
+      <ExecutionsList defs={defs} />
     </section>
   );
 }
