@@ -202,9 +202,10 @@ describe('A2A push notifications through the automation server (SDK client -> ga
       const final = StreamResponse.fromJSON(rx.received.at(-1)!.body).payload!;
       assert.equal(final.$case, 'statusUpdate');
       assert.equal(final.$case === 'statusUpdate' && final.value.taskId, task.id);
-      const listed = await deliveriesOf(task.id);
-      assert.equal(listed.length, 4);
-      assert.ok(listed.every((d) => d.status === 'delivered' && d.response_status === 200 && d.format === 'a2a' && d.token === undefined));
+      // The receiver's answer is recorded just after it was sent.
+      let listed: any[] = [];
+      await until('the four deliveries recorded delivered', async () => (listed = await deliveriesOf(task.id)).length === 4 && listed.every((d) => d.status === 'delivered'), 10_000);
+      assert.ok(listed.every((d) => d.response_status === 200 && d.format === 'a2a' && d.token === undefined));
     } finally {
       await rx.close();
     }
@@ -246,8 +247,7 @@ describe('A2A push notifications through the automation server (SDK client -> ga
       // The first event took three sends (two 503s), each later one a single send.
       assert.deepEqual(rx.received.map((r) => r.status), [503, 503, 200, 200, 200, 200]);
       assert.equal(new Set(rx.received.map((r) => r.key)).size, 4);
-      const listed = await deliveriesOf(task.id);
-      assert.ok(listed.every((d) => d.status === 'delivered'));
+      await until('the deliveries recorded delivered', async () => (await deliveriesOf(task.id)).every((d) => d.status === 'delivered'), 10_000);
     } finally {
       await rx.close();
     }
@@ -280,9 +280,11 @@ describe('A2A push notifications through the automation server (SDK client -> ga
       assert.ok(rx.delivered().every((r) => r.at >= stoppedAt && r.token === 'tok-3'));
       const completedKey = rx.delivered().at(-1)!.key;
       assert.equal(rx.delivered().filter((r) => r.key === completedKey).length, 1);
-      const rows = await pool.query(`select status, attempts from automation.scheduled_deliveries where ordering_key like $1`, [`a2a:${task.id}:%`]);
-      assert.equal(rows.rowCount, 4);
-      assert.ok(rows.rows.every((r) => r.status === 'delivered'));
+      const rows = async () => (await pool.query(`select status from automation.scheduled_deliveries where ordering_key like $1`, [`a2a:${task.id}:%`])).rows;
+      await until('the four deliveries recorded delivered', async () => {
+        const r = await rows();
+        return r.length === 4 && r.every((x) => x.status === 'delivered');
+      }, 10_000);
     } finally {
       await rx.close();
       if (!gw) await makeGateway();
