@@ -15,6 +15,7 @@ import { closeNats, connectNats, type NatsConnection } from '@switchyard/messagi
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
+import { taskStreamId } from '@switchyard/domain';
 import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
 import { createGateway, type Gateway } from '../../index.js';
@@ -86,13 +87,13 @@ function what(body: any): string {
 function dataMsg(value: unknown): Message {
   return { messageId: randomUUID(), contextId: '', taskId: '', role: 1, parts: [{ content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined }], metadata: undefined, extensions: [], referenceTaskIds: [] };
 }
-function send(message: Message, push: { url: string; token?: string; authentication?: { scheme: string; credentials: string } }): SendMessageRequest {
+function send(message: Message, push: { url: string; token?: string; authentication?: { scheme: string; credentials: string } }, returnImmediately = false): SendMessageRequest {
   return {
     tenant: '',
     message,
     configuration: {
       acceptedOutputModes: [],
-      returnImmediately: false,
+      returnImmediately,
       taskPushNotificationConfig: { tenant: '', id: '', taskId: '', url: push.url, token: push.token ?? '', authentication: push.authentication },
     },
     metadata: undefined,
@@ -261,6 +262,37 @@ describe('A2A push notifications through the automation server (SDK client -> ga
     );
     const r = await rest('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'list_queued_deliveries', arguments: {} });
     assert.ok((r.body.result.deliveries as any[]).every((d) => !d.url.includes('169.254')));
+  });
+
+  it('a task that ended while no gateway followed it: the next read pushes its artifact and final status, once', async () => {
+    const rx = await receiver();
+    try {
+      const c = await client(operator);
+      const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 3000 } }), { url: rx.url, token: 'tok-4' }, true))) as Task;
+      // Stopped at once: the notifications handed over so far are drained, the task's end is seen by no gateway.
+      await gw!.close();
+      gw = undefined;
+      const ourTask = String((started.metadata as Record<string, unknown>).switchyard_task_id);
+      await until('the delegation completed with no gateway', async () => (await store.readStream(taskStreamId(ourTask))).some((e) => e.type === 'TaskCompleted'), 20_000);
+      const before = rx.delivered().map((r) => what(r.body));
+      assert.ok(!before.includes('status:COMPLETED'));
+      await makeGateway();
+      const c2 = await client(operator);
+      const read = await c2.getTask({ tenant: '', id: started.id, historyLength: 0 });
+      assert.equal(read.status?.state, 3);
+      await until('the completed notification after the read', () => rx.delivered().some((r) => what(r.body) === 'status:COMPLETED'), 15_000);
+      // A second read finds the task ended: nothing more is pushed.
+      await c2.getTask({ tenant: '', id: started.id, historyLength: 0 });
+      await until('the deliveries recorded delivered', async () => (await deliveriesOf(started.id)).every((d) => d.status === 'delivered'), 10_000);
+      const seen = rx.delivered().map((r) => what(r.body));
+      assert.equal(seen.filter((w) => w === 'status:COMPLETED').length, 1);
+      assert.equal(seen.filter((w) => w === 'artifact').length, 1);
+      assert.deepEqual(seen.slice(-2), ['artifact', 'status:COMPLETED']);
+      assert.equal(new Set(rx.received.map((r) => r.key)).size, rx.received.length);
+    } finally {
+      await rx.close();
+      if (!gw) await makeGateway();
+    }
   });
 
   it('the gateway stopped right after the task completes: the receiver still gets its final notification, from the automation server', async () => {
