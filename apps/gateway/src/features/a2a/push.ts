@@ -51,13 +51,14 @@ const queuedReplySchema = z.object({ delivery: z.object({ delivery_id: z.string(
 /** A config id as a key part: kept when short and plain, else its hash (the whole key must stay within 200 characters). */
 const keyPart = (s: string) => (/^[A-Za-z0-9_.-]{1,64}$/.test(s) ? s : createHash('sha256').update(s).digest('hex').slice(0, 32));
 
-/**
- * What one event is, for its idempotency key: the same event of a task published again (an
- * executor that runs twice, a retried hand-off) gets the same key and is delivered once.
- */
 const STATE_NAMES: Record<number, string> = { 1: 'submitted', 2: 'working', 3: 'completed', 4: 'failed', 5: 'canceled', 6: 'input-required', 7: 'rejected', 8: 'auth-required' };
 const stateName = (n: number | undefined) => STATE_NAMES[n ?? 0] ?? String(n ?? 0);
 
+/**
+ * What one event is, for its idempotency key: the same event of a task published again (an
+ * executor that runs twice, a retried hand-off, a read that brings the task up to date) gets
+ * the same key and is delivered once.
+ */
 export function eventKeyOf(sr: StreamResponse): { event: string; key: string } | undefined {
   const p = sr.payload;
   if (!p) return undefined;
@@ -81,7 +82,7 @@ export function handoffFor(taskId: string, config: TaskPushNotificationConfig, s
   if (!ev) return undefined;
   const { body, contentType } = serializer.serialize(sr, task);
   const configId = keyPart(config.id || config.url);
-  const ordering = `a2a:${taskId}:${configId}`;
+  const ordering = `a2a:${keyPart(taskId)}:${configId}`;
   const auth = config.authentication;
   return pushHandoffSchema.parse({
     format: 'a2a',
