@@ -48,6 +48,10 @@ export const mcpConfigSchema = z.object({
     .refine((s) => mailAddressSchema.safeParse(/<([^>]+)>\s*$/.exec(s)?.[1] ?? s).success, 'an address, or Name <address>')
     .default('Switchyard <switchyard@localhost>'),
   SCHEDULER_INTERVAL_MS: z.coerce.number().int().min(50).max(3_600_000).default(1000),
+  /** An owed webhook (scheduled, or queued with queue_webhook) not answered is sent again after this, doubling up to WEBHOOK_RETRY_MAX_MS, WEBHOOK_RETRY_ATTEMPTS rounds in all. */
+  WEBHOOK_RETRY_FIRST_MS: z.coerce.number().int().min(50).max(86_400_000).default(30_000),
+  WEBHOOK_RETRY_MAX_MS: z.coerce.number().int().min(50).max(86_400_000).default(3_600_000),
+  WEBHOOK_RETRY_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
   FILESYSTEM_ROOT: z.string().min(1).default('.data/files'),
   /** Token of the official GitHub server; unset (or empty), the github server is `unconfigured`. */
   GITHUB_PERSONAL_ACCESS_TOKEN: z

@@ -111,6 +111,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
           pool,
           logger,
           guard,
+          scheduledRetry: { firstRetryMs: config.WEBHOOK_RETRY_FIRST_MS, maxRetryMs: config.WEBHOOK_RETRY_MAX_MS, maxAttempts: config.WEBHOOK_RETRY_ATTEMPTS },
           ...(transport ? { mail: { transport, from: config.MAIL_FROM } } : {}),
           ...(opts.onTrigger ? { onTrigger: opts.onTrigger } : {}),
         });

@@ -110,6 +110,14 @@ CREATE INDEX IF NOT EXISTS mailbox_rcpt ON automation.mailbox USING gin (rcpt_to
 ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS execution_id text;
 ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS error text;
 ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS started_at timestamptz;
+-- Queued direct deliveries (queue_webhook, channel 'a2a': A2A push notifications): no schedule, a URL
+-- in place of a registered webhook, sent in order of seq within ordering_key (one pending at a time).
+ALTER TABLE automation.scheduled_deliveries ALTER COLUMN schedule_id DROP NOT NULL;
+ALTER TABLE automation.scheduled_deliveries ALTER COLUMN fire_at DROP NOT NULL;
+ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS ordering_key text;
+ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS seq bigint GENERATED ALWAYS AS IDENTITY;
+ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS response_status int;
+CREATE INDEX IF NOT EXISTS scheduled_deliveries_ordering ON automation.scheduled_deliveries (ordering_key, seq) WHERE status = 'pending';
 `;
 
 export async function migrateAutomation(pool: pg.Pool): Promise<void> {

@@ -7,6 +7,7 @@ import { scheduleTargetSchema, type AutomationService } from './service.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
 import { emailMessageShape } from './mail.js';
 import { mailboxQuerySchema } from './mailbox.js';
+import { listQueuedShape, queueWebhookShape } from './queued.js';
 
 export interface AutomationServerDeps {
   readonly service: AutomationService;
@@ -64,6 +65,30 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     tool('send_webhook', logger, async (a, ctx) => ({
       delivery: await service.sendWebhook({ webhook: a.webhook, event: a.event, payload: a.payload, idempotencyKey: a.idempotency_key, correlationId: ctx.correlationId }),
     }), mapPgError),
+  );
+
+  server.registerTool(
+    'queue_webhook',
+    {
+      description:
+        'Queue a POST to a URL in a given format (a2a: an A2A push notification: the body as given, the token in X-A2A-Notification-Token, ' +
+        'authentication as Authorization). Recorded durably before the answer, then sent and retried by this server (5xx, 408, 429 and network errors; ' +
+        'again later while unanswered) until a 2xx, a refusal or the last attempt. Same idempotency_key = same delivery: queued and sent once. ' +
+        'Deliveries with the same ordering_key go out one at a time, in order. The URL passes the egress guard now and at every send.',
+      inputSchema: queueWebhookShape,
+      annotations: { openWorldHint: true, idempotentHint: true },
+    },
+    tool('queue_webhook', logger, async (a, ctx) => ({ delivery: await service.queueWebhook({ ...a, correlationId: ctx.correlationId }) }), mapPgError),
+  );
+
+  server.registerTool(
+    'list_queued_deliveries',
+    {
+      description: 'Queued deliveries (queue_webhook), newest first, with their status, attempts, last answer and error; filter by ordering_key or status. Tokens and credentials are never shown.',
+      inputSchema: listQueuedShape,
+      annotations: { readOnlyHint: true },
+    },
+    tool('list_queued_deliveries', logger, async (a) => ({ deliveries: await service.listQueued(a) }), mapPgError),
   );
 
   server.registerTool(

@@ -12,6 +12,7 @@ import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
 import { migrateAutomation } from './schema.js';
 import { assertBody, emailMessageShape, Mailer, type EmailMessage, type MailResult, type MailTransport } from './mail.js';
 import { listMailbox, type mailboxQuerySchema, type MailboxMessage } from './mailbox.js';
+import { QUEUED_BODY_MAX_BYTES, queuedHeaders, type QueuedDelivery, type QueuedPayload, type QueueWebhookInput } from './queued.js';
 
 /** Where "now" comes from; injected so tests can move time by hand. */
 export interface Clock {
@@ -292,6 +293,23 @@ function toTrigger(r: Record<string, unknown>): TriggerRecord {
     error: (r['error'] as string | null) ?? null,
     started_at: iso((r['started_at'] as Date | null) ?? null),
     created_at: iso(r['created_at'] as Date)!,
+  };
+}
+
+function toQueued(r: Record<string, unknown>): QueuedDelivery {
+  return {
+    delivery_id: r['delivery_id'] as string,
+    format: r['channel'] as string,
+    url: r['webhook'] as string,
+    event: r['event'] as string,
+    ordering_key: (r['ordering_key'] as string | null) ?? null,
+    status: r['status'] as QueuedDelivery['status'],
+    attempts: Number(r['attempts']),
+    response_status: (r['response_status'] as number | null) ?? null,
+    last_error: (r['last_error'] as string | null) ?? null,
+    next_attempt_at: r['status'] === 'pending' ? iso(r['next_attempt_at'] as Date) : null,
+    created_at: iso(r['created_at'] as Date)!,
+    finished_at: iso((r['finished_at'] as Date | null) ?? null),
   };
 }
 
@@ -745,16 +763,22 @@ export class AutomationService {
    * attempt pushed out first (a lease), so two schedulers never send one at once; the send
    * itself goes under the occurrence's idempotency key, which the delivery records honour.
    */
-  async sendScheduledDeliveries(batch = 50): Promise<{ delivered: number; failed: number }> {
+  async sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
     const retry = { firstRetryMs: 30_000, maxRetryMs: 3_600_000, maxAttempts: 10, ...this.deps.scheduledRetry };
     const now = this.clock.now();
     const lease = new Date(now.getTime() + retry.firstRetryMs);
-    const claimed = await this.deps.pool.query<{ delivery_id: string; schedule_id: string; channel: string; webhook: string; event: string; payload: Record<string, unknown>; correlation_id: string; attempts: number }>(
-      `UPDATE automation.scheduled_deliveries d SET next_attempt_at = $3, attempts = d.attempts + 1
-        WHERE d.delivery_id IN (SELECT delivery_id FROM automation.scheduled_deliveries
-                                 WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-        RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts`,
-      [now, batch, lease],
+    // A queued delivery's round of sends (with its own retries) may outlast the default lease: it must not be taken over mid-round.
+    const directLease = new Date(now.getTime() + Math.max(retry.firstRetryMs, this.sendBudgetMs() + 5_000));
+    // Within an ordering key only the oldest pending row may go; the rest wait until it is delivered or given up.
+    const claimed = await this.deps.pool.query<{ delivery_id: string; schedule_id: string | null; channel: string; webhook: string; event: string; payload: Record<string, unknown>; correlation_id: string; attempts: number; ordering_key: string | null }>(
+      `UPDATE automation.scheduled_deliveries d SET next_attempt_at = CASE WHEN d.channel = 'a2a' THEN $4::timestamptz ELSE $3::timestamptz END, attempts = d.attempts + 1
+        WHERE d.delivery_id IN (SELECT s.delivery_id FROM automation.scheduled_deliveries s
+                                 WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($5::text IS NULL OR s.ordering_key = $5)
+                                   AND (s.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM automation.scheduled_deliveries e
+                                         WHERE e.ordering_key = s.ordering_key AND e.status = 'pending' AND e.seq < s.seq))
+                                 ORDER BY s.next_attempt_at, s.seq LIMIT $2 FOR UPDATE SKIP LOCKED)
+        RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts, d.ordering_key`,
+      [now, batch, lease, directLease, orderingKey ?? null],
     );
     let delivered = 0;
     let failed = 0;
@@ -764,29 +788,164 @@ export class AutomationService {
         const result =
           d.channel === 'email'
             ? await this.sendEmail({ ...(d.payload as EmailMessage), idempotencyKey: d.delivery_id, correlationId: d.correlation_id }).then(() => ({ status: 250 }))
-            : await this.sendWebhook({ webhook: d.webhook, event: d.event, payload: d.payload, idempotencyKey: d.delivery_id, correlationId: d.correlation_id });
-        await this.deps.pool.query(`UPDATE automation.scheduled_deliveries SET status = 'delivered', finished_at = $2, last_error = NULL WHERE delivery_id = $1`, [
-          d.delivery_id,
-          this.clock.now(),
-        ]);
+            : d.channel === 'a2a'
+              ? await this.postQueued(d.webhook, d.payload as unknown as QueuedPayload, d.delivery_id, d.event, log)
+              : await this.sendWebhook({ webhook: d.webhook, event: d.event, payload: d.payload, idempotencyKey: d.delivery_id, correlationId: d.correlation_id });
+        // A queued delivery's token and credentials are not kept once it is done.
+        await this.deps.pool.query(
+          `UPDATE automation.scheduled_deliveries SET status = 'delivered', finished_at = $2, last_error = NULL, response_status = $3::int,
+                  payload = CASE WHEN channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
+            WHERE delivery_id = $1`,
+          [d.delivery_id, this.clock.now(), result.status],
+        );
         delivered++;
         if (d.attempts > 1) log.info({ status: result.status }, 'scheduled webhook delivered after a retry');
+        if (d.ordering_key) this.kickQueued(d.ordering_key);
       } catch (e) {
         failed++;
         const message = e instanceof Error ? e.message : String(e);
         // A refusal that will not change (no such webhook, not subscribed) is not retried.
         const final = d.attempts >= retry.maxAttempts || (isAppError(e) && !e.retryable && e.code !== 'unavailable' && e.code !== 'timeout');
         const delay = Math.min(retry.maxRetryMs, retry.firstRetryMs * 2 ** (d.attempts - 1));
+        const status = isAppError(e) && typeof e.details['status'] === 'number' ? e.details['status'] : null;
         await this.deps.pool.query(
-          `UPDATE automation.scheduled_deliveries SET status = $2, next_attempt_at = $3, last_error = $4, finished_at = CASE WHEN $2 = 'gave_up' THEN $5::timestamptz END
+          `UPDATE automation.scheduled_deliveries SET status = $2, next_attempt_at = $3, last_error = $4, finished_at = CASE WHEN $2 = 'gave_up' THEN $5::timestamptz END,
+                  response_status = coalesce($6::int, response_status),
+                  payload = CASE WHEN $2 = 'gave_up' AND channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
             WHERE delivery_id = $1`,
-          [d.delivery_id, final ? 'gave_up' : 'pending', new Date(this.clock.now().getTime() + delay), message.slice(0, 2000), this.clock.now()],
+          [d.delivery_id, final ? 'gave_up' : 'pending', new Date(this.clock.now().getTime() + delay), message.slice(0, 2000), this.clock.now(), status],
         );
         if (final) log.error({ err: e }, 'scheduled webhook given up');
         else log.warn({ err: message, retryInMs: delay }, 'scheduled webhook not delivered; will retry');
+        // The next of its ordering key may go now that this one is given up.
+        if (final && d.ordering_key) this.kickQueued(d.ordering_key);
       }
     }
     return { delivered, failed };
+  }
+
+  /**
+   * Queue a direct delivery (`queue_webhook`): recorded durably under its idempotency key, then
+   * sent at once in the background (in order within `ordering_key`) and, while unanswered,
+   * again by the scheduler (see `sendScheduledDeliveries`). The URL passes the egress guard
+   * now and at every send. A repeat of a key records nothing and returns the first record.
+   */
+  async queueWebhook(input: QueueWebhookInput & { correlationId?: string }): Promise<QueuedDelivery> {
+    let url: URL;
+    try {
+      url = new URL(input.url);
+    } catch {
+      throw new AppError('validation', `not a valid URL: ${input.url}`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AppError('validation', `the URL must be http or https: ${input.url}`);
+    if (url.username || url.password) throw new AppError('validation', 'the URL must not carry credentials (use token or authentication)');
+    const bytes = Buffer.byteLength(JSON.stringify(input.body));
+    if (bytes > QUEUED_BODY_MAX_BYTES) throw new AppError('validation', `the body is ${bytes} bytes; at most ${QUEUED_BODY_MAX_BYTES}`, { bytes, max: QUEUED_BODY_MAX_BYTES });
+    this.deps.guard.checkUrl(url);
+    await this.deps.guard.resolveChecked(url.hostname);
+    const payload: QueuedPayload = {
+      body: input.body,
+      content_type: input.content_type,
+      ...(input.token ? { token: input.token } : {}),
+      ...(input.authentication ? { authentication: input.authentication } : {}),
+    };
+    const now = this.clock.now();
+    const key = input.idempotency_key;
+    const inserted = await this.deps.pool.query(
+      `INSERT INTO automation.scheduled_deliveries (delivery_id, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at, ordering_key)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) ON CONFLICT (delivery_id) DO NOTHING RETURNING *`,
+      [key, input.format, url.toString(), input.event, JSON.stringify(payload), input.correlationId ?? key, now, input.ordering_key ?? null],
+    );
+    if (inserted.rowCount === 1) {
+      this.log.info({ correlationId: input.correlationId ?? key, deliveryId: key, orderingKey: input.ordering_key, event: input.event }, 'delivery queued');
+      this.kickQueued(input.ordering_key ?? null);
+      return { ...toQueued(inserted.rows[0]), deduplicated: false };
+    }
+    const r = await this.deps.pool.query(`SELECT * FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key]);
+    const row = r.rows[0] as Record<string, unknown> | undefined;
+    if (!row) throw new AppError('conflict', `delivery "${key}" vanished while it was queued; queue it again`, { delivery_id: key }, true);
+    if (row['channel'] !== input.format || row['webhook'] !== url.toString() || (row['ordering_key'] ?? null) !== (input.ordering_key ?? null)) {
+      throw new AppError('illegal_state', `idempotency key "${key}" was already used for a different delivery`, { delivery_id: key }, false);
+    }
+    return { ...toQueued(row), deduplicated: true };
+  }
+
+  /** Queued direct deliveries, newest first (no tokens or credentials). */
+  async listQueued(q: { ordering_key?: string | undefined; status?: string | undefined; limit: number }): Promise<QueuedDelivery[]> {
+    const r = await this.deps.pool.query(
+      `SELECT * FROM automation.scheduled_deliveries WHERE channel NOT IN ('webhook', 'email')
+          AND ($1::text IS NULL OR ordering_key = $1) AND ($2::text IS NULL OR status = $2)
+        ORDER BY seq DESC LIMIT $3`,
+      [q.ordering_key ?? null, q.status ?? null, q.limit],
+    );
+    return r.rows.map(toQueued);
+  }
+
+  /** Keys being sent by this process now, with whether another kick came meanwhile. */
+  private readonly kicking = new Map<string, { again: boolean }>();
+
+  /** Send what is due of an ordering key (or any unordered due row) now, in the background. */
+  private kickQueued(orderingKey: string | null): void {
+    const k = orderingKey ?? '';
+    const running = this.kicking.get(k);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const state = { again: false };
+    this.kicking.set(k, state);
+    void (async () => {
+      try {
+        do {
+          state.again = false;
+          // Unordered rows: one batch; ordered: each success kicks the next of the key.
+          await this.sendScheduledDeliveries(orderingKey ? 1 : 10, orderingKey ?? undefined);
+        } while (state.again);
+      } catch (e) {
+        this.log.warn({ err: e, orderingKey }, 'sending queued deliveries failed; the scheduler will retry');
+      } finally {
+        this.kicking.delete(k);
+      }
+    })();
+  }
+
+  /** Worst case of one round of sends: every attempt timed out, plus the backoff between them. */
+  private sendBudgetMs(): number {
+    const cfg = this.deliveryConfig();
+    return (cfg.retries + 1) * cfg.timeoutMs + cfg.retries * cfg.maxDelayMs;
+  }
+
+  /**
+   * One round of sends of a queued delivery: POST the body as it is, retried with backoff on
+   * network errors, 5xx, 408 and 429. A 2xx is delivered; another answer is a final refusal.
+   */
+  private async postQueued(url: string, p: QueuedPayload, deliveryId: string, event: string, log: Logger): Promise<{ status: number }> {
+    const cfg = this.deliveryConfig();
+    const again = (s: number) => s >= 500 || s === 408 || s === 429;
+    const policy = retry(
+      handleWhen((e) => isAppError(e) && e.retryable).orWhenResult((r) => again((r as SafeResponse).status)),
+      { maxAttempts: cfg.retries, backoff: new ExponentialBackoff({ initialDelay: cfg.initialDelayMs, maxDelay: cfg.maxDelayMs }) },
+    );
+    let sends = 0;
+    const sub = policy.onRetry((ev) => log.warn({ attempt: ev.attempt, delayMs: ev.delay, ...('error' in ev ? { err: ev.error } : { status: (ev.value as SafeResponse).status }) }, 'queued delivery failed, retrying'));
+    try {
+      const body = JSON.stringify(p.body);
+      const res = await policy.execute(() => {
+        sends += 1;
+        return safeHttpRequest(this.deps.guard, { method: 'POST', url, headers: queuedHeaders(deliveryId, p), body, timeoutMs: cfg.timeoutMs, maxBytes: 64 * 1024, maxRedirects: 0 });
+      });
+      if (res.status >= 200 && res.status < 300) {
+        log.info({ status: res.status, sends, event }, 'queued delivery delivered');
+        return { status: res.status };
+      }
+      const retryable = again(res.status);
+      throw new AppError(retryable ? 'unavailable' : 'illegal_state', `${url} answered ${res.status} after ${sends} sends`, { status: res.status, sends, delivery_id: deliveryId }, retryable);
+    } catch (e) {
+      if (isAppError(e) && !('sends' in e.details)) throw new AppError(e.code, `${e.message} (${sends} sends)`, { ...e.details, sends, delivery_id: deliveryId }, e.retryable);
+      throw e;
+    } finally {
+      sub.dispose();
+    }
   }
 
   private async claim(id: string, now: Date): Promise<{ schedule: Schedule; fireAt: Date; trigger?: TriggerRecord } | undefined> {

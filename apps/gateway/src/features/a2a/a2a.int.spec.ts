@@ -2,7 +2,6 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -22,7 +21,7 @@ import { startDispatcher, startWorkflowEngine, type DispatcherHandle, type Workf
 import { createGateway, type Gateway } from '../../index.js';
 import { AgentsFeatureModule } from '../agents/index.js';
 import { WorkflowsFeatureModule } from '../workflows/index.js';
-import { A2aFeatureModule, A2aPeer, DIRECTORY_EXTENSION_URI, NOTIFICATION_TOKEN_HEADER } from './index.js';
+import { A2aFeatureModule, A2aPeer, DIRECTORY_EXTENSION_URI } from './index.js';
 
 /**
  * The A2A peer through the official SDK's client, against the gateway on real PostgreSQL (demo
@@ -240,34 +239,6 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     const got = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: left.id, historyLength: undefined });
     assert.equal(got.status?.state, STATE.completed);
     assert.deepEqual(resultOf(got), { echo: 'left', slept_ms: 1_500 });
-  });
-
-  it('push notifications: the config is stored and each status change is POSTed with the token header', async () => {
-    const received: { token: string | undefined; body: any }[] = [];
-    const receiver = http.createServer((req, res) => {
-      let data = '';
-      req.on('data', (d) => (data += d));
-      req.on('end', () => {
-        received.push({ token: req.headers[NOTIFICATION_TOKEN_HEADER.toLowerCase()] as string | undefined, body: JSON.parse(data) });
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
-    try {
-      const c = await client('data_analyst', operator);
-      const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 300 } }), { returnImmediately: true }))) as Task;
-      const cfg = await c.createTaskPushNotificationConfig({ tenant: '', id: '', taskId: started.id, url, token: 'secret-token', authentication: undefined });
-      assert.ok(cfg.id);
-      const back = await c.getTaskPushNotificationConfig({ tenant: '', taskId: started.id, id: cfg.id });
-      assert.equal(back.url, url);
-      await until('the completed notification', () => received.some((n) => JSON.stringify(n.body).includes('COMPLETED')), 15_000);
-      assert.ok(received.every((n) => n.token === 'secret-token'));
-      // Configs are durable: a new table row, readable by id.
-      assert.equal((await pool.query(`select count(*)::int as n from gateway.a2a_push_configs where task_id = $1`, [started.id])).rows[0].n, 1);
-    } finally {
-      receiver.close();
-    }
   });
 
   it('auth: no key 401, a viewer may read but not send (403); a bad message is JSON-RPC -32602', async () => {

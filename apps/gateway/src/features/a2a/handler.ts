@@ -15,7 +15,8 @@ const FINAL_STATES: readonly number[] = [A2A_STATE.completed, A2A_STATE.failed, 
  * - a task no process follows any more (the gateway restarted while it ran) is brought up to
  *   date from the delegation or execution it maps to when it is read, canceled or resubscribed,
  *   and a cancel then cancels that work in Switchyard too;
- * - push notification URLs must pass the egress guard when they are set.
+ * - push notification URLs must pass the egress guard when they are set, and a task brought up
+ *   to date that way gets the notifications of its new state (keyed: never sent twice).
  */
 export class SwitchyardRequestHandler extends DefaultRequestHandler {
   readonly executor: WorkExecutor;
@@ -25,7 +26,7 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     private readonly tasks: PgTaskStore,
     private readonly backend: Backend,
     pushStore: PgPushNotificationStore,
-    push: PushDelivery,
+    private readonly push: PushDelivery,
     private readonly guard: EgressGuard,
     log: Logger,
   ) {
@@ -113,6 +114,13 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
       artifacts: w.state === 'completed' ? [resultArtifact(w.result)] : task.artifacts,
     };
     await this.tasks.save(updated, context);
+    // The events no process published: pushed now. One a stopped gateway handed over already has the same key and is not sent again.
+    const ids = { taskId: task.id, contextId: task.contextId };
+    if (w.state === 'completed') {
+      const artifact = updated.artifacts[0]!;
+      void this.push.send({ payload: { $case: 'artifactUpdate', value: { ...ids, artifact, append: false, lastChunk: true, metadata: undefined } } }, context, updated);
+    }
+    void this.push.send({ payload: { $case: 'statusUpdate', value: { ...ids, status: updated.status, metadata: undefined } } }, context, updated);
     return updated;
   }
 }

@@ -11,6 +11,7 @@ import { AUTH_FAILED, type AuthRequest } from '../../security/middleware.js';
 import { roleSatisfies, roleSchema, type Role } from '../../security/roles.js';
 import { GATEWAY_OPTIONS, LOGGER, PG_POOL, type ResolvedGatewayOptions } from '../../tokens.js';
 import { AgentsClient } from '../agents/agents.client.js';
+import { McpGatewayClient } from '../mcp/mcp-client.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import { AgentBackend, CapabilitiesCache, WorkflowBackend } from './backends.js';
 import { A2A_BASE, agentSkills, buildCard, CARD_PATH, cardUrl, DIRECTORY_EXTENSION_URI, endpointUrl, exampleFromSchema, WORKFLOWS_ENDPOINT, type SkillSource } from './cards.js';
@@ -21,8 +22,9 @@ import { migrateA2a, PgPushNotificationStore, PgTaskStore } from './store.js';
 
 /** Options of the A2A feature (`A2aFeatureModule.withOptions`). */
 export interface A2aFeatureOptions {
-  /** Egress policy for push notification URLs. Default EGRESS_ALLOW_HOSTS / EGRESS_ALLOW_CIDRS. */
+  /** Egress policy for push notification URLs when a config is set. Default EGRESS_ALLOW_HOSTS / EGRESS_ALLOW_CIDRS. */
   readonly egress?: EgressPolicy;
+  /** Hand-off of push notifications to the automation server (which delivers and retries them). */
   readonly push?: PushDeliveryOptions;
 }
 export const A2A_FEATURE_OPTIONS = Symbol.for('switchyard.gateway.a2aFeatureOptions');
@@ -82,22 +84,27 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     private readonly agents: AgentsClient,
     private readonly workflows: WorkflowsService,
     private readonly commands: CommandBus,
+    mcp: McpGatewayClient,
     @Inject(A2A_FEATURE_OPTIONS) featureOptions: A2aFeatureOptions,
   ) {
     this.log = logger.child({ component: 'a2a' });
     this.caps = new CapabilitiesCache(agents);
     this.guard = new EgressGuard(featureOptions.egress ?? egressPolicyFromEnv());
     this.pushStore = new PgPushNotificationStore(pool);
-    this.push = new PushDelivery(this.pushStore, this.guard, this.log.child({ part: 'push' }), featureOptions.push);
+    this.push = new PushDelivery(this.pushStore, mcp, this.log.child({ part: 'push' }), featureOptions.push);
   }
 
   async onModuleInit(): Promise<void> {
     await migrateA2a(this.pool);
   }
 
-  /** Stop following running tasks; their work goes on in Switchyard and the next read of each catches up. */
-  onModuleDestroy(): void {
+  /**
+   * Stop following running tasks (their work goes on in Switchyard and the next read of each
+   * catches up), then wait for push notifications still being handed to the automation server.
+   */
+  async onModuleDestroy(): Promise<void> {
     for (const ep of this.endpoints.values()) ep.handler.executor.stop();
+    await this.push.drain();
   }
 
   /** The built-in agents (served by this system over NATS); external agents are not re-exported. */
