@@ -82,7 +82,14 @@ export class Proc {
     };
     this.proc.stdout!.on('data', onData);
     this.proc.stderr!.on('data', onData);
-    this.exited = new Promise((r) => this.proc.once('exit', (code) => r(code)));
+    // A spawn that fails (node missing, EMFILE) emits 'error' and maybe no 'exit': end it as exited.
+    this.exited = new Promise((r) => {
+      this.proc.once('exit', (code) => r(code));
+      this.proc.once('error', (err) => {
+        this.output += `\nspawn failed: ${err.message}`;
+        r(null);
+      });
+    });
   }
   get alive(): boolean {
     return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null;
