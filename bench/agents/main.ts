@@ -144,26 +144,32 @@ try {
     ['tasks.execute (NATS)', viaTasks, CONCURRENCY],
     ['gateway delegate?wait=true (HTTP)', viaGateway, CONCURRENCY],
   ] as const) {
+    // Costs per task one at a time (no group commit can share them) and with `inFlight` at once.
     const before = { ...io };
     const sqlBefore = { ...sql };
     const lat = await sequential(name, fn);
+    const mid = { ...io };
+    const sqlMid = { ...sql };
     const tps = await concurrent(fn, inFlight);
     const load = os.loadavg()[0]!;
-    const n = WARMUP + TASKS + CONCURRENT_TASKS;
-    const per = (k: keyof typeof io) => ((io[k] - before[k]) / n).toFixed(2);
-    const perSql = (k: keyof typeof sql) => ((sql[k] - sqlBefore[k]) / n).toFixed(1);
+    const per = (k: keyof typeof io, a: typeof io, b: typeof io, n: number) => ((b[k] - a[k]) / n).toFixed(2);
+    const perSql = (k: keyof typeof sql, a: typeof sql, b: typeof sql, n: number) => ((b[k] - a[k]) / n).toFixed(1);
     const direct = name.startsWith('agent direct');
+    const ioCell = (a: typeof io, b: typeof io, n: number) => `${per('appends', a, b, n)} / ${per('events', a, b, n)} / ${per('reads', a, b, n)}`;
+    const sqlCell = (a: typeof sql, b: typeof sql, n: number) =>
+      `${perSql('statements', a, b, n)} / ${perSql('transactions', a, b, n)} / ${perSql('appends', a, b, n)} / ${perSql('slots', a, b, n)}`;
     rows.push({
       ...lat,
       inFlight,
       tps,
       load,
-      store: direct ? '-' : `${per('appends')} / ${per('events')} / ${per('reads')}`,
-      sql: direct ? '-' : `${perSql('statements')} / ${perSql('transactions')} / ${perSql('appends')} / ${perSql('slots')}`,
+      store: direct ? '-' : `${ioCell(before, mid, WARMUP + TASKS)} ; ${ioCell(mid, io, CONCURRENT_TASKS)}`,
+      sql: direct ? '-' : `${sqlCell(sqlBefore, sqlMid, WARMUP + TASKS)} ; ${sqlCell(sqlMid, sql, CONCURRENT_TASKS)}`,
     });
   }
   console.log(`# delegation overhead, noop task (sleep_ms 0); ${TASKS} sequential, then ${CONCURRENT_TASKS} with ${CONCURRENCY} in flight`);
   console.log(`# ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
+  console.log('# per task, one at a time ; with the in-flight count at once');
   console.log('| path | p50 ms | p99 ms | max ms | in flight | tasks/s | load (1 min) | appends / events / stream reads per task | SQL statements / transactions / append_batch / slot statements per task |');
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(2)} | ${r.inFlight} | ${r.tps.toFixed(0)} | ${r.load.toFixed(2)} | ${r.store} | ${r.sql} |`);
