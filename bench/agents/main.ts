@@ -2,7 +2,7 @@
  * Delegation overhead: what the delegation path costs on top of the agent's own work, measured
  * with the benchmark-only `noop` task type (sleep_ms 0: the agent does nothing). Three layers:
  *   1. agent direct     NATS request to one agent instance's execute subject
- *   2. tasks.execute    NATS request to the dispatcher (submit+assign, start, complete: 3 appends, no stream read)
+ *   2. tasks.execute    NATS request to the dispatcher (submit+assign, start+complete: 2 appends, no stream read)
  *   3. gateway          HTTP POST /api/v1/integration/agents/delegate?wait=true -> dispatcher -> agent
  *                       (auth on: an operator API key, as a client in production sends it)
  * Sequential requests give latency p50/p99; then BENCH_CONCURRENCY requests in flight give tasks/s.
@@ -181,6 +181,13 @@ try {
   console.log(`| gateway delegate?wait=true p50 | ${gateway.p50.toFixed(2)} ms | ${base.p50.toFixed(2)} ms | ${(gateway.p50 / base.p50).toFixed(1)}x | 2 ms |`);
   console.log(`| tasks.execute p50 | ${tasks.p50.toFixed(2)} ms | ${base.p50.toFixed(2)} ms | ${(tasks.p50 / base.p50).toFixed(1)}x | - |`);
   console.log(`| tasks.execute tasks/s at ${tasks.inFlight} in flight | ${tasks.tps.toFixed(0)} | ${base.tps.toFixed(0)} | ${(tasks.tps / base.tps).toFixed(2)}x | 1500 |`);
+  // One call as a client sees it, for the documentation.
+  const sample = await fetch(`${url}/api/v1/integration/agents/delegate?wait=true`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${operatorKey}` },
+    body: JSON.stringify({ task_type: 'noop', context: { echo: 'hello' }, priority: 'normal' }),
+  });
+  console.log(`\n# POST /api/v1/integration/agents/delegate?wait=true {"task_type":"noop","context":{"echo":"hello"},"priority":"normal"} -> ${sample.status}\n# ${await sample.text()}`);
   if (Math.max(...rows.map((r) => r.load)) > 3) console.log('# load average above 3 during the run: figures are noisy; run again on a quieter machine');
 } finally {
   await gw.close();
