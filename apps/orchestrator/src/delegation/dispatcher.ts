@@ -1312,6 +1312,8 @@ export class Dispatcher {
     run.started = true;
     run.noticedAt = new Date().toISOString();
     setImmediate(() => {
+      // Ended meanwhile another way (deadline, cancel, instance lost): the decider would ignore a start after that end.
+      if (run.done) run.startTaken = true;
       if (!this.takeStart(run)) return;
       void this.exec(taskId, this.startCommand(run)).catch((err) => this.log.warn({ err, taskId }, 'recording a start failed'));
     });
