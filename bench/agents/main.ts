@@ -2,14 +2,18 @@
  * Delegation overhead: what the delegation path costs on top of the agent's own work, measured
  * with the benchmark-only `noop` task type (sleep_ms 0: the agent does nothing). Three layers:
  *   1. agent direct     NATS request to one agent instance's execute subject
- *   2. tasks.execute    NATS request to the dispatcher (submit+assign, start, complete: 3 appends, no stream read)
+ *   2. tasks.execute    NATS request to the dispatcher (submit+assign, start+complete: 2 appends, no stream read)
  *   3. gateway          HTTP POST /api/v1/integration/agents/delegate?wait=true -> dispatcher -> agent
+ *                       (auth on: an operator API key, as a client in production sends it)
  * Sequential requests give latency p50/p99; then BENCH_CONCURRENCY requests in flight give tasks/s.
+ * Per task it also counts the PostgreSQL statements of the whole process (dispatcher, projections,
+ * event store, leases), the transactions they commit, and those on the shared slot table.
  * Uses TEST_DATABASE_URL / TEST_NATS_URL when set, else starts its own PostgreSQL and nats-server.
  *
  *   node bench/agents/dist/main.js
  *   BENCH_TASKS=500 BENCH_CONCURRENCY=32 node bench/agents/dist/main.js
  */
+import os from 'node:os';
 import pg from 'pg';
 import { z } from 'zod';
 import { closeNats, connectNats, request } from '@switchyard/messaging';
@@ -51,6 +55,26 @@ async function concurrent(once: () => Promise<unknown>, inFlight: number) {
   return CONCURRENT_TASKS / ((performance.now() - t) / 1000);
 }
 
+// Every statement any pool of this process sends, by what it touches; transactions = commits of
+// explicit ones + statements outside them (each its own implicit commit).
+const sql = { statements: 0, transactions: 0, appends: 0, slots: 0, leases: 0 };
+const inTx = new WeakSet<object>();
+const clientQuery = pg.Client.prototype.query as (...a: unknown[]) => unknown;
+pg.Client.prototype.query = function (this: object, ...args: unknown[]) {
+  const first = args[0];
+  const text = (typeof first === 'string' ? first : ((first as { text?: string } | undefined)?.text ?? '')).trim().toLowerCase();
+  sql.statements++;
+  if (text.startsWith('begin')) inTx.add(this);
+  else if (text.startsWith('commit') || text.startsWith('rollback')) {
+    inTx.delete(this);
+    sql.transactions++;
+  } else if (!inTx.has(this)) sql.transactions++;
+  if (text.includes('append_batch')) sql.appends++;
+  if (text.includes('.assignments') || text.includes('slot')) sql.slots++;
+  if (text.includes('dispatcher_leases')) sql.leases++;
+  return clientQuery.apply(this, args);
+} as never;
+
 const pool = new pg.Pool({ connectionString: await freshDatabase('bench_agents'), max: 16 });
 // Idle connections see the server stop at the very end; that is not an error of the bench.
 pool.on('error', () => undefined);
@@ -79,11 +103,22 @@ const counted: typeof store = new Proxy(store, {
   },
 });
 const dispatcher = await startDispatcher({ store: counted, nats: nc, pool, logger, discoveryWaitMs: 200 });
+let printAdmin: (key: string) => void = () => undefined;
+const adminKeyPrinted = new Promise<string>((resolve) => (printAdmin = resolve));
 const gw = await createGateway(
   { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
-  { modules: [AgentsFeatureModule] },
+  { modules: [AgentsFeatureModule], auth: { enabled: true, printAdminKey: (k: string) => printAdmin(k) } },
 );
 const { url } = await gw.listen(0, '127.0.0.1');
+// The gateway's delegate route as a client calls it: auth on, an operator key.
+const adminKey = await adminKeyPrinted;
+const created = await fetch(`${url}/api/v1/admin/api-keys`, {
+  method: 'POST',
+  headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+  body: JSON.stringify({ name: 'bench-operator', role: 'operator' }),
+});
+if (created.status !== 201) throw new Error(`creating an operator key answered ${created.status}: ${await created.text()}`);
+const operatorKey = ((await created.json()) as { key: string }).key;
 
 const reply = z.object({ result: z.unknown() }).loose();
 const direct = () =>
@@ -93,7 +128,7 @@ const viaTasks = () =>
 const viaGateway = async () => {
   const res = await fetch(`${url}/api/v1/integration/agents/delegate?wait=true`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${operatorKey}` },
     body: JSON.stringify({ task_type: 'noop', context: {}, priority: 'normal' }),
   });
   if (res.status !== 200) throw new Error(`delegate answered ${res.status}: ${await res.text()}`);
@@ -109,17 +144,51 @@ try {
     ['tasks.execute (NATS)', viaTasks, CONCURRENCY],
     ['gateway delegate?wait=true (HTTP)', viaGateway, CONCURRENCY],
   ] as const) {
+    // Costs per task one at a time (no group commit can share them) and with `inFlight` at once.
     const before = { ...io };
+    const sqlBefore = { ...sql };
     const lat = await sequential(name, fn);
+    const mid = { ...io };
+    const sqlMid = { ...sql };
     const tps = await concurrent(fn, inFlight);
-    const n = WARMUP + TASKS + CONCURRENT_TASKS;
-    const per = (k: keyof typeof io) => ((io[k] - before[k]) / n).toFixed(2);
-    rows.push({ ...lat, inFlight, tps, store: name.startsWith('agent direct') ? '-' : `${per('appends')} / ${per('events')} / ${per('reads')}` });
+    const load = os.loadavg()[0]!;
+    const per = (k: keyof typeof io, a: typeof io, b: typeof io, n: number) => ((b[k] - a[k]) / n).toFixed(2);
+    const perSql = (k: keyof typeof sql, a: typeof sql, b: typeof sql, n: number) => ((b[k] - a[k]) / n).toFixed(1);
+    const direct = name.startsWith('agent direct');
+    const ioCell = (a: typeof io, b: typeof io, n: number) => `${per('appends', a, b, n)} / ${per('events', a, b, n)} / ${per('reads', a, b, n)}`;
+    const sqlCell = (a: typeof sql, b: typeof sql, n: number) =>
+      `${perSql('statements', a, b, n)} / ${perSql('transactions', a, b, n)} / ${perSql('appends', a, b, n)} / ${perSql('slots', a, b, n)}`;
+    rows.push({
+      ...lat,
+      inFlight,
+      tps,
+      load,
+      store: direct ? '-' : `${ioCell(before, mid, WARMUP + TASKS)} ; ${ioCell(mid, io, CONCURRENT_TASKS)}`,
+      sql: direct ? '-' : `${sqlCell(sqlBefore, sqlMid, WARMUP + TASKS)} ; ${sqlCell(sqlMid, sql, CONCURRENT_TASKS)}`,
+    });
   }
   console.log(`# delegation overhead, noop task (sleep_ms 0); ${TASKS} sequential, then ${CONCURRENT_TASKS} with ${CONCURRENCY} in flight`);
-  console.log('| path | p50 ms | p99 ms | max ms | in flight | tasks/s | appends / events / stream reads per task |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|');
-  for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(2)} | ${r.inFlight} | ${r.tps.toFixed(0)} | ${r.store} |`);
+  console.log(`# ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
+  console.log('# per task, one at a time ; with the in-flight count at once');
+  console.log('| path | p50 ms | p99 ms | max ms | in flight | tasks/s | load (1 min) | appends / events / stream reads per task | SQL statements / transactions / append_batch / slot statements per task |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(2)} | ${r.inFlight} | ${r.tps.toFixed(0)} | ${r.load.toFixed(2)} | ${r.store} | ${r.sql} |`);
+  // Targets as ratios to the baseline of this run (the agent direct over NATS): absolute figures move with the machine.
+  const [base, tasks, gateway] = rows as [(typeof rows)[number], (typeof rows)[number], (typeof rows)[number]];
+  console.log('');
+  console.log('| measure | this run | baseline (agent direct) | ratio to baseline | target (quiet machine) |');
+  console.log('|---|---:|---:|---:|---:|');
+  console.log(`| gateway delegate?wait=true p50 | ${gateway.p50.toFixed(2)} ms | ${base.p50.toFixed(2)} ms | ${(gateway.p50 / base.p50).toFixed(1)}x | 2 ms |`);
+  console.log(`| tasks.execute p50 | ${tasks.p50.toFixed(2)} ms | ${base.p50.toFixed(2)} ms | ${(tasks.p50 / base.p50).toFixed(1)}x | - |`);
+  console.log(`| tasks.execute tasks/s at ${tasks.inFlight} in flight | ${tasks.tps.toFixed(0)} | ${base.tps.toFixed(0)} | ${(tasks.tps / base.tps).toFixed(2)}x | 1500 |`);
+  // One call as a client sees it, for the documentation.
+  const sample = await fetch(`${url}/api/v1/integration/agents/delegate?wait=true`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${operatorKey}` },
+    body: JSON.stringify({ task_type: 'noop', context: { echo: 'hello' }, priority: 'normal' }),
+  });
+  console.log(`\n# POST /api/v1/integration/agents/delegate?wait=true {"task_type":"noop","context":{"echo":"hello"},"priority":"normal"} -> ${sample.status}\n# ${await sample.text()}`);
+  if (Math.max(...rows.map((r) => r.load)) > 3) console.log('# load average above 3 during the run: figures are noisy; run again on a quieter machine');
 } finally {
   await gw.close();
   await dispatcher.stop();

@@ -147,7 +147,7 @@ export class AgentRuntime {
       if (controller.signal.reason === 'superseded') throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
       this.counters.completed++;
       const duration = Date.now() - entry.startedAt;
-      log.info({ ms: duration }, 'agent task completed');
+      log.debug({ ms: duration }, 'agent task completed'); // per task: debug, as logging is a measurable part of a short task's cost
       return { task_id: req.task_id, agent: this.agent, instance: this.instanceId, result, duration_ms: duration };
     } catch (err) {
       if (controller.signal.reason === 'canceled') {

@@ -5,7 +5,7 @@ import { aliasesOf, codeOfStatus, resolveTaskType, serviceSubject, TASK_TYPE_ALI
 import { aggregateStream, FencedError, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore, type Fence } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
-import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, isAppError, isConnectionError, migrateUnderLock, newId, withTransaction, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
+import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, isAppError, isConnectionError, migrateUnderLock, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
   externalAgentSchema,
@@ -166,6 +166,10 @@ interface Run {
   done: boolean;
   /** The agent said it started (its best-effort notice arrived). */
   started?: boolean;
+  /** When the notice arrived (the TaskStarted's time, even when it is appended with the completion). */
+  noticedAt?: string;
+  /** The StartTask of the notice has been handed to exec (alone, or with the completion). */
+  startTaken?: boolean;
 }
 
 /** A command to decide right after another, in the same append; `undo` releases what was reserved for it when it is not appended. */
@@ -235,6 +239,9 @@ export class Dispatcher {
   /** Callers following a task's wait for an agent (see watchProgress). */
   private readonly progressWatchers = new Map<string, Set<(state: 'queued' | 'started') => void>>();
   private readonly assigning = new Set<string>();
+  /** Slot releases waiting for the one in flight (see releaseSlot). */
+  private readonly releases: { readonly taskId: string; readonly assignment: number; readonly done: () => void }[] = [];
+  private releasing: Promise<void> | undefined;
   private readonly schemas: Record<string, z.ZodType>;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly background = new Set<Promise<unknown>>();
@@ -365,6 +372,8 @@ export class Dispatcher {
     }
     this.runs.clear();
     await Promise.allSettled([...this.locks.values()]);
+    // Slots given back by the last attempts go before the pool may close (a failure stops the retries now).
+    while (this.releasing) await this.releasing;
     for (const [taskId, set] of this.waiters) {
       for (const w of set) w.reject(new AppError('unavailable', 'dispatcher stopped before the task ended; ask again', { task_id: taskId }));
     }
@@ -395,6 +404,29 @@ export class Dispatcher {
     // Another dispatcher owns the task's partition: record the submission; the owner takes it from the log.
     if (!this.accepting(taskId)) return this.submitForeign(taskId, taskType, alias, req, correlationId);
     this.correlation.set(taskId, correlationId);
+    // A fast task may end before this reply is made (a queue pass placed it, it ran): its end state is kept here, not read back.
+    let ended: ExistingTaskState | undefined;
+    const endWatch = { resolve: (s: ExistingTaskState) => void (ended = s), reject: () => undefined };
+    let endWatchers = this.waiters.get(taskId);
+    if (!endWatchers) this.waiters.set(taskId, (endWatchers = new Set()));
+    endWatchers.add(endWatch);
+    try {
+      return await this.submitOwn(taskId, taskType, alias, req, correlationId, () => ended);
+    } finally {
+      const set = this.waiters.get(taskId);
+      set?.delete(endWatch);
+      if (set?.size === 0) this.waiters.delete(taskId);
+    }
+  }
+
+  private async submitOwn(
+    taskId: string,
+    taskType: string,
+    alias: string | undefined,
+    req: SubmitRequest,
+    correlationId: string,
+    ended: () => ExistingTaskState | undefined,
+  ): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
     // 3a. When nothing else is waiting (so no task is overtaken) and an instance is free, the
     // assignment is decided with the submission and appended with it: one write instead of two.
     // Working by partitions, the instance's shared slot is reserved first (it needs a round trip).
@@ -446,13 +478,13 @@ export class Dispatcher {
     if (placed && r.state.status !== 'assigned') placed = undefined;
     unreserve();
     const duplicate = r.events.length === 0;
-    if (!duplicate) this.log.info({ correlationId, taskId, taskType, ...(alias !== undefined ? { alias } : {}), priority: req.priority }, 'task submitted');
+    if (!duplicate) this.log.debug({ correlationId, taskId, taskType, ...(alias !== undefined ? { alias } : {}), priority: req.priority }, 'task submitted');
     if (placed && r.state.status === 'assigned') this.launch(r.state, placed);
     // 3b. Otherwise a pass over the queue may place it, so the answer can name the agent; but
     // the reply waits for it only briefly: under load a pass (and the passes it coalesces with)
     // can take longer than the caller waits, and the task is recorded already.
     else if (!duplicate) await this.placeSoon();
-    const state = (this.active.get(taskId) ?? (await this.load(taskId))) as ExistingTaskState;
+    const state = (this.active.get(taskId) ?? ended() ?? (await this.load(taskId))) as ExistingTaskState;
     const view = taskViewOf(state);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
   }
@@ -531,39 +563,65 @@ export class Dispatcher {
     const fence = o.fence(p);
     if (!fence) return 'fenced';
     const agentLimit = this.opts.agentConcurrency?.[inst.agent] ?? 2_147_483_647;
-    const s = this.schema;
-    return withTransaction(this.opts.pool, async (c) => {
-      await c.query('select pg_advisory_xact_lock(hashtext($1))', [`${s}.slots.${inst.agent}`]);
-      const lease = await c.query<{ epoch: string; owner: string | null }>(`select epoch, owner from ${s}.dispatcher_leases where partition = $1 for share`, [p]);
-      if (Number(lease.rows[0]?.epoch) !== fence.epoch || lease.rows[0]?.owner !== o.memberId) return 'fenced';
-      const n = await c.query<{ agent: string; inst: string }>(
-        `select count(*) as agent, count(*) filter (where instance = $2) as inst from ${s}.assignments where agent = $1 and task_id <> $3`,
-        [inst.agent, inst.instance, taskId],
-      );
-      if (Number(n.rows[0]!.agent) >= agentLimit) return 'agent_full';
-      if (Number(n.rows[0]!.inst) >= inst.maxConcurrency) return 'instance_full';
-      const ins = await c.query(
-        `insert into ${s}.assignments (task_id, assignment, agent, instance, partition, epoch, dispatcher) values ($1, $2, $3, $4, $5, $6, $7)
-         on conflict (task_id) do update set assignment = excluded.assignment, agent = excluded.agent, instance = excluded.instance,
-           epoch = excluded.epoch, dispatcher = excluded.dispatcher, assigned_at = now()
-         where ${s}.assignments.assignment < excluded.assignment or ${s}.assignments.epoch < excluded.epoch`,
-        [taskId, assignment, inst.agent, inst.instance, p, fence.epoch, o.memberId],
-      );
-      return ins.rowCount === 1 ? 'ok' : 'instance_full';
-    }).catch((err) => {
-      this.log.warn({ err, taskId }, 'reserving an agent slot failed');
-      return 'fenced' as const;
+    // One statement (reserve_slot, leases.ts): the lock is held for the function's run, not for five round trips.
+    return this.opts.pool
+      .query<{ r: 'ok' | 'agent_full' | 'instance_full' | 'fenced' }>(`select ${this.schema}.reserve_slot($1, $2, $3, $4, $5, $6, $7, $8, $9) as r`, [
+        taskId,
+        assignment,
+        inst.agent,
+        inst.instance,
+        p,
+        fence.epoch,
+        o.memberId,
+        agentLimit,
+        inst.maxConcurrency,
+      ])
+      .then((res) => res.rows[0]!.r)
+      .catch((err) => {
+        this.log.warn({ err, taskId }, 'reserving an agent slot failed');
+        return 'fenced' as const;
+      });
+  }
+
+  /**
+   * Give an attempt's slot back (a conditional delete: only our own row of that attempt).
+   * Releases group: while one delete is in flight the next ones wait and go together in one
+   * statement, so concurrent tasks ending cost one round trip and one commit between them.
+   */
+  private releaseSlot(taskId: string, assignment: number): Promise<void> {
+    if (!this.opts.ownership) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.releases.push({ taskId, assignment, done: resolve });
+      this.flushReleases();
     });
   }
 
-  /** Give an attempt's slot back (a conditional delete: only our own row of that attempt). */
-  private async releaseSlot(taskId: string, assignment: number): Promise<void> {
-    if (!this.opts.ownership) return;
+  private flushReleases(): void {
+    if (this.releasing || this.releases.length === 0 || !this.opts.ownership) return;
     const memberId = this.opts.ownership.memberId;
-    // Retried through a database outage: a slot row left behind would hold one of the agent's slots for good.
-    await this.untilRecorded(taskId, 'releasing an agent slot', this.log, () =>
-      this.opts.pool.query(`delete from ${this.schema}.assignments where task_id = $1 and assignment = $2 and dispatcher = $3`, [taskId, assignment, memberId]),
-    ).catch((err) => this.log.warn({ err, taskId }, 'releasing an agent slot failed; the next owner of the partition clears it'));
+    const batch = this.releases.splice(0, 500);
+    const del = (rows: readonly { taskId: string; assignment: number }[]) =>
+      // Retried through a database outage: a slot row left behind would hold one of the agent's slots for good.
+      this.untilRecorded(rows[0]!.taskId, 'releasing agent slots', this.log, () =>
+        this.opts.pool.query(
+          `delete from ${this.schema}.assignments a using unnest($1::text[], $2::int[]) as r(task_id, assignment)
+            where a.task_id = r.task_id and a.assignment = r.assignment and a.dispatcher = $3`,
+          [rows.map((r) => r.taskId), rows.map((r) => r.assignment), memberId],
+        ),
+      );
+    this.releasing = (async () => {
+      try {
+        await del(batch);
+      } catch (err) {
+        // A SQL error (say a deadlock with a takeover's delete) rolled the whole batch back: one by one, so one row cannot keep the others.
+        if (batch.length === 1 || isConnectionError(err)) this.log.warn({ err, tasks: batch.length }, 'releasing agent slots failed; the next owner of the partition clears them');
+        else for (const r of batch) await del([r]).catch((e) => this.log.warn({ err: e, taskId: r.taskId }, 'releasing an agent slot failed; the next owner of the partition clears it'));
+      } finally {
+        for (const r of batch) r.done();
+        this.releasing = undefined;
+        this.flushReleases();
+      }
+    })();
   }
 
   /**
@@ -693,8 +751,12 @@ export class Dispatcher {
     };
   }
 
-  /** Resolve when the task has ended (completed, failed, canceled, timed out). */
-  async waitForEnd(taskId: string): Promise<ExistingTaskState> {
+  /**
+   * Resolve when the task has ended (completed, failed, canceled, timed out). `seen`: the state
+   * the caller's submit just returned; an ended one is the answer, with no read.
+   */
+  async waitForEnd(taskId: string, seen?: ExistingTaskState): Promise<ExistingTaskState> {
+    if (seen && isTerminal(seen)) return seen;
     // Register first, then look: an end that lands in between is not missed.
     const done = new Promise<ExistingTaskState>((resolve, reject) => {
       let set = this.waiters.get(taskId);
@@ -1125,22 +1187,30 @@ export class Dispatcher {
     const remaining = Math.max(0, Date.parse(s.deadline) - Date.now());
     run.timer = setTimeout(() => void this.onDeadline(run), remaining);
     const log = this.log.child({ correlationId: this.cid(s.task_id), taskId: s.task_id, agent: inst.agent, instance: inst.instance, assignment: s.assignment });
-    log.info({ taskType: s.task_type, attempt: s.attempts + 1 }, 'task assigned');
+    // Per task at debug: at info, logging is a measurable part of a short task's cost.
+    log.debug({ taskType: s.task_type, attempt: s.attempts + 1 }, 'task assigned');
     void (async () => {
       try {
         const result =
           inst.kind === 'nats' ? await this.callNats(s, inst, remaining) : inst.a2aCardUrl ? await this.callA2a(s, inst, run.controller.signal) : await this.callHttp(s, inst, run.controller.signal);
         if (run.done) return; // given up already (deadline, cancel, instance lost): a late result is ignored
+        // A start notice not recorded yet goes in the completion's append.
+        const withStart = this.takeStart(run);
         this.finishRun(run);
         this.registry.recordSuccess(inst);
+        const complete: TaskCommand = { type: 'CompleteTask', data: { assignment: s.assignment, result }, metadata: this.meta(s.task_id) };
         // The result lives only in this process until it is appended: keep trying through a
         // database outage (a PostgreSQL restart), or the task would stay assigned for good.
-        await this.untilRecorded(s.task_id, 'recording a completion', log, () =>
-          this.exec(s.task_id, { type: 'CompleteTask', data: { assignment: s.assignment, result }, metadata: this.meta(s.task_id) }),
-        );
-        log.info({}, 'task completed');
+        await this.untilRecorded(s.task_id, 'recording a completion', log, async () => {
+          if (!withStart) return this.exec(s.task_id, complete);
+          const r = await this.exec(s.task_id, this.startCommand(run), () => ({ command: complete, undo: () => undefined }));
+          // The follow-up goes only with a fast-path append; otherwise the completion goes alone.
+          return r.events.some((e) => e.type === 'TaskCompleted') ? r : this.exec(s.task_id, complete);
+        });
+        log.debug({}, 'task completed');
       } catch (err) {
         if (run.done) return;
+        if (this.takeStart(run)) void this.exec(s.task_id, this.startCommand(run)).catch((e) => log.warn({ err: e }, 'recording a start failed'));
         this.finishRun(run);
         await this.untilRecorded(s.task_id, 'recording a failed attempt', log, () => this.attemptFailed(s, inst, asAppError(err), log)).catch((e) =>
           log.error({ err: e }, 'recording a failed attempt failed'),
@@ -1231,13 +1301,33 @@ export class Dispatcher {
     void this.cancelOnInstance(run.inst, run.taskId, 'deadline');
   }
 
-  private async onStarted(taskId: string, assignment: number): Promise<void> {
+  /**
+   * The agent's start notice. Recorded on the next turn of the event loop rather than at once: a
+   * fast task's result often arrives in the same read from NATS, and then TaskStarted goes in the
+   * completion's append (one write instead of two). Either way it is recorded once, in order.
+   */
+  private onStarted(taskId: string, assignment: number): void {
     const run = this.runs.get(taskId);
     if (!run || run.assignment !== assignment || run.done) return;
     run.started = true;
-    await this.exec(taskId, { type: 'StartTask', data: { assignment }, metadata: this.meta(taskId) }).catch((err) =>
-      this.log.warn({ err, taskId }, 'recording a start failed'),
-    );
+    run.noticedAt = new Date().toISOString();
+    setImmediate(() => {
+      // Ended meanwhile another way (deadline, cancel, instance lost): the decider would ignore a start after that end.
+      if (run.done) run.startTaken = true;
+      if (!this.takeStart(run)) return;
+      void this.exec(taskId, this.startCommand(run)).catch((err) => this.log.warn({ err, taskId }, 'recording a start failed'));
+    });
+  }
+
+  /** True once for a run whose start notice arrived and is not recorded yet: the caller records it. */
+  private takeStart(run: Run): boolean {
+    if (!run.started || run.startTaken) return false;
+    run.startTaken = true;
+    return true;
+  }
+
+  private startCommand(run: Run): TaskCommand {
+    return { type: 'StartTask', data: { assignment: run.assignment }, metadata: { ...this.meta(run.taskId), timestamp: run.noticedAt ?? new Date().toISOString() } };
   }
 
   /**

@@ -29,7 +29,37 @@ export const dispatcherLeaseTablesSql = (schema: string): string => `
     epoch bigint not null,
     dispatcher text not null,
     assigned_at timestamptz not null default now());
-  create index if not exists assignments_agent on ${schema}.assignments (agent, instance);`;
+  create index if not exists assignments_agent on ${schema}.assignments (agent, instance);
+  -- One attempt's slot in one statement (one round trip, one commit), the per-agent lock held
+  -- only while the function runs: the agent's and the instance's running attempts of every
+  -- dispatcher are counted against their limits, and only under the caller's current lease
+  -- epoch (the lease row read FOR SHARE: a takeover waits for this commit, or this sees its epoch).
+  create or replace function ${schema}.reserve_slot(p_task text, p_assignment int, p_agent text, p_instance text,
+    p_partition int, p_epoch bigint, p_member text, p_agent_limit bigint, p_instance_limit bigint)
+  returns text language plpgsql volatile as $fn$
+  declare
+    v_epoch bigint;
+    v_owner text;
+    v_agent bigint;
+    v_inst bigint;
+    v_n int;
+  begin
+    perform pg_advisory_xact_lock(hashtext('${schema}.slots.' || p_agent));
+    select l.epoch, l.owner into v_epoch, v_owner from ${schema}.dispatcher_leases l where l.partition = p_partition for share;
+    if v_epoch is distinct from p_epoch or v_owner is distinct from p_member then return 'fenced'; end if;
+    select count(*), count(*) filter (where a.instance = p_instance) into v_agent, v_inst
+      from ${schema}.assignments a where a.agent = p_agent and a.task_id <> p_task;
+    if v_agent >= p_agent_limit then return 'agent_full'; end if;
+    if v_inst >= p_instance_limit then return 'instance_full'; end if;
+    insert into ${schema}.assignments as a (task_id, assignment, agent, instance, partition, epoch, dispatcher)
+      values (p_task, p_assignment, p_agent, p_instance, p_partition, p_epoch, p_member)
+      on conflict (task_id) do update set assignment = excluded.assignment, agent = excluded.agent, instance = excluded.instance,
+        epoch = excluded.epoch, dispatcher = excluded.dispatcher, assigned_at = now()
+      where a.assignment < excluded.assignment or a.epoch < excluded.epoch;
+    get diagnostics v_n = row_count;
+    return case when v_n = 1 then 'ok' else 'instance_full' end;
+  end
+  $fn$;`;
 
 export interface DispatcherLeaseOptions {
   readonly pool: pg.Pool;

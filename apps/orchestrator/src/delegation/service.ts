@@ -75,7 +75,7 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
             const sub = await submit(input, ctx.correlationId);
             if (sub.status === 'queued' && !told) tell('queued');
             else if (sub.status === 'assigned' || sub.status === 'working') tell('started');
-            const end = await dispatcher.waitForEnd(sub.task_id);
+            const end = await dispatcher.waitForEnd(sub.task_id, sub.state);
             if (end.status !== 'completed') throw taskEndError(end);
             return { task_id: end.task_id, agent: end.assigned_agent, instance: end.instance, status: 'completed', result: end.result };
           } finally {

@@ -80,6 +80,8 @@ export class AgentsClient {
     const key = opts.idempotencyKey !== undefined ? backendKey(opts.idempotencyKey) : newId();
     // The request's actor (`apikey:<id>`) goes into the TaskSubmitted metadata (audit).
     const input = { ...req, idempotency_key: key, correlation_id: correlationId, actor: currentActor() ?? 'anonymous' };
+    // Waiting, without a key of the caller's (so the task is new, never a duplicate): one request.
+    if (opts.waitMs !== undefined && opts.idempotencyKey === undefined) return this.executeAtOnce(input, correlationId, opts.waitMs);
     let submitted: TaskSubmitReply;
     try {
       submitted = await request(this.nc, subject('submit'), input, { schema: taskSubmitReply, correlationId, timeoutMs: this.submitTimeoutMs });
@@ -105,6 +107,47 @@ export class AgentsClient {
         throw new AppError('illegal_state', `task ${task_id} failed on an internal error of its agent`, { task_id, status, agent, instance }, false);
       }
       throw err;
+    }
+  }
+
+  /**
+   * `delegate` with a wait for a task of a fresh key: `execute` alone (it submits and waits for the
+   * end), not `submit` then `execute`: one NATS round trip less, and no second look at a task that
+   * may have ended meanwhile. The dispatcher's progress notice (`queued` or `started`, sent once
+   * the submission is appended) stands for the submit reply: when neither it nor the answer came
+   * within the submit timeout, the submission is settled on the task's stream, as for a late
+   * submit reply, and the wait goes on.
+   */
+  private async executeAtOnce(input: DelegateRequest & { idempotency_key: string; correlation_id: string; actor: string }, correlationId: string, waitMs: number) {
+    const taskId = taskIdForIdempotencyKey(input.idempotency_key);
+    const progressSubject = `_INBOX.delegate.${newId()}`;
+    let recorded = false;
+    const sub = this.nc.subscribe(progressSubject, { max: 1, callback: () => void (recorded = true) });
+    let settling: Promise<unknown> | undefined;
+    const settle = () => (settling ??= this.recordSubmission(input, correlationId));
+    const timer = setTimeout(() => {
+      if (!recorded) void settle().catch(() => undefined);
+    }, this.submitTimeoutMs);
+    try {
+      const r = await request(this.nc, subject('execute'), { ...input, progress_subject: progressSubject }, { schema: taskExecuteReply, correlationId, timeoutMs: waitMs });
+      const submitted: TaskSubmitReply = { task_id: r.task_id, status: r.status, agent: r.agent, instance: r.instance, duplicate: false };
+      return { done: true as const, submitted, result: r };
+    } catch (err) {
+      // The wait ran out, not the task: make sure it is recorded, then answer with where it stands.
+      if (err instanceof AppError && err.code === 'timeout' && err.details.task_id === undefined) {
+        if (!recorded) await settle();
+        return { done: false as const, submitted: { task_id: taskId, duplicate: false, ...(await this.statusOf(taskId, correlationId)) } };
+      }
+      if (err instanceof AppError && err.code === 'internal' && typeof err.details.task_id === 'string') {
+        const { task_id, status, agent, instance } = err.details;
+        throw new AppError('illegal_state', `task ${task_id} failed on an internal error of its agent`, { task_id, status, agent, instance }, false);
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      sub.unsubscribe();
+      // A settlement under way finishes before the answer (its failure is the dispatcher's to see in the log).
+      await settling?.catch(() => undefined);
     }
   }
 

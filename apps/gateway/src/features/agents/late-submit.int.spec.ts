@@ -81,6 +81,13 @@ describe('delegation: a late or lost submit reply still answers 202 with the rec
             return reply;
           },
         },
+        // `delegate?wait=true` without a key sends `execute` alone: this one never answers (lost with its dispatcher).
+        execute: {
+          subject: tasksSubject('execute'),
+          schema: z.object({ idempotency_key: z.string() }).loose(),
+          handler: () => new Promise(() => undefined),
+        },
+        get: { subject: tasksSubject('get'), schema: z.object({ task_id: z.string() }), handler: (input) => d.get(input.task_id) },
       },
     });
     gw = await createGateway(
@@ -149,4 +156,21 @@ describe('delegation: a late or lost submit reply still answers 202 with the rec
       assert.equal(all.filter((e) => (e.data as { task_id: string }).task_id === taskId).length, 1);
     });
   }
+
+  it('wait=true without a key, execute never answered: the gateway records the task after the submit timeout, the dispatcher runs it from the log, the wait ends in 202', async () => {
+    const res = await fetch(`${base}/api/v1/integration/agents/delegate?wait=true&wait_ms=2000`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ task_type: 'noop', context: { label: 'execute-lost', sleep_ms: 50 }, priority: 'normal' }),
+    });
+    const body = (await res.json()) as any;
+    assert.equal(res.status, 202, JSON.stringify(body));
+    assert.ok(['queued', 'assigned', 'working', 'completed'].includes(body.status), body.status);
+    assert.equal(body.duplicate, false);
+    await ranOnce(body.task_id);
+    const all = await store.readAll({ types: ['TaskSubmitted'] });
+    const mine = all.filter((e) => (e.data as { task_id: string }).task_id === body.task_id);
+    // Only the gateway can have written it: the stand-in never hands `execute` to the dispatcher.
+    assert.equal(mine.length, 1);
+  });
 });
