@@ -90,7 +90,11 @@ function generateLog(seed: number): { stream: string; event: NewEvent }[] {
         }
       }
     }
-    events.push(
+    if (n % 11 === 5) {
+      // Types the batch path sends statement by statement (the execution is not folded).
+      events.push(ev('ExecutionCancelRequested', { reason: 'operator', actor: 'test', requestedAt: iso(start + 4000) }, start + 4000));
+      events.push(ev('WorkflowCanceled', { reason: 'operator', canceledAt: iso(start + 4500) }, start + 4500));
+    } else events.push(
       failed
         ? ev('WorkflowFailed', { reason: 'step_failed', stepId: 'analyze', error: { code: 'bad', message: 'no' }, failedAt: iso(start + 5000) }, start + 5000)
         : ev('WorkflowCompleted', { outputs: { analyze: { v: n } }, completedAt: iso(start + 5000) }, start + 5000),
