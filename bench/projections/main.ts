@@ -13,7 +13,8 @@
  * their `applyBatch`, as they ran before) over the first BENCH_BASELINE_EVENTS events; then the
  * batched rebuild of the whole log.
  * Knobs: BENCH_EVENTS, BENCH_BASELINE_EVENTS (default 100,000; 0 skips the baseline),
- * BENCH_BATCH_SIZE (runner batch size, default the runner's own).
+ * BENCH_BATCH_SIZE (runner batch size, default the runner's own), BENCH_READ_ONLY=1 (also time the
+ * replay with batches that write nothing: the cost of reading the log).
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -237,6 +238,12 @@ async function main(): Promise<void> {
       const before = (p: Projection): Projection => (p.name === workflowExecutionsProjection.name ? p : { ...p, applyBatch: undefined });
       baseline = await rebuildPhase(store, pool, readModels().map(before), baseHead, perType, baseHead === head ? undefined : baseTypes(pool, baseHead));
       printPhase(`baseline: per-event apply (the code before batching), first ${baseHead + 1} events`, baseline, baseHead + 1);
+    }
+    if (process.env.BENCH_READ_ONLY === '1') {
+      // Diagnostic: the replay's reading alone (subscriptions, checkpoints), with batches that write nothing.
+      const noop = (p: Projection): Projection => ({ ...p, applyBatch: async () => undefined });
+      const read = await rebuildPhase(store, pool, readModels().map(noop), head, perType);
+      printPhase(`read only: the same replay with batches that write nothing, all ${head + 1} events`, read, head + 1);
     }
     const batched = await rebuildPhase(store, pool, readModels(), head, perType);
     printPhase(`batched: applyBatch on every projection, all ${head + 1} events`, batched, head + 1);
