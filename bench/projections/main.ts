@@ -12,7 +12,7 @@
  * First, as the baseline measured in the same run, the per-event path (the projections without
  * their `applyBatch`, as they ran before) over the first BENCH_BASELINE_EVENTS events; then the
  * batched rebuild of the whole log.
- * Knobs: BENCH_EVENTS, BENCH_BASELINE_EVENTS (default 100,000; 0 skips the baseline),
+ * Knobs: BENCH_EVENTS, BENCH_BASELINE_EVENTS (default 50,000; 0 skips the baseline),
  * BENCH_BATCH_SIZE (runner batch size, default the runner's own), BENCH_READ_ONLY=1 (also time the
  * replay with batches that write nothing: the cost of reading the log).
  */
@@ -32,7 +32,7 @@ const total = Number(process.env.BENCH_EVENTS ?? 1_000_000);
 const batchSize = process.env.BENCH_BATCH_SIZE ? Number(process.env.BENCH_BATCH_SIZE) : undefined;
 const TARGET_S = 60;
 /** Events of the baseline phase (0: none); the per-event path is slow, so it measures a prefix of the log. */
-const baselineEvents = Number(process.env.BENCH_BASELINE_EVENTS ?? 100_000);
+const baselineEvents = Number(process.env.BENCH_BASELINE_EVENTS ?? 50_000);
 
 interface Row {
   stream: string;
