@@ -5,12 +5,18 @@
  * dispatched, succeeded, completed), delegated tasks (submitted, assigned, started, completed or
  * failed) and MCP tool calls (called, succeeded or failed), then replays every read model the
  * launcher's read-models role runs (workflow executions, delegation tasks and agent performance,
- * MCP status) from position -1 in one ProjectionRunner, and prints events/s per projection, in
+ * MCP status) from position -1, all at once (one runner each), and prints events/s per projection, in
  * total, and the wall time, against a target of the whole log into every read model in 60 s.
  * Uses DATABASE_URL when set (a fresh database is created on it), otherwise an embedded
  * PostgreSQL on a free port with its data under .tmp/ (removed afterwards).
- * Knobs: BENCH_EVENTS, BENCH_BATCH_SIZE (runner batch size, default the runner's own).
+ * First, as the baseline measured in the same run, the per-event path (the projections without
+ * their `applyBatch`, as they ran before) over the first BENCH_BASELINE_EVENTS events; then the
+ * batched rebuild of the whole log.
+ * Knobs: BENCH_EVENTS, BENCH_BASELINE_EVENTS (default 50,000; 0 skips the baseline),
+ * BENCH_BATCH_SIZE (runner batch size, default the runner's own), BENCH_READ_ONLY=1 (also time the
+ * replay with batches that write nothing: the cost of reading the log).
  */
+import os from 'node:os';
 import path from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +31,8 @@ const logger = createLogger('bench-projections', process.env.LOG_LEVEL ?? 'warn'
 const total = Number(process.env.BENCH_EVENTS ?? 1_000_000);
 const batchSize = process.env.BENCH_BATCH_SIZE ? Number(process.env.BENCH_BATCH_SIZE) : undefined;
 const TARGET_S = 60;
+/** Events of the baseline phase (0: none); the per-event path is slow, so it measures a prefix of the log. */
+const baselineEvents = Number(process.env.BENCH_BASELINE_EVENTS ?? 50_000);
 
 interface Row {
   stream: string;
@@ -120,6 +128,84 @@ async function fill(pool: pg.Pool, n: number): Promise<Map<string, number>> {
   return perType;
 }
 
+/** The read-models role's projections, as the launcher's migrate() lists them. */
+const readModels = (): Projection[] => [workflowExecutionsProjection, ...delegationProjections(), ...statusProjections()];
+
+interface Phase {
+  wall: number;
+  rows: { name: string; handled: number; seconds: number }[];
+  counts?: Record<string, string>;
+  load: { before: number[]; after: number[] };
+}
+
+/** Event counts by type up to `to` (the baseline covers only part of the log). */
+async function baseTypes(pool: pg.Pool, to: number): Promise<Map<string, number>> {
+  const r = await pool.query<{ type: string; n: string }>('select type, count(*) n from eventstore.events where position <= $1 group by type', [to]);
+  return new Map(r.rows.map((x) => [x.type, Number(x.n)]));
+}
+
+/**
+ * One rebuild: every projection reset (empty tables, checkpoint -1) and replayed, all at once,
+ * until it has reached `to`.
+ */
+async function rebuildPhase(
+  store: PostgresEventStore,
+  pool: pg.Pool,
+  projections: Projection[],
+  to: number,
+  allTypes: Map<string, number>,
+  types?: Promise<Map<string, number>>,
+): Promise<Phase> {
+  const perType = (await types) ?? allTypes;
+  const load = { before: os.loadavg(), after: [] as number[] };
+  // One runner per projection (each has its own lane, subscription and transactions either
+  // way), so each stops when it reaches `to` instead of taking CPU from the others past it.
+  const runners = projections.map((p) => new ProjectionRunner({ store, db: { pool }, projections: [p], logger, ...(batchSize ? { batchSize } : {}) }));
+  for (const r of runners) await r.migrate();
+  for (const r of runners) await r.start();
+  // A rebuild is reset() + checkpoint -1 + replay: the reset is done first so the replay starts from -1 on empty tables.
+  await Promise.all(projections.map((p, i) => runners[i]!.rebuild(p.name)));
+  const t0 = performance.now();
+  const done = new Map<string, number>();
+  await Promise.all(
+    projections.map(async (p, i) => {
+      await runners[i]!.waitFor(to, p.name, 30 * 60_000);
+      done.set(p.name, (performance.now() - t0) / 1000);
+      await runners[i]!.stop();
+    }),
+  );
+  const wall = (performance.now() - t0) / 1000;
+  load.after = os.loadavg();
+  const counts = await pool
+    .query<Record<string, string>>(
+      `select (select count(*) from read_models.workflow_executions) executions, (select count(*) from read_models.workflow_step_attempts) attempts,
+              (select count(*) from delegation.tasks) tasks, (select count(*) from delegation.task_latency) latencies,
+              (select sum(calls_total) from status.mcp_servers) mcp_calls, (select count(*) from status.mcp_minutes) mcp_minutes`,
+    )
+    .then((r) => r.rows[0])
+    .catch(() => undefined);
+  return {
+    wall,
+    rows: projections.map((p) => ({ name: p.name, handled: p.handles.reduce((a, t) => a + (perType.get(t) ?? 0), 0), seconds: done.get(p.name)! })),
+    ...(counts && { counts }),
+    load,
+  };
+}
+
+function printPhase(title: string, phase: Phase, events: number): void {
+  const fmt = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
+  console.log(`\n${title} (runner batch size ${batchSize ?? 'default'}; loadavg before ${fmt(phase.load.before)}, after ${fmt(phase.load.after)}):`);
+  console.log('projection                     handled events  seconds  log events/s  handled events/s');
+  for (const r of phase.rows) {
+    console.log(
+      `${r.name.padEnd(30)} ${String(r.handled).padStart(14)}  ${r.seconds.toFixed(1).padStart(7)}  ${Math.round(events / r.seconds).toString().padStart(12)}  ${Math.round(r.handled / r.seconds).toString().padStart(16)}`,
+    );
+  }
+  const handled = phase.rows.reduce((a, r) => a + r.handled, 0);
+  console.log(`${'all (wall)'.padEnd(30)} ${String(handled).padStart(14)}  ${phase.wall.toFixed(1).padStart(7)}  ${Math.round(events / phase.wall).toString().padStart(12)}  ${Math.round(handled / phase.wall).toString().padStart(16)}`);
+  if (phase.counts) console.log(`rows: ${JSON.stringify(phase.counts)}`);
+}
+
 async function main(): Promise<void> {
   let pgh: PostgresHandle | undefined;
   let tmp: string | undefined;
@@ -134,6 +220,7 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: dbUrl, max: 8 });
   const store = new PostgresEventStore({ pool, logger });
   await store.init();
+  console.log(`loadavg before: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}`);
   console.log(`# PostgreSQL ${pgh ? `(${pgh.kind}, started for the bench)` : '(DATABASE_URL)'}; fresh database; ${total.toLocaleString('en')} events`);
   try {
     const tf = performance.now();
@@ -144,40 +231,34 @@ async function main(): Promise<void> {
     console.log(`fill (bulk insert + vacuum analyze): ${fillS.toFixed(1)} s, head position ${head}`);
     console.log(`event types: ${[...perType].map(([t, c]) => `${t} ${c}`).join(', ')}`);
 
-    // The read-models role's projections, in one runner as the launcher's migrate() lists them.
-    const projections: Projection[] = [workflowExecutionsProjection, ...delegationProjections(), ...statusProjections()];
-    const runner = new ProjectionRunner({ store, db: { pool }, projections, logger, ...(batchSize ? { batchSize } : {}) });
-    await runner.migrate();
-    // A rebuild is reset() + checkpoint -1 + replay: do the reset explicitly so the replay starts from -1 on empty tables.
-    await runner.start();
-    await Promise.all(projections.map((p) => runner.rebuild(p.name)));
-    const t0 = performance.now();
-    const done = new Map<string, number>();
-    await Promise.all(
-      projections.map(async (p) => {
-        await runner.waitFor(head, p.name, 30 * 60_000);
-        done.set(p.name, (performance.now() - t0) / 1000);
-      }),
-    );
-    const wall = (performance.now() - t0) / 1000;
-    await runner.stop();
-
-    const events = head + 1;
-    console.log(`\nrebuild from position -1, all projections in one runner (batch size ${batchSize ?? 'default'}):`);
-    console.log('projection                     handled events  seconds  log events/s  handled events/s');
-    for (const p of projections) {
-      const handled = p.handles.reduce((a, t) => a + (perType.get(t) ?? 0), 0);
-      const s = done.get(p.name)!;
-      console.log(
-        `${p.name.padEnd(30)} ${String(handled).padStart(14)}  ${s.toFixed(1).padStart(7)}  ${Math.round(events / s).toString().padStart(12)}  ${Math.round(handled / s).toString().padStart(16)}`,
-      );
+    // Baseline, measured in this run: the per-event path (`apply`, one to three statements per
+    // event, as the tasks, performance and MCP status projections ran before they had an
+    // `applyBatch`; the workflow read model keeps its own) over the first BENCH_BASELINE_EVENTS.
+    const baseHead = Math.min(head, baselineEvents - 1);
+    let baseline: Phase | undefined;
+    if (baselineEvents > 0) {
+      const before = (p: Projection): Projection => (p.name === workflowExecutionsProjection.name ? p : { ...p, applyBatch: undefined });
+      baseline = await rebuildPhase(store, pool, readModels().map(before), baseHead, perType, baseHead === head ? undefined : baseTypes(pool, baseHead));
+      printPhase(`baseline: per-event apply (the code before batching), first ${baseHead + 1} events`, baseline, baseHead + 1);
     }
-    const counts = await pool.query<{ executions: string; tasks: string; servers: string }>(
-      `select (select count(*) from read_models.workflow_executions) executions, (select count(*) from delegation.tasks) tasks, (select count(*) from status.mcp_servers) servers`,
-    ).catch(() => undefined);
-    if (counts) console.log(`rows: ${JSON.stringify(counts.rows[0])}`);
-    console.log(`\ntotal: ${events} events into ${projections.length} read models in ${wall.toFixed(1)} s wall = ${Math.round(events / wall)} log events/s, ${Math.round((events * projections.length) / wall)} projection-events/s`);
+    if (process.env.BENCH_READ_ONLY === '1') {
+      // Diagnostic: the replay's reading alone (subscriptions, checkpoints), with batches that write nothing.
+      const noop = (p: Projection): Projection => ({ ...p, applyBatch: async () => undefined });
+      const read = await rebuildPhase(store, pool, readModels().map(noop), head, perType);
+      printPhase(`read only: the same replay with batches that write nothing, all ${head + 1} events`, read, head + 1);
+    }
+    const batched = await rebuildPhase(store, pool, readModels(), head, perType);
+    printPhase(`batched: applyBatch on every projection, all ${head + 1} events`, batched, head + 1);
+    const events = head + 1;
+    const wall = batched.wall;
+    console.log(`\ntotal: ${events} events into ${batched.rows.length} read models in ${wall.toFixed(1)} s wall = ${Math.round(events / wall)} log events/s, ${Math.round((events * batched.rows.length) / wall)} projection-events/s`);
+    if (baseline) {
+      const baseRate = (baseHead + 1) / baseline.wall;
+      console.log(`baseline rate ${Math.round(baseRate)} log events/s -> batched ${Math.round(events / wall)} log events/s: x${(events / wall / baseRate).toFixed(1)}`);
+      console.log(`target as a ratio to the baseline: 1,000,000 events in 60 s = ${Math.round(1_000_000 / TARGET_S)} events/s = x${(1_000_000 / TARGET_S / baseRate).toFixed(1)} the baseline rate`);
+    }
     console.log(`target (${(1_000_000).toLocaleString('en')} events into every read model in < ${TARGET_S} s): ${events >= 1_000_000 ? (wall < TARGET_S ? 'MET' : 'NOT met') : `n/a (only ${events} events; scaled: ${((wall * 1_000_000) / events).toFixed(1)} s per million)`}`);
+    console.log(`loadavg after: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   } finally {
     await store.close();
     await pool.end();

@@ -40,6 +40,7 @@ export function tasksProjection(schema = 'delegation'): Projection {
     async reset(c) {
       await c.query(`truncate ${s}.tasks`);
     },
+    applyBatch: (c, events) => applyTaskBatch(c, s, events),
     async apply(c: pg.PoolClient, recorded: RecordedEvent) {
       const e = { type: recorded.type, data: recorded.data } as TaskEvent;
       const at = recorded.metadata.timestamp;
@@ -81,6 +82,130 @@ export function tasksProjection(schema = 'delegation'): Projection {
   };
 }
 
+/** The columns one task event sets (updated_at always); `undefined`: left as it is. */
+interface TaskPatch {
+  status?: string;
+  agent?: unknown;
+  instance?: unknown;
+  completed_at?: unknown;
+  attempts?: unknown;
+  error?: string | null;
+  updated_at?: unknown;
+}
+
+/** What `apply` sets for a task event other than TaskSubmitted (undefined for none). */
+function taskPatch(recorded: RecordedEvent): TaskPatch | undefined {
+  const e = { type: recorded.type, data: recorded.data } as TaskEvent;
+  const at = recorded.metadata.timestamp;
+  switch (e.type) {
+    case 'TaskQueued':
+      return { status: 'queued', updated_at: at };
+    case 'TaskAssigned':
+      return { status: 'assigned', agent: e.data.agent ?? null, instance: e.data.instance ?? null, updated_at: at };
+    case 'TaskStarted':
+      return { status: 'working', updated_at: at };
+    case 'TaskCompleted':
+      return { status: 'completed', completed_at: at, updated_at: at };
+    case 'TaskFailed':
+      return { status: 'failed', completed_at: at, attempts: e.data.attempts ?? null, error: JSON.stringify(e.data.error) ?? null, updated_at: at };
+    case 'TaskRetryScheduled':
+      return { attempts: e.data.attempts ?? null, error: JSON.stringify(e.data.error) ?? null, updated_at: at };
+    case 'TaskCanceled':
+      return { status: 'canceled', completed_at: at, updated_at: at };
+    case 'TaskTimedOut':
+      return { status: 'timed_out', completed_at: at, updated_at: at };
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The tasks read model for a whole batch in at most three statements, each task row written
+ * once: the events are folded per task in memory (every update sets whole columns, so the last
+ * value of each column is the one that stays), then
+ * 1. the updates that came before the task's first TaskSubmitted of the batch (they only change
+ *    a row that already existed, as `apply` would),
+ * 2. the first TaskSubmitted of each task (`on conflict do nothing`, as `apply`),
+ * 3. the updates after it.
+ * The rows end exactly as `apply` event by event leaves them; a batch replayed after a rollback
+ * gives the same rows.
+ */
+async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly RecordedEvent[]): Promise<void> {
+  const pre = new Map<string, TaskPatch>();
+  const post = new Map<string, TaskPatch>();
+  const submits = new Map<string, { task_type: unknown; priority: unknown; agent: unknown; idempotency_key: unknown; submitted_at: unknown }>();
+  for (const r of events) {
+    const e = { type: r.type, data: r.data } as TaskEvent;
+    const id = e.data.task_id;
+    if (e.type === 'TaskSubmitted') {
+      if (!submits.has(id)) {
+        submits.set(id, {
+          task_type: e.data.task_type,
+          priority: e.data.priority,
+          agent: e.data.agent ?? null,
+          idempotency_key: e.data.idempotency_key ?? null,
+          submitted_at: e.data.submitted_at,
+        });
+      }
+      continue;
+    }
+    const patch = taskPatch(r);
+    if (!patch) continue;
+    const into = submits.has(id) ? post : pre;
+    into.set(id, { ...into.get(id), ...patch });
+  }
+  const update = async (patches: Map<string, TaskPatch>) => {
+    if (patches.size === 0) return;
+    const cols = { id: [] as string[], status: [] as unknown[], hasAgent: [] as boolean[], agent: [] as unknown[], instance: [] as unknown[],
+      hasCompleted: [] as boolean[], completed: [] as unknown[], hasAttempts: [] as boolean[], attempts: [] as unknown[],
+      hasError: [] as boolean[], error: [] as unknown[], updated: [] as unknown[] };
+    for (const [id, p] of patches) {
+      cols.id.push(id);
+      cols.status.push(p.status ?? null);
+      cols.hasAgent.push('agent' in p);
+      cols.agent.push(p.agent ?? null);
+      cols.instance.push(p.instance ?? null);
+      cols.hasCompleted.push('completed_at' in p);
+      cols.completed.push(p.completed_at ?? null);
+      cols.hasAttempts.push('attempts' in p);
+      cols.attempts.push(p.attempts ?? null);
+      cols.hasError.push('error' in p);
+      cols.error.push(p.error ?? null);
+      cols.updated.push(p.updated_at ?? null);
+    }
+    await c.query(
+      `update ${s}.tasks t set
+         status = coalesce(v.status, t.status),
+         agent = case when v.has_agent then v.agent else t.agent end,
+         instance = case when v.has_agent then v.instance else t.instance end,
+         completed_at = case when v.has_completed then v.completed_at else t.completed_at end,
+         attempts = case when v.has_attempts then v.attempts else t.attempts end,
+         error = case when v.has_error then v.error else t.error end,
+         updated_at = v.updated_at
+       from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::bool[], $7::timestamptz[], $8::bool[], $9::int[],
+                   $10::bool[], $11::jsonb[], $12::timestamptz[])
+         as v(task_id, status, has_agent, agent, instance, has_completed, completed_at, has_attempts, attempts, has_error, error, updated_at)
+       where t.task_id = v.task_id`,
+      [cols.id, cols.status, cols.hasAgent, cols.agent, cols.instance, cols.hasCompleted, cols.completed, cols.hasAttempts, cols.attempts,
+        cols.hasError, cols.error, cols.updated],
+    );
+  };
+  await update(pre);
+  if (submits.size > 0) {
+    const ids = [...submits.keys()];
+    const v = [...submits.values()];
+    await c.query(
+      `insert into ${s}.tasks (task_id, task_type, status, priority, requested_agent, idempotency_key, submitted_at, updated_at)
+       select task_id, task_type, 'submitted', priority, agent, idempotency_key, submitted_at, submitted_at
+       from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+         as v(task_id, task_type, priority, agent, idempotency_key, submitted_at)
+       on conflict (task_id) do nothing`,
+      [ids, v.map((x) => x.task_type), v.map((x) => x.priority), v.map((x) => x.agent), v.map((x) => x.idempotency_key), v.map((x) => x.submitted_at)],
+    );
+  }
+  await update(post);
+}
+
 /**
  * `<schema>.agent_performance` (counters per agent) and `<schema>.task_latency` (one row per
  * finished task with its duration), so p50/p95 are computed with percentile_cont at query time.
@@ -114,6 +239,54 @@ export function performanceProjection(schema = 'delegation'): Projection {
     },
     async reset(c) {
       await c.query(`truncate ${s}.agent_performance, ${s}.task_latency`);
+    },
+    /**
+     * A whole batch in two statements: the counters summed per agent in SQL (a sum of the `+ 1`s
+     * and the greatest time, as `apply` event by event leaves them) and the latency rows in one
+     * insert (the first per task, as `on conflict do nothing` keeps it).
+     */
+    async applyBatch(c, events) {
+      const agents: unknown[] = [], cols: string[] = [], ats: unknown[] = [];
+      const lat = new Map<string, unknown[]>();
+      for (const recorded of events) {
+        const e = { type: recorded.type, data: recorded.data } as TaskEvent;
+        if (e.type !== 'TaskCompleted' && e.type !== 'TaskFailed' && e.type !== 'TaskTimedOut') continue;
+        agents.push(e.data.agent);
+        if (e.type === 'TaskCompleted') {
+          cols.push('succeeded');
+          ats.push(e.data.completed_at);
+        } else if (e.type === 'TaskFailed') {
+          cols.push('failed');
+          ats.push(e.data.failed_at);
+        } else {
+          cols.push('timed_out');
+          ats.push(e.data.timed_out_at);
+        }
+        if (e.type !== 'TaskTimedOut' && !lat.has(e.data.task_id)) {
+          const ok = e.type === 'TaskCompleted';
+          lat.set(e.data.task_id, [e.data.agent, e.data.task_type, ok, Math.round(e.data.duration_ms), ok ? e.data.completed_at : e.data.failed_at]);
+        }
+      }
+      if (agents.length > 0) {
+        await c.query(
+          `insert into ${s}.agent_performance as p (agent, tasks_done, succeeded, failed, timed_out, last_task_at)
+           select agent, count(*), count(*) filter (where col = 'succeeded'), count(*) filter (where col = 'failed'),
+                  count(*) filter (where col = 'timed_out'), max(at)
+           from unnest($1::text[], $2::text[], $3::timestamptz[]) as v(agent, col, at) group by agent
+           on conflict (agent) do update set tasks_done = p.tasks_done + excluded.tasks_done,
+             succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed, timed_out = p.timed_out + excluded.timed_out,
+             last_task_at = greatest(p.last_task_at, excluded.last_task_at)`,
+          [agents, cols, ats],
+        );
+      }
+      if (lat.size > 0) {
+        const v = [...lat.values()];
+        await c.query(
+          `insert into ${s}.task_latency select * from unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::timestamptz[])
+           on conflict (task_id) do nothing`,
+          [[...lat.keys()], v.map((x) => x[0]), v.map((x) => x[1]), v.map((x) => x[2]), v.map((x) => x[3]), v.map((x) => x[4])],
+        );
+      }
     },
     async apply(c, recorded) {
       const e = { type: recorded.type, data: recorded.data } as TaskEvent;

@@ -263,6 +263,13 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
  * into its text, ~15 us executing a prepared one.
  */
 async function applyBatch(c: pg.PoolClient, events: readonly RecordedEvent[]): Promise<void> {
+  // Executions that start in this batch are folded in memory and inserted whole (see foldNew);
+  // the others go statement by statement.
+  const rest = await insertNewExecutions(c, events);
+  await applyStatements(c, rest);
+}
+
+async function applyStatements(c: pg.PoolClient, events: readonly RecordedEvent[]): Promise<void> {
   const calls: { text: string; params: unknown[] }[] = [];
   const collect = {
     query(text: string, params: unknown[] = []) {
@@ -301,6 +308,290 @@ async function applyBatch(c: pg.PoolClient, events: readonly RecordedEvent[]): P
     throw err;
   }
   for (const n of fresh) known.add(n);
+}
+
+// ---- executions that start in the batch ------------------------------------------------------
+
+/** The event types `foldExecution` plays exactly as `applyEvent`'s statements do on new rows. */
+const FOLDABLE = new Set([
+  'WorkflowStarted', 'WaitStarted', 'StepExpanded', 'StepScheduled', 'StepDispatched', 'StepRedispatched', 'StepQueued', 'StepStarted',
+  'StepSucceeded', 'StepFailed', 'StepTimedOut', 'StepRetryScheduled', 'StepSkipped', 'WorkflowCompleted', 'WorkflowFailed',
+]);
+/** Smallest batch that is folded. */
+const FOLD_MIN_EVENTS = 64;
+/** Timestamps whose difference JavaScript computes to the millisecond as PostgreSQL does. */
+const MS_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?(Z|[+-]\d{2}:\d{2})$/;
+
+type Json = string | null;
+interface XRow {
+  definition_id: unknown; definition_version: unknown; definition_name: unknown; status: string; input: Json; output: Json; error: Json;
+  correlation_id: unknown; parent_execution_id: unknown; started_at: unknown; ended_at: unknown; updated_at: unknown; last_position: number;
+}
+interface SRow {
+  ordinal: number; uses: string; kind: string; status: string; skip_reason: unknown; attempts: number; items: unknown; output: Json; error: Json;
+  next_retry_at: unknown; started_at: unknown; ended_at: unknown;
+}
+interface ARow {
+  step_id: string; item_index: number; attempt: unknown; status: string; idempotency_key: unknown; input: Json; output: Json; error: Json;
+  scheduled_at: unknown; dispatched_at: unknown; timeout_at: unknown; ended_at: unknown; duration_ms: number | null;
+}
+interface Folded { id: string; x: XRow; steps: Map<string, SRow>; attempts: Map<string, ARow> }
+
+/** Thrown when an execution is outside what the fold reproduces exactly; it then goes statement by statement. */
+class NotFoldable extends Error {}
+
+/** `(extract(epoch from (end - start)) * 1000)::int` for millisecond timestamps (null when start is). */
+function durationMs(end: unknown, start: unknown): number | null {
+  if (start === null || start === undefined) return null;
+  if (typeof end !== 'string' || typeof start !== 'string' || !MS_TIME.test(end) || !MS_TIME.test(start)) throw new NotFoldable();
+  const ms = Date.parse(end) - Date.parse(start);
+  // Past int4 PostgreSQL raises an error (the batch stalls); the statement path keeps that.
+  if (!Number.isSafeInteger(ms) || ms > 2_147_483_647 || ms < -2_147_483_648) throw new NotFoldable();
+  return ms;
+}
+
+/**
+ * The rows one execution that starts in this batch ends the batch with, played in memory
+ * from nothing: each case does what its statement in `applyEvent` does (an update of a row
+ * that does not exist changes nothing, an insert that conflicts keeps the first row).
+ */
+function foldExecution(id: string, events: readonly RecordedEvent[]): Folded {
+  let x: XRow | undefined;
+  const steps = new Map<string, SRow>();
+  const attempts = new Map<string, ARow>();
+  const key = (stepId: string, itemIndex: number, attempt: unknown) => JSON.stringify([stepId, itemIndex, attempt]);
+  for (const r of events) {
+    const e = { type: r.type, data: r.data, metadata: r.metadata } as unknown as WorkflowEvent;
+    if (!FOLDABLE.has(e.type) || (e.type === 'WorkflowStarted') !== (x === undefined)) throw new NotFoldable();
+    switch (e.type) {
+      case 'WorkflowStarted': {
+        const def: WorkflowDefinition = e.data.definition;
+        const comp = new Set(def.steps.flatMap((st) => (typeof st.on_error === 'object' ? [st.on_error.compensate] : [])));
+        x = {
+          definition_id: def.id, definition_version: def.version, definition_name: def.name, status: 'running', input: j(e.data.input),
+          output: null, error: null, correlation_id: e.metadata.correlationId ?? null,
+          parent_execution_id: (r.metadata as { parent?: { executionId?: string } }).parent?.executionId ?? null,
+          started_at: e.data.startedAt, ended_at: null, updated_at: r.recordedAt, last_position: r.position,
+        };
+        def.steps.forEach((st, i) => {
+          if (steps.has(st.id)) return;
+          steps.set(st.id, {
+            ordinal: i, uses: stepUsesLabel(st), kind: comp.has(st.id) ? 'compensation' : st.for_each ? 'for_each' : st.wait ? 'wait' : 'step',
+            status: 'pending', skip_reason: null, attempts: 0, items: null, output: null, error: null, next_retry_at: null, started_at: null, ended_at: null,
+          });
+        });
+        break;
+      }
+      case 'WaitStarted': {
+        const st = steps.get(e.data.stepId);
+        if (st) {
+          st.status = 'running';
+          st.started_at ??= e.data.startedAt ?? null;
+        }
+        break;
+      }
+      case 'StepExpanded': {
+        const st = steps.get(e.data.stepId);
+        if (st) st.items = e.data.items.length;
+        break;
+      }
+      case 'StepScheduled': {
+        const k = key(e.data.stepId, item(e.data), e.data.attempt);
+        if (!attempts.has(k)) {
+          attempts.set(k, {
+            step_id: e.data.stepId, item_index: item(e.data), attempt: e.data.attempt, status: 'scheduled', idempotency_key: e.data.idempotencyKey ?? null,
+            input: j(e.data.input), output: null, error: null, scheduled_at: e.data.scheduledAt ?? null, dispatched_at: null, timeout_at: null,
+            ended_at: null, duration_ms: null,
+          });
+        }
+        const st = steps.get(e.data.stepId);
+        if (st) {
+          st.status = 'running';
+          if (typeof e.data.attempt !== 'number' || !Number.isInteger(e.data.attempt)) throw new NotFoldable();
+          st.attempts = Math.max(st.attempts, e.data.attempt);
+          st.next_retry_at = null;
+          st.started_at ??= e.data.scheduledAt ?? null;
+        }
+        break;
+      }
+      case 'StepDispatched':
+      case 'StepRedispatched': {
+        const a = attempts.get(key(e.data.stepId, item(e.data), e.data.attempt));
+        if (a) {
+          a.status = 'dispatched';
+          a.dispatched_at = e.data.dispatchedAt ?? null;
+          a.timeout_at = e.data.timeoutAt ?? null;
+        }
+        break;
+      }
+      case 'StepQueued':
+      case 'StepStarted': {
+        const a = attempts.get(key(e.data.stepId, item(e.data), e.data.attempt));
+        if (a) a.timeout_at = e.data.timeoutAt ?? null;
+        break;
+      }
+      case 'StepSucceeded': {
+        const a = attempts.get(key(e.data.stepId, item(e.data), e.data.attempt));
+        if (a) {
+          a.status = 'succeeded';
+          a.output = j(e.data.output);
+          a.ended_at = e.data.at ?? null;
+          a.duration_ms = durationMs(e.data.at, a.dispatched_at ?? a.scheduled_at);
+        }
+        const st = e.data.itemIndex === undefined ? steps.get(e.data.stepId) : undefined;
+        if (st) {
+          st.status = 'succeeded';
+          st.output = j(e.data.output);
+          st.error = null;
+          st.ended_at = e.data.at ?? null;
+        }
+        break;
+      }
+      case 'StepFailed': {
+        const a = attempts.get(key(e.data.stepId, item(e.data), e.data.attempt));
+        if (a) {
+          if (a.status !== 'timed_out') a.status = 'failed';
+          a.error = j(e.data.error);
+          a.ended_at ??= e.data.at ?? null;
+          a.duration_ms = durationMs(e.data.at, a.dispatched_at ?? a.scheduled_at);
+        }
+        const st = e.data.itemIndex === undefined && e.data.final ? steps.get(e.data.stepId) : undefined;
+        if (st) {
+          st.status = 'failed';
+          st.error = j(e.data.error);
+          st.ended_at = e.data.at ?? null;
+        }
+        break;
+      }
+      case 'StepTimedOut': {
+        const a = attempts.get(key(e.data.stepId, item(e.data), e.data.attempt));
+        if (a) {
+          a.status = 'timed_out';
+          a.ended_at = e.data.at ?? null;
+        }
+        break;
+      }
+      case 'StepRetryScheduled': {
+        const st = steps.get(e.data.stepId);
+        if (st) st.next_retry_at = e.data.dueAt ?? null;
+        break;
+      }
+      case 'StepSkipped': {
+        const st = steps.get(e.data.stepId);
+        if (st) {
+          st.status = 'skipped';
+          st.skip_reason = e.data.reason ?? null;
+          st.ended_at = e.data.at ?? null;
+        }
+        break;
+      }
+      case 'WorkflowCompleted':
+        x!.status = 'completed';
+        x!.output = j(e.data.outputs);
+        x!.ended_at = e.data.completedAt ?? null;
+        break;
+      case 'WorkflowFailed':
+        x!.status = 'failed';
+        x!.error = j({ reason: e.data.reason, stepId: e.data.stepId, error: e.data.error });
+        x!.ended_at = e.data.failedAt ?? null;
+        break;
+      default:
+        throw new NotFoldable();
+    }
+    // The touch every statement of applyEvent ends with.
+    x!.updated_at = r.recordedAt;
+    x!.last_position = r.position;
+  }
+  return { id, x: x!, steps, attempts };
+}
+
+/**
+ * Executions whose WorkflowStarted is in this batch (as their first event here) have no rows
+ * yet, since a batch commits with its checkpoint: their events are folded in memory and each row
+ * is inserted once, in three multi-row inserts for the whole batch. Returns the events left
+ * for the statement path (other executions, one already in the table, or one the fold does not
+ * reproduce exactly), in their order.
+ */
+async function insertNewExecutions(c: pg.PoolClient, events: readonly RecordedEvent[]): Promise<readonly RecordedEvent[]> {
+  // Live batches are a few events: their one round trip stays as it was (the fold pays off when catching up).
+  if (events.length < FOLD_MIN_EVENTS) return events;
+  const byStream = new Map<string, RecordedEvent[]>();
+  for (const e of events) {
+    const list = byStream.get(e.streamId);
+    if (list) list.push(e);
+    else byStream.set(e.streamId, [e]);
+  }
+  const folded: Folded[] = [];
+  for (const [stream, list] of byStream) {
+    if (list[0]!.type !== 'WorkflowStarted' || list.length < 2) continue;
+    try {
+      folded.push(foldExecution(stream.slice('workflow_execution-'.length), list));
+    } catch (err) {
+      if (!(err instanceof NotFoldable)) throw err;
+    }
+  }
+  if (folded.length === 0) return events;
+  // A row already there (the read model was written by something else) takes the statement path.
+  const existing = await c.query<{ execution_id: string }>(`select execution_id from ${X} where execution_id = any($1::text[])`, [folded.map((f) => f.id)]);
+  const skip = new Set(existing.rows.map((r) => r.execution_id));
+  const fresh = folded.filter((f) => !skip.has(f.id));
+  if (fresh.length === 0) return events;
+  const xs = fresh.map((f) => f.x);
+  await c.query(
+    `insert into ${X} (execution_id, definition_id, definition_version, definition_name, status, input, output, error, correlation_id,
+       parent_execution_id, started_at, ended_at, updated_at, last_position)
+     select execution_id, definition_id, definition_version, definition_name, status, input::jsonb, output::jsonb, error::jsonb, correlation_id,
+       parent_execution_id, started_at, ended_at, updated_at, last_position
+     from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                 $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::bigint[])
+       as v(execution_id, definition_id, definition_version, definition_name, status, input, output, error, correlation_id,
+            parent_execution_id, started_at, ended_at, updated_at, last_position)`,
+    [fresh.map((f) => f.id), xs.map((x) => x.definition_id), xs.map((x) => x.definition_version), xs.map((x) => x.definition_name),
+      xs.map((x) => x.status), xs.map((x) => x.input), xs.map((x) => x.output), xs.map((x) => x.error), xs.map((x) => x.correlation_id),
+      xs.map((x) => x.parent_execution_id), xs.map((x) => x.started_at), xs.map((x) => x.ended_at), xs.map((x) => x.updated_at),
+      xs.map((x) => x.last_position)],
+  );
+  const sIds: string[] = [], sRows: (SRow & { step_id: string })[] = [];
+  const aIds: string[] = [], aRows: ARow[] = [];
+  for (const f of fresh) {
+    for (const [step_id, st] of f.steps) {
+      sIds.push(f.id);
+      sRows.push({ ...st, step_id });
+    }
+    for (const a of f.attempts.values()) {
+      aIds.push(f.id);
+      aRows.push(a);
+    }
+  }
+  if (sRows.length > 0) {
+    await c.query(
+      `insert into ${S} (execution_id, step_id, ordinal, uses, kind, status, skip_reason, attempts, items, output, error, next_retry_at, started_at, ended_at)
+       select execution_id, step_id, ordinal, uses, kind, status, skip_reason, attempts, items, output::jsonb, error::jsonb, next_retry_at, started_at, ended_at
+       from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::text[], $11::text[],
+                   $12::timestamptz[], $13::timestamptz[], $14::timestamptz[])
+         as v(execution_id, step_id, ordinal, uses, kind, status, skip_reason, attempts, items, output, error, next_retry_at, started_at, ended_at)
+       on conflict do nothing`,
+      [sIds, sRows.map((r) => r.step_id), sRows.map((r) => r.ordinal), sRows.map((r) => r.uses), sRows.map((r) => r.kind), sRows.map((r) => r.status),
+        sRows.map((r) => r.skip_reason), sRows.map((r) => r.attempts), sRows.map((r) => r.items), sRows.map((r) => r.output), sRows.map((r) => r.error),
+        sRows.map((r) => r.next_retry_at), sRows.map((r) => r.started_at), sRows.map((r) => r.ended_at)],
+    );
+  }
+  if (aRows.length > 0) {
+    await c.query(
+      `insert into ${A} (execution_id, step_id, item_index, attempt, status, idempotency_key, input, output, error, scheduled_at, dispatched_at, timeout_at, ended_at, duration_ms)
+       select execution_id, step_id, item_index, attempt, status, idempotency_key, input::jsonb, output::jsonb, error::jsonb, scheduled_at, dispatched_at, timeout_at, ended_at, duration_ms
+       from unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                   $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::int[])
+         as v(execution_id, step_id, item_index, attempt, status, idempotency_key, input, output, error, scheduled_at, dispatched_at, timeout_at, ended_at, duration_ms)
+       on conflict do nothing`,
+      [aIds, aRows.map((r) => r.step_id), aRows.map((r) => r.item_index), aRows.map((r) => r.attempt), aRows.map((r) => r.status),
+        aRows.map((r) => r.idempotency_key), aRows.map((r) => r.input), aRows.map((r) => r.output), aRows.map((r) => r.error),
+        aRows.map((r) => r.scheduled_at), aRows.map((r) => r.dispatched_at), aRows.map((r) => r.timeout_at), aRows.map((r) => r.ended_at),
+        aRows.map((r) => r.duration_ms)],
+    );
+  }
+  const done = new Set(fresh.map((f) => `workflow_execution-${f.id}`));
+  return events.filter((e) => !done.has(e.streamId));
 }
 
 /** Statement names prepared on each connection (a pool's client is one connection for its life). */

@@ -472,7 +472,7 @@ export class PostgresEventStore implements EventStore {
 /** Filters on parameters $n (types text[]) and $n+1 (stream prefixes text[]); null means no filter. */
 const filterSql = (n: number): string =>
   `($${n}::text[] is null or type = any($${n}::text[]))
-   and ($${n + 1}::text[] is null or exists (select 1 from unnest($${n + 1}::text[]) p where starts_with(stream_id, p)))`;
+   and ($${n + 1}::text[] is null or stream_id ^@ any($${n + 1}::text[]))`;
 
 const nonEmpty = (xs: readonly string[] | undefined): string[] | null => (xs && xs.length > 0 ? [...xs] : null);
 
