@@ -126,7 +126,9 @@ describe('alert thresholds as the specification states them (5 s response time, 
     console.log(`# response_slow fired ${late} ms after the probe crossed 5 s (value ${Math.round(firing.data.value)} ms; interval ${INTERVAL} ms)`);
     // Not before 5 s of waiting (the request reached the server a moment after the probe began)...
     assert.ok(firing.data.value > 5_000, `value ${firing.data.value}`);
-    assert.ok(late >= -100, `fired ${-late} ms before the request had waited 5 s`);
+    // The slow server notes the arrival when its handler runs: on a loaded machine that is up to
+    // some hundreds of ms after the probe's request left (the value above is the probe's own clock).
+    assert.ok(late >= -1_000, `fired ${-late} ms before the request had waited 5 s`);
     // ...and not later than one interval after.
     assert.ok(late <= INTERVAL, `fired ${late} ms after crossing 5 s`);
     // The answer (6 s) keeps it firing; the first fast answer resolves it.

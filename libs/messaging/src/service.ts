@@ -68,6 +68,7 @@ export const defineEndpoint = <S extends z.ZodType>(def: EndpointDefinition<S>):
  * Errors reply with `Nats-Service-Error-Code` (the AppError's status), `Nats-Service-Error`
  * and the error envelope as body; `request()` turns them back into the same AppError.
  * Discovery (`$SRV.PING|INFO|STATS`) comes from the services API. Stop with `service.stop()`.
+ * Resolves once the server has the endpoints' subscriptions.
  */
 export async function addService<E extends Record<string, z.ZodType>>(
   nc: NatsConnection,
@@ -96,6 +97,9 @@ export async function addService<E extends Record<string, z.ZodType>>(
       },
     });
   }
+  // The server has every endpoint's subscription once this round trip is answered: a request sent
+  // from another connection after addService returns finds a responder (not "no responders").
+  await nc.flush();
   baseLog.debug({ version: opts.version, endpoints: Object.keys(opts.endpoints) }, 'service started');
   void svc.stopped.then((e) => (e ? baseLog.error({ err: e }, 'service stopped on error') : baseLog.info({}, 'service stopped')));
   return svc;
