@@ -46,7 +46,7 @@ const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
 };
-const ms = (x: number) => `${x.toFixed(1)} ms`;
+const ms = (x: number) => `${x.toFixed(2)} ms`;
 
 const tmp = path.resolve('.tmp', `bench-workflows-${process.pid}`);
 const stops: (() => Promise<unknown>)[] = [];
@@ -308,7 +308,52 @@ try {
     results.push(line);
   }
   console.log(JSON.stringify({ engine: engine.stats(), seconds }, null, 0));
+
+  // 4. The peer, DBOS Transact, on the same server in a database of its own (BENCH_DBOS=0 skips it).
+  if (process.env.BENCH_DBOS !== '0') {
+    const lines = await runDbosPeer(serverUrl, levels, seconds).catch((e: Error) => [`dbos peer: could not run: ${e.message}`]);
+    for (const l of lines) console.log(l);
+    results.push(...lines);
+  }
 } finally {
   for (const s of stops) await s().catch((e) => console.error('cleanup failed:', (e as Error).message));
   rmSync(tmp, { recursive: true, force: true });
+}
+
+/**
+ * Run dbos-peer.js in a child process (see there) and format its figures like ours. Resolves with
+ * the lines to print; rejects with the reason when the peer cannot run (its stderr's last lines).
+ */
+async function runDbosPeer(serverUrl: string, levels: number[], seconds: number): Promise<string[]> {
+  const url = await ensureDatabase(serverUrl, `bench_dbos_${randomUUID().slice(0, 8)}`);
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./dbos-peer.js', import.meta.url))], {
+    env: { ...process.env, DBOS_DATABASE_URL: url, BENCH_SECONDS: String(seconds), BENCH_LEVELS: levels.join(',') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const figures = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, any>);
+  if (!figures.some((f) => f.done)) throw new Error(`exit code ${code}: ${stderr.trim().split('\n').slice(-5).join(' | ') || stdout.trim().slice(-500)}`);
+  const lines: string[] = [];
+  for (const f of figures) {
+    if (f.level !== undefined) {
+      lines.push(
+        `dbos peer, concurrency ${String(f.level).padStart(3)}: ${f.perSec.toFixed(1).padStart(6)} executions/s (${f.executions} in ${f.wall.toFixed(1)} s), latency p50 ${ms(f.p50)}, p99 ${ms(f.p99)}, cpu/execution: node ${f.nodeCpuMsPerExecution.toFixed(2)} ms, load ${f.load.toFixed(2)}`,
+      );
+    } else if (f.step) {
+      lines.push(
+        f.fromCommit
+          ? `dbos peer, per step (step checkpoint committed -> next step entered): p50 ${ms(f.fromCommit.p50)}, p99 ${ms(f.fromCommit.p99)} (n=${f.fromCommit.n})`
+          : 'dbos peer, per step (step checkpoint committed -> next step entered): n/a, the server does not track commit timestamps',
+        `dbos peer, per step (step n returned -> step n+1 entered): p50 ${ms(f.fromReturn.p50)}, p99 ${ms(f.fromReturn.p99)} (n=${f.fromReturn.n})`,
+      );
+    }
+  }
+  return lines;
 }
