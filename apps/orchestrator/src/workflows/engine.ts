@@ -687,8 +687,15 @@ export class WorkflowEngine {
       // Recorded as dispatched with its schedule (see decideWithDispatches), and canceled before this
       // engine sent it: it ends here unsent, as a unit canceled while scheduled does. Sent anyway, a
       // sub-workflow unit would start a child of a canceled execution, and that child the next one.
+      // Should an earlier owner have sent it after all (a take-over replays the schedule), its worker
+      // is asked to stop it, as the cancel did.
       if (r.state.status === 'canceling') {
         await this.record(a, { ok: false, error: { code: 'canceled', message: 'the execution was canceled before this unit was sent', retryable: false } });
+        if (a.target.kind !== 'workflow') {
+          const reason = r.state.cancel.reason;
+          const stop: StopAction = { executionId: a.executionId, ...ref, attempt: a.attempt, idempotencyKey: a.idempotencyKey, target: a.target, reason, correlationId: a.correlationId };
+          this.track((this.o.stop ?? ((x: StopAction) => stopRemote(this.o.nats, x, ACTOR, this.o.subjects)))(stop));
+        }
         return;
       }
       // Recorded as dispatched by whoever scheduled it (a start records its first units' dispatch,
