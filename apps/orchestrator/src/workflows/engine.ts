@@ -399,8 +399,14 @@ export class WorkflowEngine {
     const executionId = e.streamId.slice(EXECUTION_STREAM_PREFIX.length);
     const p = partitionOf(executionId, this.partitions);
     if (!this.owned.has(p) || e.position <= (this.checkpoints.get(p) ?? -1)) return;
-    while (this.active >= this.sagaConcurrency) await new Promise<void>((r) => this.slotWaiters.push(r));
-    this.active++;
+    // An execution with work queued already joins its chain without a slot of its own: the events
+    // of one append then queue in order before anything their handling starts (a start's dispatch
+    // record is handled before the engine records that dispatch itself, which then appends nothing).
+    const joined = this.chains.has(executionId);
+    if (!joined) {
+      while (this.active >= this.sagaConcurrency) await new Promise<void>((r) => this.slotWaiters.push(r));
+      this.active++;
+    }
     const entry = { position: e.position, done: false };
     const queue = this.pending.get(p) ?? [];
     queue.push(entry);
@@ -421,8 +427,10 @@ export class WorkflowEngine {
         entry.done = true;
         this.counts.eventsHandled++;
         this.advance(p);
-        this.active--;
-        this.slotWaiters.shift()?.();
+        if (!joined) {
+          this.active--;
+          this.slotWaiters.shift()?.();
+        }
       }
     });
   }
