@@ -16,7 +16,12 @@
  *  - executions/s sustained with 1, 16 and 256 executions in flight (closed loop: each finished
  *    execution is replaced by a new one), with p50/p99 execution latency;
  *  - read-model lag p50/p99/max while executions start at a fixed rate (BENCH_RATE, default 300/s;
- *    0 skips it).
+ *    0 skips it);
+ *  - the floor of this run (a bare NATS round trip, a one-row commit) and the per-step overhead as a
+ *    ratio to it; appends per execution (a count, steadier than any timing on a shared machine);
+ *  - the peer, DBOS Transact, running the same three no-op steps on the same PostgreSQL server in a
+ *    database of its own (dbos-peer.ts, in a child process): executions/s at the same levels, its
+ *    per-step latency measured the same ways where it allows (BENCH_DBOS=0 skips it).
  *
  *   node bench/workflows/dist/main.js                 # own PostgreSQL + nats-server, 10 s per level
  *   BENCH_SECONDS=20 DATABASE_URL=... NATS_URL=... node bench/workflows/dist/main.js
@@ -46,7 +51,7 @@ const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
 };
-const ms = (x: number) => `${x.toFixed(1)} ms`;
+const ms = (x: number) => `${x.toFixed(2)} ms`;
 
 const tmp = path.resolve('.tmp', `bench-workflows-${process.pid}`);
 const stops: (() => Promise<unknown>)[] = [];
@@ -71,6 +76,13 @@ try {
   pool.on('error', (err) => logger.warn({ err: err.message }, 'idle connection failed'));
   const store = new PostgresEventStore({ pool, logger });
   await store.init();
+  // Appends asked of the store (concurrent ones share a commit), per execution below: a count, not a timing.
+  let appends = 0;
+  const append = store.append.bind(store);
+  store.append = (...args: Parameters<typeof append>) => {
+    appends++;
+    return append(...args);
+  };
   const nc = await connect({ servers: natsUrl, noAsyncTraces: true }); // as connectNats does
   stops.unshift(() => pool.end());
   stops.unshift(() => store.close());
@@ -165,6 +177,14 @@ try {
   };
 
   const results: string[] = [];
+  // The floor, measured in this run: one NATS request-reply round trip to a responder that only
+  // answers, and one single-row PostgreSQL commit. A step's overhead holds at least one commit (its
+  // result) and a one-way NATS hop; the target (0.4 ms p50 on a quiet machine) is printed beside the
+  // ratio of the measured overhead to this floor, which travels better between machines than ms do.
+  const floor = await measureFloor(nc, pool);
+  const floorLine = `floor: NATS request-reply p50 ${ms(floor.nats)}, PostgreSQL one-row commit p50 ${ms(floor.commit)} (sum ${ms(floor.nats + floor.commit)}), load ${loadavg()[0]!.toFixed(2)}`;
+  console.log(floorLine);
+  results.push(floorLine);
   for (const level of levels) {
     // Warm-up, then a closed loop of `level` workers for BENCH_SECONDS.
     await Promise.all(Array.from({ length: Math.min(level, 32) }, () => runOne()));
@@ -195,6 +215,7 @@ try {
     // Backends that ended in between are missed (an undercount); new ones count from zero.
     const pgDelta = (a: Map<number, number>, b: Map<number, number>) => [...b].reduce((sum, [pid, t]) => sum + t - (a.get(pid) ?? 0), 0) / 100;
     const before = await dbStats();
+    const appends0 = appends;
     const cpu0 = process.cpuUsage();
     const pg0 = await pgCpu();
     const end = performance.now() + seconds * 1000;
@@ -216,7 +237,8 @@ try {
     await new Promise((r) => setTimeout(r, 700));
     const after = await dbStats();
     const perExec = (Number(after.commits) - Number(before.commits)) / Math.max(1, ids.length);
-    const line = `concurrency ${String(level).padStart(3)}: ${(ids.length / wall).toFixed(1).padStart(6)} executions/s (${ids.length} in ${wall.toFixed(1)} s), latency p50 ${ms(quantile(latencies, 0.5))}, p99 ${ms(quantile(latencies, 0.99))}, ~${perExec.toFixed(1)} db transactions/execution, cpu/execution: node ${((cpu.user + cpu.system) / 1000 / Math.max(1, ids.length)).toFixed(2)} ms, postgres backends ${((pgSeconds * 1000) / Math.max(1, ids.length)).toFixed(2)} ms, load ${loadavg()[0]!.toFixed(2)}`;
+    const appendsPerExec = (appends - appends0) / Math.max(1, ids.length);
+    const line = `concurrency ${String(level).padStart(3)}: ${(ids.length / wall).toFixed(1).padStart(6)} executions/s (${ids.length} in ${wall.toFixed(1)} s), latency p50 ${ms(quantile(latencies, 0.5))}, p99 ${ms(quantile(latencies, 0.99))}, ~${perExec.toFixed(1)} db transactions/execution, ${appendsPerExec.toFixed(2)} appends/execution, cpu/execution: node ${((cpu.user + cpu.system) / 1000 / Math.max(1, ids.length)).toFixed(2)} ms, postgres backends ${((pgSeconds * 1000) / Math.max(1, ids.length)).toFixed(2)} ms, load ${loadavg()[0]!.toFixed(2)}`;
     console.log(line);
     results.push(line);
 
@@ -253,7 +275,7 @@ try {
         }
       }
       const l0 = commitTimestamps
-        ? `overhead per step (event committed -> next dispatch at the worker): p50 ${ms(quantile(fromCommit, 0.5))}, p99 ${ms(quantile(fromCommit, 0.99))} (n=${fromCommit.length})`
+        ? `overhead per step (event committed -> next dispatch at the worker): p50 ${ms(quantile(fromCommit, 0.5))}, p99 ${ms(quantile(fromCommit, 0.99))} (n=${fromCommit.length}); ${(quantile(fromCommit, 0.5) / (floor.nats + floor.commit)).toFixed(2)}x the floor (target 0.4 ms p50 on a quiet machine)`
         : 'overhead per step (event committed -> next dispatch): n/a, the server does not track commit timestamps (track_commit_timestamp = on)';
       const l1 = `overhead per step (StepSucceeded transaction start -> next dispatch): p50 ${ms(quantile(fromRecorded, 0.5))}, p99 ${ms(quantile(fromRecorded, 0.99))} (n=${fromRecorded.length})`;
       const l2 = `overhead per step (reply of step n -> request of step n+1): p50 ${ms(quantile(fromReply, 0.5))}, p99 ${ms(quantile(fromReply, 0.99))} (n=${fromReply.length})`;
@@ -308,7 +330,80 @@ try {
     results.push(line);
   }
   console.log(JSON.stringify({ engine: engine.stats(), seconds }, null, 0));
+
+  // 4. The peer, DBOS Transact, on the same server in a database of its own (BENCH_DBOS=0 skips it).
+  if (process.env.BENCH_DBOS !== '0') {
+    const lines = await runDbosPeer(serverUrl, levels, seconds).catch((e: Error) => [`dbos peer: could not run: ${e.message}`]);
+    for (const l of lines) console.log(l);
+    results.push(...lines);
+  }
 } finally {
   for (const s of stops) await s().catch((e) => console.error('cleanup failed:', (e as Error).message));
   rmSync(tmp, { recursive: true, force: true });
+}
+
+/**
+ * Run dbos-peer.js in a child process (see there) and format its figures like ours. Resolves with
+ * the lines to print; rejects with the reason when the peer cannot run (its stderr's last lines).
+ */
+async function runDbosPeer(serverUrl: string, levels: number[], seconds: number): Promise<string[]> {
+  const url = await ensureDatabase(serverUrl, `bench_dbos_${randomUUID().slice(0, 8)}`);
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./dbos-peer.js', import.meta.url))], {
+    env: { ...process.env, DBOS_DATABASE_URL: url, BENCH_SECONDS: String(seconds), BENCH_LEVELS: levels.join(',') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const figures = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, any>);
+  if (!figures.some((f) => f.done)) throw new Error(`exit code ${code}: ${stderr.trim().split('\n').slice(-5).join(' | ') || stdout.trim().slice(-500)}`);
+  const lines: string[] = [];
+  for (const f of figures) {
+    if (f.level !== undefined) {
+      lines.push(
+        `dbos peer, concurrency ${String(f.level).padStart(3)}: ${f.perSec.toFixed(1).padStart(6)} executions/s (${f.executions} in ${f.wall.toFixed(1)} s), latency p50 ${ms(f.p50)}, p99 ${ms(f.p99)}, cpu/execution: node ${f.nodeCpuMsPerExecution.toFixed(2)} ms, load ${f.load.toFixed(2)}`,
+      );
+    } else if (f.step) {
+      lines.push(
+        f.fromCommit
+          ? `dbos peer, per step (step checkpoint committed -> next step entered): p50 ${ms(f.fromCommit.p50)}, p99 ${ms(f.fromCommit.p99)} (n=${f.fromCommit.n})`
+          : 'dbos peer, per step (step checkpoint committed -> next step entered): n/a, the server does not track commit timestamps',
+        `dbos peer, per step (step n returned -> step n+1 entered): p50 ${ms(f.fromReturn.p50)}, p99 ${ms(f.fromReturn.p99)} (n=${f.fromReturn.n})`,
+      );
+    }
+  }
+  return lines;
+}
+
+/** p50 of 300 NATS request-reply round trips (a bare responder) and of 300 one-row autocommit inserts. */
+async function measureFloor(nc: Awaited<ReturnType<typeof connect>>, pool: pg.Pool): Promise<{ nats: number; commit: number }> {
+  const subject = `bench.wf.floor.${randomUUID().slice(0, 8)}`;
+  const sub = nc.subscribe(subject, { callback: (_err, m) => void m.respond(m.data) });
+  const client = await pool.connect();
+  try {
+    await client.query('create table if not exists bench_floor (n int)'); // not temporary: a temporary table's commit writes no WAL
+    const natsTimes: number[] = [];
+    const commitTimes: number[] = [];
+    for (let i = 0; i < 330; i++) {
+      const t0 = performance.now();
+      await nc.request(subject, '{}', { timeout: 5_000 });
+      const t1 = performance.now();
+      await client.query('insert into bench_floor values ($1)', [i]);
+      const t2 = performance.now();
+      if (i >= 30) {
+        natsTimes.push(t1 - t0);
+        commitTimes.push(t2 - t1);
+      }
+    }
+    return { nats: quantile(natsTimes, 0.5), commit: quantile(commitTimes, 0.5) };
+  } finally {
+    await client.query('drop table if exists bench_floor').catch(() => undefined);
+    client.release();
+    sub.unsubscribe();
+  }
 }

@@ -51,7 +51,9 @@ export async function runWorkflowCommand(store: EventStore, executionId: string,
 export async function runWorkflowCommandOnNewStream(store: EventStore, executionId: string, command: WorkflowCommand): Promise<WorkflowCommandResult> {
   let events: WorkflowEvent[];
   try {
-    events = workflowExecutionDecider.decide(command, workflowExecutionDecider.initialState);
+    // The first units' dispatch goes in the same append (see decideWithDispatches): the engine
+    // that picks the execution up sends them without appending first.
+    events = decideWithDispatches(command, workflowExecutionDecider.initialState).map((i) => i.event);
   } catch (err) {
     if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
     throw err;
@@ -69,6 +71,44 @@ export async function runWorkflowCommandOnNewStream(store: EventStore, execution
     if (err instanceof WrongExpectedVersionError) return runWorkflowCommand(store, executionId, command);
     throw err;
   }
+}
+
+/** Who records dispatches (the engine's actor). */
+const ORCHESTRATOR = 'system:orchestrator';
+
+/**
+ * Decide `command`, then record the dispatch of every unit the decision scheduled: each event
+ * with the state right after it. One append then carries both, instead of one for the decision
+ * and another per unit for its dispatch. "Dispatched" means "sent at least once from now on":
+ * whoever handles these events sends such a unit (the engine's saga, or its recovery), with the
+ * unit's idempotency key. Throws the decider's DomainError.
+ */
+export function decideWithDispatches(command: WorkflowCommand, initial: WorkflowExecutionState): { event: WorkflowEvent; state: WorkflowExecutionState }[] {
+  const items: { event: WorkflowEvent; state: WorkflowExecutionState }[] = [];
+  let state = initial;
+  const apply = (events: readonly WorkflowEvent[]) => {
+    for (const event of events) {
+      state = workflowExecutionDecider.evolve(state, event);
+      items.push({ event, state });
+    }
+  };
+  apply(workflowExecutionDecider.decide(command, state));
+  for (let i = 0; i < items.length; i++) {
+    const ev = items[i]!.event;
+    if (ev.type !== 'StepScheduled' || state.status === 'not_started') continue;
+    const ref = { stepId: ev.data.stepId, ...(ev.data.itemIndex === undefined ? {} : { itemIndex: ev.data.itemIndex }) };
+    let recorded: WorkflowEvent[];
+    try {
+      recorded = workflowExecutionDecider.decide(
+        { type: 'RecordStepDispatched', data: { ...ref, attempt: ev.data.attempt }, metadata: { timestamp: command.metadata.timestamp, actor: ORCHESTRATOR, correlationId: state.correlationId } },
+        state,
+      );
+    } catch {
+      continue; // not for the command to fail: the unit stays scheduled and the engine records its dispatch itself
+    }
+    apply(recorded);
+  }
+  return items;
 }
 
 export const isTerminal = (s: WorkflowExecutionState): boolean => s.status === 'completed' || s.status === 'failed' || s.status === 'canceled';

@@ -12,6 +12,7 @@ import { cancelExecution, executionEvents, startExecution, waitForExecution } fr
 import { getExecutionView } from './projection.js';
 import { taskIdForIdempotencyKey } from '../delegation/task-ids.js';
 import { Responders } from './test-responders.js';
+import { runWorkflowCommandOnNewStream } from './command.js';
 
 const logger = createLogger('workflow-engine-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -116,6 +117,33 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     assert.deepEqual(join.attempt_history[0]?.input, { l: 2 });
     assert.equal(join.attempt_history[0]?.idempotency_key, `${id}:join:1`);
     assert.ok(join.attempt_history[0]?.dispatched_at && join.attempt_history[0]?.ended_at);
+  });
+
+  it('a start records its first units as dispatched in its own append; the engine sends them as they are, or restarts the clock of one it picks up late', async () => {
+    responders.behaviours.set(`${server}/first`, () => ({ ok: true }));
+    const definition: WorkflowDefinitionInput = { id: 'first_dispatch', version: 1, name: 'first', steps: [{ id: 'a', uses: `mcp:${server}/first`, timeout_ms: 10_000 }] };
+    // 1. One transaction holds the start, the schedule and the dispatch record; nobody appends another.
+    const { id, state } = await run(definition);
+    assert.equal(state.status, 'completed');
+    const ev = await executionEvents(store, id);
+    assert.deepEqual(
+      ev.map((e) => e.type),
+      ['WorkflowStarted', 'StepScheduled', 'StepDispatched', 'StepSucceeded', 'WorkflowCompleted'],
+    );
+    assert.equal(new Set(ev.slice(0, 3).map((e) => e.recordedAt.getTime())).size, 1, 'start, schedule and dispatch in one append');
+    // 2. Recorded dispatched 5 s before the engine sees it: sent with a new clock (StepRedispatched), not charged the wait.
+    const late = newId();
+    const at = new Date(Date.now() - 5_000).toISOString();
+    await runWorkflowCommandOnNewStream(store, late, { type: 'StartWorkflow', data: { executionId: late, definition, input: {} }, metadata: { timestamp: at, actor: 'test', correlationId: newId() } });
+    const lateState = await waitForExecution(store, late, 15_000);
+    assert.equal(lateState.status, 'completed');
+    const lateEvents = await executionEvents(store, late);
+    assert.deepEqual(
+      lateEvents.map((e) => e.type),
+      ['WorkflowStarted', 'StepScheduled', 'StepDispatched', 'StepRedispatched', 'StepSucceeded', 'WorkflowCompleted'],
+    );
+    const redispatched = lateEvents[3]!.data as { dispatchedAt: string };
+    assert.ok(Date.parse(redispatched.dispatchedAt) - Date.parse(at) >= 4_000, `clock restarted at ${redispatched.dispatchedAt}, recorded at ${at}`);
   });
 
   it('retries retryable failures with backoff from durable timers, each attempt with its own key', async () => {

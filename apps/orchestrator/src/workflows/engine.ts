@@ -24,7 +24,7 @@ import {
   type WorkflowExecutionState,
   type WorkflowLimits,
 } from '@switchyard/domain';
-import { isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
+import { decideWithDispatches, isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
 import { DefinitionStore } from './definitions.js';
 import { executeRemote, stopRemote, type ExecutorSubjects, type StepOutcome } from './executor.js';
 import { PartitionLeases, partitionOf } from './partitions.js';
@@ -399,8 +399,14 @@ export class WorkflowEngine {
     const executionId = e.streamId.slice(EXECUTION_STREAM_PREFIX.length);
     const p = partitionOf(executionId, this.partitions);
     if (!this.owned.has(p) || e.position <= (this.checkpoints.get(p) ?? -1)) return;
-    while (this.active >= this.sagaConcurrency) await new Promise<void>((r) => this.slotWaiters.push(r));
-    this.active++;
+    // An execution with work queued already joins its chain without a slot of its own: the events
+    // of one append then queue in order before anything their handling starts (a start's dispatch
+    // record is handled before the engine records that dispatch itself, which then appends nothing).
+    const joined = this.chains.has(executionId);
+    if (!joined) {
+      while (this.active >= this.sagaConcurrency) await new Promise<void>((r) => this.slotWaiters.push(r));
+      this.active++;
+    }
     const entry = { position: e.position, done: false };
     const queue = this.pending.get(p) ?? [];
     queue.push(entry);
@@ -421,8 +427,10 @@ export class WorkflowEngine {
         entry.done = true;
         this.counts.eventsHandled++;
         this.advance(p);
-        this.active--;
-        this.slotWaiters.shift()?.();
+        if (!joined) {
+          this.active--;
+          this.slotWaiters.shift()?.();
+        }
       }
     });
   }
@@ -563,35 +571,14 @@ export class WorkflowEngine {
       const c = this.cache.get(executionId);
       if (!c || !this.owned.has(partition)) return runWorkflowCommand(this.o.store, executionId, command);
       // 1. Decide, then record the dispatch of every unit the decision scheduled.
-      const items: { event: WorkflowEvent; state: WorkflowExecutionState }[] = [];
-      let state = c.state;
-      const apply = (events: readonly WorkflowEvent[]) => {
-        for (const event of events) {
-          state = workflowExecutionDecider.evolve(state, event);
-          items.push({ event, state });
-        }
-      };
+      let items: { event: WorkflowEvent; state: WorkflowExecutionState }[];
       try {
-        apply(workflowExecutionDecider.decide(command, state));
-        for (let i = 0; i < items.length; i++) {
-          const ev = items[i]!.event;
-          if (ev.type !== 'StepScheduled' || state.status === 'not_started') continue;
-          const ref = { stepId: ev.data.stepId, ...(ev.data.itemIndex === undefined ? {} : { itemIndex: ev.data.itemIndex }) };
-          let recorded: WorkflowEvent[];
-          try {
-            recorded = workflowExecutionDecider.decide(
-              { type: 'RecordStepDispatched', data: { ...ref, attempt: ev.data.attempt }, metadata: this.meta(state.correlationId) },
-              state,
-            );
-          } catch {
-            continue; // not for the command to fail: the unit stays scheduled and is recorded on its own (effects)
-          }
-          apply(recorded);
-        }
+        items = decideWithDispatches(command, c.state);
       } catch (err) {
         if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
         throw err;
       }
+      const state = items.length > 0 ? items[items.length - 1]!.state : c.state;
       if (items.length === 0) return { state };
       // 2. Append with the revision we hold; a conflict means someone else wrote first.
       let next: number;
@@ -705,6 +692,27 @@ export class WorkflowEngine {
       const r = await this.command(a.executionId, { type: 'RecordStepDispatched', data: { ...ref, attempt: a.attempt }, metadata: this.meta(a.correlationId) });
       const u = unitIn(r.state, ref);
       if (!u || u.phase !== 'dispatched' || u.attempt !== a.attempt) return;
+      // Recorded as dispatched with its schedule (see decideWithDispatches), and canceled before this
+      // engine sent it: it ends here unsent, as a unit canceled while scheduled does. Sent anyway, a
+      // sub-workflow unit would start a child of a canceled execution, and that child the next one.
+      // Should an earlier owner have sent it after all (a take-over replays the schedule), its worker
+      // is asked to stop it, as the cancel did.
+      if (r.state.status === 'canceling') {
+        await this.record(a, { ok: false, error: { code: 'canceled', message: 'the execution was canceled before this unit was sent', retryable: false } });
+        if (a.target.kind !== 'workflow') {
+          const reason = r.state.cancel.reason;
+          const stop: StopAction = { executionId: a.executionId, ...ref, attempt: a.attempt, idempotencyKey: a.idempotencyKey, target: a.target, reason, correlationId: a.correlationId };
+          this.track((this.o.stop ?? ((x: StopAction) => stopRemote(this.o.nats, x, ACTOR, this.o.subjects)))(stop));
+        }
+        return;
+      }
+      // Recorded as dispatched by whoever scheduled it (a start records its first units' dispatch,
+      // see decideWithDispatches) a while ago (this engine was busy or away): the attempt's clock
+      // restarts with this send, as after a take-over, so the wait is not charged to the step.
+      const since = u.queuedAt || u.startedAt || !u.timeoutAt ? undefined : Date.parse(u.timeoutAt) - u.timeoutMs;
+      if (since !== undefined && Date.now() - since > LATE_PICKUP_MS) {
+        await this.command(a.executionId, { type: 'RecordStepRedispatched', data: { ...ref, attempt: a.attempt }, metadata: this.meta(a.correlationId) });
+      }
     }
     // 2. Run it: a child execution for sub-workflows (its end reports back), a NATS request otherwise.
     if (a.target.kind === 'workflow') {
@@ -1088,6 +1096,8 @@ function timerKey(t: TimerAction): string {
   return `${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`;
 }
 
+/** A unit recorded as dispatched this long before this engine sends it has its clock restarted (see runDispatch). */
+const LATE_PICKUP_MS = 1_000;
 /** A step timeout is written once its step has run this long (most steps end sooner)... */
 const TIMEOUT_DEFER_MS = 1_000;
 /** ...or at once when it is due within this, so it fires on time. */

@@ -140,6 +140,15 @@ export function eventStoreContract(name: string, factory: StoreFactory, options:
         await assert.rejects(store.append(`${prefix()}x`, []), isValidation);
         await assert.rejects(store.append('', [ev('A')]), isValidation);
         await assert.rejects(store.append(`${prefix()}x`, [ev('')]), isValidation);
+        // The metadata every event needs, and a type of at most 200 characters.
+        const bad = (e: Record<string, unknown>) => store.append(`${prefix()}x`, [{ ...ev('A'), ...e } as NewEvent]);
+        await assert.rejects(bad({ type: 'x'.repeat(201) }), isValidation);
+        await assert.rejects(bad({ metadata: { timestamp: new Date().toISOString() } }), isValidation);
+        await assert.rejects(bad({ metadata: { correlationId: 'c' } }), isValidation);
+        await assert.rejects(bad({ metadata: { correlationId: 'c', timestamp: 't', actor: 7 } }), isValidation);
+        await assert.rejects(bad({ metadata: [] }), isValidation);
+        await assert.rejects(bad({ id: 'not-a-uuid' }), isValidation);
+        await store.append(`${prefix()}x`, [{ ...ev('A'), type: 'x'.repeat(200), metadata: { correlationId: 'c', timestamp: 't', extra: { kept: true } } }]);
       });
     });
 

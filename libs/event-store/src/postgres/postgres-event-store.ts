@@ -214,13 +214,25 @@ export class PostgresEventStore implements EventStore {
       const json = JSON.stringify(batch.map((q) => ({ stream: q.item.stream, mode: q.item.mode, expected: q.item.expected, events: q.item.events, ...(q.item.fence ? { fence: q.item.fence } : {}) })));
       const res = await this.query<BatchRow & { idx: number }>(`select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`, [json], `${this.schema}.append_batch`);
       const byIdx = new Map(res.rows.map((r) => [r.idx, r]));
-      // Committed: hand the events to this process's subscriptions before anyone hears of the append.
-      if (this.subscriptions.size > 0) this.offerCommitted(JSON.parse(json) as BatchJson, byIdx);
       batch.forEach((q, i) => {
         const row = byIdx.get(i + 1);
         if (row) q.resolve(row);
         else q.reject(new AppError('internal', 'append_batch returned no row for an append'));
       });
+      // Committed: hand the events to this process's subscriptions. In the same synchronous run as
+      // the answers above, so before anyone hears of the append (they hear in a later microtask);
+      // after them, so the appenders go on first (the engine's next dispatch waits on its append,
+      // not on the subscriptions).
+      // Never into the catch below (it would append the batch again): a subscription that is not
+      // offered the events reads them.
+      if (this.subscriptions.size > 0) {
+        try {
+          this.offerCommitted(JSON.parse(json) as BatchJson, byIdx);
+        } catch (err) {
+          this.log?.warn({ err }, 'handing committed events to subscriptions failed; they read them');
+          this.wakeSubscriptions();
+        }
+      }
     } catch (err) {
       // A lost connection leaves the outcome unknown: retrying could append twice, so every
       // append of the batch gets the (retryable) error. A SQL error means the statement rolled

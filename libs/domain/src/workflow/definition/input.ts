@@ -24,14 +24,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
  * defaults (zod's own JSON-Schema reader, not a hand-written validator).
  */
 export function validateInput(schema: InputSchemaNode, input: unknown): InputValidation {
-  let validator: z.ZodType;
-  try {
-    // Without its `pattern`s: zod compiles them to backtracking RegExps (`^(a+)+$` against 26 a's
-    // and a "!" blocks for seconds). They are checked below with RE2, in linear time.
-    validator = z.fromJSONSchema(withoutPatterns(schema) as Parameters<typeof z.fromJSONSchema>[0]);
-  } catch (e) {
-    return { ok: false, problems: [{ path: '', message: `input schema unusable: ${(e as Error).message}` }] };
-  }
+  const validator = inputValidator(schema);
+  if (typeof validator === 'string') return { ok: false, problems: [{ path: '', message: `input schema unusable: ${validator}` }] };
   const r = validator.safeParse(input ?? {});
   if (!r.success) {
     return { ok: false, problems: r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })) };
@@ -43,6 +37,28 @@ export function validateInput(schema: InputSchemaNode, input: unknown): InputVal
   checkPatterns(schema, r.data, [], problems);
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, value: r.data as Record<string, unknown> };
+}
+
+const validators = new Map<string, z.ZodType | string>();
+/**
+ * The zod schema of an input schema (cached by its JSON: building one costs far more than a
+ * parse, and every start of an execution validates its input, twice), or why it cannot be built.
+ */
+function inputValidator(schema: InputSchemaNode): z.ZodType | string {
+  const key = JSON.stringify(schema);
+  let v = validators.get(key);
+  if (v === undefined) {
+    try {
+      // Without its `pattern`s: zod compiles them to backtracking RegExps (`^(a+)+$` against 26 a's
+      // and a "!" blocks for seconds). They are checked afterwards with RE2, in linear time.
+      v = z.fromJSONSchema(withoutPatterns(schema) as Parameters<typeof z.fromJSONSchema>[0]);
+    } catch (e) {
+      v = (e as Error).message;
+    }
+    if (validators.size > 1_000) validators.clear();
+    validators.set(key, v);
+  }
+  return v;
 }
 
 /** A copy of the schema with every `pattern` left out. */

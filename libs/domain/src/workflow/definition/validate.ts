@@ -95,6 +95,23 @@ export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: 
   // Bounds first, before any work proportional to the definition (see ./limits.ts).
   const over = definitionLimitProblems(def, limits);
   if (over.length > 0) return { ok: false, problems: over };
+  if (catalog) return checkDefinition(def, catalog);
+  // Without a catalog the answer depends only on the definition and the limits: every start of an
+  // execution checks its definition, mostly the same few, so the answer is kept (by their JSON).
+  const key = `${JSON.stringify(limits)}\n${JSON.stringify(def)}`;
+  let v = checked.get(key);
+  if (v === undefined) {
+    v = checkDefinition(def);
+    if (checked.size > 500) checked.clear();
+    checked.set(key, v);
+  }
+  return v;
+}
+
+/** Answers of validateDefinition without a catalog (shared: nobody changes a definition or an answer). */
+const checked = new Map<string, DefinitionValidation>();
+
+function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidation {
   const parsed = workflowDefinitionSchema.safeParse(def);
   if (!parsed.success) {
     return {

@@ -102,6 +102,36 @@ export function stepDispatchOf(state: StartedExecution, def: { readonly uses?: s
 }
 
 /** Everything the orchestrator should be doing for this execution at `now`. */
+/** What one unit asks for in `nextActions` (pushed onto the given lists). */
+function unitActions(state: StartedExecution, def: { readonly uses?: string }, u: UnitState, dispatch: DispatchAction[], stop: StopAction[], timers: TimerAction[]): void {
+  const ref = u.itemIndex === undefined ? { stepId: u.stepId } : { stepId: u.stepId, itemIndex: u.itemIndex };
+  if (u.phase === 'scheduled') dispatch.push(stepDispatchOf(state, def, u));
+  if (u.phase === 'dispatched' && state.status === 'canceling') {
+    stop.push({
+      executionId: state.executionId,
+      ...ref,
+      attempt: u.attempt,
+      idempotencyKey: u.idempotencyKey,
+      target: parseUses(def.uses!),
+      reason: state.cancel.reason,
+      correlationId: state.correlationId,
+    });
+  }
+  if (u.phase === 'dispatched' && u.timeoutAt) {
+    timers.push({
+      kind: 'timeout',
+      dueAt: u.timeoutAt,
+      command: { type: 'RecordStepTimedOut', data: { ...ref, attempt: u.attempt }, metadata: timerMeta(state.correlationId, u.timeoutAt) },
+    });
+  } else if (u.phase === 'retry_wait' && u.dueAt) {
+    timers.push({
+      kind: 'retry',
+      dueAt: u.dueAt,
+      command: { type: 'RetryStep', data: { ...ref, attempt: u.attempt }, metadata: timerMeta(state.correlationId, u.dueAt) },
+    });
+  }
+}
+
 export function nextActions(state: WorkflowExecutionState, now: string): SagaActions {
   if (state.status === 'not_started') return { status: state.status, dispatch: [], stop: [], timers: [], due: [], terminal: false };
   const terminal = state.status === 'completed' || state.status === 'failed' || state.status === 'canceled';
@@ -110,38 +140,12 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
   const dispatch: DispatchAction[] = [];
   const stop: StopAction[] = [];
   const timers: TimerAction[] = [];
-  const unitRef = (u: UnitState) => (u.itemIndex === undefined ? { stepId: u.stepId } : { stepId: u.stepId, itemIndex: u.itemIndex });
 
   // 1. Units: scheduled ones go out; dispatched ones get their timeout (and, when canceling, are
   //    asked to stop); waiting ones their retry timer.
   for (const def of state.definition.steps) {
     for (const u of state.steps[def.id]?.units ?? []) {
-      if (!u) continue;
-      if (u.phase === 'scheduled') dispatch.push(stepDispatchOf(state, def, u));
-      if (u.phase === 'dispatched' && state.status === 'canceling') {
-        stop.push({
-          executionId: state.executionId,
-          ...unitRef(u),
-          attempt: u.attempt,
-          idempotencyKey: u.idempotencyKey,
-          target: parseUses(def.uses!),
-          reason: state.cancel.reason,
-          correlationId: state.correlationId,
-        });
-      }
-      if (u.phase === 'dispatched' && u.timeoutAt) {
-        timers.push({
-          kind: 'timeout',
-          dueAt: u.timeoutAt,
-          command: { type: 'RecordStepTimedOut', data: { ...unitRef(u), attempt: u.attempt }, metadata: timerMeta(state.correlationId, u.timeoutAt) },
-        });
-      } else if (u.phase === 'retry_wait' && u.dueAt) {
-        timers.push({
-          kind: 'retry',
-          dueAt: u.dueAt,
-          command: { type: 'RetryStep', data: { ...unitRef(u), attempt: u.attempt }, metadata: timerMeta(state.correlationId, u.dueAt) },
-        });
-      }
+      if (u) unitActions(state, def, u, dispatch, stop, timers);
     }
   }
 
@@ -183,36 +187,43 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
  * scheduled, the timer it armed, or the end. Time is the event's own timestamp.
  */
 export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState): SagaActions {
-  const all = nextActions(state, event.metadata.timestamp);
-  const none: SagaActions = { ...all, dispatch: [], stop: [], timers: [], due: [] };
-  const sameUnit = (a: { stepId: string; itemIndex?: number }) =>
-    'stepId' in event.data &&
-    a.stepId === event.data.stepId &&
-    a.itemIndex === ('itemIndex' in event.data ? event.data.itemIndex : undefined);
+  const terminal = state.status === 'completed' || state.status === 'failed' || state.status === 'canceled';
+  const none: SagaActions = { status: state.status, dispatch: [], stop: [], timers: [], due: [], terminal };
+  if (state.status === 'not_started' || terminal) return none;
   switch (event.type) {
+    // Events about one unit ask only for that unit's actions: computed for it alone, not for the
+    // whole execution (this runs for every appended event, on the engine's hot path).
     case 'StepScheduled':
-      return { ...none, dispatch: all.dispatch.filter((d) => d.kind === 'step' && sameUnit(d)) };
     case 'StepDispatched':
     case 'StepRedispatched':
     case 'StepQueued':
     case 'StepStarted':
     case 'StepRetryScheduled': {
+      const def = state.definition.steps.find((d) => d.id === event.data.stepId);
+      const u = state.steps[event.data.stepId]?.units[('itemIndex' in event.data ? event.data.itemIndex : undefined) ?? 0];
+      if (!def || !u || u.stepId !== event.data.stepId) return none;
+      const dispatch: DispatchAction[] = [];
+      const timers: TimerAction[] = [];
+      unitActions(state, def, u, dispatch, [], timers);
+      if (event.type === 'StepScheduled') return { ...none, dispatch };
       const kind = event.type === 'StepRetryScheduled' ? 'retry' : 'timeout';
-      const timers = all.timers.filter((t) => t.kind === kind && sameUnit(t.command.data));
-      return { ...none, timers, due: timers.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command) };
+      const mine = timers.filter((t) => t.kind === kind);
+      return { ...none, timers: mine, due: mine.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command) };
     }
     case 'ExecutionCancelRequested':
-      return { ...none, stop: all.stop };
+      return { ...none, stop: nextActions(state, event.metadata.timestamp).stop };
     case 'WaitStarted': {
-      const timers = all.timers.filter((t) => t.kind === 'wait_timeout' && t.command.data.stepId === event.data.stepId);
+      const timers = nextActions(state, event.metadata.timestamp).timers.filter((t) => t.kind === 'wait_timeout' && t.command.data.stepId === event.data.stepId);
       return { ...none, timers, due: timers.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command) };
     }
-    case 'CompensationStarted':
+    case 'CompensationStarted': {
+      const all = nextActions(state, event.metadata.timestamp);
       return {
         ...none,
         dispatch: all.dispatch.filter((d) => d.kind === 'compensation' && d.stepId === event.data.stepId),
         timers: all.timers.filter((t) => t.kind === 'compensation_timeout' && t.command.data.stepId === event.data.stepId),
       };
+    }
     default:
       return none;
   }

@@ -669,6 +669,54 @@ describe('WorkflowExecution saga: nextActions / decideAfter', () => {
     assert.deepEqual(end.dispatch, []);
   });
 
+  it('decideAfter of each event asks for what the full picture (nextActions) holds for that event: dispatch, timers, due', () => {
+    // The reference: nextActions filtered to the event's unit (decideAfter computes that unit alone).
+    const reference = (e: WorkflowEvent, s: WorkflowExecutionState) => {
+      const all = nextActions(s, e.metadata.timestamp);
+      const d = e.data as { stepId?: string; itemIndex?: number };
+      const same = (a: { stepId: string; itemIndex?: number }) => a.stepId === d.stepId && a.itemIndex === d.itemIndex;
+      const kind = e.type === 'StepRetryScheduled' ? 'retry' : 'timeout';
+      const timers = ['StepDispatched', 'StepRedispatched', 'StepQueued', 'StepStarted', 'StepRetryScheduled'].includes(e.type) ? all.timers.filter((t) => t.kind === kind && same(t.command.data)) : [];
+      return {
+        dispatch: e.type === 'StepScheduled' ? all.dispatch.filter((x) => x.kind === 'step' && same(x)) : [],
+        timers,
+        due: timers.filter((t) => Date.parse(t.dueAt) <= Date.parse(e.metadata.timestamp)).map((t) => t.command),
+        terminal: all.terminal,
+      };
+    };
+    const forEach: WorkflowDefinitionInput = {
+      id: 'fe',
+      version: 1,
+      name: 'fe',
+      input: { type: 'object', properties: { xs: { type: 'array' } } },
+      steps: [
+        { id: 'a', uses: 'mcp:database/query', timeout_ms: 1000, retry: { attempts: 2, backoff: { initialMs: 500, factor: 2, maxMs: 500, jitter: 0 } } },
+        { id: 'm', uses: 'mcp:database/query', needs: ['a'], for_each: { items: '${{ input.xs }}' }, timeout_ms: 2000 },
+      ],
+    };
+    const events = history(
+      cmd.start(forEach, { xs: [1, 2] }),
+      cmd.dispatched({ stepId: 'a' }),
+      cmd.queued({ stepId: 'a' }),
+      cmd.started({ stepId: 'a' }),
+      cmd.failed({ stepId: 'a' }, unavailable),
+      cmd.retry({ stepId: 'a' }, 2, at(500)),
+      cmd.dispatched({ stepId: 'a' }, 2, at(600)),
+      cmd.succeeded({ stepId: 'a' }, { ok: true }, 2, at(700)),
+      cmd.dispatched({ stepId: 'm', itemIndex: 1 }, 1, at(800)),
+      cmd.succeeded({ stepId: 'm', itemIndex: 1 }, {}, 1, at(900)),
+      cmd.dispatched({ stepId: 'm', itemIndex: 0 }, 1, at(900)),
+      cmd.succeeded({ stepId: 'm', itemIndex: 0 }, {}, 1, at(1000)),
+    );
+    assert.ok(types(events).includes('StepScheduled:m[1]') && types(events).includes('StepRetryScheduled:a'), types(events).join(' '));
+    let s: WorkflowExecutionState = workflowExecutionDecider.initialState;
+    for (const e of events) {
+      s = workflowExecutionDecider.evolve(s, e);
+      const got = decideAfter(e, s);
+      assert.deepEqual({ dispatch: got.dispatch, timers: got.timers, due: got.due, terminal: got.terminal }, reference(e, s), e.type);
+    }
+  });
+
   it('running compensations are dispatched with their own key', () => {
     const comp: WorkflowDefinitionInput = {
       id: 'c',
