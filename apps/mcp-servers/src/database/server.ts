@@ -1,10 +1,10 @@
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type pg from 'pg';
-import Cursor from 'pg-cursor';
 import { AppError, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
+import { LimitedQuery, type LimitedOutcome } from './limited-query.js';
 import { mapPgError } from './pg-errors.js';
 import { preloadParser, vetStatement } from './sql-guard.js';
 
@@ -34,20 +34,41 @@ function jsonSafe(v: unknown): unknown {
   return v;
 }
 
-interface CursorOutcome {
-  rows: Record<string, unknown>[];
-  fields: { name: string; dataTypeID: number }[];
-  command: string;
-  rowCount: number | null;
-}
+/** Pooled connections whose session already carries the `query` tool's settings (value: the SET that ran). */
+const sessionSettings = new WeakMap<object, string>();
 
-function readCursor(cursor: Cursor, n: number): Promise<CursorOutcome> {
-  return new Promise((resolve, reject) => {
-    cursor.read(n, (err, rows, result) => {
-      if (err) reject(err);
-      else resolve({ rows, fields: result.fields ?? [], command: result.command, rowCount: result.rowCount });
-    });
-  });
+/**
+ * The `query` tool's statement, in one round trip on a pooled connection. The connection's
+ * session is set up once (READ ONLY by default unless `write`, statement_timeout) and keeps it:
+ * the statement then runs in its own implicit transaction, which the pipelined Sync commits
+ * (a write) or ends (a read), and a failure rolls back. Why no BEGIN / SET LOCAL / ROLLBACK /
+ * DISCARD ALL per call (six round trips before): the guard (sql-guard.ts) admits one
+ * SELECT/INSERT/UPDATE/DELETE/MERGE with pure built-in functions only, so a statement can change
+ * neither the session's settings nor its role, and nothing it does outlives its transaction.
+ */
+async function runLimited(pool: pg.Pool, write: boolean, timeoutMs: number, sql: string, params: readonly (string | number | boolean | null)[], maxRows: number): Promise<LimitedOutcome> {
+  const client = await pool.connect();
+  let broken = false;
+  const onError = (): void => {
+    broken = true;
+  };
+  client.on('error', onError);
+  try {
+    const settings = `SET statement_timeout = ${Math.max(0, Math.floor(timeoutMs))}; SET default_transaction_read_only = ${write ? 'off' : 'on'}`;
+    if (sessionSettings.get(client) !== settings) {
+      await client.query(settings);
+      sessionSettings.set(client, settings);
+    }
+    const q = new LimitedQuery(sql, params, maxRows);
+    void client.query(q as unknown as pg.QueryConfig);
+    return await q.done;
+  } catch (e) {
+    if ((e as { severity?: string }).severity === 'FATAL' || (e as { severity?: string }).severity === 'PANIC') broken = true;
+    throw e;
+  } finally {
+    client.removeListener('error', onError);
+    client.release(broken);
+  }
 }
 
 /**
@@ -80,6 +101,8 @@ async function inTransaction<T>(pool: pg.Pool, write: boolean, timeoutMs: number
     throw e;
   } finally {
     if (!broken) await client.query('DISCARD ALL').catch(() => (broken = true));
+    // DISCARD ALL also dropped the session settings runLimited keeps on the connection.
+    sessionSettings.delete(client);
     client.removeListener('error', onError);
     client.release(broken);
   }
@@ -163,31 +186,18 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
         // pure built-in functions, no write on the read-only server (sql-guard.ts).
         await vetStatement(args.sql, { allowWrites: write });
         const limit = args.max_rows ?? maxRows;
-        return inTransaction(pool, write, timeoutMs, async (client) => {
-          // A cursor over the extended protocol: one statement only (no "; DROP ..."), and
-          // never more than limit + 1 rows leave the server.
-          const cursor = client.query(new Cursor(args.sql, args.params));
-          // Closed only after a good read: on an error the portal goes with the transaction, and
-          // close() would wait forever for a server that dropped the connection.
-          let readFailed = false;
-          try {
-            const out = await readCursor(cursor, limit + 1).catch((e: unknown) => {
-              readFailed = true;
-              throw e;
-            });
-            const truncated = out.rows.length > limit;
-            const rows = out.rows.slice(0, limit).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonSafe(v)])));
-            return {
-              command: out.command,
-              columns: out.fields.map((f) => ({ name: f.name, type_oid: f.dataTypeID })),
-              rows,
-              row_count: out.fields.length > 0 ? rows.length : out.rowCount,
-              truncated,
-            };
-          } finally {
-            if (!readFailed) await cursor.close().catch(() => undefined);
-          }
-        });
+        // One statement only (the extended protocol refuses "; DROP ..."), and never more than
+        // limit + 1 rows leave the server.
+        const out = await runLimited(pool, write, timeoutMs, args.sql, args.params, limit + 1);
+        const truncated = out.more || out.rows.length > limit;
+        const rows = out.rows.slice(0, limit).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonSafe(v)])));
+        return {
+          command: out.command,
+          columns: out.fields.map((f) => ({ name: f.name, type_oid: f.dataTypeID })),
+          rows,
+          row_count: out.fields.length > 0 ? rows.length : out.rowCount,
+          truncated,
+        };
       },
       mapPgError,
     ),
