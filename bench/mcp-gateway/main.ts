@@ -11,9 +11,16 @@
  *               JSON-RPC, the McpToolCalled/Succeeded events of the call)
  *   proxy       SDK -> supergateway (stdio -> Streamable HTTP, stateful) -> server-everything (stdio)
  * For each: p50/p99 of sequential calls, then calls/s with BENCH_INFLIGHT calls in flight on one
- * session. The load runs in a worker thread; the gateway and connectors share the main thread
+ * session, and `cpu ms/c`: this process's CPU per call (the load worker always; the gateway and
+ * connectors too for switchyard and rest; server-everything and supergateway are other processes,
+ * not counted), steadier than wall time on a busy machine. Then the targets as ratios of the same
+ * run: `added p50` of switchyard and of proxy (each minus direct), their difference (target: at
+ * most 0.5 ms), and switchyard's calls/s as a share of direct's (target: at least 50 %).
+ * The load runs in a worker thread; the gateway and connectors share the main thread
  * (the launcher's all-in-one layout); the servers and PostgreSQL / nats-server are processes.
- * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (16),
+ * Both hops' events are stored, as in production: the gateway's McpToolCalled + outcome (one
+ * append for a quick call) and the connector's, appended as the launcher does.
+ * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (64),
  * BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_SESSIONS (1: the in-flight calls
  * share one session; N: spread over N sessions), BENCH_PATHS (comma list of direct,
  * switchyard, rest, proxy; default all), DATABASE_URL / NATS_URL (else
@@ -42,7 +49,7 @@ const num = (name: string, d: number) => {
 const settings = {
   warmup: num('BENCH_WARMUP', 50),
   latencyCalls: num('BENCH_LATENCY_CALLS', 500),
-  inflight: Math.max(1, num('BENCH_INFLIGHT', 16)),
+  inflight: Math.max(1, num('BENCH_INFLIGHT', 64)),
   throughputCalls: num('BENCH_THROUGHPUT_CALLS', 5_000),
   maxMs: num('BENCH_THROUGHPUT_SECONDS', 10) * 1000,
   sessions: Math.max(1, num('BENCH_SESSIONS', 1)),
@@ -181,16 +188,31 @@ async function main(): Promise<void> {
   ];
   console.log(`# MCP gateway bench: ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
   console.log(`# ${os.cpus().length} cores, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, node ${process.version}`);
-  console.log(`${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)}`);
+  console.log(`${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)} ${'cpu ms/c'.padStart(8)}`);
   const only = (process.env.BENCH_PATHS ?? '').split(',').filter(Boolean);
+  const figures = new Map<string, { p50: number; rate: number; cpuMsPerCall: number }>();
   for (const p of paths.filter((x) => only.length === 0 || only.includes(x.label.split(' ')[0]!))) {
+    // This process's CPU (gateway, connectors, the load worker) per call: less noisy than wall time on a busy machine.
+    const cpu0 = process.cpuUsage();
     const r = await load({ mode: p.mode, url: p.url, headers: p.headers, tool: p.tool, args, ...settings });
+    const cpu = process.cpuUsage(cpu0);
     const rate = r.throughput.calls / r.throughput.seconds;
+    const calls = r.latencies.length + r.throughput.calls + settings.warmup;
+    const cpuMsPerCall = (cpu.user + cpu.system) / 1000 / Math.max(1, calls);
+    figures.set(p.label.split(' ')[0]!, { p50: pct(r.latencies, 50), rate, cpuMsPerCall });
     console.log(
-      `${p.label.padEnd(68)} ${ms(pct(r.latencies, 50)).padStart(8)} ${ms(pct(r.latencies, 99)).padStart(8)} ${rate.toFixed(0).padStart(9)} ${ms(pct(r.throughput.latencies, 50)).padStart(9)} ${ms(pct(r.throughput.latencies, 99)).padStart(9)} ${String(r.errors).padStart(7)}`,
+      `${p.label.padEnd(68)} ${ms(pct(r.latencies, 50)).padStart(8)} ${ms(pct(r.latencies, 99)).padStart(8)} ${rate.toFixed(0).padStart(9)} ${ms(pct(r.throughput.latencies, 50)).padStart(9)} ${ms(pct(r.throughput.latencies, 99)).padStart(9)} ${String(r.errors).padStart(7)} ${cpuMsPerCall.toFixed(2).padStart(8)}`,
     );
     if (r.firstError) console.log(`#   first error: ${r.firstError.slice(0, 300)}`);
   }
+  // The targets, as ratios within this run: our added p50 against the plain proxy's, and /mcp's calls/s against direct.
+  const direct = figures.get('direct');
+  const sy = figures.get('switchyard');
+  const proxy = figures.get('proxy');
+  if (direct && sy) console.log(`# added p50 switchyard (switchyard - direct): ${ms(sy.p50 - direct.p50)} ms`);
+  if (direct && proxy) console.log(`# added p50 proxy (proxy - direct): ${ms(proxy.p50 - direct.p50)} ms`);
+  if (direct && sy && proxy) console.log(`# added p50 difference (switchyard - proxy): ${ms(sy.p50 - proxy.p50)} ms (target: at most 0.50)`);
+  if (direct && sy) console.log(`# throughput switchyard / direct at ${settings.inflight} in flight: ${((100 * sy.rate) / direct.rate).toFixed(0)} % (target: at least 50 %)`);
   const calls = await store.readAll({ types: ['McpToolSucceeded'], streamPrefixes: ['mcpgw_call-'], maxCount: 1_000_000 });
   console.log(`# gateway call events stored: ${calls.length} McpToolSucceeded (mcpgw_call-*); connector events: ${connectorEvents}`);
   if (listenerWarnings) console.log(`# MaxListenersExceededWarnings in the main thread (the connector's SDK client): ${listenerWarnings}`);
