@@ -4,8 +4,10 @@
  * One cheap tool call (server-everything's `echo`) from the official SDK Client over Streamable
  * HTTP, three ways, in one run:
  *   direct      SDK -> server-everything (its own Streamable HTTP mode)
- *   switchyard  SDK -> the gateway's /mcp (API key, session) -> NATS -> connector -> the same
- *               server-everything (Streamable HTTP), with the McpTool* events of both hops stored
+ *   switchyard  SDK -> the gateway's /mcp (API key, session) -> NATS -> connector ->
+ *               server-everything over stdio, as supergateway reaches it (BENCH_UPSTREAM=http: the
+ *               connector uses the Streamable HTTP server-everything of `direct` instead), with the
+ *               McpTool* events of both hops stored
  *   rest        (reference) the gateway's REST route POST /api/v1/integration/mcp/call for the same
  *               call: the difference to `switchyard` is what the MCP endpoint adds (MCP session,
  *               JSON-RPC, the McpToolCalled/Succeeded events of the call)
@@ -21,7 +23,7 @@
  * Both hops' events are stored, as in production: the gateway's McpToolCalled + outcome (one
  * append for a quick call) and the connector's, appended as the launcher does.
  * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (64),
- * BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_SESSIONS (1: the in-flight calls
+ * BENCH_UPSTREAM (stdio | http), BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_SESSIONS (1: the in-flight calls
  * share one session; N: spread over N sessions), BENCH_PATHS (comma list of direct,
  * switchyard, rest, proxy; default all), DATABASE_URL / NATS_URL (else
  * embedded ones on free ports), LOG_LEVEL (error). Figures only: nothing here asserts.
@@ -54,6 +56,8 @@ const settings = {
   maxMs: num('BENCH_THROUGHPUT_SECONDS', 10) * 1000,
   sessions: Math.max(1, num('BENCH_SESSIONS', 1)),
 };
+const upstream = process.env.BENCH_UPSTREAM ?? 'stdio';
+if (upstream !== 'stdio' && upstream !== 'http') throw new Error(`BENCH_UPSTREAM must be stdio or http, got ${upstream}`);
 // The SDK's client transports add an abort listener per request to a long-lived signal; Node
 // warns past 1500 of them. Counted, not printed (figures only).
 let listenerWarnings = 0;
@@ -155,7 +159,15 @@ async function main(): Promise<void> {
   let connectorEvents = 0;
   const connectors = await startConnectors({
     nats: nc,
-    registry: [parseServerConfig({ name: 'everything', role: 'other', transport: { kind: 'http', url: `http://127.0.0.1:${everythingPort}/mcp` } })],
+    // stdio (default): the connector reaches server-everything the way supergateway does, so
+    // switchyard and proxy differ only in what sits between the client and that stdio server.
+    registry: [
+      parseServerConfig({
+        name: 'everything',
+        role: 'other',
+        transport: upstream === 'http' ? { kind: 'http', url: `http://127.0.0.1:${everythingPort}/mcp` } : { kind: 'stdio', command: process.execPath, args: [everythingBin] },
+      }),
+    ],
     logger,
     onEvent: (e) => {
       connectorEvents++;
@@ -182,11 +194,12 @@ async function main(): Promise<void> {
   const auth = { authorization: `Bearer ${adminKey}` };
   const paths: { label: string; mode: 'mcp' | 'rest'; url: string; tool: string; headers: Record<string, string> }[] = [
     { label: 'direct      SDK -> server-everything (HTTP)', mode: 'mcp', url: `http://127.0.0.1:${everythingPort}/mcp`, tool: 'echo', headers: {} },
-    { label: 'switchyard  SDK -> /mcp -> NATS -> connector -> server-everything', mode: 'mcp', url: `${gatewayUrl}/mcp`, tool: 'everything__echo', headers: auth },
+    { label: `switchyard  SDK -> /mcp -> NATS -> connector -> s-e (${upstream})`, mode: 'mcp', url: `${gatewayUrl}/mcp`, tool: 'everything__echo', headers: auth },
     { label: 'rest        POST /api/v1/integration/mcp/call -> NATS -> connector -> s-e', mode: 'rest', url: `${gatewayUrl}/api/v1/integration/mcp/call`, tool: 'everything__echo', headers: auth },
     { label: 'proxy       SDK -> supergateway -> server-everything (stdio)', mode: 'mcp', url: `http://127.0.0.1:${proxyPort}/mcp`, tool: 'echo', headers: {} },
   ];
   console.log(`# MCP gateway bench: ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
+  console.log(`# connector -> server-everything over ${upstream} (BENCH_UPSTREAM); ${os.cpus()[0]?.model ?? 'cpu'}`);
   console.log(`# ${os.cpus().length} cores, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, node ${process.version}`);
   console.log(`${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)} ${'cpu ms/c'.padStart(8)}`);
   const only = (process.env.BENCH_PATHS ?? '').split(',').filter(Boolean);
