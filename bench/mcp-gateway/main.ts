@@ -20,6 +20,8 @@
  * most 0.5 ms), and switchyard's calls/s as a share of direct's (target: at least 50 %).
  * The load runs in a worker thread; the gateway and connectors share the main thread
  * (the launcher's all-in-one layout); the servers and PostgreSQL / nats-server are processes.
+ * Last, one event-store append alone (p50/p99 of sequential single-event commits): the part of
+ * switchyard's added p50 that is the audit record's commit.
  * Both hops' events are stored, as in production: the gateway's McpToolCalled + outcome (one
  * append for a quick call) and the connector's, appended as the launcher does.
  * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (64),
@@ -29,6 +31,7 @@
  * embedded ones on free ports), LOG_LEVEL (error). Figures only: nothing here asserts.
  */
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -218,6 +221,16 @@ async function main(): Promise<void> {
     );
     if (r.firstError) console.log(`#   first error: ${r.firstError.slice(0, 300)}`);
   }
+  // One event-store commit, alone, in this run: what the answer of a /mcp call waits for after the
+  // upstream answered (its McpToolCalled + outcome append), and the proxy never pays.
+  const commits: number[] = [];
+  for (let i = 0; i < Math.min(200, settings.latencyCalls); i++) {
+    const t0 = performance.now();
+    await store.append(`benchcommit-${newId()}`, [{ type: 'BenchCommit', data: { i }, metadata: { correlationId: newId(), actor: 'bench', timestamp: new Date().toISOString() } }], { expectedRevision: 'no_stream' });
+    commits.push(performance.now() - t0);
+  }
+  commits.sort((a, b) => a - b);
+  console.log(`# one event-store append (commit) alone, sequential: p50 ${ms(pct(commits, 50))} ms, p99 ${ms(pct(commits, 99))} ms`);
   // The targets, as ratios within this run: our added p50 against the plain proxy's, and /mcp's calls/s against direct.
   const direct = figures.get('direct');
   const sy = figures.get('switchyard');
