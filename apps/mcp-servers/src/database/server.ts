@@ -115,6 +115,24 @@ const paramsInput = z
   .default([])
   .describe('positional parameters bound to $1..$n (never spliced into the SQL text)');
 
+// The tools' input shapes, built once: the server is built per HTTP request (stateless), and
+// building zod schemas costs more than the parse of a call's arguments.
+const listSchemasInput = z.object({ include_system: z.boolean().default(false) });
+const listTablesInput = z.object({ schema: z.string().min(1).max(63).default('public') });
+const describeTableInput = z.object({ schema: z.string().min(1).max(63).default('public'), table: z.string().min(1).max(63) });
+const explainInput = z.object({ sql: sqlInput, params: paramsInput, analyze: z.boolean().default(false) });
+const queryInputs = new Map<number, ReturnType<typeof makeQueryInput>>();
+const makeQueryInput = (maxRows: number) =>
+  z.object({ sql: sqlInput, params: paramsInput, max_rows: z.number().int().min(1).max(maxRows).optional().describe(`row cap (default and ceiling ${maxRows})`) });
+const queryInput = (maxRows: number) => {
+  let schema = queryInputs.get(maxRows);
+  if (!schema) {
+    schema = makeQueryInput(maxRows);
+    queryInputs.set(maxRows, schema);
+  }
+  return schema;
+};
+
 /** Describe a table: columns, primary key, indexes. Throws not_found when it does not exist. */
 async function describeTable(c: pg.PoolClient, schema: string, table: string): Promise<Record<string, unknown>> {
   const exists = await c.query(
@@ -171,11 +189,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'query',
     {
       description: `Run one SQL statement with positional parameters ($1..$n). ${write ? 'Writes are allowed.' : 'Read-only: writes are refused.'} At most max_rows rows come back; "truncated" says when there were more.`,
-      inputSchema: {
-        sql: sqlInput,
-        params: paramsInput,
-        max_rows: z.number().int().min(1).max(maxRows).optional().describe(`row cap (default and ceiling ${maxRows})`),
-      },
+      inputSchema: queryInput(maxRows),
       annotations: { readOnlyHint: !write, destructiveHint: write },
     },
     tool(
@@ -207,7 +221,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'list_schemas',
     {
       description: 'List schemas (system schemas excluded unless include_system).',
-      inputSchema: { include_system: z.boolean().default(false) },
+      inputSchema: listSchemasInput,
       annotations: { readOnlyHint: true },
     },
     tool('list_schemas', logger, async (args) => {
@@ -224,7 +238,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'list_tables',
     {
       description: 'List tables and views of a schema with an estimated row count.',
-      inputSchema: { schema: z.string().min(1).max(63).default('public') },
+      inputSchema: listTablesInput,
       annotations: { readOnlyHint: true },
     },
     tool('list_tables', logger, async (args) => {
@@ -245,7 +259,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'describe_table',
     {
       description: 'Columns (type, nullability, default), primary key and indexes of a table.',
-      inputSchema: { schema: z.string().min(1).max(63).default('public'), table: z.string().min(1).max(63) },
+      inputSchema: describeTableInput,
       annotations: { readOnlyHint: true },
     },
     tool('describe_table', logger, async (args) => inTransaction(pool, false, timeoutMs, (c) => describeTable(c, args.schema, args.table)), mapPgError),
@@ -255,7 +269,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'explain',
     {
       description: 'EXPLAIN (FORMAT JSON) of a statement, always in a read-only transaction. analyze=true runs it (reads only).',
-      inputSchema: { sql: sqlInput, params: paramsInput, analyze: z.boolean().default(false) },
+      inputSchema: explainInput,
       annotations: { readOnlyHint: true },
     },
     tool(
