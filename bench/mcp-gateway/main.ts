@@ -24,6 +24,8 @@
  * switchyard's added p50 that is the audit record's commit.
  * Both hops' events are stored, as in production: the gateway's McpToolCalled + outcome (one
  * append for a quick call) and the connector's, appended as the launcher does.
+ * The paths take turns: BENCH_ROUNDS (5) rounds, each with a 1/rounds share of every path's
+ * calls and time, so a change of the machine's load during the run hits every path alike.
  * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (64),
  * BENCH_UPSTREAM (stdio | http), BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_SESSIONS (1: the in-flight calls
  * share one session; N: spread over N sessions), BENCH_PATHS (comma list of direct,
@@ -58,6 +60,7 @@ const settings = {
   throughputCalls: num('BENCH_THROUGHPUT_CALLS', 5_000),
   maxMs: num('BENCH_THROUGHPUT_SECONDS', 10) * 1000,
   sessions: Math.max(1, num('BENCH_SESSIONS', 1)),
+  rounds: Math.max(1, Math.floor(num('BENCH_ROUNDS', 5))),
 };
 const upstream = process.env.BENCH_UPSTREAM ?? 'stdio';
 if (upstream !== 'stdio' && upstream !== 'http') throw new Error(`BENCH_UPSTREAM must be stdio or http, got ${upstream}`);
@@ -201,25 +204,54 @@ async function main(): Promise<void> {
     { label: 'rest        POST /api/v1/integration/mcp/call -> NATS -> connector -> s-e', mode: 'rest', url: `${gatewayUrl}/api/v1/integration/mcp/call`, tool: 'everything__echo', headers: auth },
     { label: 'proxy       SDK -> supergateway -> server-everything (stdio)', mode: 'mcp', url: `http://127.0.0.1:${proxyPort}/mcp`, tool: 'echo', headers: {} },
   ];
-  console.log(`# MCP gateway bench: ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
+  console.log(`# MCP gateway bench, in ${settings.rounds} rounds (paths take turns): ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
   console.log(`# connector -> server-everything over ${upstream} (BENCH_UPSTREAM); ${os.cpus()[0]?.model ?? 'cpu'}`);
   console.log(`# ${os.cpus().length} cores, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, node ${process.version}`);
   console.log(`${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)} ${'cpu ms/c'.padStart(8)}`);
   const only = (process.env.BENCH_PATHS ?? '').split(',').filter(Boolean);
   const figures = new Map<string, { p50: number; rate: number; cpuMsPerCall: number }>();
-  for (const p of paths.filter((x) => only.length === 0 || only.includes(x.label.split(' ')[0]!))) {
-    // This process's CPU (gateway, connectors, the load worker) per call: less noisy than wall time on a busy machine.
-    const cpu0 = process.cpuUsage();
-    const r = await load({ mode: p.mode, url: p.url, headers: p.headers, tool: p.tool, args, ...settings });
-    const cpu = process.cpuUsage(cpu0);
-    const rate = r.throughput.calls / r.throughput.seconds;
-    const calls = r.latencies.length + r.throughput.calls + settings.warmup;
-    const cpuMsPerCall = (cpu.user + cpu.system) / 1000 / Math.max(1, calls);
-    figures.set(p.label.split(' ')[0]!, { p50: pct(r.latencies, 50), rate, cpuMsPerCall });
+  // The paths take turns, BENCH_ROUNDS times, each round a share of the calls and of the time:
+  // on a shared machine the load moves during a run, and turns spread that over every path
+  // alike instead of charging it to whichever path ran while it was high.
+  const chosen = paths.filter((x) => only.length === 0 || only.includes(x.label.split(' ')[0]!));
+  const rounds = settings.rounds;
+  const acc = new Map<string, { lat: number[]; tl: number[]; calls: number; seconds: number; errors: number; cpuUs: number; issued: number; firstError?: string }>();
+  for (let round = 0; round < rounds; round++) {
+    for (const p of chosen) {
+      const share = {
+        ...settings,
+        warmup: Math.ceil(settings.warmup / rounds),
+        latencyCalls: Math.ceil(settings.latencyCalls / rounds),
+        throughputCalls: Math.ceil(settings.throughputCalls / rounds),
+        maxMs: settings.maxMs / rounds,
+      };
+      // This process's CPU (gateway, connectors, the load worker) per call: less noisy than wall time on a busy machine.
+      const cpu0 = process.cpuUsage();
+      const r = await load({ mode: p.mode, url: p.url, headers: p.headers, tool: p.tool, args, ...share });
+      const cpu = process.cpuUsage(cpu0);
+      const a = acc.get(p.label) ?? { lat: [], tl: [], calls: 0, seconds: 0, errors: 0, cpuUs: 0, issued: 0 };
+      a.lat.push(...r.latencies);
+      a.tl.push(...r.throughput.latencies);
+      a.calls += r.throughput.calls;
+      a.seconds += r.throughput.seconds;
+      a.errors += r.errors;
+      a.cpuUs += cpu.user + cpu.system;
+      a.issued += r.latencies.length + r.throughput.calls + share.warmup;
+      a.firstError ??= r.firstError;
+      acc.set(p.label, a);
+    }
+  }
+  for (const p of chosen) {
+    const a = acc.get(p.label)!;
+    a.lat.sort((x, y) => x - y);
+    a.tl.sort((x, y) => x - y);
+    const rate = a.calls / Math.max(1e-9, a.seconds);
+    const cpuMsPerCall = a.cpuUs / 1000 / Math.max(1, a.issued);
+    figures.set(p.label.split(' ')[0]!, { p50: pct(a.lat, 50), rate, cpuMsPerCall });
     console.log(
-      `${p.label.padEnd(68)} ${ms(pct(r.latencies, 50)).padStart(8)} ${ms(pct(r.latencies, 99)).padStart(8)} ${rate.toFixed(0).padStart(9)} ${ms(pct(r.throughput.latencies, 50)).padStart(9)} ${ms(pct(r.throughput.latencies, 99)).padStart(9)} ${String(r.errors).padStart(7)} ${cpuMsPerCall.toFixed(2).padStart(8)}`,
+      `${p.label.padEnd(68)} ${ms(pct(a.lat, 50)).padStart(8)} ${ms(pct(a.lat, 99)).padStart(8)} ${rate.toFixed(0).padStart(9)} ${ms(pct(a.tl, 50)).padStart(9)} ${ms(pct(a.tl, 99)).padStart(9)} ${String(a.errors).padStart(7)} ${cpuMsPerCall.toFixed(2).padStart(8)}`,
     );
-    if (r.firstError) console.log(`#   first error: ${r.firstError.slice(0, 300)}`);
+    if (a.firstError) console.log(`#   first error: ${a.firstError.slice(0, 300)}`);
   }
   // One event-store commit, alone, in this run: what the answer of a /mcp call waits for after the
   // upstream answered (its McpToolCalled + outcome append), and the proxy never pays.
