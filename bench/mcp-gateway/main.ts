@@ -26,6 +26,7 @@
  * append for a quick call) and the connector's, appended as the launcher does.
  * The paths take turns: BENCH_ROUNDS (5) rounds, each with a 1/rounds share of every path's
  * calls and time, so a change of the machine's load during the run hits every path alike.
+ * BENCH_STORE_BATCHES (2): the event store's maxBatchesInFlight, to compare 1 with the default.
  * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (64),
  * BENCH_UPSTREAM (stdio | http), BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_SESSIONS (1: the in-flight calls
  * share one session; N: spread over N sessions), BENCH_PATHS (comma list of direct,
@@ -61,6 +62,8 @@ const settings = {
   maxMs: num('BENCH_THROUGHPUT_SECONDS', 10) * 1000,
   sessions: Math.max(1, num('BENCH_SESSIONS', 1)),
   rounds: Math.max(1, Math.floor(num('BENCH_ROUNDS', 5))),
+  /** The event store's group-commit statements in flight (the store's default: 2). */
+  batchesInFlight: Math.max(1, Math.floor(num('BENCH_STORE_BATCHES', 2))),
 };
 const upstream = process.env.BENCH_UPSTREAM ?? 'stdio';
 if (upstream !== 'stdio' && upstream !== 'http') throw new Error(`BENCH_UPSTREAM must be stdio or http, got ${upstream}`);
@@ -139,7 +142,7 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: dbUrl, max: 8 });
   pool.on('error', () => undefined);
   cleanups.push({ name: 'pool', run: () => pool.end() });
-  const store = new PostgresEventStore({ pool, logger });
+  const store = new PostgresEventStore({ pool, logger, maxBatchesInFlight: settings.batchesInFlight });
   await store.init();
   cleanups.push({ name: 'event store', run: () => store.close() });
   const nc = await connectNats({ url: natsUrl, name: 'bench-mcp-gateway', logger });
@@ -205,6 +208,7 @@ async function main(): Promise<void> {
     { label: 'proxy       SDK -> supergateway -> server-everything (stdio)', mode: 'mcp', url: `http://127.0.0.1:${proxyPort}/mcp`, tool: 'echo', headers: {} },
   ];
   console.log(`# MCP gateway bench, in ${settings.rounds} rounds (paths take turns): ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
+  console.log(`# event store: ${settings.batchesInFlight} group-commit statement(s) in flight (BENCH_STORE_BATCHES)`);
   console.log(`# connector -> server-everything over ${upstream} (BENCH_UPSTREAM); ${os.cpus()[0]?.model ?? 'cpu'}`);
   console.log(`# ${os.cpus().length} cores, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, node ${process.version}`);
   console.log(`${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)} ${'cpu ms/c'.padStart(8)}`);
