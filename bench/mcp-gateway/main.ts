@@ -4,22 +4,37 @@
  * One cheap tool call (server-everything's `echo`) from the official SDK Client over Streamable
  * HTTP, three ways, in one run:
  *   direct      SDK -> server-everything (its own Streamable HTTP mode)
- *   switchyard  SDK -> the gateway's /mcp (API key, session) -> NATS -> connector -> the same
- *               server-everything (Streamable HTTP), with the McpTool* events of both hops stored
+ *   switchyard  SDK -> the gateway's /mcp (API key, session) -> NATS -> connector ->
+ *               server-everything over stdio, as supergateway reaches it (BENCH_UPSTREAM=http: the
+ *               connector uses the Streamable HTTP server-everything of `direct` instead), with the
+ *               McpTool* events of both hops stored
  *   rest        (reference) the gateway's REST route POST /api/v1/integration/mcp/call for the same
  *               call: the difference to `switchyard` is what the MCP endpoint adds (MCP session,
  *               JSON-RPC, the McpToolCalled/Succeeded events of the call)
  *   proxy       SDK -> supergateway (stdio -> Streamable HTTP, stateful) -> server-everything (stdio)
  * For each: p50/p99 of sequential calls, then calls/s with BENCH_INFLIGHT calls in flight on one
- * session. The load runs in a worker thread; the gateway and connectors share the main thread
+ * session, and `cpu ms/c`: this process's CPU per call (the load worker always; the gateway and
+ * connectors too for switchyard and rest; server-everything and supergateway are other processes,
+ * not counted), steadier than wall time on a busy machine. Then the targets as ratios of the same
+ * run: `added p50` of switchyard and of proxy (each minus direct), their difference (target: at
+ * most 0.5 ms), and switchyard's calls/s as a share of direct's (target: at least 50 %).
+ * The load runs in a worker thread; the gateway and connectors share the main thread
  * (the launcher's all-in-one layout); the servers and PostgreSQL / nats-server are processes.
- * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (16),
- * BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_SESSIONS (1: the in-flight calls
+ * Last, one event-store append alone (p50/p99 of sequential single-event commits): the part of
+ * switchyard's added p50 that is the audit record's commit.
+ * Both hops' events are stored, as in production: the gateway's McpToolCalled + outcome (one
+ * append for a quick call) and the connector's, appended as the launcher does.
+ * The paths take turns: BENCH_ROUNDS (5) rounds, each with a 1/rounds share of every path's
+ * calls and time, so a change of the machine's load during the run hits every path alike.
+ * BENCH_STORE_BATCHES (2): the event store's maxBatchesInFlight, to compare 1 with the default.
+ * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (64),
+ * BENCH_UPSTREAM (stdio | http), BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_SESSIONS (1: the in-flight calls
  * share one session; N: spread over N sessions), BENCH_PATHS (comma list of direct,
  * switchyard, rest, proxy; default all), DATABASE_URL / NATS_URL (else
  * embedded ones on free ports), LOG_LEVEL (error). Figures only: nothing here asserts.
  */
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -42,11 +57,16 @@ const num = (name: string, d: number) => {
 const settings = {
   warmup: num('BENCH_WARMUP', 50),
   latencyCalls: num('BENCH_LATENCY_CALLS', 500),
-  inflight: Math.max(1, num('BENCH_INFLIGHT', 16)),
+  inflight: Math.max(1, num('BENCH_INFLIGHT', 64)),
   throughputCalls: num('BENCH_THROUGHPUT_CALLS', 5_000),
   maxMs: num('BENCH_THROUGHPUT_SECONDS', 10) * 1000,
   sessions: Math.max(1, num('BENCH_SESSIONS', 1)),
+  rounds: Math.max(1, Math.floor(num('BENCH_ROUNDS', 5))),
+  /** The event store's group-commit statements in flight (the store's default: 2). */
+  batchesInFlight: Math.max(1, Math.floor(num('BENCH_STORE_BATCHES', 2))),
 };
+const upstream = process.env.BENCH_UPSTREAM ?? 'stdio';
+if (upstream !== 'stdio' && upstream !== 'http') throw new Error(`BENCH_UPSTREAM must be stdio or http, got ${upstream}`);
 // The SDK's client transports add an abort listener per request to a long-lived signal; Node
 // warns past 1500 of them. Counted, not printed (figures only).
 let listenerWarnings = 0;
@@ -122,7 +142,7 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: dbUrl, max: 8 });
   pool.on('error', () => undefined);
   cleanups.push({ name: 'pool', run: () => pool.end() });
-  const store = new PostgresEventStore({ pool, logger });
+  const store = new PostgresEventStore({ pool, logger, maxBatchesInFlight: settings.batchesInFlight });
   await store.init();
   cleanups.push({ name: 'event store', run: () => store.close() });
   const nc = await connectNats({ url: natsUrl, name: 'bench-mcp-gateway', logger });
@@ -148,7 +168,15 @@ async function main(): Promise<void> {
   let connectorEvents = 0;
   const connectors = await startConnectors({
     nats: nc,
-    registry: [parseServerConfig({ name: 'everything', role: 'other', transport: { kind: 'http', url: `http://127.0.0.1:${everythingPort}/mcp` } })],
+    // stdio (default): the connector reaches server-everything the way supergateway does, so
+    // switchyard and proxy differ only in what sits between the client and that stdio server.
+    registry: [
+      parseServerConfig({
+        name: 'everything',
+        role: 'other',
+        transport: upstream === 'http' ? { kind: 'http', url: `http://127.0.0.1:${everythingPort}/mcp` } : { kind: 'stdio', command: process.execPath, args: [everythingBin] },
+      }),
+    ],
     logger,
     onEvent: (e) => {
       connectorEvents++;
@@ -175,22 +203,78 @@ async function main(): Promise<void> {
   const auth = { authorization: `Bearer ${adminKey}` };
   const paths: { label: string; mode: 'mcp' | 'rest'; url: string; tool: string; headers: Record<string, string> }[] = [
     { label: 'direct      SDK -> server-everything (HTTP)', mode: 'mcp', url: `http://127.0.0.1:${everythingPort}/mcp`, tool: 'echo', headers: {} },
-    { label: 'switchyard  SDK -> /mcp -> NATS -> connector -> server-everything', mode: 'mcp', url: `${gatewayUrl}/mcp`, tool: 'everything__echo', headers: auth },
+    { label: `switchyard  SDK -> /mcp -> NATS -> connector -> s-e (${upstream})`, mode: 'mcp', url: `${gatewayUrl}/mcp`, tool: 'everything__echo', headers: auth },
     { label: 'rest        POST /api/v1/integration/mcp/call -> NATS -> connector -> s-e', mode: 'rest', url: `${gatewayUrl}/api/v1/integration/mcp/call`, tool: 'everything__echo', headers: auth },
     { label: 'proxy       SDK -> supergateway -> server-everything (stdio)', mode: 'mcp', url: `http://127.0.0.1:${proxyPort}/mcp`, tool: 'echo', headers: {} },
   ];
-  console.log(`# MCP gateway bench: ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
+  console.log(`# MCP gateway bench, in ${settings.rounds} rounds (paths take turns): ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
+  console.log(`# event store: ${settings.batchesInFlight} group-commit statement(s) in flight (BENCH_STORE_BATCHES)`);
+  console.log(`# connector -> server-everything over ${upstream} (BENCH_UPSTREAM); ${os.cpus()[0]?.model ?? 'cpu'}`);
   console.log(`# ${os.cpus().length} cores, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, node ${process.version}`);
-  console.log(`${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)}`);
+  console.log(`${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)} ${'cpu ms/c'.padStart(8)}`);
   const only = (process.env.BENCH_PATHS ?? '').split(',').filter(Boolean);
-  for (const p of paths.filter((x) => only.length === 0 || only.includes(x.label.split(' ')[0]!))) {
-    const r = await load({ mode: p.mode, url: p.url, headers: p.headers, tool: p.tool, args, ...settings });
-    const rate = r.throughput.calls / r.throughput.seconds;
-    console.log(
-      `${p.label.padEnd(68)} ${ms(pct(r.latencies, 50)).padStart(8)} ${ms(pct(r.latencies, 99)).padStart(8)} ${rate.toFixed(0).padStart(9)} ${ms(pct(r.throughput.latencies, 50)).padStart(9)} ${ms(pct(r.throughput.latencies, 99)).padStart(9)} ${String(r.errors).padStart(7)}`,
-    );
-    if (r.firstError) console.log(`#   first error: ${r.firstError.slice(0, 300)}`);
+  const figures = new Map<string, { p50: number; rate: number; cpuMsPerCall: number }>();
+  // The paths take turns, BENCH_ROUNDS times, each round a share of the calls and of the time:
+  // on a shared machine the load moves during a run, and turns spread that over every path
+  // alike instead of charging it to whichever path ran while it was high.
+  const chosen = paths.filter((x) => only.length === 0 || only.includes(x.label.split(' ')[0]!));
+  const rounds = settings.rounds;
+  const acc = new Map<string, { lat: number[]; tl: number[]; calls: number; seconds: number; errors: number; cpuUs: number; issued: number; firstError?: string }>();
+  for (let round = 0; round < rounds; round++) {
+    for (const p of chosen) {
+      const share = {
+        ...settings,
+        warmup: Math.ceil(settings.warmup / rounds),
+        latencyCalls: Math.ceil(settings.latencyCalls / rounds),
+        throughputCalls: Math.ceil(settings.throughputCalls / rounds),
+        maxMs: settings.maxMs / rounds,
+      };
+      // This process's CPU (gateway, connectors, the load worker) per call: less noisy than wall time on a busy machine.
+      const cpu0 = process.cpuUsage();
+      const r = await load({ mode: p.mode, url: p.url, headers: p.headers, tool: p.tool, args, ...share });
+      const cpu = process.cpuUsage(cpu0);
+      const a = acc.get(p.label) ?? { lat: [], tl: [], calls: 0, seconds: 0, errors: 0, cpuUs: 0, issued: 0 };
+      a.lat.push(...r.latencies);
+      a.tl.push(...r.throughput.latencies);
+      a.calls += r.throughput.calls;
+      a.seconds += r.throughput.seconds;
+      a.errors += r.errors;
+      a.cpuUs += cpu.user + cpu.system;
+      a.issued += r.latencies.length + r.throughput.calls + share.warmup;
+      a.firstError ??= r.firstError;
+      acc.set(p.label, a);
+    }
   }
+  for (const p of chosen) {
+    const a = acc.get(p.label)!;
+    a.lat.sort((x, y) => x - y);
+    a.tl.sort((x, y) => x - y);
+    const rate = a.calls / Math.max(1e-9, a.seconds);
+    const cpuMsPerCall = a.cpuUs / 1000 / Math.max(1, a.issued);
+    figures.set(p.label.split(' ')[0]!, { p50: pct(a.lat, 50), rate, cpuMsPerCall });
+    console.log(
+      `${p.label.padEnd(68)} ${ms(pct(a.lat, 50)).padStart(8)} ${ms(pct(a.lat, 99)).padStart(8)} ${rate.toFixed(0).padStart(9)} ${ms(pct(a.tl, 50)).padStart(9)} ${ms(pct(a.tl, 99)).padStart(9)} ${String(a.errors).padStart(7)} ${cpuMsPerCall.toFixed(2).padStart(8)}`,
+    );
+    if (a.firstError) console.log(`#   first error: ${a.firstError.slice(0, 300)}`);
+  }
+  // One event-store commit, alone, in this run: what the answer of a /mcp call waits for after the
+  // upstream answered (its McpToolCalled + outcome append), and the proxy never pays.
+  const commits: number[] = [];
+  for (let i = 0; i < Math.min(200, settings.latencyCalls); i++) {
+    const t0 = performance.now();
+    await store.append(`benchcommit-${newId()}`, [{ type: 'BenchCommit', data: { i }, metadata: { correlationId: newId(), actor: 'bench', timestamp: new Date().toISOString() } }], { expectedRevision: 'no_stream' });
+    commits.push(performance.now() - t0);
+  }
+  commits.sort((a, b) => a - b);
+  console.log(`# one event-store append (commit) alone, sequential: p50 ${ms(pct(commits, 50))} ms, p99 ${ms(pct(commits, 99))} ms`);
+  // The targets, as ratios within this run: our added p50 against the plain proxy's, and /mcp's calls/s against direct.
+  const direct = figures.get('direct');
+  const sy = figures.get('switchyard');
+  const proxy = figures.get('proxy');
+  if (direct && sy) console.log(`# added p50 switchyard (switchyard - direct): ${ms(sy.p50 - direct.p50)} ms`);
+  if (direct && proxy) console.log(`# added p50 proxy (proxy - direct): ${ms(proxy.p50 - direct.p50)} ms`);
+  if (direct && sy && proxy) console.log(`# added p50 difference (switchyard - proxy): ${ms(sy.p50 - proxy.p50)} ms (target: at most 0.50)`);
+  if (direct && sy) console.log(`# throughput switchyard / direct at ${settings.inflight} in flight: ${((100 * sy.rate) / direct.rate).toFixed(0)} % (target: at least 50 %)`);
   const calls = await store.readAll({ types: ['McpToolSucceeded'], streamPrefixes: ['mcpgw_call-'], maxCount: 1_000_000 });
   console.log(`# gateway call events stored: ${calls.length} McpToolSucceeded (mcpgw_call-*); connector events: ${connectorEvents}`);
   if (listenerWarnings) console.log(`# MaxListenersExceededWarnings in the main thread (the connector's SDK client): ${listenerWarnings}`);

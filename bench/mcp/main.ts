@@ -9,7 +9,10 @@
  *   sdk-everything      the SDK Client over StdioClientTransport to its own server-everything child
  *   sdk-database        the SDK Client over StreamableHTTPClientTransport to the same database server
  * The sdk-* rows are the baseline: the difference is what our path (HTTP edge, validation,
- * NATS hop, resilience policies, events) costs.
+ * NATS hop, resilience policies, events) costs. With sdk-database, two pg rows follow from this
+ * thread in the same run: the floor (a bare `select 1`, one round trip) and the seven round trips
+ * the query tool used to make per call; the target is sdk-database's p50 under 1 ms, i.e. close
+ * to that floor (the query tool now makes one round trip).
  *
  * Process layout, like the launcher's all-in-one mode: gateway, connectors and the database
  * MCP server share this process's main thread; server-everything runs as a stdio child;
@@ -34,6 +37,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
+import Cursor from 'pg-cursor';
 import { mcpServerStreamId, parseServerConfig, resolvePackageBin, startConnectors, type McpEvent, type McpServerConfig } from '@switchyard/connectors';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { createGateway, McpFeatureModule } from '@switchyard/gateway';
@@ -304,6 +308,45 @@ async function main(): Promise<void> {
     const s = lat.get(`sdk-${server}`)?.latencies;
     if (!g || !s) continue;
     console.log(`overhead of our path, ${server}: p50 ${signed(pct(g, 50) - pct(s, 50))} ms, p99 ${signed(pct(g, 99) - pct(s, 99))} ms`);
+  }
+
+  // 5b. The database access alone, from this thread, in this run: the floor (a bare `select 1`, one
+  //     round trip) and what the query tool used to send per call (BEGIN READ ONLY, SET LOCAL
+  //     statement_timeout, a pg-cursor: describe, read, close; ROLLBACK, DISCARD ALL: seven round
+  //     trips). The query tool now sends one (see docs/mcp-speed.md), so sdk-database sits on the floor.
+  if (order.includes('sdk-database')) {
+    const direct = new pg.Pool({ connectionString: dbUrl, max: 1 });
+    direct.on('error', () => undefined);
+    const seq = async (fn: () => Promise<unknown>) => {
+      const out: number[] = [];
+      for (let i = 0; i < warmup + latencyCalls; i++) {
+        const t0 = performance.now();
+        await fn();
+        if (i >= warmup) out.push(performance.now() - t0);
+      }
+      return out.sort((a, b) => a - b);
+    };
+    const floor = await seq(() => direct.query('select 1 as one'));
+    const before = await seq(async () => {
+      const c = await direct.connect();
+      try {
+        await c.query('BEGIN READ ONLY');
+        await c.query(`SELECT set_config('statement_timeout', $1, true)`, ['10000']);
+        const cursor = c.query(new Cursor('select 1 as one', []));
+        await cursor.read(1001);
+        await cursor.close();
+        await c.query('ROLLBACK');
+        await c.query('DISCARD ALL');
+      } finally {
+        c.release();
+      }
+    });
+    await direct.end();
+    for (const [label, l] of [['pg select 1 (floor: one round trip)', floor], ['pg, the query tool\'s old seven round trips', before]] as const) {
+      console.log(`${label.padEnd(52)}${pad(ms(pct(l, 50)), 8)}${pad(ms(pct(l, 90)), 8)}${pad(ms(pct(l, 99)), 8)}${pad(ms(l[l.length - 1] ?? NaN), 8)}${pad(0, 8)}`);
+    }
+    const d = lat.get('sdk-database')?.latencies;
+    if (d) console.log(`sdk-database p50 minus the pg floor: ${signed(pct(d, 50) - pct(floor, 50))} ms (the MCP request itself; target for sdk-database: p50 under 1 ms)`);
   }
 
   // 6. Throughput: `inflight` calls in flight, fixed count or time cap.

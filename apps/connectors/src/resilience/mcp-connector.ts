@@ -241,7 +241,8 @@ export class McpConnector {
     const callId = newId();
     const args = req.arguments ?? {};
     const t0 = performance.now();
-    const log = this.log.child({ correlationId: req.correlation_id, callId, tool: req.tool });
+    // Fields, not a child logger: a child per call costs its bindings' serialisation even when nothing is logged.
+    const logged = { correlationId: req.correlation_id, callId, tool: req.tool };
     const corr = { ...(req.correlation_id ? { correlation_id: req.correlation_id } : {}), ...(req.actor ? { actor: req.actor } : {}) };
     this.emit(
       mcpEvent('McpToolCalled', {
@@ -257,7 +258,7 @@ export class McpConnector {
     const failed = (raw: AppError, attempts: number, outcome: 'error' | 'rejected'): AppError => {
       const err = this.roots.length ? new AppError(raw.code, relativizePaths(raw.message, this.roots), relativizeDeep(raw.details, this.roots), raw.retryable) : raw;
       const duration = Math.round(performance.now() - t0);
-      log.warn({ code: err.code, attempts, duration }, 'MCP tool call failed');
+      this.log.warn({ ...logged, code: err.code, attempts, duration }, 'MCP tool call failed');
       this.emit(
         mcpEvent('McpToolFailed', {
           server: this.name,
@@ -324,7 +325,7 @@ export class McpConnector {
     const sized = sizePayload(result, cfg.payload_log.max_chars);
     if (result.isError) {
       const text = firstText(result);
-      log.info({ attempts, duration }, 'MCP tool returned an error result');
+      this.log.info({ ...logged, attempts, duration }, 'MCP tool returned an error result');
       this.emit(
         mcpEvent('McpToolFailed', {
           server: this.name,
@@ -341,7 +342,7 @@ export class McpConnector {
         }),
       );
     } else {
-      log.debug({ attempts, duration }, 'MCP tool call succeeded');
+      this.log.debug({ ...logged, attempts, duration }, 'MCP tool call succeeded');
       this.emit(
         mcpEvent('McpToolSucceeded', {
           server: this.name,

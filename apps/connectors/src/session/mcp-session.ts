@@ -18,6 +18,7 @@ import type { McpServerConfig } from '../registry/schema.js';
 import { unconfiguredReason } from '../registry/load.js';
 import { mcpEvent, type McpEventSink, type McpHealth } from '../events.js';
 import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
+import { fetchWithOwnSignals } from './own-signal-fetch.js';
 
 /** Health of one server as the session sees it. */
 export interface McpSessionHealth {
@@ -390,6 +391,8 @@ export class McpSession {
     const headers: Record<string, string> = cfg.auth_token ? { Authorization: `Bearer ${cfg.auth_token}` } : {};
     return new StreamableHTTPClientTransport(new URL(t.url), {
       requestInit: { headers },
+      // One abort listener on the transport's signal, not one per call (own-signal-fetch.ts).
+      fetch: fetchWithOwnSignals(),
       // The SSE side stream's own reconnects: few, since the session reconnects as a whole.
       reconnectionOptions: { initialReconnectionDelay: 200, maxReconnectionDelay: 2_000, reconnectionDelayGrowFactor: 2, maxRetries: 2 },
     });

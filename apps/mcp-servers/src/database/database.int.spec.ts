@@ -37,8 +37,16 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
   });
 
   it('lists its tools', async () => {
-    const tools = (await roClient.listTools()).tools.map((t) => t.name).sort();
+    const listed = (await roClient.listTools()).tools;
+    const tools = listed.map((t) => t.name).sort();
     assert.deepEqual(tools, ['describe_table', 'explain', 'list_schemas', 'list_tables', 'query']);
+    // The input schemas (built once, shared by the per-request servers) list their fields and limits.
+    const query = listed.find((t) => t.name === 'query')!.inputSchema as { properties: Record<string, { maximum?: number }>; required?: string[] };
+    assert.deepEqual(Object.keys(query.properties).sort(), ['max_rows', 'params', 'sql']);
+    assert.deepEqual(query.required, ['sql']);
+    assert.equal(typeof query.properties['max_rows']!.maximum, 'number');
+    const describe = listed.find((t) => t.name === 'describe_table')!.inputSchema as { properties: Record<string, unknown> };
+    assert.deepEqual(Object.keys(describe.properties).sort(), ['schema', 'table']);
   });
 
   it('runs a select with positional parameters', async () => {

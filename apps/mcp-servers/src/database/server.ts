@@ -1,10 +1,10 @@
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type pg from 'pg';
-import Cursor from 'pg-cursor';
 import { AppError, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
+import { LimitedQuery, type LimitedOutcome } from './limited-query.js';
 import { mapPgError } from './pg-errors.js';
 import { preloadParser, vetStatement } from './sql-guard.js';
 
@@ -34,20 +34,41 @@ function jsonSafe(v: unknown): unknown {
   return v;
 }
 
-interface CursorOutcome {
-  rows: Record<string, unknown>[];
-  fields: { name: string; dataTypeID: number }[];
-  command: string;
-  rowCount: number | null;
-}
+/** Pooled connections whose session already carries the `query` tool's settings (value: the SET that ran). */
+const sessionSettings = new WeakMap<object, string>();
 
-function readCursor(cursor: Cursor, n: number): Promise<CursorOutcome> {
-  return new Promise((resolve, reject) => {
-    cursor.read(n, (err, rows, result) => {
-      if (err) reject(err);
-      else resolve({ rows, fields: result.fields ?? [], command: result.command, rowCount: result.rowCount });
-    });
-  });
+/**
+ * The `query` tool's statement, in one round trip on a pooled connection. The connection's
+ * session is set up once (READ ONLY by default unless `write`, statement_timeout) and keeps it:
+ * the statement then runs in its own implicit transaction, which the pipelined Sync commits
+ * (a write) or ends (a read), and a failure rolls back. Why no BEGIN / SET LOCAL / ROLLBACK /
+ * DISCARD ALL per call (six round trips before): the guard (sql-guard.ts) admits one
+ * SELECT/INSERT/UPDATE/DELETE/MERGE with pure built-in functions only, so a statement can change
+ * neither the session's settings nor its role, and nothing it does outlives its transaction.
+ */
+async function runLimited(pool: pg.Pool, write: boolean, timeoutMs: number, sql: string, params: readonly (string | number | boolean | null)[], maxRows: number): Promise<LimitedOutcome> {
+  const client = await pool.connect();
+  let broken = false;
+  const onError = (): void => {
+    broken = true;
+  };
+  client.on('error', onError);
+  try {
+    const settings = `SET statement_timeout = ${Math.max(0, Math.floor(timeoutMs))}; SET default_transaction_read_only = ${write ? 'off' : 'on'}`;
+    if (sessionSettings.get(client) !== settings) {
+      await client.query(settings);
+      sessionSettings.set(client, settings);
+    }
+    const q = new LimitedQuery(sql, params, maxRows);
+    void client.query(q as unknown as pg.QueryConfig);
+    return await q.done;
+  } catch (e) {
+    if ((e as { severity?: string }).severity === 'FATAL' || (e as { severity?: string }).severity === 'PANIC') broken = true;
+    throw e;
+  } finally {
+    client.removeListener('error', onError);
+    client.release(broken);
+  }
 }
 
 /**
@@ -80,6 +101,8 @@ async function inTransaction<T>(pool: pg.Pool, write: boolean, timeoutMs: number
     throw e;
   } finally {
     if (!broken) await client.query('DISCARD ALL').catch(() => (broken = true));
+    // DISCARD ALL also dropped the session settings runLimited keeps on the connection.
+    sessionSettings.delete(client);
     client.removeListener('error', onError);
     client.release(broken);
   }
@@ -91,6 +114,24 @@ const paramsInput = z
   .max(1000)
   .default([])
   .describe('positional parameters bound to $1..$n (never spliced into the SQL text)');
+
+// The tools' input shapes, built once: the server is built per HTTP request (stateless), and
+// building zod schemas costs more than the parse of a call's arguments.
+const listSchemasInput = z.object({ include_system: z.boolean().default(false) });
+const listTablesInput = z.object({ schema: z.string().min(1).max(63).default('public') });
+const describeTableInput = z.object({ schema: z.string().min(1).max(63).default('public'), table: z.string().min(1).max(63) });
+const explainInput = z.object({ sql: sqlInput, params: paramsInput, analyze: z.boolean().default(false) });
+const queryInputs = new Map<number, ReturnType<typeof makeQueryInput>>();
+const makeQueryInput = (maxRows: number) =>
+  z.object({ sql: sqlInput, params: paramsInput, max_rows: z.number().int().min(1).max(maxRows).optional().describe(`row cap (default and ceiling ${maxRows})`) });
+const queryInput = (maxRows: number) => {
+  let schema = queryInputs.get(maxRows);
+  if (!schema) {
+    schema = makeQueryInput(maxRows);
+    queryInputs.set(maxRows, schema);
+  }
+  return schema;
+};
 
 /** Describe a table: columns, primary key, indexes. Throws not_found when it does not exist. */
 async function describeTable(c: pg.PoolClient, schema: string, table: string): Promise<Record<string, unknown>> {
@@ -148,11 +189,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'query',
     {
       description: `Run one SQL statement with positional parameters ($1..$n). ${write ? 'Writes are allowed.' : 'Read-only: writes are refused.'} At most max_rows rows come back; "truncated" says when there were more.`,
-      inputSchema: {
-        sql: sqlInput,
-        params: paramsInput,
-        max_rows: z.number().int().min(1).max(maxRows).optional().describe(`row cap (default and ceiling ${maxRows})`),
-      },
+      inputSchema: queryInput(maxRows),
       annotations: { readOnlyHint: !write, destructiveHint: write },
     },
     tool(
@@ -163,31 +200,18 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
         // pure built-in functions, no write on the read-only server (sql-guard.ts).
         await vetStatement(args.sql, { allowWrites: write });
         const limit = args.max_rows ?? maxRows;
-        return inTransaction(pool, write, timeoutMs, async (client) => {
-          // A cursor over the extended protocol: one statement only (no "; DROP ..."), and
-          // never more than limit + 1 rows leave the server.
-          const cursor = client.query(new Cursor(args.sql, args.params));
-          // Closed only after a good read: on an error the portal goes with the transaction, and
-          // close() would wait forever for a server that dropped the connection.
-          let readFailed = false;
-          try {
-            const out = await readCursor(cursor, limit + 1).catch((e: unknown) => {
-              readFailed = true;
-              throw e;
-            });
-            const truncated = out.rows.length > limit;
-            const rows = out.rows.slice(0, limit).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonSafe(v)])));
-            return {
-              command: out.command,
-              columns: out.fields.map((f) => ({ name: f.name, type_oid: f.dataTypeID })),
-              rows,
-              row_count: out.fields.length > 0 ? rows.length : out.rowCount,
-              truncated,
-            };
-          } finally {
-            if (!readFailed) await cursor.close().catch(() => undefined);
-          }
-        });
+        // One statement only (the extended protocol refuses "; DROP ..."), and never more than
+        // limit + 1 rows leave the server.
+        const out = await runLimited(pool, write, timeoutMs, args.sql, args.params, limit + 1);
+        const truncated = out.more || out.rows.length > limit;
+        const rows = out.rows.slice(0, limit).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonSafe(v)])));
+        return {
+          command: out.command,
+          columns: out.fields.map((f) => ({ name: f.name, type_oid: f.dataTypeID })),
+          rows,
+          row_count: out.fields.length > 0 ? rows.length : out.rowCount,
+          truncated,
+        };
       },
       mapPgError,
     ),
@@ -197,7 +221,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'list_schemas',
     {
       description: 'List schemas (system schemas excluded unless include_system).',
-      inputSchema: { include_system: z.boolean().default(false) },
+      inputSchema: listSchemasInput,
       annotations: { readOnlyHint: true },
     },
     tool('list_schemas', logger, async (args) => {
@@ -214,7 +238,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'list_tables',
     {
       description: 'List tables and views of a schema with an estimated row count.',
-      inputSchema: { schema: z.string().min(1).max(63).default('public') },
+      inputSchema: listTablesInput,
       annotations: { readOnlyHint: true },
     },
     tool('list_tables', logger, async (args) => {
@@ -235,7 +259,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'describe_table',
     {
       description: 'Columns (type, nullability, default), primary key and indexes of a table.',
-      inputSchema: { schema: z.string().min(1).max(63).default('public'), table: z.string().min(1).max(63) },
+      inputSchema: describeTableInput,
       annotations: { readOnlyHint: true },
     },
     tool('describe_table', logger, async (args) => inTransaction(pool, false, timeoutMs, (c) => describeTable(c, args.schema, args.table)), mapPgError),
@@ -245,7 +269,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
     'explain',
     {
       description: 'EXPLAIN (FORMAT JSON) of a statement, always in a read-only transaction. analyze=true runs it (reads only).',
-      inputSchema: { sql: sqlInput, params: paramsInput, analyze: z.boolean().default(false) },
+      inputSchema: explainInput,
       annotations: { readOnlyHint: true },
     },
     tool(

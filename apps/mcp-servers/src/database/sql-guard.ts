@@ -101,6 +101,25 @@ const funcName = (fc: Record<string, unknown>): string[] =>
  * read-only server, a function outside SAFE_FUNCTIONS.
  */
 export async function vetStatement(sql: string, opts: { allowWrites: boolean }): Promise<StatementVerdict> {
+  // The verdict depends only on the text and the mode: an accepted statement seen again (an
+  // agent's or a dashboard's repeated query) skips the WebAssembly parse.
+  const key = `${opts.allowWrites ? 'w' : 'r'}\u0000${sql}`;
+  const seen = accepted.get(key);
+  if (seen) return seen;
+  const verdict = await vetUncached(sql, opts);
+  if (sql.length <= MAX_CACHED_SQL_CHARS) {
+    if (accepted.size >= MAX_CACHED_VERDICTS) accepted.delete(accepted.keys().next().value!);
+    accepted.set(key, verdict);
+  }
+  return verdict;
+}
+
+/** Accepted statements by mode and text (oldest dropped first), so a repeated query is vetted once. */
+const accepted = new Map<string, StatementVerdict>();
+const MAX_CACHED_VERDICTS = 1_000;
+const MAX_CACHED_SQL_CHARS = 4_096;
+
+async function vetUncached(sql: string, opts: { allowWrites: boolean }): Promise<StatementVerdict> {
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
     tree = (await parse(sql)) as typeof tree;

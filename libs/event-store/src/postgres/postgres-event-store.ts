@@ -29,6 +29,13 @@ export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: 
   readonly maxConnections?: number;
   /** Re-read interval for subscriptions even without a NOTIFY (default 3 s). */
   readonly safetyIntervalMs?: number;
+  /**
+   * Group-commit statements in flight at once (default 2). Appends commit one at a time under
+   * the store's lock either way; with 1, everything that arrives while a batch commits goes in
+   * the next one (fewer, larger commits: a lone append waits for at most one commit before its
+   * own); with 2, the next statement already waits at the lock (no round trip between commits).
+   */
+  readonly maxBatchesInFlight?: number;
 };
 
 interface PendingAppend {
@@ -102,14 +109,15 @@ export class PostgresEventStore implements EventStore {
   private closed = false;
   private readonly queue: Queued[] = [];
   private inFlight = 0;
-  /** Batch statements in flight at once: 2 keeps one batch filling while the other commits. */
-  private readonly maxInFlight = 2;
+  /** Batch statements in flight at once (options.maxBatchesInFlight). */
+  private readonly maxInFlight: number;
   private pageRequests: PageRequest[] = [];
   /** The highest head a NOTIFY announced while appends were in flight (-1: none pending). */
   private notifiedHead = -1;
   private readonly stats = { pageRequests: 0, pageQueries: 0, offered: 0 };
 
   constructor(private readonly options: PostgresEventStoreOptions) {
+    this.maxInFlight = Math.max(1, Math.floor(options.maxBatchesInFlight ?? 2));
     this.schema = options.schema ?? 'eventstore';
     this.t = `${quoteIdent(this.schema)}.events`;
     this.log = options.logger?.child({ component: 'postgres-event-store', schema: this.schema });

@@ -26,6 +26,8 @@ import type { VirtualServerView } from './virtual-server.decider.js';
 import { VirtualServers } from './virtual-servers.js';
 
 const WELL_KNOWN = '.well-known/oauth-protected-resource';
+/** A key's role, an unknown one read as viewer (built once: a zod schema per request costs more than the parse). */
+const keyRole = roleSchema.catch('viewer');
 
 /** The resource's base URL: MCP_SERVER_PUBLIC_URL, else the request's own origin (Host was checked by the edge middleware). */
 const baseUrl = (req: Request, configured?: string): string => configured ?? `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`;
@@ -145,7 +147,7 @@ export class McpServerController {
       sendProblem(new AppError('unauthorized', bad ? 'the API key is invalid or revoked' : 'an API key is required (Authorization: Bearer <key>)'), req, res);
       return undefined;
     }
-    const role = auth ? roleSchema.catch('viewer').parse(key!.role) : 'admin';
+    const role = auth ? keyRole.parse(key!.role) : 'admin';
     const caller: McpCaller = key ? { keyId: key.id, keyName: key.name, actor: `apikey:${key.id}`, role } : { keyId: null, keyName: null, actor: 'anonymous', role };
     if (virtual !== null && !this.virtuals.get(virtual)) {
       sendProblem(new AppError('not_found', `no virtual MCP server named "${virtual}"`, { name: virtual }), req, res);

@@ -75,4 +75,36 @@ describe('MCP endpoint, stateless mode', () => {
       await client.close();
     }
   });
+
+  it('records each call in the event store before the answer: a quick one in one append, a slow one as it starts', async () => {
+    const client = new Client({ name: 'audit-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${operator}` } } }));
+    const callEvents = async (tool: string) => {
+      const all = await g.store.readAll({ streamPrefixes: ['mcpgw_call-'], maxCount: 10_000 });
+      const called = all.find((e) => e.type === 'McpToolCalled' && (e.data as { tool: string }).tool === tool);
+      return called ? all.filter((e) => e.streamId === called.streamId) : [];
+    };
+    try {
+      // Quick: both events, one stream, in order, named by the key; present when the answer is.
+      const r = await client.callTool({ name: 'everything__get-sum', arguments: { a: 1, b: 2 } });
+      assert.ok(!r.isError, JSON.stringify(r));
+      const quick = await callEvents('everything__get-sum');
+      assert.deepEqual(quick.map((e) => [e.type, e.revision]), [['McpToolCalled', 0], ['McpToolSucceeded', 1]]);
+      assert.match(String((quick[0]!.data as { key_id: string }).key_id), /^[0-9a-f]{16}$/);
+      assert.equal(quick[1]!.metadata.actor, quick[0]!.metadata.actor);
+      // Slow (about 1 s upstream): McpToolCalled is in the store while the call still runs.
+      const slow = client.callTool({ name: 'everything__trigger-long-running-operation', arguments: { duration: 1, steps: 1 } }, undefined, { timeout: 20_000 });
+      let whileRunning: string[] = [];
+      for (let i = 0; i < 100 && whileRunning.length === 0; i++) {
+        await new Promise((res) => setTimeout(res, 50));
+        whileRunning = (await callEvents('everything__trigger-long-running-operation')).map((e) => e.type);
+      }
+      const answer = await slow;
+      assert.ok(!answer.isError, JSON.stringify(answer));
+      assert.deepEqual(whileRunning, ['McpToolCalled'], 'McpToolCalled alone while the call ran');
+      assert.deepEqual((await callEvents('everything__trigger-long-running-operation')).map((e) => e.type), ['McpToolCalled', 'McpToolSucceeded']);
+    } finally {
+      await client.close();
+    }
+  });
 });

@@ -12,10 +12,15 @@ import { CancelWorkflowExecution } from '../workflows/commands.js';
 import { executionResult, loadExecution } from '../workflows/deps.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import type { CatalogTool } from './catalog.js';
-import { mcpGatewayCallDecider, mcpGatewayCallStream, type McpGatewayCallCommand, type McpGatewayCallState } from './tool-call.decider.js';
+import { mcpGatewayCallDecider, mcpGatewayCallStream, type McpGatewayCallCommand, type McpGatewayCallEvent, type McpGatewayCallState } from './tool-call.decider.js';
 
 /** Largest arguments / result kept in a call's events (characters of JSON). */
 const EVENT_PAYLOAD_CHARS = 8_192;
+/**
+ * An upstream call that ends within this long is recorded with one append (McpToolCalled and
+ * its outcome together); one still running then gets McpToolCalled appended on its own.
+ */
+const CALLED_RECORD_DELAY_MS = 100;
 /** How often a running workflow's stream is read for progress. */
 const PROGRESS_POLL_MS = 250;
 /** A call waits at most this long for its workflow or task (the client's own timeout is usually shorter). */
@@ -69,7 +74,8 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 /**
  * Runs a tool call that came through `/mcp`, through the same services as the REST routes:
- * 1. McpToolCalled is appended (stream `mcpgw_call-<id>`: caller's key, MCP session, tool);
+ * 1. McpToolCalled is decided (stream `mcpgw_call-<id>`: caller's key, MCP session, tool) and
+ *    appended with the outcome in one commit for a quick call, on its own for a long one;
  * 2. the call goes where its name points: an upstream tool over NATS to the connectors
  *    (breaker, retry, bulkhead, the connector's own McpTool* events), a workflow start through
  *    the CommandBus (as POST /workflows/start), a delegation through the dispatcher (as POST
@@ -97,13 +103,8 @@ export class McpToolCalls {
   async call(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext): Promise<ToolResult> {
     const callId = newId();
     const started = performance.now();
-    const log = this.log.child({ correlationId: ctx.correlationId, callId, tool: tool.name, sessionId: ctx.sessionId });
-    // McpToolCalled is appended while the call runs (not in front of it, so the call does not
-    // wait for a commit); the outcome is chained after it, so the stream stays in order, and the
-    // answer waits for both: a client that got an answer knows the call is in the audit log. A
-    // record that fails is logged and the answer still goes out; the call's work is recorded by
-    // its own streams (mcpserver-*, workflow_execution-*, task-*) either way.
-    const recorded = this.record(callId, ctx, mcpGatewayCallDecider.initialState, {
+    const logged = { correlationId: ctx.correlationId, callId, tool: tool.name, sessionId: ctx.sessionId };
+    const called = this.command(ctx, {
       type: 'RecordToolCall',
       data: {
         call_id: callId,
@@ -119,8 +120,25 @@ export class McpToolCalls {
         at: new Date().toISOString(),
       },
     });
-    // Handled here at once (the chain below logs it), so a failure while the call runs is not an unhandled rejection.
-    recorded.catch(() => undefined);
+    // McpToolCalled and the outcome go to the store in ONE append (one commit) when the call
+    // ends within CALLED_RECORD_DELAY_MS, as an upstream tool call usually does. A call still
+    // running then (a workflow or a task from the start, an upstream call past the delay) gets
+    // McpToolCalled appended on its own, so the audit log shows it while it runs; its outcome
+    // is chained after it, so the stream stays in order. Either way the answer waits for the
+    // outcome's commit: a client that got an answer knows the call is in the audit log. A record
+    // that fails is logged and the answer still goes out; the call's work is recorded by its own
+    // streams (mcpserver-*, workflow_execution-*, task-*) either way.
+    let recorded: Promise<McpGatewayCallState> | undefined;
+    const recordCalled = () => {
+      recorded ??= this.record(callId, mcpGatewayCallDecider.initialState, [called]);
+      // Handled here at once (the chain below logs it), so a failure while the call runs is not an unhandled rejection.
+      recorded.catch(() => undefined);
+    };
+    let timer: NodeJS.Timeout | undefined;
+    if (tool.kind === 'upstream') {
+      timer = setTimeout(recordCalled, CALLED_RECORD_DELAY_MS);
+      timer.unref();
+    } else recordCalled();
     const work: { execution_id?: string; task_id?: string } = {};
     let result: ToolResult;
     let failure: { code: string; message: string } | undefined;
@@ -132,40 +150,56 @@ export class McpToolCalls {
       }
     } catch (err) {
       const e = isAppError(err) ? err : new AppError('internal', err instanceof Error ? err.message : String(err));
-      if (!isAppError(err)) log.error({ err }, 'MCP tool call failed unexpectedly');
+      if (!isAppError(err)) this.log.error({ ...logged, err }, 'MCP tool call failed unexpectedly');
       // What tool_error carried (the upstream's own content) goes back as it came.
       const upstreamContent = Array.isArray(e.details.content) ? (e.details.content as ToolResult['content']) : undefined;
       result = upstreamContent ? { content: upstreamContent, isError: true } : errorResult(e.code, e.message);
       failure = { code: e.code, message: e.message };
+    } finally {
+      clearTimeout(timer);
     }
     const duration_ms = Math.round((performance.now() - started) * 100) / 100;
     const at = new Date().toISOString();
     const refs = { ...(work.execution_id ? { execution_id: work.execution_id } : {}), ...(work.task_id ? { task_id: work.task_id } : {}) };
-    const outcome: Omit<McpGatewayCallCommand, 'metadata'> = failure
-      ? { type: 'RecordToolFailure', data: { call_id: callId, tool: tool.name, duration_ms, error_code: failure.code, error_message: failure.message.slice(0, 2_000), ...refs, at } }
-      : { type: 'RecordToolSuccess', data: { call_id: callId, tool: tool.name, duration_ms, result: sizePayload(result.structuredContent ?? result.content, EVENT_PAYLOAD_CHARS).value, ...refs, at } };
-    await recorded
-      .then((running) => this.record(callId, ctx, running, outcome))
-      .catch((err: unknown) => log.error({ err: String(err) }, 'recording an MCP tool call failed'));
-    log.info({ duration_ms, outcome: failure ? 'failed' : 'succeeded', code: failure?.code, ...refs }, 'MCP tool call');
+    const outcome = this.command(
+      ctx,
+      failure
+        ? { type: 'RecordToolFailure', data: { call_id: callId, tool: tool.name, duration_ms, error_code: failure.code, error_message: failure.message.slice(0, 2_000), ...refs, at } }
+        : { type: 'RecordToolSuccess', data: { call_id: callId, tool: tool.name, duration_ms, result: sizePayload(result.structuredContent ?? result.content, EVENT_PAYLOAD_CHARS).value, ...refs, at } },
+    );
+    await (recorded ? recorded.then((running) => this.record(callId, running, [outcome])) : this.record(callId, mcpGatewayCallDecider.initialState, [called, outcome])).catch((err: unknown) =>
+      this.log.error({ ...logged, err: String(err) }, 'recording an MCP tool call failed'),
+    );
+    this.log.info({ ...logged, duration_ms, outcome: failure ? 'failed' : 'succeeded', code: failure?.code, ...refs }, 'MCP tool call');
     return result;
   }
 
+  /** A command of this call, stamped now (the decider's clock comes in the command). */
+  private command(ctx: CallContext, c: Omit<McpGatewayCallCommand, 'metadata'>): McpGatewayCallCommand {
+    return { ...c, metadata: { timestamp: new Date().toISOString(), correlationId: ctx.correlationId, actor: ctx.caller.actor } } as McpGatewayCallCommand;
+  }
+
   /**
-   * Decide on the state this call already holds and append with the matching expectation: the
-   * call's stream is new (a fresh id) and only this request writes it, so there is nothing to
-   * read back first (a conflict would still be refused by the store).
+   * Decide the commands in turn on the state this call already holds and append their events
+   * in one go with the matching expectation: the call's stream is new (a fresh id) and only
+   * this request writes it, so there is nothing to read back first (a conflict would still be
+   * refused by the store).
    */
-  private async record(callId: string, ctx: CallContext, state: McpGatewayCallState, c: Omit<McpGatewayCallCommand, 'metadata'>): Promise<McpGatewayCallState> {
-    const command = { ...c, metadata: { timestamp: new Date().toISOString(), correlationId: ctx.correlationId, actor: ctx.caller.actor } } as McpGatewayCallCommand;
-    const events = mcpGatewayCallDecider.decide(command, state);
+  private async record(callId: string, state: McpGatewayCallState, commands: readonly McpGatewayCallCommand[]): Promise<McpGatewayCallState> {
+    const events: McpGatewayCallEvent[] = [];
+    let next = state;
+    for (const command of commands) {
+      const decided = mcpGatewayCallDecider.decide(command, next);
+      next = decided.reduce(mcpGatewayCallDecider.evolve, next);
+      events.push(...decided);
+    }
     if (events.length === 0) return state;
     await this.store.append(
       mcpGatewayCallStream(callId),
       events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata })),
       { expectedRevision: state.status === 'absent' ? 'no_stream' : 0 },
     );
-    return events.reduce(mcpGatewayCallDecider.evolve, state);
+    return next;
   }
 
   private dispatch(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { execution_id?: string; task_id?: string }): Promise<ToolResult> {
