@@ -120,7 +120,7 @@ interface Measured {
 
 const load1 = () => os.loadavg()[0]!.toFixed(2);
 
-async function load(url: string, key: string | undefined, t: Target, baseline?: number): Promise<Measured> {
+async function load(url: string, key: string | undefined, t: Target, baseline?: number, label?: string): Promise<Measured> {
   const result = await autocannon({
     url: url + t.path,
     method: t.method,
@@ -132,7 +132,7 @@ async function load(url: string, key: string | undefined, t: Target, baseline?: 
   const statuses = { '2xx': result['2xx'], '4xx': result['4xx'], '5xx': result['5xx'], errors: result.errors, timeouts: result.timeouts };
   const ratio = baseline ? `${((100 * result.requests.average) / baseline).toFixed(1).padStart(5)} %` : '  base ';
   console.log(
-    `${`${t.method} ${t.path}`.padEnd(42)} ${result.requests.average.toFixed(0).padStart(7)} req/s  ${ratio}   ` +
+    `${(label ?? `${t.method} ${t.path}`).padEnd(42)} ${result.requests.average.toFixed(0).padStart(7)} req/s  ${ratio}   ` +
       `p50 ${String(result.latency.p50).padStart(4)} ms   p99 ${String(result.latency.p99).padStart(4)} ms   ` +
       `load ${load1()}   (${result.requests.total} requests, ${JSON.stringify(statuses)})`,
   );
@@ -174,8 +174,7 @@ async function main(): Promise<void> {
     let baseline: number | undefined;
     if (baselineUrl) {
       await autocannon({ url: baselineUrl + '/livez', connections: 8, duration: 1 });
-      baseline = (await load(baselineUrl, undefined, { method: 'GET', path: '/livez' })).rps;
-      console.log(`${'  (plain node:http, same JSON: the baseline)'.padEnd(42)}`);
+      baseline = (await load(baselineUrl, undefined, { method: 'GET', path: '/livez' }, undefined, 'baseline: plain node:http, same JSON')).rps;
     }
     const results: [Target, Measured][] = [];
     for (const t of targets) results.push([t, await load(url, key, t, baseline)]);
