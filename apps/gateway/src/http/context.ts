@@ -80,10 +80,13 @@ export function runInRequestContext(req: AnyRequest, next: () => void): void {
   storage.run(contextOf(req), next);
 }
 
-/** Attach the resolved API key to the request and continue inside a context that carries it. */
+/**
+ * Attach the resolved API key to the request and continue. The context that carries it is
+ * entered once, just before the handler (the edge's preHandler hook): nothing between needs it.
+ */
 export function bindRequestKey(req: AnyRequest, key: RequestKey | undefined, next: () => void): void {
   if (key) (req as GatewayRequest).apiKey = key;
-  storage.run(contextOf(req), next);
+  next();
 }
 
 /** Handler parameter: `@CorrelationId() correlationId: string`. */

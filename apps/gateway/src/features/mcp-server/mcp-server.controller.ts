@@ -107,7 +107,7 @@ export class McpServerController {
     return this.describe(req, '/mcp');
   }
 
-  @Get(`${WELL_KNOWN}/*path`)
+  @Get(`${WELL_KNOWN}/*`) // Fastify's wildcard: the rest of the path
   @ApiRoute({ hidden: true, role: PUBLIC })
   metadataFor(@Req() req: Request) {
     const rest = req.path.slice(`/${WELL_KNOWN}`.length) || '/mcp';
