@@ -5,13 +5,14 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import express from 'express';
 import type { FastifyInstance } from 'fastify';
-import { edgePolicyFromEnv, mergeEdgePolicies, migrateUnderLock, newId } from '@switchyard/platform';
+import { AppError, edgePolicyFromEnv, mergeEdgePolicies, migrateUnderLock, newId } from '@switchyard/platform';
 import { byteLimit, registerBodyParsers } from './http/body.js';
 import { correlate, runInRequestContext } from './http/context.js';
 import { decorateEdge, type EdgeReply, type EdgeRequest } from './http/edge.js';
 import { mountNodeHandler, type NodeHandler } from './http/islands.js';
 import { NestPinoLogger, trackRequestLog } from './http/logging.js';
 import { GatewayHttpMetrics } from './http/metrics.js';
+import { sendProblem } from './http/problem-filter.js';
 import { GatewayModule } from './gateway.module.js';
 import { documentIdempotencyKeys, IdempotencyStore } from './idempotency/index.js';
 import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
@@ -70,8 +71,14 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     skipMiddie: true, // no Express-style middleware: the edge is Fastify hooks
     bodyLimit, // ours enforces it (http/body.ts); this one is a backstop
     clientErrorHandler: clientErrorsAsProblems(logger),
-    // As Express routed (trailing slash and case ignored); long ids get the route's validation 400, not a router 404.
-    routerOptions: { ignoreTrailingSlash: true, caseSensitive: false, maxParamLength: 2048 },
+    // As Express routed: trailing slash and case ignored, and no limit of its own on a path parameter
+    // (Node's 16 KiB header limit bounds the URL), so a long id gets the route's validation 400.
+    routerOptions: { ignoreTrailingSlash: true, caseSensitive: false, maxParamLength: 16 * 1024 },
+    // What the router refuses before any hook (a malformed escape in the path): problem+json too.
+    frameworkErrors: (err: { code: string }, request: unknown, reply: unknown) => {
+      correlate(request as EdgeRequest, reply as EdgeReply);
+      sendProblem(new AppError('validation', `the request path is not valid: ${err.code}`), request as EdgeRequest, reply as EdgeReply);
+    },
   });
   const server = adapter.getInstance() as unknown as FastifyInstance;
   decorateEdge(server);
