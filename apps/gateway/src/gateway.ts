@@ -2,25 +2,29 @@ import 'reflect-metadata';
 import type { AddressInfo } from 'node:net';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import express from 'express';
-import { edgePolicyFromEnv, mergeEdgePolicies, migrateUnderLock, newId } from '@switchyard/platform';
-import { correlationMiddleware, rebindContextMiddleware } from './http/context.js';
-import { httpLogger, NestPinoLogger } from './http/logging.js';
+import type { FastifyInstance } from 'fastify';
+import { AppError, edgePolicyFromEnv, mergeEdgePolicies, migrateUnderLock, newId } from '@switchyard/platform';
+import { byteLimit, registerBodyParsers } from './http/body.js';
+import { correlate, runInRequestContext } from './http/context.js';
+import { decorateEdge, type EdgeReply, type EdgeRequest } from './http/edge.js';
+import { mountNodeHandler, type NodeHandler } from './http/islands.js';
+import { NestPinoLogger, trackRequestLog } from './http/logging.js';
 import { GatewayHttpMetrics } from './http/metrics.js';
-import { problemErrorMiddleware } from './http/problem-filter.js';
+import { sendProblem } from './http/problem-filter.js';
 import { GatewayModule } from './gateway.module.js';
 import { documentIdempotencyKeys, IdempotencyStore } from './idempotency/index.js';
 import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
 import { OpenApiRegistry } from './openapi/registry.js';
 import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
-import { answerClientErrorsWithProblems } from './security/client-error.js';
+import { clientErrorsAsProblems } from './security/client-error.js';
 import { documentEnforcedRoles } from './security/document.js';
 import { inputHygieneError } from './security/hygiene.js';
-import { deferCheck, deferInputErrors } from './http/route-checks.js';
-import { authenticationMiddleware, timeoutMiddleware } from './security/middleware.js';
+import { deferCheck } from './http/route-checks.js';
+import { authentication, startRequestTimeout } from './security/middleware.js';
 import { RATE_LIMIT_SCHEMA_SQL, RateLimits } from './security/rate-limits.js';
-import { hostOriginMiddleware } from './security/host-origin.js';
+import { hostOriginCheck } from './security/host-origin.js';
 import { CONSOLE_PATH, consoleRouter } from './ui/console.js';
 import { resolveOptions, type GatewayDeps, type GatewayOptions } from './tokens.js';
 
@@ -35,34 +39,56 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** An Express router served under `mount` by its own small Express app (static files, the console). */
+const expressIsland = (mount: string, handler: express.RequestHandler): NodeHandler => {
+  const island = express();
+  island.disable('x-powered-by');
+  island.use(mount, handler);
+  return island as unknown as NodeHandler;
+};
+
 /**
- * Build the HTTP gateway inside the calling process.
+ * Build the HTTP gateway inside the calling process (NestJS on Fastify).
  * 1. With auth enabled: the API key table is made and caught up, and the first admin
  *    key ensured (SWITCHYARD_ADMIN_KEY, or generated and printed once to stdout).
- * 2. Express middleware before Nest's routes, in this order: request metrics (GET /metrics
- *    shows them after the monitor's), correlation id, request log, request timeout, rate
- *    limits and API key resolution, docs assets, JSON body parser (size limit), input
- *    hygiene (NUL, unpaired surrogates, deep nesting: 400; these two are answered by the role
- *    guard, after the role check), problem+json for what failed so far, then the request context again (the body parser loses it).
+ * 2. One Fastify `onRequest` hook before Nest's routes, in this order: request metrics (GET
+ *    /metrics shows them after the monitor's), correlation id, request log, Host/Origin check,
+ *    request timeout, rate limits and API key resolution. The body parser (size limit) and
+ *    input hygiene (NUL, unpaired surrogates, deep nesting) keep their 400/413 for the role
+ *    guard, which answers them after the role check; a `preHandler` hook enters the request
+ *    context again (the body is read outside it).
  * 3. Nest routes: health, events, docs, audit, API keys and every feature module's
  *    controllers; the role guard checks each route's role, all errors pass through ProblemFilter.
+ *    The console (/ui) and the docs' assets are Express static handlers on their own paths.
  */
 export async function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Promise<Gateway> {
   const resolved = resolveOptions(options);
   const logger = deps.logger.child({ component: 'gateway' });
-  const server = express();
-  server.disable('x-powered-by');
-
-  const app = await NestFactory.create(
-    GatewayModule.forRoot({ ...deps, logger }, resolved, options.modules ?? []),
-    new ExpressAdapter(server),
-    {
-      bodyParser: false, // ours below, so its errors become problems and its limit is ours
-      logger: new NestPinoLogger(logger),
-      forceCloseConnections: true, // close() must not wait for idle keep-alive sockets
-      abortOnError: false, // a DI error must reject, not abort the host process
+  const bodyLimit = byteLimit(resolved.bodyLimit);
+  const adapter = new FastifyAdapter({
+    logger: false, // ours, per request (see trackRequestLog)
+    forceCloseConnections: true, // close() must not wait for idle keep-alive sockets
+    skipMiddie: true, // no Express-style middleware: the edge is Fastify hooks
+    bodyLimit, // ours enforces it (http/body.ts); this one is a backstop
+    clientErrorHandler: clientErrorsAsProblems(logger),
+    // As Express routed: trailing slash and case ignored, and no limit of its own on a path parameter
+    // (Node's 16 KiB header limit bounds the URL), so a long id gets the route's validation 400.
+    routerOptions: { ignoreTrailingSlash: true, caseSensitive: false, maxParamLength: 16 * 1024 },
+    // What the router refuses before any hook (a malformed escape in the path): problem+json too.
+    frameworkErrors: (err: { code: string }, request: unknown, reply: unknown) => {
+      correlate(request as EdgeRequest, reply as EdgeReply);
+      sendProblem(new AppError('validation', `the request path is not valid: ${err.code}`), request as EdgeRequest, reply as EdgeReply);
     },
-  );
+  });
+  const server = adapter.getInstance() as unknown as FastifyInstance;
+  decorateEdge(server);
+  registerBodyParsers(server, bodyLimit);
+
+  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.forRoot({ ...deps, logger }, resolved, options.modules ?? []), adapter, {
+    bodyParser: false, // ours (registerBodyParsers), so its errors become problems and its limit is ours
+    logger: new NestPinoLogger(logger),
+    abortOnError: false, // a DI error must reject, not abort the host process
+  });
   const keys = app.get(ApiKeyService);
   if (resolved.auth.enabled) {
     try {
@@ -89,25 +115,31 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     await app.close();
     throw err;
   }
-  answerClientErrorsWithProblems(app.getHttpServer(), logger);
   const httpMetrics = new GatewayHttpMetrics().attach(server);
-  app.use(httpMetrics.middleware());
-  app.use(correlationMiddleware);
-  app.use(hostOriginMiddleware(mergeEdgePolicies(edgePolicyFromEnv(process.env, deps.config.GATEWAY_HOST), options.edge), logger.child({ component: 'host-origin' })));
-  app.use(httpLogger(logger));
-  app.use(timeoutMiddleware(resolved.requestTimeoutMs));
-  app.use(authenticationMiddleware(resolved, keys, logger.child({ component: 'auth' }), limits));
-  app.use(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' }));
-  app.use(CONSOLE_PATH, consoleRouter(logger.child({ component: 'console' }), options.consoleDir));
-  // Body and hygiene errors are kept for the role guard, which answers them after the role check.
-  app.use(deferInputErrors(express.json({ limit: resolved.bodyLimit, type: ['application/json', 'application/*+json'] })));
-  app.use(deferCheck(inputHygieneError));
-  app.use(problemErrorMiddleware());
-  app.use(rebindContextMiddleware);
+  const hostOrigin = hostOriginCheck(mergeEdgePolicies(edgePolicyFromEnv(process.env, deps.config.GATEWAY_HOST), options.edge), logger.child({ component: 'host-origin' }));
+  const authenticate = authentication(resolved, keys, logger.child({ component: 'auth' }), limits);
+  const timeoutMs = resolved.requestTimeoutMs;
+  server.addHook('onRequest', (request, reply, done) => {
+    const req = request as EdgeRequest;
+    const res = reply as EdgeReply;
+    httpMetrics.track(req, res);
+    correlate(req, res);
+    trackRequestLog(logger, req, res);
+    if (!hostOrigin(req, res)) return;
+    startRequestTimeout(timeoutMs, req, res);
+    authenticate(req, res, () => done());
+  });
+  server.addHook('preHandler', (request, _reply, done) => {
+    const req = request as EdgeRequest;
+    deferCheck(req, () => inputHygieneError(req));
+    runInRequestContext(req, () => done());
+  });
+  mountNodeHandler(server, [`${DOCS_ASSETS_PATH}/*`], expressIsland(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' })));
+  mountNodeHandler(server, [CONSOLE_PATH, `${CONSOLE_PATH}/*`], expressIsland(CONSOLE_PATH, consoleRouter(logger.child({ component: 'console' }), options.consoleDir)));
   await app.init();
   documentEnforcedRoles(app.get(OpenApiRegistry));
   documentIdempotencyKeys(app.get(OpenApiRegistry));
-  // Requests answered before routing (401, 429, timeouts) are labelled by the documented routes.
+  // Requests no route matched (404, 405) are labelled by the documented routes when one fits.
   httpMetrics.useRoutes(() => app.get(OpenApiRegistry).routes());
 
   let closing: Promise<void> | undefined;

@@ -1,5 +1,5 @@
-import { Controller, Get, Headers, Inject, Res } from '@nestjs/common';
-import type { Response } from 'express';
+import { Controller, Get, Headers, Inject, Req, Res } from '@nestjs/common';
+import { hijack, type EdgeReply, type EdgeRequest } from '../http/edge.js';
 import { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
 import { CorrelationId } from '../http/context.js';
@@ -89,7 +89,8 @@ export class EventsController {
     @ZodQuery(eventsStreamQuerySchema) query: EventsStreamQuery,
     @Headers('last-event-id') lastEventId: string | undefined,
     @CorrelationId() correlationId: string,
-    @Res() res: Response,
+    @Req() req: EdgeRequest,
+    @Res() res: EdgeReply,
   ): Promise<void> {
     const resumeHeader =
       lastEventId !== undefined && lastEventId !== ''
@@ -97,7 +98,8 @@ export class EventsController {
         : undefined;
     // Last-Event-ID wins: a browser reconnects with the original URL, whose `after` is stale by then.
     const from = resumeHeader ?? query.after ?? (await this.store.headPosition());
-    await this.live.serve(res, {
+    // The stream writes the Node response itself, for as long as the client stays.
+    await this.live.serve(hijack(req, res).res, {
       from,
       correlationId,
       // Decided now, inside the request: the subscription's deliveries run outside its context.

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
 import { EVENT_STORE, GATEWAY_OPTIONS, LOGGER, type ResolvedGatewayOptions } from '../tokens.js';
@@ -43,10 +43,10 @@ export class LiveEventsService implements BeforeApplicationShutdown {
   }
 
   /** Stream events to `res` until the client disconnects or the gateway closes. */
-  async serve(res: Response, req: LiveStreamRequest): Promise<void> {
+  async serve(res: ServerResponse, req: LiveStreamRequest): Promise<void> {
     const log = this.logger.child({ correlationId: req.correlationId, component: 'sse' });
     // 1. Headers now, so the client sees the stream is open before the first event.
-    res.status(200);
+    res.statusCode = 200;
     res.setHeader('content-type', 'text/event-stream; charset=utf-8');
     res.setHeader('cache-control', 'no-cache, no-transform');
     res.setHeader('connection', 'keep-alive');

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
-import type { NextFunction, Request, Response } from 'express';
 import { newId } from '@switchyard/platform';
+import type { AnyRequest, EdgeReply, EdgeRequest } from './edge.js';
 
 export const CORRELATION_HEADER = 'x-correlation-id';
 
@@ -19,8 +19,8 @@ export interface RequestKey {
   readonly name: string;
 }
 
-/** An express request after the gateway's first middleware ran. */
-export type GatewayRequest = Request & { correlationId: string; apiKey?: RequestKey };
+/** A request after the gateway's first hook ran. */
+export type GatewayRequest = EdgeRequest & { correlationId: string; apiKey?: RequestKey };
 
 const storage = new AsyncLocalStorage<RequestContext>();
 
@@ -30,8 +30,8 @@ export const currentCorrelationId = (): string | undefined => storage.getStore()
 /** The request context of the request being handled, or undefined outside a request. */
 export const currentRequestContext = (): RequestContext | undefined => storage.getStore();
 
-/** The actor of an express request: `apikey:<id>`, or `anonymous` when it presented no valid key. */
-export function actorOf(req: Request): string {
+/** The actor of a request: `apikey:<id>`, or `anonymous` when it presented no valid key. */
+export function actorOf(req: AnyRequest): string {
   const key = (req as Partial<GatewayRequest>).apiKey;
   return key ? `apikey:${key.id}` : 'anonymous';
 }
@@ -46,7 +46,7 @@ export function currentActor(): string | undefined {
   return ctx.apiKey ? `apikey:${ctx.apiKey.id}` : 'anonymous';
 }
 
-const contextOf = (req: Request): RequestContext => {
+const contextOf = (req: AnyRequest): RequestContext => {
   const apiKey = (req as Partial<GatewayRequest>).apiKey;
   return { correlationId: correlationIdOf(req), ...(apiKey ? { apiKey } : {}) };
 };
@@ -54,44 +54,47 @@ const contextOf = (req: Request): RequestContext => {
 // Ids from clients end up in logs and event metadata: accept only a short, plain token.
 const ACCEPTABLE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** The correlation id of an express request (set by correlationMiddleware). */
-export function correlationIdOf(req: Request): string {
+/** The correlation id of a request (set by the first hook, see correlate). */
+export function correlationIdOf(req: AnyRequest): string {
   return (req as Partial<GatewayRequest>).correlationId ?? 'unknown';
 }
 
 /**
- * First middleware: take `x-correlation-id` from the client (or make one), echo it in
- * the response header, keep it on the request and in AsyncLocalStorage.
+ * First step of every request: take `x-correlation-id` from the client (or make one), echo it
+ * in the response header, keep it on the request. Returns it.
  */
-export function correlationMiddleware(req: Request, res: Response, next: NextFunction): void {
+export function correlate(req: EdgeRequest, res: EdgeReply): string {
   const given = req.headers[CORRELATION_HEADER];
   const candidate = Array.isArray(given) ? given[0] : given;
   const correlationId = candidate && ACCEPTABLE_ID.test(candidate) ? candidate : newId();
   (req as GatewayRequest).correlationId = correlationId;
   res.setHeader(CORRELATION_HEADER, correlationId);
-  storage.run({ correlationId }, next);
+  return correlationId;
 }
 
 /**
- * Re-enter the request's context. The body parser resumes `next` from a socket
- * callback, which runs outside the AsyncLocalStorage scope opened before it.
+ * Continue inside the request's context (correlation id, API key). Entered again before the
+ * handler: the body is read in socket callbacks, outside the scope opened before them.
  */
-export function rebindContextMiddleware(req: Request, _res: Response, next: NextFunction): void {
+export function runInRequestContext(req: AnyRequest, next: () => void): void {
   storage.run(contextOf(req), next);
 }
 
-/** Attach the resolved API key to the request and continue inside a context that carries it. */
-export function bindRequestKey(req: Request, key: RequestKey | undefined, next: () => void): void {
+/**
+ * Attach the resolved API key to the request and continue. The context that carries it is
+ * entered once, just before the handler (the edge's preHandler hook): nothing between needs it.
+ */
+export function bindRequestKey(req: AnyRequest, key: RequestKey | undefined, next: () => void): void {
   if (key) (req as GatewayRequest).apiKey = key;
-  storage.run(contextOf(req), next);
+  next();
 }
 
 /** Handler parameter: `@CorrelationId() correlationId: string`. */
 export const CorrelationId = createParamDecorator((_data: unknown, ctx: ExecutionContext): string =>
-  correlationIdOf(ctx.switchToHttp().getRequest<Request>()),
+  correlationIdOf(ctx.switchToHttp().getRequest<EdgeRequest>()),
 );
 
 /** Handler parameter: `@Actor() actor: string` (`apikey:<id>` or `anonymous`). */
 export const Actor = createParamDecorator((_data: unknown, ctx: ExecutionContext): string =>
-  actorOf(ctx.switchToHttp().getRequest<Request>()),
+  actorOf(ctx.switchToHttp().getRequest<EdgeRequest>()),
 );

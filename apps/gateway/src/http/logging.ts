@@ -1,46 +1,46 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LoggerService } from '@nestjs/common';
-import { pinoHttp } from 'pino-http';
 import type { Logger } from '@switchyard/platform';
-import { correlationIdOf, type GatewayRequest } from './context.js';
-
-const pathOf = (req: IncomingMessage): string =>
-  ((req as Partial<GatewayRequest>).originalUrl ?? req.url ?? '/').split('?')[0] ?? '/';
+import { correlationIdOf } from './context.js';
+import { pathOf, type EdgeReply, type EdgeRequest } from './edge.js';
+import { UNEXPECTED_ERROR } from './problem-filter.js';
 
 // Probes hit these every few seconds: log them below info so they do not drown the rest.
 const quietPaths = new Set(['/livez', '/readyz']);
 
 /**
- * One log line per finished request: method, path, status, duration and the
- * correlation id (also the pino-http request id, so req.log carries it).
+ * One log line per finished request: method, path, status, duration and the correlation id.
+ * 2xx/3xx at info (probes at debug), 4xx and a deliberate 503/504 at warn, a 500 or an
+ * unexpected error (kept by sendProblem) at error with it. Cheap when the level is off: the
+ * level is decided before any field is built, and no per-request child logger is made.
  */
-export function httpLogger(logger: Logger) {
-  return pinoHttp({
-    logger,
-    genReqId: (req) => correlationIdOf(req as GatewayRequest),
-    customAttributeKeys: { reqId: 'correlationId' },
-    quietReqLogger: true,
-    quietResLogger: true,
-    customLogLevel: (req: IncomingMessage, res: ServerResponse, err?: Error) => {
-      // A deliberate 503/504 (not ready, upstream timeout) is a warning; an error is what nobody expected.
-      if (err || (res as { err?: Error }).err || res.statusCode === 500) return 'error';
-      if (res.statusCode >= 400) return 'warn';
-      return quietPaths.has(pathOf(req)) ? 'debug' : 'info';
-    },
-    customSuccessObject: (req: IncomingMessage, res: ServerResponse, val: { responseTime?: number }) => ({
+export function trackRequestLog(logger: Logger, req: EdgeRequest, res: EdgeReply): void {
+  // Nothing to log at any level this request could reach: no listener at all.
+  if (!logger.isLevelEnabled('warn')) return;
+  const start = performance.now();
+  const raw = res.raw;
+  let done = false;
+  const write = () => {
+    if (done) return;
+    done = true;
+    const err = (raw as unknown as Record<symbol, Error | undefined>)[UNEXPECTED_ERROR];
+    const status = raw.statusCode;
+    const path = pathOf(req);
+    const aborted = !raw.writableFinished;
+    const level = err || status === 500 ? 'error' : status >= 400 ? 'warn' : quietPaths.has(path) ? 'debug' : 'info';
+    if (!logger.isLevelEnabled(level)) return;
+    const fields = {
+      correlationId: correlationIdOf(req),
       method: req.method,
-      path: pathOf(req),
-      status: res.statusCode,
-      durationMs: val.responseTime,
-    }),
-    // pino-http makes up an Error for any 5xx; only a real one (res.err, set by sendProblem) is worth its stack.
-    customErrorObject: (req: IncomingMessage, res: ServerResponse, _err: Error, val: { responseTime?: number }) => {
-      const real = (res as { err?: Error }).err;
-      return { method: req.method, path: pathOf(req), status: res.statusCode, durationMs: val.responseTime, ...(real ? { err: real } : {}) };
-    },
-    customSuccessMessage: () => 'request completed',
-    customErrorMessage: () => 'request failed',
-  });
+      path,
+      status,
+      durationMs: Math.round(performance.now() - start),
+      ...(aborted ? { aborted: true } : {}),
+      ...(err ? { err } : {}),
+    };
+    logger[level](fields, level === 'error' ? 'request failed' : 'request completed');
+  };
+  raw.once('finish', write);
+  raw.once('close', write);
 }
 
 /** Nest's own log lines (route mapping, lifecycle) through pino; its chatty `log` level goes to debug. */

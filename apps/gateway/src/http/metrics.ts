@@ -1,5 +1,5 @@
-import type { Application, NextFunction, Request, Response } from 'express';
 import { Counter, Histogram, Registry } from 'prom-client';
+import { pathOf, type EdgeReply, type EdgeRequest } from './edge.js';
 
 /** Label of a request no route template matched (404s, scanners): one series, whatever the path. */
 export const UNMATCHED_ROUTE = 'unmatched';
@@ -13,7 +13,7 @@ export interface KnownRoute {
 interface CompiledRoute {
   readonly method: string;
   readonly regex: RegExp;
-  /** The express form (`/a/:id`), the same label a matched request gets from `req.route.path`. */
+  /** The router's form (`/a/:id`), the same label a matched request gets from its route. */
   readonly template: string;
 }
 
@@ -27,7 +27,7 @@ export function compileRoute(route: KnownRoute): CompiledRoute {
   return { method: route.method.toUpperCase(), regex, template };
 }
 
-const LOCALS_KEY = 'switchyardHttpMetrics';
+const METRICS_OF = new WeakMap<object, GatewayHttpMetrics>();
 
 /**
  * The gateway process's own HTTP metrics, in its own prom-client registry (not the global
@@ -37,8 +37,9 @@ const LOCALS_KEY = 'switchyardHttpMetrics';
  *
  * `route` is the template of the matched route (`/api/v1/workflows/executions/:execution_id`),
  * never the raw path, so label cardinality stays bounded by the route table. A request
- * answered before routing (401 of a bad key, 429, timeout) gets its template from the known
- * routes; a mounted static handler gets `<mount>/*`; anything else is `unmatched`.
+ * answered before its route ran (401 of a bad key, 429, timeout) still has its route (Fastify
+ * routes first); one no route matched (404, 405) gets its template from the known routes when
+ * one fits (405); a mounted static handler gets `<mount>/*`; anything else is `unmatched`.
  */
 export class GatewayHttpMetrics {
   readonly registry = new Registry();
@@ -69,31 +70,29 @@ export class GatewayHttpMetrics {
     this.compiled = undefined;
   }
 
-  /** Make these the metrics `gatewayHttpMetricsOf(req)` finds for requests of this express app. */
-  attach(app: Application): this {
-    app.locals[LOCALS_KEY] = this;
+  /** Make these the metrics `gatewayHttpMetricsOf(req)` finds for requests of this server (a Fastify instance). */
+  attach(server: object): this {
+    METRICS_OF.set(server, this);
     return this;
   }
 
-  /** Express middleware: register first, so the duration covers every other middleware. */
-  middleware() {
-    return (req: Request, res: Response, next: NextFunction): void => {
-      const start = process.hrtime.bigint();
-      let done = false;
-      const record = () => {
-        if (done) return;
-        done = true;
-        const method = req.method;
-        const route = this.routeOf(req);
-        // A client that went away before the answer was complete: no status was delivered.
-        const status = res.writableFinished || res.headersSent ? String(res.statusCode) : 'aborted';
-        this.requests.inc({ method, route, status });
-        this.duration.observe({ method, route }, Number(process.hrtime.bigint() - start) / 1e9);
-      };
-      res.once('finish', record);
-      res.once('close', record);
-      next();
+  /** Count a request from its first hook to the end of its answer (call first, so the duration covers the rest). */
+  track(req: EdgeRequest, res: EdgeReply): void {
+    const start = performance.now();
+    const raw = res.raw;
+    let done = false;
+    const record = () => {
+      if (done) return;
+      done = true;
+      const method = req.method;
+      const route = this.routeOf(req);
+      // A client that went away before the answer was complete: no status was delivered.
+      const status = raw.writableFinished || raw.headersSent ? String(raw.statusCode) : 'aborted';
+      this.requests.inc({ method, route, status });
+      this.duration.observe({ method, route }, (performance.now() - start) / 1e3);
     };
+    raw.once('finish', record);
+    raw.once('close', record);
   }
 
   /** Prometheus text of this registry. */
@@ -106,21 +105,19 @@ export class GatewayHttpMetrics {
   }
 
   /** The route template of a finished request (see the class comment). */
-  routeOf(req: Request): string {
-    const matched = (req as { route?: { path?: unknown } }).route?.path;
-    if (typeof matched === 'string') return `${req.baseUrl ?? ''}${matched}`;
-    const path = (req.originalUrl ?? req.url ?? '/').split('?')[0] ?? '/';
+  routeOf(req: EdgeRequest): string {
+    const matched = req.is404 ? undefined : req.routeOptions.url;
+    if (typeof matched === 'string') return matched;
+    const path = pathOf(req);
     this.compiled ??= this.routes().map(compileRoute);
     const method = req.method === 'HEAD' ? 'GET' : req.method;
     const known = this.compiled.find((r) => r.method === method && r.regex.test(path));
     if (known) return known.template;
-    if (req.baseUrl) return `${req.baseUrl}/*`;
     return UNMATCHED_ROUTE;
   }
 }
 
-/** The gateway's metrics, from any request that went through their middleware (the /metrics handler). */
-export function gatewayHttpMetricsOf(req: Request): GatewayHttpMetrics | undefined {
-  const m: unknown = req.app.locals[LOCALS_KEY];
-  return m instanceof GatewayHttpMetrics ? m : undefined;
+/** The gateway's metrics, from any request of a server they were attached to (the /metrics handler). */
+export function gatewayHttpMetricsOf(req: EdgeRequest): GatewayHttpMetrics | undefined {
+  return METRICS_OF.get(req.server);
 }

@@ -1,27 +1,42 @@
 import { Catch, Inject, MethodNotAllowedException, NotFoundException, Optional, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
-import type { NextFunction, Request, Response } from 'express';
 import { correlationIdOf } from './context.js';
+import { isReply, pathOf, type AnyRequest, type AnyResponse, type EdgeRequest } from './edge.js';
 import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.js';
 import { OpenApiRegistry } from '../openapi/registry.js';
 import { allowedMethods } from './route-checks.js';
 import { isAppError } from '@switchyard/platform';
 
+// As Express sent it: the media type with its charset.
+const PROBLEM_TYPE_HEADER = `${PROBLEM_CONTENT_TYPE}; charset=utf-8`;
+
+/** Where the request log line finds an unexpected error behind a 5xx (see sendProblem). */
+export const UNEXPECTED_ERROR = Symbol.for('switchyard.gateway.unexpectedError');
+
 /**
- * Map an error to problem+json on the response. An unexpected error is attached as
- * `res.err`: the request log line (pino-http) then carries it, with the correlation
- * id, at error level; one line per failure, not two.
+ * Map an error to problem+json on the response (a Fastify reply, or the Node response of a
+ * hijacked one). An unexpected error is kept on the Node response: the request log line then
+ * carries it, with the correlation id, at error level; one line per failure, not two.
  */
-export function sendProblem(err: unknown, req: Request, res: Response): void {
+export function sendProblem(err: unknown, req: AnyRequest, res: AnyResponse): void {
   const correlationId = correlationIdOf(req);
-  const instance = (req.originalUrl ?? req.url ?? '/').split('?')[0] ?? '/';
-  const { problem, unexpected } = toProblem(err, { instance, correlationId });
-  if (unexpected) res.err = err instanceof Error ? err : new Error(String(err));
-  if (res.headersSent) {
+  const { problem, unexpected } = toProblem(err, { instance: pathOf(req), correlationId });
+  const raw = isReply(res) ? res.raw : res;
+  if (unexpected) (raw as unknown as Record<symbol, unknown>)[UNEXPECTED_ERROR] = err instanceof Error ? err : new Error(String(err));
+  if (raw.headersSent) {
     // A stream (SSE) already started: the status line is gone, all we can do is stop.
-    res.end();
+    raw.end();
     return;
   }
-  res.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
+  const body = JSON.stringify(problem);
+  if (isReply(res)) {
+    if (res.sent) return;
+    res.status(problem.status).type(PROBLEM_TYPE_HEADER).send(body);
+    return;
+  }
+  raw.statusCode = problem.status;
+  raw.setHeader('content-type', PROBLEM_TYPE_HEADER);
+  raw.setHeader('content-length', Buffer.byteLength(body));
+  raw.end(body);
 }
 
 /**
@@ -36,8 +51,8 @@ export class ProblemFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     if (host.getType() !== 'http') throw exception;
     const http = host.switchToHttp();
-    const req = http.getRequest<Request>();
-    const res = http.getResponse<Response>();
+    const req = http.getRequest<EdgeRequest>();
+    const res = http.getResponse<AnyResponse>();
     // Nest's answer to a request no route matched (a handler's own 404 is an AppError).
     if (exception instanceof NotFoundException && this.registry && /^Cannot [A-Z-]+ /.test(exception.message)) {
       const allow = allowedMethods(this.registry.routes(), req.path);
@@ -61,12 +76,8 @@ export class ProblemFilter implements ExceptionFilter {
 }
 
 /** 405 with `Allow` listing the methods the path does have. */
-function methodNotAllowed(allow: readonly string[], req: Request, res: Response): void {
-  res.setHeader('Allow', allow.join(', '));
+function methodNotAllowed(allow: readonly string[], req: EdgeRequest, res: AnyResponse): void {
+  (isReply(res) ? res.raw : res).setHeader('Allow', allow.join(', '));
   sendProblem(new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`), req, res);
 }
 
-/** Express error middleware for what fails before Nest routing: bad JSON, too large bodies, static files. */
-export function problemErrorMiddleware() {
-  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => sendProblem(err, req, res);
-}

@@ -1,4 +1,3 @@
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { AppError } from '@switchyard/platform';
 import type { FieldError } from './problem.js';
 
@@ -9,34 +8,19 @@ import type { FieldError } from './problem.js';
  * gets 401/403 whatever it sent, and learns nothing from how its body was judged.
  */
 export const INPUT_ERROR = Symbol.for('switchyard.gateway.inputError');
-type WithInputError = Request & { [INPUT_ERROR]?: unknown };
+type WithInputError = { [INPUT_ERROR]?: unknown };
 
 /** The error kept for this request, if any. */
-export const deferredInputError = (req: Request): unknown => (req as WithInputError)[INPUT_ERROR];
+export const deferredInputError = (req: object): unknown => (req as WithInputError)[INPUT_ERROR];
 
-/** Run a middleware; an error it passes on is kept for the guard (the first one wins) and the request goes on. */
-export function deferInputErrors(middleware: RequestHandler): RequestHandler {
-  return (req, res, next) => {
-    void middleware(req, res, (err?: unknown) => {
-      if (err !== undefined && err !== null && err !== 'route' && err !== 'router') {
-        (req as WithInputError)[INPUT_ERROR] ??= err;
-        // A body that failed to parse is not a body.
-        req.body = undefined;
-      }
-      next();
-    });
-  };
+/** Keep an input error for the guard (the first one wins). */
+export function deferInputError(req: object, err: unknown): void {
+  if (err !== undefined) (req as WithInputError)[INPUT_ERROR] ??= err;
 }
 
-/** A check that finds an input error (or nothing) in a request, as a middleware that keeps it for the guard. */
-export function deferCheck(check: (req: Request) => unknown): RequestHandler {
-  return (req: Request, _res: Response, next: NextFunction) => {
-    if (deferredInputError(req) === undefined) {
-      const err = check(req);
-      if (err !== undefined) (req as WithInputError)[INPUT_ERROR] = err;
-    }
-    next();
-  };
+/** Run a check that finds an input error (or nothing) in a request, and keep what it finds for the guard. */
+export function deferCheck<R extends object>(req: R, check: (req: R) => unknown): void {
+  if (deferredInputError(req) === undefined) deferInputError(req, check(req));
 }
 
 /** 400 naming each query parameter of a route that declares none. */
@@ -52,7 +36,7 @@ const templateRegex = (template: string): RegExp =>
 
 /**
  * The methods a path (e.g. `/api/v1/workflows/executions/wf_1`) has among the documented
- * routes (OpenAPI templates), upper case, with HEAD where GET is (Express answers it);
+ * routes (OpenAPI templates), upper case, with HEAD where GET is (Fastify answers it);
  * empty when no route has that path.
  */
 export function allowedMethods(routes: readonly { method: string; path: string }[], path: string): string[] {

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Inject, Injectable, SetMetadata, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import type { Response } from 'express';
+import type { EdgeReply as Response } from '../http/edge.js';
 import { from, Observable, of, throwError } from 'rxjs';
 import { catchError, finalize, mergeMap } from 'rxjs/operators';
 import { AppError, type Logger } from '@switchyard/platform';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
-import type { Request } from 'express';
+import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
 
 /** The request header that makes a command idempotent (as Stripe's). */
@@ -33,7 +33,7 @@ export const idempotencyKeyHeader = z
 /** What a request's key is: none, a usable one, or one to refuse (400). */
 export type ParsedKey = { readonly kind: 'none' } | { readonly kind: 'key'; readonly key: string } | { readonly kind: 'bad'; readonly reason: string };
 
-export function parseIdempotencyKey(headers: Request['headers']): ParsedKey {
+export function parseIdempotencyKey(headers: IncomingHttpHeaders): ParsedKey {
   const raw = headers[IDEMPOTENCY_HEADER];
   if (raw === undefined) return { kind: 'none' };
   if (Array.isArray(raw)) return { kind: 'bad', reason: 'give one Idempotency-Key header, not several' };
@@ -88,6 +88,6 @@ export function commandIdForKey(kind: string, key: string): string {
 
 /** Handler parameter: the request's valid Idempotency-Key, or undefined (the interceptor refused a bad one already). */
 export const IdempotencyKey = createParamDecorator((_data: unknown, ctx: ExecutionContext): string | undefined => {
-  const parsed = parseIdempotencyKey(ctx.switchToHttp().getRequest<Request>().headers);
+  const parsed = parseIdempotencyKey(ctx.switchToHttp().getRequest<{ headers: IncomingHttpHeaders }>().headers);
   return parsed.kind === 'key' ? parsed.key : undefined;
 });

@@ -86,7 +86,8 @@ export interface ApiKeyServiceOptions {
   readonly now?: () => Date;
 }
 
-type CacheEntry = { readonly at: number; readonly key: ResolvedKey | null; readonly hash: string | null };
+/** `verified`: the last presented key whose secret matched `hash` (so a repeat skips the hash). */
+type CacheEntry = { readonly at: number; readonly key: ResolvedKey | null; readonly hash: string | null; verified?: string };
 
 /**
  * API keys: commands go through the event store (ApiKeyCreated / ApiKeyRevoked with the
@@ -255,7 +256,22 @@ export class ApiKeyService {
       this.cache.set(parsed.id, entry);
     }
     if (!entry.key || !entry.hash) return undefined;
-    return secretMatches(parsed.secret, entry.hash) ? entry.key : undefined;
+    if (entry.verified === presented) return entry.key;
+    if (!secretMatches(parsed.secret, entry.hash)) return undefined;
+    entry.verified = presented;
+    return entry.key;
+  }
+
+  /**
+   * The key of a presented value already verified within the cache TTL, without waiting
+   * (the hot path of every request); undefined when only authenticate() can tell.
+   */
+  authenticateCached(presented: string): ResolvedKey | undefined {
+    const parsed = parseKey(presented);
+    if (!parsed) return undefined;
+    const entry = this.cache.get(parsed.id);
+    if (!entry || entry.verified !== presented || !entry.key || Date.now() - entry.at > this.ttl) return undefined;
+    return entry.key;
   }
 
   /**

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
-import type { Response } from 'express';
+import type { EdgeReply as Response } from '../http/edge.js';
 import { AppError } from '@switchyard/platform';
 import { openApiPath } from '../openapi/explorer.js';
 import { API_ROUTE, type RouteDoc } from '../openapi/registry.js';

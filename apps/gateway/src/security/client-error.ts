@@ -1,4 +1,3 @@
-import type { Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { newId, type Logger } from '@switchyard/platform';
 import { PROBLEM_CONTENT_TYPE, problemType } from '../http/problem.js';
@@ -11,11 +10,12 @@ const malformed = { status: 400, reason: 'Bad Request', code: 'validation', deta
 
 /**
  * Requests Node's HTTP parser rejects (headers over 16 KiB, a broken request line)
- * never reach Express; Node answers them with a bare status. Answer problem+json
- * instead, so a client sees one error format whatever it sent.
+ * never reach the router; answer them with problem+json rather than a bare status, so a
+ * client sees one error format whatever it sent. The server's `clientError` handler
+ * (Fastify's `clientErrorHandler` option).
  */
-export function answerClientErrorsWithProblems(server: Server, logger: Logger): void {
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+export function clientErrorsAsProblems(logger: Logger): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+  return (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
       return;
@@ -36,5 +36,5 @@ export function answerClientErrorsWithProblems(server: Server, logger: Logger): 
       `HTTP/1.1 ${a.status} ${a.reason}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
         `x-correlation-id: ${correlationId}\r\nConnection: close\r\n\r\n${body}`,
     );
-  });
+  };
 }

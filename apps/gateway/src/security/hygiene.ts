@@ -1,6 +1,4 @@
-import type { NextFunction, Request, Response } from 'express';
 import { AppError } from '@switchyard/platform';
-import { sendProblem } from '../http/problem-filter.js';
 import type { FieldError, FieldLocation } from '../http/problem.js';
 
 // NUL and unpaired UTF-16 surrogates: PostgreSQL text and jsonb cannot store them, so a
@@ -29,16 +27,9 @@ function scan(value: unknown, path: string, where: FieldLocation, out: FieldErro
 /**
  * After the body parser: a 400 problem naming the field when the path, query or JSON body
  * holds text PostgreSQL cannot store, or a body nested deeper than 64 levels (no API
- * takes that, and walking it costs stack in every later step).
+ * takes that, and walking it costs stack in every later step); undefined when all is well.
  */
-export function inputHygieneMiddleware(req: Request, res: Response, next: NextFunction): void {
-  const err = inputHygieneError(req);
-  if (!err) return next();
-  sendProblem(err, req, res);
-}
-
-/** The 400 inputHygieneMiddleware answers, or undefined (for a caller that answers it later). */
-export function inputHygieneError(req: Request): AppError | undefined {
+export function inputHygieneError(req: { readonly path: string; readonly query: unknown; readonly body?: unknown }): AppError | undefined {
   const errors: FieldError[] = [];
   let decodedPath: string | undefined;
   try {

@@ -1,6 +1,6 @@
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { AppError, type Logger } from '@switchyard/platform';
 import { bindRequestKey, correlationIdOf, type GatewayRequest } from '../http/context.js';
+import type { EdgeReply, EdgeRequest } from '../http/edge.js';
 import { sendProblem } from '../http/problem-filter.js';
 import type { ApiKeyService } from './api-keys.js';
 import { parseKey, presentedKey } from './keys.js';
@@ -13,7 +13,10 @@ export { RateLimits } from './rate-limits.js';
 export const AUTH_FAILED = Symbol.for('switchyard.gateway.authFailed');
 export type AuthRequest = GatewayRequest & { [AUTH_FAILED]?: boolean };
 
-const clientIp = (req: Request): string => req.ip ?? req.socket.remoteAddress ?? 'unknown';
+const clientIp = (req: EdgeRequest): string => req.ip ?? req.raw.socket.remoteAddress ?? 'unknown';
+
+/** A step of the edge: answers the request itself, or calls `next`. */
+export type EdgeStep = (req: EdgeRequest, res: EdgeReply, next: () => void) => void;
 
 /**
  * Probes of load balancers and orchestrators: never limited nor authenticated, so a client
@@ -34,7 +37,7 @@ export function failureBucket(ip: string, presented: string): string {
  * RateLimit-Limit / -Remaining / -Reset (the IETF RateLimit header fields, draft 6 names) of the
  * tightest limit this request was counted against; on a refusal, of the refusing one.
  */
-function rateLimitHeaders(res: Response, outcomes: readonly LimitOutcome[]): void {
+function rateLimitHeaders(res: EdgeReply, outcomes: readonly LimitOutcome[]): void {
   const tightest = outcomes.reduce<LimitOutcome | undefined>((a, o) => (!a || o.remaining < a.remaining ? o : a), undefined);
   if (!tightest || res.headersSent) return;
   res.setHeader('RateLimit-Limit', String(tightest.limit));
@@ -42,7 +45,7 @@ function rateLimitHeaders(res: Response, outcomes: readonly LimitOutcome[]): voi
   res.setHeader('RateLimit-Reset', String(Math.max(0, Math.ceil(tightest.msBeforeNext / 1000))));
 }
 
-function tooMany(req: Request, res: Response, what: string, refused: LimitOutcome): void {
+function tooMany(req: EdgeRequest, res: EdgeReply, what: string, refused: LimitOutcome): void {
   const retryAfter = Math.max(1, Math.ceil(refused.msBeforeNext / 1000));
   rateLimitHeaders(res, [refused]);
   res.setHeader('Retry-After', String(retryAfter));
@@ -54,19 +57,16 @@ function tooMany(req: Request, res: Response, what: string, refused: LimitOutcom
  * (code `timeout`, retryable). A stream that already sent its headers (SSE) is not cut.
  * The handler is not cancelled (Node cannot stop it); its late answer is dropped.
  */
-export function timeoutMiddleware(ms: number): RequestHandler {
-  return (req, res, next) => {
-    if (ms <= 0) return next();
-    const timer = setTimeout(() => {
-      if (res.headersSent) return;
-      sendProblem(new AppError('timeout', `no answer within ${ms} ms`, { timeoutMs: ms }), req, res);
-    }, ms);
-    timer.unref();
-    const clear = () => clearTimeout(timer);
-    res.once('finish', clear);
-    res.once('close', clear);
-    next();
-  };
+export function startRequestTimeout(ms: number, req: EdgeRequest, res: EdgeReply): void {
+  if (ms <= 0) return;
+  const timer = setTimeout(() => {
+    if (res.headersSent || res.sent) return;
+    sendProblem(new AppError('timeout', `no answer within ${ms} ms`, { timeoutMs: ms }), req, res);
+  }, ms);
+  timer.unref();
+  const clear = () => clearTimeout(timer);
+  res.raw.once('finish', clear);
+  res.raw.once('close', clear);
 }
 
 /**
@@ -81,11 +81,18 @@ export function timeoutMiddleware(ms: number): RequestHandler {
  * RateLimits, shared through PostgreSQL or in memory; made here, in memory, when not given).
  * Every limited answer carries RateLimit-Limit / -Remaining / -Reset; a 429 also Retry-After.
  */
-export function authenticationMiddleware(options: ResolvedSecurityOptions, keys: ApiKeyService, logger: Logger, given?: RateLimits): RequestHandler {
+export function authentication(options: ResolvedSecurityOptions, keys: ApiKeyService, logger: Logger, given?: RateLimits): EdgeStep {
   const limits = options.rateLimit.enabled ? (given ?? RateLimits.create({ ...options.rateLimit, store: 'memory' }, undefined, logger)) : undefined;
   if (!limits && !options.auth.enabled) return (_req, _res, next) => next(); // nothing to do: no cost per request
-  return (req: Request, res: Response, next: NextFunction) => {
+  return (req: EdgeRequest, res: EdgeReply, next: () => void) => {
     if (UNLIMITED_PATHS.has(req.path)) return next();
+    if (!limits) {
+      // The common case without limits: a key already verified answers without a promise.
+      const presented = presentedKey(req.headers);
+      const known = presented === undefined ? undefined : keys.authenticateCached(presented);
+      if (presented === undefined) return bindRequestKey(req, undefined, next);
+      if (known) return bindRequestKey(req, known, next);
+    }
     void (async () => {
       const ip = clientIp(req);
       const counted: LimitOutcome[] = [];

@@ -1,5 +1,8 @@
-import { Module, RequestMethod, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
-import type { NextFunction, Request, Response } from 'express';
+import { Inject, Module, type DynamicModule, type NestModule } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import express from 'express';
+import type { FastifyInstance } from 'fastify';
+import { mountNodeHandler, type NodeHandler } from '../../http/islands.js';
 import { AgentsFeatureModule } from '../agents/agents.module.js';
 import { McpGatewayClient } from '../mcp/mcp-client.js';
 import { WorkflowsFeatureModule } from '../workflows/workflows.module.js';
@@ -19,23 +22,21 @@ import { A2A_FEATURE_OPTIONS, A2aPeer, type A2aFeatureOptions } from './peer.js'
   exports: [A2aPeer],
 })
 export class A2aFeatureModule implements NestModule {
-  constructor(private readonly peer: A2aPeer) {}
+  constructor(
+    private readonly peer: A2aPeer,
+    @Inject(HttpAdapterHost) private readonly http: HttpAdapterHost,
+  ) {}
 
   static withOptions(options: A2aFeatureOptions): DynamicModule {
     return { module: A2aFeatureModule, providers: [{ provide: A2A_FEATURE_OPTIONS, useValue: options }] };
   }
 
-  configure(consumer: MiddlewareConsumer): void {
-    const router = this.peer.router();
-    // The router matches full paths: run it on the original URL whatever Nest's mount stripped.
-    const mw = (req: Request, res: Response, next: NextFunction) => {
-      const url = req.url;
-      req.url = req.originalUrl;
-      router(req, res, (err?: unknown) => {
-        req.url = url;
-        next(err);
-      });
-    };
-    consumer.apply(mw).forRoutes({ path: 'a2a/*path', method: RequestMethod.ALL }, { path: '.well-known/agent-card.json', method: RequestMethod.GET });
+  configure(): void {
+    // The SDK's handlers are Express's: the router runs in an Express app of its own, on the
+    // edge's Node request (key, body and verdicts already there), at the full paths it matches.
+    const island = express();
+    island.disable('x-powered-by');
+    island.use(this.peer.router());
+    mountNodeHandler(this.http.httpAdapter.getInstance<FastifyInstance>(), ['/a2a/*', '/.well-known/agent-card.json'], island as unknown as NodeHandler);
   }
 }

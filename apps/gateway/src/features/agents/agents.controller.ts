@@ -1,6 +1,6 @@
 import { currentActor } from '../../http/context.js';
 import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
-import type { Response } from 'express';
+import type { EdgeReply as Response } from '../../http/edge.js';
 import { z } from 'zod';
 import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/domain';
 import { CorrelationId } from '../../http/context.js';

@@ -1,5 +1,5 @@
 import { All, Controller, Delete, Get, HttpCode, Inject, Post, Put, Req, Res } from '@nestjs/common';
-import type { Request, Response } from 'express';
+import { hijack, type AnyResponse, type EdgeReply as Response, type EdgeRequest as Request } from '../../http/edge.js';
 import type { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
 import { CorrelationId, type GatewayRequest } from '../../http/context.js';
@@ -109,7 +109,7 @@ export class McpServerController {
     return this.describe(req, '/mcp');
   }
 
-  @Get(`${WELL_KNOWN}/*path`)
+  @Get(`${WELL_KNOWN}/*`) // Fastify's wildcard: the rest of the path
   @ApiRoute({ hidden: true, role: PUBLIC })
   metadataFor(@Req() req: Request) {
     const rest = req.path.slice(`/${WELL_KNOWN}`.length) || '/mcp';
@@ -157,15 +157,17 @@ export class McpServerController {
       sendProblem(new AppError('forbidden', `calling a tool needs the operator role; the key has ${role}`, { requiredRole: 'operator', keyRole: role }), req, res);
       return undefined;
     }
-    return { req: req as EndpointRequest['req'], res, caller, virtual };
+    // The SDK transports write the Node response themselves.
+    const raw = hijack(req, res);
+    return { req: raw.req, res: raw.res, caller, virtual };
   }
 
   private async run(r: EndpointRequest, fn: () => Promise<void>): Promise<void> {
     try {
       await fn();
     } catch (err) {
-      this.logger.error({ err, correlationId: (r.req as GatewayRequest).correlationId }, 'MCP transport failed');
-      if (!r.res.headersSent) sendProblem(new AppError('internal', 'the MCP request failed'), r.req as Request, r.res as Response);
+      this.logger.error({ err, correlationId: r.req.correlationId }, 'MCP transport failed');
+      if (!r.res.headersSent) sendProblem(new AppError('internal', 'the MCP request failed'), r.req, r.res as AnyResponse);
       else r.res.end();
     }
   }

@@ -1,5 +1,5 @@
 import { Controller, Delete, Get, HttpCode, Inject, Optional, Post, Put, Req, Res } from '@nestjs/common';
-import type { Request, Response } from 'express';
+import type { EdgeReply as Response, EdgeRequest as Request } from '../../http/edge.js';
 import type { z } from 'zod';
 import {
   addSilenceReply, alertsReply, availabilityReply, deleteRuleReply, healthReportReply, resolveAlertReply, rulesReply, silencesReply, trendsReply,

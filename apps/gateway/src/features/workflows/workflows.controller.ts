@@ -1,6 +1,6 @@
 import { Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
-import type { Response } from 'express';
+import type { EdgeReply as Response } from '../../http/edge.js';
 import { z } from 'zod';
 import { stepUsesLabel, validateDefinition } from '@switchyard/domain';
 import { CorrelationId, type GatewayRequest } from '../../http/context.js';

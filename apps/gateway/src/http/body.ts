@@ -1,0 +1,86 @@
+import type { IncomingMessage } from 'node:http';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { deferInputError } from './route-checks.js';
+
+const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** A byte count from a number or a size such as `1mb` (the form GATEWAY_BODY_LIMIT_BYTES and the options take). */
+export function byteLimit(limit: string | number): number {
+  if (typeof limit === 'number') return limit;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(limit);
+  if (!m) throw new Error(`not a size: ${limit}`);
+  return Math.floor(Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]!);
+}
+
+/** What toProblem maps to 400 / 413 (the shapes of body-parser's errors, which clients saw before). */
+const parseFailed = (message: string) => Object.assign(new Error(message), { status: 400, type: 'entity.parse.failed', expose: true });
+const tooLarge = (limit: number) => Object.assign(new Error('request entity too large'), { status: 413, type: 'entity.too.large', limit, expose: true });
+
+// Strict JSON as before: a body is an object or an array (no bare scalars).
+const STRICT_START = /^[\x20\x09\x0a\x0d]*[[{]/;
+
+/**
+ * The gateway's body parsing on Fastify:
+ * - `application/json` and `application/*+json`: read up to `limit` bytes and parse; a body that
+ *   is not JSON or is too large is not answered here but kept for the role guard (see
+ *   route-checks.ts: the caller's key and role are checked first), and the request goes on
+ *   without a body. An empty body is `{}`.
+ * - any other content type: not read; the handler sees no body (as a JSON API should).
+ */
+export function registerBodyParsers(app: FastifyInstance, limit: number): void {
+  app.removeAllContentTypeParsers();
+  const json = (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => {
+    readLimited(payload, limit, (err, text) => {
+      if (err) {
+        deferInputError(req as object, err);
+        return done(null, undefined);
+      }
+      if (text === '') return done(null, {});
+      if (!STRICT_START.test(text)) {
+        deferInputError(req as object, parseFailed('the request body is not a JSON object or array'));
+        return done(null, undefined);
+      }
+      try {
+        done(null, JSON.parse(text));
+      } catch (e) {
+        deferInputError(req as object, parseFailed((e as Error).message));
+        done(null, undefined);
+      }
+    });
+  };
+  app.addContentTypeParser('application/json', json);
+  app.addContentTypeParser(/^application\/[^;,\s]+\+json\b/i, json);
+  app.addContentTypeParser('*', (_req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => {
+    payload.resume(); // drained, not kept: the socket must still reach the next request
+    payload.once('end', () => done(null, undefined));
+    payload.once('error', () => done(null, undefined));
+  });
+}
+
+/** The body as text, or the 413 error past `limit` bytes (a chunked body past it is drained, not kept). */
+function readLimited(payload: IncomingMessage, limit: number, cb: (err: Error | undefined, text: string) => void): void {
+  const declared = Number(payload.headers['content-length']);
+  let size = 0;
+  const chunks: Buffer[] = [];
+  let over = false;
+  let finished = false;
+  const finish = (err: Error | undefined) => {
+    if (finished) return;
+    finished = true;
+    cb(err, err ? '' : Buffer.concat(chunks, size).toString('utf8'));
+  };
+  // Declared too large: refused unread (Node discards the rest once the answer is out).
+  if (Number.isFinite(declared) && declared > limit) return cb(tooLarge(limit), '');
+  payload.on('data', (chunk: Buffer) => {
+    if (over) return;
+    size += chunk.length;
+    if (size > limit) {
+      over = true;
+      chunks.length = 0;
+      return;
+    }
+    chunks.push(chunk);
+  });
+  payload.once('end', () => finish(over ? tooLarge(limit) : undefined));
+  payload.once('error', (e) => finish(parseFailed(e.message)));
+}
