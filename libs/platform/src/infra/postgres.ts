@@ -31,7 +31,7 @@ export interface PostgresHandle {
   readonly dataDir?: string;
   /** Directory of the `postgres` binary that runs it (may be a copy, see reachableBinaries); undefined when adopted. */
   readonly binDir?: string;
-  /** The server process (undefined when adopted). */
+  /** The server process (when adopted: the adopted server's, if it runs our cluster). */
   readonly pid?: number;
   /** Resolves with the exit code when the server process ends, asked to or not (undefined when adopted). */
   readonly exited?: Promise<number>;
@@ -84,8 +84,12 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   const dataDir = path.resolve(o.dataDir);
   if (await isListening(o.port)) {
     if (await canConnect(url)) {
-      o.logger?.info({ port: o.port, dataDir }, 'adopting the PostgreSQL server already running on the port');
-      return { url, kind: 'adopted', stop: async () => undefined };
+      // Ours when its postmaster.pid is in our data dir (where it was, or where it was moved to) and
+      // names this port: then stopping this process stops it too, as if we had started it (else a
+      // restart after a crash would leave it running after a clean stop). Someone else's: left alone.
+      const pid = ownPostmasterPid(dataDir, o.port);
+      o.logger?.info({ port: o.port, dataDir, ...(pid !== undefined ? { pid } : {}) }, 'adopting the PostgreSQL server already running on the port');
+      return { url, kind: 'adopted', ...(pid !== undefined ? { pid } : {}), stop: pid !== undefined ? () => stopServerPid(pid) : async () => undefined };
     }
     throw new Error(`port ${o.port} is taken by something that is not our PostgreSQL; set EMBEDDED_PG_PORT or DATABASE_URL`);
   }
@@ -286,14 +290,61 @@ function traversableBy(dir: string, owner: { uid: number; gid: number }): boolea
  * the cluster goes to /var/lib/switchyard/<hash of the requested path>/ instead: stable across
  * restarts, one per project copy; the log says where.
  */
+/** Where reachableDataDir keeps a cluster the postgres user cannot reach at `dataDir`. */
+function relocatedDataDir(dataDir: string): string {
+  return path.join('/var/lib/switchyard', createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16), path.basename(dataDir));
+}
+
+/**
+ * The pid of the postmaster running our cluster on `port`: from `postmaster.pid` (line 1 the pid,
+ * line 4 the port) in the data dir or where it was moved to, when that process is alive.
+ */
+function ownPostmasterPid(dataDir: string, port: number): number | undefined {
+  for (const dir of [dataDir, relocatedDataDir(dataDir)]) {
+    let lines: string[];
+    try {
+      lines = readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n');
+    } catch {
+      continue;
+    }
+    const pid = Number(lines[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || Number(lines[3]) !== port) continue;
+    try {
+      process.kill(pid, 0);
+      return pid;
+    } catch {
+      continue;
+    }
+  }
+  return undefined;
+}
+
+/** Fast shutdown (SIGINT) of a server we did not spawn, waited for; SIGKILL after 30 s. */
+async function stopServerPid(pid: number): Promise<void> {
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!alive()) return;
+  process.kill(pid, 'SIGINT');
+  for (const end = Date.now() + 30_000; Date.now() < end; ) {
+    if (!alive()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (alive()) process.kill(pid, 'SIGKILL');
+}
+
 function reachableDataDir(dataDir: string, owner: { uid: number; gid: number }, log?: Logger): string {
   const parent = path.dirname(dataDir);
   mkdirSync(parent, { recursive: true });
   allowTraversal(parent);
   if (traversableBy(parent, owner)) return dataDir;
-  const home = path.join('/var/lib/switchyard', createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16));
-  mkdirSync(home, { recursive: true, mode: 0o755 });
-  const moved = path.join(home, path.basename(dataDir));
+  const moved = relocatedDataDir(dataDir);
+  mkdirSync(path.dirname(moved), { recursive: true, mode: 0o755 });
   log?.info({ requested: dataDir, dataDir: moved }, 'the postgres user cannot reach the data dir; keeping the cluster in /var/lib/switchyard');
   return moved;
 }

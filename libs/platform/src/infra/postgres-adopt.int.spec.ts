@@ -1,0 +1,50 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { startEmbeddedPostgres, type PostgresHandle } from './postgres.js';
+import { freePort, isListening } from './ports.js';
+
+/**
+ * A launcher killed with SIGKILL leaves its PostgreSQL running; the next start adopts it. The
+ * adopting process must then own it: its clean stop stops the server (else a restart after a
+ * crash leaves a server running after Ctrl-C). A server on the port that runs another cluster is
+ * used but never stopped. Real embedded PostgreSQL, in a directory of the test's own.
+ */
+describe('an adopted PostgreSQL server is stopped by its adopter only when it runs our cluster', () => {
+  let scratch: string;
+  let first: PostgresHandle;
+  let port: number;
+
+  before(async () => {
+    mkdirSync(path.resolve('.tmp'), { recursive: true });
+    scratch = mkdtempSync(path.resolve('.tmp', 'pg-adopt-'));
+    chmodSync(scratch, 0o755);
+    port = await freePort();
+    // The process that "crashed": its server keeps running, as after a SIGKILL of its launcher.
+    first = await startEmbeddedPostgres({ dataDir: path.join(scratch, 'postgres'), port, fallback: 'off' });
+  });
+
+  after(async () => {
+    await first?.stop().catch(() => undefined);
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('another cluster\'s server on the port is adopted but left running at stop', async () => {
+    const other = await startEmbeddedPostgres({ dataDir: path.join(scratch, 'not-this-one'), port, fallback: 'off' });
+    assert.equal(other.kind, 'adopted');
+    assert.equal(other.pid, undefined);
+    await other.stop();
+    assert.ok(await isListening(port), 'the server still answers');
+  });
+
+  it('our cluster\'s server is adopted with its pid, and the adopter\'s stop shuts it down', async () => {
+    const again = await startEmbeddedPostgres({ dataDir: path.join(scratch, 'postgres'), port, fallback: 'off' });
+    assert.equal(again.kind, 'adopted');
+    assert.equal(again.pid, first.pid);
+    await again.stop();
+    const code = await Promise.race([first.exited!, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+    assert.notEqual(code, 'still running');
+    assert.equal(await isListening(port), false);
+  });
+});
