@@ -308,27 +308,24 @@ function ownPostmasterPid(dataDir: string, port: number): number | undefined {
       continue;
     }
     const pid = Number(lines[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || Number(lines[3]) !== port) continue;
-    try {
-      process.kill(pid, 0);
-      return pid;
-    } catch {
-      continue;
-    }
+    if (Number.isInteger(pid) && pid > 0 && Number(lines[3]) === port && signalable(pid)) return pid;
   }
   return undefined;
 }
 
+/** The process exists and we may signal it (a process of another user we may not stop is not ours to adopt). */
+function signalable(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Fast shutdown (SIGINT) of a server we did not spawn, waited for; SIGKILL after 30 s. */
 async function stopServerPid(pid: number): Promise<void> {
-  const alive = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const alive = () => signalable(pid);
   if (!alive()) return;
   process.kill(pid, 'SIGINT');
   for (const end = Date.now() + 30_000; Date.now() < end; ) {
