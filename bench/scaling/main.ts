@@ -22,7 +22,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { freePort } from '@switchyard/platform';
-import { agentPorts, newAdminKey, Proc, root, sleep, systemEnv, waitReady } from '@switchyard/testing';
+import { agentPorts, newAdminKey, Proc, root, sleep, systemEnv, waitMcpServerUp, waitReady } from '@switchyard/testing';
 
 type Role = 'workflows' | 'dispatcher' | 'connectors' | 'gateway';
 const roles = (process.env.BENCH_ROLES ?? 'workflows,dispatcher,connectors,gateway').split(',') as Role[];
@@ -77,13 +77,7 @@ async function main(): Promise<void> {
       const res = await fetch(`${b}${url}`, { method: 'POST', headers: auth, body: JSON.stringify(body), signal: AbortSignal.timeout(60_000) });
       return { status: res.status, body: await res.json().catch(() => undefined) };
     };
-    for (let i = 0; ; i++) {
-      const res = await fetch(`${bases[0]}/api/v1/integration/mcp/health`, { headers: auth });
-      const h = (await res.json()) as { servers?: { server: string; state: string }[] };
-      if ((h.servers ?? []).some((s) => s.server === 'analytics' && s.state === 'up')) break;
-      if (i > 240) throw new Error(`analytics never up: ${JSON.stringify(h)}`);
-      await sleep(250);
-    }
+    await waitMcpServerUp(bases[0]!, auth, 'analytics');
     const definitionId = `scaling-${randomBytes(3).toString('hex')}`;
     const reg = await post(bases[0]!, '/api/v1/workflows/definitions', {
       id: definitionId,

@@ -31,7 +31,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { newAdminKey, Proc, root, sleep, startSink, systemEnv, waitReady } from './launcher.js';
+import { newAdminKey, Proc, root, sleep, startSink, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
 
 const WORKFLOWS = Number(process.env.KILLS_WORKFLOWS ?? 200);
 const DELEGATIONS = Number(process.env.KILLS_DELEGATIONS ?? 200);
@@ -78,12 +78,7 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
     for (const p of victims) p.start();
     await Promise.all(victims.map((p) => p.waitUp(90_000)));
     await waitReady(base, a);
-    for (let i = 0; ; i++) {
-      const h = await http('GET', '/api/v1/integration/mcp/health');
-      if (((h.body?.servers ?? []) as { server: string; state: string }[]).some((s) => s.server === 'automation' && s.state === 'up')) break;
-      if (i > 240) assert.fail(`automation never up: ${JSON.stringify(h.body)}`);
-      await sleep(250);
-    }
+    await waitMcpServerUp(base, auth, 'automation');
     console.log(`# kills: system up in ${Date.now() - t0} ms`);
   });
 

@@ -25,7 +25,7 @@ import { connect } from '@nats-io/transport-node';
 import { freePort } from '@switchyard/platform';
 import { startNatsCluster, type NatsCluster } from '@switchyard/testing';
 import { gatewayRequest } from './support.js';
-import { newAdminKey, Proc, root, sleep, systemEnv, waitReady } from './launcher.js';
+import { newAdminKey, Proc, root, sleep, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
 
 const WORKFLOWS = Number(process.env.SCALE_NATS_WORKFLOWS ?? 150);
 const CALLS = Number(process.env.SCALE_NATS_CALLS ?? 150);
@@ -68,12 +68,7 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
     b.start();
     await b.waitUp(150_000);
     await waitReady(base, a);
-    for (let i = 0; ; i++) {
-      const h = await http('GET', '/api/v1/integration/mcp/health');
-      if (((h.body?.servers ?? []) as { server: string; state: string }[]).some((s) => s.server === 'database' && s.state === 'up')) break;
-      if (i > 240) assert.fail(`database server never up: ${JSON.stringify(h.body)}`);
-      await sleep(250);
-    }
+    await waitMcpServerUp(base, auth, 'database');
     console.log(`# scale-nats: cluster ${cluster.url}; system up in ${Date.now() - t0} ms`);
   });
 

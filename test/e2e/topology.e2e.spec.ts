@@ -30,7 +30,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { agentPorts, newAdminKey, Proc, root, sleep, systemEnv, waitReady } from './launcher.js';
+import { agentPorts, newAdminKey, Proc, root, sleep, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
 
 const UNITS = Number(process.env.TOPOLOGY_UNITS ?? 40);
 const KILL_PAUSE_MS = Number(process.env.TOPOLOGY_KILL_PAUSE_MS ?? 2_500);
@@ -94,12 +94,7 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
     await Promise.all(procs.filter((p) => p !== r).map((p) => p.waitUp(150_000)));
     await waitReady(bases[0]!, byName.G1!);
     await waitReady(bases[1]!, byName.G2!);
-    for (let i = 0; ; i++) {
-      const h = await http(i % 2, 'GET', '/api/v1/integration/mcp/health');
-      if (((h.body?.servers ?? []) as { server: string; state: string }[]).some((s) => s.server === 'analytics' && s.state === 'up')) break;
-      if (i > 240) assert.fail(`analytics never up: ${JSON.stringify(h.body)}`);
-      await sleep(250);
-    }
+    await waitMcpServerUp(bases[0]!, auth, 'analytics');
     console.log(`# topology: ${procs.length} processes up in ${Date.now() - t0} ms`);
   });
 

@@ -198,3 +198,20 @@ export async function startSink(): Promise<{ server: Server; url: string; hits: 
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   return { server, url: `http://127.0.0.1:${port}`, hits };
 }
+
+/** Wait (bounded: 241 tries, 250 ms apart) until the gateway's MCP health lists `server` up; fail with the last answer. */
+export async function waitMcpServerUp(base: string, headers: Record<string, string>, server: string): Promise<void> {
+  let last: unknown;
+  for (let i = 0; ; i++) {
+    try {
+      const res = await fetch(`${base}/api/v1/integration/mcp/health`, { headers, signal: AbortSignal.timeout(10_000) });
+      last = await res.json();
+    } catch (err) {
+      last = String(err);
+    }
+    const servers = ((last as { servers?: unknown })?.servers ?? []) as { server: string; state: string }[];
+    if (servers.some((s) => s.server === server && s.state === 'up')) return;
+    if (i > 240) assert.fail(`${server} never up: ${JSON.stringify(last)}`);
+    await sleep(250);
+  }
+}
