@@ -21,7 +21,7 @@ import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, stopOwnInfra, testNatsUrl } from '@switchyard/testing';
 import { agentSubject, startAgents } from '@switchyard/agents';
-import { startDispatcher, tasksSubject } from '@switchyard/orchestrator';
+import { startDispatcher, tasksSubject } from '@switchyard/dispatcher';
 import { AgentsFeatureModule, createGateway } from '@switchyard/gateway';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 300);

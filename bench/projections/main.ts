@@ -25,7 +25,7 @@ import pg from 'pg';
 import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, type PostgresHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { ProjectionRunner, type Projection } from '@switchyard/read-models';
-import { delegationProjections, statusProjections, workflowExecutionsProjection } from '@switchyard/orchestrator';
+import { delegationProjections, statusProjections, workflowExecutionsProjection } from '@switchyard/read-models';
 
 const logger = createLogger('bench-projections', process.env.LOG_LEVEL ?? 'warn');
 const total = Number(process.env.BENCH_EVENTS ?? 1_000_000);

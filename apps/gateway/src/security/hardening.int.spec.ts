@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mcpEventMetadata, mcpServerStreamId, parseServerConfig, startConnectors, type McpEvent, type RunningConnectors } from '@switchyard/connectors';
 import { runMcpServer, type RunningMcpServer } from '@switchyard/mcp-servers';
-import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
+import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { createLogger, newId } from '@switchyard/platform';
 import { stopOwnInfra, until } from '@switchyard/testing';
 import { REDACTED_PAYLOAD } from '../events/redaction.js';

@@ -5,7 +5,7 @@ import { resolveTaskType, serviceSubject } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, newId } from '@switchyard/platform';
-import { taskIdForIdempotencyKey, taskViewOf } from '@switchyard/orchestrator';
+import { taskIdForIdempotencyKey, taskViewOf } from '@switchyard/domain';
 import {
   taskDelegationDecider,
   taskStreamId,

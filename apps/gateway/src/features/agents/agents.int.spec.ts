@@ -10,7 +10,7 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, stopOwnInfra, until } from '@switchyard/testing';
 import { externalAgentStreamId, taskStreamId } from '@switchyard/domain';
 import { AgentRuntime, loadDemoData, startAgent, startAgentHttp, startAgents, type AgentHandle, type AgentsHandle } from '@switchyard/agents';
-import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
+import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { createGateway, type Gateway } from '../../index.js';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
 import { AgentsFeatureModule } from './index.js';

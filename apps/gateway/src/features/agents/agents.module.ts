@@ -4,7 +4,7 @@ import { AgentsController, QuickActionsController } from './agents.controller.js
 
 /**
  * The agent endpoints (/api/v1/integration/agents/*, /api/v1/integration/quick/*). They talk to
- * the task dispatcher (`startDispatcher` of @switchyard/orchestrator) over NATS, never in-process.
+ * the task dispatcher (`startDispatcher` of @switchyard/dispatcher) over NATS, never in-process.
  * Plug in with `createGateway(deps, { modules: [AgentsFeatureModule] })`.
  */
 @Module({ controllers: [AgentsController, QuickActionsController], providers: [AgentsClient], exports: [AgentsClient] })

@@ -1,6 +1,6 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
 import type { Pool } from 'pg';
-import { assessIntegration, readIntegrationStatus } from '@switchyard/orchestrator';
+import { assessIntegration, readIntegrationStatus } from '@switchyard/read-models';
 import { ApiRoute } from '../../openapi/registry.js';
 import { PG_POOL } from '../../tokens.js';
 import { InfrastructureRefresher } from './infra-refresher.js';

@@ -6,7 +6,7 @@ import { createLogger } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import { mcpEvent, mcpEventSchema, mcpServerStreamId, type McpEvent } from '@switchyard/connectors';
-import { exactQuantile, LATENCY_BUCKET_RATIO, startStatusProjections } from '@switchyard/orchestrator';
+import { exactQuantile, LATENCY_BUCKET_RATIO, startStatusProjections } from '@switchyard/read-models';
 import { MonitoringStore, type AlertingEvent } from '@switchyard/monitor';
 import { createGateway, type Gateway } from '../../index.js';
 import { integrationStatusResponse, StatusFeatureModule, type IntegrationStatusResponse } from './index.js';

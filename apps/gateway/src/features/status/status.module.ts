@@ -8,7 +8,7 @@ import { StatusController } from './status.controller.js';
  * (status projection, delegation, workflow executions, the monitor's tables) and cached probes.
  * Plug in with `createGateway(deps, { modules: [StatusFeatureModule] })` or
  * `StatusFeatureModule.forRoot({ refreshMs })`. The MCP figures need the status projection
- * running somewhere (`statusProjections()` / `startStatusProjections()` of @switchyard/orchestrator).
+ * running somewhere (`statusProjections()` / `startStatusProjections()` of @switchyard/read-models).
  */
 @Module({ controllers: [StatusController], providers: [InfrastructureRefresher], exports: [InfrastructureRefresher] })
 export class StatusFeatureModule {

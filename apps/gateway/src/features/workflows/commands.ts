@@ -2,7 +2,7 @@ import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { EventStore } from '@switchyard/event-store';
 import type { Pool } from 'pg';
-import { cancelBatch, cancelExecution, DefinitionStore, forkExecution, retryExecution, signalExecution, startBatch, startExecution, type SignalResult } from '@switchyard/orchestrator';
+import { cancelBatch, cancelExecution, DefinitionStore, forkExecution, retryExecution, signalExecution, startBatch, startExecution, type SignalResult } from '@switchyard/workflow-executions';
 import type { BatchAction, BatchFilter, BatchState, WorkflowDefinition, WorkflowDefinitionInput, WorkflowStatus } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
 import { EVENT_STORE, PG_POOL } from '../../tokens.js';

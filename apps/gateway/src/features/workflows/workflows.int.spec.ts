@@ -6,7 +6,7 @@ import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import { addService, type Service } from '@switchyard/messaging';
-import { WorkflowEngine } from '@switchyard/orchestrator';
+import { WorkflowEngine } from '@switchyard/workflows';
 import { z } from 'zod';
 import { createGateway, type Gateway } from '../../index.js';
 import { WorkflowsFeatureModule } from './index.js';

@@ -51,7 +51,7 @@ export class WorkflowsService implements OnModuleInit {
     private readonly commands: CommandBus,
     readonly reads: ReadRouting,
   ) {
-    // Definition size/steps/for_each/expression limits of this process (WORKFLOW_MAX_*, see the orchestrator's limits.ts).
+    // Definition size/steps/for_each/expression limits of this process (WORKFLOW_MAX_*, see limits.ts of @switchyard/workflow-executions).
     applyWorkflowLimits();
     this.definitions = new DefinitionStore(pool);
     this.log = logger.child({ component: 'workflows-feature' });
