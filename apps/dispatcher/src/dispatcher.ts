@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { aliasesOf, codeOfStatus, resolveTaskType, serviceSubject, TASK_TYPE_ALIASES } from '@switchyard/contracts';
+import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 import { aggregateStream, FencedError, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore, type Fence } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
@@ -16,7 +17,6 @@ import {
   orderQueue,
   taskDelegationDecider,
   taskStreamId,
-  taskIdForIdempotencyKey,
   taskViewOf,
   type ExistingTaskState,
   type TaskCommand,

@@ -8,7 +8,8 @@ import { closeNats, connectNats, request, type NatsConnection } from '@switchyar
 import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { FencedError, PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
-import { taskExecuteReply, taskIdForIdempotencyKey, taskStreamId, taskSubmitReply, taskView, type TaskView } from '@switchyard/domain';
+import { taskExecuteReply, taskStreamId, taskSubmitReply, taskView, type TaskView } from '@switchyard/domain';
+import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 import { startAgent, type AgentHandle } from '@switchyard/agents';
 import { partitionFenceName, startDispatcher, taskPartition, tasksSubject, type DispatcherHandle } from './index.js';
 

@@ -16,7 +16,7 @@ import {
   type TaskSubmitReply,
 } from '@switchyard/domain';
 import { taskEndError, type Dispatcher } from './dispatcher.js';
-import { taskIdForIdempotencyKey } from '@switchyard/domain';
+import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 
 const empty = z.undefined().or(z.object({}).loose());
 

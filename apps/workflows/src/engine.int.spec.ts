@@ -10,7 +10,7 @@ import { buildCatalog } from '@switchyard/workflow-executions';
 import { WorkflowEngine } from './engine.js';
 import { cancelExecution, executionEvents, startExecution, waitForExecution } from '@switchyard/workflow-executions';
 import { getExecutionView } from '@switchyard/read-models';
-import { taskIdForIdempotencyKey } from '@switchyard/domain';
+import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 import { Responders } from './test-responders.js';
 import { runWorkflowCommandOnNewStream } from '@switchyard/workflow-executions';
 

@@ -4,7 +4,7 @@ import { AppError, isAppError } from '@switchyard/platform';
 import { request, type RequestOptions } from '@switchyard/messaging';
 import { CALL_QUEUED_SILENCE_MS } from '@switchyard/contracts';
 import { AGENT_QUEUE_WAIT_BUDGET_MS, STEP_QUEUE_WAIT_BUDGET_MS, type DispatchAction, type StepError, type StopAction } from '@switchyard/domain';
-import { taskIdForIdempotencyKey } from '@switchyard/domain';
+import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 
 /** `switchyard.svc.mcp.v1.<server>.call_tool` (apps/connectors). */
 export const MCP_SUBJECT_PREFIX = 'switchyard.svc.mcp.v1';

@@ -10,3 +10,4 @@ export * from './errors.js';
 export * from './progress.js';
 export * from './task-aliases.js';
 export * from './automation-triggers.js';
+export * from './task-ids.js';

@@ -5,7 +5,8 @@ import { resolveTaskType, serviceSubject } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, newId } from '@switchyard/platform';
-import { taskIdForIdempotencyKey, taskViewOf } from '@switchyard/domain';
+import { taskViewOf } from '@switchyard/domain';
+import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 import {
   taskDelegationDecider,
   taskStreamId,

@@ -19,7 +19,7 @@ import { freshDatabase, until } from '@switchyard/testing';
 import { taskStreamId } from '@switchyard/domain';
 import { startAgents, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, tasksSubject, type DispatcherHandle } from '@switchyard/dispatcher';
-import { taskIdForIdempotencyKey } from '@switchyard/domain';
+import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 import { createGateway, type Gateway } from '../../index.js';
 import { AgentsFeatureModule } from './index.js';
 
