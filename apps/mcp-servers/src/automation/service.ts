@@ -1,93 +1,24 @@
-import { createHash, createHmac } from 'node:crypto';
-import type { Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
-import { z } from 'zod';
-import { CronExpressionParser } from 'cron-parser';
-import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
-import { triggerExecutionId } from '@switchyard/contracts';
-import { AppError, createPgClient, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
+import type pg from 'pg';
+import type { z } from 'zod';
+import type { EventStore } from '@switchyard/event-store';
+import type { Logger } from '@switchyard/platform';
 import type { EgressGuard } from '../fetch/egress-guard.js';
-import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
-import { migrateAutomation } from './schema.js';
-import { assertBody, emailMessageShape, Mailer, type EmailMessage, type MailResult, type MailTransport } from './mail.js';
+import { systemClock, type Clock } from './clock.js';
+import { Deliveries, type DeliveryResult } from './deliveries.js';
+import { AutomationEventLog } from './events.js';
+import type { EmailMessage, MailResult, MailTransport } from './mail.js';
 import { listMailbox, type mailboxQuerySchema, type MailboxMessage } from './mailbox.js';
-import { QUEUED_BODY_MAX_BYTES, queuedHeaders, type QueuedDelivery, type QueuedPayload, type QueueWebhookInput } from './queued.js';
+import type { QueuedDelivery, QueueWebhookInput } from './queued.js';
+import { migrateAutomation } from './schema.js';
+import { Schedules, schedulesProjection, SCHEDULES_PROJECTION, type Schedule, type ScheduleTarget } from './schedules.js';
+import { Triggers, type TriggerRecord } from './triggers.js';
+import { Webhooks, webhooksProjection, WEBHOOKS_PROJECTION, type Webhook } from './webhooks.js';
 
-/** Where "now" comes from; injected so tests can move time by hand. */
-export interface Clock {
-  now(): Date;
-}
-export const systemClock: Clock = { now: () => new Date() };
-
-export const scheduleTargetSchema = z.discriminatedUnion('kind', [
-  z.object({
-    kind: z.literal('webhook'),
-    webhook: z.string().min(1).describe('name or id of a registered webhook'),
-    event: z.string().min(1).default('schedule.fired'),
-    payload: z.record(z.string(), z.unknown()).default({}),
-  }),
-  z.object({
-    kind: z.literal('workflow'),
-    template_id: z.string().min(1),
-    input: z.record(z.string(), z.unknown()).default({}),
-  }),
-  z.object({ kind: z.literal('email'), ...emailMessageShape }).describe('send this e-mail (send_email) when the schedule fires'),
-]);
-export type ScheduleTarget = z.infer<typeof scheduleTargetSchema>;
-
-export interface Webhook {
-  readonly id: string;
-  readonly name: string;
-  readonly url: string;
-  readonly events: string[];
-  readonly created_at: string;
-}
-
-export interface Schedule {
-  readonly id: string;
-  readonly name: string;
-  /** Null for a one-shot schedule (`run_once`). */
-  readonly cron: string | null;
-  readonly run_once: boolean;
-  readonly timezone: string;
-  readonly target: ScheduleTarget;
-  readonly enabled: boolean;
-  readonly next_fire_at: string;
-  readonly last_fired_at: string | null;
-  readonly fire_count: number;
-}
-
-/** A recorded request to start a workflow; the workflow engine consumes `pending` ones. */
-export interface TriggerRecord {
-  readonly id: string;
-  readonly template_id: string;
-  readonly input: Record<string, unknown>;
-  readonly source: 'tool' | 'schedule';
-  readonly schedule_id: string | null;
-  readonly fire_at: string | null;
-  readonly correlation_id: string;
-  /** `pending` until the engine's starter claims it, then `started` or `failed`. */
-  readonly status: string;
-  /** The execution this trigger starts (derived from `id`, known before it starts): GET /api/v1/workflows/executions/{id}. */
-  readonly execution_id: string;
-  /** Why the starter could not start it (status `failed`). */
-  readonly error: string | null;
-  readonly started_at: string | null;
-  readonly created_at: string;
-}
-
-export interface DeliveryResult {
-  readonly delivery_id: string;
-  readonly webhook: string;
-  readonly event: string;
-  readonly delivered: boolean;
-  readonly status: number;
-  readonly attempts: number;
-  readonly response_body: string;
-  /** True when this call sent nothing: the key's answer was already recorded (or being awaited in this process). */
-  readonly deduplicated?: boolean;
-}
+export { systemClock, type Clock } from './clock.js';
+export { signWebhook, deliveryFingerprint, deliveryOwnerApplicationName, type DeliveryResult } from './deliveries.js';
+export { afterMs, nextFireAfter, scheduleTargetSchema, Scheduler, type Schedule, type ScheduleTarget } from './schedules.js';
+export type { TriggerRecord } from './triggers.js';
+export type { Webhook } from './webhooks.js';
 
 export interface AutomationDeps {
   readonly pool: pg.Pool;
@@ -95,6 +26,11 @@ export interface AutomationDeps {
   /** Egress policy for webhook targets (the fetch server's SSRF guard). */
   readonly guard: EgressGuard;
   readonly clock?: Clock;
+  /**
+   * Where webhook and schedule commands append their events; default: the PostgreSQL event
+   * store on `pool` (schema `eventstore`). The read models are projected into `pool` either way.
+   */
+  readonly store?: EventStore;
   /** Called after a trigger is durably recorded (errors are logged, the record stays). */
   readonly onTrigger?: (trigger: TriggerRecord) => void | Promise<void>;
   /** Webhook delivery: retries after the first attempt on 5xx/network errors, with exponential backoff. */
@@ -108,943 +44,149 @@ export interface AutomationDeps {
   readonly mail?: { transport: MailTransport; from: string; retries?: number };
 }
 
-/** `sha256=<hex>` HMAC of `<timestamp>.<body>`: binding the timestamp stops replays of old bodies. */
-export function signWebhook(secret: string, timestamp: number, body: string): string {
-  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
-}
-
-/** JSON with object keys sorted at every level, so equal payloads fingerprint equally whatever their key order. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const o = value as Record<string, unknown>;
-    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-/** What an idempotency key stands for: sha256 of the webhook id, the event and the canonical JSON of the payload. */
-export function deliveryFingerprint(webhookId: string, event: string, payload: Record<string, unknown>): string {
-  // The round trip normalises the payload exactly as the request body does (toJSON, undefined members).
-  const normalised: unknown = JSON.parse(JSON.stringify(payload));
-  return createHash('sha256').update(canonicalJson([webhookId, event, normalised])).digest('hex');
-}
-
 /**
- * `application_name` of the liveness connection. A delivery's owner is alive while a backend
- * with its pid AND this name is in pg_stat_activity; the name keeps a recycled pid of an
- * unrelated session from passing for a live sender.
- */
-export const deliveryOwnerApplicationName = 'switchyard-automation-delivery-owner';
-
-/** How often a call waiting for another process's send of the same key looks at the row again. */
-const ownerPollMs = 100;
-
-/**
- * One dedicated connection (not from the pool) whose backend pid names this process as the
- * owner of the deliveries it is sending. When the process dies its TCP connection closes,
- * Postgres ends the backend and the pid leaves pg_stat_activity: other processes then know
- * the send was cut off mid-request and may take it over.
- */
-class DeliveryOwnerConnection {
-  private client: pg.Client | undefined;
-  private current: Promise<number> | undefined;
-  private closed = false;
-  /** Every pid this object has owned deliveries under; after a reconnect the older ones are dead. */
-  readonly pids: number[] = [];
-
-  constructor(
-    private readonly config: pg.ClientConfig,
-    private readonly log: Logger,
-    private readonly inFlightKeys: () => string[],
-    private readonly inFlightMailKeys: () => string[] = () => [],
-  ) {}
-
-  /** This process's owner pid, connecting (again) when needed. */
-  pid(): Promise<number> {
-    if (this.closed) return Promise.reject(new AppError('unavailable', 'the automation service is closed', {}, false));
-    this.current ??= this.connect().catch((e: unknown) => {
-      this.current = undefined;
-      throw e;
-    });
-    return this.current;
-  }
-
-  private async connect(): Promise<number> {
-    const client = createPgClient({ ...this.config, application_name: deliveryOwnerApplicationName, keepAlive: true }, { name: 'automation-delivery-owner' });
-    client.on('error', (err) => this.dropped(client, err));
-    client.on('end', () => this.dropped(client));
-    try {
-      await client.connect();
-      // An idle liveness connection must not keep the process alive on its own (a caller that forgets close()).
-      (client.connection.stream as Partial<Socket>).unref?.();
-      const pid = Number((await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
-      if (this.closed) throw new AppError('unavailable', 'the automation service is closed', {}, false);
-      const previous = [...this.pids];
-      const keys = this.inFlightKeys();
-      if (previous.length > 0 && keys.length > 0) {
-        // Sends in flight carry on under the new pid. Another process that saw the old pid gone
-        // before this update may already have taken one over: the at-least-once window.
-        const r = await client.query(
-          `UPDATE automation.deliveries SET owner_pid = $1 WHERE delivery_id = ANY($2) AND status = 'sending' AND owner_pid = ANY($3)`,
-          [pid, keys, previous],
-        );
-        this.log.warn({ pid, previousPids: previous, adopted: r.rowCount }, 'delivery liveness connection re-established; in-flight deliveries moved to the new pid');
-      }
-      const mailKeys = this.inFlightMailKeys();
-      if (previous.length > 0 && mailKeys.length > 0) {
-        await client.query(`UPDATE automation.mail_sends SET owner_pid = $1 WHERE idempotency_key = ANY($2) AND status = 'sending' AND owner_pid = ANY($3)`, [pid, mailKeys, previous]);
-      }
-      this.client = client;
-      this.pids.push(pid);
-      return pid;
-    } catch (e) {
-      await client.end().catch(() => undefined);
-      throw e;
-    }
-  }
-
-  private dropped(client: pg.Client, err?: Error): void {
-    if (this.client !== client) return;
-    this.client = undefined;
-    this.current = undefined;
-    if (this.closed) return;
-    this.log.warn({ err, pid: this.pids.at(-1) }, 'delivery liveness connection dropped; reconnecting');
-    // Reconnect at once only when sends are in flight (their rows must name a live pid); otherwise on next use.
-    if (this.inFlightKeys().length > 0 || this.inFlightMailKeys().length > 0) {
-      void this.pid().catch((e: unknown) => this.log.error({ err: e }, 'delivery liveness connection could not be re-established'));
-    }
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    const client = this.client;
-    this.client = undefined;
-    this.current = undefined;
-    await client?.end().catch(() => undefined);
-  }
-}
-
-type DeliveryClaim =
-  | { readonly kind: 'send' }
-  /** The row vanished between the insert and the read (removed by hand): claim again. */
-  | { readonly kind: 'absent' }
-  | { readonly kind: 'answered'; readonly result: DeliveryResult }
-  | { readonly kind: 'wait'; readonly ownerPid: number };
-
-const keyReused = (key: string): AppError =>
-  new AppError('illegal_state', `idempotency key "${key}" was already used for a different webhook, event or payload`, { delivery_id: key }, false);
-
-function assertTimezone(tz: string): void {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-  } catch {
-    throw new AppError('validation', `unknown time zone: ${tz}`, { timezone: tz });
-  }
-}
-
-/** Next fire strictly after `after`, or a validation error naming what is wrong with the expression. */
-export function nextFireAfter(cron: string, timezone: string, after: Date): Date {
-  assertTimezone(timezone);
-  try {
-    return CronExpressionParser.parse(cron, { tz: timezone, currentDate: after }).next().toDate();
-  } catch (e) {
-    throw new AppError('validation', `invalid cron expression "${cron}": ${(e as Error).message}`, { cron });
-  }
-}
-
-/** `after` of a one-shot schedule: `<n><s|m|h|d|w>`, at most a year. */
-export function afterMs(text: string): number {
-  const m = /^([0-9]{1,6})([smhdw])$/.exec(text);
-  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
-  const ms = m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : NaN;
-  if (!(ms >= 0 && ms <= 366 * 86_400_000)) throw new AppError('validation', `after must be a duration like 30s, 15m, 2h, 7d (at most a year): ${text}`, { after: text });
-  return ms;
-}
-
-const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString());
-
-function toSchedule(r: Record<string, unknown>): Schedule {
-  return {
-    id: r['id'] as string,
-    name: r['name'] as string,
-    cron: (r['cron'] as string | null) ?? null,
-    run_once: r['run_once'] === true,
-    timezone: r['timezone'] as string,
-    target: r['target'] as ScheduleTarget,
-    enabled: r['enabled'] as boolean,
-    next_fire_at: iso(r['next_fire_at'] as Date)!,
-    last_fired_at: iso(r['last_fired_at'] as Date | null),
-    fire_count: Number(r['fire_count']),
-  };
-}
-
-function toTrigger(r: Record<string, unknown>): TriggerRecord {
-  return {
-    id: r['id'] as string,
-    template_id: r['template_id'] as string,
-    input: r['input'] as Record<string, unknown>,
-    source: r['source'] as 'tool' | 'schedule',
-    schedule_id: (r['schedule_id'] as string | null) ?? null,
-    fire_at: iso(r['fire_at'] as Date | null),
-    correlation_id: r['correlation_id'] as string,
-    status: r['status'] as string,
-    execution_id: (r['execution_id'] as string | null) ?? triggerExecutionId(r['id'] as string),
-    error: (r['error'] as string | null) ?? null,
-    started_at: iso((r['started_at'] as Date | null) ?? null),
-    created_at: iso(r['created_at'] as Date)!,
-  };
-}
-
-function toQueued(r: Record<string, unknown>): QueuedDelivery {
-  return {
-    delivery_id: r['delivery_id'] as string,
-    format: r['channel'] as string,
-    url: r['webhook'] as string,
-    event: r['event'] as string,
-    ordering_key: (r['ordering_key'] as string | null) ?? null,
-    status: r['status'] as QueuedDelivery['status'],
-    attempts: Number(r['attempts']),
-    response_status: (r['response_status'] as number | null) ?? null,
-    last_error: (r['last_error'] as string | null) ?? null,
-    next_attempt_at: r['status'] === 'pending' ? iso(r['next_attempt_at'] as Date) : null,
-    created_at: iso(r['created_at'] as Date)!,
-    finished_at: iso((r['finished_at'] as Date | null) ?? null),
-  };
-}
-
-const uuidLike = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/**
- * Webhooks, durable cron schedules and workflow triggers, all in Postgres schema
- * `automation`. Shared by the MCP server (any number of stateless instances) and the
- * scheduler loop; all state is in the database, so a restart loses nothing. The object
- * holds only the sends it has in flight and the liveness connection that marks them as
- * its own (`close()` ends it).
+ * The automation server's jobs put together: webhooks (webhooks.ts), keyed and owed deliveries
+ * with their retries (deliveries.ts), schedules and their firing (schedules.ts), workflow
+ * triggers (triggers.ts), and the event log their commands append to (events.ts). Shared by the
+ * MCP server (any number of stateless instances) and the scheduler loop; all state is in the
+ * database and the event store, so a restart loses nothing. `close()` ends what it opened.
  */
 export class AutomationService {
   readonly clock: Clock;
+  /** The event store and the projection runner of the webhooks and schedules read models. */
+  readonly events: AutomationEventLog;
   private readonly log: Logger;
-  /** Keyed deliveries this object is sending now: a second call with the key joins the first. */
-  private readonly inFlight = new Map<string, { fingerprint: string; result: Promise<DeliveryResult> }>();
-  private readonly owner: DeliveryOwnerConnection;
-  private readonly mailer: Mailer | undefined;
+  private readonly webhooks: Webhooks;
+  private readonly deliveries: Deliveries;
+  private readonly schedules: Schedules;
+  private readonly triggers: Triggers;
 
   constructor(private readonly deps: AutomationDeps) {
     this.clock = deps.clock ?? systemClock;
     this.log = deps.logger.child({ component: 'automation' });
-    this.owner = new DeliveryOwnerConnection(
-      deps.pool.options as pg.ClientConfig,
-      this.log,
-      () => [...this.inFlight.keys()],
-      () => this.mailer?.inFlightKeys() ?? [],
-    );
-    this.mailer = deps.mail
-      ? new Mailer({
-          pool: deps.pool,
-          logger: this.log,
-          transport: deps.mail.transport,
-          from: deps.mail.from,
-          owner: this.owner,
-          ownerApplicationName: deliveryOwnerApplicationName,
-          now: () => this.clock.now(),
-          ...(deps.mail.retries !== undefined ? { retries: deps.mail.retries } : {}),
-        })
-      : undefined;
-  }
-
-  /**
-   * Send an e-mail over the configured SMTP server. With an idempotency key a mail is sent at
-   * most once per key, durably (see `Mailer`); a repeat returns the first result.
-   */
-  async sendEmail(input: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined }): Promise<MailResult> {
-    if (!this.mailer) throw new AppError('unavailable', 'no mail server is configured: set SMTP_URL (the launcher runs a development mailbox when it is unset)', {}, false);
-    return this.mailer.send(input);
-  }
-
-  /** The embedded development mailbox's messages, newest first. */
-  listMailbox(q: z.infer<typeof mailboxQuerySchema>): Promise<{ messages: MailboxMessage[]; next_cursor: string | null }> {
-    return listMailbox(this.deps.pool, q);
+    const { pool } = deps;
+    const clock = this.clock;
+    this.events = new AutomationEventLog({
+      pool,
+      logger: this.log,
+      clock,
+      store: deps.store,
+      projections: [webhooksProjection, schedulesProjection],
+      onStart: async () => {
+        await this.webhooks.adoptLegacy();
+        await this.schedules.adoptLegacy();
+      },
+    });
+    this.webhooks = new Webhooks({ pool, logger: this.log, guard: deps.guard, clock, events: this.events });
+    const webhookByRef = (ref: string) => this.webhooks.byRef(ref);
+    this.deliveries = new Deliveries({ pool, logger: this.log, guard: deps.guard, clock, webhookByRef, delivery: deps.delivery, scheduledRetry: deps.scheduledRetry, mail: deps.mail });
+    this.schedules = new Schedules({ pool, logger: this.log, clock, events: this.events, webhookByRef, hasMail: () => this.deliveries.hasMail });
+    this.triggers = new Triggers({ pool, logger: this.log, clock, onTrigger: deps.onTrigger });
   }
 
   migrate(): Promise<void> {
     return migrateAutomation(this.deps.pool);
   }
 
-  /** Open the liveness connection now (otherwise the first keyed delivery opens it). */
+  /** Open the liveness connection and start the projections now (otherwise on first use). */
   async start(): Promise<void> {
-    await this.owner.pid();
+    await this.deliveries.start();
+    await this.events.start();
   }
 
-  /** Close the liveness connection; the pool belongs to the caller. */
-  close(): Promise<void> {
-    return this.owner.close();
+  /** Close the liveness connection and stop the projections; the pool belongs to the caller. */
+  async close(): Promise<void> {
+    await this.deliveries.close();
+    await this.events.close();
   }
 
-  private async unique<T>(work: () => Promise<T>, what: string): Promise<T> {
-    try {
-      return await work();
-    } catch (e) {
-      if ((e as { code?: string }).code === '23505') throw new AppError('illegal_state', `${what} already exists`, { name: what });
-      throw e;
-    }
+  /** Empty both read models (webhooks, schedules) and replay them from the event log. */
+  async rebuildReadModels(): Promise<void> {
+    await this.events.rebuild(WEBHOOKS_PROJECTION);
+    await this.events.rebuild(SCHEDULES_PROJECTION);
   }
 
-  async registerWebhook(input: { name: string; url: string; secret: string; events: string[] }): Promise<Webhook> {
-    let url: URL;
-    try {
-      url = new URL(input.url);
-    } catch {
-      throw new AppError('validation', `not a valid URL: ${input.url}`);
-    }
-    // Early feedback; every delivery is checked again because DNS can change.
-    this.deps.guard.checkUrl(url);
-    await this.deps.guard.resolveChecked(url.hostname);
-    const r = await this.unique(
-      () =>
-        this.deps.pool.query(
-          `INSERT INTO automation.webhooks (id, name, url, secret, events, created_at) VALUES ($1,$2,$3,$4,$5,$6)
-           RETURNING id, name, url, events, created_at`,
-          [newId(), input.name, url.toString(), input.secret, input.events, this.clock.now()],
-        ),
-      `webhook "${input.name}"`,
-    );
-    const row = r.rows[0];
-    return { ...row, created_at: iso(row.created_at)! };
+  // Webhooks (commands, events).
+  registerWebhook(input: { name: string; url: string; secret: string; events: string[] }, correlationId?: string): Promise<Webhook> {
+    return this.webhooks.register(input, correlationId);
+  }
+  updateWebhook(input: { webhook: string; url?: string | undefined; secret?: string | undefined; events?: string[] | undefined }, correlationId?: string): Promise<Webhook> {
+    return this.webhooks.update(input, correlationId);
+  }
+  deleteWebhook(ref: string, correlationId?: string): Promise<{ deleted: string }> {
+    return this.webhooks.delete(ref, correlationId);
+  }
+  listWebhooks(): Promise<Webhook[]> {
+    return this.webhooks.list();
   }
 
-  async listWebhooks(): Promise<Webhook[]> {
-    // The secret never leaves the server after registration.
-    const r = await this.deps.pool.query(`SELECT id, name, url, events, created_at FROM automation.webhooks ORDER BY name`);
-    return r.rows.map((w) => ({ ...w, created_at: iso(w.created_at)! }));
+  // Deliveries (operational state).
+  sendWebhook(input: { webhook: string; event: string; payload: Record<string, unknown>; idempotencyKey?: string; correlationId?: string }): Promise<DeliveryResult> {
+    return this.deliveries.sendWebhook(input);
+  }
+  queueWebhook(input: QueueWebhookInput & { correlationId?: string }): Promise<QueuedDelivery> {
+    return this.deliveries.queueWebhook(input);
+  }
+  listQueued(q: { ordering_key?: string | undefined; status?: string | undefined; limit: number }): Promise<QueuedDelivery[]> {
+    return this.deliveries.listQueued(q);
+  }
+  sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
+    return this.deliveries.sendScheduledDeliveries(batch, orderingKey);
+  }
+  sendEmail(input: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined }): Promise<MailResult> {
+    return this.deliveries.sendEmail(input);
+  }
+  /** The embedded development mailbox's messages, newest first. */
+  listMailbox(q: z.infer<typeof mailboxQuerySchema>): Promise<{ messages: MailboxMessage[]; next_cursor: string | null }> {
+    return listMailbox(this.deps.pool, q);
   }
 
-  async deleteWebhook(ref: string): Promise<{ deleted: string }> {
-    const r = await this.deps.pool.query(
-      `DELETE FROM automation.webhooks WHERE name = $1 OR ($2::uuid IS NOT NULL AND id = $2::uuid) RETURNING name`,
-      [ref, uuidLike.test(ref) ? ref : null],
-    );
-    if (r.rowCount === 0) throw new AppError('not_found', `no webhook named or with id "${ref}"`, { webhook: ref });
-    return { deleted: r.rows[0].name };
+  // Schedules (commands, events; firing is operational).
+  createSchedule(input: { name: string; cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget }, correlationId?: string): Promise<Schedule> {
+    return this.schedules.create(input, correlationId);
+  }
+  pauseSchedule(ref: string, correlationId?: string): Promise<Schedule> {
+    return this.schedules.pause(ref, correlationId);
+  }
+  resumeSchedule(ref: string, correlationId?: string): Promise<Schedule> {
+    return this.schedules.resume(ref, correlationId);
+  }
+  deleteSchedule(ref: string, correlationId?: string): Promise<{ deleted: string }> {
+    return this.schedules.delete(ref, correlationId);
+  }
+  listSchedules(): Promise<Schedule[]> {
+    return this.schedules.list();
   }
 
-  private async webhookByRef(ref: string): Promise<{ id: string; name: string; url: string; secret: string; events: string[] }> {
-    const r = await this.deps.pool.query(
-      `SELECT id, name, url, secret, events FROM automation.webhooks WHERE name = $1 OR ($2::uuid IS NOT NULL AND id = $2::uuid)`,
-      [ref, uuidLike.test(ref) ? ref : null],
-    );
-    if (r.rowCount === 0) throw new AppError('not_found', `no webhook named or with id "${ref}"`, { webhook: ref });
-    return r.rows[0];
+  // Triggers (operational hand-over to the workflow engine).
+  triggerWorkflow(input: { templateId: string; input: Record<string, unknown>; correlationId?: string }): Promise<TriggerRecord> {
+    return this.triggers.triggerWorkflow(input);
   }
-
-  private deliveryConfig(): { retries: number; initialDelayMs: number; maxDelayMs: number; timeoutMs: number } {
-    return { retries: 3, initialDelayMs: 200, maxDelayMs: 5000, timeoutMs: 10_000, ...this.deps.delivery };
-  }
-
-  /**
-   * POST `{ id, event, payload, timestamp }` to a registered webhook, signed with its
-   * secret. 5xx and network errors are retried with backoff; every attempt carries the
-   * same `Idempotency-Key` so the receiver can drop duplicates.
-   *
-   * With an idempotency key the key is honoured durably (automation.deliveries): once a
-   * send of the key got an answer (any status below 500) that answer is returned with
-   * `deduplicated: true` and nothing is POSTed again, by this process or any other. Only a
-   * send whose sender died mid-request, or that ended without an answer (5xx after the
-   * retries, network errors), is sent again under the same key.
-   */
-  async sendWebhook(input: { webhook: string; event: string; payload: Record<string, unknown>; idempotencyKey?: string; correlationId?: string }): Promise<DeliveryResult> {
-    const hook = await this.webhookByRef(input.webhook);
-    if (hook.events.length > 0 && !hook.events.includes(input.event) && !hook.events.includes('*')) {
-      throw new AppError('illegal_state', `webhook "${hook.name}" is not subscribed to event "${input.event}"`, { events: hook.events });
-    }
-    const key = input.idempotencyKey;
-    if (key === undefined) return { ...(await this.post(hook, input, newId())), deduplicated: false };
-    const fingerprint = deliveryFingerprint(hook.id, input.event, input.payload);
-    const running = this.inFlight.get(key);
-    if (running) {
-      if (running.fingerprint !== fingerprint) throw keyReused(key);
-      return { ...(await running.result), deduplicated: true };
-    }
-    // Registered before the first await, so a concurrent call in this process always finds it.
-    const result = this.sendKeyed(hook, input, key, fingerprint);
-    this.inFlight.set(key, { fingerprint, result });
-    try {
-      return await result;
-    } finally {
-      this.inFlight.delete(key);
-    }
-  }
-
-  private async sendKeyed(
-    hook: { id: string; name: string; url: string; secret: string },
-    input: { event: string; payload: Record<string, unknown>; correlationId?: string },
-    key: string,
-    fingerprint: string,
-  ): Promise<DeliveryResult> {
-    const cfg = this.deliveryConfig();
-    const log = this.log.child({ correlationId: input.correlationId ?? key, webhook: hook.name, deliveryId: key });
-    // Another process's send of this key ends within its own budget: every attempt timed out plus the backoff between them.
-    const waitBudgetMs = (cfg.retries + 1) * cfg.timeoutMs + cfg.retries * cfg.maxDelayMs;
-    const deadline = Date.now() + waitBudgetMs;
-    let waiting = false;
-    for (;;) {
-      const claim = await this.claimDelivery(hook.id, input.event, key, fingerprint, log);
-      if (claim.kind === 'answered') {
-        log.info({ status: claim.result.status }, 'webhook delivery already answered; not sent again');
-        return { ...claim.result, deduplicated: true };
-      }
-      if (claim.kind === 'send') break;
-      if (claim.kind === 'absent') continue;
-      if (Date.now() >= deadline) {
-        throw new AppError('timeout', `delivery "${key}" is still being sent by another process after ${waitBudgetMs} ms`, { delivery_id: key, owner_pid: claim.ownerPid }, true);
-      }
-      if (!waiting) log.info({ ownerPid: claim.ownerPid }, 'waiting for the live sender of this delivery');
-      waiting = true;
-      await sleep(ownerPollMs);
-    }
-
-    let result: DeliveryResult;
-    try {
-      result = await this.post(hook, input, key, () => this.countSend(key));
-    } catch (e) {
-      await this.finishDelivery(key, 'failed', { error: isAppError(e) ? e.toJSON() : { code: 'internal', message: (e as Error).message } }, log);
-      throw e;
-    }
-    await this.finishDelivery(key, 'answered', result, log);
-    return { ...result, deduplicated: false };
-  }
-
-  /**
-   * Decide what this call does with key K: send it (the row is new, its last sender gave
-   * up, or its sender is dead), return the recorded answer, or wait for a live sender.
-   */
-  private async claimDelivery(webhookId: string, event: string, key: string, fingerprint: string, log: Logger): Promise<DeliveryClaim> {
-    const myPid = await this.owner.pid();
-    const now = this.clock.now();
-    const inserted = await this.deps.pool.query(
-      `INSERT INTO automation.deliveries (delivery_id, webhook_id, event, request_fingerprint, status, owner_pid, started_at)
-       VALUES ($1, $2, $3, $4, 'sending', $5, $6) ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id`,
-      [key, webhookId, event, fingerprint, myPid, now],
-    );
-    if (inserted.rowCount === 1) return { kind: 'send' };
-
-    return withTransaction(this.deps.pool, async (c) => {
-      // Liveness is read in the same statement as the locked row; pg_stat_activity is a per-transaction snapshot.
-      const r = await c.query(
-        `SELECT d.request_fingerprint, d.status, d.owner_pid, d.result,
-                EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = d.owner_pid AND a.application_name = $2) AS owner_alive
-           FROM automation.deliveries d WHERE d.delivery_id = $1 FOR UPDATE OF d`,
-        [key, deliveryOwnerApplicationName],
-      );
-      const row = r.rows[0] as { request_fingerprint: string; status: 'sending' | 'answered' | 'failed'; owner_pid: number | null; result: DeliveryResult | null; owner_alive: boolean } | undefined;
-      let claim: DeliveryClaim;
-      if (!row) {
-        claim = { kind: 'absent' };
-      } else if (row.request_fingerprint !== fingerprint) {
-        throw keyReused(key);
-      } else if (row.status === 'answered') {
-        claim = { kind: 'answered', result: row.result! };
-      } else if (row.status === 'failed') {
-        await c.query(
-          `UPDATE automation.deliveries SET status = 'sending', owner_pid = $2, result = NULL, started_at = $3, finished_at = NULL
-            WHERE delivery_id = $1 AND status = 'failed'`,
-          [key, myPid, now],
-        );
-        log.info({ previousOwnerPid: row.owner_pid }, 'sending again a delivery whose last sender got no answer');
-        claim = { kind: 'send' };
-      } else if (row.owner_alive && row.owner_pid !== myPid) {
-        claim = { kind: 'wait', ownerPid: row.owner_pid! };
-      } else {
-        // Dead owner, or this very process left it 'sending' (its bookkeeping failed after the send began).
-        const taken = await c.query(
-          `UPDATE automation.deliveries SET owner_pid = $2, started_at = $3 WHERE delivery_id = $1 AND status = 'sending' AND owner_pid IS NOT DISTINCT FROM $4`,
-          [key, myPid, now, row.owner_pid],
-        );
-        if (taken.rowCount === 1) {
-          log.warn({ previousOwnerPid: row.owner_pid }, 'resending a delivery whose sender died mid-request');
-          claim = { kind: 'send' };
-        } else {
-          claim = { kind: 'wait', ownerPid: row.owner_pid ?? 0 };
-        }
-      }
-      return claim;
-    });
-  }
-
-  /** Counted before the request leaves, so a sender killed mid-request still shows in `sends`. */
-  private async countSend(key: string): Promise<void> {
-    await this.deps.pool.query(`UPDATE automation.deliveries SET sends = sends + 1 WHERE delivery_id = $1`, [key]);
-  }
-
-  private async finishDelivery(key: string, status: 'answered' | 'failed', result: unknown, log: Logger): Promise<void> {
-    try {
-      const r =
-        status === 'answered'
-          ? // The first recorded answer stands; a second one only exists after a takeover of a sender wrongly thought dead.
-            await this.deps.pool.query(
-              `UPDATE automation.deliveries SET status = 'answered', result = $2, finished_at = $3 WHERE delivery_id = $1 AND status <> 'answered'`,
-              [key, JSON.stringify(result), this.clock.now()],
-            )
-          : // Only while this process still owns the send: a failure must not release a send another process took over.
-            await this.deps.pool.query(
-              `UPDATE automation.deliveries SET status = 'failed', result = $2, finished_at = $3 WHERE delivery_id = $1 AND status = 'sending' AND owner_pid = ANY($4)`,
-              [key, JSON.stringify(result), this.clock.now(), this.owner.pids],
-            );
-      if (r.rowCount === 0) log.warn({ status }, 'delivery outcome not recorded: another sender had already finished or taken over this key');
-    } catch (e) {
-      // The request went out; the caller still gets its outcome. A later call with the key may send it again.
-      log.error({ err: e, status }, 'could not record the delivery outcome');
-    }
-  }
-
-  private async post(
-    hook: { name: string; url: string; secret: string },
-    input: { event: string; payload: Record<string, unknown>; correlationId?: string },
-    deliveryId: string,
-    beforeAttempt?: () => Promise<void>,
-  ): Promise<DeliveryResult> {
-    const cfg = this.deliveryConfig();
-    const log = this.log.child({ correlationId: input.correlationId ?? deliveryId, webhook: hook.name, deliveryId });
-    const policy = retry(
-      handleWhen((e) => isAppError(e) && e.retryable).orWhenResult((r) => (r as SafeResponse).status >= 500),
-      { maxAttempts: cfg.retries, backoff: new ExponentialBackoff({ initialDelay: cfg.initialDelayMs, maxDelay: cfg.maxDelayMs }) },
-    );
-    let attempts = 0;
-    const sub = policy.onRetry((ev) => log.warn({ attempt: ev.attempt, delayMs: ev.delay, ...('error' in ev ? { err: ev.error } : { status: (ev.value as SafeResponse).status }) }, 'webhook delivery failed, retrying'));
-    try {
-      const res = await policy.execute(async () => {
-        await beforeAttempt?.();
-        attempts += 1;
-        const timestamp = Math.floor(this.clock.now().getTime() / 1000);
-        const body = JSON.stringify({ id: deliveryId, event: input.event, payload: input.payload, timestamp });
-        return safeHttpRequest(this.deps.guard, {
-          method: 'POST',
-          url: hook.url,
-          headers: {
-            'content-type': 'application/json',
-            'x-switchyard-event': input.event,
-            'x-switchyard-delivery': deliveryId,
-            'idempotency-key': deliveryId,
-            'x-switchyard-timestamp': String(timestamp),
-            'x-switchyard-signature': signWebhook(hook.secret, timestamp, body),
-          },
-          body,
-          timeoutMs: cfg.timeoutMs,
-          maxBytes: 64 * 1024,
-          // A webhook answers; it does not send us elsewhere.
-          maxRedirects: 0,
-        });
-      });
-      const result: DeliveryResult = {
-        delivery_id: deliveryId,
-        webhook: hook.name,
-        event: input.event,
-        delivered: res.status >= 200 && res.status < 300,
-        status: res.status,
-        attempts,
-        response_body: res.body.toString('utf8').slice(0, 2048),
-      };
-      if (res.status >= 500) {
-        throw new AppError('unavailable', `webhook "${hook.name}" answered ${res.status} after ${attempts} attempts`, { ...result }, true);
-      }
-      log.info({ status: res.status, attempts }, 'webhook delivered');
-      return result;
-    } catch (e) {
-      if (isAppError(e) && !('attempts' in e.details)) {
-        throw new AppError(e.code, `${e.message} (webhook "${hook.name}", ${attempts} attempts)`, { ...e.details, attempts, delivery_id: deliveryId }, e.retryable);
-      }
-      throw e;
-    } finally {
-      sub.dispose();
-    }
-  }
-
-  /**
-   * A cron schedule, or with `after` (e.g. `30s`, `7d`) a one-shot one: it fires once, that long
-   * from now, and is then disabled.
-   */
-  async createSchedule(input: { name: string; cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget }): Promise<Schedule> {
-    if ((input.cron === undefined) === (input.after === undefined)) {
-      throw new AppError('validation', 'give either cron (repeating) or after (once, e.g. "7d")', { fields: ['cron', 'after'] });
-    }
-    const now = this.clock.now();
-    const next = input.cron !== undefined ? nextFireAfter(input.cron, input.timezone, now) : new Date(now.getTime() + afterMs(input.after!));
-    if (input.cron === undefined) assertTimezone(input.timezone);
-    if (input.target.kind === 'webhook') await this.webhookByRef(input.target.webhook);
-    if (input.target.kind === 'email') {
-      assertBody(input.target);
-      if (!this.mailer) throw new AppError('unavailable', 'an e-mail schedule needs a mail server: set SMTP_URL', {}, false);
-    }
-    const r = await this.unique(
-      () =>
-        this.deps.pool.query(
-          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, next_fire_at, created_at)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING *`,
-          [newId(), input.name, input.cron ?? null, input.cron === undefined, input.timezone, JSON.stringify(input.target), next, now],
-        ),
-      `schedule "${input.name}"`,
-    );
-    return toSchedule(r.rows[0]);
-  }
-
-  async listSchedules(): Promise<Schedule[]> {
-    const r = await this.deps.pool.query(`SELECT * FROM automation.schedules ORDER BY name`);
-    return r.rows.map(toSchedule);
-  }
-
-  async deleteSchedule(ref: string): Promise<{ deleted: string }> {
-    const r = await this.deps.pool.query(
-      `DELETE FROM automation.schedules WHERE name = $1 OR ($2::uuid IS NOT NULL AND id = $2::uuid) RETURNING name`,
-      [ref, uuidLike.test(ref) ? ref : null],
-    );
-    if (r.rowCount === 0) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
-    return { deleted: r.rows[0].name };
-  }
-
-  private async notify(trigger: TriggerRecord): Promise<void> {
-    if (!this.deps.onTrigger) return;
-    try {
-      await this.deps.onTrigger(trigger);
-    } catch (e) {
-      this.log.error({ correlationId: trigger.correlation_id, triggerId: trigger.id, err: e }, 'onTrigger callback failed; the trigger stays recorded');
-    }
-  }
-
-  /**
-   * Record a request to start a workflow (status `pending`) and tell `onTrigger`. The workflow
-   * engine's trigger starter starts it (execution `execution_id`) and marks the row.
-   */
-  async triggerWorkflow(input: { templateId: string; input: Record<string, unknown>; correlationId?: string }): Promise<TriggerRecord> {
-    const r = await this.deps.pool.query(
-      `INSERT INTO automation.triggers (id, template_id, input, source, correlation_id, created_at)
-       VALUES ($1,$2,$3,'tool',$4,$5) RETURNING *`,
-      [newId(), input.templateId, JSON.stringify(input.input), input.correlationId ?? newId(), this.clock.now()],
-    );
-    const trigger = toTrigger(r.rows[0]);
-    await this.notify(trigger);
-    return trigger;
-  }
-
-  async listTriggers(limit = 100): Promise<TriggerRecord[]> {
-    const r = await this.deps.pool.query(`SELECT * FROM automation.triggers ORDER BY created_at, id LIMIT $1`, [limit]);
-    return r.rows.map(toTrigger);
+  listTriggers(limit = 100): Promise<TriggerRecord[]> {
+    return this.triggers.listTriggers(limit);
   }
 
   /**
    * Fire every schedule that is due at `clock.now()`. Each fire is claimed under
-   * `FOR UPDATE SKIP LOCKED` with a re-check of `next_fire_at`, and advanced in the same
+   * `FOR UPDATE SKIP LOCKED` with a re-check of its due time, and advanced in the same
    * transaction (with the trigger row for workflow targets), so two schedulers never
    * fire the same occurrence twice. Missed occurrences (scheduler down) collapse into
    * one catch-up fire. Returns the number of fires this call claimed.
    */
   async fireDue(batch = 50): Promise<number> {
     const now = this.clock.now();
-    const due = await this.deps.pool.query(
-      `SELECT id FROM automation.schedules WHERE enabled AND next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2`,
-      [now, batch],
-    );
     let fired = 0;
-    for (const { id } of due.rows as { id: string }[]) {
-      const claimed = await this.claim(id, now);
+    for (const id of await this.schedules.due(now, batch)) {
+      const claimed = await this.schedules.claim(id, now);
       if (!claimed) continue;
       fired += 1;
       const { schedule, fireAt, trigger } = claimed;
       const correlationId = trigger?.correlation_id ?? `${schedule.id}:${fireAt.toISOString()}`;
       this.log.info({ correlationId, scheduleId: schedule.id, fireAt: fireAt.toISOString(), target: schedule.target.kind }, 'schedule fired');
-      if (trigger) await this.notify(trigger);
+      if (trigger) await this.triggers.notify(trigger);
     }
     // Webhooks owed by occurrences (claimed just now, or earlier and not answered yet).
-    await this.sendScheduledDeliveries(batch);
+    await this.deliveries.sendScheduledDeliveries(batch);
     return fired;
-  }
-
-  /**
-   * Send the scheduled webhooks that are due. Each is claimed with SKIP LOCKED and its next
-   * attempt pushed out first (a lease), so two schedulers never send one at once; the send
-   * itself goes under the occurrence's idempotency key, which the delivery records honour.
-   */
-  async sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
-    const retry = { firstRetryMs: 30_000, maxRetryMs: 3_600_000, maxAttempts: 10, ...this.deps.scheduledRetry };
-    const now = this.clock.now();
-    const lease = new Date(now.getTime() + retry.firstRetryMs);
-    // A queued delivery's round of sends (with its own retries) may outlast the default lease: it must not be taken over mid-round.
-    const directLease = new Date(now.getTime() + Math.max(retry.firstRetryMs, this.sendBudgetMs() + 5_000));
-    // Within an ordering key only the oldest pending row may go; the rest wait until it is delivered or given up.
-    const claimed = await this.deps.pool.query<{ delivery_id: string; schedule_id: string | null; channel: string; webhook: string; event: string; payload: Record<string, unknown>; correlation_id: string; attempts: number; ordering_key: string | null }>(
-      `UPDATE automation.scheduled_deliveries d SET next_attempt_at = CASE WHEN d.channel = 'a2a' THEN $4::timestamptz ELSE $3::timestamptz END, attempts = d.attempts + 1
-        WHERE d.delivery_id IN (SELECT s.delivery_id FROM automation.scheduled_deliveries s
-                                 WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($5::text IS NULL OR s.ordering_key = $5)
-                                   AND (s.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM automation.scheduled_deliveries e
-                                         WHERE e.ordering_key = s.ordering_key AND e.status = 'pending' AND e.seq < s.seq))
-                                 ORDER BY s.next_attempt_at, s.seq LIMIT $2 FOR UPDATE SKIP LOCKED)
-        RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts, d.ordering_key`,
-      [now, batch, lease, directLease, orderingKey ?? null],
-    );
-    let delivered = 0;
-    let failed = 0;
-    for (const d of claimed.rows) {
-      const log = this.log.child({ correlationId: d.correlation_id, scheduleId: d.schedule_id, deliveryId: d.delivery_id, attempt: d.attempts });
-      try {
-        const result =
-          d.channel === 'email'
-            ? await this.sendEmail({ ...(d.payload as EmailMessage), idempotencyKey: d.delivery_id, correlationId: d.correlation_id }).then(() => ({ status: 250 }))
-            : d.channel === 'a2a'
-              ? await this.postQueued(d.webhook, d.payload as unknown as QueuedPayload, d.delivery_id, d.event, log)
-              : await this.sendWebhook({ webhook: d.webhook, event: d.event, payload: d.payload, idempotencyKey: d.delivery_id, correlationId: d.correlation_id });
-        // A queued delivery's token and credentials are not kept once it is done.
-        await this.deps.pool.query(
-          `UPDATE automation.scheduled_deliveries SET status = 'delivered', finished_at = $2, last_error = NULL, response_status = $3::int,
-                  payload = CASE WHEN channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
-            WHERE delivery_id = $1`,
-          [d.delivery_id, this.clock.now(), result.status],
-        );
-        delivered++;
-        if (d.attempts > 1) log.info({ status: result.status }, 'scheduled webhook delivered after a retry');
-        if (d.ordering_key) this.kickQueued(d.ordering_key);
-      } catch (e) {
-        failed++;
-        const message = e instanceof Error ? e.message : String(e);
-        // A refusal that will not change (no such webhook, not subscribed) is not retried.
-        const final = d.attempts >= retry.maxAttempts || (isAppError(e) && !e.retryable && e.code !== 'unavailable' && e.code !== 'timeout');
-        const delay = Math.min(retry.maxRetryMs, retry.firstRetryMs * 2 ** (d.attempts - 1));
-        const status = isAppError(e) && typeof e.details['status'] === 'number' ? e.details['status'] : null;
-        await this.deps.pool.query(
-          `UPDATE automation.scheduled_deliveries SET status = $2, next_attempt_at = $3, last_error = $4, finished_at = CASE WHEN $2 = 'gave_up' THEN $5::timestamptz END,
-                  response_status = coalesce($6::int, response_status),
-                  payload = CASE WHEN $2 = 'gave_up' AND channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
-            WHERE delivery_id = $1`,
-          [d.delivery_id, final ? 'gave_up' : 'pending', new Date(this.clock.now().getTime() + delay), message.slice(0, 2000), this.clock.now(), status],
-        );
-        if (final) log.error({ err: e }, 'scheduled webhook given up');
-        else log.warn({ err: message, retryInMs: delay }, 'scheduled webhook not delivered; will retry');
-        // The next of its ordering key may go now that this one is given up.
-        if (final && d.ordering_key) this.kickQueued(d.ordering_key);
-      }
-    }
-    return { delivered, failed };
-  }
-
-  /**
-   * Queue a direct delivery (`queue_webhook`): recorded durably under its idempotency key, then
-   * sent at once in the background (in order within `ordering_key`) and, while unanswered,
-   * again by the scheduler (see `sendScheduledDeliveries`). The URL passes the egress guard
-   * now and at every send. A repeat of a key records nothing and returns the first record.
-   */
-  async queueWebhook(input: QueueWebhookInput & { correlationId?: string }): Promise<QueuedDelivery> {
-    let url: URL;
-    try {
-      url = new URL(input.url);
-    } catch {
-      throw new AppError('validation', `not a valid URL: ${input.url}`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AppError('validation', `the URL must be http or https: ${input.url}`);
-    if (url.username || url.password) throw new AppError('validation', 'the URL must not carry credentials (use token or authentication)');
-    const bytes = Buffer.byteLength(JSON.stringify(input.body));
-    if (bytes > QUEUED_BODY_MAX_BYTES) throw new AppError('validation', `the body is ${bytes} bytes; at most ${QUEUED_BODY_MAX_BYTES}`, { bytes, max: QUEUED_BODY_MAX_BYTES });
-    this.deps.guard.checkUrl(url);
-    await this.deps.guard.resolveChecked(url.hostname);
-    const payload: QueuedPayload = {
-      body: input.body,
-      content_type: input.content_type,
-      ...(input.token ? { token: input.token } : {}),
-      ...(input.authentication ? { authentication: input.authentication } : {}),
-    };
-    const now = this.clock.now();
-    const key = input.idempotency_key;
-    const inserted = await this.deps.pool.query(
-      `INSERT INTO automation.scheduled_deliveries (delivery_id, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at, ordering_key)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) ON CONFLICT (delivery_id) DO NOTHING RETURNING *`,
-      [key, input.format, url.toString(), input.event, JSON.stringify(payload), input.correlationId ?? key, now, input.ordering_key ?? null],
-    );
-    if (inserted.rowCount === 1) {
-      this.log.info({ correlationId: input.correlationId ?? key, deliveryId: key, orderingKey: input.ordering_key, event: input.event }, 'delivery queued');
-      this.kickQueued(input.ordering_key ?? null);
-      return { ...toQueued(inserted.rows[0]), deduplicated: false };
-    }
-    const r = await this.deps.pool.query(`SELECT * FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key]);
-    const row = r.rows[0] as Record<string, unknown> | undefined;
-    if (!row) throw new AppError('conflict', `delivery "${key}" vanished while it was queued; queue it again`, { delivery_id: key }, true);
-    if (row['channel'] !== input.format || row['webhook'] !== url.toString() || (row['ordering_key'] ?? null) !== (input.ordering_key ?? null)) {
-      throw new AppError('illegal_state', `idempotency key "${key}" was already used for a different delivery`, { delivery_id: key }, false);
-    }
-    return { ...toQueued(row), deduplicated: true };
-  }
-
-  /** Queued direct deliveries, newest first (no tokens or credentials). */
-  async listQueued(q: { ordering_key?: string | undefined; status?: string | undefined; limit: number }): Promise<QueuedDelivery[]> {
-    const r = await this.deps.pool.query(
-      `SELECT * FROM automation.scheduled_deliveries WHERE channel NOT IN ('webhook', 'email')
-          AND ($1::text IS NULL OR ordering_key = $1) AND ($2::text IS NULL OR status = $2)
-        ORDER BY seq DESC LIMIT $3`,
-      [q.ordering_key ?? null, q.status ?? null, q.limit],
-    );
-    return r.rows.map(toQueued);
-  }
-
-  /** Keys being sent by this process now, with whether another kick came meanwhile. */
-  private readonly kicking = new Map<string, { again: boolean }>();
-
-  /** Send what is due of an ordering key (or any unordered due row) now, in the background. */
-  private kickQueued(orderingKey: string | null): void {
-    const k = orderingKey ?? '';
-    const running = this.kicking.get(k);
-    if (running) {
-      running.again = true;
-      return;
-    }
-    const state = { again: false };
-    this.kicking.set(k, state);
-    void (async () => {
-      try {
-        do {
-          state.again = false;
-          // Unordered rows: one batch; ordered: each success kicks the next of the key.
-          await this.sendScheduledDeliveries(orderingKey ? 1 : 10, orderingKey ?? undefined);
-        } while (state.again);
-      } catch (e) {
-        this.log.warn({ err: e, orderingKey }, 'sending queued deliveries failed; the scheduler will retry');
-      } finally {
-        this.kicking.delete(k);
-      }
-    })();
-  }
-
-  /** Worst case of one round of sends: every attempt timed out, plus the backoff between them. */
-  private sendBudgetMs(): number {
-    const cfg = this.deliveryConfig();
-    return (cfg.retries + 1) * cfg.timeoutMs + cfg.retries * cfg.maxDelayMs;
-  }
-
-  /**
-   * One round of sends of a queued delivery: POST the body as it is, retried with backoff on
-   * network errors, 5xx, 408 and 429. A 2xx is delivered; another answer is a final refusal.
-   */
-  private async postQueued(url: string, p: QueuedPayload, deliveryId: string, event: string, log: Logger): Promise<{ status: number }> {
-    const cfg = this.deliveryConfig();
-    const again = (s: number) => s >= 500 || s === 408 || s === 429;
-    const policy = retry(
-      handleWhen((e) => isAppError(e) && e.retryable).orWhenResult((r) => again((r as SafeResponse).status)),
-      { maxAttempts: cfg.retries, backoff: new ExponentialBackoff({ initialDelay: cfg.initialDelayMs, maxDelay: cfg.maxDelayMs }) },
-    );
-    let sends = 0;
-    const sub = policy.onRetry((ev) => log.warn({ attempt: ev.attempt, delayMs: ev.delay, ...('error' in ev ? { err: ev.error } : { status: (ev.value as SafeResponse).status }) }, 'queued delivery failed, retrying'));
-    try {
-      const body = JSON.stringify(p.body);
-      const res = await policy.execute(() => {
-        sends += 1;
-        return safeHttpRequest(this.deps.guard, { method: 'POST', url, headers: queuedHeaders(deliveryId, p), body, timeoutMs: cfg.timeoutMs, maxBytes: 64 * 1024, maxRedirects: 0 });
-      });
-      if (res.status >= 200 && res.status < 300) {
-        log.info({ status: res.status, sends, event }, 'queued delivery delivered');
-        return { status: res.status };
-      }
-      const retryable = again(res.status);
-      throw new AppError(retryable ? 'unavailable' : 'illegal_state', `${url} answered ${res.status} after ${sends} sends`, { status: res.status, sends, delivery_id: deliveryId }, retryable);
-    } catch (e) {
-      if (isAppError(e) && !('sends' in e.details)) throw new AppError(e.code, `${e.message} (${sends} sends)`, { ...e.details, sends, delivery_id: deliveryId }, e.retryable);
-      throw e;
-    } finally {
-      sub.dispose();
-    }
-  }
-
-  private async claim(id: string, now: Date): Promise<{ schedule: Schedule; fireAt: Date; trigger?: TriggerRecord } | undefined> {
-    return withTransaction(this.deps.pool, async (c) => {
-      const r = await c.query(
-        `SELECT * FROM automation.schedules WHERE id = $1 AND enabled AND next_fire_at <= $2 FOR UPDATE SKIP LOCKED`,
-        [id, now],
-      );
-      if (r.rowCount === 0) return undefined;
-      const schedule = toSchedule(r.rows[0]);
-      const fireAt = r.rows[0].next_fire_at as Date;
-      if (schedule.run_once || schedule.cron === null) {
-        // A one-shot schedule fires once and stays listed, disabled, as a record of it.
-        await c.query(`UPDATE automation.schedules SET enabled = false, last_fired_at = $2, fire_count = fire_count + 1 WHERE id = $1`, [id, fireAt]);
-      } else {
-        const after = fireAt > now ? fireAt : now;
-        const next = nextFireAfter(schedule.cron, schedule.timezone, after);
-        await c.query(
-          `UPDATE automation.schedules SET next_fire_at = $2, last_fired_at = $3, fire_count = fire_count + 1 WHERE id = $1`,
-          [id, next, fireAt],
-        );
-      }
-      let trigger: TriggerRecord | undefined;
-      if (schedule.target.kind === 'webhook') {
-        // Owed from now on, in the same transaction as the claim: a crash before the send loses nothing.
-        const key = `${schedule.id}:${fireAt.toISOString()}`;
-        await c.query(
-          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, webhook, event, payload, correlation_id, next_attempt_at, created_at)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8) ON CONFLICT (delivery_id) DO NOTHING`,
-          [
-            key,
-            id,
-            fireAt,
-            schedule.target.webhook,
-            schedule.target.event,
-            JSON.stringify({ ...schedule.target.payload, schedule: schedule.name, schedule_id: schedule.id, fire_at: fireAt.toISOString() }),
-            key,
-            now,
-          ],
-        );
-      }
-      if (schedule.target.kind === 'email') {
-        // Owed like a webhook; the occurrence key is the mail's idempotency key, so it goes out once.
-        const key = `${schedule.id}:${fireAt.toISOString()}`;
-        const { kind: _kind, ...message } = schedule.target;
-        await c.query(
-          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at)
-           VALUES ($1,$2,$3,'email','','email',$4,$1,$5,$5) ON CONFLICT (delivery_id) DO NOTHING`,
-          [key, id, fireAt, JSON.stringify(message), now],
-        );
-      }
-      if (schedule.target.kind === 'workflow') {
-        const t = await c.query(
-          `INSERT INTO automation.triggers (id, template_id, input, source, schedule_id, fire_at, correlation_id, created_at)
-           VALUES ($1,$2,$3,'schedule',$4,$5,$6,$7) ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING *`,
-          [newId(), schedule.target.template_id, JSON.stringify(schedule.target.input), id, fireAt, newId(), now],
-        );
-        trigger = t.rows[0] ? toTrigger(t.rows[0]) : undefined;
-      }
-      return { schedule, fireAt, ...(trigger ? { trigger } : {}) };
-    });
-  }
-}
-
-/**
- * Runs `fireDue` every `intervalMs` until stopped. Any number of schedulers may run
- * against one database (see `fireDue`); a failed tick is logged and the loop goes on.
- */
-export class Scheduler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = true;
-
-  constructor(
-    private readonly service: AutomationService,
-    private readonly logger: Logger,
-    private readonly intervalMs = 1000,
-  ) {}
-
-  start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    const loop = (): void => {
-      if (this.stopped) return;
-      this.running = this.service
-        .fireDue()
-        .then(() => undefined)
-        .catch((e: unknown) => this.logger.error({ err: e }, 'scheduler tick failed'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(loop, this.intervalMs);
-        });
-    };
-    loop();
-  }
-
-  /** Stop the loop and wait for a tick in progress. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
   }
 }
