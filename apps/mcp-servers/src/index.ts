@@ -27,7 +27,7 @@ export {
   type ScheduleTarget,
   type TriggerRecord,
   type Webhook,
-} from './automation/service.js';
+} from './automation/automation-service.js';
 export { webhooksProjection, WEBHOOKS_PROJECTION } from './automation/webhooks.js';
 export { schedulesProjection, SCHEDULES_PROJECTION } from './automation/schedules.js';
 export { webhookDecider, webhookStream, type WebhookCommand, type WebhookEvent, type WebhookState } from './automation/webhooks.decider.js';

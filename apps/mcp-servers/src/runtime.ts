@@ -10,7 +10,7 @@ import { defaultPorts, mcpConfigSchema, type McpConfig, type McpServerKind } fro
 import { createDatabaseServer } from './database/server.js';
 import { EgressGuard } from './fetch/egress-guard.js';
 import { createFetchServer } from './fetch/server.js';
-import { AutomationService, Scheduler, type TriggerRecord } from './automation/service.js';
+import { AutomationService, Scheduler, type TriggerRecord } from './automation/automation-service.js';
 import { createAutomationServer } from './automation/server.js';
 import { smtpTransport } from './automation/mail.js';
 import { createAnalyticsServer, migrateAnalytics } from './analytics/server.js';

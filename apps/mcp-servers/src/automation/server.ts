@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { mapPgError } from '../database/server.js';
-import { scheduleTargetSchema, type AutomationService } from './service.js';
+import { scheduleTargetSchema, type AutomationService } from './automation-service.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
 import { emailMessageShape } from './mail.js';
 import { mailboxQuerySchema } from './mailbox.js';
