@@ -187,4 +187,38 @@ describe('automation: webhooks and schedules are events, their tables projection
     await svc.rebuildReadModels();
     assert.deepEqual(await snapshot(), before);
   });
+
+  it('adopts rows written before webhooks and schedules were events: one creating event each, then they survive a rebuild', async () => {
+    // Rows as the earlier server wrote them (secret in the row, run state in the schedule row).
+    const hookId = '0190b000-0000-7000-8000-0000000000c1';
+    const schedId = '0190b000-0000-7000-8000-0000000000c2';
+    await admin.query(`INSERT INTO automation.webhooks (id, name, url, secret, events, created_at) VALUES ($1, 'legacy', $2, 'legacy-secret-0123456789', '{}', '2026-01-01T00:00:00Z')`, [hookId, `${sink.base}/legacy`]);
+    await admin.query(
+      `INSERT INTO automation.schedules (id, name, cron, timezone, target, next_fire_at, last_fired_at, fire_count, created_at)
+       VALUES ($1, 'legacy-daily', '0 9 * * *', 'UTC', '{"kind":"workflow","template_id":"tpl","input":{}}', '2026-03-02T09:00:00Z', '2026-03-01T09:00:00Z', 5, '2026-01-01T00:00:00Z')`,
+      [schedId],
+    );
+    const owner = new pg.Pool({ connectionString: roles.urls.app, max: 1 });
+    try {
+      await migrateAutomation(owner); // the next start's migration moves the secret and the run state out
+    } finally {
+      await owner.end();
+    }
+    await svc.close();
+    svc = service();
+    await svc.start();
+    await svc.events.runner.waitFor();
+    await serve(svc);
+    assert.deepEqual((await store.readStream('automation_webhook-legacy')).map((e) => e.type), ['WebhookRegistered']);
+    assert.deepEqual((await store.readStream('automation_schedule-legacy-daily')).map((e) => e.type), ['ScheduleCreated']);
+    const sent = await ok(client!, 'send_webhook', { webhook: 'legacy', event: 'x' });
+    assert.equal(sent.delivery.delivered, true);
+    const req = sink.requests.at(-1)!;
+    assert.equal(req.headers['x-switchyard-signature'], sign('legacy-secret-0123456789', String(req.headers['x-switchyard-timestamp']), req.body));
+    const daily = (await ok(client!, 'list_schedules')).schedules.find((s: { name: string }) => s.name === 'legacy-daily');
+    assert.deepEqual([daily.next_fire_at, daily.last_fired_at, daily.fire_count, daily.enabled], ['2026-03-02T09:00:00.000Z', '2026-03-01T09:00:00.000Z', 5, true]);
+    const before = await snapshot();
+    await svc.rebuildReadModels();
+    assert.deepEqual(await snapshot(), before);
+  });
 });

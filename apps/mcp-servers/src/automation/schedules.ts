@@ -107,7 +107,9 @@ export const schedulesProjection: Projection = {
            VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$9,$10)
            ON CONFLICT (id) DO UPDATE SET name = excluded.name, cron = excluded.cron, run_once = excluded.run_once, timezone = excluded.timezone,
                   target = excluded.target, enabled = true, next_fire_at = excluded.next_fire_at, plan_revision = excluded.plan_revision,
-                  created_at = excluded.created_at, position = excluded.position`,
+                  created_at = excluded.created_at, position = excluded.position,
+                  -- An adopted row's run columns from before the events (now in schedule_runs) are emptied, as a replay has them.
+                  last_fired_at = NULL, fire_count = 0`,
           [d.id, d.name, d.cron, d.run_once, d.timezone, JSON.stringify(d.target), d.next_fire_at, e.revision, d.created_at, e.position],
         );
         return;
