@@ -4,7 +4,7 @@
  * `automation.webhook_secrets` under a random `secret_id` the events carry, never in the log.
  */
 import type pg from 'pg';
-import { AppError, newId, type Logger } from '@switchyard/platform';
+import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
 import type { EgressGuard } from '../fetch/egress-guard.js';
@@ -111,6 +111,15 @@ export class Webhooks {
     return secretId;
   }
 
+  /**
+   * A refusal of the decider (nothing was appended): the secret saved for the command is not
+   * referenced by any event. Anything else (a timeout waiting for the projection, a lost
+   * connection) may follow a successful append, so the secret stays.
+   */
+  private refused(err: unknown): boolean {
+    return isAppError(err) && (err.code === 'illegal_state' || err.code === 'not_found' || err.code === 'validation');
+  }
+
   private async dropSecret(secretId: string): Promise<void> {
     await this.deps.pool.query(`DELETE FROM automation.webhook_secrets WHERE secret_id = $1`, [secretId]).catch(() => undefined);
   }
@@ -129,7 +138,7 @@ export class Webhooks {
       const e = r.events[0] as Extract<WebhookEvent, { type: 'WebhookRegistered' }>;
       return { id: e.data.id, name: e.data.name, url: e.data.url, events: e.data.events, created_at: e.data.registered_at };
     } catch (err) {
-      await this.dropSecret(secretId);
+      if (this.refused(err)) await this.dropSecret(secretId);
       throw err;
     }
   }
@@ -149,7 +158,7 @@ export class Webhooks {
       if (r.events.length === 0 && secretId) await this.dropSecret(secretId);
       return { id: r.state.id, name: r.state.name, url: r.state.url, events: [...r.state.events], created_at: r.state.registered_at };
     } catch (err) {
-      if (secretId) await this.dropSecret(secretId);
+      if (secretId && this.refused(err)) await this.dropSecret(secretId);
       throw err;
     }
   }
