@@ -473,9 +473,6 @@ export class Deliveries {
   }
 
   /**
-   * A cron schedule, or with `after` (e.g. `30s`, `7d`) a one-shot one: it fires once, that long
-
-  /**
    * Send the scheduled webhooks that are due. Each is claimed with SKIP LOCKED and its next
    * attempt pushed out first (a lease), so two schedulers never send one at once; the send
    * itself goes under the occurrence's idempotency key, which the delivery records honour.
