@@ -162,6 +162,12 @@ describe('automation: webhooks and schedules are events, their tables projection
     const listed = (await ok(client!, 'list_schedules')).schedules as { name: string; enabled: boolean; fire_count: number }[];
     assert.deepEqual(listed.map((s) => [s.name, s.enabled, s.fire_count]), [['every5', true, 2], ['hourly', true, 0], ['once', false, 1]]);
     assert.deepEqual((await store.readStream('automation_schedule-hourly')).map((e) => e.type), ['ScheduleCreated', 'SchedulePaused', 'ScheduleResumed']);
+    // A one-shot that has fired stays done through a pause and a resume (its new plan is its old time).
+    await ok(client!, 'pause_schedule', { schedule: 'once' });
+    const onceAgain = await ok(client!, 'resume_schedule', { schedule: 'once' });
+    assert.deepEqual([onceAgain.schedule.enabled, onceAgain.schedule.fire_count], [false, 1]);
+    clock.set('2026-03-01T11:03:00.000Z');
+    assert.equal(await svc.fireDue(), 0);
     assert.deepEqual((await store.readStream('automation_schedule-every5')).map((e) => e.type), ['ScheduleCreated'], 'fires are not events');
   });
 
