@@ -96,7 +96,7 @@ describe('component roles: least privilege per component', { skip: serverUrl ? f
   });
 
   it('the event store: appenders may SELECT and INSERT and execute the append, never UPDATE/DELETE/TRUNCATE; readers only SELECT', async () => {
-    for (const c of ['gateway', 'engine', 'dispatcher', 'monitor', 'sink'] as const) {
+    for (const c of ['gateway', 'engine', 'dispatcher', 'monitor', 'sink', 'automation'] as const) {
       assert.equal(await can(role(c), 'eventstore.events', 'INSERT'), true, c);
       for (const p of ['UPDATE', 'DELETE', 'TRUNCATE']) assert.equal(await can(role(c), 'eventstore.events', p), false, `${c} ${p}`);
       assert.equal((await admin.query(`select has_function_privilege($1, 'eventstore.append_batch(jsonb)', 'EXECUTE') as ok`, [role(c)])).rows[0].ok, true, c);
@@ -106,7 +106,7 @@ describe('component roles: least privilege per component', { skip: serverUrl ? f
       assert.equal(await can(role(c), 'eventstore.events', 'INSERT'), false, c);
       assert.equal((await admin.query(`select has_function_privilege($1, 'eventstore.append_batch(jsonb)', 'EXECUTE') as ok`, [role(c)])).rows[0].ok, false, c);
     }
-    for (const c of ['agents', 'automation', 'analytics'] as const) assert.equal(await usage(role(c), 'eventstore'), false, c);
+    for (const c of ['agents', 'analytics'] as const) assert.equal(await usage(role(c), 'eventstore'), false, c);
     for (const who of [roles.names.reader, roles.names.writer]) {
       assert.equal((await admin.query(`select has_function_privilege($1, 'eventstore.append_batch(jsonb)', 'EXECUTE') as ok`, [who])).rows[0].ok, false, who);
     }

@@ -69,7 +69,9 @@ const checkpoints = (schema: string): SchemaGrant => ({ schema, tables: ['checkp
  *   `monitoring` it joins; reads events only.
  * - monitor: appends (alerts); `monitoring`; reads nothing of the other schemas.
  * - agents: read the demo business data.
- * - automation, analytics: their own schema; analytics reads the read models it reports on.
+ * - automation: appends (webhook and schedule commands) and follows the events of its own read
+ *   models (automation.webhooks, automation.schedules, their checkpoints in its schema); its schema.
+ * - analytics: its own schema and reads the read models it reports on.
  * - sink: the launcher's audit of MCP calls, connector and agent events: appends only.
  */
 export const COMPONENT_GRANTS = {
@@ -122,7 +124,7 @@ export const COMPONENT_GRANTS = {
   },
   monitor: { appends: true, grants: [eventsAppend, { schema: 'monitoring', privileges: RW }] },
   agents: { appends: false, grants: [{ schema: DEMO_SCHEMA, privileges: READ }] },
-  automation: { appends: false, grants: [{ schema: 'automation', privileges: RW }] },
+  automation: { appends: true, grants: [eventsAppend, { schema: 'automation', privileges: RW }] },
   analytics: { appends: false, grants: [{ schema: 'analytics', privileges: RW }, { schema: 'read_models', privileges: READ }] },
   sink: { appends: true, grants: [eventsAppend] },
 } as const satisfies Record<string, { appends: boolean; grants: readonly SchemaGrant[] }>;

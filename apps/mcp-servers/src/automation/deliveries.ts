@@ -2,80 +2,15 @@ import { createHash, createHmac } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { z } from 'zod';
-import { CronExpressionParser } from 'cron-parser';
 import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
-import { triggerExecutionId } from '@switchyard/contracts';
 import { AppError, createPgClient, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
 import type { EgressGuard } from '../fetch/egress-guard.js';
 import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
-import { migrateAutomation } from './schema.js';
-import { assertBody, emailMessageShape, Mailer, type EmailMessage, type MailResult, type MailTransport } from './mail.js';
-import { listMailbox, type mailboxQuerySchema, type MailboxMessage } from './mailbox.js';
+import { Mailer, type EmailMessage, type MailResult, type MailTransport } from './mail.js';
 import { QUEUED_BODY_MAX_BYTES, queuedHeaders, type QueuedDelivery, type QueuedPayload, type QueueWebhookInput } from './queued.js';
+import type { Clock } from './clock.js';
+import type { WebhookTarget } from './webhooks.js';
 
-/** Where "now" comes from; injected so tests can move time by hand. */
-export interface Clock {
-  now(): Date;
-}
-export const systemClock: Clock = { now: () => new Date() };
-
-export const scheduleTargetSchema = z.discriminatedUnion('kind', [
-  z.object({
-    kind: z.literal('webhook'),
-    webhook: z.string().min(1).describe('name or id of a registered webhook'),
-    event: z.string().min(1).default('schedule.fired'),
-    payload: z.record(z.string(), z.unknown()).default({}),
-  }),
-  z.object({
-    kind: z.literal('workflow'),
-    template_id: z.string().min(1),
-    input: z.record(z.string(), z.unknown()).default({}),
-  }),
-  z.object({ kind: z.literal('email'), ...emailMessageShape }).describe('send this e-mail (send_email) when the schedule fires'),
-]);
-export type ScheduleTarget = z.infer<typeof scheduleTargetSchema>;
-
-export interface Webhook {
-  readonly id: string;
-  readonly name: string;
-  readonly url: string;
-  readonly events: string[];
-  readonly created_at: string;
-}
-
-export interface Schedule {
-  readonly id: string;
-  readonly name: string;
-  /** Null for a one-shot schedule (`run_once`). */
-  readonly cron: string | null;
-  readonly run_once: boolean;
-  readonly timezone: string;
-  readonly target: ScheduleTarget;
-  readonly enabled: boolean;
-  readonly next_fire_at: string;
-  readonly last_fired_at: string | null;
-  readonly fire_count: number;
-}
-
-/** A recorded request to start a workflow; the workflow engine consumes `pending` ones. */
-export interface TriggerRecord {
-  readonly id: string;
-  readonly template_id: string;
-  readonly input: Record<string, unknown>;
-  readonly source: 'tool' | 'schedule';
-  readonly schedule_id: string | null;
-  readonly fire_at: string | null;
-  readonly correlation_id: string;
-  /** `pending` until the engine's starter claims it, then `started` or `failed`. */
-  readonly status: string;
-  /** The execution this trigger starts (derived from `id`, known before it starts): GET /api/v1/workflows/executions/{id}. */
-  readonly execution_id: string;
-  /** Why the starter could not start it (status `failed`). */
-  readonly error: string | null;
-  readonly started_at: string | null;
-  readonly created_at: string;
-}
 
 export interface DeliveryResult {
   readonly delivery_id: string;
@@ -89,23 +24,23 @@ export interface DeliveryResult {
   readonly deduplicated?: boolean;
 }
 
-export interface AutomationDeps {
+export interface DeliveriesDeps {
   readonly pool: pg.Pool;
   readonly logger: Logger;
   /** Egress policy for webhook targets (the fetch server's SSRF guard). */
   readonly guard: EgressGuard;
-  readonly clock?: Clock;
-  /** Called after a trigger is durably recorded (errors are logged, the record stays). */
-  readonly onTrigger?: (trigger: TriggerRecord) => void | Promise<void>;
+  readonly clock: Clock;
+  /** A registered webhook with its secret, by name or id (not_found otherwise). */
+  readonly webhookByRef: (ref: string) => Promise<WebhookTarget>;
   /** Webhook delivery: retries after the first attempt on 5xx/network errors, with exponential backoff. */
-  readonly delivery?: { retries?: number; initialDelayMs?: number; maxDelayMs?: number; timeoutMs?: number };
+  readonly delivery?: { retries?: number; initialDelayMs?: number; maxDelayMs?: number; timeoutMs?: number } | undefined;
   /**
    * A scheduled webhook that got no answer is sent again later: after `firstRetryMs`, doubling up
    * to `maxRetryMs`, `maxAttempts` sends in all (defaults 30 s, 1 h, 10), then given up (logged).
    */
-  readonly scheduledRetry?: { firstRetryMs?: number; maxRetryMs?: number; maxAttempts?: number };
+  readonly scheduledRetry?: { firstRetryMs?: number; maxRetryMs?: number; maxAttempts?: number } | undefined;
   /** Outgoing mail (`send_email`, e-mail schedule targets); without it they answer `unavailable`. */
-  readonly mail?: { transport: MailTransport; from: string; retries?: number };
+  readonly mail?: { transport: MailTransport; from: string; retries?: number } | undefined;
 }
 
 /** `sha256=<hex>` HMAC of `<timestamp>.<body>`: binding the timestamp stops replays of old bodies. */
@@ -235,66 +170,7 @@ type DeliveryClaim =
 const keyReused = (key: string): AppError =>
   new AppError('illegal_state', `idempotency key "${key}" was already used for a different webhook, event or payload`, { delivery_id: key }, false);
 
-function assertTimezone(tz: string): void {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-  } catch {
-    throw new AppError('validation', `unknown time zone: ${tz}`, { timezone: tz });
-  }
-}
-
-/** Next fire strictly after `after`, or a validation error naming what is wrong with the expression. */
-export function nextFireAfter(cron: string, timezone: string, after: Date): Date {
-  assertTimezone(timezone);
-  try {
-    return CronExpressionParser.parse(cron, { tz: timezone, currentDate: after }).next().toDate();
-  } catch (e) {
-    throw new AppError('validation', `invalid cron expression "${cron}": ${(e as Error).message}`, { cron });
-  }
-}
-
-/** `after` of a one-shot schedule: `<n><s|m|h|d|w>`, at most a year. */
-export function afterMs(text: string): number {
-  const m = /^([0-9]{1,6})([smhdw])$/.exec(text);
-  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
-  const ms = m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : NaN;
-  if (!(ms >= 0 && ms <= 366 * 86_400_000)) throw new AppError('validation', `after must be a duration like 30s, 15m, 2h, 7d (at most a year): ${text}`, { after: text });
-  return ms;
-}
-
 const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString());
-
-function toSchedule(r: Record<string, unknown>): Schedule {
-  return {
-    id: r['id'] as string,
-    name: r['name'] as string,
-    cron: (r['cron'] as string | null) ?? null,
-    run_once: r['run_once'] === true,
-    timezone: r['timezone'] as string,
-    target: r['target'] as ScheduleTarget,
-    enabled: r['enabled'] as boolean,
-    next_fire_at: iso(r['next_fire_at'] as Date)!,
-    last_fired_at: iso(r['last_fired_at'] as Date | null),
-    fire_count: Number(r['fire_count']),
-  };
-}
-
-function toTrigger(r: Record<string, unknown>): TriggerRecord {
-  return {
-    id: r['id'] as string,
-    template_id: r['template_id'] as string,
-    input: r['input'] as Record<string, unknown>,
-    source: r['source'] as 'tool' | 'schedule',
-    schedule_id: (r['schedule_id'] as string | null) ?? null,
-    fire_at: iso(r['fire_at'] as Date | null),
-    correlation_id: r['correlation_id'] as string,
-    status: r['status'] as string,
-    execution_id: (r['execution_id'] as string | null) ?? triggerExecutionId(r['id'] as string),
-    error: (r['error'] as string | null) ?? null,
-    started_at: iso((r['started_at'] as Date | null) ?? null),
-    created_at: iso(r['created_at'] as Date)!,
-  };
-}
 
 function toQueued(r: Record<string, unknown>): QueuedDelivery {
   return {
@@ -313,26 +189,23 @@ function toQueued(r: Record<string, unknown>): QueuedDelivery {
   };
 }
 
-const uuidLike = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
- * Webhooks, durable cron schedules and workflow triggers, all in Postgres schema
- * `automation`. Shared by the MCP server (any number of stateless instances) and the
- * scheduler loop; all state is in the database, so a restart loses nothing. The object
- * holds only the sends it has in flight and the liveness connection that marks them as
- * its own (`close()` ends it).
+ * Keyed webhook deliveries (automation.deliveries), e-mail sends, and the owed deliveries of
+ * schedule occurrences and queue_webhook (automation.scheduled_deliveries), with their retries.
+ * This is operational state, not events: see docs/automation-events.md. The object holds only
+ * the sends it has in flight and the liveness connection that marks them as its own (`close()` ends it).
  */
-export class AutomationService {
-  readonly clock: Clock;
+export class Deliveries {
+  private readonly clock: Clock;
   private readonly log: Logger;
   /** Keyed deliveries this object is sending now: a second call with the key joins the first. */
   private readonly inFlight = new Map<string, { fingerprint: string; result: Promise<DeliveryResult> }>();
   private readonly owner: DeliveryOwnerConnection;
   private readonly mailer: Mailer | undefined;
 
-  constructor(private readonly deps: AutomationDeps) {
-    this.clock = deps.clock ?? systemClock;
-    this.log = deps.logger.child({ component: 'automation' });
+  constructor(private readonly deps: DeliveriesDeps) {
+    this.clock = deps.clock;
+    this.log = deps.logger;
     this.owner = new DeliveryOwnerConnection(
       deps.pool.options as pg.ClientConfig,
       this.log,
@@ -362,13 +235,9 @@ export class AutomationService {
     return this.mailer.send(input);
   }
 
-  /** The embedded development mailbox's messages, newest first. */
-  listMailbox(q: z.infer<typeof mailboxQuerySchema>): Promise<{ messages: MailboxMessage[]; next_cursor: string | null }> {
-    return listMailbox(this.deps.pool, q);
-  }
-
-  migrate(): Promise<void> {
-    return migrateAutomation(this.deps.pool);
+  /** True when a mail transport is configured (e-mail schedule targets need one). */
+  get hasMail(): boolean {
+    return this.mailer !== undefined;
   }
 
   /** Open the liveness connection now (otherwise the first keyed delivery opens it). */
@@ -379,62 +248,6 @@ export class AutomationService {
   /** Close the liveness connection; the pool belongs to the caller. */
   close(): Promise<void> {
     return this.owner.close();
-  }
-
-  private async unique<T>(work: () => Promise<T>, what: string): Promise<T> {
-    try {
-      return await work();
-    } catch (e) {
-      if ((e as { code?: string }).code === '23505') throw new AppError('illegal_state', `${what} already exists`, { name: what });
-      throw e;
-    }
-  }
-
-  async registerWebhook(input: { name: string; url: string; secret: string; events: string[] }): Promise<Webhook> {
-    let url: URL;
-    try {
-      url = new URL(input.url);
-    } catch {
-      throw new AppError('validation', `not a valid URL: ${input.url}`);
-    }
-    // Early feedback; every delivery is checked again because DNS can change.
-    this.deps.guard.checkUrl(url);
-    await this.deps.guard.resolveChecked(url.hostname);
-    const r = await this.unique(
-      () =>
-        this.deps.pool.query(
-          `INSERT INTO automation.webhooks (id, name, url, secret, events, created_at) VALUES ($1,$2,$3,$4,$5,$6)
-           RETURNING id, name, url, events, created_at`,
-          [newId(), input.name, url.toString(), input.secret, input.events, this.clock.now()],
-        ),
-      `webhook "${input.name}"`,
-    );
-    const row = r.rows[0];
-    return { ...row, created_at: iso(row.created_at)! };
-  }
-
-  async listWebhooks(): Promise<Webhook[]> {
-    // The secret never leaves the server after registration.
-    const r = await this.deps.pool.query(`SELECT id, name, url, events, created_at FROM automation.webhooks ORDER BY name`);
-    return r.rows.map((w) => ({ ...w, created_at: iso(w.created_at)! }));
-  }
-
-  async deleteWebhook(ref: string): Promise<{ deleted: string }> {
-    const r = await this.deps.pool.query(
-      `DELETE FROM automation.webhooks WHERE name = $1 OR ($2::uuid IS NOT NULL AND id = $2::uuid) RETURNING name`,
-      [ref, uuidLike.test(ref) ? ref : null],
-    );
-    if (r.rowCount === 0) throw new AppError('not_found', `no webhook named or with id "${ref}"`, { webhook: ref });
-    return { deleted: r.rows[0].name };
-  }
-
-  private async webhookByRef(ref: string): Promise<{ id: string; name: string; url: string; secret: string; events: string[] }> {
-    const r = await this.deps.pool.query(
-      `SELECT id, name, url, secret, events FROM automation.webhooks WHERE name = $1 OR ($2::uuid IS NOT NULL AND id = $2::uuid)`,
-      [ref, uuidLike.test(ref) ? ref : null],
-    );
-    if (r.rowCount === 0) throw new AppError('not_found', `no webhook named or with id "${ref}"`, { webhook: ref });
-    return r.rows[0];
   }
 
   private deliveryConfig(): { retries: number; initialDelayMs: number; maxDelayMs: number; timeoutMs: number } {
@@ -453,7 +266,7 @@ export class AutomationService {
    * retries, network errors), is sent again under the same key.
    */
   async sendWebhook(input: { webhook: string; event: string; payload: Record<string, unknown>; idempotencyKey?: string; correlationId?: string }): Promise<DeliveryResult> {
-    const hook = await this.webhookByRef(input.webhook);
+    const hook = await this.deps.webhookByRef(input.webhook);
     if (hook.events.length > 0 && !hook.events.includes(input.event) && !hook.events.includes('*')) {
       throw new AppError('illegal_state', `webhook "${hook.name}" is not subscribed to event "${input.event}"`, { events: hook.events });
     }
@@ -660,105 +473,6 @@ export class AutomationService {
   }
 
   /**
-   * A cron schedule, or with `after` (e.g. `30s`, `7d`) a one-shot one: it fires once, that long
-   * from now, and is then disabled.
-   */
-  async createSchedule(input: { name: string; cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget }): Promise<Schedule> {
-    if ((input.cron === undefined) === (input.after === undefined)) {
-      throw new AppError('validation', 'give either cron (repeating) or after (once, e.g. "7d")', { fields: ['cron', 'after'] });
-    }
-    const now = this.clock.now();
-    const next = input.cron !== undefined ? nextFireAfter(input.cron, input.timezone, now) : new Date(now.getTime() + afterMs(input.after!));
-    if (input.cron === undefined) assertTimezone(input.timezone);
-    if (input.target.kind === 'webhook') await this.webhookByRef(input.target.webhook);
-    if (input.target.kind === 'email') {
-      assertBody(input.target);
-      if (!this.mailer) throw new AppError('unavailable', 'an e-mail schedule needs a mail server: set SMTP_URL', {}, false);
-    }
-    const r = await this.unique(
-      () =>
-        this.deps.pool.query(
-          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, next_fire_at, created_at)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8) RETURNING *`,
-          [newId(), input.name, input.cron ?? null, input.cron === undefined, input.timezone, JSON.stringify(input.target), next, now],
-        ),
-      `schedule "${input.name}"`,
-    );
-    return toSchedule(r.rows[0]);
-  }
-
-  async listSchedules(): Promise<Schedule[]> {
-    const r = await this.deps.pool.query(`SELECT * FROM automation.schedules ORDER BY name`);
-    return r.rows.map(toSchedule);
-  }
-
-  async deleteSchedule(ref: string): Promise<{ deleted: string }> {
-    const r = await this.deps.pool.query(
-      `DELETE FROM automation.schedules WHERE name = $1 OR ($2::uuid IS NOT NULL AND id = $2::uuid) RETURNING name`,
-      [ref, uuidLike.test(ref) ? ref : null],
-    );
-    if (r.rowCount === 0) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
-    return { deleted: r.rows[0].name };
-  }
-
-  private async notify(trigger: TriggerRecord): Promise<void> {
-    if (!this.deps.onTrigger) return;
-    try {
-      await this.deps.onTrigger(trigger);
-    } catch (e) {
-      this.log.error({ correlationId: trigger.correlation_id, triggerId: trigger.id, err: e }, 'onTrigger callback failed; the trigger stays recorded');
-    }
-  }
-
-  /**
-   * Record a request to start a workflow (status `pending`) and tell `onTrigger`. The workflow
-   * engine's trigger starter starts it (execution `execution_id`) and marks the row.
-   */
-  async triggerWorkflow(input: { templateId: string; input: Record<string, unknown>; correlationId?: string }): Promise<TriggerRecord> {
-    const r = await this.deps.pool.query(
-      `INSERT INTO automation.triggers (id, template_id, input, source, correlation_id, created_at)
-       VALUES ($1,$2,$3,'tool',$4,$5) RETURNING *`,
-      [newId(), input.templateId, JSON.stringify(input.input), input.correlationId ?? newId(), this.clock.now()],
-    );
-    const trigger = toTrigger(r.rows[0]);
-    await this.notify(trigger);
-    return trigger;
-  }
-
-  async listTriggers(limit = 100): Promise<TriggerRecord[]> {
-    const r = await this.deps.pool.query(`SELECT * FROM automation.triggers ORDER BY created_at, id LIMIT $1`, [limit]);
-    return r.rows.map(toTrigger);
-  }
-
-  /**
-   * Fire every schedule that is due at `clock.now()`. Each fire is claimed under
-   * `FOR UPDATE SKIP LOCKED` with a re-check of `next_fire_at`, and advanced in the same
-   * transaction (with the trigger row for workflow targets), so two schedulers never
-   * fire the same occurrence twice. Missed occurrences (scheduler down) collapse into
-   * one catch-up fire. Returns the number of fires this call claimed.
-   */
-  async fireDue(batch = 50): Promise<number> {
-    const now = this.clock.now();
-    const due = await this.deps.pool.query(
-      `SELECT id FROM automation.schedules WHERE enabled AND next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2`,
-      [now, batch],
-    );
-    let fired = 0;
-    for (const { id } of due.rows as { id: string }[]) {
-      const claimed = await this.claim(id, now);
-      if (!claimed) continue;
-      fired += 1;
-      const { schedule, fireAt, trigger } = claimed;
-      const correlationId = trigger?.correlation_id ?? `${schedule.id}:${fireAt.toISOString()}`;
-      this.log.info({ correlationId, scheduleId: schedule.id, fireAt: fireAt.toISOString(), target: schedule.target.kind }, 'schedule fired');
-      if (trigger) await this.notify(trigger);
-    }
-    // Webhooks owed by occurrences (claimed just now, or earlier and not answered yet).
-    await this.sendScheduledDeliveries(batch);
-    return fired;
-  }
-
-  /**
    * Send the scheduled webhooks that are due. Each is claimed with SKIP LOCKED and its next
    * attempt pushed out first (a lease), so two schedulers never send one at once; the send
    * itself goes under the occurrence's idempotency key, which the delivery records honour.
@@ -946,105 +660,5 @@ export class AutomationService {
     } finally {
       sub.dispose();
     }
-  }
-
-  private async claim(id: string, now: Date): Promise<{ schedule: Schedule; fireAt: Date; trigger?: TriggerRecord } | undefined> {
-    return withTransaction(this.deps.pool, async (c) => {
-      const r = await c.query(
-        `SELECT * FROM automation.schedules WHERE id = $1 AND enabled AND next_fire_at <= $2 FOR UPDATE SKIP LOCKED`,
-        [id, now],
-      );
-      if (r.rowCount === 0) return undefined;
-      const schedule = toSchedule(r.rows[0]);
-      const fireAt = r.rows[0].next_fire_at as Date;
-      if (schedule.run_once || schedule.cron === null) {
-        // A one-shot schedule fires once and stays listed, disabled, as a record of it.
-        await c.query(`UPDATE automation.schedules SET enabled = false, last_fired_at = $2, fire_count = fire_count + 1 WHERE id = $1`, [id, fireAt]);
-      } else {
-        const after = fireAt > now ? fireAt : now;
-        const next = nextFireAfter(schedule.cron, schedule.timezone, after);
-        await c.query(
-          `UPDATE automation.schedules SET next_fire_at = $2, last_fired_at = $3, fire_count = fire_count + 1 WHERE id = $1`,
-          [id, next, fireAt],
-        );
-      }
-      let trigger: TriggerRecord | undefined;
-      if (schedule.target.kind === 'webhook') {
-        // Owed from now on, in the same transaction as the claim: a crash before the send loses nothing.
-        const key = `${schedule.id}:${fireAt.toISOString()}`;
-        await c.query(
-          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, webhook, event, payload, correlation_id, next_attempt_at, created_at)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8) ON CONFLICT (delivery_id) DO NOTHING`,
-          [
-            key,
-            id,
-            fireAt,
-            schedule.target.webhook,
-            schedule.target.event,
-            JSON.stringify({ ...schedule.target.payload, schedule: schedule.name, schedule_id: schedule.id, fire_at: fireAt.toISOString() }),
-            key,
-            now,
-          ],
-        );
-      }
-      if (schedule.target.kind === 'email') {
-        // Owed like a webhook; the occurrence key is the mail's idempotency key, so it goes out once.
-        const key = `${schedule.id}:${fireAt.toISOString()}`;
-        const { kind: _kind, ...message } = schedule.target;
-        await c.query(
-          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at)
-           VALUES ($1,$2,$3,'email','','email',$4,$1,$5,$5) ON CONFLICT (delivery_id) DO NOTHING`,
-          [key, id, fireAt, JSON.stringify(message), now],
-        );
-      }
-      if (schedule.target.kind === 'workflow') {
-        const t = await c.query(
-          `INSERT INTO automation.triggers (id, template_id, input, source, schedule_id, fire_at, correlation_id, created_at)
-           VALUES ($1,$2,$3,'schedule',$4,$5,$6,$7) ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING *`,
-          [newId(), schedule.target.template_id, JSON.stringify(schedule.target.input), id, fireAt, newId(), now],
-        );
-        trigger = t.rows[0] ? toTrigger(t.rows[0]) : undefined;
-      }
-      return { schedule, fireAt, ...(trigger ? { trigger } : {}) };
-    });
-  }
-}
-
-/**
- * Runs `fireDue` every `intervalMs` until stopped. Any number of schedulers may run
- * against one database (see `fireDue`); a failed tick is logged and the loop goes on.
- */
-export class Scheduler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = true;
-
-  constructor(
-    private readonly service: AutomationService,
-    private readonly logger: Logger,
-    private readonly intervalMs = 1000,
-  ) {}
-
-  start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    const loop = (): void => {
-      if (this.stopped) return;
-      this.running = this.service
-        .fireDue()
-        .then(() => undefined)
-        .catch((e: unknown) => this.logger.error({ err: e }, 'scheduler tick failed'))
-        .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(loop, this.intervalMs);
-        });
-    };
-    loop();
-  }
-
-  /** Stop the loop and wait for a tick in progress. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
   }
 }
