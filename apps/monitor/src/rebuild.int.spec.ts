@@ -18,7 +18,7 @@ import { metricNames, type AlertRule } from './domain/rules.js';
 import { Monitor, type MonitorEvent } from './monitor.js';
 import { httpProbe } from './probes.js';
 import { monitorProjectionNames } from './projections.js';
-import { rebuildMonitorReadModels } from './rebuild.js';
+import { main as rebuildMain, rebuildMonitorReadModels } from './rebuild.js';
 import { RuleManager } from './wiring/rule-manager.js';
 import { RuleOverrideStore } from './wiring/rules.js';
 
@@ -38,6 +38,7 @@ const SNAPSHOT = {
 } as const;
 
 describe('the monitor\'s read models rebuilt from its events', () => {
+  let url: string;
   let pool: pg.Pool;
   let store: PostgresEventStore;
   let server: http.Server;
@@ -68,7 +69,8 @@ describe('the monitor\'s read models rebuilt from its events', () => {
   };
 
   before(async () => {
-    pool = new pg.Pool({ connectionString: await freshDatabase('monitor_rebuild'), max: 6 });
+    url = await freshDatabase('monitor_rebuild');
+    pool = new pg.Pool({ connectionString: url, max: 6 });
     store = new PostgresEventStore({ pool, logger });
     await store.init();
     server = http.createServer((_req, res) => res.writeHead(mode === 'ok' ? 200 : 503, { 'content-type': 'application/json' }).end('{"status":"ok"}'));
@@ -146,5 +148,23 @@ describe('the monitor\'s read models rebuilt from its events', () => {
     monitor = await makeMonitor();
     await monitor.init();
     assert.deepEqual(monitor.alertingState, stateBefore);
+  });
+
+  it('the command line rebuilds the same rows (node apps/monitor/dist/rebuild.js)', async (t) => {
+    const before = await snapshot();
+    await pool.query('truncate monitoring.alerts, monitoring.service_intervals');
+    const saved = { DATABASE_URL: process.env.DATABASE_URL, LOG_LEVEL: process.env.LOG_LEVEL };
+    process.env.DATABASE_URL = url;
+    process.env.LOG_LEVEL = 'silent';
+    let out = '';
+    try {
+      assert.equal(await rebuildMain(['--only', 'monitor-alerts,monitor-services'], (s) => void (out += s)), 0);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+    t.diagnostic(out.trim().replace(/\n/g, ' | '));
+    assert.match(out, /rebuilt 2 monitor read models/);
+    assert.deepEqual(await snapshot(), before);
+    await assert.rejects(rebuildMonitorReadModels({ store, pool, names: ['nope'] }), /no monitor projection named nope/);
   });
 });
