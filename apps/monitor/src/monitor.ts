@@ -165,6 +165,8 @@ export class Monitor {
   readonly projections: ProjectionRunner;
   /** Last revision of each stream the Monitor appended to (the expected revision of its next append). */
   private readonly revisions = new Map<string, number>();
+  /** After stop(): a late deadline evaluation does not wait for projections that no longer run. */
+  private projectionsStopped = false;
 
   constructor(private readonly opts: MonitorOptions) {
     this.settings = monitorSettingsSchema.parse(opts.settings ?? {});
@@ -235,6 +237,7 @@ export class Monitor {
     this.timers.clear();
     await Promise.allSettled([...this.inFlight]);
     await this.queue.catch(() => undefined);
+    this.projectionsStopped = true;
     await this.projections.stop();
     if (this.ownsEventStore) await this.eventStore.close();
     if (this.ownsSampler) this.sampler.close();
@@ -484,9 +487,11 @@ export class Monitor {
    */
   private async settle(done: Committed): Promise<void> {
     if (done.events.length > 0) {
-      await this.waitForReadModels(done.position, projectionsOf(done.events)).catch((err: unknown) =>
-        this.log.warn({ err, position: done.position }, 'the read models are behind; answering anyway'),
-      );
+      if (!this.projectionsStopped) {
+        await this.waitForReadModels(done.position, projectionsOf(done.events)).catch((err: unknown) =>
+          this.log.warn({ err, position: done.position }, 'the read models are behind; answering anyway'),
+        );
+      }
       await this.emit(done.events, done.records);
     }
     if (done.error !== undefined) {
