@@ -137,8 +137,9 @@ const percentMetrics: ReadonlySet<string> = new Set([metricNames.cpuPercent, met
 /**
  * Runs the sampler and the health probes on intervals, stores samples (with rollups and
  * retention), evaluates alert rules through the alerting decider, tracks service health
- * through the health decider, keeps the read models in PostgreSQL and hands every event to
- * `publish`. All state changes go through one queue, so deciders see a consistent state.
+ * through the health decider, appends every event the deciders decide to the event store
+ * (its projections keep the read models in PostgreSQL) and then hands it to `publish`.
+ * All state changes go through one queue, so deciders see a consistent state.
  */
 export class Monitor {
   readonly settings: MonitorSettings;
