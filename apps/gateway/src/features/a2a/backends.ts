@@ -4,7 +4,7 @@ import type { CapabilitiesReply, TaskView } from '@switchyard/domain';
 import { newId } from '@switchyard/platform';
 import { currentActor, currentCorrelationId } from '../../http/context.js';
 import type { AgentsClient } from '../agents/agents.client.js';
-import { CancelWorkflowExecution } from '../workflows/commands.js';
+import { CancelWorkflowExecution } from '../workflows/commands/index.js';
 import type { WorkflowsService } from '../workflows/workflows.service.js';
 import type { Backend, WorkState, WorkStatus } from './executor.js';
 import type { WorkRequest } from './message.js';

@@ -8,7 +8,7 @@ import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { AgentsClient } from '../agents/agents.client.js';
 import { McpGatewayClient } from '../mcp/mcp-client.js';
-import { CancelWorkflowExecution } from '../workflows/commands.js';
+import { CancelWorkflowExecution } from '../workflows/commands/index.js';
 import { executionResult, loadExecution } from '../workflows/deps.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import type { CatalogTool } from './catalog.js';

@@ -21,6 +21,8 @@ export {
   setupWorkflowReadModel,
   waitForExecution,
 } from '@switchyard/orchestrator';
+// What the command handlers (commands/) call.
+export { cancelBatch, cancelExecution, signalExecution, startBatch, startExecution, type SignalResult } from '@switchyard/orchestrator';
 
 export function validateAndNormalise(input: unknown, catalog: ToolCatalog): WorkflowDefinition {
   const v = validateDefinition(input, catalog);
