@@ -1,5 +1,6 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
+import { CqrsModule } from '@nestjs/cqrs';
 import type { Pool } from 'pg';
 import type { EventStore } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
@@ -86,7 +87,8 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps, options: ResolvedGatewayOptions, modules: readonly FeatureModule[] = []): DynamicModule {
     return {
       module: GatewayModule,
-      imports: [DiscoveryModule, GatewayCoreModule.forRoot(deps, options), ...modules],
+      // The command and query buses (global): every feature's controllers send to them, its handlers register on them.
+      imports: [DiscoveryModule, CqrsModule.forRoot(), GatewayCoreModule.forRoot(deps, options), ...modules],
       controllers: [HealthController, EventsController, DocsController, AuditController, ApiKeysController, WhoamiController],
       providers: [
         LiveEventsService,

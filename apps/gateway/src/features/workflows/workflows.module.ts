@@ -1,5 +1,4 @@
 import { Module } from '@nestjs/common';
-import { CqrsModule } from '@nestjs/cqrs';
 import { WORKFLOW_COMMAND_HANDLERS } from './commands/index.js';
 import { WORKFLOW_QUERY_HANDLERS } from './queries/index.js';
 import { BatchesController } from './batches.controller.js';
@@ -14,7 +13,6 @@ import { WorkflowsService } from './workflows.service.js';
  * executions. Plug in with `createGateway(deps, { modules: [WorkflowsFeatureModule] })`.
  */
 @Module({
-  imports: [CqrsModule.forRoot()],
   controllers: [WorkflowsController, AdHocWorkflowController, BatchesController],
   providers: [WorkflowsService, ExecutionWaits, ...WORKFLOW_COMMAND_HANDLERS, ...WORKFLOW_QUERY_HANDLERS],
   exports: [WorkflowsService, ExecutionWaits],
