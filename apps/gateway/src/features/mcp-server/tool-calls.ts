@@ -1,16 +1,17 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { CommandBus } from '@nestjs/cqrs';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 import { sizePayload } from '@switchyard/connectors';
 import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
 import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
-import { AgentsClient } from '../agents/agents.client.js';
-import { McpGatewayClient } from '../mcp/mcp-client.js';
+import { CancelTask, DelegateTask } from '../agents/commands/index.js';
+import { CallMcpTool } from '../mcp/commands/index.js';
 import { CancelWorkflowExecution } from '../workflows/commands/index.js';
 import { executionResult, loadExecution } from '../workflows/deps.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
+import { GetWorkflowDefinition } from '../workflows/queries/index.js';
 import type { CatalogTool } from './catalog.js';
 import { mcpGatewayCallDecider, mcpGatewayCallStream, type McpGatewayCallCommand, type McpGatewayCallEvent, type McpGatewayCallState } from './tool-call.decider.js';
 
@@ -92,10 +93,9 @@ export class McpToolCalls {
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(LOGGER) logger: Logger,
-    @Inject(McpGatewayClient) private readonly mcp: McpGatewayClient,
     @Inject(WorkflowsService) private readonly workflows: WorkflowsService,
-    @Inject(AgentsClient) private readonly agents: AgentsClient,
     @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
   ) {
     this.log = logger.child({ component: 'mcp-server-calls' });
   }
@@ -215,7 +215,7 @@ export class McpToolCalls {
 
   /** Over NATS to the connectors, as POST /api/v1/integration/mcp/call does. */
   private async upstream(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext): Promise<ToolResult> {
-    const out = await this.mcp.call(tool.server!, tool.upstreamName!, args, ctx.correlationId);
+    const out = await this.commands.execute(new CallMcpTool(tool.server!, tool.upstreamName!, args, ctx.correlationId));
     const structured = out.result !== out.content ? asObject(out.result) : undefined;
     return { content: out.content, ...(structured ? { structuredContent: structured } : {}) };
   }
@@ -223,7 +223,7 @@ export class McpToolCalls {
   /** As POST /api/v1/workflows/start/{id}; then progress per step until it ends (or at once with wait=false). */
   private async workflow(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { execution_id?: string }): Promise<ToolResult> {
     const { wait, ...input } = args;
-    const { definition } = await this.workflows.definitions.get(tool.target);
+    const { definition } = await this.queries.execute(new GetWorkflowDefinition(tool.target));
     const started = await this.workflows.start(definition, input, ctx.correlationId, { wait: false, waitMs: 0, idempotencyKey: ctx.idempotencyKey });
     const executionId = started.body.execution_id;
     work.execution_id = executionId;
@@ -280,19 +280,19 @@ export class McpToolCalls {
     const key = ctx.idempotencyKey ?? `mcp-${newId()}`;
     const req = { task_type: tool.target, context: args, priority: 'normal' as const };
     // Submitted first, so the task id is known before the wait (a cancel needs it).
-    const first = await this.agents.delegate(req, ctx.correlationId, { idempotencyKey: key });
+    const { outcome: first } = await this.commands.execute(new DelegateTask(req, ctx.correlationId, key, undefined));
     const taskId = first.submitted.task_id;
     work.task_id = taskId;
     const onAbort = () => {
-      void this.agents
-        .cancel(taskId, 'canceled by the MCP client', ctx.caller.actor, ctx.correlationId)
+      void this.commands
+        .execute(new CancelTask(taskId, 'canceled by the MCP client', ctx.correlationId, ctx.caller.actor))
         .catch((err: unknown) => this.log.warn({ correlationId: ctx.correlationId, taskId, err: String(err) }, 'canceling the task failed'));
     };
     if (ctx.signal.aborted) onAbort();
     else ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
       await this.progress(ctx, 0, 1, `task ${taskId} ${first.submitted.status}`);
-      const out = await this.agents.delegate(req, ctx.correlationId, { idempotencyKey: key, waitMs: ctx.signal.aborted ? CANCEL_SETTLE_MS : MAX_WAIT_MS });
+      const { outcome: out } = await this.commands.execute(new DelegateTask(req, ctx.correlationId, key, ctx.signal.aborted ? CANCEL_SETTLE_MS : MAX_WAIT_MS));
       if (!out.done) return textResult({ ...out.submitted, note: 'the wait ran out; the task goes on' });
       await this.progress(ctx, 1, 1, `task ${taskId} ${String(asObject(out.result)?.status ?? 'ended')}`);
       const r = asObject(out.result) ?? {};

@@ -8,6 +8,7 @@ import { GetWorkflowDefinitionHandler } from './get-workflow-definition.js';
 import { ListExecutionsHandler } from './list-executions.js';
 import { ListWorkflowDefinitionsHandler } from './list-workflow-definitions.js';
 import { ListWorkflowTemplatesHandler } from './list-workflow-templates.js';
+import { ReadExecutionStreamHandler } from './read-execution-stream.js';
 import { ValidateWorkflowDefinitionHandler } from './validate-workflow-definition.js';
 import { WaitForExecutionHandler } from './wait-for-execution.js';
 
@@ -20,6 +21,7 @@ export { GetWorkflowDefinition } from './get-workflow-definition.js';
 export { ListExecutions } from './list-executions.js';
 export { ListWorkflowDefinitions } from './list-workflow-definitions.js';
 export { ListWorkflowTemplates } from './list-workflow-templates.js';
+export { ReadExecutionStream } from './read-execution-stream.js';
 export { ValidateWorkflowDefinition } from './validate-workflow-definition.js';
 export { WaitForExecution } from './wait-for-execution.js';
 
@@ -33,6 +35,7 @@ export const WORKFLOW_QUERY_HANDLERS = [
   GetExecutionHandler,
   GetExecutionHistoryHandler,
   GetExecutionEventsHandler,
+  ReadExecutionStreamHandler,
   GetExecutionBatchHandler,
   WaitForExecutionHandler,
 ];

@@ -1,9 +1,13 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
+import type { DefinitionStore } from '../deps.js';
 import { WorkflowsService } from '../workflows.service.js';
 
+type Row = Awaited<ReturnType<DefinitionStore['list']>>[number];
+export type DefinitionListed = Row['definition'] & { source: Row['source']; created_at: Row['createdAt'] };
+
 /** Workflow definitions: the latest version of each, or every version. */
-export class ListWorkflowDefinitions extends Query<{ definitions: Record<string, unknown>[] }> {
+export class ListWorkflowDefinitions extends Query<{ definitions: DefinitionListed[] }> {
   constructor(
     readonly id: string | undefined,
     readonly allVersions: boolean | undefined,
