@@ -138,6 +138,9 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
     assert.equal(fromStream.status, 200, JSON.stringify(fromStream.body));
     assert.equal(fromStream.body.source, 'stream');
     const st = executionDetailResponse.parse(fromStream.body);
+    // The answers, for the documentation (docs/cqrs.md shows them).
+    console.log(`# GET .../executions/${id} -> ${JSON.stringify(fromReadModel.body)}`);
+    console.log(`# GET .../executions/${id}?at=${lastRevision} -> ${JSON.stringify(fromStream.body)}`);
     // Same execution, same facts where both know them.
     for (const k of ['execution_id', 'definition_id', 'definition_version', 'definition_name', 'status', 'correlation_id'] as const) {
       assert.deepEqual(st[k], rm[k], k);
@@ -195,6 +198,7 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
     assert.equal(signal.status, 202, JSON.stringify(signal.body));
     const afterSignal = reads.get(streamOf(id)) ?? 0;
     const r = await answer;
+    console.log(`# POST .../start/gated?wait=true&wait_ms=30000 -> ${r.status} ${JSON.stringify(r.body)}`);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.execution_id, id);
     assert.equal(r.body.status, 'completed');
@@ -207,6 +211,7 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
   it('?wait=true times out cleanly: 202 with the execution running, no waiter left behind', async () => {
     const waits = gw.app.get(ExecutionWaits);
     const r = await http('POST', '/api/v1/workflows/start/gated?wait=true&wait_ms=300', {});
+    console.log(`# POST .../start/gated?wait=true&wait_ms=300 -> ${r.status} ${JSON.stringify(r.body)}`);
     assert.equal(r.status, 202, JSON.stringify(r.body));
     assert.equal(r.body.status, 'running');
     assert.equal(waits.waiting, 0);
