@@ -19,7 +19,8 @@ import {
 } from './deps.js';
 import type { WorkflowDefinition } from '@switchyard/domain';
 import { EVENT_STORE, LOGGER, NATS_CONNECTION, PG_POOL } from '../../tokens.js';
-import { StartWorkflowExecution } from './commands/index.js';
+// Not the commands/ barrel: its handlers import this service (a cycle that breaks ESM load order).
+import { StartWorkflowExecution } from './commands/start-workflow-execution.js';
 import { detailFromReadModel, detailFromState, type ExecutionDetail } from './execution-detail.js';
 import { WaitForExecution } from './queries/wait-for-execution.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
