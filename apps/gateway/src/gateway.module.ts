@@ -1,9 +1,14 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
+import { CqrsModule } from '@nestjs/cqrs';
 import type { Pool } from 'pg';
 import type { EventStore } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
 import { AuditController } from './audit/audit.controller.js';
+import { AUDIT_QUERY_HANDLERS } from './audit/queries/index.js';
+import { EVENTS_QUERY_HANDLERS } from './events/queries/index.js';
+import { API_KEY_COMMAND_HANDLERS } from './security/commands/index.js';
+import { API_KEY_QUERY_HANDLERS } from './security/queries/index.js';
 import { ApiKeysController } from './security/api-keys.controller.js';
 import { ApiKeyService } from './security/api-keys.js';
 import { WhoamiController } from './security/whoami.controller.js';
@@ -86,9 +91,15 @@ export class GatewayModule {
   static forRoot(deps: GatewayDeps, options: ResolvedGatewayOptions, modules: readonly FeatureModule[] = []): DynamicModule {
     return {
       module: GatewayModule,
-      imports: [DiscoveryModule, GatewayCoreModule.forRoot(deps, options), ...modules],
+      // The command and query buses (global): every feature's controllers send to them, its handlers register on them.
+      imports: [DiscoveryModule, CqrsModule.forRoot(), GatewayCoreModule.forRoot(deps, options), ...modules],
       controllers: [HealthController, EventsController, DocsController, AuditController, ApiKeysController, WhoamiController],
       providers: [
+        // The built-in routes' handlers (API keys, audit trail, event log); each feature module registers its own.
+        ...API_KEY_COMMAND_HANDLERS,
+        ...API_KEY_QUERY_HANDLERS,
+        ...AUDIT_QUERY_HANDLERS,
+        ...EVENTS_QUERY_HANDLERS,
         LiveEventsService,
         OpenApiExplorer,
         { provide: APP_FILTER, useClass: ProblemFilter },

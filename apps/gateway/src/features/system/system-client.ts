@@ -31,7 +31,7 @@ const replies = {
   delete_rule: deleteRuleReply,
   metrics: metricsReply,
 } as const satisfies Record<MonitorEndpoint, z.ZodType>;
-type Reply<E extends MonitorEndpoint> = z.infer<(typeof replies)[E]>;
+export type Reply<E extends MonitorEndpoint> = z.infer<(typeof replies)[E]>;
 
 /**
  * The gateway's side of the monitor service: every call is a NATS request to

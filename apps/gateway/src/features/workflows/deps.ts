@@ -23,6 +23,8 @@ export {
   listExecutions,
   setupWorkflowReadModel,
 } from '@switchyard/read-models';
+// What the command handlers (commands/) call.
+export { cancelBatch, cancelExecution, signalExecution, startBatch, startExecution, type SignalResult } from '@switchyard/workflow-executions';
 
 export function validateAndNormalise(input: unknown, catalog: ToolCatalog): WorkflowDefinition {
   const v = validateDefinition(input, catalog);

@@ -272,7 +272,7 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     await engine.readModelCaughtUp();
     const view = await http('GET', `/api/v1/workflows/executions/${id}`);
     assert.equal(view.body.status, 'completed');
-    assert.equal(view.body.source, undefined);
+    assert.equal(view.body.source, 'read_model');
   });
 
   it('runs an ad-hoc multi-agent workflow from the request body', async () => {
