@@ -3,7 +3,7 @@ import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { IDEMPOTENCY_SCHEMA_SQL, migrateA2a, RATE_LIMIT_SCHEMA_SQL, SECURITY_SCHEMA_SQL } from '@switchyard/gateway';
 import { migrateAnalytics, migrateAutomation } from '@switchyard/mcp-servers';
 import { MonitoringStore, monitorProjections } from '@switchyard/monitor';
-import { delegationProjections, statusProjections, workflowExecutionsProjection } from '@switchyard/read-models';
+import { delegationProjections, statusProjections, workflowDefinitionsProjection, workflowExecutionsProjection } from '@switchyard/read-models';
 import { ensureExternalAgentsTable } from '@switchyard/dispatcher';
 import { ensureWorkflowSchema } from '@switchyard/workflow-executions';
 import { PgRelayCheckpointStore } from '@switchyard/relay';
@@ -74,7 +74,7 @@ async function migrate(o: MigrateOptions): Promise<void> {
   await ensureWorkflowSchema(pool);
   await ensureExternalAgentsTable(pool);
   if (store) {
-    await new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection, ...delegationProjections(), ...statusProjections()], logger }).migrate();
+    await new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection, workflowDefinitionsProjection, ...delegationProjections(), ...statusProjections()], logger }).migrate();
     await new ProjectionRunner({ store, db: { pool }, projections: monitorProjections(), schema: 'monitoring', logger }).migrate();
   }
   // 3. Monitor, gateway, automation and analytics servers.

@@ -174,6 +174,8 @@ describe('component roles: least privilege per component', { skip: serverUrl ? f
     assert.equal(await can(role('gateway'), 'gateway.rate_limits', 'TRUNCATE'), false);
     for (const c of COMPONENTS.filter((x) => x !== 'gateway')) assert.equal(await can(role(c), 'gateway.rate_limits', 'SELECT'), false, c);
     assert.equal(await can(role('gateway'), 'workflows.definitions', 'INSERT'), true);
+    // It runs the definitions projection: that checkpoint too, no other read model's rows.
+    assert.equal(await can(role('gateway'), 'read_models.checkpoints', 'UPDATE'), true);
     assert.equal(await can(role('gateway'), 'workflows.timers', 'INSERT'), false);
     // The agents read the demo data, nothing else; automation and analytics their schema.
     assert.equal(await can(role('agents'), 'business.customers', 'SELECT'), true);

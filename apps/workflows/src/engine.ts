@@ -207,7 +207,7 @@ export class WorkflowEngine {
     this.partitions = o.partitions ?? 16;
     this.sagaConcurrency = o.sagaConcurrency ?? 32;
     this.log = o.logger.child({ component: 'workflow-engine', memberId: this.memberId });
-    this.definitions = new DefinitionStore(o.pool);
+    this.definitions = new DefinitionStore(o.pool, { store: o.store, logger: o.logger });
     const url = o.databaseUrl ?? (o.pool as unknown as { options: { connectionString?: string } }).options.connectionString;
     if (!url) throw new AppError('validation', 'workflow engine needs databaseUrl (the pool has no connectionString)');
     this.leases = new PartitionLeases({
@@ -238,7 +238,8 @@ export class WorkflowEngine {
   /** Create tables, seed definitions, start the projection, lease partitions, run the saga loop and the timer poller. */
   async start(): Promise<void> {
     await ensureWorkflowSchema(this.o.pool);
-    await this.definitions.seedBuiltIns();
+    // The definitions read model runs here too: it seeds the built-ins and answers the engine's reads.
+    await this.definitions.start();
     await this.projections?.start();
     this.listenForProgress();
     this.loop = this.runLoop();
@@ -270,6 +271,7 @@ export class WorkflowEngine {
     await this.flushCheckpoints();
     await this.leases.stop();
     await this.projections?.stop();
+    await this.definitions.stop();
     this.log.info(this.counts, 'workflow engine stopped');
   }
 

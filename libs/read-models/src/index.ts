@@ -14,3 +14,9 @@ export {
 } from './workflow-executions.js';
 export { tasksProjection, performanceProjection, queryPerformance, delegationProjections } from './delegation.js';
 export * from './status/index.js';
+export {
+  workflowDefinitionsProjection,
+  WORKFLOW_DEFINITIONS_PROJECTION,
+  WORKFLOW_DEFINITIONS_DDL,
+  DEFINITIONS_TABLE,
+} from './workflow-definitions.js';

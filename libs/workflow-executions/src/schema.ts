@@ -1,15 +1,13 @@
 import type pg from 'pg';
 import { migrateUnderLock } from '@switchyard/platform';
+import { WORKFLOW_DEFINITIONS_DDL } from '@switchyard/read-models';
 
-/** Schema of the engine's own tables (definitions, timers, partition checkpoints, active index, members). */
+/** Schema of the engine's own tables (definitions, the read model of their events; timers, partition checkpoints, active index, members). */
 export const WORKFLOW_SCHEMA = 'workflows';
 
 const workflowDdl = `
 create schema if not exists ${WORKFLOW_SCHEMA};
--- Versioned definitions: a running execution carries its own copy, so rows are never updated.
-create table if not exists ${WORKFLOW_SCHEMA}.definitions (
-  id text not null, version int not null, definition jsonb not null, source text not null,
-  created_at timestamptz not null default now(), primary key (id, version));
+${WORKFLOW_DEFINITIONS_DDL}
 -- Durable timers (step timeouts, retry backoff, compensation deadlines). One row per timer key;
 -- the poller claims due rows with FOR UPDATE SKIP LOCKED and deletes them once their command ran.
 create table if not exists ${WORKFLOW_SCHEMA}.timers (

@@ -60,7 +60,7 @@ const checkpoints = (schema: string): SchemaGrant => ({ schema, tables: ['checkp
  * store's append function.
  * - gateway: reads streams and appends commands' events; API keys, idempotency records, the
  *   shared rate-limit counters (`gateway.rate_limits`), the A2A task map; the
- *   workflow definitions it registers; the silences and alert rules it edits; reads the read models.
+ *   definitions read model (it runs that projection); the silences and alert rules it edits; reads the read models.
  * - engine: appends; its `workflows` tables; the workflow read model in `read_models`; reads and
  *   marks the automation server's `automation.triggers` (the trigger starter), no other automation table.
  * - dispatcher: appends; its `delegation` tables (tasks, performance, external agents).
@@ -89,6 +89,8 @@ export const COMPONENT_GRANTS = {
       { schema: 'workflows', privileges: READ },
       { schema: 'workflows', tables: ['definitions'], privileges: RW },
       { schema: 'read_models', privileges: READ },
+      // It runs the definitions read model (workflows.definitions) too: that projection's checkpoint.
+      checkpoints('read_models'),
       { schema: 'delegation', privileges: READ },
       { schema: 'status', privileges: READ },
       { schema: 'monitoring', privileges: READ },

@@ -1,8 +1,8 @@
-import { Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
+import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { EdgeReply as Response } from '../../http/edge.js';
 import { z } from 'zod';
-import { CorrelationId, type GatewayRequest } from '../../http/context.js';
+import { CorrelationId, currentActor, type GatewayRequest } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
@@ -11,7 +11,7 @@ import { assertWriterAllowed, writerServersUsed } from '../mcp/writer-policy.js'
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { executionDetailForCaller } from '../../events/redaction.js';
-import { CancelWorkflowExecution, ForkWorkflowExecution, RegisterWorkflowDefinition, RetryWorkflowExecution, SignalWorkflowExecution } from './commands/index.js';
+import { CancelWorkflowExecution, DeleteWorkflowDefinition, ForkWorkflowExecution, RegisterWorkflowDefinition, RetryWorkflowExecution, SignalWorkflowExecution } from './commands/index.js';
 import {
   CheckDefinitionVersion,
   GetExecution,
@@ -31,6 +31,9 @@ import {
   cancelBody,
   definitionBody,
   definitionsQuery,
+  definitionParams,
+  deleteDefinitionQuery,
+  definitionDeletedResponse,
   detailQuery,
   cancelResponse,
   definitionsResponse,
@@ -278,10 +281,30 @@ export class WorkflowsController {
     alsoAnswers: [{ status: 200, description: 'That id and version existed with the same content: nothing new (`created: false`)', schema: registeredResponse }],
     errors: [400, 409],
   })
-  async register(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>, @Res({ passthrough: true }) res: Response) {
-    const r = await this.commands.execute(new RegisterWorkflowDefinition(body));
+  async register(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>, @CorrelationId() correlationId: string, @Res({ passthrough: true }) res: Response) {
+    const r = await this.commands.execute(new RegisterWorkflowDefinition(body, { actor: currentActor() ?? 'anonymous', correlationId }));
     if (!r.created) res.status(200);
     return { definition: r.definition, created: r.created };
+  }
+
+  @Delete('definitions/:definition_id')
+  @ApiRoute({
+    summary: 'Delete a registered workflow definition (every version)',
+    description:
+      'Recorded as an event (`DefinitionDeleted`); running executions keep their own copy. 404 for an id not registered (or already deleted); ' +
+      '409 for a built-in template. Registering the id again needs a version above the last deleted one.',
+    tags: ['workflows'],
+    role: 'admin',
+    response: { schema: definitionDeletedResponse, example: { definition_id: 'two_agents', deleted: true, versions: [1, 2] } },
+    errors: [404, 409],
+  })
+  async deleteDefinition(
+    @ZodParams(definitionParams) p: z.infer<typeof definitionParams>,
+    @ZodQuery(deleteDefinitionQuery) q: z.infer<typeof deleteDefinitionQuery>,
+    @CorrelationId() correlationId: string,
+  ) {
+    const r = await this.commands.execute(new DeleteWorkflowDefinition(p.definition_id, { actor: currentActor() ?? 'anonymous', correlationId, ...(q.reason !== undefined ? { reason: q.reason } : {}) }));
+    return { definition_id: r.definitionId, deleted: true as const, versions: [...r.versions] };
   }
 
   @Post('definitions/:definition_id/versions/:version/check')

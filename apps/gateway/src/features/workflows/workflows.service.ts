@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Pool } from 'pg';
@@ -41,7 +41,7 @@ const links = (id: string) => ({
 
 /** What the workflow routes share: the definition store, the catalog, start-and-maybe-wait. */
 @Injectable()
-export class WorkflowsService implements OnModuleInit {
+export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
   readonly definitions: DefinitionStore;
   private readonly log: Logger;
 
@@ -56,16 +56,21 @@ export class WorkflowsService implements OnModuleInit {
   ) {
     // Definition size/steps/for_each/expression limits of this process (WORKFLOW_MAX_*, see limits.ts of @switchyard/workflow-executions).
     applyWorkflowLimits();
-    this.definitions = new DefinitionStore(pool);
     this.log = logger.child({ component: 'workflows-feature' });
+    this.definitions = new DefinitionStore(pool, { store, logger: this.log });
   }
 
   /** Tables and seeds exist before the first request, whether or not an engine ran yet (idempotent). */
   async onModuleInit(): Promise<void> {
     await ensureWorkflowSchema(this.pool);
-    await this.definitions.seedBuiltIns();
+    // The definitions read model runs in the gateway too, so what it registers is readable with no engine running.
+    await this.definitions.start();
     // The gateway's own role may not run DDL: the owner migrated the read model before it started.
     if (!isSchemaManaged(this.pool)) await setupWorkflowReadModel(this.pool);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.definitions.stop();
   }
 
   /** Validate a definition against the live catalog (MCP registry, task types, stored ids): 400 with every problem. */

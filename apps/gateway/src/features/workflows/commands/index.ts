@@ -1,6 +1,7 @@
 /** The workflow feature's commands: one class and one handler per file. */
 import { CancelExecutionBatchHandler } from './cancel-execution-batch.js';
 import { CancelWorkflowExecutionHandler } from './cancel-workflow-execution.js';
+import { DeleteWorkflowDefinitionHandler } from './delete-workflow-definition.js';
 import { ForkWorkflowExecutionHandler } from './fork-workflow-execution.js';
 import { RegisterWorkflowDefinitionHandler } from './register-workflow-definition.js';
 import { RetryWorkflowExecutionHandler } from './retry-workflow-execution.js';
@@ -10,6 +11,7 @@ import { StartWorkflowExecutionHandler } from './start-workflow-execution.js';
 
 export { CancelExecutionBatch } from './cancel-execution-batch.js';
 export { CancelWorkflowExecution } from './cancel-workflow-execution.js';
+export { DeleteWorkflowDefinition } from './delete-workflow-definition.js';
 export { ForkWorkflowExecution } from './fork-workflow-execution.js';
 export { RegisterWorkflowDefinition } from './register-workflow-definition.js';
 export { RetryWorkflowExecution } from './retry-workflow-execution.js';
@@ -26,4 +28,5 @@ export const WORKFLOW_COMMAND_HANDLERS = [
   StartExecutionBatchHandler,
   CancelExecutionBatchHandler,
   RegisterWorkflowDefinitionHandler,
+  DeleteWorkflowDefinitionHandler,
 ];
