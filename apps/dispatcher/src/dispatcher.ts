@@ -8,9 +8,6 @@ import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
 import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, isAppError, isConnectionError, migrateUnderLock, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
-  externalAgentSchema,
-  externalAgentStreamId,
-  registerAgentInput,
   isDomainError,
   isTerminal,
   orderQueue,
@@ -23,28 +20,35 @@ import {
   type TaskError,
   type TaskEvent,
   type TaskState,
+  type TaskPriority,
+} from '@switchyard/domain';
+import {
+  externalAgentSchema,
+  externalAgentStreamId,
+  registerAgentInput,
   type TaskSubmitReply,
   type TaskView,
   type AgentHealthView,
   type CapabilitiesReply,
-  type TaskPriority,
   type ExternalAgentRegisteredData,
   type ExternalAgentRemovedData,
-} from '@switchyard/domain';
+} from '@switchyard/contracts';
 import {
   agentCards,
-  agentExecuteReply,
-  agentInstanceSubject,
-  agentStartedNotice,
   cardToJson,
-  httpErrorBody,
-  httpExecuteReply,
   noopInput,
   NOOP_TASK_TYPE,
   taskHandlers,
   type TaskDefinition,
 } from '@switchyard/agents';
-import { agentCancelReply } from '@switchyard/agents';
+import {
+  agentExecuteReply,
+  agentInstanceSubject,
+  agentStartedNotice,
+  httpErrorBody,
+  httpExecuteReply,
+} from '@switchyard/contracts';
+import { agentCancelReply } from '@switchyard/contracts';
 import { InstanceRegistry, type AgentInstance } from './instances.js';
 import { queryPerformance } from '@switchyard/read-models';
 import { dispatcherLeaseTablesSql, taskPartition } from './leases.js';

@@ -8,9 +8,11 @@ import { closeNats, connectNats, request, type NatsConnection } from '@switchyar
 import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { FencedError, PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
-import { taskExecuteReply, taskIdForIdempotencyKey, taskStreamId, taskSubmitReply, taskView, type TaskView } from '@switchyard/domain';
+import { taskIdForIdempotencyKey, taskStreamId } from '@switchyard/domain';
+import { taskExecuteReply, taskSubmitReply, taskView, type TaskView } from '@switchyard/contracts';
 import { startAgent, type AgentHandle } from '@switchyard/agents';
-import { partitionFenceName, startDispatcher, taskPartition, tasksSubject, type DispatcherHandle } from './index.js';
+import { partitionFenceName, startDispatcher, taskPartition, type DispatcherHandle } from './index.js';
+import { tasksSubject } from '@switchyard/contracts';
 
 /**
  * Dispatchers sharing the tasks by partition leases (real PostgreSQL and nats-server): both

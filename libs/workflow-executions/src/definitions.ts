@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
 import { request } from '@switchyard/messaging';
-import { TASK_TYPE_ALIASES } from '@switchyard/contracts';
+import { MCP_REGISTRY_LIST_SUBJECT, TASK_TYPE_ALIASES } from '@switchyard/contracts';
 import {
   AGENT_TASK_TYPES,
   builtInTemplates,
@@ -15,9 +15,6 @@ import {
   type WorkflowDefinition,
 } from '@switchyard/domain';
 import { WORKFLOW_SCHEMA } from './schema.js';
-
-/** NATS subject listing the MCP servers with their tools (apps/connectors). */
-export const MCP_REGISTRY_LIST_SUBJECT = 'switchyard.svc.mcp.v1.registry.list';
 
 export interface StoredDefinition {
   readonly definition: WorkflowDefinition;

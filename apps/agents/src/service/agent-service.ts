@@ -15,7 +15,7 @@ import {
   agentSubject,
   type AgentCapabilitiesReply,
   type AgentServiceMetadata,
-} from './contract.js';
+} from '@switchyard/contracts';
 
 export interface StartAgentOptions {
   readonly nats: NatsConnection;

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { isSchemaManaged, withTransaction } from '@switchyard/platform';
 import { alertRuleSchema, type AlertRule } from '../domain/rules.js';
-import type { RuleJson } from './contract.js';
+import type { RuleJson } from '@switchyard/contracts';
 
 export type RuleSource = RuleJson['source'];
 export interface SourcedRule {

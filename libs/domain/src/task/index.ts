@@ -1,6 +1,5 @@
 export * from './types.js';
 export * from './decider.js';
 export * from './priority.js';
-export * from './contract.js';
 export * from './task-ids.js';
 export * from './view.js';

@@ -1,6 +1,6 @@
 import type { CommandBus } from '@nestjs/cqrs';
 import { resolveTaskType } from '@switchyard/contracts';
-import type { CapabilitiesReply, TaskView } from '@switchyard/domain';
+import type { CapabilitiesReply, TaskView } from '@switchyard/contracts';
 import { newId } from '@switchyard/platform';
 import { currentActor, currentCorrelationId } from '../../http/context.js';
 import type { AgentsClient } from '../agents/agents.client.js';

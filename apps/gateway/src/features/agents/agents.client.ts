@@ -9,9 +9,12 @@ import { taskIdForIdempotencyKey, taskViewOf } from '@switchyard/domain';
 import {
   taskDelegationDecider,
   taskStreamId,
-  type TaskSubmitReply,
   type TaskState,
   type ExistingTaskState,
+  type TaskPriority,
+} from '@switchyard/domain';
+import {
+  type TaskSubmitReply,
   agentHealthReply,
   agentHealthView,
   capabilitiesReply,
@@ -22,8 +25,7 @@ import {
   taskView,
   unregisterAgentReply,
   type ExternalAgent,
-  type TaskPriority,
-} from '@switchyard/domain';
+} from '@switchyard/contracts';
 import { currentActor } from '../../http/context.js';
 import { backendKey } from '../../idempotency/keys.js';
 import { EVENT_STORE, NATS_CONNECTION } from '../../tokens.js';

@@ -2,7 +2,7 @@ import { currentActor } from '../../http/context.js';
 import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
 import type { EdgeReply as Response } from '../../http/edge.js';
 import { z } from 'zod';
-import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/domain';
+import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/contracts';
 import { CorrelationId } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
-import { sizePayload } from '@switchyard/connectors';
+import { sizePayload } from '@switchyard/platform';
 import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
 import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
