@@ -33,14 +33,8 @@ import {
   type ExternalAgentRegisteredData,
   type ExternalAgentRemovedData,
 } from '@switchyard/contracts';
-import {
-  agentCards,
-  cardToJson,
-  noopInput,
-  NOOP_TASK_TYPE,
-  taskHandlers,
-  type TaskDefinition,
-} from '@switchyard/agents';
+// The built-in agents' cards: their task types' inputs are checked here, at submit.
+import { builtinAgentCards as agentCards, builtinTaskTypes, cardToJson, noopInput, NOOP_TASK_TYPE } from '@switchyard/contracts';
 import {
   agentExecuteReply,
   agentInstanceSubject,
@@ -250,7 +244,7 @@ export class Dispatcher {
     // Interpolated into SQL: a plain identifier only.
     if (!SCHEMA_NAME.test(this.schema)) throw new AppError('validation', `bad delegation schema name ${this.schema}`);
     const builtin: Record<string, z.ZodType> = {};
-    for (const [type, def] of Object.entries(taskHandlers as Record<string, TaskDefinition>)) builtin[type] = def.input;
+    for (const [type, def] of Object.entries(builtinTaskTypes as Record<string, { readonly input: z.ZodType }>)) builtin[type] = def.input;
     builtin[NOOP_TASK_TYPE] = noopInput;
     this.schemas = { ...builtin, ...(opts.taskSchemas ?? {}) };
     this.egress = new EgressGuard(opts.egress ?? egressPolicyFromEnv());
@@ -363,7 +357,7 @@ export class Dispatcher {
 
   /** Task types a submission may name: the built-in ones and whatever a live or registered agent offers. */
   knownTaskTypes(): string[] {
-    const types = new Set(Object.keys(taskHandlers));
+    const types = new Set(Object.keys(builtinTaskTypes));
     for (const i of this.registry.instances.values()) for (const t of i.taskTypes) types.add(t);
     return [...types].sort();
   }

@@ -16,3 +16,4 @@ export * from './mcp.js';
 export * from './mcp-events.js';
 export * from './monitor.js';
 export * from './matcher-regex.js';
+export * from './agent-cards.js';
