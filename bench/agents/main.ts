@@ -21,9 +21,8 @@ import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, stopOwnInfra, testNatsUrl } from '@switchyard/testing';
 import { startAgents } from '@switchyard/agents';
-import { agentSubject } from '@switchyard/contracts';
+import { agentSubject, tasksSubject } from '@switchyard/contracts';
 import { startDispatcher } from '@switchyard/dispatcher';
-import { tasksSubject } from '@switchyard/contracts';
 import { AgentsFeatureModule, createGateway } from '@switchyard/gateway';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 300);

@@ -12,10 +12,9 @@ import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHan
 import { handleCommand, PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
 import { taskDelegationDecider, taskStreamId } from '@switchyard/domain';
-import { taskExecuteReply, taskSubmitReply, taskView, type TaskView } from '@switchyard/contracts';
+import { taskExecuteReply, taskSubmitReply, taskView, type TaskView, tasksSubject } from '@switchyard/contracts';
 import { AgentRuntime, startAgent, startAgentHttp, type AgentHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from './index.js';
-import { tasksSubject } from '@switchyard/contracts';
 
 /**
  * The dispatcher against a real PostgreSQL (event store + read models) and a real nats-server of

@@ -1,7 +1,33 @@
 import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import { aliasesOf, codeOfStatus, resolveTaskType, serviceSubject, TASK_TYPE_ALIASES } from '@switchyard/contracts';
+import {
+  aliasesOf,
+  codeOfStatus,
+  resolveTaskType,
+  serviceSubject,
+  TASK_TYPE_ALIASES,
+  externalAgentSchema,
+  externalAgentStreamId,
+  registerAgentInput,
+  type TaskSubmitReply,
+  type TaskView,
+  type AgentHealthView,
+  type CapabilitiesReply,
+  type ExternalAgentRegisteredData,
+  type ExternalAgentRemovedData,
+  builtinAgentCards as agentCards,
+  builtinTaskTypes,
+  cardToJson,
+  noopInput,
+  NOOP_TASK_TYPE,
+  agentExecuteReply,
+  agentInstanceSubject,
+  agentStartedNotice,
+  httpErrorBody,
+  httpExecuteReply,
+  agentCancelReply,
+} from '@switchyard/contracts';
 import { aggregateStream, FencedError, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore, type Fence } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
@@ -22,27 +48,6 @@ import {
   type TaskState,
   type TaskPriority,
 } from '@switchyard/domain';
-import {
-  externalAgentSchema,
-  externalAgentStreamId,
-  registerAgentInput,
-  type TaskSubmitReply,
-  type TaskView,
-  type AgentHealthView,
-  type CapabilitiesReply,
-  type ExternalAgentRegisteredData,
-  type ExternalAgentRemovedData,
-} from '@switchyard/contracts';
-// The built-in agents' cards: their task types' inputs are checked here, at submit.
-import { builtinAgentCards as agentCards, builtinTaskTypes, cardToJson, noopInput, NOOP_TASK_TYPE } from '@switchyard/contracts';
-import {
-  agentExecuteReply,
-  agentInstanceSubject,
-  agentStartedNotice,
-  httpErrorBody,
-  httpExecuteReply,
-} from '@switchyard/contracts';
-import { agentCancelReply } from '@switchyard/contracts';
 import { InstanceRegistry, type AgentInstance } from './instances.js';
 import { queryPerformance } from '@switchyard/read-models';
 import { dispatcherLeaseTablesSql, taskPartition } from './leases.js';

@@ -20,9 +20,9 @@ import {
   taskView,
   unregisterAgentReply,
   type TaskView,
+  tasksSubject,
 } from '@switchyard/contracts';
 import { startDispatcher, type DispatcherHandle } from './index.js';
-import { tasksSubject } from '@switchyard/contracts';
 
 /**
  * Registered external agents are stored: a new dispatcher on the same database (restart or

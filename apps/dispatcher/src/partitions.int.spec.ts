@@ -9,10 +9,9 @@ import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHan
 import { FencedError, PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
 import { taskIdForIdempotencyKey, taskStreamId } from '@switchyard/domain';
-import { taskExecuteReply, taskSubmitReply, taskView, type TaskView } from '@switchyard/contracts';
+import { taskExecuteReply, taskSubmitReply, taskView, type TaskView, tasksSubject } from '@switchyard/contracts';
 import { startAgent, type AgentHandle } from '@switchyard/agents';
 import { partitionFenceName, startDispatcher, taskPartition, type DispatcherHandle } from './index.js';
-import { tasksSubject } from '@switchyard/contracts';
 
 /**
  * Dispatchers sharing the tasks by partition leases (real PostgreSQL and nats-server): both

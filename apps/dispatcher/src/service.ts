@@ -1,9 +1,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
-import { tasksSubject } from '@switchyard/contracts';
-import { addService, callProgressNotifier, type Service } from '@switchyard/messaging';
-import { AppError, type Logger } from '@switchyard/platform';
 import {
+  tasksSubject,
   agentNameInput,
   registerAgentInput,
   taskCancelInput,
@@ -14,6 +12,8 @@ import {
   type TaskExecuteReply,
   type TaskSubmitReply,
 } from '@switchyard/contracts';
+import { addService, callProgressNotifier, type Service } from '@switchyard/messaging';
+import { AppError, type Logger } from '@switchyard/platform';
 import { taskEndError, type Dispatcher } from './dispatcher.js';
 import { taskIdForIdempotencyKey } from '@switchyard/domain';
 

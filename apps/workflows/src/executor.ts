@@ -3,8 +3,14 @@ import { z } from 'zod';
 import { AppError, isAppError } from '@switchyard/platform';
 import { request, type RequestOptions } from '@switchyard/messaging';
 import { CALL_QUEUED_SILENCE_MS, mcpCallToolSubject, mcpCancelCallSubject, TASKS_CANCEL_SUBJECT, TASKS_EXECUTE_SUBJECT } from '@switchyard/contracts';
-import { AGENT_QUEUE_WAIT_BUDGET_MS, STEP_QUEUE_WAIT_BUDGET_MS, type DispatchAction, type StepError, type StopAction } from '@switchyard/domain';
-import { taskIdForIdempotencyKey } from '@switchyard/domain';
+import {
+  AGENT_QUEUE_WAIT_BUDGET_MS,
+  STEP_QUEUE_WAIT_BUDGET_MS,
+  type DispatchAction,
+  type StepError,
+  type StopAction,
+  taskIdForIdempotencyKey,
+} from '@switchyard/domain';
 
 
 /** Where units are sent; tests and benches use their own subjects to stay apart on a shared nats-server. */

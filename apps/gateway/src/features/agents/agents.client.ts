@@ -1,19 +1,9 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/nats-core';
 
-import { resolveTaskType, serviceSubject } from '@switchyard/contracts';
-import { handleCommand, type EventStore } from '@switchyard/event-store';
-import { request } from '@switchyard/messaging';
-import { AppError, newId } from '@switchyard/platform';
-import { taskIdForIdempotencyKey, taskViewOf } from '@switchyard/domain';
 import {
-  taskDelegationDecider,
-  taskStreamId,
-  type TaskState,
-  type ExistingTaskState,
-  type TaskPriority,
-} from '@switchyard/domain';
-import {
+  resolveTaskType,
+  serviceSubject,
   type TaskSubmitReply,
   agentHealthReply,
   agentHealthView,
@@ -26,6 +16,18 @@ import {
   unregisterAgentReply,
   type ExternalAgent,
 } from '@switchyard/contracts';
+import { handleCommand, type EventStore } from '@switchyard/event-store';
+import { request } from '@switchyard/messaging';
+import { AppError, newId } from '@switchyard/platform';
+import {
+  taskIdForIdempotencyKey,
+  taskViewOf,
+  taskDelegationDecider,
+  taskStreamId,
+  type TaskState,
+  type ExistingTaskState,
+  type TaskPriority,
+} from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
 import { backendKey } from '../../idempotency/keys.js';
 import { EVENT_STORE, NATS_CONNECTION } from '../../tokens.js';

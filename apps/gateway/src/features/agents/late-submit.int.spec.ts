@@ -16,11 +16,10 @@ import { addService, closeNats, connectNats, type NatsConnection, type Service }
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
-import { taskStreamId } from '@switchyard/domain';
+import { taskStreamId, taskIdForIdempotencyKey } from '@switchyard/domain';
 import { startAgents, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { tasksSubject } from '@switchyard/contracts';
-import { taskIdForIdempotencyKey } from '@switchyard/domain';
 import { createGateway, type Gateway } from '../../index.js';
 import { AgentsFeatureModule } from './index.js';
 

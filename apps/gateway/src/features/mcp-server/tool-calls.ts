@@ -1,10 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { CommandBus } from '@nestjs/cqrs';
 import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
-import { sizePayload } from '@switchyard/platform';
+import { sizePayload, AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
-import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { AgentsClient } from '../agents/agents.client.js';
 import { McpGatewayClient } from '../mcp/mcp-client.js';
