@@ -14,9 +14,9 @@ import { closeNats, connectNats, request, type NatsConnection } from '@switchyar
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase } from '@switchyard/testing';
-import { taskExecuteReply } from '@switchyard/domain';
+import { taskExecuteReply, tasksSubject } from '@switchyard/contracts';
 import { AgentRuntime, startAgentHttp } from '@switchyard/agents';
-import { startDispatcher, tasksSubject, type DispatcherHandle } from './index.js';
+import { startDispatcher, type DispatcherHandle } from './index.js';
 
 const logger = createLogger('agent-token-int', process.env.LOG_LEVEL ?? 'silent');
 const fast = { pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 };

@@ -11,9 +11,10 @@ import { closeNats, connectNats, request, type NatsConnection } from '@switchyar
 import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { handleCommand, PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
-import { taskDelegationDecider, taskExecuteReply, taskStreamId, taskSubmitReply, taskView, type TaskView } from '@switchyard/domain';
+import { taskDelegationDecider, taskStreamId } from '@switchyard/domain';
+import { taskExecuteReply, taskSubmitReply, taskView, type TaskView, tasksSubject } from '@switchyard/contracts';
 import { AgentRuntime, startAgent, startAgentHttp, type AgentHandle } from '@switchyard/agents';
-import { startDispatcher, tasksSubject, type DispatcherHandle } from './index.js';
+import { startDispatcher, type DispatcherHandle } from './index.js';
 
 /**
  * The dispatcher against a real PostgreSQL (event store + read models) and a real nats-server of

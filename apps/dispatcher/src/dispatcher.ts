@@ -1,17 +1,40 @@
 import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import { aliasesOf, codeOfStatus, resolveTaskType, serviceSubject, TASK_TYPE_ALIASES } from '@switchyard/contracts';
-import { taskIdForIdempotencyKey } from '@switchyard/contracts';
+import {
+  aliasesOf,
+  codeOfStatus,
+  resolveTaskType,
+  serviceSubject,
+  TASK_TYPE_ALIASES,
+  externalAgentSchema,
+  externalAgentStreamId,
+  registerAgentInput,
+  type TaskSubmitReply,
+  type TaskView,
+  type AgentHealthView,
+  type CapabilitiesReply,
+  type ExternalAgentRegisteredData,
+  type ExternalAgentRemovedData,
+  builtinAgentCards as agentCards,
+  builtinTaskTypes,
+  cardToJson,
+  noopInput,
+  NOOP_TASK_TYPE,
+  agentExecuteReply,
+  agentInstanceSubject,
+  agentStartedNotice,
+  httpErrorBody,
+  httpExecuteReply,
+  agentCancelReply,
+  taskIdForIdempotencyKey,
+} from '@switchyard/contracts';
 import { aggregateStream, FencedError, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore, type Fence } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
 import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, isAppError, isConnectionError, migrateUnderLock, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
-  externalAgentSchema,
-  externalAgentStreamId,
-  registerAgentInput,
   isDomainError,
   isTerminal,
   orderQueue,
@@ -23,28 +46,8 @@ import {
   type TaskError,
   type TaskEvent,
   type TaskState,
-  type TaskSubmitReply,
-  type TaskView,
-  type AgentHealthView,
-  type CapabilitiesReply,
   type TaskPriority,
-  type ExternalAgentRegisteredData,
-  type ExternalAgentRemovedData,
 } from '@switchyard/domain';
-import {
-  agentCards,
-  agentExecuteReply,
-  agentInstanceSubject,
-  agentStartedNotice,
-  cardToJson,
-  httpErrorBody,
-  httpExecuteReply,
-  noopInput,
-  NOOP_TASK_TYPE,
-  taskHandlers,
-  type TaskDefinition,
-} from '@switchyard/agents';
-import { agentCancelReply } from '@switchyard/agents';
 import { InstanceRegistry, type AgentInstance } from './instances.js';
 import { queryPerformance } from '@switchyard/read-models';
 import { dispatcherLeaseTablesSql, taskPartition } from './leases.js';
@@ -246,7 +249,7 @@ export class Dispatcher {
     // Interpolated into SQL: a plain identifier only.
     if (!SCHEMA_NAME.test(this.schema)) throw new AppError('validation', `bad delegation schema name ${this.schema}`);
     const builtin: Record<string, z.ZodType> = {};
-    for (const [type, def] of Object.entries(taskHandlers as Record<string, TaskDefinition>)) builtin[type] = def.input;
+    for (const [type, def] of Object.entries(builtinTaskTypes as Record<string, { readonly input: z.ZodType }>)) builtin[type] = def.input;
     builtin[NOOP_TASK_TYPE] = noopInput;
     this.schemas = { ...builtin, ...(opts.taskSchemas ?? {}) };
     this.egress = new EgressGuard(opts.egress ?? egressPolicyFromEnv());
@@ -359,7 +362,7 @@ export class Dispatcher {
 
   /** Task types a submission may name: the built-in ones and whatever a live or registered agent offers. */
   knownTaskTypes(): string[] {
-    const types = new Set(Object.keys(taskHandlers));
+    const types = new Set(Object.keys(builtinTaskTypes));
     for (const i of this.registry.instances.values()) for (const t of i.taskTypes) types.add(t);
     return [...types].sort();
   }

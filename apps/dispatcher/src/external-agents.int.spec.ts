@@ -20,8 +20,9 @@ import {
   taskView,
   unregisterAgentReply,
   type TaskView,
-} from '@switchyard/domain';
-import { startDispatcher, tasksSubject, type DispatcherHandle } from './index.js';
+  tasksSubject,
+} from '@switchyard/contracts';
+import { startDispatcher, type DispatcherHandle } from './index.js';
 
 /**
  * Registered external agents are stored: a new dispatcher on the same database (restart or

@@ -1,7 +1,7 @@
 export { Dispatcher, ensureExternalAgentsTable, taskEndError, type DispatcherOptions, type SubmitRequest, type TaskOwnership } from './dispatcher.js';
 export { DispatcherLeases, partitionFenceName, taskPartition, type DispatcherLeaseOptions } from './leases.js';
 export { InstanceRegistry, type AgentInstance, type BreakerState } from './instances.js';
-export { startTasksService, tasksSubject } from './service.js';
+export { startTasksService } from './service.js';
 export {
   startDispatcher,
   type StartDispatcherOptions,

@@ -8,10 +8,10 @@ import { closeNats, connectNats, request, type NatsConnection } from '@switchyar
 import { createLogger, freePort, isAppError, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { FencedError, PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
-import { taskExecuteReply, taskStreamId, taskSubmitReply, taskView, type TaskView } from '@switchyard/domain';
-import { taskIdForIdempotencyKey } from '@switchyard/contracts';
+import { taskStreamId } from '@switchyard/domain';
+import { taskExecuteReply, taskIdForIdempotencyKey, taskSubmitReply, taskView, type TaskView, tasksSubject } from '@switchyard/contracts';
 import { startAgent, type AgentHandle } from '@switchyard/agents';
-import { partitionFenceName, startDispatcher, taskPartition, tasksSubject, type DispatcherHandle } from './index.js';
+import { partitionFenceName, startDispatcher, taskPartition, type DispatcherHandle } from './index.js';
 
 /**
  * Dispatchers sharing the tasks by partition leases (real PostgreSQL and nats-server): both

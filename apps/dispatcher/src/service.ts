@@ -1,12 +1,9 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
-import { serviceSubject } from '@switchyard/contracts';
-import { addService, callProgressNotifier, type Service } from '@switchyard/messaging';
-import { AppError, type Logger } from '@switchyard/platform';
 import {
+  tasksSubject,
   agentNameInput,
   registerAgentInput,
-  TASKS_SERVICE,
   taskCancelInput,
   taskExecuteInput,
   taskIdInput,
@@ -14,16 +11,14 @@ import {
   unregisterAgentInput,
   type TaskExecuteReply,
   type TaskSubmitReply,
-} from '@switchyard/domain';
+} from '@switchyard/contracts';
+import { addService, callProgressNotifier, type Service } from '@switchyard/messaging';
+import { AppError, type Logger } from '@switchyard/platform';
 import { taskEndError, type Dispatcher } from './dispatcher.js';
 import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 
 const empty = z.undefined().or(z.object({}).loose());
 
-/** Subject of a tasks service endpoint: `switchyard.svc.tasks.v1.<endpoint>`. */
-export const tasksSubject = (
-  endpoint: 'execute' | 'submit' | 'get' | 'cancel' | 'agents' | 'agent' | 'capabilities' | 'performance' | 'register_agent' | 'unregister_agent',
-): string => serviceSubject(TASKS_SERVICE, endpoint);
 
 /**
  * The dispatcher's NATS service `tasks` (queue group `tasks`):

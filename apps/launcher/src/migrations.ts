@@ -3,12 +3,11 @@ import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { IDEMPOTENCY_SCHEMA_SQL, migrateA2a, RATE_LIMIT_SCHEMA_SQL, SECURITY_SCHEMA_SQL } from '@switchyard/gateway';
 import { migrateAnalytics, migrateAutomation } from '@switchyard/mcp-servers';
 import { MonitoringStore, monitorProjections } from '@switchyard/monitor';
-import { delegationProjections, statusProjections, workflowDefinitionsProjection, workflowExecutionsProjection } from '@switchyard/read-models';
+import { delegationProjections, statusProjections, workflowDefinitionsProjection, workflowExecutionsProjection, ProjectionRunner } from '@switchyard/read-models';
 import { ensureExternalAgentsTable } from '@switchyard/dispatcher';
 import { ensureWorkflowSchema } from '@switchyard/workflow-executions';
 import { PgRelayCheckpointStore } from '@switchyard/relay';
 import { createPgClient, grantComponentAccess, grantDemoAccess, migrateUnderLock, SCHEMA_CHANGES_LOCK, type DatabaseRoles, type Logger } from '@switchyard/platform';
-import { ProjectionRunner } from '@switchyard/read-models';
 import type pg from 'pg';
 
 export interface MigrateOptions {

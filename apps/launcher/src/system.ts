@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { startAgents } from '@switchyard/agents';
-import { AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
+import { startAgents, AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import type pg from 'pg';
-import { loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
+import { loadRegistry, startConnectors } from '@switchyard/connectors';
+import { mcpEventMetadata, mcpServerStreamId } from '@switchyard/contracts';
 import {
   A2aFeatureModule,
   adminKeyBanner,

@@ -10,7 +10,7 @@ import {
 import { decideHealth, evolveHealth, healthPolicySchema, initialServiceHealth, type ServiceHealth } from './domain/health.js';
 import { availabilityReport, type AvailabilityWindow, type WindowAvailability } from './domain/availability.js';
 import { computeTrend, type Trend } from './domain/trends.js';
-import { matcherRegexProblem } from './domain/matcher-regex.js';
+import { matcherRegexProblem, trendWindows } from '@switchyard/contracts';
 import { alertRuleSchema, defaultAlertRules, fingerprint, metricNames, ruleMatches, severitySchema, type AlertRule, type Labels, type Severity } from './domain/rules.js';
 import { Sampler, type Sample, type SamplerOptions } from './sampler.js';
 import { MonitoringStore, defaultRetention, type AlertRow, type Resolution, type ServiceRow } from './store.js';
@@ -81,7 +81,9 @@ export interface HealthReport {
   readonly alerts: { readonly firing: number; readonly pending: number };
 }
 
-export const trendWindows = { '1h': { ms: 3_600_000, resolution: '1m' }, '24h': { ms: 86_400_000, resolution: '1h' }, '7d': { ms: 604_800_000, resolution: '1h' }, '30d': { ms: 2_592_000_000, resolution: '1h' } } as const satisfies Record<string, { ms: number; resolution: Resolution }>;
+export { trendWindows };
+// Every window reads a series resolution the store keeps.
+trendWindows satisfies Record<string, { ms: number; resolution: Resolution }>;
 export type TrendWindow = keyof typeof trendWindows;
 
 export interface SeriesTrend extends Trend {

@@ -9,8 +9,7 @@ import { AppError, createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import type { WorkflowDefinitionInput } from '@switchyard/domain';
-import { startExecution } from '@switchyard/workflow-executions';
-import { loadExecution } from '@switchyard/workflow-executions';
+import { startExecution, loadExecution } from '@switchyard/workflow-executions';
 import { Responders } from './test-responders.js';
 
 const logger = createLogger('workflow-crash-int', process.env.LOG_LEVEL ?? 'silent');

@@ -6,13 +6,18 @@ import { AppError, createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
 import type { WorkflowDefinitionInput, WorkflowExecutionState } from '@switchyard/domain';
-import { buildCatalog } from '@switchyard/workflow-executions';
+import {
+  buildCatalog,
+  cancelExecution,
+  executionEvents,
+  startExecution,
+  waitForExecution,
+  runWorkflowCommandOnNewStream,
+} from '@switchyard/workflow-executions';
 import { WorkflowEngine } from './engine.js';
-import { cancelExecution, executionEvents, startExecution, waitForExecution } from '@switchyard/workflow-executions';
 import { getExecutionView } from '@switchyard/read-models';
 import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 import { Responders } from './test-responders.js';
-import { runWorkflowCommandOnNewStream } from '@switchyard/workflow-executions';
 
 const logger = createLogger('workflow-engine-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -4,7 +4,7 @@ import { createInbox, type NatsConnection, type Subscription } from '@nats-io/na
 import { callProgressSchema } from '@switchyard/contracts';
 import { AppError, isAppError, type Logger } from '@switchyard/platform';
 import { WrongExpectedVersionError, type AllSubscription, type EventMetadata, type EventStore, type RecordedEvent } from '@switchyard/event-store';
-import { ProjectionRunner } from '@switchyard/read-models';
+import { ProjectionRunner, workflowExecutionsProjection } from '@switchyard/read-models';
 import {
   decideAfter,
   isDomainError,
@@ -24,14 +24,20 @@ import {
   type WorkflowExecutionState,
   type WorkflowLimits,
 } from '@switchyard/domain';
-import { decideWithDispatches, isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from '@switchyard/workflow-executions';
-import { DefinitionStore } from '@switchyard/workflow-executions';
+import {
+  decideWithDispatches,
+  isTerminal,
+  loadExecution,
+  runWorkflowCommand,
+  runWorkflowCommandOnNewStream,
+  DefinitionStore,
+  ensureWorkflowSchema,
+  WORKFLOW_SCHEMA,
+  applyWorkflowLimits,
+  BatchWorker,
+} from '@switchyard/workflow-executions';
 import { executeRemote, stopRemote, type ExecutorSubjects, type StepOutcome } from './executor.js';
 import { PartitionLeases, partitionOf } from './partitions.js';
-import { workflowExecutionsProjection } from '@switchyard/read-models';
-import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
-import { applyWorkflowLimits } from '@switchyard/workflow-executions';
-import { BatchWorker } from '@switchyard/workflow-executions';
 
 
 /** How long a claimed timer is not claimed again, should its engine die before firing it. */

@@ -2,15 +2,15 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, isAppError } from '@switchyard/platform';
 import { request, type RequestOptions } from '@switchyard/messaging';
-import { CALL_QUEUED_SILENCE_MS } from '@switchyard/contracts';
-import { AGENT_QUEUE_WAIT_BUDGET_MS, STEP_QUEUE_WAIT_BUDGET_MS, type DispatchAction, type StepError, type StopAction } from '@switchyard/domain';
-import { taskIdForIdempotencyKey } from '@switchyard/contracts';
+import { CALL_QUEUED_SILENCE_MS, mcpCallToolSubject, mcpCancelCallSubject, TASKS_CANCEL_SUBJECT, TASKS_EXECUTE_SUBJECT, taskIdForIdempotencyKey } from '@switchyard/contracts';
+import {
+  AGENT_QUEUE_WAIT_BUDGET_MS,
+  STEP_QUEUE_WAIT_BUDGET_MS,
+  type DispatchAction,
+  type StepError,
+  type StopAction,
+} from '@switchyard/domain';
 
-/** `switchyard.svc.mcp.v1.<server>.call_tool` (apps/connectors). */
-export const MCP_SUBJECT_PREFIX = 'switchyard.svc.mcp.v1';
-export const mcpCallToolSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.${server}.call_tool`;
-/** Heard by every connector instance; the one running the keyed call stops it (apps/connectors `mcpCancelCallSubject`). */
-export const mcpCancelCallSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.${server}.cancel_call`;
 
 /** Where units are sent; tests and benches use their own subjects to stay apart on a shared nats-server. */
 export interface ExecutorSubjects {
@@ -18,9 +18,6 @@ export interface ExecutorSubjects {
   readonly tasks?: string;
   readonly tasksCancel?: string;
 }
-/** The task service that runs agent tasks (apps/dispatcher). */
-export const TASKS_EXECUTE_SUBJECT = 'switchyard.svc.tasks.v1.execute';
-export const TASKS_CANCEL_SUBJECT = 'switchyard.svc.tasks.v1.cancel';
 
 const callToolReply = z.looseObject({
   content: z.array(z.looseObject({ type: z.string() })).default([]),

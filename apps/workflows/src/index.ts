@@ -5,7 +5,7 @@
  * @switchyard/workflow-executions.
  */
 export { startWorkflowEngine, WorkflowEngine, EXECUTION_STREAM_PREFIX, type WorkflowEngineOptions, type WorkflowEngineStats, type ParentRef } from './engine.js';
-export { executeRemote, mcpCallToolSubject, mcpOutput, toStepError, MCP_SUBJECT_PREFIX, TASKS_EXECUTE_SUBJECT, type StepOutcome, type ExecutorSubjects } from './executor.js';
+export { executeRemote, mcpOutput, toStepError, type StepOutcome, type ExecutorSubjects } from './executor.js';
 export { PartitionLeases, partitionOf, type PartitionLeaseOptions } from './partitions.js';
 export { startReadModelThread, readModelThreadConfigSchema, type ReadModelThread, type ReadModelThreadConfig } from './read-model-thread.js';
 export { TriggerStarter, startTriggerStarter, type TriggerStarterOptions, type TriggerPass } from './triggers.js';

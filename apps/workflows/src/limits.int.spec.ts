@@ -12,10 +12,16 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
 import { defaultWorkflowLimits, workflowLimits, type ToolCatalog, type WorkflowDefinitionInput } from '@switchyard/domain';
 import { WorkflowEngine } from './engine.js';
-import { cancelExecution, executionEvents, startExecution, waitForExecution } from '@switchyard/workflow-executions';
-import { isTerminal, loadExecution } from '@switchyard/workflow-executions';
-import { applyWorkflowLimits } from '@switchyard/workflow-executions';
-import { WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
+import {
+  cancelExecution,
+  executionEvents,
+  startExecution,
+  waitForExecution,
+  isTerminal,
+  loadExecution,
+  applyWorkflowLimits,
+  WORKFLOW_SCHEMA,
+} from '@switchyard/workflow-executions';
 import { Responders } from './test-responders.js';
 
 const logger = createLogger('workflow-limits-int', process.env.LOG_LEVEL ?? 'silent');

@@ -3,8 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { z } from 'zod';
 import { createLogger, createPgPool, markSchemaManaged } from '@switchyard/platform';
 import { createEventStore } from '@switchyard/event-store';
-import { ProjectionRunner } from '@switchyard/read-models';
-import { workflowExecutionsProjection } from '@switchyard/read-models';
+import { ProjectionRunner, workflowExecutionsProjection } from '@switchyard/read-models';
 import { readModelThreadConfigSchema } from './read-model-thread.js';
 
 const port = parentPort;

@@ -11,8 +11,7 @@ import type { WorkflowDefinitionInput } from '@switchyard/domain';
 import { startAgents, type AgentsHandle } from '@switchyard/agents';
 import { parseServerConfig, resolvePackageBin, startConnectors, type RunningConnectors } from '@switchyard/connectors';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
-import { startExecution, waitForExecution } from '@switchyard/workflow-executions';
-import { buildCatalog } from '@switchyard/workflow-executions';
+import { startExecution, waitForExecution, buildCatalog } from '@switchyard/workflow-executions';
 import { startWorkflowEngine, type WorkflowEngine } from './engine.js';
 
 const logger = createLogger('workflow-system-int', process.env.LOG_LEVEL ?? 'silent');

@@ -8,7 +8,7 @@ import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
 import { addService, type Service } from '@switchyard/messaging';
-import { mcpCallToolSubject, mcpCancelCallSubject, TASKS_EXECUTE_SUBJECT } from './executor.js';
+import { mcpCallToolSubject, mcpCancelCallSubject, TASKS_EXECUTE_SUBJECT } from '@switchyard/contracts';
 
 export interface ResponderCall {
   readonly subject: string;

@@ -2,8 +2,7 @@ import type pg from 'pg';
 import { AUTOMATION_TRIGGER_ACTOR, triggerExecutionId } from '@switchyard/contracts';
 import type { EventStore } from '@switchyard/event-store';
 import { isAppError, withTransaction, type Logger } from '@switchyard/platform';
-import { startExecution } from '@switchyard/workflow-executions';
-import { DefinitionStore } from '@switchyard/workflow-executions';
+import { startExecution, DefinitionStore } from '@switchyard/workflow-executions';
 
 /** The automation server's table of workflow triggers (created by its migration). */
 const TRIGGERS = 'automation.triggers';

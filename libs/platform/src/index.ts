@@ -13,3 +13,4 @@ export * from './egress/http.js';
 export * from './infra/roles.js';
 export * from './infra/pg.js';
 export * from './partition.js';
+export * from './redact.js';

@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
 import { request } from '@switchyard/messaging';
-import { TASK_TYPE_ALIASES } from '@switchyard/contracts';
+import { MCP_REGISTRY_LIST_SUBJECT, TASK_TYPE_ALIASES } from '@switchyard/contracts';
 import { handleCommand, type DeciderLike, type DomainEventLike, type EventStore } from '@switchyard/event-store';
 import { DEFINITIONS_TABLE, ProjectionRunner, READ_SCHEMA, WORKFLOW_DEFINITIONS_PROJECTION, workflowDefinitionsProjection } from '@switchyard/read-models';
 import {
@@ -24,9 +24,6 @@ import {
   type ToolCatalog,
   type WorkflowDefinition,
 } from '@switchyard/domain';
-
-/** NATS subject listing the MCP servers with their tools (apps/connectors). */
-export const MCP_REGISTRY_LIST_SUBJECT = 'switchyard.svc.mcp.v1.registry.list';
 
 export interface StoredDefinition {
   readonly definition: WorkflowDefinition;

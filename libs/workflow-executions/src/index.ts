@@ -4,7 +4,7 @@
  * definition store, the workflow tables' schema and the definition limits. The execution read
  * model and its queries are in @switchyard/read-models.
  */
-export { DefinitionStore, buildCatalog, MCP_REGISTRY_LIST_SUBJECT, MAX_VERSION, type StoredDefinition, type DefinitionStoreOptions, type DefinitionCommandMeta } from './definitions.js';
+export { DefinitionStore, buildCatalog, MAX_VERSION, type StoredDefinition, type DefinitionStoreOptions, type DefinitionCommandMeta } from './definitions.js';
 export { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
 export {
   loadExecution,

@@ -4,11 +4,10 @@ import pg from 'pg';
 import fc from 'fast-check';
 import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { ProjectionRunner } from '@switchyard/read-models';
+import { ProjectionRunner, getExecutionView, workflowExecutionsProjection } from '@switchyard/read-models';
 import { freshDatabase } from '@switchyard/testing';
 import { stateAt, workflowExecutionStream, type StepState, type UnitState, type WorkflowCommand, type WorkflowDefinitionInput, type WorkflowEvent } from '@switchyard/domain';
 import { runWorkflowCommand } from './command.js';
-import { getExecutionView, workflowExecutionsProjection } from '@switchyard/read-models';
 
 const logger = createLogger('workflow-operations-property', process.env.LOG_LEVEL ?? 'silent');
 

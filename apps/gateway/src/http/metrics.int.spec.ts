@@ -8,7 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mcpToolSucceededSchema } from '@switchyard/connectors';
+import { mcpToolSucceededSchema } from '@switchyard/contracts';
 import type { NatsConnection } from '@switchyard/messaging';
 import { startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { createLogger, newId } from '@switchyard/platform';

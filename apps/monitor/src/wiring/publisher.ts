@@ -5,7 +5,7 @@ import type { EventStore } from '@switchyard/event-store';
 import { AppError, EgressGuard, guardedFetch, newId, type EgressPolicy, type Logger } from '@switchyard/platform';
 import { shouldNotify, type AlertingEvent } from '../domain/alerts.js';
 import { actorOf, alertingEventTypes, streamOf, type MonitorEvent, type MonitorEventRecord } from '../events.js';
-import { ALERTS_SUBJECT_PREFIX, alertSubject, type AlertEnvelope, type AlertWebhook } from './contract.js';
+import { ALERTS_SUBJECT_PREFIX, alertSubject, type AlertEnvelope, type AlertWebhook } from '@switchyard/contracts';
 
 export { MONITOR_ACTOR, actorOf, streamOf } from '../events.js';
 

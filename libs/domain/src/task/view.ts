@@ -1,4 +1,4 @@
-import type { TaskView } from './contract.js';
+import type { TaskView } from '@switchyard/contracts';
 import type { ExistingTaskState } from './types.js';
 
 /** The state as the public task view. */

@@ -8,7 +8,7 @@ import { latencyBucket } from './histogram.js';
 /** Schema of the status read model tables. */
 export const STATUS_SCHEMA = 'status';
 
-/** Event types of apps/connectors/src/events.ts this projection folds (streams `mcpserver-<name>`). */
+/** Event types of libs/contracts/src/mcp-events.ts this projection folds (streams `mcpserver-<name>`). */
 export const MCP_STATUS_EVENT_TYPES = [
   'McpToolCalled',
   'McpToolSucceeded',

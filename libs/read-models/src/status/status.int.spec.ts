@@ -5,7 +5,7 @@ import { createLogger } from '@switchyard/platform';
 import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 import { ProjectionRunner } from '../projection-runner.js';
 import { freshDatabase } from '@switchyard/testing';
-import { mcpEvent, mcpEventSchema, mcpServerStreamId, type McpEvent } from '@switchyard/connectors';
+import { mcpEvent, mcpEventSchema, mcpServerStreamId, type McpEvent } from '@switchyard/contracts';
 import { delegationProjections } from '../delegation.js';
 import { workflowExecutionsProjection } from '../workflow-executions.js';
 import { exactQuantile, LATENCY_BUCKET_RATIO, readIntegrationStatus, statusProjections } from './index.js';

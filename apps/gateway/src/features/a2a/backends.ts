@@ -1,6 +1,6 @@
 import type { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { resolveTaskType } from '@switchyard/contracts';
-import type { CapabilitiesReply, TaskView } from '@switchyard/domain';
+import type { CapabilitiesReply, TaskView } from '@switchyard/contracts';
 import { newId } from '@switchyard/platform';
 import { currentCorrelationId } from '../../http/context.js';
 import { CancelTask, DelegateTask } from '../agents/commands/index.js';

@@ -1,18 +1,10 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/nats-core';
 
-import { resolveTaskType, serviceSubject } from '@switchyard/contracts';
-import { handleCommand, type EventStore } from '@switchyard/event-store';
-import { request } from '@switchyard/messaging';
-import { AppError, newId } from '@switchyard/platform';
-import { taskViewOf } from '@switchyard/domain';
-import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 import {
-  taskDelegationDecider,
-  taskStreamId,
+  resolveTaskType,
+  serviceSubject,
   type TaskSubmitReply,
-  type TaskState,
-  type ExistingTaskState,
   agentHealthReply,
   agentHealthView,
   capabilitiesReply,
@@ -23,6 +15,17 @@ import {
   taskView,
   unregisterAgentReply,
   type ExternalAgent,
+  taskIdForIdempotencyKey,
+} from '@switchyard/contracts';
+import { handleCommand, type EventStore } from '@switchyard/event-store';
+import { request } from '@switchyard/messaging';
+import { AppError, newId } from '@switchyard/platform';
+import {
+  taskViewOf,
+  taskDelegationDecider,
+  taskStreamId,
+  type TaskState,
+  type ExistingTaskState,
   type TaskPriority,
 } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';

@@ -2,7 +2,7 @@ import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Res } from '@
 import type { EdgeReply as Response } from '../../http/edge.js';
 import { z } from 'zod';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
-import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/domain';
+import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/contracts';
 import { CorrelationId } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { QueryBus } from '@nestjs/cqrs';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { listPromptsReplySchema, listToolsReplySchema, mcpSubject } from '@switchyard/connectors';
+import { listPromptsReplySchema, listToolsReplySchema, mcpSubject } from '@switchyard/contracts';
 import { request } from '@switchyard/messaging';
 import { newId, type Logger } from '@switchyard/platform';
 import { LOGGER, NATS_CONNECTION } from '../../tokens.js';

@@ -20,7 +20,7 @@ import {
   SubscribeRequestSchema,
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
-import { getPromptReplySchema, mcpSubject } from '@switchyard/connectors';
+import { getPromptReplySchema, mcpSubject } from '@switchyard/contracts';
 import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';

@@ -1,10 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
-import { sizePayload } from '@switchyard/connectors';
+import { sizePayload, AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
-import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { CancelTask, DelegateTask } from '../agents/commands/index.js';
 import { CallMcpTool } from '../mcp/commands/index.js';

@@ -5,7 +5,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createLogger } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
-import { mcpEvent, mcpEventSchema, mcpServerStreamId, type McpEvent } from '@switchyard/connectors';
+import { mcpEvent, mcpEventSchema, mcpServerStreamId, type McpEvent } from '@switchyard/contracts';
 import { exactQuantile, LATENCY_BUCKET_RATIO, startStatusProjections } from '@switchyard/read-models';
 import { MonitoringStore, type AlertingEvent } from '@switchyard/monitor';
 import { createGateway, type Gateway } from '../../index.js';

@@ -2,9 +2,19 @@ import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import {
-  addSilenceReply, alertsReply, availabilityReply, deleteRuleReply, healthReportReply, metricsReply, monitorSubject,
-  resolveAlertReply, rulesReply, silencesReply, trendsReply, type MonitorEndpoint,
-} from '@switchyard/monitor';
+  addSilenceReply,
+  alertsReply,
+  availabilityReply,
+  deleteRuleReply,
+  healthReportReply,
+  metricsReply,
+  monitorSubject,
+  resolveAlertReply,
+  rulesReply,
+  silencesReply,
+  trendsReply,
+  type MonitorEndpoint,
+} from '@switchyard/contracts';
 import { request } from '@switchyard/messaging';
 import { AppError } from '@switchyard/platform';
 import { NATS_CONNECTION } from '../../tokens.js';

@@ -2,8 +2,16 @@ import { Controller, Delete, Get, HttpCode, Inject, Optional, Post, Put, Req, Re
 import type { EdgeReply as Response, EdgeRequest as Request } from '../../http/edge.js';
 import type { z } from 'zod';
 import {
-  addSilenceReply, alertsReply, availabilityReply, deleteRuleReply, healthReportReply, resolveAlertReply, rulesReply, silencesReply, trendsReply,
-} from '@switchyard/monitor';
+  addSilenceReply,
+  alertsReply,
+  availabilityReply,
+  deleteRuleReply,
+  healthReportReply,
+  resolveAlertReply,
+  rulesReply,
+  silencesReply,
+  trendsReply,
+} from '@switchyard/contracts';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { Logger } from '@switchyard/platform';
 import { Actor, CorrelationId } from '../../http/context.js';

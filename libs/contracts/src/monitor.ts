@@ -6,10 +6,38 @@
  *   switchyard.alerts.<event type>            alerting events, JSON envelope (fire and forget)
  */
 import { z } from 'zod';
-import { SUBJECT_ROOT, serviceSubject, subjectToken } from '@switchyard/contracts';
-import { alertRuleSchema, severitySchema } from '../domain/rules.js';
-import { matcherRegexProblem } from '../domain/matcher-regex.js';
-import { trendWindows } from '../monitor.js';
+import { SUBJECT_ROOT, serviceSubject, subjectToken } from './subjects.js';
+import { matcherRegexProblem } from './matcher-regex.js';
+
+/** Labels of a series or an alert: flat string map (Prometheus style). */
+export type Labels = Readonly<Record<string, string>>;
+
+export const comparatorSchema = z.enum(['>', '>=', '<', '<=', '==', '!=']);
+export type Comparator = z.infer<typeof comparatorSchema>;
+
+export const severitySchema = z.enum(['info', 'warning', 'critical']);
+export type Severity = z.infer<typeof severitySchema>;
+
+/**
+ * An alert rule. `metric` names the series it watches, `match` narrows it to series whose
+ * labels contain these pairs (e.g. `{ cpu: 'total' }`), `labels` are extra labels stamped on
+ * the alert (like Prometheus rule labels). The condition must hold for `for_ms` before firing.
+ */
+export const alertRuleSchema = z.object({
+  id: z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/i, 'rule id: letters, digits, _ . - (max 128)'),
+  name: z.string().min(1),
+  metric: z.string().min(1),
+  match: z.record(z.string(), z.string()).default({}),
+  comparator: comparatorSchema,
+  threshold: z.number().finite(),
+  for_ms: z.number().int().min(0),
+  severity: severitySchema,
+  labels: z.record(z.string(), z.string()).default({}),
+});
+export type AlertRule = z.infer<typeof alertRuleSchema>;
+
+/** The windows of `trends` and the resolution of the series each reads. */
+export const trendWindows = { '1h': { ms: 3_600_000, resolution: '1m' }, '24h': { ms: 86_400_000, resolution: '1h' }, '7d': { ms: 604_800_000, resolution: '1h' }, '30d': { ms: 2_592_000_000, resolution: '1h' } } as const;
 
 export const MONITOR_SERVICE_NAME = 'monitor';
 export const MONITOR_SERVICE_VERSION = '1.0.0';

@@ -1,7 +1,11 @@
 import { z } from 'zod';
-import { progressSubjectSchema, SERVICE_SUBJECT_PREFIX, subjectToken } from '@switchyard/contracts';
-import { mcpBreakerStateSchema, mcpHealthSchema } from '../events.js';
-import { mcpRoleSchema } from '../registry/schema.js';
+import { progressSubjectSchema } from './progress.js';
+import { SERVICE_SUBJECT_PREFIX, subjectToken } from './subjects.js';
+import { mcpBreakerStateSchema, mcpHealthSchema } from './mcp-events.js';
+
+/** What a server is for; the workflow engine and the gateway pick servers by role, not by name. */
+export const mcpRoleSchema = z.enum(['filesystem', 'database', 'github', 'fetch', 'automation', 'analytics', 'other']);
+export type McpRole = z.infer<typeof mcpRoleSchema>;
 
 /**
  * Wire contract of the MCP connector service. Subjects follow the contracts layout
@@ -26,6 +30,8 @@ export const mcpSubject = (server: string, endpoint: McpEndpoint, prefix = MCP_S
  * Where a cancel of a keyed tool call is published: every connector instance listens (no queue
  * group), and the one running the call under that key stops it.
  */
+/** `switchyard.svc.mcp.v1.<server>.call_tool`: what a workflow step's MCP call is sent to. */
+export const mcpCallToolSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => mcpSubject(server, 'call_tool', prefix);
 export const mcpCancelCallSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.${subjectToken(server)}.cancel_call`;
 export const cancelCallRequestSchema = z.object({
   idempotency_key: z.string().min(1).max(200),

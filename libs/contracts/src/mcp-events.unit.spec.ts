@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mcpEvent, mcpEventSchema, mcpServerStreamId } from './events.js';
+import { mcpEvent, mcpEventSchema, mcpServerStreamId } from './mcp-events.js';
 
 describe('connector event schemas', () => {
   const at = '2026-01-01T00:00:00.000Z';

@@ -6,7 +6,7 @@
  *   switchyard.svc.agent.v1.<agent>.<instance>.<endpoint>  one instance (the dispatcher's choice)
  */
 import { z } from 'zod';
-import { serviceSubject, subjectToken } from '@switchyard/contracts';
+import { serviceSubject, subjectToken } from './subjects.js';
 
 export const AGENT_SERVICE_PREFIX = 'agent-';
 export const AGENT_SERVICE_VERSION = '1.0.0';

@@ -1,12 +1,22 @@
 /**
  * Wire formats of the task delegation service (`switchyard.svc.tasks.v1.<endpoint>`), shared by
- * the dispatcher (orchestrator) and its callers (gateway, workflow engine). They sit next to
- * the decider because they are its commands' public shape; zod only, no I/O.
+ * the dispatcher and its callers (gateway, workflow engine), and the external agent events'
+ * payloads. The TaskDelegation decider (libs/domain) takes its commands in these shapes.
  */
 import { z } from 'zod';
-import { taskPriorities } from './types.js';
+import { serviceSubject } from './subjects.js';
+
+export const taskPriorities = ['critical', 'high', 'normal', 'low'] as const;
 
 export const TASKS_SERVICE = 'tasks';
+
+/** Subject of a tasks service endpoint: `switchyard.svc.tasks.v1.<endpoint>`. */
+export const tasksSubject = (
+  endpoint: 'execute' | 'submit' | 'get' | 'cancel' | 'agents' | 'agent' | 'capabilities' | 'performance' | 'register_agent' | 'unregister_agent',
+): string => serviceSubject(TASKS_SERVICE, endpoint);
+/** What a workflow step's agent task is sent to (the dispatcher replies when the task ends). */
+export const TASKS_EXECUTE_SUBJECT = tasksSubject('execute');
+export const TASKS_CANCEL_SUBJECT = tasksSubject('cancel');
 export const taskPrioritySchema = z.enum(taskPriorities);
 
 const contextSchema = z.record(z.string(), z.unknown());
