@@ -14,7 +14,10 @@ import { NestPinoLogger, trackRequestLog } from './http/logging.js';
 import { GatewayHttpMetrics } from './http/metrics.js';
 import { sendProblem } from './http/problem-filter.js';
 import { GatewayModule } from './gateway.module.js';
-import { documentIdempotencyKeys, IdempotencyStore } from './idempotency/index.js';
+import { registerHealthRoutes } from './health/health.routes.js';
+import { ReadinessService } from './health/readiness.service.js';
+import { documentIdempotencyKeys, IdempotencyInterceptor, IdempotencyStore } from './idempotency/index.js';
+import { interceptCommandRoutes } from './http/command-routes.js';
 import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
 import { OpenApiRegistry } from './openapi/registry.js';
 import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
@@ -57,8 +60,8 @@ const expressIsland = (mount: string, handler: express.RequestHandler): NodeHand
  *    input hygiene (NUL, unpaired surrogates, deep nesting) keep their 400/413 for the role
  *    guard, which answers them after the role check; a `preHandler` hook enters the request
  *    context again (the body is read outside it).
- * 3. Nest routes: health, events, docs, audit, API keys and every feature module's
- *    controllers; the role guard checks each route's role, all errors pass through ProblemFilter.
+ * 3. The probes (/livez, /readyz) as plain Fastify routes, outside Nest's pipeline; then Nest
+ *    routes: events, docs, audit, API keys and every feature module's controllers; the role guard checks each route's role, all errors pass through ProblemFilter.
  *    The console (/ui) and the docs' assets are Express static handlers on their own paths.
  */
 export async function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Promise<Gateway> {
@@ -84,7 +87,10 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   decorateEdge(server);
   registerBodyParsers(server, bodyLimit);
 
-  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.forRoot({ ...deps, logger }, resolved, options.modules ?? []), adapter, {
+  const root = GatewayModule.forRoot({ ...deps, logger }, resolved, options.modules ?? []);
+  // Idempotency-Key on the routes that may carry a command only: a read then runs without rxjs.
+  await interceptCommandRoutes(root, IdempotencyInterceptor);
+  const app = await NestFactory.create<NestFastifyApplication>(root, adapter, {
     bodyParser: false, // ours (registerBodyParsers), so its errors become problems and its limit is ours
     logger: new NestPinoLogger(logger),
     abortOnError: false, // a DI error must reject, not abort the host process
@@ -134,6 +140,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     deferCheck(req, () => inputHygieneError(req));
     runInRequestContext(req, () => done());
   });
+  registerHealthRoutes(server, app.get(ReadinessService), app.get(OpenApiRegistry));
   mountNodeHandler(server, [`${DOCS_ASSETS_PATH}/*`], expressIsland(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' })));
   mountNodeHandler(server, [CONSOLE_PATH, `${CONSOLE_PATH}/*`], expressIsland(CONSOLE_PATH, consoleRouter(logger.child({ component: 'console' }), options.consoleDir)));
   await app.init();
