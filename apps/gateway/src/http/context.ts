@@ -48,7 +48,7 @@ export function currentActor(): string | undefined {
 
 const contextOf = (req: AnyRequest): RequestContext => {
   const apiKey = (req as Partial<GatewayRequest>).apiKey;
-  return { correlationId: correlationIdOf(req), ...(apiKey ? { apiKey } : {}) };
+  return apiKey ? { correlationId: correlationIdOf(req), apiKey } : { correlationId: correlationIdOf(req) };
 };
 
 // Ids from clients end up in logs and event metadata: accept only a short, plain token.
