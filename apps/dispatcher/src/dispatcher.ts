@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { aliasesOf, codeOfStatus, resolveTaskType, serviceSubject, TASK_TYPE_ALIASES } from '@switchyard/contracts';
-import { aggregateStream, FencedError, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore, type Fence } from '@switchyard/event-store';
+import { aggregateStream, FencedError, handleCommand, type AllSubscription, type CommandResult, type EventStore, type Fence } from '@switchyard/event-store';
 import { asAppError, request } from '@switchyard/messaging';
 import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
 import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, isAppError, isConnectionError, migrateUnderLock, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
@@ -486,11 +486,11 @@ export class Dispatcher {
    * takes it over from the log. The reply says `queued` (or the state a duplicate found).
    */
   private async submitForeign(taskId: string, taskType: string, alias: string | undefined, req: SubmitRequest, correlationId: string): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
-    const r = (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, {
+    const r = await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider, {
       type: 'SubmitTask',
       data: this.submitData(taskId, taskType, alias, req),
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: req.actor ?? 'system:dispatcher' },
-    } as never)) as unknown as CommandResult<TaskEvent, TaskState>;
+    });
     const state = r.state as ExistingTaskState;
     const duplicate = r.events.length === 0;
     if (!duplicate) this.log.info({ correlationId, taskId, taskType, partition: this.partitionOf(taskId) }, 'task submitted for the partition owner');
@@ -761,13 +761,13 @@ export class Dispatcher {
   async cancel(taskId: string, reason: string, actor: string, correlationId?: string): Promise<TaskView> {
     if (!this.owns(taskId)) {
       // The owner sees the TaskCanceled in the log and stops the attempt on the agent.
-      const r = (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, {
+      const r = await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider, {
         type: 'CancelTask',
         data: { actor, reason },
         metadata: { timestamp: new Date().toISOString(), correlationId: correlationId ?? taskId, actor },
-      } as never).catch((err: unknown) => {
+      }).catch((err: unknown) => {
         throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
-      })) as unknown as CommandResult<TaskEvent, TaskState>;
+      });
       if (r.state.status === 'initial') throw new AppError('not_found', `no task ${taskId}`, { task_id: taskId });
       this.log.info({ correlationId: correlationId ?? taskId, taskId, actor, reason }, 'task canceled (for the partition owner)');
       return taskViewOf(r.state as ExistingTaskState);
@@ -1433,8 +1433,7 @@ export class Dispatcher {
   }
 
   private async load(taskId: string): Promise<ExistingTaskState | undefined> {
-    // Casts: domain events carry CommandMetadata, which lacks the port's index signature.
-    const { state } = (await aggregateStream(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never)) as { state: TaskState };
+    const { state } = await aggregateStream(this.opts.store, taskStreamId(taskId), taskDelegationDecider);
     return state.status === 'initial' ? undefined : state;
   }
 
@@ -1490,57 +1489,54 @@ export class Dispatcher {
   }
 
   /**
-   * Fast path: decide against the state this process holds for the task (a SubmitTask with none:
-   * the initial state, appended with `no_stream`) and append with its revision, one round trip
-   * instead of read + append. Anything that the cached state may have got wrong goes the slow
-   * way (read, decide, append; `handleCommand` retries on conflicts): a revision conflict, a
-   * domain error, or a decision to do nothing (which no revision check would catch), except a
-   * repeated submission.
+   * Fast path (handleCommand with the state this process holds): decide against it (a
+   * SubmitTask with none: the initial state, appended with `no_stream`) and append with its
+   * revision, one round trip instead of read + append. Anything that the cached state may have
+   * got wrong goes the slow way (read, decide, append; retried on conflicts): a revision
+   * conflict, a domain error, or a decision to do nothing (which no revision check would
+   * catch), except a repeated submission.
    * `follow` may add a second command decided against the state the first one leads to; both
    * go in the same append. Only the fast path uses it: otherwise it is dropped (`undo`).
    */
   private async decideAndAppend(taskId: string, command: TaskCommand, follow?: FollowUp): Promise<CommandResult<TaskEvent, TaskState>> {
     // Every write of a task this dispatcher drives carries its partition's fence (throws when the partition is gone).
     const fence = this.fenceOf(taskId);
-    const slow = async () => {
-      this.known.delete(taskId);
-      return (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, command as never, fence ? { fence } : {})) as unknown as CommandResult<TaskEvent, TaskState>;
+    const held = this.known.get(taskId);
+    const known = held ?? (command.type === 'SubmitTask' ? { state: taskDelegationDecider.initialState, revision: -1 } : undefined);
+    let extra: ReturnType<FollowUp>;
+    const dropExtra = () => {
+      extra?.undo();
+      extra = undefined;
     };
-    const cached = this.known.get(taskId) ?? (command.type === 'SubmitTask' ? { state: taskDelegationDecider.initialState, revision: -1 } : undefined);
-    if (!cached) return slow();
-    let events: TaskEvent[];
-    try {
-      events = taskDelegationDecider.decide(command, cached.state);
-    } catch (err) {
-      if (isDomainError(err)) return slow();
-      throw err;
-    }
-    // A repeated submission of a task this process is driving (same idempotency key) decides
-    // nothing and only reports the state, which this process wrote last: no read needed.
-    if (events.length === 0 && command.type === 'SubmitTask' && this.known.has(taskId)) return { events, state: cached.state, revision: cached.revision };
-    if (events.length === 0) return slow();
-    let extra = follow?.(events.reduce(taskDelegationDecider.evolve, cached.state));
-    if (extra) {
+    const decideKnown = (c: TaskCommand, state: TaskState): TaskEvent[] => {
+      const events = taskDelegationDecider.decide(c, state);
+      if (events.length === 0) return events;
+      const after = events.reduce(taskDelegationDecider.evolve, state);
+      extra = follow?.(after);
+      if (!extra) return events;
       try {
-        events = [...events, ...taskDelegationDecider.decide(extra.command, events.reduce(taskDelegationDecider.evolve, cached.state))];
+        return [...events, ...taskDelegationDecider.decide(extra.command, after)];
       } catch (err) {
         // The second decision is an optimisation: when the decider refuses it, the first goes alone.
-        extra.undo();
-        extra = undefined;
+        dropExtra();
         if (!isDomainError(err)) throw err;
+        return events;
       }
-    }
+    };
     try {
-      const r = await this.opts.store.append(
-        taskStreamId(taskId),
-        // Cast: domain events carry CommandMetadata, which lacks the port's index signature.
-        events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata as unknown as EventMetadata })),
-        { expectedRevision: cached.revision === -1 ? 'no_stream' : cached.revision, ...(fence ? { fence } : {}) },
-      );
-      return { events, state: events.reduce(taskDelegationDecider.evolve, cached.state), revision: r.nextExpectedRevision, position: r.position };
+      return await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider, command, {
+        ...(fence ? { fence } : {}),
+        ...(known ? { known, decideKnown } : {}),
+        // A repeated submission of a task this process is driving (same idempotency key) decides
+        // nothing and only reports the state, which this process wrote last: no read needed.
+        trust: { empty: held !== undefined && command.type === 'SubmitTask' },
+        onFallback: () => {
+          dropExtra();
+          this.known.delete(taskId);
+        },
+      });
     } catch (err) {
-      extra?.undo();
-      if (err instanceof WrongExpectedVersionError) return slow();
+      dropExtra();
       throw err;
     }
   }

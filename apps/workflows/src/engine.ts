@@ -3,11 +3,10 @@ import type pg from 'pg';
 import { createInbox, type NatsConnection, type Subscription } from '@nats-io/nats-core';
 import { callProgressSchema } from '@switchyard/contracts';
 import { AppError, isAppError, type Logger } from '@switchyard/platform';
-import { WrongExpectedVersionError, type AllSubscription, type EventMetadata, type EventStore, type RecordedEvent } from '@switchyard/event-store';
+import { toDomainEvent, type AllSubscription, type EventStore, type RecordedEvent } from '@switchyard/event-store';
 import { ProjectionRunner } from '@switchyard/read-models';
 import {
   decideAfter,
-  isDomainError,
   nextActions,
   stepDispatchOf,
   unitKey,
@@ -469,7 +468,7 @@ export class WorkflowEngine {
       if (e.revision === c.revision && isTerminal(c.state)) this.cache.delete(executionId);
       return;
     }
-    const event = toEvent(e);
+    const event = toDomainEvent<WorkflowEvent>(e);
     let entry: CachedState;
     if (c && c.revision === e.revision - 1) {
       entry = { ...c, state: workflowExecutionDecider.evolve(c.state, event), revision: e.revision };
@@ -479,7 +478,7 @@ export class WorkflowEngine {
     } else {
       const events = await this.o.store.readStream(workflowExecutionStream(executionId), { maxCount: e.revision + 1 });
       let state = workflowExecutionDecider.initialState;
-      for (const r of events) state = workflowExecutionDecider.evolve(state, toEvent(r));
+      for (const r of events) state = workflowExecutionDecider.evolve(state, toDomainEvent<WorkflowEvent>(r));
       const first = events[0]?.revision === 0 ? events[0] : undefined;
       // At revision 0 nothing can have armed a timer yet.
       entry = { state, revision: e.revision, timersInTable: e.revision > 0, parent: first ? parentIn(first) : undefined };
@@ -570,39 +569,27 @@ export class WorkflowEngine {
     return this.onChain(executionId, async () => {
       const c = this.cache.get(executionId);
       if (!c || !this.owned.has(partition)) return runWorkflowCommand(this.o.store, executionId, command);
-      // 1. Decide, then record the dispatch of every unit the decision scheduled.
-      let items: { event: WorkflowEvent; state: WorkflowExecutionState }[];
-      try {
-        items = decideWithDispatches(command, c.state);
-      } catch (err) {
-        if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
-        throw err;
-      }
-      const state = items.length > 0 ? items[items.length - 1]!.state : c.state;
-      if (items.length === 0) return { state };
-      // 2. Append with the revision we hold; a conflict means someone else wrote first.
-      let next: number;
-      try {
-        const r = await this.o.store.append(
-          workflowExecutionStream(executionId),
-          items.map(({ event }) => ({ type: event.type, data: event.data, metadata: event.metadata as unknown as EventMetadata })),
-          { expectedRevision: c.revision === -1 ? 'no_stream' : c.revision },
-        );
-        next = r.nextExpectedRevision;
-      } catch (err) {
-        if (err instanceof WrongExpectedVersionError) return runWorkflowCommand(this.o.store, executionId, command);
-        throw err;
-      }
+      // 1. Decide, then record the dispatch of every unit the decision scheduled (each event with
+      //    the state right after it, for the effects). The owner's cached state is trusted: its
+      //    refusal or empty decision stands without a read.
+      let items: { event: WorkflowEvent; state: WorkflowExecutionState }[] = [];
+      const r = await runWorkflowCommand(this.o.store, executionId, command, {
+        known: c,
+        decideKnown: (cmd, s) => (items = decideWithDispatches(cmd, s)).map((i) => i.event),
+        trust: { refusal: true, empty: true },
+      });
+      // 2. Someone else wrote first (timer, gateway, another process): the subscription handles those events.
+      if (r.decidedOn === 'read' || r.events.length === 0) return { state: r.state };
       // 3. Effects now; should they fail, forget the state so the subscription handles these events again.
-      const entry: CachedState = { ...c, state, revision: next };
+      const entry: CachedState = { ...c, state: r.state, revision: r.revision };
       this.remember(executionId, entry);
       try {
         await this.effects(executionId, partition, items, entry);
       } catch (err) {
         this.cache.delete(executionId);
-        this.log.warn({ err, executionId, correlationId: 'correlationId' in state ? state.correlationId : undefined }, 'effects after append failed; left to the subscription');
+        this.log.warn({ err, executionId, correlationId: 'correlationId' in r.state ? r.state.correlationId : undefined }, 'effects after append failed; left to the subscription');
       }
-      return { state };
+      return { state: r.state };
     });
   }
 
@@ -871,7 +858,7 @@ export class WorkflowEngine {
     const c = this.cache.get(a.executionId);
     let state = c ? c.state : workflowExecutionDecider.initialState;
     const newer = await this.o.store.readStream(workflowExecutionStream(a.executionId), c ? { fromRevision: c.revision + 1 } : {});
-    for (const e of newer) state = workflowExecutionDecider.evolve(state, toEvent(e));
+    for (const e of newer) state = workflowExecutionDecider.evolve(state, toDomainEvent<WorkflowEvent>(e));
     const u = unitIn(state, ref);
     return state.status === 'running' && u?.phase === 'dispatched' && u.attempt === a.attempt;
   }
@@ -1087,7 +1074,6 @@ function unitIn(state: WorkflowExecutionState, ref: { stepId: string; itemIndex?
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const toEvent = (e: RecordedEvent): WorkflowEvent => ({ type: e.type, data: e.data, metadata: e.metadata }) as unknown as WorkflowEvent;
 const parentIn = (e: RecordedEvent): ParentRef | null => (e.metadata as { parent?: ParentRef }).parent ?? null;
 
 /** Row key of a timer: one per kind, unit and attempt. */
