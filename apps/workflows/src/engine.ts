@@ -1,9 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type pg from 'pg';
-import { createInbox, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { createInbox, type Subscription } from '@nats-io/nats-core';
 import { callProgressSchema } from '@switchyard/contracts';
 import { AppError, isAppError, type Logger } from '@switchyard/platform';
-import { toDomainEvent, type AllSubscription, type EventStore, type RecordedEvent } from '@switchyard/event-store';
+import { toDomainEvent, type AllSubscription, type RecordedEvent } from '@switchyard/event-store';
 import { ProjectionRunner } from '@switchyard/read-models';
 import {
   decideAfter,
@@ -21,110 +20,26 @@ import {
   type WorkflowCommand,
   type WorkflowEvent,
   type WorkflowExecutionState,
-  type WorkflowLimits,
 } from '@switchyard/domain';
 import { decideWithDispatches, isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from '@switchyard/workflow-executions';
 import { DefinitionStore } from '@switchyard/workflow-executions';
-import { executeRemote, stopRemote, type ExecutorSubjects, type StepOutcome } from './executor.js';
+import { executeRemote, stopRemote, type StepOutcome } from './executor.js';
 import { PartitionLeases, partitionOf } from './partitions.js';
+import { Batcher } from './batcher.js';
+import { StateCache } from './state-cache.js';
+import type { CachedState, ParentRef, PendingTimeout, TrackedCall, WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
+import { armTimerRows, claimDueTimers, deleteFiredTimers, makeTimersDueNow, TIMEOUT_DEFER_MS, TIMEOUT_WRITE_AHEAD_MS, timerKey, writeTimerRows } from './timers.js';
+
+export type { ParentRef, WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
 import { workflowExecutionsProjection } from '@switchyard/read-models';
 import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
 import { applyWorkflowLimits } from '@switchyard/workflow-executions';
 import { BatchWorker } from '@switchyard/workflow-executions';
 
 
-/** How long a claimed timer is not claimed again, should its engine die before firing it. */
-const TIMER_LEASE_MS = 30_000;
 export const EXECUTION_STREAM_PREFIX = workflowExecutionStream('');
 const ACTOR = 'system:orchestrator';
 const TERMINAL_EVENTS = new Set(['WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled']);
-
-/** Where a sub-workflow reports back: kept in the metadata of the child's WorkflowStarted. */
-export interface ParentRef {
-  readonly executionId: string;
-  readonly stepId: string;
-  readonly itemIndex?: number;
-  readonly attempt: number;
-}
-
-export interface WorkflowEngineOptions {
-  readonly store: EventStore;
-  /** The engine's database (its tables live in schema `workflows`). */
-  readonly pool: pg.Pool;
-  readonly nats: NatsConnection;
-  readonly logger: Logger;
-  /** For the dedicated partition-lock connection; default: the pool's connection string. */
-  readonly databaseUrl?: string;
-  /** Number of partitions executions are hashed into (default 16; every process must agree). */
-  readonly partitions?: number;
-  readonly memberId?: string;
-  readonly leaseTickMs?: number;
-  readonly memberTtlMs?: number;
-  /** Timer poll interval (default 200 ms). */
-  readonly timerPollMs?: number;
-  /** Re-check every owned execution this often (default 15 000 ms). */
-  readonly recoveryIntervalMs?: number;
-  /** Checkpoint flush interval (default 250 ms). */
-  readonly checkpointIntervalMs?: number;
-  /** Executions whose events are handled at once (default 32; each execution's events stay in order). */
-  readonly sagaConcurrency?: number;
-  /** Run the workflow_executions read model in this process too (default true). */
-  readonly readModel?: boolean;
-  /** Replace how mcp/agent units are executed (tests, benches); default NATS request-reply. */
-  readonly execute?: (a: DispatchAction) => Promise<StepOutcome>;
-  /** Replace how running mcp/agent units are asked to stop on a cancel (tests); default NATS. */
-  readonly stop?: (s: StopAction) => Promise<void>;
-  /** Subjects of the MCP connectors and the task service (default the production ones). */
-  readonly subjects?: ExecutorSubjects;
-  /** A queued call whose worker is silent this long is sent again (default CALL_QUEUED_SILENCE_MS; tests shorten it). */
-  readonly queuedCallSilenceMs?: number;
-  /** Override limits from the environment (WORKFLOW_MAX_*; tests). They apply to the whole process. */
-  readonly limits?: Partial<WorkflowLimits>;
-  /** The batch worker of bulk operations (default on, WORKFLOW_BATCH_ITEMS_PER_SEC); false: none in this process. */
-  readonly batches?: false | { readonly itemsPerSec?: number; readonly pollMs?: number };
-}
-
-export interface WorkflowEngineStats {
-  readonly memberId: string;
-  readonly partitions: number[];
-  readonly eventsHandled: number;
-  readonly dispatches: number;
-  readonly timersFired: number;
-  readonly recoveries: number;
-  /** Queued calls sent again after their worker fell silent (see CALL_QUEUED_SILENCE_MS). */
-  readonly resends: number;
-  readonly inflight: number;
-}
-
-/** A step call in flight over NATS and what its worker last said of it. */
-interface TrackedCall {
-  readonly action: DispatchAction;
-  state?: 'queued' | 'started';
-  /** When the worker last said anything (or the call was sent). */
-  heardAt: number;
-}
-
-/**
- * What the owning process knows of an execution: its state after `revision`, and that every
- * event up to `revision` has been handled here (timers armed, dispatches started). Commands of
- * this process decide against it and append with `revision` expected (no re-read); the saga
- * skips events at or below it.
- */
-interface CachedState {
-  state: WorkflowExecutionState;
-  revision: number;
-  /** False only when this process knows the timers table holds no row of the execution. */
-  timersInTable: boolean;
-  /** From WorkflowStarted's metadata; undefined = not seen (read it at the end). */
-  parent?: ParentRef | null;
-}
-
-/** A step timeout not yet written to the timers table (see `flushTimeouts`). */
-interface PendingTimeout {
-  readonly partition: number;
-  readonly timer: TimerAction;
-  readonly since: number;
-}
 
 /**
  * The durable workflow engine: the saga of WorkflowExecution, driven from a checkpointed
@@ -157,7 +72,7 @@ export class WorkflowEngine {
   private readonly ready = new Set<number>();
   private readonly checkpoints = new Map<number, number>();
   private readonly dirty = new Set<number>();
-  private readonly cache = new Map<string, CachedState>();
+  private readonly cache = new StateCache();
   private readonly inflight = new Set<string>();
   private readonly work = new Set<Promise<unknown>>();
   private readonly projections: ProjectionRunner | undefined;
@@ -484,7 +399,7 @@ export class WorkflowEngine {
       entry = { state, revision: e.revision, timersInTable: e.revision > 0, parent: first ? parentIn(first) : undefined };
     }
     if (event.type === 'WorkflowStarted') entry.parent = parentIn(e);
-    this.remember(executionId, entry);
+    this.cache.remember(executionId, entry);
     try {
       await this.effects(executionId, partition, [{ event, state: entry.state }], entry);
     } catch (err) {
@@ -493,11 +408,6 @@ export class WorkflowEngine {
       throw err;
     }
     if (isTerminal(entry.state)) this.cache.delete(executionId);
-  }
-
-  private remember(executionId: string, entry: CachedState): void {
-    if (this.cache.size > 20_000 && !this.cache.has(executionId)) this.cache.clear(); // a bound, not an LRU: a miss costs a read
-    this.cache.set(executionId, entry);
   }
 
   /**
@@ -582,7 +492,7 @@ export class WorkflowEngine {
       if (r.decidedOn === 'read' || r.events.length === 0) return { state: r.state };
       // 3. Effects now; should they fail, forget the state so the subscription handles these events again.
       const entry: CachedState = { ...c, state: r.state, revision: r.revision };
-      this.remember(executionId, entry);
+      this.cache.remember(executionId, entry);
       try {
         await this.effects(executionId, partition, items, entry);
       } catch (err) {
@@ -866,20 +776,7 @@ export class WorkflowEngine {
   // ---- timers -------------------------------------------------------------------------
 
   private async armTimers(executionId: string, partition: number, timers: readonly TimerAction[]): Promise<void> {
-    const keys: string[] = [];
-    const dues: string[] = [];
-    const commands: string[] = [];
-    for (const t of timers) {
-      keys.push(timerKey(t));
-      dues.push(t.dueAt);
-      commands.push(JSON.stringify(t.command));
-    }
-    await this.o.pool.query(
-      `insert into ${WORKFLOW_SCHEMA}.timers (execution_id, timer_key, partition, due_at, command)
-       select $1, k, $2, d::timestamptz, c::jsonb from unnest($3::text[], $4::text[], $5::text[]) as t(k, d, c)
-       on conflict (execution_id, timer_key) do update set due_at = excluded.due_at, command = excluded.command`,
-      [executionId, partition, keys, dues, commands],
-    );
+    await armTimerRows(this.o.pool, executionId, partition, timers);
     const c = this.cache.get(executionId);
     if (c) c.timersInTable = true;
   }
@@ -900,14 +797,7 @@ export class WorkflowEngine {
     const parts = [...this.ready];
     try {
       for (let more = true; more && !this.stopped; ) {
-        const due = await this.o.pool.query<{ execution_id: string; timer_key: string; command: WorkflowCommand; lease: Date }>(
-          `update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', now() + make_interval(secs => $2))
-           from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
-                 where due_at <= now() and partition = any($1::int[]) order by due_at limit 100 for update skip locked) d
-           where t.execution_id = d.execution_id and t.timer_key = d.timer_key
-           returning t.execution_id, t.timer_key, t.command, t.due_at as lease`,
-          [parts, TIMER_LEASE_MS / 1000],
-        );
+        const due = { rows: await claimDueTimers(this.o.pool, parts, 100) };
         const fired: { execution_id: string; timer_key: string; lease: Date }[] = [];
         const again: { execution_id: string; timer_key: string; lease: Date }[] = [];
         await Promise.all(
@@ -923,23 +813,9 @@ export class WorkflowEngine {
             }
           }),
         );
-        // The lease is whole milliseconds (date_trunc above), so it comes back exact in a JS Date.
-        const rows = (xs: typeof fired) => [xs.map((f) => f.execution_id), xs.map((f) => f.timer_key), xs.map((f) => f.lease.toISOString())];
-        if (fired.length > 0) {
-          await this.o.pool.query(
-            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
-             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
-            rows(fired),
-          );
-        }
-        if (again.length > 0) {
-          // A command that may work later: due again now rather than after the lease.
-          await this.o.pool.query(
-            `update ${WORKFLOW_SCHEMA}.timers t set due_at = now() from unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
-             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
-            rows(again),
-          );
-        }
+        if (fired.length > 0) await deleteFiredTimers(this.o.pool, fired);
+        // A command that may work later: due again now rather than after the lease.
+        if (again.length > 0) await makeTimersDueNow(this.o.pool, again);
         more = due.rows.length === 100;
       }
     } catch (err) {
@@ -975,12 +851,7 @@ export class WorkflowEngine {
     }
     if (rows.length === 0) return;
     try {
-      await this.o.pool.query(
-        `insert into ${WORKFLOW_SCHEMA}.timers (execution_id, timer_key, partition, due_at, command)
-         select e, k, p, d::timestamptz, c::jsonb from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[]) as t(e, k, p, d, c)
-         on conflict (execution_id, timer_key) do update set due_at = excluded.due_at, command = excluded.command`,
-        [rows.map((r) => r.id), rows.map((r) => timerKey(r.t)), rows.map((r) => r.partition), rows.map((r) => r.t.dueAt), rows.map((r) => JSON.stringify(r.t.command))],
-      );
+      await writeTimerRows(this.o.pool, rows);
       for (const r of rows) {
         const c = this.cache.get(r.id);
         if (c) c.timersInTable = true;
@@ -1074,53 +945,10 @@ function unitIn(state: WorkflowExecutionState, ref: { stepId: string; itemIndex?
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const parentIn = (e: RecordedEvent): ParentRef | null => (e.metadata as { parent?: ParentRef }).parent ?? null;
-
-/** Row key of a timer: one per kind, unit and attempt. */
-function timerKey(t: TimerAction): string {
-  const d = t.command.data as { stepId: string; itemIndex?: number; attempt?: number };
-  return `${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`;
-}
-
 /** A unit recorded as dispatched this long before this engine sends it has its clock restarted (see runDispatch). */
 const LATE_PICKUP_MS = 1_000;
-/** A step timeout is written once its step has run this long (most steps end sooner)... */
-const TIMEOUT_DEFER_MS = 1_000;
-/** ...or at once when it is due within this, so it fires on time. */
-const TIMEOUT_WRITE_AHEAD_MS = 3_000;
 
-/** Group concurrent calls into one statement, like the store's group commit: one batch in flight, the rest wait and go together. */
-class Batcher<T> {
-  private readonly queue: { item: T; resolve: () => void; reject: (err: unknown) => void }[] = [];
-  private running = false;
-
-  constructor(
-    private readonly run: (items: T[]) => Promise<void>,
-    private readonly max = 500,
-  ) {}
-
-  add(item: T): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ item, resolve, reject });
-      this.kick();
-    });
-  }
-
-  private kick(): void {
-    if (this.running || this.queue.length === 0) return;
-    this.running = true;
-    const batch = this.queue.splice(0, this.max);
-    void this.run(batch.map((b) => b.item))
-      .then(
-        () => batch.forEach((b) => b.resolve()),
-        (err) => batch.forEach((b) => b.reject(err)),
-      )
-      .finally(() => {
-        this.running = false;
-        this.kick();
-      });
-  }
-}
+const parentIn = (e: RecordedEvent): ParentRef | null => (e.metadata as { parent?: ParentRef }).parent ?? null;
 
 /** Build and start an engine (the launcher's entry point). Stop it with `engine.stop()`. */
 export async function startWorkflowEngine(o: WorkflowEngineOptions): Promise<WorkflowEngine> {
