@@ -8,6 +8,7 @@ import { fetchA2aCard } from './a2a-agents.js';
 import { callA2a, callHttp, callNats, cancelOnInstance, isErrorCode } from './transport.js';
 import { deleteExternalAgent, ensureExternalAgentsTable, storedExternalAgent, storedExternalAgents, storeExternalAgent } from './external-agent-store.js';
 import { decideTaskCommand, type FollowUp } from './task-commands.js';
+import { deleteSlotRows, reserveSlotRow, selectInstance } from './placement.js';
 import { AppError, EgressGuard, egressPolicyFromEnv, isAppError, isConnectionError, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
@@ -522,21 +523,7 @@ export class Dispatcher {
     const p = taskPartition(taskId, o.partitions);
     const fence = o.fence(p);
     if (!fence) return 'fenced';
-    const agentLimit = this.opts.agentConcurrency?.[inst.agent] ?? 2_147_483_647;
-    // One statement (reserve_slot, leases.ts): the lock is held for the function's run, not for five round trips.
-    return this.opts.pool
-      .query<{ r: 'ok' | 'agent_full' | 'instance_full' | 'fenced' }>(`select ${this.schema}.reserve_slot($1, $2, $3, $4, $5, $6, $7, $8, $9) as r`, [
-        taskId,
-        assignment,
-        inst.agent,
-        inst.instance,
-        p,
-        fence.epoch,
-        o.memberId,
-        agentLimit,
-        inst.maxConcurrency,
-      ])
-      .then((res) => res.rows[0]!.r)
+    return reserveSlotRow(this.opts.pool, this.schema, { taskId, assignment, partition: p, epoch: fence.epoch, memberId: o.memberId }, inst, this.opts.agentConcurrency)
       .catch((err) => {
         this.log.warn({ err, taskId }, 'reserving an agent slot failed');
         return 'fenced' as const;
@@ -563,11 +550,7 @@ export class Dispatcher {
     const del = (rows: readonly { taskId: string; assignment: number }[]) =>
       // Retried through a database outage: a slot row left behind would hold one of the agent's slots for good.
       this.untilRecorded(rows[0]!.taskId, 'releasing agent slots', this.log, () =>
-        this.opts.pool.query(
-          `delete from ${this.schema}.assignments a using unnest($1::text[], $2::int[]) as r(task_id, assignment)
-            where a.task_id = r.task_id and a.assignment = r.assignment and a.dispatcher = $3`,
-          [rows.map((r) => r.taskId), rows.map((r) => r.assignment), memberId],
-        ),
+        deleteSlotRows(this.opts.pool, this.schema, rows, memberId),
       );
     this.releasing = (async () => {
       try {
@@ -1109,19 +1092,7 @@ export class Dispatcher {
 
   /** Capability (or the asked-for agent), health, breaker, concurrency; then least loaded, avoiding instances that failed this task. */
   private select(s: Pick<ExistingTaskState, 'task_type' | 'agent' | 'failed_instances'>, exclude?: ReadonlySet<string>): AgentInstance | undefined {
-    const now = Date.now();
-    const agentLoad = new Map<string, number>();
-    for (const i of this.registry.instances.values()) agentLoad.set(i.agent, (agentLoad.get(i.agent) ?? 0) + i.inFlight);
-    const limit = (agent: string) => this.opts.agentConcurrency?.[agent] ?? Number.POSITIVE_INFINITY;
-    const candidates = this.registry
-      .capable(s.task_type, s.agent)
-      .filter((i) => this.registry.accepts(i, now) && (agentLoad.get(i.agent) ?? 0) < limit(i.agent) && !exclude?.has(i.key) && !exclude?.has(`agent:${i.agent}`));
-    if (candidates.length === 0) return undefined;
-    const fresh = candidates.filter((i) => !s.failed_instances.includes(i.instance));
-    // Only when every live capable instance failed this task before is one of them tried again.
-    const pool = fresh.length > 0 ? fresh : candidates;
-    const score = (i: AgentInstance) => (i.inFlight + Math.max(0, i.reportedInFlight - i.inFlight) + i.reportedQueue) / Math.max(1, i.maxConcurrency);
-    return pool.sort((a, b) => score(a) - score(b) || a.inFlight - b.inFlight || a.key.localeCompare(b.key))[0];
+    return selectInstance(this.registry, s, this.opts.agentConcurrency, exclude);
   }
 
   // ---- one attempt -----------------------------------------------------------

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createInbox, type Subscription } from '@nats-io/nats-core';
 import { callProgressSchema } from '@switchyard/contracts';
 import { AppError, isAppError, type Logger } from '@switchyard/platform';
@@ -27,6 +27,7 @@ import { executeRemote, stopRemote, type StepOutcome } from './executor.js';
 import { PartitionLeases, partitionOf } from './partitions.js';
 import { Batcher } from './batcher.js';
 import { StateCache } from './state-cache.js';
+import { childExecutionId, childOutcomeCommand, joinTree } from './sub-workflows.js';
 import type { CachedState, ParentRef, PendingTimeout, TrackedCall, WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
 import { armTimerRows, claimDueTimers, deleteFiredTimers, makeTimersDueNow, TIMEOUT_DEFER_MS, TIMEOUT_WRITE_AHEAD_MS, timerKey, writeTimerRows } from './timers.js';
 
@@ -546,18 +547,9 @@ export class WorkflowEngine {
   }
 
   private async notifyParent(parent: ParentRef, child: WorkflowExecutionState): Promise<void> {
-    const ref = { stepId: parent.stepId, ...(parent.itemIndex === undefined ? {} : { itemIndex: parent.itemIndex }), attempt: parent.attempt };
     const correlationId = 'correlationId' in child ? child.correlationId : parent.executionId;
-    const meta = this.meta(correlationId);
-    let command: WorkflowCommand;
-    if (child.status === 'completed') command = { type: 'RecordStepSucceeded', data: { ...ref, output: child.outputs }, metadata: meta };
-    else if (child.status === 'failed' || child.status === 'canceled') {
-      command = {
-        type: 'RecordStepFailed',
-        data: { ...ref, error: { code: `subworkflow_${child.status}`, message: child.reason, retryable: false } },
-        metadata: meta,
-      };
-    } else return;
+    const command = childOutcomeCommand(parent, child, this.meta(correlationId));
+    if (!command) return;
     await runWorkflowCommand(this.o.store, parent.executionId, command);
   }
 
@@ -672,7 +664,7 @@ export class WorkflowEngine {
 
   /** Child execution id: derived from the parent unit's idempotency key, so a re-dispatch finds the same child. */
   static childExecutionId(idempotencyKey: string): string {
-    return `sub-${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 32)}`;
+    return childExecutionId(idempotencyKey);
   }
 
   private async startChild(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): Promise<void> {
@@ -696,7 +688,7 @@ export class WorkflowEngine {
       await this.record(a, { ok: false, error: { code: 'not_found', message: (err as Error).message, retryable: false } });
       return;
     }
-    if (!(await this.joinTree(childId, rootExecutionId, a.executionId, depth, limits.maxExecutionsPerRoot))) {
+    if (!(await joinTree(this.o.pool, childId, rootExecutionId, a.executionId, depth, limits.maxExecutionsPerRoot))) {
       const message = `root execution ${rootExecutionId} already has ${limits.maxExecutionsPerRoot} sub-workflow executions (WORKFLOW_MAX_EXECUTIONS_PER_ROOT)`;
       this.log.warn({ executionId: a.executionId, rootExecutionId, correlationId: a.correlationId }, 'sub-workflow executions-per-root limit reached');
       await this.record(a, { ok: false, error: { code: 'subworkflow_limit_exceeded', message, retryable: false } });
@@ -731,35 +723,6 @@ export class WorkflowEngine {
       } catch (err) {
         if (!(isAppError(err) && (err.code === 'not_found' || err.code === 'illegal_state'))) throw err;
       }
-    }
-  }
-
-  /**
-   * Count a sub-workflow execution against its root: false when the root has its maximum. One
-   * root's reservations are serialised (advisory lock), so concurrent starts cannot overshoot; a
-   * re-dispatch of the same child finds its row and is let through.
-   */
-  private async joinTree(childId: string, rootId: string, parentId: string, depth: number, max: number): Promise<boolean> {
-    const client = await this.o.pool.connect();
-    try {
-      await client.query('begin');
-      await client.query(`select pg_advisory_xact_lock(hashtextextended($1, 0))`, [`workflow-tree:${rootId}`]);
-      const known = await client.query(`select 1 from ${WORKFLOW_SCHEMA}.execution_tree where execution_id = $1`, [childId]);
-      let ok = known.rowCount === 1;
-      if (!ok) {
-        const n = await client.query<{ n: string }>(`select count(*) as n from ${WORKFLOW_SCHEMA}.execution_tree where root_id = $1`, [rootId]);
-        ok = Number(n.rows[0]!.n) < max;
-        if (ok) {
-          await client.query(`insert into ${WORKFLOW_SCHEMA}.execution_tree (execution_id, root_id, parent_id, depth) values ($1, $2, $3, $4)`, [childId, rootId, parentId, depth]);
-        }
-      }
-      await client.query('commit');
-      return ok;
-    } catch (err) {
-      await client.query('rollback').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
     }
   }
 
