@@ -162,7 +162,6 @@ interface Run {
   startTaken?: boolean;
 }
 
-
 const ACTIVE = ['submitted', 'queued', 'assigned', 'working'];
 /** Errors that another attempt cannot fix: the task fails at once. */
 const FATAL: readonly ErrorCode[] = ['validation', 'not_found', 'illegal_state', 'unauthorized', 'forbidden', 'payload_too_large'];
