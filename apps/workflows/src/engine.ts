@@ -486,7 +486,10 @@ export class WorkflowEngine {
       let items: { event: WorkflowEvent; state: WorkflowExecutionState }[] = [];
       const r = await runWorkflowCommand(this.o.store, executionId, command, {
         known: c,
-        decideKnown: (cmd, s) => (items = decideWithDispatches(cmd, s)).map((i) => i.event),
+        decideKnown: (cmd, s) => {
+          items = decideWithDispatches(cmd, s);
+          return { events: items.map((i) => i.event), state: items.length > 0 ? items[items.length - 1]!.state : s };
+        },
         trust: { refusal: true, empty: true },
       });
       // 2. Someone else wrote first (timer, gateway, another process): the subscription handles those events.

@@ -22,6 +22,12 @@ export interface CommandResult<E, S> {
   readonly decidedOn: 'known' | 'read';
 }
 
+/** A decision together with the state after its events, for a decideKnown that folded them already. */
+export interface Decision<E, S> {
+  readonly events: readonly E[];
+  readonly state: S;
+}
+
 export interface HandleCommandOptions<C, E, S> {
   /** Read-decide-append rounds before a revision conflict is thrown. Default 10. */
   readonly maxAttempts?: number;
@@ -36,9 +42,10 @@ export interface HandleCommandOptions<C, E, S> {
   /**
    * How to decide against `known` (default `decider.decide`): lets a caller put more into the
    * same append, e.g. a follow-up command decided against the state the first one leads to.
-   * The read-decide-append path always uses `decider.decide`.
+   * The read-decide-append path always uses `decider.decide`. It may return the state after its
+   * events too (a Decision), when it folded them already: they are then not folded again.
    */
-  readonly decideKnown?: (command: C, state: S) => readonly E[];
+  readonly decideKnown?: (command: C, state: S) => readonly E[] | Decision<E, S>;
   /**
    * Which verdicts of `known` stand without reading. A decision against a stale state that
    * appends nothing is caught by no revision check, so by default both go the read way:
@@ -119,19 +126,23 @@ async function decideOnKnown<C, E extends Event, S>(
   options: HandleCommandOptions<C, E, S>,
   fence: { fence?: Fence },
 ): Promise<CommandResult<E, S> | undefined> {
-  let events: readonly E[];
+  let decided: readonly E[] | Decision<E, S>;
   try {
-    events = options.decideKnown ? options.decideKnown(command, known.state) : decider.decide(command, known.state);
+    decided = options.decideKnown ? options.decideKnown(command, known.state) : decider.decide(command, known.state);
   } catch (err) {
     if (options.trust?.refusal) throw err;
     return undefined;
   }
+  const events = isDecision(decided) ? decided.events : decided;
   if (events.length === 0) return options.trust?.empty ? { events, state: known.state, revision: known.revision, decidedOn: 'known' } : undefined;
   try {
     const r = await store.append(streamId, events.map(toNewEvent), { expectedRevision: known.revision === -1 ? 'no_stream' : known.revision, ...fence });
-    return { events, state: events.reduce(decider.evolve, known.state), revision: r.nextExpectedRevision, position: r.position, decidedOn: 'known' };
+    const state = isDecision(decided) ? decided.state : events.reduce(decider.evolve, known.state);
+    return { events, state, revision: r.nextExpectedRevision, position: r.position, decidedOn: 'known' };
   } catch (err) {
     if (err instanceof WrongExpectedVersionError) return undefined;
     throw err;
   }
 }
+
+const isDecision = <E, S>(d: readonly E[] | Decision<E, S>): d is Decision<E, S> => !Array.isArray(d);

@@ -86,4 +86,16 @@ describe('handleCommand', () => {
     const again = await handleCommand(store, 'counter-7', counter, { type: 'Add', amount: 2 }, { known: { state: counter.initialState, revision: -1 }, decideKnown: twice });
     assert.deepEqual([again.decidedOn, again.events.length, again.state.total], ['read', 1, 6]);
   });
+
+  it('takes the state a decideKnown folded already, without folding its events again', async () => {
+    const store = new InMemoryEventStore();
+    let evolved = 0;
+    const counting = { ...counter, evolve: (st: State, e: Ev) => (evolved++, counter.evolve(st, e)) };
+    const decideKnown = (c: Cmd, st: State) => {
+      const events = counter.decide(c, st);
+      return { events, state: events.reduce(counter.evolve, st) };
+    };
+    const r = await handleCommand(store, 'counter-8', counting, { type: 'Add', amount: 2 }, { known: { state: counter.initialState, revision: -1 }, decideKnown });
+    assert.deepEqual([r.decidedOn, r.state.total, evolved], ['known', 2, 0]);
+  });
 });

@@ -1,5 +1,5 @@
 import { AppError } from '@switchyard/platform';
-import { aggregateStream, handleCommand, type CommandResult, type EventStore, type HandleCommandOptions } from '@switchyard/event-store';
+import { aggregateStream, handleCommand, type CommandResult, type Decision, type EventStore, type HandleCommandOptions } from '@switchyard/event-store';
 import {
   isDomainError,
   workflowExecutionDecider,
@@ -36,8 +36,11 @@ export async function runWorkflowCommand(
   }
 }
 
-/** Decide with decideWithDispatches (the dispatch records folded into the same append), returning the events. */
-export const decideEventsWithDispatches = (command: WorkflowCommand, state: WorkflowExecutionState): WorkflowEvent[] => decideWithDispatches(command, state).map((i) => i.event);
+/** decideWithDispatches as a Decision for handleCommand's decideKnown: its events, and the state after them (already folded). */
+export function decisionWithDispatches(command: WorkflowCommand, state: WorkflowExecutionState): Decision<WorkflowEvent, WorkflowExecutionState> {
+  const items = decideWithDispatches(command, state);
+  return { events: items.map((i) => i.event), state: items.length > 0 ? items[items.length - 1]!.state : state };
+}
 
 /**
  * The same for a command that usually creates the stream (StartWorkflow with a fresh id): decide
@@ -50,7 +53,7 @@ export function runWorkflowCommandOnNewStream(store: EventStore, executionId: st
   // state is final; a decision to do nothing is checked against the stream.
   return runWorkflowCommand(store, executionId, command, {
     known: { state: workflowExecutionDecider.initialState, revision: -1 },
-    decideKnown: decideEventsWithDispatches,
+    decideKnown: decisionWithDispatches,
     trust: { refusal: true },
   });
 }
