@@ -187,11 +187,11 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     const sub = await submit({ task_type: 'noop', context: {}, agent: 'operations_manager' });
     assert.equal(sub.status, 'queued');
     // 3. Another writer assigns it behind the dispatcher's back (through the same decider).
-    await handleCommand(store, taskStreamId(sub.task_id), taskDelegationDecider as never, {
+    await handleCommand(store, taskStreamId(sub.task_id), taskDelegationDecider, {
       type: 'AssignTask',
       data: { agent: 'operations_manager', instance: 'elsewhere-1' },
       metadata: { timestamp: new Date().toISOString(), correlationId: 'outside', actor: 'test' },
-    } as never);
+    });
     // 4. Cancel through the dispatcher: its cached revision is stale, so it reads and decides again.
     const canceled = await request(nc, tasksSubject('cancel'), { task_id: sub.task_id, reason: 'test' }, { schema: taskView });
     assert.equal(canceled.status, 'canceled');

@@ -3,10 +3,16 @@ import type { z } from 'zod';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import {
   aliasesOf,
-  codeOfStatus,
   resolveTaskType,
   serviceSubject,
   TASK_TYPE_ALIASES,
+  builtinAgentCards as agentCards,
+  builtinTaskTypes,
+  agentStartedNotice,
+  cardToJson,
+  noopInput,
+  NOOP_TASK_TYPE,
+  taskIdForIdempotencyKey,
   externalAgentSchema,
   externalAgentStreamId,
   registerAgentInput,
@@ -16,23 +22,15 @@ import {
   type CapabilitiesReply,
   type ExternalAgentRegisteredData,
   type ExternalAgentRemovedData,
-  builtinAgentCards as agentCards,
-  builtinTaskTypes,
-  cardToJson,
-  noopInput,
-  NOOP_TASK_TYPE,
-  agentExecuteReply,
-  agentInstanceSubject,
-  agentStartedNotice,
-  httpErrorBody,
-  httpExecuteReply,
-  agentCancelReply,
-  taskIdForIdempotencyKey,
 } from '@switchyard/contracts';
-import { aggregateStream, FencedError, handleCommand, WrongExpectedVersionError, type AllSubscription, type CommandResult, type EventMetadata, type EventStore, type Fence } from '@switchyard/event-store';
-import { asAppError, request } from '@switchyard/messaging';
-import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
-import { AppError, EgressGuard, egressPolicyFromEnv, errorCodes, guardedFetch, isAppError, isConnectionError, migrateUnderLock, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
+import { aggregateStream, FencedError, handleCommand, type AllSubscription, type CommandResult, type EventStore, type Fence } from '@switchyard/event-store';
+import { asAppError } from '@switchyard/messaging';
+import { fetchA2aCard } from './a2a-agents.js';
+import { callA2a, callHttp, callNats, cancelOnInstance, isErrorCode } from './transport.js';
+import { deleteExternalAgent, ensureExternalAgentsTable, storedExternalAgent, storedExternalAgents, storeExternalAgent } from './external-agent-store.js';
+import { decideTaskCommand, type FollowUp } from './task-commands.js';
+import { deleteSlotRows, reserveSlotRow, selectInstance } from './placement.js';
+import { AppError, EgressGuard, egressPolicyFromEnv, isAppError, isConnectionError, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
   isDomainError,
@@ -50,7 +48,7 @@ import {
 } from '@switchyard/domain';
 import { InstanceRegistry, type AgentInstance } from './instances.js';
 import { queryPerformance } from '@switchyard/read-models';
-import { dispatcherLeaseTablesSql, taskPartition } from './leases.js';
+import { taskPartition } from './leases.js';
 
 /**
  * Which tasks this dispatcher drives: those whose partition it holds a lease on (see
@@ -137,16 +135,6 @@ function refuseAliases(agent: string, taskTypes: readonly string[]): void {
   }
 }
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
-const bearerOf = (token: string | undefined): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
-function onLoopback(url: string | undefined): boolean {
-  try {
-    return url !== undefined && LOOPBACK_HOSTS.has(new URL(url).hostname);
-  } catch {
-    return false;
-  }
-}
-
 export interface SubmitRequest {
   readonly task_type: string;
   readonly context: Record<string, unknown>;
@@ -176,16 +164,12 @@ interface Run {
   startTaken?: boolean;
 }
 
-/** A command to decide right after another, in the same append; `undo` releases what was reserved for it when it is not appended. */
-type FollowUp = (state: TaskState) => { readonly command: TaskCommand; readonly undo: () => void } | undefined;
-
 const ACTIVE = ['submitted', 'queued', 'assigned', 'working'];
 /** Errors that another attempt cannot fix: the task fails at once. */
 const FATAL: readonly ErrorCode[] = ['validation', 'not_found', 'illegal_state', 'unauthorized', 'forbidden', 'payload_too_large'];
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/;
 
-const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);
 const toTaskError = (e: AppError): TaskError => ({ code: e.code, message: e.message, details: e.details });
 
 /**
@@ -489,11 +473,11 @@ export class Dispatcher {
    * takes it over from the log. The reply says `queued` (or the state a duplicate found).
    */
   private async submitForeign(taskId: string, taskType: string, alias: string | undefined, req: SubmitRequest, correlationId: string): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
-    const r = (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, {
+    const r = await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider, {
       type: 'SubmitTask',
       data: this.submitData(taskId, taskType, alias, req),
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: req.actor ?? 'system:dispatcher' },
-    } as never)) as unknown as CommandResult<TaskEvent, TaskState>;
+    });
     const state = r.state as ExistingTaskState;
     const duplicate = r.events.length === 0;
     if (!duplicate) this.log.info({ correlationId, taskId, taskType, partition: this.partitionOf(taskId) }, 'task submitted for the partition owner');
@@ -540,21 +524,7 @@ export class Dispatcher {
     const p = taskPartition(taskId, o.partitions);
     const fence = o.fence(p);
     if (!fence) return 'fenced';
-    const agentLimit = this.opts.agentConcurrency?.[inst.agent] ?? 2_147_483_647;
-    // One statement (reserve_slot, leases.ts): the lock is held for the function's run, not for five round trips.
-    return this.opts.pool
-      .query<{ r: 'ok' | 'agent_full' | 'instance_full' | 'fenced' }>(`select ${this.schema}.reserve_slot($1, $2, $3, $4, $5, $6, $7, $8, $9) as r`, [
-        taskId,
-        assignment,
-        inst.agent,
-        inst.instance,
-        p,
-        fence.epoch,
-        o.memberId,
-        agentLimit,
-        inst.maxConcurrency,
-      ])
-      .then((res) => res.rows[0]!.r)
+    return reserveSlotRow(this.opts.pool, this.schema, { taskId, assignment, partition: p, epoch: fence.epoch, memberId: o.memberId }, inst, this.opts.agentConcurrency)
       .catch((err) => {
         this.log.warn({ err, taskId }, 'reserving an agent slot failed');
         return 'fenced' as const;
@@ -581,11 +551,7 @@ export class Dispatcher {
     const del = (rows: readonly { taskId: string; assignment: number }[]) =>
       // Retried through a database outage: a slot row left behind would hold one of the agent's slots for good.
       this.untilRecorded(rows[0]!.taskId, 'releasing agent slots', this.log, () =>
-        this.opts.pool.query(
-          `delete from ${this.schema}.assignments a using unnest($1::text[], $2::int[]) as r(task_id, assignment)
-            where a.task_id = r.task_id and a.assignment = r.assignment and a.dispatcher = $3`,
-          [rows.map((r) => r.taskId), rows.map((r) => r.assignment), memberId],
-        ),
+        deleteSlotRows(this.opts.pool, this.schema, rows, memberId),
       );
     this.releasing = (async () => {
       try {
@@ -655,7 +621,7 @@ export class Dispatcher {
         const run = this.runs.get(taskId);
         if (run) {
           this.finishRun(run);
-          void this.cancelOnInstance(run.inst, taskId, `task ${s.status} elsewhere`);
+          void cancelOnInstance(this.opts.nats, run.inst, taskId, `task ${s.status} elsewhere`);
         }
         this.track(taskId, s);
       })
@@ -670,12 +636,8 @@ export class Dispatcher {
   /** An external agent registered or removed through another dispatcher: take the stored row as it is now. */
   private async refreshStoredAgent(name: string): Promise<void> {
     if (this.configuredAgents.has(name)) return;
-    const rows = await this.opts.pool.query<{ name: string; url: string; task_types: string[]; token: string | null; max_concurrency: number; description: string }>(
-      `select name, url, task_types, token, max_concurrency, description from ${this.schema}.external_agents where name = $1`,
-      [name],
-    );
+    const row = await storedExternalAgent(this.opts.pool, this.schema, name);
     const have = this.registry.instances.get(`http:${name}`);
-    const row = rows.rows[0];
     if (!row) {
       if (have) this.registry.unregisterHttp(name);
       return;
@@ -764,13 +726,13 @@ export class Dispatcher {
   async cancel(taskId: string, reason: string, actor: string, correlationId?: string): Promise<TaskView> {
     if (!this.owns(taskId)) {
       // The owner sees the TaskCanceled in the log and stops the attempt on the agent.
-      const r = (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, {
+      const r = await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider, {
         type: 'CancelTask',
         data: { actor, reason },
         metadata: { timestamp: new Date().toISOString(), correlationId: correlationId ?? taskId, actor },
-      } as never).catch((err: unknown) => {
+      }).catch((err: unknown) => {
         throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
-      })) as unknown as CommandResult<TaskEvent, TaskState>;
+      });
       if (r.state.status === 'initial') throw new AppError('not_found', `no task ${taskId}`, { task_id: taskId });
       this.log.info({ correlationId: correlationId ?? taskId, taskId, actor, reason }, 'task canceled (for the partition owner)');
       return taskViewOf(r.state as ExistingTaskState);
@@ -782,7 +744,7 @@ export class Dispatcher {
       const run = this.runs.get(taskId);
       if (run) {
         this.finishRun(run);
-        void this.cancelOnInstance(run.inst, taskId, 'canceled');
+        void cancelOnInstance(this.opts.nats, run.inst, taskId, 'canceled');
       }
     }
     this.log.info({ correlationId: this.cid(taskId), taskId, actor, reason }, 'task canceled');
@@ -811,13 +773,7 @@ export class Dispatcher {
     await this.egress.checkUrlResolved(url);
     return this.serially(`external_agent:${a.name}`, async () => {
       const at = new Date().toISOString();
-      await this.opts.pool.query(
-        `insert into ${this.schema}.external_agents (name, url, task_types, token, max_concurrency, description, registered_at, updated_at, a2a_card_url)
-         values ($1, $2, $3, $4, $5, $6, $7, $7, $8)
-         on conflict (name) do update set url = excluded.url, task_types = excluded.task_types, token = excluded.token,
-           max_concurrency = excluded.max_concurrency, description = excluded.description, updated_at = excluded.updated_at, a2a_card_url = excluded.a2a_card_url`,
-        [a.name, a.url, a.task_types, a.token ?? null, a.max_concurrency, a.description, at, a.a2a_card_url ?? null],
-      );
+      await storeExternalAgent(this.opts.pool, this.schema, a, at);
       const data: ExternalAgentRegisteredData = {
         name: a.name,
         url: a.url,
@@ -862,8 +818,7 @@ export class Dispatcher {
     if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
     this.refuseUnmanaged(name, 'removed');
     return this.serially(`external_agent:${name}`, async () => {
-      const gone = await this.opts.pool.query(`delete from ${this.schema}.external_agents where name = $1`, [name]);
-      if (gone.rowCount === 0) throw new AppError('not_found', `no registered external agent named ${name}`, { agent: name });
+      if (!(await deleteExternalAgent(this.opts.pool, this.schema, name))) throw new AppError('not_found', `no registered external agent named ${name}`, { agent: name });
       this.registry.unregisterHttp(name);
       const at = new Date().toISOString();
       const data: ExternalAgentRemovedData = { name, removed_at: at };
@@ -887,13 +842,9 @@ export class Dispatcher {
 
   /** Create `<schema>.external_agents` if needed and put its agents in the registry (a row named like a configured agent is ignored: configuration wins). */
   private async loadStoredAgents(): Promise<void> {
-    const s = this.schema;
-    await ensureExternalAgentsTable(this.opts.pool, s);
-    const rows = await this.opts.pool.query<{ name: string; url: string; task_types: string[]; token: string | null; max_concurrency: number; description: string; a2a_card_url: string | null }>(
-      `select name, url, task_types, token, max_concurrency, description, a2a_card_url from ${s}.external_agents order by name`,
-    );
+    await ensureExternalAgentsTable(this.opts.pool, this.schema);
     let loaded = 0;
-    for (const r of rows.rows) {
+    for (const r of await storedExternalAgents(this.opts.pool, this.schema)) {
       if (this.configuredAgents.has(r.name)) {
         this.log.warn({ agent: r.name }, 'stored external agent has the name of a configured one; the configured one is used');
         continue;
@@ -1142,19 +1093,7 @@ export class Dispatcher {
 
   /** Capability (or the asked-for agent), health, breaker, concurrency; then least loaded, avoiding instances that failed this task. */
   private select(s: Pick<ExistingTaskState, 'task_type' | 'agent' | 'failed_instances'>, exclude?: ReadonlySet<string>): AgentInstance | undefined {
-    const now = Date.now();
-    const agentLoad = new Map<string, number>();
-    for (const i of this.registry.instances.values()) agentLoad.set(i.agent, (agentLoad.get(i.agent) ?? 0) + i.inFlight);
-    const limit = (agent: string) => this.opts.agentConcurrency?.[agent] ?? Number.POSITIVE_INFINITY;
-    const candidates = this.registry
-      .capable(s.task_type, s.agent)
-      .filter((i) => this.registry.accepts(i, now) && (agentLoad.get(i.agent) ?? 0) < limit(i.agent) && !exclude?.has(i.key) && !exclude?.has(`agent:${i.agent}`));
-    if (candidates.length === 0) return undefined;
-    const fresh = candidates.filter((i) => !s.failed_instances.includes(i.instance));
-    // Only when every live capable instance failed this task before is one of them tried again.
-    const pool = fresh.length > 0 ? fresh : candidates;
-    const score = (i: AgentInstance) => (i.inFlight + Math.max(0, i.reportedInFlight - i.inFlight) + i.reportedQueue) / Math.max(1, i.maxConcurrency);
-    return pool.sort((a, b) => score(a) - score(b) || a.inFlight - b.inFlight || a.key.localeCompare(b.key))[0];
+    return selectInstance(this.registry, s, this.opts.agentConcurrency, exclude);
   }
 
   // ---- one attempt -----------------------------------------------------------
@@ -1170,7 +1109,11 @@ export class Dispatcher {
     void (async () => {
       try {
         const result =
-          inst.kind === 'nats' ? await this.callNats(s, inst, remaining) : inst.a2aCardUrl ? await this.callA2a(s, inst, run.controller.signal) : await this.callHttp(s, inst, run.controller.signal);
+          inst.kind === 'nats'
+            ? await callNats(this.opts.nats, s, inst, remaining, { notifySubject: this.notifySubject, correlationId: this.cid(s.task_id) })
+            : inst.a2aCardUrl
+              ? await callA2a(this.egress, s, inst, run.controller.signal)
+              : await callHttp(this.egress, s, inst, run.controller.signal, { correlationId: this.cid(s.task_id), agentToken: this.opts.agentToken, externalAgentToken: this.opts.externalAgentToken });
         if (run.done) return; // given up already (deadline, cancel, instance lost): a late result is ignored
         // A start notice not recorded yet goes in the completion's append.
         const withStart = this.takeStart(run);
@@ -1195,53 +1138,6 @@ export class Dispatcher {
         );
       }
     })();
-  }
-
-  private async callNats(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, remainingMs: number): Promise<unknown> {
-    const reply = await request(
-      this.opts.nats,
-      agentInstanceSubject(inst.agent, inst.instance, 'execute'),
-      { task_id: s.task_id, task_type: s.task_type, context: s.context, attempt: s.assignment, deadline: s.deadline, notify_subject: this.notifySubject },
-      // A little longer than the deadline: the deadline timer decides, not the request timeout.
-      { schema: agentExecuteReply, timeoutMs: remainingMs + 2_000, correlationId: this.cid(s.task_id) },
-    );
-    return reply.result;
-  }
-
-  /** An external A2A agent: `message/send` through the A2A client (the card as the last probe read it). */
-  private async callA2a(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, signal: AbortSignal): Promise<unknown> {
-    inst.a2aCard ??= (await fetchA2aCard(this.egress, inst.a2aCardUrl!)).card;
-    return runOnA2aAgent(this.egress, { card: inst.a2aCard, token: inst.token }, s, signal);
-  }
-
-  private async callHttp(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, signal: AbortSignal): Promise<unknown> {
-    let res: Response;
-    try {
-      res = await guardedFetch(this.egress, `${inst.url}/execute`, {
-        method: 'POST',
-        signal,
-        timeoutMs: 24 * 3_600_000, // the task's deadline (signal) governs
-        headers: {
-          'content-type': 'application/json',
-          'x-correlation-id': this.cid(s.task_id),
-          ...bearerOf(inst.token ?? (onLoopback(inst.url) ? this.opts.agentToken : this.opts.externalAgentToken)),
-        },
-        body: JSON.stringify({ task_id: s.task_id, task_type: s.task_type, context: s.context, deadline: s.deadline }),
-      });
-    } catch (err) {
-      // A refused address is not the agent being down: say so, and do not retry elsewhere for it.
-      if (err instanceof AppError && err.code === 'forbidden') throw err;
-      throw new AppError('unavailable', `agent ${inst.agent} at ${inst.url} is unreachable`, { cause: String(err) });
-    }
-    const body: unknown = await res.json().catch(() => undefined);
-    if (!res.ok) {
-      const e = httpErrorBody.safeParse(body);
-      const code = e.success && isErrorCode(e.data.error.code) ? e.data.error.code : codeOfStatus(res.status);
-      throw new AppError(code, e.success ? e.data.error.message : `agent answered ${res.status}`, e.success ? (e.data.error.details ?? {}) : {});
-    }
-    const ok = httpExecuteReply.safeParse(body);
-    if (!ok.success) throw new AppError('internal', `agent ${inst.agent} answered outside the HTTP agent contract`, { issues: ok.error.issues }, true);
-    return ok.data.result;
   }
 
   /**
@@ -1276,7 +1172,7 @@ export class Dispatcher {
     await this.exec(run.taskId, { type: 'TimeOutTask', data: { assignment: run.assignment }, metadata: this.meta(run.taskId) }).catch((err) =>
       this.log.error({ err, taskId: run.taskId }, 'recording a timeout failed'),
     );
-    void this.cancelOnInstance(run.inst, run.taskId, 'deadline');
+    void cancelOnInstance(this.opts.nats, run.inst, run.taskId, 'deadline');
   }
 
   /**
@@ -1336,7 +1232,7 @@ export class Dispatcher {
       if (run.done || run.started || run.inst.kind !== 'nats' || run.launchedAt > reconnectedAt) continue;
       this.finishRun(run);
       this.log.warn({ correlationId: this.cid(run.taskId), taskId: run.taskId, instance: run.inst.instance }, 'no start notice after a NATS reconnect: the task goes back to the queue');
-      await this.cancelOnInstance(run.inst, run.taskId, 'dispatch presumed lost in a NATS reconnect');
+      await cancelOnInstance(this.opts.nats, run.inst, run.taskId, 'dispatch presumed lost in a NATS reconnect');
       await this.exec(run.taskId, {
         type: 'FailTask',
         data: {
@@ -1376,13 +1272,6 @@ export class Dispatcher {
     this.kick();
   }
 
-  private async cancelOnInstance(inst: AgentInstance, taskId: string, reason: string): Promise<void> {
-    if (inst.kind !== 'nats') return; // HTTP attempts are aborted with their fetch
-    await request(this.opts.nats, agentInstanceSubject(inst.agent, inst.instance, 'cancel'), { task_id: taskId, reason }, { schema: agentCancelReply, timeoutMs: 1_000 }).catch(
-      () => undefined,
-    );
-  }
-
   // ---- recovery --------------------------------------------------------------
 
   /**
@@ -1407,7 +1296,7 @@ export class Dispatcher {
       if (state.status === 'assigned' || state.status === 'working') {
         const inst = [...this.registry.instances.values()].find((i) => i.instance === state.instance && i.agent === state.assigned_agent);
         const alive = !!inst?.healthy;
-        if (inst && alive) await this.cancelOnInstance(inst, task_id, 'dispatcher restarted');
+        if (inst && alive) await cancelOnInstance(this.opts.nats, inst, task_id, 'dispatcher restarted');
         await this.exec(task_id, {
           type: 'FailTask',
           data: {
@@ -1436,8 +1325,7 @@ export class Dispatcher {
   }
 
   private async load(taskId: string): Promise<ExistingTaskState | undefined> {
-    // Casts: domain events carry CommandMetadata, which lacks the port's index signature.
-    const { state } = (await aggregateStream(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never)) as { state: TaskState };
+    const { state } = await aggregateStream(this.opts.store, taskStreamId(taskId), taskDelegationDecider);
     return state.status === 'initial' ? undefined : state;
   }
 
@@ -1492,60 +1380,11 @@ export class Dispatcher {
     return next;
   }
 
-  /**
-   * Fast path: decide against the state this process holds for the task (a SubmitTask with none:
-   * the initial state, appended with `no_stream`) and append with its revision, one round trip
-   * instead of read + append. Anything that the cached state may have got wrong goes the slow
-   * way (read, decide, append; `handleCommand` retries on conflicts): a revision conflict, a
-   * domain error, or a decision to do nothing (which no revision check would catch), except a
-   * repeated submission.
-   * `follow` may add a second command decided against the state the first one leads to; both
-   * go in the same append. Only the fast path uses it: otherwise it is dropped (`undo`).
-   */
-  private async decideAndAppend(taskId: string, command: TaskCommand, follow?: FollowUp): Promise<CommandResult<TaskEvent, TaskState>> {
+  /** The task's command through the shared command path, with the state and revision this process holds (see decideTaskCommand). */
+  private decideAndAppend(taskId: string, command: TaskCommand, follow?: FollowUp): Promise<CommandResult<TaskEvent, TaskState>> {
     // Every write of a task this dispatcher drives carries its partition's fence (throws when the partition is gone).
     const fence = this.fenceOf(taskId);
-    const slow = async () => {
-      this.known.delete(taskId);
-      return (await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider as never, command as never, fence ? { fence } : {})) as unknown as CommandResult<TaskEvent, TaskState>;
-    };
-    const cached = this.known.get(taskId) ?? (command.type === 'SubmitTask' ? { state: taskDelegationDecider.initialState, revision: -1 } : undefined);
-    if (!cached) return slow();
-    let events: TaskEvent[];
-    try {
-      events = taskDelegationDecider.decide(command, cached.state);
-    } catch (err) {
-      if (isDomainError(err)) return slow();
-      throw err;
-    }
-    // A repeated submission of a task this process is driving (same idempotency key) decides
-    // nothing and only reports the state, which this process wrote last: no read needed.
-    if (events.length === 0 && command.type === 'SubmitTask' && this.known.has(taskId)) return { events, state: cached.state, revision: cached.revision };
-    if (events.length === 0) return slow();
-    let extra = follow?.(events.reduce(taskDelegationDecider.evolve, cached.state));
-    if (extra) {
-      try {
-        events = [...events, ...taskDelegationDecider.decide(extra.command, events.reduce(taskDelegationDecider.evolve, cached.state))];
-      } catch (err) {
-        // The second decision is an optimisation: when the decider refuses it, the first goes alone.
-        extra.undo();
-        extra = undefined;
-        if (!isDomainError(err)) throw err;
-      }
-    }
-    try {
-      const r = await this.opts.store.append(
-        taskStreamId(taskId),
-        // Cast: domain events carry CommandMetadata, which lacks the port's index signature.
-        events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata as unknown as EventMetadata })),
-        { expectedRevision: cached.revision === -1 ? 'no_stream' : cached.revision, ...(fence ? { fence } : {}) },
-      );
-      return { events, state: events.reduce(taskDelegationDecider.evolve, cached.state), revision: r.nextExpectedRevision, position: r.position };
-    } catch (err) {
-      extra?.undo();
-      if (err instanceof WrongExpectedVersionError) return slow();
-      throw err;
-    }
+    return decideTaskCommand(this.opts.store, taskId, command, { held: this.known.get(taskId), fence, follow, forget: () => this.known.delete(taskId) });
   }
 
   /** Keep the state and revision of live tasks only (ended ones are read from the store when asked). */
@@ -1610,27 +1449,4 @@ export function taskEndError(s: ExistingTaskState): AppError {
     default:
       return new AppError('internal', `task ${s.task_id} has not ended (${s.status})`, details, false);
   }
-}
-
-/**
- * `<schema>.external_agents` (the registered external agents) and the scale-out tables: partition
- * leases, members, assignment slots (idempotent; skipped on a schema-managed pool).
- */
-export async function ensureExternalAgentsTable(pool: pg.Pool, schema = 'delegation'): Promise<void> {
-  await migrateUnderLock(
-    pool,
-    `${schema}.external_agents.setup`,
-    `create schema if not exists ${schema};
-     create table if not exists ${schema}.external_agents (
-       name text primary key,
-       url text not null,
-       task_types text[] not null,
-       token text,
-       max_concurrency int not null,
-       description text not null default '',
-       registered_at timestamptz not null,
-       updated_at timestamptz not null);
-     alter table ${schema}.external_agents add column if not exists a2a_card_url text;
-     ${dispatcherLeaseTablesSql(schema)}`,
-  );
 }

@@ -1,13 +1,11 @@
-import { createHash, randomUUID } from 'node:crypto';
-import type pg from 'pg';
-import { createInbox, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { randomUUID } from 'node:crypto';
+import { createInbox, type Subscription } from '@nats-io/nats-core';
 import { callProgressSchema } from '@switchyard/contracts';
 import { AppError, isAppError, type Logger } from '@switchyard/platform';
-import { WrongExpectedVersionError, type AllSubscription, type EventMetadata, type EventStore, type RecordedEvent } from '@switchyard/event-store';
-import { ProjectionRunner, workflowExecutionsProjection } from '@switchyard/read-models';
+import { toDomainEvent, type AllSubscription, type RecordedEvent } from '@switchyard/event-store';
+import { ProjectionRunner } from '@switchyard/read-models';
 import {
   decideAfter,
-  isDomainError,
   nextActions,
   stepDispatchOf,
   unitKey,
@@ -22,116 +20,27 @@ import {
   type WorkflowCommand,
   type WorkflowEvent,
   type WorkflowExecutionState,
-  type WorkflowLimits,
 } from '@switchyard/domain';
-import {
-  decideWithDispatches,
-  isTerminal,
-  loadExecution,
-  runWorkflowCommand,
-  runWorkflowCommandOnNewStream,
-  DefinitionStore,
-  ensureWorkflowSchema,
-  WORKFLOW_SCHEMA,
-  applyWorkflowLimits,
-  BatchWorker,
-} from '@switchyard/workflow-executions';
-import { executeRemote, stopRemote, type ExecutorSubjects, type StepOutcome } from './executor.js';
+import { decideWithDispatches, isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from '@switchyard/workflow-executions';
+import { DefinitionStore } from '@switchyard/workflow-executions';
+import { executeRemote, stopRemote, type StepOutcome } from './executor.js';
 import { PartitionLeases, partitionOf } from './partitions.js';
+import { Batcher } from './batcher.js';
+import { StateCache } from './state-cache.js';
+import { childExecutionId, childOutcomeCommand, joinTree } from './sub-workflows.js';
+import type { CachedState, ParentRef, PendingTimeout, TrackedCall, WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
+import { armTimerRows, claimDueTimers, deleteFiredTimers, makeTimersDueNow, TIMEOUT_DEFER_MS, TIMEOUT_WRITE_AHEAD_MS, timerKey, writeTimerRows } from './timers.js';
+
+export type { ParentRef, WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
+import { workflowExecutionsProjection } from '@switchyard/read-models';
+import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
+import { applyWorkflowLimits } from '@switchyard/workflow-executions';
+import { BatchWorker } from '@switchyard/workflow-executions';
 
 
-/** How long a claimed timer is not claimed again, should its engine die before firing it. */
-const TIMER_LEASE_MS = 30_000;
 export const EXECUTION_STREAM_PREFIX = workflowExecutionStream('');
 const ACTOR = 'system:orchestrator';
 const TERMINAL_EVENTS = new Set(['WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled']);
-
-/** Where a sub-workflow reports back: kept in the metadata of the child's WorkflowStarted. */
-export interface ParentRef {
-  readonly executionId: string;
-  readonly stepId: string;
-  readonly itemIndex?: number;
-  readonly attempt: number;
-}
-
-export interface WorkflowEngineOptions {
-  readonly store: EventStore;
-  /** The engine's database (its tables live in schema `workflows`). */
-  readonly pool: pg.Pool;
-  readonly nats: NatsConnection;
-  readonly logger: Logger;
-  /** For the dedicated partition-lock connection; default: the pool's connection string. */
-  readonly databaseUrl?: string;
-  /** Number of partitions executions are hashed into (default 16; every process must agree). */
-  readonly partitions?: number;
-  readonly memberId?: string;
-  readonly leaseTickMs?: number;
-  readonly memberTtlMs?: number;
-  /** Timer poll interval (default 200 ms). */
-  readonly timerPollMs?: number;
-  /** Re-check every owned execution this often (default 15 000 ms). */
-  readonly recoveryIntervalMs?: number;
-  /** Checkpoint flush interval (default 250 ms). */
-  readonly checkpointIntervalMs?: number;
-  /** Executions whose events are handled at once (default 32; each execution's events stay in order). */
-  readonly sagaConcurrency?: number;
-  /** Run the workflow_executions read model in this process too (default true). */
-  readonly readModel?: boolean;
-  /** Replace how mcp/agent units are executed (tests, benches); default NATS request-reply. */
-  readonly execute?: (a: DispatchAction) => Promise<StepOutcome>;
-  /** Replace how running mcp/agent units are asked to stop on a cancel (tests); default NATS. */
-  readonly stop?: (s: StopAction) => Promise<void>;
-  /** Subjects of the MCP connectors and the task service (default the production ones). */
-  readonly subjects?: ExecutorSubjects;
-  /** A queued call whose worker is silent this long is sent again (default CALL_QUEUED_SILENCE_MS; tests shorten it). */
-  readonly queuedCallSilenceMs?: number;
-  /** Override limits from the environment (WORKFLOW_MAX_*; tests). They apply to the whole process. */
-  readonly limits?: Partial<WorkflowLimits>;
-  /** The batch worker of bulk operations (default on, WORKFLOW_BATCH_ITEMS_PER_SEC); false: none in this process. */
-  readonly batches?: false | { readonly itemsPerSec?: number; readonly pollMs?: number };
-}
-
-export interface WorkflowEngineStats {
-  readonly memberId: string;
-  readonly partitions: number[];
-  readonly eventsHandled: number;
-  readonly dispatches: number;
-  readonly timersFired: number;
-  readonly recoveries: number;
-  /** Queued calls sent again after their worker fell silent (see CALL_QUEUED_SILENCE_MS). */
-  readonly resends: number;
-  readonly inflight: number;
-}
-
-/** A step call in flight over NATS and what its worker last said of it. */
-interface TrackedCall {
-  readonly action: DispatchAction;
-  state?: 'queued' | 'started';
-  /** When the worker last said anything (or the call was sent). */
-  heardAt: number;
-}
-
-/**
- * What the owning process knows of an execution: its state after `revision`, and that every
- * event up to `revision` has been handled here (timers armed, dispatches started). Commands of
- * this process decide against it and append with `revision` expected (no re-read); the saga
- * skips events at or below it.
- */
-interface CachedState {
-  state: WorkflowExecutionState;
-  revision: number;
-  /** False only when this process knows the timers table holds no row of the execution. */
-  timersInTable: boolean;
-  /** From WorkflowStarted's metadata; undefined = not seen (read it at the end). */
-  parent?: ParentRef | null;
-}
-
-/** A step timeout not yet written to the timers table (see `flushTimeouts`). */
-interface PendingTimeout {
-  readonly partition: number;
-  readonly timer: TimerAction;
-  readonly since: number;
-}
 
 /**
  * The durable workflow engine: the saga of WorkflowExecution, driven from a checkpointed
@@ -164,7 +73,7 @@ export class WorkflowEngine {
   private readonly ready = new Set<number>();
   private readonly checkpoints = new Map<number, number>();
   private readonly dirty = new Set<number>();
-  private readonly cache = new Map<string, CachedState>();
+  private readonly cache = new StateCache();
   private readonly inflight = new Set<string>();
   private readonly work = new Set<Promise<unknown>>();
   private readonly projections: ProjectionRunner | undefined;
@@ -477,7 +386,7 @@ export class WorkflowEngine {
       if (e.revision === c.revision && isTerminal(c.state)) this.cache.delete(executionId);
       return;
     }
-    const event = toEvent(e);
+    const event = toDomainEvent<WorkflowEvent>(e);
     let entry: CachedState;
     if (c && c.revision === e.revision - 1) {
       entry = { ...c, state: workflowExecutionDecider.evolve(c.state, event), revision: e.revision };
@@ -487,13 +396,13 @@ export class WorkflowEngine {
     } else {
       const events = await this.o.store.readStream(workflowExecutionStream(executionId), { maxCount: e.revision + 1 });
       let state = workflowExecutionDecider.initialState;
-      for (const r of events) state = workflowExecutionDecider.evolve(state, toEvent(r));
+      for (const r of events) state = workflowExecutionDecider.evolve(state, toDomainEvent<WorkflowEvent>(r));
       const first = events[0]?.revision === 0 ? events[0] : undefined;
       // At revision 0 nothing can have armed a timer yet.
       entry = { state, revision: e.revision, timersInTable: e.revision > 0, parent: first ? parentIn(first) : undefined };
     }
     if (event.type === 'WorkflowStarted') entry.parent = parentIn(e);
-    this.remember(executionId, entry);
+    this.cache.remember(executionId, entry);
     try {
       await this.effects(executionId, partition, [{ event, state: entry.state }], entry);
     } catch (err) {
@@ -502,11 +411,6 @@ export class WorkflowEngine {
       throw err;
     }
     if (isTerminal(entry.state)) this.cache.delete(executionId);
-  }
-
-  private remember(executionId: string, entry: CachedState): void {
-    if (this.cache.size > 20_000 && !this.cache.has(executionId)) this.cache.clear(); // a bound, not an LRU: a miss costs a read
-    this.cache.set(executionId, entry);
   }
 
   /**
@@ -578,39 +482,30 @@ export class WorkflowEngine {
     return this.onChain(executionId, async () => {
       const c = this.cache.get(executionId);
       if (!c || !this.owned.has(partition)) return runWorkflowCommand(this.o.store, executionId, command);
-      // 1. Decide, then record the dispatch of every unit the decision scheduled.
-      let items: { event: WorkflowEvent; state: WorkflowExecutionState }[];
-      try {
-        items = decideWithDispatches(command, c.state);
-      } catch (err) {
-        if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
-        throw err;
-      }
-      const state = items.length > 0 ? items[items.length - 1]!.state : c.state;
-      if (items.length === 0) return { state };
-      // 2. Append with the revision we hold; a conflict means someone else wrote first.
-      let next: number;
-      try {
-        const r = await this.o.store.append(
-          workflowExecutionStream(executionId),
-          items.map(({ event }) => ({ type: event.type, data: event.data, metadata: event.metadata as unknown as EventMetadata })),
-          { expectedRevision: c.revision === -1 ? 'no_stream' : c.revision },
-        );
-        next = r.nextExpectedRevision;
-      } catch (err) {
-        if (err instanceof WrongExpectedVersionError) return runWorkflowCommand(this.o.store, executionId, command);
-        throw err;
-      }
+      // 1. Decide, then record the dispatch of every unit the decision scheduled (each event with
+      //    the state right after it, for the effects). The owner's cached state is trusted: its
+      //    refusal or empty decision stands without a read.
+      let items: { event: WorkflowEvent; state: WorkflowExecutionState }[] = [];
+      const r = await runWorkflowCommand(this.o.store, executionId, command, {
+        known: c,
+        decideKnown: (cmd, s) => {
+          items = decideWithDispatches(cmd, s);
+          return { events: items.map((i) => i.event), state: items.length > 0 ? items[items.length - 1]!.state : s };
+        },
+        trust: { refusal: true, empty: true },
+      });
+      // 2. Someone else wrote first (timer, gateway, another process): the subscription handles those events.
+      if (r.decidedOn === 'read' || r.events.length === 0) return { state: r.state };
       // 3. Effects now; should they fail, forget the state so the subscription handles these events again.
-      const entry: CachedState = { ...c, state, revision: next };
-      this.remember(executionId, entry);
+      const entry: CachedState = { ...c, state: r.state, revision: r.revision };
+      this.cache.remember(executionId, entry);
       try {
         await this.effects(executionId, partition, items, entry);
       } catch (err) {
         this.cache.delete(executionId);
-        this.log.warn({ err, executionId, correlationId: 'correlationId' in state ? state.correlationId : undefined }, 'effects after append failed; left to the subscription');
+        this.log.warn({ err, executionId, correlationId: 'correlationId' in r.state ? r.state.correlationId : undefined }, 'effects after append failed; left to the subscription');
       }
-      return { state };
+      return { state: r.state };
     });
   }
 
@@ -657,18 +552,9 @@ export class WorkflowEngine {
   }
 
   private async notifyParent(parent: ParentRef, child: WorkflowExecutionState): Promise<void> {
-    const ref = { stepId: parent.stepId, ...(parent.itemIndex === undefined ? {} : { itemIndex: parent.itemIndex }), attempt: parent.attempt };
     const correlationId = 'correlationId' in child ? child.correlationId : parent.executionId;
-    const meta = this.meta(correlationId);
-    let command: WorkflowCommand;
-    if (child.status === 'completed') command = { type: 'RecordStepSucceeded', data: { ...ref, output: child.outputs }, metadata: meta };
-    else if (child.status === 'failed' || child.status === 'canceled') {
-      command = {
-        type: 'RecordStepFailed',
-        data: { ...ref, error: { code: `subworkflow_${child.status}`, message: child.reason, retryable: false } },
-        metadata: meta,
-      };
-    } else return;
+    const command = childOutcomeCommand(parent, child, this.meta(correlationId));
+    if (!command) return;
     await runWorkflowCommand(this.o.store, parent.executionId, command);
   }
 
@@ -783,7 +669,7 @@ export class WorkflowEngine {
 
   /** Child execution id: derived from the parent unit's idempotency key, so a re-dispatch finds the same child. */
   static childExecutionId(idempotencyKey: string): string {
-    return `sub-${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 32)}`;
+    return childExecutionId(idempotencyKey);
   }
 
   private async startChild(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): Promise<void> {
@@ -807,7 +693,7 @@ export class WorkflowEngine {
       await this.record(a, { ok: false, error: { code: 'not_found', message: (err as Error).message, retryable: false } });
       return;
     }
-    if (!(await this.joinTree(childId, rootExecutionId, a.executionId, depth, limits.maxExecutionsPerRoot))) {
+    if (!(await joinTree(this.o.pool, childId, rootExecutionId, a.executionId, depth, limits.maxExecutionsPerRoot))) {
       const message = `root execution ${rootExecutionId} already has ${limits.maxExecutionsPerRoot} sub-workflow executions (WORKFLOW_MAX_EXECUTIONS_PER_ROOT)`;
       this.log.warn({ executionId: a.executionId, rootExecutionId, correlationId: a.correlationId }, 'sub-workflow executions-per-root limit reached');
       await this.record(a, { ok: false, error: { code: 'subworkflow_limit_exceeded', message, retryable: false } });
@@ -845,41 +731,12 @@ export class WorkflowEngine {
     }
   }
 
-  /**
-   * Count a sub-workflow execution against its root: false when the root has its maximum. One
-   * root's reservations are serialised (advisory lock), so concurrent starts cannot overshoot; a
-   * re-dispatch of the same child finds its row and is let through.
-   */
-  private async joinTree(childId: string, rootId: string, parentId: string, depth: number, max: number): Promise<boolean> {
-    const client = await this.o.pool.connect();
-    try {
-      await client.query('begin');
-      await client.query(`select pg_advisory_xact_lock(hashtextextended($1, 0))`, [`workflow-tree:${rootId}`]);
-      const known = await client.query(`select 1 from ${WORKFLOW_SCHEMA}.execution_tree where execution_id = $1`, [childId]);
-      let ok = known.rowCount === 1;
-      if (!ok) {
-        const n = await client.query<{ n: string }>(`select count(*) as n from ${WORKFLOW_SCHEMA}.execution_tree where root_id = $1`, [rootId]);
-        ok = Number(n.rows[0]!.n) < max;
-        if (ok) {
-          await client.query(`insert into ${WORKFLOW_SCHEMA}.execution_tree (execution_id, root_id, parent_id, depth) values ($1, $2, $3, $4)`, [childId, rootId, parentId, depth]);
-        }
-      }
-      await client.query('commit');
-      return ok;
-    } catch (err) {
-      await client.query('rollback').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
-  }
-
   /** Whether the parent still runs and still waits on this unit (read from the store, not the cache). */
   private async parentStillWaits(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): Promise<boolean> {
     const c = this.cache.get(a.executionId);
     let state = c ? c.state : workflowExecutionDecider.initialState;
     const newer = await this.o.store.readStream(workflowExecutionStream(a.executionId), c ? { fromRevision: c.revision + 1 } : {});
-    for (const e of newer) state = workflowExecutionDecider.evolve(state, toEvent(e));
+    for (const e of newer) state = workflowExecutionDecider.evolve(state, toDomainEvent<WorkflowEvent>(e));
     const u = unitIn(state, ref);
     return state.status === 'running' && u?.phase === 'dispatched' && u.attempt === a.attempt;
   }
@@ -887,20 +744,7 @@ export class WorkflowEngine {
   // ---- timers -------------------------------------------------------------------------
 
   private async armTimers(executionId: string, partition: number, timers: readonly TimerAction[]): Promise<void> {
-    const keys: string[] = [];
-    const dues: string[] = [];
-    const commands: string[] = [];
-    for (const t of timers) {
-      keys.push(timerKey(t));
-      dues.push(t.dueAt);
-      commands.push(JSON.stringify(t.command));
-    }
-    await this.o.pool.query(
-      `insert into ${WORKFLOW_SCHEMA}.timers (execution_id, timer_key, partition, due_at, command)
-       select $1, k, $2, d::timestamptz, c::jsonb from unnest($3::text[], $4::text[], $5::text[]) as t(k, d, c)
-       on conflict (execution_id, timer_key) do update set due_at = excluded.due_at, command = excluded.command`,
-      [executionId, partition, keys, dues, commands],
-    );
+    await armTimerRows(this.o.pool, executionId, partition, timers);
     const c = this.cache.get(executionId);
     if (c) c.timersInTable = true;
   }
@@ -921,14 +765,7 @@ export class WorkflowEngine {
     const parts = [...this.ready];
     try {
       for (let more = true; more && !this.stopped; ) {
-        const due = await this.o.pool.query<{ execution_id: string; timer_key: string; command: WorkflowCommand; lease: Date }>(
-          `update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', now() + make_interval(secs => $2))
-           from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
-                 where due_at <= now() and partition = any($1::int[]) order by due_at limit 100 for update skip locked) d
-           where t.execution_id = d.execution_id and t.timer_key = d.timer_key
-           returning t.execution_id, t.timer_key, t.command, t.due_at as lease`,
-          [parts, TIMER_LEASE_MS / 1000],
-        );
+        const due = { rows: await claimDueTimers(this.o.pool, parts, 100) };
         const fired: { execution_id: string; timer_key: string; lease: Date }[] = [];
         const again: { execution_id: string; timer_key: string; lease: Date }[] = [];
         await Promise.all(
@@ -944,23 +781,9 @@ export class WorkflowEngine {
             }
           }),
         );
-        // The lease is whole milliseconds (date_trunc above), so it comes back exact in a JS Date.
-        const rows = (xs: typeof fired) => [xs.map((f) => f.execution_id), xs.map((f) => f.timer_key), xs.map((f) => f.lease.toISOString())];
-        if (fired.length > 0) {
-          await this.o.pool.query(
-            `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
-             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
-            rows(fired),
-          );
-        }
-        if (again.length > 0) {
-          // A command that may work later: due again now rather than after the lease.
-          await this.o.pool.query(
-            `update ${WORKFLOW_SCHEMA}.timers t set due_at = now() from unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
-             where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
-            rows(again),
-          );
-        }
+        if (fired.length > 0) await deleteFiredTimers(this.o.pool, fired);
+        // A command that may work later: due again now rather than after the lease.
+        if (again.length > 0) await makeTimersDueNow(this.o.pool, again);
         more = due.rows.length === 100;
       }
     } catch (err) {
@@ -996,12 +819,7 @@ export class WorkflowEngine {
     }
     if (rows.length === 0) return;
     try {
-      await this.o.pool.query(
-        `insert into ${WORKFLOW_SCHEMA}.timers (execution_id, timer_key, partition, due_at, command)
-         select e, k, p, d::timestamptz, c::jsonb from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[]) as t(e, k, p, d, c)
-         on conflict (execution_id, timer_key) do update set due_at = excluded.due_at, command = excluded.command`,
-        [rows.map((r) => r.id), rows.map((r) => timerKey(r.t)), rows.map((r) => r.partition), rows.map((r) => r.t.dueAt), rows.map((r) => JSON.stringify(r.t.command))],
-      );
+      await writeTimerRows(this.o.pool, rows);
       for (const r of rows) {
         const c = this.cache.get(r.id);
         if (c) c.timersInTable = true;
@@ -1095,54 +913,10 @@ function unitIn(state: WorkflowExecutionState, ref: { stepId: string; itemIndex?
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const toEvent = (e: RecordedEvent): WorkflowEvent => ({ type: e.type, data: e.data, metadata: e.metadata }) as unknown as WorkflowEvent;
-const parentIn = (e: RecordedEvent): ParentRef | null => (e.metadata as { parent?: ParentRef }).parent ?? null;
-
-/** Row key of a timer: one per kind, unit and attempt. */
-function timerKey(t: TimerAction): string {
-  const d = t.command.data as { stepId: string; itemIndex?: number; attempt?: number };
-  return `${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`;
-}
-
 /** A unit recorded as dispatched this long before this engine sends it has its clock restarted (see runDispatch). */
 const LATE_PICKUP_MS = 1_000;
-/** A step timeout is written once its step has run this long (most steps end sooner)... */
-const TIMEOUT_DEFER_MS = 1_000;
-/** ...or at once when it is due within this, so it fires on time. */
-const TIMEOUT_WRITE_AHEAD_MS = 3_000;
 
-/** Group concurrent calls into one statement, like the store's group commit: one batch in flight, the rest wait and go together. */
-class Batcher<T> {
-  private readonly queue: { item: T; resolve: () => void; reject: (err: unknown) => void }[] = [];
-  private running = false;
-
-  constructor(
-    private readonly run: (items: T[]) => Promise<void>,
-    private readonly max = 500,
-  ) {}
-
-  add(item: T): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ item, resolve, reject });
-      this.kick();
-    });
-  }
-
-  private kick(): void {
-    if (this.running || this.queue.length === 0) return;
-    this.running = true;
-    const batch = this.queue.splice(0, this.max);
-    void this.run(batch.map((b) => b.item))
-      .then(
-        () => batch.forEach((b) => b.resolve()),
-        (err) => batch.forEach((b) => b.reject(err)),
-      )
-      .finally(() => {
-        this.running = false;
-        this.kick();
-      });
-  }
-}
+const parentIn = (e: RecordedEvent): ParentRef | null => (e.metadata as { parent?: ParentRef }).parent ?? null;
 
 /** Build and start an engine (the launcher's entry point). Stop it with `engine.stop()`. */
 export async function startWorkflowEngine(o: WorkflowEngineOptions): Promise<WorkflowEngine> {

@@ -9,7 +9,7 @@ const pgUtils = {
 };
 import { AppError } from '@switchyard/platform';
 import type { Projection } from './projection.js';
-import type { RecordedEvent } from '@switchyard/event-store';
+import { toDomainEvent, type RecordedEvent } from '@switchyard/event-store';
 import { stepUsesLabel, workflowEventTypes, type WorkflowDefinition, type WorkflowEvent } from '@switchyard/domain';
 
 /** Schema of the workflow read model tables. */
@@ -51,7 +51,7 @@ const item = (d: { itemIndex?: number }): number => d.itemIndex ?? -1;
  */
 async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Promise<void> {
   const id = r.streamId.slice('workflow_execution-'.length);
-  const e = { type: r.type, data: r.data, metadata: r.metadata } as unknown as WorkflowEvent;
+  const e = toDomainEvent<WorkflowEvent>(r);
   const TOUCH = `update ${X} set updated_at = $2, last_position = $3 where execution_id = $1`;
   const run = async (ctes: string[], main: string, params: unknown[]) => {
     // Without the touch (a later event of the same execution in the batch touches the row), the
@@ -361,7 +361,7 @@ function foldExecution(id: string, events: readonly RecordedEvent[]): Folded {
   const attempts = new Map<string, ARow>();
   const key = (stepId: string, itemIndex: number, attempt: unknown) => JSON.stringify([stepId, itemIndex, attempt]);
   for (const r of events) {
-    const e = { type: r.type, data: r.data, metadata: r.metadata } as unknown as WorkflowEvent;
+    const e = toDomainEvent<WorkflowEvent>(r);
     if (!FOLDABLE.has(e.type) || (e.type === 'WorkflowStarted') !== (x === undefined)) throw new NotFoldable();
     switch (e.type) {
       case 'WorkflowStarted': {

@@ -14,16 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { z } from 'zod';
 import { AppError, parseConfig, type Logger } from '@switchyard/platform';
-import {
-  handleCommand,
-  WrongExpectedVersionError,
-  type AllSubscription,
-  type DeciderLike,
-  type DomainEventLike,
-  type EventMetadata,
-  type EventStore,
-  type RecordedEvent,
-} from '@switchyard/event-store';
+import { aggregateStream, handleCommand, toDomainEvent, type AllSubscription, type CommandResult, type EventStore } from '@switchyard/event-store';
 import {
   batchDecider,
   builtInTemplates,
@@ -53,25 +44,18 @@ export const batchEnvSchema = z.object({
 export type BatchConfig = z.output<typeof batchEnvSchema>;
 export const batchConfigFromEnv = (env: Record<string, string | undefined> = process.env): BatchConfig => parseConfig(env, batchEnvSchema);
 
-const decider = batchDecider as unknown as DeciderLike<BatchCommand, DomainEventLike, BatchState>;
-const toEvent = (e: RecordedEvent): BatchEvent => ({ type: e.type, data: e.data, metadata: e.metadata }) as unknown as BatchEvent;
-
 /** Run one batch command: read, decide, append with the expected revision. Domain errors keep their code. */
 export async function runBatchCommand(store: EventStore, batchId: string, command: BatchCommand): Promise<{ events: readonly BatchEvent[]; state: BatchState }> {
   try {
-    const r = await handleCommand(store, workflowBatchStream(batchId), decider, command);
-    return r as unknown as { events: BatchEvent[]; state: BatchState };
+    return await handleCommand(store, workflowBatchStream(batchId), batchDecider, command);
   } catch (err) {
     if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
     throw err;
   }
 }
 
-export async function loadBatch(store: EventStore, batchId: string): Promise<{ state: BatchState; revision: number }> {
-  const recorded = await store.readStream(workflowBatchStream(batchId));
-  let state = batchDecider.initialState;
-  for (const e of recorded) state = batchDecider.evolve(state, toEvent(e));
-  return { state, revision: recorded.length ? recorded[recorded.length - 1]!.revision : -1 };
+export function loadBatch(store: EventStore, batchId: string): Promise<{ state: BatchState; revision: number }> {
+  return aggregateStream(store, workflowBatchStream(batchId), batchDecider);
 }
 
 /**
@@ -288,7 +272,7 @@ export class BatchWorker {
       // A cancel may have come in since: never work an item after it.
       const newer = await this.o.store.readStream(workflowBatchStream(batchId), { fromRevision: revision + 1 });
       for (const e of newer) {
-        state = batchDecider.evolve(state, toEvent(e));
+        state = batchDecider.evolve(state, toDomainEvent<BatchEvent>(e));
         revision = e.revision;
       }
       const s = state;
@@ -306,25 +290,15 @@ export class BatchWorker {
           metadata: { ...meta, timestamp: new Date().toISOString() },
         };
       }
-      // Decide against what this worker holds; a conflict (a cancel came in) reloads and decides again.
-      for (;;) {
-        const events = batchDecider.decide(command, state);
-        if (events.length === 0) break;
-        try {
-          const r = await this.o.store.append(
-            workflowBatchStream(batchId),
-            events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata as unknown as EventMetadata })),
-            { expectedRevision: revision },
-          );
-          state = events.reduce(batchDecider.evolve, state);
-          revision = r.nextExpectedRevision;
-          this.counts.items++;
-          break;
-        } catch (err) {
-          if (!(err instanceof WrongExpectedVersionError)) throw err;
-          ({ state, revision } = await loadBatch(this.o.store, batchId));
-        }
-      }
+      // Decide against what this worker holds; a conflict (a cancel came in) reloads and decides
+      // again, as often as it takes. What the held state decides (nothing, or a refusal) stands.
+      const r: CommandResult<BatchEvent, BatchState> = await handleCommand(this.o.store, workflowBatchStream(batchId), batchDecider, command, {
+        known: { state, revision },
+        trust: { refusal: true, empty: true },
+        maxAttempts: Number.POSITIVE_INFINITY,
+      });
+      ({ state, revision } = r);
+      if (r.events.length > 0) this.counts.items++;
     }
     if (state.status !== 'running') {
       this.running.delete(batchId);

@@ -1,5 +1,5 @@
 import { AppError } from '@switchyard/platform';
-import { handleCommand, WrongExpectedVersionError, type DeciderLike, type DomainEventLike, type EventMetadata, type EventStore, type RecordedEvent } from '@switchyard/event-store';
+import { aggregateStream, handleCommand, type CommandResult, type Decision, type EventStore, type HandleCommandOptions } from '@switchyard/event-store';
 import {
   isDomainError,
   workflowExecutionDecider,
@@ -9,38 +9,37 @@ import {
   type WorkflowExecutionState,
 } from '@switchyard/domain';
 
-export interface WorkflowCommandResult {
-  readonly events: readonly WorkflowEvent[];
-  readonly state: WorkflowExecutionState;
-  readonly revision: number;
-  readonly position?: number;
-}
-
-const toEvent = (e: RecordedEvent): WorkflowEvent => ({ type: e.type, data: e.data, metadata: e.metadata }) as unknown as WorkflowEvent;
+export type WorkflowCommandResult = CommandResult<WorkflowEvent, WorkflowExecutionState>;
 
 /** Fold an execution's stream into its state. */
-export async function loadExecution(store: EventStore, executionId: string): Promise<{ state: WorkflowExecutionState; revision: number }> {
-  const recorded = await store.readStream(workflowExecutionStream(executionId));
-  let state = workflowExecutionDecider.initialState;
-  for (const e of recorded) state = workflowExecutionDecider.evolve(state, toEvent(e));
-  return { state, revision: recorded.length ? recorded[recorded.length - 1]!.revision : -1 };
+export function loadExecution(store: EventStore, executionId: string): Promise<{ state: WorkflowExecutionState; revision: number }> {
+  return aggregateStream(store, workflowExecutionStream(executionId), workflowExecutionDecider);
 }
 
 /**
- * STYLE habit 6 for one execution, through `handleCommand` of @switchyard/event-store: read,
- * decide, append with the expected revision, and on a revision conflict read and decide again.
- * Domain errors become AppErrors so their code reaches HTTP unchanged.
+ * STYLE habit 6 for one execution, through `handleCommand` of @switchyard/event-store: decide
+ * (against `options.known` when the caller holds the state, else a fresh read), append with the
+ * expected revision, and on a revision conflict read and decide again. Domain errors become
+ * AppErrors so their code reaches HTTP unchanged.
  */
-export async function runWorkflowCommand(store: EventStore, executionId: string, command: WorkflowCommand, maxAttempts = 20): Promise<WorkflowCommandResult> {
+export async function runWorkflowCommand(
+  store: EventStore,
+  executionId: string,
+  command: WorkflowCommand,
+  options: HandleCommandOptions<WorkflowCommand, WorkflowEvent, WorkflowExecutionState> = {},
+): Promise<WorkflowCommandResult> {
   try {
-    // The domain's event metadata has no index signature; the store's type wants one. Same values.
-    const decider = workflowExecutionDecider as unknown as DeciderLike<WorkflowCommand, DomainEventLike, WorkflowExecutionState>;
-    const r = await handleCommand(store, workflowExecutionStream(executionId), decider, command, { maxAttempts });
-    return r as unknown as WorkflowCommandResult;
+    return await handleCommand(store, workflowExecutionStream(executionId), workflowExecutionDecider, command, { maxAttempts: 20, ...options });
   } catch (err) {
     if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
     throw err;
   }
+}
+
+/** decideWithDispatches as a Decision for handleCommand's decideKnown: its events, and the state after them (already folded). */
+export function decisionWithDispatches(command: WorkflowCommand, state: WorkflowExecutionState): Decision<WorkflowEvent, WorkflowExecutionState> {
+  const items = decideWithDispatches(command, state);
+  return { events: items.map((i) => i.event), state: items.length > 0 ? items[items.length - 1]!.state : state };
 }
 
 /**
@@ -48,29 +47,15 @@ export async function runWorkflowCommand(store: EventStore, executionId: string,
  * against the initial state and append with `no_stream` expected, without reading first. If the
  * stream exists after all (a repeated start), the usual read-decide-append answers.
  */
-export async function runWorkflowCommandOnNewStream(store: EventStore, executionId: string, command: WorkflowCommand): Promise<WorkflowCommandResult> {
-  let events: WorkflowEvent[];
-  try {
-    // The first units' dispatch goes in the same append (see decideWithDispatches): the engine
-    // that picks the execution up sends them without appending first.
-    events = decideWithDispatches(command, workflowExecutionDecider.initialState).map((i) => i.event);
-  } catch (err) {
-    if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
-    throw err;
-  }
-  if (events.length === 0) return runWorkflowCommand(store, executionId, command);
-  try {
-    const r = await store.append(
-      workflowExecutionStream(executionId),
-      events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata as unknown as EventMetadata })),
-      { expectedRevision: 'no_stream' },
-    );
-    const state = events.reduce(workflowExecutionDecider.evolve, workflowExecutionDecider.initialState);
-    return { events, state, revision: r.nextExpectedRevision, position: r.position };
-  } catch (err) {
-    if (err instanceof WrongExpectedVersionError) return runWorkflowCommand(store, executionId, command);
-    throw err;
-  }
+export function runWorkflowCommandOnNewStream(store: EventStore, executionId: string, command: WorkflowCommand): Promise<WorkflowCommandResult> {
+  // The first units' dispatch goes in the same append (see decideWithDispatches): the engine
+  // that picks the execution up sends them without appending first. A refusal of the initial
+  // state is final; a decision to do nothing is checked against the stream.
+  return runWorkflowCommand(store, executionId, command, {
+    known: { state: workflowExecutionDecider.initialState, revision: -1 },
+    decideKnown: decisionWithDispatches,
+    trust: { refusal: true },
+  });
 }
 
 /** Who records dispatches (the engine's actor). */

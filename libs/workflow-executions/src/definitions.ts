@@ -5,7 +5,8 @@ import { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
 import { request } from '@switchyard/messaging';
 import { MCP_REGISTRY_LIST_SUBJECT, TASK_TYPE_ALIASES } from '@switchyard/contracts';
-import { handleCommand, type DeciderLike, type DomainEventLike, type EventStore } from '@switchyard/event-store';
+import { handleCommand, type EventStore } from '@switchyard/event-store';
+import type { Decider, Event } from '@switchyard/domain';
 import { DEFINITIONS_TABLE, ProjectionRunner, READ_SCHEMA, WORKFLOW_DEFINITIONS_PROJECTION, workflowDefinitionsProjection } from '@switchyard/read-models';
 import {
   AGENT_TASK_TYPES,
@@ -49,7 +50,7 @@ export interface DefinitionStoreOptions {
 }
 
 const registryReply = z.object({ servers: z.array(z.looseObject({ server: z.string(), tools: z.array(z.string()) })) });
-const decider = definitionDecider as unknown as DeciderLike<DefinitionCommand, DomainEventLike, DefinitionState>;
+const decider = definitionDecider as unknown as Decider<DefinitionCommand, Event, DefinitionState>;
 type DefinitionRow = { definition: WorkflowDefinition; source: 'builtin' | 'user'; created_at: Date };
 
 /**

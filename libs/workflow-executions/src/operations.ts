@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { AppError } from '@switchyard/platform';
-import type { EventStore, RecordedEvent } from '@switchyard/event-store';
+import { toDomainEvent, type EventStore, type RecordedEvent } from '@switchyard/event-store';
 import {
   checkReplay,
   isDomainError,
@@ -25,7 +25,6 @@ import { runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js'
 import type { DefinitionStore } from './definitions.js';
 import { READ_SCHEMA } from '@switchyard/read-models';
 
-const toEvent = (e: RecordedEvent): WorkflowEvent => ({ type: e.type, data: e.data, metadata: e.metadata }) as unknown as WorkflowEvent;
 const notFound = (executionId: string) => new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
 
 /** One page of an execution's events after revision `after` (exclusive; -1 = from the start), and the last revision. */
@@ -63,7 +62,7 @@ export async function executionStateAt(store: EventStore, executionId: string, r
   return { state, lastRevision };
 }
 
-const revisioned = (recorded: readonly RecordedEvent[]): RevisionedEvent[] => recorded.map((e) => ({ revision: e.revision, event: toEvent(e) }));
+const revisioned = (recorded: readonly RecordedEvent[]): RevisionedEvent[] => recorded.map((e) => ({ revision: e.revision, event: toDomainEvent<WorkflowEvent>(e) }));
 
 async function loadStarted(store: EventStore, executionId: string): Promise<{ state: StartedExecution; events: RevisionedEvent[] }> {
   const recorded = await store.readStream(workflowExecutionStream(executionId));

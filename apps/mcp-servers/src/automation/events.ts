@@ -8,7 +8,8 @@
  * the next tool call, e.g. send_webhook right after register_webhook).
  */
 import type pg from 'pg';
-import { handleCommand, PostgresEventStore, WrongExpectedVersionError, type CommandResult, type DeciderLike, type DomainEventLike, type EventStore, type NewEvent } from '@switchyard/event-store';
+import { handleCommand, PostgresEventStore, WrongExpectedVersionError, type CommandResult, type EventStore, type NewEvent } from '@switchyard/event-store';
+import type { Decider, Event } from '@switchyard/domain';
 import { ProjectionRunner, type Projection } from '@switchyard/read-models';
 import { newId, type Logger } from '@switchyard/platform';
 import type { Clock } from './clock.js';
@@ -67,7 +68,7 @@ export class AutomationEventLog {
    * Run one command on `streamId` and wait until `projection` has applied what it appended in
    * this process. Domain errors (AppError from the decider) reach the caller as they are.
    */
-  async run<C, E extends DomainEventLike, S>(streamId: string, decider: DeciderLike<C, E, S>, command: C, projection: string): Promise<CommandResult<E, S>> {
+  async run<C, E extends Event, S>(streamId: string, decider: Decider<C, E, S>, command: C, projection: string): Promise<CommandResult<E, S>> {
     await this.start();
     const r = await handleCommand(this.store, streamId, decider, command);
     if (r.position !== undefined) await this.runner.waitFor(r.position, projection);

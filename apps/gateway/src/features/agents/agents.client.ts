@@ -24,7 +24,6 @@ import {
   taskViewOf,
   taskDelegationDecider,
   taskStreamId,
-  type TaskState,
   type ExistingTaskState,
   type TaskPriority,
 } from '@switchyard/domain';
@@ -169,7 +168,7 @@ export class AgentsClient {
     const taskId = taskIdForIdempotencyKey(input.idempotency_key);
     // Recorded as the dispatcher records it: the canonical type, and the alias that named it.
     const { taskType, alias } = resolveTaskType(input.task_type);
-    const r = await handleCommand(this.store, taskStreamId(taskId), taskDelegationDecider as never, {
+    const r = await handleCommand(this.store, taskStreamId(taskId), taskDelegationDecider, {
       type: 'SubmitTask',
       data: {
         task_id: taskId,
@@ -183,8 +182,8 @@ export class AgentsClient {
         idempotency_key: input.idempotency_key,
       },
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: input.actor },
-    } as never);
-    const state = r.state as unknown as TaskState;
+    });
+    const state = r.state;
     if (state.status === 'initial') throw new AppError('internal', `task ${taskId} was not recorded`, { task_id: taskId });
     const view = taskViewOf(state as ExistingTaskState);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate: r.events.length === 0 };
