@@ -58,4 +58,18 @@ describe('deciders are pure', () => {
     }
     assert.deepEqual(offenders, [], `impure deciders:\n${offenders.join('\n')}`);
   });
+
+  it('libs/domain depends on no other workspace package (the console bundles it for the browser, where Node modules do not load)', () => {
+    const offenders: string[] = [];
+    for (const file of deciderSources().filter((f) => f.startsWith(path.join(root, 'libs', 'domain', 'src')))) {
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .forEach((line, i) => {
+          if (/from\s+'@switchyard\//.test(line)) offenders.push(`${path.relative(root, file)}:${i + 1}: ${line.trim()}`);
+        });
+    }
+    assert.deepEqual(offenders, []);
+    const pkg = JSON.parse(readFileSync(path.join(root, 'libs', 'domain', 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    assert.deepEqual(Object.keys(pkg.dependencies ?? {}).filter((d) => d.startsWith('@switchyard/')), []);
+  });
 });

@@ -18,3 +18,4 @@ export * from './monitor.js';
 export * from './matcher-regex.js';
 export * from './agent-cards.js';
 export * from './task-ids.js';
+export * from './task-view.js';

@@ -43,7 +43,7 @@ export const MONITOR_SERVICE_NAME = 'monitor';
 export const MONITOR_SERVICE_VERSION = '1.0.0';
 
 export const monitorEndpoints = [
-  'health_report', 'trends', 'availability', 'alerts', 'resolve_alert', 'silences', 'add_silence',
+  'health_report', 'trends', 'availability', 'alerts', 'resolve_alert', 'silences', 'add_silence', 'remove_silence',
   'rules', 'put_rules', 'delete_rule', 'metrics',
 ] as const;
 export type MonitorEndpoint = (typeof monitorEndpoints)[number];
@@ -92,6 +92,8 @@ export const addSilenceRequest = z.object({
   startsAt: z.number().int().optional(),
   endsAt: z.number().int(),
 });
+/** End a silence now (an ExpireSilence command); alerts it held are notified again unless another silence matches them. */
+export const removeSilenceRequest = z.object({ id: z.string().min(1).max(64), actor: z.string().min(1).max(200) });
 export const silencesRequest = empty;
 export const rulesRequest = empty;
 /** Upsert rules by id (all or nothing: every rule is validated first). */
@@ -197,6 +199,7 @@ export const silenceJsonSchema = z.object({
 });
 export const silencesReply = z.object({ silences: z.array(silenceJsonSchema) });
 export const addSilenceReply = z.object({ silence: silenceJsonSchema });
+export const removeSilenceReply = z.object({ silence_id: z.string(), expired: z.literal(true) });
 
 /** Where a rule in force comes from: built in, MONITOR_RULES_FILE, MONITOR_RULES, or the API (persisted). */
 export const ruleSourceSchema = z.enum(['default', 'file', 'env', 'api']);

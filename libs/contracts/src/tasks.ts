@@ -6,7 +6,10 @@
 import { z } from 'zod';
 import { serviceSubject } from './subjects.js';
 
-export const taskPriorities = ['critical', 'high', 'normal', 'low'] as const;
+import { taskPriorities } from '@switchyard/domain';
+
+/** The domain's priorities, as the wire carries them. */
+export { taskPriorities };
 
 export const TASKS_SERVICE = 'tasks';
 

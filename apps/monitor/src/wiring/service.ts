@@ -2,7 +2,7 @@ import { addService, type NatsConnection, type Service } from '@switchyard/messa
 import type { Logger } from '@switchyard/platform';
 import type { Monitor } from '../monitor.js';
 import {
-  addSilenceRequest, alertsRequest, availabilityRequest, deleteRuleRequest, healthReportRequest, metricsRequest,
+  addSilenceRequest, removeSilenceRequest, alertsRequest, availabilityRequest, deleteRuleRequest, healthReportRequest, metricsRequest,
   MONITOR_SERVICE_NAME, MONITOR_SERVICE_VERSION, monitorSubject, putRulesRequest, resolveAlertRequest, rulesRequest, silencesRequest, trendsRequest,
   type HealthReportReply,
 } from '@switchyard/contracts';
@@ -69,6 +69,15 @@ export function startMonitorService(opts: { nats: NatsConnection; monitor: Monit
         subject: subject('add_silence'),
         schema: addSilenceRequest,
         handler: (q, ctx) => withCommandScope({ correlationId: ctx.correlationId }, async () => ({ silence: await monitor.addSilence(q) })),
+      },
+      remove_silence: {
+        subject: subject('remove_silence'),
+        schema: removeSilenceRequest,
+        handler: (q, ctx) =>
+          withCommandScope({ correlationId: ctx.correlationId }, async () => {
+            await monitor.expireSilence(q.id, q.actor);
+            return { silence_id: q.id, expired: true as const };
+          }),
       },
       rules: { subject: subject('rules'), schema: rulesRequest, handler: () => ({ rules: rules.list().map((r) => ({ ...r.rule, source: r.source })) }) },
       put_rules: {

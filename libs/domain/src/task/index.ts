@@ -1,4 +1,3 @@
 export * from './types.js';
 export * from './decider.js';
 export * from './priority.js';
-export * from './view.js';

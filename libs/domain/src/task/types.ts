@@ -12,9 +12,8 @@
  */
 import type { Command, Event } from '../decider.js';
 
-import { taskPriorities } from '@switchyard/contracts';
-
-export { taskPriorities };
+/** Priorities, most urgent first (the order the queue serves them in). */
+export const taskPriorities = ['critical', 'high', 'normal', 'low'] as const;
 export type TaskPriority = (typeof taskPriorities)[number];
 
 /** Why an attempt failed, as reported by the agent or the dispatcher. */

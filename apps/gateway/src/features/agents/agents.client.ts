@@ -16,12 +16,12 @@ import {
   unregisterAgentReply,
   type ExternalAgent,
   taskIdForIdempotencyKey,
+  taskViewOf,
 } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, newId } from '@switchyard/platform';
 import {
-  taskViewOf,
   taskDelegationDecider,
   taskStreamId,
   type ExistingTaskState,

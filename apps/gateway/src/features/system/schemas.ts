@@ -34,6 +34,7 @@ export const availabilityQuery = z.strictObject({ service: z.string().min(1).max
 
 export const alertsQuery = z.strictObject({ state: alertStateSchema.optional(), severity: severitySchema.optional() });
 
+export const silenceIdParams = z.object({ silence_id: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ - only') });
 export const alertIdParams = z.object({ alert_id: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ - only') });
 /** The reason recorded when the caller gives none (the actor is recorded either way). */
 export const DEFAULT_RESOLVE_REASON = 'resolved by hand';

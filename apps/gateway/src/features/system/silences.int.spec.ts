@@ -102,4 +102,27 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
     // A plain value with regex characters is fine when it is not a regex.
     assert.equal((await send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: '(unclosed' }], duration_ms: 60_000 })).status, 201);
   });
+
+  it('a silence ended by hand: the alert it held notifies again, who ended it is recorded, a second end is 404', async () => {
+    const service = `svc-${tag}-end`;
+    await monitoring.monitor.ingest([{ metric: rule.metric, labels: { service }, ts: Date.now(), value: 10 }]);
+    const added = await send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: service }], comment: 'maintenance', duration_ms: 3_600_000 });
+    assert.equal(added.status, 201, JSON.stringify(added.body));
+    const silenceId = added.body.silence.id as string;
+    assert.equal((await alertFor(service))?.suppressedBy, silenceId);
+
+    const ended = await send('DELETE', `/api/v1/system/alerts/silences/${silenceId}`);
+    assert.equal(ended.status, 200, JSON.stringify(ended.body));
+    assert.deepEqual(ended.body, { silence_id: silenceId, expired: true });
+    assert.equal((await alertFor(service))?.suppressedBy ?? null, null, 'the alert is no longer silenced');
+    const list = await send('GET', '/api/v1/system/alerts/silences');
+    assert.ok(!list.body.silences.some((x: { id: string }) => x.id === silenceId), 'an ended silence is not listed');
+    const events = await g.store.readStream(`silence-${silenceId}`);
+    assert.deepEqual(events.map((e) => e.type), ['SilenceAdded', 'SilenceExpired']);
+    assert.match(String((events[1]!.data as { actor: string }).actor), /^apikey:/, 'the caller is recorded');
+
+    const again = await send('DELETE', `/api/v1/system/alerts/silences/${silenceId}`);
+    assert.equal(again.status, 404, JSON.stringify(again.body));
+    assert.equal((await send('DELETE', '/api/v1/system/alerts/silences/not%20an%20id')).status, 400);
+  });
 });

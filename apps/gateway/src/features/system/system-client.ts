@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import {
   addSilenceReply,
+  removeSilenceReply,
   alertsReply,
   availabilityReply,
   deleteRuleReply,
@@ -36,6 +37,7 @@ const replies = {
   resolve_alert: resolveAlertReply,
   silences: silencesReply,
   add_silence: addSilenceReply,
+  remove_silence: removeSilenceReply,
   rules: rulesReply,
   put_rules: rulesReply,
   delete_rule: deleteRuleReply,

@@ -3,6 +3,7 @@ import type { EdgeReply as Response, EdgeRequest as Request } from '../../http/e
 import type { z } from 'zod';
 import {
   addSilenceReply,
+  removeSilenceReply,
   alertsReply,
   availabilityReply,
   deleteRuleReply,
@@ -20,9 +21,9 @@ import { LOGGER } from '../../tokens.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import {
-  alertIdParams, alertsQuery, availabilityQuery, deleteRuleQuery, putRulesBody, resolveBody, silenceBody, trendsQuery,
+  alertIdParams, silenceIdParams, alertsQuery, availabilityQuery, deleteRuleQuery, putRulesBody, resolveBody, silenceBody, trendsQuery,
 } from './schemas.js';
-import { AddAlertSilence, DeleteAlertRule, PutAlertRules, ResolveAlert } from './commands/index.js';
+import { AddAlertSilence, DeleteAlertRule, RemoveAlertSilence, PutAlertRules, ResolveAlert } from './commands/index.js';
 import { GetAvailability, GetHealthReport, GetMonitorMetrics, GetPerformanceTrends, ListAlertRules, ListAlerts, ListAlertSilences } from './queries/index.js';
 
 export const SYSTEM_PATH = 'api/v1/system';
@@ -72,6 +73,18 @@ export class SystemController {
     const startsAt = b.starts_at ? Date.parse(b.starts_at) : Date.now();
     const endsAt = b.ends_at ? Date.parse(b.ends_at) : startsAt + b.duration_ms!;
     return this.commands.execute(new AddAlertSilence(b.matchers, b.comment, actor, startsAt, endsAt, correlationId));
+  }
+
+  @Delete('alerts/silences/:silence_id')
+  @ApiRoute({
+    summary: 'End a silence now; alerts it held notify again unless another silence matches them (who ended it is recorded)',
+    tags,
+    role: 'operator',
+    response: { status: 200, schema: removeSilenceReply },
+    errors: [404, 503],
+  })
+  removeSilence(@ZodParams(silenceIdParams) p: z.infer<typeof silenceIdParams>, @Actor() actor: string, @CorrelationId() correlationId: string) {
+    return this.commands.execute(new RemoveAlertSilence(p.silence_id, actor, correlationId));
   }
 
   @Post('alerts/:alert_id/resolve')

@@ -1,5 +1,5 @@
-import type { TaskView } from '@switchyard/contracts';
-import type { ExistingTaskState } from './types.js';
+import type { ExistingTaskState } from '@switchyard/domain';
+import type { TaskView } from './tasks.js';
 
 /** The state as the public task view. */
 export function taskViewOf(s: ExistingTaskState): TaskView {
