@@ -48,7 +48,7 @@ export async function runTask(requested: string, rawInput: unknown, ctx: AgentCo
   const { taskType } = resolveTaskType(requested);
   const def = (taskHandlers as Record<string, TaskDefinition>)[taskType];
   if (!def) throw new AppError('not_found', `unknown task type ${requested}`, { taskType: requested, known: Object.keys(taskHandlers), aliases: TASK_TYPE_ALIASES });
-  const parsed = (def.input as z.ZodType).safeParse(rawInput ?? {});
+  const parsed = (def.input).safeParse(rawInput ?? {});
   if (!parsed.success) {
     throw new AppError('validation', `invalid input for ${taskType}`, {
       taskType,
@@ -80,7 +80,7 @@ export function cardToJson(card: AgentCard): AgentCardJson {
       type: t.type,
       description: t.description,
       // `input` mode: fields with defaults are optional for the caller.
-      inputSchema: z.toJSONSchema(t.input, { io: 'input' }) as Record<string, unknown>,
+      inputSchema: z.toJSONSchema(t.input, { io: 'input' }),
       aliases: [...t.aliases],
     })),
   };

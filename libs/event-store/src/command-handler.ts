@@ -2,8 +2,9 @@ import { WrongExpectedVersionError, type EventMetadata, type EventStore, type Fe
 
 /** The decider shape of libs/domain, restated here so the store does not depend on the domain. */
 export interface DeciderLike<C, E, S> {
-  decide(command: C, state: S): E[];
-  evolve(state: S, event: E): S;
+  // Function properties, not methods: deciders never use `this`, so `events.reduce(d.evolve, s)` is safe.
+  readonly decide: (command: C, state: S) => E[];
+  readonly evolve: (state: S, event: E) => S;
   readonly initialState: S;
 }
 
@@ -40,7 +41,7 @@ export const toDomainEvent = <E extends DomainEventLike>(e: RecordedEvent): E =>
   ({ type: e.type, data: e.data, metadata: e.metadata }) as unknown as E;
 
 /**
- * STYLE habit 6: read the stream, decide, append with the expected revision. A revision
+ * Read the stream, decide, append with the expected revision. A revision
  * conflict means someone else wrote first: read again and decide again (the decision may
  * differ now). Only conflicts are retried; a domain error goes straight to the caller.
  */

@@ -38,6 +38,7 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
   const bucket = `TEST_MCP_CALLS_${process.pid}`;
 
   before(async () => {
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
     http = createServer(async (req, res) => {
       const sid = req.headers['mcp-session-id'] as string | undefined;
       let transport = sid ? transports.get(sid) : undefined;

@@ -89,7 +89,7 @@ export function decorateEdge(app: FastifyInstance): void {
   app.decorateRequest('correlationId', 'unknown');
   app.decorateRequest('apiKey', undefined);
   app.decorateReply('setHeader', function (this: FastifyReply, name: string, value: string | number | readonly string[]) {
-    this.raw.setHeader(name, value as string | number | string[]);
+    this.raw.setHeader(name, value);
     return this;
   });
   app.decorateReply('headersSent', {

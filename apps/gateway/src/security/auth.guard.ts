@@ -46,6 +46,7 @@ export class RoleGuard implements CanActivate {
     this.checkRole(context);
     const req = context.switchToHttp().getRequest<AuthRequest>();
     const deferred = deferredInputError(req);
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- the error a route check threw, rethrown as it was
     if (deferred !== undefined) throw deferred;
     const schemas = Reflect.getMetadata(REQUEST_SCHEMAS, context.getClass().prototype as object, context.getHandler().name) as RequestSchemas | undefined;
     if (!schemas?.query) {

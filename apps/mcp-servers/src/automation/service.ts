@@ -334,7 +334,7 @@ export class AutomationService {
     this.clock = deps.clock ?? systemClock;
     this.log = deps.logger.child({ component: 'automation' });
     this.owner = new DeliveryOwnerConnection(
-      deps.pool.options as pg.ClientConfig,
+      deps.pool.options,
       this.log,
       () => [...this.inFlight.keys()],
       () => this.mailer?.inFlightKeys() ?? [],

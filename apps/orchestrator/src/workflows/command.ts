@@ -27,7 +27,7 @@ export async function loadExecution(store: EventStore, executionId: string): Pro
 }
 
 /**
- * STYLE habit 6 for one execution, through `handleCommand` of @switchyard/event-store: read,
+ * The command-handler loop for one execution, through `handleCommand` of @switchyard/event-store: read,
  * decide, append with the expected revision, and on a revision conflict read and decide again.
  * Domain errors become AppErrors so their code reaches HTTP unchanged.
  */

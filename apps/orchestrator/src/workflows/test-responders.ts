@@ -19,7 +19,7 @@ export interface ResponderCall {
 }
 
 /** How to answer one call: `effect` runs once per key; throw AppError for an error reply. */
-export type Behaviour = (call: ResponderCall, attemptOfKey: number) => Promise<unknown> | unknown;
+export type Behaviour = (call: ResponderCall, attemptOfKey: number) => unknown; // a value or a promise of one
 
 export class Responders {
   readonly calls: ResponderCall[] = [];

@@ -11,7 +11,6 @@ import {
   taskStreamId,
   type TaskSubmitReply,
   type TaskState,
-  type ExistingTaskState,
   agentHealthReply,
   agentHealthView,
   capabilitiesReply,
@@ -180,9 +179,9 @@ export class AgentsClient {
       },
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: input.actor },
     } as never);
-    const state = r.state as unknown as TaskState;
+    const state = r.state as TaskState;
     if (state.status === 'initial') throw new AppError('internal', `task ${taskId} was not recorded`, { task_id: taskId });
-    const view = taskViewOf(state as ExistingTaskState);
+    const view = taskViewOf(state);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate: r.events.length === 0 };
   }
 

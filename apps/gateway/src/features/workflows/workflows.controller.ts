@@ -144,7 +144,7 @@ export class WorkflowsController {
       cursor: q.cursor,
     });
     const next = page.next_cursor
-      ? `/api/v1/workflows/executions?${new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)])), cursor: page.next_cursor })}`
+      ? `/api/v1/workflows/executions?${new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)])), cursor: page.next_cursor }).toString()}`
       : null;
     return { ...page, next };
   }
@@ -165,7 +165,9 @@ export class WorkflowsController {
     @Res({ passthrough: true }) res: Response,
   ) {
     if (q.at !== undefined) return executionDetailForCaller(await detailAt(this.svc.store, p.execution_id, q.at));
-    const view = await this.svc.detail(p.execution_id, minPositionOf(minHeader, q.min_position), (source) => res.setHeader(READ_SOURCE_HEADER, source));
+    const view = await this.svc.detail(p.execution_id, minPositionOf(minHeader, q.min_position), (source) => {
+      res.setHeader(READ_SOURCE_HEADER, source);
+    });
     return executionDetailForCaller(view);
   }
 
@@ -193,7 +195,7 @@ export class WorkflowsController {
     const last = events[events.length - 1];
     const next =
       last && last.revision < page.lastRevision
-        ? `/api/v1/workflows/executions/${encodeURIComponent(p.execution_id)}/history?${new URLSearchParams({ after: String(last.revision), limit: String(q.limit) })}`
+        ? `/api/v1/workflows/executions/${encodeURIComponent(p.execution_id)}/history?${new URLSearchParams({ after: String(last.revision), limit: String(q.limit) }).toString()}`
         : null;
     return { execution_id: p.execution_id, last_revision: page.lastRevision, events, next };
   }

@@ -103,7 +103,7 @@ function viewsOf(steps: Readonly<Record<string, StepState>>): Readonly<Record<st
       set: () => false,
       deleteProperty: () => false,
       defineProperty: () => false,
-    }) as unknown as Readonly<Record<string, StepView>>;
+    });
     viewRecords.set(steps, r);
   }
   return r;
@@ -881,7 +881,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
         status: 'canceling',
         steps: abandonUndispatched(s),
         cancel: { reason: event.data.reason, actor: event.data.actor, requestedAt: event.data.requestedAt },
-      } as WorkflowExecutionState;
+      };
     case 'CompensationStarted': {
       const d = event.data;
       const compensations = {
@@ -1099,7 +1099,7 @@ function evolveSignals(s: StartedState, event: WaitEvent): WorkflowExecutionStat
         ...(d.reason !== undefined ? { reason: d.reason } : {}),
         ...(consumed ? { consumedBy: d.stepId } : {}),
       };
-      return { ...s, signals: [...signals, rec], ...(consumed ? { steps: endWait(d.stepId!, 'signaled') } : {}) };
+      return { ...s, signals: [...signals, rec], ...(consumed ? { steps: endWait(d.stepId, 'signaled') } : {}) };
     }
     case 'SignalConsumed': {
       const d = event.data;
