@@ -1,4 +1,5 @@
-// The lint phase of `npm test` (and `npm run lint`): prettier --check, knip, eslint (type-aware).
+// The lint phase of `npm test` (and `npm run lint`): eslint (type-aware), prettier --check, knip,
+// and the console's type check.
 // The checks run side by side (eslint alone keeps one core busy for most of the phase), each one's
 // output is printed when it ends, and the phase fails when any check does, after all have run.
 // eslint needs the built declarations of the workspace packages (npx tsc -b). Outside CI eslint and
@@ -27,6 +28,8 @@ export const checks = [
     args: [bin('prettier/bin/prettier.cjs'), '--check', '--log-level', 'warn', ...(local ? ['--cache'] : []), '.'],
   },
   { name: 'knip', args: [bin('knip/bin/knip.js'), '--no-progress'] },
+  // The console is built by vite, which does not type-check; tsc -b does not include it.
+  { name: 'console-types', args: [bin('typescript/bin/tsc'), '-p', path.join(root, 'apps/console/tsconfig.json')] },
 ];
 
 function run(check) {
