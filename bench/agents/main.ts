@@ -20,8 +20,9 @@ import { closeNats, connectNats, request } from '@switchyard/messaging';
 import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, stopOwnInfra, testNatsUrl } from '@switchyard/testing';
-import { agentSubject, startAgents } from '@switchyard/agents';
-import { startDispatcher, tasksSubject } from '@switchyard/orchestrator';
+import { startAgents } from '@switchyard/agents';
+import { agentSubject, tasksSubject } from '@switchyard/contracts';
+import { startDispatcher } from '@switchyard/dispatcher';
 import { AgentsFeatureModule, createGateway } from '@switchyard/gateway';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 300);

@@ -17,7 +17,7 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { connectNats, closeNats } from '@switchyard/messaging';
 import { freshDatabase, stopOwnInfra, testNatsUrl, until } from '@switchyard/testing';
 import { startAgents } from '@switchyard/agents';
-import { startDispatcher } from '@switchyard/orchestrator';
+import { startDispatcher } from '@switchyard/dispatcher';
 import { createGateway, AgentsFeatureModule } from '@switchyard/gateway';
 
 const clients = Number(process.env.BENCH_CLIENTS ?? 200);

@@ -24,8 +24,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, type PostgresHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { ProjectionRunner, type Projection } from '@switchyard/read-models';
-import { delegationProjections, statusProjections, workflowExecutionsProjection } from '@switchyard/orchestrator';
+import { ProjectionRunner, type Projection, delegationProjections, statusProjections, workflowExecutionsProjection } from '@switchyard/read-models';
 
 const logger = createLogger('bench-projections', process.env.LOG_LEVEL ?? 'warn');
 const total = Number(process.env.BENCH_EVENTS ?? 1_000_000);

@@ -41,7 +41,8 @@ import { connect } from '@nats-io/transport-node';
 import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, startNatsServer } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { addService } from '@switchyard/messaging';
-import { startExecution, startReadModelThread, startWorkflowEngine } from '@switchyard/orchestrator';
+import { startExecution } from '@switchyard/workflow-executions';
+import { startReadModelThread, startWorkflowEngine } from '@switchyard/workflows';
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const levels = (process.env.BENCH_LEVELS ?? '1,16,256').split(',').map(Number);

@@ -5,8 +5,7 @@
  */
 import { createLogger } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { ProjectionRunner } from '@switchyard/read-models';
-import { workflowExecutionsProjection } from '@switchyard/orchestrator';
+import { ProjectionRunner, workflowExecutionsProjection } from '@switchyard/read-models';
 
 const url = process.env.DATABASE_URL;
 if (!url) throw new Error('DATABASE_URL is required');

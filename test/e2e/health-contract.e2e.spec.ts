@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { BUILTIN_AGENT_PORTS } from '@switchyard/agents';
+import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { DATABASE_WRITER_PORT } from '@switchyard/connectors';
 import { defaultPorts } from '@switchyard/mcp-servers';
 import { freePort } from '@switchyard/platform';

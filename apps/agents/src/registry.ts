@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
-import { aliasesOf, resolveTaskType, TASK_TYPE_ALIASES } from '@switchyard/contracts';
-import type { AgentCard, AgentContext, AgentName, TaskDefinition } from './types.js';
+import { builtinAgentCards, cardToJson, resolveTaskType, TASK_TYPE_ALIASES, type AgentCardJson } from '@switchyard/contracts';
+import type { AgentContext, TaskDefinition } from './types.js';
 import { dataAnalystTasks } from './agents/data-analyst.js';
 import { financialAdvisorTasks } from './agents/financial-advisor.js';
 import { operationsManagerTasks } from './agents/operations-manager.js';
@@ -20,24 +20,8 @@ export const taskHandlers = {
 } as const;
 export type TaskType = keyof typeof taskHandlers;
 
-const AGENTS: { name: AgentName; description: string; maxConcurrency: number }[] = [
-  { name: 'data_analyst', description: 'Revenue analysis and customer segmentation over the business database', maxConcurrency: 4 },
-  { name: 'financial_advisor', description: 'Revenue forecasting with back-tested error, and cost optimisation', maxConcurrency: 4 },
-  // The MIP solver is CPU-bound and single-threaded: two at a time is plenty on small hosts.
-  { name: 'operations_manager', description: 'Shift scheduling under constraints, and workflow performance analysis', maxConcurrency: 2 },
-  { name: 'automation_specialist', description: 'Workflow bottlenecks, failure hot spots, parallelism, retry and schedule proposals', maxConcurrency: 4 },
-  { name: 'content_creator', description: 'Proposals and marketing copy filled from real customer figures', maxConcurrency: 8 },
-  { name: 'customer_success', description: 'Support replies with intent, sentiment and escalation; satisfaction analysis', maxConcurrency: 8 },
-];
-
-/** The six capability cards, built from the registered task definitions. */
-export const agentCards: readonly AgentCard[] = AGENTS.map((a) => ({
-  ...a,
-  version: '1.0.0',
-  taskTypes: Object.values(taskHandlers as Record<string, TaskDefinition>)
-    .filter((t) => t.agent === a.name)
-    .map((t) => ({ type: t.taskType, description: t.description, input: t.input, aliases: aliasesOf(t.taskType) })),
-}));
+/** The six capability cards (@switchyard/contracts); the handlers above run their task types. */
+export const agentCards = builtinAgentCards;
 
 /**
  * Validate `rawInput` against the task's schema and run it. Unknown task types are not_found,
@@ -48,7 +32,7 @@ export async function runTask(requested: string, rawInput: unknown, ctx: AgentCo
   const { taskType } = resolveTaskType(requested);
   const def = (taskHandlers as Record<string, TaskDefinition>)[taskType];
   if (!def) throw new AppError('not_found', `unknown task type ${requested}`, { taskType: requested, known: Object.keys(taskHandlers), aliases: TASK_TYPE_ALIASES });
-  const parsed = (def.input).safeParse(rawInput ?? {});
+  const parsed = (def.input as z.ZodType).safeParse(rawInput ?? {});
   if (!parsed.success) {
     throw new AppError('validation', `invalid input for ${taskType}`, {
       taskType,
@@ -61,27 +45,4 @@ export async function runTask(requested: string, rawInput: unknown, ctx: AgentCo
   return result;
 }
 
-/** A card as plain JSON (input schemas as JSON Schema), for publishing across a process boundary. */
-export interface AgentCardJson {
-  readonly name: AgentName;
-  readonly version: string;
-  readonly description: string;
-  readonly maxConcurrency: number;
-  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly inputSchema: Record<string, unknown>; readonly aliases: readonly string[] }[];
-}
-
-export function cardToJson(card: AgentCard): AgentCardJson {
-  return {
-    name: card.name,
-    version: card.version,
-    description: card.description,
-    maxConcurrency: card.maxConcurrency,
-    taskTypes: card.taskTypes.map((t) => ({
-      type: t.type,
-      description: t.description,
-      // `input` mode: fields with defaults are optional for the caller.
-      inputSchema: z.toJSONSchema(t.input, { io: 'input' }),
-      aliases: [...t.aliases],
-    })),
-  };
-}
+export { cardToJson, type AgentCardJson };

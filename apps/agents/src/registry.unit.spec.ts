@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { aliasesOf, resolveTaskType, TASK_TYPE_ALIASES, taskTypeAliasTable } from '@switchyard/contracts';
+import { aliasesOf, builtinTaskTypes, PLAN_NAMES, resolveTaskType, TASK_TYPE_ALIASES, taskTypeAliasTable } from '@switchyard/contracts';
+import { PLAN_LADDER } from './agents/content-creator.js';
 import { agentCards, cardToJson, taskHandlers } from './registry.js';
 
 describe('capability cards', () => {
@@ -84,5 +85,16 @@ describe('task type aliases', () => {
     assert.deepEqual(resolveTaskType('toString'), { taskType: 'toString' });
     assert.equal(taskTypeAliasTable.safeParse({ x: 'x' }).success, false);
     assert.equal(taskTypeAliasTable.safeParse({ 'Bad Name': 'revenue_analysis' }).success, false);
+  });
+
+  it('the handlers serve exactly the contract\'s built-in task types, with its input schemas and agents', () => {
+    assert.deepEqual(Object.keys(taskHandlers).sort(), Object.keys(builtinTaskTypes).sort());
+    for (const [type, def] of Object.entries(taskHandlers)) {
+      const card = builtinTaskTypes[type as keyof typeof builtinTaskTypes];
+      assert.equal(def.input, card.input, type);
+      assert.equal(def.agent, card.agent, type);
+      assert.equal(def.description, card.description, type);
+    }
+    assert.deepEqual(PLAN_LADDER.map((p) => p.plan), [...PLAN_NAMES]);
   });
 });

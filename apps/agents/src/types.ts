@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type pg from 'pg';
 import type { Logger } from '@switchyard/platform';
 import type { LlmClient } from './llm.js';
+import type { AgentCard, BuiltinAgentName } from '@switchyard/contracts';
 
 /** What every task handler gets besides its parsed input: the business database, a logger
  * (already carrying the task's correlation id) and an abort signal from the caller. */
@@ -13,13 +14,7 @@ export interface AgentContext {
   readonly llm?: LlmClient;
 }
 
-export type AgentName =
-  | 'data_analyst'
-  | 'financial_advisor'
-  | 'operations_manager'
-  | 'automation_specialist'
-  | 'content_creator'
-  | 'customer_success';
+export type AgentName = BuiltinAgentName;
 
 /** A handler does the task's deterministic work; the input is already validated by its schema. */
 export type TaskHandlerFn<I, O> = (input: I, ctx: AgentContext) => Promise<O>;
@@ -32,15 +27,7 @@ export interface TaskDefinition<S extends z.ZodType = z.ZodType, O = unknown> {
   readonly handle: TaskHandlerFn<z.infer<S>, O>;
 }
 
-/** The capability card an agent publishes: what it can do and how many tasks it runs at once. */
-export interface AgentCard {
-  readonly name: AgentName;
-  readonly version: string;
-  readonly description: string;
-  readonly maxConcurrency: number;
-  /** `aliases`: the other names a delegation may give the type (TASK_TYPE_ALIASES). */
-  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly input: z.ZodType; readonly aliases: readonly string[] }[];
-}
+export type { AgentCard };
 
 /** Helper that keeps the schema and handler types tied together. */
 export function defineTask<S extends z.ZodType, O>(def: TaskDefinition<S, O>): TaskDefinition<S, O> {

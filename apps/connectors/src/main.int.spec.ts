@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '@switchyard/platform';
 import { connectNats, request, type NatsConnection } from '@switchyard/messaging';
 import { testNatsUrl } from '@switchyard/testing';
-import { callToolReplySchema, mcpRegistryListSubject, mcpSubject, registryListReplySchema, type RegistryListReply } from './service/schemas.js';
+import { callToolReplySchema, mcpRegistryListSubject, mcpSubject, registryListReplySchema, type RegistryListReply } from '@switchyard/contracts';
 import { testLogger, waitFor } from './spec-support.js';
 
 /** The connectors process as the launcher would run it: defaults for all six roles, served on NATS. */

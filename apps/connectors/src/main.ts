@@ -13,7 +13,7 @@ import { closeNats, connectNats } from '@switchyard/messaging';
 import { AppError, createLogger, parseConfig } from '@switchyard/platform';
 import { loadRegistry, describeServer } from './registry/load.js';
 import { startConnectors } from './service/connector-service.js';
-import type { McpEvent } from './events.js';
+import type { McpEvent } from '@switchyard/contracts';
 
 /** What is worth a log line of an event: identifiers and outcome, not arguments or results. */
 function summary(e: McpEvent): Record<string, unknown> {

@@ -5,8 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { AppError, createLogger, type Logger } from '@switchyard/platform';
-import type { McpEvent, McpEventType } from './events.js';
-import { mcpEventSchema } from './events.js';
+import type { McpEvent, McpEventType } from '@switchyard/contracts';
+import { mcpEventSchema } from '@switchyard/contracts';
 import { resolvePackageBin } from './registry/resolve-bin.js';
 
 export const testLogger = (): Logger => createLogger('connectors-test', process.env.LOG_LEVEL ?? 'silent');

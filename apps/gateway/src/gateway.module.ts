@@ -1,20 +1,24 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, DiscoveryModule } from '@nestjs/core';
+import { CqrsModule } from '@nestjs/cqrs';
 import type { Pool } from 'pg';
 import type { EventStore } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
 import { AuditController } from './audit/audit.controller.js';
+import { AUDIT_QUERY_HANDLERS } from './audit/queries/index.js';
+import { EVENTS_QUERY_HANDLERS } from './events/queries/index.js';
+import { API_KEY_COMMAND_HANDLERS } from './security/commands/index.js';
+import { API_KEY_QUERY_HANDLERS } from './security/queries/index.js';
 import { ApiKeysController } from './security/api-keys.controller.js';
 import { ApiKeyService } from './security/api-keys.js';
 import { WhoamiController } from './security/whoami.controller.js';
 import { RoleGuard } from './security/auth.guard.js';
 import { EventsController } from './events/events.controller.js';
 import { LiveEventsService } from './events/sse.service.js';
-import { HealthController } from './health/health.controller.js';
 import { ReadinessService } from './health/readiness.service.js';
 import { ProblemFilter } from './http/problem-filter.js';
 import { ReadRouting } from './http/read-routing.js';
-import { IdempotencyInterceptor, IdempotencyStore, resolveIdempotencyOptions } from './idempotency/index.js';
+import { IdempotencyStore, resolveIdempotencyOptions } from './idempotency/index.js';
 import { DocsController } from './openapi/docs.controller.js';
 import { OpenApiExplorer } from './openapi/explorer.js';
 import { OpenApiRegistry } from './openapi/registry.js';
@@ -77,23 +81,30 @@ export class GatewayCoreModule {
 }
 
 /**
- * The root module: built-in routes (health, events, docs, audit, API keys), the problem
+ * The root module: built-in routes (events, docs, audit, API keys; the probes are Fastify routes,
+ * see health.routes.ts), the problem
  * filter, the role guard (enforcing `@ApiRoute({ role })` when auth is enabled), the
- * OpenAPI explorer, and the feature modules.
+ * OpenAPI explorer, and the feature modules. The Idempotency-Key interceptor is put on the
+ * command routes by createGateway (interceptCommandRoutes), not globally: reads skip it.
  */
 @Module({})
 export class GatewayModule {
   static forRoot(deps: GatewayDeps, options: ResolvedGatewayOptions, modules: readonly FeatureModule[] = []): DynamicModule {
     return {
       module: GatewayModule,
-      imports: [DiscoveryModule, GatewayCoreModule.forRoot(deps, options), ...modules],
-      controllers: [HealthController, EventsController, DocsController, AuditController, ApiKeysController, WhoamiController],
+      // The command and query buses (global): every feature's controllers send to them, its handlers register on them.
+      imports: [DiscoveryModule, CqrsModule.forRoot(), GatewayCoreModule.forRoot(deps, options), ...modules],
+      controllers: [EventsController, DocsController, AuditController, ApiKeysController, WhoamiController],
       providers: [
+        // The built-in routes' handlers (API keys, audit trail, event log); each feature module registers its own.
+        ...API_KEY_COMMAND_HANDLERS,
+        ...API_KEY_QUERY_HANDLERS,
+        ...AUDIT_QUERY_HANDLERS,
+        ...EVENTS_QUERY_HANDLERS,
         LiveEventsService,
         OpenApiExplorer,
         { provide: APP_FILTER, useClass: ProblemFilter },
         { provide: APP_GUARD, useClass: RoleGuard },
-        { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
       ],
     };
   }

@@ -10,11 +10,15 @@ import { byteLimit, registerBodyParsers } from './http/body.js';
 import { correlate, runInRequestContext } from './http/context.js';
 import { decorateEdge, type EdgeReply, type EdgeRequest } from './http/edge.js';
 import { mountNodeHandler, type NodeHandler } from './http/islands.js';
-import { NestPinoLogger, trackRequestLog } from './http/logging.js';
+import { Exchanges } from './http/exchange.js';
+import { NestPinoLogger, requestLog } from './http/logging.js';
 import { GatewayHttpMetrics } from './http/metrics.js';
 import { sendProblem } from './http/problem-filter.js';
 import { GatewayModule } from './gateway.module.js';
-import { documentIdempotencyKeys, IdempotencyStore } from './idempotency/index.js';
+import { registerHealthRoutes } from './health/health.routes.js';
+import { ReadinessService } from './health/readiness.service.js';
+import { documentIdempotencyKeys, IdempotencyInterceptor, IdempotencyStore } from './idempotency/index.js';
+import { interceptCommandRoutes } from './http/command-routes.js';
 import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
 import { OpenApiRegistry } from './openapi/registry.js';
 import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
@@ -22,7 +26,7 @@ import { clientErrorsAsProblems } from './security/client-error.js';
 import { documentEnforcedRoles } from './security/document.js';
 import { inputHygieneError } from './security/hygiene.js';
 import { deferCheck } from './http/route-checks.js';
-import { authentication, startRequestTimeout } from './security/middleware.js';
+import { authentication, RequestTimeouts } from './security/middleware.js';
 import { RATE_LIMIT_SCHEMA_SQL, RateLimits } from './security/rate-limits.js';
 import { hostOriginCheck } from './security/host-origin.js';
 import { CONSOLE_PATH, consoleRouter } from './ui/console.js';
@@ -57,8 +61,8 @@ const expressIsland = (mount: string, handler: express.RequestHandler): NodeHand
  *    input hygiene (NUL, unpaired surrogates, deep nesting) keep their 400/413 for the role
  *    guard, which answers them after the role check; a `preHandler` hook enters the request
  *    context again (the body is read outside it).
- * 3. Nest routes: health, events, docs, audit, API keys and every feature module's
- *    controllers; the role guard checks each route's role, all errors pass through ProblemFilter.
+ * 3. The probes (/livez, /readyz) as plain Fastify routes, outside Nest's pipeline; then Nest
+ *    routes: events, docs, audit, API keys and every feature module's controllers; the role guard checks each route's role, all errors pass through ProblemFilter.
  *    The console (/ui) and the docs' assets are Express static handlers on their own paths.
  */
 export async function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Promise<Gateway> {
@@ -66,7 +70,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   const logger = deps.logger.child({ component: 'gateway' });
   const bodyLimit = byteLimit(resolved.bodyLimit);
   const adapter = new FastifyAdapter({
-    logger: false, // ours, per request (see trackRequestLog)
+    logger: false, // ours, per request (see requestLog)
     forceCloseConnections: true, // close() must not wait for idle keep-alive sockets
     skipMiddie: true, // no Express-style middleware: the edge is Fastify hooks
     bodyLimit, // ours enforces it (http/body.ts); this one is a backstop
@@ -84,7 +88,10 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   decorateEdge(server);
   registerBodyParsers(server, bodyLimit);
 
-  const app = await NestFactory.create<NestFastifyApplication>(GatewayModule.forRoot({ ...deps, logger }, resolved, options.modules ?? []), adapter, {
+  const root = GatewayModule.forRoot({ ...deps, logger }, resolved, options.modules ?? []);
+  // Idempotency-Key on the routes that may carry a command only: a read then runs without rxjs.
+  await interceptCommandRoutes(root, IdempotencyInterceptor);
+  const app = await NestFactory.create<NestFastifyApplication>(root, adapter, {
     bodyParser: false, // ours (registerBodyParsers), so its errors become problems and its limit is ours
     logger: new NestPinoLogger(logger),
     abortOnError: false, // a DI error must reject, not abort the host process
@@ -118,22 +125,25 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   const httpMetrics = new GatewayHttpMetrics().attach(server);
   const hostOrigin = hostOriginCheck(mergeEdgePolicies(edgePolicyFromEnv(process.env, deps.config.GATEWAY_HOST), options.edge), logger.child({ component: 'host-origin' }));
   const authenticate = authentication(resolved, keys, logger.child({ component: 'auth' }), limits);
-  const timeoutMs = resolved.requestTimeoutMs;
+  const timeouts = new RequestTimeouts(resolved.requestTimeoutMs);
+  const log = requestLog(logger);
+  // What each request does when its answer ends, in this order: count it, log it, stop its clock.
+  const exchanges = new Exchanges([httpMetrics.record, ...(log ? [log] : []), timeouts.cancel]);
   server.addHook('onRequest', (request, reply, done) => {
     const req = request as EdgeRequest;
     const res = reply as EdgeReply;
-    httpMetrics.track(req, res);
+    const x = exchanges.begin(req, res);
     correlate(req, res);
-    trackRequestLog(logger, req, res);
     if (!hostOrigin(req, res)) return;
-    startRequestTimeout(timeoutMs, req, res);
-    authenticate(req, res, () => done());
+    timeouts.start(x);
+    authenticate(req, res, done);
   });
   server.addHook('preHandler', (request, _reply, done) => {
     const req = request as EdgeRequest;
-    deferCheck(req, () => inputHygieneError(req));
-    runInRequestContext(req, () => done());
+    deferCheck(req, inputHygieneError);
+    runInRequestContext(req, done);
   });
+  registerHealthRoutes(server, app.get(ReadinessService), app.get(OpenApiRegistry));
   mountNodeHandler(server, [`${DOCS_ASSETS_PATH}/*`], expressIsland(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' })));
   mountNodeHandler(server, [CONSOLE_PATH, `${CONSOLE_PATH}/*`], expressIsland(CONSOLE_PATH, consoleRouter(logger.child({ component: 'console' }), options.consoleDir)));
   await app.init();

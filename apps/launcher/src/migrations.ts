@@ -2,17 +2,12 @@ import { loadDemoData } from '@switchyard/agents';
 import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { IDEMPOTENCY_SCHEMA_SQL, migrateA2a, RATE_LIMIT_SCHEMA_SQL, SECURITY_SCHEMA_SQL } from '@switchyard/gateway';
 import { migrateAnalytics, migrateAutomation } from '@switchyard/mcp-servers';
-import { MonitoringStore, RuleOverrideStore } from '@switchyard/monitor';
-import {
-  delegationProjections,
-  ensureExternalAgentsTable,
-  ensureWorkflowSchema,
-  PgRelayCheckpointStore,
-  statusProjections,
-  workflowExecutionsProjection,
-} from '@switchyard/orchestrator';
+import { MonitoringStore, monitorProjections } from '@switchyard/monitor';
+import { delegationProjections, statusProjections, workflowDefinitionsProjection, workflowExecutionsProjection, ProjectionRunner } from '@switchyard/read-models';
+import { ensureExternalAgentsTable } from '@switchyard/dispatcher';
+import { ensureWorkflowSchema } from '@switchyard/workflow-executions';
+import { PgRelayCheckpointStore } from '@switchyard/relay';
 import { createPgClient, grantComponentAccess, grantDemoAccess, migrateUnderLock, SCHEMA_CHANGES_LOCK, type DatabaseRoles, type Logger } from '@switchyard/platform';
-import { ProjectionRunner } from '@switchyard/read-models';
 import type pg from 'pg';
 
 export interface MigrateOptions {
@@ -78,12 +73,11 @@ async function migrate(o: MigrateOptions): Promise<void> {
   await ensureWorkflowSchema(pool);
   await ensureExternalAgentsTable(pool);
   if (store) {
-    await new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection, ...delegationProjections(), ...statusProjections()], logger }).migrate();
-    await new ProjectionRunner({ store, db: { pool }, projections: [], schema: 'monitoring', logger }).migrate();
+    await new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection, workflowDefinitionsProjection, ...delegationProjections(), ...statusProjections()], logger }).migrate();
+    await new ProjectionRunner({ store, db: { pool }, projections: monitorProjections(), schema: 'monitoring', logger }).migrate();
   }
   // 3. Monitor, gateway, automation and analytics servers.
-  await new MonitoringStore(pool).migrate();
-  await new RuleOverrideStore(pool).migrate();
+  await new MonitoringStore(pool).migrate(); // alert_rules included
   await migrateUnderLock(pool, 'switchyard.security.schema', SECURITY_SCHEMA_SQL);
   await migrateUnderLock(pool, 'switchyard.gateway.idempotency.schema', IDEMPOTENCY_SCHEMA_SQL);
   await migrateA2a(pool);

@@ -1,4 +1,4 @@
-import { BUILTIN_AGENT_PORTS } from '@switchyard/agents';
+import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { DATABASE_WRITER_PORT } from '@switchyard/connectors';
 import { defaultPorts, mcpServerKinds } from '@switchyard/mcp-servers';
 import { parseConfig } from '@switchyard/platform';

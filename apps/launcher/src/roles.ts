@@ -1,4 +1,4 @@
-import { BUILTIN_AGENT_PORTS } from '@switchyard/agents';
+import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { mcpServerKinds, type McpServerKind } from '@switchyard/mcp-servers';
 
 /**

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { BUILTIN_AGENT_PORTS } from '@switchyard/agents';
+import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { defaultPorts } from '@switchyard/mcp-servers';
 import { judgeHealth, type HealthFile } from './health-file.js';
 import { plannedListeners } from './ports.js';

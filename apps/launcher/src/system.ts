@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { startAgents } from '@switchyard/agents';
-import { AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
+import { startAgents, AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import type pg from 'pg';
-import { loadRegistry, mcpEventMetadata, mcpServerStreamId, startConnectors } from '@switchyard/connectors';
+import { loadRegistry, startConnectors } from '@switchyard/connectors';
+import { mcpEventMetadata, mcpServerStreamId } from '@switchyard/contracts';
 import {
   A2aFeatureModule,
   adminKeyBanner,
@@ -20,7 +20,10 @@ import { createEventStore, type EventStore } from '@switchyard/event-store';
 import { mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, migrateAutomation, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
 import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
-import { runRelay, startDispatcher, startStatusProjections, startTriggerStarter, startWorkflowEngine, startReadModelThread } from '@switchyard/orchestrator';
+import { runRelay } from '@switchyard/relay';
+import { startDispatcher } from '@switchyard/dispatcher';
+import { startStatusProjections } from '@switchyard/read-models';
+import { startTriggerStarter, startWorkflowEngine, startReadModelThread } from '@switchyard/workflows';
 import { createPgPool, markSchemaManaged, parseConfig, provisionDatabaseRoles, type Component, type Config, type Logger } from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
 import { EventSink } from './event-sink.js';

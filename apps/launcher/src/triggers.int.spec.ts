@@ -6,7 +6,8 @@ import { createLogger, createPgPool, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { AUTOMATION_TRIGGER_ACTOR, triggerExecutionId } from '@switchyard/contracts';
 import { AutomationService, EgressGuard, migrateAutomation } from '@switchyard/mcp-servers';
-import { executionEvents, startExecution, startWorkflowEngine, TriggerStarter, waitForExecution, type WorkflowEngine } from '@switchyard/orchestrator';
+import { executionEvents, startExecution, waitForExecution } from '@switchyard/workflow-executions';
+import { startWorkflowEngine, TriggerStarter, type WorkflowEngine } from '@switchyard/workflows';
 import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
 
 const logger = createLogger('triggers-int', process.env.LOG_LEVEL ?? 'silent');

@@ -14,6 +14,8 @@ const bool = z
 export const mcpConfigSchema = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  /** EventStoreDB holds the events (as for the rest of the system); unset: the PostgreSQL event store in DATABASE_URL. Automation only. */
+  EVENTSTORE_URL: z.string().regex(/^(esdb|kurrentdb|kdb)(\+discover)?:\/\//, 'must be an esdb:// connection string').optional(),
   MCP_AUTH_TOKEN: z.string().min(1).optional(),
   /** Serve HTTP without a bearer token: only for a sandbox; the default refuses to start without MCP_AUTH_TOKEN. */
   MCP_AUTH_DISABLED: bool,

@@ -15,6 +15,7 @@ export { createFetchServer, extractHtml, defaultFetchLimits, type FetchServerDep
 export {
   AutomationService,
   Scheduler,
+  afterMs,
   signWebhook,
   nextFireAfter,
   systemClock,
@@ -26,7 +27,11 @@ export {
   type ScheduleTarget,
   type TriggerRecord,
   type Webhook,
-} from './automation/service.js';
+} from './automation/automation-service.js';
+export { webhooksProjection, WEBHOOKS_PROJECTION } from './automation/webhooks.js';
+export { schedulesProjection, SCHEDULES_PROJECTION } from './automation/schedules.js';
+export { webhookDecider, webhookStream, type WebhookCommand, type WebhookEvent, type WebhookState } from './automation/webhooks.decider.js';
+export { scheduleDecider, scheduleStream, type ScheduleCommand, type ScheduleEvent, type ScheduleState } from './automation/schedules.decider.js';
 export { migrateAutomation } from './automation/schema.js';
 export {
   Mailer,

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { pino } from 'pino';
+import { createEventStore } from '@switchyard/event-store';
 import { AppError, createLogger, createPgPool, edgePolicyFromEnv, markSchemaManaged, parseConfig, type Logger } from '@switchyard/platform';
 import { startMcpHttpServer, type ConnectableServer } from './common/http.js';
 import type { McpCallAudit } from './common/audit.js';
@@ -9,7 +10,7 @@ import { defaultPorts, mcpConfigSchema, type McpConfig, type McpServerKind } fro
 import { createDatabaseServer } from './database/server.js';
 import { EgressGuard } from './fetch/egress-guard.js';
 import { createFetchServer } from './fetch/server.js';
-import { AutomationService, Scheduler, type TriggerRecord } from './automation/service.js';
+import { AutomationService, Scheduler, type TriggerRecord } from './automation/automation-service.js';
 import { createAutomationServer } from './automation/server.js';
 import { smtpTransport } from './automation/mail.js';
 import { createAnalyticsServer, migrateAnalytics } from './analytics/server.js';
@@ -107,16 +108,21 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         const transport = config.SMTP_URL ? smtpTransport(config.SMTP_URL) : undefined;
         if (transport) cleanups.push(async () => transport.close());
         else logger.warn('SMTP_URL is unset: send_email and e-mail schedules answer unavailable');
+        // Webhook and schedule commands append here; with the roles, the automation role may append (and read events) only.
+        const store = createEventStore({ pool, eventstoreUrl: config.EVENTSTORE_URL, logger });
+        cleanups.unshift(() => store.close());
         const service = new AutomationService({
           pool,
           logger,
           guard,
+          store,
           scheduledRetry: { firstRetryMs: config.WEBHOOK_RETRY_FIRST_MS, maxRetryMs: config.WEBHOOK_RETRY_MAX_MS, maxAttempts: config.WEBHOOK_RETRY_ATTEMPTS },
           ...(transport ? { mail: { transport, from: config.MAIL_FROM } } : {}),
           ...(opts.onTrigger ? { onTrigger: opts.onTrigger } : {}),
         });
         await service.migrate();
-        // Its liveness connection tells other processes whether a delivery's sender is still alive.
+        // Its liveness connection tells other processes whether a delivery's sender is still alive;
+        // the projections of the webhooks and schedules read models start too.
         await service.start();
         cleanups.unshift(() => service.close());
         const scheduler = new Scheduler(service, logger, config.SCHEDULER_INTERVAL_MS);

@@ -1,22 +1,25 @@
 import pg from 'pg';
 import { z } from 'zod';
 import { AppError, createLogger, createPgPool, guardPgPool, newId, type Logger } from '@switchyard/platform';
+import { PostgresEventStore, WrongExpectedVersionError, type EventMetadata, type EventStore } from '@switchyard/event-store';
+import { ProjectionRunner } from '@switchyard/read-models';
 import {
   decideAlerting, dueSilences, evolveAlerting, initialAlertingState, invalidMatchers,
   type AlertingCommand, type AlertingEvent, type AlertingState, type Matcher, type Silence,
 } from './domain/alerts.js';
-import { decideHealth, evolveHealth, healthPolicySchema, initialServiceHealth, type HealthEvent, type ServiceHealth } from './domain/health.js';
+import { decideHealth, evolveHealth, healthPolicySchema, initialServiceHealth, type ServiceHealth } from './domain/health.js';
 import { availabilityReport, type AvailabilityWindow, type WindowAvailability } from './domain/availability.js';
 import { computeTrend, type Trend } from './domain/trends.js';
-import { matcherRegexProblem } from './domain/matcher-regex.js';
+import { matcherRegexProblem, trendWindows } from '@switchyard/contracts';
 import { alertRuleSchema, defaultAlertRules, fingerprint, metricNames, ruleMatches, severitySchema, type AlertRule, type Labels, type Severity } from './domain/rules.js';
 import { Sampler, type Sample, type SamplerOptions } from './sampler.js';
 import { MonitoringStore, defaultRetention, type AlertRow, type Resolution, type ServiceRow } from './store.js';
 import { runProbe, type Probe, type ProbeResult } from './probes.js';
 import { PrometheusExporter } from './prometheus.js';
+import { actorOf, streamOf, type MonitorEvent, type MonitorEventRecord } from './events.js';
+import { MONITOR_PROJECTIONS_SCHEMA, monitorProjectionNames, monitorProjections } from './projections.js';
 
-/** Events the Monitor hands to `publish`: the wiring appends them and publishes on `switchyard.alerts.*`. */
-export type MonitorEvent = AlertingEvent | HealthEvent;
+export type { MonitorEvent, MonitorEventRecord } from './events.js';
 
 /** Tunables, parsed by zod when the Monitor is built (a bad value fails fast, naming the field). */
 export const monitorSettingsSchema = z.object({
@@ -45,8 +48,20 @@ export interface MonitorOptions {
   /** Either a URL (the Monitor owns and closes its pool) or a pool owned by the caller. */
   readonly databaseUrl?: string;
   readonly pool?: pg.Pool;
-  /** Receives every domain event the deciders produce, in order. Errors are logged, not retried. */
-  readonly publish: (events: readonly MonitorEvent[]) => Promise<void> | void;
+  /**
+   * Receives every event the deciders produce, in order, once it is in the event store and the
+   * read models show it, with where it was stored. Errors are logged, not retried.
+   */
+  readonly publish: (events: readonly MonitorEvent[], records: readonly MonitorEventRecord[]) => Promise<void> | void;
+  /**
+   * The event log every state change is appended to; the read models are its projections.
+   * Default: the PostgreSQL event store in the Monitor's own database (a Monitor on its own).
+   */
+  readonly eventStore?: EventStore;
+  /** Who and which request an event belongs to (default: `actorOf(e)` and the Monitor's correlation id). */
+  readonly eventMetadata?: (e: MonitorEvent) => { readonly correlationId?: string; readonly causationId?: string; readonly actor?: string };
+  /** How long a change waits for the read models to show it before it is answered anyway (default 10 s). */
+  readonly readModelWaitMs?: number;
   readonly logger?: Logger;
   readonly probes?: readonly Probe[];
   readonly sampler?: Sampler | SamplerOptions;
@@ -66,7 +81,9 @@ export interface HealthReport {
   readonly alerts: { readonly firing: number; readonly pending: number };
 }
 
-export const trendWindows = { '1h': { ms: 3_600_000, resolution: '1m' }, '24h': { ms: 86_400_000, resolution: '1h' }, '7d': { ms: 604_800_000, resolution: '1h' }, '30d': { ms: 2_592_000_000, resolution: '1h' } } as const satisfies Record<string, { ms: number; resolution: Resolution }>;
+export { trendWindows };
+// Every window reads a series resolution the store keeps.
+trendWindows satisfies Record<string, { ms: number; resolution: Resolution }>;
 export type TrendWindow = keyof typeof trendWindows;
 
 export interface SeriesTrend extends Trend {
@@ -95,14 +112,36 @@ const newSilenceSchema = z.object({
   endsAt: z.number().int(),
 });
 
+/** What a commit appended (in order), where, and the append failure that stopped it, if any. */
+interface Committed {
+  readonly events: readonly MonitorEvent[];
+  readonly records: readonly MonitorEventRecord[];
+  /** Global position of the last appended event (-1: none). */
+  readonly position: number;
+  readonly error?: unknown;
+}
+const nothingCommitted: Committed = { events: [], records: [], position: -1 };
+
+/** The read models an event lands in, to wait for just those. */
+function projectionsOf(events: readonly MonitorEvent[]): string[] {
+  const names = new Set<string>();
+  for (const e of events) {
+    if (e.type === 'ServiceWentDown' || e.type === 'ServiceDegraded' || e.type === 'ServiceRecovered') names.add(monitorProjectionNames.services);
+    else if (e.type === 'SilenceAdded' || e.type === 'SilenceExpired') names.add(monitorProjectionNames.silences);
+    else names.add(monitorProjectionNames.alerts);
+  }
+  return [...names];
+}
+
 // Metrics whose limit is obvious, for the projection in getPerformanceTrends.
 const percentMetrics: ReadonlySet<string> = new Set([metricNames.cpuPercent, metricNames.memoryPercent, metricNames.diskPercent]);
 
 /**
  * Runs the sampler and the health probes on intervals, stores samples (with rollups and
  * retention), evaluates alert rules through the alerting decider, tracks service health
- * through the health decider, keeps the read models in PostgreSQL and hands every event to
- * `publish`. All state changes go through one queue, so deciders see a consistent state.
+ * through the health decider, appends every event the deciders decide to the event store
+ * (its projections keep the read models in PostgreSQL) and then hands it to `publish`.
+ * All state changes go through one queue, so deciders see a consistent state.
  */
 export class Monitor {
   readonly settings: MonitorSettings;
@@ -123,6 +162,14 @@ export class Monitor {
   private running = false;
   private inFlight = new Set<Promise<unknown>>();
   private loaded = false;
+  private readonly eventStore: EventStore;
+  private readonly ownsEventStore: boolean;
+  /** The monitor's read models (alerts, silences, services, alert rules) as projections of its events. */
+  readonly projections: ProjectionRunner;
+  /** Last revision of each stream the Monitor appended to (the expected revision of its next append). */
+  private readonly revisions = new Map<string, number>();
+  /** After stop(): a late deadline evaluation does not wait for projections that no longer run. */
+  private projectionsStopped = false;
 
   constructor(private readonly opts: MonitorOptions) {
     this.settings = monitorSettingsSchema.parse(opts.settings ?? {});
@@ -135,12 +182,27 @@ export class Monitor {
     this.log = (opts.logger ?? createLogger('monitor')).child({ correlationId: opts.correlationId ?? 'monitor', component: 'monitor' });
     this.probes = [...(opts.probes ?? [])];
     this.prometheus = new PrometheusExporter(() => ({ alerting: this.alerting, health: this.health }));
+    this.ownsEventStore = !opts.eventStore;
+    this.eventStore = opts.eventStore ?? new PostgresEventStore({ pool: this.pool, ...(opts.logger ? { logger: opts.logger } : {}) });
+    this.projections = new ProjectionRunner({
+      store: this.eventStore,
+      db: { pool: this.pool },
+      projections: monitorProjections(),
+      schema: MONITOR_PROJECTIONS_SCHEMA,
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
   }
 
-  /** Create the schema and rebuild in-memory decider state from the read models. */
+  /**
+   * Create the schema, start the projections and let them catch up with the log, then rebuild
+   * the deciders' in-memory state from the read models (the fold of the log, already computed).
+   */
   async init(): Promise<void> {
     if (this.loaded) return;
     await this.store.migrate();
+    if (this.ownsEventStore) await this.eventStore.init();
+    await this.projections.start();
+    await this.projections.waitFor(undefined, undefined, 300_000);
     this.alerting = await this.store.loadAlertingState();
     this.warnAboutBadMatchers();
     for (const [service, h] of await this.store.loadHealthStates()) this.health.set(service, h);
@@ -178,6 +240,9 @@ export class Monitor {
     this.timers.clear();
     await Promise.allSettled([...this.inFlight]);
     await this.queue.catch(() => undefined);
+    this.projectionsStopped = true;
+    await this.projections.stop();
+    if (this.ownsEventStore) await this.eventStore.close();
     if (this.ownsSampler) this.sampler.close();
     if (this.ownsPool) await this.pool.end();
   }
@@ -293,22 +358,21 @@ export class Monitor {
     const at = Date.now();
     this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
     let firstVerdict = false;
-    const events = await this.serial(async () => {
-      const cmd = { type: 'RecordProbeResult', data: { service: p.service, result: r, policy: this.settings.healthPolicy }, metadata: this.meta(at) } as const;
+    const done = await this.serial(async () => {
+      const cmd = { type: 'RecordProbeResult', data: { service: p.service, kind: p.kind, result: r, policy: this.settings.healthPolicy }, metadata: this.meta(at) } as const;
       const state = this.health.get(p.service) ?? initialServiceHealth;
       firstVerdict = state.status === 'unknown';
       const evs = decideHealth(cmd, state);
-      this.health.set(p.service, evs.reduce(evolveHealth, state));
+      // The last probe's outcome is telemetry (it changes every probe), not an event.
       await this.store.recordProbe(p.service, p.kind, r, at);
-      await this.store.applyHealthEvents(evs, p.kind);
-      return evs;
+      return this.commit(evs);
     });
-    if (events.length) {
+    if (done.events.length) {
       // A service's first verdict after start (unknown -> up) is routine: debug, not one info line per service.
       const level = firstVerdict && r.ok ? 'debug' : 'info';
-      this.log[level]({ service: p.service, kind: p.kind, events: events.map((e) => e.type), error: r.error }, 'service health changed');
-      await this.emit(events);
+      this.log[level]({ service: p.service, kind: p.kind, events: done.events.map((e) => e.type), error: r.error }, 'service health changed');
     }
+    await this.settle(done);
     const status = this.health.get(p.service)?.status;
     const samples: Sample[] = [
       { metric: metricNames.probeUp, labels, ts: at, value: r.ok ? 1 : 0 },
@@ -333,31 +397,115 @@ export class Monitor {
 
   private async evaluate(samples: readonly Sample[]): Promise<AlertingEvent[]> {
     const rules = this.settings.rules;
-    const events = await this.serial(async () => {
+    const done = await this.serial(async () => {
+      // Decided on a working copy, so each sample sees the previous ones' effect; the Monitor's
+      // state moves only as the events are appended (commit).
+      let state = this.alerting;
       const out: AlertingEvent[] = [];
       for (const s of samples) {
         for (const rule of rules) {
           if (!ruleMatches(rule, s.metric, s.labels)) continue;
-          out.push(...this.applyAlerting({ type: 'EvaluateSample', data: { rule, labels: s.labels, value: s.value }, metadata: this.meta(s.ts) }));
+          const evs = this.decideSample({ type: 'EvaluateSample', data: { rule, labels: s.labels, value: s.value }, metadata: this.meta(s.ts) }, state);
+          state = evs.reduce(evolveAlerting, state);
+          out.push(...evs);
         }
       }
-      await this.store.applyAlertingEvents(out);
-      return out;
+      return this.commit(out);
     });
-    if (events.length) await this.emit(events);
-    return events;
+    await this.settle(done);
+    return done.events as AlertingEvent[];
   }
 
-  // decide + evolve on the in-memory state; the caller persists (inside the queue).
-  private applyAlerting(cmd: AlertingCommand): AlertingEvent[] {
-    const evs = decideAlerting(cmd, this.alerting);
-    this.alerting = evs.reduce(evolveAlerting, this.alerting);
-    if (cmd.type === 'EvaluateSample') {
-      const { rule, labels, value } = cmd.data;
-      if (Number.isFinite(value)) this.lastEvaluated.set(fingerprint(rule.id, { ...labels, ...rule.labels }), { rule, labels, value });
-    }
-    for (const e of evs) if (e.type === 'AlertPending') this.armForDeadline(e.data.fingerprint, e.metadata.at);
+  // The alerting decider on a sample, remembering the sample for the alert's `for` deadline.
+  private decideSample(cmd: AlertingCommand & { type: 'EvaluateSample' }, state: AlertingState): AlertingEvent[] {
+    const evs = decideAlerting(cmd, state);
+    const { rule, labels, value } = cmd.data;
+    if (Number.isFinite(value)) this.lastEvaluated.set(fingerprint(rule.id, { ...labels, ...rule.labels }), { rule, labels, value });
     return evs;
+  }
+
+  /**
+   * Append decided events to the event store, one by one in order, each with its stream's
+   * expected revision (the Monitor is the only writer of its streams; a conflict means another
+   * monitor wrote, and the round fails). Each appended event moves the in-memory state; the
+   * first failure stops the rest, which are decided again at the next sample or request.
+   * Runs inside the queue.
+   */
+  private async commit(events: readonly MonitorEvent[]): Promise<Committed> {
+    const committed: MonitorEvent[] = [];
+    const records: MonitorEventRecord[] = [];
+    let position = -1;
+    for (const e of events) {
+      const streamId = streamOf(e);
+      const id = newId();
+      const extra = this.opts.eventMetadata?.(e) ?? {};
+      const metadata: EventMetadata = {
+        correlationId: extra.correlationId ?? e.metadata.correlationId ?? 'monitor',
+        ...(extra.causationId ? { causationId: extra.causationId } : {}),
+        actor: extra.actor ?? actorOf(e),
+        timestamp: new Date(e.metadata.at).toISOString(),
+      };
+      try {
+        const expected = await this.revisionOf(streamId);
+        const r = await this.eventStore.append(streamId, [{ id, type: e.type, data: e.data, metadata }], {
+          expectedRevision: expected === -1 ? 'no_stream' : expected,
+        });
+        this.revisions.set(streamId, r.nextExpectedRevision);
+        position = r.position;
+        records.push({ id, streamId, metadata, revision: r.nextExpectedRevision, position: r.position });
+      } catch (err) {
+        if (err instanceof WrongExpectedVersionError) this.revisions.delete(streamId);
+        this.log.error({ err, streamId, type: e.type, correlationId: metadata.correlationId }, 'could not append a monitor event');
+        return { events: committed, records, position, error: err };
+      }
+      committed.push(e);
+      this.evolveOne(e);
+    }
+    return { events: committed, records, position };
+  }
+
+  private async revisionOf(streamId: string): Promise<number> {
+    const known = this.revisions.get(streamId);
+    if (known !== undefined) return known;
+    const [last] = await this.eventStore.readStream(streamId, { direction: 'backwards', maxCount: 1 });
+    return last ? last.revision : -1;
+  }
+
+  private evolveOne(e: MonitorEvent): void {
+    switch (e.type) {
+      case 'ServiceWentDown':
+      case 'ServiceDegraded':
+      case 'ServiceRecovered':
+        this.health.set(e.data.service, evolveHealth(this.health.get(e.data.service) ?? initialServiceHealth, e));
+        return;
+      default:
+        this.alerting = evolveAlerting(this.alerting, e);
+        if (e.type === 'AlertPending') this.armForDeadline(e.data.fingerprint, e.metadata.at);
+    }
+  }
+
+  /**
+   * After a commit: wait until the read models show the appended events (so whoever asked
+   * reads its own change), hand them to `publish`, then rethrow an append failure.
+   */
+  private async settle(done: Committed): Promise<void> {
+    if (done.events.length > 0) {
+      if (!this.projectionsStopped) {
+        await this.waitForReadModels(done.position, projectionsOf(done.events)).catch((err: unknown) =>
+          this.log.warn({ err, position: done.position }, 'the read models are behind; answering anyway'),
+        );
+      }
+      await this.emit(done.events, done.records);
+    }
+    if (done.error !== undefined) {
+      if (done.error instanceof AppError || done.error instanceof WrongExpectedVersionError) throw done.error;
+      throw new AppError('unavailable', 'the event store did not take the monitor\'s event', { cause: String(done.error) });
+    }
+  }
+
+  /** Resolve once the named read models (default: all of the monitor's) have applied `position`. */
+  async waitForReadModels(position: number, names: readonly string[] = Object.values(monitorProjectionNames), timeoutMs = this.opts.readModelWaitMs ?? 10_000): Promise<void> {
+    await Promise.all(names.map((n) => this.projections.waitFor(position, n, timeoutMs)));
   }
 
   /**
@@ -373,42 +521,36 @@ export class Monitor {
       if (!this.running) return;
       // The clock may run a hair behind the timer: wait the rest rather than evaluate early.
       if (Date.now() < due) return this.after(due - Date.now(), check);
-      void this.serial(async () => {
+      void this.serial(async (): Promise<Committed> => {
         const current = this.alerting.alerts[fp];
         const last = this.lastEvaluated.get(fp);
-        if (current?.status !== 'pending' || current.pendingSince !== pendingSince || !last) return [];
+        if (current?.status !== 'pending' || current.pendingSince !== pendingSince || !last) return nothingCommitted;
         // The rule in force now (it may have been changed through the API meanwhile).
         const rule = this.settings.rules.find((r) => r.id === last.rule.id);
-        if (!rule) return [];
-        const evs = this.applyAlerting({ type: 'EvaluateSample', data: { rule, labels: last.labels, value: last.value }, metadata: this.meta(Date.now()) });
-        await this.store.applyAlertingEvents(evs);
-        return evs;
+        if (!rule) return nothingCommitted;
+        return this.commit(this.decideSample({ type: 'EvaluateSample', data: { rule, labels: last.labels, value: last.value }, metadata: this.meta(Date.now()) }, this.alerting));
       })
-        .then((evs) => (evs.length ? this.emit(evs) : undefined))
+        .then((done) => this.settle(done))
         .catch((err: unknown) => this.log.error({ err, fingerprint: fp }, 'evaluating an alert at its deadline failed'));
     };
     this.after(due - Date.now(), check);
   }
 
   private async command(cmd: AlertingCommand): Promise<AlertingEvent[]> {
-    const events = await this.serial(async () => {
-      const evs = decideAlerting(cmd, this.alerting); // throws AppError before anything changes
-      await this.store.applyAlertingEvents(evs);
-      this.alerting = evs.reduce(evolveAlerting, this.alerting);
-      return evs;
-    });
-    await this.emit(events);
-    return events;
+    // decide throws AppError before anything changes.
+    const done = await this.serial(async () => this.commit(decideAlerting(cmd, this.alerting)));
+    await this.settle(done);
+    return done.events as AlertingEvent[];
   }
 
-  private async emit(events: readonly MonitorEvent[]): Promise<void> {
+  private async emit(events: readonly MonitorEvent[], records: readonly MonitorEventRecord[]): Promise<void> {
     for (const e of events) {
       if (e.type === 'AlertFiring' || e.type === 'AlertResolved' || e.type === 'AlertPending') {
         this.log.info({ alert: e.data.name, fingerprint: e.data.fingerprint, event: e.type, labels: e.data.labels }, 'alert state changed');
       }
     }
     try {
-      await this.opts.publish(events);
+      await this.opts.publish(events, records);
     } catch (err) {
       this.log.error({ err, events: events.map((e) => e.type) }, 'publishing monitor events failed');
     }

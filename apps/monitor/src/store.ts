@@ -121,7 +121,15 @@ create table if not exists monitoring.service_intervals (
   ended_at timestamptz
 );
 create index if not exists service_intervals_service on monitoring.service_intervals (service, started_at);
+create table if not exists monitoring.alert_rules (
+  id text primary key,
+  rule jsonb,
+  updated_at timestamptz not null,
+  updated_by text not null
+);
 `;
+/** The monitoring schema's tables (idempotent DDL): the store's migrate() and the projections' setup run it. */
+export const MONITORING_DDL = DDL;
 
 // Each insert batch updates both rollups in the same statement, so rollups never lag the raw
 // table. count/sum/min/max merge exactly; p95 does not, so an update clears it and
@@ -259,63 +267,15 @@ export class MonitoringStore {
 
   // ---------- alert and silence read models ----------
 
-  /** Apply alerting events to the alerts/silences tables, in order, in one transaction. */
+  /**
+   * Apply alerting events to the alerts/silences tables, in order, in one transaction: the
+   * projections' SQL, for a read model written by hand (tests, tools). The Monitor itself only
+   * appends events; its projections (projections.ts) apply them.
+   */
   async applyAlertingEvents(events: readonly AlertingEvent[]): Promise<void> {
     if (events.length === 0) return;
     await withTransaction(this.pool, async (c) => {
-      for (const e of events) {
-        const at = new Date(e.metadata.at);
-        switch (e.type) {
-          case 'AlertPending':
-            await c.query(
-              `insert into monitoring.alerts (fingerprint, rule_id, name, severity, labels, state, value, threshold, pending_since,
-                 firing_since, resolved_at, resolved_how, resolved_by, resolve_reason, suppressed_by, updated_at)
-               values ($1,$2,$3,$4,$5,'pending',$6,$7,$8,null,null,null,null,null,null,$8)
-               on conflict (fingerprint) do update set rule_id = $2, name = $3, severity = $4, labels = $5, state = 'pending',
-                 value = $6, threshold = $7, pending_since = $8, firing_since = null, resolved_at = null, resolved_how = null,
-                 resolved_by = null, resolve_reason = null, suppressed_by = null, updated_at = $8`,
-              [e.data.fingerprint, e.data.ruleId, e.data.name, e.data.severity, JSON.stringify(e.data.labels), e.data.value, e.data.threshold, at],
-            );
-            break;
-          case 'AlertFiring':
-            await c.query(
-              `update monitoring.alerts set state = 'firing', value = $2, firing_since = $3, suppressed_by = $4, updated_at = $3 where fingerprint = $1`,
-              [e.data.fingerprint, e.data.value, at, e.data.suppressedBy],
-            );
-            break;
-          case 'AlertPendingCleared':
-            await c.query(`delete from monitoring.alerts where fingerprint = $1 and state = 'pending'`, [e.data.fingerprint]);
-            break;
-          case 'AlertResolved':
-            await c.query(
-              `update monitoring.alerts set state = 'resolved', value = coalesce($2, value), resolved_at = $3, resolved_how = $4,
-                 resolved_by = $5, resolve_reason = $6, updated_at = $3 where fingerprint = $1`,
-              [e.data.fingerprint, e.data.value ?? null, at, e.data.how, e.data.actor, e.data.reason],
-            );
-            break;
-          case 'AlertSilenced':
-            await c.query(`update monitoring.alerts set suppressed_by = $2, updated_at = $3 where fingerprint = $1`, [e.data.fingerprint, e.data.silenceId, at]);
-            break;
-          case 'AlertUnsilenced':
-            await c.query(`update monitoring.alerts set suppressed_by = null, updated_at = $2 where fingerprint = $1`, [e.data.fingerprint, at]);
-            break;
-          case 'SilenceAdded': {
-            const s = e.data.silence;
-            await c.query(
-              `insert into monitoring.silences (id, matchers, created_by, comment, starts_at, ends_at) values ($1,$2,$3,$4,$5,$6)`,
-              [s.id, JSON.stringify(s.matchers), s.createdBy, s.comment, d(s.startsAt), d(s.endsAt)],
-            );
-            break;
-          }
-          case 'SilenceExpired':
-            await c.query(`update monitoring.silences set expired_at = $2, expired_by = $3 where id = $1`, [e.data.silenceId, at, e.data.actor]);
-            break;
-          default: {
-            const never: never = e;
-            throw new Error(`unhandled event ${(never as { type: string }).type}`);
-          }
-        }
-      }
+      for (const e of events) await applyAlertingEvent(c, e);
     });
   }
 
@@ -370,23 +330,11 @@ export class MonitoringStore {
     );
   }
 
-  /** Apply health events: status columns and the status intervals availability is computed from. */
+  /** Apply health events (the monitor-services projection's SQL; see applyAlertingEvents). */
   async applyHealthEvents(events: readonly HealthEvent[], kind: string): Promise<void> {
     if (events.length === 0) return;
     await withTransaction(this.pool, async (c) => {
-      for (const e of events) {
-        const at = new Date(e.metadata.at);
-        const status = e.type === 'ServiceWentDown' ? 'down' : e.type === 'ServiceDegraded' ? 'degraded' : 'up';
-        const reason = e.type === 'ServiceDegraded' ? e.data.reason : null;
-        const failingSince = e.type === 'ServiceRecovered' ? null : d(e.data.failingSince);
-        await c.query(
-          `insert into monitoring.services (service, kind, status, reason, since, failing_since) values ($1,$2,$3,$4,$5,$6)
-           on conflict (service) do update set status = $3, reason = $4, since = $5, failing_since = $6`,
-          [e.data.service, kind, status, reason, at, failingSince],
-        );
-        await c.query(`update monitoring.service_intervals set ended_at = $2 where service = $1 and ended_at is null`, [e.data.service, at]);
-        await c.query(`insert into monitoring.service_intervals (service, status, started_at) values ($1,$2,$3)`, [e.data.service, status, at]);
-      }
+      for (const e of events) await applyHealthEvent(c, e.data.kind === undefined ? ({ ...e, data: { ...e.data, kind } } as HealthEvent) : e);
     });
   }
 
@@ -418,5 +366,81 @@ export class MonitoringStore {
     );
     return r.rows.map((x) => ({ status: x.status, start: (x.started_at as Date).getTime(), end: x.ended_at ? (x.ended_at as Date).getTime() : null }));
   }
+}
 
+/** Anything with `query`: a pool, or the projection runner's client inside its transaction. */
+export type Queryable = Pick<pg.PoolClient, 'query'>;
+
+/** One alerting event on the alerts/silences read models (the monitor-alerts / monitor-silences projections). */
+export async function applyAlertingEvent(c: Queryable, e: AlertingEvent): Promise<void> {
+  const at = new Date(e.metadata.at);
+  switch (e.type) {
+    case 'AlertPending':
+      await c.query(
+        `insert into monitoring.alerts (fingerprint, rule_id, name, severity, labels, state, value, threshold, pending_since,
+           firing_since, resolved_at, resolved_how, resolved_by, resolve_reason, suppressed_by, updated_at)
+         values ($1,$2,$3,$4,$5,'pending',$6,$7,$8,null,null,null,null,null,null,$8)
+         on conflict (fingerprint) do update set rule_id = $2, name = $3, severity = $4, labels = $5, state = 'pending',
+           value = $6, threshold = $7, pending_since = $8, firing_since = null, resolved_at = null, resolved_how = null,
+           resolved_by = null, resolve_reason = null, suppressed_by = null, updated_at = $8`,
+        [e.data.fingerprint, e.data.ruleId, e.data.name, e.data.severity, JSON.stringify(e.data.labels), e.data.value, e.data.threshold, at],
+      );
+      break;
+    case 'AlertFiring':
+      await c.query(
+        `update monitoring.alerts set state = 'firing', value = $2, firing_since = $3, suppressed_by = $4, updated_at = $3 where fingerprint = $1`,
+        [e.data.fingerprint, e.data.value, at, e.data.suppressedBy],
+      );
+      break;
+    case 'AlertPendingCleared':
+      await c.query(`delete from monitoring.alerts where fingerprint = $1 and state = 'pending'`, [e.data.fingerprint]);
+      break;
+    case 'AlertResolved':
+      await c.query(
+        `update monitoring.alerts set state = 'resolved', value = coalesce($2, value), resolved_at = $3, resolved_how = $4,
+           resolved_by = $5, resolve_reason = $6, updated_at = $3 where fingerprint = $1`,
+        [e.data.fingerprint, e.data.value ?? null, at, e.data.how, e.data.actor, e.data.reason],
+      );
+      break;
+    case 'AlertSilenced':
+      await c.query(`update monitoring.alerts set suppressed_by = $2, updated_at = $3 where fingerprint = $1`, [e.data.fingerprint, e.data.silenceId, at]);
+      break;
+    case 'AlertUnsilenced':
+      await c.query(`update monitoring.alerts set suppressed_by = null, updated_at = $2 where fingerprint = $1`, [e.data.fingerprint, at]);
+      break;
+    case 'SilenceAdded': {
+      const s = e.data.silence;
+      await c.query(
+        `insert into monitoring.silences (id, matchers, created_by, comment, starts_at, ends_at) values ($1,$2,$3,$4,$5,$6)
+         on conflict (id) do nothing`,
+        [s.id, JSON.stringify(s.matchers), s.createdBy, s.comment, d(s.startsAt), d(s.endsAt)],
+      );
+      break;
+    }
+    case 'SilenceExpired':
+      await c.query(`update monitoring.silences set expired_at = $2, expired_by = $3 where id = $1`, [e.data.silenceId, at, e.data.actor]);
+      break;
+    default: {
+      const never: never = e;
+      throw new Error(`unhandled event ${(never as { type: string }).type}`);
+    }
+  }
+}
+
+/**
+ * One health event on the services read model: its status columns (the probe columns are the
+ * probes' own, see recordProbe) and the status intervals availability is computed from.
+ */
+export async function applyHealthEvent(c: Queryable, e: HealthEvent): Promise<void> {
+  const at = new Date(e.metadata.at);
+  const status = e.type === 'ServiceWentDown' ? 'down' : e.type === 'ServiceDegraded' ? 'degraded' : 'up';
+  const reason = e.type === 'ServiceDegraded' ? e.data.reason : null;
+  const failingSince = e.type === 'ServiceRecovered' ? null : d(e.data.failingSince);
+  await c.query(
+    `insert into monitoring.services (service, kind, status, reason, since, failing_since) values ($1, coalesce($2, 'unknown'), $3, $4, $5, $6)
+     on conflict (service) do update set kind = coalesce($2, monitoring.services.kind), status = $3, reason = $4, since = $5, failing_since = $6`,
+    [e.data.service, e.data.kind ?? null, status, reason, at, failingSince],
+  );
+  await c.query(`update monitoring.service_intervals set ended_at = $2 where service = $1 and ended_at is null`, [e.data.service, at]);
+  await c.query(`insert into monitoring.service_intervals (service, status, started_at) values ($1,$2,$3)`, [e.data.service, status, at]);
 }

@@ -11,8 +11,13 @@ export interface Decider<C, E, S> {
   readonly initialState: S;
 }
 
-/** Metadata every command carries. `timestamp` is the only source of "now" a decider may use. */
-export interface CommandMetadata {
+/**
+ * Metadata every command carries. `timestamp` is the only source of "now" a decider may use.
+ * A type alias, not an interface, on purpose: an alias is assignable to the event store's
+ * `EventMetadata` (which has an index signature for extra keys), so domain events are appended
+ * as they are, without casts.
+ */
+export type CommandMetadata = {
   /** ISO-8601 instant at which the command was issued (the decider's clock). */
   readonly timestamp: string;
   /** Who asked: a user id, `system:orchestrator`, ... */
@@ -21,7 +26,7 @@ export interface CommandMetadata {
   readonly correlationId: string;
   /** Id of the message (event or command) that caused this command, if any. */
   readonly causationId?: string;
-}
+};
 
 /** Commands are plain readonly values; their type is imperative (`StartWorkflow`). */
 export interface Command<T extends string = string, D = unknown, M = CommandMetadata> {

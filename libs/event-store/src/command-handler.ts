@@ -1,18 +1,10 @@
-import { WrongExpectedVersionError, type EventMetadata, type EventStore, type Fence, type RecordedEvent } from './port.js';
+import type { Decider, Event } from '@switchyard/domain';
+import { WrongExpectedVersionError, type EventStore, type Fence, type RecordedEvent } from './port.js';
 
-/** The decider shape of libs/domain, restated here so the store does not depend on the domain. */
-export interface DeciderLike<C, E, S> {
-  // Function properties, not methods: deciders never use `this`, so `events.reduce(d.evolve, s)` is safe.
-  readonly decide: (command: C, state: S) => E[];
-  readonly evolve: (state: S, event: E) => S;
-  readonly initialState: S;
-}
-
-/** Domain events as deciders emit them: plain `{ type, data, metadata }` values. */
-export interface DomainEventLike {
-  readonly type: string;
-  readonly data: unknown;
-  readonly metadata: EventMetadata;
+/** A stream's state as a caller already holds it, with the revision it was folded up to (-1: no stream yet). */
+export interface KnownState<S> {
+  readonly state: S;
+  readonly revision: number;
 }
 
 export interface CommandResult<E, S> {
@@ -23,13 +15,52 @@ export interface CommandResult<E, S> {
   readonly revision: number;
   /** Global position of the last appended event, when anything was appended. */
   readonly position?: number;
+  /**
+   * `known`: decided against the caller's known state (and appended with its revision, if
+   * anything was decided); `read`: decided against a fresh read of the stream.
+   */
+  readonly decidedOn: 'known' | 'read';
+}
+
+/** A decision together with the state after its events, for a decideKnown that folded them already. */
+export interface Decision<E, S> {
+  readonly events: readonly E[];
+  readonly state: S;
+}
+
+export interface HandleCommandOptions<C, E, S> {
+  /** Read-decide-append rounds before a revision conflict is thrown. Default 10. */
+  readonly maxAttempts?: number;
+  /** Carried by every append (see Fence). */
+  readonly fence?: Fence;
+  /**
+   * The state the caller holds for the stream: decide against it and append with its revision
+   * expected, without reading the stream (one round trip). A revision conflict falls back to
+   * read-decide-append.
+   */
+  readonly known?: KnownState<S>;
+  /**
+   * How to decide against `known` (default `decider.decide`): lets a caller put more into the
+   * same append, e.g. a follow-up command decided against the state the first one leads to.
+   * The read-decide-append path always uses `decider.decide`. It may return the state after its
+   * events too (a Decision), when it folded them already: they are then not folded again.
+   */
+  readonly decideKnown?: (command: C, state: S) => readonly E[] | Decision<E, S>;
+  /**
+   * Which verdicts of `known` stand without reading. A decision against a stale state that
+   * appends nothing is caught by no revision check, so by default both go the read way:
+   * `refusal` (deciding threw), `empty` (nothing decided).
+   */
+  readonly trust?: { readonly refusal?: boolean; readonly empty?: boolean };
+  /** Called once when the decision against `known` is not what gets appended (before the read way starts). */
+  readonly onFallback?: () => void;
 }
 
 /** Rebuild a stream's state by folding its events through `evolve`. */
-export async function aggregateStream<E extends DomainEventLike, S>(
+export async function aggregateStream<E extends Event, S>(
   store: EventStore,
   streamId: string,
-  decider: Pick<DeciderLike<unknown, E, S>, 'evolve' | 'initialState'>,
+  decider: Pick<Decider<unknown, E, S>, 'evolve' | 'initialState'>,
 ): Promise<{ state: S; revision: number }> {
   const recorded = await store.readStream(streamId);
   let state = decider.initialState;
@@ -37,34 +68,46 @@ export async function aggregateStream<E extends DomainEventLike, S>(
   return { state, revision: recorded.length ? recorded[recorded.length - 1]!.revision : -1 };
 }
 
-export const toDomainEvent = <E extends DomainEventLike>(e: RecordedEvent): E =>
-  ({ type: e.type, data: e.data, metadata: e.metadata }) as unknown as E;
+/**
+ * A recorded event as the domain sees it. The data is what the decider appended (the store
+ * validates nothing about it), hence the one assertion of the event's type here.
+ */
+export const toDomainEvent = <E extends Event>(e: RecordedEvent): E => ({ type: e.type, data: e.data, metadata: e.metadata }) as E;
+
+/** The appendable part of a domain event. */
+const toNewEvent = (e: Event) => ({ type: e.type, data: e.data, metadata: e.metadata });
 
 /**
- * Read the stream, decide, append with the expected revision. A revision
- * conflict means someone else wrote first: read again and decide again (the decision may
- * differ now). Only conflicts are retried; a domain error goes straight to the caller.
+ * Decide, append with the expected revision. A revision conflict means someone
+ * else wrote first: read again and decide again (the decision may differ now). Only conflicts
+ * are retried; a domain error goes straight to the caller.
+ *
+ * With `options.known` the first decision is made against that state and appended with its
+ * revision (no read); see HandleCommandOptions for what then falls back to the read way.
  */
-export async function handleCommand<C, E extends DomainEventLike, S>(
+export async function handleCommand<C, E extends Event, S>(
   store: EventStore,
   streamId: string,
-  decider: DeciderLike<C, E, S>,
+  decider: Decider<C, E, S>,
   command: C,
-  options: { maxAttempts?: number; fence?: Fence } = {},
+  options: HandleCommandOptions<C, E, S> = {},
 ): Promise<CommandResult<E, S>> {
+  const fence = options.fence ? { fence: options.fence } : {};
+  const known = options.known;
+  if (known) {
+    const fast = await decideOnKnown(store, streamId, decider, command, known, options, fence);
+    if (fast) return fast;
+    options.onFallback?.();
+  }
   const maxAttempts = options.maxAttempts ?? 10;
   for (let attempt = 1; ; attempt++) {
     const { state, revision } = await aggregateStream(store, streamId, decider);
     const events = decider.decide(command, state);
-    if (events.length === 0) return { events, state, revision };
+    if (events.length === 0) return { events, state, revision, decidedOn: 'read' };
     try {
-      const result = await store.append(
-        streamId,
-        events.map((e) => ({ type: e.type, data: e.data, metadata: e.metadata })),
-        { expectedRevision: revision === -1 ? 'no_stream' : revision, ...(options.fence ? { fence: options.fence } : {}) },
-      );
+      const result = await store.append(streamId, events.map(toNewEvent), { expectedRevision: revision === -1 ? 'no_stream' : revision, ...fence });
       const next = events.reduce(decider.evolve, state);
-      return { events, state: next, revision: result.nextExpectedRevision, position: result.position };
+      return { events, state: next, revision: result.nextExpectedRevision, position: result.position, decidedOn: 'read' };
     } catch (err) {
       if (!(err instanceof WrongExpectedVersionError) || attempt >= maxAttempts) throw err;
       // Back off a little with jitter so hot streams do not livelock.
@@ -72,3 +115,34 @@ export async function handleCommand<C, E extends DomainEventLike, S>(
     }
   }
 }
+
+/** The known-state round: a result, or undefined when the read way must answer instead. */
+async function decideOnKnown<C, E extends Event, S>(
+  store: EventStore,
+  streamId: string,
+  decider: Decider<C, E, S>,
+  command: C,
+  known: KnownState<S>,
+  options: HandleCommandOptions<C, E, S>,
+  fence: { fence?: Fence },
+): Promise<CommandResult<E, S> | undefined> {
+  let decided: readonly E[] | Decision<E, S>;
+  try {
+    decided = options.decideKnown ? options.decideKnown(command, known.state) : decider.decide(command, known.state);
+  } catch (err) {
+    if (options.trust?.refusal) throw err;
+    return undefined;
+  }
+  const events = isDecision(decided) ? decided.events : decided;
+  if (events.length === 0) return options.trust?.empty ? { events, state: known.state, revision: known.revision, decidedOn: 'known' } : undefined;
+  try {
+    const r = await store.append(streamId, events.map(toNewEvent), { expectedRevision: known.revision === -1 ? 'no_stream' : known.revision, ...fence });
+    const state = isDecision(decided) ? decided.state : events.reduce(decider.evolve, known.state);
+    return { events, state, revision: r.nextExpectedRevision, position: r.position, decidedOn: 'known' };
+  } catch (err) {
+    if (err instanceof WrongExpectedVersionError) return undefined;
+    throw err;
+  }
+}
+
+const isDecision = <E, S>(d: readonly E[] | Decision<E, S>): d is Decision<E, S> => !Array.isArray(d);

@@ -1,13 +1,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { InMemoryEventStore } from './in-memory/in-memory-event-store.js';
-import { handleCommand, type DeciderLike } from './command-handler.js';
+import type { Decider } from '@switchyard/domain';
+import { handleCommand } from './command-handler.js';
 
 type Cmd = { type: 'Add'; amount: number };
 type Ev = { type: 'Added'; data: { amount: number }; metadata: { correlationId: string; timestamp: string } };
 type State = { total: number; limit: number };
 
-const counter: DeciderLike<Cmd, Ev, State> = {
+const counter: Decider<Cmd, Ev, State> = {
   initialState: { total: 0, limit: 10 },
   decide: (c, s) => {
     if (c.amount === 0) return [];
@@ -44,5 +45,57 @@ describe('handleCommand', () => {
     assert.equal(ok, 3, 'three adds of 3 fit under 10; the others see the new total and are refused');
     const total = (await store.readStream('counter-3')).reduce((t, e) => t + (e.data as { amount: number }).amount, 0);
     assert.equal(total, 9);
+  });
+
+  it('with a known state, appends with its revision without reading, and says so', async () => {
+    const store = new InMemoryEventStore();
+    const r1 = await handleCommand(store, 'counter-4', counter, { type: 'Add', amount: 3 }, { known: { state: counter.initialState, revision: -1 } });
+    assert.equal(r1.decidedOn, 'known');
+    const r2 = await handleCommand(store, 'counter-4', counter, { type: 'Add', amount: 4 }, { known: r1 });
+    assert.deepEqual([r2.decidedOn, r2.revision, r2.state.total], ['known', 1, 7]);
+  });
+
+  it('with a stale known state, falls back to read-decide-append on the conflict', async () => {
+    const store = new InMemoryEventStore();
+    const stale = await handleCommand(store, 'counter-5', counter, { type: 'Add', amount: 3 });
+    await handleCommand(store, 'counter-5', counter, { type: 'Add', amount: 4 });
+    let fellBack = 0;
+    const r = await handleCommand(store, 'counter-5', counter, { type: 'Add', amount: 2 }, { known: stale, onFallback: () => fellBack++ });
+    assert.deepEqual([r.decidedOn, r.revision, r.state.total, fellBack], ['read', 2, 9, 1]);
+  });
+
+  it('re-checks a refusal or an empty decision of the known state on a read, unless trusted', async () => {
+    const store = new InMemoryEventStore();
+    await handleCommand(store, 'counter-6', counter, { type: 'Add', amount: 3 });
+    // A known state that wrongly believes the counter full: the refusal is re-decided on the stream.
+    const wrong = { state: { total: 10, limit: 10 }, revision: 0 };
+    const r = await handleCommand(store, 'counter-6', counter, { type: 'Add', amount: 1 }, { known: wrong });
+    assert.deepEqual([r.decidedOn, r.state.total], ['read', 4]);
+    await assert.rejects(handleCommand(store, 'counter-6', counter, { type: 'Add', amount: 1 }, { known: { ...wrong, revision: 1 }, trust: { refusal: true } }), /over the limit/);
+    const empty = await handleCommand(store, 'counter-6', counter, { type: 'Add', amount: 0 }, { known: { state: { total: 0, limit: 10 }, revision: 1 }, trust: { empty: true } });
+    assert.deepEqual([empty.decidedOn, empty.state.total], ['known', 0]);
+    const checked = await handleCommand(store, 'counter-6', counter, { type: 'Add', amount: 0 }, { known: { state: { total: 0, limit: 10 }, revision: 1 } });
+    assert.deepEqual([checked.decidedOn, checked.state.total], ['read', 4]);
+  });
+
+  it('decides with decideKnown on the known state only', async () => {
+    const store = new InMemoryEventStore();
+    const twice = (c: Cmd, s: State): Ev[] => [...counter.decide(c, s), ...counter.decide(c, { ...s, total: s.total + c.amount })];
+    const r = await handleCommand(store, 'counter-7', counter, { type: 'Add', amount: 2 }, { known: { state: counter.initialState, revision: -1 }, decideKnown: twice });
+    assert.deepEqual([r.decidedOn, r.events.length, r.state.total], ['known', 2, 4]);
+    const again = await handleCommand(store, 'counter-7', counter, { type: 'Add', amount: 2 }, { known: { state: counter.initialState, revision: -1 }, decideKnown: twice });
+    assert.deepEqual([again.decidedOn, again.events.length, again.state.total], ['read', 1, 6]);
+  });
+
+  it('takes the state a decideKnown folded already, without folding its events again', async () => {
+    const store = new InMemoryEventStore();
+    let evolved = 0;
+    const counting = { ...counter, evolve: (st: State, e: Ev) => (evolved++, counter.evolve(st, e)) };
+    const decideKnown = (c: Cmd, st: State) => {
+      const events = counter.decide(c, st);
+      return { events, state: events.reduce(counter.evolve, st) };
+    };
+    const r = await handleCommand(store, 'counter-8', counting, { type: 'Add', amount: 2 }, { known: { state: counter.initialState, revision: -1 }, decideKnown });
+    assert.deepEqual([r.decidedOn, r.state.total, evolved], ['known', 2, 0]);
   });
 });

@@ -12,3 +12,5 @@ export * from './egress/guard.js';
 export * from './egress/http.js';
 export * from './infra/roles.js';
 export * from './infra/pg.js';
+export * from './partition.js';
+export * from './redact.js';

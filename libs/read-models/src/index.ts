@@ -1,2 +1,22 @@
 export * from './projection.js';
 export { ProjectionRunner, type ProjectionRunnerOptions } from './projection-runner.js';
+export {
+  workflowExecutionsProjection,
+  setupWorkflowReadModel,
+  listExecutions,
+  getExecutionView,
+  executionReadPosition,
+  READ_SCHEMA,
+  type ExecutionSummary,
+  type ExecutionQuery,
+  type StepView,
+  type StepAttemptView,
+} from './workflow-executions.js';
+export { tasksProjection, performanceProjection, queryPerformance, delegationProjections } from './delegation.js';
+export * from './status/index.js';
+export {
+  workflowDefinitionsProjection,
+  WORKFLOW_DEFINITIONS_PROJECTION,
+  WORKFLOW_DEFINITIONS_DDL,
+  DEFINITIONS_TABLE,
+} from './workflow-definitions.js';

@@ -3,10 +3,11 @@ import type pg from 'pg';
 import Mustache from 'mustache';
 import { AppError } from '@switchyard/platform';
 import { defineTask, type AgentContext } from '../types.js';
-import { addMonths, isoDate } from '../lib/dates.js';
+import { addMonths } from '../lib/dates.js';
 import { growth, round } from '../lib/stats.js';
 import { marketingTemplates, proposalTemplate } from '../templates/content.js';
 import { checkAborted, dataAsOf, getCustomer } from './common.js';
+import { builtinTaskTypes, generateProposalInput, marketingContentInput } from '@switchyard/contracts';
 
 const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', maximumFractionDigits: 2 });
 const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
@@ -19,24 +20,12 @@ export const PLAN_LADDER = [
   { plan: 'business', pricePerSeat: 49 },
   { plan: 'enterprise', pricePerSeat: 79 },
 ] as const;
-type PlanName = (typeof PLAN_LADDER)[number]['plan'];
-const planNames = PLAN_LADDER.map((p) => p.plan) as [PlanName, ...PlanName[]];
+export type PlanName = (typeof PLAN_LADDER)[number]['plan'];
 const SEGMENT_LABEL: Record<string, string> = { smb: 'small business', mid_market: 'mid-market', enterprise: 'enterprise' };
 const REGION_LABEL: Record<string, string> = { north_america: 'North America', emea: 'EMEA', apac: 'APAC', latam: 'Latin America' };
 
 // ---------- generate_proposal ----------
 
-export const generateProposalInput = z.object({
-  customerId: z.number().int().positive(),
-  proposalType: z.enum(['upgrade', 'renewal', 'expansion']).default('upgrade'),
-  /** plan to propose; default: the next plan up for an upgrade, the current plan otherwise */
-  targetPlan: z.enum(planNames).optional(),
-  /** extra seats for an expansion; default: enough for active users plus 20 % headroom */
-  additionalSeats: z.number().int().min(0).max(10_000).optional(),
-  discountPct: z.number().min(0).max(30).default(0),
-  contact: z.string().min(1).max(200).default('your account manager'),
-  asOf: isoDate.optional(),
-});
 export type GenerateProposalInput = z.infer<typeof generateProposalInput>;
 
 export interface CustomerFacts {
@@ -155,12 +144,6 @@ export async function generateProposal(input: GenerateProposalInput, ctx: AgentC
 
 // ---------- marketing_content ----------
 
-export const marketingContentInput = z.object({
-  channel: z.enum(['email', 'blog', 'social']).default('email'),
-  segment: z.enum(['smb', 'mid_market', 'enterprise']).optional(),
-  region: z.enum(['north_america', 'emea', 'apac', 'latam']).optional(),
-  asOf: isoDate.optional(),
-});
 export type MarketingContentInput = z.infer<typeof marketingContentInput>;
 
 export async function marketingContent(input: MarketingContentInput, ctx: AgentContext) {
@@ -245,16 +228,12 @@ export async function marketingContent(input: MarketingContentInput, ctx: AgentC
 export const contentCreatorTasks = {
   generate_proposal: defineTask({
     taskType: 'generate_proposal',
-    agent: 'content_creator',
-    description: "Markdown proposal (upgrade, renewal, expansion) filled from the customer's plan, usage and revenue",
-    input: generateProposalInput,
+    ...builtinTaskTypes.generate_proposal,
     handle: generateProposal,
   }),
   marketing_content: defineTask({
     taskType: 'marketing_content',
-    agent: 'content_creator',
-    description: 'Email, blog or social copy built from aggregate customer figures of a segment or region',
-    input: marketingContentInput,
+    ...builtinTaskTypes.marketing_content,
     handle: marketingContent,
   }),
 };

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type pg from 'pg';
 import { defineTask, type AgentContext } from '../types.js';
-import { addMonths, isoDate, monthKey } from '../lib/dates.js';
+import { addMonths, monthKey } from '../lib/dates.js';
 import { round, slope } from '../lib/stats.js';
 import {
   analyseSentiment,
@@ -13,13 +13,10 @@ import {
   type CustomerFacts,
 } from '../lib/support.js';
 import { checkAborted, dataAsOf, getCustomer } from './common.js';
+import { builtinTaskTypes, supportResponseInput, satisfactionAnalysisInput } from '@switchyard/contracts';
 
 // ---------- support_response ----------
 
-export const supportResponseInput = z.object({
-  query: z.string().trim().min(3).max(10_000),
-  customerId: z.number().int().positive().optional(),
-});
 export type SupportResponseInput = z.infer<typeof supportResponseInput>;
 
 async function supportFacts(pool: pg.Pool, customerId: number): Promise<CustomerFacts> {
@@ -60,11 +57,6 @@ export async function supportResponse(input: SupportResponseInput, ctx: AgentCon
 
 // ---------- satisfaction_analysis ----------
 
-export const satisfactionAnalysisInput = z.object({
-  months: z.number().int().min(1).max(36).default(12),
-  asOf: isoDate.optional(),
-  category: z.string().optional(),
-});
 export type SatisfactionAnalysisInput = z.infer<typeof satisfactionAnalysisInput>;
 
 export async function satisfactionAnalysis(input: SatisfactionAnalysisInput, ctx: AgentContext) {
@@ -140,16 +132,12 @@ export async function satisfactionAnalysis(input: SatisfactionAnalysisInput, ctx
 export const customerSuccessTasks = {
   support_response: defineTask({
     taskType: 'support_response',
-    agent: 'customer_success',
-    description: 'Intent and sentiment of a support query, a drafted answer from the knowledge base, and an escalation decision with reasons',
-    input: supportResponseInput,
+    ...builtinTaskTypes.support_response,
     handle: supportResponse,
   }),
   satisfaction_analysis: defineTask({
     taskType: 'satisfaction_analysis',
-    agent: 'customer_success',
-    description: 'CSAT average and share, by category, monthly trend, and resolution time p50/p95 over tickets',
-    input: satisfactionAnalysisInput,
+    ...builtinTaskTypes.satisfaction_analysis,
     handle: satisfactionAnalysis,
   }),
 };

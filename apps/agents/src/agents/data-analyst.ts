@@ -1,22 +1,14 @@
 import { z } from 'zod';
 import type pg from 'pg';
 import { defineTask } from '../types.js';
-import { addMonths, isoDate, monthKey, resolveWindow, timeframeSchema, type Window } from '../lib/dates.js';
+import { addMonths, monthKey, resolveWindow, type Window } from '../lib/dates.js';
 import { growth, madAnomalies, round } from '../lib/stats.js';
 import { clusterRfm, scoreRfm, type RfmRow, type RfmSegment } from '../lib/rfm.js';
 import { checkAborted, dataAsOf } from './common.js';
+import { builtinTaskTypes, revenueAnalysisInput, customerSegmentationInput } from '@switchyard/contracts';
 
 // ---------- revenue_analysis ----------
 
-export const revenueAnalysisInput = z.object({
-  timeframe: timeframeSchema.default('12m'),
-  /** last day of the window; defaults to the last order date in the data */
-  asOf: isoDate.optional(),
-  topN: z.number().int().min(1).max(100).default(10),
-  /** modified z-score above which a period is flagged (Iglewicz & Hoaglin recommend 3.5) */
-  anomalyThreshold: z.number().positive().default(3.5),
-  includeCohorts: z.boolean().default(true),
-});
 export type RevenueAnalysisInput = z.infer<typeof revenueAnalysisInput>;
 
 export interface RevenuePeriod {
@@ -176,14 +168,6 @@ async function cohortRetention(pool: pg.Pool, w: Window): Promise<{ cohort: stri
 
 // ---------- customer_segmentation ----------
 
-export const customerSegmentationInput = z.object({
-  asOf: isoDate.optional(),
-  /** orders older than this many months before asOf are ignored */
-  lookbackMonths: z.number().int().min(1).max(120).default(24),
-  k: z.number().int().min(2).max(10).default(4),
-  seed: z.number().int().default(42),
-  includeCustomers: z.boolean().default(false),
-});
 export type CustomerSegmentationInput = z.infer<typeof customerSegmentationInput>;
 
 export async function customerSegmentation(pool: pg.Pool, input: CustomerSegmentationInput, signal: AbortSignal) {
@@ -229,16 +213,12 @@ export async function customerSegmentation(pool: pg.Pool, input: CustomerSegment
 export const dataAnalystTasks = {
   revenue_analysis: defineTask({
     taskType: 'revenue_analysis',
-    agent: 'data_analyst',
-    description: 'Revenue per period with MoM/YoY growth, top customers, cohort retention and robust anomaly detection',
-    input: revenueAnalysisInput,
+    ...builtinTaskTypes.revenue_analysis,
     handle: (input, ctx) => revenueAnalysis(ctx.pool, input, ctx.signal),
   }),
   customer_segmentation: defineTask({
     taskType: 'customer_segmentation',
-    agent: 'data_analyst',
-    description: 'RFM scores and segments plus deterministic k-means clusters over RFM features',
-    input: customerSegmentationInput,
+    ...builtinTaskTypes.customer_segmentation,
     handle: (input, ctx) => customerSegmentation(ctx.pool, input, ctx.signal),
   }),
 };

@@ -2,10 +2,11 @@ import { z } from 'zod';
 import type pg from 'pg';
 import { AppError } from '@switchyard/platform';
 import { defineTask } from '../types.js';
-import { addDays, addMonths, isoDate, monthEnd, monthKey } from '../lib/dates.js';
+import { addDays, addMonths, monthEnd, monthKey } from '../lib/dates.js';
 import { fit, forecast, mape, type FitResult, type SmoothingMethod } from '../lib/holt-winters.js';
 import { growth, madAnomalies, round, slope } from '../lib/stats.js';
 import { checkAborted, dataAsOf } from './common.js';
+import { builtinTaskTypes, revenueForecastInput, costOptimizationInput } from '@switchyard/contracts';
 
 /** Complete months of revenue ending with the month of asOf (dropped when asOf is mid-month). */
 async function monthlyRevenue(pool: pg.Pool, asOf: string, months: number): Promise<{ month: string; revenue: number }[]> {
@@ -27,18 +28,6 @@ async function monthlyRevenue(pool: pg.Pool, asOf: string, months: number): Prom
 
 // ---------- revenue_forecast ----------
 
-export const revenueForecastInput = z.object({
-  horizon: z.number().int().min(1).max(24).default(6),
-  method: z.enum(['auto', 'holt_winters_additive', 'holt', 'simple']).default('auto'),
-  seasonLength: z.number().int().min(2).max(24).default(12),
-  /** months held out at the end to measure the error of the same procedure */
-  backtestMonths: z.number().int().min(1).max(12).default(6),
-  historyMonths: z.number().int().min(6).max(120).default(24),
-  confidence: z.union([z.literal(0.8), z.literal(0.9), z.literal(0.95)]).default(0.95),
-  /** replace robust-z outliers by their rolling median before fitting (like R's tsclean) */
-  cleanAnomalies: z.boolean().default(true),
-  asOf: isoDate.optional(),
-});
 export type RevenueForecastInput = z.infer<typeof revenueForecastInput>;
 
 const Z: Record<number, number> = { 0.8: 1.2816, 0.9: 1.6449, 0.95: 1.96 };
@@ -146,12 +135,6 @@ export async function revenueForecast(pool: pg.Pool, input: RevenueForecastInput
 
 // ---------- cost_optimization ----------
 
-export const costOptimizationInput = z.object({
-  asOf: isoDate.optional(),
-  months: z.number().int().min(6).max(36).default(12),
-  /** flag categories whose growth exceeds revenue growth by more than this (0.05 = 5 points) */
-  excessGrowthThreshold: z.number().min(0).max(5).default(0.05),
-});
 export type CostOptimizationInput = z.infer<typeof costOptimizationInput>;
 
 export async function costOptimization(pool: pg.Pool, input: CostOptimizationInput, signal: AbortSignal) {
@@ -252,16 +235,12 @@ export async function costOptimization(pool: pg.Pool, input: CostOptimizationInp
 export const financialAdvisorTasks = {
   revenue_forecast: defineTask({
     taskType: 'revenue_forecast',
-    agent: 'financial_advisor',
-    description: 'Monthly revenue forecast by exponential smoothing (Holt-Winters) with prediction intervals and a back-test MAPE',
-    input: revenueForecastInput,
+    ...builtinTaskTypes.revenue_forecast,
     handle: (input, ctx) => revenueForecast(ctx.pool, input, ctx.signal),
   }),
   cost_optimization: defineTask({
     taskType: 'cost_optimization',
-    agent: 'financial_advisor',
-    description: 'Cost breakdown by category with trends, anomalies and savings suggestions with their figures',
-    input: costOptimizationInput,
+    ...builtinTaskTypes.cost_optimization,
     handle: (input, ctx) => costOptimization(ctx.pool, input, ctx.signal),
   }),
 };

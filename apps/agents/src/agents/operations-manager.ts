@@ -2,22 +2,14 @@ import { z } from 'zod';
 import type pg from 'pg';
 import { AppError } from '@switchyard/platform';
 import { defineTask } from '../types.js';
-import { addDays, isoDate } from '../lib/dates.js';
+import { addDays } from '../lib/dates.js';
 import { solveSchedule, type ScheduleProblem } from '../lib/scheduling.js';
-import { executionRecordSchema, performanceReport } from '../lib/executions.js';
+import { performanceReport } from '../lib/executions.js';
 import { checkAborted } from './common.js';
+import { builtinTaskTypes, scheduleOptimizationInput, performanceAnalysisInput } from '@switchyard/contracts';
 
 // ---------- schedule_optimization ----------
 
-export const scheduleOptimizationInput = z.object({
-  /** first day to plan (inclusive); defaults to the earliest shift in business.shifts */
-  from: isoDate.optional(),
-  days: z.number().int().min(1).max(31).default(7),
-  uncoveredPenalty: z.number().positive().default(1000),
-  maxShiftsPerDay: z.number().int().min(1).max(3).default(1),
-  /** the solver stops after this and returns its best schedule, marked not proven optimal */
-  timeoutMs: z.number().int().min(100).max(60_000).default(10_000),
-});
 export type ScheduleOptimizationInput = z.infer<typeof scheduleOptimizationInput>;
 
 /** Staff, shift demand and availability for the period, straight from business.*. */
@@ -68,24 +60,17 @@ export async function scheduleOptimization(pool: pg.Pool, input: ScheduleOptimiz
 
 // ---------- performance_analysis ----------
 
-export const performanceAnalysisInput = z.object({
-  executions: z.array(executionRecordSchema).min(1).max(10_000),
-});
 export type PerformanceAnalysisInput = z.infer<typeof performanceAnalysisInput>;
 
 export const operationsManagerTasks = {
   schedule_optimization: defineTask({
     taskType: 'schedule_optimization',
-    agent: 'operations_manager',
-    description: 'Assign staff to shifts under availability, skills and weekly hour limits (MIP); reports cost, coverage and a feasibility check',
-    input: scheduleOptimizationInput,
+    ...builtinTaskTypes.schedule_optimization,
     handle: (input, ctx) => scheduleOptimization(ctx.pool, input, ctx.signal),
   }),
   performance_analysis: defineTask({
     taskType: 'performance_analysis',
-    agent: 'operations_manager',
-    description: 'Workflow execution records → duration p50/p95 and failure rate per step and per execution',
-    input: performanceAnalysisInput,
+    ...builtinTaskTypes.performance_analysis,
     handle: async (input) => performanceReport(input.executions),
   }),
 };

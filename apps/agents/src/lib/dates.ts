@@ -1,7 +1,7 @@
-import { z } from 'zod';
+import { isoDate, timeframeSchema } from '@switchyard/contracts';
 
 /** Calendar helpers on ISO date strings (UTC), so results never depend on the host time zone. */
-export const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD');
+export { isoDate, timeframeSchema };
 
 export const toDate = (iso: string): Date => new Date(`${iso.slice(0, 10)}T00:00:00Z`);
 export const fmtDate = (d: Date): string => d.toISOString().slice(0, 10);
@@ -35,11 +35,6 @@ export function monthDiff(a: string, b: string): number {
 export function daysBetween(a: string, b: string): number {
   return Math.round((toDate(b).getTime() - toDate(a).getTime()) / 86_400_000);
 }
-
-/** `30d`, `12m`, `24m`: a window that ends at a reference date (inclusive). */
-export const timeframeSchema = z
-  .string()
-  .regex(/^([1-9]\d{0,3})([dm])$/, 'expected <n>d or <n>m, e.g. 30d or 12m');
 
 export interface Window {
   /** first day included */

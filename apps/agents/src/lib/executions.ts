@@ -1,24 +1,8 @@
-import { z } from 'zod';
+import type { z } from 'zod';
+import { executionRecordSchema, stepRecordSchema } from '@switchyard/contracts';
 import { percentile, round } from './stats.js';
 
-/** One step attempt as recorded by the orchestrator (or supplied by the caller for now). */
-export const stepRecordSchema = z.object({
-  stepId: z.string().min(1),
-  name: z.string().optional(),
-  status: z.enum(['succeeded', 'failed', 'timed_out', 'skipped']),
-  startedAt: z.iso.datetime({ offset: true }),
-  finishedAt: z.iso.datetime({ offset: true }),
-  attempt: z.number().int().min(1).default(1),
-  dependsOn: z.array(z.string()).optional(),
-  error: z.string().optional(),
-  /** manual steps wait for a person; they are the automation candidates */
-  kind: z.enum(['tool', 'agent', 'manual', 'approval', 'other']).optional(),
-});
-export const executionRecordSchema = z.object({
-  executionId: z.string().min(1),
-  workflowId: z.string().optional(),
-  steps: z.array(stepRecordSchema).min(1),
-});
+export { stepRecordSchema, executionRecordSchema };
 export type StepRecord = z.infer<typeof stepRecordSchema>;
 export type ExecutionRecord = z.infer<typeof executionRecordSchema>;
 

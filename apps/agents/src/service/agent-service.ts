@@ -3,10 +3,8 @@ import { z } from 'zod';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { addService, type Service } from '@switchyard/messaging';
 import { newId, type Logger } from '@switchyard/platform';
-import { subjectToken } from '@switchyard/contracts';
-import type { LlmClient } from '../llm.js';
-import { AgentRuntime } from './runtime.js';
 import {
+  subjectToken,
   AGENT_SERVICE_VERSION,
   agentCancelInput,
   agentExecuteInput,
@@ -15,7 +13,9 @@ import {
   agentSubject,
   type AgentCapabilitiesReply,
   type AgentServiceMetadata,
-} from './contract.js';
+} from '@switchyard/contracts';
+import type { LlmClient } from '../llm.js';
+import { AgentRuntime } from './runtime.js';
 
 export interface StartAgentOptions {
   readonly nats: NatsConnection;

@@ -4,7 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { AppError, checkHostAndOrigin, edgePolicyFromEnv, isAppError, mergeEdgePolicies, newId, type EdgePolicy, type Logger } from '@switchyard/platform';
 import type { AgentRuntime } from './runtime.js';
 import { z } from 'zod';
-import { httpExecuteBody } from './contract.js';
+import { httpExecuteBody } from '@switchyard/contracts';
 
 export interface StartAgentHttpOptions {
   /** The runtime of an instance started with startAgent, so HTTP and NATS share one concurrency limit. */

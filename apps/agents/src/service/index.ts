@@ -1,4 +1,4 @@
-export * from './contract.js';
+export * from '@switchyard/contracts';
 export { AgentRuntime, type AgentRuntimeOptions, type RunRequest } from './runtime.js';
 export { startAgent, type StartAgentOptions, type AgentHandle } from './agent-service.js';
 export {

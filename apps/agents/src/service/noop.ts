@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { NOOP_TASK_TYPE, noopInput } from '@switchyard/contracts';
 import { AppError } from '@switchyard/platform';
 import type { AgentName, TaskDefinition } from '../types.js';
 
@@ -9,14 +9,7 @@ import type { AgentName, TaskDefinition } from '../types.js';
  * unless asked for. It lets the delegation bench measure the pure overhead of
  * gateway -> dispatcher -> agent -> result, and lets tests hold an agent busy for a known time.
  */
-export const NOOP_TASK_TYPE = 'noop';
-
-export const noopInput = z.object({
-  sleep_ms: z.number().int().min(0).max(600_000).default(0),
-  echo: z.unknown().optional(),
-  /** `retryable`: fail with unavailable (another instance may do better); `fatal`: fail with a validation error. */
-  fail: z.enum(['retryable', 'fatal']).optional(),
-});
+export { NOOP_TASK_TYPE, noopInput };
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { agentCards } from '../registry.js';
-import { BUILTIN_AGENT_PORTS } from './contract.js';
+import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 
 // The specification assigns each built-in agent's HTTP contract a fixed port; clients
 // configured from it reach the agent by port, so the table is pinned here.

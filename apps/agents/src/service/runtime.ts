@@ -5,7 +5,7 @@ import { agentCards, cardToJson, taskHandlers, type AgentCardJson } from '../reg
 import type { AgentCard, TaskDefinition } from '../types.js';
 import type { LlmClient } from '../llm.js';
 import { noopTask, NOOP_TASK_TYPE } from './noop.js';
-import type { AgentExecuteReply, AgentLoadReply } from './contract.js';
+import type { AgentExecuteReply, AgentLoadReply } from '@switchyard/contracts';
 
 export interface AgentRuntimeOptions {
   /** Agent name from the capability cards (`data_analyst` ...). */

@@ -5,7 +5,7 @@ import { agentCards } from '../registry.js';
 import type { LlmClient } from '../llm.js';
 import { startAgent, type AgentHandle } from './agent-service.js';
 import { startAgentHttp, type AgentHttpCallAudit, type AgentHttpHandle } from './http.js';
-import { BUILTIN_AGENT_PORTS } from './contract.js';
+import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 
 export interface StartAgentsOptions {
   readonly nats: NatsConnection;

@@ -1,8 +1,5 @@
 import { z } from 'zod';
-
-/** What a server is for; the orchestrator picks servers by role, not by name. */
-export const mcpRoleSchema = z.enum(['filesystem', 'database', 'github', 'fetch', 'automation', 'analytics', 'other']);
-export type McpRole = z.infer<typeof mcpRoleSchema>;
+import { mcpRoleSchema } from '@switchyard/contracts';
 
 const ms = z.number().int().positive();
 

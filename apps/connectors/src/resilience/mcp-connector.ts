@@ -1,9 +1,8 @@
 import type { CallToolResult, GetPromptResult, Prompt, ReadResourceResult, Resource, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, isAppError, newId, pathRoots, relativizeDeep, relativizePaths, type Logger } from '@switchyard/platform';
+import { AppError, isAppError, newId, pathRoots, relativizeDeep, relativizePaths, type Logger, sizePayload } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
-import { mcpEvent, type McpBreakerState, type McpEvent, type McpEventSink, type McpHealth } from '../events.js';
-import { sizePayload } from '../redact.js';
+import { mcpEvent, type McpBreakerState, type McpEvent, type McpEventSink, type McpHealth } from '@switchyard/contracts';
 import { errorText, toAppError } from '../errors.js';
 import { ServerPolicy, type McpQueueStats } from './policy.js';
 

@@ -16,7 +16,7 @@ import {
   type IPolicy,
 } from 'cockatiel';
 import type { McpServerConfig } from '../registry/schema.js';
-import type { McpBreakerState } from '../events.js';
+import type { McpBreakerState } from '@switchyard/contracts';
 import { AppError } from '@switchyard/platform';
 import { countsAsFailure, errorText, isRetryable, toAppError } from '../errors.js';
 

@@ -2,7 +2,7 @@ import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { addService, callProgressNotifier, defineEndpoint, type EndpointDefinition, type Service } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
-import type { McpEventSink } from '../events.js';
+import type { McpEventSink } from '@switchyard/contracts';
 import { McpConnectors } from './connectors.js';
 import {
   MCP_SERVICE_NAME,
@@ -18,7 +18,7 @@ import {
   mcpCancelCallSubject,
   mcpSubject,
   readResourceRequestSchema,
-} from './schemas.js';
+} from '@switchyard/contracts';
 import type { CallState, McpConnector } from '../resilience/mcp-connector.js';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';

@@ -22,7 +22,7 @@ import {
   readResourceReplySchema,
   registryListReplySchema,
   serverHealthSchema,
-} from './schemas.js';
+} from '@switchyard/contracts';
 
 /**
  * The connector service over a real nats-server, with real MCP servers behind it:

@@ -11,7 +11,7 @@ import { testNatsUrl } from '@switchyard/testing';
 import { parseServerConfig } from '../registry/schema.js';
 import { EventRecorder, testLogger, waitFor } from '../spec-support.js';
 import { startConnectors, type RunningConnectors } from './connector-service.js';
-import { callToolReplySchema, mcpSubject } from './schemas.js';
+import { callToolReplySchema, mcpSubject } from '@switchyard/contracts';
 import { NatsKvCallCache } from './shared-call-cache.js';
 import { Kvm } from '@nats-io/kv';
 

@@ -16,7 +16,7 @@ import {
 import { AppError, type Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { unconfiguredReason } from '../registry/load.js';
-import { mcpEvent, type McpEventSink, type McpHealth } from '../events.js';
+import { mcpEvent, type McpEventSink, type McpHealth } from '@switchyard/contracts';
 import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
 import { fetchWithOwnSignals } from './own-signal-fetch.js';
 

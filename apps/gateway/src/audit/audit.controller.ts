@@ -1,9 +1,9 @@
 import { Controller, Get, Inject } from '@nestjs/common';
-import type { EventStore } from '@switchyard/event-store';
+import { QueryBus } from '@nestjs/cqrs';
 import { ZodQuery } from '../http/validation.js';
 import { ApiRoute } from '../openapi/registry.js';
-import { EVENT_STORE } from '../tokens.js';
-import { AUDIT_PATH, auditPageSchema, auditQuerySchema, readAuditPage, type AuditPage, type AuditQuery } from './audit.js';
+import { AUDIT_PATH, auditPageSchema, auditQuerySchema, type AuditPage, type AuditQuery } from './audit.js';
+import { ReadAuditPage } from './queries/index.js';
 
 /**
  * GET /api/v1/audit. Admin only: the trail names every key and what it did, which is
@@ -11,7 +11,7 @@ import { AUDIT_PATH, auditPageSchema, auditQuerySchema, readAuditPage, type Audi
  */
 @Controller(AUDIT_PATH)
 export class AuditController {
-  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  constructor(@Inject(QueryBus) private readonly queries: QueryBus) {}
 
   @Get()
   @ApiRoute({
@@ -22,6 +22,6 @@ export class AuditController {
     response: { schema: auditPageSchema },
   })
   list(@ZodQuery(auditQuerySchema) q: AuditQuery): Promise<AuditPage> {
-    return readAuditPage(this.store, q);
+    return this.queries.execute(new ReadAuditPage(q));
   }
 }

@@ -1,13 +1,14 @@
 import { Controller, Get, Headers, Inject, Req, Res } from '@nestjs/common';
 import { hijack, type EdgeReply, type EdgeRequest } from '../http/edge.js';
+import { QueryBus } from '@nestjs/cqrs';
 import { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
 import { CorrelationId } from '../http/context.js';
 import { parseOrThrow, ZodQuery } from '../http/validation.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { EVENT_STORE } from '../tokens.js';
-import { readEventsPage } from './paging.js';
-import { callerSeesRedactedPayloads, eventsForCaller } from './redaction.js';
+import { callerSeesRedactedPayloads } from './redaction.js';
+import { ReadEventsPage } from './queries/index.js';
 import {
   eventsPageSchema,
   eventsQuerySchema,
@@ -38,6 +39,7 @@ const lastEventIdHeader = z.object({
 export class EventsController {
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Inject(QueryBus) private readonly queries: QueryBus,
     private readonly live: LiveEventsService,
   ) {}
 
@@ -69,9 +71,8 @@ export class EventsController {
       },
     },
   })
-  async list(@ZodQuery(eventsQuerySchema) query: EventsQuery): Promise<EventsPage> {
-    const page = await readEventsPage(this.store, query, EVENTS_PATH);
-    return { ...page, events: eventsForCaller(page.events) };
+  list(@ZodQuery(eventsQuerySchema) query: EventsQuery): Promise<EventsPage> {
+    return this.queries.execute(new ReadEventsPage(query, EVENTS_PATH));
   }
 
   @Get('stream')

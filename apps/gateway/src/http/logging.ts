@@ -1,7 +1,8 @@
 import type { LoggerService } from '@nestjs/common';
 import type { Logger } from '@switchyard/platform';
 import { correlationIdOf } from './context.js';
-import { pathOf, type EdgeReply, type EdgeRequest } from './edge.js';
+import { pathOf } from './edge.js';
+import type { EndStep, Exchange } from './exchange.js';
 import { UNEXPECTED_ERROR } from './problem-filter.js';
 
 // Probes hit these every few seconds: log them below info so they do not drown the rest.
@@ -12,16 +13,13 @@ const quietPaths = new Set(['/livez', '/readyz']);
  * 2xx/3xx at info (probes at debug), 4xx and a deliberate 503/504 at warn, a 500 or an
  * unexpected error (kept by sendProblem) at error with it. Cheap when the level is off: the
  * level is decided before any field is built, and no per-request child logger is made.
+ * An Exchanges step; undefined when the logger writes nothing at any level a request can reach.
  */
-export function trackRequestLog(logger: Logger, req: EdgeRequest, res: EdgeReply): void {
-  // Nothing to log at any level this request could reach: no listener at all.
-  if (!logger.isLevelEnabled('warn')) return;
-  const start = performance.now();
-  const raw = res.raw;
-  let done = false;
-  const write = () => {
-    if (done) return;
-    done = true;
+export function requestLog(logger: Logger): EndStep | undefined {
+  if (!logger.isLevelEnabled('warn')) return undefined;
+  return (x: Exchange) => {
+    const { req } = x;
+    const raw = x.res.raw;
     const err = (raw as unknown as Record<symbol, Error | undefined>)[UNEXPECTED_ERROR];
     const status = raw.statusCode;
     const path = pathOf(req);
@@ -33,14 +31,12 @@ export function trackRequestLog(logger: Logger, req: EdgeRequest, res: EdgeReply
       method: req.method,
       path,
       status,
-      durationMs: Math.round(performance.now() - start),
+      durationMs: Math.round(performance.now() - x.start),
       ...(aborted ? { aborted: true } : {}),
       ...(err ? { err } : {}),
     };
     logger[level](fields, level === 'error' ? 'request failed' : 'request completed');
   };
-  raw.once('finish', write);
-  raw.once('close', write);
 }
 
 /** Nest's own log lines (route mapping, lifecycle) through pino; its chatty `log` level goes to debug. */

@@ -1,5 +1,6 @@
 import { Counter, Histogram, Registry } from 'prom-client';
-import { pathOf, type EdgeReply, type EdgeRequest } from './edge.js';
+import { pathOf, type EdgeRequest } from './edge.js';
+import type { Exchange } from './exchange.js';
 
 /** Label of a request no route template matched (404s, scanners): one series, whatever the path. */
 export const UNMATCHED_ROUTE = 'unmatched';
@@ -47,6 +48,9 @@ export class GatewayHttpMetrics {
   readonly duration: Histogram<'method' | 'route'>;
   private routes: () => readonly KnownRoute[] = () => [];
   private compiled: CompiledRoute[] | undefined;
+  // The series of each method, route and status seen, resolved once: prom-client validates and
+  // hashes a labels object on every call otherwise. Bounded like the labels (the route table).
+  private readonly series = new Map<string, { readonly requests: { inc(): void }; readonly duration: { observe(v: number): void } }>();
 
   constructor() {
     this.requests = new Counter({
@@ -76,24 +80,22 @@ export class GatewayHttpMetrics {
     return this;
   }
 
-  /** Count a request from its first hook to the end of its answer (call first, so the duration covers the rest). */
-  track(req: EdgeRequest, res: EdgeReply): void {
-    const start = performance.now();
-    const raw = res.raw;
-    let done = false;
-    const record = () => {
-      if (done) return;
-      done = true;
-      const method = req.method;
-      const route = this.routeOf(req);
-      // A client that went away before the answer was complete: no status was delivered.
-      const status = raw.writableFinished || raw.headersSent ? String(raw.statusCode) : 'aborted';
-      this.requests.inc({ method, route, status });
-      this.duration.observe({ method, route }, (performance.now() - start) / 1e3);
-    };
-    raw.once('finish', record);
-    raw.once('close', record);
-  }
+  /** Count a request that ended (an Exchanges step: from its first hook to the end of its answer). */
+  readonly record = (x: Exchange): void => {
+    const raw = x.res.raw;
+    const method = x.req.method;
+    const route = this.routeOf(x.req);
+    // A client that went away before the answer was complete: no status was delivered.
+    const status = raw.writableFinished || raw.headersSent ? String(raw.statusCode) : 'aborted';
+    const key = `${method} ${status} ${route}`;
+    let s = this.series.get(key);
+    if (!s) {
+      s = { requests: this.requests.labels(method, route, status), duration: this.duration.labels(method, route) };
+      this.series.set(key, s);
+    }
+    s.requests.inc();
+    s.duration.observe((performance.now() - x.start) / 1e3);
+  };
 
   /** Prometheus text of this registry. */
   metrics(): Promise<string> {

@@ -20,7 +20,8 @@ import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
 import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents';
-import { startDispatcher, WorkflowEngine, type DispatcherHandle } from '@switchyard/orchestrator';
+import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
+import { WorkflowEngine } from '@switchyard/workflows';
 import { parseServerConfig, startConnectors, type RunningConnectors } from '@switchyard/connectors';
 import { runMcpServer, type RunningMcpServer } from '@switchyard/mcp-servers';
 import { startMonitoring, type RunningMonitoring } from '@switchyard/monitor';

@@ -25,7 +25,7 @@ import { closeNats, connectNats, type NatsConnection } from '@switchyard/messagi
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { stopOwnInfra } from '@switchyard/testing';
 import { startAgents, type AgentsHandle } from '@switchyard/agents';
-import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
+import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { AgentsFeatureModule } from '../features/agents/index.js';
 import { McpFeatureModule } from '../features/mcp/index.js';

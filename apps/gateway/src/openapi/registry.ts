@@ -23,6 +23,8 @@ export interface RouteDoc {
     /** Default application/json. */
     readonly contentType?: string;
     readonly example?: unknown;
+    /** Put the schema in `components.schemas` under this name and refer to it (a shape several answers or clients share). */
+    readonly component?: string;
   };
   /** Other success answers of the route (e.g. 200 with the result when `?wait=true` saw the work end, beside the 202). */
   readonly alsoAnswers?: readonly { readonly status: number; readonly description: string; readonly schema?: z.ZodType }[];
@@ -186,8 +188,11 @@ export class OpenApiRegistry {
     const specs = this.routes()
       .filter((s) => !s.doc?.hidden)
       .sort((a, b) => a.path.localeCompare(b.path) || a.method.localeCompare(b.method));
+    const named: Record<string, JsonSchema> = {};
     for (const spec of specs) {
       (paths[spec.path] ??= {})[spec.method] = operation(spec, this.behaviour());
+      const r = spec.doc?.response;
+      if (r?.component && r.schema) named[r.component] = jsonSchemaOf(r.schema, 'output');
     }
     const behaviour = this.behaviour();
     const { auth } = behaviour;
@@ -195,7 +200,7 @@ export class OpenApiRegistry {
       openapi: '3.1.0',
       info: { ...this.options.openapi, description: this.options.openapi.description + generalBehaviour(behaviour) },
       paths,
-      components: { schemas: { Problem: jsonSchemaOf(problemSchema, 'output') }, ...(auth ? { securitySchemes: { ...securitySchemes } } : {}) },
+      components: { schemas: { Problem: jsonSchemaOf(problemSchema, 'output'), ...named }, ...(auth ? { securitySchemes: { ...securitySchemes } } : {}) },
     };
   }
 }
@@ -308,7 +313,7 @@ function operation(spec: RouteSpec, behaviour: DocumentedBehaviour): Record<stri
             content: {
               [contentType]: {
                 // A non-JSON answer (SSE, HTML) without a schema is documented as text.
-                schema: success.schema ? jsonSchemaOf(success.schema, 'output') : { type: 'string' },
+                schema: success.schema ? (success.component ? { $ref: `#/components/schemas/${success.component}` } : jsonSchemaOf(success.schema, 'output')) : { type: 'string' },
                 ...(success.example !== undefined
                   ? { example: success.example }
                   : success.schema && contentType.includes('json')

@@ -1,11 +1,14 @@
 import { Controller, Delete, Get, HttpCode, Inject, Post } from '@nestjs/common';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { z } from 'zod';
 import { Actor, CorrelationId } from '../http/context.js';
 import { ZodBody, ZodParams, ZodQuery } from '../http/validation.js';
 import { RedactInReplay } from '../idempotency/interceptor.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { keyIdSchema, keyNameSchema } from './api-key.decider.js';
-import { ApiKeyService, type ApiKeyRecord } from './api-keys.js';
+import type { ApiKeyRecord } from './api-keys.js';
+import { CreateApiKey, RevokeApiKey } from './commands/index.js';
+import { ListApiKeys } from './queries/index.js';
 import { roleSchema } from './roles.js';
 
 export const API_KEYS_PATH = '/api/v1/admin/api-keys';
@@ -39,7 +42,10 @@ export const createdApiKeySchema = apiKeySchema.extend({
 /** Admin API for API keys. Every change is an event (ApiKeyCreated / ApiKeyRevoked) with the caller as actor. */
 @Controller(API_KEYS_PATH)
 export class ApiKeysController {
-  constructor(@Inject(ApiKeyService) private readonly keys: ApiKeyService) {}
+  constructor(
+    @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
+  ) {}
 
   @Post()
   @ApiRoute({
@@ -50,13 +56,12 @@ export class ApiKeysController {
   })
   // The secret is stored hashed only: a replay of this creation names the key but not its secret.
   @RedactInReplay('key')
-  async create(
+  create(
     @ZodBody(createApiKeyBody) body: z.output<typeof createApiKeyBody>,
     @Actor() actor: string,
     @CorrelationId() correlationId: string,
   ): Promise<ApiKeyRecord & { key: string }> {
-    await this.keys.init();
-    return this.keys.create(body, { actor, correlationId });
+    return this.commands.execute(new CreateApiKey(body.name, body.role, actor, correlationId));
   }
 
   @Get()
@@ -66,9 +71,8 @@ export class ApiKeysController {
     role: 'admin',
     response: { schema: z.object({ keys: z.array(apiKeySchema) }) },
   })
-  async list(@ZodQuery(listQuery) q: z.output<typeof listQuery>): Promise<{ keys: ApiKeyRecord[] }> {
-    await this.keys.init();
-    return { keys: await this.keys.list({ includeRevoked: q.include_revoked }) };
+  list(@ZodQuery(listQuery) q: z.output<typeof listQuery>): Promise<{ keys: ApiKeyRecord[] }> {
+    return this.queries.execute(new ListApiKeys(q.include_revoked));
   }
 
   @Delete(':id')
@@ -81,8 +85,7 @@ export class ApiKeysController {
     response: { schema: apiKeySchema },
     errors: [404, 409],
   })
-  async revoke(@ZodParams(idParams) p: z.output<typeof idParams>, @Actor() actor: string, @CorrelationId() correlationId: string): Promise<ApiKeyRecord> {
-    await this.keys.init();
-    return this.keys.revoke(p.id, { actor, correlationId });
+  revoke(@ZodParams(idParams) p: z.output<typeof idParams>, @Actor() actor: string, @CorrelationId() correlationId: string): Promise<ApiKeyRecord> {
+    return this.commands.execute(new RevokeApiKey(p.id, actor, correlationId));
   }
 }

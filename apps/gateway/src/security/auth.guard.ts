@@ -9,7 +9,7 @@ import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../tokens.js';
 import { deferredInputError, undeclaredQueryError } from '../http/route-checks.js';
 import { REQUEST_SCHEMAS, type RequestSchemas } from '../http/validation.js';
 import { AUTH_FAILED, type AuthRequest } from './middleware.js';
-import { accessFor, roleSatisfies, roleSchema, type Access } from './roles.js';
+import { accessFor, ROLES, roleSatisfies, roleSchema, type Access, type Role } from './roles.js';
 
 const firstPath = (p: unknown): string => (Array.isArray(p) ? String(p[0] ?? '/') : typeof p === 'string' ? p : '/');
 
@@ -25,6 +25,8 @@ const firstPath = (p: unknown): string => (Array.isArray(p) ? String(p[0] ?? '/'
 @Injectable()
 export class RoleGuard implements CanActivate {
   private readonly cache = new WeakMap<object, Access>();
+  // Whether a handler declares a query schema: read from its metadata once, not per request.
+  private readonly declaresQuery = new WeakMap<object, boolean>();
 
   constructor(@Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions) {}
 
@@ -48,8 +50,14 @@ export class RoleGuard implements CanActivate {
     const deferred = deferredInputError(req);
     // eslint-disable-next-line @typescript-eslint/only-throw-error -- the error a route check threw, rethrown as it was
     if (deferred !== undefined) throw deferred;
-    const schemas = Reflect.getMetadata(REQUEST_SCHEMAS, context.getClass().prototype as object, context.getHandler().name) as RequestSchemas | undefined;
-    if (!schemas?.query) {
+    const handler = context.getHandler();
+    let declared = this.declaresQuery.get(handler);
+    if (declared === undefined) {
+      const schemas = Reflect.getMetadata(REQUEST_SCHEMAS, context.getClass().prototype as object, handler.name) as RequestSchemas | undefined;
+      declared = Boolean(schemas?.query);
+      this.declaresQuery.set(handler, declared);
+    }
+    if (!declared) {
       const err = undeclaredQueryError(req.query);
       if (err) throw err;
     }
@@ -68,7 +76,8 @@ export class RoleGuard implements CanActivate {
       res.setHeader('WWW-Authenticate', bad ? 'Bearer realm="switchyard", error="invalid_token"' : 'Bearer realm="switchyard"');
       throw new AppError('unauthorized', bad ? 'the API key is invalid or revoked' : 'an API key is required (Authorization: Bearer <key>)');
     }
-    const role = roleSchema.parse(key.role);
+    // A known role needs no parse; anything else fails the parse as before.
+    const role = (ROLES as readonly string[]).includes(key.role) ? (key.role as Role) : roleSchema.parse(key.role);
     if (!roleSatisfies(role, access.role)) {
       throw new AppError('forbidden', `this route needs the ${access.role} role; the key has ${role}`, { requiredRole: access.role, keyRole: role });
     }

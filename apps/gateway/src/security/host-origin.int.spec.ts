@@ -60,6 +60,16 @@ describe('gateway Host and Origin checks', () => {
     assert.equal(configured.status, 200);
   });
 
+  it('a Host that passed before does not let a foreign Origin, or another Host, through with it', async () => {
+    // Verdicts that passed are remembered per (port, Host, Origin); each new combination is judged.
+    for (let i = 0; i < 3; i++) assert.equal((await get(port, '/livez', { host: 'api.switchyard.test' })).status, 200);
+    assert.equal((await get(port, '/livez', { host: 'api.switchyard.test', origin: 'http://attacker.example' })).status, 403);
+    assert.equal((await get(port, '/livez', { host: 'api.switchyard.test', origin: 'https://console.switchyard.test' })).status, 200);
+    assert.equal((await get(port, '/livez', { host: `127.0.0.1:${port}` })).status, 200);
+    assert.equal((await get(port, '/livez', { host: `127.0.0.1:${port + 1}` })).status, 403);
+    assert.equal((await get(port, '/livez', { host: 'attacker.example' })).status, 403);
+  });
+
   it('serves non-browser clients (no Origin) on the loopback address', async () => {
     const r = await get(port, '/livez', { host: `127.0.0.1:${port}` });
     assert.equal(r.status, 200);

@@ -11,9 +11,20 @@ import { sendProblem } from '../http/problem-filter.js';
  * Returns whether the request may go on (false: the 403 was sent).
  */
 export function hostOriginCheck(policy: EdgePolicy, logger: Logger): (req: EdgeRequest, res: EdgeReply) => boolean {
+  // The verdict is a function of (local port, Host, Origin) alone: the few combinations that
+  // passed are remembered, so a client's every request does not parse them again. Refusals are
+  // not kept (attacker input), and the memory is bounded. '\n' cannot occur in a header value.
+  const passed = new Set<string>();
   return (req, res) => {
-    const verdict = checkHostAndOrigin(req.headers, req.raw.socket.localPort, policy);
-    if (verdict.ok) return true;
+    const headers = req.headers;
+    const localPort = req.raw.socket.localPort;
+    const key = headers.host === undefined ? undefined : headers.origin === undefined ? `${localPort}\n${headers.host}` : `${localPort}\n${headers.host}\n${headers.origin}`;
+    if (key !== undefined && passed.has(key)) return true;
+    const verdict = checkHostAndOrigin(headers, localPort, policy);
+    if (verdict.ok) {
+      if (key !== undefined && passed.size < 256) passed.add(key);
+      return true;
+    }
     logger.warn({ correlationId: correlationIdOf(req), ip: req.raw.socket.remoteAddress, reason: verdict.reason }, 'request refused: foreign Host or Origin');
     sendProblem(new AppError('forbidden', verdict.reason), req, res);
     return false;

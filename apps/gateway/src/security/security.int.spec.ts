@@ -268,6 +268,17 @@ describe('gateway security over real Postgres and NATS', () => {
       assert.equal(((await res.json()) as { code: string }).code, 'timeout');
       assert.equal((await fetch(`${g.url}/livez`)).status, 200);
     });
+
+    it('slow requests started together each get their 504, and the quick ones among them their answer', async () => {
+      // One deadline queue serves every request: the quick ones leave it when answered, the
+      // slow ones behind and before them still time out.
+      const slow = () => fetch(`${g.url}/test-security/slow`, { headers: bearer(g.adminKey) }).then((r) => r.status);
+      const quick = () => fetch(`${g.url}/test-security/whoami`, { headers: bearer(g.adminKey) }).then((r) => r.status);
+      const statuses = await Promise.all([slow(), quick(), slow(), quick(), slow()]);
+      assert.deepEqual(statuses, [504, 200, 504, 200, 504]);
+      // The queue is empty again and re-arms for the next slow request.
+      assert.equal(await slow(), 504);
+    });
   });
 });
 

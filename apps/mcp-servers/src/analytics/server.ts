@@ -4,7 +4,7 @@ import pg from 'pg';
 import { AppError, migrateUnderLock, type Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { mapPgError } from '../database/server.js';
-import type { Clock } from '../automation/service.js';
+import type { Clock } from '../automation/clock.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
 
 export const analyticsDdl = `

@@ -8,7 +8,7 @@ import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js'
 import { EgressGuard } from '../fetch/egress-guard.js';
 import { fails, httpClient, localHttp, ok, silentLogger, type LocalHttp } from '../test-helpers.js';
 import { createAutomationServer } from './server.js';
-import { AutomationService, Scheduler, type Clock, type TriggerRecord } from './service.js';
+import { AutomationService, Scheduler, type Clock, type TriggerRecord } from './automation-service.js';
 
 class FakeClock implements Clock {
   constructor(private t: Date) {}

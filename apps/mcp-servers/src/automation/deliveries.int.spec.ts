@@ -11,7 +11,7 @@ import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js'
 import { EgressGuard } from '../fetch/egress-guard.js';
 import { fails, httpClient, localHttp, ok, type LocalHttp } from '../test-helpers.js';
 import { createAutomationServer } from './server.js';
-import { AutomationService, deliveryFingerprint, deliveryOwnerApplicationName, type AutomationDeps, type DeliveryResult } from './service.js';
+import { AutomationService, deliveryFingerprint, deliveryOwnerApplicationName, type AutomationDeps, type DeliveryResult } from './automation-service.js';
 
 const secret = 'a-very-secret-webhook-key';
 

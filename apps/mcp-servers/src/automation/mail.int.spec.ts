@@ -11,7 +11,7 @@ import { fails, httpClient, ok, silentLogger } from '../test-helpers.js';
 import { keyedMessageId, smtpTransport, type MailResult } from './mail.js';
 import { startMailbox, type RunningMailbox } from './mailbox.js';
 import { createAutomationServer } from './server.js';
-import { AutomationService, Scheduler } from './service.js';
+import { AutomationService, Scheduler } from './automation-service.js';
 
 /** Read an SMTP reply (all lines of a multi-line one). */
 function smtpDialogue(port: number): { say(line: string): Promise<string>; close(): void } {

@@ -4,7 +4,7 @@ import { AppError, parseConfig } from '@switchyard/platform';
 import { mcpConfigSchema } from '../config.js';
 import { assertBody, keyedMessageId, mailError, mailFingerprint } from './mail.js';
 import { mailboxConfigSchema } from './mailbox.js';
-import { afterMs } from './service.js';
+import { afterMs } from './schedules.decider.js';
 
 describe('mail: pure parts', () => {
   it('a fingerprint ignores the order of keys and a single address vs a list of one', () => {

@@ -9,7 +9,7 @@ import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js'
 import { EgressGuard } from '../fetch/egress-guard.js';
 import { fails, httpClient, localHttp, ok, silentLogger, type LocalHttp } from '../test-helpers.js';
 import { createAutomationServer } from './server.js';
-import { AutomationService, type AutomationDeps } from './service.js';
+import { AutomationService, type AutomationDeps } from './automation-service.js';
 
 /** Wait for an outcome (not for a duration); fails with `what` if it never comes. */
 async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {

@@ -118,6 +118,47 @@ ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS ordering_ke
 ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS seq bigint GENERATED ALWAYS AS IDENTITY;
 ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS response_status int;
 CREATE INDEX IF NOT EXISTS scheduled_deliveries_ordering ON automation.scheduled_deliveries (ordering_key, seq) WHERE status = 'pending';
+-- Webhook registrations and schedules are events (streams automation_webhook-<name> and
+-- automation_schedule-<name>): automation.webhooks and automation.schedules are their read models,
+-- kept by the server's projection runner (checkpoints below) and rebuilt from the log at will.
+CREATE TABLE IF NOT EXISTS automation.checkpoints (
+  name text PRIMARY KEY,
+  position bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+-- Secrets stay out of the event log (other components read it): the events carry secret_id.
+-- Operational, not a read model: a rebuild leaves it alone.
+CREATE TABLE IF NOT EXISTS automation.webhook_secrets (
+  secret_id uuid PRIMARY KEY,
+  webhook_id uuid NOT NULL,
+  secret text NOT NULL,
+  created_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_secrets_webhook ON automation.webhook_secrets (webhook_id);
+-- position: the event that last wrote the row; NULL for a row from before the events (adopted at start).
+ALTER TABLE automation.webhooks ADD COLUMN IF NOT EXISTS secret_id uuid;
+ALTER TABLE automation.webhooks ADD COLUMN IF NOT EXISTS position bigint;
+ALTER TABLE automation.webhooks ALTER COLUMN secret DROP NOT NULL;
+INSERT INTO automation.webhook_secrets (secret_id, webhook_id, secret, created_at)
+  SELECT id, id, secret, created_at FROM automation.webhooks WHERE secret IS NOT NULL ON CONFLICT DO NOTHING;
+UPDATE automation.webhooks SET secret_id = id, secret = NULL WHERE secret IS NOT NULL;
+-- plan_revision: the stream revision of the ScheduleCreated/ScheduleResumed that planned next_fire_at.
+ALTER TABLE automation.schedules ADD COLUMN IF NOT EXISTS plan_revision bigint NOT NULL DEFAULT 0;
+ALTER TABLE automation.schedules ADD COLUMN IF NOT EXISTS position bigint;
+-- What the scheduler did with a schedule (operational, high volume: no events): the fire time it
+-- planned after the last occurrence under plan_revision, whether a one-shot is done, the counts.
+-- A newer plan in automation.schedules (a resume) takes over from next_fire_at here.
+CREATE TABLE IF NOT EXISTS automation.schedule_runs (
+  schedule_id uuid PRIMARY KEY,
+  plan_revision bigint NOT NULL,
+  next_fire_at timestamptz NOT NULL,
+  done boolean NOT NULL DEFAULT false,
+  last_fired_at timestamptz,
+  fire_count bigint NOT NULL DEFAULT 0
+);
+INSERT INTO automation.schedule_runs (schedule_id, plan_revision, next_fire_at, done, last_fired_at, fire_count)
+  SELECT id, 0, next_fire_at, run_once AND NOT enabled, last_fired_at, fire_count FROM automation.schedules
+   WHERE position IS NULL AND fire_count > 0 ON CONFLICT DO NOTHING;
 `;
 
 export async function migrateAutomation(pool: pg.Pool): Promise<void> {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { mapPgError } from '../database/server.js';
-import { scheduleTargetSchema, type AutomationService } from './service.js';
+import { scheduleTargetSchema, type AutomationService } from './automation-service.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
 import { emailMessageShape } from './mail.js';
 import { mailboxQuerySchema } from './mailbox.js';
@@ -32,7 +32,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         events: z.array(z.string().min(1)).default([]),
       },
     },
-    tool('register_webhook', logger, async (a) => ({ webhook: await service.registerWebhook(a) }), mapPgError),
+    tool('register_webhook', logger, async (a, ctx) => ({ webhook: await service.registerWebhook(a, ctx.correlationId) }), mapPgError),
   );
 
   server.registerTool(
@@ -44,7 +44,22 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   server.registerTool(
     'delete_webhook',
     { description: 'Delete a webhook by name or id.', inputSchema: { webhook: z.string().min(1) }, annotations: { destructiveHint: true } },
-    tool('delete_webhook', logger, async (a) => service.deleteWebhook(a.webhook), mapPgError),
+    tool('delete_webhook', logger, async (a, ctx) => service.deleteWebhook(a.webhook, ctx.correlationId), mapPgError),
+  );
+
+  server.registerTool(
+    'update_webhook',
+    {
+      description: 'Change a registered webhook (by name or id): its URL, its secret or its event list; what is not given stays. Answers the webhook as it now is.',
+      inputSchema: {
+        webhook: z.string().min(1).describe('name or id'),
+        url: z.string().url().optional(),
+        secret: z.string().min(16).max(512).optional().describe('a new shared secret for the HMAC signature (at least 16 characters)'),
+        events: z.array(z.string().min(1)).optional().describe('the new event list (empty = all events)'),
+      },
+      annotations: { idempotentHint: true },
+    },
+    tool('update_webhook', logger, async (a, ctx) => ({ webhook: await service.updateWebhook(a, ctx.correlationId) }), mapPgError),
   );
 
   server.registerTool(
@@ -105,7 +120,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         target: scheduleTargetSchema,
       },
     },
-    tool('create_schedule', logger, async (a) => ({ schedule: await service.createSchedule(a) }), mapPgError),
+    tool('create_schedule', logger, async (a, ctx) => ({ schedule: await service.createSchedule(a, ctx.correlationId) }), mapPgError),
   );
 
   server.registerTool(
@@ -117,7 +132,23 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   server.registerTool(
     'delete_schedule',
     { description: 'Delete a schedule by name or id.', inputSchema: { schedule: z.string().min(1) }, annotations: { destructiveHint: true } },
-    tool('delete_schedule', logger, async (a) => service.deleteSchedule(a.schedule), mapPgError),
+    tool('delete_schedule', logger, async (a, ctx) => service.deleteSchedule(a.schedule, ctx.correlationId), mapPgError),
+  );
+
+  server.registerTool(
+    'pause_schedule',
+    { description: 'Pause a schedule by name or id: it does not fire until resumed (pausing a paused one changes nothing).', inputSchema: { schedule: z.string().min(1) }, annotations: { idempotentHint: true } },
+    tool('pause_schedule', logger, async (a, ctx) => ({ schedule: await service.pauseSchedule(a.schedule, ctx.correlationId) }), mapPgError),
+  );
+
+  server.registerTool(
+    'resume_schedule',
+    {
+      description: 'Resume a paused schedule by name or id: a cron schedule goes on from its next occurrence after now (those missed while paused are skipped); a one-shot one fires at its time, at once if that has passed.',
+      inputSchema: { schedule: z.string().min(1) },
+      annotations: { idempotentHint: true },
+    },
+    tool('resume_schedule', logger, async (a, ctx) => ({ schedule: await service.resumeSchedule(a.schedule, ctx.correlationId) }), mapPgError),
   );
 
   server.registerTool(

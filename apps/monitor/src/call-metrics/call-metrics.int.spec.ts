@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { mcpToolFailedSchema, mcpToolSucceededSchema } from '@switchyard/connectors';
+import { mcpToolFailedSchema, mcpToolSucceededSchema } from '@switchyard/contracts';
 import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 import { createLogger, newId } from '@switchyard/platform';
 import { freshDatabase } from '@switchyard/testing';

@@ -40,7 +40,7 @@ export type CallObservation =
   | { readonly kind: 'agent'; readonly agent: string; readonly taskType: string; readonly outcome: AgentTaskOutcome; readonly errorCode: string | null; readonly durationMs: number; readonly at: number };
 
 // Only the fields the metrics need: the producers' full schemas live with them
-// (apps/connectors/src/events.ts, libs/domain/src/task); extra fields are ignored.
+// (libs/contracts/src/mcp-events.ts, libs/domain/src/task); extra fields are ignored.
 const name = z.string().min(1);
 const ms = z.number().finite().min(0);
 const iso = z.string().optional();

@@ -1,6 +1,6 @@
 import { AppError } from '@switchyard/platform';
 import { alertLabels, compare, fingerprint, type AlertRule, type Labels, type Severity } from './rules.js';
-import { matcherRegexProblem, matchesWhole } from './matcher-regex.js';
+import { matcherRegexProblem, matchesWhole } from '@switchyard/contracts';
 
 /**
  * Alerting as a decider (Alertmanager-like): each alert, keyed by fingerprint (rule id +

@@ -32,10 +32,11 @@ export interface ProbeOutcome {
   readonly responseMs: number;
   readonly error?: string;
 }
-export type RecordProbeResult = { readonly type: 'RecordProbeResult'; readonly data: { service: string; result: ProbeOutcome; policy: HealthPolicy }; readonly metadata: Meta };
+/** `kind` (mcp, agent, ...) rides on the events, so the services read model can be rebuilt from them. */
+export type RecordProbeResult = { readonly type: 'RecordProbeResult'; readonly data: { service: string; kind?: string; result: ProbeOutcome; policy: HealthPolicy }; readonly metadata: Meta };
 export type HealthCommand = RecordProbeResult;
 
-type Base = { service: string; previous: ServiceStatus; responseMs: number; error: string | null };
+type Base = { service: string; kind?: string; previous: ServiceStatus; responseMs: number; error: string | null };
 export type ServiceWentDown = { readonly type: 'ServiceWentDown'; readonly data: Base & { failingSince: number }; readonly metadata: Meta };
 export type ServiceDegraded = { readonly type: 'ServiceDegraded'; readonly data: Base & { reason: DegradedReason; failingSince: number | null }; readonly metadata: Meta };
 /** The service is up: after being degraded or down, or for the first time (`previous: 'unknown'`). */
@@ -45,9 +46,9 @@ export type HealthEvent = ServiceWentDown | ServiceDegraded | ServiceRecovered;
 export function decideHealth(command: HealthCommand, state: ServiceHealth): HealthEvent[] {
   switch (command.type) {
     case 'RecordProbeResult': {
-      const { service, result, policy } = command.data;
+      const { service, kind, result, policy } = command.data;
       const at = command.metadata.at;
-      const base: Base = { service, previous: state.status, responseMs: result.responseMs, error: result.error ?? null };
+      const base: Base = { service, ...(kind !== undefined ? { kind } : {}), previous: state.status, responseMs: result.responseMs, error: result.error ?? null };
       if (result.ok) {
         if (result.responseMs >= policy.degradedResponseMs) {
           if (state.status === 'degraded' && state.reason === 'slow') return [];

@@ -47,4 +47,10 @@ describe('service health', () => {
     assert.deepEqual(run([probe(true, 1, 0, p0), probe(false, 0, 1, p0), probe(true, 1, 2, p0)]).types,
       ['ServiceRecovered', 'ServiceWentDown', 'ServiceRecovered']);
   });
+  it('the probe\'s kind rides on the events (the services read model is rebuilt from them)', () => {
+    const cmd: RecordProbeResult = { type: 'RecordProbeResult', data: { service: 'mcp:fetch', kind: 'mcp', result: { ok: true, responseMs: 3 }, policy }, metadata: { at: 7 } };
+    assert.deepEqual(decideHealth(cmd, initialServiceHealth), [
+      { type: 'ServiceRecovered', data: { service: 'mcp:fetch', kind: 'mcp', previous: 'unknown', responseMs: 3, error: null }, metadata: { at: 7 } },
+    ]);
+  });
 });

@@ -1,31 +1,7 @@
-import { z } from 'zod';
+import { alertRuleSchema, comparatorSchema, severitySchema, type AlertRule, type Comparator, type Labels, type Severity } from '@switchyard/contracts';
 
-/** Labels of a series or an alert: flat string map (Prometheus style). */
-export type Labels = Readonly<Record<string, string>>;
-
-export const comparatorSchema = z.enum(['>', '>=', '<', '<=', '==', '!=']);
-export type Comparator = z.infer<typeof comparatorSchema>;
-
-export const severitySchema = z.enum(['info', 'warning', 'critical']);
-export type Severity = z.infer<typeof severitySchema>;
-
-/**
- * An alert rule. `metric` names the series it watches, `match` narrows it to series whose
- * labels contain these pairs (e.g. `{ cpu: 'total' }`), `labels` are extra labels stamped on
- * the alert (like Prometheus rule labels). The condition must hold for `for_ms` before firing.
- */
-export const alertRuleSchema = z.object({
-  id: z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/i, 'rule id: letters, digits, _ . - (max 128)'),
-  name: z.string().min(1),
-  metric: z.string().min(1),
-  match: z.record(z.string(), z.string()).default({}),
-  comparator: comparatorSchema,
-  threshold: z.number().finite(),
-  for_ms: z.number().int().min(0),
-  severity: severitySchema,
-  labels: z.record(z.string(), z.string()).default({}),
-});
-export type AlertRule = z.infer<typeof alertRuleSchema>;
+// The rule shapes are the monitor's wire contract (put_rules, the gateway's rule routes): @switchyard/contracts.
+export { alertRuleSchema, comparatorSchema, severitySchema, type AlertRule, type Comparator, type Labels, type Severity };
 
 /** Metric names the sampler and the probes emit; rules refer to these. */
 export const metricNames = {

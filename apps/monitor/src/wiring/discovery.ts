@@ -1,4 +1,4 @@
-import { MCP_SUBJECT_PREFIX, mcpRegistryListSubject, mcpSubject, registryListReplySchema, serverHealthSchema, type ServerHealth } from '@switchyard/connectors';
+import { MCP_SUBJECT_PREFIX, mcpRegistryListSubject, mcpSubject, registryListReplySchema, serverHealthSchema, type ServerHealth } from '@switchyard/contracts';
 import { request, serviceClient, type NatsConnection } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 import { functionProbe, type Probe } from '../probes.js';

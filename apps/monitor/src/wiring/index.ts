@@ -1,5 +1,4 @@
 /** Monitoring wired into the system: probes, event publishing, the NATS service and its contract. */
-export * from './contract.js';
 export * from './env.js';
 export * from './rules.js';
 export * from './rule-manager.js';

@@ -1,6 +1,6 @@
 import type { HealthReport } from '../monitor.js';
 import type { AlertRow } from '../store.js';
-import type { HealthReportReply } from './contract.js';
+import type { HealthReportReply } from '@switchyard/contracts';
 
 /** Services without which nothing works: one of them down makes the whole system unhealthy. */
 export const ESSENTIAL_SERVICES: ReadonlySet<string> = new Set(['postgres', 'nats', 'event-store']);

@@ -4,11 +4,10 @@ import type { NatsConnection } from '@switchyard/messaging';
 import type { EventStore } from '@switchyard/event-store';
 import { AppError, EgressGuard, guardedFetch, newId, type EgressPolicy, type Logger } from '@switchyard/platform';
 import { shouldNotify, type AlertingEvent } from '../domain/alerts.js';
-import type { MonitorEvent } from '../monitor.js';
-import { ALERTS_SUBJECT_PREFIX, alertSubject, type AlertEnvelope, type AlertWebhook } from './contract.js';
+import { actorOf, alertingEventTypes, streamOf, type MonitorEvent, type MonitorEventRecord } from '../events.js';
+import { ALERTS_SUBJECT_PREFIX, alertSubject, type AlertEnvelope, type AlertWebhook } from '@switchyard/contracts';
 
-/** The actor of everything the monitor decides by itself. */
-export const MONITOR_ACTOR = 'system:monitor';
+export { MONITOR_ACTOR, actorOf, streamOf } from '../events.js';
 
 /** Who asked, for events caused by a request to the monitor service (manual resolve, silences, rules). */
 interface CommandScope {
@@ -23,33 +22,20 @@ const scope = new AsyncLocalStorage<CommandScope>();
  */
 export const withCommandScope = <T>(s: CommandScope, fn: () => Promise<T>): Promise<T> => scope.run(s, fn);
 
-const alertingTypes: ReadonlySet<string> = new Set<AlertingEvent['type']>([
-  'AlertPending', 'AlertFiring', 'AlertPendingCleared', 'AlertResolved', 'AlertSilenced', 'AlertUnsilenced', 'SilenceAdded', 'SilenceExpired',
-]);
+/** The request scope of the running code, if a request to the monitor service caused it. */
+export const currentCommandScope = (): CommandScope | undefined => scope.getStore();
+
+/**
+ * The metadata of an event the Monitor appends: who caused it (a person for a manual resolve or
+ * a silence) and the correlation / causation ids of the request behind it, if any.
+ */
+export function monitorEventMetadata(e: MonitorEvent): { correlationId?: string; causationId?: string; actor: string } {
+  const s = scope.getStore();
+  return { ...(s ? { correlationId: s.correlationId } : {}), ...(s?.causationId ? { causationId: s.causationId } : {}), actor: actorOf(e) };
+}
+
+const alertingTypes: ReadonlySet<string> = new Set<string>(alertingEventTypes);
 export const isAlertingEvent = (e: MonitorEvent): e is AlertingEvent => alertingTypes.has(e.type);
-
-/** Stream of an event: `alert-<fingerprint>`, `silence-<id>` or `service-<name>`. */
-export function streamOf(e: MonitorEvent): string {
-  switch (e.type) {
-    case 'SilenceAdded': return `silence-${e.data.silence.id}`;
-    case 'SilenceExpired': return `silence-${e.data.silenceId}`;
-    case 'ServiceWentDown':
-    case 'ServiceDegraded':
-    case 'ServiceRecovered': return `service-${e.data.service}`;
-    default: return `alert-${e.data.fingerprint}`;
-  }
-}
-
-/** The person behind a manual resolve or a silence; the monitor itself otherwise. */
-export function actorOf(e: MonitorEvent): string {
-  switch (e.type) {
-    case 'AlertResolved': return e.data.how === 'manual' && e.data.actor ? e.data.actor : MONITOR_ACTOR;
-    case 'SilenceAdded': return e.data.silence.createdBy;
-    // The Monitor's maintenance expires due silences as `monitor`.
-    case 'SilenceExpired': return e.data.actor === 'monitor' ? MONITOR_ACTOR : e.data.actor;
-    default: return MONITOR_ACTOR;
-  }
-}
 
 /** The webhook body of a notifying event, or undefined for events that do not notify. */
 export function webhookBody(e: AlertingEvent, eventId: string): AlertWebhook | undefined {
@@ -77,7 +63,11 @@ class WebhookError extends Error {
 }
 
 export interface PublisherOptions {
-  readonly eventStore: EventStore;
+  /**
+   * Only for events handed over without their records (a caller other than the Monitor, which
+   * appends its events itself): they are appended here first.
+   */
+  readonly eventStore?: EventStore;
   readonly nats: NatsConnection;
   readonly logger: Logger;
   readonly webhooks?: readonly string[];
@@ -95,15 +85,14 @@ export interface PublisherOptions {
 }
 
 /**
- * The Monitor's `publish`: for each event, in order per stream,
- * 1. append it to the event store (actor = who caused it, correlation id of the request if any),
- * 2. publish alerting events on `switchyard.alerts.<type>` (the envelope, with its position),
- * 3. POST notifications (firing / resolved) to each webhook in the background, retried with
+ * The Monitor's `publish`, for events already in the event store (the Monitor appends them),
+ * in order:
+ * 1. publish alerting events on `switchyard.alerts.<type>` (the envelope, with its position),
+ * 2. POST notifications (firing / resolved) to each webhook in the background, retried with
  *    exponential backoff; deliveries of one alert to one URL keep their order.
- * Never throws: a failed append or publish is logged and the rest goes on.
+ * Never throws: a failed publish is logged and the rest goes on.
  */
 export class MonitorEventPublisher {
-  private readonly chains = new Map<string, Promise<void>>();
   private readonly deliveries = new Map<string, Promise<void>>();
   private readonly webhookPolicy: RetryPolicy;
   private readonly log: Logger;
@@ -118,40 +107,36 @@ export class MonitorEventPublisher {
     });
   }
 
-  readonly publish = async (events: readonly MonitorEvent[]): Promise<void> => {
-    const s = scope.getStore();
-    const done: Promise<void>[] = [];
-    for (const e of events) {
-      const streamId = streamOf(e);
-      const prev = this.chains.get(streamId) ?? Promise.resolve();
-      const next = prev.then(() => this.one(streamId, e, s));
-      this.chains.set(streamId, next);
-      void next.then(() => {
-        if (this.chains.get(streamId) === next) this.chains.delete(streamId);
-      });
-      done.push(next);
+  readonly publish = async (events: readonly MonitorEvent[], records?: readonly MonitorEventRecord[]): Promise<void> => {
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      this.one(e, records?.[i] ?? (await this.append(e)));
     }
-    await Promise.all(done);
   };
 
-  private async one(streamId: string, e: MonitorEvent, s: CommandScope | undefined): Promise<void> {
+  // An event that arrives without its record: append it (best effort, as it is published anyway).
+  private async append(e: MonitorEvent): Promise<MonitorEventRecord> {
     const id = newId();
-    const metadata = {
-      correlationId: s?.correlationId ?? e.metadata.correlationId ?? 'monitor',
-      ...(s?.causationId ? { causationId: s.causationId } : {}),
-      actor: actorOf(e),
-      timestamp: new Date(e.metadata.at).toISOString(),
-    };
+    const streamId = streamOf(e);
+    const m = monitorEventMetadata(e);
+    const metadata = { correlationId: m.correlationId ?? e.metadata.correlationId ?? 'monitor', ...(m.causationId ? { causationId: m.causationId } : {}), actor: m.actor, timestamp: new Date(e.metadata.at).toISOString() };
     let revision: number | null = null;
     let position: number | null = null;
-    try {
-      const r = await this.opts.eventStore.append(streamId, [{ id, type: e.type, data: e.data, metadata }]);
-      revision = r.nextExpectedRevision;
-      position = r.position;
-    } catch (err) {
-      this.log.error({ err, streamId, type: e.type, correlationId: metadata.correlationId }, 'could not append a monitor event');
+    if (this.opts.eventStore) {
+      try {
+        const r = await this.opts.eventStore.append(streamId, [{ id, type: e.type, data: e.data, metadata }]);
+        revision = r.nextExpectedRevision;
+        position = r.position;
+      } catch (err) {
+        this.log.error({ err, streamId, type: e.type, correlationId: metadata.correlationId }, 'could not append a monitor event');
+      }
     }
+    return { id, streamId, metadata, revision, position };
+  }
+
+  private one(e: MonitorEvent, r: MonitorEventRecord): void {
     if (!isAlertingEvent(e)) return;
+    const { id, streamId, metadata, revision, position } = r;
     const envelope: AlertEnvelope = { id, streamId, type: e.type, data: e.data as unknown as Record<string, unknown>, metadata, revision, position, notify: shouldNotify(e) };
     try {
       this.opts.nats.publish(alertSubject(e.type, this.opts.alertsPrefix ?? ALERTS_SUBJECT_PREFIX), JSON.stringify(envelope));
@@ -205,9 +190,8 @@ export class MonitorEventPublisher {
     });
   }
 
-  /** Wait for queued appends and webhook deliveries (at shutdown). */
+  /** Wait for webhook deliveries (at shutdown). */
   async flush(): Promise<void> {
-    await Promise.all([...this.chains.values()]);
     await Promise.all([...this.deliveries.values()]);
   }
 }

@@ -1,12 +1,17 @@
-import { AppError, type Logger } from '@switchyard/platform';
+import type { Logger } from '@switchyard/platform';
 import type { AlertRule } from '../domain/rules.js';
+import { MONITOR_ACTOR } from '../events.js';
 import type { Monitor } from '../monitor.js';
-import { composeRules, type RuleOverride, type RuleOverrideStore, type RuleSource, type SourcedRule } from './rules.js';
+import { monitorProjectionNames } from '../projections.js';
+import { currentCommandScope } from './publisher.js';
+import { composeRules, type RuleChange, type RuleOverride, type RuleOverrideStore, type RuleSource, type SourcedRule } from './rules.js';
 
 /**
- * The alert rules in force: the configured layers plus the API's persisted changes. Every
- * change is written to PostgreSQL first, then swapped into the Monitor's rule list in place
- * (the Monitor reads that list on each evaluation, inside its queue, so a swap is atomic).
+ * The alert rules in force: the configured layers plus the API's changes. Every change is a
+ * command on the rules stream (decided by the alert-rules decider, appended with its expected
+ * revision), then swapped into the Monitor's rule list in place (the Monitor reads that list on
+ * each evaluation, inside its queue, so a swap is atomic). An answer waits for the
+ * `monitoring.alert_rules` read model to show the change.
  */
 export class RuleManager {
   private overrides: RuleOverride[] = [];
@@ -19,7 +24,7 @@ export class RuleManager {
     private readonly log: Logger,
   ) {}
 
-  /** Load the persisted overrides; returns the rules in force (to build the Monitor with). */
+  /** Load the overrides from the log; returns the rules in force (to build the Monitor with). */
   async load(): Promise<AlertRule[]> {
     await this.store.migrate();
     this.overrides = await this.store.load();
@@ -32,17 +37,11 @@ export class RuleManager {
   }
 
   /** Upsert rules (validated by the caller's schema); resolves alerts a changed series selection would orphan. */
-  put(monitor: Monitor, rules: readonly AlertRule[], actor: string): Promise<SourcedRule[]> {
+  put(monitor: Monitor, rules: readonly AlertRule[], actor: string, at = Date.now()): Promise<SourcedRule[]> {
     return this.serial(async () => {
-      const ids = new Set<string>();
-      for (const r of rules) {
-        if (ids.has(r.id)) throw new AppError('validation', `rule ${r.id} appears twice`, { id: r.id });
-        ids.add(r.id);
-      }
       const before = new Map(this.current.map((r) => [r.rule.id, r.rule]));
-      await this.store.put(rules, actor);
-      this.overrides = [...this.overrides.filter((o) => !ids.has(o.id)), ...rules.map((rule) => ({ id: rule.id, rule }))];
-      this.swap(monitor);
+      const change = await this.store.put(rules, this.layers, this.metadata(actor, at));
+      await this.applied(monitor, change);
       for (const r of rules) {
         const old = before.get(r.id);
         // A rule that now watches other series would never see its old alerts recover.
@@ -50,24 +49,37 @@ export class RuleManager {
           await this.resolveAlertsOf(monitor, r.id, actor, `rule ${r.id} changed its series`);
         }
       }
-      this.log.info({ rules: [...ids], actor }, 'alert rules updated');
+      this.log.info({ rules: rules.map((r) => r.id), actor }, 'alert rules updated');
       return this.list();
     });
   }
 
   /** Delete a rule of any layer; its active alerts are resolved (nothing would resolve them later). */
-  delete(monitor: Monitor, id: string, actor: string): Promise<number> {
+  delete(monitor: Monitor, id: string, actor: string, at = Date.now()): Promise<number> {
     return this.serial(async () => {
-      if (!this.current.some((r) => r.rule.id === id)) {
-        throw new AppError('not_found', `no alert rule ${id}`, { id, valid: this.current.map((r) => r.rule.id) });
-      }
-      await this.store.delete(id, actor);
-      this.overrides = [...this.overrides.filter((o) => o.id !== id), { id, rule: null }];
-      this.swap(monitor);
+      const change = await this.store.delete(id, this.layers, this.metadata(actor, at));
+      await this.applied(monitor, change);
       const resolved = await this.resolveAlertsOf(monitor, id, actor, `rule ${id} deleted`);
       this.log.info({ rule: id, actor, resolved }, 'alert rule deleted');
       return resolved;
     });
+  }
+
+  // The request's correlation id when a request caused the change; who asked is the actor.
+  private metadata(actor: string, at: number) {
+    const s = currentCommandScope();
+    return { correlationId: s?.correlationId ?? 'monitor', ...(s?.causationId ? { causationId: s.causationId } : {}), timestamp: new Date(at).toISOString(), actor: actor || MONITOR_ACTOR };
+  }
+
+  // Swap the new rules in, then wait for the read model so a reader of the table sees the change.
+  private async applied(monitor: Monitor, change: RuleChange): Promise<void> {
+    this.overrides = [...change.overrides];
+    this.swap(monitor);
+    if (change.position !== undefined) {
+      await monitor.waitForReadModels(change.position, [monitorProjectionNames.alertRules]).catch((err: unknown) =>
+        this.log.warn({ err, position: change.position }, 'the alert rules read model is behind; answering anyway'),
+      );
+    }
   }
 
   private swap(monitor: Monitor): void {

@@ -1,34 +1,13 @@
 import type pg from 'pg';
-import { isSchemaManaged, withTransaction } from '@switchyard/platform';
+import { aggregateStream, handleCommand, type EventStore } from '@switchyard/event-store';
+import { isSchemaManaged } from '@switchyard/platform';
 import { alertRuleSchema, type AlertRule } from '../domain/rules.js';
-import type { RuleJson } from './contract.js';
+import {
+  alertRulesDecider, alertRulesStream, type AlertRulesCommand, type AlertRulesEvent, type AlertRulesState, type RuleCommandMetadata,
+  type RuleOverride, type RuleSource,
+} from '../domain/alert-rules.js';
 
-export type RuleSource = RuleJson['source'];
-export interface SourcedRule {
-  readonly rule: AlertRule;
-  readonly source: RuleSource;
-}
-
-/** A rule change made through the API: the rule, or a tombstone for a deleted one. */
-export interface RuleOverride {
-  readonly id: string;
-  readonly rule: AlertRule | null;
-}
-
-/**
- * The rules in force, by layer: defaults, then the file, then the env, then the API's
- * persisted overrides (a tombstone removes a rule of any layer). A later layer replaces a
- * rule of the same id. Pure; order is first appearance, new ids at the end.
- */
-export function composeRules(layers: readonly { source: RuleSource; rules: readonly AlertRule[] }[], overrides: readonly RuleOverride[]): SourcedRule[] {
-  const byId = new Map<string, SourcedRule>();
-  for (const layer of layers) for (const rule of layer.rules) byId.set(rule.id, { rule, source: layer.source });
-  for (const o of overrides) {
-    if (o.rule === null) byId.delete(o.id);
-    else byId.set(o.id, { rule: o.rule, source: 'api' });
-  }
-  return [...byId.values()];
-}
+export { composeRules, type RuleOverride, type RuleSource, type SourcedRule } from '../domain/alert-rules.js';
 
 const DDL = `
 create schema if not exists monitoring;
@@ -39,46 +18,79 @@ create table if not exists monitoring.alert_rules (
   updated_by text not null
 );`;
 
+type LegacyRow = { id: string; rule: AlertRule | null; updatedAt: string; updatedBy: string };
+type Layers = readonly { source: RuleSource; rules: readonly AlertRule[] }[];
+
+/** What a rule command appended, and the overrides after it. */
+export interface RuleChange {
+  readonly events: readonly AlertRulesEvent[];
+  readonly overrides: readonly RuleOverride[];
+  /** Global position of the last event appended (undefined: nothing appended). */
+  readonly position?: number;
+}
+
 /**
- * Rule changes made through the API, in PostgreSQL (`monitoring.alert_rules`), so they
- * survive a restart. A deleted rule is a row with a null rule: a deleted default stays deleted.
+ * Rule changes made through the API, as events in the stream `alertrules-<monitor>` (the
+ * alert-rules decider decides them); `monitoring.alert_rules` is their read model (projection
+ * `monitor-alert-rules`), a deleted rule a row with a null rule, so a deleted default stays
+ * deleted after a restart. The rules in force are folded from the stream, not read from the table.
  */
 export class RuleOverrideStore {
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly eventStore: EventStore,
+    private readonly monitorName = 'monitor',
+  ) {}
+
+  get streamId(): string {
+    return alertRulesStream(this.monitorName);
+  }
 
   async migrate(): Promise<void> {
     if (isSchemaManaged(this.pool)) return; // migrated by the owner role
     await this.pool.query(DDL);
   }
 
+  /**
+   * The overrides in the order they were last changed. Rows of `monitoring.alert_rules` written
+   * before rule changes were events are imported into the (then empty) stream first, once.
+   */
   async load(): Promise<RuleOverride[]> {
-    const r = await this.pool.query('select id, rule from monitoring.alert_rules order by updated_at, id');
-    // A stored rule that no longer parses (schema grew stricter) is skipped rather than blocking the start.
-    return r.rows.flatMap((x: { id: string; rule: unknown }): RuleOverride[] => {
-      if (x.rule === null) return [{ id: x.id, rule: null }];
-      const p = alertRuleSchema.safeParse(x.rule);
-      return p.success ? [{ id: x.id, rule: p.data }] : [];
-    });
-  }
-
-  /** Upsert several rules in one transaction. */
-  async put(rules: readonly AlertRule[], actor: string, at = new Date()): Promise<void> {
-    await withTransaction(this.pool, async (c) => {
-      for (const rule of rules) {
-        await c.query(
-          `insert into monitoring.alert_rules (id, rule, updated_at, updated_by) values ($1, $2, $3, $4)
-           on conflict (id) do update set rule = $2, updated_at = $3, updated_by = $4`,
-          [rule.id, JSON.stringify(rule), at, actor],
-        );
+    const { state, revision } = await aggregateStream<AlertRulesEvent, AlertRulesState>(this.eventStore, this.streamId, alertRulesDecider);
+    if (revision === -1) {
+      const rows = await this.legacyRows();
+      if (rows.length > 0) {
+        const at = new Date().toISOString();
+        const r = await this.run({ type: 'ImportAlertRules', data: { rows }, metadata: { correlationId: 'monitor', timestamp: at, actor: 'system:monitor' } });
+        return [...r.overrides];
       }
+    }
+    return [...state.overrides];
+  }
+
+  private async legacyRows(): Promise<LegacyRow[]> {
+    const r = await this.pool.query('select id, rule, updated_at, updated_by from monitoring.alert_rules order by updated_at, id');
+    // A stored rule that no longer parses (schema grew stricter) is skipped rather than blocking the start.
+    return r.rows.flatMap((x: { id: string; rule: unknown; updated_at: Date; updated_by: string }): LegacyRow[] => {
+      const base = { id: x.id, updatedAt: x.updated_at.toISOString(), updatedBy: x.updated_by };
+      if (x.rule === null) return [{ ...base, rule: null }];
+      const p = alertRuleSchema.safeParse(x.rule);
+      return p.success ? [{ ...base, rule: p.data }] : [];
     });
   }
 
-  async delete(id: string, actor: string, at = new Date()): Promise<void> {
-    await this.pool.query(
-      `insert into monitoring.alert_rules (id, rule, updated_at, updated_by) values ($1, null, $2, $3)
-       on conflict (id) do update set rule = null, updated_at = $2, updated_by = $3`,
-      [id, at, actor],
-    );
+  /** Add or replace rules (all or nothing); `layers` say what is in force besides the overrides. */
+  put(rules: readonly AlertRule[], layers: Layers, metadata: RuleCommandMetadata): Promise<RuleChange> {
+    return this.run({ type: 'PutAlertRules', data: { rules, layers }, metadata });
+  }
+
+  /** Delete a rule of any layer (not_found when none is in force). */
+  delete(id: string, layers: Layers, metadata: RuleCommandMetadata): Promise<RuleChange> {
+    return this.run({ type: 'DeleteAlertRule', data: { id, layers }, metadata });
+  }
+
+  private async run(command: AlertRulesCommand): Promise<RuleChange> {
+    const r = await handleCommand<AlertRulesCommand, AlertRulesEvent, AlertRulesState>(this.eventStore, this.streamId, alertRulesDecider, command);
+    return { events: r.events, overrides: r.state.overrides, ...(r.position !== undefined ? { position: r.position } : {}) };
   }
 }

@@ -5,7 +5,7 @@ import {
   addSilenceRequest, alertsRequest, availabilityRequest, deleteRuleRequest, healthReportRequest, metricsRequest,
   MONITOR_SERVICE_NAME, MONITOR_SERVICE_VERSION, monitorSubject, putRulesRequest, resolveAlertRequest, rulesRequest, silencesRequest, trendsRequest,
   type HealthReportReply,
-} from './contract.js';
+} from '@switchyard/contracts';
 import { overallHealth } from './overall.js';
 import { withCommandScope } from './publisher.js';
 import type { RuleManager } from './rule-manager.js';

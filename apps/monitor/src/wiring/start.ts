@@ -12,7 +12,7 @@ import { functionProbe, httpProbe, natsProbe, postgresProbe, type Probe } from '
 import type { SamplerOptions } from '../sampler.js';
 import { ProbeDiscovery } from './discovery.js';
 import { parseRulesJson, readRulesFile, wiringSettingsFromEnv, type WiringSettings } from './env.js';
-import { MonitorEventPublisher } from './publisher.js';
+import { MonitorEventPublisher, monitorEventMetadata } from './publisher.js';
 import { RuleManager } from './rule-manager.js';
 import { RuleOverrideStore, type RuleSource } from './rules.js';
 import { startMonitorService } from './service.js';
@@ -59,10 +59,11 @@ export interface RunningMonitoring {
 /**
  * Build and start the system's monitoring in this process:
  * 1. rules: defaults (or `settings.rules`), then MONITOR_RULES_FILE, then MONITOR_RULES, then the
- *    changes made through the API (PostgreSQL),
+ *    changes made through the API (events in `alertrules-<serviceName>`),
  * 2. the Monitor with probes of PostgreSQL, NATS, the event store, external HTTP agents
- *    (MONITOR_HTTP_AGENTS) and `extraProbes`; its events go to the publisher (event store,
- *    `switchyard.alerts.<type>`, MONITOR_ALERT_WEBHOOKS),
+ *    (MONITOR_HTTP_AGENTS) and `extraProbes`; it appends its events to the event store, its
+ *    projections build the read models, then the publisher sends them on (`switchyard.alerts.<type>`,
+ *    MONITOR_ALERT_WEBHOOKS),
  * 3. discovery of MCP servers (connectors' registry) and agent instances (`$SRV.PING`), every
  *    `discoveryIntervalMs`, each new one added as a probe,
  * 4. the call metrics of every MCP tool call and agent task (counters and histograms in the
@@ -81,7 +82,7 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
   const layers: { source: RuleSource; rules: AlertRule[] }[] = [{ source: 'default', rules: input.rules ? settings.rules : defaults }];
   if (wiring.rulesFile) layers.push({ source: 'file', rules: readRulesFile(wiring.rulesFile) });
   if (wiring.rulesJson) layers.push({ source: 'env', rules: parseRulesJson(wiring.rulesJson, 'MONITOR_RULES') });
-  const rules = new RuleManager(new RuleOverrideStore(opts.pool), layers, log);
+  const rules = new RuleManager(new RuleOverrideStore(opts.pool, opts.eventStore, opts.serviceName ?? 'monitor'), layers, log);
   const inForce = await rules.load();
 
   // 2. Probes of what this process knows, and the Monitor.
@@ -96,7 +97,6 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
     ...(opts.extraProbes ?? []),
   ];
   const publisher = new MonitorEventPublisher({
-    eventStore: opts.eventStore,
     nats: opts.nats,
     logger: opts.logger,
     webhooks: wiring.webhooks,
@@ -108,6 +108,8 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
   });
   const monitor = new Monitor({
     pool: opts.pool,
+    eventStore: opts.eventStore,
+    eventMetadata: monitorEventMetadata,
     publish: publisher.publish,
     probes,
     settings: { ...input, rules: inForce },

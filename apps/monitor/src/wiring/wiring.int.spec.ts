@@ -15,7 +15,7 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { closeNats, connectNats, request, type NatsConnection } from '@switchyard/messaging';
 import { AppError, createLogger, newId } from '@switchyard/platform';
 import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
-import { healthReportReply, monitorSubject, rulesReply, alertsReply, type MonitorEndpoint } from './contract.js';
+import { healthReportReply, monitorSubject, rulesReply, alertsReply, type MonitorEndpoint } from '@switchyard/contracts';
 import { startMonitoring, type RunningMonitoring } from './start.js';
 import type { z } from 'zod';
 

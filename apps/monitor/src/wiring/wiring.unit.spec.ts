@@ -4,7 +4,7 @@ import { AppError, ConfigError } from '@switchyard/platform';
 import type { AlertingEvent } from '../domain/alerts.js';
 import { defaultAlertRules, type AlertRule } from '../domain/rules.js';
 import type { ServiceRow } from '../store.js';
-import { alertSubject, monitorSubject } from './contract.js';
+import { alertSubject, monitorSubject } from '@switchyard/contracts';
 import { parseRulesJson, wiringSettingsFromEnv } from './env.js';
 import { overallHealth } from './overall.js';
 import { actorOf, MONITOR_ACTOR, streamOf, webhookBody } from './publisher.js';

@@ -1,4 +1,4 @@
 export * from './types.js';
 export * from './decider.js';
 export * from './priority.js';
-export * from './contract.js';
+export * from './view.js';

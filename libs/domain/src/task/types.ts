@@ -12,7 +12,9 @@
  */
 import type { Command, Event } from '../decider.js';
 
-export const taskPriorities = ['critical', 'high', 'normal', 'low'] as const;
+import { taskPriorities } from '@switchyard/contracts';
+
+export { taskPriorities };
 export type TaskPriority = (typeof taskPriorities)[number];
 
 /** Why an attempt failed, as reported by the agent or the dispatcher. */

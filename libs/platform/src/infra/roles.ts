@@ -60,7 +60,7 @@ const checkpoints = (schema: string): SchemaGrant => ({ schema, tables: ['checkp
  * store's append function.
  * - gateway: reads streams and appends commands' events; API keys, idempotency records, the
  *   shared rate-limit counters (`gateway.rate_limits`), the A2A task map; the
- *   workflow definitions it registers; the silences and alert rules it edits; reads the read models.
+ *   definitions read model (it runs that projection); the silences and alert rules it edits; reads the read models.
  * - engine: appends; its `workflows` tables; the workflow read model in `read_models`; reads and
  *   marks the automation server's `automation.triggers` (the trigger starter), no other automation table.
  * - dispatcher: appends; its `delegation` tables (tasks, performance, external agents).
@@ -69,7 +69,9 @@ const checkpoints = (schema: string): SchemaGrant => ({ schema, tables: ['checkp
  *   `monitoring` it joins; reads events only.
  * - monitor: appends (alerts); `monitoring`; reads nothing of the other schemas.
  * - agents: read the demo business data.
- * - automation, analytics: their own schema; analytics reads the read models it reports on.
+ * - automation: appends (webhook and schedule commands) and follows the events of its own read
+ *   models (automation.webhooks, automation.schedules, their checkpoints in its schema); its schema.
+ * - analytics: its own schema and reads the read models it reports on.
  * - sink: the launcher's audit of MCP calls, connector and agent events: appends only.
  */
 export const COMPONENT_GRANTS = {
@@ -87,6 +89,8 @@ export const COMPONENT_GRANTS = {
       { schema: 'workflows', privileges: READ },
       { schema: 'workflows', tables: ['definitions'], privileges: RW },
       { schema: 'read_models', privileges: READ },
+      // It runs the definitions read model (workflows.definitions) too: that projection's checkpoint.
+      checkpoints('read_models'),
       { schema: 'delegation', privileges: READ },
       { schema: 'status', privileges: READ },
       { schema: 'monitoring', privileges: READ },
@@ -122,7 +126,7 @@ export const COMPONENT_GRANTS = {
   },
   monitor: { appends: true, grants: [eventsAppend, { schema: 'monitoring', privileges: RW }] },
   agents: { appends: false, grants: [{ schema: DEMO_SCHEMA, privileges: READ }] },
-  automation: { appends: false, grants: [{ schema: 'automation', privileges: RW }] },
+  automation: { appends: true, grants: [eventsAppend, { schema: 'automation', privileges: RW }] },
   analytics: { appends: false, grants: [{ schema: 'analytics', privileges: RW }, { schema: 'read_models', privileges: READ }] },
   sink: { appends: true, grants: [eventsAppend] },
 } as const satisfies Record<string, { appends: boolean; grants: readonly SchemaGrant[] }>;

@@ -1,10 +1,12 @@
-import type { CommandBus } from '@nestjs/cqrs';
+import type { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { resolveTaskType } from '@switchyard/contracts';
-import type { CapabilitiesReply, TaskView } from '@switchyard/domain';
+import type { CapabilitiesReply, TaskView } from '@switchyard/contracts';
 import { newId } from '@switchyard/platform';
-import { currentActor, currentCorrelationId } from '../../http/context.js';
-import type { AgentsClient } from '../agents/agents.client.js';
-import { CancelWorkflowExecution } from '../workflows/commands.js';
+import { currentCorrelationId } from '../../http/context.js';
+import { CancelTask, DelegateTask } from '../agents/commands/index.js';
+import { GetAgentCapabilities, GetTask } from '../agents/queries/index.js';
+import { CancelWorkflowExecution } from '../workflows/commands/index.js';
+import { GetExecution, GetWorkflowDefinition, ListWorkflowDefinitions } from '../workflows/queries/index.js';
 import type { WorkflowsService } from '../workflows/workflows.service.js';
 import type { Backend, WorkState, WorkStatus } from './executor.js';
 import type { WorkRequest } from './message.js';
@@ -34,12 +36,12 @@ export function taskWorkStatus(v: TaskView): WorkStatus {
 export class CapabilitiesCache {
   private cached?: { at: number; value: Promise<CapabilitiesReply> };
   constructor(
-    private readonly agents: AgentsClient,
+    private readonly queries: QueryBus,
     private readonly ttlMs = 5_000,
   ) {}
   get(): Promise<CapabilitiesReply> {
     if (!this.cached || Date.now() - this.cached.at > this.ttlMs) {
-      const value = this.agents.capabilities(cid());
+      const value = this.queries.execute(new GetAgentCapabilities(cid()));
       this.cached = { at: Date.now(), value };
       value.catch(() => (this.cached = undefined));
     }
@@ -52,7 +54,8 @@ export class AgentBackend implements Backend {
   readonly kind = 'task' as const;
   constructor(
     readonly agent: string,
-    private readonly agents: AgentsClient,
+    private readonly commands: CommandBus,
+    private readonly queries: QueryBus,
     private readonly caps: CapabilitiesCache,
   ) {}
 
@@ -69,16 +72,16 @@ export class AgentBackend implements Backend {
   }
 
   async start(req: WorkRequest, a2aTaskId: string) {
-    const r = await this.agents.delegate({ task_type: req.skill, context: req.input, priority: req.priority, agent: this.agent }, cid(), { idempotencyKey: keyOf(a2aTaskId) });
+    const { outcome: r } = await this.commands.execute(new DelegateTask({ task_type: req.skill, context: req.input, priority: req.priority, agent: this.agent }, cid(), keyOf(a2aTaskId), undefined));
     return { id: r.submitted.task_id, metadata: { switchyard_task_id: r.submitted.task_id, agent: this.agent, task_type: req.skill } };
   }
 
   async status(id: string): Promise<WorkStatus> {
-    return taskWorkStatus(await this.agents.task(id, cid()));
+    return taskWorkStatus(await this.queries.execute(new GetTask(id, cid())));
   }
 
   async cancel(id: string): Promise<WorkStatus> {
-    return taskWorkStatus(await this.agents.cancel(id, 'canceled over A2A', currentActor() ?? 'anonymous', cid()));
+    return taskWorkStatus(await this.commands.execute(new CancelTask(id, 'canceled over A2A', cid())));
   }
 }
 
@@ -88,10 +91,11 @@ export class WorkflowBackend implements Backend {
   constructor(
     private readonly workflows: WorkflowsService,
     private readonly commands: CommandBus,
+    private readonly queries: QueryBus,
   ) {}
 
   async skills(): Promise<string[]> {
-    return [...new Set((await this.workflows.definitions.list({})).map((d) => d.definition.id))];
+    return [...new Set((await this.queries.execute(new ListWorkflowDefinitions(undefined, undefined))).definitions.map((d) => d.id))];
   }
 
   async resolveSkill(name: string): Promise<string | undefined> {
@@ -99,14 +103,14 @@ export class WorkflowBackend implements Backend {
   }
 
   async start(req: WorkRequest, a2aTaskId: string) {
-    const stored = await this.workflows.definitions.get(req.skill);
+    const stored = await this.queries.execute(new GetWorkflowDefinition(req.skill));
     const r = await this.workflows.start(stored.definition, req.input, cid(), { wait: false, waitMs: 0, idempotencyKey: keyOf(a2aTaskId) });
     const id = String(r.body.execution_id);
     return { id, metadata: { switchyard_execution_id: id, workflow: req.skill, definition_version: stored.definition.version } };
   }
 
   async status(id: string): Promise<WorkStatus> {
-    const d = (await this.workflows.detail(id)) as { status: string; output?: unknown; error?: { reason?: string } | null };
+    const d = (await this.queries.execute(new GetExecution(id))).detail as { status: string; output?: unknown; error?: { reason?: string } | null };
     switch (d.status) {
       case 'completed':
         return { state: 'completed', result: d.output ?? {} };

@@ -1,6 +1,6 @@
 import type { AgentCard, AgentSkill } from '@a2a-js/sdk';
 import { aliasesOf } from '@switchyard/contracts';
-import type { CapabilitiesReply } from '@switchyard/domain';
+import type { CapabilitiesReply } from '@switchyard/contracts';
 
 /** Where the peer lives under the gateway. */
 export const A2A_BASE = '/a2a';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Message } from '@a2a-js/sdk';
 import { RequestMalformedError } from '@a2a-js/sdk/errors';
-import { taskPrioritySchema } from '@switchyard/domain';
+import { taskPrioritySchema } from '@switchyard/contracts';
 
 /**
  * How an A2A message names the work (see docs/a2a.md):

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
-import { CommandBus } from '@nestjs/cqrs';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Pool } from 'pg';
 import { AgentCard } from '@a2a-js/sdk';
@@ -10,9 +10,9 @@ import { deferredInputError } from '../../http/route-checks.js';
 import { AUTH_FAILED, type AuthRequest } from '../../security/middleware.js';
 import { roleSatisfies, roleSchema, type Role } from '../../security/roles.js';
 import { GATEWAY_OPTIONS, LOGGER, PG_POOL, type ResolvedGatewayOptions } from '../../tokens.js';
-import { AgentsClient } from '../agents/agents.client.js';
 import { McpGatewayClient } from '../mcp/mcp-client.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
+import { ListWorkflowDefinitions } from '../workflows/queries/index.js';
 import { AgentBackend, CapabilitiesCache, WorkflowBackend } from './backends.js';
 import { A2A_BASE, agentSkills, buildCard, CARD_PATH, cardUrl, DIRECTORY_EXTENSION_URI, endpointUrl, exampleFromSchema, WORKFLOWS_ENDPOINT, type SkillSource } from './cards.js';
 import type { Backend } from './executor.js';
@@ -81,14 +81,14 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(LOGGER) logger: Logger,
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
-    private readonly agents: AgentsClient,
     private readonly workflows: WorkflowsService,
     private readonly commands: CommandBus,
+    private readonly queries: QueryBus,
     mcp: McpGatewayClient,
     @Inject(A2A_FEATURE_OPTIONS) featureOptions: A2aFeatureOptions,
   ) {
     this.log = logger.child({ component: 'a2a' });
-    this.caps = new CapabilitiesCache(agents);
+    this.caps = new CapabilitiesCache(this.queries);
     this.guard = new EgressGuard(featureOptions.egress ?? egressPolicyFromEnv());
     this.pushStore = new PgPushNotificationStore(pool);
     this.push = new PushDelivery(this.pushStore, mcp, this.log.child({ part: 'push' }), featureOptions.push);
@@ -116,8 +116,8 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     const known = this.endpoints.get(name);
     if (known) return known;
     let backend: Backend;
-    if (name === WORKFLOWS_ENDPOINT) backend = new WorkflowBackend(this.workflows, this.commands);
-    else if ((await this.agentNames()).includes(name)) backend = new AgentBackend(name, this.agents, this.caps);
+    if (name === WORKFLOWS_ENDPOINT) backend = new WorkflowBackend(this.workflows, this.commands, this.queries);
+    else if ((await this.agentNames()).includes(name)) backend = new AgentBackend(name, this.commands, this.queries, this.caps);
     else return undefined;
     // The card the handler holds is only used for what the SDK checks (interfaces, modes);
     // clients get a card built per request with the address they called.
@@ -143,13 +143,13 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
   }
 
   private async workflowSkills(): Promise<SkillSource[]> {
-    const rows = await this.workflows.definitions.list({});
-    return rows.map((r) => ({
-      id: r.definition.id,
-      name: r.definition.name,
-      description: r.definition.description || r.definition.name,
-      tags: ['workflow', r.source],
-      exampleInput: exampleFromSchema(r.definition.input),
+    const { definitions } = await this.queries.execute(new ListWorkflowDefinitions(undefined, undefined));
+    return definitions.map((d) => ({
+      id: d.id,
+      name: d.name,
+      description: d.description || d.name,
+      tags: ['workflow', d.source],
+      exampleInput: exampleFromSchema(d.input),
     }));
   }
 

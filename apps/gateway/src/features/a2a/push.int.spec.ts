@@ -17,7 +17,7 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
 import { taskStreamId } from '@switchyard/domain';
 import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents';
-import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
+import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { createGateway, type Gateway } from '../../index.js';
 import { AgentsFeatureModule } from '../agents/index.js';
 import { McpFeatureModule } from '../mcp/index.js';

@@ -1,16 +1,10 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/nats-core';
 
-import { resolveTaskType, serviceSubject } from '@switchyard/contracts';
-import { handleCommand, type EventStore } from '@switchyard/event-store';
-import { request } from '@switchyard/messaging';
-import { AppError, newId } from '@switchyard/platform';
-import { taskIdForIdempotencyKey, taskViewOf } from '@switchyard/orchestrator';
 import {
-  taskDelegationDecider,
-  taskStreamId,
+  resolveTaskType,
+  serviceSubject,
   type TaskSubmitReply,
-  type TaskState,
   agentHealthReply,
   agentHealthView,
   capabilitiesReply,
@@ -21,6 +15,16 @@ import {
   taskView,
   unregisterAgentReply,
   type ExternalAgent,
+  taskIdForIdempotencyKey,
+} from '@switchyard/contracts';
+import { handleCommand, type EventStore } from '@switchyard/event-store';
+import { request } from '@switchyard/messaging';
+import { AppError, newId } from '@switchyard/platform';
+import {
+  taskViewOf,
+  taskDelegationDecider,
+  taskStreamId,
+  type ExistingTaskState,
   type TaskPriority,
 } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
@@ -164,7 +168,7 @@ export class AgentsClient {
     const taskId = taskIdForIdempotencyKey(input.idempotency_key);
     // Recorded as the dispatcher records it: the canonical type, and the alias that named it.
     const { taskType, alias } = resolveTaskType(input.task_type);
-    const r = await handleCommand(this.store, taskStreamId(taskId), taskDelegationDecider as never, {
+    const r = await handleCommand(this.store, taskStreamId(taskId), taskDelegationDecider, {
       type: 'SubmitTask',
       data: {
         task_id: taskId,
@@ -178,10 +182,10 @@ export class AgentsClient {
         idempotency_key: input.idempotency_key,
       },
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: input.actor },
-    } as never);
-    const state = r.state as TaskState;
+    });
+    const state = r.state;
     if (state.status === 'initial') throw new AppError('internal', `task ${taskId} was not recorded`, { task_id: taskId });
-    const view = taskViewOf(state);
+    const view = taskViewOf(state as ExistingTaskState);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate: r.events.length === 0 };
   }
 

@@ -1,15 +1,17 @@
-import { currentActor } from '../../http/context.js';
 import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
 import type { EdgeReply as Response } from '../../http/edge.js';
 import { z } from 'zod';
-import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/domain';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
+import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/contracts';
 import { CorrelationId } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
 import { taskViewForCaller } from '../../events/redaction.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
-import { AgentsClient, type DelegateRequest } from './agents.client.js';
+import type { DelegateRequest } from './agents.client.js';
+import { CancelTask, DelegateTask, RegisterExternalAgent, UnregisterExternalAgent } from './commands/index.js';
+import { GetAgentCapabilities, GetAgentHealth, GetAgentPerformance, GetAgentsHealth, GetTask } from './queries/index.js';
 import {
   agentParams,
   agentsHealthResponse,
@@ -30,7 +32,7 @@ import {
 
 /** 202 with the task (agent or `queued`), or 200 with the result when `wait=true` saw it end. */
 async function delegateAndAnswer(
-  client: AgentsClient,
+  commands: CommandBus,
   req: DelegateRequest,
   q: WaitQuery,
   correlationId: string,
@@ -38,17 +40,9 @@ async function delegateAndAnswer(
   res: Response,
   requestTimeoutMs: number,
 ) {
-  const out = await client.delegate(req, correlationId, {
-    ...(idempotencyKey ? { idempotencyKey } : {}),
-    ...(q.wait ? { waitMs: waitWithin(q.wait_ms, requestTimeoutMs) } : {}),
-  });
-  if (out.done) {
-    res.status(200);
-    return { task_id: out.result.task_id, status: out.result.status, agent: out.result.agent, instance: out.result.instance, result: out.result.result };
-  }
-  res.status(202);
-  const s = out.submitted;
-  return { task_id: s.task_id, status: s.status, agent: s.agent ?? 'queued', instance: s.instance, duplicate: s.duplicate };
+  const out = await commands.execute(new DelegateTask(req, correlationId, idempotencyKey || undefined, q.wait ? waitWithin(q.wait_ms, requestTimeoutMs) : undefined));
+  res.status(out.status);
+  return out.body;
 }
 
 const headerKey = (h: Record<string, string | undefined>) => h['idempotency-key'];
@@ -56,22 +50,21 @@ const headerKey = (h: Record<string, string | undefined>) => h['idempotency-key'
 @Controller('api/v1/integration/agents')
 export class AgentsController {
   constructor(
-    @Inject(AgentsClient) private readonly client: AgentsClient,
+    @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
   ) {}
 
   @Get('health')
   @ApiRoute({ summary: 'Health of every agent and its instances', tags: ['agents'], role: 'viewer', response: { schema: agentsHealthResponse }, errors: [503] })
-  async health(@CorrelationId() cid: string) {
-    const h = await this.client.health(cid);
-    const status = h.agents.every((a) => a.status === 'healthy') ? 'healthy' : h.agents.some((a) => a.status !== 'down') ? 'degraded' : 'down';
-    return { status, ...h };
+  health(@CorrelationId() cid: string) {
+    return this.queries.execute(new GetAgentsHealth(cid));
   }
 
   @Get('health/:agent_name')
   @ApiRoute({ summary: 'Health of one agent', tags: ['agents'], role: 'viewer', response: { schema: agentHealthView }, errors: [404, 503] })
   agentHealth(@ZodParams(agentParams) p: z.output<typeof agentParams>, @CorrelationId() cid: string) {
-    return this.client.agentHealth(p.agent_name, cid);
+    return this.queries.execute(new GetAgentHealth(p.agent_name, cid));
   }
 
   @Post('delegate')
@@ -102,32 +95,32 @@ export class AgentsController {
       ...(body.agent ? { agent: body.agent } : {}),
       ...(body.timeout_ms ? { timeout_ms: body.timeout_ms } : {}),
     };
-    return delegateAndAnswer(this.client, req, q, cid, headerKey(headers), res, this.options.requestTimeoutMs);
+    return delegateAndAnswer(this.commands, req, q, cid, headerKey(headers), res, this.options.requestTimeoutMs);
   }
 
   @Get('capabilities')
   @ApiRoute({ summary: 'Capability cards: agents, their task types (with aliases) and input schemas', tags: ['agents'], role: 'viewer', response: { schema: capabilitiesReply } })
   capabilities(@CorrelationId() cid: string) {
-    return this.client.capabilities(cid);
+    return this.queries.execute(new GetAgentCapabilities(cid));
   }
 
   @Get('tasks/:task_id')
   @ApiRoute({ summary: 'A delegated task: status, agent, attempts, result or error', tags: ['agents'], role: 'viewer', response: { schema: taskView }, errors: [404] })
   async task(@ZodParams(taskParams) p: z.output<typeof taskParams>, @CorrelationId() cid: string) {
-    return taskViewForCaller(await this.client.task(p.task_id, cid));
+    return taskViewForCaller(await this.queries.execute(new GetTask(p.task_id, cid)));
   }
 
   @Post('tasks/:task_id/cancel')
   @HttpCode(200)
   @ApiRoute({ summary: 'Cancel a queued or running task', tags: ['agents'], role: 'operator', response: { schema: taskView }, errors: [404, 409] })
   cancel(@ZodParams(taskParams) p: z.output<typeof taskParams>, @ZodBody(cancelBody) body: z.output<typeof cancelBody>, @CorrelationId() cid: string) {
-    return this.client.cancel(p.task_id, body.reason, currentActor() ?? 'anonymous', cid);
+    return this.commands.execute(new CancelTask(p.task_id, body.reason, cid));
   }
 
   @Get('performance')
   @ApiRoute({ summary: 'Per agent: tasks done, success rate, latency p50/p95', tags: ['agents'], role: 'viewer', response: { schema: performanceReply } })
   performance(@CorrelationId() cid: string) {
-    return this.client.performance(cid);
+    return this.queries.execute(new GetAgentPerformance(cid));
   }
 
   @Post('external')
@@ -147,7 +140,7 @@ export class AgentsController {
     errors: [503],
   })
   registerExternal(@ZodBody(externalAgentBody) body: z.output<typeof externalAgentBody>, @CorrelationId() cid: string) {
-    return this.client.registerExternal(body, currentActor() ?? 'anonymous', cid);
+    return this.commands.execute(new RegisterExternalAgent(body, cid));
   }
 
   @Delete('external/:agent_name')
@@ -160,7 +153,7 @@ export class AgentsController {
     errors: [404, 503],
   })
   removeExternal(@ZodParams(externalAgentParams) p: z.output<typeof externalAgentParams>, @CorrelationId() cid: string) {
-    return this.client.unregisterExternal(p.agent_name, currentActor() ?? 'anonymous', cid);
+    return this.commands.execute(new UnregisterExternalAgent(p.agent_name, cid));
   }
 }
 
@@ -170,7 +163,7 @@ type QuickName = keyof typeof quickActions;
 @Controller('api/v1/integration/quick')
 export class QuickActionsController {
   constructor(
-    @Inject(AgentsClient) private readonly client: AgentsClient,
+    @Inject(CommandBus) private readonly commands: CommandBus,
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
   ) {}
 
@@ -178,7 +171,7 @@ export class QuickActionsController {
     const action = quickActions[name];
     const { priority, ...rest } = body;
     const context = (action.context as (b: Record<string, unknown>) => Record<string, unknown>)(rest);
-    return delegateAndAnswer(this.client, { task_type: action.taskType, context, priority }, q, cid, headerKey(h), res, this.options.requestTimeoutMs);
+    return delegateAndAnswer(this.commands, { task_type: action.taskType, context, priority }, q, cid, headerKey(h), res, this.options.requestTimeoutMs);
   }
 
   @Post('analyze-revenue')

@@ -8,9 +8,10 @@ import { closeNats, connectNats, type NatsConnection } from '@switchyard/messagi
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, stopOwnInfra, until } from '@switchyard/testing';
-import { externalAgentStreamId, taskStreamId } from '@switchyard/domain';
+import { taskStreamId } from '@switchyard/domain';
+import { externalAgentStreamId } from '@switchyard/contracts';
 import { AgentRuntime, loadDemoData, startAgent, startAgentHttp, startAgents, type AgentHandle, type AgentsHandle } from '@switchyard/agents';
-import { startDispatcher, type DispatcherHandle } from '@switchyard/orchestrator';
+import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { createGateway, type Gateway } from '../../index.js';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
 import { AgentsFeatureModule } from './index.js';

@@ -18,7 +18,8 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
 import { taskStreamId } from '@switchyard/domain';
 import { startAgents, type AgentsHandle } from '@switchyard/agents';
-import { startDispatcher, taskIdForIdempotencyKey, tasksSubject, type DispatcherHandle } from '@switchyard/orchestrator';
+import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
+import { taskIdForIdempotencyKey, tasksSubject } from '@switchyard/contracts';
 import { createGateway, type Gateway } from '../../index.js';
 import { AgentsFeatureModule } from './index.js';
 

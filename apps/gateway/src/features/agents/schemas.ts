@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
-import { agentHealthReply, externalAgentRegistration, externalAgentSchema, taskPrioritySchema } from '@switchyard/domain';
+import { agentHealthReply, externalAgentRegistration, externalAgentSchema, taskPrioritySchema } from '@switchyard/contracts';
 
 export const delegateBody = z.object({
   task_type: z.string().min(1).max(100),

@@ -1,12 +1,14 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { QueryBus } from '@nestjs/cqrs';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { listPromptsReplySchema, listToolsReplySchema, mcpSubject } from '@switchyard/connectors';
+import { listPromptsReplySchema, listToolsReplySchema, mcpSubject } from '@switchyard/contracts';
 import { request } from '@switchyard/messaging';
 import { newId, type Logger } from '@switchyard/platform';
 import { LOGGER, NATS_CONNECTION } from '../../tokens.js';
-import { AgentsClient } from '../agents/agents.client.js';
-import { McpGatewayClient, type ServerHealth } from '../mcp/mcp-client.js';
-import { WorkflowsService } from '../workflows/workflows.service.js';
+import { GetAgentCapabilities } from '../agents/queries/index.js';
+import type { ServerHealth } from '../mcp/mcp-client.js';
+import { GetMcpServersHealth } from '../mcp/queries/index.js';
+import { ListWorkflowDefinitions } from '../workflows/queries/index.js';
 import { MCP_SERVER_OPTIONS, type McpServerOptions } from './options.js';
 import type { ToolKind } from './tool-call.decider.js';
 
@@ -80,9 +82,7 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
     @Inject(NATS_CONNECTION) private readonly nats: NatsConnection,
     @Inject(LOGGER) logger: Logger,
     @Inject(MCP_SERVER_OPTIONS) private readonly options: McpServerOptions,
-    @Inject(McpGatewayClient) private readonly mcp: McpGatewayClient,
-    @Inject(WorkflowsService) private readonly workflows: WorkflowsService,
-    @Inject(AgentsClient) private readonly agents: AgentsClient,
+    @Inject(QueryBus) private readonly queries: QueryBus,
   ) {
     this.log = logger.child({ component: 'mcp-server-catalog' });
   }
@@ -191,7 +191,7 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
   }
 
   private async upstream(correlationId: string): Promise<Map<string, ServerEntry>> {
-    const servers = await this.mcp.servers(correlationId, true);
+    const { servers } = await this.queries.execute(new GetMcpServersHealth(correlationId));
     const out = new Map<string, ServerEntry>();
     await Promise.all(
       servers.map(async (s) => {
@@ -243,8 +243,8 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
   }
 
   private async workflowTools(): Promise<CatalogTool[]> {
-    const rows = await this.workflows.definitions.list();
-    return rows.map(({ definition: d }) => {
+    const { definitions } = await this.queries.execute(new ListWorkflowDefinitions(undefined, undefined));
+    return definitions.map((d) => {
       const input = objectSchema(d.input);
       const properties = { ...((input.properties as Record<string, unknown> | undefined) ?? {}) };
       // `wait` is the gateway's, not the workflow's: false answers the execution id at once.
@@ -261,7 +261,7 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
   }
 
   private async agentTools(correlationId: string): Promise<CatalogTool[]> {
-    const caps = await this.agents.capabilities(correlationId);
+    const caps = await this.queries.execute(new GetAgentCapabilities(correlationId));
     const out = new Map<string, CatalogTool>();
     for (const agent of caps.agents) {
       for (const t of agent.task_types) {

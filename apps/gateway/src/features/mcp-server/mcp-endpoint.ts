@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
@@ -20,7 +20,7 @@ import {
   SubscribeRequestSchema,
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
-import { getPromptReplySchema, mcpSubject } from '@switchyard/connectors';
+import { getPromptReplySchema, mcpSubject } from '@switchyard/contracts';
 import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
@@ -29,14 +29,15 @@ import { EVENT_STORE, GATEWAY_CONFIG, GATEWAY_OPTIONS, LOGGER, NATS_CONNECTION, 
 import { assertWriterAllowed, type WriterAccess } from '../mcp/writer-policy.js';
 import { currentCorrelationId } from '../../http/context.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
-import { McpGatewayClient } from '../mcp/mcp-client.js';
-import { StatusController } from '../status/status.controller.js';
+import { ReadMcpTool } from '../mcp/queries/index.js';
+import { GetIntegrationStatus } from '../status/queries/index.js';
+import { GetHealthReport } from '../system/queries/index.js';
 import { SystemMonitorClient } from '../system/system-client.js';
-import { executionEvents, listExecutions } from '../workflows/deps.js';
-import { WorkflowsService } from '../workflows/workflows.service.js';
+import { GetExecution, ListExecutions, ReadExecutionStream } from '../workflows/queries/index.js';
 import { McpServerCatalog, type CatalogTool } from './catalog.js';
 import { MCP_SERVER_OPTIONS, type McpServerOptions } from './options.js';
-import { McpToolCalls, type Caller } from './tool-calls.js';
+import type { Caller } from './tool-calls.js';
+import { CallGatewayTool } from './commands/index.js';
 import { toolAllowed } from './virtual-server.decider.js';
 import { VirtualServers } from './virtual-servers.js';
 
@@ -113,11 +114,9 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(NATS_CONNECTION) private readonly nats: NatsConnection,
     @Inject(McpServerCatalog) private readonly catalog: McpServerCatalog,
-    @Inject(McpToolCalls) private readonly calls: McpToolCalls,
     @Inject(VirtualServers) private readonly virtuals: VirtualServers,
-    @Inject(WorkflowsService) private readonly workflows: WorkflowsService,
-    @Inject(ModuleRef) private readonly moduleRef: ModuleRef,
-    @Inject(McpGatewayClient) private readonly mcp: McpGatewayClient,
+    @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
     @Optional() @Inject(SystemMonitorClient) private readonly monitor?: SystemMonitorClient,
   ) {
     this.log = logger.child({ component: 'mcp-server' });
@@ -300,7 +299,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const key = meta['idempotency_key'] ?? meta['switchyard/idempotency-key'];
       // The HTTP request's correlation id (x-correlation-id) when the call runs in its context.
       const correlationId = currentCorrelationId() ?? `mcp-${newId()}`;
-      return this.calls.call(tool, (req.params.arguments ?? {}), {
+      return this.commands.execute(new CallGatewayTool(tool, (req.params.arguments ?? {}) as Record<string, unknown>, {
         caller,
         sessionId: ctx.sessionId(),
         transport: ctx.transport,
@@ -310,7 +309,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         sendNotification: extra.sendNotification,
         ...(meta.progressToken !== undefined ? { progressToken: meta.progressToken as string | number } : {}),
         ...(typeof key === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(key) ? { idempotencyKey: key } : {}),
-      });
+      }));
     });
 
     server.setRequestHandler(ListResourcesRequestSchema, async () => ({
@@ -334,10 +333,10 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const uri = req.params.uri;
       const json = (value: unknown) => ({ contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(value, null, 2) }] });
       try {
-        if (uri === STATUS_URI) return json(await this.moduleRef.get(StatusController, { strict: false }).status());
+        if (uri === STATUS_URI) return json(await this.queries.execute(new GetIntegrationStatus()));
         if (uri === HEALTH_URI) {
           if (!this.monitor) throw new AppError('unavailable', 'the monitoring feature is not part of this gateway');
-          return json(await this.monitor.call('health_report', {}, `mcp-${newId()}`));
+          return json(await this.queries.execute(new GetHealthReport(`mcp-${newId()}`)));
         }
         const report = REPORT_URI.exec(uri);
         if (report) {
@@ -346,17 +345,17 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           if (this.authEnabled && !roleSatisfies(caller.role, 'operator')) {
             throw new McpError(-32003, `forbidden: reading a report needs the operator role; the key has ${caller.role}`, { requiredRole: 'operator', keyRole: caller.role });
           }
-          const out = await this.mcp.call('filesystem', 'read_text_file', { path: `${REPORTS_DIR}/${report[1]}` }, `mcp-${newId()}`);
+          const out = await this.queries.execute(new ReadMcpTool('filesystem', 'read_text_file', { path: `${REPORTS_DIR}/${report[1]}` }, `mcp-${newId()}`));
           const text = out.content.map((c) => (typeof c.text === 'string' ? c.text : '')).join('');
           return { contents: [{ uri, mimeType: report[1]!.endsWith('.md') ? 'text/markdown' : 'text/plain', text }] };
         }
         const m = EXECUTION_URI.exec(uri);
         if (m) {
           if (m[2]) {
-            const events = await executionEvents(this.store, m[1]!);
+            const events = await this.queries.execute(new ReadExecutionStream(m[1]!));
             return json(events.map((e) => ({ position: e.position, revision: e.revision, type: e.type, data: e.data, metadata: e.metadata, recorded_at: e.recordedAt })));
           }
-          return json(await this.workflows.detail(m[1]!));
+          return json((await this.queries.execute(new GetExecution(m[1]!))).detail);
         }
       } catch (err) {
         if (err instanceof McpError) throw err;
@@ -406,7 +405,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           { name: p.upstreamName, arguments: req.params.arguments ?? {} },
           { schema: getPromptReplySchema, timeoutMs: 15_000, correlationId: `mcp-${newId()}` },
         );
-        return reply;
+        return reply as never;
       } catch (err) {
         throw new McpError(ErrorCode.InternalError, isAppError(err) ? `${err.code}: ${err.message}` : String(err));
       }
@@ -422,7 +421,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
 
   private async recentExecutions(): Promise<{ uri: string; name: string; description: string; mimeType: string }[]> {
     try {
-      const page = await listExecutions(this.workflows.pool, { limit: 20 });
+      const { page } = await this.queries.execute(new ListExecutions({ limit: 20 }, undefined));
       return page.items.map((x) => ({
         uri: `switchyard://executions/${x.execution_id}`,
         name: `execution-${x.execution_id}`,
@@ -437,7 +436,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   /** The reports in the sandbox's reports folder, as resources (none when the filesystem server is down or the folder is missing). */
   private async reports(): Promise<{ uri: string; name: string; description: string; mimeType: string }[]> {
     try {
-      const out = await this.mcp.call('filesystem', 'list_directory', { path: REPORTS_DIR }, `mcp-${newId()}`);
+      const out = await this.queries.execute(new ReadMcpTool('filesystem', 'list_directory', { path: REPORTS_DIR }, `mcp-${newId()}`));
       const text = out.content.map((c) => (typeof c.text === 'string' ? c.text : '')).join('\n');
       return text
         .split('\n')

@@ -1,5 +1,6 @@
 import { All, Controller, Delete, Get, HttpCode, Inject, Post, Put, Req, Res } from '@nestjs/common';
-import { hijack, type EdgeReply as Response, type EdgeRequest as Request } from '../../http/edge.js';
+import { hijack, type AnyResponse, type EdgeReply as Response, type EdgeRequest as Request } from '../../http/edge.js';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
 import { CorrelationId, type GatewayRequest } from '../../http/context.js';
@@ -24,6 +25,8 @@ import {
 } from './schemas.js';
 import type { VirtualServerView } from './virtual-server.decider.js';
 import { VirtualServers } from './virtual-servers.js';
+import { DefineVirtualServer, RemoveVirtualServer } from './commands/index.js';
+import { GetVirtualServer, ListVirtualServers } from './queries/index.js';
 
 const WELL_KNOWN = '.well-known/oauth-protected-resource';
 /** A key's role, an unknown one read as viewer (built once: a zod schema per request costs more than the parse). */
@@ -167,7 +170,7 @@ export class McpServerController {
       await fn();
     } catch (err) {
       this.logger.error({ err, correlationId: r.req.correlationId }, 'MCP transport failed');
-      if (!r.res.headersSent) sendProblem(new AppError('internal', 'the MCP request failed'), r.req, r.res);
+      if (!r.res.headersSent) sendProblem(new AppError('internal', 'the MCP request failed'), r.req, r.res as AnyResponse);
       else r.res.end();
     }
   }
@@ -178,20 +181,21 @@ const withUrl = (v: VirtualServerView) => ({ ...v, tools: [...v.tools], url: `/m
 /** Admin CRUD of virtual MCP servers (named subsets of the tools at `/mcp/v/<name>`), stored as events. */
 @Controller(VIRTUAL_SERVERS_PATH)
 export class VirtualServersController {
-  constructor(@Inject(VirtualServers) private readonly virtuals: VirtualServers) {}
+  constructor(
+    @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
+  ) {}
 
   @Get()
   @ApiRoute({ summary: 'Virtual MCP servers', tags: ['mcp-server'], role: 'viewer', response: { schema: virtualServerList } })
-  list() {
-    return { virtual_servers: this.virtuals.list().map(withUrl) };
+  async list() {
+    return { virtual_servers: (await this.queries.execute(new ListVirtualServers())).map(withUrl) };
   }
 
   @Get(':name')
   @ApiRoute({ summary: 'One virtual MCP server', tags: ['mcp-server'], role: 'viewer', response: { schema: virtualServerView }, errors: [404] })
-  get(@ZodParams(virtualServerParams) p: z.infer<typeof virtualServerParams>) {
-    const v = this.virtuals.get(p.name);
-    if (!v) throw new AppError('not_found', `no virtual MCP server named "${p.name}"`, { name: p.name });
-    return withUrl(v);
+  async get(@ZodParams(virtualServerParams) p: z.infer<typeof virtualServerParams>) {
+    return withUrl(await this.queries.execute(new GetVirtualServer(p.name)));
   }
 
   @Post()
@@ -206,7 +210,7 @@ export class VirtualServersController {
     alsoAnswers: [{ status: 200, description: 'It existed and was replaced', schema: virtualServerView }],
   })
   async create(@ZodBody(virtualServerPostBody) b: z.output<typeof virtualServerPostBody>, @CorrelationId() cid: string, @Res({ passthrough: true }) res: Response) {
-    const { view, created } = await this.virtuals.define(b.name, { description: b.description, tools: b.tools }, cid);
+    const { view, created } = await this.commands.execute(new DefineVirtualServer(b.name, { description: b.description, tools: b.tools }, cid));
     if (!created) res.status(200);
     return withUrl(view);
   }
@@ -226,7 +230,7 @@ export class VirtualServersController {
     @CorrelationId() cid: string,
     @Res({ passthrough: true }) res: Response,
   ) {
-    const { view, created } = await this.virtuals.define(p.name, { description: b.description, tools: b.tools }, cid);
+    const { view, created } = await this.commands.execute(new DefineVirtualServer(p.name, { description: b.description, tools: b.tools }, cid));
     if (created) res.status(201);
     return withUrl(view);
   }
@@ -234,7 +238,7 @@ export class VirtualServersController {
   @Delete(':name')
   @ApiRoute({ summary: 'Remove a virtual MCP server', tags: ['mcp-server'], role: 'admin', response: { schema: virtualServerRemoved }, errors: [404] })
   async remove(@ZodParams(virtualServerParams) p: z.infer<typeof virtualServerParams>, @CorrelationId() cid: string) {
-    await this.virtuals.remove(p.name, cid);
+    await this.commands.execute(new RemoveVirtualServer(p.name, cid));
     return { name: p.name, removed: true as const };
   }
 }

@@ -1,16 +1,16 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { CommandBus } from '@nestjs/cqrs';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
-import { sizePayload } from '@switchyard/connectors';
+import { sizePayload, AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
-import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
-import { AgentsClient } from '../agents/agents.client.js';
-import { McpGatewayClient } from '../mcp/mcp-client.js';
-import { CancelWorkflowExecution } from '../workflows/commands.js';
+import { CancelTask, DelegateTask } from '../agents/commands/index.js';
+import { CallMcpTool } from '../mcp/commands/index.js';
+import { CancelWorkflowExecution } from '../workflows/commands/index.js';
 import { executionResult, loadExecution } from '../workflows/deps.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
+import { GetWorkflowDefinition } from '../workflows/queries/index.js';
 import type { CatalogTool } from './catalog.js';
 import { mcpGatewayCallDecider, mcpGatewayCallStream, type McpGatewayCallCommand, type McpGatewayCallEvent, type McpGatewayCallState } from './tool-call.decider.js';
 
@@ -21,8 +21,6 @@ const EVENT_PAYLOAD_CHARS = 8_192;
  * its outcome together); one still running then gets McpToolCalled appended on its own.
  */
 const CALLED_RECORD_DELAY_MS = 100;
-/** How often a running workflow's stream is read for progress. */
-const PROGRESS_POLL_MS = 250;
 /** A call waits at most this long for its workflow or task (the client's own timeout is usually shorter). */
 const MAX_WAIT_MS = 30 * 60_000;
 /** After a cancel, how long the call waits for the execution or task to say it ended. */
@@ -66,11 +64,6 @@ const errorResult = (code: string, message: string, details?: Record<string, unk
   structuredContent: { error: { code, message, ...(details ? { details } : {}) } },
   isError: true,
 });
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-  });
 
 /**
  * Runs a tool call that came through `/mcp`, through the same services as the REST routes:
@@ -92,10 +85,9 @@ export class McpToolCalls {
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(LOGGER) logger: Logger,
-    @Inject(McpGatewayClient) private readonly mcp: McpGatewayClient,
     @Inject(WorkflowsService) private readonly workflows: WorkflowsService,
-    @Inject(AgentsClient) private readonly agents: AgentsClient,
     @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
   ) {
     this.log = logger.child({ component: 'mcp-server-calls' });
   }
@@ -215,7 +207,7 @@ export class McpToolCalls {
 
   /** Over NATS to the connectors, as POST /api/v1/integration/mcp/call does. */
   private async upstream(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext): Promise<ToolResult> {
-    const out = await this.mcp.call(tool.server!, tool.upstreamName!, args, ctx.correlationId);
+    const out = await this.commands.execute(new CallMcpTool(tool.server!, tool.upstreamName!, args, ctx.correlationId));
     const structured = out.result !== out.content ? asObject(out.result) : undefined;
     return { content: out.content, ...(structured ? { structuredContent: structured } : {}) };
   }
@@ -223,51 +215,76 @@ export class McpToolCalls {
   /** As POST /api/v1/workflows/start/{id}; then progress per step until it ends (or at once with wait=false). */
   private async workflow(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { execution_id?: string }): Promise<ToolResult> {
     const { wait, ...input } = args;
-    const { definition } = await this.workflows.definitions.get(tool.target);
+    const { definition } = await this.queries.execute(new GetWorkflowDefinition(tool.target));
     const started = await this.workflows.start(definition, input, ctx.correlationId, { wait: false, waitMs: 0, idempotencyKey: ctx.idempotencyKey });
     const executionId = started.body.execution_id;
     work.execution_id = executionId;
     if (wait === false) return textResult(started.body);
 
     const total = definition.steps.length;
+    const stream = workflowExecutionStream(executionId);
     const settled = new Set<string>();
-    let next = 0;
+    let ended = false;
     let canceledAt: number | undefined;
     const until = Date.now() + MAX_WAIT_MS;
+    // The wait ends at MAX_WAIT_MS, or CANCEL_SETTLE_MS after a client cancel: a timer closes the subscription then.
+    let stop: (() => void) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      const deadline = Math.min(until, canceledAt !== undefined ? canceledAt + CANCEL_SETTLE_MS : until);
+      timer = setTimeout(() => stop?.(), Math.max(0, deadline - Date.now()));
+    };
     const onAbort = () => {
       canceledAt = Date.now();
+      arm();
       void this.commands
         .execute(new CancelWorkflowExecution(executionId, 'canceled by the MCP client', ctx.correlationId, ctx.caller.actor))
         .then(() => this.log.info({ correlationId: ctx.correlationId, executionId }, 'workflow canceled by the MCP client'))
         .catch((err: unknown) => this.log.warn({ correlationId: ctx.correlationId, executionId, err: String(err) }, 'canceling the workflow failed'));
     };
+    const progressOf = async (e: { type: string; data: unknown }) => {
+      const d = asObject(e.data) ?? {};
+      const stepId = typeof d.stepId === 'string' ? d.stepId : undefined;
+      const stepLevel = d.itemIndex === undefined || d.itemIndex === null;
+      const final = e.type === 'StepSucceeded' || e.type === 'StepSkipped' || (e.type === 'StepFailed' && d.final === true);
+      if (stepId && stepLevel && final && !settled.has(stepId)) {
+        settled.add(stepId);
+        await this.progress(ctx, settled.size, total, `${stepId} ${e.type === 'StepSucceeded' ? 'succeeded' : e.type === 'StepSkipped' ? 'skipped' : 'failed'}`);
+      } else if (stepId && stepLevel && e.type === 'StepScheduled') {
+        await this.progress(ctx, settled.size, total, `${stepId} running`);
+      }
+      if (e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled') ended = true;
+    };
+    arm();
     if (ctx.signal.aborted) onAbort();
     else ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
-      for (;;) {
-        const events = await this.store.readStream(workflowExecutionStream(executionId), { fromRevision: next });
-        let ended = false;
-        for (const e of events) {
-          next = e.revision + 1;
-          const d = asObject(e.data) ?? {};
-          const stepId = typeof d.stepId === 'string' ? d.stepId : undefined;
-          const stepLevel = d.itemIndex === undefined || d.itemIndex === null;
-          const final = e.type === 'StepSucceeded' || e.type === 'StepSkipped' || (e.type === 'StepFailed' && d.final === true);
-          if (stepId && stepLevel && final && !settled.has(stepId)) {
-            settled.add(stepId);
-            await this.progress(ctx, settled.size, total, `${stepId} ${e.type === 'StepSucceeded' ? 'succeeded' : e.type === 'StepSkipped' ? 'skipped' : 'failed'}`);
-          } else if (stepId && stepLevel && e.type === 'StepScheduled') {
-            await this.progress(ctx, settled.size, total, `${stepId} running`);
-          }
-          if (e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled') ended = true;
-        }
-        if (ended) break;
-        if (Date.now() > until || (canceledAt !== undefined && Date.now() - canceledAt > CANCEL_SETTLE_MS)) {
-          return textResult({ ...started.body, status: 'running', note: 'the wait ran out; the execution goes on' });
-        }
-        await sleep(PROGRESS_POLL_MS);
+      // 1. What the stream holds now; 2. the rest as it is appended, on a live subscription from
+      // its last event (a later event of the stream has a higher position), not by reading it again.
+      let last = -1;
+      for (const e of await this.store.readStream(stream)) {
+        last = e.position;
+        await progressOf(e);
       }
+      if (!ended) {
+        const sub = this.store.subscribeToAll({ from: last, streamPrefixes: [stream] });
+        stop = () => void sub.close().catch(() => undefined);
+        arm(); // a deadline that passed while the stream was read closes it at once
+        try {
+          for await (const e of sub) {
+            // The prefix also matches longer ids that start with this one.
+            if (e.streamId !== stream) continue;
+            await progressOf(e);
+            if (ended) break;
+          }
+        } finally {
+          await sub.close().catch(() => undefined);
+        }
+      }
+      if (!ended) return textResult({ ...started.body, status: 'running', note: 'the wait ran out; the execution goes on' });
     } finally {
+      clearTimeout(timer);
       ctx.signal.removeEventListener('abort', onAbort);
     }
     const { state } = await loadExecution(this.store, executionId);
@@ -280,19 +297,19 @@ export class McpToolCalls {
     const key = ctx.idempotencyKey ?? `mcp-${newId()}`;
     const req = { task_type: tool.target, context: args, priority: 'normal' as const };
     // Submitted first, so the task id is known before the wait (a cancel needs it).
-    const first = await this.agents.delegate(req, ctx.correlationId, { idempotencyKey: key });
+    const { outcome: first } = await this.commands.execute(new DelegateTask(req, ctx.correlationId, key, undefined));
     const taskId = first.submitted.task_id;
     work.task_id = taskId;
     const onAbort = () => {
-      void this.agents
-        .cancel(taskId, 'canceled by the MCP client', ctx.caller.actor, ctx.correlationId)
+      void this.commands
+        .execute(new CancelTask(taskId, 'canceled by the MCP client', ctx.correlationId, ctx.caller.actor))
         .catch((err: unknown) => this.log.warn({ correlationId: ctx.correlationId, taskId, err: String(err) }, 'canceling the task failed'));
     };
     if (ctx.signal.aborted) onAbort();
     else ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
       await this.progress(ctx, 0, 1, `task ${taskId} ${first.submitted.status}`);
-      const out = await this.agents.delegate(req, ctx.correlationId, { idempotencyKey: key, waitMs: ctx.signal.aborted ? CANCEL_SETTLE_MS : MAX_WAIT_MS });
+      const { outcome: out } = await this.commands.execute(new DelegateTask(req, ctx.correlationId, key, ctx.signal.aborted ? CANCEL_SETTLE_MS : MAX_WAIT_MS));
       if (!out.done) return textResult({ ...out.submitted, note: 'the wait ran out; the task goes on' });
       await this.progress(ctx, 1, 1, `task ${taskId} ${String(asObject(out.result)?.status ?? 'ended')}`);
       const r = asObject(out.result) ?? {};

@@ -8,7 +8,7 @@ import {
   registryListReplySchema,
   serverHealthSchema,
   type RegistryListReply,
-} from '@switchyard/connectors';
+} from '@switchyard/contracts';
 import { request } from '@switchyard/messaging';
 import { AppError, errorCodes, type ErrorCode } from '@switchyard/platform';
 import { currentActor } from '../../http/context.js';

@@ -1,11 +1,14 @@
 import { Controller, Get, HttpCode, Inject, Post, Req } from '@nestjs/common';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
 import { CorrelationId, type GatewayRequest } from '../../http/context.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
-import { McpGatewayClient, type ToolCallOutcome } from './mcp-client.js';
+import type { ToolCallOutcome } from './mcp-client.js';
+import { CallMcpTool } from './commands/index.js';
+import { GetMcpServer, GetMcpServersHealth, ListMcpTools, ReadMcpTool } from './queries/index.js';
 import { namedToPositional } from './named-params.js';
 import { assertWriterAllowed, type WriterAccess } from './writer-policy.js';
 import {
@@ -46,7 +49,8 @@ export class McpController {
   private readonly writerAccess: WriterAccess;
 
   constructor(
-    @Inject(McpGatewayClient) private readonly mcp: McpGatewayClient,
+    @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
     @Inject(GATEWAY_CONFIG) config: GatewayConfig,
     @Inject(GATEWAY_OPTIONS) options: ResolvedGatewayOptions,
   ) {
@@ -55,18 +59,14 @@ export class McpController {
 
   @Get('health')
   @ApiRoute({ summary: 'Health of every MCP server (state, breaker, tools)', tags: ['mcp'], role: 'viewer', response: { status: 200, schema: healthListResponse }, errors: [503] })
-  async healthAll(@CorrelationId() correlationId: string) {
-    const servers = await this.mcp.servers(correlationId, true);
-    const counted = servers.filter((s) => s.enabled && s.state !== 'unconfigured');
-    const up = counted.filter((s) => s.state === 'up').length;
-    const status = up === counted.length ? 'healthy' : up === 0 ? 'unhealthy' : 'degraded';
-    return { status, servers };
+  healthAll(@CorrelationId() correlationId: string) {
+    return this.queries.execute(new GetMcpServersHealth(correlationId));
   }
 
   @Get('health/:server_name')
   @ApiRoute({ summary: 'Health of one MCP server, probed now', tags: ['mcp'], role: 'viewer', response: { status: 200, schema: serverHealthResponse }, errors: [404, 503] })
   healthOne(@ZodParams(serverNameParams) p: z.infer<typeof serverNameParams>, @CorrelationId() correlationId: string) {
-    return this.mcp.health(p.server_name, correlationId);
+    return this.queries.execute(new GetMcpServer(p.server_name, correlationId, true));
   }
 
   @Get('tools/:server_name')
@@ -77,12 +77,8 @@ export class McpController {
     response: { status: 200, schema: toolListResponse },
     errors: [404, 503],
   })
-  async toolList(@ZodParams(serverNameParams) p: z.infer<typeof serverNameParams>, @CorrelationId() correlationId: string) {
-    const tools = await this.mcp.toolInfos(p.server_name, correlationId);
-    return {
-      server: p.server_name,
-      tools: tools.map((t) => ({ name: t.name, description: t.description ?? null, input_schema: t.inputSchema, output_schema: t.outputSchema ?? null })),
-    };
+  toolList(@ZodParams(serverNameParams) p: z.infer<typeof serverNameParams>, @CorrelationId() correlationId: string) {
+    return this.queries.execute(new ListMcpTools(p.server_name, correlationId));
   }
 
   @Post('call')
@@ -97,16 +93,14 @@ export class McpController {
   })
   async call(@ZodBody(callBody) b: z.infer<typeof callBody>, @CorrelationId() correlationId: string, @Req() req: GatewayRequest): Promise<ToolCallOutcome> {
     assertWriterAllowed(b.server, req, this.writerAccess);
-    await this.knownTool(b.server, b.tool, correlationId);
-    return this.mcp.call(b.server, b.tool, b.arguments, correlationId, b.timeout_ms);
+    return this.commands.execute(new CallMcpTool(b.server, b.tool, b.arguments, correlationId, { timeoutMs: b.timeout_ms, checkTool: true }));
   }
 
   @Post('filesystem/:operation')
   @HttpCode(200)
   @ApiRoute({ summary: 'File operations through the filesystem server (operation = tool name, e.g. read_file, write_file, list_directory)', tags: ['mcp'], role: 'operator', response: { status: 200, schema: toolResultResponse }, errors })
   async filesystem(@ZodParams(operationParams) p: z.infer<typeof operationParams>, @ZodBody(operationBody) body: Record<string, unknown>, @CorrelationId() correlationId: string) {
-    await this.knownTool(ROLE_SERVERS.filesystem, p.operation, correlationId);
-    return this.mcp.call(ROLE_SERVERS.filesystem, p.operation, body, correlationId);
+    return this.commands.execute(new CallMcpTool(ROLE_SERVERS.filesystem, p.operation, body, correlationId, { checkTool: true }));
   }
 
   @Post('database/query')
@@ -121,19 +115,18 @@ export class McpController {
   })
   database(@ZodBody(databaseQueryBody) b: z.infer<typeof databaseQueryBody>, @CorrelationId() correlationId: string) {
     const { sql, params } = Array.isArray(b.params) ? { sql: b.query, params: b.params } : namedToPositional(b.query, b.params);
-    return this.mcp.call(ROLE_SERVERS.database, 'query', { sql, params, ...(b.max_rows ? { max_rows: b.max_rows } : {}) }, correlationId);
+    return this.commands.execute(new CallMcpTool(ROLE_SERVERS.database, 'query', { sql, params, ...(b.max_rows ? { max_rows: b.max_rows } : {}) }, correlationId));
   }
 
   @Post('github/:operation')
   @HttpCode(200)
   @ApiRoute({ summary: 'GitHub operations (repositories, commits, pull requests) through the GitHub server; 503 when no token is configured', tags: ['mcp'], role: 'operator', response: { status: 200, schema: toolResultResponse }, errors })
   async github(@ZodParams(operationParams) p: z.infer<typeof operationParams>, @ZodBody(operationBody) body: Record<string, unknown>, @CorrelationId() correlationId: string) {
-    const server = await this.mcp.server(ROLE_SERVERS.github, correlationId);
+    const server = await this.queries.execute(new GetMcpServer(ROLE_SERVERS.github, correlationId));
     if (server.state === 'unconfigured') {
       throw new AppError('unavailable', 'the GitHub MCP server is not configured: set GITHUB_PERSONAL_ACCESS_TOKEN', { server: 'github', state: 'unconfigured' });
     }
-    await this.knownTool(ROLE_SERVERS.github, p.operation, correlationId);
-    return this.mcp.call(ROLE_SERVERS.github, p.operation, body, correlationId);
+    return this.commands.execute(new CallMcpTool(ROLE_SERVERS.github, p.operation, body, correlationId, { checkTool: true }));
   }
 
   @Post('fetch')
@@ -141,15 +134,19 @@ export class McpController {
   @ApiRoute({ summary: 'HTTP request or page scrape through the fetch server (SSRF-guarded)', tags: ['mcp'], role: 'operator', response: { status: 200, schema: toolResultResponse }, errors: [400, 403, 404, 413, 422, 503, 504] })
   fetch(@ZodBody(fetchBody) b: z.infer<typeof fetchBody>, @CorrelationId() correlationId: string) {
     if (b.extract === 'text') {
-      return this.mcp.call(ROLE_SERVERS.fetch, 'fetch_text', { url: b.url, ...(b.timeout_ms ? { timeout_ms: b.timeout_ms } : {}), ...(b.max_bytes ? { max_bytes: b.max_bytes } : {}), ...(b.headers ? { headers: b.headers } : {}) }, correlationId);
+      return this.commands.execute(
+        new CallMcpTool(ROLE_SERVERS.fetch, 'fetch_text', { url: b.url, ...(b.timeout_ms ? { timeout_ms: b.timeout_ms } : {}), ...(b.max_bytes ? { max_bytes: b.max_bytes } : {}), ...(b.headers ? { headers: b.headers } : {}) }, correlationId),
+      );
     }
     const body = typeof b.body === 'object' ? JSON.stringify(b.body) : b.body;
     const headers = typeof b.body === 'object' ? { 'content-type': 'application/json', ...b.headers } : b.headers;
-    return this.mcp.call(
-      ROLE_SERVERS.fetch,
-      'http_request',
-      { url: b.url, method: b.method, ...(headers ? { headers } : {}), ...(body !== undefined ? { body } : {}), ...(b.timeout_ms ? { timeout_ms: b.timeout_ms } : {}), ...(b.max_bytes ? { max_bytes: b.max_bytes } : {}) },
-      correlationId,
+    return this.commands.execute(
+      new CallMcpTool(
+        ROLE_SERVERS.fetch,
+        'http_request',
+        { url: b.url, method: b.method, ...(headers ? { headers } : {}), ...(body !== undefined ? { body } : {}), ...(b.timeout_ms ? { timeout_ms: b.timeout_ms } : {}), ...(b.max_bytes ? { max_bytes: b.max_bytes } : {}) },
+        correlationId,
+      ),
     );
   }
 
@@ -158,8 +155,10 @@ export class McpController {
   @ApiRoute({ summary: 'Trigger a workflow (`template_id`, `input`) or send a signed webhook (`webhook`, `event`, `payload`) through the automation server', tags: ['mcp'], role: 'operator', response: { status: 200, schema: toolResultResponse }, errors })
   automation(@ZodBody(automationTriggerBody) b: z.infer<typeof automationTriggerBody>, @CorrelationId() correlationId: string) {
     return 'template_id' in b
-      ? this.mcp.call(ROLE_SERVERS.automation, 'trigger_workflow', { template_id: b.template_id, input: b.input }, correlationId)
-      : this.mcp.call(ROLE_SERVERS.automation, 'send_webhook', { webhook: b.webhook, event: b.event, payload: b.payload, ...(b.idempotency_key ? { idempotency_key: b.idempotency_key } : {}) }, correlationId);
+      ? this.commands.execute(new CallMcpTool(ROLE_SERVERS.automation, 'trigger_workflow', { template_id: b.template_id, input: b.input }, correlationId))
+      : this.commands.execute(
+          new CallMcpTool(ROLE_SERVERS.automation, 'send_webhook', { webhook: b.webhook, event: b.event, payload: b.payload, ...(b.idempotency_key ? { idempotency_key: b.idempotency_key } : {}) }, correlationId),
+        );
   }
 
   @Get('automation/mailbox')
@@ -174,21 +173,13 @@ export class McpController {
     errors,
   })
   async mailbox(@ZodQuery(mailboxQuery) q: z.infer<typeof mailboxQuery>, @CorrelationId() correlationId: string) {
-    const r = await this.mcp.call(ROLE_SERVERS.automation, 'list_mailbox', { limit: q.limit, ...(q.to ? { to: q.to } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) }, correlationId);
+    const r = await this.queries.execute(new ReadMcpTool(ROLE_SERVERS.automation, 'list_mailbox', { limit: q.limit, ...(q.to ? { to: q.to } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) }, correlationId));
     return r.result;
   }
 
   @Get('analytics/:metric')
   @ApiRoute({ summary: 'Aggregate a metric over a window through the analytics server', tags: ['mcp'], role: 'viewer', response: { status: 200, schema: toolResultResponse }, errors })
   analytics(@ZodParams(metricParams) p: z.infer<typeof metricParams>, @ZodQuery(analyticsQuery) q: z.infer<typeof analyticsQuery>, @CorrelationId() correlationId: string) {
-    return this.mcp.call(ROLE_SERVERS.analytics, 'query_metric', { name: p.metric, window: q.window, aggregate: q.aggregate, ...(q.bucket ? { bucket: q.bucket } : {}) }, correlationId);
-  }
-
-  /** 404 listing the server's tools when it has no such tool (from the registry's cached listing). */
-  private async knownTool(serverName: string, tool: string, correlationId: string): Promise<void> {
-    const server = await this.mcp.server(serverName, correlationId);
-    if (server.tools.length > 0 && !server.tools.includes(tool)) {
-      throw new AppError('not_found', `MCP server "${serverName}" has no tool "${tool}"`, { server: serverName, tool, valid: server.tools });
-    }
+    return this.queries.execute(new ReadMcpTool(ROLE_SERVERS.analytics, 'query_metric', { name: p.metric, window: q.window, aggregate: q.aggregate, ...(q.bucket ? { bucket: q.bucket } : {}) }, correlationId));
   }
 }

@@ -9,7 +9,8 @@ import { mkdtempSync, mkdirSync, writeFileSync, symlinkSync, realpathSync } from
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
-import { parseServerConfig, resolvePackageBin, startConnectors, type McpEvent, type RunningConnectors } from '@switchyard/connectors';
+import { parseServerConfig, resolvePackageBin, startConnectors, type RunningConnectors } from '@switchyard/connectors';
+import { type McpEvent } from '@switchyard/contracts';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { runMcpServer, type RunningMcpServer } from '@switchyard/mcp-servers';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';

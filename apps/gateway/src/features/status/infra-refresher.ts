@@ -1,6 +1,6 @@
 import { Inject, Injectable, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import type { Logger } from '@switchyard/platform';
-import type { InfrastructureSnapshot } from '@switchyard/orchestrator';
+import type { InfrastructureSnapshot } from '@switchyard/read-models';
 import { ReadinessService } from '../../health/readiness.service.js';
 import { LOGGER } from '../../tokens.js';
 import { resolveStatusOptions, STATUS_FEATURE_OPTIONS, type ResolvedStatusOptions, type StatusFeatureOptions } from './options.js';

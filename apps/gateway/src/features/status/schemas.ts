@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { integrationReadModelsSchema } from '@switchyard/orchestrator';
+import { integrationReadModelsSchema } from '@switchyard/read-models';
 
 const checkSchema = z.object({ status: z.enum(['up', 'down']), durationMs: z.number(), error: z.string().optional() });
 

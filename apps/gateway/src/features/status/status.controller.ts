@@ -1,9 +1,7 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
-import type { Pool } from 'pg';
-import { assessIntegration, readIntegrationStatus } from '@switchyard/orchestrator';
+import { QueryBus } from '@nestjs/cqrs';
 import { ApiRoute } from '../../openapi/registry.js';
-import { PG_POOL } from '../../tokens.js';
-import { InfrastructureRefresher } from './infra-refresher.js';
+import { GetIntegrationStatus } from './queries/index.js';
 import { integrationStatusExample, integrationStatusResponse, type IntegrationStatusResponse } from './schemas.js';
 
 export const STATUS_PATH = 'api/v1/integration/status';
@@ -11,12 +9,7 @@ export const STATUS_PATH = 'api/v1/integration/status';
 /** The whole system's status in one call, from read models and cached probes only. */
 @Controller(STATUS_PATH)
 export class StatusController {
-  private inflight: Promise<IntegrationStatusResponse> | undefined;
-
-  constructor(
-    @Inject(PG_POOL) private readonly pool: Pool,
-    @Inject(InfrastructureRefresher) private readonly infra: InfrastructureRefresher,
-  ) {}
+  constructor(@Inject(QueryBus) private readonly queries: QueryBus) {}
 
   @Get()
   @Header('cache-control', 'no-store')
@@ -33,38 +26,6 @@ export class StatusController {
     errors: [503],
   })
   status(): Promise<IntegrationStatusResponse> {
-    // Concurrent requests share the read in flight (single flight): under load the database
-    // sees one status query at a time, and an answer is never older than that query.
-    this.inflight ??= this.read().finally(() => {
-      this.inflight = undefined;
-    });
-    return this.inflight;
-  }
-
-  private async read(): Promise<IntegrationStatusResponse> {
-    const now = new Date();
-    const o = this.infra.options;
-    const infra = this.infra.current();
-    const models = await readIntegrationStatus(this.pool, {
-      now,
-      ...(o.statusSchema ? { statusSchema: o.statusSchema } : {}),
-      ...(o.delegationSchema ? { delegationSchema: o.delegationSchema } : {}),
-    });
-    const verdict = assessIntegration(models, infra, { now, staleAfterMs: o.staleAfterMs });
-    return {
-      status: verdict.status,
-      reasons: verdict.reasons,
-      generated_at: models.generated_at,
-      window: models.window,
-      infrastructure: {
-        checked_at: infra.checked_at,
-        age_ms: infra.checked_at ? Math.max(0, now.getTime() - Date.parse(infra.checked_at)) : null,
-        checks: infra.checks,
-      },
-      mcp: models.mcp,
-      agents: models.agents,
-      workflows: models.workflows,
-      alerts: models.alerts,
-    };
+    return this.queries.execute(new GetIntegrationStatus());
   }
 }

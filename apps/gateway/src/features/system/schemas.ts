@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
-import { alertRuleSchema, alertStateSchema, matcherSchema, severitySchema } from '@switchyard/monitor';
+import { alertRuleSchema, alertStateSchema, matcherSchema, severitySchema } from '@switchyard/contracts';
 
 /** HTTP request schemas of /api/v1/system/* (the replies are the monitor's wire contract). */
 

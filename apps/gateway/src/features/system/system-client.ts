@@ -2,9 +2,19 @@ import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
 import {
-  addSilenceReply, alertsReply, availabilityReply, deleteRuleReply, healthReportReply, metricsReply, monitorSubject,
-  resolveAlertReply, rulesReply, silencesReply, trendsReply, type MonitorEndpoint,
-} from '@switchyard/monitor';
+  addSilenceReply,
+  alertsReply,
+  availabilityReply,
+  deleteRuleReply,
+  healthReportReply,
+  metricsReply,
+  monitorSubject,
+  resolveAlertReply,
+  rulesReply,
+  silencesReply,
+  trendsReply,
+  type MonitorEndpoint,
+} from '@switchyard/contracts';
 import { request } from '@switchyard/messaging';
 import { AppError } from '@switchyard/platform';
 import { NATS_CONNECTION } from '../../tokens.js';
@@ -31,7 +41,7 @@ const replies = {
   delete_rule: deleteRuleReply,
   metrics: metricsReply,
 } as const satisfies Record<MonitorEndpoint, z.ZodType>;
-type Reply<E extends MonitorEndpoint> = z.infer<(typeof replies)[E]>;
+export type Reply<E extends MonitorEndpoint> = z.infer<(typeof replies)[E]>;
 
 /**
  * The gateway's side of the monitor service: every call is a NATS request to

@@ -2,8 +2,17 @@ import { Controller, Delete, Get, HttpCode, Inject, Optional, Post, Put, Req, Re
 import type { EdgeReply as Response, EdgeRequest as Request } from '../../http/edge.js';
 import type { z } from 'zod';
 import {
-  addSilenceReply, alertsReply, availabilityReply, deleteRuleReply, healthReportReply, resolveAlertReply, rulesReply, silencesReply, trendsReply,
-} from '@switchyard/monitor';
+  addSilenceReply,
+  alertsReply,
+  availabilityReply,
+  deleteRuleReply,
+  healthReportReply,
+  resolveAlertReply,
+  rulesReply,
+  silencesReply,
+  trendsReply,
+} from '@switchyard/contracts';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { Logger } from '@switchyard/platform';
 import { Actor, CorrelationId } from '../../http/context.js';
 import { gatewayHttpMetricsOf } from '../../http/metrics.js';
@@ -13,7 +22,8 @@ import { ApiRoute } from '../../openapi/registry.js';
 import {
   alertIdParams, alertsQuery, availabilityQuery, deleteRuleQuery, putRulesBody, resolveBody, silenceBody, trendsQuery,
 } from './schemas.js';
-import { SystemMonitorClient } from './system-client.js';
+import { AddAlertSilence, DeleteAlertRule, PutAlertRules, ResolveAlert } from './commands/index.js';
+import { GetAvailability, GetHealthReport, GetMonitorMetrics, GetPerformanceTrends, ListAlertRules, ListAlerts, ListAlertSilences } from './queries/index.js';
 
 export const SYSTEM_PATH = 'api/v1/system';
 const tags = ['system'];
@@ -21,36 +31,39 @@ const tags = ['system'];
 /** The seed's monitoring endpoints, answered by the monitor over NATS. */
 @Controller(SYSTEM_PATH)
 export class SystemController {
-  constructor(@Inject(SystemMonitorClient) private readonly monitor: SystemMonitorClient) {}
+  constructor(
+    @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
+  ) {}
 
   @Get('health-report')
   @ApiRoute({ summary: 'Overall health (healthy / degraded / unhealthy) with reasons, current metrics and every service', tags, role: 'viewer', response: { status: 200, schema: healthReportReply }, errors: [503] })
   healthReport(@CorrelationId() correlationId: string) {
-    return this.monitor.call('health_report', {}, correlationId);
+    return this.queries.execute(new GetHealthReport(correlationId));
   }
 
   @Get('performance-trends')
   @ApiRoute({ summary: 'Buckets (avg, p95, max), slope, direction and projection of a metric over 1h / 24h / 7d', tags, role: 'viewer', response: { status: 200, schema: trendsReply }, errors: [503] })
   trends(@ZodQuery(trendsQuery) q: z.infer<typeof trendsQuery>, @CorrelationId() correlationId: string) {
-    return this.monitor.call('trends', { metric: q.metric, window: q.window, ...(q.labels ? { labels: q.labels } : {}) }, correlationId);
+    return this.queries.execute(new GetPerformanceTrends(q.metric, q.window, q.labels, correlationId));
   }
 
   @Get('availability')
   @ApiRoute({ summary: 'Uptime %, incidents, MTTR and SLA per service over 1h / 24h / 7d / 30d', tags, role: 'viewer', response: { status: 200, schema: availabilityReply }, errors: [404, 503] })
   availability(@ZodQuery(availabilityQuery) q: z.infer<typeof availabilityQuery>, @CorrelationId() correlationId: string) {
-    return this.monitor.call('availability', q.service ? { service: q.service } : {}, correlationId);
+    return this.queries.execute(new GetAvailability(q.service, correlationId));
   }
 
   @Get('alerts')
   @ApiRoute({ summary: 'Alerts, firing first; filter by state and severity', tags, role: 'viewer', response: { status: 200, schema: alertsReply }, errors: [503] })
   alerts(@ZodQuery(alertsQuery) q: z.infer<typeof alertsQuery>, @CorrelationId() correlationId: string) {
-    return this.monitor.call('alerts', q, correlationId);
+    return this.queries.execute(new ListAlerts(q, correlationId));
   }
 
   @Get('alerts/silences')
   @ApiRoute({ summary: 'Active silences', tags, role: 'viewer', response: { status: 200, schema: silencesReply }, errors: [503] })
   silences(@CorrelationId() correlationId: string) {
-    return this.monitor.call('silences', {}, correlationId);
+    return this.queries.execute(new ListAlertSilences(correlationId));
   }
 
   @Post('alerts/silences')
@@ -58,33 +71,33 @@ export class SystemController {
   addSilence(@ZodBody(silenceBody) b: z.infer<typeof silenceBody>, @Actor() actor: string, @CorrelationId() correlationId: string) {
     const startsAt = b.starts_at ? Date.parse(b.starts_at) : Date.now();
     const endsAt = b.ends_at ? Date.parse(b.ends_at) : startsAt + b.duration_ms!;
-    return this.monitor.call('add_silence', { matchers: b.matchers, comment: b.comment, createdBy: actor, startsAt, endsAt }, correlationId);
+    return this.commands.execute(new AddAlertSilence(b.matchers, b.comment, actor, startsAt, endsAt, correlationId));
   }
 
   @Post('alerts/:alert_id/resolve')
   @HttpCode(200)
   @ApiRoute({ summary: 'Resolve an alert by hand; records who (the caller) and why (`reason` optional, the body too)', tags, role: 'operator', response: { status: 200, schema: resolveAlertReply }, errors: [404, 409, 503] })
   resolve(@ZodParams(alertIdParams) p: z.infer<typeof alertIdParams>, @ZodBody(resolveBody) b: z.infer<typeof resolveBody>, @Actor() actor: string, @CorrelationId() correlationId: string) {
-    return this.monitor.call('resolve_alert', { id: p.alert_id, actor, reason: b.reason }, correlationId);
+    return this.commands.execute(new ResolveAlert(p.alert_id, actor, b.reason, correlationId));
   }
 
   @Get('alert-rules')
   @ApiRoute({ summary: 'Alert rules in force, with where each comes from (default, file, env, api)', tags, role: 'admin', response: { status: 200, schema: rulesReply }, errors: [503] })
   rules(@CorrelationId() correlationId: string) {
-    return this.monitor.call('rules', {}, correlationId);
+    return this.queries.execute(new ListAlertRules(correlationId));
   }
 
   @Put('alert-rules')
   @ApiRoute({ summary: 'Add or replace alert rules by id (one rule, a list, or { rules }); persisted', tags, role: 'admin', response: { status: 200, schema: rulesReply }, errors: [503] })
   putRules(@ZodBody(putRulesBody) b: z.infer<typeof putRulesBody>, @Actor() actor: string, @CorrelationId() correlationId: string) {
     const rules = Array.isArray(b) ? b : 'rules' in b ? b.rules : [b];
-    return this.monitor.call('put_rules', { rules, actor }, correlationId);
+    return this.commands.execute(new PutAlertRules(rules, actor, correlationId));
   }
 
   @Delete('alert-rules')
   @ApiRoute({ summary: 'Delete an alert rule (?id=); its active alerts are resolved', tags, role: 'admin', response: { status: 200, schema: deleteRuleReply }, errors: [404, 503] })
   deleteRule(@ZodQuery(deleteRuleQuery) q: z.infer<typeof deleteRuleQuery>, @Actor() actor: string, @CorrelationId() correlationId: string) {
-    return this.monitor.call('delete_rule', { id: q.id, actor }, correlationId);
+    return this.commands.execute(new DeleteAlertRule(q.id, actor, correlationId));
   }
 }
 
@@ -97,7 +110,7 @@ export class SystemController {
 @Controller('metrics')
 export class MetricsController {
   constructor(
-    @Inject(SystemMonitorClient) private readonly monitor: SystemMonitorClient,
+    @Inject(QueryBus) private readonly queries: QueryBus,
     @Optional() @Inject(LOGGER) private readonly logger?: Logger,
   ) {}
 
@@ -107,7 +120,7 @@ export class MetricsController {
     const own = gatewayHttpMetricsOf(req);
     let monitorText: string;
     try {
-      monitorText = (await this.monitor.call('metrics', {}, correlationId)).text;
+      monitorText = (await this.queries.execute(new GetMonitorMetrics(correlationId))).text;
     } catch (err) {
       this.logger?.warn({ err, correlationId }, 'monitor metrics unavailable; serving the gateway metrics only');
       const why = (err instanceof Error ? err.message : String(err)).replace(/[\r\n]+/g, ' ');

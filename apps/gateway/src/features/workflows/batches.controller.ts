@@ -1,15 +1,14 @@
 import { Controller, Get, HttpCode, Inject, Post } from '@nestjs/common';
-import { CommandBus } from '@nestjs/cqrs';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { z } from 'zod';
 import type { BatchAction } from '@switchyard/domain';
 import { CorrelationId } from '../../http/context.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
 import { ZodBody, ZodParams } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
-import { CancelExecutionBatch, StartExecutionBatch } from './commands.js';
-import { batchView } from './deps.js';
+import { CancelExecutionBatch, StartExecutionBatch } from './commands/index.js';
+import { GetExecutionBatch } from './queries/index.js';
 import { batchCancelBody, batchParams, batchResponse, batchStartedResponse, bulkBody } from './schemas.js';
-import { WorkflowsService } from './workflows.service.js';
 
 const links = (id: string) => ({
   self: `/api/v1/workflows/batches/${encodeURIComponent(id)}`,
@@ -26,8 +25,8 @@ const actionOf = (a: z.infer<typeof bulkBody>['action']): BatchAction =>
 @Controller('api/v1/workflows')
 export class BatchesController {
   constructor(
-    @Inject(WorkflowsService) private readonly svc: WorkflowsService,
     @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
   ) {}
 
   @Post('executions/bulk')
@@ -52,8 +51,8 @@ export class BatchesController {
 
   @Get('batches/:batch_id')
   @ApiRoute({ summary: 'A batch: progress (matched, done, failed, pending), state and failures', tags: ['workflows'], role: 'viewer', response: { schema: batchResponse }, errors: [404] })
-  async get(@ZodParams(batchParams) p: z.infer<typeof batchParams>) {
-    return batchView(this.svc.store, p.batch_id);
+  get(@ZodParams(batchParams) p: z.infer<typeof batchParams>) {
+    return this.queries.execute(new GetExecutionBatch(p.batch_id));
   }
 
   @Post('batches/:batch_id/cancel')
@@ -67,6 +66,6 @@ export class BatchesController {
   })
   async cancel(@ZodParams(batchParams) p: z.infer<typeof batchParams>, @ZodBody(batchCancelBody) b: z.infer<typeof batchCancelBody>, @CorrelationId() correlationId: string) {
     await this.commands.execute(new CancelExecutionBatch(p.batch_id, b.reason, correlationId));
-    return batchView(this.svc.store, p.batch_id);
+    return this.queries.execute(new GetExecutionBatch(p.batch_id));
   }
 }

@@ -1,4 +1,4 @@
-/** The orchestrator's workflow API as this feature uses it, plus definition validation that answers 400 with every problem. */
+/** The workflow application layer (@switchyard/workflow-executions, @switchyard/read-models) as this feature uses it, plus definition validation that answers 400 with every problem. */
 import { AppError } from '@switchyard/platform';
 import { validateDefinition, type ToolCatalog, type WorkflowDefinition } from '@switchyard/domain';
 export {
@@ -14,13 +14,17 @@ export {
   retryExecution,
   checkDefinitionVersion,
   executionResult,
+  loadExecution,
+  waitForExecution,
+} from '@switchyard/workflow-executions';
+export {
   getExecutionView,
   executionReadPosition,
   listExecutions,
-  loadExecution,
   setupWorkflowReadModel,
-  waitForExecution,
-} from '@switchyard/orchestrator';
+} from '@switchyard/read-models';
+// What the command handlers (commands/) call.
+export { cancelBatch, cancelExecution, signalExecution, startBatch, startExecution, type SignalResult } from '@switchyard/workflow-executions';
 
 export function validateAndNormalise(input: unknown, catalog: ToolCatalog): WorkflowDefinition {
   const v = validateDefinition(input, catalog);

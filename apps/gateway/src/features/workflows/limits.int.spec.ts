@@ -10,7 +10,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, longestEventLoopBlock, testNatsUrl } from '@switchyard/testing';
-import { WorkflowEngine } from '@switchyard/orchestrator';
+import { WorkflowEngine } from '@switchyard/workflows';
 import { createGateway, type Gateway } from '../../index.js';
 import { WorkflowsFeatureModule } from './index.js';
 

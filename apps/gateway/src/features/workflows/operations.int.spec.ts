@@ -8,7 +8,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AppError, createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
-import { Responders, startExecution, WorkflowEngine } from '@switchyard/orchestrator';
+import { Responders, WorkflowEngine } from '@switchyard/workflows';
+import { startExecution } from '@switchyard/workflow-executions';
 import { createGateway, type Gateway } from '../../index.js';
 import { WorkflowsFeatureModule } from './index.js';
 

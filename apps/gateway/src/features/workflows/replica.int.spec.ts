@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createLogger, createPgPool, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { startReplicatedPostgres, testNatsUrl, until, type ReplicatedPostgres } from '@switchyard/testing';
-import { WorkflowEngine } from '@switchyard/orchestrator';
+import { WorkflowEngine } from '@switchyard/workflows';
 import type pg from 'pg';
 import { createGateway, type Gateway } from '../../index.js';
 import { WorkflowsFeatureModule } from './index.js';

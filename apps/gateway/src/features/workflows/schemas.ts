@@ -66,6 +66,14 @@ export const registeredResponse = z.object({
   /** False when the same id and version already existed with the same content. */
   created: z.boolean(),
 });
+export const definitionParams = z.object({ definition_id: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a definition id') });
+export const deleteDefinitionQuery = z.strictObject({ reason: z.string().min(1).max(500).optional() });
+export const definitionDeletedResponse = z.object({
+  definition_id: z.string(),
+  deleted: z.literal(true),
+  /** Every version that was deleted. */
+  versions: z.array(z.number().int()),
+});
 export const definitionsResponse = z.object({ definitions: z.array(z.looseObject({ id: z.string(), version: z.number() })) });
 export const templatesResponse = z.object({
   templates: z.array(z.object({ id: z.string(), version: z.number(), name: z.string(), description: z.string(), input: z.unknown(), steps: z.array(z.object({ id: z.string(), uses: z.string(), needs: z.array(z.string()) })) })),

@@ -1,9 +1,8 @@
-import { Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
-import { CommandBus } from '@nestjs/cqrs';
+import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { EdgeReply as Response } from '../../http/edge.js';
 import { z } from 'zod';
-import { stepUsesLabel, validateDefinition } from '@switchyard/domain';
-import { CorrelationId, type GatewayRequest } from '../../http/context.js';
+import { CorrelationId, currentActor, type GatewayRequest } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
@@ -11,22 +10,35 @@ import { AppError } from '@switchyard/platform';
 import { assertWriterAllowed, writerServersUsed } from '../mcp/writer-policy.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
-import { eventsForCaller, executionDetailForCaller } from '../../events/redaction.js';
-import { toEventJson } from '../../events/schemas.js';
-import { CancelWorkflowExecution, ForkWorkflowExecution, RetryWorkflowExecution, SignalWorkflowExecution } from './commands.js';
-import { checkDefinitionVersion, executionEvents, executionHistoryPage, listExecutions, loadExecution } from './deps.js';
+import { executionDetailForCaller } from '../../events/redaction.js';
+import { CancelWorkflowExecution, DeleteWorkflowDefinition, ForkWorkflowExecution, RegisterWorkflowDefinition, RetryWorkflowExecution, SignalWorkflowExecution } from './commands/index.js';
+import {
+  CheckDefinitionVersion,
+  GetExecution,
+  GetExecutionEvents,
+  GetExecutionHistory,
+  GetWorkflowDefinition,
+  ListExecutions,
+  ListWorkflowDefinitions,
+  ListWorkflowTemplates,
+  ValidateWorkflowDefinition,
+} from './queries/index.js';
+import { EXECUTION_DETAIL_COMPONENT, executionDetailResponse } from './execution-detail.js';
+import { loadExecution } from './deps.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import {
   adHocBody,
   cancelBody,
   definitionBody,
   definitionsQuery,
+  definitionParams,
+  deleteDefinitionQuery,
+  definitionDeletedResponse,
   detailQuery,
   cancelResponse,
   definitionsResponse,
   registeredResponse,
   eventsResponse,
-  executionDetailResponse,
   executionListResponse,
   executionParams,
   listQuery,
@@ -49,7 +61,7 @@ import {
   retryBody,
   retryResponse,
 } from './schemas.js';
-import { detailAt, EXECUTIONS_CHECKPOINT, executionLinks, WorkflowsService } from './workflows.service.js';
+import { executionLinks, WorkflowsService } from './workflows.service.js';
 import { MIN_POSITION_HEADER, minPositionOf, READ_SOURCE_HEADER } from '../../http/read-routing.js';
 
 const READ_YOUR_WRITES =
@@ -61,21 +73,12 @@ const validationResponse = z.object({
   definition: z.unknown().optional().describe('The definition as it would be registered (defaults filled in), when valid'),
 });
 
-const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses?: string; wait?: { signal: string }; needs: string[] }[] }) => ({
-  id: d.id,
-  version: d.version,
-  name: d.name,
-  description: d.description,
-  input: d.input,
-  // A wait step is listed as `wait:<signal>`.
-  steps: d.steps.map((s) => ({ id: s.id, uses: stepUsesLabel(s), needs: s.needs })),
-});
-
 @Controller('api/v1/workflows')
 export class WorkflowsController {
   constructor(
     @Inject(WorkflowsService) private readonly svc: WorkflowsService,
     @Inject(CommandBus) private readonly commands: CommandBus,
+    @Inject(QueryBus) private readonly queries: QueryBus,
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
   ) {}
@@ -99,9 +102,8 @@ export class WorkflowsController {
 
   @Get('templates')
   @ApiRoute({ summary: 'The built-in workflow templates', tags: ['workflows'], role: 'viewer', response: { schema: templatesResponse } })
-  async templates() {
-    const rows = await this.svc.definitions.list({ source: 'builtin' });
-    return { templates: rows.map((r) => summaryOf(r.definition)) };
+  templates() {
+    return this.queries.execute(new ListWorkflowTemplates());
   }
 
   @Post('start/:template_id')
@@ -123,7 +125,7 @@ export class WorkflowsController {
     @Res({ passthrough: true }) res: Response,
     @IdempotencyKey() idempotencyKey: string | undefined,
   ) {
-    const { definition } = await this.svc.definitions.get(p.template_id, q.version);
+    const { definition } = await this.queries.execute(new GetWorkflowDefinition(p.template_id, q.version));
     const r = await this.svc.start(definition, input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs), idempotencyKey });
     res.status(r.status);
     return r.body;
@@ -133,20 +135,9 @@ export class WorkflowsController {
   @ApiRoute({ summary: 'Executions, newest first (filter by status, template, start time; keyset paged)', description: READ_YOUR_WRITES, tags: ['workflows'], role: 'viewer', response: { schema: executionListResponse } })
   async list(@ZodQuery(listQuery) q: z.infer<typeof listQuery>, @Headers(MIN_POSITION_HEADER) minHeader: string | undefined, @Res({ passthrough: true }) res: Response) {
     // From the replica when it has replayed what the caller must see (min_position), else the primary.
-    const read = await this.svc.reads.poolFor(EXECUTIONS_CHECKPOINT, minPositionOf(minHeader, q.min_position));
-    res.setHeader(READ_SOURCE_HEADER, read.source);
-    const page = await listExecutions(read.pool, {
-      status: q.status,
-      definitionId: q.template,
-      startedAfter: q.started_after,
-      startedBefore: q.started_before,
-      limit: q.limit,
-      cursor: q.cursor,
-    });
-    const next = page.next_cursor
-      ? `/api/v1/workflows/executions?${new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)])), cursor: page.next_cursor }).toString()}`
-      : null;
-    return { ...page, next };
+    const { page, source } = await this.queries.execute(new ListExecutions(q, minPositionOf(minHeader, q.min_position)));
+    res.setHeader(READ_SOURCE_HEADER, source);
+    return page;
   }
 
   @Get('executions/:execution_id')
@@ -155,7 +146,7 @@ export class WorkflowsController {
     description: '`?at=<revision>`: the execution as it was right after that event of its stream (time travel), folded from the events; 400 past the last revision. ' + READ_YOUR_WRITES,
     tags: ['workflows'],
     role: 'viewer',
-    response: { schema: executionDetailResponse },
+    response: { schema: executionDetailResponse, component: EXECUTION_DETAIL_COMPONENT },
     errors: [400, 404],
   })
   async detail(
@@ -164,11 +155,9 @@ export class WorkflowsController {
     @Headers(MIN_POSITION_HEADER) minHeader: string | undefined,
     @Res({ passthrough: true }) res: Response,
   ) {
-    if (q.at !== undefined) return executionDetailForCaller(await detailAt(this.svc.store, p.execution_id, q.at));
-    const view = await this.svc.detail(p.execution_id, minPositionOf(minHeader, q.min_position), (source) => {
-      res.setHeader(READ_SOURCE_HEADER, source);
-    });
-    return executionDetailForCaller(view);
+    const { detail, source } = await this.queries.execute(new GetExecution(p.execution_id, q.at, q.at === undefined ? minPositionOf(minHeader, q.min_position) : undefined));
+    if (source) res.setHeader(READ_SOURCE_HEADER, source);
+    return executionDetailForCaller(detail);
   }
 
   @Get('executions/:execution_id/history')
@@ -179,25 +168,8 @@ export class WorkflowsController {
     response: { schema: historyResponse },
     errors: [400, 404],
   })
-  async history(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodQuery(historyQuery) q: z.infer<typeof historyQuery>) {
-    const after = q.after ?? -1;
-    const page = await executionHistoryPage(this.svc.store, p.execution_id, { after, limit: q.limit });
-    const events = eventsForCaller(page.events.map(toEventJson)).map((e) => ({
-      position: e.position,
-      revision: e.revision,
-      type: e.type,
-      time: typeof e.metadata['timestamp'] === 'string' ? e.metadata['timestamp'] : e.recordedAt,
-      recorded_at: e.recordedAt,
-      actor: typeof e.metadata['actor'] === 'string' ? e.metadata['actor'] : null,
-      correlation_id: typeof e.metadata['correlationId'] === 'string' ? e.metadata['correlationId'] : null,
-      data: e.data,
-    }));
-    const last = events[events.length - 1];
-    const next =
-      last && last.revision < page.lastRevision
-        ? `/api/v1/workflows/executions/${encodeURIComponent(p.execution_id)}/history?${new URLSearchParams({ after: String(last.revision), limit: String(q.limit) }).toString()}`
-        : null;
-    return { execution_id: p.execution_id, last_revision: page.lastRevision, events, next };
+  history(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodQuery(historyQuery) q: z.infer<typeof historyQuery>) {
+    return this.queries.execute(new GetExecutionHistory(p.execution_id, q.after ?? -1, q.limit));
   }
 
   @Post('executions/:execution_id/fork')
@@ -294,9 +266,8 @@ export class WorkflowsController {
 
   @Get('executions/:execution_id/events')
   @ApiRoute({ summary: 'The full event history of an execution (audit, replay)', tags: ['workflows'], role: 'viewer', response: { schema: eventsResponse }, errors: [404] })
-  async events(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
-    const events = await executionEvents(this.svc.store, p.execution_id);
-    return { execution_id: p.execution_id, events: eventsForCaller(events.map(toEventJson)) };
+  events(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
+    return this.queries.execute(new GetExecutionEvents(p.execution_id));
   }
 
   @Post('definitions')
@@ -310,10 +281,30 @@ export class WorkflowsController {
     alsoAnswers: [{ status: 200, description: 'That id and version existed with the same content: nothing new (`created: false`)', schema: registeredResponse }],
     errors: [400, 409],
   })
-  async register(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>, @Res({ passthrough: true }) res: Response) {
-    const r = await this.svc.definitions.register(body, await this.svc.catalog(body));
+  async register(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>, @CorrelationId() correlationId: string, @Res({ passthrough: true }) res: Response) {
+    const r = await this.commands.execute(new RegisterWorkflowDefinition(body, { actor: currentActor() ?? 'anonymous', correlationId }));
     if (!r.created) res.status(200);
     return { definition: r.definition, created: r.created };
+  }
+
+  @Delete('definitions/:definition_id')
+  @ApiRoute({
+    summary: 'Delete a registered workflow definition (every version)',
+    description:
+      'Recorded as an event (`DefinitionDeleted`); running executions keep their own copy. 404 for an id not registered (or already deleted); ' +
+      '409 for a built-in template. Registering the id again needs a version above the last deleted one.',
+    tags: ['workflows'],
+    role: 'admin',
+    response: { schema: definitionDeletedResponse, example: { definition_id: 'two_agents', deleted: true, versions: [1, 2] } },
+    errors: [404, 409],
+  })
+  async deleteDefinition(
+    @ZodParams(definitionParams) p: z.infer<typeof definitionParams>,
+    @ZodQuery(deleteDefinitionQuery) q: z.infer<typeof deleteDefinitionQuery>,
+    @CorrelationId() correlationId: string,
+  ) {
+    const r = await this.commands.execute(new DeleteWorkflowDefinition(p.definition_id, { actor: currentActor() ?? 'anonymous', correlationId, ...(q.reason !== undefined ? { reason: q.reason } : {}) }));
+    return { definition_id: r.definitionId, deleted: true as const, versions: [...r.versions] };
   }
 
   @Post('definitions/:definition_id/versions/:version/check')
@@ -326,8 +317,8 @@ export class WorkflowsController {
     response: { schema: checkResponse },
     errors: [400, 404],
   })
-  async check(@ZodParams(checkParams) p: z.infer<typeof checkParams>, @ZodBody(checkBody) b: z.infer<typeof checkBody>) {
-    return checkDefinitionVersion(this.svc.store, this.svc.pool, this.svc.definitions, p.definition_id, p.version, b.limit);
+  check(@ZodParams(checkParams) p: z.infer<typeof checkParams>, @ZodBody(checkBody) b: z.infer<typeof checkBody>) {
+    return this.queries.execute(new CheckDefinitionVersion(p.definition_id, p.version, b.limit));
   }
 
   @Post('definitions/validate')
@@ -339,17 +330,14 @@ export class WorkflowsController {
     role: 'viewer',
     response: { status: 200, schema: validationResponse },
   })
-  async validateOnly(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>) {
-    const v = validateDefinition(body, await this.svc.catalog(body));
-    if (v.ok) return { valid: true, errors: [], definition: v.definition };
-    return { valid: false, errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code })) };
+  validateOnly(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>) {
+    return this.queries.execute(new ValidateWorkflowDefinition(body));
   }
 
   @Get('definitions')
   @ApiRoute({ summary: 'Workflow definitions (latest version of each, or every version with all_versions)', tags: ['workflows'], role: 'viewer', response: { schema: definitionsResponse } })
-  async definitionsList(@ZodQuery(definitionsQuery) q: z.infer<typeof definitionsQuery>) {
-    const rows = await this.svc.definitions.list({ id: q.id, allVersions: q.all_versions });
-    return { definitions: rows.map((r) => ({ ...r.definition, source: r.source, created_at: r.createdAt })) };
+  definitionsList(@ZodQuery(definitionsQuery) q: z.infer<typeof definitionsQuery>) {
+    return this.queries.execute(new ListWorkflowDefinitions(q.id, q.all_versions));
   }
 }
 

@@ -6,7 +6,7 @@ import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import { addService, type Service } from '@switchyard/messaging';
-import { WorkflowEngine } from '@switchyard/orchestrator';
+import { WorkflowEngine } from '@switchyard/workflows';
 import { z } from 'zod';
 import { createGateway, type Gateway } from '../../index.js';
 import { WorkflowsFeatureModule } from './index.js';
@@ -159,6 +159,44 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.equal(bad.status, 400);
   });
 
+  it('a new version, then a delete: events on the definition stream with the correlation id; 404 and 409 as documented', async () => {
+    const v1 = { id: 'to_delete', version: 1, name: 'to delete', steps: [{ id: 'a', uses: 'agent:revenue_analysis' }] };
+    const cid = (n: number) => ({ 'x-correlation-id': `corr-del-${tag}-${n}` });
+    const send = async (method: string, path: string, body: unknown, headers: Record<string, string>) => {
+      const res = await fetch(`${base}${path}`, { method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) });
+      return { status: res.status, body: JSON.parse(await res.text()) };
+    };
+    assert.equal((await send('POST', '/api/v1/workflows/definitions', v1, cid(1))).status, 201);
+    const v2 = await send('POST', '/api/v1/workflows/definitions', { ...v1, version: 2, name: 'to delete, v2' }, cid(2));
+    assert.equal(v2.status, 201);
+    assert.deepEqual([v2.body.created, v2.body.definition.version], [true, 2]);
+    const conflict = await send('POST', '/api/v1/workflows/definitions', { ...v1, name: 'other content' }, cid(3));
+    assert.equal(conflict.status, 409, JSON.stringify(conflict.body));
+    const latest = await http('GET', '/api/v1/workflows/definitions?id=to_delete');
+    assert.deepEqual(latest.body.definitions.map((d: { version: number }) => d.version), [2]);
+
+    const del = await send('DELETE', '/api/v1/workflows/definitions/to_delete?reason=obsolete', undefined, cid(4));
+    assert.equal(del.status, 200, JSON.stringify(del.body));
+    assert.deepEqual(del.body, { definition_id: 'to_delete', deleted: true, versions: [1, 2] });
+    assert.deepEqual((await http('GET', '/api/v1/workflows/definitions?id=to_delete&all_versions=true')).body.definitions, []);
+    assert.equal((await http('POST', '/api/v1/workflows/start/to_delete', {})).status, 404);
+    assert.equal((await http('DELETE', '/api/v1/workflows/definitions/to_delete')).status, 404);
+    assert.equal((await http('DELETE', '/api/v1/workflows/definitions/revenue_analysis')).status, 409);
+    assert.equal((await http('DELETE', '/api/v1/workflows/definitions/Not%20An%20Id')).status, 400);
+
+    const events = await store.readStream('workflow_definition-to_delete');
+    assert.deepEqual(
+      events.map((e) => [e.type, e.metadata['correlationId']]),
+      [
+        ['DefinitionRegistered', `corr-del-${tag}-1`],
+        ['DefinitionRegistered', `corr-del-${tag}-2`],
+        ['DefinitionDeleted', `corr-del-${tag}-4`],
+      ],
+    );
+    assert.equal((events[2]!.data as { reason: string }).reason, 'obsolete');
+    assert.ok(events.every((e) => typeof e.metadata['actor'] === 'string'));
+  });
+
   it('registers a definition, starts it with ?wait=true, and shows list, detail and events', async () => {
     const reg = await http('POST', '/api/v1/workflows/definitions', twoAgents);
     assert.equal(reg.status, 201);
@@ -272,7 +310,7 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     await engine.readModelCaughtUp();
     const view = await http('GET', `/api/v1/workflows/executions/${id}`);
     assert.equal(view.body.status, 'completed');
-    assert.equal(view.body.source, undefined);
+    assert.equal(view.body.source, 'read_model');
   });
 
   it('runs an ad-hoc multi-agent workflow from the request body', async () => {

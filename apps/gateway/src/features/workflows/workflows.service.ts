@@ -1,5 +1,5 @@
-import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { CommandBus } from '@nestjs/cqrs';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Pool } from 'pg';
 import { AppError, isSchemaManaged, type Logger } from '@switchyard/platform';
@@ -16,11 +16,13 @@ import {
   loadExecution,
   setupWorkflowReadModel,
   validateAndNormalise,
-  waitForExecution,
 } from './deps.js';
-import { stepUsesLabel, type WorkflowDefinition, type WorkflowExecutionState } from '@switchyard/domain';
+import type { WorkflowDefinition } from '@switchyard/domain';
 import { EVENT_STORE, LOGGER, NATS_CONNECTION, PG_POOL } from '../../tokens.js';
-import { StartWorkflowExecution } from './commands.js';
+// Not the commands/ barrel: its handlers import this service (a cycle that breaks ESM load order).
+import { StartWorkflowExecution } from './commands/start-workflow-execution.js';
+import { detailFromReadModel, detailFromState, type ExecutionDetail } from './execution-detail.js';
+import { WaitForExecution } from './queries/wait-for-execution.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import { ReadRouting, type CheckpointRef } from '../../http/read-routing.js';
 
@@ -39,7 +41,7 @@ const links = (id: string) => ({
 
 /** What the workflow routes share: the definition store, the catalog, start-and-maybe-wait. */
 @Injectable()
-export class WorkflowsService implements OnModuleInit {
+export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
   readonly definitions: DefinitionStore;
   private readonly log: Logger;
 
@@ -50,19 +52,25 @@ export class WorkflowsService implements OnModuleInit {
     @Inject(LOGGER) logger: Logger,
     private readonly commands: CommandBus,
     readonly reads: ReadRouting,
+    private readonly queries: QueryBus,
   ) {
-    // Definition size/steps/for_each/expression limits of this process (WORKFLOW_MAX_*, see the orchestrator's limits.ts).
+    // Definition size/steps/for_each/expression limits of this process (WORKFLOW_MAX_*, see limits.ts of @switchyard/workflow-executions).
     applyWorkflowLimits();
-    this.definitions = new DefinitionStore(pool);
     this.log = logger.child({ component: 'workflows-feature' });
+    this.definitions = new DefinitionStore(pool, { store, logger: this.log });
   }
 
   /** Tables and seeds exist before the first request, whether or not an engine ran yet (idempotent). */
   async onModuleInit(): Promise<void> {
     await ensureWorkflowSchema(this.pool);
-    await this.definitions.seedBuiltIns();
+    // The definitions read model runs in the gateway too, so what it registers is readable with no engine running.
+    await this.definitions.start();
     // The gateway's own role may not run DDL: the owner migrated the read model before it started.
     if (!isSchemaManaged(this.pool)) await setupWorkflowReadModel(this.pool);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.definitions.stop();
   }
 
   /** Validate a definition against the live catalog (MCP registry, task types, stored ids): 400 with every problem. */
@@ -81,7 +89,7 @@ export class WorkflowsService implements OnModuleInit {
     const { executionId, position } = await this.commands.execute(new StartWorkflowExecution(definition, input, correlationId, undefined, id));
     const base = { execution_id: executionId, definition_id: definition.id, definition_version: definition.version, links: links(executionId), ...(position !== undefined ? { position } : {}) };
     if (!wait.wait) return { status: 202, body: { ...base, status: 'running' } };
-    const state = await waitForExecution(this.store, executionId, wait.waitMs);
+    const state = await this.queries.execute(new WaitForExecution(executionId, wait.waitMs));
     const result = executionResult(executionId, state);
     const ended = state.status === 'completed' || state.status === 'failed' || state.status === 'canceled';
     return { status: ended ? 200 : 202, body: { ...base, ...result } };
@@ -94,7 +102,7 @@ export class WorkflowsService implements OnModuleInit {
    * With a read replica: the view comes from the replica once its read model has applied the
    * stream's last event and `minPosition` (bounded wait, see ReadRouting), else from the primary as above.
    */
-  async detail(executionId: string, minPosition?: number, readFrom?: (source: 'replica' | 'primary') => void) {
+  async detail(executionId: string, minPosition?: number, readFrom?: (source: 'replica' | 'primary') => void): Promise<ExecutionDetail> {
     const [last] = await this.store.readStream(`workflow_execution-${executionId}`, { direction: 'backwards', maxCount: 1 });
     if (last && this.reads.replica) {
       const must = Math.max(last.position, minPosition ?? -1);
@@ -103,7 +111,7 @@ export class WorkflowsService implements OnModuleInit {
         const view = await getExecutionView(r.pool, executionId).catch(() => undefined);
         if (view) {
           readFrom?.('replica');
-          return { ...view, links: links(executionId) };
+          return detailFromReadModel(view, links(executionId));
         }
       }
     }
@@ -115,7 +123,7 @@ export class WorkflowsService implements OnModuleInit {
           const view = await getExecutionView(this.pool, executionId);
           if (view) {
             readFrom?.('primary');
-            return { ...view, links: links(executionId) };
+            return detailFromReadModel(view, links(executionId));
           }
         }
         if (Date.now() >= until) break;
@@ -125,39 +133,14 @@ export class WorkflowsService implements OnModuleInit {
     readFrom?.('primary');
     const { state } = await loadExecution(this.store, executionId);
     if (state.status === 'not_started') throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
-    return { ...fromState(executionId, state), links: links(executionId) };
+    return detailFromState(executionId, state, links(executionId));
   }
 }
 
 /** The state after revision `at`, in the detail's shape (time travel): 404 unknown, 400 past the last revision. */
-export async function detailAt(store: EventStore, executionId: string, at: number) {
+export async function detailAt(store: EventStore, executionId: string, at: number): Promise<ExecutionDetail> {
   const { state, lastRevision } = await executionStateAt(store, executionId, at);
-  return { ...fromState(executionId, state), at_revision: at, last_revision: lastRevision, links: links(executionId) };
+  return { ...detailFromState(executionId, state, links(executionId)), at_revision: at, last_revision: lastRevision };
 }
 
 export { links as executionLinks };
-
-function fromState(executionId: string, s: Exclude<WorkflowExecutionState, { status: 'not_started' }>) {
-  return {
-    ...executionResult(executionId, s),
-    definition_version: s.definition.version,
-    definition_name: s.definition.name,
-    input: s.input,
-    correlation_id: s.correlationId,
-    steps: s.definition.steps.map((d) => {
-      const st = s.steps[d.id];
-      return {
-        step_id: d.id,
-        uses: stepUsesLabel(d),
-        status: s.compensations[d.id]?.status ?? st?.status ?? 'pending',
-        attempts: Math.max(0, ...(st?.units ?? []).map((u) => u?.attempt ?? 0)),
-        output: st?.output ?? null,
-        error: st?.error ?? null,
-        ...(st?.copiedFrom ? { copied_from: { execution_id: st.copiedFrom.executionId, revision: st.copiedFrom.revision } } : {}),
-        attempt_history: (st?.units ?? []).filter((u) => u).map((u) => ({ item_index: u!.itemIndex ?? null, attempt: u!.attempt, status: u!.phase, idempotency_key: u!.idempotencyKey, input: u!.input, output: u!.output ?? null, error: u!.error ?? null })),
-      };
-    }),
-    ...(s.forkedFrom ? { forked_from: { execution_id: s.forkedFrom.executionId, from_step: s.forkedFrom.fromStep } } : {}),
-    source: 'stream',
-  };
-}

@@ -4,7 +4,7 @@
  * of a for_each, the work one expression may do, and how deep and wide sub-workflows may go.
  *
  * Plain data with defaults. Each process sets its own from its environment once at start
- * (`configureWorkflowLimits`, see the orchestrator's `workflowLimitsFromEnv`); deciders read
+ * (`configureWorkflowLimits`, see `workflowLimitsFromEnv` of @switchyard/workflow-executions); deciders read
  * them, so the domain stays free of I/O. The expression time limit needs a clock, which the
  * domain does not own: it only applies when the process injects one (`clock`).
  */

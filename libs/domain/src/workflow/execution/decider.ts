@@ -156,176 +156,226 @@ export function decideWorkflow(command: WorkflowCommand, state: WorkflowExecutio
 }
 
 function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionState): WorkflowEvent[] {
+  // TypeScript cannot correlate the command's type with its handler's parameter: the map's type does.
+  const decide = commandDeciders[command.type] as ((c: WorkflowCommand, s: WorkflowExecutionState) => WorkflowEvent[] | undefined) | undefined;
+  if (!decide) return assertNever(command as never, 'command');
+  const primary = decide(command, state);
+  // Undefined: nothing to do (a repeat, a late message); else what follows from the new state comes too.
+  if (!primary) return [];
+  return [...primary, ...progress(evolveAll(state, primary), command.metadata)];
+}
+
+type CommandOf<T extends WorkflowCommand['type']> = Extract<WorkflowCommand, { type: T }>;
+
+/**
+ * One decision per command: the command's own events, or undefined when it changes nothing
+ * (decideUnbudgeted then skips the progress check too).
+ */
+type CommandDeciders = { readonly [T in WorkflowCommand['type']]: (command: CommandOf<T>, state: WorkflowExecutionState) => WorkflowEvent[] | undefined };
+
+function decideStartWorkflow(command: CommandOf<'StartWorkflow'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const meta = command.metadata;
+  const now = meta.timestamp;
+  // A repeated start (client retry, redelivery) is a no-op, not an error.
+  if (state.status !== 'not_started') return undefined;
+  const v = validateDefinition(command.data.definition);
+  if (!v.ok) throw new DomainError('validation', 'invalid workflow definition', { problems: v.problems });
+  const input = validateInput(v.definition.input, command.data.input);
+  if (!input.ok) throw new DomainError('validation', 'invalid workflow input', { problems: input.problems });
+  return [
+    {
+      type: 'WorkflowStarted',
+      data: {
+        executionId: command.data.executionId,
+        definition: v.definition,
+        input: input.value,
+        seed: command.data.seed ?? hash32(command.data.executionId),
+        startedAt: now,
+        ...(command.data.lineage ? { lineage: command.data.lineage } : {}),
+      },
+      metadata: meta,
+    },
+  ];
+}
+
+function decideRecordStepDispatched(command: CommandOf<'RecordStepDispatched'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const meta = command.metadata;
+  const now = meta.timestamp;
+  const s = requireStarted(state);
+  requireStep(s, command.data.stepId);
+  const u = unitOf(s, command.data);
+  if (!isActive(s) || !u || u.phase !== 'scheduled' || u.attempt !== command.data.attempt) return undefined;
+  return [
+    {
+      type: 'StepDispatched',
+      data: { ...ref(command.data), attempt: u.attempt, idempotencyKey: u.idempotencyKey, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
+      metadata: meta,
+    },
+  ];
+}
+
+function decideRecordStepSucceeded(command: CommandOf<'RecordStepSucceeded'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
   let primary: WorkflowEvent[];
-  switch (command.type) {
-    case 'StartWorkflow': {
-      // A repeated start (client retry, redelivery) is a no-op, not an error.
-      if (state.status !== 'not_started') return [];
-      const v = validateDefinition(command.data.definition);
-      if (!v.ok) throw new DomainError('validation', 'invalid workflow definition', { problems: v.problems });
-      const input = validateInput(v.definition.input, command.data.input);
-      if (!input.ok) throw new DomainError('validation', 'invalid workflow input', { problems: input.problems });
-      primary = [
-        {
-          type: 'WorkflowStarted',
-          data: {
-            executionId: command.data.executionId,
-            definition: v.definition,
-            input: input.value,
-            seed: command.data.seed ?? hash32(command.data.executionId),
-            startedAt: now,
-            ...(command.data.lineage ? { lineage: command.data.lineage } : {}),
-          },
-          metadata: meta,
-        },
-      ];
-      break;
-    }
-    case 'RecordStepDispatched': {
-      const s = requireStarted(state);
-      requireStep(s, command.data.stepId);
-      const u = unitOf(s, command.data);
-      if (!isActive(s) || !u || u.phase !== 'scheduled' || u.attempt !== command.data.attempt) return [];
-      primary = [
-        {
-          type: 'StepDispatched',
-          data: { ...ref(command.data), attempt: u.attempt, idempotencyKey: u.idempotencyKey, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
-          metadata: meta,
-        },
-      ];
-      break;
-    }
-    case 'RecordStepSucceeded': {
-      const s = requireStarted(state);
-      requireStep(s, command.data.stepId);
-      const u = unitOf(s, command.data);
-      if (!isActive(s) || !accepting(u, command.data.attempt)) return [];
-      primary = [{ type: 'StepSucceeded', data: { ...ref(command.data), attempt: command.data.attempt, output: command.data.output ?? null, at: now }, metadata: meta }];
-      // Something finished while canceling: it had an effect, so undo it too.
-      if (s.status === 'canceling') primary.push(...startCompensation(evolveAll(s, primary), command.data.stepId, 'canceled', meta));
-      break;
-    }
-    case 'RecordStepFailed': {
-      const s = requireStarted(state);
-      const def = requireStep(s, command.data.stepId);
-      const u = unitOf(s, command.data);
-      if (!isActive(s) || !accepting(u, command.data.attempt)) return [];
-      primary = attemptFailed(s, def, command.data, command.data.attempt, command.data.error, meta, [], true);
-      break;
-    }
-    case 'RecordStepRedispatched': {
-      const s = requireStarted(state);
-      requireStep(s, command.data.stepId);
-      const u = unitOf(s, command.data);
-      if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt) return [];
-      primary = [
-        {
-          type: 'StepRedispatched',
-          data: { ...ref(command.data), attempt: u.attempt, idempotencyKey: u.idempotencyKey, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
-          metadata: meta,
-        },
-      ];
-      break;
-    }
-    case 'RecordStepQueued':
-    case 'RecordStepStarted': {
-      // The worker's word on when the call really runs (see STEP_QUEUE_WAIT_BUDGET_MS). Only for the
-      // attempt in flight, once each, and "queued" never after "started" (a repeat or a late message).
-      const s = requireStarted(state);
-      const def = requireStep(s, command.data.stepId);
-      const u = unitOf(s, command.data);
-      if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt || u.startedAt !== undefined) return [];
-      const base = { ...ref(command.data), attempt: u.attempt };
-      if (command.type === 'RecordStepQueued') {
-        if (u.queuedAt !== undefined) return [];
-        primary = [{ type: 'StepQueued', data: { ...base, queuedAt: now, timeoutAt: addMs(now, queueWaitBudgetMs(def.uses ?? '') + u.timeoutMs) }, metadata: meta }];
-      } else {
-        primary = [{ type: 'StepStarted', data: { ...base, startedAt: now, timeoutAt: addMs(now, u.timeoutMs) }, metadata: meta }];
-      }
-      break;
-    }
-    case 'RecordStepTimedOut': {
-      const s = requireStarted(state);
-      const def = requireStep(s, command.data.stepId);
-      const u = unitOf(s, command.data);
-      // Only a dispatched attempt can time out, and only once its deadline has passed
-      // (an early timer is ignored; nextActions still lists it, so it is re-armed).
-      if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt) return [];
-      if (u.timeoutAt && !notBefore(now, u.timeoutAt)) return [];
-      const error: StepError = { code: 'timeout', message: `attempt ${u.attempt} timed out after ${u.timeoutMs} ms`, retryable: true };
-      const timedOut: WorkflowEvent = { type: 'StepTimedOut', data: { ...ref(command.data), attempt: u.attempt, at: now }, metadata: meta };
-      // The step's own timeout is its own work taking too long: only its retry policy retries it.
-      primary = attemptFailed(s, def, command.data, u.attempt, error, meta, [timedOut], false);
-      break;
-    }
-    case 'RetryStep': {
-      const s = requireStarted(state);
-      const def = requireStep(s, command.data.stepId);
-      const u = unitOf(s, command.data);
-      if (s.status !== 'running' || s.failing || !u || u.phase !== 'retry_wait' || u.attempt !== command.data.attempt) return [];
-      if (u.dueAt && !notBefore(now, u.dueAt)) return [];
-      primary = [scheduled(s, def, command.data, u.attempt, u.input, meta)];
-      break;
-    }
-    case 'RequestCancel': {
-      const s = requireStarted(state);
-      // Already ending: canceling, or failing with compensations under way.
-      if (s.status === 'canceling' || (s.status === 'running' && s.failing)) return [];
-      if (s.status !== 'running') {
-        throw new DomainError('illegal_state', `workflow execution is already ${s.status}`, { status: s.status });
-      }
-      primary = [
-        { type: 'ExecutionCancelRequested', data: { reason: command.data.reason, actor: meta.actor ?? null, requestedAt: now }, metadata: meta },
-      ];
-      // Undo what already happened: succeeded steps (or items) that name a compensation.
-      let after = evolveAll(s, primary);
-      for (const step of s.definition.steps) {
-        const st = s.steps[step.id];
-        const hadEffect = st && (st.status === 'succeeded' || st.units.some((x) => x?.phase === 'succeeded'));
-        if (hadEffect) {
-          const more = startCompensation(after, step.id, 'canceled', meta);
-          primary.push(...more);
-          after = evolveAll(after, more);
-        }
-      }
-      break;
-    }
-    case 'RecordCompensationSucceeded':
-    case 'RecordCompensationFailed': {
-      const s = requireStarted(state);
-      requireStep(s, command.data.stepId);
-      const c = s.compensations[command.data.stepId];
-      if (!isActive(s) || !c || c.status !== 'running') return [];
-      primary =
-        command.type === 'RecordCompensationSucceeded'
-          ? [{ type: 'CompensationSucceeded', data: { stepId: c.stepId, output: command.data.output ?? null, at: now }, metadata: meta }]
-          : [{ type: 'CompensationFailed', data: { stepId: c.stepId, error: command.data.error, at: now }, metadata: meta }];
-      break;
-    }
-    // Operations on executions (fork, retry): see the section below.
-    case 'ForkWorkflow':
-      if (state.status !== 'not_started') return []; // a repeated fork (client retry) is a no-op
-      primary = decideFork(command);
-      break;
-    case 'RetryExecution':
-      primary = decideRetry(requireStarted(state), command);
-      break;
-    case 'SendSignal': {
-      primary = decideSendSignal(requireStarted(state), command.data, meta);
-      if (primary.length === 0) return [];
-      break;
-    }
-    case 'RecordWaitTimedOut': {
-      primary = decideWaitTimedOut(requireStarted(state), command.data.stepId, meta);
-      break;
-    }
-    default:
-      return assertNever(command, 'command');
-  }
-  return [...primary, ...progress(evolveAll(state, primary), meta)];
+  const s = requireStarted(state);
+  requireStep(s, command.data.stepId);
+  const u = unitOf(s, command.data);
+  if (!isActive(s) || !accepting(u, command.data.attempt)) return undefined;
+  primary = [{ type: 'StepSucceeded', data: { ...ref(command.data), attempt: command.data.attempt, output: command.data.output ?? null, at: now }, metadata: meta }];
+  // Something finished while canceling: it had an effect, so undo it too.
+  if (s.status === 'canceling') primary.push(...startCompensation(evolveAll(s, primary), command.data.stepId, 'canceled', meta));
+  return primary;
 }
+
+function decideRecordStepFailed(command: CommandOf<'RecordStepFailed'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const meta = command.metadata;
+  const s = requireStarted(state);
+  const def = requireStep(s, command.data.stepId);
+  const u = unitOf(s, command.data);
+  if (!isActive(s) || !accepting(u, command.data.attempt)) return undefined;
+  return attemptFailed(s, def, command.data, command.data.attempt, command.data.error, meta, [], true);
+}
+
+function decideRecordStepRedispatched(command: CommandOf<'RecordStepRedispatched'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const meta = command.metadata;
+  const now = meta.timestamp;
+  const s = requireStarted(state);
+  requireStep(s, command.data.stepId);
+  const u = unitOf(s, command.data);
+  if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt) return undefined;
+  return [
+    {
+      type: 'StepRedispatched',
+      data: { ...ref(command.data), attempt: u.attempt, idempotencyKey: u.idempotencyKey, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
+      metadata: meta,
+    },
+  ];
+}
+
+function decideStepQueuedOrStarted(command: CommandOf<'RecordStepQueued' | 'RecordStepStarted'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const meta = command.metadata;
+  const now = meta.timestamp;
+  let primary: WorkflowEvent[];
+  // The worker's word on when the call really runs (see STEP_QUEUE_WAIT_BUDGET_MS). Only for the
+  // attempt in flight, once each, and "queued" never after "started" (a repeat or a late message).
+  const s = requireStarted(state);
+  const def = requireStep(s, command.data.stepId);
+  const u = unitOf(s, command.data);
+  if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt || u.startedAt !== undefined) return undefined;
+  const base = { ...ref(command.data), attempt: u.attempt };
+  if (command.type === 'RecordStepQueued') {
+    if (u.queuedAt !== undefined) return undefined;
+    primary = [{ type: 'StepQueued', data: { ...base, queuedAt: now, timeoutAt: addMs(now, queueWaitBudgetMs(def.uses ?? '') + u.timeoutMs) }, metadata: meta }];
+  } else {
+    primary = [{ type: 'StepStarted', data: { ...base, startedAt: now, timeoutAt: addMs(now, u.timeoutMs) }, metadata: meta }];
+  }
+  return primary;
+}
+
+function decideRecordStepTimedOut(command: CommandOf<'RecordStepTimedOut'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const meta = command.metadata;
+  const now = meta.timestamp;
+  const s = requireStarted(state);
+  const def = requireStep(s, command.data.stepId);
+  const u = unitOf(s, command.data);
+  // Only a dispatched attempt can time out, and only once its deadline has passed
+  // (an early timer is ignored; nextActions still lists it, so it is re-armed).
+  if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt) return undefined;
+  if (u.timeoutAt && !notBefore(now, u.timeoutAt)) return undefined;
+  const error: StepError = { code: 'timeout', message: `attempt ${u.attempt} timed out after ${u.timeoutMs} ms`, retryable: true };
+  const timedOut: WorkflowEvent = { type: 'StepTimedOut', data: { ...ref(command.data), attempt: u.attempt, at: now }, metadata: meta };
+  // The step's own timeout is its own work taking too long: only its retry policy retries it.
+  return attemptFailed(s, def, command.data, u.attempt, error, meta, [timedOut], false);
+}
+
+function decideRetryStep(command: CommandOf<'RetryStep'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const meta = command.metadata;
+  const now = meta.timestamp;
+  const s = requireStarted(state);
+  const def = requireStep(s, command.data.stepId);
+  const u = unitOf(s, command.data);
+  if (s.status !== 'running' || s.failing || !u || u.phase !== 'retry_wait' || u.attempt !== command.data.attempt) return undefined;
+  if (u.dueAt && !notBefore(now, u.dueAt)) return undefined;
+  return [scheduled(s, def, command.data, u.attempt, u.input, meta)];
+}
+
+function decideRequestCancel(command: CommandOf<'RequestCancel'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const meta = command.metadata;
+  const now = meta.timestamp;
+  let primary: WorkflowEvent[];
+  const s = requireStarted(state);
+  // Already ending: canceling, or failing with compensations under way.
+  if (s.status === 'canceling' || (s.status === 'running' && s.failing)) return undefined;
+  if (s.status !== 'running') {
+    throw new DomainError('illegal_state', `workflow execution is already ${s.status}`, { status: s.status });
+  }
+  primary = [
+    { type: 'ExecutionCancelRequested', data: { reason: command.data.reason, actor: meta.actor ?? null, requestedAt: now }, metadata: meta },
+  ];
+  // Undo what already happened: succeeded steps (or items) that name a compensation.
+  let after = evolveAll(s, primary);
+  for (const step of s.definition.steps) {
+    const st = s.steps[step.id];
+    const hadEffect = st && (st.status === 'succeeded' || st.units.some((x) => x?.phase === 'succeeded'));
+    if (hadEffect) {
+      const more = startCompensation(after, step.id, 'canceled', meta);
+      primary.push(...more);
+      after = evolveAll(after, more);
+    }
+  }
+  return primary;
+}
+
+function decideCompensationEnded(command: CommandOf<'RecordCompensationSucceeded' | 'RecordCompensationFailed'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const meta = command.metadata;
+  const now = meta.timestamp;
+  const s = requireStarted(state);
+  requireStep(s, command.data.stepId);
+  const c = s.compensations[command.data.stepId];
+  if (!isActive(s) || !c || c.status !== 'running') return undefined;
+  return command.type === 'RecordCompensationSucceeded'
+      ? [{ type: 'CompensationSucceeded', data: { stepId: c.stepId, output: command.data.output ?? null, at: now }, metadata: meta }]
+      : [{ type: 'CompensationFailed', data: { stepId: c.stepId, error: command.data.error, at: now }, metadata: meta }];
+}
+
+// Operations on executions (fork, retry): see the section below.
+function decideForkWorkflow(command: CommandOf<'ForkWorkflow'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  if (state.status !== 'not_started') return undefined; // a repeated fork (client retry) is a no-op
+  return decideFork(command);
+}
+
+function decideRetryExecution(command: CommandOf<'RetryExecution'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  return decideRetry(requireStarted(state), command);
+}
+
+function decideSignal(command: CommandOf<'SendSignal'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  const primary = decideSendSignal(requireStarted(state), command.data, command.metadata);
+  return primary.length === 0 ? undefined : primary;
+}
+
+function decideRecordWaitTimedOut(command: CommandOf<'RecordWaitTimedOut'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+  return decideWaitTimedOut(requireStarted(state), command.data.stepId, command.metadata);
+}
+
+const commandDeciders: CommandDeciders = {
+  StartWorkflow: decideStartWorkflow,
+  RecordStepDispatched: decideRecordStepDispatched,
+  RecordStepSucceeded: decideRecordStepSucceeded,
+  RecordStepFailed: decideRecordStepFailed,
+  RecordStepRedispatched: decideRecordStepRedispatched,
+  RecordStepQueued: decideStepQueuedOrStarted,
+  RecordStepStarted: decideStepQueuedOrStarted,
+  RecordStepTimedOut: decideRecordStepTimedOut,
+  RetryStep: decideRetryStep,
+  RequestCancel: decideRequestCancel,
+  RecordCompensationSucceeded: decideCompensationEnded,
+  RecordCompensationFailed: decideCompensationEnded,
+  ForkWorkflow: decideForkWorkflow,
+  RetryExecution: decideRetryExecution,
+  SendSignal: decideSignal,
+  RecordWaitTimedOut: decideRecordWaitTimedOut,
+};
 
 const ref = (r: UnitRef): UnitRef => (r.itemIndex === undefined ? { stepId: r.stepId } : { stepId: r.stepId, itemIndex: r.itemIndex });
 

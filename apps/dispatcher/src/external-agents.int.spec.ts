@@ -1,0 +1,232 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { closeNats, connectNats, request, type NatsConnection } from '@switchyard/messaging';
+import { createLogger, freePort, isAppError, startNatsServer, type AppError, type NatsServerHandle } from '@switchyard/platform';
+import { PostgresEventStore } from '@switchyard/event-store';
+import { freshDatabase, until } from '@switchyard/testing';
+import {
+  agentHealthView,
+  EXTERNAL_AGENT_STREAM_PREFIX,
+  externalAgentRegisteredData,
+  externalAgentStreamId,
+  taskExecuteReply,
+  taskSubmitReply,
+  taskView,
+  unregisterAgentReply,
+  type TaskView,
+  tasksSubject,
+} from '@switchyard/contracts';
+import { startDispatcher, type DispatcherHandle } from './index.js';
+
+/**
+ * Registered external agents are stored: a new dispatcher on the same database (restart or
+ * failover) uses them without a new registration; removal takes them out for good. Real
+ * PostgreSQL, a nats-server of this suite's own, and a tiny HTTP server speaking the agent
+ * HTTP contract (GET /health, POST /execute with a bearer token).
+ */
+const logger = createLogger('external-agents-int', process.env.LOG_LEVEL ?? 'silent');
+// The agents here listen on loopback: allow-listed, as an operator would (EGRESS_ALLOW_CIDRS).
+const fast = { egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 };
+const NAME = 'ext-echo';
+const TASK_TYPE = 'ext_echo';
+const TOKEN = 'tok-3f9a1c77e2b84d0c-never-in-events';
+
+/** The agent HTTP contract, minimal: echoes `context.echo`; `context.hold_ms` keeps the request open that long. */
+function startEchoAgent() {
+  const executed: string[] = [];
+  let inFlight = 0;
+  const server = http.createServer((req, res) => {
+    const send = (status: number, body: unknown) => {
+      if (!res.destroyed) res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    };
+    if (req.method === 'GET' && req.url === '/health') return send(200, { status: 'healthy', agent: NAME, in_flight: inFlight, task_types: [TASK_TYPE] });
+    if (req.method !== 'POST' || req.url !== '/execute') return send(404, { error: { code: 'not_found', message: `${req.method} ${req.url}` } });
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, { error: { code: 'unauthorized', message: 'bad or missing bearer token' } });
+    let raw = '';
+    req.on('data', (c: Buffer) => (raw += c.toString()));
+    req.on('end', () => {
+      const body = JSON.parse(raw) as { task_id: string; task_type: string; context: { echo?: unknown; hold_ms?: number } };
+      executed.push(body.task_id);
+      inFlight++;
+      const timer = setTimeout(() => {
+        inFlight--;
+        send(200, { task_id: body.task_id, agent: NAME, status: 'completed', result: { echo: body.context.echo ?? null }, duration_ms: 1 });
+      }, body.context.hold_ms ?? 0);
+      // The dispatcher gave up (aborted its fetch): no late answer, and no timer keeping the process up.
+      res.on('close', () => {
+        if (!res.writableFinished) {
+          clearTimeout(timer);
+          inFlight--;
+        }
+      });
+    });
+  });
+  return {
+    executed,
+    async listen(): Promise<string> {
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+describe('external agents: stored, used after a dispatcher restart, removable (real PostgreSQL and NATS)', () => {
+  let natsServer: NatsServerHandle;
+  let natsDir: string;
+  let nc: NatsConnection;
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let d: DispatcherHandle;
+  const agent = startEchoAgent();
+  let agentUrl: string;
+
+  const register = (input: Record<string, unknown>) => request(nc, tasksSubject('register_agent'), input, { schema: agentHealthView });
+  const unregister = (input: Record<string, unknown>) => request(nc, tasksSubject('unregister_agent'), input, { schema: unregisterAgentReply });
+  const submit = (input: Record<string, unknown>) => request(nc, tasksSubject('submit'), input, { schema: taskSubmitReply });
+  const execute = (input: Record<string, unknown>) => request(nc, tasksSubject('execute'), input, { schema: taskExecuteReply, timeoutMs: 20_000 });
+  const get = (task_id: string): Promise<TaskView> => request(nc, tasksSubject('get'), { task_id }, { schema: taskView });
+  const appError = async (p: Promise<unknown>): Promise<AppError> => {
+    try {
+      await p;
+    } catch (e) {
+      if (isAppError(e)) return e;
+      throw e;
+    }
+    assert.fail('expected an AppError');
+  };
+
+  before(async () => {
+    natsDir = mkdtempSync(path.join(os.tmpdir(), 'ext-agents-nats-'));
+    natsServer = await startNatsServer({ port: await freePort(), storeDir: natsDir, logger });
+    nc = await connectNats({ url: natsServer.url, name: 'external-agents-test', logger });
+    pool = new pg.Pool({ connectionString: await freshDatabase('external_agents'), max: 8 });
+    store = new PostgresEventStore({ pool });
+    await store.init();
+    agentUrl = await agent.listen();
+    d = await startDispatcher({ store, nats: nc, pool, logger, ...fast });
+  });
+
+  after(async () => {
+    await d?.stop();
+    await agent.close();
+    await closeNats(nc);
+    await store?.close();
+    await pool?.end();
+    await natsServer?.stop();
+    rmSync(natsDir, { recursive: true, force: true });
+  });
+
+  it('registered over NATS: stored, probed, and a task of its type completes on it; the reply carries no token', async () => {
+    const view = await register({ name: NAME, url: agentUrl, task_types: [TASK_TYPE], token: TOKEN, max_concurrency: 2, description: 'echoes', actor: 'apikey:tester' });
+    assert.equal(view.agent, NAME);
+    assert.equal(view.status, 'healthy');
+    assert.deepEqual(view.task_types, [TASK_TYPE]);
+    assert.deepEqual(view.instances.map((i) => [i.instance, i.kind, i.max_concurrency]), [[`http-${NAME}`, 'http', 2]]);
+    assert.ok(!JSON.stringify(view).includes(TOKEN));
+
+    const row = (await pool.query(`select url, task_types, token, max_concurrency, description from delegation.external_agents where name = $1`, [NAME])).rows[0];
+    assert.deepEqual(row, { url: agentUrl, task_types: [TASK_TYPE], token: TOKEN, max_concurrency: 2, description: 'echoes' });
+
+    const done = await execute({ task_type: TASK_TYPE, context: { echo: 'first' }, idempotency_key: 'ext-first' });
+    assert.equal(done.agent, NAME);
+    assert.equal(done.instance, `http-${NAME}`);
+    assert.deepEqual(done.result, { echo: 'first' });
+    assert.ok(agent.executed.includes(done.task_id));
+  });
+
+  it('a new dispatcher on the same database uses it without a new registration', async () => {
+    await d.stop();
+    d = await startDispatcher({ store, nats: nc, pool, logger, ...fast });
+    // Loaded and probed before the dispatcher serves: the type is known and the agent healthy at once.
+    const health = d.dispatcher.health().find((h) => h.agent === NAME);
+    assert.equal(health?.status, 'healthy');
+    const done = await execute({ task_type: TASK_TYPE, context: { echo: 'after restart' }, idempotency_key: 'ext-after-restart' });
+    assert.equal(done.agent, NAME);
+    assert.deepEqual(done.result, { echo: 'after restart' });
+    assert.ok(agent.executed.includes(done.task_id));
+  });
+
+  it('the audit events carry has_token and the actor, never the token', async () => {
+    const events = await store.readAll({ streamPrefixes: [EXTERNAL_AGENT_STREAM_PREFIX] });
+    assert.deepEqual(events.map((e) => [e.streamId, e.type]), [[externalAgentStreamId(NAME), 'ExternalAgentRegistered']]);
+    const data = externalAgentRegisteredData.parse(events[0]!.data);
+    assert.equal(data.has_token, true);
+    assert.equal(data.url, agentUrl);
+    assert.deepEqual(data.task_types, [TASK_TYPE]);
+    assert.equal(events[0]!.metadata.actor, 'apikey:tester');
+    // Nowhere in any stored event (data or metadata), in any stream.
+    const all = await store.readAll({});
+    assert.ok(all.length > 0);
+    assert.ok(!JSON.stringify(all).includes(TOKEN), 'the token is in a stored event');
+  });
+
+  it('a URL with credentials is refused (they would land in events; the secret belongs in token); without a token, has_token is false', async () => {
+    const refused = await appError(register({ name: 'ext-userinfo', url: agentUrl.replace('http://', 'http://user:pa55word@'), task_types: ['ext_userinfo'] }));
+    assert.equal(refused.code, 'validation');
+    assert.equal((await pool.query(`select 1 from delegation.external_agents where name = 'ext-userinfo'`)).rowCount, 0);
+    assert.deepEqual(await store.readStream(externalAgentStreamId('ext-userinfo')), []);
+
+    await register({ name: 'ext-tokenless', url: agentUrl, task_types: ['ext_tokenless'] });
+    const [e] = await store.readStream(externalAgentStreamId('ext-tokenless'));
+    assert.equal(externalAgentRegisteredData.parse(e!.data).has_token, false);
+    assert.equal(e!.metadata.actor, 'system:dispatcher');
+    assert.deepEqual(await unregister({ name: 'ext-tokenless' }), { removed: 'ext-tokenless' });
+  });
+
+  it('unregistered: its running task goes back to the queue, it gets no new task, and a new dispatcher does not load it', async () => {
+    // 1. A task is running there (the agent holds the request open).
+    const running = await submit({ task_type: TASK_TYPE, context: { echo: 'held', hold_ms: 10_000 } });
+    assert.equal(running.agent, NAME);
+    await until('the held task to reach the agent', () => agent.executed.includes(running.task_id));
+    const executedBefore = agent.executed.length;
+
+    // 2. Removal: the row goes, the running task is handed back as for a lost instance.
+    assert.deepEqual(await unregister({ name: NAME, actor: 'apikey:tester' }), { removed: NAME });
+    assert.equal((await pool.query(`select 1 from delegation.external_agents where name = $1`, [NAME])).rowCount, 0);
+    const back = await until('the running task to be back in the queue', async () => {
+      const v = await get(running.task_id);
+      return v.status === 'queued' ? v : undefined;
+    });
+    assert.deepEqual(back.failed_instances, [`http-${NAME}`]);
+    assert.equal(back.error?.code, 'unavailable');
+    assert.ok(!d.dispatcher.health().some((h) => h.agent === NAME));
+
+    // 3. No capable agent is left for its type: a new task of it is refused as an unknown type (the dispatcher's answer when nobody offers it).
+    const refused = await appError(submit({ task_type: TASK_TYPE, context: { echo: 'nobody' } }));
+    assert.equal(refused.code, 'validation');
+    assert.match(refused.message, /unknown task_type ext_echo/);
+    assert.equal(agent.executed.length, executedBefore, 'the removed agent got no new request');
+
+    // 4. The removal is recorded.
+    const types = (await store.readStream(externalAgentStreamId(NAME))).map((e) => [e.type, e.metadata.actor]);
+    assert.deepEqual(types, [['ExternalAgentRegistered', 'apikey:tester'], ['ExternalAgentRemoved', 'apikey:tester']]);
+
+    // 5. A new dispatcher does not bring it back; the handed-back task still waits for a capable agent.
+    await d.stop();
+    d = await startDispatcher({ store, nats: nc, pool, logger, ...fast });
+    assert.ok(!d.dispatcher.health().some((h) => h.agent === NAME));
+    assert.ok(!d.dispatcher.knownTaskTypes().includes(TASK_TYPE));
+    assert.equal((await get(running.task_id)).status, 'queued');
+    assert.equal((await request(nc, tasksSubject('cancel'), { task_id: running.task_id, reason: 'test over' }, { schema: taskView })).status, 'canceled');
+  });
+
+  it('built-in agent names are refused (400); removing a name never registered is a 404', async () => {
+    const reg = await appError(register({ name: 'data_analyst', url: agentUrl, task_types: [TASK_TYPE] }));
+    assert.equal(reg.code, 'validation');
+    assert.match(reg.message, /built-in/);
+    const del = await appError(unregister({ name: 'customer_success' }));
+    assert.equal(del.code, 'validation');
+    assert.match(del.message, /built-in/);
+    const unknown = await appError(unregister({ name: 'never-registered' }));
+    assert.equal(unknown.code, 'not_found');
+    // A refused registration stored nothing.
+    assert.equal((await pool.query(`select 1 from delegation.external_agents where name = 'data_analyst'`)).rowCount, 0);
+  });
+});

@@ -1,0 +1,93 @@
+/**
+ * How the dispatcher reaches an agent instance for one attempt: a NATS request to one of our
+ * agents, `message/send` to an A2A agent, or the HTTP agent contract (POST <url>/execute); and
+ * the NATS cancel of a running attempt. No state here: the Dispatcher decides what to call.
+ */
+import type { NatsConnection } from '@nats-io/nats-core';
+import { codeOfStatus } from '@switchyard/contracts';
+import { request } from '@switchyard/messaging';
+import { AppError, errorCodes, guardedFetch, type EgressGuard, type ErrorCode } from '@switchyard/platform';
+import type { TaskState } from '@switchyard/domain';
+import { agentCancelReply, agentExecuteReply, agentInstanceSubject, httpErrorBody, httpExecuteReply } from '@switchyard/contracts';
+import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
+import type { AgentInstance } from './instances.js';
+
+export type AssignedTask = Extract<TaskState, { status: 'assigned' }>;
+
+export const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+const bearerOf = (token: string | undefined): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
+function onLoopback(url: string | undefined): boolean {
+  try {
+    return url !== undefined && LOOPBACK_HOSTS.has(new URL(url).hostname);
+  } catch {
+    return false;
+  }
+}
+
+/** One attempt on one of our agents over NATS; the reply's result. */
+export async function callNats(nats: NatsConnection, s: AssignedTask, inst: AgentInstance, remainingMs: number, o: { notifySubject: string; correlationId: string }): Promise<unknown> {
+  const reply = await request(
+    nats,
+    agentInstanceSubject(inst.agent, inst.instance, 'execute'),
+    { task_id: s.task_id, task_type: s.task_type, context: s.context, attempt: s.assignment, deadline: s.deadline, notify_subject: o.notifySubject },
+    // A little longer than the deadline: the deadline timer decides, not the request timeout.
+    { schema: agentExecuteReply, timeoutMs: remainingMs + 2_000, correlationId: o.correlationId },
+  );
+  return reply.result;
+}
+
+/** An external A2A agent: `message/send` through the A2A client (the card as the last probe read it). */
+export async function callA2a(egress: EgressGuard, s: AssignedTask, inst: AgentInstance, signal: AbortSignal): Promise<unknown> {
+  inst.a2aCard ??= (await fetchA2aCard(egress, inst.a2aCardUrl!)).card;
+  return runOnA2aAgent(egress, { card: inst.a2aCard, token: inst.token }, s, signal);
+}
+
+/**
+ * An external agent over the HTTP agent contract. The bearer: the agent's own token; else, on
+ * loopback only, this system's agents' token; else AI_AGENT_AUTH_TOKEN as the operator set it.
+ */
+export async function callHttp(
+  egress: EgressGuard,
+  s: AssignedTask,
+  inst: AgentInstance,
+  signal: AbortSignal,
+  o: { correlationId: string; agentToken?: string | undefined; externalAgentToken?: string | undefined },
+): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await guardedFetch(egress, `${inst.url}/execute`, {
+      method: 'POST',
+      signal,
+      timeoutMs: 24 * 3_600_000, // the task's deadline (signal) governs
+      headers: {
+        'content-type': 'application/json',
+        'x-correlation-id': o.correlationId,
+        ...bearerOf(inst.token ?? (onLoopback(inst.url) ? o.agentToken : o.externalAgentToken)),
+      },
+      body: JSON.stringify({ task_id: s.task_id, task_type: s.task_type, context: s.context, deadline: s.deadline }),
+    });
+  } catch (err) {
+    // A refused address is not the agent being down: say so, and do not retry elsewhere for it.
+    if (err instanceof AppError && err.code === 'forbidden') throw err;
+    throw new AppError('unavailable', `agent ${inst.agent} at ${inst.url} is unreachable`, { cause: String(err) });
+  }
+  const body: unknown = await res.json().catch(() => undefined);
+  if (!res.ok) {
+    const e = httpErrorBody.safeParse(body);
+    const code = e.success && isErrorCode(e.data.error.code) ? e.data.error.code : codeOfStatus(res.status);
+    throw new AppError(code, e.success ? e.data.error.message : `agent answered ${res.status}`, e.success ? (e.data.error.details ?? {}) : {});
+  }
+  const ok = httpExecuteReply.safeParse(body);
+  if (!ok.success) throw new AppError('internal', `agent ${inst.agent} answered outside the HTTP agent contract`, { issues: ok.error.issues }, true);
+  return ok.data.result;
+}
+
+/** Ask a NATS instance to stop an attempt (best effort); HTTP attempts are aborted with their fetch. */
+export async function cancelOnInstance(nats: NatsConnection, inst: AgentInstance, taskId: string, reason: string): Promise<void> {
+  if (inst.kind !== 'nats') return; // HTTP attempts are aborted with their fetch
+  await request(nats, agentInstanceSubject(inst.agent, inst.instance, 'cancel'), { task_id: taskId, reason }, { schema: agentCancelReply, timeoutMs: 1_000 }).catch(
+    () => undefined,
+  );
+}

@@ -1,0 +1,34 @@
+import { Inject } from '@nestjs/common';
+import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
+import { AppError } from '@switchyard/platform';
+import { McpGatewayClient, type ToolCallOutcome } from '../mcp-client.js';
+
+/**
+ * Call a tool of a registered MCP server over NATS (the connectors run it). With `checkTool`,
+ * first 404 listing the server's tools when it has no such tool (from the registry's cached listing).
+ */
+export class CallMcpTool extends Command<ToolCallOutcome> {
+  constructor(
+    readonly server: string,
+    readonly tool: string,
+    readonly args: Record<string, unknown>,
+    readonly correlationId: string,
+    readonly options: { readonly timeoutMs?: number | undefined; readonly checkTool?: boolean } = {},
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(CallMcpTool)
+export class CallMcpToolHandler implements ICommandHandler<CallMcpTool> {
+  constructor(@Inject(McpGatewayClient) private readonly mcp: McpGatewayClient) {}
+  async execute(c: CallMcpTool): Promise<ToolCallOutcome> {
+    if (c.options.checkTool) {
+      const server = await this.mcp.server(c.server, c.correlationId);
+      if (server.tools.length > 0 && !server.tools.includes(c.tool)) {
+        throw new AppError('not_found', `MCP server "${c.server}" has no tool "${c.tool}"`, { server: c.server, tool: c.tool, valid: server.tools });
+      }
+    }
+    return this.mcp.call(c.server, c.tool, c.args, c.correlationId, c.options.timeoutMs);
+  }
+}

@@ -1,0 +1,35 @@
+import { Inject } from '@nestjs/common';
+import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
+import type { EventStore } from '@switchyard/event-store';
+import { signalExecution, type SignalResult } from '../deps.js';
+import { currentActor } from '../../../http/context.js';
+import { EVENT_STORE } from '../../../tokens.js';
+
+/** Send a named signal to an execution (its payload becomes a waiting step's output). */
+export class SignalWorkflowExecution extends Command<SignalResult> {
+  constructor(
+    readonly executionId: string,
+    readonly name: string,
+    readonly payload: Record<string, unknown>,
+    readonly correlationId: string,
+    // Derived from the request's Idempotency-Key: a repeated signal is recorded once.
+    readonly signalId?: string,
+    readonly actor: string = currentActor() ?? 'anonymous',
+  ) {
+    super();
+  }
+}
+
+@CommandHandler(SignalWorkflowExecution)
+export class SignalWorkflowExecutionHandler implements ICommandHandler<SignalWorkflowExecution> {
+  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  execute(c: SignalWorkflowExecution) {
+    return signalExecution(this.store, c.executionId, {
+      name: c.name,
+      payload: c.payload,
+      correlationId: c.correlationId,
+      actor: c.actor,
+      ...(c.signalId !== undefined ? { signalId: c.signalId } : {}),
+    });
+  }
+}

@@ -1,0 +1,41 @@
+import { Inject } from '@nestjs/common';
+import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
+import { eventsForCaller } from '../../../events/redaction.js';
+import { toEventJson } from '../../../events/schemas.js';
+import { executionHistoryPage } from '../deps.js';
+import { WorkflowsService } from '../workflows.service.js';
+
+/** An execution's events after a revision, one page (as the caller may see them). */
+export class GetExecutionHistory extends Query<Record<string, unknown>> {
+  constructor(
+    readonly executionId: string,
+    readonly after: number,
+    readonly limit: number,
+  ) {
+    super();
+  }
+}
+
+@QueryHandler(GetExecutionHistory)
+export class GetExecutionHistoryHandler implements IQueryHandler<GetExecutionHistory> {
+  constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
+  async execute(q: GetExecutionHistory) {
+    const page = await executionHistoryPage(this.svc.store, q.executionId, { after: q.after, limit: q.limit });
+    const events = eventsForCaller(page.events.map(toEventJson)).map((e) => ({
+      position: e.position,
+      revision: e.revision,
+      type: e.type,
+      time: typeof e.metadata['timestamp'] === 'string' ? e.metadata['timestamp'] : e.recordedAt,
+      recorded_at: e.recordedAt,
+      actor: typeof e.metadata['actor'] === 'string' ? e.metadata['actor'] : null,
+      correlation_id: typeof e.metadata['correlationId'] === 'string' ? e.metadata['correlationId'] : null,
+      data: e.data,
+    }));
+    const last = events[events.length - 1];
+    const next =
+      last && last.revision < page.lastRevision
+        ? `/api/v1/workflows/executions/${encodeURIComponent(q.executionId)}/history?${new URLSearchParams({ after: String(last.revision), limit: String(q.limit) })}`
+        : null;
+    return { execution_id: q.executionId, last_revision: page.lastRevision, events, next };
+  }
+}

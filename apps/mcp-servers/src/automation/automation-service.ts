@@ -1,0 +1,192 @@
+import type pg from 'pg';
+import type { z } from 'zod';
+import type { EventStore } from '@switchyard/event-store';
+import type { Logger } from '@switchyard/platform';
+import type { EgressGuard } from '../fetch/egress-guard.js';
+import { systemClock, type Clock } from './clock.js';
+import { Deliveries, type DeliveryResult } from './deliveries.js';
+import { AutomationEventLog } from './events.js';
+import type { EmailMessage, MailResult, MailTransport } from './mail.js';
+import { listMailbox, type mailboxQuerySchema, type MailboxMessage } from './mailbox.js';
+import type { QueuedDelivery, QueueWebhookInput } from './queued.js';
+import { migrateAutomation } from './schema.js';
+import { Schedules, schedulesProjection, SCHEDULES_PROJECTION, type Schedule, type ScheduleTarget } from './schedules.js';
+import { Triggers, type TriggerRecord } from './triggers.js';
+import { Webhooks, webhooksProjection, WEBHOOKS_PROJECTION, type Webhook } from './webhooks.js';
+
+export { systemClock, type Clock } from './clock.js';
+export { signWebhook, deliveryFingerprint, deliveryOwnerApplicationName, type DeliveryResult } from './deliveries.js';
+export { afterMs, nextFireAfter, scheduleTargetSchema, Scheduler, type Schedule, type ScheduleTarget } from './schedules.js';
+export type { TriggerRecord } from './triggers.js';
+export type { Webhook } from './webhooks.js';
+
+export interface AutomationDeps {
+  readonly pool: pg.Pool;
+  readonly logger: Logger;
+  /** Egress policy for webhook targets (the fetch server's SSRF guard). */
+  readonly guard: EgressGuard;
+  readonly clock?: Clock;
+  /**
+   * Where webhook and schedule commands append their events; default: the PostgreSQL event
+   * store on `pool` (schema `eventstore`). The read models are projected into `pool` either way.
+   */
+  readonly store?: EventStore;
+  /** Called after a trigger is durably recorded (errors are logged, the record stays). */
+  readonly onTrigger?: (trigger: TriggerRecord) => void | Promise<void>;
+  /** Webhook delivery: retries after the first attempt on 5xx/network errors, with exponential backoff. */
+  readonly delivery?: { retries?: number; initialDelayMs?: number; maxDelayMs?: number; timeoutMs?: number };
+  /**
+   * A scheduled webhook that got no answer is sent again later: after `firstRetryMs`, doubling up
+   * to `maxRetryMs`, `maxAttempts` sends in all (defaults 30 s, 1 h, 10), then given up (logged).
+   */
+  readonly scheduledRetry?: { firstRetryMs?: number; maxRetryMs?: number; maxAttempts?: number };
+  /** Outgoing mail (`send_email`, e-mail schedule targets); without it they answer `unavailable`. */
+  readonly mail?: { transport: MailTransport; from: string; retries?: number };
+}
+
+/**
+ * The automation server's jobs put together: webhooks (webhooks.ts), keyed and owed deliveries
+ * with their retries (deliveries.ts), schedules and their firing (schedules.ts), workflow
+ * triggers (triggers.ts), and the event log their commands append to (events.ts). Shared by the
+ * MCP server (any number of stateless instances) and the scheduler loop; all state is in the
+ * database and the event store, so a restart loses nothing. `close()` ends what it opened.
+ */
+export class AutomationService {
+  readonly clock: Clock;
+  /** The event store and the projection runner of the webhooks and schedules read models. */
+  readonly events: AutomationEventLog;
+  private readonly log: Logger;
+  private readonly webhooks: Webhooks;
+  private readonly deliveries: Deliveries;
+  private readonly schedules: Schedules;
+  private readonly triggers: Triggers;
+
+  constructor(private readonly deps: AutomationDeps) {
+    this.clock = deps.clock ?? systemClock;
+    this.log = deps.logger.child({ component: 'automation' });
+    const { pool } = deps;
+    const clock = this.clock;
+    this.events = new AutomationEventLog({
+      pool,
+      logger: this.log,
+      clock,
+      store: deps.store,
+      projections: [webhooksProjection, schedulesProjection],
+      onStart: async () => {
+        await this.webhooks.adoptLegacy();
+        await this.schedules.adoptLegacy();
+      },
+    });
+    this.webhooks = new Webhooks({ pool, logger: this.log, guard: deps.guard, clock, events: this.events });
+    const webhookByRef = (ref: string) => this.webhooks.byRef(ref);
+    this.deliveries = new Deliveries({ pool, logger: this.log, guard: deps.guard, clock, webhookByRef, delivery: deps.delivery, scheduledRetry: deps.scheduledRetry, mail: deps.mail });
+    this.schedules = new Schedules({ pool, logger: this.log, clock, events: this.events, webhookByRef, hasMail: () => this.deliveries.hasMail });
+    this.triggers = new Triggers({ pool, logger: this.log, clock, onTrigger: deps.onTrigger });
+  }
+
+  migrate(): Promise<void> {
+    return migrateAutomation(this.deps.pool);
+  }
+
+  /** Open the liveness connection and start the projections now (otherwise on first use). */
+  async start(): Promise<void> {
+    await this.deliveries.start();
+    await this.events.start();
+  }
+
+  /** Close the liveness connection and stop the projections; the pool belongs to the caller. */
+  async close(): Promise<void> {
+    await this.deliveries.close();
+    await this.events.close();
+  }
+
+  /** Empty both read models (webhooks, schedules) and replay them from the event log. */
+  async rebuildReadModels(): Promise<void> {
+    await this.events.rebuild(WEBHOOKS_PROJECTION);
+    await this.events.rebuild(SCHEDULES_PROJECTION);
+  }
+
+  // Webhooks (commands, events).
+  registerWebhook(input: { name: string; url: string; secret: string; events: string[] }, correlationId?: string): Promise<Webhook> {
+    return this.webhooks.register(input, correlationId);
+  }
+  updateWebhook(input: { webhook: string; url?: string | undefined; secret?: string | undefined; events?: string[] | undefined }, correlationId?: string): Promise<Webhook> {
+    return this.webhooks.update(input, correlationId);
+  }
+  deleteWebhook(ref: string, correlationId?: string): Promise<{ deleted: string }> {
+    return this.webhooks.delete(ref, correlationId);
+  }
+  listWebhooks(): Promise<Webhook[]> {
+    return this.webhooks.list();
+  }
+
+  // Deliveries (operational state).
+  sendWebhook(input: { webhook: string; event: string; payload: Record<string, unknown>; idempotencyKey?: string; correlationId?: string }): Promise<DeliveryResult> {
+    return this.deliveries.sendWebhook(input);
+  }
+  queueWebhook(input: QueueWebhookInput & { correlationId?: string }): Promise<QueuedDelivery> {
+    return this.deliveries.queueWebhook(input);
+  }
+  listQueued(q: { ordering_key?: string | undefined; status?: string | undefined; limit: number }): Promise<QueuedDelivery[]> {
+    return this.deliveries.listQueued(q);
+  }
+  sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
+    return this.deliveries.sendScheduledDeliveries(batch, orderingKey);
+  }
+  sendEmail(input: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined }): Promise<MailResult> {
+    return this.deliveries.sendEmail(input);
+  }
+  /** The embedded development mailbox's messages, newest first. */
+  listMailbox(q: z.infer<typeof mailboxQuerySchema>): Promise<{ messages: MailboxMessage[]; next_cursor: string | null }> {
+    return listMailbox(this.deps.pool, q);
+  }
+
+  // Schedules (commands, events; firing is operational).
+  createSchedule(input: { name: string; cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget }, correlationId?: string): Promise<Schedule> {
+    return this.schedules.create(input, correlationId);
+  }
+  pauseSchedule(ref: string, correlationId?: string): Promise<Schedule> {
+    return this.schedules.pause(ref, correlationId);
+  }
+  resumeSchedule(ref: string, correlationId?: string): Promise<Schedule> {
+    return this.schedules.resume(ref, correlationId);
+  }
+  deleteSchedule(ref: string, correlationId?: string): Promise<{ deleted: string }> {
+    return this.schedules.delete(ref, correlationId);
+  }
+  listSchedules(): Promise<Schedule[]> {
+    return this.schedules.list();
+  }
+
+  // Triggers (operational hand-over to the workflow engine).
+  triggerWorkflow(input: { templateId: string; input: Record<string, unknown>; correlationId?: string }): Promise<TriggerRecord> {
+    return this.triggers.triggerWorkflow(input);
+  }
+  listTriggers(limit = 100): Promise<TriggerRecord[]> {
+    return this.triggers.listTriggers(limit);
+  }
+
+  /**
+   * Fire every schedule that is due at `clock.now()`. Each fire is claimed under
+   * `FOR UPDATE SKIP LOCKED` with a re-check of its due time, and advanced in the same
+   * transaction (with the trigger row for workflow targets), so two schedulers never
+   * fire the same occurrence twice. Missed occurrences (scheduler down) collapse into
+   * one catch-up fire. Returns the number of fires this call claimed.
+   */
+  async fireDue(batch = 50): Promise<number> {
+    const now = this.clock.now();
+    let fired = 0;
+    for (const id of await this.schedules.due(now, batch)) {
+      const claimed = await this.schedules.claim(id, now);
+      if (!claimed) continue;
+      fired += 1;
+      const { schedule, fireAt, trigger } = claimed;
+      const correlationId = trigger?.correlation_id ?? `${schedule.id}:${fireAt.toISOString()}`;
+      this.log.info({ correlationId, scheduleId: schedule.id, fireAt: fireAt.toISOString(), target: schedule.target.kind }, 'schedule fired');
+      if (trigger) await this.triggers.notify(trigger);
+    }
+    // Webhooks owed by occurrences (claimed just now, or earlier and not answered yet).
+    await this.deliveries.sendScheduledDeliveries(batch);
+    return fired;
+  }
+}

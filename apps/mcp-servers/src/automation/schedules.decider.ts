@@ -1,0 +1,190 @@
+/**
+ * The schedule aggregate as a pure decider (no I/O; "now" is the command's metadata.timestamp,
+ * the cron arithmetic is a pure function of it). One stream per schedule name,
+ * `automation_schedule-<name>`, so a name is taken at most once; a deleted name may be used again.
+ *
+ * What the events record is the schedule's definition and its paused/active state, with the
+ * fire time planned by the latest ScheduleCreated or ScheduleResumed. Firing (the next fire
+ * time after each occurrence, counts, the owed deliveries) is operational state of the
+ * scheduler (automation.schedule_runs), not events: see docs/automation-events.md.
+ */
+import { z } from 'zod';
+import { CronExpressionParser } from 'cron-parser';
+import { AppError } from '@switchyard/platform';
+import type { CommandResult } from '@switchyard/event-store';
+import type { AutomationMetadata } from './webhooks.decider.js';
+
+export const SCHEDULE_STREAM_PREFIX = 'automation_schedule-';
+export const scheduleStream = (name: string): string => `${SCHEDULE_STREAM_PREFIX}${name}`;
+
+export function assertTimezone(tz: string): void {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+  } catch {
+    throw new AppError('validation', `unknown time zone: ${tz}`, { timezone: tz });
+  }
+}
+
+/** Next fire strictly after `after`, or a validation error naming what is wrong with the expression. */
+export function nextFireAfter(cron: string, timezone: string, after: Date): Date {
+  assertTimezone(timezone);
+  try {
+    return CronExpressionParser.parse(cron, { tz: timezone, currentDate: after }).next().toDate();
+  } catch (e) {
+    throw new AppError('validation', `invalid cron expression "${cron}": ${(e as Error).message}`, { cron });
+  }
+}
+
+/** `after` of a one-shot schedule: `<n><s|m|h|d|w>`, at most a year. */
+export function afterMs(text: string): number {
+  const m = /^([0-9]{1,6})([smhdw])$/.exec(text);
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+  const ms = m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : NaN;
+  if (!(ms >= 0 && ms <= 366 * 86_400_000)) throw new AppError('validation', `after must be a duration like 30s, 15m, 2h, 7d (at most a year): ${text}`, { after: text });
+  return ms;
+}
+
+/**
+ * The first fire of a new schedule at `now`: exactly one of cron (repeating) and after (once).
+ * Pure; the service also calls it before its own checks so a bad expression is reported first.
+ */
+export function planSchedule(input: { cron?: string | null | undefined; after?: string | null | undefined; timezone: string }, now: Date): { next: Date; runOnce: boolean } {
+  const cron = input.cron ?? undefined;
+  const after = input.after ?? undefined;
+  if ((cron === undefined) === (after === undefined)) {
+    throw new AppError('validation', 'give either cron (repeating) or after (once, e.g. "7d")', { fields: ['cron', 'after'] });
+  }
+  if (cron !== undefined) return { next: nextFireAfter(cron, input.timezone, now), runOnce: false };
+  const next = new Date(now.getTime() + afterMs(after!));
+  assertTimezone(input.timezone);
+  return { next, runOnce: true };
+}
+
+const at = z.iso.datetime({ offset: true });
+export const scheduleCreatedSchema = z.object({
+  id: z.uuid(),
+  name: z.string().min(1),
+  cron: z.string().nullable(),
+  run_once: z.boolean(),
+  timezone: z.string().min(1),
+  /** The target as create_schedule validated it (scheduleTargetSchema). */
+  target: z.record(z.string(), z.unknown()),
+  next_fire_at: at,
+  created_at: at,
+});
+export const schedulePausedSchema = z.object({ id: z.uuid(), name: z.string().min(1), paused_at: at });
+export const scheduleResumedSchema = z.object({ id: z.uuid(), name: z.string().min(1), next_fire_at: at, resumed_at: at });
+export const scheduleDeletedSchema = z.object({ id: z.uuid(), name: z.string().min(1), deleted_at: at });
+
+export type ScheduleEvent =
+  | { readonly type: 'ScheduleCreated'; readonly data: z.infer<typeof scheduleCreatedSchema>; readonly metadata: AutomationMetadata }
+  | { readonly type: 'SchedulePaused'; readonly data: z.infer<typeof schedulePausedSchema>; readonly metadata: AutomationMetadata }
+  | { readonly type: 'ScheduleResumed'; readonly data: z.infer<typeof scheduleResumedSchema>; readonly metadata: AutomationMetadata }
+  | { readonly type: 'ScheduleDeleted'; readonly data: z.infer<typeof scheduleDeletedSchema>; readonly metadata: AutomationMetadata };
+
+export const SCHEDULE_EVENT_TYPES = ['ScheduleCreated', 'SchedulePaused', 'ScheduleResumed', 'ScheduleDeleted'] as const;
+
+/** `id`: when the caller named the schedule by id, the schedule it meant (a reused name has another). */
+type Ref = { readonly name: string; readonly id?: string };
+export type ScheduleCommand =
+  | {
+      readonly type: 'CreateSchedule';
+      readonly data: {
+        readonly id: string;
+        readonly name: string;
+        readonly cron?: string | undefined;
+        readonly after?: string | undefined;
+        readonly timezone: string;
+        readonly target: Record<string, unknown>;
+      };
+      readonly metadata: AutomationMetadata;
+    }
+  | { readonly type: 'PauseSchedule'; readonly data: Ref; readonly metadata: AutomationMetadata }
+  | { readonly type: 'ResumeSchedule'; readonly data: Ref; readonly metadata: AutomationMetadata }
+  | { readonly type: 'DeleteSchedule'; readonly data: Ref; readonly metadata: AutomationMetadata };
+
+interface Defined {
+  readonly id: string;
+  readonly name: string;
+  readonly cron: string | null;
+  readonly timezone: string;
+  /** Planned by the latest ScheduleCreated / ScheduleResumed. */
+  readonly next_fire_at: string;
+}
+export type ScheduleState =
+  | { readonly status: 'none' }
+  | ({ readonly status: 'active' } & Defined)
+  | ({ readonly status: 'paused' } & Defined)
+  | { readonly status: 'deleted'; readonly id: string; readonly name: string };
+
+export type ScheduleCommandResult = CommandResult<ScheduleEvent, ScheduleState>;
+
+function existing(state: ScheduleState, ref: Ref): Extract<ScheduleState, { status: 'active' | 'paused' }> {
+  if ((state.status !== 'active' && state.status !== 'paused') || (ref.id !== undefined && ref.id !== state.id)) {
+    throw new AppError('not_found', `no schedule named or with id "${ref.id ?? ref.name}"`, { schedule: ref.id ?? ref.name });
+  }
+  return state;
+}
+
+export const scheduleDecider = {
+  initialState: { status: 'none' } as ScheduleState,
+
+  decide(command: ScheduleCommand, state: ScheduleState): ScheduleEvent[] {
+    const metadata = command.metadata;
+    const now = new Date(metadata.timestamp);
+    switch (command.type) {
+      case 'CreateSchedule': {
+        const d = command.data;
+        const plan = planSchedule(d, now);
+        if (state.status === 'active' || state.status === 'paused') throw new AppError('illegal_state', `schedule "${d.name}" already exists`, { name: `schedule "${d.name}"` });
+        return [
+          {
+            type: 'ScheduleCreated',
+            data: { id: d.id, name: d.name, cron: d.cron ?? null, run_once: plan.runOnce, timezone: d.timezone, target: d.target, next_fire_at: plan.next.toISOString(), created_at: metadata.timestamp },
+            metadata,
+          },
+        ];
+      }
+      case 'PauseSchedule': {
+        const s = existing(state, command.data);
+        if (s.status === 'paused') return [];
+        return [{ type: 'SchedulePaused', data: { id: s.id, name: s.name, paused_at: metadata.timestamp }, metadata }];
+      }
+      case 'ResumeSchedule': {
+        const s = existing(state, command.data);
+        if (s.status === 'active') return [];
+        // A cron schedule goes on with its next occurrence after now (those missed while paused are
+        // skipped); a one-shot keeps its time (due at once if it passed; once fired it stays done).
+        const next = s.cron === null ? s.next_fire_at : nextFireAfter(s.cron, s.timezone, now).toISOString();
+        return [{ type: 'ScheduleResumed', data: { id: s.id, name: s.name, next_fire_at: next, resumed_at: metadata.timestamp }, metadata }];
+      }
+      case 'DeleteSchedule': {
+        const s = existing(state, command.data);
+        return [{ type: 'ScheduleDeleted', data: { id: s.id, name: s.name, deleted_at: metadata.timestamp }, metadata }];
+      }
+      default: {
+        const never: never = command;
+        throw new AppError('validation', `unknown schedule command ${JSON.stringify(never)}`);
+      }
+    }
+  },
+
+  evolve(state: ScheduleState, event: ScheduleEvent): ScheduleState {
+    switch (event.type) {
+      case 'ScheduleCreated': {
+        const d = event.data;
+        return { status: 'active', id: d.id, name: d.name, cron: d.cron, timezone: d.timezone, next_fire_at: d.next_fire_at };
+      }
+      case 'SchedulePaused':
+        return state.status === 'active' ? { ...state, status: 'paused' } : state;
+      case 'ScheduleResumed':
+        return state.status === 'paused' ? { ...state, status: 'active', next_fire_at: event.data.next_fire_at } : state;
+      case 'ScheduleDeleted':
+        return { status: 'deleted', id: event.data.id, name: event.data.name };
+      default: {
+        const never: never = event;
+        return never;
+      }
+    }
+  },
+};

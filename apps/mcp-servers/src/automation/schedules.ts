@@ -1,0 +1,337 @@
+/**
+ * Schedules: creating, pausing, resuming and deleting one are commands decided by
+ * `scheduleDecider` and appended to the event store; `automation.schedules` is their read model
+ * (`schedulesProjection`). Firing is the scheduler's operational state (automation.schedule_runs),
+ * claimed row by row so that any number of schedulers fire each occurrence once.
+ */
+import type pg from 'pg';
+import { z } from 'zod';
+import { AppError, newId, withTransaction, type Logger } from '@switchyard/platform';
+import type { RecordedEvent } from '@switchyard/event-store';
+import type { Projection } from '@switchyard/read-models';
+import type { Clock } from './clock.js';
+import { AUTOMATION_ACTOR, type AutomationEventLog } from './events.js';
+import { assertBody, emailMessageShape } from './mail.js';
+import {
+  nextFireAfter,
+  planSchedule,
+  SCHEDULE_EVENT_TYPES,
+  SCHEDULE_STREAM_PREFIX,
+  scheduleCreatedSchema,
+  scheduleDecider,
+  scheduleDeletedSchema,
+  schedulePausedSchema,
+  scheduleResumedSchema,
+  scheduleStream,
+  type ScheduleCommand,
+  type ScheduleEvent,
+} from './schedules.decider.js';
+import { insertScheduleTrigger, type TriggerRecord } from './triggers.js';
+import { iso, uuidLike, type WebhookTarget } from './webhooks.js';
+
+export { afterMs, nextFireAfter } from './schedules.decider.js';
+
+export const scheduleTargetSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('webhook'),
+    webhook: z.string().min(1).describe('name or id of a registered webhook'),
+    event: z.string().min(1).default('schedule.fired'),
+    payload: z.record(z.string(), z.unknown()).default({}),
+  }),
+  z.object({
+    kind: z.literal('workflow'),
+    template_id: z.string().min(1),
+    input: z.record(z.string(), z.unknown()).default({}),
+  }),
+  z.object({ kind: z.literal('email'), ...emailMessageShape }).describe('send this e-mail (send_email) when the schedule fires'),
+]);
+export type ScheduleTarget = z.infer<typeof scheduleTargetSchema>;
+
+export interface Schedule {
+  readonly id: string;
+  readonly name: string;
+  /** Null for a one-shot schedule (`run_once`). */
+  readonly cron: string | null;
+  readonly run_once: boolean;
+  readonly timezone: string;
+  readonly target: ScheduleTarget;
+  /** False while paused, and for a one-shot schedule once it has fired. */
+  readonly enabled: boolean;
+  readonly next_fire_at: string;
+  readonly last_fired_at: string | null;
+  readonly fire_count: number;
+}
+
+export const SCHEDULES_PROJECTION = 'automation-schedules';
+
+/**
+ * A schedule as the scheduler sees it: the definition (read model) joined with what the
+ * scheduler did (schedule_runs). The runs row's next fire holds while it was planned under the
+ * definition's latest plan; a newer plan (a resume) takes over. A fired one-shot stays done.
+ */
+const SCHEDULE_SELECT = `
+  SELECT s.id, s.name, s.cron, s.run_once, s.timezone, s.target, s.enabled AS active, s.plan_revision,
+         CASE WHEN r.schedule_id IS NULL OR r.plan_revision < s.plan_revision THEN s.next_fire_at ELSE r.next_fire_at END AS next_fire_at,
+         (r.done IS TRUE AND (s.run_once OR r.plan_revision >= s.plan_revision)) AS done,
+         r.last_fired_at, coalesce(r.fire_count, 0) AS fire_count
+    FROM automation.schedules s LEFT JOIN automation.schedule_runs r ON r.schedule_id = s.id`;
+
+function toSchedule(r: Record<string, unknown>): Schedule {
+  return {
+    id: r['id'] as string,
+    name: r['name'] as string,
+    cron: (r['cron'] as string | null) ?? null,
+    run_once: r['run_once'] === true,
+    timezone: r['timezone'] as string,
+    target: r['target'] as ScheduleTarget,
+    enabled: r['active'] === true && r['done'] !== true,
+    next_fire_at: iso(r['next_fire_at'] as Date)!,
+    last_fired_at: iso((r['last_fired_at'] as Date | null) ?? null),
+    fire_count: Number(r['fire_count']),
+  };
+}
+
+/** automation.schedules from the schedule events. Deleting a schedule also drops its runs row. */
+export const schedulesProjection: Projection = {
+  name: SCHEDULES_PROJECTION,
+  handles: SCHEDULE_EVENT_TYPES,
+  streamPrefixes: [SCHEDULE_STREAM_PREFIX],
+  // The table is created by migrateAutomation (the owner's migration phase, or the server's start).
+  async setup() {},
+  async apply(c: pg.PoolClient, e: RecordedEvent): Promise<void> {
+    switch (e.type as ScheduleEvent['type']) {
+      case 'ScheduleCreated': {
+        const d = scheduleCreatedSchema.parse(e.data);
+        await c.query(
+          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, enabled, next_fire_at, plan_revision, created_at, position)
+           VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$9,$10)
+           ON CONFLICT (id) DO UPDATE SET name = excluded.name, cron = excluded.cron, run_once = excluded.run_once, timezone = excluded.timezone,
+                  target = excluded.target, enabled = true, next_fire_at = excluded.next_fire_at, plan_revision = excluded.plan_revision,
+                  created_at = excluded.created_at, position = excluded.position,
+                  -- An adopted row's run columns from before the events (now in schedule_runs) are emptied, as a replay has them.
+                  last_fired_at = NULL, fire_count = 0`,
+          [d.id, d.name, d.cron, d.run_once, d.timezone, JSON.stringify(d.target), d.next_fire_at, e.revision, d.created_at, e.position],
+        );
+        return;
+      }
+      case 'SchedulePaused': {
+        const d = schedulePausedSchema.parse(e.data);
+        await c.query(`UPDATE automation.schedules SET enabled = false, position = $2 WHERE id = $1`, [d.id, e.position]);
+        return;
+      }
+      case 'ScheduleResumed': {
+        const d = scheduleResumedSchema.parse(e.data);
+        await c.query(`UPDATE automation.schedules SET enabled = true, next_fire_at = $2, plan_revision = $3, position = $4 WHERE id = $1`, [d.id, d.next_fire_at, e.revision, e.position]);
+        return;
+      }
+      case 'ScheduleDeleted': {
+        const d = scheduleDeletedSchema.parse(e.data);
+        await c.query(`DELETE FROM automation.schedules WHERE id = $1`, [d.id]);
+        await c.query(`DELETE FROM automation.schedule_runs WHERE schedule_id = $1`, [d.id]);
+        return;
+      }
+    }
+  },
+  async reset(c: pg.PoolClient): Promise<void> {
+    // The runs stay: they are the scheduler's, keyed by schedule id, and still hold after the replay.
+    await c.query(`DELETE FROM automation.schedules`);
+  },
+};
+
+export interface SchedulesDeps {
+  readonly pool: pg.Pool;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly events: AutomationEventLog;
+  readonly webhookByRef: (ref: string) => Promise<WebhookTarget>;
+  readonly hasMail: () => boolean;
+}
+
+export interface ClaimedFire {
+  readonly schedule: Schedule;
+  readonly fireAt: Date;
+  readonly trigger?: TriggerRecord;
+}
+
+export class Schedules {
+  constructor(private readonly deps: SchedulesDeps) {}
+
+  private command(command: ScheduleCommand) {
+    return this.deps.events.run(scheduleStream(command.data.name), scheduleDecider, command, SCHEDULES_PROJECTION);
+  }
+
+  /**
+   * CreateSchedule: a cron schedule, or with `after` (e.g. `30s`, `7d`) a one-shot one: it fires
+   * once, that long from now, and is then disabled.
+   */
+  async create(input: { name: string; cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget }, correlationId?: string): Promise<Schedule> {
+    const metadata = this.deps.events.metadata(correlationId);
+    // The decider checks these too; first here so a bad expression is reported before a missing webhook.
+    planSchedule(input, new Date(metadata.timestamp));
+    if (input.target.kind === 'webhook') await this.deps.webhookByRef(input.target.webhook);
+    if (input.target.kind === 'email') {
+      assertBody(input.target);
+      if (!this.deps.hasMail()) throw new AppError('unavailable', 'an e-mail schedule needs a mail server: set SMTP_URL', {}, false);
+    }
+    const r = await this.command({
+      type: 'CreateSchedule',
+      data: { id: newId(), name: input.name, cron: input.cron, after: input.after, timezone: input.timezone, target: input.target as Record<string, unknown> },
+      metadata,
+    });
+    const d = (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleCreated' }>).data;
+    return { id: d.id, name: d.name, cron: d.cron, run_once: d.run_once, timezone: d.timezone, target: d.target as ScheduleTarget, enabled: true, next_fire_at: d.next_fire_at, last_fired_at: null, fire_count: 0 };
+  }
+
+  /** PauseSchedule: no fires until resumed (pausing a paused schedule changes nothing). */
+  async pause(ref: string, correlationId?: string): Promise<Schedule> {
+    await this.command({ type: 'PauseSchedule', data: await this.resolve(ref), metadata: this.deps.events.metadata(correlationId) });
+    return this.get(ref);
+  }
+
+  /** ResumeSchedule: a cron schedule goes on from its next occurrence after now. */
+  async resume(ref: string, correlationId?: string): Promise<Schedule> {
+    await this.command({ type: 'ResumeSchedule', data: await this.resolve(ref), metadata: this.deps.events.metadata(correlationId) });
+    return this.get(ref);
+  }
+
+  async delete(ref: string, correlationId?: string): Promise<{ deleted: string }> {
+    const r = await this.command({ type: 'DeleteSchedule', data: await this.resolve(ref), metadata: this.deps.events.metadata(correlationId) });
+    return { deleted: (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleDeleted' }>).data.name };
+  }
+
+  async list(): Promise<Schedule[]> {
+    const r = await this.deps.pool.query(`${SCHEDULE_SELECT} ORDER BY s.name`);
+    return r.rows.map(toSchedule);
+  }
+
+  private async get(ref: string): Promise<Schedule> {
+    const r = await this.deps.pool.query(`${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid)`, [ref, uuidLike.test(ref) ? ref : null]);
+    if (!r.rows[0]) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
+    return toSchedule(r.rows[0]);
+  }
+
+  /** A name is its own stream; an id is looked up in the read model (and checked again by the decider). */
+  private async resolve(ref: string): Promise<{ name: string; id?: string }> {
+    if (!uuidLike.test(ref)) return { name: ref };
+    const r = await this.deps.pool.query<{ id: string; name: string }>(`SELECT id, name FROM automation.schedules WHERE name = $1 OR id = $1::uuid ORDER BY name = $1 DESC LIMIT 1`, [ref]);
+    const row = r.rows[0];
+    if (!row) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
+    return row.name === ref ? { name: ref } : { name: row.name, id: row.id };
+  }
+
+  /** Ids of the schedules due at `now`, oldest first. */
+  async due(now: Date, batch: number): Promise<string[]> {
+    const r = await this.deps.pool.query<{ id: string }>(`SELECT id FROM (${SCHEDULE_SELECT}) x WHERE x.active AND NOT x.done AND x.next_fire_at <= $1 ORDER BY x.next_fire_at LIMIT $2`, [now, batch]);
+    return r.rows.map((x) => x.id);
+  }
+
+  /** Rows written before schedules were events (no position): append their ScheduleCreated once. */
+  async adoptLegacy(): Promise<number> {
+    const r = await this.deps.pool.query(`SELECT id, name, cron, run_once, timezone, target, next_fire_at, created_at FROM automation.schedules WHERE position IS NULL`);
+    let adopted = 0;
+    for (const s of r.rows) {
+      const createdAt = iso(s.created_at)!;
+      const data = { id: s.id, name: s.name, cron: s.cron, run_once: s.run_once, timezone: s.timezone, target: s.target, next_fire_at: iso(s.next_fire_at)!, created_at: createdAt };
+      const metadata = { timestamp: createdAt, correlationId: `adopt:${s.id}`, actor: `${AUTOMATION_ACTOR}:adoption` };
+      if (await this.deps.events.appendNew(scheduleStream(s.name), [{ type: 'ScheduleCreated', data, metadata }])) adopted++;
+    }
+    if (adopted > 0) this.deps.logger.info({ adopted }, 'schedules created before the event log adopted as ScheduleCreated events');
+    return adopted;
+  }
+
+  /**
+   * Claim the occurrence of schedule `id` due at `now`: the definition row is locked (SKIP
+   * LOCKED: another scheduler has it) and its due time read again under the lock, then the run
+   * state advances in the same transaction as the owed delivery or trigger row.
+   */
+  async claim(id: string, now: Date): Promise<ClaimedFire | undefined> {
+    return withTransaction(this.deps.pool, async (c) => {
+      const r = await c.query(`${SCHEDULE_SELECT} WHERE s.id = $1 FOR UPDATE OF s SKIP LOCKED`, [id]);
+      const row = r.rows[0] as Record<string, unknown> | undefined;
+      if (!row || row['active'] !== true || row['done'] === true || (row['next_fire_at'] as Date) > now) return undefined;
+      const schedule = toSchedule(row);
+      const fireAt = row['next_fire_at'] as Date;
+      // A one-shot schedule fires once and stays listed, disabled, as a record of it.
+      const once = schedule.run_once || schedule.cron === null;
+      const next = once ? fireAt : nextFireAfter(schedule.cron!, schedule.timezone, fireAt > now ? fireAt : now);
+      await c.query(
+        `INSERT INTO automation.schedule_runs (schedule_id, plan_revision, next_fire_at, done, last_fired_at, fire_count) VALUES ($1,$2,$3,$4,$5,1)
+         ON CONFLICT (schedule_id) DO UPDATE SET plan_revision = excluded.plan_revision, next_fire_at = excluded.next_fire_at, done = excluded.done,
+                last_fired_at = excluded.last_fired_at, fire_count = automation.schedule_runs.fire_count + 1`,
+        [id, row['plan_revision'], next, once, fireAt],
+      );
+      let trigger: TriggerRecord | undefined;
+      if (schedule.target.kind === 'webhook') {
+        // Owed from now on, in the same transaction as the claim: a crash before the send loses nothing.
+        const key = `${schedule.id}:${fireAt.toISOString()}`;
+        await c.query(
+          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, webhook, event, payload, correlation_id, next_attempt_at, created_at)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8) ON CONFLICT (delivery_id) DO NOTHING`,
+          [
+            key,
+            id,
+            fireAt,
+            schedule.target.webhook,
+            schedule.target.event,
+            JSON.stringify({ ...schedule.target.payload, schedule: schedule.name, schedule_id: schedule.id, fire_at: fireAt.toISOString() }),
+            key,
+            now,
+          ],
+        );
+      }
+      if (schedule.target.kind === 'email') {
+        // Owed like a webhook; the occurrence key is the mail's idempotency key, so it goes out once.
+        const key = `${schedule.id}:${fireAt.toISOString()}`;
+        const { kind: _kind, ...message } = schedule.target;
+        await c.query(
+          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at)
+           VALUES ($1,$2,$3,'email','','email',$4,$1,$5,$5) ON CONFLICT (delivery_id) DO NOTHING`,
+          [key, id, fireAt, JSON.stringify(message), now],
+        );
+      }
+      if (schedule.target.kind === 'workflow') {
+        trigger = await insertScheduleTrigger(c, { templateId: schedule.target.template_id, input: schedule.target.input, scheduleId: id, fireAt, now });
+      }
+      return { schedule, fireAt, ...(trigger ? { trigger } : {}) };
+    });
+  }
+}
+
+/**
+ * Runs `fireDue` every `intervalMs` until stopped. Any number of schedulers may run
+ * against one database (see `fireDue`); a failed tick is logged and the loop goes on.
+ */
+export class Scheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = true;
+
+  constructor(
+    private readonly service: { fireDue(): Promise<number> },
+    private readonly logger: Logger,
+    private readonly intervalMs = 1000,
+  ) {}
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    const loop = (): void => {
+      if (this.stopped) return;
+      this.running = this.service
+        .fireDue()
+        .then(() => undefined)
+        .catch((e: unknown) => this.logger.error({ err: e }, 'scheduler tick failed'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(loop, this.intervalMs);
+        });
+    };
+    loop();
+  }
+
+  /** Stop the loop and wait for a tick in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+}

@@ -1,0 +1,171 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { createLogger, newId } from '@switchyard/platform';
+import { PostgresEventStore } from '@switchyard/event-store';
+import { callProgressNotifier, type CallProgressNotifier } from '@switchyard/messaging';
+import { callProgressSchema, type CallProgress } from '@switchyard/contracts';
+import { freshDatabase, testNatsUrl } from '@switchyard/testing';
+import type { WorkflowDefinitionInput } from '@switchyard/domain';
+import { WorkflowEngine } from './engine.js';
+import { executionEvents, startExecution, waitForExecution } from '@switchyard/workflow-executions';
+
+const logger = createLogger('workflow-queued-resend-int', process.env.LOG_LEVEL ?? 'silent');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Shortened for the test: production repeats `queued` every 5 s and re-sends after 15 s of silence. */
+const HEARTBEAT_MS = 200;
+const SILENCE_MS = 1_500;
+
+interface TaskRequest {
+  readonly idempotency_key: string;
+  readonly progress_subject?: string;
+  readonly worker: string;
+}
+
+/**
+ * A worker that says a call is queued and then dies (its process and its queue gone) leaves the
+ * engine waiting for an answer that never comes: its deadline after `queued` is the queue budget,
+ * ten minutes for an agent task. Workers repeat `queued` while they hold a call; the engine sends a
+ * call whose worker fell silent again under the same key, and whoever serves the subject now
+ * answers. Real nats-server and PostgreSQL; the task workers are NATS subscribers that behave as a
+ * dispatcher does on the wire (the kills e2e does the same with real dispatchers SIGKILLed).
+ */
+describe('a queued call whose worker falls silent is sent again under the same key', () => {
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+  let nc: NatsConnection;
+  let engine: WorkflowEngine;
+  const id = `t${newId().slice(0, 6)}`;
+  const subjects = { mcpPrefix: `test.resend.${id}.mcp`, tasks: `test.resend.${id}.tasks.execute`, tasksCancel: `test.resend.${id}.tasks.cancel` };
+  const requests: TaskRequest[] = [];
+  const notices: CallProgress[] = [];
+  let noticeTap: Subscription | undefined;
+
+  before(async () => {
+    const url = await freshDatabase('wf_queued_resend');
+    pool = new pg.Pool({ connectionString: url, max: 8 });
+    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
+    await store.init();
+    nc = await connect({ servers: await testNatsUrl() });
+    engine = new WorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: url,
+      partitions: 2,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+      recoveryIntervalMs: 60_000,
+      subjects,
+      queuedCallSilenceMs: SILENCE_MS,
+    });
+    await engine.start();
+  });
+
+  after(async () => {
+    noticeTap?.unsubscribe();
+    await engine?.stop();
+    await nc?.close();
+    await store?.close();
+    await pool?.end();
+  });
+
+  /**
+   * One task worker on the tasks subject (a queue group, as the dispatchers are): it says the task
+   * is queued (repeated every heartbeat while `heartbeat`), then runs `behave`.
+   */
+  const worker = (name: string, behave: (req: TaskRequest, progress: CallProgressNotifier | undefined, respond: (body: unknown) => void) => Promise<void>) => {
+    const sub = nc.subscribe(subjects.tasks, { queue: 'dispatchers' });
+    void (async () => {
+      for await (const msg of sub) {
+        const body = msg.json<{ idempotency_key: string; progress_subject?: string }>();
+        const req = { idempotency_key: body.idempotency_key, ...(body.progress_subject ? { progress_subject: body.progress_subject } : {}), worker: name };
+        requests.push(req);
+        const progress = req.progress_subject ? callProgressNotifier(nc, req.progress_subject, req.idempotency_key, HEARTBEAT_MS) : undefined;
+        void behave(req, progress, (reply) => msg.respond(JSON.stringify(reply))).finally(() => progress?.close());
+      }
+    })();
+    return sub;
+  };
+  const tap = (progressSubjectOf: () => string | undefined) => {
+    // Taps the engine's progress subject once it is known, to count heartbeats.
+    const subject = progressSubjectOf();
+    if (!subject || noticeTap) return;
+    noticeTap = nc.subscribe(subject, { callback: (_e, m) => void notices.push(callProgressSchema.parse(m.json())) });
+  };
+  const definition = (name: string): WorkflowDefinitionInput => ({
+    id: name,
+    version: 1,
+    name,
+    steps: [{ id: 'answer', uses: 'agent:support_response', with: { query: 'where is my order' }, timeout_ms: 3_000 }],
+    outputs: { answer: '${{ steps.answer.output.text }}' },
+  });
+
+  it('the worker dies after saying "queued": the call goes again to the worker in its place, same key, same attempt, and completes', async () => {
+    requests.length = 0;
+    // The first worker queues the call and dies: it stops serving the subject and never answers.
+    let dead!: () => void;
+    const died = new Promise<void>((r) => (dead = r));
+    const first: Subscription = worker('first', async (_req, progress) => {
+      progress?.tell('queued');
+      await sleep(50);
+      progress?.close();
+      first.unsubscribe();
+      dead();
+    });
+    const t0 = Date.now();
+    const { executionId } = await startExecution(store, { definition: definition(`resend-${id}`), input: {}, correlationId: newId() });
+    await died;
+    // Its replacement starts the task at once and answers.
+    const second = worker('second', async (req, progress, respond) => {
+      progress?.tell('started');
+      await sleep(50);
+      respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: `answered by ${req.worker}` } });
+    });
+    try {
+      const state = await waitForExecution(store, executionId, 20_000);
+      const took = Date.now() - t0;
+      assert.equal(state.status, 'completed', JSON.stringify(state));
+      assert.deepEqual(state.outputs, { answer: 'answered by second' });
+      assert.deepEqual(requests.map((r) => r.worker), ['first', 'second']);
+      assert.equal(requests[1]!.idempotency_key, requests[0]!.idempotency_key, 'the re-sent call carries the key of the first');
+      assert.ok(engine.stats().resends >= 1, `the engine counted its re-send (${engine.stats().resends})`);
+      const events = (await executionEvents(store, executionId)).map((e) => `${e.type}#${(e.data as { attempt?: number }).attempt ?? ''}`);
+      // One attempt: queued, then started by the second worker, then its success; no timeout, no retry.
+      assert.deepEqual(
+        events.filter((e) => e.startsWith('Step')),
+        ['StepScheduled#1', 'StepDispatched#1', 'StepQueued#1', 'StepStarted#1', 'StepSucceeded#1'],
+      );
+      assert.ok(took < 10_000, `completed ${took} ms after the start, not after the ten-minute queue budget`);
+    } finally {
+      second.unsubscribe();
+    }
+  });
+
+  it('a worker that keeps saying "queued" is left alone: no re-send however long the call waits', async () => {
+    requests.length = 0;
+    const resendsBefore = engine.stats().resends;
+    const w = worker('patient', async (req, progress, respond) => {
+      tap(() => req.progress_subject);
+      progress?.tell('queued');
+      // Queued for three silence limits, saying so every heartbeat.
+      await sleep(3 * SILENCE_MS);
+      progress?.tell('started');
+      respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: 'after a long queue' } });
+    });
+    try {
+      const { executionId } = await startExecution(store, { definition: definition(`patient-${id}`), input: {}, correlationId: newId() });
+      const state = await waitForExecution(store, executionId, 20_000);
+      assert.equal(state.status, 'completed', JSON.stringify(state));
+      assert.deepEqual(state.outputs, { answer: 'after a long queue' });
+      assert.equal(requests.length, 1, `sent once: ${JSON.stringify(requests)}`);
+      assert.equal(engine.stats().resends, resendsBefore);
+      const queued = notices.filter((n) => n.state === 'queued').length;
+      assert.ok(queued >= (3 * SILENCE_MS) / HEARTBEAT_MS - 3, `the worker's heartbeats reached the engine's subject (${queued} queued notices)`);
+    } finally {
+      w.unsubscribe();
+    }
+  });
+});

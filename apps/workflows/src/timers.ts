@@ -1,0 +1,93 @@
+/**
+ * The engine's durable timers: rows of `workflows.timers` (one per kind, unit and attempt),
+ * claimed by a lease when due. The engine decides when to write and fire them; the statements
+ * are here.
+ */
+import type pg from 'pg';
+import { unitKey, type TimerAction, type WorkflowCommand } from '@switchyard/domain';
+import { WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
+
+/** How long a claimed timer is not claimed again, should its engine die before firing it. */
+export const TIMER_LEASE_MS = 30_000;
+/** A step timeout is written once its step has run this long (most steps end sooner)... */
+export const TIMEOUT_DEFER_MS = 1_000;
+/** ...or at once when it is due within this, so it fires on time. */
+export const TIMEOUT_WRITE_AHEAD_MS = 3_000;
+
+/** Row key of a timer: one per kind, unit and attempt. */
+export function timerKey(t: TimerAction): string {
+  const d = t.command.data as { stepId: string; itemIndex?: number; attempt?: number };
+  return `${t.kind}:${unitKey(d)}:${d.attempt ?? 1}`;
+}
+
+/** Write (or move) timers of one execution. */
+export async function armTimerRows(pool: pg.Pool, executionId: string, partition: number, timers: readonly TimerAction[]): Promise<void> {
+  const keys: string[] = [];
+  const dues: string[] = [];
+  const commands: string[] = [];
+  for (const t of timers) {
+    keys.push(timerKey(t));
+    dues.push(t.dueAt);
+    commands.push(JSON.stringify(t.command));
+  }
+  await pool.query(
+    `insert into ${WORKFLOW_SCHEMA}.timers (execution_id, timer_key, partition, due_at, command)
+     select $1, k, $2, d::timestamptz, c::jsonb from unnest($3::text[], $4::text[], $5::text[]) as t(k, d, c)
+     on conflict (execution_id, timer_key) do update set due_at = excluded.due_at, command = excluded.command`,
+    [executionId, partition, keys, dues, commands],
+  );
+}
+
+/** Write (or move) timers of many executions in one statement. */
+export async function writeTimerRows(pool: pg.Pool, rows: readonly { id: string; partition: number; t: TimerAction }[]): Promise<void> {
+  await pool.query(
+    `insert into ${WORKFLOW_SCHEMA}.timers (execution_id, timer_key, partition, due_at, command)
+     select e, k, p, d::timestamptz, c::jsonb from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[]) as t(e, k, p, d, c)
+     on conflict (execution_id, timer_key) do update set due_at = excluded.due_at, command = excluded.command`,
+    [rows.map((r) => r.id), rows.map((r) => timerKey(r.t)), rows.map((r) => r.partition), rows.map((r) => r.t.dueAt), rows.map((r) => JSON.stringify(r.t.command))],
+  );
+}
+
+/** A claimed timer: its lease is the `due_at` the claim set (whole milliseconds, so exact in a JS Date). */
+export interface ClaimedTimer {
+  readonly execution_id: string;
+  readonly timer_key: string;
+  readonly command: WorkflowCommand;
+  readonly lease: Date;
+}
+
+/**
+ * Claim up to `limit` due timers of these partitions: one statement moves their `due_at`
+ * TIMER_LEASE_MS ahead (FOR UPDATE SKIP LOCKED, so two engines never claim the same row) and commits.
+ */
+export async function claimDueTimers(pool: pg.Pool, partitions: readonly number[], limit: number): Promise<ClaimedTimer[]> {
+  const due = await pool.query<ClaimedTimer>(
+    `update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', now() + make_interval(secs => $2))
+     from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
+           where due_at <= now() and partition = any($1::int[]) order by due_at limit ${limit} for update skip locked) d
+     where t.execution_id = d.execution_id and t.timer_key = d.timer_key
+     returning t.execution_id, t.timer_key, t.command, t.due_at as lease`,
+    [partitions, TIMER_LEASE_MS / 1000],
+  );
+  return due.rows;
+}
+
+const leaseRows = (xs: readonly Omit<ClaimedTimer, 'command'>[]) => [xs.map((f) => f.execution_id), xs.map((f) => f.timer_key), xs.map((f) => f.lease.toISOString())];
+
+/** Delete fired timers, unless re-armed meanwhile (`due_at` no longer their lease). */
+export async function deleteFiredTimers(pool: pg.Pool, fired: readonly Omit<ClaimedTimer, 'command'>[]): Promise<void> {
+  await pool.query(
+    `delete from ${WORKFLOW_SCHEMA}.timers t using unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
+     where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
+    leaseRows(fired),
+  );
+}
+
+/** Claimed timers whose command may work later: due again now rather than after the lease. */
+export async function makeTimersDueNow(pool: pg.Pool, again: readonly Omit<ClaimedTimer, 'command'>[]): Promise<void> {
+  await pool.query(
+    `update ${WORKFLOW_SCHEMA}.timers t set due_at = now() from unnest($1::text[], $2::text[], $3::timestamptz[]) as f(e, k, l)
+     where t.execution_id = f.e and t.timer_key = f.k and t.due_at = f.l`,
+    leaseRows(again),
+  );
+}

@@ -1,0 +1,216 @@
+/**
+ * The built-in agents' capability cards: each agent's name, description and concurrency, and
+ * for each of its task types the description and the zod schema of the task's input. The
+ * agents (apps/agents) run the tasks behind these cards; the dispatcher validates a
+ * submission's input against them and lists the built-in agents before any instance answers.
+ * Serialised with `cardToJson` (input schemas as JSON Schema) where a card crosses a process.
+ */
+import { z } from 'zod';
+import { aliasesOf } from './task-aliases.js';
+
+/** A calendar day, `YYYY-MM-DD`. */
+export const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD');
+
+/** `30d`, `12m`, `24m`: a window that ends at a reference date (inclusive). */
+export const timeframeSchema = z
+  .string()
+  .regex(/^([1-9]\d{0,3})([dm])$/, 'expected <n>d or <n>m, e.g. 30d or 12m');
+
+/** The subscription plans a proposal may name, cheapest first. */
+export const PLAN_NAMES = ['starter', 'growth', 'business', 'enterprise'] as const;
+
+/** One step attempt as the workflow engine records it (or as the caller supplies it). */
+export const stepRecordSchema = z.object({
+  stepId: z.string().min(1),
+  name: z.string().optional(),
+  status: z.enum(['succeeded', 'failed', 'timed_out', 'skipped']),
+  startedAt: z.iso.datetime({ offset: true }),
+  finishedAt: z.iso.datetime({ offset: true }),
+  attempt: z.number().int().min(1).default(1),
+  dependsOn: z.array(z.string()).optional(),
+  error: z.string().optional(),
+  /** manual steps wait for a person; they are the automation candidates */
+  kind: z.enum(['tool', 'agent', 'manual', 'approval', 'other']).optional(),
+});
+export const executionRecordSchema = z.object({
+  executionId: z.string().min(1),
+  workflowId: z.string().optional(),
+  steps: z.array(stepRecordSchema).min(1),
+});
+
+export const revenueAnalysisInput = z.object({
+  timeframe: timeframeSchema.default('12m'),
+  /** last day of the window; defaults to the last order date in the data */
+  asOf: isoDate.optional(),
+  topN: z.number().int().min(1).max(100).default(10),
+  /** modified z-score above which a period is flagged (Iglewicz & Hoaglin recommend 3.5) */
+  anomalyThreshold: z.number().positive().default(3.5),
+  includeCohorts: z.boolean().default(true),
+});
+
+export const customerSegmentationInput = z.object({
+  asOf: isoDate.optional(),
+  /** orders older than this many months before asOf are ignored */
+  lookbackMonths: z.number().int().min(1).max(120).default(24),
+  k: z.number().int().min(2).max(10).default(4),
+  seed: z.number().int().default(42),
+  includeCustomers: z.boolean().default(false),
+});
+
+export const revenueForecastInput = z.object({
+  horizon: z.number().int().min(1).max(24).default(6),
+  method: z.enum(['auto', 'holt_winters_additive', 'holt', 'simple']).default('auto'),
+  seasonLength: z.number().int().min(2).max(24).default(12),
+  /** months held out at the end to measure the error of the same procedure */
+  backtestMonths: z.number().int().min(1).max(12).default(6),
+  historyMonths: z.number().int().min(6).max(120).default(24),
+  confidence: z.union([z.literal(0.8), z.literal(0.9), z.literal(0.95)]).default(0.95),
+  /** replace robust-z outliers by their rolling median before fitting (like R's tsclean) */
+  cleanAnomalies: z.boolean().default(true),
+  asOf: isoDate.optional(),
+});
+
+export const costOptimizationInput = z.object({
+  asOf: isoDate.optional(),
+  months: z.number().int().min(6).max(36).default(12),
+  /** flag categories whose growth exceeds revenue growth by more than this (0.05 = 5 points) */
+  excessGrowthThreshold: z.number().min(0).max(5).default(0.05),
+});
+
+export const scheduleOptimizationInput = z.object({
+  /** first day to plan (inclusive); defaults to the earliest shift in business.shifts */
+  from: isoDate.optional(),
+  days: z.number().int().min(1).max(31).default(7),
+  uncoveredPenalty: z.number().positive().default(1000),
+  maxShiftsPerDay: z.number().int().min(1).max(3).default(1),
+  /** the solver stops after this and returns its best schedule, marked not proven optimal */
+  timeoutMs: z.number().int().min(100).max(60_000).default(10_000),
+});
+
+export const performanceAnalysisInput = z.object({
+  executions: z.array(executionRecordSchema).min(1).max(10_000),
+});
+
+export const workflowOptimizationInput = z.object({
+  executions: z.array(executionRecordSchema).min(1).max(10_000),
+  /** attempt failure rate from which a step counts as a hot spot */
+  hotSpotRate: z.number().min(0).max(1).default(0.05),
+});
+
+export const generateProposalInput = z.object({
+  customerId: z.number().int().positive(),
+  proposalType: z.enum(['upgrade', 'renewal', 'expansion']).default('upgrade'),
+  /** plan to propose; default: the next plan up for an upgrade, the current plan otherwise */
+  targetPlan: z.enum(PLAN_NAMES).optional(),
+  /** extra seats for an expansion; default: enough for active users plus 20 % headroom */
+  additionalSeats: z.number().int().min(0).max(10_000).optional(),
+  discountPct: z.number().min(0).max(30).default(0),
+  contact: z.string().min(1).max(200).default('your account manager'),
+  asOf: isoDate.optional(),
+});
+
+export const marketingContentInput = z.object({
+  channel: z.enum(['email', 'blog', 'social']).default('email'),
+  segment: z.enum(['smb', 'mid_market', 'enterprise']).optional(),
+  region: z.enum(['north_america', 'emea', 'apac', 'latam']).optional(),
+  asOf: isoDate.optional(),
+});
+
+export const supportResponseInput = z.object({
+  query: z.string().trim().min(3).max(10_000),
+  customerId: z.number().int().positive().optional(),
+});
+
+export const satisfactionAnalysisInput = z.object({
+  months: z.number().int().min(1).max(36).default(12),
+  asOf: isoDate.optional(),
+  category: z.string().optional(),
+});
+
+export type BuiltinAgentName =
+  | 'data_analyst'
+  | 'financial_advisor'
+  | 'operations_manager'
+  | 'automation_specialist'
+  | 'content_creator'
+  | 'customer_success';
+
+/** Every built-in task type: the agent that runs it, what it does, its input. */
+export const builtinTaskTypes = {
+  revenue_analysis: { agent: 'data_analyst', description: 'Revenue per period with MoM/YoY growth, top customers, cohort retention and robust anomaly detection', input: revenueAnalysisInput },
+  customer_segmentation: { agent: 'data_analyst', description: 'RFM scores and segments plus deterministic k-means clusters over RFM features', input: customerSegmentationInput },
+  revenue_forecast: { agent: 'financial_advisor', description: 'Monthly revenue forecast by exponential smoothing (Holt-Winters) with prediction intervals and a back-test MAPE', input: revenueForecastInput },
+  cost_optimization: { agent: 'financial_advisor', description: 'Cost breakdown by category with trends, anomalies and savings suggestions with their figures', input: costOptimizationInput },
+  schedule_optimization: { agent: 'operations_manager', description: 'Assign staff to shifts under availability, skills and weekly hour limits (MIP); reports cost, coverage and a feasibility check', input: scheduleOptimizationInput },
+  performance_analysis: { agent: 'operations_manager', description: 'Workflow execution records → duration p50/p95 and failure rate per step and per execution', input: performanceAnalysisInput },
+  workflow_optimization: { agent: 'automation_specialist', description: 'Bottlenecks, failure hot spots, parallelisable steps, retry and schedule proposals from execution records', input: workflowOptimizationInput },
+  process_automation: { agent: 'automation_specialist', description: 'Automation candidates (manual and approval steps by handling time) plus the workflow optimisation findings', input: workflowOptimizationInput },
+  generate_proposal: { agent: 'content_creator', description: "Markdown proposal (upgrade, renewal, expansion) filled from the customer's plan, usage and revenue", input: generateProposalInput },
+  marketing_content: { agent: 'content_creator', description: 'Email, blog or social copy built from aggregate customer figures of a segment or region', input: marketingContentInput },
+  support_response: { agent: 'customer_success', description: 'Intent and sentiment of a support query, a drafted answer from the knowledge base, and an escalation decision with reasons', input: supportResponseInput },
+  satisfaction_analysis: { agent: 'customer_success', description: 'CSAT average and share, by category, monthly trend, and resolution time p50/p95 over tickets', input: satisfactionAnalysisInput },
+} as const satisfies Record<string, { readonly agent: BuiltinAgentName; readonly description: string; readonly input: z.ZodType }>;
+export type BuiltinTaskType = keyof typeof builtinTaskTypes;
+
+const BUILTIN_AGENTS: { name: BuiltinAgentName; description: string; maxConcurrency: number }[] = [
+  { name: 'data_analyst', description: 'Revenue analysis and customer segmentation over the business database', maxConcurrency: 4 },
+  { name: 'financial_advisor', description: 'Revenue forecasting with back-tested error, and cost optimisation', maxConcurrency: 4 },
+  // The MIP solver is CPU-bound and single-threaded: two at a time is plenty on small hosts.
+  { name: 'operations_manager', description: 'Shift scheduling under constraints, and workflow performance analysis', maxConcurrency: 2 },
+  { name: 'automation_specialist', description: 'Workflow bottlenecks, failure hot spots, parallelism, retry and schedule proposals', maxConcurrency: 4 },
+  { name: 'content_creator', description: 'Proposals and marketing copy filled from real customer figures', maxConcurrency: 8 },
+  { name: 'customer_success', description: 'Support replies with intent, sentiment and escalation; satisfaction analysis', maxConcurrency: 8 },
+];
+
+/** The capability card an agent publishes: what it can do and how many tasks it runs at once. */
+export interface AgentCard {
+  readonly name: BuiltinAgentName;
+  readonly version: string;
+  readonly description: string;
+  readonly maxConcurrency: number;
+  /** `aliases`: the other names a delegation may give the type (TASK_TYPE_ALIASES). */
+  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly input: z.ZodType; readonly aliases: readonly string[] }[];
+}
+
+/** The six capability cards. */
+export const builtinAgentCards: readonly AgentCard[] = BUILTIN_AGENTS.map((a) => ({
+  ...a,
+  version: '1.0.0',
+  taskTypes: Object.entries(builtinTaskTypes as Record<string, { agent: BuiltinAgentName; description: string; input: z.ZodType }>)
+    .filter(([, t]) => t.agent === a.name)
+    .map(([type, t]) => ({ type, description: t.description, input: t.input, aliases: aliasesOf(type) })),
+}));
+
+/** A card as plain JSON (input schemas as JSON Schema), for publishing across a process boundary. */
+export interface AgentCardJson {
+  readonly name: BuiltinAgentName;
+  readonly version: string;
+  readonly description: string;
+  readonly maxConcurrency: number;
+  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly inputSchema: Record<string, unknown>; readonly aliases: readonly string[] }[];
+}
+
+export function cardToJson(card: AgentCard): AgentCardJson {
+  return {
+    name: card.name,
+    version: card.version,
+    description: card.description,
+    maxConcurrency: card.maxConcurrency,
+    taskTypes: card.taskTypes.map((t) => ({
+      type: t.type,
+      description: t.description,
+      // `input` mode: fields with defaults are optional for the caller.
+      inputSchema: z.toJSONSchema(t.input, { io: 'input' }) as Record<string, unknown>,
+      aliases: [...t.aliases],
+    })),
+  };
+}
+
+export const NOOP_TASK_TYPE = 'noop';
+
+export const noopInput = z.object({
+  sleep_ms: z.number().int().min(0).max(600_000).default(0),
+  echo: z.unknown().optional(),
+  /** `retryable`: fail with unavailable (another instance may do better); `fatal`: fail with a validation error. */
+  fail: z.enum(['retryable', 'fatal']).optional(),
+});

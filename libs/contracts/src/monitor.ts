@@ -1,0 +1,249 @@
+/**
+ * Wire contract of the monitor's NATS service and of what it publishes. Shared by the
+ * monitor (server side) and the gateway (client side), so both parse the same shapes.
+ *
+ *   switchyard.svc.monitor.v1.<endpoint>      request-reply (queue group `monitor`)
+ *   switchyard.alerts.<event type>            alerting events, JSON envelope (fire and forget)
+ */
+import { z } from 'zod';
+import { SUBJECT_ROOT, serviceSubject, subjectToken } from './subjects.js';
+import { matcherRegexProblem } from './matcher-regex.js';
+
+/** Labels of a series or an alert: flat string map (Prometheus style). */
+export type Labels = Readonly<Record<string, string>>;
+
+export const comparatorSchema = z.enum(['>', '>=', '<', '<=', '==', '!=']);
+export type Comparator = z.infer<typeof comparatorSchema>;
+
+export const severitySchema = z.enum(['info', 'warning', 'critical']);
+export type Severity = z.infer<typeof severitySchema>;
+
+/**
+ * An alert rule. `metric` names the series it watches, `match` narrows it to series whose
+ * labels contain these pairs (e.g. `{ cpu: 'total' }`), `labels` are extra labels stamped on
+ * the alert (like Prometheus rule labels). The condition must hold for `for_ms` before firing.
+ */
+export const alertRuleSchema = z.object({
+  id: z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/i, 'rule id: letters, digits, _ . - (max 128)'),
+  name: z.string().min(1),
+  metric: z.string().min(1),
+  match: z.record(z.string(), z.string()).default({}),
+  comparator: comparatorSchema,
+  threshold: z.number().finite(),
+  for_ms: z.number().int().min(0),
+  severity: severitySchema,
+  labels: z.record(z.string(), z.string()).default({}),
+});
+export type AlertRule = z.infer<typeof alertRuleSchema>;
+
+/** The windows of `trends` and the resolution of the series each reads. */
+export const trendWindows = { '1h': { ms: 3_600_000, resolution: '1m' }, '24h': { ms: 86_400_000, resolution: '1h' }, '7d': { ms: 604_800_000, resolution: '1h' }, '30d': { ms: 2_592_000_000, resolution: '1h' } } as const;
+
+export const MONITOR_SERVICE_NAME = 'monitor';
+export const MONITOR_SERVICE_VERSION = '1.0.0';
+
+export const monitorEndpoints = [
+  'health_report', 'trends', 'availability', 'alerts', 'resolve_alert', 'silences', 'add_silence',
+  'rules', 'put_rules', 'delete_rule', 'metrics',
+] as const;
+export type MonitorEndpoint = (typeof monitorEndpoints)[number];
+
+/** `switchyard.svc.monitor.v1.<endpoint>`; `service` only to run an isolated monitor (tests on a shared nats-server). */
+export const monitorSubject = (endpoint: MonitorEndpoint, service = MONITOR_SERVICE_NAME): string => serviceSubject(service, endpoint);
+
+export const ALERTS_SUBJECT_PREFIX = `${SUBJECT_ROOT}.alerts`;
+/** Subject an alerting event is published on: `switchyard.alerts.<type>` (e.g. `AlertFiring`). */
+export const alertSubject = (type: string, prefix = ALERTS_SUBJECT_PREFIX): string => `${prefix}.${subjectToken(type)}`;
+/** Every alerting event. */
+export const ALERTS_WILDCARD = `${ALERTS_SUBJECT_PREFIX}.>`;
+
+// ---- requests ---------------------------------------------------------------------------
+
+const empty = z.undefined().or(z.object({}).loose());
+const labelsSchema = z.record(z.string(), z.string());
+
+export const healthReportRequest = empty;
+export const trendsRequest = z.object({
+  metric: z.string().min(1).max(200),
+  window: z.enum(Object.keys(trendWindows) as [keyof typeof trendWindows, ...(keyof typeof trendWindows)[]]).default('1h'),
+  labels: labelsSchema.optional(),
+  limit: z.number().finite().optional(),
+});
+export const availabilityRequest = z.object({ service: z.string().min(1).max(200).optional() }).default({});
+export const alertStateSchema = z.enum(['pending', 'firing', 'resolved']);
+export const alertsRequest = z.object({ state: alertStateSchema.optional(), severity: severitySchema.optional() }).default({});
+export const resolveAlertRequest = z.object({ id: z.string().min(1).max(64), actor: z.string().min(1).max(200), reason: z.string().trim().min(1).max(2_000) });
+/** A matcher as stored and listed (a bad regex stored before validation existed still lists). */
+export const storedMatcherSchema = z.object({
+  name: z.string().min(1).max(200),
+  value: z.string().max(1_000),
+  isRegex: z.boolean().optional(),
+  isEqual: z.boolean().optional(),
+});
+/** A matcher as sent: a regex must be valid RE2 (400 naming `matchers[i].value` otherwise). */
+export const matcherSchema = storedMatcherSchema.superRefine((m, ctx) => {
+  const problem = m.isRegex ? matcherRegexProblem(m.value) : null;
+  if (problem) ctx.addIssue({ code: 'custom', path: ['value'], message: problem });
+});
+export const addSilenceRequest = z.object({
+  matchers: z.array(matcherSchema).min(1).max(50),
+  createdBy: z.string().min(1).max(200),
+  comment: z.string().max(2_000).default(''),
+  startsAt: z.number().int().optional(),
+  endsAt: z.number().int(),
+});
+export const silencesRequest = empty;
+export const rulesRequest = empty;
+/** Upsert rules by id (all or nothing: every rule is validated first). */
+export const putRulesRequest = z.object({ rules: z.array(alertRuleSchema).min(1).max(200), actor: z.string().min(1).max(200) });
+export const deleteRuleRequest = z.object({ id: z.string().min(1).max(200), actor: z.string().min(1).max(200) });
+export const metricsRequest = empty;
+
+// ---- replies (dates travel as ISO strings) ------------------------------------------------
+
+const isoOrNull = z.string().nullable();
+
+export const serviceStatusSchema = z.enum(['unknown', 'up', 'degraded', 'down']);
+export const overallStatusSchema = z.enum(['healthy', 'degraded', 'unhealthy']);
+
+export const serviceJsonSchema = z.object({
+  service: z.string(),
+  kind: z.string(),
+  status: serviceStatusSchema,
+  reason: z.string().nullable(),
+  since: isoOrNull,
+  failingSince: isoOrNull,
+  lastProbeAt: isoOrNull,
+  lastOk: z.boolean().nullable(),
+  lastResponseMs: z.number().nullable(),
+  lastError: z.string().nullable(),
+});
+export type ServiceJson = z.infer<typeof serviceJsonSchema>;
+
+export const healthReportReply = z.object({
+  status: overallStatusSchema,
+  /** Why the status is not `healthy` (empty when it is). */
+  reasons: z.array(z.string()),
+  at: z.string(),
+  services: z.array(serviceJsonSchema),
+  system: z.object({
+    cpuPercent: z.number().nullable(),
+    memoryPercent: z.number().nullable(),
+    disks: z.array(z.object({ mount: z.string(), usedPercent: z.number() })),
+  }),
+  alerts: z.object({ firing: z.number().int(), pending: z.number().int() }),
+});
+export type HealthReportReply = z.infer<typeof healthReportReply>;
+
+const bucketSchema = z.object({ start: z.number(), count: z.number(), sum: z.number(), min: z.number(), max: z.number(), p95: z.number().nullable(), avg: z.number() });
+export const trendsReply = z.object({
+  metric: z.string(),
+  window: z.string(),
+  series: z.array(z.object({
+    labels: labelsSchema,
+    buckets: z.array(bucketSchema),
+    slopePerHour: z.number().nullable(),
+    direction: z.enum(['rising', 'falling', 'flat', 'unknown']),
+    projection: z.object({ limit: z.number(), etaMs: z.number().nullable(), at: z.number().nullable() }).loose().nullable(),
+  }).loose()),
+});
+export type TrendsReply = z.infer<typeof trendsReply>;
+
+const windowAvailabilitySchema = z.object({
+  window: z.string(),
+  windowMs: z.number(),
+  observedMs: z.number(),
+  downMs: z.number(),
+  uptimePercent: z.number().nullable(),
+  incidents: z.array(z.object({ start: z.number(), end: z.number().nullable(), durationMs: z.number() })),
+  mttrMs: z.number().nullable(),
+  slaTargetPercent: z.number(),
+  slaMet: z.boolean().nullable(),
+});
+export const availabilityReply = z.object({
+  services: z.array(z.object({ service: z.string(), windows: z.record(z.string(), windowAvailabilitySchema) })),
+});
+export type AvailabilityReply = z.infer<typeof availabilityReply>;
+
+export const alertJsonSchema = z.object({
+  id: z.string(),
+  ruleId: z.string(),
+  name: z.string(),
+  severity: severitySchema,
+  labels: labelsSchema,
+  state: alertStateSchema,
+  value: z.number().nullable(),
+  threshold: z.number().nullable(),
+  pendingSince: isoOrNull,
+  firingSince: isoOrNull,
+  resolvedAt: isoOrNull,
+  resolvedHow: z.enum(['auto', 'manual']).nullable(),
+  resolvedBy: z.string().nullable(),
+  resolveReason: z.string().nullable(),
+  suppressedBy: z.string().nullable(),
+  updatedAt: z.string(),
+});
+export type AlertJson = z.infer<typeof alertJsonSchema>;
+export const alertsReply = z.object({ alerts: z.array(alertJsonSchema) });
+export const resolveAlertReply = z.object({ alert: alertJsonSchema });
+
+export const silenceJsonSchema = z.object({
+  id: z.string(),
+  matchers: z.array(storedMatcherSchema),
+  createdBy: z.string(),
+  comment: z.string(),
+  startsAt: z.number(),
+  endsAt: z.number(),
+});
+export const silencesReply = z.object({ silences: z.array(silenceJsonSchema) });
+export const addSilenceReply = z.object({ silence: silenceJsonSchema });
+
+/** Where a rule in force comes from: built in, MONITOR_RULES_FILE, MONITOR_RULES, or the API (persisted). */
+export const ruleSourceSchema = z.enum(['default', 'file', 'env', 'api']);
+export const ruleJsonSchema = alertRuleSchema.extend({ source: ruleSourceSchema });
+export type RuleJson = z.infer<typeof ruleJsonSchema>;
+export const rulesReply = z.object({ rules: z.array(ruleJsonSchema) });
+export const deleteRuleReply = z.object({ deleted: z.string(), resolvedAlerts: z.number().int() });
+export const metricsReply = z.object({ contentType: z.string(), text: z.string() });
+
+// ---- published ---------------------------------------------------------------------------
+
+/**
+ * An alerting event on `switchyard.alerts.<type>`: the event store envelope when the append
+ * succeeded; `revision`/`position` are null when the store could not take it (the alert still
+ * goes out: people must hear about an outage even when the outage is the store).
+ */
+export const alertEnvelopeSchema = z.object({
+  id: z.string(),
+  streamId: z.string(),
+  type: z.string(),
+  data: z.record(z.string(), z.unknown()),
+  metadata: z.object({ correlationId: z.string(), actor: z.string().optional(), timestamp: z.string() }).catchall(z.unknown()),
+  revision: z.number().int().nullable(),
+  position: z.number().int().nullable(),
+  /** Whether this event should reach people (firing, resolution of a notified alert, unsilenced). */
+  notify: z.boolean(),
+});
+export type AlertEnvelope = z.infer<typeof alertEnvelopeSchema>;
+
+/** Body POSTed to each MONITOR_ALERT_WEBHOOKS URL (Alertmanager-like, one alert per call). */
+export const alertWebhookSchema = z.object({
+  version: z.literal('1'),
+  status: z.enum(['firing', 'resolved']),
+  event: z.string(),
+  eventId: z.string(),
+  at: z.string(),
+  alert: z.object({
+    fingerprint: z.string(),
+    ruleId: z.string(),
+    name: z.string(),
+    severity: severitySchema,
+    labels: labelsSchema,
+    value: z.number().nullable(),
+    threshold: z.number().nullable(),
+    how: z.enum(['auto', 'manual']).nullable(),
+    actor: z.string().nullable(),
+    reason: z.string().nullable(),
+  }),
+});
+export type AlertWebhook = z.infer<typeof alertWebhookSchema>;

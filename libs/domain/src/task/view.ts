@@ -1,0 +1,28 @@
+import type { TaskView } from '@switchyard/contracts';
+import type { ExistingTaskState } from './types.js';
+
+/** The state as the public task view. */
+export function taskViewOf(s: ExistingTaskState): TaskView {
+  const placed = 'instance' in s && s.instance !== undefined ? s : undefined;
+  return {
+    task_id: s.task_id,
+    task_type: s.task_type,
+    ...(s.requested_task_type !== undefined ? { requested_task_type: s.requested_task_type } : {}),
+    status: s.status,
+    priority: s.priority,
+    requested_agent: s.agent ?? null,
+    agent: placed?.assigned_agent ?? null,
+    instance: placed?.instance ?? null,
+    attempts: s.attempts,
+    max_attempts: s.max_attempts,
+    timeout_ms: s.timeout_ms,
+    failed_instances: [...s.failed_instances],
+    submitted_at: s.submitted_at,
+    assigned_at: placed?.assigned_at ?? null,
+    started_at: s.status === 'working' ? s.started_at : null,
+    completed_at: 'completed_at' in s ? s.completed_at : null,
+    duration_ms: s.status === 'completed' ? s.duration_ms : null,
+    ...(s.status === 'completed' ? { result: s.result } : {}),
+    error: s.status === 'failed' ? s.error : s.status === 'timed_out' ? { code: 'timeout', message: `no result within ${s.timeout_ms} ms` } : (s.last_error ?? null),
+  };
+}

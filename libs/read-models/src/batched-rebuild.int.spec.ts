@@ -1,0 +1,286 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { createLogger } from '@switchyard/platform';
+import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
+import { ProjectionRunner } from './projection-runner.js';
+import type { Projection } from './projection.js';
+import { freshDatabase } from '@switchyard/testing';
+import { delegationProjections } from './delegation.js';
+import { statusProjections } from './status/index.js';
+import { workflowExecutionsProjection } from './workflow-executions.js';
+
+const logger = createLogger('batched-rebuild-int', process.env.LOG_LEVEL ?? 'silent');
+
+/** Every table the four projections write, with the order that makes a dump comparable. */
+const TABLES = [
+  'read_models.workflow_executions',
+  'read_models.workflow_steps',
+  'read_models.workflow_step_attempts',
+  'delegation.tasks',
+  'delegation.agent_performance',
+  'delegation.task_latency',
+  'status.mcp_servers',
+  'status.mcp_minutes',
+];
+
+const projections = (): Projection[] => [workflowExecutionsProjection, ...delegationProjections(), ...statusProjections()];
+/** The same projections through `apply`, one event at a time, as before any `applyBatch` existed. */
+const perEvent = (): Projection[] => projections().map((p) => ({ ...p, applyBatch: undefined }));
+
+/** A small deterministic PRNG (mulberry32), so a failure can be replayed with the same log. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A log of a few thousand events, interleaved across streams as live traffic is: workflow
+ * executions (succeeding, failing, retried), tasks through every status (queued, retried,
+ * failed, canceled, timed out, a repeated submission), MCP calls over 3.2 hours of event time
+ * with late and out-of-order `at`s (so the minute retention runs mid-batch and old minutes
+ * open again), every outcome, breaker and health transitions.
+ */
+function generateLog(seed: number): { stream: string; event: NewEvent }[] {
+  const rand = rng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+  const t0 = Date.parse('2026-01-01T00:00:00.000Z');
+  const iso = (ms: number) => new Date(ms).toISOString();
+  // Several open "threads" of events, each a stream's sequence; the log takes their heads at random.
+  const threads: { stream: string; events: NewEvent[] }[] = [];
+  let seq = 0;
+  const meta = (ts: number) => ({ correlationId: `c-${++seq}`, actor: 'test', timestamp: iso(ts) });
+  const ev = (type: string, data: Record<string, unknown>, ts: number): NewEvent => ({ type, data, metadata: meta(ts) });
+
+  for (let n = 0; n < 100; n++) {
+    const start = t0 + n * 60_000;
+    const id = `wf-${n}`;
+    const steps = ['fetch', 'analyze'];
+    const definition = {
+      id: `def${n % 3}`,
+      version: 1,
+      name: `Definition ${n % 3}`,
+      steps: [
+        { id: 'fetch', uses: 'mcp:database/query', with: { q: 'select 1' } },
+        { id: 'analyze', uses: 'agent:data_analyst', needs: ['fetch'], with: {} },
+      ],
+    };
+    const events: NewEvent[] = [ev('WorkflowStarted', { executionId: id, definition, input: { n }, seed: n, startedAt: iso(start) }, start)];
+    let failed = false;
+    for (const [i, stepId] of steps.entries()) {
+      const attempts = rand() < 0.2 ? 2 : 1;
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        const at = start + i * 1000 + attempt * 100;
+        const key = `${id}:${stepId}:${attempt}`;
+        events.push(ev('StepScheduled', { stepId, attempt, idempotencyKey: key, uses: definition.steps[i]!.uses, input: { n }, timeoutMs: 30_000, scheduledAt: iso(at) }, at));
+        events.push(ev('StepDispatched', { stepId, attempt, idempotencyKey: key, dispatchedAt: iso(at + 3), timeoutAt: iso(at + 30_003) }, at + 3));
+        if (attempt < attempts) {
+          events.push(ev('StepFailed', { stepId, attempt, error: { code: 'unavailable', message: 'try again' }, final: false, at: iso(at + 40) }, at + 40));
+          events.push(ev('StepRetryScheduled', { stepId, attempt: attempt + 1, dueAt: iso(at + 90), error: { code: 'unavailable', message: 'try again' } }, at + 41));
+        } else if (n % 9 === 4 && i === 1) {
+          events.push(ev('StepFailed', { stepId, attempt, error: { code: 'bad', message: 'no' }, final: true, at: iso(at + 50) }, at + 50));
+          failed = true;
+        } else {
+          events.push(ev('StepSucceeded', { stepId, attempt, output: { v: n, s: stepId }, at: iso(at + 20 + Math.floor(rand() * 300)) }, at + 60));
+        }
+      }
+    }
+    if (n % 11 === 5) {
+      // Types the batch path sends statement by statement (the execution is not folded).
+      events.push(ev('ExecutionCancelRequested', { reason: 'operator', actor: 'test', requestedAt: iso(start + 4000) }, start + 4000));
+      events.push(ev('WorkflowCanceled', { reason: 'operator', canceledAt: iso(start + 4500) }, start + 4500));
+    } else events.push(
+      failed
+        ? ev('WorkflowFailed', { reason: 'step_failed', stepId: 'analyze', error: { code: 'bad', message: 'no' }, failedAt: iso(start + 5000) }, start + 5000)
+        : ev('WorkflowCompleted', { outputs: { analyze: { v: n } }, completedAt: iso(start + 5000) }, start + 5000),
+    );
+    threads.push({ stream: `workflow_execution-${id}`, events });
+  }
+
+  const agents = ['data_analyst', 'content_creator', 'operations_manager'];
+  for (let n = 0; n < 180; n++) {
+    const start = t0 + n * 45_000;
+    const id = `t-${n}`;
+    const agent = pick(agents);
+    const base = { task_id: id };
+    const events: NewEvent[] = [
+      ev('TaskSubmitted', { ...base, task_type: pick(['analyze', 'report']), context: { n }, priority: pick(['low', 'normal', 'high']), ...(n % 4 === 0 ? { agent } : {}), ...(n % 5 === 0 ? { idempotency_key: `k-${n}` } : {}), max_attempts: 2, timeout_ms: 30_000, submitted_at: iso(start) }, start),
+    ];
+    // A submission repeated on the same stream: `apply` ignores the second one.
+    if (n % 37 === 0) events.push(ev('TaskSubmitted', { ...base, task_type: 'other', context: {}, priority: 'low', max_attempts: 1, timeout_ms: 1, submitted_at: iso(start + 1) }, start + 1));
+    if (rand() < 0.3) events.push(ev('TaskQueued', { ...base, reason: 'no_capacity', queued_at: iso(start + 2) }, start + 2));
+    const outcome = rand();
+    if (outcome < 0.08) {
+      events.push(ev('TaskCanceled', { ...base, reason: 'user', canceled_at: iso(start + 5) }, start + 5));
+    } else {
+      events.push(ev('TaskAssigned', { ...base, agent, instance: `${agent}-1`, assignment: 1, attempt: 1, assigned_at: iso(start + 10), deadline: iso(start + 30_010) }, start + 10));
+      events.push(ev('TaskStarted', { ...base, assignment: 1, instance: `${agent}-1`, started_at: iso(start + 12) }, start + 12));
+      if (rand() < 0.25) {
+        events.push(ev('TaskRetryScheduled', { ...base, attempts: 1, error: { code: 'x', message: 'again' }, retry_at: iso(start + 100) }, start + 20));
+        events.push(ev('TaskAssigned', { ...base, agent, instance: `${agent}-2`, assignment: 2, attempt: 2, assigned_at: iso(start + 110), deadline: iso(start + 30_110) }, start + 110));
+      }
+      const end = rand();
+      const d = Math.floor(rand() * 900) + 0.4;
+      if (end < 0.1) events.push(ev('TaskTimedOut', { ...base, agent, task_type: 'analyze', timed_out_at: iso(start + 30_000) }, start + 30_000));
+      else if (end < 0.25) events.push(ev('TaskFailed', { ...base, task_type: 'analyze', agent, instance: `${agent}-1`, assignment: 1, attempts: 2, error: { code: 'x', message: `no ${n}` }, duration_ms: d, failed_at: iso(start + 200) }, start + 200));
+      else events.push(ev('TaskCompleted', { ...base, task_type: 'analyze', agent, instance: `${agent}-1`, assignment: 1, result: { n }, duration_ms: d, completed_at: iso(start + 150) }, start + 150));
+    }
+    threads.push({ stream: `task-${id}`, events });
+  }
+
+  // MCP calls: one thread per server, 3.2 h of event time, `at`s out of order by up to 3 minutes.
+  const servers = ['database', 'fetch', 'automation'];
+  for (const server of servers) {
+    const events: NewEvent[] = [];
+    let clock = t0;
+    for (let k = 0; k < 260; k++) {
+      clock += 40_000 + Math.floor(rand() * 10_000);
+      const at = clock - Math.floor(rand() * 180_000);
+      const call = { server, tool: 'query', call_id: `${server}-${k}` };
+      events.push(ev('McpToolCalled', { ...call, arguments: { value: {}, size: 2, truncated: false }, at: iso(at) }, clock));
+      const r = rand();
+      const duration = Math.floor(rand() * 2_000);
+      if (r < 0.75) {
+        events.push(ev('McpToolSucceeded', { ...call, duration_ms: duration, outcome: 'success', attempts: 1, result: { value: 1, size: 1, truncated: false }, at: iso(at + duration) }, clock + 1));
+      } else {
+        const outcome = pick(['error', 'tool_error', 'rejected', 'timeout']);
+        events.push(ev('McpToolFailed', { ...call, duration_ms: outcome === 'rejected' ? 0 : duration, outcome, error_code: outcome === 'tool_error' ? 'tool_error' : 'unavailable', ...(k % 3 === 0 ? {} : { error_message: `boom ${k}` }), attempts: 1, at: iso(at + duration) }, clock + 1));
+      }
+      const t = rand();
+      if (t < 0.03) events.push(ev('McpCircuitOpened', { server, last_error: `open ${k}`, at: iso(clock + 2) }, clock + 2));
+      else if (t < 0.05) events.push(ev('McpCircuitHalfOpened', { server, at: iso(clock + 2) }, clock + 2));
+      else if (t < 0.07) events.push(ev('McpCircuitClosed', { server, at: iso(clock + 2) }, clock + 2));
+      else if (t < 0.085) events.push(ev('McpServerWentDown', { server, error: `down ${k}`, at: iso(clock + 2) }, clock + 2));
+      else if (t < 0.1) events.push(ev('McpServerRecovered', { server, at: iso(clock + 2) }, clock + 2));
+    }
+    threads.push({ stream: `mcpserver-${server}`, events });
+  }
+  // A server known only from its breaker and health events.
+  threads.push({
+    stream: 'mcpserver-github',
+    events: [
+      ev('McpServerWentDown', { server: 'github', error: 'unconfigured', at: iso(t0 + 5) }, t0 + 5),
+      ev('McpCircuitOpened', { server: 'github', last_error: 'unconfigured', at: iso(t0 + 6) }, t0 + 6),
+    ],
+  });
+
+  // Interleave: each step takes the next event of a random thread (a stream keeps its own order).
+  const log: { stream: string; event: NewEvent }[] = [];
+  const open = threads.map((t) => ({ ...t, i: 0 }));
+  while (open.length > 0) {
+    const k = Math.floor(rand() * open.length);
+    const t = open[k]!;
+    log.push({ stream: t.stream, event: t.events[t.i++]! });
+    if (t.i >= t.events.length) open.splice(k, 1);
+  }
+  return log;
+}
+
+async function dump(url: string): Promise<Record<string, string[]>> {
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  try {
+    const out: Record<string, string[]> = {};
+    // The record's text form keeps what JSON would lose (an int[]'s lower bound, timestamp precision).
+    for (const t of TABLES) out[t] = (await pool.query<{ r: string }>(`select x::text as r from ${t} x order by 1`)).rows.map((r) => r.r);
+    return out;
+  } finally {
+    await pool.end();
+  }
+}
+
+describe('batched projections give the read models of the per-event (live) path (real PostgreSQL)', () => {
+  let storePool: pg.Pool;
+  let store: PostgresEventStore;
+  let live: ProjectionRunner;
+  let liveUrl: string;
+  let head = -1;
+
+  before(async () => {
+    storePool = new pg.Pool({ connectionString: await freshDatabase('batched_store'), max: 6 });
+    store = new PostgresEventStore({ pool: storePool, logger });
+    await store.init();
+    // The live path: `apply` event by event, tailing while the log is written.
+    liveUrl = await freshDatabase('batched_live');
+    live = new ProjectionRunner({ store, db: { connectionString: liveUrl }, projections: perEvent(), logger });
+    await live.start();
+    const log = generateLog(20261203);
+    // Written in windows of 40 events: each stream's events of a window as one append, the
+    // window's appends at once (the store commits them together); a stream keeps its order.
+    for (let i = 0; i < log.length; i += 40) {
+      const streams = new Map<string, NewEvent[]>();
+      for (const { stream, event } of log.slice(i, i + 40)) streams.set(stream, [...(streams.get(stream) ?? []), event]);
+      const results = await Promise.all([...streams].map(([stream, events]) => store.append(stream, events)));
+      head = Math.max(head, ...results.map((r) => r.position));
+    }
+    assert.ok(log.length >= 2500, `a log of a few thousand events (${log.length})`);
+    await live.waitFor(head, undefined, 120_000);
+  });
+
+  after(async () => {
+    await live?.stop();
+    await store?.close();
+    await storePool?.end();
+  });
+
+  it('a rebuild in batches (500, and 7 so rows span batches) equals the live read models, table by table', async () => {
+    const expected = await dump(liveUrl);
+    assert.ok(expected['delegation.tasks']!.length === 180 && expected['read_models.workflow_executions']!.length === 100);
+    assert.ok(expected['status.mcp_minutes']!.length > 100, 'minute rows survive the retention');
+    assert.ok(expected['status.mcp_minutes']!.some((r) => /\[\d+:\d+\]=/.test(r)), 'histograms with their own lower bound');
+    for (const batchSize of [500, 7]) {
+      const url = await freshDatabase(`batched_${batchSize}`);
+      const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger, batchSize });
+      await runner.start();
+      await runner.waitFor(head, undefined, 120_000);
+      const first = await dump(url);
+      // A rebuild (reset, replay from -1) over the same database gives the same rows again.
+      for (const p of projections()) await runner.rebuild(p.name);
+      await runner.waitFor(head, undefined, 120_000);
+      const again = await dump(url);
+      await runner.stop();
+      for (const t of TABLES) {
+        assert.deepEqual(first[t], expected[t], `${t}: batches of ${batchSize} vs live`);
+        assert.deepEqual(again[t], expected[t], `${t}: rebuilt in batches of ${batchSize} vs live`);
+      }
+    }
+  });
+
+  it('a batch applied again after its transaction rolled back leaves the same rows', async () => {
+    // Replay after a crash: the batch's transaction never committed, so its events come again.
+    const url = await freshDatabase('batched_replay');
+    const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger, batchSize: 300 });
+    await runner.migrate();
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      const events = await store.readAll({ maxCount: 100_000 });
+      const c = await pool.connect();
+      try {
+        for (const p of projections()) {
+          const mine = events.filter((e) => p.handles.includes(e.type) && (p.streamPrefixes ?? []).some((x) => e.streamId.startsWith(x)));
+          for (let i = 0; i < mine.length; i += 300) {
+            const batch = mine.slice(i, i + 300);
+            await c.query('begin');
+            await p.applyBatch!(c, batch);
+            await c.query('rollback');
+            await c.query('begin');
+            await p.applyBatch!(c, batch);
+            await c.query('commit');
+          }
+        }
+      } finally {
+        c.release();
+      }
+    } finally {
+      await pool.end();
+    }
+    const got = await dump(url);
+    const expected = await dump(liveUrl);
+    for (const t of TABLES) assert.deepEqual(got[t], expected[t], `${t}: replayed batches vs live`);
+  });
+});

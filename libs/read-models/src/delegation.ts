@@ -1,0 +1,346 @@
+import type pg from 'pg';
+import type { RecordedEvent } from '@switchyard/event-store';
+import type { Projection } from './projection.js';
+import { TASK_STREAM_PREFIX, type TaskEvent } from '@switchyard/domain';
+
+const ident = (schema: string): string => {
+  if (!/^[a-z_][a-z0-9_]{0,40}$/.test(schema)) throw new Error(`bad schema name ${schema}`);
+  return schema;
+};
+
+/**
+ * `<schema>.tasks`: one row per delegated task with its status. The durable queue: after a
+ * restart the dispatcher reads the tasks still queued or in flight from here (and their
+ * streams for the exact state).
+ */
+export function tasksProjection(schema = 'delegation'): Projection {
+  const s = ident(schema);
+  return {
+    name: `${s}.tasks`,
+    handles: ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskStarted', 'TaskCompleted', 'TaskFailed', 'TaskRetryScheduled', 'TaskCanceled', 'TaskTimedOut'],
+    streamPrefixes: [TASK_STREAM_PREFIX],
+    async setup(c) {
+      await c.query(`create schema if not exists ${s}`);
+      await c.query(`create table if not exists ${s}.tasks (
+        task_id text primary key,
+        task_type text not null,
+        status text not null,
+        priority text not null,
+        requested_agent text,
+        agent text,
+        instance text,
+        attempts int not null default 0,
+        idempotency_key text,
+        submitted_at timestamptz not null,
+        updated_at timestamptz not null,
+        completed_at timestamptz,
+        error jsonb)`);
+      await c.query(`create index if not exists tasks_active_idx on ${s}.tasks (status) where status in ('submitted','queued','assigned','working')`);
+    },
+    async reset(c) {
+      await c.query(`truncate ${s}.tasks`);
+    },
+    applyBatch: (c, events) => applyTaskBatch(c, s, events),
+    async apply(c: pg.PoolClient, recorded: RecordedEvent) {
+      const e = { type: recorded.type, data: recorded.data } as TaskEvent;
+      const at = recorded.metadata.timestamp;
+      const set = (sql: string, params: unknown[]) => c.query(`update ${s}.tasks set ${sql}, updated_at = $2 where task_id = $1`, params);
+      switch (e.type) {
+        case 'TaskSubmitted':
+          await c.query(
+            `insert into ${s}.tasks (task_id, task_type, status, priority, requested_agent, idempotency_key, submitted_at, updated_at)
+             values ($1, $2, 'submitted', $3, $4, $5, $6, $6) on conflict (task_id) do nothing`,
+            [e.data.task_id, e.data.task_type, e.data.priority, e.data.agent ?? null, e.data.idempotency_key ?? null, e.data.submitted_at],
+          );
+          return;
+        case 'TaskQueued':
+          await set(`status = 'queued'`, [e.data.task_id, at]);
+          return;
+        case 'TaskAssigned':
+          await set(`status = 'assigned', agent = $3, instance = $4`, [e.data.task_id, at, e.data.agent, e.data.instance]);
+          return;
+        case 'TaskStarted':
+          await set(`status = 'working'`, [e.data.task_id, at]);
+          return;
+        case 'TaskCompleted':
+          await set(`status = 'completed', completed_at = $2`, [e.data.task_id, at]);
+          return;
+        case 'TaskFailed':
+          await set(`status = 'failed', completed_at = $2, attempts = $3, error = $4`, [e.data.task_id, at, e.data.attempts, JSON.stringify(e.data.error)]);
+          return;
+        case 'TaskRetryScheduled':
+          await set(`attempts = $3, error = $4`, [e.data.task_id, at, e.data.attempts, JSON.stringify(e.data.error)]);
+          return;
+        case 'TaskCanceled':
+          await set(`status = 'canceled', completed_at = $2`, [e.data.task_id, at]);
+          return;
+        case 'TaskTimedOut':
+          await set(`status = 'timed_out', completed_at = $2`, [e.data.task_id, at]);
+          return;
+      }
+    },
+  };
+}
+
+/** The columns one task event sets (updated_at always); `undefined`: left as it is. */
+interface TaskPatch {
+  status?: string;
+  agent?: unknown;
+  instance?: unknown;
+  completed_at?: unknown;
+  attempts?: unknown;
+  error?: string | null;
+  updated_at?: unknown;
+}
+
+/** What `apply` sets for a task event other than TaskSubmitted (undefined for none). */
+function taskPatch(recorded: RecordedEvent): TaskPatch | undefined {
+  const e = { type: recorded.type, data: recorded.data } as TaskEvent;
+  const at = recorded.metadata.timestamp;
+  switch (e.type) {
+    case 'TaskQueued':
+      return { status: 'queued', updated_at: at };
+    case 'TaskAssigned':
+      return { status: 'assigned', agent: e.data.agent ?? null, instance: e.data.instance ?? null, updated_at: at };
+    case 'TaskStarted':
+      return { status: 'working', updated_at: at };
+    case 'TaskCompleted':
+      return { status: 'completed', completed_at: at, updated_at: at };
+    case 'TaskFailed':
+      return { status: 'failed', completed_at: at, attempts: e.data.attempts ?? null, error: JSON.stringify(e.data.error) ?? null, updated_at: at };
+    case 'TaskRetryScheduled':
+      return { attempts: e.data.attempts ?? null, error: JSON.stringify(e.data.error) ?? null, updated_at: at };
+    case 'TaskCanceled':
+      return { status: 'canceled', completed_at: at, updated_at: at };
+    case 'TaskTimedOut':
+      return { status: 'timed_out', completed_at: at, updated_at: at };
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The tasks read model for a whole batch in at most three statements, each task row written
+ * once: the events are folded per task in memory (every update sets whole columns, so the last
+ * value of each column is the one that stays), then
+ * 1. the updates that came before the task's first TaskSubmitted of the batch (they only change
+ *    a row that already existed, as `apply` would),
+ * 2. the first TaskSubmitted of each task (`on conflict do nothing`, as `apply`),
+ * 3. the updates after it.
+ * The rows end exactly as `apply` event by event leaves them; a batch replayed after a rollback
+ * gives the same rows.
+ */
+async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly RecordedEvent[]): Promise<void> {
+  const pre = new Map<string, TaskPatch>();
+  const post = new Map<string, TaskPatch>();
+  const submits = new Map<string, { task_type: unknown; priority: unknown; agent: unknown; idempotency_key: unknown; submitted_at: unknown }>();
+  for (const r of events) {
+    const e = { type: r.type, data: r.data } as TaskEvent;
+    const id = e.data.task_id;
+    if (e.type === 'TaskSubmitted') {
+      if (!submits.has(id)) {
+        submits.set(id, {
+          task_type: e.data.task_type,
+          priority: e.data.priority,
+          agent: e.data.agent ?? null,
+          idempotency_key: e.data.idempotency_key ?? null,
+          submitted_at: e.data.submitted_at,
+        });
+      }
+      continue;
+    }
+    const patch = taskPatch(r);
+    if (!patch) continue;
+    const into = submits.has(id) ? post : pre;
+    into.set(id, { ...into.get(id), ...patch });
+  }
+  const update = async (patches: Map<string, TaskPatch>) => {
+    if (patches.size === 0) return;
+    const cols = { id: [] as string[], status: [] as unknown[], hasAgent: [] as boolean[], agent: [] as unknown[], instance: [] as unknown[],
+      hasCompleted: [] as boolean[], completed: [] as unknown[], hasAttempts: [] as boolean[], attempts: [] as unknown[],
+      hasError: [] as boolean[], error: [] as unknown[], updated: [] as unknown[] };
+    for (const [id, p] of patches) {
+      cols.id.push(id);
+      cols.status.push(p.status ?? null);
+      cols.hasAgent.push('agent' in p);
+      cols.agent.push(p.agent ?? null);
+      cols.instance.push(p.instance ?? null);
+      cols.hasCompleted.push('completed_at' in p);
+      cols.completed.push(p.completed_at ?? null);
+      cols.hasAttempts.push('attempts' in p);
+      cols.attempts.push(p.attempts ?? null);
+      cols.hasError.push('error' in p);
+      cols.error.push(p.error ?? null);
+      cols.updated.push(p.updated_at ?? null);
+    }
+    await c.query(
+      `update ${s}.tasks t set
+         status = coalesce(v.status, t.status),
+         agent = case when v.has_agent then v.agent else t.agent end,
+         instance = case when v.has_agent then v.instance else t.instance end,
+         completed_at = case when v.has_completed then v.completed_at else t.completed_at end,
+         attempts = case when v.has_attempts then v.attempts else t.attempts end,
+         error = case when v.has_error then v.error else t.error end,
+         updated_at = v.updated_at
+       from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::bool[], $7::timestamptz[], $8::bool[], $9::int[],
+                   $10::bool[], $11::jsonb[], $12::timestamptz[])
+         as v(task_id, status, has_agent, agent, instance, has_completed, completed_at, has_attempts, attempts, has_error, error, updated_at)
+       where t.task_id = v.task_id`,
+      [cols.id, cols.status, cols.hasAgent, cols.agent, cols.instance, cols.hasCompleted, cols.completed, cols.hasAttempts, cols.attempts,
+        cols.hasError, cols.error, cols.updated],
+    );
+  };
+  await update(pre);
+  if (submits.size > 0) {
+    const ids = [...submits.keys()];
+    const v = [...submits.values()];
+    await c.query(
+      `insert into ${s}.tasks (task_id, task_type, status, priority, requested_agent, idempotency_key, submitted_at, updated_at)
+       select task_id, task_type, 'submitted', priority, agent, idempotency_key, submitted_at, submitted_at
+       from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+         as v(task_id, task_type, priority, agent, idempotency_key, submitted_at)
+       on conflict (task_id) do nothing`,
+      [ids, v.map((x) => x.task_type), v.map((x) => x.priority), v.map((x) => x.agent), v.map((x) => x.idempotency_key), v.map((x) => x.submitted_at)],
+    );
+  }
+  await update(post);
+}
+
+/**
+ * `<schema>.agent_performance` (counters per agent) and `<schema>.task_latency` (one row per
+ * finished task with its duration), so p50/p95 are computed with percentile_cont at query time.
+ */
+export function performanceProjection(schema = 'delegation'): Projection {
+  const s = ident(schema);
+  const bump = (c: pg.PoolClient, agent: string, at: string, col: 'succeeded' | 'failed' | 'timed_out') =>
+    c.query(
+      `insert into ${s}.agent_performance (agent, tasks_done, ${col}, last_task_at) values ($1, 1, 1, $2)
+       on conflict (agent) do update set tasks_done = ${s}.agent_performance.tasks_done + 1,
+         ${col} = ${s}.agent_performance.${col} + 1, last_task_at = greatest(${s}.agent_performance.last_task_at, $2)`,
+      [agent, at],
+    );
+  return {
+    name: `${s}.agent_performance`,
+    handles: ['TaskCompleted', 'TaskFailed', 'TaskTimedOut'],
+    streamPrefixes: [TASK_STREAM_PREFIX],
+    async setup(c) {
+      await c.query(`create schema if not exists ${s}`);
+      await c.query(`create table if not exists ${s}.agent_performance (
+        agent text primary key,
+        tasks_done int not null default 0,
+        succeeded int not null default 0,
+        failed int not null default 0,
+        timed_out int not null default 0,
+        last_task_at timestamptz)`);
+      await c.query(`create table if not exists ${s}.task_latency (
+        task_id text primary key, agent text not null, task_type text not null, succeeded boolean not null,
+        duration_ms int not null, finished_at timestamptz not null)`);
+      await c.query(`create index if not exists task_latency_agent_idx on ${s}.task_latency (agent, finished_at desc)`);
+    },
+    async reset(c) {
+      await c.query(`truncate ${s}.agent_performance, ${s}.task_latency`);
+    },
+    /**
+     * A whole batch in two statements: the counters summed per agent in SQL (a sum of the `+ 1`s
+     * and the greatest time, as `apply` event by event leaves them) and the latency rows in one
+     * insert (the first per task, as `on conflict do nothing` keeps it).
+     */
+    async applyBatch(c, events) {
+      const agents: unknown[] = [], cols: string[] = [], ats: unknown[] = [];
+      const lat = new Map<string, unknown[]>();
+      for (const recorded of events) {
+        const e = { type: recorded.type, data: recorded.data } as TaskEvent;
+        if (e.type !== 'TaskCompleted' && e.type !== 'TaskFailed' && e.type !== 'TaskTimedOut') continue;
+        agents.push(e.data.agent);
+        if (e.type === 'TaskCompleted') {
+          cols.push('succeeded');
+          ats.push(e.data.completed_at);
+        } else if (e.type === 'TaskFailed') {
+          cols.push('failed');
+          ats.push(e.data.failed_at);
+        } else {
+          cols.push('timed_out');
+          ats.push(e.data.timed_out_at);
+        }
+        if (e.type !== 'TaskTimedOut' && !lat.has(e.data.task_id)) {
+          const ok = e.type === 'TaskCompleted';
+          lat.set(e.data.task_id, [e.data.agent, e.data.task_type, ok, Math.round(e.data.duration_ms), ok ? e.data.completed_at : e.data.failed_at]);
+        }
+      }
+      if (agents.length > 0) {
+        await c.query(
+          `insert into ${s}.agent_performance as p (agent, tasks_done, succeeded, failed, timed_out, last_task_at)
+           select agent, count(*), count(*) filter (where col = 'succeeded'), count(*) filter (where col = 'failed'),
+                  count(*) filter (where col = 'timed_out'), max(at)
+           from unnest($1::text[], $2::text[], $3::timestamptz[]) as v(agent, col, at) group by agent
+           on conflict (agent) do update set tasks_done = p.tasks_done + excluded.tasks_done,
+             succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed, timed_out = p.timed_out + excluded.timed_out,
+             last_task_at = greatest(p.last_task_at, excluded.last_task_at)`,
+          [agents, cols, ats],
+        );
+      }
+      if (lat.size > 0) {
+        const v = [...lat.values()];
+        await c.query(
+          `insert into ${s}.task_latency select * from unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::timestamptz[])
+           on conflict (task_id) do nothing`,
+          [[...lat.keys()], v.map((x) => x[0]), v.map((x) => x[1]), v.map((x) => x[2]), v.map((x) => x[3]), v.map((x) => x[4])],
+        );
+      }
+    },
+    async apply(c, recorded) {
+      const e = { type: recorded.type, data: recorded.data } as TaskEvent;
+      switch (e.type) {
+        case 'TaskCompleted':
+          await bump(c, e.data.agent, e.data.completed_at, 'succeeded');
+          await c.query(`insert into ${s}.task_latency values ($1, $2, $3, true, $4, $5) on conflict (task_id) do nothing`, [
+            e.data.task_id, e.data.agent, e.data.task_type, Math.round(e.data.duration_ms), e.data.completed_at,
+          ]);
+          return;
+        case 'TaskFailed':
+          await bump(c, e.data.agent, e.data.failed_at, 'failed');
+          await c.query(`insert into ${s}.task_latency values ($1, $2, $3, false, $4, $5) on conflict (task_id) do nothing`, [
+            e.data.task_id, e.data.agent, e.data.task_type, Math.round(e.data.duration_ms), e.data.failed_at,
+          ]);
+          return;
+        case 'TaskTimedOut':
+          await bump(c, e.data.agent, e.data.timed_out_at, 'timed_out');
+          return;
+        default:
+          return;
+      }
+    },
+  };
+}
+
+/** Performance per agent: counters, success rate, p50/p95 latency of successful tasks (last 1000 per agent). */
+export async function queryPerformance(pool: pg.Pool, schema = 'delegation') {
+  const s = ident(schema);
+  const r = await pool.query<{
+    agent: string; tasks_done: number; succeeded: number; failed: number; timed_out: number; last_task_at: string | null; p50: number | null; p95: number | null;
+  }>(
+    `select p.agent, p.tasks_done, p.succeeded, p.failed, p.timed_out, to_char(p.last_task_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as last_task_at,
+            l.p50, l.p95
+       from ${s}.agent_performance p
+       left join lateral (
+         select percentile_cont(0.5) within group (order by duration_ms)::float8 as p50,
+                percentile_cont(0.95) within group (order by duration_ms)::float8 as p95
+           from (select duration_ms from ${s}.task_latency t where t.agent = p.agent and t.succeeded order by finished_at desc limit 1000) x
+       ) l on true
+      order by p.agent`,
+  );
+  return r.rows.map((row) => ({
+    agent: row.agent,
+    tasks_done: row.tasks_done,
+    succeeded: row.succeeded,
+    failed: row.failed,
+    timed_out: row.timed_out,
+    success_rate: row.tasks_done > 0 ? row.succeeded / row.tasks_done : null,
+    latency_p50_ms: row.p50,
+    latency_p95_ms: row.p95,
+    last_task_at: row.last_task_at,
+  }));
+}
+
+/** The delegation projections (tasks table and per-agent performance) for a ProjectionRunner. */
+export const delegationProjections = (schema = 'delegation') => [tasksProjection(schema), performanceProjection(schema)];

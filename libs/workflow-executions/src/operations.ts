@@ -1,0 +1,163 @@
+/**
+ * Operations on recorded executions (what the HTTP edge calls): time travel over an execution's
+ * events, fork from a step, retry what failed, and the replay check of a definition version.
+ * Each state change is a decider command (ForkWorkflow, RetryExecution); the engine drives the
+ * resulting events like any others.
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { AppError } from '@switchyard/platform';
+import { toDomainEvent, type EventStore, type RecordedEvent } from '@switchyard/event-store';
+import {
+  checkReplay,
+  isDomainError,
+  planFork,
+  stateAt,
+  workflowExecutionStream,
+  type ReplayReport,
+  type RevisionedEvent,
+  type StartedExecution,
+  type WorkflowDefinition,
+  type WorkflowEvent,
+  type WorkflowExecutionState,
+} from '@switchyard/domain';
+import { runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
+import type { DefinitionStore } from './definitions.js';
+import { READ_SCHEMA } from '@switchyard/read-models';
+
+const notFound = (executionId: string) => new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
+
+/** One page of an execution's events after revision `after` (exclusive; -1 = from the start), and the last revision. */
+export async function executionHistoryPage(
+  store: EventStore,
+  executionId: string,
+  page: { after: number; limit: number },
+): Promise<{ events: RecordedEvent[]; lastRevision: number }> {
+  const stream = workflowExecutionStream(executionId);
+  const [last] = await store.readStream(stream, { direction: 'backwards', maxCount: 1 });
+  if (!last) throw notFound(executionId);
+  const events = page.after >= last.revision ? [] : await store.readStream(stream, { fromRevision: page.after + 1, maxCount: page.limit });
+  return { events, lastRevision: last.revision };
+}
+
+/**
+ * The state after the event at `revision`, folded by the decider's evolve: 404 unknown execution,
+ * 400 (`out_of_range`) past the last revision.
+ */
+export async function executionStateAt(store: EventStore, executionId: string, revision: number): Promise<{ state: StartedExecution; lastRevision: number }> {
+  const stream = workflowExecutionStream(executionId);
+  const [last] = await store.readStream(stream, { direction: 'backwards', maxCount: 1 });
+  if (!last) throw notFound(executionId);
+  const lastRevision = last.revision;
+  if (revision > lastRevision) {
+    throw new AppError('validation', `revision ${revision} is past the execution's last revision ${lastRevision}`, {
+      lastRevision,
+      errors: [{ path: 'at', message: `at most ${lastRevision}`, code: 'out_of_range', in: 'query' }],
+    });
+  }
+  // Only the events up to `revision` are read and folded.
+  const recorded = await store.readStream(stream, { maxCount: revision + 1 });
+  const state = stateAt(revisioned(recorded), revision);
+  if (state.status === 'not_started') throw notFound(executionId);
+  return { state, lastRevision };
+}
+
+const revisioned = (recorded: readonly RecordedEvent[]): RevisionedEvent[] => recorded.map((e) => ({ revision: e.revision, event: toDomainEvent<WorkflowEvent>(e) }));
+
+async function loadStarted(store: EventStore, executionId: string): Promise<{ state: StartedExecution; events: RevisionedEvent[] }> {
+  const recorded = await store.readStream(workflowExecutionStream(executionId));
+  const events = revisioned(recorded);
+  const state = stateAt(events, Number.MAX_SAFE_INTEGER);
+  if (state.status === 'not_started') throw notFound(executionId);
+  return { state, events };
+}
+
+export interface ForkRequest {
+  readonly fromStep: string;
+  /** Registered version of the source's definition to run; absent = the source's own definition, as recorded. */
+  readonly definitionVersion?: number;
+  /** Input of the fork; absent = the source's input. */
+  readonly input?: Record<string, unknown>;
+  readonly correlationId: string;
+  readonly actor: string;
+  /** Client-chosen id (Idempotency-Key); a new UUID when absent. */
+  readonly executionId?: string;
+}
+
+/** Fork `sourceId` from a step: plan the copies (domain), then ForkWorkflow on a new stream. */
+export async function forkExecution(
+  store: EventStore,
+  definitions: DefinitionStore,
+  sourceId: string,
+  req: ForkRequest,
+): Promise<{ executionId: string; definition: WorkflowDefinition; copied: string[]; rerun: string[]; created: boolean }> {
+  const { state: source, events } = await loadStarted(store, sourceId);
+  const target = req.definitionVersion === undefined ? source.definition : (await definitions.get(source.definition.id, req.definitionVersion)).definition;
+  const plan = withAppErrors(() => planFork(source, events, req.fromStep, target));
+  const executionId = req.executionId ?? randomUUID();
+  const r = await runWorkflowCommandOnNewStream(store, executionId, {
+    type: 'ForkWorkflow',
+    data: {
+      executionId,
+      definition: target,
+      input: req.input ?? source.input,
+      fromExecutionId: sourceId,
+      fromStep: req.fromStep,
+      copies: plan.copies,
+    },
+    metadata: { timestamp: new Date().toISOString(), actor: req.actor, correlationId: req.correlationId, causationId: sourceId },
+  });
+  return { executionId, definition: target, copied: plan.copies.map((c) => c.stepId), rerun: [...plan.rerun], created: r.events.length > 0 };
+}
+
+/** RetryExecution in the same stream: 404 unknown, 409 unless failed. Returns the steps that run again. */
+export async function retryExecution(
+  store: EventStore,
+  executionId: string,
+  req: { reason?: string; correlationId: string; actor: string },
+): Promise<{ status: WorkflowExecutionState['status']; steps: string[] }> {
+  const r = await runWorkflowCommand(store, executionId, {
+    type: 'RetryExecution',
+    data: req.reason === undefined ? {} : { reason: req.reason },
+    metadata: { timestamp: new Date().toISOString(), actor: req.actor, correlationId: req.correlationId },
+  });
+  const retried = r.events.find((e) => e.type === 'ExecutionRetried');
+  return { status: r.state.status, steps: retried?.type === 'ExecutionRetried' ? [...retried.data.steps] : [] };
+}
+
+/**
+ * Replay the last `limit` finished executions of definition `id` (any version; newest end first,
+ * from the read model) against version `version`: one report each (see checkReplay).
+ */
+export async function checkDefinitionVersion(
+  store: EventStore,
+  pool: pg.Pool,
+  definitions: DefinitionStore,
+  id: string,
+  version: number,
+  limit: number,
+): Promise<{ definition_id: string; version: number; checked: number; differing: number; executions: ReplayReport[] }> {
+  const target = (await definitions.get(id, version)).definition;
+  const rows = await pool.query<{ execution_id: string }>(
+    `select execution_id from ${READ_SCHEMA}.workflow_executions
+     where definition_id = $1 and status in ('completed', 'failed', 'canceled')
+     order by ended_at desc nulls last, execution_id desc limit $2`,
+    [id, limit],
+  );
+  const executions: ReplayReport[] = [];
+  for (const row of rows.rows) {
+    const { state } = await loadStarted(store, row.execution_id);
+    executions.push(checkReplay(state, target));
+  }
+  return { definition_id: id, version, checked: executions.length, differing: executions.filter((e) => !e.same).length, executions };
+}
+
+/** Domain refusals keep their code on the way to HTTP (as runWorkflowCommand does for the decider's). */
+function withAppErrors<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
+    throw err;
+  }
+}
