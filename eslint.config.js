@@ -32,7 +32,8 @@ function placeOf(file) {
 
 /**
  * An app imports libs only (by package name); a lib never imports an app; nobody reaches into another
- * package's files by a relative path. apps/launcher and test/ (and the benches) may import apps.
+ * package's files by a relative path. apps/launcher, test/, the benches and an app's own specs may
+ * import apps.
  */
 const importBoundaries = {
   meta: {
@@ -67,6 +68,8 @@ const importBoundaries = {
       const pkg = spec.split('/').slice(0, 2).join('/');
       const app = appOfPackage.get(pkg);
       if (app === undefined || app === from.name) return;
+      // An app's own integration specs compose the apps they need, like test/ does.
+      if (from.group === 'apps' && /\.spec\.tsx?$/.test(file)) return;
       if (from.group === 'libs')
         context.report({ node: node.source, messageId: 'libImportsApp', data: { from: `libs/${from.name}`, to: pkg } });
       else if (!composers.has(from.name))
