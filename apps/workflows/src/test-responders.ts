@@ -6,7 +6,7 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { z } from 'zod';
-import { AppError, type Logger } from '@switchyard/platform';
+import type { Logger } from '@switchyard/platform';
 import { addService, type Service } from '@switchyard/messaging';
 import { mcpCallToolSubject, mcpCancelCallSubject, TASKS_EXECUTE_SUBJECT } from '@switchyard/contracts';
 
@@ -136,4 +136,3 @@ function defineCall<S extends z.ZodType>(subject: string, schema: S, handler: (b
   return { subject, schema, handler: (b: z.infer<S>) => handler(b) };
 }
 
-export { AppError };

@@ -38,10 +38,6 @@ export type AnyResponse = EdgeReply | ServerResponse;
 export type AnyRequest = EdgeRequest | RawEdgeRequest;
 
 export const isReply = (res: AnyResponse): res is EdgeReply => typeof (res as EdgeReply).hijack === 'function';
-export const isEdgeRequest = (req: AnyRequest): req is EdgeRequest => (req as EdgeRequest).raw !== undefined && (req as EdgeRequest).id !== undefined;
-
-/** The Node response under a reply (or the response itself). */
-export const rawResponse = (res: AnyResponse): ServerResponse => (isReply(res) ? res.raw : res);
 
 const pathOfUrl = (url: string): string => {
   const q = url.indexOf('?');

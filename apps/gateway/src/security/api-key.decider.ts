@@ -34,7 +34,6 @@ export const apiKeyCreatedData = z.object({
   prefix: z.string(),
 });
 export type ApiKeyCreatedData = z.infer<typeof apiKeyCreatedData>;
-export const apiKeyRevokedData = z.object({ id: keyIdSchema });
 
 type Meta = EventMetadata;
 export type CreateApiKey = { readonly type: 'CreateApiKey'; readonly data: ApiKeyCreatedData; readonly metadata: Meta };
