@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { defineTask } from '../types.js';
 import { optimiseWorkflow } from '../lib/executions.js';
 import { builtinTaskTypes } from '@switchyard/contracts';
