@@ -9,7 +9,15 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tier = process.argv[2] ?? 'all';
-const filter = process.argv[3]; // optional substring of the file path
+const filter = process.argv[3]; // optional substring of the file path (for lint: the name of one check)
+// The lint phase runs first (scripts/lint.mjs); a failure there fails the run, but the tests still
+// run so that one run reports everything.
+let lintCode = 0;
+if (tier === 'lint' || tier === 'all') {
+  const { lint } = await import('./lint.mjs');
+  lintCode = await lint(tier === 'lint' && filter ? [filter] : []);
+  if (tier === 'lint') process.exit(lintCode);
+}
 const tiers = tier === 'all' ? ['unit', 'int', 'e2e'] : [tier];
 
 function findSpecs(dir, out = []) {
@@ -74,4 +82,5 @@ const args = ['--test', '--test-force-exit', `--test-concurrency=${concurrency}`
 const child = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
 const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
 for (const stop of stops) await stop().catch((e) => console.error('cleanup failed:', e));
-process.exit(code);
+if (lintCode !== 0) console.error('# the lint phase failed (see its output at the start of this run)');
+process.exit(code || lintCode);

@@ -60,6 +60,7 @@ async function concurrent(once: () => Promise<unknown>, inFlight: number) {
 // explicit ones + statements outside them (each its own implicit commit).
 const sql = { statements: 0, transactions: 0, appends: 0, slots: 0, leases: 0 };
 const inTx = new WeakSet<object>();
+// eslint-disable-next-line @typescript-eslint/unbound-method -- wrapped below and called with .apply(this, ...)
 const clientQuery = pg.Client.prototype.query as (...a: unknown[]) => unknown;
 pg.Client.prototype.query = function (this: object, ...args: unknown[]) {
   const first = args[0];
@@ -91,7 +92,10 @@ const counted: typeof store = new Proxy(store, {
   get(target, prop, receiver) {
     if (prop === 'append')
       return (streamId: string, events: readonly unknown[], options?: unknown) => {
-        if (streamId.startsWith('task-')) (io.appends++, (io.events += events.length));
+        if (streamId.startsWith('task-')) {
+          io.appends++;
+          io.events += events.length;
+        }
         return target.append(streamId, events as never, options as never);
       };
     if (prop === 'readStream')
@@ -107,7 +111,7 @@ const dispatcher = await startDispatcher({ store: counted, nats: nc, pool, logge
 let printAdmin: (key: string) => void = () => undefined;
 const adminKeyPrinted = new Promise<string>((resolve) => (printAdmin = resolve));
 const gw = await createGateway(
-  { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+  { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
   { modules: [AgentsFeatureModule], auth: { enabled: true, printAdminKey: (k: string) => printAdmin(k) } },
 );
 const { url } = await gw.listen(0, '127.0.0.1');

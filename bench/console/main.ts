@@ -227,11 +227,11 @@ async function main(): Promise<void> {
       await page.goto(`${base}/ui/`);
       await within(page.evaluate(() => (globalThis as any).__sy.until('overview')), 60_000, 'overview');
       const ms = performance.now() - s;
-      const inPage = (await page.evaluate(() => {
+      const inPage = await page.evaluate<{ painted: number; dcl: number; api: number }>(() => {
         const p = (globalThis as any).performance;
         const api = p.getEntriesByType('resource').filter((e: any) => e.name.includes('/api/v1/') && !e.name.includes('/events/stream'));
         return { painted: (globalThis as any).__sy.overview, dcl: p.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd ?? 0, api: Math.max(0, ...api.map((e: any) => e.responseEnd - e.startTime)) };
-      })) as { painted: number; dcl: number; api: number };
+      });
       loads.push(loadNow());
       if (i === 0) {
         cold = ms;
@@ -259,7 +259,7 @@ async function main(): Promise<void> {
         await page.getByLabel('status').selectOption(filter);
         await within(page.evaluate(() => (globalThis as any).__sy.until(1)), 30_000, 'status filter');
         await page.locator(`table.execs tr[data-execution] td .badge[data-status="${filter}"]`).first().waitFor();
-        filterChange = (await page.evaluate(() => { const c = (globalThis as any).__sy.changes[1]; return c.painted - c.start; })) as number;
+        filterChange = await page.evaluate<number>(() => { const c = (globalThis as any).__sy.changes[1]; return c.painted - c.start; });
       }
       const fromNode: number[] = [];
       for (let i = 0; i < pages; i++) {

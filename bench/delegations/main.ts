@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   const nc = await connectNats({ url: await testNatsUrl(), name: 'bench-delegations', logger });
   const agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'bench' });
   const dispatcher = await startDispatcher({ store, nats: nc, pool, logger, submitPlacementWaitMs: placementWaitMs });
-  const gw = await createGateway({ eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } }, { modules: [AgentsFeatureModule] });
+  const gw = await createGateway({ eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } }, { modules: [AgentsFeatureModule] });
   const base = (await gw.listen(0, '127.0.0.1')).url;
   await until('agents discovered', async () => ((await (await fetch(`${base}/api/v1/integration/agents/capabilities`)).json()) as { task_types: string[] }).task_types.includes('noop'), 20_000);
   const submitTimeoutMs = Number(process.env.DELEGATE_SUBMIT_TIMEOUT_MS ?? 5_000);

@@ -288,7 +288,7 @@ async function main(): Promise<void> {
   } finally {
     if (child) {
       child.send('stop');
-      await new Promise((r) => child!.once('exit', r));
+      await new Promise((r) => child.once('exit', r));
     }
   }
 }

@@ -95,8 +95,8 @@ const ms = (v: number) => (Number.isNaN(v) ? '-' : v.toFixed(2));
 function startProcess(name: string, cmd: string, args: string[], env: Record<string, string>, ready: RegExp | null): Promise<ChildProcess> {
   const proc = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push({ name, run: () => void proc.kill('SIGKILL') });
-  proc.stdout!.resume();
-  proc.stderr!.resume();
+  proc.stdout.resume();
+  proc.stderr.resume();
   if (!ready) return Promise.resolve(proc);
   return new Promise((resolve, reject) => {
     let out = '';
@@ -108,8 +108,8 @@ function startProcess(name: string, cmd: string, args: string[], env: Record<str
         resolve(proc);
       }
     };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
     proc.once('exit', (code) => reject(new Error(`${name} exited with ${code}: ${out.slice(-500)}`)));
   });
 }

@@ -91,7 +91,7 @@ const order: Target[] = process.env.BENCH_PATHS
   : allTargets;
 
 /** Cleanups run last-in first-out, each on its own: one failing must not leave the others running. */
-const cleanups: { name: string; run: () => Promise<unknown> | unknown }[] = [];
+const cleanups: { name: string; run: () => unknown /* a value or a promise of one */ }[] = [];
 let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {

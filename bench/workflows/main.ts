@@ -137,7 +137,7 @@ try {
     const child = spawn(process.execPath, [fileURLToPath(new URL('./read-model.js', import.meta.url))], { env: { ...process.env, DATABASE_URL: url }, stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`read-model process exited with ${code}`)));
-      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     });
     child.removeAllListeners('exit');
     stops.unshift(async () => {
@@ -355,8 +355,8 @@ async function runDbosPeer(serverUrl: string, levels: number[], seconds: number)
   });
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   const figures = stdout
     .split('\n')

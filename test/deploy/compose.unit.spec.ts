@@ -43,7 +43,7 @@ function interpolate(value: string, vars: Env): string {
     if (all === '$$') return '$';
     const v = vars[name!];
     const unset = v === undefined || (colon === ':' && v === '');
-    if (op === '-') return unset ? arg : v!;
+    if (op === '-') return unset ? arg : v;
     if (op === '?' && unset) throw new Error(`compose needs ${name}: ${arg}`);
     return v ?? '';
   });
@@ -99,7 +99,7 @@ for (const [name, s] of appServices) {
     plans.push({ service: name, env, listeners: plannedListeners(selection, env) });
   } catch (err) {
     if (githubPending && err instanceof RoleSelectionError && /unknown MCP server "github"/.test(err.message)) pending.push(name);
-    else throw new Error(`service ${name}: ${(err as Error).message}`);
+    else throw new Error(`service ${name}: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -19,8 +19,8 @@ const healthcheck = path.join(root, 'apps', 'launcher', 'dist', 'healthcheck.js'
 function run(file: string, args: string[], env: NodeJS.ProcessEnv): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const proc = spawn(process.execPath, [file, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
-  proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  proc.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  proc.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
   return { proc, output: () => out, exited: new Promise((r) => proc.once('exit', (code) => r(code))) };
 }
 

@@ -205,7 +205,7 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
     const chaosDoneAt = Date.now() - t0;
 
     // 3. Wait (bounded) until the read model shows every execution completed.
-    let completed = 0;
+    let completed: number;
     let lastList: unknown;
     for (let i = 0; ; i++) {
       const r = await http('GET', `/api/v1/workflows/executions?template=${definitionId}&limit=200`);

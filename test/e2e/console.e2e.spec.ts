@@ -148,8 +148,8 @@ describe('operator console in Chromium', { skip: haveBrowser ? false : `no brows
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
     for (const line of out.split('\n').filter((l) => /^\s+(✓|✘|-)\s|passed|failed|skipped/.test(l))) t.diagnostic(line.trim());
     t.diagnostic(`browser run took ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -38,7 +38,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
   const figures: string[] = [];
 
   const http = (method: string, url: string, body?: unknown) =>
-    gatewayRequest(base, auth, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }) as { status: number; body: any });
+    gatewayRequest(base, auth, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
 
   /** The test's own admin session, made again when a fault took it too. */
   const admin = async (): Promise<pg.Client> => {

@@ -53,7 +53,7 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
   let victims: Proc[] = [];
 
   const http = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
-    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }) as { status: number; body: any });
+    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
 
   before(async () => {
     const t0 = Date.now();

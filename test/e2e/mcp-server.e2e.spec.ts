@@ -32,7 +32,7 @@ async function startEverythingHttp(port: number): Promise<ChildProcess> {
   await new Promise<void>((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`server-everything HTTP did not start: ${err.slice(-300)}`)), 20_000);
-    proc.stderr!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('listening on port')) {
         clearTimeout(timer);
@@ -285,10 +285,10 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.equal(called.data.tool, 'everything__get-sum');
     assert.equal(called.data.transport, 'streamable-http');
     assert.match(String(called.data.key_id), /^[0-9a-f]{16}$/);
-    assert.equal(called.metadata.actor, `apikey:${called.data.key_id}`);
+    assert.equal(called.metadata.actor, `apikey:${String(called.data.key_id)}`);
     // The upstream hop is the connector's own McpTool* events, named by the same key.
     const upstream = await request('GET', '/api/v1/events?type=McpToolSucceeded&stream_prefix=mcpserver-everything&limit=500');
-    assert.ok((upstream.body.events as { metadata: { actor?: string } }[]).some((e) => e.metadata.actor === `apikey:${called.data.key_id}`));
+    assert.ok((upstream.body.events as { metadata: { actor?: string } }[]).some((e) => e.metadata.actor === `apikey:${String(called.data.key_id)}`));
   });
 
   it('auth: 401 with the RFC 9728 pointer without a key; a viewer lists but cannot call', async () => {
@@ -302,7 +302,7 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.match(challenge, /^Bearer /);
     const metadataUrl = /resource_metadata="([^"]+)"/.exec(challenge)?.[1];
     assert.equal(metadataUrl, `${base}/.well-known/oauth-protected-resource/mcp`);
-    const meta = await fetch(metadataUrl!);
+    const meta = await fetch(metadataUrl);
     assert.equal(meta.status, 200);
     const body = (await meta.json()) as { resource: string; bearer_methods_supported: string[] };
     assert.equal(body.resource, `${base}/mcp`);

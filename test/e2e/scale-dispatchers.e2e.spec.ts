@@ -41,7 +41,7 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
   let dispatchers: Proc[] = [];
 
   const http = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
-    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }) as { status: number; body: any });
+    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
 
   before(async () => {
     const t0 = Date.now();

@@ -42,7 +42,7 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
   let b: Proc;
 
   const http = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
-    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }) as { status: number; body: any });
+    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
 
   before(async () => {
     const t0 = Date.now();

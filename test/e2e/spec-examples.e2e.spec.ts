@@ -52,7 +52,7 @@ const curl = async (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, body
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(`${base}${url}`, { method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(90_000) });
   const text = await res.text();
-  return { status: res.status, type: res.headers.get('content-type') ?? '', text, body: (text ? JSON.parse(text) : undefined) as any };
+  return { status: res.status, type: res.headers.get('content-type') ?? '', text, body: (text ? JSON.parse(text) : undefined) };
 };
 const get = (url: string) => curl('GET', url);
 

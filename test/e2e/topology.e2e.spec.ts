@@ -50,7 +50,7 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
   let byName: Record<string, Proc> = {};
 
   const http = (g: number, method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
-    gatewayRequest(bases[g]!, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }) as { status: number; body: any });
+    gatewayRequest(bases[g]!, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
 
   before(async () => {
     const t0 = Date.now();

@@ -106,8 +106,8 @@ function launch(root: string, dataDir: string, ports: Ports, adminKey: string): 
     out += d.toString();
     if (out.length > 400_000) out = out.slice(-200_000);
   };
-  proc.stdout!.on('data', keep);
-  proc.stderr!.on('data', keep);
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   return { proc, exited, output: () => out };
 }

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
 import { builtinAgentCards, cardToJson, resolveTaskType, TASK_TYPE_ALIASES, type AgentCardJson } from '@switchyard/contracts';
 import type { AgentContext, TaskDefinition } from './types.js';
@@ -32,7 +31,7 @@ export async function runTask(requested: string, rawInput: unknown, ctx: AgentCo
   const { taskType } = resolveTaskType(requested);
   const def = (taskHandlers as Record<string, TaskDefinition>)[taskType];
   if (!def) throw new AppError('not_found', `unknown task type ${requested}`, { taskType: requested, known: Object.keys(taskHandlers), aliases: TASK_TYPE_ALIASES });
-  const parsed = (def.input as z.ZodType).safeParse(rawInput ?? {});
+  const parsed = (def.input).safeParse(rawInput ?? {});
   if (!parsed.success) {
     throw new AppError('validation', `invalid input for ${taskType}`, {
       taskType,

@@ -66,7 +66,7 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
   }
   if (!o.json) {
     const colour = view.status === 'completed' ? green : view.status === 'failed' ? red : yellow;
-    if (!tty) printLine(renderView(view, Date.now())[0]!);
+    if (!tty) printLine(renderView(view, Date.now())[0]);
     printLine(colour(`${view.status}${view.error ? `: ${view.error}` : ''}`));
   } else {
     // One more JSON line after the events: the outcome.

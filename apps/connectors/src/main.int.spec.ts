@@ -40,7 +40,7 @@ describe('connectors main process', () => {
       GITHUB_PERSONAL_ACCESS_TOKEN: undefined,
       MCP_SERVERS_FILE: undefined,
     };
-    proc = spawn(process.execPath, [main], { cwd: dir, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = spawn(process.execPath, [main], { cwd: dir, env: env, stdio: ['ignore', 'ignore', 'pipe'] });
     proc.stderr!.resume();
     exited = new Promise((r) => proc.once('exit', (code) => r(code)));
     nc = await connectNats({ url, name: 'main-spec', logger: testLogger() });

@@ -76,7 +76,7 @@ export async function startEverythingHttp(port: number, timeoutMs = 20_000): Pro
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server-everything HTTP did not start on ${port} in ${timeoutMs} ms`)), timeoutMs);
     let err = '';
-    proc.stderr!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('listening on port')) {
         clearTimeout(timer);
@@ -92,7 +92,7 @@ export async function startEverythingHttp(port: number, timeoutMs = 20_000): Pro
       reject(e);
     });
   });
-  proc.stderr!.resume();
+  proc.stderr.resume();
   return {
     url: `http://127.0.0.1:${port}/mcp`,
     proc,

@@ -122,7 +122,9 @@ function App() {
     else stopLive();
     if (!w) return;
     // The other pages' code, once this one has had its turn.
-    const t = setTimeout(() => LAZY.forEach((l) => l.preload().catch(() => undefined)), 1500);
+    const t = setTimeout(() => {
+      for (const l of LAZY) l.preload().catch(() => undefined);
+    }, 1500);
     return () => clearTimeout(t);
   }, [w]);
   if (!ready) return <main aria-busy="true"><p>Loading…</p></main>;

@@ -57,6 +57,6 @@ export function useLive(load: () => void | Promise<void>, filter: (e: EventJson)
       clearInterval(poll);
       if (timer) clearTimeout(timer);
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // The caller's deps decide when to resubscribe (like a hook's dependency list).
   }, deps);
 }

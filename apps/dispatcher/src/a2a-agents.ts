@@ -121,13 +121,13 @@ export async function runOnA2aAgent(
       { tenant: '', message, configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: false }, metadata: undefined },
       { signal },
     );
-    if (!('status' in first)) return resultOfParts((first as Message).parts);
-    let t = first as Task;
+    if (!('status' in first)) return resultOfParts((first).parts);
+    let t = first;
     a2aTaskId = t.id;
     while (!FINAL.has(t.status?.state ?? 0) && !ASKS.has(t.status?.state ?? 0)) {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(resolve, pollMs);
-        signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason)), { once: true });
+        signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason as Error)), { once: true }); // an AbortSignal's reason is an Error (AbortError unless given one)
       });
       t = await client.getTask({ tenant: '', id: t.id, historyLength: 0 }, { signal });
     }

@@ -83,7 +83,7 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     });
     children.push(child);
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (b: Buffer) => b.toString().includes('"ready":true') && resolve());
+      child.stdout.on('data', (b: Buffer) => b.toString().includes('"ready":true') && resolve());
       child.once('exit', (code) => reject(new Error(`agent child exited early (${code})`)));
     });
     await seen('child-1');

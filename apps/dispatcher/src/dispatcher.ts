@@ -735,7 +735,7 @@ export class Dispatcher {
       });
       if (r.state.status === 'initial') throw new AppError('not_found', `no task ${taskId}`, { task_id: taskId });
       this.log.info({ correlationId: correlationId ?? taskId, taskId, actor, reason }, 'task canceled (for the partition owner)');
-      return taskViewOf(r.state as ExistingTaskState);
+      return taskViewOf(r.state);
     }
     if (correlationId) this.correlation.set(taskId, correlationId);
     const r = await this.exec(taskId, { type: 'CancelTask', data: { actor, reason }, metadata: this.meta(taskId, actor) });
@@ -1389,7 +1389,7 @@ export class Dispatcher {
 
   /** Keep the state and revision of live tasks only (ended ones are read from the store when asked). */
   private remember(taskId: string, r: CommandResult<TaskEvent, TaskState>): void {
-    if (r.state.status === 'initial' || isTerminal(r.state as ExistingTaskState)) this.known.delete(taskId);
+    if (r.state.status === 'initial' || isTerminal(r.state)) this.known.delete(taskId);
     else this.known.set(taskId, { state: r.state, revision: r.revision });
   }
 

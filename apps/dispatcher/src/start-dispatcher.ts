@@ -64,6 +64,7 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
   const runner = opts.runProjections !== false ? await startProjections(opts) : undefined;
   const schema = opts.schema ?? 'delegation';
   const log = opts.logger.child({ component: 'dispatcher-start', schema });
+  // eslint-disable-next-line prefer-const -- assigned below, after the leases whose callbacks read it
   let dispatcher: Dispatcher | undefined;
   // Renewals on connections of their own: a busy dispatcher pool must not delay them past the TTL.
   const leasePool = createPgPool({ ...(opts.pool.options as pg.PoolConfig), max: 2, application_name: 'switchyard-dispatcher-leases' }, { name: 'dispatcher-leases', logger: opts.logger });

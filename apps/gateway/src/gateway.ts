@@ -48,7 +48,7 @@ const expressIsland = (mount: string, handler: express.RequestHandler): NodeHand
   const island = express();
   island.disable('x-powered-by');
   island.use(mount, handler);
-  return island as unknown as NodeHandler;
+  return island;
 };
 
 /**
@@ -84,7 +84,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
       sendProblem(new AppError('validation', `the request path is not valid: ${err.code}`), request as EdgeRequest, reply as EdgeReply);
     },
   });
-  const server = adapter.getInstance() as unknown as FastifyInstance;
+  const server = adapter.getInstance<FastifyInstance>();
   decorateEdge(server);
   registerBodyParsers(server, bodyLimit);
 

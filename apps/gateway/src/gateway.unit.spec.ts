@@ -79,7 +79,7 @@ describe('zod validation', () => {
     const schema = z.object({ a: z.number(), b: z.object({ c: z.string() }) }).strict();
     const r = schema.safeParse({ a: 'x', b: { c: 1 }, zz: 1, yy: 2 });
     assert.equal(r.success, false);
-    const errors = fieldErrors(r.error!, 'body');
+    const errors = fieldErrors(r.error, 'body');
     assert.deepEqual(errors.map((e) => e.path).sort(), ['a', 'b.c', 'yy', 'zz']);
     assert.ok(errors.every((e) => e.in === 'body' && e.code && e.message));
   });
@@ -202,7 +202,7 @@ describe('readEventsPage', () => {
     const p1 = await page(store, { limit: '2' });
     assert.deepEqual(p1.events.map((e) => e.position), [0, 10]);
     assert.equal(p1.next?.after, 10);
-    assert.match(p1.next!.href, /after=10&limit=2/);
+    assert.match(p1.next.href, /after=10&limit=2/);
     const p3 = await page(store, { limit: '2', after: '30' });
     assert.deepEqual(p3.events.map((e) => e.position), [40]);
     assert.equal(p3.next, null);
@@ -239,7 +239,7 @@ describe('readEventsPage', () => {
     const p = await page(store, { since: new Date(10 ** 12).toISOString(), limit: '10' });
     assert.deepEqual(p.events, []);
     assert.ok(p.next && p.next.after! >= (SCAN_CAP - 1) * 10, 'cursor past the scanned events');
-    const rest = await page(store, { since: new Date(10 ** 12).toISOString(), limit: '10', after: String(p.next!.after) });
+    const rest = await page(store, { since: new Date(10 ** 12).toISOString(), limit: '10', after: String(p.next.after) });
     assert.equal(rest.next, null);
   });
 });

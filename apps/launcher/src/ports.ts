@@ -1,6 +1,6 @@
 import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { DATABASE_WRITER_PORT } from '@switchyard/connectors';
-import { defaultPorts, mcpServerKinds, type McpServerKind } from '@switchyard/mcp-servers';
+import { defaultPorts, mcpServerKinds } from '@switchyard/mcp-servers';
 import { parseConfig } from '@switchyard/platform';
 import { DATABASE_WRITER, runsMcpServer, selectedAgents, type McpServerName, type RoleSelection } from './roles.js';
 
@@ -24,7 +24,7 @@ const envName = (name: string) => name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
 /** Port of one of the project's MCP servers: MCP_<KIND>_PORT, else its seed port. */
 export function mcpServerPort(server: McpServerName, env: Env = process.env): number {
   const variable = `MCP_${envName(server)}_PORT`;
-  const fallback = server === DATABASE_WRITER ? DATABASE_WRITER_PORT : defaultPorts[server as McpServerKind];
+  const fallback = server === DATABASE_WRITER ? DATABASE_WRITER_PORT : defaultPorts[server];
   return Number(env[variable] || fallback);
 }
 

@@ -34,7 +34,7 @@ import { migrateAsOwner } from './migrations.js';
 import { replicaLogin } from './replica.js';
 import { Supervisor, type SupervisedHandle } from './supervisor.js';
 
-export { ROLES, type Role } from './roles.js';
+export type { Role } from './roles.js';
 
 export interface RunningSystem {
   readonly databaseUrl: string;

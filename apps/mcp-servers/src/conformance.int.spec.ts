@@ -100,7 +100,7 @@ function runSuite(cmd: { node: string; bin: string }, url: string, outDir: strin
       (_err, stdout, stderr) => {
         // A failing scenario makes the run exit 1: the checks decide, not the exit code.
         const results = new Map<string, Check[]>();
-        let dirs: string[] = [];
+        let dirs: string[];
         try {
           dirs = readdirSync(outDir);
         } catch {

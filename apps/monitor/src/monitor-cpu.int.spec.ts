@@ -12,7 +12,7 @@ async function waitFor<T>(what: string, pred: () => T | undefined | Promise<T | 
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await pred();
-    if (v !== undefined && v !== false) return v as T;
+    if (v !== undefined && v !== false) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -72,9 +72,9 @@ describe('CPU alert driven by a real load', () => {
     assert.equal(after?.state, 'resolved');
     assert.equal(after?.resolvedHow, 'auto');
     // The samples that drove it are stored: some above the threshold, and the last ones below.
-    const raw = await monitor.store.rawSamples(metricNames.processCpuPercent, pending!.metadata.at - 60_000, Date.now() + 1_000, { name: 'burner' });
+    const raw = await monitor.store.rawSamples(metricNames.processCpuPercent, pending.metadata.at - 60_000, Date.now() + 1_000, { name: 'burner' });
     assert.ok(raw.some((s) => s.value > 10) && raw.at(-1)!.value <= 10);
     // A resolved alert cannot be resolved by hand (409).
-    await assert.rejects(monitor.resolveAlert(after!.id, 'ann', 'done'), (e: unknown) => e instanceof AppError && e.code === 'illegal_state' && e.status === 409);
+    await assert.rejects(monitor.resolveAlert(after.id, 'ann', 'done'), (e: unknown) => e instanceof AppError && e.code === 'illegal_state' && e.status === 409);
   });
 });

@@ -28,7 +28,7 @@ export interface Probe {
 export type ProbeCheck = (signal: AbortSignal) => Promise<void | Record<string, unknown>>;
 
 /** An MCP server / agent / anything probe from a callback. */
-export function functionProbe(service: string, kind: 'mcp' | 'agent' | string, check: ProbeCheck): Probe {
+export function functionProbe(service: string, kind: string, check: ProbeCheck): Probe {
   return { service, kind, check };
 }
 
@@ -100,7 +100,7 @@ function bodyState(text: string): { state?: string } {
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const cause = (err as Error & { cause?: unknown }).cause;
-    if (cause && typeof cause === 'object' && 'code' in cause) return `${err.message}: ${String((cause as { code: unknown }).code)}`;
+    if (cause && typeof cause === 'object' && 'code' in cause) return `${err.message}: ${String((cause).code)}`;
     return err.message;
   }
   return String(err);

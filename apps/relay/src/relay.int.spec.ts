@@ -136,7 +136,7 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     cleanups.push(async () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
     return { child, stderr: () => err };
   }
@@ -284,7 +284,7 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     await writer;
     await waitUntil('second relay caught up', async () => (await second.relay.lag()).caughtUp);
     let mine = await mineOnly();
-    const upToCheckpoint = mine.filter((e) => e.position <= checkpoint!).length;
+    const upToCheckpoint = mine.filter((e) => e.position <= checkpoint).length;
     t.diagnostic(`killed at ${killedAt} stored, checkpoint covered ${upToCheckpoint}, duplicates dropped on restart ${second.relay.status().duplicates}`);
     assert.equal(second.relay.status().duplicates, killedAt - upToCheckpoint, 'republished tail was deduplicated by Nats-Msg-Id');
     await second.relay.stop();

@@ -118,7 +118,7 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
         ['after_never', 'skipped', 0],
       ],
     );
-    const join = view!.steps.find((s) => s.step_id === 'join')!;
+    const join = view.steps.find((s) => s.step_id === 'join')!;
     assert.deepEqual(join.attempt_history[0]?.input, { l: 2 });
     assert.equal(join.attempt_history[0]?.idempotency_key, `${id}:join:1`);
     assert.ok(join.attempt_history[0]?.dispatched_at && join.attempt_history[0]?.ended_at);

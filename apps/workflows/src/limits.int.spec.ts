@@ -87,7 +87,7 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
     const failed = (await executionEvents(store, deepest)).find((e) => e.type === 'StepFailed');
     const error = (failed?.data as { error?: { code: string; message: string } } | undefined)?.error;
     assert.equal(error?.code, 'subworkflow_depth_exceeded');
-    assert.match(error!.message, /depth 11; at most 10 \(WORKFLOW_MAX_SUBWORKFLOW_DEPTH\)/);
+    assert.match(error.message, /depth 11; at most 10 \(WORKFLOW_MAX_SUBWORKFLOW_DEPTH\)/);
     // Its WorkflowStarted carries the lineage.
     const started = (await executionEvents(store, deepest)).find((e) => e.type === 'WorkflowStarted');
     assert.deepEqual((started?.data as { lineage?: unknown }).lineage, { rootExecutionId: root, parentExecutionId: members[8]!.execution_id, depth: 10 });

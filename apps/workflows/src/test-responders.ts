@@ -6,7 +6,7 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { z } from 'zod';
-import { AppError, type Logger } from '@switchyard/platform';
+import type { Logger } from '@switchyard/platform';
 import { addService, type Service } from '@switchyard/messaging';
 import { mcpCallToolSubject, mcpCancelCallSubject, TASKS_EXECUTE_SUBJECT } from '@switchyard/contracts';
 
@@ -19,7 +19,7 @@ export interface ResponderCall {
 }
 
 /** How to answer one call: `effect` runs once per key; throw AppError for an error reply. */
-export type Behaviour = (call: ResponderCall, attemptOfKey: number) => Promise<unknown> | unknown;
+export type Behaviour = (call: ResponderCall, attemptOfKey: number) => unknown; // a value or a promise of one
 
 export class Responders {
   readonly calls: ResponderCall[] = [];
@@ -136,4 +136,3 @@ function defineCall<S extends z.ZodType>(subject: string, schema: S, handler: (b
   return { subject, schema, handler: (b: z.infer<S>) => handler(b) };
 }
 
-export { AppError };

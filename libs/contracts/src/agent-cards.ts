@@ -200,7 +200,7 @@ export function cardToJson(card: AgentCard): AgentCardJson {
       type: t.type,
       description: t.description,
       // `input` mode: fields with defaults are optional for the caller.
-      inputSchema: z.toJSONSchema(t.input, { io: 'input' }) as Record<string, unknown>,
+      inputSchema: z.toJSONSchema(t.input, { io: 'input' }),
       aliases: [...t.aliases],
     })),
   };

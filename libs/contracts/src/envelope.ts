@@ -47,7 +47,7 @@ export function toEventEnvelope(e: RecordedEventLike): EventEnvelope {
     streamId: e.streamId,
     type: e.type,
     data: e.data,
-    metadata: e.metadata as EventEnvelope['metadata'],
+    metadata: e.metadata,
     revision: e.revision,
     position: e.position,
     recordedAt: e.recordedAt.toISOString(),

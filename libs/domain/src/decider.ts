@@ -1,12 +1,13 @@
 /**
- * The decider pattern (STYLE habit 1): an aggregate is three pure pieces.
+ * The decider pattern: an aggregate is three pure pieces.
  * `decide` turns a command and the current state into events (or throws a DomainError),
  * `evolve` folds one event into the state, `initialState` is the state of an empty stream.
  * No I/O and no clock here: time arrives in the command's metadata.
  */
 export interface Decider<C, E, S> {
-  decide(command: C, state: S): E[];
-  evolve(state: S, event: E): S;
+  // Function properties, not methods: deciders never use `this`, so `events.reduce(d.evolve, s)` is safe.
+  readonly decide: (command: C, state: S) => E[];
+  readonly evolve: (state: S, event: E) => S;
   readonly initialState: S;
 }
 
@@ -21,7 +22,7 @@ export type CommandMetadata = {
   readonly timestamp: string;
   /** Who asked: a user id, `system:orchestrator`, ... */
   readonly actor?: string;
-  /** Ties together everything done on behalf of one request (STYLE habit 11). */
+  /** Ties together everything done on behalf of one request. */
   readonly correlationId: string;
   /** Id of the message (event or command) that caused this command, if any. */
   readonly causationId?: string;
@@ -44,7 +45,7 @@ export interface Event<T extends string = string, D = unknown, M = EventMetadata
 /** Events carry the metadata of the command that produced them, so correlation survives replay. */
 export type EventMetadata = CommandMetadata;
 
-/** Codes a domain error can carry, with the HTTP status the gateway maps each to (STYLE habit 9). */
+/** Codes a domain error can carry, with the HTTP status the gateway maps each to. */
 export const domainErrorStatus = {
   validation: 400,
   not_found: 404,
@@ -88,7 +89,7 @@ export function foldEvents<C, E, S>(decider: Decider<C, E, S>, events: readonly 
   return events.reduce((s, e) => decider.evolve(s, e), from ?? decider.initialState);
 }
 
-/** Compile-time exhaustiveness guard for `switch` statements over unions (STYLE habit 2). */
+/** Compile-time exhaustiveness guard for `switch` statements over unions. */
 export function assertNever(value: never, what = 'value'): never {
   throw new Error(`unexpected ${what}: ${JSON.stringify(value)}`);
 }

@@ -78,7 +78,7 @@ export const toDomainEvent = <E extends Event>(e: RecordedEvent): E => ({ type: 
 const toNewEvent = (e: Event) => ({ type: e.type, data: e.data, metadata: e.metadata });
 
 /**
- * STYLE habit 6: decide, append with the expected revision. A revision conflict means someone
+ * Decide, append with the expected revision. A revision conflict means someone
  * else wrote first: read again and decide again (the decision may differ now). Only conflicts
  * are retried; a domain error goes straight to the caller.
  *

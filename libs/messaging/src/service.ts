@@ -36,7 +36,7 @@ export interface EndpointDefinition<S extends z.ZodType = z.ZodType> {
   /** Parses the JSON request body; failures reply 400 with the zod issues. */
   readonly schema: S;
   /** Returns the reply value (JSON encoded) or throws an AppError whose code travels back. */
-  readonly handler: (input: z.infer<S>, ctx: HandlerContext) => unknown | Promise<unknown>;
+  readonly handler: (input: z.infer<S>, ctx: HandlerContext) => unknown; // a value or a promise of one
   /** Shown by `$SRV.INFO` (e.g. a schema version). */
   readonly metadata?: Record<string, string>;
   /** Overrides the service's queue group for this endpoint. */

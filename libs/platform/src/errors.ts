@@ -1,7 +1,7 @@
 /**
  * Typed application errors. The `code` travels unchanged from where the error
  * arises (decider, store, NATS service) to the HTTP edge, which maps it to a
- * status (STYLE habit 9). `retryable` says up front whether trying again can help.
+ * status. `retryable` says up front whether trying again can help.
  */
 export const errorCodes = {
   validation: 400,

@@ -345,7 +345,7 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
       children.push(child);
       await new Promise<void>((resolve, reject) => {
         child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)));
-        child.stdout!.on('data', (d: Buffer) => {
+        child.stdout.on('data', (d: Buffer) => {
           if (d.toString().includes('ready')) resolve();
         });
       });

@@ -131,6 +131,7 @@ export class ProjectionRunner {
   /** Empty a projection's tables and replay it from the start of $all. */
   async rebuild(name: string): Promise<void> {
     const lane = this.lane(name);
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with .call(lane.projection)
     const reset = lane.projection.reset;
     if (!reset) throw new AppError('illegal_state', `projection ${name} has no reset(): it cannot be rebuilt`);
     await this.stopLane(lane);
@@ -383,6 +384,7 @@ export class ProjectionRunner {
     if (ok) {
       lane.stored = to;
       lane.position = to;
+      // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with .call(lane.projection)
       const afterCommit = lane.projection.afterCommit;
       if (afterCommit) {
         const applied = batch.filter(handled);

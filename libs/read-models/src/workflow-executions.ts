@@ -4,6 +4,7 @@ import pgLib from 'pg';
 
 /** pg's own value preparation (dates, arrays, JSON) and literal escaping, as its parameters get them. */
 const pgUtils = {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- pg's utils.prepareValue is a plain function
   prepareValue: (pgLib as unknown as { utils: { prepareValue(v: unknown): unknown } }).utils.prepareValue,
   escapeLiteral: pgLib.escapeLiteral,
 };

@@ -1,5 +1,5 @@
 /**
- * Given/when/then specifications for deciders (Emmett style, STYLE habit 4):
+ * Given/when/then specifications for deciders (Emmett style):
  *
  *   const spec = DeciderSpecification.for(workflowExecutionDecider);
  *   spec.given([started]).when(recordSucceeded).then([stepSucceeded, workflowCompleted]);
@@ -14,8 +14,9 @@ import assert from 'node:assert/strict';
 
 /** The shape of a decider (same as `Decider` in @switchyard/domain). */
 export interface DeciderLike<C, E, S> {
-  decide(command: C, state: S): E[];
-  evolve(state: S, event: E): S;
+  // Function properties, not methods: deciders never use `this`, so `events.reduce(d.evolve, s)` is safe.
+  readonly decide: (command: C, state: S) => E[];
+  readonly evolve: (state: S, event: E) => S;
   readonly initialState: S;
 }
 

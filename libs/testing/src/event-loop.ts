@@ -7,8 +7,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
  * So `run` is tried up to `attempts` (5) times (each a fresh request) and the smallest of the
  * maxima is returned, with every try's result: a real block cannot hide, preemption can.
  */
-export async function longestEventLoopBlock<T>(run: () => Promise<T>, opts: { attempts?: number; belowMs?: number } = {}): Promise<{ maxMs: number; results: T[]; tries: number[] }> {
-  const attempts = opts.attempts ?? 5;
+export async function longestEventLoopBlock<T>(run: () => Promise<T>, opts: { attempts?: number; belowMs?: number } = {}): Promise<{ maxMs: number; results: [T, ...T[]]; tries: number[] }> {
+  const attempts = Math.max(1, opts.attempts ?? 5);
   const results: T[] = [];
   const tries: number[] = [];
   for (let i = 0; i < attempts; i++) {
@@ -20,8 +20,10 @@ export async function longestEventLoopBlock<T>(run: () => Promise<T>, opts: { at
     } finally {
       h.disable();
     }
-    tries.push(h.max / 1e6);
-    if (opts.belowMs !== undefined && tries[i]! < opts.belowMs) break;
+    const ms = h.max / 1e6;
+    tries.push(ms);
+    if (opts.belowMs !== undefined && ms < opts.belowMs) break;
   }
-  return { maxMs: Math.min(...tries), results, tries };
+  // At least one attempt ran (attempts >= 1), so results has a first element.
+  return { maxMs: Math.min(...tries), results: results as [T, ...T[]], tries };
 }

@@ -125,7 +125,7 @@ export class Proc {
 /** The direct children of a process (Linux /proc). */
 export function childPids(pid: number): number[] {
   const out: number[] = [];
-  let tasks: string[] = [];
+  let tasks: string[];
   try {
     tasks = readdirSync(`/proc/${pid}/task`);
   } catch {

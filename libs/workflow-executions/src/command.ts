@@ -17,7 +17,7 @@ export function loadExecution(store: EventStore, executionId: string): Promise<{
 }
 
 /**
- * STYLE habit 6 for one execution, through `handleCommand` of @switchyard/event-store: decide
+ * The command-handler loop for one execution, through `handleCommand` of @switchyard/event-store: decide
  * (against `options.known` when the caller holds the state, else a fresh read), append with the
  * expected revision, and on a revision conflict read and decide again. Domain errors become
  * AppErrors so their code reaches HTTP unchanged.

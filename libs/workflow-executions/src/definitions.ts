@@ -188,7 +188,7 @@ export class DefinitionStore {
   ): Promise<{ events: readonly DefinitionEvent[]; position?: number }> {
     const metadata = { timestamp: meta.timestamp ?? new Date().toISOString(), actor: meta.actor ?? 'api', correlationId: meta.correlationId ?? randomUUID() };
     try {
-      const r = await handleCommand(this.eventStore(), workflowDefinitionStream(id), decider, { ...c, metadata } as DefinitionCommand);
+      const r = await handleCommand(this.eventStore(), workflowDefinitionStream(id), decider, { ...c, metadata });
       return { events: r.events as unknown as DefinitionEvent[], ...(r.position !== undefined ? { position: r.position } : {}) };
     } catch (err) {
       if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);

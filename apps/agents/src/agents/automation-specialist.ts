@@ -1,9 +1,7 @@
-import { z } from 'zod';
 import { defineTask } from '../types.js';
 import { optimiseWorkflow } from '../lib/executions.js';
-import { builtinTaskTypes, workflowOptimizationInput } from '@switchyard/contracts';
+import { builtinTaskTypes } from '@switchyard/contracts';
 
-export type WorkflowOptimizationInput = z.infer<typeof workflowOptimizationInput>;
 
 export const automationSpecialistTasks = {
   workflow_optimization: defineTask({

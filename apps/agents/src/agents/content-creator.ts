@@ -20,7 +20,6 @@ export const PLAN_LADDER = [
   { plan: 'business', pricePerSeat: 49 },
   { plan: 'enterprise', pricePerSeat: 79 },
 ] as const;
-export type PlanName = (typeof PLAN_LADDER)[number]['plan'];
 const SEGMENT_LABEL: Record<string, string> = { smb: 'small business', mid_market: 'mid-market', enterprise: 'enterprise' };
 const REGION_LABEL: Record<string, string> = { north_america: 'North America', emea: 'EMEA', apac: 'APAC', latam: 'Latin America' };
 

@@ -6,7 +6,7 @@ import { addDays } from '../lib/dates.js';
 import { solveSchedule, type ScheduleProblem } from '../lib/scheduling.js';
 import { performanceReport } from '../lib/executions.js';
 import { checkAborted } from './common.js';
-import { builtinTaskTypes, scheduleOptimizationInput, performanceAnalysisInput } from '@switchyard/contracts';
+import { builtinTaskTypes, scheduleOptimizationInput } from '@switchyard/contracts';
 
 // ---------- schedule_optimization ----------
 
@@ -60,7 +60,6 @@ export async function scheduleOptimization(pool: pg.Pool, input: ScheduleOptimiz
 
 // ---------- performance_analysis ----------
 
-export type PerformanceAnalysisInput = z.infer<typeof performanceAnalysisInput>;
 
 export const operationsManagerTasks = {
   schedule_optimization: defineTask({

@@ -109,7 +109,7 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
   const usedNames = new Set<string>();
   const signupWeights = Array.from({ length: MONTHS }, (_, i) => 1 + 0.06 * i);
   for (let id = 1; id <= customerCount; id++) {
-    let name = '';
+    let name: string;
     do {
       name = `${rng.pick(PREFIX)} ${rng.pick(CORE)} ${rng.pick(SUFFIX)}`;
     } while (usedNames.has(name) && usedNames.size < PREFIX.length * CORE.length * SUFFIX.length);
@@ -171,7 +171,7 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
   const spikeMonth = ANOMALY_MONTHS.servicesSpike;
   const spikeBase = data.orders.filter((o) => o.order_date.startsWith(spikeMonth)).reduce((a, o) => a + o.amount, 0);
   const bigCustomer = data.customers.find((c) => c.segment === 'enterprise' && c.signup_date < `${spikeMonth}-01`)!;
-  data.orders.push({ id: orderId++, customer_id: bigCustomer.id, order_date: `${spikeMonth}-17`, amount: cents(spikeBase * 0.45), kind: 'services' });
+  data.orders.push({ id: orderId, customer_id: bigCustomer.id, order_date: `${spikeMonth}-17`, amount: cents(spikeBase * 0.45), kind: 'services' });
   data.orders.sort((a, b) => a.order_date.localeCompare(b.order_date) || a.id - b.id);
   data.orders.forEach((o, i) => (o.id = i + 1));
 

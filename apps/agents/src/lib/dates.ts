@@ -1,8 +1,5 @@
-import { isoDate, timeframeSchema } from '@switchyard/contracts';
 
 /** Calendar helpers on ISO date strings (UTC), so results never depend on the host time zone. */
-export { isoDate, timeframeSchema };
-
 export const toDate = (iso: string): Date => new Date(`${iso.slice(0, 10)}T00:00:00Z`);
 export const fmtDate = (d: Date): string => d.toISOString().slice(0, 10);
 export const monthKey = (iso: string): string => iso.slice(0, 7);
@@ -19,21 +16,8 @@ export function addMonths(iso: string, months: number): string {
   return fmtDate(new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + months, 1)));
 }
 
-export const monthStart = (iso: string): string => `${iso.slice(0, 7)}-01`;
-
 export function monthEnd(iso: string): string {
   return addDays(addMonths(iso, 1), -1);
-}
-
-/** Whole months from month(a) to month(b). */
-export function monthDiff(a: string, b: string): number {
-  const da = toDate(a);
-  const db = toDate(b);
-  return (db.getUTCFullYear() - da.getUTCFullYear()) * 12 + (db.getUTCMonth() - da.getUTCMonth());
-}
-
-export function daysBetween(a: string, b: string): number {
-  return Math.round((toDate(b).getTime() - toDate(a).getTime()) / 86_400_000);
 }
 
 export interface Window {

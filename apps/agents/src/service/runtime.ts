@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import type { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
 import { resolveTaskType } from '@switchyard/contracts';
 import { agentCards, cardToJson, taskHandlers, type AgentCardJson } from '../registry.js';
@@ -70,7 +69,7 @@ export class AgentRuntime {
     if (!card) throw new AppError('not_found', `unknown agent ${opts.agent}`, { known: agentCards.map((c) => c.name) });
     for (const def of Object.values(taskHandlers as Record<string, TaskDefinition>)) if (def.agent === card.name) this.defs.set(def.taskType, def);
     const noop = opts.noop ? noopTask(card.name) : undefined;
-    if (noop) this.defs.set(NOOP_TASK_TYPE, noop as unknown as TaskDefinition);
+    if (noop) this.defs.set(NOOP_TASK_TYPE, noop);
     this.agent = card.name;
     this.instanceId = opts.instanceId;
     this.maxConcurrency = opts.maxConcurrency ?? card.maxConcurrency;
@@ -119,7 +118,7 @@ export class AgentRuntime {
       this.counters.rejected++;
       throw new AppError('unavailable', `agent ${this.agent} is busy`, { reason: 'busy', in_flight: this.running.size, max_concurrency: this.maxConcurrency });
     }
-    const parsed = (def.input as z.ZodType).safeParse(req.context ?? {});
+    const parsed = (def.input).safeParse(req.context ?? {});
     if (!parsed.success) {
       this.counters.rejected++;
       const issues = parsed.error.issues.map((i) => ({ path: ['context', ...i.path.map(String)].join('.'), message: i.message }));

@@ -101,7 +101,7 @@ export function loadRegistry(opts: LoadRegistryOptions = {}): McpServerConfig[] 
   const env = opts.env ?? process.env;
   const cwd = opts.cwd ?? process.cwd();
   const byName = new Map<string, Record<string, unknown>>();
-  if (!opts.noDefaults) for (const d of defaultServerInputs(env, cwd)) byName.set(d.name, d as Record<string, unknown>);
+  if (!opts.noDefaults) for (const d of defaultServerInputs(env, cwd)) byName.set(d.name, d);
 
   const file = nonEmpty(env.MCP_SERVERS_FILE);
   if (file) {

@@ -82,7 +82,7 @@ describe('McpConnectorService over NATS', () => {
       }),
     ];
     const url = await testNatsUrl();
-    [ncA, ncB, client] = await Promise.all(['connectors-a', 'connectors-b', 'client'].map((name) => connectNats({ url, name, logger })));
+    [ncA, ncB, client] = await Promise.all([connectNats({ url, name: 'connectors-a', logger }), connectNats({ url, name: 'connectors-b', logger }), connectNats({ url, name: 'client', logger })]);
     const queue = `mcp-test-${process.pid}`;
     [a, b] = await Promise.all([
       startConnectors({ nats: ncA, registry, logger, onEvent: recA.sink, queue, subjectPrefix: prefix }),

@@ -180,7 +180,7 @@ export class NatsKvCallCache implements SharedCallCache {
     let outcome: Entry;
     try {
       const result = await execute();
-      outcome = { state: 'done', owner: this.owner, result: result as Record<string, unknown> };
+      outcome = { state: 'done', owner: this.owner, result: result };
       clearInterval(renew);
       await this.store(kv, k, outcome);
       return result;

@@ -38,6 +38,7 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
   const bucket = `TEST_MCP_CALLS_${process.pid}`;
 
   before(async () => {
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
     http = createServer(async (req, res) => {
       const sid = req.headers['mcp-session-id'] as string | undefined;
       let transport = sid ? transports.get(sid) : undefined;
@@ -68,7 +69,7 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
       }),
     ];
     const url = await testNatsUrl();
-    [ncA, ncB, client] = await Promise.all(['connectors-a', 'connectors-b', 'client'].map((name) => connectNats({ url, name, logger })));
+    [ncA, ncB, client] = await Promise.all([connectNats({ url, name: 'connectors-a', logger }), connectNats({ url, name: 'connectors-b', logger }), connectNats({ url, name: 'client', logger })]);
     [a, b] = await Promise.all([
       startConnectors({ nats: ncA, registry, logger, onEvent: recA.sink, subjectPrefix: prefixA, sharedCalls: { bucket, leaseMs: 1_500 } }),
       startConnectors({ nats: ncB, registry, logger, onEvent: recB.sink, subjectPrefix: prefixB, sharedCalls: { bucket, leaseMs: 1_500 } }),

@@ -23,6 +23,7 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
   const seenAuth: (string | undefined)[] = [];
 
   before(async () => {
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
     http = createServer(async (req, res) => {
       seenAuth.push(req.headers.authorization);
       if (req.headers.authorization !== 'Bearer s3cret') {

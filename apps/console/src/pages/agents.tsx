@@ -41,7 +41,7 @@ export function AgentsPage() {
     const id = task.task_id as string;
     const load = () => get(`/api/v1/integration/agents/tasks/${id}`).then(setTask, setError);
     const off = onEvent((e) => e.streamId === `task-${id}` && void load());
-    const t = setInterval(load, 3000);
+    const t = setInterval(() => void load(), 3000); // fire and forget: load() reports its own errors (setError)
     void load();
     return () => {
       off();

@@ -42,6 +42,7 @@ export function EventsPage() {
     (!actor || String(e.metadata?.actor ?? '').includes(actor));
   useEffect(() => onEvent((e) => setLive((l) => [e, ...l].slice(0, MAX_LIVE))), []);
   useEffect(() => {
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the callback catches its own errors
     const t = setTimeout(async () => {
       try {
         if (source === 'audit') {

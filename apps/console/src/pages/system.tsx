@@ -44,7 +44,7 @@ function TrendCharts() {
       }
     };
     void load();
-    const t = setInterval(load, 30_000);
+    const t = setInterval(() => void load(), 30_000); // fire and forget: load() catches its own errors
     return () => {
       stop = true;
       clearInterval(t);
@@ -109,7 +109,7 @@ export function SystemPage() {
         <tbody>
           {alerts.length === 0 ? <tr><td colSpan={7} class="muted">no alerts</td></tr> : alerts.map((a) => (
             <tr data-alert={a.id} data-rule={a.ruleId} data-state={a.state}>
-              <td>{a.name} <small class="muted">{Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}</small></td>
+              <td>{a.name} <small class="muted">{Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${String(v)}`).join(' ')}</small></td>
               <td><StatusBadge status={a.state} /></td>
               <td><StatusBadge status={a.severity} /></td>
               <td>{a.value === null ? '–' : Number(a.value).toFixed(2)} {a.threshold !== null ? `(threshold ${a.threshold})` : ''}</td>

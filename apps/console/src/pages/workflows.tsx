@@ -66,7 +66,6 @@ export function WorkflowsPage() {
   );
 }
 
-type Started = Exclude<WorkflowExecutionState, { status: 'not_started' }>;
 
 type Domain = typeof import('@switchyard/domain');
 // The decider (with its expression engine) is the bulk of the bundle: loaded with the first execution page only.
@@ -110,7 +109,7 @@ export function ExecutionPage({ id }: { id: string }) {
   useLive(load, (e) => e.streamId === `workflow_execution-${id}`, [id], 300, 5000);
   const n = at ?? events.length;
   const state = useMemo(() => foldUntil(dom, events, n), [dom, events, n]);
-  const started = state.status === 'not_started' ? null : (state as Started);
+  const started = state.status === 'not_started' ? null : state;
   const steps = (started?.definition.steps ?? detail?.steps?.map((s: any) => ({ id: s.step_id, needs: [] })) ?? []).map((s: any) => ({
     id: s.id,
     needs: s.needs ?? [],

@@ -17,6 +17,7 @@ const parseFailed = (message: string) => Object.assign(new Error(message), { sta
 const tooLarge = (limit: number) => Object.assign(new Error('request entity too large'), { status: 413, type: 'entity.too.large', limit, expose: true });
 
 // Strict JSON as before: a body is an object or an array (no bare scalars).
+// eslint-disable-next-line no-control-regex -- JSON's whitespace (tab, LF, CR) is matched on purpose
 const STRICT_START = /^[\x20\x09\x0a\x0d]*[[{]/;
 
 /**
@@ -32,18 +33,18 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
   const json = (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => {
     readLimited(payload, limit, (err, text) => {
       if (err) {
-        deferInputError(req as object, err);
+        deferInputError(req, err);
         return done(null, undefined);
       }
       if (text === '') return done(null, {});
       if (!STRICT_START.test(text)) {
-        deferInputError(req as object, parseFailed('the request body is not a JSON object or array'));
+        deferInputError(req, parseFailed('the request body is not a JSON object or array'));
         return done(null, undefined);
       }
       try {
         done(null, JSON.parse(text));
       } catch (e) {
-        deferInputError(req as object, parseFailed((e as Error).message));
+        deferInputError(req, parseFailed((e as Error).message));
         done(null, undefined);
       }
     });

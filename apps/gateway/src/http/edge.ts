@@ -38,10 +38,6 @@ export type AnyResponse = EdgeReply | ServerResponse;
 export type AnyRequest = EdgeRequest | RawEdgeRequest;
 
 export const isReply = (res: AnyResponse): res is EdgeReply => typeof (res as EdgeReply).hijack === 'function';
-export const isEdgeRequest = (req: AnyRequest): req is EdgeRequest => (req as EdgeRequest).raw !== undefined && (req as EdgeRequest).id !== undefined;
-
-/** The Node response under a reply (or the response itself). */
-export const rawResponse = (res: AnyResponse): ServerResponse => (isReply(res) ? res.raw : res);
 
 const pathOfUrl = (url: string): string => {
   const q = url.indexOf('?');
@@ -89,7 +85,7 @@ export function decorateEdge(app: FastifyInstance): void {
   app.decorateRequest('correlationId', 'unknown');
   app.decorateRequest('apiKey', undefined);
   app.decorateReply('setHeader', function (this: FastifyReply, name: string, value: string | number | readonly string[]) {
-    this.raw.setHeader(name, value as string | number | string[]);
+    this.raw.setHeader(name, value);
     return this;
   });
   app.decorateReply('headersSent', {

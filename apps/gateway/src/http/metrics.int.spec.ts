@@ -9,7 +9,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mcpToolSucceededSchema } from '@switchyard/contracts';
-import type { NatsConnection } from '@switchyard/messaging';
 import { startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { createLogger, newId } from '@switchyard/platform';
 import { stopOwnInfra } from '@switchyard/testing';
@@ -67,7 +66,7 @@ describe('gateway request metrics and /metrics', () => {
 
   it('N requests raise their route template by N, with their status; raw paths never become labels', async () => {
     monitoring = await startMonitoring({
-      pool: g.pool, nats: g.nats as unknown as NatsConnection, eventStore: g.store, logger, env: {}, serviceName,
+      pool: g.pool, nats: g.nats, eventStore: g.store, logger, env: {}, serviceName,
       settings: { sampleIntervalMs: 60_000, probeIntervalMs: 60_000, rules: [] },
       wiring: { discoveryIntervalMs: 60_000 }, mcpSubjectPrefix: `switchyard.svc.mcp${tag}.v1`, agentServicePrefix: `agent-none-${tag}-`,
       sampler: { diskIntervalMs: 3_600_000, networkIntervalMs: 3_600_000 }, callMetrics: { aggregateIntervalMs: 0 },

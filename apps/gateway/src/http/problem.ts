@@ -1,5 +1,5 @@
 import { HttpException } from '@nestjs/common';
-import { AppError, errorCodes, type ErrorCode } from '@switchyard/platform';
+import { AppError, errorCodes } from '@switchyard/platform';
 import { WrongExpectedVersionError } from '@switchyard/event-store';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -107,7 +107,7 @@ function fieldError(e: unknown): FieldError {
     message: typeof o.message === 'string' ? o.message : 'invalid',
     code: typeof o.code === 'string' ? o.code : 'invalid',
     ...(where === 'body' || where === 'query' || where === 'params' || where === 'headers' ? { in: where } : {}),
-  } as FieldError;
+  };
 }
 
 export interface ProblemContext {
@@ -133,7 +133,7 @@ interface HttpLikeError {
  */
 export function toProblem(err: unknown, ctx: ProblemContext): MappedProblem {
   if (err instanceof AppError) {
-    const status = errorCodes[err.code as ErrorCode] ?? 500;
+    const status = errorCodes[err.code] ?? 500;
     if (status >= 500 && err.code === 'internal') {
       return { problem: build('internal', 500, 'internal error', ctx), unexpected: true };
     }

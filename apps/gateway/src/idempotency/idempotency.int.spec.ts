@@ -69,7 +69,7 @@ describe('Idempotency-Key on every command route', () => {
   const startGateway = async (requestTimeoutMs?: number) => {
     const printed: string[] = [];
     const g = await createGateway(
-      { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
       {
         ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
         auth: { enabled: true, printAdminKey: (k) => printed.push(k) },

@@ -147,7 +147,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       mergeMap(async (value: unknown) => {
         const kept =
           redact.length > 0 && value !== null && typeof value === 'object' && !Array.isArray(value)
-            ? { ...(value as Record<string, unknown>), ...Object.fromEntries(redact.filter((f) => f in (value as object)).map((f) => [f, SHOWN_ONCE])) }
+            ? { ...(value as Record<string, unknown>), ...Object.fromEntries(redact.filter((f) => f in (value)).map((f) => [f, SHOWN_ONCE])) }
             : value;
         const body = kept === undefined || kept === null ? null : typeof kept === 'string' ? kept : JSON.stringify(kept);
         const contentType = typeof value === 'string' ? String(res.getHeader('content-type') ?? 'text/plain') : 'application/json';

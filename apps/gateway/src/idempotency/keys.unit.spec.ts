@@ -11,7 +11,7 @@ describe('Idempotency-Key parsing and request fingerprints', () => {
     for (const bad of ['', 'has space', 'quote"', 'back\\slash', 'x'.repeat(IDEMPOTENCY_KEY_MAX + 1), 'é']) {
       assert.equal(parseIdempotencyKey({ 'idempotency-key': bad }).kind, 'bad', JSON.stringify(bad));
     }
-    assert.equal(parseIdempotencyKey({ 'idempotency-key': ['a', 'b'] as unknown as string }).kind, 'bad');
+    assert.equal(parseIdempotencyKey({ 'idempotency-key': ['a', 'b'] }).kind, 'bad');
   });
 
   it('a body in another key order is the same request; another value, route or method is not', () => {

@@ -17,6 +17,7 @@ export const API_KEY_STREAM_PREFIX = 'apikey-';
 export const keyIdSchema = z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex characters');
 // Printable text only: control characters and lone surrogates have no place in a name
 // (and PostgreSQL's jsonb refuses \u0000 and unpaired surrogates in the event).
+// eslint-disable-next-line no-control-regex -- control characters are what this rejects
 const unprintable = /[\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 export const keyNameSchema = z
   .string()
@@ -33,7 +34,6 @@ export const apiKeyCreatedData = z.object({
   prefix: z.string(),
 });
 export type ApiKeyCreatedData = z.infer<typeof apiKeyCreatedData>;
-export const apiKeyRevokedData = z.object({ id: keyIdSchema });
 
 type Meta = EventMetadata;
 export type CreateApiKey = { readonly type: 'CreateApiKey'; readonly data: ApiKeyCreatedData; readonly metadata: Meta };

@@ -48,6 +48,7 @@ export class RoleGuard implements CanActivate {
     this.checkRole(context);
     const req = context.switchToHttp().getRequest<AuthRequest>();
     const deferred = deferredInputError(req);
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- the error a route check threw, rethrown as it was
     if (deferred !== undefined) throw deferred;
     const handler = context.getHandler();
     let declared = this.declaresQuery.get(handler);

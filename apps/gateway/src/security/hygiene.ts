@@ -3,6 +3,7 @@ import type { FieldError, FieldLocation } from '../http/problem.js';
 
 // NUL and unpaired UTF-16 surrogates: PostgreSQL text and jsonb cannot store them, so a
 // value carrying one would fail deep inside a query as a 500. Refuse it at the edge.
+// eslint-disable-next-line no-control-regex -- NUL is what this rejects (PostgreSQL cannot store it)
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const MAX_DEPTH = 64;
 

@@ -69,7 +69,7 @@ describe('every registered route enforces its declared role', () => {
     keys.viewer = (await g.makeKey('viewer')).key;
     keys.operator = (await g.makeKey('operator')).key;
     const doc = (await (await fetch(`${g.url}/docs/openapi.json`)).json()) as { paths: Record<string, Record<string, { 'x-required-role'?: unknown }>> };
-    document = doc as typeof document;
+    document = doc;
     ops = Object.entries(doc.paths).flatMap(([path, byMethod]) =>
       Object.entries(byMethod).map(([method, op]) => ({ method: method.toUpperCase(), path, role: op['x-required-role'] })),
     );

@@ -231,6 +231,7 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     // The receiver: down (503) until told otherwise; it notes whether the occurrence was already recorded when it was called.
     let up = false;
     const received: { key: string; status: number; recordedFirst: boolean }[] = [];
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the delivery and so the test
     const receiver = await localHttp(async (req, res) => {
       const key = String(req.headers['idempotency-key']);
       const row = await pools[0]!.query(`SELECT status FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key]);

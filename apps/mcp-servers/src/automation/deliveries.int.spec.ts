@@ -226,7 +226,7 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
     assert.equal(stored?.status, 'answered');
     assert.equal(stored?.sends, 2, 'the dead sender counted its send');
     assert.notEqual(stored?.owner_pid, dead.pid);
-    assert.ok(await alive(stored!.owner_pid!));
+    assert.ok(await alive(stored.owner_pid!));
   });
 
   it('waits for a live sender of the key and returns its answer without sending', async () => {

@@ -207,7 +207,7 @@ export class Deliveries {
     this.clock = deps.clock;
     this.log = deps.logger;
     this.owner = new DeliveryOwnerConnection(
-      deps.pool.options as pg.ClientConfig,
+      deps.pool.options,
       this.log,
       () => [...this.inFlight.keys()],
       () => this.mailer?.inFlightKeys() ?? [],

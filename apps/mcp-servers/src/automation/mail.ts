@@ -220,7 +220,7 @@ export class Mailer {
       handleWhen((e) => mailError(e).retryable),
       { maxAttempts: this.deps.retries ?? 2, backoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000 }) },
     );
-    const sub = policy.onRetry((ev) => log.warn({ attempt: ev.attempt, delayMs: ev.delay, err: 'error' in ev ? (ev.error as Error).message : undefined }, 'mail send failed, retrying'));
+    const sub = policy.onRetry((ev) => log.warn({ attempt: ev.attempt, delayMs: ev.delay, err: 'error' in ev ? (ev.error).message : undefined }, 'mail send failed, retrying'));
     try {
       const info = await policy.execute(async () => {
         await beforeAttempt?.();

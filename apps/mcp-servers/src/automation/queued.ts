@@ -38,7 +38,7 @@ export interface QueuedPayload {
 }
 
 /** The A2A header that carries a push config's token (the receiver checks it). */
-export const A2A_NOTIFICATION_TOKEN_HEADER = 'x-a2a-notification-token';
+const A2A_NOTIFICATION_TOKEN_HEADER = 'x-a2a-notification-token';
 
 /** Headers of one send of a queued delivery; every send of a key carries the same Idempotency-Key. */
 export function queuedHeaders(deliveryId: string, p: QueuedPayload): Record<string, string> {

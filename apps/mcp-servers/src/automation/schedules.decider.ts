@@ -11,7 +11,6 @@
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
 import { AppError } from '@switchyard/platform';
-import type { CommandResult } from '@switchyard/event-store';
 import type { AutomationMetadata } from './webhooks.decider.js';
 
 export const SCHEDULE_STREAM_PREFIX = 'automation_schedule-';
@@ -117,7 +116,6 @@ export type ScheduleState =
   | ({ readonly status: 'paused' } & Defined)
   | { readonly status: 'deleted'; readonly id: string; readonly name: string };
 
-export type ScheduleCommandResult = CommandResult<ScheduleEvent, ScheduleState>;
 
 function existing(state: ScheduleState, ref: Ref): Extract<ScheduleState, { status: 'active' | 'paused' }> {
   if ((state.status !== 'active' && state.status !== 'paused') || (ref.id !== undefined && ref.id !== state.id)) {

@@ -175,7 +175,7 @@ export class Schedules {
     }
     const r = await this.command({
       type: 'CreateSchedule',
-      data: { id: newId(), name: input.name, cron: input.cron, after: input.after, timezone: input.timezone, target: input.target as Record<string, unknown> },
+      data: { id: newId(), name: input.name, cron: input.cron, after: input.after, timezone: input.timezone, target: input.target },
       metadata,
     });
     const d = (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleCreated' }>).data;
@@ -253,7 +253,7 @@ export class Schedules {
       const fireAt = row['next_fire_at'] as Date;
       // A one-shot schedule fires once and stays listed, disabled, as a record of it.
       const once = schedule.run_once || schedule.cron === null;
-      const next = once ? fireAt : nextFireAfter(schedule.cron!, schedule.timezone, fireAt > now ? fireAt : now);
+      const next = once ? fireAt : nextFireAfter(schedule.cron, schedule.timezone, fireAt > now ? fireAt : now);
       await c.query(
         `INSERT INTO automation.schedule_runs (schedule_id, plan_revision, next_fire_at, done, last_fired_at, fire_count) VALUES ($1,$2,$3,$4,$5,1)
          ON CONFLICT (schedule_id) DO UPDATE SET plan_revision = excluded.plan_revision, next_fire_at = excluded.next_fire_at, done = excluded.done,

@@ -9,7 +9,6 @@
  */
 import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
-import type { CommandResult } from '@switchyard/event-store';
 
 export const WEBHOOK_STREAM_PREFIX = 'automation_webhook-';
 export const webhookStream = (name: string): string => `${WEBHOOK_STREAM_PREFIX}${name}`;
@@ -75,7 +74,6 @@ export type WebhookState =
     }
   | { readonly status: 'deleted'; readonly id: string; readonly name: string };
 
-export type WebhookCommandResult = CommandResult<WebhookEvent, WebhookState>;
 
 const notFound = (name: string, id?: string): AppError =>
   new AppError('not_found', `no webhook named or with id "${id ?? name}"`, { webhook: id ?? name });

@@ -91,7 +91,7 @@ export function auditCalls(
       }
     }
     const byId = new Map<unknown, { result?: { isError?: unknown }; error?: { code?: unknown } }>();
-    for (const a of answers) if (a && typeof a === 'object' && 'id' in a) byId.set((a as { id: unknown }).id, a as never);
+    for (const a of answers) if (a && typeof a === 'object' && 'id' in a) byId.set((a).id, a as never);
     const at = new Date().toISOString();
     for (const [id, p] of pending) {
       const a = byId.get(id);

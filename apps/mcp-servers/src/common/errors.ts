@@ -14,7 +14,7 @@ interface ZodLikeIssue {
 
 function zodIssues(e: unknown): ZodLikeIssue[] | undefined {
   if (!e || typeof e !== 'object' || !('issues' in e)) return undefined;
-  const issues = (e as { issues: unknown }).issues;
+  const issues = (e).issues;
   return Array.isArray(issues) ? (issues as ZodLikeIssue[]) : undefined;
 }
 

@@ -1,6 +1,6 @@
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, isAppError, newId, type ErrorCode, type Logger } from '@switchyard/platform';
+import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 
 /** What a tool handler receives from the SDK besides its arguments. */
 export type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -78,9 +78,4 @@ export function asAppError(e: unknown, mapError: (e: unknown) => AppError | unde
   if (mapped) return mapped;
   const message = e instanceof Error ? e.message : String(e);
   return new AppError('internal', message);
-}
-
-/** Shorthand for throwing a coded error from a tool body. */
-export function fail(code: ErrorCode, message: string, details: Record<string, unknown> = {}): never {
-  throw new AppError(code, message, details);
 }

@@ -122,7 +122,7 @@ const MAX_CACHED_SQL_CHARS = 4_096;
 async function vetUncached(sql: string, opts: { allowWrites: boolean }): Promise<StatementVerdict> {
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
-    tree = (await parse(sql)) as typeof tree;
+    tree = (await parse(sql));
   } catch (e) {
     const err = e as { message?: string; sqlDetails?: { cursorPosition?: number } };
     throw new AppError('validation', `not valid SQL: ${err.message ?? String(e)}`, {

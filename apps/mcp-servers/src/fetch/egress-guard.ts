@@ -1,2 +1,2 @@
 // The guard lives in @switchyard/platform so every outbound call (agents, webhooks) shares it.
-export { bareHost, EgressGuard, nonPublicRange, type EgressPolicy, type Resolver } from '@switchyard/platform';
+export { EgressGuard, nonPublicRange, type EgressPolicy, type Resolver } from '@switchyard/platform';

@@ -41,7 +41,7 @@ type Value = { value: number; labels: Record<string, string | number | undefined
 async function metricValues(monitor: Monitor, name: string): Promise<Value[]> {
   const m = monitor.prometheus.registry.getSingleMetric(name);
   assert.ok(m, `metric ${name} registered`);
-  return (await m.get()).values as Value[];
+  return (await m.get()).values;
 }
 async function counter(monitor: Monitor, name: string, labels: Record<string, string>): Promise<number> {
   const v = (await metricValues(monitor, name)).find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));

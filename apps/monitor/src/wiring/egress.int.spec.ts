@@ -22,7 +22,7 @@ const firing = (): MonitorEvent =>
     type: 'AlertFiring',
     data: { fingerprint: newId(), ruleId: 'cpu_high', name: 'CPU usage high', severity: 'warning', labels: { service: 'x' }, value: 99, threshold: 80, pendingSince: Date.now(), suppressedBy: null },
     metadata: { at: Date.now(), correlationId: newId() },
-  }) as MonitorEvent;
+  });
 
 describe('alert webhooks behind the egress guard', () => {
   let pool: pg.Pool;

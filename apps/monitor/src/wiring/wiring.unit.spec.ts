@@ -63,7 +63,7 @@ describe('event routing', () => {
   it('actor: the person behind a manual resolve or a silence, else the monitor', () => {
     const manual: AlertingEvent = { type: 'AlertResolved', data: { ...ref, how: 'manual', actor: 'apikey:k1', reason: 'ok', firingSince: 1, suppressedBy: null }, metadata: meta };
     assert.equal(actorOf(manual), 'apikey:k1');
-    assert.equal(actorOf({ ...manual, data: { ...manual.data, how: 'auto', actor: null, reason: null } } as AlertingEvent), MONITOR_ACTOR);
+    assert.equal(actorOf({ ...manual, data: { ...manual.data, how: 'auto', actor: null, reason: null } }), MONITOR_ACTOR);
     assert.equal(actorOf({ type: 'SilenceExpired', data: { silenceId: 's', actor: 'monitor' }, metadata: meta }), MONITOR_ACTOR);
     assert.equal(actorOf({ type: 'SilenceExpired', data: { silenceId: 's', actor: 'ann' }, metadata: meta }), 'ann');
   });
@@ -72,7 +72,7 @@ describe('event routing', () => {
     const body = webhookBody(firing, 'e1');
     assert.equal(body?.status, 'firing');
     assert.equal(body?.at, '2026-01-01T00:00:00.000Z');
-    assert.equal(webhookBody({ ...firing, data: { ...firing.data, suppressedBy: 's1' } } as AlertingEvent, 'e2'), undefined);
+    assert.equal(webhookBody({ ...firing, data: { ...firing.data, suppressedBy: 's1' } }, 'e2'), undefined);
     assert.equal(webhookBody({ type: 'AlertPending', data: { ...ref, value: 0, threshold: 1 }, metadata: meta }, 'e3'), undefined);
     const resolved = webhookBody({ type: 'AlertResolved', data: { ...ref, how: 'manual', actor: 'ann', reason: 'fixed', firingSince: 1, suppressedBy: null }, metadata: meta }, 'e4');
     assert.deepEqual([resolved?.status, resolved?.alert.actor, resolved?.alert.reason], ['resolved', 'ann', 'fixed']);

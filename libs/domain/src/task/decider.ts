@@ -254,7 +254,7 @@ function evolve(state: TaskState, event: TaskEvent): TaskState {
       // Status stays as it is until the TaskQueued that always follows.
       const b = core(state);
       const failed = event.data.avoid_instance && !b.failed_instances.includes(event.data.instance) ? [...b.failed_instances, event.data.instance] : b.failed_instances;
-      return { ...(state as ExistingTaskState), attempts: event.data.attempts, failed_instances: failed, last_error: event.data.error } as TaskState;
+      return { ...(state as ExistingTaskState), attempts: event.data.attempts, failed_instances: failed, last_error: event.data.error };
     }
     case 'TaskCanceled': {
       const running = state.status === 'assigned' || state.status === 'working';

@@ -141,7 +141,7 @@ export function eventStoreContract(name: string, factory: StoreFactory, options:
         await assert.rejects(store.append('', [ev('A')]), isValidation);
         await assert.rejects(store.append(`${prefix()}x`, [ev('')]), isValidation);
         // The metadata every event needs, and a type of at most 200 characters.
-        const bad = (e: Record<string, unknown>) => store.append(`${prefix()}x`, [{ ...ev('A'), ...e } as NewEvent]);
+        const bad = (e: Record<string, unknown>) => store.append(`${prefix()}x`, [{ ...ev('A'), ...e }]);
         await assert.rejects(bad({ type: 'x'.repeat(201) }), isValidation);
         await assert.rejects(bad({ metadata: { timestamp: new Date().toISOString() } }), isValidation);
         await assert.rejects(bad({ metadata: { correlationId: 'c' } }), isValidation);

@@ -162,6 +162,7 @@ export class EventStoreDbEventStore implements EventStore {
     const from = options.from ?? -1;
     let closed = false;
     let esdbSub: ReturnType<EventStoreDBClient['subscribeToAll']> | undefined;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- used inside the client's non-arrow callbacks below
     const self = this;
     // Progress: a server checkpoint at P follows every event before P in the stream; it is told
     // once the events read before it have all been handed over (the read buffer drained while
@@ -268,7 +269,7 @@ function serverFilter(options: SubscribeOptions, checkpointReached: ((s: AllStre
 const isSystem = (e: EsdbRecorded): boolean => e.type.startsWith('$') || e.streamId.startsWith('$');
 
 function toRecorded(e: EsdbRecorded): RecordedEvent {
-  const data = e.isJson ? e.data : Buffer.from(e.data as Uint8Array).toString('utf8');
+  const data = e.isJson ? e.data : Buffer.from(e.data).toString('utf8');
   return {
     id: e.id,
     streamId: e.streamId,

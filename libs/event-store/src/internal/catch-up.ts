@@ -185,6 +185,7 @@ export class CatchUpSubscription implements AllSubscription {
   private sleep(ms: number): Promise<'woken' | 'timeout'> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => done('timeout'), ms);
+      // eslint-disable-next-line @typescript-eslint/no-this-alias -- used by the hoisted function done() below
       const self = this;
       function done(how: 'woken' | 'timeout') {
         clearTimeout(timer);

@@ -437,7 +437,7 @@ export class PostgresEventStore implements EventStore {
     if (this.listener || this.closed) return Promise.resolve();
     this.listenerStarting ??= (async () => {
       const config = 'pool' in this.options ? this.options.pool.options : { connectionString: this.options.connectionString };
-      const client = createPgClient(config as pg.ClientConfig, { name: 'event-store-listen' });
+      const client = createPgClient(config, { name: 'event-store-listen' });
       // The payload is the head the append reached: subscriptions already past it need no read.
       client.on('notification', (msg) => {
         const head = Number(msg.payload);

@@ -72,7 +72,7 @@ export async function startNatsServer(opts: { port: number; storeDir: string; lo
     await waitForPort(opts.port, 15_000);
   } catch (err) {
     child.kill('SIGKILL');
-    throw new Error(`nats-server did not start (exit ${exited}): ${String(err)}`);
+    throw new Error(`nats-server did not start (exit ${exited}): ${String(err)}`, { cause: err });
   }
   return {
     url,

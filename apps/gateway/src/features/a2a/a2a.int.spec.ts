@@ -63,7 +63,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
 
   const makeGateway = async () => {
     gw = await createGateway(
-      { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
       {
         modules: [AgentsFeatureModule, WorkflowsFeatureModule, A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] }, push: { backoffMs: 50 } })],
         auth: { enabled: true, ...(admin ? { adminKey: admin } : { printAdminKey: (k: string) => void (admin = k) }) },
@@ -327,7 +327,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     const executor: AgentExecutor = {
       execute: async (ctx, bus) => {
         const part = ctx.userMessage.parts.find((p) => p.content?.$case === 'data');
-        const data = part?.content?.$case === 'data' ? (part.content.value as any) : {};
+        const data = part?.content?.$case === 'data' ? (part.content.value) : {};
         seen[seen.length - 1]!.data = data;
         const { taskId, contextId } = ctx;
         bus.publish(AgentEvent.task({ id: taskId, contextId, status: { state: 1, message: undefined, timestamp: new Date().toISOString() }, artifacts: [], history: [ctx.userMessage], metadata: undefined }));

@@ -2,7 +2,7 @@ import { Inject, Module, type DynamicModule, type NestModule } from '@nestjs/com
 import { HttpAdapterHost } from '@nestjs/core';
 import express from 'express';
 import type { FastifyInstance } from 'fastify';
-import { mountNodeHandler, type NodeHandler } from '../../http/islands.js';
+import { mountNodeHandler } from '../../http/islands.js';
 import { AgentsFeatureModule } from '../agents/agents.module.js';
 import { McpGatewayClient } from '../mcp/mcp-client.js';
 import { WorkflowsFeatureModule } from '../workflows/workflows.module.js';
@@ -37,6 +37,6 @@ export class A2aFeatureModule implements NestModule {
     const island = express();
     island.disable('x-powered-by');
     island.use(this.peer.router());
-    mountNodeHandler(this.http.httpAdapter.getInstance<FastifyInstance>(), ['/a2a/*', '/.well-known/agent-card.json'], island as unknown as NodeHandler);
+    mountNodeHandler(this.http.httpAdapter.getInstance<FastifyInstance>(), ['/a2a/*', '/.well-known/agent-card.json'], island);
   }
 }

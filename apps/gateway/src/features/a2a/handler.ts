@@ -143,7 +143,7 @@ function collectNames(message: SendMessageRequest['message']): string[] {
   for (const p of message?.parts ?? []) {
     if (p.content?.$case === 'data' && p.content.value && typeof p.content.value === 'object') {
       const v = p.content.value as Record<string, unknown>;
-      for (const k of ['task_type', 'skill']) if (typeof v[k] === 'string') out.push(v[k] as string);
+      for (const k of ['task_type', 'skill']) if (typeof v[k] === 'string') out.push(v[k]);
     } else if (p.content?.$case === 'text') {
       const m = /^\s*([A-Za-z0-9_.-]{1,100})/.exec(p.content.value);
       if (m) out.push(m[1]!);

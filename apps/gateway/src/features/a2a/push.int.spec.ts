@@ -117,7 +117,7 @@ describe('A2A push notifications through the automation server (SDK client -> ga
 
   const makeGateway = async () => {
     gw = await createGateway(
-      { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
       {
         modules: [AgentsFeatureModule, WorkflowsFeatureModule, McpFeatureModule, A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] }, push: { backoffMs: 100 } })],
         auth: { enabled: true, ...(admin ? { adminKey: admin } : { printAdminKey: (k: string) => void (admin = k) }) },

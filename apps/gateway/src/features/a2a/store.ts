@@ -79,13 +79,13 @@ export class PgTaskStore implements TaskStore {
       [this.endpoint, params.contextId ?? '', size],
     );
     const tasks = r.rows.map((row) => Task.fromJSON(row.task));
-    return { tasks, nextPageToken: '', pageSize: size, totalSize: tasks.length } as ListTasksResponse;
+    return { tasks, nextPageToken: '', pageSize: size, totalSize: tasks.length };
   }
 }
 
 /** The Switchyard work an A2A task maps to, from the metadata the executor puts on it. */
 export function linkOf(task: Task): BackendLink | undefined {
-  const m = task.metadata as Record<string, unknown> | undefined;
+  const m = task.metadata;
   if (typeof m?.switchyard_task_id === 'string') return { kind: 'task', id: m.switchyard_task_id };
   if (typeof m?.switchyard_execution_id === 'string') return { kind: 'workflow', id: m.switchyard_execution_id };
   return undefined;

@@ -24,7 +24,6 @@ import { AppError, newId } from '@switchyard/platform';
 import {
   taskDelegationDecider,
   taskStreamId,
-  type ExistingTaskState,
   type TaskPriority,
 } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
@@ -185,7 +184,7 @@ export class AgentsClient {
     });
     const state = r.state;
     if (state.status === 'initial') throw new AppError('internal', `task ${taskId} was not recorded`, { task_id: taskId });
-    const view = taskViewOf(state as ExistingTaskState);
+    const view = taskViewOf(state);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate: r.events.length === 0 };
   }
 

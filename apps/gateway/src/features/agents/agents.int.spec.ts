@@ -52,7 +52,7 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'gw' });
     dispatcher = await startDispatcher({ store, nats: nc, pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
     gw = await createGateway(
-      { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
       { modules: [AgentsFeatureModule] },
     );
     base = (await gw.listen(0, '127.0.0.1')).url;
@@ -230,13 +230,13 @@ describe('agents feature: external agents managed by an admin', () => {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
-    return { status: res.status, text, body: JSON.parse(text) as any };
+    return { status: res.status, text, body: JSON.parse(text) };
   };
 
   before(async () => {
     g = await startSecuredGateway('agents_gw_ext', { modules: [AgentsFeatureModule] });
     keys = { viewer: (await g.makeKey('viewer')).key, operator: (await g.makeKey('operator')).key };
-    const nats = g.nats as unknown as NatsConnection;
+    const nats = g.nats;
     dispatcher = await startDispatcher({ store: g.store, nats, pool: g.pool, logger, egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
     const runtime = new AgentRuntime({ agent: 'automation_specialist', instanceId: 'gw-ext', pool: g.pool, logger, noop: true });
     agentHttp = await startAgentHttp({ runtime, port: 0, host: '127.0.0.1', token: TOKEN, logger });

@@ -92,7 +92,7 @@ describe('delegation: a late or lost submit reply still answers 202 with the rec
       },
     });
     gw = await createGateway(
-      { eventStore: store, pgPool: pool, nats: nc as never, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
       { modules: [AgentsFeatureModule.withOptions({ submitTimeoutMs: SUBMIT_TIMEOUT_MS })] },
     );
     base = (await gw.listen(0, '127.0.0.1')).url;

@@ -26,8 +26,6 @@ export const waitQuery = z.strictObject({
 });
 export type WaitQuery = z.output<typeof waitQuery>;
 
-export const idempotencyHeaders = z.object({ 'idempotency-key': z.string().min(1).max(200).optional() });
-
 export const agentParams = z.object({ agent_name: idOf('agent') });
 /** An external agent's name follows the registration's rule (so a malformed one is a 400, not a lookup). */
 export const externalAgentParams = z.object({ agent_name: externalAgentSchema.shape.name });

@@ -217,8 +217,8 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
             ...(t.description !== undefined ? { description: t.description } : {}),
             ...(t.title !== undefined ? { title: t.title } : {}),
             inputSchema: objectSchema(t.inputSchema),
-            ...(t.outputSchema ? { outputSchema: t.outputSchema as Record<string, unknown> } : {}),
-            ...(t.annotations ? { annotations: t.annotations as Record<string, unknown> } : {}),
+            ...(t.outputSchema ? { outputSchema: t.outputSchema } : {}),
+            ...(t.annotations ? { annotations: t.annotations } : {}),
           }));
           const prompts = await request(this.nats, mcpSubject(s.server, 'list_prompts'), {}, { schema: listPromptsReplySchema, timeoutMs: 10_000, correlationId })
             .then((r) =>

@@ -299,7 +299,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const key = meta['idempotency_key'] ?? meta['switchyard/idempotency-key'];
       // The HTTP request's correlation id (x-correlation-id) when the call runs in its context.
       const correlationId = currentCorrelationId() ?? `mcp-${newId()}`;
-      return this.commands.execute(new CallGatewayTool(tool, (req.params.arguments ?? {}) as Record<string, unknown>, {
+      return this.commands.execute(new CallGatewayTool(tool, (req.params.arguments ?? {}), {
         caller,
         sessionId: ctx.sessionId(),
         transport: ctx.transport,
@@ -405,7 +405,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           { name: p.upstreamName, arguments: req.params.arguments ?? {} },
           { schema: getPromptReplySchema, timeoutMs: 15_000, correlationId: `mcp-${newId()}` },
         );
-        return reply as never;
+        return reply;
       } catch (err) {
         throw new McpError(ErrorCode.InternalError, isAppError(err) ? `${err.code}: ${err.message}` : String(err));
       }

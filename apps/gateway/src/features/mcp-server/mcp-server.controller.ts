@@ -1,5 +1,5 @@
 import { All, Controller, Delete, Get, HttpCode, Inject, Post, Put, Req, Res } from '@nestjs/common';
-import { hijack, type AnyResponse, type EdgeReply as Response, type EdgeRequest as Request } from '../../http/edge.js';
+import { hijack, type EdgeReply as Response, type EdgeRequest as Request } from '../../http/edge.js';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { z } from 'zod';
 import { AppError, type Logger } from '@switchyard/platform';
@@ -170,7 +170,7 @@ export class McpServerController {
       await fn();
     } catch (err) {
       this.logger.error({ err, correlationId: r.req.correlationId }, 'MCP transport failed');
-      if (!r.res.headersSent) sendProblem(new AppError('internal', 'the MCP request failed'), r.req, r.res as AnyResponse);
+      if (!r.res.headersSent) sendProblem(new AppError('internal', 'the MCP request failed'), r.req, r.res);
       else r.res.end();
     }
   }

@@ -24,7 +24,7 @@ describe('MCP endpoint, stateless mode', () => {
     const registry = [
       parseServerConfig({ name: 'everything', role: 'other', transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-everything')] } }),
     ];
-    connectors = await startConnectors({ nats: g.nats as never, registry, logger });
+    connectors = await startConnectors({ nats: g.nats, registry, logger });
     operator = (await g.makeKey('operator')).key;
   });
 

@@ -182,7 +182,7 @@ export class McpToolCalls {
     let next = state;
     for (const command of commands) {
       const decided = mcpGatewayCallDecider.decide(command, next);
-      next = decided.reduce(mcpGatewayCallDecider.evolve, next);
+      next = decided.reduce((s, e) => mcpGatewayCallDecider.evolve(s, e), next);
       events.push(...decided);
     }
     if (events.length === 0) return state;

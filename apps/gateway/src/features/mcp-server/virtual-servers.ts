@@ -43,7 +43,7 @@ export class VirtualServers implements OnModuleInit, OnModuleDestroy {
     void (async () => {
       try {
         for await (const e of sub) {
-          projectVirtualServer(this.views, e as never);
+          projectVirtualServer(this.views, e);
           this.position = e.position;
           for (const w of this.waiters) w();
         }

@@ -90,7 +90,7 @@ export class McpGatewayClient {
     );
     const duration_ms = Math.round((performance.now() - started) * 100) / 100;
     if (reply.isError) throw toolFailure(server, tool, reply);
-    return { server, tool, duration_ms, result: reply.structuredContent ?? reply.content, content: reply.content as ToolCallOutcome['content'] };
+    return { server, tool, duration_ms, result: reply.structuredContent ?? reply.content, content: reply.content };
   }
 }
 

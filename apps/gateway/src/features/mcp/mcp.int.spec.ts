@@ -30,7 +30,7 @@ async function startEverythingHttp(port: number): Promise<ChildProcess> {
   await new Promise<void>((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`server-everything HTTP did not start: ${err.slice(-300)}`)), 20_000);
-    proc.stderr!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('listening on port')) {
         clearTimeout(timer);

@@ -60,7 +60,7 @@ describe('system monitoring through the gateway', () => {
   const get = async (path: string, key = keys.viewer) => {
     const res = await fetch(`${g.url}${path}`, { headers: bearer(key) });
     const text = await res.text();
-    return { status: res.status, type: res.headers.get('content-type') ?? '', text, body: (text.startsWith('{') ? JSON.parse(text) : undefined) as any };
+    return { status: res.status, type: res.headers.get('content-type') ?? '', text, body: (text.startsWith('{') ? JSON.parse(text) : undefined) };
   };
   const send = async (method: string, path: string, body: unknown, key: string, headers: Record<string, string> = {}) => {
     const res = await fetch(`${g.url}${path}`, { method, headers: { ...bearer(key), 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -87,7 +87,7 @@ describe('system monitoring through the gateway', () => {
     sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hook`;
 
     g = await startSecuredGateway('system_mon', { modules: [SystemFeatureModule.forRoot({ serviceName, timeoutMs: 3_000 })] });
-    nc = g.nats as unknown as NatsConnection;
+    nc = g.nats;
     const op = await g.makeKey('operator');
     keys = { viewer: (await g.makeKey('viewer')).key, operator: op.key, operatorId: op.id, admin: g.adminKey };
     const sub = nc.subscribe(ALERTS_WILDCARD);

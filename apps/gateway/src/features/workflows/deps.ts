@@ -15,7 +15,6 @@ export {
   checkDefinitionVersion,
   executionResult,
   loadExecution,
-  waitForExecution,
 } from '@switchyard/workflow-executions';
 export {
   getExecutionView,

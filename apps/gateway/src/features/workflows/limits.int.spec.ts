@@ -111,7 +111,7 @@ describe('workflow limits over real HTTP', () => {
     }
   });
 
-  it('a definition nested deeper than WORKFLOW_MAX_NESTING_DEPTH is a 400 with the path', async (t) => {
+  it('a definition nested deeper than WORKFLOW_MAX_NESTING_DEPTH is a 400 with the path', async () => {
     let deep: unknown = 1;
     // Past ours (32) but within the gateway's own body-depth check.
     for (let i = 0; i < 40; i++) deep = [deep];

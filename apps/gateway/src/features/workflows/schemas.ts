@@ -58,7 +58,6 @@ export const executionListResponse = z.object({
   /** The next page's URL (the same filters and the cursor), null on the last page. */
   next: z.string().nullable(),
 });
-export const executionDetailResponse = z.looseObject({ execution_id: z.string(), status: z.string(), steps: z.array(z.looseObject({ step_id: z.string() })) });
 export const eventsResponse = z.object({ execution_id: z.string(), events: z.array(z.looseObject({ type: z.string(), revision: z.number() })) });
 export const cancelResponse = z.object({ execution_id: z.string(), status: executionStatus });
 export const registeredResponse = z.object({

@@ -275,7 +275,7 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     await engine.readModelCaughtUp();
     // Hold the read model's writes (a SHARE lock lets the API read the table but the projection not write it).
     const blocker = await pool.connect();
-    let id = '';
+    let id: string;
     try {
       await blocker.query('begin');
       await blocker.query('lock table read_models.workflow_executions in share mode');

@@ -80,7 +80,7 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
 
   /** MCP servers/tools from the connectors' registry (lenient for `input`'s MCP steps when it does not answer), task types, definition ids. */
   catalog(input: unknown) {
-    return buildCatalog({ nats: this.nats as never, definitions: this.definitions, logger: this.log }, { lenientFor: input });
+    return buildCatalog({ nats: this.nats, definitions: this.definitions, logger: this.log }, { lenientFor: input });
   }
 
   /** Start and (with `wait`) wait for the end: 200 with the result when it ended in time, else 202. */

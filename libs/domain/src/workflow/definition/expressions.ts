@@ -124,6 +124,7 @@ function installGuard(env: Environment): void {
   let ev: EvaluatorLike | undefined;
   // Function handlers are called with the evaluator as `this`: the only handle cel-js gives on it.
   env.registerFunction('__evaluator_probe(): bool', function (this: EvaluatorLike) {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the probe's only job is to capture the evaluator it runs in
     ev = this;
     return true;
   });
@@ -220,7 +221,7 @@ function buildEnv(withItem: boolean): Environment {
     try {
       re = re2(pattern);
     } catch (e) {
-      throw new Error(`invalid regular expression ${JSON.stringify(pattern)}: ${firstLine(e)}`);
+      throw new Error(`invalid regular expression ${JSON.stringify(pattern)}: ${firstLine(e)}`, { cause: e });
     }
     // Each step of the RE2 simulation is bounded by the pattern; charge the text it scans.
     budget.used += s.length >>> 4;

@@ -130,7 +130,7 @@ describe('lineage of sub-workflow executions', () => {
   it('is kept from StartWorkflow to the state and to the dispatches (root and depth)', () => {
     const lineage = { rootExecutionId: 'root-1', parentExecutionId: 'parent-1', depth: 3 };
     const start = cmd.start(def);
-    const events = history({ ...start, data: { ...(start.data as object), lineage } } as typeof start);
+    const events = history({ ...start, data: { ...(start.data), lineage } } as typeof start);
     const started = events[0]!;
     assert.ok(started.type === 'WorkflowStarted');
     assert.deepEqual(started.data.lineage, lineage);
@@ -144,7 +144,7 @@ describe('lineage of sub-workflow executions', () => {
 
   it('an old stream without lineage folds as a root (depth 0, its own root)', () => {
     const events = history(cmd.start(def));
-    assert.ok(events[0]!.type === 'WorkflowStarted' && !('lineage' in events[0]!.data));
+    assert.ok(events[0]!.type === 'WorkflowStarted' && !('lineage' in events[0].data));
     const state = fold(events);
     const d = decideAfter(events[1]!, state).dispatch[0]!;
     assert.equal(d.rootExecutionId, 'ex1');

@@ -103,7 +103,7 @@ function viewsOf(steps: Readonly<Record<string, StepState>>): Readonly<Record<st
       set: () => false,
       deleteProperty: () => false,
       defineProperty: () => false,
-    }) as unknown as Readonly<Record<string, StepView>>;
+    });
     viewRecords.set(steps, r);
   }
   return r;
@@ -217,12 +217,11 @@ function decideRecordStepDispatched(command: CommandOf<'RecordStepDispatched'>, 
 function decideRecordStepSucceeded(command: CommandOf<'RecordStepSucceeded'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
-  let primary: WorkflowEvent[];
   const s = requireStarted(state);
   requireStep(s, command.data.stepId);
   const u = unitOf(s, command.data);
   if (!isActive(s) || !accepting(u, command.data.attempt)) return undefined;
-  primary = [{ type: 'StepSucceeded', data: { ...ref(command.data), attempt: command.data.attempt, output: command.data.output ?? null, at: now }, metadata: meta }];
+  const primary: WorkflowEvent[] = [{ type: 'StepSucceeded', data: { ...ref(command.data), attempt: command.data.attempt, output: command.data.output ?? null, at: now }, metadata: meta }];
   // Something finished while canceling: it had an effect, so undo it too.
   if (s.status === 'canceling') primary.push(...startCompensation(evolveAll(s, primary), command.data.stepId, 'canceled', meta));
   return primary;
@@ -303,14 +302,13 @@ function decideRetryStep(command: CommandOf<'RetryStep'>, state: WorkflowExecuti
 function decideRequestCancel(command: CommandOf<'RequestCancel'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
-  let primary: WorkflowEvent[];
   const s = requireStarted(state);
   // Already ending: canceling, or failing with compensations under way.
   if (s.status === 'canceling' || (s.status === 'running' && s.failing)) return undefined;
   if (s.status !== 'running') {
     throw new DomainError('illegal_state', `workflow execution is already ${s.status}`, { status: s.status });
   }
-  primary = [
+  const primary: WorkflowEvent[] = [
     { type: 'ExecutionCancelRequested', data: { reason: command.data.reason, actor: meta.actor ?? null, requestedAt: now }, metadata: meta },
   ];
   // Undo what already happened: succeeded steps (or items) that name a compensation.
@@ -931,7 +929,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
         status: 'canceling',
         steps: abandonUndispatched(s),
         cancel: { reason: event.data.reason, actor: event.data.actor, requestedAt: event.data.requestedAt },
-      } as WorkflowExecutionState;
+      };
     case 'CompensationStarted': {
       const d = event.data;
       const compensations = {
@@ -1149,7 +1147,7 @@ function evolveSignals(s: StartedState, event: WaitEvent): WorkflowExecutionStat
         ...(d.reason !== undefined ? { reason: d.reason } : {}),
         ...(consumed ? { consumedBy: d.stepId } : {}),
       };
-      return { ...s, signals: [...signals, rec], ...(consumed ? { steps: endWait(d.stepId!, 'signaled') } : {}) };
+      return { ...s, signals: [...signals, rec], ...(consumed ? { steps: endWait(d.stepId, 'signaled') } : {}) };
     }
     case 'SignalConsumed': {
       const d = event.data;

@@ -1,5 +1,5 @@
 /**
- * The saga's decision, pure (STYLE habit 7): from an execution's state (and the event just
+ * The saga's decision, pure: from an execution's state (and the event just
  * appended) to the I/O the orchestrator must do. Scheduling decisions are already events
  * (StepScheduled, StepRetryScheduled, CompensationStarted...); this turns them into
  *  - dispatches: send this unit to its executor, with its idempotency key (at least once: the

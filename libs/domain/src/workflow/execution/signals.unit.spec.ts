@@ -176,7 +176,7 @@ describe('SendSignal', () => {
         { id: 'side', uses: 'mcp:database/query', on_error: { compensate: 'undo' } },
         { id: 'undo', uses: 'mcp:database/query' },
       ],
-    } as WorkflowDefinitionInput;
+    };
     const given = history(
       cmd.start(def),
       cmd.dispatched({ stepId: 'prepare' }),

@@ -260,7 +260,7 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
       });
     // Second failure: delay doubles but is capped by maxMs (2000 -> 1500).
     const again = history(cmd.start(def()), cmd.failed(a, unavailable, 1, at(100)), cmd.retry(a, 2, at(1100)), cmd.failed(a, unavailable, 2, at(1200)));
-    assert.deepEqual((again.at(-1)!.data as { delayMs: number; dueAt: string }), { stepId: 'a', attempt: 3, delayMs: 1500, dueAt: at(2700) });
+    assert.deepEqual((again.at(-1)!.data), { stepId: 'a', attempt: 3, delayMs: 1500, dueAt: at(2700) });
     spec
       .given(again)
       .when(cmd.retry(a, 3, at(2700)))

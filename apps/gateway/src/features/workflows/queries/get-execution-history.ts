@@ -34,7 +34,7 @@ export class GetExecutionHistoryHandler implements IQueryHandler<GetExecutionHis
     const last = events[events.length - 1];
     const next =
       last && last.revision < page.lastRevision
-        ? `/api/v1/workflows/executions/${encodeURIComponent(q.executionId)}/history?${new URLSearchParams({ after: String(last.revision), limit: String(q.limit) })}`
+        ? `/api/v1/workflows/executions/${encodeURIComponent(q.executionId)}/history?${new URLSearchParams({ after: String(last.revision), limit: String(q.limit) }).toString()}`
         : null;
     return { execution_id: q.executionId, last_revision: page.lastRevision, events, next };
   }
