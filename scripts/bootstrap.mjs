@@ -60,7 +60,9 @@ if (!existsSync(lock)) {
 }
 
 // 3. nats-server, needed unless NATS_URL points at a running one.
-const natsFound = ['/usr/bin/nats-server', '/usr/sbin/nats-server', '/usr/local/bin/nats-server'].some(existsSync) || has('nats-server');
+const natsFound =
+  ['/usr/bin/nats-server', '/usr/sbin/nats-server', '/usr/local/bin/nats-server'].some(existsSync) ||
+  has('nats-server');
 if (!process.env.NATS_URL && !natsFound) {
   if (process.getuid?.() === 0 && has('apt-get')) {
     run('apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server');
@@ -83,16 +85,31 @@ run('npx tsc -b');
   const { readdirSync, statSync } = await import('node:fs');
   const newest = (p) => {
     let st;
-    try { st = statSync(p); } catch { return 0; }
+    try {
+      st = statSync(p);
+    } catch {
+      return 0;
+    }
     if (!st.isDirectory()) return st.mtimeMs;
-    return readdirSync(p).reduce((m, e) => (e === 'node_modules' ? m : Math.max(m, newest(path.join(p, e)))), st.mtimeMs);
+    return readdirSync(p).reduce(
+      (m, e) => (e === 'node_modules' ? m : Math.max(m, newest(path.join(p, e)))),
+      st.mtimeMs,
+    );
   };
   const app = path.join(root, 'apps', 'console');
   const built = newest(path.join(app, 'dist', 'index.html'));
-  const sources = Math.max(...['src', 'index.html', 'vite.config.ts', 'package.json'].map((f) => newest(path.join(app, f))), newest(path.join(root, 'libs', 'domain', 'dist')));
+  const sources = Math.max(
+    ...['src', 'index.html', 'vite.config.ts', 'package.json'].map((f) => newest(path.join(app, f))),
+    newest(path.join(root, 'libs', 'domain', 'dist')),
+  );
   if (existsSync(path.join(root, 'node_modules', '.bin', 'vite')) && sources > built) {
     say('vite build (apps/console)');
-    const r = spawnSync('npx vite build --logLevel warn', { cwd: app, stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit', shell: true });
-    if (r.status !== 0) console.error('[bootstrap] WARNING: the console build failed; the gateway answers /ui with 503 until it builds');
+    const r = spawnSync('npx vite build --logLevel warn', {
+      cwd: app,
+      stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit',
+      shell: true,
+    });
+    if (r.status !== 0)
+      console.error('[bootstrap] WARNING: the console build failed; the gateway answers /ui with 503 until it builds');
   }
 }

@@ -16,7 +16,11 @@ const env = {
 };
 let failed = 0;
 for (const spec of ['e2e/faults.e2e', 'e2e/kills.e2e']) {
-  const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'run-tests.mjs'), 'e2e', spec], { cwd: root, env, stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'run-tests.mjs'), 'e2e', spec], {
+    cwd: root,
+    env,
+    stdio: 'inherit',
+  });
   if (r.status !== 0) failed++;
 }
 process.exit(failed ? 1 : 0);

@@ -28,10 +28,16 @@ const env = {
   FUZZ_SUMMARY: '1',
   ...(seed !== undefined ? { FUZZ_SEED: String(seed) } : {}),
 };
-console.log(`# fuzzing the REST API: up to ${runs} requests, at most ${minutes} min${seed !== undefined ? `, seed ${seed}` : ''}`);
-const child = spawn(process.execPath, [path.join(root, 'scripts/run-tests.mjs'), 'int', path.join('apps', 'gateway', 'dist', 'openapi', 'fuzz.int.spec')], {
-  cwd: root,
-  env,
-  stdio: 'inherit',
-});
+console.log(
+  `# fuzzing the REST API: up to ${runs} requests, at most ${minutes} min${seed !== undefined ? `, seed ${seed}` : ''}`,
+);
+const child = spawn(
+  process.execPath,
+  [path.join(root, 'scripts/run-tests.mjs'), 'int', path.join('apps', 'gateway', 'dist', 'openapi', 'fuzz.int.spec')],
+  {
+    cwd: root,
+    env,
+    stdio: 'inherit',
+  },
+);
 child.on('exit', (code, sig) => process.exit(code ?? (sig ? 1 : 0)));

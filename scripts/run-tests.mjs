@@ -22,7 +22,11 @@ const tiers = tier === 'all' ? ['unit', 'int', 'e2e'] : [tier];
 
 function findSpecs(dir, out = []) {
   let entries;
-  try { entries = readdirSync(dir); } catch { return out; }
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return out;
+  }
   for (const e of entries) {
     if (e === 'node_modules' || e.startsWith('.')) continue;
     const p = path.join(dir, e);
@@ -64,7 +68,9 @@ if (tiers.some((t) => t !== 'unit')) {
       if (pg.dataDir && !pg.dataDir.startsWith(tmp)) rmSync(path.dirname(pg.dataDir), { recursive: true, force: true });
     });
     env.TEST_DATABASE_URL = pg.url;
-    console.log(`# test PostgreSQL (${pg.kind}) at ${pg.url.replace(/:[^:@]+@/, ':***@')}, data in ${pg.dataDir ?? '(adopted server)'}`);
+    console.log(
+      `# test PostgreSQL (${pg.kind}) at ${pg.url.replace(/:[^:@]+@/, ':***@')}, data in ${pg.dataDir ?? '(adopted server)'}`,
+    );
   }
   if (!process.env.TEST_NATS_URL) {
     const nats = await startNatsServer({ port: await freePort(), storeDir: path.join(tmp, 'nats'), logger });

@@ -31,7 +31,8 @@ const CONCURRENT_TASKS = Number(process.env.BENCH_CONCURRENT_TASKS ?? TASKS * 2)
 const WARMUP = 30;
 const logger = createLogger('bench-agents', process.env.LOG_LEVEL ?? 'warn');
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 
 async function sequential(name: string, once: () => Promise<unknown>) {
   for (let i = 0; i < WARMUP; i++) await once();
@@ -64,7 +65,9 @@ const inTx = new WeakSet<object>();
 const clientQuery = pg.Client.prototype.query as (...a: unknown[]) => unknown;
 pg.Client.prototype.query = function (this: object, ...args: unknown[]) {
   const first = args[0];
-  const text = (typeof first === 'string' ? first : ((first as { text?: string } | undefined)?.text ?? '')).trim().toLowerCase();
+  const text = (typeof first === 'string' ? first : ((first as { text?: string } | undefined)?.text ?? ''))
+    .trim()
+    .toLowerCase();
   sql.statements++;
   if (text.startsWith('begin')) inTx.add(this);
   else if (text.startsWith('commit') || text.startsWith('rollback')) {
@@ -84,7 +87,14 @@ const store = new PostgresEventStore({ pool });
 await store.init();
 const nc = await connectNats({ url: await testNatsUrl(), name: 'bench-agents', logger });
 // Every agent serves noop (capacity 30 across the six), HTTP contract off.
-const agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: `bench-${newId().slice(0, 4)}` });
+const agents = await startAgents({
+  nats: nc,
+  pool,
+  logger,
+  http: false,
+  noop: true,
+  instancePrefix: `bench-${newId().slice(0, 4)}`,
+});
 // The dispatcher (and its projections) see the store through a counter of task-stream appends and
 // reads, so the table can show what one delegated task costs in store round trips.
 const io = { appends: 0, events: 0, reads: 0 };
@@ -122,14 +132,25 @@ const created = await fetch(`${url}/api/v1/admin/api-keys`, {
   headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
   body: JSON.stringify({ name: 'bench-operator', role: 'operator' }),
 });
-if (created.status !== 201) throw new Error(`creating an operator key answered ${created.status}: ${await created.text()}`);
+if (created.status !== 201)
+  throw new Error(`creating an operator key answered ${created.status}: ${await created.text()}`);
 const operatorKey = ((await created.json()) as { key: string }).key;
 
 const reply = z.object({ result: z.unknown() }).loose();
 const direct = () =>
-  request(nc, agentSubject('data_analyst', 'execute'), { task_id: newId(), task_type: 'noop', context: {} }, { schema: reply, timeoutMs: 10_000 });
+  request(
+    nc,
+    agentSubject('data_analyst', 'execute'),
+    { task_id: newId(), task_type: 'noop', context: {} },
+    { schema: reply, timeoutMs: 10_000 },
+  );
 const viaTasks = () =>
-  request(nc, tasksSubject('execute'), { task_type: 'noop', context: {}, idempotency_key: newId() }, { schema: reply, timeoutMs: 30_000 });
+  request(
+    nc,
+    tasksSubject('execute'),
+    { task_type: 'noop', context: {}, idempotency_key: newId() },
+    { schema: reply, timeoutMs: 30_000 },
+  );
 const viaGateway = async () => {
   const res = await fetch(`${url}/api/v1/integration/agents/delegate?wait=true`, {
     method: 'POST',
@@ -160,7 +181,8 @@ try {
     const per = (k: keyof typeof io, a: typeof io, b: typeof io, n: number) => ((b[k] - a[k]) / n).toFixed(2);
     const perSql = (k: keyof typeof sql, a: typeof sql, b: typeof sql, n: number) => ((b[k] - a[k]) / n).toFixed(1);
     const direct = name.startsWith('agent direct');
-    const ioCell = (a: typeof io, b: typeof io, n: number) => `${per('appends', a, b, n)} / ${per('events', a, b, n)} / ${per('reads', a, b, n)}`;
+    const ioCell = (a: typeof io, b: typeof io, n: number) =>
+      `${per('appends', a, b, n)} / ${per('events', a, b, n)} / ${per('reads', a, b, n)}`;
     const sqlCell = (a: typeof sql, b: typeof sql, n: number) =>
       `${perSql('statements', a, b, n)} / ${perSql('transactions', a, b, n)} / ${perSql('appends', a, b, n)} / ${perSql('slots', a, b, n)}`;
     rows.push({
@@ -172,28 +194,49 @@ try {
       sql: direct ? '-' : `${sqlCell(sqlBefore, sqlMid, WARMUP + TASKS)} ; ${sqlCell(sqlMid, sql, CONCURRENT_TASKS)}`,
     });
   }
-  console.log(`# delegation overhead, noop task (sleep_ms 0); ${TASKS} sequential, then ${CONCURRENT_TASKS} with ${CONCURRENCY} in flight`);
-  console.log(`# ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
+  console.log(
+    `# delegation overhead, noop task (sleep_ms 0); ${TASKS} sequential, then ${CONCURRENT_TASKS} with ${CONCURRENCY} in flight`,
+  );
+  console.log(
+    `# ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), node ${process.version}, load average at the end ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / ')}`,
+  );
   console.log('# per task, one at a time ; with the in-flight count at once');
-  console.log('| path | p50 ms | p99 ms | max ms | in flight | tasks/s | load (1 min) | appends / events / stream reads per task | SQL statements / transactions / append_batch / slot statements per task |');
+  console.log(
+    '| path | p50 ms | p99 ms | max ms | in flight | tasks/s | load (1 min) | appends / events / stream reads per task | SQL statements / transactions / append_batch / slot statements per task |',
+  );
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(2)} | ${r.inFlight} | ${r.tps.toFixed(0)} | ${r.load.toFixed(2)} | ${r.store} | ${r.sql} |`);
+  for (const r of rows)
+    console.log(
+      `| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(2)} | ${r.inFlight} | ${r.tps.toFixed(0)} | ${r.load.toFixed(2)} | ${r.store} | ${r.sql} |`,
+    );
   // Targets as ratios to the baseline of this run (the agent direct over NATS): absolute figures move with the machine.
   const [base, tasks, gateway] = rows as [(typeof rows)[number], (typeof rows)[number], (typeof rows)[number]];
   console.log('');
   console.log('| measure | this run | baseline (agent direct) | ratio to baseline | target (quiet machine) |');
   console.log('|---|---:|---:|---:|---:|');
-  console.log(`| gateway delegate?wait=true p50 | ${gateway.p50.toFixed(2)} ms | ${base.p50.toFixed(2)} ms | ${(gateway.p50 / base.p50).toFixed(1)}x | 2 ms |`);
-  console.log(`| tasks.execute p50 | ${tasks.p50.toFixed(2)} ms | ${base.p50.toFixed(2)} ms | ${(tasks.p50 / base.p50).toFixed(1)}x | - |`);
-  console.log(`| tasks.execute tasks/s at ${tasks.inFlight} in flight | ${tasks.tps.toFixed(0)} | ${base.tps.toFixed(0)} | ${(tasks.tps / base.tps).toFixed(2)}x | 1500 |`);
+  console.log(
+    `| gateway delegate?wait=true p50 | ${gateway.p50.toFixed(2)} ms | ${base.p50.toFixed(2)} ms | ${(gateway.p50 / base.p50).toFixed(1)}x | 2 ms |`,
+  );
+  console.log(
+    `| tasks.execute p50 | ${tasks.p50.toFixed(2)} ms | ${base.p50.toFixed(2)} ms | ${(tasks.p50 / base.p50).toFixed(1)}x | - |`,
+  );
+  console.log(
+    `| tasks.execute tasks/s at ${tasks.inFlight} in flight | ${tasks.tps.toFixed(0)} | ${base.tps.toFixed(0)} | ${(tasks.tps / base.tps).toFixed(2)}x | 1500 |`,
+  );
   // One call as a client sees it, for the documentation.
   const sample = await fetch(`${url}/api/v1/integration/agents/delegate?wait=true`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${operatorKey}` },
     body: JSON.stringify({ task_type: 'noop', context: { echo: 'hello' }, priority: 'normal' }),
   });
-  console.log(`\n# POST /api/v1/integration/agents/delegate?wait=true {"task_type":"noop","context":{"echo":"hello"},"priority":"normal"} -> ${sample.status}\n# ${await sample.text()}`);
-  if (Math.max(...rows.map((r) => r.load)) > 3) console.log('# load average above 3 during the run: figures are noisy; run again on a quieter machine');
+  console.log(
+    `\n# POST /api/v1/integration/agents/delegate?wait=true {"task_type":"noop","context":{"echo":"hello"},"priority":"normal"} -> ${sample.status}\n# ${await sample.text()}`,
+  );
+  if (Math.max(...rows.map((r) => r.load)) > 3)
+    console.log('# load average above 3 during the run: figures are noisy; run again on a quieter machine');
 } finally {
   await gw.close();
   await dispatcher.stop();

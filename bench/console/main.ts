@@ -38,11 +38,13 @@ const runs = Number(process.env.BENCH_RUNS ?? 7);
 const pages = Number(process.env.BENCH_PAGES ?? 20);
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+const q = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
 /** `p`, or an error naming `what` after `ms` (a page that never draws fails the bench instead of hanging it). */
 const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
   Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`${what}: nothing within ${ms / 1000} s`)))]);
-const fmt = (xs: number[]) => `median ${q(xs, 0.5).toFixed(0)} ms, p95 ${q(xs, 0.95).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms (n=${xs.length})`;
+const fmt = (xs: number[]) =>
+  `median ${q(xs, 0.5).toFixed(0)} ms, p95 ${q(xs, 0.95).toFixed(0)} ms, max ${Math.max(...xs).toFixed(0)} ms (n=${xs.length})`;
 
 /**
  * Installed in every page before the console's scripts. Records, on the page's own clock:
@@ -126,7 +128,9 @@ function clickCpu(trace: { traceEvents: TraceEvent[] } | TraceEvent[]): number[]
       const commit = commits.find((e) => e.ts > c.ts);
       if (!commit) continue;
       const end = commit.ts + (commit.dur ?? 0);
-      const us = tasks.filter((t) => t.ts + (t.dur ?? 0) >= c.ts && t.ts <= end).reduce((a, t) => a + (t.tdur ?? t.dur ?? 0), 0);
+      const us = tasks
+        .filter((t) => t.ts + (t.dur ?? 0) >= c.ts && t.ts <= end)
+        .reduce((a, t) => a + (t.tdur ?? t.dur ?? 0), 0);
       out.push(us / 1000);
     }
   }
@@ -141,15 +145,45 @@ async function main(): Promise<void> {
   const key = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
   const gatewayPort = await freePort();
   const pgPort = await freePort();
-  const env: Record<string, string> = { ...(process.env as Record<string, string>), DATA_DIR: dataDir, FILESYSTEM_ROOT: path.join(dataDir, 'files'), SWITCHYARD_ADMIN_KEY: key, GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: String(gatewayPort), EMBEDDED_PG_PORT: String(pgPort), EMBEDDED_NATS_PORT: String(await freePort()), LOG_LEVEL: 'warn' };
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    DATA_DIR: dataDir,
+    FILESYSTEM_ROOT: path.join(dataDir, 'files'),
+    SWITCHYARD_ADMIN_KEY: key,
+    GATEWAY_HOST: '127.0.0.1',
+    GATEWAY_PORT: String(gatewayPort),
+    EMBEDDED_PG_PORT: String(pgPort),
+    EMBEDDED_NATS_PORT: String(await freePort()),
+    LOG_LEVEL: 'warn',
+  };
   for (const k of ['DATABASE_URL', 'NATS_URL', 'SMTP_URL', 'MAILBOX_SMTP_PORT']) delete env[k];
-  for (const kind of ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS']) {
+  for (const kind of [
+    'FILESYSTEM_BRIDGE',
+    'DATABASE',
+    'DATABASE_WRITER',
+    'GITHUB',
+    'FETCH',
+    'AUTOMATION',
+    'ANALYTICS',
+  ]) {
     const port = await freePort();
     env[`MCP_${kind}_PORT`] = String(port);
     if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
   }
-  for (const a of ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS']) env[`AGENT_${a}_PORT`] = String(await freePort());
-  const proc = spawn(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'main.js')], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  for (const a of [
+    'DATA_ANALYST',
+    'FINANCIAL_ADVISOR',
+    'OPERATIONS_MANAGER',
+    'AUTOMATION_SPECIALIST',
+    'CONTENT_CREATOR',
+    'CUSTOMER_SUCCESS',
+  ])
+    env[`AGENT_${a}_PORT`] = String(await freePort());
+  const proc = spawn(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'main.js')], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const exited = new Promise((r) => proc.once('exit', r));
   const base = `http://127.0.0.1:${gatewayPort}`;
   const headers = { authorization: `Bearer ${key}` };
@@ -157,7 +191,10 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     for (;;) {
       if (proc.exitCode !== null) throw new Error('the system exited before it was ready');
-      const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+      const ok = await fetch(`${base}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) break;
       if (Date.now() - t0 > 180_000) throw new Error('the system was not ready within 180 s');
       await sleep(300);
@@ -202,13 +239,18 @@ async function main(): Promise<void> {
     console.log(`API GET /api/v1/integration/status: ${fmt(await api('/api/v1/integration/status', 20))}`);
     const listApi = await api('/api/v1/workflows/executions?limit=20', 20);
     console.log(`API GET /api/v1/workflows/executions?limit=20: ${fmt(listApi)}`);
-    console.log(`API GET /api/v1/workflows/executions?status=failed&limit=20: ${fmt(await api('/api/v1/workflows/executions?status=failed&limit=20', 20))}`);
+    console.log(
+      `API GET /api/v1/workflows/executions?status=failed&limit=20: ${fmt(await api('/api/v1/workflows/executions?status=failed&limit=20', 20))}`,
+    );
 
     // 4. Chromium. Timings are taken in the page itself (a probe installed before the console
     // loads): from the input event's own timestamp (or the navigation start) to the first frame
     // painted with the new rows, so Playwright's actionability checks and CDP round trips do not
     // count. The same intervals seen from Node are printed beside them for reference.
-    const browser = await chromium.launch({ executablePath: chromiumPath, args: process.getuid?.() === 0 ? ['--no-sandbox', '--disable-dev-shm-usage'] : ['--disable-dev-shm-usage'] });
+    const browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: process.getuid?.() === 0 ? ['--no-sandbox', '--disable-dev-shm-usage'] : ['--disable-dev-shm-usage'],
+    });
     const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
     // Runs in the page (a string, so this Node program needs no DOM types).
     await context.addInitScript(`sessionStorage.setItem('switchyard.apiKey', ${JSON.stringify(key)})`);
@@ -225,12 +267,22 @@ async function main(): Promise<void> {
       const page = await context.newPage();
       const s = performance.now();
       await page.goto(`${base}/ui/`);
-      await within(page.evaluate(() => (globalThis as any).__sy.until('overview')), 60_000, 'overview');
+      await within(
+        page.evaluate(() => (globalThis as any).__sy.until('overview')),
+        60_000,
+        'overview',
+      );
       const ms = performance.now() - s;
       const inPage = await page.evaluate<{ painted: number; dcl: number; api: number }>(() => {
         const p = (globalThis as any).performance;
-        const api = p.getEntriesByType('resource').filter((e: any) => e.name.includes('/api/v1/') && !e.name.includes('/events/stream'));
-        return { painted: (globalThis as any).__sy.overview, dcl: p.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd ?? 0, api: Math.max(0, ...api.map((e: any) => e.responseEnd - e.startTime)) };
+        const api = p
+          .getEntriesByType('resource')
+          .filter((e: any) => e.name.includes('/api/v1/') && !e.name.includes('/events/stream'));
+        return {
+          painted: (globalThis as any).__sy.overview,
+          dcl: p.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd ?? 0,
+          api: Math.max(0, ...api.map((e: any) => e.responseEnd - e.startTime)),
+        };
       });
       loads.push(loadNow());
       if (i === 0) {
@@ -245,38 +297,86 @@ async function main(): Promise<void> {
       await page.close();
     }
     const overviewLoad = Math.max(...loads);
-    console.log(`overview first render (in the page: navigation start to the status tables and recent executions painted): cold ${coldInPage.toFixed(0)} ms; warm ${fmt(inPageRender)}`);
-    console.log(`  DOMContentLoaded ${fmt(domReady)}; slowest API call ${fmt(slowestApi)}; from Node (goto to tables seen): cold ${cold.toFixed(0)} ms, warm ${fmt(overview)}`);
-    const results: { filter: string; first: number; change: number[]; split: string; fromNode: number[]; fromMemory: number; filterChange?: number; load: number }[] = [];
+    console.log(
+      `overview first render (in the page: navigation start to the status tables and recent executions painted): cold ${coldInPage.toFixed(0)} ms; warm ${fmt(inPageRender)}`,
+    );
+    console.log(
+      `  DOMContentLoaded ${fmt(domReady)}; slowest API call ${fmt(slowestApi)}; from Node (goto to tables seen): cold ${cold.toFixed(0)} ms, warm ${fmt(overview)}`,
+    );
+    const results: {
+      filter: string;
+      first: number;
+      change: number[];
+      split: string;
+      fromNode: number[];
+      fromMemory: number;
+      filterChange?: number;
+      load: number;
+    }[] = [];
     for (const filter of ['', 'failed']) {
       loads.length = 0;
       const page = await context.newPage();
       await page.goto(`${base}/ui/workflows`);
-      await within(page.evaluate(() => (globalThis as any).__sy.until(0)), 60_000, 'first page');
+      await within(
+        page.evaluate(() => (globalThis as any).__sy.until(0)),
+        60_000,
+        'first page',
+      );
       const first = (await page.evaluate(() => (globalThis as any).__sy.changes[0].painted)) as number;
       let filterChange: number | undefined;
       if (filter) {
         await page.getByLabel('status').selectOption(filter);
-        await within(page.evaluate(() => (globalThis as any).__sy.until(1)), 30_000, 'status filter');
+        await within(
+          page.evaluate(() => (globalThis as any).__sy.until(1)),
+          30_000,
+          'status filter',
+        );
         await page.locator(`table.execs tr[data-execution] td .badge[data-status="${filter}"]`).first().waitFor();
-        filterChange = await page.evaluate<number>(() => { const c = (globalThis as any).__sy.changes[1]; return c.painted - c.start; });
+        filterChange = await page.evaluate<number>(() => {
+          const c = (globalThis as any).__sy.changes[1];
+          return c.painted - c.start;
+        });
       }
       const fromNode: number[] = [];
       for (let i = 0; i < pages; i++) {
         const n = (await page.evaluate(() => (globalThis as any).__sy.changes.length)) as number;
         const t = performance.now();
         await page.getByRole('button', { name: 'Next page' }).click();
-        await within(page.evaluate((k) => (globalThis as any).__sy.until(k), n), 30_000, 'next page');
+        await within(
+          page.evaluate((k) => (globalThis as any).__sy.until(k), n),
+          30_000,
+          'next page',
+        );
         fromNode.push(performance.now() - t);
         loads.push(loadNow());
       }
-      const changes = (await page.evaluate(() => (globalThis as any).__sy.changes)) as { start: number; dom: number; painted: number; fetched: boolean }[];
+      const changes = (await page.evaluate(() => (globalThis as any).__sy.changes)) as {
+        start: number;
+        dom: number;
+        painted: number;
+        fetched: boolean;
+      }[];
       const clicks = changes.slice(filter ? 2 : 1);
       // Where the slowest changes spent their time: before the rows were in the DOM (waiting for the
       // main thread or the API, and rendering), or after (style, layout, paint of the frame).
-      const split = [...clicks].sort((a, b) => b.painted - b.start - (a.painted - a.start)).slice(0, 3)
-        .map((c) => `${(c.painted - c.start).toFixed(0)} ms = ${(c.dom - c.start).toFixed(0)} to the DOM + ${(c.painted - c.dom).toFixed(0)} to the paint`).join(', ');
-      results.push({ filter, first, split, change: clicks.map((c) => c.painted - c.start), fromNode, fromMemory: clicks.filter((c) => !c.fetched).length, filterChange, load: Math.max(...loads) });
+      const split = [...clicks]
+        .sort((a, b) => b.painted - b.start - (a.painted - a.start))
+        .slice(0, 3)
+        .map(
+          (c) =>
+            `${(c.painted - c.start).toFixed(0)} ms = ${(c.dom - c.start).toFixed(0)} to the DOM + ${(c.painted - c.dom).toFixed(0)} to the paint`,
+        )
+        .join(', ');
+      results.push({
+        filter,
+        first,
+        split,
+        change: clicks.map((c) => c.painted - c.start),
+        fromNode,
+        fromMemory: clicks.filter((c) => !c.fetched).length,
+        filterChange,
+        load: Math.max(...loads),
+      });
       await page.close();
     }
     // A pass under Chromium's tracer (not timed: tracing slows the page): the main thread's own
@@ -284,12 +384,20 @@ async function main(): Promise<void> {
     // scheduling of a loaded machine does not inflate the way it inflates wall-clock figures.
     const traced = await context.newPage();
     await traced.goto(`${base}/ui/workflows`);
-    await within(traced.evaluate(() => (globalThis as any).__sy.until(0)), 60_000, 'first page (traced)');
+    await within(
+      traced.evaluate(() => (globalThis as any).__sy.until(0)),
+      60_000,
+      'first page (traced)',
+    );
     await browser.startTracing(traced, { screenshots: false });
     for (let i = 0; i < pages; i++) {
       const n = (await traced.evaluate(() => (globalThis as any).__sy.changes.length)) as number;
       await traced.getByRole('button', { name: 'Next page' }).click();
-      await within(traced.evaluate((k) => (globalThis as any).__sy.until(k), n), 30_000, 'next page (traced)');
+      await within(
+        traced.evaluate((k) => (globalThis as any).__sy.until(k), n),
+        30_000,
+        'next page (traced)',
+      );
     }
     const trace = await browser.stopTracing();
     if (process.env.BENCH_TRACE) writeFileSync(process.env.BENCH_TRACE, trace);
@@ -300,18 +408,38 @@ async function main(): Promise<void> {
     // 5. The figures against the targets.
     for (const r of results) {
       const name = `executions list${r.filter ? ` (status=${r.filter})` : ''}`;
-      console.log(`${name}: page 1${r.filter ? ' (unfiltered)' : ''} ${r.first.toFixed(0)} ms (navigation start to rows painted)${r.filterChange !== undefined ? `; status filter change to rows painted ${r.filterChange.toFixed(0)} ms` : ''}`);
-      console.log(`  "Next page" click to rows painted: ${fmt(r.change)}; ${r.fromMemory} of ${r.change.length} drawn without a request after the click (prefetched)`);
+      console.log(
+        `${name}: page 1${r.filter ? ' (unfiltered)' : ''} ${r.first.toFixed(0)} ms (navigation start to rows painted)${r.filterChange !== undefined ? `; status filter change to rows painted ${r.filterChange.toFixed(0)} ms` : ''}`,
+      );
+      console.log(
+        `  "Next page" click to rows painted: ${fmt(r.change)}; ${r.fromMemory} of ${r.change.length} drawn without a request after the click (prefetched)`,
+      );
       console.log(`  slowest: ${r.split}`);
       console.log(`  from Node (Playwright click, actionability checks included, to rows seen): ${fmt(r.fromNode)}`);
     }
-    if (cpu.length) console.log(`"Next page" click to the next frame's commit, main thread CPU time (traced pass${process.env.BENCH_TRACE ? `, trace in ${process.env.BENCH_TRACE}` : ''}): ${fmt(cpu)}`);
+    if (cpu.length)
+      console.log(
+        `"Next page" click to the next frame's commit, main thread CPU time (traced pass${process.env.BENCH_TRACE ? `, trace in ${process.env.BENCH_TRACE}` : ''}): ${fmt(cpu)}`,
+      );
     const apiP95 = q(listApi, 0.95);
-    console.log(`\ntargets (load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}, ${cpus().length} cores; the API call's p95 from Node in this run, the floor of a fetched page: ${apiP95.toFixed(0)} ms):`);
-    const verdict = (x: number, target: number) => `${x.toFixed(0)} ms = ${(x / target).toFixed(2)} x the ${target} ms target: ${x <= target ? 'met' : 'NOT met'}`;
-    console.log(`  overview first render, warm p95: ${verdict(q(inPageRender, 0.95), 1000)} (max 1-min load while measuring ${overviewLoad.toFixed(1)})`);
-    for (const r of results) console.log(`  page change${r.filter ? ` (status=${r.filter})` : ''} p95: ${verdict(q(r.change, 0.95), 100)} (max 1-min load while measuring ${r.load.toFixed(1)})`);
-    if (Math.max(overviewLoad, ...results.map((r) => r.load)) > 3) console.log('  the load was above 3 while measuring: these figures are noisy; run again on a quieter machine');
+    console.log(
+      `\ntargets (load average ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(
+          ' ',
+        )}, ${cpus().length} cores; the API call's p95 from Node in this run, the floor of a fetched page: ${apiP95.toFixed(0)} ms):`,
+    );
+    const verdict = (x: number, target: number) =>
+      `${x.toFixed(0)} ms = ${(x / target).toFixed(2)} x the ${target} ms target: ${x <= target ? 'met' : 'NOT met'}`;
+    console.log(
+      `  overview first render, warm p95: ${verdict(q(inPageRender, 0.95), 1000)} (max 1-min load while measuring ${overviewLoad.toFixed(1)})`,
+    );
+    for (const r of results)
+      console.log(
+        `  page change${r.filter ? ` (status=${r.filter})` : ''} p95: ${verdict(q(r.change, 0.95), 100)} (max 1-min load while measuring ${r.load.toFixed(1)})`,
+      );
+    if (Math.max(overviewLoad, ...results.map((r) => r.load)) > 3)
+      console.log('  the load was above 3 while measuring: these figures are noisy; run again on a quieter machine');
   } finally {
     proc.kill('SIGTERM');
     await Promise.race([exited, sleep(20_000)]);

@@ -40,9 +40,19 @@ async function main(): Promise<void> {
   const nc = await connectNats({ url: await testNatsUrl(), name: 'bench-delegations', logger });
   const agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'bench' });
   const dispatcher = await startDispatcher({ store, nats: nc, pool, logger, submitPlacementWaitMs: placementWaitMs });
-  const gw = await createGateway({ eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } }, { modules: [AgentsFeatureModule] });
+  const gw = await createGateway(
+    { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+    { modules: [AgentsFeatureModule] },
+  );
   const base = (await gw.listen(0, '127.0.0.1')).url;
-  await until('agents discovered', async () => ((await (await fetch(`${base}/api/v1/integration/agents/capabilities`)).json()) as { task_types: string[] }).task_types.includes('noop'), 20_000);
+  await until(
+    'agents discovered',
+    async () =>
+      (
+        (await (await fetch(`${base}/api/v1/integration/agents/capabilities`)).json()) as { task_types: string[] }
+      ).task_types.includes('noop'),
+    20_000,
+  );
   const submitTimeoutMs = Number(process.env.DELEGATE_SUBMIT_TIMEOUT_MS ?? 5_000);
 
   const statuses = new Map<number, number>();
@@ -71,10 +81,16 @@ async function main(): Promise<void> {
   );
   const burstMs = Date.now() - t0;
   const submitted = (await store.readAll({ types: ['TaskSubmitted'] })).length;
-  await until('every task ended', async () => {
-    const r = await pool.query<{ n: number }>(`select count(*)::int as n from delegation.tasks where status in ('submitted','queued','assigned','working')`);
-    return r.rows[0]!.n === 0;
-  }, 300_000);
+  await until(
+    'every task ended',
+    async () => {
+      const r = await pool.query<{ n: number }>(
+        `select count(*)::int as n from delegation.tasks where status in ('submitted','queued','assigned','working')`,
+      );
+      return r.rows[0]!.n === 0;
+    },
+    300_000,
+  );
   const completed = await store.readAll({ types: ['TaskCompleted'] });
   const runsPerClient = new Map<number, number>();
   for (const e of completed) {

@@ -15,7 +15,13 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, type PostgresHandle } from '@switchyard/platform';
+import {
+  createLogger,
+  ensureDatabase,
+  freePort,
+  startEmbeddedPostgres,
+  type PostgresHandle,
+} from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 
 const logger = createLogger('bench-event-store-scaling', process.env.LOG_LEVEL ?? 'warn');
@@ -23,7 +29,8 @@ const sizes = (process.env.BENCH_SIZES ?? '10000,100000,1000000').split(',').map
 const samples = Number(process.env.BENCH_SAMPLES ?? 500);
 const PER_STREAM = 10;
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const meta = () => ({ correlationId: 'bench', timestamp: new Date().toISOString() });
 
 /** Bulk insert positions [from, to) into the adapter's table as append_batch writes them (dense positions, 10 events a stream). */
@@ -67,7 +74,9 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: dbUrl, max: 4 });
   const store = new PostgresEventStore({ connectionString: dbUrl, maxConnections: 4, logger });
   await store.init();
-  console.log(`# PostgreSQL ${pgh ? `(${pgh.kind}, started for the bench)` : '(DATABASE_URL)'}; fresh database; ${samples} sequential operations per cell; latencies in ms`);
+  console.log(
+    `# PostgreSQL ${pgh ? `(${pgh.kind}, started for the bench)` : '(DATABASE_URL)'}; fresh database; ${samples} sequential operations per cell; latencies in ms`,
+  );
   const rows: string[] = [];
   try {
     let run = 0;
@@ -86,20 +95,38 @@ async function main(): Promise<void> {
       const rnd = () => Math.floor(Math.random() * fillStreams);
       // Warm the pool and caches a little, as a running store would be.
       for (let i = 0; i < 50; i++) await store.readStream(`fill-${rnd()}`);
-      const appendNew = await measure(samples, (i) => store.append(`new-${run}-${i}`, [{ type: 'BenchEvent', data: { i, payload: 'x'.repeat(280) }, metadata: meta() }], { expectedRevision: 'no_stream' }));
+      const appendNew = await measure(samples, (i) =>
+        store.append(
+          `new-${run}-${i}`,
+          [{ type: 'BenchEvent', data: { i, payload: 'x'.repeat(280) }, metadata: meta() }],
+          { expectedRevision: 'no_stream' },
+        ),
+      );
       // Streams filled in this round, each appended to once: the expected revision is exact.
       const appendExisting = await measure(Math.min(samples, fillStreams - newFrom), (i) =>
-        store.append(`fill-${newFrom + (i % (fillStreams - newFrom))}`, [{ type: 'BenchEvent', data: { i }, metadata: meta() }], { expectedRevision: PER_STREAM - 1 }),
+        store.append(
+          `fill-${newFrom + (i % (fillStreams - newFrom))}`,
+          [{ type: 'BenchEvent', data: { i }, metadata: meta() }],
+          { expectedRevision: PER_STREAM - 1 },
+        ),
       );
       // Streams untouched by the appends above hold 10 events; some of this round's hold 11.
       const readStream = await measure(samples, () => store.readStream(`fill-${rnd()}`));
-      const readAll = await measure(samples, () => store.readAll({ after: Math.floor(Math.random() * (size - 100)), maxCount: 100 }));
+      const readAll = await measure(samples, () =>
+        store.readAll({ after: Math.floor(Math.random() * (size - 100)), maxCount: 100 }),
+      );
       const head = await measure(samples, () => store.headPosition());
       const f = ([a, b]: [number, number]) => `${a.toFixed(2).padStart(6)} / ${b.toFixed(2).padStart(6)}`;
-      rows.push(`${String(filled).padStart(9)}  ${f(appendNew)}  ${f(appendExisting)}  ${f(readStream)}  ${f(readAll)}  ${f(head)}`);
+      rows.push(
+        `${String(filled).padStart(9)}  ${f(appendNew)}  ${f(appendExisting)}  ${f(readStream)}  ${f(readAll)}  ${f(head)}`,
+      );
     }
-    console.log('\nevents in   append, new stream   append, existing   readStream (10 ev)  readAll page (100)  headPosition');
-    console.log('the store     p50 /    p99        p50 /    p99       p50 /    p99        p50 /    p99        p50 /    p99');
+    console.log(
+      '\nevents in   append, new stream   append, existing   readStream (10 ev)  readAll page (100)  headPosition',
+    );
+    console.log(
+      'the store     p50 /    p99        p50 /    p99       p50 /    p99        p50 /    p99        p50 /    p99',
+    );
     for (const r of rows) console.log(r);
   } finally {
     await store.close();

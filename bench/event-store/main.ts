@@ -10,7 +10,13 @@ import path from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, type PostgresHandle } from '@switchyard/platform';
+import {
+  createLogger,
+  ensureDatabase,
+  freePort,
+  startEmbeddedPostgres,
+  type PostgresHandle,
+} from '@switchyard/platform';
 import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 
 const logger = createLogger('bench-event-store', process.env.LOG_LEVEL ?? 'warn');
@@ -21,9 +27,14 @@ const batches = num('BENCH_BATCHES', 200);
 const latencyEvents = num('BENCH_LATENCY_EVENTS', 1000);
 
 const meta = () => ({ correlationId: 'bench', timestamp: new Date().toISOString() });
-const event = (i: number): NewEvent => ({ type: 'BenchEvent', data: { i, payload: 'x'.repeat(200) }, metadata: meta() });
+const event = (i: number): NewEvent => ({
+  type: 'BenchEvent',
+  data: { i, payload: 'x'.repeat(200) },
+  metadata: meta(),
+});
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 async function main(): Promise<void> {
   let pg: PostgresHandle | undefined;
@@ -57,7 +68,13 @@ async function main(): Promise<void> {
         }),
       );
       const secs = (performance.now() - t0) / 1000;
-      console.log(`${String(writers).padStart(7)}  ${String(per * writers).padStart(7)}  ${secs.toFixed(2).padStart(8)}  ${Math.round((per * writers) / secs).toString().padStart(9)}`);
+      console.log(
+        `${String(writers).padStart(7)}  ${String(per * writers).padStart(7)}  ${secs.toFixed(2).padStart(8)}  ${Math.round(
+          (per * writers) / secs,
+        )
+          .toString()
+          .padStart(9)}`,
+      );
     }
 
     // 2. Batched appends of 100 events, 4 writers.
@@ -66,12 +83,17 @@ async function main(): Promise<void> {
     await Promise.all(
       Array.from({ length: batchWriters }, async (_, w) => {
         for (let b = 0; b < batches / batchWriters; b++) {
-          await store.append(`batch-w${w}-${b % 10}`, Array.from({ length: 100 }, (_, i) => event(i)));
+          await store.append(
+            `batch-w${w}-${b % 10}`,
+            Array.from({ length: 100 }, (_, i) => event(i)),
+          );
         }
       }),
     );
     const s1 = (performance.now() - t1) / 1000;
-    console.log(`\nbatched appends of 100 events, ${batchWriters} writers: ${batches} appends in ${s1.toFixed(2)} s = ${Math.round(batches / s1)} appends/s, ${Math.round((batches * 100) / s1)} events/s`);
+    console.log(
+      `\nbatched appends of 100 events, ${batchWriters} writers: ${batches} appends in ${s1.toFixed(2)} s = ${Math.round(batches / s1)} appends/s, ${Math.round((batches * 100) / s1)} events/s`,
+    );
 
     // 3. Delivery latency: append -> seen by a live subscriber, one writer at a steady pace,
     //    then the same under load (8 writers appending as fast as they can). Twice: the writer in

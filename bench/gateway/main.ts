@@ -54,7 +54,11 @@ async function serve(): Promise<void> {
   const pg = (await import('pg')).default;
 
   // Under the repo's .tmp like the test runner: the Postgres binaries may run as another user, who cannot read a private /tmp dir.
-  const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../.tmp', `bench-gateway-${process.pid}`);
+  const dir = path.resolve(
+    path.dirname(fileURLToPath(import.meta.url)),
+    '../../../.tmp',
+    `bench-gateway-${process.pid}`,
+  );
   mkdirSync(dir, { recursive: true });
   const logger = createLogger('bench-gateway', 'warn');
   const pgh = await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: await freePort(), logger });
@@ -75,10 +79,18 @@ async function serve(): Promise<void> {
   const nats = await connect({ servers: natsh.url });
   let adminKey = '';
   const gateway = await createGateway(
-    { eventStore: store, pgPool: pool, nats, logger: createLogger('gateway', 'silent'), config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+    {
+      eventStore: store,
+      pgPool: pool,
+      nats,
+      logger: createLogger('gateway', 'silent'),
+      config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' },
+    },
     {
       auth: { enabled: auth, printAdminKey: (k) => (adminKey = k) },
-      rateLimit: rateLimited ? { perIp: { points: 1e9, durationSec: 60 }, perKey: { points: 1e9, durationSec: 60 }, store: rateLimitStore } : false,
+      rateLimit: rateLimited
+        ? { perIp: { points: 1e9, durationSec: 60 }, perKey: { points: 1e9, durationSec: 60 }, store: rateLimitStore }
+        : false,
       modules: [StatusFeatureModule],
     },
   );
@@ -86,7 +98,11 @@ async function serve(): Promise<void> {
   // The baseline: Node's HTTP server answering the same JSON as /livez, nothing else.
   const plain = createServer((_req, res) => {
     const body = JSON.stringify({ status: 'live', uptimeSeconds: Math.round(process.uptime()) });
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+    });
     res.end(body);
   });
   await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
@@ -160,7 +176,10 @@ function runLoad(url: string, key: string | undefined, t: Target, duration: numb
     method: t.method,
     connections,
     duration,
-    headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...(t.body ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+      ...(t.body ? { 'content-type': 'application/json' } : {}),
+    },
     ...(t.body ? { body: t.body } : {}),
   });
 }
@@ -179,7 +198,13 @@ function summary(slices: readonly Slice[]): Summary {
     rps: total / secondsRun,
     p50: p50s[Math.floor(p50s.length / 2)] ?? 0,
     p99: Math.max(...results.map((r) => r.latency.p99)),
-    statuses: { '2xx': sum((r) => r['2xx']), '4xx': sum((r) => r['4xx']), '5xx': sum((r) => r['5xx']), errors: sum((r) => r.errors), timeouts: sum((r) => r.timeouts) },
+    statuses: {
+      '2xx': sum((r) => r['2xx']),
+      '4xx': sum((r) => r['4xx']),
+      '5xx': sum((r) => r['5xx']),
+      errors: sum((r) => r.errors),
+      timeouts: sum((r) => r.timeouts),
+    },
     total,
     ...(cpu !== undefined && total > 0 ? { cpuPerRequest: cpu / total } : {}),
   };
@@ -210,7 +235,12 @@ const median = (xs: readonly number[]): number => {
  * req/s when other work on the machine takes the cores; the baseline's over the target's says
  * the same thing as the req/s ratio, as if the cores were the server's alone.
  */
-async function paired(url: string, key: string | undefined, t: Target, baselineUrl: string | undefined): Promise<{ target: Measured; baseline?: number; cpuRatio?: number }> {
+async function paired(
+  url: string,
+  key: string | undefined,
+  t: Target,
+  baselineUrl: string | undefined,
+): Promise<{ target: Measured; baseline?: number; cpuRatio?: number }> {
   const slice = Math.max(0.5, seconds / rounds);
   const mine: Slice[] = [];
   const base: Slice[] = [];
@@ -228,7 +258,8 @@ async function paired(url: string, key: string | undefined, t: Target, baselineU
   const ratio = median(mine.map((m, i) => rate(m.result) / rate(base[i]!.result)));
   print(`  baseline: plain node:http, same JSON`, b);
   print(`${t.method} ${t.path}`, target, target.rps / ratio);
-  const cpuRatio = b.cpuPerRequest !== undefined && target.cpuPerRequest ? b.cpuPerRequest / target.cpuPerRequest : undefined;
+  const cpuRatio =
+    b.cpuPerRequest !== undefined && target.cpuPerRequest ? b.cpuPerRequest / target.cpuPerRequest : undefined;
   return { target, baseline: target.rps / ratio, ...(cpuRatio !== undefined ? { cpuRatio } : {}) };
 }
 
@@ -237,7 +268,9 @@ const GOALS: Record<string, number> = { '/livez': 0.5, '/api/v1/integration/stat
 const P99_GOAL_MS = 20;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { url: { type: 'string' }, key: { type: 'string' }, target: { type: 'string', multiple: true } } });
+  const { values } = parseArgs({
+    options: { url: { type: 'string' }, key: { type: 'string' }, target: { type: 'string', multiple: true } },
+  });
   let child: ChildProcess | undefined;
   let url = values.url;
   let key = values.key;
@@ -260,11 +293,22 @@ async function main(): Promise<void> {
       ];
   console.log(
     `# gateway bench: ${connections} connections, ${seconds} s per target and as much for its baseline, in ${rounds} alternating slices, node ${process.version}, ${os.cpus().length} cpus (${os.cpus()[0]?.model ?? '?'}), ` +
-      `load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}, ${url}${child ? `, auth ${auth ? 'on' : 'off'}, rate limits ${rateLimited ? `on (${rateLimitStore})` : 'off'}, ${SEED_EVENTS} events seeded` : ''}`,
+      `load ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(
+          ' ',
+        )}, ${url}${child ? `, auth ${auth ? 'on' : 'off'}, rate limits ${rateLimited ? `on (${rateLimitStore})` : 'off'}, ${SEED_EVENTS} events seeded` : ''}`,
   );
   try {
     // Warm-up: JIT, key cache, pool connections; not measured.
-    for (const t of targets) await autocannon({ url: url + t.path, connections: 8, duration: 1, headers: key ? { authorization: `Bearer ${key}` } : {} });
+    for (const t of targets)
+      await autocannon({
+        url: url + t.path,
+        connections: 8,
+        duration: 1,
+        headers: key ? { authorization: `Bearer ${key}` } : {},
+      });
     if (baselineUrl) await autocannon({ url: baselineUrl + '/livez', connections: 8, duration: 1 });
     const results: [Target, Measured, number | undefined, number | undefined][] = [];
     for (const t of targets) {
@@ -272,7 +316,9 @@ async function main(): Promise<void> {
       results.push([t, target, baseline, cpuRatio]);
     }
     if (baselineUrl) {
-      console.log('# targets (req/s ratio to the baseline: median of the paired slices; CPU: baseline µs/req over the target\'s; p99):');
+      console.log(
+        "# targets (req/s ratio to the baseline: median of the paired slices; CPU: baseline µs/req over the target's; p99):",
+      );
       for (const [t, m, baseline, cpuRatio] of results) {
         const goal = GOALS[t.path];
         if (goal === undefined || !baseline) continue;
@@ -283,7 +329,12 @@ async function main(): Promise<void> {
             `p99 ${m.p99} ms (goal < ${P99_GOAL_MS} ms: ${m.p99 < P99_GOAL_MS ? 'met' : 'not met'})`,
         );
       }
-      console.log(`# load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}${os.loadavg()[0]! > 3 ? ' (above 3: repeat the run on a quieter machine)' : ''}`);
+      console.log(
+        `# load average at the end: ${os
+          .loadavg()
+          .map((l) => l.toFixed(2))
+          .join(' ')}${os.loadavg()[0]! > 3 ? ' (above 3: repeat the run on a quieter machine)' : ''}`,
+      );
     }
   } finally {
     if (child) {

@@ -42,12 +42,17 @@ async function run(t: LoadTask): Promise<LoadResult> {
   const clients: Client[] = [];
   for (let i = 0; i < Math.max(1, t.sessions); i++) {
     const c = new Client({ name: 'bench-mcp-gateway', version: '1.0.0' });
-    if (t.mode === 'mcp') await c.connect(new StreamableHTTPClientTransport(new URL(t.url), { requestInit: { headers: t.headers } }));
+    if (t.mode === 'mcp')
+      await c.connect(new StreamableHTTPClientTransport(new URL(t.url), { requestInit: { headers: t.headers } }));
     clients.push(c);
   }
   const [server, tool] = t.tool.split('__') as [string, string];
   const rest = async () => {
-    const res = await fetch(t.url, { method: 'POST', headers: { ...t.headers, 'content-type': 'application/json' }, body: JSON.stringify({ server, tool, arguments: t.args }) });
+    const res = await fetch(t.url, {
+      method: 'POST',
+      headers: { ...t.headers, 'content-type': 'application/json' },
+      body: JSON.stringify({ server, tool, arguments: t.args }),
+    });
     const body = await res.text();
     if (res.status !== 200) throw new Error(`${res.status} ${body.slice(0, 200)}`);
   };
@@ -91,7 +96,12 @@ async function run(t: LoadTask): Promise<LoadResult> {
       }),
     );
     const seconds = (performance.now() - start) / 1000;
-    return { latencies: latencies.sort((a, b) => a - b), throughput: { calls: tl.length, seconds, latencies: tl.sort((a, b) => a - b) }, errors, ...(firstError ? { firstError } : {}) };
+    return {
+      latencies: latencies.sort((a, b) => a - b),
+      throughput: { calls: tl.length, seconds, latencies: tl.sort((a, b) => a - b) },
+      errors,
+      ...(firstError ? { firstError } : {}),
+    };
   } finally {
     for (const c of clients) await c.close().catch(() => undefined);
   }

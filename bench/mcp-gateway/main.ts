@@ -46,7 +46,14 @@ import { mcpServerStreamId } from '@switchyard/contracts';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { createGateway, McpServerFeatureModule } from '@switchyard/gateway';
 import { closeNats, connectNats } from '@switchyard/messaging';
-import { createLogger, ensureDatabase, freePort, newId, startEmbeddedPostgres, startNatsServer } from '@switchyard/platform';
+import {
+  createLogger,
+  ensureDatabase,
+  freePort,
+  newId,
+  startEmbeddedPostgres,
+  startNatsServer,
+} from '@switchyard/platform';
 import type { LoadResult, LoadTask } from './load.js';
 
 const logger = createLogger('bench-mcp-gateway', process.env.LOG_LEVEL ?? 'error');
@@ -67,7 +74,8 @@ const settings = {
   batchesInFlight: Math.max(1, Math.floor(num('BENCH_STORE_BATCHES', 2))),
 };
 const upstream = process.env.BENCH_UPSTREAM ?? 'stdio';
-if (upstream !== 'stdio' && upstream !== 'http') throw new Error(`BENCH_UPSTREAM must be stdio or http, got ${upstream}`);
+if (upstream !== 'stdio' && upstream !== 'http')
+  throw new Error(`BENCH_UPSTREAM must be stdio or http, got ${upstream}`);
 // The SDK's client transports add an abort listener per request to a long-lived signal; Node
 // warns past 1500 of them. Counted, not printed (figures only).
 let listenerWarnings = 0;
@@ -88,11 +96,18 @@ async function cleanup(): Promise<void> {
   }
 }
 
-const pct = (sorted: readonly number[], p: number) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!);
+const pct = (sorted: readonly number[], p: number) =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 const ms = (v: number) => (Number.isNaN(v) ? '-' : v.toFixed(2));
 
 /** Spawn a process and resolve once its output says it listens. */
-function startProcess(name: string, cmd: string, args: string[], env: Record<string, string>, ready: RegExp | null): Promise<ChildProcess> {
+function startProcess(
+  name: string,
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+  ready: RegExp | null,
+): Promise<ChildProcess> {
   const proc = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push({ name, run: () => void proc.kill('SIGKILL') });
   proc.stdout.resume();
@@ -117,7 +132,9 @@ function startProcess(name: string, cmd: string, args: string[], env: Record<str
 function load(task: LoadTask): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL('./load.js', import.meta.url), { workerData: task });
-    w.once('message', (m: { ok: boolean; result?: LoadResult; message?: string }) => (m.ok ? resolve(m.result!) : reject(new Error(m.message))));
+    w.once('message', (m: { ok: boolean; result?: LoadResult; message?: string }) =>
+      m.ok ? resolve(m.result!) : reject(new Error(m.message)),
+    );
     w.once('error', reject);
   });
 }
@@ -153,13 +170,30 @@ async function main(): Promise<void> {
   //    and supergateway wrapping a stdio server-everything (the plain-proxy baseline).
   const everythingBin = resolvePackageBin('@modelcontextprotocol/server-everything');
   const everythingPort = await freePort();
-  await startProcess('server-everything (HTTP)', process.execPath, [everythingBin, 'streamableHttp'], { PORT: String(everythingPort) }, /listening on port/);
+  await startProcess(
+    'server-everything (HTTP)',
+    process.execPath,
+    [everythingBin, 'streamableHttp'],
+    { PORT: String(everythingPort) },
+    /listening on port/,
+  );
   const proxyPort = await freePort();
   const supergatewayBin = path.join(root, 'node_modules', 'supergateway', 'dist', 'index.js');
   await startProcess(
     'supergateway',
     process.execPath,
-    [supergatewayBin, '--stdio', `${process.execPath} ${everythingBin}`, '--outputTransport', 'streamableHttp', '--stateful', '--port', String(proxyPort), '--logLevel', 'none'],
+    [
+      supergatewayBin,
+      '--stdio',
+      `${process.execPath} ${everythingBin}`,
+      '--outputTransport',
+      'streamableHttp',
+      '--stateful',
+      '--port',
+      String(proxyPort),
+      '--logLevel',
+      'none',
+    ],
     {},
     null,
   );
@@ -175,26 +209,42 @@ async function main(): Promise<void> {
       parseServerConfig({
         name: 'everything',
         role: 'other',
-        transport: upstream === 'http' ? { kind: 'http', url: `http://127.0.0.1:${everythingPort}/mcp` } : { kind: 'stdio', command: process.execPath, args: [everythingBin] },
+        transport:
+          upstream === 'http'
+            ? { kind: 'http', url: `http://127.0.0.1:${everythingPort}/mcp` }
+            : { kind: 'stdio', command: process.execPath, args: [everythingBin] },
       }),
     ],
     logger,
     onEvent: (e) => {
       connectorEvents++;
       // Stored as the launcher does, so both hops' events cost what they cost in production.
-      void store.append(mcpServerStreamId(e.data.server), [{ type: e.type, data: e.data, metadata: { correlationId: newId(), actor: 'bench', timestamp: new Date().toISOString() } }]).catch(() => undefined);
+      void store
+        .append(mcpServerStreamId(e.data.server), [
+          {
+            type: e.type,
+            data: e.data,
+            metadata: { correlationId: newId(), actor: 'bench', timestamp: new Date().toISOString() },
+          },
+        ])
+        .catch(() => undefined);
     },
   });
   cleanups.push({ name: 'connectors', run: () => connectors.stop() });
   const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
   const gateway = await createGateway(
     { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
-    { modules: [McpServerFeatureModule.withOptions({ catalogRefreshMs: 600_000 })], auth: { enabled: true, adminKey, printAdminKey: () => undefined } },
+    {
+      modules: [McpServerFeatureModule.withOptions({ catalogRefreshMs: 600_000 })],
+      auth: { enabled: true, adminKey, printAdminKey: () => undefined },
+    },
   );
   cleanups.push({ name: 'gateway', run: () => gateway.close() });
   const gatewayUrl = (await gateway.listen(0, '127.0.0.1')).url;
   for (let i = 0; i < 100; i++) {
-    const h = await fetch(`${gatewayUrl}/api/v1/integration/mcp/health`, { headers: { authorization: `Bearer ${adminKey}` } }).then((r) => r.json() as Promise<{ servers?: { state: string }[] }>);
+    const h = await fetch(`${gatewayUrl}/api/v1/integration/mcp/health`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+    }).then((r) => r.json() as Promise<{ servers?: { state: string }[] }>);
     if (h.servers?.every((s) => s.state === 'up')) break;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -203,16 +253,49 @@ async function main(): Promise<void> {
   const args = { message: 'bench' };
   const auth = { authorization: `Bearer ${adminKey}` };
   const paths: { label: string; mode: 'mcp' | 'rest'; url: string; tool: string; headers: Record<string, string> }[] = [
-    { label: 'direct      SDK -> server-everything (HTTP)', mode: 'mcp', url: `http://127.0.0.1:${everythingPort}/mcp`, tool: 'echo', headers: {} },
-    { label: `switchyard  SDK -> /mcp -> NATS -> connector -> s-e (${upstream})`, mode: 'mcp', url: `${gatewayUrl}/mcp`, tool: 'everything__echo', headers: auth },
-    { label: 'rest        POST /api/v1/integration/mcp/call -> NATS -> connector -> s-e', mode: 'rest', url: `${gatewayUrl}/api/v1/integration/mcp/call`, tool: 'everything__echo', headers: auth },
-    { label: 'proxy       SDK -> supergateway -> server-everything (stdio)', mode: 'mcp', url: `http://127.0.0.1:${proxyPort}/mcp`, tool: 'echo', headers: {} },
+    {
+      label: 'direct      SDK -> server-everything (HTTP)',
+      mode: 'mcp',
+      url: `http://127.0.0.1:${everythingPort}/mcp`,
+      tool: 'echo',
+      headers: {},
+    },
+    {
+      label: `switchyard  SDK -> /mcp -> NATS -> connector -> s-e (${upstream})`,
+      mode: 'mcp',
+      url: `${gatewayUrl}/mcp`,
+      tool: 'everything__echo',
+      headers: auth,
+    },
+    {
+      label: 'rest        POST /api/v1/integration/mcp/call -> NATS -> connector -> s-e',
+      mode: 'rest',
+      url: `${gatewayUrl}/api/v1/integration/mcp/call`,
+      tool: 'everything__echo',
+      headers: auth,
+    },
+    {
+      label: 'proxy       SDK -> supergateway -> server-everything (stdio)',
+      mode: 'mcp',
+      url: `http://127.0.0.1:${proxyPort}/mcp`,
+      tool: 'echo',
+      headers: {},
+    },
   ];
-  console.log(`# MCP gateway bench, in ${settings.rounds} rounds (paths take turns): ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`);
+  console.log(
+    `# MCP gateway bench, in ${settings.rounds} rounds (paths take turns): ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`,
+  );
   console.log(`# event store: ${settings.batchesInFlight} group-commit statement(s) in flight (BENCH_STORE_BATCHES)`);
   console.log(`# connector -> server-everything over ${upstream} (BENCH_UPSTREAM); ${os.cpus()[0]?.model ?? 'cpu'}`);
-  console.log(`# ${os.cpus().length} cores, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}, node ${process.version}`);
-  console.log(`${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)} ${'cpu ms/c'.padStart(8)}`);
+  console.log(
+    `# ${os.cpus().length} cores, load average at start ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / ')}, node ${process.version}`,
+  );
+  console.log(
+    `${'path'.padEnd(68)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'calls/s'.padStart(9)} ${'p50@load'.padStart(9)} ${'p99@load'.padStart(9)} ${'errors'.padStart(7)} ${'cpu ms/c'.padStart(8)}`,
+  );
   const only = (process.env.BENCH_PATHS ?? '').split(',').filter(Boolean);
   const figures = new Map<string, { p50: number; rate: number; cpuMsPerCall: number }>();
   // The paths take turns, BENCH_ROUNDS times, each round a share of the calls and of the time:
@@ -220,7 +303,19 @@ async function main(): Promise<void> {
   // alike instead of charging it to whichever path ran while it was high.
   const chosen = paths.filter((x) => only.length === 0 || only.includes(x.label.split(' ')[0]!));
   const rounds = settings.rounds;
-  const acc = new Map<string, { lat: number[]; tl: number[]; calls: number; seconds: number; errors: number; cpuUs: number; issued: number; firstError?: string }>();
+  const acc = new Map<
+    string,
+    {
+      lat: number[];
+      tl: number[];
+      calls: number;
+      seconds: number;
+      errors: number;
+      cpuUs: number;
+      issued: number;
+      firstError?: string;
+    }
+  >();
   for (let round = 0; round < rounds; round++) {
     for (const p of chosen) {
       const share = {
@@ -263,23 +358,51 @@ async function main(): Promise<void> {
   const commits: number[] = [];
   for (let i = 0; i < Math.min(200, settings.latencyCalls); i++) {
     const t0 = performance.now();
-    await store.append(`benchcommit-${newId()}`, [{ type: 'BenchCommit', data: { i }, metadata: { correlationId: newId(), actor: 'bench', timestamp: new Date().toISOString() } }], { expectedRevision: 'no_stream' });
+    await store.append(
+      `benchcommit-${newId()}`,
+      [
+        {
+          type: 'BenchCommit',
+          data: { i },
+          metadata: { correlationId: newId(), actor: 'bench', timestamp: new Date().toISOString() },
+        },
+      ],
+      { expectedRevision: 'no_stream' },
+    );
     commits.push(performance.now() - t0);
   }
   commits.sort((a, b) => a - b);
-  console.log(`# one event-store append (commit) alone, sequential: p50 ${ms(pct(commits, 50))} ms, p99 ${ms(pct(commits, 99))} ms`);
+  console.log(
+    `# one event-store append (commit) alone, sequential: p50 ${ms(pct(commits, 50))} ms, p99 ${ms(pct(commits, 99))} ms`,
+  );
   // The targets, as ratios within this run: our added p50 against the plain proxy's, and /mcp's calls/s against direct.
   const direct = figures.get('direct');
   const sy = figures.get('switchyard');
   const proxy = figures.get('proxy');
   if (direct && sy) console.log(`# added p50 switchyard (switchyard - direct): ${ms(sy.p50 - direct.p50)} ms`);
   if (direct && proxy) console.log(`# added p50 proxy (proxy - direct): ${ms(proxy.p50 - direct.p50)} ms`);
-  if (direct && sy && proxy) console.log(`# added p50 difference (switchyard - proxy): ${ms(sy.p50 - proxy.p50)} ms (target: at most 0.50)`);
-  if (direct && sy) console.log(`# throughput switchyard / direct at ${settings.inflight} in flight: ${((100 * sy.rate) / direct.rate).toFixed(0)} % (target: at least 50 %)`);
-  const calls = await store.readAll({ types: ['McpToolSucceeded'], streamPrefixes: ['mcpgw_call-'], maxCount: 1_000_000 });
-  console.log(`# gateway call events stored: ${calls.length} McpToolSucceeded (mcpgw_call-*); connector events: ${connectorEvents}`);
-  if (listenerWarnings) console.log(`# MaxListenersExceededWarnings in the main thread (the connector's SDK client): ${listenerWarnings}`);
-  console.log(`# load average at end (1/5/15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
+  if (direct && sy && proxy)
+    console.log(`# added p50 difference (switchyard - proxy): ${ms(sy.p50 - proxy.p50)} ms (target: at most 0.50)`);
+  if (direct && sy)
+    console.log(
+      `# throughput switchyard / direct at ${settings.inflight} in flight: ${((100 * sy.rate) / direct.rate).toFixed(0)} % (target: at least 50 %)`,
+    );
+  const calls = await store.readAll({
+    types: ['McpToolSucceeded'],
+    streamPrefixes: ['mcpgw_call-'],
+    maxCount: 1_000_000,
+  });
+  console.log(
+    `# gateway call events stored: ${calls.length} McpToolSucceeded (mcpgw_call-*); connector events: ${connectorEvents}`,
+  );
+  if (listenerWarnings)
+    console.log(`# MaxListenersExceededWarnings in the main thread (the connector's SDK client): ${listenerWarnings}`);
+  console.log(
+    `# load average at end (1/5/15 min): ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / ')}`,
+  );
 }
 
 async function waitHttp(url: string): Promise<void> {

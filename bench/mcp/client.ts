@@ -31,7 +31,14 @@ export interface ClientConfig {
 
 export type Task =
   | { readonly op: 'latency'; readonly target: Target; readonly warmup: number; readonly count: number }
-  | { readonly op: 'throughput'; readonly target: Target; readonly inflight: number; readonly count: number; readonly maxMs: number; readonly warmup: number }
+  | {
+      readonly op: 'throughput';
+      readonly target: Target;
+      readonly inflight: number;
+      readonly count: number;
+      readonly maxMs: number;
+      readonly warmup: number;
+    }
   | { readonly op: 'close' };
 
 /** Sorted per-call latencies (ms) and, for gateway targets, the gateway's own `duration_ms` (its NATS round trip). */
@@ -54,7 +61,10 @@ export interface ThroughputResult {
   readonly listenerWarnings: number;
 }
 
-export type Reply = { readonly kind: 'ok'; readonly result: unknown } | { readonly kind: 'error'; readonly message: string } | { readonly kind: 'child'; readonly pid: number };
+export type Reply =
+  | { readonly kind: 'ok'; readonly result: unknown }
+  | { readonly kind: 'error'; readonly message: string }
+  | { readonly kind: 'child'; readonly pid: number };
 
 /**
  * Node prints a MaxListenersExceededWarning for every abort listener past the limit. The SDK's
@@ -81,7 +91,14 @@ const MESSAGE = 'ping';
 function post(path: string, body: string): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: gateway.hostname, port: gateway.port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      {
+        host: gateway.hostname,
+        port: gateway.port,
+        path,
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -97,7 +114,8 @@ function post(path: string, body: string): Promise<{ status: number; text: strin
 async function gatewayCall(path: string, body: string, expect: string): Promise<number> {
   const res = await post(path, body);
   // A wrong answer counts as an error, so a fast failure never passes for a fast call.
-  if (res.status !== 200 || !res.text.includes(expect)) throw new Error(`HTTP ${res.status}: ${res.text.slice(0, 300)}`);
+  if (res.status !== 200 || !res.text.includes(expect))
+    throw new Error(`HTTP ${res.status}: ${res.text.slice(0, 300)}`);
   return (JSON.parse(res.text) as { duration_ms: number }).duration_ms;
 }
 
@@ -109,7 +127,11 @@ async function sdkClient(kind: 'everything' | 'database'): Promise<Client> {
   if (existing) return existing;
   const client = new Client({ name: 'switchyard-bench', version: '0.1.0' });
   if (kind === 'everything') {
-    const transport = new StdioClientTransport({ command: process.execPath, args: [config.everythingBin], stderr: 'ignore' });
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [config.everythingBin],
+      stderr: 'ignore',
+    });
     await client.connect(transport);
     if (transport.pid) parentPort!.postMessage({ kind: 'child', pid: transport.pid } satisfies Reply);
   } else {
@@ -120,7 +142,12 @@ async function sdkClient(kind: 'everything' | 'database'): Promise<Client> {
   return client;
 }
 
-async function sdkCall(kind: 'everything' | 'database', name: string, args: Record<string, unknown>, expect: string): Promise<number> {
+async function sdkCall(
+  kind: 'everything' | 'database',
+  name: string,
+  args: Record<string, unknown>,
+  expect: string,
+): Promise<number> {
   const client = await sdkClient(kind);
   const result = await client.callTool({ name, arguments: args });
   const text = JSON.stringify(result);
@@ -155,16 +182,30 @@ async function latency(call: Call, warmup: number, count: number): Promise<Laten
       firstError ??= String(err);
     }
   }
-  return { latencies: latencies.sort((a, b) => a - b), natsRoundTrips: natsRoundTrips.sort((a, b) => a - b), errors, listenerWarnings, ...(firstError ? { firstError } : {}) };
+  return {
+    latencies: latencies.sort((a, b) => a - b),
+    natsRoundTrips: natsRoundTrips.sort((a, b) => a - b),
+    errors,
+    listenerWarnings,
+    ...(firstError ? { firstError } : {}),
+  };
 }
 
 /** `inflight` loops share one counter: a bounded concurrent loop, stopped by count or by time. */
-async function throughput(call: Call, inflight: number, count: number, maxMs: number, warmup: number): Promise<ThroughputResult> {
+async function throughput(
+  call: Call,
+  inflight: number,
+  count: number,
+  maxMs: number,
+  warmup: number,
+): Promise<ThroughputResult> {
   // Warm-up with the same concurrency, so sockets, sessions and JIT are ready before the clock starts.
   let w = 0;
-  await Promise.all(Array.from({ length: inflight }, async () => {
-    while (w++ < warmup) await call().catch(() => undefined);
-  }));
+  await Promise.all(
+    Array.from({ length: inflight }, async () => {
+      while (w++ < warmup) await call().catch(() => undefined);
+    }),
+  );
   let issued = 0;
   let errors = 0;
   let firstError: string | undefined;
@@ -187,7 +228,14 @@ async function throughput(call: Call, inflight: number, count: number, maxMs: nu
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
-  return { calls: latencies.length, errors, seconds, latencies: latencies.sort((a, b) => a - b), listenerWarnings, ...(firstError ? { firstError } : {}) };
+  return {
+    calls: latencies.length,
+    errors,
+    seconds,
+    latencies: latencies.sort((a, b) => a - b),
+    listenerWarnings,
+    ...(firstError ? { firstError } : {}),
+  };
 }
 
 async function close(): Promise<void> {
@@ -214,6 +262,10 @@ async function handle(task: Task): Promise<unknown> {
 parentPort!.on('message', (task: Task) => {
   handle(task).then(
     (result) => parentPort!.postMessage({ kind: 'ok', result } satisfies Reply),
-    (err: unknown) => parentPort!.postMessage({ kind: 'error', message: err instanceof Error ? err.stack ?? err.message : String(err) } satisfies Reply),
+    (err: unknown) =>
+      parentPort!.postMessage({
+        kind: 'error',
+        message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+      } satisfies Reply),
   );
 });

@@ -44,7 +44,14 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { createGateway, McpFeatureModule } from '@switchyard/gateway';
 import { runMcpServer } from '@switchyard/mcp-servers';
 import { closeNats, connectNats } from '@switchyard/messaging';
-import { createLogger, ensureDatabase, freePort, newId, startEmbeddedPostgres, startNatsServer } from '@switchyard/platform';
+import {
+  createLogger,
+  ensureDatabase,
+  freePort,
+  newId,
+  startEmbeddedPostgres,
+  startNatsServer,
+} from '@switchyard/platform';
 import type { ClientConfig, LatencyResult, Reply, Target, Task, ThroughputResult } from './client.js';
 
 const logger = createLogger('bench-mcp', process.env.LOG_LEVEL ?? 'warn');
@@ -85,7 +92,8 @@ const labels: Record<Target, string> = {
 const allTargets: Target[] = ['gateway-everything', 'sdk-everything', 'gateway-database', 'sdk-database'];
 const order: Target[] = process.env.BENCH_PATHS
   ? process.env.BENCH_PATHS.split(',').map((t) => {
-      if (!allTargets.includes(t as Target)) throw new Error(`BENCH_PATHS: unknown path ${t}; valid: ${allTargets.join(',')}`);
+      if (!allTargets.includes(t as Target))
+        throw new Error(`BENCH_PATHS: unknown path ${t}; valid: ${allTargets.join(',')}`);
       return t as Target;
     })
   : allTargets;
@@ -149,7 +157,10 @@ async function waitForNoConnections(serverUrl: string, dbName: string, timeoutMs
   try {
     const until = Date.now() + timeoutMs;
     while (Date.now() < until) {
-      const r = await client.query<{ n: number }>('select count(*)::int as n from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [dbName]);
+      const r = await client.query<{ n: number }>(
+        'select count(*)::int as n from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
+        [dbName],
+      );
       if (r.rows[0]!.n === 0) return;
       await new Promise((res) => setTimeout(res, 50));
     }
@@ -205,15 +216,29 @@ async function main(): Promise<void> {
   cleanups.push({ name: 'nats connection', run: () => closeNats(nc) });
 
   // 2. The database MCP server in this process, over Streamable HTTP.
-  const database = await runMcpServer('database', { port: await freePort(), logger, env: { DATABASE_URL: dbUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' } });
+  const database = await runMcpServer('database', {
+    port: await freePort(),
+    logger,
+    env: { DATABASE_URL: dbUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' },
+  });
   cleanups.push({ name: 'database MCP server', run: () => database.close() });
 
   // 3. Connectors (registry defaults, as in production, unless BENCH_BULKHEAD) and the gateway.
   const everythingBin = resolvePackageBin('@modelcontextprotocol/server-everything');
   const common = bulkhead ? { bulkhead: { max_concurrent: bulkhead, max_queue: Math.max(64, inflight) } } : {};
   const registry: McpServerConfig[] = [
-    parseServerConfig({ name: 'everything', role: 'other', transport: { kind: 'stdio', command: process.execPath, args: [everythingBin] }, ...common }),
-    parseServerConfig({ name: 'database', role: 'database', transport: { kind: 'http', url: database.url }, ...common }),
+    parseServerConfig({
+      name: 'everything',
+      role: 'other',
+      transport: { kind: 'stdio', command: process.execPath, args: [everythingBin] },
+      ...common,
+    }),
+    parseServerConfig({
+      name: 'database',
+      role: 'database',
+      transport: { kind: 'http', url: database.url },
+      ...common,
+    }),
   ];
   let events = 0;
   let stored = 0;
@@ -225,7 +250,15 @@ async function main(): Promise<void> {
     const streamId = mcpServerStreamId(e.data.server);
     const correlationId = (e.data as { correlation_id?: string }).correlation_id ?? newId();
     const next = (chains.get(streamId) ?? Promise.resolve())
-      .then(() => store.append(streamId, [{ type: e.type, data: e.data, metadata: { correlationId, actor: 'bench', timestamp: new Date().toISOString() } }]))
+      .then(() =>
+        store.append(streamId, [
+          {
+            type: e.type,
+            data: e.data,
+            metadata: { correlationId, actor: 'bench', timestamp: new Date().toISOString() },
+          },
+        ]),
+      )
       .then(
         () => void stored++,
         (err: unknown) => void (storeFailures++, logger.warn({ err, streamId }, 'could not append a connector event')),
@@ -236,7 +269,12 @@ async function main(): Promise<void> {
     });
   };
   const flushEvents = () => Promise.all([...chains.values()]);
-  const connectors = await startConnectors({ nats: nc, registry, logger, onEvent: (e) => (events++, storeEvents ? appendEvent(e) : undefined) });
+  const connectors = await startConnectors({
+    nats: nc,
+    registry,
+    logger,
+    onEvent: (e) => (events++, storeEvents ? appendEvent(e) : undefined),
+  });
   cleanups.push({ name: 'event appends', run: flushEvents });
   cleanups.push({ name: 'connectors', run: () => connectors.stop() });
   const gateway = await createGateway(
@@ -269,11 +307,22 @@ async function main(): Promise<void> {
 
   const cpus = os.cpus();
   const b = registry[0]!.bulkhead;
-  console.log(`# machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${os.platform()} ${os.arch()}`);
+  console.log(
+    `# machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${os.platform()} ${os.arch()}`,
+  );
   console.log(`# PostgreSQL (${pgKind}); nats-server (${natsKind})`);
-  console.log(`# load average at start (1/5/15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
-  console.log(`# one process: gateway + connectors + database MCP server; server-everything as stdio child; load from a worker thread`);
-  console.log(`# connector per server: bulkhead ${b.max_concurrent} concurrent + ${b.max_queue} queued, retry ${registry[0]!.retry.max_attempts} attempts; gateway auth and rate limits off; LOG_LEVEL ${process.env.LOG_LEVEL ?? 'warn'}`);
+  console.log(
+    `# load average at start (1/5/15 min): ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / ')}`,
+  );
+  console.log(
+    `# one process: gateway + connectors + database MCP server; server-everything as stdio child; load from a worker thread`,
+  );
+  console.log(
+    `# connector per server: bulkhead ${b.max_concurrent} concurrent + ${b.max_queue} queued, retry ${registry[0]!.retry.max_attempts} attempts; gateway auth and rate limits off; LOG_LEVEL ${process.env.LOG_LEVEL ?? 'warn'}`,
+  );
   console.log(
     storeEvents
       ? `# connector events appended to the event store (BENCH_STORE_EVENTS), one ordered chain per server stream, as the launcher does`
@@ -283,23 +332,32 @@ async function main(): Promise<void> {
   // 5. Latency: sequential calls, one at a time.
   const lat = new Map<Target, LatencyResult>();
   console.log(`\nlatency, sequential calls (${latencyCalls} per path after ${warmup} warm-up calls), ms`);
-  console.log(`${'path'.padEnd(52)}${pad('p50', 8)}${pad('p90', 8)}${pad('p99', 8)}${pad('max', 8)}${pad('errors', 8)}`);
+  console.log(
+    `${'path'.padEnd(52)}${pad('p50', 8)}${pad('p90', 8)}${pad('p99', 8)}${pad('max', 8)}${pad('errors', 8)}`,
+  );
   let workerWarnings = 0;
   const warningsNote = (mainBefore: number, workerNow: number) => {
     const m = listenerWarnings - mainBefore;
     const w = workerNow - workerWarnings;
     workerWarnings = workerNow;
-    if (m || w) console.log(`  MaxListenersExceededWarning (abort listeners) during this run: ${m} in the main thread, ${w} in the worker`);
+    if (m || w)
+      console.log(
+        `  MaxListenersExceededWarning (abort listeners) during this run: ${m} in the main thread, ${w} in the worker`,
+      );
   };
   for (const target of order) {
     const mainBefore = listenerWarnings;
     const r = await run<LatencyResult>({ op: 'latency', target, warmup, count: latencyCalls });
     lat.set(target, r);
     const l = r.latencies;
-    console.log(`${labels[target].padEnd(52)}${pad(ms(pct(l, 50)), 8)}${pad(ms(pct(l, 90)), 8)}${pad(ms(pct(l, 99)), 8)}${pad(ms(l[l.length - 1] ?? NaN), 8)}${pad(r.errors, 8)}`);
+    console.log(
+      `${labels[target].padEnd(52)}${pad(ms(pct(l, 50)), 8)}${pad(ms(pct(l, 90)), 8)}${pad(ms(pct(l, 99)), 8)}${pad(ms(l[l.length - 1] ?? NaN), 8)}${pad(r.errors, 8)}`,
+    );
     if (r.natsRoundTrips.length) {
       const n = r.natsRoundTrips;
-      console.log(`${'  of which NATS request -> reply (gateway duration_ms)'.padEnd(52)}${pad(ms(pct(n, 50)), 8)}${pad(ms(pct(n, 90)), 8)}${pad(ms(pct(n, 99)), 8)}${pad(ms(n[n.length - 1] ?? NaN), 8)}`);
+      console.log(
+        `${'  of which NATS request -> reply (gateway duration_ms)'.padEnd(52)}${pad(ms(pct(n, 50)), 8)}${pad(ms(pct(n, 90)), 8)}${pad(ms(pct(n, 99)), 8)}${pad(ms(n[n.length - 1] ?? NaN), 8)}`,
+      );
     }
     if (r.firstError) console.log(`  first error: ${r.firstError.split('\n')[0]}`);
     warningsNote(mainBefore, r.listenerWarnings);
@@ -308,7 +366,9 @@ async function main(): Promise<void> {
     const g = lat.get(`gateway-${server}`)?.latencies;
     const s = lat.get(`sdk-${server}`)?.latencies;
     if (!g || !s) continue;
-    console.log(`overhead of our path, ${server}: p50 ${signed(pct(g, 50) - pct(s, 50))} ms, p99 ${signed(pct(g, 99) - pct(s, 99))} ms`);
+    console.log(
+      `overhead of our path, ${server}: p50 ${signed(pct(g, 50) - pct(s, 50))} ms, p99 ${signed(pct(g, 99) - pct(s, 99))} ms`,
+    );
   }
 
   // 5b. The database access alone, from this thread, in this run: the floor (a bare `select 1`, one
@@ -343,23 +403,42 @@ async function main(): Promise<void> {
       }
     });
     await direct.end();
-    for (const [label, l] of [['pg select 1 (floor: one round trip)', floor], ['pg, the query tool\'s old seven round trips', before]] as const) {
-      console.log(`${label.padEnd(52)}${pad(ms(pct(l, 50)), 8)}${pad(ms(pct(l, 90)), 8)}${pad(ms(pct(l, 99)), 8)}${pad(ms(l[l.length - 1] ?? NaN), 8)}${pad(0, 8)}`);
+    for (const [label, l] of [
+      ['pg select 1 (floor: one round trip)', floor],
+      ["pg, the query tool's old seven round trips", before],
+    ] as const) {
+      console.log(
+        `${label.padEnd(52)}${pad(ms(pct(l, 50)), 8)}${pad(ms(pct(l, 90)), 8)}${pad(ms(pct(l, 99)), 8)}${pad(ms(l[l.length - 1] ?? NaN), 8)}${pad(0, 8)}`,
+      );
     }
     const d = lat.get('sdk-database')?.latencies;
-    if (d) console.log(`sdk-database p50 minus the pg floor: ${signed(pct(d, 50) - pct(floor, 50))} ms (the MCP request itself; target for sdk-database: p50 under 1 ms)`);
+    if (d)
+      console.log(
+        `sdk-database p50 minus the pg floor: ${signed(pct(d, 50) - pct(floor, 50))} ms (the MCP request itself; target for sdk-database: p50 under 1 ms)`,
+      );
   }
 
   // 6. Throughput: `inflight` calls in flight, fixed count or time cap.
   const thr = new Map<Target, ThroughputResult>();
-  console.log(`\nthroughput, ${inflight} calls in flight (${throughputCalls} calls or ${throughputMs / 1000} s per path, after ${Math.max(warmup, inflight * 4)} warm-up calls)`);
-  console.log(`${'path'.padEnd(52)}${pad('calls', 8)}${pad('s', 8)}${pad('calls/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main ELU', 10)}`);
+  console.log(
+    `\nthroughput, ${inflight} calls in flight (${throughputCalls} calls or ${throughputMs / 1000} s per path, after ${Math.max(warmup, inflight * 4)} warm-up calls)`,
+  );
+  console.log(
+    `${'path'.padEnd(52)}${pad('calls', 8)}${pad('s', 8)}${pad('calls/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main ELU', 10)}`,
+  );
   for (const target of order) {
     // Main-thread event-loop utilisation over the run (warm-up included): near 100 % means the
     // process under test (gateway + connectors + database server) is the bottleneck.
     const mainBefore = listenerWarnings;
     const elu0 = performance.eventLoopUtilization();
-    const r = await run<ThroughputResult>({ op: 'throughput', target, inflight, count: throughputCalls, maxMs: throughputMs, warmup: Math.max(warmup, inflight * 4) });
+    const r = await run<ThroughputResult>({
+      op: 'throughput',
+      target,
+      inflight,
+      count: throughputCalls,
+      maxMs: throughputMs,
+      warmup: Math.max(warmup, inflight * 4),
+    });
     const elu = performance.eventLoopUtilization(elu0).utilization;
     thr.set(target, r);
     const l = r.latencies;
@@ -373,16 +452,27 @@ async function main(): Promise<void> {
     const g = thr.get(`gateway-${server}`);
     const s = thr.get(`sdk-${server}`);
     if (!g || !s) continue;
-    console.log(`our path / SDK direct, ${server}: ${((g.calls / g.seconds / (s.calls / s.seconds)) * 100).toFixed(0)} % of the direct calls/s`);
+    console.log(
+      `our path / SDK direct, ${server}: ${((g.calls / g.seconds / (s.calls / s.seconds)) * 100).toFixed(0)} % of the direct calls/s`,
+    );
   }
   if (storeEvents) {
     await flushEvents();
-    console.log(`\n# connector events reported during the run: ${events}; appended to the event store: ${stored}, failed appends: ${storeFailures}`);
+    console.log(
+      `\n# connector events reported during the run: ${events}; appended to the event store: ${stored}, failed appends: ${storeFailures}`,
+    );
   } else {
     console.log(`\n# connector events reported during the run: ${events}`);
   }
-  console.log(`# main ELU: event-loop utilisation of the main thread (gateway, connectors, database server) during the run`);
-  console.log(`# load average at end (1/5/15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
+  console.log(
+    `# main ELU: event-loop utilisation of the main thread (gateway, connectors, database server) during the run`,
+  );
+  console.log(
+    `# load average at end (1/5/15 min): ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / ')}`,
+  );
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -28,7 +28,10 @@ function childrenCpuMs(): number {
 
 type Mode = { kind: 'idle' } | { kind: 'eld'; resolutionMs: number } | { kind: 'sampler'; options: SamplerOptions };
 
-async function measure(intervalMs: number, mode: Mode): Promise<{ selfPct: number; childPct: number; rounds: number; samples: number }> {
+async function measure(
+  intervalMs: number,
+  mode: Mode,
+): Promise<{ selfPct: number; childPct: number; rounds: number; samples: number }> {
   const sampler = mode.kind === 'sampler' ? new Sampler(mode.options) : undefined;
   const eld = mode.kind === 'eld' ? monitorEventLoopDelay({ resolution: mode.resolutionMs }) : undefined;
   eld?.enable();
@@ -67,7 +70,9 @@ const idle = await measure(5000, { kind: 'idle' });
 console.log(`idle baseline (a 5 s timer, no sampling): self ${fmt(idle.selfPct)} % of one core`);
 for (const resolutionMs of [20, 50]) {
   const e = await measure(5000, { kind: 'eld', resolutionMs });
-  console.log(`event-loop delay histogram alone, resolution ${resolutionMs} ms: ${fmt(e.selfPct - idle.selfPct)} % of one core (over idle)`);
+  console.log(
+    `event-loop delay histogram alone, resolution ${resolutionMs} ms: ${fmt(e.selfPct - idle.selfPct)} % of one core (over idle)`,
+  );
 }
 const runs: [string, number, SamplerOptions][] = [
   ['defaults, 5 s interval (network 5 s, disk 60 s, ELD 20 ms)', 5000, {}],

@@ -31,8 +31,12 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const clients = Number(process.env.BENCH_CLIENTS ?? 32);
 const warmupMs = Number(process.env.BENCH_WARMUP_MS ?? 3_000);
 
-const q = (xs: number[], p: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : NaN);
-const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+const q = (xs: number[], p: number) =>
+  xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : NaN;
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 
 async function main(): Promise<void> {
   const t0 = Date.now();
@@ -48,10 +52,18 @@ async function main(): Promise<void> {
     MCP_AUTH_TOKEN: randomBytes(24).toString('hex'),
     AI_AGENT_AUTH_TOKEN: randomBytes(24).toString('hex'),
   });
-  const joined = { ...common, DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`, NATS_URL: `nats://127.0.0.1:${natsPort}` };
+  const joined = {
+    ...common,
+    DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`,
+    NATS_URL: `nats://127.0.0.1:${natsPort}`,
+  };
   const gatewayPort = await freePort();
   const bases = [`http://127.0.0.1:${gatewayPort}`];
-  const owner = new Proc('R (relay monitor read-models)', ['relay', 'monitor', 'read-models'], { ...common, EMBEDDED_PG_PORT: String(pgPort), EMBEDDED_NATS_PORT: String(natsPort) });
+  const owner = new Proc('R (relay monitor read-models)', ['relay', 'monitor', 'read-models'], {
+    ...common,
+    EMBEDDED_PG_PORT: String(pgPort),
+    EMBEDDED_NATS_PORT: String(natsPort),
+  });
   const base: Record<Role | 'mcp-servers' | 'agents', Proc> = {
     gateway: new Proc('gateway#1', ['gateway'], { ...joined, GATEWAY_PORT: String(gatewayPort) }),
     'mcp-servers': new Proc('mcp-servers', ['mcp-servers'], joined),
@@ -74,7 +86,12 @@ async function main(): Promise<void> {
     await Promise.all(Object.values(base).map((p) => p.waitUp(150_000)));
     await waitReady(bases[0]!, base.gateway);
     const post = async (b: string, url: string, body: unknown): Promise<{ status: number; body: any }> => {
-      const res = await fetch(`${b}${url}`, { method: 'POST', headers: auth, body: JSON.stringify(body), signal: AbortSignal.timeout(60_000) });
+      const res = await fetch(`${b}${url}`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(60_000),
+      });
       return { status: res.status, body: await res.json().catch(() => undefined) };
     };
     await waitMcpServerUp(bases[0]!, auth, 'analytics');
@@ -85,13 +102,26 @@ async function main(): Promise<void> {
       name: 'scaling',
       input: { type: 'object', properties: { n: { type: 'string' } }, required: ['n'] },
       steps: [
-        { id: 'metric', uses: 'mcp:analytics/record_metric', with: { name: 'scaling_units', value: 1 }, timeout_ms: 10_000 },
-        { id: 'answer', uses: 'agent:support_response', needs: ['metric'], with: { query: 'where is my order ${{ input.n }}' }, timeout_ms: 10_000 },
+        {
+          id: 'metric',
+          uses: 'mcp:analytics/record_metric',
+          with: { name: 'scaling_units', value: 1 },
+          timeout_ms: 10_000,
+        },
+        {
+          id: 'answer',
+          uses: 'agent:support_response',
+          needs: ['metric'],
+          with: { query: 'where is my order ${{ input.n }}' },
+          timeout_ms: 10_000,
+        },
       ],
       outputs: { n: '${{ input.n }}' },
     });
     if (reg.status !== 201) throw new Error(`register: ${reg.status} ${JSON.stringify(reg.body)}`);
-    console.log(`# system up in ${Date.now() - t0} ms: ${all.length} processes; ${clients} clients, ${seconds} s a level after ${warmupMs} ms warm-up`);
+    console.log(
+      `# system up in ${Date.now() - t0} ms: ${all.length} processes; ${clients} clients, ${seconds} s a level after ${warmupMs} ms warm-up`,
+    );
 
     let n = 0;
     /** One unit of the role's work against gateway `b`; true when it ended as it should. */
@@ -102,10 +132,18 @@ async function main(): Promise<void> {
         return r.status === 200 && r.body?.status === 'completed';
       }
       if (role === 'dispatcher') {
-        const r = await post(b, '/api/v1/integration/agents/delegate?wait=true&wait_ms=30000', { task_type: 'support_response', context: { query: `order ${k}` }, priority: 'normal' });
+        const r = await post(b, '/api/v1/integration/agents/delegate?wait=true&wait_ms=30000', {
+          task_type: 'support_response',
+          context: { query: `order ${k}` },
+          priority: 'normal',
+        });
         return r.status === 200 && r.body?.status === 'completed';
       }
-      const r = await post(b, '/api/v1/integration/mcp/call', { server: 'analytics', tool: 'record_metric', arguments: { name: 'scaling_calls', value: 1 } });
+      const r = await post(b, '/api/v1/integration/mcp/call', {
+        server: 'analytics',
+        tool: 'record_metric',
+        arguments: { name: 'scaling_calls', value: 1 },
+      });
       return r.status === 200 && r.body?.isError !== true;
     };
     /** Closed loop: `clients` clients, each sends its next unit when its last one answered. */
@@ -152,7 +190,8 @@ async function main(): Promise<void> {
           if (role === 'gateway') bases.pop();
         }
         await Promise.all(extra.map((p) => p.waitUp(150_000)));
-        if (role === 'gateway') for (const [i, b] of bases.entries()) await waitReady(b, i === 0 ? base.gateway : extra[i - 1]!);
+        if (role === 'gateway')
+          for (const [i, b] of bases.entries()) await waitReady(b, i === 0 ? base.gateway : extra[i - 1]!);
         // Partitions and leases settle (engines and dispatchers rebalance when one joins or leaves).
         await sleep(role === 'workflows' || role === 'dispatcher' ? 6_000 : 1_000);
         const targets = role === 'gateway' ? [...bases] : [bases[0]!];
@@ -165,7 +204,9 @@ async function main(): Promise<void> {
       for (const p of extra) await p.stop();
       if (role === 'gateway') bases.splice(1);
     }
-    console.log('\n| role scaled | processes of it | units/s | latency p50 / p99 | not completed | load average |\n|---|---|---|---|---|---|');
+    console.log(
+      '\n| role scaled | processes of it | units/s | latency p50 / p99 | not completed | load average |\n|---|---|---|---|---|---|',
+    );
     for (const row of rows) console.log(row);
   } finally {
     await stopAll();

@@ -126,7 +126,9 @@ try {
       }
       out({
         step: true,
-        fromCommit: commitTimestamps ? { p50: quantile(fromCommit, 0.5), p99: quantile(fromCommit, 0.99), n: fromCommit.length } : null,
+        fromCommit: commitTimestamps
+          ? { p50: quantile(fromCommit, 0.5), p99: quantile(fromCommit, 0.99), n: fromCommit.length }
+          : null,
         fromReturn: { p50: quantile(fromReturn, 0.5), p99: quantile(fromReturn, 0.99), n: fromReturn.length },
       });
     }

@@ -62,7 +62,12 @@ try {
   let natsUrl = process.env.NATS_URL;
   if (!serverUrl || !natsUrl) mkdirSync(tmp, { recursive: true });
   if (!serverUrl) {
-    const pgh = await startEmbeddedPostgres({ dataDir: path.join(tmp, 'pg'), port: await freePort(), logger, settings: { track_commit_timestamp: 'on' } });
+    const pgh = await startEmbeddedPostgres({
+      dataDir: path.join(tmp, 'pg'),
+      port: await freePort(),
+      logger,
+      settings: { track_commit_timestamp: 'on' },
+    });
     stops.push(() => pgh.stop());
     serverUrl = pgh.url;
   }
@@ -116,7 +121,13 @@ try {
         handler: (b: { idempotency_key: string }) => {
           note(b.idempotency_key);
           setImmediate(() => done(b.idempotency_key));
-          return { task_id: b.idempotency_key, agent: 'noop', instance: 'bench', status: 'completed', result: { ok: true } };
+          return {
+            task_id: b.idempotency_key,
+            agent: 'noop',
+            instance: 'bench',
+            status: 'completed',
+            result: { ok: true },
+          };
         },
       },
     },
@@ -127,14 +138,26 @@ try {
   // BENCH_READ_MODEL=engine: in the engine's loop (a launcher without that role); =process: in a
   // child process (see read-model.ts); =0: none.
   const readModelMode = process.env.BENCH_READ_MODEL ?? 'thread';
-  const engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 16, readModel: readModelMode !== '0' && readModelMode !== 'process' && readModelMode !== 'thread', subjects: { mcpPrefix: prefix, tasks: tasksSubject } });
+  const engine = await startWorkflowEngine({
+    store,
+    pool,
+    nats: nc,
+    logger,
+    databaseUrl: url,
+    partitions: 16,
+    readModel: readModelMode !== '0' && readModelMode !== 'process' && readModelMode !== 'thread',
+    subjects: { mcpPrefix: prefix, tasks: tasksSubject },
+  });
   stops.unshift(() => engine.stop());
   if (readModelMode === 'thread') {
     const thread = await startReadModelThread({ databaseUrl: url, logLevel: 'warn' }, logger);
     stops.unshift(() => thread.stop());
   }
   if (readModelMode === 'process') {
-    const child = spawn(process.execPath, [fileURLToPath(new URL('./read-model.js', import.meta.url))], { env: { ...process.env, DATABASE_URL: url }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./read-model.js', import.meta.url))], {
+      env: { ...process.env, DATABASE_URL: url },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise<void>((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`read-model process exited with ${code}`)));
       child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
@@ -161,7 +184,10 @@ try {
 
   // 3. Completion notices from $all.
   const waiting = new Map<string, () => void>();
-  const sub = store.subscribeToAll({ from: await store.headPosition(), types: ['WorkflowCompleted', 'WorkflowFailed'] });
+  const sub = store.subscribeToAll({
+    from: await store.headPosition(),
+    types: ['WorkflowCompleted', 'WorkflowFailed'],
+  });
   void (async () => {
     for await (const e of sub) waiting.get(e.streamId.slice('workflow_execution-'.length))?.();
   })();
@@ -214,7 +240,8 @@ try {
       return ticks;
     };
     // Backends that ended in between are missed (an undercount); new ones count from zero.
-    const pgDelta = (a: Map<number, number>, b: Map<number, number>) => [...b].reduce((sum, [pid, t]) => sum + t - (a.get(pid) ?? 0), 0) / 100;
+    const pgDelta = (a: Map<number, number>, b: Map<number, number>) =>
+      [...b].reduce((sum, [pid, t]) => sum + t - (a.get(pid) ?? 0), 0) / 100;
     const before = await dbStats();
     const appends0 = appends;
     const cpu0 = process.cpuUsage();
@@ -334,7 +361,9 @@ try {
 
   // 4. The peer, DBOS Transact, on the same server in a database of its own (BENCH_DBOS=0 skips it).
   if (process.env.BENCH_DBOS !== '0') {
-    const lines = await runDbosPeer(serverUrl, levels, seconds).catch((e: Error) => [`dbos peer: could not run: ${e.message}`]);
+    const lines = await runDbosPeer(serverUrl, levels, seconds).catch((e: Error) => [
+      `dbos peer: could not run: ${e.message}`,
+    ]);
     for (const l of lines) console.log(l);
     results.push(...lines);
   }
@@ -362,7 +391,10 @@ async function runDbosPeer(serverUrl: string, levels: number[], seconds: number)
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Record<string, any>);
-  if (!figures.some((f) => f.done)) throw new Error(`exit code ${code}: ${stderr.trim().split('\n').slice(-5).join(' | ') || stdout.trim().slice(-500)}`);
+  if (!figures.some((f) => f.done))
+    throw new Error(
+      `exit code ${code}: ${stderr.trim().split('\n').slice(-5).join(' | ') || stdout.trim().slice(-500)}`,
+    );
   const lines: string[] = [];
   for (const f of figures) {
     if (f.level !== undefined) {
@@ -382,7 +414,10 @@ async function runDbosPeer(serverUrl: string, levels: number[], seconds: number)
 }
 
 /** p50 of 300 NATS request-reply round trips (a bare responder) and of 300 one-row autocommit inserts. */
-async function measureFloor(nc: Awaited<ReturnType<typeof connect>>, pool: pg.Pool): Promise<{ nats: number; commit: number }> {
+async function measureFloor(
+  nc: Awaited<ReturnType<typeof connect>>,
+  pool: pg.Pool,
+): Promise<{ nats: number; commit: number }> {
   const subject = `bench.wf.floor.${randomUUID().slice(0, 8)}`;
   const sub = nc.subscribe(subject, { callback: (_err, m) => void m.respond(m.data) });
   const client = await pool.connect();

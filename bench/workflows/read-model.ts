@@ -12,7 +12,12 @@ if (!url) throw new Error('DATABASE_URL is required');
 const logger = createLogger('bench-read-model', process.env.LOG_LEVEL ?? 'warn');
 const store = new PostgresEventStore({ connectionString: url, maxConnections: 2, logger });
 await store.init();
-const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: [workflowExecutionsProjection], logger });
+const runner = new ProjectionRunner({
+  store,
+  db: { connectionString: url },
+  projections: [workflowExecutionsProjection],
+  logger,
+});
 await runner.start();
 process.stdout.write('ready\n');
 process.once('SIGTERM', () => {

@@ -19,7 +19,13 @@ function deciderSources(): string[] {
       if (e === 'node_modules' || e === 'dist' || e.startsWith('.')) continue;
       const p = path.join(dir, e);
       if (statSync(p).isDirectory()) walk(p, inDomain || e === 'domain');
-      else if (e.endsWith('.ts') && !e.endsWith('.d.ts') && !/\.(unit|int|e2e)\.spec\.ts$/.test(e) && (inDomain || e.endsWith('.decider.ts'))) out.push(p);
+      else if (
+        e.endsWith('.ts') &&
+        !e.endsWith('.d.ts') &&
+        !/\.(unit|int|e2e)\.spec\.ts$/.test(e) &&
+        (inDomain || e.endsWith('.decider.ts'))
+      )
+        out.push(p);
     }
   };
   walk(path.join(root, 'libs', 'domain', 'src'), true);
@@ -38,22 +44,32 @@ const IMPURE: ReadonlyArray<readonly [RegExp, string]> = [
   [/\bMath\.random\(|randomUUID\(|\bnewId\(/, 'makes a random value (pass ids in the command)'],
   [/\bprocess\.(env|argv|hrtime|cwd)\b|\bperformance\.now\(/, 'reads the process environment'],
   [/\b(setTimeout|setInterval|setImmediate|fetch)\(/, 'schedules work or does I/O'],
-  [/from\s+'(node:[^']+|fs|http|https|net|child_process|pg|pg-[^']+|nats|@nats-io\/[^']+|@eventstore\/[^']+|pino)'/, 'imports an I/O module'],
+  [
+    /from\s+'(node:[^']+|fs|http|https|net|child_process|pg|pg-[^']+|nats|@nats-io\/[^']+|@eventstore\/[^']+|pino)'/,
+    'imports an I/O module',
+  ],
 ];
 
 describe('deciders are pure', () => {
   it('no decider reads the clock, randomness or the environment, or imports an I/O module', () => {
     const files = deciderSources();
     assert.ok(files.length > 20, `found the deciders (${files.length} files under ${root})`);
-    assert.ok(files.some((f) => f.endsWith(path.join('security', 'api-key.decider.ts'))), 'the API key decider is among them');
-    assert.ok(files.some((f) => f.includes(path.join('monitor', 'src', 'domain'))), "the monitor's health and alert deciders are among them");
+    assert.ok(
+      files.some((f) => f.endsWith(path.join('security', 'api-key.decider.ts'))),
+      'the API key decider is among them',
+    );
+    assert.ok(
+      files.some((f) => f.includes(path.join('monitor', 'src', 'domain'))),
+      "the monitor's health and alert deciders are among them",
+    );
     const offenders: string[] = [];
     for (const file of files) {
       const lines = readFileSync(file, 'utf8').split('\n');
       lines.forEach((line, i) => {
         // A comment may name what the code must not do.
         if (/^\s*(\/\/|\*|\/\*)/.test(line)) return;
-        for (const [pattern, why] of IMPURE) if (pattern.test(line)) offenders.push(`${path.relative(root, file)}:${i + 1} ${why}: ${line.trim()}`);
+        for (const [pattern, why] of IMPURE)
+          if (pattern.test(line)) offenders.push(`${path.relative(root, file)}:${i + 1} ${why}: ${line.trim()}`);
       });
     }
     assert.deepEqual(offenders, [], `impure deciders:\n${offenders.join('\n')}`);
@@ -65,11 +81,17 @@ describe('deciders are pure', () => {
       readFileSync(file, 'utf8')
         .split('\n')
         .forEach((line, i) => {
-          if (/from\s+'@switchyard\//.test(line)) offenders.push(`${path.relative(root, file)}:${i + 1}: ${line.trim()}`);
+          if (/from\s+'@switchyard\//.test(line))
+            offenders.push(`${path.relative(root, file)}:${i + 1}: ${line.trim()}`);
         });
     }
     assert.deepEqual(offenders, []);
-    const pkg = JSON.parse(readFileSync(path.join(root, 'libs', 'domain', 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
-    assert.deepEqual(Object.keys(pkg.dependencies ?? {}).filter((d) => d.startsWith('@switchyard/')), []);
+    const pkg = JSON.parse(readFileSync(path.join(root, 'libs', 'domain', 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
+    assert.deepEqual(
+      Object.keys(pkg.dependencies ?? {}).filter((d) => d.startsWith('@switchyard/')),
+      [],
+    );
   });
 });

@@ -39,20 +39,24 @@ function readEnvFile(file: string): Env {
 
 /** Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $$. */
 function interpolate(value: string, vars: Env): string {
-  return value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}/g, (all, name: string | undefined, colon: string, op: string, arg: string) => {
-    if (all === '$$') return '$';
-    const v = vars[name!];
-    const unset = v === undefined || (colon === ':' && v === '');
-    if (op === '-') return unset ? arg : v;
-    if (op === '?' && unset) throw new Error(`compose needs ${name}: ${arg}`);
-    return v ?? '';
-  });
+  return value.replace(
+    /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}/g,
+    (all, name: string | undefined, colon: string, op: string, arg: string) => {
+      if (all === '$$') return '$';
+      const v = vars[name!];
+      const unset = v === undefined || (colon === ':' && v === '');
+      if (op === '-') return unset ? arg : v;
+      if (op === '?' && unset) throw new Error(`compose needs ${name}: ${arg}`);
+      return v ?? '';
+    },
+  );
 }
 
 function deepInterpolate<T>(x: T, vars: Env): T {
   if (typeof x === 'string') return interpolate(x, vars) as T;
   if (Array.isArray(x)) return x.map((v) => deepInterpolate(v, vars)) as T;
-  if (x && typeof x === 'object') return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, deepInterpolate(v, vars)])) as T;
+  if (x && typeof x === 'object')
+    return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, deepInterpolate(v, vars)])) as T;
   return x;
 }
 
@@ -72,7 +76,9 @@ function published(s: Service): Map<number, { ip?: string; container: number }> 
   return out;
 }
 
-const rawCompose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, Service> };
+const rawCompose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+  services: Record<string, Service>;
+};
 const vars = readEnvFile(path.join(root, '.env.example'));
 const compose = deepInterpolate(rawCompose, vars);
 const services = compose.services;
@@ -98,7 +104,8 @@ for (const [name, s] of appServices) {
     const selection = parseRoleSelection(Array.isArray(s.command) ? s.command : [], env);
     plans.push({ service: name, env, listeners: plannedListeners(selection, env) });
   } catch (err) {
-    if (githubPending && err instanceof RoleSelectionError && /unknown MCP server "github"/.test(err.message)) pending.push(name);
+    if (githubPending && err instanceof RoleSelectionError && /unknown MCP server "github"/.test(err.message))
+      pending.push(name);
     else throw new Error(`service ${name}: ${(err as Error).message}`, { cause: err });
   }
 }
@@ -107,40 +114,68 @@ describe('docker-compose.yml', () => {
   it('interpolates with .env.example alone (every required variable is documented there)', () => {
     assert.ok(appServices.length >= 4, 'the gateway, orchestrator, connectors and monitor at least');
     for (const required of ['MCP_AUTH_TOKEN', 'AI_AGENT_AUTH_TOKEN', 'POSTGRES_PASSWORD']) {
-      assert.throws(() => deepInterpolate(rawCompose, { ...vars, [required]: '' }), new RegExp(`compose needs ${required}`), `${required} is required`);
+      assert.throws(
+        () => deepInterpolate(rawCompose, { ...vars, [required]: '' }),
+        new RegExp(`compose needs ${required}`),
+        `${required} is required`,
+      );
     }
   });
 
   it('runs every listener of the system in exactly one service, published on its own port, bound to all addresses', (t) => {
-    if (pending.length) t.diagnostic(`not checked until the GitHub MCP server is in the launcher's servers: ${pending.join(', ')}`);
+    if (pending.length)
+      t.diagnostic(`not checked until the GitHub MCP server is in the launcher's servers: ${pending.join(', ')}`);
     const whole = plannedListeners(parseRoleSelection([]), {});
     const key = (l: Listener) => `${l.role}/${l.name}`;
     const owners = new Map<string, string[]>();
     for (const p of plans) for (const l of p.listeners) owners.set(key(l), [...(owners.get(key(l)) ?? []), p.service]);
     for (const l of whole) {
-      assert.deepEqual(owners.get(key(l))?.length, 1, `${key(l)} (port ${l.port}) is run by exactly one service, not ${JSON.stringify(owners.get(key(l)) ?? [])}`);
+      assert.deepEqual(
+        owners.get(key(l))?.length,
+        1,
+        `${key(l)} (port ${l.port}) is run by exactly one service, not ${JSON.stringify(owners.get(key(l)) ?? [])}`,
+      );
     }
     for (const p of plans) {
       const ports = published(services[p.service]!);
       for (const l of p.listeners) {
         const wholeL = whole.find((w) => key(w) === key(l));
-        assert.equal(l.port, wholeL?.port, `${p.service}: ${key(l)} keeps its seed port ${wholeL?.port} (${l.portVariable} moves it)`);
+        assert.equal(
+          l.port,
+          wholeL?.port,
+          `${p.service}: ${key(l)} keeps its seed port ${wholeL?.port} (${l.portVariable} moves it)`,
+        );
         assert.equal(ports.get(l.port)?.container, l.port, `${p.service} publishes ${l.port}:${l.port} for ${key(l)}`);
-        assert.equal(p.env[l.hostVariable], '0.0.0.0', `${p.service}: ${l.hostVariable}=0.0.0.0, or ${key(l)} is unreachable from outside its container`);
+        assert.equal(
+          p.env[l.hostVariable],
+          '0.0.0.0',
+          `${p.service}: ${l.hostVariable}=0.0.0.0, or ${key(l)} is unreachable from outside its container`,
+        );
         if (l.role !== 'gateway') {
           const allowed = (p.env.ALLOWED_HOSTS ?? '').split(',').map((h) => h.trim());
-          assert.ok(allowed.includes(p.service), `${p.service}: ALLOWED_HOSTS names ${p.service}, the Host other containers call it by`);
+          assert.ok(
+            allowed.includes(p.service),
+            `${p.service}: ALLOWED_HOSTS names ${p.service}, the Host other containers call it by`,
+          );
         }
       }
       for (const port of ports.keys()) {
-        assert.ok(p.listeners.some((l) => l.port === port), `${p.service} publishes ${port}, which none of its roles listens on`);
+        assert.ok(
+          p.listeners.some((l) => l.port === port),
+          `${p.service} publishes ${port}, which none of its roles listens on`,
+        );
       }
     }
   });
 
   it('covers the seed ports: gateway 10000, MCP servers 5001-5007, agents 6001-6006', () => {
-    const all = new Set(plans.flatMap((p) => [...published(services[p.service]!).keys()]).concat(pending.flatMap((s) => [...published(services[s]!).keys()])));
-    for (const port of [10000, 5001, 5002, 5003, 5004, 5005, 5006, 5007, 6001, 6002, 6003, 6004, 6005, 6006]) assert.ok(all.has(port), `${port} is published`);
+    const all = new Set(
+      plans
+        .flatMap((p) => [...published(services[p.service]!).keys()])
+        .concat(pending.flatMap((s) => [...published(services[s]!).keys()])),
+    );
+    for (const port of [10000, 5001, 5002, 5003, 5004, 5005, 5006, 5007, 6001, 6002, 6003, 6004, 6005, 6006])
+      assert.ok(all.has(port), `${port} is published`);
     // The planned ports are the seed's: the launcher's defaults did not drift either.
     const whole = plannedListeners(parseRoleSelection([]), {});
     for (const l of whole) assert.ok(all.has(l.port), `${l.name} on ${l.port}`);
@@ -148,7 +183,8 @@ describe('docker-compose.yml', () => {
 
   it('agrees with the ports table of docs/spec-ports-health.md (port, listener variable)', (t) => {
     const file = path.join(root, 'docs', 'spec-ports-health.md');
-    if (!existsSync(file)) return t.skip('docs/spec-ports-health.md is not in this tree (it comes with the GitHub server change)');
+    if (!existsSync(file))
+      return t.skip('docs/spec-ports-health.md is not in this tree (it comes with the GitHub server change)');
     const rows = readFileSync(file, 'utf8')
       .split('\n')
       .map((line) => /^\|\s*(\d{4,5})\s*\|.*\|\s*`([A-Z_]+)`\s*\|\s*$/.exec(line))
@@ -158,7 +194,11 @@ describe('docker-compose.yml', () => {
     for (const row of rows) {
       const owner = plans.find((p) => p.listeners.some((l) => l.port === row.port && l.portVariable === row.variable));
       assert.ok(owner, `port ${row.port} (${row.variable}) is run by a compose service`);
-      assert.equal(published(services[owner.service]!).get(row.port)?.container, row.port, `${owner.service} publishes ${row.port}`);
+      assert.equal(
+        published(services[owner.service]!).get(row.port)?.container,
+        row.port,
+        `${owner.service} publishes ${row.port}`,
+      );
     }
   });
 
@@ -166,7 +206,7 @@ describe('docker-compose.yml', () => {
     const connectors = plans.find((p) => p.env.SWITCHYARD_ROLES?.split(',').includes('connectors'));
     assert.ok(connectors, 'a service runs the connectors');
     const urls = Object.entries(connectors.env).filter(([k]) => /^MCP_[A-Z_]+_URL$/.test(k));
-    assert.ok(urls.length >= 6, 'the project\'s HTTP MCP servers each have a URL');
+    assert.ok(urls.length >= 6, "the project's HTTP MCP servers each have a URL");
     for (const [k, v] of urls) {
       const u = new URL(v);
       const server = k.slice('MCP_'.length, -'_URL'.length).toLowerCase();
@@ -188,7 +228,11 @@ describe('docker-compose.yml', () => {
     for (const [name, s] of appServices) {
       const raw = envOf(rawCompose.services[name]!);
       assert.match(raw.MCP_AUTH_TOKEN ?? '', /^\$\{MCP_AUTH_TOKEN:\?/, `${name}: MCP_AUTH_TOKEN from .env, required`);
-      assert.match(raw.AI_AGENT_AUTH_TOKEN ?? '', /^\$\{AI_AGENT_AUTH_TOKEN:\?/, `${name}: AI_AGENT_AUTH_TOKEN from .env, required`);
+      assert.match(
+        raw.AI_AGENT_AUTH_TOKEN ?? '',
+        /^\$\{AI_AGENT_AUTH_TOKEN:\?/,
+        `${name}: AI_AGENT_AUTH_TOKEN from .env, required`,
+      );
       assert.equal(envOf(s).NATS_URL, 'nats://nats:4222');
       assert.match(envOf(s).DATABASE_URL ?? '', /@postgres:5432\//);
     }
@@ -200,7 +244,8 @@ describe('docker-compose.yml', () => {
     assert.ok((Array.isArray(natsCommand) ? natsCommand : words(natsCommand)).includes('-js'), 'JetStream on');
     assert.match(services.postgres?.image ?? '', /^postgres:/);
     assert.deepEqual(services.eventstoredb?.profiles, ['eventstore']);
-    for (const [name, s] of Object.entries(services)) if (name !== 'eventstoredb') assert.equal(s.profiles, undefined, `${name} runs without a profile`);
+    for (const [name, s] of Object.entries(services))
+      if (name !== 'eventstoredb') assert.equal(s.profiles, undefined, `${name} runs without a profile`);
   });
 });
 
@@ -212,7 +257,11 @@ describe('Dockerfile', () => {
     assert.ok(user && !['root', '0'].includes(user.args.split(':')[0]!), 'the runtime stage ends as a non-root USER');
     for (const s of stages) {
       for (const i of s.instructions.filter((x) => x.keyword === 'ENV' || x.keyword === 'ARG')) {
-        assert.doesNotMatch(i.args, /TOKEN|PASSWORD|SECRET|ADMIN_KEY|API_KEY/i, `line ${i.line}: no secret in ${i.keyword}`);
+        assert.doesNotMatch(
+          i.args,
+          /TOKEN|PASSWORD|SECRET|ADMIN_KEY|API_KEY/i,
+          `line ${i.line}: no secret in ${i.keyword}`,
+        );
       }
     }
   });
@@ -230,9 +279,14 @@ describe('docs/deployment.md', () => {
       const row = rows.get(name);
       assert.ok(row !== undefined, `docs/deployment.md has a row for \`${name}\``);
       const cells = row.split('|').map((c) => c.trim());
-      const docPorts = (cells[1] ?? '').match(/\d{4,5}/g)?.map(Number).sort() ?? [];
+      const docPorts =
+        (cells[1] ?? '')
+          .match(/\d{4,5}/g)
+          ?.map(Number)
+          .sort() ?? [];
       assert.deepEqual(docPorts, [...published(s).keys()].sort(), `docs/deployment.md: ports of ${name}`);
     }
-    for (const name of rows.keys()) assert.ok(services[name], `docs/deployment.md names \`${name}\`, which compose does not have`);
+    for (const name of rows.keys())
+      assert.ok(services[name], `docs/deployment.md names \`${name}\`, which compose does not have`);
   });
 });

@@ -65,7 +65,8 @@ export function dockerIgnore(contextDir: string): (rel: string) => boolean {
         .map((l) => l.trim())
         .filter((l) => l && !l.startsWith('#'))
     : [];
-  if (patterns.some((p) => p.startsWith('!'))) throw new Error('.dockerignore exceptions (!) are not understood by this reader');
+  if (patterns.some((p) => p.startsWith('!')))
+    throw new Error('.dockerignore exceptions (!) are not understood by this reader');
   const regexes = patterns.map((p) => {
     const clean = p.replace(/^\/+/, '').replace(/\/+$/, '');
     let re = '';
@@ -90,7 +91,8 @@ export function dockerIgnore(contextDir: string): (rel: string) => boolean {
  */
 export function applyCopy(args: string, contextDir: string, workdir: string, ignored: (rel: string) => boolean): void {
   const parts = words(args);
-  if (parts.some((p) => p.startsWith('--'))) throw new Error(`COPY ${args}: flags are not supported in the build stage by this reader`);
+  if (parts.some((p) => p.startsWith('--')))
+    throw new Error(`COPY ${args}: flags are not supported in the build stage by this reader`);
   const dest = parts.pop()!;
   if (parts.length === 0) throw new Error(`COPY ${args}: no source`);
   const target = path.resolve(workdir, dest);

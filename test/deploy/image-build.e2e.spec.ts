@@ -17,7 +17,11 @@ import path from 'node:path';
 import { applyCopy, dockerIgnore, readDockerfile, root } from './dockerfile.js';
 
 /** Run a shell command in `cwd`; resolve with its exit code and the tail of its output. */
-function sh(command: string, cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string; ms: number }> {
+function sh(
+  command: string,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; output: string; ms: number }> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn('sh', ['-c', command], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -41,57 +45,69 @@ function buildEnv(): NodeJS.ProcessEnv {
 }
 
 describe('the Docker image build, replayed without Docker', () => {
-  it('copies what the build stage copies, runs its steps, and the pruned tree loads the launcher', { timeout: 30 * 60_000 }, async () => {
-    const stages = readDockerfile();
-    const build = stages.find((s) => s.name === 'build');
-    assert.ok(build, 'the Dockerfile has a stage named `build`');
-    const runtime = stages.at(-1)!;
-    assert.ok(
-      runtime.instructions.some((i) => i.keyword === 'COPY' && i.args.startsWith('--from=build ')),
-      'the runtime stage copies the build stage',
-    );
-
-    const dir = mkdtempSync(path.join(tmpdir(), 'switchyard-image-'));
-    try {
-      const ignored = dockerIgnore(root);
-      const env = buildEnv();
-      let workdir: string | undefined;
-      for (const ins of build.instructions) {
-        switch (ins.keyword) {
-          case 'WORKDIR':
-            // The image's WORKDIR stands for the temporary directory; a second one would move below it.
-            assert.equal(workdir, undefined, `line ${ins.line}: one WORKDIR in the build stage`);
-            workdir = dir;
-            break;
-          case 'COPY':
-            assert.ok(workdir, `line ${ins.line}: COPY before WORKDIR`);
-            applyCopy(ins.args, root, workdir, ignored);
-            break;
-          case 'RUN': {
-            assert.ok(workdir, `line ${ins.line}: RUN before WORKDIR`);
-            const r = await sh(ins.args, workdir, env);
-            console.log(`# RUN ${ins.args}: exit ${r.code} in ${(r.ms / 1000).toFixed(1)} s`);
-            assert.equal(r.code, 0, `Dockerfile line ${ins.line}: RUN ${ins.args} failed:\n${r.output}`);
-            break;
-          }
-          default:
-            assert.fail(`Dockerfile line ${ins.line}: ${ins.keyword} in the build stage is not replayed by this test`);
-        }
-      }
-      assert.ok(existsSync(path.join(dir, 'apps', 'launcher', 'dist', 'main.js')), 'the launcher is compiled');
-      assert.ok(existsSync(path.join(dir, 'apps', 'launcher', 'dist', 'healthcheck.js')), 'the healthcheck is compiled');
-      assert.ok(existsSync(path.join(dir, 'apps', 'console', 'dist', 'index.html')), 'the console is built (the gateway serves it at /ui)');
-      assert.ok(!existsSync(path.join(dir, 'node_modules', 'typescript')), 'the dev dependencies are pruned');
-      // Every module the launcher runs, loaded from the pruned tree (no dev dependency needed at run time).
-      const load = await sh(
-        `node --input-type=module -e "await import('./apps/launcher/dist/system.js'); await import('./apps/launcher/dist/index.js'); console.log('loaded')"`,
-        dir,
-        { ...env, NODE_ENV: 'production' },
+  it(
+    'copies what the build stage copies, runs its steps, and the pruned tree loads the launcher',
+    { timeout: 30 * 60_000 },
+    async () => {
+      const stages = readDockerfile();
+      const build = stages.find((s) => s.name === 'build');
+      assert.ok(build, 'the Dockerfile has a stage named `build`');
+      const runtime = stages.at(-1)!;
+      assert.ok(
+        runtime.instructions.some((i) => i.keyword === 'COPY' && i.args.startsWith('--from=build ')),
+        'the runtime stage copies the build stage',
       );
-      assert.equal(load.code, 0, `the launcher does not load from the pruned tree:\n${load.output}`);
-      assert.match(load.output, /loaded/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+
+      const dir = mkdtempSync(path.join(tmpdir(), 'switchyard-image-'));
+      try {
+        const ignored = dockerIgnore(root);
+        const env = buildEnv();
+        let workdir: string | undefined;
+        for (const ins of build.instructions) {
+          switch (ins.keyword) {
+            case 'WORKDIR':
+              // The image's WORKDIR stands for the temporary directory; a second one would move below it.
+              assert.equal(workdir, undefined, `line ${ins.line}: one WORKDIR in the build stage`);
+              workdir = dir;
+              break;
+            case 'COPY':
+              assert.ok(workdir, `line ${ins.line}: COPY before WORKDIR`);
+              applyCopy(ins.args, root, workdir, ignored);
+              break;
+            case 'RUN': {
+              assert.ok(workdir, `line ${ins.line}: RUN before WORKDIR`);
+              const r = await sh(ins.args, workdir, env);
+              console.log(`# RUN ${ins.args}: exit ${r.code} in ${(r.ms / 1000).toFixed(1)} s`);
+              assert.equal(r.code, 0, `Dockerfile line ${ins.line}: RUN ${ins.args} failed:\n${r.output}`);
+              break;
+            }
+            default:
+              assert.fail(
+                `Dockerfile line ${ins.line}: ${ins.keyword} in the build stage is not replayed by this test`,
+              );
+          }
+        }
+        assert.ok(existsSync(path.join(dir, 'apps', 'launcher', 'dist', 'main.js')), 'the launcher is compiled');
+        assert.ok(
+          existsSync(path.join(dir, 'apps', 'launcher', 'dist', 'healthcheck.js')),
+          'the healthcheck is compiled',
+        );
+        assert.ok(
+          existsSync(path.join(dir, 'apps', 'console', 'dist', 'index.html')),
+          'the console is built (the gateway serves it at /ui)',
+        );
+        assert.ok(!existsSync(path.join(dir, 'node_modules', 'typescript')), 'the dev dependencies are pruned');
+        // Every module the launcher runs, loaded from the pruned tree (no dev dependency needed at run time).
+        const load = await sh(
+          `node --input-type=module -e "await import('./apps/launcher/dist/system.js'); await import('./apps/launcher/dist/index.js'); console.log('loaded')"`,
+          dir,
+          { ...env, NODE_ENV: 'production' },
+        );
+        assert.equal(load.code, 0, `the launcher does not load from the pruned tree:\n${load.output}`);
+        assert.match(load.output, /loaded/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

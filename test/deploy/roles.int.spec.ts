@@ -16,7 +16,11 @@ import { root } from './dockerfile.js';
 const main = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 const healthcheck = path.join(root, 'apps', 'launcher', 'dist', 'healthcheck.js');
 
-function run(file: string, args: string[], env: NodeJS.ProcessEnv): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
+function run(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const proc = spawn(process.execPath, [file, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
@@ -35,7 +39,9 @@ describe('a launcher process with one MCP server and one agent (SWITCHYARD_ROLES
     dir = mkdtempSync(path.join(tmpdir(), 'switchyard-roles-'));
     fetchPort = await freePort();
     agentPort = await freePort();
-    const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|NATS_URL|TEST_|MCP_|AGENT_)/.test(k)));
+    const base = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|NATS_URL|TEST_|MCP_|AGENT_)/.test(k)),
+    );
     env = {
       ...base,
       DATABASE_URL: await freshDatabase('roles_split'),
@@ -90,14 +96,30 @@ describe('a launcher process with one MCP server and one agent (SWITCHYARD_ROLES
     assert.equal(agentHealth.status, 200);
     assert.equal(((await agentHealth.json()) as { agent: string }).agent, 'data_analyst');
 
-    const file = JSON.parse(readFileSync(env.SWITCHYARD_HEALTH_FILE!, 'utf8')) as { roles: string[]; units: { name: string }[]; probes: string[] };
+    const file = JSON.parse(readFileSync(env.SWITCHYARD_HEALTH_FILE!, 'utf8')) as {
+      roles: string[];
+      units: { name: string }[];
+      probes: string[];
+    };
     assert.deepEqual(file.roles, ['mcp-servers', 'agents']);
     const units = file.units.map((u) => u.name);
     assert.ok(units.includes('mcp-fetch') && units.includes('agents'), `units: ${units.join(', ')}`);
-    for (const other of ['mcp-database', 'mcp-automation', 'mcp-analytics', 'mcp-filesystem-bridge', 'mcp-database-writer', 'connectors', 'gateway', 'relay']) {
+    for (const other of [
+      'mcp-database',
+      'mcp-automation',
+      'mcp-analytics',
+      'mcp-filesystem-bridge',
+      'mcp-database-writer',
+      'connectors',
+      'gateway',
+      'relay',
+    ]) {
       assert.ok(!units.includes(other), `${other} does not run here (units: ${units.join(', ')})`);
     }
-    assert.deepEqual(file.probes.sort(), [`http://127.0.0.1:${fetchPort}/health`, `http://127.0.0.1:${agentPort}/health`].sort());
+    assert.deepEqual(
+      file.probes.sort(),
+      [`http://127.0.0.1:${fetchPort}/health`, `http://127.0.0.1:${agentPort}/health`].sort(),
+    );
 
     const healthy = run(healthcheck, [], env);
     assert.equal(await healthy.exited, 0, healthy.output());

@@ -34,7 +34,15 @@ import { Proc, root, sleep, startSink, type Hit } from './launcher.js';
 
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
-const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
+const mcpKinds = [
+  'FILESYSTEM_BRIDGE',
+  'DATABASE',
+  'DATABASE_WRITER',
+  'GITHUB',
+  'FETCH',
+  'AUTOMATION',
+  'ANALYTICS',
+] as const;
 const EXECUTIONS = 200;
 const STEPS = ['first', 'second', 'third'] as const;
 
@@ -67,7 +75,8 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       SWITCHYARD_ADMIN_KEY: adminKey,
       WEBHOOK_ALLOW_LOOPBACK: 'true',
     };
-    for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES']) delete common[k];
+    for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES'])
+      delete common[k];
     for (const kind of mcpKinds) {
       const port = await freePort();
       common[`MCP_${kind}_PORT`] = String(port);
@@ -129,7 +138,11 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       with: {
         webhook: `chaos-${tag}`,
         event: `chaos.${id}`,
-        payload: { n: '${{ input.n }}', step: id, ...(prev ? { prev: `\${{ steps.${prev}.output.delivery.delivery_id }}` } : {}) },
+        payload: {
+          n: '${{ input.n }}',
+          step: id,
+          ...(prev ? { prev: `\${{ steps.${prev}.output.delivery.delivery_id }}` } : {}),
+        },
         idempotency_key: `\${{ input.n }}:${id}`,
       },
       // A killed worker answers nothing (timeout) or no one listens (unavailable): try again, same key.
@@ -163,7 +176,10 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
         await Promise.all(
           ns.slice(i, i + 5).map(async (n) => {
             for (let attempt = 0; ; attempt++) {
-              const r = await http('POST', `/api/v1/workflows/start/${definitionId}`, { n }).catch((e) => ({ status: 0, body: String(e) }));
+              const r = await http('POST', `/api/v1/workflows/start/${definitionId}`, { n }).catch((e) => ({
+                status: 0,
+                body: String(e),
+              }));
               if (r.status === 202 || r.status === 200) {
                 started.set(r.body.execution_id, n);
                 return;
@@ -214,8 +230,12 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       completed = items.filter((x) => x.status === 'completed').length;
       if (completed === EXECUTIONS) break;
       const failed = items.filter((x) => x.status === 'failed' || x.status === 'canceled');
-      if (failed.length) assert.fail(`some executions ended ${failed.map((f) => f.status).join(',')}: ${JSON.stringify(failed[0])}`);
-      if (i > 300) assert.fail(`only ${completed}/${EXECUTIONS} completed after the chaos: ${JSON.stringify(lastList).slice(0, 1000)}`);
+      if (failed.length)
+        assert.fail(`some executions ended ${failed.map((f) => f.status).join(',')}: ${JSON.stringify(failed[0])}`);
+      if (i > 300)
+        assert.fail(
+          `only ${completed}/${EXECUTIONS} completed after the chaos: ${JSON.stringify(lastList).slice(0, 1000)}`,
+        );
       await sleep(300);
     }
 
@@ -225,17 +245,29 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       const r = await http('GET', `/api/v1/events?stream=workflow_execution-${executionId}&limit=1000`);
       assert.equal(r.status, 200, JSON.stringify(r.body));
       const events = r.body.events as { type: string; revision: number | string; data: any }[];
-      assert.deepEqual(events.map((e) => Number(e.revision)), events.map((_, k) => k), `dense revisions for ${executionId}`);
+      assert.deepEqual(
+        events.map((e) => Number(e.revision)),
+        events.map((_, k) => k),
+        `dense revisions for ${executionId}`,
+      );
       for (const e of events) eventTypes.set(e.type, (eventTypes.get(e.type) ?? 0) + 1);
       const completions = events.filter((e) => e.type === 'WorkflowCompleted');
       assert.equal(completions.length, 1, `one completion for ${executionId}: ${events.map((e) => e.type)}`);
       assert.equal(events.at(-1)!.type, 'WorkflowCompleted', `nothing after the completion of ${executionId}`);
       assert.deepEqual(completions[0]!.data.outputs, { n, last: `${n}:third` });
       const succeeded = events.filter((e) => e.type === 'StepSucceeded');
-      assert.deepEqual(succeeded.map((e) => e.data.step_id ?? e.data.stepId).sort(), [...STEPS].sort(), `one success per step for ${executionId}`);
+      assert.deepEqual(
+        succeeded.map((e) => e.data.step_id ?? e.data.stepId).sort(),
+        [...STEPS].sort(),
+        `one success per step for ${executionId}`,
+      );
       for (const e of succeeded) {
         const sid = e.data.step_id ?? e.data.stepId;
-        assert.equal(e.data.output?.delivery?.delivery_id, `${n}:${sid}`, `step ${sid} of ${executionId} recorded its own delivery`);
+        assert.equal(
+          e.data.output?.delivery?.delivery_id,
+          `${n}:${sid}`,
+          `step ${sid} of ${executionId} recorded its own delivery`,
+        );
       }
     }
 
@@ -243,12 +275,20 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
     const byKey = new Map<string, Hit[]>();
     for (const h of sink.hits) byKey.set(h.key, [...(byKey.get(h.key) ?? []), h]);
     const expected = new Set([...started.values()].flatMap((n) => STEPS.map((s) => `${n}:${s}`)));
-    assert.deepEqual([...byKey.keys()].sort(), [...expected].sort(), 'every (execution, step) reached the sink under its own key, and no other key');
+    assert.deepEqual(
+      [...byKey.keys()].sort(),
+      [...expected].sort(),
+      'every (execution, step) reached the sink under its own key, and no other key',
+    );
     for (const [key, hs] of byKey) {
       const [n, s] = [key.slice(0, key.lastIndexOf(':')), key.slice(key.lastIndexOf(':') + 1)];
       for (const h of hs) {
         assert.equal(h.id, key, 'the delivery id is the idempotency key');
-        assert.deepEqual(h.payload, { n, step: s, ...(s === 'first' ? {} : { prev: `${n}:${s === 'second' ? 'first' : 'second'}` }) });
+        assert.deepEqual(h.payload, {
+          n,
+          step: s,
+          ...(s === 'first' ? {} : { prev: `${n}:${s === 'second' ? 'first' : 'second'}` }),
+        });
       }
     }
     const duplicates = sink.hits.length - byKey.size;
@@ -273,7 +313,10 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       assert.equal(rows.rowCount, expected.size, 'one delivery record per key');
       for (const r of rows.rows) {
         assert.equal(r.status, 'answered', `${r.delivery_id} is recorded as answered`);
-        assert.ok(r.sends >= byKey.get(r.delivery_id)!.length, `${r.delivery_id}: ${r.sends} sends recorded, ${byKey.get(r.delivery_id)!.length} seen at the sink`);
+        assert.ok(
+          r.sends >= byKey.get(r.delivery_id)!.length,
+          `${r.delivery_id}: ${r.sends} sends recorded, ${byKey.get(r.delivery_id)!.length} seen at the sink`,
+        );
       }
     } finally {
       await db.end();

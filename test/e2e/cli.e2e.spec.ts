@@ -27,9 +27,19 @@ describe('switchyard CLI against a running system', () => {
   let xdg = '';
 
   /** Run the CLI with the system's URL and key in the environment (the precedence is tested apart). */
-  const cli = (args: string[], o: { env?: Record<string, string>; timeoutMs?: number; onStdout?: (text: string) => void } = {}): Promise<Run> =>
+  const cli = (
+    args: string[],
+    o: { env?: Record<string, string>; timeoutMs?: number; onStdout?: (text: string) => void } = {},
+  ): Promise<Run> =>
     new Promise((resolve, reject) => {
-      const env: Record<string, string> = { ...(process.env as Record<string, string>), SWITCHYARD_URL: base, SWITCHYARD_KEY: adminKey, XDG_CONFIG_HOME: xdg, NO_COLOR: '1', ...o.env };
+      const env: Record<string, string> = {
+        ...(process.env as Record<string, string>),
+        SWITCHYARD_URL: base,
+        SWITCHYARD_KEY: adminKey,
+        XDG_CONFIG_HOME: xdg,
+        NO_COLOR: '1',
+        ...o.env,
+      };
       const child = spawn(process.execPath, [cliMain, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
@@ -40,7 +50,11 @@ describe('switchyard CLI against a running system', () => {
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new Error(`switchyard ${args.join(' ')} did not end within ${o.timeoutMs ?? 60_000} ms\n${stdout}\n${stderr}`));
+        reject(
+          new Error(
+            `switchyard ${args.join(' ')} did not end within ${o.timeoutMs ?? 60_000} ms\n${stdout}\n${stderr}`,
+          ),
+        );
       }, o.timeoutMs ?? 60_000);
       child.once('exit', (code) => {
         clearTimeout(timer);
@@ -60,7 +74,12 @@ describe('switchyard CLI against a running system', () => {
     chmodSync(dataDir, 0o755); // as root, PostgreSQL runs as `postgres` and must reach its data dir
     xdg = path.join(dataDir, 'xdg');
     const port = await freePort();
-    const env = await systemEnv(dataDir, adminKey, { GATEWAY_PORT: String(port), EMBEDDED_PG_PORT: String(await freePort()), EMBEDDED_NATS_PORT: String(await freePort()), RATE_LIMIT_ENABLED: 'false' });
+    const env = await systemEnv(dataDir, adminKey, {
+      GATEWAY_PORT: String(port),
+      EMBEDDED_PG_PORT: String(await freePort()),
+      EMBEDDED_NATS_PORT: String(await freePort()),
+      RATE_LIMIT_ENABLED: 'false',
+    });
     sys = new Proc('system', [], env);
     sys.start();
     await sys.waitUp(120_000);
@@ -95,11 +114,15 @@ describe('switchyard CLI against a running system', () => {
 
   it('workflow templates lists the three built-in templates', async () => {
     const r = await ok(['workflow', 'templates']);
-    for (const t of ['customer_onboarding', 'customer_support', 'revenue_analysis']) assert.match(r.stdout, new RegExp(`^${t} `, 'm'));
+    for (const t of ['customer_onboarding', 'customer_support', 'revenue_analysis'])
+      assert.match(r.stdout, new RegExp(`^${t} `, 'm'));
   });
 
   it('workflow start --wait on revenue_analysis draws every step ticked from the live stream', async () => {
-    const r = await ok(['workflow', 'start', 'revenue_analysis', '--input', '{"timeframe":"30d","include_forecasts":true}', '--wait'], { timeoutMs: 90_000 });
+    const r = await ok(
+      ['workflow', 'start', 'revenue_analysis', '--input', '{"timeframe":"30d","include_forecasts":true}', '--wait'],
+      { timeoutMs: 90_000 },
+    );
     for (const step of ['fetch_revenue', 'analyze', 'forecast', 'write_report', 'store_results']) {
       assert.match(r.stdout, new RegExp(`^✔ ${step} +succeeded +\\d+(ms|\\.\\ds)`, 'm'), r.stdout);
       assert.match(r.stdout, new RegExp(`^▸ ${step} +running`, 'm'), `a start line for ${step}:\n${r.stdout}`);
@@ -108,13 +131,23 @@ describe('switchyard CLI against a running system', () => {
   });
 
   it('workflow start --json, then show and cancel; watch of the canceled one exits 4', async () => {
-    const started = await json<{ execution_id: string; status: string }>(['workflow', 'start', 'revenue_analysis', '--input', '{"timeframe":"12m"}']);
+    const started = await json<{ execution_id: string; status: string }>([
+      'workflow',
+      'start',
+      'revenue_analysis',
+      '--input',
+      '{"timeframe":"12m"}',
+    ]);
     assert.equal(started.status, 'running');
     const cancel = await cli(['workflow', 'cancel', started.execution_id, '--reason', 'cli e2e', '--json']);
     // It may have ended on its own first: 409 (exit 2) is then the honest answer.
     if (cancel.code === 0) assert.match(JSON.parse(cancel.stdout).status, /^(canceling|canceled)$/);
     else assert.equal(cancel.code, 2, cancel.stderr);
-    const shown = await json<{ execution_id: string; status: string; steps: { step_id: string }[] }>(['workflow', 'show', started.execution_id]);
+    const shown = await json<{ execution_id: string; status: string; steps: { step_id: string }[] }>([
+      'workflow',
+      'show',
+      started.execution_id,
+    ]);
     assert.equal(shown.execution_id, started.execution_id);
     assert.ok(shown.steps.length > 0);
     const watched = await cli(['workflow', 'watch', started.execution_id], { timeoutMs: 60_000 });
@@ -127,7 +160,16 @@ describe('switchyard CLI against a running system', () => {
   });
 
   it('task delegate --wait returns the agent result', async () => {
-    const t = await json<{ task_id: string; status: string; agent: string; result: { total: number } }>(['task', 'delegate', 'revenue_analysis', '--context', '{"timeframe":"12m"}', '--priority', 'high', '--wait']);
+    const t = await json<{ task_id: string; status: string; agent: string; result: { total: number } }>([
+      'task',
+      'delegate',
+      'revenue_analysis',
+      '--context',
+      '{"timeframe":"12m"}',
+      '--priority',
+      'high',
+      '--wait',
+    ]);
     assert.equal(t.status, 'completed');
     assert.equal(t.agent, 'data_analyst');
     assert.ok(t.result.total > 0);
@@ -143,7 +185,14 @@ describe('switchyard CLI against a running system', () => {
     assert.match(servers.stdout, /^database +http +up /m);
     const tools = await ok(['mcp', 'tools', 'database']);
     assert.match(tools.stdout, /^query$/m);
-    const call = await json<{ result: { rows: { n: string }[] } }>(['mcp', 'call', 'database', 'query', '--args', '{"sql":"select count(*) as n from business.customers"}']);
+    const call = await json<{ result: { rows: { n: string }[] } }>([
+      'mcp',
+      'call',
+      'database',
+      'query',
+      '--args',
+      '{"sql":"select count(*) as n from business.customers"}',
+    ]);
     assert.ok(Number(call.result.rows[0]!.n) > 0, JSON.stringify(call));
   });
 
@@ -157,10 +206,18 @@ describe('switchyard CLI against a running system', () => {
   });
 
   it('events tail prints a live event and exits after --max', async () => {
-    const tail = cli(['events', 'tail', '--type', 'WorkflowStarted', '--max', '1', '--timeout', '60'], { timeoutMs: 70_000 });
+    const tail = cli(['events', 'tail', '--type', 'WorkflowStarted', '--max', '1', '--timeout', '60'], {
+      timeoutMs: 70_000,
+    });
     // The SSE subscription starts at the head: start a workflow once the tail had a moment to connect.
     await new Promise((r) => setTimeout(r, 1_500));
-    const s = await json<{ execution_id: string }>(['workflow', 'start', 'revenue_analysis', '--input', '{"timeframe":"30d"}']);
+    const s = await json<{ execution_id: string }>([
+      'workflow',
+      'start',
+      'revenue_analysis',
+      '--input',
+      '{"timeframe":"30d"}',
+    ]);
     const r = await tail;
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`WorkflowStarted +workflow_execution-${s.execution_id}`));
@@ -172,14 +229,35 @@ describe('switchyard CLI against a running system', () => {
     const lines = r.stdout.trim().split('\n');
     assert.equal(lines.length, 5, r.stdout);
     const positions = lines.map((l) => Number(l.trim().split(/\s+/)[0]));
-    assert.deepEqual(positions, [...positions].sort((a, b) => a - b));
-    const since = await ok(['events', 'replay', '--from', new Date(Date.now() - 3_600_000).toISOString(), '--type', 'WorkflowStarted', '--json']);
-    const events = since.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    assert.deepEqual(
+      positions,
+      [...positions].sort((a, b) => a - b),
+    );
+    const since = await ok([
+      'events',
+      'replay',
+      '--from',
+      new Date(Date.now() - 3_600_000).toISOString(),
+      '--type',
+      'WorkflowStarted',
+      '--json',
+    ]);
+    const events = since.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string });
     assert.ok(events.length >= 2 && events.every((e) => e.type === 'WorkflowStarted'), since.stdout.slice(0, 500));
   });
 
   it('keys create, list, revoke; a revoked key prints the problem title and correlation id and exits 2', async () => {
-    const created = await json<{ id: string; key: string; role: string }>(['keys', 'create', '--name', 'cli-e2e', '--role', 'viewer']);
+    const created = await json<{ id: string; key: string; role: string }>([
+      'keys',
+      'create',
+      '--name',
+      'cli-e2e',
+      '--role',
+      'viewer',
+    ]);
     assert.equal(created.role, 'viewer');
     assert.match((await ok(['keys', 'list'])).stdout, new RegExp(`^${created.id} +viewer +cli-e2e`, 'm'));
     // The new key works as a viewer, and is refused where an admin is needed.
@@ -194,7 +272,10 @@ describe('switchyard CLI against a running system', () => {
     const bad = await cli(['status'], { env: { SWITCHYARD_KEY: created.key } });
     assert.equal(bad.code, 2);
     assert.equal(bad.stdout, '');
-    assert.match(bad.stderr, /^error: 401 Unauthorized\n {2}the API key is invalid or revoked\n {2}correlation id: [0-9a-f-]{36}$/m);
+    assert.match(
+      bad.stderr,
+      /^error: 401 Unauthorized\n {2}the API key is invalid or revoked\n {2}correlation id: [0-9a-f-]{36}$/m,
+    );
   });
 
   it('an unreachable gateway exits 3 and a usage error exits 1', async () => {
@@ -219,9 +300,13 @@ describe('switchyard CLI against a running system', () => {
     const fromFile = await ok(['doctor'], { env: { SWITCHYARD_URL: '', SWITCHYARD_KEY: '' } });
     assert.match(fromFile.stdout, /url +\S+ \(from config\)/);
     // The environment wins over the file, the flag over both.
-    const envWins = await cli(['doctor'], { env: { SWITCHYARD_KEY: 'sy_0000000000000000_notavalidkeynotavalidkeynotavalidkey' } });
+    const envWins = await cli(['doctor'], {
+      env: { SWITCHYARD_KEY: 'sy_0000000000000000_notavalidkeynotavalidkeynotavalidkey' },
+    });
     assert.match(envWins.stdout, /✖ key valid +401/);
-    await ok(['doctor', '--key', adminKey], { env: { SWITCHYARD_KEY: 'sy_0000000000000000_notavalidkeynotavalidkeynotavalidkey' } });
+    await ok(['doctor', '--key', adminKey], {
+      env: { SWITCHYARD_KEY: 'sy_0000000000000000_notavalidkeynotavalidkeynotavalidkey' },
+    });
   });
 
   it('completion bash and zsh print scripts that complete subcommands and options', async () => {
@@ -231,7 +316,10 @@ describe('switchyard CLI against a running system', () => {
     writeFileSync(script, bash);
     const complete = (words: string[]) =>
       new Promise<string>((resolve) => {
-        const c = spawn('bash', ['-c', `source ${script}; COMP_WORDS=(${words.join(' ')}); COMP_CWORD=${words.length - 1}; _switchyard_complete; echo "\${COMPREPLY[@]}"`]);
+        const c = spawn('bash', [
+          '-c',
+          `source ${script}; COMP_WORDS=(${words.join(' ')}); COMP_CWORD=${words.length - 1}; _switchyard_complete; echo "\${COMPREPLY[@]}"`,
+        ]);
         let out = '';
         c.stdout.on('data', (d: Buffer) => (out += d.toString()));
         c.once('exit', () => resolve(out.trim()));

@@ -67,7 +67,11 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
           await sleep(200);
         }
         for (let attempt = 0; ; attempt++) {
-          const r = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'support_response', context: { query: `my invoice ${k} is wrong` }, priority: 'normal' });
+          const r = await http('POST', '/api/v1/integration/agents/delegate', {
+            task_type: 'support_response',
+            context: { query: `my invoice ${k} is wrong` },
+            priority: 'normal',
+          });
           if (r.status === 202 || r.status === 200) {
             tasks.add(r.body.task_id);
             break;
@@ -115,9 +119,9 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     const t0 = Date.now();
     let last = '';
     while (Date.now() - t0 < boundMs) {
-      const body = (await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.json()).catch(() => undefined)) as
-        | { checks?: Record<string, { status: string; error?: string }> }
-        | undefined;
+      const body = (await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2_000) })
+        .then((r) => r.json())
+        .catch(() => undefined)) as { checks?: Record<string, { status: string; error?: string }> } | undefined;
       const c = body?.checks?.['components'];
       if (c?.status === 'up') return;
       last = JSON.stringify(c ?? null);
@@ -131,8 +135,13 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     let last = '';
     while (Date.now() - t0 < boundMs) {
       assert.ok(sys.alive, `the process exited after ${what}: ${sys.output.slice(-3000)}`);
-      const ready = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status).catch(() => 0);
-      const q = ready === 200 ? await http('POST', '/api/v1/integration/mcp/database/query', { query: 'select 1 as one' }) : { status: ready, body: 'not ready' };
+      const ready = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2_000) })
+        .then((r) => r.status)
+        .catch(() => 0);
+      const q =
+        ready === 200
+          ? await http('POST', '/api/v1/integration/mcp/database/query', { query: 'select 1 as one' })
+          : { status: ready, body: 'not ready' };
       if (q.status === 200) return Date.now() - t0;
       last = `${q.status} ${JSON.stringify(q.body).slice(0, 300)}`;
       await sleep(100);
@@ -193,7 +202,9 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     const c = await admin();
     let pid: number | undefined;
     for (let i = 0; i < 100 && pid === undefined; i++) {
-      const r = await c.query<{ pid: number }>(`select pid from pg_stat_activity where query like 'select pg_sleep(30)%' and pid <> pg_backend_pid()`);
+      const r = await c.query<{ pid: number }>(
+        `select pid from pg_stat_activity where query like 'select pg_sleep(30)%' and pid <> pg_backend_pid()`,
+      );
       pid = r.rows[0]?.pid;
       if (pid === undefined) await sleep(100);
     }
@@ -201,8 +212,15 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     const killed = await c.query<{ ok: boolean }>('select pg_terminate_backend($1) as ok', [pid]);
     assert.equal(killed.rows[0]?.ok, true);
     const answer = await slow;
-    assert.ok(answer.status >= 400 && answer.status < 600 && answer.status !== 500, `the killed query answers an error, not a crash: ${answer.status} ${JSON.stringify(answer.body)}`);
-    assert.equal(answer.body?.correlationId !== undefined || answer.body?.code !== undefined, true, `a problem document: ${JSON.stringify(answer.body)}`);
+    assert.ok(
+      answer.status >= 400 && answer.status < 600 && answer.status !== 500,
+      `the killed query answers an error, not a crash: ${answer.status} ${JSON.stringify(answer.body)}`,
+    );
+    assert.equal(
+      answer.body?.correlationId !== undefined || answer.body?.code !== undefined,
+      true,
+      `a problem document: ${JSON.stringify(answer.body)}`,
+    );
     const ms = await answersAgain(10_000, 'the pg_sleep kill');
     figures.push(`pg_sleep kill: ${answer.status}, answering again after ${ms} ms`);
     assert.ok(sys.alive);
@@ -222,10 +240,14 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     }
     const oneByOne = await answersAgain(10_000, 'terminating the backends one at a time');
     await startWork(BATCH, 'between-kills');
-    const all = await (await admin()).query<{ ok: boolean }>(`select pg_terminate_backend(pid) as ok from (${others}) b`);
+    const all = await (
+      await admin()
+    ).query<{ ok: boolean }>(`select pg_terminate_backend(pid) as ok from (${others}) b`);
     const allAtOnce = await answersAgain(10_000, 'terminating every backend at once');
     await startWork(BATCH, 'after-kills');
-    figures.push(`backends: ${terminated}/${pids.length} one at a time -> answering after ${oneByOne} ms; ${all.rowCount} at once -> ${allAtOnce} ms`);
+    figures.push(
+      `backends: ${terminated}/${pids.length} one at a time -> answering after ${oneByOne} ms; ${all.rowCount} at once -> ${allAtOnce} ms`,
+    );
     assert.ok(sys.alive);
   });
 
@@ -250,10 +272,15 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     await componentsUp(30_000, 'the PostgreSQL restart');
     const seen = await watching();
     // While it was down, /readyz named it: degraded component `postgres`, with why.
-    assert.ok(seen.some((s) => /^degraded: .*postgres/.test(s)), `readyz reported postgres degraded: ${JSON.stringify([...new Set(seen)])}`);
+    assert.ok(
+      seen.some((s) => /^degraded: .*postgres/.test(s)),
+      `readyz reported postgres degraded: ${JSON.stringify([...new Set(seen)])}`,
+    );
     assert.equal(seen.at(-1), 'up', 'and up again once restarted');
     await startWork(BATCH, 'after-pg-restart');
-    figures.push(`PostgreSQL restart: answering ${Date.now() - t0} ms after the stop (${ms} ms after the new postmaster)`);
+    figures.push(
+      `PostgreSQL restart: answering ${Date.now() - t0} ms after the stop (${ms} ms after the new postmaster)`,
+    );
     assert.match(sys.output + sys.loud.join('\n'), /component restarted[^\n]*postgres|"unit":"postgres"/);
     assert.ok(sys.alive);
   });
@@ -274,7 +301,10 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     await answersAgain(60_000, 'the NATS restart');
     await componentsUp(30_000, 'the NATS restart');
     const seen = await watching();
-    assert.ok(seen.some((s) => /^degraded: .*nats-server/.test(s)), `readyz reported nats-server degraded: ${JSON.stringify([...new Set(seen)])}`);
+    assert.ok(
+      seen.some((s) => /^degraded: .*nats-server/.test(s)),
+      `readyz reported nats-server degraded: ${JSON.stringify([...new Set(seen)])}`,
+    );
     assert.equal(seen.at(-1), 'up');
     await startWork(BATCH, 'after-nats-restart');
     figures.push(`NATS restart: answering ${Date.now() - t0} ms after the stop`);
@@ -290,14 +320,21 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
       const bad = items.filter((x) => x.status === 'failed' || x.status === 'canceled');
       if (bad.length) assert.fail(`executions ended ${bad.map((b) => b.status)}: ${JSON.stringify(bad[0])}`);
       if (done === executions.size) break;
-      if (i > 600) assert.fail(`${done}/${executions.size} workflows completed: ${JSON.stringify(items.filter((x) => x.status !== 'completed').slice(0, 3))}`);
+      if (i > 600)
+        assert.fail(
+          `${done}/${executions.size} workflows completed: ${JSON.stringify(items.filter((x) => x.status !== 'completed').slice(0, 3))}`,
+        );
       await sleep(200);
     }
     for (const [id, n] of executions) {
       const r = await http('GET', `/api/v1/events?stream=workflow_execution-${id}&limit=1000`);
       assert.equal(r.status, 200, JSON.stringify(r.body));
       const events = r.body.events as { type: string; revision: number | string; data: any }[];
-      assert.deepEqual(events.map((e) => Number(e.revision)), events.map((_, k) => k), `dense revisions for ${id}`);
+      assert.deepEqual(
+        events.map((e) => Number(e.revision)),
+        events.map((_, k) => k),
+        `dense revisions for ${id}`,
+      );
       assert.equal(events.filter((e) => e.type === 'WorkflowCompleted').length, 1, `one completion for ${id}`);
       assert.equal(events.at(-1)!.type, 'WorkflowCompleted');
       assert.deepEqual(events.at(-1)!.data.outputs, { n });
@@ -310,10 +347,15 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
       for (const id of [...pending]) {
         const r = await http('GET', `/api/v1/integration/agents/tasks/${id}`);
         if (r.body?.status === 'completed') pending.delete(id);
-        else if (['failed', 'canceled', 'timed_out'].includes(r.body?.status)) assert.fail(`task ${id} ended ${r.body.status}: ${JSON.stringify(r.body).slice(0, 500)}`);
+        else if (['failed', 'canceled', 'timed_out'].includes(r.body?.status))
+          assert.fail(`task ${id} ended ${r.body.status}: ${JSON.stringify(r.body).slice(0, 500)}`);
       }
       if (pending.size && i > 300) {
-        const stuck = await Promise.all([...pending].slice(0, 3).map(async (id) => (await http('GET', `/api/v1/integration/agents/tasks/${id}`)).body));
+        const stuck = await Promise.all(
+          [...pending]
+            .slice(0, 3)
+            .map(async (id) => (await http('GET', `/api/v1/integration/agents/tasks/${id}`)).body),
+        );
         assert.fail(`${pending.size}/${tasks.size} tasks not completed: ${JSON.stringify(stuck).slice(0, 3000)}`);
       }
       if (pending.size) await sleep(300);
@@ -321,27 +363,50 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     for (const id of tasks) {
       const r = await http('GET', `/api/v1/events?stream=task-${id}&limit=1000`);
       const events = r.body.events as { type: string; revision: number | string }[];
-      assert.deepEqual(events.map((e) => Number(e.revision)), events.map((_, k) => k), `dense revisions for task ${id}`);
-      assert.equal(events.filter((e) => e.type === 'TaskCompleted').length, 1, `one completion for task ${id}: ${events.map((e) => e.type)}`);
+      assert.deepEqual(
+        events.map((e) => Number(e.revision)),
+        events.map((_, k) => k),
+        `dense revisions for task ${id}`,
+      );
+      assert.equal(
+        events.filter((e) => e.type === 'TaskCompleted').length,
+        1,
+        `one completion for task ${id}: ${events.map((e) => e.type)}`,
+      );
     }
     // The event store: positions 0..head with no hole.
-    const s = await (await admin()).query<{ n: string; head: string }>('select count(*) as n, max(position) as head from eventstore.events');
+    const s = await (
+      await admin()
+    ).query<{ n: string; head: string }>('select count(*) as n, max(position) as head from eventstore.events');
     assert.equal(Number(s.rows[0]!.n), Number(s.rows[0]!.head) + 1, 'the event store positions are dense');
     // The health report lists every component of the process, each probed running again (its
     // status word is the monitor's own state machine, which the restarts may have left `unknown`).
     for (let i = 0; ; i++) {
       const h = await http('GET', '/api/v1/system/health-report');
-      const comps = ((h.body?.services ?? []) as { service: string; status: string; lastOk: boolean | null }[]).filter((x) => x.service.startsWith('component:'));
-      const wanted = ['component:postgres', 'component:nats-server', 'component:nats', 'component:workflows', 'component:dispatcher'];
+      const comps = ((h.body?.services ?? []) as { service: string; status: string; lastOk: boolean | null }[]).filter(
+        (x) => x.service.startsWith('component:'),
+      );
+      const wanted = [
+        'component:postgres',
+        'component:nats-server',
+        'component:nats',
+        'component:workflows',
+        'component:dispatcher',
+      ];
       const bad = wanted.filter((w) => comps.find((x) => x.service === w)?.lastOk !== true);
       if (bad.length === 0 && comps.every((x) => x.lastOk === true)) break;
-      if (i > 150) assert.fail(`health report components not running: ${JSON.stringify(comps.filter((x) => x.lastOk !== true || bad.includes(x.service)))}, missing ${bad}`);
+      if (i > 150)
+        assert.fail(
+          `health report components not running: ${JSON.stringify(comps.filter((x) => x.lastOk !== true || bad.includes(x.service)))}, missing ${bad}`,
+        );
       await sleep(200);
     }
     // Every error was handled where it happened: none reached the process-level net.
     const net = sys.loud.filter((l) => l.includes('caught at the process level'));
     assert.deepEqual(net, [], 'no error reached the uncaughtException / unhandledRejection net');
-    figures.push(`${executions.size} workflows and ${tasks.size} delegations completed once (checked in ${Date.now() - t0} ms), ${s.rows[0]!.n} events dense`);
+    figures.push(
+      `${executions.size} workflows and ${tasks.size} delegations completed once (checked in ${Date.now() - t0} ms), ${s.rows[0]!.n} events dense`,
+    );
     assert.ok(sys.alive);
   });
 });

@@ -47,7 +47,11 @@ describe('npm start from a copy of the project in a 0700 directory, no Debian po
     // Timestamps kept: the bootstrap then sees node_modules as installed and the build as done.
     for (const entry of readdirSync(root)) {
       if (skipped.has(entry)) continue;
-      cpSync(path.join(root, entry), path.join(clone, entry), { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+      cpSync(path.join(root, entry), path.join(clone, entry), {
+        recursive: true,
+        verbatimSymlinks: true,
+        preserveTimestamps: true,
+      });
     }
     const gateway = await freePort();
     base = `http://127.0.0.1:${gateway}`;
@@ -88,7 +92,8 @@ describe('npm start from a copy of the project in a 0700 directory, no Debian po
     const end = Date.now() + 300_000;
     let last = '';
     for (;;) {
-      if (proc.exitCode !== null || proc.signalCode !== null) assert.fail(`npm start exited (${proc.exitCode ?? proc.signalCode}):\n${output.slice(-4000)}`);
+      if (proc.exitCode !== null || proc.signalCode !== null)
+        assert.fail(`npm start exited (${proc.exitCode ?? proc.signalCode}):\n${output.slice(-4000)}`);
       if (Date.now() > end) assert.fail(`not ready after 300 s: ${last}\n${output.slice(-4000)}`);
       try {
         const res = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(5_000) });
@@ -117,7 +122,10 @@ describe('npm start from a copy of the project in a 0700 directory, no Debian po
   it('stops on SIGTERM: npm, the launcher, PostgreSQL and nats-server all end', async () => {
     process.kill(-proc.pid!, 'SIGTERM');
     await exited;
-    assert.ok(await groupGone(proc.pid!, 30_000), `processes of npm start still running 30 s after SIGTERM:\n${output.slice(-3000)}`);
+    assert.ok(
+      await groupGone(proc.pid!, 30_000),
+      `processes of npm start still running 30 s after SIGTERM:\n${output.slice(-3000)}`,
+    );
     assert.match(output, /shutting down/);
   });
 });

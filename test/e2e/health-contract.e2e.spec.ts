@@ -34,17 +34,49 @@ const at = '2026-01-05T09:00:00.000Z';
 const later = '2026-01-05T09:00:02.000Z';
 /** Each agent: its port in the specification, the variable that moves it, a real task it must run. */
 const AGENTS = [
-  { agent: 'data_analyst', seed: 6001, env: 'AGENT_DATA_ANALYST_PORT', task: { task_type: 'revenue_analysis', context: { timeframe: '12m' } } },
+  {
+    agent: 'data_analyst',
+    seed: 6001,
+    env: 'AGENT_DATA_ANALYST_PORT',
+    task: { task_type: 'revenue_analysis', context: { timeframe: '12m' } },
+  },
   {
     agent: 'automation_specialist',
     seed: 6002,
     env: 'AGENT_AUTOMATION_SPECIALIST_PORT',
-    task: { task_type: 'workflow_optimization', context: { executions: [{ executionId: 'e1', steps: [{ stepId: 'fetch', status: 'succeeded', startedAt: at, finishedAt: later }] }] } },
+    task: {
+      task_type: 'workflow_optimization',
+      context: {
+        executions: [
+          { executionId: 'e1', steps: [{ stepId: 'fetch', status: 'succeeded', startedAt: at, finishedAt: later }] },
+        ],
+      },
+    },
   },
-  { agent: 'content_creator', seed: 6003, env: 'AGENT_CONTENT_CREATOR_PORT', task: { task_type: 'marketing_content', context: {} } },
-  { agent: 'customer_success', seed: 6004, env: 'AGENT_CUSTOMER_SUCCESS_PORT', task: { task_type: 'support_response', context: { query: 'I was charged twice for my invoice this month' } } },
-  { agent: 'financial_advisor', seed: 6005, env: 'AGENT_FINANCIAL_ADVISOR_PORT', task: { task_type: 'revenue_forecast', context: {} } },
-  { agent: 'operations_manager', seed: 6006, env: 'AGENT_OPERATIONS_MANAGER_PORT', task: { task_type: 'schedule_optimization', context: {} } },
+  {
+    agent: 'content_creator',
+    seed: 6003,
+    env: 'AGENT_CONTENT_CREATOR_PORT',
+    task: { task_type: 'marketing_content', context: {} },
+  },
+  {
+    agent: 'customer_success',
+    seed: 6004,
+    env: 'AGENT_CUSTOMER_SUCCESS_PORT',
+    task: { task_type: 'support_response', context: { query: 'I was charged twice for my invoice this month' } },
+  },
+  {
+    agent: 'financial_advisor',
+    seed: 6005,
+    env: 'AGENT_FINANCIAL_ADVISOR_PORT',
+    task: { task_type: 'revenue_forecast', context: {} },
+  },
+  {
+    agent: 'operations_manager',
+    seed: 6006,
+    env: 'AGENT_OPERATIONS_MANAGER_PORT',
+    task: { task_type: 'schedule_optimization', context: {} },
+  },
 ] as const;
 
 describe('seed ports and health contract: every MCP server and agent answers /health and /mcp or /execute', () => {
@@ -79,8 +111,15 @@ describe('seed ports and health contract: every MCP server and agent answers /he
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('the built-in ports are the specification\'s, and every one was moved to a free port here', () => {
-    const kindOf: Record<string, keyof typeof defaultPorts | undefined> = { filesystem: 'filesystem-bridge', database: 'database', github: 'github', fetch: 'fetch', automation: 'automation', analytics: 'analytics' };
+  it("the built-in ports are the specification's, and every one was moved to a free port here", () => {
+    const kindOf: Record<string, keyof typeof defaultPorts | undefined> = {
+      filesystem: 'filesystem-bridge',
+      database: 'database',
+      github: 'github',
+      fetch: 'fetch',
+      automation: 'automation',
+      analytics: 'analytics',
+    };
     for (const r of MCP_ROLES) {
       const kind = kindOf[r.role];
       assert.equal(kind ? defaultPorts[kind] : DATABASE_WRITER_PORT, r.seed, r.role);
@@ -100,11 +139,17 @@ describe('seed ports and health contract: every MCP server and agent answers /he
       assert.equal(body.status, 'ok', `${r.role} health: ${JSON.stringify(body)}`);
 
       const url = new URL(`http://127.0.0.1:${port}/mcp`);
-      const unauth = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
+      const unauth = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: '{}',
+      });
       assert.equal(unauth.status, 401, `${r.role} without the token`);
 
       const client = new Client({ name: 'health-contract', version: '0.0.0' });
-      await client.connect(new StreamableHTTPClientTransport(url, { requestInit: { headers: { authorization: `Bearer ${mcpToken}` } } }));
+      await client.connect(
+        new StreamableHTTPClientTransport(url, { requestInit: { headers: { authorization: `Bearer ${mcpToken}` } } }),
+      );
       try {
         assert.ok(client.getServerCapabilities()?.tools, `${r.role} advertises tools`);
         const tools = (await client.listTools()).tools.map((t) => t.name);
@@ -138,7 +183,10 @@ describe('seed ports and health contract: every MCP server and agent answers /he
       assert.equal(res.status, 200, `${a.agent}: ${JSON.stringify(out).slice(0, 500)}`);
       assert.equal(out.status, 'completed');
       assert.equal(out.agent, a.agent);
-      assert.ok(out.result && typeof out.result === 'object' && Object.keys(out.result).length > 0, `${a.agent} returned a result`);
+      assert.ok(
+        out.result && typeof out.result === 'object' && Object.keys(out.result).length > 0,
+        `${a.agent} returned a result`,
+      );
     });
   }
 });

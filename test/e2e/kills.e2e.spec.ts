@@ -53,7 +53,10 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
   let victims: Proc[] = [];
 
   const http = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
-    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
+    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({
+      status: 0,
+      body: String(e),
+    }));
 
   before(async () => {
     const t0 = Date.now();
@@ -67,7 +70,12 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
     base = `http://127.0.0.1:${gatewayPort}`;
     databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`;
     const common = await systemEnv(dataDir, adminKey, { WEBHOOK_ALLOW_LOOPBACK: 'true', RATE_LIMIT_ENABLED: 'false' });
-    a = new Proc('A (relay gateway)', ['relay', 'gateway'], { ...common, GATEWAY_PORT: String(gatewayPort), EMBEDDED_PG_PORT: String(pgPort), EMBEDDED_NATS_PORT: String(natsPort) });
+    a = new Proc('A (relay gateway)', ['relay', 'gateway'], {
+      ...common,
+      GATEWAY_PORT: String(gatewayPort),
+      EMBEDDED_PG_PORT: String(pgPort),
+      EMBEDDED_NATS_PORT: String(natsPort),
+    });
     const joined = { ...common, DATABASE_URL: databaseUrl, NATS_URL: `nats://127.0.0.1:${natsPort}` };
     const w = new Proc('W (mcp-servers connectors)', ['mcp-servers', 'connectors'], joined);
     const b = new Proc('B (workflows)', ['workflows'], joined);
@@ -104,7 +112,12 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
       id,
       uses: 'mcp:automation/send_webhook',
       ...(needs ? { needs: [needs] } : {}),
-      with: { webhook: `kills-${tag}`, event: `kills.${id}`, payload: { n: '${{ input.n }}', step: id }, idempotency_key: `\${{ input.n }}:${id}` },
+      with: {
+        webhook: `kills-${tag}`,
+        event: `kills.${id}`,
+        payload: { n: '${{ input.n }}', step: id },
+        idempotency_key: `\${{ input.n }}:${id}`,
+      },
       retry,
       timeout_ms: 5_000,
     });
@@ -116,7 +129,14 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
       input: { type: 'object', properties: { n: { type: 'string' } }, required: ['n'] },
       steps: [
         webhook('notify'),
-        { id: 'answer', uses: 'agent:support_response', needs: ['notify'], with: { query: 'where is my order ${{ input.n }}' }, retry, timeout_ms: 8_000 },
+        {
+          id: 'answer',
+          uses: 'agent:support_response',
+          needs: ['notify'],
+          with: { query: 'where is my order ${{ input.n }}' },
+          retry,
+          timeout_ms: 8_000,
+        },
         webhook('confirm', 'answer'),
       ],
       outputs: { n: '${{ input.n }}' },
@@ -161,12 +181,20 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
         const r = await http(
           'POST',
           '/api/v1/integration/agents/delegate',
-          { task_type: 'support_response', context: { query: `my invoice ${key} is wrong` }, priority: 'normal', timeout_ms: 20_000 },
+          {
+            task_type: 'support_response',
+            context: { query: `my invoice ${key} is wrong` },
+            priority: 'normal',
+            timeout_ms: 20_000,
+          },
           { 'idempotency-key': key },
         );
         if (r.status === 202 || r.status === 200) {
           const seen = taskOfKey.get(key);
-          assert.ok(seen === undefined || seen === r.body.task_id, `${key} named two tasks: ${seen} and ${r.body.task_id}`);
+          assert.ok(
+            seen === undefined || seen === r.body.task_id,
+            `${key} named two tasks: ${seen} and ${r.body.task_id}`,
+          );
           return void taskOfKey.set(key, r.body.task_id);
         }
         // The dispatcher is down (503) or busy taking over: the same key again.
@@ -191,7 +219,10 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
     assert.equal(executions.size, WORKFLOWS);
     assert.equal(taskOfKey.size, DELEGATIONS);
     assert.equal(new Set(taskOfKey.values()).size, DELEGATIONS, 'one task per idempotency key');
-    assert.ok(kills.length >= victims.length, `every role was killed at least once (${kills.map((k) => k.label).join('')})`);
+    assert.ok(
+      kills.length >= victims.length,
+      `every role was killed at least once (${kills.map((k) => k.label).join('')})`,
+    );
 
     // 2. Workflows: wait until every execution stream has ended (the events are the truth; the
     // read model follows them), failing only when nothing moves for a minute.
@@ -205,7 +236,11 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
           [prefix],
         );
         const by = new Map<string, { revision: number; type: string; data: any }[]>();
-        for (const row of r.rows) by.set(row.stream_id, [...(by.get(row.stream_id) ?? []), { revision: Number(row.revision), type: row.type, data: row.data }]);
+        for (const row of r.rows)
+          by.set(row.stream_id, [
+            ...(by.get(row.stream_id) ?? []),
+            { revision: Number(row.revision), type: row.type, data: row.data },
+          ]);
         return by;
       };
       // One execution's events as "Type(step#attempt)+ms since its start", for the failure message and the slowest ones.
@@ -226,17 +261,24 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
             )
           ).rows[0]!.n,
         );
-      for (let last = -1, lastMoved = Date.now(); ; ) {
+      for (let last = -1, lastMoved = Date.now(); ;) {
         const n = await ended();
         if (n >= WORKFLOWS) break;
         if (n !== last) [last, lastMoved] = [n, Date.now()];
         if (Date.now() - lastMoved > 60_000) {
           // Say where the stuck ones stand: their events, and the kills around them.
           const wf = await streams('workflow_execution-');
-          const stuck = [...executions.keys()].filter((id) => !(wf.get(`workflow_execution-${id}`) ?? []).some((e) => e.type.startsWith('Workflow') && e.type !== 'WorkflowStarted'));
+          const stuck = [...executions.keys()].filter(
+            (id) =>
+              !(wf.get(`workflow_execution-${id}`) ?? []).some(
+                (e) => e.type.startsWith('Workflow') && e.type !== 'WorkflowStarted',
+              ),
+          );
           const tails = await Promise.all(stuck.slice(0, 5).map(timeline));
           const killTimes = kills.map((k) => `${k.label}@${new Date(k.from).toISOString()}`).join(' ');
-          assert.fail(`${n}/${WORKFLOWS} workflows ended, none for 60 s; kills ${killTimes}; stuck e.g.\n${tails.join('\n')}`);
+          assert.fail(
+            `${n}/${WORKFLOWS} workflows ended, none for 60 s; kills ${killTimes}; stuck e.g.\n${tails.join('\n')}`,
+          );
         }
         await sleep(500);
       }
@@ -244,12 +286,21 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
         `select stream_id, extract(epoch from max(recorded_at) - min(recorded_at)) * 1000 as ms from eventstore.events where stream_id = any($1::text[]) group by stream_id order by 2 desc limit 3`,
         [[...executions.keys()].map((id) => `workflow_execution-${id}`)],
       );
-      console.log(`# kills: slowest executions (kills ${kills.map((k) => `${k.label}@${new Date(k.from).toISOString()}`).join(' ')}):`);
-      for (const row of slowest.rows) console.log(`#   ${Math.round(Number(row.ms))} ms ${await timeline(row.stream_id.slice('workflow_execution-'.length))}`);
+      console.log(
+        `# kills: slowest executions (kills ${kills.map((k) => `${k.label}@${new Date(k.from).toISOString()}`).join(' ')}):`,
+      );
+      for (const row of slowest.rows)
+        console.log(
+          `#   ${Math.round(Number(row.ms))} ms ${await timeline(row.stream_id.slice('workflow_execution-'.length))}`,
+        );
       const wf = await streams('workflow_execution-');
       for (const [id, n] of executions) {
         const events = wf.get(`workflow_execution-${id}`) ?? [];
-        assert.deepEqual(events.map((e) => e.revision), events.map((_, k) => k), `dense revisions for ${id}`);
+        assert.deepEqual(
+          events.map((e) => e.revision),
+          events.map((_, k) => k),
+          `dense revisions for ${id}`,
+        );
         assert.equal(events.filter((e) => e.type === 'WorkflowCompleted').length, 1, `one completion for ${id}`);
         assert.equal(events.at(-1)?.type, 'WorkflowCompleted', `nothing after the completion of ${id}`);
         assert.deepEqual(events.at(-1)!.data.outputs, { n });
@@ -260,9 +311,14 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
       // 3. Delegations: one final state each, dense, nothing after it.
       for (let i = 0; ; i++) {
         const tasks = await streams('task-');
-        const open = [...taskOfKey.values()].filter((id) => !(tasks.get(`task-${id}`) ?? []).some((e) => TERMINAL.includes(e.type)));
+        const open = [...taskOfKey.values()].filter(
+          (id) => !(tasks.get(`task-${id}`) ?? []).some((e) => TERMINAL.includes(e.type)),
+        );
         if (open.length === 0) break;
-        if (i > 300) assert.fail(`${open.length} tasks never reached a final state, e.g. ${open[0]}: ${JSON.stringify(tasks.get(`task-${open[0]}`)?.map((e) => e.type))}`);
+        if (i > 300)
+          assert.fail(
+            `${open.length} tasks never reached a final state, e.g. ${open[0]}: ${JSON.stringify(tasks.get(`task-${open[0]}`)?.map((e) => e.type))}`,
+          );
         await sleep(300);
       }
       await sleep(1_000); // anything wrongly appended after a final state would show up now
@@ -270,7 +326,11 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
       const outcome = new Map<string, number>();
       for (const id of taskOfKey.values()) {
         const events = tasks.get(`task-${id}`) ?? [];
-        assert.deepEqual(events.map((e) => e.revision), events.map((_, k) => k), `dense revisions for task ${id}`);
+        assert.deepEqual(
+          events.map((e) => e.revision),
+          events.map((_, k) => k),
+          `dense revisions for task ${id}`,
+        );
         const terminal = events.filter((e) => TERMINAL.includes(e.type));
         assert.equal(terminal.length, 1, `one final event for task ${id}: ${events.map((e) => e.type)}`);
         assert.equal(events.at(-1)!.type, terminal[0]!.type, `nothing after the final event of task ${id}`);
@@ -278,14 +338,20 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
       }
 
       // 4. The event store: positions 0..head, no hole.
-      const s = await db.query<{ n: string; head: string }>('select count(*) as n, max(position) as head from eventstore.events');
+      const s = await db.query<{ n: string; head: string }>(
+        'select count(*) as n, max(position) as head from eventstore.events',
+      );
       assert.equal(Number(s.rows[0]!.n), Number(s.rows[0]!.head) + 1, 'the event store positions are dense');
 
       // 5. Keyed effects at the sink: exactly the expected keys, one payload each, repeats only across a worker kill.
       const expected = new Set([...executions.values()].flatMap((n) => WEBHOOK_STEPS.map((st) => `${n}:${st}`)));
       const byKey = new Map<string, typeof sink.hits>();
       for (const h of sink.hits) if (h.key.startsWith(`${tag}-`)) byKey.set(h.key, [...(byKey.get(h.key) ?? []), h]);
-      assert.deepEqual([...byKey.keys()].sort(), [...expected].sort(), 'every (execution, step) reached the sink under its own key, and no other key');
+      assert.deepEqual(
+        [...byKey.keys()].sort(),
+        [...expected].sort(),
+        'every (execution, step) reached the sink under its own key, and no other key',
+      );
       for (const [key, hs] of byKey) {
         const [n, st] = [key.slice(0, key.lastIndexOf(':')), key.slice(key.lastIndexOf(':') + 1)];
         for (const h of hs) assert.deepEqual(h.payload, { n, step: st });

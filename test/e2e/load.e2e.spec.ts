@@ -18,7 +18,11 @@ const sizes = { workflows: 80, delegations: 80, clients: 50, completionTimeoutMs
 function check(r: LoadReport): void {
   console.log(formatReport(r));
   const accepted = r.accepted.workflows + r.accepted.delegations;
-  assert.equal(accepted, sizes.workflows + sizes.delegations, `every request accepted (refused: ${JSON.stringify(r.refused)})`);
+  assert.equal(
+    accepted,
+    sizes.workflows + sizes.delegations,
+    `every request accepted (refused: ${JSON.stringify(r.refused)})`,
+  );
   assert.deepEqual(r.failed, {}, 'no unit of work failed');
   assert.equal(r.lost, 0, 'every accepted unit ended (its terminal event is in the store)');
   assert.equal(r.completed.workflows + r.completed.delegations, accepted, 'every accepted unit completed');
@@ -35,6 +39,9 @@ describe('load: the whole system under a burst of work, killed mid-run', () => {
     assert.ok(r.killed_at_ms !== undefined, 'the launcher was killed');
     // A start whose 202 was lost with the process is sent again; until every command endpoint
     // honours Idempotency-Key (another change), such a start can run twice: printed, not asserted.
-    if (r.duplicated.units > 0) console.log(`# units started twice after the kill (a start re-sent after its answer was lost): ${r.duplicated.units}`);
+    if (r.duplicated.units > 0)
+      console.log(
+        `# units started twice after the kill (a start re-sent after its answer was lost): ${r.duplicated.units}`,
+      );
   });
 });

@@ -39,18 +39,27 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
   const run = async (template: string, input: unknown) => {
     const r = await http('POST', `/api/v1/workflows/start/${template}?wait=true&wait_ms=60000`, input);
     assert.equal(r.status, 200, `start ${template}: ${JSON.stringify(r.body)}`);
-    assert.equal(r.body.status, 'completed', `${template} ended ${r.body.status}: ${JSON.stringify(r.body.error ?? r.body)}`);
+    assert.equal(
+      r.body.status,
+      'completed',
+      `${template} ended ${r.body.status}: ${JSON.stringify(r.body.error ?? r.body)}`,
+    );
     return r.body as { execution_id: string; output: Record<string, any> };
   };
 
   /** Poll an execution until it ends; it must complete. */
   const settled = async (id: string) =>
-    until(`execution ${id} ended`, async () => {
-      const r = await http('GET', `/api/v1/workflows/executions/${id}`);
-      if (r.status !== 200 || r.body.status === 'running' || r.body.status === 'canceling') return undefined;
-      assert.equal(r.body.status, 'completed', JSON.stringify(r.body.error ?? r.body));
-      return r.body as { execution_id: string; output: Record<string, any> };
-    }, 60_000, 200);
+    until(
+      `execution ${id} ended`,
+      async () => {
+        const r = await http('GET', `/api/v1/workflows/executions/${id}`);
+        if (r.status !== 200 || r.body.status === 'running' || r.body.status === 'canceling') return undefined;
+        assert.equal(r.body.status, 'completed', JSON.stringify(r.body.error ?? r.body));
+        return r.body as { execution_id: string; output: Record<string, any> };
+      },
+      60_000,
+      200,
+    );
 
   before(async () => {
     mkdirSync(path.join(root, '.tmp'), { recursive: true });
@@ -70,10 +79,17 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     await proc.waitUp(120_000);
     await waitReady(base, proc);
     // The automation server is reachable through the connectors before any template runs.
-    await until('the automation MCP server is up', async () => {
-      const h = await http('GET', '/api/v1/integration/mcp/health');
-      return (h.body?.servers as { server: string; state: string }[] | undefined)?.some((s) => s.server === 'automation' && s.state === 'up');
-    }, 90_000, 250);
+    await until(
+      'the automation MCP server is up',
+      async () => {
+        const h = await http('GET', '/api/v1/integration/mcp/health');
+        return (h.body?.servers as { server: string; state: string }[] | undefined)?.some(
+          (s) => s.server === 'automation' && s.state === 'up',
+        );
+      },
+      90_000,
+      250,
+    );
   });
 
   after(async () => {
@@ -97,10 +113,18 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
   it('send_email through the API: over SMTP into the mailbox; the same key twice sends once; keyset paging', async () => {
     const to = 'e2e.send@example.com';
     const args = { to, subject: 'Hello over SMTP', text: 'one body', idempotency_key: 'e2e-mail-1' };
-    const first = await http('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'send_email', arguments: args });
+    const first = await http('POST', '/api/v1/integration/mcp/call', {
+      server: 'automation',
+      tool: 'send_email',
+      arguments: args,
+    });
     assert.equal(first.status, 200, JSON.stringify(first.body));
     assert.equal(first.body.result.email.deduplicated, false);
-    const again = await http('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'send_email', arguments: args });
+    const again = await http('POST', '/api/v1/integration/mcp/call', {
+      server: 'automation',
+      tool: 'send_email',
+      arguments: args,
+    });
     assert.equal(again.status, 200, JSON.stringify(again.body));
     assert.equal(again.body.result.email.deduplicated, true);
     assert.equal(again.body.result.email.message_id, first.body.result.email.message_id);
@@ -112,14 +136,27 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     assert.equal(got[0]!.from, 'switchyard@localhost');
 
     for (const n of [2, 3]) {
-      const r = await http('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'send_email', arguments: { to, subject: `page ${n}`, text: String(n) } });
+      const r = await http('POST', '/api/v1/integration/mcp/call', {
+        server: 'automation',
+        tool: 'send_email',
+        arguments: { to, subject: `page ${n}`, text: String(n) },
+      });
       assert.equal(r.status, 200, JSON.stringify(r.body));
     }
     const p1 = await http('GET', `/api/v1/integration/mcp/automation/mailbox?to=${to}&limit=2`);
-    assert.deepEqual(p1.body.messages.map((m: Mail) => m.subject), ['page 3', 'page 2']);
+    assert.deepEqual(
+      p1.body.messages.map((m: Mail) => m.subject),
+      ['page 3', 'page 2'],
+    );
     assert.ok(p1.body.next_cursor);
-    const p2 = await http('GET', `/api/v1/integration/mcp/automation/mailbox?to=${to}&limit=2&cursor=${p1.body.next_cursor}`);
-    assert.deepEqual(p2.body.messages.map((m: Mail) => m.subject), ['Hello over SMTP']);
+    const p2 = await http(
+      'GET',
+      `/api/v1/integration/mcp/automation/mailbox?to=${to}&limit=2&cursor=${p1.body.next_cursor}`,
+    );
+    assert.deepEqual(
+      p2.body.messages.map((m: Mail) => m.subject),
+      ['Hello over SMTP'],
+    );
     assert.equal(p2.body.next_cursor, null);
   });
 
@@ -134,22 +171,39 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     assert.equal(r.output.welcome_error, null);
     assert.equal(r.output.follow_up_error, null);
     const id = r.output.customer_id as number;
-    assert.deepEqual(r.output.follow_ups.slice().sort(), [`onboarding-${id}-after-2s`, `onboarding-${id}-after-30d`].sort());
+    assert.deepEqual(
+      r.output.follow_ups.slice().sort(),
+      [`onboarding-${id}-after-2s`, `onboarding-${id}-after-30d`].sort(),
+    );
 
     const welcome = (await inbox(email)).filter((m) => m.subject === 'Welcome to Switchyard, Grace Hopper Inc');
     assert.equal(welcome.length, 1);
-    assert.ok(welcome[0]!.text!.startsWith('Welcome aboard, Grace Hopper Inc! Your business plan with 3 seats is active.\n\n'), welcome[0]!.text!);
+    assert.ok(
+      welcome[0]!.text!.startsWith('Welcome aboard, Grace Hopper Inc! Your business plan with 3 seats is active.\n\n'),
+      welcome[0]!.text!,
+    );
 
     // The 2 s follow-up: a real schedule on the automation server fires and mails it.
-    const followUp = await until('the follow-up mail arrives', async () => {
-      const m = (await inbox(email)).filter((x) => x.subject === 'How is it going, Grace Hopper Inc?');
-      return m.length > 0 ? m : undefined;
-    }, 60_000, 250);
+    const followUp = await until(
+      'the follow-up mail arrives',
+      async () => {
+        const m = (await inbox(email)).filter((x) => x.subject === 'How is it going, Grace Hopper Inc?');
+        return m.length > 0 ? m : undefined;
+      },
+      60_000,
+      250,
+    );
     assert.equal(followUp.length, 1);
     assert.match(followUp[0]!.text!, /you have been on the business plan for 2s now/);
     // Fired once: listed disabled with one fire; the 30-day one is still pending.
-    const schedules = await http('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'list_schedules', arguments: {} });
-    const mine = (schedules.body.result.schedules as { name: string; enabled: boolean; fire_count: number; run_once: boolean }[]).filter((s) => s.name.startsWith(`onboarding-${id}-`));
+    const schedules = await http('POST', '/api/v1/integration/mcp/call', {
+      server: 'automation',
+      tool: 'list_schedules',
+      arguments: {},
+    });
+    const mine = (
+      schedules.body.result.schedules as { name: string; enabled: boolean; fire_count: number; run_once: boolean }[]
+    ).filter((s) => s.name.startsWith(`onboarding-${id}-`));
     assert.deepEqual(
       mine.map((s) => [s.name, s.run_once, s.enabled, s.fire_count]).sort(),
       [
@@ -161,21 +215,36 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
   });
 
   it('customer_support on a fresh system: an escalation with no webhook registered is mailed to the support address', async () => {
-    const cust = await http('POST', '/api/v1/integration/mcp/database/query', { query: 'select email from business.customers order by id limit 1', params: [] });
+    const cust = await http('POST', '/api/v1/integration/mcp/database/query', {
+      query: 'select email from business.customers order by id limit 1',
+      params: [],
+    });
     assert.equal(cust.status, 200, JSON.stringify(cust.body));
     const email = cust.body.result.rows[0].email as string;
     const before = (await inbox('support@localhost')).length;
-    const angryQuery = 'This is UNACCEPTABLE!! Production is down, all of our users cannot log in and we are losing money. Fix it immediately or we talk to our lawyer.';
-    const started = await http('POST', '/api/v1/workflows/start/customer_support', { customer_email: email, query: angryQuery, channel: 'chat' });
+    const angryQuery =
+      'This is UNACCEPTABLE!! Production is down, all of our users cannot log in and we are losing money. Fix it immediately or we talk to our lawyer.';
+    const started = await http('POST', '/api/v1/workflows/start/customer_support', {
+      customer_email: email,
+      query: angryQuery,
+      channel: 'chat',
+    });
     assert.equal(started.status, 202, JSON.stringify(started.body));
     // An escalated reply waits for a person's approval: the approve_reply signal (kept for the wait step if it comes first).
-    const approved = await http('POST', `/api/v1/workflows/executions/${started.body.execution_id}/signals/approve_reply`, { approved: true, note: 'ok to send' });
+    const approved = await http(
+      'POST',
+      `/api/v1/workflows/executions/${started.body.execution_id}/signals/approve_reply`,
+      { approved: true, note: 'ok to send' },
+    );
     assert.equal(approved.status, 202, JSON.stringify(approved.body));
     assert.ok(['consumed', 'buffered'].includes(approved.body.disposition), JSON.stringify(approved.body));
     const angry = await settled(started.body.execution_id);
     assert.equal(angry.output.escalation, 'sent');
     assert.equal(angry.output.escalated_via, 'email');
-    assert.deepEqual([angry.output.approval, angry.output.approval_note, angry.output.reply_sent], ['approved', 'ok to send', true]);
+    assert.deepEqual(
+      [angry.output.approval, angry.output.approval_note, angry.output.reply_sent],
+      ['approved', 'ok to send', true],
+    );
     const replies = (await inbox(email)).filter((x) => x.subject === 'Re: your chat query');
     assert.equal(replies.length, 1, 'the approved reply went to the customer once');
     assert.equal(replies[0]!.text!.trim(), angry.output.response.trim());
@@ -183,21 +252,47 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     assert.equal(mails.length, before + 1);
     const m = mails[0]!;
     assert.equal(m.subject, `[${angry.output.priority}] Support escalation: ${email}`);
-    assert.match(m.text!, new RegExp(`^A chat query from ${email.replace(/[.+]/g, '\\$&')} \\(.+, customer \\d+\\) needs a person\\.`));
+    assert.match(
+      m.text!,
+      new RegExp(`^A chat query from ${email.replace(/[.+]/g, '\\$&')} \\(.+, customer \\d+\\) needs a person\\.`),
+    );
     assert.ok(m.text!.includes(angry.output.response), 'the drafted reply is in the mail');
 
     // Another address by input; a calm query mails nobody.
-    const calm = await run('customer_support', { customer_email: email, query: 'Hello, how do I add two more seats? Thanks.', support_email: 'desk@corp.example' });
+    const calm = await run('customer_support', {
+      customer_email: email,
+      query: 'Hello, how do I add two more seats? Thanks.',
+      support_email: 'desk@corp.example',
+    });
     assert.equal(calm.output.escalation, 'not_needed');
     assert.equal(calm.output.escalated_via, 'none');
     assert.equal(calm.output.approval, 'not_needed');
     assert.deepEqual(await inbox('desk@corp.example'), []);
 
     // Nobody approves within approval_timeout_ms: no reply goes out and the desk is mailed again.
-    const unanswered = await run('customer_support', { customer_email: email, query: angryQuery, channel: 'chat', support_email: 'desk2@corp.example', approval_timeout_ms: 500 });
-    assert.deepEqual([unanswered.output.escalation, unanswered.output.approval, unanswered.output.reply_sent], ['sent', 'timed_out', false]);
+    const unanswered = await run('customer_support', {
+      customer_email: email,
+      query: angryQuery,
+      channel: 'chat',
+      support_email: 'desk2@corp.example',
+      approval_timeout_ms: 500,
+    });
+    assert.deepEqual(
+      [unanswered.output.escalation, unanswered.output.approval, unanswered.output.reply_sent],
+      ['sent', 'timed_out', false],
+    );
     const desk = await inbox('desk2@corp.example');
-    assert.deepEqual(desk.map((x) => x.subject).sort(), [`[${unanswered.output.priority}] Support escalation: ${email}`, `[unanswered] Support escalation waits for approval: ${email}`].sort());
-    assert.equal((await inbox(email)).filter((x) => x.subject === 'Re: your chat query').length, 1, 'no reply without an approval');
+    assert.deepEqual(
+      desk.map((x) => x.subject).sort(),
+      [
+        `[${unanswered.output.priority}] Support escalation: ${email}`,
+        `[unanswered] Support escalation waits for approval: ${email}`,
+      ].sort(),
+    );
+    assert.equal(
+      (await inbox(email)).filter((x) => x.subject === 'Re: your chat query').length,
+      1,
+      'no reply without an approval',
+    );
   });
 });

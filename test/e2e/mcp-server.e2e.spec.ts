@@ -15,7 +15,10 @@ import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { ResourceUpdatedNotificationSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ResourceUpdatedNotificationSchema,
+  ToolListChangedNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 import { freePort } from '@switchyard/platform';
 import { newAdminKey, Proc, root, sleep, systemEnv, waitReady } from './launcher.js';
 import { gatewayRequest } from './support.js';
@@ -24,14 +27,29 @@ const run = promisify(execFile);
 const adminKey = newAdminKey();
 const admin = { authorization: `Bearer ${adminKey}` };
 const everythingBin = path.join(root, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
-const inspectorBin = path.join(root, 'node_modules', '@modelcontextprotocol', 'inspector', 'clients', 'launcher', 'build', 'index.js');
+const inspectorBin = path.join(
+  root,
+  'node_modules',
+  '@modelcontextprotocol',
+  'inspector',
+  'clients',
+  'launcher',
+  'build',
+  'index.js',
+);
 
 /** server-everything in its Streamable HTTP mode on `port` (path /mcp). */
 async function startEverythingHttp(port: number): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, [everythingBin, 'streamableHttp'], { env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [everythingBin, 'streamableHttp'], {
+    env: { ...process.env, PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   await new Promise<void>((resolve, reject) => {
     let err = '';
-    const timer = setTimeout(() => reject(new Error(`server-everything HTTP did not start: ${err.slice(-300)}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`server-everything HTTP did not start: ${err.slice(-300)}`)),
+      20_000,
+    );
     proc.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('listening on port')) {
@@ -68,14 +86,21 @@ describe('the gateway as an MCP server (/mcp)', () => {
   let viewerKey: string;
   const clients: Client[] = [];
 
-  const request = (method: string, url: string, body?: unknown, headers: Record<string, string> = admin) => gatewayRequest(base, headers, method, url, body);
+  const request = (method: string, url: string, body?: unknown, headers: Record<string, string> = admin) =>
+    gatewayRequest(base, headers, method, url, body);
   const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
   async function connect(key: string, opts: { path?: string; sse?: boolean } = {}): Promise<Client> {
     const client = new Client({ name: 'e2e', version: '1.0.0' });
     const url = new URL(`${base}${opts.path ?? '/mcp'}${opts.sse ? '/sse' : ''}`);
     const headers = bearer(key);
     const transport = opts.sse
-      ? new SSEClientTransport(url, { requestInit: { headers }, eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }) } })
+      ? new SSEClientTransport(url, {
+          requestInit: { headers },
+          eventSourceInit: {
+            fetch: (u, init) =>
+              fetch(u, { ...init, headers: { ...(init?.headers as Record<string, string>), ...headers } }),
+          },
+        })
       : new StreamableHTTPClientTransport(url, { requestInit: { headers } });
     await client.connect(transport);
     clients.push(client);
@@ -86,7 +111,8 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.equal(r.status, 201, JSON.stringify(r.body));
     return r.body.key as string;
   };
-  const textOf = (r: Record<string, unknown>) => ((r.content as { type: string; text?: string }[] | undefined) ?? []).map((c) => c.text ?? '').join('\n');
+  const textOf = (r: Record<string, unknown>) =>
+    ((r.content as { type: string; text?: string }[] | undefined) ?? []).map((c) => c.text ?? '').join('\n');
 
   before(async () => {
     mkdirSync(path.join(root, '.tmp'), { recursive: true });
@@ -94,13 +120,26 @@ describe('the gateway as an MCP server (/mcp)', () => {
     chmodSync(dataDir, 0o755); // as root, PostgreSQL runs as `postgres` and must reach its data dir
     const flakyPort = await freePort();
     flaky = await startEverythingHttp(flakyPort);
-    const fast = { retry: { max_attempts: 1 }, breaker: { consecutive_failures: 2, half_open_after_ms: 120_000 }, timeouts: { connect_ms: 5_000, call_ms: 8_000 } };
+    const fast = {
+      retry: { max_attempts: 1 },
+      breaker: { consecutive_failures: 2, half_open_after_ms: 120_000 },
+      timeouts: { connect_ms: 5_000, call_ms: 8_000 },
+    };
     const serversFile = path.join(dataDir, 'mcp-servers.json');
     writeFileSync(
       serversFile,
       JSON.stringify([
-        { name: 'everything', role: 'other', transport: { kind: 'stdio', command: process.execPath, args: [everythingBin] } },
-        { name: 'flaky', role: 'other', transport: { kind: 'http', url: `http://127.0.0.1:${flakyPort}/mcp` }, ...fast },
+        {
+          name: 'everything',
+          role: 'other',
+          transport: { kind: 'stdio', command: process.execPath, args: [everythingBin] },
+        },
+        {
+          name: 'flaky',
+          role: 'other',
+          transport: { kind: 'http', url: `http://127.0.0.1:${flakyPort}/mcp` },
+          ...fast,
+        },
       ]),
     );
     const port = await freePort();
@@ -122,7 +161,8 @@ describe('the gateway as an MCP server (/mcp)', () => {
     // Both added servers connected (stdio spawns take a moment).
     await until('everything and flaky up', 60_000, async () => {
       const h = await request('GET', '/api/v1/integration/mcp/health');
-      const up = (n: string) => h.body.servers?.find((s: { server: string; state: string }) => s.server === n)?.state === 'up';
+      const up = (n: string) =>
+        h.body.servers?.find((s: { server: string; state: string }) => s.server === n)?.state === 'up';
       return up('everything') && up('flaky');
     });
   });
@@ -138,12 +178,23 @@ describe('the gateway as an MCP server (/mcp)', () => {
     const c = await connect(operatorKey);
     const { tools } = await c.listTools();
     const names = tools.map((t) => t.name);
-    for (const n of ['everything__echo', 'everything__get-sum', 'flaky__echo', 'workflow__revenue_analysis', 'workflow__customer_onboarding', 'agent__revenue_analysis', 'database__query']) {
+    for (const n of [
+      'everything__echo',
+      'everything__get-sum',
+      'flaky__echo',
+      'workflow__revenue_analysis',
+      'workflow__customer_onboarding',
+      'agent__revenue_analysis',
+      'database__query',
+    ]) {
       assert.ok(names.includes(n), `${n} listed: ${names.join(', ')}`);
     }
     // The writer server is the REST route's policy too: admin and DATABASE_ALLOW_WRITES (off here).
     assert.ok(!names.includes('database_writer__query'), 'the writer is not offered');
-    await assert.rejects(c.callTool({ name: 'database_writer__query', arguments: { query: 'select 1' } }), /forbidden.*DATABASE_ALLOW_WRITES|admin role/);
+    await assert.rejects(
+      c.callTool({ name: 'database_writer__query', arguments: { query: 'select 1' } }),
+      /forbidden.*DATABASE_ALLOW_WRITES|admin role/,
+    );
     const echo = tools.find((t) => t.name === 'everything__echo')!;
     assert.equal(echo.inputSchema.type, 'object');
     assert.ok((echo.inputSchema.properties as Record<string, unknown>).message, 'the upstream schema passes through');
@@ -158,14 +209,23 @@ describe('the gateway as an MCP server (/mcp)', () => {
     const { resources } = await c.listResources();
     assert.ok(resources.some((x) => x.uri === 'switchyard://system/status'));
     const { resourceTemplates } = await c.listResourceTemplates();
-    assert.deepEqual(resourceTemplates.map((t) => t.uriTemplate).sort(), ['switchyard://executions/{id}', 'switchyard://executions/{id}/history', 'switchyard://reports/{name}']);
+    assert.deepEqual(resourceTemplates.map((t) => t.uriTemplate).sort(), [
+      'switchyard://executions/{id}',
+      'switchyard://executions/{id}/history',
+      'switchyard://reports/{name}',
+    ]);
     const status = await c.readResource({ uri: 'switchyard://system/status' });
-    assert.ok(['healthy', 'degraded', 'unhealthy'].includes(JSON.parse((status.contents[0] as { text: string }).text).status));
+    assert.ok(
+      ['healthy', 'degraded', 'unhealthy'].includes(JSON.parse((status.contents[0] as { text: string }).text).status),
+    );
     const health = await c.readResource({ uri: 'switchyard://system/health-report' });
     assert.ok(JSON.parse((health.contents[0] as { text: string }).text).status);
 
     const { prompts } = await c.listPrompts();
-    assert.ok(prompts.some((p) => p.name === 'everything__simple-prompt'), prompts.map((p) => p.name).join(', '));
+    assert.ok(
+      prompts.some((p) => p.name === 'everything__simple-prompt'),
+      prompts.map((p) => p.name).join(', '),
+    );
     const got = await c.getPrompt({ name: 'everything__simple-prompt', arguments: {} });
     assert.ok(got.messages.length > 0);
   });
@@ -193,18 +253,35 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.ok(!r.isError, textOf(r));
     const out = r.structuredContent as { status: string; execution_id: string };
     assert.equal(out.status, 'completed');
-    assert.ok(progress.some((m) => / succeeded$/.test(m)), `progress per step: ${progress.join(' | ')}`);
-    const exec = JSON.parse(((await c.readResource({ uri: `switchyard://executions/${out.execution_id}` })).contents[0] as { text: string }).text);
+    assert.ok(
+      progress.some((m) => / succeeded$/.test(m)),
+      `progress per step: ${progress.join(' | ')}`,
+    );
+    const exec = JSON.parse(
+      ((await c.readResource({ uri: `switchyard://executions/${out.execution_id}` })).contents[0] as { text: string })
+        .text,
+    );
     assert.equal(exec.status, 'completed');
     assert.ok(exec.steps.length > 0);
-    const history = JSON.parse(((await c.readResource({ uri: `switchyard://executions/${out.execution_id}/history` })).contents[0] as { text: string }).text);
+    const history = JSON.parse(
+      (
+        (await c.readResource({ uri: `switchyard://executions/${out.execution_id}/history` })).contents[0] as {
+          text: string;
+        }
+      ).text,
+    );
     assert.equal(history[0].type, 'WorkflowStarted');
 
     // The report the run wrote (the sandbox's reports/ folder) is a resource: listed, readable by an
     // operator (its text is the run's), refused to a viewer, and a missing one is an error.
     const reportUri = 'switchyard://reports/revenue-analysis.md';
-    assert.ok((await c.listResources()).resources.some((x) => x.uri === reportUri), 'the report is listed');
-    assert.ok((await c.listResourceTemplates()).resourceTemplates.some((t) => t.uriTemplate === 'switchyard://reports/{name}'));
+    assert.ok(
+      (await c.listResources()).resources.some((x) => x.uri === reportUri),
+      'the report is listed',
+    );
+    assert.ok(
+      (await c.listResourceTemplates()).resourceTemplates.some((t) => t.uriTemplate === 'switchyard://reports/{name}'),
+    );
     const report = (await c.readResource({ uri: reportUri })).contents[0] as { text: string; mimeType: string };
     assert.equal(report.mimeType, 'text/markdown');
     assert.match(report.text, /^# Revenue analysis: last 30d/);
@@ -218,16 +295,25 @@ describe('the gateway as an MCP server (/mcp)', () => {
     // wait=false: the id at once; a subscription to it hears each step.
     const updates: string[] = [];
     c.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updates.push(n.params.uri));
-    const quick = await c.callTool({ name: 'workflow__revenue_analysis', arguments: { timeframe: '30d', wait: false } });
+    const quick = await c.callTool({
+      name: 'workflow__revenue_analysis',
+      arguments: { timeframe: '30d', wait: false },
+    });
     const id = (quick.structuredContent as { execution_id: string; status: string }).execution_id;
     assert.equal((quick.structuredContent as { status: string }).status, 'running');
     await c.subscribeResource({ uri: `switchyard://executions/${id}` });
-    await until('resources/updated for the execution', 60_000, async () => updates.filter((u) => u === `switchyard://executions/${id}`).length >= 2);
+    await until(
+      'resources/updated for the execution',
+      60_000,
+      async () => updates.filter((u) => u === `switchyard://executions/${id}`).length >= 2,
+    );
   });
 
   it('an agent tool delegates and waits for the result', async () => {
     const c = await connect(operatorKey);
-    const r = await c.callTool({ name: 'agent__revenue_analysis', arguments: { timeframe: '30d' } }, undefined, { timeout: 120_000 });
+    const r = await c.callTool({ name: 'agent__revenue_analysis', arguments: { timeframe: '30d' } }, undefined, {
+      timeout: 120_000,
+    });
     assert.ok(!r.isError, textOf(r));
     const out = r.structuredContent as { status: string; task_id: string; agent: string };
     assert.equal(out.status, 'completed');
@@ -243,12 +329,20 @@ describe('the gateway as an MCP server (/mcp)', () => {
       name: 'slow for cancel',
       steps: [
         { id: 'hello', uses: 'mcp:everything/echo', with: { message: 'start' } },
-        { id: 'slow', uses: 'mcp:everything/trigger-long-running-operation', needs: ['hello'], with: { duration: 30, steps: 30 }, timeout_ms: 60_000 },
+        {
+          id: 'slow',
+          uses: 'mcp:everything/trigger-long-running-operation',
+          needs: ['hello'],
+          with: { duration: 30, steps: 30 },
+          timeout_ms: 60_000,
+        },
       ],
     });
     assert.equal(def.status, 201, JSON.stringify(def.body));
     const c = await connect(operatorKey);
-    await until('workflow__mcp_slow listed', 10_000, async () => (await c.listTools()).tools.some((t) => t.name === 'workflow__mcp_slow'));
+    await until('workflow__mcp_slow listed', 10_000, async () =>
+      (await c.listTools()).tools.some((t) => t.name === 'workflow__mcp_slow'),
+    );
     const ac = new AbortController();
     const progress: string[] = [];
     const call = c.callTool({ name: 'workflow__mcp_slow', arguments: {} }, undefined, {
@@ -263,7 +357,9 @@ describe('the gateway as an MCP server (/mcp)', () => {
     // The call's events name the execution it started.
     const started = await until('the McpToolCalled/McpToolFailed pair', 30_000, async () => {
       const ev = await request('GET', '/api/v1/events?type=McpToolFailed&stream_prefix=mcpgw_call-&limit=100');
-      return (ev.body.events as { data: { tool: string; execution_id?: string } }[]).find((e) => e.data.tool === 'workflow__mcp_slow');
+      return (ev.body.events as { data: { tool: string; execution_id?: string } }[]).find(
+        (e) => e.data.tool === 'workflow__mcp_slow',
+      );
     });
     const execId = started.data.execution_id!;
     const ended = await until('the execution canceled', 60_000, async () => {
@@ -280,22 +376,36 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.ok(sessionId);
     const called = await until('McpToolCalled of the call', 10_000, async () => {
       const ev = await request('GET', '/api/v1/events?type=McpToolCalled&stream_prefix=mcpgw_call-&limit=500');
-      return (ev.body.events as { data: Record<string, unknown>; metadata: Record<string, unknown> }[]).find((e) => e.data.session_id === sessionId);
+      return (ev.body.events as { data: Record<string, unknown>; metadata: Record<string, unknown> }[]).find(
+        (e) => e.data.session_id === sessionId,
+      );
     });
     assert.equal(called.data.tool, 'everything__get-sum');
     assert.equal(called.data.transport, 'streamable-http');
     assert.match(String(called.data.key_id), /^[0-9a-f]{16}$/);
     assert.equal(called.metadata.actor, `apikey:${String(called.data.key_id)}`);
     // The upstream hop is the connector's own McpTool* events, named by the same key.
-    const upstream = await request('GET', '/api/v1/events?type=McpToolSucceeded&stream_prefix=mcpserver-everything&limit=500');
-    assert.ok((upstream.body.events as { metadata: { actor?: string } }[]).some((e) => e.metadata.actor === `apikey:${String(called.data.key_id)}`));
+    const upstream = await request(
+      'GET',
+      '/api/v1/events?type=McpToolSucceeded&stream_prefix=mcpserver-everything&limit=500',
+    );
+    assert.ok(
+      (upstream.body.events as { metadata: { actor?: string } }[]).some(
+        (e) => e.metadata.actor === `apikey:${String(called.data.key_id)}`,
+      ),
+    );
   });
 
   it('auth: 401 with the RFC 9728 pointer without a key; a viewer lists but cannot call', async () => {
     const res = await fetch(`${base}/mcp`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+      }),
     });
     assert.equal(res.status, 401);
     const challenge = res.headers.get('www-authenticate') ?? '';
@@ -310,7 +420,10 @@ describe('the gateway as an MCP server (/mcp)', () => {
 
     const viewer = await connect(viewerKey);
     assert.ok((await viewer.listTools()).tools.length > 0);
-    await assert.rejects(viewer.callTool({ name: 'everything__echo', arguments: { message: 'no' } }), /403|forbidden|operator/i);
+    await assert.rejects(
+      viewer.callTool({ name: 'everything__echo', arguments: { message: 'no' } }),
+      /403|forbidden|operator/i,
+    );
   });
 
   it('virtual servers: CRUD validated, and /mcp/v/<name> serves only its subset', async () => {
@@ -323,35 +436,85 @@ describe('the gateway as an MCP server (/mcp)', () => {
       const r = await request('POST', '/api/v1/integration/mcp/virtual-servers', bad);
       assert.equal(r.status, 400, `${JSON.stringify(bad)}: ${JSON.stringify(r.body)}`);
     }
-    assert.equal((await request('POST', '/api/v1/integration/mcp/virtual-servers', { name: 'x', tools: ['everything__echo'] }, bearer(operatorKey))).status, 403);
+    assert.equal(
+      (
+        await request(
+          'POST',
+          '/api/v1/integration/mcp/virtual-servers',
+          { name: 'x', tools: ['everything__echo'] },
+          bearer(operatorKey),
+        )
+      ).status,
+      403,
+    );
     assert.equal((await request('DELETE', '/api/v1/integration/mcp/virtual-servers/nope')).status, 404);
-    const created = await request('POST', '/api/v1/integration/mcp/virtual-servers', { name: 'echo-only', description: 'just echo', tools: ['everything__echo', 'workflow__revenue*'] });
+    const created = await request('POST', '/api/v1/integration/mcp/virtual-servers', {
+      name: 'echo-only',
+      description: 'just echo',
+      tools: ['everything__echo', 'workflow__revenue*'],
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.equal(created.body.url, '/mcp/v/echo-only');
-    const replaced = await request('PUT', '/api/v1/integration/mcp/virtual-servers/echo-only', { description: 'just echo', tools: ['everything__echo'] });
+    const replaced = await request('PUT', '/api/v1/integration/mcp/virtual-servers/echo-only', {
+      description: 'just echo',
+      tools: ['everything__echo'],
+    });
     assert.equal(replaced.status, 200);
     assert.equal(replaced.body.version, 2);
     const list = await request('GET', '/api/v1/integration/mcp/virtual-servers', undefined, bearer(viewerKey));
-    assert.deepEqual(list.body.virtual_servers.map((v: { name: string }) => v.name), ['echo-only']);
+    assert.deepEqual(
+      list.body.virtual_servers.map((v: { name: string }) => v.name),
+      ['echo-only'],
+    );
 
     const v = await connect(operatorKey, { path: '/mcp/v/echo-only' });
-    assert.deepEqual((await v.listTools()).tools.map((t) => t.name), ['everything__echo']);
+    assert.deepEqual(
+      (await v.listTools()).tools.map((t) => t.name),
+      ['everything__echo'],
+    );
     assert.match(textOf(await v.callTool({ name: 'everything__echo', arguments: { message: 'subset' } })), /subset/);
     await assert.rejects(v.callTool({ name: 'everything__get-sum', arguments: { a: 1, b: 2 } }), /unknown tool/);
     const sse = await connect(operatorKey, { path: '/mcp/v/echo-only', sse: true });
-    assert.deepEqual((await sse.listTools()).tools.map((t) => t.name), ['everything__echo']);
+    assert.deepEqual(
+      (await sse.listTools()).tools.map((t) => t.name),
+      ['everything__echo'],
+    );
 
     assert.equal((await request('DELETE', '/api/v1/integration/mcp/virtual-servers/echo-only')).status, 200);
-    const gone = await fetch(`${base}/mcp/v/echo-only`, { method: 'POST', headers: { ...bearer(operatorKey), 'content-type': 'application/json' }, body: '{}' });
+    const gone = await fetch(`${base}/mcp/v/echo-only`, {
+      method: 'POST',
+      headers: { ...bearer(operatorKey), 'content-type': 'application/json' },
+      body: '{}',
+    });
     assert.equal(gone.status, 404);
   });
 
   it('the official Inspector CLI lists and calls tools over Streamable HTTP', async () => {
     const cli = (args: string[]) =>
-      run(process.execPath, [inspectorBin, '--cli', `${base}/mcp`, '--transport', 'http', '--header', `Authorization: Bearer ${operatorKey}`, ...args], { cwd: dataDir, timeout: 60_000, env: { ...process.env, HOME: dataDir } });
+      run(
+        process.execPath,
+        [
+          inspectorBin,
+          '--cli',
+          `${base}/mcp`,
+          '--transport',
+          'http',
+          '--header',
+          `Authorization: Bearer ${operatorKey}`,
+          ...args,
+        ],
+        { cwd: dataDir, timeout: 60_000, env: { ...process.env, HOME: dataDir } },
+      );
     const list = await cli(['--method', 'tools/list']);
     assert.match(list.stdout, /everything__echo/);
-    const called = await cli(['--method', 'tools/call', '--tool-name', 'everything__echo', '--tool-arg', 'message=from the inspector']);
+    const called = await cli([
+      '--method',
+      'tools/call',
+      '--tool-name',
+      'everything__echo',
+      '--tool-arg',
+      'message=from the inspector',
+    ]);
     assert.match(called.stdout, /from the inspector/);
   });
 
@@ -360,7 +523,11 @@ describe('the gateway as an MCP server (/mcp)', () => {
     let listChanged = 0;
     c.setNotificationHandler(ToolListChangedNotificationSchema, () => void listChanged++);
     assert.ok((await c.listTools()).tools.some((t) => t.name === 'flaky__echo'));
-    const call = c.callTool({ name: 'flaky__trigger-long-running-operation', arguments: { duration: 6, steps: 6 } }, undefined, { timeout: 60_000 });
+    const call = c.callTool(
+      { name: 'flaky__trigger-long-running-operation', arguments: { duration: 6, steps: 6 } },
+      undefined,
+      { timeout: 60_000 },
+    );
     await sleep(1_500);
     flaky!.kill('SIGKILL');
     const t0 = Date.now();

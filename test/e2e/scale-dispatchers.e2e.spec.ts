@@ -41,7 +41,10 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
   let dispatchers: Proc[] = [];
 
   const http = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
-    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
+    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({
+      status: 0,
+      body: String(e),
+    }));
 
   before(async () => {
     const t0 = Date.now();
@@ -61,9 +64,18 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
       DISPATCHER_LEASE_TTL_MS: String(LEASE_TTL_MS),
       DISPATCHER_LEASE_TICK_MS: '500',
     });
-    a = new Proc('A (relay gateway)', ['relay', 'gateway'], { ...common, GATEWAY_PORT: String(gatewayPort), EMBEDDED_PG_PORT: String(pgPort), EMBEDDED_NATS_PORT: String(natsPort) });
+    a = new Proc('A (relay gateway)', ['relay', 'gateway'], {
+      ...common,
+      GATEWAY_PORT: String(gatewayPort),
+      EMBEDDED_PG_PORT: String(pgPort),
+      EMBEDDED_NATS_PORT: String(natsPort),
+    });
     const joined = { ...common, DATABASE_URL: databaseUrl, NATS_URL: `nats://127.0.0.1:${natsPort}` };
-    o = new Proc('O (agents mcp-servers connectors workflows monitor)', ['agents', 'mcp-servers', 'connectors', 'workflows', 'monitor'], joined);
+    o = new Proc(
+      'O (agents mcp-servers connectors workflows monitor)',
+      ['agents', 'mcp-servers', 'connectors', 'workflows', 'monitor'],
+      joined,
+    );
     dispatchers = [1, 2, 3].map((i) => new Proc(`D${i} (dispatcher)`, ['dispatcher'], joined));
     a.start();
     await a.waitUp(120_000);
@@ -86,7 +98,11 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
     db.on('error', () => undefined);
     await db.connect();
     const owners = async () =>
-      (await db.query<{ owner: string | null; partition: number; epoch: string }>(`select owner, partition, epoch from delegation.dispatcher_leases where expires_at > now() order by partition`)).rows;
+      (
+        await db.query<{ owner: string | null; partition: number; epoch: string }>(
+          `select owner, partition, epoch from delegation.dispatcher_leases where expires_at > now() order by partition`,
+        )
+      ).rows;
     try {
       // 1. The three dispatchers share the partitions (each gets its share within a few ticks).
       for (let i = 0; ; i++) {
@@ -106,7 +122,12 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
           const r = await http(
             'POST',
             '/api/v1/integration/agents/delegate',
-            { task_type: 'support_response', context: { query: `where is my order ${key}` }, priority: 'normal', timeout_ms: 20_000 },
+            {
+              task_type: 'support_response',
+              context: { query: `where is my order ${key}` },
+              priority: 'normal',
+              timeout_ms: 20_000,
+            },
             { 'idempotency-key': key },
           );
           if (r.status === 202 || r.status === 200) {
@@ -123,7 +144,9 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
       let killedAt = 0;
       const wave = 25;
       for (let i = 0; i * wave < DELEGATIONS; i++) {
-        const jobs = Array.from({ length: Math.min(wave, DELEGATIONS - i * wave) }, (_, k) => delegate(`scale-${tag}-${i * wave + k}`));
+        const jobs = Array.from({ length: Math.min(wave, DELEGATIONS - i * wave) }, (_, k) =>
+          delegate(`scale-${tag}-${i * wave + k}`),
+        );
         if (!killedAt && (i + 1) * wave >= DELEGATIONS / 3) {
           // Mid-wave: the victim has submissions and attempts in flight.
           await sleep(150);
@@ -140,9 +163,14 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
       const ids = [...taskOfKey.values()].map((id) => `task-${id}`);
       const endedCount = async () =>
         Number(
-          (await db.query<{ n: string }>(`select count(distinct stream_id) as n from eventstore.events where type in ('TaskCompleted','TaskFailed','TaskTimedOut','TaskCanceled') and stream_id = any($1::text[])`, [ids])).rows[0]!.n,
+          (
+            await db.query<{ n: string }>(
+              `select count(distinct stream_id) as n from eventstore.events where type in ('TaskCompleted','TaskFailed','TaskTimedOut','TaskCanceled') and stream_id = any($1::text[])`,
+              [ids],
+            )
+          ).rows[0]!.n,
         );
-      for (let last = -1, lastMoved = Date.now(); ; ) {
+      for (let last = -1, lastMoved = Date.now(); ;) {
         const n = await endedCount();
         if (n >= DELEGATIONS) break;
         if (n !== last) [last, lastMoved] = [n, Date.now()];
@@ -158,15 +186,31 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
         [ids],
       );
       const by = new Map<string, { revision: number; type: string; data: any }[]>();
-      for (const r of rows.rows) by.set(r.stream_id, [...(by.get(r.stream_id) ?? []), { revision: Number(r.revision), type: r.type, data: r.data }]);
+      for (const r of rows.rows)
+        by.set(r.stream_id, [
+          ...(by.get(r.stream_id) ?? []),
+          { revision: Number(r.revision), type: r.type, data: r.data },
+        ]);
       let retried = 0;
       for (const id of ids) {
         const ev = by.get(id) ?? [];
-        assert.deepEqual(ev.map((e) => e.revision), ev.map((_, k) => k), `dense revisions for ${id}`);
-        assert.equal(ev.filter((e) => e.type === 'TaskCompleted').length, 1, `one completion for ${id}: ${ev.map((e) => e.type)}`);
+        assert.deepEqual(
+          ev.map((e) => e.revision),
+          ev.map((_, k) => k),
+          `dense revisions for ${id}`,
+        );
+        assert.equal(
+          ev.filter((e) => e.type === 'TaskCompleted').length,
+          1,
+          `one completion for ${id}: ${ev.map((e) => e.type)}`,
+        );
         assert.equal(ev.at(-1)!.type, 'TaskCompleted', `nothing after the completion of ${id}`);
         const assigned = ev.filter((e) => e.type === 'TaskAssigned').map((e) => e.data.assignment as number);
-        assert.deepEqual(assigned, assigned.map((_, k) => k + 1), `assignments 1..n, none repeated, for ${id}`);
+        assert.deepEqual(
+          assigned,
+          assigned.map((_, k) => k + 1),
+          `assignments 1..n, none repeated, for ${id}`,
+        );
         const retries = ev.filter((e) => e.type === 'TaskRetryScheduled').length;
         assert.equal(assigned.length, retries + 1, `a second assignment only after a retry was scheduled for ${id}`);
         const started = ev.filter((e) => e.type === 'TaskStarted').map((e) => e.data.assignment as number);
@@ -179,11 +223,19 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
       // 5. The partitions: D2's went to the survivors, with a higher epoch.
       const afterKill = await owners();
       assert.equal(afterKill.length, PARTITIONS);
-      assert.equal(new Set(afterKill.map((r) => r.owner)).size, 2, `held by the 2 survivors: ${JSON.stringify(afterKill)}`);
+      assert.equal(
+        new Set(afterKill.map((r) => r.owner)).size,
+        2,
+        `held by the 2 survivors: ${JSON.stringify(afterKill)}`,
+      );
       const victim = new Set(before.filter((r) => !afterKill.some((x) => x.owner === r.owner)).map((r) => r.owner));
       assert.equal(victim.size, 1);
       const moved = before.filter((r) => victim.has(r.owner));
-      for (const m of moved) assert.ok(Number(afterKill.find((r) => r.partition === m.partition)!.epoch) > Number(m.epoch), `partition ${m.partition} taken over with a new epoch`);
+      for (const m of moved)
+        assert.ok(
+          Number(afterKill.find((r) => r.partition === m.partition)!.epoch) > Number(m.epoch),
+          `partition ${m.partition} taken over with a new epoch`,
+        );
       console.log(
         `# scale-dispatchers: ${DELEGATIONS} delegations over 3 dispatchers, D2 SIGKILLed after ${Math.round((killedAt - t0) / 1000)} s; ` +
           `submitted in ${submittedMs} ms (${refusals} refusals asked again), all completed once in ${doneMs} ms; ` +

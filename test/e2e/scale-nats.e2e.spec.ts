@@ -42,7 +42,10 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
   let b: Proc;
 
   const http = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
-    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
+    gatewayRequest(base, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({
+      status: 0,
+      body: String(e),
+    }));
 
   before(async () => {
     const t0 = Date.now();
@@ -61,8 +64,15 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
       NATS_URL: cluster.url,
       NATS_STREAM_REPLICAS: '3',
     });
-    a = new Proc('A (relay gateway)', ['relay', 'gateway'], { ...common, GATEWAY_PORT: String(gatewayPort), EMBEDDED_PG_PORT: String(pgPort) });
-    b = new Proc('B (the other roles)', ['mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'monitor'], { ...common, DATABASE_URL: databaseUrl });
+    a = new Proc('A (relay gateway)', ['relay', 'gateway'], {
+      ...common,
+      GATEWAY_PORT: String(gatewayPort),
+      EMBEDDED_PG_PORT: String(pgPort),
+    });
+    b = new Proc('B (the other roles)', ['mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'monitor'], {
+      ...common,
+      DATABASE_URL: databaseUrl,
+    });
     a.start();
     await a.waitUp(120_000);
     b.start();
@@ -87,7 +97,15 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
       version: 1,
       name: 'nats cluster',
       input: { type: 'object', properties: { n: { type: 'string' } }, required: ['n'] },
-      steps: [{ id: 'q', uses: 'mcp:database/query', with: { sql: 'select $1::text as n', params: ['${{ input.n }}'] }, retry: { attempts: 20, backoff: { initialMs: 200, factor: 2, maxMs: 2_000, jitter: 0.2 } }, timeout_ms: 5_000 }],
+      steps: [
+        {
+          id: 'q',
+          uses: 'mcp:database/query',
+          with: { sql: 'select $1::text as n', params: ['${{ input.n }}'] },
+          retry: { attempts: 20, backoff: { initialMs: 200, factor: 2, maxMs: 2_000, jitter: 0.2 } },
+          timeout_ms: 5_000,
+        },
+      ],
       outputs: { n: '${{ input.n }}' },
     });
     assert.equal(reg.status, 201, JSON.stringify(reg.body));
@@ -97,7 +115,12 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
     let startRefusals = 0;
     const startWorkflow = async (n: string) => {
       for (let attempt = 0; ; attempt++) {
-        const r = await http('POST', `/api/v1/workflows/start/${definitionId}`, { n }, { 'idempotency-key': `wf-${n}` });
+        const r = await http(
+          'POST',
+          `/api/v1/workflows/start/${definitionId}`,
+          { n },
+          { 'idempotency-key': `wf-${n}` },
+        );
         if (r.status === 202 || r.status === 200) return void executions.set(r.body.execution_id, n);
         startRefusals++;
         if (attempt > 150) assert.fail(`start ${n}: ${r.status} ${JSON.stringify(r.body)}`);
@@ -108,7 +131,12 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
     const failedCalls = new Map<number, number>();
     const call = async (k: number) => {
       const cid = randomUUID();
-      const r = await http('POST', '/api/v1/integration/mcp/call', { server: 'database', tool: 'query', arguments: { sql: `select ${k} as k` } }, { 'x-correlation-id': cid });
+      const r = await http(
+        'POST',
+        '/api/v1/integration/mcp/call',
+        { server: 'database', tool: 'query', arguments: { sql: `select ${k} as k` } },
+        { 'x-correlation-id': cid },
+      );
       if (r.status === 200) okCalls.push(cid);
       else failedCalls.set(r.status, (failedCalls.get(r.status) ?? 0) + 1);
     };
@@ -146,8 +174,13 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
       // 2. Every accepted workflow ends.
       const streams = [...executions.keys()].map((id) => `workflow_execution-${id}`);
       const ended = async () =>
-        (await db.query<{ type: string; n: string }>(`select type, count(*) as n from eventstore.events where type in ('WorkflowCompleted','WorkflowFailed','WorkflowCanceled') and stream_id = any($1::text[]) group by type`, [streams])).rows;
-      for (let last = -1, lastMoved = Date.now(); ; ) {
+        (
+          await db.query<{ type: string; n: string }>(
+            `select type, count(*) as n from eventstore.events where type in ('WorkflowCompleted','WorkflowFailed','WorkflowCanceled') and stream_id = any($1::text[]) group by type`,
+            [streams],
+          )
+        ).rows;
+      for (let last = -1, lastMoved = Date.now(); ;) {
         const n = (await ended()).reduce((s, r) => s + Number(r.n), 0);
         if (n >= WORKFLOWS) break;
         if (n !== last) [last, lastMoved] = [n, Date.now()];
@@ -160,12 +193,18 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
       // 3. Every call answered 200 was done: its success is recorded (the connectors report their
       //    events to the store asynchronously, one stream at a time: wait while the count moves).
       const succeeded = async () =>
-        (await db.query<{ c: string }>(`select distinct metadata->>'correlationId' as c from eventstore.events where type = 'McpToolSucceeded' and metadata->>'correlationId' = any($1::text[])`, [okCalls])).rowCount ?? 0;
-      for (let last = -1, lastMoved = Date.now(); ; ) {
+        (
+          await db.query<{ c: string }>(
+            `select distinct metadata->>'correlationId' as c from eventstore.events where type = 'McpToolSucceeded' and metadata->>'correlationId' = any($1::text[])`,
+            [okCalls],
+          )
+        ).rowCount ?? 0;
+      for (let last = -1, lastMoved = Date.now(); ;) {
         const n = await succeeded();
         if (n >= okCalls.length) break;
         if (n !== last) [last, lastMoved] = [n, Date.now()];
-        if (Date.now() - lastMoved > 30_000) assert.fail(`${n} of ${okCalls.length} calls answered 200 have their McpToolSucceeded, none more for 30 s`);
+        if (Date.now() - lastMoved > 30_000)
+          assert.fail(`${n} of ${okCalls.length} calls answered 200 have their McpToolSucceeded, none more for 30 s`);
         await sleep(500);
       }
 
@@ -189,7 +228,10 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
         ids.set(id, (ids.get(id) ?? 0) + 1);
         if (m.seq >= last) break;
       }
-      const stored = await db.query<{ event_id: string }>('select event_id from eventstore.events where position < $1', [head]);
+      const stored = await db.query<{ event_id: string }>(
+        'select event_id from eventstore.events where position < $1',
+        [head],
+      );
       const dupes = [...ids.values()].filter((n) => n > 1).length;
       assert.equal(dupes, 0, 'no event twice in the stream');
       const missing = stored.rows.filter((r) => !ids.has(r.event_id)).length;

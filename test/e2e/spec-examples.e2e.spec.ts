@@ -50,9 +50,19 @@ const slowRequests: ServerResponse[] = [];
 const curl = async (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, body?: string) => {
   const headers: Record<string, string> = { accept: '*/*', authorization: `Bearer ${adminKey}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${base}${url}`, { method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(90_000) });
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers,
+    ...(body !== undefined ? { body } : {}),
+    signal: AbortSignal.timeout(90_000),
+  });
   const text = await res.text();
-  return { status: res.status, type: res.headers.get('content-type') ?? '', text, body: (text ? JSON.parse(text) : undefined) };
+  return {
+    status: res.status,
+    type: res.headers.get('content-type') ?? '',
+    text,
+    body: text ? JSON.parse(text) : undefined,
+  };
 };
 const get = (url: string) => curl('GET', url);
 
@@ -75,7 +85,9 @@ before(async () => {
       slowRequests.push(res);
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ hello: 'from the receiver', method: req.method, url: req.url }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ hello: 'from the receiver', method: req.method, url: req.url }));
   });
   const receiverPort = await freePort();
   await new Promise<void>((r) => receiver.listen(receiverPort, '127.0.0.1', r));
@@ -105,8 +117,11 @@ before(async () => {
   await until(
     'the filesystem, database, fetch, automation and analytics MCP servers up',
     async () => {
-      const servers: { server: string; state: string }[] = (await get('/api/v1/integration/mcp/health')).body?.servers ?? [];
-      return ['database', 'fetch', 'automation', 'analytics', 'filesystem'].every((n) => servers.some((s) => s.server === n && s.state === 'up'));
+      const servers: { server: string; state: string }[] =
+        (await get('/api/v1/integration/mcp/health')).body?.servers ?? [];
+      return ['database', 'fetch', 'automation', 'analytics', 'filesystem'].every((n) =>
+        servers.some((s) => s.server === n && s.state === 'up'),
+      );
     },
     90_000,
     250,
@@ -135,7 +150,18 @@ describe("the specification's usage examples, verbatim, against the launcher", (
         const s = await get('/api/v1/integration/status');
         const servers = (s.body?.mcp?.servers ?? []).map((x: { server: string }) => x.server);
         const agents = (s.body?.agents?.items ?? []).map((x: { agent: string }) => x.agent);
-        return s.status === 200 && servers.includes('database') && ['data_analyst', 'financial_advisor', 'operations_manager', 'automation_specialist', 'content_creator', 'customer_success'].every((a) => agents.includes(a)) ? s.body : undefined;
+        return s.status === 200 &&
+          servers.includes('database') &&
+          [
+            'data_analyst',
+            'financial_advisor',
+            'operations_manager',
+            'automation_specialist',
+            'content_creator',
+            'customer_success',
+          ].every((a) => agents.includes(a))
+          ? s.body
+          : undefined;
       },
       90_000,
       500,
@@ -158,7 +184,10 @@ describe("the specification's usage examples, verbatim, against the launcher", (
       250,
     );
     assert.equal(done.status, 'completed', JSON.stringify(done));
-    assert.deepEqual([done.task_type, done.requested_task_type, done.priority, done.agent], ['revenue_analysis', 'analyze_revenue', 'high', 'data_analyst']);
+    assert.deepEqual(
+      [done.task_type, done.requested_task_type, done.priority, done.agent],
+      ['revenue_analysis', 'analyze_revenue', 'high', 'data_analyst'],
+    );
     const want = await revenue30d();
     assert.deepEqual([done.result.window.from, done.result.window.to], [want.from_date, want.to_date]);
     assert.ok(Number(want.total) > 0, 'the demo data has revenue in the window');
@@ -174,7 +203,7 @@ describe("the specification's usage examples, verbatim, against the launcher", (
     assert.deepEqual(r.body.result.rows, [{ count: want }]);
   });
 
-  it('4. POST /api/v1/workflows/start/revenue_analysis: started, then completed with the window\'s revenue and a forecast', async () => {
+  it("4. POST /api/v1/workflows/start/revenue_analysis: started, then completed with the window's revenue and a forecast", async () => {
     const r = await curl('POST', '/api/v1/workflows/start/revenue_analysis', EXAMPLE_4_BODY);
     assert.ok(r.status === 200 || r.status === 202, r.text);
     assert.match(r.body.execution_id, /.+/);
@@ -201,7 +230,9 @@ describe("the specification's usage examples, verbatim, against the launcher", (
       'a health report with the probed services',
       async () => {
         const h = await get('/api/v1/system/health-report');
-        return h.status === 200 && (h.body?.services ?? []).some((s: { service: string }) => s.service === 'postgres') ? h : undefined;
+        return h.status === 200 && (h.body?.services ?? []).some((s: { service: string }) => s.service === 'postgres')
+          ? h
+          : undefined;
       },
       90_000,
       500,
@@ -211,8 +242,14 @@ describe("the specification's usage examples, verbatim, against the launcher", (
     assert.ok(!Number.isNaN(Date.parse(r.body.at)));
     const services = r.body.services.map((s: { service: string }) => s.service);
     for (const s of ['postgres', 'nats']) assert.ok(services.includes(s), `${s} in ${services.join(', ')}`);
-    assert.ok(services.some((s: string) => s.startsWith('mcp:')), services.join(', '));
-    assert.ok(services.some((s: string) => s.startsWith('agent:')), services.join(', '));
+    assert.ok(
+      services.some((s: string) => s.startsWith('mcp:')),
+      services.join(', '),
+    );
+    assert.ok(
+      services.some((s: string) => s.startsWith('agent:')),
+      services.join(', '),
+    );
     assert.ok('cpuPercent' in r.body.system && 'memoryPercent' in r.body.system && Array.isArray(r.body.system.disks));
     assert.equal(typeof r.body.alerts.firing, 'number');
     assert.equal(typeof r.body.alerts.pending, 'number');
@@ -272,7 +309,14 @@ const walk = async (endpoint: SpecEndpoint, method: 'GET' | 'POST', url: string,
 };
 
 const terminal = ['completed', 'failed', 'canceled'];
-const agentsOfSpec = ['data_analyst', 'automation_specialist', 'content_creator', 'customer_success', 'financial_advisor', 'operations_manager'];
+const agentsOfSpec = [
+  'data_analyst',
+  'automation_specialist',
+  'content_creator',
+  'customer_success',
+  'financial_advisor',
+  'operations_manager',
+];
 
 describe("a walk over the specification's API endpoints, in its order, against the same system", () => {
   const stamp = Date.now().toString(36);
@@ -286,13 +330,20 @@ describe("a walk over the specification's API endpoints, in its order, against t
     const r = await walk('GET /api/v1/integration/mcp/health', 'GET', '/api/v1/integration/mcp/health');
     assert.equal(r.status, 200, r.text);
     assert.ok(['healthy', 'degraded', 'unhealthy'].includes(r.body.status), r.text);
-    const byName = new Map<string, { state: string; role: string }>(r.body.servers.map((s: { server: string; state: string; role: string }) => [s.server, s]));
-    for (const s of ['filesystem', 'database', 'fetch', 'automation', 'analytics']) assert.equal(byName.get(s)?.state, 'up', `${s}: ${r.text}`);
+    const byName = new Map<string, { state: string; role: string }>(
+      r.body.servers.map((s: { server: string; state: string; role: string }) => [s.server, s]),
+    );
+    for (const s of ['filesystem', 'database', 'fetch', 'automation', 'analytics'])
+      assert.equal(byName.get(s)?.state, 'up', `${s}: ${r.text}`);
     assert.equal(byName.get('github')?.state, 'unconfigured', r.text);
   });
 
   it('GET mcp/health/{server_name}: the database server probed now, with its tools', async () => {
-    const r = await walk('GET /api/v1/integration/mcp/health/{server_name}', 'GET', '/api/v1/integration/mcp/health/database');
+    const r = await walk(
+      'GET /api/v1/integration/mcp/health/{server_name}',
+      'GET',
+      '/api/v1/integration/mcp/health/database',
+    );
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.server, 'database');
     assert.equal(r.body.state, 'up', r.text);
@@ -306,7 +357,10 @@ describe("a walk over the specification's API endpoints, in its order, against t
       arguments: { name: metricName, value: 42, labels: { source: 'spec-walk' } },
     });
     assert.equal(r.status, 200, r.text);
-    assert.deepEqual([r.body.server, r.body.tool, r.body.result.name, r.body.result.value], ['analytics', 'record_metric', metricName, 42]);
+    assert.deepEqual(
+      [r.body.server, r.body.tool, r.body.result.name, r.body.result.value],
+      ['analytics', 'record_metric', metricName, 42],
+    );
     const row = await db.query('select value, labels from analytics.metrics where id = $1', [r.body.result.id]);
     assert.deepEqual(row.rows, [{ value: 42, labels: { source: 'spec-walk' } }]);
   });
@@ -314,22 +368,42 @@ describe("a walk over the specification's API endpoints, in its order, against t
   it('POST mcp/filesystem/{operation}: write_file, read_text_file and list_directory in the sandbox', async () => {
     const dir = realpathSync(filesRoot);
     const file = path.join(dir, `spec-walk-${stamp}.md`);
-    const w = await walk('POST /api/v1/integration/mcp/filesystem/{operation}', 'POST', '/api/v1/integration/mcp/filesystem/write_file', { path: file, content: '# written by the spec walk\n' });
+    const w = await walk(
+      'POST /api/v1/integration/mcp/filesystem/{operation}',
+      'POST',
+      '/api/v1/integration/mcp/filesystem/write_file',
+      { path: file, content: '# written by the spec walk\n' },
+    );
     assert.equal(w.status, 200, w.text);
     assert.equal(readFileSync(file, 'utf8'), '# written by the spec walk\n');
-    const read = await walk('POST /api/v1/integration/mcp/filesystem/{operation}', 'POST', '/api/v1/integration/mcp/filesystem/read_text_file', { path: file });
+    const read = await walk(
+      'POST /api/v1/integration/mcp/filesystem/{operation}',
+      'POST',
+      '/api/v1/integration/mcp/filesystem/read_text_file',
+      { path: file },
+    );
     assert.equal(read.status, 200, read.text);
     assert.match(JSON.stringify(read.body.content), /written by the spec walk/);
-    const list = await walk('POST /api/v1/integration/mcp/filesystem/{operation}', 'POST', '/api/v1/integration/mcp/filesystem/list_directory', { path: dir });
+    const list = await walk(
+      'POST /api/v1/integration/mcp/filesystem/{operation}',
+      'POST',
+      '/api/v1/integration/mcp/filesystem/list_directory',
+      { path: dir },
+    );
     assert.equal(list.status, 200, list.text);
     assert.ok(JSON.stringify(list.body.content).includes(`spec-walk-${stamp}.md`), list.text);
   });
 
   it('POST mcp/database/query: named parameters, the rows the database has', async () => {
-    const r = await walk('POST /api/v1/integration/mcp/database/query', 'POST', '/api/v1/integration/mcp/database/query', {
-      query: 'SELECT id, name, email FROM customers WHERE id <= :max ORDER BY id',
-      params: { max: 3 },
-    });
+    const r = await walk(
+      'POST /api/v1/integration/mcp/database/query',
+      'POST',
+      '/api/v1/integration/mcp/database/query',
+      {
+        query: 'SELECT id, name, email FROM customers WHERE id <= :max ORDER BY id',
+        params: { max: 3 },
+      },
+    );
     assert.equal(r.status, 200, r.text);
     const want = await db.query('select id, name, email from business.customers where id <= 3 order by id');
     assert.equal(want.rows.length, 3);
@@ -337,7 +411,12 @@ describe("a walk over the specification's API endpoints, in its order, against t
   });
 
   it('POST mcp/github/{operation}: without GITHUB_PERSONAL_ACCESS_TOKEN, the documented 503 problem (not a 500)', async () => {
-    const r = await walk('POST /api/v1/integration/mcp/github/{operation}', 'POST', '/api/v1/integration/mcp/github/search_repositories', { query: 'switchyard' });
+    const r = await walk(
+      'POST /api/v1/integration/mcp/github/{operation}',
+      'POST',
+      '/api/v1/integration/mcp/github/search_repositories',
+      { query: 'switchyard' },
+    );
     assert.equal(r.status, 503, r.text);
     assert.match(r.type, /application\/problem\+json/);
     assert.equal(r.body.status, 503, r.text);
@@ -345,15 +424,27 @@ describe("a walk over the specification's API endpoints, in its order, against t
   });
 
   it('POST mcp/fetch: an HTTP request to a local receiver through the fetch server', async () => {
-    const r = await walk('POST /api/v1/integration/mcp/fetch', 'POST', '/api/v1/integration/mcp/fetch', { url: `${receiverUrl}/hello?from=spec-walk`, method: 'GET' });
+    const r = await walk('POST /api/v1/integration/mcp/fetch', 'POST', '/api/v1/integration/mcp/fetch', {
+      url: `${receiverUrl}/hello?from=spec-walk`,
+      method: 'GET',
+    });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.tool, 'http_request');
     assert.equal(r.body.result.status, 200, r.text);
-    assert.deepEqual(JSON.parse(r.body.result.body), { hello: 'from the receiver', method: 'GET', url: '/hello?from=spec-walk' });
+    assert.deepEqual(JSON.parse(r.body.result.body), {
+      hello: 'from the receiver',
+      method: 'GET',
+      url: '/hello?from=spec-walk',
+    });
   });
 
   it('POST mcp/automation/trigger: a workflow trigger recorded by the automation server, started by the engine, completed', async () => {
-    const r = await walk('POST /api/v1/integration/mcp/automation/trigger', 'POST', '/api/v1/integration/mcp/automation/trigger', { template_id: 'revenue_analysis', input: { timeframe: '7d' } });
+    const r = await walk(
+      'POST /api/v1/integration/mcp/automation/trigger',
+      'POST',
+      '/api/v1/integration/mcp/automation/trigger',
+      { template_id: 'revenue_analysis', input: { timeframe: '7d' } },
+    );
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.tool, 'trigger_workflow');
     const t = r.body.result.trigger;
@@ -377,7 +468,10 @@ describe("a walk over the specification's API endpoints, in its order, against t
     assert.equal(done.status, 'completed', JSON.stringify(done));
     assert.equal(done.definition_id, 'revenue_analysis', JSON.stringify(done));
     assert.equal(done.output.window.timeframe, '7d', JSON.stringify(done.output));
-    const marked = await db.query<{ status: string; execution_id: string }>('select status, execution_id from automation.triggers where id = $1', [t.id]);
+    const marked = await db.query<{ status: string; execution_id: string }>(
+      'select status, execution_id from automation.triggers where id = $1',
+      [t.id],
+    );
     assert.deepEqual(marked.rows, [{ status: 'started', execution_id: executionId }]);
     // Started by the trigger, under the request's correlation id, with the trigger as its cause.
     const events = await get(`/api/v1/workflows/executions/${executionId}/events`);
@@ -389,9 +483,16 @@ describe("a walk over the specification's API endpoints, in its order, against t
   });
 
   it('GET mcp/analytics/{metric}: the sum over the last hour of the sample recorded above', async () => {
-    const r = await walk('GET /api/v1/integration/mcp/analytics/{metric}', 'GET', `/api/v1/integration/mcp/analytics/${metricName}?window=1h&aggregate=sum`);
+    const r = await walk(
+      'GET /api/v1/integration/mcp/analytics/{metric}',
+      'GET',
+      `/api/v1/integration/mcp/analytics/${metricName}?window=1h&aggregate=sum`,
+    );
     assert.equal(r.status, 200, r.text);
-    assert.deepEqual([r.body.result.name, r.body.result.aggregate, r.body.result.value, r.body.result.samples], [metricName, 'sum', 42, 1]);
+    assert.deepEqual(
+      [r.body.result.name, r.body.result.aggregate, r.body.result.value, r.body.result.samples],
+      [metricName, 'sum', 42, 1],
+    );
   });
 
   it('GET agents/health: the six agents of the specification, healthy', async () => {
@@ -403,7 +504,11 @@ describe("a walk over the specification's API endpoints, in its order, against t
   });
 
   it('GET agents/health/{agent_name}: data_analyst', async () => {
-    const r = await walk('GET /api/v1/integration/agents/health/{agent_name}', 'GET', '/api/v1/integration/agents/health/data_analyst');
+    const r = await walk(
+      'GET /api/v1/integration/agents/health/{agent_name}',
+      'GET',
+      '/api/v1/integration/agents/health/data_analyst',
+    );
     assert.equal(r.status, 200, r.text);
     assert.deepEqual([r.body.agent, r.body.status], ['data_analyst', 'healthy'], r.text);
     assert.ok(r.body.task_types.includes('revenue_analysis'), r.text);
@@ -411,29 +516,52 @@ describe("a walk over the specification's API endpoints, in its order, against t
   });
 
   it('POST agents/delegate: customer_segmentation, waited for, with its segments', async () => {
-    const r = await walk('POST /api/v1/integration/agents/delegate', 'POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'segment_customers', context: {}, priority: 'normal' });
+    const r = await walk(
+      'POST /api/v1/integration/agents/delegate',
+      'POST',
+      '/api/v1/integration/agents/delegate?wait=true',
+      { task_type: 'segment_customers', context: {}, priority: 'normal' },
+    );
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.status, 'completed', r.text);
     assert.equal(r.body.agent, 'data_analyst');
     // Every customer of the demo data lands in exactly one segment.
     const customers = (await db.query<{ n: number }>('select count(*)::int as n from business.customers')).rows[0]!.n;
     assert.equal(r.body.result.customers, customers, r.text);
-    assert.equal(r.body.result.segments.reduce((n: number, s: { count: number }) => n + s.count, 0), customers, r.text);
+    assert.equal(
+      r.body.result.segments.reduce((n: number, s: { count: number }) => n + s.count, 0),
+      customers,
+      r.text,
+    );
   });
 
   it('POST agents/workflow: an ad-hoc two-agent workflow (data_analyst, then financial_advisor) completes', async () => {
-    const r = await walk('POST /api/v1/integration/agents/workflow', 'POST', '/api/v1/integration/agents/workflow?wait=true&wait_ms=60000', {
-      definition: {
-        id: `spec-walk-agents-${stamp}`,
-        steps: [
-          { id: 'revenue', uses: 'agent:revenue_analysis', with: { timeframe: '30d' } },
-          // The second agent forecasts from the month the first one's window ends in.
-          { id: 'forecast', uses: 'agent:revenue_forecast', needs: ['revenue'], with: { horizon: 3, asOf: '${{ steps.revenue.output.window.to }}' } },
-        ],
-        outputs: { revenue_total: '${{ steps.revenue.output.total }}', as_of: '${{ steps.revenue.output.window.to }}', forecast: '${{ steps.forecast.output }}' },
+    const r = await walk(
+      'POST /api/v1/integration/agents/workflow',
+      'POST',
+      '/api/v1/integration/agents/workflow?wait=true&wait_ms=60000',
+      {
+        definition: {
+          id: `spec-walk-agents-${stamp}`,
+          steps: [
+            { id: 'revenue', uses: 'agent:revenue_analysis', with: { timeframe: '30d' } },
+            // The second agent forecasts from the month the first one's window ends in.
+            {
+              id: 'forecast',
+              uses: 'agent:revenue_forecast',
+              needs: ['revenue'],
+              with: { horizon: 3, asOf: '${{ steps.revenue.output.window.to }}' },
+            },
+          ],
+          outputs: {
+            revenue_total: '${{ steps.revenue.output.total }}',
+            as_of: '${{ steps.revenue.output.window.to }}',
+            forecast: '${{ steps.forecast.output }}',
+          },
+        },
+        input: {},
       },
-      input: {},
-    });
+    );
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.status, 'completed', r.text);
     // The first agent's window and total are the database's; the second forecasts the three months after it.
@@ -442,18 +570,34 @@ describe("a walk over the specification's API endpoints, in its order, against t
     assert.equal(out.as_of, want.to_date);
     assert.ok(Math.abs(out.revenue_total - Number(want.total)) < 0.01, `${out.revenue_total} vs ${want.total}`);
     assert.equal(out.forecast.asOf, want.to_date);
-    const month = (k: number) => new Date(Date.UTC(Number(want.to_date.slice(0, 4)), Number(want.to_date.slice(5, 7)) - 1 + k, 1)).toISOString().slice(0, 7);
-    assert.deepEqual(out.forecast.forecast.map((m: { month: string }) => m.month), [month(1), month(2), month(3)]);
-    assert.ok(out.forecast.forecast.every((m: { forecast: number; lower: number; upper: number }) => m.lower <= m.forecast && m.forecast <= m.upper));
+    const month = (k: number) =>
+      new Date(Date.UTC(Number(want.to_date.slice(0, 4)), Number(want.to_date.slice(5, 7)) - 1 + k, 1))
+        .toISOString()
+        .slice(0, 7);
+    assert.deepEqual(
+      out.forecast.forecast.map((m: { month: string }) => m.month),
+      [month(1), month(2), month(3)],
+    );
+    assert.ok(
+      out.forecast.forecast.every(
+        (m: { forecast: number; lower: number; upper: number }) => m.lower <= m.forecast && m.forecast <= m.upper,
+      ),
+    );
     const e = await get(`/api/v1/workflows/executions/${r.body.execution_id}`);
     assert.equal(e.status, 200, e.text);
-    const steps = new Map<string, { status: string }>(e.body.steps.map((s: { step_id: string; status: string }) => [s.step_id, s]));
+    const steps = new Map<string, { status: string }>(
+      e.body.steps.map((s: { step_id: string; status: string }) => [s.step_id, s]),
+    );
     assert.equal(steps.get('revenue')?.status, 'succeeded', e.text);
     assert.equal(steps.get('forecast')?.status, 'succeeded', e.text);
   });
 
   it('GET agents/capabilities: the six agents with their task types and the alias table', async () => {
-    const r = await walk('GET /api/v1/integration/agents/capabilities', 'GET', '/api/v1/integration/agents/capabilities');
+    const r = await walk(
+      'GET /api/v1/integration/agents/capabilities',
+      'GET',
+      '/api/v1/integration/agents/capabilities',
+    );
     assert.equal(r.status, 200, r.text);
     const agents = r.body.agents.map((a: { agent: string }) => a.agent);
     for (const a of agentsOfSpec) assert.ok(agents.includes(a), `${a} in ${agents.join(', ')}`);
@@ -462,28 +606,53 @@ describe("a walk over the specification's API endpoints, in its order, against t
 
   /** The four quick actions: the body, the agent that must answer, and what its result must show. */
   const quick: [SpecEndpoint, Record<string, unknown>, string, (result: any) => Promise<void>][] = [
-    ['POST /api/v1/integration/quick/analyze-revenue', { timeframe: '30d' }, 'data_analyst', async (result) => {
-      const want = await revenue30d();
-      assert.deepEqual([result.window.from, result.window.to], [want.from_date, want.to_date]);
-      assert.ok(Math.abs(result.total - Number(want.total)) < 0.01, `${result.total} vs ${want.total}`);
-      assert.equal(result.orderCount, want.orders);
-    }],
-    ['POST /api/v1/integration/quick/generate-proposal', { customer_id: 1, proposal_type: 'upgrade' }, 'content_creator', async (result) => {
-      const name = (await db.query<{ name: string }>('select name from business.customers where id = 1')).rows[0]!.name;
-      assert.deepEqual([result.customerId, result.proposalType], [1, 'upgrade']);
-      assert.ok(result.markdown.includes(name), result.markdown);
-    }],
-    ['POST /api/v1/integration/quick/optimize-schedule', { days: 7 }, 'operations_manager', async (result) => {
-      assert.equal(result.status, 'optimal');
-      assert.ok(result.assignments.length > 0);
-      assert.equal((Date.parse(result.period.to) - Date.parse(result.period.from)) / 86_400_000, 6, JSON.stringify(result.period));
-    }],
-    ['POST /api/v1/integration/quick/customer-support', { query: 'How do I add two more seats to my plan?', customer_id: 1 }, 'customer_success', async (result) => {
-      assert.equal(result.intent, 'billing');
-      assert.equal(result.escalation.escalate, false);
-      assert.equal(result.customer.id, 1);
-      assert.match(result.draft, /seat/);
-    }],
+    [
+      'POST /api/v1/integration/quick/analyze-revenue',
+      { timeframe: '30d' },
+      'data_analyst',
+      async (result) => {
+        const want = await revenue30d();
+        assert.deepEqual([result.window.from, result.window.to], [want.from_date, want.to_date]);
+        assert.ok(Math.abs(result.total - Number(want.total)) < 0.01, `${result.total} vs ${want.total}`);
+        assert.equal(result.orderCount, want.orders);
+      },
+    ],
+    [
+      'POST /api/v1/integration/quick/generate-proposal',
+      { customer_id: 1, proposal_type: 'upgrade' },
+      'content_creator',
+      async (result) => {
+        const name = (await db.query<{ name: string }>('select name from business.customers where id = 1')).rows[0]!
+          .name;
+        assert.deepEqual([result.customerId, result.proposalType], [1, 'upgrade']);
+        assert.ok(result.markdown.includes(name), result.markdown);
+      },
+    ],
+    [
+      'POST /api/v1/integration/quick/optimize-schedule',
+      { days: 7 },
+      'operations_manager',
+      async (result) => {
+        assert.equal(result.status, 'optimal');
+        assert.ok(result.assignments.length > 0);
+        assert.equal(
+          (Date.parse(result.period.to) - Date.parse(result.period.from)) / 86_400_000,
+          6,
+          JSON.stringify(result.period),
+        );
+      },
+    ],
+    [
+      'POST /api/v1/integration/quick/customer-support',
+      { query: 'How do I add two more seats to my plan?', customer_id: 1 },
+      'customer_success',
+      async (result) => {
+        assert.equal(result.intent, 'billing');
+        assert.equal(result.escalation.escalate, false);
+        assert.equal(result.customer.id, 1);
+        assert.match(result.draft, /seat/);
+      },
+    ],
   ];
   for (const [endpoint, body, agent, check] of quick) {
     const url = endpoint.slice('POST '.length);
@@ -502,14 +671,18 @@ describe("a walk over the specification's API endpoints, in its order, against t
     assert.ok(['healthy', 'degraded', 'unhealthy'].includes(r.body.status), r.text);
     const agents = r.body.agents.items.map((x: { agent: string }) => x.agent);
     for (const a of agentsOfSpec) assert.ok(agents.includes(a), `${a} in ${agents.join(', ')}`);
-    assert.ok(r.body.mcp.servers.some((s: { server: string }) => s.server === 'analytics'), r.text);
+    assert.ok(
+      r.body.mcp.servers.some((s: { server: string }) => s.server === 'analytics'),
+      r.text,
+    );
   });
 
   it('GET system/health-report: the probed services', async () => {
     const r = await walk('GET /api/v1/system/health-report', 'GET', '/api/v1/system/health-report');
     assert.equal(r.status, 200, r.text);
     const services = r.body.services.map((s: { service: string }) => s.service);
-    for (const s of ['postgres', 'nats', 'mcp:database']) assert.ok(services.includes(s), `${s} in ${services.join(', ')}`);
+    for (const s of ['postgres', 'nats', 'mcp:database'])
+      assert.ok(services.includes(s), `${s} in ${services.join(', ')}`);
   });
 
   it('GET system/performance-trends: CPU over the last hour, with sampled buckets', async () => {
@@ -519,7 +692,11 @@ describe("a walk over the specification's API endpoints, in its order, against t
     const total = await until(
       'a sampled CPU total in the last hour',
       async () => {
-        r = await walk('GET /api/v1/system/performance-trends', 'GET', '/api/v1/system/performance-trends?metric=system_cpu_usage_percent&window=1h');
+        r = await walk(
+          'GET /api/v1/system/performance-trends',
+          'GET',
+          '/api/v1/system/performance-trends?metric=system_cpu_usage_percent&window=1h',
+        );
         assert.equal(r.status, 200, r.text);
         assert.deepEqual([r.body.metric, r.body.window], ['system_cpu_usage_percent', '1h'], r.text);
         const series = r.body.series.find((x: { labels: { cpu?: string } }) => x.labels.cpu === 'total');
@@ -529,19 +706,37 @@ describe("a walk over the specification's API endpoints, in its order, against t
       500,
     );
     r = r!;
-    assert.ok(total.buckets.every((b: { count: number; avg: number }) => b.count >= 1 && b.avg >= 0 && b.avg <= 100), r.text);
+    assert.ok(
+      total.buckets.every((b: { count: number; avg: number }) => b.count >= 1 && b.avg >= 0 && b.avg <= 100),
+      r.text,
+    );
   });
 
   it('GET system/availability: uptime per service', async () => {
     const r = await walk('GET /api/v1/system/availability', 'GET', '/api/v1/system/availability');
     assert.equal(r.status, 200, r.text);
     const services = r.body.services.map((x: { service: string }) => x.service);
-    for (const s of ['postgres', 'nats', 'mcp:database']) assert.ok(services.includes(s), `${s} in ${services.join(', ')}`);
-    for (const x of r.body.services) assert.ok(x.windows['1h'].uptimePercent >= 0 && x.windows['1h'].uptimePercent <= 100, JSON.stringify(x));
+    for (const s of ['postgres', 'nats', 'mcp:database'])
+      assert.ok(services.includes(s), `${s} in ${services.join(', ')}`);
+    for (const x of r.body.services)
+      assert.ok(x.windows['1h'].uptimePercent >= 0 && x.windows['1h'].uptimePercent <= 100, JSON.stringify(x));
   });
 
   it('GET system/alerts: a rule added with a threshold always met fires, and is listed firing', async () => {
-    const put = await curl('PUT', '/api/v1/system/alert-rules', JSON.stringify({ id: alertRuleId, name: 'spec walk: NATS probed', metric: 'probe_up', match: { service: 'nats' }, comparator: '>=', threshold: 0, for_ms: 0, severity: 'info' }));
+    const put = await curl(
+      'PUT',
+      '/api/v1/system/alert-rules',
+      JSON.stringify({
+        id: alertRuleId,
+        name: 'spec walk: NATS probed',
+        metric: 'probe_up',
+        match: { service: 'nats' },
+        comparator: '>=',
+        threshold: 0,
+        for_ms: 0,
+        severity: 'info',
+      }),
+    );
     assert.equal(put.status, 200, put.text);
     const alert = await until(
       'the spec walk rule firing',
@@ -559,9 +754,16 @@ describe("a walk over the specification's API endpoints, in its order, against t
 
   it('POST system/alerts/{alert_id}/resolve: with no body, the fired alert is resolved by hand', async () => {
     assert.ok(firingAlertId, 'an alert fired in the test before');
-    const r = await walk('POST /api/v1/system/alerts/{alert_id}/resolve', 'POST', `/api/v1/system/alerts/${firingAlertId}/resolve`);
+    const r = await walk(
+      'POST /api/v1/system/alerts/{alert_id}/resolve',
+      'POST',
+      `/api/v1/system/alerts/${firingAlertId}/resolve`,
+    );
     assert.equal(r.status, 200, r.text);
-    assert.deepEqual([r.body.alert.id, r.body.alert.state, r.body.alert.resolvedHow, r.body.alert.resolveReason], [firingAlertId, 'resolved', 'manual', 'resolved by hand']);
+    assert.deepEqual(
+      [r.body.alert.id, r.body.alert.state, r.body.alert.resolvedHow, r.body.alert.resolveReason],
+      [firingAlertId, 'resolved', 'manual', 'resolved by hand'],
+    );
     assert.match(r.body.alert.resolvedBy, /^apikey:/);
     // The rule would fire again: remove it, the system as it was.
     assert.equal((await curl('DELETE', `/api/v1/system/alert-rules?id=${alertRuleId}`)).status, 200);
@@ -571,16 +773,22 @@ describe("a walk over the specification's API endpoints, in its order, against t
     const r = await walk('GET /api/v1/workflows/templates', 'GET', '/api/v1/workflows/templates');
     assert.equal(r.status, 200, r.text);
     const ids = r.body.templates.map((t: { id: string }) => t.id);
-    for (const t of ['revenue_analysis', 'customer_onboarding', 'customer_support']) assert.ok(ids.includes(t), `${t} in ${ids.join(', ')}`);
+    for (const t of ['revenue_analysis', 'customer_onboarding', 'customer_support'])
+      assert.ok(ids.includes(t), `${t} in ${ids.join(', ')}`);
     const onboarding = r.body.templates.find((t: { id: string }) => t.id === 'customer_onboarding');
     assert.deepEqual(onboarding.input.required, ['customer']);
   });
 
   it('POST workflows/start/{template_id}: customer_onboarding completes, the customer is in the database', async () => {
-    const r = await walk('POST /api/v1/workflows/start/{template_id}', 'POST', '/api/v1/workflows/start/customer_onboarding?wait=true&wait_ms=60000', {
-      customer: { name: 'Ada Lovelace Ltd', email: onboardingEmail, plan: 'growth', seats: 4 },
-      follow_up_after: ['30d'],
-    });
+    const r = await walk(
+      'POST /api/v1/workflows/start/{template_id}',
+      'POST',
+      '/api/v1/workflows/start/customer_onboarding?wait=true&wait_ms=60000',
+      {
+        customer: { name: 'Ada Lovelace Ltd', email: onboardingEmail, plan: 'growth', seats: 4 },
+        follow_up_after: ['30d'],
+      },
+    );
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.status, 'completed', r.text);
     assert.equal(r.body.output.status, 'onboarded', r.text);
@@ -593,24 +801,39 @@ describe("a walk over the specification's API endpoints, in its order, against t
   it('the onboarding mail: the welcome is in the development mailbox', async () => {
     const r = await get(`/api/v1/integration/mcp/automation/mailbox?to=${encodeURIComponent(onboardingEmail)}`);
     assert.equal(r.status, 200, r.text);
-    const welcome = r.body.messages.filter((m: { subject: string }) => m.subject === 'Welcome to Switchyard, Ada Lovelace Ltd');
+    const welcome = r.body.messages.filter(
+      (m: { subject: string }) => m.subject === 'Welcome to Switchyard, Ada Lovelace Ltd',
+    );
     assert.equal(welcome.length, 1, r.text);
     assert.deepEqual(welcome[0].to, [onboardingEmail]);
-    assert.ok(welcome[0].text.startsWith('Welcome aboard, Ada Lovelace Ltd! Your growth plan with 4 seats is active.'), welcome[0].text);
+    assert.ok(
+      welcome[0].text.startsWith('Welcome aboard, Ada Lovelace Ltd! Your growth plan with 4 seats is active.'),
+      welcome[0].text,
+    );
   });
 
   it('GET workflows/executions: the onboarding execution listed completed', async () => {
-    const r = await walk('GET /api/v1/workflows/executions', 'GET', '/api/v1/workflows/executions?template=customer_onboarding');
+    const r = await walk(
+      'GET /api/v1/workflows/executions',
+      'GET',
+      '/api/v1/workflows/executions?template=customer_onboarding',
+    );
     assert.equal(r.status, 200, r.text);
     const mine = r.body.items.find((e: { execution_id: string }) => e.execution_id === onboardingExecution);
     assert.equal(mine?.status, 'completed', r.text);
   });
 
   it('GET workflows/executions/{execution_id}: every step of the onboarding succeeded, its compensation never ran', async () => {
-    const r = await walk('GET /api/v1/workflows/executions/{execution_id}', 'GET', `/api/v1/workflows/executions/${onboardingExecution}`);
+    const r = await walk(
+      'GET /api/v1/workflows/executions/{execution_id}',
+      'GET',
+      `/api/v1/workflows/executions/${onboardingExecution}`,
+    );
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.status, 'completed');
-    const status = Object.fromEntries(r.body.steps.map((s: { step_id: string; status: string }) => [s.step_id, s.status]));
+    const status = Object.fromEntries(
+      r.body.steps.map((s: { step_id: string; status: string }) => [s.step_id, s.status]),
+    );
     assert.deepEqual(status, {
       check_existing: 'succeeded',
       create_records: 'succeeded',
@@ -624,21 +847,39 @@ describe("a walk over the specification's API endpoints, in its order, against t
 
   it('POST workflows/executions/{execution_id}/cancel: a running execution (a step waiting on a slow HTTP answer) ends canceled; the next step never runs', async () => {
     const afterMetric = `spec_walk_after_cancel_${stamp}`;
-    const start = await curl('POST', '/api/v1/integration/agents/workflow', JSON.stringify({
-      definition: {
-        id: `spec-walk-slow-${stamp}`,
-        steps: [
-          { id: 'slow', uses: 'mcp:fetch/http_request', with: { url: `${receiverUrl}/slow`, method: 'GET', timeout_ms: 60_000 }, timeout_ms: 90_000 },
-          { id: 'after', uses: 'mcp:analytics/record_metric', needs: ['slow'], with: { name: afterMetric, value: 1 } },
-        ],
-      },
-      input: {},
-    }));
+    const start = await curl(
+      'POST',
+      '/api/v1/integration/agents/workflow',
+      JSON.stringify({
+        definition: {
+          id: `spec-walk-slow-${stamp}`,
+          steps: [
+            {
+              id: 'slow',
+              uses: 'mcp:fetch/http_request',
+              with: { url: `${receiverUrl}/slow`, method: 'GET', timeout_ms: 60_000 },
+              timeout_ms: 90_000,
+            },
+            {
+              id: 'after',
+              uses: 'mcp:analytics/record_metric',
+              needs: ['slow'],
+              with: { name: afterMetric, value: 1 },
+            },
+          ],
+        },
+        input: {},
+      }),
+    );
     assert.equal(start.status, 202, start.text);
     const id = start.body.execution_id as string;
     await until('the slow step to reach the receiver', async () => slowRequests.length > 0, 60_000, 100);
     assert.equal((await get(`/api/v1/workflows/executions/${id}`)).body.status, 'running');
-    const r = await walk('POST /api/v1/workflows/executions/{execution_id}/cancel', 'POST', `/api/v1/workflows/executions/${id}/cancel`);
+    const r = await walk(
+      'POST /api/v1/workflows/executions/{execution_id}/cancel',
+      'POST',
+      `/api/v1/workflows/executions/${id}/cancel`,
+    );
     assert.equal(r.status, 202, r.text);
     assert.deepEqual(r.body, { execution_id: id, status: 'canceling' });
     // Canceling waits for the dispatched step: let its HTTP answer come now.
@@ -655,7 +896,10 @@ describe("a walk over the specification's API endpoints, in its order, against t
     assert.equal(done.status, 'canceled', JSON.stringify(done));
     const afterStep = done.steps.find((s: { step_id: string }) => s.step_id === 'after');
     assert.notEqual(afterStep?.status, 'succeeded', JSON.stringify(done.steps));
-    assert.equal((await db.query('select count(*)::int as n from analytics.metrics where name = $1', [afterMetric])).rows[0].n, 0);
+    assert.equal(
+      (await db.query('select count(*)::int as n from analytics.metrics where name = $1', [afterMetric])).rows[0].n,
+      0,
+    );
   });
 
   it('the walk covered every endpoint of the specification list, in its order', () => {

@@ -20,17 +20,30 @@ const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 /** The first admin key, given by env as an operator would (`sy_<16 hex>_<secret>`). */
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
-const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'];
+const agentNames = [
+  'DATA_ANALYST',
+  'FINANCIAL_ADVISOR',
+  'OPERATIONS_MANAGER',
+  'AUTOMATION_SPECIALIST',
+  'CONTENT_CREATOR',
+  'CUSTOMER_SUCCESS',
+];
 
 interface Ports {
   agents: Record<string, number>;
   gateway: number;
   pg: number;
   nats: number;
-  mcp: Record<'FILESYSTEM_BRIDGE' | 'DATABASE' | 'DATABASE_WRITER' | 'GITHUB' | 'FETCH' | 'AUTOMATION' | 'ANALYTICS', number>;
+  mcp: Record<
+    'FILESYSTEM_BRIDGE' | 'DATABASE' | 'DATABASE_WRITER' | 'GITHUB' | 'FETCH' | 'AUTOMATION' | 'ANALYTICS',
+    number
+  >;
 }
 
-function startSystem(dataDir: string, ports: Ports): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
+function startSystem(
+  dataDir: string,
+  ports: Ports,
+): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     DATA_DIR: dataDir,
@@ -64,23 +77,40 @@ function startSystem(dataDir: string, ports: Ports): { proc: ChildProcess; exite
 
 /** The first lines that are not JSON log lines: where a crash says what happened. */
 const crashReport = (out: string): string =>
-  out.split('\n').filter((l) => !l.startsWith('{')).slice(0, 25).join('\n') || out.slice(-1500);
+  out
+    .split('\n')
+    .filter((l) => !l.startsWith('{'))
+    .slice(0, 25)
+    .join('\n') || out.slice(-1500);
 
 /** What the launcher printed, for a start that failed: its plain lines, then its last warnings and errors. */
 const launcherReport = (out: string): string => {
   const lines = out.split('\n');
   const plain = lines.filter((l) => l && !l.startsWith('{')).slice(0, 25);
   const loud = lines.filter((l) => /"level":(40|50|60)/.test(l)).slice(-15);
-  return ['--- launcher output (plain lines) ---', ...plain, '--- launcher warnings/errors (last 15) ---', ...loud, '--- launcher output (tail) ---', out.slice(-2000)].join('\n');
+  return [
+    '--- launcher output (plain lines) ---',
+    ...plain,
+    '--- launcher warnings/errors (last 15) ---',
+    ...loud,
+    '--- launcher output (tail) ---',
+    out.slice(-2000),
+  ].join('\n');
 };
 
-async function waitReady(base: string, system: ReturnType<typeof startSystem>, timeoutMs = 90_000): Promise<Record<string, unknown>> {
+async function waitReady(
+  base: string,
+  system: ReturnType<typeof startSystem>,
+  timeoutMs = 90_000,
+): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
     // A launcher that died will never be ready: say why now, not after the whole timeout.
     if (system.proc.exitCode !== null || system.proc.signalCode !== null) {
-      throw new Error(`the launcher exited (${system.proc.exitCode ?? system.proc.signalCode}) before it was ready:\n${launcherReport(system.output())}`);
+      throw new Error(
+        `the launcher exited (${system.proc.exitCode ?? system.proc.signalCode}) before it was ready:\n${launcherReport(system.output())}`,
+      );
     }
     try {
       const res = await fetch(`${base}/readyz`);
@@ -117,7 +147,15 @@ describe('the whole system started like npm start', () => {
       gateway: await freePort(),
       pg: await freePort(),
       nats: await freePort(),
-      mcp: { FILESYSTEM_BRIDGE: await freePort(), DATABASE: await freePort(), DATABASE_WRITER: await freePort(), GITHUB: await freePort(), FETCH: await freePort(), AUTOMATION: await freePort(), ANALYTICS: await freePort() },
+      mcp: {
+        FILESYSTEM_BRIDGE: await freePort(),
+        DATABASE: await freePort(),
+        DATABASE_WRITER: await freePort(),
+        GITHUB: await freePort(),
+        FETCH: await freePort(),
+        AUTOMATION: await freePort(),
+        ANALYTICS: await freePort(),
+      },
     };
     base = `http://127.0.0.1:${ports.gateway}`;
     system = startSystem(dataDir, ports);
@@ -149,20 +187,34 @@ describe('the whole system started like npm start', () => {
     const none = await fetch(`${base}/api/v1/integration/mcp/health`);
     assert.equal(none.status, 401);
     assert.match(none.headers.get('content-type') ?? '', /problem\+json/);
-    const bad = await fetch(`${base}/api/v1/integration/mcp/health`, { headers: { authorization: 'Bearer sy_0000000000000000_nope' } });
+    const bad = await fetch(`${base}/api/v1/integration/mcp/health`, {
+      headers: { authorization: 'Bearer sy_0000000000000000_nope' },
+    });
     assert.equal(bad.status, 401);
   });
 
   it('serves MCP calls and records each one as events that reach NATS subscribers', async () => {
     let health: { status: string; servers: { server: string; state: string }[] } = { status: '', servers: [] };
     for (let i = 0; i < 120; i++) {
-      health = (await (await fetch(`${base}/api/v1/integration/mcp/health`, { headers: auth })).json()) as typeof health;
+      health = (await (
+        await fetch(`${base}/api/v1/integration/mcp/health`, { headers: auth })
+      ).json()) as typeof health;
       if (health.servers?.filter((s) => s.server !== 'github').every((s) => s.state === 'up')) break;
       await new Promise((r) => setTimeout(r, 250));
     }
     assert.deepEqual(
-      health.servers.filter((s) => s.server !== 'github').map((s) => [s.server, s.state]).sort(),
-      [['analytics', 'up'], ['automation', 'up'], ['database', 'up'], ['database_writer', 'up'], ['fetch', 'up'], ['filesystem', 'up']],
+      health.servers
+        .filter((s) => s.server !== 'github')
+        .map((s) => [s.server, s.state])
+        .sort(),
+      [
+        ['analytics', 'up'],
+        ['automation', 'up'],
+        ['database', 'up'],
+        ['database_writer', 'up'],
+        ['fetch', 'up'],
+        ['filesystem', 'up'],
+      ],
     );
     const correlationId = `e2e-${Date.now()}`;
     const res = await fetch(`${base}/api/v1/integration/mcp/database/query`, {
@@ -178,13 +230,21 @@ describe('the whole system started like npm start', () => {
     // The audit trail in the event store, by the request's correlation id.
     let mine: { type: string; metadata: { correlationId: string; actor?: string } }[] = [];
     for (let i = 0; i < 40 && mine.length < 2; i++) {
-      const page = (await (await fetch(`${base}/api/v1/events?stream=mcpserver-database&limit=1000`, { headers: auth })).json()) as { events: typeof mine };
+      const page = (await (
+        await fetch(`${base}/api/v1/events?stream=mcpserver-database&limit=1000`, { headers: auth })
+      ).json()) as { events: typeof mine };
       mine = page.events.filter((e) => e.metadata.correlationId === correlationId);
       if (mine.length < 2) await new Promise((r) => setTimeout(r, 100));
     }
-    assert.deepEqual(mine.map((e) => e.type), ['McpToolCalled', 'McpToolSucceeded']);
+    assert.deepEqual(
+      mine.map((e) => e.type),
+      ['McpToolCalled', 'McpToolSucceeded'],
+    );
     // Who asked: the key, not the system.
-    assert.deepEqual(mine.map((e) => e.metadata.actor), [`apikey:${adminKey.split('_')[1]}`, `apikey:${adminKey.split('_')[1]}`]);
+    assert.deepEqual(
+      mine.map((e) => e.metadata.actor),
+      [`apikey:${adminKey.split('_')[1]}`, `apikey:${adminKey.split('_')[1]}`],
+    );
 
     // The relay publishes them to JetStream, where another process can replay them.
     nc = await connect({ servers: `nats://127.0.0.1:${ports.nats}` });
@@ -199,7 +259,8 @@ describe('the whole system started like npm start', () => {
       types = [];
       for await (const m of batch) {
         const env = m.json<{ type: string; metadata: { correlationId: string } }>();
-        if (m.subject.startsWith('switchyard.events.mcpserver.') && env.metadata.correlationId === correlationId) types.push(env.type);
+        if (m.subject.startsWith('switchyard.events.mcpserver.') && env.metadata.correlationId === correlationId)
+          types.push(env.type);
       }
       if (!types.includes('McpToolSucceeded')) await new Promise((r) => setTimeout(r, 100));
     }
@@ -211,22 +272,58 @@ describe('the whole system started like npm start', () => {
     const post = (port: number, p: string, headers: Record<string, string>, body: unknown) =>
       new Promise<number>((resolve, reject) => {
         const text = JSON.stringify(body);
-        const req = http.request({ host: '127.0.0.1', port, path: p, method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port,
+            path: p,
+            method: 'POST',
+            headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
         req.on('error', reject);
         req.end(text);
       });
-    const call = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'query', arguments: { sql: "SELECT pg_read_file('/etc/hostname')" } } };
+    const call = {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'query', arguments: { sql: "SELECT pg_read_file('/etc/hostname')" } },
+    };
     // No token was configured: the launcher generated one, so nobody outside the process holds it.
     assert.equal(await post(ports.mcp.DATABASE, '/mcp', { host: `127.0.0.1:${ports.mcp.DATABASE}` }, call), 401);
-    assert.equal(await post(ports.mcp.DATABASE, '/mcp', { host: `127.0.0.1:${ports.mcp.DATABASE}`, authorization: 'Bearer guess' }, call), 401);
+    assert.equal(
+      await post(
+        ports.mcp.DATABASE,
+        '/mcp',
+        { host: `127.0.0.1:${ports.mcp.DATABASE}`, authorization: 'Bearer guess' },
+        call,
+      ),
+      401,
+    );
     assert.equal(await post(ports.mcp.DATABASE, '/mcp', { host: 'attacker.example' }, call), 403);
     const agentPort = ports.agents.DATA_ANALYST!;
-    assert.equal(await post(agentPort, '/execute', { host: `127.0.0.1:${agentPort}` }, { task_type: 'noop', context: {} }), 401);
-    assert.equal(await post(agentPort, '/execute', { host: 'attacker.example' }, { task_type: 'noop', context: {} }), 403);
-    assert.equal(await post(ports.gateway, '/api/v1/integration/mcp/database/query', { host: 'attacker.example', ...auth }, { query: 'select 1' }), 403);
+    assert.equal(
+      await post(agentPort, '/execute', { host: `127.0.0.1:${agentPort}` }, { task_type: 'noop', context: {} }),
+      401,
+    );
+    assert.equal(
+      await post(agentPort, '/execute', { host: 'attacker.example' }, { task_type: 'noop', context: {} }),
+      403,
+    );
+    assert.equal(
+      await post(
+        ports.gateway,
+        '/api/v1/integration/mcp/database/query',
+        { host: 'attacker.example', ...auth },
+        { query: 'select 1' },
+      ),
+      403,
+    );
     // The database server's own record of a call the gateway makes (through the connectors, with the
     // token), under the gateway request's correlation id.
     const correlationId = `e2e-audit-${Date.now()}`;
@@ -238,12 +335,19 @@ describe('the whole system started like npm start', () => {
     assert.equal(q.status, 200);
     let entries: { actor: string; streamId: string; type: string; correlationId: string | null }[] = [];
     for (let i = 0; i < 40 && entries.length === 0; i++) {
-      const res = await fetch(`${base}/api/v1/audit?actor=token:mcp&type=McpServerCallHandled&limit=50`, { headers: auth });
+      const res = await fetch(`${base}/api/v1/audit?actor=token:mcp&type=McpServerCallHandled&limit=50`, {
+        headers: auth,
+      });
       assert.equal(res.status, 200);
-      entries = ((await res.json()) as { entries: typeof entries }).entries.filter((e) => e.correlationId === correlationId);
+      entries = ((await res.json()) as { entries: typeof entries }).entries.filter(
+        (e) => e.correlationId === correlationId,
+      );
       if (entries.length === 0) await new Promise((r) => setTimeout(r, 100));
     }
-    assert.deepEqual(entries.map((e) => [e.streamId, e.actor]), [['mcpaudit-database', 'token:mcp']]);
+    assert.deepEqual(
+      entries.map((e) => [e.streamId, e.actor]),
+      [['mcpaudit-database', 'token:mcp']],
+    );
   });
 
   it('delegates a task to an agent and records who asked in the task events', async () => {
@@ -257,7 +361,9 @@ describe('the whole system started like npm start', () => {
     assert.equal(body.status, 'completed');
     assert.equal(body.agent, 'data_analyst');
     assert.ok(body.result && typeof body.result === 'object');
-    const events = (await (await fetch(`${base}/api/v1/events?stream=task-${body.task_id}`, { headers: auth })).json()) as {
+    const events = (await (
+      await fetch(`${base}/api/v1/events?stream=task-${body.task_id}`, { headers: auth })
+    ).json()) as {
       events: { type: string; metadata: { actor?: string } }[];
     };
     const submitted = events.events.find((e) => e.type === 'TaskSubmitted');
@@ -266,7 +372,13 @@ describe('the whole system started like npm start', () => {
   });
 
   it('answers the complete status in one call, from read models', async () => {
-    let body: { status: string; mcp: { available: boolean; servers: { server: string; calls_last_hour?: number }[] }; infrastructure: { checks: Record<string, { status: string }> } } | undefined;
+    let body:
+      | {
+          status: string;
+          mcp: { available: boolean; servers: { server: string; calls_last_hour?: number }[] };
+          infrastructure: { checks: Record<string, { status: string }> };
+        }
+      | undefined;
     for (let i = 0; i < 40; i++) {
       const res = await fetch(`${base}/api/v1/integration/status`, { headers: auth });
       assert.equal(res.status, 200);
@@ -276,7 +388,10 @@ describe('the whole system started like npm start', () => {
     }
     assert.ok(['healthy', 'degraded', 'unhealthy'].includes(body!.status));
     assert.equal(body!.infrastructure.checks.postgres?.status, 'up');
-    assert.ok(body!.mcp.servers.some((s) => s.server === 'database'), JSON.stringify(body!.mcp));
+    assert.ok(
+      body!.mcp.servers.some((s) => s.server === 'database'),
+      JSON.stringify(body!.mcp),
+    );
   });
 
   it('monitors itself: a health report naming every service, and Prometheus metrics', async () => {
@@ -292,7 +407,8 @@ describe('the whole system started like npm start', () => {
       await new Promise((r) => setTimeout(r, 250));
     }
     const byName = new Map(report.services.map((s) => [s.service, s.status]));
-    for (const name of ['postgres', 'nats', 'event-store', 'mcp:database']) assert.equal(byName.get(name), 'up', `${name} in ${JSON.stringify(report)}`);
+    for (const name of ['postgres', 'nats', 'event-store', 'mcp:database'])
+      assert.equal(byName.get(name), 'up', `${name} in ${JSON.stringify(report)}`);
     assert.ok(['healthy', 'degraded', 'unhealthy'].includes(report.status));
     const metrics = await fetch(`${base}/metrics`, { headers: auth });
     assert.equal(metrics.status, 200);
@@ -300,17 +416,24 @@ describe('the whole system started like npm start', () => {
   });
 
   it('stops cleanly on SIGTERM and keeps its data across a restart', async () => {
-    const before = (await (await fetch(`${base}/api/v1/events?limit=1000`, { headers: auth })).json()) as { events: { id: string }[] };
+    const before = (await (await fetch(`${base}/api/v1/events?limit=1000`, { headers: auth })).json()) as {
+      events: { id: string }[];
+    };
     system.proc.kill('SIGTERM');
     const code = await system.exited;
     assert.equal(code, 0, crashReport(system.output()));
 
     system = startSystem(dataDir, ports);
     await waitReady(base, system);
-    const again = (await (await fetch(`${base}/api/v1/events?limit=1000`, { headers: auth })).json()) as { events: { id: string }[] };
+    const again = (await (await fetch(`${base}/api/v1/events?limit=1000`, { headers: auth })).json()) as {
+      events: { id: string }[];
+    };
     const ids = new Set(again.events.map((e) => e.id));
     assert.ok(before.events.length > 0);
-    assert.ok(before.events.every((e) => ids.has(e.id)), 'every event from the first run is still there');
+    assert.ok(
+      before.events.every((e) => ids.has(e.id)),
+      'every event from the first run is still there',
+    );
     system.proc.kill('SIGTERM');
     assert.equal(await system.exited, 0);
   });

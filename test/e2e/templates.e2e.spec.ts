@@ -27,8 +27,23 @@ const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
-const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'];
-const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
+const agentNames = [
+  'DATA_ANALYST',
+  'FINANCIAL_ADVISOR',
+  'OPERATIONS_MANAGER',
+  'AUTOMATION_SPECIALIST',
+  'CONTENT_CREATOR',
+  'CUSTOMER_SUCCESS',
+];
+const mcpKinds = [
+  'FILESYSTEM_BRIDGE',
+  'DATABASE',
+  'DATABASE_WRITER',
+  'GITHUB',
+  'FETCH',
+  'AUTOMATION',
+  'ANALYTICS',
+] as const;
 
 /** One request the webhook sink received. */
 interface Received {
@@ -57,7 +72,8 @@ const round2 = (x: number): number => Math.round(x * 100) / 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One authenticated JSON request to the gateway. */
-const request = (base: string, method: string, url: string, body?: unknown) => gatewayRequest(base, auth, method, url, body);
+const request = (base: string, method: string, url: string, body?: unknown) =>
+  gatewayRequest(base, auth, method, url, body);
 
 interface Launched {
   readonly base: string;
@@ -100,7 +116,15 @@ async function startLauncher(extraEnv: Record<string, string>): Promise<Launched
     if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
   }
   // The launcher starts its own infrastructure, as on a fresh machine.
-  for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES', 'WEBHOOK_ALLOW_LOOPBACK', 'SMTP_URL']) {
+  for (const k of [
+    'DATABASE_URL',
+    'NATS_URL',
+    'TEST_DATABASE_URL',
+    'TEST_NATS_URL',
+    'DATABASE_ALLOW_WRITES',
+    'WEBHOOK_ALLOW_LOOPBACK',
+    'SMTP_URL',
+  ]) {
     if (!(k in extraEnv)) delete env[k];
   }
   const proc: ChildProcess = spawn(process.execPath, [launcher], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -159,7 +183,11 @@ describe('built-in workflow templates, end to end', () => {
   const run = async (template: string, input: unknown) => {
     const r = await http('POST', `/api/v1/workflows/start/${template}?wait=true&wait_ms=60000`, input);
     assert.equal(r.status, 200, `start ${template}: ${JSON.stringify(r.body)}`);
-    assert.equal(r.body.status, 'completed', `${template} ended ${r.body.status}: ${JSON.stringify(r.body.error ?? r.body)}`);
+    assert.equal(
+      r.body.status,
+      'completed',
+      `${template} ended ${r.body.status}: ${JSON.stringify(r.body.error ?? r.body)}`,
+    );
     return r.body as { execution_id: string; status: string; output: Record<string, any> };
   };
   /** The execution's step detail from the read model (projected asynchronously: wait for the end state). */
@@ -167,13 +195,17 @@ describe('built-in workflow templates, end to end', () => {
     for (let i = 0; ; i++) {
       const r = await http('GET', `/api/v1/workflows/executions/${executionId}`);
       if (r.status === 200 && r.body.status === 'completed') {
-        return r.body as { status: string; steps: { step_id: string; status: string; attempts: number; output: any }[] };
+        return r.body as {
+          status: string;
+          steps: { step_id: string; status: string; attempts: number; output: any }[];
+        };
       }
       if (i > 100) assert.fail(`execution ${executionId} not projected as completed: ${JSON.stringify(r.body)}`);
       await sleep(100);
     }
   };
-  const stepStatus = (d: Awaited<ReturnType<typeof detail>>) => Object.fromEntries(d.steps.map((s) => [s.step_id, s.status]));
+  const stepStatus = (d: Awaited<ReturnType<typeof detail>>) =>
+    Object.fromEntries(d.steps.map((s) => [s.step_id, s.status]));
 
   before(async () => {
     sink = await startSink();
@@ -186,7 +218,11 @@ describe('built-in workflow templates, end to end', () => {
     // The onboarding mails need nothing registered: they go to the development mailbox.
     const hooks = [{ name: 'support-escalation', url: `${sink.url}/escalation`, secret: secrets.escalation }];
     for (const h of hooks) {
-      const r = await http('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'register_webhook', arguments: h });
+      const r = await http('POST', '/api/v1/integration/mcp/call', {
+        server: 'automation',
+        tool: 'register_webhook',
+        arguments: h,
+      });
       assert.equal(r.status, 200, JSON.stringify(r.body));
     }
   });
@@ -200,7 +236,13 @@ describe('built-in workflow templates, end to end', () => {
   it('revenue_analysis with the seed body (30d, forecasts): totals equal the SQL sum, report on disk, forecast ran, metrics stored', async () => {
     const r = await run('revenue_analysis', { timeframe: '30d', include_forecasts: true });
     // Independently: the 30 days ending at the last order date.
-    const sql = await db.query<{ from_date: string; to_date: string; total: string; orders: number; customers: number }>(
+    const sql = await db.query<{
+      from_date: string;
+      to_date: string;
+      total: string;
+      orders: number;
+      customers: number;
+    }>(
       `with m as (select max(order_date) as as_of from business.orders)
        select (m.as_of - 29)::text as from_date, m.as_of::text as to_date, sum(o.amount)::text as total,
               count(*)::int as orders, count(distinct o.customer_id)::int as customers
@@ -224,9 +266,18 @@ describe('built-in workflow templates, end to end', () => {
     assert.ok(report.includes(`| Total revenue | ${total} |`), report.slice(0, 600));
     assert.ok(report.includes(`| Orders | ${want.orders} |`));
     // One row per day; the last day's revenue as SQL sums it.
-    const lastDay = await db.query<{ revenue: string | null }>(`select sum(amount)::text as revenue from business.orders where order_date = $1`, [want.to_date]);
-    assert.ok(report.includes(`| ${want.to_date} | ${round2(Number(lastDay.rows[0]!.revenue ?? 0))} |`), 'the last day is in the series');
-    assert.match(report, /## Forecast\n\nMethod: [a-z_]+, back-test MAPE [0-9.]+ %, forecast total [0-9.]+\n\n\| Month \| Forecast/);
+    const lastDay = await db.query<{ revenue: string | null }>(
+      `select sum(amount)::text as revenue from business.orders where order_date = $1`,
+      [want.to_date],
+    );
+    assert.ok(
+      report.includes(`| ${want.to_date} | ${round2(Number(lastDay.rows[0]!.revenue ?? 0))} |`),
+      'the last day is in the series',
+    );
+    assert.match(
+      report,
+      /## Forecast\n\nMethod: [a-z_]+, back-test MAPE [0-9.]+ %, forecast total [0-9.]+\n\n\| Month \| Forecast/,
+    );
     assert.ok(report.includes(`forecast total ${r.output.forecast_total}`));
 
     const d = await detail(r.execution_id);
@@ -244,13 +295,16 @@ describe('built-in workflow templates, end to end', () => {
     for (let at = 0; at <= hist.body.last_revision; at++) {
       const t = await http('GET', `/api/v1/workflows/executions/${r.execution_id}?at=${at}`);
       assert.equal(t.status, 200);
-      const now = Object.fromEntries((t.body.steps as { step_id: string; status: string }[]).map((s) => [s.step_id, rank[s.status]!]));
+      const now = Object.fromEntries(
+        (t.body.steps as { step_id: string; status: string }[]).map((s) => [s.step_id, rank[s.status]!]),
+      );
       for (const [k, v] of Object.entries(prev)) assert.ok(now[k]! >= v, `step ${k} went back at revision ${at}`);
       prev = now;
       last = t.body;
     }
     assert.equal(last!.status, 'completed');
-    for (const s of d.steps) assert.deepEqual(last!.steps.find((x) => x.step_id === s.step_id)?.output, s.output, s.step_id);
+    for (const s of d.steps)
+      assert.deepEqual(last!.steps.find((x) => x.step_id === s.step_id)?.output, s.output, s.step_id);
 
     // Stored results: the analytics metrics carry the same figures.
     // Each keyed by the execution, so a re-dispatched step cannot record it twice.
@@ -261,7 +315,11 @@ describe('built-in workflow templates, end to end', () => {
     const keyed = (name: string) => `${r.execution_id}:${name}`;
     assert.deepEqual(metrics.rows, [
       { name: 'revenue.customers', value: want.customers, idempotency_key: keyed('revenue.customers') },
-      { name: 'revenue.forecast_total', value: r.output.forecast_total, idempotency_key: keyed('revenue.forecast_total') },
+      {
+        name: 'revenue.forecast_total',
+        value: r.output.forecast_total,
+        idempotency_key: keyed('revenue.forecast_total'),
+      },
       { name: 'revenue.orders', value: want.orders, idempotency_key: keyed('revenue.orders') },
       { name: 'revenue.total', value: total, idempotency_key: keyed('revenue.total') },
     ]);
@@ -299,13 +357,28 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal(r.output.welcome_sent, true);
 
     // The rows, as the database has them.
-    const c = await db.query(`select id, name, email, segment, region, signup_date::text as signup from business.customers where email = $1`, [email]);
+    const c = await db.query(
+      `select id, name, email, segment, region, signup_date::text as signup from business.customers where email = $1`,
+      [email],
+    );
     assert.equal(c.rowCount, 1);
     const { signup, ...row } = c.rows[0] as { signup: string };
-    assert.deepEqual(row, { id: r.output.customer_id, name: 'Ada Lovelace Ltd', email, segment: 'mid_market', region: 'emea' });
+    assert.deepEqual(row, {
+      id: r.output.customer_id,
+      name: 'Ada Lovelace Ltd',
+      email,
+      segment: 'mid_market',
+      region: 'emea',
+    });
     assert.match(signup, /^\d{4}-\d{2}-\d{2}$/);
-    assert.equal((await db.query<{ n: number }>(`select count(*)::int as n from business.customers`)).rows[0]!.n, before + 1);
-    const s = await db.query(`select id, plan, seats, price_per_seat::float8 as price from business.subscriptions where customer_id = $1`, [r.output.customer_id]);
+    assert.equal(
+      (await db.query<{ n: number }>(`select count(*)::int as n from business.customers`)).rows[0]!.n,
+      before + 1,
+    );
+    const s = await db.query(
+      `select id, plan, seats, price_per_seat::float8 as price from business.subscriptions where customer_id = $1`,
+      [r.output.customer_id],
+    );
     assert.deepEqual(s.rows, [{ id: r.output.subscription_id, plan: 'growth', seats: 12, price: 29 }]);
 
     // Exactly one welcome mail, received over SMTP by the development mailbox, as the API lists it.
@@ -316,7 +389,10 @@ describe('built-in workflow templates, end to end', () => {
     assert.deepEqual(mail.to, [email]);
     assert.equal(mail.subject, 'Welcome to Switchyard, Ada Lovelace Ltd');
     // Keyed by the execution and the step: the Message-ID is the key's, and the key is recorded as sent once.
-    const keyed = await db.query<{ status: string; sends: number }>(`select status, sends from automation.mail_sends where idempotency_key = $1`, [`welcome-${r.execution_id}:send_welcome`]);
+    const keyed = await db.query<{ status: string; sends: number }>(
+      `select status, sends from automation.mail_sends where idempotency_key = $1`,
+      [`welcome-${r.execution_id}:send_welcome`],
+    );
     assert.deepEqual(keyed.rows, [{ status: 'sent', sends: 1 }]);
     // A welcome line, then the content agent's e-mail for the customer's segment, merged with the name.
     const body = mail.text;
@@ -325,19 +401,44 @@ describe('built-in workflow templates, end to end', () => {
     assert.ok(!body.includes('{{'), 'no unmerged placeholder');
 
     // Follow-ups: one durable one-shot e-mail schedule per delay, due that long after the onboarding.
-    const sched = await db.query<{ name: string; cron: string | null; run_once: boolean; due_in_s: number; target: { kind: string; to: string } }>(
+    const sched = await db.query<{
+      name: string;
+      cron: string | null;
+      run_once: boolean;
+      due_in_s: number;
+      target: { kind: string; to: string };
+    }>(
       `select name, cron, run_once, extract(epoch from next_fire_at - created_at)::int as due_in_s, target from automation.schedules where name like $1 order by next_fire_at`,
       [`onboarding-${r.output.customer_id}-after-%`],
     );
     assert.deepEqual(
       sched.rows.map((x) => [x.name, x.cron, x.run_once, x.due_in_s, x.target.kind, x.target.to]),
-      [['1d', 1], ['7d', 7], ['30d', 30]].map(([a, d]) => [`onboarding-${r.output.customer_id}-after-${a}`, null, true, Number(d) * 86_400, 'email', email]),
+      [
+        ['1d', 1],
+        ['7d', 7],
+        ['30d', 30],
+      ].map(([a, d]) => [
+        `onboarding-${r.output.customer_id}-after-${a}`,
+        null,
+        true,
+        Number(d) * 86_400,
+        'email',
+        email,
+      ]),
     );
     assert.deepEqual(r.output.follow_ups.slice().sort(), sched.rows.map((x) => x.name).sort());
 
     // Again with the same e-mail: nothing created, nothing sent.
     const again = await run('customer_onboarding', { customer: { name: 'Ada again', email: email.toUpperCase() } });
-    assert.deepEqual(again.output, { status: 'already_customer', customer_id: r.output.customer_id, subscription_id: null, welcome_sent: false, follow_ups: [], welcome_error: null, follow_up_error: null });
+    assert.deepEqual(again.output, {
+      status: 'already_customer',
+      customer_id: r.output.customer_id,
+      subscription_id: null,
+      welcome_sent: false,
+      follow_ups: [],
+      welcome_error: null,
+      follow_up_error: null,
+    });
     assert.equal((await db.query(`select 1 from business.customers where lower(email) = $1`, [email])).rowCount, 1);
     const inboxAfter = await http('GET', `/api/v1/integration/mcp/automation/mailbox?to=${encodeURIComponent(email)}`);
     assert.equal(inboxAfter.body.messages.length, 1, 'nothing mailed again');
@@ -354,14 +455,22 @@ describe('built-in workflow templates, end to end', () => {
 
     const started = await http('POST', '/api/v1/workflows/start/customer_support', {
       customer_email: email,
-      query: 'This is UNACCEPTABLE!! Production is down, all of our users cannot log in and we are losing money. Fix it immediately or we talk to our lawyer.',
+      query:
+        'This is UNACCEPTABLE!! Production is down, all of our users cannot log in and we are losing money. Fix it immediately or we talk to our lawyer.',
       channel: 'chat',
     });
     assert.equal(started.status, 202, JSON.stringify(started.body));
     // An escalated reply waits for a person: here they decline it (nothing is sent to the customer).
-    const declined = await http('POST', `/api/v1/workflows/executions/${started.body.execution_id}/signals/approve_reply`, { approved: false });
+    const declined = await http(
+      'POST',
+      `/api/v1/workflows/executions/${started.body.execution_id}/signals/approve_reply`,
+      { approved: false },
+    );
     assert.equal(declined.status, 202, JSON.stringify(declined.body));
-    const angry = { execution_id: started.body.execution_id as string, output: ((await detail(started.body.execution_id)) as unknown as { output: Record<string, any> }).output };
+    const angry = {
+      execution_id: started.body.execution_id as string,
+      output: ((await detail(started.body.execution_id)) as unknown as { output: Record<string, any> }).output,
+    };
     assert.equal(angry.output.approval, 'rejected');
     assert.equal(angry.output.customer_id, id);
     assert.equal(angry.output.escalation, 'sent');
@@ -373,7 +482,10 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal(esc.length, escalationsBefore + 1);
     const last = esc[esc.length - 1]!;
     const ts = String(last.headers['x-switchyard-timestamp']);
-    assert.equal(last.headers['x-switchyard-signature'], `sha256=${createHmac('sha256', secrets.escalation).update(`${ts}.${last.body}`).digest('hex')}`);
+    assert.equal(
+      last.headers['x-switchyard-signature'],
+      `sha256=${createHmac('sha256', secrets.escalation).update(`${ts}.${last.body}`).digest('hex')}`,
+    );
     // Keyed by the execution: a re-dispatched or retried escalation is the same delivery.
     assert.equal(last.headers['idempotency-key'], `escalation-${angry.execution_id}`);
     const payload = (JSON.parse(last.body) as { payload: Record<string, any> }).payload;
@@ -381,14 +493,20 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal(payload['customer'].id, id);
     assert.equal(payload['priority'], angry.output.priority);
 
-    const calm = await run('customer_support', { customer_email: email, query: 'Hello, how do I add two more seats to our plan? Thanks.' });
+    const calm = await run('customer_support', {
+      customer_email: email,
+      query: 'Hello, how do I add two more seats to our plan? Thanks.',
+    });
     assert.equal(calm.output.escalation, 'not_needed');
     assert.deepEqual(calm.output.escalate_reasons, []);
     assert.ok(calm.output.response.startsWith(`Hello ${name} team,`));
     assert.doesNotMatch(calm.output.response, /senior member of our team/);
     assert.equal(sink.received.filter((x) => x.path === '/escalation').length, escalationsBefore + 1);
     const st = stepStatus(await detail(calm.execution_id));
-    assert.deepEqual([st.fetch_context, st.analyze_query, st.analyze_query_anonymous, st.escalate, st.log_interaction], ['succeeded', 'succeeded', 'skipped', 'skipped', 'succeeded']);
+    assert.deepEqual(
+      [st.fetch_context, st.analyze_query, st.analyze_query_anonymous, st.escalate, st.log_interaction],
+      ['succeeded', 'succeeded', 'skipped', 'skipped', 'succeeded'],
+    );
 
     // The log: one metric sample per interaction, labelled with the outcome.
     const logged = await db.query<{ id: string; escalation: string; channel: string; idempotency_key: string }>(
@@ -397,13 +515,26 @@ describe('built-in workflow templates, end to end', () => {
       [String(id)],
     );
     assert.deepEqual(logged.rows, [
-      { id: angry.output.interaction_metric_id, escalation: 'sent', channel: 'chat', idempotency_key: `interaction-${angry.execution_id}` },
-      { id: calm.output.interaction_metric_id, escalation: 'not_needed', channel: 'email', idempotency_key: `interaction-${calm.execution_id}` },
+      {
+        id: angry.output.interaction_metric_id,
+        escalation: 'sent',
+        channel: 'chat',
+        idempotency_key: `interaction-${angry.execution_id}`,
+      },
+      {
+        id: calm.output.interaction_metric_id,
+        escalation: 'not_needed',
+        channel: 'email',
+        idempotency_key: `interaction-${calm.execution_id}`,
+      },
     ]);
   });
 
   it('an unknown e-mail is answered without customer context', async () => {
-    const r = await run('customer_support', { customer_email: 'nobody@nowhere.example', query: 'Where can I download my invoice as PDF?' });
+    const r = await run('customer_support', {
+      customer_email: 'nobody@nowhere.example',
+      query: 'Where can I download my invoice as PDF?',
+    });
     assert.equal(r.output.customer_id, null);
     assert.equal(r.output.escalation, 'not_needed');
     const st = stepStatus(await detail(r.execution_id));
@@ -414,20 +545,35 @@ describe('built-in workflow templates, end to end', () => {
     const bad = await http('POST', '/api/v1/workflows/start/revenue_analysis?wait=true', { timeframe: 'forever' });
     assert.equal(bad.status, 400);
     assert.ok(JSON.stringify(bad.body).includes('timeframe'), JSON.stringify(bad.body));
-    assert.ok((bad.body.errors as { path: string }[]).some((e) => e.path === 'timeframe'), JSON.stringify(bad.body));
-    const badMail = await http('POST', '/api/v1/workflows/start/customer_onboarding', { customer: { name: 'X', email: 'not-an-email' } });
+    assert.ok(
+      (bad.body.errors as { path: string }[]).some((e) => e.path === 'timeframe'),
+      JSON.stringify(bad.body),
+    );
+    const badMail = await http('POST', '/api/v1/workflows/start/customer_onboarding', {
+      customer: { name: 'X', email: 'not-an-email' },
+    });
     assert.equal(badMail.status, 400);
-    assert.ok((badMail.body.errors as { path: string }[]).some((e) => e.path === 'customer.email'), JSON.stringify(badMail.body));
+    assert.ok(
+      (badMail.body.errors as { path: string }[]).some((e) => e.path === 'customer.email'),
+      JSON.stringify(badMail.body),
+    );
     const unknown = await http('POST', '/api/v1/workflows/start/no_such_template', {});
     assert.equal(unknown.status, 404);
     assert.ok(existsSync(filesRoot));
   });
   it('writes stay least-privilege: the database server refuses writes, the writer is closed to API calls while DATABASE_ALLOW_WRITES is unset', async () => {
     const orders = Number((await db.query('select count(*) from business.orders')).rows[0].count);
-    const ro = await http('POST', '/api/v1/integration/mcp/database/query', { query: 'delete from business.orders', params: [] });
+    const ro = await http('POST', '/api/v1/integration/mcp/database/query', {
+      query: 'delete from business.orders',
+      params: [],
+    });
     assert.equal(ro.status, 403, JSON.stringify(ro.body));
     // Even with the admin key: the templates use the writer internally, the API may not.
-    const rw = await http('POST', '/api/v1/integration/mcp/call', { server: 'database_writer', tool: 'query', arguments: { sql: 'delete from business.orders', params: [] } });
+    const rw = await http('POST', '/api/v1/integration/mcp/call', {
+      server: 'database_writer',
+      tool: 'query',
+      arguments: { sql: 'delete from business.orders', params: [] },
+    });
     assert.equal(rw.status, 403, JSON.stringify(rw.body));
     assert.match(JSON.stringify(rw.body), /DATABASE_ALLOW_WRITES/);
     assert.equal(Number((await db.query('select count(*) from business.orders')).rows[0].count), orders);
@@ -439,16 +585,42 @@ describe('built-in workflow templates, end to end', () => {
         where a.datname = 'switchyard' and a.pid <> pg_backend_pid() group by a.usename, r.rolsuper order by 1`,
     );
     const users = sessions.rows.map((r) => r.usename);
-    const components = ['gateway', 'engine', 'dispatcher', 'relay', 'projections', 'monitor', 'agents', 'automation', 'analytics', 'sink'].map((c) => `switchyard_${c}`);
+    const components = [
+      'gateway',
+      'engine',
+      'dispatcher',
+      'relay',
+      'projections',
+      'monitor',
+      'agents',
+      'automation',
+      'analytics',
+      'sink',
+    ].map((c) => `switchyard_${c}`);
     // The templates above ran agents, the database servers and the automation server, and recorded events.
-    for (const u of ['switchyard_mcp_reader', 'switchyard_gateway', 'switchyard_engine', 'switchyard_dispatcher', 'switchyard_agents', 'switchyard_sink']) {
+    for (const u of [
+      'switchyard_mcp_reader',
+      'switchyard_gateway',
+      'switchyard_engine',
+      'switchyard_dispatcher',
+      'switchyard_agents',
+      'switchyard_sink',
+    ]) {
       assert.ok(users.includes(u), `${u}: ${JSON.stringify(sessions.rows)}`);
     }
     assert.ok(!users.includes('switchyard_app'), `the owner only migrates: ${JSON.stringify(sessions.rows)}`);
-    assert.ok(users.every((u) => [...components, 'switchyard_mcp_reader', 'switchyard_mcp_writer'].includes(u)), JSON.stringify(sessions.rows));
-    assert.ok(sessions.rows.every((r) => r.rolsuper === false), JSON.stringify(sessions.rows));
+    assert.ok(
+      users.every((u) => [...components, 'switchyard_mcp_reader', 'switchyard_mcp_writer'].includes(u)),
+      JSON.stringify(sessions.rows),
+    );
+    assert.ok(
+      sessions.rows.every((r) => r.rolsuper === false),
+      JSON.stringify(sessions.rows),
+    );
     // The onboarding writes above went through the writer role.
-    const writer = await db.query(`select has_table_privilege('switchyard_mcp_writer', 'business.orders', 'DELETE') as d, has_table_privilege('switchyard_mcp_writer', 'business.customers', 'INSERT') as i`);
+    const writer = await db.query(
+      `select has_table_privilege('switchyard_mcp_writer', 'business.orders', 'DELETE') as d, has_table_privilege('switchyard_mcp_writer', 'business.customers', 'INSERT') as i`,
+    );
     assert.deepEqual(writer.rows[0], { d: false, i: true });
   });
 });

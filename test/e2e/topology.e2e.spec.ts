@@ -50,7 +50,10 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
   let byName: Record<string, Proc> = {};
 
   const http = (g: number, method: string, url: string, body?: unknown, headers: Record<string, string> = {}) =>
-    gatewayRequest(bases[g]!, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
+    gatewayRequest(bases[g]!, { ...auth, ...headers }, method, url, body).catch((e: unknown) => ({
+      status: 0,
+      body: String(e),
+    }));
 
   before(async () => {
     const t0 = Date.now();
@@ -70,7 +73,11 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       DISPATCHER_LEASE_TICK_MS: '500',
     });
     const joined = { ...common, DATABASE_URL: databaseUrl, NATS_URL: `nats://127.0.0.1:${natsPort}` };
-    const r = new Proc('R (relay monitor)', ['relay', 'monitor'], { ...common, EMBEDDED_PG_PORT: String(pgPort), EMBEDDED_NATS_PORT: String(natsPort) });
+    const r = new Proc('R (relay monitor)', ['relay', 'monitor'], {
+      ...common,
+      EMBEDDED_PG_PORT: String(pgPort),
+      EMBEDDED_NATS_PORT: String(natsPort),
+    });
     byName = {
       R: r,
       G1: new Proc('G1 (gateway)', ['gateway'], { ...joined, GATEWAY_PORT: String(gatewayPorts[0]) }),
@@ -114,8 +121,21 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       name: 'topology',
       input: { type: 'object', properties: { n: { type: 'string' } }, required: ['n'] },
       steps: [
-        { id: 'metric', uses: 'mcp:analytics/record_metric', with: { name: 'topology_units', value: 1 }, retry, timeout_ms: 5_000 },
-        { id: 'answer', uses: 'agent:support_response', needs: ['metric'], with: { query: 'where is my order ${{ input.n }}' }, retry, timeout_ms: 8_000 },
+        {
+          id: 'metric',
+          uses: 'mcp:analytics/record_metric',
+          with: { name: 'topology_units', value: 1 },
+          retry,
+          timeout_ms: 5_000,
+        },
+        {
+          id: 'answer',
+          uses: 'agent:support_response',
+          needs: ['metric'],
+          with: { query: 'where is my order ${{ input.n }}' },
+          retry,
+          timeout_ms: 8_000,
+        },
       ],
       outputs: { n: '${{ input.n }}' },
     });
@@ -165,7 +185,12 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       const body = await submit(
         (k + 1) % 2,
         '/api/v1/integration/agents/delegate',
-        { task_type: 'support_response', context: { query: `my invoice ${key} is wrong` }, priority: 'normal', timeout_ms: 20_000 },
+        {
+          task_type: 'support_response',
+          context: { query: `my invoice ${key} is wrong` },
+          priority: 'normal',
+          timeout_ms: 20_000,
+        },
         key,
       );
       taskOfKey.set(key, body.task_id);
@@ -198,22 +223,33 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
           [prefix],
         );
         const by = new Map<string, Stream>();
-        for (const row of r.rows) by.set(row.stream_id, [...(by.get(row.stream_id) ?? []), { revision: Number(row.revision), type: row.type, data: row.data }]);
+        for (const row of r.rows)
+          by.set(row.stream_id, [
+            ...(by.get(row.stream_id) ?? []),
+            { revision: Number(row.revision), type: row.type, data: row.data },
+          ]);
         return by;
       };
       const open = async () => {
         const wf = await streams('workflow_execution-');
         const tasks = await streams('task-');
-        const wfOpen = [...executionOfKey.values()].filter((id) => !(wf.get(`workflow_execution-${id}`) ?? []).some((e) => TERMINAL_WORKFLOW.includes(e.type)));
-        const taskOpen = [...tasks.entries()].filter(([, ev]) => !ev.some((e) => TERMINAL_TASK.includes(e.type))).map(([id]) => id);
+        const wfOpen = [...executionOfKey.values()].filter(
+          (id) => !(wf.get(`workflow_execution-${id}`) ?? []).some((e) => TERMINAL_WORKFLOW.includes(e.type)),
+        );
+        const taskOpen = [...tasks.entries()]
+          .filter(([, ev]) => !ev.some((e) => TERMINAL_TASK.includes(e.type)))
+          .map(([id]) => id);
         const missing = [...taskOfKey.values()].filter((id) => !tasks.has(`task-${id}`));
         return { n: wfOpen.length + taskOpen.length + missing.length, wfOpen, taskOpen, missing };
       };
-      for (let last = -1, lastMoved = Date.now(); ; ) {
+      for (let last = -1, lastMoved = Date.now(); ;) {
         const o = await open();
         if (o.n === 0) break;
         if (o.n !== last) [last, lastMoved] = [o.n, Date.now()];
-        if (Date.now() - lastMoved > 60_000) assert.fail(`not ended for 60 s: workflows ${o.wfOpen.slice(0, 3)}, tasks ${o.taskOpen.slice(0, 3)}, missing ${o.missing.slice(0, 3)}`);
+        if (Date.now() - lastMoved > 60_000)
+          assert.fail(
+            `not ended for 60 s: workflows ${o.wfOpen.slice(0, 3)}, tasks ${o.taskOpen.slice(0, 3)}, missing ${o.missing.slice(0, 3)}`,
+          );
         await sleep(500);
       }
       const doneMs = Date.now() - t0;
@@ -223,8 +259,16 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       const wf = await streams('workflow_execution-');
       for (const [key, id] of executionOfKey) {
         const ev = wf.get(`workflow_execution-${id}`) ?? [];
-        assert.deepEqual(ev.map((e) => e.revision), ev.map((_, k) => k), `dense revisions for ${id}`);
-        assert.equal(ev.filter((e) => TERMINAL_WORKFLOW.includes(e.type)).length, 1, `one final event for ${id}: ${ev.map((e) => e.type)}`);
+        assert.deepEqual(
+          ev.map((e) => e.revision),
+          ev.map((_, k) => k),
+          `dense revisions for ${id}`,
+        );
+        assert.equal(
+          ev.filter((e) => TERMINAL_WORKFLOW.includes(e.type)).length,
+          1,
+          `one final event for ${id}: ${ev.map((e) => e.type)}`,
+        );
         assert.equal(ev.at(-1)!.type, 'WorkflowCompleted', `${id} completed, nothing after it`);
         assert.deepEqual(ev.at(-1)!.data.outputs, { n: `${tag}-${key.slice(key.lastIndexOf('-') + 1)}` });
         const ok = ev.filter((e) => e.type === 'StepSucceeded').map((e) => e.data.step_id ?? e.data.stepId);
@@ -234,13 +278,27 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       for (const id of taskOfKey.values()) assert.ok(tasks.has(`task-${id}`), `task ${id} recorded`);
       let retried = 0;
       for (const [id, ev] of tasks) {
-        assert.deepEqual(ev.map((e) => e.revision), ev.map((_, k) => k), `dense revisions for ${id}`);
-        assert.equal(ev.filter((e) => TERMINAL_TASK.includes(e.type)).length, 1, `one final event for ${id}: ${ev.map((e) => e.type)}`);
-        assert.equal(ev.filter((e) => e.type === 'TaskCompleted').length, 1, `${id} completed once: ${ev.map((e) => e.type)}`);
+        assert.deepEqual(
+          ev.map((e) => e.revision),
+          ev.map((_, k) => k),
+          `dense revisions for ${id}`,
+        );
+        assert.equal(
+          ev.filter((e) => TERMINAL_TASK.includes(e.type)).length,
+          1,
+          `one final event for ${id}: ${ev.map((e) => e.type)}`,
+        );
+        assert.equal(
+          ev.filter((e) => e.type === 'TaskCompleted').length,
+          1,
+          `${id} completed once: ${ev.map((e) => e.type)}`,
+        );
         assert.equal(ev.at(-1)!.type, 'TaskCompleted', `nothing after the completion of ${id}`);
         if (ev.some((e) => e.type === 'TaskRetryScheduled')) retried++;
       }
-      const s = await db.query<{ n: string; head: string }>('select count(*) as n, max(position) as head from eventstore.events');
+      const s = await db.query<{ n: string; head: string }>(
+        'select count(*) as n, max(position) as head from eventstore.events',
+      );
       assert.equal(Number(s.rows[0]!.n), Number(s.rows[0]!.head) + 1, 'the event store positions are dense');
 
       console.log(

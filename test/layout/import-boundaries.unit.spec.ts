@@ -34,8 +34,18 @@ function packages(): Pkg[] {
     for (const dir of readdirSync(path.join(root, group))) {
       const manifest = path.join(root, group, dir, 'package.json');
       if (!existsSync(manifest)) continue;
-      const p = JSON.parse(readFileSync(manifest, 'utf8')) as { name: string; dependencies?: object; devDependencies?: object };
-      out.push({ dir, group, name: p.name, dependencies: Object.keys(p.dependencies ?? {}), devDependencies: Object.keys(p.devDependencies ?? {}) });
+      const p = JSON.parse(readFileSync(manifest, 'utf8')) as {
+        name: string;
+        dependencies?: object;
+        devDependencies?: object;
+      };
+      out.push({
+        dir,
+        group,
+        name: p.name,
+        dependencies: Object.keys(p.dependencies ?? {}),
+        devDependencies: Object.keys(p.devDependencies ?? {}),
+      });
     }
   }
   return out;
@@ -65,7 +75,8 @@ export function specifiersOf(text: string): { spec: string; line: number }[] {
 }
 
 /** The package a bare specifier names (`@switchyard/x/sub` -> `@switchyard/x`). */
-const packageOf = (spec: string): string => (spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
+const packageOf = (spec: string): string =>
+  spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
 
 describe('layout: apps depend on libs only; the launcher composes', () => {
   const pkgs = packages();
@@ -74,7 +85,8 @@ describe('layout: apps depend on libs only; the launcher composes', () => {
   it('finds the packages and reads the specifiers it checks', () => {
     assert.ok(apps.size >= 8 && pkgs.length >= 15, `apps and libs found under ${root}`);
     assert.ok(apps.has('@switchyard/launcher') && apps.has('@switchyard/gateway'));
-    const sample = "import { a } from '@switchyard/agents';\nexport { b } from \"./b.js\";\nconst c = await import('@switchyard/monitor/x');\nimport '@switchyard/relay';\n";
+    const sample =
+      "import { a } from '@switchyard/agents';\nexport { b } from \"./b.js\";\nconst c = await import('@switchyard/monitor/x');\nimport '@switchyard/relay';\n";
     assert.deepEqual(
       specifiersOf(sample).map((s) => `${s.line}:${packageOf(s.spec)}`),
       ['1:@switchyard/agents', '2:.', '3:@switchyard/monitor', '4:@switchyard/relay'],
@@ -93,20 +105,26 @@ describe('layout: apps depend on libs only; the launcher composes', () => {
         for (const { spec, line } of specifiersOf(readFileSync(file, 'utf8'))) {
           const where = `${path.relative(root, file)}:${line}: '${spec}'`;
           if (spec.startsWith('.')) {
-            if (path.relative(base, path.resolve(path.dirname(file), spec)).startsWith('..')) offenders.push(`${where} (leaves ${app.dir})`);
+            if (path.relative(base, path.resolve(path.dirname(file), spec)).startsWith('..'))
+              offenders.push(`${where} (leaves ${app.dir})`);
           } else if (apps.has(packageOf(spec)) && packageOf(spec) !== app.name) offenders.push(where);
         }
       }
     }
     assert.ok(checked > 200, `checked ${checked} files`);
-    assert.deepEqual(offenders, [], 'an app talks to another through libs/contracts (NATS subjects and schemas), and only apps/launcher composes apps');
+    assert.deepEqual(
+      offenders,
+      [],
+      'an app talks to another through libs/contracts (NATS subjects and schemas), and only apps/launcher composes apps',
+    );
   });
 
   it('an app spec imports another app only as a declared devDependency (a fixture), never a runtime dependency', () => {
     const offenders: string[] = [];
     for (const app of apps.values()) {
       if (app.dir === LAUNCHER) continue;
-      for (const dep of app.dependencies) if (apps.has(dep)) offenders.push(`apps/${app.dir}/package.json: dependency ${dep}`);
+      for (const dep of app.dependencies)
+        if (apps.has(dep)) offenders.push(`apps/${app.dir}/package.json: dependency ${dep}`);
       for (const file of sources(path.join(root, 'apps', app.dir, 'src'))) {
         if (!SPEC.test(file)) continue;
         for (const { spec, line } of specifiersOf(readFileSync(file, 'utf8'))) {
@@ -123,7 +141,8 @@ describe('layout: apps depend on libs only; the launcher composes', () => {
   it('no lib imports an app or lists one in its package.json', () => {
     const offenders: string[] = [];
     for (const lib of pkgs.filter((p) => p.group === 'libs')) {
-      for (const dep of [...lib.dependencies, ...lib.devDependencies]) if (apps.has(dep)) offenders.push(`libs/${lib.dir}/package.json: ${dep}`);
+      for (const dep of [...lib.dependencies, ...lib.devDependencies])
+        if (apps.has(dep)) offenders.push(`libs/${lib.dir}/package.json: ${dep}`);
       for (const file of sources(path.join(root, 'libs', lib.dir, 'src'))) {
         for (const { spec, line } of specifiersOf(readFileSync(file, 'utf8'))) {
           if (apps.has(packageOf(spec))) offenders.push(`${path.relative(root, file)}:${line}: '${spec}'`);

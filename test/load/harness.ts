@@ -62,8 +62,23 @@ export interface LoadReport {
   readonly duration_ms: number;
 }
 
-const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
-const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'];
+const mcpKinds = [
+  'FILESYSTEM_BRIDGE',
+  'DATABASE',
+  'DATABASE_WRITER',
+  'GITHUB',
+  'FETCH',
+  'AUTOMATION',
+  'ANALYTICS',
+] as const;
+const agentNames = [
+  'DATA_ANALYST',
+  'FINANCIAL_ADVISOR',
+  'OPERATIONS_MANAGER',
+  'AUTOMATION_SPECIALIST',
+  'CONTENT_CREATOR',
+  'CUSTOMER_SUCCESS',
+];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Ports {
@@ -99,7 +114,11 @@ function launch(root: string, dataDir: string, ports: Ports, adminKey: string): 
     // The connectors reach the filesystem and GitHub servers over stdio; their HTTP bridges only move ports.
     if (kind !== 'FILESYSTEM_BRIDGE' && kind !== 'GITHUB') env[`MCP_${kind}_URL`] = `http://127.0.0.1:${port}/mcp`;
   }
-  const proc = spawn(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'main.js')], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   // Keep the tail only: a long run at info level would otherwise hold every line.
   const keep = (d: Buffer) => {
@@ -115,7 +134,8 @@ function launch(root: string, dataDir: string, ports: Ports, adminKey: string): 
 async function waitReady(base: string, sys: Launched, timeoutMs = 120_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    if (sys.proc.exitCode !== null || sys.proc.signalCode !== null) throw new Error(`launcher exited before ready:\n${sys.output().slice(-3000)}`);
+    if (sys.proc.exitCode !== null || sys.proc.signalCode !== null)
+      throw new Error(`launcher exited before ready:\n${sys.output().slice(-3000)}`);
     try {
       const res = await fetch(`${base}/readyz`);
       if (res.status === 200) return;
@@ -147,20 +167,41 @@ interface Unit {
 
 function workload(workflows: number, delegations: number): Unit[] {
   const units: Unit[] = [];
-  const mk = (kind: Unit['kind'], url: string, body: unknown): Unit => ({ kind, url, body, correlationId: `load-${randomUUID()}`, idempotencyKey: randomUUID() });
+  const mk = (kind: Unit['kind'], url: string, body: unknown): Unit => ({
+    kind,
+    url,
+    body,
+    correlationId: `load-${randomUUID()}`,
+    idempotencyKey: randomUUID(),
+  });
   for (let i = 0; i < Math.max(workflows, delegations); i++) {
     if (i < workflows) {
       units.push(
         i % 2 === 0
-          ? mk('workflow', '/api/v1/workflows/start/revenue_analysis', { timeframe: '30d', include_forecasts: false, report_path: `reports/load-${i}.md` })
-          : mk('workflow', '/api/v1/workflows/start/customer_support', { customer_email: 'nobody@nowhere.example', query: `Where can I download invoice number ${i} as a PDF?` }),
+          ? mk('workflow', '/api/v1/workflows/start/revenue_analysis', {
+              timeframe: '30d',
+              include_forecasts: false,
+              report_path: `reports/load-${i}.md`,
+            })
+          : mk('workflow', '/api/v1/workflows/start/customer_support', {
+              customer_email: 'nobody@nowhere.example',
+              query: `Where can I download invoice number ${i} as a PDF?`,
+            }),
       );
     }
     if (i < delegations) {
       units.push(
         i % 4 === 3
-          ? mk('delegation', '/api/v1/integration/agents/delegate', { task_type: 'revenue_analysis', context: { timeframe: '12m' }, priority: 'normal' })
-          : mk('delegation', '/api/v1/integration/agents/delegate', { task_type: 'support_response', context: { query: `How do I add ${i % 7 + 2} seats to our plan?` }, priority: 'normal' }),
+          ? mk('delegation', '/api/v1/integration/agents/delegate', {
+              task_type: 'revenue_analysis',
+              context: { timeframe: '12m' },
+              priority: 'normal',
+            })
+          : mk('delegation', '/api/v1/integration/agents/delegate', {
+              task_type: 'support_response',
+              context: { query: `How do I add ${(i % 7) + 2} seats to our plan?` },
+              priority: 'normal',
+            }),
       );
     }
   }
@@ -216,7 +257,8 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
         headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
         body: JSON.stringify({ name: `load-${i}`, role: 'operator' }),
       });
-      if (r.status !== 201 && r.status !== 200) throw new Error(`creating an API key answered ${r.status}: ${await r.text()}`);
+      if (r.status !== 201 && r.status !== 200)
+        throw new Error(`creating an API key answered ${r.status}: ${await r.text()}`);
       keys.push(((await r.json()) as { key: string }).key);
     }
 
@@ -281,7 +323,12 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
         try {
           res = await fetch(`${base}${u.url}`, {
             method: 'POST',
-            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': u.idempotencyKey, 'x-correlation-id': u.correlationId },
+            headers: {
+              authorization: `Bearer ${key}`,
+              'content-type': 'application/json',
+              'idempotency-key': u.idempotencyKey,
+              'x-correlation-id': u.correlationId,
+            },
             body: JSON.stringify(u.body),
           });
         } catch {
@@ -313,7 +360,8 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
         u.status = res.status;
         if (res.status !== 202 && res.status !== 200) {
           refused[String(res.status)] = (refused[String(res.status)] ?? 0) + 1;
-          if (Object.values(refused).reduce((a, b) => a + b, 0) <= 3) log(`# ${name}: ${u.url} answered ${res.status}: ${text.slice(0, 300)}`);
+          if (Object.values(refused).reduce((a, b) => a + b, 0) <= 3)
+            log(`# ${name}: ${u.url} answered ${res.status}: ${text.slice(0, 300)}`);
           return;
         }
         u.acceptedAt = Date.now();
@@ -324,7 +372,9 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
           ryw.checked++;
           const id = u.id;
           rywChecks.push(
-            fetch(`${base}/api/v1/workflows/executions/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${key}` } })
+            fetch(`${base}/api/v1/workflows/executions/${encodeURIComponent(id)}`, {
+              headers: { authorization: `Bearer ${key}` },
+            })
               .then(async (r) => {
                 if (r.status === 404) ryw.missing++;
                 await r.arrayBuffer();
@@ -354,9 +404,23 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
     // Wait for every accepted unit's terminal event (from the event store).
     const accepted = units.filter((u) => u.id);
     const streamOf = (u: Unit) => (u.kind === 'workflow' ? `workflow_execution-${u.id}` : `task-${u.id}`);
-    const terminal = ['WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled', 'TaskCompleted', 'TaskFailed', 'TaskCanceled', 'TaskTimedOut'];
+    const terminal = [
+      'WorkflowCompleted',
+      'WorkflowFailed',
+      'WorkflowCanceled',
+      'TaskCompleted',
+      'TaskFailed',
+      'TaskCanceled',
+      'TaskTimedOut',
+    ];
     const until = Date.now() + (o.completionTimeoutMs ?? 600_000);
-    type Row = { stream_id: string; type: string; data: { error?: { code?: string }; reason?: string }; recorded_at: Date; n: string };
+    type Row = {
+      stream_id: string;
+      type: string;
+      data: { error?: { code?: string }; reason?: string };
+      recorded_at: Date;
+      n: string;
+    };
     let ends = new Map<string, Row>();
     for (;;) {
       const r = await db.query<Row>(
@@ -392,15 +456,24 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
          where ((type = 'WorkflowStarted' and stream_id not like 'workflow_execution-sub-%' and metadata->>'correlationId' = any($1::text[]))
              or (type = 'TaskSubmitted' and metadata->>'correlationId' = any($2::text[])))
          group by 1 having count(distinct stream_id) > 1) d`,
-      [units.filter((u) => u.kind === 'workflow').map((u) => u.correlationId), units.filter((u) => u.kind === 'delegation').map((u) => u.correlationId)],
+      [
+        units.filter((u) => u.kind === 'workflow').map((u) => u.correlationId),
+        units.filter((u) => u.kind === 'delegation').map((u) => u.correlationId),
+      ],
     );
-    const duplicated = { units: Number(dupUnits.rows[0]!.n), terminal: Number(dupTerminal.rows[0]!.n), steps: Number(dupSteps.rows[0]!.n) };
+    const duplicated = {
+      units: Number(dupUnits.rows[0]!.n),
+      terminal: Number(dupTerminal.rows[0]!.n),
+      steps: Number(dupSteps.rows[0]!.n),
+    };
 
     // Read your writes for ended executions: the detail must say they ended.
     for (const u of accepted.filter((x) => x.kind === 'workflow').slice(0, 20)) {
       const end = ends.get(streamOf(u));
       if (!end) continue;
-      const r = await fetch(`${base}/api/v1/workflows/executions/${encodeURIComponent(u.id!)}`, { headers: { authorization: `Bearer ${keys[0]}` } });
+      const r = await fetch(`${base}/api/v1/workflows/executions/${encodeURIComponent(u.id!)}`, {
+        headers: { authorization: `Bearer ${keys[0]}` },
+      });
       ryw.checked++;
       if (r.status === 404) ryw.missing++;
       else if (((await r.json()) as { status?: string }).status === 'running') ryw.stale++;
@@ -423,14 +496,19 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
     }
     // While the process is down nothing can project: a sample waiting across the outage measures
     // the outage, not the read model, and is left out (counted apart).
-    const outage = killedWall === undefined ? undefined : { from: killedWall, to: killedWall + (restartedIn ?? 0) + 5_000 };
-    const across = (x: { at: number; passedAt?: number }) => outage !== undefined && x.at <= outage.to && (x.passedAt ?? Infinity) >= outage.from;
+    const outage =
+      killedWall === undefined ? undefined : { from: killedWall, to: killedWall + (restartedIn ?? 0) + 5_000 };
+    const across = (x: { at: number; passedAt?: number }) =>
+      outage !== undefined && x.at <= outage.to && (x.passedAt ?? Infinity) >= outage.from;
     const lags = samples.filter((x) => x.passedAt !== undefined && !across(x)).map((x) => x.passedAt! - x.at);
     const report: LoadReport = {
       name,
       clients: o.clients,
       sent: { workflows: o.workflows, delegations: o.delegations },
-      accepted: { workflows: accepted.filter((u) => u.kind === 'workflow').length, delegations: accepted.filter((u) => u.kind === 'delegation').length },
+      accepted: {
+        workflows: accepted.filter((u) => u.kind === 'workflow').length,
+        delegations: accepted.filter((u) => u.kind === 'delegation').length,
+      },
       refused,
       answers,
       timeouts_by_kind: slow,
@@ -439,12 +517,23 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
       lost: accepted.length - ends.size,
       duplicated,
       latency_ms: {
-        accept_p50: pct(accepted.map((u) => u.acceptedAt! - u.firstSentAt!), 0.5),
-        accept_p99: pct(accepted.map((u) => u.acceptedAt! - u.firstSentAt!), 0.99),
+        accept_p50: pct(
+          accepted.map((u) => u.acceptedAt! - u.firstSentAt!),
+          0.5,
+        ),
+        accept_p99: pct(
+          accepted.map((u) => u.acceptedAt! - u.firstSentAt!),
+          0.99,
+        ),
         complete_p50: pct(completeLatency, 0.5),
         complete_p99: pct(completeLatency, 0.99),
       },
-      read_model_lag_ms: { samples: lags.length, p50: pct(lags, 0.5), p99: pct(lags, 0.99), max: lags.length ? Math.max(...lags) : 0 },
+      read_model_lag_ms: {
+        samples: lags.length,
+        p50: pct(lags, 0.5),
+        p99: pct(lags, 0.99),
+        max: lags.length ? Math.max(...lags) : 0,
+      },
       read_your_writes: ryw,
       ...(killedAt !== undefined && { killed_at_ms: killedAt }),
       ...(restartedIn !== undefined && { restarted_in_ms: restartedIn }),
@@ -463,7 +552,10 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
       }
     }
     // After a SIGKILL the launcher's PostgreSQL and nats-server outlive it (the restart adopts them): stop them by pid.
-    const dirs = [scratch, ...[...sys.output().matchAll(/"dataDir":"(\/var\/lib\/switchyard\/[0-9a-f]{16})\/[^"]+"/g)].map((m) => m[1]!)];
+    const dirs = [
+      scratch,
+      ...[...sys.output().matchAll(/"dataDir":"(\/var\/lib\/switchyard\/[0-9a-f]{16})\/[^"]+"/g)].map((m) => m[1]!),
+    ];
     for (const dir of dirs) {
       for (const pid of processesUnder(dir)) {
         try {
@@ -480,18 +572,30 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
 
 /** The report as the lines the script prints. */
 export function formatReport(r: LoadReport): string {
-  const f = Object.entries(r.failed).map(([k, v]) => `${k}=${v}`).join(', ') || 'none';
-  const refused = Object.entries(r.refused).map(([k, v]) => `${k}=${v}`).join(', ') || 'none';
+  const f =
+    Object.entries(r.failed)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ') || 'none';
+  const refused =
+    Object.entries(r.refused)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ') || 'none';
   return [
     `## ${r.name}: ${r.sent.workflows} workflow starts + ${r.sent.delegations} delegations from ${r.clients} clients`,
     `accepted: ${r.accepted.workflows} workflows, ${r.accepted.delegations} delegations; refused: ${refused}`,
-    `answers retried: 429=${r.answers['429']}, 409 in flight=${r.answers.in_flight}, 504=${r.answers['504']} (${Object.entries(r.timeouts_by_kind).map(([k, v]) => `${k} ${v}`).join(', ') || '-'}), no answer=${r.answers.no_answer}`,
+    `answers retried: 429=${r.answers['429']}, 409 in flight=${r.answers.in_flight}, 504=${r.answers['504']} (${
+      Object.entries(r.timeouts_by_kind)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || '-'
+    }), no answer=${r.answers.no_answer}`,
     `completed: ${r.completed.workflows} workflows, ${r.completed.delegations} delegations; failed: ${f}`,
     `lost: ${r.lost}; duplicated: ${r.duplicated.units} units started twice, ${r.duplicated.terminal} streams ended twice, ${r.duplicated.steps} steps succeeded twice`,
     `latency ms: 202 p50 ${r.latency_ms.accept_p50} / p99 ${r.latency_ms.accept_p99}; completion p50 ${r.latency_ms.complete_p50} / p99 ${r.latency_ms.complete_p99}`,
     `read-model lag ms (${r.read_model_lag_ms.samples} samples${r.killed_at_ms !== undefined ? ', outside the restart' : ''}): p50 ${r.read_model_lag_ms.p50} / p99 ${r.read_model_lag_ms.p99} / max ${r.read_model_lag_ms.max}`,
     `read your writes: ${r.read_your_writes.checked} GETs, ${r.read_your_writes.missing} missing, ${r.read_your_writes.stale} stale`,
-    ...(r.killed_at_ms !== undefined ? [`SIGKILL at ${r.killed_at_ms} ms, restarted and ready in ${r.restarted_in_ms} ms`] : []),
+    ...(r.killed_at_ms !== undefined
+      ? [`SIGKILL at ${r.killed_at_ms} ms, restarted and ready in ${r.restarted_in_ms} ms`]
+      : []),
     `duration: ${r.duration_ms} ms`,
   ].join('\n');
 }

@@ -16,7 +16,12 @@ const arg = (name: string, dflt: number): number => {
 };
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
-const sizes = { workflows: arg('workflows', 1000), delegations: arg('delegations', 1000), clients: arg('clients', 200), completionTimeoutMs: arg('wait-minutes', 10) * 60_000 };
+const sizes = {
+  workflows: arg('workflows', 1000),
+  delegations: arg('delegations', 1000),
+  clients: arg('clients', 200),
+  completionTimeoutMs: arg('wait-minutes', 10) * 60_000,
+};
 
 const reports: LoadReport[] = [];
 if (only !== 'kill') reports.push(await runLoad('plain', { ...sizes, root }));
@@ -26,6 +31,12 @@ if (only !== 'plain') {
   reports.push(r);
   console.log(formatReport(r));
 }
-const bad = reports.filter((r) => r.lost > 0 || r.duplicated.units + r.duplicated.terminal + r.duplicated.steps > 0 || Object.keys(r.failed).length > 0 || r.completed.workflows + r.completed.delegations < r.accepted.workflows + r.accepted.delegations);
+const bad = reports.filter(
+  (r) =>
+    r.lost > 0 ||
+    r.duplicated.units + r.duplicated.terminal + r.duplicated.steps > 0 ||
+    Object.keys(r.failed).length > 0 ||
+    r.completed.workflows + r.completed.delegations < r.accepted.workflows + r.accepted.delegations,
+);
 console.log(JSON.stringify(reports));
 process.exit(bad.length > 0 ? 1 : 0);

@@ -17,7 +17,8 @@ describe('agents on the demo business data (PostgreSQL)', () => {
   let pool: pg.Pool;
   let ctx: AgentContext;
   const run = <T = any>(task: string, input: unknown): Promise<T> => runTask(task, input, ctx) as Promise<T>;
-  const one = async <T = any>(sql: string, params: unknown[] = []): Promise<T> => (await pool.query(sql, params)).rows[0] as T;
+  const one = async <T = any>(sql: string, params: unknown[] = []): Promise<T> =>
+    (await pool.query(sql, params)).rows[0] as T;
 
   before(async () => {
     pool = new pg.Pool({ connectionString: await freshDatabase('agents'), max: 4 });
@@ -32,7 +33,9 @@ describe('agents on the demo business data (PostgreSQL)', () => {
   describe('demo data set', () => {
     it('is deterministic, idempotent and reloadable', async () => {
       const gen = generateDemoData();
-      const db = await one<{ n: number; cents: string }>(`select count(*)::int as n, sum(amount * 100)::bigint::text as cents from business.orders`);
+      const db = await one<{ n: number; cents: string }>(
+        `select count(*)::int as n, sum(amount * 100)::bigint::text as cents from business.orders`,
+      );
       assert.equal(db.n, gen.orders.length);
       assert.equal(BigInt(db.cents), BigInt(gen.orders.reduce((a, o) => a + Math.round(o.amount * 100), 0)));
       assert.ok(db.n > 10_000 && db.n < 20_000, `orders ${db.n}`);
@@ -75,7 +78,10 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       } finally {
         await other.end();
       }
-      await assert.rejects(promisify(execFile)(process.execPath, [cli], { env: { ...process.env, DATABASE_URL: 'mysql://x' } }), /DATABASE_URL/);
+      await assert.rejects(
+        promisify(execFile)(process.execPath, [cli], { env: { ...process.env, DATABASE_URL: 'mysql://x' } }),
+        /DATABASE_URL/,
+      );
     });
   });
 
@@ -90,13 +96,27 @@ describe('agents on the demo business data (PostgreSQL)', () => {
 
     it('rejects unknown task types and bad input with typed errors', async () => {
       await assert.rejects(run('nope', {}), (e) => isAppError(e) && e.code === 'not_found');
-      await assert.rejects(run('revenue_analysis', { timeframe: '12x' }), (e) => isAppError(e) && e.code === 'validation' && JSON.stringify(e.details).includes('timeframe'));
-      await assert.rejects(run('generate_proposal', { customerId: 99_999 }), (e) => isAppError(e) && e.code === 'not_found');
+      await assert.rejects(
+        run('revenue_analysis', { timeframe: '12x' }),
+        (e) => isAppError(e) && e.code === 'validation' && JSON.stringify(e.details).includes('timeframe'),
+      );
+      await assert.rejects(
+        run('generate_proposal', { customerId: 99_999 }),
+        (e) => isAppError(e) && e.code === 'not_found',
+      );
       const aborted = new AbortController();
       aborted.abort('caller gave up');
-      await assert.rejects(runTask('revenue_analysis', {}, { ...ctx, signal: aborted.signal }), (e) => isAppError(e) && e.code === 'timeout');
-      const churned = await one<{ id: number }>(`select customer_id as id from business.subscriptions where ended_on is not null order by id limit 1`);
-      await assert.rejects(run('generate_proposal', { customerId: churned.id }), (e) => isAppError(e) && e.code === 'illegal_state');
+      await assert.rejects(
+        runTask('revenue_analysis', {}, { ...ctx, signal: aborted.signal }),
+        (e) => isAppError(e) && e.code === 'timeout',
+      );
+      const churned = await one<{ id: number }>(
+        `select customer_id as id from business.subscriptions where ended_on is not null order by id limit 1`,
+      );
+      await assert.rejects(
+        run('generate_proposal', { customerId: churned.id }),
+        (e) => isAppError(e) && e.code === 'illegal_state',
+      );
     });
   });
 
@@ -112,9 +132,15 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       assert.equal(r.orderCount, sql.n);
       assert.equal(r.series.length, 12);
       assert.ok(Math.abs(r.series.reduce((a: number, s: any) => a + s.revenue, 0) - sql.total) < 0.1);
-      const june = await one<{ v: number }>(`select sum(amount)::float8 as v from business.orders where order_date between '2026-06-01' and '2026-06-30'`);
-      const may = await one<{ v: number }>(`select sum(amount)::float8 as v from business.orders where order_date between '2026-05-01' and '2026-05-31'`);
-      const juneLastYear = await one<{ v: number }>(`select sum(amount)::float8 as v from business.orders where order_date between '2025-06-01' and '2025-06-30'`);
+      const june = await one<{ v: number }>(
+        `select sum(amount)::float8 as v from business.orders where order_date between '2026-06-01' and '2026-06-30'`,
+      );
+      const may = await one<{ v: number }>(
+        `select sum(amount)::float8 as v from business.orders where order_date between '2026-05-01' and '2026-05-31'`,
+      );
+      const juneLastYear = await one<{ v: number }>(
+        `select sum(amount)::float8 as v from business.orders where order_date between '2025-06-01' and '2025-06-30'`,
+      );
       const last = r.series[11];
       assert.ok(Math.abs(last.growthVsPrevious - (june.v - may.v) / may.v) < 1e-4);
       assert.ok(Math.abs(last.yoy - (june.v - juneLastYear.v) / juneLastYear.v) < 1e-4);
@@ -122,10 +148,15 @@ describe('agents on the demo business data (PostgreSQL)', () => {
         `select customer_id as id, sum(amount)::float8 as revenue from business.orders
           where order_date between '2025-07-01' and '2026-06-30' group by customer_id order by sum(amount) desc, customer_id limit 5`,
       );
-      assert.deepEqual(r.topCustomers.map((t: any) => t.customerId), top.rows.map((t) => t.id));
+      assert.deepEqual(
+        r.topCustomers.map((t: any) => t.customerId),
+        top.rows.map((t) => t.id),
+      );
       r.topCustomers.forEach((t: any, i: number) => assert.ok(Math.abs(t.revenue - top.rows[i]!.revenue) < 0.01));
       // cohort sizes are the sign-up counts per month
-      const signups = await one<{ n: number }>(`select count(*)::int as n from business.customers where signup_date between '2025-07-01' and '2026-06-30'`);
+      const signups = await one<{ n: number }>(
+        `select count(*)::int as n from business.customers where signup_date between '2025-07-01' and '2026-06-30'`,
+      );
       const cohortTotal = r.cohorts.reduce((a: number, c: any) => a + c.size, 0);
       assert.ok(cohortTotal <= signups.n && cohortTotal > 0);
       for (const c of r.cohorts) for (const v of c.retention) assert.ok(v >= 0 && v <= 1);
@@ -135,7 +166,10 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       const r = await run('revenue_analysis', { timeframe: '24m', includeCohorts: false });
       assert.deepEqual(
         r.anomalies.map((a: any) => [a.period, a.direction]),
-        [[ANOMALY_MONTHS.servicesSpike, 'spike'], [ANOMALY_MONTHS.billingOutage, 'dip']],
+        [
+          [ANOMALY_MONTHS.servicesSpike, 'spike'],
+          [ANOMALY_MONTHS.billingOutage, 'dip'],
+        ],
       );
     });
 
@@ -143,7 +177,9 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       const r = await run('revenue_analysis', { timeframe: '30d', includeCohorts: false });
       assert.equal(r.window.granularity, 'day');
       assert.equal(r.series.length, 30);
-      const sql = await one<{ total: number }>(`select sum(amount)::float8 as total from business.orders where order_date between '2026-06-01' and '2026-06-30'`);
+      const sql = await one<{ total: number }>(
+        `select sum(amount)::float8 as total from business.orders where order_date between '2026-06-01' and '2026-06-30'`,
+      );
       assert.ok(Math.abs(r.total - sql.total) < 0.01);
     });
 
@@ -154,8 +190,14 @@ describe('agents on the demo business data (PostgreSQL)', () => {
                 (select count(distinct customer_id)::int from business.orders where order_date between '2024-07-01' and '2026-06-30') as buyers`,
       );
       assert.equal(r.customers, n.all);
-      assert.equal(r.segments.reduce((a: number, s: any) => a + s.count, 0), n.all);
-      assert.equal(r.clustering.clusters.reduce((a: number, c: any) => a + c.size, 0), n.buyers);
+      assert.equal(
+        r.segments.reduce((a: number, s: any) => a + s.count, 0),
+        n.all,
+      );
+      assert.equal(
+        r.clustering.clusters.reduce((a: number, c: any) => a + c.size, 0),
+        n.buyers,
+      );
       const again = await run('customer_segmentation', { k: 4, seed: 7 });
       assert.deepEqual(again.clustering, r.clustering);
     });
@@ -170,24 +212,38 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       assert.equal(r.forecast[0].month, '2026-07');
       for (const p of r.forecast) assert.ok(p.lower < p.forecast && p.forecast < p.upper);
       // The planted one-off months are cleaned before fitting.
-      assert.deepEqual(r.cleanedPoints.map((p: any) => p.month).sort(), [ANOMALY_MONTHS.servicesSpike, ANOMALY_MONTHS.billingOutage]);
+      assert.deepEqual(r.cleanedPoints.map((p: any) => p.month).sort(), [
+        ANOMALY_MONTHS.servicesSpike,
+        ANOMALY_MONTHS.billingOutage,
+      ]);
       // Back-test on the last 6 months. Month-to-month noise in this data is a few percent and
       // growth is steady, so a trend model should stay within 10 % on average and beat the
       // naive "last value" forecast, which misses all of the growth.
       assert.equal(r.backtest.months, 6);
       assert.ok(Number.isFinite(r.backtest.mapePct));
       assert.ok(r.backtest.mapePct < 10, `MAPE ${r.backtest.mapePct}`);
-      assert.ok(r.backtest.mapePct < r.backtest.naiveMapePct, `${r.backtest.mapePct} vs naive ${r.backtest.naiveMapePct}`);
-      const actual = await one<{ v: number }>(`select sum(amount)::float8 as v from business.orders where order_date between '2026-01-01' and '2026-01-31'`);
+      assert.ok(
+        r.backtest.mapePct < r.backtest.naiveMapePct,
+        `${r.backtest.mapePct} vs naive ${r.backtest.naiveMapePct}`,
+      );
+      const actual = await one<{ v: number }>(
+        `select sum(amount)::float8 as v from business.orders where order_date between '2026-01-01' and '2026-01-31'`,
+      );
       assert.ok(Math.abs(r.backtest.points[0].actual - actual.v) < 0.01);
     });
 
     it('cost_optimization: totals equal SQL sums, suggestions carry their figures', async () => {
       const r = await run('cost_optimization', { months: 12 });
-      const sql = await one<{ total: number }>(`select sum(amount)::float8 as total from business.cost_lines where month between '2025-07-01' and '2026-06-01'`);
+      const sql = await one<{ total: number }>(
+        `select sum(amount)::float8 as total from business.cost_lines where month between '2025-07-01' and '2026-06-01'`,
+      );
       assert.ok(Math.abs(r.totals.costs - sql.total) < 0.01);
-      const cloud = await one<{ total: number }>(`select sum(amount)::float8 as total from business.cost_lines where category = 'cloud_infrastructure' and month >= '2025-07-01'`);
-      assert.ok(Math.abs(r.categories.find((c: any) => c.category === 'cloud_infrastructure').total - cloud.total) < 0.01);
+      const cloud = await one<{ total: number }>(
+        `select sum(amount)::float8 as total from business.cost_lines where category = 'cloud_infrastructure' and month >= '2025-07-01'`,
+      );
+      assert.ok(
+        Math.abs(r.categories.find((c: any) => c.category === 'cloud_infrastructure').total - cloud.total) < 0.01,
+      );
       const kinds = r.suggestions.map((s: any) => `${s.category}:${s.kind}`);
       assert.ok(kinds.includes('cloud_infrastructure:growing_faster_than_revenue'), kinds.join(','));
       assert.ok(kinds.includes('contractors:one_off_spike'), kinds.join(','));
@@ -199,9 +255,21 @@ describe('agents on the demo business data (PostgreSQL)', () => {
     it('schedule_optimization violates no constraint (checked here against the tables)', async () => {
       const r = await run('schedule_optimization', {});
       assert.ok(['optimal', 'feasible_not_proven_optimal'].includes(r.status));
-      const staff = new Map((await pool.query(`select id, skills, max_hours_week, hourly_cost::float8 as cost from business.staff`)).rows.map((s) => [s.id, s]));
-      const shifts = new Map((await pool.query(`select id, day::text as day, slot, hours, required_skill, headcount from business.shifts`)).rows.map((s) => [s.id, s]));
-      const avail = new Set((await pool.query(`select staff_id, day::text as day, slot from business.availability`)).rows.map((a) => `${a.staff_id}|${a.day}|${a.slot}`));
+      const staff = new Map(
+        (
+          await pool.query(`select id, skills, max_hours_week, hourly_cost::float8 as cost from business.staff`)
+        ).rows.map((s) => [s.id, s]),
+      );
+      const shifts = new Map(
+        (
+          await pool.query(`select id, day::text as day, slot, hours, required_skill, headcount from business.shifts`)
+        ).rows.map((s) => [s.id, s]),
+      );
+      const avail = new Set(
+        (await pool.query(`select staff_id, day::text as day, slot from business.availability`)).rows.map(
+          (a) => `${a.staff_id}|${a.day}|${a.slot}`,
+        ),
+      );
       const hours = new Map<number, number>();
       const perDay = new Map<string, number>();
       const perShift = new Map<number, number>();
@@ -237,8 +305,21 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       const executions = Array.from({ length: 10 }, (_, i) => ({
         executionId: `x${i}`,
         steps: [
-          { stepId: 'a', status: 'succeeded', startedAt: iso(t0 + i * 1e6), finishedAt: iso(t0 + i * 1e6 + 100 * (i + 1)), dependsOn: [] },
-          { stepId: 'b', status: i === 3 ? 'failed' : 'succeeded', startedAt: iso(t0 + i * 1e6 + 2000), finishedAt: iso(t0 + i * 1e6 + 4000), dependsOn: ['a'], ...(i === 3 ? { error: 'timeout' } : {}) },
+          {
+            stepId: 'a',
+            status: 'succeeded',
+            startedAt: iso(t0 + i * 1e6),
+            finishedAt: iso(t0 + i * 1e6 + 100 * (i + 1)),
+            dependsOn: [],
+          },
+          {
+            stepId: 'b',
+            status: i === 3 ? 'failed' : 'succeeded',
+            startedAt: iso(t0 + i * 1e6 + 2000),
+            finishedAt: iso(t0 + i * 1e6 + 4000),
+            dependsOn: ['a'],
+            ...(i === 3 ? { error: 'timeout' } : {}),
+          },
         ],
       }));
       const perf = await run('performance_analysis', { executions });
@@ -271,17 +352,28 @@ describe('agents on the demo business data (PostgreSQL)', () => {
     });
 
     it('escalates an angry urgent query and a high-value cancellation, not a calm question', async () => {
-      const angry = await run('support_response', { query: 'URGENT!!! Production is DOWN for all our users since 8am. This is unacceptable, we are losing money every minute.', customerId: 1 });
+      const angry = await run('support_response', {
+        query:
+          'URGENT!!! Production is DOWN for all our users since 8am. This is unacceptable, we are losing money every minute.',
+        customerId: 1,
+      });
       assert.equal(angry.escalation.escalate, true);
       assert.equal(angry.escalation.priority, 'p1');
       assert.equal(angry.sentiment.label, 'negative');
       assert.ok(angry.draft.includes(angry.customer.name));
-      const ent = await one<{ id: number }>(`select c.id from business.customers c join business.subscriptions s on s.customer_id = c.id
+      const ent = await one<{
+        id: number;
+      }>(`select c.id from business.customers c join business.subscriptions s on s.customer_id = c.id
                                             where c.segment = 'enterprise' and s.ended_on is null order by c.id limit 1`);
-      const cancel = await run('support_response', { query: 'Please cancel our subscription at the end of this term.', customerId: ent.id });
+      const cancel = await run('support_response', {
+        query: 'Please cancel our subscription at the end of this term.',
+        customerId: ent.id,
+      });
       assert.equal(cancel.intent, 'cancellation');
       assert.equal(cancel.escalation.escalate, true);
-      assert.ok(cancel.escalation.reasons.some((x: string) => x.includes('cancellation request from a enterprise account')));
+      assert.ok(
+        cancel.escalation.reasons.some((x: string) => x.includes('cancellation request from a enterprise account')),
+      );
       const calm = await run('support_response', { query: 'Where can I find the PDF of my last invoice?' });
       assert.equal(calm.escalation.escalate, false);
       assert.equal(calm.article.id, 'kb-billing-invoice');
@@ -289,16 +381,21 @@ describe('agents on the demo business data (PostgreSQL)', () => {
 
     it('satisfaction_analysis matches the tickets table', async () => {
       const r = await run('satisfaction_analysis', { months: 12 });
-      const rows = (await pool.query<{ category: string; satisfaction: number | null; h: number | null }>(
-        `select category, satisfaction, extract(epoch from resolved_at - created_at)::float8 / 3600 as h
+      const rows = (
+        await pool.query<{ category: string; satisfaction: number | null; h: number | null }>(
+          `select category, satisfaction, extract(epoch from resolved_at - created_at)::float8 / 3600 as h
            from business.tickets where created_at >= '2025-07-01T00:00:00Z' and created_at < '2026-07-01T00:00:00Z'`,
-      )).rows;
+        )
+      ).rows;
       const rated = rows.filter((x) => x.satisfaction !== null).map((x) => x.satisfaction!);
       assert.equal(r.tickets, rows.length);
       assert.equal(r.rated, rated.length);
       assert.ok(Math.abs(r.csatAverage - rated.reduce((a, b) => a + b, 0) / rated.length) < 0.001);
       assert.ok(Math.abs(r.csatSatisfiedShare - rated.filter((s) => s >= 4).length / rated.length) < 0.0001);
-      const hours = rows.filter((x) => x.h !== null).map((x) => x.h!).sort((a, b) => a - b);
+      const hours = rows
+        .filter((x) => x.h !== null)
+        .map((x) => x.h!)
+        .sort((a, b) => a - b);
       // linear interpolation between order statistics, written out here
       const pct = (p: number) => {
         const pos = (hours.length - 1) * p;
@@ -307,7 +404,10 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       };
       assert.ok(Math.abs(r.resolutionHours.p50 - pct(0.5)) < 0.01);
       assert.ok(Math.abs(r.resolutionHours.p95 - pct(0.95)) < 0.01);
-      assert.equal(r.byCategory.reduce((a: number, c: any) => a + c.tickets, 0), rows.length);
+      assert.equal(
+        r.byCategory.reduce((a: number, c: any) => a + c.tickets, 0),
+        rows.length,
+      );
       assert.equal(r.trend.monthly.length, 12);
     });
   });
@@ -318,7 +418,10 @@ describe('agents on the demo business data (PostgreSQL)', () => {
         `select c.id, c.name, s.plan, s.seats, s.price_per_seat::float8 as price from business.customers c join business.subscriptions s on s.customer_id = c.id
           where s.ended_on is null and s.plan = 'growth' order by c.id limit 1`,
       );
-      const rev = await one<{ v: number }>(`select sum(amount)::float8 as v from business.orders where customer_id = $1 and order_date between '2025-07-01' and '2026-06-30'`, [c.id]);
+      const rev = await one<{ v: number }>(
+        `select sum(amount)::float8 as v from business.orders where customer_id = $1 and order_date between '2025-07-01' and '2026-06-30'`,
+        [c.id],
+      );
       const r = await run('generate_proposal', { customerId: c.id, proposalType: 'upgrade' });
       const money = (x: number) => new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' }).format(x);
       assert.ok(r.markdown.includes(c.name));

@@ -16,7 +16,10 @@ describe('OpenAiCompatibleLlm', () => {
   let server: Server;
   let baseUrl: string;
   const seen: { auth?: string; body: { model: string; messages: { role: string; content: string }[] } }[] = [];
-  let answer: (userText: string) => { status: number; body: unknown } = (t) => ({ status: 200, body: { choices: [{ message: { content: t } }] } });
+  let answer: (userText: string) => { status: number; body: unknown } = (t) => ({
+    status: 200,
+    body: { choices: [{ message: { content: t } }] },
+  });
 
   before(async () => {
     server = createServer((req, res) => {
@@ -41,7 +44,10 @@ describe('OpenAiCompatibleLlm', () => {
   const text = 'Revenue grew 12.5% to 1,234,567 in 2026-06; Acme Corp is the top customer.';
 
   it('sends the model, the key and the text, and returns the rewording when every figure is kept', async () => {
-    answer = () => ({ status: 200, body: { choices: [{ message: { content: 'In 2026-06 revenue rose 12.5% to 1,234,567, led by Acme Corp.' } }] } });
+    answer = () => ({
+      status: 200,
+      body: { choices: [{ message: { content: 'In 2026-06 revenue rose 12.5% to 1,234,567, led by Acme Corp.' } }] },
+    });
     const llm = new OpenAiCompatibleLlm({ baseUrl, model: 'm-1', apiKey: 'k-123', logger });
     const out = await llm.polish(text, 'report summary');
     assert.equal(out, 'In 2026-06 revenue rose 12.5% to 1,234,567, led by Acme Corp.');
@@ -53,7 +59,10 @@ describe('OpenAiCompatibleLlm', () => {
   });
 
   it('keeps the original when the rewording lost a figure', async () => {
-    answer = () => ({ status: 200, body: { choices: [{ message: { content: 'Revenue grew strongly in 2026-06, led by Acme Corp.' } }] } });
+    answer = () => ({
+      status: 200,
+      body: { choices: [{ message: { content: 'Revenue grew strongly in 2026-06, led by Acme Corp.' } }] },
+    });
     const out = await new OpenAiCompatibleLlm({ baseUrl, model: 'm', logger }).polish(text, 'x');
     assert.equal(out, text);
   });
@@ -63,7 +72,13 @@ describe('OpenAiCompatibleLlm', () => {
     assert.equal(await new OpenAiCompatibleLlm({ baseUrl, model: 'm', logger }).polish(text, 'x'), text);
     answer = () => ({ status: 200, body: { nope: true } });
     assert.equal(await new OpenAiCompatibleLlm({ baseUrl, model: 'm', logger }).polish(text, 'x'), text);
-    assert.equal(await new OpenAiCompatibleLlm({ baseUrl: 'http://127.0.0.1:1/v1', model: 'm', logger, timeoutMs: 2000 }).polish(text, 'x'), text);
+    assert.equal(
+      await new OpenAiCompatibleLlm({ baseUrl: 'http://127.0.0.1:1/v1', model: 'm', logger, timeoutMs: 2000 }).polish(
+        text,
+        'x',
+      ),
+      text,
+    );
   });
 
   it('is configured by LLM_BASE_URL and LLM_MODEL, and absent without them', () => {

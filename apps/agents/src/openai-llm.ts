@@ -16,7 +16,8 @@ export interface OpenAiCompatibleLlmOptions {
 }
 
 /** Every number in a text (`1,234.5`, `12%`, `2026-06`): the figures a rewording must keep. */
-export const figuresOf = (text: string): string[] => (text.match(/\d+(?:[.,]\d+)*/g) ?? []).map((n) => n.replace(/,/g, ''));
+export const figuresOf = (text: string): string[] =>
+  (text.match(/\d+(?:[.,]\d+)*/g) ?? []).map((n) => n.replace(/,/g, ''));
 
 /**
  * Rewords agent prose through an OpenAI-compatible chat endpoint (`LLM_BASE_URL`, `LLM_MODEL`,
@@ -38,7 +39,10 @@ export class OpenAiCompatibleLlm implements LlmClient {
     try {
       const res = await fetch(this.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}),
+        },
         body: JSON.stringify({
           model: this.opts.model,
           temperature: 0.2,
@@ -73,5 +77,10 @@ export class OpenAiCompatibleLlm implements LlmClient {
 /** The client for `LLM_BASE_URL` + `LLM_MODEL` when both are set, else undefined (agents use their own wording). */
 export function llmFromEnv(env: Record<string, string | undefined>, logger: Logger): LlmClient | undefined {
   if (!env.LLM_BASE_URL || !env.LLM_MODEL) return undefined;
-  return new OpenAiCompatibleLlm({ baseUrl: env.LLM_BASE_URL, model: env.LLM_MODEL, ...(env.LLM_API_KEY ? { apiKey: env.LLM_API_KEY } : {}), logger });
+  return new OpenAiCompatibleLlm({
+    baseUrl: env.LLM_BASE_URL,
+    model: env.LLM_MODEL,
+    ...(env.LLM_API_KEY ? { apiKey: env.LLM_API_KEY } : {}),
+    logger,
+  });
 }

@@ -1,5 +1,11 @@
 import { AppError } from '@switchyard/platform';
-import { builtinAgentCards, cardToJson, resolveTaskType, TASK_TYPE_ALIASES, type AgentCardJson } from '@switchyard/contracts';
+import {
+  builtinAgentCards,
+  cardToJson,
+  resolveTaskType,
+  TASK_TYPE_ALIASES,
+  type AgentCardJson,
+} from '@switchyard/contracts';
 import type { AgentContext, TaskDefinition } from './types.js';
 import { dataAnalystTasks } from './agents/data-analyst.js';
 import { financialAdvisorTasks } from './agents/financial-advisor.js';
@@ -30,8 +36,13 @@ export async function runTask(requested: string, rawInput: unknown, ctx: AgentCo
   // An alias (the wire contract's other name of a task type) runs its canonical type.
   const { taskType } = resolveTaskType(requested);
   const def = (taskHandlers as Record<string, TaskDefinition>)[taskType];
-  if (!def) throw new AppError('not_found', `unknown task type ${requested}`, { taskType: requested, known: Object.keys(taskHandlers), aliases: TASK_TYPE_ALIASES });
-  const parsed = (def.input).safeParse(rawInput ?? {});
+  if (!def)
+    throw new AppError('not_found', `unknown task type ${requested}`, {
+      taskType: requested,
+      known: Object.keys(taskHandlers),
+      aliases: TASK_TYPE_ALIASES,
+    });
+  const parsed = def.input.safeParse(rawInput ?? {});
   if (!parsed.success) {
     throw new AppError('validation', `invalid input for ${taskType}`, {
       taskType,

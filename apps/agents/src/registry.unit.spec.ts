@@ -1,18 +1,33 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { aliasesOf, builtinTaskTypes, PLAN_NAMES, resolveTaskType, TASK_TYPE_ALIASES, taskTypeAliasTable } from '@switchyard/contracts';
+import {
+  aliasesOf,
+  builtinTaskTypes,
+  PLAN_NAMES,
+  resolveTaskType,
+  TASK_TYPE_ALIASES,
+  taskTypeAliasTable,
+} from '@switchyard/contracts';
 import { PLAN_LADDER } from './agents/content-creator.js';
 import { agentCards, cardToJson, taskHandlers } from './registry.js';
 
 describe('capability cards', () => {
   it('six agents with distinct names; every task type belongs to exactly one card', () => {
-    assert.deepEqual(
-      agentCards.map((c) => c.name).sort(),
-      ['automation_specialist', 'content_creator', 'customer_success', 'data_analyst', 'financial_advisor', 'operations_manager'],
-    );
+    assert.deepEqual(agentCards.map((c) => c.name).sort(), [
+      'automation_specialist',
+      'content_creator',
+      'customer_success',
+      'data_analyst',
+      'financial_advisor',
+      'operations_manager',
+    ]);
     for (const [type, def] of Object.entries(taskHandlers)) {
       const owners = agentCards.filter((c) => c.taskTypes.some((t) => t.type === type));
-      assert.deepEqual(owners.map((c) => c.name), [def.agent], type);
+      assert.deepEqual(
+        owners.map((c) => c.name),
+        [def.agent],
+        type,
+      );
     }
   });
 
@@ -24,7 +39,9 @@ describe('capability cards', () => {
         assert.ok(t.inputSchema.properties && typeof t.inputSchema.properties === 'object');
       }
     }
-    const ra = cardToJson(agentCards.find((c) => c.name === 'data_analyst')!).taskTypes.find((t) => t.type === 'revenue_analysis')!;
+    const ra = cardToJson(agentCards.find((c) => c.name === 'data_analyst')!).taskTypes.find(
+      (t) => t.type === 'revenue_analysis',
+    )!;
     const props = ra.inputSchema.properties as Record<string, { pattern?: string; default?: unknown }>;
     assert.equal(props.timeframe!.default, '12m');
     assert.ok(props.timeframe!.pattern);
@@ -35,7 +52,14 @@ describe('capability cards', () => {
     assert.equal(taskHandlers.support_response.input.safeParse({ query: '' }).success, false);
     assert.equal(taskHandlers.customer_segmentation.input.safeParse({ k: 1 }).success, false);
     assert.equal(
-      taskHandlers.performance_analysis.input.safeParse({ executions: [{ executionId: 'x', steps: [{ stepId: 'a', status: 'succeeded', startedAt: 'yesterday', finishedAt: 'today' }] }] }).success,
+      taskHandlers.performance_analysis.input.safeParse({
+        executions: [
+          {
+            executionId: 'x',
+            steps: [{ stepId: 'a', status: 'succeeded', startedAt: 'yesterday', finishedAt: 'today' }],
+          },
+        ],
+      }).success,
       false,
     );
   });
@@ -47,13 +71,17 @@ describe('task type aliases', () => {
   it('every alias resolves to a task type some agent handles', () => {
     for (const [alias, type] of Object.entries(TASK_TYPE_ALIASES)) {
       assert.ok(canonical.includes(type), `${alias} -> ${type}: no agent handles ${type}`);
-      assert.ok(agentCards.some((c) => c.taskTypes.some((t) => t.type === type)), `${alias} -> ${type}: on no card`);
+      assert.ok(
+        agentCards.some((c) => c.taskTypes.some((t) => t.type === type)),
+        `${alias} -> ${type}: on no card`,
+      );
       assert.deepEqual(resolveTaskType(alias), { taskType: type, alias });
     }
   });
 
   it('no alias is a canonical name (of its own type or another)', () => {
-    for (const alias of Object.keys(TASK_TYPE_ALIASES)) assert.ok(!canonical.includes(alias), `${alias} is a canonical task type`);
+    for (const alias of Object.keys(TASK_TYPE_ALIASES))
+      assert.ok(!canonical.includes(alias), `${alias} is a canonical task type`);
     for (const type of canonical) assert.deepEqual(resolveTaskType(type), { taskType: type });
   });
 
@@ -77,8 +105,10 @@ describe('task type aliases', () => {
     for (const type of canonical) assert.ok(Object.values(expected).includes(type), type);
   });
 
-  it('cards carry each type\'s aliases; unknown names pass through unresolved; the table refuses an alias of itself', () => {
-    const ra = cardToJson(agentCards.find((c) => c.name === 'data_analyst')!).taskTypes.find((t) => t.type === 'revenue_analysis')!;
+  it("cards carry each type's aliases; unknown names pass through unresolved; the table refuses an alias of itself", () => {
+    const ra = cardToJson(agentCards.find((c) => c.name === 'data_analyst')!).taskTypes.find(
+      (t) => t.type === 'revenue_analysis',
+    )!;
     assert.deepEqual(ra.aliases, ['analyze_revenue']);
     assert.deepEqual(aliasesOf('revenue_forecast'), ['forecast_revenue', 'revenue_forecasting']);
     assert.deepEqual(resolveTaskType('telepathy'), { taskType: 'telepathy' });
@@ -87,7 +117,7 @@ describe('task type aliases', () => {
     assert.equal(taskTypeAliasTable.safeParse({ 'Bad Name': 'revenue_analysis' }).success, false);
   });
 
-  it('the handlers serve exactly the contract\'s built-in task types, with its input schemas and agents', () => {
+  it("the handlers serve exactly the contract's built-in task types, with its input schemas and agents", () => {
     assert.deepEqual(Object.keys(taskHandlers).sort(), Object.keys(builtinTaskTypes).sort());
     for (const [type, def] of Object.entries(taskHandlers)) {
       const card = builtinTaskTypes[type as keyof typeof builtinTaskTypes];
@@ -95,6 +125,9 @@ describe('task type aliases', () => {
       assert.equal(def.agent, card.agent, type);
       assert.equal(def.description, card.description, type);
     }
-    assert.deepEqual(PLAN_LADDER.map((p) => p.plan), [...PLAN_NAMES]);
+    assert.deepEqual(
+      PLAN_LADDER.map((p) => p.plan),
+      [...PLAN_NAMES],
+    );
   });
 });

@@ -15,12 +15,22 @@ describe('resolveConnection', () => {
   writeSavedConfig({ url: 'http://file:1', key: 'file-key' }, file);
 
   it('takes the flag, then the environment, then the config file, then the default URL', () => {
-    assert.deepEqual(resolveConnection({ url: 'http://flag:1', key: 'flag-key' }, { SWITCHYARD_URL: 'http://env:1', SWITCHYARD_KEY: 'env-key' }, file), {
-      url: 'http://flag:1',
-      key: 'flag-key',
-      source: { url: 'flag', key: 'flag' },
-    });
-    assert.equal(resolveConnection({}, { SWITCHYARD_URL: 'http://env:1', SWITCHYARD_KEY: 'env-key' }, file).key, 'env-key');
+    assert.deepEqual(
+      resolveConnection(
+        { url: 'http://flag:1', key: 'flag-key' },
+        { SWITCHYARD_URL: 'http://env:1', SWITCHYARD_KEY: 'env-key' },
+        file,
+      ),
+      {
+        url: 'http://flag:1',
+        key: 'flag-key',
+        source: { url: 'flag', key: 'flag' },
+      },
+    );
+    assert.equal(
+      resolveConnection({}, { SWITCHYARD_URL: 'http://env:1', SWITCHYARD_KEY: 'env-key' }, file).key,
+      'env-key',
+    );
     assert.deepEqual(resolveConnection({}, {}, file).source, { url: 'config', key: 'config' });
     const none = resolveConnection({}, {}, path.join(dir, 'missing.json'));
     assert.equal(none.url, 'http://127.0.0.1:10000');
@@ -28,7 +38,10 @@ describe('resolveConnection', () => {
   });
 
   it('refuses a URL that is not http(s)', () => {
-    assert.throws(() => resolveConnection({ url: 'ftp://x' }, {}, file), (e: unknown) => e instanceof CliError && e.exitCode === EXIT.usage);
+    assert.throws(
+      () => resolveConnection({ url: 'ftp://x' }, {}, file),
+      (e: unknown) => e instanceof CliError && e.exitCode === EXIT.usage,
+    );
   });
 
   it('the file lives under XDG_CONFIG_HOME, else ~/.config', () => {
@@ -40,9 +53,17 @@ describe('resolveConnection', () => {
 
 describe('apiError', () => {
   it('a 4xx problem exits 2 and prints title, detail and correlation id; a 5xx exits 3', () => {
-    const e = apiError(401, { title: 'Unauthorized', status: 401, detail: 'the API key is invalid or revoked', correlationId: 'c-1' });
+    const e = apiError(401, {
+      title: 'Unauthorized',
+      status: 401,
+      detail: 'the API key is invalid or revoked',
+      correlationId: 'c-1',
+    });
     assert.equal(e.exitCode, EXIT.api);
-    assert.equal(describeError(e), 'error: 401 Unauthorized\n  the API key is invalid or revoked\n  correlation id: c-1');
+    assert.equal(
+      describeError(e),
+      'error: 401 Unauthorized\n  the API key is invalid or revoked\n  correlation id: c-1',
+    );
     assert.equal(apiError(503, { title: 'Service unavailable' }).exitCode, EXIT.server);
     const h = new Headers({ 'x-correlation-id': 'from-header' });
     assert.match(describeError(apiError(502, 'Bad gateway', h)), /HTTP 502[\s\S]*correlation id: from-header/);
@@ -64,9 +85,17 @@ describe('ExecutionView', () => {
 
   it('folds steps: running, a retry, success with its duration, skipped, the end', () => {
     const v = new ExecutionView('x');
-    v.apply(ev('WorkflowStarted', { startedAt: '2026-01-01T00:00:00.000Z', definition: { id: 'd', name: 'Demo', steps: [{ id: 'a' }, { id: 'b' }] } }));
+    v.apply(
+      ev('WorkflowStarted', {
+        startedAt: '2026-01-01T00:00:00.000Z',
+        definition: { id: 'd', name: 'Demo', steps: [{ id: 'a' }, { id: 'b' }] },
+      }),
+    );
     assert.deepEqual([...v.steps.keys()], ['a', 'b']);
-    assert.deepEqual(v.apply(ev('StepScheduled', { stepId: 'a', attempt: 1, scheduledAt: '2026-01-01T00:00:00.000Z' })), ['a']);
+    assert.deepEqual(
+      v.apply(ev('StepScheduled', { stepId: 'a', attempt: 1, scheduledAt: '2026-01-01T00:00:00.000Z' })),
+      ['a'],
+    );
     assert.deepEqual(v.apply(ev('StepRetryScheduled', { stepId: 'a', attempt: 1 })), ['a']);
     v.apply(ev('StepScheduled', { stepId: 'a', attempt: 2, scheduledAt: '2026-01-01T00:00:01.000Z' }));
     v.apply(ev('StepSucceeded', { stepId: 'a', attempt: 2, at: '2026-01-01T00:00:01.500Z' }));
@@ -94,7 +123,12 @@ describe('ExecutionView', () => {
   it('a retry runs the named steps again (a line for each), a fork shows copied steps as done', () => {
     const v = new ExecutionView('z');
     v.apply(ev('WorkflowStarted', { definition: { id: 'd', steps: [{ id: 'a' }, { id: 'b' }] } }));
-    assert.deepEqual(v.apply(ev('StepOutputCopied', { stepId: 'a', fromExecutionId: 'y', revision: 3, at: '2026-01-01T00:00:00.000Z' })), ['a']);
+    assert.deepEqual(
+      v.apply(
+        ev('StepOutputCopied', { stepId: 'a', fromExecutionId: 'y', revision: 3, at: '2026-01-01T00:00:00.000Z' }),
+      ),
+      ['a'],
+    );
     assert.equal(v.steps.get('a')!.state, 'succeeded');
     v.apply(ev('StepScheduled', { stepId: 'b', attempt: 1 }));
     v.apply(ev('StepFailed', { stepId: 'b', attempt: 1, final: true, error: { message: 'boom' } }));
@@ -113,9 +147,26 @@ describe('ExecutionView', () => {
   it('a wait step shows running while it waits, then succeeded when its signal comes', () => {
     const v = new ExecutionView('w');
     v.apply(ev('WorkflowStarted', { definition: { id: 'd', steps: [{ id: 'approval' }] } }));
-    assert.deepEqual(v.apply(ev('WaitStarted', { stepId: 'approval', signal: 'approve', startedAt: '2026-01-01T00:00:00.000Z', timeoutAt: '2026-01-01T01:00:00.000Z' })), ['approval']);
+    assert.deepEqual(
+      v.apply(
+        ev('WaitStarted', {
+          stepId: 'approval',
+          signal: 'approve',
+          startedAt: '2026-01-01T00:00:00.000Z',
+          timeoutAt: '2026-01-01T01:00:00.000Z',
+        }),
+      ),
+      ['approval'],
+    );
     assert.equal(v.steps.get('approval')!.state, 'running');
-    v.apply(ev('StepSucceeded', { stepId: 'approval', attempt: 0, output: { approved: true }, at: '2026-01-01T00:00:02.000Z' }));
+    v.apply(
+      ev('StepSucceeded', {
+        stepId: 'approval',
+        attempt: 0,
+        output: { approved: true },
+        at: '2026-01-01T00:00:02.000Z',
+      }),
+    );
     assert.equal(stepLine(v.steps.get('approval')!, 0, undefined, 8), '✔ approval  succeeded     2.0s');
   });
 });

@@ -8,7 +8,9 @@ const problemSchema = z.looseObject({
   detail: z.string().optional(),
   code: z.string().optional(),
   correlationId: z.string().optional(),
-  errors: z.array(z.looseObject({ path: z.string().optional(), message: z.string().optional(), in: z.string().optional() })).optional(),
+  errors: z
+    .array(z.looseObject({ path: z.string().optional(), message: z.string().optional(), in: z.string().optional() }))
+    .optional(),
 });
 
 export interface RequestOptions {
@@ -31,7 +33,11 @@ export class Api {
   }
 
   headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { accept: 'application/json', ...(this.conn.key ? { authorization: `Bearer ${this.conn.key}` } : {}), ...extra };
+    return {
+      accept: 'application/json',
+      ...(this.conn.key ? { authorization: `Bearer ${this.conn.key}` } : {}),
+      ...extra,
+    };
   }
 
   /** Raw answer (any status); throws only when the server cannot be reached. */
@@ -41,7 +47,10 @@ export class Api {
     try {
       res = await fetch(url, {
         method: o.method ?? 'GET',
-        headers: this.headers({ ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers }),
+        headers: this.headers({
+          ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...o.headers,
+        }),
         ...(o.body !== undefined ? { body: JSON.stringify(o.body) } : {}),
         signal: AbortSignal.timeout(o.timeoutMs ?? 60_000),
       });
@@ -61,12 +70,22 @@ export class Api {
   }
 
   /** A 2xx answer parsed by `schema`; a problem document otherwise (thrown). */
-  async call<S extends z.ZodType>(path: string, schema: S, o: RequestOptions = {}): Promise<{ status: number; body: z.output<S> }> {
+  async call<S extends z.ZodType>(
+    path: string,
+    schema: S,
+    o: RequestOptions = {},
+  ): Promise<{ status: number; body: z.output<S> }> {
     const r = await this.raw(path, o);
     if (r.status < 200 || r.status > 299) throw apiError(r.status, r.body, r.headers);
     const parsed = schema.safeParse(r.body);
     if (!parsed.success) {
-      throw new CliError(`unexpected answer from ${o.method ?? 'GET'} ${path}: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, EXIT.server);
+      throw new CliError(
+        `unexpected answer from ${o.method ?? 'GET'} ${path}: ${parsed.error.issues
+          .slice(0, 3)
+          .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+          .join('; ')}`,
+        EXIT.server,
+      );
     }
     return { status: r.status, body: parsed.data };
   }
@@ -74,14 +93,30 @@ export class Api {
 
 export function unreachable(url: string, err: unknown): CliError {
   const cause = err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err);
-  return new CliError(`cannot reach the gateway at ${url}: ${cause} (is it running? \`npm start\`; or set --url / SWITCHYARD_URL)`, EXIT.server);
+  return new CliError(
+    `cannot reach the gateway at ${url}: ${cause} (is it running? \`npm start\`; or set --url / SWITCHYARD_URL)`,
+    EXIT.server,
+  );
 }
 
 /** A non-2xx answer as a CliError: 4xx exit 2, 5xx exit 3, with the problem document. */
 export function apiError(status: number, body: unknown, headers?: Headers): CliError {
   const parsed = problemSchema.safeParse(body);
   const problem: Problem = parsed.success
-    ? { ...parsed.data, status: parsed.data.status ?? status, ...(parsed.data.correlationId ? {} : headers?.get('x-correlation-id') ? { correlationId: headers.get('x-correlation-id')! } : {}) }
-    : { status, title: `HTTP ${status}`, detail: typeof body === 'string' ? body.slice(0, 500) : undefined, correlationId: headers?.get('x-correlation-id') ?? undefined };
+    ? {
+        ...parsed.data,
+        status: parsed.data.status ?? status,
+        ...(parsed.data.correlationId
+          ? {}
+          : headers?.get('x-correlation-id')
+            ? { correlationId: headers.get('x-correlation-id')! }
+            : {}),
+      }
+    : {
+        status,
+        title: `HTTP ${status}`,
+        detail: typeof body === 'string' ? body.slice(0, 500) : undefined,
+        correlationId: headers?.get('x-correlation-id') ?? undefined,
+      };
   return new CliError(problem.title ?? `HTTP ${status}`, status >= 500 ? EXIT.server : EXIT.api, problem);
 }

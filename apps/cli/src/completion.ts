@@ -13,7 +13,10 @@ function walk(cmd: Command, prefix: string[] = [], out: { path: string; subs: st
 export function completionScript(program: Command, shell: 'bash' | 'zsh'): string {
   const globalOptions = program.options.map((o) => o.long!).concat('--help');
   const cases = walk(program)
-    .map(({ path, subs, options }) => `    "${path}") words_for="${[...subs, ...options, ...(path ? globalOptions : [])].join(' ')}" ;;`)
+    .map(
+      ({ path, subs, options }) =>
+        `    "${path}") words_for="${[...subs, ...options, ...(path ? globalOptions : [])].join(' ')}" ;;`,
+    )
     .join('\n');
   const bash = `# switchyard completion (bash): eval "$(switchyard completion bash)"
 _switchyard_complete() {
@@ -24,7 +27,10 @@ _switchyard_complete() {
     case "$word" in -*) continue ;; esac
     if [ -z "$path" ]; then candidate="$word"; else candidate="$path $word"; fi
     case "$candidate" in
-${walk(program).map(({ path }) => `      "${path}") path="$candidate" ;;`).filter((l) => !l.includes('"")')).join('\n')}
+${walk(program)
+  .map(({ path }) => `      "${path}") path="$candidate" ;;`)
+  .filter((l) => !l.includes('"")'))
+  .join('\n')}
     esac
   done
   case "$path" in

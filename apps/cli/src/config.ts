@@ -12,7 +12,10 @@ export type SavedConfig = z.infer<typeof savedConfigSchema>;
 
 /** `$XDG_CONFIG_HOME/switchyard/config.json`, else `~/.config/switchyard/config.json`. */
 export function configPath(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : path.join(env.HOME ?? os.homedir(), '.config');
+  const base =
+    env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME)
+      ? env.XDG_CONFIG_HOME
+      : path.join(env.HOME ?? os.homedir(), '.config');
   return path.join(base, 'switchyard', 'config.json');
 }
 
@@ -30,7 +33,11 @@ export function readSavedConfig(file = configPath()): SavedConfig {
     throw new CliError(`${file} is not JSON; fix it or run \`switchyard login\` again`, EXIT.usage);
   }
   const parsed = savedConfigSchema.safeParse(json);
-  if (!parsed.success) throw new CliError(`${file}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, EXIT.usage);
+  if (!parsed.success)
+    throw new CliError(
+      `${file}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
+      EXIT.usage,
+    );
   return parsed.data;
 }
 
@@ -51,13 +58,28 @@ export interface Connection {
 }
 
 /** Precedence: `--url`/`--key`, then SWITCHYARD_URL / SWITCHYARD_KEY, then the config file, then the default URL. */
-export function resolveConnection(flags: { url?: string; key?: string }, env: NodeJS.ProcessEnv = process.env, file = configPath(env)): Connection {
+export function resolveConnection(
+  flags: { url?: string; key?: string },
+  env: NodeJS.ProcessEnv = process.env,
+  file = configPath(env),
+): Connection {
   const saved = readSavedConfig(file);
   const pick = <T extends string>(flag: T | undefined, envValue: string | undefined, savedValue: string | undefined) =>
-    flag ? ({ value: flag, from: 'flag' } as const) : envValue ? ({ value: envValue, from: 'env' } as const) : savedValue ? ({ value: savedValue, from: 'config' } as const) : undefined;
+    flag
+      ? ({ value: flag, from: 'flag' } as const)
+      : envValue
+        ? ({ value: envValue, from: 'env' } as const)
+        : savedValue
+          ? ({ value: savedValue, from: 'config' } as const)
+          : undefined;
   const url = pick(flags.url, env.SWITCHYARD_URL, saved.url);
   const key = pick(flags.key, env.SWITCHYARD_KEY, saved.key);
   const base = (url?.value ?? DEFAULT_URL).replace(/\/+$/, '');
-  if (!z.url().safeParse(base).success || !/^https?:\/\//.test(base)) throw new CliError(`not an http(s) URL: ${base}`, EXIT.usage);
-  return { url: base, ...(key ? { key: key.value } : {}), source: { url: url?.from ?? 'default', key: key?.from ?? 'none' } };
+  if (!z.url().safeParse(base).success || !/^https?:\/\//.test(base))
+    throw new CliError(`not an http(s) URL: ${base}`, EXIT.usage);
+  return {
+    url: base,
+    ...(key ? { key: key.value } : {}),
+    source: { url: url?.from ?? 'default', key: key?.from ?? 'none' },
+  };
 }

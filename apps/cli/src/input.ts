@@ -12,7 +12,10 @@ export function readJsonObject(value: string | undefined, what: string): Record<
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      throw new CliError(`${what}: not a JSON object and not a readable file: ${value} (${(err as Error).message})`, EXIT.usage);
+      throw new CliError(
+        `${what}: not a JSON object and not a readable file: ${value} (${(err as Error).message})`,
+        EXIT.usage,
+      );
     }
   }
   let parsed: unknown;
@@ -21,6 +24,7 @@ export function readJsonObject(value: string | undefined, what: string): Record<
   } catch (err) {
     throw new CliError(`${what}: bad JSON: ${(err as Error).message}`, EXIT.usage);
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError(`${what}: must be a JSON object`, EXIT.usage);
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new CliError(`${what}: must be a JSON object`, EXIT.usage);
   return parsed as Record<string, unknown>;
 }

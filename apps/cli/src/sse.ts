@@ -33,7 +33,10 @@ export async function* liveEvents(api: Api, o: StreamOptions): AsyncGenerator<Ev
   });
   let res: Response;
   try {
-    res = await fetch(url, { headers: api.headers({ accept: 'text/event-stream' }), ...(o.signal ? { signal: o.signal } : {}) });
+    res = await fetch(url, {
+      headers: api.headers({ accept: 'text/event-stream' }),
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
   } catch (err) {
     if (o.signal?.aborted) return;
     throw unreachable(api.conn.url, err);

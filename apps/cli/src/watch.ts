@@ -33,7 +33,10 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
     for (const id of changed) printLine(stepLine(view.steps.get(id)!, Date.now()));
   };
 
-  const { body } = await api.call(`/api/v1/workflows/executions/${encodeURIComponent(executionId)}/events`, historySchema);
+  const { body } = await api.call(
+    `/api/v1/workflows/executions/${encodeURIComponent(executionId)}/events`,
+    historySchema,
+  );
   const ac = new AbortController();
   const onSigint = () => ac.abort();
   process.once('SIGINT', onSigint);
@@ -42,7 +45,8 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
     for (const e of body.events) {
       if (o.json) printLine(JSON.stringify(e));
       const changed = view.apply(e);
-      if (view.status === 'running' && changed.length === 0 && e.type === 'WorkflowStarted' && !tty && !o.json) printLine(`${view.name || 'workflow'} ${executionId} running`);
+      if (view.status === 'running' && changed.length === 0 && e.type === 'WorkflowStarted' && !tty && !o.json)
+        printLine(`${view.name || 'workflow'} ${executionId} running`);
       onChange(changed);
     }
     if (tty) {
@@ -50,13 +54,23 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
       timer = setInterval(draw, 100);
     }
     if (!view.ended) {
-      for await (const e of liveEvents(api, { after: view.lastPosition, streamPrefixes: [stream], signal: ac.signal })) {
+      for await (const e of liveEvents(api, {
+        after: view.lastPosition,
+        streamPrefixes: [stream],
+        signal: ac.signal,
+      })) {
         if (e.streamId !== stream) continue;
         if (o.json) printLine(JSON.stringify(e));
         onChange(view.apply(e));
         if (view.ended) break;
       }
-      if (!view.ended) throw new CliError(ac.signal.aborted ? 'stopped watching (the execution goes on)' : 'the event stream ended before the execution did', ac.signal.aborted ? EXIT.ok : EXIT.server);
+      if (!view.ended)
+        throw new CliError(
+          ac.signal.aborted
+            ? 'stopped watching (the execution goes on)'
+            : 'the event stream ended before the execution did',
+          ac.signal.aborted ? EXIT.ok : EXIT.server,
+        );
     }
   } finally {
     process.removeListener('SIGINT', onSigint);
@@ -70,7 +84,9 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
     printLine(colour(`${view.status}${view.error ? `: ${view.error}` : ''}`));
   } else {
     // One more JSON line after the events: the outcome.
-    printLine(JSON.stringify({ execution_id: executionId, status: view.status, ...(view.error ? { error: view.error } : {}) }));
+    printLine(
+      JSON.stringify({ execution_id: executionId, status: view.status, ...(view.error ? { error: view.error } : {}) }),
+    );
   }
   if (view.status !== 'completed') process.exitCode = EXIT.failed;
 }

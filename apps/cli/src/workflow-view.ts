@@ -110,11 +110,18 @@ export class ExecutionView {
       case 'WorkflowCompleted':
       case 'WorkflowFailed':
       case 'WorkflowCanceled': {
-        this.status = e.type === 'WorkflowCompleted' ? 'completed' : e.type === 'WorkflowFailed' ? 'failed' : 'canceled';
+        this.status =
+          e.type === 'WorkflowCompleted' ? 'completed' : e.type === 'WorkflowFailed' ? 'failed' : 'canceled';
         this.endedAt = Date.parse(d.completedAt ?? d.failedAt ?? d.canceledAt ?? d.at ?? e.recordedAt);
         if (e.type !== 'WorkflowCompleted') this.error = d.error?.message ?? d.reason ?? d.error?.code;
         // Steps still open when the execution ends did not run to the end.
-        for (const s of this.steps.values()) if (s.state === 'running' || s.state === 'retrying' || (s.state === 'pending' && e.type !== 'WorkflowCompleted')) s.state = 'canceled';
+        for (const s of this.steps.values())
+          if (
+            s.state === 'running' ||
+            s.state === 'retrying' ||
+            (s.state === 'pending' && e.type !== 'WorkflowCompleted')
+          )
+            s.state = 'canceled';
         return [];
       }
       case 'StepOutputCopied': {
@@ -140,11 +147,23 @@ export class ExecutionView {
 }
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-const MARK: Record<StepView['state'], string> = { pending: '·', running: '', retrying: '', succeeded: '✔', failed: '✖', skipped: '-', canceled: '○' };
+const MARK: Record<StepView['state'], string> = {
+  pending: '·',
+  running: '',
+  retrying: '',
+  succeeded: '✔',
+  failed: '✖',
+  skipped: '-',
+  canceled: '○',
+};
 
 export function duration(ms: number | undefined): string {
   if (ms === undefined || !Number.isFinite(ms)) return '';
-  return ms < 1000 ? `${Math.max(0, Math.round(ms))}ms` : ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
+  return ms < 1000
+    ? `${Math.max(0, Math.round(ms))}ms`
+    : ms < 60_000
+      ? `${(ms / 1000).toFixed(1)}s`
+      : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
 }
 
 /** One line of a step: mark, id, state, duration, retries, items, error. */
@@ -152,7 +171,10 @@ export function stepLine(s: StepView, now: number, frame?: number, width = 24): 
   const open = s.state === 'running' || s.state === 'retrying';
   // Without a frame (plain lines, not redrawn) a running step is a start marker with no clock.
   const mark = open ? (frame === undefined ? '▸' : SPINNER[frame % SPINNER.length]!) : MARK[s.state];
-  const took = s.startedAt !== undefined && s.state !== 'pending' && s.state !== 'skipped' && !(open && frame === undefined) ? duration((s.endedAt ?? now) - s.startedAt) : '';
+  const took =
+    s.startedAt !== undefined && s.state !== 'pending' && s.state !== 'skipped' && !(open && frame === undefined)
+      ? duration((s.endedAt ?? now) - s.startedAt)
+      : '';
   const parts = [`${mark} ${s.id.padEnd(width)}`, s.state.padEnd(9), took.padStart(7)];
   if (s.items) parts.push(`${s.items.done}/${s.items.total} items`);
   if (s.retries) parts.push(`${s.retries} ${s.retries === 1 ? 'retry' : 'retries'}`);

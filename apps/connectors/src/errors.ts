@@ -12,7 +12,18 @@ import { AppError } from '@switchyard/platform';
  */
 
 /** Node / undici error codes of a connection that failed or broke. */
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'ERR_STREAM_DESTROYED']);
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ERR_STREAM_DESTROYED',
+]);
 
 function causeCode(err: unknown): string | undefined {
   for (let e: unknown = err, i = 0; e && typeof e === 'object' && i < 5; e = (e as { cause?: unknown }).cause, i++) {
@@ -55,10 +66,20 @@ export const isSessionExpired = (err: unknown): boolean =>
 export function toAppError(err: unknown, server: string, op: string): AppError {
   if (err instanceof AppError) return err;
   if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
-    return new AppError('unavailable', `MCP server ${server} is failing: circuit open, not calling it`, { server, op, breaker: 'open', fail_fast: true });
+    return new AppError('unavailable', `MCP server ${server} is failing: circuit open, not calling it`, {
+      server,
+      op,
+      breaker: 'open',
+      fail_fast: true,
+    });
   }
   if (err instanceof BulkheadRejectedError) {
-    return new AppError('rate_limited', `MCP server ${server}: too many concurrent calls`, { server, op, bulkhead: 'full' }, true);
+    return new AppError(
+      'rate_limited',
+      `MCP server ${server}: too many concurrent calls`,
+      { server, op, bulkhead: 'full' },
+      true,
+    );
   }
   if (err instanceof TaskCancelledError || (err instanceof Error && err.name === 'AbortError')) {
     return new AppError('timeout', `MCP server ${server} did not answer ${op} in time`, { server, op });
@@ -80,14 +101,40 @@ export function toAppError(err: unknown, server: string, op: string): AppError {
     }
   }
   if (err instanceof UnauthorizedError) {
-    return new AppError('unauthorized', `MCP server ${server} refused our credentials (check its auth_token / MCP_AUTH_TOKEN)`, { server, op });
+    return new AppError(
+      'unauthorized',
+      `MCP server ${server} refused our credentials (check its auth_token / MCP_AUTH_TOKEN)`,
+      { server, op },
+    );
   }
   if (err instanceof StreamableHTTPError) {
-    if (err.code === 401) return new AppError('unauthorized', `MCP server ${server} refused our credentials (check its auth_token / MCP_AUTH_TOKEN)`, { server, op, http_status: 401 });
-    if (err.code === 403) return new AppError('forbidden', `MCP server ${server} forbids ${op}`, { server, op, http_status: 403 });
-    if (err.code === 429) return new AppError('rate_limited', `MCP server ${server} is rate limiting`, { server, op, http_status: 429 }, true);
-    if (isConnectionLoss(err)) return new AppError('unavailable', `MCP server ${server} is unreachable: ${err.message}`, { server, op, http_status: err.code });
-    return new AppError('internal', `MCP server ${server}: ${err.message}`, { server, op, http_status: err.code }, false);
+    if (err.code === 401)
+      return new AppError(
+        'unauthorized',
+        `MCP server ${server} refused our credentials (check its auth_token / MCP_AUTH_TOKEN)`,
+        { server, op, http_status: 401 },
+      );
+    if (err.code === 403)
+      return new AppError('forbidden', `MCP server ${server} forbids ${op}`, { server, op, http_status: 403 });
+    if (err.code === 429)
+      return new AppError(
+        'rate_limited',
+        `MCP server ${server} is rate limiting`,
+        { server, op, http_status: 429 },
+        true,
+      );
+    if (isConnectionLoss(err))
+      return new AppError('unavailable', `MCP server ${server} is unreachable: ${err.message}`, {
+        server,
+        op,
+        http_status: err.code,
+      });
+    return new AppError(
+      'internal',
+      `MCP server ${server}: ${err.message}`,
+      { server, op, http_status: err.code },
+      false,
+    );
   }
   if (isConnectionLoss(err)) {
     return new AppError('unavailable', `MCP server ${server} is unreachable: ${errorText(err)}`, { server, op });
@@ -108,7 +155,9 @@ export function isRetryable(err: unknown, server = '?'): boolean {
 /** Does this error count against the circuit breaker? Only failures of the server or the path to it. */
 export function countsAsFailure(err: unknown, server = '?'): boolean {
   const e = toAppError(err, server, 'call');
-  return e.code === 'unavailable' || e.code === 'timeout' || (e.code === 'internal' && e.details.http_status !== undefined);
+  return (
+    e.code === 'unavailable' || e.code === 'timeout' || (e.code === 'internal' && e.details.http_status !== undefined)
+  );
 }
 
 export const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));

@@ -8,7 +8,13 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '@switchyard/platform';
 import { connectNats, request, type NatsConnection } from '@switchyard/messaging';
 import { testNatsUrl } from '@switchyard/testing';
-import { callToolReplySchema, mcpRegistryListSubject, mcpSubject, registryListReplySchema, type RegistryListReply } from '@switchyard/contracts';
+import {
+  callToolReplySchema,
+  mcpRegistryListSubject,
+  mcpSubject,
+  registryListReplySchema,
+  type RegistryListReply,
+} from '@switchyard/contracts';
 import { testLogger, waitFor } from './spec-support.js';
 
 /** The connectors process as the launcher would run it: defaults for all six roles, served on NATS. */
@@ -54,21 +60,48 @@ describe('connectors main process', () => {
 
   it('serves the six default roles: filesystem up, own HTTP servers down, github unconfigured', async () => {
     let reply: RegistryListReply | undefined;
-    await waitFor(async () => {
-      reply = await request(nc, mcpRegistryListSubject(prefix), undefined, { schema: registryListReplySchema, timeoutMs: 1_000 }).catch(() => undefined);
-      return reply !== undefined;
-    }, 'the connectors process to answer registry.list', 30_000, 200);
+    await waitFor(
+      async () => {
+        reply = await request(nc, mcpRegistryListSubject(prefix), undefined, {
+          schema: registryListReplySchema,
+          timeoutMs: 1_000,
+        }).catch(() => undefined);
+        return reply !== undefined;
+      },
+      'the connectors process to answer registry.list',
+      30_000,
+      200,
+    );
     const byName = Object.fromEntries(reply!.servers.map((s) => [s.server, s]));
-    assert.deepEqual(Object.keys(byName).sort(), ['analytics', 'automation', 'database', 'database_writer', 'fetch', 'filesystem', 'github']);
+    assert.deepEqual(Object.keys(byName).sort(), [
+      'analytics',
+      'automation',
+      'database',
+      'database_writer',
+      'fetch',
+      'filesystem',
+      'github',
+    ]);
     assert.equal(byName.filesystem!.state, 'up');
     assert.equal(byName.github!.state, 'unconfigured');
-    for (const n of ['database', 'database_writer', 'fetch', 'automation', 'analytics']) assert.equal(byName[n]!.state, 'down', n);
-    const r = await request(nc, mcpSubject('filesystem', 'call_tool', prefix), { tool: 'list_allowed_directories' }, { schema: callToolReplySchema, timeoutMs: 10_000 });
+    for (const n of ['database', 'database_writer', 'fetch', 'automation', 'analytics'])
+      assert.equal(byName[n]!.state, 'down', n);
+    const r = await request(
+      nc,
+      mcpSubject('filesystem', 'call_tool', prefix),
+      { tool: 'list_allowed_directories' },
+      { schema: callToolReplySchema, timeoutMs: 10_000 },
+    );
     // The sandbox is reported relative to itself (`.`), never as the server's absolute path.
     assert.match(JSON.stringify(r.content), /Allowed directories:\\n\."/);
     // A failed call (missing file, a path outside) reports no absolute path of the sandbox either.
     for (const p of [path.join(dir, 'files', 'no', 'such.txt'), path.join(dir, 'files', '..', 'outside.txt')]) {
-      const failed = await request(nc, mcpSubject('filesystem', 'call_tool', prefix), { tool: 'read_text_file', arguments: { path: p } }, { schema: callToolReplySchema, timeoutMs: 10_000 }).catch((e: unknown) => ({ content: [{ type: 'text', text: String(e) }] }));
+      const failed = await request(
+        nc,
+        mcpSubject('filesystem', 'call_tool', prefix),
+        { tool: 'read_text_file', arguments: { path: p } },
+        { schema: callToolReplySchema, timeoutMs: 10_000 },
+      ).catch((e: unknown) => ({ content: [{ type: 'text', text: String(e) }] }));
       assert.ok(!JSON.stringify(failed).includes(path.join(dir, 'files')), JSON.stringify(failed));
       assert.match(JSON.stringify(failed), /such\.txt|outside|denied/i);
     }
@@ -80,16 +113,23 @@ describe('connectors main process', () => {
     assert.ok(childPid > 0);
     proc.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
-    const code = await Promise.race([exited, new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), 20_000)))]);
+    const code = await Promise.race([
+      exited,
+      new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), 20_000))),
+    ]);
     clearTimeout(timer);
     assert.equal(code, 0);
-    await waitFor(() => {
-      try {
-        process.kill(childPid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 'the filesystem server child to exit', 10_000);
+    await waitFor(
+      () => {
+        try {
+          process.kill(childPid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      'the filesystem server child to exit',
+      10_000,
+    );
   });
 });

@@ -18,7 +18,20 @@ import type { McpEvent } from '@switchyard/contracts';
 /** What is worth a log line of an event: identifiers and outcome, not arguments or results. */
 function summary(e: McpEvent): Record<string, unknown> {
   const d = e.data as Record<string, unknown>;
-  const keep = ['server', 'tool', 'call_id', 'duration_ms', 'outcome', 'error_code', 'attempts', 'previous', 'error', 'down_for_ms', 'last_error', 'correlation_id'];
+  const keep = [
+    'server',
+    'tool',
+    'call_id',
+    'duration_ms',
+    'outcome',
+    'error_code',
+    'attempts',
+    'previous',
+    'error',
+    'down_for_ms',
+    'last_error',
+    'correlation_id',
+  ];
   return Object.fromEntries(keep.filter((k) => d[k] !== undefined).map((k) => [k, d[k]]));
 }
 
@@ -40,7 +53,10 @@ async function main(): Promise<void> {
     ...(process.env.CONNECTORS_QUEUE && { queue: process.env.CONNECTORS_QUEUE }),
     ...(process.env.CONNECTORS_SUBJECT_PREFIX && { subjectPrefix: process.env.CONNECTORS_SUBJECT_PREFIX }),
   });
-  logger.info({ health: running.connectors.list().map((h) => ({ server: h.server, state: h.state })) }, 'connectors serving');
+  logger.info(
+    { health: running.connectors.list().map((h) => ({ server: h.server, state: h.state })) },
+    'connectors serving',
+  );
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

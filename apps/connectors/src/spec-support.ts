@@ -12,7 +12,12 @@ import { resolvePackageBin } from './registry/resolve-bin.js';
 export const testLogger = (): Logger => createLogger('connectors-test', process.env.LOG_LEVEL ?? 'silent');
 
 /** Poll `cond` until true; throws naming `what` after `timeoutMs` (a bound, never a pass criterion). */
-export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000, everyMs = 25): Promise<void> {
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+  everyMs = 25,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -74,7 +79,10 @@ export async function startEverythingHttp(port: number, timeoutMs = 20_000): Pro
   });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server-everything HTTP did not start on ${port} in ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`server-everything HTTP did not start on ${port} in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     let err = '';
     proc.stderr.on('data', (d: Buffer) => {
       err += d.toString();

@@ -15,7 +15,10 @@ const adminKey = process.env.CONSOLE_ADMIN_KEY ?? '';
 const viewerKey = process.env.CONSOLE_VIEWER_KEY ?? '';
 const slowDefinition = process.env.CONSOLE_SLOW_DEFINITION ?? '';
 const repoRoot = path.resolve(import.meta.dirname, '..', '..', '..');
-const shots = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(repoRoot, 'docs', 'console') : path.join(repoRoot, '.tmp', 'console-screenshots');
+const shots =
+  process.env.UPDATE_SCREENSHOTS === '1'
+    ? path.join(repoRoot, 'docs', 'console')
+    : path.join(repoRoot, '.tmp', 'console-screenshots');
 
 test.describe.configure({ mode: 'serial' });
 
@@ -30,7 +33,15 @@ async function signIn(page: Page, key = adminKey): Promise<void> {
 async function accessible(page: Page, name: string): Promise<void> {
   const r = await new AxeBuilder({ page }).analyze();
   const bad = r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  expect(bad.map((v) => `${name}: ${v.id} (${v.impact}) ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`)).toEqual([]);
+  expect(
+    bad.map(
+      (v) =>
+        `${name}: ${v.id} (${v.impact}) ${v.nodes
+          .slice(0, 3)
+          .map((n) => n.target.join(' '))
+          .join(' | ')}`,
+    ),
+  ).toEqual([]);
 }
 
 async function shot(page: Page, name: string, fullPage = true): Promise<void> {
@@ -39,7 +50,9 @@ async function shot(page: Page, name: string, fullPage = true): Promise<void> {
 
 async function go(page: Page, label: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Pages' }).getByRole('link', { name: label, exact: true }).click();
-  await expect(page.getByRole('heading', { level: 1, name: label === 'MCP servers' ? 'MCP servers' : label })).toBeVisible();
+  await expect(
+    page.getByRole('heading', { level: 1, name: label === 'MCP servers' ? 'MCP servers' : label }),
+  ).toBeVisible();
 }
 
 let page: Page;
@@ -164,14 +177,22 @@ test('make an alert rule fire and resolve the alert from the page', async () => 
   await form.getByLabel('for_ms').fill('0');
   await form.getByRole('button', { name: 'Save rule' }).click();
   await expect(page.locator('[data-testid="rules"] tr[data-rule="console_test_memory"]')).toBeVisible();
-  const firing = page.locator('[data-testid="alerts"] tr[data-rule="console_test_memory"][data-state="firing"]').first();
+  const firing = page
+    .locator('[data-testid="alerts"] tr[data-rule="console_test_memory"][data-state="firing"]')
+    .first();
   await expect(firing).toBeVisible({ timeout: 45_000 });
   const alertId = (await firing.getAttribute('data-alert'))!;
   await accessible(page, 'system');
   await shot(page, 'system');
   await firing.getByRole('button', { name: 'Resolve' }).click();
-  await expect(page.locator(`[data-testid="alerts"] tr[data-alert="${alertId}"]`)).toHaveAttribute('data-state', 'resolved');
-  await page.locator('[data-testid="rules"] tr[data-rule="console_test_memory"]').getByRole('button', { name: 'Delete' }).click();
+  await expect(page.locator(`[data-testid="alerts"] tr[data-alert="${alertId}"]`)).toHaveAttribute(
+    'data-state',
+    'resolved',
+  );
+  await page
+    .locator('[data-testid="rules"] tr[data-rule="console_test_memory"]')
+    .getByRole('button', { name: 'Delete' })
+    .click();
   await expect(page.locator('[data-testid="rules"] tr[data-rule="console_test_memory"]')).toHaveCount(0);
 });
 
@@ -203,7 +224,10 @@ test('events: the live stream and the log, filtered by type', async () => {
   await go(page, 'Events');
   await page.getByLabel('type').fill('WorkflowCompleted');
   await expect(page.locator('table.events').last()).toContainText('WorkflowCompleted');
-  await expect(page.locator('table.events').last().locator('tr[data-type]').first()).toHaveAttribute('data-type', 'WorkflowCompleted');
+  await expect(page.locator('table.events').last().locator('tr[data-type]').first()).toHaveAttribute(
+    'data-type',
+    'WorkflowCompleted',
+  );
   await page.getByLabel('type').fill('');
   await expect(page.locator('table.events').first().locator('tr[data-type]').first()).toBeVisible({ timeout: 30_000 });
   await accessible(page, 'events');
@@ -229,7 +253,11 @@ test('a viewer key sees the pages without the action buttons; the API refuses it
   await expect(p.getByTestId('start-form').getByRole('button', { name: 'Start' })).toHaveCount(0);
   const status = await p.evaluate(async () => {
     const key = sessionStorage.getItem('switchyard.apiKey');
-    const r = await fetch('/api/v1/workflows/start/revenue_analysis', { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: '{}' });
+    const r = await fetch('/api/v1/workflows/start/revenue_analysis', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
     return r.status;
   });
   expect(status).toBe(403);
@@ -242,10 +270,18 @@ test('the executions list pages forward and back, and its first page follows a n
   const headers = { authorization: `Bearer ${adminKey}` };
   const def = await page.request.post('/api/v1/workflows/definitions', {
     headers,
-    data: { id: 'console_paging', version: 1, name: 'Paging (console test)', steps: [{ id: 'note', uses: 'mcp:analytics/record_metric', with: { name: 'console_paging', value: 1 } }] },
+    data: {
+      id: 'console_paging',
+      version: 1,
+      name: 'Paging (console test)',
+      steps: [{ id: 'note', uses: 'mcp:analytics/record_metric', with: { name: 'console_paging', value: 1 } }],
+    },
   });
   expect([200, 201]).toContain(def.status());
-  for (let i = 0; i < 22; i++) expect((await page.request.post('/api/v1/workflows/start/console_paging', { headers, data: {} })).status()).toBe(202);
+  for (let i = 0; i < 22; i++)
+    expect((await page.request.post('/api/v1/workflows/start/console_paging', { headers, data: {} })).status()).toBe(
+      202,
+    );
   await go(page, 'Overview');
   await go(page, 'Workflows');
   const rows = page.locator('table.execs tr[data-execution]');

@@ -50,7 +50,13 @@ export const can = (need: Role): boolean => !!who.value && rank[who.value.role] 
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    readonly problem: { title?: string; detail?: string; code?: string; errors?: { path: string; message: string }[]; [k: string]: unknown },
+    readonly problem: {
+      title?: string;
+      detail?: string;
+      code?: string;
+      errors?: { path: string; message: string }[];
+      [k: string]: unknown;
+    },
   ) {
     super(problem.detail ?? problem.title ?? `HTTP ${status}`);
   }
@@ -168,7 +174,10 @@ export function startLive(): void {
     while (!ctl.signal.aborted) {
       try {
         liveState.value = 'connecting';
-        const res = await fetch('/api/v1/events/stream', { headers: headers({ accept: 'text/event-stream', ...(last ? { 'last-event-id': last } : {}) }), signal: ctl.signal });
+        const res = await fetch('/api/v1/events/stream', {
+          headers: headers({ accept: 'text/event-stream', ...(last ? { 'last-event-id': last } : {}) }),
+          signal: ctl.signal,
+        });
         if (!res.ok || !res.body) throw new Error(`stream: HTTP ${res.status}`);
         liveState.value = 'live';
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -213,7 +222,14 @@ export function stopLive(): void {
 
 /** Compact display helpers. */
 export const fmtMs = (ms: number | null | undefined): string =>
-  ms === null || ms === undefined ? '–' : ms < 1000 ? `${Math.round(ms)} ms` : ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${(ms / 60_000).toFixed(1)} min`;
+  ms === null || ms === undefined
+    ? '–'
+    : ms < 1000
+      ? `${Math.round(ms)} ms`
+      : ms < 60_000
+        ? `${(ms / 1000).toFixed(1)} s`
+        : `${(ms / 60_000).toFixed(1)} min`;
 export const fmtTime = (iso: string | null | undefined): string => (iso ? new Date(iso).toLocaleTimeString() : '–');
-export const fmtPct = (x: number | null | undefined, digits = 1): string => (x === null || x === undefined ? '–' : `${x.toFixed(digits)} %`);
+export const fmtPct = (x: number | null | undefined, digits = 1): string =>
+  x === null || x === undefined ? '–' : `${x.toFixed(digits)} %`;
 export const json = (v: unknown): string => JSON.stringify(v, null, 2);

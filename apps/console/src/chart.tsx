@@ -24,7 +24,10 @@ export function Chart({ title, series, unit }: { title: string; series: readonly
       {
         width: Math.max(280, el.current.clientWidth || 420),
         height: 180,
-        series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true }))],
+        series: [
+          {},
+          ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true })),
+        ],
         axes: [{}, { values: (_u: uPlot, vals: number[]) => vals.map((v) => `${+v.toFixed(2)}${unit}`), size: 70 }],
         scales: { x: { time: true } },
       },
@@ -36,7 +39,9 @@ export function Chart({ title, series, unit }: { title: string; series: readonly
   return (
     <figure class="chart">
       <figcaption>{title}</figcaption>
-      {series.length === 0 || series.every((s) => s.points.length === 0) ? <p class="muted">no samples in this window yet</p> : null}
+      {series.length === 0 || series.every((s) => s.points.length === 0) ? (
+        <p class="muted">no samples in this window yet</p>
+      ) : null}
       <div ref={el} />
     </figure>
   );

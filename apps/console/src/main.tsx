@@ -13,11 +13,20 @@ import { firstPageUrl, NO_FILTERS } from './exec-url';
  * overview does not wait for code it does not draw. They load in the background once the
  * overview is up, so moving to another page seldom waits either.
  */
-function lazyPage<P extends object>(load: () => Promise<ComponentType<P>>): { Page: (p: P) => any; preload: () => Promise<unknown> } {
+function lazyPage<P extends object>(
+  load: () => Promise<ComponentType<P>>,
+): { Page: (p: P) => any; preload: () => Promise<unknown> } {
   let C: ComponentType<P> | null = null;
   let loading: Promise<unknown> | null = null;
   // A failed load (the gateway restarting, say) is forgotten, so the next visit asks again.
-  const preload = () => (loading ??= load().then((c) => void (C = c), (e) => { loading = null; throw e; }));
+  const preload = () =>
+    (loading ??= load().then(
+      (c) => void (C = c),
+      (e) => {
+        loading = null;
+        throw e;
+      },
+    ));
   function Page(props: P) {
     const [error, setError] = useState<unknown>(null);
     const [, setLoaded] = useState(false);
@@ -64,16 +73,39 @@ function SignIn() {
           try {
             await signIn(key);
           } catch (err) {
-            setError(err instanceof ApiError && err.status === 401 ? 'The gateway does not accept this key.' : (err as Error).message);
+            setError(
+              err instanceof ApiError && err.status === 401
+                ? 'The gateway does not accept this key.'
+                : (err as Error).message,
+            );
           } finally {
             setBusy(false);
           }
-        }}>
+        }}
+      >
         <label for="apikey">API key</label>
-        <input id="apikey" name="apikey" type="password" autoComplete="off" placeholder="sy_…" value={key} onInput={(e) => setKey((e.target as HTMLInputElement).value)} required />
-        <button type="submit" disabled={busy}>Sign in</button>
-        {error ? <p class="error" role="alert">{error}</p> : null}
-        <p class="muted">The key is kept in this tab's session storage only. Create one with <code>node apps/gateway/dist/security/cli.js create --role operator --name me</code>.</p>
+        <input
+          id="apikey"
+          name="apikey"
+          type="password"
+          autoComplete="off"
+          placeholder="sy_…"
+          value={key}
+          onInput={(e) => setKey((e.target as HTMLInputElement).value)}
+          required
+        />
+        <button type="submit" disabled={busy}>
+          Sign in
+        </button>
+        {error ? (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        ) : null}
+        <p class="muted">
+          The key is kept in this tab's session storage only. Create one with{' '}
+          <code>node apps/gateway/dist/security/cli.js create --role operator --name me</code>.
+        </p>
       </form>
     </main>
   );
@@ -127,7 +159,12 @@ function App() {
     }, 1500);
     return () => clearTimeout(t);
   }, [w]);
-  if (!ready) return <main aria-busy="true"><p>Loading…</p></main>;
+  if (!ready)
+    return (
+      <main aria-busy="true">
+        <p>Loading…</p>
+      </main>
+    );
   if (!w) return <SignIn />;
   const current = path.replace(/\/+$/, '') || '/ui';
   return (
@@ -146,8 +183,20 @@ function App() {
           })}
         </nav>
         <span class="who" data-testid="who">
-          <span class={`live ${live}`} title={`event stream ${live}`}>● {live}</span> {w.name ?? w.id ?? 'auth off'} ({w.role})
-          <button type="button" class="link" onClick={() => { signOut(); navigate('/ui/'); }}>Sign out</button>
+          <span class={`live ${live}`} title={`event stream ${live}`}>
+            ● {live}
+          </span>{' '}
+          {w.name ?? w.id ?? 'auth off'} ({w.role})
+          <button
+            type="button"
+            class="link"
+            onClick={() => {
+              signOut();
+              navigate('/ui/');
+            }}
+          >
+            Sign out
+          </button>
         </span>
       </header>
       <main>
@@ -161,11 +210,15 @@ function App() {
 // overview and the workflows page) its first calls go out side by side rather than one after the other.
 if (sessionStorage.getItem('switchyard.apiKey')) {
   const p = location.pathname.replace(/\/+$/, '') || '/ui';
-  if (p === '/ui') ['/api/v1/integration/status', '/api/v1/workflows/executions?status=running&limit=20', '/api/v1/workflows/executions?limit=10'].forEach(prefetch);
+  if (p === '/ui')
+    [
+      '/api/v1/integration/status',
+      '/api/v1/workflows/executions?status=running&limit=20',
+      '/api/v1/workflows/executions?limit=10',
+    ].forEach(prefetch);
   else if (p === '/ui/workflows') {
     void Workflows.preload().catch(() => undefined);
     ['/api/v1/workflows/definitions', firstPageUrl(NO_FILTERS)].forEach(prefetch);
-  }
-  else if (p.startsWith('/ui/workflows/executions/')) void Execution.preload().catch(() => undefined);
+  } else if (p.startsWith('/ui/workflows/executions/')) void Execution.preload().catch(() => undefined);
 }
 render(<App />, document.getElementById('app')!);

@@ -13,7 +13,11 @@ export function navigate(href: string): void {
   window.scrollTo(0, 0);
 }
 
-export function Link({ href, children, ...rest }: { href: string; children: ComponentChildren } & AnchorHTMLAttributes<HTMLAnchorElement>) {
+export function Link({
+  href,
+  children,
+  ...rest
+}: { href: string; children: ComponentChildren } & AnchorHTMLAttributes<HTMLAnchorElement>) {
   return (
     <a
       href={href}
@@ -22,7 +26,8 @@ export function Link({ href, children, ...rest }: { href: string; children: Comp
         if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
         e.preventDefault();
         navigate(href);
-      }}>
+      }}
+    >
       {children}
     </a>
   );
@@ -33,7 +38,13 @@ export function Link({ href, children, ...rest }: { href: string; children: Comp
  * and every `pollMs` as a safety net. The first load starts as the component is drawn, not a
  * frame later after the paint (a layout effect; the load itself is async, so nothing waits on it).
  */
-export function useLive(load: () => void | Promise<void>, filter: (e: EventJson) => boolean, deps: unknown[], minGapMs = 700, pollMs = 15_000): void {
+export function useLive(
+  load: () => void | Promise<void>,
+  filter: (e: EventJson) => boolean,
+  deps: unknown[],
+  minGapMs = 700,
+  pollMs = 15_000,
+): void {
   const loadRef = useRef(load);
   loadRef.current = load;
   const filterRef = useRef(filter);

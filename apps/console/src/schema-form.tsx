@@ -56,11 +56,18 @@ function Field({ name, path, schema, required, value, onChange }: FieldProps) {
     return (
       <div class="field">
         {label}
-        <select id={id} name={path} data-field={path} required={required} value={value === undefined ? '' : String(value)} {...described}
+        <select
+          id={id}
+          name={path}
+          data-field={path}
+          required={required}
+          value={value === undefined ? '' : String(value)}
+          {...described}
           onChange={(e) => {
             const raw = (e.target as HTMLSelectElement).value;
             onChange(raw === '' ? undefined : schema.enum!.find((x) => String(x) === raw));
-          }}>
+          }}
+        >
           {required ? null : <option value="">(none)</option>}
           {schema.enum.map((o) => (
             <option value={String(o)}>{String(o)}</option>
@@ -73,7 +80,15 @@ function Field({ name, path, schema, required, value, onChange }: FieldProps) {
   if (t === 'boolean') {
     return (
       <div class="field check">
-        <input id={id} type="checkbox" name={path} data-field={path} checked={value === true} onChange={(e) => onChange((e.target as HTMLInputElement).checked)} {...described} />
+        <input
+          id={id}
+          type="checkbox"
+          name={path}
+          data-field={path}
+          checked={value === true}
+          onChange={(e) => onChange((e.target as HTMLInputElement).checked)}
+          {...described}
+        />
         {label}
         {help}
       </div>
@@ -83,18 +98,34 @@ function Field({ name, path, schema, required, value, onChange }: FieldProps) {
     return (
       <div class="field">
         {label}
-        <input id={id} type="number" name={path} data-field={path} required={required} step={t === 'integer' ? 1 : 'any'} value={value === undefined ? '' : String(value)} {...described}
+        <input
+          id={id}
+          type="number"
+          name={path}
+          data-field={path}
+          required={required}
+          step={t === 'integer' ? 1 : 'any'}
+          value={value === undefined ? '' : String(value)}
+          {...described}
           onInput={(e) => {
             const raw = (e.target as HTMLInputElement).value;
             onChange(raw === '' ? undefined : Number(raw));
-          }} />
+          }}
+        />
         {help}
       </div>
     );
   }
   if (t === 'string') {
     const long = typeof schema.maxLength === 'number' && schema.maxLength > 500;
-    const common = { id, name: path, 'data-field': path, required, value: value === undefined ? '' : String(value), ...described };
+    const common = {
+      id,
+      name: path,
+      'data-field': path,
+      required,
+      value: value === undefined ? '' : String(value),
+      ...described,
+    };
     const onInput = (e: Event) => {
       const raw = (e.target as HTMLInputElement).value;
       onChange(raw === '' ? undefined : raw);
@@ -102,7 +133,11 @@ function Field({ name, path, schema, required, value, onChange }: FieldProps) {
     return (
       <div class="field">
         {label}
-        {long ? <textarea rows={3} {...common} onInput={onInput} /> : <input type="text" {...common} onInput={onInput} />}
+        {long ? (
+          <textarea rows={3} {...common} onInput={onInput} />
+        ) : (
+          <input type="text" {...common} onInput={onInput} />
+        )}
         {help}
       </div>
     );
@@ -119,7 +154,14 @@ function Field({ name, path, schema, required, value, onChange }: FieldProps) {
   return (
     <div class="field">
       {label}
-      <textarea id={id} rows={4} class="code" name={path} data-field={path} value={jsonText} {...described}
+      <textarea
+        id={id}
+        rows={4}
+        class="code"
+        name={path}
+        data-field={path}
+        value={jsonText}
+        {...described}
         aria-invalid={jsonError ? 'true' : 'false'}
         onInput={(e) => {
           const raw = (e.target as HTMLTextAreaElement).value;
@@ -135,35 +177,74 @@ function Field({ name, path, schema, required, value, onChange }: FieldProps) {
           } catch (err) {
             setJsonError(`not JSON: ${(err as Error).message}`);
           }
-        }} />
+        }}
+      />
       <small>JSON{t ? ` (${t})` : ''}</small>
-      {jsonError ? <small class="error" role="alert">{jsonError}</small> : null}
+      {jsonError ? (
+        <small class="error" role="alert">
+          {jsonError}
+        </small>
+      ) : null}
       {help}
     </div>
   );
 }
 
-function Fields({ schema, prefix, value, onChange }: { schema: Schema; prefix: string; value: Record<string, unknown>; onChange: (v: Record<string, unknown>) => void }) {
+function Fields({
+  schema,
+  prefix,
+  value,
+  onChange,
+}: {
+  schema: Schema;
+  prefix: string;
+  value: Record<string, unknown>;
+  onChange: (v: Record<string, unknown>) => void;
+}) {
   const req = new Set(schema.required ?? []);
   return (
     <>
       {Object.entries(schema.properties ?? {}).map(([k, p]) => (
-        <Field key={k} name={k} path={prefix ? `${prefix}.${k}` : k} schema={p} required={req.has(k)} value={value[k]}
+        <Field
+          key={k}
+          name={k}
+          path={prefix ? `${prefix}.${k}` : k}
+          schema={p}
+          required={req.has(k)}
+          value={value[k]}
           onChange={(v) => {
             const next = { ...value };
             if (v === undefined) delete next[k];
             else next[k] = v;
             onChange(next);
-          }} />
+          }}
+        />
       ))}
     </>
   );
 }
 
 /** The form of an object schema; a schema without properties is one JSON field. */
-export function SchemaForm({ schema, value, onChange }: { schema: Schema | undefined; value: Record<string, unknown>; onChange: (v: Record<string, unknown>) => void }) {
+export function SchemaForm({
+  schema,
+  value,
+  onChange,
+}: {
+  schema: Schema | undefined;
+  value: Record<string, unknown>;
+  onChange: (v: Record<string, unknown>) => void;
+}) {
   if (!schema || !schema.properties) {
-    return <Field name="input (JSON object)" path="$json" schema={{}} required={false} value={value} onChange={(v) => onChange((v as Record<string, unknown>) ?? {})} />;
+    return (
+      <Field
+        name="input (JSON object)"
+        path="$json"
+        schema={{}}
+        required={false}
+        value={value}
+        onChange={(v) => onChange((v as Record<string, unknown>) ?? {})}
+      />
+    );
   }
   return <Fields schema={schema} prefix="" value={value} onChange={onChange} />;
 }

@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { AgentCard, Message, Part, Task } from '@a2a-js/sdk';
-import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client';
+import {
+  ClientFactory,
+  ClientFactoryOptions,
+  DefaultAgentCardResolver,
+  JsonRpcTransportFactory,
+  type Client,
+} from '@a2a-js/sdk/client';
 import { AppError, guardedFetch, isAppError, type EgressGuard } from '@switchyard/platform';
 
 /**
@@ -30,7 +36,13 @@ export function egressFetch(guard: EgressGuard, token: string | undefined, timeo
     new Headers(init?.headers).forEach((v, k) => (headers[k] = v));
     if (token) headers.authorization = `Bearer ${token}`;
     const body = typeof init?.body === 'string' ? init.body : undefined;
-    return guardedFetch(guard, url, { method: (init?.method ?? 'GET').toUpperCase() as HttpMethod, headers, ...(body !== undefined ? { body } : {}), ...(init?.signal ? { signal: init.signal } : {}), timeoutMs });
+    return guardedFetch(guard, url, {
+      method: (init?.method ?? 'GET').toUpperCase() as HttpMethod,
+      headers,
+      ...(body !== undefined ? { body } : {}),
+      ...(init?.signal ? { signal: init.signal } : {}),
+      timeoutMs,
+    });
   };
 }
 
@@ -39,26 +51,60 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
   let res: Response;
   try {
     // 1.0 preferred; a 0.3 agent ignores the header and its card is read by the compat layer.
-    res = await guardedFetch(guard, cardUrl, { headers: { accept: 'application/json', 'a2a-version': '1.0' }, timeoutMs, maxBytes: CARD_MAX_BYTES });
+    res = await guardedFetch(guard, cardUrl, {
+      headers: { accept: 'application/json', 'a2a-version': '1.0' },
+      timeoutMs,
+      maxBytes: CARD_MAX_BYTES,
+    });
   } catch (err) {
     if (isAppError(err) && (err.code === 'forbidden' || err.code === 'payload_too_large')) throw err;
-    throw new AppError('unavailable', `the A2A agent card at ${cardUrl} cannot be fetched: ${(err as Error).message}`, { a2a_card_url: cardUrl });
+    throw new AppError('unavailable', `the A2A agent card at ${cardUrl} cannot be fetched: ${(err as Error).message}`, {
+      a2a_card_url: cardUrl,
+    });
   }
-  if (!res.ok) throw new AppError('unavailable', `the A2A agent card at ${cardUrl} answered ${res.status}`, { a2a_card_url: cardUrl, status: res.status });
+  if (!res.ok)
+    throw new AppError('unavailable', `the A2A agent card at ${cardUrl} answered ${res.status}`, {
+      a2a_card_url: cardUrl,
+      status: res.status,
+    });
   let card: AgentCard;
   try {
     card = new DefaultAgentCardResolver({ legacyCompat: { enabled: true } }).normalizeAgentCard(await res.json());
   } catch (err) {
-    throw new AppError('validation', `${cardUrl} is not an A2A agent card: ${(err as Error).message}`, { a2a_card_url: cardUrl }, false);
+    throw new AppError(
+      'validation',
+      `${cardUrl} is not an A2A agent card: ${(err as Error).message}`,
+      { a2a_card_url: cardUrl },
+      false,
+    );
   }
   const iface = card.supportedInterfaces?.find((i) => i.protocolBinding === 'JSONRPC');
-  if (!iface?.url) throw new AppError('validation', `the A2A agent at ${cardUrl} offers no JSON-RPC interface`, { a2a_card_url: cardUrl }, false);
-  const skills = [...new Set((card.skills ?? []).map((s) => s.id).filter((id) => typeof id === 'string' && id.length > 0))];
-  if (skills.length === 0) throw new AppError('validation', `the A2A agent card at ${cardUrl} lists no skills (they become its task types)`, { a2a_card_url: cardUrl }, false);
+  if (!iface?.url)
+    throw new AppError(
+      'validation',
+      `the A2A agent at ${cardUrl} offers no JSON-RPC interface`,
+      { a2a_card_url: cardUrl },
+      false,
+    );
+  const skills = [
+    ...new Set((card.skills ?? []).map((s) => s.id).filter((id) => typeof id === 'string' && id.length > 0)),
+  ];
+  if (skills.length === 0)
+    throw new AppError(
+      'validation',
+      `the A2A agent card at ${cardUrl} lists no skills (they become its task types)`,
+      { a2a_card_url: cardUrl },
+      false,
+    );
   return { card, url: new URL(iface.url, cardUrl).toString(), skills, description: card.description ?? '' };
 }
 
-const dataPart = (value: unknown): Part => ({ content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined });
+const dataPart = (value: unknown): Part => ({
+  content: { $case: 'data', value },
+  mediaType: 'application/json',
+  filename: '',
+  metadata: undefined,
+});
 
 /** A result from parts: the one data part's value; several: their values; none: the text. */
 function resultOfParts(parts: readonly Part[]): unknown {
@@ -72,15 +118,38 @@ function resultOfParts(parts: readonly Part[]): unknown {
 const FINAL = new Set([3, 4, 5, 7]); // completed, failed, canceled, rejected
 const ASKS = new Set([6, 8]); // input required, auth required
 
-const textOf = (m: Message | undefined) => (m?.parts ?? []).flatMap((p) => (p.content?.$case === 'text' ? [p.content.value] : [])).join(' ').slice(0, 500);
+const textOf = (m: Message | undefined) =>
+  (m?.parts ?? [])
+    .flatMap((p) => (p.content?.$case === 'text' ? [p.content.value] : []))
+    .join(' ')
+    .slice(0, 500);
 
 function taskOutcome(t: Task): unknown {
   const state = t.status?.state;
-  if (state === 3) return resultOfParts(t.artifacts.flatMap((a) => a.parts).length > 0 ? t.artifacts.flatMap((a) => a.parts) : (t.status?.message?.parts ?? []));
+  if (state === 3)
+    return resultOfParts(
+      t.artifacts.flatMap((a) => a.parts).length > 0
+        ? t.artifacts.flatMap((a) => a.parts)
+        : (t.status?.message?.parts ?? []),
+    );
   const why = textOf(t.status?.message);
-  const name = state === 4 ? 'failed' : state === 5 ? 'canceled' : state === 7 ? 'rejected' : state === 6 ? 'input required' : 'auth required';
+  const name =
+    state === 4
+      ? 'failed'
+      : state === 5
+        ? 'canceled'
+        : state === 7
+          ? 'rejected'
+          : state === 6
+            ? 'input required'
+            : 'auth required';
   // The agent decided; another attempt would ask it the same thing.
-  throw new AppError('illegal_state', `the A2A agent's task ${t.id} ended ${name}${why ? `: ${why}` : ''}`, { a2a_task_id: t.id, a2a_state: name }, false);
+  throw new AppError(
+    'illegal_state',
+    `the A2A agent's task ${t.id} ended ${name}${why ? `: ${why}` : ''}`,
+    { a2a_task_id: t.id, a2a_state: name },
+    false,
+  );
 }
 
 /**
@@ -97,7 +166,14 @@ export async function runOnA2aAgent(
   pollMs = 500,
 ): Promise<unknown> {
   const factory = new ClientFactory(
-    ClientFactoryOptions.createFrom(ClientFactoryOptions.default, { transports: [new JsonRpcTransportFactory({ fetchImpl: egressFetch(guard, agent.token, 24 * 3_600_000), legacyCompat: { enabled: true } })] }),
+    ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
+      transports: [
+        new JsonRpcTransportFactory({
+          fetchImpl: egressFetch(guard, agent.token, 24 * 3_600_000),
+          legacyCompat: { enabled: true },
+        }),
+      ],
+    }),
   );
   let client: Client;
   try {
@@ -118,10 +194,15 @@ export async function runOnA2aAgent(
       referenceTaskIds: [],
     };
     const first = await client.sendMessage(
-      { tenant: '', message, configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: false }, metadata: undefined },
+      {
+        tenant: '',
+        message,
+        configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: false },
+        metadata: undefined,
+      },
       { signal },
     );
-    if (!('status' in first)) return resultOfParts((first).parts);
+    if (!('status' in first)) return resultOfParts(first.parts);
     let t = first;
     a2aTaskId = t.id;
     while (!FINAL.has(t.status?.state ?? 0) && !ASKS.has(t.status?.state ?? 0)) {
@@ -133,11 +214,18 @@ export async function runOnA2aAgent(
     }
     return taskOutcome(t);
   } catch (err) {
-    if (signal.aborted && a2aTaskId) void client.cancelTask({ tenant: '', id: a2aTaskId, metadata: undefined }).catch(() => undefined);
+    if (signal.aborted && a2aTaskId)
+      void client.cancelTask({ tenant: '', id: a2aTaskId, metadata: undefined }).catch(() => undefined);
     if (isAppError(err)) throw err;
     const code = (err as { code?: unknown }).code;
     // JSON-RPC -32602 (bad params) and -32601 (no such method): asking again will not help.
-    if (code === -32602 || code === -32601) throw new AppError('validation', `the A2A agent refused the task: ${(err as Error).message}`, { a2a_error_code: code }, false);
+    if (code === -32602 || code === -32601)
+      throw new AppError(
+        'validation',
+        `the A2A agent refused the task: ${(err as Error).message}`,
+        { a2a_error_code: code },
+        false,
+      );
     throw new AppError('unavailable', `the A2A agent did not answer: ${(err as Error).message}`, {}, true);
   }
 }

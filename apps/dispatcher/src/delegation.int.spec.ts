@@ -23,7 +23,15 @@ import { startDispatcher, type DispatcherHandle } from './index.js';
  */
 const logger = createLogger('delegation-int', process.env.LOG_LEVEL ?? 'silent');
 // The HTTP agent here listens on loopback: allow-listed, as an operator would (EGRESS_ALLOW_CIDRS).
-const fast = { egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500, agingMs: 400 };
+const fast = {
+  egress: { allowCidrs: ['127.0.0.0/8'] },
+  pollIntervalMs: 100,
+  healthIntervalMs: 200,
+  discoveryIntervalMs: 300,
+  discoveryWaitMs: 150,
+  probeTimeoutMs: 500,
+  agingMs: 400,
+};
 
 describe('task delegation over real NATS and PostgreSQL', () => {
   let natsServer: NatsServerHandle;
@@ -36,17 +44,33 @@ describe('task delegation over real NATS and PostgreSQL', () => {
   const agents: AgentHandle[] = [];
   const children: ChildProcess[] = [];
 
-  const submit = (input: Record<string, unknown>) => request(nc, tasksSubject('submit'), input, { schema: taskSubmitReply });
-  const execute = (input: Record<string, unknown>, timeoutMs = 30_000) => request(nc, tasksSubject('execute'), input, { schema: taskExecuteReply, timeoutMs });
-  const get = (task_id: string): Promise<TaskView> => request(nc, tasksSubject('get'), { task_id }, { schema: taskView });
-  const ended = (id: string) => until(`task ${id} to end`, async () => {
-    const v = await get(id);
-    return ['completed', 'failed', 'canceled', 'timed_out'].includes(v.status) ? v : undefined;
-  });
+  const submit = (input: Record<string, unknown>) =>
+    request(nc, tasksSubject('submit'), input, { schema: taskSubmitReply });
+  const execute = (input: Record<string, unknown>, timeoutMs = 30_000) =>
+    request(nc, tasksSubject('execute'), input, { schema: taskExecuteReply, timeoutMs });
+  const get = (task_id: string): Promise<TaskView> =>
+    request(nc, tasksSubject('get'), { task_id }, { schema: taskView });
+  const ended = (id: string) =>
+    until(`task ${id} to end`, async () => {
+      const v = await get(id);
+      return ['completed', 'failed', 'canceled', 'timed_out'].includes(v.status) ? v : undefined;
+    });
   const seen = (instance: string) =>
-    until(`dispatcher to see ${instance}`, () => d.dispatcher.health().some((a) => a.instances.some((i) => i.instance === instance && i.healthy)) || undefined);
+    until(
+      `dispatcher to see ${instance}`,
+      () =>
+        d.dispatcher.health().some((a) => a.instances.some((i) => i.instance === instance && i.healthy)) || undefined,
+    );
   const agent = async (name: string, instanceId: string, maxConcurrency?: number) => {
-    const h = await startAgent({ nats: nc, pool, agent: name, instanceId, logger, noop: true, ...(maxConcurrency ? { maxConcurrency } : {}) });
+    const h = await startAgent({
+      nats: nc,
+      pool,
+      agent: name,
+      instanceId,
+      logger,
+      noop: true,
+      ...(maxConcurrency ? { maxConcurrency } : {}),
+    });
     agents.push(h);
     await seen(instanceId);
     return h;
@@ -76,9 +100,19 @@ describe('task delegation over real NATS and PostgreSQL', () => {
 
   it('a task whose instance is SIGKILLed mid-task completes on the other instance', async () => {
     // 1. The first instance runs in a child process, so it can die for real.
-    const main = createRequire(import.meta.url).resolve('@switchyard/agents').replace(/index\.js$/, 'service/instance-main.js');
+    const main = createRequire(import.meta.url)
+      .resolve('@switchyard/agents')
+      .replace(/index\.js$/, 'service/instance-main.js');
     const child = spawn(process.execPath, [main], {
-      env: { ...process.env, NATS_URL: natsServer.url, DATABASE_URL: dbUrl, AGENT: 'data_analyst', INSTANCE_ID: 'child-1', NOOP: '1', LOG_LEVEL: 'silent' },
+      env: {
+        ...process.env,
+        NATS_URL: natsServer.url,
+        DATABASE_URL: dbUrl,
+        AGENT: 'data_analyst',
+        INSTANCE_ID: 'child-1',
+        NOOP: '1',
+        LOG_LEVEL: 'silent',
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -88,14 +122,26 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     });
     await seen('child-1');
     // 2. The task goes to the only instance and starts there.
-    const sub = await submit({ task_type: 'noop', context: { sleep_ms: 3_000, echo: 'survived' }, agent: 'data_analyst', idempotency_key: 'kill-1' });
+    const sub = await submit({
+      task_type: 'noop',
+      context: { sleep_ms: 3_000, echo: 'survived' },
+      agent: 'data_analyst',
+      idempotency_key: 'kill-1',
+    });
     assert.equal(sub.instance, 'child-1');
-    await until('the task to be working on child-1', async () => ((await get(sub.task_id)).status === 'working' ? true : undefined));
+    await until('the task to be working on child-1', async () =>
+      (await get(sub.task_id)).status === 'working' ? true : undefined,
+    );
     // 3. A second instance comes up; then the first dies without a goodbye.
     await agent('data_analyst', 'local-1');
     child.kill('SIGKILL');
     // 4. Same idempotency key: execute waits for the same task and gets its result from local-1.
-    const done = await execute({ task_type: 'noop', context: { sleep_ms: 3_000, echo: 'survived' }, agent: 'data_analyst', idempotency_key: 'kill-1' });
+    const done = await execute({
+      task_type: 'noop',
+      context: { sleep_ms: 3_000, echo: 'survived' },
+      agent: 'data_analyst',
+      idempotency_key: 'kill-1',
+    });
     assert.equal(done.task_id, sub.task_id);
     assert.equal(done.instance, 'local-1');
     assert.deepEqual(done.result, { echo: 'survived', slept_ms: 3_000 });
@@ -103,12 +149,27 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     assert.deepEqual(v.failed_instances, ['child-1']);
     assert.equal(v.attempts, 1, 'the lost attempt counted, the successful one is not a failure');
     const types = (await store.readStream(taskStreamId(sub.task_id))).map((e) => e.type);
-    assert.deepEqual(types, ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskStarted', 'TaskRetryScheduled', 'TaskQueued', 'TaskAssigned', 'TaskStarted', 'TaskCompleted']);
+    assert.deepEqual(types, [
+      'TaskSubmitted',
+      'TaskQueued',
+      'TaskAssigned',
+      'TaskStarted',
+      'TaskRetryScheduled',
+      'TaskQueued',
+      'TaskAssigned',
+      'TaskStarted',
+      'TaskCompleted',
+    ]);
   });
 
   it('priorities: with one busy agent a queued critical runs before an earlier low, and an old low before a fresh normal (aging)', async () => {
     await agent('financial_advisor', 'fa-1', 1);
-    const noop = (sleep_ms: number, priority: string) => ({ task_type: 'noop', context: { sleep_ms }, agent: 'financial_advisor', priority });
+    const noop = (sleep_ms: number, priority: string) => ({
+      task_type: 'noop',
+      context: { sleep_ms },
+      agent: 'financial_advisor',
+      priority,
+    });
     // 1. Hold the only slot; queue a low, then a critical.
     const blocker = await submit(noop(1_500, 'normal'));
     assert.equal(blocker.instance, 'fa-1');
@@ -117,7 +178,10 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     assert.equal(low.status, 'queued');
     assert.equal(critical.status, 'queued');
     const [lowV, critV] = [await ended(low.task_id), await ended(critical.task_id)];
-    assert.ok(critV.assigned_at! < lowV.assigned_at!, `critical assigned ${critV.assigned_at}, low ${lowV.assigned_at}`);
+    assert.ok(
+      critV.assigned_at! < lowV.assigned_at!,
+      `critical assigned ${critV.assigned_at}, low ${lowV.assigned_at}`,
+    );
     // 2. Aging: a low that has waited 1.3 s (over 3 levels at 400 ms per level) beats a fresh normal.
     await ended(blocker.task_id);
     const blocker2 = await submit(noop(3_000, 'normal'));
@@ -126,22 +190,37 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     await new Promise((r) => setTimeout(r, 1_300));
     const normal = await submit(noop(10, 'normal'));
     const [oldLowV, normalV] = [await ended(oldLow.task_id), await ended(normal.task_id)];
-    assert.ok(oldLowV.assigned_at! < normalV.assigned_at!, `old low assigned ${oldLowV.assigned_at}, fresh normal ${normalV.assigned_at}`);
+    assert.ok(
+      oldLowV.assigned_at! < normalV.assigned_at!,
+      `old low assigned ${oldLowV.assigned_at}, fresh normal ${normalV.assigned_at}`,
+    );
   });
 
   it('errors: a fatal agent error fails at once, a deadline times the task out, an unknown type is a 400 listing the valid ones', async () => {
-    await assert.rejects(execute({ task_type: 'noop', context: { fail: 'fatal' }, agent: 'data_analyst', idempotency_key: 'fatal-1' }), (e) => {
-      assert.ok(isAppError(e));
-      assert.equal(e.code, 'validation');
-      assert.equal(e.details.status, 'failed');
-      return true;
-    });
-    await assert.rejects(execute({ task_type: 'noop', context: { sleep_ms: 10_000 }, agent: 'data_analyst', timeout_ms: 300, idempotency_key: 'slow-1' }), (e) => {
-      assert.ok(isAppError(e));
-      assert.equal(e.code, 'timeout');
-      assert.equal(e.details.status, 'timed_out');
-      return true;
-    });
+    await assert.rejects(
+      execute({ task_type: 'noop', context: { fail: 'fatal' }, agent: 'data_analyst', idempotency_key: 'fatal-1' }),
+      (e) => {
+        assert.ok(isAppError(e));
+        assert.equal(e.code, 'validation');
+        assert.equal(e.details.status, 'failed');
+        return true;
+      },
+    );
+    await assert.rejects(
+      execute({
+        task_type: 'noop',
+        context: { sleep_ms: 10_000 },
+        agent: 'data_analyst',
+        timeout_ms: 300,
+        idempotency_key: 'slow-1',
+      }),
+      (e) => {
+        assert.ok(isAppError(e));
+        assert.equal(e.code, 'timeout');
+        assert.equal(e.details.status, 'timed_out');
+        return true;
+      },
+    );
     await assert.rejects(submit({ task_type: 'teleport', context: {} }), (e) => {
       assert.ok(isAppError(e));
       assert.equal(e.code, 'validation');
@@ -152,11 +231,20 @@ describe('task delegation over real NATS and PostgreSQL', () => {
   });
 
   it('a retryable failure is retried up to max_attempts, then the task fails', async () => {
-    await assert.rejects(execute({ task_type: 'noop', context: { fail: 'retryable' }, agent: 'data_analyst', max_attempts: 2, idempotency_key: 'flaky-1' }), (e) => {
-      assert.ok(isAppError(e));
-      assert.equal(e.code, 'unavailable');
-      return true;
-    });
+    await assert.rejects(
+      execute({
+        task_type: 'noop',
+        context: { fail: 'retryable' },
+        agent: 'data_analyst',
+        max_attempts: 2,
+        idempotency_key: 'flaky-1',
+      }),
+      (e) => {
+        assert.ok(isAppError(e));
+        assert.equal(e.code, 'unavailable');
+        return true;
+      },
+    );
     const view = await get((await submit({ task_type: 'noop', context: {}, idempotency_key: 'flaky-1' })).task_id);
     assert.equal(view.status, 'failed');
     assert.equal(view.attempts, 2);
@@ -166,10 +254,23 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     const runtime = new AgentRuntime({ agent: 'automation_specialist', instanceId: 'ext', pool, logger, noop: true });
     const http = await startAgentHttp({ runtime, port: 0, host: '127.0.0.1', token: 's3cret', logger });
     try {
-      const unauth = await fetch(`${http.url}/execute`, { method: 'POST', body: JSON.stringify({ task_type: 'noop', context: {} }) });
+      const unauth = await fetch(`${http.url}/execute`, {
+        method: 'POST',
+        body: JSON.stringify({ task_type: 'noop', context: {} }),
+      });
       assert.equal(unauth.status, 401);
-      await request(nc, tasksSubject('register_agent'), { name: 'ext-auto', url: http.url, task_types: ['noop'], token: 's3cret' }, { schema: z.unknown() });
-      const r = await execute({ task_type: 'noop', context: { echo: 42 }, agent: 'ext-auto', idempotency_key: 'ext-1' });
+      await request(
+        nc,
+        tasksSubject('register_agent'),
+        { name: 'ext-auto', url: http.url, task_types: ['noop'], token: 's3cret' },
+        { schema: z.unknown() },
+      );
+      const r = await execute({
+        task_type: 'noop',
+        context: { echo: 42 },
+        agent: 'ext-auto',
+        idempotency_key: 'ext-1',
+      });
       assert.equal(r.agent, 'ext-auto');
       assert.deepEqual(r.result, { echo: 42, slept_ms: 0 });
     } finally {
@@ -179,9 +280,17 @@ describe('task delegation over real NATS and PostgreSQL', () => {
 
   it('one write per step: submit+assign in one append when an instance is free; a write by someone else is not overwritten (the revision check sends the dispatcher back to the stream)', async () => {
     // 1. A free instance: the submission and its assignment are one append (same global position).
-    const placed = await execute({ task_type: 'noop', context: { echo: 'one' }, agent: 'data_analyst', idempotency_key: 'one-append-1' });
+    const placed = await execute({
+      task_type: 'noop',
+      context: { echo: 'one' },
+      agent: 'data_analyst',
+      idempotency_key: 'one-append-1',
+    });
     const recorded = await store.readStream(taskStreamId(placed.task_id));
-    assert.deepEqual(recorded.map((e) => e.type), ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskStarted', 'TaskCompleted']);
+    assert.deepEqual(
+      recorded.map((e) => e.type),
+      ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskStarted', 'TaskCompleted'],
+    );
     assert.equal(recorded[2]!.position - recorded[0]!.position, 2, 'TaskSubmitted..TaskAssigned written together');
     // 2. No instance of operations_manager: the task waits, and the dispatcher holds its state at revision 1.
     const sub = await submit({ task_type: 'noop', context: {}, agent: 'operations_manager' });
@@ -193,10 +302,18 @@ describe('task delegation over real NATS and PostgreSQL', () => {
       metadata: { timestamp: new Date().toISOString(), correlationId: 'outside', actor: 'test' },
     });
     // 4. Cancel through the dispatcher: its cached revision is stale, so it reads and decides again.
-    const canceled = await request(nc, tasksSubject('cancel'), { task_id: sub.task_id, reason: 'test' }, { schema: taskView });
+    const canceled = await request(
+      nc,
+      tasksSubject('cancel'),
+      { task_id: sub.task_id, reason: 'test' },
+      { schema: taskView },
+    );
     assert.equal(canceled.status, 'canceled');
     const events = await store.readStream(taskStreamId(sub.task_id));
-    assert.deepEqual(events.map((e) => e.type), ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskCanceled']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskCanceled'],
+    );
     const data = events[3]!.data as { previous_status: string; instance?: string };
     assert.equal(data.previous_status, 'assigned', 'decided against the stream, not the stale cached state');
     assert.equal(data.instance, 'elsewhere-1');

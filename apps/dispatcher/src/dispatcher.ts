@@ -24,14 +24,38 @@ import {
   type ExternalAgentRegisteredData,
   type ExternalAgentRemovedData,
 } from '@switchyard/contracts';
-import { aggregateStream, FencedError, handleCommand, type AllSubscription, type CommandResult, type EventStore, type Fence } from '@switchyard/event-store';
+import {
+  aggregateStream,
+  FencedError,
+  handleCommand,
+  type AllSubscription,
+  type CommandResult,
+  type EventStore,
+  type Fence,
+} from '@switchyard/event-store';
 import { asAppError } from '@switchyard/messaging';
 import { fetchA2aCard } from './a2a-agents.js';
 import { callA2a, callHttp, callNats, cancelOnInstance, isErrorCode } from './transport.js';
-import { deleteExternalAgent, ensureExternalAgentsTable, storedExternalAgent, storedExternalAgents, storeExternalAgent } from './external-agent-store.js';
+import {
+  deleteExternalAgent,
+  ensureExternalAgentsTable,
+  storedExternalAgent,
+  storedExternalAgents,
+  storeExternalAgent,
+} from './external-agent-store.js';
 import { decideTaskCommand, type FollowUp } from './task-commands.js';
 import { deleteSlotRows, reserveSlotRow, selectInstance } from './placement.js';
-import { AppError, EgressGuard, egressPolicyFromEnv, isAppError, isConnectionError, newId, type EgressPolicy, type ErrorCode, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  EgressGuard,
+  egressPolicyFromEnv,
+  isAppError,
+  isConnectionError,
+  newId,
+  type EgressPolicy,
+  type ErrorCode,
+  type Logger,
+} from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
   isDomainError,
@@ -128,10 +152,15 @@ export interface DispatcherOptions {
 function refuseAliases(agent: string, taskTypes: readonly string[]): void {
   const taken = taskTypes.filter((t) => resolveTaskType(t).alias !== undefined);
   if (taken.length > 0) {
-    throw new AppError('validation', `task type${taken.length === 1 ? '' : 's'} ${taken.join(', ')} ${taken.length === 1 ? 'is an alias' : 'are aliases'} of built-in task types; use another name`, {
-      agent,
-      aliases: Object.fromEntries(taken.map((t) => [t, TASK_TYPE_ALIASES[t]])),
-    }, false);
+    throw new AppError(
+      'validation',
+      `task type${taken.length === 1 ? '' : 's'} ${taken.join(', ')} ${taken.length === 1 ? 'is an alias' : 'are aliases'} of built-in task types; use another name`,
+      {
+        agent,
+        aliases: Object.fromEntries(taken.map((t) => [t, TASK_TYPE_ALIASES[t]])),
+      },
+      false,
+    );
   }
 }
 
@@ -166,7 +195,14 @@ interface Run {
 
 const ACTIVE = ['submitted', 'queued', 'assigned', 'working'];
 /** Errors that another attempt cannot fix: the task fails at once. */
-const FATAL: readonly ErrorCode[] = ['validation', 'not_found', 'illegal_state', 'unauthorized', 'forbidden', 'payload_too_large'];
+const FATAL: readonly ErrorCode[] = [
+  'validation',
+  'not_found',
+  'illegal_state',
+  'unauthorized',
+  'forbidden',
+  'payload_too_large',
+];
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,40}$/;
 
@@ -197,7 +233,10 @@ export class Dispatcher {
   private readonly runs = new Map<string, Run>();
   private readonly correlation = new Map<string, string>();
   private readonly locks = new Map<string, Promise<unknown>>();
-  private readonly waiters = new Map<string, Set<{ resolve: (s: ExistingTaskState) => void; reject: (e: AppError) => void }>>();
+  private readonly waiters = new Map<
+    string,
+    Set<{ resolve: (s: ExistingTaskState) => void; reject: (e: AppError) => void }>
+  >();
   /** Callers following a task's wait for an agent (see watchProgress). */
   private readonly progressWatchers = new Map<string, Set<(state: 'queued' | 'started') => void>>();
   private readonly assigning = new Set<string>();
@@ -233,7 +272,8 @@ export class Dispatcher {
     // Interpolated into SQL: a plain identifier only.
     if (!SCHEMA_NAME.test(this.schema)) throw new AppError('validation', `bad delegation schema name ${this.schema}`);
     const builtin: Record<string, z.ZodType> = {};
-    for (const [type, def] of Object.entries(builtinTaskTypes as Record<string, { readonly input: z.ZodType }>)) builtin[type] = def.input;
+    for (const [type, def] of Object.entries(builtinTaskTypes as Record<string, { readonly input: z.ZodType }>))
+      builtin[type] = def.input;
     builtin[NOOP_TASK_TYPE] = noopInput;
     this.schemas = { ...builtin, ...(opts.taskSchemas ?? {}) };
     this.egress = new EgressGuard(opts.egress ?? egressPolicyFromEnv());
@@ -252,7 +292,11 @@ export class Dispatcher {
     for (const a of configured) refuseAliases(a.name, a.task_types);
     this.configuredAgents = new Set(configured.map((a) => a.name));
     this.fencing = !!opts.ownership && opts.store.supportsFences === true;
-    if (opts.ownership && !this.fencing) this.log.warn({ store: opts.store.kind }, 'the event store cannot check fences: a dispatcher that lost a partition is stopped by its lease alone');
+    if (opts.ownership && !this.fencing)
+      this.log.warn(
+        { store: opts.store.kind },
+        'the event store cannot check fences: a dispatcher that lost a partition is stopped by its lease alone',
+      );
     for (const a of configured) this.registry.registerHttp(a);
   }
 
@@ -337,7 +381,10 @@ export class Dispatcher {
     // Slots given back by the last attempts go before the pool may close (a failure stops the retries now).
     while (this.releasing) await this.releasing;
     for (const [taskId, set] of this.waiters) {
-      for (const w of set) w.reject(new AppError('unavailable', 'dispatcher stopped before the task ended; ask again', { task_id: taskId }));
+      for (const w of set)
+        w.reject(
+          new AppError('unavailable', 'dispatcher stopped before the task ended; ask again', { task_id: taskId }),
+        );
     }
     this.waiters.clear();
   }
@@ -393,7 +440,13 @@ export class Dispatcher {
     // assignment is decided with the submission and appended with it: one write instead of two.
     // Working by partitions, the instance's shared slot is reserved first (it needs a round trip).
     let pre: AgentInstance | undefined;
-    if (this.opts.ownership && !this.stopped && this.assigning.size === 0 && this.queuedCount() === 0 && !this.known.has(taskId)) {
+    if (
+      this.opts.ownership &&
+      !this.stopped &&
+      this.assigning.size === 0 &&
+      this.queuedCount() === 0 &&
+      !this.known.has(taskId)
+    ) {
       const inst = this.select({ task_type: taskType, agent: req.agent, failed_instances: [] });
       if (inst) {
         this.registry.reserve(inst);
@@ -413,7 +466,11 @@ export class Dispatcher {
       if (!inst) return undefined;
       placed = inst;
       return {
-        command: { type: 'AssignTask', data: { agent: inst.agent, instance: inst.instance }, metadata: this.meta(taskId) },
+        command: {
+          type: 'AssignTask',
+          data: { agent: inst.agent, instance: inst.instance },
+          metadata: this.meta(taskId),
+        },
         undo: () => {
           if (!this.opts.ownership) this.registry.release(inst);
           placed = undefined;
@@ -421,17 +478,21 @@ export class Dispatcher {
       };
     };
     const unreserve = () => {
-      if (!pre || (placed === pre)) return;
+      if (!pre || placed === pre) return;
       this.registry.release(pre);
       void this.releaseSlot(taskId, 1);
     };
     let r: CommandResult<TaskEvent, TaskState>;
     try {
-      r = await this.exec(taskId, {
-      type: 'SubmitTask',
-      data: this.submitData(taskId, taskType, alias, req),
-      metadata: this.meta(taskId, req.actor),
-    }, assignNow);
+      r = await this.exec(
+        taskId,
+        {
+          type: 'SubmitTask',
+          data: this.submitData(taskId, taskType, alias, req),
+          metadata: this.meta(taskId, req.actor),
+        },
+        assignNow,
+      );
     } catch (err) {
       placed = undefined;
       unreserve();
@@ -440,7 +501,11 @@ export class Dispatcher {
     if (placed && r.state.status !== 'assigned') placed = undefined;
     unreserve();
     const duplicate = r.events.length === 0;
-    if (!duplicate) this.log.debug({ correlationId, taskId, taskType, ...(alias !== undefined ? { alias } : {}), priority: req.priority }, 'task submitted');
+    if (!duplicate)
+      this.log.debug(
+        { correlationId, taskId, taskType, ...(alias !== undefined ? { alias } : {}), priority: req.priority },
+        'task submitted',
+      );
     if (placed && r.state.status === 'assigned') this.launch(r.state, placed);
     // 3b. Otherwise a pass over the queue may place it, so the answer can name the agent; but
     // the reply waits for it only briefly: under load a pass (and the passes it coalesces with)
@@ -472,7 +537,13 @@ export class Dispatcher {
    * any other submitter exactly one writes the first events), then left to the owner, which
    * takes it over from the log. The reply says `queued` (or the state a duplicate found).
    */
-  private async submitForeign(taskId: string, taskType: string, alias: string | undefined, req: SubmitRequest, correlationId: string): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
+  private async submitForeign(
+    taskId: string,
+    taskType: string,
+    alias: string | undefined,
+    req: SubmitRequest,
+    correlationId: string,
+  ): Promise<TaskSubmitReply & { state: ExistingTaskState }> {
     const r = await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider, {
       type: 'SubmitTask',
       data: this.submitData(taskId, taskType, alias, req),
@@ -480,7 +551,11 @@ export class Dispatcher {
     });
     const state = r.state as ExistingTaskState;
     const duplicate = r.events.length === 0;
-    if (!duplicate) this.log.info({ correlationId, taskId, taskType, partition: this.partitionOf(taskId) }, 'task submitted for the partition owner');
+    if (!duplicate)
+      this.log.info(
+        { correlationId, taskId, taskType, partition: this.partitionOf(taskId) },
+        'task submitted for the partition owner',
+      );
     const view = taskViewOf(state);
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
   }
@@ -507,7 +582,13 @@ export class Dispatcher {
     const o = this.opts.ownership;
     if (!o || !this.fencing) return undefined;
     const f = o.fence(taskPartition(taskId, o.partitions));
-    if (!f) throw new AppError('unavailable', `task ${taskId} is in a partition this dispatcher no longer holds`, { task_id: taskId }, true);
+    if (!f)
+      throw new AppError(
+        'unavailable',
+        `task ${taskId} is in a partition this dispatcher no longer holds`,
+        { task_id: taskId },
+        true,
+      );
     return f;
   }
 
@@ -518,17 +599,26 @@ export class Dispatcher {
    * partition is current (the lease row is read FOR SHARE, so a takeover waits for the commit
    * or the reservation sees the new epoch). The row is the attempt's fenced assignment record.
    */
-  private async reserveSlot(taskId: string, inst: AgentInstance, assignment: number): Promise<'ok' | 'agent_full' | 'instance_full' | 'fenced'> {
+  private async reserveSlot(
+    taskId: string,
+    inst: AgentInstance,
+    assignment: number,
+  ): Promise<'ok' | 'agent_full' | 'instance_full' | 'fenced'> {
     const o = this.opts.ownership;
     if (!o) return 'ok';
     const p = taskPartition(taskId, o.partitions);
     const fence = o.fence(p);
     if (!fence) return 'fenced';
-    return reserveSlotRow(this.opts.pool, this.schema, { taskId, assignment, partition: p, epoch: fence.epoch, memberId: o.memberId }, inst, this.opts.agentConcurrency)
-      .catch((err) => {
-        this.log.warn({ err, taskId }, 'reserving an agent slot failed');
-        return 'fenced' as const;
-      });
+    return reserveSlotRow(
+      this.opts.pool,
+      this.schema,
+      { taskId, assignment, partition: p, epoch: fence.epoch, memberId: o.memberId },
+      inst,
+      this.opts.agentConcurrency,
+    ).catch((err) => {
+      this.log.warn({ err, taskId }, 'reserving an agent slot failed');
+      return 'fenced' as const;
+    });
   }
 
   /**
@@ -558,8 +648,19 @@ export class Dispatcher {
         await del(batch);
       } catch (err) {
         // A SQL error (say a deadlock with a takeover's delete) rolled the whole batch back: one by one, so one row cannot keep the others.
-        if (batch.length === 1 || isConnectionError(err)) this.log.warn({ err, tasks: batch.length }, 'releasing agent slots failed; the next owner of the partition clears them');
-        else for (const r of batch) await del([r]).catch((e) => this.log.warn({ err: e, taskId: r.taskId }, 'releasing an agent slot failed; the next owner of the partition clears it'));
+        if (batch.length === 1 || isConnectionError(err))
+          this.log.warn(
+            { err, tasks: batch.length },
+            'releasing agent slots failed; the next owner of the partition clears them',
+          );
+        else
+          for (const r of batch)
+            await del([r]).catch((e) =>
+              this.log.warn(
+                { err: e, taskId: r.taskId },
+                'releasing an agent slot failed; the next owner of the partition clears it',
+              ),
+            );
       } finally {
         for (const r of batch) r.done();
         this.releasing = undefined;
@@ -597,7 +698,9 @@ export class Dispatcher {
   /** Giving a partition back: no new attempt starts there (accepting is false); wait for running ones (bounded), then forget it. */
   async drain(partition: number): Promise<void> {
     const until = Date.now() + (this.opts.drainMs ?? 3_000);
-    const busy = () => [...this.runs.values()].some((r) => this.partitionOf(r.taskId) === partition) || [...this.locks.keys()].some((k) => !k.includes(':') && this.partitionOf(k) === partition);
+    const busy = () =>
+      [...this.runs.values()].some((r) => this.partitionOf(r.taskId) === partition) ||
+      [...this.locks.keys()].some((k) => !k.includes(':') && this.partitionOf(k) === partition);
     while (busy() && Date.now() < until && !this.stopped) await new Promise((r) => setTimeout(r, 50));
     this.lose(partition);
   }
@@ -645,7 +748,14 @@ export class Dispatcher {
     const parsed = externalAgentSchema.safeParse({ ...row, token: row.token ?? undefined });
     if (!parsed.success) return;
     const a = parsed.data;
-    if (have && have.url === a.url.replace(/\/+$/, '') && have.token === a.token && have.maxConcurrency === a.max_concurrency && [...have.taskTypes].sort().join() === [...a.task_types].sort().join()) return;
+    if (
+      have &&
+      have.url === a.url.replace(/\/+$/, '') &&
+      have.token === a.token &&
+      have.maxConcurrency === a.max_concurrency &&
+      [...have.taskTypes].sort().join() === [...a.task_types].sort().join()
+    )
+      return;
     const inst = this.registry.registerHttp(a);
     await this.registry.probe(inst);
     this.kick();
@@ -655,25 +765,43 @@ export class Dispatcher {
   private check(taskType: string, context: Record<string, unknown> | undefined, agent: string | undefined): void {
     const known = this.knownTaskTypes();
     if (!known.includes(taskType)) {
-      throw new AppError('validation', `unknown task_type ${taskType}; valid task types: ${known.join(', ')} (or an alias: ${Object.keys(TASK_TYPE_ALIASES).sort().join(', ')})`, {
-        task_type: taskType,
-        valid_task_types: known,
-        aliases: TASK_TYPE_ALIASES,
-      }, false);
+      throw new AppError(
+        'validation',
+        `unknown task_type ${taskType}; valid task types: ${known.join(', ')} (or an alias: ${Object.keys(TASK_TYPE_ALIASES).sort().join(', ')})`,
+        {
+          task_type: taskType,
+          valid_task_types: known,
+          aliases: TASK_TYPE_ALIASES,
+        },
+        false,
+      );
     }
     const schema = this.schemas[taskType];
     if (schema) {
       const parsed = schema.safeParse(context ?? {});
       if (!parsed.success) {
-        const issues = parsed.error.issues.map((i) => ({ path: ['context', ...i.path.map(String)].join('.'), message: i.message }));
-        throw new AppError('validation', `invalid context for ${taskType}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`, {
-          task_type: taskType,
-          errors: issues,
-        }, false);
+        const issues = parsed.error.issues.map((i) => ({
+          path: ['context', ...i.path.map(String)].join('.'),
+          message: i.message,
+        }));
+        throw new AppError(
+          'validation',
+          `invalid context for ${taskType}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`,
+          {
+            task_type: taskType,
+            errors: issues,
+          },
+          false,
+        );
       }
     }
     if (agent !== undefined && !this.agentNames().includes(agent)) {
-      throw new AppError('validation', `unknown agent ${agent}; valid agents: ${this.agentNames().join(', ')}`, { agent: agent }, false);
+      throw new AppError(
+        'validation',
+        `unknown agent ${agent}; valid agents: ${this.agentNames().join(', ')}`,
+        { agent: agent },
+        false,
+      );
     }
   }
 
@@ -734,11 +862,18 @@ export class Dispatcher {
         throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
       });
       if (r.state.status === 'initial') throw new AppError('not_found', `no task ${taskId}`, { task_id: taskId });
-      this.log.info({ correlationId: correlationId ?? taskId, taskId, actor, reason }, 'task canceled (for the partition owner)');
+      this.log.info(
+        { correlationId: correlationId ?? taskId, taskId, actor, reason },
+        'task canceled (for the partition owner)',
+      );
       return taskViewOf(r.state);
     }
     if (correlationId) this.correlation.set(taskId, correlationId);
-    const r = await this.exec(taskId, { type: 'CancelTask', data: { actor, reason }, metadata: this.meta(taskId, actor) });
+    const r = await this.exec(taskId, {
+      type: 'CancelTask',
+      data: { actor, reason },
+      metadata: this.meta(taskId, actor),
+    });
     const ev = r.events[0];
     if (ev?.type === 'TaskCanceled' && ev.data.instance) {
       const run = this.runs.get(taskId);
@@ -756,17 +891,28 @@ export class Dispatcher {
    * dispatcher knows it), recorded as ExternalAgentRegistered (without the token), then put
    * in the registry and probed right away.
    */
-  async registerAgent(input: z.input<typeof registerAgentInput>, correlationId: string = newId()): Promise<AgentHealthView> {
+  async registerAgent(
+    input: z.input<typeof registerAgentInput>,
+    correlationId: string = newId(),
+  ): Promise<AgentHealthView> {
     if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
     const { actor, ...given } = registerAgentInput.parse(input);
     this.refuseUnmanaged(given.name, 'registered');
     // An A2A agent: its JSON-RPC URL, skills (task types) and description come from its card (fetched through the egress guard).
-    const a = given.a2a_card_url !== undefined ? await this.fromA2aCard({ ...given, a2a_card_url: given.a2a_card_url }) : externalAgentSchema.parse(given);
+    const a =
+      given.a2a_card_url !== undefined
+        ? await this.fromA2aCard({ ...given, a2a_card_url: given.a2a_card_url })
+        : externalAgentSchema.parse(given);
     refuseAliases(a.name, a.task_types);
     // fetch refuses such a URL, and the URL goes into events: the secret belongs in `token`.
     const url = new URL(a.url);
     if (url.username || url.password) {
-      throw new AppError('validation', 'url must not contain credentials (user:password@); give the bearer token in `token`', { agent: a.name }, false);
+      throw new AppError(
+        'validation',
+        'url must not contain credentials (user:password@); give the bearer token in `token`',
+        { agent: a.name },
+        false,
+      );
     }
     // An internal address (metadata service, loopback, the database) is refused here (403),
     // and again at every connection (the name may resolve elsewhere later).
@@ -785,20 +931,30 @@ export class Dispatcher {
         ...(a.a2a_card_url !== undefined ? { a2a_card_url: a.a2a_card_url } : {}),
       };
       await this.opts.store.append(externalAgentStreamId(a.name), [
-        { type: 'ExternalAgentRegistered', data, metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' } },
+        {
+          type: 'ExternalAgentRegistered',
+          data,
+          metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+        },
       ]);
       const inst = this.registry.registerHttp(a);
       await this.registry.probe(inst);
-      this.log.info({ correlationId, agent: a.name, url: a.url, taskTypes: a.task_types, actor, healthy: inst.healthy }, 'external agent registered');
+      this.log.info(
+        { correlationId, agent: a.name, url: a.url, taskTypes: a.task_types, actor, healthy: inst.healthy },
+        'external agent registered',
+      );
       this.kick();
       return this.health().find((h) => h.agent === inst.agent)!;
     });
   }
 
   /** The stored form of an A2A agent's registration: what the body left out, from the card. */
-  private async fromA2aCard(given: Omit<z.output<typeof registerAgentInput>, 'actor'> & { a2a_card_url: string }): Promise<z.output<typeof externalAgentSchema>> {
+  private async fromA2aCard(
+    given: Omit<z.output<typeof registerAgentInput>, 'actor'> & { a2a_card_url: string },
+  ): Promise<z.output<typeof externalAgentSchema>> {
     const cardUrl = new URL(given.a2a_card_url);
-    if (cardUrl.username || cardUrl.password) throw new AppError('validation', 'a2a_card_url must not contain credentials', { agent: given.name }, false);
+    if (cardUrl.username || cardUrl.password)
+      throw new AppError('validation', 'a2a_card_url must not contain credentials', { agent: given.name }, false);
     await this.egress.checkUrlResolved(cardUrl);
     const card = await fetchA2aCard(this.egress, given.a2a_card_url);
     return externalAgentSchema.parse({
@@ -818,12 +974,17 @@ export class Dispatcher {
     if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
     this.refuseUnmanaged(name, 'removed');
     return this.serially(`external_agent:${name}`, async () => {
-      if (!(await deleteExternalAgent(this.opts.pool, this.schema, name))) throw new AppError('not_found', `no registered external agent named ${name}`, { agent: name });
+      if (!(await deleteExternalAgent(this.opts.pool, this.schema, name)))
+        throw new AppError('not_found', `no registered external agent named ${name}`, { agent: name });
       this.registry.unregisterHttp(name);
       const at = new Date().toISOString();
       const data: ExternalAgentRemovedData = { name, removed_at: at };
       await this.opts.store.append(externalAgentStreamId(name), [
-        { type: 'ExternalAgentRemoved', data, metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' } },
+        {
+          type: 'ExternalAgentRemoved',
+          data,
+          metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+        },
       ]);
       this.log.info({ correlationId, agent: name, actor }, 'external agent removed');
       return { removed: name };
@@ -833,10 +994,20 @@ export class Dispatcher {
   /** Built-in agents and configured external agents are not managed at run time. */
   private refuseUnmanaged(name: string, what: 'registered' | 'removed'): void {
     if (agentCards.some((c) => c.name === name)) {
-      throw new AppError('validation', `${name} is a built-in agent; it cannot be ${what} as an external agent`, { agent: name }, false);
+      throw new AppError(
+        'validation',
+        `${name} is a built-in agent; it cannot be ${what} as an external agent`,
+        { agent: name },
+        false,
+      );
     }
     if (this.configuredAgents.has(name)) {
-      throw new AppError('validation', `${name} is an external agent from the dispatcher's configuration; change it there`, { agent: name }, false);
+      throw new AppError(
+        'validation',
+        `${name} is an external agent from the dispatcher's configuration; change it there`,
+        { agent: name },
+        false,
+      );
     }
   }
 
@@ -846,10 +1017,17 @@ export class Dispatcher {
     let loaded = 0;
     for (const r of await storedExternalAgents(this.opts.pool, this.schema)) {
       if (this.configuredAgents.has(r.name)) {
-        this.log.warn({ agent: r.name }, 'stored external agent has the name of a configured one; the configured one is used');
+        this.log.warn(
+          { agent: r.name },
+          'stored external agent has the name of a configured one; the configured one is used',
+        );
         continue;
       }
-      const parsed = externalAgentSchema.safeParse({ ...r, token: r.token ?? undefined, a2a_card_url: r.a2a_card_url ?? undefined });
+      const parsed = externalAgentSchema.safeParse({
+        ...r,
+        token: r.token ?? undefined,
+        a2a_card_url: r.a2a_card_url ?? undefined,
+      });
       if (!parsed.success) {
         this.log.warn({ agent: r.name, issues: parsed.error.issues }, 'stored external agent does not parse; skipped');
         continue;
@@ -881,7 +1059,8 @@ export class Dispatcher {
   health(): AgentHealthView[] {
     const byAgent = new Map<string, AgentInstance[]>();
     for (const c of agentCards) byAgent.set(c.name, []);
-    for (const i of this.registry.instances.values()) (byAgent.get(i.agent) ?? byAgent.set(i.agent, []).get(i.agent)!).push(i);
+    for (const i of this.registry.instances.values())
+      (byAgent.get(i.agent) ?? byAgent.set(i.agent, []).get(i.agent)!).push(i);
     const queued = [...this.active.values()].filter((s) => s.status === 'queued');
     return [...byAgent.entries()]
       .sort(([a], [b]) => a.localeCompare(b))
@@ -890,7 +1069,8 @@ export class Dispatcher {
         const card = agentCards.find((c) => c.name === agent);
         for (const t of card?.taskTypes ?? []) types.add(t.type);
         const up = insts.filter((i) => i.healthy && this.registry.breakerState(i) !== 'open');
-        const status: AgentHealthView['status'] = up.length === 0 ? 'down' : up.length < insts.length ? 'degraded' : 'healthy';
+        const status: AgentHealthView['status'] =
+          up.length === 0 ? 'down' : up.length < insts.length ? 'degraded' : 'healthy';
         return {
           agent,
           status,
@@ -929,20 +1109,45 @@ export class Dispatcher {
         max_concurrency: i.maxConcurrency,
         kind: i.kind,
         available: i.healthy,
-        task_types: [...i.taskTypes].sort().map((type) => ({ type, description: '', input_schema: i.inputSchemas.get(type), aliases: aliasesOf(type) })),
+        task_types: [...i.taskTypes]
+          .sort()
+          .map((type) => ({ type, description: '', input_schema: i.inputSchemas.get(type), aliases: aliasesOf(type) })),
       });
     }
     // Descriptions (and the agents with no live instance) from the built-in cards.
     for (const c of agentCards.map(cardToJson)) {
       const have = out.get(c.name);
-      const described = c.taskTypes.map((t) => ({ type: t.type, description: t.description, input_schema: t.inputSchema, aliases: aliasesOf(t.type) }));
+      const described = c.taskTypes.map((t) => ({
+        type: t.type,
+        description: t.description,
+        input_schema: t.inputSchema,
+        aliases: aliasesOf(t.type),
+      }));
       if (!have) {
-        out.set(c.name, { agent: c.name, description: c.description, version: c.version, max_concurrency: c.maxConcurrency, kind: 'nats', available: false, task_types: described });
+        out.set(c.name, {
+          agent: c.name,
+          description: c.description,
+          version: c.version,
+          max_concurrency: c.maxConcurrency,
+          kind: 'nats',
+          available: false,
+          task_types: described,
+        });
       } else {
-        have.task_types = have.task_types.map((t) => described.find((d) => d.type === t.type) ?? { ...t, description: t.type === NOOP_TASK_TYPE ? 'benchmark/test only: waits and echoes' : t.description });
+        have.task_types = have.task_types.map(
+          (t) =>
+            described.find((d) => d.type === t.type) ?? {
+              ...t,
+              description: t.type === NOOP_TASK_TYPE ? 'benchmark/test only: waits and echoes' : t.description,
+            },
+        );
       }
     }
-    return { agents: [...out.values()].sort((a, b) => a.agent.localeCompare(b.agent)), task_types: this.knownTaskTypes(), aliases: { ...TASK_TYPE_ALIASES } };
+    return {
+      agents: [...out.values()].sort((a, b) => a.agent.localeCompare(b.agent)),
+      task_types: this.knownTaskTypes(),
+      aliases: { ...TASK_TYPE_ALIASES },
+    };
   }
 
   performance() {
@@ -955,7 +1160,10 @@ export class Dispatcher {
   private async placeSoon(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const pass = this.pump().catch((err) => this.log.error({ err }, 'queue pass failed'));
-    await Promise.race([pass, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.opts.submitPlacementWaitMs ?? 250)))]);
+    await Promise.race([
+      pass,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, this.opts.submitPlacementWaitMs ?? 250))),
+    ]);
     clearTimeout(timer);
   }
 
@@ -973,7 +1181,10 @@ export class Dispatcher {
         if (this.stopped) break;
         if (e.type === 'ExternalAgentRegistered' || e.type === 'ExternalAgentRemoved') {
           const name = (e.data as { name?: unknown }).name;
-          if (typeof name === 'string') await this.refreshStoredAgent(name).catch((err) => this.log.warn({ err, agent: name }, 'refreshing an external agent failed'));
+          if (typeof name === 'string')
+            await this.refreshStoredAgent(name).catch((err) =>
+              this.log.warn({ err, agent: name }, 'refreshing an external agent failed'),
+            );
           continue;
         }
         const taskId = (e.data as { task_id?: unknown }).task_id;
@@ -996,7 +1207,9 @@ export class Dispatcher {
           continue;
         }
         if (this.drivenHere(taskId) || !this.accepting(taskId)) continue;
-        await this.adopt(taskId, e.metadata.correlationId).catch((err) => this.log.warn({ err, taskId }, 'taking over a task submitted elsewhere failed'));
+        await this.adopt(taskId, e.metadata.correlationId).catch((err) =>
+          this.log.warn({ err, taskId }, 'taking over a task submitted elsewhere failed'),
+        );
       }
     })().catch((err) => {
       if (!this.stopped) this.log.error({ err }, 'watching task submissions failed');
@@ -1006,7 +1219,13 @@ export class Dispatcher {
   }
 
   private drivenHere(taskId: string): boolean {
-    return this.known.has(taskId) || this.active.has(taskId) || this.locks.has(taskId) || this.ended.current.has(taskId) || this.ended.previous.has(taskId);
+    return (
+      this.known.has(taskId) ||
+      this.active.has(taskId) ||
+      this.locks.has(taskId) ||
+      this.ended.current.has(taskId) ||
+      this.ended.previous.has(taskId)
+    );
   }
 
   private async adopt(taskId: string, correlationId: string | undefined): Promise<void> {
@@ -1018,10 +1237,17 @@ export class Dispatcher {
     } catch (err) {
       const reason = err instanceof AppError ? err.message : String(err);
       this.log.warn({ correlationId: this.cid(taskId), taskId, reason }, 'task submitted elsewhere refused');
-      await this.exec(taskId, { type: 'CancelTask', data: { actor: 'system:dispatcher', reason: `refused: ${reason}` }, metadata: this.meta(taskId) });
+      await this.exec(taskId, {
+        type: 'CancelTask',
+        data: { actor: 'system:dispatcher', reason: `refused: ${reason}` },
+        metadata: this.meta(taskId),
+      });
       return;
     }
-    this.log.info({ correlationId: this.cid(taskId), taskId, taskType: state.task_type, status: state.status }, 'task submitted elsewhere taken over');
+    this.log.info(
+      { correlationId: this.cid(taskId), taskId, taskType: state.task_type, status: state.status },
+      'task submitted elsewhere taken over',
+    );
     this.track(taskId, state);
   }
 
@@ -1053,7 +1279,10 @@ export class Dispatcher {
   private async pumpOnce(): Promise<void> {
     const now = Date.now();
     const queued = [...this.active.values()]
-      .filter((s): s is Extract<ExistingTaskState, { status: 'queued' }> => s.status === 'queued' && !this.assigning.has(s.task_id) && this.accepting(s.task_id))
+      .filter(
+        (s): s is Extract<ExistingTaskState, { status: 'queued' }> =>
+          s.status === 'queued' && !this.assigning.has(s.task_id) && this.accepting(s.task_id),
+      )
       .map((s) => ({ task_id: s.task_id, priority: s.priority, waiting_since_ms: Date.parse(s.submitted_at), s }));
     // Instances and agents found full in the shared slot table during this pass (other dispatchers' attempts).
     const full = new Set<string>();
@@ -1072,7 +1301,11 @@ export class Dispatcher {
           continue;
         }
         try {
-          r = await this.exec(s.task_id, { type: 'AssignTask', data: { agent: inst.agent, instance: inst.instance }, metadata: this.meta(s.task_id) });
+          r = await this.exec(s.task_id, {
+            type: 'AssignTask',
+            data: { agent: inst.agent, instance: inst.instance },
+            metadata: this.meta(s.task_id),
+          });
         } catch (err) {
           this.registry.release(inst);
           void this.releaseSlot(s.task_id, s.assignment + 1);
@@ -1092,50 +1325,83 @@ export class Dispatcher {
   }
 
   /** Capability (or the asked-for agent), health, breaker, concurrency; then least loaded, avoiding instances that failed this task. */
-  private select(s: Pick<ExistingTaskState, 'task_type' | 'agent' | 'failed_instances'>, exclude?: ReadonlySet<string>): AgentInstance | undefined {
+  private select(
+    s: Pick<ExistingTaskState, 'task_type' | 'agent' | 'failed_instances'>,
+    exclude?: ReadonlySet<string>,
+  ): AgentInstance | undefined {
     return selectInstance(this.registry, s, this.opts.agentConcurrency, exclude);
   }
 
   // ---- one attempt -----------------------------------------------------------
 
   private launch(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance): void {
-    const run: Run = { taskId: s.task_id, assignment: s.assignment, inst, controller: new AbortController(), launchedAt: Date.now(), done: false };
+    const run: Run = {
+      taskId: s.task_id,
+      assignment: s.assignment,
+      inst,
+      controller: new AbortController(),
+      launchedAt: Date.now(),
+      done: false,
+    };
     this.runs.set(s.task_id, run);
     const remaining = Math.max(0, Date.parse(s.deadline) - Date.now());
     run.timer = setTimeout(() => void this.onDeadline(run), remaining);
-    const log = this.log.child({ correlationId: this.cid(s.task_id), taskId: s.task_id, agent: inst.agent, instance: inst.instance, assignment: s.assignment });
+    const log = this.log.child({
+      correlationId: this.cid(s.task_id),
+      taskId: s.task_id,
+      agent: inst.agent,
+      instance: inst.instance,
+      assignment: s.assignment,
+    });
     // Per task at debug: at info, logging is a measurable part of a short task's cost.
     log.debug({ taskType: s.task_type, attempt: s.attempts + 1 }, 'task assigned');
     void (async () => {
       try {
         const result =
           inst.kind === 'nats'
-            ? await callNats(this.opts.nats, s, inst, remaining, { notifySubject: this.notifySubject, correlationId: this.cid(s.task_id) })
+            ? await callNats(this.opts.nats, s, inst, remaining, {
+                notifySubject: this.notifySubject,
+                correlationId: this.cid(s.task_id),
+              })
             : inst.a2aCardUrl
               ? await callA2a(this.egress, s, inst, run.controller.signal)
-              : await callHttp(this.egress, s, inst, run.controller.signal, { correlationId: this.cid(s.task_id), agentToken: this.opts.agentToken, externalAgentToken: this.opts.externalAgentToken });
+              : await callHttp(this.egress, s, inst, run.controller.signal, {
+                  correlationId: this.cid(s.task_id),
+                  agentToken: this.opts.agentToken,
+                  externalAgentToken: this.opts.externalAgentToken,
+                });
         if (run.done) return; // given up already (deadline, cancel, instance lost): a late result is ignored
         // A start notice not recorded yet goes in the completion's append.
         const withStart = this.takeStart(run);
         this.finishRun(run);
         this.registry.recordSuccess(inst);
-        const complete: TaskCommand = { type: 'CompleteTask', data: { assignment: s.assignment, result }, metadata: this.meta(s.task_id) };
+        const complete: TaskCommand = {
+          type: 'CompleteTask',
+          data: { assignment: s.assignment, result },
+          metadata: this.meta(s.task_id),
+        };
         // The result lives only in this process until it is appended: keep trying through a
         // database outage (a PostgreSQL restart), or the task would stay assigned for good.
         await this.untilRecorded(s.task_id, 'recording a completion', log, async () => {
           if (!withStart) return this.exec(s.task_id, complete);
-          const r = await this.exec(s.task_id, this.startCommand(run), () => ({ command: complete, undo: () => undefined }));
+          const r = await this.exec(s.task_id, this.startCommand(run), () => ({
+            command: complete,
+            undo: () => undefined,
+          }));
           // The follow-up goes only with a fast-path append; otherwise the completion goes alone.
           return r.events.some((e) => e.type === 'TaskCompleted') ? r : this.exec(s.task_id, complete);
         });
         log.debug({}, 'task completed');
       } catch (err) {
         if (run.done) return;
-        if (this.takeStart(run)) void this.exec(s.task_id, this.startCommand(run)).catch((e) => log.warn({ err: e }, 'recording a start failed'));
+        if (this.takeStart(run))
+          void this.exec(s.task_id, this.startCommand(run)).catch((e) =>
+            log.warn({ err: e }, 'recording a start failed'),
+          );
         this.finishRun(run);
-        await this.untilRecorded(s.task_id, 'recording a failed attempt', log, () => this.attemptFailed(s, inst, asAppError(err), log)).catch((e) =>
-          log.error({ err: e }, 'recording a failed attempt failed'),
-        );
+        await this.untilRecorded(s.task_id, 'recording a failed attempt', log, () =>
+          this.attemptFailed(s, inst, asAppError(err), log),
+        ).catch((e) => log.error({ err: e }, 'recording a failed attempt failed'));
       }
     })();
   }
@@ -1145,33 +1411,56 @@ export class Dispatcher {
    * not blamed); errors another attempt cannot fix -> fail; the rest -> retry elsewhere and
    * count against the instance's breaker.
    */
-  private async attemptFailed(s: Extract<TaskState, { status: 'assigned' }>, inst: AgentInstance, e: AppError, log: Logger): Promise<void> {
+  private async attemptFailed(
+    s: Extract<TaskState, { status: 'assigned' }>,
+    inst: AgentInstance,
+    e: AppError,
+    log: Logger,
+  ): Promise<void> {
     const base = { assignment: s.assignment, error: toTaskError(e) };
     if (e.code === 'unavailable' && e.details.reason === 'busy') {
       inst.reportedInFlight = inst.maxConcurrency; // full until its next probe says otherwise
       log.debug({}, 'instance busy; task back in the queue');
-      await this.exec(s.task_id, { type: 'FailTask', data: { ...base, retryable: true, avoid_instance: false, count_attempt: false }, metadata: this.meta(s.task_id) });
+      await this.exec(s.task_id, {
+        type: 'FailTask',
+        data: { ...base, retryable: true, avoid_instance: false, count_attempt: false },
+        metadata: this.meta(s.task_id),
+      });
       return;
     }
     if (e.code === 'timeout') {
-      await this.exec(s.task_id, { type: 'TimeOutTask', data: { assignment: s.assignment }, metadata: this.meta(s.task_id) });
+      await this.exec(s.task_id, {
+        type: 'TimeOutTask',
+        data: { assignment: s.assignment },
+        metadata: this.meta(s.task_id),
+      });
       return;
     }
     const fatal = FATAL.includes(e.code);
     if (!fatal) this.registry.recordFailure(inst, e.message);
     log.warn({ code: e.code, message: e.message, retryable: !fatal }, 'task attempt failed');
-    await this.exec(s.task_id, { type: 'FailTask', data: { ...base, retryable: !fatal }, metadata: this.meta(s.task_id) });
+    await this.exec(s.task_id, {
+      type: 'FailTask',
+      data: { ...base, retryable: !fatal },
+      metadata: this.meta(s.task_id),
+    });
     // Nobody listening on the instance subject (the request helper's "no responders"): it is gone, not merely failing.
-    if (e.code === 'unavailable' && inst.kind === 'nats' && e.message.startsWith('no service is listening')) this.registry.markDown(inst, e.message);
+    if (e.code === 'unavailable' && inst.kind === 'nats' && e.message.startsWith('no service is listening'))
+      this.registry.markDown(inst, e.message);
   }
 
   private async onDeadline(run: Run): Promise<void> {
     if (run.done) return;
     this.finishRun(run);
-    this.log.warn({ correlationId: this.cid(run.taskId), taskId: run.taskId, instance: run.inst.instance }, 'task timed out');
-    await this.exec(run.taskId, { type: 'TimeOutTask', data: { assignment: run.assignment }, metadata: this.meta(run.taskId) }).catch((err) =>
-      this.log.error({ err, taskId: run.taskId }, 'recording a timeout failed'),
+    this.log.warn(
+      { correlationId: this.cid(run.taskId), taskId: run.taskId, instance: run.inst.instance },
+      'task timed out',
     );
+    await this.exec(run.taskId, {
+      type: 'TimeOutTask',
+      data: { assignment: run.assignment },
+      metadata: this.meta(run.taskId),
+    }).catch((err) => this.log.error({ err, taskId: run.taskId }, 'recording a timeout failed'));
     void cancelOnInstance(this.opts.nats, run.inst, run.taskId, 'deadline');
   }
 
@@ -1189,7 +1478,9 @@ export class Dispatcher {
       // Ended meanwhile another way (deadline, cancel, instance lost): the decider would ignore a start after that end.
       if (run.done) run.startTaken = true;
       if (!this.takeStart(run)) return;
-      void this.exec(taskId, this.startCommand(run)).catch((err) => this.log.warn({ err, taskId }, 'recording a start failed'));
+      void this.exec(taskId, this.startCommand(run)).catch((err) =>
+        this.log.warn({ err, taskId }, 'recording a start failed'),
+      );
     });
   }
 
@@ -1201,7 +1492,11 @@ export class Dispatcher {
   }
 
   private startCommand(run: Run): TaskCommand {
-    return { type: 'StartTask', data: { assignment: run.assignment }, metadata: { ...this.meta(run.taskId), timestamp: run.noticedAt ?? new Date().toISOString() } };
+    return {
+      type: 'StartTask',
+      data: { assignment: run.assignment },
+      metadata: { ...this.meta(run.taskId), timestamp: run.noticedAt ?? new Date().toISOString() },
+    };
   }
 
   /**
@@ -1231,13 +1526,19 @@ export class Dispatcher {
     for (const run of [...this.runs.values()]) {
       if (run.done || run.started || run.inst.kind !== 'nats' || run.launchedAt > reconnectedAt) continue;
       this.finishRun(run);
-      this.log.warn({ correlationId: this.cid(run.taskId), taskId: run.taskId, instance: run.inst.instance }, 'no start notice after a NATS reconnect: the task goes back to the queue');
+      this.log.warn(
+        { correlationId: this.cid(run.taskId), taskId: run.taskId, instance: run.inst.instance },
+        'no start notice after a NATS reconnect: the task goes back to the queue',
+      );
       await cancelOnInstance(this.opts.nats, run.inst, run.taskId, 'dispatch presumed lost in a NATS reconnect');
       await this.exec(run.taskId, {
         type: 'FailTask',
         data: {
           assignment: run.assignment,
-          error: { code: 'unavailable', message: `no start notice from ${run.inst.instance} after a NATS reconnect; dispatched again` },
+          error: {
+            code: 'unavailable',
+            message: `no start notice from ${run.inst.instance} after a NATS reconnect; dispatched again`,
+          },
           retryable: true,
           avoid_instance: false,
           count_attempt: false,
@@ -1252,10 +1553,17 @@ export class Dispatcher {
     for (const run of [...this.runs.values()]) {
       if (run.inst !== inst || run.done) continue;
       this.finishRun(run);
-      this.log.warn({ correlationId: this.cid(run.taskId), taskId: run.taskId, instance: inst.instance, reason }, 'instance lost mid-task; retrying elsewhere');
+      this.log.warn(
+        { correlationId: this.cid(run.taskId), taskId: run.taskId, instance: inst.instance, reason },
+        'instance lost mid-task; retrying elsewhere',
+      );
       void this.exec(run.taskId, {
         type: 'FailTask',
-        data: { assignment: run.assignment, error: { code: 'unavailable', message: `agent instance ${inst.instance} lost: ${reason}` }, retryable: true },
+        data: {
+          assignment: run.assignment,
+          error: { code: 'unavailable', message: `agent instance ${inst.instance} lost: ${reason}` },
+          retryable: true,
+        },
         metadata: this.meta(run.taskId),
       }).catch((err) => this.log.error({ err, taskId: run.taskId }, 'recording a lost instance failed'));
     }
@@ -1282,8 +1590,15 @@ export class Dispatcher {
    */
   private async recover(partitions?: ReadonlySet<number>): Promise<void> {
     const s = this.schema;
-    const all = await this.opts.pool.query<{ task_id: string }>(`select task_id from ${s}.tasks where status = any($1) order by submitted_at`, [ACTIVE]);
-    const rows = { rows: all.rows.filter((r) => (partitions ? partitions.has(this.partitionOf(r.task_id)) : this.accepting(r.task_id))) };
+    const all = await this.opts.pool.query<{ task_id: string }>(
+      `select task_id from ${s}.tasks where status = any($1) order by submitted_at`,
+      [ACTIVE],
+    );
+    const rows = {
+      rows: all.rows.filter((r) =>
+        partitions ? partitions.has(this.partitionOf(r.task_id)) : this.accepting(r.task_id),
+      ),
+    };
     let queued = 0;
     let retried = 0;
     for (const { task_id } of rows.rows) {
@@ -1294,14 +1609,21 @@ export class Dispatcher {
       this.correlation.set(task_id, first[0]?.metadata.correlationId ?? task_id);
       this.active.set(task_id, state);
       if (state.status === 'assigned' || state.status === 'working') {
-        const inst = [...this.registry.instances.values()].find((i) => i.instance === state.instance && i.agent === state.assigned_agent);
+        const inst = [...this.registry.instances.values()].find(
+          (i) => i.instance === state.instance && i.agent === state.assigned_agent,
+        );
         const alive = !!inst?.healthy;
         if (inst && alive) await cancelOnInstance(this.opts.nats, inst, task_id, 'dispatcher restarted');
         await this.exec(task_id, {
           type: 'FailTask',
           data: {
             assignment: state.assignment,
-            error: { code: 'unavailable', message: alive ? 'dispatcher restarted or partition taken over; attempt abandoned' : `agent instance ${state.instance} lost during a dispatcher restart` },
+            error: {
+              code: 'unavailable',
+              message: alive
+                ? 'dispatcher restarted or partition taken over; attempt abandoned'
+                : `agent instance ${state.instance} lost during a dispatcher restart`,
+            },
             retryable: true,
             avoid_instance: !alive,
             count_attempt: !alive,
@@ -1311,7 +1633,11 @@ export class Dispatcher {
         retried++;
       } else queued++;
     }
-    if (queued + retried > 0) this.log.info({ queued, retried, ...(partitions ? { partitions: [...partitions] } : {}) }, 'recovered tasks after restart or takeover');
+    if (queued + retried > 0)
+      this.log.info(
+        { queued, retried, ...(partitions ? { partitions: [...partitions] } : {}) },
+        'recovered tasks after restart or takeover',
+      );
   }
 
   // ---- plumbing ----------------------------------------------------------------
@@ -1335,13 +1661,20 @@ export class Dispatcher {
    * stops when this dispatcher stops or no longer drives the task (its partition was taken over:
    * the new owner recovers the task from the events). Other errors are thrown at once.
    */
-  private async untilRecorded<T>(taskId: string, what: string, log: Logger, record: () => Promise<T>): Promise<T | undefined> {
+  private async untilRecorded<T>(
+    taskId: string,
+    what: string,
+    log: Logger,
+    record: () => Promise<T>,
+  ): Promise<T | undefined> {
     const deadline = Date.now() + RECORD_RETRY_BUDGET_MS;
     for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
       try {
         return await record();
       } catch (err) {
-        const transient = isConnectionError(err) || (isAppError(err) && err.code === 'unavailable' && !/driven by another dispatcher/.test(err.message));
+        const transient =
+          isConnectionError(err) ||
+          (isAppError(err) && err.code === 'unavailable' && !/driven by another dispatcher/.test(err.message));
         if (!transient || this.stopped || Date.now() + delay > deadline) throw err;
         log.warn({ err, taskId, retryInMs: delay }, `${what} failed; retrying`);
         await new Promise((r) => setTimeout(r, delay));
@@ -1359,10 +1692,18 @@ export class Dispatcher {
       .catch((err: unknown) => {
         if (err instanceof FencedError) {
           // Another dispatcher holds the partition now: stop acting on it, write nothing more.
-          this.log.warn({ taskId, fence: err.fence, current: err.current }, 'append fenced: partition taken over by another dispatcher');
+          this.log.warn(
+            { taskId, fence: err.fence, current: err.current },
+            'append fenced: partition taken over by another dispatcher',
+          );
           this.known.delete(taskId);
           this.opts.ownership?.dropLost(this.partitionOf(taskId));
-          throw new AppError('unavailable', `task ${taskId} is now driven by another dispatcher`, { task_id: taskId }, true);
+          throw new AppError(
+            'unavailable',
+            `task ${taskId} is now driven by another dispatcher`,
+            { task_id: taskId },
+            true,
+          );
         }
         // Domain errors keep their code on the way to NATS and HTTP.
         throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
@@ -1381,10 +1722,19 @@ export class Dispatcher {
   }
 
   /** The task's command through the shared command path, with the state and revision this process holds (see decideTaskCommand). */
-  private decideAndAppend(taskId: string, command: TaskCommand, follow?: FollowUp): Promise<CommandResult<TaskEvent, TaskState>> {
+  private decideAndAppend(
+    taskId: string,
+    command: TaskCommand,
+    follow?: FollowUp,
+  ): Promise<CommandResult<TaskEvent, TaskState>> {
     // Every write of a task this dispatcher drives carries its partition's fence (throws when the partition is gone).
     const fence = this.fenceOf(taskId);
-    return decideTaskCommand(this.opts.store, taskId, command, { held: this.known.get(taskId), fence, follow, forget: () => this.known.delete(taskId) });
+    return decideTaskCommand(this.opts.store, taskId, command, {
+      held: this.known.get(taskId),
+      fence,
+      follow,
+      forget: () => this.known.delete(taskId),
+    });
   }
 
   /** Keep the state and revision of live tasks only (ended ones are read from the store when asked). */
@@ -1429,7 +1779,17 @@ const TRANSIENT_TASK_CODES = new Set(['unavailable', 'rate_limited']);
 /** How long an attempt's outcome is retried through a database outage before it is left to recovery. */
 const RECORD_RETRY_BUDGET_MS = 120_000;
 /** What the log watcher follows: submissions to take over, progress and ends to pass on, external agents changed by another dispatcher. */
-const WATCHED = ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskCompleted', 'TaskFailed', 'TaskCanceled', 'TaskTimedOut', 'ExternalAgentRegistered', 'ExternalAgentRemoved'] as const;
+const WATCHED = [
+  'TaskSubmitted',
+  'TaskQueued',
+  'TaskAssigned',
+  'TaskCompleted',
+  'TaskFailed',
+  'TaskCanceled',
+  'TaskTimedOut',
+  'ExternalAgentRegistered',
+  'ExternalAgentRemoved',
+] as const;
 /** How long after a NATS reconnect a run without a start notice is taken for lost (see watchReconnects). */
 const LOST_DISPATCH_CHECK_MS = 5_000;
 
@@ -1445,7 +1805,12 @@ export function taskEndError(s: ExistingTaskState): AppError {
     case 'failed':
       // A task that failed because no agent could take it (lost, unreachable, refusing for load) may succeed
       // when asked again: say so, so a workflow step retries it rather than failing.
-      return new AppError(isErrorCode(s.error.code) ? s.error.code : 'internal', `task ${s.task_id} failed: ${s.error.message}`, details, TRANSIENT_TASK_CODES.has(s.error.code));
+      return new AppError(
+        isErrorCode(s.error.code) ? s.error.code : 'internal',
+        `task ${s.task_id} failed: ${s.error.message}`,
+        details,
+        TRANSIENT_TASK_CODES.has(s.error.code),
+      );
     default:
       return new AppError('internal', `task ${s.task_id} has not ended (${s.status})`, details, false);
   }

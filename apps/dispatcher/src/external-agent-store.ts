@@ -21,7 +21,12 @@ export interface StoredExternalAgent {
 }
 
 /** Insert or replace an agent's row. */
-export async function storeExternalAgent(pool: pg.Pool, schema: string, a: z.output<typeof externalAgentSchema>, at: string): Promise<void> {
+export async function storeExternalAgent(
+  pool: pg.Pool,
+  schema: string,
+  a: z.output<typeof externalAgentSchema>,
+  at: string,
+): Promise<void> {
   await pool.query(
     `insert into ${schema}.external_agents (name, url, task_types, token, max_concurrency, description, registered_at, updated_at, a2a_card_url)
      values ($1, $2, $3, $4, $5, $6, $7, $7, $8)
@@ -39,12 +44,18 @@ export async function deleteExternalAgent(pool: pg.Pool, schema: string, name: s
 
 /** Every stored agent, by name. */
 export async function storedExternalAgents(pool: pg.Pool, schema: string): Promise<StoredExternalAgent[]> {
-  const rows = await pool.query<StoredExternalAgent>(`select name, url, task_types, token, max_concurrency, description, a2a_card_url from ${schema}.external_agents order by name`);
+  const rows = await pool.query<StoredExternalAgent>(
+    `select name, url, task_types, token, max_concurrency, description, a2a_card_url from ${schema}.external_agents order by name`,
+  );
   return rows.rows;
 }
 
 /** One stored agent (without its A2A card URL, as a refresh after another dispatcher's change reads it), or undefined. */
-export async function storedExternalAgent(pool: pg.Pool, schema: string, name: string): Promise<Omit<StoredExternalAgent, 'a2a_card_url'> | undefined> {
+export async function storedExternalAgent(
+  pool: pg.Pool,
+  schema: string,
+  name: string,
+): Promise<Omit<StoredExternalAgent, 'a2a_card_url'> | undefined> {
   const rows = await pool.query<Omit<StoredExternalAgent, 'a2a_card_url'>>(
     `select name, url, task_types, token, max_concurrency, description from ${schema}.external_agents where name = $1`,
     [name],

@@ -7,7 +7,14 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { closeNats, connectNats, request, type NatsConnection } from '@switchyard/messaging';
-import { createLogger, freePort, isAppError, startNatsServer, type AppError, type NatsServerHandle } from '@switchyard/platform';
+import {
+  createLogger,
+  freePort,
+  isAppError,
+  startNatsServer,
+  type AppError,
+  type NatsServerHandle,
+} from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
 import {
@@ -32,7 +39,14 @@ import { startDispatcher, type DispatcherHandle } from './index.js';
  */
 const logger = createLogger('external-agents-int', process.env.LOG_LEVEL ?? 'silent');
 // The agents here listen on loopback: allow-listed, as an operator would (EGRESS_ALLOW_CIDRS).
-const fast = { egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 };
+const fast = {
+  egress: { allowCidrs: ['127.0.0.0/8'] },
+  pollIntervalMs: 100,
+  healthIntervalMs: 200,
+  discoveryIntervalMs: 300,
+  discoveryWaitMs: 150,
+  probeTimeoutMs: 500,
+};
 const NAME = 'ext-echo';
 const TASK_TYPE = 'ext_echo';
 const TOKEN = 'tok-3f9a1c77e2b84d0c-never-in-events';
@@ -45,18 +59,31 @@ function startEchoAgent() {
     const send = (status: number, body: unknown) => {
       if (!res.destroyed) res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
-    if (req.method === 'GET' && req.url === '/health') return send(200, { status: 'healthy', agent: NAME, in_flight: inFlight, task_types: [TASK_TYPE] });
-    if (req.method !== 'POST' || req.url !== '/execute') return send(404, { error: { code: 'not_found', message: `${req.method} ${req.url}` } });
-    if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, { error: { code: 'unauthorized', message: 'bad or missing bearer token' } });
+    if (req.method === 'GET' && req.url === '/health')
+      return send(200, { status: 'healthy', agent: NAME, in_flight: inFlight, task_types: [TASK_TYPE] });
+    if (req.method !== 'POST' || req.url !== '/execute')
+      return send(404, { error: { code: 'not_found', message: `${req.method} ${req.url}` } });
+    if (req.headers.authorization !== `Bearer ${TOKEN}`)
+      return send(401, { error: { code: 'unauthorized', message: 'bad or missing bearer token' } });
     let raw = '';
     req.on('data', (c: Buffer) => (raw += c.toString()));
     req.on('end', () => {
-      const body = JSON.parse(raw) as { task_id: string; task_type: string; context: { echo?: unknown; hold_ms?: number } };
+      const body = JSON.parse(raw) as {
+        task_id: string;
+        task_type: string;
+        context: { echo?: unknown; hold_ms?: number };
+      };
       executed.push(body.task_id);
       inFlight++;
       const timer = setTimeout(() => {
         inFlight--;
-        send(200, { task_id: body.task_id, agent: NAME, status: 'completed', result: { echo: body.context.echo ?? null }, duration_ms: 1 });
+        send(200, {
+          task_id: body.task_id,
+          agent: NAME,
+          status: 'completed',
+          result: { echo: body.context.echo ?? null },
+          duration_ms: 1,
+        });
       }, body.context.hold_ms ?? 0);
       // The dispatcher gave up (aborted its fetch): no late answer, and no timer keeping the process up.
       res.on('close', () => {
@@ -87,11 +114,16 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
   const agent = startEchoAgent();
   let agentUrl: string;
 
-  const register = (input: Record<string, unknown>) => request(nc, tasksSubject('register_agent'), input, { schema: agentHealthView });
-  const unregister = (input: Record<string, unknown>) => request(nc, tasksSubject('unregister_agent'), input, { schema: unregisterAgentReply });
-  const submit = (input: Record<string, unknown>) => request(nc, tasksSubject('submit'), input, { schema: taskSubmitReply });
-  const execute = (input: Record<string, unknown>) => request(nc, tasksSubject('execute'), input, { schema: taskExecuteReply, timeoutMs: 20_000 });
-  const get = (task_id: string): Promise<TaskView> => request(nc, tasksSubject('get'), { task_id }, { schema: taskView });
+  const register = (input: Record<string, unknown>) =>
+    request(nc, tasksSubject('register_agent'), input, { schema: agentHealthView });
+  const unregister = (input: Record<string, unknown>) =>
+    request(nc, tasksSubject('unregister_agent'), input, { schema: unregisterAgentReply });
+  const submit = (input: Record<string, unknown>) =>
+    request(nc, tasksSubject('submit'), input, { schema: taskSubmitReply });
+  const execute = (input: Record<string, unknown>) =>
+    request(nc, tasksSubject('execute'), input, { schema: taskExecuteReply, timeoutMs: 20_000 });
+  const get = (task_id: string): Promise<TaskView> =>
+    request(nc, tasksSubject('get'), { task_id }, { schema: taskView });
   const appError = async (p: Promise<unknown>): Promise<AppError> => {
     try {
       await p;
@@ -124,15 +156,37 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
   });
 
   it('registered over NATS: stored, probed, and a task of its type completes on it; the reply carries no token', async () => {
-    const view = await register({ name: NAME, url: agentUrl, task_types: [TASK_TYPE], token: TOKEN, max_concurrency: 2, description: 'echoes', actor: 'apikey:tester' });
+    const view = await register({
+      name: NAME,
+      url: agentUrl,
+      task_types: [TASK_TYPE],
+      token: TOKEN,
+      max_concurrency: 2,
+      description: 'echoes',
+      actor: 'apikey:tester',
+    });
     assert.equal(view.agent, NAME);
     assert.equal(view.status, 'healthy');
     assert.deepEqual(view.task_types, [TASK_TYPE]);
-    assert.deepEqual(view.instances.map((i) => [i.instance, i.kind, i.max_concurrency]), [[`http-${NAME}`, 'http', 2]]);
+    assert.deepEqual(
+      view.instances.map((i) => [i.instance, i.kind, i.max_concurrency]),
+      [[`http-${NAME}`, 'http', 2]],
+    );
     assert.ok(!JSON.stringify(view).includes(TOKEN));
 
-    const row = (await pool.query(`select url, task_types, token, max_concurrency, description from delegation.external_agents where name = $1`, [NAME])).rows[0];
-    assert.deepEqual(row, { url: agentUrl, task_types: [TASK_TYPE], token: TOKEN, max_concurrency: 2, description: 'echoes' });
+    const row = (
+      await pool.query(
+        `select url, task_types, token, max_concurrency, description from delegation.external_agents where name = $1`,
+        [NAME],
+      )
+    ).rows[0];
+    assert.deepEqual(row, {
+      url: agentUrl,
+      task_types: [TASK_TYPE],
+      token: TOKEN,
+      max_concurrency: 2,
+      description: 'echoes',
+    });
 
     const done = await execute({ task_type: TASK_TYPE, context: { echo: 'first' }, idempotency_key: 'ext-first' });
     assert.equal(done.agent, NAME);
@@ -147,7 +201,11 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     // Loaded and probed before the dispatcher serves: the type is known and the agent healthy at once.
     const health = d.dispatcher.health().find((h) => h.agent === NAME);
     assert.equal(health?.status, 'healthy');
-    const done = await execute({ task_type: TASK_TYPE, context: { echo: 'after restart' }, idempotency_key: 'ext-after-restart' });
+    const done = await execute({
+      task_type: TASK_TYPE,
+      context: { echo: 'after restart' },
+      idempotency_key: 'ext-after-restart',
+    });
     assert.equal(done.agent, NAME);
     assert.deepEqual(done.result, { echo: 'after restart' });
     assert.ok(agent.executed.includes(done.task_id));
@@ -155,7 +213,10 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
 
   it('the audit events carry has_token and the actor, never the token', async () => {
     const events = await store.readAll({ streamPrefixes: [EXTERNAL_AGENT_STREAM_PREFIX] });
-    assert.deepEqual(events.map((e) => [e.streamId, e.type]), [[externalAgentStreamId(NAME), 'ExternalAgentRegistered']]);
+    assert.deepEqual(
+      events.map((e) => [e.streamId, e.type]),
+      [[externalAgentStreamId(NAME), 'ExternalAgentRegistered']],
+    );
     const data = externalAgentRegisteredData.parse(events[0]!.data);
     assert.equal(data.has_token, true);
     assert.equal(data.url, agentUrl);
@@ -168,9 +229,18 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
   });
 
   it('a URL with credentials is refused (they would land in events; the secret belongs in token); without a token, has_token is false', async () => {
-    const refused = await appError(register({ name: 'ext-userinfo', url: agentUrl.replace('http://', 'http://user:pa55word@'), task_types: ['ext_userinfo'] }));
+    const refused = await appError(
+      register({
+        name: 'ext-userinfo',
+        url: agentUrl.replace('http://', 'http://user:pa55word@'),
+        task_types: ['ext_userinfo'],
+      }),
+    );
     assert.equal(refused.code, 'validation');
-    assert.equal((await pool.query(`select 1 from delegation.external_agents where name = 'ext-userinfo'`)).rowCount, 0);
+    assert.equal(
+      (await pool.query(`select 1 from delegation.external_agents where name = 'ext-userinfo'`)).rowCount,
+      0,
+    );
     assert.deepEqual(await store.readStream(externalAgentStreamId('ext-userinfo')), []);
 
     await register({ name: 'ext-tokenless', url: agentUrl, task_types: ['ext_tokenless'] });
@@ -206,7 +276,10 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
 
     // 4. The removal is recorded.
     const types = (await store.readStream(externalAgentStreamId(NAME))).map((e) => [e.type, e.metadata.actor]);
-    assert.deepEqual(types, [['ExternalAgentRegistered', 'apikey:tester'], ['ExternalAgentRemoved', 'apikey:tester']]);
+    assert.deepEqual(types, [
+      ['ExternalAgentRegistered', 'apikey:tester'],
+      ['ExternalAgentRemoved', 'apikey:tester'],
+    ]);
 
     // 5. A new dispatcher does not bring it back; the handed-back task still waits for a capable agent.
     await d.stop();
@@ -214,7 +287,17 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     assert.ok(!d.dispatcher.health().some((h) => h.agent === NAME));
     assert.ok(!d.dispatcher.knownTaskTypes().includes(TASK_TYPE));
     assert.equal((await get(running.task_id)).status, 'queued');
-    assert.equal((await request(nc, tasksSubject('cancel'), { task_id: running.task_id, reason: 'test over' }, { schema: taskView })).status, 'canceled');
+    assert.equal(
+      (
+        await request(
+          nc,
+          tasksSubject('cancel'),
+          { task_id: running.task_id, reason: 'test over' },
+          { schema: taskView },
+        )
+      ).status,
+      'canceled',
+    );
   });
 
   it('built-in agent names are refused (400); removing a name never registered is a 404', async () => {
@@ -227,6 +310,9 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     const unknown = await appError(unregister({ name: 'never-registered' }));
     assert.equal(unknown.code, 'not_found');
     // A refused registration stored nothing.
-    assert.equal((await pool.query(`select 1 from delegation.external_agents where name = 'data_analyst'`)).rowCount, 0);
+    assert.equal(
+      (await pool.query(`select 1 from delegation.external_agents where name = 'data_analyst'`)).rowCount,
+      0,
+    );
   });
 });

@@ -3,7 +3,13 @@ import { request, serviceClient } from '@switchyard/messaging';
 import type { ServiceInfo } from '@nats-io/services';
 import { guardedFetch, isAppError, type EgressGuard, type Logger } from '@switchyard/platform';
 import type { externalAgentSchema } from '@switchyard/contracts';
-import { AGENT_SERVICE_PREFIX, agentCardJsonSchema, agentInstanceSubject, agentLoadReply, httpHealthReply } from '@switchyard/contracts';
+import {
+  AGENT_SERVICE_PREFIX,
+  agentCardJsonSchema,
+  agentInstanceSubject,
+  agentLoadReply,
+  httpHealthReply,
+} from '@switchyard/contracts';
 import type { z } from 'zod';
 import type { AgentCard } from '@a2a-js/sdk';
 import { fetchA2aCard } from './a2a-agents.js';
@@ -205,7 +211,10 @@ export class InstanceRegistry {
     const timeoutMs = this.opts.probeTimeoutMs ?? 1_000;
     try {
       if (i.kind === 'nats') {
-        const load = await request(this.opts.nats, agentInstanceSubject(i.agent, i.instance, 'load'), undefined, { schema: agentLoadReply, timeoutMs });
+        const load = await request(this.opts.nats, agentInstanceSubject(i.agent, i.instance, 'load'), undefined, {
+          schema: agentLoadReply,
+          timeoutMs,
+        });
         i.reportedInFlight = load.in_flight;
         i.reportedQueue = load.queue_length;
         i.maxConcurrency = load.max_concurrency;
@@ -281,12 +290,17 @@ export class InstanceRegistry {
     const threshold = this.opts.breakerThreshold ?? 3;
     if (i.consecutiveFailures >= threshold || this.breakerState(i) === 'half_open') {
       i.openUntil = Date.now() + (this.opts.breakerCooldownMs ?? 10_000);
-      this.log.warn({ agent: i.agent, instance: i.instance, failures: i.consecutiveFailures }, 'circuit opened for agent instance');
+      this.log.warn(
+        { agent: i.agent, instance: i.instance, failures: i.consecutiveFailures },
+        'circuit opened for agent instance',
+      );
     }
   }
 
   /** Instances that could run `taskType` (optionally only `agent`'s), whatever their state. */
   capable(taskType: string, agent?: string): AgentInstance[] {
-    return [...this.instances.values()].filter((i) => i.taskTypes.has(taskType) && (agent === undefined || i.agent === agent));
+    return [...this.instances.values()].filter(
+      (i) => i.taskTypes.has(taskType) && (agent === undefined || i.agent === agent),
+    );
   }
 }

@@ -161,7 +161,9 @@ export class DispatcherLeases {
     await this.ticking?.catch(() => undefined);
     await this.acquisitions;
     await Promise.all([...this.held.keys()].map((p) => this.giveBack(p)));
-    await this.o.pool.query(`delete from ${this.o.schema}.dispatcher_members where member_id = $1`, [this.memberId]).catch(() => undefined);
+    await this.o.pool
+      .query(`delete from ${this.o.schema}.dispatcher_members where member_id = $1`, [this.memberId])
+      .catch(() => undefined);
   }
 
   /** The partition's fence refused a write: someone else holds it now. */
@@ -178,7 +180,10 @@ export class DispatcherLeases {
     const s = this.o.schema;
     try {
       if (!this.seeded) {
-        await pool.query(`insert into ${this.t} (partition) select generate_series(0, $1::int - 1) on conflict do nothing`, [this.o.partitions]);
+        await pool.query(
+          `insert into ${this.t} (partition) select generate_series(0, $1::int - 1) on conflict do nothing`,
+          [this.o.partitions],
+        );
         this.seeded = true;
       }
       // 1. Heartbeat and renew.
@@ -199,16 +204,24 @@ export class DispatcherLeases {
       // (epoch + 1, fence, recovery) by whoever takes them next, this member included.
       for (const [p, epoch] of mine) {
         if (this.held.has(p)) continue;
-        await pool.query(`update ${this.t} set owner = null, expires_at = now() where partition = $1 and owner = $2 and epoch = $3`, [p, this.memberId, epoch]);
+        await pool.query(
+          `update ${this.t} set owner = null, expires_at = now() where partition = $1 and owner = $2 and epoch = $3`,
+          [p, this.memberId, epoch],
+        );
       }
       await pool.query(`delete from ${s}.dispatcher_members where heartbeat_at < now() - interval '1 hour'`);
-      const live = await pool.query<{ n: string }>(`select count(*) as n from ${s}.dispatcher_members where heartbeat_at > now() - make_interval(secs => $1)`, [this.ttlMs / 1000]);
+      const live = await pool.query<{ n: string }>(
+        `select count(*) as n from ${s}.dispatcher_members where heartbeat_at > now() - make_interval(secs => $1)`,
+        [this.ttlMs / 1000],
+      );
       const share = Math.ceil(this.o.partitions / Math.max(1, Number(live.rows[0]?.n ?? 1)));
       // 2. Over the share: give back the highest-numbered extras (drained in the background).
       const keep = [...this.held.keys()].filter((p) => !this.draining.has(p)).sort((a, b) => a - b);
       for (const p of keep.slice(share)) void this.giveBack(p);
       // 3. Free or expired leases: take up to the share, or any seen free for 3 ticks.
-      const free = await pool.query<{ partition: number }>(`select partition from ${this.t} where owner is null or expires_at < now() order by random()`);
+      const free = await pool.query<{ partition: number }>(
+        `select partition from ${this.t} where owner is null or expires_at < now() order by random()`,
+      );
       const freeNow = new Set(free.rows.map((r) => r.partition));
       for (const p of [...this.freeSeen.keys()]) if (!freeNow.has(p)) this.freeSeen.delete(p);
       const taken: { partition: number; epoch: number }[] = [];
@@ -225,10 +238,15 @@ export class DispatcherLeases {
           this.held.set(partition, epoch);
           this.freeSeen.delete(partition);
         }
-        this.log.info({ partitions: taken.map((t) => t.partition), held: this.held.size, share }, 'dispatcher partitions taken');
+        this.log.info(
+          { partitions: taken.map((t) => t.partition), held: this.held.size, share },
+          'dispatcher partitions taken',
+        );
         this.acquisitions = this.acquisitions
           .then(() => this.o.onAcquire(taken))
-          .catch((err: unknown) => this.log.error({ err, partitions: taken.map((t) => t.partition) }, 'recovering taken partitions failed'));
+          .catch((err: unknown) =>
+            this.log.error({ err, partitions: taken.map((t) => t.partition) }, 'recovering taken partitions failed'),
+          );
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'dispatcher lease tick failed');
@@ -259,8 +277,16 @@ export class DispatcherLeases {
       await this.o.store.raiseFence?.(partitionFenceName(s, p), epoch);
     } catch (err) {
       // Not acting on a partition whose fence is not ours: give the lease straight back.
-      this.log.warn({ err: (err as Error).message, partition: p }, 'raising the partition fence failed; lease given back');
-      await this.o.pool.query(`update ${this.t} set owner = null, expires_at = now() where partition = $1 and owner = $2 and epoch = $3`, [p, this.memberId, epoch]).catch(() => undefined);
+      this.log.warn(
+        { err: (err as Error).message, partition: p },
+        'raising the partition fence failed; lease given back',
+      );
+      await this.o.pool
+        .query(
+          `update ${this.t} set owner = null, expires_at = now() where partition = $1 and owner = $2 and epoch = $3`,
+          [p, this.memberId, epoch],
+        )
+        .catch(() => undefined);
       return undefined;
     }
     return epoch;
@@ -280,8 +306,13 @@ export class DispatcherLeases {
     this.draining.delete(p);
     // Expired at once: the next member's tick takes it (with epoch + 1).
     await this.o.pool
-      .query(`update ${this.t} set owner = null, expires_at = now() where partition = $1 and owner = $2 and epoch = $3`, [p, this.memberId, epoch])
-      .catch((err) => this.log.warn({ err: (err as Error).message, partition: p }, 'giving a lease back failed; it expires'));
+      .query(
+        `update ${this.t} set owner = null, expires_at = now() where partition = $1 and owner = $2 and epoch = $3`,
+        [p, this.memberId, epoch],
+      )
+      .catch((err) =>
+        this.log.warn({ err: (err as Error).message, partition: p }, 'giving a lease back failed; it expires'),
+      );
     this.log.info({ partition: p }, 'dispatcher partition given back');
   }
 }

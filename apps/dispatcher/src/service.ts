@@ -19,7 +19,6 @@ import { taskIdForIdempotencyKey } from '@switchyard/contracts';
 
 const empty = z.undefined().or(z.object({}).loose());
 
-
 /**
  * The dispatcher's NATS service `tasks` (queue group `tasks`):
  * - `execute`: submit (idempotency key required) and reply when the task ends with
@@ -59,20 +58,30 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
           // (watching before the submit, by the id its key gives, so an assignment right after it is not missed).
           // While the task is queued the notice is repeated (a heartbeat), so the caller can tell a
           // dispatcher that died with its request from a long queue, and send the request again.
-          const progress = input.progress_subject ? callProgressNotifier(nc, input.progress_subject, input.idempotency_key) : undefined;
+          const progress = input.progress_subject
+            ? callProgressNotifier(nc, input.progress_subject, input.idempotency_key)
+            : undefined;
           let told = false;
           const tell = (state: 'queued' | 'started') => {
             told = true;
             progress?.tell(state);
           };
-          const unwatch = progress ? dispatcher.watchProgress(taskIdForIdempotencyKey(input.idempotency_key), tell) : () => undefined;
+          const unwatch = progress
+            ? dispatcher.watchProgress(taskIdForIdempotencyKey(input.idempotency_key), tell)
+            : () => undefined;
           try {
             const sub = await submit(input, ctx.correlationId);
             if (sub.status === 'queued' && !told) tell('queued');
             else if (sub.status === 'assigned' || sub.status === 'working') tell('started');
             const end = await dispatcher.waitForEnd(sub.task_id, sub.state);
             if (end.status !== 'completed') throw taskEndError(end);
-            return { task_id: end.task_id, agent: end.assigned_agent, instance: end.instance, status: 'completed', result: end.result };
+            return {
+              task_id: end.task_id,
+              agent: end.assigned_agent,
+              instance: end.instance,
+              status: 'completed',
+              result: end.result,
+            };
           } finally {
             unwatch();
             progress?.close();
@@ -96,20 +105,36 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
       agents: {
         subject: tasksSubject('agents'),
         schema: empty,
-        handler: () => ({ agents: dispatcher.health(), queued: dispatcher.queuedCount(), checked_at: new Date().toISOString() }),
+        handler: () => ({
+          agents: dispatcher.health(),
+          queued: dispatcher.queuedCount(),
+          checked_at: new Date().toISOString(),
+        }),
       },
       agent: {
         subject: tasksSubject('agent'),
         schema: agentNameInput,
         handler: (input) => {
           const one = dispatcher.health().find((h) => h.agent === input.agent);
-          if (!one) throw new AppError('not_found', `no agent named ${input.agent}`, { agent: input.agent, known: dispatcher.health().map((h) => h.agent) });
+          if (!one)
+            throw new AppError('not_found', `no agent named ${input.agent}`, {
+              agent: input.agent,
+              known: dispatcher.health().map((h) => h.agent),
+            });
           return one;
         },
       },
       capabilities: { subject: tasksSubject('capabilities'), schema: empty, handler: () => dispatcher.capabilities() },
-      performance: { subject: tasksSubject('performance'), schema: empty, handler: async () => ({ agents: await dispatcher.performance() }) },
-      register_agent: { subject: tasksSubject('register_agent'), schema: registerAgentInput, handler: (input, ctx) => dispatcher.registerAgent(input, ctx.correlationId) },
+      performance: {
+        subject: tasksSubject('performance'),
+        schema: empty,
+        handler: async () => ({ agents: await dispatcher.performance() }),
+      },
+      register_agent: {
+        subject: tasksSubject('register_agent'),
+        schema: registerAgentInput,
+        handler: (input, ctx) => dispatcher.registerAgent(input, ctx.correlationId),
+      },
       unregister_agent: {
         subject: tasksSubject('unregister_agent'),
         schema: unregisterAgentInput,

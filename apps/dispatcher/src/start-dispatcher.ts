@@ -42,7 +42,6 @@ const leaseEnv = z.object({
   DISPATCHER_LEASE_TTL_MS: z.coerce.number().int().min(200).max(600_000).default(5_000),
 });
 
-
 /**
  * Start a task dispatcher. Any number of processes may run one; all serve at once, each driving
  * the tasks of the partitions it leases (see DispatcherLeases and docs/scale-out.md):
@@ -60,14 +59,21 @@ const leaseEnv = z.object({
  */
 export async function startDispatcher(opts: StartDispatcherOptions): Promise<DispatcherHandle> {
   const env = leaseEnv.safeParse(process.env);
-  if (!env.success) throw new AppError('validation', `bad dispatcher lease configuration: ${env.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!env.success)
+    throw new AppError(
+      'validation',
+      `bad dispatcher lease configuration: ${env.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   const runner = opts.runProjections !== false ? await startProjections(opts) : undefined;
   const schema = opts.schema ?? 'delegation';
   const log = opts.logger.child({ component: 'dispatcher-start', schema });
   // eslint-disable-next-line prefer-const -- assigned below, after the leases whose callbacks read it
   let dispatcher: Dispatcher | undefined;
   // Renewals on connections of their own: a busy dispatcher pool must not delay them past the TTL.
-  const leasePool = createPgPool({ ...(opts.pool.options as pg.PoolConfig), max: 2, application_name: 'switchyard-dispatcher-leases' }, { name: 'dispatcher-leases', logger: opts.logger });
+  const leasePool = createPgPool(
+    { ...(opts.pool.options as pg.PoolConfig), max: 2, application_name: 'switchyard-dispatcher-leases' },
+    { name: 'dispatcher-leases', logger: opts.logger },
+  );
   const leases: DispatcherLeases = new DispatcherLeases({
     pool: leasePool,
     store: opts.store,
@@ -79,7 +85,10 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
     ...(opts.memberId ? { memberId: opts.memberId } : {}),
     onAcquire: async (taken) => {
       // The previous owner's last events must be in the read model the recovery reads.
-      if (runner) await runner.waitFor().catch((err) => log.warn({ err }, 'delegation projections behind; recovering from what they have'));
+      if (runner)
+        await runner
+          .waitFor()
+          .catch((err) => log.warn({ err }, 'delegation projections behind; recovering from what they have'));
       await dispatcher?.acquire(taken.map((t) => t.partition));
     },
     onDrain: async (p) => dispatcher?.drain(p),
@@ -101,7 +110,10 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
     await leasePool.end().catch(() => undefined);
     throw err;
   }
-  log.info({ member: leases.memberId, partitions: [...leases.owned().keys()].sort((a, b) => a - b) }, 'dispatcher serving');
+  log.info(
+    { member: leases.memberId, partitions: [...leases.owned().keys()].sort((a, b) => a - b) },
+    'dispatcher serving',
+  );
   const d = dispatcher;
   const svc = service;
   let stopping: Promise<void> | undefined;
@@ -125,7 +137,12 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
 
 /** The delegation projections, started and caught up (the dispatcher recovers its queue from them). */
 async function startProjections(opts: StartDispatcherOptions): Promise<ProjectionRunner> {
-  const runner = new ProjectionRunner({ store: opts.store, db: { pool: opts.pool }, projections: delegationProjections(opts.schema), logger: opts.logger });
+  const runner = new ProjectionRunner({
+    store: opts.store,
+    db: { pool: opts.pool },
+    projections: delegationProjections(opts.schema),
+    logger: opts.logger,
+  });
   try {
     await runner.start();
     await runner.waitFor();

@@ -3,8 +3,21 @@
  * @switchyard/event-store) with the state and revision this process holds for the task, a
  * follow-up command folded into the same append, and the task's partition fence.
  */
-import { handleCommand, type CommandResult, type EventStore, type Fence, type KnownState } from '@switchyard/event-store';
-import { isDomainError, taskDelegationDecider, taskStreamId, type TaskCommand, type TaskEvent, type TaskState } from '@switchyard/domain';
+import {
+  handleCommand,
+  type CommandResult,
+  type EventStore,
+  type Fence,
+  type KnownState,
+} from '@switchyard/event-store';
+import {
+  isDomainError,
+  taskDelegationDecider,
+  taskStreamId,
+  type TaskCommand,
+  type TaskEvent,
+  type TaskState,
+} from '@switchyard/domain';
 
 /** A command to decide right after another, in the same append; `undo` releases what was reserved for it when it is not appended. */
 export type FollowUp = (state: TaskState) => { readonly command: TaskCommand; readonly undo: () => void } | undefined;
@@ -23,10 +36,16 @@ export async function decideTaskCommand(
   store: EventStore,
   taskId: string,
   command: TaskCommand,
-  o: { held: KnownState<TaskState> | undefined; fence: Fence | undefined; follow: FollowUp | undefined; forget: () => void },
+  o: {
+    held: KnownState<TaskState> | undefined;
+    fence: Fence | undefined;
+    follow: FollowUp | undefined;
+    forget: () => void;
+  },
 ): Promise<CommandResult<TaskEvent, TaskState>> {
   const { held, fence, follow } = o;
-  const known = held ?? (command.type === 'SubmitTask' ? { state: taskDelegationDecider.initialState, revision: -1 } : undefined);
+  const known =
+    held ?? (command.type === 'SubmitTask' ? { state: taskDelegationDecider.initialState, revision: -1 } : undefined);
   let extra: ReturnType<FollowUp>;
   const dropExtra = () => {
     extra?.undo();

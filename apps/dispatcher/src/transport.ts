@@ -8,7 +8,13 @@ import { codeOfStatus } from '@switchyard/contracts';
 import { request } from '@switchyard/messaging';
 import { AppError, errorCodes, guardedFetch, type EgressGuard, type ErrorCode } from '@switchyard/platform';
 import type { TaskState } from '@switchyard/domain';
-import { agentCancelReply, agentExecuteReply, agentInstanceSubject, httpErrorBody, httpExecuteReply } from '@switchyard/contracts';
+import {
+  agentCancelReply,
+  agentExecuteReply,
+  agentInstanceSubject,
+  httpErrorBody,
+  httpExecuteReply,
+} from '@switchyard/contracts';
 import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
 import type { AgentInstance } from './instances.js';
 
@@ -17,7 +23,8 @@ export type AssignedTask = Extract<TaskState, { status: 'assigned' }>;
 export const isErrorCode = (c: string): c is ErrorCode => Object.hasOwn(errorCodes, c);
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
-const bearerOf = (token: string | undefined): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
+const bearerOf = (token: string | undefined): Record<string, string> =>
+  token ? { authorization: `Bearer ${token}` } : {};
 function onLoopback(url: string | undefined): boolean {
   try {
     return url !== undefined && LOOPBACK_HOSTS.has(new URL(url).hostname);
@@ -27,11 +34,24 @@ function onLoopback(url: string | undefined): boolean {
 }
 
 /** One attempt on one of our agents over NATS; the reply's result. */
-export async function callNats(nats: NatsConnection, s: AssignedTask, inst: AgentInstance, remainingMs: number, o: { notifySubject: string; correlationId: string }): Promise<unknown> {
+export async function callNats(
+  nats: NatsConnection,
+  s: AssignedTask,
+  inst: AgentInstance,
+  remainingMs: number,
+  o: { notifySubject: string; correlationId: string },
+): Promise<unknown> {
   const reply = await request(
     nats,
     agentInstanceSubject(inst.agent, inst.instance, 'execute'),
-    { task_id: s.task_id, task_type: s.task_type, context: s.context, attempt: s.assignment, deadline: s.deadline, notify_subject: o.notifySubject },
+    {
+      task_id: s.task_id,
+      task_type: s.task_type,
+      context: s.context,
+      attempt: s.assignment,
+      deadline: s.deadline,
+      notify_subject: o.notifySubject,
+    },
     // A little longer than the deadline: the deadline timer decides, not the request timeout.
     { schema: agentExecuteReply, timeoutMs: remainingMs + 2_000, correlationId: o.correlationId },
   );
@@ -39,7 +59,12 @@ export async function callNats(nats: NatsConnection, s: AssignedTask, inst: Agen
 }
 
 /** An external A2A agent: `message/send` through the A2A client (the card as the last probe read it). */
-export async function callA2a(egress: EgressGuard, s: AssignedTask, inst: AgentInstance, signal: AbortSignal): Promise<unknown> {
+export async function callA2a(
+  egress: EgressGuard,
+  s: AssignedTask,
+  inst: AgentInstance,
+  signal: AbortSignal,
+): Promise<unknown> {
   inst.a2aCard ??= (await fetchA2aCard(egress, inst.a2aCardUrl!)).card;
   return runOnA2aAgent(egress, { card: inst.a2aCard, token: inst.token }, s, signal);
 }
@@ -77,17 +102,35 @@ export async function callHttp(
   if (!res.ok) {
     const e = httpErrorBody.safeParse(body);
     const code = e.success && isErrorCode(e.data.error.code) ? e.data.error.code : codeOfStatus(res.status);
-    throw new AppError(code, e.success ? e.data.error.message : `agent answered ${res.status}`, e.success ? (e.data.error.details ?? {}) : {});
+    throw new AppError(
+      code,
+      e.success ? e.data.error.message : `agent answered ${res.status}`,
+      e.success ? (e.data.error.details ?? {}) : {},
+    );
   }
   const ok = httpExecuteReply.safeParse(body);
-  if (!ok.success) throw new AppError('internal', `agent ${inst.agent} answered outside the HTTP agent contract`, { issues: ok.error.issues }, true);
+  if (!ok.success)
+    throw new AppError(
+      'internal',
+      `agent ${inst.agent} answered outside the HTTP agent contract`,
+      { issues: ok.error.issues },
+      true,
+    );
   return ok.data.result;
 }
 
 /** Ask a NATS instance to stop an attempt (best effort); HTTP attempts are aborted with their fetch. */
-export async function cancelOnInstance(nats: NatsConnection, inst: AgentInstance, taskId: string, reason: string): Promise<void> {
+export async function cancelOnInstance(
+  nats: NatsConnection,
+  inst: AgentInstance,
+  taskId: string,
+  reason: string,
+): Promise<void> {
   if (inst.kind !== 'nats') return; // HTTP attempts are aborted with their fetch
-  await request(nats, agentInstanceSubject(inst.agent, inst.instance, 'cancel'), { task_id: taskId, reason }, { schema: agentCancelReply, timeoutMs: 1_000 }).catch(
-    () => undefined,
-  );
+  await request(
+    nats,
+    agentInstanceSubject(inst.agent, inst.instance, 'cancel'),
+    { task_id: taskId, reason },
+    { schema: agentCancelReply, timeoutMs: 1_000 },
+  ).catch(() => undefined);
 }

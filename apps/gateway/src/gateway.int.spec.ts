@@ -134,7 +134,13 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
     );
     base = (await gw.listen(0, '127.0.0.1')).url;
     // Five events on A (types alternate), two on B.
-    await store.append(streamA, [ev('OrderPlaced', 0), ev('OrderPaid', 1), ev('OrderPlaced', 2), ev('OrderPaid', 3), ev('OrderShipped', 4)]);
+    await store.append(streamA, [
+      ev('OrderPlaced', 0),
+      ev('OrderPaid', 1),
+      ev('OrderPlaced', 2),
+      ev('OrderPaid', 3),
+      ev('OrderShipped', 4),
+    ]);
     await store.append(streamB, [ev('InvoiceIssued', 0), ev('InvoicePaid', 1)]);
     positionsA = (await store.readStream(streamA)).map((e) => e.position);
   });
@@ -230,7 +236,11 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
     });
 
     it('bad JSON: 400 problem, not 500', async () => {
-      const res = await fetch(`${base}/test/echo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name": ' });
+      const res = await fetch(`${base}/test/echo`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"name": ',
+      });
       assert.equal(res.status, 400);
       assert.match(res.headers.get('content-type') ?? '', /application\/problem\+json/);
       const body = await json(res);
@@ -297,7 +307,11 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       assert.equal(res.status, 201);
       assert.equal(res.headers.get('x-correlation-id'), 'corr-abc-123');
       const body = await json(res);
-      assert.deepEqual(body, { body: { name: 'a', count: 2 }, correlationId: 'corr-abc-123', fromContext: 'corr-abc-123' });
+      assert.deepEqual(body, {
+        body: { name: 'a', count: 2 },
+        correlationId: 'corr-abc-123',
+        fromContext: 'corr-abc-123',
+      });
     });
 
     it('is generated when absent or unacceptable', async () => {
@@ -337,15 +351,24 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
         assert.ok(pages < 10, 'paging does not end');
       }
       assert.equal(seen.length, 7);
-      assert.deepEqual(seen, [...seen].sort((a, b) => a - b));
+      assert.deepEqual(
+        seen,
+        [...seen].sort((a, b) => a - b),
+      );
       assert.equal(new Set(seen).size, 7);
     });
 
     it('reads one stream, backwards, with a type filter', async () => {
-      const page = await json(await get(`/api/v1/events?stream=${streamA}&direction=backwards&type=OrderPlaced,OrderShipped`));
+      const page = await json(
+        await get(`/api/v1/events?stream=${streamA}&direction=backwards&type=OrderPlaced,OrderShipped`),
+      );
       assert.deepEqual(
         page.events.map((e: { type: string; revision: number }) => [e.type, e.revision]),
-        [['OrderShipped', 4], ['OrderPlaced', 2], ['OrderPlaced', 0]],
+        [
+          ['OrderShipped', 4],
+          ['OrderPlaced', 2],
+          ['OrderPlaced', 0],
+        ],
       );
       assert.equal(page.next, null);
       const e = page.events[0];
@@ -357,20 +380,31 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
 
     it('pages one stream by from_revision', async () => {
       const first = await json(await get(`/api/v1/events?stream=${streamA}&limit=2`));
-      assert.deepEqual(first.events.map((e: { revision: number }) => e.revision), [0, 1]);
+      assert.deepEqual(
+        first.events.map((e: { revision: number }) => e.revision),
+        [0, 1],
+      );
       assert.equal(first.next.from_revision, 2);
       const second = await json(await get(first.next.href));
-      assert.deepEqual(second.events.map((e: { revision: number }) => e.revision), [2, 3]);
+      assert.deepEqual(
+        second.events.map((e: { revision: number }) => e.revision),
+        [2, 3],
+      );
     });
 
     it('filters the global log by stream prefix and type, and by time', async () => {
       const byPrefix = await json(await get('/api/v1/events?stream_prefix=invoice-&type=InvoicePaid'));
-      assert.deepEqual(byPrefix.events.map((e: { streamId: string; type: string }) => [e.streamId, e.type]), [[streamB, 'InvoicePaid']]);
+      assert.deepEqual(
+        byPrefix.events.map((e: { streamId: string; type: string }) => [e.streamId, e.type]),
+        [[streamB, 'InvoicePaid']],
+      );
       const future = new Date(Date.now() + 3_600_000).toISOString();
       const none = await json(await get(`/api/v1/events?since=${encodeURIComponent(future)}`));
       assert.deepEqual(none.events, []);
       const past = new Date(Date.now() - 3_600_000).toISOString();
-      const all = await json(await get(`/api/v1/events?since=${encodeURIComponent(past)}&until=${encodeURIComponent(future)}`));
+      const all = await json(
+        await get(`/api/v1/events?since=${encodeURIComponent(past)}&until=${encodeURIComponent(future)}`),
+      );
       assert.equal(all.events.length, 7);
       const badTime = await json(await get('/api/v1/events?since=yesterday'));
       assert.equal(badTime.errors[0].path, 'since');
@@ -378,7 +412,10 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
 
     it('after=<position> starts strictly after it', async () => {
       const page = await json(await get(`/api/v1/events?after=${positionsA[2]}&stream_prefix=order-`));
-      assert.deepEqual(page.events.map((e: { position: number }) => e.position), positionsA.slice(3));
+      assert.deepEqual(
+        page.events.map((e: { position: number }) => e.position),
+        positionsA.slice(3),
+      );
     });
   });
 
@@ -395,8 +432,13 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       const first = await readSse(res, 2);
       ac.abort();
       assert.equal(first.messages.length, 2);
-      const events = first.messages.map((m) => JSON.parse(m.data!) as { position: number; streamId: string; data: { n: number } });
-      assert.deepEqual(events.map((e) => e.data.n), [1, 2]);
+      const events = first.messages.map(
+        (m) => JSON.parse(m.data!) as { position: number; streamId: string; data: { n: number } },
+      );
+      assert.deepEqual(
+        events.map((e) => e.data.n),
+        [1, 2],
+      );
       assert.equal(first.messages[0]!.id, String(events[0]!.position));
       await until(() => live.connections === 0, 'the subscription to close after the client left');
 
@@ -409,7 +451,10 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       });
       const resumed = await readSse(res2, 2);
       ac2.abort();
-      assert.deepEqual(resumed.messages.map((m) => (JSON.parse(m.data!) as { data: { n: number } }).data.n), [3, 4]);
+      assert.deepEqual(
+        resumed.messages.map((m) => (JSON.parse(m.data!) as { data: { n: number } }).data.n),
+        [3, 4],
+      );
     });
 
     it('resumes with ?after= and filters by type; sends heartbeat comments', async () => {
@@ -417,11 +462,17 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       await store.append(stream, [ev('Keep', 1), ev('Skip', 2), ev('Keep', 3)]);
       const [firstOfStream] = await store.readStream(stream, { maxCount: 1 });
       const ac = new AbortController();
-      const res = await fetch(`${base}/api/v1/events/stream?after=${firstOfStream!.position - 1}&type=Keep&stream_prefix=sse-`, {
-        signal: ac.signal,
-      });
+      const res = await fetch(
+        `${base}/api/v1/events/stream?after=${firstOfStream!.position - 1}&type=Keep&stream_prefix=sse-`,
+        {
+          signal: ac.signal,
+        },
+      );
       const got = await readSse(res, 2);
-      assert.deepEqual(got.messages.map((m) => (JSON.parse(m.data!) as { streamId: string; type: string }).type), ['Keep', 'Keep']);
+      assert.deepEqual(
+        got.messages.map((m) => (JSON.parse(m.data!) as { streamId: string; type: string }).type),
+        ['Keep', 'Keep'],
+      );
       // Heartbeats come every 300 ms in this suite: wait for one (no timing assertion, just presence).
       const idle = await fetch(`${base}/api/v1/events/stream?stream_prefix=nothing-`, { signal: ac.signal });
       const more = await readSse(idle, 0, { wantComment: 'heartbeat', deadlineMs: 10_000 });
@@ -430,7 +481,13 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
     });
 
     it('close() ends open streams instead of waiting for their clients', async () => {
-      const other = await createGateway({ eventStore: store, pgPool: pool, nats, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } });
+      const other = await createGateway({
+        eventStore: store,
+        pgPool: pool,
+        nats,
+        logger,
+        config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' },
+      });
       const { url } = await other.listen(0, '127.0.0.1');
       const res = await fetch(`${url}/api/v1/events/stream`);
       assert.equal(res.status, 200);
@@ -462,12 +519,21 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       const doc = await json(res);
       assert.match(doc.openapi, /^3\./);
       assert.ok(doc.info.title && doc.info.version);
-      for (const p of ['/livez', '/readyz', '/api/v1/events', '/api/v1/events/stream', '/docs/openapi.json', '/test/echo', '/test/fail/{kind}']) {
+      for (const p of [
+        '/livez',
+        '/readyz',
+        '/api/v1/events',
+        '/api/v1/events/stream',
+        '/docs/openapi.json',
+        '/test/echo',
+        '/test/fail/{kind}',
+      ]) {
         assert.ok(doc.paths[p], `missing ${p}`);
       }
       const list = doc.paths['/api/v1/events'].get;
       const names = list.parameters.map((p: { name: string }) => p.name);
-      for (const n of ['stream', 'after', 'from_revision', 'limit', 'direction', 'type', 'since', 'until']) assert.ok(names.includes(n), n);
+      for (const n of ['stream', 'after', 'from_revision', 'limit', 'direction', 'type', 'since', 'until'])
+        assert.ok(names.includes(n), n);
       const limit = list.parameters.find((p: { name: string }) => p.name === 'limit');
       assert.equal(limit.schema.maximum, 1000);
       assert.equal(list['x-required-role'], 'viewer');
@@ -478,7 +544,9 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       assert.ok(doc.components.schemas.Problem);
       const sse = doc.paths['/api/v1/events/stream'].get;
       assert.ok(sse.responses['200'].content['text/event-stream']);
-      assert.ok(sse.parameters.some((p: { name: string; in: string }) => p.name === 'last-event-id' && p.in === 'header'));
+      assert.ok(
+        sse.parameters.some((p: { name: string; in: string }) => p.name === 'last-event-id' && p.in === 'header'),
+      );
     });
 
     it('serves the Swagger UI page and its assets locally', async () => {

@@ -62,13 +62,18 @@ export class GatewayCoreModule {
     const idempotency = {
       provide: IdempotencyStore,
       useFactory: (pool: Pool, logger: Logger, o: ResolvedGatewayOptions) =>
-        new IdempotencyStore(pool, logger.child({ component: 'idempotency' }), resolveIdempotencyOptions(o.idempotency)),
+        new IdempotencyStore(
+          pool,
+          logger.child({ component: 'idempotency' }),
+          resolveIdempotencyOptions(o.idempotency),
+        ),
       inject: [PG_POOL, LOGGER, GATEWAY_OPTIONS],
     };
     // Queries of the read models: the replica (deps.readPool) when it has what the caller must see.
     const reads = {
       provide: ReadRouting,
-      useFactory: (pool: Pool, logger: Logger, o: ResolvedGatewayOptions) => new ReadRouting(pool, deps.readPool, logger.child({ component: 'read-routing' }), o.readReplica),
+      useFactory: (pool: Pool, logger: Logger, o: ResolvedGatewayOptions) =>
+        new ReadRouting(pool, deps.readPool, logger.child({ component: 'read-routing' }), o.readReplica),
       inject: [PG_POOL, LOGGER, GATEWAY_OPTIONS],
     };
     return {
@@ -89,7 +94,11 @@ export class GatewayCoreModule {
  */
 @Module({})
 export class GatewayModule {
-  static forRoot(deps: GatewayDeps, options: ResolvedGatewayOptions, modules: readonly FeatureModule[] = []): DynamicModule {
+  static forRoot(
+    deps: GatewayDeps,
+    options: ResolvedGatewayOptions,
+    modules: readonly FeatureModule[] = [],
+  ): DynamicModule {
     return {
       module: GatewayModule,
       // The command and query buses (global): every feature's controllers send to them, its handlers register on them.

@@ -81,7 +81,11 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     // What the router refuses before any hook (a malformed escape in the path): problem+json too.
     frameworkErrors: (err: { code: string }, request: unknown, reply: unknown) => {
       correlate(request as EdgeRequest, reply as EdgeReply);
-      sendProblem(new AppError('validation', `the request path is not valid: ${err.code}`), request as EdgeRequest, reply as EdgeReply);
+      sendProblem(
+        new AppError('validation', `the request path is not valid: ${err.code}`),
+        request as EdgeRequest,
+        reply as EdgeReply,
+      );
     },
   });
   const server = adapter.getInstance<FastifyInstance>();
@@ -115,7 +119,8 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     await app.get(IdempotencyStore).init();
     if (resolved.rateLimit.enabled) {
       // Shared counters: their table (no DDL on a pool whose owner migrated), then the limiters.
-      if (resolved.rateLimit.store === 'postgres') await migrateUnderLock(deps.pgPool, 'switchyard.gateway.ratelimit.schema', RATE_LIMIT_SCHEMA_SQL);
+      if (resolved.rateLimit.store === 'postgres')
+        await migrateUnderLock(deps.pgPool, 'switchyard.gateway.ratelimit.schema', RATE_LIMIT_SCHEMA_SQL);
       limits = RateLimits.create(resolved.rateLimit, deps.pgPool, logger.child({ component: 'rate-limits' }));
     }
   } catch (err) {
@@ -123,7 +128,10 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     throw err;
   }
   const httpMetrics = new GatewayHttpMetrics().attach(server);
-  const hostOrigin = hostOriginCheck(mergeEdgePolicies(edgePolicyFromEnv(process.env, deps.config.GATEWAY_HOST), options.edge), logger.child({ component: 'host-origin' }));
+  const hostOrigin = hostOriginCheck(
+    mergeEdgePolicies(edgePolicyFromEnv(process.env, deps.config.GATEWAY_HOST), options.edge),
+    logger.child({ component: 'host-origin' }),
+  );
   const authenticate = authentication(resolved, keys, logger.child({ component: 'auth' }), limits);
   const timeouts = new RequestTimeouts(resolved.requestTimeoutMs);
   const log = requestLog(logger);
@@ -144,8 +152,16 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     runInRequestContext(req, done);
   });
   registerHealthRoutes(server, app.get(ReadinessService), app.get(OpenApiRegistry));
-  mountNodeHandler(server, [`${DOCS_ASSETS_PATH}/*`], expressIsland(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' })));
-  mountNodeHandler(server, [CONSOLE_PATH, `${CONSOLE_PATH}/*`], expressIsland(CONSOLE_PATH, consoleRouter(logger.child({ component: 'console' }), options.consoleDir)));
+  mountNodeHandler(
+    server,
+    [`${DOCS_ASSETS_PATH}/*`],
+    expressIsland(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' })),
+  );
+  mountNodeHandler(
+    server,
+    [CONSOLE_PATH, `${CONSOLE_PATH}/*`],
+    expressIsland(CONSOLE_PATH, consoleRouter(logger.child({ component: 'console' }), options.consoleDir)),
+  );
   await app.init();
   documentEnforcedRoles(app.get(OpenApiRegistry));
   documentIdempotencyKeys(app.get(OpenApiRegistry));
@@ -161,7 +177,15 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
       const address = app.getHttpServer().address() as AddressInfo;
       const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
       const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`;
-      logger.info({ port: address.port, host, auth: resolved.auth.enabled, rateLimit: resolved.rateLimit.enabled && limits?.store }, 'gateway listening');
+      logger.info(
+        {
+          port: address.port,
+          host,
+          auth: resolved.auth.enabled,
+          rateLimit: resolved.rateLimit.enabled && limits?.store,
+        },
+        'gateway listening',
+      );
       return { port: address.port, url };
     },
     close() {

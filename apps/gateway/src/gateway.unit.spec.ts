@@ -27,7 +27,10 @@ const ctx = { instance: '/api/v1/things', correlationId: 'c-1' };
 
 describe('toProblem', () => {
   it('maps AppError codes to their status and keeps details as extensions', () => {
-    const { problem, unexpected } = toProblem(new AppError('illegal_state', 'workflow already done', { workflowId: 'w1' }), ctx);
+    const { problem, unexpected } = toProblem(
+      new AppError('illegal_state', 'workflow already done', { workflowId: 'w1' }),
+      ctx,
+    );
     assert.equal(unexpected, false);
     assert.equal(problem.status, 409);
     assert.equal(problem.code, 'illegal_state');
@@ -57,14 +60,28 @@ describe('toProblem', () => {
   it('maps Nest HTTP exceptions and body-parser errors', () => {
     assert.equal(toProblem(new NotFoundException('Cannot GET /x'), ctx).problem.code, 'not_found');
     assert.equal(toProblem(new PayloadTooLargeException(), ctx).problem.status, 413);
-    const parse = Object.assign(new SyntaxError('Unexpected token'), { status: 400, type: 'entity.parse.failed', expose: true });
+    const parse = Object.assign(new SyntaxError('Unexpected token'), {
+      status: 400,
+      type: 'entity.parse.failed',
+      expose: true,
+    });
     assert.deepEqual([toProblem(parse, ctx).problem.status, toProblem(parse, ctx).problem.code], [400, 'validation']);
-    const big = Object.assign(new Error('request entity too large'), { status: 413, type: 'entity.too.large', limit: 100, expose: true });
+    const big = Object.assign(new Error('request entity too large'), {
+      status: 413,
+      type: 'entity.too.large',
+      limit: 100,
+      expose: true,
+    });
     assert.match(toProblem(big, ctx).problem.detail, /100 bytes/);
   });
 
   it('hides unexpected errors behind a bare 500 and flags them for logging', () => {
-    for (const err of [new Error('db password is hunter2'), 'a string', null, new AppError('internal', 'stack trace here')]) {
+    for (const err of [
+      new Error('db password is hunter2'),
+      'a string',
+      null,
+      new AppError('internal', 'stack trace here'),
+    ]) {
       const { problem, unexpected } = toProblem(err, ctx);
       assert.equal(problem.status, 500);
       assert.equal(problem.code, 'internal');
@@ -87,7 +104,10 @@ describe('zod validation', () => {
   it('parseOrThrow throws a validation AppError carrying the errors', () => {
     assert.throws(
       () => parseOrThrow(z.object({ limit: z.coerce.number() }), { limit: 'abc' }, 'query'),
-      (e: unknown) => e instanceof AppError && e.code === 'validation' && (e.details.errors as { path: string }[])[0]!.path === 'limit',
+      (e: unknown) =>
+        e instanceof AppError &&
+        e.code === 'validation' &&
+        (e.details.errors as { path: string }[])[0]!.path === 'limit',
     );
   });
 });
@@ -134,7 +154,12 @@ describe('OpenApiRegistry', () => {
         query: z.object({ dryRun: z.coerce.boolean().optional().describe('only validate') }),
         body: z.object({ input: z.record(z.string(), z.unknown()) }),
       },
-      doc: { summary: 'start', response: { status: 202, schema: z.object({ executionId: z.string() }) }, errors: [404, 409], role: 'operator' },
+      doc: {
+        summary: 'start',
+        response: { status: 202, schema: z.object({ executionId: z.string() }) },
+        errors: [404, 409],
+        role: 'operator',
+      },
     });
     registry.register({ method: 'get', path: '/hidden', doc: { hidden: true } });
     const doc = registry.document();
@@ -144,7 +169,10 @@ describe('OpenApiRegistry', () => {
     const op = doc.paths['/workflows/{id}/start']!.post as Record<string, any>;
     assert.deepEqual(
       op.parameters.map((p: { name: string; in: string; required: boolean }) => [p.name, p.in, p.required]),
-      [['id', 'path', true], ['dryRun', 'query', false]],
+      [
+        ['id', 'path', true],
+        ['dryRun', 'query', false],
+      ],
     );
     assert.equal(op.parameters[1].description, 'only validate');
     assert.ok(op.requestBody.content['application/json'].schema.properties.input);
@@ -164,7 +192,11 @@ function fakeStore(events: RecordedEvent[]): Pick<EventStore, 'readAll' | 'readS
     async readAll(o: ReadAllOptions = {}) {
       store.reads++;
       const back = o.direction === 'backwards';
-      let list = events.filter((e) => (!o.types || o.types.includes(e.type)) && (!o.streamPrefixes || o.streamPrefixes.some((p) => e.streamId.startsWith(p))));
+      let list = events.filter(
+        (e) =>
+          (!o.types || o.types.includes(e.type)) &&
+          (!o.streamPrefixes || o.streamPrefixes.some((p) => e.streamId.startsWith(p))),
+      );
       if (back) list = list.reverse();
       if (o.after !== undefined) list = list.filter((e) => (back ? e.position < o.after! : e.position > o.after!));
       return list.slice(0, o.maxCount ?? Infinity);
@@ -174,7 +206,8 @@ function fakeStore(events: RecordedEvent[]): Pick<EventStore, 'readAll' | 'readS
       const back = o.direction === 'backwards';
       let list = events.filter((e) => e.streamId === id);
       if (back) list = list.reverse();
-      if (o.fromRevision !== undefined) list = list.filter((e) => (back ? e.revision <= o.fromRevision! : e.revision >= o.fromRevision!));
+      if (o.fromRevision !== undefined)
+        list = list.filter((e) => (back ? e.revision <= o.fromRevision! : e.revision >= o.fromRevision!));
       return list.slice(0, o.maxCount ?? Infinity);
     },
   };
@@ -200,21 +233,33 @@ describe('readEventsPage', () => {
   it('pages $all by position and ends with next = null', async () => {
     const store = fakeStore(recorded(5));
     const p1 = await page(store, { limit: '2' });
-    assert.deepEqual(p1.events.map((e) => e.position), [0, 10]);
+    assert.deepEqual(
+      p1.events.map((e) => e.position),
+      [0, 10],
+    );
     assert.equal(p1.next?.after, 10);
     assert.match(p1.next.href, /after=10&limit=2/);
     const p3 = await page(store, { limit: '2', after: '30' });
-    assert.deepEqual(p3.events.map((e) => e.position), [40]);
+    assert.deepEqual(
+      p3.events.map((e) => e.position),
+      [40],
+    );
     assert.equal(p3.next, null);
   });
 
   it('pages a stream backwards down to revision 0', async () => {
     const store = fakeStore(recorded(3));
     const p1 = await page(store, { stream: 's-1', direction: 'backwards', limit: '2' });
-    assert.deepEqual(p1.events.map((e) => e.revision), [2, 1]);
+    assert.deepEqual(
+      p1.events.map((e) => e.revision),
+      [2, 1],
+    );
     assert.equal(p1.next?.from_revision, 0);
     const p2 = await page(store, { stream: 's-1', direction: 'backwards', limit: '2', from_revision: '0' });
-    assert.deepEqual(p2.events.map((e) => e.revision), [0]);
+    assert.deepEqual(
+      p2.events.map((e) => e.revision),
+      [0],
+    );
     assert.equal(p2.next, null);
   });
 
@@ -231,7 +276,10 @@ describe('readEventsPage', () => {
       since: new Date(100 * 60_000).toISOString(),
       until: new Date(104 * 60_000).toISOString(),
     });
-    assert.deepEqual(timed.events.map((e) => e.revision), [100, 101, 102, 103, 104]);
+    assert.deepEqual(
+      timed.events.map((e) => e.revision),
+      [100, 101, 102, 103, 104],
+    );
   });
 
   it('stops at SCAN_CAP with a cursor when a filter matches nothing', async () => {
@@ -239,7 +287,11 @@ describe('readEventsPage', () => {
     const p = await page(store, { since: new Date(10 ** 12).toISOString(), limit: '10' });
     assert.deepEqual(p.events, []);
     assert.ok(p.next && p.next.after! >= (SCAN_CAP - 1) * 10, 'cursor past the scanned events');
-    const rest = await page(store, { since: new Date(10 ** 12).toISOString(), limit: '10', after: String(p.next.after) });
+    const rest = await page(store, {
+      since: new Date(10 ** 12).toISOString(),
+      limit: '10',
+      after: String(p.next.after),
+    });
     assert.equal(rest.next, null);
   });
 });

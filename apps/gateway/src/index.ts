@@ -58,7 +58,13 @@ export { ReadinessService, type CheckResult, type ReadinessReport } from './heal
 export { EVENTS_PATH } from './events/events.controller.js';
 export { LiveEventsService, sseFrame } from './events/sse.service.js';
 export { readEventsPage, SCAN_CAP } from './events/paging.js';
-export { callerSeesRedactedPayloads, eventsForCaller, PAYLOAD_FIELDS, REDACTED_PAYLOAD, redactEventPayloads } from './events/redaction.js';
+export {
+  callerSeesRedactedPayloads,
+  eventsForCaller,
+  PAYLOAD_FIELDS,
+  REDACTED_PAYLOAD,
+  redactEventPayloads,
+} from './events/redaction.js';
 export {
   eventJsonSchema,
   eventsPageSchema,
@@ -71,7 +77,16 @@ export {
   type EventsStreamQuery,
 } from './events/schemas.js';
 export * from './features/mcp/index.js';
-export { accessFor, PUBLIC, PUBLIC_PATHS, roleSatisfies, roleSchema, ROLES, type Access, type Role } from './security/roles.js';
+export {
+  accessFor,
+  PUBLIC,
+  PUBLIC_PATHS,
+  roleSatisfies,
+  roleSchema,
+  ROLES,
+  type Access,
+  type Role,
+} from './security/roles.js';
 export {
   DEFAULT_LIMITS,
   securityEnvSchema,
@@ -91,7 +106,15 @@ export {
   type CommandContext,
   type ResolvedKey,
 } from './security/api-keys.js';
-export { generateKey, hashSecret, KEY_PATTERN, parseKey, presentedKey, type GeneratedKey, type ParsedKey } from './security/keys.js';
+export {
+  generateKey,
+  hashSecret,
+  KEY_PATTERN,
+  parseKey,
+  presentedKey,
+  type GeneratedKey,
+  type ParsedKey,
+} from './security/keys.js';
 export {
   API_KEY_EVENT_TYPES,
   apiKeyDecider,
@@ -102,13 +125,28 @@ export {
 } from './security/api-key.decider.js';
 export { RoleGuard } from './security/auth.guard.js';
 export { API_KEYS_PATH } from './security/api-keys.controller.js';
-export { AUDIT_PATH, auditQuerySchema, readAuditPage, type AuditEntry, type AuditPage, type AuditQuery } from './audit/audit.js';
+export {
+  AUDIT_PATH,
+  auditQuerySchema,
+  readAuditPage,
+  type AuditEntry,
+  type AuditPage,
+  type AuditQuery,
+} from './audit/audit.js';
 export * from './features/workflows/index.js';
 export * from './features/agents/index.js';
 export * from './features/system/index.js';
 export * from './features/status/index.js';
 export * from './idempotency/index.js';
 export * from './features/a2a/index.js';
-export { MIN_POSITION_HEADER, READ_SOURCE_HEADER, minPositionOf, minPositionQuery, ReadRouting, type CheckpointRef, type ReadRoutingOptions } from './http/read-routing.js';
+export {
+  MIN_POSITION_HEADER,
+  READ_SOURCE_HEADER,
+  minPositionOf,
+  minPositionQuery,
+  ReadRouting,
+  type CheckpointRef,
+  type ReadRoutingOptions,
+} from './http/read-routing.js';
 export { RATE_LIMIT_SCHEMA_SQL, RATE_LIMIT_TABLE, RateLimits, type LimitOutcome } from './security/rate-limits.js';
 export * from './features/mcp-server/index.js';

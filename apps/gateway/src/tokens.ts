@@ -22,7 +22,8 @@ export const GATEWAY_OPTIONS = Symbol.for('switchyard.gateway.options');
 export const READINESS_EXTRA = Symbol.for('switchyard.gateway.readinessExtra');
 
 /** The part of the process config the gateway reads. A full `Config` fits. */
-export type GatewayConfig = Pick<Config, 'GATEWAY_PORT' | 'GATEWAY_HOST'> & Partial<Pick<Config, 'DATABASE_ALLOW_WRITES'>>;
+export type GatewayConfig = Pick<Config, 'GATEWAY_PORT' | 'GATEWAY_HOST'> &
+  Partial<Pick<Config, 'DATABASE_ALLOW_WRITES'>>;
 
 /**
  * One extra readiness probe: resolves when the dependency is usable, rejects (or times out) when not.

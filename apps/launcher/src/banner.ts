@@ -45,7 +45,11 @@ export function startBanner(info: StartInfo): string {
       break;
     case 'env':
     case 'existing':
-      lines.push(info.adminKey === 'env' ? '  Admin key  the value of SWITCHYARD_ADMIN_KEY.' : '  Admin key  the one printed at the first start (lost: set SWITCHYARD_ADMIN_KEY and restart).');
+      lines.push(
+        info.adminKey === 'env'
+          ? '  Admin key  the value of SWITCHYARD_ADMIN_KEY.'
+          : '  Admin key  the one printed at the first start (lost: set SWITCHYARD_ADMIN_KEY and restart).',
+      );
       break;
     case 'auth-disabled':
       lines.push('  Admin key  none needed: AUTH_ENABLED=false, every caller is admin.');

@@ -23,7 +23,10 @@ describe('startBanner', () => {
   });
 
   it('shows the console only when it is served, and says where the admin key comes from', () => {
-    assert.match(startBanner({ ...base, dashboardUrl: 'http://127.0.0.1:10000/ui', adminKey: 'env' }), /Console +http:\/\/127\.0\.0\.1:10000\/ui[\s\S]*SWITCHYARD_ADMIN_KEY/);
+    assert.match(
+      startBanner({ ...base, dashboardUrl: 'http://127.0.0.1:10000/ui', adminKey: 'env' }),
+      /Console +http:\/\/127\.0\.0\.1:10000\/ui[\s\S]*SWITCHYARD_ADMIN_KEY/,
+    );
     assert.match(startBanner({ ...base, adminKey: 'existing' }), /printed at the first start/);
     assert.match(startBanner({ ...base, adminKey: 'auth-disabled' }), /AUTH_ENABLED=false/);
   });
@@ -37,7 +40,10 @@ describe('startBanner', () => {
 
 describe('redactUrl', () => {
   it('hides the password and query of a DATABASE_URL', () => {
-    assert.equal(redactUrl('postgres://app:s3cret@db.internal:5432/sy?sslpassword=x'), 'postgres://app:***@db.internal:5432/sy');
+    assert.equal(
+      redactUrl('postgres://app:s3cret@db.internal:5432/sy?sslpassword=x'),
+      'postgres://app:***@db.internal:5432/sy',
+    );
     assert.equal(redactUrl('postgres://db:5432/sy'), 'postgres://db:5432/sy');
     assert.equal(redactUrl('not a url'), '(unparsable URL)');
   });

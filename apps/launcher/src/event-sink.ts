@@ -21,7 +21,15 @@ export class EventSink {
     const next = previous
       .then(() =>
         this.store.append(streamId, [
-          { type: event.type, data: event.data, metadata: { correlationId: correlationId ?? newId(), actor: actor ?? this.actor, timestamp: new Date().toISOString() } },
+          {
+            type: event.type,
+            data: event.data,
+            metadata: {
+              correlationId: correlationId ?? newId(),
+              actor: actor ?? this.actor,
+              timestamp: new Date().toISOString(),
+            },
+          },
         ]),
       )
       .then(

@@ -24,9 +24,14 @@ export type HealthVerdict = { readonly ok: true } | { readonly ok: false; readon
 /** Healthy when written less than `maxAgeMs` ago and every unit runs. Pure: `now` comes in. */
 export function judgeHealth(file: HealthFile, now: number, maxAgeMs: number): HealthVerdict {
   const age = now - file.at;
-  if (age > maxAgeMs) return { ok: false, reason: `health file is ${Math.round(age / 1000)} s old (process ${file.pid} hung or gone)` };
+  if (age > maxAgeMs)
+    return { ok: false, reason: `health file is ${Math.round(age / 1000)} s old (process ${file.pid} hung or gone)` };
   const bad = file.units.filter((u) => u.state !== 'running');
-  if (bad.length) return { ok: false, reason: bad.map((u) => `${u.name} ${u.state}${u.lastError ? ` (${u.lastError})` : ''}`).join('; ') };
+  if (bad.length)
+    return {
+      ok: false,
+      reason: bad.map((u) => `${u.name} ${u.state}${u.lastError ? ` (${u.lastError})` : ''}`).join('; '),
+    };
   return { ok: true };
 }
 
@@ -36,7 +41,9 @@ export function readHealthFile(path: string): HealthFile | { error: string } {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    return { error: `no health file at ${path} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'}): not started yet` };
+    return {
+      error: `no health file at ${path} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'}): not started yet`,
+    };
   }
   try {
     return healthFileSchema.parse(JSON.parse(text));
@@ -49,13 +56,20 @@ export function readHealthFile(path: string): HealthFile | { error: string } {
  * Write the supervisor's state to `path` now and every `intervalMs` (write then rename, so a
  * reader never sees half a file). Returns a stop function.
  */
-export function startHealthFile(path: string, supervisor: Supervisor, info: { roles: readonly string[]; probes: readonly string[] }, intervalMs = 5_000): () => void {
+export function startHealthFile(
+  path: string,
+  supervisor: Supervisor,
+  info: { roles: readonly string[]; probes: readonly string[] },
+  intervalMs = 5_000,
+): () => void {
   const write = () => {
     const file: HealthFile = {
       at: Date.now(),
       pid: process.pid,
       roles: [...info.roles],
-      units: supervisor.status().map((u) => ({ name: u.name, state: u.state, ...(u.lastError ? { lastError: u.lastError } : {}) })),
+      units: supervisor
+        .status()
+        .map((u) => ({ name: u.name, state: u.state, ...(u.lastError ? { lastError: u.lastError } : {}) })),
       probes: [...info.probes],
     };
     const tmp = `${path}.${process.pid}.tmp`;

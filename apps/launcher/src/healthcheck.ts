@@ -9,7 +9,9 @@
 import { parseArgs } from 'node:util';
 import { judgeHealth, readHealthFile } from './health-file.js';
 
-const { values } = parseArgs({ options: { 'max-age-ms': { type: 'string', default: '30000' }, 'timeout-ms': { type: 'string', default: '4000' } } });
+const { values } = parseArgs({
+  options: { 'max-age-ms': { type: 'string', default: '30000' }, 'timeout-ms': { type: 'string', default: '4000' } },
+});
 const fail = (reason: string): never => {
   process.stdout.write(`unhealthy: ${reason}\n`);
   process.exit(1);

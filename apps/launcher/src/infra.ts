@@ -1,12 +1,6 @@
 import path from 'node:path';
 import { redactUrl } from './banner.js';
-import {
-  ensureDatabase,
-  startEmbeddedPostgres,
-  startNatsServer,
-  type Config,
-  type Logger,
-} from '@switchyard/platform';
+import { ensureDatabase, startEmbeddedPostgres, startNatsServer, type Config, type Logger } from '@switchyard/platform';
 import type { Supervisor } from './supervisor.js';
 
 export interface Infrastructure {
@@ -27,7 +21,11 @@ export interface Infrastructure {
  *    with the `switchyard` database created on first run;
  * 2. no NATS_URL: the real nats-server with JetStream on 127.0.0.1 (store in DATA_DIR/nats).
  */
-export async function startInfrastructure(config: Config, logger: Logger, supervisor: Supervisor): Promise<Infrastructure> {
+export async function startInfrastructure(
+  config: Config,
+  logger: Logger,
+  supervisor: Supervisor,
+): Promise<Infrastructure> {
   let databaseUrl = config.DATABASE_URL;
   let postgres = 'external (DATABASE_URL)';
   let postgresWhere = databaseUrl ? `${redactUrl(databaseUrl)} (DATABASE_URL)` : '';
@@ -46,10 +44,15 @@ export async function startInfrastructure(config: Config, logger: Logger, superv
         postgresWhere = `${postgres}, data in ${pg.dataDir ?? path.resolve(config.DATA_DIR, 'postgres')}`;
         url = await ensureDatabase(pg.url, 'switchyard');
         // Where the data lives can differ from DATA_DIR (see reachableDataDir): say it.
-        logger.info({ pid: pg.pid, kind: pg.kind, dataDir: pg.dataDir, binDir: pg.binDir }, 'embedded PostgreSQL running');
+        logger.info(
+          { pid: pg.pid, kind: pg.kind, dataDir: pg.dataDir, binDir: pg.binDir },
+          'embedded PostgreSQL running',
+        );
         return {
           stop: () => pg.stop(),
-          ...(pg.exited ? { failed: pg.exited.then((code) => new Error(`embedded PostgreSQL exited (code ${code})`)) } : {}),
+          ...(pg.exited
+            ? { failed: pg.exited.then((code) => new Error(`embedded PostgreSQL exited (code ${code})`)) }
+            : {}),
         };
       },
     });
@@ -57,7 +60,12 @@ export async function startInfrastructure(config: Config, logger: Logger, superv
   }
   let natsUrl = config.NATS_URL;
   let nats = 'external (NATS_URL)';
-  let natsWhere = natsUrl ? `${natsUrl.split(',').map((u) => redactUrl(u.trim())).join(',')} (NATS_URL)` : '';
+  let natsWhere = natsUrl
+    ? `${natsUrl
+        .split(',')
+        .map((u) => redactUrl(u.trim()))
+        .join(',')} (NATS_URL)`
+    : '';
   if (!natsUrl) {
     let url = '';
     await supervisor.add({
@@ -74,7 +82,9 @@ export async function startInfrastructure(config: Config, logger: Logger, superv
         logger.info({ pid: server.pid, kind: server.kind }, 'embedded nats-server running');
         return {
           stop: () => server.stop(),
-          ...(server.exited ? { failed: server.exited.then((code) => new Error(`embedded nats-server exited (code ${code})`)) } : {}),
+          ...(server.exited
+            ? { failed: server.exited.then((code) => new Error(`embedded nats-server exited (code ${code})`)) }
+            : {}),
         };
       },
     });

@@ -62,7 +62,9 @@ try {
         roles,
         probes: plannedListeners({ roles, ...only })
           // Without the database roles the writer is not started (the launcher warns and goes on): nothing to probe.
-          .filter((l) => l.name !== DATABASE_WRITER || supervisor.status().some((u) => u.name === 'mcp-database-writer'))
+          .filter(
+            (l) => l.name !== DATABASE_WRITER || supervisor.status().some((u) => u.name === 'mcp-database-writer'),
+          )
           .map((l) => `http://127.0.0.1:${l.port}${l.healthPath}`),
       })
     : () => undefined;
@@ -84,7 +86,8 @@ try {
   process.once('SIGINT', () => void shutdown('SIGINT'));
 } catch (err) {
   if (err instanceof ConfigError) {
-    for (const i of err.issues) logger.fatal({ variable: i.variable }, `bad configuration: ${i.variable}: ${i.message}`);
+    for (const i of err.issues)
+      logger.fatal({ variable: i.variable }, `bad configuration: ${i.variable}: ${i.message}`);
   } else {
     logger.fatal({ err }, 'start failed');
   }

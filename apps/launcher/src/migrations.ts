@@ -3,11 +3,25 @@ import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { IDEMPOTENCY_SCHEMA_SQL, migrateA2a, RATE_LIMIT_SCHEMA_SQL, SECURITY_SCHEMA_SQL } from '@switchyard/gateway';
 import { migrateAnalytics, migrateAutomation } from '@switchyard/mcp-servers';
 import { MonitoringStore, monitorProjections } from '@switchyard/monitor';
-import { delegationProjections, statusProjections, workflowDefinitionsProjection, workflowExecutionsProjection, ProjectionRunner } from '@switchyard/read-models';
+import {
+  delegationProjections,
+  statusProjections,
+  workflowDefinitionsProjection,
+  workflowExecutionsProjection,
+  ProjectionRunner,
+} from '@switchyard/read-models';
 import { ensureExternalAgentsTable } from '@switchyard/dispatcher';
 import { ensureWorkflowSchema } from '@switchyard/workflow-executions';
 import { PgRelayCheckpointStore } from '@switchyard/relay';
-import { createPgClient, grantComponentAccess, grantDemoAccess, migrateUnderLock, SCHEMA_CHANGES_LOCK, type DatabaseRoles, type Logger } from '@switchyard/platform';
+import {
+  createPgClient,
+  grantComponentAccess,
+  grantDemoAccess,
+  migrateUnderLock,
+  SCHEMA_CHANGES_LOCK,
+  type DatabaseRoles,
+  type Logger,
+} from '@switchyard/platform';
 import type pg from 'pg';
 
 export interface MigrateOptions {
@@ -36,7 +50,10 @@ export interface MigrateOptions {
 export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
   const log = o.logger.child({ component: 'migrations' });
   // The lock on a connection of its own: the steps may use every connection of the pool.
-  const lock = createPgClient({ connectionString: o.url, application_name: 'switchyard-migrations-lock' }, { name: 'migrations-lock', logger: o.logger });
+  const lock = createPgClient(
+    { connectionString: o.url, application_name: 'switchyard-migrations-lock' },
+    { name: 'migrations-lock', logger: o.logger },
+  );
   await lock.connect();
   try {
     const t0 = Date.now();
@@ -49,7 +66,6 @@ export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
     await lock.end().catch(() => undefined);
   }
 }
-
 
 async function migrate(o: MigrateOptions): Promise<void> {
   const { pool, logger } = o;
@@ -73,8 +89,24 @@ async function migrate(o: MigrateOptions): Promise<void> {
   await ensureWorkflowSchema(pool);
   await ensureExternalAgentsTable(pool);
   if (store) {
-    await new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection, workflowDefinitionsProjection, ...delegationProjections(), ...statusProjections()], logger }).migrate();
-    await new ProjectionRunner({ store, db: { pool }, projections: monitorProjections(), schema: 'monitoring', logger }).migrate();
+    await new ProjectionRunner({
+      store,
+      db: { pool },
+      projections: [
+        workflowExecutionsProjection,
+        workflowDefinitionsProjection,
+        ...delegationProjections(),
+        ...statusProjections(),
+      ],
+      logger,
+    }).migrate();
+    await new ProjectionRunner({
+      store,
+      db: { pool },
+      projections: monitorProjections(),
+      schema: 'monitoring',
+      logger,
+    }).migrate();
   }
   // 3. Monitor, gateway, automation and analytics servers.
   await new MonitoringStore(pool).migrate(); // alert_rules included

@@ -47,15 +47,36 @@ export function plannedListeners(selection: RoleSelection, env: Env = process.en
   const out: Listener[] = [];
   for (const server of [...mcpServerKinds, DATABASE_WRITER] as const) {
     if (!runsMcpServer(selection, server)) continue;
-    out.push({ role: 'mcp-servers', name: server, port: mcpServerPort(server, env), healthPath: '/health', portVariable: `MCP_${envName(server)}_PORT`, hostVariable: 'BIND_HOST' });
+    out.push({
+      role: 'mcp-servers',
+      name: server,
+      port: mcpServerPort(server, env),
+      healthPath: '/health',
+      portVariable: `MCP_${envName(server)}_PORT`,
+      hostVariable: 'BIND_HOST',
+    });
   }
   const moved = agentPortsFromEnv(env).ports ?? {};
   for (const agent of selectedAgents(selection)) {
     const port = moved[agent] ?? BUILTIN_AGENT_PORTS[agent]!;
-    out.push({ role: 'agents', name: agent, port, healthPath: '/health', portVariable: `AGENT_${envName(agent)}_PORT`, hostVariable: 'BIND_HOST' });
+    out.push({
+      role: 'agents',
+      name: agent,
+      port,
+      healthPath: '/health',
+      portVariable: `AGENT_${envName(agent)}_PORT`,
+      hostVariable: 'BIND_HOST',
+    });
   }
   if (selection.roles.includes('gateway')) {
-    out.push({ role: 'gateway', name: 'gateway', port: parseConfig({ GATEWAY_PORT: env.GATEWAY_PORT }).GATEWAY_PORT, healthPath: '/readyz', portVariable: 'GATEWAY_PORT', hostVariable: 'GATEWAY_HOST' });
+    out.push({
+      role: 'gateway',
+      name: 'gateway',
+      port: parseConfig({ GATEWAY_PORT: env.GATEWAY_PORT }).GATEWAY_PORT,
+      healthPath: '/readyz',
+      portVariable: 'GATEWAY_PORT',
+      hostVariable: 'GATEWAY_HOST',
+    });
   }
   return out;
 }

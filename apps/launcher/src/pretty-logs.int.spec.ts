@@ -53,7 +53,10 @@ describe('launcher logs in pretty mode', () => {
     const lines = stdout.split('\n').filter((l) => l.trim());
     assert.ok(lines.length > 3, stdout);
     assert.equal(lines.filter((l) => l.startsWith('{')).length, 0, `JSON on stdout:\n${stdout}`);
-    assert.match(stdout, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: \[switchyard\] switchyard is up \{.*"gatewayUrl":"http:\/\/127\.0\.0\.1:\d+"/m);
+    assert.match(
+      stdout,
+      /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: \[switchyard\] switchyard is up \{.*"gatewayUrl":"http:\/\/127\.0\.0\.1:\d+"/m,
+    );
     assert.match(stdout, new RegExp(`API docs +http://127\\.0\\.0\\.1:${port}/docs`));
     assert.match(stdout, /Admin key +the value of SWITCHYARD_ADMIN_KEY/);
     assert.match(stdout, /PostgreSQL postgres:\/\/.*\(DATABASE_URL\)/);
@@ -63,7 +66,9 @@ describe('launcher logs in pretty mode', () => {
   });
 
   it('keeps the correlation id of a request in its line', async () => {
-    const res = await fetch(`http://127.0.0.1:${port}/api/v1/events?limit=1`, { headers: { authorization: `Bearer ${adminKey}`, 'x-correlation-id': 'pretty-logs-check-1' } });
+    const res = await fetch(`http://127.0.0.1:${port}/api/v1/events?limit=1`, {
+      headers: { authorization: `Bearer ${adminKey}`, 'x-correlation-id': 'pretty-logs-check-1' },
+    });
     assert.equal(res.status, 200);
     await until('the request line', () => stdout.includes('[pretty-logs-check-1]'), 10_000);
     const line = stdout.split('\n').find((l) => l.includes('[pretty-logs-check-1]'))!;

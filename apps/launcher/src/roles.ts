@@ -8,7 +8,17 @@ import { mcpServerKinds, type McpServerKind } from '@switchyard/mcp-servers';
  * `read-models` is the workflow read model on a thread of its own; a process with `workflows`
  * but without `read-models` keeps it in the engine's event loop, as before the role existed.
  */
-export const ROLES = ['relay', 'mcp-servers', 'connectors', 'agents', 'dispatcher', 'workflows', 'read-models', 'monitor', 'gateway'] as const;
+export const ROLES = [
+  'relay',
+  'mcp-servers',
+  'connectors',
+  'agents',
+  'dispatcher',
+  'workflows',
+  'read-models',
+  'monitor',
+  'gateway',
+] as const;
 export type Role = (typeof ROLES)[number];
 
 /** The second database server (writes allowed, as the writer role), selected as `mcp-servers:database_writer`. */
@@ -50,7 +60,10 @@ function mcpServerName(name: string): McpServerName | undefined {
  * agent of that role (repeat the entry or join names with `+` for several). Nothing given: `all`.
  * @throws RoleSelectionError naming an unknown role, server or agent.
  */
-export function parseRoleSelection(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): RoleSelection {
+export function parseRoleSelection(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): RoleSelection {
   let asked = argv.filter((a) => !a.startsWith('-'));
   if (asked.length === 0 && env.SWITCHYARD_ROLES?.trim()) asked = env.SWITCHYARD_ROLES.split(/[\s,]+/).filter(Boolean);
   if (asked.length === 0 || asked.includes('all')) return { roles: [...ROLES] };
@@ -62,7 +75,8 @@ export function parseRoleSelection(argv: readonly string[], env: Readonly<Record
   let allAgents = false;
   for (const entry of asked) {
     const [role, items] = entry.split(':', 2) as [string, string | undefined];
-    if (!(ROLES as readonly string[]).includes(role)) throw new RoleSelectionError(`unknown role "${role}"; valid: all, ${ROLES.join(', ')}`);
+    if (!(ROLES as readonly string[]).includes(role))
+      throw new RoleSelectionError(`unknown role "${role}"; valid: all, ${ROLES.join(', ')}`);
     roles.add(role as Role);
     if (items === undefined) {
       if (role === 'mcp-servers') allMcp = true;
@@ -73,16 +87,22 @@ export function parseRoleSelection(argv: readonly string[], env: Readonly<Record
     if (role === 'mcp-servers') {
       for (const n of names) {
         const server = mcpServerName(n);
-        if (!server) throw new RoleSelectionError(`unknown MCP server "${n}"; valid: ${[...mcpServerKinds, DATABASE_WRITER].join(', ')}`);
+        if (!server)
+          throw new RoleSelectionError(
+            `unknown MCP server "${n}"; valid: ${[...mcpServerKinds, DATABASE_WRITER].join(', ')}`,
+          );
         mcp.add(server);
       }
     } else if (role === 'agents') {
       for (const n of names) {
-        if (!(n in BUILTIN_AGENT_PORTS)) throw new RoleSelectionError(`unknown agent "${n}"; valid: ${Object.keys(BUILTIN_AGENT_PORTS).join(', ')}`);
+        if (!(n in BUILTIN_AGENT_PORTS))
+          throw new RoleSelectionError(`unknown agent "${n}"; valid: ${Object.keys(BUILTIN_AGENT_PORTS).join(', ')}`);
         agents.add(n);
       }
     } else {
-      throw new RoleSelectionError(`role "${role}" has no parts to pick (only mcp-servers:<server> and agents:<agent> do)`);
+      throw new RoleSelectionError(
+        `role "${role}" has no parts to pick (only mcp-servers:<server> and agents:<agent> do)`,
+      );
     }
   }
   return {

@@ -20,7 +20,11 @@ describe('parseRoleSelection', () => {
   });
 
   it('reads SWITCHYARD_ROLES (commas or spaces) only when there are no arguments', () => {
-    assert.deepEqual(parseRoleSelection([], { SWITCHYARD_ROLES: 'relay, dispatcher workflows' }).roles, ['relay', 'dispatcher', 'workflows']);
+    assert.deepEqual(parseRoleSelection([], { SWITCHYARD_ROLES: 'relay, dispatcher workflows' }).roles, [
+      'relay',
+      'dispatcher',
+      'workflows',
+    ]);
     assert.deepEqual(parseRoleSelection(['gateway'], { SWITCHYARD_ROLES: 'relay' }).roles, ['gateway']);
     assert.deepEqual(parseRoleSelection(['--inspect'], { SWITCHYARD_ROLES: ' ' }).roles, [...ROLES]);
   });
@@ -46,10 +50,22 @@ describe('parseRoleSelection', () => {
   });
 
   it('refuses unknown roles, servers and agents, naming the valid ones', () => {
-    assert.throws(() => parseRoleSelection(['gatway']), (e: unknown) => e instanceof RoleSelectionError && /unknown role "gatway".*gateway/.test(e.message));
-    assert.throws(() => parseRoleSelection(['mcp-servers:postgres']), (e: unknown) => e instanceof RoleSelectionError && /unknown MCP server "postgres".*database/.test(e.message));
-    assert.throws(() => parseRoleSelection(['agents:ceo']), (e: unknown) => e instanceof RoleSelectionError && /unknown agent "ceo".*data_analyst/.test(e.message));
-    assert.throws(() => parseRoleSelection(['relay:x']), (e: unknown) => e instanceof RoleSelectionError && /no parts/.test(e.message));
+    assert.throws(
+      () => parseRoleSelection(['gatway']),
+      (e: unknown) => e instanceof RoleSelectionError && /unknown role "gatway".*gateway/.test(e.message),
+    );
+    assert.throws(
+      () => parseRoleSelection(['mcp-servers:postgres']),
+      (e: unknown) => e instanceof RoleSelectionError && /unknown MCP server "postgres".*database/.test(e.message),
+    );
+    assert.throws(
+      () => parseRoleSelection(['agents:ceo']),
+      (e: unknown) => e instanceof RoleSelectionError && /unknown agent "ceo".*data_analyst/.test(e.message),
+    );
+    assert.throws(
+      () => parseRoleSelection(['relay:x']),
+      (e: unknown) => e instanceof RoleSelectionError && /no parts/.test(e.message),
+    );
   });
 });
 
@@ -77,12 +93,26 @@ describe('plannedListeners', () => {
         ['agents', 'content_creator', 7003, '/health', 'BIND_HOST'],
       ],
     );
-    assert.deepEqual(plannedListeners(parseRoleSelection(['gateway']), { GATEWAY_PORT: '7000' }).map((l) => [l.port, l.healthPath, l.hostVariable]), [[7000, '/readyz', 'GATEWAY_HOST']]);
+    assert.deepEqual(
+      plannedListeners(parseRoleSelection(['gateway']), { GATEWAY_PORT: '7000' }).map((l) => [
+        l.port,
+        l.healthPath,
+        l.hostVariable,
+      ]),
+      [[7000, '/readyz', 'GATEWAY_HOST']],
+    );
   });
 });
 
 describe('judgeHealth', () => {
-  const file = (over: Partial<HealthFile> = {}): HealthFile => ({ at: 1_000_000, pid: 7, roles: ['relay'], units: [{ name: 'relay', state: 'running' }], probes: [], ...over });
+  const file = (over: Partial<HealthFile> = {}): HealthFile => ({
+    at: 1_000_000,
+    pid: 7,
+    roles: ['relay'],
+    units: [{ name: 'relay', state: 'running' }],
+    probes: [],
+    ...over,
+  });
 
   it('is healthy when fresh and every unit runs', () => {
     assert.deepEqual(judgeHealth(file(), 1_010_000, 30_000), { ok: true });
@@ -95,7 +125,16 @@ describe('judgeHealth', () => {
   });
 
   it('is unhealthy while a unit is not running, naming it and why', () => {
-    const v = judgeHealth(file({ units: [{ name: 'relay', state: 'running' }, { name: 'nats', state: 'restarting', lastError: 'connection refused' }] }), 1_000_000, 30_000);
+    const v = judgeHealth(
+      file({
+        units: [
+          { name: 'relay', state: 'running' },
+          { name: 'nats', state: 'restarting', lastError: 'connection refused' },
+        ],
+      }),
+      1_000_000,
+      30_000,
+    );
     assert.deepEqual(v, { ok: false, reason: 'nats restarting (connection refused)' });
   });
 });

@@ -85,7 +85,8 @@ export class Supervisor {
   async add(spec: UnitSpec): Promise<void> {
     if (this.units.some((u) => u.spec.name === spec.name)) throw new Error(`two units are named ${spec.name}`);
     for (const d of spec.dependsOn ?? []) {
-      if (!this.units.some((u) => u.spec.name === d)) throw new Error(`${spec.name} depends on ${d}, which is not started before it`);
+      if (!this.units.some((u) => u.spec.name === d))
+        throw new Error(`${spec.name} depends on ${d}, which is not started before it`);
     }
     const unit: Unit = { spec, handle: undefined, state: 'starting', since: Date.now(), restarts: 0, generation: 0 };
     const handle = await spec.start();
@@ -108,7 +109,10 @@ export class Supervisor {
     this.unexpected.count++;
     const message = err instanceof Error ? err.message : String(err);
     this.unexpected.last = { at: Date.now(), origin, message };
-    this.log.error({ err, origin, unexpectedErrors: this.unexpected.count }, 'unexpected error caught at the process level; the process goes on');
+    this.log.error(
+      { err, origin, unexpectedErrors: this.unexpected.count },
+      'unexpected error caught at the process level; the process goes on',
+    );
   }
 
   status(): UnitStatus[] {
@@ -209,7 +213,10 @@ export class Supervisor {
           u.restarts++;
           this.running(u, handle);
         }
-        this.log.info({ unit: unit.spec.name, restarted: group.map((u) => u.spec.name), attempt }, 'component restarted');
+        this.log.info(
+          { unit: unit.spec.name, restarted: group.map((u) => u.spec.name), attempt },
+          'component restarted',
+        );
         return;
       } catch (err) {
         const failedUnit = group[started.length]!;
@@ -235,7 +242,10 @@ export class Supervisor {
       await Promise.race([
         handle.stop(),
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`stop took longer than ${this.stopTimeoutMs} ms`)), this.stopTimeoutMs);
+          timer = setTimeout(
+            () => reject(new Error(`stop took longer than ${this.stopTimeoutMs} ms`)),
+            this.stopTimeoutMs,
+          );
         }),
       ]);
     } catch (err) {

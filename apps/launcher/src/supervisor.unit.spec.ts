@@ -70,7 +70,16 @@ describe('Supervisor', () => {
     const during = sup.degraded().map((s) => s.name);
     assert.ok(during.includes('nats') && !during.includes('db'), `degraded while restarting: ${during}`);
     await until('nats back', () => nats.starts === 2 && gateway.starts === 2);
-    assert.deepEqual(log, ['gateway:stop', 'relay:stop', 'nats:stop', 'nats:refused', 'nats:refused', 'nats:start', 'relay:start', 'gateway:start']);
+    assert.deepEqual(log, [
+      'gateway:stop',
+      'relay:stop',
+      'nats:stop',
+      'nats:refused',
+      'nats:refused',
+      'nats:start',
+      'relay:start',
+      'gateway:start',
+    ]);
     assert.equal(db.stops, 0, 'a unit nothing ties to the failed one is left alone');
     assert.deepEqual(sup.degraded(), []);
     const st = sup.status().find((s) => s.name === 'nats')!;

@@ -17,14 +17,31 @@ import {
   type FeatureModule,
 } from '@switchyard/gateway';
 import { createEventStore, type EventStore } from '@switchyard/event-store';
-import { mailboxConfigSchema, MCP_CALL_AUDIT_EVENT, mcpAuditStreamId, mcpServerKinds, migrateAutomation, runMcpServer, startMailbox, type McpCallAudit } from '@switchyard/mcp-servers';
+import {
+  mailboxConfigSchema,
+  MCP_CALL_AUDIT_EVENT,
+  mcpAuditStreamId,
+  mcpServerKinds,
+  migrateAutomation,
+  runMcpServer,
+  startMailbox,
+  type McpCallAudit,
+} from '@switchyard/mcp-servers';
 import { functionProbe, httpProbe, startMonitoring, type RunningMonitoring } from '@switchyard/monitor';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { runRelay } from '@switchyard/relay';
 import { startDispatcher } from '@switchyard/dispatcher';
 import { startStatusProjections } from '@switchyard/read-models';
 import { startTriggerStarter, startWorkflowEngine, startReadModelThread } from '@switchyard/workflows';
-import { createPgPool, markSchemaManaged, parseConfig, provisionDatabaseRoles, type Component, type Config, type Logger } from '@switchyard/platform';
+import {
+  createPgPool,
+  markSchemaManaged,
+  parseConfig,
+  provisionDatabaseRoles,
+  type Component,
+  type Config,
+  type Logger,
+} from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
 import { EventSink } from './event-sink.js';
 import { agentPortsFromEnv, mcpServerPort } from './ports.js';
@@ -89,9 +106,19 @@ export async function startSystem(
     const dbRoles = await provisionDatabaseRoles(infra.databaseUrl, { logger });
     const needsDemo = has('agents') || has('mcp-servers');
     if (dbRoles) {
-      const owner = createPgPool({ connectionString: dbRoles.urls.app, max: 2, application_name: 'switchyard-migrations' }, { name: 'migrations', logger });
+      const owner = createPgPool(
+        { connectionString: dbRoles.urls.app, max: 2, application_name: 'switchyard-migrations' },
+        { name: 'migrations', logger },
+      );
       try {
-        await migrateAsOwner({ pool: owner, url: dbRoles.urls.app, roles: dbRoles, logger, externalEventStore: Boolean(config.EVENTSTORE_URL), demoData: needsDemo });
+        await migrateAsOwner({
+          pool: owner,
+          url: dbRoles.urls.app,
+          roles: dbRoles,
+          logger,
+          externalEventStore: Boolean(config.EVENTSTORE_URL),
+          demoData: needsDemo,
+        });
       } finally {
         await owner.end();
       }
@@ -101,13 +128,25 @@ export async function startSystem(
     // to 32 (today's single pool had 30), plus the MCP servers' own pools (automation, analytics,
     // database, writer: 10 each, opened on demand) and a few dedicated connections (LISTEN,
     // leases, leader locks): several processes or test systems fit on one cluster.
-    const poolMax: Partial<Record<Component, number>> = { gateway: 8, engine: 6, dispatcher: 4, relay: 2, projections: 3, monitor: 4, agents: 3, sink: 2 };
+    const poolMax: Partial<Record<Component, number>> = {
+      gateway: 8,
+      engine: 6,
+      dispatcher: 4,
+      relay: 2,
+      projections: 3,
+      monitor: 4,
+      agents: 3,
+      sink: 2,
+    };
     const pools = new Map<Component, pg.Pool>();
     const stores = new Map<Component, EventStore>();
     const poolFor = async (c: Component): Promise<pg.Pool> => {
       let pool = pools.get(c);
       if (!pool) {
-        const p = createPgPool({ connectionString: urlOf(c), max: poolMax[c] ?? 2, application_name: `switchyard-${c}` }, { name: c, logger });
+        const p = createPgPool(
+          { connectionString: urlOf(c), max: poolMax[c] ?? 2, application_name: `switchyard-${c}` },
+          { name: c, logger },
+        );
         if (dbRoles) markSchemaManaged(p);
         pools.set(c, (pool = p));
         await unit(`pg-${c}`, async () => ({ stop: () => p.end() }));
@@ -133,9 +172,16 @@ export async function startSystem(
     // then it is made again and every unit holding it is restarted with it.
     let nats!: NatsConnection;
     await unit('nats', async () => {
-      const nc = await connectNats({ url: infra.natsUrl, name: `switchyard-${roles.length === ROLES.length ? 'all' : roles.join('+')}`, logger });
+      const nc = await connectNats({
+        url: infra.natsUrl,
+        name: `switchyard-${roles.length === ROLES.length ? 'all' : roles.join('+')}`,
+        logger,
+      });
       nats = nc;
-      return { stop: () => closeNats(nc, { logger }), failed: nc.closed().then((err) => err ?? new Error('NATS connection closed')) };
+      return {
+        stop: () => closeNats(nc, { logger }),
+        failed: nc.closed().then((err) => err ?? new Error('NATS connection closed')),
+      };
     });
     const sink = new EventSink(eventStore, logger, 'system:switchyard');
     await unit('event-sink', async () => ({ stop: () => sink.flush() }));
@@ -146,13 +192,18 @@ export async function startSystem(
     const mcpToken = config.MCP_AUTH_TOKEN ?? randomBytes(32).toString('base64url');
     const agentToken = config.AI_AGENT_AUTH_TOKEN ?? randomBytes(32).toString('base64url');
     if (!config.MCP_AUTH_TOKEN && has('mcp-servers') !== has('connectors')) {
-      logger.warn('MCP_AUTH_TOKEN is unset and the MCP servers and connectors run in different processes: set it in both, or they cannot talk');
+      logger.warn(
+        'MCP_AUTH_TOKEN is unset and the MCP servers and connectors run in different processes: set it in both, or they cannot talk',
+      );
     }
     if (!config.AI_AGENT_AUTH_TOKEN && has('agents') && !has('dispatcher')) {
-      logger.warn('AI_AGENT_AUTH_TOKEN is unset: the agents\' HTTP contract answers only this process\'s generated token');
+      logger.warn(
+        "AI_AGENT_AUTH_TOKEN is unset: the agents' HTTP contract answers only this process's generated token",
+      );
     }
     // Every call an MCP server answers over HTTP (the connectors' or anyone else's) is an event with the caller as actor.
-    const auditMcpCall = (c: McpCallAudit) => sink.append(mcpAuditStreamId(c.server), { type: MCP_CALL_AUDIT_EVENT, data: c }, c.correlation_id, c.actor);
+    const auditMcpCall = (c: McpCallAudit) =>
+      sink.append(mcpAuditStreamId(c.server), { type: MCP_CALL_AUDIT_EVENT, data: c }, c.correlation_id, c.actor);
 
     if (has('relay') && config.RELAY_ENABLED) {
       const relayStore = await storeFor('relay');
@@ -203,7 +254,15 @@ export async function startSystem(
         // It stores into the automation schema: the automation server's role.
         const mailboxPool = await poolFor('automation');
         await unit('mailbox', async () => {
-          const box = await startMailbox({ pool: mailboxPool, logger, host: mb.MAILBOX_SMTP_HOST, port, password, maxMessageBytes: mb.MAILBOX_MAX_MESSAGE_BYTES, maxMessages: mb.MAILBOX_MAX_MESSAGES });
+          const box = await startMailbox({
+            pool: mailboxPool,
+            logger,
+            host: mb.MAILBOX_SMTP_HOST,
+            port,
+            password,
+            maxMessageBytes: mb.MAILBOX_MAX_MESSAGE_BYTES,
+            maxMessages: mb.MAILBOX_MAX_MESSAGES,
+          });
           // A restart binds the same port again: the automation server keeps the URL it was given.
           port = box.port;
           smtpUrl = box.smtpUrl;
@@ -216,10 +275,13 @@ export async function startSystem(
       // read-only: DATABASE_ALLOW_WRITES opens the writer below to admin keys, not this server.
       // The automation and analytics servers log in as their own roles (their schema only).
       const envFor = (kind: string) =>
-        !dbRoles ? env
-        : kind === 'database' ? { ...env, DATABASE_URL: dbRoles.urls.reader, DATABASE_ALLOW_WRITES: 'false' }
-        : kind === 'automation' || kind === 'analytics' ? { ...env, DATABASE_URL: dbRoles.urls.components[kind] }
-        : { ...env, DATABASE_URL: undefined };
+        !dbRoles
+          ? env
+          : kind === 'database'
+            ? { ...env, DATABASE_URL: dbRoles.urls.reader, DATABASE_ALLOW_WRITES: 'false' }
+            : kind === 'automation' || kind === 'analytics'
+              ? { ...env, DATABASE_URL: dbRoles.urls.components[kind] }
+              : { ...env, DATABASE_URL: undefined };
       // Only the automation server gets the mailbox's credential.
       const automationEnv = { ...envFor('automation'), ...(smtpUrl ? { SMTP_URL: smtpUrl } : {}) };
       for (const kind of mcpServerKinds) {
@@ -227,7 +289,15 @@ export async function startSystem(
         // MCP_<KIND>_PORT moves a server (pair it with MCP_<NAME>_URL for the connectors).
         const port = mcpServerPort(kind);
         await unit(`mcp-${kind}`, async () => {
-          const server = await runMcpServer(kind, { port, env: kind === 'automation' ? automationEnv : envFor(kind), schemaManaged: Boolean(dbRoles), host: config.BIND_HOST, token: mcpToken, onCall: auditMcpCall, logger: logger.child({ mcp: kind }) });
+          const server = await runMcpServer(kind, {
+            port,
+            env: kind === 'automation' ? automationEnv : envFor(kind),
+            schemaManaged: Boolean(dbRoles),
+            host: config.BIND_HOST,
+            token: mcpToken,
+            onCall: auditMcpCall,
+            logger: logger.child({ mcp: kind }),
+          });
           return { stop: () => server.close() };
         });
       }
@@ -237,7 +307,10 @@ export async function startSystem(
       // an admin key may call it, and only with DATABASE_ALLOW_WRITES=true.
       const writerUrl = dbRoles?.urls.writer;
       const runsWriter = runsMcpServer(selection, DATABASE_WRITER);
-      if (runsWriter && !writerUrl) logger.warn('no least-privilege roles: the database_writer MCP server is not started (customer_onboarding cannot create records)');
+      if (runsWriter && !writerUrl)
+        logger.warn(
+          'no least-privilege roles: the database_writer MCP server is not started (customer_onboarding cannot create records)',
+        );
       else if (runsWriter && writerUrl) {
         const port = mcpServerPort(DATABASE_WRITER);
         await unit('mcp-database-writer', async () => {
@@ -293,7 +366,13 @@ export async function startSystem(
               token: agentToken,
               host: config.BIND_HOST,
               // Every /execute run over HTTP is an event with the caller as actor, like the MCP servers' calls.
-              onExecute: (c) => sink.append(agentAuditStreamId(c.agent), { type: AGENT_HTTP_AUDIT_EVENT, data: c }, c.correlation_id, c.actor),
+              onExecute: (c) =>
+                sink.append(
+                  agentAuditStreamId(c.agent),
+                  { type: AGENT_HTTP_AUDIT_EVENT, data: c },
+                  c.correlation_id,
+                  c.actor,
+                ),
               ...agentPortsFromEnv(),
             },
           });
@@ -310,7 +389,14 @@ export async function startSystem(
         'dispatcher',
         async () => {
           // Only an operator-set AI_AGENT_AUTH_TOKEN goes to external agents; the generated one stays on loopback.
-          const dispatcher = await startDispatcher({ store, nats, pool, logger, agentToken, ...(config.AI_AGENT_AUTH_TOKEN ? { externalAgentToken: config.AI_AGENT_AUTH_TOKEN } : {}) });
+          const dispatcher = await startDispatcher({
+            store,
+            nats,
+            pool,
+            logger,
+            agentToken,
+            ...(config.AI_AGENT_AUTH_TOKEN ? { externalAgentToken: config.AI_AGENT_AUTH_TOKEN } : {}),
+          });
           return { stop: () => dispatcher.stop() };
         },
         usesNats,
@@ -325,7 +411,14 @@ export async function startSystem(
         async () => {
           // Its partition leases log in on connections of their own, as the engine's role too.
           // With `read-models` here too, the workflow read model runs on its own thread (below), not in the engine's loop.
-          const engine = await startWorkflowEngine({ store, pool, nats, logger, databaseUrl: urlOf('engine'), readModel: !has('read-models') });
+          const engine = await startWorkflowEngine({
+            store,
+            pool,
+            nats,
+            logger,
+            databaseUrl: urlOf('engine'),
+            readModel: !has('read-models'),
+          });
           // Starts the workflows the automation server's triggers and schedules record (automation.triggers).
           // Its table exists before the first pass even when no automation server runs in this process
           // (a no-op on a schema-managed pool: the owner migrated it).
@@ -346,7 +439,12 @@ export async function startSystem(
       // The workflow read model is the engine's (its database role may write it): the thread logs in as that role.
       await unit('read-models', async () => {
         const thread = await startReadModelThread(
-          { databaseUrl: urlOf('engine'), schemaManaged: Boolean(dbRoles), logLevel: config.LOG_LEVEL, ...(config.EVENTSTORE_URL ? { eventstoreUrl: config.EVENTSTORE_URL } : {}) },
+          {
+            databaseUrl: urlOf('engine'),
+            schemaManaged: Boolean(dbRoles),
+            logLevel: config.LOG_LEVEL,
+            ...(config.EVENTSTORE_URL ? { eventstoreUrl: config.EVENTSTORE_URL } : {}),
+          },
           logger,
         );
         return { stop: () => thread.stop(), failed: thread.failed };
@@ -365,8 +463,13 @@ export async function startSystem(
           monitoring = running;
           // Every supervised unit of this process is a service of the health report: a failed probe
           // while it is being restarted (degraded, then down), up again once it runs.
-          for (const name of supervisor.status().map((s) => s.name).concat('process')) {
-            running.monitor.addProbe(functionProbe(`component:${name}`, 'component', async () => componentCheck(supervisor, name)));
+          for (const name of supervisor
+            .status()
+            .map((s) => s.name)
+            .concat('process')) {
+            running.monitor.addProbe(
+              functionProbe(`component:${name}`, 'component', async () => componentCheck(supervisor, name)),
+            );
           }
           return { stop: () => running.stop() };
         },
@@ -377,7 +480,11 @@ export async function startSystem(
     let gatewayUrl: string | undefined;
     let consoleServed = false;
     const security = securityOptionsFromEnv();
-    let adminKey: StartInfo['adminKey'] = !security.auth.enabled ? 'auth-disabled' : security.auth.adminKey ? 'env' : 'existing';
+    let adminKey: StartInfo['adminKey'] = !security.auth.enabled
+      ? 'auth-disabled'
+      : security.auth.adminKey
+        ? 'env'
+        : 'existing';
     if (has('gateway')) {
       const pool = await poolFor('gateway');
       const store = await storeFor('gateway');
@@ -386,15 +493,35 @@ export async function startSystem(
       const projectionsStore = await storeFor('projections');
       // DATABASE_READ_URL: a streaming replica; the gateway logs in there as its own role (a physical
       // replica has the primary's roles), at the replica's address and database.
-      const readUrl = config.DATABASE_READ_URL ? replicaLogin(urlOf('gateway'), config.DATABASE_READ_URL, Boolean(dbRoles)) : undefined;
+      const readUrl = config.DATABASE_READ_URL
+        ? replicaLogin(urlOf('gateway'), config.DATABASE_READ_URL, Boolean(dbRoles))
+        : undefined;
       await unit(
         'gateway',
         async () => {
           // The status read model (MCP servers from the connector events) behind /api/v1/integration/status.
           const statusRunner = await startStatusProjections({ store: projectionsStore, pool: projectionsPool, logger });
-          const readPool = readUrl ? createPgPool({ connectionString: readUrl, max: 4, connectionTimeoutMillis: 2_000, application_name: 'switchyard-gateway-reads' }, { name: 'gateway-reads', logger }) : undefined;
+          const readPool = readUrl
+            ? createPgPool(
+                {
+                  connectionString: readUrl,
+                  max: 4,
+                  connectionTimeoutMillis: 2_000,
+                  application_name: 'switchyard-gateway-reads',
+                },
+                { name: 'gateway-reads', logger },
+              )
+            : undefined;
           try {
-            const modules: FeatureModule[] = [McpFeatureModule, AgentsFeatureModule, WorkflowsFeatureModule, SystemFeatureModule, StatusFeatureModule, A2aFeatureModule, McpServerFeatureModule];
+            const modules: FeatureModule[] = [
+              McpFeatureModule,
+              AgentsFeatureModule,
+              WorkflowsFeatureModule,
+              SystemFeatureModule,
+              StatusFeatureModule,
+              A2aFeatureModule,
+              McpServerFeatureModule,
+            ];
             const gateway = await createGateway(
               {
                 eventStore: store,
@@ -421,7 +548,9 @@ export async function startSystem(
             );
             gatewayUrl = (await gateway.listen()).url;
             // The web console, when this gateway has one, is a GET route under /ui in its route registry.
-            consoleServed = gateway.openapi.routes().some((r) => r.method === 'get' && (r.path === '/ui' || r.path.startsWith('/ui/')));
+            consoleServed = gateway.openapi
+              .routes()
+              .some((r) => r.method === 'get' && (r.path === '/ui' || r.path.startsWith('/ui/')));
             monitoring?.monitor.addProbe(httpProbe('gateway', `${gatewayUrl}/livez`));
             return {
               stop: async () => {

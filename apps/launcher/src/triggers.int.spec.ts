@@ -27,9 +27,14 @@ describe('automation triggers start workflows (real PostgreSQL, NATS, workflow e
   const definitionId = `trigger_echo_${newId().slice(0, 6)}`;
 
   const row = async (id: string) =>
-    (await pool.query<{ status: string; execution_id: string | null; error: string | null; started_at: Date | null }>(`select status, execution_id, error, started_at from automation.triggers where id = $1`, [id]))
-      .rows[0]!;
-  const startedEvents = async (executionId: string) => (await executionEvents(store, executionId)).filter((e) => e.type === 'WorkflowStarted');
+    (
+      await pool.query<{ status: string; execution_id: string | null; error: string | null; started_at: Date | null }>(
+        `select status, execution_id, error, started_at from automation.triggers where id = $1`,
+        [id],
+      )
+    ).rows[0]!;
+  const startedEvents = async (executionId: string) =>
+    (await executionEvents(store, executionId)).filter((e) => e.type === 'WorkflowStarted');
   const starter = (): TriggerStarter => {
     const s = new TriggerStarter({ store, pool, logger, pollMs: 100, batch: 3 });
     starters.push(s);
@@ -81,12 +86,20 @@ describe('automation triggers start workflows (real PostgreSQL, NATS, workflow e
   });
 
   it('a recorded trigger is started once, as the execution id it answered, and completes', async () => {
-    const t = await automation.triggerWorkflow({ templateId: definitionId, input: { word: 'hello' }, correlationId: `corr-${newId()}` });
+    const t = await automation.triggerWorkflow({
+      templateId: definitionId,
+      input: { word: 'hello' },
+      correlationId: `corr-${newId()}`,
+    });
     assert.equal(t.status, 'pending');
     assert.equal(t.execution_id, triggerExecutionId(t.id));
     const s = starter();
     s.start();
-    const marked = await until('the trigger marked started', async () => ((await row(t.id)).status === 'started' ? row(t.id) : undefined), 30_000);
+    const marked = await until(
+      'the trigger marked started',
+      async () => ((await row(t.id)).status === 'started' ? row(t.id) : undefined),
+      30_000,
+    );
     assert.equal(marked.execution_id, t.execution_id);
     assert.ok(marked.started_at);
     const state = await waitForExecution(store, t.execution_id, 30_000);
@@ -105,7 +118,11 @@ describe('automation triggers start workflows (real PostgreSQL, NATS, workflow e
   });
 
   it('two starters running at once start each of many triggers exactly once', async () => {
-    const triggers = await Promise.all(Array.from({ length: 10 }, (_, i) => automation.triggerWorkflow({ templateId: definitionId, input: { word: `w${i}` } })));
+    const triggers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        automation.triggerWorkflow({ templateId: definitionId, input: { word: `w${i}` } }),
+      ),
+    );
     const [a, b] = [starter(), starter()];
     const passes = await Promise.all([a.runPending(), b.runPending(), a.runPending(), b.runPending()]);
     // Anything a pass skipped (locked by the other) is taken by a last pass; nothing is left.
@@ -127,7 +144,13 @@ describe('automation triggers start workflows (real PostgreSQL, NATS, workflow e
     const t = await automation.triggerWorkflow({ templateId: definitionId, input: { word: 'once' } });
     // What a starter that died after its append and before its commit left behind.
     const { definition } = await engine.definitions.get(definitionId);
-    await startExecution(store, { definition, input: { word: 'once' }, correlationId: t.correlation_id, actor: AUTOMATION_TRIGGER_ACTOR, executionId: t.execution_id });
+    await startExecution(store, {
+      definition,
+      input: { word: 'once' },
+      correlationId: t.correlation_id,
+      actor: AUTOMATION_TRIGGER_ACTOR,
+      executionId: t.execution_id,
+    });
     assert.equal((await row(t.id)).status, 'pending');
     const pass = await starter().runPending();
     assert.equal(pass.started, 1);

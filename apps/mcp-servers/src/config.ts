@@ -3,7 +3,12 @@ import { mailAddressSchema, smtpUrlSchema } from './automation/mail.js';
 
 const list = z
   .string()
-  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
   .default([]);
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -13,9 +18,15 @@ const bool = z
 /** Environment of the MCP servers, parsed once at start with `parseConfig(env, mcpConfigSchema)`. */
 export const mcpConfigSchema = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
   /** EventStoreDB holds the events (as for the rest of the system); unset: the PostgreSQL event store in DATABASE_URL. Automation only. */
-  EVENTSTORE_URL: z.string().regex(/^(esdb|kurrentdb|kdb)(\+discover)?:\/\//, 'must be an esdb:// connection string').optional(),
+  EVENTSTORE_URL: z
+    .string()
+    .regex(/^(esdb|kurrentdb|kdb)(\+discover)?:\/\//, 'must be an esdb:// connection string')
+    .optional(),
   MCP_AUTH_TOKEN: z.string().min(1).optional(),
   /** Serve HTTP without a bearer token: only for a sandbox; the default refuses to start without MCP_AUTH_TOKEN. */
   MCP_AUTH_DISABLED: bool,
@@ -32,8 +43,16 @@ export const mcpConfigSchema = z.object({
    */
   DATABASE_SEARCH_PATH: z
     .string()
-    .regex(/^\s*[a-z_][a-z0-9_$]*(\s*,\s*[a-z_][a-z0-9_$]*)*\s*$/, 'comma-separated lower-case schema names, e.g. business,public')
-    .transform((s) => s.split(',').map((x) => x.trim()).join(','))
+    .regex(
+      /^\s*[a-z_][a-z0-9_$]*(\s*,\s*[a-z_][a-z0-9_$]*)*\s*$/,
+      'comma-separated lower-case schema names, e.g. business,public',
+    )
+    .transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .join(','),
+    )
     .default('business,public'),
   FETCH_ALLOW_HOSTS: list,
   FETCH_ALLOW_CIDRS: list,
@@ -47,7 +66,10 @@ export const mcpConfigSchema = z.object({
   MAIL_FROM: z
     .string()
     .max(400)
-    .refine((s) => mailAddressSchema.safeParse(/<([^>]+)>\s*$/.exec(s)?.[1] ?? s).success, 'an address, or Name <address>')
+    .refine(
+      (s) => mailAddressSchema.safeParse(/<([^>]+)>\s*$/.exec(s)?.[1] ?? s).success,
+      'an address, or Name <address>',
+    )
     .default('Switchyard <switchyard@localhost>'),
   SCHEDULER_INTERVAL_MS: z.coerce.number().int().min(50).max(3_600_000).default(1000),
   /** An owed webhook (scheduled, or queued with queue_webhook) not answered is sent again after this, doubling up to WEBHOOK_RETRY_MAX_MS, WEBHOOK_RETRY_ATTEMPTS rounds in all. */

@@ -25,15 +25,24 @@ const TOKEN = 'conformance-token';
 
 /** Scenarios any MCP server must pass, and the capability that makes the others apply. */
 const ALWAYS = ['server-initialize', 'ping', 'dns-rebinding-protection'];
-const BY_CAPABILITY: Record<string, string[]> = { tools: ['tools-list'], resources: ['resources-list'], prompts: ['prompts-list'], logging: ['logging-set-level'] };
+const BY_CAPABILITY: Record<string, string[]> = {
+  tools: ['tools-list'],
+  resources: ['resources-list'],
+  prompts: ['prompts-list'],
+  logging: ['logging-set-level'],
+};
 /** Why the rest never apply to our servers (they test fixtures of the reference "everything" server). */
 function notApplicable(scenario: string): string {
-  if (/^tools-call-/.test(scenario) || scenario === 'json-schema-2020-12') return 'calls a fixture tool (test_*) of the reference "everything" server';
-  if (/^(resources-read|resources-templates)/.test(scenario)) return 'reads fixture resources (test://) of the reference server';
-  if (/^resources-(un)?subscribe/.test(scenario)) return 'needs resources.subscribe, not advertised (stateless HTTP cannot deliver updates)';
+  if (/^tools-call-/.test(scenario) || scenario === 'json-schema-2020-12')
+    return 'calls a fixture tool (test_*) of the reference "everything" server';
+  if (/^(resources-read|resources-templates)/.test(scenario))
+    return 'reads fixture resources (test://) of the reference server';
+  if (/^resources-(un)?subscribe/.test(scenario))
+    return 'needs resources.subscribe, not advertised (stateless HTTP cannot deliver updates)';
   if (/^prompts-get|^completion/.test(scenario)) return 'uses fixture prompts (test_prompt_*) of the reference server';
   if (/^elicitation/.test(scenario)) return 'needs a fixture tool that elicits from the client';
-  if (/^server-sse/.test(scenario)) return 'needs sessions and SSE streams (these servers are stateless, JSON responses)';
+  if (/^server-sse/.test(scenario))
+    return 'needs sessions and SSE streams (these servers are stateless, JSON responses)';
   if (scenario === 'logging-set-level') return 'logging capability not advertised';
   if (scenario === 'resources-list') return 'resources capability not advertised';
   if (scenario === 'prompts-list') return 'prompts capability not advertised';
@@ -47,10 +56,19 @@ interface Proxy {
 
 async function tokenProxy(target: number, token: string): Promise<Proxy> {
   const server = http.createServer((req, res) => {
-    const up = http.request({ host: '127.0.0.1', port: target, method: req.method, path: req.url, headers: { ...req.headers, authorization: `Bearer ${token}` } }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
+    const up = http.request(
+      {
+        host: '127.0.0.1',
+        port: target,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, authorization: `Bearer ${token}` },
+      },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
     up.on('error', () => (res.headersSent ? res.destroy() : (res.writeHead(502), res.end())));
     req.pipe(up);
   });
@@ -81,7 +99,11 @@ function suiteCommand(): Promise<{ node: string; bin: string }> {
       (err, stdout, stderr) => {
         const [node, bin, version] = stdout.trim().split('\n');
         if (err || !node || !bin || !/^v2[2-9]\./.test(version ?? '')) {
-          reject(new Error(`could not get Node 22 and ${SUITE} through npx (${err?.message ?? `node ${version}`}):\n${stdout}\n${stderr.slice(-3000)}`));
+          reject(
+            new Error(
+              `could not get Node 22 and ${SUITE} through npx (${err?.message ?? `node ${version}`}):\n${stdout}\n${stderr.slice(-3000)}`,
+            ),
+          );
           return;
         }
         resolve({ node, bin });
@@ -91,7 +113,11 @@ function suiteCommand(): Promise<{ node: string; bin: string }> {
 }
 
 /** Run the whole server suite once against `url`; the checks of each scenario, by scenario name. */
-function runSuite(cmd: { node: string; bin: string }, url: string, outDir: string): Promise<{ results: Map<string, Check[]>; output: string }> {
+function runSuite(
+  cmd: { node: string; bin: string },
+  url: string,
+  outDir: string,
+): Promise<{ results: Map<string, Check[]>; output: string }> {
   return new Promise((resolve) => {
     execFile(
       cmd.node,
@@ -164,39 +190,55 @@ describe('official MCP conformance suite against every server we serve', () => {
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('passes every scenario that applies to each server\'s advertised capabilities, DNS-rebinding protection included', { timeout: 600_000 }, async () => {
-    const cmd = await suiteCommand();
-    // The servers' suites run side by side: each is a few seconds of a client talking to one server.
-    const runs = await Promise.all(
-      running.map(async (r) => {
-        const client = await httpClient(r.server.url!, TOKEN);
-        const caps = client.getServerCapabilities() ?? {};
-        await client.close();
-        const outDir = path.join(scratch, `out-${r.name}`);
-        return { ...r, caps, ...(await runSuite(cmd, `http://127.0.0.1:${r.proxy.port}/mcp`, outDir)) };
-      }),
-    );
-    const failures: string[] = [];
-    for (const run of runs) {
-      // The suite could not run at all (no Node 22, registry unreachable): fail loudly, never skip.
-      assert.ok(run.results.size > 0, `the conformance suite produced no results for ${run.name}; its output:\n${run.output.slice(-4000)}`);
-      const applicable = new Set([...ALWAYS, ...Object.entries(BY_CAPABILITY).flatMap(([cap, s]) => ((run.caps as Record<string, unknown>)[cap] ? s : []))]);
-      const passed: string[] = [];
-      const skipped: string[] = [];
-      for (const scenario of applicable) {
-        const checks = run.results.get(scenario);
-        if (!checks || checks.length === 0) {
-          failures.push(`${run.name}: ${scenario} did not run`);
-          continue;
+  it(
+    "passes every scenario that applies to each server's advertised capabilities, DNS-rebinding protection included",
+    { timeout: 600_000 },
+    async () => {
+      const cmd = await suiteCommand();
+      // The servers' suites run side by side: each is a few seconds of a client talking to one server.
+      const runs = await Promise.all(
+        running.map(async (r) => {
+          const client = await httpClient(r.server.url!, TOKEN);
+          const caps = client.getServerCapabilities() ?? {};
+          await client.close();
+          const outDir = path.join(scratch, `out-${r.name}`);
+          return { ...r, caps, ...(await runSuite(cmd, `http://127.0.0.1:${r.proxy.port}/mcp`, outDir)) };
+        }),
+      );
+      const failures: string[] = [];
+      for (const run of runs) {
+        // The suite could not run at all (no Node 22, registry unreachable): fail loudly, never skip.
+        assert.ok(
+          run.results.size > 0,
+          `the conformance suite produced no results for ${run.name}; its output:\n${run.output.slice(-4000)}`,
+        );
+        const applicable = new Set([
+          ...ALWAYS,
+          ...Object.entries(BY_CAPABILITY).flatMap(([cap, s]) => ((run.caps as Record<string, unknown>)[cap] ? s : [])),
+        ]);
+        const passed: string[] = [];
+        const skipped: string[] = [];
+        for (const scenario of applicable) {
+          const checks = run.results.get(scenario);
+          if (!checks || checks.length === 0) {
+            failures.push(`${run.name}: ${scenario} did not run`);
+            continue;
+          }
+          const bad = checks.filter((c) => c.status !== 'SUCCESS' && c.status !== 'INFO');
+          if (bad.length)
+            failures.push(
+              `${run.name}: ${scenario}: ${bad.map((c) => `${c.id} ${c.status} ${c.errorMessage ?? ''}`).join('; ')}`,
+            );
+          else passed.push(`${scenario} (${checks.length} check${checks.length > 1 ? 's' : ''})`);
         }
-        const bad = checks.filter((c) => c.status !== 'SUCCESS' && c.status !== 'INFO');
-        if (bad.length) failures.push(`${run.name}: ${scenario}: ${bad.map((c) => `${c.id} ${c.status} ${c.errorMessage ?? ''}`).join('; ')}`);
-        else passed.push(`${scenario} (${checks.length} check${checks.length > 1 ? 's' : ''})`);
+        for (const scenario of [...run.results.keys()].sort())
+          if (!applicable.has(scenario)) skipped.push(`${scenario}: ${notApplicable(scenario)}`);
+        console.log(
+          `# ${run.name} (advertises ${Object.keys(run.caps).sort().join(', ')}): passed ${passed.join(', ')}`,
+        );
+        console.log(`# ${run.name} not applicable:\n#   ${skipped.join('\n#   ')}`);
       }
-      for (const scenario of [...run.results.keys()].sort()) if (!applicable.has(scenario)) skipped.push(`${scenario}: ${notApplicable(scenario)}`);
-      console.log(`# ${run.name} (advertises ${Object.keys(run.caps).sort().join(', ')}): passed ${passed.join(', ')}`);
-      console.log(`# ${run.name} not applicable:\n#   ${skipped.join('\n#   ')}`);
-    }
-    assert.deepEqual(failures, []);
-  });
+      assert.deepEqual(failures, []);
+    },
+  );
 });

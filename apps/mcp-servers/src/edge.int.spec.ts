@@ -21,11 +21,27 @@ function post(port: number, body: unknown, headers: Record<string, string>): Pro
   const text = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': Buffer.byteLength(text), ...headers } },
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/mcp',
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'content-length': Buffer.byteLength(text),
+          ...headers,
+        },
+      },
       (res) => {
         let data = '';
         res.on('data', (c: Buffer) => (data += c.toString('utf8')));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data.startsWith('{') || data.startsWith('[') ? JSON.parse(data) : data }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: data.startsWith('{') || data.startsWith('[') ? JSON.parse(data) : data,
+          }),
+        );
       },
     );
     req.on('error', reject);
@@ -35,7 +51,8 @@ function post(port: number, body: unknown, headers: Record<string, string>): Pro
 
 /** A non-loopback IPv4 address of this machine, if it has one. */
 function externalAddress(): string | undefined {
-  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  for (const list of Object.values(os.networkInterfaces()))
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   return undefined;
 }
 
@@ -52,7 +69,12 @@ describe('MCP server listener: bind, token, Host/Origin, errors, audit', () => {
   let port: number;
   const calls: McpCallAudit[] = [];
   const auth = { authorization: `Bearer ${token}` };
-  const query = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'query', arguments: { sql: 'SELECT 41 + 1 AS n' } } };
+  const query = {
+    jsonrpc: '2.0',
+    id: 7,
+    method: 'tools/call',
+    params: { name: 'query', arguments: { sql: 'SELECT 41 + 1 AS n' } },
+  };
 
   before(async () => {
     port = await freePort();
@@ -67,10 +89,13 @@ describe('MCP server listener: bind, token, Host/Origin, errors, audit', () => {
   after(() => server?.close());
 
   it('refuses to serve over HTTP without a token unless MCP_AUTH_DISABLED says so', async () => {
-    await assert.rejects(runMcpServer('fetch', { port: 0, env: { LOG_LEVEL: 'silent' }, logger: silentLogger }), /MCP_AUTH_TOKEN is required/);
+    await assert.rejects(
+      runMcpServer('fetch', { port: 0, env: { LOG_LEVEL: 'silent' }, logger: silentLogger }),
+      /MCP_AUTH_TOKEN is required/,
+    );
   });
 
-  it('binds 127.0.0.1 by default: not reachable on the machine\'s other addresses', async (t) => {
+  it("binds 127.0.0.1 by default: not reachable on the machine's other addresses", async (t) => {
     assert.match(server.url!, /^http:\/\/127\.0\.0\.1:/);
     assert.equal(await connects('127.0.0.1', port), true);
     const ext = externalAddress();
@@ -79,7 +104,11 @@ describe('MCP server listener: bind, token, Host/Origin, errors, audit', () => {
   });
 
   it('answers 401 to a call without the bearer token (a query, and pg_read_file, never run)', async () => {
-    const r = await post(port, { ...query, params: { name: 'query', arguments: { sql: "SELECT pg_read_file('/etc/hostname')" } } }, { host: `127.0.0.1:${port}` });
+    const r = await post(
+      port,
+      { ...query, params: { name: 'query', arguments: { sql: "SELECT pg_read_file('/etc/hostname')" } } },
+      { host: `127.0.0.1:${port}` },
+    );
     assert.equal(r.status, 401);
     assert.equal(r.body.error.code, -32001);
     const wrong = await post(port, query, { host: `127.0.0.1:${port}`, authorization: 'Bearer not-the-token' });
@@ -100,7 +129,10 @@ describe('MCP server listener: bind, token, Host/Origin, errors, audit', () => {
       assert.equal(r.status, 403, origin);
       assert.match(r.body.error.message, /Origin/);
     }
-    for (const [host, origin] of [[`localhost:${port}`, `http://localhost:${port}`], [`127.0.0.1:${port}`, `http://127.0.0.1:${port}`]] as const) {
+    for (const [host, origin] of [
+      [`localhost:${port}`, `http://localhost:${port}`],
+      [`127.0.0.1:${port}`, `http://127.0.0.1:${port}`],
+    ] as const) {
       const r = await post(port, query, { host, origin, ...auth });
       assert.equal(r.status, 200, origin);
       assert.equal(r.body.result.structuredContent.rows[0].n, 42);
@@ -109,12 +141,25 @@ describe('MCP server listener: bind, token, Host/Origin, errors, audit', () => {
 
   it('answers invalid params with -32602 and a short message, not a zod dump or the raw input', async () => {
     const h = { host: `127.0.0.1:${port}`, ...auth };
-    const bad = await post(port, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { arguments: 'not an object' } }, h);
+    const bad = await post(
+      port,
+      { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { arguments: 'not an object' } },
+      h,
+    );
     assert.equal(bad.body.error.code, -32602);
     assert.match(bad.body.error.message, /^invalid params: /);
     assert.ok(bad.body.error.message.length < 200, bad.body.error.message);
     assert.doesNotMatch(bad.body.error.message, /[[{]\s*"/);
-    const missing = await post(port, { jsonrpc: '2.0', id: 2, method: 'resources/read', params: { uri: 'postgres://schema/public/no_such_table_xyz' } }, h);
+    const missing = await post(
+      port,
+      {
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'resources/read',
+        params: { uri: 'postgres://schema/public/no_such_table_xyz' },
+      },
+      h,
+    );
     assert.equal(missing.body.error.code, -32602);
     assert.doesNotMatch(missing.body.error.message, /no_such_table_xyz/);
   });
@@ -122,7 +167,12 @@ describe('MCP server listener: bind, token, Host/Origin, errors, audit', () => {
   it('advertises no list_changed notification it cannot deliver (stateless: no session, GET /mcp is 405)', async () => {
     const init = await post(
       port,
-      { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'edge-test', version: '0' } } },
+      {
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'edge-test', version: '0' } },
+      },
       { host: `127.0.0.1:${port}`, ...auth },
     );
     assert.equal(init.status, 200);
@@ -131,14 +181,24 @@ describe('MCP server listener: bind, token, Host/Origin, errors, audit', () => {
     for (const k of ['tools', 'resources', 'prompts']) assert.notEqual(caps[k]?.listChanged, true, `${k}.listChanged`);
     assert.notEqual(caps.resources?.subscribe, true);
     const get = await new Promise<number>((resolve, reject) =>
-      http.get({ host: '127.0.0.1', port, path: '/mcp', headers: { ...auth, accept: 'text/event-stream' } }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject),
+      http
+        .get(
+          { host: '127.0.0.1', port, path: '/mcp', headers: { ...auth, accept: 'text/event-stream' } },
+          (res) => (res.resume(), resolve(res.statusCode ?? 0)),
+        )
+        .on('error', reject),
     );
     assert.equal(get, 405);
   });
 
   it('puts every answered call on record with the caller (actor token:mcp, address, outcome)', async () => {
     calls.length = 0;
-    const r = await post(port, query, { host: `127.0.0.1:${port}`, 'x-correlation-id': 'edge-audit-1', 'user-agent': 'edge-test', ...auth });
+    const r = await post(port, query, {
+      host: `127.0.0.1:${port}`,
+      'x-correlation-id': 'edge-audit-1',
+      'user-agent': 'edge-test',
+      ...auth,
+    });
     assert.equal(r.status, 200);
     const c = calls.find((x) => x.correlation_id === 'edge-audit-1');
     assert.ok(c, `no audit record in ${JSON.stringify(calls)}`);

@@ -2,7 +2,12 @@
  * @switchyard/mcp-servers: the project's own MCP servers (database, fetch, automation,
  * analytics, filesystem and GitHub bridges), their HTTP/stdio hosting and the egress guard.
  */
-export { startMcpHttpServer, type ConnectableServer, type McpHttpServerHandle, type McpHttpServerOptions } from './common/http.js';
+export {
+  startMcpHttpServer,
+  type ConnectableServer,
+  type McpHttpServerHandle,
+  type McpHttpServerOptions,
+} from './common/http.js';
 export { serveStdio } from './common/stdio.js';
 export { mcpCallAuditSchema, mcpAuditStreamId, MCP_CALL_AUDIT_EVENT, type McpCallAudit } from './common/audit.js';
 export { tool, toolOk, toolError, asAppError, type ToolContext } from './common/tools.js';
@@ -11,7 +16,13 @@ export { runMcpServer, type RunOptions, type RunningMcpServer } from './runtime.
 export { createDatabaseServer, mapPgError, type DatabaseServerDeps } from './database/server.js';
 export { EgressGuard, nonPublicRange, type EgressPolicy, type Resolver } from './fetch/egress-guard.js';
 export { safeHttpRequest, type SafeRequest, type SafeResponse, type HttpMethod } from './fetch/http-client.js';
-export { createFetchServer, extractHtml, defaultFetchLimits, type FetchServerDeps, type FetchServerLimits } from './fetch/server.js';
+export {
+  createFetchServer,
+  extractHtml,
+  defaultFetchLimits,
+  type FetchServerDeps,
+  type FetchServerLimits,
+} from './fetch/server.js';
 export {
   AutomationService,
   Scheduler,
@@ -30,8 +41,20 @@ export {
 } from './automation/automation-service.js';
 export { webhooksProjection, WEBHOOKS_PROJECTION } from './automation/webhooks.js';
 export { schedulesProjection, SCHEDULES_PROJECTION } from './automation/schedules.js';
-export { webhookDecider, webhookStream, type WebhookCommand, type WebhookEvent, type WebhookState } from './automation/webhooks.decider.js';
-export { scheduleDecider, scheduleStream, type ScheduleCommand, type ScheduleEvent, type ScheduleState } from './automation/schedules.decider.js';
+export {
+  webhookDecider,
+  webhookStream,
+  type WebhookCommand,
+  type WebhookEvent,
+  type WebhookState,
+} from './automation/webhooks.decider.js';
+export {
+  scheduleDecider,
+  scheduleStream,
+  type ScheduleCommand,
+  type ScheduleEvent,
+  type ScheduleState,
+} from './automation/schedules.decider.js';
 export { migrateAutomation } from './automation/schema.js';
 export {
   Mailer,
@@ -45,9 +68,36 @@ export {
   type MailResult,
   type MailTransport,
 } from './automation/mail.js';
-export { startMailbox, listMailbox, mailboxConfigSchema, mailboxQuerySchema, type MailboxConfig, type MailboxMessage, type MailboxOptions, type RunningMailbox } from './automation/mailbox.js';
+export {
+  startMailbox,
+  listMailbox,
+  mailboxConfigSchema,
+  mailboxQuerySchema,
+  type MailboxConfig,
+  type MailboxMessage,
+  type MailboxOptions,
+  type RunningMailbox,
+} from './automation/mailbox.js';
 export { createAutomationServer, type AutomationServerDeps } from './automation/server.js';
-export { createAnalyticsServer, migrateAnalytics, parseDuration, defaultReportTables, type AnalyticsServerDeps } from './analytics/server.js';
-export { startGithubBridge, githubServerScript, GITHUB_TOKEN_MISSING, type GithubBridge, type GithubBridgeOptions } from './github/bridge.js';
+export {
+  createAnalyticsServer,
+  migrateAnalytics,
+  parseDuration,
+  defaultReportTables,
+  type AnalyticsServerDeps,
+} from './analytics/server.js';
+export {
+  startGithubBridge,
+  githubServerScript,
+  GITHUB_TOKEN_MISSING,
+  type GithubBridge,
+  type GithubBridgeOptions,
+} from './github/bridge.js';
 export { startStdioChild, type StdioChild, type StdioChildOptions } from './common/stdio-bridge.js';
-export { startFilesystemBridge, createForwardingServer, filesystemServerScript, type FilesystemBridge, type FilesystemBridgeOptions } from './filesystem/bridge.js';
+export {
+  startFilesystemBridge,
+  createForwardingServer,
+  filesystemServerScript,
+  type FilesystemBridge,
+  type FilesystemBridgeOptions,
+} from './filesystem/bridge.js';

@@ -24,7 +24,14 @@ describe('HTTP hosting: bearer token, health, methods', () => {
   const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
   before(async () => {
-    http = await startMcpHttpServer({ name: 'fetch', serverFactory: () => createFetchServer({ guard: new EgressGuard(), logger: silentLogger }), port: 0, token, logger: silentLogger, maxBodyBytes: 10_000 });
+    http = await startMcpHttpServer({
+      name: 'fetch',
+      serverFactory: () => createFetchServer({ guard: new EgressGuard(), logger: silentLogger }),
+      port: 0,
+      token,
+      logger: silentLogger,
+      maxBodyBytes: 10_000,
+    });
   });
   after(() => http?.close());
 
@@ -32,7 +39,11 @@ describe('HTTP hosting: bearer token, health, methods', () => {
     const none = await fetch(http.url, { method: 'POST', headers, body: JSON.stringify(rpc) });
     assert.equal(none.status, 401);
     assert.equal(none.headers.get('www-authenticate'), 'Bearer');
-    const wrong = await fetch(http.url, { method: 'POST', headers: { ...headers, authorization: 'Bearer nope' }, body: JSON.stringify(rpc) });
+    const wrong = await fetch(http.url, {
+      method: 'POST',
+      headers: { ...headers, authorization: 'Bearer nope' },
+      body: JSON.stringify(rpc),
+    });
     assert.equal(wrong.status, 401);
     await assert.rejects(httpClient(http.url), 'an SDK client without the token cannot connect');
   });
@@ -53,7 +64,11 @@ describe('HTTP hosting: bearer token, health, methods', () => {
     assert.deepEqual(await h.json(), { status: 'ok', server: 'fetch' });
     const get = await fetch(http.url, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
     assert.equal(get.status, 405);
-    const big = await fetch(http.url, { method: 'POST', headers: { ...headers, authorization: `Bearer ${token}` }, body: JSON.stringify({ ...rpc, params: { pad: 'x'.repeat(20_000) } }) });
+    const big = await fetch(http.url, {
+      method: 'POST',
+      headers: { ...headers, authorization: `Bearer ${token}` },
+      body: JSON.stringify({ ...rpc, params: { pad: 'x'.repeat(20_000) } }),
+    });
     assert.equal(big.status, 413);
   });
 });
@@ -65,7 +80,12 @@ describe('CLI entry (dist/main.js)', () => {
   });
 
   it('serves analytics over stdio to an SDK client', async () => {
-    const transport = new StdioClientTransport({ command: process.execPath, args: [mainJs, 'analytics', '--stdio'], env: { DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent' }, stderr: 'pipe' });
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [mainJs, 'analytics', '--stdio'],
+      env: { DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent' },
+      stderr: 'pipe',
+    });
     const client = new Client({ name: 'cli-test', version: '0.0.0' });
     await client.connect(transport);
     try {
@@ -85,12 +105,19 @@ describe('CLI entry (dist/main.js)', () => {
 
   it('serves the database server over HTTP on --port with the token from MCP_AUTH_TOKEN', async () => {
     const port = await freePort();
-    child = spawn(process.execPath, [mainJs, 'database', '--port', String(port)], { env: { ...process.env, DATABASE_URL: databaseUrl, MCP_AUTH_TOKEN: 'cli-token', LOG_LEVEL: 'silent' }, stdio: 'ignore' });
+    child = spawn(process.execPath, [mainJs, 'database', '--port', String(port)], {
+      env: { ...process.env, DATABASE_URL: databaseUrl, MCP_AUTH_TOKEN: 'cli-token', LOG_LEVEL: 'silent' },
+      stdio: 'ignore',
+    });
     await waitForPort(port, 20_000);
     const health = await fetch(`http://127.0.0.1:${port}/health`);
     assert.equal(health.status, 200);
     assert.equal(((await health.json()) as { database: string }).database, 'ok');
-    const unauth = await fetch(`http://127.0.0.1:${port}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const unauth = await fetch(`http://127.0.0.1:${port}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     assert.equal(unauth.status, 401);
     const c = await httpClient(`http://127.0.0.1:${port}/mcp`, 'cli-token');
     try {
@@ -106,7 +133,9 @@ describe('CLI entry (dist/main.js)', () => {
   });
 
   it('fails fast naming a bad variable', async () => {
-    const p = spawn(process.execPath, [mainJs, 'database', '--port', '0'], { env: { ...process.env, DATABASE_URL: 'mysql://nope', LOG_LEVEL: 'silent' } });
+    const p = spawn(process.execPath, [mainJs, 'database', '--port', '0'], {
+      env: { ...process.env, DATABASE_URL: 'mysql://nope', LOG_LEVEL: 'silent' },
+    });
     let err = '';
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise((r) => p.once('exit', r));
@@ -119,8 +148,22 @@ describe('runMcpServer wires every server from its environment', () => {
   it('starts each kind on a free port, healthy and listing its tools', async () => {
     mkdirSync(path.resolve('.tmp'), { recursive: true });
     const scratch = mkdtempSync(path.resolve('.tmp', 'runtime-'));
-    const env = { DATABASE_URL: await freshDatabase('mcp_runtime'), FILESYSTEM_ROOT: path.join(scratch, 'files'), WEBHOOK_ALLOW_LOOPBACK: 'true', LOG_LEVEL: 'silent', MCP_AUTH_TOKEN: 'runtime-token', GITHUB_PERSONAL_ACCESS_TOKEN: 'ghp_dummy_runtime' };
-    const expected: Record<string, string> = { database: 'query', fetch: 'http_request', automation: 'create_schedule', analytics: 'query_metric', 'filesystem-bridge': 'read_text_file', github: 'search_repositories' };
+    const env = {
+      DATABASE_URL: await freshDatabase('mcp_runtime'),
+      FILESYSTEM_ROOT: path.join(scratch, 'files'),
+      WEBHOOK_ALLOW_LOOPBACK: 'true',
+      LOG_LEVEL: 'silent',
+      MCP_AUTH_TOKEN: 'runtime-token',
+      GITHUB_PERSONAL_ACCESS_TOKEN: 'ghp_dummy_runtime',
+    };
+    const expected: Record<string, string> = {
+      database: 'query',
+      fetch: 'http_request',
+      automation: 'create_schedule',
+      analytics: 'query_metric',
+      'filesystem-bridge': 'read_text_file',
+      github: 'search_repositories',
+    };
     try {
       for (const kind of mcpServerKinds) {
         const running = await runMcpServer(kind, { port: 0, env, logger: silentLogger });

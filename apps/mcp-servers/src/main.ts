@@ -12,7 +12,12 @@ const usage = `usage: main.js <${mcpServerKinds.join('|')}> [--stdio] [--port N]
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { stdio: { type: 'boolean', default: false }, port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean', default: false } },
+    options: {
+      stdio: { type: 'boolean', default: false },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
   });
   const kind = positionals[0] as McpServerKind | undefined;
   if (values.help || !kind || !mcpServerKinds.includes(kind)) {
@@ -24,7 +29,11 @@ async function main(): Promise<void> {
     process.stderr.write(`--port must be an integer 0..65535\n${usage}\n`);
     process.exit(2);
   }
-  const running = await runMcpServer(kind, { stdio: values.stdio, ...(port !== undefined ? { port } : {}), ...(values.host ? { host: values.host } : {}) });
+  const running = await runMcpServer(kind, {
+    stdio: values.stdio,
+    ...(port !== undefined ? { port } : {}),
+    ...(values.host ? { host: values.host } : {}),
+  });
   if (running.url) process.stderr.write(`${kind} MCP server at ${running.url}\n`);
   let closing = false;
   const stop = (): void => {

@@ -2,7 +2,15 @@ import pg from 'pg';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { pino } from 'pino';
 import { createEventStore } from '@switchyard/event-store';
-import { AppError, createLogger, createPgPool, edgePolicyFromEnv, markSchemaManaged, parseConfig, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  createLogger,
+  createPgPool,
+  edgePolicyFromEnv,
+  markSchemaManaged,
+  parseConfig,
+  type Logger,
+} from '@switchyard/platform';
 import { startMcpHttpServer, type ConnectableServer } from './common/http.js';
 import type { McpCallAudit } from './common/audit.js';
 import { serveStdio } from './common/stdio.js';
@@ -45,7 +53,11 @@ export interface RunningMcpServer {
   close(): Promise<void>;
 }
 
-function requireDatabase(config: McpConfig, kind: string, opts: { schemaManaged?: boolean; searchPath?: string } = {}): pg.Pool {
+function requireDatabase(
+  config: McpConfig,
+  kind: string,
+  opts: { schemaManaged?: boolean; searchPath?: string } = {},
+): pg.Pool {
   if (!config.DATABASE_URL) throw new AppError('validation', `DATABASE_URL is required by the ${kind} server`);
   // A client dies when Postgres restarts or a backend is terminated, also while checked out
   // (a query or cursor in flight): the guarded pool listens, the query fails, the pool replaces it.
@@ -71,13 +83,19 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
   const token = opts.token ?? config.MCP_AUTH_TOKEN;
   // Checked before anything starts: a tool server (writes, pg_read_file) must not answer anyone by default.
   if (!opts.stdio && !token && !config.MCP_AUTH_DISABLED) {
-    throw new AppError('validation', `MCP_AUTH_TOKEN is required to serve the ${kind} MCP server over HTTP (MCP_AUTH_DISABLED=true serves it without one)`);
+    throw new AppError(
+      'validation',
+      `MCP_AUTH_TOKEN is required to serve the ${kind} MCP server over HTTP (MCP_AUTH_DISABLED=true serves it without one)`,
+    );
   }
   // On stdio, stdout is the protocol channel: logs go to stderr.
   const logger =
     opts.logger ??
     (opts.stdio
-      ? pino({ name: `mcp-${kind}`, level: config.LOG_LEVEL, base: { pid: process.pid, app: `mcp-${kind}` } }, pino.destination(2))
+      ? pino(
+          { name: `mcp-${kind}`, level: config.LOG_LEVEL, base: { pid: process.pid, app: `mcp-${kind}` } },
+          pino.destination(2),
+        )
       : createLogger(`mcp-${kind}`, config.LOG_LEVEL));
   const cleanups: (() => Promise<void>)[] = [];
   let factory: () => ConnectableServer;
@@ -88,11 +106,23 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
     switch (kind) {
       case 'database': {
         // Only this server: the others' own tables are unqualified names in their own schemas.
-        const pool = requireDatabase(config, kind, { schemaManaged: opts.schemaManaged, searchPath: config.DATABASE_SEARCH_PATH });
+        const pool = requireDatabase(config, kind, {
+          schemaManaged: opts.schemaManaged,
+          searchPath: config.DATABASE_SEARCH_PATH,
+        });
         cleanups.push(() => pool.end());
         factory = () =>
-          createDatabaseServer({ pool, logger, allowWrites: config.DATABASE_ALLOW_WRITES, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS, maxRows: config.DATABASE_MAX_ROWS });
-        health = async () => (await pool.query('SELECT 1'), { database: 'ok', allowWrites: config.DATABASE_ALLOW_WRITES });
+          createDatabaseServer({
+            pool,
+            logger,
+            allowWrites: config.DATABASE_ALLOW_WRITES,
+            statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+            maxRows: config.DATABASE_MAX_ROWS,
+          });
+        health = async () => (
+          await pool.query('SELECT 1'),
+          { database: 'ok', allowWrites: config.DATABASE_ALLOW_WRITES }
+        );
         break;
       }
       case 'fetch': {
@@ -103,7 +133,10 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
       case 'automation': {
         const pool = requireDatabase(config, kind, { schemaManaged: opts.schemaManaged });
         cleanups.push(() => pool.end());
-        const cidrs = [...config.WEBHOOK_ALLOW_CIDRS, ...(config.WEBHOOK_ALLOW_LOOPBACK ? ['127.0.0.0/8', '::1/128'] : [])];
+        const cidrs = [
+          ...config.WEBHOOK_ALLOW_CIDRS,
+          ...(config.WEBHOOK_ALLOW_LOOPBACK ? ['127.0.0.0/8', '::1/128'] : []),
+        ];
         const guard = new EgressGuard({ allowHosts: config.WEBHOOK_ALLOW_HOSTS, allowCidrs: cidrs });
         const transport = config.SMTP_URL ? smtpTransport(config.SMTP_URL) : undefined;
         if (transport) cleanups.push(async () => transport.close());
@@ -116,7 +149,11 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
           logger,
           guard,
           store,
-          scheduledRetry: { firstRetryMs: config.WEBHOOK_RETRY_FIRST_MS, maxRetryMs: config.WEBHOOK_RETRY_MAX_MS, maxAttempts: config.WEBHOOK_RETRY_ATTEMPTS },
+          scheduledRetry: {
+            firstRetryMs: config.WEBHOOK_RETRY_FIRST_MS,
+            maxRetryMs: config.WEBHOOK_RETRY_MAX_MS,
+            maxAttempts: config.WEBHOOK_RETRY_ATTEMPTS,
+          },
           ...(transport ? { mail: { transport, from: config.MAIL_FROM } } : {}),
           ...(opts.onTrigger ? { onTrigger: opts.onTrigger } : {}),
         });
@@ -129,7 +166,10 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         scheduler.start();
         cleanups.unshift(() => scheduler.stop());
         factory = () => createAutomationServer({ service, logger });
-        health = async () => (await pool.query('SELECT 1'), { database: 'ok', mail: transport ? 'smtp' : 'unconfigured' });
+        health = async () => (
+          await pool.query('SELECT 1'),
+          { database: 'ok', mail: transport ? 'smtp' : 'unconfigured' }
+        );
         break;
       }
       case 'analytics': {
@@ -158,7 +198,10 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
           // probe counts it as down) and every MCP request is refused with the reason.
           if (opts.stdio) throw new AppError('validation', GITHUB_TOKEN_MISSING);
           logger.warn({ kind }, 'GITHUB_PERSONAL_ACCESS_TOKEN is unset: github MCP server is unconfigured');
-          const reason = { message: GITHUB_TOKEN_MISSING, data: { state: 'unconfigured', missing: ['GITHUB_PERSONAL_ACCESS_TOKEN'] } };
+          const reason = {
+            message: GITHUB_TOKEN_MISSING,
+            data: { state: 'unconfigured', missing: ['GITHUB_PERSONAL_ACCESS_TOKEN'] },
+          };
           unavailable = () => reason;
           // Never called while unavailable; a server with no capabilities if it ever were.
           factory = () => new Server({ name: 'switchyard-github-bridge', version: '0.1.0' }, { capabilities: {} });

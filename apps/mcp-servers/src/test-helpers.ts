@@ -12,7 +12,10 @@ export const silentLogger = createLogger('mcp-test', process.env.TEST_LOG_LEVEL 
 /** A real SDK client over Streamable HTTP. */
 export async function httpClient(url: string, token?: string): Promise<Client> {
   const client = new Client({ name: 'switchyard-test', version: '0.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(url), token ? { requestInit: { headers: { authorization: `Bearer ${token}` } } } : {});
+  const transport = new StreamableHTTPClientTransport(
+    new URL(url),
+    token ? { requestInit: { headers: { authorization: `Bearer ${token}` } } } : {},
+  );
   await client.connect(transport);
   return client;
 }
@@ -23,18 +26,32 @@ export async function call(client: Client, name: string, args: Record<string, un
 }
 
 /** Call a tool that must succeed; returns its structured content. */
-export async function ok<T = Record<string, any>>(client: Client, name: string, args: Record<string, unknown> = {}): Promise<T> {
+export async function ok<T = Record<string, any>>(
+  client: Client,
+  name: string,
+  args: Record<string, unknown> = {},
+): Promise<T> {
   const r = await call(client, name, args);
   assert.notEqual(r.isError, true, `tool ${name} failed: ${JSON.stringify(r.content)}`);
   return r.structuredContent as T;
 }
 
 /** Call a tool that must fail; returns `{ code, message, text }` of the tool error. */
-export async function fails(client: Client, name: string, args: Record<string, unknown> = {}): Promise<{ code: string; message: string; text: string; details: Record<string, unknown> }> {
+export async function fails(
+  client: Client,
+  name: string,
+  args: Record<string, unknown> = {},
+): Promise<{ code: string; message: string; text: string; details: Record<string, unknown> }> {
   const r = await call(client, name, args);
-  assert.equal(r.isError, true, `tool ${name} should have failed but returned ${JSON.stringify(r.structuredContent ?? r.content)}`);
+  assert.equal(
+    r.isError,
+    true,
+    `tool ${name} should have failed but returned ${JSON.stringify(r.structuredContent ?? r.content)}`,
+  );
   const text = (r.content[0] as { text: string }).text;
-  const err = (r.structuredContent as { error?: { code: string; message: string; details: Record<string, unknown> } } | undefined)?.error;
+  const err = (
+    r.structuredContent as { error?: { code: string; message: string; details: Record<string, unknown> } } | undefined
+  )?.error;
   return { code: err?.code ?? '', message: err?.message ?? text, text, details: err?.details ?? {} };
 }
 
@@ -46,7 +63,9 @@ export interface LocalHttp {
 }
 
 /** A plain HTTP server on 127.0.0.1 recording every request it gets. */
-export async function localHttp(handler: (req: IncomingMessage, res: ServerResponse, body: string, n: number) => void): Promise<LocalHttp> {
+export async function localHttp(
+  handler: (req: IncomingMessage, res: ServerResponse, body: string, n: number) => void,
+): Promise<LocalHttp> {
   const requests: LocalHttp['requests'] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];

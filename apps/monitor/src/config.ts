@@ -23,9 +23,12 @@ const HOUR = 3_600_000;
  * Monitor settings from the environment; throws ConfigError naming each bad variable.
  * Pass the result as `settings` to `new Monitor(...)` (rules stay the defaults unless given).
  */
-export function monitorSettingsFromEnv(env: Record<string, string | undefined> = process.env): z.input<typeof monitorSettingsSchema> {
+export function monitorSettingsFromEnv(
+  env: Record<string, string | undefined> = process.env,
+): z.input<typeof monitorSettingsSchema> {
   const e = parseConfig(env, monitorEnvSchema);
-  const pick = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+  const pick = <T extends object>(o: T) =>
+    Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
   return pick({
     sampleIntervalMs: e.MONITOR_SAMPLE_INTERVAL_MS,
     probeIntervalMs: e.MONITOR_PROBE_INTERVAL_MS,

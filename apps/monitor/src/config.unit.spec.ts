@@ -30,13 +30,22 @@ describe('monitor settings', () => {
     assert.equal(byId.get('response_slow')?.for_ms, 0);
   });
   it('reads the environment', () => {
-    const s = monitorSettingsSchema.parse(monitorSettingsFromEnv({ MONITOR_RETENTION_RAW_HOURS: '48', MONITOR_DOWN_AFTER_MS: '0', MONITOR_SAMPLE_INTERVAL_MS: '1000' }));
+    const s = monitorSettingsSchema.parse(
+      monitorSettingsFromEnv({
+        MONITOR_RETENTION_RAW_HOURS: '48',
+        MONITOR_DOWN_AFTER_MS: '0',
+        MONITOR_SAMPLE_INTERVAL_MS: '1000',
+      }),
+    );
     assert.equal(s.retention.rawMs, 48 * 3_600_000);
     assert.equal(s.retention.minuteMs, 604_800_000);
     assert.equal(s.healthPolicy.downAfterMs, 0);
     assert.equal(s.sampleIntervalMs, 1000);
   });
   it('names a bad variable', () => {
-    assert.throws(() => monitorSettingsFromEnv({ MONITOR_PROBE_INTERVAL_MS: 'soon' }), (e: unknown) => e instanceof ConfigError && /MONITOR_PROBE_INTERVAL_MS/.test(e.message));
+    assert.throws(
+      () => monitorSettingsFromEnv({ MONITOR_PROBE_INTERVAL_MS: 'soon' }),
+      (e: unknown) => e instanceof ConfigError && /MONITOR_PROBE_INTERVAL_MS/.test(e.message),
+    );
   });
 });

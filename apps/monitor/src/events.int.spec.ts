@@ -14,7 +14,17 @@ import type { AlertRule } from './domain/rules.js';
 import { Monitor, type MonitorEvent, type MonitorEventRecord } from './monitor.js';
 
 const logger = createLogger('monitor-events-test', process.env.LOG_LEVEL ?? 'silent');
-const rule: AlertRule = { id: 'queue_deep', name: 'Queue deep', metric: 'queue_depth', match: {}, comparator: '>', threshold: 100, for_ms: 0, severity: 'warning', labels: {} };
+const rule: AlertRule = {
+  id: 'queue_deep',
+  name: 'Queue deep',
+  metric: 'queue_depth',
+  match: {},
+  comparator: '>',
+  threshold: 100,
+  for_ms: 0,
+  severity: 'warning',
+  labels: {},
+};
 
 describe('the Monitor appends before anything changes', () => {
   let pool: pg.Pool;
@@ -30,14 +40,23 @@ describe('the Monitor appends before anything changes', () => {
     // The real store, refusing appends while `failing` (as when its database is unreachable).
     const flaky: EventStore = new Proxy(store, {
       get(target, prop, receiver) {
-        if (prop === 'append' && failing) return async () => { throw new Error('connection refused'); };
+        if (prop === 'append' && failing)
+          return async () => {
+            throw new Error('connection refused');
+          };
         const v = Reflect.get(target, prop, receiver) as unknown;
         return typeof v === 'function' ? v.bind(target) : v;
       },
     });
     monitor = new Monitor({
-      pool, eventStore: flaky, logger, settings: { rules: [rule], sampleIntervalMs: 3_600_000 }, sampler: { diskIntervalMs: 3_600_000 },
-      publish: (events, records) => { events.forEach((event, i) => published.push({ event, record: records[i]! })); },
+      pool,
+      eventStore: flaky,
+      logger,
+      settings: { rules: [rule], sampleIntervalMs: 3_600_000 },
+      sampler: { diskIntervalMs: 3_600_000 },
+      publish: (events, records) => {
+        events.forEach((event, i) => published.push({ event, record: records[i]! }));
+      },
     });
     await monitor.init();
   });
@@ -49,19 +68,47 @@ describe('the Monitor appends before anything changes', () => {
 
   it('a failed append changes nothing and publishes nothing; the next sample decides again', async () => {
     failing = true;
-    await assert.rejects(monitor.ingest([{ metric: 'queue_depth', labels: {}, ts: Date.now(), value: 500 }]), (e: unknown) => e instanceof AppError && e.code === 'unavailable');
+    await assert.rejects(
+      monitor.ingest([{ metric: 'queue_depth', labels: {}, ts: Date.now(), value: 500 }]),
+      (e: unknown) => e instanceof AppError && e.code === 'unavailable',
+    );
     assert.deepEqual(monitor.alertingState.alerts, {});
     assert.equal(published.length, 0);
     assert.deepEqual(await monitor.listAlerts(), []);
-    await assert.rejects(monitor.addSilence({ matchers: [{ name: 'queue', value: 'a' }], createdBy: 'ann', comment: '', endsAt: Date.now() + 60_000 }), (e: unknown) => e instanceof AppError && e.code === 'unavailable');
+    await assert.rejects(
+      monitor.addSilence({
+        matchers: [{ name: 'queue', value: 'a' }],
+        createdBy: 'ann',
+        comment: '',
+        endsAt: Date.now() + 60_000,
+      }),
+      (e: unknown) => e instanceof AppError && e.code === 'unavailable',
+    );
     assert.deepEqual(await monitor.listSilences(), []);
 
     failing = false;
     const events = await monitor.ingest([{ metric: 'queue_depth', labels: {}, ts: Date.now(), value: 500 }]);
-    assert.deepEqual(events.map((e) => e.type), ['AlertPending', 'AlertFiring']);
-    assert.equal((await monitor.listAlerts({ state: 'firing' })).length, 1, 'the read model shows it when ingest returns');
-    const stored = await store.readStream(`alert-${events[0]!.type === 'AlertPending' ? events[0]!.data.fingerprint : ''}`);
-    assert.deepEqual(published.map((p) => [p.event.type, p.record.streamId, p.record.revision, p.record.position, p.record.metadata.actor]),
-      stored.map((e) => [e.type, e.streamId, e.revision, e.position, 'system:monitor']));
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['AlertPending', 'AlertFiring'],
+    );
+    assert.equal(
+      (await monitor.listAlerts({ state: 'firing' })).length,
+      1,
+      'the read model shows it when ingest returns',
+    );
+    const stored = await store.readStream(
+      `alert-${events[0]!.type === 'AlertPending' ? events[0]!.data.fingerprint : ''}`,
+    );
+    assert.deepEqual(
+      published.map((p) => [
+        p.event.type,
+        p.record.streamId,
+        p.record.revision,
+        p.record.position,
+        p.record.metadata.actor,
+      ]),
+      stored.map((e) => [e.type, e.streamId, e.revision, e.position, 'system:monitor']),
+    );
   });
 });

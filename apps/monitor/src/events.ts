@@ -9,32 +9,58 @@ export type MonitorEvent = AlertingEvent | HealthEvent;
 export const MONITOR_ACTOR = 'system:monitor';
 
 export const alertingEventTypes: readonly AlertingEvent['type'][] = [
-  'AlertPending', 'AlertFiring', 'AlertPendingCleared', 'AlertResolved', 'AlertSilenced', 'AlertUnsilenced', 'SilenceAdded', 'SilenceExpired',
+  'AlertPending',
+  'AlertFiring',
+  'AlertPendingCleared',
+  'AlertResolved',
+  'AlertSilenced',
+  'AlertUnsilenced',
+  'SilenceAdded',
+  'SilenceExpired',
 ];
-export const alertEventTypes: readonly AlertingEvent['type'][] = ['AlertPending', 'AlertFiring', 'AlertPendingCleared', 'AlertResolved', 'AlertSilenced', 'AlertUnsilenced'];
+export const alertEventTypes: readonly AlertingEvent['type'][] = [
+  'AlertPending',
+  'AlertFiring',
+  'AlertPendingCleared',
+  'AlertResolved',
+  'AlertSilenced',
+  'AlertUnsilenced',
+];
 export const silenceEventTypes: readonly AlertingEvent['type'][] = ['SilenceAdded', 'SilenceExpired'];
-export const healthEventTypes: readonly HealthEvent['type'][] = ['ServiceWentDown', 'ServiceDegraded', 'ServiceRecovered'];
+export const healthEventTypes: readonly HealthEvent['type'][] = [
+  'ServiceWentDown',
+  'ServiceDegraded',
+  'ServiceRecovered',
+];
 
 /** Stream of an event: `alert-<fingerprint>`, `silence-<id>` or `service-<name>`. */
 export function streamOf(e: MonitorEvent): string {
   switch (e.type) {
-    case 'SilenceAdded': return `silence-${e.data.silence.id}`;
-    case 'SilenceExpired': return `silence-${e.data.silenceId}`;
+    case 'SilenceAdded':
+      return `silence-${e.data.silence.id}`;
+    case 'SilenceExpired':
+      return `silence-${e.data.silenceId}`;
     case 'ServiceWentDown':
     case 'ServiceDegraded':
-    case 'ServiceRecovered': return `service-${e.data.service}`;
-    default: return `alert-${e.data.fingerprint}`;
+    case 'ServiceRecovered':
+      return `service-${e.data.service}`;
+    default:
+      return `alert-${e.data.fingerprint}`;
   }
 }
 
 /** The person behind a manual resolve or a silence; the monitor itself otherwise. */
 export function actorOf(e: MonitorEvent): string {
   switch (e.type) {
-    case 'AlertResolved': return e.data.how === 'manual' && e.data.actor ? e.data.actor : MONITOR_ACTOR;
-    case 'SilenceAdded': return e.data.silence.createdBy;
+    case 'AlertResolved':
+      return e.data.how === 'manual' && e.data.actor ? e.data.actor : MONITOR_ACTOR;
+    case 'SilenceAdded':
+      return e.data.silence.createdBy;
     // The Monitor's maintenance expires due silences as `monitor`.
-    case 'SilenceExpired': return e.data.actor === 'monitor' ? MONITOR_ACTOR : e.data.actor;
-    default: return MONITOR_ACTOR;
+    case 'SilenceExpired':
+      return e.data.actor === 'monitor' ? MONITOR_ACTOR : e.data.actor;
+    default:
+      return MONITOR_ACTOR;
   }
 }
 
@@ -51,6 +77,12 @@ export interface MonitorEventRecord {
  * A stored event back as the deciders' value: `at` (epoch ms) comes from the metadata's
  * `timestamp`, which the Monitor writes from the command's `at`, so the fold is exact.
  */
-export function monitorEventOf<E extends { type: string; data: unknown; metadata: { at: number; correlationId?: string } }>(r: RecordedEvent): E {
-  return { type: r.type, data: r.data, metadata: { at: Date.parse(r.metadata.timestamp), correlationId: r.metadata.correlationId } } as unknown as E;
+export function monitorEventOf<
+  E extends { type: string; data: unknown; metadata: { at: number; correlationId?: string } },
+>(r: RecordedEvent): E {
+  return {
+    type: r.type,
+    data: r.data,
+    metadata: { at: Date.parse(r.metadata.timestamp), correlationId: r.metadata.correlationId },
+  } as unknown as E;
 }

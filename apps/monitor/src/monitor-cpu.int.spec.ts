@@ -8,7 +8,11 @@ import { metricNames, type AlertRule } from './domain/rules.js';
 import { shouldNotify } from './domain/alerts.js';
 
 /** Wait until `pred` holds, polling; the deadline is generous because the CI machine is shared. */
-async function waitFor<T>(what: string, pred: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  pred: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await pred();
@@ -37,12 +41,21 @@ describe('CPU alert driven by a real load', () => {
     // work the system total can be high anyway, the child's own share cannot. The threshold
     // is low because a shared 2-core machine may give the child only part of a core.
     const rule: AlertRule = {
-      id: 'burner_cpu', name: 'Burner CPU high', metric: metricNames.processCpuPercent, match: { name: 'burner' },
-      comparator: '>', threshold: 10, for_ms: 1_000, severity: 'warning', labels: {},
+      id: 'burner_cpu',
+      name: 'Burner CPU high',
+      metric: metricNames.processCpuPercent,
+      match: { name: 'burner' },
+      comparator: '>',
+      threshold: 10,
+      for_ms: 1_000,
+      severity: 'warning',
+      labels: {},
     };
     monitor = new Monitor({
       databaseUrl: await freshDatabase('monitor_cpu'),
-      publish: (events) => { published.push(...events); },
+      publish: (events) => {
+        published.push(...events);
+      },
       sampler: { diskIntervalMs: 3_600_000 },
       settings: { sampleIntervalMs: 250, rules: [rule] },
     });
@@ -63,7 +76,10 @@ describe('CPU alert driven by a real load', () => {
     const [row] = await monitor.listAlerts({ state: 'firing' });
     assert.equal(row?.ruleId, 'burner_cpu');
     assert.equal(row?.labels.name, 'burner');
-    assert.match(await monitor.renderPrometheus(), /switchyard_alerts\{alertname="Burner CPU high",alertstate="firing"/);
+    assert.match(
+      await monitor.renderPrometheus(),
+      /switchyard_alerts\{alertname="Burner CPU high",alertstate="firing"/,
+    );
 
     child.send('stop');
     const resolved = await waitFor('AlertResolved', () => published.find((e) => e.type === 'AlertResolved'));
@@ -72,9 +88,17 @@ describe('CPU alert driven by a real load', () => {
     assert.equal(after?.state, 'resolved');
     assert.equal(after?.resolvedHow, 'auto');
     // The samples that drove it are stored: some above the threshold, and the last ones below.
-    const raw = await monitor.store.rawSamples(metricNames.processCpuPercent, pending.metadata.at - 60_000, Date.now() + 1_000, { name: 'burner' });
+    const raw = await monitor.store.rawSamples(
+      metricNames.processCpuPercent,
+      pending.metadata.at - 60_000,
+      Date.now() + 1_000,
+      { name: 'burner' },
+    );
     assert.ok(raw.some((s) => s.value > 10) && raw.at(-1)!.value <= 10);
     // A resolved alert cannot be resolved by hand (409).
-    await assert.rejects(monitor.resolveAlert(after.id, 'ann', 'done'), (e: unknown) => e instanceof AppError && e.code === 'illegal_state' && e.status === 409);
+    await assert.rejects(
+      monitor.resolveAlert(after.id, 'ann', 'done'),
+      (e: unknown) => e instanceof AppError && e.code === 'illegal_state' && e.status === 409,
+    );
   });
 });

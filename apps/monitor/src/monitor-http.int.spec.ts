@@ -36,21 +36,34 @@ describe('HTTP probe: a service goes down, alerts, recovers (real HTTP server, r
   let server: http.Server;
   let port: number;
   const published: MonitorEvent[] = [];
-  const find = (type: MonitorEvent['type'], after = 0) => published.find((e) => e.type === type && e.metadata.at >= after);
+  const find = (type: MonitorEvent['type'], after = 0) =>
+    published.find((e) => e.type === type && e.metadata.at >= after);
 
   before(async () => {
     port = await freePort();
     server = await startServer(port);
     monitor = new Monitor({
       databaseUrl: await freshDatabase('monitor_http'),
-      publish: (events) => { published.push(...events); },
+      publish: (events) => {
+        published.push(...events);
+      },
       probes: [httpProbe('api', `http://127.0.0.1:${port}/health`)],
       settings: {
         sampleIntervalMs: 3_600_000, // only probes matter here
         probeIntervalMs: 100,
         probeTimeoutMs: 2_000,
         healthPolicy: { degradedResponseMs: 2_000, downAfterMs: 400 },
-        rules: [{ id: 'service_unavailable', name: 'Service unavailable', metric: metricNames.serviceUp, comparator: '<', threshold: 1, for_ms: 500, severity: 'critical' }],
+        rules: [
+          {
+            id: 'service_unavailable',
+            name: 'Service unavailable',
+            metric: metricNames.serviceUp,
+            comparator: '<',
+            threshold: 1,
+            for_ms: 500,
+            severity: 'critical',
+          },
+        ],
         slaTargetPercent: 99,
       },
     });
@@ -71,7 +84,10 @@ describe('HTTP probe: a service goes down, alerts, recovers (real HTTP server, r
     await stopServer(server);
     const degraded = await waitFor('degraded', () => find('ServiceDegraded', beforeOutage));
     const down = await waitFor('down', () => find('ServiceWentDown', beforeOutage));
-    assert.ok(down.type === 'ServiceWentDown' && down.metadata.at - down.data.failingSince >= 400, 'down only after downAfterMs');
+    assert.ok(
+      down.type === 'ServiceWentDown' && down.metadata.at - down.data.failingSince >= 400,
+      'down only after downAfterMs',
+    );
     assert.equal(down.type === 'ServiceWentDown' && down.data.failingSince, degraded.metadata.at);
     assert.match(down.type === 'ServiceWentDown' ? String(down.data.error) : '', /ECONNREFUSED|fetch failed/);
     const firing = await waitFor('alert firing', () => find('AlertFiring', beforeOutage));
@@ -98,7 +114,7 @@ describe('HTTP probe: a service goes down, alerts, recovers (real HTTP server, r
     assert.equal(h1.observedMs, observed);
     assert.equal(h1.downMs, downMs);
     assert.ok(Math.abs(h1.uptimePercent! - expected) < 1e-9, `${h1.uptimePercent} vs ${expected}`);
-    assert.ok(Math.abs((100 - h1.uptimePercent!) - (downMs / observed) * 100) < 1e-9, 'dropped by the down share');
+    assert.ok(Math.abs(100 - h1.uptimePercent! - (downMs / observed) * 100) < 1e-9, 'dropped by the down share');
     assert.equal(h1.incidents.length, 1);
     assert.equal(h1.mttrMs, downMs);
     assert.equal(h1.slaMet, h1.uptimePercent! >= 99);

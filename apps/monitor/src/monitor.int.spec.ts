@@ -7,13 +7,31 @@ import { metricNames, type AlertRule } from './domain/rules.js';
 import { shouldNotify, type AlertingEvent } from './domain/alerts.js';
 
 const H = 3_600_000;
-const rule: AlertRule = { id: 'queue_deep', name: 'Queue deep', metric: 'queue_depth', match: {}, comparator: '>', threshold: 100, for_ms: 0, severity: 'warning', labels: { team: 'core' } };
+const rule: AlertRule = {
+  id: 'queue_deep',
+  name: 'Queue deep',
+  metric: 'queue_depth',
+  match: {},
+  comparator: '>',
+  threshold: 100,
+  for_ms: 0,
+  severity: 'warning',
+  labels: { team: 'core' },
+};
 
 describe('Monitor with PostgreSQL read models', () => {
   let url: string;
   let monitor: Monitor;
   const published: MonitorEvent[] = [];
-  const make = () => new Monitor({ databaseUrl: url, publish: (e) => { published.push(...e); }, settings: { rules: [rule] }, sampler: { diskIntervalMs: 3_600_000 } });
+  const make = () =>
+    new Monitor({
+      databaseUrl: url,
+      publish: (e) => {
+        published.push(...e);
+      },
+      settings: { rules: [rule] },
+      sampler: { diskIntervalMs: 3_600_000 },
+    });
   before(async () => {
     url = await freshDatabase('monitor_rm');
     monitor = make();
@@ -25,7 +43,13 @@ describe('Monitor with PostgreSQL read models', () => {
     const now = Date.UTC(2026, 3, 1, 12, 30, 0);
     const samples = [];
     for (let h = 10; h >= 1; h--) {
-      for (let k = 0; k < 3; k++) samples.push({ metric: metricNames.diskPercent, labels: { mount: '/data', fs: 'vdb' }, ts: now - h * H + k * 60_000, value: 80 - 2 * h + k * 0.01 });
+      for (let k = 0; k < 3; k++)
+        samples.push({
+          metric: metricNames.diskPercent,
+          labels: { mount: '/data', fs: 'vdb' },
+          ts: now - h * H + k * 60_000,
+          value: 80 - 2 * h + k * 0.01,
+        });
     }
     await monitor.ingest(samples);
     const [t] = await monitor.getPerformanceTrends(metricNames.diskPercent, '24h', { now, labels: { mount: '/data' } });
@@ -35,24 +59,57 @@ describe('Monitor with PostgreSQL read models', () => {
     assert.ok(Math.abs(t.slopePerHour! - 2) < 0.01, String(t.slopePerHour));
     // Last bucket average ~78.01 %: 100 % is ~11 h away at 2 %/h.
     assert.ok(Math.abs(t.projection!.etaMs! / H - (100 - 78.01) / 2) < 0.05, String(t.projection!.etaMs! / H));
-    await assert.rejects(monitor.getPerformanceTrends('x', '2d' as never), (e: unknown) => e instanceof AppError && e.code === 'validation');
+    await assert.rejects(
+      monitor.getPerformanceTrends('x', '2d' as never),
+      (e: unknown) => e instanceof AppError && e.code === 'validation',
+    );
   });
 
   it('manual resolve, silences, and state rebuilt from the read models after a restart', async () => {
     const t0 = Date.now();
     const evs = await monitor.ingest([{ metric: 'queue_depth', labels: { queue: 'a' }, ts: t0, value: 500 }]);
-    assert.deepEqual(evs.map((e) => e.type), ['AlertPending', 'AlertFiring']);
+    assert.deepEqual(
+      evs.map((e) => e.type),
+      ['AlertPending', 'AlertFiring'],
+    );
     const [firing] = await monitor.listAlerts({ state: 'firing' });
-    assert.deepEqual(firing!.labels, { alertname: 'Queue deep', queue: 'a', rule_id: 'queue_deep', severity: 'warning', team: 'core' });
+    assert.deepEqual(firing!.labels, {
+      alertname: 'Queue deep',
+      queue: 'a',
+      rule_id: 'queue_deep',
+      severity: 'warning',
+      team: 'core',
+    });
 
     const resolved = await monitor.resolveAlert(firing!.id, 'ann', 'drained by hand', t0 + 10);
-    assert.deepEqual([resolved.state, resolved.resolvedHow, resolved.resolvedBy, resolved.resolveReason], ['resolved', 'manual', 'ann', 'drained by hand']);
-    await assert.rejects(monitor.resolveAlert('0000000000000000', 'ann', 'x'), (e: unknown) => e instanceof AppError && e.code === 'not_found');
+    assert.deepEqual(
+      [resolved.state, resolved.resolvedHow, resolved.resolvedBy, resolved.resolveReason],
+      ['resolved', 'manual', 'ann', 'drained by hand'],
+    );
+    await assert.rejects(
+      monitor.resolveAlert('0000000000000000', 'ann', 'x'),
+      (e: unknown) => e instanceof AppError && e.code === 'not_found',
+    );
 
-    await assert.rejects(monitor.addSilence({ matchers: [], createdBy: 'ann', comment: '', endsAt: t0 + H }), (e: unknown) => e instanceof AppError && e.code === 'validation');
-    const silence = await monitor.addSilence({ matchers: [{ name: 'queue', value: 'b' }], createdBy: 'ann', comment: 'migration', startsAt: t0, endsAt: t0 + H }, t0 + 20);
+    await assert.rejects(
+      monitor.addSilence({ matchers: [], createdBy: 'ann', comment: '', endsAt: t0 + H }),
+      (e: unknown) => e instanceof AppError && e.code === 'validation',
+    );
+    const silence = await monitor.addSilence(
+      {
+        matchers: [{ name: 'queue', value: 'b' }],
+        createdBy: 'ann',
+        comment: 'migration',
+        startsAt: t0,
+        endsAt: t0 + H,
+      },
+      t0 + 20,
+    );
     const silenced = await monitor.ingest([{ metric: 'queue_depth', labels: { queue: 'b' }, ts: t0 + 30, value: 900 }]);
-    assert.deepEqual(silenced.map((e) => e.type), ['AlertPending', 'AlertSilenced', 'AlertFiring']);
+    assert.deepEqual(
+      silenced.map((e) => e.type),
+      ['AlertPending', 'AlertSilenced', 'AlertFiring'],
+    );
     assert.equal(shouldNotify(silenced[2]!), false);
     const [b] = await monitor.listAlerts({ state: 'firing' });
     assert.equal(b!.suppressedBy, silence.id);
@@ -64,7 +121,10 @@ describe('Monitor with PostgreSQL read models', () => {
     assert.equal(Object.values(monitor.alertingState.alerts).filter((a) => a.status === 'firing').length, 1);
     assert.deepEqual(Object.keys(monitor.alertingState.silences), [silence.id]);
     // Still firing: no duplicate.
-    assert.deepEqual(await monitor.ingest([{ metric: 'queue_depth', labels: { queue: 'b' }, ts: t0 + 40, value: 950 }]), []);
+    assert.deepEqual(
+      await monitor.ingest([{ metric: 'queue_depth', labels: { queue: 'b' }, ts: t0 + 40, value: 950 }]),
+      [],
+    );
 
     const before = published.length;
     await monitor.expireSilence(silence.id, 'ann', t0 + 50);
@@ -75,12 +135,26 @@ describe('Monitor with PostgreSQL read models', () => {
     assert.equal((await monitor.listAlerts({ state: 'firing' }))[0]!.suppressedBy, null);
     assert.equal((await monitor.listAlerts({ state: 'resolved' })).length, 1);
     // Maintenance expires silences whose end has passed.
-    const short = await monitor.addSilence({ matchers: [{ name: 'queue', value: 'zzz' }], createdBy: 'bob', comment: 'short', startsAt: t0, endsAt: t0 + 100 }, t0 + 60);
+    const short = await monitor.addSilence(
+      {
+        matchers: [{ name: 'queue', value: 'zzz' }],
+        createdBy: 'bob',
+        comment: 'short',
+        startsAt: t0,
+        endsAt: t0 + 100,
+      },
+      t0 + 60,
+    );
     await monitor.maintain(t0 + 200);
-    assert.ok(published.some((e) => e.type === 'SilenceExpired' && e.data.silenceId === short.id && e.data.actor === 'monitor'));
+    assert.ok(
+      published.some((e) => e.type === 'SilenceExpired' && e.data.silenceId === short.id && e.data.actor === 'monitor'),
+    );
     assert.equal((await monitor.listSilences()).length, 0);
     const report = await monitor.getHealthReport();
     assert.equal(report.alerts.firing, 1);
-    await assert.rejects(monitor.getAvailability('nobody'), (e: unknown) => e instanceof AppError && e.code === 'not_found');
+    await assert.rejects(
+      monitor.getAvailability('nobody'),
+      (e: unknown) => e instanceof AppError && e.code === 'not_found',
+    );
   });
 });

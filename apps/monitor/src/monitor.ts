@@ -1,17 +1,46 @@
 import pg from 'pg';
 import { z } from 'zod';
 import { AppError, createLogger, createPgPool, guardPgPool, newId, type Logger } from '@switchyard/platform';
-import { PostgresEventStore, WrongExpectedVersionError, type EventMetadata, type EventStore } from '@switchyard/event-store';
+import {
+  PostgresEventStore,
+  WrongExpectedVersionError,
+  type EventMetadata,
+  type EventStore,
+} from '@switchyard/event-store';
 import { ProjectionRunner } from '@switchyard/read-models';
 import {
-  decideAlerting, dueSilences, evolveAlerting, initialAlertingState, invalidMatchers,
-  type AlertingCommand, type AlertingEvent, type AlertingState, type Matcher, type Silence,
+  decideAlerting,
+  dueSilences,
+  evolveAlerting,
+  initialAlertingState,
+  invalidMatchers,
+  type AlertingCommand,
+  type AlertingEvent,
+  type AlertingState,
+  type Matcher,
+  type Silence,
 } from './domain/alerts.js';
-import { decideHealth, evolveHealth, healthPolicySchema, initialServiceHealth, type ServiceHealth } from './domain/health.js';
+import {
+  decideHealth,
+  evolveHealth,
+  healthPolicySchema,
+  initialServiceHealth,
+  type ServiceHealth,
+} from './domain/health.js';
 import { availabilityReport, type AvailabilityWindow, type WindowAvailability } from './domain/availability.js';
 import { computeTrend, type Trend } from './domain/trends.js';
 import { matcherRegexProblem, trendWindows } from '@switchyard/contracts';
-import { alertRuleSchema, defaultAlertRules, fingerprint, metricNames, ruleMatches, severitySchema, type AlertRule, type Labels, type Severity } from './domain/rules.js';
+import {
+  alertRuleSchema,
+  defaultAlertRules,
+  fingerprint,
+  metricNames,
+  ruleMatches,
+  severitySchema,
+  type AlertRule,
+  type Labels,
+  type Severity,
+} from './domain/rules.js';
 import { Sampler, type Sample, type SamplerOptions } from './sampler.js';
 import { MonitoringStore, defaultRetention, type AlertRow, type Resolution, type ServiceRow } from './store.js';
 import { runProbe, type Probe, type ProbeResult } from './probes.js';
@@ -33,11 +62,13 @@ export const monitorSettingsSchema = z.object({
   probeTimeoutMs: z.number().int().positive().default(15_000),
   /** Rollup p95 finalisation, retention and silence expiry. */
   maintenanceIntervalMs: z.number().int().positive().default(60_000),
-  retention: z.object({
-    rawMs: z.number().int().positive().default(defaultRetention.rawMs),
-    minuteMs: z.number().int().positive().default(defaultRetention.minuteMs),
-    hourMs: z.number().int().positive().default(defaultRetention.hourMs),
-  }).prefault({}),
+  retention: z
+    .object({
+      rawMs: z.number().int().positive().default(defaultRetention.rawMs),
+      minuteMs: z.number().int().positive().default(defaultRetention.minuteMs),
+      hourMs: z.number().int().positive().default(defaultRetention.hourMs),
+    })
+    .prefault({}),
   healthPolicy: healthPolicySchema.prefault({}),
   slaTargetPercent: z.number().min(0).max(100).default(99.9),
   rules: z.array(alertRuleSchema).default(() => defaultAlertRules.map((r) => ({ ...r }))),
@@ -59,7 +90,11 @@ export interface MonitorOptions {
    */
   readonly eventStore?: EventStore;
   /** Who and which request an event belongs to (default: `actorOf(e)` and the Monitor's correlation id). */
-  readonly eventMetadata?: (e: MonitorEvent) => { readonly correlationId?: string; readonly causationId?: string; readonly actor?: string };
+  readonly eventMetadata?: (e: MonitorEvent) => {
+    readonly correlationId?: string;
+    readonly causationId?: string;
+    readonly actor?: string;
+  };
   /** How long a change waits for the read models to show it before it is answered anyway (default 10 s). */
   readonly readModelWaitMs?: number;
   readonly logger?: Logger;
@@ -99,7 +134,12 @@ export interface NewSilence {
 }
 
 const matcherSchema = z
-  .object({ name: z.string().min(1), value: z.string().max(1_000), isRegex: z.boolean().optional(), isEqual: z.boolean().optional() })
+  .object({
+    name: z.string().min(1),
+    value: z.string().max(1_000),
+    isRegex: z.boolean().optional(),
+    isEqual: z.boolean().optional(),
+  })
   .superRefine((m, ctx) => {
     const problem = m.isRegex ? matcherRegexProblem(m.value) : null;
     if (problem) ctx.addIssue({ code: 'custom', path: ['value'], message: problem });
@@ -126,7 +166,8 @@ const nothingCommitted: Committed = { events: [], records: [], position: -1 };
 function projectionsOf(events: readonly MonitorEvent[]): string[] {
   const names = new Set<string>();
   for (const e of events) {
-    if (e.type === 'ServiceWentDown' || e.type === 'ServiceDegraded' || e.type === 'ServiceRecovered') names.add(monitorProjectionNames.services);
+    if (e.type === 'ServiceWentDown' || e.type === 'ServiceDegraded' || e.type === 'ServiceRecovered')
+      names.add(monitorProjectionNames.services);
     else if (e.type === 'SilenceAdded' || e.type === 'SilenceExpired') names.add(monitorProjectionNames.silences);
     else names.add(monitorProjectionNames.alerts);
   }
@@ -134,7 +175,11 @@ function projectionsOf(events: readonly MonitorEvent[]): string[] {
 }
 
 // Metrics whose limit is obvious, for the projection in getPerformanceTrends.
-const percentMetrics: ReadonlySet<string> = new Set([metricNames.cpuPercent, metricNames.memoryPercent, metricNames.diskPercent]);
+const percentMetrics: ReadonlySet<string> = new Set([
+  metricNames.cpuPercent,
+  metricNames.memoryPercent,
+  metricNames.diskPercent,
+]);
 
 /**
  * Runs the sampler and the health probes on intervals, stores samples (with rollups and
@@ -175,15 +220,24 @@ export class Monitor {
     this.settings = monitorSettingsSchema.parse(opts.settings ?? {});
     if (!opts.pool && !opts.databaseUrl) throw new AppError('validation', 'Monitor needs databaseUrl or pool');
     this.ownsPool = !opts.pool;
-    this.pool = opts.pool ? guardPgPool(opts.pool, { name: 'monitor' }) : createPgPool({ connectionString: opts.databaseUrl, max: 4 }, { name: 'monitor', ...(opts.logger ? { logger: opts.logger } : {}) });
+    this.pool = opts.pool
+      ? guardPgPool(opts.pool, { name: 'monitor' })
+      : createPgPool(
+          { connectionString: opts.databaseUrl, max: 4 },
+          { name: 'monitor', ...(opts.logger ? { logger: opts.logger } : {}) },
+        );
     this.store = new MonitoringStore(this.pool);
     this.ownsSampler = !(opts.sampler instanceof Sampler);
     this.sampler = opts.sampler instanceof Sampler ? opts.sampler : new Sampler(opts.sampler ?? {});
-    this.log = (opts.logger ?? createLogger('monitor')).child({ correlationId: opts.correlationId ?? 'monitor', component: 'monitor' });
+    this.log = (opts.logger ?? createLogger('monitor')).child({
+      correlationId: opts.correlationId ?? 'monitor',
+      component: 'monitor',
+    });
     this.probes = [...(opts.probes ?? [])];
     this.prometheus = new PrometheusExporter(() => ({ alerting: this.alerting, health: this.health }));
     this.ownsEventStore = !opts.eventStore;
-    this.eventStore = opts.eventStore ?? new PostgresEventStore({ pool: this.pool, ...(opts.logger ? { logger: opts.logger } : {}) });
+    this.eventStore =
+      opts.eventStore ?? new PostgresEventStore({ pool: this.pool, ...(opts.logger ? { logger: opts.logger } : {}) });
     this.projections = new ProjectionRunner({
       store: this.eventStore,
       db: { pool: this.pool },
@@ -213,7 +267,16 @@ export class Monitor {
   private warnAboutBadMatchers(): void {
     for (const s of Object.values(this.alerting.silences)) {
       for (const bad of invalidMatchers(s)) {
-        this.log.warn({ silenceId: s.id, matcherIndex: bad.index, matcherName: bad.matcher.name, pattern: bad.matcher.value, problem: bad.problem }, 'silence matcher skipped: its regex is not valid, so the silence suppresses nothing');
+        this.log.warn(
+          {
+            silenceId: s.id,
+            matcherIndex: bad.index,
+            matcherName: bad.matcher.name,
+            pattern: bad.matcher.value,
+            problem: bad.problem,
+          },
+          'silence matcher skipped: its regex is not valid, so the silence suppresses nothing',
+        );
       }
     }
   }
@@ -226,11 +289,25 @@ export class Monitor {
     this.loop('sample', s.sampleIntervalMs, () => this.sampleOnce());
     for (const p of this.probes) this.probeLoop(p);
     this.loop('maintenance', s.maintenanceIntervalMs, () => this.maintain(), s.maintenanceIntervalMs);
-    const slowest = s.rules.filter((r) => r.metric === metricNames.probeResponseMs && (r.comparator === '>' || r.comparator === '>='));
+    const slowest = s.rules.filter(
+      (r) => r.metric === metricNames.probeResponseMs && (r.comparator === '>' || r.comparator === '>='),
+    );
     for (const r of slowest) {
-      if (r.threshold >= s.probeTimeoutMs) this.log.warn({ rule: r.id, threshold: r.threshold, probeTimeoutMs: s.probeTimeoutMs }, 'a response-time rule at or above the probe timeout can never fire: raise MONITOR_PROBE_TIMEOUT_MS');
+      if (r.threshold >= s.probeTimeoutMs)
+        this.log.warn(
+          { rule: r.id, threshold: r.threshold, probeTimeoutMs: s.probeTimeoutMs },
+          'a response-time rule at or above the probe timeout can never fire: raise MONITOR_PROBE_TIMEOUT_MS',
+        );
     }
-    this.log.info({ sampleIntervalMs: s.sampleIntervalMs, probeIntervalMs: s.probeIntervalMs, probes: this.probes.map((p) => p.service), rules: s.rules.length }, 'monitor started');
+    this.log.info(
+      {
+        sampleIntervalMs: s.sampleIntervalMs,
+        probeIntervalMs: s.probeIntervalMs,
+        probes: this.probes.map((p) => p.service),
+        rules: s.rules.length,
+      },
+      'monitor started',
+    );
   }
 
   /** Stop the loops, wait for the round in progress, release what the Monitor owns. */
@@ -258,10 +335,13 @@ export class Monitor {
   }
 
   private after(ms: number, fn: () => void): void {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      fn();
-    }, Math.max(0, ms));
+    const t = setTimeout(
+      () => {
+        this.timers.delete(t);
+        fn();
+      },
+      Math.max(0, ms),
+    );
     this.timers.add(t);
   }
 
@@ -343,15 +423,20 @@ export class Monitor {
   private async probeService(p: Probe): Promise<ProbeResult> {
     const labels = { service: p.service, kind: p.kind };
     const marks = this.settings.rules
-      .filter((r) => r.metric === metricNames.probeResponseMs && (r.comparator === '>' || r.comparator === '>=') && ruleMatches(r, r.metric, labels))
+      .filter(
+        (r) =>
+          r.metric === metricNames.probeResponseMs &&
+          (r.comparator === '>' || r.comparator === '>=') &&
+          ruleMatches(r, r.metric, labels),
+      )
       // +1: a `>` threshold is passed only once strictly more time has gone by.
       .map((r) => r.threshold + 1);
     const r = await runProbe(p, this.settings.probeTimeoutMs, {
       marks,
       onMark: (elapsedMs) => {
         // Evaluated, not stored: the latency series holds answers; this is a lower bound while waiting.
-        this.evaluate([{ metric: metricNames.probeResponseMs, labels, ts: Date.now(), value: elapsedMs }]).catch((err: unknown) =>
-          this.log.error({ err, service: p.service }, 'evaluating a probe still waiting failed'),
+        this.evaluate([{ metric: metricNames.probeResponseMs, labels, ts: Date.now(), value: elapsedMs }]).catch(
+          (err: unknown) => this.log.error({ err, service: p.service }, 'evaluating a probe still waiting failed'),
         );
       },
     });
@@ -359,7 +444,11 @@ export class Monitor {
     this.prometheus.observeProbe(p.service, p.kind, r.ok, r.responseMs);
     let firstVerdict = false;
     const done = await this.serial(async () => {
-      const cmd = { type: 'RecordProbeResult', data: { service: p.service, kind: p.kind, result: r, policy: this.settings.healthPolicy }, metadata: this.meta(at) } as const;
+      const cmd = {
+        type: 'RecordProbeResult',
+        data: { service: p.service, kind: p.kind, result: r, policy: this.settings.healthPolicy },
+        metadata: this.meta(at),
+      } as const;
       const state = this.health.get(p.service) ?? initialServiceHealth;
       firstVerdict = state.status === 'unknown';
       const evs = decideHealth(cmd, state);
@@ -370,7 +459,10 @@ export class Monitor {
     if (done.events.length) {
       // A service's first verdict after start (unknown -> up) is routine: debug, not one info line per service.
       const level = firstVerdict && r.ok ? 'debug' : 'info';
-      this.log[level]({ service: p.service, kind: p.kind, events: done.events.map((e) => e.type), error: r.error }, 'service health changed');
+      this.log[level](
+        { service: p.service, kind: p.kind, events: done.events.map((e) => e.type), error: r.error },
+        'service health changed',
+      );
     }
     await this.settle(done);
     const status = this.health.get(p.service)?.status;
@@ -389,7 +481,8 @@ export class Monitor {
     const { retention } = this.settings;
     const p95 = await this.store.finalizeRollups(now, retention.rawMs);
     const deleted = await this.store.applyRetention(now, retention);
-    for (const id of dueSilences(this.alerting, now)) await this.expireSilence(id, 'monitor', now).catch(() => undefined);
+    for (const id of dueSilences(this.alerting, now))
+      await this.expireSilence(id, 'monitor', now).catch(() => undefined);
     this.log.debug({ p95, deleted }, 'monitoring maintenance done');
   }
 
@@ -405,7 +498,10 @@ export class Monitor {
       for (const s of samples) {
         for (const rule of rules) {
           if (!ruleMatches(rule, s.metric, s.labels)) continue;
-          const evs = this.decideSample({ type: 'EvaluateSample', data: { rule, labels: s.labels, value: s.value }, metadata: this.meta(s.ts) }, state);
+          const evs = this.decideSample(
+            { type: 'EvaluateSample', data: { rule, labels: s.labels, value: s.value }, metadata: this.meta(s.ts) },
+            state,
+          );
           state = evs.reduce(evolveAlerting, state);
           out.push(...evs);
         }
@@ -420,7 +516,8 @@ export class Monitor {
   private decideSample(cmd: AlertingCommand & { type: 'EvaluateSample' }, state: AlertingState): AlertingEvent[] {
     const evs = decideAlerting(cmd, state);
     const { rule, labels, value } = cmd.data;
-    if (Number.isFinite(value)) this.lastEvaluated.set(fingerprint(rule.id, { ...labels, ...rule.labels }), { rule, labels, value });
+    if (Number.isFinite(value))
+      this.lastEvaluated.set(fingerprint(rule.id, { ...labels, ...rule.labels }), { rule, labels, value });
     return evs;
   }
 
@@ -455,7 +552,10 @@ export class Monitor {
         records.push({ id, streamId, metadata, revision: r.nextExpectedRevision, position: r.position });
       } catch (err) {
         if (err instanceof WrongExpectedVersionError) this.revisions.delete(streamId);
-        this.log.error({ err, streamId, type: e.type, correlationId: metadata.correlationId }, 'could not append a monitor event');
+        this.log.error(
+          { err, streamId, type: e.type, correlationId: metadata.correlationId },
+          'could not append a monitor event',
+        );
         return { events: committed, records, position, error: err };
       }
       committed.push(e);
@@ -499,12 +599,18 @@ export class Monitor {
     }
     if (done.error !== undefined) {
       if (done.error instanceof AppError || done.error instanceof WrongExpectedVersionError) throw done.error;
-      throw new AppError('unavailable', 'the event store did not take the monitor\'s event', { cause: String(done.error) });
+      throw new AppError('unavailable', "the event store did not take the monitor's event", {
+        cause: String(done.error),
+      });
     }
   }
 
   /** Resolve once the named read models (default: all of the monitor's) have applied `position`. */
-  async waitForReadModels(position: number, names: readonly string[] = Object.values(monitorProjectionNames), timeoutMs = this.opts.readModelWaitMs ?? 10_000): Promise<void> {
+  async waitForReadModels(
+    position: number,
+    names: readonly string[] = Object.values(monitorProjectionNames),
+    timeoutMs = this.opts.readModelWaitMs ?? 10_000,
+  ): Promise<void> {
     await Promise.all(names.map((n) => this.projections.waitFor(position, n, timeoutMs)));
   }
 
@@ -528,10 +634,21 @@ export class Monitor {
         // The rule in force now (it may have been changed through the API meanwhile).
         const rule = this.settings.rules.find((r) => r.id === last.rule.id);
         if (!rule) return nothingCommitted;
-        return this.commit(this.decideSample({ type: 'EvaluateSample', data: { rule, labels: last.labels, value: last.value }, metadata: this.meta(Date.now()) }, this.alerting));
+        return this.commit(
+          this.decideSample(
+            {
+              type: 'EvaluateSample',
+              data: { rule, labels: last.labels, value: last.value },
+              metadata: this.meta(Date.now()),
+            },
+            this.alerting,
+          ),
+        );
       })
         .then((done) => this.settle(done))
-        .catch((err: unknown) => this.log.error({ err, fingerprint: fp }, 'evaluating an alert at its deadline failed'));
+        .catch((err: unknown) =>
+          this.log.error({ err, fingerprint: fp }, 'evaluating an alert at its deadline failed'),
+        );
     };
     this.after(due - Date.now(), check);
   }
@@ -546,7 +663,10 @@ export class Monitor {
   private async emit(events: readonly MonitorEvent[], records: readonly MonitorEventRecord[]): Promise<void> {
     for (const e of events) {
       if (e.type === 'AlertFiring' || e.type === 'AlertResolved' || e.type === 'AlertPending') {
-        this.log.info({ alert: e.data.name, fingerprint: e.data.fingerprint, event: e.type, labels: e.data.labels }, 'alert state changed');
+        this.log.info(
+          { alert: e.data.name, fingerprint: e.data.fingerprint, event: e.type, labels: e.data.labels },
+          'alert state changed',
+        );
       }
     }
     try {
@@ -591,19 +711,33 @@ export class Monitor {
   async getHealthReport(now = Date.now()): Promise<HealthReport> {
     const services = await this.store.listServices();
     const rank = { unknown: 0, up: 1, degraded: 2, down: 3 } as const;
-    const status = services.reduce<ServiceHealth['status']>((w, s) => (rank[s.status] > rank[w] ? s.status : w), services.length ? 'up' : 'unknown');
-    const latest = await this.store.latest([metricNames.cpuPercent, metricNames.memoryPercent, metricNames.diskPercent], now, 10 * 60_000);
+    const status = services.reduce<ServiceHealth['status']>(
+      (w, s) => (rank[s.status] > rank[w] ? s.status : w),
+      services.length ? 'up' : 'unknown',
+    );
+    const latest = await this.store.latest(
+      [metricNames.cpuPercent, metricNames.memoryPercent, metricNames.diskPercent],
+      now,
+      10 * 60_000,
+    );
     const cpu = latest.find((s) => s.metric === metricNames.cpuPercent && s.labels.cpu === 'total');
     const mem = latest.find((s) => s.metric === metricNames.memoryPercent);
     const active = Object.values(this.alerting.alerts);
     return {
-      status, at: now, services,
+      status,
+      at: now,
+      services,
       system: {
         cpuPercent: cpu?.value ?? null,
         memoryPercent: mem?.value ?? null,
-        disks: latest.filter((s) => s.metric === metricNames.diskPercent).map((s) => ({ mount: s.labels.mount ?? '?', usedPercent: s.value })),
+        disks: latest
+          .filter((s) => s.metric === metricNames.diskPercent)
+          .map((s) => ({ mount: s.labels.mount ?? '?', usedPercent: s.value })),
       },
-      alerts: { firing: active.filter((a) => a.status === 'firing').length, pending: active.filter((a) => a.status === 'pending').length },
+      alerts: {
+        firing: active.filter((a) => a.status === 'firing').length,
+        pending: active.filter((a) => a.status === 'pending').length,
+      },
     };
   }
 
@@ -611,9 +745,17 @@ export class Monitor {
    * Buckets (1 min for 1h, else 1 h) with avg/p95/max, slope and direction per series of `metric`;
    * percentages project towards 100, others towards `opts.limit` when given.
    */
-  async getPerformanceTrends(metric: string, window: TrendWindow, opts: { labels?: Labels; limit?: number; now?: number } = {}): Promise<SeriesTrend[]> {
+  async getPerformanceTrends(
+    metric: string,
+    window: TrendWindow,
+    opts: { labels?: Labels; limit?: number; now?: number } = {},
+  ): Promise<SeriesTrend[]> {
     const w = trendWindows[window];
-    if (!w) throw new AppError('validation', `unknown window ${String(window)}`, { window, allowed: Object.keys(trendWindows) });
+    if (!w)
+      throw new AppError('validation', `unknown window ${String(window)}`, {
+        window,
+        allowed: Object.keys(trendWindows),
+      });
     const now = opts.now ?? Date.now();
     const series = await this.store.rollups(metric, w.resolution, now - w.ms, opts.labels);
     const limit = opts.limit ?? (percentMetrics.has(metric) ? 100 : undefined);
@@ -621,13 +763,22 @@ export class Monitor {
   }
 
   /** Uptime %, incidents, MTTR and SLA per window for one probed service. Throws not_found for an unknown service. */
-  async getAvailability(service: string, opts: { now?: number; slaTargetPercent?: number } = {}): Promise<{ service: string; windows: Record<AvailabilityWindow, WindowAvailability> }> {
+  async getAvailability(
+    service: string,
+    opts: { now?: number; slaTargetPercent?: number } = {},
+  ): Promise<{ service: string; windows: Record<AvailabilityWindow, WindowAvailability> }> {
     const now = opts.now ?? Date.now();
     const intervals = await this.store.serviceIntervals(service, now - 2_592_000_000);
     if (intervals.length === 0 && !(await this.store.listServices()).some((s) => s.service === service)) {
       throw new AppError('not_found', `service ${service} is not monitored`, { service });
     }
-    return { service, windows: availabilityReport(intervals, { now, slaTargetPercent: opts.slaTargetPercent ?? this.settings.slaTargetPercent }) };
+    return {
+      service,
+      windows: availabilityReport(intervals, {
+        now,
+        slaTargetPercent: opts.slaTargetPercent ?? this.settings.slaTargetPercent,
+      }),
+    };
   }
 
   /** Prometheus text exposition (content type: `monitor.prometheus.contentType`). */

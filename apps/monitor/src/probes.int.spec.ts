@@ -49,7 +49,16 @@ describe('health probes against real servers', () => {
 
   it('a probe that hangs times out and is told to stop', async () => {
     let aborted = false;
-    const hang = functionProbe('mcp-x', 'mcp', (signal) => new Promise<void>(() => signal.addEventListener('abort', () => { aborted = true; })));
+    const hang = functionProbe(
+      'mcp-x',
+      'mcp',
+      (signal) =>
+        new Promise<void>(() =>
+          signal.addEventListener('abort', () => {
+            aborted = true;
+          }),
+        ),
+    );
     const r = await runProbe(hang, 150);
     assert.equal(r.ok, false);
     assert.match(r.error!, /timed out after 150 ms/);

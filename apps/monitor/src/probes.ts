@@ -37,7 +37,10 @@ export function postgresProbe(service: string, connection: string | pg.Pool): Pr
   const owned = typeof connection === 'string';
   // A client erroring (server restart) must not crash the process; the next check reconnects.
   const pool = owned
-    ? createPgPool({ connectionString: connection, max: 1, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 }, { name: `probe-${service}` })
+    ? createPgPool(
+        { connectionString: connection, max: 1, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 },
+        { name: `probe-${service}` },
+      )
     : guardPgPool(connection, { name: `probe-${service}` });
   return {
     service,
@@ -100,7 +103,7 @@ function bodyState(text: string): { state?: string } {
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const cause = (err as Error & { cause?: unknown }).cause;
-    if (cause && typeof cause === 'object' && 'code' in cause) return `${err.message}: ${String((cause).code)}`;
+    if (cause && typeof cause === 'object' && 'code' in cause) return `${err.message}: ${String(cause.code)}`;
     return err.message;
   }
   return String(err);

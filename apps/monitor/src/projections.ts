@@ -19,7 +19,10 @@ export const monitorProjectionNames = {
 
 /** Where the projection stands (-1 or no row: it has applied nothing yet). */
 async function checkpointOf(c: pg.PoolClient, name: string): Promise<number> {
-  const r = await c.query<{ position: string }>(`select position from ${MONITOR_PROJECTIONS_SCHEMA}.checkpoints where name = $1`, [name]);
+  const r = await c.query<{ position: string }>(
+    `select position from ${MONITOR_PROJECTIONS_SCHEMA}.checkpoints where name = $1`,
+    [name],
+  );
   return r.rows[0] ? Number(r.rows[0].position) : -1;
 }
 
@@ -96,7 +99,8 @@ export function monitorProjections(): Projection[] {
 /** One rule change on `monitoring.alert_rules` (a deleted rule is a row with a null rule: a tombstone). */
 async function applyAlertRulesEvent(c: pg.PoolClient, r: RecordedEvent): Promise<void> {
   const e = r as unknown as RecordedEvent<AlertRulesEvent['type'], AlertRulesEvent['data']>;
-  const id = e.type === 'AlertRuleDeleted' ? (e.data as { id: string }).id : (e.data as { rule: { id: string } }).rule.id;
+  const id =
+    e.type === 'AlertRuleDeleted' ? (e.data as { id: string }).id : (e.data as { rule: { id: string } }).rule.id;
   const rule = e.type === 'AlertRuleDeleted' ? null : JSON.stringify((e.data as { rule: unknown }).rule);
   await c.query(
     `insert into monitoring.alert_rules (id, rule, updated_at, updated_by) values ($1, $2, $3, $4)

@@ -45,7 +45,10 @@ export class PrometheusExporter {
       const labelNames = Object.keys(s.labels).map(sanitize).sort();
       let g = this.gauges.get(name);
       if (!g) {
-        g = { gauge: new Gauge({ name, help: `Latest ${s.metric}`, labelNames, registers: [this.registry] }), labelNames };
+        g = {
+          gauge: new Gauge({ name, help: `Latest ${s.metric}`, labelNames, registers: [this.registry] }),
+          labelNames,
+        };
         this.gauges.set(name, g);
       }
       // A series with other label names than the first one seen cannot join this gauge.
@@ -63,11 +66,21 @@ export class PrometheusExporter {
     this.alertsGauge.reset();
     for (const a of Object.values(alerting.alerts)) {
       if (a.status === 'resolved') continue;
-      this.alertsGauge.set({ alertname: a.name, alertstate: a.status, severity: a.severity, fingerprint: a.fingerprint, silenced: String(a.suppressedBy !== null) }, 1);
+      this.alertsGauge.set(
+        {
+          alertname: a.name,
+          alertstate: a.status,
+          severity: a.severity,
+          fingerprint: a.fingerprint,
+          silenced: String(a.suppressedBy !== null),
+        },
+        1,
+      );
     }
     this.serviceGauge.reset();
     for (const [service, h] of health) {
-      for (const status of ['up', 'degraded', 'down'] as const) this.serviceGauge.set({ service, status }, h.status === status ? 1 : 0);
+      for (const status of ['up', 'degraded', 'down'] as const)
+        this.serviceGauge.set({ service, status }, h.status === status ? 1 : 0);
     }
     return this.registry.metrics();
   }

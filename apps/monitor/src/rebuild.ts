@@ -33,7 +33,11 @@ export interface RebuildMonitorReadModelsOptions {
 export async function rebuildMonitorReadModels(o: RebuildMonitorReadModelsOptions): Promise<ProjectionStatus[]> {
   const all = monitorProjections();
   const unknown = (o.names ?? []).filter((n) => !all.some((p) => p.name === n));
-  if (unknown.length > 0) throw new AppError('validation', `no monitor projection named ${unknown.join(', ')}`, { unknown, valid: all.map((p) => p.name) });
+  if (unknown.length > 0)
+    throw new AppError('validation', `no monitor projection named ${unknown.join(', ')}`, {
+      unknown,
+      valid: all.map((p) => p.name),
+    });
   const projections = o.names ? all.filter((p) => o.names!.includes(p.name)) : all;
   const runner = new ProjectionRunner({
     store: o.store,
@@ -59,8 +63,14 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn'),
 });
 
-export async function main(argv: string[], out: (s: string) => void = (s) => void process.stdout.write(s)): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { only: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+export async function main(
+  argv: string[],
+  out: (s: string) => void = (s) => void process.stdout.write(s),
+): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { only: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
   if (values.help) {
     out('usage: rebuild.js [--only <projection>,...]   (DATABASE_URL, EVENTSTORE_URL)\n');
     return 0;
@@ -68,13 +78,21 @@ export async function main(argv: string[], out: (s: string) => void = (s) => voi
   const env = parseConfig(process.env, envSchema);
   const logger = pino({ level: env.LOG_LEVEL }) as unknown as Logger;
   const pool = createPgPool({ connectionString: env.DATABASE_URL, max: 4 }, { name: 'monitor-rebuild', logger });
-  const store = createEventStore({ databaseUrl: env.DATABASE_URL, ...(env.EVENTSTORE_URL ? { eventstoreUrl: env.EVENTSTORE_URL } : {}), logger });
+  const store = createEventStore({
+    databaseUrl: env.DATABASE_URL,
+    ...(env.EVENTSTORE_URL ? { eventstoreUrl: env.EVENTSTORE_URL } : {}),
+    logger,
+  });
   try {
     await store.init();
-    const names = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+    const names = values.only
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const started = Date.now();
     const status = await rebuildMonitorReadModels({ store, pool, logger, ...(names ? { names } : {}) });
-    for (const s of status) out(`${JSON.stringify({ projection: s.name, position: s.position, head: s.head, lag: s.lag })}\n`);
+    for (const s of status)
+      out(`${JSON.stringify({ projection: s.name, position: s.position, head: s.head, lag: s.lag })}\n`);
     out(`rebuilt ${status.length} monitor read models in ${Date.now() - started} ms\n`);
     return 0;
   } finally {

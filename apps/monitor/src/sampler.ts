@@ -34,10 +34,19 @@ export interface SamplerOptions {
 
 // ---------- pure helpers (unit-tested) ----------
 
-export interface CpuTimes { readonly user: number; readonly nice: number; readonly sys: number; readonly idle: number; readonly irq: number }
+export interface CpuTimes {
+  readonly user: number;
+  readonly nice: number;
+  readonly sys: number;
+  readonly idle: number;
+  readonly irq: number;
+}
 
 /** Busy % per core and in total between two `os.cpus()` readings; null for a core without elapsed time. */
-export function cpuPercents(prev: readonly CpuTimes[], cur: readonly CpuTimes[]): { total: number | null; perCore: (number | null)[] } {
+export function cpuPercents(
+  prev: readonly CpuTimes[],
+  cur: readonly CpuTimes[],
+): { total: number | null; perCore: (number | null)[] } {
   let busyAll = 0;
   let allAll = 0;
   const perCore = cur.map((c, i) => {
@@ -63,7 +72,10 @@ export function counterRate(prev: number, cur: number, dtMs: number): number | n
 export function parseProcStatTicks(text: string): number | null {
   const close = text.lastIndexOf(')');
   if (close < 0) return null;
-  const fields = text.slice(close + 2).trim().split(/\s+/);
+  const fields = text
+    .slice(close + 2)
+    .trim()
+    .split(/\s+/);
   // After "pid (comm) ", field 3 (state) is index 0, so utime (14) is index 11, stime (15) index 12.
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
@@ -207,11 +219,19 @@ export class Sampler {
     for (const [pid, name] of this.processes) {
       const labels = { pid: String(pid), name };
       try {
-        const [stat, status] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/status`, 'utf8')]);
+        const [stat, status] = await Promise.all([
+          readFile(`/proc/${pid}/stat`, 'utf8'),
+          readFile(`/proc/${pid}/status`, 'utf8'),
+        ]);
         const ticks = parseProcStatTicks(stat);
         const prev = this.prevProc.get(pid);
         if (ticks !== null) {
-          if (prev && now > prev.at) push(M.processCpuPercent, labels, (((ticks - prev.ticks) / CLOCK_TICKS_PER_SECOND) * 1000 / (now - prev.at)) * 100);
+          if (prev && now > prev.at)
+            push(
+              M.processCpuPercent,
+              labels,
+              ((((ticks - prev.ticks) / CLOCK_TICKS_PER_SECOND) * 1000) / (now - prev.at)) * 100,
+            );
           this.prevProc.set(pid, { at: now, ticks });
         }
         push(M.processRssBytes, labels, parseVmRssBytes(status));

@@ -17,7 +17,8 @@ describe('sampler helpers', () => {
     assert.equal(counterRate(6000, 10, 5000), null);
   });
   it('parses /proc/<pid>/stat even with spaces and parens in comm', () => {
-    const stat = '4242 (node (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 50 0 0 20 0 11 0 100 1000000 5000 18446744073709551615';
+    const stat =
+      '4242 (node (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 50 0 0 20 0 11 0 100 1000000 5000 18446744073709551615';
     assert.equal(parseProcStatTicks(stat), 200);
     assert.equal(parseProcStatTicks('garbage'), null);
   });

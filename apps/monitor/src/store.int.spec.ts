@@ -50,7 +50,9 @@ describe('monitoring store (real PostgreSQL)', () => {
     for (const series of minute) {
       assert.equal(series.buckets.length, 4);
       for (const b of series.buckets) {
-        const values = raw.filter((r) => r.labels.route === series.labels.route && r.ts >= b.start && r.ts < b.start + 60_000).map((r) => r.value);
+        const values = raw
+          .filter((r) => r.labels.route === series.labels.route && r.ts >= b.start && r.ts < b.start + 60_000)
+          .map((r) => r.value);
         assert.equal(b.count, values.length);
         assert.ok(close(b.sum / b.count, values.reduce((s, v) => s + v, 0) / values.length), 'avg');
         assert.equal(b.max, Math.max(...values));
@@ -68,7 +70,10 @@ describe('monitoring store (real PostgreSQL)', () => {
 
   it('an open bucket has no p95 yet, and a late sample clears a computed one', async () => {
     const base = Date.UTC(2026, 0, 6, 10, 0, 0);
-    await store.insertSamples([{ metric: 'late', labels: {}, ts: base, value: 1 }, { metric: 'late', labels: {}, ts: base + 1000, value: 3 }]);
+    await store.insertSamples([
+      { metric: 'late', labels: {}, ts: base, value: 1 },
+      { metric: 'late', labels: {}, ts: base + 1000, value: 3 },
+    ]);
     await store.finalizeRollups(base + 30_000, 365 * 86_400_000);
     assert.equal((await store.rollups('late', '1m', base))[0]!.buckets[0]!.p95, null);
     await store.finalizeRollups(base + 120_000, 365 * 86_400_000);
@@ -89,7 +94,10 @@ describe('monitoring store (real PostgreSQL)', () => {
     ]);
     const deleted = await store.applyRetention(now, defaultRetention);
     assert.ok(deleted.raw >= 3 && deleted.minute >= 2 && deleted.hour >= 1, JSON.stringify(deleted));
-    assert.deepEqual((await store.rawSamples('ret', 0, now)).map((s) => s.value), [2]);
+    assert.deepEqual(
+      (await store.rawSamples('ret', 0, now)).map((s) => s.value),
+      [2],
+    );
     const minute = (await store.rollups('ret', '1m', 0))[0]!.buckets.map((b) => b.sum);
     assert.deepEqual(minute.sort(), [1, 2]);
     const hour = (await store.rollups('ret', '1h', 0))[0]!.buckets.map((b) => b.sum);
@@ -97,7 +105,12 @@ describe('monitoring store (real PostgreSQL)', () => {
   });
 
   it('real sampler rounds are stored and rolled up', async () => {
-    const monitor = new Monitor({ pool, publish: () => undefined, settings: { rules: [] }, sampler: { diskIntervalMs: 0, selfName: 'spec' } });
+    const monitor = new Monitor({
+      pool,
+      publish: () => undefined,
+      settings: { rules: [] },
+      sampler: { diskIntervalMs: 0, selfName: 'spec' },
+    });
     await monitor.init();
     const t0 = Date.now();
     for (let i = 0; i < 3; i++) {
@@ -113,8 +126,16 @@ describe('monitoring store (real PostgreSQL)', () => {
     }
     const minute = await store.rollups(metricNames.cpuPercent, '1m', t0 - 60_000, { cpu: 'total' });
     const buckets = minute.flatMap((s) => s.buckets);
-    assert.equal(buckets.reduce((n, b) => n + b.count, 0), 3);
-    assert.ok(close(buckets.reduce((n, b) => n + b.sum, 0), raw.reduce((n, s) => n + s.value, 0)));
+    assert.equal(
+      buckets.reduce((n, b) => n + b.count, 0),
+      3,
+    );
+    assert.ok(
+      close(
+        buckets.reduce((n, b) => n + b.sum, 0),
+        raw.reduce((n, s) => n + s.value, 0),
+      ),
+    );
     const text = await monitor.renderPrometheus();
     assert.match(text, /switchyard_system_cpu_usage_percent\{cpu="total"\} \d/);
     assert.match(text, /switchyard_process_rss_bytes\{pid="\d+",name="spec"\} \d/);

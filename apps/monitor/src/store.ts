@@ -222,9 +222,15 @@ export class MonitoringStore {
 
   /** Delete rows older than the retention of their resolution; returns rows deleted per table. */
   async applyRetention(now: number, retention: Retention): Promise<{ raw: number; minute: number; hour: number }> {
-    const raw = await this.pool.query('delete from monitoring.samples where ts < $1', [new Date(now - retention.rawMs)]);
-    const minute = await this.pool.query(`delete from monitoring.rollups where resolution = '1m' and bucket < $1`, [new Date(now - retention.minuteMs)]);
-    const hour = await this.pool.query(`delete from monitoring.rollups where resolution = '1h' and bucket < $1`, [new Date(now - retention.hourMs)]);
+    const raw = await this.pool.query('delete from monitoring.samples where ts < $1', [
+      new Date(now - retention.rawMs),
+    ]);
+    const minute = await this.pool.query(`delete from monitoring.rollups where resolution = '1m' and bucket < $1`, [
+      new Date(now - retention.minuteMs),
+    ]);
+    const hour = await this.pool.query(`delete from monitoring.rollups where resolution = '1h' and bucket < $1`, [
+      new Date(now - retention.hourMs),
+    ]);
     return { raw: raw.rowCount ?? 0, minute: minute.rowCount ?? 0, hour: hour.rowCount ?? 0 };
   }
 
@@ -238,7 +244,12 @@ export class MonitoringStore {
   }
 
   /** Rollup buckets of a metric from `from`, grouped by series; `labels` narrows by containment. */
-  async rollups(metric: string, resolution: Resolution, from: number, labels?: Labels): Promise<{ labels: Labels; buckets: BucketInput[] }[]> {
+  async rollups(
+    metric: string,
+    resolution: Resolution,
+    from: number,
+    labels?: Labels,
+  ): Promise<{ labels: Labels; buckets: BucketInput[] }[]> {
     const r = await this.pool.query(
       `select labels, bucket, count, sum, min, max, p95 from monitoring.rollups
        where resolution = $1 and metric = $2 and bucket >= $3 and ($4::jsonb is null or labels @> $4::jsonb)
@@ -250,7 +261,14 @@ export class MonitoringStore {
       const key = JSON.stringify(x.labels);
       let s = series.get(key);
       if (!s) series.set(key, (s = { labels: x.labels, buckets: [] }));
-      s.buckets.push({ start: (x.bucket as Date).getTime(), count: Number(x.count), sum: x.sum, min: x.min, max: x.max, p95: x.p95 });
+      s.buckets.push({
+        start: (x.bucket as Date).getTime(),
+        count: Number(x.count),
+        sum: x.sum,
+        min: x.min,
+        max: x.max,
+        p95: x.p95,
+      });
     }
     return [...series.values()];
   }
@@ -284,16 +302,39 @@ export class MonitoringStore {
     const alerts: Record<string, AlertInstance> = {};
     for (const r of await this.listAlerts({})) {
       const base = { fingerprint: r.id, ruleId: r.ruleId, name: r.name, severity: r.severity, labels: r.labels };
-      if (r.state === 'pending') alerts[r.id] = { ...base, status: 'pending', pendingSince: r.pendingSince!.getTime(), suppressedBy: r.suppressedBy };
-      else if (r.state === 'firing') alerts[r.id] = { ...base, status: 'firing', pendingSince: r.pendingSince!.getTime(), firingSince: r.firingSince!.getTime(), suppressedBy: r.suppressedBy };
-      else alerts[r.id] = { ...base, status: 'resolved', resolvedAt: r.resolvedAt!.getTime(), manual: r.resolvedHow === 'manual' };
+      if (r.state === 'pending')
+        alerts[r.id] = {
+          ...base,
+          status: 'pending',
+          pendingSince: r.pendingSince!.getTime(),
+          suppressedBy: r.suppressedBy,
+        };
+      else if (r.state === 'firing')
+        alerts[r.id] = {
+          ...base,
+          status: 'firing',
+          pendingSince: r.pendingSince!.getTime(),
+          firingSince: r.firingSince!.getTime(),
+          suppressedBy: r.suppressedBy,
+        };
+      else
+        alerts[r.id] = {
+          ...base,
+          status: 'resolved',
+          resolvedAt: r.resolvedAt!.getTime(),
+          manual: r.resolvedHow === 'manual',
+        };
     }
     const silences: Record<string, Silence> = {};
     for (const s of await this.listSilences(true)) silences[s.id] = s;
     return { alerts, silences };
   }
 
-  async listAlerts(filter: { state?: AlertRow['state'] | undefined; severity?: Severity | undefined; id?: string }): Promise<AlertRow[]> {
+  async listAlerts(filter: {
+    state?: AlertRow['state'] | undefined;
+    severity?: Severity | undefined;
+    id?: string;
+  }): Promise<AlertRow[]> {
     const r = await this.pool.query(
       `select * from monitoring.alerts where ($1::text is null or state = $1) and ($2::text is null or severity = $2)
          and ($3::text is null or fingerprint = $3)
@@ -301,10 +342,22 @@ export class MonitoringStore {
       [filter.state ?? null, filter.severity ?? null, filter.id ?? null],
     );
     return r.rows.map((x) => ({
-      id: x.fingerprint, ruleId: x.rule_id, name: x.name, severity: x.severity, labels: x.labels, state: x.state,
-      value: x.value, threshold: x.threshold, pendingSince: x.pending_since, firingSince: x.firing_since,
-      resolvedAt: x.resolved_at, resolvedHow: x.resolved_how, resolvedBy: x.resolved_by, resolveReason: x.resolve_reason,
-      suppressedBy: x.suppressed_by, updatedAt: x.updated_at,
+      id: x.fingerprint,
+      ruleId: x.rule_id,
+      name: x.name,
+      severity: x.severity,
+      labels: x.labels,
+      state: x.state,
+      value: x.value,
+      threshold: x.threshold,
+      pendingSince: x.pending_since,
+      firingSince: x.firing_since,
+      resolvedAt: x.resolved_at,
+      resolvedHow: x.resolved_how,
+      resolvedBy: x.resolved_by,
+      resolveReason: x.resolve_reason,
+      suppressedBy: x.suppressed_by,
+      updatedAt: x.updated_at,
     }));
   }
 
@@ -314,8 +367,12 @@ export class MonitoringStore {
       [activeOnly],
     );
     return r.rows.map((x) => ({
-      id: x.id, matchers: x.matchers, createdBy: x.created_by, comment: x.comment,
-      startsAt: (x.starts_at as Date).getTime(), endsAt: (x.ends_at as Date).getTime(),
+      id: x.id,
+      matchers: x.matchers,
+      createdBy: x.created_by,
+      comment: x.comment,
+      startsAt: (x.starts_at as Date).getTime(),
+      endsAt: (x.ends_at as Date).getTime(),
     }));
   }
 
@@ -334,15 +391,24 @@ export class MonitoringStore {
   async applyHealthEvents(events: readonly HealthEvent[], kind: string): Promise<void> {
     if (events.length === 0) return;
     await withTransaction(this.pool, async (c) => {
-      for (const e of events) await applyHealthEvent(c, e.data.kind === undefined ? ({ ...e, data: { ...e.data, kind } } as HealthEvent) : e);
+      for (const e of events)
+        await applyHealthEvent(c, e.data.kind === undefined ? ({ ...e, data: { ...e.data, kind } } as HealthEvent) : e);
     });
   }
 
   async listServices(): Promise<ServiceRow[]> {
     const r = await this.pool.query('select * from monitoring.services order by service');
     return r.rows.map((x) => ({
-      service: x.service, kind: x.kind, status: x.status, reason: x.reason, since: x.since, failingSince: x.failing_since,
-      lastProbeAt: x.last_probe_at, lastOk: x.last_ok, lastResponseMs: x.last_response_ms, lastError: x.last_error,
+      service: x.service,
+      kind: x.kind,
+      status: x.status,
+      reason: x.reason,
+      since: x.since,
+      failingSince: x.failing_since,
+      lastProbeAt: x.last_probe_at,
+      lastOk: x.last_ok,
+      lastResponseMs: x.last_response_ms,
+      lastError: x.last_error,
     }));
   }
 
@@ -351,8 +417,15 @@ export class MonitoringStore {
     for (const s of await this.listServices()) {
       const since = s.since?.getTime() ?? 0;
       if (s.status === 'up') out.set(s.service, { status: 'up', since });
-      else if (s.status === 'down') out.set(s.service, { status: 'down', since, failingSince: s.failingSince?.getTime() ?? since });
-      else if (s.status === 'degraded') out.set(s.service, { status: 'degraded', since, reason: s.reason === 'slow' ? 'slow' : 'failing', failingSince: s.failingSince?.getTime() ?? null });
+      else if (s.status === 'down')
+        out.set(s.service, { status: 'down', since, failingSince: s.failingSince?.getTime() ?? since });
+      else if (s.status === 'degraded')
+        out.set(s.service, {
+          status: 'degraded',
+          since,
+          reason: s.reason === 'slow' ? 'slow' : 'failing',
+          failingSince: s.failingSince?.getTime() ?? null,
+        });
     }
     return out;
   }
@@ -364,7 +437,11 @@ export class MonitoringStore {
        where service = $1 and (ended_at is null or ended_at > $2) order by started_at`,
       [service, new Date(from)],
     );
-    return r.rows.map((x) => ({ status: x.status, start: (x.started_at as Date).getTime(), end: x.ended_at ? (x.ended_at as Date).getTime() : null }));
+    return r.rows.map((x) => ({
+      status: x.status,
+      start: (x.started_at as Date).getTime(),
+      end: x.ended_at ? (x.ended_at as Date).getTime() : null,
+    }));
   }
 }
 
@@ -383,7 +460,16 @@ export async function applyAlertingEvent(c: Queryable, e: AlertingEvent): Promis
          on conflict (fingerprint) do update set rule_id = $2, name = $3, severity = $4, labels = $5, state = 'pending',
            value = $6, threshold = $7, pending_since = $8, firing_since = null, resolved_at = null, resolved_how = null,
            resolved_by = null, resolve_reason = null, suppressed_by = null, updated_at = $8`,
-        [e.data.fingerprint, e.data.ruleId, e.data.name, e.data.severity, JSON.stringify(e.data.labels), e.data.value, e.data.threshold, at],
+        [
+          e.data.fingerprint,
+          e.data.ruleId,
+          e.data.name,
+          e.data.severity,
+          JSON.stringify(e.data.labels),
+          e.data.value,
+          e.data.threshold,
+          at,
+        ],
       );
       break;
     case 'AlertFiring':
@@ -403,10 +489,17 @@ export async function applyAlertingEvent(c: Queryable, e: AlertingEvent): Promis
       );
       break;
     case 'AlertSilenced':
-      await c.query(`update monitoring.alerts set suppressed_by = $2, updated_at = $3 where fingerprint = $1`, [e.data.fingerprint, e.data.silenceId, at]);
+      await c.query(`update monitoring.alerts set suppressed_by = $2, updated_at = $3 where fingerprint = $1`, [
+        e.data.fingerprint,
+        e.data.silenceId,
+        at,
+      ]);
       break;
     case 'AlertUnsilenced':
-      await c.query(`update monitoring.alerts set suppressed_by = null, updated_at = $2 where fingerprint = $1`, [e.data.fingerprint, at]);
+      await c.query(`update monitoring.alerts set suppressed_by = null, updated_at = $2 where fingerprint = $1`, [
+        e.data.fingerprint,
+        at,
+      ]);
       break;
     case 'SilenceAdded': {
       const s = e.data.silence;
@@ -418,7 +511,11 @@ export async function applyAlertingEvent(c: Queryable, e: AlertingEvent): Promis
       break;
     }
     case 'SilenceExpired':
-      await c.query(`update monitoring.silences set expired_at = $2, expired_by = $3 where id = $1`, [e.data.silenceId, at, e.data.actor]);
+      await c.query(`update monitoring.silences set expired_at = $2, expired_by = $3 where id = $1`, [
+        e.data.silenceId,
+        at,
+        e.data.actor,
+      ]);
       break;
     default: {
       const never: never = e;
@@ -441,6 +538,13 @@ export async function applyHealthEvent(c: Queryable, e: HealthEvent): Promise<vo
      on conflict (service) do update set kind = coalesce($2, monitoring.services.kind), status = $3, reason = $4, since = $5, failing_since = $6`,
     [e.data.service, e.data.kind ?? null, status, reason, at, failingSince],
   );
-  await c.query(`update monitoring.service_intervals set ended_at = $2 where service = $1 and ended_at is null`, [e.data.service, at]);
-  await c.query(`insert into monitoring.service_intervals (service, status, started_at) values ($1,$2,$3)`, [e.data.service, status, at]);
+  await c.query(`update monitoring.service_intervals set ended_at = $2 where service = $1 and ended_at is null`, [
+    e.data.service,
+    at,
+  ]);
+  await c.query(`insert into monitoring.service_intervals (service, status, started_at) values ($1,$2,$3)`, [
+    e.data.service,
+    status,
+    at,
+  ]);
 }

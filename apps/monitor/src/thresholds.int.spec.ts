@@ -62,10 +62,18 @@ async function testServer(): Promise<TestServer> {
 async function unconfiguredGithub(): Promise<{ port: number; proc: ChildProcess }> {
   const port = await freePort();
   const main = path.resolve(import.meta.dirname, '..', '..', 'mcp-servers', 'dist', 'main.js');
-  const env: Record<string, string> = { ...(process.env as Record<string, string>), MCP_AUTH_TOKEN: 'thresholds-test', LOG_LEVEL: 'silent' };
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    MCP_AUTH_TOKEN: 'thresholds-test',
+    LOG_LEVEL: 'silent',
+  };
   delete env.GITHUB_PERSONAL_ACCESS_TOKEN;
   const proc = spawn(process.execPath, [main, 'github', '--port', String(port)], { env, stdio: 'ignore' });
-  await until('github server listening', async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 200, 30_000);
+  await until(
+    'github server listening',
+    async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 200,
+    30_000,
+  );
   return { port, proc };
 }
 
@@ -75,10 +83,19 @@ describe('alert thresholds as the specification states them (5 s response time, 
   let flaky: TestServer;
   let github: { port: number; proc: ChildProcess };
   const published: MonitorEvent[] = [];
-  const alertEvent = <T extends 'AlertFiring' | 'AlertResolved' | 'AlertPending'>(type: T, ruleId: string, service: string, afterAt = 0) =>
+  const alertEvent = <T extends 'AlertFiring' | 'AlertResolved' | 'AlertPending'>(
+    type: T,
+    ruleId: string,
+    service: string,
+    afterAt = 0,
+  ) =>
     published.find(
       (e): e is Extract<MonitorEvent, { type: T }> =>
-        e.type === type && 'ruleId' in e.data && e.data.ruleId === ruleId && e.data.labels.service === service && e.metadata.at >= afterAt,
+        e.type === type &&
+        'ruleId' in e.data &&
+        e.data.ruleId === ruleId &&
+        e.data.labels.service === service &&
+        e.metadata.at >= afterAt,
     );
 
   before(async () => {
@@ -106,7 +123,14 @@ describe('alert thresholds as the specification states them (5 s response time, 
     assert.equal(rule('response_slow').threshold, 5_000);
     assert.equal(rule('service_unavailable').for_ms, 30_000);
     await monitor.start();
-    await until('all three up', () => ['slow-api', 'flaky-api', 'github'].every((s) => published.some((e) => e.type === 'ServiceRecovered' && e.data.service === s)), 30_000);
+    await until(
+      'all three up',
+      () =>
+        ['slow-api', 'flaky-api', 'github'].every((s) =>
+          published.some((e) => e.type === 'ServiceRecovered' && e.data.service === s),
+        ),
+      30_000,
+    );
   });
 
   after(async () => {
@@ -116,55 +140,102 @@ describe('alert thresholds as the specification states them (5 s response time, 
     github?.proc.kill('SIGTERM');
   });
 
-  it('response time: fires within one probe interval of a probe crossing 5 s, resolves when answers are fast again', { timeout: 60_000 }, async () => {
-    const slowFrom = Date.now();
-    slow.mode = 'slow';
-    const firing = await until('response_slow firing', () => alertEvent('AlertFiring', 'response_slow', 'slow-api', slowFrom), 30_000);
-    const request = slow.arrivals.find((a) => a.mode === 'slow')!;
-    const crossed = request.at + 5_000;
-    const late = firing.metadata.at - crossed;
-    console.log(`# response_slow fired ${late} ms after the probe crossed 5 s (value ${Math.round(firing.data.value)} ms; interval ${INTERVAL} ms)`);
-    // Not before 5 s of waiting (the request reached the server a moment after the probe began)...
-    assert.ok(firing.data.value > 5_000, `value ${firing.data.value}`);
-    // The slow server notes the arrival when its handler runs: on a loaded machine that is up to
-    // some hundreds of ms after the probe's request left (the value above is the probe's own clock).
-    assert.ok(late >= -1_000, `fired ${-late} ms before the request had waited 5 s`);
-    // ...and not later than one interval after.
-    assert.ok(late <= INTERVAL, `fired ${late} ms after crossing 5 s`);
-    // The answer (6 s) keeps it firing; the first fast answer resolves it.
-    const fastFrom = Date.now();
-    slow.mode = 'fast';
-    const resolved = await until('response_slow resolved', () => alertEvent('AlertResolved', 'response_slow', 'slow-api', fastFrom), 30_000);
-    assert.ok(resolved.data.value !== undefined && resolved.data.value <= 5_000, `resolved by ${resolved.data.value}`);
-    console.log(`# response_slow resolved ${resolved.metadata.at - fastFrom} ms after the server turned fast (the 6 s answer in flight ends first)`);
-    // A slow answer is a success: never an unavailability.
-    assert.equal(alertEvent('AlertPending', 'service_unavailable', 'slow-api'), undefined);
-  });
+  it(
+    'response time: fires within one probe interval of a probe crossing 5 s, resolves when answers are fast again',
+    { timeout: 60_000 },
+    async () => {
+      const slowFrom = Date.now();
+      slow.mode = 'slow';
+      const firing = await until(
+        'response_slow firing',
+        () => alertEvent('AlertFiring', 'response_slow', 'slow-api', slowFrom),
+        30_000,
+      );
+      const request = slow.arrivals.find((a) => a.mode === 'slow')!;
+      const crossed = request.at + 5_000;
+      const late = firing.metadata.at - crossed;
+      console.log(
+        `# response_slow fired ${late} ms after the probe crossed 5 s (value ${Math.round(firing.data.value)} ms; interval ${INTERVAL} ms)`,
+      );
+      // Not before 5 s of waiting (the request reached the server a moment after the probe began)...
+      assert.ok(firing.data.value > 5_000, `value ${firing.data.value}`);
+      // The slow server notes the arrival when its handler runs: on a loaded machine that is up to
+      // some hundreds of ms after the probe's request left (the value above is the probe's own clock).
+      assert.ok(late >= -1_000, `fired ${-late} ms before the request had waited 5 s`);
+      // ...and not later than one interval after.
+      assert.ok(late <= INTERVAL, `fired ${late} ms after crossing 5 s`);
+      // The answer (6 s) keeps it firing; the first fast answer resolves it.
+      const fastFrom = Date.now();
+      slow.mode = 'fast';
+      const resolved = await until(
+        'response_slow resolved',
+        () => alertEvent('AlertResolved', 'response_slow', 'slow-api', fastFrom),
+        30_000,
+      );
+      assert.ok(
+        resolved.data.value !== undefined && resolved.data.value <= 5_000,
+        `resolved by ${resolved.data.value}`,
+      );
+      console.log(
+        `# response_slow resolved ${resolved.metadata.at - fastFrom} ms after the server turned fast (the 6 s answer in flight ends first)`,
+      );
+      // A slow answer is a success: never an unavailability.
+      assert.equal(alertEvent('AlertPending', 'service_unavailable', 'slow-api'), undefined);
+    },
+  );
 
-  it('unavailability: fires 30 s after the first failed probe (within one interval), resolves when restarted', { timeout: 120_000 }, async () => {
-    const stoppedAt = Date.now();
-    await flaky.stop();
-    const firstFailure = await until(
-      'first failed probe',
-      () => published.find((e) => e.type === 'ServiceDegraded' && e.data.service === 'flaky-api' && e.data.reason === 'failing' && e.metadata.at >= stoppedAt) as Extract<MonitorEvent, { type: 'ServiceDegraded' }> | undefined,
-      10_000,
-    );
-    const failedAt = firstFailure.data.failingSince!;
-    const firing = await until('service_unavailable firing', () => alertEvent('AlertFiring', 'service_unavailable', 'flaky-api', stoppedAt), 60_000);
-    const after = firing.metadata.at - failedAt;
-    console.log(`# service_unavailable fired ${after} ms after the first failed probe (interval ${INTERVAL} ms; stopped ${failedAt - stoppedAt} ms before that probe)`);
-    assert.equal(firing.data.pendingSince, failedAt, 'pending since the first failed probe');
-    assert.ok(after >= 30_000 && after <= 30_000 + INTERVAL, `fired ${after} ms after the first failure`);
-    // Marked down long before (10 s), which is not what the alert waits for.
-    assert.ok(published.some((e) => e.type === 'ServiceWentDown' && e.data.service === 'flaky-api' && e.metadata.at < firing.metadata.at));
+  it(
+    'unavailability: fires 30 s after the first failed probe (within one interval), resolves when restarted',
+    { timeout: 120_000 },
+    async () => {
+      const stoppedAt = Date.now();
+      await flaky.stop();
+      const firstFailure = await until(
+        'first failed probe',
+        () =>
+          published.find(
+            (e) =>
+              e.type === 'ServiceDegraded' &&
+              e.data.service === 'flaky-api' &&
+              e.data.reason === 'failing' &&
+              e.metadata.at >= stoppedAt,
+          ) as Extract<MonitorEvent, { type: 'ServiceDegraded' }> | undefined,
+        10_000,
+      );
+      const failedAt = firstFailure.data.failingSince!;
+      const firing = await until(
+        'service_unavailable firing',
+        () => alertEvent('AlertFiring', 'service_unavailable', 'flaky-api', stoppedAt),
+        60_000,
+      );
+      const after = firing.metadata.at - failedAt;
+      console.log(
+        `# service_unavailable fired ${after} ms after the first failed probe (interval ${INTERVAL} ms; stopped ${failedAt - stoppedAt} ms before that probe)`,
+      );
+      assert.equal(firing.data.pendingSince, failedAt, 'pending since the first failed probe');
+      assert.ok(after >= 30_000 && after <= 30_000 + INTERVAL, `fired ${after} ms after the first failure`);
+      // Marked down long before (10 s), which is not what the alert waits for.
+      assert.ok(
+        published.some(
+          (e) => e.type === 'ServiceWentDown' && e.data.service === 'flaky-api' && e.metadata.at < firing.metadata.at,
+        ),
+      );
 
-    const restartedAt = Date.now();
-    await flaky.start();
-    const resolved = await until('service_unavailable resolved', () => alertEvent('AlertResolved', 'service_unavailable', 'flaky-api', restartedAt), 30_000);
-    console.log(`# service_unavailable resolved ${resolved.metadata.at - restartedAt} ms after the restart`);
-    assert.equal(resolved.data.how, 'auto');
-    assert.equal((await monitor.listAlerts({ state: 'firing' })).filter((a) => a.labels.service === 'flaky-api').length, 0);
-  });
+      const restartedAt = Date.now();
+      await flaky.start();
+      const resolved = await until(
+        'service_unavailable resolved',
+        () => alertEvent('AlertResolved', 'service_unavailable', 'flaky-api', restartedAt),
+        30_000,
+      );
+      console.log(`# service_unavailable resolved ${resolved.metadata.at - restartedAt} ms after the restart`);
+      assert.equal(resolved.data.how, 'auto');
+      assert.equal(
+        (await monitor.listAlerts({ state: 'firing' })).filter((a) => a.labels.service === 'flaky-api').length,
+        0,
+      );
+    },
+  );
 
   it('an unconfigured server (GitHub without a token) is up, never unavailable', async () => {
     const [row] = (await monitor.getHealthReport()).services.filter((s) => s.service === 'github');

@@ -22,7 +22,10 @@ export class PgRelayCheckpointStore implements RelayCheckpointStore {
   /** `schemaManaged`: the login may not run DDL (the owner role made the table before), init() only checks nothing. */
   constructor(private readonly options: { connectionString: string; logger?: Logger; schemaManaged?: boolean }) {
     // A connection losing its session must not crash the process; the next query reconnects.
-    this.pool = createPgPool({ connectionString: options.connectionString, max: 2 }, { name: 'relay-checkpoint', ...(options.logger ? { logger: options.logger } : {}) });
+    this.pool = createPgPool(
+      { connectionString: options.connectionString, max: 2 },
+      { name: 'relay-checkpoint', ...(options.logger ? { logger: options.logger } : {}) },
+    );
     if (options.schemaManaged) markSchemaManaged(this.pool);
   }
 
@@ -39,7 +42,9 @@ export class PgRelayCheckpointStore implements RelayCheckpointStore {
   }
 
   async load(name: string): Promise<number | undefined> {
-    const r = await this.pool.query<{ position: string }>('select position from relay.checkpoint where name = $1', [name]);
+    const r = await this.pool.query<{ position: string }>('select position from relay.checkpoint where name = $1', [
+      name,
+    ]);
     return r.rows[0] ? Number(r.rows[0].position) : undefined;
   }
 

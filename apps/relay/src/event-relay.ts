@@ -1,7 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { headers as natsHeaders } from '@nats-io/nats-core';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, eventSubject, headerNames, toEventEnvelope } from '@switchyard/contracts';
+import {
+  EVENTS_STREAM,
+  EVENTS_SUBJECT_PREFIX,
+  eventSubject,
+  headerNames,
+  toEventEnvelope,
+} from '@switchyard/contracts';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
 import type { RelayCheckpointStore } from './checkpoint-store.js';
@@ -237,13 +243,20 @@ export class EventRelay {
     h.set(headerNames.correlationId, event.metadata.correlationId);
     if (event.metadata.causationId) h.set(headerNames.causationId, event.metadata.causationId);
     const ack = await this.retrying(`publish ${subject}`, () =>
-      this.opts.js.publish(subject, body, { msgID: event.id, headers: h, timeout: this.opts.publishTimeoutMs ?? 5_000 }),
+      this.opts.js.publish(subject, body, {
+        msgID: event.id,
+        headers: h,
+        timeout: this.opts.publishTimeoutMs ?? 5_000,
+      }),
     );
     if (!ack) return false;
     this.published++;
     if (ack.duplicate) {
       this.duplicates++;
-      this.log.debug({ eventId: event.id, position: event.position, correlationId: event.metadata.correlationId }, 'JetStream dropped a duplicate');
+      this.log.debug(
+        { eventId: event.id, position: event.position, correlationId: event.metadata.correlationId },
+        'JetStream dropped a duplicate',
+      );
     }
     this.lastPublished = event.position;
     this.lastRecordedAt = event.recordedAt;

@@ -5,7 +5,13 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import { headerNames, parseEventEnvelope } from '@switchyard/contracts';
 import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 import { closeNats, connectNats, ensureEventsStream, type NatsConnection } from '@switchyard/messaging';
@@ -113,7 +119,17 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     const { dbUrl, store, stream, prefix } = w;
     const checkpoints = new PgRelayCheckpointStore({ connectionString: dbUrl, logger });
     await checkpoints.init();
-    const relay = new EventRelay({ store, js, checkpoints, logger, name, subjectPrefix: prefix, stream, lagLogIntervalMs: 0, ...extra });
+    const relay = new EventRelay({
+      store,
+      js,
+      checkpoints,
+      logger,
+      name,
+      subjectPrefix: prefix,
+      stream,
+      lagLogIntervalMs: 0,
+      ...extra,
+    });
     cleanups.push(async () => {
       await relay.stop();
       await checkpoints.close();
@@ -122,7 +138,11 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
   }
 
   /** Run the relay as its own process (main.js), as in production. */
-  function spawnRelay(w: World, name: string, env: Record<string, string> = {}): { child: ChildProcess; stderr: () => string } {
+  function spawnRelay(
+    w: World,
+    name: string,
+    env: Record<string, string> = {},
+  ): { child: ChildProcess; stderr: () => string } {
     let err = '';
     const child = spawn(process.execPath, [mainJs], {
       env: {
@@ -163,7 +183,10 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     const w = await freshWorld('basic');
     const { id, stream, prefix, store } = w;
     for (let b = 0; b < 10; b++) {
-      await store.append(`order-${id}${b}`, Array.from({ length: 10 }, (_, i) => event(b * 10 + i, `c-${b}`)));
+      await store.append(
+        `order-${id}${b}`,
+        Array.from({ length: 10 }, (_, i) => event(b * 10 + i, `c-${b}`)),
+      );
     }
     const all = await store.readAll({});
     const { relay } = await newRelay(w, `basic-${id}`, { checkpointEvery: 7 });
@@ -173,12 +196,21 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     relay.start();
     await waitUntil('relay caught up', async () => (await relay.lag()).caughtUp);
     const received = await readStream(js, jsm, stream);
-    assert.deepEqual(received.map((r) => r.id), all.map((e) => e.id));
-    assert.deepEqual(received.map((r) => r.seq), all.map((_, i) => i + 1));
+    assert.deepEqual(
+      received.map((r) => r.id),
+      all.map((e) => e.id),
+    );
+    assert.deepEqual(
+      received.map((r) => r.seq),
+      all.map((_, i) => i + 1),
+    );
     const first = received[0]!;
     assert.equal(first.subject, `${prefix}.order.OrderPlaced`);
     assert.equal(first.msgId, first.id);
-    assert.ok(received.some((r) => r.subject === `${prefix}.order.Payment_Captured`), 'type token sanitised');
+    assert.ok(
+      received.some((r) => r.subject === `${prefix}.order.Payment_Captured`),
+      'type token sanitised',
+    );
     const s = relay.status();
     assert.equal(s.state, 'running');
     assert.equal(s.duplicates, 0);
@@ -211,7 +243,10 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     await ensureEventsStream(jsm, { name: w.stream, subjects: [`${w.prefix}.>`] });
     await waitUntil('caught up after the outage', async () => (await relay.lag()).caughtUp);
     const received = await readStream(js, jsm, w.stream);
-    assert.deepEqual(received.map((r) => r.id), (await w.store.readAll({})).map((e) => e.id));
+    assert.deepEqual(
+      received.map((r) => r.id),
+      (await w.store.readAll({})).map((e) => e.id),
+    );
     await relay.stop();
   });
 
@@ -224,16 +259,24 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     const admin = new pg.Client({ connectionString: w.dbUrl });
     await admin.connect();
     try {
-      const r = await admin.query(`select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database())`);
+      const r = await admin.query(
+        `select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database())`,
+      );
       assert.equal(r.rowCount, 1);
     } finally {
       await admin.end();
     }
     await waitUntil('lock loss noticed', () => relay.status().lockLosses === 1);
     await w.store.append('order-2', [event(3, 'b'), event(4, 'b')]);
-    await waitUntil('running and caught up again', async () => relay.status().state === 'running' && (await relay.lag()).caughtUp);
+    await waitUntil(
+      'running and caught up again',
+      async () => relay.status().state === 'running' && (await relay.lag()).caughtUp,
+    );
     const received = await readStream(js, jsm, w.stream);
-    assert.deepEqual(received.map((r) => r.id), (await w.store.readAll({})).map((e) => e.id));
+    assert.deepEqual(
+      received.map((r) => r.id),
+      (await w.store.readAll({})).map((e) => e.id),
+    );
     await relay.stop();
   });
 
@@ -242,9 +285,12 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     const name = `proc-${w.id}`;
     await w.store.append('task-1', [event(1, 'p'), event(2, 'p'), event(3, 'p')]);
     const proc = spawnRelay(w, name, { RELAY_CHECKPOINT_EVERY: '100000', RELAY_CHECKPOINT_INTERVAL_MS: '600000' });
-    await waitUntil(`relay process published (stderr: ${proc.stderr()})`, async () => (await jsm.streams.info(w.stream)).state.messages === 3);
+    await waitUntil(
+      `relay process published (stderr: ${proc.stderr()})`,
+      async () => (await jsm.streams.info(w.stream)).state.messages === 3,
+    );
     assert.equal(await signalChild(proc.child, 'SIGTERM'), 0);
-    assert.equal(await savedCheckpoint(w, name), (await w.store.headPosition()));
+    assert.equal(await savedCheckpoint(w, name), await w.store.headPosition());
   });
 
   it('survives SIGKILL mid-stream: restarts from its checkpoint, loses nothing, no duplicate reaches consumers, replay works', async (t) => {
@@ -258,7 +304,10 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     let appended = 0;
     const writer = (async () => {
       for (let b = 0; writing && appended < 5_000; b++) {
-        await store.append(`${streamIds[b % 3]}-${b % 7}`, Array.from({ length: 5 }, (_, i) => event(b * 5 + i, `corr-${b}`)));
+        await store.append(
+          `${streamIds[b % 3]}-${b % 7}`,
+          Array.from({ length: 5 }, (_, i) => event(b * 5 + i, `corr-${b}`)),
+        );
         appended += 5;
         await sleep(2);
       }
@@ -267,8 +316,15 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     const streamCount = async () => (await jsm.streams.info(stream)).state.messages;
 
     // 1. A relay process without the stream-tail shortcut, checkpointing every 50 events.
-    const first = spawnRelay(w, name, { RELAY_CHECKPOINT_EVERY: '50', RELAY_CHECKPOINT_INTERVAL_MS: '600000', RELAY_RESUME_FROM_STREAM: 'false' });
-    await waitUntil(`first relay published 300 events (stderr: ${first.stderr()})`, async () => (await streamCount()) >= 300);
+    const first = spawnRelay(w, name, {
+      RELAY_CHECKPOINT_EVERY: '50',
+      RELAY_CHECKPOINT_INTERVAL_MS: '600000',
+      RELAY_RESUME_FROM_STREAM: 'false',
+    });
+    await waitUntil(
+      `first relay published 300 events (stderr: ${first.stderr()})`,
+      async () => (await streamCount()) >= 300,
+    );
     await signalChild(first.child, 'SIGKILL');
     const killedAt = await streamCount();
     const checkpoint = await savedCheckpoint(w, name);
@@ -285,8 +341,14 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     await waitUntil('second relay caught up', async () => (await second.relay.lag()).caughtUp);
     let mine = await mineOnly();
     const upToCheckpoint = mine.filter((e) => e.position <= checkpoint).length;
-    t.diagnostic(`killed at ${killedAt} stored, checkpoint covered ${upToCheckpoint}, duplicates dropped on restart ${second.relay.status().duplicates}`);
-    assert.equal(second.relay.status().duplicates, killedAt - upToCheckpoint, 'republished tail was deduplicated by Nats-Msg-Id');
+    t.diagnostic(
+      `killed at ${killedAt} stored, checkpoint covered ${upToCheckpoint}, duplicates dropped on restart ${second.relay.status().duplicates}`,
+    );
+    assert.equal(
+      second.relay.status().duplicates,
+      killedAt - upToCheckpoint,
+      'republished tail was deduplicated by Nats-Msg-Id',
+    );
     await second.relay.stop();
     await second.checkpoints.close();
 
@@ -299,7 +361,10 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     const noSaves = { RELAY_CHECKPOINT_EVERY: '100000', RELAY_CHECKPOINT_INTERVAL_MS: '600000' };
     await lateBatch('x', 40);
     const third = spawnRelay(w, name, { ...noSaves, RELAY_RESUME_FROM_STREAM: 'false' });
-    await waitUntil(`third relay caught up (stderr: ${third.stderr()})`, async () => (await streamCount()) >= mine.length);
+    await waitUntil(
+      `third relay caught up (stderr: ${third.stderr()})`,
+      async () => (await streamCount()) >= mine.length,
+    );
     await signalChild(third.child, 'SIGKILL');
     const fourth = await newRelay(w, name);
     fourth.relay.start();
@@ -312,7 +377,10 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     // 4. Same crash with the stream-tail shortcut on: the restart republishes nothing at all.
     await lateBatch('y', 30);
     const fifth = spawnRelay(w, name, { ...noSaves, RELAY_RESUME_FROM_STREAM: 'true' });
-    await waitUntil(`fifth relay caught up (stderr: ${fifth.stderr()})`, async () => (await streamCount()) >= mine.length);
+    await waitUntil(
+      `fifth relay caught up (stderr: ${fifth.stderr()})`,
+      async () => (await streamCount()) >= mine.length,
+    );
     await signalChild(fifth.child, 'SIGKILL');
     assert.ok((await savedCheckpoint(w, name))! < mine.at(-1)!.position, 'checkpoint is behind the stream');
     const sixth = await newRelay(w, name, { jsm });
@@ -326,16 +394,28 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     // 5. A consumer from the start sees every event exactly once, in store order.
     const received = await readStream(js, jsm, stream);
     assert.equal(received.length, mine.length, 'nothing lost, nothing duplicated');
-    assert.deepEqual(received.map((r) => r.id), mine.map((e) => e.id));
-    assert.deepEqual(received.map((r) => r.position), mine.map((e) => e.position));
+    assert.deepEqual(
+      received.map((r) => r.id),
+      mine.map((e) => e.id),
+    );
+    assert.deepEqual(
+      received.map((r) => r.position),
+      mine.map((e) => e.position),
+    );
 
     // 6. Replay from any sequence, and from a time.
     const fromSeq = await readStream(js, jsm, stream, { seq: 250 });
-    assert.deepEqual(fromSeq.map((r) => r.id), received.slice(249).map((r) => r.id));
+    assert.deepEqual(
+      fromSeq.map((r) => r.id),
+      received.slice(249).map((r) => r.id),
+    );
     const pivot = received[400]!;
     const fromTime = await readStream(js, jsm, stream, { time: pivot.time });
     const firstSeq = fromTime[0]!.seq;
     assert.ok(firstSeq <= pivot.seq && received[firstSeq - 1]!.time.getTime() >= pivot.time.getTime());
-    assert.deepEqual(fromTime.map((r) => r.id), received.slice(firstSeq - 1).map((r) => r.id));
+    assert.deepEqual(
+      fromTime.map((r) => r.id),
+      received.slice(firstSeq - 1).map((r) => r.id),
+    );
   });
 });

@@ -22,7 +22,11 @@ export const relayConfigSchema = z.object({
   RELAY_SUBJECT_PREFIX: z.string().min(1).default(EVENTS_SUBJECT_PREFIX),
   RELAY_CHECKPOINT_EVERY: z.coerce.number().int().positive().default(100),
   RELAY_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().positive().default(1_000),
-  RELAY_DUPLICATE_WINDOW_MS: z.coerce.number().int().positive().default(10 * 60_000),
+  RELAY_DUPLICATE_WINDOW_MS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(10 * 60_000),
   /** Skip what the JetStream stream already holds on start (see EventRelayOptions.jsm). */
   RELAY_RESUME_FROM_STREAM: bool.default(true),
   /** Schema of the event store tables (default of the adapter when unset). */
@@ -41,11 +45,22 @@ export interface RunningRelay {
  * stream, 4. start. `store` may be passed in to share the app's store. `schemaManaged`:
  * DATABASE_URL is a role without DDL rights and the owner migrated the checkpoint table before.
  */
-export async function runRelay(config: RelayConfig, logger: Logger, store?: EventStore, opts: { schemaManaged?: boolean } = {}): Promise<RunningRelay> {
+export async function runRelay(
+  config: RelayConfig,
+  logger: Logger,
+  store?: EventStore,
+  opts: { schemaManaged?: boolean } = {},
+): Promise<RunningRelay> {
   const ownStore = !store;
-  const es = store ?? new PostgresEventStore({ connectionString: config.DATABASE_URL, logger, schema: config.EVENTSTORE_SCHEMA });
+  const es =
+    store ??
+    new PostgresEventStore({ connectionString: config.DATABASE_URL, logger, schema: config.EVENTSTORE_SCHEMA });
   await es.init();
-  const checkpoints = new PgRelayCheckpointStore({ connectionString: config.DATABASE_URL, logger, ...(opts.schemaManaged ? { schemaManaged: true } : {}) });
+  const checkpoints = new PgRelayCheckpointStore({
+    connectionString: config.DATABASE_URL,
+    logger,
+    ...(opts.schemaManaged ? { schemaManaged: true } : {}),
+  });
   await checkpoints.init();
   const nc = await connectNats({ url: config.NATS_URL, name: `relay-${config.RELAY_NAME}`, logger });
   const jsm = await jetstreamManager(nc);

@@ -3,7 +3,13 @@ import type pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Logger } from '@switchyard/platform';
 import type { EventStore } from '@switchyard/event-store';
-import type { DispatchAction, StopAction, TimerAction, WorkflowExecutionState, WorkflowLimits } from '@switchyard/domain';
+import type {
+  DispatchAction,
+  StopAction,
+  TimerAction,
+  WorkflowExecutionState,
+  WorkflowLimits,
+} from '@switchyard/domain';
 import type { ExecutorSubjects, StepOutcome } from './executor.js';
 
 /** Where a sub-workflow reports back: kept in the metadata of the child's WorkflowStarted. */

@@ -30,7 +30,11 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
   let engine: WorkflowEngine;
   const server = `t${newId().slice(0, 6)}`;
   // Own subjects: other suites (real connectors, the task service) may share the nats-server.
-  const subjects = { mcpPrefix: `test.wf.${server}.mcp`, tasks: `test.wf.${server}.tasks.execute`, tasksCancel: `test.wf.${server}.tasks.cancel` };
+  const subjects = {
+    mcpPrefix: `test.wf.${server}.mcp`,
+    tasks: `test.wf.${server}.tasks.execute`,
+    tasksCancel: `test.wf.${server}.tasks.cancel`,
+  };
 
   before(async () => {
     const url = await freshDatabase('wf_engine');
@@ -45,7 +49,18 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
       tasksSubject: subjects.tasks,
       tasksCancelSubject: subjects.tasksCancel,
     });
-    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, recoveryIntervalMs: 60_000, subjects });
+    engine = new WorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: url,
+      partitions: 4,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+      recoveryIntervalMs: 60_000,
+      subjects,
+    });
     await engine.start();
   });
 
@@ -57,7 +72,11 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     await pool?.end();
   });
 
-  const run = async (definition: WorkflowDefinitionInput, input: unknown = {}, waitMs = 15_000): Promise<{ id: string; state: WorkflowExecutionState }> => {
+  const run = async (
+    definition: WorkflowDefinitionInput,
+    input: unknown = {},
+    waitMs = 15_000,
+  ): Promise<{ id: string; state: WorkflowExecutionState }> => {
     const { executionId } = await startExecution(store, { definition, input, correlationId: newId() });
     const state = await waitForExecution(store, executionId, waitMs);
     return { id: executionId, state };
@@ -71,7 +90,10 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     const both = new Promise<void>((r) => (release = r));
     const barrier = async () => {
       if (++arrived === 2) release();
-      await Promise.race([both, sleep(5_000).then(() => Promise.reject(new AppError('internal', 'steps did not run in parallel')))]);
+      await Promise.race([
+        both,
+        sleep(5_000).then(() => Promise.reject(new AppError('internal', 'steps did not run in parallel'))),
+      ]);
       return { n: arrived };
     };
     responders.behaviours.set(`${server}/left`, barrier);
@@ -86,7 +108,13 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
         steps: [
           { id: 'left', uses: `mcp:${server}/left`, timeout_ms: 10_000 },
           { id: 'right', uses: `mcp:${server}/right`, timeout_ms: 10_000 },
-          { id: 'join', uses: `mcp:${server}/join`, needs: ['left', 'right'], if: 'input.flag', with: { l: '${{ steps.left.output.n }}' } },
+          {
+            id: 'join',
+            uses: `mcp:${server}/join`,
+            needs: ['left', 'right'],
+            if: 'input.flag',
+            with: { l: '${{ steps.left.output.n }}' },
+          },
           { id: 'never', uses: `mcp:${server}/join`, needs: ['left'], if: 'input.flag == false' },
           { id: 'after_never', uses: `agent:revenue_analysis`, needs: ['never'] },
         ],
@@ -97,14 +125,20 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     assert.equal(state.status, 'completed');
     assert.ok(state.status === 'completed' && state.outputs.joined === 2);
     const ev = await executionEvents(store, id);
-    const skipped = ev.filter((e) => e.type === 'StepSkipped').map((e) => [(e.data as { stepId: string }).stepId, (e.data as { reason: string }).reason]);
+    const skipped = ev
+      .filter((e) => e.type === 'StepSkipped')
+      .map((e) => [(e.data as { stepId: string }).stepId, (e.data as { reason: string }).reason]);
     assert.deepEqual(skipped, [
       ['never', 'condition_false'],
       ['after_never', 'dependency_skipped'],
     ]);
     // join was scheduled only after both of its needs succeeded.
-    const pos = (t: string, step: string) => ev.findIndex((e) => e.type === t && (e.data as { stepId?: string }).stepId === step);
-    assert.ok(pos('StepScheduled', 'join') > pos('StepSucceeded', 'left') && pos('StepScheduled', 'join') > pos('StepSucceeded', 'right'));
+    const pos = (t: string, step: string) =>
+      ev.findIndex((e) => e.type === t && (e.data as { stepId?: string }).stepId === step);
+    assert.ok(
+      pos('StepScheduled', 'join') > pos('StepSucceeded', 'left') &&
+        pos('StepScheduled', 'join') > pos('StepSucceeded', 'right'),
+    );
     await engine.readModelCaughtUp();
     const view = await getExecutionView(pool, id);
     assert.equal(view?.status, 'completed');
@@ -126,7 +160,12 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
 
   it('a start records its first units as dispatched in its own append; the engine sends them as they are, or restarts the clock of one it picks up late', async () => {
     responders.behaviours.set(`${server}/first`, () => ({ ok: true }));
-    const definition: WorkflowDefinitionInput = { id: 'first_dispatch', version: 1, name: 'first', steps: [{ id: 'a', uses: `mcp:${server}/first`, timeout_ms: 10_000 }] };
+    const definition: WorkflowDefinitionInput = {
+      id: 'first_dispatch',
+      version: 1,
+      name: 'first',
+      steps: [{ id: 'a', uses: `mcp:${server}/first`, timeout_ms: 10_000 }],
+    };
     // 1. One transaction holds the start, the schedule and the dispatch record; nobody appends another.
     const { id, state } = await run(definition);
     assert.equal(state.status, 'completed');
@@ -135,11 +174,19 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
       ev.map((e) => e.type),
       ['WorkflowStarted', 'StepScheduled', 'StepDispatched', 'StepSucceeded', 'WorkflowCompleted'],
     );
-    assert.equal(new Set(ev.slice(0, 3).map((e) => e.recordedAt.getTime())).size, 1, 'start, schedule and dispatch in one append');
+    assert.equal(
+      new Set(ev.slice(0, 3).map((e) => e.recordedAt.getTime())).size,
+      1,
+      'start, schedule and dispatch in one append',
+    );
     // 2. Recorded dispatched 5 s before the engine sees it: sent with a new clock (StepRedispatched), not charged the wait.
     const late = newId();
     const at = new Date(Date.now() - 5_000).toISOString();
-    await runWorkflowCommandOnNewStream(store, late, { type: 'StartWorkflow', data: { executionId: late, definition, input: {} }, metadata: { timestamp: at, actor: 'test', correlationId: newId() } });
+    await runWorkflowCommandOnNewStream(store, late, {
+      type: 'StartWorkflow',
+      data: { executionId: late, definition, input: {} },
+      metadata: { timestamp: at, actor: 'test', correlationId: newId() },
+    });
     const lateState = await waitForExecution(store, late, 15_000);
     assert.equal(lateState.status, 'completed');
     const lateEvents = await executionEvents(store, late);
@@ -148,31 +195,50 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
       ['WorkflowStarted', 'StepScheduled', 'StepDispatched', 'StepRedispatched', 'StepSucceeded', 'WorkflowCompleted'],
     );
     const redispatched = lateEvents[3]!.data as { dispatchedAt: string };
-    assert.ok(Date.parse(redispatched.dispatchedAt) - Date.parse(at) >= 4_000, `clock restarted at ${redispatched.dispatchedAt}, recorded at ${at}`);
+    assert.ok(
+      Date.parse(redispatched.dispatchedAt) - Date.parse(at) >= 4_000,
+      `clock restarted at ${redispatched.dispatchedAt}, recorded at ${at}`,
+    );
   });
 
   it('retries retryable failures with backoff from durable timers, each attempt with its own key', async () => {
     responders.behaviours.set(`${server}/flaky`, (_c, n) => {
-      if (responders.calls.filter((c) => c.tool === `${server}/flaky`).length <= 2) throw new AppError('unavailable', `flaky down (${n})`);
+      if (responders.calls.filter((c) => c.tool === `${server}/flaky`).length <= 2)
+        throw new AppError('unavailable', `flaky down (${n})`);
       return { ok: true };
     });
     const { id, state } = await run({
       id: 'retry_demo',
       version: 1,
       name: 'retry',
-      steps: [{ id: 'flaky', uses: `mcp:${server}/flaky`, retry: { attempts: 3, backoff: { initialMs: 150, factor: 2, maxMs: 1000, jitter: 0 } } }],
+      steps: [
+        {
+          id: 'flaky',
+          uses: `mcp:${server}/flaky`,
+          retry: { attempts: 3, backoff: { initialMs: 150, factor: 2, maxMs: 1000, jitter: 0 } },
+        },
+      ],
     });
     assert.equal(state.status, 'completed');
     const ev = await executionEvents(store, id);
-    const retries = ev.filter((e) => e.type === 'StepRetryScheduled').map((e) => e.data as { attempt: number; delayMs: number; dueAt: string });
-    assert.deepEqual(retries.map((r) => [r.attempt, r.delayMs]), [
-      [2, 150],
-      [3, 300],
-    ]);
+    const retries = ev
+      .filter((e) => e.type === 'StepRetryScheduled')
+      .map((e) => e.data as { attempt: number; delayMs: number; dueAt: string });
+    assert.deepEqual(
+      retries.map((r) => [r.attempt, r.delayMs]),
+      [
+        [2, 150],
+        [3, 300],
+      ],
+    );
     const calls = responders.calls.filter((c) => c.tool === `${server}/flaky`);
-    assert.deepEqual(calls.map((c) => c.key), [`${id}:flaky:1`, `${id}:flaky:2`, `${id}:flaky:3`]);
+    assert.deepEqual(
+      calls.map((c) => c.key),
+      [`${id}:flaky:1`, `${id}:flaky:2`, `${id}:flaky:3`],
+    );
     // Each retry was sent only once its timer was due.
-    for (const r of retries) assert.ok(calls[r.attempt - 1]!.at >= Date.parse(r.dueAt), `attempt ${r.attempt} sent before its due time`);
+    for (const r of retries)
+      assert.ok(calls[r.attempt - 1]!.at >= Date.parse(r.dueAt), `attempt ${r.attempt} sent before its due time`);
   });
 
   it('times out a hung attempt (durable timer), retries it, then fails the workflow', async () => {
@@ -181,7 +247,14 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
       id: 'timeout_demo',
       version: 1,
       name: 'timeout',
-      steps: [{ id: 'hang', uses: `mcp:${server}/hang`, timeout_ms: 300, retry: { attempts: 2, backoff: { initialMs: 50, factor: 1, maxMs: 50, jitter: 0 } } }],
+      steps: [
+        {
+          id: 'hang',
+          uses: `mcp:${server}/hang`,
+          timeout_ms: 300,
+          retry: { attempts: 2, backoff: { initialMs: 50, factor: 1, maxMs: 50, jitter: 0 } },
+        },
+      ],
     });
     assert.equal(state.status, 'failed');
     const t = await types(id);
@@ -227,7 +300,10 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     const failed = (await executionEvents(store, id)).find((e) => e.type === 'StepFailed');
     assert.equal((failed?.data as { stepId: string; error: { code: string } }).error.code, 'canceled');
     assert.ok(!t.includes('StepTimedOut'));
-    await assert.rejects(cancelExecution(store, id, { reason: 'again', correlationId: newId() }), (e: AppError) => e.code === 'illegal_state');
+    await assert.rejects(
+      cancelExecution(store, id, { reason: 'again', correlationId: newId() }),
+      (e: AppError) => e.code === 'illegal_state',
+    );
   });
 
   it('a cancel asks the task service to cancel a running agent step, by the task id its key names', async () => {
@@ -236,7 +312,12 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
       throw new AppError('canceled', `task canceled: ${reason}`, {}, false);
     });
     const { executionId: id } = await startExecution(store, {
-      definition: { id: 'cancel_agent', version: 1, name: 'cancel an agent step', steps: [{ id: 'think', uses: 'agent:slow_analysis', timeout_ms: 30_000 }] },
+      definition: {
+        id: 'cancel_agent',
+        version: 1,
+        name: 'cancel an agent step',
+        steps: [{ id: 'think', uses: 'agent:slow_analysis', timeout_ms: 30_000 }],
+      },
       input: {},
       correlationId: newId(),
     });
@@ -245,14 +326,19 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     const state = await waitForExecution(store, id, 15_000);
     assert.equal(state.status, 'canceled');
     assert.deepEqual(
-      responders.cancels.filter((c) => c.subject === subjects.tasksCancel && c.key === taskIdForIdempotencyKey(`${id}:think:1`)).map((c) => c.reason),
+      responders.cancels
+        .filter((c) => c.subject === subjects.tasksCancel && c.key === taskIdForIdempotencyKey(`${id}:think:1`))
+        .map((c) => c.reason),
       ['customer left'],
     );
   });
 
   it('runs agent steps on the task service and sub-workflows as child executions', async () => {
     responders.behaviours.set('agent:revenue_analysis', (c) => ({ analysed: (c.args as { n: number }).n * 2 }));
-    const catalog = await buildCatalog({ nats: nc, definitions: engine.definitions }, { timeoutMs: 300, lenientFor: { steps: [] } });
+    const catalog = await buildCatalog(
+      { nats: nc, definitions: engine.definitions },
+      { timeoutMs: 300, lenientFor: { steps: [] } },
+    );
     await engine.definitions.register(
       {
         id: 'child_flow',
@@ -282,16 +368,28 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
   it('a cancel reaches a running sub-workflow: the child ends canceled, then the parent', async () => {
     responders.behaviours.set(`${server}/long`, () => sleep(2_500).then(() => ({ done: true })));
     await engine.definitions.register(
-      { id: 'long_child', version: 1, name: 'long child', steps: [{ id: 'long', uses: `mcp:${server}/long`, timeout_ms: 1_000 }] },
+      {
+        id: 'long_child',
+        version: 1,
+        name: 'long child',
+        steps: [{ id: 'long', uses: `mcp:${server}/long`, timeout_ms: 1_000 }],
+      },
       { servers: [{ name: server, tools: ['long'] }], taskTypes: [], definitions: [] },
     );
     const { executionId: id } = await startExecution(store, {
-      definition: { id: 'long_parent', version: 1, name: 'long parent', steps: [{ id: 'child', uses: 'workflow:long_child' }] },
+      definition: {
+        id: 'long_parent',
+        version: 1,
+        name: 'long parent',
+        steps: [{ id: 'child', uses: 'workflow:long_child' }],
+      },
       input: {},
       correlationId: newId(),
     });
     const childId = WorkflowEngine.childExecutionId(`${id}:child:1`);
-    await until('child step dispatched', async () => (await store.readStream(`workflow_execution-${childId}`)).some((e) => e.type === 'StepDispatched'));
+    await until('child step dispatched', async () =>
+      (await store.readStream(`workflow_execution-${childId}`)).some((e) => e.type === 'StepDispatched'),
+    );
     await cancelExecution(store, id, { reason: 'stop all', correlationId: newId() });
     const parent = await waitForExecution(store, id, 15_000);
     assert.equal(parent.status, 'canceled');
@@ -302,9 +400,17 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
 
   it('accepts a step naming an agent task by its alias (the dispatcher resolves it on submit), refuses an unknown one', async () => {
     const catalog = await buildCatalog({ nats: nc, definitions: engine.definitions }, { timeoutMs: 300 });
-    const def = (uses: string) => ({ id: `alias_flow_${uses.replace(/\W/g, '_')}`, version: 1, name: 'alias', steps: [{ id: 'a', uses }] });
+    const def = (uses: string) => ({
+      id: `alias_flow_${uses.replace(/\W/g, '_')}`,
+      version: 1,
+      name: 'alias',
+      steps: [{ id: 'a', uses }],
+    });
     await engine.definitions.register(def('agent:analyze_revenue'), catalog);
-    await assert.rejects(engine.definitions.register(def('agent:analyse_revenue_please'), catalog), (e: AppError) => e.code === 'validation' && /unknown agent task type/.test(e.message));
+    await assert.rejects(
+      engine.definitions.register(def('agent:analyse_revenue_please'), catalog),
+      (e: AppError) => e.code === 'validation' && /unknown agent task type/.test(e.message),
+    );
   });
 
   it('refuses a definition with a cycle, naming it', async () => {

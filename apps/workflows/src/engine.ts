@@ -21,22 +21,43 @@ import {
   type WorkflowEvent,
   type WorkflowExecutionState,
 } from '@switchyard/domain';
-import { decideWithDispatches, isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from '@switchyard/workflow-executions';
+import {
+  decideWithDispatches,
+  isTerminal,
+  loadExecution,
+  runWorkflowCommand,
+  runWorkflowCommandOnNewStream,
+} from '@switchyard/workflow-executions';
 import { DefinitionStore } from '@switchyard/workflow-executions';
 import { executeRemote, stopRemote, type StepOutcome } from './executor.js';
 import { PartitionLeases, partitionOf } from './partitions.js';
 import { Batcher } from './batcher.js';
 import { StateCache } from './state-cache.js';
 import { childExecutionId, childOutcomeCommand, joinTree } from './sub-workflows.js';
-import type { CachedState, ParentRef, PendingTimeout, TrackedCall, WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
-import { armTimerRows, claimDueTimers, deleteFiredTimers, makeTimersDueNow, TIMEOUT_DEFER_MS, TIMEOUT_WRITE_AHEAD_MS, timerKey, writeTimerRows } from './timers.js';
+import type {
+  CachedState,
+  ParentRef,
+  PendingTimeout,
+  TrackedCall,
+  WorkflowEngineOptions,
+  WorkflowEngineStats,
+} from './engine-types.js';
+import {
+  armTimerRows,
+  claimDueTimers,
+  deleteFiredTimers,
+  makeTimersDueNow,
+  TIMEOUT_DEFER_MS,
+  TIMEOUT_WRITE_AHEAD_MS,
+  timerKey,
+  writeTimerRows,
+} from './timers.js';
 
 export type { ParentRef, WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
 import { workflowExecutionsProjection } from '@switchyard/read-models';
 import { ensureWorkflowSchema, WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
 import { applyWorkflowLimits } from '@switchyard/workflow-executions';
 import { BatchWorker } from '@switchyard/workflow-executions';
-
 
 export const EXECUTION_STREAM_PREFIX = workflowExecutionStream('');
 const ACTOR = 'system:orchestrator';
@@ -110,10 +131,14 @@ export class WorkflowEngine {
       .then(() => undefined),
   );
   private readonly activeDeletes = new Batcher<string>((ids) =>
-    this.o.pool.query(`delete from ${WORKFLOW_SCHEMA}.active_executions where execution_id = any($1::text[])`, [ids]).then(() => undefined),
+    this.o.pool
+      .query(`delete from ${WORKFLOW_SCHEMA}.active_executions where execution_id = any($1::text[])`, [ids])
+      .then(() => undefined),
   );
   private readonly timerDeletes = new Batcher<string>((ids) =>
-    this.o.pool.query(`delete from ${WORKFLOW_SCHEMA}.timers where execution_id = any($1::text[])`, [ids]).then(() => undefined),
+    this.o.pool
+      .query(`delete from ${WORKFLOW_SCHEMA}.timers where execution_id = any($1::text[])`, [ids])
+      .then(() => undefined),
   );
 
   constructor(private readonly o: WorkflowEngineOptions) {
@@ -123,7 +148,8 @@ export class WorkflowEngine {
     this.sagaConcurrency = o.sagaConcurrency ?? 32;
     this.log = o.logger.child({ component: 'workflow-engine', memberId: this.memberId });
     this.definitions = new DefinitionStore(o.pool, { store: o.store, logger: o.logger });
-    const url = o.databaseUrl ?? (o.pool as unknown as { options: { connectionString?: string } }).options.connectionString;
+    const url =
+      o.databaseUrl ?? (o.pool as unknown as { options: { connectionString?: string } }).options.connectionString;
     if (!url) throw new AppError('validation', 'workflow engine needs databaseUrl (the pool has no connectionString)');
     this.leases = new PartitionLeases({
       connectionString: url,
@@ -136,7 +162,9 @@ export class WorkflowEngine {
       onRelease: (p) => this.onRelease(p),
     });
     this.batchWorker =
-      o.batches === false ? undefined : new BatchWorker({
+      o.batches === false
+        ? undefined
+        : new BatchWorker({
             store: o.store,
             pool: o.pool,
             logger: o.logger,
@@ -147,7 +175,12 @@ export class WorkflowEngine {
     this.projections =
       o.readModel === false
         ? undefined
-        : new ProjectionRunner({ store: o.store, db: { pool: o.pool }, projections: [workflowExecutionsProjection], logger: o.logger });
+        : new ProjectionRunner({
+            store: o.store,
+            db: { pool: o.pool },
+            projections: [workflowExecutionsProjection],
+            logger: o.logger,
+          });
   }
 
   /** Create tables, seed definitions, start the projection, lease partitions, run the saga loop and the timer poller. */
@@ -181,7 +214,10 @@ export class WorkflowEngine {
     await this.sub?.close();
     this.progressSub?.unsubscribe();
     await this.loop?.catch(() => undefined);
-    await Promise.race([Promise.allSettled([...this.work, ...this.chains.values()]), new Promise((r) => setTimeout(r, 5_000))]);
+    await Promise.race([
+      Promise.allSettled([...this.work, ...this.chains.values()]),
+      new Promise((r) => setTimeout(r, 5_000)),
+    ]);
     await this.flushTimeouts(true);
     await this.flushCheckpoints();
     await this.leases.stop();
@@ -191,7 +227,12 @@ export class WorkflowEngine {
   }
 
   stats(): WorkflowEngineStats {
-    return { memberId: this.memberId, partitions: [...this.owned].sort((a, b) => a - b), inflight: this.inflight.size, ...this.counts };
+    return {
+      memberId: this.memberId,
+      partitions: [...this.owned].sort((a, b) => a - b),
+      inflight: this.inflight.size,
+      ...this.counts,
+    };
   }
 
   /** Resolves when the read model has processed the current head (tests, `?wait`). */
@@ -228,12 +269,25 @@ export class WorkflowEngine {
         call.heardAt = Date.now();
         if (call.state === parsed.data.state || (call.state === 'started' && parsed.data.state === 'queued')) return;
         call.state = parsed.data.state;
-        const ref = { stepId: a.stepId, ...(a.itemIndex === undefined ? {} : { itemIndex: a.itemIndex }), attempt: a.attempt };
+        const ref = {
+          stepId: a.stepId,
+          ...(a.itemIndex === undefined ? {} : { itemIndex: a.itemIndex }),
+          attempt: a.attempt,
+        };
         const type = parsed.data.state === 'queued' ? 'RecordStepQueued' : 'RecordStepStarted';
         this.track(
           this.command(a.executionId, { type, data: ref, metadata: this.meta(a.correlationId) }).catch((e: unknown) => {
             // Not worth failing anything over: the attempt keeps its older (shorter) deadline.
-            this.log.warn({ err: e, executionId: a.executionId, unit: unitKey(ref), state: parsed.data.state, correlationId: a.correlationId }, 'recording a call progress notice failed');
+            this.log.warn(
+              {
+                err: e,
+                executionId: a.executionId,
+                unit: unitKey(ref),
+                state: parsed.data.state,
+                correlationId: a.correlationId,
+              },
+              'recording a call progress notice failed',
+            );
           }),
         );
       },
@@ -245,7 +299,10 @@ export class WorkflowEngine {
   private onAcquire(p: number): void {
     this.acquireChain = this.acquireChain.then(async () => {
       try {
-        const r = await this.o.pool.query<{ position: string }>(`select position from ${WORKFLOW_SCHEMA}.saga_checkpoints where partition = $1`, [p]);
+        const r = await this.o.pool.query<{ position: string }>(
+          `select position from ${WORKFLOW_SCHEMA}.saga_checkpoints where partition = $1`,
+          [p],
+        );
         const cp = r.rows[0] ? Number(r.rows[0].position) : -1;
         this.checkpoints.set(p, cp);
         this.owned.add(p);
@@ -270,7 +327,8 @@ export class WorkflowEngine {
     this.pending.delete(p);
     // The new owner recovers these executions (and re-arms their timers) from their events.
     for (const id of this.cache.keys()) if (partitionOf(id, this.partitions) === p) this.cache.delete(id);
-    for (const id of this.pendingTimeouts.keys()) if (partitionOf(id, this.partitions) === p) this.pendingTimeouts.delete(id);
+    for (const id of this.pendingTimeouts.keys())
+      if (partitionOf(id, this.partitions) === p) this.pendingTimeouts.delete(id);
     this.log.info({ partition: p }, 'partition released');
   }
 
@@ -336,7 +394,10 @@ export class WorkflowEngine {
             await this.process(executionId, p, e);
             break;
           } catch (err) {
-            this.log.warn({ err, executionId, position: e.position, attempt, correlationId: e.metadata.correlationId }, 'saga step failed; retrying');
+            this.log.warn(
+              { err, executionId, position: e.position, attempt, correlationId: e.metadata.correlationId },
+              'saga step failed; retrying',
+            );
             await sleep(Math.min(2_000, 50 * attempt));
           }
         }
@@ -392,14 +453,23 @@ export class WorkflowEngine {
       entry = { ...c, state: workflowExecutionDecider.evolve(c.state, event), revision: e.revision };
     } else if (e.revision === 0) {
       // The first event is the whole history: nothing to read. No timer can exist yet.
-      entry = { state: workflowExecutionDecider.evolve(workflowExecutionDecider.initialState, event), revision: 0, timersInTable: false };
+      entry = {
+        state: workflowExecutionDecider.evolve(workflowExecutionDecider.initialState, event),
+        revision: 0,
+        timersInTable: false,
+      };
     } else {
       const events = await this.o.store.readStream(workflowExecutionStream(executionId), { maxCount: e.revision + 1 });
       let state = workflowExecutionDecider.initialState;
       for (const r of events) state = workflowExecutionDecider.evolve(state, toDomainEvent<WorkflowEvent>(r));
       const first = events[0]?.revision === 0 ? events[0] : undefined;
       // At revision 0 nothing can have armed a timer yet.
-      entry = { state, revision: e.revision, timersInTable: e.revision > 0, parent: first ? parentIn(first) : undefined };
+      entry = {
+        state,
+        revision: e.revision,
+        timersInTable: e.revision > 0,
+        parent: first ? parentIn(first) : undefined,
+      };
     }
     if (event.type === 'WorkflowStarted') entry.parent = parentIn(e);
     this.cache.remember(executionId, entry);
@@ -421,14 +491,20 @@ export class WorkflowEngine {
    *  3. units go out in the background (already recorded as dispatched, or recorded first);
    *  4. a cancel reaches running sub-workflows; the end drops timers and tells a parent.
    */
-  private async effects(executionId: string, partition: number, items: readonly { event: WorkflowEvent; state: WorkflowExecutionState }[], entry: CachedState): Promise<void> {
+  private async effects(
+    executionId: string,
+    partition: number,
+    items: readonly { event: WorkflowEvent; state: WorkflowExecutionState }[],
+    entry: CachedState,
+  ): Promise<void> {
     const timers = new Map<string, TimerAction>();
     const dispatches: DispatchAction[] = [];
     const stops: StopAction[] = [];
     let due = false;
     for (const { event, state } of items) {
       // A retried execution is active again: recovery must find it like a new one.
-      if (event.type === 'WorkflowStarted' || event.type === 'ExecutionRetried') await this.activeInserts.add({ id: executionId, partition });
+      if (event.type === 'WorkflowStarted' || event.type === 'ExecutionRetried')
+        await this.activeInserts.add({ id: executionId, partition });
       const actions = decideAfter(event, state);
       for (const t of actions.timers) timers.set(timerKey(t), t);
       if (actions.due.length > 0) due = true;
@@ -464,7 +540,8 @@ export class WorkflowEngine {
     }
     // 4. Cancel (running units are asked to stop) and end.
     if (stops.length > 0) await this.stopUnits(stops);
-    if (items.some((i) => TERMINAL_EVENTS.has(i.event.type)) && isTerminal(entry.state)) await this.onTerminal(executionId, entry.state, entry);
+    if (items.some((i) => TERMINAL_EVENTS.has(i.event.type)) && isTerminal(entry.state))
+      await this.onTerminal(executionId, entry.state, entry);
   }
 
   /**
@@ -503,7 +580,10 @@ export class WorkflowEngine {
         await this.effects(executionId, partition, items, entry);
       } catch (err) {
         this.cache.delete(executionId);
-        this.log.warn({ err, executionId, correlationId: 'correlationId' in r.state ? r.state.correlationId : undefined }, 'effects after append failed; left to the subscription');
+        this.log.warn(
+          { err, executionId, correlationId: 'correlationId' in r.state ? r.state.correlationId : undefined },
+          'effects after append failed; left to the subscription',
+        );
       }
       return { state: r.state };
     });
@@ -530,11 +610,20 @@ export class WorkflowEngine {
    */
   private async stopUnits(stops: readonly StopAction[]): Promise<void> {
     for (const s of stops) {
-      const log = { executionId: s.executionId, stepId: s.stepId, itemIndex: s.itemIndex, correlationId: s.correlationId };
+      const log = {
+        executionId: s.executionId,
+        stepId: s.stepId,
+        itemIndex: s.itemIndex,
+        correlationId: s.correlationId,
+      };
       if (s.target.kind === 'workflow') {
         const childId = WorkflowEngine.childExecutionId(s.idempotencyKey);
         try {
-          await runWorkflowCommand(this.o.store, childId, { type: 'RequestCancel', data: { reason: `parent canceled: ${s.reason}` }, metadata: this.meta(s.correlationId) });
+          await runWorkflowCommand(this.o.store, childId, {
+            type: 'RequestCancel',
+            data: { reason: `parent canceled: ${s.reason}` },
+            metadata: this.meta(s.correlationId),
+          });
         } catch (err) {
           // Not started yet or already over: nothing to cancel.
           if (!(isAppError(err) && (err.code === 'not_found' || err.code === 'illegal_state'))) throw err;
@@ -583,7 +672,11 @@ export class WorkflowEngine {
     const ref = { stepId: a.stepId, ...(a.itemIndex === undefined ? {} : { itemIndex: a.itemIndex }) };
     // 1. Record the dispatch (starts the attempt's timeout); drop the unit if it is no longer scheduled.
     if (a.kind === 'step' && !recorded) {
-      const r = await this.command(a.executionId, { type: 'RecordStepDispatched', data: { ...ref, attempt: a.attempt }, metadata: this.meta(a.correlationId) });
+      const r = await this.command(a.executionId, {
+        type: 'RecordStepDispatched',
+        data: { ...ref, attempt: a.attempt },
+        metadata: this.meta(a.correlationId),
+      });
       const u = unitIn(r.state, ref);
       if (!u || u.phase !== 'dispatched' || u.attempt !== a.attempt) return;
       // Recorded as dispatched with its schedule (see decideWithDispatches), and canceled before this
@@ -592,10 +685,25 @@ export class WorkflowEngine {
       // Should an earlier owner have sent it after all (a take-over replays the schedule), its worker
       // is asked to stop it, as the cancel did.
       if (r.state.status === 'canceling') {
-        await this.record(a, { ok: false, error: { code: 'canceled', message: 'the execution was canceled before this unit was sent', retryable: false } });
+        await this.record(a, {
+          ok: false,
+          error: {
+            code: 'canceled',
+            message: 'the execution was canceled before this unit was sent',
+            retryable: false,
+          },
+        });
         if (a.target.kind !== 'workflow') {
           const reason = r.state.cancel.reason;
-          const stop: StopAction = { executionId: a.executionId, ...ref, attempt: a.attempt, idempotencyKey: a.idempotencyKey, target: a.target, reason, correlationId: a.correlationId };
+          const stop: StopAction = {
+            executionId: a.executionId,
+            ...ref,
+            attempt: a.attempt,
+            idempotencyKey: a.idempotencyKey,
+            target: a.target,
+            reason,
+            correlationId: a.correlationId,
+          };
           this.track((this.o.stop ?? ((x: StopAction) => stopRemote(this.o.nats, x, ACTOR, this.o.subjects)))(stop));
         }
         return;
@@ -605,20 +713,36 @@ export class WorkflowEngine {
       // restarts with this send, as after a take-over, so the wait is not charged to the step.
       const since = u.queuedAt || u.startedAt || !u.timeoutAt ? undefined : Date.parse(u.timeoutAt) - u.timeoutMs;
       if (since !== undefined && Date.now() - since > LATE_PICKUP_MS) {
-        await this.command(a.executionId, { type: 'RecordStepRedispatched', data: { ...ref, attempt: a.attempt }, metadata: this.meta(a.correlationId) });
+        await this.command(a.executionId, {
+          type: 'RecordStepRedispatched',
+          data: { ...ref, attempt: a.attempt },
+          metadata: this.meta(a.correlationId),
+        });
       }
     }
     // 2. Run it: a child execution for sub-workflows (its end reports back), a NATS request otherwise.
     if (a.target.kind === 'workflow') {
       if (a.kind === 'compensation') {
-        await this.record(a, { ok: false, error: { code: 'unsupported', message: 'a compensation cannot be a sub-workflow', retryable: false } });
+        await this.record(a, {
+          ok: false,
+          error: { code: 'unsupported', message: 'a compensation cannot be a sub-workflow', retryable: false },
+        });
         return;
       }
       await this.startChild(a, ref);
       return;
     }
     if (this.log.isLevelEnabled('debug')) {
-      this.log.debug({ executionId: a.executionId, unit: unitKey(ref), attempt: a.attempt, uses: a.uses, correlationId: a.correlationId }, 'dispatching unit');
+      this.log.debug(
+        {
+          executionId: a.executionId,
+          unit: unitKey(ref),
+          attempt: a.attempt,
+          uses: a.uses,
+          correlationId: a.correlationId,
+        },
+        'dispatching unit',
+      );
     }
     let outcome: StepOutcome;
     if (this.o.execute) outcome = await this.o.execute(a);
@@ -632,10 +756,25 @@ export class WorkflowEngine {
       const onResend = () => {
         call.heardAt = Date.now();
         this.counts.resends++;
-        this.log.info({ executionId: a.executionId, unit: unitKey(ref), attempt: a.attempt, correlationId: a.correlationId }, 'queued call silent: sending it again');
+        this.log.info(
+          { executionId: a.executionId, unit: unitKey(ref), attempt: a.attempt, correlationId: a.correlationId },
+          'queued call silent: sending it again',
+        );
       };
       try {
-        outcome = await executeRemote(this.o.nats, a, this.o.subjects, tracked ? { progressSubject: this.progressSubject, queuedSilenceMs, onResend, ...(this.o.queuedCallSilenceMs ? { silenceLimitMs: this.o.queuedCallSilenceMs } : {}) } : {});
+        outcome = await executeRemote(
+          this.o.nats,
+          a,
+          this.o.subjects,
+          tracked
+            ? {
+                progressSubject: this.progressSubject,
+                queuedSilenceMs,
+                onResend,
+                ...(this.o.queuedCallSilenceMs ? { silenceLimitMs: this.o.queuedCallSilenceMs } : {}),
+              }
+            : {},
+        );
       } finally {
         if (tracked && this.calls.get(a.idempotencyKey) === call) this.calls.delete(a.idempotencyKey);
       }
@@ -682,7 +821,10 @@ export class WorkflowEngine {
     const rootExecutionId = a.rootExecutionId ?? a.executionId;
     if (depth > limits.maxSubworkflowDepth) {
       const message = `sub-workflow "${a.target.definitionId}" would run at depth ${depth}; at most ${limits.maxSubworkflowDepth} (WORKFLOW_MAX_SUBWORKFLOW_DEPTH)`;
-      this.log.warn({ executionId: a.executionId, rootExecutionId, depth, correlationId: a.correlationId }, 'sub-workflow depth limit reached');
+      this.log.warn(
+        { executionId: a.executionId, rootExecutionId, depth, correlationId: a.correlationId },
+        'sub-workflow depth limit reached',
+      );
       await this.record(a, { ok: false, error: { code: 'subworkflow_depth_exceeded', message, retryable: false } });
       return;
     }
@@ -690,12 +832,18 @@ export class WorkflowEngine {
     try {
       def = (await this.definitions.get(a.target.definitionId)).definition;
     } catch (err) {
-      await this.record(a, { ok: false, error: { code: 'not_found', message: (err as Error).message, retryable: false } });
+      await this.record(a, {
+        ok: false,
+        error: { code: 'not_found', message: (err as Error).message, retryable: false },
+      });
       return;
     }
     if (!(await joinTree(this.o.pool, childId, rootExecutionId, a.executionId, depth, limits.maxExecutionsPerRoot))) {
       const message = `root execution ${rootExecutionId} already has ${limits.maxExecutionsPerRoot} sub-workflow executions (WORKFLOW_MAX_EXECUTIONS_PER_ROOT)`;
-      this.log.warn({ executionId: a.executionId, rootExecutionId, correlationId: a.correlationId }, 'sub-workflow executions-per-root limit reached');
+      this.log.warn(
+        { executionId: a.executionId, rootExecutionId, correlationId: a.correlationId },
+        'sub-workflow executions-per-root limit reached',
+      );
       await this.record(a, { ok: false, error: { code: 'subworkflow_limit_exceeded', message, retryable: false } });
       return;
     }
@@ -704,7 +852,12 @@ export class WorkflowEngine {
     try {
       r = await runWorkflowCommandOnNewStream(this.o.store, childId, {
         type: 'StartWorkflow',
-        data: { executionId: childId, definition: def, input, lineage: { rootExecutionId, parentExecutionId: a.executionId, depth } },
+        data: {
+          executionId: childId,
+          definition: def,
+          input,
+          lineage: { rootExecutionId, parentExecutionId: a.executionId, depth },
+        },
         metadata: { ...this.meta(a.correlationId), causationId: a.idempotencyKey, parent } as CommandMetadata,
       });
     } catch (err) {
@@ -724,7 +877,11 @@ export class WorkflowEngine {
     // reaches the child, or this read sees it.
     if (!(await this.parentStillWaits(a, ref))) {
       try {
-        await runWorkflowCommand(this.o.store, childId, { type: 'RequestCancel', data: { reason: 'parent is no longer running' }, metadata: this.meta(a.correlationId) });
+        await runWorkflowCommand(this.o.store, childId, {
+          type: 'RequestCancel',
+          data: { reason: 'parent is no longer running' },
+          metadata: this.meta(a.correlationId),
+        });
       } catch (err) {
         if (!(isAppError(err) && (err.code === 'not_found' || err.code === 'illegal_state'))) throw err;
       }
@@ -735,7 +892,10 @@ export class WorkflowEngine {
   private async parentStillWaits(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): Promise<boolean> {
     const c = this.cache.get(a.executionId);
     let state = c ? c.state : workflowExecutionDecider.initialState;
-    const newer = await this.o.store.readStream(workflowExecutionStream(a.executionId), c ? { fromRevision: c.revision + 1 } : {});
+    const newer = await this.o.store.readStream(
+      workflowExecutionStream(a.executionId),
+      c ? { fromRevision: c.revision + 1 } : {},
+    );
     for (const e of newer) state = workflowExecutionDecider.evolve(state, toDomainEvent<WorkflowEvent>(e));
     const u = unitIn(state, ref);
     return state.status === 'running' && u?.phase === 'dispatched' && u.attempt === a.attempt;
@@ -764,7 +924,7 @@ export class WorkflowEngine {
     this.timerPolling = true;
     const parts = [...this.ready];
     try {
-      for (let more = true; more && !this.stopped; ) {
+      for (let more = true; more && !this.stopped;) {
         const due = { rows: await claimDueTimers(this.o.pool, parts, 100) };
         const fired: { execution_id: string; timer_key: string; lease: Date }[] = [];
         const again: { execution_id: string; timer_key: string; lease: Date }[] = [];
@@ -810,7 +970,8 @@ export class WorkflowEngine {
           m.delete(k);
           continue;
         }
-        if (!all && now - p.since < TIMEOUT_DEFER_MS && Date.parse(p.timer.dueAt) - now > TIMEOUT_WRITE_AHEAD_MS) continue;
+        if (!all && now - p.since < TIMEOUT_DEFER_MS && Date.parse(p.timer.dueAt) - now > TIMEOUT_WRITE_AHEAD_MS)
+          continue;
         if (!this.owned.has(p.partition)) continue;
         rows.push({ id, partition: p.partition, t: p.timer });
         m.delete(k);
@@ -859,7 +1020,10 @@ export class WorkflowEngine {
    * `acquired`: the partition was just taken (start, take-over), so nothing of it runs here yet.
    */
   private async recoverPartition(p: number, acquired = false): Promise<void> {
-    const rows = await this.o.pool.query<{ execution_id: string }>(`select execution_id from ${WORKFLOW_SCHEMA}.active_executions where partition = $1`, [p]);
+    const rows = await this.o.pool.query<{ execution_id: string }>(
+      `select execution_id from ${WORKFLOW_SCHEMA}.active_executions where partition = $1`,
+      [p],
+    );
     const ids = rows.rows.map((r) => r.execution_id);
     for (let i = 0; i < ids.length && this.owned.has(p) && !this.stopped; i += 8) {
       await Promise.all(
@@ -897,7 +1061,11 @@ export class WorkflowEngine {
             // re-send (StepRedispatched re-arms the timeout), so the time no engine ran is not charged to
             // the step. Also when the saga's replay of the partition has re-sent it already (in flight here).
             const ref = { stepId: u.stepId, ...(u.itemIndex === undefined ? {} : { itemIndex: u.itemIndex }) };
-            await this.command(executionId, { type: 'RecordStepRedispatched', data: { ...ref, attempt: u.attempt }, metadata: this.meta(state.correlationId) });
+            await this.command(executionId, {
+              type: 'RecordStepRedispatched',
+              data: { ...ref, attempt: u.attempt },
+              metadata: this.meta(state.correlationId),
+            });
           }
           this.dispatch(d, true);
         }

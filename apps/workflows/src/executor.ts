@@ -2,7 +2,14 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { AppError, isAppError } from '@switchyard/platform';
 import { request, type RequestOptions } from '@switchyard/messaging';
-import { CALL_QUEUED_SILENCE_MS, mcpCallToolSubject, mcpCancelCallSubject, TASKS_CANCEL_SUBJECT, TASKS_EXECUTE_SUBJECT, taskIdForIdempotencyKey } from '@switchyard/contracts';
+import {
+  CALL_QUEUED_SILENCE_MS,
+  mcpCallToolSubject,
+  mcpCancelCallSubject,
+  TASKS_CANCEL_SUBJECT,
+  TASKS_EXECUTE_SUBJECT,
+  taskIdForIdempotencyKey,
+} from '@switchyard/contracts';
 import {
   AGENT_QUEUE_WAIT_BUDGET_MS,
   STEP_QUEUE_WAIT_BUDGET_MS,
@@ -10,7 +17,6 @@ import {
   type StepError,
   type StopAction,
 } from '@switchyard/domain';
-
 
 /** Where units are sent; tests and benches use their own subjects to stay apart on a shared nats-server. */
 export interface ExecutorSubjects {
@@ -33,7 +39,8 @@ const taskReply = z.looseObject({
   error: z.unknown().optional(),
 });
 
-export type StepOutcome = { readonly ok: true; readonly output: unknown } | { readonly ok: false; readonly error: StepError };
+export type StepOutcome =
+  { readonly ok: true; readonly output: unknown } | { readonly ok: false; readonly error: StepError };
 
 /** An MCP result as a step output: structured content, else the JSON of a lone text block, else the content list. */
 export function mcpOutput(reply: z.infer<typeof callToolReply>): unknown {
@@ -53,15 +60,29 @@ export function mcpOutput(reply: z.infer<typeof callToolReply>): unknown {
 export function toStepError(err: unknown): StepError {
   if (isAppError(err)) {
     const after = retryAfterMsOf(err.details);
-    return { code: err.code, message: err.message, retryable: err.retryable, ...(after !== undefined && { retryAfterMs: after }) };
+    return {
+      code: err.code,
+      message: err.message,
+      retryable: err.retryable,
+      ...(after !== undefined && { retryAfterMs: after }),
+    };
   }
   const e = err as { code?: unknown; message?: unknown; retryable?: unknown };
-  return { code: typeof e?.code === 'string' ? e.code : 'internal', message: String(e?.message ?? err), retryable: e?.retryable === true };
+  return {
+    code: typeof e?.code === 'string' ? e.code : 'internal',
+    message: String(e?.message ?? err),
+    retryable: e?.retryable === true,
+  };
 }
 
 /** A worker's "not before" hint in an error's details (`retry_after_ms`, or the gateway's `retryAfterSeconds`), bounded to 5 min. */
 function retryAfterMsOf(details: Record<string, unknown>): number | undefined {
-  const ms = typeof details.retry_after_ms === 'number' ? details.retry_after_ms : typeof details.retryAfterSeconds === 'number' ? details.retryAfterSeconds * 1000 : undefined;
+  const ms =
+    typeof details.retry_after_ms === 'number'
+      ? details.retry_after_ms
+      : typeof details.retryAfterSeconds === 'number'
+        ? details.retryAfterSeconds * 1000
+        : undefined;
   return ms !== undefined && Number.isFinite(ms) && ms > 0 ? Math.min(Math.round(ms), 300_000) : undefined;
 }
 
@@ -83,7 +104,13 @@ export interface ExecuteOptions {
  * the call it holds; another one takes it up). The first answer of the last request sent wins;
  * earlier ones are dropped. Re-sends stop at the request's own overall timeout.
  */
-async function requestFollowingQueue<T>(nc: NatsConnection, subject: string, payload: unknown, ro: RequestOptions<T> & { timeoutMs: number }, opts: ExecuteOptions): Promise<T> {
+async function requestFollowingQueue<T>(
+  nc: NatsConnection,
+  subject: string,
+  payload: unknown,
+  ro: RequestOptions<T> & { timeoutMs: number },
+  opts: ExecuteOptions,
+): Promise<T> {
   const silence = opts.queuedSilenceMs;
   if (!silence) return request(nc, subject, payload, ro);
   const limit = opts.silenceLimitMs ?? CALL_QUEUED_SILENCE_MS;
@@ -100,7 +127,13 @@ async function requestFollowingQueue<T>(nc: NatsConnection, subject: string, pay
       timer = setTimeout(check, limit);
     });
     try {
-      const first = await Promise.race([sent.then(() => 'answered' as const, () => 'answered' as const), silent]);
+      const first = await Promise.race([
+        sent.then(
+          () => 'answered' as const,
+          () => 'answered' as const,
+        ),
+        silent,
+      ]);
       if (first === 'answered' || Date.now() >= until) return await sent;
     } finally {
       clearTimeout(timer);
@@ -119,22 +152,46 @@ async function requestFollowingQueue<T>(nc: NatsConnection, subject: string, pay
  * AGENT_QUEUE_WAIT_BUDGET_MS for an agent (the dispatcher says so), so the wait is added to the
  * NATS timeout.
  */
-export async function executeRemote(nc: NatsConnection, a: DispatchAction, subjects: ExecutorSubjects = {}, opts: ExecuteOptions = {}): Promise<StepOutcome> {
+export async function executeRemote(
+  nc: NatsConnection,
+  a: DispatchAction,
+  subjects: ExecutorSubjects = {},
+  opts: ExecuteOptions = {},
+): Promise<StepOutcome> {
   const timeoutMs = a.timeoutMs + 1_000;
   try {
     if (a.target.kind === 'mcp') {
-      const args = a.input && typeof a.input === 'object' && !Array.isArray(a.input) ? (a.input as Record<string, unknown>) : { value: a.input };
-      const progress = opts.progressSubject ? { queue_wait_ms: STEP_QUEUE_WAIT_BUDGET_MS, progress_subject: opts.progressSubject } : {};
+      const args =
+        a.input && typeof a.input === 'object' && !Array.isArray(a.input)
+          ? (a.input as Record<string, unknown>)
+          : { value: a.input };
+      const progress = opts.progressSubject
+        ? { queue_wait_ms: STEP_QUEUE_WAIT_BUDGET_MS, progress_subject: opts.progressSubject }
+        : {};
       const reply = await requestFollowingQueue(
         nc,
         mcpCallToolSubject(a.target.server, subjects.mcpPrefix),
         // The engine is the caller of a step's tool: its events say so (the starter is on WorkflowStarted).
-        { tool: a.target.tool, arguments: args, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, actor: 'system:orchestrator', ...progress },
-        { schema: callToolReply, timeoutMs: timeoutMs + (opts.progressSubject ? STEP_QUEUE_WAIT_BUDGET_MS : 0), correlationId: a.correlationId },
+        {
+          tool: a.target.tool,
+          arguments: args,
+          idempotency_key: a.idempotencyKey,
+          timeout_ms: a.timeoutMs,
+          actor: 'system:orchestrator',
+          ...progress,
+        },
+        {
+          schema: callToolReply,
+          timeoutMs: timeoutMs + (opts.progressSubject ? STEP_QUEUE_WAIT_BUDGET_MS : 0),
+          correlationId: a.correlationId,
+        },
         opts,
       );
       if (reply.isError) {
-        const text = reply.content.map((c) => (c as { text?: unknown }).text).filter((t) => typeof t === 'string').join(' ');
+        const text = reply.content
+          .map((c) => (c as { text?: unknown }).text)
+          .filter((t) => typeof t === 'string')
+          .join(' ');
         // The project's own servers say in structuredContent.error when another attempt may work
         // (its database restarting or cut off: unavailable); the step's retry policy then applies.
         const own = reply.structuredContent?.['error'] as { code?: unknown; retryable?: unknown } | undefined;
@@ -142,7 +199,10 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
           return { ok: false, error: { code: own.code, message: text || 'tool unavailable', retryable: true } };
         }
         // Any other tool that answered with an error would answer the same again: not retryable.
-        return { ok: false, error: { code: 'tool_error', message: text || 'tool returned an error', retryable: false } };
+        return {
+          ok: false,
+          error: { code: 'tool_error', message: text || 'tool returned an error', retryable: false },
+        };
       }
       return { ok: true, output: mcpOutput(reply) };
     }
@@ -152,8 +212,19 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
       const reply = await requestFollowingQueue(
         nc,
         subjects.tasks ?? TASKS_EXECUTE_SUBJECT,
-        { task_type: a.target.taskType, context: a.input ?? {}, idempotency_key: a.idempotencyKey, timeout_ms: a.timeoutMs, correlation_id: a.correlationId, ...progress },
-        { schema: taskReply, timeoutMs: timeoutMs + (opts.progressSubject ? AGENT_QUEUE_WAIT_BUDGET_MS : 0), correlationId: a.correlationId },
+        {
+          task_type: a.target.taskType,
+          context: a.input ?? {},
+          idempotency_key: a.idempotencyKey,
+          timeout_ms: a.timeoutMs,
+          correlation_id: a.correlationId,
+          ...progress,
+        },
+        {
+          schema: taskReply,
+          timeoutMs: timeoutMs + (opts.progressSubject ? AGENT_QUEUE_WAIT_BUDGET_MS : 0),
+          correlationId: a.correlationId,
+        },
         opts,
       );
       if (reply.status && ['failed', 'error', 'canceled', 'cancelled'].includes(reply.status)) {
@@ -178,9 +249,17 @@ export async function executeRemote(nc: NatsConnection, a: DispatchAction, subje
  * (its id follows from the key). Best effort: a unit that does not stop ends by itself or by its
  * timeout, and the decider waits for it either way. Sub-workflows are canceled by the engine.
  */
-export async function stopRemote(nc: NatsConnection, s: StopAction, actor: string, subjects: ExecutorSubjects = {}): Promise<void> {
+export async function stopRemote(
+  nc: NatsConnection,
+  s: StopAction,
+  actor: string,
+  subjects: ExecutorSubjects = {},
+): Promise<void> {
   if (s.target.kind === 'mcp') {
-    nc.publish(mcpCancelCallSubject(s.target.server, subjects.mcpPrefix), JSON.stringify({ idempotency_key: s.idempotencyKey, reason: s.reason }));
+    nc.publish(
+      mcpCancelCallSubject(s.target.server, subjects.mcpPrefix),
+      JSON.stringify({ idempotency_key: s.idempotencyKey, reason: s.reason }),
+    );
     return;
   }
   if (s.target.kind === 'agent') {

@@ -4,9 +4,21 @@
  * starter. The commands and the definition store it shares with the gateway are in
  * @switchyard/workflow-executions.
  */
-export { startWorkflowEngine, WorkflowEngine, EXECUTION_STREAM_PREFIX, type WorkflowEngineOptions, type WorkflowEngineStats, type ParentRef } from './engine.js';
+export {
+  startWorkflowEngine,
+  WorkflowEngine,
+  EXECUTION_STREAM_PREFIX,
+  type WorkflowEngineOptions,
+  type WorkflowEngineStats,
+  type ParentRef,
+} from './engine.js';
 export { executeRemote, mcpOutput, toStepError, type StepOutcome, type ExecutorSubjects } from './executor.js';
 export { PartitionLeases, partitionOf, type PartitionLeaseOptions } from './partitions.js';
-export { startReadModelThread, readModelThreadConfigSchema, type ReadModelThread, type ReadModelThreadConfig } from './read-model-thread.js';
+export {
+  startReadModelThread,
+  readModelThreadConfigSchema,
+  type ReadModelThread,
+  type ReadModelThreadConfig,
+} from './read-model-thread.js';
 export { TriggerStarter, startTriggerStarter, type TriggerStarterOptions, type TriggerPass } from './triggers.js';
 export { Responders, type Behaviour, type ResponderCall } from './test-responders.js';

@@ -10,7 +10,12 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
-import { defaultWorkflowLimits, workflowLimits, type ToolCatalog, type WorkflowDefinitionInput } from '@switchyard/domain';
+import {
+  defaultWorkflowLimits,
+  workflowLimits,
+  type ToolCatalog,
+  type WorkflowDefinitionInput,
+} from '@switchyard/domain';
 import { WorkflowEngine } from './engine.js';
 import {
   cancelExecution,
@@ -34,9 +39,17 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
   let responders: Responders;
   let engine: WorkflowEngine;
   const server = `l${newId().slice(0, 6)}`;
-  const subjects = { mcpPrefix: `test.wfl.${server}.mcp`, tasks: `test.wfl.${server}.tasks.execute`, tasksCancel: `test.wfl.${server}.tasks.cancel` };
+  const subjects = {
+    mcpPrefix: `test.wfl.${server}.mcp`,
+    tasks: `test.wfl.${server}.tasks.execute`,
+    tasksCancel: `test.wfl.${server}.tasks.cancel`,
+  };
   const known: string[] = [];
-  const catalog = (): ToolCatalog => ({ servers: [{ name: server, tools: ['slow'] }], taskTypes: [], definitions: [...known] });
+  const catalog = (): ToolCatalog => ({
+    servers: [{ name: server, tools: ['slow'] }],
+    taskTypes: [],
+    definitions: [...known],
+  });
   const register = async (d: WorkflowDefinitionInput) => {
     await engine.definitions.register(d, catalog());
     known.push(d.id);
@@ -45,12 +58,20 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
   const mutual = async (a: string, b: string, slowFirst: boolean) => {
     const slow = { id: 'wait', uses: `mcp:${server}/slow`, timeout_ms: 10_000 };
     await register({ id: a, version: 1, name: a, steps: [slow] });
-    const stepsTo = (other: string) => (slowFirst ? [slow, { id: 'next', uses: `workflow:${other}`, needs: ['wait'] }] : [{ id: 'next', uses: `workflow:${other}` }]);
+    const stepsTo = (other: string) =>
+      slowFirst
+        ? [slow, { id: 'next', uses: `workflow:${other}`, needs: ['wait'] }]
+        : [{ id: 'next', uses: `workflow:${other}` }];
     await register({ id: b, version: 1, name: b, steps: stepsTo(a) });
     await register({ id: a, version: 2, name: a, steps: stepsTo(b) });
   };
   const tree = async (root: string) =>
-    (await pool.query<{ execution_id: string; depth: number }>(`select execution_id, depth from ${WORKFLOW_SCHEMA}.execution_tree where root_id = $1 order by depth`, [root])).rows;
+    (
+      await pool.query<{ execution_id: string; depth: number }>(
+        `select execution_id, depth from ${WORKFLOW_SCHEMA}.execution_tree where root_id = $1 order by depth`,
+        [root],
+      )
+    ).rows;
 
   before(async () => {
     const url = await freshDatabase('wf_limits');
@@ -58,14 +79,33 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
     store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
     await store.init();
     nc = await connect({ servers: await testNatsUrl() });
-    responders = await new Responders(nc, logger).start([server], { queue: `q-${server}`, mcpPrefix: subjects.mcpPrefix, tasksSubject: subjects.tasks, tasksCancelSubject: subjects.tasksCancel });
+    responders = await new Responders(nc, logger).start([server], {
+      queue: `q-${server}`,
+      mcpPrefix: subjects.mcpPrefix,
+      tasksSubject: subjects.tasks,
+      tasksCancelSubject: subjects.tasksCancel,
+    });
     responders.behaviours.set(`${server}/slow`, () => sleep(300).then(() => ({ ok: true })));
-    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, recoveryIntervalMs: 60_000, subjects });
+    engine = new WorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: url,
+      partitions: 4,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+      recoveryIntervalMs: 60_000,
+      subjects,
+    });
     await engine.start();
   });
 
   after(async () => {
-    applyWorkflowLimits({ maxSubworkflowDepth: defaultWorkflowLimits.maxSubworkflowDepth, maxExecutionsPerRoot: defaultWorkflowLimits.maxExecutionsPerRoot });
+    applyWorkflowLimits({
+      maxSubworkflowDepth: defaultWorkflowLimits.maxSubworkflowDepth,
+      maxExecutionsPerRoot: defaultWorkflowLimits.maxExecutionsPerRoot,
+    });
     await engine?.stop();
     await responders?.stop();
     await nc?.close();
@@ -76,12 +116,19 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
   it('two definitions that start each other end at the depth limit, with a clear error code', async () => {
     assert.equal(workflowLimits().maxSubworkflowDepth, 10);
     await mutual('ping_d', 'pong_d', false);
-    const { executionId: root } = await startExecution(store, { definition: (await engine.definitions.get('ping_d')).definition, input: {}, correlationId: newId() });
+    const { executionId: root } = await startExecution(store, {
+      definition: (await engine.definitions.get('ping_d')).definition,
+      input: {},
+      correlationId: newId(),
+    });
     const state = await waitForExecution(store, root, 30_000);
     assert.equal(state.status, 'failed');
     const members = await tree(root);
     assert.equal(members.length, 10, 'one execution per level, depth 1..10');
-    assert.deepEqual(members.map((m) => m.depth), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert.deepEqual(
+      members.map((m) => m.depth),
+      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    );
     // The deepest one could not start its child: its step failed with the depth code.
     const deepest = members[9]!.execution_id;
     const failed = (await executionEvents(store, deepest)).find((e) => e.type === 'StepFailed');
@@ -90,9 +137,14 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
     assert.match(error.message, /depth 11; at most 10 \(WORKFLOW_MAX_SUBWORKFLOW_DEPTH\)/);
     // Its WorkflowStarted carries the lineage.
     const started = (await executionEvents(store, deepest)).find((e) => e.type === 'WorkflowStarted');
-    assert.deepEqual((started?.data as { lineage?: unknown }).lineage, { rootExecutionId: root, parentExecutionId: members[8]!.execution_id, depth: 10 });
+    assert.deepEqual((started?.data as { lineage?: unknown }).lineage, {
+      rootExecutionId: root,
+      parentExecutionId: members[8]!.execution_id,
+      depth: 10,
+    });
     // Every execution of the tree ended.
-    for (const m of members) assert.ok(isTerminal((await loadExecution(store, m.execution_id)).state), `${m.execution_id} ended`);
+    for (const m of members)
+      assert.ok(isTerminal((await loadExecution(store, m.execution_id)).state), `${m.execution_id} ended`);
   });
 
   it('cancelling the root cancels its whole tree, and it converges', async () => {
@@ -100,13 +152,21 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
     // can stop this tree before the per-root cap (which would end it failed, not canceled).
     applyWorkflowLimits({ maxSubworkflowDepth: 1_000, maxExecutionsPerRoot: 300 });
     await mutual('ping_c', 'pong_c', false);
-    const { executionId: root } = await startExecution(store, { definition: (await engine.definitions.get('ping_c')).definition, input: {}, correlationId: newId() });
+    const { executionId: root } = await startExecution(store, {
+      definition: (await engine.definitions.get('ping_c')).definition,
+      input: {},
+      correlationId: newId(),
+    });
     await until('the tree is three deep', async () => (await tree(root)).some((m) => m.depth >= 3), 20_000);
     await cancelExecution(store, root, { reason: 'stop the bomb', correlationId: newId() });
     const running = async () => {
       const ids = [root, ...(await tree(root)).map((m) => m.execution_id)];
       const states = await Promise.all(ids.map(async (id) => (await loadExecution(store, id)).state));
-      return { total: ids.length, running: states.filter((s) => s.status !== 'not_started' && !isTerminal(s)).length, states };
+      return {
+        total: ids.length,
+        running: states.filter((s) => s.status !== 'not_started' && !isTerminal(s)).length,
+        states,
+      };
     };
     await until('no execution of the tree is running', async () => (await running()).running === 0, 30_000);
     const before = await running();
@@ -119,12 +179,20 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
     // The cancel ended it, not the cap: every execution of the tree ended canceled.
     assert.ok(after.total < 300, `the cancel caught the tree before the cap (${after.total} executions)`);
     assert.deepEqual([...new Set(after.states.map((s) => s.status))], ['canceled']);
-    applyWorkflowLimits({ maxSubworkflowDepth: defaultWorkflowLimits.maxSubworkflowDepth, maxExecutionsPerRoot: defaultWorkflowLimits.maxExecutionsPerRoot });
+    applyWorkflowLimits({
+      maxSubworkflowDepth: defaultWorkflowLimits.maxSubworkflowDepth,
+      maxExecutionsPerRoot: defaultWorkflowLimits.maxExecutionsPerRoot,
+    });
   });
 
   it('a fan-out of sub-workflows stops at the executions-per-root limit', async () => {
     applyWorkflowLimits({ maxExecutionsPerRoot: 3 });
-    await register({ id: 'leaf_f', version: 1, name: 'leaf', steps: [{ id: 'wait', uses: `mcp:${server}/slow`, timeout_ms: 10_000 }] });
+    await register({
+      id: 'leaf_f',
+      version: 1,
+      name: 'leaf',
+      steps: [{ id: 'wait', uses: `mcp:${server}/slow`, timeout_ms: 10_000 }],
+    });
     const { executionId: root } = await startExecution(store, {
       definition: {
         id: 'fan_f',
@@ -138,7 +206,9 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
     const state = await waitForExecution(store, root, 20_000);
     assert.equal(state.status, 'failed');
     assert.equal((await tree(root)).length, 3);
-    const codes = (await executionEvents(store, root)).filter((e) => e.type === 'StepFailed').map((e) => (e.data as { error: { code: string } }).error.code);
+    const codes = (await executionEvents(store, root))
+      .filter((e) => e.type === 'StepFailed')
+      .map((e) => (e.data as { error: { code: string } }).error.code);
     assert.ok(codes.includes('subworkflow_limit_exceeded'), JSON.stringify(codes));
     applyWorkflowLimits({ maxExecutionsPerRoot: defaultWorkflowLimits.maxExecutionsPerRoot });
   });

@@ -68,7 +68,9 @@ export class PartitionLeases {
     const c = this.client;
     this.client = undefined;
     if (c) {
-      await c.query(`delete from ${WORKFLOW_SCHEMA}.engine_members where member_id = $1`, [this.o.memberId]).catch(() => undefined);
+      await c
+        .query(`delete from ${WORKFLOW_SCHEMA}.engine_members where member_id = $1`, [this.o.memberId])
+        .catch(() => undefined);
       await c.end().catch(() => undefined); // ends the session: every advisory lock is released
     }
   }

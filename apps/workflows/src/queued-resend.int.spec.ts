@@ -37,7 +37,11 @@ describe('a queued call whose worker falls silent is sent again under the same k
   let nc: NatsConnection;
   let engine: WorkflowEngine;
   const id = `t${newId().slice(0, 6)}`;
-  const subjects = { mcpPrefix: `test.resend.${id}.mcp`, tasks: `test.resend.${id}.tasks.execute`, tasksCancel: `test.resend.${id}.tasks.cancel` };
+  const subjects = {
+    mcpPrefix: `test.resend.${id}.mcp`,
+    tasks: `test.resend.${id}.tasks.execute`,
+    tasksCancel: `test.resend.${id}.tasks.cancel`,
+  };
   const requests: TaskRequest[] = [];
   const notices: CallProgress[] = [];
   let noticeTap: Subscription | undefined;
@@ -76,14 +80,27 @@ describe('a queued call whose worker falls silent is sent again under the same k
    * One task worker on the tasks subject (a queue group, as the dispatchers are): it says the task
    * is queued (repeated every heartbeat while `heartbeat`), then runs `behave`.
    */
-  const worker = (name: string, behave: (req: TaskRequest, progress: CallProgressNotifier | undefined, respond: (body: unknown) => void) => Promise<void>) => {
+  const worker = (
+    name: string,
+    behave: (
+      req: TaskRequest,
+      progress: CallProgressNotifier | undefined,
+      respond: (body: unknown) => void,
+    ) => Promise<void>,
+  ) => {
     const sub = nc.subscribe(subjects.tasks, { queue: 'dispatchers' });
     void (async () => {
       for await (const msg of sub) {
         const body = msg.json<{ idempotency_key: string; progress_subject?: string }>();
-        const req = { idempotency_key: body.idempotency_key, ...(body.progress_subject ? { progress_subject: body.progress_subject } : {}), worker: name };
+        const req = {
+          idempotency_key: body.idempotency_key,
+          ...(body.progress_subject ? { progress_subject: body.progress_subject } : {}),
+          worker: name,
+        };
         requests.push(req);
-        const progress = req.progress_subject ? callProgressNotifier(nc, req.progress_subject, req.idempotency_key, HEARTBEAT_MS) : undefined;
+        const progress = req.progress_subject
+          ? callProgressNotifier(nc, req.progress_subject, req.idempotency_key, HEARTBEAT_MS)
+          : undefined;
         void behave(req, progress, (reply) => msg.respond(JSON.stringify(reply))).finally(() => progress?.close());
       }
     })();
@@ -116,23 +133,40 @@ describe('a queued call whose worker falls silent is sent again under the same k
       dead();
     });
     const t0 = Date.now();
-    const { executionId } = await startExecution(store, { definition: definition(`resend-${id}`), input: {}, correlationId: newId() });
+    const { executionId } = await startExecution(store, {
+      definition: definition(`resend-${id}`),
+      input: {},
+      correlationId: newId(),
+    });
     await died;
     // Its replacement starts the task at once and answers.
     const second = worker('second', async (req, progress, respond) => {
       progress?.tell('started');
       await sleep(50);
-      respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: `answered by ${req.worker}` } });
+      respond({
+        task_id: `task-of-${req.idempotency_key}`,
+        status: 'completed',
+        result: { text: `answered by ${req.worker}` },
+      });
     });
     try {
       const state = await waitForExecution(store, executionId, 20_000);
       const took = Date.now() - t0;
       assert.equal(state.status, 'completed', JSON.stringify(state));
       assert.deepEqual(state.outputs, { answer: 'answered by second' });
-      assert.deepEqual(requests.map((r) => r.worker), ['first', 'second']);
-      assert.equal(requests[1]!.idempotency_key, requests[0]!.idempotency_key, 'the re-sent call carries the key of the first');
+      assert.deepEqual(
+        requests.map((r) => r.worker),
+        ['first', 'second'],
+      );
+      assert.equal(
+        requests[1]!.idempotency_key,
+        requests[0]!.idempotency_key,
+        'the re-sent call carries the key of the first',
+      );
       assert.ok(engine.stats().resends >= 1, `the engine counted its re-send (${engine.stats().resends})`);
-      const events = (await executionEvents(store, executionId)).map((e) => `${e.type}#${(e.data as { attempt?: number }).attempt ?? ''}`);
+      const events = (await executionEvents(store, executionId)).map(
+        (e) => `${e.type}#${(e.data as { attempt?: number }).attempt ?? ''}`,
+      );
       // One attempt: queued, then started by the second worker, then its success; no timeout, no retry.
       assert.deepEqual(
         events.filter((e) => e.startsWith('Step')),
@@ -153,17 +187,28 @@ describe('a queued call whose worker falls silent is sent again under the same k
       // Queued for three silence limits, saying so every heartbeat.
       await sleep(3 * SILENCE_MS);
       progress?.tell('started');
-      respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: 'after a long queue' } });
+      respond({
+        task_id: `task-of-${req.idempotency_key}`,
+        status: 'completed',
+        result: { text: 'after a long queue' },
+      });
     });
     try {
-      const { executionId } = await startExecution(store, { definition: definition(`patient-${id}`), input: {}, correlationId: newId() });
+      const { executionId } = await startExecution(store, {
+        definition: definition(`patient-${id}`),
+        input: {},
+        correlationId: newId(),
+      });
       const state = await waitForExecution(store, executionId, 20_000);
       assert.equal(state.status, 'completed', JSON.stringify(state));
       assert.deepEqual(state.outputs, { answer: 'after a long queue' });
       assert.equal(requests.length, 1, `sent once: ${JSON.stringify(requests)}`);
       assert.equal(engine.stats().resends, resendsBefore);
       const queued = notices.filter((n) => n.state === 'queued').length;
-      assert.ok(queued >= (3 * SILENCE_MS) / HEARTBEAT_MS - 3, `the worker's heartbeats reached the engine's subject (${queued} queued notices)`);
+      assert.ok(
+        queued >= (3 * SILENCE_MS) / HEARTBEAT_MS - 3,
+        `the worker's heartbeats reached the engine's subject (${queued} queued notices)`,
+      );
     } finally {
       w.unsubscribe();
     }

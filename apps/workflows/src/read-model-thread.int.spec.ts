@@ -9,7 +9,12 @@ import { startExecution } from '@switchyard/workflow-executions';
 import { startReadModelThread } from './read-model-thread.js';
 
 const logger = createLogger('read-model-thread-int', process.env.LOG_LEVEL ?? 'silent');
-const definition: WorkflowDefinitionInput = { id: 'thread_rm', version: 1, name: 'read model on a thread', steps: [{ id: 'one', uses: 'mcp:noop/a' }] };
+const definition: WorkflowDefinitionInput = {
+  id: 'thread_rm',
+  version: 1,
+  name: 'read model on a thread',
+  steps: [{ id: 'one', uses: 'mcp:noop/a' }],
+};
 
 describe('the workflow read model on its own thread', () => {
   let url: string;
@@ -27,12 +32,21 @@ describe('the workflow read model on its own thread', () => {
   });
 
   const row = async (id: string) =>
-    (await pool.query<{ status: string; steps: string }>(
-      `select x.status, (select count(*) from read_models.workflow_steps s where s.execution_id = x.execution_id)::text as steps
+    (
+      await pool.query<{ status: string; steps: string }>(
+        `select x.status, (select count(*) from read_models.workflow_steps s where s.execution_id = x.execution_id)::text as steps
          from read_models.workflow_executions x where execution_id = $1`,
-      [id],
-    )).rows[0];
-  const checkpoint = async () => Number((await pool.query<{ position: string }>(`select position from read_models.checkpoints where name = 'workflow_executions'`)).rows[0]?.position ?? -1);
+        [id],
+      )
+    ).rows[0];
+  const checkpoint = async () =>
+    Number(
+      (
+        await pool.query<{ position: string }>(
+          `select position from read_models.checkpoints where name = 'workflow_executions'`,
+        )
+      ).rows[0]?.position ?? -1,
+    );
 
   it('projects what the engine appends, stops cleanly, and resumes from its checkpoint after a restart', async () => {
     const first = newId();
@@ -42,10 +56,16 @@ describe('the workflow read model on its own thread', () => {
     void thread.failed.then(() => (settled = true));
     try {
       // Past events, then a live one (the thread's own store client hears of it by NOTIFY).
-      assert.deepEqual(await until('the first execution in the read model', () => row(first)), { status: 'running', steps: '1' });
+      assert.deepEqual(await until('the first execution in the read model', () => row(first)), {
+        status: 'running',
+        steps: '1',
+      });
       const second = newId();
       await startExecution(store, { definition, input: {}, correlationId: second, executionId: second });
-      assert.deepEqual(await until('the second execution in the read model', () => row(second)), { status: 'running', steps: '1' });
+      assert.deepEqual(await until('the second execution in the read model', () => row(second)), {
+        status: 'running',
+        steps: '1',
+      });
     } finally {
       await thread.stop();
     }
@@ -58,13 +78,23 @@ describe('the workflow read model on its own thread', () => {
     const appended = await startExecution(store, { definition, input: {}, correlationId: third, executionId: third });
     thread = await startReadModelThread({ databaseUrl: url, logLevel: 'warn' }, logger);
     try {
-      assert.deepEqual(await until('the third execution in the read model', () => row(third)), { status: 'running', steps: '1' });
+      assert.deepEqual(await until('the third execution in the read model', () => row(third)), {
+        status: 'running',
+        steps: '1',
+      });
       await until('the checkpoint at the head', async () => (await checkpoint()) >= (appended.position ?? Infinity));
     } finally {
       await thread.stop();
     }
     assert.ok(stoppedAt >= 0);
-    assert.equal(Number((await pool.query(`select last_position from read_models.workflow_executions where execution_id = $1`, [first])).rows[0].last_position), -5, 'resumed, not replayed');
+    assert.equal(
+      Number(
+        (await pool.query(`select last_position from read_models.workflow_executions where execution_id = $1`, [first]))
+          .rows[0].last_position,
+      ),
+      -5,
+      'resumed, not replayed',
+    );
     assert.equal(Number((await pool.query(`select count(*) from read_models.workflow_executions`)).rows[0].count), 3);
   });
 
@@ -76,6 +106,9 @@ describe('the workflow read model on its own thread', () => {
     // A database that does not exist: the thread's start fails and the caller hears why.
     const bad = new URL(url);
     bad.pathname = `/missing_${newId().slice(0, 8).replace(/-/g, '')}`;
-    await assert.rejects(startReadModelThread({ databaseUrl: bad.toString(), logLevel: 'silent' }, logger), /read-model thread failed/);
+    await assert.rejects(
+      startReadModelThread({ databaseUrl: bad.toString(), logLevel: 'silent' }, logger),
+      /read-model thread failed/,
+    );
   });
 });

@@ -37,10 +37,17 @@ export interface ReadModelThread {
  * engine's loop against 0.4-0.9 s on its own, at 300 starts/s on a loaded 2-core machine). It
  * dies with the process, so a SIGKILL leaves no orphan; its checkpoint makes a restart resume.
  */
-export async function startReadModelThread(config: ReadModelThreadConfig, logger: Logger, startTimeoutMs = 60_000): Promise<ReadModelThread> {
+export async function startReadModelThread(
+  config: ReadModelThreadConfig,
+  logger: Logger,
+  startTimeoutMs = 60_000,
+): Promise<ReadModelThread> {
   const workerData = readModelThreadConfigSchema.parse(config);
   const log = logger.child({ component: 'read-model-thread' });
-  const worker = new Worker(new URL('./read-model-thread.worker.js', import.meta.url), { workerData, name: 'read-models' });
+  const worker = new Worker(new URL('./read-model-thread.worker.js', import.meta.url), {
+    workerData,
+    name: 'read-models',
+  });
   let stopping = false;
   let stopped: (() => void) | undefined;
   const exited = new Promise<number>((resolve) => worker.once('exit', resolve));

@@ -11,9 +11,16 @@ if (!port) throw new Error('read-model-thread.worker runs only as a worker threa
 const config = readModelThreadConfigSchema.parse(workerData);
 const logger = createLogger('read-models', config.logLevel);
 try {
-  const pool = createPgPool({ connectionString: config.databaseUrl, max: config.poolMax, application_name: 'switchyard-read-models' }, { name: 'read-models', logger });
+  const pool = createPgPool(
+    { connectionString: config.databaseUrl, max: config.poolMax, application_name: 'switchyard-read-models' },
+    { name: 'read-models', logger },
+  );
   if (config.schemaManaged) markSchemaManaged(pool);
-  const store = createEventStore({ pool, ...(config.eventstoreUrl ? { eventstoreUrl: config.eventstoreUrl } : {}), logger });
+  const store = createEventStore({
+    pool,
+    ...(config.eventstoreUrl ? { eventstoreUrl: config.eventstoreUrl } : {}),
+    logger,
+  });
   await store.init();
   const runner = new ProjectionRunner({ store, db: { pool }, projections: [workflowExecutionsProjection], logger });
   await runner.start();

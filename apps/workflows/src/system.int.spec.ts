@@ -48,14 +48,27 @@ describe('workflow engine with the real connectors, task dispatcher and agents',
         parseServerConfig({
           name: 'everything',
           role: 'other',
-          transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-everything'), 'stdio'] },
+          transport: {
+            kind: 'stdio',
+            command: process.execPath,
+            args: [resolvePackageBin('@modelcontextprotocol/server-everything'), 'stdio'],
+          },
           timeouts: { connect_ms: 20_000, call_ms: 10_000 },
         }),
       ],
     });
     agents = await startAgents({ nats: nc, pool, logger, noop: true, http: false });
     dispatcher = await startDispatcher({ store, nats: nc, pool, logger });
-    engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50 });
+    engine = await startWorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: url,
+      partitions: 4,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+    });
   });
 
   after(async () => {
@@ -70,39 +83,55 @@ describe('workflow engine with the real connectors, task dispatcher and agents',
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('validates against the live MCP registry and runs mcp -> agent -> mcp to completion', { timeout: 60_000 }, async () => {
-    const definition: WorkflowDefinitionInput = {
-      id: 'system_demo',
-      version: 1,
-      name: 'echo, agent, sum',
-      input: { type: 'object', properties: { word: { type: 'string' } }, required: ['word'] },
-      steps: [
-        { id: 'echo', uses: 'mcp:everything/echo', with: { message: '${{ input.word }}' } },
-        { id: 'agent', uses: 'agent:noop', needs: ['echo'], with: { echo: '${{ steps.echo.output }}', sleep_ms: 10 } },
-        { id: 'sum', uses: 'mcp:everything/get-sum', needs: ['agent'], with: { a: 20, b: 22 } },
-      ],
-      outputs: { echoed: '${{ steps.agent.output.echo }}', sum: '${{ steps.sum.output }}' },
-    };
-    // The catalog comes from the connectors' registry.list: a wrong tool is refused by name.
-    const catalog = await buildCatalog({ nats: nc, definitions: engine.definitions }, { extraTaskTypes: ['noop'] });
-    assert.equal(catalog.mcpChecked, true);
-    await assert.rejects(
-      engine.definitions.register({ ...definition, steps: [{ id: 'x', uses: 'mcp:everything/no_such_tool' }], outputs: {} }, catalog),
-      /MCP server "everything" has no tool "no_such_tool"/,
-    );
-    await engine.definitions.register(definition, catalog);
+  it(
+    'validates against the live MCP registry and runs mcp -> agent -> mcp to completion',
+    { timeout: 60_000 },
+    async () => {
+      const definition: WorkflowDefinitionInput = {
+        id: 'system_demo',
+        version: 1,
+        name: 'echo, agent, sum',
+        input: { type: 'object', properties: { word: { type: 'string' } }, required: ['word'] },
+        steps: [
+          { id: 'echo', uses: 'mcp:everything/echo', with: { message: '${{ input.word }}' } },
+          {
+            id: 'agent',
+            uses: 'agent:noop',
+            needs: ['echo'],
+            with: { echo: '${{ steps.echo.output }}', sleep_ms: 10 },
+          },
+          { id: 'sum', uses: 'mcp:everything/get-sum', needs: ['agent'], with: { a: 20, b: 22 } },
+        ],
+        outputs: { echoed: '${{ steps.agent.output.echo }}', sum: '${{ steps.sum.output }}' },
+      };
+      // The catalog comes from the connectors' registry.list: a wrong tool is refused by name.
+      const catalog = await buildCatalog({ nats: nc, definitions: engine.definitions }, { extraTaskTypes: ['noop'] });
+      assert.equal(catalog.mcpChecked, true);
+      await assert.rejects(
+        engine.definitions.register(
+          { ...definition, steps: [{ id: 'x', uses: 'mcp:everything/no_such_tool' }], outputs: {} },
+          catalog,
+        ),
+        /MCP server "everything" has no tool "no_such_tool"/,
+      );
+      await engine.definitions.register(definition, catalog);
 
-    const { executionId } = await startExecution(store, { definition, input: { word: 'hello' }, correlationId: newId() });
-    const state = await waitForExecution(store, executionId, 45_000);
-    assert.equal(state.status, 'completed', state.status === 'failed' ? state.reason : state.status);
-    assert.ok(state.status === 'completed');
-    assert.deepEqual(state.outputs.echoed, { text: 'Echo: hello' });
-    assert.match(JSON.stringify(state.outputs.sum), /42/);
-    // The agent step went through the dispatcher: its task is keyed by the step's idempotency key.
-    const tasks = await store.readAll({ streamPrefixes: ['task-'] });
-    assert.ok(
-      tasks.some((e) => JSON.stringify(e.data).includes(`${executionId}:agent:1`)),
-      `no task event carries the idempotency key (streams: ${[...new Set(tasks.map((e) => e.streamId))].slice(0, 5).join(', ')})`,
-    );
-  });
+      const { executionId } = await startExecution(store, {
+        definition,
+        input: { word: 'hello' },
+        correlationId: newId(),
+      });
+      const state = await waitForExecution(store, executionId, 45_000);
+      assert.equal(state.status, 'completed', state.status === 'failed' ? state.reason : state.status);
+      assert.ok(state.status === 'completed');
+      assert.deepEqual(state.outputs.echoed, { text: 'Echo: hello' });
+      assert.match(JSON.stringify(state.outputs.sum), /42/);
+      // The agent step went through the dispatcher: its task is keyed by the step's idempotency key.
+      const tasks = await store.readAll({ streamPrefixes: ['task-'] });
+      assert.ok(
+        tasks.some((e) => JSON.stringify(e.data).includes(`${executionId}:agent:1`)),
+        `no task event carries the idempotency key (streams: ${[...new Set(tasks.map((e) => e.streamId))].slice(0, 5).join(', ')})`,
+      );
+    },
+  );
 });

@@ -41,9 +41,21 @@ export class Responders {
   /** Serve `mcp:<server>/*` tools and `agent:*` tasks. */
   async start(
     servers: readonly string[],
-    opts: { tasks?: boolean; queue?: string; mcpPrefix?: string; tasksSubject?: string; tasksCancelSubject?: string } = {},
+    opts: {
+      tasks?: boolean;
+      queue?: string;
+      mcpPrefix?: string;
+      tasksSubject?: string;
+      tasksCancelSubject?: string;
+    } = {},
   ): Promise<this> {
-    const callTool = z.object({ tool: z.string(), arguments: z.record(z.string(), z.unknown()).default({}), idempotency_key: z.string().optional() }).loose();
+    const callTool = z
+      .object({
+        tool: z.string(),
+        arguments: z.record(z.string(), z.unknown()).default({}),
+        idempotency_key: z.string().optional(),
+      })
+      .loose();
     const task = z.object({ task_type: z.string(), context: z.unknown(), idempotency_key: z.string() }).loose();
     for (const server of servers) {
       this.services.push(
@@ -54,7 +66,12 @@ export class Responders {
           ...(opts.queue ? { queue: opts.queue } : {}),
           endpoints: {
             call_tool: defineCall(mcpCallToolSubject(server, opts.mcpPrefix), callTool, async (b) => {
-              const out = await this.handle(mcpCallToolSubject(server, opts.mcpPrefix), `${server}/${b.tool}`, b.idempotency_key ?? '', b.arguments);
+              const out = await this.handle(
+                mcpCallToolSubject(server, opts.mcpPrefix),
+                `${server}/${b.tool}`,
+                b.idempotency_key ?? '',
+                b.arguments,
+              );
               if (out && typeof out === 'object' && 'isError' in out) return out;
               return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
             }),
@@ -62,7 +79,8 @@ export class Responders {
         }),
       );
     }
-    for (const server of servers) this.listenForCancels(mcpCancelCallSubject(server, opts.mcpPrefix), 'idempotency_key');
+    for (const server of servers)
+      this.listenForCancels(mcpCancelCallSubject(server, opts.mcpPrefix), 'idempotency_key');
     if (opts.tasksCancelSubject) this.listenForCancels(opts.tasksCancelSubject, 'task_id');
     if (opts.tasks !== false) {
       this.services.push(
@@ -73,7 +91,12 @@ export class Responders {
           logger: this.logger,
           endpoints: {
             execute: defineCall(opts.tasksSubject ?? TASKS_EXECUTE_SUBJECT, task, async (b) => {
-              const result = await this.handle(opts.tasksSubject ?? TASKS_EXECUTE_SUBJECT, `agent:${b.task_type}`, b.idempotency_key, b.context);
+              const result = await this.handle(
+                opts.tasksSubject ?? TASKS_EXECUTE_SUBJECT,
+                `agent:${b.task_type}`,
+                b.idempotency_key,
+                b.context,
+              );
               return { task_id: b.idempotency_key, agent: 'test', instance: 'test-1', status: 'completed', result };
             }),
           },
@@ -135,4 +158,3 @@ export class Responders {
 function defineCall<S extends z.ZodType>(subject: string, schema: S, handler: (b: z.infer<S>) => Promise<unknown>) {
   return { subject, schema, handler: (b: z.infer<S>) => handler(b) };
 }
-

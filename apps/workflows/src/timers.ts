@@ -21,7 +21,12 @@ export function timerKey(t: TimerAction): string {
 }
 
 /** Write (or move) timers of one execution. */
-export async function armTimerRows(pool: pg.Pool, executionId: string, partition: number, timers: readonly TimerAction[]): Promise<void> {
+export async function armTimerRows(
+  pool: pg.Pool,
+  executionId: string,
+  partition: number,
+  timers: readonly TimerAction[],
+): Promise<void> {
   const keys: string[] = [];
   const dues: string[] = [];
   const commands: string[] = [];
@@ -39,12 +44,21 @@ export async function armTimerRows(pool: pg.Pool, executionId: string, partition
 }
 
 /** Write (or move) timers of many executions in one statement. */
-export async function writeTimerRows(pool: pg.Pool, rows: readonly { id: string; partition: number; t: TimerAction }[]): Promise<void> {
+export async function writeTimerRows(
+  pool: pg.Pool,
+  rows: readonly { id: string; partition: number; t: TimerAction }[],
+): Promise<void> {
   await pool.query(
     `insert into ${WORKFLOW_SCHEMA}.timers (execution_id, timer_key, partition, due_at, command)
      select e, k, p, d::timestamptz, c::jsonb from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[]) as t(e, k, p, d, c)
      on conflict (execution_id, timer_key) do update set due_at = excluded.due_at, command = excluded.command`,
-    [rows.map((r) => r.id), rows.map((r) => timerKey(r.t)), rows.map((r) => r.partition), rows.map((r) => r.t.dueAt), rows.map((r) => JSON.stringify(r.t.command))],
+    [
+      rows.map((r) => r.id),
+      rows.map((r) => timerKey(r.t)),
+      rows.map((r) => r.partition),
+      rows.map((r) => r.t.dueAt),
+      rows.map((r) => JSON.stringify(r.t.command)),
+    ],
   );
 }
 
@@ -60,7 +74,11 @@ export interface ClaimedTimer {
  * Claim up to `limit` due timers of these partitions: one statement moves their `due_at`
  * TIMER_LEASE_MS ahead (FOR UPDATE SKIP LOCKED, so two engines never claim the same row) and commits.
  */
-export async function claimDueTimers(pool: pg.Pool, partitions: readonly number[], limit: number): Promise<ClaimedTimer[]> {
+export async function claimDueTimers(
+  pool: pg.Pool,
+  partitions: readonly number[],
+  limit: number,
+): Promise<ClaimedTimer[]> {
   const due = await pool.query<ClaimedTimer>(
     `update ${WORKFLOW_SCHEMA}.timers t set due_at = date_trunc('milliseconds', now() + make_interval(secs => $2))
      from (select execution_id, timer_key from ${WORKFLOW_SCHEMA}.timers
@@ -72,7 +90,11 @@ export async function claimDueTimers(pool: pg.Pool, partitions: readonly number[
   return due.rows;
 }
 
-const leaseRows = (xs: readonly Omit<ClaimedTimer, 'command'>[]) => [xs.map((f) => f.execution_id), xs.map((f) => f.timer_key), xs.map((f) => f.lease.toISOString())];
+const leaseRows = (xs: readonly Omit<ClaimedTimer, 'command'>[]) => [
+  xs.map((f) => f.execution_id),
+  xs.map((f) => f.timer_key),
+  xs.map((f) => f.lease.toISOString()),
+];
 
 /** Delete fired timers, unless re-armed meanwhile (`due_at` no longer their lease). */
 export async function deleteFiredTimers(pool: pg.Pool, fired: readonly Omit<ClaimedTimer, 'command'>[]): Promise<void> {

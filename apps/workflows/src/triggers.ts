@@ -33,7 +33,8 @@ interface TriggerRow {
 }
 
 /** Errors a later attempt cannot cure: the trigger is marked failed instead of being tried forever. */
-const isFinal = (e: unknown): boolean => isAppError(e) && (e.code === 'validation' || e.code === 'not_found' || e.code === 'illegal_state');
+const isFinal = (e: unknown): boolean =>
+  isAppError(e) && (e.code === 'validation' || e.code === 'not_found' || e.code === 'illegal_state');
 
 /**
  * Starts the workflows that the automation server's `trigger_workflow` tool and workflow
@@ -107,7 +108,12 @@ export class TriggerStarter {
       let deferred = 0;
       for (const row of rows.rows) {
         const executionId = triggerExecutionId(row.id);
-        const log = this.log.child({ correlationId: row.correlation_id, triggerId: row.id, executionId, templateId: row.template_id });
+        const log = this.log.child({
+          correlationId: row.correlation_id,
+          triggerId: row.id,
+          executionId,
+          templateId: row.template_id,
+        });
         try {
           const { definition } = await this.definitions.get(row.template_id);
           const r = await startExecution(this.o.store, {
@@ -118,9 +124,15 @@ export class TriggerStarter {
             causationId: row.id,
             executionId,
           });
-          await c.query(`UPDATE ${TRIGGERS} SET status = 'started', execution_id = $2, error = NULL, started_at = now() WHERE id = $1`, [row.id, executionId]);
+          await c.query(
+            `UPDATE ${TRIGGERS} SET status = 'started', execution_id = $2, error = NULL, started_at = now() WHERE id = $1`,
+            [row.id, executionId],
+          );
           started++;
-          log.info({ created: r.created }, r.created ? 'workflow started from a trigger' : 'trigger had started its workflow already; marked started');
+          log.info(
+            { created: r.created },
+            r.created ? 'workflow started from a trigger' : 'trigger had started its workflow already; marked started',
+          );
         } catch (e) {
           if (!isFinal(e)) {
             deferred++;
@@ -128,7 +140,10 @@ export class TriggerStarter {
             continue;
           }
           const message = (e as Error).message.slice(0, 2000);
-          await c.query(`UPDATE ${TRIGGERS} SET status = 'failed', execution_id = NULL, error = $2 WHERE id = $1`, [row.id, message]);
+          await c.query(`UPDATE ${TRIGGERS} SET status = 'failed', execution_id = NULL, error = $2 WHERE id = $1`, [
+            row.id,
+            message,
+          ]);
           failed++;
           log.warn({ err: message }, 'trigger failed: not started');
         }

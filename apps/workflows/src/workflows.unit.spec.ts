@@ -30,7 +30,9 @@ describe('childExecutionId', () => {
 
 describe('mcpOutput', () => {
   it('prefers structured content, then the JSON of a lone text block, then the text, then the content list', () => {
-    assert.deepEqual(mcpOutput({ content: [{ type: 'text', text: 'x' }], structuredContent: { rows: [1] } }), { rows: [1] });
+    assert.deepEqual(mcpOutput({ content: [{ type: 'text', text: 'x' }], structuredContent: { rows: [1] } }), {
+      rows: [1],
+    });
     assert.deepEqual(mcpOutput({ content: [{ type: 'text', text: '{"a":1}' }] }), { a: 1 });
     assert.deepEqual(mcpOutput({ content: [{ type: 'text', text: 'Echo: hi' }] }), { text: 'Echo: hi' });
     const two = [
@@ -44,8 +46,16 @@ describe('mcpOutput', () => {
 
 describe('toStepError', () => {
   it('keeps an AppError code and whether a retry can help', () => {
-    assert.deepEqual(toStepError(new AppError('unavailable', 'down')), { code: 'unavailable', message: 'down', retryable: true });
-    assert.deepEqual(toStepError(new AppError('validation', 'bad')), { code: 'validation', message: 'bad', retryable: false });
+    assert.deepEqual(toStepError(new AppError('unavailable', 'down')), {
+      code: 'unavailable',
+      message: 'down',
+      retryable: true,
+    });
+    assert.deepEqual(toStepError(new AppError('validation', 'bad')), {
+      code: 'validation',
+      message: 'bad',
+      retryable: false,
+    });
     assert.deepEqual(toStepError(new Error('boom')), { code: 'internal', message: 'boom', retryable: false });
   });
 });

@@ -12,9 +12,7 @@ import { aliasesOf } from './task-aliases.js';
 export const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD');
 
 /** `30d`, `12m`, `24m`: a window that ends at a reference date (inclusive). */
-export const timeframeSchema = z
-  .string()
-  .regex(/^([1-9]\d{0,3})([dm])$/, 'expected <n>d or <n>m, e.g. 30d or 12m');
+export const timeframeSchema = z.string().regex(/^([1-9]\d{0,3})([dm])$/, 'expected <n>d or <n>m, e.g. 30d or 12m');
 
 /** The subscription plans a proposal may name, cheapest first. */
 export const PLAN_NAMES = ['starter', 'growth', 'business', 'enterprise'] as const;
@@ -137,29 +135,109 @@ export type BuiltinAgentName =
 
 /** Every built-in task type: the agent that runs it, what it does, its input. */
 export const builtinTaskTypes = {
-  revenue_analysis: { agent: 'data_analyst', description: 'Revenue per period with MoM/YoY growth, top customers, cohort retention and robust anomaly detection', input: revenueAnalysisInput },
-  customer_segmentation: { agent: 'data_analyst', description: 'RFM scores and segments plus deterministic k-means clusters over RFM features', input: customerSegmentationInput },
-  revenue_forecast: { agent: 'financial_advisor', description: 'Monthly revenue forecast by exponential smoothing (Holt-Winters) with prediction intervals and a back-test MAPE', input: revenueForecastInput },
-  cost_optimization: { agent: 'financial_advisor', description: 'Cost breakdown by category with trends, anomalies and savings suggestions with their figures', input: costOptimizationInput },
-  schedule_optimization: { agent: 'operations_manager', description: 'Assign staff to shifts under availability, skills and weekly hour limits (MIP); reports cost, coverage and a feasibility check', input: scheduleOptimizationInput },
-  performance_analysis: { agent: 'operations_manager', description: 'Workflow execution records → duration p50/p95 and failure rate per step and per execution', input: performanceAnalysisInput },
-  workflow_optimization: { agent: 'automation_specialist', description: 'Bottlenecks, failure hot spots, parallelisable steps, retry and schedule proposals from execution records', input: workflowOptimizationInput },
-  process_automation: { agent: 'automation_specialist', description: 'Automation candidates (manual and approval steps by handling time) plus the workflow optimisation findings', input: workflowOptimizationInput },
-  generate_proposal: { agent: 'content_creator', description: "Markdown proposal (upgrade, renewal, expansion) filled from the customer's plan, usage and revenue", input: generateProposalInput },
-  marketing_content: { agent: 'content_creator', description: 'Email, blog or social copy built from aggregate customer figures of a segment or region', input: marketingContentInput },
-  support_response: { agent: 'customer_success', description: 'Intent and sentiment of a support query, a drafted answer from the knowledge base, and an escalation decision with reasons', input: supportResponseInput },
-  satisfaction_analysis: { agent: 'customer_success', description: 'CSAT average and share, by category, monthly trend, and resolution time p50/p95 over tickets', input: satisfactionAnalysisInput },
-} as const satisfies Record<string, { readonly agent: BuiltinAgentName; readonly description: string; readonly input: z.ZodType }>;
+  revenue_analysis: {
+    agent: 'data_analyst',
+    description: 'Revenue per period with MoM/YoY growth, top customers, cohort retention and robust anomaly detection',
+    input: revenueAnalysisInput,
+  },
+  customer_segmentation: {
+    agent: 'data_analyst',
+    description: 'RFM scores and segments plus deterministic k-means clusters over RFM features',
+    input: customerSegmentationInput,
+  },
+  revenue_forecast: {
+    agent: 'financial_advisor',
+    description:
+      'Monthly revenue forecast by exponential smoothing (Holt-Winters) with prediction intervals and a back-test MAPE',
+    input: revenueForecastInput,
+  },
+  cost_optimization: {
+    agent: 'financial_advisor',
+    description: 'Cost breakdown by category with trends, anomalies and savings suggestions with their figures',
+    input: costOptimizationInput,
+  },
+  schedule_optimization: {
+    agent: 'operations_manager',
+    description:
+      'Assign staff to shifts under availability, skills and weekly hour limits (MIP); reports cost, coverage and a feasibility check',
+    input: scheduleOptimizationInput,
+  },
+  performance_analysis: {
+    agent: 'operations_manager',
+    description: 'Workflow execution records → duration p50/p95 and failure rate per step and per execution',
+    input: performanceAnalysisInput,
+  },
+  workflow_optimization: {
+    agent: 'automation_specialist',
+    description:
+      'Bottlenecks, failure hot spots, parallelisable steps, retry and schedule proposals from execution records',
+    input: workflowOptimizationInput,
+  },
+  process_automation: {
+    agent: 'automation_specialist',
+    description:
+      'Automation candidates (manual and approval steps by handling time) plus the workflow optimisation findings',
+    input: workflowOptimizationInput,
+  },
+  generate_proposal: {
+    agent: 'content_creator',
+    description: "Markdown proposal (upgrade, renewal, expansion) filled from the customer's plan, usage and revenue",
+    input: generateProposalInput,
+  },
+  marketing_content: {
+    agent: 'content_creator',
+    description: 'Email, blog or social copy built from aggregate customer figures of a segment or region',
+    input: marketingContentInput,
+  },
+  support_response: {
+    agent: 'customer_success',
+    description:
+      'Intent and sentiment of a support query, a drafted answer from the knowledge base, and an escalation decision with reasons',
+    input: supportResponseInput,
+  },
+  satisfaction_analysis: {
+    agent: 'customer_success',
+    description: 'CSAT average and share, by category, monthly trend, and resolution time p50/p95 over tickets',
+    input: satisfactionAnalysisInput,
+  },
+} as const satisfies Record<
+  string,
+  { readonly agent: BuiltinAgentName; readonly description: string; readonly input: z.ZodType }
+>;
 export type BuiltinTaskType = keyof typeof builtinTaskTypes;
 
 const BUILTIN_AGENTS: { name: BuiltinAgentName; description: string; maxConcurrency: number }[] = [
-  { name: 'data_analyst', description: 'Revenue analysis and customer segmentation over the business database', maxConcurrency: 4 },
-  { name: 'financial_advisor', description: 'Revenue forecasting with back-tested error, and cost optimisation', maxConcurrency: 4 },
+  {
+    name: 'data_analyst',
+    description: 'Revenue analysis and customer segmentation over the business database',
+    maxConcurrency: 4,
+  },
+  {
+    name: 'financial_advisor',
+    description: 'Revenue forecasting with back-tested error, and cost optimisation',
+    maxConcurrency: 4,
+  },
   // The MIP solver is CPU-bound and single-threaded: two at a time is plenty on small hosts.
-  { name: 'operations_manager', description: 'Shift scheduling under constraints, and workflow performance analysis', maxConcurrency: 2 },
-  { name: 'automation_specialist', description: 'Workflow bottlenecks, failure hot spots, parallelism, retry and schedule proposals', maxConcurrency: 4 },
-  { name: 'content_creator', description: 'Proposals and marketing copy filled from real customer figures', maxConcurrency: 8 },
-  { name: 'customer_success', description: 'Support replies with intent, sentiment and escalation; satisfaction analysis', maxConcurrency: 8 },
+  {
+    name: 'operations_manager',
+    description: 'Shift scheduling under constraints, and workflow performance analysis',
+    maxConcurrency: 2,
+  },
+  {
+    name: 'automation_specialist',
+    description: 'Workflow bottlenecks, failure hot spots, parallelism, retry and schedule proposals',
+    maxConcurrency: 4,
+  },
+  {
+    name: 'content_creator',
+    description: 'Proposals and marketing copy filled from real customer figures',
+    maxConcurrency: 8,
+  },
+  {
+    name: 'customer_success',
+    description: 'Support replies with intent, sentiment and escalation; satisfaction analysis',
+    maxConcurrency: 8,
+  },
 ];
 
 /** The capability card an agent publishes: what it can do and how many tasks it runs at once. */
@@ -169,14 +247,21 @@ export interface AgentCard {
   readonly description: string;
   readonly maxConcurrency: number;
   /** `aliases`: the other names a delegation may give the type (TASK_TYPE_ALIASES). */
-  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly input: z.ZodType; readonly aliases: readonly string[] }[];
+  readonly taskTypes: readonly {
+    readonly type: string;
+    readonly description: string;
+    readonly input: z.ZodType;
+    readonly aliases: readonly string[];
+  }[];
 }
 
 /** The six capability cards. */
 export const builtinAgentCards: readonly AgentCard[] = BUILTIN_AGENTS.map((a) => ({
   ...a,
   version: '1.0.0',
-  taskTypes: Object.entries(builtinTaskTypes as Record<string, { agent: BuiltinAgentName; description: string; input: z.ZodType }>)
+  taskTypes: Object.entries(
+    builtinTaskTypes as Record<string, { agent: BuiltinAgentName; description: string; input: z.ZodType }>,
+  )
     .filter(([, t]) => t.agent === a.name)
     .map(([type, t]) => ({ type, description: t.description, input: t.input, aliases: aliasesOf(type) })),
 }));
@@ -187,7 +272,12 @@ export interface AgentCardJson {
   readonly version: string;
   readonly description: string;
   readonly maxConcurrency: number;
-  readonly taskTypes: readonly { readonly type: string; readonly description: string; readonly inputSchema: Record<string, unknown>; readonly aliases: readonly string[] }[];
+  readonly taskTypes: readonly {
+    readonly type: string;
+    readonly description: string;
+    readonly inputSchema: Record<string, unknown>;
+    readonly aliases: readonly string[];
+  }[];
 }
 
 export function cardToJson(card: AgentCard): AgentCardJson {

@@ -19,8 +19,11 @@ export const agentSubject = (agent: string, endpoint: 'execute' | 'capabilities'
   `${serviceSubject('agent', agent)}.${endpoint}`;
 
 /** Subject of one instance's endpoint. */
-export const agentInstanceSubject = (agent: string, instance: string, endpoint: 'execute' | 'cancel' | 'load'): string =>
-  `${serviceSubject('agent', agent)}.${subjectToken(instance)}.${endpoint}`;
+export const agentInstanceSubject = (
+  agent: string,
+  instance: string,
+  endpoint: 'execute' | 'cancel' | 'load',
+): string => `${serviceSubject('agent', agent)}.${subjectToken(instance)}.${endpoint}`;
 
 export const agentExecuteInput = z.object({
   task_id: z.string().min(1).max(200),
@@ -46,10 +49,18 @@ export const agentExecuteReply = z.object({
 });
 export type AgentExecuteReply = z.infer<typeof agentExecuteReply>;
 
-export const agentStartedNotice = z.object({ task_id: z.string(), attempt: z.number().int(), instance: z.string(), agent: z.string() });
+export const agentStartedNotice = z.object({
+  task_id: z.string(),
+  attempt: z.number().int(),
+  instance: z.string(),
+  agent: z.string(),
+});
 export type AgentStartedNotice = z.infer<typeof agentStartedNotice>;
 
-export const agentCancelInput = z.object({ task_id: z.string().min(1), reason: z.string().max(500).default('canceled') });
+export const agentCancelInput = z.object({
+  task_id: z.string().min(1),
+  reason: z.string().max(500).default('canceled'),
+});
 export const agentCancelReply = z.object({ task_id: z.string(), canceled: z.boolean() });
 
 export const agentLoadReply = z.object({
@@ -73,7 +84,14 @@ export const agentCardJsonSchema = z.object({
   version: z.string(),
   description: z.string(),
   maxConcurrency: z.number().int(),
-  taskTypes: z.array(z.object({ type: z.string(), description: z.string(), inputSchema: z.record(z.string(), z.unknown()).optional(), aliases: z.array(z.string()).optional() })),
+  taskTypes: z.array(
+    z.object({
+      type: z.string(),
+      description: z.string(),
+      inputSchema: z.record(z.string(), z.unknown()).optional(),
+      aliases: z.array(z.string()).optional(),
+    }),
+  ),
 });
 export const agentCapabilitiesReply = z.object({ agent: z.string(), instance: z.string(), card: agentCardJsonSchema });
 export type AgentCapabilitiesReply = z.infer<typeof agentCapabilitiesReply>;
@@ -114,7 +132,9 @@ export const httpHealthReply = z.object({
   task_types: z.array(z.string()).optional(),
 });
 /** Error body of the HTTP contract. */
-export const httpErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() }) });
+export const httpErrorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() }),
+});
 
 /** Ports of the built-in agents' HTTP contract, as the specification assigns them. */
 export const BUILTIN_AGENT_PORTS: Readonly<Record<string, number>> = {

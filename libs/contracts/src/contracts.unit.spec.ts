@@ -38,7 +38,10 @@ describe('subjects', () => {
     assert.equal(eventFilter(), EVENTS_SUBJECT_WILDCARD);
     assert.equal(eventFilter({ category: 'workflow' }), 'switchyard.events.workflow.*');
     assert.equal(eventFilter({ type: 'TaskFailed' }), 'switchyard.events.*.TaskFailed');
-    assert.deepEqual(parseEventSubject('switchyard.events.workflow.WorkflowStarted'), { category: 'workflow', type: 'WorkflowStarted' });
+    assert.deepEqual(parseEventSubject('switchyard.events.workflow.WorkflowStarted'), {
+      category: 'workflow',
+      type: 'WorkflowStarted',
+    });
     assert.equal(parseEventSubject('switchyard.svc.x.v1.y'), undefined);
   });
 
@@ -71,7 +74,10 @@ describe('event envelope', () => {
 
   it('rejects an envelope without a correlation id or with a bad time', () => {
     const env = toEventEnvelope(recorded);
-    assert.equal(eventEnvelopeSchema.safeParse({ ...env, metadata: { timestamp: env.metadata.timestamp } }).success, false);
+    assert.equal(
+      eventEnvelopeSchema.safeParse({ ...env, metadata: { timestamp: env.metadata.timestamp } }).success,
+      false,
+    );
     assert.equal(eventEnvelopeSchema.safeParse({ ...env, recordedAt: 'yesterday' }).success, false);
     assert.equal(eventEnvelopeSchema.safeParse({ ...env, position: -1 }).success, false);
   });
@@ -89,7 +95,12 @@ describe('error envelope', () => {
   });
 
   it('hides the message of unexpected errors', () => {
-    assert.deepEqual(toErrorEnvelope(new Error('password=hunter2')), { code: 'internal', message: 'internal error', details: {}, retryable: false });
+    assert.deepEqual(toErrorEnvelope(new Error('password=hunter2')), {
+      code: 'internal',
+      message: 'internal error',
+      details: {},
+      retryable: false,
+    });
   });
 
   it('maps statuses to codes, unknown ones to a sane default', () => {

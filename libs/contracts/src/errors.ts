@@ -34,4 +34,5 @@ export function toErrorEnvelope(err: unknown): ErrorEnvelope {
 }
 
 /** Rebuild the AppError from an envelope, keeping the sender's retryable verdict. */
-export const fromErrorEnvelope = (e: ErrorEnvelope): AppError => new AppError(e.code, e.message, e.details, e.retryable);
+export const fromErrorEnvelope = (e: ErrorEnvelope): AppError =>
+  new AppError(e.code, e.message, e.details, e.retryable);

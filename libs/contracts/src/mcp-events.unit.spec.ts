@@ -6,9 +6,34 @@ describe('connector event schemas', () => {
   const at = '2026-01-01T00:00:00.000Z';
   it('accepts well-formed events of every kind', () => {
     const events = [
-      mcpEvent('McpToolCalled', { server: 's', tool: 't', call_id: 'c', arguments: { value: {}, size: 2, truncated: false }, at }),
-      mcpEvent('McpToolSucceeded', { server: 's', tool: 't', call_id: 'c', duration_ms: 3, outcome: 'success', attempts: 1, result: { value: 'x', size: 3, truncated: false }, at }),
-      mcpEvent('McpToolFailed', { server: 's', tool: 't', call_id: 'c', duration_ms: 3, outcome: 'tool_error', error_code: 'tool_error', error_message: 'no', attempts: 1, at }),
+      mcpEvent('McpToolCalled', {
+        server: 's',
+        tool: 't',
+        call_id: 'c',
+        arguments: { value: {}, size: 2, truncated: false },
+        at,
+      }),
+      mcpEvent('McpToolSucceeded', {
+        server: 's',
+        tool: 't',
+        call_id: 'c',
+        duration_ms: 3,
+        outcome: 'success',
+        attempts: 1,
+        result: { value: 'x', size: 3, truncated: false },
+        at,
+      }),
+      mcpEvent('McpToolFailed', {
+        server: 's',
+        tool: 't',
+        call_id: 'c',
+        duration_ms: 3,
+        outcome: 'tool_error',
+        error_code: 'tool_error',
+        error_message: 'no',
+        attempts: 1,
+        at,
+      }),
       mcpEvent('McpCircuitOpened', { server: 's', last_error: 'x', half_open_after_ms: 100, at }),
       mcpEvent('McpCircuitHalfOpened', { server: 's', at }),
       mcpEvent('McpCircuitClosed', { server: 's', at }),

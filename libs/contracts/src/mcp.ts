@@ -20,7 +20,15 @@ export const MCP_SERVICE_NAME = 'mcp-connectors';
 export const MCP_SERVICE_VERSION = '1.0.0';
 export const MCP_SUBJECT_PREFIX = `${SERVICE_SUBJECT_PREFIX}.mcp.v1`;
 
-export const mcpEndpoints = ['call_tool', 'list_tools', 'list_resources', 'read_resource', 'list_prompts', 'get_prompt', 'health'] as const;
+export const mcpEndpoints = [
+  'call_tool',
+  'list_tools',
+  'list_resources',
+  'read_resource',
+  'list_prompts',
+  'get_prompt',
+  'health',
+] as const;
 export type McpEndpoint = (typeof mcpEndpoints)[number];
 
 /** Subject of one server's endpoint (`prefix` only to run an isolated set, e.g. in tests). */
@@ -31,8 +39,10 @@ export const mcpSubject = (server: string, endpoint: McpEndpoint, prefix = MCP_S
  * group), and the one running the call under that key stops it.
  */
 /** `switchyard.svc.mcp.v1.<server>.call_tool`: what a workflow step's MCP call is sent to. */
-export const mcpCallToolSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => mcpSubject(server, 'call_tool', prefix);
-export const mcpCancelCallSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string => `${prefix}.${subjectToken(server)}.cancel_call`;
+export const mcpCallToolSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string =>
+  mcpSubject(server, 'call_tool', prefix);
+export const mcpCancelCallSubject = (server: string, prefix = MCP_SUBJECT_PREFIX): string =>
+  `${prefix}.${subjectToken(server)}.cancel_call`;
 export const cancelCallRequestSchema = z.object({
   idempotency_key: z.string().min(1).max(200),
   reason: z.string().max(500).default('canceled'),
@@ -55,7 +65,10 @@ export const callToolRequestSchema = z.object({
   /** Where to publish `queued` / `started` notices (callProgressSchema) when the call has to wait for a slot. */
   progress_subject: progressSubjectSchema.optional(),
   /** Who asked (`apikey:<id>`, `system:<part>`): the call's events carry it as their actor. */
-  actor: z.string().regex(/^[A-Za-z0-9_.:@-]{1,200}$/).optional(),
+  actor: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:@-]{1,200}$/)
+    .optional(),
 });
 export type CallToolRequestBody = z.infer<typeof callToolRequestSchema>;
 
@@ -83,9 +96,15 @@ export const toolInfoSchema = z.looseObject({
   annotations: z.looseObject({}).optional(),
 });
 export const listToolsReplySchema = z.object({ server: z.string(), tools: z.array(toolInfoSchema) });
-export const listResourcesReplySchema = z.object({ server: z.string(), resources: z.array(z.looseObject({ uri: z.string(), name: z.string() })) });
+export const listResourcesReplySchema = z.object({
+  server: z.string(),
+  resources: z.array(z.looseObject({ uri: z.string(), name: z.string() })),
+});
 export const readResourceReplySchema = z.looseObject({ contents: z.array(z.looseObject({ uri: z.string() })) });
-export const listPromptsReplySchema = z.object({ server: z.string(), prompts: z.array(z.looseObject({ name: z.string() })) });
+export const listPromptsReplySchema = z.object({
+  server: z.string(),
+  prompts: z.array(z.looseObject({ name: z.string() })),
+});
 export const getPromptReplySchema = z.looseObject({ messages: z.array(z.looseObject({ role: z.string() })) });
 
 export const serverHealthSchema = z.object({

@@ -24,7 +24,11 @@ export type Severity = z.infer<typeof severitySchema>;
  * the alert (like Prometheus rule labels). The condition must hold for `for_ms` before firing.
  */
 export const alertRuleSchema = z.object({
-  id: z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/i, 'rule id: letters, digits, _ . - (max 128)'),
+  id: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[a-z0-9_.-]+$/i, 'rule id: letters, digits, _ . - (max 128)'),
   name: z.string().min(1),
   metric: z.string().min(1),
   match: z.record(z.string(), z.string()).default({}),
@@ -37,19 +41,35 @@ export const alertRuleSchema = z.object({
 export type AlertRule = z.infer<typeof alertRuleSchema>;
 
 /** The windows of `trends` and the resolution of the series each reads. */
-export const trendWindows = { '1h': { ms: 3_600_000, resolution: '1m' }, '24h': { ms: 86_400_000, resolution: '1h' }, '7d': { ms: 604_800_000, resolution: '1h' }, '30d': { ms: 2_592_000_000, resolution: '1h' } } as const;
+export const trendWindows = {
+  '1h': { ms: 3_600_000, resolution: '1m' },
+  '24h': { ms: 86_400_000, resolution: '1h' },
+  '7d': { ms: 604_800_000, resolution: '1h' },
+  '30d': { ms: 2_592_000_000, resolution: '1h' },
+} as const;
 
 export const MONITOR_SERVICE_NAME = 'monitor';
 export const MONITOR_SERVICE_VERSION = '1.0.0';
 
 export const monitorEndpoints = [
-  'health_report', 'trends', 'availability', 'alerts', 'resolve_alert', 'silences', 'add_silence', 'remove_silence',
-  'rules', 'put_rules', 'delete_rule', 'metrics',
+  'health_report',
+  'trends',
+  'availability',
+  'alerts',
+  'resolve_alert',
+  'silences',
+  'add_silence',
+  'remove_silence',
+  'rules',
+  'put_rules',
+  'delete_rule',
+  'metrics',
 ] as const;
 export type MonitorEndpoint = (typeof monitorEndpoints)[number];
 
 /** `switchyard.svc.monitor.v1.<endpoint>`; `service` only to run an isolated monitor (tests on a shared nats-server). */
-export const monitorSubject = (endpoint: MonitorEndpoint, service = MONITOR_SERVICE_NAME): string => serviceSubject(service, endpoint);
+export const monitorSubject = (endpoint: MonitorEndpoint, service = MONITOR_SERVICE_NAME): string =>
+  serviceSubject(service, endpoint);
 
 export const ALERTS_SUBJECT_PREFIX = `${SUBJECT_ROOT}.alerts`;
 /** Subject an alerting event is published on: `switchyard.alerts.<type>` (e.g. `AlertFiring`). */
@@ -65,14 +85,22 @@ const labelsSchema = z.record(z.string(), z.string());
 export const healthReportRequest = empty;
 export const trendsRequest = z.object({
   metric: z.string().min(1).max(200),
-  window: z.enum(Object.keys(trendWindows) as [keyof typeof trendWindows, ...(keyof typeof trendWindows)[]]).default('1h'),
+  window: z
+    .enum(Object.keys(trendWindows) as [keyof typeof trendWindows, ...(keyof typeof trendWindows)[]])
+    .default('1h'),
   labels: labelsSchema.optional(),
   limit: z.number().finite().optional(),
 });
 export const availabilityRequest = z.object({ service: z.string().min(1).max(200).optional() }).default({});
 export const alertStateSchema = z.enum(['pending', 'firing', 'resolved']);
-export const alertsRequest = z.object({ state: alertStateSchema.optional(), severity: severitySchema.optional() }).default({});
-export const resolveAlertRequest = z.object({ id: z.string().min(1).max(64), actor: z.string().min(1).max(200), reason: z.string().trim().min(1).max(2_000) });
+export const alertsRequest = z
+  .object({ state: alertStateSchema.optional(), severity: severitySchema.optional() })
+  .default({});
+export const resolveAlertRequest = z.object({
+  id: z.string().min(1).max(64),
+  actor: z.string().min(1).max(200),
+  reason: z.string().trim().min(1).max(2_000),
+});
 /** A matcher as stored and listed (a bad regex stored before validation existed still lists). */
 export const storedMatcherSchema = z.object({
   name: z.string().min(1).max(200),
@@ -97,7 +125,10 @@ export const removeSilenceRequest = z.object({ id: z.string().min(1).max(64), ac
 export const silencesRequest = empty;
 export const rulesRequest = empty;
 /** Upsert rules by id (all or nothing: every rule is validated first). */
-export const putRulesRequest = z.object({ rules: z.array(alertRuleSchema).min(1).max(200), actor: z.string().min(1).max(200) });
+export const putRulesRequest = z.object({
+  rules: z.array(alertRuleSchema).min(1).max(200),
+  actor: z.string().min(1).max(200),
+});
 export const deleteRuleRequest = z.object({ id: z.string().min(1).max(200), actor: z.string().min(1).max(200) });
 export const metricsRequest = empty;
 
@@ -137,17 +168,32 @@ export const healthReportReply = z.object({
 });
 export type HealthReportReply = z.infer<typeof healthReportReply>;
 
-const bucketSchema = z.object({ start: z.number(), count: z.number(), sum: z.number(), min: z.number(), max: z.number(), p95: z.number().nullable(), avg: z.number() });
+const bucketSchema = z.object({
+  start: z.number(),
+  count: z.number(),
+  sum: z.number(),
+  min: z.number(),
+  max: z.number(),
+  p95: z.number().nullable(),
+  avg: z.number(),
+});
 export const trendsReply = z.object({
   metric: z.string(),
   window: z.string(),
-  series: z.array(z.object({
-    labels: labelsSchema,
-    buckets: z.array(bucketSchema),
-    slopePerHour: z.number().nullable(),
-    direction: z.enum(['rising', 'falling', 'flat', 'unknown']),
-    projection: z.object({ limit: z.number(), etaMs: z.number().nullable(), at: z.number().nullable() }).loose().nullable(),
-  }).loose()),
+  series: z.array(
+    z
+      .object({
+        labels: labelsSchema,
+        buckets: z.array(bucketSchema),
+        slopePerHour: z.number().nullable(),
+        direction: z.enum(['rising', 'falling', 'flat', 'unknown']),
+        projection: z
+          .object({ limit: z.number(), etaMs: z.number().nullable(), at: z.number().nullable() })
+          .loose()
+          .nullable(),
+      })
+      .loose(),
+  ),
 });
 export type TrendsReply = z.infer<typeof trendsReply>;
 
@@ -221,7 +267,9 @@ export const alertEnvelopeSchema = z.object({
   streamId: z.string(),
   type: z.string(),
   data: z.record(z.string(), z.unknown()),
-  metadata: z.object({ correlationId: z.string(), actor: z.string().optional(), timestamp: z.string() }).catchall(z.unknown()),
+  metadata: z
+    .object({ correlationId: z.string(), actor: z.string().optional(), timestamp: z.string() })
+    .catchall(z.unknown()),
   revision: z.number().int().nullable(),
   position: z.number().int().nullable(),
   /** Whether this event should reach people (firing, resolution of a notified alert, unsilenced). */

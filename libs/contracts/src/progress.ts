@@ -28,4 +28,7 @@ export const CALL_QUEUED_HEARTBEAT_MS = 5_000;
 export const CALL_QUEUED_SILENCE_MS = 3 * CALL_QUEUED_HEARTBEAT_MS;
 
 /** A subject a caller names for its notices: dot-separated plain tokens (no wildcards). */
-export const progressSubjectSchema = z.string().max(200).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/);
+export const progressSubjectSchema = z
+  .string()
+  .max(200)
+  .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/);

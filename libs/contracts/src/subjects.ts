@@ -68,7 +68,8 @@ export function parseEventSubject(subject: string): { category: string; type: st
  * during a migration; minor versions are compatible and share a subject.
  */
 export function serviceSubject(service: string, endpoint: string, major = 1): string {
-  if (!Number.isInteger(major) || major < 0) throw new RangeError(`service major version must be a non-negative integer, got ${major}`);
+  if (!Number.isInteger(major) || major < 0)
+    throw new RangeError(`service major version must be a non-negative integer, got ${major}`);
   return `${SERVICE_SUBJECT_PREFIX}.${subjectToken(service)}.v${major}.${subjectToken(endpoint)}`;
 }
 

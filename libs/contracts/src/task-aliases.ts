@@ -14,7 +14,9 @@ import { z } from 'zod';
 const taskTypeName = z.string().regex(/^[a-z][a-z0-9_]{0,99}$/, 'lower-case letters, digits and _');
 
 /** alias -> canonical task type; checked at load (a bad entry fails the import, not a request). */
-export const taskTypeAliasTable = z.record(taskTypeName, taskTypeName).refine((t) => Object.entries(t).every(([alias, canonical]) => alias !== canonical), 'an alias names itself');
+export const taskTypeAliasTable = z
+  .record(taskTypeName, taskTypeName)
+  .refine((t) => Object.entries(t).every(([alias, canonical]) => alias !== canonical), 'an alias names itself');
 
 export const TASK_TYPE_ALIASES: Readonly<Record<string, string>> = Object.freeze(
   taskTypeAliasTable.parse({

@@ -5,4 +5,5 @@ import { createHash } from 'node:crypto';
  * task, so a repeated submission finds it, and whoever knows the key (the workflow engine, for
  * a step it dispatched) can ask about or cancel that task without being told its id.
  */
-export const taskIdForIdempotencyKey = (key: string): string => createHash('sha256').update(`task:${key}`).digest('hex').slice(0, 32);
+export const taskIdForIdempotencyKey = (key: string): string =>
+  createHash('sha256').update(`task:${key}`).digest('hex').slice(0, 32);

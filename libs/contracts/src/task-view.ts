@@ -23,6 +23,11 @@ export function taskViewOf(s: ExistingTaskState): TaskView {
     completed_at: 'completed_at' in s ? s.completed_at : null,
     duration_ms: s.status === 'completed' ? s.duration_ms : null,
     ...(s.status === 'completed' ? { result: s.result } : {}),
-    error: s.status === 'failed' ? s.error : s.status === 'timed_out' ? { code: 'timeout', message: `no result within ${s.timeout_ms} ms` } : (s.last_error ?? null),
+    error:
+      s.status === 'failed'
+        ? s.error
+        : s.status === 'timed_out'
+          ? { code: 'timeout', message: `no result within ${s.timeout_ms} ms` }
+          : (s.last_error ?? null),
   };
 }

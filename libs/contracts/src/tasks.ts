@@ -15,7 +15,17 @@ export const TASKS_SERVICE = 'tasks';
 
 /** Subject of a tasks service endpoint: `switchyard.svc.tasks.v1.<endpoint>`. */
 export const tasksSubject = (
-  endpoint: 'execute' | 'submit' | 'get' | 'cancel' | 'agents' | 'agent' | 'capabilities' | 'performance' | 'register_agent' | 'unregister_agent',
+  endpoint:
+    | 'execute'
+    | 'submit'
+    | 'get'
+    | 'cancel'
+    | 'agents'
+    | 'agent'
+    | 'capabilities'
+    | 'performance'
+    | 'register_agent'
+    | 'unregister_agent',
 ): string => serviceSubject(TASKS_SERVICE, endpoint);
 /** What a workflow step's agent task is sent to (the dispatcher replies when the task ends). */
 export const TASKS_EXECUTE_SUBJECT = tasksSubject('execute');
@@ -49,11 +59,24 @@ export const taskExecuteInput = taskSubmitInput.extend({
    * agent and as it is assigned to one (its own timeout counts from then): the workflow engine starts
    * a step's clock there. Dot-separated plain tokens.
    */
-  progress_subject: z.string().max(200).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/).optional(),
+  progress_subject: z
+    .string()
+    .max(200)
+    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
+    .optional(),
 });
 export type TaskExecuteInput = z.input<typeof taskExecuteInput>;
 
-export const taskStatusSchema = z.enum(['submitted', 'queued', 'assigned', 'working', 'completed', 'failed', 'canceled', 'timed_out']);
+export const taskStatusSchema = z.enum([
+  'submitted',
+  'queued',
+  'assigned',
+  'working',
+  'completed',
+  'failed',
+  'canceled',
+  'timed_out',
+]);
 
 export const taskSubmitReply = z.object({
   task_id: z.string(),
@@ -76,7 +99,11 @@ export const taskExecuteReply = z.object({
 });
 export type TaskExecuteReply = z.infer<typeof taskExecuteReply>;
 
-export const taskErrorSchema = z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() });
+export const taskErrorSchema = z.object({
+  code: z.string(),
+  message: z.string(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
 
 /** `tasks.v1.get` reply. */
 export const taskView = z.object({
@@ -105,7 +132,10 @@ export const taskView = z.object({
 export type TaskView = z.infer<typeof taskView>;
 
 export const taskIdInput = z.object({ task_id: z.string().min(1).max(200) });
-export const taskCancelInput = taskIdInput.extend({ reason: z.string().max(500).default('canceled by request'), actor: z.string().max(200).default('api') });
+export const taskCancelInput = taskIdInput.extend({
+  reason: z.string().max(500).default('canceled by request'),
+  actor: z.string().max(200).default('api'),
+});
 
 /** One instance of an agent as the dispatcher sees it. */
 export const agentInstanceView = z.object({
@@ -127,7 +157,11 @@ export const agentHealthView = z.object({
   in_flight: z.number().int(),
 });
 export type AgentHealthView = z.infer<typeof agentHealthView>;
-export const agentHealthReply = z.object({ agents: z.array(agentHealthView), queued: z.number().int(), checked_at: z.string() });
+export const agentHealthReply = z.object({
+  agents: z.array(agentHealthView),
+  queued: z.number().int(),
+  checked_at: z.string(),
+});
 export const agentNameInput = z.object({ agent: z.string().min(1).max(100) });
 
 export const capabilityView = z.object({
@@ -185,11 +219,22 @@ export const externalAgentSchema = z.object({
 });
 export type ExternalAgent = z.input<typeof externalAgentRegistration>;
 
-const registrationShape = externalAgentSchema.extend({ url: z.url().optional(), task_types: z.array(z.string().min(1)).min(1).optional() });
-const urlOrCard = (v: { url?: string | undefined; task_types?: string[] | undefined; a2a_card_url?: string | undefined }, ctx: z.RefinementCtx) => {
+const registrationShape = externalAgentSchema.extend({
+  url: z.url().optional(),
+  task_types: z.array(z.string().min(1)).min(1).optional(),
+});
+const urlOrCard = (
+  v: { url?: string | undefined; task_types?: string[] | undefined; a2a_card_url?: string | undefined },
+  ctx: z.RefinementCtx,
+) => {
   if (v.a2a_card_url !== undefined) return;
   for (const key of ['url', 'task_types'] as const) {
-    if (v[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: `${key} is required unless a2a_card_url names an A2A agent's card` });
+    if (v[key] === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: [key],
+        message: `${key} is required unless a2a_card_url names an A2A agent's card`,
+      });
   }
 };
 
@@ -197,11 +242,16 @@ const urlOrCard = (v: { url?: string | undefined; task_types?: string[] | undefi
 export const externalAgentRegistration = registrationShape.superRefine(urlOrCard);
 
 /** `tasks.v1.register_agent`: the agent, and who asks (recorded in the ExternalAgentRegistered metadata, never trusted from an HTTP body). */
-export const registerAgentInput = registrationShape.extend({ actor: z.string().min(1).max(200).optional() }).superRefine(urlOrCard);
+export const registerAgentInput = registrationShape
+  .extend({ actor: z.string().min(1).max(200).optional() })
+  .superRefine(urlOrCard);
 export type RegisterAgentInput = z.input<typeof registerAgentInput>;
 
 /** `tasks.v1.unregister_agent`: remove a registered external agent. */
-export const unregisterAgentInput = z.object({ name: externalAgentSchema.shape.name, actor: z.string().min(1).max(200).optional() });
+export const unregisterAgentInput = z.object({
+  name: externalAgentSchema.shape.name,
+  actor: z.string().min(1).max(200).optional(),
+});
 export type UnregisterAgentInput = z.input<typeof unregisterAgentInput>;
 export const unregisterAgentReply = z.object({ removed: z.string() });
 

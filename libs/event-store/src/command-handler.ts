@@ -72,7 +72,8 @@ export async function aggregateStream<E extends Event, S>(
  * A recorded event as the domain sees it. The data is what the decider appended (the store
  * validates nothing about it), hence the one assertion of the event's type here.
  */
-export const toDomainEvent = <E extends Event>(e: RecordedEvent): E => ({ type: e.type, data: e.data, metadata: e.metadata }) as E;
+export const toDomainEvent = <E extends Event>(e: RecordedEvent): E =>
+  ({ type: e.type, data: e.data, metadata: e.metadata }) as E;
 
 /** The appendable part of a domain event. */
 const toNewEvent = (e: Event) => ({ type: e.type, data: e.data, metadata: e.metadata });
@@ -105,9 +106,18 @@ export async function handleCommand<C, E extends Event, S>(
     const events = decider.decide(command, state);
     if (events.length === 0) return { events, state, revision, decidedOn: 'read' };
     try {
-      const result = await store.append(streamId, events.map(toNewEvent), { expectedRevision: revision === -1 ? 'no_stream' : revision, ...fence });
+      const result = await store.append(streamId, events.map(toNewEvent), {
+        expectedRevision: revision === -1 ? 'no_stream' : revision,
+        ...fence,
+      });
       const next = events.reduce(decider.evolve, state);
-      return { events, state: next, revision: result.nextExpectedRevision, position: result.position, decidedOn: 'read' };
+      return {
+        events,
+        state: next,
+        revision: result.nextExpectedRevision,
+        position: result.position,
+        decidedOn: 'read',
+      };
     } catch (err) {
       if (!(err instanceof WrongExpectedVersionError) || attempt >= maxAttempts) throw err;
       // Back off a little with jitter so hot streams do not livelock.
@@ -134,9 +144,15 @@ async function decideOnKnown<C, E extends Event, S>(
     return undefined;
   }
   const events = isDecision(decided) ? decided.events : decided;
-  if (events.length === 0) return options.trust?.empty ? { events, state: known.state, revision: known.revision, decidedOn: 'known' } : undefined;
+  if (events.length === 0)
+    return options.trust?.empty
+      ? { events, state: known.state, revision: known.revision, decidedOn: 'known' }
+      : undefined;
   try {
-    const r = await store.append(streamId, events.map(toNewEvent), { expectedRevision: known.revision === -1 ? 'no_stream' : known.revision, ...fence });
+    const r = await store.append(streamId, events.map(toNewEvent), {
+      expectedRevision: known.revision === -1 ? 'no_stream' : known.revision,
+      ...fence,
+    });
     const state = isDecision(decided) ? decided.state : events.reduce(decider.evolve, known.state);
     return { events, state, revision: r.nextExpectedRevision, position: r.position, decidedOn: 'known' };
   } catch (err) {

@@ -13,7 +13,13 @@ const counter: Decider<Cmd, Ev, State> = {
   decide: (c, s) => {
     if (c.amount === 0) return [];
     if (s.total + c.amount > s.limit) throw new Error('over the limit');
-    return [{ type: 'Added', data: { amount: c.amount }, metadata: { correlationId: 'c', timestamp: '2026-01-01T00:00:00Z' } }];
+    return [
+      {
+        type: 'Added',
+        data: { amount: c.amount },
+        metadata: { correlationId: 'c', timestamp: '2026-01-01T00:00:00Z' },
+      },
+    ];
   },
   evolve: (s, e) => ({ ...s, total: s.total + e.data.amount }),
 };
@@ -26,7 +32,10 @@ describe('handleCommand', () => {
     assert.equal(r1.revision, 0);
     assert.equal(r2.revision, 1);
     assert.equal(r2.state.total, 7);
-    assert.deepEqual((await store.readStream('counter-1')).map((e) => e.data), [{ amount: 3 }, { amount: 4 }]);
+    assert.deepEqual(
+      (await store.readStream('counter-1')).map((e) => e.data),
+      [{ amount: 3 }, { amount: 4 }],
+    );
   });
 
   it('appends nothing when nothing is decided', async () => {
@@ -49,7 +58,13 @@ describe('handleCommand', () => {
 
   it('with a known state, appends with its revision without reading, and says so', async () => {
     const store = new InMemoryEventStore();
-    const r1 = await handleCommand(store, 'counter-4', counter, { type: 'Add', amount: 3 }, { known: { state: counter.initialState, revision: -1 } });
+    const r1 = await handleCommand(
+      store,
+      'counter-4',
+      counter,
+      { type: 'Add', amount: 3 },
+      { known: { state: counter.initialState, revision: -1 } },
+    );
     assert.equal(r1.decidedOn, 'known');
     const r2 = await handleCommand(store, 'counter-4', counter, { type: 'Add', amount: 4 }, { known: r1 });
     assert.deepEqual([r2.decidedOn, r2.revision, r2.state.total], ['known', 1, 7]);
@@ -60,7 +75,13 @@ describe('handleCommand', () => {
     const stale = await handleCommand(store, 'counter-5', counter, { type: 'Add', amount: 3 });
     await handleCommand(store, 'counter-5', counter, { type: 'Add', amount: 4 });
     let fellBack = 0;
-    const r = await handleCommand(store, 'counter-5', counter, { type: 'Add', amount: 2 }, { known: stale, onFallback: () => fellBack++ });
+    const r = await handleCommand(
+      store,
+      'counter-5',
+      counter,
+      { type: 'Add', amount: 2 },
+      { known: stale, onFallback: () => fellBack++ },
+    );
     assert.deepEqual([r.decidedOn, r.revision, r.state.total, fellBack], ['read', 2, 9, 1]);
   });
 
@@ -71,19 +92,55 @@ describe('handleCommand', () => {
     const wrong = { state: { total: 10, limit: 10 }, revision: 0 };
     const r = await handleCommand(store, 'counter-6', counter, { type: 'Add', amount: 1 }, { known: wrong });
     assert.deepEqual([r.decidedOn, r.state.total], ['read', 4]);
-    await assert.rejects(handleCommand(store, 'counter-6', counter, { type: 'Add', amount: 1 }, { known: { ...wrong, revision: 1 }, trust: { refusal: true } }), /over the limit/);
-    const empty = await handleCommand(store, 'counter-6', counter, { type: 'Add', amount: 0 }, { known: { state: { total: 0, limit: 10 }, revision: 1 }, trust: { empty: true } });
+    await assert.rejects(
+      handleCommand(
+        store,
+        'counter-6',
+        counter,
+        { type: 'Add', amount: 1 },
+        { known: { ...wrong, revision: 1 }, trust: { refusal: true } },
+      ),
+      /over the limit/,
+    );
+    const empty = await handleCommand(
+      store,
+      'counter-6',
+      counter,
+      { type: 'Add', amount: 0 },
+      { known: { state: { total: 0, limit: 10 }, revision: 1 }, trust: { empty: true } },
+    );
     assert.deepEqual([empty.decidedOn, empty.state.total], ['known', 0]);
-    const checked = await handleCommand(store, 'counter-6', counter, { type: 'Add', amount: 0 }, { known: { state: { total: 0, limit: 10 }, revision: 1 } });
+    const checked = await handleCommand(
+      store,
+      'counter-6',
+      counter,
+      { type: 'Add', amount: 0 },
+      { known: { state: { total: 0, limit: 10 }, revision: 1 } },
+    );
     assert.deepEqual([checked.decidedOn, checked.state.total], ['read', 4]);
   });
 
   it('decides with decideKnown on the known state only', async () => {
     const store = new InMemoryEventStore();
-    const twice = (c: Cmd, s: State): Ev[] => [...counter.decide(c, s), ...counter.decide(c, { ...s, total: s.total + c.amount })];
-    const r = await handleCommand(store, 'counter-7', counter, { type: 'Add', amount: 2 }, { known: { state: counter.initialState, revision: -1 }, decideKnown: twice });
+    const twice = (c: Cmd, s: State): Ev[] => [
+      ...counter.decide(c, s),
+      ...counter.decide(c, { ...s, total: s.total + c.amount }),
+    ];
+    const r = await handleCommand(
+      store,
+      'counter-7',
+      counter,
+      { type: 'Add', amount: 2 },
+      { known: { state: counter.initialState, revision: -1 }, decideKnown: twice },
+    );
     assert.deepEqual([r.decidedOn, r.events.length, r.state.total], ['known', 2, 4]);
-    const again = await handleCommand(store, 'counter-7', counter, { type: 'Add', amount: 2 }, { known: { state: counter.initialState, revision: -1 }, decideKnown: twice });
+    const again = await handleCommand(
+      store,
+      'counter-7',
+      counter,
+      { type: 'Add', amount: 2 },
+      { known: { state: counter.initialState, revision: -1 }, decideKnown: twice },
+    );
     assert.deepEqual([again.decidedOn, again.events.length, again.state.total], ['read', 1, 6]);
   });
 
@@ -95,7 +152,13 @@ describe('handleCommand', () => {
       const events = counter.decide(c, st);
       return { events, state: events.reduce(counter.evolve, st) };
     };
-    const r = await handleCommand(store, 'counter-8', counting, { type: 'Add', amount: 2 }, { known: { state: counter.initialState, revision: -1 }, decideKnown });
+    const r = await handleCommand(
+      store,
+      'counter-8',
+      counting,
+      { type: 'Add', amount: 2 },
+      { known: { state: counter.initialState, revision: -1 }, decideKnown },
+    );
     assert.deepEqual([r.decidedOn, r.state.total, evolved], ['known', 2, 0]);
   });
 });

@@ -163,7 +163,9 @@ export class FencedError extends Error {
     readonly fence: Fence,
     readonly current: number | null,
   ) {
-    super(`append to ${streamId} fenced: ${fence.name} is at epoch ${String(current)}, the writer holds ${fence.epoch}`);
+    super(
+      `append to ${streamId} fenced: ${fence.name} is at epoch ${String(current)}, the writer holds ${fence.epoch}`,
+    );
     this.name = 'FencedError';
   }
 }

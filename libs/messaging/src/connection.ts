@@ -23,7 +23,10 @@ export interface ConnectNatsOptions {
  * Throws AppError('unavailable') when the first connect fails.
  */
 export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnection> {
-  const servers = (typeof opts.url === 'string' ? [opts.url] : [...opts.url]).flatMap((u) => u.split(',')).map((u) => u.trim()).filter((u) => u.length > 0);
+  const servers = (typeof opts.url === 'string' ? [opts.url] : [...opts.url])
+    .flatMap((u) => u.split(','))
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0);
   const log = opts.logger.child({ component: 'nats', client: opts.name });
   let nc: NatsConnection;
   try {
@@ -43,7 +46,10 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       ...opts.options,
     });
   } catch (err) {
-    throw new AppError('unavailable', `cannot connect to NATS at ${servers.join(',')}`, { servers, cause: String(err) });
+    throw new AppError('unavailable', `cannot connect to NATS at ${servers.join(',')}`, {
+      servers,
+      cause: String(err),
+    });
   }
   log.info({ server: nc.getServer() }, 'connected to NATS');
   void watchStatus(nc, log);

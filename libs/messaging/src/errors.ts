@@ -7,7 +7,13 @@ import {
   TimeoutError,
   type Msg,
 } from '@nats-io/nats-core';
-import { codeOfStatus, errorEnvelopeSchema, fromErrorEnvelope, headerNames, type ErrorEnvelope } from '@switchyard/contracts';
+import {
+  codeOfStatus,
+  errorEnvelopeSchema,
+  fromErrorEnvelope,
+  headerNames,
+  type ErrorEnvelope,
+} from '@switchyard/contracts';
 import { AppError, errorCodes, isConnectionError, type ErrorCode } from '@switchyard/platform';
 
 const decoder = new TextDecoder();
@@ -31,7 +37,12 @@ export function asAppError(err: unknown): AppError {
   // A connection that failed (PostgreSQL restarting, a session terminated): another attempt may
   // work, so the caller may retry; not an internal error that fails a workflow step for good.
   if (isConnectionError(err)) {
-    return new AppError('unavailable', `a dependency is unavailable: ${(err as Error).message ?? String(err)}`, { cause: (err as { code?: unknown }).code ?? null }, true);
+    return new AppError(
+      'unavailable',
+      `a dependency is unavailable: ${(err as Error).message ?? String(err)}`,
+      { cause: (err as { code?: unknown }).code ?? null },
+      true,
+    );
   }
   return new AppError('internal', 'internal error');
 }
@@ -59,7 +70,10 @@ export function decodeServiceError(msg: Msg, subject: string): AppError {
     }
   }
   if (envelope) return fromErrorEnvelope({ ...envelope, details: { ...envelope.details, subject } });
-  return new AppError(codeOfStatus(Number.isFinite(status) ? status : 500), description || 'service error', { subject, status });
+  return new AppError(codeOfStatus(Number.isFinite(status) ? status : 500), description || 'service error', {
+    subject,
+    status,
+  });
 }
 
 /** Map a failure of nc.request() (not an error reply) to an AppError. */
@@ -72,7 +86,11 @@ export function requestFailure(err: unknown, subject: string, timeoutMs: number)
   if (chain.some((e) => e instanceof TimeoutError)) {
     return new AppError('timeout', `no reply on ${subject} within ${timeoutMs} ms`, { subject, timeoutMs });
   }
-  if (chain.some((e) => e instanceof ClosedConnectionError || e instanceof DrainingConnectionError || e instanceof ConnectionError)) {
+  if (
+    chain.some(
+      (e) => e instanceof ClosedConnectionError || e instanceof DrainingConnectionError || e instanceof ConnectionError,
+    )
+  ) {
     return new AppError('unavailable', `NATS connection unusable for ${subject}`, { subject, cause: String(err) });
   }
   if (err instanceof RequestError) {

@@ -19,7 +19,11 @@ describe('error codec', () => {
     assert.doesNotMatch(hidden.message, /password/);
     assert.equal(asAppError('a string').code, 'internal');
     // A failed database connection is worth another attempt: unavailable, retryable.
-    for (const e of [Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), Object.assign(new Error('the database system is shutting down'), { code: '57P03' }), new Error('Connection terminated unexpectedly')]) {
+    for (const e of [
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+      Object.assign(new Error('the database system is shutting down'), { code: '57P03' }),
+      new Error('Connection terminated unexpectedly'),
+    ]) {
       const m = asAppError(e);
       assert.equal(m.code, 'unavailable', e.message);
       assert.equal(m.retryable, true);
@@ -31,7 +35,10 @@ describe('error codec', () => {
   });
 
   it('classifies request failures', () => {
-    assert.equal(requestFailure(new RequestError('x', { cause: new NoRespondersError('s') }), 's', 1).code, 'unavailable');
+    assert.equal(
+      requestFailure(new RequestError('x', { cause: new NoRespondersError('s') }), 's', 1).code,
+      'unavailable',
+    );
     assert.equal(requestFailure(new TimeoutError(), 's', 1).code, 'timeout');
     assert.equal(requestFailure(new RequestError('connection disconnected'), 's', 1).code, 'unavailable');
     assert.equal(requestFailure(new Error('weird'), 's', 1).code, 'internal');

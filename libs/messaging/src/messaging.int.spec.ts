@@ -7,7 +7,16 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { AppError, createLogger } from '@switchyard/platform';
 import { headerNames, serviceSubject } from '@switchyard/contracts';
 import { testNatsUrl } from '@switchyard/testing';
-import { addService, closeNats, connectNats, ensureEventsStream, request, serviceClient, type NatsConnection, type Service } from './index.js';
+import {
+  addService,
+  closeNats,
+  connectNats,
+  ensureEventsStream,
+  request,
+  serviceClient,
+  type NatsConnection,
+  type Service,
+} from './index.js';
 
 const logger = createLogger('messaging-int', 'silent');
 const suffix = randomBytes(3).toString('hex');
@@ -103,7 +112,9 @@ describe('messaging against a real nats-server', () => {
   });
 
   it('sends invalid input back as 400 with the zod issues and raises AppError(validation)', async () => {
-    const raw = await client.request(echoSubject, new TextEncoder().encode(JSON.stringify({ text: 5 })), { timeout: 5_000 });
+    const raw = await client.request(echoSubject, new TextEncoder().encode(JSON.stringify({ text: 5 })), {
+      timeout: 5_000,
+    });
     assert.equal(raw.headers?.get(headerNames.serviceErrorCode), '400');
     const err = await isAppError(request(client, echoSubject, { text: 5 }, { schema: echoReply }), 'validation');
     assert.equal(err.status, 400);
@@ -149,20 +160,29 @@ describe('messaging against a real nats-server', () => {
   });
 
   it('turns a reply that breaks the reply schema into internal', async () => {
-    await isAppError(request(client, echoSubject, { text: 'x' }, { schema: z.object({ other: z.number() }) }), 'internal');
+    await isAppError(
+      request(client, echoSubject, { text: 'x' }, { schema: z.object({ other: z.number() }) }),
+      'internal',
+    );
   });
 
   it('answers a reply over the payload limit as result_too_large (size and limit), not a failed publish', async () => {
     await assert.rejects(
       request(client, bigSubject, { bytes: 2 * 1024 * 1024 }, { schema: z.unknown(), timeoutMs: 5_000 }),
-      (e: unknown) => e instanceof AppError && e.code === 'result_too_large' && (e.details['size_bytes'] as number) > (e.details['limit_bytes'] as number),
+      (e: unknown) =>
+        e instanceof AppError &&
+        e.code === 'result_too_large' &&
+        (e.details['size_bytes'] as number) > (e.details['limit_bytes'] as number),
     );
     const small = await request(client, bigSubject, { bytes: 10 }, { schema: z.object({ blob: z.string() }) });
     assert.equal(small.blob.length, 10);
   });
 
   it('raises unavailable when nobody listens', async () => {
-    const err = await isAppError(request(client, serviceSubject(`nobody-${suffix}`, 'x'), {}, { schema: z.unknown() }), 'unavailable');
+    const err = await isAppError(
+      request(client, serviceSubject(`nobody-${suffix}`, 'x'), {}, { schema: z.unknown() }),
+      'unavailable',
+    );
     assert.equal(err.retryable, true);
   });
 
@@ -198,7 +218,10 @@ describe('messaging against a real nats-server', () => {
 
     const stats = [];
     for await (const s of await sc.stats(svcName)) stats.push(s);
-    const echoRequests = stats.flatMap((s) => s.endpoints ?? []).filter((e) => e.name === 'echo').reduce((n, e) => n + e.num_requests, 0);
+    const echoRequests = stats
+      .flatMap((s) => s.endpoints ?? [])
+      .filter((e) => e.name === 'echo')
+      .reduce((n, e) => n + e.num_requests, 0);
     assert.ok(echoRequests >= 60, `echo requests counted: ${echoRequests}`);
   });
 });

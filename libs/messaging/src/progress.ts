@@ -14,7 +14,12 @@ export interface CallProgressNotifier {
  * the caller's older deadline, and a caller that hears nothing for CALL_QUEUED_SILENCE_MS after
  * `queued` sends the call again (the worker may have died with its queue).
  */
-export function callProgressNotifier(nc: NatsConnection, subject: string, idempotencyKey: string, heartbeatMs = CALL_QUEUED_HEARTBEAT_MS): CallProgressNotifier {
+export function callProgressNotifier(
+  nc: NatsConnection,
+  subject: string,
+  idempotencyKey: string,
+  heartbeatMs = CALL_QUEUED_HEARTBEAT_MS,
+): CallProgressNotifier {
   let last: CallProgress['state'] | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let closed = false;

@@ -27,7 +27,12 @@ export interface RequestOptions<T> {
  * - `timeout` when no reply came within `timeoutMs`,
  * - `internal` when the reply is not JSON or does not match `schema` (a contract bug, not retryable).
  */
-export async function request<T>(nc: NatsConnection, subject: string, payload: unknown, opts: RequestOptions<T>): Promise<T> {
+export async function request<T>(
+  nc: NatsConnection,
+  subject: string,
+  payload: unknown,
+  opts: RequestOptions<T>,
+): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? 5_000;
   const h = natsHeaders();
   for (const [k, v] of Object.entries(opts.headers ?? {})) h.set(k, v);
@@ -51,7 +56,12 @@ export async function request<T>(nc: NatsConnection, subject: string, payload: u
   }
   const parsed = opts.schema.safeParse(json);
   if (!parsed.success) {
-    throw new AppError('internal', `reply on ${subject} does not match its schema`, { subject, issues: parsed.error.issues }, false);
+    throw new AppError(
+      'internal',
+      `reply on ${subject} does not match its schema`,
+      { subject, issues: parsed.error.issues },
+      false,
+    );
   }
   return parsed.data;
 }

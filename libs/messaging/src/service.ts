@@ -1,4 +1,11 @@
-import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Payload, type PublishOptions } from '@nats-io/nats-core';
+import {
+  headers as natsHeaders,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+  type Payload,
+  type PublishOptions,
+} from '@nats-io/nats-core';
 import { Svcm, type Service, type ServiceClient } from '@nats-io/services';
 import type { z } from 'zod';
 import { headerNames, statusOfCode, toErrorEnvelope } from '@switchyard/contracts';
@@ -101,7 +108,9 @@ export async function addService<E extends Record<string, z.ZodType>>(
   // from another connection after addService returns finds a responder (not "no responders").
   await nc.flush();
   baseLog.debug({ version: opts.version, endpoints: Object.keys(opts.endpoints) }, 'service started');
-  void svc.stopped.then((e) => (e ? baseLog.error({ err: e }, 'service stopped on error') : baseLog.info({}, 'service stopped')));
+  void svc.stopped.then((e) =>
+    e ? baseLog.error({ err: e }, 'service stopped on error') : baseLog.info({}, 'service stopped'),
+  );
   return svc;
 }
 
@@ -113,7 +122,8 @@ const REPLY_HEADROOM_BYTES = 16 * 1024;
  * default) less room for headers. A bigger one would fail to publish and leave the caller
  * waiting for a timeout; it is answered as `result_too_large` instead.
  */
-export const maxReplyBytes = (nc: NatsConnection): number => Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - REPLY_HEADROOM_BYTES);
+export const maxReplyBytes = (nc: NatsConnection): number =>
+  Math.max(1024, (nc.info?.max_payload ?? 1024 * 1024) - REPLY_HEADROOM_BYTES);
 
 async function handle(msg: ServiceMsg, def: EndpointDefinition, baseLog: Logger, nc: NatsConnection): Promise<void> {
   const correlationId = msg.headers?.get(headerNames.correlationId) || newId();
@@ -132,11 +142,22 @@ async function handle(msg: ServiceMsg, def: EndpointDefinition, baseLog: Logger,
     const parsed = def.schema.safeParse(json);
     if (!parsed.success) throw new AppError('validation', 'invalid request', { issues: parsed.error.issues });
     // 2. Run the handler and reply with its result.
-    const result = await def.handler(parsed.data, { correlationId, causationId, subject: msg.subject, headers: msg.headers, logger: log });
+    const result = await def.handler(parsed.data, {
+      correlationId,
+      causationId,
+      subject: msg.subject,
+      headers: msg.headers,
+      logger: log,
+    });
     const body = encoder.encode(JSON.stringify(result ?? null));
     const limit = maxReplyBytes(nc);
     if (body.length > limit) {
-      throw new AppError('result_too_large', `the answer is ${body.length} bytes, more than the ${limit}-byte limit of a reply`, { size_bytes: body.length, limit_bytes: limit }, false);
+      throw new AppError(
+        'result_too_large',
+        `the answer is ${body.length} bytes, more than the ${limit}-byte limit of a reply`,
+        { size_bytes: body.length, limit_bytes: limit },
+        false,
+      );
     }
     msg.respond(body, { headers: replyHeaders });
   } catch (thrown) {
@@ -144,9 +165,14 @@ async function handle(msg: ServiceMsg, def: EndpointDefinition, baseLog: Logger,
     const err = asAppError(thrown);
     if (err.code === 'internal') log.error({ err: thrown }, 'service handler failed');
     else log.debug({ code: err.code, message: err.message }, 'service replied with an error');
-    msg.respondError(statusOfCode(err.code), headerSafe(err.message), encoder.encode(JSON.stringify(toErrorEnvelope(err))), {
-      headers: replyHeaders,
-    });
+    msg.respondError(
+      statusOfCode(err.code),
+      headerSafe(err.message),
+      encoder.encode(JSON.stringify(toErrorEnvelope(err))),
+      {
+        headers: replyHeaders,
+      },
+    );
   }
 }
 

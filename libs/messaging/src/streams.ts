@@ -1,4 +1,12 @@
-import { JetStreamApiError, StorageType, RetentionPolicy, DiscardPolicy, type JetStreamManager, type StreamInfo, type StreamConfig } from '@nats-io/jetstream';
+import {
+  JetStreamApiError,
+  StorageType,
+  RetentionPolicy,
+  DiscardPolicy,
+  type JetStreamManager,
+  type StreamInfo,
+  type StreamConfig,
+} from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
 import { EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
 import type { Logger } from '@switchyard/platform';
@@ -48,7 +56,10 @@ export async function ensureEventsStream(jsm: JetStreamManager, opts: EventsStre
   }
   if (!existing) {
     const info = await jsm.streams.add(wanted);
-    opts.logger?.info({ stream: name, subjects: wanted.subjects, replicas: wanted.num_replicas }, 'created JetStream stream');
+    opts.logger?.info(
+      { stream: name, subjects: wanted.subjects, replicas: wanted.num_replicas },
+      'created JetStream stream',
+    );
     return info;
   }
   const c = existing.config;

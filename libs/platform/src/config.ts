@@ -4,9 +4,16 @@ const optionalUrl = z.string().url().optional();
 /** One NATS URL or a comma-separated list of a cluster's servers (`nats://a:4222,nats://b:4222`). */
 export const natsUrlsSchema = z
   .string()
-  .refine((v) => v.split(',').every((u) => /^(nats|tls|ws|wss):\/\/\S+$/.test(u.trim())), 'must be a nats:// URL or a comma-separated list of them');
+  .refine(
+    (v) => v.split(',').every((u) => /^(nats|tls|ws|wss):\/\/\S+$/.test(u.trim())),
+    'must be a nats:// URL or a comma-separated list of them',
+  );
 /** The servers of a NATS_URL value, in order. */
-export const natsServers = (url: string): string[] => url.split(',').map((u) => u.trim()).filter((u) => u.length > 0);
+export const natsServers = (url: string): string[] =>
+  url
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0);
 const port = z.coerce.number().int().min(0).max(65535);
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -22,13 +29,22 @@ export const configSchema = z.object({
   /** auto: readable lines on a terminal, JSON otherwise (see resolveLogFormat). */
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   DATA_DIR: z.string().min(1).default('.data'),
-  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
   /** A streaming replica of DATABASE_URL's database: the gateway's read-model queries may read it (docs/shared-state.md). */
-  DATABASE_READ_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  DATABASE_READ_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
   NATS_URL: natsUrlsSchema.optional(),
   /** Replicas of the relay's JetStream stream: 3 on a 3-node cluster (at most the cluster's size). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
-  EVENTSTORE_URL: z.string().regex(/^(esdb|kurrentdb|kdb)(\+discover)?:\/\//, 'must be an esdb:// connection string').optional(),
+  EVENTSTORE_URL: z
+    .string()
+    .regex(/^(esdb|kurrentdb|kdb)(\+discover)?:\/\//, 'must be an esdb:// connection string')
+    .optional(),
   GATEWAY_PORT: port.default(10000),
   // Every listener binds loopback unless configured otherwise.
   GATEWAY_HOST: z.string().default('127.0.0.1'),

@@ -19,18 +19,31 @@ describe('parseConfig', () => {
       () => parseConfig({ GATEWAY_PORT: 'ten', DATABASE_URL: 'mysql://x' }),
       (e: unknown) =>
         e instanceof ConfigError &&
-        e.issues.map((i) => i.variable).sort().join(',') === 'DATABASE_URL,GATEWAY_PORT' &&
+        e.issues
+          .map((i) => i.variable)
+          .sort()
+          .join(',') === 'DATABASE_URL,GATEWAY_PORT' &&
         /GATEWAY_PORT/.test(e.message),
     );
   });
 
-  it('NATS_URL takes a comma-separated list of a cluster\'s servers, each a nats:// URL; NATS_STREAM_REPLICAS 1-5', () => {
+  it("NATS_URL takes a comma-separated list of a cluster's servers, each a nats:// URL; NATS_STREAM_REPLICAS 1-5", () => {
     const url = 'nats://10.0.0.1:4222, nats://10.0.0.2:4222,nats://10.0.0.3:4222';
     const c = parseConfig({ NATS_URL: url, NATS_STREAM_REPLICAS: '3' });
-    assert.deepEqual(natsServers(c.NATS_URL!), ['nats://10.0.0.1:4222', 'nats://10.0.0.2:4222', 'nats://10.0.0.3:4222']);
+    assert.deepEqual(natsServers(c.NATS_URL!), [
+      'nats://10.0.0.1:4222',
+      'nats://10.0.0.2:4222',
+      'nats://10.0.0.3:4222',
+    ]);
     assert.equal(c.NATS_STREAM_REPLICAS, 3);
     assert.equal(parseConfig({}).NATS_STREAM_REPLICAS, 1);
-    assert.throws(() => parseConfig({ NATS_URL: 'nats://a:4222,http://b:4222' }), (e: unknown) => e instanceof ConfigError && e.issues[0]!.variable === 'NATS_URL');
-    assert.throws(() => parseConfig({ NATS_STREAM_REPLICAS: '7' }), (e: unknown) => e instanceof ConfigError && e.issues[0]!.variable === 'NATS_STREAM_REPLICAS');
+    assert.throws(
+      () => parseConfig({ NATS_URL: 'nats://a:4222,http://b:4222' }),
+      (e: unknown) => e instanceof ConfigError && e.issues[0]!.variable === 'NATS_URL',
+    );
+    assert.throws(
+      () => parseConfig({ NATS_STREAM_REPLICAS: '7' }),
+      (e: unknown) => e instanceof ConfigError && e.issues[0]!.variable === 'NATS_STREAM_REPLICAS',
+    );
   });
 });

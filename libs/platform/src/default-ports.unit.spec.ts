@@ -11,7 +11,9 @@ const root = path.resolve(import.meta.dirname, '..', '..', '..');
  * NATS client/monitor/cluster). CI runs the tests beside a running system, so a test that binds
  * or dials one of them fails there, or passes for the wrong reason.
  */
-const defaultPorts = [10000, 5001, 5002, 5003, 5004, 5005, 5006, 5007, 6001, 6002, 6003, 6004, 6005, 6006, 54329, 4222, 8222, 6222];
+const defaultPorts = [
+  10000, 5001, 5002, 5003, 5004, 5005, 5006, 5007, 6001, 6002, 6003, 6004, 6005, 6006, 54329, 4222, 8222, 6222,
+];
 
 /** Specs that name a default port as data only (nothing binds or dials it), and why. */
 const allowed: Record<string, string> = {
@@ -23,8 +25,10 @@ const allowed: Record<string, string> = {
   'libs/platform/src/default-ports.unit.spec.ts': 'this guard',
   'apps/cli/src/cli.unit.spec.ts': 'asserts the default gateway URL of the CLI config, dials none',
   'apps/launcher/src/banner.unit.spec.ts': 'formats a banner from given URLs, dials none',
-  'apps/mcp-servers/src/github/github.int.spec.ts': 'asserts the seed port constant; the server it starts binds a free port',
-  'test/e2e/health-contract.e2e.spec.ts': 'checks the seed port constants; every listener it dials is moved to a free port by its variable',
+  'apps/mcp-servers/src/github/github.int.spec.ts':
+    'asserts the seed port constant; the server it starts binds a free port',
+  'test/e2e/health-contract.e2e.spec.ts':
+    'checks the seed port constants; every listener it dials is moved to a free port by its variable',
   'test/deploy/compose.unit.spec.ts': 'reads the compose file and checks its published ports, binds none',
 };
 
@@ -86,6 +90,7 @@ describe('no test depends on a default port', () => {
   });
 
   it('every allow-listed file exists (a stale entry would hide nothing but mislead)', () => {
-    for (const rel of Object.keys(allowed)) assert.ok(statSync(path.join(root, rel), { throwIfNoEntry: false })?.isFile(), rel);
+    for (const rel of Object.keys(allowed))
+      assert.ok(statSync(path.join(root, rel), { throwIfNoEntry: false })?.isFile(), rel);
   });
 });

@@ -43,9 +43,13 @@ function normalOrigin(value: string): string | undefined {
  * `ALLOWED_HOSTS` and `ALLOWED_ORIGINS` (comma lists), plus the bind address itself when it is
  * a specific non-loopback address (a listener bound to 10.0.0.5 is meant to be called as 10.0.0.5).
  */
-export function edgePolicyFromEnv(env: Record<string, string | undefined> = process.env, bindHost?: string): EdgePolicy {
+export function edgePolicyFromEnv(
+  env: Record<string, string | undefined> = process.env,
+  bindHost?: string,
+): EdgePolicy {
   const hosts = list(env.ALLOWED_HOSTS);
-  if (bindHost && !['0.0.0.0', '::', '127.0.0.1', '::1', 'localhost'].includes(bindHost)) hosts.push(bindHost.includes(':') ? `[${bindHost.toLowerCase()}]` : bindHost.toLowerCase());
+  if (bindHost && !['0.0.0.0', '::', '127.0.0.1', '::1', 'localhost'].includes(bindHost))
+    hosts.push(bindHost.includes(':') ? `[${bindHost.toLowerCase()}]` : bindHost.toLowerCase());
   const origins = list(env.ALLOWED_ORIGINS).map((o) => normalOrigin(o) ?? o);
   return { allowedHosts: hosts, allowedOrigins: origins };
 }
@@ -68,7 +72,11 @@ const refused = (reason: string): EdgeVerdict => ({ ok: false, reason });
  * connection arrived on (`req.socket.localPort`), so a listener on port 0 needs no configuration.
  * The reason names the header, never echoes its value at length (it is attacker input).
  */
-export function checkHostAndOrigin(headers: { host?: string | undefined; origin?: string | undefined }, localPort: number | undefined, policy: EdgePolicy): EdgeVerdict {
+export function checkHostAndOrigin(
+  headers: { host?: string | undefined; origin?: string | undefined },
+  localPort: number | undefined,
+  policy: EdgePolicy,
+): EdgeVerdict {
   const hostHeader = headers.host;
   if (!hostHeader) return refused('missing Host header');
   let hostname: string;
@@ -84,7 +92,9 @@ export function checkHostAndOrigin(headers: { host?: string | undefined; origin?
   }
   const samePort = localPort !== undefined && port === String(localPort);
   const hostOk =
-    (LOOPBACK_NAMES.has(hostname) && samePort) || policy.allowedHosts.includes(hostname) || policy.allowedHosts.includes(`${hostname}:${port}`);
+    (LOOPBACK_NAMES.has(hostname) && samePort) ||
+    policy.allowedHosts.includes(hostname) ||
+    policy.allowedHosts.includes(`${hostname}:${port}`);
   if (!hostOk) return refused('Host header is not an allowed host of this server');
 
   const origin = headers.origin;
@@ -95,6 +105,7 @@ export function checkHostAndOrigin(headers: { host?: string | undefined; origin?
   if (policy.allowedOrigins.includes(normal)) return { ok: true };
   const o = new URL(normal);
   const originPort = o.port || (o.protocol === 'https:' ? '443' : '80');
-  if (LOOPBACK_NAMES.has(o.hostname) && localPort !== undefined && originPort === String(localPort)) return { ok: true };
+  if (LOOPBACK_NAMES.has(o.hostname) && localPort !== undefined && originPort === String(localPort))
+    return { ok: true };
   return refused('Origin header is not an allowed origin of this server');
 }

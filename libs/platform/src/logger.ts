@@ -18,14 +18,17 @@ export function resolveLogFormat(setting: string | undefined, stdoutIsTTY: boole
 }
 
 /** The format this process logs in (LOG_FORMAT and whether stdout is a terminal). */
-export const processLogFormat = (): LogFormat => resolveLogFormat(process.env.LOG_FORMAT, process.stdout.isTTY === true);
+export const processLogFormat = (): LogFormat =>
+  resolveLogFormat(process.env.LOG_FORMAT, process.stdout.isTTY === true);
 
 /**
  * A pino-pretty stream: `HH:MM:ss.l LEVEL [app] [correlation id] message {other fields}` on one
  * line; an `err` keeps its stack below. The correlation id stays visible: it is how a line is
  * found again in the events and the JSON logs.
  */
-export function prettyStream(options: { destination?: NodeJS.WritableStream | number; colorize?: boolean } = {}): DestinationStream {
+export function prettyStream(
+  options: { destination?: NodeJS.WritableStream | number; colorize?: boolean } = {},
+): DestinationStream {
   return PinoPretty({
     destination: options.destination ?? 1,
     colorize: options.colorize ?? (process.stdout.isTTY === true && !process.env.NO_COLOR),
@@ -43,7 +46,11 @@ export function prettyStream(options: { destination?: NodeJS.WritableStream | nu
  * the correlation id of the workflow or task (`logger.child({ correlationId })`).
  * Pretty or JSON per `processLogFormat()` unless `format` says.
  */
-export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'info', format: LogFormat = processLogFormat()): Logger {
+export function createLogger(
+  name: string,
+  level = process.env.LOG_LEVEL ?? 'info',
+  format: LogFormat = processLogFormat(),
+): Logger {
   const options = { name, level, base: { pid: process.pid, app: name } };
   return format === 'pretty' ? pino(options, prettyStream()) : pino(options);
 }

@@ -20,7 +20,10 @@ describe('resolveLogFormat', () => {
   });
 
   it('a bad LOG_FORMAT stops the start naming the variable', () => {
-    assert.throws(() => parseConfig({ LOG_FORMAT: 'xml' }), (e: unknown) => e instanceof ConfigError && e.issues.some((i) => i.variable === 'LOG_FORMAT'));
+    assert.throws(
+      () => parseConfig({ LOG_FORMAT: 'xml' }),
+      (e: unknown) => e instanceof ConfigError && e.issues.some((i) => i.variable === 'LOG_FORMAT'),
+    );
     assert.equal(parseConfig({ LOG_FORMAT: 'pretty' }).LOG_FORMAT, 'pretty');
   });
 });
@@ -30,7 +33,10 @@ describe('prettyStream', () => {
     const out = new PassThrough();
     let text = '';
     out.on('data', (d: Buffer) => (text += d.toString()));
-    const logger = pino({ name: 'unit', base: { pid: 1, app: 'unit' } }, prettyStream({ destination: out, colorize: false }));
+    const logger = pino(
+      { name: 'unit', base: { pid: 1, app: 'unit' } },
+      prettyStream({ destination: out, colorize: false }),
+    );
     logger.child({ correlationId: 'c-42' }).info({ executionId: 'wf_1' }, 'step done');
     await new Promise((r) => setImmediate(r));
     const line = text.trim();

@@ -30,7 +30,9 @@ export function relativizePaths(text: string, roots: readonly string[]): string 
   let out = text;
   for (const r of roots) {
     if (!out.includes(r)) continue;
-    out = out.replace(new RegExp(`${escape(r)}[/\\\\]`, 'g'), '').replace(new RegExp(`${escape(r)}(?![\\w.-])`, 'g'), '.');
+    out = out
+      .replace(new RegExp(`${escape(r)}[/\\\\]`, 'g'), '')
+      .replace(new RegExp(`${escape(r)}(?![\\w.-])`, 'g'), '.');
   }
   return out;
 }

@@ -4,7 +4,8 @@
  */
 
 /** Keys whose values are never kept (matched case-insensitively, anywhere in the key). */
-export const SECRET_KEY_PATTERN = /token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key/i;
+export const SECRET_KEY_PATTERN =
+  /token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key/i;
 export const REDACTED = '[redacted]';
 
 /**
@@ -15,9 +16,15 @@ const SECRET_VALUE_PATTERNS: readonly [RegExp, string][] = [
   [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
   [/\bsy_[0-9a-f]{16}_[A-Za-z0-9_-]{32,128}/g, REDACTED],
   // JSON text (an echoed request, a config file read): `"x-api-key": "..."` and the like.
-  [/("[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, `$1"${REDACTED}"`],
+  [
+    /("[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"/gi,
+    `$1"${REDACTED}"`,
+  ],
   // The same inside JSON that was itself put in a JSON string (a tool's text block): `\"x-api-key\":\"...\"`.
-  [/(\\"[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*\\"\s*:\s*)\\"(?:[^"\\]|\\\\.|\\[^"])*\\"/gi, `$1\\"${REDACTED}\\"`],
+  [
+    /(\\"[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*\\"\s*:\s*)\\"(?:[^"\\]|\\\\.|\\[^"])*\\"/gi,
+    `$1\\"${REDACTED}\\"`,
+  ],
 ];
 
 /** A string with every secret-looking credential in it replaced by `[redacted]`. */
@@ -37,7 +44,10 @@ export function redactSecrets(value: unknown, depth = 0): unknown {
   if (Array.isArray(value)) return value.map((v) => redactSecrets(v, depth + 1));
   if (value && typeof value === 'object') {
     return Object.fromEntries(
-      Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, SECRET_KEY_PATTERN.test(k) ? REDACTED : redactSecrets(v, depth + 1)]),
+      Object.entries(value as Record<string, unknown>).map(([k, v]) => [
+        k,
+        SECRET_KEY_PATTERN.test(k) ? REDACTED : redactSecrets(v, depth + 1),
+      ]),
     );
   }
   return value;

@@ -20,9 +20,24 @@ describe('redactSecrets', () => {
 
   it('cuts bearer credentials and API keys out of string values (a tool that echoes its request)', () => {
     const key = 'sy_0123456789abcdef_' + 'A'.repeat(43);
-    const out = redactSecrets({ text: `{"authorization":"Bearer abcdefgh12345678","x-api-key": "k3y-v4lue","note":"key ${key}"}`, list: ['Basic dXNlcjpwYXNzd29yZA==', 'GET / HTTP/1.1\r\nAuthorization: Bearer zyxwvuts98765432', JSON.stringify({ body: JSON.stringify({ 'x-api-key': 'n3sted-k3y' }) })] });
+    const out = redactSecrets({
+      text: `{"authorization":"Bearer abcdefgh12345678","x-api-key": "k3y-v4lue","note":"key ${key}"}`,
+      list: [
+        'Basic dXNlcjpwYXNzd29yZA==',
+        'GET / HTTP/1.1\r\nAuthorization: Bearer zyxwvuts98765432',
+        JSON.stringify({ body: JSON.stringify({ 'x-api-key': 'n3sted-k3y' }) }),
+      ],
+    });
     const json = JSON.stringify(out);
-    assert.ok(!json.includes('abcdefgh12345678') && !json.includes(key) && !json.includes('dXNlcjpwYXNzd29yZA==') && !json.includes('k3y-v4lue') && !json.includes('zyxwvuts98765432') && !json.includes('n3sted-k3y'), json);
+    assert.ok(
+      !json.includes('abcdefgh12345678') &&
+        !json.includes(key) &&
+        !json.includes('dXNlcjpwYXNzd29yZA==') &&
+        !json.includes('k3y-v4lue') &&
+        !json.includes('zyxwvuts98765432') &&
+        !json.includes('n3sted-k3y'),
+      json,
+    );
     assert.ok(json.includes('Bearer [redacted]'));
   });
 

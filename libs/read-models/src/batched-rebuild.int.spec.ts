@@ -24,7 +24,11 @@ const TABLES = [
   'status.mcp_minutes',
 ];
 
-const projections = (): Projection[] => [workflowExecutionsProjection, ...delegationProjections(), ...statusProjections()];
+const projections = (): Projection[] => [
+  workflowExecutionsProjection,
+  ...delegationProjections(),
+  ...statusProjections(),
+];
 /** The same projections through `apply`, one event at a time, as before any `applyBatch` existed. */
 const perEvent = (): Projection[] => projections().map((p) => ({ ...p, applyBatch: undefined }));
 
@@ -56,7 +60,11 @@ function generateLog(seed: number): { stream: string; event: NewEvent }[] {
   const threads: { stream: string; events: NewEvent[] }[] = [];
   let seq = 0;
   const meta = (ts: number) => ({ correlationId: `c-${++seq}`, actor: 'test', timestamp: iso(ts) });
-  const ev = (type: string, data: Record<string, unknown>, ts: number): NewEvent => ({ type, data, metadata: meta(ts) });
+  const ev = (type: string, data: Record<string, unknown>, ts: number): NewEvent => ({
+    type,
+    data,
+    metadata: meta(ts),
+  });
 
   for (let n = 0; n < 100; n++) {
     const start = t0 + n * 60_000;
@@ -71,35 +79,102 @@ function generateLog(seed: number): { stream: string; event: NewEvent }[] {
         { id: 'analyze', uses: 'agent:data_analyst', needs: ['fetch'], with: {} },
       ],
     };
-    const events: NewEvent[] = [ev('WorkflowStarted', { executionId: id, definition, input: { n }, seed: n, startedAt: iso(start) }, start)];
+    const events: NewEvent[] = [
+      ev('WorkflowStarted', { executionId: id, definition, input: { n }, seed: n, startedAt: iso(start) }, start),
+    ];
     let failed = false;
     for (const [i, stepId] of steps.entries()) {
       const attempts = rand() < 0.2 ? 2 : 1;
       for (let attempt = 1; attempt <= attempts; attempt++) {
         const at = start + i * 1000 + attempt * 100;
         const key = `${id}:${stepId}:${attempt}`;
-        events.push(ev('StepScheduled', { stepId, attempt, idempotencyKey: key, uses: definition.steps[i]!.uses, input: { n }, timeoutMs: 30_000, scheduledAt: iso(at) }, at));
-        events.push(ev('StepDispatched', { stepId, attempt, idempotencyKey: key, dispatchedAt: iso(at + 3), timeoutAt: iso(at + 30_003) }, at + 3));
+        events.push(
+          ev(
+            'StepScheduled',
+            {
+              stepId,
+              attempt,
+              idempotencyKey: key,
+              uses: definition.steps[i]!.uses,
+              input: { n },
+              timeoutMs: 30_000,
+              scheduledAt: iso(at),
+            },
+            at,
+          ),
+        );
+        events.push(
+          ev(
+            'StepDispatched',
+            { stepId, attempt, idempotencyKey: key, dispatchedAt: iso(at + 3), timeoutAt: iso(at + 30_003) },
+            at + 3,
+          ),
+        );
         if (attempt < attempts) {
-          events.push(ev('StepFailed', { stepId, attempt, error: { code: 'unavailable', message: 'try again' }, final: false, at: iso(at + 40) }, at + 40));
-          events.push(ev('StepRetryScheduled', { stepId, attempt: attempt + 1, dueAt: iso(at + 90), error: { code: 'unavailable', message: 'try again' } }, at + 41));
+          events.push(
+            ev(
+              'StepFailed',
+              { stepId, attempt, error: { code: 'unavailable', message: 'try again' }, final: false, at: iso(at + 40) },
+              at + 40,
+            ),
+          );
+          events.push(
+            ev(
+              'StepRetryScheduled',
+              {
+                stepId,
+                attempt: attempt + 1,
+                dueAt: iso(at + 90),
+                error: { code: 'unavailable', message: 'try again' },
+              },
+              at + 41,
+            ),
+          );
         } else if (n % 9 === 4 && i === 1) {
-          events.push(ev('StepFailed', { stepId, attempt, error: { code: 'bad', message: 'no' }, final: true, at: iso(at + 50) }, at + 50));
+          events.push(
+            ev(
+              'StepFailed',
+              { stepId, attempt, error: { code: 'bad', message: 'no' }, final: true, at: iso(at + 50) },
+              at + 50,
+            ),
+          );
           failed = true;
         } else {
-          events.push(ev('StepSucceeded', { stepId, attempt, output: { v: n, s: stepId }, at: iso(at + 20 + Math.floor(rand() * 300)) }, at + 60));
+          events.push(
+            ev(
+              'StepSucceeded',
+              { stepId, attempt, output: { v: n, s: stepId }, at: iso(at + 20 + Math.floor(rand() * 300)) },
+              at + 60,
+            ),
+          );
         }
       }
     }
     if (n % 11 === 5) {
       // Types the batch path sends statement by statement (the execution is not folded).
-      events.push(ev('ExecutionCancelRequested', { reason: 'operator', actor: 'test', requestedAt: iso(start + 4000) }, start + 4000));
+      events.push(
+        ev(
+          'ExecutionCancelRequested',
+          { reason: 'operator', actor: 'test', requestedAt: iso(start + 4000) },
+          start + 4000,
+        ),
+      );
       events.push(ev('WorkflowCanceled', { reason: 'operator', canceledAt: iso(start + 4500) }, start + 4500));
-    } else events.push(
-      failed
-        ? ev('WorkflowFailed', { reason: 'step_failed', stepId: 'analyze', error: { code: 'bad', message: 'no' }, failedAt: iso(start + 5000) }, start + 5000)
-        : ev('WorkflowCompleted', { outputs: { analyze: { v: n } }, completedAt: iso(start + 5000) }, start + 5000),
-    );
+    } else
+      events.push(
+        failed
+          ? ev(
+              'WorkflowFailed',
+              {
+                reason: 'step_failed',
+                stepId: 'analyze',
+                error: { code: 'bad', message: 'no' },
+                failedAt: iso(start + 5000),
+              },
+              start + 5000,
+            )
+          : ev('WorkflowCompleted', { outputs: { analyze: { v: n } }, completedAt: iso(start + 5000) }, start + 5000),
+      );
     threads.push({ stream: `workflow_execution-${id}`, events });
   }
 
@@ -110,26 +185,132 @@ function generateLog(seed: number): { stream: string; event: NewEvent }[] {
     const agent = pick(agents);
     const base = { task_id: id };
     const events: NewEvent[] = [
-      ev('TaskSubmitted', { ...base, task_type: pick(['analyze', 'report']), context: { n }, priority: pick(['low', 'normal', 'high']), ...(n % 4 === 0 ? { agent } : {}), ...(n % 5 === 0 ? { idempotency_key: `k-${n}` } : {}), max_attempts: 2, timeout_ms: 30_000, submitted_at: iso(start) }, start),
+      ev(
+        'TaskSubmitted',
+        {
+          ...base,
+          task_type: pick(['analyze', 'report']),
+          context: { n },
+          priority: pick(['low', 'normal', 'high']),
+          ...(n % 4 === 0 ? { agent } : {}),
+          ...(n % 5 === 0 ? { idempotency_key: `k-${n}` } : {}),
+          max_attempts: 2,
+          timeout_ms: 30_000,
+          submitted_at: iso(start),
+        },
+        start,
+      ),
     ];
     // A submission repeated on the same stream: `apply` ignores the second one.
-    if (n % 37 === 0) events.push(ev('TaskSubmitted', { ...base, task_type: 'other', context: {}, priority: 'low', max_attempts: 1, timeout_ms: 1, submitted_at: iso(start + 1) }, start + 1));
-    if (rand() < 0.3) events.push(ev('TaskQueued', { ...base, reason: 'no_capacity', queued_at: iso(start + 2) }, start + 2));
+    if (n % 37 === 0)
+      events.push(
+        ev(
+          'TaskSubmitted',
+          {
+            ...base,
+            task_type: 'other',
+            context: {},
+            priority: 'low',
+            max_attempts: 1,
+            timeout_ms: 1,
+            submitted_at: iso(start + 1),
+          },
+          start + 1,
+        ),
+      );
+    if (rand() < 0.3)
+      events.push(ev('TaskQueued', { ...base, reason: 'no_capacity', queued_at: iso(start + 2) }, start + 2));
     const outcome = rand();
     if (outcome < 0.08) {
       events.push(ev('TaskCanceled', { ...base, reason: 'user', canceled_at: iso(start + 5) }, start + 5));
     } else {
-      events.push(ev('TaskAssigned', { ...base, agent, instance: `${agent}-1`, assignment: 1, attempt: 1, assigned_at: iso(start + 10), deadline: iso(start + 30_010) }, start + 10));
-      events.push(ev('TaskStarted', { ...base, assignment: 1, instance: `${agent}-1`, started_at: iso(start + 12) }, start + 12));
+      events.push(
+        ev(
+          'TaskAssigned',
+          {
+            ...base,
+            agent,
+            instance: `${agent}-1`,
+            assignment: 1,
+            attempt: 1,
+            assigned_at: iso(start + 10),
+            deadline: iso(start + 30_010),
+          },
+          start + 10,
+        ),
+      );
+      events.push(
+        ev('TaskStarted', { ...base, assignment: 1, instance: `${agent}-1`, started_at: iso(start + 12) }, start + 12),
+      );
       if (rand() < 0.25) {
-        events.push(ev('TaskRetryScheduled', { ...base, attempts: 1, error: { code: 'x', message: 'again' }, retry_at: iso(start + 100) }, start + 20));
-        events.push(ev('TaskAssigned', { ...base, agent, instance: `${agent}-2`, assignment: 2, attempt: 2, assigned_at: iso(start + 110), deadline: iso(start + 30_110) }, start + 110));
+        events.push(
+          ev(
+            'TaskRetryScheduled',
+            { ...base, attempts: 1, error: { code: 'x', message: 'again' }, retry_at: iso(start + 100) },
+            start + 20,
+          ),
+        );
+        events.push(
+          ev(
+            'TaskAssigned',
+            {
+              ...base,
+              agent,
+              instance: `${agent}-2`,
+              assignment: 2,
+              attempt: 2,
+              assigned_at: iso(start + 110),
+              deadline: iso(start + 30_110),
+            },
+            start + 110,
+          ),
+        );
       }
       const end = rand();
       const d = Math.floor(rand() * 900) + 0.4;
-      if (end < 0.1) events.push(ev('TaskTimedOut', { ...base, agent, task_type: 'analyze', timed_out_at: iso(start + 30_000) }, start + 30_000));
-      else if (end < 0.25) events.push(ev('TaskFailed', { ...base, task_type: 'analyze', agent, instance: `${agent}-1`, assignment: 1, attempts: 2, error: { code: 'x', message: `no ${n}` }, duration_ms: d, failed_at: iso(start + 200) }, start + 200));
-      else events.push(ev('TaskCompleted', { ...base, task_type: 'analyze', agent, instance: `${agent}-1`, assignment: 1, result: { n }, duration_ms: d, completed_at: iso(start + 150) }, start + 150));
+      if (end < 0.1)
+        events.push(
+          ev(
+            'TaskTimedOut',
+            { ...base, agent, task_type: 'analyze', timed_out_at: iso(start + 30_000) },
+            start + 30_000,
+          ),
+        );
+      else if (end < 0.25)
+        events.push(
+          ev(
+            'TaskFailed',
+            {
+              ...base,
+              task_type: 'analyze',
+              agent,
+              instance: `${agent}-1`,
+              assignment: 1,
+              attempts: 2,
+              error: { code: 'x', message: `no ${n}` },
+              duration_ms: d,
+              failed_at: iso(start + 200),
+            },
+            start + 200,
+          ),
+        );
+      else
+        events.push(
+          ev(
+            'TaskCompleted',
+            {
+              ...base,
+              task_type: 'analyze',
+              agent,
+              instance: `${agent}-1`,
+              assignment: 1,
+              result: { n },
+              duration_ms: d,
+              completed_at: iso(start + 150),
+            },
+            start + 150,
+          ),
+        );
     }
     threads.push({ stream: `task-${id}`, events });
   }
@@ -143,20 +324,51 @@ function generateLog(seed: number): { stream: string; event: NewEvent }[] {
       clock += 40_000 + Math.floor(rand() * 10_000);
       const at = clock - Math.floor(rand() * 180_000);
       const call = { server, tool: 'query', call_id: `${server}-${k}` };
-      events.push(ev('McpToolCalled', { ...call, arguments: { value: {}, size: 2, truncated: false }, at: iso(at) }, clock));
+      events.push(
+        ev('McpToolCalled', { ...call, arguments: { value: {}, size: 2, truncated: false }, at: iso(at) }, clock),
+      );
       const r = rand();
       const duration = Math.floor(rand() * 2_000);
       if (r < 0.75) {
-        events.push(ev('McpToolSucceeded', { ...call, duration_ms: duration, outcome: 'success', attempts: 1, result: { value: 1, size: 1, truncated: false }, at: iso(at + duration) }, clock + 1));
+        events.push(
+          ev(
+            'McpToolSucceeded',
+            {
+              ...call,
+              duration_ms: duration,
+              outcome: 'success',
+              attempts: 1,
+              result: { value: 1, size: 1, truncated: false },
+              at: iso(at + duration),
+            },
+            clock + 1,
+          ),
+        );
       } else {
         const outcome = pick(['error', 'tool_error', 'rejected', 'timeout']);
-        events.push(ev('McpToolFailed', { ...call, duration_ms: outcome === 'rejected' ? 0 : duration, outcome, error_code: outcome === 'tool_error' ? 'tool_error' : 'unavailable', ...(k % 3 === 0 ? {} : { error_message: `boom ${k}` }), attempts: 1, at: iso(at + duration) }, clock + 1));
+        events.push(
+          ev(
+            'McpToolFailed',
+            {
+              ...call,
+              duration_ms: outcome === 'rejected' ? 0 : duration,
+              outcome,
+              error_code: outcome === 'tool_error' ? 'tool_error' : 'unavailable',
+              ...(k % 3 === 0 ? {} : { error_message: `boom ${k}` }),
+              attempts: 1,
+              at: iso(at + duration),
+            },
+            clock + 1,
+          ),
+        );
       }
       const t = rand();
-      if (t < 0.03) events.push(ev('McpCircuitOpened', { server, last_error: `open ${k}`, at: iso(clock + 2) }, clock + 2));
+      if (t < 0.03)
+        events.push(ev('McpCircuitOpened', { server, last_error: `open ${k}`, at: iso(clock + 2) }, clock + 2));
       else if (t < 0.05) events.push(ev('McpCircuitHalfOpened', { server, at: iso(clock + 2) }, clock + 2));
       else if (t < 0.07) events.push(ev('McpCircuitClosed', { server, at: iso(clock + 2) }, clock + 2));
-      else if (t < 0.085) events.push(ev('McpServerWentDown', { server, error: `down ${k}`, at: iso(clock + 2) }, clock + 2));
+      else if (t < 0.085)
+        events.push(ev('McpServerWentDown', { server, error: `down ${k}`, at: iso(clock + 2) }, clock + 2));
       else if (t < 0.1) events.push(ev('McpServerRecovered', { server, at: iso(clock + 2) }, clock + 2));
     }
     threads.push({ stream: `mcpserver-${server}`, events });
@@ -187,7 +399,8 @@ async function dump(url: string): Promise<Record<string, string[]>> {
   try {
     const out: Record<string, string[]> = {};
     // The record's text form keeps what JSON would lose (an int[]'s lower bound, timestamp precision).
-    for (const t of TABLES) out[t] = (await pool.query<{ r: string }>(`select x::text as r from ${t} x order by 1`)).rows.map((r) => r.r);
+    for (const t of TABLES)
+      out[t] = (await pool.query<{ r: string }>(`select x::text as r from ${t} x order by 1`)).rows.map((r) => r.r);
     return out;
   } finally {
     await pool.end();
@@ -214,7 +427,8 @@ describe('batched projections give the read models of the per-event (live) path 
     // window's appends at once (the store commits them together); a stream keeps its order.
     for (let i = 0; i < log.length; i += 40) {
       const streams = new Map<string, NewEvent[]>();
-      for (const { stream, event } of log.slice(i, i + 40)) streams.set(stream, [...(streams.get(stream) ?? []), event]);
+      for (const { stream, event } of log.slice(i, i + 40))
+        streams.set(stream, [...(streams.get(stream) ?? []), event]);
       const results = await Promise.all([...streams].map(([stream, events]) => store.append(stream, events)));
       head = Math.max(head, ...results.map((r) => r.position));
     }
@@ -230,12 +444,23 @@ describe('batched projections give the read models of the per-event (live) path 
 
   it('a rebuild in batches (500, and 7 so rows span batches) equals the live read models, table by table', async () => {
     const expected = await dump(liveUrl);
-    assert.ok(expected['delegation.tasks']!.length === 180 && expected['read_models.workflow_executions']!.length === 100);
+    assert.ok(
+      expected['delegation.tasks']!.length === 180 && expected['read_models.workflow_executions']!.length === 100,
+    );
     assert.ok(expected['status.mcp_minutes']!.length > 100, 'minute rows survive the retention');
-    assert.ok(expected['status.mcp_minutes']!.some((r) => /\[\d+:\d+\]=/.test(r)), 'histograms with their own lower bound');
+    assert.ok(
+      expected['status.mcp_minutes']!.some((r) => /\[\d+:\d+\]=/.test(r)),
+      'histograms with their own lower bound',
+    );
     for (const batchSize of [500, 7]) {
       const url = await freshDatabase(`batched_${batchSize}`);
-      const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger, batchSize });
+      const runner = new ProjectionRunner({
+        store,
+        db: { connectionString: url },
+        projections: projections(),
+        logger,
+        batchSize,
+      });
       await runner.start();
       await runner.waitFor(head, undefined, 120_000);
       const first = await dump(url);
@@ -254,7 +479,13 @@ describe('batched projections give the read models of the per-event (live) path 
   it('a batch applied again after its transaction rolled back leaves the same rows', async () => {
     // Replay after a crash: the batch's transaction never committed, so its events come again.
     const url = await freshDatabase('batched_replay');
-    const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger, batchSize: 300 });
+    const runner = new ProjectionRunner({
+      store,
+      db: { connectionString: url },
+      projections: projections(),
+      logger,
+      batchSize: 300,
+    });
     await runner.migrate();
     const pool = new pg.Pool({ connectionString: url, max: 1 });
     try {
@@ -262,7 +493,9 @@ describe('batched projections give the read models of the per-event (live) path 
       const c = await pool.connect();
       try {
         for (const p of projections()) {
-          const mine = events.filter((e) => p.handles.includes(e.type) && (p.streamPrefixes ?? []).some((x) => e.streamId.startsWith(x)));
+          const mine = events.filter(
+            (e) => p.handles.includes(e.type) && (p.streamPrefixes ?? []).some((x) => e.streamId.startsWith(x)),
+          );
           for (let i = 0; i < mine.length; i += 300) {
             const batch = mine.slice(i, i + 300);
             await c.query('begin');

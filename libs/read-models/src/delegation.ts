@@ -17,7 +17,17 @@ export function tasksProjection(schema = 'delegation'): Projection {
   const s = ident(schema);
   return {
     name: `${s}.tasks`,
-    handles: ['TaskSubmitted', 'TaskQueued', 'TaskAssigned', 'TaskStarted', 'TaskCompleted', 'TaskFailed', 'TaskRetryScheduled', 'TaskCanceled', 'TaskTimedOut'],
+    handles: [
+      'TaskSubmitted',
+      'TaskQueued',
+      'TaskAssigned',
+      'TaskStarted',
+      'TaskCompleted',
+      'TaskFailed',
+      'TaskRetryScheduled',
+      'TaskCanceled',
+      'TaskTimedOut',
+    ],
     streamPrefixes: [TASK_STREAM_PREFIX],
     async setup(c) {
       await c.query(`create schema if not exists ${s}`);
@@ -35,7 +45,9 @@ export function tasksProjection(schema = 'delegation'): Projection {
         updated_at timestamptz not null,
         completed_at timestamptz,
         error jsonb)`);
-      await c.query(`create index if not exists tasks_active_idx on ${s}.tasks (status) where status in ('submitted','queued','assigned','working')`);
+      await c.query(
+        `create index if not exists tasks_active_idx on ${s}.tasks (status) where status in ('submitted','queued','assigned','working')`,
+      );
     },
     async reset(c) {
       await c.query(`truncate ${s}.tasks`);
@@ -44,20 +56,33 @@ export function tasksProjection(schema = 'delegation'): Projection {
     async apply(c: pg.PoolClient, recorded: RecordedEvent) {
       const e = { type: recorded.type, data: recorded.data } as TaskEvent;
       const at = recorded.metadata.timestamp;
-      const set = (sql: string, params: unknown[]) => c.query(`update ${s}.tasks set ${sql}, updated_at = $2 where task_id = $1`, params);
+      const set = (sql: string, params: unknown[]) =>
+        c.query(`update ${s}.tasks set ${sql}, updated_at = $2 where task_id = $1`, params);
       switch (e.type) {
         case 'TaskSubmitted':
           await c.query(
             `insert into ${s}.tasks (task_id, task_type, status, priority, requested_agent, idempotency_key, submitted_at, updated_at)
              values ($1, $2, 'submitted', $3, $4, $5, $6, $6) on conflict (task_id) do nothing`,
-            [e.data.task_id, e.data.task_type, e.data.priority, e.data.agent ?? null, e.data.idempotency_key ?? null, e.data.submitted_at],
+            [
+              e.data.task_id,
+              e.data.task_type,
+              e.data.priority,
+              e.data.agent ?? null,
+              e.data.idempotency_key ?? null,
+              e.data.submitted_at,
+            ],
           );
           return;
         case 'TaskQueued':
           await set(`status = 'queued'`, [e.data.task_id, at]);
           return;
         case 'TaskAssigned':
-          await set(`status = 'assigned', agent = $3, instance = $4`, [e.data.task_id, at, e.data.agent, e.data.instance]);
+          await set(`status = 'assigned', agent = $3, instance = $4`, [
+            e.data.task_id,
+            at,
+            e.data.agent,
+            e.data.instance,
+          ]);
           return;
         case 'TaskStarted':
           await set(`status = 'working'`, [e.data.task_id, at]);
@@ -66,7 +91,12 @@ export function tasksProjection(schema = 'delegation'): Projection {
           await set(`status = 'completed', completed_at = $2`, [e.data.task_id, at]);
           return;
         case 'TaskFailed':
-          await set(`status = 'failed', completed_at = $2, attempts = $3, error = $4`, [e.data.task_id, at, e.data.attempts, JSON.stringify(e.data.error)]);
+          await set(`status = 'failed', completed_at = $2, attempts = $3, error = $4`, [
+            e.data.task_id,
+            at,
+            e.data.attempts,
+            JSON.stringify(e.data.error),
+          ]);
           return;
         case 'TaskRetryScheduled':
           await set(`attempts = $3, error = $4`, [e.data.task_id, at, e.data.attempts, JSON.stringify(e.data.error)]);
@@ -107,7 +137,13 @@ function taskPatch(recorded: RecordedEvent): TaskPatch | undefined {
     case 'TaskCompleted':
       return { status: 'completed', completed_at: at, updated_at: at };
     case 'TaskFailed':
-      return { status: 'failed', completed_at: at, attempts: e.data.attempts ?? null, error: JSON.stringify(e.data.error) ?? null, updated_at: at };
+      return {
+        status: 'failed',
+        completed_at: at,
+        attempts: e.data.attempts ?? null,
+        error: JSON.stringify(e.data.error) ?? null,
+        updated_at: at,
+      };
     case 'TaskRetryScheduled':
       return { attempts: e.data.attempts ?? null, error: JSON.stringify(e.data.error) ?? null, updated_at: at };
     case 'TaskCanceled':
@@ -133,7 +169,10 @@ function taskPatch(recorded: RecordedEvent): TaskPatch | undefined {
 async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly RecordedEvent[]): Promise<void> {
   const pre = new Map<string, TaskPatch>();
   const post = new Map<string, TaskPatch>();
-  const submits = new Map<string, { task_type: unknown; priority: unknown; agent: unknown; idempotency_key: unknown; submitted_at: unknown }>();
+  const submits = new Map<
+    string,
+    { task_type: unknown; priority: unknown; agent: unknown; idempotency_key: unknown; submitted_at: unknown }
+  >();
   for (const r of events) {
     const e = { type: r.type, data: r.data } as TaskEvent;
     const id = e.data.task_id;
@@ -156,9 +195,20 @@ async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly Reco
   }
   const update = async (patches: Map<string, TaskPatch>) => {
     if (patches.size === 0) return;
-    const cols = { id: [] as string[], status: [] as unknown[], hasAgent: [] as boolean[], agent: [] as unknown[], instance: [] as unknown[],
-      hasCompleted: [] as boolean[], completed: [] as unknown[], hasAttempts: [] as boolean[], attempts: [] as unknown[],
-      hasError: [] as boolean[], error: [] as unknown[], updated: [] as unknown[] };
+    const cols = {
+      id: [] as string[],
+      status: [] as unknown[],
+      hasAgent: [] as boolean[],
+      agent: [] as unknown[],
+      instance: [] as unknown[],
+      hasCompleted: [] as boolean[],
+      completed: [] as unknown[],
+      hasAttempts: [] as boolean[],
+      attempts: [] as unknown[],
+      hasError: [] as boolean[],
+      error: [] as unknown[],
+      updated: [] as unknown[],
+    };
     for (const [id, p] of patches) {
       cols.id.push(id);
       cols.status.push(p.status ?? null);
@@ -186,8 +236,20 @@ async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly Reco
                    $10::bool[], $11::jsonb[], $12::timestamptz[])
          as v(task_id, status, has_agent, agent, instance, has_completed, completed_at, has_attempts, attempts, has_error, error, updated_at)
        where t.task_id = v.task_id`,
-      [cols.id, cols.status, cols.hasAgent, cols.agent, cols.instance, cols.hasCompleted, cols.completed, cols.hasAttempts, cols.attempts,
-        cols.hasError, cols.error, cols.updated],
+      [
+        cols.id,
+        cols.status,
+        cols.hasAgent,
+        cols.agent,
+        cols.instance,
+        cols.hasCompleted,
+        cols.completed,
+        cols.hasAttempts,
+        cols.attempts,
+        cols.hasError,
+        cols.error,
+        cols.updated,
+      ],
     );
   };
   await update(pre);
@@ -200,7 +262,14 @@ async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly Reco
        from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
          as v(task_id, task_type, priority, agent, idempotency_key, submitted_at)
        on conflict (task_id) do nothing`,
-      [ids, v.map((x) => x.task_type), v.map((x) => x.priority), v.map((x) => x.agent), v.map((x) => x.idempotency_key), v.map((x) => x.submitted_at)],
+      [
+        ids,
+        v.map((x) => x.task_type),
+        v.map((x) => x.priority),
+        v.map((x) => x.agent),
+        v.map((x) => x.idempotency_key),
+        v.map((x) => x.submitted_at),
+      ],
     );
   }
   await update(post);
@@ -246,7 +315,9 @@ export function performanceProjection(schema = 'delegation'): Projection {
      * insert (the first per task, as `on conflict do nothing` keeps it).
      */
     async applyBatch(c, events) {
-      const agents: unknown[] = [], cols: string[] = [], ats: unknown[] = [];
+      const agents: unknown[] = [],
+        cols: string[] = [],
+        ats: unknown[] = [];
       const lat = new Map<string, unknown[]>();
       for (const recorded of events) {
         const e = { type: recorded.type, data: recorded.data } as TaskEvent;
@@ -264,7 +335,13 @@ export function performanceProjection(schema = 'delegation'): Projection {
         }
         if (e.type !== 'TaskTimedOut' && !lat.has(e.data.task_id)) {
           const ok = e.type === 'TaskCompleted';
-          lat.set(e.data.task_id, [e.data.agent, e.data.task_type, ok, Math.round(e.data.duration_ms), ok ? e.data.completed_at : e.data.failed_at]);
+          lat.set(e.data.task_id, [
+            e.data.agent,
+            e.data.task_type,
+            ok,
+            Math.round(e.data.duration_ms),
+            ok ? e.data.completed_at : e.data.failed_at,
+          ]);
         }
       }
       if (agents.length > 0) {
@@ -284,7 +361,14 @@ export function performanceProjection(schema = 'delegation'): Projection {
         await c.query(
           `insert into ${s}.task_latency select * from unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::timestamptz[])
            on conflict (task_id) do nothing`,
-          [[...lat.keys()], v.map((x) => x[0]), v.map((x) => x[1]), v.map((x) => x[2]), v.map((x) => x[3]), v.map((x) => x[4])],
+          [
+            [...lat.keys()],
+            v.map((x) => x[0]),
+            v.map((x) => x[1]),
+            v.map((x) => x[2]),
+            v.map((x) => x[3]),
+            v.map((x) => x[4]),
+          ],
         );
       }
     },
@@ -293,15 +377,17 @@ export function performanceProjection(schema = 'delegation'): Projection {
       switch (e.type) {
         case 'TaskCompleted':
           await bump(c, e.data.agent, e.data.completed_at, 'succeeded');
-          await c.query(`insert into ${s}.task_latency values ($1, $2, $3, true, $4, $5) on conflict (task_id) do nothing`, [
-            e.data.task_id, e.data.agent, e.data.task_type, Math.round(e.data.duration_ms), e.data.completed_at,
-          ]);
+          await c.query(
+            `insert into ${s}.task_latency values ($1, $2, $3, true, $4, $5) on conflict (task_id) do nothing`,
+            [e.data.task_id, e.data.agent, e.data.task_type, Math.round(e.data.duration_ms), e.data.completed_at],
+          );
           return;
         case 'TaskFailed':
           await bump(c, e.data.agent, e.data.failed_at, 'failed');
-          await c.query(`insert into ${s}.task_latency values ($1, $2, $3, false, $4, $5) on conflict (task_id) do nothing`, [
-            e.data.task_id, e.data.agent, e.data.task_type, Math.round(e.data.duration_ms), e.data.failed_at,
-          ]);
+          await c.query(
+            `insert into ${s}.task_latency values ($1, $2, $3, false, $4, $5) on conflict (task_id) do nothing`,
+            [e.data.task_id, e.data.agent, e.data.task_type, Math.round(e.data.duration_ms), e.data.failed_at],
+          );
           return;
         case 'TaskTimedOut':
           await bump(c, e.data.agent, e.data.timed_out_at, 'timed_out');
@@ -317,7 +403,14 @@ export function performanceProjection(schema = 'delegation'): Projection {
 export async function queryPerformance(pool: pg.Pool, schema = 'delegation') {
   const s = ident(schema);
   const r = await pool.query<{
-    agent: string; tasks_done: number; succeeded: number; failed: number; timed_out: number; last_task_at: string | null; p50: number | null; p95: number | null;
+    agent: string;
+    tasks_done: number;
+    succeeded: number;
+    failed: number;
+    timed_out: number;
+    last_task_at: string | null;
+    p50: number | null;
+    p95: number | null;
   }>(
     `select p.agent, p.tasks_done, p.succeeded, p.failed, p.timed_out, to_char(p.last_task_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as last_task_at,
             l.p50, l.p95
@@ -343,4 +436,7 @@ export async function queryPerformance(pool: pg.Pool, schema = 'delegation') {
 }
 
 /** The delegation projections (tasks table and per-agent performance) for a ProjectionRunner. */
-export const delegationProjections = (schema = 'delegation') => [tasksProjection(schema), performanceProjection(schema)];
+export const delegationProjections = (schema = 'delegation') => [
+  tasksProjection(schema),
+  performanceProjection(schema),
+];

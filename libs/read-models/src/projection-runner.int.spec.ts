@@ -5,15 +5,24 @@ import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { freshDatabase } from '@switchyard/testing';
-import { PostgresEventStore, type AllSubscription, type NewEvent, type SubscribeOptions } from '@switchyard/event-store';
+import {
+  PostgresEventStore,
+  type AllSubscription,
+  type NewEvent,
+  type SubscribeOptions,
+} from '@switchyard/event-store';
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { countingProjection } from './kill-test/counting-projection.js';
 
 const meta = { correlationId: 'kill-test', timestamp: '2026-01-01T00:00:00.000Z' };
-const counted = (n: number): NewEvent[] => Array.from({ length: n }, (_, i) => ({ id: randomUUID(), type: 'Counted', data: { i }, metadata: meta }));
+const counted = (n: number): NewEvent[] =>
+  Array.from({ length: n }, (_, i) => ({ id: randomUUID(), type: 'Counted', data: { i }, metadata: meta }));
 
-async function appliedCounts(pool: pg.Pool, table = 'kt_applied'): Promise<{ rows: number; total: number; max: number }> {
+async function appliedCounts(
+  pool: pg.Pool,
+  table = 'kt_applied',
+): Promise<{ rows: number; total: number; max: number }> {
   const r = await pool.query<{ rows: string; total: string; max: string }>(
     `select count(*) as rows, coalesce(sum(applied), 0) as total, coalesce(max(applied), 0) as max from ${table}`,
   );
@@ -22,7 +31,9 @@ async function appliedCounts(pool: pg.Pool, table = 'kt_applied'): Promise<{ row
 
 async function checkpoint(pool: pg.Pool, name = 'counting'): Promise<number> {
   try {
-    const r = await pool.query<{ position: string }>('select position from read_models.checkpoints where name = $1', [name]);
+    const r = await pool.query<{ position: string }>('select position from read_models.checkpoints where name = $1', [
+      name,
+    ]);
     return Number(r.rows[0]?.position ?? -1);
   } catch (err) {
     if ((err as { code?: string }).code === '42P01') return -1; // no runner has created the table yet
@@ -64,7 +75,10 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
       },
     };
     for (let i = 0; i < 30; i++) {
-      await store.append(`cart-${i % 3}`, [{ type: 'Added', data: { n: 1 }, metadata: meta }, { type: 'Viewed', data: {}, metadata: meta }]);
+      await store.append(`cart-${i % 3}`, [
+        { type: 'Added', data: { n: 1 }, metadata: meta },
+        { type: 'Viewed', data: {}, metadata: meta },
+      ]);
     }
     await store.append('other-1', [{ type: 'Added', data: { n: 100 }, metadata: meta }]);
     const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: [totals], batchSize: 7 });
@@ -153,10 +167,12 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
       }
       return store.headPosition();
     };
-    const run = () => new ProjectionRunner({ store: counting, db: { connectionString: url }, projections: [projection], batchSize: 7 });
+    const run = () =>
+      new ProjectionRunner({ store: counting, db: { connectionString: url }, projections: [projection], batchSize: 7 });
     const untilStored = async (position: number) => {
       const deadline = Date.now() + 15_000;
-      while ((await checkpoint(pool, projection.name)) < position && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while ((await checkpoint(pool, projection.name)) < position && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
       assert.equal(await checkpoint(pool, projection.name), position);
     };
     try {
@@ -166,7 +182,12 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
       try {
         await runner.waitFor(before, projection.name, 20_000); // resolves though the newest event is not its own
         // Live: only events it does not handle; the checkpoint still reaches the head.
-        const live = (await store.append(`task-${tag}`, Array.from({ length: 30 }, () => ({ type: 'TaskQueued', data: {}, metadata: meta })))).position;
+        const live = (
+          await store.append(
+            `task-${tag}`,
+            Array.from({ length: 30 }, () => ({ type: 'TaskQueued', data: {}, metadata: meta })),
+          )
+        ).position;
         await runner.waitFor(live, projection.name, 20_000);
         await untilStored(live);
         const [st] = await runner.status();
@@ -184,7 +205,11 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
         await runner.stop();
       }
       await untilStored(after);
-      assert.deepEqual(applied, [...handled].sort((a, b) => a - b), 'each handled event applied once, in order');
+      assert.deepEqual(
+        applied,
+        [...handled].sort((a, b) => a - b),
+        'each handled event applied once, in order',
+      );
       assert.equal(crossed, handled.size, 'only the events it handles reached the runner');
       const rows = await pool.query<{ n: string }>(`select count(*) as n from ${table}`);
       assert.equal(Number(rows.rows[0]!.n), handled.size);
@@ -217,9 +242,19 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
     };
     let last = -1;
     for (let i = 0; i < 10; i++) {
-      last = (await store.append(`tick-${i}`, [{ type: 'Ticked', data: { i }, metadata: meta }, { type: 'Ignored', data: {}, metadata: meta }])).position;
+      last = (
+        await store.append(`tick-${i}`, [
+          { type: 'Ticked', data: { i }, metadata: meta },
+          { type: 'Ignored', data: {}, metadata: meta },
+        ])
+      ).position;
     }
-    const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 4 });
+    const runner = new ProjectionRunner({
+      store,
+      db: { connectionString: url },
+      projections: [projection],
+      batchSize: 4,
+    });
     await runner.start();
     try {
       await runner.waitFor(last, 'after-commit', 20_000);
@@ -229,7 +264,10 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
     assert.equal(failOnce, false, 'the failing batch was tried');
     assert.deepEqual(heard, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const stored = await pool.query<{ i: number }>('select i from ticks order by i');
-    assert.deepEqual(stored.rows.map((r) => r.i), heard);
+    assert.deepEqual(
+      stored.rows.map((r) => r.i),
+      heard,
+    );
   });
 
   it('live events that arrive within the gather window go in one transaction; a read model commits without waiting for its WAL flush unless it asks to', async () => {
@@ -243,7 +281,10 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
       ...(durableCommit === undefined ? {} : { durableCommit }),
       setup: async () => undefined,
       apply: async (c) => {
-        commitModes.set(name, (await c.query<{ synchronous_commit: string }>('show synchronous_commit')).rows[0]!.synchronous_commit);
+        commitModes.set(
+          name,
+          (await c.query<{ synchronous_commit: string }>('show synchronous_commit')).rows[0]!.synchronous_commit,
+        );
       },
     });
     const gathering: Projection = {
@@ -375,7 +416,8 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
         const child = await startChild();
         const deadline = Date.now() + 30_000;
         let cp = from;
-        while ((cp = await checkpoint(killPool)) < from + 150 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        while ((cp = await checkpoint(killPool)) < from + 150 && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 5));
         await kill(child);
         kills.push(`${from}->${cp} (head ${await killStore.headPosition()})`);
       }

@@ -60,7 +60,8 @@ export class ProjectionRunner {
 
   constructor(private readonly options: ProjectionRunnerOptions) {
     this.schema = options.schema ?? 'read_models';
-    if (!/^[a-z_][a-z0-9_]{0,40}$/.test(this.schema)) throw new AppError('validation', `bad schema name ${this.schema}`);
+    if (!/^[a-z_][a-z0-9_]{0,40}$/.test(this.schema))
+      throw new AppError('validation', `bad schema name ${this.schema}`);
     this.batchSize = options.batchSize ?? 200;
     this.gatherMs = options.gatherMs ?? 5;
     this.log = options.logger?.child({ component: 'projection-runner' });
@@ -68,7 +69,10 @@ export class ProjectionRunner {
       this.pool = guardPgPool(options.db.pool, { name: 'read-models' });
       this.ownsPool = false;
     } else {
-      this.pool = createPgPool({ connectionString: options.db.connectionString, max: 4 }, { name: 'read-models', ...(this.log ? { logger: this.log } : {}) });
+      this.pool = createPgPool(
+        { connectionString: options.db.connectionString, max: 4 },
+        { name: 'read-models', ...(this.log ? { logger: this.log } : {}) },
+      );
       this.ownsPool = true;
     }
     for (const p of options.projections) {
@@ -95,9 +99,10 @@ export class ProjectionRunner {
       // holding no table lock lets it finish; the DDL first (`create index if not exists` locks
       // the table even when the index exists) would deadlock with it.
       for (const lane of this.lanes.values()) {
-        await c.query(`insert into ${this.schema}.checkpoints (name, position) values ($1, -1) on conflict (name) do nothing`, [
-          lane.projection.name,
-        ]);
+        await c.query(
+          `insert into ${this.schema}.checkpoints (name, position) values ($1, -1) on conflict (name) do nothing`,
+          [lane.projection.name],
+        );
       }
       if (ddl) for (const lane of this.lanes.values()) await lane.projection.setup(c);
     });
@@ -185,9 +190,10 @@ export class ProjectionRunner {
   }
 
   private async startLane(lane: Lane): Promise<void> {
-    const res = await this.pool.query<{ position: string }>(`select position from ${this.schema}.checkpoints where name = $1`, [
-      lane.projection.name,
-    ]);
+    const res = await this.pool.query<{ position: string }>(
+      `select position from ${this.schema}.checkpoints where name = $1`,
+      [lane.projection.name],
+    );
     lane.position = lane.stored = Number(res.rows[0]?.position ?? -1);
     lane.stopRequested = false;
     lane.running = true;
@@ -341,9 +347,10 @@ export class ProjectionRunner {
         // Routine when several processes run the same projection (two engines, or a standby dispatcher).
         log?.debug({ position: lane.stored }, 'checkpoint moved under us (another runner or a rebuild); resyncing');
         try {
-          const res = await this.pool.query<{ position: string }>(`select position from ${this.schema}.checkpoints where name = $1`, [
-            projection.name,
-          ]);
+          const res = await this.pool.query<{ position: string }>(
+            `select position from ${this.schema}.checkpoints where name = $1`,
+            [projection.name],
+          );
           lane.stored = Number(res.rows[0]?.position ?? -1);
         } catch (err) {
           // Resubscribing from the old checkpoint is safe: the compare-and-set sends us back here.

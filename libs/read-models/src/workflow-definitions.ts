@@ -22,16 +22,16 @@ async function applyDefinitionEvent(c: pg.PoolClient, r: RecordedEvent): Promise
   switch (e.type) {
     case 'DefinitionRegistered':
       // A replay finds the row already there.
-      await c.query(`insert into ${DEFINITIONS_TABLE} (id, version, definition, source, created_at) values ($1, $2, $3, $4, $5) on conflict do nothing`, [
-        e.data.definitionId,
-        e.data.version,
-        JSON.stringify(e.data.definition),
-        e.data.source,
-        e.data.registeredAt,
-      ]);
+      await c.query(
+        `insert into ${DEFINITIONS_TABLE} (id, version, definition, source, created_at) values ($1, $2, $3, $4, $5) on conflict do nothing`,
+        [e.data.definitionId, e.data.version, JSON.stringify(e.data.definition), e.data.source, e.data.registeredAt],
+      );
       return;
     case 'DefinitionDeleted':
-      await c.query(`delete from ${DEFINITIONS_TABLE} where id = $1 and version = any($2::int[])`, [e.data.definitionId, e.data.versions]);
+      await c.query(`delete from ${DEFINITIONS_TABLE} where id = $1 and version = any($2::int[])`, [
+        e.data.definitionId,
+        e.data.versions,
+      ]);
       return;
   }
 }

@@ -62,7 +62,12 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
       main = ctes[ctes.length - 1]!;
       ctes = ctes.slice(0, -1);
     }
-    await c.query(`${ctes.length ? `with ${ctes.map((q, i) => `m${i} as (${q})`).join(', ')} ` : ''}${main}`, [id, r.recordedAt, r.position, ...params]);
+    await c.query(`${ctes.length ? `with ${ctes.map((q, i) => `m${i} as (${q})`).join(', ')} ` : ''}${main}`, [
+      id,
+      r.recordedAt,
+      r.position,
+      ...params,
+    ]);
   };
   const unit = `execution_id = $1 and step_id = $4 and item_index = $5 and attempt = $6`;
   switch (e.type) {
@@ -99,13 +104,19 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
     }
     case 'WaitStarted':
       // A wait step runs while it waits; its end comes as StepSucceeded / StepFailed (attempt 0).
-      await run([`update ${S} set status = 'running', started_at = coalesce(started_at, $5) where execution_id = $1 and step_id = $4`], TOUCH, [
-        e.data.stepId,
-        e.data.startedAt,
-      ]);
+      await run(
+        [
+          `update ${S} set status = 'running', started_at = coalesce(started_at, $5) where execution_id = $1 and step_id = $4`,
+        ],
+        TOUCH,
+        [e.data.stepId, e.data.startedAt],
+      );
       return;
     case 'StepExpanded':
-      await run([`update ${S} set items = $5 where execution_id = $1 and step_id = $4`], TOUCH, [e.data.stepId, e.data.items.length]);
+      await run([`update ${S} set items = $5 where execution_id = $1 and step_id = $4`], TOUCH, [
+        e.data.stepId,
+        e.data.items.length,
+      ]);
       return;
     case 'StepScheduled':
       await run(
@@ -132,7 +143,12 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
     case 'StepQueued':
     case 'StepStarted':
       // The attempt's deadline moved (its call waits for a slot, or started after waiting).
-      await run([`update ${A} set timeout_at = $7 where ${unit}`], TOUCH, [e.data.stepId, item(e.data), e.data.attempt, e.data.timeoutAt]);
+      await run([`update ${A} set timeout_at = $7 where ${unit}`], TOUCH, [
+        e.data.stepId,
+        item(e.data),
+        e.data.attempt,
+        e.data.timeoutAt,
+      ]);
       return;
     case 'StepSucceeded':
       await run(
@@ -141,7 +157,9 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
              duration_ms = (extract(epoch from ($8::timestamptz - coalesce(dispatched_at, scheduled_at))) * 1000)::int
            where ${unit}`,
           ...(e.data.itemIndex === undefined
-            ? [`update ${S} set status = 'succeeded', output = $7, error = null, ended_at = $8 where execution_id = $1 and step_id = $4`]
+            ? [
+                `update ${S} set status = 'succeeded', output = $7, error = null, ended_at = $8 where execution_id = $1 and step_id = $4`,
+              ]
             : []),
         ],
         TOUCH,
@@ -163,17 +181,27 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
       );
       return;
     case 'StepTimedOut':
-      await run([`update ${A} set status = 'timed_out', ended_at = $7 where ${unit}`], TOUCH, [e.data.stepId, item(e.data), e.data.attempt, e.data.at]);
-      return;
-    case 'StepRetryScheduled':
-      await run([`update ${S} set next_retry_at = $5 where execution_id = $1 and step_id = $4`], TOUCH, [e.data.stepId, e.data.dueAt]);
-      return;
-    case 'StepSkipped':
-      await run([`update ${S} set status = 'skipped', skip_reason = $5, ended_at = $6 where execution_id = $1 and step_id = $4`], TOUCH, [
+      await run([`update ${A} set status = 'timed_out', ended_at = $7 where ${unit}`], TOUCH, [
         e.data.stepId,
-        e.data.reason,
+        item(e.data),
+        e.data.attempt,
         e.data.at,
       ]);
+      return;
+    case 'StepRetryScheduled':
+      await run([`update ${S} set next_retry_at = $5 where execution_id = $1 and step_id = $4`], TOUCH, [
+        e.data.stepId,
+        e.data.dueAt,
+      ]);
+      return;
+    case 'StepSkipped':
+      await run(
+        [
+          `update ${S} set status = 'skipped', skip_reason = $5, ended_at = $6 where execution_id = $1 and step_id = $4`,
+        ],
+        TOUCH,
+        [e.data.stepId, e.data.reason, e.data.at],
+      );
       return;
     case 'ExecutionCancelRequested':
       // Status and error change only from running; the touch always (one update of the row).
@@ -207,21 +235,29 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
            where execution_id = $1 and step_id = $4 and item_index = -1 and attempt = 1`,
         ],
         TOUCH,
-        [e.data.stepId, ok ? 'succeeded' : 'failed', ok ? j(e.data.output) : null, ok ? null : j(e.data.error), e.data.at],
+        [
+          e.data.stepId,
+          ok ? 'succeeded' : 'failed',
+          ok ? j(e.data.output) : null,
+          ok ? null : j(e.data.error),
+          e.data.at,
+        ],
       );
       return;
     }
     case 'WorkflowCompleted':
-      await run([], `update ${X} set status = 'completed', output = $4, ended_at = $5, updated_at = $2, last_position = $3 where execution_id = $1`, [
-        j(e.data.outputs),
-        e.data.completedAt,
-      ]);
+      await run(
+        [],
+        `update ${X} set status = 'completed', output = $4, ended_at = $5, updated_at = $2, last_position = $3 where execution_id = $1`,
+        [j(e.data.outputs), e.data.completedAt],
+      );
       return;
     case 'WorkflowFailed':
-      await run([], `update ${X} set status = 'failed', error = $4, ended_at = $5, updated_at = $2, last_position = $3 where execution_id = $1`, [
-        j({ reason: e.data.reason, stepId: e.data.stepId, error: e.data.error }),
-        e.data.failedAt,
-      ]);
+      await run(
+        [],
+        `update ${X} set status = 'failed', error = $4, ended_at = $5, updated_at = $2, last_position = $3 where execution_id = $1`,
+        [j({ reason: e.data.reason, stepId: e.data.stepId, error: e.data.error }), e.data.failedAt],
+      );
       return;
     case 'WorkflowCanceled':
       await run(
@@ -233,7 +269,9 @@ async function applyEvent(c: pg.PoolClient, r: RecordedEvent, touch = true): Pro
     case 'StepOutputCopied':
       // A fork took the output over: the step is done without an attempt of its own.
       await run(
-        [`update ${S} set status = 'succeeded', output = $5, error = null, skip_reason = null, ended_at = $6 where execution_id = $1 and step_id = $4`],
+        [
+          `update ${S} set status = 'succeeded', output = $5, error = null, skip_reason = null, ended_at = $6 where execution_id = $1 and step_id = $4`,
+        ],
         TOUCH,
         [e.data.stepId, j(e.data.output), e.data.at],
       );
@@ -299,7 +337,11 @@ async function applyStatements(c: pg.PoolClient, events: readonly RecordedEvent[
       sql.push(`prepare ${name} as ${text}`);
       fresh.add(name);
     }
-    sql.push(order.length > 0 ? `execute ${name}(${order.map((n) => literal(call.params[n - 1])).join(', ')})` : `execute ${name}`);
+    sql.push(
+      order.length > 0
+        ? `execute ${name}(${order.map((n) => literal(call.params[n - 1])).join(', ')})`
+        : `execute ${name}`,
+    );
   }
   try {
     await c.query(sql.join(';\n'));
@@ -315,8 +357,21 @@ async function applyStatements(c: pg.PoolClient, events: readonly RecordedEvent[
 
 /** The event types `foldExecution` plays exactly as `applyEvent`'s statements do on new rows. */
 const FOLDABLE = new Set([
-  'WorkflowStarted', 'WaitStarted', 'StepExpanded', 'StepScheduled', 'StepDispatched', 'StepRedispatched', 'StepQueued', 'StepStarted',
-  'StepSucceeded', 'StepFailed', 'StepTimedOut', 'StepRetryScheduled', 'StepSkipped', 'WorkflowCompleted', 'WorkflowFailed',
+  'WorkflowStarted',
+  'WaitStarted',
+  'StepExpanded',
+  'StepScheduled',
+  'StepDispatched',
+  'StepRedispatched',
+  'StepQueued',
+  'StepStarted',
+  'StepSucceeded',
+  'StepFailed',
+  'StepTimedOut',
+  'StepRetryScheduled',
+  'StepSkipped',
+  'WorkflowCompleted',
+  'WorkflowFailed',
 ]);
 /** Smallest batch that is folded. */
 const FOLD_MIN_EVENTS = 64;
@@ -325,18 +380,55 @@ const MS_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?(Z|[+-]\d{2}:\d
 
 type Json = string | null;
 interface XRow {
-  definition_id: unknown; definition_version: unknown; definition_name: unknown; status: string; input: Json; output: Json; error: Json;
-  correlation_id: unknown; parent_execution_id: unknown; started_at: unknown; ended_at: unknown; updated_at: unknown; last_position: number;
+  definition_id: unknown;
+  definition_version: unknown;
+  definition_name: unknown;
+  status: string;
+  input: Json;
+  output: Json;
+  error: Json;
+  correlation_id: unknown;
+  parent_execution_id: unknown;
+  started_at: unknown;
+  ended_at: unknown;
+  updated_at: unknown;
+  last_position: number;
 }
 interface SRow {
-  ordinal: number; uses: string; kind: string; status: string; skip_reason: unknown; attempts: number; items: unknown; output: Json; error: Json;
-  next_retry_at: unknown; started_at: unknown; ended_at: unknown;
+  ordinal: number;
+  uses: string;
+  kind: string;
+  status: string;
+  skip_reason: unknown;
+  attempts: number;
+  items: unknown;
+  output: Json;
+  error: Json;
+  next_retry_at: unknown;
+  started_at: unknown;
+  ended_at: unknown;
 }
 interface ARow {
-  step_id: string; item_index: number; attempt: unknown; status: string; idempotency_key: unknown; input: Json; output: Json; error: Json;
-  scheduled_at: unknown; dispatched_at: unknown; timeout_at: unknown; ended_at: unknown; duration_ms: number | null;
+  step_id: string;
+  item_index: number;
+  attempt: unknown;
+  status: string;
+  idempotency_key: unknown;
+  input: Json;
+  output: Json;
+  error: Json;
+  scheduled_at: unknown;
+  dispatched_at: unknown;
+  timeout_at: unknown;
+  ended_at: unknown;
+  duration_ms: number | null;
 }
-interface Folded { id: string; x: XRow; steps: Map<string, SRow>; attempts: Map<string, ARow> }
+interface Folded {
+  id: string;
+  x: XRow;
+  steps: Map<string, SRow>;
+  attempts: Map<string, ARow>;
+}
 
 /** Thrown when an execution is outside what the fold reproduces exactly; it then goes statement by statement. */
 class NotFoldable extends Error {}
@@ -344,7 +436,8 @@ class NotFoldable extends Error {}
 /** `(extract(epoch from (end - start)) * 1000)::int` for millisecond timestamps (null when start is). */
 function durationMs(end: unknown, start: unknown): number | null {
   if (start === null || start === undefined) return null;
-  if (typeof end !== 'string' || typeof start !== 'string' || !MS_TIME.test(end) || !MS_TIME.test(start)) throw new NotFoldable();
+  if (typeof end !== 'string' || typeof start !== 'string' || !MS_TIME.test(end) || !MS_TIME.test(start))
+    throw new NotFoldable();
   const ms = Date.parse(end) - Date.parse(start);
   // Past int4 PostgreSQL raises an error (the batch stalls); the statement path keeps that.
   if (!Number.isSafeInteger(ms) || ms > 2_147_483_647 || ms < -2_147_483_648) throw new NotFoldable();
@@ -367,18 +460,39 @@ function foldExecution(id: string, events: readonly RecordedEvent[]): Folded {
     switch (e.type) {
       case 'WorkflowStarted': {
         const def: WorkflowDefinition = e.data.definition;
-        const comp = new Set(def.steps.flatMap((st) => (typeof st.on_error === 'object' ? [st.on_error.compensate] : [])));
+        const comp = new Set(
+          def.steps.flatMap((st) => (typeof st.on_error === 'object' ? [st.on_error.compensate] : [])),
+        );
         x = {
-          definition_id: def.id, definition_version: def.version, definition_name: def.name, status: 'running', input: j(e.data.input),
-          output: null, error: null, correlation_id: e.metadata.correlationId ?? null,
+          definition_id: def.id,
+          definition_version: def.version,
+          definition_name: def.name,
+          status: 'running',
+          input: j(e.data.input),
+          output: null,
+          error: null,
+          correlation_id: e.metadata.correlationId ?? null,
           parent_execution_id: (r.metadata as { parent?: { executionId?: string } }).parent?.executionId ?? null,
-          started_at: e.data.startedAt, ended_at: null, updated_at: r.recordedAt, last_position: r.position,
+          started_at: e.data.startedAt,
+          ended_at: null,
+          updated_at: r.recordedAt,
+          last_position: r.position,
         };
         def.steps.forEach((st, i) => {
           if (steps.has(st.id)) return;
           steps.set(st.id, {
-            ordinal: i, uses: stepUsesLabel(st), kind: comp.has(st.id) ? 'compensation' : st.for_each ? 'for_each' : st.wait ? 'wait' : 'step',
-            status: 'pending', skip_reason: null, attempts: 0, items: null, output: null, error: null, next_retry_at: null, started_at: null, ended_at: null,
+            ordinal: i,
+            uses: stepUsesLabel(st),
+            kind: comp.has(st.id) ? 'compensation' : st.for_each ? 'for_each' : st.wait ? 'wait' : 'step',
+            status: 'pending',
+            skip_reason: null,
+            attempts: 0,
+            items: null,
+            output: null,
+            error: null,
+            next_retry_at: null,
+            started_at: null,
+            ended_at: null,
           });
         });
         break;
@@ -400,9 +514,19 @@ function foldExecution(id: string, events: readonly RecordedEvent[]): Folded {
         const k = key(e.data.stepId, item(e.data), e.data.attempt);
         if (!attempts.has(k)) {
           attempts.set(k, {
-            step_id: e.data.stepId, item_index: item(e.data), attempt: e.data.attempt, status: 'scheduled', idempotency_key: e.data.idempotencyKey ?? null,
-            input: j(e.data.input), output: null, error: null, scheduled_at: e.data.scheduledAt ?? null, dispatched_at: null, timeout_at: null,
-            ended_at: null, duration_ms: null,
+            step_id: e.data.stepId,
+            item_index: item(e.data),
+            attempt: e.data.attempt,
+            status: 'scheduled',
+            idempotency_key: e.data.idempotencyKey ?? null,
+            input: j(e.data.input),
+            output: null,
+            error: null,
+            scheduled_at: e.data.scheduledAt ?? null,
+            dispatched_at: null,
+            timeout_at: null,
+            ended_at: null,
+            duration_ms: null,
           });
         }
         const st = steps.get(e.data.stepId);
@@ -513,7 +637,10 @@ function foldExecution(id: string, events: readonly RecordedEvent[]): Folded {
  * for the statement path (other executions, one already in the table, or one the fold does not
  * reproduce exactly), in their order.
  */
-async function insertNewExecutions(c: pg.PoolClient, events: readonly RecordedEvent[]): Promise<readonly RecordedEvent[]> {
+async function insertNewExecutions(
+  c: pg.PoolClient,
+  events: readonly RecordedEvent[],
+): Promise<readonly RecordedEvent[]> {
   // Live batches are a few events: their one round trip stays as it was (the fold pays off when catching up).
   if (events.length < FOLD_MIN_EVENTS) return events;
   const byStream = new Map<string, RecordedEvent[]>();
@@ -533,7 +660,10 @@ async function insertNewExecutions(c: pg.PoolClient, events: readonly RecordedEv
   }
   if (folded.length === 0) return events;
   // A row already there (the read model was written by something else) takes the statement path.
-  const existing = await c.query<{ execution_id: string }>(`select execution_id from ${X} where execution_id = any($1::text[])`, [folded.map((f) => f.id)]);
+  const existing = await c.query<{ execution_id: string }>(
+    `select execution_id from ${X} where execution_id = any($1::text[])`,
+    [folded.map((f) => f.id)],
+  );
   const skip = new Set(existing.rows.map((r) => r.execution_id));
   const fresh = folded.filter((f) => !skip.has(f.id));
   if (fresh.length === 0) return events;
@@ -547,13 +677,27 @@ async function insertNewExecutions(c: pg.PoolClient, events: readonly RecordedEv
                  $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::bigint[])
        as v(execution_id, definition_id, definition_version, definition_name, status, input, output, error, correlation_id,
             parent_execution_id, started_at, ended_at, updated_at, last_position)`,
-    [fresh.map((f) => f.id), xs.map((x) => x.definition_id), xs.map((x) => x.definition_version), xs.map((x) => x.definition_name),
-      xs.map((x) => x.status), xs.map((x) => x.input), xs.map((x) => x.output), xs.map((x) => x.error), xs.map((x) => x.correlation_id),
-      xs.map((x) => x.parent_execution_id), xs.map((x) => x.started_at), xs.map((x) => x.ended_at), xs.map((x) => x.updated_at),
-      xs.map((x) => x.last_position)],
+    [
+      fresh.map((f) => f.id),
+      xs.map((x) => x.definition_id),
+      xs.map((x) => x.definition_version),
+      xs.map((x) => x.definition_name),
+      xs.map((x) => x.status),
+      xs.map((x) => x.input),
+      xs.map((x) => x.output),
+      xs.map((x) => x.error),
+      xs.map((x) => x.correlation_id),
+      xs.map((x) => x.parent_execution_id),
+      xs.map((x) => x.started_at),
+      xs.map((x) => x.ended_at),
+      xs.map((x) => x.updated_at),
+      xs.map((x) => x.last_position),
+    ],
   );
-  const sIds: string[] = [], sRows: (SRow & { step_id: string })[] = [];
-  const aIds: string[] = [], aRows: ARow[] = [];
+  const sIds: string[] = [],
+    sRows: (SRow & { step_id: string })[] = [];
+  const aIds: string[] = [],
+    aRows: ARow[] = [];
   for (const f of fresh) {
     for (const [step_id, st] of f.steps) {
       sIds.push(f.id);
@@ -572,9 +716,22 @@ async function insertNewExecutions(c: pg.PoolClient, events: readonly RecordedEv
                    $12::timestamptz[], $13::timestamptz[], $14::timestamptz[])
          as v(execution_id, step_id, ordinal, uses, kind, status, skip_reason, attempts, items, output, error, next_retry_at, started_at, ended_at)
        on conflict do nothing`,
-      [sIds, sRows.map((r) => r.step_id), sRows.map((r) => r.ordinal), sRows.map((r) => r.uses), sRows.map((r) => r.kind), sRows.map((r) => r.status),
-        sRows.map((r) => r.skip_reason), sRows.map((r) => r.attempts), sRows.map((r) => r.items), sRows.map((r) => r.output), sRows.map((r) => r.error),
-        sRows.map((r) => r.next_retry_at), sRows.map((r) => r.started_at), sRows.map((r) => r.ended_at)],
+      [
+        sIds,
+        sRows.map((r) => r.step_id),
+        sRows.map((r) => r.ordinal),
+        sRows.map((r) => r.uses),
+        sRows.map((r) => r.kind),
+        sRows.map((r) => r.status),
+        sRows.map((r) => r.skip_reason),
+        sRows.map((r) => r.attempts),
+        sRows.map((r) => r.items),
+        sRows.map((r) => r.output),
+        sRows.map((r) => r.error),
+        sRows.map((r) => r.next_retry_at),
+        sRows.map((r) => r.started_at),
+        sRows.map((r) => r.ended_at),
+      ],
     );
   }
   if (aRows.length > 0) {
@@ -585,10 +742,22 @@ async function insertNewExecutions(c: pg.PoolClient, events: readonly RecordedEv
                    $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::int[])
          as v(execution_id, step_id, item_index, attempt, status, idempotency_key, input, output, error, scheduled_at, dispatched_at, timeout_at, ended_at, duration_ms)
        on conflict do nothing`,
-      [aIds, aRows.map((r) => r.step_id), aRows.map((r) => r.item_index), aRows.map((r) => r.attempt), aRows.map((r) => r.status),
-        aRows.map((r) => r.idempotency_key), aRows.map((r) => r.input), aRows.map((r) => r.output), aRows.map((r) => r.error),
-        aRows.map((r) => r.scheduled_at), aRows.map((r) => r.dispatched_at), aRows.map((r) => r.timeout_at), aRows.map((r) => r.ended_at),
-        aRows.map((r) => r.duration_ms)],
+      [
+        aIds,
+        aRows.map((r) => r.step_id),
+        aRows.map((r) => r.item_index),
+        aRows.map((r) => r.attempt),
+        aRows.map((r) => r.status),
+        aRows.map((r) => r.idempotency_key),
+        aRows.map((r) => r.input),
+        aRows.map((r) => r.output),
+        aRows.map((r) => r.error),
+        aRows.map((r) => r.scheduled_at),
+        aRows.map((r) => r.dispatched_at),
+        aRows.map((r) => r.timeout_at),
+        aRows.map((r) => r.ended_at),
+        aRows.map((r) => r.duration_ms),
+      ],
     );
   }
   const done = new Set(fresh.map((f) => `workflow_execution-${f.id}`));
@@ -685,7 +854,10 @@ function summary(r: Record<string, unknown>): ExecutionSummary {
 }
 
 /** Newest first, keyset-paged. */
-export async function listExecutions(pool: pg.Pool, q: ExecutionQuery): Promise<{ items: ExecutionSummary[]; next_cursor: string | null }> {
+export async function listExecutions(
+  pool: pg.Pool,
+  q: ExecutionQuery,
+): Promise<{ items: ExecutionSummary[]; next_cursor: string | null }> {
   const where: string[] = [];
   const args: unknown[] = [];
   if (q.status) where.push(`status = $${args.push(q.status)}`);
@@ -696,7 +868,9 @@ export async function listExecutions(pool: pg.Pool, q: ExecutionQuery): Promise<
     const [at, id] = Buffer.from(q.cursor, 'base64url').toString().split('|');
     // Only cursors this function made are accepted; anything else would reach SQL as a bad timestamp.
     if (!at || !id || Number.isNaN(Date.parse(at)) || !/^\d{4}-\d{2}-\d{2}T/.test(at)) {
-      throw new AppError('validation', 'invalid cursor: pass the next_cursor of a previous page', { errors: [{ path: 'cursor', message: 'not a cursor this API made', code: 'invalid_cursor', in: 'query' }] });
+      throw new AppError('validation', 'invalid cursor: pass the next_cursor of a previous page', {
+        errors: [{ path: 'cursor', message: 'not a cursor this API made', code: 'invalid_cursor', in: 'query' }],
+      });
     }
     where.push(`(started_at, execution_id) < ($${args.push(at)}::timestamptz, $${args.push(id)})`);
   }
@@ -704,7 +878,10 @@ export async function listExecutions(pool: pg.Pool, q: ExecutionQuery): Promise<
   const r = await pool.query(sql, args);
   const rows = r.rows.slice(0, q.limit).map(summary);
   const last = rows[rows.length - 1];
-  const next = r.rows.length > q.limit && last ? Buffer.from(`${last.started_at}|${last.execution_id}`).toString('base64url') : null;
+  const next =
+    r.rows.length > q.limit && last
+      ? Buffer.from(`${last.started_at}|${last.execution_id}`).toString('base64url')
+      : null;
   return { items: rows, next_cursor: next };
 }
 
@@ -742,16 +919,24 @@ export interface StepView {
 
 /** The global position of the last event the read model applied to this execution; undefined when it has none yet. */
 export async function executionReadPosition(pool: pg.Pool, executionId: string): Promise<number | undefined> {
-  const r = await pool.query<{ last_position: string }>(`select last_position from ${X} where execution_id = $1`, [executionId]);
+  const r = await pool.query<{ last_position: string }>(`select last_position from ${X} where execution_id = $1`, [
+    executionId,
+  ]);
   return r.rows[0] ? Number(r.rows[0].last_position) : undefined;
 }
 
 /** One execution with every step and every attempt; undefined when the read model has no such execution. */
-export async function getExecutionView(pool: pg.Pool, executionId: string): Promise<(ExecutionSummary & { steps: StepView[] }) | undefined> {
+export async function getExecutionView(
+  pool: pg.Pool,
+  executionId: string,
+): Promise<(ExecutionSummary & { steps: StepView[] }) | undefined> {
   const x = await pool.query(`select * from ${X} where execution_id = $1`, [executionId]);
   if (!x.rows[0]) return undefined;
   const steps = await pool.query(`select * from ${S} where execution_id = $1 order by ordinal`, [executionId]);
-  const attempts = await pool.query(`select * from ${A} where execution_id = $1 order by step_id, item_index, attempt`, [executionId]);
+  const attempts = await pool.query(
+    `select * from ${A} where execution_id = $1 order by step_id, item_index, attempt`,
+    [executionId],
+  );
   const byStep = new Map<string, StepAttemptView[]>();
   for (const a of attempts.rows) {
     const list = byStep.get(a.step_id) ?? [];

@@ -63,14 +63,21 @@ export const DeciderSpecification = {
             };
             const events = (): E[] => {
               const o = run();
-              if (!o.ok) throw new assert.AssertionError({ message: `decide threw instead of returning events: ${String(o.error)}`, actual: o.error });
+              if (!o.ok)
+                throw new assert.AssertionError({
+                  message: `decide threw instead of returning events: ${String(o.error)}`,
+                  actual: o.error,
+                });
               return o.events;
             };
             return {
               then(expected) {
                 const produced = events();
                 if (typeof expected === 'function') {
-                  expected(produced, produced.reduce((s, e) => decider.evolve(s, e), state));
+                  expected(
+                    produced,
+                    produced.reduce((s, e) => decider.evolve(s, e), state),
+                  );
                 } else {
                   assert.deepStrictEqual(produced, [...expected]);
                 }
@@ -79,10 +86,16 @@ export const DeciderSpecification = {
               thenThrows<Err>(predicate?: (error: Err) => boolean): Err {
                 const o = run();
                 if (o.ok) {
-                  throw new assert.AssertionError({ message: `expected decide to throw, it returned ${o.events.length} event(s)`, actual: o.events });
+                  throw new assert.AssertionError({
+                    message: `expected decide to throw, it returned ${o.events.length} event(s)`,
+                    actual: o.events,
+                  });
                 }
                 if (predicate && !predicate(o.error as Err)) {
-                  throw new assert.AssertionError({ message: `decide threw an error that does not match: ${String(o.error)}`, actual: o.error });
+                  throw new assert.AssertionError({
+                    message: `decide threw an error that does not match: ${String(o.error)}`,
+                    actual: o.error,
+                  });
                 }
                 return o.error as Err;
               },

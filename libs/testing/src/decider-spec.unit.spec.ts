@@ -23,7 +23,10 @@ const spec = DeciderSpecification.for(counter);
 describe('DeciderSpecification', () => {
   it('then: folds the given events, decides, compares events (or runs a check with the state after)', () => {
     assert.equal(spec.given([{ type: 'Added', n: 2 }]).state, 2);
-    spec.given([]).when({ type: 'Add', n: 1 }).then([{ type: 'Added', n: 1 }]);
+    spec
+      .given([])
+      .when({ type: 'Add', n: 1 })
+      .then([{ type: 'Added', n: 1 }]);
     spec
       .given([{ type: 'Added', n: 2 }])
       .when({ type: 'Add', n: 3 })
@@ -31,19 +34,43 @@ describe('DeciderSpecification', () => {
         assert.equal(events.length, 1);
         assert.equal(after, 5);
       });
-    assert.throws(() => spec.given([]).when({ type: 'Add', n: 1 }).then([{ type: 'Added', n: 2 }]), assert.AssertionError);
+    assert.throws(
+      () =>
+        spec
+          .given([])
+          .when({ type: 'Add', n: 1 })
+          .then([{ type: 'Added', n: 2 }]),
+      assert.AssertionError,
+    );
   });
 
   it('thenThrows: passes on a matching error, fails on none or a different one', () => {
-    const e = spec.given([]).when({ type: 'Add', n: 0 }).thenThrows<RangeError>((x) => x instanceof RangeError);
+    const e = spec
+      .given([])
+      .when({ type: 'Add', n: 0 })
+      .thenThrows<RangeError>((x) => x instanceof RangeError);
     assert.match(e.message, /positive/);
     assert.throws(() => spec.given([]).when({ type: 'Add', n: 1 }).thenThrows(), /expected decide to throw/);
-    assert.throws(() => spec.given([]).when({ type: 'Add', n: 0 }).thenThrows((x) => x instanceof TypeError), /does not match/);
+    assert.throws(
+      () =>
+        spec
+          .given([])
+          .when({ type: 'Add', n: 0 })
+          .thenThrows((x) => x instanceof TypeError),
+      /does not match/,
+    );
     assert.throws(() => spec.given([]).when({ type: 'Add', n: 0 }).then([]), /decide threw/);
   });
 
   it('thenNothingHappened: passes on no events, fails otherwise', () => {
     spec.given([]).when({ type: 'Reset' }).thenNothingHappened();
-    assert.throws(() => spec.given([{ type: 'Added', n: 1 }]).when({ type: 'Reset' }).thenNothingHappened(), assert.AssertionError);
+    assert.throws(
+      () =>
+        spec
+          .given([{ type: 'Added', n: 1 }])
+          .when({ type: 'Reset' })
+          .thenNothingHappened(),
+      assert.AssertionError,
+    );
   });
 });

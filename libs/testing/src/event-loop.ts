@@ -7,7 +7,10 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
  * So `run` is tried up to `attempts` (5) times (each a fresh request) and the smallest of the
  * maxima is returned, with every try's result: a real block cannot hide, preemption can.
  */
-export async function longestEventLoopBlock<T>(run: () => Promise<T>, opts: { attempts?: number; belowMs?: number } = {}): Promise<{ maxMs: number; results: [T, ...T[]]; tries: number[] }> {
+export async function longestEventLoopBlock<T>(
+  run: () => Promise<T>,
+  opts: { attempts?: number; belowMs?: number } = {},
+): Promise<{ maxMs: number; results: [T, ...T[]]; tries: number[] }> {
   const attempts = Math.max(1, opts.attempts ?? 5);
   const results: T[] = [];
   const tries: number[] = [];

@@ -55,7 +55,11 @@ export async function freshDatabase(prefix = 'test'): Promise<string> {
 export async function testNatsUrl(): Promise<string> {
   if (process.env.TEST_SHARED_NATS === '1' && process.env.TEST_NATS_URL) return process.env.TEST_NATS_URL;
   ownNats ??= (async () => {
-    const server = await startNatsServer({ port: await freePort(), storeDir: path.join(scratchDir(), `nats-${++natsCount}`), logger });
+    const server = await startNatsServer({
+      port: await freePort(),
+      storeDir: path.join(scratchDir(), `nats-${++natsCount}`),
+      logger,
+    });
     // The file's process must be free to exit when its tests are done; the server goes with it.
     server.unref();
     process.once('exit', () => server.kill());

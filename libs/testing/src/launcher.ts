@@ -14,17 +14,37 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
 
 /** An admin key in the launcher's format, given by env as an operator would (`sy_<16 hex>_<secret>`). */
-export const newAdminKey = (): string => `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
+export const newAdminKey = (): string =>
+  `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 
-export const mcpKinds = ['FILESYSTEM_BRIDGE', 'DATABASE', 'DATABASE_WRITER', 'GITHUB', 'FETCH', 'AUTOMATION', 'ANALYTICS'] as const;
-export const agentNames = ['DATA_ANALYST', 'FINANCIAL_ADVISOR', 'OPERATIONS_MANAGER', 'AUTOMATION_SPECIALIST', 'CONTENT_CREATOR', 'CUSTOMER_SUCCESS'] as const;
+export const mcpKinds = [
+  'FILESYSTEM_BRIDGE',
+  'DATABASE',
+  'DATABASE_WRITER',
+  'GITHUB',
+  'FETCH',
+  'AUTOMATION',
+  'ANALYTICS',
+] as const;
+export const agentNames = [
+  'DATA_ANALYST',
+  'FINANCIAL_ADVISOR',
+  'OPERATIONS_MANAGER',
+  'AUTOMATION_SPECIALIST',
+  'CONTENT_CREATOR',
+  'CUSTOMER_SUCCESS',
+] as const;
 
 /**
  * The environment of a system of its own: DATA_DIR, every port free (MCP servers, agents' HTTP
  * contract), no DATABASE_URL / NATS_URL of the test runner. Add GATEWAY_PORT and EMBEDDED_* for
  * the process that owns the infrastructure, or DATABASE_URL / NATS_URL for one that joins it.
  */
-export async function systemEnv(dataDir: string, adminKey: string, extra: Record<string, string> = {}): Promise<Record<string, string>> {
+export async function systemEnv(
+  dataDir: string,
+  adminKey: string,
+  extra: Record<string, string> = {},
+): Promise<Record<string, string>> {
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     DATA_DIR: dataDir,
@@ -33,7 +53,15 @@ export async function systemEnv(dataDir: string, adminKey: string, extra: Record
     SWITCHYARD_ADMIN_KEY: adminKey,
     GATEWAY_HOST: '127.0.0.1',
   };
-  for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES', 'SMTP_URL']) delete env[k];
+  for (const k of [
+    'DATABASE_URL',
+    'NATS_URL',
+    'TEST_DATABASE_URL',
+    'TEST_NATS_URL',
+    'DATABASE_ALLOW_WRITES',
+    'SMTP_URL',
+  ])
+    delete env[k];
   for (const kind of mcpKinds) {
     const port = await freePort();
     env[`MCP_${kind}_PORT`] = String(port);
@@ -65,12 +93,18 @@ export class Proc {
   ) {}
   start(): void {
     this.output = '';
-    this.proc = spawn(process.execPath, [launcherMain, ...this.roles], { cwd: root, env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(process.execPath, [launcherMain, ...this.roles], {
+      cwd: root,
+      env: this.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let resolveUp!: () => void;
     this.up = new Promise((r) => (resolveUp = r));
     let partial = '';
     // E2E_LOG_DIR keeps every line the process wrote (for a failure that needs the whole log).
-    const logFile = process.env.E2E_LOG_DIR ? path.join(process.env.E2E_LOG_DIR, `${this.label.replace(/[^A-Za-z0-9_.-]/g, '_')}.log`) : undefined;
+    const logFile = process.env.E2E_LOG_DIR
+      ? path.join(process.env.E2E_LOG_DIR, `${this.label.replace(/[^A-Za-z0-9_.-]/g, '_')}.log`)
+      : undefined;
     const onData = (d: Buffer) => {
       if (logFile) appendFileSync(logFile, d);
       this.output = (this.output + d.toString()).slice(-30_000);
@@ -78,7 +112,8 @@ export class Proc {
       partial += d.toString();
       const lines = partial.split('\n');
       partial = lines.pop()!;
-      for (const l of lines) if (/"level":(50|60)/.test(l) || (l.trim() && !l.startsWith('{'))) this.loud.push(l.slice(0, 2000));
+      for (const l of lines)
+        if (/"level":(50|60)/.test(l) || (l.trim() && !l.startsWith('{'))) this.loud.push(l.slice(0, 2000));
     };
     this.proc.stdout!.on('data', onData);
     this.proc.stderr!.on('data', onData);
@@ -96,7 +131,11 @@ export class Proc {
   }
   /** Wait (bounded) for the "up" line; fail with the process output when it died or hung. */
   async waitUp(ms = 60_000): Promise<void> {
-    const r = await Promise.race([this.up.then(() => 'up'), this.exited.then(() => 'exited'), deadline(ms).then(() => 'timeout')]);
+    const r = await Promise.race([
+      this.up.then(() => 'up'),
+      this.exited.then(() => 'exited'),
+      deadline(ms).then(() => 'timeout'),
+    ]);
     if (r !== 'up') assert.fail(`${this.label} ${r}: ${this.output.slice(-3000)}`);
   }
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -108,7 +147,8 @@ export class Proc {
   async stop(): Promise<void> {
     if (!this.alive) return;
     this.proc.kill('SIGTERM');
-    if ((await Promise.race([this.exited, deadline(15_000).then(() => 'timeout' as const)])) === 'timeout') await this.kill();
+    if ((await Promise.race([this.exited, deadline(15_000).then(() => 'timeout' as const)])) === 'timeout')
+      await this.kill();
   }
   /** The pid of this launcher's child process whose command is `comm` (`postgres`, `nats-server`), if any. */
   childPid(comm: string): number | undefined {
@@ -133,7 +173,8 @@ export function childPids(pid: number): number[] {
   }
   for (const t of tasks) {
     try {
-      for (const c of readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
+      for (const c of readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/))
+        if (c) out.push(Number(c));
     } catch {
       /* the thread ended meanwhile */
     }
@@ -142,7 +183,11 @@ export function childPids(pid: number): number[] {
 }
 
 /** Wait (bounded) until `GET /readyz` answers 200; the body. */
-export async function waitReady(base: string, proc: Proc, timeoutMs = 90_000): Promise<{ status: string; checks: Record<string, { status: string; error?: string }> }> {
+export async function waitReady(
+  base: string,
+  proc: Proc,
+  timeoutMs = 90_000,
+): Promise<{ status: string; checks: Record<string, { status: string; error?: string }> }> {
   const end = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < end) {
@@ -161,7 +206,11 @@ export async function waitReady(base: string, proc: Proc, timeoutMs = 90_000): P
 }
 
 /** Every execution of a definition from the read model, following the keyset pages (200 a page). */
-export async function allExecutions(base: string, headers: Record<string, string>, template: string): Promise<{ execution_id: string; status: string }[]> {
+export async function allExecutions(
+  base: string,
+  headers: Record<string, string>,
+  template: string,
+): Promise<{ execution_id: string; status: string }[]> {
   const out: { execution_id: string; status: string }[] = [];
   let url: string | null = `/api/v1/workflows/executions?template=${encodeURIComponent(template)}&limit=200`;
   while (url) {
@@ -190,8 +239,16 @@ export async function startSink(): Promise<{ server: Server; url: string; hits: 
     req.on('data', (d: Buffer) => (body += d.toString('utf8')));
     req.on('end', () => {
       const parsed = JSON.parse(body) as { id: string; payload: Hit['payload'] };
-      hits.push({ key: String(req.headers['idempotency-key']), at: Date.now(), id: parsed.id, payload: parsed.payload });
-      setTimeout(() => res.writeHead(202, { 'content-type': 'application/json' }).end('{"accepted":true}'), Math.floor(Math.random() * 150));
+      hits.push({
+        key: String(req.headers['idempotency-key']),
+        at: Date.now(),
+        id: parsed.id,
+        payload: parsed.payload,
+      });
+      setTimeout(
+        () => res.writeHead(202, { 'content-type': 'application/json' }).end('{"accepted":true}'),
+        Math.floor(Math.random() * 150),
+      );
     });
   });
   const port = await freePort();
@@ -204,7 +261,10 @@ export async function waitMcpServerUp(base: string, headers: Record<string, stri
   let last: unknown;
   for (let i = 0; ; i++) {
     try {
-      const res = await fetch(`${base}/api/v1/integration/mcp/health`, { headers, signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`${base}/api/v1/integration/mcp/health`, {
+        headers,
+        signal: AbortSignal.timeout(10_000),
+      });
       last = await res.json();
     } catch (err) {
       last = String(err);

@@ -48,7 +48,8 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
   const count = o.nodes ?? 3;
   const clusterName = o.name ?? 'switchyard-test';
   const ports: { port: number; clusterPort: number; monitorPort: number }[] = [];
-  for (let i = 0; i < count; i++) ports.push({ port: await freePort(), clusterPort: await freePort(), monitorPort: await freePort() });
+  for (let i = 0; i < count; i++)
+    ports.push({ port: await freePort(), clusterPort: await freePort(), monitorPort: await freePort() });
   const nodes: (NatsClusterNode & { start(): Promise<void> })[] = ports.map((p, i) => {
     const name = `n${i + 1}`;
     const dir = path.resolve(o.dir, name);

@@ -24,7 +24,11 @@ describe('startReplicatedPostgres: a real streaming replica of a real primary', 
       assert.equal(sender.rows[0]?.state, 'streaming');
       await primary.query('create table t (n int)');
       await primary.query('insert into t values (1)');
-      await until('the replica replays the insert', async () => (await replica.query('select n from t')).rowCount === 1, 10_000);
+      await until(
+        'the replica replays the insert',
+        async () => (await replica.query('select n from t')).rowCount === 1,
+        10_000,
+      );
       await assert.rejects(replica.query('insert into t values (2)'), (e: { code?: string }) => e.code === '25006');
       await r.pauseReplay();
       await primary.query('insert into t values (2)');
@@ -33,7 +37,11 @@ describe('startReplicatedPostgres: a real streaming replica of a real primary', 
       await new Promise((res) => setTimeout(res, 300));
       assert.equal((await replica.query('select n from t')).rowCount, 1);
       await r.resumeReplay();
-      await until('the replica catches up after resume', async () => (await replica.query('select n from t')).rowCount === 2, 10_000);
+      await until(
+        'the replica catches up after resume',
+        async () => (await replica.query('select n from t')).rowCount === 2,
+        10_000,
+      );
     } finally {
       await primary.end();
       await replica.end();

@@ -1,7 +1,27 @@
 import path from 'node:path';
-import { chmodSync, chownSync, copyFileSync, lstatSync, mkdirSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync, appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  appendFileSync,
+  mkdtempSync,
+  rmSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { createLogger, createPgClient, freePort, startEmbeddedPostgres, type PostgresHandle } from '@switchyard/platform';
+import {
+  createLogger,
+  createPgClient,
+  freePort,
+  startEmbeddedPostgres,
+  type PostgresHandle,
+} from '@switchyard/platform';
 
 /** A primary and its streaming replica, both real PostgreSQL servers run by the embedded binaries. */
 export interface ReplicatedPostgres {
@@ -21,8 +41,24 @@ export interface ReplicatedPostgres {
 
 const logger = createLogger('test-replica', process.env.TEST_INFRA_LOG ?? 'warn');
 /** What a base backup leaves out (PostgreSQL's own list for pg_basebackup): runtime state, not data. */
-const SKIP_CONTENTS = new Set(['pg_wal', 'pg_replslot', 'pg_stat_tmp', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_subtrans']);
-const SKIP_FILES = new Set(['postmaster.pid', 'postmaster.opts', 'backup_label', 'tablespace_map', 'standby.signal', 'recovery.signal']);
+const SKIP_CONTENTS = new Set([
+  'pg_wal',
+  'pg_replslot',
+  'pg_stat_tmp',
+  'pg_dynshmem',
+  'pg_notify',
+  'pg_serial',
+  'pg_snapshots',
+  'pg_subtrans',
+]);
+const SKIP_FILES = new Set([
+  'postmaster.pid',
+  'postmaster.opts',
+  'backup_label',
+  'tablespace_map',
+  'standby.signal',
+  'recovery.signal',
+]);
 
 /**
  * Copy a running cluster's files (between pg_backup_start and pg_backup_stop): files that vanish
@@ -79,7 +115,12 @@ export async function startReplicatedPostgres(): Promise<ReplicatedPostgres> {
   mkdirSync(base, { recursive: true });
   const dir = mkdtempSync(path.join(base, 'replicated-'));
   chmodSync(dir, 0o755);
-  const primary = await startEmbeddedPostgres({ dataDir: path.join(dir, 'primary'), port: await freePort(), logger, fallback: 'off' });
+  const primary = await startEmbeddedPostgres({
+    dataDir: path.join(dir, 'primary'),
+    port: await freePort(),
+    logger,
+    fallback: 'off',
+  });
   let replica: PostgresHandle | undefined;
   try {
     if (!primary.dataDir) throw new Error('the primary has no data dir of ours');
@@ -147,7 +188,10 @@ export async function startReplicatedPostgres(): Promise<ReplicatedPostgres> {
       // Usable on the replica once it replayed the create.
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const probe = createPgClient({ connectionString: at(rep.url), connectionTimeoutMillis: 2_000 }, { name: 'replica-probe' });
+        const probe = createPgClient(
+          { connectionString: at(rep.url), connectionTimeoutMillis: 2_000 },
+          { name: 'replica-probe' },
+        );
         try {
           await probe.connect();
           await probe.end();

@@ -41,7 +41,8 @@ export function batchForkId(batchId: string, executionId: string): string {
 
 /** A domain refusal (wrong state, unknown step or version) fails the item; anything else is infrastructure. */
 function asItemError(err: unknown): never {
-  if (isAppError(err) && ['illegal_state', 'not_found', 'conflict', 'validation', 'forbidden'].includes(err.code)) throw new ExecutionActionError(err.code, err.message);
+  if (isAppError(err) && ['illegal_state', 'not_found', 'conflict', 'validation', 'forbidden'].includes(err.code))
+    throw new ExecutionActionError(err.code, err.message);
   throw err;
 }
 
@@ -51,11 +52,20 @@ function asItemError(err: unknown): never {
  * canceled is done (`already_canceled`), not a second cancel. Resolves with the outcome; throws
  * ExecutionActionError when the item cannot be done (it is recorded as failed, the batch goes on).
  */
-export async function runExecutionAction(store: EventStore, executionId: string, action: BatchAction, ctx: ExecutionActionContext): Promise<string> {
+export async function runExecutionAction(
+  store: EventStore,
+  executionId: string,
+  action: BatchAction,
+  ctx: ExecutionActionContext,
+): Promise<string> {
   switch (action.kind) {
     case 'cancel': {
       try {
-        const r = await cancelExecution(store, executionId, { reason: `bulk cancel (batch ${ctx.batchId})`, correlationId: ctx.correlationId, actor: ctx.actor });
+        const r = await cancelExecution(store, executionId, {
+          reason: `bulk cancel (batch ${ctx.batchId})`,
+          correlationId: ctx.correlationId,
+          actor: ctx.actor,
+        });
         return r.status === 'canceled' || r.status === 'canceling' ? r.status : `cancel_${r.status}`;
       } catch (err) {
         if (isAppError(err) && err.code === 'illegal_state') {
@@ -69,13 +79,18 @@ export async function runExecutionAction(store: EventStore, executionId: string,
     }
     case 'retry': {
       try {
-        const r = await retryExecution(store, executionId, { reason: `bulk retry (batch ${ctx.batchId})`, correlationId: ctx.correlationId, actor: ctx.actor });
+        const r = await retryExecution(store, executionId, {
+          reason: `bulk retry (batch ${ctx.batchId})`,
+          correlationId: ctx.correlationId,
+          actor: ctx.actor,
+        });
         return r.steps.length > 0 ? `retried ${r.steps.join(', ')}` : 'retried';
       } catch (err) {
         if (isAppError(err) && err.code === 'illegal_state') {
           // Worked again after a crash: the retry this batch made already runs (or ended).
           const events = await store.readStream(workflowExecutionStream(executionId));
-          if (events.some((e) => e.type === 'ExecutionRetried' && e.metadata['correlationId'] === ctx.correlationId)) return 'already_retried';
+          if (events.some((e) => e.type === 'ExecutionRetried' && e.metadata['correlationId'] === ctx.correlationId))
+            return 'already_retried';
         }
         return asItemError(err);
       }

@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 
 import { AppError } from '@switchyard/platform';
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
-import { validateInput, workflowExecutionStream, type WorkflowDefinition, type WorkflowDefinitionInput, type WorkflowExecutionState } from '@switchyard/domain';
+import {
+  validateInput,
+  workflowExecutionStream,
+  type WorkflowDefinition,
+  type WorkflowDefinitionInput,
+  type WorkflowExecutionState,
+} from '@switchyard/domain';
 import { isTerminal, loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
 
 /**
@@ -22,13 +28,25 @@ export interface StartRequest {
 }
 
 /** Validate the input against the definition (400 naming each field), then append StartWorkflow. */
-export async function startExecution(store: EventStore, req: StartRequest): Promise<{ executionId: string; position?: number; created: boolean }> {
+export async function startExecution(
+  store: EventStore,
+  req: StartRequest,
+): Promise<{ executionId: string; position?: number; created: boolean }> {
   const def = req.definition as WorkflowDefinition;
   const checked = validateInput(def.input ?? { type: 'object', properties: {} }, req.input);
   if (!checked.ok) {
-    throw new AppError('validation', `invalid workflow input: ${checked.problems.map((p) => `${p.path || '(root)'}: ${p.message}`).join('; ')}`, {
-      errors: checked.problems.map((p) => ({ path: p.path || '(root)', message: p.message, code: 'invalid_input', in: 'body' })),
-    });
+    throw new AppError(
+      'validation',
+      `invalid workflow input: ${checked.problems.map((p) => `${p.path || '(root)'}: ${p.message}`).join('; ')}`,
+      {
+        errors: checked.problems.map((p) => ({
+          path: p.path || '(root)',
+          message: p.message,
+          code: 'invalid_input',
+          in: 'body',
+        })),
+      },
+    );
   }
   const executionId = req.executionId ?? randomUUID();
   // Usually a new stream: no read before the append (a repeated start falls back to one).
@@ -60,11 +78,16 @@ export async function cancelExecution(
 }
 
 /** Poll the stream until the execution ends or `timeoutMs` passes; returns the last state seen. */
-export async function waitForExecution(store: EventStore, executionId: string, timeoutMs: number): Promise<WorkflowExecutionState> {
+export async function waitForExecution(
+  store: EventStore,
+  executionId: string,
+  timeoutMs: number,
+): Promise<WorkflowExecutionState> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 20; ; delay = Math.min(500, delay * 2)) {
     const { state } = await loadExecution(store, executionId);
-    if (state.status === 'not_started') throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
+    if (state.status === 'not_started')
+      throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
     if (isTerminal(state) || Date.now() >= deadline) return state;
     await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(1, deadline - Date.now()))));
   }
@@ -73,7 +96,8 @@ export async function waitForExecution(store: EventStore, executionId: string, t
 /** The full event history of one execution (audit, replay); 404 when there is none. */
 export async function executionEvents(store: EventStore, executionId: string): Promise<RecordedEvent[]> {
   const events = await store.readStream(workflowExecutionStream(executionId));
-  if (events.length === 0) throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
+  if (events.length === 0)
+    throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
   return events;
 }
 
@@ -92,8 +116,6 @@ export function executionResult(executionId: string, s: WorkflowExecutionState):
       return base;
   }
 }
-
-
 
 /** What became of a signal (the answer of POST .../signals/{name}). */
 export interface SignalResult {

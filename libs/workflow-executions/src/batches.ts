@@ -14,7 +14,14 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { z } from 'zod';
 import { AppError, parseConfig, type Logger } from '@switchyard/platform';
-import { aggregateStream, handleCommand, toDomainEvent, type AllSubscription, type CommandResult, type EventStore } from '@switchyard/event-store';
+import {
+  aggregateStream,
+  handleCommand,
+  toDomainEvent,
+  type AllSubscription,
+  type CommandResult,
+  type EventStore,
+} from '@switchyard/event-store';
 import {
   batchDecider,
   builtInTemplates,
@@ -42,10 +49,15 @@ export const batchEnvSchema = z.object({
   WORKFLOW_BATCH_MAX_ITEMS: z.coerce.number().int().min(1).max(100_000).default(5_000),
 });
 export type BatchConfig = z.output<typeof batchEnvSchema>;
-export const batchConfigFromEnv = (env: Record<string, string | undefined> = process.env): BatchConfig => parseConfig(env, batchEnvSchema);
+export const batchConfigFromEnv = (env: Record<string, string | undefined> = process.env): BatchConfig =>
+  parseConfig(env, batchEnvSchema);
 
 /** Run one batch command: read, decide, append with the expected revision. Domain errors keep their code. */
-export async function runBatchCommand(store: EventStore, batchId: string, command: BatchCommand): Promise<{ events: readonly BatchEvent[]; state: BatchState }> {
+export async function runBatchCommand(
+  store: EventStore,
+  batchId: string,
+  command: BatchCommand,
+): Promise<{ events: readonly BatchEvent[]; state: BatchState }> {
   try {
     return await handleCommand(store, workflowBatchStream(batchId), batchDecider, command);
   } catch (err) {
@@ -64,9 +76,16 @@ export function loadBatch(store: EventStore, batchId: string): Promise<{ state: 
  */
 export async function matchExecutions(pool: pg.Pool, filter: BatchFilter, max: number): Promise<string[]> {
   if (filter.template_id !== undefined && !builtInTemplates.some((t) => t.id === filter.template_id)) {
-    throw new AppError('not_found', `unknown template "${filter.template_id}" (known: ${builtInTemplates.map((t) => t.id).join(', ')})`);
+    throw new AppError(
+      'not_found',
+      `unknown template "${filter.template_id}" (known: ${builtInTemplates.map((t) => t.id).join(', ')})`,
+    );
   }
-  if (filter.template_id !== undefined && filter.definition_id !== undefined && filter.template_id !== filter.definition_id) {
+  if (
+    filter.template_id !== undefined &&
+    filter.definition_id !== undefined &&
+    filter.template_id !== filter.definition_id
+  ) {
     throw new AppError('validation', 'template_id and definition_id name different definitions; give one');
   }
   const r = await pool.query<{ execution_id: string }>(
@@ -85,7 +104,11 @@ export async function matchExecutions(pool: pg.Pool, filter: BatchFilter, max: n
     ],
   );
   if (r.rows.length > max) {
-    throw new AppError('validation', `the filter matches more than ${max} executions (WORKFLOW_BATCH_MAX_ITEMS); narrow it`, { max });
+    throw new AppError(
+      'validation',
+      `the filter matches more than ${max} executions (WORKFLOW_BATCH_MAX_ITEMS); narrow it`,
+      { max },
+    );
   }
   return r.rows.map((x) => x.execution_id);
 }
@@ -94,7 +117,14 @@ export async function matchExecutions(pool: pg.Pool, filter: BatchFilter, max: n
 export async function startBatch(
   store: EventStore,
   pool: pg.Pool,
-  req: { filter: BatchFilter; action: BatchAction; batchId?: string; correlationId: string; actor?: string; maxItems?: number },
+  req: {
+    filter: BatchFilter;
+    action: BatchAction;
+    batchId?: string;
+    correlationId: string;
+    actor?: string;
+    maxItems?: number;
+  },
 ): Promise<{ batchId: string; state: BatchState; created: boolean }> {
   const batchId = req.batchId ?? randomUUID();
   const existing = await loadBatch(store, batchId);
@@ -109,7 +139,11 @@ export async function startBatch(
 }
 
 /** CancelBatch: 404 unknown, 409 completed; the worker stops before its next item. */
-export async function cancelBatch(store: EventStore, batchId: string, req: { reason: string; correlationId: string; actor?: string }): Promise<BatchState> {
+export async function cancelBatch(
+  store: EventStore,
+  batchId: string,
+  req: { reason: string; correlationId: string; actor?: string },
+): Promise<BatchState> {
   const r = await runBatchCommand(store, batchId, {
     type: 'CancelBatch',
     data: { reason: req.reason },
@@ -140,7 +174,9 @@ export function batchViewOf(state: Exclude<BatchState, { status: 'not_started' }
     ended_at: state.status === 'running' ? null : state.endedAt,
     reason: state.status === 'cancelled' ? state.reason : null,
     // The first failures (each with its execution and why); `failed` counts them all.
-    failures: state.failures.slice(0, 100).map((f) => ({ execution_id: f.executionId, code: f.error.code, message: f.error.message })),
+    failures: state.failures
+      .slice(0, 100)
+      .map((f) => ({ execution_id: f.executionId, code: f.error.code, message: f.error.message })),
   };
 }
 
@@ -196,7 +232,11 @@ export class BatchWorker {
   /** Which batches are running: every batch stream from the start (catch-up), then live. */
   private async follow(): Promise<void> {
     while (!this.stopped) {
-      const sub = this.o.store.subscribeToAll({ from: -1, streamPrefixes: [BATCH_STREAM_PREFIX], types: ['BatchStarted', 'BatchCompleted', 'BatchCancelled'] });
+      const sub = this.o.store.subscribeToAll({
+        from: -1,
+        streamPrefixes: [BATCH_STREAM_PREFIX],
+        types: ['BatchStarted', 'BatchCompleted', 'BatchCancelled'],
+      });
       this.sub = sub;
       try {
         for await (const e of sub) {
@@ -240,14 +280,17 @@ export class BatchWorker {
     const lockKey = `workflow-batch:${batchId}`;
     let locked = false;
     try {
-      const r = await client.query<{ ok: boolean }>(`select pg_try_advisory_lock(hashtextextended($1, 0)) as ok`, [lockKey]);
+      const r = await client.query<{ ok: boolean }>(`select pg_try_advisory_lock(hashtextextended($1, 0)) as ok`, [
+        lockKey,
+      ]);
       locked = r.rows[0]?.ok === true;
       if (!locked) return;
       this.counts.batches++;
       // The lock lives as long as this session: a dead connection must stop the work at the next item.
       await this.work(batchId, () => client.query('select 1').then(() => undefined));
     } finally {
-      if (locked) await client.query(`select pg_advisory_unlock(hashtextextended($1, 0))`, [lockKey]).catch(() => undefined);
+      if (locked)
+        await client.query(`select pg_advisory_unlock(hashtextextended($1, 0))`, [lockKey]).catch(() => undefined);
       client.release();
     }
   }
@@ -261,7 +304,10 @@ export class BatchWorker {
     const correlationId = `batch:${batchId}`;
     const gapMs = 1000 / this.itemsPerSec;
     let next = Date.now();
-    this.log.info({ batchId, pending: state.items.length - state.done - state.failed, correlationId }, 'working a batch');
+    this.log.info(
+      { batchId, pending: state.items.length - state.done - state.failed, correlationId },
+      'working a batch',
+    );
     for (let id = nextBatchItem(state); id !== undefined && !this.stopped; id = nextBatchItem(state)) {
       // Pace: at most itemsPerSec items, whatever each costs.
       const wait = next - Date.now();
@@ -280,8 +326,17 @@ export class BatchWorker {
       let command: BatchCommand;
       const meta = { timestamp: '', actor: ACTOR, correlationId };
       try {
-        const outcome = await runExecutionAction(this.o.store, id, s.action, { batchId, correlationId, actor: s.actor ?? ACTOR, definitions: this.definitions });
-        command = { type: 'RecordBatchItemDone', data: { executionId: id, outcome, ...this.worker }, metadata: { ...meta, timestamp: new Date().toISOString() } };
+        const outcome = await runExecutionAction(this.o.store, id, s.action, {
+          batchId,
+          correlationId,
+          actor: s.actor ?? ACTOR,
+          definitions: this.definitions,
+        });
+        command = {
+          type: 'RecordBatchItemDone',
+          data: { executionId: id, outcome, ...this.worker },
+          metadata: { ...meta, timestamp: new Date().toISOString() },
+        };
       } catch (err) {
         if (!(err instanceof ExecutionActionError)) throw err; // infrastructure: the item is worked again later
         command = {
@@ -292,17 +347,32 @@ export class BatchWorker {
       }
       // Decide against what this worker holds; a conflict (a cancel came in) reloads and decides
       // again, as often as it takes. What the held state decides (nothing, or a refusal) stands.
-      const r: CommandResult<BatchEvent, BatchState> = await handleCommand(this.o.store, workflowBatchStream(batchId), batchDecider, command, {
-        known: { state, revision },
-        trust: { refusal: true, empty: true },
-        maxAttempts: Number.POSITIVE_INFINITY,
-      });
+      const r: CommandResult<BatchEvent, BatchState> = await handleCommand(
+        this.o.store,
+        workflowBatchStream(batchId),
+        batchDecider,
+        command,
+        {
+          known: { state, revision },
+          trust: { refusal: true, empty: true },
+          maxAttempts: Number.POSITIVE_INFINITY,
+        },
+      );
       ({ state, revision } = r);
       if (r.events.length > 0) this.counts.items++;
     }
     if (state.status !== 'running') {
       this.running.delete(batchId);
-      this.log.info({ batchId, state: state.status, done: 'done' in state ? state.done : 0, failed: 'failed' in state ? state.failed : 0, correlationId }, 'batch ended');
+      this.log.info(
+        {
+          batchId,
+          state: state.status,
+          done: 'done' in state ? state.done : 0,
+          failed: 'failed' in state ? state.failed : 0,
+          correlationId,
+        },
+        'batch ended',
+      );
     }
   }
 }

@@ -1,5 +1,12 @@
 import { AppError } from '@switchyard/platform';
-import { aggregateStream, handleCommand, type CommandResult, type Decision, type EventStore, type HandleCommandOptions } from '@switchyard/event-store';
+import {
+  aggregateStream,
+  handleCommand,
+  type CommandResult,
+  type Decision,
+  type EventStore,
+  type HandleCommandOptions,
+} from '@switchyard/event-store';
 import {
   isDomainError,
   workflowExecutionDecider,
@@ -12,7 +19,10 @@ import {
 export type WorkflowCommandResult = CommandResult<WorkflowEvent, WorkflowExecutionState>;
 
 /** Fold an execution's stream into its state. */
-export function loadExecution(store: EventStore, executionId: string): Promise<{ state: WorkflowExecutionState; revision: number }> {
+export function loadExecution(
+  store: EventStore,
+  executionId: string,
+): Promise<{ state: WorkflowExecutionState; revision: number }> {
   return aggregateStream(store, workflowExecutionStream(executionId), workflowExecutionDecider);
 }
 
@@ -29,7 +39,10 @@ export async function runWorkflowCommand(
   options: HandleCommandOptions<WorkflowCommand, WorkflowEvent, WorkflowExecutionState> = {},
 ): Promise<WorkflowCommandResult> {
   try {
-    return await handleCommand(store, workflowExecutionStream(executionId), workflowExecutionDecider, command, { maxAttempts: 20, ...options });
+    return await handleCommand(store, workflowExecutionStream(executionId), workflowExecutionDecider, command, {
+      maxAttempts: 20,
+      ...options,
+    });
   } catch (err) {
     if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
     throw err;
@@ -37,7 +50,10 @@ export async function runWorkflowCommand(
 }
 
 /** decideWithDispatches as a Decision for handleCommand's decideKnown: its events, and the state after them (already folded). */
-export function decisionWithDispatches(command: WorkflowCommand, state: WorkflowExecutionState): Decision<WorkflowEvent, WorkflowExecutionState> {
+export function decisionWithDispatches(
+  command: WorkflowCommand,
+  state: WorkflowExecutionState,
+): Decision<WorkflowEvent, WorkflowExecutionState> {
   const items = decideWithDispatches(command, state);
   return { events: items.map((i) => i.event), state: items.length > 0 ? items[items.length - 1]!.state : state };
 }
@@ -47,7 +63,11 @@ export function decisionWithDispatches(command: WorkflowCommand, state: Workflow
  * against the initial state and append with `no_stream` expected, without reading first. If the
  * stream exists after all (a repeated start), the usual read-decide-append answers.
  */
-export function runWorkflowCommandOnNewStream(store: EventStore, executionId: string, command: WorkflowCommand): Promise<WorkflowCommandResult> {
+export function runWorkflowCommandOnNewStream(
+  store: EventStore,
+  executionId: string,
+  command: WorkflowCommand,
+): Promise<WorkflowCommandResult> {
   // The first units' dispatch goes in the same append (see decideWithDispatches): the engine
   // that picks the execution up sends them without appending first. A refusal of the initial
   // state is final; a decision to do nothing is checked against the stream.
@@ -68,7 +88,10 @@ const ORCHESTRATOR = 'system:orchestrator';
  * whoever handles these events sends such a unit (the engine's saga, or its recovery), with the
  * unit's idempotency key. Throws the decider's DomainError.
  */
-export function decideWithDispatches(command: WorkflowCommand, initial: WorkflowExecutionState): { event: WorkflowEvent; state: WorkflowExecutionState }[] {
+export function decideWithDispatches(
+  command: WorkflowCommand,
+  initial: WorkflowExecutionState,
+): { event: WorkflowEvent; state: WorkflowExecutionState }[] {
   const items: { event: WorkflowEvent; state: WorkflowExecutionState }[] = [];
   let state = initial;
   const apply = (events: readonly WorkflowEvent[]) => {
@@ -81,11 +104,18 @@ export function decideWithDispatches(command: WorkflowCommand, initial: Workflow
   for (let i = 0; i < items.length; i++) {
     const ev = items[i]!.event;
     if (ev.type !== 'StepScheduled' || state.status === 'not_started') continue;
-    const ref = { stepId: ev.data.stepId, ...(ev.data.itemIndex === undefined ? {} : { itemIndex: ev.data.itemIndex }) };
+    const ref = {
+      stepId: ev.data.stepId,
+      ...(ev.data.itemIndex === undefined ? {} : { itemIndex: ev.data.itemIndex }),
+    };
     let recorded: WorkflowEvent[];
     try {
       recorded = workflowExecutionDecider.decide(
-        { type: 'RecordStepDispatched', data: { ...ref, attempt: ev.data.attempt }, metadata: { timestamp: command.metadata.timestamp, actor: ORCHESTRATOR, correlationId: state.correlationId } },
+        {
+          type: 'RecordStepDispatched',
+          data: { ...ref, attempt: ev.data.attempt },
+          metadata: { timestamp: command.metadata.timestamp, actor: ORCHESTRATOR, correlationId: state.correlationId },
+        },
         state,
       );
     } catch {
@@ -96,4 +126,5 @@ export function decideWithDispatches(command: WorkflowCommand, initial: Workflow
   return items;
 }
 
-export const isTerminal = (s: WorkflowExecutionState): boolean => s.status === 'completed' || s.status === 'failed' || s.status === 'canceled';
+export const isTerminal = (s: WorkflowExecutionState): boolean =>
+  s.status === 'completed' || s.status === 'failed' || s.status === 'canceled';

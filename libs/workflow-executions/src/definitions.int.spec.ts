@@ -3,7 +3,11 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { AppError, createLogger } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { ProjectionRunner, WORKFLOW_DEFINITIONS_PROJECTION, workflowDefinitionsProjection } from '@switchyard/read-models';
+import {
+  ProjectionRunner,
+  WORKFLOW_DEFINITIONS_PROJECTION,
+  workflowDefinitionsProjection,
+} from '@switchyard/read-models';
 import { freshDatabase } from '@switchyard/testing';
 import { builtInTemplates, workflowDefinitionStream, type ToolCatalog } from '@switchyard/domain';
 import { DefinitionStore } from './definitions.js';
@@ -11,7 +15,11 @@ import { ensureWorkflowSchema } from './schema.js';
 
 const logger = createLogger('definitions-events-int', process.env.LOG_LEVEL ?? 'silent');
 
-const catalog: ToolCatalog = { servers: [{ name: 'database', tools: ['query'] }], taskTypes: ['revenue_analysis'], definitions: [] };
+const catalog: ToolCatalog = {
+  servers: [{ name: 'database', tools: ['query'] }],
+  taskTypes: ['revenue_analysis'],
+  definitions: [],
+};
 const def = (id: string, version: number, tool: 'query' | 'agent' = 'query') => ({
   id,
   version,
@@ -21,7 +29,9 @@ const def = (id: string, version: number, tool: 'query' | 'agent' = 'query') => 
 
 /** Every row of the read model, in a stable order and a comparable form. */
 async function rows(pool: pg.Pool) {
-  const r = await pool.query(`select id, version, definition, source, created_at from workflows.definitions order by id, version`);
+  const r = await pool.query(
+    `select id, version, definition, source, created_at from workflows.definitions order by id, version`,
+  );
   return r.rows.map((x) => ({ ...x, created_at: (x.created_at as Date).toISOString() }));
 }
 
@@ -69,7 +79,10 @@ describe('workflow definitions are events; workflows.definitions is their projec
     assert.equal(r1.created, true);
     // Read right after the command: the row is there (the registration waited for the projection).
     assert.equal((await defs.get('flow_a')).definition.version, 1);
-    const r2 = await defs.register(def('flow_a', 2, 'agent'), catalog, { actor: 'apikey:adm', correlationId: 'corr-2' });
+    const r2 = await defs.register(def('flow_a', 2, 'agent'), catalog, {
+      actor: 'apikey:adm',
+      correlationId: 'corr-2',
+    });
     assert.equal(r2.created, true);
     assert.equal((await defs.get('flow_a')).definition.version, 2);
     assert.equal((await defs.get('flow_a', 1)).definition.steps[0]!.uses, 'mcp:database/query');
@@ -78,9 +91,15 @@ describe('workflow definitions are events; workflows.definitions is their projec
     assert.equal((await defs.register(def('flow_a', 1), catalog)).created, false);
     assert.equal(await store.headPosition(), head);
     // Other content under an existing version, or an older version: 409 (illegal_state).
-    await assert.rejects(defs.register({ ...def('flow_a', 2), name: 'other' }, catalog), (e: AppError) => e.code === 'illegal_state' && e.details['latest'] === 2);
+    await assert.rejects(
+      defs.register({ ...def('flow_a', 2), name: 'other' }, catalog),
+      (e: AppError) => e.code === 'illegal_state' && e.details['latest'] === 2,
+    );
     // Invalid: 400 before any command.
-    await assert.rejects(defs.register({ ...def('flow_a', 3), steps: [{ id: 'a', uses: 'mcp:database/nope' }] }, catalog), (e: AppError) => e.code === 'validation');
+    await assert.rejects(
+      defs.register({ ...def('flow_a', 3), steps: [{ id: 'a', uses: 'mcp:database/nope' }] }, catalog),
+      (e: AppError) => e.code === 'validation',
+    );
 
     await defs.register(def('flow_b', 1), catalog, { actor: 'apikey:adm', correlationId: 'corr-3' });
     await defs.register(def('flow_b', 2), catalog, { actor: 'apikey:adm', correlationId: 'corr-3' });
@@ -92,7 +111,10 @@ describe('workflow definitions are events; workflows.definitions is their projec
     // Again after a delete: only above the last version.
     await assert.rejects(defs.register(def('flow_b', 2), catalog), (e: AppError) => e.code === 'illegal_state');
     await defs.register(def('flow_b', 3), catalog, { actor: 'apikey:adm', correlationId: 'corr-5' });
-    assert.deepEqual((await defs.list({ id: 'flow_b', allVersions: true })).map((x) => x.definition.version), [3]);
+    assert.deepEqual(
+      (await defs.list({ id: 'flow_b', allVersions: true })).map((x) => x.definition.version),
+      [3],
+    );
 
     const events = await store.readStream(workflowDefinitionStream('flow_b'));
     assert.deepEqual(
@@ -119,7 +141,9 @@ describe('workflow definitions are events; workflows.definitions is their projec
     assert.ok(before.length >= builtInTemplates.length + 4, `rows before: ${before.length}`);
     await defs.stop();
     await pool.query('truncate workflows.definitions');
-    await pool.query(`update read_models.checkpoints set position = -1 where name = $1`, [WORKFLOW_DEFINITIONS_PROJECTION]);
+    await pool.query(`update read_models.checkpoints set position = -1 where name = $1`, [
+      WORKFLOW_DEFINITIONS_PROJECTION,
+    ]);
     assert.equal((await rows(pool)).length, 0);
     const runner = new ProjectionRunner({ store, db: { pool }, projections: [workflowDefinitionsProjection], logger });
     await runner.start();
@@ -131,18 +155,25 @@ describe('workflow definitions are events; workflows.definitions is their projec
   });
 
   it('rows written before definitions were events are registered as events at start, and then survive a rebuild', async () => {
-    await pool.query(`insert into workflows.definitions (id, version, definition, source, created_at) values ('legacy', 1, $1, 'user', '2025-05-01T00:00:00Z'), ('legacy', 2, $2, 'user', '2025-06-01T00:00:00Z')`, [
-      JSON.stringify(def('legacy', 1)),
-      JSON.stringify(def('legacy', 2)),
-    ]);
+    await pool.query(
+      `insert into workflows.definitions (id, version, definition, source, created_at) values ('legacy', 1, $1, 'user', '2025-05-01T00:00:00Z'), ('legacy', 2, $2, 'user', '2025-06-01T00:00:00Z')`,
+      [JSON.stringify(def('legacy', 1)), JSON.stringify(def('legacy', 2))],
+    );
     const adopting = new DefinitionStore(pool, { store, logger });
     await adopting.start();
     await adopting.stop();
     const events = await store.readStream(workflowDefinitionStream('legacy'));
-    assert.deepEqual(events.map((e) => [e.type, (e.data as { version: number }).version, (e.data as { registeredAt: string }).registeredAt]), [
-      ['DefinitionRegistered', 1, '2025-05-01T00:00:00.000Z'],
-      ['DefinitionRegistered', 2, '2025-06-01T00:00:00.000Z'],
-    ]);
+    assert.deepEqual(
+      events.map((e) => [
+        e.type,
+        (e.data as { version: number }).version,
+        (e.data as { registeredAt: string }).registeredAt,
+      ]),
+      [
+        ['DefinitionRegistered', 1, '2025-05-01T00:00:00.000Z'],
+        ['DefinitionRegistered', 2, '2025-06-01T00:00:00.000Z'],
+      ],
+    );
     const before = await rows(pool);
     const runner = new ProjectionRunner({ store, db: { pool }, projections: [workflowDefinitionsProjection], logger });
     await runner.start();

@@ -7,7 +7,13 @@ import { request } from '@switchyard/messaging';
 import { MCP_REGISTRY_LIST_SUBJECT, TASK_TYPE_ALIASES } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
 import type { Decider, Event } from '@switchyard/domain';
-import { DEFINITIONS_TABLE, ProjectionRunner, READ_SCHEMA, WORKFLOW_DEFINITIONS_PROJECTION, workflowDefinitionsProjection } from '@switchyard/read-models';
+import {
+  DEFINITIONS_TABLE,
+  ProjectionRunner,
+  READ_SCHEMA,
+  WORKFLOW_DEFINITIONS_PROJECTION,
+  workflowDefinitionsProjection,
+} from '@switchyard/read-models';
 import {
   AGENT_TASK_TYPES,
   builtInTemplates,
@@ -82,7 +88,12 @@ export class DefinitionStore {
   async start(): Promise<void> {
     const store = this.eventStore();
     if (!this.runner) {
-      this.runner = new ProjectionRunner({ store, db: { pool: this.pool }, projections: [workflowDefinitionsProjection], ...(this.log ? { logger: this.log } : {}) });
+      this.runner = new ProjectionRunner({
+        store,
+        db: { pool: this.pool },
+        projections: [workflowDefinitionsProjection],
+        ...(this.log ? { logger: this.log } : {}),
+      });
       await this.runner.start();
     }
     await this.runner.waitFor(undefined, WORKFLOW_DEFINITIONS_PROJECTION);
@@ -102,14 +113,20 @@ export class DefinitionStore {
     let position: number | undefined;
     for (const t of builtInTemplates) {
       const def = workflowDefinitionSchema.parse(t);
-      const r = await this.command(def.id, { type: 'RegisterDefinition', data: { definition: def, source: 'builtin' } }, { actor: 'system:builtin', correlationId });
+      const r = await this.command(
+        def.id,
+        { type: 'RegisterDefinition', data: { definition: def, source: 'builtin' } },
+        { actor: 'system:builtin', correlationId },
+      );
       position = r.position ?? position;
     }
     if (position !== undefined) await this.waitForReadModel(position);
   }
 
   /** Latest version of each definition (or every version of one id). */
-  async list(opts: { id?: string; allVersions?: boolean; source?: 'builtin' | 'user' } = {}): Promise<StoredDefinition[]> {
+  async list(
+    opts: { id?: string; allVersions?: boolean; source?: 'builtin' | 'user' } = {},
+  ): Promise<StoredDefinition[]> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (opts.id) where.push(`id = $${args.push(opts.id)}`);
@@ -134,7 +151,11 @@ export class DefinitionStore {
       version === undefined ? [id] : [id, version],
     );
     const row = r.rows[0];
-    if (!row) throw new AppError('not_found', `workflow definition "${id}"${version ? ` version ${version}` : ''} not found`, { id, version });
+    if (!row)
+      throw new AppError('not_found', `workflow definition "${id}"${version ? ` version ${version}` : ''} not found`, {
+        id,
+        version,
+      });
     return { definition: row.definition, source: row.source, createdAt: row.created_at.toISOString() };
   }
 
@@ -148,13 +169,21 @@ export class DefinitionStore {
    * is not newer than the latest. The same content again is accepted (idempotent, no event).
    * Answers once the read model shows the new version (bounded wait), so a start right after finds it.
    */
-  async register(input: unknown, catalog: ToolCatalog, meta: DefinitionCommandMeta = {}): Promise<{ definition: WorkflowDefinition; created: boolean; position?: number }> {
+  async register(
+    input: unknown,
+    catalog: ToolCatalog,
+    meta: DefinitionCommandMeta = {},
+  ): Promise<{ definition: WorkflowDefinition; created: boolean; position?: number }> {
     const v = validateDefinition(input, catalog);
     if (!v.ok) {
-      throw new AppError('validation', `invalid workflow definition: ${v.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, {
-        problems: v.problems,
-        errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code, in: 'body' })),
-      });
+      throw new AppError(
+        'validation',
+        `invalid workflow definition: ${v.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+        {
+          problems: v.problems,
+          errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code, in: 'body' })),
+        },
+      );
     }
     const def = v.definition;
     if (def.version > MAX_VERSION) {
@@ -162,34 +191,66 @@ export class DefinitionStore {
         errors: [{ path: 'version', message: `at most ${MAX_VERSION}`, code: 'too_big', in: 'body' }],
       });
     }
-    const r = await this.command(def.id, { type: 'RegisterDefinition', data: { definition: def, source: 'user' } }, meta);
+    const r = await this.command(
+      def.id,
+      { type: 'RegisterDefinition', data: { definition: def, source: 'user' } },
+      meta,
+    );
     if (r.position !== undefined) await this.waitForReadModel(r.position);
-    return { definition: def, created: r.events.length > 0, ...(r.position !== undefined ? { position: r.position } : {}) };
+    return {
+      definition: def,
+      created: r.events.length > 0,
+      ...(r.position !== undefined ? { position: r.position } : {}),
+    };
   }
 
   /** Delete every version of a user definition: 404 unknown (or already deleted), 409 for a built-in template. */
-  async delete(id: string, meta: DefinitionCommandMeta & { reason?: string } = {}): Promise<{ definitionId: string; versions: readonly number[]; position?: number }> {
-    const r = await this.command(id, { type: 'DeleteDefinition', data: { definitionId: id, ...(meta.reason !== undefined ? { reason: meta.reason } : {}) } }, meta);
+  async delete(
+    id: string,
+    meta: DefinitionCommandMeta & { reason?: string } = {},
+  ): Promise<{ definitionId: string; versions: readonly number[]; position?: number }> {
+    const r = await this.command(
+      id,
+      {
+        type: 'DeleteDefinition',
+        data: { definitionId: id, ...(meta.reason !== undefined ? { reason: meta.reason } : {}) },
+      },
+      meta,
+    );
     const deleted = r.events.find((e) => e.type === 'DefinitionDeleted');
     if (r.position !== undefined) await this.waitForReadModel(r.position);
-    return { definitionId: id, versions: deleted?.type === 'DefinitionDeleted' ? deleted.data.versions : [], ...(r.position !== undefined ? { position: r.position } : {}) };
+    return {
+      definitionId: id,
+      versions: deleted?.type === 'DefinitionDeleted' ? deleted.data.versions : [],
+      ...(r.position !== undefined ? { position: r.position } : {}),
+    };
   }
 
   private eventStore(): EventStore {
-    if (!this.store) throw new AppError('internal', 'this DefinitionStore was made without an event store: it can only read');
+    if (!this.store)
+      throw new AppError('internal', 'this DefinitionStore was made without an event store: it can only read');
     return this.store;
   }
 
   /** Read the definition's stream, decide, append (retried on a revision conflict). Domain errors keep their code. */
   private async command(
     id: string,
-    c: { type: 'RegisterDefinition'; data: RegisterDefinition['data'] } | { type: 'DeleteDefinition'; data: DeleteDefinition['data'] },
+    c:
+      | { type: 'RegisterDefinition'; data: RegisterDefinition['data'] }
+      | { type: 'DeleteDefinition'; data: DeleteDefinition['data'] },
     meta: DefinitionCommandMeta & { timestamp?: string },
   ): Promise<{ events: readonly DefinitionEvent[]; position?: number }> {
-    const metadata = { timestamp: meta.timestamp ?? new Date().toISOString(), actor: meta.actor ?? 'api', correlationId: meta.correlationId ?? randomUUID() };
+    const metadata = {
+      timestamp: meta.timestamp ?? new Date().toISOString(),
+      actor: meta.actor ?? 'api',
+      correlationId: meta.correlationId ?? randomUUID(),
+    };
     try {
       const r = await handleCommand(this.eventStore(), workflowDefinitionStream(id), decider, { ...c, metadata });
-      return { events: r.events as unknown as DefinitionEvent[], ...(r.position !== undefined ? { position: r.position } : {}) };
+      return {
+        events: r.events as unknown as DefinitionEvent[],
+        ...(r.position !== undefined ? { position: r.position } : {}),
+      };
     } catch (err) {
       if (isDomainError(err)) throw new AppError(err.code, err.message, err.details, false);
       throw err;
@@ -206,13 +267,21 @@ export class DefinitionStore {
       if (this.runner) return await this.runner.waitFor(position, WORKFLOW_DEFINITIONS_PROJECTION, this.waitMs);
       const until = Date.now() + this.waitMs;
       for (;;) {
-        const r = await this.pool.query<{ position: string }>(`select position from ${READ_SCHEMA}.checkpoints where name = $1`, [WORKFLOW_DEFINITIONS_PROJECTION]).catch(() => ({ rows: [] }));
+        const r = await this.pool
+          .query<{ position: string }>(`select position from ${READ_SCHEMA}.checkpoints where name = $1`, [
+            WORKFLOW_DEFINITIONS_PROJECTION,
+          ])
+          .catch(() => ({ rows: [] }));
         if (r.rows[0] && Number(r.rows[0].position) >= position) return;
-        if (Date.now() >= until) throw new AppError('timeout', `definitions read model did not reach ${position} in ${this.waitMs} ms`);
+        if (Date.now() >= until)
+          throw new AppError('timeout', `definitions read model did not reach ${position} in ${this.waitMs} ms`);
         await new Promise((res) => setTimeout(res, 20));
       }
     } catch (err) {
-      this.log?.warn({ err: (err as Error).message, position }, 'definitions read model behind: answering from the command result');
+      this.log?.warn(
+        { err: (err as Error).message, position },
+        'definitions read model behind: answering from the command result',
+      );
     }
   }
 
@@ -223,16 +292,25 @@ export class DefinitionStore {
    */
   private async adoptRows(): Promise<void> {
     const store = this.eventStore();
-    const rows = await this.pool.query<DefinitionRow & { id: string; version: number }>(`select id, version, definition, source, created_at from ${this.t} order by id, version`);
+    const rows = await this.pool.query<DefinitionRow & { id: string; version: number }>(
+      `select id, version, definition, source, created_at from ${this.t} order by id, version`,
+    );
     const byId = new Map<string, (typeof rows.rows)[number][]>();
     for (const row of rows.rows) byId.set(row.id, [...(byId.get(row.id) ?? []), row]);
     for (const [id, versions] of byId) {
       if ((await store.readStream(workflowDefinitionStream(id), { maxCount: 1 })).length > 0) continue;
       const correlationId = randomUUID();
       for (const row of versions) {
-        await this.command(id, { type: 'RegisterDefinition', data: { definition: row.definition, source: row.source } }, { actor: 'system:import', correlationId, timestamp: row.created_at.toISOString() });
+        await this.command(
+          id,
+          { type: 'RegisterDefinition', data: { definition: row.definition, source: row.source } },
+          { actor: 'system:import', correlationId, timestamp: row.created_at.toISOString() },
+        );
       }
-      this.log?.info({ definitionId: id, versions: versions.length }, 'definition rows without events: registered as events');
+      this.log?.info(
+        { definitionId: id, versions: versions.length },
+        'definition rows without events: registered as events',
+      );
     }
   }
 }
@@ -251,10 +329,23 @@ export async function buildCatalog(
   // An alias is a valid step task type too: the dispatcher resolves it when the step submits.
   const taskTypes = [...AGENT_TASK_TYPES, ...Object.keys(TASK_TYPE_ALIASES), ...(opts.extraTaskTypes ?? [])];
   try {
-    const reply = await request(deps.nats, MCP_REGISTRY_LIST_SUBJECT, {}, { schema: registryReply, timeoutMs: opts.timeoutMs ?? 1_500 });
-    return { servers: reply.servers.map((s) => ({ name: s.server, tools: s.tools })), taskTypes, definitions, mcpChecked: true };
+    const reply = await request(
+      deps.nats,
+      MCP_REGISTRY_LIST_SUBJECT,
+      {},
+      { schema: registryReply, timeoutMs: opts.timeoutMs ?? 1_500 },
+    );
+    return {
+      servers: reply.servers.map((s) => ({ name: s.server, tools: s.tools })),
+      taskTypes,
+      definitions,
+      mcpChecked: true,
+    };
   } catch (err) {
-    deps.logger?.warn({ err: (err as Error).message }, 'MCP registry unreachable: MCP steps are not checked against it');
+    deps.logger?.warn(
+      { err: (err as Error).message },
+      'MCP registry unreachable: MCP steps are not checked against it',
+    );
     const servers = new Map<string, Set<string>>();
     const steps = (opts.lenientFor as { steps?: { uses?: unknown }[] } | undefined)?.steps ?? [];
     for (const s of Array.isArray(steps) ? steps : []) {
@@ -262,6 +353,11 @@ export async function buildCatalog(
       const u = parseUses(s.uses);
       if (u.kind === 'mcp') servers.set(u.server, (servers.get(u.server) ?? new Set()).add(u.tool));
     }
-    return { servers: [...servers].map(([name, tools]) => ({ name, tools: [...tools] })), taskTypes, definitions, mcpChecked: false };
+    return {
+      servers: [...servers].map(([name, tools]) => ({ name, tools: [...tools] })),
+      taskTypes,
+      definitions,
+      mcpChecked: false,
+    };
   }
 }

@@ -4,7 +4,14 @@
  * definition store, the workflow tables' schema and the definition limits. The execution read
  * model and its queries are in @switchyard/read-models.
  */
-export { DefinitionStore, buildCatalog, MAX_VERSION, type StoredDefinition, type DefinitionStoreOptions, type DefinitionCommandMeta } from './definitions.js';
+export {
+  DefinitionStore,
+  buildCatalog,
+  MAX_VERSION,
+  type StoredDefinition,
+  type DefinitionStoreOptions,
+  type DefinitionCommandMeta,
+} from './definitions.js';
 export { ensureWorkflowSchema, WORKFLOW_SCHEMA } from './schema.js';
 export {
   loadExecution,
@@ -14,7 +21,16 @@ export {
   isTerminal,
   type WorkflowCommandResult,
 } from './command.js';
-export { startExecution, cancelExecution, signalExecution, waitForExecution, executionEvents, executionResult, type StartRequest, type SignalResult } from './api.js';
+export {
+  startExecution,
+  cancelExecution,
+  signalExecution,
+  waitForExecution,
+  executionEvents,
+  executionResult,
+  type StartRequest,
+  type SignalResult,
+} from './api.js';
 export { runExecutionAction, ExecutionActionError, type ExecutionActionContext } from './actions.js';
 export {
   BatchWorker,

@@ -41,7 +41,10 @@ let overridesSoFar: Partial<WorkflowLimits> = {};
  * Put this process's limits in force: the environment's, then `overrides` (tests). Called by
  * every component that validates definitions or decides executions (gateway, engine).
  */
-export function applyWorkflowLimits(overrides: Partial<WorkflowLimits> = {}, env: Record<string, string | undefined> = process.env): WorkflowLimits {
+export function applyWorkflowLimits(
+  overrides: Partial<WorkflowLimits> = {},
+  env: Record<string, string | undefined> = process.env,
+): WorkflowLimits {
   overridesSoFar = { ...overridesSoFar, ...overrides };
   return configureWorkflowLimits({ ...workflowLimitsFromEnv(env), ...overridesSoFar });
 }

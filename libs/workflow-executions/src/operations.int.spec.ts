@@ -6,7 +6,15 @@ import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { ProjectionRunner, getExecutionView, workflowExecutionsProjection } from '@switchyard/read-models';
 import { freshDatabase } from '@switchyard/testing';
-import { stateAt, workflowExecutionStream, type StepState, type UnitState, type WorkflowCommand, type WorkflowDefinitionInput, type WorkflowEvent } from '@switchyard/domain';
+import {
+  stateAt,
+  workflowExecutionStream,
+  type StepState,
+  type UnitState,
+  type WorkflowCommand,
+  type WorkflowDefinitionInput,
+  type WorkflowEvent,
+} from '@switchyard/domain';
 import { runWorkflowCommand } from './command.js';
 
 const logger = createLogger('workflow-operations-property', process.env.LOG_LEVEL ?? 'silent');
@@ -20,13 +28,24 @@ const definition: WorkflowDefinitionInput = {
     { id: 'a', uses: 'mcp:database/query', with: {} },
     { id: 'b', uses: 'agent:revenue_analysis', with: {}, on_error: 'continue' },
     { id: 'c', uses: 'mcp:database/query', needs: ['a', 'b'], with: { x: '${{ steps.a.output.n }}' } },
-    { id: 'd', uses: 'mcp:database/query', needs: ['c'], with: {}, retry: { attempts: 2, backoff: { initialMs: 10, factor: 2, maxMs: 100, jitter: 0 } } },
+    {
+      id: 'd',
+      uses: 'mcp:database/query',
+      needs: ['c'],
+      with: {},
+      retry: { attempts: 2, backoff: { initialMs: 10, factor: 2, maxMs: 100, jitter: 0 } },
+    },
     { id: 'e', uses: 'mcp:database/query', needs: ['a'], if: 'steps.a.output.n > 1', with: {} },
   ],
   outputs: { n: '${{ steps.a.output.n }}' },
 };
 
-type Op = { kind: 'ok' | 'fail' | 'retry_step' | 'retry_execution' | 'cancel'; step: string; n: number; retryable: boolean };
+type Op = {
+  kind: 'ok' | 'fail' | 'retry_step' | 'retry_execution' | 'cancel';
+  step: string;
+  n: number;
+  retryable: boolean;
+};
 const opArb: fc.Arbitrary<Op> = fc.record({
   kind: fc.constantFrom('ok', 'ok', 'ok', 'fail', 'retry_step', 'retry_execution', 'cancel'),
   step: fc.constantFrom('a', 'b', 'c', 'd', 'e'),
@@ -66,20 +85,48 @@ describe('time travel at the last revision equals the read model (generated hist
         runs++;
         const id = `prop-${newId().slice(0, 12)}`;
         let clock = Date.parse('2026-01-01T00:00:00.000Z');
-        const meta = (t?: string) => ({ timestamp: t ?? new Date((clock += 1000)).toISOString(), actor: 'user:prop', correlationId: id });
-        let state = (await runWorkflowCommand(store, id, { type: 'StartWorkflow', data: { executionId: id, definition, input: {} }, metadata: meta() })).state;
+        const meta = (t?: string) => ({
+          timestamp: t ?? new Date((clock += 1000)).toISOString(),
+          actor: 'user:prop',
+          correlationId: id,
+        });
+        let state = (
+          await runWorkflowCommand(store, id, {
+            type: 'StartWorkflow',
+            data: { executionId: id, definition, input: {} },
+            metadata: meta(),
+          })
+        ).state;
         for (const op of ops) {
           if (state.status === 'not_started') break;
           const unit = state.steps[op.step]?.units[0];
           let command: WorkflowCommand | undefined;
           if (op.kind === 'retry_execution') command = { type: 'RetryExecution', data: {}, metadata: meta() };
-          else if (op.kind === 'cancel') command = { type: 'RequestCancel', data: { reason: 'prop' }, metadata: meta() };
+          else if (op.kind === 'cancel')
+            command = { type: 'RequestCancel', data: { reason: 'prop' }, metadata: meta() };
           else if (unit && op.kind === 'retry_step' && unit.phase === 'retry_wait') {
             clock = Math.max(clock, Date.parse(unit.dueAt!));
-            command = { type: 'RetryStep', data: { stepId: op.step, attempt: unit.attempt }, metadata: meta(new Date(clock).toISOString()) };
-          } else if (unit && op.kind === 'ok') command = { type: 'RecordStepSucceeded', data: { stepId: op.step, attempt: unit.attempt, output: { n: op.n } }, metadata: meta() };
+            command = {
+              type: 'RetryStep',
+              data: { stepId: op.step, attempt: unit.attempt },
+              metadata: meta(new Date(clock).toISOString()),
+            };
+          } else if (unit && op.kind === 'ok')
+            command = {
+              type: 'RecordStepSucceeded',
+              data: { stepId: op.step, attempt: unit.attempt, output: { n: op.n } },
+              metadata: meta(),
+            };
           else if (unit && op.kind === 'fail') {
-            command = { type: 'RecordStepFailed', data: { stepId: op.step, attempt: unit.attempt, error: { code: 'boom', message: 'boom', retryable: op.retryable } }, metadata: meta() };
+            command = {
+              type: 'RecordStepFailed',
+              data: {
+                stepId: op.step,
+                attempt: unit.attempt,
+                error: { code: 'boom', message: 'boom', retryable: op.retryable },
+              },
+              metadata: meta(),
+            };
           }
           if (!command) continue;
           try {
@@ -91,7 +138,10 @@ describe('time travel at the last revision equals the read model (generated hist
         }
         const recorded = await store.readStream(workflowExecutionStream(id));
         const folded = stateAt(
-          recorded.map((e) => ({ revision: e.revision, event: { type: e.type, data: e.data, metadata: e.metadata } as unknown as WorkflowEvent })),
+          recorded.map((e) => ({
+            revision: e.revision,
+            event: { type: e.type, data: e.data, metadata: e.metadata } as unknown as WorkflowEvent,
+          })),
           recorded[recorded.length - 1]!.revision,
         );
         await runner.waitFor(recorded[recorded.length - 1]!.position);
@@ -101,12 +151,18 @@ describe('time travel at the last revision equals the read model (generated hist
         for (const s of view.steps) {
           const f: StepState = folded.steps[s.step_id]!;
           assert.equal(s.status, f.status, `status of ${s.step_id}`);
-          assert.deepEqual(s.output ?? null, f.status === 'succeeded' ? (f.output ?? null) : (s.output ?? null), `output of ${s.step_id}`);
+          assert.deepEqual(
+            s.output ?? null,
+            f.status === 'succeeded' ? (f.output ?? null) : (s.output ?? null),
+            `output of ${s.step_id}`,
+          );
           // A unit waiting for its retry already carries the next attempt's number; the read model counts attempts made.
-          const made = (u: UnitState | undefined) => (u === undefined ? 0 : u.phase === 'retry_wait' ? u.attempt - 1 : u.attempt);
+          const made = (u: UnitState | undefined) =>
+            u === undefined ? 0 : u.phase === 'retry_wait' ? u.attempt - 1 : u.attempt;
           const attempts = Math.max(0, f.attemptBase ?? 0, ...f.units.map(made));
           // An abandoned unit (canceled) may have been scheduled or only waiting for its retry: the state does not say which.
-          if (!f.units.some((u) => u?.phase === 'canceled')) assert.equal(s.attempts, attempts, `attempts of ${s.step_id}`);
+          if (!f.units.some((u) => u?.phase === 'canceled'))
+            assert.equal(s.attempts, attempts, `attempts of ${s.step_id}`);
         }
       }),
       { numRuns: 30 },

@@ -25,7 +25,8 @@ import { runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js'
 import type { DefinitionStore } from './definitions.js';
 import { READ_SCHEMA } from '@switchyard/read-models';
 
-const notFound = (executionId: string) => new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
+const notFound = (executionId: string) =>
+  new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
 
 /** One page of an execution's events after revision `after` (exclusive; -1 = from the start), and the last revision. */
 export async function executionHistoryPage(
@@ -36,7 +37,10 @@ export async function executionHistoryPage(
   const stream = workflowExecutionStream(executionId);
   const [last] = await store.readStream(stream, { direction: 'backwards', maxCount: 1 });
   if (!last) throw notFound(executionId);
-  const events = page.after >= last.revision ? [] : await store.readStream(stream, { fromRevision: page.after + 1, maxCount: page.limit });
+  const events =
+    page.after >= last.revision
+      ? []
+      : await store.readStream(stream, { fromRevision: page.after + 1, maxCount: page.limit });
   return { events, lastRevision: last.revision };
 }
 
@@ -44,7 +48,11 @@ export async function executionHistoryPage(
  * The state after the event at `revision`, folded by the decider's evolve: 404 unknown execution,
  * 400 (`out_of_range`) past the last revision.
  */
-export async function executionStateAt(store: EventStore, executionId: string, revision: number): Promise<{ state: StartedExecution; lastRevision: number }> {
+export async function executionStateAt(
+  store: EventStore,
+  executionId: string,
+  revision: number,
+): Promise<{ state: StartedExecution; lastRevision: number }> {
   const stream = workflowExecutionStream(executionId);
   const [last] = await store.readStream(stream, { direction: 'backwards', maxCount: 1 });
   if (!last) throw notFound(executionId);
@@ -62,9 +70,13 @@ export async function executionStateAt(store: EventStore, executionId: string, r
   return { state, lastRevision };
 }
 
-const revisioned = (recorded: readonly RecordedEvent[]): RevisionedEvent[] => recorded.map((e) => ({ revision: e.revision, event: toDomainEvent<WorkflowEvent>(e) }));
+const revisioned = (recorded: readonly RecordedEvent[]): RevisionedEvent[] =>
+  recorded.map((e) => ({ revision: e.revision, event: toDomainEvent<WorkflowEvent>(e) }));
 
-async function loadStarted(store: EventStore, executionId: string): Promise<{ state: StartedExecution; events: RevisionedEvent[] }> {
+async function loadStarted(
+  store: EventStore,
+  executionId: string,
+): Promise<{ state: StartedExecution; events: RevisionedEvent[] }> {
   const recorded = await store.readStream(workflowExecutionStream(executionId));
   const events = revisioned(recorded);
   const state = stateAt(events, Number.MAX_SAFE_INTEGER);
@@ -90,9 +102,18 @@ export async function forkExecution(
   definitions: DefinitionStore,
   sourceId: string,
   req: ForkRequest,
-): Promise<{ executionId: string; definition: WorkflowDefinition; copied: string[]; rerun: string[]; created: boolean }> {
+): Promise<{
+  executionId: string;
+  definition: WorkflowDefinition;
+  copied: string[];
+  rerun: string[];
+  created: boolean;
+}> {
   const { state: source, events } = await loadStarted(store, sourceId);
-  const target = req.definitionVersion === undefined ? source.definition : (await definitions.get(source.definition.id, req.definitionVersion)).definition;
+  const target =
+    req.definitionVersion === undefined
+      ? source.definition
+      : (await definitions.get(source.definition.id, req.definitionVersion)).definition;
   const plan = withAppErrors(() => planFork(source, events, req.fromStep, target));
   const executionId = req.executionId ?? randomUUID();
   const r = await runWorkflowCommandOnNewStream(store, executionId, {
@@ -105,9 +126,20 @@ export async function forkExecution(
       fromStep: req.fromStep,
       copies: plan.copies,
     },
-    metadata: { timestamp: new Date().toISOString(), actor: req.actor, correlationId: req.correlationId, causationId: sourceId },
+    metadata: {
+      timestamp: new Date().toISOString(),
+      actor: req.actor,
+      correlationId: req.correlationId,
+      causationId: sourceId,
+    },
   });
-  return { executionId, definition: target, copied: plan.copies.map((c) => c.stepId), rerun: [...plan.rerun], created: r.events.length > 0 };
+  return {
+    executionId,
+    definition: target,
+    copied: plan.copies.map((c) => c.stepId),
+    rerun: [...plan.rerun],
+    created: r.events.length > 0,
+  };
 }
 
 /** RetryExecution in the same stream: 404 unknown, 409 unless failed. Returns the steps that run again. */
@@ -149,7 +181,13 @@ export async function checkDefinitionVersion(
     const { state } = await loadStarted(store, row.execution_id);
     executions.push(checkReplay(state, target));
   }
-  return { definition_id: id, version, checked: executions.length, differing: executions.filter((e) => !e.same).length, executions };
+  return {
+    definition_id: id,
+    version,
+    checked: executions.length,
+    differing: executions.filter((e) => !e.same).length,
+    executions,
+  };
 }
 
 /** Domain refusals keep their code on the way to HTTP (as runWorkflowCommand does for the decider's). */

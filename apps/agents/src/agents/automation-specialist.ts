@@ -2,7 +2,6 @@ import { defineTask } from '../types.js';
 import { optimiseWorkflow } from '../lib/executions.js';
 import { builtinTaskTypes } from '@switchyard/contracts';
 
-
 export const automationSpecialistTasks = {
   workflow_optimization: defineTask({
     taskType: 'workflow_optimization',

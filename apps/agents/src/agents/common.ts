@@ -3,7 +3,8 @@ import { AppError } from '@switchyard/platform';
 
 /** Throws AppError('timeout') when the caller gave up (usually its deadline passed); checked between queries. */
 export function checkAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw new AppError('timeout', 'task aborted by caller', { reason: String(signal.reason ?? '') }, true);
+  if (signal.aborted)
+    throw new AppError('timeout', 'task aborted by caller', { reason: String(signal.reason ?? '') }, true);
 }
 
 /**
@@ -11,9 +12,13 @@ export function checkAborted(signal: AbortSignal): void {
  * clock, so the same data gives the same answer on any day.
  */
 export async function dataAsOf(pool: pg.Pool): Promise<string> {
-  const r = await pool.query<{ d: string | null }>(`select max(order_date)::text as d from business.orders`).catch((err: unknown) => {
-    throw new AppError('illegal_state', 'business data is not loaded (run the demo-data loader)', { cause: String(err) });
-  });
+  const r = await pool
+    .query<{ d: string | null }>(`select max(order_date)::text as d from business.orders`)
+    .catch((err: unknown) => {
+      throw new AppError('illegal_state', 'business data is not loaded (run the demo-data loader)', {
+        cause: String(err),
+      });
+    });
   const d = r.rows[0]?.d;
   if (!d) throw new AppError('illegal_state', 'business.orders is empty (run the demo-data loader)');
   return d;

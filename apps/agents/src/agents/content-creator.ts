@@ -20,8 +20,17 @@ export const PLAN_LADDER = [
   { plan: 'business', pricePerSeat: 49 },
   { plan: 'enterprise', pricePerSeat: 79 },
 ] as const;
-const SEGMENT_LABEL: Record<string, string> = { smb: 'small business', mid_market: 'mid-market', enterprise: 'enterprise' };
-const REGION_LABEL: Record<string, string> = { north_america: 'North America', emea: 'EMEA', apac: 'APAC', latam: 'Latin America' };
+const SEGMENT_LABEL: Record<string, string> = {
+  smb: 'small business',
+  mid_market: 'mid-market',
+  enterprise: 'enterprise',
+};
+const REGION_LABEL: Record<string, string> = {
+  north_america: 'North America',
+  emea: 'EMEA',
+  apac: 'APAC',
+  latam: 'Latin America',
+};
 
 // ---------- generate_proposal ----------
 
@@ -68,16 +77,35 @@ export async function customerFacts(pool: pg.Pool, customerId: number, asOf: str
   if (!s) throw new AppError('not_found', `customer ${customerId} has no subscription`, { customerId });
   const u = usage.rows[0]!;
   return {
-    customer: { id: customer.id, name: customer.name, segment: customer.segment, region: customer.region, signupDate: customer.signupDate },
-    subscription: { plan: s.plan, seats: s.seats, pricePerSeat: s.pricePerSeat, monthly: round(s.seats * s.pricePerSeat), active: s.endedOn === null || s.endedOn > asOf },
+    customer: {
+      id: customer.id,
+      name: customer.name,
+      segment: customer.segment,
+      region: customer.region,
+      signupDate: customer.signupDate,
+    },
+    subscription: {
+      plan: s.plan,
+      seats: s.seats,
+      pricePerSeat: s.pricePerSeat,
+      monthly: round(s.seats * s.pricePerSeat),
+      active: s.endedOn === null || s.endedOn > asOf,
+    },
     usage: {
       activeUsers: Math.round(u.activeUsers ?? 0),
       apiCalls: Math.round(u.apiCalls ?? 0),
       utilisation: s.seats ? round((u.activeUsers ?? 0) / s.seats, 4) : 0,
       months: u.months,
     },
-    revenue: { last12: round(revenue.rows[0]!.last12), lifetime: round(revenue.rows[0]!.lifetime), orders12: revenue.rows[0]!.orders12 },
-    support: { tickets12: support.rows[0]!.tickets, csat: support.rows[0]!.csat === null ? null : round(support.rows[0]!.csat, 2) },
+    revenue: {
+      last12: round(revenue.rows[0]!.last12),
+      lifetime: round(revenue.rows[0]!.lifetime),
+      orders12: revenue.rows[0]!.orders12,
+    },
+    support: {
+      tickets12: support.rows[0]!.tickets,
+      csat: support.rows[0]!.csat === null ? null : round(support.rows[0]!.csat, 2),
+    },
   };
 }
 
@@ -87,38 +115,71 @@ export async function generateProposal(input: GenerateProposalInput, ctx: AgentC
   checkAborted(ctx.signal);
   if (!facts.subscription.active) {
     // A churned account needs a win-back conversation, not a proposal priced off stale usage.
-    throw new AppError('illegal_state', `customer ${input.customerId} has no active subscription`, { customerId: input.customerId, plan: facts.subscription.plan });
+    throw new AppError('illegal_state', `customer ${input.customerId} has no active subscription`, {
+      customerId: input.customerId,
+      plan: facts.subscription.plan,
+    });
   }
   const months = (n: number): string => `${n} month${n === 1 ? '' : 's'}`;
   const idx = PLAN_LADDER.findIndex((p) => p.plan === facts.subscription.plan);
   const target =
     PLAN_LADDER.find((p) => p.plan === input.targetPlan) ??
-    (input.proposalType === 'upgrade' ? PLAN_LADDER[Math.min(idx + 1, PLAN_LADDER.length - 1)]! : PLAN_LADDER[Math.max(idx, 0)]!);
+    (input.proposalType === 'upgrade'
+      ? PLAN_LADDER[Math.min(idx + 1, PLAN_LADDER.length - 1)]!
+      : PLAN_LADDER[Math.max(idx, 0)]!);
   const headroomSeats = Math.max(0, Math.ceil(facts.usage.activeUsers * 1.2) - facts.subscription.seats);
-  const seats = facts.subscription.seats + (input.proposalType === 'expansion' ? (input.additionalSeats ?? Math.max(5, headroomSeats)) : 0);
+  const seats =
+    facts.subscription.seats +
+    (input.proposalType === 'expansion' ? (input.additionalSeats ?? Math.max(5, headroomSeats)) : 0);
   const listMonthly = seats * target.pricePerSeat;
   const monthly = round(listMonthly * (1 - input.discountPct / 100));
   const reasons: string[] = [];
-  if (facts.usage.utilisation >= 0.8) reasons.push(`Your team uses ${round(facts.usage.utilisation * 100, 0)}% of its ${facts.subscription.seats} seats (${facts.usage.activeUsers} active users on average over the last ${months(facts.usage.months)}).`);
-  else reasons.push(`${facts.usage.activeUsers} of your ${facts.subscription.seats} seats were active on average over the last ${months(facts.usage.months)}.`);
+  if (facts.usage.utilisation >= 0.8)
+    reasons.push(
+      `Your team uses ${round(facts.usage.utilisation * 100, 0)}% of its ${facts.subscription.seats} seats (${facts.usage.activeUsers} active users on average over the last ${months(facts.usage.months)}).`,
+    );
+  else
+    reasons.push(
+      `${facts.usage.activeUsers} of your ${facts.subscription.seats} seats were active on average over the last ${months(facts.usage.months)}.`,
+    );
   reasons.push(`You made ${int.format(facts.usage.apiCalls)} API calls per month on average.`);
-  if (input.proposalType === 'upgrade' && target.plan !== facts.subscription.plan) reasons.push(`Moving from ${facts.subscription.plan} to ${target.plan} adds the higher limits and support level of the ${target.plan} plan.`);
-  if (input.proposalType === 'expansion') reasons.push(`Adding ${seats - facts.subscription.seats} seats keeps about 20% headroom above your active users.`);
-  if (input.proposalType === 'renewal') reasons.push(`Renewing keeps your ${facts.subscription.plan} plan and current seat count for another 12 months.`);
-  const title = { upgrade: `Upgrade proposal: ${target.plan} plan`, renewal: 'Renewal proposal', expansion: 'Seat expansion proposal' }[input.proposalType];
+  if (input.proposalType === 'upgrade' && target.plan !== facts.subscription.plan)
+    reasons.push(
+      `Moving from ${facts.subscription.plan} to ${target.plan} adds the higher limits and support level of the ${target.plan} plan.`,
+    );
+  if (input.proposalType === 'expansion')
+    reasons.push(`Adding ${seats - facts.subscription.seats} seats keeps about 20% headroom above your active users.`);
+  if (input.proposalType === 'renewal')
+    reasons.push(`Renewing keeps your ${facts.subscription.plan} plan and current seat count for another 12 months.`);
+  const title = {
+    upgrade: `Upgrade proposal: ${target.plan} plan`,
+    renewal: 'Renewal proposal',
+    expansion: 'Seat expansion proposal',
+  }[input.proposalType];
   const view = {
     title: `${title} for ${facts.customer.name}`,
     asOf,
     contact: input.contact,
-    customer: { ...facts.customer, segmentLabel: SEGMENT_LABEL[facts.customer.segment] ?? facts.customer.segment, regionLabel: REGION_LABEL[facts.customer.region] ?? facts.customer.region },
+    customer: {
+      ...facts.customer,
+      segmentLabel: SEGMENT_LABEL[facts.customer.segment] ?? facts.customer.segment,
+      regionLabel: REGION_LABEL[facts.customer.region] ?? facts.customer.region,
+    },
     current: {
       plan: facts.subscription.plan,
       seats: facts.subscription.seats,
       pricePerSeatFormatted: money.format(facts.subscription.pricePerSeat),
       monthlyFormatted: money.format(facts.subscription.monthly),
     },
-    usage: { activeUsers: facts.usage.activeUsers, utilisationPct: round(facts.usage.utilisation * 100, 0), apiCallsFormatted: int.format(facts.usage.apiCalls) },
-    revenue: { last12Formatted: money.format(facts.revenue.last12), lifetimeFormatted: money.format(facts.revenue.lifetime) },
+    usage: {
+      activeUsers: facts.usage.activeUsers,
+      utilisationPct: round(facts.usage.utilisation * 100, 0),
+      apiCallsFormatted: int.format(facts.usage.apiCalls),
+    },
+    revenue: {
+      last12Formatted: money.format(facts.revenue.last12),
+      lifetimeFormatted: money.format(facts.revenue.lifetime),
+    },
     support: { tickets: facts.support.tickets12 || null, csat: facts.support.csat },
     reasons,
     proposed: {
@@ -137,7 +198,14 @@ export async function generateProposal(input: GenerateProposalInput, ctx: AgentC
     proposalType: input.proposalType,
     markdown: ctx.llm ? await ctx.llm.polish(markdown, 'sales proposal', ctx.signal) : markdown,
     facts,
-    proposed: { plan: target.plan, seats, pricePerSeat: target.pricePerSeat, monthly, annual: round(monthly * 12), monthlyDelta: round(monthly - facts.subscription.monthly) },
+    proposed: {
+      plan: target.plan,
+      seats,
+      pricePerSeat: target.pricePerSeat,
+      monthly,
+      annual: round(monthly * 12),
+      monthlyDelta: round(monthly - facts.subscription.monthly),
+    },
   };
 }
 

@@ -40,7 +40,13 @@ export async function supportResponse(input: SupportResponseInput, ctx: AgentCon
   const urgency = detectUrgency(input.query);
   const { article, keywordHits } = pickArticle(intent.intent, input.query);
   const escalation = decideEscalation(intent.intent, sentiment, urgency, customer);
-  const draft = draftReply({ customerName: customer?.name ?? null, intent: intent.intent, sentiment, article, escalation });
+  const draft = draftReply({
+    customerName: customer?.name ?? null,
+    intent: intent.intent,
+    sentiment,
+    article,
+    escalation,
+  });
   return {
     intent: intent.intent,
     intentScores: intent.scores,
@@ -51,7 +57,8 @@ export async function supportResponse(input: SupportResponseInput, ctx: AgentCon
     escalation,
     customer: customer ? { id: input.customerId, ...customer, revenue12m: round(customer.revenue12m) } : null,
     draft: ctx.llm ? await ctx.llm.polish(draft, 'support reply', ctx.signal) : draft,
-    method: 'keyword intent rules + AFINN sentiment (npm `sentiment`) with support-domain terms; knowledge base shipped with the agent',
+    method:
+      'keyword intent rules + AFINN sentiment (npm `sentiment`) with support-domain terms; knowledge base shipped with the agent',
   };
 }
 
@@ -68,7 +75,15 @@ export async function satisfactionAnalysis(input: SatisfactionAnalysisInput, ctx
   const params = [from, asOf, input.category ?? null];
   const hours = `extract(epoch from resolved_at - created_at) / 3600`;
   const [overall, byCategory, trend] = await Promise.all([
-    pool.query<{ tickets: number; rated: number; csat: number | null; satisfied: number | null; resolved: number; p50: number | null; p95: number | null }>(
+    pool.query<{
+      tickets: number;
+      rated: number;
+      csat: number | null;
+      satisfied: number | null;
+      resolved: number;
+      p50: number | null;
+      p95: number | null;
+    }>(
       `select count(*)::int as tickets, count(satisfaction)::int as rated, avg(satisfaction)::float8 as csat,
               (count(*) filter (where satisfaction >= 4))::float8 / nullif(count(satisfaction), 0) as satisfied,
               count(resolved_at)::int as resolved,
@@ -77,7 +92,15 @@ export async function satisfactionAnalysis(input: SatisfactionAnalysisInput, ctx
          from business.tickets where ${where}`,
       params,
     ),
-    pool.query<{ category: string; tickets: number; rated: number; csat: number | null; p50: number | null; p95: number | null; open: number }>(
+    pool.query<{
+      category: string;
+      tickets: number;
+      rated: number;
+      csat: number | null;
+      p50: number | null;
+      p95: number | null;
+      open: number;
+    }>(
       `select category, count(*)::int as tickets, count(satisfaction)::int as rated, avg(satisfaction)::float8 as csat,
               percentile_cont(0.5) within group (order by ${hours})::float8 as p50,
               percentile_cont(0.95) within group (order by ${hours})::float8 as p95,
@@ -124,7 +147,9 @@ export async function satisfactionAnalysis(input: SatisfactionAnalysisInput, ctx
       direction: Math.abs(trendPerMonth) < 0.005 ? 'flat' : trendPerMonth > 0 ? 'improving' : 'declining',
     },
     findings: worst
-      ? [`lowest satisfaction: ${worst.category} at ${round(worst.csat!, 2)}/5 over ${worst.rated} ratings (median resolution ${round(worst.p50 ?? 0, 1)} h)`]
+      ? [
+          `lowest satisfaction: ${worst.category} at ${round(worst.csat!, 2)}/5 over ${worst.rated} ratings (median resolution ${round(worst.p50 ?? 0, 1)} h)`,
+        ]
       : [],
   };
 }

@@ -28,9 +28,26 @@ export interface RevenueAnalysis {
   readonly customersWithOrders: number;
   readonly series: RevenuePeriod[];
   readonly byKind: { kind: string; revenue: number; share: number }[];
-  readonly growth: { readonly latestVsPrevious: number | null; readonly windowVsPriorYear: number | null; readonly firstToLast: number | null };
-  readonly topCustomers: { customerId: number; name: string; segment: string; revenue: number; orders: number; share: number }[];
-  readonly anomalies: { period: string; revenue: number; expected: number; robustZ: number; direction: 'spike' | 'dip' }[];
+  readonly growth: {
+    readonly latestVsPrevious: number | null;
+    readonly windowVsPriorYear: number | null;
+    readonly firstToLast: number | null;
+  };
+  readonly topCustomers: {
+    customerId: number;
+    name: string;
+    segment: string;
+    revenue: number;
+    orders: number;
+    share: number;
+  }[];
+  readonly anomalies: {
+    period: string;
+    revenue: number;
+    expected: number;
+    robustZ: number;
+    direction: 'spike' | 'dip';
+  }[];
   readonly cohorts?: { cohort: string; size: number; retention: number[] }[];
 }
 
@@ -53,12 +70,19 @@ async function bucketTotals(
   return new Map(r.rows.map((row) => [row.k, { revenue: row.revenue, orders: row.orders }]));
 }
 
-export async function revenueAnalysis(pool: pg.Pool, input: RevenueAnalysisInput, signal: AbortSignal): Promise<RevenueAnalysis> {
+export async function revenueAnalysis(
+  pool: pg.Pool,
+  input: RevenueAnalysisInput,
+  signal: AbortSignal,
+): Promise<RevenueAnalysis> {
   const asOf = input.asOf ?? (await dataAsOf(pool));
   const w = resolveWindow(input.timeframe, asOf);
   // 1. Bucket totals for the window and, for YoY, the same months one year earlier.
   const current = await bucketTotals(pool, w.from, w.to, w.granularity);
-  const prior = w.granularity === 'month' ? await bucketTotals(pool, w.from, w.to, 'month', 1) : new Map<string, { revenue: number }>();
+  const prior =
+    w.granularity === 'month'
+      ? await bucketTotals(pool, w.from, w.to, 'month', 1)
+      : new Map<string, { revenue: number }>();
   checkAborted(signal);
   const series: RevenuePeriod[] = w.buckets.map((b, i) => {
     const cur = current.get(b) ?? { revenue: 0, orders: 0 };
@@ -66,7 +90,13 @@ export async function revenueAnalysis(pool: pg.Pool, input: RevenueAnalysisInput
     const yoyBase = w.granularity === 'month' ? prior.get(monthKey(addMonths(`${b}-01`, -12)))?.revenue : undefined;
     const g = growth(prev, cur.revenue);
     const y = growth(yoyBase, cur.revenue);
-    return { period: b, revenue: round(cur.revenue), orders: cur.orders, growthVsPrevious: g === null ? null : round(g, 4), yoy: y === null ? null : round(y, 4) };
+    return {
+      period: b,
+      revenue: round(cur.revenue),
+      orders: cur.orders,
+      growthVsPrevious: g === null ? null : round(g, 4),
+      yoy: y === null ? null : round(y, 4),
+    };
   });
   const totals = await pool.query<{ total: number | null; orders: number; customers: number }>(
     `select sum(amount)::float8 as total, count(*)::int as orders, count(distinct customer_id)::int as customers
@@ -96,7 +126,10 @@ export async function revenueAnalysis(pool: pg.Pool, input: RevenueAnalysisInput
   );
   checkAborted(signal);
   // 3. Anomalies: robust z-score of each bucket against its rolling median.
-  const anomalies = madAnomalies(series.map((s) => s.revenue), { threshold: input.anomalyThreshold }).map((a) => ({
+  const anomalies = madAnomalies(
+    series.map((s) => s.revenue),
+    { threshold: input.anomalyThreshold },
+  ).map((a) => ({
     period: series[a.index]!.period,
     revenue: round(a.value),
     expected: round(a.expected),
@@ -111,7 +144,11 @@ export async function revenueAnalysis(pool: pg.Pool, input: RevenueAnalysisInput
     orderCount: totals.rows[0]!.orders,
     customersWithOrders: totals.rows[0]!.customers,
     series,
-    byKind: kinds.rows.map((k) => ({ kind: k.kind, revenue: round(k.revenue), share: total ? round(k.revenue / total, 4) : 0 })),
+    byKind: kinds.rows.map((k) => ({
+      kind: k.kind,
+      revenue: round(k.revenue),
+      share: total ? round(k.revenue / total, 4) : 0,
+    })),
     growth: {
       latestVsPrevious: series.length > 1 ? series[series.length - 1]!.growthVsPrevious : null,
       windowVsPriorYear: (() => {
@@ -123,7 +160,11 @@ export async function revenueAnalysis(pool: pg.Pool, input: RevenueAnalysisInput
         return g === null ? null : round(g, 4);
       })(),
     },
-    topCustomers: top.rows.map((t) => ({ ...t, revenue: round(t.revenue), share: total ? round(t.revenue / total, 4) : 0 })),
+    topCustomers: top.rows.map((t) => ({
+      ...t,
+      revenue: round(t.revenue),
+      share: total ? round(t.revenue / total, 4) : 0,
+    })),
     anomalies,
   };
   if (!input.includeCohorts) return result;
@@ -134,7 +175,10 @@ export async function revenueAnalysis(pool: pg.Pool, input: RevenueAnalysisInput
  * Monthly sign-up cohorts inside the window; retention[k] = share of the cohort with at least
  * one order in the k-th month after sign-up (k = 0 is the sign-up month), up to the window end.
  */
-async function cohortRetention(pool: pg.Pool, w: Window): Promise<{ cohort: string; size: number; retention: number[] }[]> {
+async function cohortRetention(
+  pool: pg.Pool,
+  w: Window,
+): Promise<{ cohort: string; size: number; retention: number[] }[]> {
   const from = `${w.from.slice(0, 7)}-01`;
   const r = await pool.query<{ cohort: string; size: number; k: number; active: number }>(
     `with cohort as (
@@ -161,8 +205,15 @@ async function cohortRetention(pool: pg.Pool, w: Window): Promise<{ cohort: stri
   }
   const lastMonth = w.to.slice(0, 7);
   return [...byCohort].map(([cohort, e]) => {
-    const span = (Number(lastMonth.slice(0, 4)) - Number(cohort.slice(0, 4))) * 12 + Number(lastMonth.slice(5, 7)) - Number(cohort.slice(5, 7));
-    return { cohort, size: e.size, retention: Array.from({ length: span + 1 }, (_, k) => round((e.active.get(k) ?? 0) / e.size, 4)) };
+    const span =
+      (Number(lastMonth.slice(0, 4)) - Number(cohort.slice(0, 4))) * 12 +
+      Number(lastMonth.slice(5, 7)) -
+      Number(cohort.slice(5, 7));
+    return {
+      cohort,
+      size: e.size,
+      retention: Array.from({ length: span + 1 }, (_, k) => round((e.active.get(k) ?? 0) / e.size, 4)),
+    };
   });
 }
 
@@ -201,11 +252,23 @@ export async function customerSegmentation(pool: pg.Pool, input: CustomerSegment
     asOf,
     window: { from, to: asOf },
     customers: scored.length,
-    method: 'RFM quintile scores (5 = best) with rule-based segments; k-means (ml-kmeans, k-means++ seed) on standardised log R/F/M',
+    method:
+      'RFM quintile scores (5 = best) with rule-based segments; k-means (ml-kmeans, k-means++ seed) on standardised log R/F/M',
     segments: [...counts]
-      .map(([segment, e]) => ({ segment, count: e.count, share: round(e.count / scored.length, 4), avgMonetary: round(e.monetary / e.count) }))
+      .map(([segment, e]) => ({
+        segment,
+        count: e.count,
+        share: round(e.count / scored.length, 4),
+        avgMonetary: round(e.monetary / e.count),
+      }))
       .sort((a, b) => b.count - a.count),
-    clustering: { ...clustering, clusters: clustering.clusters.map(({ customerIds, ...c }) => ({ ...c, ...(input.includeCustomers ? { customerIds } : {}) })) },
+    clustering: {
+      ...clustering,
+      clusters: clustering.clusters.map(({ customerIds, ...c }) => ({
+        ...c,
+        ...(input.includeCustomers ? { customerIds } : {}),
+      })),
+    },
     ...(input.includeCustomers ? { scores: scored } : {}),
   };
 }

@@ -9,7 +9,11 @@ import { checkAborted, dataAsOf } from './common.js';
 import { builtinTaskTypes, revenueForecastInput, costOptimizationInput } from '@switchyard/contracts';
 
 /** Complete months of revenue ending with the month of asOf (dropped when asOf is mid-month). */
-async function monthlyRevenue(pool: pg.Pool, asOf: string, months: number): Promise<{ month: string; revenue: number }[]> {
+async function monthlyRevenue(
+  pool: pg.Pool,
+  asOf: string,
+  months: number,
+): Promise<{ month: string; revenue: number }[]> {
   const lastFull = asOf === monthEnd(asOf) ? `${asOf.slice(0, 7)}-01` : addMonths(asOf, -1);
   const first = addMonths(lastFull, -(months - 1));
   const firstData = await pool.query<{ d: string | null }>(`select min(order_date)::text as d from business.orders`);
@@ -22,7 +26,8 @@ async function monthlyRevenue(pool: pg.Pool, asOf: string, months: number): Prom
   );
   const byMonth = new Map(r.rows.map((x) => [x.m, x.revenue]));
   const out: { month: string; revenue: number }[] = [];
-  for (let m = start; m <= lastFull; m = addMonths(m, 1)) out.push({ month: monthKey(m), revenue: byMonth.get(monthKey(m)) ?? 0 });
+  for (let m = start; m <= lastFull; m = addMonths(m, 1))
+    out.push({ month: monthKey(m), revenue: byMonth.get(monthKey(m)) ?? 0 });
   return out;
 }
 
@@ -43,12 +48,23 @@ function chooseMethod(requested: RevenueForecastInput['method'], n: number, m: n
   return requested;
 }
 
-function clean(values: number[], enabled: boolean): { values: number[]; replaced: { index: number; value: number; replacedBy: number; robustZ: number }[] } {
+function clean(
+  values: number[],
+  enabled: boolean,
+): { values: number[]; replaced: { index: number; value: number; replacedBy: number; robustZ: number }[] } {
   if (!enabled) return { values, replaced: [] };
   const anomalies = madAnomalies(values);
   const out = [...values];
   for (const a of anomalies) out[a.index] = a.expected;
-  return { values: out, replaced: anomalies.map((a) => ({ index: a.index, value: round(a.value), replacedBy: round(a.expected), robustZ: a.robustZ })) };
+  return {
+    values: out,
+    replaced: anomalies.map((a) => ({
+      index: a.index,
+      value: round(a.value),
+      replacedBy: round(a.expected),
+      robustZ: a.robustZ,
+    })),
+  };
 }
 
 function describeModel(model: FitResult) {
@@ -88,10 +104,25 @@ export async function revenueForecast(pool: pg.Pool, input: RevenueForecastInput
     months: k,
     method: btMethod,
     trainedOn: { from: history[0]!.month, to: history[n - k - 1]!.month },
-    mapePct: round(mape(actual, btForecast.map((f) => f.value)), 2),
+    mapePct: round(
+      mape(
+        actual,
+        btForecast.map((f) => f.value),
+      ),
+      2,
+    ),
     /** same horizon with the last observed value repeated: the model should beat this */
-    naiveMapePct: round(mape(actual, actual.map(() => naiveLast)), 2),
-    intervalCoverage: round(actual.filter((a, i) => a >= btForecast[i]!.lower && a <= btForecast[i]!.upper).length / k, 4),
+    naiveMapePct: round(
+      mape(
+        actual,
+        actual.map(() => naiveLast),
+      ),
+      2,
+    ),
+    intervalCoverage: round(
+      actual.filter((a, i) => a >= btForecast[i]!.lower && a <= btForecast[i]!.upper).length / k,
+      4,
+    ),
     points: history.slice(n - k).map((h, i) => ({
       month: h.month,
       actual: round(actual[i]!),
@@ -117,7 +148,12 @@ export async function revenueForecast(pool: pg.Pool, input: RevenueForecastInput
   return {
     asOf,
     history: history.map((h) => ({ month: h.month, revenue: round(h.revenue) })),
-    cleanedPoints: cleaned.replaced.map((r) => ({ month: history[r.index]!.month, value: r.value, replacedBy: r.replacedBy, robustZ: r.robustZ })),
+    cleanedPoints: cleaned.replaced.map((r) => ({
+      month: history[r.index]!.month,
+      value: r.value,
+      replacedBy: r.replacedBy,
+      robustZ: r.robustZ,
+    })),
     model: describeModel(model),
     methodNote:
       method === 'holt_winters_additive'
@@ -170,27 +206,45 @@ export async function costOptimization(pool: pg.Pool, input: CostOptimizationInp
     byCategory.set(c.category, e);
   }
   const totalCost = costs.rows.reduce((a, c) => a + c.amount, 0);
-  const categories = [...byCategory].map(([category, e]) => {
-    const series = months.map((m) => e.get(m) ?? 0);
-    const total = series.reduce((a, b) => a + b, 0);
-    const g = periodGrowth(series);
-    return {
-      category,
-      total: round(total),
-      shareOfCosts: round(total / totalCost, 4),
-      shareOfRevenue: totalRevenue ? round(total / totalRevenue, 4) : null,
-      monthlyAverage: round(total / months.length),
-      trendPerMonth: round(slope(series)),
-      growth: g === null ? null : round(g, 4),
-      series: months.map((m, i) => ({ month: m, amount: round(series[i]!) })),
-      anomalies: madAnomalies(series).map((a) => ({ month: months[a.index]!, amount: round(a.value), expected: round(a.expected), robustZ: a.robustZ })),
-    };
-  }).sort((a, b) => b.total - a.total);
+  const categories = [...byCategory]
+    .map(([category, e]) => {
+      const series = months.map((m) => e.get(m) ?? 0);
+      const total = series.reduce((a, b) => a + b, 0);
+      const g = periodGrowth(series);
+      return {
+        category,
+        total: round(total),
+        shareOfCosts: round(total / totalCost, 4),
+        shareOfRevenue: totalRevenue ? round(total / totalRevenue, 4) : null,
+        monthlyAverage: round(total / months.length),
+        trendPerMonth: round(slope(series)),
+        growth: g === null ? null : round(g, 4),
+        series: months.map((m, i) => ({ month: m, amount: round(series[i]!) })),
+        anomalies: madAnomalies(series).map((a) => ({
+          month: months[a.index]!,
+          amount: round(a.value),
+          expected: round(a.expected),
+          robustZ: a.robustZ,
+        })),
+      };
+    })
+    .sort((a, b) => b.total - a.total);
 
   // Suggestions, each with the figures it rests on.
-  const suggestions: { category: string; kind: string; message: string; annualImpact: number; figures: Record<string, number | string | null> }[] = [];
+  const suggestions: {
+    category: string;
+    kind: string;
+    message: string;
+    annualImpact: number;
+    figures: Record<string, number | string | null>;
+  }[] = [];
   for (const c of categories) {
-    if (c.growth !== null && revenueGrowth !== null && c.growth - revenueGrowth > input.excessGrowthThreshold && c.category !== 'payment_processing') {
+    if (
+      c.growth !== null &&
+      revenueGrowth !== null &&
+      c.growth - revenueGrowth > input.excessGrowthThreshold &&
+      c.category !== 'payment_processing'
+    ) {
       const series = c.series.map((s) => s.amount);
       const first = avg(series.slice(0, q));
       const last = avg(series.slice(-q));
@@ -200,7 +254,12 @@ export async function costOptimization(pool: pg.Pool, input: CostOptimizationInp
         kind: 'growing_faster_than_revenue',
         message: `${c.category} grew ${round(c.growth * 100, 1)}% (first vs last ${q} months) while revenue grew ${round(revenueGrowth * 100, 1)}%; holding it to revenue growth would save about ${Math.round(annual)} a year`,
         annualImpact: round(annual),
-        figures: { firstQuarterAvg: round(first), lastQuarterAvg: round(last), categoryGrowth: c.growth, revenueGrowth: round(revenueGrowth, 4) },
+        figures: {
+          firstQuarterAvg: round(first),
+          lastQuarterAvg: round(last),
+          categoryGrowth: c.growth,
+          revenueGrowth: round(revenueGrowth, 4),
+        },
       });
     }
     for (const a of c.anomalies.filter((x) => x.robustZ > 0)) {
@@ -214,7 +273,9 @@ export async function costOptimization(pool: pg.Pool, input: CostOptimizationInp
     }
   }
   suggestions.sort((a, b) => b.annualImpact - a.annualImpact);
-  const costSeries = months.map((m) => categories.reduce((acc, c) => acc + (byCategory.get(c.category)?.get(m) ?? 0), 0));
+  const costSeries = months.map((m) =>
+    categories.reduce((acc, c) => acc + (byCategory.get(c.category)?.get(m) ?? 0), 0),
+  );
   return {
     window: { from: months[0], to: months[months.length - 1] },
     totals: {

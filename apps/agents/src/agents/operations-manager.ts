@@ -34,7 +34,8 @@ export async function loadScheduleProblem(pool: pg.Pool, input: ScheduleOptimiza
       [start, end],
     ),
   ]);
-  if (shifts.rows.length === 0) throw new AppError('not_found', `no shifts between ${start} and ${end}`, { from: start, to: end });
+  if (shifts.rows.length === 0)
+    throw new AppError('not_found', `no shifts between ${start} and ${end}`, { from: start, to: end });
   return {
     staff: staff.rows,
     shifts: shifts.rows,
@@ -59,7 +60,6 @@ export async function scheduleOptimization(pool: pg.Pool, input: ScheduleOptimiz
 }
 
 // ---------- performance_analysis ----------
-
 
 export const operationsManagerTasks = {
   schedule_optimization: defineTask({

@@ -7,10 +7,13 @@ import { z } from 'zod';
 import { createLogger, createPgPool, parseConfig } from '@switchyard/platform';
 import { loadDemoData } from './load.js';
 
-const env = parseConfig(process.env, z.object({
-  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-}));
+const env = parseConfig(
+  process.env,
+  z.object({
+    DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+    LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  }),
+);
 const logger = createLogger('demo-data', env.LOG_LEVEL);
 const args = process.argv.slice(2);
 const seedIdx = args.indexOf('--seed');
@@ -23,7 +26,10 @@ const pool = createPgPool({ connectionString: env.DATABASE_URL, max: 2 }, { name
 try {
   const started = Date.now();
   const result = await loadDemoData(pool, { reset: args.includes('--reset'), ...(seed !== undefined ? { seed } : {}) });
-  logger.info({ ...result, ms: Date.now() - started }, result.loaded ? 'demo data loaded' : 'demo data already present');
+  logger.info(
+    { ...result, ms: Date.now() - started },
+    result.loaded ? 'demo data loaded' : 'demo data already present',
+  );
 } catch (err) {
   logger.error({ err }, 'demo data load failed');
   process.exitCode = 1;

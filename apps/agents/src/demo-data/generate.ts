@@ -21,12 +21,43 @@ export const ANOMALY_MONTHS = { servicesSpike: '2025-03', billingOutage: '2025-1
 
 export interface DemoData {
   customers: { id: number; name: string; email: string; segment: Segment; region: string; signup_date: string }[];
-  subscriptions: { id: number; customer_id: number; plan: string; seats: number; price_per_seat: number; started_on: string; ended_on: string | null }[];
-  orders: { id: number; customer_id: number; order_date: string; amount: number; kind: 'subscription' | 'usage' | 'addon' | 'services' }[];
+  subscriptions: {
+    id: number;
+    customer_id: number;
+    plan: string;
+    seats: number;
+    price_per_seat: number;
+    started_on: string;
+    ended_on: string | null;
+  }[];
+  orders: {
+    id: number;
+    customer_id: number;
+    order_date: string;
+    amount: number;
+    kind: 'subscription' | 'usage' | 'addon' | 'services';
+  }[];
   usage: { customer_id: number; month: string; active_users: number; api_calls: number }[];
-  tickets: { id: number; customer_id: number; subject: string; body: string; category: string; created_at: string; resolved_at: string | null; satisfaction: number | null }[];
+  tickets: {
+    id: number;
+    customer_id: number;
+    subject: string;
+    body: string;
+    category: string;
+    created_at: string;
+    resolved_at: string | null;
+    satisfaction: number | null;
+  }[];
   staff: { id: number; name: string; skills: string[]; max_hours_week: number; hourly_cost: number }[];
-  shifts: { id: number; day: string; slot: string; starts_at: string; hours: number; required_skill: string; headcount: number }[];
+  shifts: {
+    id: number;
+    day: string;
+    slot: string;
+    starts_at: string;
+    hours: number;
+    required_skill: string;
+    headcount: number;
+  }[];
   availability: { staff_id: number; day: string; slot: string }[];
   costLines: { id: number; category: string; month: string; amount: number }[];
 }
@@ -38,8 +69,55 @@ const monthDate = (i: number): string => addMonths(`${FIRST_MONTH}-01`, i);
 /** Seasonal multiplier by calendar month (1 = Jan) for usage and add-on spend. */
 const SEASON = [0.85, 0.95, 1.0, 1.0, 1.0, 0.98, 0.85, 0.82, 1.02, 1.08, 1.3, 1.45];
 
-const PREFIX = ['Acme', 'Northwind', 'Blue', 'Summit', 'Cedar', 'Nova', 'Harbor', 'Vertex', 'Pioneer', 'Silver', 'Atlas', 'Bright', 'Evergreen', 'Falcon', 'Granite', 'Horizon', 'Ion', 'Juniper', 'Kestrel', 'Lumen', 'Maple', 'Orbit', 'Pixel', 'Quartz', 'River', 'Sage', 'Tidal', 'Umbra', 'Vista', 'Willow'];
-const CORE = ['Analytics', 'Logistics', 'Health', 'Foods', 'Robotics', 'Media', 'Finance', 'Energy', 'Retail', 'Labs', 'Systems', 'Studio', 'Partners', 'Works', 'Dynamics'];
+const PREFIX = [
+  'Acme',
+  'Northwind',
+  'Blue',
+  'Summit',
+  'Cedar',
+  'Nova',
+  'Harbor',
+  'Vertex',
+  'Pioneer',
+  'Silver',
+  'Atlas',
+  'Bright',
+  'Evergreen',
+  'Falcon',
+  'Granite',
+  'Horizon',
+  'Ion',
+  'Juniper',
+  'Kestrel',
+  'Lumen',
+  'Maple',
+  'Orbit',
+  'Pixel',
+  'Quartz',
+  'River',
+  'Sage',
+  'Tidal',
+  'Umbra',
+  'Vista',
+  'Willow',
+];
+const CORE = [
+  'Analytics',
+  'Logistics',
+  'Health',
+  'Foods',
+  'Robotics',
+  'Media',
+  'Finance',
+  'Energy',
+  'Retail',
+  'Labs',
+  'Systems',
+  'Studio',
+  'Partners',
+  'Works',
+  'Dynamics',
+];
 const SUFFIX = ['Inc', 'Ltd', 'GmbH', 'LLC', 'Group', 'Co'];
 const REGIONS = ['north_america', 'emea', 'apac', 'latam'];
 const PLANS: Record<Segment, { plan: string; price: number; seats: [number, number] }[]> = {
@@ -60,32 +138,66 @@ const CHURN: Record<Segment, number> = { smb: 0.03, mid_market: 0.015, enterpris
 
 const TICKET_TEMPLATES: Record<string, { subjects: string[]; bodies: string[]; medianHours: number; base: number }> = {
   billing: {
-    subjects: ['Question about my invoice', 'Charged twice this month', 'Need a VAT receipt', 'Invoice amount looks wrong'],
-    bodies: ['Our invoice for {month} shows {seats} seats but we only use fewer. Can you check?', 'My card was charged twice on {month}. Please refund the duplicate.', 'Could you send a receipt with our VAT number for {month}?'],
+    subjects: [
+      'Question about my invoice',
+      'Charged twice this month',
+      'Need a VAT receipt',
+      'Invoice amount looks wrong',
+    ],
+    bodies: [
+      'Our invoice for {month} shows {seats} seats but we only use fewer. Can you check?',
+      'My card was charged twice on {month}. Please refund the duplicate.',
+      'Could you send a receipt with our VAT number for {month}?',
+    ],
     medianHours: 6,
     base: 4.3,
   },
   technical: {
-    subjects: ['API returning 503 errors', 'Export to CSV fails', 'Dashboard not loading', 'Webhook deliveries delayed'],
-    bodies: ['Since this morning our integration gets 503 errors from the API. This is blocking our team.', 'The CSV export of the monthly report fails with an error after a few seconds.', 'The dashboard stays blank for all users in our workspace.'],
+    subjects: [
+      'API returning 503 errors',
+      'Export to CSV fails',
+      'Dashboard not loading',
+      'Webhook deliveries delayed',
+    ],
+    bodies: [
+      'Since this morning our integration gets 503 errors from the API. This is blocking our team.',
+      'The CSV export of the monthly report fails with an error after a few seconds.',
+      'The dashboard stays blank for all users in our workspace.',
+    ],
     medianHours: 22,
     base: 3.8,
   },
   account: {
     subjects: ['Cannot log in', 'Locked out after password reset', 'Need to add an admin', 'SSO login loop'],
-    bodies: ['I reset my password but the login page keeps rejecting it.', 'Please make {name} an admin of our workspace.', 'Our SSO sign in redirects back to the login page in a loop.'],
+    bodies: [
+      'I reset my password but the login page keeps rejecting it.',
+      'Please make {name} an admin of our workspace.',
+      'Our SSO sign in redirects back to the login page in a loop.',
+    ],
     medianHours: 4,
     base: 4.4,
   },
   feature_request: {
-    subjects: ['Feature request: scheduled reports', 'Would be great to have SAML groups', 'Suggestion for the dashboard'],
-    bodies: ['It would help us a lot if reports could be emailed on a schedule.', 'Could you add support for mapping SAML groups to roles?', 'A dark mode for the dashboard would be nice.'],
+    subjects: [
+      'Feature request: scheduled reports',
+      'Would be great to have SAML groups',
+      'Suggestion for the dashboard',
+    ],
+    bodies: [
+      'It would help us a lot if reports could be emailed on a schedule.',
+      'Could you add support for mapping SAML groups to roles?',
+      'A dark mode for the dashboard would be nice.',
+    ],
     medianHours: 48,
     base: 4.0,
   },
   cancellation: {
     subjects: ['Cancel our subscription', 'Not renewing next month', 'How do we close the account?'],
-    bodies: ['We would like to cancel our subscription at the end of the period.', 'We are moving to another tool and will not renew.', 'Please tell us how to export our data before we close the account.'],
+    bodies: [
+      'We would like to cancel our subscription at the end of the period.',
+      'We are moving to another tool and will not renew.',
+      'Please tell us how to export our data before we close the account.',
+    ],
     medianHours: 12,
     base: 3.6,
   },
@@ -98,12 +210,43 @@ const TICKET_WEIGHTS: [string, number][] = [
   ['cancellation', 0.08],
 ];
 
-const FIRST_NAMES = ['Ana', 'Ben', 'Chen', 'Dara', 'Eli', 'Fatima', 'Gus', 'Hana', 'Ivan', 'Jo', 'Kofi', 'Lena', 'Mo', 'Nia', 'Omar', 'Pia', 'Quinn', 'Raj', 'Sara', 'Tom'];
+const FIRST_NAMES = [
+  'Ana',
+  'Ben',
+  'Chen',
+  'Dara',
+  'Eli',
+  'Fatima',
+  'Gus',
+  'Hana',
+  'Ivan',
+  'Jo',
+  'Kofi',
+  'Lena',
+  'Mo',
+  'Nia',
+  'Omar',
+  'Pia',
+  'Quinn',
+  'Raj',
+  'Sara',
+  'Tom',
+];
 const LAST_NAMES = ['Silva', 'Okafor', 'Ng', 'Keller', 'Haddad', 'Novak', 'Ruiz', 'Sato', 'Berg', 'Costa'];
 
 export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): DemoData {
   const rng = new Rng(seed);
-  const data: DemoData = { customers: [], subscriptions: [], orders: [], usage: [], tickets: [], staff: [], shifts: [], availability: [], costLines: [] };
+  const data: DemoData = {
+    customers: [],
+    subscriptions: [],
+    orders: [],
+    usage: [],
+    tickets: [],
+    staff: [],
+    shifts: [],
+    availability: [],
+    costLines: [],
+  };
 
   // 1. Customers: 20 % existed before the window, the rest sign up with rising monthly volume.
   const usedNames = new Set<string>();
@@ -117,10 +260,22 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
     usedNames.add(name);
     const segment: Segment = (['smb', 'mid_market', 'enterprise'] as const)[rng.weighted([0.6, 0.3, 0.1])]!;
     const legacy = rng.bool(0.2);
-    const signupMonth = legacy ? addMonths(`${FIRST_MONTH}-01`, -rng.int(1, 18)) : monthDate(rng.weighted(signupWeights));
+    const signupMonth = legacy
+      ? addMonths(`${FIRST_MONTH}-01`, -rng.int(1, 18))
+      : monthDate(rng.weighted(signupWeights));
     const signup = addDays(signupMonth, rng.int(0, 27));
-    const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/-+$/, '');
-    data.customers.push({ id, name, email: `billing@${slug}.example`, segment, region: rng.pick(REGIONS), signup_date: signup });
+    const slug = name
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/-+$/, '');
+    data.customers.push({
+      id,
+      name,
+      email: `billing@${slug}.example`,
+      segment,
+      region: rng.pick(REGIONS),
+      signup_date: signup,
+    });
   }
 
   // 2. Subscriptions, monthly invoices, usage, add-ons; churn ends the subscription.
@@ -142,18 +297,36 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
       const invoiceDate = i === monthIndex(c.signup_date) && c.signup_date > day ? c.signup_date : day;
       const outage = month.startsWith(ANOMALY_MONTHS.billingOutage) && rng.bool(0.5);
       if (!outage) {
-        data.orders.push({ id: orderId++, customer_id: c.id, order_date: invoiceDate, amount: cents(seats * choice.price), kind: 'subscription' });
+        data.orders.push({
+          id: orderId++,
+          customer_id: c.id,
+          order_date: invoiceDate,
+          amount: cents(seats * choice.price),
+          kind: 'subscription',
+        });
       }
       const activeUsers = Math.max(1, Math.round(seats * (0.55 + 0.4 * rng.float())));
       const apiCalls = Math.round(activeUsers * 900 * season * rng.logNormal(1, 0.25));
       data.usage.push({ customer_id: c.id, month, active_users: activeUsers, api_calls: apiCalls });
       const included = seats * 600;
       if (apiCalls > included) {
-        data.orders.push({ id: orderId++, customer_id: c.id, order_date: monthEnd(month), amount: cents(((apiCalls - included) / 1000) * 2.5), kind: 'usage' });
+        data.orders.push({
+          id: orderId++,
+          customer_id: c.id,
+          order_date: monthEnd(month),
+          amount: cents(((apiCalls - included) / 1000) * 2.5),
+          kind: 'usage',
+        });
       }
       if (rng.bool(c.segment === 'smb' ? 0.35 : c.segment === 'mid_market' ? 0.5 : 0.65)) {
         const amount = seats * choice.price * (0.1 + 0.25 * rng.float()) * season;
-        data.orders.push({ id: orderId++, customer_id: c.id, order_date: addDays(month, rng.int(0, 27)), amount: cents(amount), kind: 'addon' });
+        data.orders.push({
+          id: orderId++,
+          customer_id: c.id,
+          order_date: addDays(month, rng.int(0, 27)),
+          amount: cents(amount),
+          kind: 'addon',
+        });
       }
       // support tickets: about one every six customer-months
       if (rng.bool(0.17)) ticketId = addTicket(data, rng, ticketId, c, month, seats);
@@ -164,20 +337,35 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
         break;
       }
     }
-    data.subscriptions.push({ id: c.id, customer_id: c.id, plan: choice.plan, seats: ended ? initialSeats : seats, price_per_seat: choice.price, started_on: c.signup_date, ended_on: ended });
+    data.subscriptions.push({
+      id: c.id,
+      customer_id: c.id,
+      plan: choice.plan,
+      seats: ended ? initialSeats : seats,
+      price_per_seat: choice.price,
+      started_on: c.signup_date,
+      ended_on: ended,
+    });
   }
 
   // 3. Anomaly: a one-off data-migration deal, 45 % of that month's other revenue.
   const spikeMonth = ANOMALY_MONTHS.servicesSpike;
   const spikeBase = data.orders.filter((o) => o.order_date.startsWith(spikeMonth)).reduce((a, o) => a + o.amount, 0);
   const bigCustomer = data.customers.find((c) => c.segment === 'enterprise' && c.signup_date < `${spikeMonth}-01`)!;
-  data.orders.push({ id: orderId, customer_id: bigCustomer.id, order_date: `${spikeMonth}-17`, amount: cents(spikeBase * 0.45), kind: 'services' });
+  data.orders.push({
+    id: orderId,
+    customer_id: bigCustomer.id,
+    order_date: `${spikeMonth}-17`,
+    amount: cents(spikeBase * 0.45),
+    kind: 'services',
+  });
   data.orders.sort((a, b) => a.order_date.localeCompare(b.order_date) || a.id - b.id);
   data.orders.forEach((o, i) => (o.id = i + 1));
 
   // 4. Costs: per category and month; payment processing follows revenue.
   const revenueByMonth = new Map<string, number>();
-  for (const o of data.orders) revenueByMonth.set(o.order_date.slice(0, 7), (revenueByMonth.get(o.order_date.slice(0, 7)) ?? 0) + o.amount);
+  for (const o of data.orders)
+    revenueByMonth.set(o.order_date.slice(0, 7), (revenueByMonth.get(o.order_date.slice(0, 7)) ?? 0) + o.amount);
   let costId = 1;
   for (let i = 0; i < MONTHS; i++) {
     const month = monthDate(i);
@@ -193,7 +381,8 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
       ['contractors', (month.startsWith('2026-02') ? 95_000 : 24_000) * (1 + 0.1 * rng.normal())],
       ['payment_processing', revenue * 0.029],
     ];
-    for (const [category, amount] of lines) data.costLines.push({ id: costId++, category, month, amount: cents(amount) });
+    for (const [category, amount] of lines)
+      data.costLines.push({ id: costId++, category, month, amount: cents(amount) });
   }
 
   // 5. Staff, shift demand for one week, and availability.
@@ -231,7 +420,15 @@ export function generateDemoData(seed = DEFAULT_SEED, customerCount = 500): Demo
           ['evening', 'engineering', 1],
         ];
     for (const [slot, skill, headcount] of demand) {
-      data.shifts.push({ id: shiftId++, day, slot, starts_at: slot === 'morning' ? '08:00' : '16:00', hours: 8, required_skill: skill, headcount });
+      data.shifts.push({
+        id: shiftId++,
+        day,
+        slot,
+        starts_at: slot === 'morning' ? '08:00' : '16:00',
+        hours: 8,
+        required_skill: skill,
+        headcount,
+      });
     }
     for (const s of data.staff) {
       for (const slot of ['morning', 'evening']) {
@@ -248,11 +445,21 @@ function monthIndex(date: string): number {
   return (y! - fy!) * 12 + (m! - fm!);
 }
 
-function addTicket(data: DemoData, rng: Rng, id: number, c: DemoData['customers'][number], month: string, seats: number): number {
+function addTicket(
+  data: DemoData,
+  rng: Rng,
+  id: number,
+  c: DemoData['customers'][number],
+  month: string,
+  seats: number,
+): number {
   const category = TICKET_WEIGHTS[rng.weighted(TICKET_WEIGHTS.map(([, w]) => w))]![0];
   const t = TICKET_TEMPLATES[category]!;
-  const fill = (s: string): string => s.replace('{month}', month.slice(0, 7)).replace('{seats}', String(seats)).replace('{name}', rng.pick(FIRST_NAMES));
-  const created = new Date(`${addDays(month, rng.int(0, 27))}T${String(rng.int(7, 19)).padStart(2, '0')}:${String(rng.int(0, 59)).padStart(2, '0')}:00Z`);
+  const fill = (s: string): string =>
+    s.replace('{month}', month.slice(0, 7)).replace('{seats}', String(seats)).replace('{name}', rng.pick(FIRST_NAMES));
+  const created = new Date(
+    `${addDays(month, rng.int(0, 27))}T${String(rng.int(7, 19)).padStart(2, '0')}:${String(rng.int(0, 59)).padStart(2, '0')}:00Z`,
+  );
   const hours = rng.logNormal(t.medianHours, 0.9);
   const resolvedAt = new Date(created.getTime() + hours * 3_600_000);
   // Recent tickets may still be open; the data set ends with the reference month.

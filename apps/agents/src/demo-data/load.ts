@@ -24,12 +24,24 @@ const LOCK_KEY = 7_340_125_519;
 
 const TABLES: [keyof DemoData, string, string][] = [
   ['customers', 'business.customers', 'id int, name text, email text, segment text, region text, signup_date date'],
-  ['subscriptions', 'business.subscriptions', 'id int, customer_id int, plan text, seats int, price_per_seat numeric, started_on date, ended_on date'],
+  [
+    'subscriptions',
+    'business.subscriptions',
+    'id int, customer_id int, plan text, seats int, price_per_seat numeric, started_on date, ended_on date',
+  ],
   ['orders', 'business.orders', 'id int, customer_id int, order_date date, amount numeric, kind text'],
   ['usage', 'business.usage_monthly', 'customer_id int, month date, active_users int, api_calls bigint'],
-  ['tickets', 'business.tickets', 'id int, customer_id int, subject text, body text, category text, created_at timestamptz, resolved_at timestamptz, satisfaction smallint'],
+  [
+    'tickets',
+    'business.tickets',
+    'id int, customer_id int, subject text, body text, category text, created_at timestamptz, resolved_at timestamptz, satisfaction smallint',
+  ],
   ['staff', 'business.staff', 'id int, name text, skills text[], max_hours_week int, hourly_cost numeric'],
-  ['shifts', 'business.shifts', 'id int, day date, slot text, starts_at time, hours int, required_skill text, headcount int'],
+  [
+    'shifts',
+    'business.shifts',
+    'id int, day date, slot text, starts_at time, hours int, required_skill text, headcount int',
+  ],
   ['availability', 'business.availability', 'staff_id int, day date, slot text'],
   ['costLines', 'business.cost_lines', 'id int, category text, month date, amount numeric'],
 ];
@@ -52,15 +64,25 @@ export async function loadDemoData(pool: pg.Pool, opts: LoadDemoDataOptions = {}
       ? await client.query<{ value: typeof marker }>(`select value from business.demo_meta where key = 'dataset'`)
       : { rows: [] as { value: typeof marker }[] };
     const current = existing.rows[0]?.value;
-    const same = current && current.version === marker.version && current.seed === seed && current.customers === customers;
+    const same =
+      current && current.version === marker.version && current.seed === seed && current.customers === customers;
     if (same && !opts.reset) {
       await client.query('commit');
-      return { loaded: false, seed, referenceMonth: REFERENCE_MONTH, scheduleWeekStart: SCHEDULE_WEEK_START, counts: await countRows(pool) };
+      return {
+        loaded: false,
+        seed,
+        referenceMonth: REFERENCE_MONTH,
+        scheduleWeekStart: SCHEDULE_WEEK_START,
+        counts: await countRows(pool),
+      };
     }
     const schema = await client.query(`select 1 from pg_namespace where nspname = 'business'`);
     if (schema.rows.length > 0 && !current && !opts.reset) {
       // Never drop a `business` schema this loader did not create.
-      throw new AppError('illegal_state', 'schema business exists but holds no demo data marker; pass reset to replace it');
+      throw new AppError(
+        'illegal_state',
+        'schema business exists but holds no demo data marker; pass reset to replace it',
+      );
     }
     await client.query('drop schema if exists business cascade');
     await client.query(businessDdl);
@@ -69,10 +91,14 @@ export async function loadDemoData(pool: pg.Pool, opts: LoadDemoDataOptions = {}
     for (const [key, table, columns] of TABLES) {
       const rows = data[key] as unknown[];
       // jsonb_to_recordset: one round trip per table, and arrays (staff skills) map to text[].
-      await client.query(`insert into ${table} select * from jsonb_to_recordset($1::jsonb) as x(${columns})`, [JSON.stringify(rows)]);
+      await client.query(`insert into ${table} select * from jsonb_to_recordset($1::jsonb) as x(${columns})`, [
+        JSON.stringify(rows),
+      ]);
       counts[key] = rows.length;
     }
-    await client.query(`insert into business.demo_meta (key, value) values ('dataset', $1::jsonb)`, [JSON.stringify(marker)]);
+    await client.query(`insert into business.demo_meta (key, value) values ('dataset', $1::jsonb)`, [
+      JSON.stringify(marker),
+    ]);
     await client.query('commit');
     return { loaded: true, seed, referenceMonth: REFERENCE_MONTH, scheduleWeekStart: SCHEDULE_WEEK_START, counts };
   } catch (err) {

@@ -1,4 +1,3 @@
-
 /** Calendar helpers on ISO date strings (UTC), so results never depend on the host time zone. */
 export const toDate = (iso: string): Date => new Date(`${iso.slice(0, 10)}T00:00:00Z`);
 export const fmtDate = (d: Date): string => d.toISOString().slice(0, 10);

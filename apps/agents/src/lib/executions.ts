@@ -9,7 +9,8 @@ export type ExecutionRecord = z.infer<typeof executionRecordSchema>;
 const ms = (iso: string): number => Date.parse(iso);
 const isFailure = (s: StepRecord): boolean => s.status === 'failed' || s.status === 'timed_out';
 /** Errors that a retry can plausibly fix: timeouts, resets, throttling, 5xx unavailability. */
-const TRANSIENT = /time[d ]?out|timed out|ECONNRESET|ECONNREFUSED|EAI_AGAIN|socket hang up|unavailable|\b50[234]\b|\b429\b|rate.?limit|temporar|try again/i;
+const TRANSIENT =
+  /time[d ]?out|timed out|ECONNRESET|ECONNREFUSED|EAI_AGAIN|socket hang up|unavailable|\b50[234]\b|\b429\b|rate.?limit|temporar|try again/i;
 
 export interface StepStats {
   readonly stepId: string;
@@ -75,7 +76,10 @@ export function stepStats(records: readonly ExecutionRecord[]): StepStats[] {
         max: Math.max(...durations),
       },
       transientFailureShare: failures.length === 0 ? 0 : round(transient.length / failures.length, 4),
-      topErrors: [...errors].map(([error, count]) => ({ error, count })).sort((a, b) => b.count - a.count).slice(0, 3),
+      topErrors: [...errors]
+        .map(([error, count]) => ({ error, count }))
+        .sort((a, b) => b.count - a.count)
+        .slice(0, 3),
       retrySuccessRate: retried === 0 ? null : round(recovered / retried, 4),
       ...(list.find((x) => x.rec.kind)?.rec.kind ? { kind: list.find((x) => x.rec.kind)!.rec.kind! } : {}),
     });
@@ -84,7 +88,10 @@ export function stepStats(records: readonly ExecutionRecord[]): StepStats[] {
 }
 
 function executionSpan(r: ExecutionRecord): { start: number; end: number } {
-  return { start: Math.min(...r.steps.map((s) => ms(s.startedAt))), end: Math.max(...r.steps.map((s) => ms(s.finishedAt))) };
+  return {
+    start: Math.min(...r.steps.map((s) => ms(s.startedAt))),
+    end: Math.max(...r.steps.map((s) => ms(s.finishedAt))),
+  };
 }
 
 /** An execution succeeded when the last attempt of every step succeeded or was skipped. */
@@ -164,7 +171,13 @@ export interface AutomationCandidate {
 export interface WorkflowOptimization {
   readonly performance: PerformanceReport;
   readonly bottlenecks: Bottleneck[];
-  readonly failureHotSpots: { stepId: string; failures: number; attempts: number; failureRate: number; topErrors: { error: string; count: number }[] }[];
+  readonly failureHotSpots: {
+    stepId: string;
+    failures: number;
+    attempts: number;
+    failureRate: number;
+    topErrors: { error: string; count: number }[];
+  }[];
   readonly parallelizable: ParallelGroup[];
   readonly dependencyInfo: 'declared' | 'not_declared';
   readonly retryProposals: RetryProposal[];
@@ -191,7 +204,10 @@ export function dependencyLevels(deps: ReadonlyMap<string, readonly string[]>): 
   return level;
 }
 
-export function optimiseWorkflow(records: readonly ExecutionRecord[], opts: { hotSpotRate?: number } = {}): WorkflowOptimization {
+export function optimiseWorkflow(
+  records: readonly ExecutionRecord[],
+  opts: { hotSpotRate?: number } = {},
+): WorkflowOptimization {
   const performance = performanceReport(records);
   const hotSpotRate = opts.hotSpotRate ?? 0.05;
 
@@ -220,7 +236,13 @@ export function optimiseWorkflow(records: readonly ExecutionRecord[], opts: { ho
   const failureHotSpots = performance.steps
     .filter((s) => s.failureRate >= hotSpotRate)
     .sort((a, b) => b.failureRate - a.failureRate)
-    .map((s) => ({ stepId: s.stepId, failures: s.failures, attempts: s.attempts, failureRate: s.failureRate, topErrors: s.topErrors }));
+    .map((s) => ({
+      stepId: s.stepId,
+      failures: s.failures,
+      attempts: s.attempts,
+      failureRate: s.failureRate,
+      topErrors: s.topErrors,
+    }));
 
   // 3. Parallelism from declared dependencies: steps on the same DAG level do not depend on
   //    each other; if they ran one after another, running them together saves time.
@@ -247,7 +269,10 @@ export function optimiseWorkflow(records: readonly ExecutionRecord[], opts: { ho
         const spans = ids
           .map((id) => r.steps.filter((s) => s.stepId === id))
           .filter((ss) => ss.length > 0)
-          .map((ss) => ({ start: Math.min(...ss.map((s) => ms(s.startedAt))), end: Math.max(...ss.map((s) => ms(s.finishedAt))) }))
+          .map((ss) => ({
+            start: Math.min(...ss.map((s) => ms(s.startedAt))),
+            end: Math.max(...ss.map((s) => ms(s.finishedAt))),
+          }))
           .sort((a, b) => a.start - b.start);
         if (spans.length < 2) continue;
         seen++;
@@ -322,7 +347,10 @@ export function optimiseWorkflow(records: readonly ExecutionRecord[], opts: { ho
         runs: b.runs,
         failureRate: round(b.failed / b.runs, 4),
         p50DurationMs: round(percentile(b.durations, 0.5), 1),
-        comparedTo: { overallFailureRate: round(overallFailure, 4), overallP50DurationMs: performance.executionDurationMs.p50 },
+        comparedTo: {
+          overallFailureRate: round(overallFailure, 4),
+          overallP50DurationMs: performance.executionDurationMs.p50,
+        },
         proposal: `move runs starting at ${String(h).padStart(2, '0')}:00 UTC to ${String(best.h).padStart(2, '0')}:00 UTC (failure rate ${round(best.rate * 100, 1)}% over ${best.runs} runs vs ${round((b.failed / b.runs) * 100, 1)}%)`,
       });
     }

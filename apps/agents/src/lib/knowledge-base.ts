@@ -96,6 +96,7 @@ export const knowledgeBase: readonly KbArticle[] = [
     intent: 'general',
     title: 'General questions',
     keywords: [],
-    answer: 'Thanks for reaching out. Our documentation covers most setup questions, and our team answers here within one business day.',
+    answer:
+      'Thanks for reaching out. Our documentation covers most setup questions, and our team answers here within one business day.',
   },
 ];

@@ -20,7 +20,10 @@ describe('Holt-Winters (additive, error-correction form)', () => {
   });
 
   it('fits a deterministic series with zero error and forecasts it exactly, for any parameters', () => {
-    for (const params of [{ alpha: 0.2, beta: 0.1, gamma: 0.3 }, { alpha: 0.9, beta: 0.5, gamma: 0.05 }]) {
+    for (const params of [
+      { alpha: 0.2, beta: 0.1, gamma: 0.3 },
+      { alpha: 0.9, beta: 0.5, gamma: 0.05 },
+    ]) {
       const model = fitWith(deterministic, 'holt_winters_additive', params, 4);
       assert.ok(model.sse < 1e-12, `sse ${model.sse}`);
       const f = forecast(model, 8);
@@ -60,17 +63,24 @@ describe('Holt-Winters (additive, error-correction form)', () => {
       assert.ok(Math.abs(p.upper - p.value - model.sigma * Math.sqrt(1 + sum)) < 1e-9);
     });
     // widths never shrink with the horizon
-    for (let i = 1; i < f.length; i++) assert.ok(f[i]!.upper - f[i]!.lower >= f[i - 1]!.upper - f[i - 1]!.lower - 1e-12);
+    for (let i = 1; i < f.length; i++)
+      assert.ok(f[i]!.upper - f[i]!.lower >= f[i - 1]!.upper - f[i - 1]!.lower - 1e-12);
   });
 
   it('grid-searched fit keeps parameters in the admissible region and forecasts noisy data closely', () => {
     const rng = new Rng(11);
-    const noisy = Array.from({ length: 36 }, (_, t) => 500 + 10 * t + 40 * Math.sin((2 * Math.PI * t) / 12) + rng.normal(0, 5));
+    const noisy = Array.from(
+      { length: 36 },
+      (_, t) => 500 + 10 * t + 40 * Math.sin((2 * Math.PI * t) / 12) + rng.normal(0, 5),
+    );
     const train = noisy.slice(0, 30);
     const model = fit(train, 'holt_winters_additive', 12);
     const { alpha, beta, gamma } = model.params;
     assert.ok(alpha > 0 && alpha < 1 && beta >= 0 && beta <= alpha + 1e-9 && gamma >= 0 && gamma <= 1 - alpha + 1e-9);
-    const err = mape(noisy.slice(30), forecast(model, 6).map((p) => p.value));
+    const err = mape(
+      noisy.slice(30),
+      forecast(model, 6).map((p) => p.value),
+    );
     assert.ok(err < 5, `MAPE ${err}`);
   });
 
@@ -94,12 +104,21 @@ describe('Holt-Winters (additive, error-correction form)', () => {
 describe('MAD anomalies', () => {
   it('flags an injected spike and dip in a growing seasonal series, nothing else', () => {
     const rng = new Rng(3);
-    const base = Array.from({ length: 24 }, (_, t) => 1000 * 1.04 ** t * (1 + 0.1 * Math.sin((2 * Math.PI * t) / 12)) * (1 + rng.normal(0, 0.015)));
+    const base = Array.from(
+      { length: 24 },
+      (_, t) => 1000 * 1.04 ** t * (1 + 0.1 * Math.sin((2 * Math.PI * t) / 12)) * (1 + rng.normal(0, 0.015)),
+    );
     const series = [...base];
     series[8] = base[8]! * 1.45;
     series[16] = base[16]! * 0.6;
     const found = madAnomalies(series);
-    assert.deepEqual(found.map((a) => [a.index, a.direction]), [[8, 'spike'], [16, 'dip']]);
+    assert.deepEqual(
+      found.map((a) => [a.index, a.direction]),
+      [
+        [8, 'spike'],
+        [16, 'dip'],
+      ],
+    );
     assert.ok(Math.abs(found[0]!.expected - base[8]!) / base[8]! < 0.1);
   });
 
@@ -110,7 +129,10 @@ describe('MAD anomalies', () => {
   it('finds a single outlier in otherwise flat data (MAD = 0 fallback)', () => {
     const flat = Array.from({ length: 12 }, () => 50);
     flat[5] = 500;
-    assert.deepEqual(madAnomalies(flat, { scale: 'linear' }).map((a) => a.index), [5]);
+    assert.deepEqual(
+      madAnomalies(flat, { scale: 'linear' }).map((a) => a.index),
+      [5],
+    );
   });
 
   it('percentile and slope', () => {
@@ -152,11 +174,15 @@ describe('RFM and k-means', () => {
     const b = clusterRfm(rows, 4, 42);
     assert.deepEqual(a, b);
     const buyers = rows.filter((r) => r.recencyDays !== null).length;
-    assert.equal(a.clusters.reduce((s, c) => s + c.size, 0), buyers);
+    assert.equal(
+      a.clusters.reduce((s, c) => s + c.size, 0),
+      buyers,
+    );
     const ids = a.clusters.flatMap((c) => c.customerIds);
     assert.equal(new Set(ids).size, buyers);
     // renumbered by descending spend
-    for (let i = 1; i < a.clusters.length; i++) assert.ok(a.clusters[i - 1]!.meanMonetary >= a.clusters[i]!.meanMonetary);
+    for (let i = 1; i < a.clusters.length; i++)
+      assert.ok(a.clusters[i - 1]!.meanMonetary >= a.clusters[i]!.meanMonetary);
   });
 });
 
@@ -165,7 +191,10 @@ describe('prng and windows', () => {
     const a = mulberry32(1);
     const b = mulberry32(1);
     const xs = Array.from({ length: 5 }, () => a());
-    assert.deepEqual(xs, Array.from({ length: 5 }, () => b()));
+    assert.deepEqual(
+      xs,
+      Array.from({ length: 5 }, () => b()),
+    );
     assert.ok(xs.every((x) => x >= 0 && x < 1));
   });
 

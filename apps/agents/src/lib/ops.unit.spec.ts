@@ -18,7 +18,9 @@ describe('schedule MIP', () => {
       { id: 4, day: '2026-07-06', slot: 'pm', hours: 8, requiredSkill: 'eng', headcount: 2 },
     ],
     availability: [
-      ...['2026-07-06', '2026-07-07', '2026-07-08'].flatMap((day) => [1, 2].map((staffId) => ({ staffId, day, slot: 'am' }))),
+      ...['2026-07-06', '2026-07-07', '2026-07-08'].flatMap((day) =>
+        [1, 2].map((staffId) => ({ staffId, day, slot: 'am' })),
+      ),
       { staffId: 2, day: '2026-07-06', slot: 'pm' },
       { staffId: 3, day: '2026-07-06', slot: 'pm' },
     ],
@@ -32,7 +34,11 @@ describe('schedule MIP', () => {
     assert.deepEqual(r.violations, []);
     // cheap (16 h max) takes two support days; pricey the third support day OR the eng pm on
     // 07-06. Optimal: eng pm needs 2 people (pricey + eng), so pricey cannot also work 07-06 am.
-    const byShift = (id: number) => r.assignments.filter((a) => a.shiftId === id).map((a) => a.staffId).sort();
+    const byShift = (id: number) =>
+      r.assignments
+        .filter((a) => a.shiftId === id)
+        .map((a) => a.staffId)
+        .sort();
     assert.deepEqual(byShift(4), [2, 3]);
     assert.deepEqual(byShift(1), [1]);
     assert.equal(r.objective.uncoveredPersonShifts, 0);
@@ -44,10 +50,15 @@ describe('schedule MIP', () => {
   it('reports demand nobody can cover instead of failing', () => {
     const r = solveSchedule({
       ...problem,
-      shifts: [...problem.shifts, { id: 5, day: '2026-07-09', slot: 'am', hours: 8, requiredSkill: 'support', headcount: 2 }],
+      shifts: [
+        ...problem.shifts,
+        { id: 5, day: '2026-07-09', slot: 'am', hours: 8, requiredSkill: 'support', headcount: 2 },
+      ],
     });
     assert.equal(r.status, 'optimal');
-    assert.deepEqual(r.uncovered, [{ shiftId: 5, day: '2026-07-09', slot: 'am', requiredSkill: 'support', missing: 2 }]);
+    assert.deepEqual(r.uncovered, [
+      { shiftId: 5, day: '2026-07-09', slot: 'am', requiredSkill: 'support', missing: 2 },
+    ]);
     assert.equal(r.objective.uncoveredPersonShifts, 2);
     assert.equal(r.objective.penalisedTotal, r.objective.laborCost + 2 * 1000);
     assert.equal(r.coverage.ratio, Math.round((5 / 7) * 10000) / 10000);
@@ -76,7 +87,14 @@ function makeRecords(): ExecutionRecord[] {
     const s0 = t0 + (i % 10 === 0 ? 2 : i % 2) * 3_600_000 + i * 86_400_000;
     const failEnrich = i % 4 === 0;
     const steps: ExecutionRecord['steps'] = [
-      { stepId: 'fetch', status: 'succeeded', startedAt: iso(s0), finishedAt: iso(s0 + 1000), attempt: 1, dependsOn: [] },
+      {
+        stepId: 'fetch',
+        status: 'succeeded',
+        startedAt: iso(s0),
+        finishedAt: iso(s0 + 1000),
+        attempt: 1,
+        dependsOn: [],
+      },
       {
         stepId: 'enrich',
         status: failEnrich ? 'failed' : 'succeeded',
@@ -89,11 +107,33 @@ function makeRecords(): ExecutionRecord[] {
     ];
     let t = s0 + 6000;
     if (failEnrich) {
-      steps.push({ stepId: 'enrich', status: 'succeeded', startedAt: iso(t), finishedAt: iso(t + 5000), attempt: 2, dependsOn: ['fetch'] });
+      steps.push({
+        stepId: 'enrich',
+        status: 'succeeded',
+        startedAt: iso(t),
+        finishedAt: iso(t + 5000),
+        attempt: 2,
+        dependsOn: ['fetch'],
+      });
       t += 5000;
     }
-    steps.push({ stepId: 'score', status: 'succeeded', startedAt: iso(t), finishedAt: iso(t + 3000), attempt: 1, dependsOn: ['fetch'] });
-    steps.push({ stepId: 'review', status: 'succeeded', startedAt: iso(t + 3000), finishedAt: iso(t + 3000 + 600_000), attempt: 1, dependsOn: ['enrich', 'score'], kind: 'manual' });
+    steps.push({
+      stepId: 'score',
+      status: 'succeeded',
+      startedAt: iso(t),
+      finishedAt: iso(t + 3000),
+      attempt: 1,
+      dependsOn: ['fetch'],
+    });
+    steps.push({
+      stepId: 'review',
+      status: 'succeeded',
+      startedAt: iso(t + 3000),
+      finishedAt: iso(t + 3000 + 600_000),
+      attempt: 1,
+      dependsOn: ['enrich', 'score'],
+      kind: 'manual',
+    });
     return { executionId: `e${i}`, steps };
   });
 }
@@ -113,7 +153,10 @@ describe('execution analysis', () => {
   it('finds the bottleneck, the parallel pair, a retry policy and the automation candidate', () => {
     const o = optimiseWorkflow(makeRecords());
     assert.equal(o.bottlenecks[0]!.stepId, 'review');
-    assert.deepEqual(o.parallelizable.map((p) => p.steps), [['enrich', 'score']]);
+    assert.deepEqual(
+      o.parallelizable.map((p) => p.steps),
+      [['enrich', 'score']],
+    );
     assert.equal(o.parallelizable[0]!.estimatedSavingMs, 3000);
     const retry = o.retryProposals.find((p) => p.stepId === 'enrich')!;
     assert.equal(retry.transientFailureShare, 1);
@@ -123,8 +166,34 @@ describe('execution analysis', () => {
   });
 
   it('dependency levels reject cycles', () => {
-    assert.deepEqual([...dependencyLevels(new Map([['a', []], ['b', ['a']], ['c', ['a']], ['d', ['b', 'c']]]))], [['a', 0], ['b', 1], ['c', 1], ['d', 2]]);
-    assert.throws(() => dependencyLevels(new Map([['a', ['b']], ['b', ['a']]])), /cycle/);
+    assert.deepEqual(
+      [
+        ...dependencyLevels(
+          new Map([
+            ['a', []],
+            ['b', ['a']],
+            ['c', ['a']],
+            ['d', ['b', 'c']],
+          ]),
+        ),
+      ],
+      [
+        ['a', 0],
+        ['b', 1],
+        ['c', 1],
+        ['d', 2],
+      ],
+    );
+    assert.throws(
+      () =>
+        dependencyLevels(
+          new Map([
+            ['a', ['b']],
+            ['b', ['a']],
+          ]),
+        ),
+      /cycle/,
+    );
   });
 });
 

@@ -10,14 +10,7 @@ export interface RfmRow {
 }
 
 export type RfmSegment =
-  | 'champions'
-  | 'new_customers'
-  | 'loyal'
-  | 'potential_loyalists'
-  | 'at_risk'
-  | 'hibernating'
-  | 'lost'
-  | 'no_purchases';
+  'champions' | 'new_customers' | 'loyal' | 'potential_loyalists' | 'at_risk' | 'hibernating' | 'lost' | 'no_purchases';
 
 export interface RfmScored extends RfmRow {
   readonly r: number;
@@ -61,9 +54,18 @@ export function segmentOf(r: number, f: number, m: number): RfmSegment {
 
 export function scoreRfm(rows: readonly RfmRow[]): RfmScored[] {
   const buyers = rows.filter((r) => r.recencyDays !== null && r.frequency > 0);
-  const rs = quintileScores(buyers.map((b) => b.recencyDays!), false);
-  const fs = quintileScores(buyers.map((b) => b.frequency), true);
-  const ms = quintileScores(buyers.map((b) => b.monetary), true);
+  const rs = quintileScores(
+    buyers.map((b) => b.recencyDays!),
+    false,
+  );
+  const fs = quintileScores(
+    buyers.map((b) => b.frequency),
+    true,
+  );
+  const ms = quintileScores(
+    buyers.map((b) => b.monetary),
+    true,
+  );
   const scored = new Map<number, RfmScored>();
   buyers.forEach((b, i) => {
     scored.set(b.customerId, { ...b, r: rs[i]!, f: fs[i]!, m: ms[i]!, segment: segmentOf(rs[i]!, fs[i]!, ms[i]!) });
@@ -104,8 +106,9 @@ export function clusterRfm(rows: readonly RfmRow[], k: number, seed: number): Cl
   const raw = buyers.map((b) => [Math.log1p(b.recencyDays!), Math.log1p(b.frequency), Math.log1p(b.monetary)]);
   const dims = raw[0]!.length;
   const means = Array.from({ length: dims }, (_, d) => raw.reduce((a, p) => a + p[d]!, 0) / raw.length);
-  const sds = Array.from({ length: dims }, (_, d) =>
-    Math.sqrt(raw.reduce((a, p) => a + (p[d]! - means[d]!) ** 2, 0) / raw.length) || 1,
+  const sds = Array.from(
+    { length: dims },
+    (_, d) => Math.sqrt(raw.reduce((a, p) => a + (p[d]! - means[d]!) ** 2, 0) / raw.length) || 1,
   );
   const data = raw.map((p) => p.map((v, d) => (v - means[d]!) / sds[d]!));
   const res = kmeans(data, k, { seed, initialization: 'kmeans++', maxIterations: 300 });

@@ -48,7 +48,11 @@ export interface ScheduleResult {
   readonly status: 'optimal' | 'feasible_not_proven_optimal' | 'infeasible';
   readonly solver: string;
   readonly assignments: Assignment[];
-  readonly objective: { readonly laborCost: number; readonly uncoveredPersonShifts: number; readonly penalisedTotal: number };
+  readonly objective: {
+    readonly laborCost: number;
+    readonly uncoveredPersonShifts: number;
+    readonly penalisedTotal: number;
+  };
   readonly coverage: { readonly required: number; readonly assigned: number; readonly ratio: number };
   readonly uncovered: { shiftId: number; day: string; slot: string; requiredSkill: string; missing: number }[];
   readonly hoursByStaff: { staffId: number; name: string; hours: number; maxHours: number; cost: number }[];
@@ -110,10 +114,25 @@ export function solveSchedule(problem: ScheduleProblem, timeoutMs = 10_000): Sch
     const [, sid, did] = name.split('_');
     const s = staffById.get(Number(sid))!;
     const d = shiftById.get(Number(did))!;
-    assignments.push({ shiftId: d.id, staffId: s.id, day: d.day, slot: d.slot, hours: d.hours, cost: round(s.hourlyCost * d.hours) });
+    assignments.push({
+      shiftId: d.id,
+      staffId: s.id,
+      day: d.day,
+      slot: d.slot,
+      hours: d.hours,
+      cost: round(s.hourlyCost * d.hours),
+    });
   }
-  assignments.sort((a, b) => a.day.localeCompare(b.day) || a.slot.localeCompare(b.slot) || a.shiftId - b.shiftId || a.staffId - b.staffId);
-  return summarise(problem, assignments, solution.status === 'optimal' ? 'optimal' : 'feasible_not_proven_optimal', 'yalps branch-and-bound MIP');
+  assignments.sort(
+    (a, b) =>
+      a.day.localeCompare(b.day) || a.slot.localeCompare(b.slot) || a.shiftId - b.shiftId || a.staffId - b.staffId,
+  );
+  return summarise(
+    problem,
+    assignments,
+    solution.status === 'optimal' ? 'optimal' : 'feasible_not_proven_optimal',
+    'yalps branch-and-bound MIP',
+  );
 }
 
 function emptyResult(problem: ScheduleProblem, status: string): ScheduleResult {
@@ -132,7 +151,13 @@ export function summarise(
   const perShift = new Map<number, number>();
   for (const a of assignments) perShift.set(a.shiftId, (perShift.get(a.shiftId) ?? 0) + 1);
   const uncovered = problem.shifts
-    .map((d) => ({ shiftId: d.id, day: d.day, slot: d.slot, requiredSkill: d.requiredSkill, missing: d.headcount - (perShift.get(d.id) ?? 0) }))
+    .map((d) => ({
+      shiftId: d.id,
+      day: d.day,
+      slot: d.slot,
+      requiredSkill: d.requiredSkill,
+      missing: d.headcount - (perShift.get(d.id) ?? 0),
+    }))
     .filter((u) => u.missing > 0);
   const missing = uncovered.reduce((a, u) => a + u.missing, 0);
   const laborCost = round(assignments.reduce((a, x) => a + x.cost, 0));
@@ -150,8 +175,16 @@ export function summarise(
     status,
     solver,
     assignments: [...assignments],
-    objective: { laborCost, uncoveredPersonShifts: missing, penalisedTotal: round(laborCost + missing * problem.uncoveredPenalty) },
-    coverage: { required, assigned: required - missing, ratio: required === 0 ? 1 : round((required - missing) / required, 4) },
+    objective: {
+      laborCost,
+      uncoveredPersonShifts: missing,
+      penalisedTotal: round(laborCost + missing * problem.uncoveredPenalty),
+    },
+    coverage: {
+      required,
+      assigned: required - missing,
+      ratio: required === 0 ? 1 : round((required - missing) / required, 4),
+    },
     uncovered,
     hoursByStaff,
     violations: verifySchedule(problem, assignments),
@@ -174,7 +207,8 @@ export function verifySchedule(problem: ScheduleProblem, assignments: readonly A
       violations.push(`unknown staff ${a.staffId} or shift ${a.shiftId}`);
       continue;
     }
-    if (!s.skills.includes(d.requiredSkill)) violations.push(`${s.name} lacks skill ${d.requiredSkill} for shift ${d.id}`);
+    if (!s.skills.includes(d.requiredSkill))
+      violations.push(`${s.name} lacks skill ${d.requiredSkill} for shift ${d.id}`);
     if (!available.has(avKey(s.id, d.day, d.slot))) violations.push(`${s.name} not available ${d.day} ${d.slot}`);
     hours.set(s.id, (hours.get(s.id) ?? 0) + d.hours);
     const dk = `${s.id}|${d.day}`;

@@ -42,7 +42,13 @@ export interface Anomaly {
  */
 export function madAnomalies(
   series: readonly number[],
-  opts: { window?: number; threshold?: number; scale?: 'auto' | 'log' | 'linear'; minRelativeDeviation?: number; maxAnomalies?: number } = {},
+  opts: {
+    window?: number;
+    threshold?: number;
+    scale?: 'auto' | 'log' | 'linear';
+    minRelativeDeviation?: number;
+    maxAnomalies?: number;
+  } = {},
 ): Anomaly[] {
   const window = opts.window ?? 5;
   const threshold = opts.threshold ?? 3.5;
@@ -76,7 +82,13 @@ export function madAnomalies(
     });
     if (best < 0) break;
     const exp = useLog ? Math.exp(expected[best]!) : expected[best]!;
-    out.push({ index: best, value: series[best]!, expected: exp, robustZ: round(bestZ, 2), direction: bestZ > 0 ? 'spike' : 'dip' });
+    out.push({
+      index: best,
+      value: series[best]!,
+      expected: exp,
+      robustZ: round(bestZ, 2),
+      direction: bestZ > 0 ? 'spike' : 'dip',
+    });
     work[best] = expected[best]!;
   }
   return out.sort((a, b) => a.index - b.index);
@@ -97,7 +109,11 @@ function expectedValues(xs: readonly number[], half: number): number[] {
       if (i - d >= 0 && idx.length < 2 * half) idx.push(i - d);
       if (i + d < xs.length && idx.length < 2 * half) idx.push(i + d);
     }
-    return theilSenAt(idx, idx.map((j) => xs[j]!), i);
+    return theilSenAt(
+      idx,
+      idx.map((j) => xs[j]!),
+      i,
+    );
   });
 }
 

@@ -32,7 +32,13 @@ const INTENT_PATTERNS: Record<Exclude<SupportIntent, 'general'>, readonly [RegEx
     [/\b(please add|could you add|support for|wish)\b/i, 2],
   ],
 };
-const INTENT_ORDER: readonly Exclude<SupportIntent, 'general'>[] = ['cancellation', 'account_access', 'technical', 'billing', 'feature_request'];
+const INTENT_ORDER: readonly Exclude<SupportIntent, 'general'>[] = [
+  'cancellation',
+  'account_access',
+  'technical',
+  'billing',
+  'feature_request',
+];
 
 export interface IntentResult {
   readonly intent: SupportIntent;
@@ -104,8 +110,10 @@ export function analyseSentiment(text: string): SentimentResult {
   };
 }
 
-const URGENT = /\b(urgent(ly)?|asap|immediately|right now|emergency|critical|production (is )?down|all (of )?(our|my) users|can(no|')t work|losing (money|customers|revenue)|deadline|today)\b/i;
-const LEGAL = /\b(lawyer|attorney|legal action|sue|lawsuit|chargeback|dispute the charge|gdpr|data breach|regulator)\b/i;
+const URGENT =
+  /\b(urgent(ly)?|asap|immediately|right now|emergency|critical|production (is )?down|all (of )?(our|my) users|can(no|')t work|losing (money|customers|revenue)|deadline|today)\b/i;
+const LEGAL =
+  /\b(lawyer|attorney|legal action|sue|lawsuit|chargeback|dispute the charge|gdpr|data breach|regulator)\b/i;
 
 export interface UrgencyResult {
   readonly urgent: boolean;
@@ -119,7 +127,9 @@ export function detectUrgency(text: string): UrgencyResult {
   if (m) signals.push(`phrase "${m[0].toLowerCase()}"`);
   const bangs = (text.match(/!/g) ?? []).length;
   if (bangs >= 2) signals.push(`${bangs} exclamation marks`);
-  const shouted = (text.match(/\b[A-Z]{3,}\b/g) ?? []).filter((w) => !['API', 'SSO', 'CSV', 'PDF', 'VAT', 'MFA', 'URL', 'GDPR'].includes(w));
+  const shouted = (text.match(/\b[A-Z]{3,}\b/g) ?? []).filter(
+    (w) => !['API', 'SSO', 'CSV', 'PDF', 'VAT', 'MFA', 'URL', 'GDPR'].includes(w),
+  );
   if (shouted.length >= 2) signals.push(`${shouted.length} words in capitals`);
   const legal = LEGAL.exec(text);
   return { urgent: signals.length > 0, signals, legalRisk: legal !== null };
@@ -174,7 +184,9 @@ export function decideEscalation(
   }
   if (urgency.legalRisk) reasons.push('legal or chargeback language');
   if (intent === 'cancellation' && customer && (customer.segment === 'enterprise' || customer.revenue12m >= 50_000)) {
-    reasons.push(`cancellation request from a ${customer.segment} account worth ${Math.round(customer.revenue12m)} in the last 12 months`);
+    reasons.push(
+      `cancellation request from a ${customer.segment} account worth ${Math.round(customer.revenue12m)} in the last 12 months`,
+    );
   }
   if (customer && customer.openTickets >= 2) reasons.push(`${customer.openTickets} tickets already open`);
   const p1 = reasons.length >= 2 || urgency.legalRisk || (urgency.urgent && sentiment.label === 'negative');

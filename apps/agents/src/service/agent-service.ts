@@ -80,7 +80,10 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     runtime.run({ ...input, correlationId: ctx.correlationId }, () => {
       // Best effort: a lost notice only means the task is shown as `assigned` until its result.
       if (input.notify_subject) {
-        opts.nats.publish(input.notify_subject, JSON.stringify({ task_id: input.task_id, attempt: input.attempt, instance: instanceId, agent }));
+        opts.nats.publish(
+          input.notify_subject,
+          JSON.stringify({ task_id: input.task_id, attempt: input.attempt, instance: instanceId, agent }),
+        );
       }
     });
 
@@ -93,7 +96,12 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     logger: opts.logger,
     endpoints: {
       execute: { subject: agentSubject(agent, 'execute'), schema: agentExecuteInput, handler: execute },
-      execute_instance: { subject: agentInstanceSubject(agent, instanceId, 'execute'), schema: agentExecuteInput, handler: execute, queue: instanceId },
+      execute_instance: {
+        subject: agentInstanceSubject(agent, instanceId, 'execute'),
+        schema: agentExecuteInput,
+        handler: execute,
+        queue: instanceId,
+      },
       cancel: {
         subject: agentInstanceSubject(agent, instanceId, 'cancel'),
         schema: agentCancelInput,
@@ -103,13 +111,25 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       capabilities: {
         subject: agentSubject(agent, 'capabilities'),
         schema: empty,
-        handler: (): AgentCapabilitiesReply => ({ agent, instance: instanceId, card: cardJson as AgentCapabilitiesReply['card'] }),
+        handler: (): AgentCapabilitiesReply => ({
+          agent,
+          instance: instanceId,
+          card: cardJson as AgentCapabilitiesReply['card'],
+        }),
       },
       load: { subject: agentSubject(agent, 'load'), schema: empty, handler: () => runtime.load() },
-      load_instance: { subject: agentInstanceSubject(agent, instanceId, 'load'), schema: empty, queue: instanceId, handler: () => runtime.load() },
+      load_instance: {
+        subject: agentInstanceSubject(agent, instanceId, 'load'),
+        schema: empty,
+        queue: instanceId,
+        handler: () => runtime.load(),
+      },
     },
   });
-  opts.logger.debug({ agent, instance: instanceId, service: name, taskTypes: runtime.taskTypes }, 'agent service started');
+  opts.logger.debug(
+    { agent, instance: instanceId, service: name, taskTypes: runtime.taskTypes },
+    'agent service started',
+  );
 
   let stopped = false;
   return {

@@ -14,21 +14,40 @@ import { startAgentHttp, type AgentHttpCallAudit, type AgentHttpHandle } from '.
 const logger = createLogger('agent-http-edge', process.env.LOG_LEVEL ?? 'silent');
 
 /** node:http, not fetch: fetch does not let a caller set `Host`. */
-function send(port: number, method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; body: any }> {
+function send(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: unknown,
+): Promise<{ status: number; body: any }> {
   const text = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers: { ...(text ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) } : {}), ...headers } }, (res) => {
-      let data = '';
-      res.on('data', (c: Buffer) => (data += c.toString('utf8')));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data ? JSON.parse(data) : undefined }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        headers: {
+          ...(text ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) } : {}),
+          ...headers,
+        },
+      },
+      (res) => {
+        let data = '';
+        res.on('data', (c: Buffer) => (data += c.toString('utf8')));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data ? JSON.parse(data) : undefined }));
+      },
+    );
     req.on('error', reject);
     req.end(text);
   });
 }
 
 function externalAddress(): string | undefined {
-  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  for (const list of Object.values(os.networkInterfaces()))
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   return undefined;
 }
 
@@ -58,7 +77,7 @@ describe('agent HTTP contract listener: bind, token, Host/Origin', () => {
     await pool?.end();
   });
 
-  it('binds 127.0.0.1 by default: not reachable on the machine\'s other addresses', async (t) => {
+  it("binds 127.0.0.1 by default: not reachable on the machine's other addresses", async (t) => {
     assert.match(agent.url, /^http:\/\/127\.0\.0\.1:/);
     assert.equal(await connects('127.0.0.1', agent.port), true);
     const ext = externalAddress();
@@ -73,19 +92,46 @@ describe('agent HTTP contract listener: bind, token, Host/Origin', () => {
   });
 
   it('answers 403 to a rebound Host, token or not, on every route', async () => {
-    for (const [method, path] of [['POST', '/execute'], ['GET', '/health']] as const) {
-      const r = await send(agent.port, method, path, { host: 'attacker.example', ...auth }, method === 'POST' ? task : undefined);
+    for (const [method, path] of [
+      ['POST', '/execute'],
+      ['GET', '/health'],
+    ] as const) {
+      const r = await send(
+        agent.port,
+        method,
+        path,
+        { host: 'attacker.example', ...auth },
+        method === 'POST' ? task : undefined,
+      );
       assert.equal(r.status, 403, `${method} ${path}`);
       assert.equal(r.body.error.code, 'forbidden');
     }
   });
 
   it('answers 403 to a foreign Origin, and runs the task for its own origin with the token', async () => {
-    const foreign = await send(agent.port, 'POST', '/execute', { host: `127.0.0.1:${agent.port}`, origin: 'http://attacker.example', ...auth }, task);
+    const foreign = await send(
+      agent.port,
+      'POST',
+      '/execute',
+      { host: `127.0.0.1:${agent.port}`, origin: 'http://attacker.example', ...auth },
+      task,
+    );
     assert.equal(foreign.status, 403);
-    const otherPort = await send(agent.port, 'POST', '/execute', { host: `127.0.0.1:${agent.port}`, origin: `http://localhost:${agent.port + 1}`, ...auth }, task);
+    const otherPort = await send(
+      agent.port,
+      'POST',
+      '/execute',
+      { host: `127.0.0.1:${agent.port}`, origin: `http://localhost:${agent.port + 1}`, ...auth },
+      task,
+    );
     assert.equal(otherPort.status, 403);
-    const own = await send(agent.port, 'POST', '/execute', { host: `localhost:${agent.port}`, origin: `http://localhost:${agent.port}`, ...auth }, task);
+    const own = await send(
+      agent.port,
+      'POST',
+      '/execute',
+      { host: `localhost:${agent.port}`, origin: `http://localhost:${agent.port}`, ...auth },
+      task,
+    );
     assert.equal(own.status, 200);
     assert.deepEqual(own.body.result, { echo: 'hi', slept_ms: 0 });
   });
@@ -95,13 +141,37 @@ describe('agent HTTP contract listener: bind, token, Host/Origin', () => {
     await send(agent.port, 'POST', '/execute', { host: 'attacker.example', ...auth }, task);
     await send(agent.port, 'POST', '/execute', { host: `127.0.0.1:${agent.port}` }, task);
     assert.equal(calls.length, 0);
-    const r = await send(agent.port, 'POST', '/execute', { host: `127.0.0.1:${agent.port}`, 'x-correlation-id': 'agent-audit-1', 'user-agent': 'edge-test', ...auth }, { ...task, task_id: 't-audit-1' });
+    const r = await send(
+      agent.port,
+      'POST',
+      '/execute',
+      { host: `127.0.0.1:${agent.port}`, 'x-correlation-id': 'agent-audit-1', 'user-agent': 'edge-test', ...auth },
+      { ...task, task_id: 't-audit-1' },
+    );
     assert.equal(r.status, 200);
     assert.equal(calls.length, 1);
     const c = calls[0]!;
     assert.deepEqual(
-      { agent: c.agent, task_id: c.task_id, task_type: c.task_type, outcome: c.outcome, actor: c.actor, remote: c.remote, user_agent: c.user_agent, correlation_id: c.correlation_id },
-      { agent: 'data_analyst', task_id: 't-audit-1', task_type: 'noop', outcome: 'completed', actor: 'token:agents', remote: '127.0.0.1', user_agent: 'edge-test', correlation_id: 'agent-audit-1' },
+      {
+        agent: c.agent,
+        task_id: c.task_id,
+        task_type: c.task_type,
+        outcome: c.outcome,
+        actor: c.actor,
+        remote: c.remote,
+        user_agent: c.user_agent,
+        correlation_id: c.correlation_id,
+      },
+      {
+        agent: 'data_analyst',
+        task_id: 't-audit-1',
+        task_type: 'noop',
+        outcome: 'completed',
+        actor: 'token:agents',
+        remote: '127.0.0.1',
+        user_agent: 'edge-test',
+        correlation_id: 'agent-audit-1',
+      },
     );
   });
 });

@@ -1,7 +1,16 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { AppError, checkHostAndOrigin, edgePolicyFromEnv, isAppError, mergeEdgePolicies, newId, type EdgePolicy, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  checkHostAndOrigin,
+  edgePolicyFromEnv,
+  isAppError,
+  mergeEdgePolicies,
+  newId,
+  type EdgePolicy,
+  type Logger,
+} from '@switchyard/platform';
 import type { AgentRuntime } from './runtime.js';
 import { z } from 'zod';
 import { httpExecuteBody } from '@switchyard/contracts';
@@ -108,7 +117,10 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
         // A browser page must not reach the agent by DNS rebinding or from another local origin.
         const verdict = checkHostAndOrigin(req.headers, req.socket.localPort, policy);
         if (!verdict.ok) {
-          log.warn({ correlationId, remote: req.socket.remoteAddress, reason: verdict.reason }, 'agent request refused: foreign Host or Origin');
+          log.warn(
+            { correlationId, remote: req.socket.remoteAddress, reason: verdict.reason },
+            'agent request refused: foreign Host or Origin',
+          );
           throw new AppError('forbidden', `forbidden: ${verdict.reason}`);
         }
         const url = new URL(req.url ?? '/', 'http://agent');
@@ -131,12 +143,17 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
           const parsed = httpExecuteBody.safeParse(await readJson(req, limit));
           if (!parsed.success) {
             const fields = parsed.error.issues.map((i) => i.path.join('.') || '(root)');
-            throw new AppError('validation', `invalid request: ${fields.join(', ')}`, { issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) });
+            throw new AppError('validation', `invalid request: ${fields.join(', ')}`, {
+              issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+            });
           }
           const body = parsed.data;
           // The audit trail of direct calls (the dispatcher's go over NATS and are events already).
           const taskId = body.task_id ?? newId();
-          log.info({ correlationId, actor, remote: req.socket.remoteAddress, taskType: body.task_type, taskId }, 'agent http execute');
+          log.info(
+            { correlationId, actor, remote: req.socket.remoteAddress, taskType: body.task_type, taskId },
+            'agent http execute',
+          );
           const started = Date.now();
           const report = (outcome: AgentHttpCallAudit['outcome'], errorCode?: string) =>
             opts.onExecute?.({
@@ -168,7 +185,13 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
             throw err;
           }
           report('completed');
-          return send(res, 200, { task_id: out.task_id, agent: out.agent, status: 'completed', result: out.result, duration_ms: out.duration_ms });
+          return send(res, 200, {
+            task_id: out.task_id,
+            agent: out.agent,
+            status: 'completed',
+            result: out.result,
+            duration_ms: out.duration_ms,
+          });
         }
         throw new AppError('not_found', `no route ${req.method} ${url.pathname}`);
       } catch (err) {

@@ -34,7 +34,9 @@ const handle = await startAgent({
   ...(env.MAX_CONCURRENCY ? { maxConcurrency: env.MAX_CONCURRENCY } : {}),
 });
 await nats.flush();
-process.stdout.write(`${JSON.stringify({ ready: true, agent: handle.agent, instance: handle.instanceId, pid: process.pid })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ ready: true, agent: handle.agent, instance: handle.instanceId, pid: process.pid })}\n`,
+);
 
 const shutdown = async () => {
   await handle.stop();

@@ -13,7 +13,8 @@ export { NOOP_TASK_TYPE, noopInput };
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new AppError('timeout', 'task aborted by caller', { reason: String(signal.reason ?? '') }));
+    if (signal.aborted)
+      return reject(new AppError('timeout', 'task aborted by caller', { reason: String(signal.reason ?? '') }));
     const t = setTimeout(() => {
       signal.removeEventListener('abort', onAbort);
       resolve();

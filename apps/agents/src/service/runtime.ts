@@ -67,7 +67,8 @@ export class AgentRuntime {
   constructor(private readonly opts: AgentRuntimeOptions) {
     const card = agentCards.find((c) => c.name === opts.agent);
     if (!card) throw new AppError('not_found', `unknown agent ${opts.agent}`, { known: agentCards.map((c) => c.name) });
-    for (const def of Object.values(taskHandlers as Record<string, TaskDefinition>)) if (def.agent === card.name) this.defs.set(def.taskType, def);
+    for (const def of Object.values(taskHandlers as Record<string, TaskDefinition>))
+      if (def.agent === card.name) this.defs.set(def.taskType, def);
     const noop = opts.noop ? noopTask(card.name) : undefined;
     if (noop) this.defs.set(NOOP_TASK_TYPE, noop);
     this.agent = card.name;
@@ -76,7 +77,9 @@ export class AgentRuntime {
     this.card = {
       ...card,
       maxConcurrency: this.maxConcurrency,
-      taskTypes: noop ? [...card.taskTypes, { type: noop.taskType, description: noop.description, input: noop.input, aliases: [] }] : card.taskTypes,
+      taskTypes: noop
+        ? [...card.taskTypes, { type: noop.taskType, description: noop.description, input: noop.input, aliases: [] }]
+        : card.taskTypes,
     };
     this.log = opts.logger.child({ component: 'agent', agent: this.agent, instance: this.instanceId });
   }
@@ -95,37 +98,64 @@ export class AgentRuntime {
    * or at the deadline. `onAdmitted` runs once the task holds a slot (the "started" notice).
    */
   async run(req: RunRequest, onAdmitted?: () => void): Promise<AgentExecuteReply> {
-    const log = this.log.child({ correlationId: req.correlationId, taskId: req.task_id, taskType: req.task_type, attempt: req.attempt });
+    const log = this.log.child({
+      correlationId: req.correlationId,
+      taskId: req.task_id,
+      taskType: req.task_type,
+      attempt: req.attempt,
+    });
     // A caller of this agent's own contract (NATS, HTTP /execute) may name the task by an alias.
     const def = this.defs.get(resolveTaskType(req.task_type).taskType);
     if (!def) {
       this.counters.rejected++;
-      throw new AppError('validation', `agent ${this.agent} does not handle task type ${req.task_type}; valid: ${this.taskTypes.join(', ')}`, {
-        task_type: req.task_type,
-        valid_task_types: this.taskTypes,
-      });
+      throw new AppError(
+        'validation',
+        `agent ${this.agent} does not handle task type ${req.task_type}; valid: ${this.taskTypes.join(', ')}`,
+        {
+          task_type: req.task_type,
+          valid_task_types: this.taskTypes,
+        },
+      );
     }
     const seen = this.seenAttempts.get(req.task_id);
     if (seen !== undefined && req.attempt < seen) {
-      throw new AppError('illegal_state', `attempt ${req.attempt} of task ${req.task_id} is superseded by attempt ${seen}`, { task_id: req.task_id, attempt: req.attempt, current: seen }, false);
+      throw new AppError(
+        'illegal_state',
+        `attempt ${req.attempt} of task ${req.task_id} is superseded by attempt ${seen}`,
+        { task_id: req.task_id, attempt: req.attempt, current: seen },
+        false,
+      );
     }
     const older = this.running.get(req.task_id);
     if (older && older.attempt < req.attempt) {
       older.controller.abort('superseded');
       this.running.delete(req.task_id);
-    } else if (older) throw new AppError('illegal_state', `task ${req.task_id} is already running here`, { task_id: req.task_id });
+    } else if (older)
+      throw new AppError('illegal_state', `task ${req.task_id} is already running here`, { task_id: req.task_id });
     if (this.running.size >= this.maxConcurrency) {
       this.counters.rejected++;
-      throw new AppError('unavailable', `agent ${this.agent} is busy`, { reason: 'busy', in_flight: this.running.size, max_concurrency: this.maxConcurrency });
+      throw new AppError('unavailable', `agent ${this.agent} is busy`, {
+        reason: 'busy',
+        in_flight: this.running.size,
+        max_concurrency: this.maxConcurrency,
+      });
     }
-    const parsed = (def.input).safeParse(req.context ?? {});
+    const parsed = def.input.safeParse(req.context ?? {});
     if (!parsed.success) {
       this.counters.rejected++;
-      const issues = parsed.error.issues.map((i) => ({ path: ['context', ...i.path.map(String)].join('.'), message: i.message }));
-      throw new AppError('validation', `invalid context for ${req.task_type}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`, {
-        task_type: req.task_type,
-        issues,
-      }, false);
+      const issues = parsed.error.issues.map((i) => ({
+        path: ['context', ...i.path.map(String)].join('.'),
+        message: i.message,
+      }));
+      throw new AppError(
+        'validation',
+        `invalid context for ${req.task_type}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`,
+        {
+          task_type: req.task_type,
+          issues,
+        },
+        false,
+      );
     }
 
     const controller = new AbortController();
@@ -141,9 +171,16 @@ export class AgentRuntime {
     }
     try {
       onAdmitted?.();
-      const result = await def.handle(parsed.data, { pool: this.opts.pool, logger: log, signal: controller.signal, ...(this.opts.llm ? { llm: this.opts.llm } : {}) });
-      if (controller.signal.reason === 'canceled') throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id }, false);
-      if (controller.signal.reason === 'superseded') throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
+      const result = await def.handle(parsed.data, {
+        pool: this.opts.pool,
+        logger: log,
+        signal: controller.signal,
+        ...(this.opts.llm ? { llm: this.opts.llm } : {}),
+      });
+      if (controller.signal.reason === 'canceled')
+        throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id }, false);
+      if (controller.signal.reason === 'superseded')
+        throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
       this.counters.completed++;
       const duration = Date.now() - entry.startedAt;
       log.debug({ ms: duration }, 'agent task completed'); // per task: debug, as logging is a measurable part of a short task's cost
@@ -153,7 +190,8 @@ export class AgentRuntime {
         this.counters.canceled++;
         throw new AppError('illegal_state', 'task canceled', { task_id: req.task_id }, false);
       }
-      if (controller.signal.reason === 'superseded') throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
+      if (controller.signal.reason === 'superseded')
+        throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
       this.counters.failed++;
       log.warn({ err }, 'agent task failed');
       throw err;

@@ -49,21 +49,27 @@ export function defaultServerInputs(env: Env = process.env, cwd: string = proces
     }
   };
   const github = nonEmpty(env.GITHUB_PERSONAL_ACCESS_TOKEN);
-  const own = Object.entries(OWN_SERVER_PORTS).map(
-    ([name, port]): McpServerConfigInput => ({
-      name,
-      role: name as keyof typeof OWN_SERVER_PORTS,
-      transport: { kind: 'http', url: `http://${host}:${port}/mcp` },
-    }),
-  );
+  const own = Object.entries(OWN_SERVER_PORTS).map(([name, port]): McpServerConfigInput => ({
+    name,
+    role: name as keyof typeof OWN_SERVER_PORTS,
+    transport: { kind: 'http', url: `http://${host}:${port}/mcp` },
+  }));
   return [
     {
       name: 'filesystem',
       role: 'filesystem',
-      transport: { kind: 'stdio', command: node, args: [bin('@modelcontextprotocol/server-filesystem'), filesystemRoot(env, cwd)] },
+      transport: {
+        kind: 'stdio',
+        command: node,
+        args: [bin('@modelcontextprotocol/server-filesystem'), filesystemRoot(env, cwd)],
+      },
     },
     ...own,
-    { name: 'database_writer', role: 'database', transport: { kind: 'http', url: `http://${host}:${DATABASE_WRITER_PORT}/mcp` } },
+    {
+      name: 'database_writer',
+      role: 'database',
+      transport: { kind: 'http', url: `http://${host}:${DATABASE_WRITER_PORT}/mcp` },
+    },
     {
       name: 'github',
       role: 'github',
@@ -107,7 +113,8 @@ export function loadRegistry(opts: LoadRegistryOptions = {}): McpServerConfig[] 
   if (file) {
     for (const entry of readRegistryFile(path.resolve(cwd, file), env)) {
       const name = (entry as { name?: unknown }).name;
-      if (typeof name !== 'string') throw new AppError('validation', `MCP_SERVERS_FILE: every server needs a name`, { file });
+      if (typeof name !== 'string')
+        throw new AppError('validation', `MCP_SERVERS_FILE: every server needs a name`, { file });
       const base = byName.get(name);
       byName.set(name, base ? mergeServer(base, entry as Record<string, unknown>) : (entry as Record<string, unknown>));
     }
@@ -121,21 +128,29 @@ export function loadRegistry(opts: LoadRegistryOptions = {}): McpServerConfig[] 
     if (url) input.transport = { kind: 'http', url };
     const enabled = nonEmpty(env[`${p}ENABLED`]);
     if (enabled) input.enabled = ['true', '1', 'yes'].includes(enabled.toLowerCase());
-    const token = nonEmpty(env[`${p}AUTH_TOKEN`]) ?? (input.auth_token as string | undefined) ?? nonEmpty(env.MCP_AUTH_TOKEN);
+    const token =
+      nonEmpty(env[`${p}AUTH_TOKEN`]) ?? (input.auth_token as string | undefined) ?? nonEmpty(env.MCP_AUTH_TOKEN);
     if (token) input.auth_token = token;
     const callMs = nonEmpty(env[`${p}CALL_MS`]);
     if (callMs) input.timeouts = { ...(input.timeouts as object | undefined), call_ms: Number(callMs) };
     const maxConcurrent = nonEmpty(env[`${p}MAX_CONCURRENT`]);
     const maxQueue = nonEmpty(env[`${p}MAX_QUEUE`]);
     if (maxConcurrent || maxQueue) {
-      input.bulkhead = { ...(input.bulkhead as object | undefined), ...(maxConcurrent && { max_concurrent: Number(maxConcurrent) }), ...(maxQueue && { max_queue: Number(maxQueue) }) };
+      input.bulkhead = {
+        ...(input.bulkhead as object | undefined),
+        ...(maxConcurrent && { max_concurrent: Number(maxConcurrent) }),
+        ...(maxQueue && { max_queue: Number(maxQueue) }),
+      };
     }
     try {
       servers.push(mcpServerConfigSchema.parse(input));
     } catch (err) {
       if (err instanceof ZodError) {
         const issues = err.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-        throw new AppError('validation', `invalid MCP server config "${name}": ${issues.join('; ')}`, { server: name, issues });
+        throw new AppError('validation', `invalid MCP server config "${name}": ${issues.join('; ')}`, {
+          server: name,
+          issues,
+        });
       }
       throw err;
     }
@@ -159,21 +174,30 @@ export function readRegistryFile(file: string, env: Env = process.env): unknown[
   try {
     doc = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
   } catch (err) {
-    throw new AppError('validation', `MCP_SERVERS_FILE ${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}`, {
-      file,
-      cause: String(err),
-    });
+    throw new AppError(
+      'validation',
+      `MCP_SERVERS_FILE ${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}`,
+      {
+        file,
+        cause: String(err),
+      },
+    );
   }
   const parsed = registryFileSchema.safeParse(interpolate(doc, env));
-  if (!parsed.success) throw new AppError('validation', `MCP_SERVERS_FILE ${file}: expected a list of servers or { servers: [...] }`, { file });
+  if (!parsed.success)
+    throw new AppError('validation', `MCP_SERVERS_FILE ${file}: expected a list of servers or { servers: [...] }`, {
+      file,
+    });
   return Array.isArray(parsed.data) ? parsed.data : parsed.data.servers;
 }
 
 /** Replace `${VAR}` in every string of a parsed document (unset -> empty, which `required_env` catches). */
 export function interpolate(value: unknown, env: Env): unknown {
-  if (typeof value === 'string') return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, k: string) => env[k] ?? '');
+  if (typeof value === 'string')
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, k: string) => env[k] ?? '');
   if (Array.isArray(value)) return value.map((v) => interpolate(v, env));
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env)]));
+  if (value && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env)]));
   return value;
 }
 
@@ -184,7 +208,8 @@ export function mergeServer(base: Record<string, unknown>, over: Record<string, 
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
     const b = out[k];
-    if (k === 'transport' && isPlainObject(b) && isPlainObject(v) && v.kind !== undefined && v.kind !== b.kind) out[k] = v;
+    if (k === 'transport' && isPlainObject(b) && isPlainObject(v) && v.kind !== undefined && v.kind !== b.kind)
+      out[k] = v;
     else out[k] = isPlainObject(b) && isPlainObject(v) ? mergeServer(b, v) : v;
   }
   return out;
@@ -205,7 +230,10 @@ export function describeServer(server: McpServerConfig): Record<string, unknown>
     name: server.name,
     role: server.role,
     enabled: server.enabled,
-    transport: t.kind === 'http' ? { kind: 'http', url: redactUrl(t.url) } : { kind: 'stdio', command: t.command, args: t.args, env_keys: Object.keys(t.env) },
+    transport:
+      t.kind === 'http'
+        ? { kind: 'http', url: redactUrl(t.url) }
+        : { kind: 'stdio', command: t.command, args: t.args, env_keys: Object.keys(t.env) },
     auth: server.auth_token ? 'bearer' : 'none',
   };
 }
@@ -213,6 +241,7 @@ export function describeServer(server: McpServerConfig): Record<string, unknown>
 const redactUrl = (u: string): string => {
   const url = new URL(u);
   if (url.password) url.password = '***';
-  for (const k of [...url.searchParams.keys()]) if (/token|secret|key|password/i.test(k)) url.searchParams.set(k, '***');
+  for (const k of [...url.searchParams.keys()])
+    if (/token|secret|key|password/i.test(k)) url.searchParams.set(k, '***');
   return url.toString();
 };

@@ -31,13 +31,21 @@ describe('loadRegistry', () => {
       assert.equal(fs.transport.args[1], path.join(dir, '.data', 'files'));
     }
     assert.ok(existsSync(path.join(dir, '.data', 'files')));
-    for (const [name, port] of [['database', 5002], ['fetch', 5004], ['automation', 5005], ['analytics', 5006], ['database_writer', 5007]] as const) {
+    for (const [name, port] of [
+      ['database', 5002],
+      ['fetch', 5004],
+      ['automation', 5005],
+      ['analytics', 5006],
+      ['database_writer', 5007],
+    ] as const) {
       const t = byName[name]!.transport;
       assert.equal(t.kind, 'http');
       if (t.kind === 'http') assert.equal(t.url, `http://127.0.0.1:${port}/mcp`);
     }
     const gh = byName.github!;
-    assert.ok(gh.transport.kind === 'stdio' && gh.transport.args[0]!.endsWith(path.join('server-github', 'dist', 'index.js')));
+    assert.ok(
+      gh.transport.kind === 'stdio' && gh.transport.args[0]!.endsWith(path.join('server-github', 'dist', 'index.js')),
+    );
     assert.ok(existsSync((gh.transport as { args: string[] }).args[0]!), 'server-github is installed');
   });
 
@@ -73,7 +81,12 @@ describe('loadRegistry', () => {
       JSON.stringify({
         servers: [
           { name: 'database', breaker: { consecutive_failures: 9 } },
-          { name: 'search', role: 'other', transport: { kind: 'http', url: 'http://search:1/mcp' }, auth_token: '${SEARCH_TOKEN}' },
+          {
+            name: 'search',
+            role: 'other',
+            transport: { kind: 'http', url: 'http://search:1/mcp' },
+            auth_token: '${SEARCH_TOKEN}',
+          },
         ],
       }),
     );
@@ -89,12 +102,27 @@ describe('loadRegistry', () => {
     const file = path.join(dir, 'servers.yaml');
     writeFileSync(
       file,
-      ['- name: everything', '  role: other', '  transport:', '    kind: stdio', '    command: node', '    args: [server.js]', '  retry:', '    max_attempts: 1'].join('\n'),
+      [
+        '- name: everything',
+        '  role: other',
+        '  transport:',
+        '    kind: stdio',
+        '    command: node',
+        '    args: [server.js]',
+        '  retry:',
+        '    max_attempts: 1',
+      ].join('\n'),
     );
     const servers = loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: 'servers.yaml' }, noDefaults: true });
     assert.equal(servers.length, 1);
     assert.equal(servers[0]!.retry.max_attempts, 1);
-    assert.deepEqual(servers[0]!.transport, { kind: 'stdio', command: 'node', args: ['server.js'], env: {}, required_env: [] });
+    assert.deepEqual(servers[0]!.transport, {
+      kind: 'stdio',
+      command: 'node',
+      args: ['server.js'],
+      env: {},
+      required_env: [],
+    });
   });
 
   it('fails fast naming the server and the field', () => {
@@ -104,6 +132,9 @@ describe('loadRegistry', () => {
       () => loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: file } }),
       (e: unknown) => e instanceof AppError && e.code === 'validation' && /"x".*transport\.url/.test(e.message),
     );
-    assert.throws(() => loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: path.join(dir, 'missing.json') } }), /cannot be read/);
+    assert.throws(
+      () => loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: path.join(dir, 'missing.json') } }),
+      /cannot be read/,
+    );
   });
 });

@@ -5,7 +5,11 @@ import { describeServer, envPrefix, interpolate, mergeServer, unconfiguredReason
 
 describe('MCP server config schema', () => {
   it('fills every policy block from defaults when only the essentials are given', () => {
-    const c = parseServerConfig({ name: 'db', role: 'database', transport: { kind: 'http', url: 'http://127.0.0.1:5002/mcp' } });
+    const c = parseServerConfig({
+      name: 'db',
+      role: 'database',
+      transport: { kind: 'http', url: 'http://127.0.0.1:5002/mcp' },
+    });
     assert.equal(c.enabled, true);
     assert.deepEqual(c.timeouts, { connect_ms: 10_000, call_ms: 30_000 });
     assert.equal(c.retry.max_attempts, 3);
@@ -38,7 +42,12 @@ describe('MCP server config schema', () => {
 
 describe('registry helpers', () => {
   it('merges a file entry over a default deeply, replacing a transport of another kind', () => {
-    const base = { name: 'db', role: 'database', transport: { kind: 'http', url: 'http://a/mcp' }, timeouts: { connect_ms: 1, call_ms: 2 } };
+    const base = {
+      name: 'db',
+      role: 'database',
+      transport: { kind: 'http', url: 'http://a/mcp' },
+      timeouts: { connect_ms: 1, call_ms: 2 },
+    };
     const merged = mergeServer(base, { timeouts: { call_ms: 9 } });
     assert.deepEqual(merged.timeouts, { connect_ms: 1, call_ms: 9 });
     const swapped = mergeServer(base, { transport: { kind: 'stdio', command: 'node' } });
@@ -57,7 +66,10 @@ describe('registry helpers', () => {
       transport: { kind: 'stdio', command: 'node', required_env: ['GITHUB_PERSONAL_ACCESS_TOKEN'] },
     });
     assert.match(unconfiguredReason(c) ?? '', /GITHUB_PERSONAL_ACCESS_TOKEN/);
-    const ok = parseServerConfig({ ...c, transport: { ...c.transport, env: { GITHUB_PERSONAL_ACCESS_TOKEN: 'ghp_x' } } });
+    const ok = parseServerConfig({
+      ...c,
+      transport: { ...c.transport, env: { GITHUB_PERSONAL_ACCESS_TOKEN: 'ghp_x' } },
+    });
     assert.equal(unconfiguredReason(ok), undefined);
   });
 

@@ -14,12 +14,21 @@ const require = createRequire(import.meta.url);
 export function resolvePackageBin(pkg: string, bin?: string, from: string = process.cwd()): string {
   const manifestPath = findManifest(pkg, from);
   if (!manifestPath) {
-    throw new AppError('unavailable', `package ${pkg} is not installed (npm install ${pkg} at the repo root)`, { package: pkg });
+    throw new AppError('unavailable', `package ${pkg} is not installed (npm install ${pkg} at the repo root)`, {
+      package: pkg,
+    });
   }
   const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { bin?: string | Record<string, string> };
   const entry =
-    typeof manifest.bin === 'string' ? manifest.bin : manifest.bin ? (bin ? manifest.bin[bin] : Object.values(manifest.bin)[0]) : undefined;
-  if (!entry) throw new AppError('unavailable', `package ${pkg} declares no bin${bin ? ` named ${bin}` : ''}`, { package: pkg });
+    typeof manifest.bin === 'string'
+      ? manifest.bin
+      : manifest.bin
+        ? bin
+          ? manifest.bin[bin]
+          : Object.values(manifest.bin)[0]
+        : undefined;
+  if (!entry)
+    throw new AppError('unavailable', `package ${pkg} declares no bin${bin ? ` named ${bin}` : ''}`, { package: pkg });
   return path.resolve(path.dirname(manifestPath), entry);
 }
 

@@ -74,7 +74,6 @@ export const payloadLogSchema = z.object({
   max_chars: z.number().int().min(0).default(2_048),
 });
 
-
 export const mcpServerConfigSchema = z.object({
   /** Subject token and stable id of the server. `registry` is reserved for the registry endpoint. */
   name: z
@@ -102,10 +101,7 @@ export type McpServerConfig = z.infer<typeof mcpServerConfigSchema>;
 export type McpServerConfigInput = z.input<typeof mcpServerConfigSchema>;
 
 /** The file format of MCP_SERVERS_FILE: a list of servers, or `{ servers: [...] }`. */
-export const registryFileSchema = z.union([
-  z.array(z.unknown()),
-  z.object({ servers: z.array(z.unknown()) }),
-]);
+export const registryFileSchema = z.union([z.array(z.unknown()), z.object({ servers: z.array(z.unknown()) })]);
 
 /** Validate one server config (throws a ZodError). */
 export const parseServerConfig = (input: unknown): McpServerConfig => mcpServerConfigSchema.parse(input);

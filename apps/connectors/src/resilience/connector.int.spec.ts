@@ -7,7 +7,15 @@ import { AppError, freePort } from '@switchyard/platform';
 import { parseServerConfig, type McpServerConfigInput } from '../registry/schema.js';
 import { resolvePackageBin } from '../registry/resolve-bin.js';
 import { McpConnector } from './mcp-connector.js';
-import { EventRecorder, everythingBin, startEverythingHttp, testLogger, waitFor, type HttpServerHandle, expectAppError } from '../spec-support.js';
+import {
+  EventRecorder,
+  everythingBin,
+  startEverythingHttp,
+  testLogger,
+  waitFor,
+  type HttpServerHandle,
+  expectAppError,
+} from '../spec-support.js';
 
 /**
  * The session + resilience layer against the real official MCP servers:
@@ -17,7 +25,10 @@ import { EventRecorder, everythingBin, startEverythingHttp, testLogger, waitFor,
 
 const logger = testLogger();
 const text = (r: { content?: unknown[] }): string =>
-  ((r.content ?? []) as { type: string; text?: string }[]).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+  ((r.content ?? []) as { type: string; text?: string }[])
+    .filter((c) => c.type === 'text')
+    .map((c) => c.text)
+    .join('\n');
 
 /** Fast policies so outages play out in a second or two. */
 const fast: Partial<McpServerConfigInput> = {
@@ -44,7 +55,12 @@ describe('filesystem server over stdio (sandboxed temp root)', () => {
       config: parseServerConfig({
         name: 'filesystem',
         role: 'filesystem',
-        transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-filesystem'), root], cwd: root },
+        transport: {
+          kind: 'stdio',
+          command: process.execPath,
+          args: [resolvePackageBin('@modelcontextprotocol/server-filesystem'), root],
+          cwd: root,
+        },
         ...fast,
       }),
       logger,
@@ -146,7 +162,9 @@ describe('everything server over stdio: calls, errors, crash and recovery', () =
   });
 
   it('redacts secret-looking arguments and truncates large ones in events', async () => {
-    await ev.callTool({ tool: 'echo', arguments: { message: 'x'.repeat(500), api_key: 'sk-live-123' } }).catch(() => undefined);
+    await ev
+      .callTool({ tool: 'echo', arguments: { message: 'x'.repeat(500), api_key: 'sk-live-123' } })
+      .catch(() => undefined);
     const called = rec.of('McpToolCalled').at(-1)!;
     assert.doesNotMatch(JSON.stringify(called), /sk-live-123/);
     assert.equal(called.data.arguments.truncated, true);
@@ -199,7 +217,13 @@ describe('everything server over stdio: calls, errors, crash and recovery', () =
           outcomes.push({ ok: true, ms: performance.now() - t0 });
         } catch (err) {
           const e = err as AppError;
-          outcomes.push({ ok: false, code: e.code, breaker: e.details?.breaker, health: e.details?.health, ms: performance.now() - t0 });
+          outcomes.push({
+            ok: false,
+            code: e.code,
+            breaker: e.details?.breaker,
+            health: e.details?.health,
+            ms: performance.now() - t0,
+          });
           await new Promise((r) => setTimeout(r, 20));
         }
       }
@@ -212,7 +236,11 @@ describe('everything server over stdio: calls, errors, crash and recovery', () =
       await rec.waitFor('McpCircuitOpened');
       await rec.waitFor('McpServerRecovered', 1, 30_000);
       await waitFor(() => ev.breakerState === 'closed', 'breaker closed again', 30_000);
-      await waitFor(() => outcomes.slice(-5).every((o) => o.ok) && outcomes.slice(-5).length === 5, 'traffic succeeding again', 30_000);
+      await waitFor(
+        () => outcomes.slice(-5).every((o) => o.ok) && outcomes.slice(-5).length === 5,
+        'traffic succeeding again',
+        30_000,
+      );
     } finally {
       stop = true;
       await Promise.all(workers);
@@ -220,8 +248,14 @@ describe('everything server over stdio: calls, errors, crash and recovery', () =
     const failures = outcomes.filter((o) => !o.ok);
     assert.ok(failures.length > 0, 'some calls must have failed during the outage');
     for (const f of failures) assert.equal(f.code, 'unavailable', `failure during outage was ${f.code}`);
-    assert.ok(failures.some((f) => f.breaker === 'open'), 'some calls were refused by the open circuit');
-    assert.ok(failures.some((f) => f.health === 'down' || f.breaker === undefined), 'some calls saw the server down');
+    assert.ok(
+      failures.some((f) => f.breaker === 'open'),
+      'some calls were refused by the open circuit',
+    );
+    assert.ok(
+      failures.some((f) => f.health === 'down' || f.breaker === undefined),
+      'some calls saw the server down',
+    );
     const newPid = ev.session.pid;
     assert.ok(newPid && newPid !== pid, 'a new server process was spawned');
     assert.equal(ev.health().state, 'up');
@@ -269,9 +303,17 @@ describe('a hung stdio server (SIGSTOP): bounded calls, then replaced by itself'
     process.kill(pid, 'SIGSTOP');
     try {
       const codes = await Promise.all(
-        Array.from({ length: 4 }, () => ev.callTool({ tool: 'echo', arguments: { message: 'x' } }).then(() => 'ok', (e: AppError) => e.code)),
+        Array.from({ length: 4 }, () =>
+          ev.callTool({ tool: 'echo', arguments: { message: 'x' } }).then(
+            () => 'ok',
+            (e: AppError) => e.code,
+          ),
+        ),
       );
-      assert.ok(codes.every((c) => c === 'timeout' || c === 'unavailable'), `codes: ${codes.join(',')}`);
+      assert.ok(
+        codes.every((c) => c === 'timeout' || c === 'unavailable'),
+        `codes: ${codes.join(',')}`,
+      );
       await rec.waitFor('McpServerWentDown', 1, 20_000);
     } finally {
       // SIGKILL from the session already ended it; continuing a dead pid is harmless.
@@ -301,7 +343,12 @@ describe('everything server over Streamable HTTP: stop and restart', () => {
     port = await freePort();
     server = await startEverythingHttp(port);
     ev = new McpConnector({
-      config: parseServerConfig({ name: 'everything-http', role: 'other', transport: { kind: 'http', url: server.url }, ...fast }),
+      config: parseServerConfig({
+        name: 'everything-http',
+        role: 'other',
+        transport: { kind: 'http', url: server.url },
+        ...fast,
+      }),
       logger,
       onEvent: rec.sink,
     });
@@ -340,7 +387,10 @@ describe('everything server over Streamable HTTP: stop and restart', () => {
       }
       return false;
     }, 'the breaker to refuse calls');
-    assert.ok(codes.every((c) => c === 'unavailable'), `codes while down: ${codes.join(',')}`);
+    assert.ok(
+      codes.every((c) => c === 'unavailable'),
+      `codes while down: ${codes.join(',')}`,
+    );
     assert.equal(ev.breakerState, 'open');
     assert.equal(ev.health().state, 'down');
     server = await startEverythingHttp(port);
@@ -377,7 +427,10 @@ describe('github server without a token', () => {
     assert.equal(h.state, 'unconfigured');
     assert.match(h.last_error ?? '', /GITHUB_PERSONAL_ACCESS_TOKEN/);
     assert.equal(h.pid, undefined);
-    const e = await expectAppError(gh.callTool({ tool: 'search_repositories', arguments: { query: 'x' } }), 'unavailable');
+    const e = await expectAppError(
+      gh.callTool({ tool: 'search_repositories', arguments: { query: 'x' } }),
+      'unavailable',
+    );
     assert.match(e.message, /unconfigured.*GITHUB_PERSONAL_ACCESS_TOKEN/);
     assert.equal(e.details.health, 'unconfigured');
     assert.equal(rec.count('McpServerWentDown'), 0);
@@ -407,15 +460,40 @@ describe('everything server over stdio, one call at a time: a waiting call tells
 
   it('queued, then started, to the first caller and to a caller joining by key; a call that waits past its queue budget is refused rate_limited', async () => {
     const heard: string[] = [];
-    const slow = ev.callTool({ tool: 'trigger-long-running-operation', arguments: { duration: 1.5, steps: 1 }, idempotency_key: `slow-${Date.now()}`, onProgress: (s) => heard.push(`slow ${s}`) });
+    const slow = ev.callTool({
+      tool: 'trigger-long-running-operation',
+      arguments: { duration: 1.5, steps: 1 },
+      idempotency_key: `slow-${Date.now()}`,
+      onProgress: (s) => heard.push(`slow ${s}`),
+    });
     await waitFor(() => ev.health().queue.in_flight === 1, 'the slow call to hold the slot');
     const key = `wait-${Date.now()}`;
-    const first = ev.callTool({ tool: 'echo', arguments: { message: 'after' }, idempotency_key: key, queue_wait_ms: 20_000, onProgress: (s) => heard.push(`first ${s}`) });
+    const first = ev.callTool({
+      tool: 'echo',
+      arguments: { message: 'after' },
+      idempotency_key: key,
+      queue_wait_ms: 20_000,
+      onProgress: (s) => heard.push(`first ${s}`),
+    });
     // Its queue budget (100 ms) runs out while the slow call holds the slot: refused, not run.
-    const impatient = expectAppError(ev.callTool({ tool: 'echo', arguments: { message: 'never' }, idempotency_key: `${key}-x`, queue_wait_ms: 100, timeout_ms: 5_000 }), 'rate_limited');
+    const impatient = expectAppError(
+      ev.callTool({
+        tool: 'echo',
+        arguments: { message: 'never' },
+        idempotency_key: `${key}-x`,
+        queue_wait_ms: 100,
+        timeout_ms: 5_000,
+      }),
+      'rate_limited',
+    );
     await waitFor(() => heard.includes('first queued'), 'the queued notice');
     // The same key again (a caller that sent it again after its restart): told at once that it waits.
-    const again = ev.callTool({ tool: 'echo', arguments: { message: 'after' }, idempotency_key: key, onProgress: (s) => heard.push(`again ${s}`) });
+    const again = ev.callTool({
+      tool: 'echo',
+      arguments: { message: 'after' },
+      idempotency_key: key,
+      onProgress: (s) => heard.push(`again ${s}`),
+    });
     assert.ok(heard.includes('again queued'), heard.join(', '));
     await slow;
     assert.equal(text(await first), 'Echo: after');
@@ -423,7 +501,14 @@ describe('everything server over stdio, one call at a time: a waiting call tells
     const refused = await impatient;
     assert.equal(refused.retryable, true);
     assert.equal(refused.details.queue, 'expired');
-    assert.deepEqual(heard.filter((h) => h.startsWith('slow')), [], 'a call that ran at once sends nothing');
-    assert.deepEqual(heard.filter((h) => !h.startsWith('slow')), ['first queued', 'again queued', 'first started', 'again started']);
+    assert.deepEqual(
+      heard.filter((h) => h.startsWith('slow')),
+      [],
+      'a call that ran at once sends nothing',
+    );
+    assert.deepEqual(
+      heard.filter((h) => !h.startsWith('slow')),
+      ['first queued', 'again queued', 'first started', 'again started'],
+    );
   });
 });

@@ -1,8 +1,30 @@
-import type { CallToolResult, GetPromptResult, Prompt, ReadResourceResult, Resource, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, isAppError, newId, pathRoots, relativizeDeep, relativizePaths, type Logger, sizePayload } from '@switchyard/platform';
+import type {
+  CallToolResult,
+  GetPromptResult,
+  Prompt,
+  ReadResourceResult,
+  Resource,
+  Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+import {
+  AppError,
+  isAppError,
+  newId,
+  pathRoots,
+  relativizeDeep,
+  relativizePaths,
+  type Logger,
+  sizePayload,
+} from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
-import { mcpEvent, type McpBreakerState, type McpEvent, type McpEventSink, type McpHealth } from '@switchyard/contracts';
+import {
+  mcpEvent,
+  type McpBreakerState,
+  type McpEvent,
+  type McpEventSink,
+  type McpHealth,
+} from '@switchyard/contracts';
 import { errorText, toAppError } from '../errors.js';
 import { ServerPolicy, type McpQueueStats } from './policy.js';
 
@@ -107,7 +129,14 @@ export class McpConnector {
     this.policy = new ServerPolicy(opts.config, {
       opened: (lastError) => {
         this.log.warn({ lastError }, 'circuit opened');
-        this.emit(mcpEvent('McpCircuitOpened', { server: this.name, last_error: lastError, half_open_after_ms: opts.config.breaker.half_open_after_ms, at: at() }));
+        this.emit(
+          mcpEvent('McpCircuitOpened', {
+            server: this.name,
+            last_error: lastError,
+            half_open_after_ms: opts.config.breaker.half_open_after_ms,
+            at: at(),
+          }),
+        );
         this.scheduleProbe();
       },
       halfOpened: () => this.emit(mcpEvent('McpCircuitHalfOpened', { server: this.name, at: at() })),
@@ -144,7 +173,8 @@ export class McpConnector {
   health(): McpConnectorHealth {
     const h = this.session.health();
     const breaker = this.breakerState;
-    const state: McpHealth = (h.state === 'up' || h.state === 'degraded') && breaker !== 'closed' ? 'degraded' : h.state;
+    const state: McpHealth =
+      (h.state === 'up' || h.state === 'degraded') && breaker !== 'closed' ? 'degraded' : h.state;
     return {
       ...h,
       state,
@@ -242,7 +272,10 @@ export class McpConnector {
     const t0 = performance.now();
     // Fields, not a child logger: a child per call costs its bindings' serialisation even when nothing is logged.
     const logged = { correlationId: req.correlation_id, callId, tool: req.tool };
-    const corr = { ...(req.correlation_id ? { correlation_id: req.correlation_id } : {}), ...(req.actor ? { actor: req.actor } : {}) };
+    const corr = {
+      ...(req.correlation_id ? { correlation_id: req.correlation_id } : {}),
+      ...(req.actor ? { actor: req.actor } : {}),
+    };
     this.emit(
       mcpEvent('McpToolCalled', {
         server: this.name,
@@ -255,7 +288,14 @@ export class McpConnector {
       }),
     );
     const failed = (raw: AppError, attempts: number, outcome: 'error' | 'rejected'): AppError => {
-      const err = this.roots.length ? new AppError(raw.code, relativizePaths(raw.message, this.roots), relativizeDeep(raw.details, this.roots), raw.retryable) : raw;
+      const err = this.roots.length
+        ? new AppError(
+            raw.code,
+            relativizePaths(raw.message, this.roots),
+            relativizeDeep(raw.details, this.roots),
+            raw.retryable,
+          )
+        : raw;
       const duration = Math.round(performance.now() - t0);
       this.log.warn({ ...logged, code: err.code, attempts, duration }, 'MCP tool call failed');
       this.emit(
@@ -283,7 +323,8 @@ export class McpConnector {
       throw failed(e, 0, e.code === 'not_found' || e.details.breaker === 'open' ? 'rejected' : 'error');
     }
     // A timed-out call may have run: repeat it only when that is harmless.
-    const retryTimeouts = tool.annotations?.readOnlyHint === true || tool.annotations?.idempotentHint === true || !!req.idempotency_key;
+    const retryTimeouts =
+      tool.annotations?.readOnlyHint === true || tool.annotations?.idempotentHint === true || !!req.idempotency_key;
     let result: CallToolResult;
     let attempts: number;
     try {
@@ -294,26 +335,39 @@ export class McpConnector {
       const maxWait = req.queue_wait_ms ?? req.timeout_ms;
       const deadline = maxWait !== undefined ? t0 + maxWait : undefined;
       let first = true;
-      ({ value: result, attempts } = await this.policy.execute((signal) => {
-        if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
-        const queued = first;
-        first = false;
-        if (queued && deadline !== undefined && performance.now() > deadline) {
-          throw new AppError('rate_limited', `MCP server ${this.name}: the call waited for a slot past its caller's ${maxWait} ms; not run`, { server: this.name, tool: req.tool, queue: 'expired', retry_after_ms: 1_000 }, true);
-        }
-        return this.session.callTool(req.tool, args, {
-          signal: anySignal(anySignal(signal, req.signal), cancel),
-          timeoutMs: Math.min(req.timeout_ms ?? cfg.timeouts.call_ms, cfg.timeouts.call_ms),
-          ...(req.correlation_id ? { correlationId: req.correlation_id } : {}),
-        }).catch((err: unknown) => {
-          // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
-          throw cancel?.aborted ? canceledError(cancel, this.name, req.tool) : err;
-        });
-      }, {
-        retryTimeouts,
-        ...(req.signal && { signal: req.signal }),
-        ...(req.onProgress && { onQueued: () => req.onProgress!('queued'), onStarted: () => req.onProgress!('started') }),
-      }));
+      ({ value: result, attempts } = await this.policy.execute(
+        (signal) => {
+          if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
+          const queued = first;
+          first = false;
+          if (queued && deadline !== undefined && performance.now() > deadline) {
+            throw new AppError(
+              'rate_limited',
+              `MCP server ${this.name}: the call waited for a slot past its caller's ${maxWait} ms; not run`,
+              { server: this.name, tool: req.tool, queue: 'expired', retry_after_ms: 1_000 },
+              true,
+            );
+          }
+          return this.session
+            .callTool(req.tool, args, {
+              signal: anySignal(anySignal(signal, req.signal), cancel),
+              timeoutMs: Math.min(req.timeout_ms ?? cfg.timeouts.call_ms, cfg.timeouts.call_ms),
+              ...(req.correlation_id ? { correlationId: req.correlation_id } : {}),
+            })
+            .catch((err: unknown) => {
+              // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
+              throw cancel?.aborted ? canceledError(cancel, this.name, req.tool) : err;
+            });
+        },
+        {
+          retryTimeouts,
+          ...(req.signal && { signal: req.signal }),
+          ...(req.onProgress && {
+            onQueued: () => req.onProgress!('queued'),
+            onStarted: () => req.onProgress!('started'),
+          }),
+        },
+      ));
     } catch (err) {
       const e = toAppError(err, this.name, 'call_tool');
       const n = (err as { attempts?: number }).attempts ?? 1;
@@ -368,12 +422,14 @@ export class McpConnector {
   }
 
   async listResources(opts: { refresh?: boolean } = {}): Promise<Resource[]> {
-    if (opts.refresh || !this.session.isConnected) await this.guard((signal) => this.session.refreshResources({ signal }));
+    if (opts.refresh || !this.session.isConnected)
+      await this.guard((signal) => this.session.refreshResources({ signal }));
     return [...this.session.resources];
   }
 
   async listPrompts(opts: { refresh?: boolean } = {}): Promise<Prompt[]> {
-    if (opts.refresh || !this.session.isConnected) await this.guard((signal) => this.session.refreshPrompts({ signal }));
+    if (opts.refresh || !this.session.isConnected)
+      await this.guard((signal) => this.session.refreshPrompts({ signal }));
     return [...this.session.prompts];
   }
 
@@ -411,7 +467,11 @@ export class McpConnector {
     tool = tools.find((t) => t.name === name);
     if (tool) return tool;
     const valid = tools.map((t) => t.name);
-    throw new AppError('not_found', `MCP server ${this.name} has no tool "${name}"`, { server: this.name, tool: name, valid_tools: valid });
+    throw new AppError('not_found', `MCP server ${this.name} has no tool "${name}"`, {
+      server: this.name,
+      tool: name,
+      valid_tools: valid,
+    });
   }
 
   /**
@@ -424,11 +484,14 @@ export class McpConnector {
     this.probeTimer = setTimeout(() => {
       if (this.closed || this.breakerState !== 'open') return;
       // While the session is still down a probe would only fail: wait for the reconnect instead.
-      if (!this.session.isConnected) return this.scheduleProbe(Math.min(1_000, this.opts.config.breaker.half_open_after_ms));
-      void this.policy.breaker.execute(() => this.session.ping()).catch((err: unknown) => {
-        this.log.debug({ err: errorText(err) }, 'breaker probe failed');
-        if (this.breakerState === 'open') this.scheduleProbe();
-      });
+      if (!this.session.isConnected)
+        return this.scheduleProbe(Math.min(1_000, this.opts.config.breaker.half_open_after_ms));
+      void this.policy.breaker
+        .execute(() => this.session.ping())
+        .catch((err: unknown) => {
+          this.log.debug({ err: errorText(err) }, 'breaker probe failed');
+          if (this.breakerState === 'open') this.scheduleProbe();
+        });
     }, delay);
     this.probeTimer.unref();
   }
@@ -436,7 +499,8 @@ export class McpConnector {
   private remember(key: string, result: Promise<CallToolResult>): void {
     const now = Date.now();
     if (this.idempotent.size >= IDEMPOTENCY_MAX) {
-      for (const [k, v] of this.idempotent) if (v.expires <= now || this.idempotent.size >= IDEMPOTENCY_MAX) this.idempotent.delete(k);
+      for (const [k, v] of this.idempotent)
+        if (v.expires <= now || this.idempotent.size >= IDEMPOTENCY_MAX) this.idempotent.delete(k);
     }
     this.idempotent.set(key, { expires: now + (this.opts.idempotencyTtlMs ?? 600_000), result });
   }

@@ -75,15 +75,21 @@ export class ServerPolicy {
       generator: decorrelatedJitterGenerator,
     });
     const retries = config.retry.max_attempts - 1;
-    const retrySafe = retry(handleWhen((e) => isRetryable(e, name)), { maxAttempts: retries, backoff });
+    const retrySafe = retry(
+      handleWhen((e) => isRetryable(e, name)),
+      { maxAttempts: retries, backoff },
+    );
     const retryUnsafe = retry(
       handleWhen((e) => isRetryable(e, name) && toAppError(e, name, 'call').code !== 'timeout'),
       { maxAttempts: retries, backoff },
     );
-    this.breaker = circuitBreaker(handleWhen((e) => countsAsFailure(e, name)), {
-      halfOpenAfter: config.breaker.half_open_after_ms,
-      breaker: new ConsecutiveBreaker(config.breaker.consecutive_failures),
-    });
+    this.breaker = circuitBreaker(
+      handleWhen((e) => countsAsFailure(e, name)),
+      {
+        halfOpenAfter: config.breaker.half_open_after_ms,
+        breaker: new ConsecutiveBreaker(config.breaker.consecutive_failures),
+      },
+    );
     this.breaker.onBreak((reason) => listener.opened('error' in reason ? errorText(reason.error) : 'failure result'));
     this.breaker.onHalfOpen(() => listener.halfOpened());
     this.breaker.onReset(() => listener.closed());
@@ -130,7 +136,15 @@ export class ServerPolicy {
         const e = toAppError(err, this.config.name, 'call');
         const q = this.queueStats();
         const retryAfter = Math.min(10_000, Math.max(250, Math.round(q.wait_ms.p50 || 250)));
-        throw Object.assign(new AppError(e.code, `${e.message} (${q.in_flight} running, ${q.depth} queued)`, { ...e.details, retry_after_ms: retryAfter, depth: q.depth }, true), { attempts });
+        throw Object.assign(
+          new AppError(
+            e.code,
+            `${e.message} (${q.in_flight} running, ${q.depth} queued)`,
+            { ...e.details, retry_after_ms: retryAfter, depth: q.depth },
+            true,
+          ),
+          { attempts },
+        );
       }
       throw Object.assign(toAppError(err, this.config.name, 'call'), { attempts });
     }
@@ -146,14 +160,23 @@ export class ServerPolicy {
   /** Queue depth, slots in use and recent waits, without I/O. */
   queueStats(): McpQueueStats {
     const since = Date.now() - WAIT_WINDOW_MS;
-    const recent = this.waits.filter(([t]) => t >= since).map(([, w]) => w).sort((a, b) => a - b);
-    const pick = (q: number) => (recent.length === 0 ? 0 : Math.round(recent[Math.min(recent.length - 1, Math.floor(q * recent.length))]!));
+    const recent = this.waits
+      .filter(([t]) => t >= since)
+      .map(([, w]) => w)
+      .sort((a, b) => a - b);
+    const pick = (q: number) =>
+      recent.length === 0 ? 0 : Math.round(recent[Math.min(recent.length - 1, Math.floor(q * recent.length))]!);
     return {
       max_concurrent: this.config.bulkhead.max_concurrent,
       max_queue: this.config.bulkhead.max_queue,
       in_flight: this.config.bulkhead.max_concurrent - this.bulkhead.executionSlots,
       depth: this.config.bulkhead.max_queue - this.bulkhead.queueSlots,
-      wait_ms: { count: recent.length, p50: pick(0.5), p99: pick(0.99), max: recent.length === 0 ? 0 : Math.round(recent.at(-1)!) },
+      wait_ms: {
+        count: recent.length,
+        p50: pick(0.5),
+        p99: pick(0.99),
+        max: recent.length === 0 ? 0 : Math.round(recent.at(-1)!),
+      },
       queued_total: this.queuedTotal,
       rejected_total: this.rejectedTotal,
     };

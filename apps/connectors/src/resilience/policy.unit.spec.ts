@@ -41,7 +41,15 @@ describe('ServerPolicy', () => {
   it('retries a transient error up to max_attempts', async () => {
     const { p } = policy({ breaker: { consecutive_failures: 10 } });
     let n = 0;
-    const e = await rejects(p.execute(async () => { n++; throw connectionLost(); }, { retryTimeouts: true }));
+    const e = await rejects(
+      p.execute(
+        async () => {
+          n++;
+          throw connectionLost();
+        },
+        { retryTimeouts: true },
+      ),
+    );
     assert.equal(n, 3);
     assert.equal(e.code, 'unavailable');
     assert.equal(e.attempts, 3);
@@ -50,7 +58,13 @@ describe('ServerPolicy', () => {
   it('succeeds on a later attempt and reports the attempts', async () => {
     const { p } = policy();
     let n = 0;
-    const r = await p.execute(async () => { if (++n < 2) throw connectionLost(); return 'ok'; }, { retryTimeouts: true });
+    const r = await p.execute(
+      async () => {
+        if (++n < 2) throw connectionLost();
+        return 'ok';
+      },
+      { retryTimeouts: true },
+    );
     assert.deepEqual(r, { value: 'ok', attempts: 2 });
   });
 
@@ -58,7 +72,15 @@ describe('ServerPolicy', () => {
     const { p } = policy();
     let n = 0;
     for (let i = 0; i < 5; i++) {
-      const e = await rejects(p.execute(async () => { n++; throw new McpError(ErrorCode.InvalidParams, 'bad'); }, { retryTimeouts: true }));
+      const e = await rejects(
+        p.execute(
+          async () => {
+            n++;
+            throw new McpError(ErrorCode.InvalidParams, 'bad');
+          },
+          { retryTimeouts: true },
+        ),
+      );
       assert.equal(e.code, 'validation');
     }
     assert.equal(n, 5);
@@ -68,9 +90,25 @@ describe('ServerPolicy', () => {
   it('retries a timeout only when the call is safe to repeat', async () => {
     const { p } = policy({ breaker: { consecutive_failures: 10 } });
     let safe = 0;
-    await rejects(p.execute(async () => { safe++; throw new TaskCancelledError(); }, { retryTimeouts: true }));
+    await rejects(
+      p.execute(
+        async () => {
+          safe++;
+          throw new TaskCancelledError();
+        },
+        { retryTimeouts: true },
+      ),
+    );
     let unsafe = 0;
-    const e = await rejects(p.execute(async () => { unsafe++; throw new TaskCancelledError(); }, { retryTimeouts: false }));
+    const e = await rejects(
+      p.execute(
+        async () => {
+          unsafe++;
+          throw new TaskCancelledError();
+        },
+        { retryTimeouts: false },
+      ),
+    );
     assert.equal(safe, 3);
     assert.equal(unsafe, 1);
     assert.equal(e.code, 'timeout');
@@ -79,16 +117,39 @@ describe('ServerPolicy', () => {
   it('does not retry a fail-fast unavailable (server known down)', async () => {
     const { p } = policy({ breaker: { consecutive_failures: 10 } });
     let n = 0;
-    await rejects(p.execute(async () => { n++; throw new AppError('unavailable', 'down', { fail_fast: true }); }, { retryTimeouts: true }));
+    await rejects(
+      p.execute(
+        async () => {
+          n++;
+          throw new AppError('unavailable', 'down', { fail_fast: true });
+        },
+        { retryTimeouts: true },
+      ),
+    );
     assert.equal(n, 1);
   });
 
   it('opens after N consecutive failures, refuses without calling, then half-opens and closes on success', async () => {
     const { p, log } = policy({ retry: { max_attempts: 1 } });
-    for (let i = 0; i < 2; i++) await rejects(p.execute(async () => { throw connectionLost(); }, { retryTimeouts: true }));
+    for (let i = 0; i < 2; i++)
+      await rejects(
+        p.execute(
+          async () => {
+            throw connectionLost();
+          },
+          { retryTimeouts: true },
+        ),
+      );
     assert.equal(p.breakerState, 'open');
     let called = false;
-    const e = await rejects(p.execute(async () => { called = true; }, { retryTimeouts: true }));
+    const e = await rejects(
+      p.execute(
+        async () => {
+          called = true;
+        },
+        { retryTimeouts: true },
+      ),
+    );
     assert.equal(called, false);
     assert.equal(e.code, 'unavailable');
     assert.equal(e.details.breaker, 'open');
@@ -117,11 +178,14 @@ describe('ServerPolicy', () => {
     const gate = new Promise<void>((r) => (release = r));
     const order: number[] = [];
     const burst = Array.from({ length: 22 }, (_, i) =>
-      p.execute(async () => {
-        order.push(i);
-        if (i < 2) await gate;
-        return i;
-      }, { retryTimeouts: true }),
+      p.execute(
+        async () => {
+          order.push(i);
+          if (i < 2) await gate;
+          return i;
+        },
+        { retryTimeouts: true },
+      ),
     );
     const during = p.queueStats();
     assert.equal(during.in_flight, 2);
@@ -135,8 +199,16 @@ describe('ServerPolicy', () => {
     await new Promise((r) => setTimeout(r, 30));
     release();
     const values = (await Promise.all(burst)).map((r) => r.value);
-    assert.deepEqual(values, Array.from({ length: 22 }, (_, i) => i), 'every queued call ran and answered');
-    assert.deepEqual(order, Array.from({ length: 22 }, (_, i) => i), 'in arrival order');
+    assert.deepEqual(
+      values,
+      Array.from({ length: 22 }, (_, i) => i),
+      'every queued call ran and answered',
+    );
+    assert.deepEqual(
+      order,
+      Array.from({ length: 22 }, (_, i) => i),
+      'in arrival order',
+    );
     const after = p.queueStats();
     assert.equal(after.depth, 0);
     assert.equal(after.in_flight, 0);
@@ -150,12 +222,29 @@ describe('ServerPolicy', () => {
     const heard: string[] = [];
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const first = p.execute(async () => { heard.push('first runs'); await gate; return 1; }, {
-      retryTimeouts: true, onQueued: () => heard.push('first queued'), onStarted: () => heard.push('first started'),
-    });
-    const second = p.execute(async () => { heard.push('second runs'); return 2; }, {
-      retryTimeouts: true, onQueued: () => heard.push('second queued'), onStarted: () => heard.push('second started'),
-    });
+    const first = p.execute(
+      async () => {
+        heard.push('first runs');
+        await gate;
+        return 1;
+      },
+      {
+        retryTimeouts: true,
+        onQueued: () => heard.push('first queued'),
+        onStarted: () => heard.push('first started'),
+      },
+    );
+    const second = p.execute(
+      async () => {
+        heard.push('second runs');
+        return 2;
+      },
+      {
+        retryTimeouts: true,
+        onQueued: () => heard.push('second queued'),
+        onStarted: () => heard.push('second started'),
+      },
+    );
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(heard, ['first runs', 'second queued']);
     release();

@@ -1,5 +1,11 @@
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import { addService, callProgressNotifier, defineEndpoint, type EndpointDefinition, type Service } from '@switchyard/messaging';
+import {
+  addService,
+  callProgressNotifier,
+  defineEndpoint,
+  type EndpointDefinition,
+  type Service,
+} from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import type { McpEventSink } from '@switchyard/contracts';
@@ -62,7 +68,12 @@ export class McpConnectorService {
       version: MCP_SERVICE_VERSION,
       description: 'MCP tool servers behind resilience policies',
       ...(opts.queue && { queue: opts.queue }),
-      metadata: { servers: opts.connectors.all().map((c) => c.name).join(',') },
+      metadata: {
+        servers: opts.connectors
+          .all()
+          .map((c) => c.name)
+          .join(','),
+      },
       logger: opts.logger,
       endpoints,
     });
@@ -107,7 +118,10 @@ function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): R
       metadata: meta,
       handler: async (req, ctx) => {
         // A caller that follows the call hears when it waits for a slot (again every heartbeat) and when it runs.
-        const progress = req.progress_subject && req.idempotency_key ? callProgressNotifier(nc, req.progress_subject, req.idempotency_key) : undefined;
+        const progress =
+          req.progress_subject && req.idempotency_key
+            ? callProgressNotifier(nc, req.progress_subject, req.idempotency_key)
+            : undefined;
         try {
           return await c.callTool({
             tool: req.tool,
@@ -178,7 +192,9 @@ export interface StartConnectorsOptions {
    * bucket SWITCHYARD_MCP_CALLS (one per subject prefix) with a 10 min TTL (default), or `false`:
    * this process only.
    */
-  readonly sharedCalls?: false | { readonly bucket?: string; readonly ttlMs?: number; readonly leaseMs?: number; readonly joinWaitMs?: number };
+  readonly sharedCalls?:
+    | false
+    | { readonly bucket?: string; readonly ttlMs?: number; readonly leaseMs?: number; readonly joinWaitMs?: number };
 }
 
 export interface RunningConnectors {
@@ -202,13 +218,26 @@ export async function startConnectors(opts: StartConnectorsOptions): Promise<Run
           logger: opts.logger,
           ...s,
           // An isolated subject space gets its own bucket: its calls are not the others'.
-          bucket: s?.bucket ?? (opts.subjectPrefix ? `${MCP_CALLS_BUCKET}_${createHash('sha256').update(opts.subjectPrefix).digest('hex').slice(0, 12)}` : MCP_CALLS_BUCKET),
+          bucket:
+            s?.bucket ??
+            (opts.subjectPrefix
+              ? `${MCP_CALLS_BUCKET}_${createHash('sha256').update(opts.subjectPrefix).digest('hex').slice(0, 12)}`
+              : MCP_CALLS_BUCKET),
         });
-  const connectors = new McpConnectors({ registry: opts.registry, logger: opts.logger, ...(opts.onEvent && { onEvent: opts.onEvent }), ...(sharedCalls && { sharedCalls }) });
+  const connectors = new McpConnectors({
+    registry: opts.registry,
+    logger: opts.logger,
+    ...(opts.onEvent && { onEvent: opts.onEvent }),
+    ...(sharedCalls && { sharedCalls }),
+  });
   await connectors.start();
   let service: McpConnectorService;
   try {
-    service = await McpConnectorService.start({ nc: opts.nats, connectors, logger: opts.logger, ...(opts.queue && { queue: opts.queue }),
+    service = await McpConnectorService.start({
+      nc: opts.nats,
+      connectors,
+      logger: opts.logger,
+      ...(opts.queue && { queue: opts.queue }),
       ...(opts.subjectPrefix && { subjectPrefix: opts.subjectPrefix }),
     });
   } catch (err) {

@@ -17,8 +17,17 @@ export class McpConnectors {
 
   constructor(opts: McpConnectorsOptions) {
     for (const config of opts.registry) {
-      if (this.byName.has(config.name)) throw new AppError('validation', `duplicate MCP server name ${config.name}`, { server: config.name });
-      this.byName.set(config.name, new McpConnector({ config, logger: opts.logger, ...(opts.onEvent && { onEvent: opts.onEvent }), ...(opts.sharedCalls && { sharedCalls: opts.sharedCalls }) }));
+      if (this.byName.has(config.name))
+        throw new AppError('validation', `duplicate MCP server name ${config.name}`, { server: config.name });
+      this.byName.set(
+        config.name,
+        new McpConnector({
+          config,
+          logger: opts.logger,
+          ...(opts.onEvent && { onEvent: opts.onEvent }),
+          ...(opts.sharedCalls && { sharedCalls: opts.sharedCalls }),
+        }),
+      );
     }
   }
 
@@ -38,7 +47,11 @@ export class McpConnectors {
   /** The connector of `name` or AppError('not_found') listing the known servers. */
   require(name: string): McpConnector {
     const c = this.byName.get(name);
-    if (!c) throw new AppError('not_found', `no MCP server named ${name}`, { server: name, valid_servers: [...this.byName.keys()] });
+    if (!c)
+      throw new AppError('not_found', `no MCP server named ${name}`, {
+        server: name,
+        valid_servers: [...this.byName.keys()],
+      });
     return c;
   }
 

@@ -33,7 +33,12 @@ const entrySchema = z.discriminatedUnion('state', [
   z.object({
     state: z.literal('failed'),
     owner: z.string(),
-    error: z.object({ code: errorCodeSchema, message: z.string(), retryable: z.boolean(), details: z.record(z.string(), z.unknown()).default({}) }),
+    error: z.object({
+      code: errorCodeSchema,
+      message: z.string(),
+      retryable: z.boolean(),
+      details: z.record(z.string(), z.unknown()).default({}),
+    }),
   }),
 ]);
 type Entry = z.infer<typeof entrySchema>;
@@ -78,10 +83,12 @@ export class NatsKvCallCache implements SharedCallCache {
 
   /** The bucket (created when missing; an existing one is used as it is). */
   bucket(): Promise<KV> {
-    this.kv ??= new Kvm(this.o.nats).create(this.o.bucket ?? MCP_CALLS_BUCKET, { ttl: this.o.ttlMs ?? 600_000, history: 1 }).catch((err: unknown) => {
-      this.kv = undefined;
-      throw err;
-    });
+    this.kv ??= new Kvm(this.o.nats)
+      .create(this.o.bucket ?? MCP_CALLS_BUCKET, { ttl: this.o.ttlMs ?? 600_000, history: 1 })
+      .catch((err: unknown) => {
+        this.kv = undefined;
+        throw err;
+      });
     return this.kv;
   }
 
@@ -114,7 +121,12 @@ export class NatsKvCallCache implements SharedCallCache {
       if (outcome.kind === 'done') return outcome.result;
       if (outcome.kind === 'failed') throw outcome.error;
       if (outcome.kind === 'timeout') {
-        throw new AppError('timeout', `the call with this idempotency key still runs in another connectors process after ${this.joinWaitMs} ms`, { server: id.server, tool: id.tool }, true);
+        throw new AppError(
+          'timeout',
+          `the call with this idempotency key still runs in another connectors process after ${this.joinWaitMs} ms`,
+          { server: id.server, tool: id.tool },
+          true,
+        );
       }
       // 'free': the owner's lease ran out: try to take the key over.
     }
@@ -144,7 +156,8 @@ export class NatsKvCallCache implements SharedCallCache {
   /** Create the key (we run), or read what it holds; take over a failed call or an expired lease by compare-and-set. */
   private async claim(kv: KV, k: string): Promise<Claim> {
     for (let attempt = 0; ; attempt++) {
-      const running = (): string => this.encode({ state: 'running', owner: this.owner, lease_until: Date.now() + this.leaseMs });
+      const running = (): string =>
+        this.encode({ state: 'running', owner: this.owner, lease_until: Date.now() + this.leaseMs });
       try {
         return { kind: 'owner', revision: await kv.create(k, running()) };
       } catch (err) {
@@ -166,16 +179,29 @@ export class NatsKvCallCache implements SharedCallCache {
   }
 
   /** Run the call as the key's owner: renew the lease while it runs, then store the outcome for the other processes. */
-  private async own(kv: KV, k: string, revision: number, execute: () => Promise<CallToolResult>): Promise<CallToolResult> {
+  private async own(
+    kv: KV,
+    k: string,
+    revision: number,
+    execute: () => Promise<CallToolResult>,
+  ): Promise<CallToolResult> {
     let rev = revision;
-    const renew = setInterval(() => {
-      kv.update(k, this.encode({ state: 'running', owner: this.owner, lease_until: Date.now() + this.leaseMs }), rev).then(
-        (r) => {
-          rev = r;
-        },
-        (err: unknown) => this.log.warn({ err: (err as Error).message }, 'renewing the lease of a shared call failed'),
-      );
-    }, Math.max(100, Math.floor(this.leaseMs / 3)));
+    const renew = setInterval(
+      () => {
+        kv.update(
+          k,
+          this.encode({ state: 'running', owner: this.owner, lease_until: Date.now() + this.leaseMs }),
+          rev,
+        ).then(
+          (r) => {
+            rev = r;
+          },
+          (err: unknown) =>
+            this.log.warn({ err: (err as Error).message }, 'renewing the lease of a shared call failed'),
+        );
+      },
+      Math.max(100, Math.floor(this.leaseMs / 3)),
+    );
     renew.unref();
     let outcome: Entry;
     try {
@@ -187,7 +213,11 @@ export class NatsKvCallCache implements SharedCallCache {
     } catch (err) {
       clearInterval(renew);
       const e = isAppError(err) ? err : new AppError('internal', (err as Error)?.message ?? String(err));
-      outcome = { state: 'failed', owner: this.owner, error: { code: e.code, message: e.message, retryable: e.retryable, details: e.details } };
+      outcome = {
+        state: 'failed',
+        owner: this.owner,
+        error: { code: e.code, message: e.message, retryable: e.retryable, details: e.details },
+      };
       await this.store(kv, k, outcome);
       throw err;
     }
@@ -198,7 +228,10 @@ export class NatsKvCallCache implements SharedCallCache {
       await kv.put(k, this.encode(e));
     } catch (err) {
       // Too large for a NATS message, or NATS away: the others must not wait for it; they may run it again.
-      this.log.warn({ err: (err as Error).message, state: e.state }, 'storing a shared call outcome failed; releasing the key');
+      this.log.warn(
+        { err: (err as Error).message, state: e.state },
+        'storing a shared call outcome failed; releasing the key',
+      );
       await kv.delete(k).catch(() => undefined);
     }
   }
@@ -208,7 +241,12 @@ export class NatsKvCallCache implements SharedCallCache {
     kv: KV,
     k: string,
     deadline: number,
-  ): Promise<{ kind: 'done'; result: CallToolResult } | { kind: 'failed'; error: AppError } | { kind: 'free' } | { kind: 'timeout' }> {
+  ): Promise<
+    | { kind: 'done'; result: CallToolResult }
+    | { kind: 'failed'; error: AppError }
+    | { kind: 'free' }
+    | { kind: 'timeout' }
+  > {
     const watch = await kv.watch({ key: k });
     const it = watch[Symbol.asyncIterator]();
     let pending: Promise<IteratorResult<KvEntry>> | undefined;
@@ -217,7 +255,10 @@ export class NatsKvCallCache implements SharedCallCache {
         const left = deadline - Date.now();
         if (left <= 0) return { kind: 'timeout' };
         pending ??= it.next();
-        const next = await Promise.race([pending, sleep(Math.min(left, Math.max(100, Math.floor(this.leaseMs / 3)))).then(() => 'tick' as const)]);
+        const next = await Promise.race([
+          pending,
+          sleep(Math.min(left, Math.max(100, Math.floor(this.leaseMs / 3)))).then(() => 'tick' as const),
+        ]);
         let entry: KvEntry | null;
         if (next === 'tick') entry = await kv.get(k);
         else {
@@ -228,7 +269,11 @@ export class NatsKvCallCache implements SharedCallCache {
         const e = this.decode(entry);
         if (!e) return { kind: 'free' };
         if (e.state === 'done') return { kind: 'done', result: e.result as CallToolResult };
-        if (e.state === 'failed') return { kind: 'failed', error: new AppError(e.error.code, e.error.message, e.error.details, e.error.retryable) };
+        if (e.state === 'failed')
+          return {
+            kind: 'failed',
+            error: new AppError(e.error.code, e.error.message, e.error.details, e.error.retryable),
+          };
         if (e.lease_until < Date.now()) return { kind: 'free' };
       }
     } finally {

@@ -45,14 +45,24 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
       if (!transport) {
         if (sid) return void res.writeHead(404).end();
         const server = new McpServer({ name: 'counting', version: '1.0.0' });
-        server.registerTool('count', { description: 'counts its runs per label', inputSchema: { label: z.string(), delay_ms: z.number().int().min(0).max(10_000).optional() } }, async ({ label, delay_ms }) => {
-          const n = (ran.get(label) ?? 0) + 1;
-          ran.set(label, n);
-          if (delay_ms) await new Promise((r) => setTimeout(r, delay_ms));
-          return { content: [{ type: 'text', text: `${label} run ${n} (${randomUUID()})` }] };
-        });
+        server.registerTool(
+          'count',
+          {
+            description: 'counts its runs per label',
+            inputSchema: { label: z.string(), delay_ms: z.number().int().min(0).max(10_000).optional() },
+          },
+          async ({ label, delay_ms }) => {
+            const n = (ran.get(label) ?? 0) + 1;
+            ran.set(label, n);
+            if (delay_ms) await new Promise((r) => setTimeout(r, delay_ms));
+            return { content: [{ type: 'text', text: `${label} run ${n} (${randomUUID()})` }] };
+          },
+        );
         sessions.push(server);
-        const t = new StreamableHTTPServerTransport({ sessionIdGenerator: () => randomUUID(), onsessioninitialized: (id) => void transports.set(id, t) });
+        const t = new StreamableHTTPServerTransport({
+          sessionIdGenerator: () => randomUUID(),
+          onsessioninitialized: (id) => void transports.set(id, t),
+        });
         await server.connect(t);
         transport = t;
       }
@@ -69,13 +79,34 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
       }),
     ];
     const url = await testNatsUrl();
-    [ncA, ncB, client] = await Promise.all([connectNats({ url, name: 'connectors-a', logger }), connectNats({ url, name: 'connectors-b', logger }), connectNats({ url, name: 'client', logger })]);
+    [ncA, ncB, client] = await Promise.all([
+      connectNats({ url, name: 'connectors-a', logger }),
+      connectNats({ url, name: 'connectors-b', logger }),
+      connectNats({ url, name: 'client', logger }),
+    ]);
     [a, b] = await Promise.all([
-      startConnectors({ nats: ncA, registry, logger, onEvent: recA.sink, subjectPrefix: prefixA, sharedCalls: { bucket, leaseMs: 1_500 } }),
-      startConnectors({ nats: ncB, registry, logger, onEvent: recB.sink, subjectPrefix: prefixB, sharedCalls: { bucket, leaseMs: 1_500 } }),
+      startConnectors({
+        nats: ncA,
+        registry,
+        logger,
+        onEvent: recA.sink,
+        subjectPrefix: prefixA,
+        sharedCalls: { bucket, leaseMs: 1_500 },
+      }),
+      startConnectors({
+        nats: ncB,
+        registry,
+        logger,
+        onEvent: recB.sink,
+        subjectPrefix: prefixB,
+        sharedCalls: { bucket, leaseMs: 1_500 },
+      }),
     ]);
     // Both sessions connected before the first call (a session still connecting answers `unavailable`).
-    await waitFor(() => [a, b].every((x) => x.connectors.get('counting')?.health().state === 'up'), 'both connector services connected to the MCP server');
+    await waitFor(
+      () => [a, b].every((x) => x.connectors.get('counting')?.health().state === 'up'),
+      'both connector services connected to the MCP server',
+    );
   });
 
   after(async () => {
@@ -86,7 +117,11 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
     await new Promise((r) => http?.close(r));
   });
 
-  const call = (prefix: string, body: unknown) => request(client, mcpSubject('counting', 'call_tool', prefix), body, { schema: callToolReplySchema, timeoutMs: 15_000 });
+  const call = (prefix: string, body: unknown) =>
+    request(client, mcpSubject('counting', 'call_tool', prefix), body, {
+      schema: callToolReplySchema,
+      timeoutMs: 15_000,
+    });
   const text = (r: { content: { type: string; text?: unknown }[] }) => r.content.map((c) => String(c.text)).join('');
 
   it('a retry with the same key on the other service returns the first result; the tool ran once', async () => {
@@ -97,7 +132,12 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
     assert.equal(text(again), text(first));
     assert.equal(ran.get(key), 1, 'the MCP server ran the tool once');
     // B recorded no call of its own for this key: it answered from the shared entry.
-    assert.equal(recB.events.filter((e) => e.type === 'McpToolCalled' && (e.data as { idempotency_key?: string }).idempotency_key === key).length, 0);
+    assert.equal(
+      recB.events.filter(
+        (e) => e.type === 'McpToolCalled' && (e.data as { idempotency_key?: string }).idempotency_key === key,
+      ).length,
+      0,
+    );
     // Another key runs again.
     const other = await call(prefixB, { tool: 'count', arguments: { label: key }, idempotency_key: `${key}-2` });
     assert.match(text(other), new RegExp(`^${key} run 2 `));
@@ -127,12 +167,18 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
     const key = `orphan-${randomUUID()}`;
     const kv = await new Kvm(client).open(bucket);
     // What a connectors process killed mid-call leaves: `running` with a lease nobody renews.
-    await kv.put(NatsKvCallCache.keyOf({ server: 'counting', tool: 'count', key }), JSON.stringify({ state: 'running', owner: 'killed-process', lease_until: Date.now() + 800 }));
+    await kv.put(
+      NatsKvCallCache.keyOf({ server: 'counting', tool: 'count', key }),
+      JSON.stringify({ state: 'running', owner: 'killed-process', lease_until: Date.now() + 800 }),
+    );
     const answer = await call(prefixB, { tool: 'count', arguments: { label: key }, idempotency_key: key });
     assert.match(text(answer), new RegExp(`^${key} run 1 `));
     assert.equal(ran.get(key), 1);
     // And the outcome is now shared: A answers the same without running it.
-    assert.equal(text(await call(prefixA, { tool: 'count', arguments: { label: key }, idempotency_key: key })), text(answer));
+    assert.equal(
+      text(await call(prefixA, { tool: 'count', arguments: { label: key }, idempotency_key: key })),
+      text(answer),
+    );
     assert.equal(ran.get(key), 1);
   });
 
@@ -140,22 +186,48 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
     const prefixQ = `switchyard.svc.sharedQ${process.pid}.v1`;
     const queue = `shared-q-${process.pid}`;
     const registry = [a.connectors.get('counting')!.config];
-    const [ncC, ncD] = await Promise.all(['connectors-c', 'connectors-d'].map(async (name) => connectNats({ url: await testNatsUrl(), name, logger })));
+    const [ncC, ncD] = await Promise.all(
+      ['connectors-c', 'connectors-d'].map(async (name) => connectNats({ url: await testNatsUrl(), name, logger })),
+    );
     const recC = new EventRecorder();
     const recD = new EventRecorder();
     const [c, d] = await Promise.all([
-      startConnectors({ nats: ncC!, registry, logger, onEvent: recC.sink, subjectPrefix: prefixQ, queue, sharedCalls: { bucket, leaseMs: 1_500 } }),
-      startConnectors({ nats: ncD!, registry, logger, onEvent: recD.sink, subjectPrefix: prefixQ, queue, sharedCalls: { bucket, leaseMs: 1_500 } }),
+      startConnectors({
+        nats: ncC!,
+        registry,
+        logger,
+        onEvent: recC.sink,
+        subjectPrefix: prefixQ,
+        queue,
+        sharedCalls: { bucket, leaseMs: 1_500 },
+      }),
+      startConnectors({
+        nats: ncD!,
+        registry,
+        logger,
+        onEvent: recD.sink,
+        subjectPrefix: prefixQ,
+        queue,
+        sharedCalls: { bucket, leaseMs: 1_500 },
+      }),
     ]);
     try {
-      await waitFor(() => [c, d].every((x) => x.connectors.get('counting')?.health().state === 'up'), 'both queue members connected');
+      await waitFor(
+        () => [c, d].every((x) => x.connectors.get('counting')?.health().state === 'up'),
+        'both queue members connected',
+      );
       const key = `queue-${randomUUID()}`;
       const body = { tool: 'count', arguments: { label: key, delay_ms: 300 }, idempotency_key: key };
       const answers = await Promise.all(Array.from({ length: 12 }, () => call(prefixQ, body)));
       assert.equal(new Set(answers.map(text)).size, 1);
       assert.equal(ran.get(key), 1, 'the MCP server ran the tool once');
-      const handled = (r: EventRecorder) => r.events.filter((e) => e.type === 'McpToolCalled' && (e.data as { idempotency_key?: string }).idempotency_key === key).length;
-      console.log(`# queue group: 12 requests, tool calls made by C ${handled(recC)}, by D ${handled(recD)}, runs on the server ${ran.get(key)}`);
+      const handled = (r: EventRecorder) =>
+        r.events.filter(
+          (e) => e.type === 'McpToolCalled' && (e.data as { idempotency_key?: string }).idempotency_key === key,
+        ).length;
+      console.log(
+        `# queue group: 12 requests, tool calls made by C ${handled(recC)}, by D ${handled(recD)}, runs on the server ${ran.get(key)}`,
+      );
       assert.equal(handled(recC) + handled(recD), 1);
     } finally {
       await Promise.all([c.stop(), d.stop()]);

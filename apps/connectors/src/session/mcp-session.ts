@@ -137,7 +137,13 @@ export class McpSession {
   /** The current health. `degraded`: connected, but pings are slow or timing out. */
   health(): McpSessionHealth {
     const state: McpHealth =
-      this.phase === 'unconfigured' ? 'unconfigured' : this.phase === 'connected' ? (this.slow ? 'degraded' : 'up') : 'down';
+      this.phase === 'unconfigured'
+        ? 'unconfigured'
+        : this.phase === 'connected'
+          ? this.slow
+            ? 'degraded'
+            : 'up'
+          : 'down';
     const pid = this.pid;
     return {
       server: this.name,
@@ -187,14 +193,18 @@ export class McpSession {
 
   async refreshResources(opts: CallOptions = {}): Promise<readonly Resource[]> {
     return this.op('list_resources', async (c) => {
-      this.resourceCache = c.getServerCapabilities()?.resources ? await listAll(c, 'resources', opts.signal, this.timeout(opts)) : [];
+      this.resourceCache = c.getServerCapabilities()?.resources
+        ? await listAll(c, 'resources', opts.signal, this.timeout(opts))
+        : [];
       return this.resourceCache;
     });
   }
 
   async refreshPrompts(opts: CallOptions = {}): Promise<readonly Prompt[]> {
     return this.op('list_prompts', async (c) => {
-      this.promptCache = c.getServerCapabilities()?.prompts ? await listAll(c, 'prompts', opts.signal, this.timeout(opts)) : [];
+      this.promptCache = c.getServerCapabilities()?.prompts
+        ? await listAll(c, 'prompts', opts.signal, this.timeout(opts))
+        : [];
       return this.promptCache;
     });
   }
@@ -205,7 +215,15 @@ export class McpSession {
    */
   async callTool(tool: string, args: Record<string, unknown>, opts: CallOptions = {}): Promise<CallToolResult> {
     return this.op('call_tool', async (c) => {
-      const res = await c.callTool({ name: tool, arguments: args, ...(opts.correlationId ? { _meta: { correlationId: opts.correlationId } } : {}) }, undefined, this.requestOptions(opts));
+      const res = await c.callTool(
+        {
+          name: tool,
+          arguments: args,
+          ...(opts.correlationId ? { _meta: { correlationId: opts.correlationId } } : {}),
+        },
+        undefined,
+        this.requestOptions(opts),
+      );
       return res as CallToolResult;
     });
   }
@@ -283,13 +301,16 @@ export class McpSession {
     // Lazy first connect: the first caller waits for it (bounded by connect_ms).
     if (this.phase === 'idle') await this.connect().catch(() => undefined);
     // So does everyone while a session renewal (server alive, session forgotten) is under way.
-    else if (this.phase === 'connecting' && (!this.everConnected || this.renewing) && this.connecting) await this.connecting.catch(() => undefined);
+    else if (this.phase === 'connecting' && (!this.everConnected || this.renewing) && this.connecting)
+      await this.connecting.catch(() => undefined);
     if (this.phase === 'connected' && this.live) return this.live;
     const state = this.phase === 'unconfigured' ? 'unconfigured' : 'down';
     const why = this.lastError ?? 'not connected';
     throw new AppError(
       'unavailable',
-      state === 'unconfigured' ? `MCP server ${this.name} is unconfigured: ${why}` : `MCP server ${this.name} is down: ${why}`,
+      state === 'unconfigured'
+        ? `MCP server ${this.name} is unconfigured: ${why}`
+        : `MCP server ${this.name} is down: ${why}`,
       { server: this.name, op, health: state, fail_fast: true },
     );
   }
@@ -309,7 +330,9 @@ export class McpSession {
     const cfg = this.opts.config;
     const t0 = performance.now();
     const transport = this.makeTransport();
-    const client = new Client(this.opts.clientInfo ?? { name: 'switchyard-connectors', version: '0.1.0' }, { capabilities: {} });
+    const client = new Client(this.opts.clientInfo ?? { name: 'switchyard-connectors', version: '0.1.0' }, {
+      capabilities: {},
+    });
     const live: Live = { client, transport, gen };
     client.onclose = () => this.lost(gen, new Error('connection closed (server exited or transport closed)'));
     client.onerror = (err) => this.transportError(gen, err);
@@ -317,15 +340,23 @@ export class McpSession {
     client.setNotificationHandler(ResourceListChangedNotificationSchema, () => this.relist(gen, 'resources'));
     client.setNotificationHandler(PromptListChangedNotificationSchema, () => this.relist(gen, 'prompts'));
     try {
-      await withDeadline(client.connect(transport, { timeout: cfg.timeouts.connect_ms }), cfg.timeouts.connect_ms, 'connect');
+      await withDeadline(
+        client.connect(transport, { timeout: cfg.timeouts.connect_ms }),
+        cfg.timeouts.connect_ms,
+        'connect',
+      );
       if (gen !== this.gen) throw new Error('superseded');
       const caps = client.getServerCapabilities();
       const t = cfg.timeouts.call_ms;
       // Lists are part of connecting: a session is `up` only once we know what it offers.
       const [tools, resources, prompts] = await Promise.all([
         caps?.tools ? listAll(client, 'tools', undefined, t) : Promise.resolve([] as Tool[]),
-        caps?.resources ? listAll(client, 'resources', undefined, t).catch(() => [] as Resource[]) : Promise.resolve([] as Resource[]),
-        caps?.prompts ? listAll(client, 'prompts', undefined, t).catch(() => [] as Prompt[]) : Promise.resolve([] as Prompt[]),
+        caps?.resources
+          ? listAll(client, 'resources', undefined, t).catch(() => [] as Resource[])
+          : Promise.resolve([] as Resource[]),
+        caps?.prompts
+          ? listAll(client, 'prompts', undefined, t).catch(() => [] as Prompt[])
+          : Promise.resolve([] as Prompt[]),
       ]);
       if (gen !== this.gen) throw new Error('superseded');
       this.toolCache = tools;
@@ -357,7 +388,14 @@ export class McpSession {
     this.lastError = undefined;
     this.log.info({ tools: this.toolCache.length, ms: this.responseMs, pid: this.pid }, 'MCP server connected');
     if (wasDown) {
-      this.emit(mcpEvent('McpServerRecovered', { server: this.name, down_for_ms: downFor, response_ms: this.responseMs, at: new Date().toISOString() }));
+      this.emit(
+        mcpEvent('McpServerRecovered', {
+          server: this.name,
+          down_for_ms: downFor,
+          response_ms: this.responseMs,
+          at: new Date().toISOString(),
+        }),
+      );
     }
     this.startPings(gen);
     this.notify();
@@ -394,7 +432,12 @@ export class McpSession {
       // One abort listener on the transport's signal, not one per call (own-signal-fetch.ts).
       fetch: fetchWithOwnSignals(),
       // The SSE side stream's own reconnects: few, since the session reconnects as a whole.
-      reconnectionOptions: { initialReconnectionDelay: 200, maxReconnectionDelay: 2_000, reconnectionDelayGrowFactor: 2, maxRetries: 2 },
+      reconnectionOptions: {
+        initialReconnectionDelay: 200,
+        maxReconnectionDelay: 2_000,
+        reconnectionDelayGrowFactor: 2,
+        maxRetries: 2,
+      },
     });
   }
 
@@ -420,7 +463,12 @@ export class McpSession {
     if (!this.reportedDown) {
       this.reportedDown = true;
       this.emit(
-        mcpEvent('McpServerWentDown', { server: this.name, previous, error: this.lastError ?? 'unknown', at: new Date().toISOString() }),
+        mcpEvent('McpServerWentDown', {
+          server: this.name,
+          previous,
+          error: this.lastError ?? 'unknown',
+          at: new Date().toISOString(),
+        }),
       );
     }
     this.notify();
@@ -466,7 +514,10 @@ export class McpSession {
   private async probe(gen: number): Promise<void> {
     const live = this.live;
     if (!live || live.gen !== gen || this.phase !== 'connected') return;
-    const timeout = Math.min(this.opts.config.timeouts.call_ms, Math.max(this.opts.config.health.degraded_after_ms * 2, 5_000));
+    const timeout = Math.min(
+      this.opts.config.timeouts.call_ms,
+      Math.max(this.opts.config.health.degraded_after_ms * 2, 5_000),
+    );
     const t0 = performance.now();
     try {
       await live.client.ping({ timeout });
@@ -495,7 +546,8 @@ export class McpSession {
 
   private relist(gen: number, what: 'tools' | 'resources' | 'prompts'): void {
     if (gen !== this.gen) return;
-    const p = what === 'tools' ? this.refreshTools() : what === 'resources' ? this.refreshResources() : this.refreshPrompts();
+    const p =
+      what === 'tools' ? this.refreshTools() : what === 'resources' ? this.refreshResources() : this.refreshPrompts();
     p.then(
       () => this.log.debug({ what }, 'MCP list changed: re-listed'),
       (err: unknown) => this.log.warn({ what, err: errorText(err) }, 'MCP re-list failed'),
@@ -526,7 +578,12 @@ type ListKind = 'tools' | 'resources' | 'prompts';
 type ListItem<K extends ListKind> = K extends 'tools' ? Tool : K extends 'resources' ? Resource : Prompt;
 
 /** Page through a list endpoint (servers may paginate with nextCursor). */
-async function listAll<K extends ListKind>(client: Client, kind: K, signal: AbortSignal | undefined, timeout: number): Promise<ListItem<K>[]> {
+async function listAll<K extends ListKind>(
+  client: Client,
+  kind: K,
+  signal: AbortSignal | undefined,
+  timeout: number,
+): Promise<ListItem<K>[]> {
   const out: ListItem<K>[] = [];
   let cursor: string | undefined;
   const opts = { ...(signal && { signal }), timeout };
@@ -564,7 +621,10 @@ async function closeQuietly(live: Live, kill = false): Promise<void> {
 function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`${what} timed out after ${ms} ms`), { name: 'AbortError' })), ms);
+    timer = setTimeout(
+      () => reject(Object.assign(new Error(`${what} timed out after ${ms} ms`), { name: 'AbortError' })),
+      ms,
+    );
   });
   return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }

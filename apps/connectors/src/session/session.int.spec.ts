@@ -27,7 +27,9 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
     http = createServer(async (req, res) => {
       seenAuth.push(req.headers.authorization);
       if (req.headers.authorization !== 'Bearer s3cret') {
-        res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message: 'unauthorized' }, id: null }));
+        res
+          .writeHead(401, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message: 'unauthorized' }, id: null }));
         return;
       }
       const sid = req.headers['mcp-session-id'] as string | undefined;
@@ -37,10 +39,17 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
           res.writeHead(404).end();
           return;
         }
-        const server = new McpServer({ name: 'changing', version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
-        server.registerTool('first', { description: 'the first tool', inputSchema: { x: z.number() } }, async ({ x }) => ({
-          content: [{ type: 'text', text: `first ${x}` }],
-        }));
+        const server = new McpServer(
+          { name: 'changing', version: '1.0.0' },
+          { capabilities: { tools: { listChanged: true } } },
+        );
+        server.registerTool(
+          'first',
+          { description: 'the first tool', inputSchema: { x: z.number() } },
+          async ({ x }) => ({
+            content: [{ type: 'text', text: `first ${x}` }],
+          }),
+        );
         servers.push(server);
         const t = new StreamableHTTPServerTransport({
           sessionIdGenerator: () => randomUUID(),
@@ -82,10 +91,19 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
       await s.start();
       assert.equal(s.health().state, 'up');
       assert.ok(seenAuth.includes('Bearer s3cret'));
-      assert.deepEqual(s.tools.map((t) => t.name), ['first']);
+      assert.deepEqual(
+        s.tools.map((t) => t.name),
+        ['first'],
+      );
       // Registering a tool on a connected McpServer sends notifications/tools/list_changed.
-      servers.at(-1)!.registerTool('second', { description: 'added later' }, async () => ({ content: [{ type: 'text', text: 'second' }] }));
-      await waitFor(() => s.tools.some((t) => t.name === 'second'), 'the session to re-list after list_changed', 10_000);
+      servers.at(-1)!.registerTool('second', { description: 'added later' }, async () => ({
+        content: [{ type: 'text', text: 'second' }],
+      }));
+      await waitFor(
+        () => s.tools.some((t) => t.name === 'second'),
+        'the session to re-list after list_changed',
+        10_000,
+      );
       const r = await s.callTool('second', {});
       assert.deepEqual(r.content, [{ type: 'text', text: 'second' }]);
       const ms = await s.ping();
@@ -134,7 +152,10 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
       assert.deepEqual(first.content, [{ type: 'text', text: 'first 1' }]);
       transports.clear(); // as after a server restart: every session id is unknown now
       const [a, b] = await Promise.all([s.callTool('first', { x: 2 }), s.callTool('first', { x: 3 })]);
-      assert.deepEqual([a.content, b.content], [[{ type: 'text', text: 'first 2' }], [{ type: 'text', text: 'first 3' }]]);
+      assert.deepEqual(
+        [a.content, b.content],
+        [[{ type: 'text', text: 'first 2' }], [{ type: 'text', text: 'first 3' }]],
+      );
       assert.equal(s.health().state, 'up');
       assert.equal(rec.count('McpServerWentDown'), 0);
     } finally {
@@ -149,7 +170,10 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
       const h = s.health();
       assert.equal(h.state, 'down');
       assert.match(h.last_error ?? '', /401|unauthori/i);
-      await assert.rejects(s.callTool('first', { x: 1 }), (e: unknown) => e instanceof AppError && e.code === 'unavailable' && e.details.fail_fast === true);
+      await assert.rejects(
+        s.callTool('first', { x: 1 }),
+        (e: unknown) => e instanceof AppError && e.code === 'unavailable' && e.details.fail_fast === true,
+      );
     } finally {
       await s.close();
     }

@@ -21,7 +21,10 @@ export function AgentsPage() {
   useLive(
     async () => {
       try {
-        const [h, p] = await Promise.all([get('/api/v1/integration/agents/health'), get('/api/v1/integration/agents/performance')]);
+        const [h, p] = await Promise.all([
+          get('/api/v1/integration/agents/health'),
+          get('/api/v1/integration/agents/performance'),
+        ]);
         setHealth(h.agents);
         setPerf(p.agents);
       } catch (e) {
@@ -58,13 +61,24 @@ export function AgentsPage() {
           const p = perf.find((x) => x.agent === a.agent);
           return (
             <article class="card" data-agent={a.agent}>
-              <h2>{a.agent} <StatusBadge status={h?.status ?? (a.available ? 'up' : 'down')} /></h2>
+              <h2>
+                {a.agent} <StatusBadge status={h?.status ?? (a.available ? 'up' : 'down')} />
+              </h2>
               <p>{a.description}</p>
-              <p class="muted">load {h?.in_flight ?? 0} / {a.max_concurrency}, queued {h?.queued ?? 0}, {h?.instances?.length ?? 0} instance(s)</p>
-              <p class="muted">done {p?.tasks_done ?? 0}, success {p?.success_rate === undefined || p?.success_rate === null ? '–' : fmtPct(p.success_rate * 100, 0)}, p50 {fmtMs(p?.latency_p50_ms)}, p95 {fmtMs(p?.latency_p95_ms)}</p>
+              <p class="muted">
+                load {h?.in_flight ?? 0} / {a.max_concurrency}, queued {h?.queued ?? 0}, {h?.instances?.length ?? 0}{' '}
+                instance(s)
+              </p>
+              <p class="muted">
+                done {p?.tasks_done ?? 0}, success{' '}
+                {p?.success_rate === undefined || p?.success_rate === null ? '–' : fmtPct(p.success_rate * 100, 0)}, p50{' '}
+                {fmtMs(p?.latency_p50_ms)}, p95 {fmtMs(p?.latency_p95_ms)}
+              </p>
               <ul>
                 {a.task_types.map((t: any) => (
-                  <li><code>{t.type}</code> {t.description}</li>
+                  <li>
+                    <code>{t.type}</code> {t.description}
+                  </li>
                 ))}
               </ul>
             </article>
@@ -78,24 +92,36 @@ export function AgentsPage() {
           e.preventDefault();
           setError(null);
           try {
-            setTask(await api('POST', '/api/v1/integration/agents/delegate', { task_type: taskType, context, priority }));
+            setTask(
+              await api('POST', '/api/v1/integration/agents/delegate', { task_type: taskType, context, priority }),
+            );
           } catch (err) {
             setError(err);
           }
-        }}>
+        }}
+      >
         <div class="field">
           <label for="task-type">task type</label>
-          <select id="task-type" value={taskType} onChange={(e) => setTaskType((e.target as HTMLSelectElement).value)} required>
+          <select
+            id="task-type"
+            value={taskType}
+            onChange={(e) => setTaskType((e.target as HTMLSelectElement).value)}
+            required
+          >
             <option value="">(choose)</option>
             {types.map((t) => (
-              <option value={t.type}>{t.type} ({t.agent})</option>
+              <option value={t.type}>
+                {t.type} ({t.agent})
+              </option>
             ))}
           </select>
         </div>
         <div class="field">
           <label for="priority">priority</label>
           <select id="priority" value={priority} onChange={(e) => setPriority((e.target as HTMLSelectElement).value)}>
-            {['critical', 'high', 'normal', 'low'].map((p) => <option value={p}>{p}</option>)}
+            {['critical', 'high', 'normal', 'low'].map((p) => (
+              <option value={p}>{p}</option>
+            ))}
           </select>
         </div>
         {chosen ? (
@@ -104,11 +130,19 @@ export function AgentsPage() {
             <SchemaForm schema={chosen.input_schema as Schema} value={context} onChange={setContext} />
           </fieldset>
         ) : null}
-        {can('operator') ? <button type="submit" disabled={!taskType}>Delegate</button> : <p class="muted">Delegating needs an operator key.</p>}
+        {can('operator') ? (
+          <button type="submit" disabled={!taskType}>
+            Delegate
+          </button>
+        ) : (
+          <p class="muted">Delegating needs an operator key.</p>
+        )}
       </form>
       {task ? (
         <div data-testid="task">
-          <h3>Task {task.task_id} <StatusBadge status={task.status} /></h3>
+          <h3>
+            Task {task.task_id} <StatusBadge status={task.status} />
+          </h3>
           <p>agent: {task.agent ?? task.assigned_agent ?? '–'}</p>
           {task.result !== undefined ? <Json value={task.result} label="task result" /> : null}
           {task.error ? <Json value={task.error} label="task error" /> : null}

@@ -60,7 +60,13 @@ export function DesignerPage() {
     return () => clearTimeout(t);
   }, [text, yamlLib]);
   const steps = Array.isArray(parsed?.steps)
-    ? parsed.steps.filter((s: any) => s && typeof s.id === 'string').map((s: any) => ({ id: s.id, needs: Array.isArray(s.needs) ? s.needs.filter((x: unknown) => typeof x === 'string') : [], uses: s.uses }))
+    ? parsed.steps
+        .filter((s: any) => s && typeof s.id === 'string')
+        .map((s: any) => ({
+          id: s.id,
+          needs: Array.isArray(s.needs) ? s.needs.filter((x: unknown) => typeof x === 'string') : [],
+          uses: s.uses,
+        }))
     : [];
   return (
     <section>
@@ -68,34 +74,45 @@ export function DesignerPage() {
       <ErrorNote error={error} />
       <div class="field">
         <label for="load-def">start from</label>
-        <select id="load-def" onChange={(e) => {
-          const id = (e.target as HTMLSelectElement).value;
-          const d = defs.find((x) => x.id === id);
-          if (d) {
-            const { source: _s, created_at: _c, ...def } = d;
-            setText(show({ ...def, version: def.version + 1 }));
-          } else setText(show(EXAMPLE));
-          setRegistered(null);
-        }}>
+        <select
+          id="load-def"
+          onChange={(e) => {
+            const id = (e.target as HTMLSelectElement).value;
+            const d = defs.find((x) => x.id === id);
+            if (d) {
+              const { source: _s, created_at: _c, ...def } = d;
+              setText(show({ ...def, version: def.version + 1 }));
+            } else setText(show(EXAMPLE));
+            setRegistered(null);
+          }}
+        >
           <option value="">example</option>
-          {defs.map((d) => <option value={d.id}>{d.id} v{d.version} (as v{d.version + 1})</option>)}
+          {defs.map((d) => (
+            <option value={d.id}>
+              {d.id} v{d.version} (as v{d.version + 1})
+            </option>
+          ))}
         </select>
       </div>
       <div class="field">
         <label for="format">format</label>
-        <select id="format" value={format} onChange={async (e) => {
-          const want = (e.target as HTMLSelectElement).value;
-          if (want === format || parseError) return;
-          const value = parseText(text);
-          if (want === 'yaml') {
-            const lib = await import('yaml');
-            setYamlLib(lib);
-            setText(lib.stringify(value));
-          } else {
-            setYamlLib(null);
-            setText(json(value));
-          }
-        }}>
+        <select
+          id="format"
+          value={format}
+          onChange={async (e) => {
+            const want = (e.target as HTMLSelectElement).value;
+            if (want === format || parseError) return;
+            const value = parseText(text);
+            if (want === 'yaml') {
+              const lib = await import('yaml');
+              setYamlLib(lib);
+              setText(lib.stringify(value));
+            } else {
+              setYamlLib(null);
+              setText(json(value));
+            }
+          }}
+        >
           <option value="json">JSON</option>
           <option value="yaml">YAML</option>
         </select>
@@ -103,28 +120,64 @@ export function DesignerPage() {
       <div class="split">
         <div>
           <label for="definition">definition ({format === 'yaml' ? 'YAML' : 'JSON'})</label>
-          <textarea id="definition" class="code editor" spellcheck={false} rows={28} value={text} aria-describedby="validation"
-            onInput={(e) => { setText((e.target as HTMLTextAreaElement).value); setRegistered(null); setRegisterError(null); }} />
+          <textarea
+            id="definition"
+            class="code editor"
+            spellcheck={false}
+            rows={28}
+            value={text}
+            aria-describedby="validation"
+            onInput={(e) => {
+              setText((e.target as HTMLTextAreaElement).value);
+              setRegistered(null);
+              setRegisterError(null);
+            }}
+          />
           <div id="validation" data-testid="validation" aria-live="polite">
-            {parseError ? <p class="error">{format === 'yaml' ? 'YAML' : 'JSON'}: {parseError}</p> : problems === null ? <p class="muted">validating…</p> : problems.length === 0 ? <p class="ok">valid</p> : (
+            {parseError ? (
+              <p class="error">
+                {format === 'yaml' ? 'YAML' : 'JSON'}: {parseError}
+              </p>
+            ) : problems === null ? (
+              <p class="muted">validating…</p>
+            ) : problems.length === 0 ? (
+              <p class="ok">valid</p>
+            ) : (
               <ul class="problems">
-                {problems.map((p) => <li class="error"><code>{p.path}</code>: {p.message}</li>)}
+                {problems.map((p) => (
+                  <li class="error">
+                    <code>{p.path}</code>: {p.message}
+                  </li>
+                ))}
               </ul>
             )}
           </div>
           {can('admin') ? (
-            <button type="button" disabled={!!parseError} onClick={async () => {
-              setRegisterError(null);
-              setRegistered(null);
-              try {
-                setRegistered(await api('POST', '/api/v1/workflows/definitions', parseText(text)));
-              } catch (e) {
-                setRegisterError(e);
-              }
-            }}>Register as new version</button>
-          ) : <p class="muted">Registering needs an admin key.</p>}
+            <button
+              type="button"
+              disabled={!!parseError}
+              onClick={async () => {
+                setRegisterError(null);
+                setRegistered(null);
+                try {
+                  setRegistered(await api('POST', '/api/v1/workflows/definitions', parseText(text)));
+                } catch (e) {
+                  setRegisterError(e);
+                }
+              }}
+            >
+              Register as new version
+            </button>
+          ) : (
+            <p class="muted">Registering needs an admin key.</p>
+          )}
           <ErrorNote error={registerError} />
-          {registered ? <p class="ok" role="status">Registered {registered.definition.id} v{registered.definition.version}{registered.created ? '' : ' (it existed already)'}</p> : null}
+          {registered ? (
+            <p class="ok" role="status">
+              Registered {registered.definition.id} v{registered.definition.version}
+              {registered.created ? '' : ' (it existed already)'}
+            </p>
+          ) : null}
         </div>
         <div>
           <h2>Preview</h2>

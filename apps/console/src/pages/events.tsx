@@ -9,18 +9,43 @@ function EventRows({ events }: { events: EventJson[] }) {
   if (!events.length) return <p class="muted">no events</p>;
   return (
     <table class="events">
-      <thead><tr><th scope="col">position</th><th scope="col">time</th><th scope="col">type</th><th scope="col">stream</th><th scope="col">actor</th></tr></thead>
+      <thead>
+        <tr>
+          <th scope="col">position</th>
+          <th scope="col">time</th>
+          <th scope="col">type</th>
+          <th scope="col">stream</th>
+          <th scope="col">actor</th>
+        </tr>
+      </thead>
       <tbody>
         {events.map((e) => (
           <>
             <tr data-type={e.type}>
-              <td><button type="button" class="link" aria-expanded={open === e.id} onClick={() => setOpen(open === e.id ? null : e.id)}>{e.position}</button></td>
+              <td>
+                <button
+                  type="button"
+                  class="link"
+                  aria-expanded={open === e.id}
+                  onClick={() => setOpen(open === e.id ? null : e.id)}
+                >
+                  {e.position}
+                </button>
+              </td>
               <td>{fmtTime(e.recordedAt)}</td>
               <td>{e.type}</td>
-              <td><code>{e.streamId}</code></td>
+              <td>
+                <code>{e.streamId}</code>
+              </td>
               <td>{String(e.metadata?.actor ?? '')}</td>
             </tr>
-            {open === e.id ? <tr><td colSpan={5}><Json value={e} label={`event ${e.position}`} /></td></tr> : null}
+            {open === e.id ? (
+              <tr>
+                <td colSpan={5}>
+                  <Json value={e} label={`event ${e.position}`} />
+                </td>
+              </tr>
+            ) : null}
           </>
         ))}
       </tbody>
@@ -69,19 +94,41 @@ export function EventsPage() {
       <form class="filters" onSubmit={(e) => e.preventDefault()}>
         <div class="field">
           <label for="ev-type">type</label>
-          <input id="ev-type" type="text" placeholder="WorkflowCompleted" value={type} onInput={(e) => setType((e.target as HTMLInputElement).value.trim())} />
+          <input
+            id="ev-type"
+            type="text"
+            placeholder="WorkflowCompleted"
+            value={type}
+            onInput={(e) => setType((e.target as HTMLInputElement).value.trim())}
+          />
         </div>
         <div class="field">
           <label for="ev-stream">stream prefix</label>
-          <input id="ev-stream" type="text" placeholder="workflow_execution-" value={stream} onInput={(e) => setStream((e.target as HTMLInputElement).value.trim())} />
+          <input
+            id="ev-stream"
+            type="text"
+            placeholder="workflow_execution-"
+            value={stream}
+            onInput={(e) => setStream((e.target as HTMLInputElement).value.trim())}
+          />
         </div>
         <div class="field">
           <label for="ev-actor">actor</label>
-          <input id="ev-actor" type="text" placeholder="apikey:…" value={actor} onInput={(e) => setActor((e.target as HTMLInputElement).value.trim())} />
+          <input
+            id="ev-actor"
+            type="text"
+            placeholder="apikey:…"
+            value={actor}
+            onInput={(e) => setActor((e.target as HTMLInputElement).value.trim())}
+          />
         </div>
         <div class="field">
           <label for="ev-source">log</label>
-          <select id="ev-source" value={source} onChange={(e) => setSource((e.target as HTMLSelectElement).value as 'events' | 'audit')}>
+          <select
+            id="ev-source"
+            value={source}
+            onChange={(e) => setSource((e.target as HTMLSelectElement).value as 'events' | 'audit')}
+          >
             <option value="events">event log</option>
             {can('admin') ? <option value="audit">audit (with an actor)</option> : null}
           </select>

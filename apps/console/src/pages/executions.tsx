@@ -116,7 +116,8 @@ export function ExecutionsList({ defs }: { defs: readonly { id: string }[] }) {
       cache.clear();
       show(wanted.current);
     },
-    (e) => e.streamId.startsWith('workflow_execution-') && (e.type.startsWith('Workflow') || e.type === 'ExecutionCanceled'),
+    (e) =>
+      e.streamId.startsWith('workflow_execution-') && (e.type.startsWith('Workflow') || e.type === 'ExecutionCanceled'),
     [],
     1000,
   );
@@ -143,38 +144,67 @@ export function ExecutionsList({ defs }: { defs: readonly { id: string }[] }) {
       <form class="filters" onSubmit={(e) => e.preventDefault()}>
         <div class="field">
           <label for="f-status">status</label>
-          <select id="f-status" value={filters.status} onChange={(e) => setFilter({ status: (e.target as HTMLSelectElement).value })}>
+          <select
+            id="f-status"
+            value={filters.status}
+            onChange={(e) => setFilter({ status: (e.target as HTMLSelectElement).value })}
+          >
             <option value="">any</option>
-            {['running', 'canceling', 'completed', 'failed', 'canceled'].map((s) => <option value={s}>{s}</option>)}
+            {['running', 'canceling', 'completed', 'failed', 'canceled'].map((s) => (
+              <option value={s}>{s}</option>
+            ))}
           </select>
         </div>
         <div class="field">
           <label for="f-template">workflow</label>
-          <select id="f-template" value={filters.template} onChange={(e) => setFilter({ template: (e.target as HTMLSelectElement).value })}>
+          <select
+            id="f-template"
+            value={filters.template}
+            onChange={(e) => setFilter({ template: (e.target as HTMLSelectElement).value })}
+          >
             <option value="">any</option>
-            {defs.map((d) => <option value={d.id}>{d.id}</option>)}
+            {defs.map((d) => (
+              <option value={d.id}>{d.id}</option>
+            ))}
           </select>
         </div>
         <div class="field">
           <label for="f-since">started after</label>
-          <input id="f-since" type="datetime-local" value={filters.since} onChange={(e) => setFilter({ since: (e.target as HTMLInputElement).value })} />
+          <input
+            id="f-since"
+            type="datetime-local"
+            value={filters.since}
+            onChange={(e) => setFilter({ since: (e.target as HTMLInputElement).value })}
+          />
         </div>
       </form>
       <div aria-busy={loading}>
         <ExecTable items={page.items as any[]} />
       </div>
       <div class="pager">
-        <button type="button" disabled={loading || trail.length === 0} onClick={() => {
-          const t = trail.slice(0, -1);
-          setTrail(t);
-          show(t[t.length - 1] ?? firstPageUrl(filters));
-        }}>Previous page</button>
+        <button
+          type="button"
+          disabled={loading || trail.length === 0}
+          onClick={() => {
+            const t = trail.slice(0, -1);
+            setTrail(t);
+            show(t[t.length - 1] ?? firstPageUrl(filters));
+          }}
+        >
+          Previous page
+        </button>
         <span class="muted">page {trail.length + 1}</span>
-        <button type="button" disabled={loading || !page.next} onClick={() => {
-          if (!page.next) return;
-          setTrail([...trail, page.next]);
-          show(page.next);
-        }}>Next page</button>
+        <button
+          type="button"
+          disabled={loading || !page.next}
+          onClick={() => {
+            if (!page.next) return;
+            setTrail([...trail, page.next]);
+            show(page.next);
+          }}
+        >
+          Next page
+        </button>
       </div>
     </>
   );

@@ -41,14 +41,37 @@ export function McpPage() {
       <h1>MCP servers</h1>
       <ErrorNote error={error} />
       <table>
-        <thead><tr><th scope="col">server</th><th scope="col">transport</th><th scope="col">state</th><th scope="col">breaker</th><th scope="col">in flight</th><th scope="col">probe</th><th scope="col">tools</th></tr></thead>
+        <thead>
+          <tr>
+            <th scope="col">server</th>
+            <th scope="col">transport</th>
+            <th scope="col">state</th>
+            <th scope="col">breaker</th>
+            <th scope="col">in flight</th>
+            <th scope="col">probe</th>
+            <th scope="col">tools</th>
+          </tr>
+        </thead>
         <tbody>
           {servers.map((s) => (
             <tr data-server={s.server} class={server === s.server ? 'selected' : ''}>
-              <td><button type="button" class="link" onClick={() => setServer(s.server)} aria-pressed={server === s.server}>{s.server}</button></td>
+              <td>
+                <button
+                  type="button"
+                  class="link"
+                  onClick={() => setServer(s.server)}
+                  aria-pressed={server === s.server}
+                >
+                  {s.server}
+                </button>
+              </td>
               <td>{s.transport}</td>
-              <td><StatusBadge status={s.state} /></td>
-              <td><StatusBadge status={s.breaker} /></td>
+              <td>
+                <StatusBadge status={s.state} />
+              </td>
+              <td>
+                <StatusBadge status={s.breaker} />
+              </td>
               <td>{s.queue?.in_flight ?? 0}</td>
               <td>{fmtMs(s.response_ms)}</td>
               <td>{s.tools?.length ?? 0}</td>
@@ -64,7 +87,15 @@ export function McpPage() {
             <ul class="tools">
               {tools.map((t) => (
                 <li>
-                  <button type="button" class="link" data-tool={t.name} aria-pressed={tool === t.name} onClick={() => setTool(t.name)}>{t.name}</button>
+                  <button
+                    type="button"
+                    class="link"
+                    data-tool={t.name}
+                    aria-pressed={tool === t.name}
+                    onClick={() => setTool(t.name)}
+                  >
+                    {t.name}
+                  </button>
                   {t.description ? <small> {t.description.slice(0, 120)}</small> : null}
                 </li>
               ))}
@@ -72,7 +103,9 @@ export function McpPage() {
           </div>
           {selected ? (
             <div>
-              <h2>Call {server} / {selected.name}</h2>
+              <h2>
+                Call {server} / {selected.name}
+              </h2>
               {selected.description ? <p>{selected.description}</p> : null}
               <details>
                 <summary>input schema</summary>
@@ -86,15 +119,28 @@ export function McpPage() {
                   setError(null);
                   setResult(undefined);
                   try {
-                    setResult(await api('POST', '/api/v1/integration/mcp/call', { server, tool: selected.name, arguments: args }));
+                    setResult(
+                      await api('POST', '/api/v1/integration/mcp/call', {
+                        server,
+                        tool: selected.name,
+                        arguments: args,
+                      }),
+                    );
                   } catch (err) {
                     setError(err);
                   } finally {
                     setBusy(false);
                   }
-                }}>
+                }}
+              >
                 <SchemaForm schema={selected.input_schema as Schema} value={args} onChange={setArgs} />
-                {can('operator') ? <button type="submit" disabled={busy}>Call tool</button> : <p class="muted">Calling tools needs an operator key.</p>}
+                {can('operator') ? (
+                  <button type="submit" disabled={busy}>
+                    Call tool
+                  </button>
+                ) : (
+                  <p class="muted">Calling tools needs an operator key.</p>
+                )}
               </form>
               {result !== undefined ? (
                 <div data-testid="tool-result">
@@ -105,7 +151,9 @@ export function McpPage() {
             </div>
           ) : null}
         </div>
-      ) : <p class="muted">Pick a server to see its tools.</p>}
+      ) : (
+        <p class="muted">Pick a server to see its tools.</p>
+      )}
     </section>
   );
 }

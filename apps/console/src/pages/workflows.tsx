@@ -23,11 +23,23 @@ export function WorkflowsPage() {
       <ErrorNote error={error} />
       <h2>Templates and definitions</h2>
       <table>
-        <thead><tr><th scope="col">id</th><th scope="col">version</th><th scope="col">name</th><th scope="col">source</th><th scope="col">steps</th></tr></thead>
+        <thead>
+          <tr>
+            <th scope="col">id</th>
+            <th scope="col">version</th>
+            <th scope="col">name</th>
+            <th scope="col">source</th>
+            <th scope="col">steps</th>
+          </tr>
+        </thead>
         <tbody>
           {defs.map((d) => (
             <tr data-definition={d.id} class={sel === d.id ? 'selected' : ''}>
-              <td><button type="button" class="link" aria-pressed={sel === d.id} onClick={() => setSel(d.id)}>{d.id}</button></td>
+              <td>
+                <button type="button" class="link" aria-pressed={sel === d.id} onClick={() => setSel(d.id)}>
+                  {d.id}
+                </button>
+              </td>
               <td>{d.version}</td>
               <td>{d.name}</td>
               <td>{d.source}</td>
@@ -39,7 +51,9 @@ export function WorkflowsPage() {
       {def ? (
         <div class="split">
           <div>
-            <h3>{def.name} (v{def.version})</h3>
+            <h3>
+              {def.name} (v{def.version})
+            </h3>
             <p>{def.description}</p>
             <Dag steps={def.steps} label={`steps of ${def.id}`} />
           </div>
@@ -54,18 +68,24 @@ export function WorkflowsPage() {
               } catch (err) {
                 setError(err);
               }
-            }}>
+            }}
+          >
             <h3>Start {def.id}</h3>
             <SchemaForm schema={def.input as Schema} value={input} onChange={setInput} />
-            {can('operator') ? <button type="submit">Start</button> : <p class="muted">Starting needs an operator key.</p>}
+            {can('operator') ? (
+              <button type="submit">Start</button>
+            ) : (
+              <p class="muted">Starting needs an operator key.</p>
+            )}
           </form>
         </div>
-      ) : <p class="muted">Pick a definition to see its DAG and start it.</p>}
+      ) : (
+        <p class="muted">Pick a definition to see its DAG and start it.</p>
+      )}
       <ExecutionsList defs={defs} />
     </section>
   );
 }
-
 
 type Domain = typeof import('@switchyard/domain');
 // The decider (with its expression engine) is the bulk of the bundle: loaded with the first execution page only.
@@ -98,7 +118,10 @@ export function ExecutionPage({ id }: { id: string }) {
   }, []);
   const load = async () => {
     try {
-      const [d, ev] = await Promise.all([get(`/api/v1/workflows/executions/${id}`), get(`/api/v1/workflows/executions/${id}/events`)]);
+      const [d, ev] = await Promise.all([
+        get(`/api/v1/workflows/executions/${id}`),
+        get(`/api/v1/workflows/executions/${id}/events`),
+      ]);
       setDetail(d);
       setEvents(ev.events);
       setError(null);
@@ -110,67 +133,139 @@ export function ExecutionPage({ id }: { id: string }) {
   const n = at ?? events.length;
   const state = useMemo(() => foldUntil(dom, events, n), [dom, events, n]);
   const started = state.status === 'not_started' ? null : state;
-  const steps = (started?.definition.steps ?? detail?.steps?.map((s: any) => ({ id: s.step_id, needs: [] })) ?? []).map((s: any) => ({
-    id: s.id,
-    needs: s.needs ?? [],
-    uses: s.uses,
-    status: started?.steps[s.id]?.status ?? 'pending',
-  }));
+  const steps = (started?.definition.steps ?? detail?.steps?.map((s: any) => ({ id: s.step_id, needs: [] })) ?? []).map(
+    (s: any) => ({
+      id: s.id,
+      needs: s.needs ?? [],
+      uses: s.uses,
+      status: started?.steps[s.id]?.status ?? 'pending',
+    }),
+  );
   const stepDetail = detail?.steps?.filter((s: any) => s.step_id === step) ?? [];
   const atEvent = n > 0 ? events[n - 1] : undefined;
   const ended = detail && ['completed', 'failed', 'canceled'].includes(detail.status);
   return (
     <section>
-      <h1>Execution <code>{id.slice(0, 8)}</code></h1>
+      <h1>
+        Execution <code>{id.slice(0, 8)}</code>
+      </h1>
       <ErrorNote error={error} />
-      {!detail ? <p aria-busy="true">Loading…</p> : (
+      {!detail ? (
+        <p aria-busy="true">Loading…</p>
+      ) : (
         <>
           <p data-testid="exec-status">
-            {detail.definition_name ?? detail.definition_id} v{detail.definition_version}: <StatusBadge status={detail.status} /> started {fmtTime(detail.started_at)}, took {fmtMs(detail.duration_ms)}
+            {detail.definition_name ?? detail.definition_id} v{detail.definition_version}:{' '}
+            <StatusBadge status={detail.status} /> started {fmtTime(detail.started_at)}, took{' '}
+            {fmtMs(detail.duration_ms)}
             {can('operator') && !ended ? (
-              <button type="button" class="danger" onClick={async () => {
-                try {
-                  await api('POST', `/api/v1/workflows/executions/${id}/cancel`, { reason: 'canceled from the console' });
-                  await load();
-                } catch (e) {
-                  setError(e);
-                }
-              }}>Cancel execution</button>
+              <button
+                type="button"
+                class="danger"
+                onClick={async () => {
+                  try {
+                    await api('POST', `/api/v1/workflows/executions/${id}/cancel`, {
+                      reason: 'canceled from the console',
+                    });
+                    await load();
+                  } catch (e) {
+                    setError(e);
+                  }
+                }}
+              >
+                Cancel execution
+              </button>
             ) : null}
           </p>
           <div class="timetravel">
-            <label for="tt">Time travel: state after event {n} of {events.length}{at === null ? ' (live)' : ''}</label>
-            <input id="tt" type="range" min={1} max={Math.max(1, events.length)} value={n} onInput={(e) => {
-              const v = Number((e.target as HTMLInputElement).value);
-              setAt(v >= events.length ? null : v);
-            }} />
+            <label for="tt">
+              Time travel: state after event {n} of {events.length}
+              {at === null ? ' (live)' : ''}
+            </label>
+            <input
+              id="tt"
+              type="range"
+              min={1}
+              max={Math.max(1, events.length)}
+              value={n}
+              onInput={(e) => {
+                const v = Number((e.target as HTMLInputElement).value);
+                setAt(v >= events.length ? null : v);
+              }}
+            />
             <span data-testid="tt-event">{atEvent ? `${atEvent.type} at ${fmtTime(atEvent.recordedAt)}` : ''}</span>
-            {at !== null ? <button type="button" class="link" onClick={() => setAt(null)}>back to live</button> : null}
+            {at !== null ? (
+              <button type="button" class="link" onClick={() => setAt(null)}>
+                back to live
+              </button>
+            ) : null}
           </div>
-          <p class="muted" data-testid="tt-state">state at this event: <StatusBadge status={state.status} /></p>
+          <p class="muted" data-testid="tt-state">
+            state at this event: <StatusBadge status={state.status} />
+          </p>
           <Dag steps={steps} selected={step} onSelect={setStep} label={`steps of execution ${id}`} />
           {step ? (
             <div class="card" data-testid="step-detail">
               <h2>Step {step}</h2>
-              {stepDetail.length === 0 ? <p class="muted">not scheduled yet</p> : stepDetail.map((s: any) => (
-                <div>
-                  <p>{s.uses} <StatusBadge status={s.status} /> attempts {s.attempts}, {fmtTime(s.started_at)} → {fmtTime(s.ended_at)} ({s.started_at && s.ended_at ? fmtMs(Date.parse(s.ended_at) - Date.parse(s.started_at)) : '–'}){s.item_index !== undefined && s.item_index !== null ? `, item ${s.item_index}` : ''}</p>
-                  {(s.attempt_history ?? []).map((a: any) => (
-                    <details>
-                      <summary>attempt {a.attempt}{a.item_index !== null && a.item_index !== undefined ? ` (item ${a.item_index})` : ''}: {a.status}</summary>
-                      <h3>input</h3>
-                      <Json value={a.input} label="attempt input" />
-                      {a.error ? <><h3>error</h3><Json value={a.error} label="attempt error" /></> : null}
-                    </details>
-                  ))}
-                  {s.output !== null && s.output !== undefined ? <><h3>output</h3><Json value={s.output} label="step output" /></> : null}
-                  {s.error ? <><h3>error</h3><Json value={s.error} label="step error" /></> : null}
-                </div>
-              ))}
+              {stepDetail.length === 0 ? (
+                <p class="muted">not scheduled yet</p>
+              ) : (
+                stepDetail.map((s: any) => (
+                  <div>
+                    <p>
+                      {s.uses} <StatusBadge status={s.status} /> attempts {s.attempts}, {fmtTime(s.started_at)} →{' '}
+                      {fmtTime(s.ended_at)} (
+                      {s.started_at && s.ended_at ? fmtMs(Date.parse(s.ended_at) - Date.parse(s.started_at)) : '–'})
+                      {s.item_index !== undefined && s.item_index !== null ? `, item ${s.item_index}` : ''}
+                    </p>
+                    {(s.attempt_history ?? []).map((a: any) => (
+                      <details>
+                        <summary>
+                          attempt {a.attempt}
+                          {a.item_index !== null && a.item_index !== undefined ? ` (item ${a.item_index})` : ''}:{' '}
+                          {a.status}
+                        </summary>
+                        <h3>input</h3>
+                        <Json value={a.input} label="attempt input" />
+                        {a.error ? (
+                          <>
+                            <h3>error</h3>
+                            <Json value={a.error} label="attempt error" />
+                          </>
+                        ) : null}
+                      </details>
+                    ))}
+                    {s.output !== null && s.output !== undefined ? (
+                      <>
+                        <h3>output</h3>
+                        <Json value={s.output} label="step output" />
+                      </>
+                    ) : null}
+                    {s.error ? (
+                      <>
+                        <h3>error</h3>
+                        <Json value={s.error} label="step error" />
+                      </>
+                    ) : null}
+                  </div>
+                ))
+              )}
             </div>
-          ) : <p class="muted">Click a step for its attempts, input, output and error.</p>}
-          {detail.output ? <><h2>Output</h2><Json value={detail.output} label="execution output" /></> : null}
-          {detail.error ? <><h2>Error</h2><Json value={detail.error} label="execution error" /></> : null}
+          ) : (
+            <p class="muted">Click a step for its attempts, input, output and error.</p>
+          )}
+          {detail.output ? (
+            <>
+              <h2>Output</h2>
+              <Json value={detail.output} label="execution output" />
+            </>
+          ) : null}
+          {detail.error ? (
+            <>
+              <h2>Error</h2>
+              <Json value={detail.error} label="execution error" />
+            </>
+          ) : null}
         </>
       )}
     </section>

@@ -5,18 +5,33 @@ export const AUDIT_PATH = '/api/v1/audit';
 /** Most events one audit request examines before it answers a short page with `next`. */
 export const AUDIT_SCAN_CAP = 10_000;
 
-const csv = z
-  .union([z.string(), z.array(z.string())])
-  .transform((v) => (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean));
+const csv = z.union([z.string(), z.array(z.string())]).transform((v) =>
+  (Array.isArray(v) ? v : [v])
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 const isoTime = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
 
 export const auditQuerySchema = z
   .object({
-    actor: z.string().min(1).max(200).optional().describe('Only this actor, e.g. `apikey:0123456789abcdef` or `system:bootstrap`'),
+    actor: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe('Only this actor, e.g. `apikey:0123456789abcdef` or `system:bootstrap`'),
     type: csv.optional().describe('Only these event types (comma list)'),
     since: isoTime.optional().describe('Recorded at or after (ISO-8601)'),
     until: isoTime.optional().describe('Recorded at or before (ISO-8601)'),
-    after: z.union([z.number().int().min(-1).max(999_999_999_999_999), z.string().regex(/^(?:-1|\d{1,15})$/, 'an integer, -1 or more (15 digits at most)')]).pipe(z.coerce.number<string | number>().int().min(-1)).optional().describe('Global position to page from, exclusive (`next.after`)'),
+    after: z
+      .union([
+        z.number().int().min(-1).max(999_999_999_999_999),
+        z.string().regex(/^(?:-1|\d{1,15})$/, 'an integer, -1 or more (15 digits at most)'),
+      ])
+      .pipe(z.coerce.number<string | number>().int().min(-1))
+      .optional()
+      .describe('Global position to page from, exclusive (`next.after`)'),
     limit: z.coerce.number().int().min(1).max(500).default(100),
     direction: z.enum(['forwards', 'backwards']).default('backwards').describe('Default newest first'),
   })

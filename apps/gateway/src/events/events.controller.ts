@@ -31,7 +31,9 @@ const lastEventIdHeaderDoc = z.object({
 });
 // An object, so a bad header is named `last-event-id` in the problem's errors.
 const lastEventIdHeader = z.object({
-  'last-event-id': positionParam.optional().describe('Position of the last event the client saw; sent by EventSource on reconnect'),
+  'last-event-id': positionParam
+    .optional()
+    .describe('Position of the last event the client saw; sent by EventSource on reconnect'),
 });
 
 /** Audit and replay of the event log: pages of past events and a live SSE feed. */

@@ -24,8 +24,12 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
     (!q.until || e.recordedAt <= q.until);
 
   let cursor: Cursor | undefined = onStream
-    ? q.from_revision !== undefined ? { from_revision: q.from_revision } : undefined
-    : q.after !== undefined ? { after: q.after } : undefined;
+    ? q.from_revision !== undefined
+      ? { from_revision: q.from_revision }
+      : undefined
+    : q.after !== undefined
+      ? { after: q.after }
+      : undefined;
   const out: RecordedEvent[] = [];
   let scanned = 0;
   let ended = false;
@@ -41,7 +45,9 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
     }
     scanned += examined;
     // A short batch read to its end means the log has no more; a stream read backwards also ends at revision 0.
-    ended = (batch.length < batchSize && examined === batch.length) || (cursor !== undefined && 'from_revision' in cursor && cursor.from_revision < 0);
+    ended =
+      (batch.length < batchSize && examined === batch.length) ||
+      (cursor !== undefined && 'from_revision' in cursor && cursor.from_revision < 0);
   }
   return {
     events: out.map(toEventJson),

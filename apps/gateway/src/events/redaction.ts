@@ -59,18 +59,32 @@ const redactIfSet = (v: unknown): unknown => (v === null || v === undefined ? v 
  * An execution's detail as a viewer sees it: input, output and every step's inputs and
  * outputs replaced (status, timings, attempts and errors stay). Others get it as it is.
  */
-export function executionDetailForCaller<T extends Record<string, unknown>>(d: T, redact = callerSeesRedactedPayloads()): T {
+export function executionDetailForCaller<T extends Record<string, unknown>>(
+  d: T,
+  redact = callerSeesRedactedPayloads(),
+): T {
   if (!redact) return d;
   const steps = Array.isArray(d['steps'])
     ? (d['steps'] as Record<string, unknown>[]).map((s) => ({
         ...s,
         output: redactIfSet(s['output']),
         ...(Array.isArray(s['attempt_history'])
-          ? { attempt_history: (s['attempt_history'] as Record<string, unknown>[]).map((a) => ({ ...a, input: redactIfSet(a['input']), output: redactIfSet(a['output']) })) }
+          ? {
+              attempt_history: (s['attempt_history'] as Record<string, unknown>[]).map((a) => ({
+                ...a,
+                input: redactIfSet(a['input']),
+                output: redactIfSet(a['output']),
+              })),
+            }
           : {}),
       }))
     : d['steps'];
-  return { ...d, ...('input' in d ? { input: redactIfSet(d['input']) } : {}), ...('output' in d ? { output: redactIfSet(d['output']) } : {}), steps };
+  return {
+    ...d,
+    ...('input' in d ? { input: redactIfSet(d['input']) } : {}),
+    ...('output' in d ? { output: redactIfSet(d['output']) } : {}),
+    steps,
+  };
 }
 
 /** A task's view as a viewer sees it: the agent's result replaced. */

@@ -1,18 +1,50 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { eventsForCaller, executionDetailForCaller, REDACTED_PAYLOAD, redactEventPayloads, taskViewForCaller } from './redaction.js';
+import {
+  eventsForCaller,
+  executionDetailForCaller,
+  REDACTED_PAYLOAD,
+  redactEventPayloads,
+  taskViewForCaller,
+} from './redaction.js';
 import type { EventJson } from './schemas.js';
 
 const event = (type: string, data: Record<string, unknown>): EventJson => ({
-  id: 'e1', streamId: 's-1', type, revision: 0, position: 1, recordedAt: '2026-01-01T00:00:00.000Z', data, metadata: { correlationId: 'c' },
+  id: 'e1',
+  streamId: 's-1',
+  type,
+  revision: 0,
+  position: 1,
+  recordedAt: '2026-01-01T00:00:00.000Z',
+  data,
+  metadata: { correlationId: 'c' },
 });
 
 describe('payload redaction for viewers', () => {
   it('replaces tool arguments/results, step inputs/outputs and task contexts/results; keeps the rest', () => {
-    const r = redactEventPayloads(event('McpToolSucceeded', { server: 'fetch', tool: 'http_request', result: { value: { rows: [1] }, size: 9, truncated: false } }));
+    const r = redactEventPayloads(
+      event('McpToolSucceeded', {
+        server: 'fetch',
+        tool: 'http_request',
+        result: { value: { rows: [1] }, size: 9, truncated: false },
+      }),
+    );
     assert.deepEqual(r.data, { server: 'fetch', tool: 'http_request', result: REDACTED_PAYLOAD });
-    assert.equal((redactEventPayloads(event('StepSucceeded', { stepId: 'a', output: { secret: 1 } })).data as Record<string, unknown>)['output'], REDACTED_PAYLOAD);
-    assert.equal((redactEventPayloads(event('TaskSubmitted', { task_id: 't', context: { q: 1 } })).data as Record<string, unknown>)['context'], REDACTED_PAYLOAD);
+    assert.equal(
+      (
+        redactEventPayloads(event('StepSucceeded', { stepId: 'a', output: { secret: 1 } })).data as Record<
+          string,
+          unknown
+        >
+      )['output'],
+      REDACTED_PAYLOAD,
+    );
+    assert.equal(
+      (
+        redactEventPayloads(event('TaskSubmitted', { task_id: 't', context: { q: 1 } })).data as Record<string, unknown>
+      )['context'],
+      REDACTED_PAYLOAD,
+    );
     const other = event('ApiKeyCreated', { id: 'x' });
     assert.equal(redactEventPayloads(other), other);
   });
@@ -26,14 +58,30 @@ describe('payload redaction for viewers', () => {
 
   it('an execution detail keeps status, timings and errors; inputs and outputs go', () => {
     const d = {
-      execution_id: 'x', status: 'completed', input: { customer: 1 }, output: { total: 2 },
-      steps: [{ step_id: 'a', status: 'succeeded', output: { rows: [] }, error: null, attempt_history: [{ attempt: 1, input: { q: 1 }, output: null, error: null }] }],
+      execution_id: 'x',
+      status: 'completed',
+      input: { customer: 1 },
+      output: { total: 2 },
+      steps: [
+        {
+          step_id: 'a',
+          status: 'succeeded',
+          output: { rows: [] },
+          error: null,
+          attempt_history: [{ attempt: 1, input: { q: 1 }, output: null, error: null }],
+        },
+      ],
     };
     const r = executionDetailForCaller(d, true);
     assert.equal(r.input, REDACTED_PAYLOAD);
     assert.equal(r.output, REDACTED_PAYLOAD);
     assert.equal(r.steps[0]!.output, REDACTED_PAYLOAD);
-    assert.deepEqual(r.steps[0]!.attempt_history[0], { attempt: 1, input: REDACTED_PAYLOAD, output: null, error: null });
+    assert.deepEqual(r.steps[0]!.attempt_history[0], {
+      attempt: 1,
+      input: REDACTED_PAYLOAD,
+      output: null,
+      error: null,
+    });
     assert.equal(r.steps[0]!.status, 'succeeded');
     assert.equal(executionDetailForCaller(d, false), d);
   });

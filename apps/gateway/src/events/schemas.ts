@@ -2,14 +2,12 @@ import { z } from 'zod';
 import type { RecordedEvent } from '@switchyard/event-store';
 
 /** A comma list (`type=A,B`) or a repeated parameter (`type=A&type=B`), as a clean string array. */
-const csv = z
-  .union([z.string(), z.array(z.string())])
-  .transform((v) =>
-    (Array.isArray(v) ? v : [v])
-      .flatMap((s) => s.split(','))
-      .map((s) => s.trim())
-      .filter(Boolean),
-  );
+const csv = z.union([z.string(), z.array(z.string())]).transform((v) =>
+  (Array.isArray(v) ? v : [v])
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 
 const isoTime = z.iso
   .datetime({ offset: true })
@@ -20,36 +18,65 @@ const isoTime = z.iso
 /** 15 digits: beyond any log kept here, and within the safe integers (the document and the parse agree on it). */
 export const POSITION_MAX = 999_999_999_999_999;
 // Digits only: a bare coercion would read an empty value (`after=`) as 0.
-export const positionParam = z.union([z.number().int().min(-1).max(POSITION_MAX), z.string().regex(/^(?:-1|\d{1,15})$/, 'an integer, -1 or more (15 digits at most)')]).pipe(z.coerce.number<string | number>().int().min(-1));
+export const positionParam = z
+  .union([
+    z.number().int().min(-1).max(POSITION_MAX),
+    z.string().regex(/^(?:-1|\d{1,15})$/, 'an integer, -1 or more (15 digits at most)'),
+  ])
+  .pipe(z.coerce.number<string | number>().int().min(-1));
 
 export const eventsQuerySchema = z
   .object({
-    stream: z.string().min(1).max(512).optional().describe('Read this one stream; without it the global log ($all) is read'),
+    stream: z
+      .string()
+      .min(1)
+      .max(512)
+      .optional()
+      .describe('Read this one stream; without it the global log ($all) is read'),
     after: positionParam
       .optional()
       .describe('Global log only: page from this position, exclusive (the `next.after` of the previous page)'),
     from_revision: z
-      .union([z.number().int().min(0).max(POSITION_MAX), z.string().regex(/^\d{1,15}$/, 'an integer (15 digits at most)')])
+      .union([
+        z.number().int().min(0).max(POSITION_MAX),
+        z.string().regex(/^\d{1,15}$/, 'an integer (15 digits at most)'),
+      ])
       .pipe(z.coerce.number<string | number>().int().min(0))
       .optional()
-      .describe('With `stream` only: first revision to return, inclusive (the `next.from_revision` of the previous page)'),
+      .describe(
+        'With `stream` only: first revision to return, inclusive (the `next.from_revision` of the previous page)',
+      ),
     limit: z.coerce.number().int().min(1).max(1000).default(100).describe('Page size, 1 to 1000 (default 100)'),
     direction: z.enum(['forwards', 'backwards']).default('forwards'),
     type: csv.optional().describe('Only these event types (comma list)'),
-    stream_prefix: csv.optional().describe('Global log only: only streams whose id starts with one of these (comma list)'),
+    stream_prefix: csv
+      .optional()
+      .describe('Global log only: only streams whose id starts with one of these (comma list)'),
     since: isoTime.optional().describe('Only events recorded at or after this time (ISO-8601)'),
     until: isoTime.optional().describe('Only events recorded at or before this time (ISO-8601)'),
   })
   .strict()
   .superRefine((q, ctx) => {
     if (q.stream !== undefined && q.after !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['after'], message: '`after` pages the global log; with `stream` use `from_revision`' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['after'],
+        message: '`after` pages the global log; with `stream` use `from_revision`',
+      });
     }
     if (q.stream === undefined && q.from_revision !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['from_revision'], message: '`from_revision` needs `stream`; the global log pages with `after`' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['from_revision'],
+        message: '`from_revision` needs `stream`; the global log pages with `after`',
+      });
     }
     if (q.stream !== undefined && q.stream_prefix !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['stream_prefix'], message: '`stream_prefix` filters the global log; it cannot be used with `stream`' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stream_prefix'],
+        message: '`stream_prefix` filters the global log; it cannot be used with `stream`',
+      });
     }
     if (q.since && q.until && q.since > q.until) {
       ctx.addIssue({ code: 'custom', path: ['until'], message: '`until` is before `since`' });

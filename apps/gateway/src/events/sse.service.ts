@@ -86,7 +86,10 @@ export class LiveEventsService implements BeforeApplicationShutdown {
           // Slow client: wait for the socket to drain (or close) before reading on.
           const waiting = new AbortController();
           try {
-            await Promise.race([once(res, 'drain', { signal: waiting.signal }), once(res, 'close', { signal: waiting.signal })]);
+            await Promise.race([
+              once(res, 'drain', { signal: waiting.signal }),
+              once(res, 'close', { signal: waiting.signal }),
+            ]);
           } finally {
             waiting.abort(); // drop the listener that did not fire
           }

@@ -14,7 +14,10 @@ const checkSchema = z.object({
 });
 export const livenessSchema = z.object({ status: z.literal('live'), uptimeSeconds: z.number() });
 /** `degraded`: ready to serve, but a component of this process is being restarted (its check says which and why). */
-export const readinessSchema = z.object({ status: z.enum(['ready', 'degraded']), checks: z.record(z.string(), checkSchema) });
+export const readinessSchema = z.object({
+  status: z.enum(['ready', 'degraded']),
+  checks: z.record(z.string(), checkSchema),
+});
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
@@ -37,13 +40,20 @@ function refused(req: EdgeRequest, reply: EdgeReply): boolean {
  * no-store`, a 400 for a query parameter, 503 problem+json when a readiness check fails,
  * 405 with `Allow` for another method. Documented in the OpenAPI registry as public routes.
  */
-export function registerHealthRoutes(server: FastifyInstance, readiness: ReadinessService, registry: OpenApiRegistry): void {
+export function registerHealthRoutes(
+  server: FastifyInstance,
+  readiness: ReadinessService,
+  registry: OpenApiRegistry,
+): void {
   server.get('/livez', (request, reply) => {
     const req = request as EdgeRequest;
     const res = reply as EdgeReply;
     if (refused(req, res)) return;
     // Built by hand: the answer is two fields, and this route is the one every probe calls.
-    void res.header('cache-control', 'no-store').type(JSON_TYPE).send(`{"status":"live","uptimeSeconds":${Math.round(process.uptime())}}`);
+    void res
+      .header('cache-control', 'no-store')
+      .type(JSON_TYPE)
+      .send(`{"status":"live","uptimeSeconds":${Math.round(process.uptime())}}`);
   });
   server.get('/readyz', (request, reply) => {
     const req = request as EdgeRequest;
@@ -52,10 +62,19 @@ export function registerHealthRoutes(server: FastifyInstance, readiness: Readine
     readiness.check().then(
       (report) => {
         if (!report.ready) {
-          sendProblem(new AppError('unavailable', `not ready: ${report.failed.join(', ')}`, { checks: report.checks, failed: report.failed }), req, res);
+          sendProblem(
+            new AppError('unavailable', `not ready: ${report.failed.join(', ')}`, {
+              checks: report.checks,
+              failed: report.failed,
+            }),
+            req,
+            res,
+          );
           return;
         }
-        void res.header('cache-control', 'no-store').send({ status: report.degraded ? 'degraded' : 'ready', checks: report.checks });
+        void res
+          .header('cache-control', 'no-store')
+          .send({ status: report.degraded ? 'degraded' : 'ready', checks: report.checks });
       },
       (err: unknown) => sendProblem(err, req, res),
     );

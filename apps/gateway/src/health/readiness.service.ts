@@ -87,11 +87,15 @@ export class ReadinessService {
           const out = await within(probe, this.options.readinessTimeoutMs);
           const durationMs = Math.round(performance.now() - started);
           const degraded = (out as { degraded?: unknown } | null | undefined)?.degraded;
-          if (typeof degraded === 'string') return [name, { status: 'degraded', durationMs, error: degraded.slice(0, 500) }];
+          if (typeof degraded === 'string')
+            return [name, { status: 'degraded', durationMs, error: degraded.slice(0, 500) }];
           return [name, { status: 'up', durationMs }];
         } catch (err) {
           const message = err instanceof Error ? err.message : String(err);
-          return [name, { status: 'down', durationMs: Math.round(performance.now() - started), error: message.slice(0, 200) }];
+          return [
+            name,
+            { status: 'down', durationMs: Math.round(performance.now() - started), error: message.slice(0, 200) },
+          ];
         }
       }),
     );

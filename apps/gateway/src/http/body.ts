@@ -13,8 +13,10 @@ export function byteLimit(limit: string | number): number {
 }
 
 /** What toProblem maps to 400 / 413 (the shapes of body-parser's errors, which clients saw before). */
-const parseFailed = (message: string) => Object.assign(new Error(message), { status: 400, type: 'entity.parse.failed', expose: true });
-const tooLarge = (limit: number) => Object.assign(new Error('request entity too large'), { status: 413, type: 'entity.too.large', limit, expose: true });
+const parseFailed = (message: string) =>
+  Object.assign(new Error(message), { status: 400, type: 'entity.parse.failed', expose: true });
+const tooLarge = (limit: number) =>
+  Object.assign(new Error('request entity too large'), { status: 413, type: 'entity.too.large', limit, expose: true });
 
 // Strict JSON as before: a body is an object or an array (no bare scalars).
 // eslint-disable-next-line no-control-regex -- JSON's whitespace (tab, LF, CR) is matched on purpose
@@ -51,15 +53,22 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
   };
   app.addContentTypeParser('application/json', json);
   app.addContentTypeParser(/^application\/[^;,\s]+\+json\b/i, json);
-  app.addContentTypeParser('*', (_req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => {
-    payload.resume(); // drained, not kept: the socket must still reach the next request
-    payload.once('end', () => done(null, undefined));
-    payload.once('error', () => done(null, undefined));
-  });
+  app.addContentTypeParser(
+    '*',
+    (_req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => {
+      payload.resume(); // drained, not kept: the socket must still reach the next request
+      payload.once('end', () => done(null, undefined));
+      payload.once('error', () => done(null, undefined));
+    },
+  );
 }
 
 /** The body as text, or the 413 error past `limit` bytes (a chunked body past it is drained, not kept). */
-function readLimited(payload: IncomingMessage, limit: number, cb: (err: Error | undefined, text: string) => void): void {
+function readLimited(
+  payload: IncomingMessage,
+  limit: number,
+  cb: (err: Error | undefined, text: string) => void,
+): void {
   const declared = Number(payload.headers['content-length']);
   let size = 0;
   const chunks: Buffer[] = [];

@@ -1,5 +1,11 @@
 import 'reflect-metadata';
-import { RequestMethod, type DynamicModule, type ForwardReference, type NestInterceptor, type Type } from '@nestjs/common';
+import {
+  RequestMethod,
+  type DynamicModule,
+  type ForwardReference,
+  type NestInterceptor,
+  type Type,
+} from '@nestjs/common';
 import { INTERCEPTORS_METADATA, METHOD_METADATA, MODULE_METADATA } from '@nestjs/common/constants.js';
 
 type ModuleRef = Type<unknown> | DynamicModule | Promise<DynamicModule> | ForwardReference;
@@ -20,10 +26,12 @@ export async function controllersOf(root: ModuleRef): Promise<Type<unknown>[]> {
     if (m && typeof m === 'object' && isForwardRef(m)) m = m.forwardRef();
     if (!m || seen.has(m)) return;
     seen.add(m);
-    const type = (typeof m === 'function' ? m : isDynamic(m) ? (m).module : undefined) as Type<unknown> | undefined;
-    const dynamic = typeof m === 'object' && isDynamic(m) ? (m) : undefined;
-    const meta = (key: string): unknown[] => (type ? ((Reflect.getMetadata(key, type) as unknown[] | undefined) ?? []) : []);
-    for (const c of [...meta(MODULE_METADATA.CONTROLLERS), ...(dynamic?.controllers ?? [])]) found.add(c as Type<unknown>);
+    const type = (typeof m === 'function' ? m : isDynamic(m) ? m.module : undefined) as Type<unknown> | undefined;
+    const dynamic = typeof m === 'object' && isDynamic(m) ? m : undefined;
+    const meta = (key: string): unknown[] =>
+      type ? ((Reflect.getMetadata(key, type) as unknown[] | undefined) ?? []) : [];
+    for (const c of [...meta(MODULE_METADATA.CONTROLLERS), ...(dynamic?.controllers ?? [])])
+      found.add(c as Type<unknown>);
     for (const i of [...meta(MODULE_METADATA.IMPORTS), ...(dynamic?.imports ?? [])]) await visit(i as ModuleRef);
   };
   await visit(root);

@@ -45,7 +45,8 @@ const pathOfUrl = (url: string): string => {
 };
 
 /** The path (no query) of any request, as the client sent it. */
-export const pathOf = (req: AnyRequest): string => pathOfUrl((req as { originalUrl?: string }).originalUrl ?? req.url ?? '/');
+export const pathOf = (req: AnyRequest): string =>
+  pathOfUrl((req as { originalUrl?: string }).originalUrl ?? req.url ?? '/');
 
 /** Fields the edge's hooks put on the request that islands (raw Node handlers) also need. */
 const CARRIED = ['correlationId', 'apiKey', 'body'] as const;
@@ -84,10 +85,13 @@ export function decorateEdge(app: FastifyInstance): void {
   });
   app.decorateRequest('correlationId', 'unknown');
   app.decorateRequest('apiKey', undefined);
-  app.decorateReply('setHeader', function (this: FastifyReply, name: string, value: string | number | readonly string[]) {
-    this.raw.setHeader(name, value);
-    return this;
-  });
+  app.decorateReply(
+    'setHeader',
+    function (this: FastifyReply, name: string, value: string | number | readonly string[]) {
+      this.raw.setHeader(name, value);
+      return this;
+    },
+  );
   app.decorateReply('headersSent', {
     getter(this: FastifyReply) {
       return this.raw.headersSent;

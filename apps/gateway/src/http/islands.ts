@@ -26,5 +26,11 @@ export function mountNodeHandler(app: FastifyInstance, urls: readonly string[], 
       }),
     );
   };
-  for (const url of urls) app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url, exposeHeadRoute: false, handler: serve as never });
+  for (const url of urls)
+    app.route({
+      method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
+      url,
+      exposeHeadRoute: false,
+      handler: serve as never,
+    });
 }

@@ -50,7 +50,10 @@ export class GatewayHttpMetrics {
   private compiled: CompiledRoute[] | undefined;
   // The series of each method, route and status seen, resolved once: prom-client validates and
   // hashes a labels object on every call otherwise. Bounded like the labels (the route table).
-  private readonly series = new Map<string, { readonly requests: { inc(): void }; readonly duration: { observe(v: number): void } }>();
+  private readonly series = new Map<
+    string,
+    { readonly requests: { inc(): void }; readonly duration: { observe(v: number): void } }
+  >();
 
   constructor() {
     this.requests = new Counter({

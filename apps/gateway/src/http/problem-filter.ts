@@ -1,4 +1,12 @@
-import { Catch, Inject, MethodNotAllowedException, NotFoundException, Optional, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import {
+  Catch,
+  Inject,
+  MethodNotAllowedException,
+  NotFoundException,
+  Optional,
+  type ArgumentsHost,
+  type ExceptionFilter,
+} from '@nestjs/common';
 import { correlationIdOf } from './context.js';
 import { isReply, pathOf, type AnyRequest, type AnyResponse, type EdgeRequest } from './edge.js';
 import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.js';
@@ -21,7 +29,8 @@ export function sendProblem(err: unknown, req: AnyRequest, res: AnyResponse): vo
   const correlationId = correlationIdOf(req);
   const { problem, unexpected } = toProblem(err, { instance: pathOf(req), correlationId });
   const raw = isReply(res) ? res.raw : res;
-  if (unexpected) (raw as unknown as Record<symbol, unknown>)[UNEXPECTED_ERROR] = err instanceof Error ? err : new Error(String(err));
+  if (unexpected)
+    (raw as unknown as Record<symbol, unknown>)[UNEXPECTED_ERROR] = err instanceof Error ? err : new Error(String(err));
   if (raw.headersSent) {
     // A stream (SSE) already started: the status line is gone, all we can do is stop.
     raw.end();
@@ -65,7 +74,10 @@ export class ProblemFilter implements ExceptionFilter {
     // of this method (GET /executions/bulk ran GET /executions/{execution_id}, which found no
     // execution "bulk"): 405 with `Allow`, as for any other path that exists with other methods.
     if (isAppError(exception) && exception.code === 'not_found' && this.registry) {
-      const allow = allowedMethods(this.registry.routes().filter((r) => r.path === req.path), req.path);
+      const allow = allowedMethods(
+        this.registry.routes().filter((r) => r.path === req.path),
+        req.path,
+      );
       if (allow.length > 0 && !allow.includes(req.method.toUpperCase())) {
         methodNotAllowed(allow, req, res);
         return;
@@ -78,6 +90,9 @@ export class ProblemFilter implements ExceptionFilter {
 /** 405 with `Allow` listing the methods the path does have. */
 function methodNotAllowed(allow: readonly string[], req: EdgeRequest, res: AnyResponse): void {
   (isReply(res) ? res.raw : res).setHeader('Allow', allow.join(', '));
-  sendProblem(new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`), req, res);
+  sendProblem(
+    new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`),
+    req,
+    res,
+  );
 }
-

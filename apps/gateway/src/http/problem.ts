@@ -103,7 +103,8 @@ function fieldError(e: unknown): FieldError {
   const { in: where, ...rest } = o;
   return {
     ...rest,
-    path: typeof o.path === 'string' ? o.path : Array.isArray(o.path) ? o.path.map(String).join('.') || '(root)' : '(root)',
+    path:
+      typeof o.path === 'string' ? o.path : Array.isArray(o.path) ? o.path.map(String).join('.') || '(root)' : '(root)',
     message: typeof o.message === 'string' ? o.message : 'invalid',
     code: typeof o.code === 'string' ? o.code : 'invalid',
     ...(where === 'body' || where === 'query' || where === 'params' || where === 'headers' ? { in: where } : {}),
@@ -157,7 +158,8 @@ export function toProblem(err: unknown, ctx: ProblemContext): MappedProblem {
   }
   if (err instanceof HttpException) {
     const status = err.getStatus();
-    if (status >= 500) return { problem: build(codeForStatus(status), status, 'internal error', ctx), unexpected: status === 500 };
+    if (status >= 500)
+      return { problem: build(codeForStatus(status), status, 'internal error', ctx), unexpected: status === 500 };
     return { problem: build(codeForStatus(status), status, httpExceptionDetail(err), ctx), unexpected: false };
   }
   const httpLike = (typeof err === 'object' && err !== null ? err : {}) as HttpLikeError;
@@ -167,7 +169,10 @@ export function toProblem(err: unknown, ctx: ProblemContext): MappedProblem {
   }
   if (httpLike.type === 'entity.too.large') {
     const limit = httpLike.limit !== undefined ? ` of ${httpLike.limit} bytes` : '';
-    return { problem: build('payload_too_large', 413, `the request body exceeds the limit${limit}`, ctx), unexpected: false };
+    return {
+      problem: build('payload_too_large', 413, `the request body exceeds the limit${limit}`, ctx),
+      unexpected: false,
+    };
   }
   // http-errors marks the messages that are safe to show with `expose` (all 4xx).
   if (typeof status === 'number' && status >= 400 && status < 500 && httpLike.expose) {

@@ -62,7 +62,8 @@ export class ReadRouting {
     env: NodeJS.ProcessEnv = process.env,
   ) {
     const parsed = envSchema.safeParse({ READ_REPLICA_WAIT_MS: env.READ_REPLICA_WAIT_MS || undefined });
-    if (!parsed.success) throw new Error(`READ_REPLICA_WAIT_MS: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+    if (!parsed.success)
+      throw new Error(`READ_REPLICA_WAIT_MS: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
     this.waitMs = o.waitMs ?? parsed.data.READ_REPLICA_WAIT_MS;
     this.pollMs = o.pollMs ?? 25;
   }
@@ -70,12 +71,19 @@ export class ReadRouting {
   /** The replica's checkpoint of a read model (undefined: no row, or the replica does not answer). */
   async replicaCheckpoint(ref: CheckpointRef): Promise<number | undefined> {
     if (!this.replica) return undefined;
-    const r = await this.replica.query<{ position: string }>(`select position from ${ref.schema}.checkpoints where name = $1`, [ref.name]);
+    const r = await this.replica.query<{ position: string }>(
+      `select position from ${ref.schema}.checkpoints where name = $1`,
+      [ref.name],
+    );
     return r.rows[0] ? Number(r.rows[0].position) : undefined;
   }
 
   /** The pool to read `ref`'s read model from, for a caller that must see `minPosition` (see the class). */
-  async poolFor(ref: CheckpointRef, minPosition?: number, waitMs = this.waitMs): Promise<{ pool: Pool; source: 'replica' | 'primary' }> {
+  async poolFor(
+    ref: CheckpointRef,
+    minPosition?: number,
+    waitMs = this.waitMs,
+  ): Promise<{ pool: Pool; source: 'replica' | 'primary' }> {
     if (!this.replica) return { pool: this.primary, source: 'primary' };
     if (minPosition === undefined) return { pool: this.replica, source: 'replica' };
     const deadline = Date.now() + waitMs;
@@ -88,7 +96,10 @@ export class ReadRouting {
         return { pool: this.primary, source: 'primary' };
       }
       if (Date.now() >= deadline) {
-        this.logger.debug({ checkpoint: ref.name, minPosition, waitedMs: waitMs }, 'the read replica has not replayed the position in time; reading the primary');
+        this.logger.debug(
+          { checkpoint: ref.name, minPosition, waitedMs: waitMs },
+          'the read replica has not replayed the position in time; reading the primary',
+        );
         return { pool: this.primary, source: 'primary' };
       }
       await new Promise((r) => setTimeout(r, this.pollMs));

@@ -27,12 +27,24 @@ export function deferCheck<R extends object>(req: R, check: (req: R) => unknown)
 export function undeclaredQueryError(query: unknown): AppError | undefined {
   const names = query && typeof query === 'object' ? Object.keys(query) : [];
   if (names.length === 0) return undefined;
-  const errors: FieldError[] = names.map((n) => ({ path: n, message: 'unknown field', code: 'unrecognized_keys', in: 'query' }));
-  return new AppError('validation', `invalid query field${names.length === 1 ? '' : 's'}: ${names.join(', ')}`, { errors });
+  const errors: FieldError[] = names.map((n) => ({
+    path: n,
+    message: 'unknown field',
+    code: 'unrecognized_keys',
+    in: 'query',
+  }));
+  return new AppError('validation', `invalid query field${names.length === 1 ? '' : 's'}: ${names.join(', ')}`, {
+    errors,
+  });
 }
 
 const templateRegex = (template: string): RegExp =>
-  new RegExp(`^${template.split(/\{[^}]+\}/).map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[^/]+')}/?$`);
+  new RegExp(
+    `^${template
+      .split(/\{[^}]+\}/)
+      .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('[^/]+')}/?$`,
+  );
 
 /**
  * The methods a path (e.g. `/api/v1/workflows/executions/wf_1`) has among the documented

@@ -21,7 +21,12 @@ export function fieldErrors(error: z.ZodError, location?: FieldLocation): FieldE
     const base = issue.path.map(String);
     // One error per unknown key, so each is named like any other bad field.
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((k) => ({ path: [...base, k].join('.'), message: 'unknown field', code: issue.code, ...where }));
+      return issue.keys.map((k) => ({
+        path: [...base, k].join('.'),
+        message: 'unknown field',
+        code: issue.code,
+        ...where,
+      }));
     }
     return [{ path: base.join('.') || '(root)', message: issue.message, code: issue.code, ...where }];
   });
@@ -54,7 +59,12 @@ export class ZodValidationPipe<S extends z.ZodType> implements PipeTransform<unk
   }
 }
 
-function remember(target: object, key: string | symbol | undefined, location: keyof RequestSchemas, schema: z.ZodType): void {
+function remember(
+  target: object,
+  key: string | symbol | undefined,
+  location: keyof RequestSchemas,
+  schema: z.ZodType,
+): void {
   if (key === undefined) return;
   const prev = (Reflect.getMetadata(REQUEST_SCHEMAS, target, key) as RequestSchemas | undefined) ?? {};
   Reflect.defineMetadata(REQUEST_SCHEMAS, { ...prev, [location]: schema }, target, key);

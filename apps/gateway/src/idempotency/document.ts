@@ -12,7 +12,9 @@ export function documentIdempotencyKeys(registry: OpenApiRegistry): void {
     if (!COMMAND_METHODS.has(spec.method.toUpperCase())) continue;
     const own = spec.doc?.headers;
     const headers =
-      own instanceof z.ZodObject ? own.extend({ [IDEMPOTENCY_HEADER]: idempotencyKeyHeader }) : z.object({ [IDEMPOTENCY_HEADER]: idempotencyKeyHeader });
+      own instanceof z.ZodObject
+        ? own.extend({ [IDEMPOTENCY_HEADER]: idempotencyKeyHeader })
+        : z.object({ [IDEMPOTENCY_HEADER]: idempotencyKeyHeader });
     const errors = [...new Set([...(spec.doc?.errors ?? []), 409, 422])];
     registry.register({ ...spec, doc: { ...spec.doc, headers, errors } });
   }

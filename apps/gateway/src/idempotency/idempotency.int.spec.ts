@@ -73,14 +73,24 @@ describe('Idempotency-Key on every command route', () => {
       {
         ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
         auth: { enabled: true, printAdminKey: (k) => printed.push(k) },
-        modules: [AgentsFeatureModule, WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule.forRoot({ timeoutMs: 5_000 })],
+        modules: [
+          AgentsFeatureModule,
+          WorkflowsFeatureModule,
+          McpFeatureModule,
+          SystemFeatureModule.forRoot({ timeoutMs: 5_000 }),
+        ],
       },
     );
     const url = (await g.listen(0, '127.0.0.1')).url;
     return { g, url, printed };
   };
 
-  const call = async (method: string, url: string, body: unknown, opts: { key?: string; as?: string } = {}): Promise<Answer> => {
+  const call = async (
+    method: string,
+    url: string,
+    body: unknown,
+    opts: { key?: string; as?: string } = {},
+  ): Promise<Answer> => {
     const res = await fetch(`${base}${url}`, {
       method,
       headers: {
@@ -91,10 +101,17 @@ describe('Idempotency-Key on every command route', () => {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.text();
-    return { status: res.status, text, body: text ? JSON.parse(text) : undefined, type: res.headers.get('content-type') ?? '', replayed: res.headers.get('idempotent-replayed') };
+    return {
+      status: res.status,
+      text,
+      body: text ? JSON.parse(text) : undefined,
+      type: res.headers.get('content-type') ?? '',
+      replayed: res.headers.get('idempotent-replayed'),
+    };
   };
   const countEvents = async (...types: string[]) => (await store.readAll({ types })).length;
-  const one = async <T = any>(sql: string, params: unknown[] = []): Promise<T> => (await pool.query(sql, params)).rows[0] as T;
+  const one = async <T = any>(sql: string, params: unknown[] = []): Promise<T> =>
+    (await pool.query(sql, params)).rows[0] as T;
 
   before(async () => {
     natsDir = mkdtempSync(path.join(os.tmpdir(), 'idem-nats-'));
@@ -107,15 +124,49 @@ describe('Idempotency-Key on every command route', () => {
     await store.init();
     // All agents but the financial advisor: its tasks wait in the queue, which keeps an execution running to cancel.
     agents = await startAgents({
-      nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'idem',
+      nats: nc,
+      pool,
+      logger,
+      http: false,
+      noop: true,
+      instancePrefix: 'idem',
       agents: ['automation_specialist', 'content_creator', 'customer_success', 'data_analyst', 'operations_manager'],
     });
     // External agents in this suite are local receivers: allow loopback past the egress guard.
-    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 300, discoveryIntervalMs: 500, discoveryWaitMs: 150, probeTimeoutMs: 500 });
-    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: dbUrl, partitions: 4, leaseTickMs: 200, timerPollMs: 50 });
+    dispatcher = await startDispatcher({
+      store,
+      nats: nc,
+      pool,
+      logger,
+      egress: { allowCidrs: ['127.0.0.0/8'] },
+      pollIntervalMs: 100,
+      healthIntervalMs: 300,
+      discoveryIntervalMs: 500,
+      discoveryWaitMs: 150,
+      probeTimeoutMs: 500,
+    });
+    engine = new WorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: dbUrl,
+      partitions: 4,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+    });
     await engine.start();
-    analytics = await runMcpServer('analytics', { port: await freePort(), logger, env: { MCP_AUTH_DISABLED: 'true', DATABASE_URL: dbUrl, LOG_LEVEL: 'silent' } });
-    const fast = { timeouts: { connect_ms: 5_000, call_ms: 5_000 }, retry: { max_attempts: 1, initial_delay_ms: 50, max_delay_ms: 100 }, breaker: { consecutive_failures: 5, half_open_after_ms: 500 }, reconnect: { initial_delay_ms: 100, max_delay_ms: 500 } };
+    analytics = await runMcpServer('analytics', {
+      port: await freePort(),
+      logger,
+      env: { MCP_AUTH_DISABLED: 'true', DATABASE_URL: dbUrl, LOG_LEVEL: 'silent' },
+    });
+    const fast = {
+      timeouts: { connect_ms: 5_000, call_ms: 5_000 },
+      retry: { max_attempts: 1, initial_delay_ms: 50, max_delay_ms: 100 },
+      breaker: { consecutive_failures: 5, half_open_after_ms: 500 },
+      reconnect: { initial_delay_ms: 100, max_delay_ms: 500 },
+    };
     // The fetch server reaches the suite's own slow receiver on loopback (allow-listed), which
     // gives a command whose handler outlives a short request timeout.
     slowServer = http.createServer((req, res) => {
@@ -124,17 +175,35 @@ describe('Idempotency-Key on every command route', () => {
     });
     await new Promise<void>((r) => slowServer.listen(0, '127.0.0.1', () => r()));
     slowUrl = `http://127.0.0.1:${(slowServer.address() as { port: number }).port}/slow`;
-    fetchServer = await runMcpServer('fetch', { port: await freePort(), logger, env: { MCP_AUTH_DISABLED: 'true', FETCH_ALLOW_CIDRS: '127.0.0.0/8', LOG_LEVEL: 'silent' } });
+    fetchServer = await runMcpServer('fetch', {
+      port: await freePort(),
+      logger,
+      env: { MCP_AUTH_DISABLED: 'true', FETCH_ALLOW_CIDRS: '127.0.0.0/8', LOG_LEVEL: 'silent' },
+    });
     connectors = await startConnectors({
       nats: nc,
       logger,
       registry: [
-        parseServerConfig({ name: 'analytics', role: 'analytics', transport: { kind: 'http', url: analytics.url! }, ...fast }),
-        parseServerConfig({ name: 'fetch', role: 'fetch', transport: { kind: 'http', url: fetchServer.url! }, ...fast }),
+        parseServerConfig({
+          name: 'analytics',
+          role: 'analytics',
+          transport: { kind: 'http', url: analytics.url! },
+          ...fast,
+        }),
+        parseServerConfig({
+          name: 'fetch',
+          role: 'fetch',
+          transport: { kind: 'http', url: fetchServer.url! },
+          ...fast,
+        }),
       ],
     });
     monitoring = await startMonitoring({
-      pool, nats: nc, eventStore: store, logger, env: {},
+      pool,
+      nats: nc,
+      eventStore: store,
+      logger,
+      env: {},
       settings: { sampleIntervalMs: 500, probeIntervalMs: 60_000, maintenanceIntervalMs: 60_000, rules: [] },
       wiring: { webhooks: [], discoveryIntervalMs: 60_000 },
       sampler: { diskIntervalMs: 3_600_000, networkIntervalMs: 3_600_000 },
@@ -144,8 +213,20 @@ describe('Idempotency-Key on every command route', () => {
     base = started.url;
     admin = started.printed[0]!;
     operator = (await call('POST', '/api/v1/admin/api-keys', { name: 'idem-operator', role: 'operator' })).body.key;
-    await until('MCP analytics up', async () => (await call('GET', '/api/v1/integration/mcp/health', undefined)).body?.servers?.every((s: { state: string }) => s.state === 'up'), 20_000);
-    await until('agents discovered', async () => (await call('GET', '/api/v1/integration/agents/capabilities', undefined)).body?.task_types?.includes('noop'), 20_000);
+    await until(
+      'MCP analytics up',
+      async () =>
+        (await call('GET', '/api/v1/integration/mcp/health', undefined)).body?.servers?.every(
+          (s: { state: string }) => s.state === 'up',
+        ),
+      20_000,
+    );
+    await until(
+      'agents discovered',
+      async () =>
+        (await call('GET', '/api/v1/integration/agents/capabilities', undefined)).body?.task_types?.includes('noop'),
+      20_000,
+    );
   });
 
   after(async () => {
@@ -189,10 +270,14 @@ describe('Idempotency-Key on every command route', () => {
     const first = await call(c.method, c.url, c.body, { key, as });
     assert.equal(first.status, c.status, `${c.name}: ${first.text}`);
     assert.equal(first.replayed, null, `${c.name}: a first answer is not a replay`);
-    const effect = await until(`${c.name}: effect recorded`, async () => {
-      const now = await c.evidence();
-      return c.changed(before, now) ? { now } : undefined;
-    }, 10_000);
+    const effect = await until(
+      `${c.name}: effect recorded`,
+      async () => {
+        const now = await c.evidence();
+        return c.changed(before, now) ? { now } : undefined;
+      },
+      10_000,
+    );
     const again = await call(c.method, c.url, c.body, { key, as });
     assert.equal(again.status, first.status, `${c.name}: replay status`);
     assert.equal(again.text, c.replayedAs ? c.replayedAs(first) : first.text, `${c.name}: replay body`);
@@ -220,41 +305,92 @@ describe('Idempotency-Key on every command route', () => {
     steps: [{ id: 'answer', uses: 'agent:support_response', with: { query: '${{ input.query }}' } }],
   };
   // No financial advisor runs here: its step waits in the queue until the execution is canceled.
-  const stuck = { ...definition, id: `idem_stuck_${run}`, input: { type: 'object', properties: {} }, steps: [{ id: 'costs', uses: 'agent:cost_optimization', with: {} }] };
+  const stuck = {
+    ...definition,
+    id: `idem_stuck_${run}`,
+    input: { type: 'object', properties: {} },
+    steps: [{ id: 'costs', uses: 'agent:cost_optimization', with: {} }],
+  };
 
   it('definitions: registered once', async () => {
     await retried({
-      name: 'definition', method: 'POST', url: '/api/v1/workflows/definitions', body: definition, other: { ...definition, description: 'another' }, status: 201,
-      evidence: async () => (await one<{ n: number }>(`select count(*)::int as n from workflows.definitions where id = $1`, [definition.id]))?.n ?? 0, changed: more,
+      name: 'definition',
+      method: 'POST',
+      url: '/api/v1/workflows/definitions',
+      body: definition,
+      other: { ...definition, description: 'another' },
+      status: 201,
+      evidence: async () =>
+        (
+          await one<{ n: number }>(`select count(*)::int as n from workflows.definitions where id = $1`, [
+            definition.id,
+          ])
+        )?.n ?? 0,
+      changed: more,
     });
     assert.equal((await call('POST', '/api/v1/workflows/definitions', stuck)).status, 201);
   });
 
   it('delegate and a quick action: one task each', async () => {
     await retried({
-      name: 'delegate', method: 'POST', url: '/api/v1/integration/agents/delegate', body: { task_type: 'noop', context: { echo: 1 } }, other: { task_type: 'noop', context: { echo: 2 } }, status: 202,
-      evidence: () => countEvents('TaskSubmitted'), changed: more, as: operator,
+      name: 'delegate',
+      method: 'POST',
+      url: '/api/v1/integration/agents/delegate',
+      body: { task_type: 'noop', context: { echo: 1 } },
+      other: { task_type: 'noop', context: { echo: 2 } },
+      status: 202,
+      evidence: () => countEvents('TaskSubmitted'),
+      changed: more,
+      as: operator,
     });
     await retried({
-      name: 'quick', method: 'POST', url: '/api/v1/integration/quick/customer-support', body: { query: 'where is my invoice?' }, other: { query: 'where is my parcel?' }, status: 202,
-      evidence: () => countEvents('TaskSubmitted'), changed: more, as: operator,
+      name: 'quick',
+      method: 'POST',
+      url: '/api/v1/integration/quick/customer-support',
+      body: { query: 'where is my invoice?' },
+      other: { query: 'where is my parcel?' },
+      status: 202,
+      evidence: () => countEvents('TaskSubmitted'),
+      changed: more,
+      as: operator,
     });
   });
 
   it('workflow start, start ?wait=true and an ad-hoc workflow: one execution each', async () => {
     const started = await retried({
-      name: 'start', method: 'POST', url: `/api/v1/workflows/start/${definition.id}`, body: { query: 'where is my invoice?' }, other: { query: 'where is my parcel?' }, status: 202,
-      evidence: () => countEvents('WorkflowStarted'), changed: more, as: operator,
+      name: 'start',
+      method: 'POST',
+      url: `/api/v1/workflows/start/${definition.id}`,
+      body: { query: 'where is my invoice?' },
+      other: { query: 'where is my parcel?' },
+      status: 202,
+      evidence: () => countEvents('WorkflowStarted'),
+      changed: more,
+      as: operator,
     });
     assert.ok(started.body.execution_id);
     const waited = await retried({
-      name: 'start-wait', method: 'POST', url: `/api/v1/workflows/start/${definition.id}?wait=true&wait_ms=20000`, body: { query: 'where is my invoice?' }, other: { query: 'where is my refund?' }, status: 200,
-      evidence: () => countEvents('WorkflowStarted'), changed: more, as: operator,
+      name: 'start-wait',
+      method: 'POST',
+      url: `/api/v1/workflows/start/${definition.id}?wait=true&wait_ms=20000`,
+      body: { query: 'where is my invoice?' },
+      other: { query: 'where is my refund?' },
+      status: 200,
+      evidence: () => countEvents('WorkflowStarted'),
+      changed: more,
+      as: operator,
     });
     assert.equal(waited.body.status, 'completed', waited.text);
     await retried({
-      name: 'adhoc', method: 'POST', url: '/api/v1/integration/agents/workflow', body: { definition: { ...definition, id: `adhoc_${run}` }, input: { query: 'where is my invoice?' } }, other: { definition: { ...definition, id: `adhoc_${run}` }, input: { query: 'where is my order?' } }, status: 202,
-      evidence: () => countEvents('WorkflowStarted'), changed: more, as: operator,
+      name: 'adhoc',
+      method: 'POST',
+      url: '/api/v1/integration/agents/workflow',
+      body: { definition: { ...definition, id: `adhoc_${run}` }, input: { query: 'where is my invoice?' } },
+      other: { definition: { ...definition, id: `adhoc_${run}` }, input: { query: 'where is my order?' } },
+      status: 202,
+      evidence: () => countEvents('WorkflowStarted'),
+      changed: more,
+      as: operator,
     });
   });
 
@@ -262,87 +398,204 @@ describe('Idempotency-Key on every command route', () => {
     const ex = await call('POST', `/api/v1/workflows/start/${stuck.id}`, {}, { as: operator });
     assert.equal(ex.status, 202, ex.text);
     await retried({
-      name: 'wf-cancel', method: 'POST', url: `/api/v1/workflows/executions/${ex.body.execution_id}/cancel`, body: { reason: 'test' }, other: { reason: 'other' }, status: 202,
-      evidence: () => countEvents('ExecutionCancelRequested'), changed: more, as: operator,
+      name: 'wf-cancel',
+      method: 'POST',
+      url: `/api/v1/workflows/executions/${ex.body.execution_id}/cancel`,
+      body: { reason: 'test' },
+      other: { reason: 'other' },
+      status: 202,
+      evidence: () => countEvents('ExecutionCancelRequested'),
+      changed: more,
+      as: operator,
     });
-    const task = await call('POST', '/api/v1/integration/agents/delegate', { task_type: 'noop', context: { sleep_ms: 30_000 } }, { as: operator });
+    const task = await call(
+      'POST',
+      '/api/v1/integration/agents/delegate',
+      { task_type: 'noop', context: { sleep_ms: 30_000 } },
+      { as: operator },
+    );
     assert.equal(task.status, 202, task.text);
     await retried({
-      name: 'task-cancel', method: 'POST', url: `/api/v1/integration/agents/tasks/${task.body.task_id}/cancel`, body: { reason: 'test' }, other: { reason: 'other' }, status: 200,
-      evidence: () => countEvents('TaskCanceled'), changed: more, as: operator,
+      name: 'task-cancel',
+      method: 'POST',
+      url: `/api/v1/integration/agents/tasks/${task.body.task_id}/cancel`,
+      body: { reason: 'test' },
+      other: { reason: 'other' },
+      status: 200,
+      evidence: () => countEvents('TaskCanceled'),
+      changed: more,
+      as: operator,
     });
   });
 
   it('external agents: registered and removed once', async () => {
-    const agent = { name: `idem-ext-${run}`, url: 'http://127.0.0.1:9/agent', task_types: ['idem_type'], max_concurrency: 1, description: 'unreachable on purpose' };
+    const agent = {
+      name: `idem-ext-${run}`,
+      url: 'http://127.0.0.1:9/agent',
+      task_types: ['idem_type'],
+      max_concurrency: 1,
+      description: 'unreachable on purpose',
+    };
     await retried({
-      name: 'ext-register', method: 'POST', url: '/api/v1/integration/agents/external', body: agent, other: { ...agent, max_concurrency: 2 }, status: 201,
-      evidence: () => countEvents('ExternalAgentRegistered'), changed: more,
+      name: 'ext-register',
+      method: 'POST',
+      url: '/api/v1/integration/agents/external',
+      body: agent,
+      other: { ...agent, max_concurrency: 2 },
+      status: 201,
+      evidence: () => countEvents('ExternalAgentRegistered'),
+      changed: more,
     });
     await retried({
-      name: 'ext-remove', method: 'DELETE', url: `/api/v1/integration/agents/external/${agent.name}`, body: undefined, other: {}, status: 200,
-      evidence: () => countEvents('ExternalAgentRemoved'), changed: more,
+      name: 'ext-remove',
+      method: 'DELETE',
+      url: `/api/v1/integration/agents/external/${agent.name}`,
+      body: undefined,
+      other: {},
+      status: 200,
+      evidence: () => countEvents('ExternalAgentRemoved'),
+      changed: more,
     });
   });
 
   it('an MCP tool call: the tool runs once (one row)', async () => {
     const metric = `idem.${run}`;
     await retried({
-      name: 'mcp', method: 'POST', url: '/api/v1/integration/mcp/call', body: { server: 'analytics', tool: 'record_metric', arguments: { name: metric, value: 1 } }, other: { server: 'analytics', tool: 'record_metric', arguments: { name: metric, value: 2 } }, status: 200,
-      evidence: async () => (await one<{ n: number }>(`select count(*)::int as n from analytics.metrics where name = $1`, [metric])).n, changed: more, as: operator,
+      name: 'mcp',
+      method: 'POST',
+      url: '/api/v1/integration/mcp/call',
+      body: { server: 'analytics', tool: 'record_metric', arguments: { name: metric, value: 1 } },
+      other: { server: 'analytics', tool: 'record_metric', arguments: { name: metric, value: 2 } },
+      status: 200,
+      evidence: async () =>
+        (await one<{ n: number }>(`select count(*)::int as n from analytics.metrics where name = $1`, [metric])).n,
+      changed: more,
+      as: operator,
     });
   });
 
   it('silences, alert rules (put, delete) and an alert resolve: once each', async () => {
     await retried({
-      name: 'silence', method: 'POST', url: '/api/v1/system/alerts/silences', body: { matchers: [{ name: 'alertname', value: `idem-${run}` }], duration_ms: 60_000 }, other: { matchers: [{ name: 'alertname', value: `other-${run}` }], duration_ms: 60_000 }, status: 201,
-      evidence: async () => (await one<{ n: number }>(`select count(*)::int as n from monitoring.silences`)).n, changed: more, as: operator,
+      name: 'silence',
+      method: 'POST',
+      url: '/api/v1/system/alerts/silences',
+      body: { matchers: [{ name: 'alertname', value: `idem-${run}` }], duration_ms: 60_000 },
+      other: { matchers: [{ name: 'alertname', value: `other-${run}` }], duration_ms: 60_000 },
+      status: 201,
+      evidence: async () => (await one<{ n: number }>(`select count(*)::int as n from monitoring.silences`)).n,
+      changed: more,
+      as: operator,
     });
     // A rule that fires at once (memory in use > 0), so there is an alert to resolve.
-    const rule = { id: `idem_${run}`, name: `Idem ${run}`, metric: 'system_memory_used_bytes', comparator: '>', threshold: 0, for_ms: 0, severity: 'warning' };
+    const rule = {
+      id: `idem_${run}`,
+      name: `Idem ${run}`,
+      metric: 'system_memory_used_bytes',
+      comparator: '>',
+      threshold: 0,
+      for_ms: 0,
+      severity: 'warning',
+    };
     await retried({
-      name: 'rules-put', method: 'PUT', url: '/api/v1/system/alert-rules', body: rule, other: { ...rule, threshold: 1 }, status: 200,
-      evidence: async () => (await one<{ at: Date } | undefined>(`select updated_at as at from monitoring.alert_rules where id = $1`, [rule.id]))?.at?.toISOString() ?? null,
+      name: 'rules-put',
+      method: 'PUT',
+      url: '/api/v1/system/alert-rules',
+      body: rule,
+      other: { ...rule, threshold: 1 },
+      status: 200,
+      evidence: async () =>
+        (
+          await one<{ at: Date } | undefined>(`select updated_at as at from monitoring.alert_rules where id = $1`, [
+            rule.id,
+          ])
+        )?.at?.toISOString() ?? null,
       changed: (b, a) => b === null && a !== null,
     });
-    const alert = await until('the rule fires', async () => {
-      const r = await call('GET', '/api/v1/system/alerts?state=firing', undefined);
-      return r.body?.alerts?.find((a: { ruleId: string }) => a.ruleId === rule.id);
-    }, 15_000);
+    const alert = await until(
+      'the rule fires',
+      async () => {
+        const r = await call('GET', '/api/v1/system/alerts?state=firing', undefined);
+        return r.body?.alerts?.find((a: { ruleId: string }) => a.ruleId === rule.id);
+      },
+      15_000,
+    );
     await retried({
-      name: 'resolve', method: 'POST', url: `/api/v1/system/alerts/${alert.id}/resolve`, body: { reason: 'handled' }, other: { reason: 'other' }, status: 200,
-      evidence: async () => (await store.readStream(`alert-${alert.id}`)).filter((e) => e.type === 'AlertResolved').length, changed: more, as: operator,
+      name: 'resolve',
+      method: 'POST',
+      url: `/api/v1/system/alerts/${alert.id}/resolve`,
+      body: { reason: 'handled' },
+      other: { reason: 'other' },
+      status: 200,
+      evidence: async () =>
+        (await store.readStream(`alert-${alert.id}`)).filter((e) => e.type === 'AlertResolved').length,
+      changed: more,
+      as: operator,
     });
     await retried({
-      name: 'rules-delete', method: 'DELETE', url: `/api/v1/system/alert-rules?id=${rule.id}`, body: undefined, other: {}, status: 200,
-      evidence: async () => (await one<{ deleted: boolean } | undefined>(`select rule is null as deleted from monitoring.alert_rules where id = $1`, [rule.id]))?.deleted ?? false,
+      name: 'rules-delete',
+      method: 'DELETE',
+      url: `/api/v1/system/alert-rules?id=${rule.id}`,
+      body: undefined,
+      other: {},
+      status: 200,
+      evidence: async () =>
+        (
+          await one<{ deleted: boolean } | undefined>(
+            `select rule is null as deleted from monitoring.alert_rules where id = $1`,
+            [rule.id],
+          )
+        )?.deleted ?? false,
       changed: (b, a) => b === false && a === true,
     });
   });
 
   it('API keys: created and revoked once; a replayed creation does not show the secret again', async () => {
     const created = await retried({
-      name: 'key-create', method: 'POST', url: '/api/v1/admin/api-keys', body: { name: `idem-${run}`, role: 'viewer' }, other: { name: `idem-${run}`, role: 'operator' }, status: 201,
-      evidence: () => countEvents('ApiKeyCreated'), changed: more,
+      name: 'key-create',
+      method: 'POST',
+      url: '/api/v1/admin/api-keys',
+      body: { name: `idem-${run}`, role: 'viewer' },
+      other: { name: `idem-${run}`, role: 'operator' },
+      status: 201,
+      evidence: () => countEvents('ApiKeyCreated'),
+      changed: more,
       // Everything but the secret: the first answer showed it, the stored one (so a replay) does not.
       replayedAs: (first) => JSON.stringify({ ...first.body, key: SHOWN_ONCE }),
     });
     assert.match(created.body.key, /^sy_/);
-    const stored = await one<{ body: string }>(`select body from gateway.idempotency_keys where key = $1`, [`idem-${run}-key-create`]);
+    const stored = await one<{ body: string }>(`select body from gateway.idempotency_keys where key = $1`, [
+      `idem-${run}-key-create`,
+    ]);
     assert.ok(!stored.body.includes(created.body.key), 'the secret is not in the key table');
     await retried({
-      name: 'key-revoke', method: 'DELETE', url: `/api/v1/admin/api-keys/${created.body.id}`, body: undefined, other: {}, status: 200,
-      evidence: () => countEvents('ApiKeyRevoked'), changed: more,
+      name: 'key-revoke',
+      method: 'DELETE',
+      url: `/api/v1/admin/api-keys/${created.body.id}`,
+      body: undefined,
+      other: {},
+      status: 200,
+      evidence: () => countEvents('ApiKeyRevoked'),
+      changed: more,
     });
   });
 
   it('another caller or another route with a used key: 422, nothing done', async () => {
     const key = `idem-${run}-delegate`;
     const before = await countEvents('TaskSubmitted');
-    const otherCaller = await call('POST', '/api/v1/integration/agents/delegate', { task_type: 'noop', context: { echo: 1 } }, { key, as: admin });
+    const otherCaller = await call(
+      'POST',
+      '/api/v1/integration/agents/delegate',
+      { task_type: 'noop', context: { echo: 1 } },
+      { key, as: admin },
+    );
     assert.equal(otherCaller.status, 422, otherCaller.text);
     assert.equal(otherCaller.body.mismatch, 'caller');
-    const otherRoute = await call('POST', '/api/v1/integration/quick/customer-support', { query: 'where is my invoice?' }, { key, as: operator });
+    const otherRoute = await call(
+      'POST',
+      '/api/v1/integration/quick/customer-support',
+      { query: 'where is my invoice?' },
+      { key, as: operator },
+    );
     assert.equal(otherRoute.status, 422, otherRoute.text);
     assert.equal(otherRoute.body.mismatch, 'route');
     assert.equal(await countEvents('TaskSubmitted'), before);
@@ -350,7 +603,12 @@ describe('Idempotency-Key on every command route', () => {
 
   it('a malformed key: 400 naming the header', async () => {
     for (const bad of ['x'.repeat(256), 'has space', 'quote"d']) {
-      const r = await call('POST', '/api/v1/integration/agents/delegate', { task_type: 'noop', context: {} }, { key: bad, as: operator });
+      const r = await call(
+        'POST',
+        '/api/v1/integration/agents/delegate',
+        { task_type: 'noop', context: {} },
+        { key: bad, as: operator },
+      );
       assert.equal(r.status, 400, `${bad.slice(0, 20)}: ${r.text}`);
       assert.equal(r.body.errors[0].path, 'idempotency-key');
       assert.equal(r.body.errors[0].in, 'headers');
@@ -359,9 +617,19 @@ describe('Idempotency-Key on every command route', () => {
 
   it('a refused body (400) does not bind the key: the corrected request goes through with it', async () => {
     const key = `idem-${run}-fixed`;
-    const bad = await call('POST', '/api/v1/integration/agents/delegate', { task_type: 'noop', context: {}, priority: 'urgent' }, { key, as: operator });
+    const bad = await call(
+      'POST',
+      '/api/v1/integration/agents/delegate',
+      { task_type: 'noop', context: {}, priority: 'urgent' },
+      { key, as: operator },
+    );
     assert.equal(bad.status, 400, bad.text);
-    const good = await call('POST', '/api/v1/integration/agents/delegate', { task_type: 'noop', context: {} }, { key, as: operator });
+    const good = await call(
+      'POST',
+      '/api/v1/integration/agents/delegate',
+      { task_type: 'noop', context: {} },
+      { key, as: operator },
+    );
     assert.equal(good.status, 202, good.text);
     assert.equal(good.replayed, null);
   });
@@ -420,10 +688,14 @@ describe('Idempotency-Key on every command route', () => {
       // The handler still runs: a retry now is told so (409), not run again.
       const during = await send();
       assert.equal(during.status, 409, during.text);
-      const answer = await until('the handler answered', async () => {
-        const r = await send();
-        return r.status === 409 ? undefined : r;
-      }, 15_000);
+      const answer = await until(
+        'the handler answered',
+        async () => {
+          const r = await send();
+          return r.status === 409 ? undefined : r;
+        },
+        15_000,
+      );
       assert.equal(answer.status, 200, answer.text);
       assert.equal(answer.replayed, 'true');
       assert.match(answer.text, /late answer/);
@@ -434,17 +706,33 @@ describe('Idempotency-Key on every command route', () => {
   });
 
   it('the OpenAPI document declares the header on every command route', async () => {
-    const doc = (await call('GET', '/docs/openapi.json', undefined)).body as { paths: Record<string, Record<string, { parameters?: { name: string; in: string }[]; responses: Record<string, unknown> }>> };
-    const commands = Object.entries(doc.paths).flatMap(([p, ops]) => Object.entries(ops).filter(([m]) => ['post', 'put', 'patch', 'delete'].includes(m)).map(([m, op]) => ({ where: `${m} ${p}`, op })));
+    const doc = (await call('GET', '/docs/openapi.json', undefined)).body as {
+      paths: Record<
+        string,
+        Record<string, { parameters?: { name: string; in: string }[]; responses: Record<string, unknown> }>
+      >;
+    };
+    const commands = Object.entries(doc.paths).flatMap(([p, ops]) =>
+      Object.entries(ops)
+        .filter(([m]) => ['post', 'put', 'patch', 'delete'].includes(m))
+        .map(([m, op]) => ({ where: `${m} ${p}`, op })),
+    );
     assert.ok(commands.length >= 20, `${commands.length} command routes`);
     for (const { where, op } of commands) {
-      assert.ok(op.parameters?.some((p) => p.name === 'idempotency-key' && p.in === 'header'), `${where} lacks the header`);
+      assert.ok(
+        op.parameters?.some((p) => p.name === 'idempotency-key' && p.in === 'header'),
+        `${where} lacks the header`,
+      );
       assert.ok(op.responses['422'] && op.responses['409'], `${where} lacks 409/422`);
     }
   });
 
   it('expired keys are purged and can be used again', async () => {
-    const short = new IdempotencyStore(pool, logger, resolveIdempotencyOptions({ ttlMs: 200, purgeIntervalMs: 3_600_000 }));
+    const short = new IdempotencyStore(
+      pool,
+      logger,
+      resolveIdempotencyOptions({ ttlMs: 200, purgeIntervalMs: 3_600_000 }),
+    );
     const req = { key: `idem-${run}-expiring`, owner: 'test', fingerprint: 'f1', method: 'POST', path: '/x' };
     const claim = await short.claim(req);
     assert.equal(claim.kind, 'claimed');

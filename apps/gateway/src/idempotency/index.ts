@@ -1,5 +1,11 @@
 export { IdempotencyInterceptor, RedactInReplay, SHOWN_ONCE, WithoutIdempotency } from './interceptor.js';
-export { IdempotencyStore, resolveIdempotencyOptions, IDEMPOTENCY_SCHEMA_SQL, type IdempotencyOptions, type ResolvedIdempotencyOptions } from './store.js';
+export {
+  IdempotencyStore,
+  resolveIdempotencyOptions,
+  IDEMPOTENCY_SCHEMA_SQL,
+  type IdempotencyOptions,
+  type ResolvedIdempotencyOptions,
+} from './store.js';
 export { documentIdempotencyKeys } from './document.js';
 export {
   IDEMPOTENCY_HEADER,

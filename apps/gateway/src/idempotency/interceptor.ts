@@ -1,5 +1,12 @@
 import 'reflect-metadata';
-import { Inject, Injectable, SetMetadata, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  SetMetadata,
+  type CallHandler,
+  type ExecutionContext,
+  type NestInterceptor,
+} from '@nestjs/common';
 import type { EdgeReply as Response } from '../http/edge.js';
 import { from, Observable, of, throwError } from 'rxjs';
 import { catchError, finalize, mergeMap } from 'rxjs/operators';
@@ -7,7 +14,14 @@ import { AppError, type Logger } from '@switchyard/platform';
 import { correlationIdOf, type GatewayRequest } from '../http/context.js';
 import { PROBLEM_CONTENT_TYPE, problemType, toProblem } from '../http/problem.js';
 import { LOGGER } from '../tokens.js';
-import { canonicalUrl, COMMAND_METHODS, IDEMPOTENCY_HEADER, parseIdempotencyKey, REPLAYED_HEADER, requestFingerprint } from './keys.js';
+import {
+  canonicalUrl,
+  COMMAND_METHODS,
+  IDEMPOTENCY_HEADER,
+  parseIdempotencyKey,
+  REPLAYED_HEADER,
+  requestFingerprint,
+} from './keys.js';
 import { IdempotencyStore, type StoredAnswer } from './store.js';
 
 const SKIP_IDEMPOTENCY = 'switchyard:gateway:skip-idempotency';
@@ -54,12 +68,19 @@ export class IdempotencyInterceptor implements NestInterceptor {
     if (context.getType() !== 'http') return next.handle();
     const req = context.switchToHttp().getRequest<GatewayRequest>();
     const res = context.switchToHttp().getResponse<Response>();
-    if (!COMMAND_METHODS.has(req.method) || Reflect.getMetadata(SKIP_IDEMPOTENCY, context.getHandler()) === true) return next.handle();
+    if (!COMMAND_METHODS.has(req.method) || Reflect.getMetadata(SKIP_IDEMPOTENCY, context.getHandler()) === true)
+      return next.handle();
     const parsed = parseIdempotencyKey(req.headers);
     if (parsed.kind === 'none') return next.handle();
     if (parsed.kind === 'bad') {
       return throwError(
-        () => new AppError('validation', parsed.reason, { errors: [{ path: IDEMPOTENCY_HEADER, message: parsed.reason, code: 'invalid_header', in: 'headers' }] }, false),
+        () =>
+          new AppError(
+            'validation',
+            parsed.reason,
+            { errors: [{ path: IDEMPOTENCY_HEADER, message: parsed.reason, code: 'invalid_header', in: 'headers' }] },
+            false,
+          ),
       );
     }
     const key = parsed.key;
@@ -74,7 +95,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const claimed = this.store.claim(keyed).catch((err: unknown) => {
       // The key table unreachable: 503 (retryable), and the command does not run unprotected.
       this.log.error({ correlationId, err }, 'claiming an idempotency key failed');
-      throw new AppError('unavailable', 'idempotency keys are unavailable; retry with the same key', { idempotency_key: key });
+      throw new AppError('unavailable', 'idempotency keys are unavailable; retry with the same key', {
+        idempotency_key: key,
+      });
     });
     return from(claimed).pipe(
       mergeMap((claim): Observable<unknown> => {
@@ -85,7 +108,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
           case 'in_flight':
             res.setHeader('Retry-After', '1');
             return throwError(
-              () => new AppError('illegal_state', `a request with Idempotency-Key ${key} is still being handled; retry later`, { idempotency_key: key, in_flight: true }, true),
+              () =>
+                new AppError(
+                  'illegal_state',
+                  `a request with Idempotency-Key ${key} is still being handled; retry later`,
+                  { idempotency_key: key, in_flight: true },
+                  true,
+                ),
             );
           case 'mismatch': {
             const why =
@@ -110,7 +139,15 @@ export class IdempotencyInterceptor implements NestInterceptor {
             return of(JSON.stringify(problem));
           }
           case 'claimed':
-            return this.run(next, req, res, key, claim.token, correlationId, (Reflect.getMetadata(REDACT_IN_REPLAY, context.getHandler()) as string[] | undefined) ?? []);
+            return this.run(
+              next,
+              req,
+              res,
+              key,
+              claim.token,
+              correlationId,
+              (Reflect.getMetadata(REDACT_IN_REPLAY, context.getHandler()) as string[] | undefined) ?? [],
+            );
         }
       }),
     );
@@ -124,13 +161,24 @@ export class IdempotencyInterceptor implements NestInterceptor {
   }
 
   /** Run the handler under the claim: renew the lease meanwhile, store (or free) the key before answering. */
-  private run(next: CallHandler, req: GatewayRequest, res: Response, key: string, token: string, correlationId: string, redact: readonly string[]): Observable<unknown> {
+  private run(
+    next: CallHandler,
+    req: GatewayRequest,
+    res: Response,
+    key: string,
+    token: string,
+    correlationId: string,
+    redact: readonly string[],
+  ): Observable<unknown> {
     // The route's own status (its @HttpCode or the method's default) is set before interceptors
     // run. When the request timeout has already answered 504, res.statusCode says 504, which is
     // not what the handler answered: keep the route's status then.
     const routeStatus = res.statusCode;
     const renew = setInterval(
-      () => void this.store.renew(key, token).catch((err) => this.log.warn({ correlationId, err }, 'renewing an idempotency lease failed')),
+      () =>
+        void this.store
+          .renew(key, token)
+          .catch((err) => this.log.warn({ correlationId, err }, 'renewing an idempotency lease failed')),
       Math.max(1_000, Math.floor(this.store.options.leaseMs / 3)),
     );
     renew.unref();
@@ -147,10 +195,15 @@ export class IdempotencyInterceptor implements NestInterceptor {
       mergeMap(async (value: unknown) => {
         const kept =
           redact.length > 0 && value !== null && typeof value === 'object' && !Array.isArray(value)
-            ? { ...(value as Record<string, unknown>), ...Object.fromEntries(redact.filter((f) => f in (value)).map((f) => [f, SHOWN_ONCE])) }
+            ? {
+                ...(value as Record<string, unknown>),
+                ...Object.fromEntries(redact.filter((f) => f in value).map((f) => [f, SHOWN_ONCE])),
+              }
             : value;
-        const body = kept === undefined || kept === null ? null : typeof kept === 'string' ? kept : JSON.stringify(kept);
-        const contentType = typeof value === 'string' ? String(res.getHeader('content-type') ?? 'text/plain') : 'application/json';
+        const body =
+          kept === undefined || kept === null ? null : typeof kept === 'string' ? kept : JSON.stringify(kept);
+        const contentType =
+          typeof value === 'string' ? String(res.getHeader('content-type') ?? 'text/plain') : 'application/json';
         const status = res.headersSent && res.statusCode >= 500 ? routeStatus : res.statusCode;
         await settle({ status, contentType: body === null ? null : contentType, body });
         return value;
@@ -161,7 +214,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
             const { problem } = toProblem(err, { instance: instanceOf(req), correlationId });
             // Not kept: a 400 (nothing ran; the client may fix the request and send it with the same key) and a 5xx.
             const keep = problem.status !== 400 && problem.status < 500;
-            await settle(keep ? { status: problem.status, contentType: PROBLEM_CONTENT_TYPE, body: JSON.stringify(problem) } : undefined);
+            await settle(
+              keep
+                ? { status: problem.status, contentType: PROBLEM_CONTENT_TYPE, body: JSON.stringify(problem) }
+                : undefined,
+            );
           })(),
         ).pipe(mergeMap(() => throwError(() => err))),
       ),

@@ -31,14 +31,19 @@ export const idempotencyKeyHeader = z
   );
 
 /** What a request's key is: none, a usable one, or one to refuse (400). */
-export type ParsedKey = { readonly kind: 'none' } | { readonly kind: 'key'; readonly key: string } | { readonly kind: 'bad'; readonly reason: string };
+export type ParsedKey =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'key'; readonly key: string }
+  | { readonly kind: 'bad'; readonly reason: string };
 
 export function parseIdempotencyKey(headers: IncomingHttpHeaders): ParsedKey {
   const raw = headers[IDEMPOTENCY_HEADER];
   if (raw === undefined) return { kind: 'none' };
   if (Array.isArray(raw)) return { kind: 'bad', reason: 'give one Idempotency-Key header, not several' };
-  if (raw.length > IDEMPOTENCY_KEY_MAX) return { kind: 'bad', reason: `Idempotency-Key is longer than ${IDEMPOTENCY_KEY_MAX} characters` };
-  if (!IDEMPOTENCY_KEY_PATTERN.test(raw)) return { kind: 'bad', reason: `Idempotency-Key must match ${IDEMPOTENCY_KEY_PATTERN.source}` };
+  if (raw.length > IDEMPOTENCY_KEY_MAX)
+    return { kind: 'bad', reason: `Idempotency-Key is longer than ${IDEMPOTENCY_KEY_MAX} characters` };
+  if (!IDEMPOTENCY_KEY_PATTERN.test(raw))
+    return { kind: 'bad', reason: `Idempotency-Key must match ${IDEMPOTENCY_KEY_PATTERN.source}` };
   return { kind: 'key', key: raw };
 }
 
@@ -65,7 +70,9 @@ export function canonicalUrl(url: string): string {
 
 /** What a key is bound to: method, path with query, and body. */
 export function requestFingerprint(method: string, url: string, body: unknown): string {
-  return createHash('sha256').update(`${method.toUpperCase()} ${canonicalUrl(url)}\n${canonicalJson(body)}`).digest('hex');
+  return createHash('sha256')
+    .update(`${method.toUpperCase()} ${canonicalUrl(url)}\n${canonicalJson(body)}`)
+    .digest('hex');
 }
 
 /**
@@ -77,13 +84,18 @@ export const backendKey = (key: string): string => `http:${key}`;
 
 /** The execution id a workflow start with this key gets (a UUID-shaped hash): a repeat names the same execution. */
 export function executionIdForKey(key: string): string {
-  const h = createHash('sha256').update(`workflow-start:${backendKey(key)}`).digest('hex');
+  const h = createHash('sha256')
+    .update(`workflow-start:${backendKey(key)}`)
+    .digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** A stable id for what a keyed command creates (a signal, a batch): a repeat names the same one. */
 export function commandIdForKey(kind: string, key: string): string {
-  return `${kind}-${createHash('sha256').update(`${kind}:${backendKey(key)}`).digest('hex').slice(0, 32)}`;
+  return `${kind}-${createHash('sha256')
+    .update(`${kind}:${backendKey(key)}`)
+    .digest('hex')
+    .slice(0, 32)}`;
 }
 
 /** Handler parameter: the request's valid Idempotency-Key, or undefined (the interceptor refused a bad one already). */

@@ -1,11 +1,24 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { backendKey, canonicalJson, canonicalUrl, executionIdForKey, IDEMPOTENCY_KEY_MAX, parseIdempotencyKey, requestFingerprint } from './keys.js';
+import {
+  backendKey,
+  canonicalJson,
+  canonicalUrl,
+  executionIdForKey,
+  IDEMPOTENCY_KEY_MAX,
+  parseIdempotencyKey,
+  requestFingerprint,
+} from './keys.js';
 
 describe('Idempotency-Key parsing and request fingerprints', () => {
   it('accepts plain keys up to the maximum and refuses the rest with a reason', () => {
     assert.deepEqual(parseIdempotencyKey({}), { kind: 'none' });
-    for (const ok of ['a', '3fa85f64-5717-4562-b3fc-2c963f66afa6', 'order-42:retry.1', 'x'.repeat(IDEMPOTENCY_KEY_MAX)]) {
+    for (const ok of [
+      'a',
+      '3fa85f64-5717-4562-b3fc-2c963f66afa6',
+      'order-42:retry.1',
+      'x'.repeat(IDEMPOTENCY_KEY_MAX),
+    ]) {
       assert.deepEqual(parseIdempotencyKey({ 'idempotency-key': ok }), { kind: 'key', key: ok });
     }
     for (const bad of ['', 'has space', 'quote"', 'back\\slash', 'x'.repeat(IDEMPOTENCY_KEY_MAX + 1), 'é']) {
@@ -15,14 +28,20 @@ describe('Idempotency-Key parsing and request fingerprints', () => {
   });
 
   it('a body in another key order is the same request; another value, route or method is not', () => {
-    assert.equal(canonicalJson({ b: 1, a: { d: [1, { f: 2, e: 1 }], c: null } }), '{"a":{"c":null,"d":[1,{"e":1,"f":2}]},"b":1}');
+    assert.equal(
+      canonicalJson({ b: 1, a: { d: [1, { f: 2, e: 1 }], c: null } }),
+      '{"a":{"c":null,"d":[1,{"e":1,"f":2}]},"b":1}',
+    );
     const f = requestFingerprint('POST', '/x?wait=true', { a: 1, b: 2 });
     assert.equal(requestFingerprint('post', '/x?wait=true', { b: 2, a: 1 }), f);
     assert.notEqual(requestFingerprint('POST', '/x?wait=true', { a: 1, b: 3 }), f);
     assert.notEqual(requestFingerprint('POST', '/x', { a: 1, b: 2 }), f);
     assert.notEqual(requestFingerprint('PUT', '/x?wait=true', { a: 1, b: 2 }), f);
     assert.equal(requestFingerprint('DELETE', '/x', undefined), requestFingerprint('DELETE', '/x', undefined));
-    assert.equal(requestFingerprint('POST', '/x?wait=true&wait_ms=5', {}), requestFingerprint('POST', '/x?wait_ms=5&wait=true', {}));
+    assert.equal(
+      requestFingerprint('POST', '/x?wait=true&wait_ms=5', {}),
+      requestFingerprint('POST', '/x?wait_ms=5&wait=true', {}),
+    );
     assert.equal(canonicalUrl('/x?b=2&a=1'), '/x?a=1&b=2');
     assert.equal(canonicalUrl('/x?'), '/x');
   });

@@ -22,10 +22,20 @@ export interface ResolvedIdempotencyOptions {
   readonly purgeIntervalMs: number;
 }
 
-const envSchema = z.object({ IDEMPOTENCY_TTL_SEC: z.coerce.number().int().min(1).max(30 * 24 * 3600).default(24 * 3600) });
+const envSchema = z.object({
+  IDEMPOTENCY_TTL_SEC: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(30 * 24 * 3600)
+    .default(24 * 3600),
+});
 
 /** Defaults, with IDEMPOTENCY_TTL_SEC from the environment (a bad value stops the start, naming it). */
-export function resolveIdempotencyOptions(o: IdempotencyOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedIdempotencyOptions {
+export function resolveIdempotencyOptions(
+  o: IdempotencyOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedIdempotencyOptions {
   const parsed = envSchema.safeParse({ IDEMPOTENCY_TTL_SEC: env.IDEMPOTENCY_TTL_SEC || undefined });
   if (!parsed.success) throw new Error(`IDEMPOTENCY_TTL_SEC: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
   return {
@@ -77,7 +87,11 @@ export type Claim =
   | { readonly kind: 'claimed'; readonly token: string }
   | { readonly kind: 'replay'; readonly answer: StoredAnswer }
   | { readonly kind: 'in_flight' }
-  | { readonly kind: 'mismatch'; readonly what: 'caller' | 'route' | 'body'; readonly first: { readonly method: string; readonly path: string } };
+  | {
+      readonly kind: 'mismatch';
+      readonly what: 'caller' | 'route' | 'body';
+      readonly first: { readonly method: string; readonly path: string };
+    };
 
 /**
  * Part of a WHERE clause that is always true and turns off the wait for the WAL flush of the
@@ -122,7 +136,10 @@ export class IdempotencyStore {
     this.ready ??= (async () => {
       await migrateUnderLock(this.pool, 'switchyard.gateway.idempotency.schema', IDEMPOTENCY_SCHEMA_SQL);
       await this.purge();
-      this.timer = setInterval(() => void this.purge().catch((err) => this.logger.warn({ err }, 'purging expired idempotency keys failed')), this.options.purgeIntervalMs);
+      this.timer = setInterval(
+        () => void this.purge().catch((err) => this.logger.warn({ err }, 'purging expired idempotency keys failed')),
+        this.options.purgeIntervalMs,
+      );
       this.timer.unref();
     })().catch((err) => {
       this.ready = undefined;
@@ -193,7 +210,10 @@ export class IdempotencyStore {
 
   /** Give the key up (the request failed in a way a retry may not: 5xx); a retry runs again. */
   async release(key: string, token: string): Promise<void> {
-    await this.pool.query(`delete from gateway.idempotency_keys where key = $1 and token = $2 and state = 'in_flight'`, [key, token]);
+    await this.pool.query(
+      `delete from gateway.idempotency_keys where key = $1 and token = $2 and state = 'in_flight'`,
+      [key, token],
+    );
   }
 
   /** Delete expired keys; returns how many. */

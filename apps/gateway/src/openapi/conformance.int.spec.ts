@@ -18,23 +18,38 @@ interface Answer {
 }
 
 /** node:http, since fetch refuses TRACE. */
-function call(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
+function call(
+  base: string,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Answer> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const r = http.request({ host: u.hostname, port: u.port, method, path, headers: { ...headers, ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: unknown = text;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed });
-      });
-    });
+    const r = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        method,
+        path,
+        headers: { ...headers, ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown = text;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            /* not JSON */
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: parsed });
+        });
+      },
+    );
     r.on('error', reject);
     r.end(body);
   });
@@ -49,7 +64,10 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
   let doc: any;
 
   before(async () => {
-    g = await startSecuredGateway('gw_conformance', { modules: [WorkflowsFeatureModule, AgentsFeatureModule], requestTimeoutMs: 3_000 });
+    g = await startSecuredGateway('gw_conformance', {
+      modules: [WorkflowsFeatureModule, AgentsFeatureModule],
+      requestTimeoutMs: 3_000,
+    });
     operator = (await g.makeKey('operator')).key;
     viewer = (await g.makeKey('viewer')).key;
     doc = (await call(g.url, 'GET', '/docs/openapi.json')).body;
@@ -61,7 +79,12 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
 
   it('started_before with an offset of +16:00 or more is read, not a 500', async () => {
     for (const t of ['2026-08-09T03:36:25+16:00', '2026-08-09T03:36:25-23:59', '2026-08-09T03:36:25Z']) {
-      const r = await call(g.url, 'GET', `/api/v1/workflows/executions?started_before=${encodeURIComponent(t)}&limit=1`, bearer(viewer));
+      const r = await call(
+        g.url,
+        'GET',
+        `/api/v1/workflows/executions?started_before=${encodeURIComponent(t)}&limit=1`,
+        bearer(viewer),
+      );
       assert.equal(r.status, 200, `${t}: ${JSON.stringify(r.body)}`);
       assert.deepEqual(Object.keys(r.body).sort(), ['items', 'next', 'next_cursor']);
     }
@@ -70,16 +93,27 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
   });
 
   it('agents/health documents its top-level status', () => {
-    const schema = doc.paths['/api/v1/integration/agents/health'].get.responses['200'].content['application/json'].schema;
+    const schema =
+      doc.paths['/api/v1/integration/agents/health'].get.responses['200'].content['application/json'].schema;
     assert.deepEqual(schema.properties.status.enum, ['healthy', 'degraded', 'down']);
   });
 
   it('a quick action refuses an unknown query parameter and creates no task', async () => {
-    const count = async () => (await g.pool.query(`select count(*)::int as n from eventstore.events where stream_id like 'task-%'`)).rows[0].n as number;
+    const count = async () =>
+      (await g.pool.query(`select count(*)::int as n from eventstore.events where stream_id like 'task-%'`)).rows[0]
+        .n as number;
     const before = await count();
-    const r = await call(g.url, 'POST', '/api/v1/integration/quick/analyze-revenue?wiat=true', { ...bearer(operator), ...json }, '{"timeframe":"12m"}');
+    const r = await call(
+      g.url,
+      'POST',
+      '/api/v1/integration/quick/analyze-revenue?wiat=true',
+      { ...bearer(operator), ...json },
+      '{"timeframe":"12m"}',
+    );
     assert.equal(r.status, 400, JSON.stringify(r.body));
-    assert.deepEqual(r.body.errors, [{ path: 'wiat', message: 'unknown field', code: 'unrecognized_keys', in: 'query' }]);
+    assert.deepEqual(r.body.errors, [
+      { path: 'wiat', message: 'unknown field', code: 'unrecognized_keys', in: 'query' },
+    ]);
     assert.equal(await count(), before);
   });
 
@@ -102,8 +136,22 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
       assert.equal(r.status, want, `${body.slice(0, 20)}: ${JSON.stringify(r.body).slice(0, 200)}`);
     }
     // With the role, the same bodies get what they deserve.
-    assert.equal((await call(g.url, 'POST', '/api/v1/admin/api-keys', { ...bearer(g.adminKey), ...json }, '{not json')).status, 400);
-    assert.equal((await call(g.url, 'POST', '/api/v1/admin/api-keys', { ...bearer(g.adminKey), ...json }, JSON.stringify({ x: 'x'.repeat(1_100_000) }))).status, 413);
+    assert.equal(
+      (await call(g.url, 'POST', '/api/v1/admin/api-keys', { ...bearer(g.adminKey), ...json }, '{not json')).status,
+      400,
+    );
+    assert.equal(
+      (
+        await call(
+          g.url,
+          'POST',
+          '/api/v1/admin/api-keys',
+          { ...bearer(g.adminKey), ...json },
+          JSON.stringify({ x: 'x'.repeat(1_100_000) }),
+        )
+      ).status,
+      413,
+    );
   });
 
   it('a method the path does not have: 405 with Allow (TRACE included); an unknown path stays 404', async () => {

@@ -8,10 +8,18 @@ import { errorStatusesOf } from './registry.js';
 
 describe('REST API conformance helpers', () => {
   it('field errors made behind the gateway get the documented shape (a code on each)', () => {
-    const { problem } = toProblem(new AppError('validation', 'invalid context', { errors: [{ path: 'context.timeframe', message: 'bad' }, { path: ['a', 0], message: 'x', in: 'nowhere' }] }), {
-      instance: '/x',
-      correlationId: 'c',
-    });
+    const { problem } = toProblem(
+      new AppError('validation', 'invalid context', {
+        errors: [
+          { path: 'context.timeframe', message: 'bad' },
+          { path: ['a', 0], message: 'x', in: 'nowhere' },
+        ],
+      }),
+      {
+        instance: '/x',
+        correlationId: 'c',
+      },
+    );
     assert.deepEqual(problem.errors, [
       { path: 'context.timeframe', message: 'bad', code: 'invalid' },
       { path: 'a.0', message: 'x', code: 'invalid' },
@@ -36,7 +44,10 @@ describe('REST API conformance helpers', () => {
     assert.equal(undeclaredQueryError({}), undefined);
     const err = undeclaredQueryError({ a: '1', b: '2' });
     assert.equal(err?.code, 'validation');
-    assert.deepEqual((err?.details.errors as { path: string }[]).map((e) => e.path), ['a', 'b']);
+    assert.deepEqual(
+      (err?.details.errors as { path: string }[]).map((e) => e.path),
+      ['a', 'b'],
+    );
   });
 
   it('a wait ends before the request timeout', () => {
@@ -48,9 +59,24 @@ describe('REST API conformance helpers', () => {
 
   it('the statuses an operation documents follow from its role, method and path', () => {
     const all = { auth: true, rateLimit: true, timeout: true };
-    assert.deepEqual(errorStatusesOf({ method: 'get', path: '/livez', doc: { role: 'public' } }, all), [400, 429, 431, 500, 504]);
-    assert.deepEqual(errorStatusesOf({ method: 'get', path: '/x', doc: { role: 'viewer' } }, all), [400, 401, 429, 431, 500, 503, 504]);
-    assert.deepEqual(errorStatusesOf({ method: 'post', path: '/x/{id}', doc: { role: 'admin', errors: [409] } }, all), [400, 401, 403, 404, 409, 413, 415, 429, 431, 500, 503, 504]);
-    assert.deepEqual(errorStatusesOf({ method: 'get', path: '/x', doc: { role: 'admin' } }, { auth: false, rateLimit: false, timeout: false }), [400, 431, 500]);
+    assert.deepEqual(
+      errorStatusesOf({ method: 'get', path: '/livez', doc: { role: 'public' } }, all),
+      [400, 429, 431, 500, 504],
+    );
+    assert.deepEqual(
+      errorStatusesOf({ method: 'get', path: '/x', doc: { role: 'viewer' } }, all),
+      [400, 401, 429, 431, 500, 503, 504],
+    );
+    assert.deepEqual(
+      errorStatusesOf({ method: 'post', path: '/x/{id}', doc: { role: 'admin', errors: [409] } }, all),
+      [400, 401, 403, 404, 409, 413, 415, 429, 431, 500, 503, 504],
+    );
+    assert.deepEqual(
+      errorStatusesOf(
+        { method: 'get', path: '/x', doc: { role: 'admin' } },
+        { auth: false, rateLimit: false, timeout: false },
+      ),
+      [400, 431, 500],
+    );
   });
 });

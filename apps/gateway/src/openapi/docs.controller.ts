@@ -41,7 +41,11 @@ export class DocsController {
 
   @Get()
   @Header('content-type', 'text/html; charset=utf-8')
-  @ApiRoute({ summary: 'Browsable API documentation (Swagger UI)', tags: ['docs'], response: { contentType: 'text/html' } })
+  @ApiRoute({
+    summary: 'Browsable API documentation (Swagger UI)',
+    tags: ['docs'],
+    response: { contentType: 'text/html' },
+  })
   ui(): string {
     return page;
   }

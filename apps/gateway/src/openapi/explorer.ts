@@ -19,7 +19,12 @@ const asList = (p: unknown): string[] => (Array.isArray(p) ? p.map(String) : [ty
 
 /** Join Nest path pieces and turn `:id` into OpenAPI's `{id}`. */
 export function openApiPath(...parts: string[]): string {
-  const joined = '/' + parts.map((p) => p.replace(/^\/+|\/+$/g, '')).filter(Boolean).join('/');
+  const joined =
+    '/' +
+    parts
+      .map((p) => p.replace(/^\/+|\/+$/g, ''))
+      .filter(Boolean)
+      .join('/');
   return joined.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
 }
 

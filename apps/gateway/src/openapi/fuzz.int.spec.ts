@@ -34,7 +34,16 @@ import { StatusFeatureModule } from '../features/status/index.js';
 import { SystemFeatureModule } from '../features/system/index.js';
 import { WorkflowsFeatureModule } from '../features/workflows/index.js';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../security/test-support.js';
-import { exercise, operationsOf, Oracle, requestArb, Tally, type Caller, type OpenApiDoc, type Operation } from './fuzzer.js';
+import {
+  exercise,
+  operationsOf,
+  Oracle,
+  requestArb,
+  Tally,
+  type Caller,
+  type OpenApiDoc,
+  type Operation,
+} from './fuzzer.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 400);
 // A budget, not an assertion: on a slow machine fewer runs happen, and the count is printed.
@@ -51,7 +60,13 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
   let g: SecuredGateway;
   let doc: OpenApiDoc;
   let ops: Operation[];
-  const keys: Record<Caller, string | undefined> = { none: undefined, bad: 'sy_0123456789abcdef_not-the-secret', viewer: undefined, operator: undefined, admin: undefined };
+  const keys: Record<Caller, string | undefined> = {
+    none: undefined,
+    bad: 'sy_0123456789abcdef_not-the-secret',
+    viewer: undefined,
+    operator: undefined,
+    admin: undefined,
+  };
 
   before(async () => {
     // The gateway's own NATS for the agents and the dispatcher: no other suite's services on these subjects.
@@ -63,24 +78,50 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
         // The workflow engine and the connectors are deliberately absent: their routes answer
         // their documented 503 (or accept work that waits). The agents, the dispatcher (noop
         // work, no demo data) and the monitor run, so their routes answer for real.
-        modules: [WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule, AgentsFeatureModule, StatusFeatureModule, McpServerFeatureModule],
+        modules: [
+          WorkflowsFeatureModule,
+          McpFeatureModule,
+          SystemFeatureModule,
+          AgentsFeatureModule,
+          StatusFeatureModule,
+          McpServerFeatureModule,
+        ],
         requestTimeoutMs: 3_000,
         // On, with limits no fuzz run reaches: the middleware runs, nothing is throttled.
-        rateLimit: { perIp: { points: 1e7, durationSec: 60 }, perKey: { points: 1e7, durationSec: 60 }, authFailuresPerIp: { points: 1e7, durationSec: 60 } },
+        rateLimit: {
+          perIp: { points: 1e7, durationSec: 60 },
+          perKey: { points: 1e7, durationSec: 60 },
+          authFailuresPerIp: { points: 1e7, durationSec: 60 },
+        },
       },
       undefined,
       natsServer.url,
     );
     nc = await connectNats({ url: natsServer.url, name: 'gw-fuzz', logger });
     agents = await startAgents({ nats: nc, pool: g.pool, logger, http: false, noop: true, instancePrefix: 'fuzz' });
-    dispatcher = await startDispatcher({ store: g.store, nats: nc, pool: g.pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    dispatcher = await startDispatcher({
+      store: g.store,
+      nats: nc,
+      pool: g.pool,
+      logger,
+      pollIntervalMs: 100,
+      healthIntervalMs: 200,
+      discoveryIntervalMs: 300,
+      discoveryWaitMs: 150,
+      probeTimeoutMs: 500,
+    });
     monitoring = await startMonitoring({
       pool: g.pool,
       nats: nc,
       eventStore: g.store,
       logger,
       env: {},
-      settings: { sampleIntervalMs: 2_000, probeIntervalMs: 1_000, probeTimeoutMs: 1_000, maintenanceIntervalMs: 60_000 },
+      settings: {
+        sampleIntervalMs: 2_000,
+        probeIntervalMs: 1_000,
+        probeTimeoutMs: 1_000,
+        maintenanceIntervalMs: 60_000,
+      },
       wiring: { webhooks: [], discoveryIntervalMs: 2_000 },
       sampler: { diskIntervalMs: 3_600_000, networkIntervalMs: 3_600_000 },
     });
@@ -103,12 +144,18 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
 
   it('the document declares the bearer scheme, and every non-public operation requires it', () => {
     assert.equal((doc.components?.securitySchemes?.bearer as { scheme?: string } | undefined)?.scheme, 'bearer');
-    const paths = doc.paths as Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown>; 'x-required-role'?: string }>>;
+    const paths = doc.paths as Record<
+      string,
+      Record<string, { security?: unknown[]; responses: Record<string, unknown>; 'x-required-role'?: string }>
+    >;
     for (const [p, byMethod] of Object.entries(paths)) {
       for (const [m, op] of Object.entries(byMethod)) {
         if (op['x-required-role'] === 'public') assert.deepEqual(op.security, [], `${m} ${p} is public`);
         else {
-          assert.ok(op.security?.some((s) => 'bearer' in (s as object)), `${m} ${p} declares the bearer scheme`);
+          assert.ok(
+            op.security?.some((s) => 'bearer' in (s as object)),
+            `${m} ${p} declares the bearer scheme`,
+          );
           for (const s of ['401', '429', '431', '504']) assert.ok(op.responses[s], `${m} ${p} documents ${s}`);
         }
       }
@@ -125,7 +172,11 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
       fc.asyncProperty(arb, async (req) => {
         tally.add(req, await exercise(g.url, req, oracle));
       }),
-      { numRuns: RUNS, interruptAfterTimeLimit: BUDGET_MS > 0 ? BUDGET_MS : undefined, seed: process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined },
+      {
+        numRuns: RUNS,
+        interruptAfterTimeLimit: BUDGET_MS > 0 ? BUDGET_MS : undefined,
+        seed: process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined,
+      },
     );
     const ms = Date.now() - started;
     console.log(`# fuzz: ${tally.requests} requests over ${ops.length} operations in ${ms} ms`);
@@ -136,12 +187,15 @@ describe('the REST API conforms to its OpenAPI document (property-based fuzzing)
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     assert.equal((Object.prototype as Record<string, unknown>).role, undefined);
     // Operations are picked at random: with five requests per operation on average, nearly all are hit.
-    if (tally.requests >= ops.length * 5) assert.ok(tally.counts.size >= ops.length * 0.8, `only ${tally.counts.size} of ${ops.length} operations fuzzed`);
+    if (tally.requests >= ops.length * 5)
+      assert.ok(tally.counts.size >= ops.length * 0.8, `only ${tally.counts.size} of ${ops.length} operations fuzzed`);
     assert.equal((await fetch(`${g.url}/readyz`)).status, 200);
   });
 
   it('a request Node cannot parse (huge headers) still gets problem+json', async () => {
-    const res = await fetch(`${g.url}/api/v1/events`, { headers: { ...bearer(g.adminKey), 'x-big': 'a'.repeat(40_000) } });
+    const res = await fetch(`${g.url}/api/v1/events`, {
+      headers: { ...bearer(g.adminKey), 'x-big': 'a'.repeat(40_000) },
+    });
     assert.equal(res.status, 431);
     assert.equal(res.headers.get('content-type'), 'application/problem+json');
     assert.equal(((await res.json()) as { status: number }).status, 431);

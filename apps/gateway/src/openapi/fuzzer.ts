@@ -15,7 +15,8 @@ import addFormatsImport from 'ajv-formats';
 
 type Schema = Record<string, unknown>;
 type FormatsPlugin = (ajv: Ajv2020) => Ajv2020;
-const addFormats = ((addFormatsImport as unknown as { default?: FormatsPlugin }).default ?? addFormatsImport) as unknown as FormatsPlugin;
+const addFormats = ((addFormatsImport as unknown as { default?: FormatsPlugin }).default ??
+  addFormatsImport) as unknown as FormatsPlugin;
 
 export interface Param {
   readonly name: string;
@@ -32,7 +33,10 @@ interface ResponseDoc {
 }
 export interface OpenApiDoc {
   readonly paths: Record<string, Record<string, OperationDoc>>;
-  readonly components?: { readonly schemas?: Record<string, Schema>; readonly securitySchemes?: Record<string, unknown> };
+  readonly components?: {
+    readonly schemas?: Record<string, Schema>;
+    readonly securitySchemes?: Record<string, unknown>;
+  };
 }
 interface OperationDoc {
   readonly parameters?: Param[];
@@ -91,7 +95,9 @@ export function operationsOf(doc: OpenApiDoc): Operation[] {
       path,
       role: op['x-required-role'] ?? 'admin',
       params: op.parameters ?? [],
-      ...(op.requestBody?.content?.['application/json']?.schema ? { body: op.requestBody.content['application/json'].schema } : {}),
+      ...(op.requestBody?.content?.['application/json']?.schema
+        ? { body: op.requestBody.content['application/json'].schema }
+        : {}),
       bodyRequired: op.requestBody?.required === true,
       responses: op.responses,
       siblings,
@@ -153,7 +159,9 @@ export class Oracle {
     const fn = this.compile(key, schema, false);
     if (fn(value)) return undefined;
     const e = fn.errors?.[0];
-    return e ? `${e.instancePath || '(root)'} ${e.message ?? 'invalid'}${e.params ? ` ${JSON.stringify(e.params)}` : ''}` : 'invalid';
+    return e
+      ? `${e.instancePath || '(root)'} ${e.message ?? 'invalid'}${e.params ? ` ${JSON.stringify(e.params)}` : ''}`
+      : 'invalid';
   }
 
   /** undefined when the parameters of one location conform (values as strings, coerced), else why not. */
@@ -172,8 +180,14 @@ export class Oracle {
     for (const p of params) {
       const name = where === 'header' ? p.name.toLowerCase() : p.name;
       const v = copy[name];
-      if (typeof v === 'string' && v !== '' && /"type":"(integer|number)"/.test(JSON.stringify(p.schema)) && !/^-?\d+(\.\d+)?$/.test(v)) {
-        if (v.trim() === '' || /^\s*[-+]?(\d|\.\d|0x|Infinity)/i.test(v)) return `${AMBIGUOUS} ${where} ${name} = ${JSON.stringify(v)}`;
+      if (
+        typeof v === 'string' &&
+        v !== '' &&
+        /"type":"(integer|number)"/.test(JSON.stringify(p.schema)) &&
+        !/^-?\d+(\.\d+)?$/.test(v)
+      ) {
+        if (v.trim() === '' || /^\s*[-+]?(\d|\.\d|0x|Infinity)/i.test(v))
+          return `${AMBIGUOUS} ${where} ${name} = ${JSON.stringify(v)}`;
       }
     }
     if (fn(copy)) return undefined;
@@ -223,21 +237,68 @@ export function sample(schema: Schema, seed: number, name = ''): unknown {
   });
 }
 
-const asParam = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v) ?? '');
+const asParam = (v: unknown): string => (typeof v === 'string' ? v : (JSON.stringify(v) ?? ''));
 
 // ---- negative and hostile values ------------------------------------------------------
 
 /** Values of every JSON type, and strings at the edges. */
 const probe = fc.constantFrom<unknown>(
+  12345,
+  -1,
+  0,
+  1.5,
+  1e308,
+  -2147483649,
   // eslint-disable-next-line no-loss-of-precision -- a number past 2^53 on purpose
-  12345, -1, 0, 1.5, 1e308, -2147483649, 9007199254740993, '', ' ', 'x'.repeat(5_000), 'not-a-date', '2026-13-45T25:61:61Z',
-  '2026-08-09T03:36:25+16:00', '../../etc/passwd', true, false, null, [], [1, 'a'], {}, { nested: { deep: true } },
+  9007199254740993,
+  '',
+  ' ',
+  'x'.repeat(5_000),
+  'not-a-date',
+  '2026-13-45T25:61:61Z',
+  '2026-08-09T03:36:25+16:00',
+  '../../etc/passwd',
+  true,
+  false,
+  null,
+  [],
+  [1, 'a'],
+  {},
+  { nested: { deep: true } },
 );
 
 const nastyConstants = [
-  '__proto__', 'constructor', 'prototype', '../../etc/passwd', '..%2F..%2Fetc%2Fpasswd', '%2e%2e%2f', '..\\..\\windows', '%00', '\u0000',
-  '-1', '-0', '1e309', 'NaN', 'Infinity', '9007199254740993', '0x10', '1.5', ' ', '', 'null', 'true', '[]', '{}', '${jndi:ldap://x/a}',
-  "'; drop table security.api_keys; --", '<script>alert(1)</script>', '\u202egnp.exe', '𝔘𝔫𝔦𝔠𝔬𝔡𝔢 👩‍👩‍👧 ﷽', '\ud800', 'Ω≈ç√∫', '\r\n',
+  '__proto__',
+  'constructor',
+  'prototype',
+  '../../etc/passwd',
+  '..%2F..%2Fetc%2Fpasswd',
+  '%2e%2e%2f',
+  '..\\..\\windows',
+  '%00',
+  '\u0000',
+  '-1',
+  '-0',
+  '1e309',
+  'NaN',
+  'Infinity',
+  '9007199254740993',
+  '0x10',
+  '1.5',
+  ' ',
+  '',
+  'null',
+  'true',
+  '[]',
+  '{}',
+  '${jndi:ldap://x/a}',
+  "'; drop table security.api_keys; --",
+  '<script>alert(1)</script>',
+  '\u202egnp.exe',
+  '𝔘𝔫𝔦𝔠𝔬𝔡𝔢 👩‍👩‍👧 ﷽',
+  '\ud800',
+  'Ω≈ç√∫',
+  '\r\n',
 ];
 const nastyString = fc.oneof(
   { weight: 3, arbitrary: fc.constantFrom(...nastyConstants) },
@@ -291,18 +352,51 @@ function mutation(valid: unknown): fc.Arbitrary<{ value: unknown; how: string }>
   const fields = paths.filter((p) => p.length > 0);
   const where = (p: readonly (string | number)[]) => p.join('.') || '(root)';
   return fc.oneof(
-    fc.tuple(fc.constantFrom(...paths), probe).map(([p, v]) => ({ value: setAt(valid, p, v), how: `${where(p)} = ${JSON.stringify(v)?.slice(0, 40)}` })),
-    ...(fields.length ? [fc.constantFrom(...fields).map((p) => ({ value: setAt(valid, p, undefined, true), how: `drop ${where(p)}` }))] : []),
+    fc
+      .tuple(fc.constantFrom(...paths), probe)
+      .map(([p, v]) => ({ value: setAt(valid, p, v), how: `${where(p)} = ${JSON.stringify(v)?.slice(0, 40)}` })),
+    ...(fields.length
+      ? [fc.constantFrom(...fields).map((p) => ({ value: setAt(valid, p, undefined, true), how: `drop ${where(p)}` }))]
+      : []),
     ...(objects.length
-      ? [fc.tuple(fc.constantFrom(...objects), fc.constantFrom('zz_unknown', 'extra', '__proto__x')).map(([p, k]) => ({ value: setAt(valid, [...p, k], 1), how: `add ${where([...p, k])}` }))]
+      ? [
+          fc
+            .tuple(fc.constantFrom(...objects), fc.constantFrom('zz_unknown', 'extra', '__proto__x'))
+            .map(([p, k]) => ({ value: setAt(valid, [...p, k], 1), how: `add ${where([...p, k])}` })),
+        ]
       : []),
   );
 }
 
-const deepJson = fc.tuple(fc.integer({ min: 70, max: 20_000 }), fc.boolean()).map(([d, arr]) => (arr ? '['.repeat(d) + ']'.repeat(d) : '{"a":'.repeat(d) + '1' + '}'.repeat(d)));
-const invalidJson = fc.constantFrom('{', '{"a":', '[1,]', "{'a':1}", 'undefined', '{"a":1}}', '\u0000', 'nul', '"\\ud800"', '{"a":"\\u0000"}');
-const pollution = fc.constantFrom('{"__proto__":{"polluted":"yes"}}', '{"constructor":{"prototype":{"polluted":"yes"}}}', '{"name":"x","role":"viewer","__proto__":{"role":"admin","polluted":"yes"}}');
-const oddContentType = fc.constantFrom('text/plain', 'application/json; charset=utf-16', 'application/json; charset=koi8-r', 'application/x-www-form-urlencoded', 'application/xml', ';;;', 'application/json; charset=');
+const deepJson = fc
+  .tuple(fc.integer({ min: 70, max: 20_000 }), fc.boolean())
+  .map(([d, arr]) => (arr ? '['.repeat(d) + ']'.repeat(d) : '{"a":'.repeat(d) + '1' + '}'.repeat(d)));
+const invalidJson = fc.constantFrom(
+  '{',
+  '{"a":',
+  '[1,]',
+  "{'a':1}",
+  'undefined',
+  '{"a":1}}',
+  '\u0000',
+  'nul',
+  '"\\ud800"',
+  '{"a":"\\u0000"}',
+);
+const pollution = fc.constantFrom(
+  '{"__proto__":{"polluted":"yes"}}',
+  '{"constructor":{"prototype":{"polluted":"yes"}}}',
+  '{"name":"x","role":"viewer","__proto__":{"role":"admin","polluted":"yes"}}',
+);
+const oddContentType = fc.constantFrom(
+  'text/plain',
+  'application/json; charset=utf-16',
+  'application/json; charset=koi8-r',
+  'application/x-www-form-urlencoded',
+  'application/xml',
+  ';;;',
+  'application/json; charset=',
+);
 
 /**
  * encodeURIComponent, except that an unpaired surrogate (which it refuses) is sent as its
@@ -316,7 +410,9 @@ function enc(s: string): string {
       .map((ch) => {
         const c = ch.charCodeAt(0);
         if (ch.length !== 1 || c < 0xd800 || c > 0xdfff) return encodeURIComponent(ch);
-        return [0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f)].map((b) => `%${b.toString(16).toUpperCase()}`).join('');
+        return [0xe0 | (c >> 12), 0x80 | ((c >> 6) & 0x3f), 0x80 | (c & 0x3f)]
+          .map((b) => `%${b.toString(16).toUpperCase()}`)
+          .join('');
       })
       .join('');
   }
@@ -352,47 +448,121 @@ function validParts(op: Operation, seed: number): Parts {
     else headers[p.name.toLowerCase()] = headerSafe(v);
   }
   const body = op.body ? JSON.stringify(sample(op.body, seed)) : undefined;
-  return { path, query, headers, body, contentType: body === undefined ? undefined : 'application/json', how: 'generated' };
+  return {
+    path,
+    query,
+    headers,
+    body,
+    contentType: body === undefined ? undefined : 'application/json',
+    how: 'generated',
+  };
 }
 
 function invalidParts(op: Operation, base: Parts, bodyValue: unknown): fc.Arbitrary<Parts> {
   const options: fc.Arbitrary<Parts>[] = [];
   if (op.body) {
     options.push(mutation(bodyValue).map((m) => ({ ...base, body: JSON.stringify(m.value), how: `body: ${m.how}` })));
-    if (op.bodyRequired) options.push(fc.constant({ ...base, body: undefined, contentType: undefined, how: 'no body' }));
+    if (op.bodyRequired)
+      options.push(fc.constant({ ...base, body: undefined, contentType: undefined, how: 'no body' }));
   }
   for (const p of op.params) {
-    const bad = fc.oneof(probe.map(asParam), fc.constantFrom('', 'x', '-5', '0', '1e3', 'true', 'nope', '99999999999999999999'));
-    if (p.in === 'path') options.push(bad.filter((v) => !['', '.', '..'].includes(v)).map((v) => ({ ...base, path: { ...base.path, [p.name]: v }, how: `path ${p.name} = ${JSON.stringify(v).slice(0, 40)}` })));
-    if (p.in === 'query') options.push(bad.map((v) => ({ ...base, query: [...base.query.filter(([k]) => k !== p.name), [p.name, v]], how: `query ${p.name} = ${JSON.stringify(v).slice(0, 40)}` })));
-    if (p.in === 'header') options.push(bad.map((v) => ({ ...base, headers: { ...base.headers, [p.name.toLowerCase()]: headerSafe(v) }, how: `header ${p.name} = ${JSON.stringify(v).slice(0, 40)}` })));
-    if (p.required && p.in === 'query') options.push(fc.constant({ ...base, query: base.query.filter(([k]) => k !== p.name), how: `drop query ${p.name}` }));
+    const bad = fc.oneof(
+      probe.map(asParam),
+      fc.constantFrom('', 'x', '-5', '0', '1e3', 'true', 'nope', '99999999999999999999'),
+    );
+    if (p.in === 'path')
+      options.push(
+        bad
+          .filter((v) => !['', '.', '..'].includes(v))
+          .map((v) => ({
+            ...base,
+            path: { ...base.path, [p.name]: v },
+            how: `path ${p.name} = ${JSON.stringify(v).slice(0, 40)}`,
+          })),
+      );
+    if (p.in === 'query')
+      options.push(
+        bad.map((v) => ({
+          ...base,
+          query: [...base.query.filter(([k]) => k !== p.name), [p.name, v]],
+          how: `query ${p.name} = ${JSON.stringify(v).slice(0, 40)}`,
+        })),
+      );
+    if (p.in === 'header')
+      options.push(
+        bad.map((v) => ({
+          ...base,
+          headers: { ...base.headers, [p.name.toLowerCase()]: headerSafe(v) },
+          how: `header ${p.name} = ${JSON.stringify(v).slice(0, 40)}`,
+        })),
+      );
+    if (p.required && p.in === 'query')
+      options.push(
+        fc.constant({ ...base, query: base.query.filter(([k]) => k !== p.name), how: `drop query ${p.name}` }),
+      );
   }
   // A query parameter the route does not declare.
-  options.push(fc.constantFrom('zz_unknown', 'debug', 'admin').map((k) => ({ ...base, query: [...base.query, [k, '1'] as [string, string]], how: `unknown query ${k}` })));
+  options.push(
+    fc
+      .constantFrom('zz_unknown', 'debug', 'admin')
+      .map((k) => ({ ...base, query: [...base.query, [k, '1'] as [string, string]], how: `unknown query ${k}` })),
+  );
   return fc.oneof(...options);
 }
 
 function hostileParts(op: Operation, base: Parts): fc.Arbitrary<Parts> {
   const canHaveBody = !['GET', 'HEAD', 'OPTIONS'].includes(op.method);
   const options: fc.Arbitrary<Parts>[] = [
-    nastyValue.map((v) => ({ ...base, body: canHaveBody ? JSON.stringify(v) : base.body, contentType: canHaveBody ? 'application/json' : base.contentType, how: 'nasty body' })),
-    fc.constantFrom('__proto__[x]=1', 'constructor[prototype][x]=1', 'a[b][c][d]=1', 'x=%E0%A4%A').map((q) => ({ ...base, query: [...base.query, [q, ''] as [string, string]], how: `odd query ${q}` })),
-    fc.tuple(fc.constantFrom(...(op.params.filter((p) => p.in !== 'header').map((p) => p.name).concat(['zz']))), nastyString).map(([name, v]) => {
-      const p = op.params.find((x) => x.name === name);
-      return p?.in === 'path' && !['', '.', '..'].includes(v)
-        ? { ...base, path: { ...base.path, [name]: v }, how: `nasty path ${name}` }
-        : { ...base, query: [...base.query.filter(([k]) => k !== name), [name, v] as [string, string]], how: `nasty query ${name}` };
-    }),
+    nastyValue.map((v) => ({
+      ...base,
+      body: canHaveBody ? JSON.stringify(v) : base.body,
+      contentType: canHaveBody ? 'application/json' : base.contentType,
+      how: 'nasty body',
+    })),
+    fc
+      .constantFrom('__proto__[x]=1', 'constructor[prototype][x]=1', 'a[b][c][d]=1', 'x=%E0%A4%A')
+      .map((q) => ({ ...base, query: [...base.query, [q, ''] as [string, string]], how: `odd query ${q}` })),
+    fc
+      .tuple(
+        fc.constantFrom(
+          ...op.params
+            .filter((p) => p.in !== 'header')
+            .map((p) => p.name)
+            .concat(['zz']),
+        ),
+        nastyString,
+      )
+      .map(([name, v]) => {
+        const p = op.params.find((x) => x.name === name);
+        return p?.in === 'path' && !['', '.', '..'].includes(v)
+          ? { ...base, path: { ...base.path, [name]: v }, how: `nasty path ${name}` }
+          : {
+              ...base,
+              query: [...base.query.filter(([k]) => k !== name), [name, v] as [string, string]],
+              how: `nasty query ${name}`,
+            };
+      }),
   ];
   if (canHaveBody) {
     options.push(
-      invalidJson.map((b) => ({ ...base, body: b, contentType: 'application/json', how: 'invalid JSON', malformed: true })),
+      invalidJson.map((b) => ({
+        ...base,
+        body: b,
+        contentType: 'application/json',
+        how: 'invalid JSON',
+        malformed: true,
+      })),
       deepJson.map((b) => ({ ...base, body: b, contentType: 'application/json', how: 'deep JSON', malformed: true })),
       pollution.map((b) => ({ ...base, body: b, contentType: 'application/json', how: 'prototype pollution' })),
       oddContentType.map((t) => ({ ...base, contentType: t, body: base.body ?? '{}', how: `content-type ${t}` })),
       // Over the 1 MB body limit: 413.
-      fc.integer({ min: 1_100_000, max: 1_300_000 }).map((n) => ({ ...base, body: JSON.stringify({ name: 'x'.repeat(n) }), contentType: 'application/json', how: 'huge body', malformed: true })),
+      fc.integer({ min: 1_100_000, max: 1_300_000 }).map((n) => ({
+        ...base,
+        body: JSON.stringify({ name: 'x'.repeat(n) }),
+        contentType: 'application/json',
+        how: 'huge body',
+        malformed: true,
+      })),
     );
   }
   return fc.oneof(...options);
@@ -433,31 +603,54 @@ export function conforms(oracle: Oracle, op: Operation, parts: Parts): string | 
 }
 
 /** One request for an operation of one kind, as a caller. */
-export function requestArb(op: Operation, oracle: Oracle, keys: Record<Caller, string | undefined>): fc.Arbitrary<FuzzRequest> {
+export function requestArb(
+  op: Operation,
+  oracle: Oracle,
+  keys: Record<Caller, string | undefined>,
+): fc.Arbitrary<FuzzRequest> {
   const callers: Caller[] = ['none', 'bad', 'viewer', 'operator', 'admin'];
   const allowed = callers.filter((c) => callerAllowed(c, op.role));
   const callerArb = fc.oneof(
     { weight: 5, arbitrary: fc.constantFrom(...allowed) },
     { weight: 1, arbitrary: fc.constantFrom(...callers) },
   );
-  const wrongMethods = METHODS.filter((m) => !op.siblings.includes(m) && !(m === 'HEAD' && op.siblings.includes('GET')));
+  const wrongMethods = METHODS.filter(
+    (m) => !op.siblings.includes(m) && !(m === 'HEAD' && op.siblings.includes('GET')),
+  );
   return fc
     .record({
       seed: fc.integer({ min: 0, max: 2 ** 30 }),
       caller: callerArb,
-      kind: fc.constantFrom<Kind>('valid', 'valid', 'invalid', 'invalid', 'hostile', ...(wrongMethods.length ? (['wrong-method'] as const) : [])),
+      kind: fc.constantFrom<Kind>(
+        'valid',
+        'valid',
+        'invalid',
+        'invalid',
+        'hostile',
+        ...(wrongMethods.length ? (['wrong-method'] as const) : []),
+      ),
     })
     .chain(({ seed, caller, kind }) => {
       const base = validParts(op, seed);
       const bodyValue = base.body === undefined ? undefined : (JSON.parse(base.body) as unknown);
       const parts: fc.Arbitrary<Parts> =
-        kind === 'invalid' ? invalidParts(op, base, bodyValue) : kind === 'hostile' ? hostileParts(op, base) : fc.constant(base);
+        kind === 'invalid'
+          ? invalidParts(op, base, bodyValue)
+          : kind === 'hostile'
+            ? hostileParts(op, base)
+            : fc.constant(base);
       const method = kind === 'wrong-method' ? fc.constantFrom(...wrongMethods) : fc.constant(op.method);
       return fc.tuple(parts, method).map(([p, m]): FuzzRequest => {
         // The oracle has the last word on what a generated or mutated request is.
         const why = kind === 'wrong-method' ? undefined : p.malformed ? 'malformed' : conforms(oracle, op, p);
         const finalKind: Kind =
-          kind === 'wrong-method' ? kind : why === undefined ? 'valid' : kind === 'hostile' || why.startsWith(AMBIGUOUS) ? 'hostile' : 'invalid';
+          kind === 'wrong-method'
+            ? kind
+            : why === undefined
+              ? 'valid'
+              : kind === 'hostile' || why.startsWith(AMBIGUOUS)
+                ? 'hostile'
+                : 'invalid';
         const url =
           op.path.replace(/\{([^}]+)\}/g, (_, name: string) => enc(p.path[name] ?? 'x')) +
           (p.query.length ? `?${p.query.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&')}` : '');
@@ -473,7 +666,12 @@ export function requestArb(op: Operation, oracle: Oracle, keys: Record<Caller, s
           headers,
           ...(canHaveBody && p.body !== undefined ? { body: p.body } : {}),
           kind: finalKind,
-          how: kind === 'wrong-method' ? `method ${m}` : why && finalKind === 'valid' ? p.how : `${p.how}${why ? ` (${why.slice(0, 120)})` : ''}`,
+          how:
+            kind === 'wrong-method'
+              ? `method ${m}`
+              : why && finalKind === 'valid'
+                ? p.how
+                : `${p.how}${why ? ` (${why.slice(0, 120)})` : ''}`,
         };
       });
     });
@@ -508,14 +706,18 @@ function send(base: string, req: FuzzRequest, timeoutMs: number): Promise<Answer
         timeout: timeoutMs,
       },
       (res) => {
-        const headers = Object.fromEntries(Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : v]));
+        const headers = Object.fromEntries(
+          Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : v]),
+        );
         if ((headers['content-type'] ?? '').startsWith('text/event-stream')) {
           res.destroy();
           return resolve({ status: res.statusCode ?? 0, headers, text: '' });
         }
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers, text: Buffer.concat(chunks).toString('utf8') }),
+        );
         res.on('error', reject);
       },
     );
@@ -564,7 +766,8 @@ export async function exercise(base: string, req: FuzzRequest, oracle: Oracle, t
     if (req.method === 'HEAD' && op.siblings.includes('GET')) return { status, violations: v };
     if (status !== 405) v.push(`a method the path does not have answered ${status}, not 405: ${where}`);
     const allow = res.headers.allow;
-    if (status === 405 && (!allow || !op.siblings.every((m) => allow.split(/\s*,\s*/).includes(m)))) v.push(`405 whose Allow (${allow}) does not list ${op.siblings.join(', ')}: ${where}`);
+    if (status === 405 && (!allow || !op.siblings.every((m) => allow.split(/\s*,\s*/).includes(m))))
+      v.push(`405 whose Allow (${allow}) does not list ${op.siblings.join(', ')}: ${where}`);
   } else {
     const documented = op.responses[String(status)] ?? op.responses[`${String(status)[0]}XX`] ?? op.responses.default;
     if (!documented) v.push(`status ${status} is not documented for ${op.method} ${op.path}: ${where}`);
@@ -572,7 +775,10 @@ export async function exercise(base: string, req: FuzzRequest, oracle: Oracle, t
       const content = documented.content;
       if (content && Object.keys(content).length > 0) {
         const media = content[type] ?? Object.entries(content).find(([t]) => t.split(';')[0]!.trim() === type)?.[1];
-        if (!media) v.push(`content-type ${type || '(none)'} is not documented for ${status} (${Object.keys(content).join(', ')}): ${where}`);
+        if (!media)
+          v.push(
+            `content-type ${type || '(none)'} is not documented for ${status} (${Object.keys(content).join(', ')}): ${where}`,
+          );
         else if (media.schema && /json/.test(type)) {
           let body: unknown;
           try {
@@ -605,7 +811,8 @@ export async function exercise(base: string, req: FuzzRequest, oracle: Oracle, t
       const want = req.caller === 'none' || req.caller === 'bad' ? 401 : 403;
       // Refused before the request is read (431: request line or headers too large) or
       // before the key is checked (429: per-address limit): no role can be known yet.
-      if (status !== want && status !== 431 && status !== 429) v.push(`a ${req.caller} caller on a ${op.role} route got ${status}, not ${want}: ${where}`);
+      if (status !== want && status !== 431 && status !== 429)
+        v.push(`a ${req.caller} caller on a ${op.role} route got ${status}, not ${want}: ${where}`);
     } else if (req.kind === 'invalid' && status < 400) {
       v.push(`a request violating the document was accepted (${status}): ${where}`);
     } else if (req.kind === 'valid' && status === 400) {
@@ -616,7 +823,8 @@ export async function exercise(base: string, req: FuzzRequest, oracle: Oracle, t
           return '';
         }
       })();
-      if (VALIDATION_DETAIL.test(detail) && !onlyCrossFieldRules(text)) v.push(`a request conforming to the document was refused by validation: ${where}`);
+      if (VALIDATION_DETAIL.test(detail) && !onlyCrossFieldRules(text))
+        v.push(`a request conforming to the document was refused by validation: ${where}`);
     }
   }
   return { status, violations: v };
@@ -645,7 +853,13 @@ export class Tally {
   summary(): string {
     return [...this.counts]
       .sort(([a], [b]) => a.localeCompare(b))
-      .map(([route, row]) => `${route.padEnd(62)} ${[...row].sort(([a], [b]) => a.localeCompare(b)).map(([c, n]) => `${c}=${n}`).join(' ')}`)
+      .map(
+        ([route, row]) =>
+          `${route.padEnd(62)} ${[...row]
+            .sort(([a], [b]) => a.localeCompare(b))
+            .map(([c, n]) => `${c}=${n}`)
+            .join(' ')}`,
+      )
       .join('\n');
   }
 }

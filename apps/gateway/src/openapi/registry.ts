@@ -27,7 +27,11 @@ export interface RouteDoc {
     readonly component?: string;
   };
   /** Other success answers of the route (e.g. 200 with the result when `?wait=true` saw the work end, beside the 202). */
-  readonly alsoAnswers?: readonly { readonly status: number; readonly description: string; readonly schema?: z.ZodType }[];
+  readonly alsoAnswers?: readonly {
+    readonly status: number;
+    readonly description: string;
+    readonly schema?: z.ZodType;
+  }[];
   /** An example request body (default: one built from the body schema). */
   readonly requestExample?: unknown;
   /** Request headers the route reads (an object schema), documented as header parameters. */
@@ -112,7 +116,12 @@ const statusText: Record<number, string> = {
 
 /** Headers some error answers always carry. */
 const statusHeaders: Record<number, Record<string, unknown>> = {
-  401: { 'WWW-Authenticate': { description: 'Bearer realm="switchyard" (error="invalid_token" for a wrong or revoked key)', schema: { type: 'string' } } },
+  401: {
+    'WWW-Authenticate': {
+      description: 'Bearer realm="switchyard" (error="invalid_token" for a wrong or revoked key)',
+      schema: { type: 'string' },
+    },
+  },
   429: {
     'Retry-After': { description: 'Seconds until a request is allowed again', schema: { type: 'string' } },
     'RateLimit-Limit': { description: 'Requests per window of the limit that refused', schema: { type: 'string' } },
@@ -135,17 +144,29 @@ const ROLE_RANK: Record<string, number> = { viewer: 0, operator: 1, admin: 2 };
 
 /** The bearer scheme (Authorization: Bearer sy_<id>_<secret>), and the same key in `x-api-key`. */
 export const securitySchemes = {
-  bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'sy_<16 hex>_<secret>', description: 'An API key: `Authorization: Bearer sy_<id>_<secret>`' },
+  bearer: {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'sy_<16 hex>_<secret>',
+    description: 'An API key: `Authorization: Bearer sy_<id>_<secret>`',
+  },
   apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key', description: 'The same API key in `x-api-key`' },
 } as const;
 
 /** What the document's description says about every route, as this gateway is configured. */
 function generalBehaviour(b: DocumentedBehaviour): string {
-  const always = ['400 (malformed input)', '431 (headers over 16 KiB)', ...(b.rateLimit ? ['429 (rate limits, `Retry-After`)'] : []), ...(b.timeout ? ['504 (request timeout)'] : [])];
+  const always = [
+    '400 (malformed input)',
+    '431 (headers over 16 KiB)',
+    ...(b.rateLimit ? ['429 (rate limits, `Retry-After`)'] : []),
+    ...(b.timeout ? ['504 (request timeout)'] : []),
+  ];
   return (
     '\n\nEvery route: an error is `application/problem+json` (RFC 9457) with `code` and `correlationId`; a query parameter the route does not declare is refused (400); ' +
     'a method the path does not have answers 405 with `Allow`' +
-    (b.auth ? '; a caller without the role a route needs (`x-required-role`) gets 401 or 403 before anything in the request is validated' : '') +
+    (b.auth
+      ? '; a caller without the role a route needs (`x-required-role`) gets 401 or 403 before anything in the request is validated'
+      : '') +
     `. Statuses every route may answer: ${always.join(', ')}; with a body also 413 (over the body limit) and 415 (a charset other than UTF-8).`
   );
 }
@@ -164,7 +185,11 @@ export class OpenApiRegistry {
   constructor(@Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions) {}
 
   private behaviour(): DocumentedBehaviour {
-    return { auth: this.options.auth?.enabled ?? false, rateLimit: this.options.rateLimit?.enabled ?? false, timeout: (this.options.requestTimeoutMs ?? 0) > 0 };
+    return {
+      auth: this.options.auth?.enabled ?? false,
+      rateLimit: this.options.rateLimit?.enabled ?? false,
+      timeout: (this.options.requestTimeoutMs ?? 0) > 0,
+    };
   }
 
   /** Add or replace (same method and path) a route. */
@@ -200,7 +225,10 @@ export class OpenApiRegistry {
       openapi: '3.1.0',
       info: { ...this.options.openapi, description: this.options.openapi.description + generalBehaviour(behaviour) },
       paths,
-      components: { schemas: { Problem: jsonSchemaOf(problemSchema, 'output'), ...named }, ...(auth ? { securitySchemes: { ...securitySchemes } } : {}) },
+      components: {
+        schemas: { Problem: jsonSchemaOf(problemSchema, 'output'), ...named },
+        ...(auth ? { securitySchemes: { ...securitySchemes } } : {}),
+      },
     };
   }
 }
@@ -243,7 +271,10 @@ export function exampleOf(schema: unknown, depth = 0): unknown {
     }
   }
   if (Array.isArray(js.allOf)) {
-    return Object.assign({}, ...js.allOf.map((part) => exampleOf(part, depth + 1)).filter((v) => v && typeof v === 'object'));
+    return Object.assign(
+      {},
+      ...js.allOf.map((part) => exampleOf(part, depth + 1)).filter((v) => v && typeof v === 'object'),
+    );
   }
   const type = Array.isArray(js.type) ? js.type.find((t) => t !== 'null') : js.type;
   switch (type) {
@@ -313,7 +344,11 @@ function operation(spec: RouteSpec, behaviour: DocumentedBehaviour): Record<stri
             content: {
               [contentType]: {
                 // A non-JSON answer (SSE, HTML) without a schema is documented as text.
-                schema: success.schema ? (success.component ? { $ref: `#/components/schemas/${success.component}` } : jsonSchemaOf(success.schema, 'output')) : { type: 'string' },
+                schema: success.schema
+                  ? success.component
+                    ? { $ref: `#/components/schemas/${success.component}` }
+                    : jsonSchemaOf(success.schema, 'output')
+                  : { type: 'string' },
                 ...(success.example !== undefined
                   ? { example: success.example }
                   : success.schema && contentType.includes('json')
@@ -328,11 +363,23 @@ function operation(spec: RouteSpec, behaviour: DocumentedBehaviour): Record<stri
   for (const other of doc.alsoAnswers ?? []) {
     responses[String(other.status)] = {
       description: other.description,
-      ...(other.schema ? { content: { 'application/json': { schema: jsonSchemaOf(other.schema, 'output'), example: exampleOf(jsonSchemaOf(other.schema, 'output')) } } } : {}),
+      ...(other.schema
+        ? {
+            content: {
+              'application/json': {
+                schema: jsonSchemaOf(other.schema, 'output'),
+                example: exampleOf(jsonSchemaOf(other.schema, 'output')),
+              },
+            },
+          }
+        : {}),
     };
   }
   for (const status of errorStatusesOf(spec, behaviour)) {
-    responses[String(status)] = { ...problemResponse(statusText[status] ?? 'Error'), ...(statusHeaders[status] ? { headers: statusHeaders[status] } : {}) };
+    responses[String(status)] = {
+      ...problemResponse(statusText[status] ?? 'Error'),
+      ...(statusHeaders[status] ? { headers: statusHeaders[status] } : {}),
+    };
   }
   const isPublic = (doc.role ?? 'admin') === 'public';
   const parameters = [
@@ -350,7 +397,12 @@ function operation(spec: RouteSpec, behaviour: DocumentedBehaviour): Record<stri
       ? {
           requestBody: {
             required: true,
-            content: { 'application/json': { schema: jsonSchemaOf(request.body, 'input'), example: doc.requestExample ?? exampleOf(jsonSchemaOf(request.body, 'input')) } },
+            content: {
+              'application/json': {
+                schema: jsonSchemaOf(request.body, 'input'),
+                example: doc.requestExample ?? exampleOf(jsonSchemaOf(request.body, 'input')),
+              },
+            },
           },
         }
       : {}),

@@ -37,11 +37,23 @@ export type ApiKeyCreatedData = z.infer<typeof apiKeyCreatedData>;
 
 type Meta = EventMetadata;
 export type CreateApiKey = { readonly type: 'CreateApiKey'; readonly data: ApiKeyCreatedData; readonly metadata: Meta };
-export type RevokeApiKey = { readonly type: 'RevokeApiKey'; readonly data: { readonly id: string }; readonly metadata: Meta };
+export type RevokeApiKey = {
+  readonly type: 'RevokeApiKey';
+  readonly data: { readonly id: string };
+  readonly metadata: Meta;
+};
 export type ApiKeyCommand = CreateApiKey | RevokeApiKey;
 
-export type ApiKeyCreated = { readonly type: 'ApiKeyCreated'; readonly data: ApiKeyCreatedData; readonly metadata: Meta };
-export type ApiKeyRevoked = { readonly type: 'ApiKeyRevoked'; readonly data: { readonly id: string }; readonly metadata: Meta };
+export type ApiKeyCreated = {
+  readonly type: 'ApiKeyCreated';
+  readonly data: ApiKeyCreatedData;
+  readonly metadata: Meta;
+};
+export type ApiKeyRevoked = {
+  readonly type: 'ApiKeyRevoked';
+  readonly data: { readonly id: string };
+  readonly metadata: Meta;
+};
 export type ApiKeyEvent = ApiKeyCreated | ApiKeyRevoked;
 export const API_KEY_EVENT_TYPES = ['ApiKeyCreated', 'ApiKeyRevoked'] as const;
 
@@ -65,12 +77,17 @@ export const apiKeyDecider = {
   decide(command: ApiKeyCommand, state: ApiKeyState): ApiKeyEvent[] {
     switch (command.type) {
       case 'CreateApiKey':
-        if (state.status !== 'absent') throw new AppError('illegal_state', `API key ${command.data.id} already exists`, { id: command.data.id });
+        if (state.status !== 'absent')
+          throw new AppError('illegal_state', `API key ${command.data.id} already exists`, { id: command.data.id });
         return [{ type: 'ApiKeyCreated', data: command.data, metadata: command.metadata }];
       case 'RevokeApiKey':
-        if (state.status === 'absent') throw new AppError('not_found', `no API key ${command.data.id}`, { id: command.data.id });
+        if (state.status === 'absent')
+          throw new AppError('not_found', `no API key ${command.data.id}`, { id: command.data.id });
         if (state.status === 'revoked') {
-          throw new AppError('illegal_state', `API key ${command.data.id} is already revoked`, { id: command.data.id, revokedAt: state.revokedAt });
+          throw new AppError('illegal_state', `API key ${command.data.id} is already revoked`, {
+            id: command.data.id,
+            revokedAt: state.revokedAt,
+          });
         }
         return [{ type: 'ApiKeyRevoked', data: { id: command.data.id }, metadata: command.metadata }];
       default:
@@ -83,7 +100,9 @@ export const apiKeyDecider = {
       case 'ApiKeyCreated':
         return { status: 'active', key: { id: event.data.id, name: event.data.name, role: event.data.role } };
       case 'ApiKeyRevoked':
-        return state.status === 'absent' ? state : { status: 'revoked', key: state.key, revokedAt: event.metadata.timestamp };
+        return state.status === 'absent'
+          ? state
+          : { status: 'revoked', key: state.key, revokedAt: event.metadata.timestamp };
       default:
         return assertNever(event);
     }

@@ -85,7 +85,11 @@ export class ApiKeysController {
     response: { schema: apiKeySchema },
     errors: [404, 409],
   })
-  revoke(@ZodParams(idParams) p: z.output<typeof idParams>, @Actor() actor: string, @CorrelationId() correlationId: string): Promise<ApiKeyRecord> {
+  revoke(
+    @ZodParams(idParams) p: z.output<typeof idParams>,
+    @Actor() actor: string,
+    @CorrelationId() correlationId: string,
+  ): Promise<ApiKeyRecord> {
     return this.commands.execute(new RevokeApiKey(p.id, actor, correlationId));
   }
 }

@@ -87,7 +87,12 @@ export interface ApiKeyServiceOptions {
 }
 
 /** `verified`: the last presented key whose secret matched `hash` (so a repeat skips the hash). */
-type CacheEntry = { readonly at: number; readonly key: ResolvedKey | null; readonly hash: string | null; verified?: string };
+type CacheEntry = {
+  readonly at: number;
+  readonly key: ResolvedKey | null;
+  readonly hash: string | null;
+  verified?: string;
+};
 
 /**
  * API keys: commands go through the event store (ApiKeyCreated / ApiKeyRevoked with the
@@ -186,7 +191,10 @@ export class ApiKeyService {
       metadata: this.metadata(ctx),
     });
     for (const e of result.events) await this.apply(e);
-    this.logger.info({ correlationId: ctx.correlationId, keyId: k.id, role, name, actor: ctx.actor }, 'API key created');
+    this.logger.info(
+      { correlationId: ctx.correlationId, keyId: k.id, role, name, actor: ctx.actor },
+      'API key created',
+    );
     return (await this.get(k.id))!;
   }
 
@@ -204,7 +212,11 @@ export class ApiKeyService {
   async revoke(id: string, ctx: CommandContext): Promise<ApiKeyRecord> {
     const current = await this.get(id);
     if (current && current.role === 'admin' && current.revokedAt === null && (await this.activeAdminCount()) <= 1) {
-      throw new AppError('illegal_state', `API key ${id} is the last active admin key; create another admin key first`, { id });
+      throw new AppError(
+        'illegal_state',
+        `API key ${id} is the last active admin key; create another admin key first`,
+        { id },
+      );
     }
     const result = await handleCommand(this.store, apiKeyStream(id), apiKeyDecider, {
       type: 'RevokeApiKey',
@@ -296,7 +308,10 @@ export class ApiKeyService {
       if (options.envKey) {
         const parsed = parseKey(options.envKey);
         if (!parsed) {
-          throw new AppError('validation', 'SWITCHYARD_ADMIN_KEY must look like sy_<16 hex>_<32+ chars of [A-Za-z0-9_-]>; make one with `cli.js generate`');
+          throw new AppError(
+            'validation',
+            'SWITCHYARD_ADMIN_KEY must look like sy_<16 hex>_<32+ chars of [A-Za-z0-9_-]>; make one with `cli.js generate`',
+          );
         }
         const k = describeKey(parsed);
         const existing = await this.get(k.id);
@@ -304,7 +319,11 @@ export class ApiKeyService {
           await this.createFrom(k, 'SWITCHYARD_ADMIN_KEY', 'admin', ctx);
           return { created: 'env', id: k.id };
         }
-        if (existing.revokedAt) this.logger.warn({ correlationId: options.correlationId, keyId: k.id }, 'SWITCHYARD_ADMIN_KEY is revoked; it stays revoked');
+        if (existing.revokedAt)
+          this.logger.warn(
+            { correlationId: options.correlationId, keyId: k.id },
+            'SWITCHYARD_ADMIN_KEY is revoked; it stays revoked',
+          );
         return { created: null, id: k.id };
       }
       if ((await this.activeAdminCount()) > 0) return { created: null };

@@ -36,7 +36,10 @@ export class RoleGuard implements CanActivate {
     let access = this.cache.get(handler);
     if (!access) {
       const doc = Reflect.getMetadata(API_ROUTE, handler) as RouteDoc | undefined;
-      const path = openApiPath(firstPath(Reflect.getMetadata(PATH_METADATA, context.getClass())), firstPath(Reflect.getMetadata(PATH_METADATA, handler)));
+      const path = openApiPath(
+        firstPath(Reflect.getMetadata(PATH_METADATA, context.getClass())),
+        firstPath(Reflect.getMetadata(PATH_METADATA, handler)),
+      );
       access = accessFor(doc?.role, path);
       this.cache.set(handler, access);
     }
@@ -53,7 +56,8 @@ export class RoleGuard implements CanActivate {
     const handler = context.getHandler();
     let declared = this.declaresQuery.get(handler);
     if (declared === undefined) {
-      const schemas = Reflect.getMetadata(REQUEST_SCHEMAS, context.getClass().prototype as object, handler.name) as RequestSchemas | undefined;
+      const schemas = Reflect.getMetadata(REQUEST_SCHEMAS, context.getClass().prototype as object, handler.name) as
+        RequestSchemas | undefined;
       declared = Boolean(schemas?.query);
       this.declaresQuery.set(handler, declared);
     }
@@ -73,13 +77,22 @@ export class RoleGuard implements CanActivate {
     const key = req.apiKey;
     if (!key) {
       const bad = req[AUTH_FAILED] === true;
-      res.setHeader('WWW-Authenticate', bad ? 'Bearer realm="switchyard", error="invalid_token"' : 'Bearer realm="switchyard"');
-      throw new AppError('unauthorized', bad ? 'the API key is invalid or revoked' : 'an API key is required (Authorization: Bearer <key>)');
+      res.setHeader(
+        'WWW-Authenticate',
+        bad ? 'Bearer realm="switchyard", error="invalid_token"' : 'Bearer realm="switchyard"',
+      );
+      throw new AppError(
+        'unauthorized',
+        bad ? 'the API key is invalid or revoked' : 'an API key is required (Authorization: Bearer <key>)',
+      );
     }
     // A known role needs no parse; anything else fails the parse as before.
     const role = (ROLES as readonly string[]).includes(key.role) ? (key.role as Role) : roleSchema.parse(key.role);
     if (!roleSatisfies(role, access.role)) {
-      throw new AppError('forbidden', `this route needs the ${access.role} role; the key has ${role}`, { requiredRole: access.role, keyRole: role });
+      throw new AppError('forbidden', `this route needs the ${access.role} role; the key has ${role}`, {
+        requiredRole: access.role,
+        keyRole: role,
+      });
     }
   }
 }

@@ -32,11 +32,19 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('warn'),
 });
 
-export async function main(argv: string[], out: (s: string) => void = (s) => void process.stdout.write(s)): Promise<number> {
+export async function main(
+  argv: string[],
+  out: (s: string) => void = (s) => void process.stdout.write(s),
+): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { role: { type: 'string' }, name: { type: 'string' }, all: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      role: { type: 'string' },
+      name: { type: 'string' },
+      all: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const [command, ...rest] = positionals;
   if (values.help || !command) {
@@ -51,7 +59,11 @@ export async function main(argv: string[], out: (s: string) => void = (s) => voi
   // Logs go to stderr: stdout carries only the answer (the key), for scripts.
   const logger = pino({ name: 'apikeys-cli', level: env.LOG_LEVEL }, pino.destination(2));
   const pool = createPgPool({ connectionString: env.DATABASE_URL, max: 2 }, { name: 'apikeys-cli', logger });
-  const store = createEventStore({ pool, logger, ...(env.EVENTSTORE_URL ? { eventstoreUrl: env.EVENTSTORE_URL } : {}) });
+  const store = createEventStore({
+    pool,
+    logger,
+    ...(env.EVENTSTORE_URL ? { eventstoreUrl: env.EVENTSTORE_URL } : {}),
+  });
   const ctx = { actor: `cli:${userInfo().username}`, correlationId: newId() };
   try {
     await store.init();
@@ -67,12 +79,16 @@ export async function main(argv: string[], out: (s: string) => void = (s) => voi
         }
         const created = await keys.create({ role: role.data, name: name.data }, ctx);
         out(`${created.key}\n`);
-        process.stderr.write(`created ${created.role} key ${created.id} (${created.name}); the key above is shown only now\n`);
+        process.stderr.write(
+          `created ${created.role} key ${created.id} (${created.name}); the key above is shown only now\n`,
+        );
         return 0;
       }
       case 'list': {
         for (const k of await keys.list({ includeRevoked: values.all === true })) {
-          out(`${k.id}\t${k.role}\t${k.prefix}…\t${k.name}\t${k.createdAt}\t${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'}\n`);
+          out(
+            `${k.id}\t${k.role}\t${k.prefix}…\t${k.name}\t${k.createdAt}\t${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'}\n`,
+          );
         }
         return 0;
       }

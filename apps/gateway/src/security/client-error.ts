@@ -3,8 +3,18 @@ import { newId, type Logger } from '@switchyard/platform';
 import { PROBLEM_CONTENT_TYPE, problemType } from '../http/problem.js';
 
 const answers: Record<string, { status: number; reason: string; code: string; detail: string }> = {
-  HPE_HEADER_OVERFLOW: { status: 431, reason: 'Request Header Fields Too Large', code: 'headers_too_large', detail: 'the request line or headers are too large' },
-  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, reason: 'Request Timeout', code: 'timeout', detail: 'the request did not arrive in time' },
+  HPE_HEADER_OVERFLOW: {
+    status: 431,
+    reason: 'Request Header Fields Too Large',
+    code: 'headers_too_large',
+    detail: 'the request line or headers are too large',
+  },
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    status: 408,
+    reason: 'Request Timeout',
+    code: 'timeout',
+    detail: 'the request did not arrive in time',
+  },
 };
 const malformed = { status: 400, reason: 'Bad Request', code: 'validation', detail: 'the request is not valid HTTP' };
 

@@ -43,10 +43,20 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
   let operator: { key: string; id: string };
   const appends: Promise<unknown>[] = [];
 
-  const call = async (method: string, path: string, key: string | undefined, body?: unknown, headers: Record<string, string> = {}) => {
+  const call = async (
+    method: string,
+    path: string,
+    key: string | undefined,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ) => {
     const res = await fetch(g.url + path, {
       method,
-      headers: { ...(key ? bearer(key) : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      headers: {
+        ...(key ? bearer(key) : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...headers,
+      },
       ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     });
     const text = await res.text();
@@ -77,18 +87,39 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       rateLimit: {},
     });
     // The fetch server may reach the local site only because it is allow-listed.
-    fetchServer = await runMcpServer('fetch', { port: 0, logger, env: { MCP_AUTH_DISABLED: 'true', LOG_LEVEL: 'silent', FETCH_ALLOW_HOSTS: '127.0.0.1' } });
+    fetchServer = await runMcpServer('fetch', {
+      port: 0,
+      logger,
+      env: { MCP_AUTH_DISABLED: 'true', LOG_LEVEL: 'silent', FETCH_ALLOW_HOSTS: '127.0.0.1' },
+    });
     const store = g.store;
     connectors = await startConnectors({
       nats: g.nats,
-      registry: [parseServerConfig({ name: 'fetch', role: 'fetch', transport: { kind: 'http', url: fetchServer.url }, timeouts: { connect_ms: 5_000, call_ms: 10_000 } })],
+      registry: [
+        parseServerConfig({
+          name: 'fetch',
+          role: 'fetch',
+          transport: { kind: 'http', url: fetchServer.url },
+          timeouts: { connect_ms: 5_000, call_ms: 10_000 },
+        }),
+      ],
       logger,
       // As the launcher does: the call's correlation id and actor go into the metadata.
       onEvent: (e: McpEvent) => {
         const m = mcpEventMetadata(e);
         appends.push(
           store
-            .append(mcpServerStreamId(e.data.server), [{ type: e.type, data: e.data, metadata: { correlationId: m.correlationId ?? newId(), actor: m.actor, timestamp: new Date().toISOString() } }])
+            .append(mcpServerStreamId(e.data.server), [
+              {
+                type: e.type,
+                data: e.data,
+                metadata: {
+                  correlationId: m.correlationId ?? newId(),
+                  actor: m.actor,
+                  timestamp: new Date().toISOString(),
+                },
+              },
+            ])
             .catch(() => undefined),
         );
       },
@@ -101,7 +132,10 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       logger,
       egress: {
         allowHosts: ['ext-agent.test'],
-        resolve: async (host) => (host === 'ext-agent.test' ? [{ address: '127.0.0.1', family: 4 }] : dns.lookup(host, { all: true, verbatim: true })),
+        resolve: async (host) =>
+          host === 'ext-agent.test'
+            ? [{ address: '127.0.0.1', family: 4 }]
+            : dns.lookup(host, { all: true, verbatim: true }),
       },
       pollIntervalMs: 100,
       healthIntervalMs: 300,
@@ -128,11 +162,16 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
   });
 
   const fetchThroughGateway = (key: string, path = '/echo') =>
-    call('POST', '/api/v1/integration/mcp/fetch', key, { url: `${siteBase}${path}`, headers: { authorization: `Bearer ${HEADER_TOKEN}`, 'x-api-key': X_API_KEY } });
+    call('POST', '/api/v1/integration/mcp/fetch', key, {
+      url: `${siteBase}${path}`,
+      headers: { authorization: `Bearer ${HEADER_TOKEN}`, 'x-api-key': X_API_KEY },
+    });
 
   const callEvents = async (correlationId: string) =>
     until('the call events are stored', async () => {
-      const events = (await g.store.readStream(mcpServerStreamId('fetch'))).filter((e) => e.metadata.correlationId === correlationId);
+      const events = (await g.store.readStream(mcpServerStreamId('fetch'))).filter(
+        (e) => e.metadata.correlationId === correlationId,
+      );
       return events.some((e) => e.type === 'McpToolSucceeded' || e.type === 'McpToolFailed') ? events : undefined;
     });
 
@@ -141,7 +180,10 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       const r = await fetchThroughGateway(operator.key);
       assert.equal(r.status, 200, JSON.stringify(r.body));
       const events = await callEvents(r.correlationId);
-      assert.deepEqual(events.map((e) => e.type), ['McpToolCalled', 'McpToolSucceeded']);
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ['McpToolCalled', 'McpToolSucceeded'],
+      );
       for (const e of events) assert.equal(e.metadata.actor, `apikey:${operator.id}`, e.type);
     });
   });
@@ -149,10 +191,16 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
   describe('audit: delegations and their cancels name the key', () => {
     it('TaskSubmitted and TaskCanceled carry apikey:<operator id>', async () => {
       // No agent runs here: the task stays queued until it is canceled.
-      const sub = await call('POST', '/api/v1/integration/agents/delegate', operator.key, { task_type: 'customer_segmentation', context: {}, priority: 'normal' });
+      const sub = await call('POST', '/api/v1/integration/agents/delegate', operator.key, {
+        task_type: 'customer_segmentation',
+        context: {},
+        priority: 'normal',
+      });
       assert.equal(sub.status, 202, JSON.stringify(sub.body));
       const taskId = String(sub.body.task_id);
-      const cancel = await call('POST', `/api/v1/integration/agents/tasks/${taskId}/cancel`, operator.key, { reason: 'audit test' });
+      const cancel = await call('POST', `/api/v1/integration/agents/tasks/${taskId}/cancel`, operator.key, {
+        reason: 'audit test',
+      });
       assert.ok(cancel.status < 300, JSON.stringify(cancel.body));
       const events = await until('the task events', async () => {
         const es = await g.store.readStream(`task-${taskId}`);
@@ -187,9 +235,12 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       }
     });
 
-    it('/api/v1/events/stream: a viewer\'s live feed is redacted too', async () => {
+    it("/api/v1/events/stream: a viewer's live feed is redacted too", async () => {
       const ctl = new AbortController();
-      const res = await fetch(`${g.url}/api/v1/events/stream?after=-1&stream_prefix=mcpserver-`, { headers: bearer(viewer.key), signal: ctl.signal });
+      const res = await fetch(`${g.url}/api/v1/events/stream?after=-1&stream_prefix=mcpserver-`, {
+        headers: bearer(viewer.key),
+        signal: ctl.signal,
+      });
       assert.equal(res.status, 200);
       const reader = res.body!.getReader();
       let text = '';
@@ -203,7 +254,12 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
         ctl.abort();
       }
       const frame = text.split('\n\n').find((f) => f.includes('"McpToolSucceeded"'))!;
-      const event = JSON.parse(frame.split('\n').find((l) => l.startsWith('data: '))!.slice(6)) as Json;
+      const event = JSON.parse(
+        frame
+          .split('\n')
+          .find((l) => l.startsWith('data: '))!
+          .slice(6),
+      ) as Json;
       assert.equal(event.data.result, REDACTED_PAYLOAD);
     });
   });
@@ -225,7 +281,10 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
 
   describe('input size', () => {
     it('a tool result over the 1 MB NATS limit answers 413 result_too_large naming size and limit; the connector stays healthy', async () => {
-      const r = await call('POST', '/api/v1/integration/mcp/fetch', operator.key, { url: `${siteBase}/big`, max_bytes: 3_000_000 });
+      const r = await call('POST', '/api/v1/integration/mcp/fetch', operator.key, {
+        url: `${siteBase}/big`,
+        max_bytes: 3_000_000,
+      });
       assert.equal(r.status, 413, JSON.stringify(r.body).slice(0, 300));
       assert.equal(r.body.code, 'result_too_large');
       assert.ok(r.body.limit_bytes > 0 && r.body.size_bytes > r.body.limit_bytes, JSON.stringify(r.body));
@@ -239,8 +298,20 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
     it('oversize and malformed ids in paths, queries and bodies answer 400 naming the field', async () => {
       const huge = (n: number) => 'a'.repeat(n);
       const cases: [string, string, string, unknown, string][] = [
-        ['POST', '/api/v1/integration/mcp/automation/trigger', operator.key, { template_id: huge(600_000), input: {} }, 'template_id'],
-        ['PUT', '/api/v1/system/alert-rules', g.adminKey, { id: huge(900_000), name: 'x', metric: 'm', comparator: '>', threshold: 1, for_ms: 0, severity: 'warning' }, 'id'],
+        [
+          'POST',
+          '/api/v1/integration/mcp/automation/trigger',
+          operator.key,
+          { template_id: huge(600_000), input: {} },
+          'template_id',
+        ],
+        [
+          'PUT',
+          '/api/v1/system/alert-rules',
+          g.adminKey,
+          { id: huge(900_000), name: 'x', metric: 'm', comparator: '>', threshold: 1, for_ms: 0, severity: 'warning' },
+          'id',
+        ],
         ['DELETE', `/api/v1/system/alert-rules?id=${huge(300)}`, g.adminKey, undefined, 'id'],
         ['GET', `/api/v1/integration/agents/tasks/${huge(300)}`, viewer.key, undefined, 'task_id'],
         ['GET', `/api/v1/integration/mcp/health/${huge(300)}`, viewer.key, undefined, 'server_name'],
@@ -249,12 +320,22 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       for (const [method, path, key, body, field] of cases) {
         const r = await call(method, path, key, body);
         assert.equal(r.status, 400, `${method} ${path.slice(0, 60)}: ${JSON.stringify(r.body).slice(0, 200)}`);
-        assert.ok((r.body.errors as { path: string }[]).some((e) => e.path.split('.').includes(field) || e.path.endsWith(field)), JSON.stringify(r.body.errors).slice(0, 300));
+        assert.ok(
+          (r.body.errors as { path: string }[]).some(
+            (e) => e.path.split('.').includes(field) || e.path.endsWith(field),
+          ),
+          JSON.stringify(r.body.errors).slice(0, 300),
+        );
       }
     });
 
     it('a body over the limit answers 413 problem naming the limit', async () => {
-      const r = await call('POST', '/api/v1/integration/mcp/call', operator.key, JSON.stringify({ server: 'fetch', tool: 'http_request', arguments: { pad: 'x'.repeat(1_100_000) } }));
+      const r = await call(
+        'POST',
+        '/api/v1/integration/mcp/call',
+        operator.key,
+        JSON.stringify({ server: 'fetch', tool: 'http_request', arguments: { pad: 'x'.repeat(1_100_000) } }),
+      );
       assert.equal(r.status, 413);
       assert.equal(r.body.code, 'payload_too_large');
       assert.match(r.body.detail, /limit/);
@@ -264,27 +345,47 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
   describe('SSRF: external agents', () => {
     it('registration refuses every spelling of an internal address (403), and stores nothing', async () => {
       const attacks = [
-        'http://[::127.0.0.1]:9/', 'http://[::ffff:127.0.0.1]:9/', 'http://0177.0.0.1:9/', 'http://2130706433:9/', 'http://0x7f.1:9/',
-        'http://127.1:9/', 'http://0:9/', 'http://localhost.:9/', 'http://169.254.169.254/', 'http://[::1]:9/', 'http://10.0.0.1/',
+        'http://[::127.0.0.1]:9/',
+        'http://[::ffff:127.0.0.1]:9/',
+        'http://0177.0.0.1:9/',
+        'http://2130706433:9/',
+        'http://0x7f.1:9/',
+        'http://127.1:9/',
+        'http://0:9/',
+        'http://localhost.:9/',
+        'http://169.254.169.254/',
+        'http://[::1]:9/',
+        'http://10.0.0.1/',
       ];
       for (const [i, url] of attacks.entries()) {
-        const r = await call('POST', '/api/v1/integration/agents/external', g.adminKey, { name: `ssrf-${i}`, url, task_types: ['ssrf_probe'] });
+        const r = await call('POST', '/api/v1/integration/agents/external', g.adminKey, {
+          name: `ssrf-${i}`,
+          url,
+          task_types: ['ssrf_probe'],
+        });
         assert.equal(r.status, 403, `${url}: ${JSON.stringify(r.body).slice(0, 200)}`);
         assert.equal(r.body.code, 'forbidden');
       }
-      const { rows } = await g.pool.query(`select count(*)::int as n from delegation.external_agents where name like 'ssrf-%'`);
+      const { rows } = await g.pool.query(
+        `select count(*)::int as n from delegation.external_agents where name like 'ssrf-%'`,
+      );
       assert.equal(rows[0].n, 0);
     });
 
     it('an allow-listed agent registers; its token is never echoed nor stored in events', async () => {
-      const r = await call('POST', '/api/v1/integration/agents/external', g.adminKey, { name: 'allowed-agent', url: 'http://ext-agent.test:9', task_types: ['allowed_probe'], token: AGENT_TOKEN });
+      const r = await call('POST', '/api/v1/integration/agents/external', g.adminKey, {
+        name: 'allowed-agent',
+        url: 'http://ext-agent.test:9',
+        task_types: ['allowed_probe'],
+        token: AGENT_TOKEN,
+      });
       assert.equal(r.status, 201, JSON.stringify(r.body));
       assert.ok(!JSON.stringify(r.body).includes(AGENT_TOKEN));
     });
   });
 
   describe('the event store holds no secret', () => {
-    it('no event\'s data or metadata carries any secret the tests set', async () => {
+    it("no event's data or metadata carries any secret the tests set", async () => {
       await Promise.all(appends);
       const secrets = {
         'Authorization header token': HEADER_TOKEN,
@@ -297,7 +398,10 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       const { rows } = await g.pool.query<{ n: number }>('select count(*)::int as n from eventstore.events');
       assert.ok(rows[0]!.n > 10, 'the store has the events of the tests above');
       for (const [what, secret] of Object.entries(secrets)) {
-        const hit = await g.pool.query(`select type, stream_id from eventstore.events where data::text like $1 or metadata::text like $1`, [`%${secret}%`]);
+        const hit = await g.pool.query(
+          `select type, stream_id from eventstore.events where data::text like $1 or metadata::text like $1`,
+          [`%${secret}%`],
+        );
         assert.deepEqual(hit.rows, [], `${what} found in the event store`);
       }
     });

@@ -7,13 +7,23 @@ import { configSchema, parseConfig } from '@switchyard/platform';
 import { bearer, startSecuredGateway, type SecuredGateway } from './test-support.js';
 
 /** node:http, not fetch: fetch does not let a caller set `Host`. */
-function get(port: number, path: string, headers: Record<string, string>): Promise<{ status: number; type: string; body: any }> {
+function get(
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; type: string; body: any }> {
   return new Promise((resolve, reject) => {
     http
       .get({ host: '127.0.0.1', port, path, headers }, (res) => {
         let data = '';
         res.on('data', (c: Buffer) => (data += c.toString('utf8')));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body: data.startsWith('{') ? JSON.parse(data) : data }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            type: String(res.headers['content-type'] ?? ''),
+            body: data.startsWith('{') ? JSON.parse(data) : data,
+          }),
+        );
       })
       .on('error', reject);
   });
@@ -25,7 +35,9 @@ describe('gateway Host and Origin checks', () => {
   let viewer: string;
 
   before(async () => {
-    g = await startSecuredGateway('gw_host_origin', { edge: { allowedHosts: ['api.switchyard.test'], allowedOrigins: ['https://console.switchyard.test'] } });
+    g = await startSecuredGateway('gw_host_origin', {
+      edge: { allowedHosts: ['api.switchyard.test'], allowedOrigins: ['https://console.switchyard.test'] },
+    });
     port = Number(new URL(g.url).port);
     viewer = (await g.makeKey('viewer')).key;
   });
@@ -54,17 +66,31 @@ describe('gateway Host and Origin checks', () => {
       assert.equal(r.status, 403, origin);
       assert.match(r.body.detail ?? r.body.title, /Origin/);
     }
-    const own = await get(port, '/api/v1/events?limit=1', { host: `localhost:${port}`, origin: `http://localhost:${port}`, ...bearer(viewer) });
+    const own = await get(port, '/api/v1/events?limit=1', {
+      host: `localhost:${port}`,
+      origin: `http://localhost:${port}`,
+      ...bearer(viewer),
+    });
     assert.equal(own.status, 200);
-    const configured = await get(port, '/api/v1/events?limit=1', { host: 'api.switchyard.test', origin: 'https://console.switchyard.test', ...bearer(viewer) });
+    const configured = await get(port, '/api/v1/events?limit=1', {
+      host: 'api.switchyard.test',
+      origin: 'https://console.switchyard.test',
+      ...bearer(viewer),
+    });
     assert.equal(configured.status, 200);
   });
 
   it('a Host that passed before does not let a foreign Origin, or another Host, through with it', async () => {
     // Verdicts that passed are remembered per (port, Host, Origin); each new combination is judged.
     for (let i = 0; i < 3; i++) assert.equal((await get(port, '/livez', { host: 'api.switchyard.test' })).status, 200);
-    assert.equal((await get(port, '/livez', { host: 'api.switchyard.test', origin: 'http://attacker.example' })).status, 403);
-    assert.equal((await get(port, '/livez', { host: 'api.switchyard.test', origin: 'https://console.switchyard.test' })).status, 200);
+    assert.equal(
+      (await get(port, '/livez', { host: 'api.switchyard.test', origin: 'http://attacker.example' })).status,
+      403,
+    );
+    assert.equal(
+      (await get(port, '/livez', { host: 'api.switchyard.test', origin: 'https://console.switchyard.test' })).status,
+      200,
+    );
     assert.equal((await get(port, '/livez', { host: `127.0.0.1:${port}` })).status, 200);
     assert.equal((await get(port, '/livez', { host: `127.0.0.1:${port + 1}` })).status, 403);
     assert.equal((await get(port, '/livez', { host: 'attacker.example' })).status, 403);

@@ -18,14 +18,22 @@ export function hostOriginCheck(policy: EdgePolicy, logger: Logger): (req: EdgeR
   return (req, res) => {
     const headers = req.headers;
     const localPort = req.raw.socket.localPort;
-    const key = headers.host === undefined ? undefined : headers.origin === undefined ? `${localPort}\n${headers.host}` : `${localPort}\n${headers.host}\n${headers.origin}`;
+    const key =
+      headers.host === undefined
+        ? undefined
+        : headers.origin === undefined
+          ? `${localPort}\n${headers.host}`
+          : `${localPort}\n${headers.host}\n${headers.origin}`;
     if (key !== undefined && passed.has(key)) return true;
     const verdict = checkHostAndOrigin(headers, localPort, policy);
     if (verdict.ok) {
       if (key !== undefined && passed.size < 256) passed.add(key);
       return true;
     }
-    logger.warn({ correlationId: correlationIdOf(req), ip: req.raw.socket.remoteAddress, reason: verdict.reason }, 'request refused: foreign Host or Origin');
+    logger.warn(
+      { correlationId: correlationIdOf(req), ip: req.raw.socket.remoteAddress, reason: verdict.reason },
+      'request refused: foreign Host or Origin',
+    );
     sendProblem(new AppError('forbidden', verdict.reason), req, res);
     return false;
   };

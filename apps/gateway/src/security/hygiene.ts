@@ -10,17 +10,34 @@ const MAX_DEPTH = 64;
 function scan(value: unknown, path: string, where: FieldLocation, out: FieldError[], depth = 0): void {
   if (out.length >= 10) return;
   if (typeof value === 'string') {
-    if (UNSTORABLE.test(value)) out.push({ path: path || '(root)', message: 'contains NUL or an unpaired surrogate', code: 'invalid_string', in: where });
+    if (UNSTORABLE.test(value))
+      out.push({
+        path: path || '(root)',
+        message: 'contains NUL or an unpaired surrogate',
+        code: 'invalid_string',
+        in: where,
+      });
     return;
   }
   if (typeof value !== 'object' || value === null) return;
   if (depth >= MAX_DEPTH) {
-    out.push({ path: path || '(root)', message: `nested deeper than ${MAX_DEPTH} levels`, code: 'too_deep', in: where });
+    out.push({
+      path: path || '(root)',
+      message: `nested deeper than ${MAX_DEPTH} levels`,
+      code: 'too_deep',
+      in: where,
+    });
     return;
   }
   for (const [k, v] of Object.entries(value)) {
     const p = path ? `${path}.${k}` : k;
-    if (UNSTORABLE.test(k)) out.push({ path: p, message: 'field name contains NUL or an unpaired surrogate', code: 'invalid_key', in: where });
+    if (UNSTORABLE.test(k))
+      out.push({
+        path: p,
+        message: 'field name contains NUL or an unpaired surrogate',
+        code: 'invalid_key',
+        in: where,
+      });
     scan(v, p, where, out, depth + 1);
   }
 }
@@ -30,7 +47,11 @@ function scan(value: unknown, path: string, where: FieldLocation, out: FieldErro
  * holds text PostgreSQL cannot store, or a body nested deeper than 64 levels (no API
  * takes that, and walking it costs stack in every later step); undefined when all is well.
  */
-export function inputHygieneError(req: { readonly path: string; readonly query: unknown; readonly body?: unknown }): AppError | undefined {
+export function inputHygieneError(req: {
+  readonly path: string;
+  readonly query: unknown;
+  readonly body?: unknown;
+}): AppError | undefined {
   const errors: FieldError[] = [];
   let decodedPath: string | undefined;
   try {
@@ -39,10 +60,19 @@ export function inputHygieneError(req: { readonly path: string; readonly query: 
     decodedPath = undefined; // a malformed escape: the router answers it
   }
   if (decodedPath !== undefined && UNSTORABLE.test(decodedPath)) {
-    errors.push({ path: '(path)', message: 'contains NUL or an unpaired surrogate', code: 'invalid_string', in: 'params' });
+    errors.push({
+      path: '(path)',
+      message: 'contains NUL or an unpaired surrogate',
+      code: 'invalid_string',
+      in: 'params',
+    });
   }
   scan(req.query, '', 'query', errors);
   if (req.body !== undefined) scan(req.body, '', 'body', errors);
   if (errors.length === 0) return undefined;
-  return new AppError('validation', `invalid ${[...new Set(errors.map((e) => e.in))].join(' and ')}: ${errors.map((e) => e.path).join(', ')}`, { errors });
+  return new AppError(
+    'validation',
+    `invalid ${[...new Set(errors.map((e) => e.in))].join(' and ')}: ${errors.map((e) => e.path).join(', ')}`,
+    { errors },
+  );
 }

@@ -39,7 +39,10 @@ export function failureBucket(ip: string, presented: string): string {
  * tightest limit this request was counted against; on a refusal, of the refusing one.
  */
 function rateLimitHeaders(res: EdgeReply, outcomes: readonly LimitOutcome[]): void {
-  const tightest = outcomes.reduce<LimitOutcome | undefined>((a, o) => (!a || o.remaining < a.remaining ? o : a), undefined);
+  const tightest = outcomes.reduce<LimitOutcome | undefined>(
+    (a, o) => (!a || o.remaining < a.remaining ? o : a),
+    undefined,
+  );
   if (!tightest || res.headersSent) return;
   res.setHeader('RateLimit-Limit', String(tightest.limit));
   res.setHeader('RateLimit-Remaining', String(Math.max(0, tightest.remaining)));
@@ -50,7 +53,16 @@ function tooMany(req: EdgeRequest, res: EdgeReply, what: string, refused: LimitO
   const retryAfter = Math.max(1, Math.ceil(refused.msBeforeNext / 1000));
   rateLimitHeaders(res, [refused]);
   res.setHeader('Retry-After', String(retryAfter));
-  sendProblem(new AppError('rate_limited', `too many requests ${what}; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter }, true), req, res);
+  sendProblem(
+    new AppError(
+      'rate_limited',
+      `too many requests ${what}; retry in ${retryAfter} s`,
+      { retryAfterSeconds: retryAfter },
+      true,
+    ),
+    req,
+    res,
+  );
 }
 
 /**
@@ -129,8 +141,15 @@ export class RequestTimeouts {
  * RateLimits, shared through PostgreSQL or in memory; made here, in memory, when not given).
  * Every limited answer carries RateLimit-Limit / -Remaining / -Reset; a 429 also Retry-After.
  */
-export function authentication(options: ResolvedSecurityOptions, keys: ApiKeyService, logger: Logger, given?: RateLimits): EdgeStep {
-  const limits = options.rateLimit.enabled ? (given ?? RateLimits.create({ ...options.rateLimit, store: 'memory' }, undefined, logger)) : undefined;
+export function authentication(
+  options: ResolvedSecurityOptions,
+  keys: ApiKeyService,
+  logger: Logger,
+  given?: RateLimits,
+): EdgeStep {
+  const limits = options.rateLimit.enabled
+    ? (given ?? RateLimits.create({ ...options.rateLimit, store: 'memory' }, undefined, logger))
+    : undefined;
   if (!limits && !options.auth.enabled) return (_req, _res, next) => next(); // nothing to do: no cost per request
   return (req: EdgeRequest, res: EdgeReply, next: () => void) => {
     if (UNLIMITED_PATHS.has(req.path)) return next();

@@ -43,7 +43,12 @@ export interface RateLimitOptions {
 }
 
 export interface ResolvedSecurityOptions {
-  readonly auth: { readonly enabled: boolean; readonly adminKey?: string; readonly keyCacheTtlMs: number; readonly printAdminKey?: (key: string) => void };
+  readonly auth: {
+    readonly enabled: boolean;
+    readonly adminKey?: string;
+    readonly keyCacheTtlMs: number;
+    readonly printAdminKey?: (key: string) => void;
+  };
   readonly rateLimit: {
     readonly enabled: boolean;
     readonly perIp: Limit;
@@ -92,7 +97,9 @@ export function resolveSecurityOptions(o: SecurityOptionsInput): ResolvedSecurit
   };
 }
 
-const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const positive = z.coerce.number().int().positive();
 
 /** The environment variables of the gateway's security settings (parsed by `securityOptionsFromEnv`). */
@@ -110,7 +117,12 @@ export const securityEnvSchema = z.object({
   RATE_LIMIT_STORE_TIMEOUT_MS: z.coerce.number().int().min(10).max(10_000).default(500),
   REQUEST_TIMEOUT_MS: z.coerce.number().int().min(0).default(30_000),
   /** Largest JSON body in bytes (413 above it). */
-  GATEWAY_BODY_LIMIT_BYTES: z.coerce.number().int().min(1_024).max(64 * 1024 * 1024).default(1024 * 1024),
+  GATEWAY_BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1_024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
 });
 
 /**
@@ -118,7 +130,9 @@ export const securityEnvSchema = z.object({
  * auth ON (AUTH_ENABLED=true), rate limits ON, 30 s request timeout.
  * `createGateway(deps, { ...securityOptionsFromEnv(), modules })`. Throws ConfigError naming a bad variable.
  */
-export function securityOptionsFromEnv(env: Record<string, string | undefined> = process.env): Required<SecurityOptionsInput> {
+export function securityOptionsFromEnv(
+  env: Record<string, string | undefined> = process.env,
+): Required<SecurityOptionsInput> {
   const c = parseConfig(env, securityEnvSchema);
   const w = c.RATE_LIMIT_WINDOW_SEC;
   return {

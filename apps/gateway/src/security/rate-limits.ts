@@ -1,5 +1,11 @@
 import type { Pool } from 'pg';
-import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, RLWrapperTimeouts, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import {
+  RateLimiterMemory,
+  RateLimiterPostgres,
+  RateLimiterRes,
+  RLWrapperTimeouts,
+  type RateLimiterAbstract,
+} from 'rate-limiter-flexible';
 import { createPgPool, type Logger } from '@switchyard/platform';
 import type { Limit, ResolvedSecurityOptions } from './options.js';
 
@@ -61,15 +67,36 @@ export class RateLimits {
    * own pool logs in the same way (its connection options), with at most 4 connections.
    */
   static create(o: ResolvedSecurityOptions['rateLimit'], base: Pool | undefined, logger: Logger): RateLimits {
-    const memory = (l: Limit, keyPrefix: string) => new RateLimiterMemory({ points: l.points, duration: l.durationSec, keyPrefix });
+    const memory = (l: Limit, keyPrefix: string) =>
+      new RateLimiterMemory({ points: l.points, duration: l.durationSec, keyPrefix });
     if (o.store === 'memory' || !base) {
-      return new RateLimits(memory(o.perIp, 'ip'), memory(o.perKey, 'key'), memory(o.authFailuresPerIp, 'authfail'), o, undefined);
+      return new RateLimits(
+        memory(o.perIp, 'ip'),
+        memory(o.perKey, 'key'),
+        memory(o.authFailuresPerIp, 'authfail'),
+        o,
+        undefined,
+      );
     }
     const t = o.storeTimeoutMs;
     const { options: baseOptions } = base;
-    const startup = [baseOptions.options, `-c statement_timeout=${t}`, `-c lock_timeout=${t}`, '-c synchronous_commit=off'].filter(Boolean).join(' ');
+    const startup = [
+      baseOptions.options,
+      `-c statement_timeout=${t}`,
+      `-c lock_timeout=${t}`,
+      '-c synchronous_commit=off',
+    ]
+      .filter(Boolean)
+      .join(' ');
     const pool = createPgPool(
-      { ...baseOptions, max: 4, connectionTimeoutMillis: t, idleTimeoutMillis: 30_000, options: startup, application_name: 'switchyard-gateway-ratelimit' },
+      {
+        ...baseOptions,
+        max: 4,
+        connectionTimeoutMillis: t,
+        idleTimeoutMillis: 30_000,
+        options: startup,
+        application_name: 'switchyard-gateway-ratelimit',
+      },
       { name: 'gateway-ratelimit', logger },
     );
     let lastWarn = 0;
@@ -79,7 +106,10 @@ export class RateLimits {
         pool.query(q).catch((err: unknown) => {
           if (Date.now() - lastWarn > 10_000) {
             lastWarn = Date.now();
-            logger.warn({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'rate limit store failed; the in-memory limits answer until it is back');
+            logger.warn(
+              { err: { message: (err as Error).message, code: (err as { code?: string }).code } },
+              'rate limit store failed; the in-memory limits answer until it is back',
+            );
           }
           throw err;
         }),
@@ -103,7 +133,13 @@ export class RateLimits {
         insuranceLimiter: memory(l, keyPrefix),
         timeoutMs: t + 100,
       });
-    return new RateLimits(shared(o.perIp, 'ip'), shared(o.perKey, 'key'), shared(o.authFailuresPerIp, 'authfail'), o, pool);
+    return new RateLimits(
+      shared(o.perIp, 'ip'),
+      shared(o.perKey, 'key'),
+      shared(o.authFailuresPerIp, 'authfail'),
+      o,
+      pool,
+    );
   }
 
   get store(): 'postgres' | 'memory' {
@@ -115,7 +151,8 @@ export class RateLimits {
       const res = await limiter.consume(key);
       return { allowed: true, limit: limit.points, remaining: res.remainingPoints, msBeforeNext: res.msBeforeNext };
     } catch (e) {
-      if (e instanceof RateLimiterRes) return { allowed: false, limit: limit.points, remaining: 0, msBeforeNext: e.msBeforeNext };
+      if (e instanceof RateLimiterRes)
+        return { allowed: false, limit: limit.points, remaining: 0, msBeforeNext: e.msBeforeNext };
       throw e;
     }
   }

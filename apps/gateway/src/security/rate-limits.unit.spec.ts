@@ -20,11 +20,20 @@ describe('rate limit options and the in-memory limiter', () => {
   });
 
   it('memory: counts down, then refuses with the time to the next window', async () => {
-    const o = resolveSecurityOptions({ rateLimit: { perKey: { points: 2, durationSec: 60 }, store: 'memory' } }).rateLimit;
+    const o = resolveSecurityOptions({
+      rateLimit: { perKey: { points: 2, durationSec: 60 }, store: 'memory' },
+    }).rateLimit;
     const limits = RateLimits.create(o, undefined, createLogger('rl-unit', 'silent'));
     assert.equal(limits.store, 'memory');
     const seen = [await limits.key('k'), await limits.key('k'), await limits.key('k')];
-    assert.deepEqual(seen.map((s) => [s.allowed, s.remaining, s.limit]), [[true, 1, 2], [true, 0, 2], [false, 0, 2]]);
+    assert.deepEqual(
+      seen.map((s) => [s.allowed, s.remaining, s.limit]),
+      [
+        [true, 1, 2],
+        [true, 0, 2],
+        [false, 0, 2],
+      ],
+    );
     assert.ok(seen[2]!.msBeforeNext > 0 && seen[2]!.msBeforeNext <= 60_000);
   });
 
@@ -32,6 +41,9 @@ describe('rate limit options and the in-memory limiter', () => {
     assert.equal(minPositionOf('42'), 42);
     assert.equal(minPositionOf('42', 7), 7);
     assert.equal(minPositionOf(undefined), undefined);
-    assert.throws(() => minPositionOf('soon'), (e: { code?: string; message: string }) => e.code === 'validation' && /x-switchyard-min-position/.test(e.message));
+    assert.throws(
+      () => minPositionOf('soon'),
+      (e: { code?: string; message: string }) => e.code === 'validation' && /x-switchyard-min-position/.test(e.message),
+    );
   });
 });

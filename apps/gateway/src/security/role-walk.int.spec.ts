@@ -60,18 +60,39 @@ describe('every registered route enforces its declared role', () => {
   let g: SecuredGateway;
   let ops: Op[];
   let document: { paths: Record<string, Record<string, Record<string, any>>> };
-  const keys: Record<'none' | 'viewer' | 'operator' | 'admin', string | undefined> = { none: undefined, viewer: '', operator: '', admin: '' };
+  const keys: Record<'none' | 'viewer' | 'operator' | 'admin', string | undefined> = {
+    none: undefined,
+    viewer: '',
+    operator: '',
+    admin: '',
+  };
 
   before(async () => {
     // The committed feature modules too (their back ends absent: 503s are fine here, only 401/403 matter).
-    g = await startSecuredGateway('gw_rolewalk', { modules: [WalkModule, WorkflowsFeatureModule, McpFeatureModule, SystemFeatureModule, AgentsFeatureModule, StatusFeatureModule, McpServerFeatureModule] });
+    g = await startSecuredGateway('gw_rolewalk', {
+      modules: [
+        WalkModule,
+        WorkflowsFeatureModule,
+        McpFeatureModule,
+        SystemFeatureModule,
+        AgentsFeatureModule,
+        StatusFeatureModule,
+        McpServerFeatureModule,
+      ],
+    });
     keys.admin = g.adminKey;
     keys.viewer = (await g.makeKey('viewer')).key;
     keys.operator = (await g.makeKey('operator')).key;
-    const doc = (await (await fetch(`${g.url}/docs/openapi.json`)).json()) as { paths: Record<string, Record<string, { 'x-required-role'?: unknown }>> };
+    const doc = (await (await fetch(`${g.url}/docs/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { 'x-required-role'?: unknown }>>;
+    };
     document = doc;
     ops = Object.entries(doc.paths).flatMap(([path, byMethod]) =>
-      Object.entries(byMethod).map(([method, op]) => ({ method: method.toUpperCase(), path, role: op['x-required-role'] })),
+      Object.entries(byMethod).map(([method, op]) => ({
+        method: method.toUpperCase(),
+        path,
+        role: op['x-required-role'],
+      })),
     );
   });
   after(async () => {
@@ -80,7 +101,11 @@ describe('every registered route enforces its declared role', () => {
   });
 
   it('documents a role for every route (undeclared ones show what is enforced)', () => {
-    for (const op of ops) assert.ok(['public', 'viewer', 'operator', 'admin', 'auditor'].includes(op.role as string), `${op.method} ${op.path}: ${String(op.role)}`);
+    for (const op of ops)
+      assert.ok(
+        ['public', 'viewer', 'operator', 'admin', 'auditor'].includes(op.role as string),
+        `${op.method} ${op.path}: ${String(op.role)}`,
+      );
     assert.equal(ops.find((o) => o.path === '/test-walk/undeclared')?.role, 'admin');
     assert.equal(ops.find((o) => o.path === '/livez')?.role, 'public');
     assert.equal(ops.find((o) => o.path === '/api/v1/events')?.role, 'viewer');
@@ -93,16 +118,20 @@ describe('every registered route enforces its declared role', () => {
     for (const [path, byMethod] of seed) {
       for (const [method, op] of Object.entries(byMethod)) {
         const where = `${method.toUpperCase()} ${path}`;
-        const [status, success] = Object.entries(op.responses as Record<string, any>).find(([code]) => code.startsWith('2'))!;
+        const [status, success] = Object.entries(op.responses as Record<string, any>).find(([code]) =>
+          code.startsWith('2'),
+        )!;
         assert.ok(status, `${where}: no success response`);
-        if (status !== '204' && !(success.content && Object.keys(success.content).length > 0)) missing.push(`${where}: no response schema`);
+        if (status !== '204' && !(success.content && Object.keys(success.content).length > 0))
+          missing.push(`${where}: no response schema`);
         for (const [type, media] of Object.entries((success.content ?? {}) as Record<string, any>)) {
           assert.ok(media.schema, `${where}: ${type} has no schema`);
           if (type.includes('json') && media.example === undefined) missing.push(`${where}: ${type} has no example`);
         }
         if (op.requestBody) {
           const body = op.requestBody.content['application/json'];
-          if (!body.schema || body.example === undefined) missing.push(`${where}: request body without schema or example`);
+          if (!body.schema || body.example === undefined)
+            missing.push(`${where}: request body without schema or example`);
         }
       }
     }
@@ -111,7 +140,14 @@ describe('every registered route enforces its declared role', () => {
 
   it('discovers the routes from the OpenAPI document', () => {
     const names = ops.map((o) => `${o.method} ${o.path}`);
-    for (const must of ['GET /livez', 'GET /api/v1/events', 'GET /api/v1/audit', 'POST /api/v1/admin/api-keys', 'DELETE /api/v1/admin/api-keys/{id}', 'POST /test-walk/operate']) {
+    for (const must of [
+      'GET /livez',
+      'GET /api/v1/events',
+      'GET /api/v1/audit',
+      'POST /api/v1/admin/api-keys',
+      'DELETE /api/v1/admin/api-keys/{id}',
+      'POST /test-walk/operate',
+    ]) {
       assert.ok(names.includes(must), `${must} missing from ${names.join(', ')}`);
     }
   });
@@ -126,7 +162,10 @@ describe('every registered route enforces its declared role', () => {
         const ac = new AbortController();
         const res = await fetch(url, {
           method: op.method,
-          headers: { ...(key ? bearer(key) : {}), ...(op.method === 'POST' ? { 'content-type': 'application/json' } : {}) },
+          headers: {
+            ...(key ? bearer(key) : {}),
+            ...(op.method === 'POST' ? { 'content-type': 'application/json' } : {}),
+          },
           ...(op.method === 'POST' ? { body: '{}' } : {}),
           signal: ac.signal,
         });

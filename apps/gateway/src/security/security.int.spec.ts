@@ -41,7 +41,11 @@ describe('gateway security over real Postgres and NATS', () => {
   let adminId: string;
 
   before(async () => {
-    g = await startSecuredGateway('gw_security', { modules: [ProbeModule], requestTimeoutMs: 500, auth: { enabled: true, keyCacheTtlMs: 100 } });
+    g = await startSecuredGateway('gw_security', {
+      modules: [ProbeModule],
+      requestTimeoutMs: 500,
+      auth: { enabled: true, keyCacheTtlMs: 100 },
+    });
     adminId = parseKey(g.adminKey)!.id;
   });
   after(async () => {
@@ -99,11 +103,17 @@ describe('gateway security over real Postgres and NATS', () => {
       assert.equal(keys.length, 1, `the key must appear exactly once, found ${keys.length}`);
       assert.match(out.stdout, /first admin API key \(shown once/);
       const logLines = out.stdout.split('\n').filter((l) => l.startsWith('{'));
-      assert.ok(logLines.some((l) => l.includes('API key created')), 'the creation is logged (without the key)');
+      assert.ok(
+        logLines.some((l) => l.includes('API key created')),
+        'the creation is logged (without the key)',
+      );
       // The secret is everything after `sy_<16 hex>_` (base64url: it may itself contain `_`).
       const secret = keys[0].slice('sy_'.length + 16 + 1);
       assert.equal(secret.length, 43);
-      assert.ok(logLines.every((l) => !l.includes(secret)), 'no log line carries the secret');
+      assert.ok(
+        logLines.every((l) => !l.includes(secret)),
+        'no log line carries the secret',
+      );
     });
   });
 
@@ -153,7 +163,11 @@ describe('gateway security over real Postgres and NATS', () => {
 
     it('an operator cannot make keys', async () => {
       const op = await g.makeKey('operator');
-      const res = await fetch(`${g.url}/api/v1/admin/api-keys`, { method: 'POST', headers: { ...bearer(op.key), ...json({}) }, body: json({ name: 'x', role: 'admin' }).body });
+      const res = await fetch(`${g.url}/api/v1/admin/api-keys`, {
+        method: 'POST',
+        headers: { ...bearer(op.key), ...json({}) },
+        body: json({ name: 'x', role: 'admin' }).body,
+      });
       assert.equal(res.status, 403);
     });
   });
@@ -171,38 +185,67 @@ describe('gateway security over real Postgres and NATS', () => {
       assert.equal(created.createdBy, `apikey:${adminId}`);
       assert.equal(parseKey(created.key)?.id, created.id);
 
-      const list = (await (await fetch(`${g.url}/api/v1/admin/api-keys`, { headers: bearer(g.adminKey) })).json()) as { keys: Record<string, unknown>[] };
+      const list = (await (await fetch(`${g.url}/api/v1/admin/api-keys`, { headers: bearer(g.adminKey) })).json()) as {
+        keys: Record<string, unknown>[];
+      };
       const listed = list.keys.find((k) => k.id === created.id);
       assert.ok(listed);
       assert.equal('key' in listed || 'hash' in listed, false);
 
       assert.equal((await fetch(`${g.url}/test-security/whoami`, { headers: bearer(created.key) })).status, 200);
-      const del = await fetch(`${g.url}/api/v1/admin/api-keys/${created.id}`, { method: 'DELETE', headers: bearer(g.adminKey) });
+      const del = await fetch(`${g.url}/api/v1/admin/api-keys/${created.id}`, {
+        method: 'DELETE',
+        headers: bearer(g.adminKey),
+      });
       assert.equal(del.status, 200);
       assert.equal(((await del.json()) as { revokedBy: string }).revokedBy, `apikey:${adminId}`);
       // Revoked on this instance: refused at once.
       assert.equal((await fetch(`${g.url}/test-security/whoami`, { headers: bearer(created.key) })).status, 401);
-      assert.equal((await fetch(`${g.url}/api/v1/admin/api-keys/${created.id}`, { method: 'DELETE', headers: bearer(g.adminKey) })).status, 409);
-      assert.equal((await fetch(`${g.url}/api/v1/admin/api-keys/0000000000000000`, { method: 'DELETE', headers: bearer(g.adminKey) })).status, 404);
+      assert.equal(
+        (await fetch(`${g.url}/api/v1/admin/api-keys/${created.id}`, { method: 'DELETE', headers: bearer(g.adminKey) }))
+          .status,
+        409,
+      );
+      assert.equal(
+        (
+          await fetch(`${g.url}/api/v1/admin/api-keys/0000000000000000`, {
+            method: 'DELETE',
+            headers: bearer(g.adminKey),
+          })
+        ).status,
+        404,
+      );
 
       const events = await g.store.readStream(`apikey-${created.id}`);
-      assert.deepEqual(events.map((e) => [e.type, e.metadata.actor]), [
-        ['ApiKeyCreated', `apikey:${adminId}`],
-        ['ApiKeyRevoked', `apikey:${adminId}`],
-      ]);
+      assert.deepEqual(
+        events.map((e) => [e.type, e.metadata.actor]),
+        [
+          ['ApiKeyCreated', `apikey:${adminId}`],
+          ['ApiKeyRevoked', `apikey:${adminId}`],
+        ],
+      );
       assert.ok(!JSON.stringify(events).includes(parseKey(created.key)!.secret));
-      const all = (await (await fetch(`${g.url}/api/v1/admin/api-keys?include_revoked=true`, { headers: bearer(g.adminKey) })).json()) as { keys: { id: string }[] };
+      const all = (await (
+        await fetch(`${g.url}/api/v1/admin/api-keys?include_revoked=true`, { headers: bearer(g.adminKey) })
+      ).json()) as { keys: { id: string }[] };
       assert.ok(all.keys.some((k) => k.id === created.id));
     });
 
     it('refuses to revoke the last active admin key (409)', async () => {
-      const res = await fetch(`${g.url}/api/v1/admin/api-keys/${adminId}`, { method: 'DELETE', headers: bearer(g.adminKey) });
+      const res = await fetch(`${g.url}/api/v1/admin/api-keys/${adminId}`, {
+        method: 'DELETE',
+        headers: bearer(g.adminKey),
+      });
       assert.equal(res.status, 409);
       assert.equal((await fetch(`${g.url}/livez`)).status, 200);
     });
 
     it('validates the body (400 naming the field)', async () => {
-      const res = await fetch(`${g.url}/api/v1/admin/api-keys`, { method: 'POST', headers: { ...bearer(g.adminKey), 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', role: 'root' }) });
+      const res = await fetch(`${g.url}/api/v1/admin/api-keys`, {
+        method: 'POST',
+        headers: { ...bearer(g.adminKey), 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'x', role: 'root' }),
+      });
       assert.equal(res.status, 400);
       assert.ok(((await res.json()) as { errors: { path: string }[] }).errors.some((e) => e.path === 'role'));
     });
@@ -229,33 +272,51 @@ describe('gateway security over real Postgres and NATS', () => {
       assert.equal(status, 401);
       const listed = await run(process.execPath, [cli, 'list', '--all'], { env });
       assert.match(listed.stdout, new RegExp(`${parsed.id}\\toperator\\t.*revoked`));
-      await assert.rejects(run(process.execPath, [cli, 'create', '--role', 'root', '--name', 'x'], { env }), (e: { code?: number }) => e.code === 2);
+      await assert.rejects(
+        run(process.execPath, [cli, 'create', '--role', 'root', '--name', 'x'], { env }),
+        (e: { code?: number }) => e.code === 2,
+      );
     });
   });
 
   describe('audit', () => {
     it('lists who did what, filtered by actor and type, paged', async () => {
-      const mine = (await (await fetch(`${g.url}/api/v1/audit?actor=${encodeURIComponent(`apikey:${adminId}`)}`, { headers: bearer(g.adminKey) })).json()) as {
+      const mine = (await (
+        await fetch(`${g.url}/api/v1/audit?actor=${encodeURIComponent(`apikey:${adminId}`)}`, {
+          headers: bearer(g.adminKey),
+        })
+      ).json()) as {
         entries: { actor: string; type: string; position: number }[];
       };
       assert.ok(mine.entries.length >= 4);
       assert.ok(mine.entries.every((e) => e.actor === `apikey:${adminId}`));
       // Newest first by default.
-      assert.deepEqual([...mine.entries].sort((a, b) => b.position - a.position), mine.entries);
+      assert.deepEqual(
+        [...mine.entries].sort((a, b) => b.position - a.position),
+        mine.entries,
+      );
 
-      const boot = (await (await fetch(`${g.url}/api/v1/audit?actor=system:bootstrap&type=ApiKeyCreated`, { headers: bearer(g.adminKey) })).json()) as { entries: unknown[] };
+      const boot = (await (
+        await fetch(`${g.url}/api/v1/audit?actor=system:bootstrap&type=ApiKeyCreated`, { headers: bearer(g.adminKey) })
+      ).json()) as { entries: unknown[] };
       assert.equal(boot.entries.length, 1);
 
-      const p1 = (await (await fetch(`${g.url}/api/v1/audit?limit=2&type=ApiKeyRevoked,ApiKeyCreated`, { headers: bearer(g.adminKey) })).json()) as {
+      const p1 = (await (
+        await fetch(`${g.url}/api/v1/audit?limit=2&type=ApiKeyRevoked,ApiKeyCreated`, { headers: bearer(g.adminKey) })
+      ).json()) as {
         entries: { position: number }[];
         next: { href: string } | null;
       };
       assert.equal(p1.entries.length, 2);
       assert.ok(p1.next);
-      const p2 = (await (await fetch(g.url + p1.next.href, { headers: bearer(g.adminKey) })).json()) as { entries: { position: number }[] };
+      const p2 = (await (await fetch(g.url + p1.next.href, { headers: bearer(g.adminKey) })).json()) as {
+        entries: { position: number }[];
+      };
       assert.ok(p2.entries.length > 0 && p2.entries[0]!.position < p1.entries[1]!.position);
 
-      const future = (await (await fetch(`${g.url}/api/v1/audit?since=2999-01-01T00:00:00Z`, { headers: bearer(g.adminKey) })).json()) as { entries: unknown[] };
+      const future = (await (
+        await fetch(`${g.url}/api/v1/audit?since=2999-01-01T00:00:00Z`, { headers: bearer(g.adminKey) })
+      ).json()) as { entries: unknown[] };
       assert.deepEqual(future.entries, []);
     });
   });
@@ -289,7 +350,11 @@ describe('SWITCHYARD_ADMIN_KEY and rate limits', () => {
   before(async () => {
     g = await startSecuredGateway('gw_ratelimit', {
       auth: { enabled: true, adminKey: envKey },
-      rateLimit: { perKey: { points: 3, durationSec: 60 }, perIp: { points: 1000, durationSec: 60 }, authFailuresPerIp: { points: 2, durationSec: 60 } },
+      rateLimit: {
+        perKey: { points: 3, durationSec: 60 },
+        perIp: { points: 1000, durationSec: 60 },
+        authFailuresPerIp: { points: 2, durationSec: 60 },
+      },
     });
   });
   after(async () => {
@@ -299,13 +364,17 @@ describe('SWITCHYARD_ADMIN_KEY and rate limits', () => {
   it('the env key is the admin key; nothing is generated or printed', async () => {
     assert.deepEqual(g.printed, []);
     const events = await g.store.readAll({ streamPrefixes: ['apikey-'] });
-    assert.deepEqual(events.map((e) => [e.type, e.data && (e.data as { id: string }).id]), [['ApiKeyCreated', parseKey(envKey)!.id]]);
+    assert.deepEqual(
+      events.map((e) => [e.type, e.data && (e.data as { id: string }).id]),
+      [['ApiKeyCreated', parseKey(envKey)!.id]],
+    );
   });
 
   it('per key: the request over the limit gets 429 with Retry-After; another key is not affected', async () => {
     const a = await g.makeKey('viewer'); // uses the admin key once
     const statuses: number[] = [];
-    for (let i = 0; i < 4; i++) statuses.push((await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(a.key) })).status);
+    for (let i = 0; i < 4; i++)
+      statuses.push((await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(a.key) })).status);
     assert.deepEqual(statuses, [200, 200, 200, 429]);
     const res = await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(a.key) });
     assert.equal(res.status, 429);
@@ -319,12 +388,14 @@ describe('SWITCHYARD_ADMIN_KEY and rate limits', () => {
     const target = parseKey(envKey)!;
     const wrong = `sy_${target.id}_${generateKey().key.slice(-43)}`;
     const statuses: number[] = [];
-    for (let i = 0; i < 3; i++) statuses.push((await fetch(`${g.url}/api/v1/events`, { headers: bearer(wrong) })).status);
+    for (let i = 0; i < 3; i++)
+      statuses.push((await fetch(`${g.url}/api/v1/events`, { headers: bearer(wrong) })).status);
     assert.deepEqual(statuses, [401, 401, 429]);
     const res = await fetch(`${g.url}/api/v1/events`, { headers: bearer(wrong) });
     assert.equal(res.status, 429);
     assert.ok(res.headers.get('retry-after'));
-    for (const p of ['/livez', '/readyz']) assert.equal((await fetch(g.url + p, { headers: bearer(wrong) })).status, 200, p);
+    for (const p of ['/livez', '/readyz'])
+      assert.equal((await fetch(g.url + p, { headers: bearer(wrong) })).status, 200, p);
     // Another key id from the same address is its own bucket; the valid key is never blocked.
     assert.equal((await fetch(`${g.url}/api/v1/events`, { headers: bearer(generateKey().key) })).status, 401);
     assert.equal((await fetch(`${g.url}/api/v1/events?limit=1`, { headers: bearer(envKey) })).status, 200);

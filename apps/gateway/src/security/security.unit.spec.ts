@@ -44,7 +44,13 @@ describe('keys', () => {
   });
 
   it('rejects keys that do not have the shape', () => {
-    for (const bad of ['', 'sy_', 'sy_0123_abc', 'sy_0123456789abcdeg_' + 'a'.repeat(43), 'xx_0123456789abcdef_' + 'a'.repeat(43)]) {
+    for (const bad of [
+      '',
+      'sy_',
+      'sy_0123_abc',
+      'sy_0123456789abcdeg_' + 'a'.repeat(43),
+      'xx_0123456789abcdef_' + 'a'.repeat(43),
+    ]) {
       assert.equal(parseKey(bad), undefined, bad);
     }
   });
@@ -73,20 +79,36 @@ describe('options', () => {
     const off = securityOptionsFromEnv({ AUTH_ENABLED: 'false', RATE_LIMIT_ENABLED: 'no', RATE_LIMIT_PER_KEY: '5' });
     assert.equal(off.auth.enabled, false);
     assert.equal(off.rateLimit, false);
-    assert.throws(() => securityOptionsFromEnv({ AUTH_ENABLED: 'maybe' }), (e: unknown) => e instanceof ConfigError && e.message.includes('AUTH_ENABLED'));
+    assert.throws(
+      () => securityOptionsFromEnv({ AUTH_ENABLED: 'maybe' }),
+      (e: unknown) => e instanceof ConfigError && e.message.includes('AUTH_ENABLED'),
+    );
   });
 
   it('GATEWAY_BODY_LIMIT_BYTES sets the body limit (default 1 MiB); a bad value names the variable', () => {
     assert.equal(securityOptionsFromEnv({}).bodyLimit, 1024 * 1024);
     assert.equal(securityOptionsFromEnv({ GATEWAY_BODY_LIMIT_BYTES: '65536' }).bodyLimit, 65536);
-    assert.throws(() => securityOptionsFromEnv({ GATEWAY_BODY_LIMIT_BYTES: '10' }), (e: unknown) => e instanceof ConfigError && e.message.includes('GATEWAY_BODY_LIMIT_BYTES'));
+    assert.throws(
+      () => securityOptionsFromEnv({ GATEWAY_BODY_LIMIT_BYTES: '10' }),
+      (e: unknown) => e instanceof ConfigError && e.message.includes('GATEWAY_BODY_LIMIT_BYTES'),
+    );
   });
 });
 
 const meta = { correlationId: 'c-1', actor: 'apikey:00000000000000aa', timestamp: '2026-01-01T00:00:00.000Z' };
-const data = { id: '0123456789abcdef', name: 'ops', role: 'operator' as const, hash: 'a'.repeat(64), prefix: 'sy_0123456789abcdef_abcd' };
+const data = {
+  id: '0123456789abcdef',
+  name: 'ops',
+  role: 'operator' as const,
+  hash: 'a'.repeat(64),
+  prefix: 'sy_0123456789abcdef_abcd',
+};
 const create: ApiKeyCommand = { type: 'CreateApiKey', data, metadata: meta };
-const revoke: ApiKeyCommand = { type: 'RevokeApiKey', data: { id: data.id }, metadata: { ...meta, timestamp: '2026-01-02T00:00:00.000Z' } };
+const revoke: ApiKeyCommand = {
+  type: 'RevokeApiKey',
+  data: { id: data.id },
+  metadata: { ...meta, timestamp: '2026-01-02T00:00:00.000Z' },
+};
 const created: ApiKeyEvent = { type: 'ApiKeyCreated', data, metadata: meta };
 const revoked: ApiKeyEvent = { type: 'ApiKeyRevoked', data: { id: data.id }, metadata: revoke.metadata };
 const spec = DeciderSpecification.for(apiKeyDecider);
@@ -94,15 +116,30 @@ const code = (c: string) => (e: { code?: string }) => e.code === c;
 
 describe('api key decider', () => {
   describe('absent', () => {
-    it('creates', () => { spec.given([]).when(create).then([created]); });
-    it('cannot revoke what does not exist', () => { spec.given([]).when(revoke).thenThrows(code('not_found')); });
+    it('creates', () => {
+      spec.given([]).when(create).then([created]);
+    });
+    it('cannot revoke what does not exist', () => {
+      spec.given([]).when(revoke).thenThrows(code('not_found'));
+    });
   });
   describe('active', () => {
-    it('revokes, with the actor of the command', () => { spec.given([created]).when(revoke).then([revoked]); });
-    it('cannot be created twice', () => { spec.given([created]).when(create).thenThrows(code('illegal_state')); });
+    it('revokes, with the actor of the command', () => {
+      spec.given([created]).when(revoke).then([revoked]);
+    });
+    it('cannot be created twice', () => {
+      spec.given([created]).when(create).thenThrows(code('illegal_state'));
+    });
   });
   describe('revoked', () => {
-    it('cannot be revoked again', () => { spec.given([created, revoked]).when(revoke).thenThrows(code('illegal_state')); });
-    it('remembers when', () => assert.deepEqual(spec.given([created, revoked]).state, { status: 'revoked', key: { id: data.id, name: 'ops', role: 'operator' }, revokedAt: revoke.metadata.timestamp }));
+    it('cannot be revoked again', () => {
+      spec.given([created, revoked]).when(revoke).thenThrows(code('illegal_state'));
+    });
+    it('remembers when', () =>
+      assert.deepEqual(spec.given([created, revoked]).state, {
+        status: 'revoked',
+        key: { id: data.id, name: 'ops', role: 'operator' },
+        revokedAt: revoke.metadata.timestamp,
+      }));
   });
 });

@@ -12,13 +12,24 @@ import { bearer, startSecuredGateway, type SecuredGateway } from './test-support
  */
 describe('rate limits shared by two gateways through PostgreSQL', () => {
   const adminKey = generateKey().key;
-  const limits = { perKey: { points: 4, durationSec: 60 }, perIp: { points: 10_000, durationSec: 60 }, authFailuresPerIp: { points: 100, durationSec: 60 } };
+  const limits = {
+    perKey: { points: 4, durationSec: 60 },
+    perIp: { points: 10_000, durationSec: 60 },
+    authFailuresPerIp: { points: 100, durationSec: 60 },
+  };
   let g1: SecuredGateway;
   let g2: SecuredGateway;
 
   before(async () => {
-    g1 = await startSecuredGateway('gw_shared_rl', { auth: { enabled: true, adminKey }, rateLimit: { ...limits, storeTimeoutMs: 1_000 } });
-    g2 = await startSecuredGateway('gw_shared_rl', { auth: { enabled: true, adminKey }, rateLimit: { ...limits, storeTimeoutMs: 1_000 } }, g1.databaseUrl);
+    g1 = await startSecuredGateway('gw_shared_rl', {
+      auth: { enabled: true, adminKey },
+      rateLimit: { ...limits, storeTimeoutMs: 1_000 },
+    });
+    g2 = await startSecuredGateway(
+      'gw_shared_rl',
+      { auth: { enabled: true, adminKey }, rateLimit: { ...limits, storeTimeoutMs: 1_000 } },
+      g1.databaseUrl,
+    );
   });
   after(async () => {
     await g2?.close();
@@ -33,20 +44,33 @@ describe('rate limits shared by two gateways through PostgreSQL', () => {
     const seen: { status: number; limit: string | null; remaining: string | null; retryAfter: string | null }[] = [];
     for (let i = 0; i < 8; i++) {
       const res = await get(i % 2 === 0 ? g1 : g2, k.key);
-      seen.push({ status: res.status, limit: res.headers.get('ratelimit-limit'), remaining: res.headers.get('ratelimit-remaining'), retryAfter: res.headers.get('retry-after') });
+      seen.push({
+        status: res.status,
+        limit: res.headers.get('ratelimit-limit'),
+        remaining: res.headers.get('ratelimit-remaining'),
+        retryAfter: res.headers.get('retry-after'),
+      });
       await res.body?.cancel();
     }
     console.log(`# statuses across g1/g2 alternately: ${seen.map((s) => s.status).join(' ')}`);
-    assert.deepEqual(seen.map((s) => s.status), [200, 200, 200, 200, 429, 429, 429, 429]);
+    assert.deepEqual(
+      seen.map((s) => s.status),
+      [200, 200, 200, 200, 429, 429, 429, 429],
+    );
     // Remaining counts down across the two processes: one counter.
-    assert.deepEqual(seen.slice(0, 4).map((s) => s.remaining), ['3', '2', '1', '0']);
+    assert.deepEqual(
+      seen.slice(0, 4).map((s) => s.remaining),
+      ['3', '2', '1', '0'],
+    );
     for (const s of seen) assert.equal(s.limit, '4');
     for (const s of seen.slice(4)) {
       assert.equal(s.remaining, '0');
       assert.ok(Number(s.retryAfter) >= 1, 'Retry-After on every 429');
     }
     // The counter is the table's row, as the limiter wrote it (every request counted, refused ones too).
-    const row = await g1.pool.query<{ points: number }>('select points from gateway.rate_limits where key = $1', [`key:${k.id}`]);
+    const row = await g1.pool.query<{ points: number }>('select points from gateway.rate_limits where key = $1', [
+      `key:${k.id}`,
+    ]);
     assert.equal(row.rows[0]?.points, 8);
   });
 
@@ -79,7 +103,9 @@ describe('rate limits shared by two gateways through PostgreSQL', () => {
       assert.equal(back.status, 200);
       assert.equal(back.headers.get('ratelimit-remaining'), '3');
       await back.body?.cancel();
-      const after = await g1.pool.query<{ points: number }>('select points from gateway.rate_limits where key = $1', [`key:${k.id}`]);
+      const after = await g1.pool.query<{ points: number }>('select points from gateway.rate_limits where key = $1', [
+        `key:${k.id}`,
+      ]);
       assert.equal(after.rows[0]?.points, 1);
     } finally {
       await blocker.query('rollback').catch(() => undefined);

@@ -28,7 +28,12 @@ export interface SecuredGateway {
   close(): Promise<void>;
 }
 
-export async function startSecuredGateway(prefix: string, options: GatewayOptions = {}, databaseUrl?: string, natsUrl?: string): Promise<SecuredGateway> {
+export async function startSecuredGateway(
+  prefix: string,
+  options: GatewayOptions = {},
+  databaseUrl?: string,
+  natsUrl?: string,
+): Promise<SecuredGateway> {
   const dbUrl = databaseUrl ?? (await freshDatabase(prefix));
   const pool = createPgPool({ connectionString: dbUrl, max: 6 }, { name: 'gateway-test' });
   const store = new PostgresEventStore({ pool });

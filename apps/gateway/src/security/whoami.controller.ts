@@ -16,7 +16,12 @@ export const whoamiSchema = z.object({
 @Controller(WHOAMI_PATH)
 export class WhoamiController {
   @Get()
-  @ApiRoute({ summary: "The caller's API key: id, name and role (never the secret)", tags: ['admin'], role: 'viewer', response: { schema: whoamiSchema } })
+  @ApiRoute({
+    summary: "The caller's API key: id, name and role (never the secret)",
+    tags: ['admin'],
+    role: 'viewer',
+    response: { schema: whoamiSchema },
+  })
   whoami(@Req() req: GatewayRequest): z.infer<typeof whoamiSchema> {
     const key = req.apiKey;
     if (!key) return { id: null, name: null, role: 'admin', auth_enabled: false };

@@ -20,7 +20,10 @@ describe('operator console at /ui', () => {
 
   before(async () => {
     mkdirSync(path.join(buildDir, 'assets'), { recursive: true });
-    writeFileSync(path.join(buildDir, 'index.html'), '<!doctype html><html lang="en"><script type="module" src="/ui/assets/index-abc123.js"></script></html>');
+    writeFileSync(
+      path.join(buildDir, 'index.html'),
+      '<!doctype html><html lang="en"><script type="module" src="/ui/assets/index-abc123.js"></script></html>',
+    );
     writeFileSync(path.join(buildDir, 'assets', 'index-abc123.js'), 'console.log("hi")');
     built = await startSecuredGateway('gw_console', { consoleDir: buildDir });
     unbuilt = await startSecuredGateway('gw_console_none', { consoleDir: emptyDir }, built.databaseUrl);

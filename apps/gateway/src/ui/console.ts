@@ -49,7 +49,11 @@ export function consoleRouter(logger: Logger, dir: string = defaultConsoleDir())
   const router = express.Router();
   const index = path.join(dir, 'index.html');
   const built = existsSync(index);
-  if (!built) logger.warn({ dir }, 'operator console not built: /ui answers 503 (run `npm start` or `npm run build -w @switchyard/console`)');
+  if (!built)
+    logger.warn(
+      { dir },
+      'operator console not built: /ui answers 503 (run `npm start` or `npm run build -w @switchyard/console`)',
+    );
   router.use((req: Request, res: Response, next: NextFunction) => {
     securityHeaders(res);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -58,7 +62,12 @@ export function consoleRouter(logger: Logger, dir: string = defaultConsoleDir())
       return;
     }
     if (!built && !existsSync(index)) {
-      res.status(503).type('text/plain').send('The operator console is not built. Run `npm start` (it builds it) or `npm run build -w @switchyard/console`, then reload.\n');
+      res
+        .status(503)
+        .type('text/plain')
+        .send(
+          'The operator console is not built. Run `npm start` (it builds it) or `npm run build -w @switchyard/console`, then reload.\n',
+        );
       return;
     }
     next();

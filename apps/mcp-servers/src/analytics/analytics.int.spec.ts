@@ -41,9 +41,18 @@ describe('analytics MCP server (real Postgres)', () => {
     });
     client = await httpClient(http.url);
     for (const s of samples) {
-      await ok(client, 'record_metric', { name: 'task.duration_ms', value: s.value, labels: s.labels, timestamp: s.ts.toISOString() });
+      await ok(client, 'record_metric', {
+        name: 'task.duration_ms',
+        value: s.value,
+        labels: s.labels,
+        timestamp: s.ts.toISOString(),
+      });
     }
-    await ok(client, 'record_metric', { name: 'other.metric', value: 1, timestamp: new Date(end - 5000).toISOString() });
+    await ok(client, 'record_metric', {
+      name: 'other.metric',
+      value: 1,
+      timestamp: new Date(end - 5000).toISOString(),
+    });
   });
 
   after(async () => {
@@ -72,23 +81,42 @@ describe('analytics MCP server (real Postgres)', () => {
 
   it('filters by labels and buckets the window', async () => {
     const eu = samples.filter((s) => s.labels.region === 'eu' && s.ts.getTime() > end - 2 * 3_600_000);
-    const r = await ok(client, 'query_metric', { name: 'task.duration_ms', window: '2h', bucket: '30m', aggregate: 'sum', labels: { region: 'eu' } });
+    const r = await ok(client, 'query_metric', {
+      name: 'task.duration_ms',
+      window: '2h',
+      bucket: '30m',
+      aggregate: 'sum',
+      labels: { region: 'eu' },
+    });
     assert.equal(r.buckets.length, 4);
     const start = end - 2 * 3_600_000;
     for (const b of r.buckets as { start: string; value: number; samples: number }[]) {
       const from = Date.parse(b.start);
-      const inBucket = eu.filter((s) => s.ts.getTime() >= from && s.ts.getTime() < from + 1_800_000 && s.ts.getTime() > start);
+      const inBucket = eu.filter(
+        (s) => s.ts.getTime() >= from && s.ts.getTime() < from + 1_800_000 && s.ts.getTime() > start,
+      );
       assert.equal(b.samples, inBucket.length);
-      assert.ok(close(b.value, inBucket.reduce((a, s) => a + s.value, 0)));
+      assert.ok(
+        close(
+          b.value,
+          inBucket.reduce((a, s) => a + s.value, 0),
+        ),
+      );
     }
-    assert.equal(r.buckets.reduce((a: number, b: { samples: number }) => a + b.samples, 0), eu.length);
+    assert.equal(
+      r.buckets.reduce((a: number, b: { samples: number }) => a + b.samples, 0),
+      eu.length,
+    );
   });
 
   it('returns null for an empty window and refuses bad durations', async () => {
     const r = await ok(client, 'query_metric', { name: 'nothing.here', window: '1h', aggregate: 'avg' });
     assert.equal(r.value, null);
     assert.equal(r.samples, 0);
-    const bad = await client.callTool({ name: 'query_metric', arguments: { name: 'x', window: '1 hour; DROP TABLE x' } });
+    const bad = await client.callTool({
+      name: 'query_metric',
+      arguments: { name: 'x', window: '1 hour; DROP TABLE x' },
+    });
     assert.equal(bad.isError, true);
     assert.equal((await fails(client, 'query_metric', { name: 'x', window: '7d', bucket: '1s' })).code, 'validation');
   });
@@ -102,7 +130,13 @@ describe('analytics MCP server (real Postgres)', () => {
   });
 
   it('records a sample once per idempotency key: a repeat returns the recorded one, a different sample under the key is refused', async () => {
-    const sample = { name: 'support.interaction', value: 1, labels: { channel: 'chat', intent: 'billing' }, timestamp: new Date(end - 2000).toISOString(), idempotency_key: 'ex-42:log_interaction' };
+    const sample = {
+      name: 'support.interaction',
+      value: 1,
+      labels: { channel: 'chat', intent: 'billing' },
+      timestamp: new Date(end - 2000).toISOString(),
+      idempotency_key: 'ex-42:log_interaction',
+    };
     const first = await ok(client, 'record_metric', sample);
     assert.equal(first.deduplicated, false);
     // The same call again, labels in another order (a re-dispatched workflow step).
@@ -110,7 +144,9 @@ describe('analytics MCP server (real Postgres)', () => {
     assert.equal(again.deduplicated, true);
     assert.equal(again.id, first.id);
     assert.equal(again.timestamp, sample.timestamp);
-    const rows = await pool.query(`select count(*)::int as n from analytics.metrics where idempotency_key = $1`, [sample.idempotency_key]);
+    const rows = await pool.query(`select count(*)::int as n from analytics.metrics where idempotency_key = $1`, [
+      sample.idempotency_key,
+    ]);
     assert.equal(rows.rows[0].n, 1);
     const other = await fails(client, 'record_metric', { ...sample, value: 2 });
     assert.equal(other.code, 'illegal_state');
@@ -123,7 +159,8 @@ describe('analytics MCP server (real Postgres)', () => {
 
   it('reports "no data yet" for missing read models and summarises present ones', async () => {
     const r = await ok(client, 'report', { window: '24h' });
-    for (const s of ['workflow_executions', 'task_stats', 'availability']) assert.equal(r.sections[s].status, 'no data yet', s);
+    for (const s of ['workflow_executions', 'task_stats', 'availability'])
+      assert.equal(r.sections[s].status, 'no data yet', s);
     assert.equal(r.sections.metrics.status, 'ok');
     await pool.query(`CREATE SCHEMA read_models; CREATE TABLE read_models.workflow_executions (id text, status text);
       INSERT INTO read_models.workflow_executions VALUES ('a','completed'),('b','completed'),('c','failed')`);

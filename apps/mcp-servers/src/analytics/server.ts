@@ -22,7 +22,8 @@ ALTER TABLE analytics.metrics ADD COLUMN IF NOT EXISTS idempotency_key text;
 CREATE UNIQUE INDEX IF NOT EXISTS metrics_idempotency_key ON analytics.metrics (idempotency_key) WHERE idempotency_key IS NOT NULL;
 `;
 
-const sortKeys = (o: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+const sortKeys = (o: Record<string, string>): Record<string, string> =>
+  Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
 
 /** Create the analytics schema (idempotent; an advisory lock serialises concurrent starts). */
 export async function migrateAnalytics(pool: pg.Pool): Promise<void> {
@@ -64,11 +65,18 @@ const aggregates = {
   p95: 'percentile_cont(0.95) WITHIN GROUP (ORDER BY value)',
 } as const;
 
-const metricName = z.string().min(1).max(200).regex(/^[A-Za-z_:][A-Za-z0-9_:.-]*$/, 'a metric name like workflow.duration_ms');
+const metricName = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z_:][A-Za-z0-9_:.-]*$/, 'a metric name like workflow.duration_ms');
 const labels = z.record(z.string(), z.string());
 
 function quoteQualified(name: string): string {
-  return name.split('.').map((p) => pg.escapeIdentifier(p)).join('.');
+  return name
+    .split('.')
+    .map((p) => pg.escapeIdentifier(p))
+    .join('.');
 }
 
 /** The analytics MCP server: metrics in `analytics.metrics`, aggregated in SQL, and a report over the read models. */
@@ -76,7 +84,10 @@ export function createAnalyticsServer(deps: AnalyticsServerDeps): McpServer {
   const { pool, logger } = deps;
   const now = (): Date => (deps.clock ?? { now: () => new Date() }).now();
   const reportTables: Record<string, string> = deps.reportTables ?? defaultReportTables;
-  const server = new McpServer({ name: 'switchyard-analytics', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
+  const server = new McpServer(
+    { name: 'switchyard-analytics', version: '0.1.0' },
+    { jsonSchemaValidator: sharedJsonSchemaValidator },
+  );
 
   server.registerTool(
     'record_metric',
@@ -88,38 +99,73 @@ export function createAnalyticsServer(deps: AnalyticsServerDeps): McpServer {
         value: z.number().finite(),
         labels: labels.default({}),
         timestamp: z.string().datetime({ offset: true }).optional().describe('ISO 8601; default now'),
-        idempotency_key: z.string().min(1).max(200).optional().describe('record this sample once, however often the call is repeated'),
+        idempotency_key: z
+          .string()
+          .min(1)
+          .max(200)
+          .optional()
+          .describe('record this sample once, however often the call is repeated'),
       },
       annotations: { idempotentHint: true },
     },
-    tool('record_metric', logger, async (a) => {
-      const ts = a.timestamp ? new Date(a.timestamp) : now();
-      const key = a.idempotency_key ?? null;
-      const inserted = await pool.query<{ id: string }>(
-        `INSERT INTO analytics.metrics (name, value, labels, ts, idempotency_key) VALUES ($1,$2,$3,$4,$5)
+    tool(
+      'record_metric',
+      logger,
+      async (a) => {
+        const ts = a.timestamp ? new Date(a.timestamp) : now();
+        const key = a.idempotency_key ?? null;
+        const inserted = await pool.query<{ id: string }>(
+          `INSERT INTO analytics.metrics (name, value, labels, ts, idempotency_key) VALUES ($1,$2,$3,$4,$5)
          ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id`,
-        [a.name, a.value, JSON.stringify(a.labels), ts, key],
-      );
-      if (inserted.rows[0]) {
-        return { id: String(inserted.rows[0].id), name: a.name, value: a.value, labels: a.labels, timestamp: ts.toISOString(), deduplicated: false };
-      }
-      // The key was used before: answer with what was recorded, unless the repeat asks for something else.
-      const prior = await pool.query<{ id: string; name: string; value: number; labels: Record<string, string>; ts: Date }>(
-        `SELECT id, name, value, labels, ts FROM analytics.metrics WHERE idempotency_key = $1`,
-        [key],
-      );
-      const p = prior.rows[0]!;
-      if (p.name !== a.name || p.value !== a.value || JSON.stringify(sortKeys(p.labels)) !== JSON.stringify(sortKeys(a.labels))) {
-        throw new AppError('illegal_state', `idempotency key "${key}" was already used for another sample`, { idempotency_key: key, recorded: { name: p.name, value: p.value, labels: p.labels } });
-      }
-      return { id: String(p.id), name: p.name, value: p.value, labels: p.labels, timestamp: p.ts.toISOString(), deduplicated: true };
-    }, mapPgError),
+          [a.name, a.value, JSON.stringify(a.labels), ts, key],
+        );
+        if (inserted.rows[0]) {
+          return {
+            id: String(inserted.rows[0].id),
+            name: a.name,
+            value: a.value,
+            labels: a.labels,
+            timestamp: ts.toISOString(),
+            deduplicated: false,
+          };
+        }
+        // The key was used before: answer with what was recorded, unless the repeat asks for something else.
+        const prior = await pool.query<{
+          id: string;
+          name: string;
+          value: number;
+          labels: Record<string, string>;
+          ts: Date;
+        }>(`SELECT id, name, value, labels, ts FROM analytics.metrics WHERE idempotency_key = $1`, [key]);
+        const p = prior.rows[0]!;
+        if (
+          p.name !== a.name ||
+          p.value !== a.value ||
+          JSON.stringify(sortKeys(p.labels)) !== JSON.stringify(sortKeys(a.labels))
+        ) {
+          throw new AppError('illegal_state', `idempotency key "${key}" was already used for another sample`, {
+            idempotency_key: key,
+            recorded: { name: p.name, value: p.value, labels: p.labels },
+          });
+        }
+        return {
+          id: String(p.id),
+          name: p.name,
+          value: p.value,
+          labels: p.labels,
+          timestamp: p.ts.toISOString(),
+          deduplicated: true,
+        };
+      },
+      mapPgError,
+    ),
   );
 
   server.registerTool(
     'query_metric',
     {
-      description: 'Aggregate a metric over the window (end - window, end], optionally per bucket. Aggregates: avg, sum, min, max, count, p95 (continuous percentile).',
+      description:
+        'Aggregate a metric over the window (end - window, end], optionally per bucket. Aggregates: avg, sum, min, max, count, p95 (continuous percentile).',
       inputSchema: {
         name: metricName,
         window: durationText.default('1h'),
@@ -130,101 +176,155 @@ export function createAnalyticsServer(deps: AnalyticsServerDeps): McpServer {
       },
       annotations: { readOnlyHint: true },
     },
-    tool('query_metric', logger, async (a) => {
-      const window = parseDuration(a.window);
-      const end = a.end ? new Date(a.end) : now();
-      const start = new Date(end.getTime() - window.seconds * 1000);
-      const agg = aggregates[a.aggregate];
-      const filter = JSON.stringify(a.labels ?? {});
-      if (!a.bucket) {
-        const r = await pool.query(
-          `SELECT ${agg} AS value, count(*)::int AS samples FROM analytics.metrics
+    tool(
+      'query_metric',
+      logger,
+      async (a) => {
+        const window = parseDuration(a.window);
+        const end = a.end ? new Date(a.end) : now();
+        const start = new Date(end.getTime() - window.seconds * 1000);
+        const agg = aggregates[a.aggregate];
+        const filter = JSON.stringify(a.labels ?? {});
+        if (!a.bucket) {
+          const r = await pool.query(
+            `SELECT ${agg} AS value, count(*)::int AS samples FROM analytics.metrics
             WHERE name = $1 AND ts > $2 AND ts <= $3 AND labels @> $4::jsonb`,
-          [a.name, start, end, filter],
-        );
-        const row = r.rows[0];
-        return { name: a.name, aggregate: a.aggregate, window: a.window, start: start.toISOString(), end: end.toISOString(), value: row.samples > 0 ? Number(row.value) : null, samples: row.samples };
-      }
-      const bucket = parseDuration(a.bucket);
-      if (window.seconds / bucket.seconds > 10_000) throw new AppError('validation', `too many buckets: ${a.window} / ${a.bucket} > 10000`);
-      // Buckets are aligned on the window start so the first bucket is a full one.
-      const r = await pool.query(
-        `SELECT date_bin($5::interval, ts, $2::timestamptz) AS bucket, ${agg} AS value, count(*)::int AS samples
+            [a.name, start, end, filter],
+          );
+          const row = r.rows[0];
+          return {
+            name: a.name,
+            aggregate: a.aggregate,
+            window: a.window,
+            start: start.toISOString(),
+            end: end.toISOString(),
+            value: row.samples > 0 ? Number(row.value) : null,
+            samples: row.samples,
+          };
+        }
+        const bucket = parseDuration(a.bucket);
+        if (window.seconds / bucket.seconds > 10_000)
+          throw new AppError('validation', `too many buckets: ${a.window} / ${a.bucket} > 10000`);
+        // Buckets are aligned on the window start so the first bucket is a full one.
+        const r = await pool.query(
+          `SELECT date_bin($5::interval, ts, $2::timestamptz) AS bucket, ${agg} AS value, count(*)::int AS samples
            FROM analytics.metrics WHERE name = $1 AND ts > $2 AND ts <= $3 AND labels @> $4::jsonb
           GROUP BY 1 ORDER BY 1`,
-        [a.name, start, end, filter, bucket.interval],
-      );
-      return {
-        name: a.name,
-        aggregate: a.aggregate,
-        window: a.window,
-        bucket: a.bucket,
-        start: start.toISOString(),
-        end: end.toISOString(),
-        buckets: r.rows.map((b) => ({ start: (b.bucket as Date).toISOString(), value: Number(b.value), samples: b.samples })),
-      };
-    }, mapPgError),
+          [a.name, start, end, filter, bucket.interval],
+        );
+        return {
+          name: a.name,
+          aggregate: a.aggregate,
+          window: a.window,
+          bucket: a.bucket,
+          start: start.toISOString(),
+          end: end.toISOString(),
+          buckets: r.rows.map((b) => ({
+            start: (b.bucket as Date).toISOString(),
+            value: Number(b.value),
+            samples: b.samples,
+          })),
+        };
+      },
+      mapPgError,
+    ),
   );
 
   server.registerTool(
     'list_metrics',
-    { description: 'Metric names with sample count, first and last timestamp and label keys.', inputSchema: {}, annotations: { readOnlyHint: true } },
-    tool('list_metrics', logger, async () => {
-      const r = await pool.query(
-        `SELECT name, count(*)::int AS samples, min(ts) AS first, max(ts) AS last,
+    {
+      description: 'Metric names with sample count, first and last timestamp and label keys.',
+      inputSchema: {},
+      annotations: { readOnlyHint: true },
+    },
+    tool(
+      'list_metrics',
+      logger,
+      async () => {
+        const r = await pool.query(
+          `SELECT name, count(*)::int AS samples, min(ts) AS first, max(ts) AS last,
                 (SELECT coalesce(array_agg(DISTINCT k ORDER BY k), '{}') FROM analytics.metrics m2, jsonb_object_keys(m2.labels) k WHERE m2.name = m.name) AS label_keys
            FROM analytics.metrics m GROUP BY name ORDER BY name`,
-      );
-      return {
-        metrics: r.rows.map((m) => ({ name: m.name, samples: m.samples, first: (m.first as Date).toISOString(), last: (m.last as Date).toISOString(), label_keys: m.label_keys })),
-      };
-    }, mapPgError),
+        );
+        return {
+          metrics: r.rows.map((m) => ({
+            name: m.name,
+            samples: m.samples,
+            first: (m.first as Date).toISOString(),
+            last: (m.last as Date).toISOString(),
+            label_keys: m.label_keys,
+          })),
+        };
+      },
+      mapPgError,
+    ),
   );
 
   server.registerTool(
     'report',
     {
-      description: 'Summary over the read models (workflow executions, task stats, availability) and recorded metrics; a missing table gives a "no data yet" section.',
+      description:
+        'Summary over the read models (workflow executions, task stats, availability) and recorded metrics; a missing table gives a "no data yet" section.',
       inputSchema: { window: durationText.default('24h') },
       annotations: { readOnlyHint: true },
     },
-    tool('report', logger, async (a) => {
-      const window = parseDuration(a.window);
-      const end = now();
-      const sections: Record<string, unknown> = {};
-      for (const [section, table] of Object.entries(reportTables)) {
-        const exists = await pool.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [table]);
-        if (!exists.rows[0].ok) {
-          sections[section] = { status: 'no data yet', table, reason: `table ${table} does not exist yet` };
-          continue;
+    tool(
+      'report',
+      logger,
+      async (a) => {
+        const window = parseDuration(a.window);
+        const end = now();
+        const sections: Record<string, unknown> = {};
+        for (const [section, table] of Object.entries(reportTables)) {
+          const exists = await pool.query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [table]);
+          if (!exists.rows[0].ok) {
+            sections[section] = { status: 'no data yet', table, reason: `table ${table} does not exist yet` };
+            continue;
+          }
+          const [schema, rel] = table.includes('.') ? table.split('.', 2) : ['public', table];
+          const cols = await pool.query(
+            `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`,
+            [schema, rel],
+          );
+          const names = new Set(cols.rows.map((c) => c.column_name as string));
+          const q = quoteQualified(table);
+          const total = await pool.query(`SELECT count(*)::int AS n FROM ${q}`);
+          const summary: Record<string, unknown> = {
+            status: total.rows[0].n > 0 ? 'ok' : 'no data yet',
+            table,
+            rows: total.rows[0].n,
+          };
+          // Read-model schemas evolve; summarise the columns that are there rather than assume them.
+          if (names.has('status')) {
+            const s = await pool.query(
+              `SELECT status::text AS status, count(*)::int AS n FROM ${q} GROUP BY 1 ORDER BY 1`,
+            );
+            summary['by_status'] = Object.fromEntries(s.rows.map((x) => [x.status, x.n]));
+          }
+          sections[section] = summary;
         }
-        const [schema, rel] = table.includes('.') ? table.split('.', 2) : ['public', table];
-        const cols = await pool.query(
-          `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`,
-          [schema, rel],
-        );
-        const names = new Set(cols.rows.map((c) => c.column_name as string));
-        const q = quoteQualified(table);
-        const total = await pool.query(`SELECT count(*)::int AS n FROM ${q}`);
-        const summary: Record<string, unknown> = { status: total.rows[0].n > 0 ? 'ok' : 'no data yet', table, rows: total.rows[0].n };
-        // Read-model schemas evolve; summarise the columns that are there rather than assume them.
-        if (names.has('status')) {
-          const s = await pool.query(`SELECT status::text AS status, count(*)::int AS n FROM ${q} GROUP BY 1 ORDER BY 1`);
-          summary['by_status'] = Object.fromEntries(s.rows.map((x) => [x.status, x.n]));
-        }
-        sections[section] = summary;
-      }
-      const m = await pool.query(
-        `SELECT name, count(*)::int AS samples, avg(value) AS avg, max(value) AS max FROM analytics.metrics
+        const m = await pool.query(
+          `SELECT name, count(*)::int AS samples, avg(value) AS avg, max(value) AS max FROM analytics.metrics
           WHERE ts > $1 AND ts <= $2 GROUP BY name ORDER BY name`,
-        [new Date(end.getTime() - window.seconds * 1000), end],
-      );
-      sections['metrics'] =
-        m.rowCount === 0
-          ? { status: 'no data yet', reason: `no samples in the last ${a.window}` }
-          : { status: 'ok', window: a.window, metrics: m.rows.map((x) => ({ name: x.name, samples: x.samples, avg: Number(x.avg), max: Number(x.max) })) };
-      return { generated_at: end.toISOString(), window: a.window, sections };
-    }, mapPgError),
+          [new Date(end.getTime() - window.seconds * 1000), end],
+        );
+        sections['metrics'] =
+          m.rowCount === 0
+            ? { status: 'no data yet', reason: `no samples in the last ${a.window}` }
+            : {
+                status: 'ok',
+                window: a.window,
+                metrics: m.rows.map((x) => ({
+                  name: x.name,
+                  samples: x.samples,
+                  avg: Number(x.avg),
+                  max: Number(x.max),
+                })),
+              };
+        return { generated_at: end.toISOString(), window: a.window, sections };
+      },
+      mapPgError,
+    ),
   );
   return server;
 }

@@ -10,13 +10,26 @@ import type { EmailMessage, MailResult, MailTransport } from './mail.js';
 import { listMailbox, type mailboxQuerySchema, type MailboxMessage } from './mailbox.js';
 import type { QueuedDelivery, QueueWebhookInput } from './queued.js';
 import { migrateAutomation } from './schema.js';
-import { Schedules, schedulesProjection, SCHEDULES_PROJECTION, type Schedule, type ScheduleTarget } from './schedules.js';
+import {
+  Schedules,
+  schedulesProjection,
+  SCHEDULES_PROJECTION,
+  type Schedule,
+  type ScheduleTarget,
+} from './schedules.js';
 import { Triggers, type TriggerRecord } from './triggers.js';
 import { Webhooks, webhooksProjection, WEBHOOKS_PROJECTION, type Webhook } from './webhooks.js';
 
 export { systemClock, type Clock } from './clock.js';
 export { signWebhook, deliveryFingerprint, deliveryOwnerApplicationName, type DeliveryResult } from './deliveries.js';
-export { afterMs, nextFireAfter, scheduleTargetSchema, Scheduler, type Schedule, type ScheduleTarget } from './schedules.js';
+export {
+  afterMs,
+  nextFireAfter,
+  scheduleTargetSchema,
+  Scheduler,
+  type Schedule,
+  type ScheduleTarget,
+} from './schedules.js';
 export type { TriggerRecord } from './triggers.js';
 export type { Webhook } from './webhooks.js';
 
@@ -79,8 +92,24 @@ export class AutomationService {
     });
     this.webhooks = new Webhooks({ pool, logger: this.log, guard: deps.guard, clock, events: this.events });
     const webhookByRef = (ref: string) => this.webhooks.byRef(ref);
-    this.deliveries = new Deliveries({ pool, logger: this.log, guard: deps.guard, clock, webhookByRef, delivery: deps.delivery, scheduledRetry: deps.scheduledRetry, mail: deps.mail });
-    this.schedules = new Schedules({ pool, logger: this.log, clock, events: this.events, webhookByRef, hasMail: () => this.deliveries.hasMail });
+    this.deliveries = new Deliveries({
+      pool,
+      logger: this.log,
+      guard: deps.guard,
+      clock,
+      webhookByRef,
+      delivery: deps.delivery,
+      scheduledRetry: deps.scheduledRetry,
+      mail: deps.mail,
+    });
+    this.schedules = new Schedules({
+      pool,
+      logger: this.log,
+      clock,
+      events: this.events,
+      webhookByRef,
+      hasMail: () => this.deliveries.hasMail,
+    });
     this.triggers = new Triggers({ pool, logger: this.log, clock, onTrigger: deps.onTrigger });
   }
 
@@ -107,10 +136,16 @@ export class AutomationService {
   }
 
   // Webhooks (commands, events).
-  registerWebhook(input: { name: string; url: string; secret: string; events: string[] }, correlationId?: string): Promise<Webhook> {
+  registerWebhook(
+    input: { name: string; url: string; secret: string; events: string[] },
+    correlationId?: string,
+  ): Promise<Webhook> {
     return this.webhooks.register(input, correlationId);
   }
-  updateWebhook(input: { webhook: string; url?: string | undefined; secret?: string | undefined; events?: string[] | undefined }, correlationId?: string): Promise<Webhook> {
+  updateWebhook(
+    input: { webhook: string; url?: string | undefined; secret?: string | undefined; events?: string[] | undefined },
+    correlationId?: string,
+  ): Promise<Webhook> {
     return this.webhooks.update(input, correlationId);
   }
   deleteWebhook(ref: string, correlationId?: string): Promise<{ deleted: string }> {
@@ -121,28 +156,51 @@ export class AutomationService {
   }
 
   // Deliveries (operational state).
-  sendWebhook(input: { webhook: string; event: string; payload: Record<string, unknown>; idempotencyKey?: string; correlationId?: string }): Promise<DeliveryResult> {
+  sendWebhook(input: {
+    webhook: string;
+    event: string;
+    payload: Record<string, unknown>;
+    idempotencyKey?: string;
+    correlationId?: string;
+  }): Promise<DeliveryResult> {
     return this.deliveries.sendWebhook(input);
   }
   queueWebhook(input: QueueWebhookInput & { correlationId?: string }): Promise<QueuedDelivery> {
     return this.deliveries.queueWebhook(input);
   }
-  listQueued(q: { ordering_key?: string | undefined; status?: string | undefined; limit: number }): Promise<QueuedDelivery[]> {
+  listQueued(q: {
+    ordering_key?: string | undefined;
+    status?: string | undefined;
+    limit: number;
+  }): Promise<QueuedDelivery[]> {
     return this.deliveries.listQueued(q);
   }
   sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
     return this.deliveries.sendScheduledDeliveries(batch, orderingKey);
   }
-  sendEmail(input: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined }): Promise<MailResult> {
+  sendEmail(
+    input: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined },
+  ): Promise<MailResult> {
     return this.deliveries.sendEmail(input);
   }
   /** The embedded development mailbox's messages, newest first. */
-  listMailbox(q: z.infer<typeof mailboxQuerySchema>): Promise<{ messages: MailboxMessage[]; next_cursor: string | null }> {
+  listMailbox(
+    q: z.infer<typeof mailboxQuerySchema>,
+  ): Promise<{ messages: MailboxMessage[]; next_cursor: string | null }> {
     return listMailbox(this.deps.pool, q);
   }
 
   // Schedules (commands, events; firing is operational).
-  createSchedule(input: { name: string; cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget }, correlationId?: string): Promise<Schedule> {
+  createSchedule(
+    input: {
+      name: string;
+      cron?: string | undefined;
+      after?: string | undefined;
+      timezone: string;
+      target: ScheduleTarget;
+    },
+    correlationId?: string,
+  ): Promise<Schedule> {
     return this.schedules.create(input, correlationId);
   }
   pauseSchedule(ref: string, correlationId?: string): Promise<Schedule> {
@@ -159,7 +217,11 @@ export class AutomationService {
   }
 
   // Triggers (operational hand-over to the workflow engine).
-  triggerWorkflow(input: { templateId: string; input: Record<string, unknown>; correlationId?: string }): Promise<TriggerRecord> {
+  triggerWorkflow(input: {
+    templateId: string;
+    input: Record<string, unknown>;
+    correlationId?: string;
+  }): Promise<TriggerRecord> {
     return this.triggers.triggerWorkflow(input);
   }
   listTriggers(limit = 100): Promise<TriggerRecord[]> {
@@ -182,7 +244,10 @@ export class AutomationService {
       fired += 1;
       const { schedule, fireAt, trigger } = claimed;
       const correlationId = trigger?.correlation_id ?? `${schedule.id}:${fireAt.toISOString()}`;
-      this.log.info({ correlationId, scheduleId: schedule.id, fireAt: fireAt.toISOString(), target: schedule.target.kind }, 'schedule fired');
+      this.log.info(
+        { correlationId, scheduleId: schedule.id, fireAt: fireAt.toISOString(), target: schedule.target.kind },
+        'schedule fired',
+      );
       if (trigger) await this.triggers.notify(trigger);
     }
     // Webhooks owed by occurrences (claimed just now, or earlier and not answered yet).

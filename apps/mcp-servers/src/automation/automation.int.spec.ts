@@ -22,7 +22,8 @@ class FakeClock implements Clock {
 
 const secret = 'a-very-secret-webhook-key';
 /** The receiver's side, computed here without the server's helper. */
-const expectedSignature = (ts: string, body: string): string => `sha256=${createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex')}`;
+const expectedSignature = (ts: string, body: string): string =>
+  `sha256=${createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex')}`;
 
 describe('automation MCP server (real Postgres, local webhook sink)', () => {
   let url: string;
@@ -37,16 +38,33 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
   const guard = new EgressGuard({ allowCidrs: ['127.0.0.0/8'] }); // loopback allowed by configuration
   const delivery = { retries: 3, initialDelayMs: 5, maxDelayMs: 20, timeoutMs: 5000 };
 
-  function service(scheduledRetry?: { firstRetryMs?: number; maxRetryMs?: number; maxAttempts?: number }): AutomationService {
+  function service(scheduledRetry?: {
+    firstRetryMs?: number;
+    maxRetryMs?: number;
+    maxAttempts?: number;
+  }): AutomationService {
     const pool = new pg.Pool({ connectionString: url, max: 4 });
     pools.push(pool);
-    const svc = new AutomationService({ pool, logger: silentLogger, guard, clock, delivery, onTrigger: (t) => void triggers.push(t), ...(scheduledRetry && { scheduledRetry }) });
+    const svc = new AutomationService({
+      pool,
+      logger: silentLogger,
+      guard,
+      clock,
+      delivery,
+      onTrigger: (t) => void triggers.push(t),
+      ...(scheduledRetry && { scheduledRetry }),
+    });
     services.push(svc);
     return svc;
   }
 
   async function serve(svc: AutomationService): Promise<void> {
-    http = await startMcpHttpServer({ name: 'automation', serverFactory: () => createAutomationServer({ service: svc, logger: silentLogger }), port: 0, logger: silentLogger });
+    http = await startMcpHttpServer({
+      name: 'automation',
+      serverFactory: () => createAutomationServer({ service: svc, logger: silentLogger }),
+      port: 0,
+      logger: silentLogger,
+    });
     client = await httpClient(http.url);
   }
 
@@ -84,18 +102,42 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     pools.push(pool);
     const strict = new AutomationService({ pool, logger: silentLogger, guard: new EgressGuard(), clock, delivery });
     services.push(strict);
-    const attacks = ['http://[::127.0.0.1]/', 'http://[::ffff:127.0.0.1]/', 'http://0177.0.0.1/', 'http://2130706433/', 'http://0x7f.1/', 'http://127.1/', 'http://0/', 'http://localhost./', 'http://169.254.169.254/latest/meta-data/', 'http://[::1]/'];
+    const attacks = [
+      'http://[::127.0.0.1]/',
+      'http://[::ffff:127.0.0.1]/',
+      'http://0177.0.0.1/',
+      'http://2130706433/',
+      'http://0x7f.1/',
+      'http://127.1/',
+      'http://0/',
+      'http://localhost./',
+      'http://169.254.169.254/latest/meta-data/',
+      'http://[::1]/',
+    ];
     for (const [i, target] of attacks.entries()) {
-      await assert.rejects(strict.registerWebhook({ name: `ssrf-${i}`, url: target, secret, events: ['x'] }), (e: unknown) => (e as { code?: string }).code === 'forbidden', target);
+      await assert.rejects(
+        strict.registerWebhook({ name: `ssrf-${i}`, url: target, secret, events: ['x'] }),
+        (e: unknown) => (e as { code?: string }).code === 'forbidden',
+        target,
+      );
     }
     const { rows } = await pool.query(`SELECT count(*)::int AS n FROM automation.webhooks WHERE name LIKE 'ssrf-%'`);
     assert.equal(rows[0].n, 0);
   });
 
   it('delivers a signed webhook, retrying after a 500 with the same idempotency key', async () => {
-    await ok(client, 'register_webhook', { name: 'flaky-sink', url: `${sink.base}/flaky`, secret, events: ['order.created'] });
+    await ok(client, 'register_webhook', {
+      name: 'flaky-sink',
+      url: `${sink.base}/flaky`,
+      secret,
+      events: ['order.created'],
+    });
     const start = sink.requests.length;
-    const r = await ok(client, 'send_webhook', { webhook: 'flaky-sink', event: 'order.created', payload: { order: 42 } });
+    const r = await ok(client, 'send_webhook', {
+      webhook: 'flaky-sink',
+      event: 'order.created',
+      payload: { order: 42 },
+    });
     assert.equal(r.delivery.delivered, true);
     assert.equal(r.delivery.status, 200);
     assert.equal(r.delivery.attempts, 2);
@@ -125,8 +167,14 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     const l = await ok(client, 'list_webhooks');
     assert.ok(l.webhooks.length >= 1);
     assert.ok(l.webhooks.every((w: Record<string, unknown>) => !('secret' in w)));
-    assert.equal((await fails(client, 'send_webhook', { webhook: 'flaky-sink', event: 'order.deleted' })).code, 'illegal_state');
-    assert.equal((await fails(client, 'register_webhook', { name: 'flaky-sink', url: `${sink.base}/x`, secret })).code, 'illegal_state');
+    assert.equal(
+      (await fails(client, 'send_webhook', { webhook: 'flaky-sink', event: 'order.deleted' })).code,
+      'illegal_state',
+    );
+    assert.equal(
+      (await fails(client, 'register_webhook', { name: 'flaky-sink', url: `${sink.base}/x`, secret })).code,
+      'illegal_state',
+    );
     const internal = await fails(client, 'register_webhook', { name: 'meta', url: 'http://169.254.169.254/', secret });
     assert.equal(internal.code, 'forbidden');
     await ok(client, 'register_webhook', { name: 'temp', url: `${sink.base}/t`, secret });
@@ -137,12 +185,24 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
 
   it('validates cron expressions and time zones', async () => {
     const target = { kind: 'workflow', template_id: 'tpl' };
-    assert.equal((await fails(client, 'create_schedule', { name: 'bad', cron: '61 * * * *', target })).code, 'validation');
-    assert.equal((await fails(client, 'create_schedule', { name: 'bad', cron: '0 9 * * *', timezone: 'Mars/Olympus', target })).code, 'validation');
+    assert.equal(
+      (await fails(client, 'create_schedule', { name: 'bad', cron: '61 * * * *', target })).code,
+      'validation',
+    );
+    assert.equal(
+      (await fails(client, 'create_schedule', { name: 'bad', cron: '0 9 * * *', timezone: 'Mars/Olympus', target }))
+        .code,
+      'validation',
+    );
   });
 
   it('computes the next fire in the schedule time zone', async () => {
-    const r = await ok(client, 'create_schedule', { name: 'paris-9am', cron: '0 9 * * *', timezone: 'Europe/Paris', target: { kind: 'workflow', template_id: 'daily' } });
+    const r = await ok(client, 'create_schedule', {
+      name: 'paris-9am',
+      cron: '0 9 * * *',
+      timezone: 'Europe/Paris',
+      target: { kind: 'workflow', template_id: 'daily' },
+    });
     // 1 March 2026 is winter time in Paris (UTC+1): 09:00 local is 08:00Z on 2 March.
     assert.equal(r.schedule.next_fire_at, '2026-03-02T08:00:00.000Z');
     await ok(client, 'delete_schedule', { schedule: 'paris-9am' });
@@ -151,7 +211,11 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
   let scheduleId = '';
   it('fires a workflow schedule at the right time with an injected clock', async () => {
     clock.set('2026-03-01T10:01:00.000Z');
-    const r = await ok(client, 'create_schedule', { name: 'every-5', cron: '*/5 * * * *', target: { kind: 'workflow', template_id: 'tpl-report', input: { depth: 2 } } });
+    const r = await ok(client, 'create_schedule', {
+      name: 'every-5',
+      cron: '*/5 * * * *',
+      target: { kind: 'workflow', template_id: 'tpl-report', input: { depth: 2 } },
+    });
     scheduleId = r.schedule.id;
     assert.equal(r.schedule.next_fire_at, '2026-03-01T10:05:00.000Z');
     const svc = service();
@@ -167,7 +231,9 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     assert.deepEqual(fired[0]!.input, { depth: 2 });
     assert.equal(fired[0]!.fire_at, '2026-03-01T10:05:00.000Z');
     assert.equal(fired[0]!.source, 'schedule');
-    const rows = await pools[0]!.query(`SELECT template_id, status FROM automation.triggers WHERE schedule_id = $1`, [scheduleId]);
+    const rows = await pools[0]!.query(`SELECT template_id, status FROM automation.triggers WHERE schedule_id = $1`, [
+      scheduleId,
+    ]);
     assert.deepEqual(rows.rows, [{ template_id: 'tpl-report', status: 'pending' }]);
     const listed = await ok(client, 'list_schedules');
     const s = listed.schedules.find((x: { id: string }) => x.id === scheduleId);
@@ -196,7 +262,10 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
       const [x, y] = await Promise.all([a.fireDue(), b.fireDue()]);
       assert.equal(x + y, 1, `round ${round}: fired ${x} + ${y}`);
     }
-    const r = await pools[0]!.query(`SELECT fire_at, count(*)::int AS n FROM automation.triggers WHERE schedule_id = $1 GROUP BY 1 HAVING count(*) > 1`, [scheduleId]);
+    const r = await pools[0]!.query(
+      `SELECT fire_at, count(*)::int AS n FROM automation.triggers WHERE schedule_id = $1 GROUP BY 1 HAVING count(*) > 1`,
+      [scheduleId],
+    );
     assert.equal(r.rowCount, 0, 'no occurrence recorded twice');
   });
 
@@ -213,7 +282,11 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
   it('fires a webhook schedule with a deterministic idempotency key', async () => {
     clock.set('2026-03-01T14:00:30.000Z');
     await ok(client, 'register_webhook', { name: 'sched-sink', url: `${sink.base}/sched`, secret });
-    const r = await ok(client, 'create_schedule', { name: 'hourly-hook', cron: '0 * * * *', target: { kind: 'webhook', webhook: 'sched-sink', event: 'tick', payload: { n: 1 } } });
+    const r = await ok(client, 'create_schedule', {
+      name: 'hourly-hook',
+      cron: '0 * * * *',
+      target: { kind: 'webhook', webhook: 'sched-sink', event: 'tick', payload: { n: 1 } },
+    });
     clock.set('2026-03-01T15:00:00.000Z');
     const svc = service();
     const before = sink.requests.length;
@@ -222,7 +295,10 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     assert.equal(got.length, 1);
     assert.equal(got[0]!.url, '/sched');
     assert.equal(got[0]!.headers['idempotency-key'], `${r.schedule.id}:2026-03-01T15:00:00.000Z`);
-    assert.equal(got[0]!.headers['x-switchyard-signature'], expectedSignature(String(got[0]!.headers['x-switchyard-timestamp']), got[0]!.body));
+    assert.equal(
+      got[0]!.headers['x-switchyard-signature'],
+      expectedSignature(String(got[0]!.headers['x-switchyard-timestamp']), got[0]!.body),
+    );
     assert.equal(JSON.parse(got[0]!.body).payload.fire_at, '2026-03-01T15:00:00.000Z');
     await ok(client, 'delete_schedule', { schedule: 'hourly-hook' });
   });
@@ -234,7 +310,9 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the delivery and so the test
     const receiver = await localHttp(async (req, res) => {
       const key = String(req.headers['idempotency-key']);
-      const row = await pools[0]!.query(`SELECT status FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key]);
+      const row = await pools[0]!.query(`SELECT status FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [
+        key,
+      ]);
       const status = up ? 200 : 503;
       received.push({ key, status, recordedFirst: row.rowCount === 1 });
       res.writeHead(status).end(up ? '{"ok":true}' : 'down');
@@ -242,11 +320,20 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     try {
       clock.set('2026-03-03T08:59:00.000Z');
       await ok(client, 'register_webhook', { name: 'outage-sink', url: `${receiver.base}/hook`, secret });
-      const r = await ok(client, 'create_schedule', { name: 'daily-report', cron: '0 9 * * *', target: { kind: 'webhook', webhook: 'outage-sink', event: 'report.due' } });
+      const r = await ok(client, 'create_schedule', {
+        name: 'daily-report',
+        cron: '0 9 * * *',
+        target: { kind: 'webhook', webhook: 'outage-sink', event: 'report.due' },
+      });
       const key = `${r.schedule.id}:2026-03-03T09:00:00.000Z`;
       const svc = service({ firstRetryMs: 60_000, maxRetryMs: 600_000, maxAttempts: 5 });
       const row = async () =>
-        (await pools[0]!.query(`SELECT status, attempts, next_attempt_at, last_error FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key])).rows[0];
+        (
+          await pools[0]!.query(
+            `SELECT status, attempts, next_attempt_at, last_error FROM automation.scheduled_deliveries WHERE delivery_id = $1`,
+            [key],
+          )
+        ).rows[0];
 
       clock.set('2026-03-03T09:00:00.000Z');
       assert.equal(await svc.fireDue(), 1);
@@ -255,7 +342,10 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
       assert.match((await row()).last_error, /503/);
       assert.equal((await row()).next_attempt_at.toISOString(), '2026-03-03T09:01:00.000Z', 'first retry after 60 s');
       const afterFirst = received.length;
-      assert.ok(afterFirst >= 1 && received.every((x) => x.key === key && x.recordedFirst), 'recorded before it was sent');
+      assert.ok(
+        afterFirst >= 1 && received.every((x) => x.key === key && x.recordedFirst),
+        'recorded before it was sent',
+      );
 
       clock.set('2026-03-03T09:00:59.000Z');
       await svc.fireDue();
@@ -287,8 +377,16 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     clock.set('2026-03-04T08:59:00.000Z');
     await ok(client, 'register_webhook', { name: 'dead-sink', url: `${failing.base}/dead`, secret });
     await ok(client, 'register_webhook', { name: 'short-lived', url: `${sink.base}/short`, secret });
-    const dead = await ok(client, 'create_schedule', { name: 'to-dead', cron: '0 9 * * *', target: { kind: 'webhook', webhook: 'dead-sink', event: 'x' } });
-    const gone = await ok(client, 'create_schedule', { name: 'to-gone', cron: '0 9 * * *', target: { kind: 'webhook', webhook: 'short-lived', event: 'x' } });
+    const dead = await ok(client, 'create_schedule', {
+      name: 'to-dead',
+      cron: '0 9 * * *',
+      target: { kind: 'webhook', webhook: 'dead-sink', event: 'x' },
+    });
+    const gone = await ok(client, 'create_schedule', {
+      name: 'to-gone',
+      cron: '0 9 * * *',
+      target: { kind: 'webhook', webhook: 'short-lived', event: 'x' },
+    });
     const svc = service({ firstRetryMs: 1_000, maxRetryMs: 1_000, maxAttempts: 2 });
     // The webhook goes away while its schedule stays: the occurrence is owed to nobody.
     await ok(client, 'delete_webhook', { webhook: 'short-lived' });
@@ -301,8 +399,15 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
       [[dead.schedule.id, gone.schedule.id]],
     );
     const by = new Map(rows.rows.map((x) => [x.schedule_id, x]));
-    assert.deepEqual({ status: by.get(dead.schedule.id)!.status, attempts: by.get(dead.schedule.id)!.attempts }, { status: 'gave_up', attempts: 2 });
-    assert.deepEqual({ status: by.get(gone.schedule.id)!.status, attempts: by.get(gone.schedule.id)!.attempts }, { status: 'gave_up', attempts: 1 }, 'no webhook: not retried');
+    assert.deepEqual(
+      { status: by.get(dead.schedule.id)!.status, attempts: by.get(dead.schedule.id)!.attempts },
+      { status: 'gave_up', attempts: 2 },
+    );
+    assert.deepEqual(
+      { status: by.get(gone.schedule.id)!.status, attempts: by.get(gone.schedule.id)!.attempts },
+      { status: 'gave_up', attempts: 1 },
+      'no webhook: not retried',
+    );
     await ok(client, 'delete_schedule', { schedule: 'to-dead' });
     await ok(client, 'delete_schedule', { schedule: 'to-gone' });
   });
@@ -312,7 +417,9 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     const r = await ok(client, 'trigger_workflow', { template_id: 'tpl-manual', input: { who: 'agent' } });
     assert.equal(r.trigger.status, 'pending');
     assert.equal(r.trigger.source, 'tool');
-    const row = await pools[0]!.query(`SELECT template_id, input FROM automation.triggers WHERE id = $1`, [r.trigger.id]);
+    const row = await pools[0]!.query(`SELECT template_id, input FROM automation.triggers WHERE id = $1`, [
+      r.trigger.id,
+    ]);
     assert.deepEqual(row.rows[0], { template_id: 'tpl-manual', input: { who: 'agent' } });
     assert.equal(triggers.length, seen + 1);
     assert.equal(triggers.at(-1)!.id, r.trigger.id);
@@ -320,7 +427,11 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
 
   it('runs the scheduler loop until stopped', async () => {
     clock.set('2026-03-02T00:00:30.000Z');
-    const r = await ok(client, 'create_schedule', { name: 'loop', cron: '* * * * *', target: { kind: 'workflow', template_id: 'tpl-loop' } });
+    const r = await ok(client, 'create_schedule', {
+      name: 'loop',
+      cron: '* * * * *',
+      target: { kind: 'workflow', template_id: 'tpl-loop' },
+    });
     clock.set('2026-03-02T00:01:00.000Z');
     const svc = service();
     const scheduler = new Scheduler(svc, silentLogger, 20);
@@ -328,14 +439,18 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     try {
       // Wait for the outcome, not for a duration: the loop is correct once the fire is recorded.
       for (let i = 0; i < 500; i++) {
-        const n = await pools[0]!.query(`SELECT count(*)::int AS n FROM automation.triggers WHERE schedule_id = $1`, [r.schedule.id]);
+        const n = await pools[0]!.query(`SELECT count(*)::int AS n FROM automation.triggers WHERE schedule_id = $1`, [
+          r.schedule.id,
+        ]);
         if (n.rows[0].n > 0) break;
         await new Promise((res) => setTimeout(res, 20));
       }
     } finally {
       await scheduler.stop();
     }
-    const n = await pools[0]!.query(`SELECT count(*)::int AS n FROM automation.triggers WHERE schedule_id = $1`, [r.schedule.id]);
+    const n = await pools[0]!.query(`SELECT count(*)::int AS n FROM automation.triggers WHERE schedule_id = $1`, [
+      r.schedule.id,
+    ]);
     assert.equal(n.rows[0].n, 1);
   });
 });

@@ -11,7 +11,13 @@ import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js'
 import { EgressGuard } from '../fetch/egress-guard.js';
 import { fails, httpClient, localHttp, ok, type LocalHttp } from '../test-helpers.js';
 import { createAutomationServer } from './server.js';
-import { AutomationService, deliveryFingerprint, deliveryOwnerApplicationName, type AutomationDeps, type DeliveryResult } from './automation-service.js';
+import {
+  AutomationService,
+  deliveryFingerprint,
+  deliveryOwnerApplicationName,
+  type AutomationDeps,
+  type DeliveryResult,
+} from './automation-service.js';
 
 const secret = 'a-very-secret-webhook-key';
 
@@ -52,9 +58,15 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
   }
 
   const sentWith = (key: string): number => sink.requests.filter((r) => r.headers['idempotency-key'] === key).length;
-  const logged = (msg: string, key: string): boolean => logLines.some((l) => l['msg'] === msg && l['deliveryId'] === key);
-  async function row(key: string): Promise<{ status: string; sends: number; owner_pid: number | null; result: DeliveryResult | null } | undefined> {
-    const r = await db.query(`SELECT status, sends, owner_pid, result FROM automation.deliveries WHERE delivery_id = $1`, [key]);
+  const logged = (msg: string, key: string): boolean =>
+    logLines.some((l) => l['msg'] === msg && l['deliveryId'] === key);
+  async function row(
+    key: string,
+  ): Promise<{ status: string; sends: number; owner_pid: number | null; result: DeliveryResult | null } | undefined> {
+    const r = await db.query(
+      `SELECT status, sends, owner_pid, result FROM automation.deliveries WHERE delivery_id = $1`,
+      [key],
+    );
     return r.rows[0];
   }
   async function alive(pid: number): Promise<boolean> {
@@ -68,7 +80,14 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
     const pid = Number((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
     return { client: c, pid };
   }
-  async function insertSending(key: string, hook: string, event: string, payload: Record<string, unknown>, ownerPid: number, sends: number): Promise<void> {
+  async function insertSending(
+    key: string,
+    hook: string,
+    event: string,
+    payload: Record<string, unknown>,
+    ownerPid: number,
+    sends: number,
+  ): Promise<void> {
     await db.query(
       `INSERT INTO automation.deliveries (delivery_id, webhook_id, event, request_fingerprint, status, owner_pid, sends, started_at)
        VALUES ($1, $2, $3, $4, 'sending', $5, $6, now())`,
@@ -89,10 +108,20 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
     svc = service();
     await svc.migrate();
     await svc.start();
-    for (const [name, path] of [['ok', '/ok'], ['reject', '/reject'], ['switch', '/switch'], ['held', '/held']] as const) {
+    for (const [name, path] of [
+      ['ok', '/ok'],
+      ['reject', '/reject'],
+      ['switch', '/switch'],
+      ['held', '/held'],
+    ] as const) {
       hookIds[name] = (await svc.registerWebhook({ name, url: `${sink.base}${path}`, secret, events: [] })).id;
     }
-    http = await startMcpHttpServer({ name: 'automation', serverFactory: () => createAutomationServer({ service: svc, logger }), port: 0, logger });
+    http = await startMcpHttpServer({
+      name: 'automation',
+      serverFactory: () => createAutomationServer({ service: svc, logger }),
+      port: 0,
+      logger,
+    });
     client = await httpClient(http.url);
   });
 
@@ -108,12 +137,27 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
   });
 
   function release(): void {
-    for (const res of held.splice(0)) res.writeHead(200, { 'content-type': 'application/json' }).end('{"released":true}');
+    for (const res of held.splice(0))
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"released":true}');
   }
 
   it('sends a key once: a repeat gets the recorded answer, deduplicated, whatever the key order of the payload', async () => {
-    const first = (await ok(client, 'send_webhook', { webhook: 'ok', event: 'order.created', payload: { order: 42, lines: [{ sku: 'a', qty: 1 }] }, idempotency_key: 'seq-1' })).delivery;
-    const again = (await ok(client, 'send_webhook', { webhook: 'ok', event: 'order.created', payload: { lines: [{ qty: 1, sku: 'a' }], order: 42 }, idempotency_key: 'seq-1' })).delivery;
+    const first = (
+      await ok(client, 'send_webhook', {
+        webhook: 'ok',
+        event: 'order.created',
+        payload: { order: 42, lines: [{ sku: 'a', qty: 1 }] },
+        idempotency_key: 'seq-1',
+      })
+    ).delivery;
+    const again = (
+      await ok(client, 'send_webhook', {
+        webhook: 'ok',
+        event: 'order.created',
+        payload: { lines: [{ qty: 1, sku: 'a' }], order: 42 },
+        idempotency_key: 'seq-1',
+      })
+    ).delivery;
     assert.equal(sentWith('seq-1'), 1);
     assert.equal(first.deduplicated, false);
     assert.equal(again.deduplicated, true);
@@ -126,8 +170,18 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
   });
 
   it('takes a 4xx as the final answer: not sent again, still not delivered', async () => {
-    const first = await svc.sendWebhook({ webhook: 'reject', event: 'customer.updated', payload: { id: 7 }, idempotencyKey: 'rej-1' });
-    const again = await svc.sendWebhook({ webhook: 'reject', event: 'customer.updated', payload: { id: 7 }, idempotencyKey: 'rej-1' });
+    const first = await svc.sendWebhook({
+      webhook: 'reject',
+      event: 'customer.updated',
+      payload: { id: 7 },
+      idempotencyKey: 'rej-1',
+    });
+    const again = await svc.sendWebhook({
+      webhook: 'reject',
+      event: 'customer.updated',
+      payload: { id: 7 },
+      idempotencyKey: 'rej-1',
+    });
     assert.equal(sentWith('rej-1'), 1);
     assert.equal(first.delivered, false);
     assert.equal(first.status, 422);
@@ -144,7 +198,10 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
     const both = Promise.all([a.sendWebhook(input), b.sendWebhook(input)]);
     // One instance's request is held at the sink while the other waits for it to finish.
     await until(() => sentWith('conc-1') === 1, 'the first request reaches the sink');
-    await until(() => logged('waiting for the live sender of this delivery', 'conc-1'), 'the second instance waits for the first');
+    await until(
+      () => logged('waiting for the live sender of this delivery', 'conc-1'),
+      'the second instance waits for the first',
+    );
     release();
     const [x, y] = await both;
     assert.equal(sentWith('conc-1'), 1);
@@ -179,10 +236,24 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
       assert.deepEqual(e.details, { delivery_id: 'reuse-1' });
       return true;
     };
-    await assert.rejects(svc.sendWebhook({ webhook: 'ok', event: 'order.created', payload: { order: 2 }, idempotencyKey: 'reuse-1' }), refused);
-    await assert.rejects(svc.sendWebhook({ webhook: 'ok', event: 'order.deleted', payload: { order: 1 }, idempotencyKey: 'reuse-1' }), refused);
-    await assert.rejects(svc.sendWebhook({ webhook: 'reject', event: 'order.created', payload: { order: 1 }, idempotencyKey: 'reuse-1' }), refused);
-    const viaTool = await fails(client, 'send_webhook', { webhook: 'ok', event: 'order.created', payload: { order: 3 }, idempotency_key: 'reuse-1' });
+    await assert.rejects(
+      svc.sendWebhook({ webhook: 'ok', event: 'order.created', payload: { order: 2 }, idempotencyKey: 'reuse-1' }),
+      refused,
+    );
+    await assert.rejects(
+      svc.sendWebhook({ webhook: 'ok', event: 'order.deleted', payload: { order: 1 }, idempotencyKey: 'reuse-1' }),
+      refused,
+    );
+    await assert.rejects(
+      svc.sendWebhook({ webhook: 'reject', event: 'order.created', payload: { order: 1 }, idempotencyKey: 'reuse-1' }),
+      refused,
+    );
+    const viaTool = await fails(client, 'send_webhook', {
+      webhook: 'ok',
+      event: 'order.created',
+      payload: { order: 3 },
+      idempotency_key: 'reuse-1',
+    });
     assert.equal(viaTool.code, 'illegal_state');
     assert.equal(sentWith('reuse-1'), 1);
   });
@@ -236,9 +307,23 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
     await insertSending('live-1', 'ok', 'ticket.escalated', payload, live.pid, 1);
 
     const call = svc.sendWebhook({ webhook: 'ok', event: 'ticket.escalated', payload, idempotencyKey: 'live-1' });
-    await until(() => logged('waiting for the live sender of this delivery', 'live-1'), 'the call waits for the live sender');
-    const answer: DeliveryResult = { delivery_id: 'live-1', webhook: 'ok', event: 'ticket.escalated', delivered: true, status: 202, attempts: 1, response_body: 'queued' };
-    await live.client.query(`UPDATE automation.deliveries SET status = 'answered', result = $2, finished_at = now() WHERE delivery_id = $1`, ['live-1', JSON.stringify(answer)]);
+    await until(
+      () => logged('waiting for the live sender of this delivery', 'live-1'),
+      'the call waits for the live sender',
+    );
+    const answer: DeliveryResult = {
+      delivery_id: 'live-1',
+      webhook: 'ok',
+      event: 'ticket.escalated',
+      delivered: true,
+      status: 202,
+      attempts: 1,
+      response_body: 'queued',
+    };
+    await live.client.query(
+      `UPDATE automation.deliveries SET status = 'answered', result = $2, finished_at = now() WHERE delivery_id = $1`,
+      ['live-1', JSON.stringify(answer)],
+    );
 
     assert.deepEqual(await call, { ...answer, deduplicated: true });
     assert.equal(sentWith('live-1'), 0);
@@ -251,20 +336,28 @@ describe('automation webhook deliveries: an idempotency key is honoured durably 
     const payload = { ticket: 't-6' };
     await insertSending('live-2', 'ok', 'ticket.escalated', payload, live.pid, 1);
     const impatient = service({ delivery: { retries: 0, timeoutMs: 200, maxDelayMs: 0 } });
-    await assert.rejects(impatient.sendWebhook({ webhook: 'ok', event: 'ticket.escalated', payload, idempotencyKey: 'live-2' }), (e: unknown) => {
-      assert.ok(e instanceof AppError);
-      assert.equal(e.code, 'timeout');
-      assert.equal(e.retryable, true);
-      assert.equal(e.details['owner_pid'], live.pid);
-      return true;
-    });
+    await assert.rejects(
+      impatient.sendWebhook({ webhook: 'ok', event: 'ticket.escalated', payload, idempotencyKey: 'live-2' }),
+      (e: unknown) => {
+        assert.ok(e instanceof AppError);
+        assert.equal(e.code, 'timeout');
+        assert.equal(e.retryable, true);
+        assert.equal(e.details['owner_pid'], live.pid);
+        return true;
+      },
+    );
     assert.equal(sentWith('live-2'), 0);
     assert.equal((await row('live-2'))?.status, 'sending');
   });
 
   it('keeps a send in flight owned when its liveness connection drops: the row moves to the new pid', async () => {
     const s = service();
-    const call = s.sendWebhook({ webhook: 'held', event: 'invoice.paid', payload: { invoice: 'inv-11' }, idempotencyKey: 'reconnect-1' });
+    const call = s.sendWebhook({
+      webhook: 'held',
+      event: 'invoice.paid',
+      payload: { invoice: 'inv-11' },
+      idempotencyKey: 'reconnect-1',
+    });
     await until(() => sentWith('reconnect-1') === 1, 'the request reaches the sink');
     const oldPid = (await row('reconnect-1'))!.owner_pid!;
     await db.query('SELECT pg_terminate_backend($1)', [oldPid]);

@@ -7,10 +7,15 @@ import { AppError, createPgClient, isAppError, newId, withTransaction, type Logg
 import type { EgressGuard } from '../fetch/egress-guard.js';
 import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
 import { Mailer, type EmailMessage, type MailResult, type MailTransport } from './mail.js';
-import { QUEUED_BODY_MAX_BYTES, queuedHeaders, type QueuedDelivery, type QueuedPayload, type QueueWebhookInput } from './queued.js';
+import {
+  QUEUED_BODY_MAX_BYTES,
+  queuedHeaders,
+  type QueuedDelivery,
+  type QueuedPayload,
+  type QueueWebhookInput,
+} from './queued.js';
 import type { Clock } from './clock.js';
 import type { WebhookTarget } from './webhooks.js';
-
 
 export interface DeliveryResult {
   readonly delivery_id: string;
@@ -33,7 +38,8 @@ export interface DeliveriesDeps {
   /** A registered webhook with its secret, by name or id (not_found otherwise). */
   readonly webhookByRef: (ref: string) => Promise<WebhookTarget>;
   /** Webhook delivery: retries after the first attempt on 5xx/network errors, with exponential backoff. */
-  readonly delivery?: { retries?: number; initialDelayMs?: number; maxDelayMs?: number; timeoutMs?: number } | undefined;
+  readonly delivery?:
+    { retries?: number; initialDelayMs?: number; maxDelayMs?: number; timeoutMs?: number } | undefined;
   /**
    * A scheduled webhook that got no answer is sent again later: after `firstRetryMs`, doubling up
    * to `maxRetryMs`, `maxAttempts` sends in all (defaults 30 s, 1 h, 10), then given up (logged).
@@ -53,7 +59,10 @@ function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const o = value as Record<string, unknown>;
-    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(value);
 }
@@ -62,7 +71,9 @@ function canonicalJson(value: unknown): string {
 export function deliveryFingerprint(webhookId: string, event: string, payload: Record<string, unknown>): string {
   // The round trip normalises the payload exactly as the request body does (toJSON, undefined members).
   const normalised: unknown = JSON.parse(JSON.stringify(payload));
-  return createHash('sha256').update(canonicalJson([webhookId, event, normalised])).digest('hex');
+  return createHash('sha256')
+    .update(canonicalJson([webhookId, event, normalised]))
+    .digest('hex');
 }
 
 /**
@@ -106,7 +117,10 @@ class DeliveryOwnerConnection {
   }
 
   private async connect(): Promise<number> {
-    const client = createPgClient({ ...this.config, application_name: deliveryOwnerApplicationName, keepAlive: true }, { name: 'automation-delivery-owner' });
+    const client = createPgClient(
+      { ...this.config, application_name: deliveryOwnerApplicationName, keepAlive: true },
+      { name: 'automation-delivery-owner' },
+    );
     client.on('error', (err) => this.dropped(client, err));
     client.on('end', () => this.dropped(client));
     try {
@@ -124,11 +138,17 @@ class DeliveryOwnerConnection {
           `UPDATE automation.deliveries SET owner_pid = $1 WHERE delivery_id = ANY($2) AND status = 'sending' AND owner_pid = ANY($3)`,
           [pid, keys, previous],
         );
-        this.log.warn({ pid, previousPids: previous, adopted: r.rowCount }, 'delivery liveness connection re-established; in-flight deliveries moved to the new pid');
+        this.log.warn(
+          { pid, previousPids: previous, adopted: r.rowCount },
+          'delivery liveness connection re-established; in-flight deliveries moved to the new pid',
+        );
       }
       const mailKeys = this.inFlightMailKeys();
       if (previous.length > 0 && mailKeys.length > 0) {
-        await client.query(`UPDATE automation.mail_sends SET owner_pid = $1 WHERE idempotency_key = ANY($2) AND status = 'sending' AND owner_pid = ANY($3)`, [pid, mailKeys, previous]);
+        await client.query(
+          `UPDATE automation.mail_sends SET owner_pid = $1 WHERE idempotency_key = ANY($2) AND status = 'sending' AND owner_pid = ANY($3)`,
+          [pid, mailKeys, previous],
+        );
       }
       this.client = client;
       this.pids.push(pid);
@@ -147,7 +167,9 @@ class DeliveryOwnerConnection {
     this.log.warn({ err, pid: this.pids.at(-1) }, 'delivery liveness connection dropped; reconnecting');
     // Reconnect at once only when sends are in flight (their rows must name a live pid); otherwise on next use.
     if (this.inFlightKeys().length > 0 || this.inFlightMailKeys().length > 0) {
-      void this.pid().catch((e: unknown) => this.log.error({ err: e }, 'delivery liveness connection could not be re-established'));
+      void this.pid().catch((e: unknown) =>
+        this.log.error({ err: e }, 'delivery liveness connection could not be re-established'),
+      );
     }
   }
 
@@ -168,7 +190,12 @@ type DeliveryClaim =
   | { readonly kind: 'wait'; readonly ownerPid: number };
 
 const keyReused = (key: string): AppError =>
-  new AppError('illegal_state', `idempotency key "${key}" was already used for a different webhook, event or payload`, { delivery_id: key }, false);
+  new AppError(
+    'illegal_state',
+    `idempotency key "${key}" was already used for a different webhook, event or payload`,
+    { delivery_id: key },
+    false,
+  );
 
 const iso = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString());
 
@@ -230,8 +257,16 @@ export class Deliveries {
    * Send an e-mail over the configured SMTP server. With an idempotency key a mail is sent at
    * most once per key, durably (see `Mailer`); a repeat returns the first result.
    */
-  async sendEmail(input: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined }): Promise<MailResult> {
-    if (!this.mailer) throw new AppError('unavailable', 'no mail server is configured: set SMTP_URL (the launcher runs a development mailbox when it is unset)', {}, false);
+  async sendEmail(
+    input: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined },
+  ): Promise<MailResult> {
+    if (!this.mailer)
+      throw new AppError(
+        'unavailable',
+        'no mail server is configured: set SMTP_URL (the launcher runs a development mailbox when it is unset)',
+        {},
+        false,
+      );
     return this.mailer.send(input);
   }
 
@@ -265,10 +300,18 @@ export class Deliveries {
    * send whose sender died mid-request, or that ended without an answer (5xx after the
    * retries, network errors), is sent again under the same key.
    */
-  async sendWebhook(input: { webhook: string; event: string; payload: Record<string, unknown>; idempotencyKey?: string; correlationId?: string }): Promise<DeliveryResult> {
+  async sendWebhook(input: {
+    webhook: string;
+    event: string;
+    payload: Record<string, unknown>;
+    idempotencyKey?: string;
+    correlationId?: string;
+  }): Promise<DeliveryResult> {
     const hook = await this.deps.webhookByRef(input.webhook);
     if (hook.events.length > 0 && !hook.events.includes(input.event) && !hook.events.includes('*')) {
-      throw new AppError('illegal_state', `webhook "${hook.name}" is not subscribed to event "${input.event}"`, { events: hook.events });
+      throw new AppError('illegal_state', `webhook "${hook.name}" is not subscribed to event "${input.event}"`, {
+        events: hook.events,
+      });
     }
     const key = input.idempotencyKey;
     if (key === undefined) return { ...(await this.post(hook, input, newId())), deduplicated: false };
@@ -309,7 +352,12 @@ export class Deliveries {
       if (claim.kind === 'send') break;
       if (claim.kind === 'absent') continue;
       if (Date.now() >= deadline) {
-        throw new AppError('timeout', `delivery "${key}" is still being sent by another process after ${waitBudgetMs} ms`, { delivery_id: key, owner_pid: claim.ownerPid }, true);
+        throw new AppError(
+          'timeout',
+          `delivery "${key}" is still being sent by another process after ${waitBudgetMs} ms`,
+          { delivery_id: key, owner_pid: claim.ownerPid },
+          true,
+        );
       }
       if (!waiting) log.info({ ownerPid: claim.ownerPid }, 'waiting for the live sender of this delivery');
       waiting = true;
@@ -320,7 +368,12 @@ export class Deliveries {
     try {
       result = await this.post(hook, input, key, () => this.countSend(key));
     } catch (e) {
-      await this.finishDelivery(key, 'failed', { error: isAppError(e) ? e.toJSON() : { code: 'internal', message: (e as Error).message } }, log);
+      await this.finishDelivery(
+        key,
+        'failed',
+        { error: isAppError(e) ? e.toJSON() : { code: 'internal', message: (e as Error).message } },
+        log,
+      );
       throw e;
     }
     await this.finishDelivery(key, 'answered', result, log);
@@ -331,7 +384,13 @@ export class Deliveries {
    * Decide what this call does with key K: send it (the row is new, its last sender gave
    * up, or its sender is dead), return the recorded answer, or wait for a live sender.
    */
-  private async claimDelivery(webhookId: string, event: string, key: string, fingerprint: string, log: Logger): Promise<DeliveryClaim> {
+  private async claimDelivery(
+    webhookId: string,
+    event: string,
+    key: string,
+    fingerprint: string,
+    log: Logger,
+  ): Promise<DeliveryClaim> {
     const myPid = await this.owner.pid();
     const now = this.clock.now();
     const inserted = await this.deps.pool.query(
@@ -349,7 +408,15 @@ export class Deliveries {
            FROM automation.deliveries d WHERE d.delivery_id = $1 FOR UPDATE OF d`,
         [key, deliveryOwnerApplicationName],
       );
-      const row = r.rows[0] as { request_fingerprint: string; status: 'sending' | 'answered' | 'failed'; owner_pid: number | null; result: DeliveryResult | null; owner_alive: boolean } | undefined;
+      const row = r.rows[0] as
+        | {
+            request_fingerprint: string;
+            status: 'sending' | 'answered' | 'failed';
+            owner_pid: number | null;
+            result: DeliveryResult | null;
+            owner_alive: boolean;
+          }
+        | undefined;
       let claim: DeliveryClaim;
       if (!row) {
         claim = { kind: 'absent' };
@@ -389,7 +456,12 @@ export class Deliveries {
     await this.deps.pool.query(`UPDATE automation.deliveries SET sends = sends + 1 WHERE delivery_id = $1`, [key]);
   }
 
-  private async finishDelivery(key: string, status: 'answered' | 'failed', result: unknown, log: Logger): Promise<void> {
+  private async finishDelivery(
+    key: string,
+    status: 'answered' | 'failed',
+    result: unknown,
+    log: Logger,
+  ): Promise<void> {
     try {
       const r =
         status === 'answered'
@@ -403,7 +475,11 @@ export class Deliveries {
               `UPDATE automation.deliveries SET status = 'failed', result = $2, finished_at = $3 WHERE delivery_id = $1 AND status = 'sending' AND owner_pid = ANY($4)`,
               [key, JSON.stringify(result), this.clock.now(), this.owner.pids],
             );
-      if (r.rowCount === 0) log.warn({ status }, 'delivery outcome not recorded: another sender had already finished or taken over this key');
+      if (r.rowCount === 0)
+        log.warn(
+          { status },
+          'delivery outcome not recorded: another sender had already finished or taken over this key',
+        );
     } catch (e) {
       // The request went out; the caller still gets its outcome. A later call with the key may send it again.
       log.error({ err: e, status }, 'could not record the delivery outcome');
@@ -420,10 +496,22 @@ export class Deliveries {
     const log = this.log.child({ correlationId: input.correlationId ?? deliveryId, webhook: hook.name, deliveryId });
     const policy = retry(
       handleWhen((e) => isAppError(e) && e.retryable).orWhenResult((r) => (r as SafeResponse).status >= 500),
-      { maxAttempts: cfg.retries, backoff: new ExponentialBackoff({ initialDelay: cfg.initialDelayMs, maxDelay: cfg.maxDelayMs }) },
+      {
+        maxAttempts: cfg.retries,
+        backoff: new ExponentialBackoff({ initialDelay: cfg.initialDelayMs, maxDelay: cfg.maxDelayMs }),
+      },
     );
     let attempts = 0;
-    const sub = policy.onRetry((ev) => log.warn({ attempt: ev.attempt, delayMs: ev.delay, ...('error' in ev ? { err: ev.error } : { status: (ev.value as SafeResponse).status }) }, 'webhook delivery failed, retrying'));
+    const sub = policy.onRetry((ev) =>
+      log.warn(
+        {
+          attempt: ev.attempt,
+          delayMs: ev.delay,
+          ...('error' in ev ? { err: ev.error } : { status: (ev.value as SafeResponse).status }),
+        },
+        'webhook delivery failed, retrying',
+      ),
+    );
     try {
       const res = await policy.execute(async () => {
         await beforeAttempt?.();
@@ -458,13 +546,23 @@ export class Deliveries {
         response_body: res.body.toString('utf8').slice(0, 2048),
       };
       if (res.status >= 500) {
-        throw new AppError('unavailable', `webhook "${hook.name}" answered ${res.status} after ${attempts} attempts`, { ...result }, true);
+        throw new AppError(
+          'unavailable',
+          `webhook "${hook.name}" answered ${res.status} after ${attempts} attempts`,
+          { ...result },
+          true,
+        );
       }
       log.info({ status: res.status, attempts }, 'webhook delivered');
       return result;
     } catch (e) {
       if (isAppError(e) && !('attempts' in e.details)) {
-        throw new AppError(e.code, `${e.message} (webhook "${hook.name}", ${attempts} attempts)`, { ...e.details, attempts, delivery_id: deliveryId }, e.retryable);
+        throw new AppError(
+          e.code,
+          `${e.message} (webhook "${hook.name}", ${attempts} attempts)`,
+          { ...e.details, attempts, delivery_id: deliveryId },
+          e.retryable,
+        );
       }
       throw e;
     } finally {
@@ -484,7 +582,17 @@ export class Deliveries {
     // A queued delivery's round of sends (with its own retries) may outlast the default lease: it must not be taken over mid-round.
     const directLease = new Date(now.getTime() + Math.max(retry.firstRetryMs, this.sendBudgetMs() + 5_000));
     // Within an ordering key only the oldest pending row may go; the rest wait until it is delivered or given up.
-    const claimed = await this.deps.pool.query<{ delivery_id: string; schedule_id: string | null; channel: string; webhook: string; event: string; payload: Record<string, unknown>; correlation_id: string; attempts: number; ordering_key: string | null }>(
+    const claimed = await this.deps.pool.query<{
+      delivery_id: string;
+      schedule_id: string | null;
+      channel: string;
+      webhook: string;
+      event: string;
+      payload: Record<string, unknown>;
+      correlation_id: string;
+      attempts: number;
+      ordering_key: string | null;
+    }>(
       `UPDATE automation.scheduled_deliveries d SET next_attempt_at = CASE WHEN d.channel = 'a2a' THEN $4::timestamptz ELSE $3::timestamptz END, attempts = d.attempts + 1
         WHERE d.delivery_id IN (SELECT s.delivery_id FROM automation.scheduled_deliveries s
                                  WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($5::text IS NULL OR s.ordering_key = $5)
@@ -497,14 +605,29 @@ export class Deliveries {
     let delivered = 0;
     let failed = 0;
     for (const d of claimed.rows) {
-      const log = this.log.child({ correlationId: d.correlation_id, scheduleId: d.schedule_id, deliveryId: d.delivery_id, attempt: d.attempts });
+      const log = this.log.child({
+        correlationId: d.correlation_id,
+        scheduleId: d.schedule_id,
+        deliveryId: d.delivery_id,
+        attempt: d.attempts,
+      });
       try {
         const result =
           d.channel === 'email'
-            ? await this.sendEmail({ ...(d.payload as EmailMessage), idempotencyKey: d.delivery_id, correlationId: d.correlation_id }).then(() => ({ status: 250 }))
+            ? await this.sendEmail({
+                ...(d.payload as EmailMessage),
+                idempotencyKey: d.delivery_id,
+                correlationId: d.correlation_id,
+              }).then(() => ({ status: 250 }))
             : d.channel === 'a2a'
               ? await this.postQueued(d.webhook, d.payload as unknown as QueuedPayload, d.delivery_id, d.event, log)
-              : await this.sendWebhook({ webhook: d.webhook, event: d.event, payload: d.payload, idempotencyKey: d.delivery_id, correlationId: d.correlation_id });
+              : await this.sendWebhook({
+                  webhook: d.webhook,
+                  event: d.event,
+                  payload: d.payload,
+                  idempotencyKey: d.delivery_id,
+                  correlationId: d.correlation_id,
+                });
         // A queued delivery's token and credentials are not kept once it is done.
         await this.deps.pool.query(
           `UPDATE automation.scheduled_deliveries SET status = 'delivered', finished_at = $2, last_error = NULL, response_status = $3::int,
@@ -519,7 +642,9 @@ export class Deliveries {
         failed++;
         const message = e instanceof Error ? e.message : String(e);
         // A refusal that will not change (no such webhook, not subscribed) is not retried.
-        const final = d.attempts >= retry.maxAttempts || (isAppError(e) && !e.retryable && e.code !== 'unavailable' && e.code !== 'timeout');
+        const final =
+          d.attempts >= retry.maxAttempts ||
+          (isAppError(e) && !e.retryable && e.code !== 'unavailable' && e.code !== 'timeout');
         const delay = Math.min(retry.maxRetryMs, retry.firstRetryMs * 2 ** (d.attempts - 1));
         const status = isAppError(e) && typeof e.details['status'] === 'number' ? e.details['status'] : null;
         await this.deps.pool.query(
@@ -527,7 +652,14 @@ export class Deliveries {
                   response_status = coalesce($6::int, response_status),
                   payload = CASE WHEN $2 = 'gave_up' AND channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
             WHERE delivery_id = $1`,
-          [d.delivery_id, final ? 'gave_up' : 'pending', new Date(this.clock.now().getTime() + delay), message.slice(0, 2000), this.clock.now(), status],
+          [
+            d.delivery_id,
+            final ? 'gave_up' : 'pending',
+            new Date(this.clock.now().getTime() + delay),
+            message.slice(0, 2000),
+            this.clock.now(),
+            status,
+          ],
         );
         if (final) log.error({ err: e }, 'scheduled webhook given up');
         else log.warn({ err: message, retryInMs: delay }, 'scheduled webhook not delivered; will retry');
@@ -551,10 +683,16 @@ export class Deliveries {
     } catch {
       throw new AppError('validation', `not a valid URL: ${input.url}`);
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AppError('validation', `the URL must be http or https: ${input.url}`);
-    if (url.username || url.password) throw new AppError('validation', 'the URL must not carry credentials (use token or authentication)');
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new AppError('validation', `the URL must be http or https: ${input.url}`);
+    if (url.username || url.password)
+      throw new AppError('validation', 'the URL must not carry credentials (use token or authentication)');
     const bytes = Buffer.byteLength(JSON.stringify(input.body));
-    if (bytes > QUEUED_BODY_MAX_BYTES) throw new AppError('validation', `the body is ${bytes} bytes; at most ${QUEUED_BODY_MAX_BYTES}`, { bytes, max: QUEUED_BODY_MAX_BYTES });
+    if (bytes > QUEUED_BODY_MAX_BYTES)
+      throw new AppError('validation', `the body is ${bytes} bytes; at most ${QUEUED_BODY_MAX_BYTES}`, {
+        bytes,
+        max: QUEUED_BODY_MAX_BYTES,
+      });
     this.deps.guard.checkUrl(url);
     await this.deps.guard.resolveChecked(url.hostname);
     const payload: QueuedPayload = {
@@ -568,24 +706,60 @@ export class Deliveries {
     const inserted = await this.deps.pool.query(
       `INSERT INTO automation.scheduled_deliveries (delivery_id, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at, ordering_key)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) ON CONFLICT (delivery_id) DO NOTHING RETURNING *`,
-      [key, input.format, url.toString(), input.event, JSON.stringify(payload), input.correlationId ?? key, now, input.ordering_key ?? null],
+      [
+        key,
+        input.format,
+        url.toString(),
+        input.event,
+        JSON.stringify(payload),
+        input.correlationId ?? key,
+        now,
+        input.ordering_key ?? null,
+      ],
     );
     if (inserted.rowCount === 1) {
-      this.log.info({ correlationId: input.correlationId ?? key, deliveryId: key, orderingKey: input.ordering_key, event: input.event }, 'delivery queued');
+      this.log.info(
+        {
+          correlationId: input.correlationId ?? key,
+          deliveryId: key,
+          orderingKey: input.ordering_key,
+          event: input.event,
+        },
+        'delivery queued',
+      );
       this.kickQueued(input.ordering_key ?? null);
       return { ...toQueued(inserted.rows[0]), deduplicated: false };
     }
     const r = await this.deps.pool.query(`SELECT * FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key]);
     const row = r.rows[0] as Record<string, unknown> | undefined;
-    if (!row) throw new AppError('conflict', `delivery "${key}" vanished while it was queued; queue it again`, { delivery_id: key }, true);
-    if (row['channel'] !== input.format || row['webhook'] !== url.toString() || (row['ordering_key'] ?? null) !== (input.ordering_key ?? null)) {
-      throw new AppError('illegal_state', `idempotency key "${key}" was already used for a different delivery`, { delivery_id: key }, false);
+    if (!row)
+      throw new AppError(
+        'conflict',
+        `delivery "${key}" vanished while it was queued; queue it again`,
+        { delivery_id: key },
+        true,
+      );
+    if (
+      row['channel'] !== input.format ||
+      row['webhook'] !== url.toString() ||
+      (row['ordering_key'] ?? null) !== (input.ordering_key ?? null)
+    ) {
+      throw new AppError(
+        'illegal_state',
+        `idempotency key "${key}" was already used for a different delivery`,
+        { delivery_id: key },
+        false,
+      );
     }
     return { ...toQueued(row), deduplicated: true };
   }
 
   /** Queued direct deliveries, newest first (no tokens or credentials). */
-  async listQueued(q: { ordering_key?: string | undefined; status?: string | undefined; limit: number }): Promise<QueuedDelivery[]> {
+  async listQueued(q: {
+    ordering_key?: string | undefined;
+    status?: string | undefined;
+    limit: number;
+  }): Promise<QueuedDelivery[]> {
     const r = await this.deps.pool.query(
       `SELECT * FROM automation.scheduled_deliveries WHERE channel NOT IN ('webhook', 'email')
           AND ($1::text IS NULL OR ordering_key = $1) AND ($2::text IS NULL OR status = $2)
@@ -633,29 +807,66 @@ export class Deliveries {
    * One round of sends of a queued delivery: POST the body as it is, retried with backoff on
    * network errors, 5xx, 408 and 429. A 2xx is delivered; another answer is a final refusal.
    */
-  private async postQueued(url: string, p: QueuedPayload, deliveryId: string, event: string, log: Logger): Promise<{ status: number }> {
+  private async postQueued(
+    url: string,
+    p: QueuedPayload,
+    deliveryId: string,
+    event: string,
+    log: Logger,
+  ): Promise<{ status: number }> {
     const cfg = this.deliveryConfig();
     const again = (s: number) => s >= 500 || s === 408 || s === 429;
     const policy = retry(
       handleWhen((e) => isAppError(e) && e.retryable).orWhenResult((r) => again((r as SafeResponse).status)),
-      { maxAttempts: cfg.retries, backoff: new ExponentialBackoff({ initialDelay: cfg.initialDelayMs, maxDelay: cfg.maxDelayMs }) },
+      {
+        maxAttempts: cfg.retries,
+        backoff: new ExponentialBackoff({ initialDelay: cfg.initialDelayMs, maxDelay: cfg.maxDelayMs }),
+      },
     );
     let sends = 0;
-    const sub = policy.onRetry((ev) => log.warn({ attempt: ev.attempt, delayMs: ev.delay, ...('error' in ev ? { err: ev.error } : { status: (ev.value as SafeResponse).status }) }, 'queued delivery failed, retrying'));
+    const sub = policy.onRetry((ev) =>
+      log.warn(
+        {
+          attempt: ev.attempt,
+          delayMs: ev.delay,
+          ...('error' in ev ? { err: ev.error } : { status: (ev.value as SafeResponse).status }),
+        },
+        'queued delivery failed, retrying',
+      ),
+    );
     try {
       const body = JSON.stringify(p.body);
       const res = await policy.execute(() => {
         sends += 1;
-        return safeHttpRequest(this.deps.guard, { method: 'POST', url, headers: queuedHeaders(deliveryId, p), body, timeoutMs: cfg.timeoutMs, maxBytes: 64 * 1024, maxRedirects: 0 });
+        return safeHttpRequest(this.deps.guard, {
+          method: 'POST',
+          url,
+          headers: queuedHeaders(deliveryId, p),
+          body,
+          timeoutMs: cfg.timeoutMs,
+          maxBytes: 64 * 1024,
+          maxRedirects: 0,
+        });
       });
       if (res.status >= 200 && res.status < 300) {
         log.info({ status: res.status, sends, event }, 'queued delivery delivered');
         return { status: res.status };
       }
       const retryable = again(res.status);
-      throw new AppError(retryable ? 'unavailable' : 'illegal_state', `${url} answered ${res.status} after ${sends} sends`, { status: res.status, sends, delivery_id: deliveryId }, retryable);
+      throw new AppError(
+        retryable ? 'unavailable' : 'illegal_state',
+        `${url} answered ${res.status} after ${sends} sends`,
+        { status: res.status, sends, delivery_id: deliveryId },
+        retryable,
+      );
     } catch (e) {
-      if (isAppError(e) && !('sends' in e.details)) throw new AppError(e.code, `${e.message} (${sends} sends)`, { ...e.details, sends, delivery_id: deliveryId }, e.retryable);
+      if (isAppError(e) && !('sends' in e.details))
+        throw new AppError(
+          e.code,
+          `${e.message} (${sends} sends)`,
+          { ...e.details, sends, delivery_id: deliveryId },
+          e.retryable,
+        );
       throw e;
     } finally {
       sub.dispose();

@@ -11,7 +11,12 @@ import { createHmac } from 'node:crypto';
 import pg from 'pg';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { grantComponentAccess, markSchemaManaged, provisionDatabaseRoles, type DatabaseRoles } from '@switchyard/platform';
+import {
+  grantComponentAccess,
+  markSchemaManaged,
+  provisionDatabaseRoles,
+  type DatabaseRoles,
+} from '@switchyard/platform';
 import { freshDatabase } from '@switchyard/testing';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
 import { EgressGuard } from '../fetch/egress-guard.js';
@@ -32,7 +37,8 @@ class FakeClock implements Clock {
 
 const firstSecret = 'beta-first-secret-0123456789';
 const secondSecret = 'beta-second-secret-9876543210';
-const sign = (secret: string, ts: string, body: string): string => `sha256=${createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex')}`;
+const sign = (secret: string, ts: string, body: string): string =>
+  `sha256=${createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex')}`;
 
 describe('automation: webhooks and schedules are events, their tables projections (real Postgres, automation role)', () => {
   let admin: pg.Pool;
@@ -48,7 +54,14 @@ describe('automation: webhooks and schedules are events, their tables projection
   const guard = new EgressGuard({ allowCidrs: ['127.0.0.0/8'] });
 
   function service(): AutomationService {
-    const s = new AutomationService({ pool: rolePool, logger: silentLogger, guard, clock, store, delivery: { retries: 0, initialDelayMs: 5, maxDelayMs: 5, timeoutMs: 5000 } });
+    const s = new AutomationService({
+      pool: rolePool,
+      logger: silentLogger,
+      guard,
+      clock,
+      store,
+      delivery: { retries: 0, initialDelayMs: 5, maxDelayMs: 5, timeoutMs: 5000 },
+    });
     services.push(s);
     return s;
   }
@@ -56,7 +69,12 @@ describe('automation: webhooks and schedules are events, their tables projection
   async function serve(s: AutomationService): Promise<void> {
     await client?.close();
     await http?.close();
-    http = await startMcpHttpServer({ name: 'automation', serverFactory: () => createAutomationServer({ service: s, logger: silentLogger }), port: 0, logger: silentLogger });
+    http = await startMcpHttpServer({
+      name: 'automation',
+      serverFactory: () => createAutomationServer({ service: s, logger: silentLogger }),
+      port: 0,
+      logger: silentLogger,
+    });
     client = await httpClient(http.url);
   }
 
@@ -64,7 +82,12 @@ describe('automation: webhooks and schedules are events, their tables projection
   async function snapshot(): Promise<unknown> {
     const webhooks = await admin.query(`SELECT * FROM automation.webhooks ORDER BY id`);
     const schedules = await admin.query(`SELECT * FROM automation.schedules ORDER BY id`);
-    return { webhooks: webhooks.rows, schedules: schedules.rows, listWebhooks: await ok(client!, 'list_webhooks'), listSchedules: await ok(client!, 'list_schedules') };
+    return {
+      webhooks: webhooks.rows,
+      schedules: schedules.rows,
+      listWebhooks: await ok(client!, 'list_webhooks'),
+      listSchedules: await ok(client!, 'list_schedules'),
+    };
   }
 
   before(async () => {
@@ -84,7 +107,9 @@ describe('automation: webhooks and schedules are events, their tables projection
     // The automation server's own login, without DDL rights.
     rolePool = markSchemaManaged(new pg.Pool({ connectionString: roles.urls.components.automation, max: 6 }));
     store = new PostgresEventStore({ pool: rolePool, logger: silentLogger });
-    sink = await localHttp((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+    sink = await localHttp((_req, res) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
+    );
     svc = service();
     await svc.start();
     await serve(svc);
@@ -102,21 +127,45 @@ describe('automation: webhooks and schedules are events, their tables projection
 
   it('the automation role may append and read events, not change them, and has no DDL', async () => {
     const who = roles.names.components.automation;
-    const can = async (table: string, priv: string) => (await admin.query(`SELECT has_table_privilege($1, $2, $3) AS ok`, [who, table, priv])).rows[0].ok;
+    const can = async (table: string, priv: string) =>
+      (await admin.query(`SELECT has_table_privilege($1, $2, $3) AS ok`, [who, table, priv])).rows[0].ok;
     assert.equal(await can('eventstore.events', 'SELECT'), true);
     assert.equal(await can('eventstore.events', 'INSERT'), true);
     for (const p of ['UPDATE', 'DELETE', 'TRUNCATE']) assert.equal(await can('eventstore.events', p), false, p);
     assert.equal(await can('automation.checkpoints', 'UPDATE'), true);
     await assert.rejects(rolePool.query(`DELETE FROM eventstore.events`), (e: { code?: string }) => e.code === '42501');
-    await assert.rejects(rolePool.query(`CREATE TABLE automation.x (a int)`), (e: { code?: string }) => e.code === '42501');
+    await assert.rejects(
+      rolePool.query(`CREATE TABLE automation.x (a int)`),
+      (e: { code?: string }) => e.code === '42501',
+    );
   });
 
   it('registers, updates and deletes webhooks through events; the secret is never in the log', async () => {
-    const alpha = await ok(client!, 'register_webhook', { name: 'alpha', url: `${sink.base}/alpha`, secret: 'alpha-secret-0123456789', events: [] });
+    const alpha = await ok(client!, 'register_webhook', {
+      name: 'alpha',
+      url: `${sink.base}/alpha`,
+      secret: 'alpha-secret-0123456789',
+      events: [],
+    });
     assert.deepEqual(Object.keys(alpha.webhook).sort(), ['created_at', 'events', 'id', 'name', 'url']);
-    await ok(client!, 'register_webhook', { name: 'beta', url: `${sink.base}/beta`, secret: firstSecret, events: ['a'] });
-    const gamma = await ok(client!, 'register_webhook', { name: 'gamma', url: `${sink.base}/gamma`, secret: 'gamma-secret-0123456789', events: [] });
-    const dup = await fails(client!, 'register_webhook', { name: 'alpha', url: `${sink.base}/x`, secret: 'alpha-secret-0123456789', events: [] });
+    await ok(client!, 'register_webhook', {
+      name: 'beta',
+      url: `${sink.base}/beta`,
+      secret: firstSecret,
+      events: ['a'],
+    });
+    const gamma = await ok(client!, 'register_webhook', {
+      name: 'gamma',
+      url: `${sink.base}/gamma`,
+      secret: 'gamma-secret-0123456789',
+      events: [],
+    });
+    const dup = await fails(client!, 'register_webhook', {
+      name: 'alpha',
+      url: `${sink.base}/x`,
+      secret: 'alpha-secret-0123456789',
+      events: [],
+    });
     assert.equal(dup.code, 'illegal_state');
 
     const updated = await ok(client!, 'update_webhook', { webhook: 'beta', secret: secondSecret, events: ['a', 'b'] });
@@ -125,29 +174,71 @@ describe('automation: webhooks and schedules are events, their tables projection
     const sent = await ok(client!, 'send_webhook', { webhook: 'beta', event: 'b', payload: { n: 1 } });
     assert.equal(sent.delivery.delivered, true);
     const req = sink.requests.at(-1)!;
-    assert.equal(req.headers['x-switchyard-signature'], sign(secondSecret, String(req.headers['x-switchyard-timestamp']), req.body));
+    assert.equal(
+      req.headers['x-switchyard-signature'],
+      sign(secondSecret, String(req.headers['x-switchyard-timestamp']), req.body),
+    );
 
     assert.deepEqual(await ok(client!, 'delete_webhook', { webhook: gamma.webhook.id }), { deleted: 'gamma' });
     assert.equal((await fails(client!, 'delete_webhook', { webhook: gamma.webhook.id })).code, 'not_found');
-    const again = await ok(client!, 'register_webhook', { name: 'gamma', url: `${sink.base}/gamma2`, secret: 'gamma-secret-0123456789', events: [] });
+    const again = await ok(client!, 'register_webhook', {
+      name: 'gamma',
+      url: `${sink.base}/gamma2`,
+      secret: 'gamma-secret-0123456789',
+      events: [],
+    });
     assert.notEqual(again.webhook.id, gamma.webhook.id);
 
     const beta = await store.readStream('automation_webhook-beta');
-    assert.deepEqual(beta.map((e) => e.type), ['WebhookRegistered', 'WebhookUpdated']);
+    assert.deepEqual(
+      beta.map((e) => e.type),
+      ['WebhookRegistered', 'WebhookUpdated'],
+    );
     assert.equal(beta[0]!.metadata.actor, 'mcp:automation');
     assert.ok(beta[0]!.metadata.correlationId);
-    assert.deepEqual((await store.readStream('automation_webhook-gamma')).map((e) => e.type), ['WebhookRegistered', 'WebhookDeleted', 'WebhookRegistered']);
+    assert.deepEqual(
+      (await store.readStream('automation_webhook-gamma')).map((e) => e.type),
+      ['WebhookRegistered', 'WebhookDeleted', 'WebhookRegistered'],
+    );
     const log = JSON.stringify(await store.readAll());
-    for (const secret of [firstSecret, secondSecret, 'alpha-secret-0123456789', 'gamma-secret-0123456789']) assert.equal(log.includes(secret), false, 'a secret in the log');
+    for (const secret of [firstSecret, secondSecret, 'alpha-secret-0123456789', 'gamma-secret-0123456789'])
+      assert.equal(log.includes(secret), false, 'a secret in the log');
   });
 
   it('creates, pauses, resumes and deletes schedules through events; firing stays operational', async () => {
-    const every5 = await ok(client!, 'create_schedule', { name: 'every5', cron: '*/5 * * * *', target: { kind: 'webhook', webhook: 'alpha', event: 'tick' } });
+    const every5 = await ok(client!, 'create_schedule', {
+      name: 'every5',
+      cron: '*/5 * * * *',
+      target: { kind: 'webhook', webhook: 'alpha', event: 'tick' },
+    });
     assert.equal(every5.schedule.next_fire_at, '2026-03-01T10:05:00.000Z');
-    assert.deepEqual(Object.keys(every5.schedule).sort(), ['cron', 'enabled', 'fire_count', 'id', 'last_fired_at', 'name', 'next_fire_at', 'run_once', 'target', 'timezone']);
-    await ok(client!, 'create_schedule', { name: 'once', after: '1h', target: { kind: 'workflow', template_id: 'tpl' } });
-    await ok(client!, 'create_schedule', { name: 'hourly', cron: '0 * * * *', target: { kind: 'workflow', template_id: 'tpl' } });
-    const gone = await ok(client!, 'create_schedule', { name: 'gone', cron: '0 * * * *', target: { kind: 'workflow', template_id: 'tpl' } });
+    assert.deepEqual(Object.keys(every5.schedule).sort(), [
+      'cron',
+      'enabled',
+      'fire_count',
+      'id',
+      'last_fired_at',
+      'name',
+      'next_fire_at',
+      'run_once',
+      'target',
+      'timezone',
+    ]);
+    await ok(client!, 'create_schedule', {
+      name: 'once',
+      after: '1h',
+      target: { kind: 'workflow', template_id: 'tpl' },
+    });
+    await ok(client!, 'create_schedule', {
+      name: 'hourly',
+      cron: '0 * * * *',
+      target: { kind: 'workflow', template_id: 'tpl' },
+    });
+    const gone = await ok(client!, 'create_schedule', {
+      name: 'gone',
+      cron: '0 * * * *',
+      target: { kind: 'workflow', template_id: 'tpl' },
+    });
     const paused = await ok(client!, 'pause_schedule', { schedule: 'hourly' });
     assert.equal(paused.schedule.enabled, false);
     assert.deepEqual(await ok(client!, 'delete_schedule', { schedule: gone.schedule.id }), { deleted: 'gone' });
@@ -158,17 +249,39 @@ describe('automation: webhooks and schedules are events, their tables projection
     assert.equal(await svc.fireDue(), 2, 'every5 catches up, once fires');
     const resumed = await ok(client!, 'resume_schedule', { schedule: 'hourly' });
     assert.equal(resumed.schedule.enabled, true);
-    assert.equal(resumed.schedule.next_fire_at, '2026-03-01T12:00:00.000Z', 'the occurrence missed while paused is skipped');
-    const listed = (await ok(client!, 'list_schedules')).schedules as { name: string; enabled: boolean; fire_count: number }[];
-    assert.deepEqual(listed.map((s) => [s.name, s.enabled, s.fire_count]), [['every5', true, 2], ['hourly', true, 0], ['once', false, 1]]);
-    assert.deepEqual((await store.readStream('automation_schedule-hourly')).map((e) => e.type), ['ScheduleCreated', 'SchedulePaused', 'ScheduleResumed']);
+    assert.equal(
+      resumed.schedule.next_fire_at,
+      '2026-03-01T12:00:00.000Z',
+      'the occurrence missed while paused is skipped',
+    );
+    const listed = (await ok(client!, 'list_schedules')).schedules as {
+      name: string;
+      enabled: boolean;
+      fire_count: number;
+    }[];
+    assert.deepEqual(
+      listed.map((s) => [s.name, s.enabled, s.fire_count]),
+      [
+        ['every5', true, 2],
+        ['hourly', true, 0],
+        ['once', false, 1],
+      ],
+    );
+    assert.deepEqual(
+      (await store.readStream('automation_schedule-hourly')).map((e) => e.type),
+      ['ScheduleCreated', 'SchedulePaused', 'ScheduleResumed'],
+    );
     // A one-shot that has fired stays done through a pause and a resume (its new plan is its old time).
     await ok(client!, 'pause_schedule', { schedule: 'once' });
     const onceAgain = await ok(client!, 'resume_schedule', { schedule: 'once' });
     assert.deepEqual([onceAgain.schedule.enabled, onceAgain.schedule.fire_count], [false, 1]);
     clock.set('2026-03-01T11:03:00.000Z');
     assert.equal(await svc.fireDue(), 0);
-    assert.deepEqual((await store.readStream('automation_schedule-every5')).map((e) => e.type), ['ScheduleCreated'], 'fires are not events');
+    assert.deepEqual(
+      (await store.readStream('automation_schedule-every5')).map((e) => e.type),
+      ['ScheduleCreated'],
+      'fires are not events',
+    );
   });
 
   it('truncating the read models and their checkpoints, then replaying the log, reproduces every row', async () => {
@@ -187,7 +300,10 @@ describe('automation: webhooks and schedules are events, their tables projection
     const sent = await ok(client!, 'send_webhook', { webhook: 'beta', event: 'a', payload: { n: 2 } });
     assert.equal(sent.delivery.delivered, true);
     const req = sink.requests.at(-1)!;
-    assert.equal(req.headers['x-switchyard-signature'], sign(secondSecret, String(req.headers['x-switchyard-timestamp']), req.body));
+    assert.equal(
+      req.headers['x-switchyard-signature'],
+      sign(secondSecret, String(req.headers['x-switchyard-timestamp']), req.body),
+    );
 
     // The runner's own rebuild (reset, then replay) gives the same rows too.
     await svc.rebuildReadModels();
@@ -198,7 +314,10 @@ describe('automation: webhooks and schedules are events, their tables projection
     // Rows as the earlier server wrote them (secret in the row, run state in the schedule row).
     const hookId = '0190b000-0000-7000-8000-0000000000c1';
     const schedId = '0190b000-0000-7000-8000-0000000000c2';
-    await admin.query(`INSERT INTO automation.webhooks (id, name, url, secret, events, created_at) VALUES ($1, 'legacy', $2, 'legacy-secret-0123456789', '{}', '2026-01-01T00:00:00Z')`, [hookId, `${sink.base}/legacy`]);
+    await admin.query(
+      `INSERT INTO automation.webhooks (id, name, url, secret, events, created_at) VALUES ($1, 'legacy', $2, 'legacy-secret-0123456789', '{}', '2026-01-01T00:00:00Z')`,
+      [hookId, `${sink.base}/legacy`],
+    );
     await admin.query(
       `INSERT INTO automation.schedules (id, name, cron, timezone, target, next_fire_at, last_fired_at, fire_count, created_at)
        VALUES ($1, 'legacy-daily', '0 9 * * *', 'UTC', '{"kind":"workflow","template_id":"tpl","input":{}}', '2026-03-02T09:00:00Z', '2026-03-01T09:00:00Z', 5, '2026-01-01T00:00:00Z')`,
@@ -215,14 +334,28 @@ describe('automation: webhooks and schedules are events, their tables projection
     await svc.start();
     await svc.events.runner.waitFor();
     await serve(svc);
-    assert.deepEqual((await store.readStream('automation_webhook-legacy')).map((e) => e.type), ['WebhookRegistered']);
-    assert.deepEqual((await store.readStream('automation_schedule-legacy-daily')).map((e) => e.type), ['ScheduleCreated']);
+    assert.deepEqual(
+      (await store.readStream('automation_webhook-legacy')).map((e) => e.type),
+      ['WebhookRegistered'],
+    );
+    assert.deepEqual(
+      (await store.readStream('automation_schedule-legacy-daily')).map((e) => e.type),
+      ['ScheduleCreated'],
+    );
     const sent = await ok(client!, 'send_webhook', { webhook: 'legacy', event: 'x' });
     assert.equal(sent.delivery.delivered, true);
     const req = sink.requests.at(-1)!;
-    assert.equal(req.headers['x-switchyard-signature'], sign('legacy-secret-0123456789', String(req.headers['x-switchyard-timestamp']), req.body));
-    const daily = (await ok(client!, 'list_schedules')).schedules.find((s: { name: string }) => s.name === 'legacy-daily');
-    assert.deepEqual([daily.next_fire_at, daily.last_fired_at, daily.fire_count, daily.enabled], ['2026-03-02T09:00:00.000Z', '2026-03-01T09:00:00.000Z', 5, true]);
+    assert.equal(
+      req.headers['x-switchyard-signature'],
+      sign('legacy-secret-0123456789', String(req.headers['x-switchyard-timestamp']), req.body),
+    );
+    const daily = (await ok(client!, 'list_schedules')).schedules.find(
+      (s: { name: string }) => s.name === 'legacy-daily',
+    );
+    assert.deepEqual(
+      [daily.next_fire_at, daily.last_fired_at, daily.fire_count, daily.enabled],
+      ['2026-03-02T09:00:00.000Z', '2026-03-01T09:00:00.000Z', 5, true],
+    );
     const before = await snapshot();
     await svc.rebuildReadModels();
     assert.deepEqual(await snapshot(), before);

@@ -8,7 +8,14 @@
  * the next tool call, e.g. send_webhook right after register_webhook).
  */
 import type pg from 'pg';
-import { handleCommand, PostgresEventStore, WrongExpectedVersionError, type CommandResult, type EventStore, type NewEvent } from '@switchyard/event-store';
+import {
+  handleCommand,
+  PostgresEventStore,
+  WrongExpectedVersionError,
+  type CommandResult,
+  type EventStore,
+  type NewEvent,
+} from '@switchyard/event-store';
 import type { Decider, Event } from '@switchyard/domain';
 import { ProjectionRunner, type Projection } from '@switchyard/read-models';
 import { newId, type Logger } from '@switchyard/platform';
@@ -43,7 +50,13 @@ export class AutomationEventLog {
     this.log = o.logger;
     this.ownsStore = o.store === undefined;
     this.store = o.store ?? new PostgresEventStore({ pool: o.pool, logger: o.logger });
-    this.runner = new ProjectionRunner({ store: this.store, db: { pool: o.pool }, projections: o.projections, schema: AUTOMATION_CHECKPOINT_SCHEMA, logger: o.logger });
+    this.runner = new ProjectionRunner({
+      store: this.store,
+      db: { pool: o.pool },
+      projections: o.projections,
+      schema: AUTOMATION_CHECKPOINT_SCHEMA,
+      logger: o.logger,
+    });
   }
 
   /** Init the store (no DDL on a schema-managed pool) and start the projections; once, on first use. */
@@ -68,11 +81,25 @@ export class AutomationEventLog {
    * Run one command on `streamId` and wait until `projection` has applied what it appended in
    * this process. Domain errors (AppError from the decider) reach the caller as they are.
    */
-  async run<C, E extends Event, S>(streamId: string, decider: Decider<C, E, S>, command: C, projection: string): Promise<CommandResult<E, S>> {
+  async run<C, E extends Event, S>(
+    streamId: string,
+    decider: Decider<C, E, S>,
+    command: C,
+    projection: string,
+  ): Promise<CommandResult<E, S>> {
     await this.start();
     const r = await handleCommand(this.store, streamId, decider, command);
     if (r.position !== undefined) await this.runner.waitFor(r.position, projection);
-    if (r.events.length > 0) this.log.info({ correlationId: (command as { metadata?: AutomationMetadata }).metadata?.correlationId, streamId, events: r.events.map((e) => e.type), position: r.position }, 'automation command recorded');
+    if (r.events.length > 0)
+      this.log.info(
+        {
+          correlationId: (command as { metadata?: AutomationMetadata }).metadata?.correlationId,
+          streamId,
+          events: r.events.map((e) => e.type),
+          position: r.position,
+        },
+        'automation command recorded',
+      );
     return r;
   }
 

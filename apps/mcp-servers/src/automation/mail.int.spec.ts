@@ -58,21 +58,39 @@ describe('send_email over real SMTP into the embedded development mailbox (real 
   const closers: (() => Promise<void>)[] = [];
 
   const stored = async (to: string) =>
-    (await pool.query<{ subject: string; text_body: string; message_id: string; mail_from: string; rcpt_to: string[] }>(
-      `SELECT subject, text_body, message_id, mail_from, rcpt_to FROM automation.mailbox WHERE $1 = ANY(rcpt_to) ORDER BY id`,
-      [to],
-    )).rows;
+    (
+      await pool.query<{
+        subject: string;
+        text_body: string;
+        message_id: string;
+        mail_from: string;
+        rcpt_to: string[];
+      }>(
+        `SELECT subject, text_body, message_id, mail_from, rcpt_to FROM automation.mailbox WHERE $1 = ANY(rcpt_to) ORDER BY id`,
+        [to],
+      )
+    ).rows;
 
   before(async () => {
     url = await freshDatabase('mcp_mail');
     pool = createPgPool({ connectionString: url, max: 6 }, { name: 'mail-test' });
     mailbox = await startMailbox({ pool, logger: silentLogger, port: 0, maxMessageBytes: 64 * 1024, maxMessages: 20 });
     const transport = smtpTransport(mailbox.smtpUrl);
-    svc = new AutomationService({ pool, logger: silentLogger, guard: new EgressGuard({}), mail: { transport, from: 'Switchyard <robot@switchyard.test>', retries: 0 } });
+    svc = new AutomationService({
+      pool,
+      logger: silentLogger,
+      guard: new EgressGuard({}),
+      mail: { transport, from: 'Switchyard <robot@switchyard.test>', retries: 0 },
+    });
     await svc.migrate();
     await svc.start();
     closers.push(async () => transport.close());
-    http = await startMcpHttpServer({ name: 'automation', serverFactory: () => createAutomationServer({ service: svc, logger: silentLogger }), port: 0, logger: silentLogger });
+    http = await startMcpHttpServer({
+      name: 'automation',
+      serverFactory: () => createAutomationServer({ service: svc, logger: silentLogger }),
+      port: 0,
+      logger: silentLogger,
+    });
     client = await httpClient(http.url);
   });
 
@@ -101,7 +119,17 @@ describe('send_email over real SMTP into the embedded development mailbox (real 
     // A transport with the wrong password: the send fails and nothing is stored.
     const wrong = smtpTransport(mailbox.smtpUrl.replace(/:[^:@]+@/, ':not-the-password@'));
     try {
-      await assert.rejects(wrong.send({ from: 'a@b.test', to: ['nobody@intrusion.test'], cc: [], subject: 'x', text: 'x', messageId: '<x@y>' }), /Invalid login|535/);
+      await assert.rejects(
+        wrong.send({
+          from: 'a@b.test',
+          to: ['nobody@intrusion.test'],
+          cc: [],
+          subject: 'x',
+          text: 'x',
+          messageId: '<x@y>',
+        }),
+        /Invalid login|535/,
+      );
     } finally {
       wrong.close();
     }
@@ -109,7 +137,13 @@ describe('send_email over real SMTP into the embedded development mailbox (real 
   });
 
   it('sends over SMTP: the mail lands in PostgreSQL, parsed; the same key twice sends once', async () => {
-    const args = { to: 'Ada@Example.com', cc: ['boss@example.com'], subject: 'Welcome, Ada', text: 'Hello Ada,\nwelcome aboard.', idempotency_key: 'welcome-42' };
+    const args = {
+      to: 'Ada@Example.com',
+      cc: ['boss@example.com'],
+      subject: 'Welcome, Ada',
+      text: 'Hello Ada,\nwelcome aboard.',
+      idempotency_key: 'welcome-42',
+    };
     const first = (await ok<{ email: MailResult }>(client, 'send_email', args)).email;
     assert.equal(first.deduplicated, false);
     assert.equal(first.message_id, keyedMessageId('welcome-42'));
@@ -127,19 +161,35 @@ describe('send_email over real SMTP into the embedded development mailbox (real 
     });
 
     // The same key again (concurrently too): the first result, nothing sent.
-    const [again, third] = await Promise.all([ok<{ email: MailResult }>(client, 'send_email', args), ok<{ email: MailResult }>(client, 'send_email', args)]);
+    const [again, third] = await Promise.all([
+      ok<{ email: MailResult }>(client, 'send_email', args),
+      ok<{ email: MailResult }>(client, 'send_email', args),
+    ]);
     for (const r of [again.email, third.email]) {
       assert.equal(r.deduplicated, true);
       assert.equal(r.message_id, first.message_id);
     }
     assert.equal((await stored('ada@example.com')).length, 1);
-    const rec = await pool.query(`SELECT status, sends FROM automation.mail_sends WHERE idempotency_key = 'welcome-42'`);
+    const rec = await pool.query(
+      `SELECT status, sends FROM automation.mail_sends WHERE idempotency_key = 'welcome-42'`,
+    );
     assert.deepEqual(rec.rows, [{ status: 'sent', sends: 1 }]);
 
     // A new service (another process, same database): still never sent again.
-    const other = new AutomationService({ pool, logger: silentLogger, guard: new EgressGuard({}), mail: { transport: smtpTransport(mailbox.smtpUrl), from: 'x@y.test' } });
+    const other = new AutomationService({
+      pool,
+      logger: silentLogger,
+      guard: new EgressGuard({}),
+      mail: { transport: smtpTransport(mailbox.smtpUrl), from: 'x@y.test' },
+    });
     try {
-      const r = await other.sendEmail({ to: 'Ada@Example.com', cc: ['boss@example.com'], subject: 'Welcome, Ada', text: 'Hello Ada,\nwelcome aboard.', idempotencyKey: 'welcome-42' });
+      const r = await other.sendEmail({
+        to: 'Ada@Example.com',
+        cc: ['boss@example.com'],
+        subject: 'Welcome, Ada',
+        text: 'Hello Ada,\nwelcome aboard.',
+        idempotencyKey: 'welcome-42',
+      });
       assert.equal(r.deduplicated, true);
     } finally {
       await other.close();
@@ -157,24 +207,35 @@ describe('send_email over real SMTP into the embedded development mailbox (real 
 
   it('refuses bad input: no body, a bad address, a subject over two lines, a message over the size cap', async () => {
     assert.equal((await fails(client, 'send_email', { to: 'a@example.com', subject: 'no body' })).code, 'validation');
-    assert.equal((await call400(client, { to: 'not-an-address', subject: 's', text: 't' })), true);
-    assert.equal((await call400(client, { to: 'a@example.com', subject: 'two\r\nBcc: x@evil.test', text: 't' })), true);
-    const big = await fails(client, 'send_email', { to: 'big@example.com', subject: 'big', text: 'x'.repeat(100 * 1024) });
+    assert.equal(await call400(client, { to: 'not-an-address', subject: 's', text: 't' }), true);
+    assert.equal(await call400(client, { to: 'a@example.com', subject: 'two\r\nBcc: x@evil.test', text: 't' }), true);
+    const big = await fails(client, 'send_email', {
+      to: 'big@example.com',
+      subject: 'big',
+      text: 'x'.repeat(100 * 1024),
+    });
     assert.equal(big.code, 'tool_error');
     assert.match(big.message, /552|exceeds/);
     assert.deepEqual(await stored('big@example.com'), []);
   });
 
   it('keeps the newest messages only, and lists them newest first with keyset paging and a recipient filter', async () => {
-    for (let i = 0; i < 25; i++) await svc.sendEmail({ to: `page-${i % 2}@example.com`, subject: `m${i}`, text: `n${i}` });
+    for (let i = 0; i < 25; i++)
+      await svc.sendEmail({ to: `page-${i % 2}@example.com`, subject: `m${i}`, text: `n${i}` });
     const total = (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM automation.mailbox`)).rows[0]!.n;
     assert.equal(total, 20, 'the cap of 20 messages');
 
     const page1 = await ok(client, 'list_mailbox', { to: 'PAGE-1@example.com', limit: 4 });
-    assert.deepEqual(page1.messages.map((m: { subject: string }) => m.subject), ['m23', 'm21', 'm19', 'm17']);
+    assert.deepEqual(
+      page1.messages.map((m: { subject: string }) => m.subject),
+      ['m23', 'm21', 'm19', 'm17'],
+    );
     assert.ok(page1.next_cursor);
     const page2 = await ok(client, 'list_mailbox', { to: 'page-1@example.com', limit: 4, cursor: page1.next_cursor });
-    assert.deepEqual(page2.messages.map((m: { subject: string }) => m.subject), ['m15', 'm13', 'm11', 'm9']);
+    assert.deepEqual(
+      page2.messages.map((m: { subject: string }) => m.subject),
+      ['m15', 'm13', 'm11', 'm9'],
+    );
     const m = page1.messages[0];
     assert.equal(m.from, 'robot@switchyard.test');
     assert.deepEqual(m.to, ['page-1@example.com']);
@@ -192,7 +253,13 @@ describe('send_email over real SMTP into the embedded development mailbox (real 
     const scheduler = new Scheduler(svc, silentLogger, 100);
     scheduler.start();
     try {
-      const s = (await ok(client, 'create_schedule', { name: 'follow-up-1', after: '1s', target: { kind: 'email', to: 'later@example.com', subject: 'Checking in', text: 'How is it going?' } })).schedule;
+      const s = (
+        await ok(client, 'create_schedule', {
+          name: 'follow-up-1',
+          after: '1s',
+          target: { kind: 'email', to: 'later@example.com', subject: 'Checking in', text: 'How is it going?' },
+        })
+      ).schedule;
       assert.equal(s.run_once, true);
       assert.equal(s.cron, null);
       const rows = await until('the scheduled mail is in the mailbox', async () => {
@@ -200,12 +267,19 @@ describe('send_email over real SMTP into the embedded development mailbox (real 
         return r.length > 0 ? r : undefined;
       });
       assert.equal(rows[0]!.subject, 'Checking in');
-      const listed = (await ok(client, 'list_schedules')).schedules.find((x: { name: string }) => x.name === 'follow-up-1');
+      const listed = (await ok(client, 'list_schedules')).schedules.find(
+        (x: { name: string }) => x.name === 'follow-up-1',
+      );
       assert.equal(listed.enabled, false);
       assert.equal(listed.fire_count, 1);
       await svc.fireDue();
       assert.equal((await stored('later@example.com')).length, 1, 'fired once');
-      const bad = await fails(client, 'create_schedule', { name: 'both', cron: '* * * * *', after: '1s', target: { kind: 'email', to: 'x@example.com', subject: 's', text: 't' } });
+      const bad = await fails(client, 'create_schedule', {
+        name: 'both',
+        cron: '* * * * *',
+        after: '1s',
+        target: { kind: 'email', to: 'x@example.com', subject: 's', text: 't' },
+      });
       assert.equal(bad.code, 'validation');
     } finally {
       await scheduler.stop();

@@ -25,7 +25,11 @@ const recipients = z.union([mailAddressSchema, z.array(mailAddressSchema).min(1)
 export const emailMessageShape = {
   to: recipients.describe(`recipient address, or a list of up to ${mailLimits.recipients}`),
   cc: recipients.optional().describe('carbon-copy address(es)'),
-  subject: z.string().min(1).max(mailLimits.subjectChars).regex(/^[^\r\n]*$/, 'one line'),
+  subject: z
+    .string()
+    .min(1)
+    .max(mailLimits.subjectChars)
+    .regex(/^[^\r\n]*$/, 'one line'),
   text: z.string().max(mailLimits.bodyChars).optional().describe('plain-text body'),
   html: z.string().max(mailLimits.bodyChars).optional().describe('HTML body'),
 };
@@ -36,10 +40,14 @@ export type EmailMessage = z.infer<typeof emailMessageSchema>;
 export const smtpUrlSchema = z
   .string()
   .regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL')
-  .refine((s) => URL.canParse(s) && new URL(s).hostname.length > 0, 'must be a URL with a host, e.g. smtp://user:pass@mail.example.com:587');
+  .refine(
+    (s) => URL.canParse(s) && new URL(s).hostname.length > 0,
+    'must be a URL with a host, e.g. smtp://user:pass@mail.example.com:587',
+  );
 
 export function assertBody(m: { text?: string | undefined; html?: string | undefined }): void {
-  if (m.text === undefined && m.html === undefined) throw new AppError('validation', 'an e-mail needs text, html or both', { fields: ['text', 'html'] });
+  if (m.text === undefined && m.html === undefined)
+    throw new AppError('validation', 'an e-mail needs text, html or both', { fields: ['text', 'html'] });
 }
 
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
@@ -73,12 +81,31 @@ export interface MailTransport {
 
 /** A nodemailer SMTP transport for `SMTP_URL`, with bounded connect/greeting/socket waits. */
 export function smtpTransport(url: string, timeoutMs = 15_000): MailTransport {
-  const t = nodemailer.createTransport({ url, connectionTimeout: timeoutMs, greetingTimeout: timeoutMs, socketTimeout: timeoutMs * 2 });
+  const t = nodemailer.createTransport({
+    url,
+    connectionTimeout: timeoutMs,
+    greetingTimeout: timeoutMs,
+    socketTimeout: timeoutMs * 2,
+  });
   return {
     async send(m) {
-      const info = await t.sendMail({ from: m.from, to: m.to, ...(m.cc.length ? { cc: m.cc } : {}), subject: m.subject, text: m.text, html: m.html, messageId: m.messageId });
-      const addr = (a: unknown): string => (typeof a === 'string' ? a : String((a as { address?: string }).address ?? a));
-      return { messageId: info.messageId, accepted: (info.accepted ?? []).map(addr), rejected: (info.rejected ?? []).map(addr), response: String(info.response ?? '') };
+      const info = await t.sendMail({
+        from: m.from,
+        to: m.to,
+        ...(m.cc.length ? { cc: m.cc } : {}),
+        subject: m.subject,
+        text: m.text,
+        html: m.html,
+        messageId: m.messageId,
+      });
+      const addr = (a: unknown): string =>
+        typeof a === 'string' ? a : String((a as { address?: string }).address ?? a);
+      return {
+        messageId: info.messageId,
+        accepted: (info.accepted ?? []).map(addr),
+        rejected: (info.rejected ?? []).map(addr),
+        response: String(info.response ?? ''),
+      };
     },
     close: () => t.close(),
   };
@@ -92,7 +119,10 @@ export function mailError(e: unknown): AppError {
   if (isAppError(e)) return e;
   const err = e as { code?: string; responseCode?: number; message?: string };
   const message = `SMTP send failed: ${err.message ?? String(e)}`;
-  const details = { ...(err.code ? { smtp_code: err.code } : {}), ...(err.responseCode ? { response_code: err.responseCode } : {}) };
+  const details = {
+    ...(err.code ? { smtp_code: err.code } : {}),
+    ...(err.responseCode ? { response_code: err.responseCode } : {}),
+  };
   if (typeof err.responseCode === 'number' && err.responseCode >= 500) {
     return new AppError(err.code === 'EAUTH' ? 'unavailable' : 'tool_error', message, details, false);
   }
@@ -104,14 +134,20 @@ function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const o = value as Record<string, unknown>;
-    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(value);
 }
 
 /** What an idempotency key stands for: sha256 of the recipients, subject and bodies. */
 export function mailFingerprint(m: EmailMessage): string {
-  return createHash('sha256').update(canonical({ to: list(m.to), cc: list(m.cc), subject: m.subject, text: m.text, html: m.html })).digest('hex');
+  return createHash('sha256')
+    .update(canonical({ to: list(m.to), cc: list(m.cc), subject: m.subject, text: m.text, html: m.html }))
+    .digest('hex');
 }
 
 /** The Message-ID of a keyed mail: the same for every send of the key, so a receiver can drop a resent copy. */
@@ -141,7 +177,8 @@ export interface MailerDeps {
   readonly waitForOwnerMs?: number;
 }
 
-type Claim = { kind: 'send' } | { kind: 'absent' } | { kind: 'sent'; result: MailResult } | { kind: 'wait'; ownerPid: number };
+type Claim =
+  { kind: 'send' } | { kind: 'absent' } | { kind: 'sent'; result: MailResult } | { kind: 'wait'; ownerPid: number };
 
 /**
  * Sends mail over a transport. With an idempotency key the key is honoured durably in
@@ -163,7 +200,9 @@ export class Mailer {
     return [...this.inFlight.keys()];
   }
 
-  async send(m: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined }): Promise<MailResult> {
+  async send(
+    m: EmailMessage & { idempotencyKey?: string | undefined; correlationId?: string | undefined },
+  ): Promise<MailResult> {
     assertBody(m);
     const key = m.idempotencyKey;
     if (key === undefined) return this.deliver(m, `<${newId()}@switchyard>`, null, undefined);
@@ -183,7 +222,11 @@ export class Mailer {
     }
   }
 
-  private async sendKeyed(m: EmailMessage & { correlationId?: string | undefined }, key: string, fingerprint: string): Promise<MailResult> {
+  private async sendKeyed(
+    m: EmailMessage & { correlationId?: string | undefined },
+    key: string,
+    fingerprint: string,
+  ): Promise<MailResult> {
     const log = this.log.child({ correlationId: m.correlationId ?? key, idempotencyKey: key });
     const deadline = Date.now() + (this.deps.waitForOwnerMs ?? 90_000);
     let waiting = false;
@@ -196,7 +239,12 @@ export class Mailer {
       if (claim.kind === 'send') break;
       if (claim.kind === 'absent') continue;
       if (Date.now() >= deadline) {
-        throw new AppError('timeout', `mail "${key}" is still being sent by another process`, { idempotency_key: key, owner_pid: claim.ownerPid }, true);
+        throw new AppError(
+          'timeout',
+          `mail "${key}" is still being sent by another process`,
+          { idempotency_key: key, owner_pid: claim.ownerPid },
+          true,
+        );
       }
       if (!waiting) log.info({ ownerPid: claim.ownerPid }, 'waiting for the live sender of this mail');
       waiting = true;
@@ -214,13 +262,23 @@ export class Mailer {
   }
 
   /** Send now, retrying transient failures with backoff. */
-  private async deliver(m: EmailMessage & { correlationId?: string | undefined }, messageId: string, key: string | null, beforeAttempt: (() => Promise<void>) | undefined): Promise<MailResult> {
+  private async deliver(
+    m: EmailMessage & { correlationId?: string | undefined },
+    messageId: string,
+    key: string | null,
+    beforeAttempt: (() => Promise<void>) | undefined,
+  ): Promise<MailResult> {
     const log = this.log.child({ correlationId: m.correlationId ?? key ?? messageId, messageId });
     const policy = retry(
       handleWhen((e) => mailError(e).retryable),
       { maxAttempts: this.deps.retries ?? 2, backoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 2000 }) },
     );
-    const sub = policy.onRetry((ev) => log.warn({ attempt: ev.attempt, delayMs: ev.delay, err: 'error' in ev ? (ev.error).message : undefined }, 'mail send failed, retrying'));
+    const sub = policy.onRetry((ev) =>
+      log.warn(
+        { attempt: ev.attempt, delayMs: ev.delay, err: 'error' in ev ? ev.error.message : undefined },
+        'mail send failed, retrying',
+      ),
+    );
     try {
       const info = await policy.execute(async () => {
         await beforeAttempt?.();
@@ -235,7 +293,14 @@ export class Mailer {
         });
       });
       log.info({ accepted: info.accepted.length, rejected: info.rejected.length }, 'mail sent');
-      return { message_id: info.messageId || messageId, accepted: info.accepted, rejected: info.rejected, response: info.response.slice(0, 500), idempotency_key: key, deduplicated: false };
+      return {
+        message_id: info.messageId || messageId,
+        accepted: info.accepted,
+        rejected: info.rejected,
+        response: info.response.slice(0, 500),
+        idempotency_key: key,
+        deduplicated: false,
+      };
     } catch (e) {
       throw mailError(e);
     } finally {
@@ -260,7 +325,8 @@ export class Mailer {
               `UPDATE automation.mail_sends SET status = 'failed', result = $2, finished_at = $3 WHERE idempotency_key = $1 AND status = 'sending' AND owner_pid = ANY($4)`,
               [key, JSON.stringify(result), this.deps.now(), [...this.deps.owner.pids]],
             );
-      if (r.rowCount === 0) log.warn({ status }, 'mail outcome not recorded: another sender had already finished or taken over this key');
+      if (r.rowCount === 0)
+        log.warn({ status }, 'mail outcome not recorded: another sender had already finished or taken over this key');
     } catch (e) {
       // The mail went out (or not); the caller gets its outcome. A later call with the key may send it again.
       log.error({ err: e, status }, 'could not record the mail outcome');
@@ -284,11 +350,20 @@ export class Mailer {
            FROM automation.mail_sends s WHERE s.idempotency_key = $1 FOR UPDATE OF s`,
         [key, this.deps.ownerApplicationName],
       );
-      const row = r.rows[0] as { request_fingerprint: string; status: 'sending' | 'sent' | 'failed'; owner_pid: number | null; result: MailResult | null; owner_alive: boolean } | undefined;
+      const row = r.rows[0] as
+        | {
+            request_fingerprint: string;
+            status: 'sending' | 'sent' | 'failed';
+            owner_pid: number | null;
+            result: MailResult | null;
+            owner_alive: boolean;
+          }
+        | undefined;
       if (!row) return { kind: 'absent' } as const;
       if (row.request_fingerprint !== fingerprint) throw keyReused(key);
       if (row.status === 'sent') return { kind: 'sent', result: row.result! } as const;
-      if (row.status === 'sending' && row.owner_alive && row.owner_pid !== myPid) return { kind: 'wait', ownerPid: row.owner_pid! } as const;
+      if (row.status === 'sending' && row.owner_alive && row.owner_pid !== myPid)
+        return { kind: 'wait', ownerPid: row.owner_pid! } as const;
       // Failed before, a dead owner, or this very process left it 'sending' (its bookkeeping failed).
       const taken = await c.query(
         `UPDATE automation.mail_sends SET status = 'sending', owner_pid = $2, result = NULL, started_at = $3, finished_at = NULL
@@ -296,11 +371,19 @@ export class Mailer {
         [key, myPid, now, row.owner_pid],
       );
       if (taken.rowCount !== 1) return { kind: 'wait', ownerPid: row.owner_pid ?? 0 } as const;
-      log.info({ previousOwnerPid: row.owner_pid, previousStatus: row.status }, 'sending again a mail whose last send did not go through');
+      log.info(
+        { previousOwnerPid: row.owner_pid, previousStatus: row.status },
+        'sending again a mail whose last send did not go through',
+      );
       return { kind: 'send' } as const;
     });
   }
 }
 
 const keyReused = (key: string): AppError =>
-  new AppError('illegal_state', `idempotency key "${key}" was already used for a different e-mail`, { idempotency_key: key }, false);
+  new AppError(
+    'illegal_state',
+    `idempotency key "${key}" was already used for a different e-mail`,
+    { idempotency_key: key },
+    false,
+  );

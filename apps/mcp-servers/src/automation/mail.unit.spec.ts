@@ -35,7 +35,10 @@ describe('mail: pure parts', () => {
   });
 
   it('a mail needs text or html', () => {
-    assert.throws(() => assertBody({}), (e: unknown) => e instanceof AppError && e.code === 'validation');
+    assert.throws(
+      () => assertBody({}),
+      (e: unknown) => e instanceof AppError && e.code === 'validation',
+    );
     assertBody({ text: '' });
     assertBody({ html: '<p/>' });
   });
@@ -43,17 +46,26 @@ describe('mail: pure parts', () => {
   it('after: a duration up to a year', () => {
     assert.equal(afterMs('30s'), 30_000);
     assert.equal(afterMs('2w'), 14 * 86_400_000);
-    for (const bad of ['', '1y', '-1s', '1.5h', '400d']) assert.throws(() => afterMs(bad), /after must be a duration/, bad);
+    for (const bad of ['', '1y', '-1s', '1.5h', '400d'])
+      assert.throws(() => afterMs(bad), /after must be a duration/, bad);
   });
 
   it('SMTP_URL and the mailbox settings are checked at start, naming the variable', () => {
-    assert.equal(parseConfig({ SMTP_URL: 'smtp://u:p@mail.example.com:587' }, mcpConfigSchema).SMTP_URL, 'smtp://u:p@mail.example.com:587');
+    assert.equal(
+      parseConfig({ SMTP_URL: 'smtp://u:p@mail.example.com:587' }, mcpConfigSchema).SMTP_URL,
+      'smtp://u:p@mail.example.com:587',
+    );
     assert.equal(parseConfig({}, mcpConfigSchema).MAIL_FROM, 'Switchyard <switchyard@localhost>');
     for (const bad of ['http://mail.example.com', 'smtp://', 'mail.example.com:25']) {
       assert.throws(() => parseConfig({ SMTP_URL: bad }, mcpConfigSchema), /SMTP_URL/, bad);
     }
     assert.throws(() => parseConfig({ MAIL_FROM: 'Robot <not an address>' }, mcpConfigSchema), /MAIL_FROM/);
-    assert.deepEqual(parseConfig({}, mailboxConfigSchema), { MAILBOX_SMTP_PORT: 0, MAILBOX_SMTP_HOST: '127.0.0.1', MAILBOX_MAX_MESSAGE_BYTES: 1_048_576, MAILBOX_MAX_MESSAGES: 1000 });
+    assert.deepEqual(parseConfig({}, mailboxConfigSchema), {
+      MAILBOX_SMTP_PORT: 0,
+      MAILBOX_SMTP_HOST: '127.0.0.1',
+      MAILBOX_MAX_MESSAGE_BYTES: 1_048_576,
+      MAILBOX_MAX_MESSAGES: 1000,
+    });
     assert.throws(() => parseConfig({ MAILBOX_MAX_MESSAGES: '0' }, mailboxConfigSchema), /MAILBOX_MAX_MESSAGES/);
   });
 });

@@ -13,7 +13,12 @@ export const mailboxConfigSchema = z.object({
   MAILBOX_SMTP_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   MAILBOX_SMTP_HOST: z.string().min(1).default('127.0.0.1'),
   /** A bigger message is refused with 552 (SMTP SIZE extension). */
-  MAILBOX_MAX_MESSAGE_BYTES: z.coerce.number().int().min(1024).max(50 * 1024 * 1024).default(1024 * 1024),
+  MAILBOX_MAX_MESSAGE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(50 * 1024 * 1024)
+    .default(1024 * 1024),
   /** Only the newest N messages are kept. */
   MAILBOX_MAX_MESSAGES: z.coerce.number().int().min(1).max(1_000_000).default(1000),
 });
@@ -47,7 +52,9 @@ const smtpError = (code: number, message: string): Error => Object.assign(new Er
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
 const addresses = (a: AddressObject | AddressObject[] | undefined): string[] =>
-  (a === undefined ? [] : Array.isArray(a) ? a : [a]).flatMap((o) => o.value.map((v) => v.address ?? '').filter(Boolean)).map((x) => x.toLowerCase());
+  (a === undefined ? [] : Array.isArray(a) ? a : [a])
+    .flatMap((o) => o.value.map((v) => v.address ?? '').filter(Boolean))
+    .map((x) => x.toLowerCase());
 
 /**
  * A real SMTP server for development and tests: it accepts mail only from a client that logs in
@@ -82,7 +89,10 @@ export async function startMailbox(opts: MailboxOptions): Promise<RunningMailbox
       ],
     );
     // The cap: everything older than the newest N goes.
-    await opts.pool.query(`DELETE FROM automation.mailbox WHERE id <= (SELECT id FROM automation.mailbox ORDER BY id DESC OFFSET $1 LIMIT 1)`, [maxMessages]);
+    await opts.pool.query(
+      `DELETE FROM automation.mailbox WHERE id <= (SELECT id FROM automation.mailbox ORDER BY id DESC OFFSET $1 LIMIT 1)`,
+      [maxMessages],
+    );
     return Number(r.rows[0]!.id);
   };
 
@@ -176,11 +186,18 @@ export interface MailboxMessage {
 export const mailboxQuerySchema = z.object({
   to: z.string().min(1).max(320).optional().describe('only messages with this recipient (envelope to or cc)'),
   limit: z.number().int().min(1).max(200).default(50),
-  cursor: z.string().regex(/^[0-9]{1,19}$/, 'a next_cursor of an earlier page').optional().describe('next_cursor of the previous page'),
+  cursor: z
+    .string()
+    .regex(/^[0-9]{1,19}$/, 'a next_cursor of an earlier page')
+    .optional()
+    .describe('next_cursor of the previous page'),
 });
 
 /** Newest first, keyset-paged on the id: `next_cursor` is set when older messages remain. */
-export async function listMailbox(pool: pg.Pool, q: z.infer<typeof mailboxQuerySchema>): Promise<{ messages: MailboxMessage[]; next_cursor: string | null }> {
+export async function listMailbox(
+  pool: pg.Pool,
+  q: z.infer<typeof mailboxQuerySchema>,
+): Promise<{ messages: MailboxMessage[]; next_cursor: string | null }> {
   const r = await pool.query(
     // ORDER BY names the table's id: the output column `id` is text and would sort as text.
     `SELECT id::text AS id, message_id, mail_from, rcpt_to, header_to, cc, subject, text_body, html_body, size_bytes, received_at

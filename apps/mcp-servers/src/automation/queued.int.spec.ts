@@ -44,8 +44,16 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
     return s;
   }
   const to = (key: string) => sink.requests.filter((r) => r.headers['idempotency-key'] === key);
-  const a2aBody = (state: string) => ({ statusUpdate: { taskId: 't-1', contextId: 'c-1', status: { state, timestamp: '2026-12-03T12:00:00.000Z' } } });
-  const rowOf = async (key: string) => (await db.query(`SELECT status, attempts, payload, response_status, last_error FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key])).rows[0];
+  const a2aBody = (state: string) => ({
+    statusUpdate: { taskId: 't-1', contextId: 'c-1', status: { state, timestamp: '2026-12-03T12:00:00.000Z' } },
+  });
+  const rowOf = async (key: string) =>
+    (
+      await db.query(
+        `SELECT status, attempts, payload, response_status, last_error FROM automation.scheduled_deliveries WHERE delivery_id = $1`,
+        [key],
+      )
+    ).rows[0];
 
   before(async () => {
     url = await freshDatabase('mcp_queued');
@@ -64,7 +72,12 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
     svc = service();
     await svc.migrate();
     await svc.start();
-    http = await startMcpHttpServer({ name: 'automation', serverFactory: () => createAutomationServer({ service: svc, logger: silentLogger }), port: 0, logger: silentLogger });
+    http = await startMcpHttpServer({
+      name: 'automation',
+      serverFactory: () => createAutomationServer({ service: svc, logger: silentLogger }),
+      port: 0,
+      logger: silentLogger,
+    });
     client = await httpClient(http.url);
   });
 
@@ -116,7 +129,13 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
 
   it('a receiver that fails twice gets the delivery on a retry, exactly once with a 2xx', async () => {
     const key = 'flaky-1';
-    await ok(client, 'queue_webhook', { format: 'a2a', url: `${sink.base}/flaky`, event: 'a2a.task', body: { task: { id: 'x' } }, idempotency_key: key });
+    await ok(client, 'queue_webhook', {
+      format: 'a2a',
+      url: `${sink.base}/flaky`,
+      event: 'a2a.task',
+      body: { task: { id: 'x' } },
+      idempotency_key: key,
+    });
     await until(async () => (await rowOf(key))?.status === 'delivered', 'delivered after two failures');
     assert.equal(to(key).length, 3);
     assert.equal(flakyCount.get(key), 3);
@@ -134,14 +153,23 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
     assert.equal(to('o-2').length + to('o-3').length, 0);
     held.shift()!.writeHead(200).end();
     await until(async () => (await rowOf('o-3'))?.status === 'delivered', 'all three delivered');
-    const order = sink.requests.filter((r) => ['o-1', 'o-2', 'o-3'].includes(String(r.headers['idempotency-key']))).map((r) => r.headers['idempotency-key']);
+    const order = sink.requests
+      .filter((r) => ['o-1', 'o-2', 'o-3'].includes(String(r.headers['idempotency-key'])))
+      .map((r) => r.headers['idempotency-key']);
     assert.deepEqual(order, ['o-1', 'o-2', 'o-3']);
   });
 
   it('an unanswered delivery stays pending and is sent by the next scheduler run, even of another instance (restart)', async () => {
     downStatus = 503;
     const key = 'down-1';
-    await ok(client, 'queue_webhook', { format: 'a2a', url: `${sink.base}/down`, event: 'a2a.task', body: { task: { id: 'd' } }, token: 'tok-d', idempotency_key: key });
+    await ok(client, 'queue_webhook', {
+      format: 'a2a',
+      url: `${sink.base}/down`,
+      event: 'a2a.task',
+      body: { task: { id: 'd' } },
+      token: 'tok-d',
+      idempotency_key: key,
+    });
     await until(async () => (await rowOf(key))?.last_error != null, 'the first round failed');
     const failedRound = await rowOf(key);
     assert.equal(failedRound.status, 'pending');
@@ -162,7 +190,14 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
   it('a 4xx other than 408/429 is a final refusal: given up, not retried', async () => {
     downStatus = 410;
     const key = 'gone-1';
-    await ok(client, 'queue_webhook', { format: 'a2a', url: `${sink.base}/down`, event: 'a2a.task', body: { task: { id: 'g' } }, token: 'tok-g', idempotency_key: key });
+    await ok(client, 'queue_webhook', {
+      format: 'a2a',
+      url: `${sink.base}/down`,
+      event: 'a2a.task',
+      body: { task: { id: 'g' } },
+      token: 'tok-g',
+      idempotency_key: key,
+    });
     await until(async () => (await rowOf(key))?.status === 'gave_up', 'given up');
     assert.equal(to(key).length, 1);
     const row = await rowOf(key);
@@ -171,14 +206,39 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
   });
 
   it('refuses what the egress guard refuses, a reused key for another URL, and bad input', async () => {
-    const metadata = await fails(client, 'queue_webhook', { format: 'a2a', url: 'http://169.254.169.254/latest', event: 'a2a.task', body: {}, idempotency_key: 'ssrf-1' });
+    const metadata = await fails(client, 'queue_webhook', {
+      format: 'a2a',
+      url: 'http://169.254.169.254/latest',
+      event: 'a2a.task',
+      body: {},
+      idempotency_key: 'ssrf-1',
+    });
     assert.equal(metadata.code, 'forbidden');
-    assert.equal((await rowOf('ssrf-1')), undefined);
-    const reused = await fails(client, 'queue_webhook', { format: 'a2a', url: `${sink.base}/other`, event: 'a2a.task', body: {}, idempotency_key: 'flaky-1' });
+    assert.equal(await rowOf('ssrf-1'), undefined);
+    const reused = await fails(client, 'queue_webhook', {
+      format: 'a2a',
+      url: `${sink.base}/other`,
+      event: 'a2a.task',
+      body: {},
+      idempotency_key: 'flaky-1',
+    });
     assert.equal(reused.code, 'illegal_state');
-    const header = await fails(client, 'queue_webhook', { format: 'a2a', url: `${sink.base}/ok`, event: 'a2a.task', body: {}, token: 'a\r\nx-evil: 1', idempotency_key: 'bad-1' });
+    const header = await fails(client, 'queue_webhook', {
+      format: 'a2a',
+      url: `${sink.base}/ok`,
+      event: 'a2a.task',
+      body: {},
+      token: 'a\r\nx-evil: 1',
+      idempotency_key: 'bad-1',
+    });
     assert.match(header.text, /line breaks|invalid/i);
-    const format = await fails(client, 'queue_webhook', { format: 'soap', url: `${sink.base}/ok`, event: 'a2a.task', body: {}, idempotency_key: 'bad-2' });
+    const format = await fails(client, 'queue_webhook', {
+      format: 'soap',
+      url: `${sink.base}/ok`,
+      event: 'a2a.task',
+      body: {},
+      idempotency_key: 'bad-2',
+    });
     assert.ok(format.text.length > 0);
   });
 });

@@ -12,19 +12,47 @@ import { z } from 'zod';
 export const QUEUED_BODY_MAX_BYTES = 512 * 1024;
 
 /** An HTTP auth scheme is a token (RFC 9110); credentials must not be able to inject headers. */
-const scheme = z.string().regex(/^[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,49}$/, 'an HTTP auth scheme such as Bearer or Basic');
-const headerValue = z.string().max(4000).regex(/^[^\r\n\0]*$/, 'no line breaks');
+const scheme = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,49}$/, 'an HTTP auth scheme such as Bearer or Basic');
+const headerValue = z
+  .string()
+  .max(4000)
+  .regex(/^[^\r\n\0]*$/, 'no line breaks');
 
 export const queueWebhookShape = {
-  format: z.literal('a2a').describe('a2a: an A2A push notification (the body as given, X-A2A-Notification-Token, Authorization)'),
-  url: z.string().url().max(2000).describe('http(s) URL of the receiver; checked by the egress guard now and at every send'),
-  event: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.:-]+$/).describe('what this is, for the records and logs (e.g. a2a.status-update)'),
+  format: z
+    .literal('a2a')
+    .describe('a2a: an A2A push notification (the body as given, X-A2A-Notification-Token, Authorization)'),
+  url: z
+    .string()
+    .url()
+    .max(2000)
+    .describe('http(s) URL of the receiver; checked by the egress guard now and at every send'),
+  event: z
+    .string()
+    .min(1)
+    .max(100)
+    .regex(/^[A-Za-z0-9_.:-]+$/)
+    .describe('what this is, for the records and logs (e.g. a2a.status-update)'),
   body: z.record(z.string(), z.unknown()).describe('the JSON body, POSTed as it is'),
   content_type: z.enum(['application/json', 'application/a2a+json']).default('application/json'),
   token: headerValue.min(1).optional().describe('sent as X-A2A-Notification-Token'),
-  authentication: z.object({ scheme, credentials: headerValue }).optional().describe('sent as Authorization: <scheme> <credentials>'),
-  idempotency_key: z.string().min(1).max(200).describe('the delivery id: a repeat with the key records and sends nothing more'),
-  ordering_key: z.string().min(1).max(200).optional().describe('deliveries with the same key go out one at a time, in the order they were queued'),
+  authentication: z
+    .object({ scheme, credentials: headerValue })
+    .optional()
+    .describe('sent as Authorization: <scheme> <credentials>'),
+  idempotency_key: z
+    .string()
+    .min(1)
+    .max(200)
+    .describe('the delivery id: a repeat with the key records and sends nothing more'),
+  ordering_key: z
+    .string()
+    .min(1)
+    .max(200)
+    .optional()
+    .describe('deliveries with the same key go out one at a time, in the order they were queued'),
 };
 export const queueWebhookSchema = z.object(queueWebhookShape);
 export type QueueWebhookInput = z.infer<typeof queueWebhookSchema>;

@@ -39,7 +39,10 @@ export function afterMs(text: string): number {
   const m = /^([0-9]{1,6})([smhdw])$/.exec(text);
   const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
   const ms = m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : NaN;
-  if (!(ms >= 0 && ms <= 366 * 86_400_000)) throw new AppError('validation', `after must be a duration like 30s, 15m, 2h, 7d (at most a year): ${text}`, { after: text });
+  if (!(ms >= 0 && ms <= 366 * 86_400_000))
+    throw new AppError('validation', `after must be a duration like 30s, 15m, 2h, 7d (at most a year): ${text}`, {
+      after: text,
+    });
   return ms;
 }
 
@@ -47,11 +50,16 @@ export function afterMs(text: string): number {
  * The first fire of a new schedule at `now`: exactly one of cron (repeating) and after (once).
  * Pure; the service also calls it before its own checks so a bad expression is reported first.
  */
-export function planSchedule(input: { cron?: string | null | undefined; after?: string | null | undefined; timezone: string }, now: Date): { next: Date; runOnce: boolean } {
+export function planSchedule(
+  input: { cron?: string | null | undefined; after?: string | null | undefined; timezone: string },
+  now: Date,
+): { next: Date; runOnce: boolean } {
   const cron = input.cron ?? undefined;
   const after = input.after ?? undefined;
   if ((cron === undefined) === (after === undefined)) {
-    throw new AppError('validation', 'give either cron (repeating) or after (once, e.g. "7d")', { fields: ['cron', 'after'] });
+    throw new AppError('validation', 'give either cron (repeating) or after (once, e.g. "7d")', {
+      fields: ['cron', 'after'],
+    });
   }
   if (cron !== undefined) return { next: nextFireAfter(cron, input.timezone, now), runOnce: false };
   const next = new Date(now.getTime() + afterMs(after!));
@@ -72,16 +80,42 @@ export const scheduleCreatedSchema = z.object({
   created_at: at,
 });
 export const schedulePausedSchema = z.object({ id: z.uuid(), name: z.string().min(1), paused_at: at });
-export const scheduleResumedSchema = z.object({ id: z.uuid(), name: z.string().min(1), next_fire_at: at, resumed_at: at });
+export const scheduleResumedSchema = z.object({
+  id: z.uuid(),
+  name: z.string().min(1),
+  next_fire_at: at,
+  resumed_at: at,
+});
 export const scheduleDeletedSchema = z.object({ id: z.uuid(), name: z.string().min(1), deleted_at: at });
 
 export type ScheduleEvent =
-  | { readonly type: 'ScheduleCreated'; readonly data: z.infer<typeof scheduleCreatedSchema>; readonly metadata: AutomationMetadata }
-  | { readonly type: 'SchedulePaused'; readonly data: z.infer<typeof schedulePausedSchema>; readonly metadata: AutomationMetadata }
-  | { readonly type: 'ScheduleResumed'; readonly data: z.infer<typeof scheduleResumedSchema>; readonly metadata: AutomationMetadata }
-  | { readonly type: 'ScheduleDeleted'; readonly data: z.infer<typeof scheduleDeletedSchema>; readonly metadata: AutomationMetadata };
+  | {
+      readonly type: 'ScheduleCreated';
+      readonly data: z.infer<typeof scheduleCreatedSchema>;
+      readonly metadata: AutomationMetadata;
+    }
+  | {
+      readonly type: 'SchedulePaused';
+      readonly data: z.infer<typeof schedulePausedSchema>;
+      readonly metadata: AutomationMetadata;
+    }
+  | {
+      readonly type: 'ScheduleResumed';
+      readonly data: z.infer<typeof scheduleResumedSchema>;
+      readonly metadata: AutomationMetadata;
+    }
+  | {
+      readonly type: 'ScheduleDeleted';
+      readonly data: z.infer<typeof scheduleDeletedSchema>;
+      readonly metadata: AutomationMetadata;
+    };
 
-export const SCHEDULE_EVENT_TYPES = ['ScheduleCreated', 'SchedulePaused', 'ScheduleResumed', 'ScheduleDeleted'] as const;
+export const SCHEDULE_EVENT_TYPES = [
+  'ScheduleCreated',
+  'SchedulePaused',
+  'ScheduleResumed',
+  'ScheduleDeleted',
+] as const;
 
 /** `id`: when the caller named the schedule by id, the schedule it meant (a reused name has another). */
 type Ref = { readonly name: string; readonly id?: string };
@@ -116,10 +150,11 @@ export type ScheduleState =
   | ({ readonly status: 'paused' } & Defined)
   | { readonly status: 'deleted'; readonly id: string; readonly name: string };
 
-
 function existing(state: ScheduleState, ref: Ref): Extract<ScheduleState, { status: 'active' | 'paused' }> {
   if ((state.status !== 'active' && state.status !== 'paused') || (ref.id !== undefined && ref.id !== state.id)) {
-    throw new AppError('not_found', `no schedule named or with id "${ref.id ?? ref.name}"`, { schedule: ref.id ?? ref.name });
+    throw new AppError('not_found', `no schedule named or with id "${ref.id ?? ref.name}"`, {
+      schedule: ref.id ?? ref.name,
+    });
   }
   return state;
 }
@@ -134,11 +169,21 @@ export const scheduleDecider = {
       case 'CreateSchedule': {
         const d = command.data;
         const plan = planSchedule(d, now);
-        if (state.status === 'active' || state.status === 'paused') throw new AppError('illegal_state', `schedule "${d.name}" already exists`, { name: `schedule "${d.name}"` });
+        if (state.status === 'active' || state.status === 'paused')
+          throw new AppError('illegal_state', `schedule "${d.name}" already exists`, { name: `schedule "${d.name}"` });
         return [
           {
             type: 'ScheduleCreated',
-            data: { id: d.id, name: d.name, cron: d.cron ?? null, run_once: plan.runOnce, timezone: d.timezone, target: d.target, next_fire_at: plan.next.toISOString(), created_at: metadata.timestamp },
+            data: {
+              id: d.id,
+              name: d.name,
+              cron: d.cron ?? null,
+              run_once: plan.runOnce,
+              timezone: d.timezone,
+              target: d.target,
+              next_fire_at: plan.next.toISOString(),
+              created_at: metadata.timestamp,
+            },
             metadata,
           },
         ];
@@ -154,11 +199,19 @@ export const scheduleDecider = {
         // A cron schedule goes on with its next occurrence after now (those missed while paused are
         // skipped); a one-shot keeps its time (due at once if it passed; once fired it stays done).
         const next = s.cron === null ? s.next_fire_at : nextFireAfter(s.cron, s.timezone, now).toISOString();
-        return [{ type: 'ScheduleResumed', data: { id: s.id, name: s.name, next_fire_at: next, resumed_at: metadata.timestamp }, metadata }];
+        return [
+          {
+            type: 'ScheduleResumed',
+            data: { id: s.id, name: s.name, next_fire_at: next, resumed_at: metadata.timestamp },
+            metadata,
+          },
+        ];
       }
       case 'DeleteSchedule': {
         const s = existing(state, command.data);
-        return [{ type: 'ScheduleDeleted', data: { id: s.id, name: s.name, deleted_at: metadata.timestamp }, metadata }];
+        return [
+          { type: 'ScheduleDeleted', data: { id: s.id, name: s.name, deleted_at: metadata.timestamp }, metadata },
+        ];
       }
       default: {
         const never: never = command;
@@ -171,12 +224,21 @@ export const scheduleDecider = {
     switch (event.type) {
       case 'ScheduleCreated': {
         const d = event.data;
-        return { status: 'active', id: d.id, name: d.name, cron: d.cron, timezone: d.timezone, next_fire_at: d.next_fire_at };
+        return {
+          status: 'active',
+          id: d.id,
+          name: d.name,
+          cron: d.cron,
+          timezone: d.timezone,
+          next_fire_at: d.next_fire_at,
+        };
       }
       case 'SchedulePaused':
         return state.status === 'active' ? { ...state, status: 'paused' } : state;
       case 'ScheduleResumed':
-        return state.status === 'paused' ? { ...state, status: 'active', next_fire_at: event.data.next_fire_at } : state;
+        return state.status === 'paused'
+          ? { ...state, status: 'active', next_fire_at: event.data.next_fire_at }
+          : state;
       case 'ScheduleDeleted':
         return { status: 'deleted', id: event.data.id, name: event.data.name };
       default: {

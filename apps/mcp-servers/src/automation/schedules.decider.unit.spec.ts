@@ -12,48 +12,95 @@ const meta = (timestamp = T0): AutomationMetadata => ({ timestamp, correlationId
 const ID = '0190a000-0000-7000-8000-000000000011';
 const target = { kind: 'workflow', template_id: 'tpl', input: {} };
 
-const create = (over: Partial<{ cron: string; after: string; timezone: string }> = { cron: '*/5 * * * *' }, id = ID): ScheduleCommand => ({
+const create = (
+  over: Partial<{ cron: string; after: string; timezone: string }> = { cron: '*/5 * * * *' },
+  id = ID,
+): ScheduleCommand => ({
   type: 'CreateSchedule',
   data: { id, name: 'report', timezone: 'UTC', target, ...over },
   metadata: meta(),
 });
 const created = (id = ID): ScheduleEvent => ({
   type: 'ScheduleCreated',
-  data: { id, name: 'report', cron: '*/5 * * * *', run_once: false, timezone: 'UTC', target, next_fire_at: '2026-03-01T10:05:00.000Z', created_at: T0 },
+  data: {
+    id,
+    name: 'report',
+    cron: '*/5 * * * *',
+    run_once: false,
+    timezone: 'UTC',
+    target,
+    next_fire_at: '2026-03-01T10:05:00.000Z',
+    created_at: T0,
+  },
   metadata: meta(),
 });
 const oneShot: ScheduleEvent = {
   type: 'ScheduleCreated',
-  data: { id: ID, name: 'report', cron: null, run_once: true, timezone: 'UTC', target, next_fire_at: '2026-03-08T10:01:00.000Z', created_at: T0 },
+  data: {
+    id: ID,
+    name: 'report',
+    cron: null,
+    run_once: true,
+    timezone: 'UTC',
+    target,
+    next_fire_at: '2026-03-08T10:01:00.000Z',
+    created_at: T0,
+  },
   metadata: meta(),
 };
 const pause = (t = T0): ScheduleCommand => ({ type: 'PauseSchedule', data: { name: 'report' }, metadata: meta(t) });
-const resume = (t: string): ScheduleCommand => ({ type: 'ResumeSchedule', data: { name: 'report' }, metadata: meta(t) });
-const paused = (t = T0): ScheduleEvent => ({ type: 'SchedulePaused', data: { id: ID, name: 'report', paused_at: t }, metadata: meta(t) });
+const resume = (t: string): ScheduleCommand => ({
+  type: 'ResumeSchedule',
+  data: { name: 'report' },
+  metadata: meta(t),
+});
+const paused = (t = T0): ScheduleEvent => ({
+  type: 'SchedulePaused',
+  data: { id: ID, name: 'report', paused_at: t },
+  metadata: meta(t),
+});
 
 describe('Schedule: none', () => {
   it('CreateSchedule with cron plans the next occurrence after the command time', () => {
     spec.given([]).when(create()).then([created()]);
   });
   it('CreateSchedule with after plans one fire that long after the command time', () => {
-    spec.given([]).when(create({ after: '7d' })).then([oneShot]);
+    spec
+      .given([])
+      .when(create({ after: '7d' }))
+      .then([oneShot]);
   });
   it('refuses both or neither of cron and after, a bad cron, a bad time zone', () => {
-    spec.given([]).when(create({ cron: '* * * * *', after: '1h' })).thenThrows(isCode('validation'));
+    spec
+      .given([])
+      .when(create({ cron: '* * * * *', after: '1h' }))
+      .thenThrows(isCode('validation'));
     spec.given([]).when(create({})).thenThrows(isCode('validation'));
-    spec.given([]).when(create({ cron: '99 * * * *' })).thenThrows(isCode('validation'));
-    spec.given([]).when(create({ after: '1h', timezone: 'Nowhere/Land' })).thenThrows(isCode('validation'));
+    spec
+      .given([])
+      .when(create({ cron: '99 * * * *' }))
+      .thenThrows(isCode('validation'));
+    spec
+      .given([])
+      .when(create({ after: '1h', timezone: 'Nowhere/Land' }))
+      .thenThrows(isCode('validation'));
   });
   it('PauseSchedule, ResumeSchedule, DeleteSchedule: not_found', () => {
     spec.given([]).when(pause()).thenThrows(isCode('not_found'));
     spec.given([]).when(resume(T0)).thenThrows(isCode('not_found'));
-    spec.given([]).when({ type: 'DeleteSchedule', data: { name: 'report' }, metadata: meta() }).thenThrows(isCode('not_found'));
+    spec
+      .given([])
+      .when({ type: 'DeleteSchedule', data: { name: 'report' }, metadata: meta() })
+      .thenThrows(isCode('not_found'));
   });
 });
 
 describe('Schedule: active', () => {
   it('CreateSchedule again: illegal_state "already exists"', () => {
-    const e = spec.given([created()]).when(create({ cron: '0 * * * *' }, '0190a000-0000-7000-8000-000000000012')).thenThrows<AppError>(isCode('illegal_state'));
+    const e = spec
+      .given([created()])
+      .when(create({ cron: '0 * * * *' }, '0190a000-0000-7000-8000-000000000012'))
+      .thenThrows<AppError>(isCode('illegal_state'));
     assert.equal(e.message, 'schedule "report" already exists');
   });
   it('PauseSchedule records the pause; ResumeSchedule changes nothing', () => {
@@ -61,7 +108,14 @@ describe('Schedule: active', () => {
     spec.given([created()]).when(resume(T0)).thenNothingHappened();
   });
   it('DeleteSchedule by a stale id: not_found', () => {
-    spec.given([created()]).when({ type: 'DeleteSchedule', data: { name: 'report', id: '0190a000-0000-7000-8000-000000000099' }, metadata: meta() }).thenThrows(isCode('not_found'));
+    spec
+      .given([created()])
+      .when({
+        type: 'DeleteSchedule',
+        data: { name: 'report', id: '0190a000-0000-7000-8000-000000000099' },
+        metadata: meta(),
+      })
+      .thenThrows(isCode('not_found'));
   });
 });
 
@@ -71,21 +125,52 @@ describe('Schedule: paused', () => {
   });
   it('ResumeSchedule of a cron schedule plans the next occurrence after the resume time', () => {
     const t = '2026-03-02T08:07:00.000Z';
-    spec.given([created(), paused()]).when(resume(t)).then([{ type: 'ScheduleResumed', data: { id: ID, name: 'report', next_fire_at: '2026-03-02T08:10:00.000Z', resumed_at: t }, metadata: meta(t) }]);
+    spec
+      .given([created(), paused()])
+      .when(resume(t))
+      .then([
+        {
+          type: 'ScheduleResumed',
+          data: { id: ID, name: 'report', next_fire_at: '2026-03-02T08:10:00.000Z', resumed_at: t },
+          metadata: meta(t),
+        },
+      ]);
   });
   it('ResumeSchedule of a one-shot schedule keeps its time', () => {
     const t = '2026-03-02T08:07:00.000Z';
-    spec.given([oneShot, paused()]).when(resume(t)).then([{ type: 'ScheduleResumed', data: { id: ID, name: 'report', next_fire_at: '2026-03-08T10:01:00.000Z', resumed_at: t }, metadata: meta(t) }]);
+    spec
+      .given([oneShot, paused()])
+      .when(resume(t))
+      .then([
+        {
+          type: 'ScheduleResumed',
+          data: { id: ID, name: 'report', next_fire_at: '2026-03-08T10:01:00.000Z', resumed_at: t },
+          metadata: meta(t),
+        },
+      ]);
   });
   it('DeleteSchedule records the deletion; the name may then be used again', () => {
-    const gone: ScheduleEvent = { type: 'ScheduleDeleted', data: { id: ID, name: 'report', deleted_at: T0 }, metadata: meta() };
-    spec.given([created(), paused()]).when({ type: 'DeleteSchedule', data: { name: 'report', id: ID }, metadata: meta() }).then([gone]);
+    const gone: ScheduleEvent = {
+      type: 'ScheduleDeleted',
+      data: { id: ID, name: 'report', deleted_at: T0 },
+      metadata: meta(),
+    };
+    spec
+      .given([created(), paused()])
+      .when({ type: 'DeleteSchedule', data: { name: 'report', id: ID }, metadata: meta() })
+      .then([gone]);
     spec.given([created(), gone]).when(create()).then([created()]);
   });
 });
 
 describe('planSchedule', () => {
   it('is the first fire strictly after now, in the schedule time zone', () => {
-    assert.equal(planSchedule({ cron: '0 9 * * *', timezone: 'America/New_York' }, new Date('2026-07-01T00:00:00Z')).next.toISOString(), '2026-07-01T13:00:00.000Z');
+    assert.equal(
+      planSchedule(
+        { cron: '0 9 * * *', timezone: 'America/New_York' },
+        new Date('2026-07-01T00:00:00Z'),
+      ).next.toISOString(),
+      '2026-07-01T13:00:00.000Z',
+    );
   });
 });

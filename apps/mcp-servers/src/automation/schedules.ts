@@ -43,7 +43,9 @@ export const scheduleTargetSchema = z.discriminatedUnion('kind', [
     template_id: z.string().min(1),
     input: z.record(z.string(), z.unknown()).default({}),
   }),
-  z.object({ kind: z.literal('email'), ...emailMessageShape }).describe('send this e-mail (send_email) when the schedule fires'),
+  z
+    .object({ kind: z.literal('email'), ...emailMessageShape })
+    .describe('send this e-mail (send_email) when the schedule fires'),
 ]);
 export type ScheduleTarget = z.infer<typeof scheduleTargetSchema>;
 
@@ -110,18 +112,35 @@ export const schedulesProjection: Projection = {
                   created_at = excluded.created_at, position = excluded.position,
                   -- An adopted row's run columns from before the events (now in schedule_runs) are emptied, as a replay has them.
                   last_fired_at = NULL, fire_count = 0`,
-          [d.id, d.name, d.cron, d.run_once, d.timezone, JSON.stringify(d.target), d.next_fire_at, e.revision, d.created_at, e.position],
+          [
+            d.id,
+            d.name,
+            d.cron,
+            d.run_once,
+            d.timezone,
+            JSON.stringify(d.target),
+            d.next_fire_at,
+            e.revision,
+            d.created_at,
+            e.position,
+          ],
         );
         return;
       }
       case 'SchedulePaused': {
         const d = schedulePausedSchema.parse(e.data);
-        await c.query(`UPDATE automation.schedules SET enabled = false, position = $2 WHERE id = $1`, [d.id, e.position]);
+        await c.query(`UPDATE automation.schedules SET enabled = false, position = $2 WHERE id = $1`, [
+          d.id,
+          e.position,
+        ]);
         return;
       }
       case 'ScheduleResumed': {
         const d = scheduleResumedSchema.parse(e.data);
-        await c.query(`UPDATE automation.schedules SET enabled = true, next_fire_at = $2, plan_revision = $3, position = $4 WHERE id = $1`, [d.id, d.next_fire_at, e.revision, e.position]);
+        await c.query(
+          `UPDATE automation.schedules SET enabled = true, next_fire_at = $2, plan_revision = $3, position = $4 WHERE id = $1`,
+          [d.id, d.next_fire_at, e.revision, e.position],
+        );
         return;
       }
       case 'ScheduleDeleted': {
@@ -164,38 +183,78 @@ export class Schedules {
    * CreateSchedule: a cron schedule, or with `after` (e.g. `30s`, `7d`) a one-shot one: it fires
    * once, that long from now, and is then disabled.
    */
-  async create(input: { name: string; cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget }, correlationId?: string): Promise<Schedule> {
+  async create(
+    input: {
+      name: string;
+      cron?: string | undefined;
+      after?: string | undefined;
+      timezone: string;
+      target: ScheduleTarget;
+    },
+    correlationId?: string,
+  ): Promise<Schedule> {
     const metadata = this.deps.events.metadata(correlationId);
     // The decider checks these too; first here so a bad expression is reported before a missing webhook.
     planSchedule(input, new Date(metadata.timestamp));
     if (input.target.kind === 'webhook') await this.deps.webhookByRef(input.target.webhook);
     if (input.target.kind === 'email') {
       assertBody(input.target);
-      if (!this.deps.hasMail()) throw new AppError('unavailable', 'an e-mail schedule needs a mail server: set SMTP_URL', {}, false);
+      if (!this.deps.hasMail())
+        throw new AppError('unavailable', 'an e-mail schedule needs a mail server: set SMTP_URL', {}, false);
     }
     const r = await this.command({
       type: 'CreateSchedule',
-      data: { id: newId(), name: input.name, cron: input.cron, after: input.after, timezone: input.timezone, target: input.target },
+      data: {
+        id: newId(),
+        name: input.name,
+        cron: input.cron,
+        after: input.after,
+        timezone: input.timezone,
+        target: input.target,
+      },
       metadata,
     });
     const d = (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleCreated' }>).data;
-    return { id: d.id, name: d.name, cron: d.cron, run_once: d.run_once, timezone: d.timezone, target: d.target as ScheduleTarget, enabled: true, next_fire_at: d.next_fire_at, last_fired_at: null, fire_count: 0 };
+    return {
+      id: d.id,
+      name: d.name,
+      cron: d.cron,
+      run_once: d.run_once,
+      timezone: d.timezone,
+      target: d.target as ScheduleTarget,
+      enabled: true,
+      next_fire_at: d.next_fire_at,
+      last_fired_at: null,
+      fire_count: 0,
+    };
   }
 
   /** PauseSchedule: no fires until resumed (pausing a paused schedule changes nothing). */
   async pause(ref: string, correlationId?: string): Promise<Schedule> {
-    await this.command({ type: 'PauseSchedule', data: await this.resolve(ref), metadata: this.deps.events.metadata(correlationId) });
+    await this.command({
+      type: 'PauseSchedule',
+      data: await this.resolve(ref),
+      metadata: this.deps.events.metadata(correlationId),
+    });
     return this.get(ref);
   }
 
   /** ResumeSchedule: a cron schedule goes on from its next occurrence after now. */
   async resume(ref: string, correlationId?: string): Promise<Schedule> {
-    await this.command({ type: 'ResumeSchedule', data: await this.resolve(ref), metadata: this.deps.events.metadata(correlationId) });
+    await this.command({
+      type: 'ResumeSchedule',
+      data: await this.resolve(ref),
+      metadata: this.deps.events.metadata(correlationId),
+    });
     return this.get(ref);
   }
 
   async delete(ref: string, correlationId?: string): Promise<{ deleted: string }> {
-    const r = await this.command({ type: 'DeleteSchedule', data: await this.resolve(ref), metadata: this.deps.events.metadata(correlationId) });
+    const r = await this.command({
+      type: 'DeleteSchedule',
+      data: await this.resolve(ref),
+      metadata: this.deps.events.metadata(correlationId),
+    });
     return { deleted: (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleDeleted' }>).data.name };
   }
 
@@ -205,7 +264,10 @@ export class Schedules {
   }
 
   private async get(ref: string): Promise<Schedule> {
-    const r = await this.deps.pool.query(`${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid)`, [ref, uuidLike.test(ref) ? ref : null]);
+    const r = await this.deps.pool.query(
+      `${SCHEDULE_SELECT} WHERE s.name = $1 OR ($2::uuid IS NOT NULL AND s.id = $2::uuid)`,
+      [ref, uuidLike.test(ref) ? ref : null],
+    );
     if (!r.rows[0]) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
     return toSchedule(r.rows[0]);
   }
@@ -213,7 +275,10 @@ export class Schedules {
   /** A name is its own stream; an id is looked up in the read model (and checked again by the decider). */
   private async resolve(ref: string): Promise<{ name: string; id?: string }> {
     if (!uuidLike.test(ref)) return { name: ref };
-    const r = await this.deps.pool.query<{ id: string; name: string }>(`SELECT id, name FROM automation.schedules WHERE name = $1 OR id = $1::uuid ORDER BY name = $1 DESC LIMIT 1`, [ref]);
+    const r = await this.deps.pool.query<{ id: string; name: string }>(
+      `SELECT id, name FROM automation.schedules WHERE name = $1 OR id = $1::uuid ORDER BY name = $1 DESC LIMIT 1`,
+      [ref],
+    );
     const row = r.rows[0];
     if (!row) throw new AppError('not_found', `no schedule named or with id "${ref}"`, { schedule: ref });
     return row.name === ref ? { name: ref } : { name: row.name, id: row.id };
@@ -221,21 +286,37 @@ export class Schedules {
 
   /** Ids of the schedules due at `now`, oldest first. */
   async due(now: Date, batch: number): Promise<string[]> {
-    const r = await this.deps.pool.query<{ id: string }>(`SELECT id FROM (${SCHEDULE_SELECT}) x WHERE x.active AND NOT x.done AND x.next_fire_at <= $1 ORDER BY x.next_fire_at LIMIT $2`, [now, batch]);
+    const r = await this.deps.pool.query<{ id: string }>(
+      `SELECT id FROM (${SCHEDULE_SELECT}) x WHERE x.active AND NOT x.done AND x.next_fire_at <= $1 ORDER BY x.next_fire_at LIMIT $2`,
+      [now, batch],
+    );
     return r.rows.map((x) => x.id);
   }
 
   /** Rows written before schedules were events (no position): append their ScheduleCreated once. */
   async adoptLegacy(): Promise<number> {
-    const r = await this.deps.pool.query(`SELECT id, name, cron, run_once, timezone, target, next_fire_at, created_at FROM automation.schedules WHERE position IS NULL`);
+    const r = await this.deps.pool.query(
+      `SELECT id, name, cron, run_once, timezone, target, next_fire_at, created_at FROM automation.schedules WHERE position IS NULL`,
+    );
     let adopted = 0;
     for (const s of r.rows) {
       const createdAt = iso(s.created_at)!;
-      const data = { id: s.id, name: s.name, cron: s.cron, run_once: s.run_once, timezone: s.timezone, target: s.target, next_fire_at: iso(s.next_fire_at)!, created_at: createdAt };
+      const data = {
+        id: s.id,
+        name: s.name,
+        cron: s.cron,
+        run_once: s.run_once,
+        timezone: s.timezone,
+        target: s.target,
+        next_fire_at: iso(s.next_fire_at)!,
+        created_at: createdAt,
+      };
       const metadata = { timestamp: createdAt, correlationId: `adopt:${s.id}`, actor: `${AUTOMATION_ACTOR}:adoption` };
-      if (await this.deps.events.appendNew(scheduleStream(s.name), [{ type: 'ScheduleCreated', data, metadata }])) adopted++;
+      if (await this.deps.events.appendNew(scheduleStream(s.name), [{ type: 'ScheduleCreated', data, metadata }]))
+        adopted++;
     }
-    if (adopted > 0) this.deps.logger.info({ adopted }, 'schedules created before the event log adopted as ScheduleCreated events');
+    if (adopted > 0)
+      this.deps.logger.info({ adopted }, 'schedules created before the event log adopted as ScheduleCreated events');
     return adopted;
   }
 
@@ -248,7 +329,8 @@ export class Schedules {
     return withTransaction(this.deps.pool, async (c) => {
       const r = await c.query(`${SCHEDULE_SELECT} WHERE s.id = $1 FOR UPDATE OF s SKIP LOCKED`, [id]);
       const row = r.rows[0] as Record<string, unknown> | undefined;
-      if (!row || row['active'] !== true || row['done'] === true || (row['next_fire_at'] as Date) > now) return undefined;
+      if (!row || row['active'] !== true || row['done'] === true || (row['next_fire_at'] as Date) > now)
+        return undefined;
       const schedule = toSchedule(row);
       const fireAt = row['next_fire_at'] as Date;
       // A one-shot schedule fires once and stays listed, disabled, as a record of it.
@@ -273,7 +355,12 @@ export class Schedules {
             fireAt,
             schedule.target.webhook,
             schedule.target.event,
-            JSON.stringify({ ...schedule.target.payload, schedule: schedule.name, schedule_id: schedule.id, fire_at: fireAt.toISOString() }),
+            JSON.stringify({
+              ...schedule.target.payload,
+              schedule: schedule.name,
+              schedule_id: schedule.id,
+              fire_at: fireAt.toISOString(),
+            }),
             key,
             now,
           ],
@@ -290,7 +377,13 @@ export class Schedules {
         );
       }
       if (schedule.target.kind === 'workflow') {
-        trigger = await insertScheduleTrigger(c, { templateId: schedule.target.template_id, input: schedule.target.input, scheduleId: id, fireAt, now });
+        trigger = await insertScheduleTrigger(c, {
+          templateId: schedule.target.template_id,
+          input: schedule.target.input,
+          scheduleId: id,
+          fireAt,
+          now,
+        });
       }
       return { schedule, fireAt, ...(trigger ? { trigger } : {}) };
     });

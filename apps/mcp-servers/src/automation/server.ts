@@ -14,17 +14,25 @@ export interface AutomationServerDeps {
   readonly logger: Logger;
 }
 
-const name = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
+const name = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
 
 /** The automation MCP server: webhooks, e-mail, cron and one-shot schedules, workflow triggers. */
 export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   const { service, logger } = deps;
-  const server = new McpServer({ name: 'switchyard-automation', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
+  const server = new McpServer(
+    { name: 'switchyard-automation', version: '0.1.0' },
+    { jsonSchemaValidator: sharedJsonSchemaValidator },
+  );
 
   server.registerTool(
     'register_webhook',
     {
-      description: 'Register an outbound webhook. Deliveries are signed with the secret (X-Switchyard-Signature: sha256=HMAC(secret, "<timestamp>.<body>")). Empty events = all events.',
+      description:
+        'Register an outbound webhook. Deliveries are signed with the secret (X-Switchyard-Signature: sha256=HMAC(secret, "<timestamp>.<body>")). Empty events = all events.',
       inputSchema: {
         name,
         url: z.string().url(),
@@ -32,34 +40,58 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         events: z.array(z.string().min(1)).default([]),
       },
     },
-    tool('register_webhook', logger, async (a, ctx) => ({ webhook: await service.registerWebhook(a, ctx.correlationId) }), mapPgError),
+    tool(
+      'register_webhook',
+      logger,
+      async (a, ctx) => ({ webhook: await service.registerWebhook(a, ctx.correlationId) }),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
     'list_webhooks',
-    { description: 'List registered webhooks (secrets are never returned).', inputSchema: {}, annotations: { readOnlyHint: true } },
+    {
+      description: 'List registered webhooks (secrets are never returned).',
+      inputSchema: {},
+      annotations: { readOnlyHint: true },
+    },
     tool('list_webhooks', logger, async () => ({ webhooks: await service.listWebhooks() }), mapPgError),
   );
 
   server.registerTool(
     'delete_webhook',
-    { description: 'Delete a webhook by name or id.', inputSchema: { webhook: z.string().min(1) }, annotations: { destructiveHint: true } },
+    {
+      description: 'Delete a webhook by name or id.',
+      inputSchema: { webhook: z.string().min(1) },
+      annotations: { destructiveHint: true },
+    },
     tool('delete_webhook', logger, async (a, ctx) => service.deleteWebhook(a.webhook, ctx.correlationId), mapPgError),
   );
 
   server.registerTool(
     'update_webhook',
     {
-      description: 'Change a registered webhook (by name or id): its URL, its secret or its event list; what is not given stays. Answers the webhook as it now is.',
+      description:
+        'Change a registered webhook (by name or id): its URL, its secret or its event list; what is not given stays. Answers the webhook as it now is.',
       inputSchema: {
         webhook: z.string().min(1).describe('name or id'),
         url: z.string().url().optional(),
-        secret: z.string().min(16).max(512).optional().describe('a new shared secret for the HMAC signature (at least 16 characters)'),
+        secret: z
+          .string()
+          .min(16)
+          .max(512)
+          .optional()
+          .describe('a new shared secret for the HMAC signature (at least 16 characters)'),
         events: z.array(z.string().min(1)).optional().describe('the new event list (empty = all events)'),
       },
       annotations: { idempotentHint: true },
     },
-    tool('update_webhook', logger, async (a, ctx) => ({ webhook: await service.updateWebhook(a, ctx.correlationId) }), mapPgError),
+    tool(
+      'update_webhook',
+      logger,
+      async (a, ctx) => ({ webhook: await service.updateWebhook(a, ctx.correlationId) }),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
@@ -73,13 +105,31 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         webhook: z.string().min(1).describe('name or id'),
         event: z.string().min(1),
         payload: z.record(z.string(), z.unknown()).default({}),
-        idempotency_key: z.string().min(1).max(200).optional().describe('same key = same delivery: once answered it is never sent again, repeats get the recorded answer (default: a new id, always sent)'),
+        idempotency_key: z
+          .string()
+          .min(1)
+          .max(200)
+          .optional()
+          .describe(
+            'same key = same delivery: once answered it is never sent again, repeats get the recorded answer (default: a new id, always sent)',
+          ),
       },
       annotations: { openWorldHint: true },
     },
-    tool('send_webhook', logger, async (a, ctx) => ({
-      delivery: await service.sendWebhook({ webhook: a.webhook, event: a.event, payload: a.payload, idempotencyKey: a.idempotency_key, correlationId: ctx.correlationId }),
-    }), mapPgError),
+    tool(
+      'send_webhook',
+      logger,
+      async (a, ctx) => ({
+        delivery: await service.sendWebhook({
+          webhook: a.webhook,
+          event: a.event,
+          payload: a.payload,
+          idempotencyKey: a.idempotency_key,
+          correlationId: ctx.correlationId,
+        }),
+      }),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
@@ -93,13 +143,19 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
       inputSchema: queueWebhookShape,
       annotations: { openWorldHint: true, idempotentHint: true },
     },
-    tool('queue_webhook', logger, async (a, ctx) => ({ delivery: await service.queueWebhook({ ...a, correlationId: ctx.correlationId }) }), mapPgError),
+    tool(
+      'queue_webhook',
+      logger,
+      async (a, ctx) => ({ delivery: await service.queueWebhook({ ...a, correlationId: ctx.correlationId }) }),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
     'list_queued_deliveries',
     {
-      description: 'Queued deliveries (queue_webhook), newest first, with their status, attempts, last answer and error; filter by ordering_key or status. Tokens and credentials are never shown.',
+      description:
+        'Queued deliveries (queue_webhook), newest first, with their status, attempts, last answer and error; filter by ordering_key or status. Tokens and credentials are never shown.',
       inputSchema: listQueuedShape,
       annotations: { readOnlyHint: true },
     },
@@ -115,12 +171,21 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
       inputSchema: {
         name,
         cron: z.string().min(1).max(200).optional().describe('cron expression, e.g. "*/5 * * * *"'),
-        after: z.string().regex(/^[0-9]{1,6}[smhdw]$/, 'a duration like 30s, 15m, 2h, 7d').optional().describe('fire once, this long from now (e.g. "7d")'),
+        after: z
+          .string()
+          .regex(/^[0-9]{1,6}[smhdw]$/, 'a duration like 30s, 15m, 2h, 7d')
+          .optional()
+          .describe('fire once, this long from now (e.g. "7d")'),
         timezone: z.string().min(1).default('UTC').describe('IANA time zone, e.g. Europe/Paris'),
         target: scheduleTargetSchema,
       },
     },
-    tool('create_schedule', logger, async (a, ctx) => ({ schedule: await service.createSchedule(a, ctx.correlationId) }), mapPgError),
+    tool(
+      'create_schedule',
+      logger,
+      async (a, ctx) => ({ schedule: await service.createSchedule(a, ctx.correlationId) }),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
@@ -131,24 +196,49 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
 
   server.registerTool(
     'delete_schedule',
-    { description: 'Delete a schedule by name or id.', inputSchema: { schedule: z.string().min(1) }, annotations: { destructiveHint: true } },
-    tool('delete_schedule', logger, async (a, ctx) => service.deleteSchedule(a.schedule, ctx.correlationId), mapPgError),
+    {
+      description: 'Delete a schedule by name or id.',
+      inputSchema: { schedule: z.string().min(1) },
+      annotations: { destructiveHint: true },
+    },
+    tool(
+      'delete_schedule',
+      logger,
+      async (a, ctx) => service.deleteSchedule(a.schedule, ctx.correlationId),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
     'pause_schedule',
-    { description: 'Pause a schedule by name or id: it does not fire until resumed (pausing a paused one changes nothing).', inputSchema: { schedule: z.string().min(1) }, annotations: { idempotentHint: true } },
-    tool('pause_schedule', logger, async (a, ctx) => ({ schedule: await service.pauseSchedule(a.schedule, ctx.correlationId) }), mapPgError),
+    {
+      description:
+        'Pause a schedule by name or id: it does not fire until resumed (pausing a paused one changes nothing).',
+      inputSchema: { schedule: z.string().min(1) },
+      annotations: { idempotentHint: true },
+    },
+    tool(
+      'pause_schedule',
+      logger,
+      async (a, ctx) => ({ schedule: await service.pauseSchedule(a.schedule, ctx.correlationId) }),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
     'resume_schedule',
     {
-      description: 'Resume a paused schedule by name or id: a cron schedule goes on from its next occurrence after now (those missed while paused are skipped); a one-shot one fires at its time, at once if that has passed.',
+      description:
+        'Resume a paused schedule by name or id: a cron schedule goes on from its next occurrence after now (those missed while paused are skipped); a one-shot one fires at its time, at once if that has passed.',
       inputSchema: { schedule: z.string().min(1) },
       annotations: { idempotentHint: true },
     },
-    tool('resume_schedule', logger, async (a, ctx) => ({ schedule: await service.resumeSchedule(a.schedule, ctx.correlationId) }), mapPgError),
+    tool(
+      'resume_schedule',
+      logger,
+      async (a, ctx) => ({ schedule: await service.resumeSchedule(a.schedule, ctx.correlationId) }),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
@@ -160,20 +250,37 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         'repeats return the first result with deduplicated: true; a key reused for a different message is refused (illegal_state).',
       inputSchema: {
         ...emailMessageShape,
-        idempotency_key: z.string().min(1).max(200).optional().describe('same key = same mail: sent at most once (default: always sent)'),
+        idempotency_key: z
+          .string()
+          .min(1)
+          .max(200)
+          .optional()
+          .describe('same key = same mail: sent at most once (default: always sent)'),
       },
       annotations: { openWorldHint: true },
     },
-    tool('send_email', logger, async (a, ctx) => {
-      const { idempotency_key, ...message } = a;
-      return { email: await service.sendEmail({ ...message, idempotencyKey: idempotency_key, correlationId: ctx.correlationId }) };
-    }, mapPgError),
+    tool(
+      'send_email',
+      logger,
+      async (a, ctx) => {
+        const { idempotency_key, ...message } = a;
+        return {
+          email: await service.sendEmail({
+            ...message,
+            idempotencyKey: idempotency_key,
+            correlationId: ctx.correlationId,
+          }),
+        };
+      },
+      mapPgError,
+    ),
   );
 
   server.registerTool(
     'list_mailbox',
     {
-      description: 'Messages the development mailbox received (newest first; to filters on a recipient; pass next_cursor as cursor for older ones).',
+      description:
+        'Messages the development mailbox received (newest first; to filters on a recipient; pass next_cursor as cursor for older ones).',
       inputSchema: mailboxQuerySchema.shape,
       annotations: { readOnlyHint: true },
     },
@@ -189,10 +296,19 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         'An unknown template or an input its schema refuses marks the trigger row failed with the reason (automation.triggers).',
       inputSchema: { template_id: z.string().min(1), input: z.record(z.string(), z.unknown()).default({}) },
     },
-    tool('trigger_workflow', logger, async (a, ctx) => {
-      const trigger = await service.triggerWorkflow({ templateId: a.template_id, input: a.input, correlationId: ctx.correlationId });
-      return { trigger, trigger_id: trigger.id, execution_id: trigger.execution_id };
-    }, mapPgError),
+    tool(
+      'trigger_workflow',
+      logger,
+      async (a, ctx) => {
+        const trigger = await service.triggerWorkflow({
+          templateId: a.template_id,
+          input: a.input,
+          correlationId: ctx.correlationId,
+        });
+        return { trigger, trigger_id: trigger.id, execution_id: trigger.execution_id };
+      },
+      mapPgError,
+    ),
   );
   return server;
 }

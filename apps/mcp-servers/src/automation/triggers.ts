@@ -74,7 +74,10 @@ export class Triggers {
     try {
       await this.deps.onTrigger(trigger);
     } catch (e) {
-      this.deps.logger.error({ correlationId: trigger.correlation_id, triggerId: trigger.id, err: e }, 'onTrigger callback failed; the trigger stays recorded');
+      this.deps.logger.error(
+        { correlationId: trigger.correlation_id, triggerId: trigger.id, err: e },
+        'onTrigger callback failed; the trigger stays recorded',
+      );
     }
   }
 
@@ -82,7 +85,11 @@ export class Triggers {
    * Record a request to start a workflow (status `pending`) and tell `onTrigger`. The workflow
    * engine's trigger starter starts it (execution `execution_id`) and marks the row.
    */
-  async triggerWorkflow(input: { templateId: string; input: Record<string, unknown>; correlationId?: string }): Promise<TriggerRecord> {
+  async triggerWorkflow(input: {
+    templateId: string;
+    input: Record<string, unknown>;
+    correlationId?: string;
+  }): Promise<TriggerRecord> {
     const r = await this.deps.pool.query(
       `INSERT INTO automation.triggers (id, template_id, input, source, correlation_id, created_at)
        VALUES ($1,$2,$3,'tool',$4,$5) RETURNING *`,

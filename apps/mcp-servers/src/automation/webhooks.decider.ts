@@ -38,12 +38,28 @@ export const webhookUpdatedSchema = z.object({
   secret_id: z.uuid(),
   updated_at: z.iso.datetime({ offset: true }),
 });
-export const webhookDeletedSchema = z.object({ id: z.uuid(), name: z.string().min(1), deleted_at: z.iso.datetime({ offset: true }) });
+export const webhookDeletedSchema = z.object({
+  id: z.uuid(),
+  name: z.string().min(1),
+  deleted_at: z.iso.datetime({ offset: true }),
+});
 
 export type WebhookEvent =
-  | { readonly type: 'WebhookRegistered'; readonly data: z.infer<typeof webhookRegisteredSchema>; readonly metadata: AutomationMetadata }
-  | { readonly type: 'WebhookUpdated'; readonly data: z.infer<typeof webhookUpdatedSchema>; readonly metadata: AutomationMetadata }
-  | { readonly type: 'WebhookDeleted'; readonly data: z.infer<typeof webhookDeletedSchema>; readonly metadata: AutomationMetadata };
+  | {
+      readonly type: 'WebhookRegistered';
+      readonly data: z.infer<typeof webhookRegisteredSchema>;
+      readonly metadata: AutomationMetadata;
+    }
+  | {
+      readonly type: 'WebhookUpdated';
+      readonly data: z.infer<typeof webhookUpdatedSchema>;
+      readonly metadata: AutomationMetadata;
+    }
+  | {
+      readonly type: 'WebhookDeleted';
+      readonly data: z.infer<typeof webhookDeletedSchema>;
+      readonly metadata: AutomationMetadata;
+    };
 
 export const WEBHOOK_EVENT_TYPES = ['WebhookRegistered', 'WebhookUpdated', 'WebhookDeleted'] as const;
 
@@ -51,15 +67,31 @@ export const WEBHOOK_EVENT_TYPES = ['WebhookRegistered', 'WebhookUpdated', 'Webh
 export type WebhookCommand =
   | {
       readonly type: 'RegisterWebhook';
-      readonly data: { readonly id: string; readonly name: string; readonly url: string; readonly events: readonly string[]; readonly secret_id: string };
+      readonly data: {
+        readonly id: string;
+        readonly name: string;
+        readonly url: string;
+        readonly events: readonly string[];
+        readonly secret_id: string;
+      };
       readonly metadata: AutomationMetadata;
     }
   | {
       readonly type: 'UpdateWebhook';
-      readonly data: { readonly name: string; readonly id?: string; readonly url?: string; readonly events?: readonly string[]; readonly secret_id?: string };
+      readonly data: {
+        readonly name: string;
+        readonly id?: string;
+        readonly url?: string;
+        readonly events?: readonly string[];
+        readonly secret_id?: string;
+      };
       readonly metadata: AutomationMetadata;
     }
-  | { readonly type: 'DeleteWebhook'; readonly data: { readonly name: string; readonly id?: string }; readonly metadata: AutomationMetadata };
+  | {
+      readonly type: 'DeleteWebhook';
+      readonly data: { readonly name: string; readonly id?: string };
+      readonly metadata: AutomationMetadata;
+    };
 
 export type WebhookState =
   | { readonly status: 'none' }
@@ -74,16 +106,20 @@ export type WebhookState =
     }
   | { readonly status: 'deleted'; readonly id: string; readonly name: string };
 
-
 const notFound = (name: string, id?: string): AppError =>
   new AppError('not_found', `no webhook named or with id "${id ?? name}"`, { webhook: id ?? name });
 
-function registered(state: WebhookState, data: { name: string; id?: string }): Extract<WebhookState, { status: 'registered' }> {
-  if (state.status !== 'registered' || (data.id !== undefined && data.id !== state.id)) throw notFound(data.name, data.id);
+function registered(
+  state: WebhookState,
+  data: { name: string; id?: string },
+): Extract<WebhookState, { status: 'registered' }> {
+  if (state.status !== 'registered' || (data.id !== undefined && data.id !== state.id))
+    throw notFound(data.name, data.id);
   return state;
 }
 
-const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+const sameList = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
 export const webhookDecider = {
   initialState: { status: 'none' } as WebhookState,
@@ -92,16 +128,35 @@ export const webhookDecider = {
     const metadata = command.metadata;
     switch (command.type) {
       case 'RegisterWebhook': {
-        if (state.status === 'registered') throw new AppError('illegal_state', `webhook "${command.data.name}" already exists`, { name: `webhook "${command.data.name}"` });
+        if (state.status === 'registered')
+          throw new AppError('illegal_state', `webhook "${command.data.name}" already exists`, {
+            name: `webhook "${command.data.name}"`,
+          });
         const { id, name, url, events, secret_id } = command.data;
-        return [{ type: 'WebhookRegistered', data: { id, name, url, events: [...events], secret_id, registered_at: metadata.timestamp }, metadata }];
+        return [
+          {
+            type: 'WebhookRegistered',
+            data: { id, name, url, events: [...events], secret_id, registered_at: metadata.timestamp },
+            metadata,
+          },
+        ];
       }
       case 'UpdateWebhook': {
         const s = registered(state, command.data);
-        const next = { url: command.data.url ?? s.url, events: [...(command.data.events ?? s.events)], secret_id: command.data.secret_id ?? s.secret_id };
+        const next = {
+          url: command.data.url ?? s.url,
+          events: [...(command.data.events ?? s.events)],
+          secret_id: command.data.secret_id ?? s.secret_id,
+        };
         // Nothing changes: nothing to record (a repeated update is idempotent).
         if (next.url === s.url && sameList(next.events, s.events) && next.secret_id === s.secret_id) return [];
-        return [{ type: 'WebhookUpdated', data: { id: s.id, name: s.name, ...next, updated_at: metadata.timestamp }, metadata }];
+        return [
+          {
+            type: 'WebhookUpdated',
+            data: { id: s.id, name: s.name, ...next, updated_at: metadata.timestamp },
+            metadata,
+          },
+        ];
       }
       case 'DeleteWebhook': {
         const s = registered(state, command.data);
@@ -119,7 +174,9 @@ export const webhookDecider = {
       case 'WebhookRegistered':
         return { status: 'registered', ...event.data };
       case 'WebhookUpdated':
-        return state.status === 'registered' ? { ...state, url: event.data.url, events: event.data.events, secret_id: event.data.secret_id } : state;
+        return state.status === 'registered'
+          ? { ...state, url: event.data.url, events: event.data.events, secret_id: event.data.secret_id }
+          : state;
       case 'WebhookDeleted':
         return { status: 'deleted', id: event.data.id, name: event.data.name };
       default: {

@@ -65,7 +65,10 @@ export const webhooksProjection: Projection = {
       }
       case 'WebhookUpdated': {
         const d = webhookUpdatedSchema.parse(e.data);
-        await c.query(`UPDATE automation.webhooks SET url = $2, events = $3, secret_id = $4, secret = NULL, position = $5 WHERE id = $1`, [d.id, d.url, d.events, d.secret_id, e.position]);
+        await c.query(
+          `UPDATE automation.webhooks SET url = $2, events = $3, secret_id = $4, secret = NULL, position = $5 WHERE id = $1`,
+          [d.id, d.url, d.events, d.secret_id, e.position],
+        );
         return;
       }
       case 'WebhookDeleted': {
@@ -107,7 +110,10 @@ export class Webhooks {
 
   private async saveSecret(webhookId: string, secret: string): Promise<string> {
     const secretId = newId();
-    await this.deps.pool.query(`INSERT INTO automation.webhook_secrets (secret_id, webhook_id, secret, created_at) VALUES ($1,$2,$3,$4)`, [secretId, webhookId, secret, this.deps.clock.now()]);
+    await this.deps.pool.query(
+      `INSERT INTO automation.webhook_secrets (secret_id, webhook_id, secret, created_at) VALUES ($1,$2,$3,$4)`,
+      [secretId, webhookId, secret, this.deps.clock.now()],
+    );
     return secretId;
   }
 
@@ -121,7 +127,9 @@ export class Webhooks {
   }
 
   private async dropSecret(secretId: string): Promise<void> {
-    await this.deps.pool.query(`DELETE FROM automation.webhook_secrets WHERE secret_id = $1`, [secretId]).catch(() => undefined);
+    await this.deps.pool
+      .query(`DELETE FROM automation.webhook_secrets WHERE secret_id = $1`, [secretId])
+      .catch(() => undefined);
   }
 
   private command(command: WebhookCommand) {
@@ -129,14 +137,27 @@ export class Webhooks {
   }
 
   /** RegisterWebhook. The secret is stored first, so a registration never points to a missing secret. */
-  async register(input: { name: string; url: string; secret: string; events: string[] }, correlationId?: string): Promise<Webhook> {
+  async register(
+    input: { name: string; url: string; secret: string; events: string[] },
+    correlationId?: string,
+  ): Promise<Webhook> {
     const url = await this.checkUrl(input.url);
     const id = newId();
     const secretId = await this.saveSecret(id, input.secret);
     try {
-      const r = await this.command({ type: 'RegisterWebhook', data: { id, name: input.name, url, events: input.events, secret_id: secretId }, metadata: this.deps.events.metadata(correlationId) });
+      const r = await this.command({
+        type: 'RegisterWebhook',
+        data: { id, name: input.name, url, events: input.events, secret_id: secretId },
+        metadata: this.deps.events.metadata(correlationId),
+      });
       const e = r.events[0] as Extract<WebhookEvent, { type: 'WebhookRegistered' }>;
-      return { id: e.data.id, name: e.data.name, url: e.data.url, events: e.data.events, created_at: e.data.registered_at };
+      return {
+        id: e.data.id,
+        name: e.data.name,
+        url: e.data.url,
+        events: e.data.events,
+        created_at: e.data.registered_at,
+      };
     } catch (err) {
       if (this.refused(err)) await this.dropSecret(secretId);
       throw err;
@@ -144,19 +165,37 @@ export class Webhooks {
   }
 
   /** UpdateWebhook: a new URL, event list or secret (a new secret_id); unchanged fields stay. */
-  async update(input: { webhook: string; url?: string | undefined; secret?: string | undefined; events?: string[] | undefined }, correlationId?: string): Promise<Webhook> {
+  async update(
+    input: { webhook: string; url?: string | undefined; secret?: string | undefined; events?: string[] | undefined },
+    correlationId?: string,
+  ): Promise<Webhook> {
     const url = input.url === undefined ? undefined : await this.checkUrl(input.url);
     const ref = await this.resolve(input.webhook);
-    const secretId = input.secret === undefined ? undefined : await this.saveSecret(ref.id ?? (await this.idOf(ref.name)), input.secret);
+    const secretId =
+      input.secret === undefined
+        ? undefined
+        : await this.saveSecret(ref.id ?? (await this.idOf(ref.name)), input.secret);
     try {
       const r = await this.command({
         type: 'UpdateWebhook',
-        data: { ...ref, ...(url !== undefined ? { url } : {}), ...(input.events !== undefined ? { events: input.events } : {}), ...(secretId ? { secret_id: secretId } : {}) },
+        data: {
+          ...ref,
+          ...(url !== undefined ? { url } : {}),
+          ...(input.events !== undefined ? { events: input.events } : {}),
+          ...(secretId ? { secret_id: secretId } : {}),
+        },
         metadata: this.deps.events.metadata(correlationId),
       });
-      if (r.state.status !== 'registered') throw new AppError('not_found', `no webhook named or with id "${input.webhook}"`, { webhook: input.webhook });
+      if (r.state.status !== 'registered')
+        throw new AppError('not_found', `no webhook named or with id "${input.webhook}"`, { webhook: input.webhook });
       if (r.events.length === 0 && secretId) await this.dropSecret(secretId);
-      return { id: r.state.id, name: r.state.name, url: r.state.url, events: [...r.state.events], created_at: r.state.registered_at };
+      return {
+        id: r.state.id,
+        name: r.state.name,
+        url: r.state.url,
+        events: [...r.state.events],
+        created_at: r.state.registered_at,
+      };
     } catch (err) {
       if (secretId && this.refused(err)) await this.dropSecret(secretId);
       throw err;
@@ -166,7 +205,11 @@ export class Webhooks {
   /** DeleteWebhook; its secrets go with it (what was already sent stays in automation.deliveries). */
   async delete(refText: string, correlationId?: string): Promise<{ deleted: string }> {
     const ref = await this.resolve(refText);
-    const r = await this.command({ type: 'DeleteWebhook', data: ref, metadata: this.deps.events.metadata(correlationId) });
+    const r = await this.command({
+      type: 'DeleteWebhook',
+      data: ref,
+      metadata: this.deps.events.metadata(correlationId),
+    });
     const e = r.events[0] as Extract<WebhookEvent, { type: 'WebhookDeleted' }>;
     await this.deps.pool.query(`DELETE FROM automation.webhook_secrets WHERE webhook_id = $1`, [e.data.id]);
     return { deleted: e.data.name };
@@ -174,8 +217,16 @@ export class Webhooks {
 
   async list(): Promise<Webhook[]> {
     // The secret never leaves the server after registration.
-    const r = await this.deps.pool.query(`SELECT id, name, url, events, created_at FROM automation.webhooks ORDER BY name`);
-    return r.rows.map((w) => ({ id: w.id, name: w.name, url: w.url, events: w.events, created_at: iso(w.created_at)! }));
+    const r = await this.deps.pool.query(
+      `SELECT id, name, url, events, created_at FROM automation.webhooks ORDER BY name`,
+    );
+    return r.rows.map((w) => ({
+      id: w.id,
+      name: w.name,
+      url: w.url,
+      events: w.events,
+      created_at: iso(w.created_at)!,
+    }));
   }
 
   async byRef(ref: string): Promise<WebhookTarget> {
@@ -187,7 +238,8 @@ export class Webhooks {
     );
     if (r.rowCount === 0) throw new AppError('not_found', `no webhook named or with id "${ref}"`, { webhook: ref });
     const row = r.rows[0];
-    if (typeof row.secret !== 'string') throw new AppError('internal', `the secret of webhook "${row.name}" is missing`, { webhook: row.name });
+    if (typeof row.secret !== 'string')
+      throw new AppError('internal', `the secret of webhook "${row.name}" is missing`, { webhook: row.name });
     return row;
   }
 
@@ -198,7 +250,10 @@ export class Webhooks {
    */
   private async resolve(ref: string): Promise<{ name: string; id?: string }> {
     if (!uuidLike.test(ref)) return { name: ref };
-    const r = await this.deps.pool.query<{ id: string; name: string }>(`SELECT id, name FROM automation.webhooks WHERE name = $1 OR id = $1::uuid ORDER BY name = $1 DESC LIMIT 1`, [ref]);
+    const r = await this.deps.pool.query<{ id: string; name: string }>(
+      `SELECT id, name FROM automation.webhooks WHERE name = $1 OR id = $1::uuid ORDER BY name = $1 DESC LIMIT 1`,
+      [ref],
+    );
     const row = r.rows[0];
     if (!row) throw new AppError('not_found', `no webhook named or with id "${ref}"`, { webhook: ref });
     return row.name === ref ? { name: ref } : { name: row.name, id: row.id };
@@ -212,15 +267,33 @@ export class Webhooks {
 
   /** Rows written before webhooks were events (no position): append their WebhookRegistered once. */
   async adoptLegacy(): Promise<number> {
-    const r = await this.deps.pool.query(`SELECT id, name, url, events, secret_id, created_at FROM automation.webhooks WHERE position IS NULL AND secret_id IS NOT NULL`);
+    const r = await this.deps.pool.query(
+      `SELECT id, name, url, events, secret_id, created_at FROM automation.webhooks WHERE position IS NULL AND secret_id IS NOT NULL`,
+    );
     let adopted = 0;
     for (const w of r.rows) {
       const registeredAt = iso(w.created_at)!;
-      const data = { id: w.id, name: w.name, url: w.url, events: w.events, secret_id: w.secret_id, registered_at: registeredAt };
-      const metadata = { timestamp: registeredAt, correlationId: `adopt:${w.id}`, actor: `${AUTOMATION_ACTOR}:adoption` };
-      if (await this.deps.events.appendNew(webhookStream(w.name), [{ type: 'WebhookRegistered', data, metadata }])) adopted++;
+      const data = {
+        id: w.id,
+        name: w.name,
+        url: w.url,
+        events: w.events,
+        secret_id: w.secret_id,
+        registered_at: registeredAt,
+      };
+      const metadata = {
+        timestamp: registeredAt,
+        correlationId: `adopt:${w.id}`,
+        actor: `${AUTOMATION_ACTOR}:adoption`,
+      };
+      if (await this.deps.events.appendNew(webhookStream(w.name), [{ type: 'WebhookRegistered', data, metadata }]))
+        adopted++;
     }
-    if (adopted > 0) this.deps.logger.info({ adopted }, 'webhooks registered before the event log adopted as WebhookRegistered events');
+    if (adopted > 0)
+      this.deps.logger.info(
+        { adopted },
+        'webhooks registered before the event log adopted as WebhookRegistered events',
+      );
     return adopted;
   }
 }

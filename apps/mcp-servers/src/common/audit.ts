@@ -41,14 +41,26 @@ interface Pending {
 
 function pendingOf(msg: unknown): [string | number, Pending] | undefined {
   if (!msg || typeof msg !== 'object') return undefined;
-  const m = msg as { id?: unknown; method?: unknown; params?: { name?: unknown; uri?: unknown; arguments?: unknown; _meta?: { correlationId?: unknown } } };
+  const m = msg as {
+    id?: unknown;
+    method?: unknown;
+    params?: { name?: unknown; uri?: unknown; arguments?: unknown; _meta?: { correlationId?: unknown } };
+  };
   if (typeof m.method !== 'string' || !audited.has(m.method)) return undefined;
   if (typeof m.id !== 'string' && typeof m.id !== 'number') return undefined;
   const target = String(m.method === 'resources/read' ? (m.params?.uri ?? '') : (m.params?.name ?? '')).slice(0, 200);
   const args = m.params?.arguments;
   const argument_names = args && typeof args === 'object' && !Array.isArray(args) ? Object.keys(args).slice(0, 50) : [];
   const cid = m.params?._meta?.correlationId;
-  return [m.id, { method: m.method as McpCallAudit['method'], target, argument_names, ...(typeof cid === 'string' && cid ? { correlation: cid.slice(0, 200) } : {}) }];
+  return [
+    m.id,
+    {
+      method: m.method as McpCallAudit['method'],
+      target,
+      argument_names,
+      ...(typeof cid === 'string' && cid ? { correlation: cid.slice(0, 200) } : {}),
+    },
+  ];
 }
 
 /**
@@ -91,11 +103,17 @@ export function auditCalls(
       }
     }
     const byId = new Map<unknown, { result?: { isError?: unknown }; error?: { code?: unknown } }>();
-    for (const a of answers) if (a && typeof a === 'object' && 'id' in a) byId.set((a).id, a as never);
+    for (const a of answers) if (a && typeof a === 'object' && 'id' in a) byId.set(a.id, a as never);
     const at = new Date().toISOString();
     for (const [id, p] of pending) {
       const a = byId.get(id);
-      const outcome: McpCallAudit['outcome'] = !a ? 'unknown' : a.error ? 'error' : a.result?.isError === true ? 'tool_error' : 'success';
+      const outcome: McpCallAudit['outcome'] = !a
+        ? 'unknown'
+        : a.error
+          ? 'error'
+          : a.result?.isError === true
+            ? 'tool_error'
+            : 'success';
       const code = a?.error && typeof a.error.code === 'number' ? a.error.code : undefined;
       report({
         server: who.server,

@@ -14,7 +14,7 @@ interface ZodLikeIssue {
 
 function zodIssues(e: unknown): ZodLikeIssue[] | undefined {
   if (!e || typeof e !== 'object' || !('issues' in e)) return undefined;
-  const issues = (e).issues;
+  const issues = e.issues;
   return Array.isArray(issues) ? (issues as ZodLikeIssue[]) : undefined;
 }
 
@@ -51,8 +51,13 @@ export function normaliseProtocolErrors(server: Server, logger: Logger): void {
         const issues = zodIssues(e);
         if (issues) throw rpcError(ErrorCode.InvalidParams, `invalid params: ${shortIssues(issues)}`);
         // Not echoed: the message names what the caller asked for (raw input).
-        if (isAppError(e) && e.code === 'not_found') throw rpcError(ErrorCode.InvalidParams, `invalid params: ${method === 'resources/read' ? 'no such resource' : 'not found'}`);
-        if (isAppError(e) && e.code === 'validation') throw rpcError(ErrorCode.InvalidParams, `invalid params: ${e.message.slice(0, 200)}`);
+        if (isAppError(e) && e.code === 'not_found')
+          throw rpcError(
+            ErrorCode.InvalidParams,
+            `invalid params: ${method === 'resources/read' ? 'no such resource' : 'not found'}`,
+          );
+        if (isAppError(e) && e.code === 'validation')
+          throw rpcError(ErrorCode.InvalidParams, `invalid params: ${e.message.slice(0, 200)}`);
         logger.error({ err: e, method }, 'mcp request handler failed');
         throw rpcError(ErrorCode.InternalError, 'internal error');
       }

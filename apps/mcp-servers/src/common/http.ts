@@ -5,7 +5,14 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { checkHostAndOrigin, edgePolicyFromEnv, mergeEdgePolicies, newId, type EdgePolicy, type Logger } from '@switchyard/platform';
+import {
+  checkHostAndOrigin,
+  edgePolicyFromEnv,
+  mergeEdgePolicies,
+  newId,
+  type EdgePolicy,
+  type Logger,
+} from '@switchyard/platform';
 import { auditCalls, type McpCallAudit } from './audit.js';
 import { normaliseProtocolErrors } from './errors.js';
 
@@ -69,7 +76,14 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 }
 
 /** JSON-RPC shaped HTTP error, so MCP clients show a readable message. */
-function rpcError(res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}, data?: Record<string, unknown>): void {
+function rpcError(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  headers: Record<string, string> = {},
+  data?: Record<string, unknown>,
+): void {
   sendJson(res, status, { jsonrpc: '2.0', error: { code, message, ...(data ? { data } : {}) }, id: null }, headers);
 }
 
@@ -101,7 +115,8 @@ function advertiseDeliverableOnly(low: Server): void {
   const fix: Record<string, Record<string, unknown>> = {};
   for (const k of ['tools', 'resources', 'prompts'] as const) {
     const c = caps[k] as Record<string, unknown> | undefined;
-    if (c && (c.listChanged || c.subscribe)) fix[k] = { ...c, listChanged: false, ...(k === 'resources' ? { subscribe: false } : {}) };
+    if (c && (c.listChanged || c.subscribe))
+      fix[k] = { ...c, listChanged: false, ...(k === 'resources' ? { subscribe: false } : {}) };
   }
   if (Object.keys(fix).length) low.registerCapabilities(fix);
 }
@@ -125,7 +140,10 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
 
   const handleMcp = async (req: IncomingMessage, res: ServerResponse, correlationId: string): Promise<void> => {
     if (opts.token && !bearerMatches(req.headers.authorization, opts.token)) {
-      log.warn({ correlationId, remote: req.socket.remoteAddress }, 'mcp request refused: missing or wrong bearer token');
+      log.warn(
+        { correlationId, remote: req.socket.remoteAddress },
+        'mcp request refused: missing or wrong bearer token',
+      );
       rpcError(res, 401, -32001, 'unauthorized: a valid bearer token is required', { 'www-authenticate': 'Bearer' });
       return;
     }
@@ -160,7 +178,18 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
       void transport.close().catch(() => undefined);
       void server.close().catch(() => undefined);
     });
-    auditCalls(body, res, { server: opts.name, actor, correlationId, remote: req.socket.remoteAddress ?? 'unknown', userAgent: req.headers['user-agent'] }, onCall);
+    auditCalls(
+      body,
+      res,
+      {
+        server: opts.name,
+        actor,
+        correlationId,
+        remote: req.socket.remoteAddress ?? 'unknown',
+        userAgent: req.headers['user-agent'],
+      },
+      onCall,
+    );
     await server.connect(transport);
     await transport.handleRequest(req, res, body);
   };
@@ -170,7 +199,11 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
       const extra = opts.health ? await opts.health() : {};
       sendJson(res, 200, { status: 'ok', server: opts.name, ...extra });
     } catch (e) {
-      sendJson(res, 503, { status: 'unavailable', server: opts.name, error: e instanceof Error ? e.message : String(e) });
+      sendJson(res, 503, {
+        status: 'unavailable',
+        server: opts.name,
+        error: e instanceof Error ? e.message : String(e),
+      });
     }
   };
 
@@ -179,7 +212,10 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
     // Before anything else, /health included: a browser page must not reach this server by DNS rebinding.
     const verdict = checkHostAndOrigin(req.headers, req.socket.localPort, policy);
     if (!verdict.ok) {
-      log.warn({ correlationId, remote: req.socket.remoteAddress, reason: verdict.reason }, 'mcp request refused: foreign Host or Origin');
+      log.warn(
+        { correlationId, remote: req.socket.remoteAddress, reason: verdict.reason },
+        'mcp request refused: foreign Host or Origin',
+      );
       rpcError(res, 403, -32000, `forbidden: ${verdict.reason}`);
       return;
     }

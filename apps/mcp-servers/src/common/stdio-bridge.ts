@@ -45,7 +45,9 @@ export async function startStdioChild(opts: StdioChildOptions): Promise<StdioChi
       stderr: 'pipe',
     });
     // The child logs to stderr; keep it in our logs rather than on our stdout.
-    transport.stderr?.on('data', (d: Buffer) => log.debug({ child: d.toString('utf8').trim() }, `${opts.name} server stderr`));
+    transport.stderr?.on('data', (d: Buffer) =>
+      log.debug({ child: d.toString('utf8').trim() }, `${opts.name} server stderr`),
+    );
     const next = new Client({ name: `switchyard-${opts.name}-bridge`, version: '0.1.0' });
     next.onclose = () => {
       if (client !== next) return;

@@ -59,7 +59,11 @@ export function tool<A>(
     const log = logger.child({ correlationId, tool: name });
     const started = Date.now();
     try {
-      const data = await body(args, { correlationId, logger: log, signal: extra?.signal ?? new AbortController().signal });
+      const data = await body(args, {
+        correlationId,
+        logger: log,
+        signal: extra?.signal ?? new AbortController().signal,
+      });
       log.debug({ ms: Date.now() - started }, 'tool call succeeded');
       return toolOk(data);
     } catch (e) {

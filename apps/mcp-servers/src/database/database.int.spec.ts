@@ -22,8 +22,18 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
       INSERT INTO public.users (id, name, email) SELECT g, 'user' || g, 'u' || g || '@example.com' FROM generate_series(1, 25) g;
       CREATE SCHEMA sales;
       CREATE TABLE sales.orders (id bigint, user_id int REFERENCES public.users(id), amount numeric(10,2), PRIMARY KEY (id, user_id));`);
-    ro = await startMcpHttpServer({ name: 'database', serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, maxRows: 10 }), port: 0, logger: silentLogger });
-    rw = await startMcpHttpServer({ name: 'database-rw', serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, allowWrites: true }), port: 0, logger: silentLogger });
+    ro = await startMcpHttpServer({
+      name: 'database',
+      serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, maxRows: 10 }),
+      port: 0,
+      logger: silentLogger,
+    });
+    rw = await startMcpHttpServer({
+      name: 'database-rw',
+      serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, allowWrites: true }),
+      port: 0,
+      logger: silentLogger,
+    });
     roClient = await httpClient(ro.url);
     rwClient = await httpClient(rw.url);
   });
@@ -41,24 +51,41 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
     const tools = listed.map((t) => t.name).sort();
     assert.deepEqual(tools, ['describe_table', 'explain', 'list_schemas', 'list_tables', 'query']);
     // The input schemas (built once, shared by the per-request servers) list their fields and limits.
-    const query = listed.find((t) => t.name === 'query')!.inputSchema as { properties: Record<string, { maximum?: number }>; required?: string[] };
+    const query = listed.find((t) => t.name === 'query')!.inputSchema as {
+      properties: Record<string, { maximum?: number }>;
+      required?: string[];
+    };
     assert.deepEqual(Object.keys(query.properties).sort(), ['max_rows', 'params', 'sql']);
     assert.deepEqual(query.required, ['sql']);
     assert.equal(typeof query.properties['max_rows']!.maximum, 'number');
-    const describe = listed.find((t) => t.name === 'describe_table')!.inputSchema as { properties: Record<string, unknown> };
+    const describe = listed.find((t) => t.name === 'describe_table')!.inputSchema as {
+      properties: Record<string, unknown>;
+    };
     assert.deepEqual(Object.keys(describe.properties).sort(), ['schema', 'table']);
   });
 
   it('runs a select with positional parameters', async () => {
-    const r = await ok(roClient, 'query', { sql: 'SELECT id, name FROM users WHERE id = $1 OR name = $2 ORDER BY id', params: [3, 'user7'] });
-    assert.deepEqual(r.rows, [{ id: 3, name: 'user3' }, { id: 7, name: 'user7' }]);
+    const r = await ok(roClient, 'query', {
+      sql: 'SELECT id, name FROM users WHERE id = $1 OR name = $2 ORDER BY id',
+      params: [3, 'user7'],
+    });
+    assert.deepEqual(r.rows, [
+      { id: 3, name: 'user3' },
+      { id: 7, name: 'user7' },
+    ]);
     assert.equal(r.truncated, false);
-    assert.deepEqual(r.columns.map((c: { name: string }) => c.name), ['id', 'name']);
+    assert.deepEqual(
+      r.columns.map((c: { name: string }) => c.name),
+      ['id', 'name'],
+    );
   });
 
   it('keeps an injection attempt in a parameter inert', async () => {
     const evil = "x'; DROP TABLE users; --";
-    const r = await ok(rwClient, 'query', { sql: 'SELECT count(*)::int AS n FROM users WHERE name = $1', params: [evil] });
+    const r = await ok(rwClient, 'query', {
+      sql: 'SELECT count(*)::int AS n FROM users WHERE name = $1',
+      params: [evil],
+    });
     assert.equal(r.rows[0].n, 0);
     const still = await pool.query('SELECT count(*)::int AS n FROM users');
     assert.equal(still.rows[0].n, 25);
@@ -81,9 +108,15 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
   });
 
   it('performs a write when started with allowWrites', async () => {
-    const r = await ok(rwClient, 'query', { sql: 'INSERT INTO users (id, name) VALUES ($1, $2) RETURNING id, name', params: [100, 'new'] });
+    const r = await ok(rwClient, 'query', {
+      sql: 'INSERT INTO users (id, name) VALUES ($1, $2) RETURNING id, name',
+      params: [100, 'new'],
+    });
     assert.deepEqual(r.rows, [{ id: 100, name: 'new' }]);
-    const u = await ok(rwClient, 'query', { sql: 'UPDATE users SET email = $1 WHERE id = $2', params: ['n@example.com', 100] });
+    const u = await ok(rwClient, 'query', {
+      sql: 'UPDATE users SET email = $1 WHERE id = $2',
+      params: ['n@example.com', 100],
+    });
     assert.equal(u.command, 'UPDATE');
     assert.equal(u.row_count, 1);
     const seen = await pool.query('SELECT email FROM users WHERE id = 100');
@@ -96,7 +129,10 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
     assert.equal(r.rows.length, 10);
     assert.equal(r.truncated, true);
     const small = await ok(roClient, 'query', { sql: 'SELECT id FROM users ORDER BY id', max_rows: 3 });
-    assert.deepEqual(small.rows.map((x: { id: number }) => x.id), [1, 2, 3]);
+    assert.deepEqual(
+      small.rows.map((x: { id: number }) => x.id),
+      [1, 2, 3],
+    );
     assert.equal(small.truncated, true);
     const exact = await ok(roClient, 'query', { sql: 'SELECT id FROM users WHERE id <= $1', params: [10] });
     assert.equal(exact.rows.length, 10);
@@ -104,7 +140,12 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
   });
 
   it('reports a statement timeout as a coded error', async () => {
-    const slow = await startMcpHttpServer({ name: 'db-slow', serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, statementTimeoutMs: 200 }), port: 0, logger: silentLogger });
+    const slow = await startMcpHttpServer({
+      name: 'db-slow',
+      serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, statementTimeoutMs: 200 }),
+      port: 0,
+      logger: silentLogger,
+    });
     const c = await httpClient(slow.url);
     try {
       const e = await fails(c, 'query', { sql: 'SELECT pg_sleep(5)' });
@@ -120,12 +161,17 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
     assert.ok(s.schemas.includes('public') && s.schemas.includes('sales'));
     assert.ok(!s.schemas.includes('pg_catalog'));
     const t = await ok(roClient, 'list_tables', { schema: 'sales' });
-    assert.deepEqual(t.tables.map((x: { name: string }) => x.name), ['orders']);
+    assert.deepEqual(
+      t.tables.map((x: { name: string }) => x.name),
+      ['orders'],
+    );
   });
 
   it('describes a table: columns, nullability, primary key, indexes', async () => {
     const d = await ok(roClient, 'describe_table', { schema: 'public', table: 'users' });
-    const cols = Object.fromEntries(d.columns.map((c: { name: string; type: string; nullable: boolean }) => [c.name, c]));
+    const cols = Object.fromEntries(
+      d.columns.map((c: { name: string; type: string; nullable: boolean }) => [c.name, c]),
+    );
     assert.equal(cols.id.type, 'integer');
     assert.equal(cols.id.nullable, false);
     assert.equal(cols.email.nullable, true);

@@ -113,6 +113,12 @@ export class LimitedQuery {
   handleReadyForQuery(): void {
     if (this.failed) return;
     const r = this.result;
-    this.resolve({ rows: r.rows, fields: r.fields ?? [], command: r.command ?? null, rowCount: r.rowCount ?? null, more: this.more });
+    this.resolve({
+      rows: r.rows,
+      fields: r.fields ?? [],
+      command: r.command ?? null,
+      rowCount: r.rowCount ?? null,
+      more: this.more,
+    });
   }
 }

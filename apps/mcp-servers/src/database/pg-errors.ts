@@ -81,12 +81,15 @@ export function mapPgError(e: unknown): AppError | undefined {
     const details = { sqlstate: err.code, position: err.position, detail: err.detail, hint: err.hint };
     const special = bySqlstate[err.code];
     const code = codeForSqlstate(err.code);
-    const message = special?.prefix ? `${special.prefix} (${err.message})` : err.message || `database error ${err.code}`;
-    const retryable = special?.retryable ?? (code === 'unavailable');
+    const message = special?.prefix
+      ? `${special.prefix} (${err.message})`
+      : err.message || `database error ${err.code}`;
+    const retryable = special?.retryable ?? code === 'unavailable';
     return new AppError(code, message, details, retryable);
   }
   if (isConnectionError(e)) {
-    if (typeof err?.code === 'string') return new AppError('unavailable', `database unreachable: ${err.message ?? err.code}`, { errno: err.code }, true);
+    if (typeof err?.code === 'string')
+      return new AppError('unavailable', `database unreachable: ${err.message ?? err.code}`, { errno: err.code }, true);
     return new AppError('unavailable', `database connection lost: ${err?.message ?? String(e)}`, {}, true);
   }
   return undefined;

@@ -86,13 +86,22 @@ describe('mapPgError: every SQLSTATE class has a status, none is 500', () => {
   });
 
   it('keeps the server words and says what a refused write and a timeout are', () => {
-    assert.match(mapPgError(pgError('25006', 'cannot execute DELETE in a read-only transaction'))!.message, /^writes are not allowed.*cannot execute DELETE/);
-    assert.match(mapPgError(pgError('57014', 'canceling statement due to statement timeout'))!.message, /^statement cancelled.*statement timeout/);
+    assert.match(
+      mapPgError(pgError('25006', 'cannot execute DELETE in a read-only transaction'))!.message,
+      /^writes are not allowed.*cannot execute DELETE/,
+    );
+    assert.match(
+      mapPgError(pgError('57014', 'canceling statement due to statement timeout'))!.message,
+      /^statement cancelled.*statement timeout/,
+    );
     assert.equal(codeForSqlstate('57014'), 'timeout');
   });
 
   it('maps a lost or refused connection (no SQLSTATE) to unavailable, and leaves other errors alone', () => {
-    assert.equal(mapPgError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))!.status, 503);
+    assert.equal(
+      mapPgError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))!.status,
+      503,
+    );
     assert.equal(mapPgError(new Error('Connection terminated unexpectedly'))!.status, 503);
     assert.equal(mapPgError(new Error('something else')), undefined);
     assert.equal(mapPgError('not an error'), undefined);

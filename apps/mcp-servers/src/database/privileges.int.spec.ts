@@ -73,8 +73,28 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
     } finally {
       await app.end();
     }
-    reader = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger: silentLogger, env: { MCP_AUTH_DISABLED: 'true', DATABASE_URL: roles.urls.reader, DATABASE_STATEMENT_TIMEOUT_MS: '500', LOG_LEVEL: 'silent' } });
-    writer = await runMcpServer('database', { port: 0, host: '127.0.0.1', logger: silentLogger, env: { MCP_AUTH_DISABLED: 'true', DATABASE_URL: roles.urls.writer, DATABASE_ALLOW_WRITES: 'true', LOG_LEVEL: 'silent' } });
+    reader = await runMcpServer('database', {
+      port: 0,
+      host: '127.0.0.1',
+      logger: silentLogger,
+      env: {
+        MCP_AUTH_DISABLED: 'true',
+        DATABASE_URL: roles.urls.reader,
+        DATABASE_STATEMENT_TIMEOUT_MS: '500',
+        LOG_LEVEL: 'silent',
+      },
+    });
+    writer = await runMcpServer('database', {
+      port: 0,
+      host: '127.0.0.1',
+      logger: silentLogger,
+      env: {
+        MCP_AUTH_DISABLED: 'true',
+        DATABASE_URL: roles.urls.writer,
+        DATABASE_ALLOW_WRITES: 'true',
+        LOG_LEVEL: 'silent',
+      },
+    });
     rc = await httpClient(reader.url!);
     wc = await httpClient(writer.url!);
   });
@@ -118,11 +138,22 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
       assert.equal(e.code, 'forbidden', `${sql}: ${e.text}`);
       assert.doesNotMatch(e.text, /root:x:/);
     }
-    for (const sql of [`select pg_read_file('/etc/passwd')`, `select pg_ls_dir('.')`, `select lo_import('/etc/passwd')`]) {
+    for (const sql of [
+      `select pg_read_file('/etc/passwd')`,
+      `select pg_ls_dir('.')`,
+      `select lo_import('/etc/passwd')`,
+    ]) {
       const raw = await direct(roles.urls.reader, sql);
       assert.equal(raw.code, '42501', `${sql} as the reader role: ${raw.message}`);
     }
-    const fns = ['pg_read_file(text)', 'pg_read_binary_file(text)', 'pg_ls_dir(text)', 'lo_import(text)', 'lo_export(oid, text)', 'pg_stat_file(text)'];
+    const fns = [
+      'pg_read_file(text)',
+      'pg_read_binary_file(text)',
+      'pg_ls_dir(text)',
+      'lo_import(text)',
+      'lo_export(oid, text)',
+      'pg_stat_file(text)',
+    ];
     for (const who of [roles.names.reader, roles.names.writer, roles.names.app]) {
       for (const fn of fns) {
         const r = await admin.query('select has_function_privilege($1, $2, $3) as ok', [who, fn, 'EXECUTE']);
@@ -155,25 +186,49 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
   it('still answers the demo queries', async () => {
     const r = await ok(rc, 'query', { sql: 'select count(*)::int as n from business.customers' });
     assert.deepEqual(r.rows, [{ n: 3 }]);
-    const j = await ok(rc, 'query', { sql: "select lower(c.name) as name, coalesce(sum(o.amount), 0)::float8 as total, date_trunc('month', now()) is not null as t from business.customers c left join business.orders o on o.customer_id = c.id group by c.name order by c.name" });
+    const j = await ok(rc, 'query', {
+      sql: "select lower(c.name) as name, coalesce(sum(o.amount), 0)::float8 as total, date_trunc('month', now()) is not null as t from business.customers c left join business.orders o on o.customer_id = c.id group by c.name order by c.name",
+    });
     assert.equal(j.rows.length, 3);
     assert.deepEqual(j.rows[0], { name: 'acme', total: 10, t: true });
   });
 
   it('the roles are least privilege in PostgreSQL itself: no superuser, no server-file or program role', async () => {
     for (const who of [roles.names.reader, roles.names.writer, roles.names.app]) {
-      const r = await admin.query('select rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin from pg_roles where rolname = $1', [who]);
-      assert.deepEqual(r.rows[0], { rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolreplication: false, rolbypassrls: false, rolcanlogin: true }, who);
+      const r = await admin.query(
+        'select rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin from pg_roles where rolname = $1',
+        [who],
+      );
+      assert.deepEqual(
+        r.rows[0],
+        {
+          rolsuper: false,
+          rolcreaterole: false,
+          rolcreatedb: false,
+          rolreplication: false,
+          rolbypassrls: false,
+          rolcanlogin: true,
+        },
+        who,
+      );
       for (const dangerous of DANGEROUS_ROLES) {
         const m = await admin.query('select pg_has_role($1, $2, $3) as m', [who, dangerous, 'MEMBER']);
         assert.equal(m.rows[0].m, false, `${who} member of ${dangerous}`);
       }
     }
-    const asReader = await direct(roles.urls.reader, 'select current_user as u, (select rolsuper from pg_roles where rolname = current_user) as s');
+    const asReader = await direct(
+      roles.urls.reader,
+      'select current_user as u, (select rolsuper from pg_roles where rolname = current_user) as s',
+    );
     assert.deepEqual(asReader.rows, [{ u: roles.names.reader, s: false }]);
     // The application role got the internal schemas (made by the superuser before the roles) and can use them...
-    const owners = await admin.query(`select nspname, pg_get_userbyid(nspowner) as owner from pg_namespace where nspname in ('security', 'delegation', 'eventstore', 'business') order by 1`);
-    assert.ok(owners.rows.every((o) => o.owner === roles.names.app), JSON.stringify(owners.rows));
+    const owners = await admin.query(
+      `select nspname, pg_get_userbyid(nspowner) as owner from pg_namespace where nspname in ('security', 'delegation', 'eventstore', 'business') order by 1`,
+    );
+    assert.ok(
+      owners.rows.every((o) => o.owner === roles.names.app),
+      JSON.stringify(owners.rows),
+    );
     assert.deepEqual((await direct(roles.urls.app, 'select eventstore.head()::int as h')).rows, [{ h: 1 }]);
     // ...but not the role passwords, and no server files either.
     assert.equal((await direct(roles.urls.app, 'select * from switchyard_roles.passwords')).code, '42501');
@@ -189,7 +244,10 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
   });
 
   it('the reader refuses writes before they reach the server, including a write hidden in a CTE', async () => {
-    for (const sql of ['insert into business.customers values (9, $1, null)', "with d as (delete from business.orders returning id) select count(*) from d"]) {
+    for (const sql of [
+      'insert into business.customers values (9, $1, null)',
+      'with d as (delete from business.orders returning id) select count(*) from d',
+    ]) {
       const e = await fails(rc, 'query', { sql, params: sql.includes('$1') ? ['x'] : [] });
       assert.equal(e.code, 'forbidden', e.text);
       assert.match(e.message, /writes are not allowed/);
@@ -198,7 +256,10 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
   });
 
   it('the writer writes the onboarding tables only', async () => {
-    const ins = await ok(wc, 'query', { sql: 'insert into business.customers (id, name, email) values ($1, $2, $3) returning id', params: [10, 'New', 'n@x'] });
+    const ins = await ok(wc, 'query', {
+      sql: 'insert into business.customers (id, name, email) values ($1, $2, $3) returning id',
+      params: [10, 'New', 'n@x'],
+    });
     assert.deepEqual(ins.rows, [{ id: 10 }]);
     const del = await fails(wc, 'query', { sql: 'delete from business.orders' });
     assert.equal(del.code, 'forbidden', del.text);
@@ -218,7 +279,10 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
     assert.deepEqual([div.code, div.details['sqlstate']], ['validation', '22012']);
     const missing = await fails(rc, 'query', { sql: 'select * from business.nope' });
     assert.deepEqual([missing.code, missing.details['sqlstate']], ['validation', '42P01']);
-    const dup = await fails(wc, 'query', { sql: 'insert into business.customers (id, name) values (1, $1)', params: ['dup'] });
+    const dup = await fails(wc, 'query', {
+      sql: 'insert into business.customers (id, name) values (1, $1)',
+      params: ['dup'],
+    });
     assert.deepEqual([dup.code, dup.details['sqlstate']], ['illegal_state', '23505']);
     const notNull = await fails(wc, 'query', { sql: 'insert into business.customers (id, name) values (11, null)' });
     assert.deepEqual([notNull.code, notNull.details['sqlstate']], ['illegal_state', '23502']);
@@ -235,7 +299,10 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
     u.password = ownerPw;
     const ext = await provisionDatabaseRoles(u.toString(), { logger: silentLogger });
     assert.ok(ext, 'a CREATEROLE user owning the database provisions the roles');
-    const asReader = await direct(ext.urls.reader, `select current_user as u, (select rolsuper from pg_roles where rolname = current_user) as s`);
+    const asReader = await direct(
+      ext.urls.reader,
+      `select current_user as u, (select rolsuper from pg_roles where rolname = current_user) as s`,
+    );
     assert.deepEqual(asReader.rows, [{ u: ext.names.reader, s: false }]);
     assert.equal((await direct(ext.urls.reader, `select pg_read_file('/etc/passwd')`)).code, '42501');
 
@@ -246,8 +313,14 @@ describe('database MCP server: least privilege (real Postgres, provisioned roles
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
     assert.equal(await provisionDatabaseRoles(u.toString(), { logger }), undefined);
-    assert.ok(lines.some((l) => /"level":40/.test(l) && /may not create roles/.test(l)), lines.join(''));
-    assert.ok(lines.every((l) => !l.includes(plainPw)), 'no password in the log');
+    assert.ok(
+      lines.some((l) => /"level":40/.test(l) && /may not create roles/.test(l)),
+      lines.join(''),
+    );
+    assert.ok(
+      lines.every((l) => !l.includes(plainPw)),
+      'no password in the log',
+    );
   });
 
   it('provisioning again keeps the roles and their passwords working (a restart)', async () => {

@@ -46,7 +46,14 @@ const sessionSettings = new WeakMap<object, string>();
  * SELECT/INSERT/UPDATE/DELETE/MERGE with pure built-in functions only, so a statement can change
  * neither the session's settings nor its role, and nothing it does outlives its transaction.
  */
-async function runLimited(pool: pg.Pool, write: boolean, timeoutMs: number, sql: string, params: readonly (string | number | boolean | null)[], maxRows: number): Promise<LimitedOutcome> {
+async function runLimited(
+  pool: pg.Pool,
+  write: boolean,
+  timeoutMs: number,
+  sql: string,
+  params: readonly (string | number | boolean | null)[],
+  maxRows: number,
+): Promise<LimitedOutcome> {
   const client = await pool.connect();
   let broken = false;
   const onError = (): void => {
@@ -63,7 +70,8 @@ async function runLimited(pool: pg.Pool, write: boolean, timeoutMs: number, sql:
     void client.query(q as unknown as pg.QueryConfig);
     return await q.done;
   } catch (e) {
-    if ((e as { severity?: string }).severity === 'FATAL' || (e as { severity?: string }).severity === 'PANIC') broken = true;
+    if ((e as { severity?: string }).severity === 'FATAL' || (e as { severity?: string }).severity === 'PANIC')
+      broken = true;
     throw e;
   } finally {
     client.removeListener('error', onError);
@@ -76,7 +84,12 @@ async function runLimited(pool: pg.Pool, write: boolean, timeoutMs: number, sql:
  * with SET LOCAL statement_timeout. Always rolled back when read-only (nothing to keep),
  * and the session is reset afterwards so nothing a statement changed leaks to the next caller.
  */
-async function inTransaction<T>(pool: pg.Pool, write: boolean, timeoutMs: number, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+async function inTransaction<T>(
+  pool: pg.Pool,
+  write: boolean,
+  timeoutMs: number,
+  body: (c: pg.PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   let broken = false;
   // A backend terminated under a statement (57P01, a restart) makes the checked-out client emit
@@ -92,7 +105,8 @@ async function inTransaction<T>(pool: pg.Pool, write: boolean, timeoutMs: number
     await client.query(write ? 'COMMIT' : 'ROLLBACK');
     return out;
   } catch (e) {
-    if ((e as { severity?: string }).severity === 'FATAL' || (e as { severity?: string }).severity === 'PANIC') broken = true;
+    if ((e as { severity?: string }).severity === 'FATAL' || (e as { severity?: string }).severity === 'PANIC')
+      broken = true;
     if (!broken) {
       await client.query('ROLLBACK').catch(() => {
         broken = true;
@@ -119,11 +133,18 @@ const paramsInput = z
 // building zod schemas costs more than the parse of a call's arguments.
 const listSchemasInput = z.object({ include_system: z.boolean().default(false) });
 const listTablesInput = z.object({ schema: z.string().min(1).max(63).default('public') });
-const describeTableInput = z.object({ schema: z.string().min(1).max(63).default('public'), table: z.string().min(1).max(63) });
+const describeTableInput = z.object({
+  schema: z.string().min(1).max(63).default('public'),
+  table: z.string().min(1).max(63),
+});
 const explainInput = z.object({ sql: sqlInput, params: paramsInput, analyze: z.boolean().default(false) });
 const queryInputs = new Map<number, ReturnType<typeof makeQueryInput>>();
 const makeQueryInput = (maxRows: number) =>
-  z.object({ sql: sqlInput, params: paramsInput, max_rows: z.number().int().min(1).max(maxRows).optional().describe(`row cap (default and ceiling ${maxRows})`) });
+  z.object({
+    sql: sqlInput,
+    params: paramsInput,
+    max_rows: z.number().int().min(1).max(maxRows).optional().describe(`row cap (default and ceiling ${maxRows})`),
+  });
 const queryInput = (maxRows: number) => {
   let schema = queryInputs.get(maxRows);
   if (!schema) {
@@ -140,7 +161,8 @@ async function describeTable(c: pg.PoolClient, schema: string, table: string): P
       WHERE n.nspname = $1 AND c.relname = $2 AND has_schema_privilege(n.oid, 'USAGE')`,
     [schema, table],
   );
-  if (exists.rowCount === 0) throw new AppError('not_found', `table ${schema}.${table} does not exist`, { schema, table });
+  if (exists.rowCount === 0)
+    throw new AppError('not_found', `table ${schema}.${table} does not exist`, { schema, table });
   const oid = exists.rows[0].oid as number;
   const columns = await c.query(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, NOT a.attnotnull AS nullable,
@@ -161,7 +183,13 @@ async function describeTable(c: pg.PoolClient, schema: string, table: string): P
        FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = $1 ORDER BY ic.relname`,
     [oid],
   );
-  const kinds: Record<string, string> = { r: 'table', v: 'view', m: 'materialized_view', p: 'partitioned_table', f: 'foreign_table' };
+  const kinds: Record<string, string> = {
+    r: 'table',
+    v: 'view',
+    m: 'materialized_view',
+    p: 'partitioned_table',
+    f: 'foreign_table',
+  };
   return {
     schema,
     table,
@@ -183,7 +211,10 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
   const timeoutMs = deps.statementTimeoutMs ?? 10_000;
   const write = deps.allowWrites === true;
   preloadParser();
-  const server = new McpServer({ name: 'switchyard-database', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
+  const server = new McpServer(
+    { name: 'switchyard-database', version: '0.1.0' },
+    { jsonSchemaValidator: sharedJsonSchemaValidator },
+  );
 
   server.registerTool(
     'query',
@@ -204,7 +235,9 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
         // limit + 1 rows leave the server.
         const out = await runLimited(pool, write, timeoutMs, args.sql, args.params, limit + 1);
         const truncated = out.more || out.rows.length > limit;
-        const rows = out.rows.slice(0, limit).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonSafe(v)])));
+        const rows = out.rows
+          .slice(0, limit)
+          .map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, jsonSafe(v)])));
         return {
           command: out.command,
           columns: out.fields.map((f) => ({ name: f.name, type_oid: f.dataTypeID })),
@@ -224,14 +257,19 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
       inputSchema: listSchemasInput,
       annotations: { readOnlyHint: true },
     },
-    tool('list_schemas', logger, async (args) => {
-      const r = await pool.query(
-        `SELECT nspname AS name FROM pg_namespace
+    tool(
+      'list_schemas',
+      logger,
+      async (args) => {
+        const r = await pool.query(
+          `SELECT nspname AS name FROM pg_namespace
           WHERE $1 OR (nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' AND has_schema_privilege(oid, 'USAGE')) ORDER BY nspname`,
-        [args.include_system],
-      );
-      return { schemas: r.rows.map((x) => x.name as string) };
-    }, mapPgError),
+          [args.include_system],
+        );
+        return { schemas: r.rows.map((x) => x.name as string) };
+      },
+      mapPgError,
+    ),
   );
 
   server.registerTool(
@@ -241,18 +279,23 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
       inputSchema: listTablesInput,
       annotations: { readOnlyHint: true },
     },
-    tool('list_tables', logger, async (args) => {
-      const r = await pool.query(
-        `SELECT c.relname AS name,
+    tool(
+      'list_tables',
+      logger,
+      async (args) => {
+        const r = await pool.query(
+          `SELECT c.relname AS name,
                 CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized_view'
                                WHEN 'p' THEN 'partitioned_table' WHEN 'f' THEN 'foreign_table' END AS kind,
                 GREATEST(c.reltuples, 0)::bigint AS estimated_rows
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname = $1 AND has_schema_privilege(n.oid, 'USAGE') AND c.relkind IN ('r','v','m','p','f') ORDER BY c.relname`,
-        [args.schema],
-      );
-      return { schema: args.schema, tables: r.rows.map((t) => ({ ...t, estimated_rows: Number(t.estimated_rows) })) };
-    }, mapPgError),
+          [args.schema],
+        );
+        return { schema: args.schema, tables: r.rows.map((t) => ({ ...t, estimated_rows: Number(t.estimated_rows) })) };
+      },
+      mapPgError,
+    ),
   );
 
   server.registerTool(
@@ -262,13 +305,19 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
       inputSchema: describeTableInput,
       annotations: { readOnlyHint: true },
     },
-    tool('describe_table', logger, async (args) => inTransaction(pool, false, timeoutMs, (c) => describeTable(c, args.schema, args.table)), mapPgError),
+    tool(
+      'describe_table',
+      logger,
+      async (args) => inTransaction(pool, false, timeoutMs, (c) => describeTable(c, args.schema, args.table)),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
     'explain',
     {
-      description: 'EXPLAIN (FORMAT JSON) of a statement, always in a read-only transaction. analyze=true runs it (reads only).',
+      description:
+        'EXPLAIN (FORMAT JSON) of a statement, always in a read-only transaction. analyze=true runs it (reads only).',
       inputSchema: explainInput,
       annotations: { readOnlyHint: true },
     },
@@ -281,7 +330,11 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
         return inTransaction(pool, false, timeoutMs, async (c) => {
           const prefix = args.analyze ? 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ' : 'EXPLAIN (FORMAT JSON) ';
           // Forced extended protocol: exactly one statement after the prefix, parameters bound by the server.
-          const r = await c.query({ text: prefix + args.sql, values: args.params, queryMode: 'extended' } as pg.QueryConfig);
+          const r = await c.query({
+            text: prefix + args.sql,
+            values: args.params,
+            queryMode: 'extended',
+          } as pg.QueryConfig);
           return { plan: r.rows[0]?.['QUERY PLAN'] };
         });
       },

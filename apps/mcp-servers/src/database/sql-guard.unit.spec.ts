@@ -19,7 +19,7 @@ describe('vetStatement (PostgreSQL parser in front of the database server)', () 
       'select count(*) from business.customers',
       'SELECT id FROM business.customers WHERE lower(email) = lower($1::text)',
       "WITH p AS (SELECT substring($1 FROM '^[0-9]+')::int AS n, right($1, 1) AS unit) SELECT date_trunc('month', now()) - make_interval(months => p.n) FROM p",
-      'select extract(year from current_date), coalesce(null, 1), greatest(1, 2), x at time zone \'UTC\' from (values (now())) v(x)',
+      "select extract(year from current_date), coalesce(null, 1), greatest(1, 2), x at time zone 'UTC' from (values (now())) v(x)",
       "select trim(both ' ' from 'a '), position('a' in 'ba'), row_number() over (order by 1), 'a;b' as semi, $$ pg_read_file('x') $$ as quoted",
       'table business.orders',
       '/* DO $$ copy $$ */ select 1 -- ; copy x to program',
@@ -32,7 +32,7 @@ describe('vetStatement (PostgreSQL parser in front of the database server)', () 
   it('refuses DO, COPY, CALL and DDL whatever the quoting or comments', async () => {
     for (const sql of [
       "DO $$ begin execute 'copy (select 1) to program ''id'''; end $$",
-      "/* hi */ do $x$ begin perform 1; end $x$",
+      '/* hi */ do $x$ begin perform 1; end $x$',
       "COPY (select 1) TO PROGRAM 'id'",
       'copy business.customers from stdin',
       'call some_proc()',
@@ -40,14 +40,25 @@ describe('vetStatement (PostgreSQL parser in front of the database server)', () 
       'drop table business.orders',
       'grant all on business.orders to public',
       'alter system set shared_preload_libraries = $$x$$',
-      "create extension dblink",
+      'create extension dblink',
     ]) {
       assert.equal((await refused(sql, true)).code, 'forbidden', sql);
     }
   });
 
   it('refuses transaction and session control and several statements as bad requests', async () => {
-    for (const sql of ['commit', '/* x */ ROLLBACK', 'set role postgres', 'reset all', 'discard all', 'listen x', 'begin', 'select 1; select 2', "select 1; copy x to program 'id'", '']) {
+    for (const sql of [
+      'commit',
+      '/* x */ ROLLBACK',
+      'set role postgres',
+      'reset all',
+      'discard all',
+      'listen x',
+      'begin',
+      'select 1; select 2',
+      "select 1; copy x to program 'id'",
+      '',
+    ]) {
       assert.equal((await refused(sql)).code, 'validation', sql);
     }
     assert.match((await refused('select 1; delete from t')).message, /multiple commands/);
@@ -77,7 +88,13 @@ describe('vetStatement (PostgreSQL parser in front of the database server)', () 
   });
 
   it('refuses writes on the read-only server, even hidden in a CTE; allows them on the writer', async () => {
-    for (const sql of ['insert into t values (1)', 'update t set x = 1', 'delete from t', 'with d as (delete from t returning 1) select * from d', 'merge into t using s on t.id = s.id when matched then delete']) {
+    for (const sql of [
+      'insert into t values (1)',
+      'update t set x = 1',
+      'delete from t',
+      'with d as (delete from t returning 1) select * from d',
+      'merge into t using s on t.id = s.id when matched then delete',
+    ]) {
       const e = await refused(sql);
       assert.equal(e.code, 'forbidden', sql);
       assert.match(e.message, /writes are not allowed/);

@@ -52,7 +52,10 @@ describe('EgressGuard', () => {
     refused(() => g.checkUrl(new URL('http://0x7f.1/')), 'loopback');
     assert.doesNotThrow(() => g.checkUrl(new URL('https://8.8.8.8/')));
     assert.doesNotThrow(() => g.checkUrl(new URL('https://example.com/')), 'names are checked after resolution');
-    assert.throws(() => g.checkUrl(new URL('ftp://example.com/')), (e: unknown) => e instanceof AppError && e.code === 'validation');
+    assert.throws(
+      () => g.checkUrl(new URL('ftp://example.com/')),
+      (e: unknown) => e instanceof AppError && e.code === 'validation',
+    );
   });
 
   it('honours allow-listed hosts (exact and *.suffix) and CIDRs', () => {
@@ -63,30 +66,60 @@ describe('EgressGuard', () => {
     assert.doesNotThrow(() => g.checkAddress('x', '10.1.200.3'));
     refused(() => g.checkAddress('x', '10.2.0.1'), 'private');
     assert.doesNotThrow(() => g.checkAddress('x', '::1'));
-    assert.throws(() => new EgressGuard({ allowCidrs: ['not-a-cidr'] }), (e: unknown) => e instanceof AppError && e.code === 'validation');
+    assert.throws(
+      () => new EgressGuard({ allowCidrs: ['not-a-cidr'] }),
+      (e: unknown) => e instanceof AppError && e.code === 'validation',
+    );
   });
 
   it('refuses a name when any of its addresses is internal', async () => {
-    const g = new EgressGuard({ resolve: async () => [{ address: '93.184.215.14', family: 4 }, { address: '192.168.0.10', family: 4 }] });
-    await assert.rejects(g.resolveChecked('mixed.test'), (e: unknown) => e instanceof AppError && e.code === 'forbidden' && e.details['address'] === '192.168.0.10');
+    const g = new EgressGuard({
+      resolve: async () => [
+        { address: '93.184.215.14', family: 4 },
+        { address: '192.168.0.10', family: 4 },
+      ],
+    });
+    await assert.rejects(
+      g.resolveChecked('mixed.test'),
+      (e: unknown) => e instanceof AppError && e.code === 'forbidden' && e.details['address'] === '192.168.0.10',
+    );
     const none = new EgressGuard({ resolve: async () => Promise.reject(new Error('ENOTFOUND')) });
-    await assert.rejects(none.resolveChecked('nope.test'), (e: unknown) => e instanceof AppError && e.code === 'unavailable');
+    await assert.rejects(
+      none.resolveChecked('nope.test'),
+      (e: unknown) => e instanceof AppError && e.code === 'unavailable',
+    );
   });
 
   it('gives the socket only checked addresses through its lookup', async () => {
-    const g = new EgressGuard({ resolve: async () => [{ address: '93.184.215.14', family: 4 }, { address: '2606:2800::1', family: 6 }] });
+    const g = new EgressGuard({
+      resolve: async () => [
+        { address: '93.184.215.14', family: 4 },
+        { address: '2606:2800::1', family: 6 },
+      ],
+    });
     const all = await new Promise((res, rej) => g.lookup('site.test', { all: true }, (e, a) => (e ? rej(e) : res(a))));
-    assert.deepEqual(all, [{ address: '93.184.215.14', family: 4 }, { address: '2606:2800::1', family: 6 }]);
-    const v6 = await new Promise((res, rej) => g.lookup('site.test', { family: 6 }, (e, a, f) => (e ? rej(e) : res([a, f]))));
+    assert.deepEqual(all, [
+      { address: '93.184.215.14', family: 4 },
+      { address: '2606:2800::1', family: 6 },
+    ]);
+    const v6 = await new Promise((res, rej) =>
+      g.lookup('site.test', { family: 6 }, (e, a, f) => (e ? rej(e) : res([a, f]))),
+    );
     assert.deepEqual(v6, ['2606:2800::1', 6]);
     const bad = new EgressGuard({ resolve: async () => [{ address: '127.0.0.1', family: 4 }] });
-    await assert.rejects(new Promise((res, rej) => bad.lookup('evil.test', {}, (e, a) => (e ? rej(e) : res(a)))), (e: unknown) => e instanceof AppError && e.code === 'forbidden');
+    await assert.rejects(
+      new Promise((res, rej) => bad.lookup('evil.test', {}, (e, a) => (e ? rej(e) : res(a)))),
+      (e: unknown) => e instanceof AppError && e.code === 'forbidden',
+    );
   });
 });
 
 describe('extractHtml', () => {
   it('returns title, text without scripts and absolute links', () => {
-    const r = extractHtml('<html><head><title> T </title></head><body><p>a <a href="b/c">link</a></p><script>x()</script><a href="mailto:x@y">m</a></body></html>', 'https://site.test/dir/page');
+    const r = extractHtml(
+      '<html><head><title> T </title></head><body><p>a <a href="b/c">link</a></p><script>x()</script><a href="mailto:x@y">m</a></body></html>',
+      'https://site.test/dir/page',
+    );
     assert.equal(r.title, 'T');
     assert.equal(r.text, 'a link\n\nm');
     assert.deepEqual(r.links, [{ href: 'https://site.test/dir/b/c', text: 'link' }]);

@@ -59,12 +59,23 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
         res.end(`hello from ${req.headers.host}`);
       }
     });
-    const dns = fakeDns({ 'internal.test': ['127.0.0.1'], 'allowed.test': ['127.0.0.1'], 'rebind.test': ['93.184.215.14', '10.1.2.3'] });
+    const dns = fakeDns({
+      'internal.test': ['127.0.0.1'],
+      'allowed.test': ['127.0.0.1'],
+      'rebind.test': ['93.184.215.14', '10.1.2.3'],
+    });
     const strictGuard = new EgressGuard({ resolve: dns });
     const allowGuard = new EgressGuard({ allowHosts: ['allowed.test'], allowCidrs: [], resolve: dns });
     const ipGuard = new EgressGuard({ allowHosts: ['127.0.0.1'], resolve: dns });
     for (const guard of [strictGuard, allowGuard, ipGuard]) {
-      servers.push(await startMcpHttpServer({ name: 'fetch', serverFactory: () => createFetchServer({ guard, logger: silentLogger }), port: 0, logger: silentLogger }));
+      servers.push(
+        await startMcpHttpServer({
+          name: 'fetch',
+          serverFactory: () => createFetchServer({ guard, logger: silentLogger }),
+          port: 0,
+          logger: silentLogger,
+        }),
+      );
     }
     strict = await httpClient(servers[0]!.url);
     allowed = await httpClient(servers[1]!.url);
@@ -89,7 +100,12 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
   it('reaches the same server when 127.0.0.1 is allow-listed', async () => {
     const c = await httpClient(servers[2]!.url);
     try {
-      const r = await ok(c, 'http_request', { url: `${site.base}/json`, method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+      const r = await ok(c, 'http_request', {
+        url: `${site.base}/json`,
+        method: 'POST',
+        body: '{}',
+        headers: { 'content-type': 'application/json' },
+      });
       assert.equal(r.status, 200);
       assert.deepEqual(JSON.parse(r.body), { hello: 'world', method: 'POST' });
       assert.equal(r.body_encoding, 'utf8');
@@ -158,7 +174,10 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
     const r = await ok(allowed, 'http_request', { url: `http://allowed.test:${site.port}/hop` });
     assert.equal(r.status, 200);
     assert.deepEqual(r.redirects, [`http://allowed.test:${site.port}/json`]);
-    const noFollow = await ok(allowed, 'http_request', { url: `http://allowed.test:${site.port}/hop`, follow_redirects: false });
+    const noFollow = await ok(allowed, 'http_request', {
+      url: `http://allowed.test:${site.port}/hop`,
+      follow_redirects: false,
+    });
     assert.equal(noFollow.status, 301);
   });
 
@@ -173,11 +192,20 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
   });
 
   it('enforces the size cap while streaming and from content-length', async () => {
-    const chunked = await fails(allowed, 'http_request', { url: `http://allowed.test:${site.port}/big-chunked`, max_bytes: 5000 });
+    const chunked = await fails(allowed, 'http_request', {
+      url: `http://allowed.test:${site.port}/big-chunked`,
+      max_bytes: 5000,
+    });
     assert.equal(chunked.code, 'payload_too_large');
-    const declared = await fails(allowed, 'http_request', { url: `http://allowed.test:${site.port}/big-declared`, max_bytes: 5000 });
+    const declared = await fails(allowed, 'http_request', {
+      url: `http://allowed.test:${site.port}/big-declared`,
+      max_bytes: 5000,
+    });
     assert.equal(declared.code, 'payload_too_large');
-    const fits = await ok(allowed, 'http_request', { url: `http://allowed.test:${site.port}/big-chunked`, max_bytes: 20000 });
+    const fits = await ok(allowed, 'http_request', {
+      url: `http://allowed.test:${site.port}/big-chunked`,
+      max_bytes: 20000,
+    });
     assert.equal(fits.bytes, 20000);
   });
 

@@ -33,7 +33,10 @@ export const defaultFetchLimits: FetchServerLimits = {
 };
 
 /** Title, visible text and absolute links of an HTML page. */
-export function extractHtml(html: string, baseUrl: string): { title: string; text: string; links: { href: string; text: string }[] } {
+export function extractHtml(
+  html: string,
+  baseUrl: string,
+): { title: string; text: string; links: { href: string; text: string }[] } {
   let title = '';
   let inTitle = false;
   const links: { href: string; text: string }[] = [];
@@ -84,14 +87,30 @@ export function extractHtml(html: string, baseUrl: string): { title: string; tex
  */
 export function createFetchServer(deps: FetchServerDeps): McpServer {
   const limits = { ...defaultFetchLimits, ...deps.limits };
-  const server = new McpServer({ name: 'switchyard-fetch', version: '0.1.0' }, { jsonSchemaValidator: sharedJsonSchemaValidator });
-  const timeout = z.number().int().min(1).max(limits.maxTimeoutMs).optional().describe(`deadline in ms (default ${limits.defaultTimeoutMs})`);
-  const maxBytes = z.number().int().min(1).max(limits.maxMaxBytes).optional().describe(`response size cap in bytes (default ${limits.defaultMaxBytes})`);
+  const server = new McpServer(
+    { name: 'switchyard-fetch', version: '0.1.0' },
+    { jsonSchemaValidator: sharedJsonSchemaValidator },
+  );
+  const timeout = z
+    .number()
+    .int()
+    .min(1)
+    .max(limits.maxTimeoutMs)
+    .optional()
+    .describe(`deadline in ms (default ${limits.defaultTimeoutMs})`);
+  const maxBytes = z
+    .number()
+    .int()
+    .min(1)
+    .max(limits.maxMaxBytes)
+    .optional()
+    .describe(`response size cap in bytes (default ${limits.defaultMaxBytes})`);
 
   server.registerTool(
     'http_request',
     {
-      description: 'Make an HTTP request to a public URL. Internal addresses are refused unless allow-listed. Text bodies come back as utf8, others as base64.',
+      description:
+        'Make an HTTP request to a public URL. Internal addresses are refused unless allow-listed. Text bodies come back as utf8, others as base64.',
       inputSchema: {
         method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD']).default('GET'),
         url: z.string().url(),
@@ -147,7 +166,10 @@ export function createFetchServer(deps: FetchServerDeps): McpServer {
       });
       const type = res.headers['content-type'] ?? '';
       const raw = res.body.toString('utf8');
-      const page = /html/i.test(type) || (!type && /<html|<body|<p[\s>]/i.test(raw)) ? extractHtml(raw, res.url) : { title: '', text: raw, links: [] };
+      const page =
+        /html/i.test(type) || (!type && /<html|<body|<p[\s>]/i.test(raw))
+          ? extractHtml(raw, res.url)
+          : { title: '', text: raw, links: [] };
       return { url: res.url, status: res.status, content_type: type, ...page };
     }),
   );

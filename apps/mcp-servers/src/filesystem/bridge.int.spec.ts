@@ -7,7 +7,8 @@ import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js'
 import { call, httpClient, silentLogger } from '../test-helpers.js';
 import { startFilesystemBridge, type FilesystemBridge } from './bridge.js';
 
-const text = (r: { content: unknown }): string => (r.content as { type: string; text: string }[]).map((c) => c.text).join('\n');
+const text = (r: { content: unknown }): string =>
+  (r.content as { type: string; text: string }[]).map((c) => c.text).join('\n');
 
 describe('filesystem bridge (official server-filesystem over stdio, exposed on Streamable HTTP)', () => {
   let scratch: string;
@@ -20,7 +21,13 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
     scratch = mkdtempSync(path.resolve('.tmp', 'fs-bridge-'));
     writeFileSync(path.join(scratch, 'outside.txt'), 'not for you');
     bridge = await startFilesystemBridge({ root: path.join(scratch, 'root'), logger: silentLogger });
-    http = await startMcpHttpServer({ name: 'filesystem-bridge', serverFactory: () => bridge.serverFactory(), port: 0, logger: silentLogger, health: async () => ({ root: bridge.root }) });
+    http = await startMcpHttpServer({
+      name: 'filesystem-bridge',
+      serverFactory: () => bridge.serverFactory(),
+      port: 0,
+      logger: silentLogger,
+      health: async () => ({ root: bridge.root }),
+    });
     client = await httpClient(http.url);
   });
 
@@ -33,7 +40,8 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
 
   it('forwards the official tool list', async () => {
     const names = (await client.listTools()).tools.map((t) => t.name);
-    for (const n of ['read_text_file', 'write_file', 'list_directory', 'create_directory', 'list_allowed_directories']) assert.ok(names.includes(n), n);
+    for (const n of ['read_text_file', 'write_file', 'list_directory', 'create_directory', 'list_allowed_directories'])
+      assert.ok(names.includes(n), n);
     // The sandbox is reported relative to itself: no absolute server path leaves the bridge.
     const allowed = await call(client, 'list_allowed_directories');
     assert.ok(!text(allowed).includes(bridge.root), text(allowed));
@@ -53,7 +61,10 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
   it('writes, lists and reads inside the root', async () => {
     const mk = await call(client, 'create_directory', { path: path.join(bridge.root, 'notes') });
     assert.notEqual(mk.isError, true, text(mk));
-    const w = await call(client, 'write_file', { path: path.join(bridge.root, 'notes', 'a.txt'), content: 'hello bridge' });
+    const w = await call(client, 'write_file', {
+      path: path.join(bridge.root, 'notes', 'a.txt'),
+      content: 'hello bridge',
+    });
     assert.notEqual(w.isError, true, text(w));
     assert.equal(readFileSync(path.join(bridge.root, 'notes', 'a.txt'), 'utf8'), 'hello bridge');
     const ls = await call(client, 'list_directory', { path: bridge.root });
@@ -62,7 +73,7 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
     assert.equal(text(r), 'hello bridge');
   });
 
-  it('passes the official server\'s refusal of ../ traversal back to the client', async () => {
+  it("passes the official server's refusal of ../ traversal back to the client", async () => {
     for (const p of [path.join(bridge.root, '..', 'outside.txt'), `${bridge.root}/../outside.txt`, '../outside.txt']) {
       const r = await call(client, 'read_text_file', { path: p });
       assert.equal(r.isError, true, `${p} should be refused`);
@@ -85,7 +96,8 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
     assert.ok(pid, 'child running');
     process.kill(pid, 'SIGKILL');
     // Wait for the outcome (a new child answering), not for a duration.
-    for (let i = 0; i < 300 && (bridge.pid === null || bridge.pid === pid); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 300 && (bridge.pid === null || bridge.pid === pid); i++)
+      await new Promise((r) => setTimeout(r, 50));
     assert.ok(bridge.pid && bridge.pid !== pid, 'a new child is running');
     const c = await httpClient(http.url);
     try {

@@ -48,7 +48,11 @@ export function filesystemServerScript(): string {
  * client. It advertises only what the upstream advertises, and forwards requests as
  * they are (results and tool errors unchanged; protocol errors surface as errors).
  */
-export function createForwardingServer(upstream: Client, info: { name: string; version: string }, roots: readonly string[] = []): Server {
+export function createForwardingServer(
+  upstream: Client,
+  info: { name: string; version: string },
+  roots: readonly string[] = [],
+): Server {
   const caps = upstream.getServerCapabilities() ?? {};
   // Paths in results and errors are shown relative to the sandbox roots (no absolute server paths).
   const rel = <T>(p: Promise<T>): Promise<T> =>
@@ -67,21 +71,35 @@ export function createForwardingServer(upstream: Client, info: { name: string; v
   if (caps.prompts) advertised.prompts = {};
   const server = new Server(info, { capabilities: advertised, instructions: upstream.getInstructions() });
   if (caps.tools) {
-    server.setRequestHandler(ListToolsRequestSchema, (req, extra) => rel(upstream.listTools(req.params, { signal: extra.signal })));
+    server.setRequestHandler(ListToolsRequestSchema, (req, extra) =>
+      rel(upstream.listTools(req.params, { signal: extra.signal })),
+    );
     // Raw request: the upstream's result goes back untouched (no client-side output-schema checks here;
     // the caller's own client does those against the forwarded tool list).
     server.setRequestHandler(CallToolRequestSchema, (req, extra) =>
-      rel(upstream.request({ method: 'tools/call', params: req.params }, CallToolResultSchema, { signal: extra.signal })),
+      rel(
+        upstream.request({ method: 'tools/call', params: req.params }, CallToolResultSchema, { signal: extra.signal }),
+      ),
     );
   }
   if (caps.resources) {
-    server.setRequestHandler(ListResourcesRequestSchema, (req, extra) => rel(upstream.listResources(req.params, { signal: extra.signal })));
-    server.setRequestHandler(ListResourceTemplatesRequestSchema, (req, extra) => rel(upstream.listResourceTemplates(req.params, { signal: extra.signal })));
-    server.setRequestHandler(ReadResourceRequestSchema, (req, extra) => rel(upstream.readResource(req.params, { signal: extra.signal })));
+    server.setRequestHandler(ListResourcesRequestSchema, (req, extra) =>
+      rel(upstream.listResources(req.params, { signal: extra.signal })),
+    );
+    server.setRequestHandler(ListResourceTemplatesRequestSchema, (req, extra) =>
+      rel(upstream.listResourceTemplates(req.params, { signal: extra.signal })),
+    );
+    server.setRequestHandler(ReadResourceRequestSchema, (req, extra) =>
+      rel(upstream.readResource(req.params, { signal: extra.signal })),
+    );
   }
   if (caps.prompts) {
-    server.setRequestHandler(ListPromptsRequestSchema, (req, extra) => rel(upstream.listPrompts(req.params, { signal: extra.signal })));
-    server.setRequestHandler(GetPromptRequestSchema, (req, extra) => rel(upstream.getPrompt(req.params, { signal: extra.signal })));
+    server.setRequestHandler(ListPromptsRequestSchema, (req, extra) =>
+      rel(upstream.listPrompts(req.params, { signal: extra.signal })),
+    );
+    server.setRequestHandler(GetPromptRequestSchema, (req, extra) =>
+      rel(upstream.getPrompt(req.params, { signal: extra.signal })),
+    );
   }
   return server;
 }
@@ -97,7 +115,12 @@ export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Prom
   mkdirSync(opts.root, { recursive: true });
   const root = realpathSync(path.resolve(opts.root));
   const roots = pathRoots([root, path.resolve(opts.root)]);
-  const child = await startStdioChild({ name: 'filesystem', script: opts.serverScript ?? filesystemServerScript(), args: [root], logger: opts.logger.child({ root }) });
+  const child = await startStdioChild({
+    name: 'filesystem',
+    script: opts.serverScript ?? filesystemServerScript(),
+    args: [root],
+    logger: opts.logger.child({ root }),
+  });
   return {
     root,
     get client(): Client {
@@ -106,7 +129,8 @@ export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Prom
     get pid(): number | null {
       return child.pid;
     },
-    serverFactory: () => createForwardingServer(child.client, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }, roots),
+    serverFactory: () =>
+      createForwardingServer(child.client, { name: 'switchyard-filesystem-bridge', version: '0.1.0' }, roots),
     alive: () => child.alive(),
     close: () => child.close(),
   };

@@ -13,7 +13,13 @@ import { startGithubBridge } from './bridge.js';
 const TOKEN = 'github-bridge-test-token';
 
 /** node:http, so the test can set `Host` (fetch cannot). */
-function raw(port: number, method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; body: any }> {
+function raw(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: unknown,
+): Promise<{ status: number; body: any }> {
   const text = body === undefined ? '' : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -22,12 +28,23 @@ function raw(port: number, method: string, path: string, headers: Record<string,
         port,
         path,
         method,
-        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': Buffer.byteLength(text) }), ...headers },
+        headers: {
+          ...(body === undefined
+            ? {}
+            : {
+                'content-type': 'application/json',
+                accept: 'application/json, text/event-stream',
+                'content-length': Buffer.byteLength(text),
+              }),
+          ...headers,
+        },
       },
       (res) => {
         let data = '';
         res.on('data', (c: Buffer) => (data += c.toString('utf8')));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data.startsWith('{') ? JSON.parse(data) : data }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: data.startsWith('{') ? JSON.parse(data) : data }),
+        );
       },
     );
     req.on('error', reject);
@@ -35,7 +52,12 @@ function raw(port: number, method: string, path: string, headers: Record<string,
   });
 }
 
-const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '0' } } };
+const initialize = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '0' } },
+};
 
 describe('github MCP server', () => {
   it('has the seed port 5003', () => {
@@ -61,13 +83,23 @@ describe('github MCP server', () => {
     });
 
     it('refuses /mcp with 503 and a JSON-RPC error naming the missing token', async () => {
-      const res = await raw(port, 'POST', '/mcp', { host: `127.0.0.1:${port}`, authorization: `Bearer ${TOKEN}` }, initialize);
+      const res = await raw(
+        port,
+        'POST',
+        '/mcp',
+        { host: `127.0.0.1:${port}`, authorization: `Bearer ${TOKEN}` },
+        initialize,
+      );
       assert.equal(res.status, 503);
       assert.equal(res.body.jsonrpc, '2.0');
       assert.match(res.body.error.message, /GITHUB_PERSONAL_ACCESS_TOKEN is not set/);
       assert.deepEqual(res.body.error.data, { state: 'unconfigured', missing: ['GITHUB_PERSONAL_ACCESS_TOKEN'] });
       // What an MCP client shows its user: the status and the reason.
-      await assert.rejects(httpClient(server.url!, TOKEN), (err: Error & { code?: number }) => err.code === 503 && /GITHUB_PERSONAL_ACCESS_TOKEN is not set/.test(err.message));
+      await assert.rejects(
+        httpClient(server.url!, TOKEN),
+        (err: Error & { code?: number }) =>
+          err.code === 503 && /GITHUB_PERSONAL_ACCESS_TOKEN is not set/.test(err.message),
+      );
     });
 
     it('checks the bearer token and Host/Origin like every other server', async () => {
@@ -75,12 +107,21 @@ describe('github MCP server', () => {
       assert.equal(noToken.status, 401);
       const rebound = await raw(port, 'GET', '/health', { host: `attacker.example:${port}` });
       assert.equal(rebound.status, 403);
-      const foreignOrigin = await raw(port, 'POST', '/mcp', { host: `127.0.0.1:${port}`, origin: 'http://evil.example', authorization: `Bearer ${TOKEN}` }, initialize);
+      const foreignOrigin = await raw(
+        port,
+        'POST',
+        '/mcp',
+        { host: `127.0.0.1:${port}`, origin: 'http://evil.example', authorization: `Bearer ${TOKEN}` },
+        initialize,
+      );
       assert.equal(foreignOrigin.status, 403);
     });
 
     it('refuses to start on stdio, where it could not say why per request', async () => {
-      await assert.rejects(runMcpServer('github', { stdio: true, logger: silentLogger, env: { LOG_LEVEL: 'silent' } }), /GITHUB_PERSONAL_ACCESS_TOKEN/);
+      await assert.rejects(
+        runMcpServer('github', { stdio: true, logger: silentLogger, env: { LOG_LEVEL: 'silent' } }),
+        /GITHUB_PERSONAL_ACCESS_TOKEN/,
+      );
     });
   });
 
@@ -90,7 +131,12 @@ describe('github MCP server', () => {
     before(async () => {
       port = await freePort();
       // A dummy token: listing tools is local to the official server, nothing reaches GitHub.
-      server = await runMcpServer('github', { port, token: TOKEN, logger: silentLogger, env: { LOG_LEVEL: 'silent', GITHUB_PERSONAL_ACCESS_TOKEN: 'ghp_dummy_for_tests' } });
+      server = await runMcpServer('github', {
+        port,
+        token: TOKEN,
+        logger: silentLogger,
+        env: { LOG_LEVEL: 'silent', GITHUB_PERSONAL_ACCESS_TOKEN: 'ghp_dummy_for_tests' },
+      });
     });
     after(async () => server?.close());
 
@@ -105,14 +151,21 @@ describe('github MCP server', () => {
         assert.equal(client.getServerVersion()?.name, 'switchyard-github-bridge');
         assert.ok(client.getServerCapabilities()?.tools, 'tools capability forwarded');
         const names = (await client.listTools()).tools.map((t) => t.name);
-        for (const n of ['search_repositories', 'create_issue', 'create_pull_request', 'get_file_contents', 'list_commits']) assert.ok(names.includes(n), `lists ${n}: ${names.join(', ')}`);
+        for (const n of [
+          'search_repositories',
+          'create_issue',
+          'create_pull_request',
+          'get_file_contents',
+          'list_commits',
+        ])
+          assert.ok(names.includes(n), `lists ${n}: ${names.join(', ')}`);
       } finally {
         await client.close();
       }
     });
   });
 
-  it('hands the child its token and not the parent\'s other secrets', async () => {
+  it("hands the child its token and not the parent's other secrets", async () => {
     process.env.SWITCHYARD_TEST_SECRET = 'must-not-leak';
     const bridge = await startGithubBridge({ token: 'ghp_dummy_env', logger: silentLogger });
     try {

@@ -6,8 +6,14 @@ import type { Monitor } from '../monitor.js';
 import type { Sample } from '../sampler.js';
 import { MonitoringStore } from '../store.js';
 import {
-  callMetricNames, callMetricsEventTypes, callMetricsStreamPrefixes, samplesOf, toObservation, windowSamples,
-  type CallObservation, type WindowFigures,
+  callMetricNames,
+  callMetricsEventTypes,
+  callMetricsStreamPrefixes,
+  samplesOf,
+  toObservation,
+  windowSamples,
+  type CallObservation,
+  type WindowFigures,
 } from './observations.js';
 import { CallPrometheusMetrics } from './prometheus.js';
 
@@ -132,7 +138,12 @@ export class CallMetricsConsumer {
   /** Compute the window aggregates at `now` and ingest them through the Monitor; returns them. */
   async aggregateOnce(now = Date.now()): Promise<Sample[]> {
     const windowMs = this.opts.windowMs ?? 300_000;
-    const metrics = [callMetricNames.mcpCallMs, callMetricNames.mcpCallError, callMetricNames.agentTaskMs, callMetricNames.agentTaskError];
+    const metrics = [
+      callMetricNames.mcpCallMs,
+      callMetricNames.mcpCallError,
+      callMetricNames.agentTaskMs,
+      callMetricNames.agentTaskError,
+    ];
     const r = await this.opts.pool.query(WINDOW_SQL, [metrics, new Date(now - windowMs), new Date(now)]);
     const by = new Map<string, WindowFigures[]>(metrics.map((m) => [m, []]));
     for (const x of r.rows) by.get(x.metric)!.push({ labels: x.labels, count: x.count, avg: x.avg, p95: x.p95 });
@@ -149,7 +160,11 @@ export class CallMetricsConsumer {
     try {
       return toObservation(e);
     } catch (err) {
-      if (warn) this.log.warn({ err, eventId: e.id, type: e.type, streamId: e.streamId, correlationId: e.metadata.correlationId }, 'call event without the needed fields; skipped');
+      if (warn)
+        this.log.warn(
+          { err, eventId: e.id, type: e.type, streamId: e.streamId, correlationId: e.metadata.correlationId },
+          'call event without the needed fields; skipped',
+        );
       return null;
     }
   }

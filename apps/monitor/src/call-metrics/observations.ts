@@ -36,8 +36,24 @@ export type AgentTaskOutcome = 'completed' | 'failed' | 'timed_out';
 
 /** One finished MCP tool call or agent task, as the metrics see it. */
 export type CallObservation =
-  | { readonly kind: 'mcp'; readonly server: string; readonly tool: string; readonly outcome: McpCallOutcome; readonly errorCode: string | null; readonly durationMs: number; readonly at: number }
-  | { readonly kind: 'agent'; readonly agent: string; readonly taskType: string; readonly outcome: AgentTaskOutcome; readonly errorCode: string | null; readonly durationMs: number; readonly at: number };
+  | {
+      readonly kind: 'mcp';
+      readonly server: string;
+      readonly tool: string;
+      readonly outcome: McpCallOutcome;
+      readonly errorCode: string | null;
+      readonly durationMs: number;
+      readonly at: number;
+    }
+  | {
+      readonly kind: 'agent';
+      readonly agent: string;
+      readonly taskType: string;
+      readonly outcome: AgentTaskOutcome;
+      readonly errorCode: string | null;
+      readonly durationMs: number;
+      readonly at: number;
+    };
 
 // Only the fields the metrics need: the producers' full schemas live with them
 // (libs/contracts/src/mcp-events.ts, libs/domain/src/task); extra fields are ignored.
@@ -45,9 +61,22 @@ const name = z.string().min(1);
 const ms = z.number().finite().min(0);
 const iso = z.string().optional();
 const mcpSucceeded = z.object({ server: name, tool: name, duration_ms: ms, at: iso });
-const mcpFailed = z.object({ server: name, tool: name, duration_ms: ms, outcome: z.enum(['tool_error', 'error', 'rejected']), error_code: z.string().optional(), at: iso });
+const mcpFailed = z.object({
+  server: name,
+  tool: name,
+  duration_ms: ms,
+  outcome: z.enum(['tool_error', 'error', 'rejected']),
+  error_code: z.string().optional(),
+  at: iso,
+});
 const taskCompleted = z.object({ agent: name, task_type: name, duration_ms: ms, completed_at: iso });
-const taskFailed = z.object({ agent: name, task_type: name, duration_ms: ms, error: z.object({ code: z.string() }).optional(), failed_at: iso });
+const taskFailed = z.object({
+  agent: name,
+  task_type: name,
+  duration_ms: ms,
+  error: z.object({ code: z.string() }).optional(),
+  failed_at: iso,
+});
 const taskTimedOut = z.object({ agent: name, task_type: name, timeout_ms: ms, timed_out_at: iso });
 
 /** The event's own time when it carries a valid one, else when the store recorded it. */
@@ -71,23 +100,63 @@ export function toObservation(e: CallEventInput): CallObservation | null {
   switch (e.type) {
     case 'McpToolSucceeded': {
       const d = mcpSucceeded.parse(e.data);
-      return { kind: 'mcp', server: d.server, tool: d.tool, outcome: 'success', errorCode: null, durationMs: d.duration_ms, at: when(d.at, e.recordedAt) };
+      return {
+        kind: 'mcp',
+        server: d.server,
+        tool: d.tool,
+        outcome: 'success',
+        errorCode: null,
+        durationMs: d.duration_ms,
+        at: when(d.at, e.recordedAt),
+      };
     }
     case 'McpToolFailed': {
       const d = mcpFailed.parse(e.data);
-      return { kind: 'mcp', server: d.server, tool: d.tool, outcome: d.outcome, errorCode: d.error_code ?? null, durationMs: d.duration_ms, at: when(d.at, e.recordedAt) };
+      return {
+        kind: 'mcp',
+        server: d.server,
+        tool: d.tool,
+        outcome: d.outcome,
+        errorCode: d.error_code ?? null,
+        durationMs: d.duration_ms,
+        at: when(d.at, e.recordedAt),
+      };
     }
     case 'TaskCompleted': {
       const d = taskCompleted.parse(e.data);
-      return { kind: 'agent', agent: d.agent, taskType: d.task_type, outcome: 'completed', errorCode: null, durationMs: d.duration_ms, at: when(d.completed_at, e.recordedAt) };
+      return {
+        kind: 'agent',
+        agent: d.agent,
+        taskType: d.task_type,
+        outcome: 'completed',
+        errorCode: null,
+        durationMs: d.duration_ms,
+        at: when(d.completed_at, e.recordedAt),
+      };
     }
     case 'TaskFailed': {
       const d = taskFailed.parse(e.data);
-      return { kind: 'agent', agent: d.agent, taskType: d.task_type, outcome: 'failed', errorCode: d.error?.code ?? null, durationMs: d.duration_ms, at: when(d.failed_at, e.recordedAt) };
+      return {
+        kind: 'agent',
+        agent: d.agent,
+        taskType: d.task_type,
+        outcome: 'failed',
+        errorCode: d.error?.code ?? null,
+        durationMs: d.duration_ms,
+        at: when(d.failed_at, e.recordedAt),
+      };
     }
     case 'TaskTimedOut': {
       const d = taskTimedOut.parse(e.data);
-      return { kind: 'agent', agent: d.agent, taskType: d.task_type, outcome: 'timed_out', errorCode: 'timeout', durationMs: d.timeout_ms, at: when(d.timed_out_at, e.recordedAt) };
+      return {
+        kind: 'agent',
+        agent: d.agent,
+        taskType: d.task_type,
+        outcome: 'timed_out',
+        errorCode: 'timeout',
+        durationMs: d.timeout_ms,
+        at: when(d.timed_out_at, e.recordedAt),
+      };
     }
     default:
       return null;
@@ -98,9 +167,12 @@ export function toObservation(e: CallEventInput): CallObservation | null {
 export function samplesOf(o: CallObservation): Sample[] {
   if (o.kind === 'mcp') {
     const labels = { server: o.server, tool: o.tool };
-    const out: Sample[] = [{ metric: callMetricNames.mcpCallError, labels, ts: o.at, value: o.outcome === 'success' ? 0 : 1 }];
+    const out: Sample[] = [
+      { metric: callMetricNames.mcpCallError, labels, ts: o.at, value: o.outcome === 'success' ? 0 : 1 },
+    ];
     // A rejected call (open circuit, bad input) took no server time: it would drag the latency down.
-    if (o.outcome !== 'rejected') out.push({ metric: callMetricNames.mcpCallMs, labels, ts: o.at, value: o.durationMs });
+    if (o.outcome !== 'rejected')
+      out.push({ metric: callMetricNames.mcpCallMs, labels, ts: o.at, value: o.durationMs });
     return out;
   }
   const labels = { agent: o.agent, task_type: o.taskType };
@@ -123,10 +195,24 @@ export interface WindowFigures {
  * rate in % (from the 0/1 error series). Only series with calls in the window get a sample:
  * no calls is no evidence, neither a breach nor a recovery.
  */
-export function windowSamples(kind: 'mcp' | 'agent', latency: readonly WindowFigures[], errors: readonly WindowFigures[], now: number): Sample[] {
-  const n = kind === 'mcp'
-    ? { p95: callMetricNames.mcpCallP95Ms, avg: callMetricNames.mcpCallAvgMs, rate: callMetricNames.mcpCallErrorRatePercent }
-    : { p95: callMetricNames.agentTaskP95Ms, avg: callMetricNames.agentTaskAvgMs, rate: callMetricNames.agentTaskErrorRatePercent };
+export function windowSamples(
+  kind: 'mcp' | 'agent',
+  latency: readonly WindowFigures[],
+  errors: readonly WindowFigures[],
+  now: number,
+): Sample[] {
+  const n =
+    kind === 'mcp'
+      ? {
+          p95: callMetricNames.mcpCallP95Ms,
+          avg: callMetricNames.mcpCallAvgMs,
+          rate: callMetricNames.mcpCallErrorRatePercent,
+        }
+      : {
+          p95: callMetricNames.agentTaskP95Ms,
+          avg: callMetricNames.agentTaskAvgMs,
+          rate: callMetricNames.agentTaskErrorRatePercent,
+        };
   const out: Sample[] = [];
   for (const f of latency) {
     if (f.count === 0) continue;

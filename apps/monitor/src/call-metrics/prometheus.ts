@@ -18,10 +18,32 @@ export class CallPrometheusMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.mcpCalls = new Counter({ name: 'switchyard_mcp_calls_total', help: 'MCP tool calls by server, tool and outcome (success, tool_error, error, rejected)', labelNames: ['server', 'tool', 'outcome'], registers });
-    this.mcpDuration = new Histogram({ name: 'switchyard_mcp_call_duration_seconds', help: 'MCP tool call duration as the caller waited for it', labelNames: ['server', 'tool', 'outcome'], buckets: mcpBuckets, registers });
-    this.agentTasks = new Counter({ name: 'switchyard_agent_tasks_total', help: 'Finished agent task attempts by agent, task type and outcome (completed, failed, timed_out)', labelNames: ['agent', 'task_type', 'outcome'], registers });
-    this.agentDuration = new Histogram({ name: 'switchyard_agent_task_duration_seconds', help: 'Agent task duration from assignment to its end (a timeout counts as its timeout)', labelNames: ['agent', 'task_type', 'outcome'], buckets: agentBuckets, registers });
+    this.mcpCalls = new Counter({
+      name: 'switchyard_mcp_calls_total',
+      help: 'MCP tool calls by server, tool and outcome (success, tool_error, error, rejected)',
+      labelNames: ['server', 'tool', 'outcome'],
+      registers,
+    });
+    this.mcpDuration = new Histogram({
+      name: 'switchyard_mcp_call_duration_seconds',
+      help: 'MCP tool call duration as the caller waited for it',
+      labelNames: ['server', 'tool', 'outcome'],
+      buckets: mcpBuckets,
+      registers,
+    });
+    this.agentTasks = new Counter({
+      name: 'switchyard_agent_tasks_total',
+      help: 'Finished agent task attempts by agent, task type and outcome (completed, failed, timed_out)',
+      labelNames: ['agent', 'task_type', 'outcome'],
+      registers,
+    });
+    this.agentDuration = new Histogram({
+      name: 'switchyard_agent_task_duration_seconds',
+      help: 'Agent task duration from assignment to its end (a timeout counts as its timeout)',
+      labelNames: ['agent', 'task_type', 'outcome'],
+      buckets: agentBuckets,
+      registers,
+    });
   }
 
   observe(o: CallObservation): void {

@@ -7,5 +7,15 @@ import { callMetricNames } from './observations.js';
  * single calls would fire on one slow call and clear on the next fast one.
  */
 export const callMetricsAlertRules: readonly AlertRule[] = [
-  { id: 'mcp_call_slow', name: 'MCP call p95 above 5 s', metric: callMetricNames.mcpCallP95Ms, match: {}, comparator: '>', threshold: 5_000, for_ms: 60_000, severity: 'warning', labels: {} },
+  {
+    id: 'mcp_call_slow',
+    name: 'MCP call p95 above 5 s',
+    metric: callMetricNames.mcpCallP95Ms,
+    match: {},
+    comparator: '>',
+    threshold: 5_000,
+    for_ms: 60_000,
+    severity: 'warning',
+    labels: {},
+  },
 ];

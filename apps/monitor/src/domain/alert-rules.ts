@@ -26,7 +26,10 @@ export interface RuleOverride {
  * overrides (a tombstone removes a rule of any layer). A later layer replaces a rule of the
  * same id. Order is first appearance, new ids at the end.
  */
-export function composeRules(layers: readonly { source: RuleSource; rules: readonly AlertRule[] }[], overrides: readonly RuleOverride[]): SourcedRule[] {
+export function composeRules(
+  layers: readonly { source: RuleSource; rules: readonly AlertRule[] }[],
+  overrides: readonly RuleOverride[],
+): SourcedRule[] {
   const byId = new Map<string, SourcedRule>();
   for (const layer of layers) for (const rule of layer.rules) byId.set(rule.id, { rule, source: layer.source });
   for (const o of overrides) {
@@ -63,14 +66,21 @@ export type PutAlertRules = Cmd<'PutAlertRules', { rules: readonly AlertRule[]; 
 /** Delete a rule of any layer (a tombstone). */
 export type DeleteAlertRule = Cmd<'DeleteAlertRule', { id: string; layers: Layers }>;
 /** Bring the rows of `monitoring.alert_rules` written before rule changes were events into the log, once. */
-export type ImportAlertRules = Cmd<'ImportAlertRules', { rows: readonly { id: string; rule: AlertRule | null; updatedAt: string; updatedBy: string }[] }>;
+export type ImportAlertRules = Cmd<
+  'ImportAlertRules',
+  { rows: readonly { id: string; rule: AlertRule | null; updatedAt: string; updatedBy: string }[] }
+>;
 export type AlertRulesCommand = PutAlertRules | DeleteAlertRule | ImportAlertRules;
 
 export type AlertRuleCreated = Evt<'AlertRuleCreated', { rule: AlertRule }>;
 export type AlertRuleUpdated = Evt<'AlertRuleUpdated', { rule: AlertRule; previous: AlertRule | null }>;
 export type AlertRuleDeleted = Evt<'AlertRuleDeleted', { id: string; previous: AlertRule | null }>;
 export type AlertRulesEvent = AlertRuleCreated | AlertRuleUpdated | AlertRuleDeleted;
-export const alertRulesEventTypes: readonly AlertRulesEvent['type'][] = ['AlertRuleCreated', 'AlertRuleUpdated', 'AlertRuleDeleted'];
+export const alertRulesEventTypes: readonly AlertRulesEvent['type'][] = [
+  'AlertRuleCreated',
+  'AlertRuleUpdated',
+  'AlertRuleDeleted',
+];
 
 export function decideAlertRules(command: AlertRulesCommand, state: AlertRulesState): AlertRulesEvent[] {
   const meta = command.metadata;
@@ -93,7 +103,8 @@ export function decideAlertRules(command: AlertRulesCommand, state: AlertRulesSt
       const { id } = command.data;
       const inForce = composeRules(command.data.layers, state.overrides);
       const previous = inForce.find((r) => r.rule.id === id);
-      if (!previous) throw new AppError('not_found', `no alert rule ${id}`, { id, valid: inForce.map((r) => r.rule.id) });
+      if (!previous)
+        throw new AppError('not_found', `no alert rule ${id}`, { id, valid: inForce.map((r) => r.rule.id) });
       return [{ type: 'AlertRuleDeleted', data: { id, previous: previous.rule }, metadata: meta }];
     }
     case 'ImportAlertRules': {
@@ -129,7 +140,11 @@ export function evolveAlertRules(state: AlertRulesState, event: AlertRulesEvent)
   }
 }
 
-export const alertRulesDecider = { decide: decideAlertRules, evolve: evolveAlertRules, initialState: initialAlertRulesState };
+export const alertRulesDecider = {
+  decide: decideAlertRules,
+  evolve: evolveAlertRules,
+  initialState: initialAlertRulesState,
+};
 
 /** The stream of one monitor's rule changes. */
 export const alertRulesStream = (monitorName = 'monitor'): string => `alertrules-${monitorName}`;

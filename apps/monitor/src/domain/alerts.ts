@@ -65,7 +65,12 @@ interface AlertBase {
 }
 export type AlertInstance =
   | (AlertBase & { readonly status: 'pending'; readonly pendingSince: number; readonly suppressedBy: string | null })
-  | (AlertBase & { readonly status: 'firing'; readonly pendingSince: number; readonly firingSince: number; readonly suppressedBy: string | null })
+  | (AlertBase & {
+      readonly status: 'firing';
+      readonly pendingSince: number;
+      readonly firingSince: number;
+      readonly suppressedBy: string | null;
+    })
   | (AlertBase & { readonly status: 'resolved'; readonly resolvedAt: number; readonly manual: boolean });
 
 export interface AlertingState {
@@ -76,7 +81,11 @@ export const initialAlertingState: AlertingState = { alerts: {}, silences: {} };
 
 // ---------- commands ----------
 
-type Cmd<T extends string, D> = { readonly type: T; readonly data: D; readonly metadata: { readonly at: number; readonly correlationId?: string } };
+type Cmd<T extends string, D> = {
+  readonly type: T;
+  readonly data: D;
+  readonly metadata: { readonly at: number; readonly correlationId?: string };
+};
 
 export type EvaluateSample = Cmd<'EvaluateSample', { rule: AlertRule; labels: Labels; value: number }>;
 export type ResolveManually = Cmd<'ResolveManually', { fingerprint: string; actor: string; reason: string }>;
@@ -86,14 +95,30 @@ export type AlertingCommand = EvaluateSample | ResolveManually | AddSilence | Ex
 
 // ---------- events ----------
 
-type Evt<T extends string, D> = { readonly type: T; readonly data: D; readonly metadata: { readonly at: number; readonly correlationId?: string } };
+type Evt<T extends string, D> = {
+  readonly type: T;
+  readonly data: D;
+  readonly metadata: { readonly at: number; readonly correlationId?: string };
+};
 type AlertRef = AlertBase & { readonly value?: number; readonly threshold?: number };
 
 export type AlertPending = Evt<'AlertPending', AlertRef & { value: number; threshold: number }>;
-export type AlertFiring = Evt<'AlertFiring', AlertRef & { value: number; threshold: number; pendingSince: number; suppressedBy: string | null }>;
+export type AlertFiring = Evt<
+  'AlertFiring',
+  AlertRef & { value: number; threshold: number; pendingSince: number; suppressedBy: string | null }
+>;
 /** Back to inactive: the condition cleared before `for` elapsed (never notified). */
 export type AlertPendingCleared = Evt<'AlertPendingCleared', AlertRef & { value: number }>;
-export type AlertResolved = Evt<'AlertResolved', AlertRef & { how: 'auto' | 'manual'; actor: string | null; reason: string | null; firingSince: number | null; suppressedBy: string | null }>;
+export type AlertResolved = Evt<
+  'AlertResolved',
+  AlertRef & {
+    how: 'auto' | 'manual';
+    actor: string | null;
+    reason: string | null;
+    firingSince: number | null;
+    suppressedBy: string | null;
+  }
+>;
 /** An active alert became suppressed by a silence (at pending/firing time, or when the silence was added). */
 export type AlertSilenced = Evt<'AlertSilenced', AlertRef & { silenceId: string }>;
 /** The silence suppressing a firing alert ended and no other covers it: notify now. */
@@ -102,7 +127,14 @@ export type SilenceAdded = Evt<'SilenceAdded', { silence: Silence }>;
 export type SilenceExpired = Evt<'SilenceExpired', { silenceId: string; actor: string }>;
 
 export type AlertingEvent =
-  | AlertPending | AlertFiring | AlertPendingCleared | AlertResolved | AlertSilenced | AlertUnsilenced | SilenceAdded | SilenceExpired;
+  | AlertPending
+  | AlertFiring
+  | AlertPendingCleared
+  | AlertResolved
+  | AlertSilenced
+  | AlertUnsilenced
+  | SilenceAdded
+  | SilenceExpired;
 
 /**
  * Whether an event should reach people (the notification channel): firing, resolution of a
@@ -110,10 +142,14 @@ export type AlertingEvent =
  */
 export function shouldNotify(e: AlertingEvent): boolean {
   switch (e.type) {
-    case 'AlertFiring': return e.data.suppressedBy === null;
-    case 'AlertResolved': return e.data.suppressedBy === null && e.data.firingSince !== null;
-    case 'AlertUnsilenced': return true;
-    default: return false;
+    case 'AlertFiring':
+      return e.data.suppressedBy === null;
+    case 'AlertResolved':
+      return e.data.suppressedBy === null && e.data.firingSince !== null;
+    case 'AlertUnsilenced':
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -147,10 +183,17 @@ export function decideAlerting(command: AlertingCommand, state: AlertingState): 
       if (!current || current.status === 'resolved') {
         if (!breach) return [];
         const suppressedBy = activeSilenceFor(state, labels, at);
-        const events: AlertingEvent[] = [{ type: 'AlertPending', data: { ...ref, value, threshold: rule.threshold }, metadata: meta }];
-        if (suppressedBy) events.push({ type: 'AlertSilenced', data: { ...ref, silenceId: suppressedBy }, metadata: meta });
+        const events: AlertingEvent[] = [
+          { type: 'AlertPending', data: { ...ref, value, threshold: rule.threshold }, metadata: meta },
+        ];
+        if (suppressedBy)
+          events.push({ type: 'AlertSilenced', data: { ...ref, silenceId: suppressedBy }, metadata: meta });
         if (rule.for_ms === 0) {
-          events.push({ type: 'AlertFiring', data: { ...ref, value, threshold: rule.threshold, pendingSince: at, suppressedBy }, metadata: meta });
+          events.push({
+            type: 'AlertFiring',
+            data: { ...ref, value, threshold: rule.threshold, pendingSince: at, suppressedBy },
+            metadata: meta,
+          });
         }
         return events;
       }
@@ -162,40 +205,72 @@ export function decideAlerting(command: AlertingCommand, state: AlertingState): 
         if (suppressedBy && suppressedBy !== current.suppressedBy) {
           events.push({ type: 'AlertSilenced', data: { ...base(current), silenceId: suppressedBy }, metadata: meta });
         }
-        events.push({ type: 'AlertFiring', data: { ...base(current), value, threshold: rule.threshold, pendingSince: current.pendingSince, suppressedBy }, metadata: meta });
+        events.push({
+          type: 'AlertFiring',
+          data: {
+            ...base(current),
+            value,
+            threshold: rule.threshold,
+            pendingSince: current.pendingSince,
+            suppressedBy,
+          },
+          metadata: meta,
+        });
         return events;
       }
       // firing
       if (breach) return [];
-      return [{
-        type: 'AlertResolved',
-        data: { ...base(current), value, how: 'auto', actor: null, reason: null, firingSince: current.firingSince, suppressedBy: activeSilenceFor(state, current.labels, at) },
-        metadata: meta,
-      }];
+      return [
+        {
+          type: 'AlertResolved',
+          data: {
+            ...base(current),
+            value,
+            how: 'auto',
+            actor: null,
+            reason: null,
+            firingSince: current.firingSince,
+            suppressedBy: activeSilenceFor(state, current.labels, at),
+          },
+          metadata: meta,
+        },
+      ];
     }
     case 'ResolveManually': {
       const { fingerprint: fp, actor, reason } = command.data;
       const current = state.alerts[fp];
       if (!current) throw new AppError('not_found', `alert ${fp} not found`, { fingerprint: fp });
       if (current.status === 'resolved') {
-        throw new AppError('illegal_state', `alert ${fp} is already resolved`, { fingerprint: fp, status: current.status });
+        throw new AppError('illegal_state', `alert ${fp} is already resolved`, {
+          fingerprint: fp,
+          status: current.status,
+        });
       }
-      if (!actor.trim() || !reason.trim()) throw new AppError('validation', 'a manual resolve needs who and why', { fingerprint: fp });
-      return [{
-        type: 'AlertResolved',
-        data: {
-          ...base(current), how: 'manual', actor, reason,
-          firingSince: current.status === 'firing' ? current.firingSince : null,
-          suppressedBy: activeSilenceFor(state, current.labels, meta.at),
+      if (!actor.trim() || !reason.trim())
+        throw new AppError('validation', 'a manual resolve needs who and why', { fingerprint: fp });
+      return [
+        {
+          type: 'AlertResolved',
+          data: {
+            ...base(current),
+            how: 'manual',
+            actor,
+            reason,
+            firingSince: current.status === 'firing' ? current.firingSince : null,
+            suppressedBy: activeSilenceFor(state, current.labels, meta.at),
+          },
+          metadata: meta,
         },
-        metadata: meta,
-      }];
+      ];
     }
     case 'AddSilence': {
       const { silence } = command.data;
-      if (state.silences[silence.id]) throw new AppError('conflict', `silence ${silence.id} already exists`, { silenceId: silence.id });
-      if (silence.matchers.length === 0) throw new AppError('validation', 'a silence needs at least one matcher', { silenceId: silence.id });
-      if (silence.endsAt <= silence.startsAt) throw new AppError('validation', 'a silence must end after it starts', { silenceId: silence.id });
+      if (state.silences[silence.id])
+        throw new AppError('conflict', `silence ${silence.id} already exists`, { silenceId: silence.id });
+      if (silence.matchers.length === 0)
+        throw new AppError('validation', 'a silence needs at least one matcher', { silenceId: silence.id });
+      if (silence.endsAt <= silence.startsAt)
+        throw new AppError('validation', 'a silence must end after it starts', { silenceId: silence.id });
       const events: AlertingEvent[] = [{ type: 'SilenceAdded', data: { silence }, metadata: meta }];
       for (const fp of Object.keys(state.alerts).sort()) {
         const a = state.alerts[fp]!;
@@ -234,11 +309,30 @@ export function evolveAlerting(state: AlertingState, event: AlertingEvent): Aler
   switch (event.type) {
     case 'AlertPending': {
       const { fingerprint: fp, ruleId, name, severity, labels } = event.data;
-      return put({ fingerprint: fp, ruleId, name, severity, labels, status: 'pending', pendingSince: at, suppressedBy: null });
+      return put({
+        fingerprint: fp,
+        ruleId,
+        name,
+        severity,
+        labels,
+        status: 'pending',
+        pendingSince: at,
+        suppressedBy: null,
+      });
     }
     case 'AlertFiring': {
       const { fingerprint: fp, ruleId, name, severity, labels, pendingSince, suppressedBy } = event.data;
-      return put({ fingerprint: fp, ruleId, name, severity, labels, status: 'firing', pendingSince, firingSince: at, suppressedBy });
+      return put({
+        fingerprint: fp,
+        ruleId,
+        name,
+        severity,
+        labels,
+        status: 'firing',
+        pendingSince,
+        firingSince: at,
+        suppressedBy,
+      });
     }
     case 'AlertPendingCleared': {
       const { [event.data.fingerprint]: _gone, ...rest } = state.alerts;
@@ -246,7 +340,16 @@ export function evolveAlerting(state: AlertingState, event: AlertingEvent): Aler
     }
     case 'AlertResolved': {
       const { fingerprint: fp, ruleId, name, severity, labels, how } = event.data;
-      return put({ fingerprint: fp, ruleId, name, severity, labels, status: 'resolved', resolvedAt: at, manual: how === 'manual' });
+      return put({
+        fingerprint: fp,
+        ruleId,
+        name,
+        severity,
+        labels,
+        status: 'resolved',
+        resolvedAt: at,
+        manual: how === 'manual',
+      });
     }
     case 'AlertSilenced': {
       const a = state.alerts[event.data.fingerprint];
@@ -273,5 +376,8 @@ export function evolveAlerting(state: AlertingState, event: AlertingEvent): Aler
 
 /** Silences whose `endsAt` has passed at `at`: the Monitor sends ExpireSilence for each. */
 export function dueSilences(state: AlertingState, at: number): string[] {
-  return Object.values(state.silences).filter((s) => s.endsAt <= at).map((s) => s.id).sort();
+  return Object.values(state.silences)
+    .filter((s) => s.endsAt <= at)
+    .map((s) => s.id)
+    .sort();
 }

@@ -2,8 +2,16 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppError } from '@switchyard/platform';
 import {
-  decideAlerting, dueSilences, evolveAlerting, initialAlertingState, invalidMatchers, matcherMatches, shouldNotify,
-  type AlertingCommand, type AlertingEvent, type AlertingState,
+  decideAlerting,
+  dueSilences,
+  evolveAlerting,
+  initialAlertingState,
+  invalidMatchers,
+  matcherMatches,
+  shouldNotify,
+  type AlertingCommand,
+  type AlertingEvent,
+  type AlertingState,
 } from './alerts.js';
 import { alertLabels, defaultAlertRules, fingerprint, metricNames, type AlertRule } from './rules.js';
 
@@ -17,24 +25,44 @@ function given(events: AlertingEvent[]) {
         events: () => decideAlerting(command, state),
         then(types: string[]) {
           const out = decideAlerting(command, state);
-          assert.deepEqual(out.map((e) => e.type), types);
+          assert.deepEqual(
+            out.map((e) => e.type),
+            types,
+          );
           return out;
         },
         thenNothingHappened() {
           assert.deepEqual(decideAlerting(command, state), []);
         },
         thenThrows(code: string) {
-          assert.throws(() => decideAlerting(command, state), (e: unknown) => e instanceof AppError && e.code === code);
+          assert.throws(
+            () => decideAlerting(command, state),
+            (e: unknown) => e instanceof AppError && e.code === code,
+          );
         },
       };
     },
   };
 }
 
-const rule: AlertRule = { id: 'cpu_high', name: 'CPU high', metric: 'cpu', match: {}, comparator: '>', threshold: 80, for_ms: 60_000, severity: 'warning', labels: { team: 'ops' } };
+const rule: AlertRule = {
+  id: 'cpu_high',
+  name: 'CPU high',
+  metric: 'cpu',
+  match: {},
+  comparator: '>',
+  threshold: 80,
+  for_ms: 60_000,
+  severity: 'warning',
+  labels: { team: 'ops' },
+};
 const series = { host: 'a' };
-const evalAt = (value: number, at: number, r: AlertRule = rule, labels: Record<string, string> = series): AlertingCommand =>
-  ({ type: 'EvaluateSample', data: { rule: r, labels, value }, metadata: { at } });
+const evalAt = (
+  value: number,
+  at: number,
+  r: AlertRule = rule,
+  labels: Record<string, string> = series,
+): AlertingCommand => ({ type: 'EvaluateSample', data: { rule: r, labels, value }, metadata: { at } });
 const run = (cmds: AlertingCommand[], start: AlertingState = initialAlertingState) => {
   let state = start;
   const all: AlertingEvent[] = [];
@@ -80,7 +108,10 @@ describe('seed rule: response time > 5 s', () => {
   });
   it('stays firing while slow and resolves on the first answer of 5 s or less', () => {
     const { events } = run([sample(5_001, 0), sample(6_000, 1_000), sample(6_000, 2_000), sample(12, 3_000)]);
-    assert.deepEqual(events.map((e) => e.type), ['AlertPending', 'AlertFiring', 'AlertResolved']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['AlertPending', 'AlertFiring', 'AlertResolved'],
+    );
     assert.equal(events.at(-1)!.metadata.at, 3_000);
   });
 });
@@ -96,7 +127,10 @@ describe('seed rule: service unavailable > 30 s', () => {
     assert.equal(down.threshold, 1);
   });
   it('is pending from the first failed probe', () => {
-    assert.deepEqual(failing.events.map((e) => e.type), ['AlertPending']);
+    assert.deepEqual(
+      failing.events.map((e) => e.type),
+      ['AlertPending'],
+    );
     assert.equal(failing.events[0]!.metadata.at, 10_000);
   });
   it('does not fire 1 ms before 30 s after the first failure', () => {
@@ -108,27 +142,45 @@ describe('seed rule: service unavailable > 30 s', () => {
     assert.equal(e?.type === 'AlertFiring' && e.data.pendingSince, 10_000);
   });
   it('one successful probe before 30 s clears it, and the next failure starts the 30 s again', () => {
-    const { events, state } = run([probe(false, 20_000), probe(true, 25_000), probe(false, 30_000), probe(false, 55_000)], failing.state);
-    assert.deepEqual(events.map((e) => e.type), ['AlertPendingCleared', 'AlertPending']);
+    const { events, state } = run(
+      [probe(false, 20_000), probe(true, 25_000), probe(false, 30_000), probe(false, 55_000)],
+      failing.state,
+    );
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['AlertPendingCleared', 'AlertPending'],
+    );
     assert.equal(decideAlerting(probe(false, 60_000), state)[0]?.type, 'AlertFiring');
   });
   it('resolves on the first successful probe', () => {
     const { events } = run([probe(false, 40_000), probe(false, 41_000), probe(true, 42_000)], failing.state);
-    assert.deepEqual(events.map((e) => e.type), ['AlertFiring', 'AlertResolved']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['AlertFiring', 'AlertResolved'],
+    );
   });
 });
 
 describe('inactive alert', () => {
   it('a sample under the threshold changes nothing', () => given([]).when(evalAt(50, 0)).thenNothingHappened());
   it('a breach makes it pending', () => {
-    const [e] = given([]).when(evalAt(95, 1000)).then(['AlertPending']) as Extract<AlertingEvent, { type: 'AlertPending' }>[];
+    const [e] = given([]).when(evalAt(95, 1000)).then(['AlertPending']) as Extract<
+      AlertingEvent,
+      { type: 'AlertPending' }
+    >[];
     assert.equal(e!.data.fingerprint, fp);
     assert.deepEqual(e!.data.labels, alertLabels(rule, series));
   });
-  it('with for 0 a breach fires at once', () => { given([]).when(evalAt(95, 0, { ...rule, for_ms: 0 })).then(['AlertPending', 'AlertFiring']); });
+  it('with for 0 a breach fires at once', () => {
+    given([])
+      .when(evalAt(95, 0, { ...rule, for_ms: 0 }))
+      .then(['AlertPending', 'AlertFiring']);
+  });
   it('NaN is no data, not a breach', () => given([]).when(evalAt(Number.NaN, 0)).thenNothingHappened());
   it('cannot be resolved by hand', () =>
-    given([]).when({ type: 'ResolveManually', data: { fingerprint: 'nope', actor: 'ann', reason: 'x' }, metadata: { at: 0 } }).thenThrows('not_found'));
+    given([])
+      .when({ type: 'ResolveManually', data: { fingerprint: 'nope', actor: 'ann', reason: 'x' }, metadata: { at: 0 } })
+      .thenThrows('not_found'));
 });
 
 describe('pending alert', () => {
@@ -147,8 +199,13 @@ describe('pending alert', () => {
 
 describe('firing alert', () => {
   const firing = run([evalAt(95, 0), evalAt(95, 60_000)]).events;
-  it('deduplicates: more breaches produce nothing', () => given(firing).when(evalAt(99, 120_000)).thenNothingHappened());
-  it('a different label set is a different alert', () => { given(firing).when(evalAt(99, 120_000, rule, { host: 'b' })).then(['AlertPending']); });
+  it('deduplicates: more breaches produce nothing', () =>
+    given(firing).when(evalAt(99, 120_000)).thenNothingHappened());
+  it('a different label set is a different alert', () => {
+    given(firing)
+      .when(evalAt(99, 120_000, rule, { host: 'b' }))
+      .then(['AlertPending']);
+  });
   it('resolves when the condition clears', () => {
     const [e] = given(firing).when(evalAt(10, 90_000)).then(['AlertResolved']);
     assert.equal((e as Extract<AlertingEvent, { type: 'AlertResolved' }>).data.how, 'auto');
@@ -156,30 +213,53 @@ describe('firing alert', () => {
   });
   it('resolves by hand with who and why', () => {
     const [e] = given(firing)
-      .when({ type: 'ResolveManually', data: { fingerprint: fp, actor: 'ann', reason: 'known batch job' }, metadata: { at: 70_000 } })
+      .when({
+        type: 'ResolveManually',
+        data: { fingerprint: fp, actor: 'ann', reason: 'known batch job' },
+        metadata: { at: 70_000 },
+      })
       .then(['AlertResolved']);
     const d = (e as Extract<AlertingEvent, { type: 'AlertResolved' }>).data;
     assert.deepEqual([d.how, d.actor, d.reason, d.firingSince], ['manual', 'ann', 'known batch job', 60_000]);
   });
   it('a manual resolve needs a reason', () =>
-    given(firing).when({ type: 'ResolveManually', data: { fingerprint: fp, actor: 'ann', reason: ' ' }, metadata: { at: 1 } }).thenThrows('validation'));
+    given(firing)
+      .when({ type: 'ResolveManually', data: { fingerprint: fp, actor: 'ann', reason: ' ' }, metadata: { at: 1 } })
+      .thenThrows('validation'));
 });
 
 describe('resolved alert', () => {
   const resolved = run([evalAt(95, 0), evalAt(95, 60_000), evalAt(1, 70_000)]).events;
   it('cannot be resolved again', () =>
-    given(resolved).when({ type: 'ResolveManually', data: { fingerprint: fp, actor: 'a', reason: 'b' }, metadata: { at: 1 } }).thenThrows('illegal_state'));
-  it('a new breach starts a new pending episode', () => { given(resolved).when(evalAt(95, 80_000)).then(['AlertPending']); });
+    given(resolved)
+      .when({ type: 'ResolveManually', data: { fingerprint: fp, actor: 'a', reason: 'b' }, metadata: { at: 1 } })
+      .thenThrows('illegal_state'));
+  it('a new breach starts a new pending episode', () => {
+    given(resolved).when(evalAt(95, 80_000)).then(['AlertPending']);
+  });
 });
 
 describe('silences', () => {
-  const silence = (id: string, startsAt: number, endsAt: number, value = 'ops') =>
-    ({ id, matchers: [{ name: 'team', value }], createdBy: 'ann', comment: 'maintenance', startsAt, endsAt });
-  const add = (s: ReturnType<typeof silence>, at: number): AlertingCommand => ({ type: 'AddSilence', data: { silence: s }, metadata: { at } });
+  const silence = (id: string, startsAt: number, endsAt: number, value = 'ops') => ({
+    id,
+    matchers: [{ name: 'team', value }],
+    createdBy: 'ann',
+    comment: 'maintenance',
+    startsAt,
+    endsAt,
+  });
+  const add = (s: ReturnType<typeof silence>, at: number): AlertingCommand => ({
+    type: 'AddSilence',
+    data: { silence: s },
+    metadata: { at },
+  });
 
   it('a firing alert under a silence does not notify', () => {
     const { events } = run([add(silence('s1', 0, 1_000_000), 0), evalAt(95, 10), evalAt(95, 60_010)]);
-    assert.deepEqual(events.map((e) => e.type), ['SilenceAdded', 'AlertPending', 'AlertSilenced', 'AlertFiring']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['SilenceAdded', 'AlertPending', 'AlertSilenced', 'AlertFiring'],
+    );
     const firing = events.at(-1)!;
     assert.equal((firing as Extract<AlertingEvent, { type: 'AlertFiring' }>).data.suppressedBy, 's1');
     assert.equal(shouldNotify(firing), false);
@@ -189,13 +269,25 @@ describe('silences', () => {
     assert.ok(shouldNotify(events.at(-1)!));
   });
   it('a regex / negative matcher', () => {
-    const s = { id: 's', matchers: [{ name: 'host', value: 'a|b', isRegex: true }, { name: 'severity', value: 'critical', isEqual: false }], createdBy: 'x', comment: '', startsAt: 0, endsAt: 10 };
+    const s = {
+      id: 's',
+      matchers: [
+        { name: 'host', value: 'a|b', isRegex: true },
+        { name: 'severity', value: 'critical', isEqual: false },
+      ],
+      createdBy: 'x',
+      comment: '',
+      startsAt: 0,
+      endsAt: 10,
+    };
     const { events } = run([add(s, 0), evalAt(95, 1, { ...rule, for_ms: 0 })]);
     assert.ok(events.some((e) => e.type === 'AlertSilenced'));
   });
   it('adding a silence silences active alerts it matches', () => {
     const firing = run([evalAt(95, 0), evalAt(95, 60_000)]).events;
-    given(firing).when(add(silence('s1', 60_000, 120_000), 61_000)).then(['SilenceAdded', 'AlertSilenced']);
+    given(firing)
+      .when(add(silence('s1', 60_000, 120_000), 61_000))
+      .then(['SilenceAdded', 'AlertSilenced']);
   });
   it('a silence outside its time range does not suppress', () => {
     const { events } = run([add(silence('s1', 500_000, 600_000), 0), evalAt(95, 10, { ...rule, for_ms: 0 })]);
@@ -204,37 +296,66 @@ describe('silences', () => {
   it('expiring the silence of a firing alert notifies it (unsilenced)', () => {
     const { events, state } = run([add(silence('s1', 0, 100_000), 0), evalAt(95, 10, { ...rule, for_ms: 0 })]);
     assert.deepEqual(dueSilences(state, 100_000), ['s1']);
-    const out = given(events).when({ type: 'ExpireSilence', data: { silenceId: 's1', actor: 'monitor' }, metadata: { at: 100_000 } })
+    const out = given(events)
+      .when({ type: 'ExpireSilence', data: { silenceId: 's1', actor: 'monitor' }, metadata: { at: 100_000 } })
       .then(['SilenceExpired', 'AlertUnsilenced']);
     assert.ok(shouldNotify(out[1]!));
   });
   it('rejects a silence without matchers, a duplicate id, an unknown expiry', () => {
-    given([]).when(add({ ...silence('s', 0, 1), matchers: [] }, 0)).thenThrows('validation');
+    given([])
+      .when(add({ ...silence('s', 0, 1), matchers: [] }, 0))
+      .thenThrows('validation');
     const added = run([add(silence('s', 0, 10), 0)]).events;
-    given(added).when(add(silence('s', 0, 10), 0)).thenThrows('conflict');
-    given([]).when({ type: 'ExpireSilence', data: { silenceId: 'zz', actor: 'a' }, metadata: { at: 0 } }).thenThrows('not_found');
+    given(added)
+      .when(add(silence('s', 0, 10), 0))
+      .thenThrows('conflict');
+    given([])
+      .when({ type: 'ExpireSilence', data: { silenceId: 'zz', actor: 'a' }, metadata: { at: 0 } })
+      .thenThrows('not_found');
   });
 });
 
 describe('silence matcher regexes (RE2, linear time)', () => {
   const badSilence = (id: string, isEqual?: boolean) => ({
-    id, matchers: [{ name: 'host', value: '(unclosed', isRegex: true, ...(isEqual === undefined ? {} : { isEqual }) }], createdBy: 'x', comment: '', startsAt: 0, endsAt: 1_000_000,
+    id,
+    matchers: [{ name: 'host', value: '(unclosed', isRegex: true, ...(isEqual === undefined ? {} : { isEqual }) }],
+    createdBy: 'x',
+    comment: '',
+    startsAt: 0,
+    endsAt: 1_000_000,
   });
-  const addAt = (s: ReturnType<typeof badSilence>, at: number): AlertingCommand => ({ type: 'AddSilence', data: { silence: s }, metadata: { at } });
+  const addAt = (s: ReturnType<typeof badSilence>, at: number): AlertingCommand => ({
+    type: 'AddSilence',
+    data: { silence: s },
+    metadata: { at },
+  });
 
   it('a stored matcher whose regex does not compile never throws and suppresses nothing (even as "does not match")', () => {
     // Loaded from the store, as a silence written before input validation existed would be.
-    const state: AlertingState = { alerts: {}, silences: { bad: badSilence('bad'), worse: badSilence('worse', false) } };
+    const state: AlertingState = {
+      alerts: {},
+      silences: { bad: badSilence('bad'), worse: badSilence('worse', false) },
+    };
     const { events } = run([evalAt(95, 10, { ...rule, for_ms: 0 })], state);
-    assert.deepEqual(events.map((e) => e.type), ['AlertPending', 'AlertFiring']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['AlertPending', 'AlertFiring'],
+    );
     assert.ok(shouldNotify(events.at(-1)!));
     assert.equal(invalidMatchers(badSilence('b'))[0]?.index, 0);
     assert.match(invalidMatchers(badSilence('b'))[0]!.problem, /not a valid RE2 regular expression/);
   });
 
   it('alert evaluation goes on with a bad silence added through the decider too', () => {
-    const { events } = run([addAt(badSilence('b'), 0), evalAt(95, 10, { ...rule, for_ms: 0 }), evalAt(10, 20, { ...rule, for_ms: 0 })]);
-    assert.deepEqual(events.map((e) => e.type), ['SilenceAdded', 'AlertPending', 'AlertFiring', 'AlertResolved']);
+    const { events } = run([
+      addAt(badSilence('b'), 0),
+      evalAt(95, 10, { ...rule, for_ms: 0 }),
+      evalAt(10, 20, { ...rule, for_ms: 0 }),
+    ]);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['SilenceAdded', 'AlertPending', 'AlertFiring', 'AlertResolved'],
+    );
   });
 
   it('a catastrophic-backtracking pattern is matched in linear time, anchored on the whole value', () => {

@@ -32,7 +32,12 @@ export interface WindowAvailability {
   readonly slaMet: boolean | null;
 }
 
-export const availabilityWindows = { '1h': 3_600_000, '24h': 86_400_000, '7d': 604_800_000, '30d': 2_592_000_000 } as const;
+export const availabilityWindows = {
+  '1h': 3_600_000,
+  '24h': 86_400_000,
+  '7d': 604_800_000,
+  '30d': 2_592_000_000,
+} as const;
 export type AvailabilityWindow = keyof typeof availabilityWindows;
 
 export interface AvailabilityOptions {
@@ -41,10 +46,16 @@ export interface AvailabilityOptions {
   readonly degradedCountsAsDown?: boolean;
 }
 
-const clip = (s: number, e: number, from: number, to: number): number => Math.max(0, Math.min(e, to) - Math.max(s, from));
+const clip = (s: number, e: number, from: number, to: number): number =>
+  Math.max(0, Math.min(e, to) - Math.max(s, from));
 
 /** Availability over one window ending at `now`. */
-export function availabilityOver(intervals: readonly StatusInterval[], windowName: string, windowMs: number, opts: AvailabilityOptions): WindowAvailability {
+export function availabilityOver(
+  intervals: readonly StatusInterval[],
+  windowName: string,
+  windowMs: number,
+  opts: AvailabilityOptions,
+): WindowAvailability {
   const { now } = opts;
   const from = now - windowMs;
   const target = opts.slaTargetPercent ?? 99.9;
@@ -74,13 +85,23 @@ export function availabilityOver(intervals: readonly StatusInterval[], windowNam
   const mttrMs = repaired.length ? repaired.reduce((s, i) => s + (i.end! - i.start), 0) / repaired.length : null;
   const uptimePercent = observedMs > 0 ? ((observedMs - downMs) / observedMs) * 100 : null;
   return {
-    window: windowName, windowMs, observedMs, downMs, uptimePercent, incidents: inWindow, mttrMs,
-    slaTargetPercent: target, slaMet: uptimePercent === null ? null : uptimePercent >= target,
+    window: windowName,
+    windowMs,
+    observedMs,
+    downMs,
+    uptimePercent,
+    incidents: inWindow,
+    mttrMs,
+    slaTargetPercent: target,
+    slaMet: uptimePercent === null ? null : uptimePercent >= target,
   };
 }
 
 /** Availability for the standard windows 1h / 24h / 7d / 30d. */
-export function availabilityReport(intervals: readonly StatusInterval[], opts: AvailabilityOptions): Record<AvailabilityWindow, WindowAvailability> {
+export function availabilityReport(
+  intervals: readonly StatusInterval[],
+  opts: AvailabilityOptions,
+): Record<AvailabilityWindow, WindowAvailability> {
   const out = {} as Record<AvailabilityWindow, WindowAvailability>;
   for (const [name, ms] of Object.entries(availabilityWindows) as [AvailabilityWindow, number][]) {
     out[name] = availabilityOver(intervals, name, ms, opts);

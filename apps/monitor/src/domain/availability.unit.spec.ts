@@ -35,7 +35,15 @@ describe('availability', () => {
     assert.equal(a.downMs, 10 * M + 26 * M);
   });
   it('an ongoing incident is clipped to the window and has no MTTR', () => {
-    const a = availabilityOver([{ status: 'up', start: 0, end: 50 * M }, { status: 'down', start: 50 * M, end: null }], '1h', H, { now: H });
+    const a = availabilityOver(
+      [
+        { status: 'up', start: 0, end: 50 * M },
+        { status: 'down', start: 50 * M, end: null },
+      ],
+      '1h',
+      H,
+      { now: H },
+    );
     assert.equal(a.incidents.length, 1);
     assert.equal(a.incidents[0]!.end, null);
     assert.equal(a.incidents[0]!.durationMs, 10 * M);
@@ -47,7 +55,16 @@ describe('availability', () => {
     assert.equal(a.slaMet, null);
   });
   it('adjacent down intervals are one incident', () => {
-    const a = availabilityOver([{ status: 'down', start: 0, end: 5 * M }, { status: 'down', start: 5 * M, end: 7 * M }, { status: 'up', start: 7 * M, end: null }], '1h', H, { now: H });
+    const a = availabilityOver(
+      [
+        { status: 'down', start: 0, end: 5 * M },
+        { status: 'down', start: 5 * M, end: 7 * M },
+        { status: 'up', start: 7 * M, end: null },
+      ],
+      '1h',
+      H,
+      { now: H },
+    );
     assert.equal(a.incidents.length, 1);
     assert.equal(a.mttrMs, 7 * M);
   });

@@ -20,7 +20,12 @@ export type DegradedReason = 'slow' | 'failing';
 export type ServiceHealth =
   | { readonly status: 'unknown' }
   | { readonly status: 'up'; readonly since: number }
-  | { readonly status: 'degraded'; readonly since: number; readonly reason: DegradedReason; readonly failingSince: number | null }
+  | {
+      readonly status: 'degraded';
+      readonly since: number;
+      readonly reason: DegradedReason;
+      readonly failingSince: number | null;
+    }
   | { readonly status: 'down'; readonly since: number; readonly failingSince: number };
 
 export const initialServiceHealth: ServiceHealth = { status: 'unknown' };
@@ -33,12 +38,24 @@ export interface ProbeOutcome {
   readonly error?: string;
 }
 /** `kind` (mcp, agent, ...) rides on the events, so the services read model can be rebuilt from them. */
-export type RecordProbeResult = { readonly type: 'RecordProbeResult'; readonly data: { service: string; kind?: string; result: ProbeOutcome; policy: HealthPolicy }; readonly metadata: Meta };
+export type RecordProbeResult = {
+  readonly type: 'RecordProbeResult';
+  readonly data: { service: string; kind?: string; result: ProbeOutcome; policy: HealthPolicy };
+  readonly metadata: Meta;
+};
 export type HealthCommand = RecordProbeResult;
 
 type Base = { service: string; kind?: string; previous: ServiceStatus; responseMs: number; error: string | null };
-export type ServiceWentDown = { readonly type: 'ServiceWentDown'; readonly data: Base & { failingSince: number }; readonly metadata: Meta };
-export type ServiceDegraded = { readonly type: 'ServiceDegraded'; readonly data: Base & { reason: DegradedReason; failingSince: number | null }; readonly metadata: Meta };
+export type ServiceWentDown = {
+  readonly type: 'ServiceWentDown';
+  readonly data: Base & { failingSince: number };
+  readonly metadata: Meta;
+};
+export type ServiceDegraded = {
+  readonly type: 'ServiceDegraded';
+  readonly data: Base & { reason: DegradedReason; failingSince: number | null };
+  readonly metadata: Meta;
+};
 /** The service is up: after being degraded or down, or for the first time (`previous: 'unknown'`). */
 export type ServiceRecovered = { readonly type: 'ServiceRecovered'; readonly data: Base; readonly metadata: Meta };
 export type HealthEvent = ServiceWentDown | ServiceDegraded | ServiceRecovered;
@@ -48,23 +65,37 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
     case 'RecordProbeResult': {
       const { service, kind, result, policy } = command.data;
       const at = command.metadata.at;
-      const base: Base = { service, ...(kind !== undefined ? { kind } : {}), previous: state.status, responseMs: result.responseMs, error: result.error ?? null };
+      const base: Base = {
+        service,
+        ...(kind !== undefined ? { kind } : {}),
+        previous: state.status,
+        responseMs: result.responseMs,
+        error: result.error ?? null,
+      };
       if (result.ok) {
         if (result.responseMs >= policy.degradedResponseMs) {
           if (state.status === 'degraded' && state.reason === 'slow') return [];
-          return [{ type: 'ServiceDegraded', data: { ...base, reason: 'slow', failingSince: null }, metadata: command.metadata }];
+          return [
+            {
+              type: 'ServiceDegraded',
+              data: { ...base, reason: 'slow', failingSince: null },
+              metadata: command.metadata,
+            },
+          ];
         }
         if (state.status === 'up') return [];
         return [{ type: 'ServiceRecovered', data: base, metadata: command.metadata }];
       }
       // failed probe
       if (state.status === 'down') return [];
-      const failingSince = (state.status === 'degraded' && state.failingSince !== null) ? state.failingSince : at;
+      const failingSince = state.status === 'degraded' && state.failingSince !== null ? state.failingSince : at;
       if (at - failingSince >= policy.downAfterMs) {
         return [{ type: 'ServiceWentDown', data: { ...base, failingSince }, metadata: command.metadata }];
       }
       if (state.status === 'degraded' && state.reason === 'failing') return [];
-      return [{ type: 'ServiceDegraded', data: { ...base, reason: 'failing', failingSince }, metadata: command.metadata }];
+      return [
+        { type: 'ServiceDegraded', data: { ...base, reason: 'failing', failingSince }, metadata: command.metadata },
+      ];
     }
     default: {
       const never: never = command.type;
@@ -76,9 +107,12 @@ export function decideHealth(command: HealthCommand, state: ServiceHealth): Heal
 export function evolveHealth(state: ServiceHealth, event: HealthEvent): ServiceHealth {
   const at = event.metadata.at;
   switch (event.type) {
-    case 'ServiceWentDown': return { status: 'down', since: at, failingSince: event.data.failingSince };
-    case 'ServiceDegraded': return { status: 'degraded', since: at, reason: event.data.reason, failingSince: event.data.failingSince };
-    case 'ServiceRecovered': return { status: 'up', since: at };
+    case 'ServiceWentDown':
+      return { status: 'down', since: at, failingSince: event.data.failingSince };
+    case 'ServiceDegraded':
+      return { status: 'degraded', since: at, reason: event.data.reason, failingSince: event.data.failingSince };
+    case 'ServiceRecovered':
+      return { status: 'up', since: at };
     default: {
       const never: never = event;
       void state;

@@ -1,10 +1,20 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideHealth, evolveHealth, initialServiceHealth, type HealthEvent, type HealthPolicy, type RecordProbeResult } from './health.js';
+import {
+  decideHealth,
+  evolveHealth,
+  initialServiceHealth,
+  type HealthEvent,
+  type HealthPolicy,
+  type RecordProbeResult,
+} from './health.js';
 
 const policy: HealthPolicy = { degradedResponseMs: 1000, downAfterMs: 10_000 };
-const probe = (ok: boolean, responseMs: number, at: number, p = policy): RecordProbeResult =>
-  ({ type: 'RecordProbeResult', data: { service: 'db', result: { ok, responseMs, ...(ok ? {} : { error: 'refused' }) }, policy: p }, metadata: { at } });
+const probe = (ok: boolean, responseMs: number, at: number, p = policy): RecordProbeResult => ({
+  type: 'RecordProbeResult',
+  data: { service: 'db', result: { ok, responseMs, ...(ok ? {} : { error: 'refused' }) }, policy: p },
+  metadata: { at },
+});
 function run(cmds: RecordProbeResult[]) {
   let state = initialServiceHealth;
   const events: HealthEvent[] = [];
@@ -26,17 +36,32 @@ describe('service health', () => {
     assert.deepEqual(run([probe(true, 5, 0), probe(true, 6, 1), probe(true, 7, 2)]).types, ['ServiceRecovered']);
   });
   it('slow answers degrade, fast ones recover', () => {
-    assert.deepEqual(run([probe(true, 5, 0), probe(true, 1500, 1), probe(true, 2000, 2), probe(true, 10, 3)]).types,
-      ['ServiceRecovered', 'ServiceDegraded', 'ServiceRecovered']);
+    assert.deepEqual(run([probe(true, 5, 0), probe(true, 1500, 1), probe(true, 2000, 2), probe(true, 10, 3)]).types, [
+      'ServiceRecovered',
+      'ServiceDegraded',
+      'ServiceRecovered',
+    ]);
   });
   it('failures degrade, then go down after downAfterMs, once', () => {
-    const r = run([probe(true, 5, 0), probe(false, 0, 1000), probe(false, 0, 5000), probe(false, 0, 11_000), probe(false, 0, 20_000)]);
+    const r = run([
+      probe(true, 5, 0),
+      probe(false, 0, 1000),
+      probe(false, 0, 5000),
+      probe(false, 0, 11_000),
+      probe(false, 0, 20_000),
+    ]);
     assert.deepEqual(r.types, ['ServiceRecovered', 'ServiceDegraded', 'ServiceWentDown']);
     assert.equal(r.state.status, 'down');
     assert.equal((r.events[2] as Extract<HealthEvent, { type: 'ServiceWentDown' }>).data.failingSince, 1000);
   });
   it('a success between failures restarts the down clock', () => {
-    const r = run([probe(true, 5, 0), probe(false, 0, 1000), probe(true, 5, 5000), probe(false, 0, 9000), probe(false, 0, 12_000)]);
+    const r = run([
+      probe(true, 5, 0),
+      probe(false, 0, 1000),
+      probe(true, 5, 5000),
+      probe(false, 0, 9000),
+      probe(false, 0, 12_000),
+    ]);
     assert.equal(r.state.status, 'degraded');
   });
   it('slow then failing changes the reason', () => {
@@ -44,13 +69,24 @@ describe('service health', () => {
   });
   it('downAfterMs 0: the first failure is down; a good probe recovers', () => {
     const p0 = { ...policy, downAfterMs: 0 };
-    assert.deepEqual(run([probe(true, 1, 0, p0), probe(false, 0, 1, p0), probe(true, 1, 2, p0)]).types,
-      ['ServiceRecovered', 'ServiceWentDown', 'ServiceRecovered']);
+    assert.deepEqual(run([probe(true, 1, 0, p0), probe(false, 0, 1, p0), probe(true, 1, 2, p0)]).types, [
+      'ServiceRecovered',
+      'ServiceWentDown',
+      'ServiceRecovered',
+    ]);
   });
-  it('the probe\'s kind rides on the events (the services read model is rebuilt from them)', () => {
-    const cmd: RecordProbeResult = { type: 'RecordProbeResult', data: { service: 'mcp:fetch', kind: 'mcp', result: { ok: true, responseMs: 3 }, policy }, metadata: { at: 7 } };
+  it("the probe's kind rides on the events (the services read model is rebuilt from them)", () => {
+    const cmd: RecordProbeResult = {
+      type: 'RecordProbeResult',
+      data: { service: 'mcp:fetch', kind: 'mcp', result: { ok: true, responseMs: 3 }, policy },
+      metadata: { at: 7 },
+    };
     assert.deepEqual(decideHealth(cmd, initialServiceHealth), [
-      { type: 'ServiceRecovered', data: { service: 'mcp:fetch', kind: 'mcp', previous: 'unknown', responseMs: 3, error: null }, metadata: { at: 7 } },
+      {
+        type: 'ServiceRecovered',
+        data: { service: 'mcp:fetch', kind: 'mcp', previous: 'unknown', responseMs: 3, error: null },
+        metadata: { at: 7 },
+      },
     ]);
   });
 });

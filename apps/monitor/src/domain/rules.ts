@@ -1,7 +1,23 @@
-import { alertRuleSchema, comparatorSchema, severitySchema, type AlertRule, type Comparator, type Labels, type Severity } from '@switchyard/contracts';
+import {
+  alertRuleSchema,
+  comparatorSchema,
+  severitySchema,
+  type AlertRule,
+  type Comparator,
+  type Labels,
+  type Severity,
+} from '@switchyard/contracts';
 
 // The rule shapes are the monitor's wire contract (put_rules, the gateway's rule routes): @switchyard/contracts.
-export { alertRuleSchema, comparatorSchema, severitySchema, type AlertRule, type Comparator, type Labels, type Severity };
+export {
+  alertRuleSchema,
+  comparatorSchema,
+  severitySchema,
+  type AlertRule,
+  type Comparator,
+  type Labels,
+  type Severity,
+};
 
 /** Metric names the sampler and the probes emit; rules refer to these. */
 export const metricNames = {
@@ -38,21 +54,77 @@ export const metricNames = {
  *   a test run, a vacuum), a sustained one is worth a page.
  */
 export const defaultAlertRules: readonly AlertRule[] = [
-  { id: 'cpu_high', name: 'CPU usage high', metric: metricNames.cpuPercent, match: { cpu: 'total' }, comparator: '>', threshold: 80, for_ms: 120_000, severity: 'warning', labels: {} },
-  { id: 'memory_high', name: 'Memory usage high', metric: metricNames.memoryPercent, match: {}, comparator: '>', threshold: 85, for_ms: 120_000, severity: 'warning', labels: {} },
-  { id: 'disk_high', name: 'Disk usage high', metric: metricNames.diskPercent, match: {}, comparator: '>', threshold: 90, for_ms: 300_000, severity: 'critical', labels: {} },
-  { id: 'response_slow', name: 'Response time above 5 s', metric: metricNames.probeResponseMs, match: {}, comparator: '>', threshold: 5_000, for_ms: 0, severity: 'warning', labels: {} },
-  { id: 'service_unavailable', name: 'Service unavailable', metric: metricNames.probeUp, match: {}, comparator: '<', threshold: 1, for_ms: 30_000, severity: 'critical', labels: {} },
+  {
+    id: 'cpu_high',
+    name: 'CPU usage high',
+    metric: metricNames.cpuPercent,
+    match: { cpu: 'total' },
+    comparator: '>',
+    threshold: 80,
+    for_ms: 120_000,
+    severity: 'warning',
+    labels: {},
+  },
+  {
+    id: 'memory_high',
+    name: 'Memory usage high',
+    metric: metricNames.memoryPercent,
+    match: {},
+    comparator: '>',
+    threshold: 85,
+    for_ms: 120_000,
+    severity: 'warning',
+    labels: {},
+  },
+  {
+    id: 'disk_high',
+    name: 'Disk usage high',
+    metric: metricNames.diskPercent,
+    match: {},
+    comparator: '>',
+    threshold: 90,
+    for_ms: 300_000,
+    severity: 'critical',
+    labels: {},
+  },
+  {
+    id: 'response_slow',
+    name: 'Response time above 5 s',
+    metric: metricNames.probeResponseMs,
+    match: {},
+    comparator: '>',
+    threshold: 5_000,
+    for_ms: 0,
+    severity: 'warning',
+    labels: {},
+  },
+  {
+    id: 'service_unavailable',
+    name: 'Service unavailable',
+    metric: metricNames.probeUp,
+    match: {},
+    comparator: '<',
+    threshold: 1,
+    for_ms: 30_000,
+    severity: 'critical',
+    labels: {},
+  },
 ];
 
 export function compare(value: number, comparator: Comparator, threshold: number): boolean {
   switch (comparator) {
-    case '>': return value > threshold;
-    case '>=': return value >= threshold;
-    case '<': return value < threshold;
-    case '<=': return value <= threshold;
-    case '==': return value === threshold;
-    case '!=': return value !== threshold;
+    case '>':
+      return value > threshold;
+    case '>=':
+      return value >= threshold;
+    case '<':
+      return value < threshold;
+    case '<=':
+      return value <= threshold;
+    case '==':
+      return value === threshold;
+    case '!=':
+      return value !== threshold;
     default: {
       const never: never = comparator;
       throw new Error(`unknown comparator ${String(never)}`);
@@ -73,7 +145,9 @@ export function sortLabels(labels: Labels): Labels {
 
 /** `rule{a="1",b="2"}`: the canonical text an alert is deduplicated on. */
 export function canonicalKey(ruleId: string, labels: Labels): string {
-  const body = Object.entries(sortLabels(labels)).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',');
+  const body = Object.entries(sortLabels(labels))
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+    .join(',');
   return `${ruleId}{${body}}`;
 }
 
@@ -95,5 +169,11 @@ export function fingerprint(ruleId: string, labels: Labels): string {
 
 /** Alert labels = series labels + rule labels + `alertname`/`rule_id`/`severity` (rule wins). */
 export function alertLabels(rule: AlertRule, seriesLabels: Labels): Labels {
-  return sortLabels({ ...seriesLabels, ...rule.labels, alertname: rule.name, rule_id: rule.id, severity: rule.severity });
+  return sortLabels({
+    ...seriesLabels,
+    ...rule.labels,
+    alertname: rule.name,
+    rule_id: rule.id,
+    severity: rule.severity,
+  });
 }

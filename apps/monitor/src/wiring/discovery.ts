@@ -1,4 +1,11 @@
-import { MCP_SUBJECT_PREFIX, mcpRegistryListSubject, mcpSubject, registryListReplySchema, serverHealthSchema, type ServerHealth } from '@switchyard/contracts';
+import {
+  MCP_SUBJECT_PREFIX,
+  mcpRegistryListSubject,
+  mcpSubject,
+  registryListReplySchema,
+  serverHealthSchema,
+  type ServerHealth,
+} from '@switchyard/contracts';
 import { request, serviceClient, type NatsConnection } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 import { functionProbe, type Probe } from '../probes.js';
@@ -30,7 +37,14 @@ const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (ms <= 0 || signal.aborted) return resolve();
     const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 
 /**
@@ -64,7 +78,12 @@ export class ProbeDiscovery {
     const prefix = this.opts.mcpSubjectPrefix ?? MCP_SUBJECT_PREFIX;
     let servers;
     try {
-      ({ servers } = await request(this.opts.nats, mcpRegistryListSubject(prefix), {}, { schema: registryListReplySchema, timeoutMs: this.opts.probeTimeoutMs, correlationId: 'monitor' }));
+      ({ servers } = await request(
+        this.opts.nats,
+        mcpRegistryListSubject(prefix),
+        {},
+        { schema: registryListReplySchema, timeoutMs: this.opts.probeTimeoutMs, correlationId: 'monitor' },
+      ));
     } catch (err) {
       this.log.debug({ err }, 'MCP registry listing failed; retrying next round');
       return;
@@ -81,9 +100,18 @@ export class ProbeDiscovery {
     const { nats, probeTimeoutMs, degradedResponseMs } = this.opts;
     return functionProbe(mcpProbeName(server), 'mcp', async (signal) => {
       const started = performance.now();
-      const h = await request(nats, mcpSubject(server, 'health', prefix), { probe: true }, { schema: serverHealthSchema, timeoutMs: probeTimeoutMs, correlationId: 'monitor' });
+      const h = await request(
+        nats,
+        mcpSubject(server, 'health', prefix),
+        { probe: true },
+        { schema: serverHealthSchema, timeoutMs: probeTimeoutMs, correlationId: 'monitor' },
+      );
       this.opts.onMcpHealth?.(server, h);
-      const details = { state: h.state, breaker: h.breaker, ...(h.response_ms !== undefined ? { responseMs: h.response_ms } : {}) };
+      const details = {
+        state: h.state,
+        breaker: h.breaker,
+        ...(h.response_ms !== undefined ? { responseMs: h.response_ms } : {}),
+      };
       switch (h.state) {
         case 'up':
         case 'unconfigured': // lost its configuration since discovery: not an outage
@@ -92,7 +120,8 @@ export class ProbeDiscovery {
           // The health decider knows "degraded" only as a slow success: answer no earlier than
           // its threshold, so the connector's own verdict (slow, breaker not closed) shows up as such.
           // When the threshold is beyond the probe timeout that would read as a failure: answer now.
-          if (degradedResponseMs < probeTimeoutMs) await sleep(degradedResponseMs - (performance.now() - started), signal);
+          if (degradedResponseMs < probeTimeoutMs)
+            await sleep(degradedResponseMs - (performance.now() - started), signal);
           return details;
         case 'down':
           throw new Error(`MCP server ${server} is down${h.last_error ? `: ${h.last_error}` : ''}`);
@@ -126,10 +155,14 @@ export class ProbeDiscovery {
       }
       const t = { name: s.name, id: s.id };
       this.agents.set(key, t);
-      this.opts.addProbe(functionProbe(key, 'agent', async () => {
-        await this.opts.nats.request(`$SRV.PING.${t.name}.${t.id}`, new Uint8Array(0), { timeout: this.opts.probeTimeoutMs });
-        return { service: t.name, id: t.id };
-      }));
+      this.opts.addProbe(
+        functionProbe(key, 'agent', async () => {
+          await this.opts.nats.request(`$SRV.PING.${t.name}.${t.id}`, new Uint8Array(0), {
+            timeout: this.opts.probeTimeoutMs,
+          });
+          return { service: t.name, id: t.id };
+        }),
+      );
       this.log.debug({ agent, instance, service: s.name }, 'probing agent instance');
     }
   }

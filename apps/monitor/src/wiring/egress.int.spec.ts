@@ -17,12 +17,21 @@ import { MonitorEventPublisher } from './publisher.js';
 
 const logger = createLogger('monitor-egress-test', process.env.LOG_LEVEL ?? 'silent');
 
-const firing = (): MonitorEvent =>
-  ({
-    type: 'AlertFiring',
-    data: { fingerprint: newId(), ruleId: 'cpu_high', name: 'CPU usage high', severity: 'warning', labels: { service: 'x' }, value: 99, threshold: 80, pendingSince: Date.now(), suppressedBy: null },
-    metadata: { at: Date.now(), correlationId: newId() },
-  });
+const firing = (): MonitorEvent => ({
+  type: 'AlertFiring',
+  data: {
+    fingerprint: newId(),
+    ruleId: 'cpu_high',
+    name: 'CPU usage high',
+    severity: 'warning',
+    labels: { service: 'x' },
+    value: 99,
+    threshold: 80,
+    pendingSince: Date.now(),
+    suppressedBy: null,
+  },
+  metadata: { at: Date.now(), correlationId: newId() },
+});
 
 describe('alert webhooks behind the egress guard', () => {
   let pool: pg.Pool;
@@ -54,15 +63,38 @@ describe('alert webhooks behind the egress guard', () => {
   });
 
   it('without an allow-list no spelling of loopback or the metadata address is posted to', async () => {
-    const urls = [`http://127.0.0.1:${port}/plain`, `http://[::ffff:127.0.0.1]:${port}/mapped`, `http://[::127.0.0.1]:${port}/compat`, `http://0x7f.1:${port}/hex`, `http://2130706433:${port}/decimal`, `http://localhost.:${port}/dot`, 'http://169.254.169.254/meta'];
-    const publisher = new MonitorEventPublisher({ eventStore: store, nats: nc, logger, webhooks: urls, webhookMaxAttempts: 3, webhookInitialDelayMs: 10, webhookTimeoutMs: 1_000 });
+    const urls = [
+      `http://127.0.0.1:${port}/plain`,
+      `http://[::ffff:127.0.0.1]:${port}/mapped`,
+      `http://[::127.0.0.1]:${port}/compat`,
+      `http://0x7f.1:${port}/hex`,
+      `http://2130706433:${port}/decimal`,
+      `http://localhost.:${port}/dot`,
+      'http://169.254.169.254/meta',
+    ];
+    const publisher = new MonitorEventPublisher({
+      eventStore: store,
+      nats: nc,
+      logger,
+      webhooks: urls,
+      webhookMaxAttempts: 3,
+      webhookInitialDelayMs: 10,
+      webhookTimeoutMs: 1_000,
+    });
     await publisher.publish([firing()]);
     await publisher.flush();
     assert.deepEqual(hits, []);
   });
 
   it('with 127.0.0.0/8 allow-listed the same receiver gets the alert', async () => {
-    const publisher = new MonitorEventPublisher({ eventStore: store, nats: nc, logger, webhooks: [`http://127.0.0.1:${port}/allowed`], webhookInitialDelayMs: 10, egress: { allowCidrs: ['127.0.0.0/8'] } });
+    const publisher = new MonitorEventPublisher({
+      eventStore: store,
+      nats: nc,
+      logger,
+      webhooks: [`http://127.0.0.1:${port}/allowed`],
+      webhookInitialDelayMs: 10,
+      egress: { allowCidrs: ['127.0.0.0/8'] },
+    });
     await publisher.publish([firing()]);
     await publisher.flush();
     await until('the receiver got the alert', () => hits.includes('/allowed'), 5_000);

@@ -3,7 +3,12 @@ import { z } from 'zod';
 import { AppError, parseConfig } from '@switchyard/platform';
 import { alertRuleSchema, type AlertRule } from '../domain/rules.js';
 
-const list = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
 const posInt = z.coerce.number().int().positive().optional();
 
 /** An external agent reached over HTTP: probed with `GET <url>` (its health URL). */
@@ -43,7 +48,8 @@ export function wiringSettingsFromEnv(env: Record<string, string | undefined> = 
   const httpAgents = (e.MONITOR_HTTP_AGENTS ?? []).map((entry, i) => {
     const at = entry.indexOf('=');
     const parsed = httpAgentSchema.safeParse(at > 0 ? { name: entry.slice(0, at), url: entry.slice(at + 1) } : {});
-    if (!parsed.success) throw new AppError('validation', `MONITOR_HTTP_AGENTS entry ${i + 1} must be name=url`, { entry });
+    if (!parsed.success)
+      throw new AppError('validation', `MONITOR_HTTP_AGENTS entry ${i + 1} must be name=url`, { entry });
     return parsed.data;
   });
   return {
@@ -66,7 +72,8 @@ export function parseRulesJson(text: string, origin: string): AlertRule[] {
     throw new AppError('validation', `${origin} is not JSON`, { origin });
   }
   const parsed = z.array(alertRuleSchema).safeParse(json);
-  if (!parsed.success) throw new AppError('validation', `${origin} holds an invalid alert rule`, { origin, issues: parsed.error.issues });
+  if (!parsed.success)
+    throw new AppError('validation', `${origin} holds an invalid alert rule`, { origin, issues: parsed.error.issues });
   return parsed.data;
 }
 
@@ -76,7 +83,10 @@ export function readRulesFile(path: string): AlertRule[] {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new AppError('validation', `MONITOR_RULES_FILE ${path} cannot be read`, { path, cause: (err as Error).message });
+    throw new AppError('validation', `MONITOR_RULES_FILE ${path} cannot be read`, {
+      path,
+      cause: (err as Error).message,
+    });
   }
   return parseRulesJson(text, `MONITOR_RULES_FILE ${path}`);
 }

@@ -22,10 +22,17 @@ export function overallHealth(
   const critical: string[] = [];
   const minor: string[] = [];
   for (const s of services) {
-    if (opts.now !== undefined && opts.staleAfterMs !== undefined && s.lastProbeAt && opts.now - s.lastProbeAt.getTime() > opts.staleAfterMs) continue;
+    if (
+      opts.now !== undefined &&
+      opts.staleAfterMs !== undefined &&
+      s.lastProbeAt &&
+      opts.now - s.lastProbeAt.getTime() > opts.staleAfterMs
+    )
+      continue;
     const why = s.lastError ? ` (${s.lastError})` : '';
     if (s.status === 'down') (essential.has(s.service) ? critical : minor).push(`${s.service} is down${why}`);
-    else if (s.status === 'degraded') minor.push(`${s.service} is degraded: ${s.reason === 'slow' ? 'slow responses' : `failing${why}`}`);
+    else if (s.status === 'degraded')
+      minor.push(`${s.service} is degraded: ${s.reason === 'slow' ? 'slow responses' : `failing${why}`}`);
   }
   for (const a of firing) {
     if (a.suppressedBy) continue;

@@ -31,7 +31,11 @@ export const currentCommandScope = (): CommandScope | undefined => scope.getStor
  */
 export function monitorEventMetadata(e: MonitorEvent): { correlationId?: string; causationId?: string; actor: string } {
   const s = scope.getStore();
-  return { ...(s ? { correlationId: s.correlationId } : {}), ...(s?.causationId ? { causationId: s.causationId } : {}), actor: actorOf(e) };
+  return {
+    ...(s ? { correlationId: s.correlationId } : {}),
+    ...(s?.causationId ? { causationId: s.causationId } : {}),
+    actor: actorOf(e),
+  };
 }
 
 const alertingTypes: ReadonlySet<string> = new Set<string>(alertingEventTypes);
@@ -49,15 +53,25 @@ export function webhookBody(e: AlertingEvent, eventId: string): AlertWebhook | u
     eventId,
     at: new Date(e.metadata.at).toISOString(),
     alert: {
-      fingerprint: d.fingerprint, ruleId: d.ruleId, name: d.name, severity: d.severity, labels: { ...d.labels },
-      value: d.value ?? null, threshold: d.threshold ?? null,
-      how: resolved ? e.data.how : null, actor: resolved ? e.data.actor : null, reason: resolved ? e.data.reason : null,
+      fingerprint: d.fingerprint,
+      ruleId: d.ruleId,
+      name: d.name,
+      severity: d.severity,
+      labels: { ...d.labels },
+      value: d.value ?? null,
+      threshold: d.threshold ?? null,
+      how: resolved ? e.data.how : null,
+      actor: resolved ? e.data.actor : null,
+      reason: resolved ? e.data.reason : null,
     },
   };
 }
 
 class WebhookError extends Error {
-  constructor(message: string, readonly retryable: boolean) {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
     super(message);
   }
 }
@@ -101,13 +115,19 @@ export class MonitorEventPublisher {
   constructor(private readonly opts: PublisherOptions) {
     this.log = opts.logger.child({ component: 'monitor-publisher' });
     this.egress = new EgressGuard(opts.egress ?? {});
-    this.webhookPolicy = retry(handleWhen((err) => !(err instanceof WebhookError) || err.retryable), {
-      maxAttempts: Math.max(0, (opts.webhookMaxAttempts ?? 5) - 1),
-      backoff: new ExponentialBackoff({ initialDelay: opts.webhookInitialDelayMs ?? 250, maxDelay: 30_000 }),
-    });
+    this.webhookPolicy = retry(
+      handleWhen((err) => !(err instanceof WebhookError) || err.retryable),
+      {
+        maxAttempts: Math.max(0, (opts.webhookMaxAttempts ?? 5) - 1),
+        backoff: new ExponentialBackoff({ initialDelay: opts.webhookInitialDelayMs ?? 250, maxDelay: 30_000 }),
+      },
+    );
   }
 
-  readonly publish = async (events: readonly MonitorEvent[], records?: readonly MonitorEventRecord[]): Promise<void> => {
+  readonly publish = async (
+    events: readonly MonitorEvent[],
+    records?: readonly MonitorEventRecord[],
+  ): Promise<void> => {
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
       this.one(e, records?.[i] ?? (await this.append(e)));
@@ -119,7 +139,12 @@ export class MonitorEventPublisher {
     const id = newId();
     const streamId = streamOf(e);
     const m = monitorEventMetadata(e);
-    const metadata = { correlationId: m.correlationId ?? e.metadata.correlationId ?? 'monitor', ...(m.causationId ? { causationId: m.causationId } : {}), actor: m.actor, timestamp: new Date(e.metadata.at).toISOString() };
+    const metadata = {
+      correlationId: m.correlationId ?? e.metadata.correlationId ?? 'monitor',
+      ...(m.causationId ? { causationId: m.causationId } : {}),
+      actor: m.actor,
+      timestamp: new Date(e.metadata.at).toISOString(),
+    };
     let revision: number | null = null;
     let position: number | null = null;
     if (this.opts.eventStore) {
@@ -128,7 +153,10 @@ export class MonitorEventPublisher {
         revision = r.nextExpectedRevision;
         position = r.position;
       } catch (err) {
-        this.log.error({ err, streamId, type: e.type, correlationId: metadata.correlationId }, 'could not append a monitor event');
+        this.log.error(
+          { err, streamId, type: e.type, correlationId: metadata.correlationId },
+          'could not append a monitor event',
+        );
       }
     }
     return { id, streamId, metadata, revision, position };
@@ -137,11 +165,26 @@ export class MonitorEventPublisher {
   private one(e: MonitorEvent, r: MonitorEventRecord): void {
     if (!isAlertingEvent(e)) return;
     const { id, streamId, metadata, revision, position } = r;
-    const envelope: AlertEnvelope = { id, streamId, type: e.type, data: e.data as unknown as Record<string, unknown>, metadata, revision, position, notify: shouldNotify(e) };
+    const envelope: AlertEnvelope = {
+      id,
+      streamId,
+      type: e.type,
+      data: e.data as unknown as Record<string, unknown>,
+      metadata,
+      revision,
+      position,
+      notify: shouldNotify(e),
+    };
     try {
-      this.opts.nats.publish(alertSubject(e.type, this.opts.alertsPrefix ?? ALERTS_SUBJECT_PREFIX), JSON.stringify(envelope));
+      this.opts.nats.publish(
+        alertSubject(e.type, this.opts.alertsPrefix ?? ALERTS_SUBJECT_PREFIX),
+        JSON.stringify(envelope),
+      );
     } catch (err) {
-      this.log.error({ err, streamId, type: e.type, correlationId: metadata.correlationId }, 'could not publish an alert event');
+      this.log.error(
+        { err, streamId, type: e.type, correlationId: metadata.correlationId },
+        'could not publish an alert event',
+      );
     }
     const body = webhookBody(e, id);
     if (body) for (const url of this.opts.webhooks ?? []) this.deliver(url, body, metadata.correlationId);
@@ -158,7 +201,11 @@ export class MonitorEventPublisher {
           try {
             res = await guardedFetch(this.egress, url, {
               method: 'POST',
-              headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId, 'idempotency-key': body.eventId },
+              headers: {
+                'content-type': 'application/json',
+                'x-correlation-id': correlationId,
+                'idempotency-key': body.eventId,
+              },
               body: JSON.stringify(body),
               timeoutMs,
               maxBytes: 64 * 1024,
@@ -166,7 +213,10 @@ export class MonitorEventPublisher {
           } catch (err) {
             // A refused address stays refused: no retries.
             if (err instanceof AppError && err.code === 'forbidden') {
-              this.log.error({ url, event: body.event, correlationId, reason: err.message }, 'alert webhook refused by the egress guard');
+              this.log.error(
+                { url, event: body.event, correlationId, reason: err.message },
+                'alert webhook refused by the egress guard',
+              );
               throw new WebhookError(err.message, false);
             }
             this.log.warn({ err, url, attempt, event: body.event, correlationId }, 'alert webhook failed');
@@ -176,12 +226,18 @@ export class MonitorEventPublisher {
           if (!res.ok) {
             // A 4xx other than 408/429 will not get better by sending it again.
             const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
-            this.log.warn({ url, status: res.status, attempt, event: body.event, correlationId }, 'alert webhook refused');
+            this.log.warn(
+              { url, status: res.status, attempt, event: body.event, correlationId },
+              'alert webhook refused',
+            );
             throw new WebhookError(`webhook answered ${res.status}`, retryable);
           }
         });
       } catch (err) {
-        this.log.error({ err, url, event: body.event, fingerprint: body.alert.fingerprint, correlationId }, 'alert webhook given up');
+        this.log.error(
+          { err, url, event: body.event, fingerprint: body.alert.fingerprint, correlationId },
+          'alert webhook given up',
+        );
       }
     });
     this.deliveries.set(key, next);

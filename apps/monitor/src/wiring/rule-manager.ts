@@ -4,7 +4,14 @@ import { MONITOR_ACTOR } from '../events.js';
 import type { Monitor } from '../monitor.js';
 import { monitorProjectionNames } from '../projections.js';
 import { currentCommandScope } from './publisher.js';
-import { composeRules, type RuleChange, type RuleOverride, type RuleOverrideStore, type RuleSource, type SourcedRule } from './rules.js';
+import {
+  composeRules,
+  type RuleChange,
+  type RuleOverride,
+  type RuleOverrideStore,
+  type RuleSource,
+  type SourcedRule,
+} from './rules.js';
 
 /**
  * The alert rules in force: the configured layers plus the API's changes. Every change is a
@@ -68,7 +75,12 @@ export class RuleManager {
   // The request's correlation id when a request caused the change; who asked is the actor.
   private metadata(actor: string, at: number) {
     const s = currentCommandScope();
-    return { correlationId: s?.correlationId ?? 'monitor', ...(s?.causationId ? { causationId: s.causationId } : {}), timestamp: new Date(at).toISOString(), actor: actor || MONITOR_ACTOR };
+    return {
+      correlationId: s?.correlationId ?? 'monitor',
+      ...(s?.causationId ? { causationId: s.causationId } : {}),
+      timestamp: new Date(at).toISOString(),
+      actor: actor || MONITOR_ACTOR,
+    };
   }
 
   // Swap the new rules in, then wait for the read model so a reader of the table sees the change.
@@ -76,9 +88,11 @@ export class RuleManager {
     this.overrides = [...change.overrides];
     this.swap(monitor);
     if (change.position !== undefined) {
-      await monitor.waitForReadModels(change.position, [monitorProjectionNames.alertRules]).catch((err: unknown) =>
-        this.log.warn({ err, position: change.position }, 'the alert rules read model is behind; answering anyway'),
-      );
+      await monitor
+        .waitForReadModels(change.position, [monitorProjectionNames.alertRules])
+        .catch((err: unknown) =>
+          this.log.warn({ err, position: change.position }, 'the alert rules read model is behind; answering anyway'),
+        );
     }
   }
 
@@ -92,7 +106,10 @@ export class RuleManager {
     let n = 0;
     for (const a of Object.values(monitor.alertingState.alerts)) {
       if (a.ruleId !== ruleId || a.status === 'resolved') continue;
-      await monitor.resolveAlert(a.fingerprint, actor, reason).then(() => n++, (err) => this.log.warn({ err, fingerprint: a.fingerprint }, 'could not resolve an orphaned alert'));
+      await monitor.resolveAlert(a.fingerprint, actor, reason).then(
+        () => n++,
+        (err) => this.log.warn({ err, fingerprint: a.fingerprint }, 'could not resolve an orphaned alert'),
+      );
     }
     return n;
   }

@@ -3,8 +3,14 @@ import { aggregateStream, handleCommand, type EventStore } from '@switchyard/eve
 import { isSchemaManaged } from '@switchyard/platform';
 import { alertRuleSchema, type AlertRule } from '../domain/rules.js';
 import {
-  alertRulesDecider, alertRulesStream, type AlertRulesCommand, type AlertRulesEvent, type AlertRulesState, type RuleCommandMetadata,
-  type RuleOverride, type RuleSource,
+  alertRulesDecider,
+  alertRulesStream,
+  type AlertRulesCommand,
+  type AlertRulesEvent,
+  type AlertRulesState,
+  type RuleCommandMetadata,
+  type RuleOverride,
+  type RuleSource,
 } from '../domain/alert-rules.js';
 
 export { composeRules, type RuleOverride, type RuleSource, type SourcedRule } from '../domain/alert-rules.js';
@@ -56,12 +62,20 @@ export class RuleOverrideStore {
    * before rule changes were events are imported into the (then empty) stream first, once.
    */
   async load(): Promise<RuleOverride[]> {
-    const { state, revision } = await aggregateStream<AlertRulesEvent, AlertRulesState>(this.eventStore, this.streamId, alertRulesDecider);
+    const { state, revision } = await aggregateStream<AlertRulesEvent, AlertRulesState>(
+      this.eventStore,
+      this.streamId,
+      alertRulesDecider,
+    );
     if (revision === -1) {
       const rows = await this.legacyRows();
       if (rows.length > 0) {
         const at = new Date().toISOString();
-        const r = await this.run({ type: 'ImportAlertRules', data: { rows }, metadata: { correlationId: 'monitor', timestamp: at, actor: 'system:monitor' } });
+        const r = await this.run({
+          type: 'ImportAlertRules',
+          data: { rows },
+          metadata: { correlationId: 'monitor', timestamp: at, actor: 'system:monitor' },
+        });
         return [...r.overrides];
       }
     }
@@ -69,7 +83,9 @@ export class RuleOverrideStore {
   }
 
   private async legacyRows(): Promise<LegacyRow[]> {
-    const r = await this.pool.query('select id, rule, updated_at, updated_by from monitoring.alert_rules order by updated_at, id');
+    const r = await this.pool.query(
+      'select id, rule, updated_at, updated_by from monitoring.alert_rules order by updated_at, id',
+    );
     // A stored rule that no longer parses (schema grew stricter) is skipped rather than blocking the start.
     return r.rows.flatMap((x: { id: string; rule: unknown; updated_at: Date; updated_by: string }): LegacyRow[] => {
       const base = { id: x.id, updatedAt: x.updated_at.toISOString(), updatedBy: x.updated_by };
@@ -90,7 +106,16 @@ export class RuleOverrideStore {
   }
 
   private async run(command: AlertRulesCommand): Promise<RuleChange> {
-    const r = await handleCommand<AlertRulesCommand, AlertRulesEvent, AlertRulesState>(this.eventStore, this.streamId, alertRulesDecider, command);
-    return { events: r.events, overrides: r.state.overrides, ...(r.position !== undefined ? { position: r.position } : {}) };
+    const r = await handleCommand<AlertRulesCommand, AlertRulesEvent, AlertRulesState>(
+      this.eventStore,
+      this.streamId,
+      alertRulesDecider,
+      command,
+    );
+    return {
+      events: r.events,
+      overrides: r.state.overrides,
+      ...(r.position !== undefined ? { position: r.position } : {}),
+    };
   }
 }

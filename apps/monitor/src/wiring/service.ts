@@ -2,8 +2,21 @@ import { addService, type NatsConnection, type Service } from '@switchyard/messa
 import type { Logger } from '@switchyard/platform';
 import type { Monitor } from '../monitor.js';
 import {
-  addSilenceRequest, removeSilenceRequest, alertsRequest, availabilityRequest, deleteRuleRequest, healthReportRequest, metricsRequest,
-  MONITOR_SERVICE_NAME, MONITOR_SERVICE_VERSION, monitorSubject, putRulesRequest, resolveAlertRequest, rulesRequest, silencesRequest, trendsRequest,
+  addSilenceRequest,
+  removeSilenceRequest,
+  alertsRequest,
+  availabilityRequest,
+  deleteRuleRequest,
+  healthReportRequest,
+  metricsRequest,
+  MONITOR_SERVICE_NAME,
+  MONITOR_SERVICE_VERSION,
+  monitorSubject,
+  putRulesRequest,
+  resolveAlertRequest,
+  rulesRequest,
+  silencesRequest,
+  trendsRequest,
   type HealthReportReply,
 } from '@switchyard/contracts';
 import { overallHealth } from './overall.js';
@@ -14,9 +27,14 @@ import type { RuleManager } from './rule-manager.js';
 export async function healthReport(monitor: Monitor): Promise<HealthReportReply> {
   const [report, firing] = await Promise.all([monitor.getHealthReport(), monitor.listAlerts({ state: 'firing' })]);
   const { probeIntervalMs, probeTimeoutMs } = monitor.settings;
-  const { status, reasons } = overallHealth(report.services, firing, { now: report.at, staleAfterMs: Math.max(60_000, 10 * probeIntervalMs + probeTimeoutMs) });
+  const { status, reasons } = overallHealth(report.services, firing, {
+    now: report.at,
+    staleAfterMs: Math.max(60_000, 10 * probeIntervalMs + probeTimeoutMs),
+  });
   // Dates become ISO strings on the wire; do it here so in-process callers see the same shape.
-  return JSON.parse(JSON.stringify({ ...report, status, reasons, at: new Date(report.at).toISOString() })) as HealthReportReply;
+  return JSON.parse(
+    JSON.stringify({ ...report, status, reasons, at: new Date(report.at).toISOString() }),
+  ) as HealthReportReply;
 }
 
 const json = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
@@ -26,7 +44,13 @@ const json = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
  * `monitor`), so the gateway, possibly in another process, asks the monitor over NATS.
  * AppErrors (not_found, illegal_state, validation) travel back with their code.
  */
-export function startMonitorService(opts: { nats: NatsConnection; monitor: Monitor; rules: RuleManager; logger: Logger; serviceName?: string }): Promise<Service> {
+export function startMonitorService(opts: {
+  nats: NatsConnection;
+  monitor: Monitor;
+  rules: RuleManager;
+  logger: Logger;
+  serviceName?: string;
+}): Promise<Service> {
   const { monitor, rules } = opts;
   const name = opts.serviceName ?? MONITOR_SERVICE_NAME;
   const subject = (e: Parameters<typeof monitorSubject>[0]) => monitorSubject(e, name);
@@ -36,14 +60,21 @@ export function startMonitorService(opts: { nats: NatsConnection; monitor: Monit
     description: 'Switchyard monitoring: health, trends, availability, alerts, silences, rules, metrics',
     logger: opts.logger,
     endpoints: {
-      health_report: { subject: subject('health_report'), schema: healthReportRequest, handler: () => healthReport(monitor) },
+      health_report: {
+        subject: subject('health_report'),
+        schema: healthReportRequest,
+        handler: () => healthReport(monitor),
+      },
       trends: {
         subject: subject('trends'),
         schema: trendsRequest,
         handler: async (q) => ({
           metric: q.metric,
           window: q.window,
-          series: await monitor.getPerformanceTrends(q.metric, q.window, { ...(q.labels ? { labels: q.labels } : {}), ...(q.limit !== undefined ? { limit: q.limit } : {}) }),
+          series: await monitor.getPerformanceTrends(q.metric, q.window, {
+            ...(q.labels ? { labels: q.labels } : {}),
+            ...(q.limit !== undefined ? { limit: q.limit } : {}),
+          }),
         }),
       },
       availability: {
@@ -57,18 +88,34 @@ export function startMonitorService(opts: { nats: NatsConnection; monitor: Monit
       alerts: {
         subject: subject('alerts'),
         schema: alertsRequest,
-        handler: async (q) => json({ alerts: await monitor.listAlerts({ ...(q.state ? { state: q.state } : {}), ...(q.severity ? { severity: q.severity } : {}) }) }),
+        handler: async (q) =>
+          json({
+            alerts: await monitor.listAlerts({
+              ...(q.state ? { state: q.state } : {}),
+              ...(q.severity ? { severity: q.severity } : {}),
+            }),
+          }),
       },
       resolve_alert: {
         subject: subject('resolve_alert'),
         schema: resolveAlertRequest,
-        handler: (q, ctx) => withCommandScope({ correlationId: ctx.correlationId }, async () => json({ alert: await monitor.resolveAlert(q.id, q.actor, q.reason) })),
+        handler: (q, ctx) =>
+          withCommandScope({ correlationId: ctx.correlationId }, async () =>
+            json({ alert: await monitor.resolveAlert(q.id, q.actor, q.reason) }),
+          ),
       },
-      silences: { subject: subject('silences'), schema: silencesRequest, handler: async () => ({ silences: await monitor.listSilences() }) },
+      silences: {
+        subject: subject('silences'),
+        schema: silencesRequest,
+        handler: async () => ({ silences: await monitor.listSilences() }),
+      },
       add_silence: {
         subject: subject('add_silence'),
         schema: addSilenceRequest,
-        handler: (q, ctx) => withCommandScope({ correlationId: ctx.correlationId }, async () => ({ silence: await monitor.addSilence(q) })),
+        handler: (q, ctx) =>
+          withCommandScope({ correlationId: ctx.correlationId }, async () => ({
+            silence: await monitor.addSilence(q),
+          })),
       },
       remove_silence: {
         subject: subject('remove_silence'),
@@ -79,18 +126,27 @@ export function startMonitorService(opts: { nats: NatsConnection; monitor: Monit
             return { silence_id: q.id, expired: true as const };
           }),
       },
-      rules: { subject: subject('rules'), schema: rulesRequest, handler: () => ({ rules: rules.list().map((r) => ({ ...r.rule, source: r.source })) }) },
+      rules: {
+        subject: subject('rules'),
+        schema: rulesRequest,
+        handler: () => ({ rules: rules.list().map((r) => ({ ...r.rule, source: r.source })) }),
+      },
       put_rules: {
         subject: subject('put_rules'),
         schema: putRulesRequest,
-        handler: (q, ctx) => withCommandScope({ correlationId: ctx.correlationId }, async () => ({
-          rules: (await rules.put(monitor, q.rules, q.actor)).map((r) => ({ ...r.rule, source: r.source })),
-        })),
+        handler: (q, ctx) =>
+          withCommandScope({ correlationId: ctx.correlationId }, async () => ({
+            rules: (await rules.put(monitor, q.rules, q.actor)).map((r) => ({ ...r.rule, source: r.source })),
+          })),
       },
       delete_rule: {
         subject: subject('delete_rule'),
         schema: deleteRuleRequest,
-        handler: (q, ctx) => withCommandScope({ correlationId: ctx.correlationId }, async () => ({ deleted: q.id, resolvedAlerts: await rules.delete(monitor, q.id, q.actor) })),
+        handler: (q, ctx) =>
+          withCommandScope({ correlationId: ctx.correlationId }, async () => ({
+            deleted: q.id,
+            resolvedAlerts: await rules.delete(monitor, q.id, q.actor),
+          })),
       },
       metrics: {
         subject: subject('metrics'),

@@ -41,7 +41,12 @@ export interface StartMonitoringOptions {
   /** First webhook retry delay (default 250 ms). */
   readonly webhookInitialDelayMs?: number;
   /** MCP/agent call metrics from the event store (see CallMetricsConsumer); default on, aggregates every 15 s over 5 min. */
-  readonly callMetrics?: { readonly enabled?: boolean; readonly aggregateIntervalMs?: number; readonly windowMs?: number; readonly name?: string };
+  readonly callMetrics?: {
+    readonly enabled?: boolean;
+    readonly aggregateIntervalMs?: number;
+    readonly windowMs?: number;
+    readonly name?: string;
+  };
 }
 
 export interface RunningMonitoring {
@@ -79,14 +84,21 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
 
   // 1. Rules by layer; a bad file or env value fails the start, naming it.
   const defaults = [...defaultAlertRules, ...callMetricsAlertRules].map((r) => ({ ...r }));
-  const layers: { source: RuleSource; rules: AlertRule[] }[] = [{ source: 'default', rules: input.rules ? settings.rules : defaults }];
+  const layers: { source: RuleSource; rules: AlertRule[] }[] = [
+    { source: 'default', rules: input.rules ? settings.rules : defaults },
+  ];
   if (wiring.rulesFile) layers.push({ source: 'file', rules: readRulesFile(wiring.rulesFile) });
   if (wiring.rulesJson) layers.push({ source: 'env', rules: parseRulesJson(wiring.rulesJson, 'MONITOR_RULES') });
-  const rules = new RuleManager(new RuleOverrideStore(opts.pool, opts.eventStore, opts.serviceName ?? 'monitor'), layers, log);
+  const rules = new RuleManager(
+    new RuleOverrideStore(opts.pool, opts.eventStore, opts.serviceName ?? 'monitor'),
+    layers,
+    log,
+  );
   const inForce = await rules.load();
 
   // 2. Probes of what this process knows, and the Monitor.
-  const connectionString = (opts.pool as pg.Pool & { options?: { connectionString?: string } }).options?.connectionString;
+  const connectionString = (opts.pool as pg.Pool & { options?: { connectionString?: string } }).options
+    ?.connectionString;
   // A dedicated one-connection pool also notices a lost connection the shared pool would hide.
   const pgProbe = postgresProbe('postgres', connectionString ?? opts.pool);
   const probes: Probe[] = [
@@ -150,7 +162,8 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
   let timer: NodeJS.Timeout | undefined;
   let round: Promise<void> = Promise.resolve();
   const discover = () => {
-    round = discovery.refresh()
+    round = discovery
+      .refresh()
       .catch((err) => log.warn({ err }, 'discovery round failed'))
       .finally(() => {
         if (running) timer = setTimeout(discover, wiring.discoveryIntervalMs);
@@ -160,19 +173,28 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
 
   // 4. Call metrics; 5. the service. If either cannot start, undo the rest.
   const cm = opts.callMetrics ?? {};
-  const callMetrics = cm.enabled === false ? undefined : new CallMetricsConsumer({
-    pool: opts.pool,
-    eventStore: opts.eventStore,
-    monitor,
-    logger: opts.logger,
-    ...(cm.name ? { name: cm.name } : {}),
-    ...(cm.aggregateIntervalMs !== undefined ? { aggregateIntervalMs: cm.aggregateIntervalMs } : {}),
-    ...(cm.windowMs !== undefined ? { windowMs: cm.windowMs } : {}),
-  });
+  const callMetrics =
+    cm.enabled === false
+      ? undefined
+      : new CallMetricsConsumer({
+          pool: opts.pool,
+          eventStore: opts.eventStore,
+          monitor,
+          logger: opts.logger,
+          ...(cm.name ? { name: cm.name } : {}),
+          ...(cm.aggregateIntervalMs !== undefined ? { aggregateIntervalMs: cm.aggregateIntervalMs } : {}),
+          ...(cm.windowMs !== undefined ? { windowMs: cm.windowMs } : {}),
+        });
   let service: Service;
   try {
     await callMetrics?.start();
-    service = await startMonitorService({ nats: opts.nats, monitor, rules, logger: opts.logger, ...(opts.serviceName ? { serviceName: opts.serviceName } : {}) });
+    service = await startMonitorService({
+      nats: opts.nats,
+      monitor,
+      rules,
+      logger: opts.logger,
+      ...(opts.serviceName ? { serviceName: opts.serviceName } : {}),
+    });
   } catch (err) {
     running = false;
     clearTimeout(timer);
@@ -182,11 +204,24 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
     await pgProbe.close();
     throw err;
   }
-  log.info({ webhooks: wiring.webhooks.length, httpAgents: wiring.httpAgents.map((a) => a.name), rules: inForce.length, discoveryIntervalMs: wiring.discoveryIntervalMs }, 'monitoring started');
+  log.info(
+    {
+      webhooks: wiring.webhooks.length,
+      httpAgents: wiring.httpAgents.map((a) => a.name),
+      rules: inForce.length,
+      discoveryIntervalMs: wiring.discoveryIntervalMs,
+    },
+    'monitoring started',
+  );
 
   let stopping: Promise<void> | undefined;
   return {
-    monitor, rules, discovery, publisher, service, callMetrics,
+    monitor,
+    rules,
+    discovery,
+    publisher,
+    service,
+    callMetrics,
     stop() {
       stopping ??= (async () => {
         running = false;
@@ -198,7 +233,12 @@ export async function startMonitoring(opts: StartMonitoringOptions): Promise<Run
         await pgProbe.close();
         // Webhooks may be in a long backoff: give them a moment, not the process's shutdown.
         let t: NodeJS.Timeout | undefined;
-        await Promise.race([publisher.flush(), new Promise<void>((r) => { t = setTimeout(r, 5_000); })]);
+        await Promise.race([
+          publisher.flush(),
+          new Promise<void>((r) => {
+            t = setTimeout(r, 5_000);
+          }),
+        ]);
         clearTimeout(t);
       })();
       return stopping;

@@ -15,14 +15,23 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { closeNats, connectNats, request, type NatsConnection } from '@switchyard/messaging';
 import { AppError, createLogger, newId } from '@switchyard/platform';
 import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
-import { healthReportReply, monitorSubject, rulesReply, alertsReply, type MonitorEndpoint } from '@switchyard/contracts';
+import {
+  healthReportReply,
+  monitorSubject,
+  rulesReply,
+  alertsReply,
+  type MonitorEndpoint,
+} from '@switchyard/contracts';
 import { startMonitoring, type RunningMonitoring } from './start.js';
 import type { z } from 'zod';
 
 const logger = createLogger('wiring-test', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('startMonitoring', () => {
-  const serviceName = `monitor-w${newId().replace(/[^a-z0-9]/gi, '').slice(0, 8).toLowerCase()}`;
+  const serviceName = `monitor-w${newId()
+    .replace(/[^a-z0-9]/gi, '')
+    .slice(0, 8)
+    .toLowerCase()}`;
   let pool: pg.Pool;
   let store: PostgresEventStore;
   let nc: NatsConnection;
@@ -31,14 +40,19 @@ describe('startMonitoring', () => {
   let sink: http.Server;
   let sinkCalls = 0;
   const ask = <S extends z.ZodType>(endpoint: MonitorEndpoint, body: unknown, schema: S) =>
-    request(nc, monitorSubject(endpoint, serviceName), body, { schema: schema as z.ZodType<z.infer<S>>, timeoutMs: 3_000 });
+    request(nc, monitorSubject(endpoint, serviceName), body, {
+      schema: schema as z.ZodType<z.infer<S>>,
+      timeoutMs: 3_000,
+    });
 
   before(async () => {
     pool = new pg.Pool({ connectionString: await freshDatabase('monitor_wiring'), max: 6 });
     store = new PostgresEventStore({ pool, logger });
     await store.init();
     nc = await connectNats({ url: await testNatsUrl(), name: 'monitor-wiring-test', logger });
-    agentServer = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"healthy"}'));
+    agentServer = http.createServer((_req, res) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"healthy"}'),
+    );
     await new Promise<void>((r) => agentServer.listen(0, '127.0.0.1', r));
     sink = http.createServer((req, res) => {
       req.resume();
@@ -50,15 +64,46 @@ describe('startMonitoring', () => {
     await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
     const dir = mkdtempSync(path.join(tmpdir(), 'monitor-rules-'));
     const file = path.join(dir, 'rules.json');
-    writeFileSync(file, JSON.stringify([{ id: 'file_rule', name: 'From file', metric: 'queue_depth', comparator: '>', threshold: 10, for_ms: 0, severity: 'info' }]));
+    writeFileSync(
+      file,
+      JSON.stringify([
+        {
+          id: 'file_rule',
+          name: 'From file',
+          metric: 'queue_depth',
+          comparator: '>',
+          threshold: 10,
+          for_ms: 0,
+          severity: 'info',
+        },
+      ]),
+    );
     const env = {
       MONITOR_PROBE_INTERVAL_MS: '200',
       MONITOR_DOWN_AFTER_MS: '600',
       MONITOR_SAMPLE_INTERVAL_MS: '5000',
       MONITOR_RULES_FILE: file,
       MONITOR_RULES: JSON.stringify([
-        { id: 'cpu_high', name: 'CPU usage high', metric: 'system_cpu_usage_percent', match: { cpu: 'total' }, comparator: '>', threshold: 95, for_ms: 600_000, severity: 'warning' },
-        { id: 'ext_agent_failing', name: 'External agent failing', metric: 'probe_up', match: { service: 'agent:ext' }, comparator: '<', threshold: 1, for_ms: 0, severity: 'critical' },
+        {
+          id: 'cpu_high',
+          name: 'CPU usage high',
+          metric: 'system_cpu_usage_percent',
+          match: { cpu: 'total' },
+          comparator: '>',
+          threshold: 95,
+          for_ms: 600_000,
+          severity: 'warning',
+        },
+        {
+          id: 'ext_agent_failing',
+          name: 'External agent failing',
+          metric: 'probe_up',
+          match: { service: 'agent:ext' },
+          comparator: '<',
+          threshold: 1,
+          for_ms: 0,
+          severity: 'critical',
+        },
       ]),
       MONITOR_HTTP_AGENTS: `ext=http://127.0.0.1:${(agentServer.address() as AddressInfo).port}/health`,
       // The receiver listens on loopback: allow-listed, as an operator would.
@@ -66,7 +111,17 @@ describe('startMonitoring', () => {
       MONITOR_ALERT_WEBHOOKS: `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hook`,
       MONITOR_DISCOVERY_INTERVAL_MS: '5000',
     };
-    running = await startMonitoring({ pool, nats: nc, eventStore: store, logger, env, serviceName, agentServicePrefix: `agent-none-${serviceName}-`, sampler: { diskIntervalMs: 3_600_000 }, webhookInitialDelayMs: 20 });
+    running = await startMonitoring({
+      pool,
+      nats: nc,
+      eventStore: store,
+      logger,
+      env,
+      serviceName,
+      agentServicePrefix: `agent-none-${serviceName}-`,
+      sampler: { diskIntervalMs: 3_600_000 },
+      webhookInitialDelayMs: 20,
+    });
   });
 
   after(async () => {
@@ -89,7 +144,11 @@ describe('startMonitoring', () => {
   });
 
   it('probes the external HTTP agent; when it stops, its alert fires and the events are in the store', async () => {
-    await until('agent:ext up', async () => (await ask('health_report', {}, healthReportReply)).services.find((s) => s.service === 'agent:ext' && s.status === 'up'));
+    await until('agent:ext up', async () =>
+      (await ask('health_report', {}, healthReportReply)).services.find(
+        (s) => s.service === 'agent:ext' && s.status === 'up',
+      ),
+    );
     await new Promise<void>((r) => agentServer.close(() => r()));
     agentServer.closeAllConnections();
     const report = await until('agent:ext down', async () => {
@@ -98,9 +157,14 @@ describe('startMonitoring', () => {
     });
     assert.equal(report.status, 'degraded');
     assert.equal(report.services.find((s) => s.service === 'agent:ext')!.kind, 'agent');
-    const alert = await until('alert firing', async () => (await ask('alerts', { state: 'firing' }, alertsReply)).alerts.find((a) => a.ruleId === 'ext_agent_failing'));
+    const alert = await until('alert firing', async () =>
+      (await ask('alerts', { state: 'firing' }, alertsReply)).alerts.find((a) => a.ruleId === 'ext_agent_failing'),
+    );
     const events = await store.readStream('service-agent:ext');
-    assert.deepEqual(events.map((e) => e.type), ['ServiceRecovered', 'ServiceDegraded', 'ServiceWentDown']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['ServiceRecovered', 'ServiceDegraded', 'ServiceWentDown'],
+    );
     assert.ok(events.every((e) => e.metadata.actor === 'system:monitor'));
     const alertEvents = await store.readStream(`alert-${alert.id}`);
     assert.deepEqual(alertEvents.map((e) => e.type).slice(0, 2), ['AlertPending', 'AlertFiring']);
@@ -111,8 +175,17 @@ describe('startMonitoring', () => {
   });
 
   it('errors travel back with their code', async () => {
-    await assert.rejects(ask('resolve_alert', { id: 'ffffffffffffffff', actor: 'ann', reason: 'x' }, alertsReply), (e: unknown) => e instanceof AppError && e.code === 'not_found');
-    await assert.rejects(ask('put_rules', { rules: [{ id: 'bad' }], actor: 'ann' }, rulesReply), (e: unknown) => e instanceof AppError && e.code === 'validation');
-    await assert.rejects(ask('availability', { service: 'nope' }, alertsReply), (e: unknown) => e instanceof AppError && e.code === 'not_found');
+    await assert.rejects(
+      ask('resolve_alert', { id: 'ffffffffffffffff', actor: 'ann', reason: 'x' }, alertsReply),
+      (e: unknown) => e instanceof AppError && e.code === 'not_found',
+    );
+    await assert.rejects(
+      ask('put_rules', { rules: [{ id: 'bad' }], actor: 'ann' }, rulesReply),
+      (e: unknown) => e instanceof AppError && e.code === 'validation',
+    );
+    await assert.rejects(
+      ask('availability', { service: 'nope' }, alertsReply),
+      (e: unknown) => e instanceof AppError && e.code === 'not_found',
+    );
   });
 });

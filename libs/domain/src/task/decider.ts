@@ -23,7 +23,10 @@ const since = (from: string, to: string): number => Math.max(0, ms(to) - ms(from
 const meta = (m: EventMetadata): EventMetadata => m;
 
 /** The assignment a result/start/failure/timeout talks about is the live one. */
-const isLive = (s: TaskState, assignment: number): s is Extract<ExistingTaskState, { status: 'assigned' | 'working' }> =>
+const isLive = (
+  s: TaskState,
+  assignment: number,
+): s is Extract<ExistingTaskState, { status: 'assigned' | 'working' }> =>
   (s.status === 'assigned' || s.status === 'working') && s.assignment === assignment;
 
 function decide(command: TaskCommand, state: TaskState): TaskEvent[] {
@@ -36,8 +39,10 @@ function decide(command: TaskCommand, state: TaskState): TaskEvent[] {
       const d = command.data;
       if (!d.task_id) throw new DomainError('validation', 'task_id is required');
       if (!d.task_type) throw new DomainError('validation', 'task_type is required');
-      if (!taskPriorities.includes(d.priority)) throw new DomainError('validation', `unknown priority ${String(d.priority)}`, { valid: taskPriorities });
-      if (!Number.isInteger(d.max_attempts) || d.max_attempts < 1) throw new DomainError('validation', 'max_attempts must be an integer >= 1');
+      if (!taskPriorities.includes(d.priority))
+        throw new DomainError('validation', `unknown priority ${String(d.priority)}`, { valid: taskPriorities });
+      if (!Number.isInteger(d.max_attempts) || d.max_attempts < 1)
+        throw new DomainError('validation', 'max_attempts must be an integer >= 1');
       if (!(d.timeout_ms > 0)) throw new DomainError('validation', 'timeout_ms must be positive');
       return [
         { type: 'TaskSubmitted', data: { ...d, submitted_at: now }, metadata: m },
@@ -46,10 +51,16 @@ function decide(command: TaskCommand, state: TaskState): TaskEvent[] {
     }
     case 'AssignTask': {
       if (state.status === 'initial') throw new DomainError('not_found', 'no such task');
-      if (state.status !== 'queued') throw new DomainError('illegal_state', `cannot assign a task that is ${state.status}`, { status: state.status });
+      if (state.status !== 'queued')
+        throw new DomainError('illegal_state', `cannot assign a task that is ${state.status}`, {
+          status: state.status,
+        });
       const { agent, instance } = command.data;
       if (state.agent !== undefined && state.agent !== agent) {
-        throw new DomainError('illegal_state', `task asked for agent ${state.agent}, not ${agent}`, { wanted: state.agent, agent });
+        throw new DomainError('illegal_state', `task asked for agent ${state.agent}, not ${agent}`, {
+          wanted: state.agent,
+          agent,
+        });
       }
       // failed_instances is a preference for the dispatcher's selection, not a rule: when the
       // only capable instance left is one that failed before, trying it again beats waiting forever.
@@ -73,7 +84,13 @@ function decide(command: TaskCommand, state: TaskState): TaskEvent[] {
       if (state.status === 'initial') throw new DomainError('not_found', 'no such task');
       // Only the live assignment can start, once; anything else is late or a duplicate.
       if (state.status !== 'assigned' || state.assignment !== command.data.assignment) return [];
-      return [{ type: 'TaskStarted', data: { task_id: state.task_id, assignment: state.assignment, instance: state.instance, started_at: now }, metadata: m }];
+      return [
+        {
+          type: 'TaskStarted',
+          data: { task_id: state.task_id, assignment: state.assignment, instance: state.instance, started_at: now },
+          metadata: m,
+        },
+      ];
     }
     case 'CompleteTask': {
       if (state.status === 'initial') throw new DomainError('not_found', 'no such task');
@@ -141,7 +158,8 @@ function decide(command: TaskCommand, state: TaskState): TaskEvent[] {
     case 'CancelTask': {
       if (state.status === 'initial') throw new DomainError('not_found', 'no such task');
       if (state.status === 'canceled') return [];
-      if (isTerminal(state)) throw new DomainError('illegal_state', `task already ${state.status}`, { status: state.status });
+      if (isTerminal(state))
+        throw new DomainError('illegal_state', `task already ${state.status}`, { status: state.status });
       const running = state.status === 'assigned' || state.status === 'working';
       return [
         {
@@ -253,8 +271,16 @@ function evolve(state: TaskState, event: TaskEvent): TaskState {
     case 'TaskRetryScheduled': {
       // Status stays as it is until the TaskQueued that always follows.
       const b = core(state);
-      const failed = event.data.avoid_instance && !b.failed_instances.includes(event.data.instance) ? [...b.failed_instances, event.data.instance] : b.failed_instances;
-      return { ...(state as ExistingTaskState), attempts: event.data.attempts, failed_instances: failed, last_error: event.data.error };
+      const failed =
+        event.data.avoid_instance && !b.failed_instances.includes(event.data.instance)
+          ? [...b.failed_instances, event.data.instance]
+          : b.failed_instances;
+      return {
+        ...(state as ExistingTaskState),
+        attempts: event.data.attempts,
+        failed_instances: failed,
+        last_error: event.data.error,
+      };
     }
     case 'TaskCanceled': {
       const running = state.status === 'assigned' || state.status === 'working';

@@ -10,7 +10,12 @@ export const priorityRank: Readonly<Record<TaskPriority, number>> = { critical: 
 /** Default: one level per 30 s of waiting (a low task beats a fresh critical after ~90 s). */
 export const DEFAULT_AGING_MS = 30_000;
 
-export function effectivePriority(priority: TaskPriority, waitingSinceMs: number, nowMs: number, agingMs = DEFAULT_AGING_MS): number {
+export function effectivePriority(
+  priority: TaskPriority,
+  waitingSinceMs: number,
+  nowMs: number,
+  agingMs = DEFAULT_AGING_MS,
+): number {
   const waited = Math.max(0, nowMs - waitingSinceMs);
   return priorityRank[priority] + (agingMs > 0 ? waited / agingMs : 0);
 }
@@ -26,7 +31,8 @@ export interface QueuedRef {
 export function orderQueue<T extends QueuedRef>(queue: readonly T[], nowMs: number, agingMs = DEFAULT_AGING_MS): T[] {
   return [...queue].sort(
     (a, b) =>
-      effectivePriority(b.priority, b.waiting_since_ms, nowMs, agingMs) - effectivePriority(a.priority, a.waiting_since_ms, nowMs, agingMs) ||
+      effectivePriority(b.priority, b.waiting_since_ms, nowMs, agingMs) -
+        effectivePriority(a.priority, a.waiting_since_ms, nowMs, agingMs) ||
       a.waiting_since_ms - b.waiting_since_ms ||
       (a.task_id < b.task_id ? -1 : a.task_id > b.task_id ? 1 : 0),
   );

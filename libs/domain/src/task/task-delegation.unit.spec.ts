@@ -12,19 +12,55 @@ const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 const at = (s: number) => ({ timestamp: new Date(T0 + s * 1000).toISOString(), correlationId: 'c1' });
 const iso = (s: number) => new Date(T0 + s * 1000).toISOString();
 
-const submitData = { task_id: 't1', task_type: 'revenue_analysis', context: { timeframe: '12m' }, priority: 'normal' as const, max_attempts: 2, timeout_ms: 10_000 };
+const submitData = {
+  task_id: 't1',
+  task_type: 'revenue_analysis',
+  context: { timeframe: '12m' },
+  priority: 'normal' as const,
+  max_attempts: 2,
+  timeout_ms: 10_000,
+};
 const cmd = {
-  submit: (s = 0, extra: Partial<typeof submitData & { agent: string }> = {}): TaskCommand => ({ type: 'SubmitTask', data: { ...submitData, ...extra }, metadata: at(s) }),
-  assign: (instance: string, s = 1, agent = 'data_analyst'): TaskCommand => ({ type: 'AssignTask', data: { agent, instance }, metadata: at(s) }),
-  start: (assignment: number, s = 2): TaskCommand => ({ type: 'StartTask', data: { assignment }, metadata: at(s) }),
-  complete: (assignment: number, s = 3, result: unknown = { total: 1 }): TaskCommand => ({ type: 'CompleteTask', data: { assignment, result }, metadata: at(s) }),
-  fail: (assignment: number, s = 3, extra: { retryable?: boolean; avoid_instance?: boolean; count_attempt?: boolean } = {}): TaskCommand => ({
-    type: 'FailTask',
-    data: { assignment, error: { code: 'unavailable', message: 'instance lost' }, retryable: extra.retryable ?? true, ...extra },
+  submit: (s = 0, extra: Partial<typeof submitData & { agent: string }> = {}): TaskCommand => ({
+    type: 'SubmitTask',
+    data: { ...submitData, ...extra },
     metadata: at(s),
   }),
-  cancel: (s = 4): TaskCommand => ({ type: 'CancelTask', data: { actor: 'ann', reason: 'not needed' }, metadata: at(s) }),
-  timeOut: (assignment: number, s = 11): TaskCommand => ({ type: 'TimeOutTask', data: { assignment }, metadata: at(s) }),
+  assign: (instance: string, s = 1, agent = 'data_analyst'): TaskCommand => ({
+    type: 'AssignTask',
+    data: { agent, instance },
+    metadata: at(s),
+  }),
+  start: (assignment: number, s = 2): TaskCommand => ({ type: 'StartTask', data: { assignment }, metadata: at(s) }),
+  complete: (assignment: number, s = 3, result: unknown = { total: 1 }): TaskCommand => ({
+    type: 'CompleteTask',
+    data: { assignment, result },
+    metadata: at(s),
+  }),
+  fail: (
+    assignment: number,
+    s = 3,
+    extra: { retryable?: boolean; avoid_instance?: boolean; count_attempt?: boolean } = {},
+  ): TaskCommand => ({
+    type: 'FailTask',
+    data: {
+      assignment,
+      error: { code: 'unavailable', message: 'instance lost' },
+      retryable: extra.retryable ?? true,
+      ...extra,
+    },
+    metadata: at(s),
+  }),
+  cancel: (s = 4): TaskCommand => ({
+    type: 'CancelTask',
+    data: { actor: 'ann', reason: 'not needed' },
+    metadata: at(s),
+  }),
+  timeOut: (assignment: number, s = 11): TaskCommand => ({
+    type: 'TimeOutTask',
+    data: { assignment },
+    metadata: at(s),
+  }),
 };
 
 /** Run commands through decide+evolve to build a history (so specs read as stories). */
@@ -46,14 +82,23 @@ const working = () => history(cmd.submit(), cmd.assign('i1'), cmd.start(1));
 
 describe('TaskDelegation: initial', () => {
   it('SubmitTask submits and queues', () => {
-    spec.given([]).when(cmd.submit()).then([
-      { type: 'TaskSubmitted', data: { ...submitData, submitted_at: iso(0) }, metadata: at(0) },
-      { type: 'TaskQueued', data: { task_id: 't1', reason: 'submitted', queued_at: iso(0) }, metadata: at(0) },
-    ]);
+    spec
+      .given([])
+      .when(cmd.submit())
+      .then([
+        { type: 'TaskSubmitted', data: { ...submitData, submitted_at: iso(0) }, metadata: at(0) },
+        { type: 'TaskQueued', data: { task_id: 't1', reason: 'submitted', queued_at: iso(0) }, metadata: at(0) },
+      ]);
   });
   it('rejects bad attempts and timeouts', () => {
-    spec.given([]).when(cmd.submit(0, { max_attempts: 0 })).thenThrows(isCode('validation'));
-    spec.given([]).when(cmd.submit(0, { timeout_ms: 0 })).thenThrows(isCode('validation'));
+    spec
+      .given([])
+      .when(cmd.submit(0, { max_attempts: 0 }))
+      .thenThrows(isCode('validation'));
+    spec
+      .given([])
+      .when(cmd.submit(0, { timeout_ms: 0 }))
+      .thenThrows(isCode('validation'));
   });
   it('anything else on a missing task is not_found', () => {
     spec.given([]).when(cmd.assign('i1')).thenThrows(isCode('not_found'));
@@ -71,7 +116,10 @@ describe('TaskDelegation: submitted', () => {
     spec.given(submittedOnly()).when(cmd.assign('i1')).thenThrows(isCode('illegal_state'));
   });
   it('can be canceled, and a duplicate submit changes nothing', () => {
-    spec.given(submittedOnly()).when(cmd.cancel()).then((es) => assert.equal((es[0]!.data as { previous_status: string }).previous_status, 'submitted'));
+    spec
+      .given(submittedOnly())
+      .when(cmd.cancel())
+      .then((es) => assert.equal((es[0]!.data as { previous_status: string }).previous_status, 'submitted'));
     spec.given(submittedOnly()).when(cmd.submit(1)).thenNothingHappened();
   });
 });
@@ -81,23 +129,45 @@ describe('TaskDelegation: queued', () => {
     spec.given(queued()).when(cmd.submit(5)).thenNothingHappened();
   });
   it('AssignTask assigns attempt 1 with a deadline of assigned_at + timeout', () => {
-    spec.given(queued()).when(cmd.assign('i1')).then([
-      {
-        type: 'TaskAssigned',
-        data: { task_id: 't1', agent: 'data_analyst', instance: 'i1', assignment: 1, attempt: 1, assigned_at: iso(1), deadline: iso(11) },
-        metadata: at(1),
-      },
-    ]);
+    spec
+      .given(queued())
+      .when(cmd.assign('i1'))
+      .then([
+        {
+          type: 'TaskAssigned',
+          data: {
+            task_id: 't1',
+            agent: 'data_analyst',
+            instance: 'i1',
+            assignment: 1,
+            attempt: 1,
+            assigned_at: iso(1),
+            deadline: iso(11),
+          },
+          metadata: at(1),
+        },
+      ]);
   });
   it('refuses another agent than the one asked for', () => {
-    spec.given(history(cmd.submit(0, { agent: 'financial_advisor' }))).when(cmd.assign('i1', 1, 'data_analyst')).thenThrows(isCode('illegal_state'));
+    spec
+      .given(history(cmd.submit(0, { agent: 'financial_advisor' })))
+      .when(cmd.assign('i1', 1, 'data_analyst'))
+      .thenThrows(isCode('illegal_state'));
   });
   it('after a failure the task is queued again with the failed instance recorded, and the next assignment is number 2', () => {
     const given = history(cmd.submit(), cmd.assign('i1'), cmd.fail(1));
     const state = spec.given(given).state;
     assert.equal(state.status, 'queued');
     if (state.status === 'queued') assert.deepEqual(state.failed_instances, ['i1']);
-    spec.given(given).when(cmd.assign('i2', 4)).then((es) => assert.deepEqual([(es[0]!.data as { assignment: number }).assignment, (es[0]!.data as { attempt: number }).attempt], [2, 2]));
+    spec
+      .given(given)
+      .when(cmd.assign('i2', 4))
+      .then((es) =>
+        assert.deepEqual(
+          [(es[0]!.data as { assignment: number }).assignment, (es[0]!.data as { attempt: number }).attempt],
+          [2, 2],
+        ),
+      );
   });
   it('late results of an earlier assignment are ignored', () => {
     const given = history(cmd.submit(), cmd.assign('i1'), cmd.fail(1));
@@ -105,11 +175,14 @@ describe('TaskDelegation: queued', () => {
     spec.given(given).when(cmd.timeOut(1)).thenNothingHappened();
   });
   it('can be canceled', () => {
-    spec.given(queued()).when(cmd.cancel()).then((es) => {
-      assert.deepEqual(types(es), ['TaskCanceled']);
-      assert.equal((es[0]!.data as { previous_status: string }).previous_status, 'queued');
-      assert.equal('instance' in es[0]!.data, false);
-    });
+    spec
+      .given(queued())
+      .when(cmd.cancel())
+      .then((es) => {
+        assert.deepEqual(types(es), ['TaskCanceled']);
+        assert.equal((es[0]!.data as { previous_status: string }).previous_status, 'queued');
+        assert.equal('instance' in es[0]!.data, false);
+      });
   });
   it('cannot start or complete without an assignment', () => {
     spec.given(queued()).when(cmd.start(1)).thenNothingHappened();
@@ -119,69 +192,104 @@ describe('TaskDelegation: queued', () => {
 
 describe('TaskDelegation: assigned', () => {
   it('StartTask moves to working; a second start is a duplicate', () => {
-    spec.given(assigned()).when(cmd.start(1)).then((_, s) => assert.equal(s.status, 'working'));
+    spec
+      .given(assigned())
+      .when(cmd.start(1))
+      .then((_, s) => assert.equal(s.status, 'working'));
     spec.given(working()).when(cmd.start(1)).thenNothingHappened();
   });
   it('CompleteTask straight from assigned (start notice lost) completes, with duration from assignment', () => {
-    spec.given(assigned()).when(cmd.complete(1, 4)).then((es, s) => {
-      assert.deepEqual(types(es), ['TaskCompleted']);
-      assert.equal((es[0]!.data as { duration_ms: number }).duration_ms, 3000);
-      assert.equal(s.status, 'completed');
-    });
+    spec
+      .given(assigned())
+      .when(cmd.complete(1, 4))
+      .then((es, s) => {
+        assert.deepEqual(types(es), ['TaskCompleted']);
+        assert.equal((es[0]!.data as { duration_ms: number }).duration_ms, 3000);
+        assert.equal(s.status, 'completed');
+      });
   });
   it('cannot be assigned twice', () => {
     spec.given(assigned()).when(cmd.assign('i2')).thenThrows(isCode('illegal_state'));
   });
   it('a busy refusal requeues without using an attempt or blaming the instance', () => {
-    spec.given(assigned()).when(cmd.fail(1, 2, { avoid_instance: false, count_attempt: false })).then((es, s) => {
-      assert.deepEqual(types(es), ['TaskRetryScheduled', 'TaskQueued']);
-      assert.equal(s.status, 'queued');
-      if (s.status !== 'queued') return;
-      assert.equal(s.attempts, 0);
-      assert.deepEqual(s.failed_instances, []);
-    });
+    spec
+      .given(assigned())
+      .when(cmd.fail(1, 2, { avoid_instance: false, count_attempt: false }))
+      .then((es, s) => {
+        assert.deepEqual(types(es), ['TaskRetryScheduled', 'TaskQueued']);
+        assert.equal(s.status, 'queued');
+        if (s.status !== 'queued') return;
+        assert.equal(s.attempts, 0);
+        assert.deepEqual(s.failed_instances, []);
+      });
   });
 });
 
 describe('TaskDelegation: working', () => {
   it('CompleteTask completes', () => {
-    spec.given(working()).when(cmd.complete(1, 5, { total: 42 })).then((es, s) => {
-      assert.equal(es[0]!.type, 'TaskCompleted');
-      assert.equal(s.status, 'completed');
-      if (s.status === 'completed') assert.deepEqual(s.result, { total: 42 });
-    });
+    spec
+      .given(working())
+      .when(cmd.complete(1, 5, { total: 42 }))
+      .then((es, s) => {
+        assert.equal(es[0]!.type, 'TaskCompleted');
+        assert.equal(s.status, 'completed');
+        if (s.status === 'completed') assert.deepEqual(s.result, { total: 42 });
+      });
   });
   it('a retryable failure schedules a retry on another instance and records the failed one', () => {
-    spec.given(working()).when(cmd.fail(1)).then((es, s) => {
-      assert.deepEqual(types(es), ['TaskRetryScheduled', 'TaskQueued']);
-      assert.equal(s.status, 'queued');
-      if (s.status !== 'queued') return;
-      assert.equal(s.attempts, 1);
-      assert.deepEqual(s.failed_instances, ['i1']);
-      assert.equal(s.last_error?.code, 'unavailable');
-    });
+    spec
+      .given(working())
+      .when(cmd.fail(1))
+      .then((es, s) => {
+        assert.deepEqual(types(es), ['TaskRetryScheduled', 'TaskQueued']);
+        assert.equal(s.status, 'queued');
+        if (s.status !== 'queued') return;
+        assert.equal(s.attempts, 1);
+        assert.deepEqual(s.failed_instances, ['i1']);
+        assert.equal(s.last_error?.code, 'unavailable');
+      });
   });
   it('the last allowed attempt failing fails the task', () => {
     const given = history(cmd.submit(), cmd.assign('i1'), cmd.fail(1), cmd.assign('i2', 4), cmd.start(2, 5));
-    spec.given(given).when(cmd.fail(2, 6)).then((es, s) => {
-      assert.deepEqual(types(es), ['TaskFailed']);
-      assert.equal((es[0]!.data as { attempts: number }).attempts, 2);
-      assert.equal(s.status, 'failed');
-    });
+    spec
+      .given(given)
+      .when(cmd.fail(2, 6))
+      .then((es, s) => {
+        assert.deepEqual(types(es), ['TaskFailed']);
+        assert.equal((es[0]!.data as { attempts: number }).attempts, 2);
+        assert.equal(s.status, 'failed');
+      });
   });
   it('a non-retryable failure fails at once', () => {
-    spec.given(working()).when(cmd.fail(1, 3, { retryable: false })).then((es) => assert.deepEqual(types(es), ['TaskFailed']));
+    spec
+      .given(working())
+      .when(cmd.fail(1, 3, { retryable: false }))
+      .then((es) => assert.deepEqual(types(es), ['TaskFailed']));
   });
   it('TimeOutTask times the live assignment out', () => {
-    spec.given(working()).when(cmd.timeOut(1)).then((es, s) => {
-      assert.deepEqual(types(es), ['TaskTimedOut']);
-      assert.equal(s.status, 'timed_out');
-    });
+    spec
+      .given(working())
+      .when(cmd.timeOut(1))
+      .then((es, s) => {
+        assert.deepEqual(types(es), ['TaskTimedOut']);
+        assert.equal(s.status, 'timed_out');
+      });
   });
   it('CancelTask names the instance so the dispatcher can stop it', () => {
-    spec.given(working()).when(cmd.cancel()).then((es) => {
-      assert.deepEqual(es[0]!.data, { task_id: 't1', actor: 'ann', reason: 'not needed', previous_status: 'working', instance: 'i1', agent: 'data_analyst', canceled_at: iso(4) });
-    });
+    spec
+      .given(working())
+      .when(cmd.cancel())
+      .then((es) => {
+        assert.deepEqual(es[0]!.data, {
+          task_id: 't1',
+          actor: 'ann',
+          reason: 'not needed',
+          previous_status: 'working',
+          instance: 'i1',
+          agent: 'data_analyst',
+          canceled_at: iso(4),
+        });
+      });
   });
   it('a result for another assignment number is ignored', () => {
     spec.given(working()).when(cmd.complete(7)).thenNothingHappened();
@@ -191,7 +299,10 @@ describe('TaskDelegation: working', () => {
 describe('TaskDelegation: completed', () => {
   const done = () => history(cmd.submit(), cmd.assign('i1'), cmd.start(1), cmd.complete(1));
   it('duplicate results, failures and timeouts are ignored', () => {
-    spec.given(done()).when(cmd.complete(1, 9, { other: true })).thenNothingHappened();
+    spec
+      .given(done())
+      .when(cmd.complete(1, 9, { other: true }))
+      .thenNothingHappened();
     spec.given(done()).when(cmd.fail(1, 9)).thenNothingHappened();
     spec.given(done()).when(cmd.timeOut(1)).thenNothingHappened();
     spec.given(done()).when(cmd.submit(9)).thenNothingHappened();
@@ -237,7 +348,10 @@ describe('queue order with aging', () => {
       now,
       1_000,
     );
-    assert.deepEqual(q.map((t) => t.task_id), ['crit', 'low']);
+    assert.deepEqual(
+      q.map((t) => t.task_id),
+      ['crit', 'low'],
+    );
     const aged = orderQueue(
       [
         { task_id: 'normal', priority: 'normal' as const, waiting_since_ms: now },
@@ -246,7 +360,10 @@ describe('queue order with aging', () => {
       now,
       1_000,
     );
-    assert.deepEqual(aged.map((t) => t.task_id), ['old-low', 'normal']);
+    assert.deepEqual(
+      aged.map((t) => t.task_id),
+      ['old-low', 'normal'],
+    );
     assert.equal(effectivePriority('low', now - 3_000, now, 1_000), 3);
   });
 });

@@ -68,7 +68,10 @@ export type TaskCommand = SubmitTask | AssignTask | StartTask | CompleteTask | F
 // ---- events ---------------------------------------------------------------
 
 export type TaskSubmitted = Event<'TaskSubmitted', SubmitTask['data'] & { readonly submitted_at: string }>;
-export type TaskQueued = Event<'TaskQueued', { readonly task_id: string; readonly reason: 'submitted' | 'retry'; readonly queued_at: string }>;
+export type TaskQueued = Event<
+  'TaskQueued',
+  { readonly task_id: string; readonly reason: 'submitted' | 'retry'; readonly queued_at: string }
+>;
 export type TaskAssigned = Event<
   'TaskAssigned',
   {
@@ -83,7 +86,10 @@ export type TaskAssigned = Event<
     readonly deadline: string;
   }
 >;
-export type TaskStarted = Event<'TaskStarted', { readonly task_id: string; readonly assignment: number; readonly instance: string; readonly started_at: string }>;
+export type TaskStarted = Event<
+  'TaskStarted',
+  { readonly task_id: string; readonly assignment: number; readonly instance: string; readonly started_at: string }
+>;
 export type TaskCompleted = Event<
   'TaskCompleted',
   {
@@ -219,9 +225,21 @@ export type TaskState =
   | (TaskBase & { readonly status: 'queued'; readonly queued_at: string })
   | (TaskBase & Placement & { readonly status: 'assigned' })
   | (TaskBase & Placement & { readonly status: 'working'; readonly started_at: string })
-  | (TaskBase & Placement & { readonly status: 'completed'; readonly result: unknown; readonly completed_at: string; readonly duration_ms: number })
+  | (TaskBase &
+      Placement & {
+        readonly status: 'completed';
+        readonly result: unknown;
+        readonly completed_at: string;
+        readonly duration_ms: number;
+      })
   | (TaskBase & Placement & { readonly status: 'failed'; readonly error: TaskError; readonly completed_at: string })
-  | (TaskBase & Partial<Placement> & { readonly status: 'canceled'; readonly reason: string; readonly actor: string; readonly completed_at: string })
+  | (TaskBase &
+      Partial<Placement> & {
+        readonly status: 'canceled';
+        readonly reason: string;
+        readonly actor: string;
+        readonly completed_at: string;
+      })
   | (TaskBase & Placement & { readonly status: 'timed_out'; readonly completed_at: string });
 
 export type ExistingTaskState = Exclude<TaskState, { status: 'initial' }>;

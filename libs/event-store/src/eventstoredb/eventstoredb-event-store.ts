@@ -82,11 +82,18 @@ export class EventStoreDbEventStore implements EventStore {
   ): Promise<AppendResult> {
     this.assertOpen();
     // EventStoreDB cannot check a row of ours in its append: callers look at supportsFences first.
-    if (options.fence) throw new AppError('internal', 'the EventStoreDB adapter does not support fenced appends', {}, false);
+    if (options.fence)
+      throw new AppError('internal', 'the EventStoreDB adapter does not support fenced appends', {}, false);
     const expected = options.expectedRevision ?? 'any';
     validateAppend(streamId, events, expected);
     const expectedRevision: AppendExpectedRevision =
-      expected === 'any' ? ANY : expected === 'no_stream' ? NO_STREAM : expected === 'stream_exists' ? STREAM_EXISTS : BigInt(expected);
+      expected === 'any'
+        ? ANY
+        : expected === 'no_stream'
+          ? NO_STREAM
+          : expected === 'stream_exists'
+            ? STREAM_EXISTS
+            : BigInt(expected);
     try {
       const res = await this.client.appendToStream(
         streamId,
@@ -104,7 +111,11 @@ export class EventStoreDbEventStore implements EventStore {
     } catch (err) {
       if (isType(err, ErrorType.WRONG_EXPECTED_VERSION)) {
         const actual = (err as { actualVersion?: bigint | string }).actualVersion;
-        throw new WrongExpectedVersionError(streamId, expected, typeof actual === 'bigint' ? Number(actual) : 'no_stream');
+        throw new WrongExpectedVersionError(
+          streamId,
+          expected,
+          typeof actual === 'bigint' ? Number(actual) : 'no_stream',
+        );
       }
       throw mapError(err);
     }
@@ -141,7 +152,8 @@ export class EventStoreDbEventStore implements EventStore {
         const e = r.event;
         if (!e || isSystem(e)) continue;
         const rec = toRecorded(e);
-        if (options.after !== undefined && (backwards ? rec.position >= options.after : rec.position <= options.after)) continue;
+        if (options.after !== undefined && (backwards ? rec.position >= options.after : rec.position <= options.after))
+          continue;
         if (!matchesFilter(rec, options)) continue;
         out.push(rec);
         if (out.length >= max) break;
@@ -256,13 +268,17 @@ export class EventStoreDbEventStore implements EventStore {
 }
 
 /** The server-side part of a subscription's filter (see the class comment). */
-function serverFilter(options: SubscribeOptions, checkpointReached: ((s: AllStreamSubscription, p: Position) => Promise<void>) | undefined): Filter {
+function serverFilter(
+  options: SubscribeOptions,
+  checkpointReached: ((s: AllStreamSubscription, p: Position) => Promise<void>) | undefined,
+): Filter {
   const progress = checkpointReached ? { checkpointReached, checkpointInterval: 1, maxSearchWindow: 32 } : {};
   if (options.types && options.types.length > 0) {
     const alternatives = options.types.map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
     return eventTypeFilter({ regex: `^(?:${alternatives})$`, ...progress });
   }
-  if (options.streamPrefixes && options.streamPrefixes.length > 0) return streamNameFilter({ prefixes: [...options.streamPrefixes], ...progress });
+  if (options.streamPrefixes && options.streamPrefixes.length > 0)
+    return streamNameFilter({ prefixes: [...options.streamPrefixes], ...progress });
   return excludeSystemEvents(progress);
 }
 

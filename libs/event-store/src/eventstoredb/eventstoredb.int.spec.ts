@@ -10,7 +10,10 @@ const url = process.env.EVENTSTORE_URL;
 async function reachable(u: string): Promise<string | undefined> {
   const store = new EventStoreDbEventStore(u);
   try {
-    await Promise.race([store.ping(), new Promise((_, rej) => setTimeout(() => rej(new Error('no answer in 5 s')), 5_000))]);
+    await Promise.race([
+      store.ping(),
+      new Promise((_, rej) => setTimeout(() => rej(new Error('no answer in 5 s')), 5_000)),
+    ]);
     return undefined;
   } catch (err) {
     return `EVENTSTORE_URL=${u} is set but EventStoreDB does not answer (${(err as Error).message}); docker compose up eventstoredb to run it`;

@@ -38,11 +38,7 @@ export class InMemoryEventStore implements EventStore {
     this.fences.set(name, Math.max(this.fences.get(name) ?? epoch, epoch));
   }
 
-  async append(
-    streamId: string,
-    events: readonly NewEvent[],
-    options: AppendOptions = {},
-  ): Promise<AppendResult> {
+  async append(streamId: string, events: readonly NewEvent[], options: AppendOptions = {}): Promise<AppendResult> {
     this.assertOpen();
     const expected = options.expectedRevision ?? 'any';
     validateAppend(streamId, events, expected);
@@ -85,7 +81,10 @@ export class InMemoryEventStore implements EventStore {
     const max = options.maxCount ?? Number.MAX_SAFE_INTEGER;
     if (options.direction === 'backwards') {
       const from = Math.min(options.fromRevision ?? stream.length - 1, stream.length - 1);
-      return stream.slice(Math.max(0, from - max + 1), from + 1).reverse().map(copy);
+      return stream
+        .slice(Math.max(0, from - max + 1), from + 1)
+        .reverse()
+        .map(copy);
     }
     const from = options.fromRevision ?? 0;
     return stream.slice(from, from + max).map(copy);
@@ -102,7 +101,8 @@ export class InMemoryEventStore implements EventStore {
     const out: RecordedEvent[] = [];
     if (options.direction === 'backwards') {
       const start = Math.min(options.after ?? this.log.length, this.log.length) - 1;
-      for (let i = start; i >= 0 && out.length < max; i--) if (matchesFilter(this.log[i]!, options)) out.push(copy(this.log[i]!));
+      for (let i = start; i >= 0 && out.length < max; i--)
+        if (matchesFilter(this.log[i]!, options)) out.push(copy(this.log[i]!));
     } else {
       for (let i = Math.max(0, (options.after ?? -1) + 1); i < this.log.length && out.length < max; i++) {
         if (matchesFilter(this.log[i]!, options)) out.push(copy(this.log[i]!));
@@ -119,7 +119,12 @@ export class InMemoryEventStore implements EventStore {
     this.assertOpen();
     const readPage = async (after: number, limit: number): Promise<Page> => {
       this.assertOpen();
-      const events = this.readAllNow({ after, maxCount: limit, types: options.types, streamPrefixes: options.streamPrefixes });
+      const events = this.readAllNow({
+        after,
+        maxCount: limit,
+        types: options.types,
+        streamPrefixes: options.streamPrefixes,
+      });
       return { events, scannedTo: events.length < limit ? this.log.length - 1 : events[events.length - 1]!.position };
     };
     const sub: CatchUpSubscription = new CatchUpSubscription(readPage, options.from ?? -1, {
@@ -145,4 +150,8 @@ export class InMemoryEventStore implements EventStore {
   }
 }
 
-const copy = (e: RecordedEvent): RecordedEvent => ({ ...e, data: structuredClone(e.data), metadata: structuredClone(e.metadata) });
+const copy = (e: RecordedEvent): RecordedEvent => ({
+  ...e,
+  data: structuredClone(e.data),
+  metadata: structuredClone(e.metadata),
+});

@@ -8,7 +8,16 @@ function log() {
   const events: RecordedEvent[] = [];
   let reads = 0;
   const add = (type: string, streamId = 's-1'): RecordedEvent => {
-    const e: RecordedEvent = { id: `e${events.length}`, streamId, type, data: {}, metadata: { correlationId: 'c', timestamp: 't' }, revision: 0, position: events.length, recordedAt: new Date(0) };
+    const e: RecordedEvent = {
+      id: `e${events.length}`,
+      streamId,
+      type,
+      data: {},
+      metadata: { correlationId: 'c', timestamp: 't' },
+      revision: 0,
+      position: events.length,
+      recordedAt: new Date(0),
+    };
     events.push(e);
     return e;
   };

@@ -27,13 +27,13 @@ const expectedSchema = z.union([
   z.number().int().min(0),
 ]);
 
-export function validateAppend(
-  streamId: string,
-  events: readonly NewEvent[],
-  expected: ExpectedRevision,
-): void {
+export function validateAppend(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): void {
   if (typeof streamId !== 'string' || streamId.length === 0 || streamId.length > 500 || streamId.startsWith('$')) {
-    throw new AppError('validation', 'streamId must be a non-empty string of at most 500 characters not starting with $', { streamId });
+    throw new AppError(
+      'validation',
+      'streamId must be a non-empty string of at most 500 characters not starting with $',
+      { streamId },
+    );
   }
   if (!Array.isArray(events) || events.length === 0) {
     throw new AppError('validation', 'append needs at least one event', { streamId });
@@ -46,7 +46,10 @@ export function validateAppend(
     if (plainValidEvent(e)) continue;
     const r = newEventSchema.safeParse(e);
     if (!r.success) {
-      throw new AppError('validation', `event ${i} of the append to ${streamId} is invalid`, { streamId, issues: r.error.issues });
+      throw new AppError('validation', `event ${i} of the append to ${streamId} is invalid`, {
+        streamId,
+        issues: r.error.issues,
+      });
     }
   }
 }

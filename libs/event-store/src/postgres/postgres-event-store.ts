@@ -1,6 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { AppError, createPgClient, createPgPool, guardPgPool, isAppError, isSchemaManaged, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  createPgClient,
+  createPgPool,
+  guardPgPool,
+  isAppError,
+  isSchemaManaged,
+  type Logger,
+} from '@switchyard/platform';
 import {
   FencedError,
   WrongExpectedVersionError,
@@ -57,7 +65,13 @@ interface BatchRow {
 }
 
 /** The JSON `append_batch` takes: one entry per append of a group commit. */
-type BatchJson = { stream: string; mode: PendingAppend['mode']; expected: number | null; events: PendingAppend['events']; fence?: Fence }[];
+type BatchJson = {
+  stream: string;
+  mode: PendingAppend['mode'];
+  expected: number | null;
+  events: PendingAppend['events'];
+  fence?: Fence;
+}[];
 
 interface Queued {
   readonly item: PendingAppend;
@@ -126,7 +140,10 @@ export class PostgresEventStore implements EventStore {
       this.pool = guardPgPool(options.pool, { name: 'event-store' });
       this.ownsPool = false;
     } else {
-      this.pool = createPgPool({ connectionString: options.connectionString, max: options.maxConnections ?? 10 }, { name: 'event-store', ...(this.log ? { logger: this.log } : {}) });
+      this.pool = createPgPool(
+        { connectionString: options.connectionString, max: options.maxConnections ?? 10 },
+        { name: 'event-store', ...(this.log ? { logger: this.log } : {}) },
+      );
       this.ownsPool = true;
     }
   }
@@ -155,11 +172,7 @@ export class PostgresEventStore implements EventStore {
     return this.initialised;
   }
 
-  async append(
-    streamId: string,
-    events: readonly NewEvent[],
-    options: AppendOptions = {},
-  ): Promise<AppendResult> {
+  async append(streamId: string, events: readonly NewEvent[], options: AppendOptions = {}): Promise<AppendResult> {
     this.assertOpen();
     const expected = options.expectedRevision ?? 'any';
     validateAppend(streamId, events, expected);
@@ -167,7 +180,12 @@ export class PostgresEventStore implements EventStore {
       stream: streamId,
       mode: typeof expected === 'number' ? 'exact' : expected,
       expected: typeof expected === 'number' ? expected : null,
-      events: events.map((e) => ({ id: e.id ?? randomUUID(), type: e.type, data: e.data ?? null, metadata: e.metadata })),
+      events: events.map((e) => ({
+        id: e.id ?? randomUUID(),
+        type: e.type,
+        data: e.data ?? null,
+        metadata: e.metadata,
+      })),
       eventCount: events.length,
       ...(options.fence ? { fence: { name: options.fence.name, epoch: options.fence.epoch } } : {}),
     };
@@ -177,7 +195,11 @@ export class PostgresEventStore implements EventStore {
       throw new FencedError(streamId, options.fence!, current === -1 ? null : current);
     }
     if (!row.ok) {
-      throw new WrongExpectedVersionError(streamId, expected, row.revision === null ? 'no_stream' : Number(row.revision));
+      throw new WrongExpectedVersionError(
+        streamId,
+        expected,
+        row.revision === null ? 'no_stream' : Number(row.revision),
+      );
     }
     return { nextExpectedRevision: Number(row.revision), position: Number(row.last_position) };
   }
@@ -199,7 +221,11 @@ export class PostgresEventStore implements EventStore {
     if (this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
     const batch: Queued[] = [];
     let events = 0;
-    while (this.queue.length > 0 && batch.length < 200 && (batch.length === 0 || events + this.queue[0]!.item.eventCount <= 2_000)) {
+    while (
+      this.queue.length > 0 &&
+      batch.length < 200 &&
+      (batch.length === 0 || events + this.queue[0]!.item.eventCount <= 2_000)
+    ) {
       const q = this.queue.shift()!;
       events += q.item.eventCount;
       batch.push(q);
@@ -219,8 +245,20 @@ export class PostgresEventStore implements EventStore {
 
   private async runBatch(batch: readonly Queued[]): Promise<void> {
     try {
-      const json = JSON.stringify(batch.map((q) => ({ stream: q.item.stream, mode: q.item.mode, expected: q.item.expected, events: q.item.events, ...(q.item.fence ? { fence: q.item.fence } : {}) })));
-      const res = await this.query<BatchRow & { idx: number }>(`select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`, [json], `${this.schema}.append_batch`);
+      const json = JSON.stringify(
+        batch.map((q) => ({
+          stream: q.item.stream,
+          mode: q.item.mode,
+          expected: q.item.expected,
+          events: q.item.events,
+          ...(q.item.fence ? { fence: q.item.fence } : {}),
+        })),
+      );
+      const res = await this.query<BatchRow & { idx: number }>(
+        `select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`,
+        [json],
+        `${this.schema}.append_batch`,
+      );
       const byIdx = new Map(res.rows.map((r) => [r.idx, r]));
       batch.forEach((q, i) => {
         const row = byIdx.get(i + 1);
@@ -295,7 +333,8 @@ export class PostgresEventStore implements EventStore {
     const filter: EventFilter = { ...(types && { types }), ...(prefixes && { streamPrefixes: prefixes }) };
     const readPage = (after: number, limit: number): Promise<Page> =>
       new Promise<Page>((resolve, reject) => {
-        if (this.pageRequests.push({ after, limit, filter, resolve, reject }) === 1) setImmediate(() => this.readPages());
+        if (this.pageRequests.push({ after, limit, filter, resolve, reject }) === 1)
+          setImmediate(() => this.readPages());
       });
     const sub: CatchUpSubscription = new CatchUpSubscription(readPage, options.from ?? -1, {
       filter,
@@ -375,7 +414,12 @@ export class PostgresEventStore implements EventStore {
       this.readPage(after, limit, {}).then(
         (page) => {
           const caughtUp = page.events.length < limit;
-          for (const r of group) r.resolve({ events: page.events.filter((e) => matchesFilter(e, r.filter)), scannedTo: page.scannedTo, caughtUp });
+          for (const r of group)
+            r.resolve({
+              events: page.events.filter((e) => matchesFilter(e, r.filter)),
+              scannedTo: page.scannedTo,
+              caughtUp,
+            });
         },
         (err: unknown) => {
           for (const r of group) r.reject(err);
@@ -424,7 +468,11 @@ export class PostgresEventStore implements EventStore {
   }
 
   /** `name`: a statement run on every append or wake-up, prepared once per connection (no parse and plan each time). */
-  private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = [], name?: string): Promise<pg.QueryResult<R>> {
+  private async query<R extends pg.QueryResultRow>(
+    sql: string,
+    params: unknown[] = [],
+    name?: string,
+  ): Promise<pg.QueryResult<R>> {
     try {
       return await this.pool.query<R>(name ? { name, text: sql, values: params } : { text: sql, values: params });
     } catch (err) {
@@ -436,7 +484,8 @@ export class PostgresEventStore implements EventStore {
   private ensureListener(): Promise<void> {
     if (this.listener || this.closed) return Promise.resolve();
     this.listenerStarting ??= (async () => {
-      const config = 'pool' in this.options ? this.options.pool.options : { connectionString: this.options.connectionString };
+      const config =
+        'pool' in this.options ? this.options.pool.options : { connectionString: this.options.connectionString };
       const client = createPgClient(config, { name: 'event-store-listen' });
       // The payload is the head the append reached: subscriptions already past it need no read.
       client.on('notification', (msg) => {
@@ -512,7 +561,10 @@ function toRecorded(r: EventRow): RecordedEvent {
 /** Connection-level failures become `unavailable` (retryable); anything else passes through. */
 function toAppError(err: unknown): unknown {
   const code = (err as { code?: string }).code;
-  if (typeof code === 'string' && (code.startsWith('08') || code === '57P01' || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))) {
+  if (
+    typeof code === 'string' &&
+    (code.startsWith('08') || code === '57P01' || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(code))
+  ) {
     return new AppError('unavailable', `event store unavailable: ${(err as Error).message}`, { pgCode: code });
   }
   return err;

@@ -27,7 +27,10 @@ describe('PostgresEventStore live delivery', () => {
     const sub = store.subscribeToAll({ streamPrefixes: ['pool-'] });
     const got = take(sub, 3);
     for (let i = 0; i < 3; i++) await store.append(`pool-${i}`, [ev('P', { i })]);
-    assert.deepEqual((await got).map((e) => (e.data as { i: number }).i), [0, 1, 2]);
+    assert.deepEqual(
+      (await got).map((e) => (e.data as { i: number }).i),
+      [0, 1, 2],
+    );
     await store.close();
     // The pool belongs to the caller: closing the store leaves it usable.
     assert.equal((await pool.query('select 1 as one')).rows[0].one, 1);
@@ -76,10 +79,23 @@ describe('PostgresEventStore live delivery', () => {
       }
       const [a, b, y] = await Promise.all([all, onlyB, onlyY]);
       const ids = (es: typeof a) => es.map((e) => (e.data as { i: number }).i);
-      assert.deepEqual(ids(a), Array.from({ length: N }, (_, i) => i));
-      assert.deepEqual(ids(b), Array.from({ length: N }, (_, i) => i).filter((i) => i % 2 === 1));
-      assert.deepEqual(ids(y), Array.from({ length: N }, (_, i) => i).filter((i) => i % 3 === 1));
-      for (const es of [a, b, y]) assert.ok(es.every((e, k) => k === 0 || e.position > es[k - 1]!.position), 'ascending positions');
+      assert.deepEqual(
+        ids(a),
+        Array.from({ length: N }, (_, i) => i),
+      );
+      assert.deepEqual(
+        ids(b),
+        Array.from({ length: N }, (_, i) => i).filter((i) => i % 2 === 1),
+      );
+      assert.deepEqual(
+        ids(y),
+        Array.from({ length: N }, (_, i) => i).filter((i) => i % 3 === 1),
+      );
+      for (const es of [a, b, y])
+        assert.ok(
+          es.every((e, k) => k === 0 || e.position > es[k - 1]!.position),
+          'ascending positions',
+        );
       const after = store.readStats();
       const requests = after.pageRequests - before.pageRequests;
       const queries = after.pageQueries - before.pageQueries;
@@ -113,9 +129,14 @@ describe('PostgresEventStore live delivery', () => {
       await until('all delivered', () => received[0]!.length === N + 1 && received[1]!.length === N / 2 + 1);
       const stored = await store.readAll({ after: from, maxCount: 1_000 });
       assert.deepEqual(received[0], stored, 'exactly what a read gives');
-      assert.deepEqual(received[1], stored.filter((e) => e.type === 'Odd'));
+      assert.deepEqual(
+        received[1],
+        stored.filter((e) => e.type === 'Odd'),
+      );
       const after = store.readStats();
-      console.log(`# handover: ${after.offered - before.offered} of ${2 * N} handed over, ${after.pageRequests - before.pageRequests} reads`);
+      console.log(
+        `# handover: ${after.offered - before.offered} of ${2 * N} handed over, ${after.pageRequests - before.pageRequests} reads`,
+      );
       // Sequential appends from the only writer: each follows directly what both subscriptions have.
       assert.equal(after.offered - before.offered, 2 * N);
       for (const sub of subs) await sub.close();
@@ -139,17 +160,28 @@ describe('PostgresEventStore live delivery', () => {
       const before = store.readStats();
       // Concurrent appends (group commit, two batches in flight) from both "processes".
       await Promise.all([
-        ...Array.from({ length: OWN }, (_, i) => store.append(`own-${i % 7}`, [ev('Own', { i, nested: { keep: [1, 'two', null], skip: undefined } })])),
+        ...Array.from({ length: OWN }, (_, i) =>
+          store.append(`own-${i % 7}`, [ev('Own', { i, nested: { keep: [1, 'two', null], skip: undefined } })]),
+        ),
         ...Array.from({ length: FOREIGN }, (_, i) => other.append(`foreign-${i % 3}`, [ev('Foreign', { i })])),
       ]);
       const [got, own] = await Promise.all([all, onlyOwn]);
       const stored = await store.readAll({ after: from, maxCount: 10_000 });
       // Every event once, in position order, equal to what a read returns (data, metadata, revision, recordedAt).
       assert.deepEqual(got, stored);
-      assert.deepEqual(own, stored.filter((e) => e.streamId.startsWith('own-')));
-      assert.deepEqual(got.map((e) => e.position), stored.map((_, k) => from + 1 + k), 'dense positions, no gap, no repeat');
+      assert.deepEqual(
+        own,
+        stored.filter((e) => e.streamId.startsWith('own-')),
+      );
+      assert.deepEqual(
+        got.map((e) => e.position),
+        stored.map((_, k) => from + 1 + k),
+        'dense positions, no gap, no repeat',
+      );
       // How many were handed over depends on timing (a subscription mid-read takes none): informative only.
-      console.log(`# interleaved: ${store.readStats().offered - before.offered} of ${2 * OWN} own appends handed over without a read`);
+      console.log(
+        `# interleaved: ${store.readStats().offered - before.offered} of ${2 * OWN} own appends handed over without a read`,
+      );
     } finally {
       await Promise.all([store.close(), other.close()]);
     }
@@ -166,7 +198,10 @@ describe('PostgresEventStore live delivery', () => {
       await store.init();
       const r = await store.append('up-1', [ev('U', { n: 1 })], { expectedRevision: 'no_stream' });
       assert.deepEqual(r, { nextExpectedRevision: 0, position: 0 });
-      assert.deepEqual((await store.readStream('up-1')).map((e) => e.data), [{ n: 1 }]);
+      assert.deepEqual(
+        (await store.readStream('up-1')).map((e) => e.data),
+        [{ n: 1 }],
+      );
     } finally {
       await store.close();
     }

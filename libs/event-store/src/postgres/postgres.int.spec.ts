@@ -18,4 +18,7 @@ before(async () => {
 
 eventStoreContract('postgres', async () => new PostgresEventStore({ connectionString: url }));
 // One group-commit statement at a time: every guarantee holds the same.
-eventStoreContract('postgres, one batch in flight', async () => new PostgresEventStore({ connectionString: url, maxBatchesInFlight: 1 }));
+eventStoreContract(
+  'postgres, one batch in flight',
+  async () => new PostgresEventStore({ connectionString: url, maxBatchesInFlight: 1 }),
+);

@@ -41,7 +41,8 @@ describe('egress guard: every spelling of an internal address is refused', () =>
   });
 
   it('decimal, octal, hex and short IPv4 forms are read as the resolver reads them', () => {
-    for (const ip of ['2130706433', '0177.0.0.1', '0x7f.1', '127.1', '0x7f000001']) assert.equal(nonPublicRange(ip), 'loopback', ip);
+    for (const ip of ['2130706433', '0177.0.0.1', '0x7f.1', '127.1', '0x7f000001'])
+      assert.equal(nonPublicRange(ip), 'loopback', ip);
     assert.equal(nonPublicRange('0'), 'unspecified');
   });
 
@@ -58,6 +59,9 @@ describe('egress guard: every spelling of an internal address is refused', () =>
     await g.checkUrlResolved('http://0x7f.1/');
     await assert.rejects(g.checkUrlResolved('http://[::1]/'), forbidden);
     await assert.rejects(g.checkUrlResolved('http://169.254.169.254/'), forbidden);
-    await assert.rejects(g.checkUrlResolved('file:///etc/passwd'), (e: unknown) => e instanceof AppError && e.code === 'validation');
+    await assert.rejects(
+      g.checkUrlResolved('file:///etc/passwd'),
+      (e: unknown) => e instanceof AppError && e.code === 'validation',
+    );
   });
 });

@@ -10,8 +10,15 @@ type Addr = ipaddr.IPv4 | ipaddr.IPv6;
  * exceptions an operator grants to a guard (e.g. a webhook receiver on the local network).
  * Default prefix `EGRESS`: external agents and alert webhooks.
  */
-export function egressPolicyFromEnv(env: Record<string, string | undefined> = process.env, prefix = 'EGRESS'): EgressPolicy {
-  const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+export function egressPolicyFromEnv(
+  env: Record<string, string | undefined> = process.env,
+  prefix = 'EGRESS',
+): EgressPolicy {
+  const list = (v: string | undefined) =>
+    (v ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   return { allowHosts: list(env[`${prefix}_ALLOW_HOSTS`]), allowCidrs: list(env[`${prefix}_ALLOW_CIDRS`]) };
 }
 
@@ -30,7 +37,10 @@ const defaultResolver: Resolver = (hostname) => dns.lookup(hostname, { all: true
 
 /** Bare host of a URL hostname (`[::1]` -> `::1`), lower case, without a trailing dot. */
 export function bareHost(hostname: string): string {
-  return hostname.replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '').toLowerCase();
+  return hostname
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '')
+    .toLowerCase();
 }
 
 /**

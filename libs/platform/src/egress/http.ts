@@ -42,7 +42,16 @@ interface OneResponse {
 }
 
 /** One HTTP exchange through the guard's lookup; reads at most maxBytes of the body. */
-function exchange(guard: EgressGuard, url: URL, req: SafeRequest, method: HttpMethod, body: string | Buffer | undefined, headers: Record<string, string>, signal: AbortSignal, readBody: boolean): Promise<OneResponse> {
+function exchange(
+  guard: EgressGuard,
+  url: URL,
+  req: SafeRequest,
+  method: HttpMethod,
+  body: string | Buffer | undefined,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  readBody: boolean,
+): Promise<OneResponse> {
   guard.checkUrl(url);
   const mod = url.protocol === 'https:' ? https : http;
   return new Promise<OneResponse>((resolve, reject) => {
@@ -60,7 +69,12 @@ function exchange(guard: EgressGuard, url: URL, req: SafeRequest, method: HttpMe
       (res) => {
         const declared = Number(res.headers['content-length']);
         if (readBody && Number.isFinite(declared) && declared > req.maxBytes) {
-          reject(new AppError('payload_too_large', `response is ${declared} bytes, more than the cap of ${req.maxBytes}`, { max_bytes: req.maxBytes, content_length: declared }));
+          reject(
+            new AppError('payload_too_large', `response is ${declared} bytes, more than the cap of ${req.maxBytes}`, {
+              max_bytes: req.maxBytes,
+              content_length: declared,
+            }),
+          );
           res.destroy();
           return;
         }
@@ -75,7 +89,11 @@ function exchange(guard: EgressGuard, url: URL, req: SafeRequest, method: HttpMe
           size += chunk.length;
           if (size > req.maxBytes) {
             // Reject first: destroying the sockets emits errors that must not win the race.
-            reject(new AppError('payload_too_large', `response exceeds the cap of ${req.maxBytes} bytes`, { max_bytes: req.maxBytes }));
+            reject(
+              new AppError('payload_too_large', `response exceeds the cap of ${req.maxBytes} bytes`, {
+                max_bytes: req.maxBytes,
+              }),
+            );
             res.destroy();
             outgoing.destroy();
             return;
@@ -84,7 +102,9 @@ function exchange(guard: EgressGuard, url: URL, req: SafeRequest, method: HttpMe
         });
         res.on('end', () => resolve({ res, body: Buffer.concat(chunks) }));
         res.on('error', reject);
-        res.on('aborted', () => reject(new AppError('unavailable', 'connection closed while reading the response', {}, true)));
+        res.on('aborted', () =>
+          reject(new AppError('unavailable', 'connection closed while reading the response', {}, true)),
+        );
       },
     );
     outgoing.on('error', reject);
@@ -120,7 +140,11 @@ export async function safeHttpRequest(guard: EgressGuard, req: SafeRequest): Pro
         const next = new URL(location, url);
         // Credentials never follow a redirect to another origin.
         if (next.origin !== url.origin) {
-          headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !['authorization', 'cookie', 'proxy-authorization'].includes(k.toLowerCase())));
+          headers = Object.fromEntries(
+            Object.entries(headers).filter(
+              ([k]) => !['authorization', 'cookie', 'proxy-authorization'].includes(k.toLowerCase()),
+            ),
+          );
         }
         // Browser semantics: 303 always, and 301/302 after a POST, continue as GET without a body.
         if (res.statusCode === 303 || ((res.statusCode === 301 || res.statusCode === 302) && method === 'POST')) {
@@ -143,11 +167,21 @@ export async function safeHttpRequest(guard: EgressGuard, req: SafeRequest): Pro
   } catch (e) {
     if (isAppError(e)) throw e;
     if (timeout.signal.aborted) {
-      throw new AppError('timeout', `no complete response from ${url.host} within ${req.timeoutMs} ms`, { timeout_ms: req.timeoutMs, url: url.toString() }, true);
+      throw new AppError(
+        'timeout',
+        `no complete response from ${url.host} within ${req.timeoutMs} ms`,
+        { timeout_ms: req.timeoutMs, url: url.toString() },
+        true,
+      );
     }
     if (req.signal?.aborted) throw new AppError('unavailable', 'request cancelled by the caller', {}, false);
     const err = e as NodeJS.ErrnoException;
-    throw new AppError('unavailable', `request to ${url.host} failed: ${err.code ?? ''} ${err.message}`.trim(), { url: url.toString(), cause: err.code }, true);
+    throw new AppError(
+      'unavailable',
+      `request to ${url.host} failed: ${err.code ?? ''} ${err.message}`.trim(),
+      { url: url.toString(), cause: err.code },
+      true,
+    );
   } finally {
     clearTimeout(timer);
   }
@@ -179,7 +213,11 @@ export interface GuardedFetchInit {
  * is capped. Resolves with a standard Response; rejects with an AppError (`forbidden`
  * for a refused address, `unavailable`, `timeout`, `payload_too_large`).
  */
-export async function guardedFetch(guard: EgressGuard, url: string | URL, init: GuardedFetchInit = {}): Promise<Response> {
+export async function guardedFetch(
+  guard: EgressGuard,
+  url: string | URL,
+  init: GuardedFetchInit = {},
+): Promise<Response> {
   const res = await safeHttpRequest(guard, {
     method: init.method ?? 'GET',
     url: url.toString(),
@@ -191,5 +229,9 @@ export async function guardedFetch(guard: EgressGuard, url: string | URL, init: 
     maxRedirects: 0,
   });
   const nullBody = res.status === 204 || res.status === 304 || (init.method ?? 'GET') === 'HEAD';
-  return new Response(nullBody ? null : res.body, { status: res.status < 200 || res.status > 599 ? 502 : res.status, statusText: res.statusText, headers: res.headers });
+  return new Response(nullBody ? null : res.body, {
+    status: res.status < 200 || res.status > 599 ? 502 : res.status,
+    statusText: res.statusText,
+    headers: res.headers,
+  });
 }

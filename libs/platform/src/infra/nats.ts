@@ -20,7 +20,12 @@ export interface NatsServerHandle {
 
 /** Where the real nats-server binary is, or undefined (Debian installs /usr/bin/nats-server). */
 export function findNatsServer(): string | undefined {
-  for (const p of [process.env.NATS_SERVER_BIN, '/usr/bin/nats-server', '/usr/sbin/nats-server', '/usr/local/bin/nats-server']) {
+  for (const p of [
+    process.env.NATS_SERVER_BIN,
+    '/usr/bin/nats-server',
+    '/usr/sbin/nats-server',
+    '/usr/local/bin/nats-server',
+  ]) {
     if (p && existsSync(p)) return p;
   }
   try {
@@ -38,7 +43,11 @@ export const NATS_INSTALL_HINT =
  * Start the real nats-server with JetStream on 127.0.0.1. If a server already
  * answers on the port (left by a killed run), adopt it.
  */
-export async function startNatsServer(opts: { port: number; storeDir: string; logger?: Logger }): Promise<NatsServerHandle> {
+export async function startNatsServer(opts: {
+  port: number;
+  storeDir: string;
+  logger?: Logger;
+}): Promise<NatsServerHandle> {
   const url = `nats://127.0.0.1:${opts.port}`;
   if (await isListening(opts.port)) {
     opts.logger?.info({ port: opts.port }, 'adopting the NATS server already running on the port');

@@ -18,9 +18,19 @@ export interface PgGuardOptions {
 }
 
 /** Node/pg errno codes of a lost, refused or unresolvable connection (no SQLSTATE). */
-const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+const CONNECTION_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTCONN',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 /** What pg says when the connection went away under it. */
-const CONNECTION_MESSAGES = /Connection terminated|not queryable|terminating connection|connection timeout|Client has encountered a connection error|Cannot use a pool after calling end/i;
+const CONNECTION_MESSAGES =
+  /Connection terminated|not queryable|terminating connection|connection timeout|Client has encountered a connection error|Cannot use a pool after calling end/i;
 
 /** Connection-level failures: the session is gone (or never came), a new one may work. */
 export function isConnectionError(err: unknown): boolean {
@@ -43,9 +53,16 @@ export function guardPgPool<P extends pg.Pool>(pool: P, opts: PgGuardOptions): P
   if (marked.__switchyardGuarded) return pool;
   marked.__switchyardGuarded = true;
   const log = opts.logger?.child({ pool: opts.name });
-  pool.on('error', (err) => log?.warn({ err: errSummary(err) }, 'idle PostgreSQL connection failed; the pool replaces it'));
+  pool.on('error', (err) =>
+    log?.warn({ err: errSummary(err) }, 'idle PostgreSQL connection failed; the pool replaces it'),
+  );
   pool.on('connect', (client) => {
-    client.on('error', (err) => log?.warn({ err: errSummary(err) }, 'PostgreSQL connection failed while in use; its query fails and the pool replaces it'));
+    client.on('error', (err) =>
+      log?.warn(
+        { err: errSummary(err) },
+        'PostgreSQL connection failed while in use; its query fails and the pool replaces it',
+      ),
+    );
   });
   return pool;
 }
@@ -61,7 +78,10 @@ export function createPgPool(config: pg.PoolConfig, opts: PgGuardOptions): pg.Po
  * client, and the client is ended. Without it the error is logged and the owner finds out on
  * its next query.
  */
-export function createPgClient(config: pg.ClientConfig, opts: PgGuardOptions & { onError?: (err: Error) => void }): pg.Client {
+export function createPgClient(
+  config: pg.ClientConfig,
+  opts: PgGuardOptions & { onError?: (err: Error) => void },
+): pg.Client {
   const client = new pg.Client(config);
   const log = opts.logger?.child({ connection: opts.name });
   let failed = false;

@@ -38,9 +38,21 @@ describe('PostgreSQL connections always have an error listener', () => {
       const text = readFileSync(file, 'utf8');
       // Names imported from 'pg' itself (`import { Pool, Client } from 'pg'`), besides the default `pg.`.
       const named = [...text.matchAll(/import\s*\{([^}]*)\}\s*from\s*'pg'/g)].flatMap((m) =>
-        m[1]!.split(',').map((s) => s.trim().split(/\s+as\s+/).pop()!.trim()).filter(Boolean),
+        m[1]!
+          .split(',')
+          .map((s) =>
+            s
+              .trim()
+              .split(/\s+as\s+/)
+              .pop()!
+              .trim(),
+          )
+          .filter(Boolean),
       );
-      const patterns = [/new\s+pg\.(Pool|Client)\s*\(/g, ...named.filter((n) => /^\w+$/.test(n)).map((n) => new RegExp(`new\\s+${n}\\s*\\(`, 'g'))];
+      const patterns = [
+        /new\s+pg\.(Pool|Client)\s*\(/g,
+        ...named.filter((n) => /^\w+$/.test(n)).map((n) => new RegExp(`new\\s+${n}\\s*\\(`, 'g')),
+      ];
       for (const re of patterns) {
         for (const m of text.matchAll(re)) {
           const line = text.slice(0, m.index).split('\n').length;
@@ -48,23 +60,37 @@ describe('PostgreSQL connections always have an error listener', () => {
         }
       }
     }
-    assert.deepEqual(offenders, [], 'use createPgPool / createPgClient from @switchyard/platform (they attach the error listeners)');
+    assert.deepEqual(
+      offenders,
+      [],
+      'use createPgPool / createPgClient from @switchyard/platform (they attach the error listeners)',
+    );
   });
 
   it('every source file that spawns a child process listens for its error event', () => {
     const offenders: string[] = [];
     for (const file of systemSources()) {
       const text = readFileSync(file, 'utf8');
-      const code = text.split('\n').filter((l) => !/^\s*(\/\/|\*|\/\*)/.test(l)).join('\n');
+      const code = text
+        .split('\n')
+        .filter((l) => !/^\s*(\/\/|\*|\/\*)/.test(l))
+        .join('\n');
       if (!/\bspawn\s*\(/.test(code)) continue;
       if (!/\.(on|once)\(\s*'error'/.test(text)) offenders.push(path.relative(root, file));
     }
-    assert.deepEqual(offenders, [], 'a spawn that fails (ENOENT, EACCES) emits error on the child: without a listener the process dies');
+    assert.deepEqual(
+      offenders,
+      [],
+      'a spawn that fails (ENOENT, EACCES) emits error on the child: without a listener the process dies',
+    );
   });
 
   it('a guarded client emitting error (session terminated while checked out) does not throw, and its owner hears once', () => {
     const heard: string[] = [];
-    const client = createPgClient({ connectionString: 'postgres://nobody@127.0.0.1:1/x' }, { name: 't', onError: (e) => heard.push(e.message) });
+    const client = createPgClient(
+      { connectionString: 'postgres://nobody@127.0.0.1:1/x' },
+      { name: 't', onError: (e) => heard.push(e.message) },
+    );
     assert.doesNotThrow(() => client.emit('error', new Error('terminating connection due to administrator command')));
     assert.doesNotThrow(() => client.emit('error', new Error('Connection terminated unexpectedly')));
     assert.deepEqual(heard, ['terminating connection due to administrator command']);
@@ -77,13 +103,20 @@ describe('PostgreSQL connections always have an error listener', () => {
     const client = new EventEmitter();
     pool.emit('connect', client);
     assert.equal(client.listenerCount('error'), 1);
-    assert.doesNotThrow(() => client.emit('error', Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })));
+    assert.doesNotThrow(() =>
+      client.emit('error', Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })),
+    );
     assert.doesNotThrow(() => pool.emit('error', new Error('idle client died'), client));
     await pool.end();
   });
 
   it('tells connection failures from statement errors', () => {
-    assert.equal(isConnectionError(Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })), true);
+    assert.equal(
+      isConnectionError(
+        Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }),
+      ),
+      true,
+    );
     assert.equal(isConnectionError(Object.assign(new Error('x'), { code: 'ECONNRESET' })), true);
     assert.equal(isConnectionError(new Error('Connection terminated unexpectedly')), true);
     assert.equal(isConnectionError(Object.assign(new Error('syntax error'), { code: '42601' })), false);

@@ -30,7 +30,7 @@ describe('an adopted PostgreSQL server is stopped by its adopter only when it ru
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('another cluster\'s server on the port is adopted but left running at stop', async () => {
+  it("another cluster's server on the port is adopted but left running at stop", async () => {
     const other = await startEmbeddedPostgres({ dataDir: path.join(scratch, 'not-this-one'), port, fallback: 'off' });
     assert.equal(other.kind, 'adopted');
     assert.equal(other.pid, undefined);
@@ -38,7 +38,7 @@ describe('an adopted PostgreSQL server is stopped by its adopter only when it ru
     assert.ok(await isListening(port), 'the server still answers');
   });
 
-  it('our cluster\'s server is adopted with its pid, and the adopter\'s stop shuts it down', async () => {
+  it("our cluster's server is adopted with its pid, and the adopter's stop shuts it down", async () => {
     const again = await startEmbeddedPostgres({ dataDir: path.join(scratch, 'postgres'), port, fallback: 'off' });
     assert.equal(again.kind, 'adopted');
     assert.equal(again.pid, first.pid);

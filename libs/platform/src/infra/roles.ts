@@ -28,7 +28,12 @@ export interface DatabaseRoleNames {
 export interface DatabaseRoles {
   readonly names: DatabaseRoleNames;
   /** Connection URLs (same host and database as the admin URL), one per role. Never log them. */
-  readonly urls: { readonly app: string; readonly reader: string; readonly writer: string; readonly components: Readonly<Record<Component, string>> };
+  readonly urls: {
+    readonly app: string;
+    readonly reader: string;
+    readonly writer: string;
+    readonly components: Readonly<Record<Component, string>>;
+  };
 }
 
 /** The demo schema the MCP reader may read, and the tables the writer may change. */
@@ -52,7 +57,11 @@ const READ: readonly TablePrivilege[] = ['SELECT'];
 const eventsRead: SchemaGrant = { schema: EVENTSTORE_SCHEMA, tables: ['events'], privileges: READ };
 // Reads a stream, then `append_batch`, which reads revisions and inserts: never UPDATE, DELETE or TRUNCATE.
 const eventsAppend: SchemaGrant = { schema: EVENTSTORE_SCHEMA, tables: ['events'], privileges: ['SELECT', 'INSERT'] };
-const checkpoints = (schema: string): SchemaGrant => ({ schema, tables: ['checkpoints'], privileges: ['SELECT', 'INSERT', 'UPDATE'] });
+const checkpoints = (schema: string): SchemaGrant => ({
+  schema,
+  tables: ['checkpoints'],
+  privileges: ['SELECT', 'INSERT', 'UPDATE'],
+});
 
 /**
  * What each internal component may do, derived from the statements it runs (none may run DDL:
@@ -110,7 +119,12 @@ export const COMPONENT_GRANTS = {
   dispatcher: {
     appends: true,
     // fences: its appends are fenced by partition lease epoch, which it raises on a takeover.
-    grants: [eventsAppend, { schema: EVENTSTORE_SCHEMA, tables: ['fences'], privileges: ['SELECT', 'INSERT', 'UPDATE'] }, { schema: 'delegation', privileges: PROJECTION }, checkpoints('read_models')],
+    grants: [
+      eventsAppend,
+      { schema: EVENTSTORE_SCHEMA, tables: ['fences'], privileges: ['SELECT', 'INSERT', 'UPDATE'] },
+      { schema: 'delegation', privileges: PROJECTION },
+      checkpoints('read_models'),
+    ],
   },
   relay: { appends: false, grants: [eventsRead, { schema: 'relay', privileges: ['SELECT', 'INSERT', 'UPDATE'] }] },
   projections: {
@@ -127,7 +141,13 @@ export const COMPONENT_GRANTS = {
   monitor: { appends: true, grants: [eventsAppend, { schema: 'monitoring', privileges: RW }] },
   agents: { appends: false, grants: [{ schema: DEMO_SCHEMA, privileges: READ }] },
   automation: { appends: true, grants: [eventsAppend, { schema: 'automation', privileges: RW }] },
-  analytics: { appends: false, grants: [{ schema: 'analytics', privileges: RW }, { schema: 'read_models', privileges: READ }] },
+  analytics: {
+    appends: false,
+    grants: [
+      { schema: 'analytics', privileges: RW },
+      { schema: 'read_models', privileges: READ },
+    ],
+  },
   sink: { appends: true, grants: [eventsAppend] },
 } as const satisfies Record<string, { appends: boolean; grants: readonly SchemaGrant[] }>;
 
@@ -149,7 +169,6 @@ export const ROLE_SECRETS_SCHEMA = 'switchyard_roles';
  */
 export const SCHEMA_CHANGES_LOCK = 'switchyard.migrations';
 
-
 /** Predefined roles that reach the server's files or programs, or every table: none of ours may hold them. */
 export const DANGEROUS_ROLES = [
   'pg_read_server_files',
@@ -168,7 +187,10 @@ const ident = (s: string): string => `"${s.replace(/"/g, '""')}"`;
 export function roleNamesFor(database: string, prefix?: string): DatabaseRoleNames {
   let p = prefix ?? database.toLowerCase();
   if (!/^[a-z_][a-z0-9_]{0,39}$/.test(p)) {
-    const clean = p.replace(/[^a-z0-9_]/g, '_').replace(/^([^a-z_])/, '_$1').slice(0, 30);
+    const clean = p
+      .replace(/[^a-z0-9_]/g, '_')
+      .replace(/^([^a-z_])/, '_$1')
+      .slice(0, 30);
     p = `${clean}_${createHash('sha256').update(p).digest('hex').slice(0, 8)}`;
   }
   const components = Object.fromEntries(COMPONENTS.map((c) => [c, `${p}_${c}`])) as Record<Component, string>;
@@ -179,7 +201,6 @@ export function roleNamesFor(database: string, prefix?: string): DatabaseRoleNam
 export function allRoleNames(names: DatabaseRoleNames): string[] {
   return [names.app, names.reader, names.writer, ...COMPONENTS.map((c) => names.components[c])];
 }
-
 
 /**
  * A SCRAM-SHA-256 verifier for `password` (RFC 5802/7677, as `psql \password` sends it), so the
@@ -211,9 +232,15 @@ function urlAs(adminUrl: string, user: string, password: string): string {
  * login may not do this (neither superuser nor CREATEROLE, or not allowed to grant on the
  * database): the caller then goes on with the admin URL.
  */
-export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRolesOptions = {}): Promise<DatabaseRoles | undefined> {
+export async function provisionDatabaseRoles(
+  adminUrl: string,
+  opts: ProvisionRolesOptions = {},
+): Promise<DatabaseRoles | undefined> {
   const log = opts.logger?.child({ component: 'db-roles' });
-  const client = createPgClient({ connectionString: adminUrl, application_name: 'switchyard-roles' }, { name: 'db-roles', ...(opts.logger ? { logger: opts.logger } : {}) });
+  const client = createPgClient(
+    { connectionString: adminUrl, application_name: 'switchyard-roles' },
+    { name: 'db-roles', ...(opts.logger ? { logger: opts.logger } : {}) },
+  );
   await client.connect();
   try {
     const who = await client.query<{ db: string; me: string; rolsuper: boolean; rolcreaterole: boolean }>(
@@ -222,7 +249,10 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
     const { db, me, rolsuper, rolcreaterole } = who.rows[0]!;
     const names = roleNamesFor(db, opts.prefix);
     if (!rolsuper && !rolcreaterole) {
-      log?.warn({ user: me, database: db }, 'the DATABASE_URL user may not create roles (neither superuser nor CREATEROLE): every component runs as that user, the database_writer server is not started, and the database MCP server reads with its privileges');
+      log?.warn(
+        { user: me, database: db },
+        'the DATABASE_URL user may not create roles (neither superuser nor CREATEROLE): every component runs as that user, the database_writer server is not started, and the database MCP server reads with its privileges',
+      );
       return undefined;
     }
     const roles = allRoleNames(names);
@@ -241,7 +271,8 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
         const exists = await client.query('select 1 from pg_roles where rolname = $1', [role]);
         const attrs = 'LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT';
         const verifier = scramVerifier(passwords.get(role)!);
-        if (exists.rowCount === 0) await client.query(`CREATE ROLE ${ident(role)} WITH ${attrs} PASSWORD '${verifier}'`);
+        if (exists.rowCount === 0)
+          await client.query(`CREATE ROLE ${ident(role)} WITH ${attrs} PASSWORD '${verifier}'`);
         else await client.query(`ALTER ROLE ${ident(role)} WITH ${attrs} PASSWORD '${verifier}'`);
         // Member of nothing: no predefined role (server files, programs, all data) reaches it.
         const memberships = await client.query<{ r: string }>(
@@ -253,9 +284,19 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
         await client.query(`ALTER ROLE ${ident(role)} RESET ALL`);
       }
       await client.query(`GRANT CONNECT, TEMPORARY, CREATE ON DATABASE ${ident(db)} TO ${ident(names.app)}`);
-      await client.query(`GRANT CONNECT ON DATABASE ${ident(db)} TO ${roles.filter((r) => r !== names.app).map(ident).join(', ')}`);
+      await client.query(
+        `GRANT CONNECT ON DATABASE ${ident(db)} TO ${roles
+          .filter((r) => r !== names.app)
+          .map(ident)
+          .join(', ')}`,
+      );
       // No login but the owner creates anything, temporary tables included (PUBLIC has TEMPORARY by default).
-      await client.query(`REVOKE CREATE, TEMPORARY ON DATABASE ${ident(db)} FROM PUBLIC, ${roles.filter((r) => r !== names.app).map(ident).join(', ')}`);
+      await client.query(
+        `REVOKE CREATE, TEMPORARY ON DATABASE ${ident(db)} FROM PUBLIC, ${roles
+          .filter((r) => r !== names.app)
+          .map(ident)
+          .join(', ')}`,
+      );
       // The reader and the writer must not create anything anywhere (PostgreSQL 15+ already
       // revokes CREATE on public from PUBLIC; older servers do not).
       await bestEffort(client, `REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
@@ -264,11 +305,15 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
       await handOverSchemas(client, names.app);
       await retireLegacyRoles(client);
       // A demo schema already loaded (an existing installation): grant on it now.
-      if ((await client.query('select 1 from pg_namespace where nspname = $1', [DEMO_SCHEMA])).rowCount) await grantDemoAccess(client, names);
+      if ((await client.query('select 1 from pg_namespace where nspname = $1', [DEMO_SCHEMA])).rowCount)
+        await grantDemoAccess(client, names);
       await client.query('commit');
     } catch (err) {
       await client.query('rollback').catch(() => undefined);
-      log?.warn({ err: { message: (err as Error).message, code: (err as { code?: string }).code }, user: me, database: db }, 'could not provision the least-privilege database roles: every component runs as the DATABASE_URL user and the database_writer server is not started');
+      log?.warn(
+        { err: { message: (err as Error).message, code: (err as { code?: string }).code }, user: me, database: db },
+        'could not provision the least-privilege database roles: every component runs as the DATABASE_URL user and the database_writer server is not started',
+      );
       return undefined;
     }
     const pw = passwords;
@@ -279,7 +324,9 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
         app: urlAs(adminUrl, names.app, pw.get(names.app)!),
         reader: urlAs(adminUrl, names.reader, pw.get(names.reader)!),
         writer: urlAs(adminUrl, names.writer, pw.get(names.writer)!),
-        components: Object.fromEntries(COMPONENTS.map((c) => [c, urlAs(adminUrl, names.components[c], pw.get(names.components[c])!)])) as Record<Component, string>,
+        components: Object.fromEntries(
+          COMPONENTS.map((c) => [c, urlAs(adminUrl, names.components[c], pw.get(names.components[c])!)]),
+        ) as Record<Component, string>,
       },
     };
   } finally {
@@ -291,12 +338,20 @@ export async function provisionDatabaseRoles(adminUrl: string, opts: ProvisionRo
 async function passwordsFor(client: pg.Client, roles: readonly string[]): Promise<Map<string, string>> {
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${ROLE_SECRETS_SCHEMA}`);
   await client.query(`REVOKE ALL ON SCHEMA ${ROLE_SECRETS_SCHEMA} FROM PUBLIC`);
-  await client.query(`CREATE TABLE IF NOT EXISTS ${ROLE_SECRETS_SCHEMA}.passwords (role text PRIMARY KEY, password text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`);
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${ROLE_SECRETS_SCHEMA}.passwords (role text PRIMARY KEY, password text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`,
+  );
   await client.query(`REVOKE ALL ON ${ROLE_SECRETS_SCHEMA}.passwords FROM PUBLIC`);
   for (const role of roles) {
-    await client.query(`INSERT INTO ${ROLE_SECRETS_SCHEMA}.passwords (role, password) VALUES ($1, $2) ON CONFLICT (role) DO NOTHING`, [role, randomBytes(32).toString('base64url')]);
+    await client.query(
+      `INSERT INTO ${ROLE_SECRETS_SCHEMA}.passwords (role, password) VALUES ($1, $2) ON CONFLICT (role) DO NOTHING`,
+      [role, randomBytes(32).toString('base64url')],
+    );
   }
-  const r = await client.query<{ role: string; password: string }>(`SELECT role, password FROM ${ROLE_SECRETS_SCHEMA}.passwords WHERE role = ANY($1)`, [roles]);
+  const r = await client.query<{ role: string; password: string }>(
+    `SELECT role, password FROM ${ROLE_SECRETS_SCHEMA}.passwords WHERE role = ANY($1)`,
+    [roles],
+  );
   return new Map(r.rows.map((x) => [x.role, x.password]));
 }
 
@@ -307,7 +362,10 @@ async function passwordsFor(client: pg.Client, roles: readonly string[]): Promis
  */
 async function handOverSchemas(client: pg.Client, app: string): Promise<void> {
   const skip = `n.nspname NOT LIKE 'pg\\_%' AND n.nspname NOT IN ('information_schema', 'public', '${ROLE_SECRETS_SCHEMA}')`;
-  const schemas = await client.query<{ s: string }>(`SELECT n.nspname AS s FROM pg_namespace n WHERE ${skip} AND pg_get_userbyid(n.nspowner) <> $1`, [app]);
+  const schemas = await client.query<{ s: string }>(
+    `SELECT n.nspname AS s FROM pg_namespace n WHERE ${skip} AND pg_get_userbyid(n.nspowner) <> $1`,
+    [app],
+  );
   for (const { s } of schemas.rows) await client.query(`ALTER SCHEMA ${ident(s)} OWNER TO ${ident(app)}`);
   // Tables, views, sequences not owned by a column (those follow their table), foreign tables.
   const rels = await client.query<{ stmt: string }>(
@@ -370,13 +428,21 @@ async function bestEffort(client: pg.Client, sql: string): Promise<void> {
  * Run by the admin, or by the app role (it owns the schema) after loading the demo data,
  * which may have recreated the schema and lost earlier grants. Idempotent.
  */
-export async function grantDemoAccess(client: pg.Client | pg.PoolClient | pg.Pool, names: DatabaseRoleNames): Promise<void> {
+export async function grantDemoAccess(
+  client: pg.Client | pg.PoolClient | pg.Pool,
+  names: DatabaseRoleNames,
+): Promise<void> {
   const s = ident(DEMO_SCHEMA);
   await client.query(`GRANT USAGE ON SCHEMA ${s} TO ${ident(names.reader)}, ${ident(names.writer)}`);
   await client.query(`GRANT SELECT ON ALL TABLES IN SCHEMA ${s} TO ${ident(names.reader)}`);
-  const present = await client.query<{ t: string }>(`SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL`, [[...WRITER_TABLES]]);
+  const present = await client.query<{ t: string }>(
+    `SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL`,
+    [[...WRITER_TABLES]],
+  );
   if (present.rows.length > 0) {
-    await client.query(`GRANT SELECT, INSERT, DELETE ON ${present.rows.map((r) => r.t).join(', ')} TO ${ident(names.writer)}`);
+    await client.query(
+      `GRANT SELECT, INSERT, DELETE ON ${present.rows.map((r) => r.t).join(', ')} TO ${ident(names.writer)}`,
+    );
   }
 }
 
@@ -406,13 +472,19 @@ export async function grantComponentAccess(pool: pg.Pool, names: DatabaseRoleNam
       await client.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${all} FROM ${roles}`);
       await client.query(`REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ${all} FROM ${roles}`);
       await client.query(`REVOKE ALL ON SCHEMA ${all} FROM ${roles}`);
-      await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${all} REVOKE ALL ON TABLES FROM ${roles}`);
-      await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${all} REVOKE ALL ON SEQUENCES FROM ${roles}`);
+      await client.query(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${all} REVOKE ALL ON TABLES FROM ${roles}`,
+      );
+      await client.query(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${all} REVOKE ALL ON SEQUENCES FROM ${roles}`,
+      );
     }
     if (schemas.has(EVENTSTORE_SCHEMA)) {
       // Functions are executable by PUBLIC by default: the append is for the appending components only.
       await client.query(`REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ${ident(EVENTSTORE_SCHEMA)} FROM PUBLIC`);
-      await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${ident(EVENTSTORE_SCHEMA)} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC`);
+      await client.query(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${ident(EVENTSTORE_SCHEMA)} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC`,
+      );
     }
     for (const component of COMPONENTS) {
       const role = ident(names.components[component]);
@@ -423,24 +495,50 @@ export async function grantComponentAccess(pool: pg.Pool, names: DatabaseRoleNam
         const privs = g.privileges.join(', ');
         await client.query(`GRANT USAGE ON SCHEMA ${s} TO ${role}`);
         if (g.tables) {
-          const present = await client.query<{ t: string }>(`select t from unnest($1::text[]) as t where to_regclass(format('%I.%I', $2::text, t)) is not null`, [g.tables, g.schema]);
-          if (present.rows.length) await client.query(`GRANT ${privs} ON ${present.rows.map((r) => `${s}.${ident(r.t)}`).join(', ')} TO ${role}`);
+          const present = await client.query<{ t: string }>(
+            `select t from unnest($1::text[]) as t where to_regclass(format('%I.%I', $2::text, t)) is not null`,
+            [g.tables, g.schema],
+          );
+          if (present.rows.length)
+            await client.query(
+              `GRANT ${privs} ON ${present.rows.map((r) => `${s}.${ident(r.t)}`).join(', ')} TO ${role}`,
+            );
         } else {
           await client.query(`GRANT ${privs} ON ALL TABLES IN SCHEMA ${s} TO ${role}`);
-          await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${s} GRANT ${privs} ON TABLES TO ${role}`);
+          await client.query(
+            `ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${s} GRANT ${privs} ON TABLES TO ${role}`,
+          );
         }
         if (g.privileges.includes('INSERT')) {
           // Identity and serial columns draw from a sequence.
           await client.query(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ${s} TO ${role}`);
-          await client.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${s} GRANT USAGE, SELECT ON SEQUENCES TO ${role}`);
+          await client.query(
+            `ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${s} GRANT USAGE, SELECT ON SEQUENCES TO ${role}`,
+          );
         }
       }
-      if (spec.appends && (await client.query(`select to_regprocedure($1) is not null as ok`, [`${EVENTSTORE_SCHEMA}.append_batch(jsonb)`])).rows[0]?.ok) {
+      if (
+        spec.appends &&
+        (
+          await client.query(`select to_regprocedure($1) is not null as ok`, [
+            `${EVENTSTORE_SCHEMA}.append_batch(jsonb)`,
+          ])
+        ).rows[0]?.ok
+      ) {
         await client.query(`GRANT EXECUTE ON FUNCTION ${ident(EVENTSTORE_SCHEMA)}.append_batch(jsonb) TO ${role}`);
       }
       // Raising a fence (a partition takeover) is the dispatcher's only.
-      if (component === 'dispatcher' && (await client.query(`select to_regprocedure($1) is not null as ok`, [`${EVENTSTORE_SCHEMA}.raise_fence(text,bigint)`])).rows[0]?.ok) {
-        await client.query(`GRANT EXECUTE ON FUNCTION ${ident(EVENTSTORE_SCHEMA)}.raise_fence(text, bigint) TO ${role}`);
+      if (
+        component === 'dispatcher' &&
+        (
+          await client.query(`select to_regprocedure($1) is not null as ok`, [
+            `${EVENTSTORE_SCHEMA}.raise_fence(text,bigint)`,
+          ])
+        ).rows[0]?.ok
+      ) {
+        await client.query(
+          `GRANT EXECUTE ON FUNCTION ${ident(EVENTSTORE_SCHEMA)}.raise_fence(text, bigint) TO ${role}`,
+        );
       }
     }
     await client.query('commit');

@@ -9,7 +9,9 @@ export function countingProjection(table = 'kt_applied', name = 'counting'): Pro
     name,
     handles: ['Counted'],
     async setup(c) {
-      await c.query(`create table if not exists ${table} (event_id uuid primary key, position bigint not null, applied int not null)`);
+      await c.query(
+        `create table if not exists ${table} (event_id uuid primary key, position bigint not null, applied int not null)`,
+      );
     },
     async apply(c, e) {
       await c.query(

@@ -13,7 +13,9 @@ export interface StatusReason {
 export interface InfrastructureSnapshot {
   /** null: no check has finished yet. */
   readonly checked_at: string | null;
-  readonly checks: Readonly<Record<string, { readonly status: 'up' | 'down'; readonly durationMs: number; readonly error?: string }>>;
+  readonly checks: Readonly<
+    Record<string, { readonly status: 'up' | 'down'; readonly durationMs: number; readonly error?: string }>
+  >;
 }
 
 export interface AssessOptions {
@@ -52,10 +54,19 @@ export function assessIntegration(
     reasons.push({ level: 'degraded', component: 'infrastructure', message: 'infrastructure not checked yet' });
   } else {
     const age = options.now.getTime() - Date.parse(infra.checked_at);
-    if (age > staleAfter) reasons.push({ level: 'degraded', component: 'infrastructure', message: `infrastructure checks are stale (${Math.round(age / 1000)} s old)` });
+    if (age > staleAfter)
+      reasons.push({
+        level: 'degraded',
+        component: 'infrastructure',
+        message: `infrastructure checks are stale (${Math.round(age / 1000)} s old)`,
+      });
     for (const [name, c] of Object.entries(infra.checks)) {
       if (c.status === 'down') {
-        reasons.push({ level: core.has(name) ? 'unhealthy' : 'degraded', component: `infrastructure:${name}`, message: `${name} is down${c.error ? `: ${c.error}` : ''}` });
+        reasons.push({
+          level: core.has(name) ? 'unhealthy' : 'degraded',
+          component: `infrastructure:${name}`,
+          message: `${name} is down${c.error ? `: ${c.error}` : ''}`,
+        });
       }
     }
   }
@@ -64,31 +75,61 @@ export function assessIntegration(
   const servers = status.mcp.servers;
   const broken = servers.filter((s) => s.health === 'down' || s.breaker === 'open');
   if (servers.length > 0 && broken.length === servers.length) {
-    reasons.push({ level: 'unhealthy', component: 'mcp', message: `every MCP server is down or has its breaker open (${servers.length})` });
+    reasons.push({
+      level: 'unhealthy',
+      component: 'mcp',
+      message: `every MCP server is down or has its breaker open (${servers.length})`,
+    });
   }
   for (const s of servers) {
-    if (s.health === 'down') reasons.push({ level: 'degraded', component: `mcp:${s.server}`, message: `down since ${s.health_since ?? '?'}${s.health_error ? `: ${s.health_error}` : ''}` });
-    if (s.breaker !== 'closed') reasons.push({ level: 'degraded', component: `mcp:${s.server}`, message: `breaker ${s.breaker} since ${s.breaker_since ?? '?'}` });
+    if (s.health === 'down')
+      reasons.push({
+        level: 'degraded',
+        component: `mcp:${s.server}`,
+        message: `down since ${s.health_since ?? '?'}${s.health_error ? `: ${s.health_error}` : ''}`,
+      });
+    if (s.breaker !== 'closed')
+      reasons.push({
+        level: 'degraded',
+        component: `mcp:${s.server}`,
+        message: `breaker ${s.breaker} since ${s.breaker_since ?? '?'}`,
+      });
     const h = s.last_hour;
     if (h.calls >= minCalls && h.failure_rate !== null && h.failure_rate >= threshold) {
-      reasons.push({ level: 'degraded', component: `mcp:${s.server}`, message: `${h.failures} of ${h.calls} calls failed in the last hour` });
+      reasons.push({
+        level: 'degraded',
+        component: `mcp:${s.server}`,
+        message: `${h.failures} of ${h.calls} calls failed in the last hour`,
+      });
     }
   }
 
   // 3. Agents whose every known instance is down.
   for (const a of status.agents.items) {
     if (a.instances && a.instances.length > 0 && a.instances.every((i) => i.status === 'down')) {
-      reasons.push({ level: 'degraded', component: `agent:${a.agent}`, message: `every instance is down (${a.instances.length})` });
+      reasons.push({
+        level: 'degraded',
+        component: `agent:${a.agent}`,
+        message: `every instance is down (${a.instances.length})`,
+      });
     }
   }
 
   // 4. Firing alerts that are not silenced.
   for (const a of status.alerts.items) {
     if (a.silenced_by !== null || (a.severity !== 'critical' && a.severity !== 'warning')) continue;
-    reasons.push({ level: a.severity === 'critical' ? 'unhealthy' : 'degraded', component: `alert:${a.rule_id}`, message: `${a.name} firing since ${a.firing_since ?? '?'}` });
+    reasons.push({
+      level: a.severity === 'critical' ? 'unhealthy' : 'degraded',
+      component: `alert:${a.rule_id}`,
+      message: `${a.name} firing since ${a.firing_since ?? '?'}`,
+    });
   }
 
   reasons.sort((a, b) => (a.level === b.level ? 0 : a.level === 'unhealthy' ? -1 : 1));
-  const overall: OverallStatus = reasons.some((r) => r.level === 'unhealthy') ? 'unhealthy' : reasons.length ? 'degraded' : 'healthy';
+  const overall: OverallStatus = reasons.some((r) => r.level === 'unhealthy')
+    ? 'unhealthy'
+    : reasons.length
+      ? 'degraded'
+      : 'healthy';
   return { status: overall, reasons };
 }

@@ -13,8 +13,20 @@ export {
 } from './mcp-projection.js';
 export { startStatusProjections, type StartStatusProjectionsOptions } from './start.js';
 export { readIntegrationStatus, type ReadIntegrationStatusOptions } from './read.js';
-export { assessIntegration, type AssessOptions, type InfrastructureSnapshot, type OverallStatus, type StatusReason } from './assess.js';
-export { latencyBucket, bucketValueMs, quantileOfBuckets, exactQuantile, RATIO as LATENCY_BUCKET_RATIO } from './histogram.js';
+export {
+  assessIntegration,
+  type AssessOptions,
+  type InfrastructureSnapshot,
+  type OverallStatus,
+  type StatusReason,
+} from './assess.js';
+export {
+  latencyBucket,
+  bucketValueMs,
+  quantileOfBuckets,
+  exactQuantile,
+  RATIO as LATENCY_BUCKET_RATIO,
+} from './histogram.js';
 export {
   integrationReadModelsSchema,
   mcpServerStatusSchema,

@@ -30,11 +30,32 @@ const ident = (schema: string): string => {
 
 // The event data this projection reads. The full contract (zod) is in @switchyard/connectors;
 // only the fields used here are named, so a newer connector adding fields changes nothing.
-interface Called { server: string; at: string }
-interface Finished { server: string; duration_ms: number; at: string; outcome: string; error_code?: string; error_message?: string }
-interface Opened { server: string; last_error: string; at: string }
-interface Transition { server: string; at: string }
-interface WentDown { server: string; error: string; at: string }
+interface Called {
+  server: string;
+  at: string;
+}
+interface Finished {
+  server: string;
+  duration_ms: number;
+  at: string;
+  outcome: string;
+  error_code?: string;
+  error_message?: string;
+}
+interface Opened {
+  server: string;
+  last_error: string;
+  at: string;
+}
+interface Transition {
+  server: string;
+  at: string;
+}
+interface WentDown {
+  server: string;
+  error: string;
+  at: string;
+}
 
 /**
  * Helper indexes on other read models of this app that the status query filters on "ended in
@@ -44,9 +65,13 @@ interface WentDown { server: string; error: string; at: string }
 export async function ensureStatusIndexes(c: pg.PoolClient, delegationSchema = 'delegation'): Promise<void> {
   const d = ident(delegationSchema);
   await tasksProjection(d).setup(c);
-  await c.query(`create index if not exists tasks_ended_idx on ${d}.tasks (completed_at) where completed_at is not null`);
+  await c.query(
+    `create index if not exists tasks_ended_idx on ${d}.tasks (completed_at) where completed_at is not null`,
+  );
   await setupWorkflowReadModel(c);
-  await c.query(`create index if not exists workflow_executions_ended on ${READ_SCHEMA}.workflow_executions (ended_at) where ended_at is not null`);
+  await c.query(
+    `create index if not exists workflow_executions_ended on ${READ_SCHEMA}.workflow_executions (ended_at) where ended_at is not null`,
+  );
 }
 
 /**
@@ -134,17 +159,18 @@ export function mcpStatusProjection(options: { schema?: string; delegationSchema
                    calls = m.calls + 1, failures = m.failures + excluded.failures, tool_errors = m.tool_errors + excluded.tool_errors,
                    hist[$5::int] = coalesce(m.hist[$5::int], 0) + 1
                  returning (xmax = 0) as inserted`,
-            bucket === null ? [d.server, d.at, failed ? 1 : 0, toolError ? 1 : 0] : [d.server, d.at, failed ? 1 : 0, toolError ? 1 : 0, bucket],
+            bucket === null
+              ? [d.server, d.at, failed ? 1 : 0, toolError ? 1 : 0]
+              : [d.server, d.at, failed ? 1 : 0, toolError ? 1 : 0, bucket],
           );
           // The call's time is when it started (as McpToolCalled says), not when it ended.
           const callStart = new Date(Date.parse(d.at) - d.duration_ms).toISOString();
           if (r.rows[0]?.inserted) {
             // A new minute opened: drop what has fallen out of every window we answer for.
-            await c.query(`delete from ${s}.mcp_minutes where server = $1 and minute < $2::timestamptz - make_interval(secs => $3)`, [
-              d.server,
-              d.at,
-              MINUTE_RETENTION_MS / 1000,
-            ]);
+            await c.query(
+              `delete from ${s}.mcp_minutes where server = $1 and minute < $2::timestamptz - make_interval(secs => $3)`,
+              [d.server, d.at, MINUTE_RETENTION_MS / 1000],
+            );
           }
           await c.query(
             `insert into ${s}.mcp_servers as m (server, last_call_at, calls_total, failures_total, last_error, last_error_code, last_error_at)
@@ -156,7 +182,14 @@ export function mcpStatusProjection(options: { schema?: string; delegationSchema
                last_error = case when excluded.failures_total = 1 then excluded.last_error else m.last_error end,
                last_error_code = case when excluded.failures_total = 1 then excluded.last_error_code else m.last_error_code end,
                last_error_at = case when excluded.failures_total = 1 then excluded.last_error_at else m.last_error_at end`,
-            [d.server, d.at, failed ? 1 : 0, failed ? (d.error_message ?? null) : null, failed ? (d.error_code ?? null) : null, callStart],
+            [
+              d.server,
+              d.at,
+              failed ? 1 : 0,
+              failed ? (d.error_message ?? null) : null,
+              failed ? (d.error_code ?? null) : null,
+              callStart,
+            ],
           );
           return;
         }
@@ -192,7 +225,10 @@ export function mcpStatusProjection(options: { schema?: string; delegationSchema
         case 'McpServerRecovered': {
           const d = e.data as Transition;
           await ensureServer(c, d.server);
-          await c.query(`update ${s}.mcp_servers set health = 'up', health_since = $2, health_error = null where server = $1`, [d.server, d.at]);
+          await c.query(
+            `update ${s}.mcp_servers set health = 'up', health_since = $2, health_error = null where server = $1`,
+            [d.server, d.at],
+          );
           return;
         }
         default:
@@ -263,7 +299,8 @@ async function applyMcpStatusBatch(c: pg.PoolClient, s: string, events: readonly
   // 1. The touched minute rows as stored before the batch.
   const minutes = new Map<string, Map<number, MinuteRow>>();
   if (touched.size > 0) {
-    const keyServer: string[] = [], keyMinute: string[] = [];
+    const keyServer: string[] = [],
+      keyMinute: string[] = [];
     for (const [name, set] of touched) {
       minutes.set(name, new Map());
       for (const m of set) {
@@ -271,7 +308,15 @@ async function applyMcpStatusBatch(c: pg.PoolClient, s: string, events: readonly
         keyMinute.push(new Date(m).toISOString());
       }
     }
-    const r = await c.query<{ server: string; minute: Date; calls: number; failures: number; tool_errors: number; lo: number | null; hist: (number | null)[] | null }>(
+    const r = await c.query<{
+      server: string;
+      minute: Date;
+      calls: number;
+      failures: number;
+      tool_errors: number;
+      lo: number | null;
+      hist: (number | null)[] | null;
+    }>(
       `select m.server, m.minute, m.calls, m.failures, m.tool_errors, array_lower(m.hist, 1) as lo, array_to_json(m.hist) as hist
        from ${s}.mcp_minutes m join unnest($1::text[], $2::timestamptz[]) as k(server, minute) on m.server = k.server and m.minute = k.minute`,
       [keyServer, keyMinute],
@@ -281,7 +326,9 @@ async function applyMcpStatusBatch(c: pg.PoolClient, s: string, events: readonly
       (row.hist ?? []).forEach((v, i) => {
         if (v !== null) hist.set((row.lo ?? 1) + i, v);
       });
-      minutes.get(row.server)!.set(row.minute.getTime(), { calls: row.calls, failures: row.failures, toolErrors: row.tool_errors, hist });
+      minutes
+        .get(row.server)!
+        .set(row.minute.getTime(), { calls: row.calls, failures: row.failures, toolErrors: row.tool_errors, hist });
     }
   }
   /** Per server, the `at` of the call whose retention threshold is the latest. */
@@ -364,7 +411,12 @@ async function applyMcpStatusBatch(c: pg.PoolClient, s: string, events: readonly
       [[...prune.keys()], [...prune.values()].map((p) => p.at), MINUTE_RETENTION_MS / 1000],
     );
   }
-  const mServer: string[] = [], mMinute: string[] = [], mCalls: number[] = [], mFailures: number[] = [], mToolErrors: number[] = [], mHist: string[] = [];
+  const mServer: string[] = [],
+    mMinute: string[] = [],
+    mCalls: number[] = [],
+    mFailures: number[] = [],
+    mToolErrors: number[] = [],
+    mHist: string[] = [];
   for (const [name, rows] of minutes) {
     const keep = touched.get(name)!;
     for (const [m, row] of rows) {
@@ -390,7 +442,9 @@ async function applyMcpStatusBatch(c: pg.PoolClient, s: string, events: readonly
   if (servers.size === 0) return;
   const names = [...servers.keys()];
   const f = [...servers.values()];
-  await c.query(`insert into ${s}.mcp_servers (server) select unnest($1::text[]) on conflict (server) do nothing`, [names]);
+  await c.query(`insert into ${s}.mcp_servers (server) select unnest($1::text[]) on conflict (server) do nothing`, [
+    names,
+  ]);
   await c.query(
     `update ${s}.mcp_servers m set
        last_call_at = greatest(m.last_call_at, v.last_call_at),
@@ -427,4 +481,6 @@ async function applyMcpStatusBatch(c: pg.PoolClient, s: string, events: readonly
 }
 
 /** The status read models for a ProjectionRunner (today: the MCP servers' status). */
-export const statusProjections = (options: { schema?: string; delegationSchema?: string } = {}): Projection[] => [mcpStatusProjection(options)];
+export const statusProjections = (options: { schema?: string; delegationSchema?: string } = {}): Projection[] => [
+  mcpStatusProjection(options),
+];

@@ -39,7 +39,14 @@ async function presence(pool: pg.Pool, s: string, d: string): Promise<Presence> 
             to_regclass($6) is not null as workflows,
             to_regclass('monitoring.alerts') is not null as alerts,
             to_regclass('monitoring.services') is not null as instances`,
-    [`${s}.mcp_servers`, `${s}.mcp_minutes`, `${d}.tasks`, `${d}.agent_performance`, `${d}.task_latency`, `${READ_SCHEMA}.workflow_executions`],
+    [
+      `${s}.mcp_servers`,
+      `${s}.mcp_minutes`,
+      `${d}.tasks`,
+      `${d}.agent_performance`,
+      `${d}.task_latency`,
+      `${READ_SCHEMA}.workflow_executions`,
+    ],
   );
   const p = r.rows[0]!;
   if (Object.values(p).every(Boolean)) {
@@ -136,11 +143,15 @@ function statement(p: Presence, s: string, d: string): string {
  */
 function withProbedServers(servers: McpServerStatus[], rows: readonly InstanceRow[] | undefined): McpServerStatus[] {
   const probes = new Map<string, InstanceRow>();
-  for (const r of rows ?? []) if (r.kind === 'mcp' && r.service.startsWith('mcp:')) probes.set(r.service.slice('mcp:'.length), r);
-  const health = (r: InstanceRow): McpServerStatus['health'] => (r.status === 'up' || r.status === 'degraded' ? 'up' : r.status === 'down' ? 'down' : 'unknown');
+  for (const r of rows ?? [])
+    if (r.kind === 'mcp' && r.service.startsWith('mcp:')) probes.set(r.service.slice('mcp:'.length), r);
+  const health = (r: InstanceRow): McpServerStatus['health'] =>
+    r.status === 'up' || r.status === 'degraded' ? 'up' : r.status === 'down' ? 'down' : 'unknown';
   const out = servers.map((v) => {
     const probe = probes.get(v.server);
-    return v.health === 'unknown' && probe && health(probe) !== 'unknown' ? { ...v, health: health(probe), health_since: iso(probe.since), health_error: probe.last_error } : v;
+    return v.health === 'unknown' && probe && health(probe) !== 'unknown'
+      ? { ...v, health: health(probe), health_since: iso(probe.since), health_error: probe.last_error }
+      : v;
   });
   for (const [server, probe] of probes) {
     if (out.some((v) => v.server === server)) continue;
@@ -162,19 +173,49 @@ function withProbedServers(servers: McpServerStatus[], rows: readonly InstanceRo
 
 const iso = (v: unknown): string | null => (v === null || v === undefined ? null : new Date(v as string).toISOString());
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
-const rate = (part: number, whole: number): number | null => (whole > 0 ? Math.round((part / whole) * 10_000) / 10_000 : null);
+const rate = (part: number, whole: number): number | null =>
+  whole > 0 ? Math.round((part / whole) * 10_000) / 10_000 : null;
 
 interface McpRow {
-  server: string; health: string; health_since: string | null; health_error: string | null; breaker: string; breaker_since: string | null;
-  last_error: string | null; last_error_code: string | null; last_error_at: string | null; last_call_at: string | null;
-  calls_total: number; failures_total: number; calls: number; failures: number; tool_errors: number; hist: [number, number][] | null;
+  server: string;
+  health: string;
+  health_since: string | null;
+  health_error: string | null;
+  breaker: string;
+  breaker_since: string | null;
+  last_error: string | null;
+  last_error_code: string | null;
+  last_error_at: string | null;
+  last_call_at: string | null;
+  calls_total: number;
+  failures_total: number;
+  calls: number;
+  failures: number;
+  tool_errors: number;
+  hist: [number, number][] | null;
 }
 interface AgentsJson {
   active: { agent: string | null; in_flight: number; queued: number }[];
   ended: { agent: string; completed: number; failed: number; timed_out: number }[];
-  perf: { agent: string; tasks_done: number; succeeded: number; failed: number; timed_out: number; last_task_at: string | null; p50: number | null; p95: number | null }[];
+  perf: {
+    agent: string;
+    tasks_done: number;
+    succeeded: number;
+    failed: number;
+    timed_out: number;
+    last_task_at: string | null;
+    p50: number | null;
+    p95: number | null;
+  }[];
 }
-interface InstanceRow { service: string; kind?: string; status: string; since: string | null; last_probe_at: string | null; last_error: string | null }
+interface InstanceRow {
+  service: string;
+  kind?: string;
+  status: string;
+  since: string | null;
+  last_probe_at: string | null;
+  last_error: string | null;
+}
 
 function mcpServer(r: McpRow): McpServerStatus {
   const health = r.health === 'up' || r.health === 'down' ? r.health : 'unknown';
@@ -186,7 +227,10 @@ function mcpServer(r: McpRow): McpServerStatus {
     health_error: r.health_error,
     breaker,
     breaker_since: iso(r.breaker_since),
-    last_error: r.last_error_at || r.last_error ? { code: r.last_error_code, message: r.last_error, at: iso(r.last_error_at) } : null,
+    last_error:
+      r.last_error_at || r.last_error
+        ? { code: r.last_error_code, message: r.last_error, at: iso(r.last_error_at) }
+        : null,
     last_call_at: iso(r.last_call_at),
     last_hour: {
       calls: num(r.calls),
@@ -200,7 +244,9 @@ function mcpServer(r: McpRow): McpServerStatus {
 }
 
 /** Agent instances as the monitor names their probes: `agent:<agent>:<instance>` (NATS) or `agent:<name>` (HTTP). */
-function instancesByAgent(rows: readonly InstanceRow[] | undefined): Map<string, AgentStatus['instances'] & object> | undefined {
+function instancesByAgent(
+  rows: readonly InstanceRow[] | undefined,
+): Map<string, AgentStatus['instances'] & object> | undefined {
   if (!rows) return undefined;
   const out = new Map<string, NonNullable<AgentStatus['instances']>>();
   for (const r of rows) {
@@ -208,13 +254,22 @@ function instancesByAgent(rows: readonly InstanceRow[] | undefined): Map<string,
     const [, agent, ...rest] = r.service.split(':');
     if (!agent) continue;
     const list = out.get(agent) ?? [];
-    list.push({ instance: rest.length ? rest.join(':') : agent, status: r.status, since: iso(r.since), last_probe_at: iso(r.last_probe_at), last_error: r.last_error });
+    list.push({
+      instance: rest.length ? rest.join(':') : agent,
+      status: r.status,
+      since: iso(r.since),
+      last_probe_at: iso(r.last_probe_at),
+      last_error: r.last_error,
+    });
     out.set(agent, list);
   }
   return out;
 }
 
-function agents(j: AgentsJson, instances: Map<string, NonNullable<AgentStatus['instances']>> | undefined): { queued_any_agent: number; items: AgentStatus[] } {
+function agents(
+  j: AgentsJson,
+  instances: Map<string, NonNullable<AgentStatus['instances']>> | undefined,
+): { queued_any_agent: number; items: AgentStatus[] } {
   const names = new Set<string>();
   let queuedAny = 0;
   const active = new Map<string, { in_flight: number; queued: number }>();
@@ -245,7 +300,15 @@ function agents(j: AgentsJson, instances: Map<string, NonNullable<AgentStatus['i
         latency_p50_ms: p?.p50 ?? null,
         latency_p95_ms: p?.p95 ?? null,
       },
-      totals: p ? { tasks_done: p.tasks_done, succeeded: p.succeeded, failed: p.failed, timed_out: p.timed_out, last_task_at: iso(p.last_task_at) } : null,
+      totals: p
+        ? {
+            tasks_done: p.tasks_done,
+            succeeded: p.succeeded,
+            failed: p.failed,
+            timed_out: p.timed_out,
+            last_task_at: iso(p.last_task_at),
+          }
+        : null,
       instances: instances ? (instances.get(agent) ?? []) : null,
     };
   });
@@ -259,7 +322,10 @@ function agents(j: AgentsJson, instances: Map<string, NonNullable<AgentStatus['i
  * round trip (two while some read model does not exist yet); a missing table reads as
  * `available: false`, never as an error. Throws AppError `unavailable` when Postgres fails.
  */
-export async function readIntegrationStatus(pool: pg.Pool, options: ReadIntegrationStatusOptions): Promise<IntegrationReadModels> {
+export async function readIntegrationStatus(
+  pool: pg.Pool,
+  options: ReadIntegrationStatusOptions,
+): Promise<IntegrationReadModels> {
   const s = ident(options.statusSchema ?? STATUS_SCHEMA);
   const d = ident(options.delegationSchema ?? 'delegation');
   const now = options.now;
@@ -278,7 +344,10 @@ export async function readIntegrationStatus(pool: pg.Pool, options: ReadIntegrat
       p = await presence(pool, s, d);
       row = (await pool.query(statement(p, s, d), [from, minuteFrom])).rows[0]!;
     } else {
-      throw new AppError('unavailable', `cannot read the status read models: ${err instanceof Error ? err.message : String(err)}`);
+      throw new AppError(
+        'unavailable',
+        `cannot read the status read models: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
   const instances = p.instances ? instancesByAgent(row.instances as InstanceRow[]) : undefined;
@@ -288,7 +357,13 @@ export async function readIntegrationStatus(pool: pg.Pool, options: ReadIntegrat
   return {
     generated_at: now.toISOString(),
     window: { from: from.toISOString(), to: now.toISOString() },
-    mcp: { available: p.mcp, servers: withProbedServers(p.mcp ? (row.mcp as McpRow[]).map(mcpServer) : [], p.instances ? (row.instances as InstanceRow[]) : undefined) },
+    mcp: {
+      available: p.mcp,
+      servers: withProbedServers(
+        p.mcp ? (row.mcp as McpRow[]).map(mcpServer) : [],
+        p.instances ? (row.instances as InstanceRow[]) : undefined,
+      ),
+    },
     agents: {
       available: p.agents,
       queued_any_agent: ag?.queued_any_agent ?? 0,
@@ -299,7 +374,11 @@ export async function readIntegrationStatus(pool: pg.Pool, options: ReadIntegrat
       available: p.workflows,
       running: num(wf?.running),
       canceling: num(wf?.canceling),
-      last_hour: { completed: num(wf?.ended.completed), failed: num(wf?.ended.failed), canceled: num(wf?.ended.canceled) },
+      last_hour: {
+        completed: num(wf?.ended.completed),
+        failed: num(wf?.ended.failed),
+        canceled: num(wf?.ended.canceled),
+      },
     },
     alerts: {
       available: p.alerts,

@@ -10,7 +10,11 @@ const iso = z.string().describe('ISO-8601 instant');
 
 export const mcpServerStatusSchema = z.object({
   server: z.string(),
-  health: z.enum(['up', 'down', 'unknown']).describe("From McpServerWentDown / McpServerRecovered; before the first of them, from the monitor's probe (unknown when there is none)"),
+  health: z
+    .enum(['up', 'down', 'unknown'])
+    .describe(
+      "From McpServerWentDown / McpServerRecovered; before the first of them, from the monitor's probe (unknown when there is none)",
+    ),
   health_since: iso.nullable(),
   health_error: z.string().nullable(),
   breaker: z.enum(['closed', 'open', 'half_open']),
@@ -30,7 +34,7 @@ export type McpServerStatus = z.infer<typeof mcpServerStatusSchema>;
 
 export const agentInstanceStatusSchema = z.object({
   instance: z.string(),
-  status: z.string().describe('up | degraded | down | unknown, from the monitor\'s probes'),
+  status: z.string().describe("up | degraded | down | unknown, from the monitor's probes"),
   since: iso.nullable(),
   last_probe_at: iso.nullable(),
   last_error: z.string().nullable(),
@@ -44,14 +48,26 @@ export const agentStatusSchema = z.object({
     completed: z.number().int(),
     failed: z.number().int(),
     timed_out: z.number().int(),
-    success_rate: z.number().nullable().describe('completed / (completed + failed + timed_out); null without finished tasks'),
+    success_rate: z
+      .number()
+      .nullable()
+      .describe('completed / (completed + failed + timed_out); null without finished tasks'),
     latency_p50_ms: z.number().nullable(),
     latency_p95_ms: z.number().nullable(),
   }),
   totals: z
-    .object({ tasks_done: z.number().int(), succeeded: z.number().int(), failed: z.number().int(), timed_out: z.number().int(), last_task_at: iso.nullable() })
+    .object({
+      tasks_done: z.number().int(),
+      succeeded: z.number().int(),
+      failed: z.number().int(),
+      timed_out: z.number().int(),
+      last_task_at: iso.nullable(),
+    })
     .nullable(),
-  instances: z.array(agentInstanceStatusSchema).nullable().describe('From the monitor\'s probes; null when the monitor has no data yet'),
+  instances: z
+    .array(agentInstanceStatusSchema)
+    .nullable()
+    .describe("From the monitor's probes; null when the monitor has no data yet"),
 });
 export type AgentStatus = z.infer<typeof agentStatusSchema>;
 
@@ -73,13 +89,22 @@ export const integrationReadModelsSchema = z.object({
   generated_at: iso,
   window: z.object({ from: iso, to: iso }).describe('The "last hour"'),
   mcp: z.object({ ...section, servers: z.array(mcpServerStatusSchema) }),
-  agents: z.object({ ...section, queued_any_agent: z.number().int().describe('Queued tasks any capable agent may take'), items: z.array(agentStatusSchema) }),
+  agents: z.object({
+    ...section,
+    queued_any_agent: z.number().int().describe('Queued tasks any capable agent may take'),
+    items: z.array(agentStatusSchema),
+  }),
   workflows: z.object({
     ...section,
     running: z.number().int(),
     canceling: z.number().int(),
     last_hour: z.object({ completed: z.number().int(), failed: z.number().int(), canceled: z.number().int() }),
   }),
-  alerts: z.object({ ...section, firing: z.number().int(), pending: z.number().int(), items: z.array(alertSummarySchema).describe('Firing alerts, critical first (at most 100)') }),
+  alerts: z.object({
+    ...section,
+    firing: z.number().int(),
+    pending: z.number().int(),
+    items: z.array(alertSummarySchema).describe('Firing alerts, critical first (at most 100)'),
+  }),
 });
 export type IntegrationReadModels = z.infer<typeof integrationReadModelsSchema>;

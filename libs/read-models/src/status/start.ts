@@ -21,7 +21,10 @@ export async function startStatusProjections(opts: StartStatusProjectionsOptions
   const runner = new ProjectionRunner({
     store: opts.store,
     db: { pool: opts.pool },
-    projections: statusProjections({ ...(opts.schema ? { schema: opts.schema } : {}), ...(opts.delegationSchema ? { delegationSchema: opts.delegationSchema } : {}) }),
+    projections: statusProjections({
+      ...(opts.schema ? { schema: opts.schema } : {}),
+      ...(opts.delegationSchema ? { delegationSchema: opts.delegationSchema } : {}),
+    }),
     ...(opts.logger ? { logger: opts.logger } : {}),
   });
   await runner.start();

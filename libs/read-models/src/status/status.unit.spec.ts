@@ -59,17 +59,27 @@ const status = (over: Partial<IntegrationReadModels> = {}): IntegrationReadModel
 });
 const up: InfrastructureSnapshot = {
   checked_at: new Date(now.getTime() - 1_000).toISOString(),
-  checks: { postgres: { status: 'up', durationMs: 1 }, nats: { status: 'up', durationMs: 1 }, eventStore: { status: 'up', durationMs: 1 } },
+  checks: {
+    postgres: { status: 'up', durationMs: 1 },
+    nats: { status: 'up', durationMs: 1 },
+    eventStore: { status: 'up', durationMs: 1 },
+  },
 };
 
 describe('assessIntegration', () => {
   it('healthy when everything is up, even with read models missing (no data yet)', () => {
     assert.deepEqual(assessIntegration(status(), up, { now }), { status: 'healthy', reasons: [] });
-    const empty = status({ mcp: { available: false, servers: [] }, workflows: { available: false, running: 0, canceling: 0, last_hour: { completed: 0, failed: 0, canceled: 0 } } });
+    const empty = status({
+      mcp: { available: false, servers: [] },
+      workflows: { available: false, running: 0, canceling: 0, last_hour: { completed: 0, failed: 0, canceled: 0 } },
+    });
     assert.equal(assessIntegration(empty, up, { now }).status, 'healthy');
   });
   it('unhealthy when a core dependency is down; degraded for another check', () => {
-    const pgDown = { ...up, checks: { ...up.checks, postgres: { status: 'down' as const, durationMs: 2000, error: 'timeout' } } };
+    const pgDown = {
+      ...up,
+      checks: { ...up.checks, postgres: { status: 'down' as const, durationMs: 2000, error: 'timeout' } },
+    };
     const r = assessIntegration(status(), pgDown, { now });
     assert.equal(r.status, 'unhealthy');
     assert.equal(r.reasons[0]!.component, 'infrastructure:postgres');
@@ -77,29 +87,57 @@ describe('assessIntegration', () => {
     assert.equal(assessIntegration(status(), extra, { now }).status, 'degraded');
   });
   it('degraded when not checked yet or stale', () => {
-    assert.equal(assessIntegration(status(), { checked_at: null, checks: {} }, { now }).reasons[0]!.message, 'infrastructure not checked yet');
+    assert.equal(
+      assessIntegration(status(), { checked_at: null, checks: {} }, { now }).reasons[0]!.message,
+      'infrastructure not checked yet',
+    );
     const stale = { ...up, checked_at: new Date(now.getTime() - 60_000).toISOString() };
     assert.equal(assessIntegration(status(), stale, { now }).status, 'degraded');
   });
   it('one MCP server down or with an open breaker degrades; all of them is unhealthy', () => {
-    const one = status({ mcp: { available: true, servers: [server({ breaker: 'open', breaker_since: now.toISOString() }), server({ server: 'fs' })] } });
+    const one = status({
+      mcp: {
+        available: true,
+        servers: [server({ breaker: 'open', breaker_since: now.toISOString() }), server({ server: 'fs' })],
+      },
+    });
     const r = assessIntegration(one, up, { now });
     assert.equal(r.status, 'degraded');
     assert.match(r.reasons[0]!.message, /breaker open/);
-    const all = status({ mcp: { available: true, servers: [server({ health: 'down' }), server({ server: 'fs', breaker: 'open' })] } });
+    const all = status({
+      mcp: { available: true, servers: [server({ health: 'down' }), server({ server: 'fs', breaker: 'open' })] },
+    });
     assert.equal(assessIntegration(all, up, { now }).status, 'unhealthy');
   });
   it('a high failure rate degrades only past the minimum of calls', () => {
     const busy = (calls: number) =>
-      status({ mcp: { available: true, servers: [server({ last_hour: { calls, failures: calls - 1, tool_errors: 0, failure_rate: (calls - 1) / calls, p95_ms: 3 } })] } });
+      status({
+        mcp: {
+          available: true,
+          servers: [
+            server({
+              last_hour: { calls, failures: calls - 1, tool_errors: 0, failure_rate: (calls - 1) / calls, p95_ms: 3 },
+            }),
+          ],
+        },
+      });
     assert.equal(assessIntegration(busy(5), up, { now }).status, 'healthy');
     assert.equal(assessIntegration(busy(20), up, { now }).status, 'degraded');
   });
   it('alerts: critical is unhealthy, warning degraded, info and silenced ones do not count', () => {
     const alert = (severity: string, silenced_by: string | null = null) => ({
-      id: `f-${severity}`, rule_id: `r-${severity}`, name: `n-${severity}`, severity, labels: {}, value: 1, threshold: 0, firing_since: now.toISOString(), silenced_by,
+      id: `f-${severity}`,
+      rule_id: `r-${severity}`,
+      name: `n-${severity}`,
+      severity,
+      labels: {},
+      value: 1,
+      threshold: 0,
+      firing_since: now.toISOString(),
+      silenced_by,
     });
-    const with_ = (...items: ReturnType<typeof alert>[]) => status({ alerts: { available: true, firing: items.length, pending: 0, items } });
+    const with_ = (...items: ReturnType<typeof alert>[]) =>
+      status({ alerts: { available: true, firing: items.length, pending: 0, items } });
     assert.equal(assessIntegration(with_(alert('info')), up, { now }).status, 'healthy');
     assert.equal(assessIntegration(with_(alert('critical', 's1')), up, { now }).status, 'healthy');
     assert.equal(assessIntegration(with_(alert('warning')), up, { now }).status, 'degraded');
@@ -107,11 +145,24 @@ describe('assessIntegration', () => {
   });
   it('an agent whose instances are all down degrades', () => {
     const agent = {
-      agent: 'analyst', in_flight: 0, queued: 0,
-      last_hour: { completed: 0, failed: 0, timed_out: 0, success_rate: null, latency_p50_ms: null, latency_p95_ms: null },
+      agent: 'analyst',
+      in_flight: 0,
+      queued: 0,
+      last_hour: {
+        completed: 0,
+        failed: 0,
+        timed_out: 0,
+        success_rate: null,
+        latency_p50_ms: null,
+        latency_p95_ms: null,
+      },
       totals: null,
       instances: [{ instance: 'i1', status: 'down', since: null, last_probe_at: null, last_error: 'no responders' }],
     };
-    assert.equal(assessIntegration(status({ agents: { available: true, queued_any_agent: 0, items: [agent] } }), up, { now }).status, 'degraded');
+    assert.equal(
+      assessIntegration(status({ agents: { available: true, queued_any_agent: 0, items: [agent] } }), up, { now })
+        .status,
+      'degraded',
+    );
   });
 });

@@ -10,7 +10,13 @@ import express from 'express';
 import type { AgentCard, Message, SendMessageRequest, Task } from '@a2a-js/sdk';
 import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor } from '@a2a-js/sdk/server';
 import { agentCardHandler, jsonRpcHandler, UserBuilder } from '@a2a-js/sdk/server/express';
-import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client';
+import {
+  ClientFactory,
+  ClientFactoryOptions,
+  DefaultAgentCardResolver,
+  JsonRpcTransportFactory,
+  type Client,
+} from '@a2a-js/sdk/client';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
 import { createLogger, freePort, startNatsServer, type NatsServerHandle } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
@@ -34,12 +40,38 @@ const logger = createLogger('a2a-int', process.env.LOG_LEVEL ?? 'silent');
 const STATE = { submitted: 1, working: 2, completed: 3, failed: 4, canceled: 5 } as const;
 
 function userMessage(parts: Message['parts']): Message {
-  return { messageId: randomUUID(), contextId: '', taskId: '', role: 1, parts, metadata: undefined, extensions: [], referenceTaskIds: [] };
+  return {
+    messageId: randomUUID(),
+    contextId: '',
+    taskId: '',
+    role: 1,
+    parts,
+    metadata: undefined,
+    extensions: [],
+    referenceTaskIds: [],
+  };
 }
-const dataMsg = (value: unknown) => userMessage([{ content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined }]);
-const textMsg = (value: string) => userMessage([{ content: { $case: 'text', value }, mediaType: 'text/plain', filename: '', metadata: undefined }]);
-function send(message: Message, configuration: Partial<NonNullable<SendMessageRequest['configuration']>> = {}): SendMessageRequest {
-  return { tenant: '', message, configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: false, ...configuration }, metadata: undefined };
+const dataMsg = (value: unknown) =>
+  userMessage([
+    { content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined },
+  ]);
+const textMsg = (value: string) =>
+  userMessage([{ content: { $case: 'text', value }, mediaType: 'text/plain', filename: '', metadata: undefined }]);
+function send(
+  message: Message,
+  configuration: Partial<NonNullable<SendMessageRequest['configuration']>> = {},
+): SendMessageRequest {
+  return {
+    tenant: '',
+    message,
+    configuration: {
+      acceptedOutputModes: [],
+      taskPushNotificationConfig: undefined,
+      returnImmediately: false,
+      ...configuration,
+    },
+    metadata: undefined,
+  };
 }
 const resultOf = (t: Task): unknown => {
   const p = t.artifacts[0]?.parts[0]?.content;
@@ -65,14 +97,22 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     gw = await createGateway(
       { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
       {
-        modules: [AgentsFeatureModule, WorkflowsFeatureModule, A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] }, push: { backoffMs: 50 } })],
+        modules: [
+          AgentsFeatureModule,
+          WorkflowsFeatureModule,
+          A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] }, push: { backoffMs: 50 } }),
+        ],
         auth: { enabled: true, ...(admin ? { adminKey: admin } : { printAdminKey: (k: string) => void (admin = k) }) },
       },
     );
     base = (await gw.listen(0, '127.0.0.1')).url;
   };
   const makeKey = async (role: string) => {
-    const res = await fetch(`${base}/api/v1/admin/api-keys`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: `a2a-${role}`, role }) });
+    const res = await fetch(`${base}/api/v1/admin/api-keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: `a2a-${role}`, role }),
+    });
     assert.equal(res.status, 201);
     return ((await res.json()) as { key: string }).key;
   };
@@ -83,12 +123,19 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       return fetch(input, { ...init, headers });
     };
     const factory = new ClientFactory(
-      ClientFactoryOptions.createFrom(ClientFactoryOptions.default, { transports: [new JsonRpcTransportFactory({ fetchImpl })], cardResolver: new DefaultAgentCardResolver({ fetchImpl: fetch }) }),
+      ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
+        transports: [new JsonRpcTransportFactory({ fetchImpl })],
+        cardResolver: new DefaultAgentCardResolver({ fetchImpl: fetch }),
+      }),
     );
     return factory.createFromUrl(`${base}/a2a/${agent}/`);
   };
   const rpc = async (agent: string, body: unknown, key?: string) => {
-    const res = await fetch(`${base}/a2a/${agent}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) }, body: JSON.stringify(body) });
+    const res = await fetch(`${base}/a2a/${agent}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+      body: JSON.stringify(body),
+    });
     return { status: res.status, body: (await res.json()) as any };
   };
   // The delegation's status from its events (works while no gateway serves).
@@ -98,7 +145,14 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     return evs.some((e) => e.type === 'TaskCompleted') ? 'completed' : 'running';
   };
   const rest = async (method: string, url: string, body?: unknown) => {
-    const res = await fetch(`${base}${url}`, { method, headers: { authorization: `Bearer ${admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${admin}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
     return { status: res.status, body: (await res.json()) as any };
   };
 
@@ -112,14 +166,41 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     store = new PostgresEventStore({ pool });
     await store.init();
     agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'a2a' });
-    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, egress: { allowHosts: ['127.0.0.1'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
-    engine = await startWorkflowEngine({ store, pool, nats: nc, logger, databaseUrl, partitions: 2, leaseTickMs: 200, timerPollMs: 50 });
+    dispatcher = await startDispatcher({
+      store,
+      nats: nc,
+      pool,
+      logger,
+      egress: { allowHosts: ['127.0.0.1'] },
+      pollIntervalMs: 100,
+      healthIntervalMs: 200,
+      discoveryIntervalMs: 300,
+      discoveryWaitMs: 150,
+      probeTimeoutMs: 500,
+    });
+    engine = await startWorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl,
+      partitions: 2,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+    });
     admin = '';
     await makeGateway();
     operator = await makeKey('operator');
     viewer = await makeKey('viewer');
     // The dispatcher knows all six agents before the first card is built.
-    await until('six agents known', async () => (await rest('GET', '/api/v1/integration/agents/capabilities')).body.agents?.filter((a: any) => a.kind === 'nats').length === 6, 20_000);
+    await until(
+      'six agents known',
+      async () =>
+        (await rest('GET', '/api/v1/integration/agents/capabilities')).body.agents?.filter(
+          (a: any) => a.kind === 'nats',
+        ).length === 6,
+      20_000,
+    );
   });
 
   after(async () => {
@@ -149,7 +230,11 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
 
     const dir = (await (await fetch(`${base}/.well-known/agent-card.json`)).json()) as any;
     assert.equal(dir.name, 'Switchyard');
-    assert.deepEqual(dir.skills.map((s: any) => s.id).sort(), ['customer_onboarding', 'customer_support', 'revenue_analysis']);
+    assert.deepEqual(dir.skills.map((s: any) => s.id).sort(), [
+      'customer_onboarding',
+      'customer_support',
+      'revenue_analysis',
+    ]);
     const ext = dir.capabilities.extensions.find((e: any) => e.uri === DIRECTORY_EXTENSION_URI);
     assert.equal(ext.params.agents.length, 7);
     const da = ext.params.agents.find((a: any) => a.name === 'data_analyst');
@@ -157,7 +242,9 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.equal((await fetch(`${base}/a2a/nobody/.well-known/agent-card.json`)).status, 404);
 
     // A 1.0 client asking for the 1.0 card gets it in the protocol's JSON form.
-    const v1 = (await (await fetch(`${base}/a2a/data_analyst/.well-known/agent-card.json`, { headers: { 'A2A-Version': '1.0' } })).json()) as any;
+    const v1 = (await (
+      await fetch(`${base}/a2a/data_analyst/.well-known/agent-card.json`, { headers: { 'A2A-Version': '1.0' } })
+    ).json()) as any;
     assert.equal(v1.supportedInterfaces[0].url, `${base}/a2a/data_analyst`);
     assert.equal(v1.securitySchemes.bearer.httpAuthSecurityScheme.scheme, 'bearer');
     // The SDK's client reads the card too.
@@ -165,27 +252,38 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.equal((await c.getAgentCard()).name, 'data_analyst');
   });
 
-  it('message/send revenue_analysis: completed, the artifact equals a REST delegation\'s result; tasks/get reads it, also after a gateway restart', async () => {
+  it("message/send revenue_analysis: completed, the artifact equals a REST delegation's result; tasks/get reads it, also after a gateway restart", async () => {
     const c = await client('data_analyst', operator);
     const input = { timeframe: '12m', topN: 3 };
     const r = (await c.sendMessage(send(dataMsg({ task_type: 'revenue_analysis', input })))) as Task;
     assert.equal(r.status?.state, STATE.completed, JSON.stringify(r.status));
     const ourId = r.metadata?.switchyard_task_id as string;
     assert.ok(ourId);
-    const viaRest = await rest('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'revenue_analysis', context: input, priority: 'normal' });
+    const viaRest = await rest('POST', '/api/v1/integration/agents/delegate?wait=true', {
+      task_type: 'revenue_analysis',
+      context: input,
+      priority: 'normal',
+    });
     assert.equal(viaRest.status, 200);
     assert.deepEqual(resultOf(r), viaRest.body.result);
     // The delegation is a real task of ours, on data_analyst.
     const t = await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`);
-    assert.deepEqual([t.body.status, t.body.agent, t.body.task_type], ['completed', 'data_analyst', 'revenue_analysis']);
+    assert.deepEqual(
+      [t.body.status, t.body.agent, t.body.task_type],
+      ['completed', 'data_analyst', 'revenue_analysis'],
+    );
 
-    const got = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: r.id, historyLength: undefined });
+    const got = await (
+      await client('data_analyst', viewer)
+    ).getTask({ tenant: '', id: r.id, historyLength: undefined });
     assert.equal(got.status?.state, STATE.completed);
     assert.deepEqual(resultOf(got), viaRest.body.result);
 
     await gw.close();
     await makeGateway();
-    const again = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: r.id, historyLength: undefined });
+    const again = await (
+      await client('data_analyst', viewer)
+    ).getTask({ tenant: '', id: r.id, historyLength: undefined });
     assert.equal(again.status?.state, STATE.completed);
     assert.deepEqual(resultOf(again), viaRest.body.result);
   });
@@ -204,25 +302,41 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
         artifact = part?.$case === 'data' ? part.value : undefined;
       }
     }
-    assert.deepEqual(seen, [`task:${STATE.submitted}`, `status:${STATE.working}`, 'artifact', `status:${STATE.completed}`]);
+    assert.deepEqual(seen, [
+      `task:${STATE.submitted}`,
+      `status:${STATE.working}`,
+      'artifact',
+      `status:${STATE.completed}`,
+    ]);
     assert.ok(artifact && typeof artifact === 'object');
   });
 
   it('tasks/cancel of a long task ends canceled, and the delegation is canceled in Switchyard', async () => {
     const c = await client('data_analyst', operator);
-    const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 30_000 } }), { returnImmediately: true }))) as Task;
+    const started = (await c.sendMessage(
+      send(dataMsg({ task_type: 'noop', input: { sleep_ms: 30_000 } }), { returnImmediately: true }),
+    )) as Task;
     const ourId = started.metadata?.switchyard_task_id as string;
-    await until('the noop task working', async () => (await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`)).body.status === 'working', 10_000);
+    await until(
+      'the noop task working',
+      async () => (await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`)).body.status === 'working',
+      10_000,
+    );
     const canceled = await c.cancelTask({ tenant: '', id: started.id, metadata: undefined });
     assert.equal(canceled.status?.state, STATE.canceled);
     assert.equal((await rest('GET', `/api/v1/integration/agents/tasks/${ourId}`)).body.status, 'canceled');
     assert.ok((await store.readStream(taskStreamId(ourId))).some((e) => e.type === 'TaskCanceled'));
-    assert.equal((await c.getTask({ tenant: '', id: started.id, historyLength: undefined })).status?.state, STATE.canceled);
+    assert.equal(
+      (await c.getTask({ tenant: '', id: started.id, historyLength: undefined })).status?.state,
+      STATE.canceled,
+    );
   });
 
   it('tasks/resubscribe follows a running task to its end; a task left running by a stopped gateway is brought up to date by the next read', async () => {
     const c = await client('data_analyst', operator);
-    const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_000, echo: 'again' } }), { returnImmediately: true }))) as Task;
+    const started = (await c.sendMessage(
+      send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_000, echo: 'again' } }), { returnImmediately: true }),
+    )) as Task;
     const states: number[] = [];
     for await (const ev of c.resubscribeTask({ tenant: '', id: started.id })) {
       const p = ev.payload!;
@@ -230,24 +344,49 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     }
     assert.equal(states.at(-1), STATE.completed);
 
-    const left = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_500, echo: 'left' } }), { returnImmediately: true }))) as Task;
+    const left = (await c.sendMessage(
+      send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_500, echo: 'left' } }), { returnImmediately: true }),
+    )) as Task;
     const ourId = left.metadata?.switchyard_task_id as string;
     await gw.close(); // the executor stops following it; the delegation goes on
-    await until('the delegation completed', async () => (await request(`/api/v1/integration/agents/tasks/${ourId}`)) === 'completed', 15_000);
-    const stored = await pool.query(`select task->'status'->>'state' as state from gateway.a2a_tasks where id = $1`, [left.id]);
+    await until(
+      'the delegation completed',
+      async () => (await request(`/api/v1/integration/agents/tasks/${ourId}`)) === 'completed',
+      15_000,
+    );
+    const stored = await pool.query(`select task->'status'->>'state' as state from gateway.a2a_tasks where id = $1`, [
+      left.id,
+    ]);
     assert.notEqual(stored.rows[0].state, 'TASK_STATE_COMPLETED');
     await makeGateway();
-    const got = await (await client('data_analyst', viewer)).getTask({ tenant: '', id: left.id, historyLength: undefined });
+    const got = await (
+      await client('data_analyst', viewer)
+    ).getTask({ tenant: '', id: left.id, historyLength: undefined });
     assert.equal(got.status?.state, STATE.completed);
     assert.deepEqual(resultOf(got), { echo: 'left', slept_ms: 1_500 });
   });
 
   it('auth: no key 401, a viewer may read but not send (403); a bad message is JSON-RPC -32602', async () => {
-    const msg = { jsonrpc: '2.0', id: 1, method: 'message/send', params: { message: { kind: 'message', role: 'user', messageId: 'm1', parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }] } } };
+    const msg = {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'message/send',
+      params: {
+        message: {
+          kind: 'message',
+          role: 'user',
+          messageId: 'm1',
+          parts: [{ kind: 'data', data: { task_type: 'revenue_analysis', input: { timeframe: '30d' } } }],
+        },
+      },
+    };
     const none = await rpc('data_analyst', msg);
     assert.equal(none.status, 401);
     assert.equal(none.body.error.code, -32000);
-    assert.equal((await rpc('data_analyst', msg, 'sy_0000000000000000_wrongwrongwrongwrongwrongwrongwrong')).status, 401);
+    assert.equal(
+      (await rpc('data_analyst', msg, 'sy_0000000000000000_wrongwrongwrongwrongwrongwrongwrong')).status,
+      401,
+    );
     const asViewer = await rpc('data_analyst', msg, viewer);
     assert.equal(asViewer.status, 403);
     assert.equal(asViewer.body.error.data.required_role, 'operator');
@@ -256,21 +395,52 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.equal(ok.body.result.kind, 'task');
     assert.equal(ok.body.result.status.state, 'completed', JSON.stringify(ok.body));
-    const read = await rpc('data_analyst', { jsonrpc: '2.0', id: 2, method: 'tasks/get', params: { id: ok.body.result.id } }, viewer);
+    const read = await rpc(
+      'data_analyst',
+      { jsonrpc: '2.0', id: 2, method: 'tasks/get', params: { id: ok.body.result.id } },
+      viewer,
+    );
     assert.equal(read.status, 200);
     assert.equal(read.body.result.status.state, 'completed');
     assert.equal(read.body.result.artifacts[0].parts[0].kind, 'data');
-    const cancelAsViewer = await rpc('data_analyst', { jsonrpc: '2.0', id: 3, method: 'tasks/cancel', params: { id: ok.body.result.id } }, viewer);
+    const cancelAsViewer = await rpc(
+      'data_analyst',
+      { jsonrpc: '2.0', id: 3, method: 'tasks/cancel', params: { id: ok.body.result.id } },
+      viewer,
+    );
     assert.equal(cancelAsViewer.status, 403);
 
-    const bad = await rpc('data_analyst', { ...msg, params: { message: { ...msg.params.message, parts: [{ kind: 'data', data: { task_type: 'write_blog_post' } }] } } }, operator);
+    const bad = await rpc(
+      'data_analyst',
+      {
+        ...msg,
+        params: {
+          message: { ...msg.params.message, parts: [{ kind: 'data', data: { task_type: 'write_blog_post' } }] },
+        },
+      },
+      operator,
+    );
     assert.equal(bad.body.error.code, -32602, JSON.stringify(bad.body));
     assert.match(bad.body.error.message, /unknown skill/);
-    const noParts = await rpc('data_analyst', { ...msg, params: { message: { ...msg.params.message, parts: [{ kind: 'file', file: { uri: 'http://x/y' } }] } } }, operator);
+    const noParts = await rpc(
+      'data_analyst',
+      {
+        ...msg,
+        params: { message: { ...msg.params.message, parts: [{ kind: 'file', file: { uri: 'http://x/y' } }] } },
+      },
+      operator,
+    );
     assert.equal(noParts.body.error.code, -32602, JSON.stringify(noParts.body));
     assert.equal((await rpc('nobody', msg, operator)).status, 404);
     // A push URL the egress guard refuses is refused with the message, before any task exists.
-    const metadataUrl = await rpc('data_analyst', { ...msg, params: { ...msg.params, configuration: { pushNotificationConfig: { url: 'http://169.254.169.254/latest' } } } }, operator);
+    const metadataUrl = await rpc(
+      'data_analyst',
+      {
+        ...msg,
+        params: { ...msg.params, configuration: { pushNotificationConfig: { url: 'http://169.254.169.254/latest' } } },
+      },
+      operator,
+    );
     assert.equal(metadataUrl.body.error.code, -32602, JSON.stringify(metadataUrl.body));
     assert.match(metadataUrl.body.error.message, /refused/);
   });
@@ -298,10 +468,18 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     assert.deepEqual(resultOf(done), detail.body.output);
     assert.deepEqual(resultOf(done), { runs: 2 });
 
-    const long = (await c.sendMessage(send(dataMsg({ task_type: 'a2a_segments', input: { items: Array.from({ length: 500 }, (_, i) => i) } }), { returnImmediately: true }))) as Task;
+    const long = (await c.sendMessage(
+      send(dataMsg({ task_type: 'a2a_segments', input: { items: Array.from({ length: 500 }, (_, i) => i) } }), {
+        returnImmediately: true,
+      }),
+    )) as Task;
     const longId = long.metadata?.switchyard_execution_id as string;
     assert.equal((await c.cancelTask({ tenant: '', id: long.id, metadata: undefined })).status?.state, STATE.canceled);
-    await until('the execution canceled', async () => (await rest('GET', `/api/v1/workflows/executions/${longId}`)).body.status === 'canceled', 30_000);
+    await until(
+      'the execution canceled',
+      async () => (await rest('GET', `/api/v1/workflows/executions/${longId}`)).body.status === 'canceled',
+      30_000,
+    );
   });
 
   it('an external A2A agent registered by its card URL takes its skills as task types; a delegated task goes to it with message/send', async () => {
@@ -321,42 +499,91 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       securityRequirements: [],
       defaultInputModes: ['application/json'],
       defaultOutputModes: ['application/json'],
-      skills: [{ id: 'double_it', name: 'double it', description: 'n * 2', tags: [], examples: [], inputModes: [], outputModes: [], securityRequirements: [] }],
+      skills: [
+        {
+          id: 'double_it',
+          name: 'double it',
+          description: 'n * 2',
+          tags: [],
+          examples: [],
+          inputModes: [],
+          outputModes: [],
+          securityRequirements: [],
+        },
+      ],
       signatures: [],
     };
     const executor: AgentExecutor = {
       execute: async (ctx, bus) => {
         const part = ctx.userMessage.parts.find((p) => p.content?.$case === 'data');
-        const data = part?.content?.$case === 'data' ? (part.content.value) : {};
+        const data = part?.content?.$case === 'data' ? part.content.value : {};
         seen[seen.length - 1]!.data = data;
         const { taskId, contextId } = ctx;
-        bus.publish(AgentEvent.task({ id: taskId, contextId, status: { state: 1, message: undefined, timestamp: new Date().toISOString() }, artifacts: [], history: [ctx.userMessage], metadata: undefined }));
+        bus.publish(
+          AgentEvent.task({
+            id: taskId,
+            contextId,
+            status: { state: 1, message: undefined, timestamp: new Date().toISOString() },
+            artifacts: [],
+            history: [ctx.userMessage],
+            metadata: undefined,
+          }),
+        );
         bus.publish(
           AgentEvent.artifactUpdate({
             taskId,
             contextId,
-            artifact: { artifactId: 'a', name: 'answer', description: '', parts: [{ content: { $case: 'data', value: { doubled: data.input.n * 2 } }, mediaType: 'application/json', filename: '', metadata: undefined }], metadata: undefined, extensions: [] },
+            artifact: {
+              artifactId: 'a',
+              name: 'answer',
+              description: '',
+              parts: [
+                {
+                  content: { $case: 'data', value: { doubled: data.input.n * 2 } },
+                  mediaType: 'application/json',
+                  filename: '',
+                  metadata: undefined,
+                },
+              ],
+              metadata: undefined,
+              extensions: [],
+            },
             append: false,
             lastChunk: true,
             metadata: undefined,
           }),
         );
-        bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: { state: 3, message: undefined, timestamp: new Date().toISOString() }, metadata: undefined }));
+        bus.publish(
+          AgentEvent.statusUpdate({
+            taskId,
+            contextId,
+            status: { state: 3, message: undefined, timestamp: new Date().toISOString() },
+            metadata: undefined,
+          }),
+        );
       },
       cancelTask: async () => undefined,
     };
     const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
     app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
-    app.use('/rpc', (req, res, next) => {
-      seen.push({ auth: req.headers.authorization, data: undefined });
-      if (req.headers.authorization !== 'Bearer ext-token') return void res.status(401).end();
-      next();
-    }, jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
+    app.use(
+      '/rpc',
+      (req, res, next) => {
+        seen.push({ auth: req.headers.authorization, data: undefined });
+        if (req.headers.authorization !== 'Bearer ext-token') return void res.status(401).end();
+        next();
+      },
+      jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }),
+    );
     const server = await new Promise<http.Server>((resolve) => {
       const s = app.listen(port, '127.0.0.1', () => resolve(s));
     });
     try {
-      const reg = await rest('POST', '/api/v1/integration/agents/external', { name: 'doubler', a2a_card_url: `${extUrl}/.well-known/agent-card.json`, token: 'ext-token' });
+      const reg = await rest('POST', '/api/v1/integration/agents/external', {
+        name: 'doubler',
+        a2a_card_url: `${extUrl}/.well-known/agent-card.json`,
+        token: 'ext-token',
+      });
       assert.equal(reg.status, 201, JSON.stringify(reg.body));
       assert.deepEqual(reg.body.task_types, ['double_it']);
       const caps = await rest('GET', '/api/v1/integration/agents/capabilities');
@@ -365,7 +592,11 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       assert.equal((ev?.data as any).a2a_card_url, `${extUrl}/.well-known/agent-card.json`);
       assert.equal((ev?.data as any).url, `${extUrl}/rpc`);
 
-      const r = await rest('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'double_it', context: { n: 21 }, priority: 'normal' });
+      const r = await rest('POST', '/api/v1/integration/agents/delegate?wait=true', {
+        task_type: 'double_it',
+        context: { n: 21 },
+        priority: 'normal',
+      });
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.deepEqual([r.body.status, r.body.agent], ['completed', 'doubler']);
       assert.deepEqual(r.body.result, { doubled: 42 });
@@ -374,7 +605,10 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       assert.deepEqual(call?.data, { task_type: 'double_it', input: { n: 21 } });
 
       // A card URL that answers nothing useful is refused at registration.
-      const bad = await rest('POST', '/api/v1/integration/agents/external', { name: 'nocard', a2a_card_url: `${extUrl}/nothing-here` });
+      const bad = await rest('POST', '/api/v1/integration/agents/external', {
+        name: 'nocard',
+        a2a_card_url: `${extUrl}/nothing-here`,
+      });
       assert.ok(bad.status >= 400 && bad.status < 600 && bad.status !== 500, JSON.stringify(bad.body));
       assert.equal((await rest('POST', '/api/v1/integration/agents/external', { name: 'neither' })).status, 400);
     } finally {

@@ -37,6 +37,10 @@ export class A2aFeatureModule implements NestModule {
     const island = express();
     island.disable('x-powered-by');
     island.use(this.peer.router());
-    mountNodeHandler(this.http.httpAdapter.getInstance<FastifyInstance>(), ['/a2a/*', '/.well-known/agent-card.json'], island);
+    mountNodeHandler(
+      this.http.httpAdapter.getInstance<FastifyInstance>(),
+      ['/a2a/*', '/.well-known/agent-card.json'],
+      island,
+    );
   }
 }

@@ -28,8 +28,15 @@ const TASK_STATES: Record<TaskView['status'], WorkState> = {
 
 export function taskWorkStatus(v: TaskView): WorkStatus {
   const state = TASK_STATES[v.status];
-  const error = v.status === 'timed_out' && !v.error ? { code: 'timeout', message: `task timed out after ${v.timeout_ms} ms` } : v.error;
-  return { state, ...(state === 'completed' ? { result: v.result } : {}), ...(error ? { error: { code: error.code, message: error.message } } : {}) };
+  const error =
+    v.status === 'timed_out' && !v.error
+      ? { code: 'timeout', message: `task timed out after ${v.timeout_ms} ms` }
+      : v.error;
+  return {
+    state,
+    ...(state === 'completed' ? { result: v.result } : {}),
+    ...(error ? { error: { code: error.code, message: error.message } } : {}),
+  };
 }
 
 /** The capability cards, asked of the dispatcher at most every few seconds. */
@@ -72,8 +79,18 @@ export class AgentBackend implements Backend {
   }
 
   async start(req: WorkRequest, a2aTaskId: string) {
-    const { outcome: r } = await this.commands.execute(new DelegateTask({ task_type: req.skill, context: req.input, priority: req.priority, agent: this.agent }, cid(), keyOf(a2aTaskId), undefined));
-    return { id: r.submitted.task_id, metadata: { switchyard_task_id: r.submitted.task_id, agent: this.agent, task_type: req.skill } };
+    const { outcome: r } = await this.commands.execute(
+      new DelegateTask(
+        { task_type: req.skill, context: req.input, priority: req.priority, agent: this.agent },
+        cid(),
+        keyOf(a2aTaskId),
+        undefined,
+      ),
+    );
+    return {
+      id: r.submitted.task_id,
+      metadata: { switchyard_task_id: r.submitted.task_id, agent: this.agent, task_type: req.skill },
+    };
   }
 
   async status(id: string): Promise<WorkStatus> {
@@ -95,7 +112,11 @@ export class WorkflowBackend implements Backend {
   ) {}
 
   async skills(): Promise<string[]> {
-    return [...new Set((await this.queries.execute(new ListWorkflowDefinitions(undefined, undefined))).definitions.map((d) => d.id))];
+    return [
+      ...new Set(
+        (await this.queries.execute(new ListWorkflowDefinitions(undefined, undefined))).definitions.map((d) => d.id),
+      ),
+    ];
   }
 
   async resolveSkill(name: string): Promise<string | undefined> {
@@ -104,18 +125,32 @@ export class WorkflowBackend implements Backend {
 
   async start(req: WorkRequest, a2aTaskId: string) {
     const stored = await this.queries.execute(new GetWorkflowDefinition(req.skill));
-    const r = await this.workflows.start(stored.definition, req.input, cid(), { wait: false, waitMs: 0, idempotencyKey: keyOf(a2aTaskId) });
+    const r = await this.workflows.start(stored.definition, req.input, cid(), {
+      wait: false,
+      waitMs: 0,
+      idempotencyKey: keyOf(a2aTaskId),
+    });
     const id = String(r.body.execution_id);
-    return { id, metadata: { switchyard_execution_id: id, workflow: req.skill, definition_version: stored.definition.version } };
+    return {
+      id,
+      metadata: { switchyard_execution_id: id, workflow: req.skill, definition_version: stored.definition.version },
+    };
   }
 
   async status(id: string): Promise<WorkStatus> {
-    const d = (await this.queries.execute(new GetExecution(id))).detail as { status: string; output?: unknown; error?: { reason?: string } | null };
+    const d = (await this.queries.execute(new GetExecution(id))).detail as {
+      status: string;
+      output?: unknown;
+      error?: { reason?: string } | null;
+    };
     switch (d.status) {
       case 'completed':
         return { state: 'completed', result: d.output ?? {} };
       case 'failed':
-        return { state: 'failed', error: { code: 'workflow_failed', message: d.error?.reason ?? 'the workflow failed' } };
+        return {
+          state: 'failed',
+          error: { code: 'workflow_failed', message: d.error?.reason ?? 'the workflow failed' },
+        };
       case 'canceled':
         return { state: 'canceled' };
       case 'not_started':

@@ -21,7 +21,8 @@ const bearerScheme = {
     scheme: {
       $case: 'httpAuthSecurityScheme' as const,
       value: {
-        description: 'A Switchyard API key (sy_<id>_<secret>) as a bearer token: viewer for tasks/get and resubscribe, operator to send and cancel. Cards need none.',
+        description:
+          'A Switchyard API key (sy_<id>_<secret>) as a bearer token: viewer for tasks/get and resubscribe, operator to send and cancel. Cards need none.',
         scheme: 'bearer',
         bearerFormat: 'sy_<id>_<secret>',
       },
@@ -45,7 +46,11 @@ function skillOf(s: SkillSource): AgentSkill {
     description: s.description,
     tags: [...s.tags],
     // What a client sends: a data part, or the skill's name as text (see docs/a2a.md).
-    examples: [JSON.stringify({ task_type: s.id, input: s.exampleInput }), `${s.id} ${JSON.stringify(s.exampleInput)}`, s.id],
+    examples: [
+      JSON.stringify({ task_type: s.id, input: s.exampleInput }),
+      `${s.id} ${JSON.stringify(s.exampleInput)}`,
+      s.id,
+    ],
     inputModes: ['application/json', 'text/plain'],
     outputModes: ['application/json'],
     securityRequirements: [],
@@ -55,7 +60,9 @@ function skillOf(s: SkillSource): AgentSkill {
 /** An example input from a JSON schema: each property's example or default, required ones first. */
 export function exampleFromSchema(schema: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const props = (schema as { properties?: Record<string, { examples?: unknown[]; default?: unknown; enum?: unknown[] }> } | undefined)?.properties;
+  const props = (
+    schema as { properties?: Record<string, { examples?: unknown[]; default?: unknown; enum?: unknown[] }> } | undefined
+  )?.properties;
   if (!props || typeof props !== 'object') return out;
   for (const [k, p] of Object.entries(props)) {
     if (!p || typeof p !== 'object') continue;
@@ -84,7 +91,11 @@ export function buildCard(p: {
   readonly url: string;
   readonly base: string;
   readonly skills: readonly SkillSource[];
-  readonly extensions?: AgentCard['capabilities'] extends infer C ? (C extends { extensions: infer E } ? E : never) : never;
+  readonly extensions?: AgentCard['capabilities'] extends infer C
+    ? C extends { extensions: infer E }
+      ? E
+      : never
+    : never;
 }): AgentCard {
   return {
     name: p.name,
@@ -96,7 +107,12 @@ export function buildCard(p: {
     provider: { organization: 'Switchyard', url: p.base },
     version: CARD_VERSION,
     documentationUrl: `${p.base}/docs`,
-    capabilities: { streaming: true, pushNotifications: true, extensions: [...(p.extensions ?? [])], extendedAgentCard: false },
+    capabilities: {
+      streaming: true,
+      pushNotifications: true,
+      extensions: [...(p.extensions ?? [])],
+      extendedAgentCard: false,
+    },
     securitySchemes: bearerScheme,
     securityRequirements: bearerRequired,
     defaultInputModes: ['application/json', 'text/plain'],

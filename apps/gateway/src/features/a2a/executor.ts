@@ -22,7 +22,10 @@ export interface WorkStatus {
 export interface Backend {
   readonly kind: 'task' | 'workflow';
   /** Start the work for A2A task `a2aTaskId` (idempotent on it); the id of our task or execution and metadata for the A2A task. */
-  start(req: WorkRequest, a2aTaskId: string): Promise<{ readonly id: string; readonly metadata: Record<string, unknown> }>;
+  start(
+    req: WorkRequest,
+    a2aTaskId: string,
+  ): Promise<{ readonly id: string; readonly metadata: Record<string, unknown> }>;
   status(id: string): Promise<WorkStatus>;
   /** Cancel it; the status after. Throws AppError `illegal_state` when it already ended. */
   cancel(id: string): Promise<WorkStatus>;
@@ -31,12 +34,26 @@ export interface Backend {
   skills(): Promise<string[]>;
 }
 
-const part = (content: Part['content'], mediaType: string): Part => ({ content, mediaType, filename: '', metadata: undefined });
+const part = (content: Part['content'], mediaType: string): Part => ({
+  content,
+  mediaType,
+  filename: '',
+  metadata: undefined,
+});
 export const dataPart = (value: unknown): Part => part({ $case: 'data', value }, 'application/json');
 export const textPart = (value: string): Part => part({ $case: 'text', value }, 'text/plain');
 
 export function agentMessage(taskId: string, contextId: string, parts: Part[]): Message {
-  return { messageId: randomUUID(), contextId, taskId, role: 2 /* ROLE_AGENT */, parts, metadata: undefined, extensions: [], referenceTaskIds: [] };
+  return {
+    messageId: randomUUID(),
+    contextId,
+    taskId,
+    role: 2 /* ROLE_AGENT */,
+    parts,
+    metadata: undefined,
+    extensions: [],
+    referenceTaskIds: [],
+  };
 }
 
 /** The A2A status of a Switchyard status: failures carry a message with the error (text and data). */
@@ -93,7 +110,11 @@ export class WorkExecutor implements AgentExecutor {
     const started = await this.backend.start(req, taskId);
     const run: Run = { backendId: started.id, contextId, canceled: false };
     this.runs.set(taskId, run);
-    const log = this.log.child({ correlationId: currentCorrelationId(), a2aTaskId: taskId, [this.backend.kind === 'task' ? 'taskId' : 'executionId']: started.id });
+    const log = this.log.child({
+      correlationId: currentCorrelationId(),
+      a2aTaskId: taskId,
+      [this.backend.kind === 'task' ? 'taskId' : 'executionId']: started.id,
+    });
     log.info({ skill: req.skill }, 'a2a task started');
     try {
       bus.publish(
@@ -119,11 +140,30 @@ export class WorkExecutor implements AgentExecutor {
         if (run.canceled) return;
         if (w && w.state !== 'submitted' && !working) {
           working = true;
-          bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: statusOf(taskId, contextId, { state: 'working' }), metadata: undefined }));
+          bus.publish(
+            AgentEvent.statusUpdate({
+              taskId,
+              contextId,
+              status: statusOf(taskId, contextId, { state: 'working' }),
+              metadata: undefined,
+            }),
+          );
         }
         if (w && isFinal(w.state)) {
-          if (w.state === 'completed') bus.publish(AgentEvent.artifactUpdate({ taskId, contextId, artifact: resultArtifact(w.result), append: false, lastChunk: true, metadata: undefined }));
-          bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: statusOf(taskId, contextId, w), metadata: undefined }));
+          if (w.state === 'completed')
+            bus.publish(
+              AgentEvent.artifactUpdate({
+                taskId,
+                contextId,
+                artifact: resultArtifact(w.result),
+                append: false,
+                lastChunk: true,
+                metadata: undefined,
+              }),
+            );
+          bus.publish(
+            AgentEvent.statusUpdate({ taskId, contextId, status: statusOf(taskId, contextId, w), metadata: undefined }),
+          );
           log.info({ state: w.state }, 'a2a task ended');
           return;
         }
@@ -141,7 +181,9 @@ export class WorkExecutor implements AgentExecutor {
     const w = await cancelWork(this.backend, run.backendId, taskId);
     run.canceled = true;
     const { contextId } = run;
-    bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: statusOf(taskId, contextId, w), metadata: undefined }));
+    bus.publish(
+      AgentEvent.statusUpdate({ taskId, contextId, status: statusOf(taskId, contextId, w), metadata: undefined }),
+    );
   };
 
   /** Stop following tasks (gateway shutdown). */
@@ -159,10 +201,12 @@ export class WorkExecutor implements AgentExecutor {
 export async function cancelWork(backend: Backend, backendId: string, a2aTaskId: string): Promise<WorkStatus> {
   try {
     const w = await backend.cancel(backendId);
-    if (w.state !== 'canceled') throw new TaskNotCancelableError(`task ${a2aTaskId} ended ${w.state} before it could be canceled`);
+    if (w.state !== 'canceled')
+      throw new TaskNotCancelableError(`task ${a2aTaskId} ended ${w.state} before it could be canceled`);
     return w;
   } catch (err) {
-    if (err instanceof AppError && (err.code === 'illegal_state' || err.code === 'conflict')) throw new TaskNotCancelableError(`task ${a2aTaskId}: ${err.message}`);
+    if (err instanceof AppError && (err.code === 'illegal_state' || err.code === 'conflict'))
+      throw new TaskNotCancelableError(`task ${a2aTaskId}: ${err.message}`);
     throw err;
   }
 }

@@ -1,8 +1,31 @@
-import type { AgentCard, CancelTaskRequest, GetTaskRequest, Message, SendMessageRequest, StreamResponse, SubscribeToTaskRequest, Task, TaskPushNotificationConfig } from '@a2a-js/sdk';
-import { DefaultRequestHandler, DefaultExecutionEventBusManager, type RequestContext, type ServerCallContext } from '@a2a-js/sdk/server';
+import type {
+  AgentCard,
+  CancelTaskRequest,
+  GetTaskRequest,
+  Message,
+  SendMessageRequest,
+  StreamResponse,
+  SubscribeToTaskRequest,
+  Task,
+  TaskPushNotificationConfig,
+} from '@a2a-js/sdk';
+import {
+  DefaultRequestHandler,
+  DefaultExecutionEventBusManager,
+  type RequestContext,
+  type ServerCallContext,
+} from '@a2a-js/sdk/server';
 import { RequestMalformedError, TaskNotFoundError } from '@a2a-js/sdk/errors';
 import type { EgressGuard, Logger } from '@switchyard/platform';
-import { A2A_STATE, cancelWork, resultArtifact, statusOf, WorkExecutor, type Backend, type WorkStatus } from './executor.js';
+import {
+  A2A_STATE,
+  cancelWork,
+  resultArtifact,
+  statusOf,
+  WorkExecutor,
+  type Backend,
+  type WorkStatus,
+} from './executor.js';
 import { parseWorkRequest, type WorkRequest } from './message.js';
 import type { PushDelivery } from './push.js';
 import { linkOf, type PgPushNotificationStore, type PgTaskStore } from './store.js';
@@ -31,7 +54,11 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     log: Logger,
   ) {
     // The SDK has put the new task's id on the message by now; the check against follow-ups ran in preflight.
-    const executor = new WorkExecutor(backend, (ctx: RequestContext) => parseFor(backend, { ...ctx.userMessage, taskId: '' }), log);
+    const executor = new WorkExecutor(
+      backend,
+      (ctx: RequestContext) => parseFor(backend, { ...ctx.userMessage, taskId: '' }),
+      log,
+    );
     super(card, tasks, executor, new DefaultExecutionEventBusManager(), pushStore, push);
     this.executor = executor;
   }
@@ -41,7 +68,10 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     return super.sendMessage(params, context);
   }
 
-  override async *sendMessageStream(params: SendMessageRequest, context: ServerCallContext): AsyncGenerator<StreamResponse, void, undefined> {
+  override async *sendMessageStream(
+    params: SendMessageRequest,
+    context: ServerCallContext,
+  ): AsyncGenerator<StreamResponse, void, undefined> {
     await this.preflight(params);
     yield* super.sendMessageStream(params, context);
   }
@@ -60,12 +90,18 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     return super.cancelTask(params, context);
   }
 
-  override async *resubscribe(params: SubscribeToTaskRequest, context: ServerCallContext): AsyncGenerator<StreamResponse, void, undefined> {
+  override async *resubscribe(
+    params: SubscribeToTaskRequest,
+    context: ServerCallContext,
+  ): AsyncGenerator<StreamResponse, void, undefined> {
     await this.refresh(params.id, context);
     yield* super.resubscribe(params, context);
   }
 
-  override async createTaskPushNotificationConfig(params: TaskPushNotificationConfig, context: ServerCallContext): Promise<TaskPushNotificationConfig> {
+  override async createTaskPushNotificationConfig(
+    params: TaskPushNotificationConfig,
+    context: ServerCallContext,
+  ): Promise<TaskPushNotificationConfig> {
     await this.checkPushUrl(params.url);
     return super.createTaskPushNotificationConfig(params, context);
   }
@@ -78,8 +114,12 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     } catch {
       throw new RequestMalformedError('pushNotificationConfig.url must be an absolute http(s) URL');
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RequestMalformedError('pushNotificationConfig.url must be http or https');
-    if (url.username || url.password) throw new RequestMalformedError('pushNotificationConfig.url must not carry credentials; use token or authentication');
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new RequestMalformedError('pushNotificationConfig.url must be http or https');
+    if (url.username || url.password)
+      throw new RequestMalformedError(
+        'pushNotificationConfig.url must not carry credentials; use token or authentication',
+      );
     try {
       await this.guard.checkUrlResolved(url);
     } catch (err) {
@@ -118,9 +158,22 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     const ids = { taskId: task.id, contextId: task.contextId };
     if (w.state === 'completed') {
       const artifact = updated.artifacts[0]!;
-      void this.push.send({ payload: { $case: 'artifactUpdate', value: { ...ids, artifact, append: false, lastChunk: true, metadata: undefined } } }, context, updated);
+      void this.push.send(
+        {
+          payload: {
+            $case: 'artifactUpdate',
+            value: { ...ids, artifact, append: false, lastChunk: true, metadata: undefined },
+          },
+        },
+        context,
+        updated,
+      );
     }
-    void this.push.send({ payload: { $case: 'statusUpdate', value: { ...ids, status: updated.status, metadata: undefined } } }, context, updated);
+    void this.push.send(
+      { payload: { $case: 'statusUpdate', value: { ...ids, status: updated.status, metadata: undefined } } },
+      context,
+      updated,
+    );
     return updated;
   }
 }

@@ -18,7 +18,10 @@ export const workRequestSchema = z
     input: z.record(z.string(), z.unknown()).default({}),
     priority: taskPrioritySchema.default('normal'),
   })
-  .refine((v) => v.task_type !== undefined || v.skill !== undefined, { message: 'task_type is required', path: ['task_type'] });
+  .refine((v) => v.task_type !== undefined || v.skill !== undefined, {
+    message: 'task_type is required',
+    path: ['task_type'],
+  });
 
 export interface WorkRequest {
   readonly skill: string;
@@ -29,22 +32,37 @@ export interface WorkRequest {
 /** The largest input an A2A message may carry (the gateway's body limit applies before it, too). */
 const MAX_INPUT_BYTES = 256 * 1024;
 
-const HOW = 'send a data part {"task_type": "<skill id>", "input": {...}} or a text part naming the skill (optionally followed by a JSON object input)';
+const HOW =
+  'send a data part {"task_type": "<skill id>", "input": {...}} or a text part naming the skill (optionally followed by a JSON object input)';
 
 /** The work a message asks for, or RequestMalformedError (-32602) saying why not. `resolve` maps a name or alias to a skill id of this endpoint, undefined when unknown. */
-export function parseWorkRequest(message: Message | undefined, resolve: (name: string) => string | undefined, skills: readonly string[]): WorkRequest {
+export function parseWorkRequest(
+  message: Message | undefined,
+  resolve: (name: string) => string | undefined,
+  skills: readonly string[],
+): WorkRequest {
   if (!message) throw new RequestMalformedError(`message is required; ${HOW}`);
-  if (message.taskId) throw new RequestMalformedError(`task ${message.taskId} takes no further messages: each message starts a new task; ${HOW}`);
+  if (message.taskId)
+    throw new RequestMalformedError(
+      `task ${message.taskId} takes no further messages: each message starts a new task; ${HOW}`,
+    );
   const parts = message.parts ?? [];
   const data = parts.find((p) => p.content?.$case === 'data');
   let raw: unknown;
   if (data?.content?.$case === 'data') {
     raw = data.content.value;
   } else if (parts.length > 0 && parts.every((p) => p.content?.$case === 'text')) {
-    const text = parts.map((p) => (p.content?.$case === 'text' ? p.content.value : '')).join('\n').trim();
+    const text = parts
+      .map((p) => (p.content?.$case === 'text' ? p.content.value : ''))
+      .join('\n')
+      .trim();
     const m = /^([A-Za-z0-9_.-]{1,100})(?:\s+([\s\S]*))?$/.exec(text);
-    if (!m) throw new RequestMalformedError(`the text "${text.slice(0, 80)}" names no skill; ${HOW}; skills: ${skills.join(', ')}`);
-    if (resolve(m[1]!) === undefined) throw new RequestMalformedError(`unknown skill "${m[1]}" for this agent; ${HOW}; skills: ${skills.join(', ')}`);
+    if (!m)
+      throw new RequestMalformedError(
+        `the text "${text.slice(0, 80)}" names no skill; ${HOW}; skills: ${skills.join(', ')}`,
+      );
+    if (resolve(m[1]!) === undefined)
+      throw new RequestMalformedError(`unknown skill "${m[1]}" for this agent; ${HOW}; skills: ${skills.join(', ')}`);
     let input: unknown = {};
     if (m[2] !== undefined && m[2].trim() !== '') {
       try {
@@ -62,9 +80,11 @@ export function parseWorkRequest(message: Message | undefined, resolve: (name: s
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(data)'}: ${i.message}`).join('; ');
     throw new RequestMalformedError(`invalid work request: ${issues}; ${HOW}`);
   }
-  if (JSON.stringify(parsed.data.input).length > MAX_INPUT_BYTES) throw new RequestMalformedError(`input is larger than ${MAX_INPUT_BYTES} bytes`);
+  if (JSON.stringify(parsed.data.input).length > MAX_INPUT_BYTES)
+    throw new RequestMalformedError(`input is larger than ${MAX_INPUT_BYTES} bytes`);
   const name = (parsed.data.task_type ?? parsed.data.skill)!;
   const skill = resolve(name);
-  if (skill === undefined) throw new RequestMalformedError(`unknown skill "${name}" for this agent; skills: ${skills.join(', ')}`);
+  if (skill === undefined)
+    throw new RequestMalformedError(`unknown skill "${name}" for this agent; skills: ${skills.join(', ')}`);
   return { skill, input: parsed.data.input, priority: parsed.data.priority };
 }

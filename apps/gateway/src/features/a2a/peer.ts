@@ -14,7 +14,18 @@ import { McpGatewayClient } from '../mcp/mcp-client.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import { ListWorkflowDefinitions } from '../workflows/queries/index.js';
 import { AgentBackend, CapabilitiesCache, WorkflowBackend } from './backends.js';
-import { A2A_BASE, agentSkills, buildCard, CARD_PATH, cardUrl, DIRECTORY_EXTENSION_URI, endpointUrl, exampleFromSchema, WORKFLOWS_ENDPOINT, type SkillSource } from './cards.js';
+import {
+  A2A_BASE,
+  agentSkills,
+  buildCard,
+  CARD_PATH,
+  cardUrl,
+  DIRECTORY_EXTENSION_URI,
+  endpointUrl,
+  exampleFromSchema,
+  WORKFLOWS_ENDPOINT,
+  type SkillSource,
+} from './cards.js';
 import type { Backend } from './executor.js';
 import { SwitchyardRequestHandler } from './handler.js';
 import { PushDelivery, type PushDeliveryOptions } from './push.js';
@@ -45,14 +56,30 @@ const VIEWER_METHODS = new Set([
 ]);
 
 /** Role a JSON-RPC call needs. */
-export const roleForMethod = (method: unknown): Role => (typeof method === 'string' && VIEWER_METHODS.has(method) ? 'viewer' : 'operator');
+export const roleForMethod = (method: unknown): Role =>
+  typeof method === 'string' && VIEWER_METHODS.has(method) ? 'viewer' : 'operator';
 
 /** A JSON-RPC error answer with an HTTP status (auth and routing happen before the SDK sees the call). */
-function rpcError(req: Request, res: Response, status: number, code: number, message: string, data?: Record<string, unknown>) {
+function rpcError(
+  req: Request,
+  res: Response,
+  status: number,
+  code: number,
+  message: string,
+  data?: Record<string, unknown>,
+) {
   const body = req.body as { id?: unknown } | undefined;
-  const id = body && typeof body === 'object' && !Array.isArray(body) && (typeof body.id === 'string' || typeof body.id === 'number') ? body.id : null;
+  const id =
+    body &&
+    typeof body === 'object' &&
+    !Array.isArray(body) &&
+    (typeof body.id === 'string' || typeof body.id === 'number')
+      ? body.id
+      : null;
   if (status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
-  res.status(status).json({ jsonrpc: '2.0', id, error: { code, message, data: { correlation_id: correlationIdOf(req), ...data } } });
+  res
+    .status(status)
+    .json({ jsonrpc: '2.0', id, error: { code, message, data: { correlation_id: correlationIdOf(req), ...data } } });
 }
 
 interface Endpoint {
@@ -117,12 +144,21 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     if (known) return known;
     let backend: Backend;
     if (name === WORKFLOWS_ENDPOINT) backend = new WorkflowBackend(this.workflows, this.commands, this.queries);
-    else if ((await this.agentNames()).includes(name)) backend = new AgentBackend(name, this.commands, this.queries, this.caps);
+    else if ((await this.agentNames()).includes(name))
+      backend = new AgentBackend(name, this.commands, this.queries, this.caps);
     else return undefined;
     // The card the handler holds is only used for what the SDK checks (interfaces, modes);
     // clients get a card built per request with the address they called.
     const card = await this.card(name, 'http://127.0.0.1');
-    const handler = new SwitchyardRequestHandler(card!, new PgTaskStore(this.pool, name), backend, this.pushStore, this.push, this.guard, this.log.child({ endpoint: name }));
+    const handler = new SwitchyardRequestHandler(
+      card!,
+      new PgTaskStore(this.pool, name),
+      backend,
+      this.pushStore,
+      this.push,
+      this.guard,
+      this.log.child({ endpoint: name }),
+    );
     const userBuilder: UserBuilder = async (req: Request) => {
       const key = (req as Partial<GatewayRequest>).apiKey;
       const userName = actorOf(req);
@@ -136,10 +172,21 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
 
   /** The card of one endpoint as seen from `base` (scheme://host of the request), undefined for an unknown one. */
   async card(name: string, base: string): Promise<AgentCard | undefined> {
-    if (name === WORKFLOWS_ENDPOINT) return this.workflowsCard(base, 'workflows', 'Starts Switchyard workflows (templates and registered definitions): one skill per definition; the task ends with the workflow\'s outputs.');
+    if (name === WORKFLOWS_ENDPOINT)
+      return this.workflowsCard(
+        base,
+        'workflows',
+        "Starts Switchyard workflows (templates and registered definitions): one skill per definition; the task ends with the workflow's outputs.",
+      );
     const caps = (await this.caps.get()).agents.find((a) => a.agent === name && a.kind === 'nats');
     if (!caps) return undefined;
-    return buildCard({ name, description: caps.description, url: endpointUrl(base, name), base, skills: agentSkills(caps) });
+    return buildCard({
+      name,
+      description: caps.description,
+      url: endpointUrl(base, name),
+      base,
+      skills: agentSkills(caps),
+    });
   }
 
   private async workflowSkills(): Promise<SkillSource[]> {
@@ -153,22 +200,53 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     }));
   }
 
-  private async workflowsCard(base: string, name: string, description: string, extensions: AgentCard['capabilities'] extends infer C ? (C extends { extensions: infer E } ? E : never) : never = []) {
-    return buildCard({ name, description, url: endpointUrl(base, WORKFLOWS_ENDPOINT), base, skills: await this.workflowSkills(), extensions });
+  private async workflowsCard(
+    base: string,
+    name: string,
+    description: string,
+    extensions: AgentCard['capabilities'] extends infer C
+      ? C extends { extensions: infer E }
+        ? E
+        : never
+      : never = [],
+  ) {
+    return buildCard({
+      name,
+      description,
+      url: endpointUrl(base, WORKFLOWS_ENDPOINT),
+      base,
+      skills: await this.workflowSkills(),
+      extensions,
+    });
   }
 
   /** The directory: "Switchyard", whose skills are the workflows and whose extension lists every agent's card. */
   async directoryCard(base: string): Promise<AgentCard> {
     const agents = (await this.caps.get()).agents.filter((a) => a.kind === 'nats');
     const list = [
-      ...agents.map((a) => ({ name: a.agent, description: a.description, url: endpointUrl(base, a.agent), card_url: cardUrl(base, a.agent) })),
-      { name: WORKFLOWS_ENDPOINT, description: 'Workflow starts', url: endpointUrl(base, WORKFLOWS_ENDPOINT), card_url: cardUrl(base, WORKFLOWS_ENDPOINT) },
+      ...agents.map((a) => ({
+        name: a.agent,
+        description: a.description,
+        url: endpointUrl(base, a.agent),
+        card_url: cardUrl(base, a.agent),
+      })),
+      {
+        name: WORKFLOWS_ENDPOINT,
+        description: 'Workflow starts',
+        url: endpointUrl(base, WORKFLOWS_ENDPOINT),
+        card_url: cardUrl(base, WORKFLOWS_ENDPOINT),
+      },
     ];
     const description =
       'Switchyard: an orchestration backend for MCP tool servers and AI agents. This card starts workflows (its skills); ' +
       `each agent is an A2A agent of its own: ${list.map((a) => `${a.name} (${a.card_url})`).join(', ')}.`;
     return this.workflowsCard(base, 'Switchyard', description, [
-      { uri: DIRECTORY_EXTENSION_URI, description: 'The agents of this system and their cards', required: false, params: { agents: list } },
+      {
+        uri: DIRECTORY_EXTENSION_URI,
+        description: 'The agents of this system and their cards',
+        required: false,
+        params: { agents: list },
+      },
     ]);
   }
 
@@ -176,25 +254,37 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
   router(): express.Router {
     const r = express.Router();
     const baseOf = (req: Request) => `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`;
-    const serveCard = (provider: (req: Request) => Promise<AgentCard | undefined>): RequestHandler => (req, res, next) => {
-      void provider(req)
-        .then((card) => {
-          if (!card) return rpcError(req, res, 404, -32601, `no A2A agent at ${req.originalUrl}`);
-          // A 1.x client gets the card in the protocol's JSON form; others (no header: 0.3) the 0.3 card.
-          if (/^1(\.|$)/.test(req.header('A2A-Version') ?? '')) {
-            res.setHeader('Cache-Control', 'public, max-age=60');
-            res.append('Vary', 'A2A-Version');
-            return void res.status(200).json(AgentCard.toJSON(card));
-          }
-          agentCardHandler({ agentCardProvider: async () => card, cache: { maxAge: 60 }, legacyCompat: { enabled: true } })(req, res, next);
-        })
-        .catch((err: unknown) => {
-          this.log.warn({ err, correlationId: correlationIdOf(req) }, 'agent card unavailable');
-          rpcError(req, res, 503, -32603, 'the agent card cannot be built now (the dispatcher does not answer)');
-        });
-    };
-    r.use(CARD_PATH, serveCard((req) => this.directoryCard(baseOf(req))));
-    r.use(`${A2A_BASE}/:endpoint${CARD_PATH}`, serveCard((req) => this.card(String(req.params.endpoint), baseOf(req))));
+    const serveCard =
+      (provider: (req: Request) => Promise<AgentCard | undefined>): RequestHandler =>
+      (req, res, next) => {
+        void provider(req)
+          .then((card) => {
+            if (!card) return rpcError(req, res, 404, -32601, `no A2A agent at ${req.originalUrl}`);
+            // A 1.x client gets the card in the protocol's JSON form; others (no header: 0.3) the 0.3 card.
+            if (/^1(\.|$)/.test(req.header('A2A-Version') ?? '')) {
+              res.setHeader('Cache-Control', 'public, max-age=60');
+              res.append('Vary', 'A2A-Version');
+              return void res.status(200).json(AgentCard.toJSON(card));
+            }
+            agentCardHandler({
+              agentCardProvider: async () => card,
+              cache: { maxAge: 60 },
+              legacyCompat: { enabled: true },
+            })(req, res, next);
+          })
+          .catch((err: unknown) => {
+            this.log.warn({ err, correlationId: correlationIdOf(req) }, 'agent card unavailable');
+            rpcError(req, res, 503, -32603, 'the agent card cannot be built now (the dispatcher does not answer)');
+          });
+      };
+    r.use(
+      CARD_PATH,
+      serveCard((req) => this.directoryCard(baseOf(req))),
+    );
+    r.use(
+      `${A2A_BASE}/:endpoint${CARD_PATH}`,
+      serveCard((req) => this.card(String(req.params.endpoint), baseOf(req))),
+    );
     r.use(`${A2A_BASE}/:endpoint`, (req, res, next) => {
       if (req.path !== '/' && req.path !== '') return next();
       if (req.method !== 'POST') {
@@ -204,14 +294,31 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
       // 1. who: a key is required when auth is on; 2. what it may do: by the JSON-RPC method.
       if (this.options.auth.enabled) {
         const key = (req as unknown as Partial<GatewayRequest>).apiKey;
-        if (!key) return rpcError(req, res, 401, -32000, (req as unknown as AuthRequest)[AUTH_FAILED] ? 'the API key is invalid or revoked' : 'an API key is required (Authorization: Bearer sy_...)');
+        if (!key)
+          return rpcError(
+            req,
+            res,
+            401,
+            -32000,
+            (req as unknown as AuthRequest)[AUTH_FAILED]
+              ? 'the API key is invalid or revoked'
+              : 'an API key is required (Authorization: Bearer sy_...)',
+          );
         const need = roleForMethod((req.body as { method?: unknown } | undefined)?.method);
         const have = roleSchema.safeParse(key.role);
-        if (!have.success || !roleSatisfies(have.data, need)) return rpcError(req, res, 403, -32000, `this call needs the ${need} role`, { required_role: need });
+        if (!have.success || !roleSatisfies(have.data, need))
+          return rpcError(req, res, 403, -32000, `this call needs the ${need} role`, { required_role: need });
       }
       // 3. a body the gateway's parser refused (not JSON, too large) is a JSON-RPC parse error.
       const inputError = deferredInputError(req);
-      if (inputError !== undefined) return rpcError(req, res, (inputError as { status?: number }).status === 413 ? 413 : 400, -32700, `the body is not acceptable JSON: ${(inputError as Error).message ?? 'parse error'}`);
+      if (inputError !== undefined)
+        return rpcError(
+          req,
+          res,
+          (inputError as { status?: number }).status === 413 ? 413 : 400,
+          -32700,
+          `the body is not acceptable JSON: ${(inputError as Error).message ?? 'parse error'}`,
+        );
       const name = String(req.params.endpoint);
       void this.endpoint(name)
         .then((ep) => {

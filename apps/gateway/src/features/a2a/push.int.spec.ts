@@ -8,7 +8,13 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { StreamResponse, type Message, type SendMessageRequest, type Task } from '@a2a-js/sdk';
-import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client';
+import {
+  ClientFactory,
+  ClientFactoryOptions,
+  DefaultAgentCardResolver,
+  JsonRpcTransportFactory,
+  type Client,
+} from '@a2a-js/sdk/client';
 import { parseServerConfig, startConnectors, type RunningConnectors } from '@switchyard/connectors';
 import { runMcpServer, type RunningMcpServer } from '@switchyard/mcp-servers';
 import { closeNats, connectNats, type NatsConnection } from '@switchyard/messaging';
@@ -70,7 +76,12 @@ async function receiver(answer: (key: string, n: number) => number = () => 200) 
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-  return { url, received, delivered: () => received.filter((r) => r.status < 300), close: () => new Promise<void>((r) => (server.close(() => r()), server.closeAllConnections())) };
+  return {
+    url,
+    received,
+    delivered: () => received.filter((r) => r.status < 300),
+    close: () => new Promise<void>((r) => (server.close(() => r()), server.closeAllConnections())),
+  };
 }
 
 const STATES = ['', 'SUBMITTED', 'WORKING', 'COMPLETED', 'FAILED', 'CANCELED'];
@@ -85,16 +96,36 @@ function what(body: any): string {
 }
 
 function dataMsg(value: unknown): Message {
-  return { messageId: randomUUID(), contextId: '', taskId: '', role: 1, parts: [{ content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined }], metadata: undefined, extensions: [], referenceTaskIds: [] };
+  return {
+    messageId: randomUUID(),
+    contextId: '',
+    taskId: '',
+    role: 1,
+    parts: [{ content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined }],
+    metadata: undefined,
+    extensions: [],
+    referenceTaskIds: [],
+  };
 }
-function send(message: Message, push: { url: string; token?: string; authentication?: { scheme: string; credentials: string } }, returnImmediately = false): SendMessageRequest {
+function send(
+  message: Message,
+  push: { url: string; token?: string; authentication?: { scheme: string; credentials: string } },
+  returnImmediately = false,
+): SendMessageRequest {
   return {
     tenant: '',
     message,
     configuration: {
       acceptedOutputModes: [],
       returnImmediately,
-      taskPushNotificationConfig: { tenant: '', id: '', taskId: '', url: push.url, token: push.token ?? '', authentication: push.authentication },
+      taskPushNotificationConfig: {
+        tenant: '',
+        id: '',
+        taskId: '',
+        url: push.url,
+        token: push.token ?? '',
+        authentication: push.authentication,
+      },
     },
     metadata: undefined,
   };
@@ -119,7 +150,12 @@ describe('A2A push notifications through the automation server (SDK client -> ga
     gw = await createGateway(
       { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
       {
-        modules: [AgentsFeatureModule, WorkflowsFeatureModule, McpFeatureModule, A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] }, push: { backoffMs: 100 } })],
+        modules: [
+          AgentsFeatureModule,
+          WorkflowsFeatureModule,
+          McpFeatureModule,
+          A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] }, push: { backoffMs: 100 } }),
+        ],
         auth: { enabled: true, ...(admin ? { adminKey: admin } : { printAdminKey: (k: string) => void (admin = k) }) },
       },
     );
@@ -132,17 +168,31 @@ describe('A2A push notifications through the automation server (SDK client -> ga
       return fetch(input, { ...init, headers });
     };
     const factory = new ClientFactory(
-      ClientFactoryOptions.createFrom(ClientFactoryOptions.default, { transports: [new JsonRpcTransportFactory({ fetchImpl })], cardResolver: new DefaultAgentCardResolver({ fetchImpl: fetch }) }),
+      ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
+        transports: [new JsonRpcTransportFactory({ fetchImpl })],
+        cardResolver: new DefaultAgentCardResolver({ fetchImpl: fetch }),
+      }),
     );
     return factory.createFromUrl(`${base}/a2a/data_analyst/`);
   };
   const rest = async (method: string, url: string, body?: unknown) => {
-    const res = await fetch(`${base}${url}`, { method, headers: { authorization: `Bearer ${admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${admin}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
     return { status: res.status, body: (await res.json()) as any };
   };
   /** The automation server's records of a task's deliveries, through the gateway's MCP call endpoint. */
   const deliveriesOf = async (taskId: string) => {
-    const r = await rest('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'list_queued_deliveries', arguments: { limit: 500 } });
+    const r = await rest('POST', '/api/v1/integration/mcp/call', {
+      server: 'automation',
+      tool: 'list_queued_deliveries',
+      arguments: { limit: 500 },
+    });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     return (r.body.result.deliveries as any[]).filter((d) => d.ordering_key.startsWith(`a2a:${taskId}:`));
   };
@@ -157,20 +207,70 @@ describe('A2A push notifications through the automation server (SDK client -> ga
     store = new PostgresEventStore({ pool });
     await store.init();
     agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'a2apush' });
-    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    dispatcher = await startDispatcher({
+      store,
+      nats: nc,
+      pool,
+      logger,
+      pollIntervalMs: 100,
+      healthIntervalMs: 200,
+      discoveryIntervalMs: 300,
+      discoveryWaitMs: 150,
+      probeTimeoutMs: 500,
+    });
     // The automation server as the launcher runs it, loopback receivers allowed, a short wait before a round is sent again.
     automation = await runMcpServer('automation', {
       port: await freePort(),
       logger,
-      env: { DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true', WEBHOOK_ALLOW_LOOPBACK: 'true', SCHEDULER_INTERVAL_MS: '100', WEBHOOK_RETRY_FIRST_MS: '200', WEBHOOK_RETRY_MAX_MS: '400' },
+      env: {
+        DATABASE_URL: databaseUrl,
+        LOG_LEVEL: 'silent',
+        MCP_AUTH_DISABLED: 'true',
+        WEBHOOK_ALLOW_LOOPBACK: 'true',
+        SCHEDULER_INTERVAL_MS: '100',
+        WEBHOOK_RETRY_FIRST_MS: '200',
+        WEBHOOK_RETRY_MAX_MS: '400',
+      },
     });
-    const fast = { timeouts: { connect_ms: 5_000, call_ms: 10_000 }, retry: { max_attempts: 2, initial_delay_ms: 50, max_delay_ms: 100 }, reconnect: { initial_delay_ms: 100, max_delay_ms: 500 } };
-    connectors = await startConnectors({ nats: nc, registry: [parseServerConfig({ name: 'automation', role: 'automation', transport: { kind: 'http', url: automation.url! }, ...fast })], logger, sharedCalls: false });
+    const fast = {
+      timeouts: { connect_ms: 5_000, call_ms: 10_000 },
+      retry: { max_attempts: 2, initial_delay_ms: 50, max_delay_ms: 100 },
+      reconnect: { initial_delay_ms: 100, max_delay_ms: 500 },
+    };
+    connectors = await startConnectors({
+      nats: nc,
+      registry: [
+        parseServerConfig({
+          name: 'automation',
+          role: 'automation',
+          transport: { kind: 'http', url: automation.url! },
+          ...fast,
+        }),
+      ],
+      logger,
+      sharedCalls: false,
+    });
     await makeGateway();
-    const res = await fetch(`${base}/api/v1/admin/api-keys`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'push-operator', role: 'operator' }) });
+    const res = await fetch(`${base}/api/v1/admin/api-keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'push-operator', role: 'operator' }),
+    });
     operator = ((await res.json()) as { key: string }).key;
-    await until('the agents known', async () => (await rest('GET', '/api/v1/integration/agents/capabilities')).body.agents?.some((a: any) => a.agent === 'data_analyst'), 20_000);
-    await until('the automation server connected', async () => (await rest('GET', '/api/v1/integration/mcp/health')).body.servers?.every((s: any) => s.state === 'up'), 20_000);
+    await until(
+      'the agents known',
+      async () =>
+        (await rest('GET', '/api/v1/integration/agents/capabilities')).body.agents?.some(
+          (a: any) => a.agent === 'data_analyst',
+        ),
+      20_000,
+    );
+    await until(
+      'the automation server connected',
+      async () =>
+        (await rest('GET', '/api/v1/integration/mcp/health')).body.servers?.every((s: any) => s.state === 'up'),
+      20_000,
+    );
   });
 
   after(async () => {
@@ -190,9 +290,22 @@ describe('A2A push notifications through the automation server (SDK client -> ga
     const rx = await receiver();
     try {
       const c = await client(operator);
-      const task = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 200 } }), { url: rx.url, token: 'tok-1', authentication: { scheme: 'Bearer', credentials: 'cred-1' } }))) as Task;
-      await until('the completed notification', () => rx.delivered().some((r) => what(r.body) === 'status:COMPLETED'), 15_000);
-      assert.deepEqual(rx.delivered().map((r) => what(r.body)), ['task:SUBMITTED', 'status:WORKING', 'artifact', 'status:COMPLETED']);
+      const task = (await c.sendMessage(
+        send(dataMsg({ task_type: 'noop', input: { sleep_ms: 200 } }), {
+          url: rx.url,
+          token: 'tok-1',
+          authentication: { scheme: 'Bearer', credentials: 'cred-1' },
+        }),
+      )) as Task;
+      await until(
+        'the completed notification',
+        () => rx.delivered().some((r) => what(r.body) === 'status:COMPLETED'),
+        15_000,
+      );
+      assert.deepEqual(
+        rx.delivered().map((r) => what(r.body)),
+        ['task:SUBMITTED', 'status:WORKING', 'artifact', 'status:COMPLETED'],
+      );
       for (const r of rx.received) {
         assert.equal(r.token, 'tok-1');
         assert.equal(r.authorization, 'Bearer cred-1');
@@ -205,7 +318,12 @@ describe('A2A push notifications through the automation server (SDK client -> ga
       assert.equal(final.$case === 'statusUpdate' && final.value.taskId, task.id);
       // The receiver's answer is recorded just after it was sent.
       let listed: any[] = [];
-      await until('the four deliveries recorded delivered', async () => (listed = await deliveriesOf(task.id)).length === 4 && listed.every((d) => d.status === 'delivered'), 10_000);
+      await until(
+        'the four deliveries recorded delivered',
+        async () =>
+          (listed = await deliveriesOf(task.id)).length === 4 && listed.every((d) => d.status === 'delivered'),
+        10_000,
+      );
       assert.ok(listed.every((d) => d.response_status === 200 && d.format === 'a2a' && d.token === undefined));
     } finally {
       await rx.close();
@@ -224,13 +342,20 @@ describe('A2A push notifications through the automation server (SDK client -> ga
           method: 'message/send',
           params: {
             configuration: { blocking: true, pushNotificationConfig: { url: rx.url, token: 'tok-03' } },
-            message: { kind: 'message', role: 'user', messageId: randomUUID(), parts: [{ kind: 'data', data: { task_type: 'noop', input: { sleep_ms: 100 } } }] },
+            message: {
+              kind: 'message',
+              role: 'user',
+              messageId: randomUUID(),
+              parts: [{ kind: 'data', data: { task_type: 'noop', input: { sleep_ms: 100 } } }],
+            },
           },
         }),
       });
       assert.equal(res.status, 200);
       await until('the completed task', () => rx.delivered().some((r) => r.body.status?.state === 'completed'), 15_000);
-      assert.ok(rx.received.every((r) => r.body.kind === 'task' && r.token === 'tok-03' && r.type === 'application/json'));
+      assert.ok(
+        rx.received.every((r) => r.body.kind === 'task' && r.token === 'tok-03' && r.type === 'application/json'),
+      );
       assert.equal(rx.delivered().at(-1)!.body.status.state, 'completed');
     } finally {
       await rx.close();
@@ -242,13 +367,29 @@ describe('A2A push notifications through the automation server (SDK client -> ga
     const rx = await receiver(() => (failures++ < 2 ? 503 : 200));
     try {
       const c = await client(operator);
-      const task = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 100 } }), { url: rx.url, token: 'tok-2' }))) as Task;
-      await until('the completed notification', () => rx.delivered().some((r) => what(r.body) === 'status:COMPLETED'), 15_000);
-      assert.deepEqual(rx.delivered().map((r) => what(r.body)), ['task:SUBMITTED', 'status:WORKING', 'artifact', 'status:COMPLETED']);
+      const task = (await c.sendMessage(
+        send(dataMsg({ task_type: 'noop', input: { sleep_ms: 100 } }), { url: rx.url, token: 'tok-2' }),
+      )) as Task;
+      await until(
+        'the completed notification',
+        () => rx.delivered().some((r) => what(r.body) === 'status:COMPLETED'),
+        15_000,
+      );
+      assert.deepEqual(
+        rx.delivered().map((r) => what(r.body)),
+        ['task:SUBMITTED', 'status:WORKING', 'artifact', 'status:COMPLETED'],
+      );
       // The first event took three sends (two 503s), each later one a single send.
-      assert.deepEqual(rx.received.map((r) => r.status), [503, 503, 200, 200, 200, 200]);
+      assert.deepEqual(
+        rx.received.map((r) => r.status),
+        [503, 503, 200, 200, 200, 200],
+      );
       assert.equal(new Set(rx.received.map((r) => r.key)).size, 4);
-      await until('the deliveries recorded delivered', async () => (await deliveriesOf(task.id)).every((d) => d.status === 'delivered'), 10_000);
+      await until(
+        'the deliveries recorded delivered',
+        async () => (await deliveriesOf(task.id)).every((d) => d.status === 'delivered'),
+        10_000,
+      );
     } finally {
       await rx.close();
     }
@@ -257,10 +398,20 @@ describe('A2A push notifications through the automation server (SDK client -> ga
   it('refuses a push URL the egress guard refuses (-32602), before anything is queued', async () => {
     const c = await client(operator);
     await assert.rejects(
-      () => c.sendMessage(send(dataMsg({ task_type: 'noop', input: {} }), { url: 'http://169.254.169.254/latest/meta-data', token: 'x' })),
+      () =>
+        c.sendMessage(
+          send(dataMsg({ task_type: 'noop', input: {} }), {
+            url: 'http://169.254.169.254/latest/meta-data',
+            token: 'x',
+          }),
+        ),
       (err: Error) => /refused|egress|linkLocal/i.test(err.message),
     );
-    const r = await rest('POST', '/api/v1/integration/mcp/call', { server: 'automation', tool: 'list_queued_deliveries', arguments: {} });
+    const r = await rest('POST', '/api/v1/integration/mcp/call', {
+      server: 'automation',
+      tool: 'list_queued_deliveries',
+      arguments: {},
+    });
     assert.ok((r.body.result.deliveries as any[]).every((d) => !d.url.includes('169.254')));
   });
 
@@ -268,22 +419,36 @@ describe('A2A push notifications through the automation server (SDK client -> ga
     const rx = await receiver();
     try {
       const c = await client(operator);
-      const started = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 3000 } }), { url: rx.url, token: 'tok-4' }, true))) as Task;
+      const started = (await c.sendMessage(
+        send(dataMsg({ task_type: 'noop', input: { sleep_ms: 3000 } }), { url: rx.url, token: 'tok-4' }, true),
+      )) as Task;
       // Stopped at once: the notifications handed over so far are drained, the task's end is seen by no gateway.
       await gw!.close();
       gw = undefined;
       const ourTask = String((started.metadata as Record<string, unknown>).switchyard_task_id);
-      await until('the delegation completed with no gateway', async () => (await store.readStream(taskStreamId(ourTask))).some((e) => e.type === 'TaskCompleted'), 20_000);
+      await until(
+        'the delegation completed with no gateway',
+        async () => (await store.readStream(taskStreamId(ourTask))).some((e) => e.type === 'TaskCompleted'),
+        20_000,
+      );
       const before = rx.delivered().map((r) => what(r.body));
       assert.ok(!before.includes('status:COMPLETED'));
       await makeGateway();
       const c2 = await client(operator);
       const read = await c2.getTask({ tenant: '', id: started.id, historyLength: 0 });
       assert.equal(read.status?.state, 3);
-      await until('the completed notification after the read', () => rx.delivered().some((r) => what(r.body) === 'status:COMPLETED'), 15_000);
+      await until(
+        'the completed notification after the read',
+        () => rx.delivered().some((r) => what(r.body) === 'status:COMPLETED'),
+        15_000,
+      );
       // A second read finds the task ended: nothing more is pushed.
       await c2.getTask({ tenant: '', id: started.id, historyLength: 0 });
-      await until('the deliveries recorded delivered', async () => (await deliveriesOf(started.id)).every((d) => d.status === 'delivered'), 10_000);
+      await until(
+        'the deliveries recorded delivered',
+        async () => (await deliveriesOf(started.id)).every((d) => d.status === 'delivered'),
+        10_000,
+      );
       const seen = rx.delivered().map((r) => what(r.body));
       assert.equal(seen.filter((w) => w === 'status:COMPLETED').length, 1);
       assert.equal(seen.filter((w) => w === 'artifact').length, 1);
@@ -301,22 +466,40 @@ describe('A2A push notifications through the automation server (SDK client -> ga
     const rx = await receiver(() => (gatewayUp ? 503 : 200));
     try {
       const c = await client(operator);
-      const task = (await c.sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 100 } }), { url: rx.url, token: 'tok-3' }))) as Task;
+      const task = (await c.sendMessage(
+        send(dataMsg({ task_type: 'noop', input: { sleep_ms: 100 } }), { url: rx.url, token: 'tok-3' }),
+      )) as Task;
       assert.equal(task.status?.state, 3);
       await gw!.close();
       gw = undefined;
       gatewayUp = false;
       const stoppedAt = Date.now();
-      await until('the completed notification after the gateway stopped', () => rx.delivered().some((r) => what(r.body) === 'status:COMPLETED'), 20_000);
-      assert.deepEqual(rx.delivered().map((r) => what(r.body)), ['task:SUBMITTED', 'status:WORKING', 'artifact', 'status:COMPLETED']);
+      await until(
+        'the completed notification after the gateway stopped',
+        () => rx.delivered().some((r) => what(r.body) === 'status:COMPLETED'),
+        20_000,
+      );
+      assert.deepEqual(
+        rx.delivered().map((r) => what(r.body)),
+        ['task:SUBMITTED', 'status:WORKING', 'artifact', 'status:COMPLETED'],
+      );
       assert.ok(rx.delivered().every((r) => r.at >= stoppedAt && r.token === 'tok-3'));
       const completedKey = rx.delivered().at(-1)!.key;
       assert.equal(rx.delivered().filter((r) => r.key === completedKey).length, 1);
-      const rows = async () => (await pool.query(`select status from automation.scheduled_deliveries where ordering_key like $1`, [`a2a:${task.id}:%`])).rows;
-      await until('the four deliveries recorded delivered', async () => {
-        const r = await rows();
-        return r.length === 4 && r.every((x) => x.status === 'delivered');
-      }, 10_000);
+      const rows = async () =>
+        (
+          await pool.query(`select status from automation.scheduled_deliveries where ordering_key like $1`, [
+            `a2a:${task.id}:%`,
+          ])
+        ).rows;
+      await until(
+        'the four deliveries recorded delivered',
+        async () => {
+          const r = await rows();
+          return r.length === 4 && r.every((x) => x.status === 'delivered');
+        },
+        10_000,
+      );
     } finally {
       await rx.close();
       if (!gw) await makeGateway();

@@ -1,6 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { StreamResponse, Task, TaskPushNotificationConfig } from '@a2a-js/sdk';
-import { V1PushNotificationSerializer, type PushNotificationSender, type PushNotificationSerializer, type ServerCallContext } from '@a2a-js/sdk/server';
+import {
+  V1PushNotificationSerializer,
+  type PushNotificationSender,
+  type PushNotificationSerializer,
+  type ServerCallContext,
+} from '@a2a-js/sdk/server';
 import { V03PushNotificationSerializer } from '@a2a-js/sdk/compat/v0_3/server';
 import { z } from 'zod';
 import { isAppError, newId, type Logger } from '@switchyard/platform';
@@ -15,7 +20,13 @@ export const PUSH_DELIVERY_TOOL = 'queue_webhook';
 
 /** What the delivery needs of the MCP client: one tool call (the gateway's McpGatewayClient). */
 export interface ToolCaller {
-  call(server: string, tool: string, args: Record<string, unknown>, correlationId: string, timeoutMs?: number): Promise<{ result: unknown }>;
+  call(
+    server: string,
+    tool: string,
+    args: Record<string, unknown>,
+    correlationId: string,
+    timeoutMs?: number,
+  ): Promise<{ result: unknown }>;
 }
 
 export interface PushDeliveryOptions {
@@ -46,12 +57,26 @@ export const pushHandoffSchema = z.object({
 export type PushHandoff = z.infer<typeof pushHandoffSchema>;
 
 /** What the tool answers (its `delivery`). */
-const queuedReplySchema = z.object({ delivery: z.object({ delivery_id: z.string(), status: z.string(), deduplicated: z.boolean().optional() }).passthrough() });
+const queuedReplySchema = z.object({
+  delivery: z
+    .object({ delivery_id: z.string(), status: z.string(), deduplicated: z.boolean().optional() })
+    .passthrough(),
+});
 
 /** A config id as a key part: kept when short and plain, else its hash (the whole key must stay within 200 characters). */
-const keyPart = (s: string) => (/^[A-Za-z0-9_.-]{1,64}$/.test(s) ? s : createHash('sha256').update(s).digest('hex').slice(0, 32));
+const keyPart = (s: string) =>
+  /^[A-Za-z0-9_.-]{1,64}$/.test(s) ? s : createHash('sha256').update(s).digest('hex').slice(0, 32);
 
-const STATE_NAMES: Record<number, string> = { 1: 'submitted', 2: 'working', 3: 'completed', 4: 'failed', 5: 'canceled', 6: 'input-required', 7: 'rejected', 8: 'auth-required' };
+const STATE_NAMES: Record<number, string> = {
+  1: 'submitted',
+  2: 'working',
+  3: 'completed',
+  4: 'failed',
+  5: 'canceled',
+  6: 'input-required',
+  7: 'rejected',
+  8: 'auth-required',
+};
 const stateName = (n: number | undefined) => STATE_NAMES[n ?? 0] ?? String(n ?? 0);
 
 /**
@@ -77,7 +102,13 @@ export function eventKeyOf(sr: StreamResponse): { event: string; key: string } |
 }
 
 /** The hand-off of one notification to one config: the body and content type as the SDK serializes them for the config's wire version. */
-export function handoffFor(taskId: string, config: TaskPushNotificationConfig, sr: StreamResponse, task: Task | undefined, serializer: PushNotificationSerializer): PushHandoff | undefined {
+export function handoffFor(
+  taskId: string,
+  config: TaskPushNotificationConfig,
+  sr: StreamResponse,
+  task: Task | undefined,
+  serializer: PushNotificationSerializer,
+): PushHandoff | undefined {
   const ev = eventKeyOf(sr);
   if (!ev) return undefined;
   const { body, contentType } = serializer.serialize(sr, task);
@@ -92,7 +123,9 @@ export function handoffFor(taskId: string, config: TaskPushNotificationConfig, s
     content_type: contentType === 'application/a2a+json' ? 'application/a2a+json' : 'application/json',
     ...(config.token ? { token: config.token } : {}),
     // As the SDK's own sender: Authorization only when both scheme and credentials are set.
-    ...(auth?.scheme && auth.credentials ? { authentication: { scheme: auth.scheme, credentials: auth.credentials } } : {}),
+    ...(auth?.scheme && auth.credentials
+      ? { authentication: { scheme: auth.scheme, credentials: auth.credentials } }
+      : {}),
     idempotency_key: `${ordering}:${ev.key}`,
     ordering_key: ordering,
   });
@@ -110,7 +143,10 @@ export function handoffFor(taskId: string, config: TaskPushNotificationConfig, s
  * it stops (`drain`).
  */
 export class PushDelivery implements PushNotificationSender {
-  private readonly serializers: Record<string, PushNotificationSerializer> = { '1.0': new V1PushNotificationSerializer(), '0.3': new V03PushNotificationSerializer() };
+  private readonly serializers: Record<string, PushNotificationSerializer> = {
+    '1.0': new V1PushNotificationSerializer(),
+    '0.3': new V03PushNotificationSerializer(),
+  };
   private readonly chains = new Map<string, Promise<void>>();
   private readonly attempts: number;
   private readonly backoffMs: number;
@@ -137,7 +173,9 @@ export class PushDelivery implements PushNotificationSender {
     const taskId = !p ? '' : p.$case === 'task' ? p.value.id : p.value.taskId;
     if (!taskId) return Promise.resolve();
     const prev = this.chains.get(taskId) ?? Promise.resolve();
-    const next = prev.then(() => this.handOffAll(taskId, streamResponse, task)).catch((err: unknown) => this.log.error({ err, a2aTaskId: taskId }, 'push notification hand-off failed'));
+    const next = prev
+      .then(() => this.handOffAll(taskId, streamResponse, task))
+      .catch((err: unknown) => this.log.error({ err, a2aTaskId: taskId }, 'push notification hand-off failed'));
     this.chains.set(taskId, next);
     void next.finally(() => {
       if (this.chains.get(taskId) === next) this.chains.delete(taskId);
@@ -154,7 +192,11 @@ export class PushDelivery implements PushNotificationSender {
     const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.drainMs)));
     const done = await Promise.race([all, late]);
     clearTimeout(timer);
-    if (!done) this.log.warn({ tasks: this.chains.size, waitedMs: this.drainMs }, 'push notifications not handed off before the gateway stopped');
+    if (!done)
+      this.log.warn(
+        { tasks: this.chains.size, waitedMs: this.drainMs },
+        'push notifications not handed off before the gateway stopped',
+      );
   }
 
   private async handOffAll(taskId: string, sr: StreamResponse, task?: Task): Promise<void> {
@@ -172,17 +214,28 @@ export class PushDelivery implements PushNotificationSender {
     let wait = this.backoffMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        const r = queuedReplySchema.parse((await this.mcp.call(this.server, PUSH_DELIVERY_TOOL, h, correlationId, this.timeoutMs)).result);
-        log.debug({ status: r.delivery.status, deduplicated: r.delivery.deduplicated }, 'push notification handed to the automation server');
+        const r = queuedReplySchema.parse(
+          (await this.mcp.call(this.server, PUSH_DELIVERY_TOOL, h, correlationId, this.timeoutMs)).result,
+        );
+        log.debug(
+          { status: r.delivery.status, deduplicated: r.delivery.deduplicated },
+          'push notification handed to the automation server',
+        );
         return;
       } catch (err) {
         // A refusal (egress guard, bad input, key reused) will not change by asking again.
         const final = isAppError(err) && !err.retryable && !['unavailable', 'timeout', 'not_found'].includes(err.code);
         if (final || attempt >= this.attempts || (this.stopping && attempt >= 2)) {
-          log.warn({ err, url: h.url, attempts: attempt }, final ? 'push notification refused by the automation server' : 'push notification hand-off given up');
+          log.warn(
+            { err, url: h.url, attempts: attempt },
+            final ? 'push notification refused by the automation server' : 'push notification hand-off given up',
+          );
           return;
         }
-        log.warn({ err: (err as Error).message, attempt, retryInMs: wait }, 'push notification hand-off failed; retrying');
+        log.warn(
+          { err: (err as Error).message, attempt, retryInMs: wait },
+          'push notification hand-off failed; retrying',
+        );
       }
       await new Promise((r) => setTimeout(r, wait));
       wait *= 2;

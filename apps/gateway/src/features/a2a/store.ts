@@ -1,6 +1,11 @@
 import type { Pool } from 'pg';
 import { Task, type ListTasksRequest, type ListTasksResponse, type TaskPushNotificationConfig } from '@a2a-js/sdk';
-import type { PushNotificationStore, ServerCallContext, StoredPushNotificationConfig, TaskStore } from '@a2a-js/sdk/server';
+import type {
+  PushNotificationStore,
+  ServerCallContext,
+  StoredPushNotificationConfig,
+  TaskStore,
+} from '@a2a-js/sdk/server';
 import { migrateUnderLock, newId } from '@switchyard/platform';
 
 /**
@@ -63,12 +68,22 @@ export class PgTaskStore implements TaskStore {
        on conflict (id) do update set task = excluded.task, updated_at = now(),
          backend_kind = coalesce(excluded.backend_kind, gateway.a2a_tasks.backend_kind), backend_id = coalesce(excluded.backend_id, gateway.a2a_tasks.backend_id)
        where gateway.a2a_tasks.endpoint = excluded.endpoint`,
-      [task.id, this.endpoint, link?.kind ?? null, link?.id ?? null, ownerOf(context), JSON.stringify(Task.toJSON(task))],
+      [
+        task.id,
+        this.endpoint,
+        link?.kind ?? null,
+        link?.id ?? null,
+        ownerOf(context),
+        JSON.stringify(Task.toJSON(task)),
+      ],
     );
   }
 
   async load(taskId: string): Promise<Task | undefined> {
-    const r = await this.pool.query<{ task: unknown }>(`select task from gateway.a2a_tasks where id = $1 and endpoint = $2`, [taskId, this.endpoint]);
+    const r = await this.pool.query<{ task: unknown }>(
+      `select task from gateway.a2a_tasks where id = $1 and endpoint = $2`,
+      [taskId, this.endpoint],
+    );
     return r.rows[0] ? Task.fromJSON(r.rows[0].task) : undefined;
   }
 
@@ -109,12 +124,17 @@ export class PgPushNotificationStore implements PushNotificationStore {
   }
 
   async loadWithMetadata(taskId: string): Promise<StoredPushNotificationConfig[]> {
-    const r = await this.pool.query<{ config: TaskPushNotificationConfig; wire_version: string }>(`select config, wire_version from gateway.a2a_push_configs where task_id = $1 order by created_at`, [taskId]);
+    const r = await this.pool.query<{ config: TaskPushNotificationConfig; wire_version: string }>(
+      `select config, wire_version from gateway.a2a_push_configs where task_id = $1 order by created_at`,
+      [taskId],
+    );
     return r.rows.map((row) => ({ config: row.config, wireVersion: row.wire_version }));
   }
 
   async delete(taskId: string, _context: ServerCallContext, configId?: string): Promise<void> {
-    if (configId === undefined) await this.pool.query(`delete from gateway.a2a_push_configs where task_id = $1`, [taskId]);
-    else await this.pool.query(`delete from gateway.a2a_push_configs where task_id = $1 and id = $2`, [taskId, configId]);
+    if (configId === undefined)
+      await this.pool.query(`delete from gateway.a2a_push_configs where task_id = $1`, [taskId]);
+    else
+      await this.pool.query(`delete from gateway.a2a_push_configs where task_id = $1 and id = $2`, [taskId, configId]);
   }
 }

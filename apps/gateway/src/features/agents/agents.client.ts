@@ -21,11 +21,7 @@ import {
 import { handleCommand, type EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, newId } from '@switchyard/platform';
-import {
-  taskDelegationDecider,
-  taskStreamId,
-  type TaskPriority,
-} from '@switchyard/domain';
+import { taskDelegationDecider, taskStreamId, type TaskPriority } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
 import { backendKey } from '../../idempotency/keys.js';
 import { EVENT_STORE, NATS_CONNECTION } from '../../tokens.js';
@@ -42,7 +38,10 @@ function submitTimeoutFromEnv(env: NodeJS.ProcessEnv): number {
   const raw = env.DELEGATE_SUBMIT_TIMEOUT_MS;
   if (raw === undefined || raw === '') return 5_000;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 100 || n > 600_000) throw new Error(`DELEGATE_SUBMIT_TIMEOUT_MS: expected an integer of milliseconds from 100 to 600000, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < 100 || n > 600_000)
+    throw new Error(
+      `DELEGATE_SUBMIT_TIMEOUT_MS: expected an integer of milliseconds from 100 to 600000, got ${JSON.stringify(raw)}`,
+    );
   return n;
 }
 
@@ -83,10 +82,15 @@ export class AgentsClient {
     // The request's actor (`apikey:<id>`) goes into the TaskSubmitted metadata (audit).
     const input = { ...req, idempotency_key: key, correlation_id: correlationId, actor: currentActor() ?? 'anonymous' };
     // Waiting, without a key of the caller's (so the task is new, never a duplicate): one request.
-    if (opts.waitMs !== undefined && opts.idempotencyKey === undefined) return this.executeAtOnce(input, correlationId, opts.waitMs);
+    if (opts.waitMs !== undefined && opts.idempotencyKey === undefined)
+      return this.executeAtOnce(input, correlationId, opts.waitMs);
     let submitted: TaskSubmitReply;
     try {
-      submitted = await request(this.nc, subject('submit'), input, { schema: taskSubmitReply, correlationId, timeoutMs: this.submitTimeoutMs });
+      submitted = await request(this.nc, subject('submit'), input, {
+        schema: taskSubmitReply,
+        correlationId,
+        timeoutMs: this.submitTimeoutMs,
+      });
     } catch (err) {
       // No reply in time says nothing about whether the dispatcher recorded the task: never
       // answer "retry" for work that may exist. Settle it on the task's stream instead.
@@ -95,18 +99,30 @@ export class AgentsClient {
     }
     if (opts.waitMs === undefined) return { done: false as const, submitted };
     try {
-      const r = await request(this.nc, subject('execute'), input, { schema: taskExecuteReply, correlationId, timeoutMs: opts.waitMs });
+      const r = await request(this.nc, subject('execute'), input, {
+        schema: taskExecuteReply,
+        correlationId,
+        timeoutMs: opts.waitMs,
+      });
       return { done: true as const, submitted, result: r };
     } catch (err) {
       // The wait ran out, not the task: answer with where it stands.
       if (err instanceof AppError && err.code === 'timeout' && err.details.task_id === undefined) {
-        return { done: false as const, submitted: { ...submitted, ...(await this.statusOf(submitted.task_id, correlationId)) } };
+        return {
+          done: false as const,
+          submitted: { ...submitted, ...(await this.statusOf(submitted.task_id, correlationId)) },
+        };
       }
       // The task ended failed on an error its agent did not expect: the request itself was
       // fine, so not a 500; the agent's message stays in its log (it may hold internals).
       if (err instanceof AppError && err.code === 'internal' && typeof err.details.task_id === 'string') {
         const { task_id, status, agent, instance } = err.details;
-        throw new AppError('illegal_state', `task ${task_id} failed on an internal error of its agent`, { task_id, status, agent, instance }, false);
+        throw new AppError(
+          'illegal_state',
+          `task ${task_id} failed on an internal error of its agent`,
+          { task_id, status, agent, instance },
+          false,
+        );
       }
       throw err;
     }
@@ -120,7 +136,11 @@ export class AgentsClient {
    * within the submit timeout, the submission is settled on the task's stream, as for a late
    * submit reply, and the wait goes on.
    */
-  private async executeAtOnce(input: DelegateRequest & { idempotency_key: string; correlation_id: string; actor: string }, correlationId: string, waitMs: number) {
+  private async executeAtOnce(
+    input: DelegateRequest & { idempotency_key: string; correlation_id: string; actor: string },
+    correlationId: string,
+    waitMs: number,
+  ) {
     const taskId = taskIdForIdempotencyKey(input.idempotency_key);
     const progressSubject = `_INBOX.delegate.${newId()}`;
     let recorded = false;
@@ -131,18 +151,37 @@ export class AgentsClient {
       if (!recorded) void settle().catch(() => undefined);
     }, this.submitTimeoutMs);
     try {
-      const r = await request(this.nc, subject('execute'), { ...input, progress_subject: progressSubject }, { schema: taskExecuteReply, correlationId, timeoutMs: waitMs });
-      const submitted: TaskSubmitReply = { task_id: r.task_id, status: r.status, agent: r.agent, instance: r.instance, duplicate: false };
+      const r = await request(
+        this.nc,
+        subject('execute'),
+        { ...input, progress_subject: progressSubject },
+        { schema: taskExecuteReply, correlationId, timeoutMs: waitMs },
+      );
+      const submitted: TaskSubmitReply = {
+        task_id: r.task_id,
+        status: r.status,
+        agent: r.agent,
+        instance: r.instance,
+        duplicate: false,
+      };
       return { done: true as const, submitted, result: r };
     } catch (err) {
       // The wait ran out, not the task: make sure it is recorded, then answer with where it stands.
       if (err instanceof AppError && err.code === 'timeout' && err.details.task_id === undefined) {
         if (!recorded) await settle();
-        return { done: false as const, submitted: { task_id: taskId, duplicate: false, ...(await this.statusOf(taskId, correlationId)) } };
+        return {
+          done: false as const,
+          submitted: { task_id: taskId, duplicate: false, ...(await this.statusOf(taskId, correlationId)) },
+        };
       }
       if (err instanceof AppError && err.code === 'internal' && typeof err.details.task_id === 'string') {
         const { task_id, status, agent, instance } = err.details;
-        throw new AppError('illegal_state', `task ${task_id} failed on an internal error of its agent`, { task_id, status, agent, instance }, false);
+        throw new AppError(
+          'illegal_state',
+          `task ${task_id} failed on an internal error of its agent`,
+          { task_id, status, agent, instance },
+          false,
+        );
       }
       throw err;
     } finally {
@@ -183,9 +222,16 @@ export class AgentsClient {
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: input.actor },
     });
     const state = r.state;
-    if (state.status === 'initial') throw new AppError('internal', `task ${taskId} was not recorded`, { task_id: taskId });
+    if (state.status === 'initial')
+      throw new AppError('internal', `task ${taskId} was not recorded`, { task_id: taskId });
     const view = taskViewOf(state);
-    return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate: r.events.length === 0 };
+    return {
+      task_id: taskId,
+      status: view.status,
+      agent: view.agent,
+      instance: view.instance,
+      duplicate: r.events.length === 0,
+    };
   }
 
   private async statusOf(taskId: string, correlationId: string) {
@@ -223,7 +269,11 @@ export class AgentsClient {
   }
 
   unregisterExternal(name: string, actor: string, correlationId: string) {
-    return request(this.nc, subject('unregister_agent'), { name, actor }, { schema: unregisterAgentReply, correlationId });
+    return request(
+      this.nc,
+      subject('unregister_agent'),
+      { name, actor },
+      { schema: unregisterAgentReply, correlationId },
+    );
   }
 }
-

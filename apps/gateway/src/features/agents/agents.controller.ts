@@ -2,7 +2,13 @@ import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Res } from '@
 import type { EdgeReply as Response } from '../../http/edge.js';
 import { z } from 'zod';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
-import { agentHealthView, capabilitiesReply, performanceReply, taskView, unregisterAgentReply } from '@switchyard/contracts';
+import {
+  agentHealthView,
+  capabilitiesReply,
+  performanceReply,
+  taskView,
+  unregisterAgentReply,
+} from '@switchyard/contracts';
 import { CorrelationId } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_OPTIONS, type ResolvedGatewayOptions } from '../../tokens.js';
@@ -11,7 +17,13 @@ import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import type { DelegateRequest } from './agents.client.js';
 import { CancelTask, DelegateTask, RegisterExternalAgent, UnregisterExternalAgent } from './commands/index.js';
-import { GetAgentCapabilities, GetAgentHealth, GetAgentPerformance, GetAgentsHealth, GetTask } from './queries/index.js';
+import {
+  GetAgentCapabilities,
+  GetAgentHealth,
+  GetAgentPerformance,
+  GetAgentsHealth,
+  GetTask,
+} from './queries/index.js';
 import {
   agentParams,
   agentsHealthResponse,
@@ -40,7 +52,14 @@ async function delegateAndAnswer(
   res: Response,
   requestTimeoutMs: number,
 ) {
-  const out = await commands.execute(new DelegateTask(req, correlationId, idempotencyKey || undefined, q.wait ? waitWithin(q.wait_ms, requestTimeoutMs) : undefined));
+  const out = await commands.execute(
+    new DelegateTask(
+      req,
+      correlationId,
+      idempotencyKey || undefined,
+      q.wait ? waitWithin(q.wait_ms, requestTimeoutMs) : undefined,
+    ),
+  );
   res.status(out.status);
   return out.body;
 }
@@ -56,13 +75,25 @@ export class AgentsController {
   ) {}
 
   @Get('health')
-  @ApiRoute({ summary: 'Health of every agent and its instances', tags: ['agents'], role: 'viewer', response: { schema: agentsHealthResponse }, errors: [503] })
+  @ApiRoute({
+    summary: 'Health of every agent and its instances',
+    tags: ['agents'],
+    role: 'viewer',
+    response: { schema: agentsHealthResponse },
+    errors: [503],
+  })
   health(@CorrelationId() cid: string) {
     return this.queries.execute(new GetAgentsHealth(cid));
   }
 
   @Get('health/:agent_name')
-  @ApiRoute({ summary: 'Health of one agent', tags: ['agents'], role: 'viewer', response: { schema: agentHealthView }, errors: [404, 503] })
+  @ApiRoute({
+    summary: 'Health of one agent',
+    tags: ['agents'],
+    role: 'viewer',
+    response: { schema: agentHealthView },
+    errors: [404, 503],
+  })
   agentHealth(@ZodParams(agentParams) p: z.output<typeof agentParams>, @CorrelationId() cid: string) {
     return this.queries.execute(new GetAgentHealth(p.agent_name, cid));
   }
@@ -99,26 +130,52 @@ export class AgentsController {
   }
 
   @Get('capabilities')
-  @ApiRoute({ summary: 'Capability cards: agents, their task types (with aliases) and input schemas', tags: ['agents'], role: 'viewer', response: { schema: capabilitiesReply } })
+  @ApiRoute({
+    summary: 'Capability cards: agents, their task types (with aliases) and input schemas',
+    tags: ['agents'],
+    role: 'viewer',
+    response: { schema: capabilitiesReply },
+  })
   capabilities(@CorrelationId() cid: string) {
     return this.queries.execute(new GetAgentCapabilities(cid));
   }
 
   @Get('tasks/:task_id')
-  @ApiRoute({ summary: 'A delegated task: status, agent, attempts, result or error', tags: ['agents'], role: 'viewer', response: { schema: taskView }, errors: [404] })
+  @ApiRoute({
+    summary: 'A delegated task: status, agent, attempts, result or error',
+    tags: ['agents'],
+    role: 'viewer',
+    response: { schema: taskView },
+    errors: [404],
+  })
   async task(@ZodParams(taskParams) p: z.output<typeof taskParams>, @CorrelationId() cid: string) {
     return taskViewForCaller(await this.queries.execute(new GetTask(p.task_id, cid)));
   }
 
   @Post('tasks/:task_id/cancel')
   @HttpCode(200)
-  @ApiRoute({ summary: 'Cancel a queued or running task', tags: ['agents'], role: 'operator', response: { schema: taskView }, errors: [404, 409] })
-  cancel(@ZodParams(taskParams) p: z.output<typeof taskParams>, @ZodBody(cancelBody) body: z.output<typeof cancelBody>, @CorrelationId() cid: string) {
+  @ApiRoute({
+    summary: 'Cancel a queued or running task',
+    tags: ['agents'],
+    role: 'operator',
+    response: { schema: taskView },
+    errors: [404, 409],
+  })
+  cancel(
+    @ZodParams(taskParams) p: z.output<typeof taskParams>,
+    @ZodBody(cancelBody) body: z.output<typeof cancelBody>,
+    @CorrelationId() cid: string,
+  ) {
     return this.commands.execute(new CancelTask(p.task_id, body.reason, cid));
   }
 
   @Get('performance')
-  @ApiRoute({ summary: 'Per agent: tasks done, success rate, latency p50/p95', tags: ['agents'], role: 'viewer', response: { schema: performanceReply } })
+  @ApiRoute({
+    summary: 'Per agent: tasks done, success rate, latency p50/p95',
+    tags: ['agents'],
+    role: 'viewer',
+    response: { schema: performanceReply },
+  })
   performance(@CorrelationId() cid: string) {
     return this.queries.execute(new GetAgentPerformance(cid));
   }
@@ -126,7 +183,8 @@ export class AgentsController {
   @Post('external')
   @HttpCode(201)
   @ApiRoute({
-    summary: 'Register (or replace) an external agent reached over the HTTP agent contract, or an A2A agent by its card',
+    summary:
+      'Register (or replace) an external agent reached over the HTTP agent contract, or an A2A agent by its card',
     description:
       'The dispatcher stores it (it stays registered across dispatcher restarts and failovers), probes `GET <url>/health` and sends it tasks of its `task_types` ' +
       '(`POST <url>/execute`, with `Authorization: Bearer <token>` when a token is given). With `a2a_card_url` instead of `url` and `task_types`, it is an A2A agent: ' +
@@ -146,13 +204,17 @@ export class AgentsController {
   @Delete('external/:agent_name')
   @ApiRoute({
     summary: 'Remove a registered external agent',
-    description: 'No new task goes to it; tasks running there go back to the queue (retried elsewhere). 404 for a name not registered; built-in agents are refused (400).',
+    description:
+      'No new task goes to it; tasks running there go back to the queue (retried elsewhere). 404 for a name not registered; built-in agents are refused (400).',
     tags: ['agents'],
     role: 'admin',
     response: { schema: unregisterAgentReply, example: { removed: externalAgentExample.name } },
     errors: [404, 503],
   })
-  removeExternal(@ZodParams(externalAgentParams) p: z.output<typeof externalAgentParams>, @CorrelationId() cid: string) {
+  removeExternal(
+    @ZodParams(externalAgentParams) p: z.output<typeof externalAgentParams>,
+    @CorrelationId() cid: string,
+  ) {
     return this.commands.execute(new UnregisterExternalAgent(p.agent_name, cid));
   }
 }
@@ -167,16 +229,38 @@ export class QuickActionsController {
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
   ) {}
 
-  private run(name: QuickName, body: Record<string, unknown> & { priority: DelegateRequest['priority'] }, q: WaitQuery, h: Record<string, string | undefined>, cid: string, res: Response) {
+  private run(
+    name: QuickName,
+    body: Record<string, unknown> & { priority: DelegateRequest['priority'] },
+    q: WaitQuery,
+    h: Record<string, string | undefined>,
+    cid: string,
+    res: Response,
+  ) {
     const action = quickActions[name];
     const { priority, ...rest } = body;
     const context = (action.context as (b: Record<string, unknown>) => Record<string, unknown>)(rest);
-    return delegateAndAnswer(this.commands, { task_type: action.taskType, context, priority }, q, cid, headerKey(h), res, this.options.requestTimeoutMs);
+    return delegateAndAnswer(
+      this.commands,
+      { task_type: action.taskType, context, priority },
+      q,
+      cid,
+      headerKey(h),
+      res,
+      this.options.requestTimeoutMs,
+    );
   }
 
   @Post('analyze-revenue')
   @HttpCode(202)
-  @ApiRoute({ summary: quickActions['analyze-revenue'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, alsoAnswers: [waitedAnswer], errors: delegationErrors })
+  @ApiRoute({
+    summary: quickActions['analyze-revenue'].summary,
+    tags: ['agents'],
+    role: 'operator',
+    response: { status: 202, schema: delegatedResponse },
+    alsoAnswers: [waitedAnswer],
+    errors: delegationErrors,
+  })
   analyzeRevenue(
     @ZodBody(quickActions['analyze-revenue'].body) b: z.output<(typeof quickActions)['analyze-revenue']['body']>,
     @ZodQuery(waitQuery) q: WaitQuery,
@@ -189,7 +273,14 @@ export class QuickActionsController {
 
   @Post('generate-proposal')
   @HttpCode(202)
-  @ApiRoute({ summary: quickActions['generate-proposal'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, alsoAnswers: [waitedAnswer], errors: delegationErrors })
+  @ApiRoute({
+    summary: quickActions['generate-proposal'].summary,
+    tags: ['agents'],
+    role: 'operator',
+    response: { status: 202, schema: delegatedResponse },
+    alsoAnswers: [waitedAnswer],
+    errors: delegationErrors,
+  })
   generateProposal(
     @ZodBody(quickActions['generate-proposal'].body) b: z.output<(typeof quickActions)['generate-proposal']['body']>,
     @ZodQuery(waitQuery) q: WaitQuery,
@@ -202,7 +293,14 @@ export class QuickActionsController {
 
   @Post('optimize-schedule')
   @HttpCode(202)
-  @ApiRoute({ summary: quickActions['optimize-schedule'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, alsoAnswers: [waitedAnswer], errors: delegationErrors })
+  @ApiRoute({
+    summary: quickActions['optimize-schedule'].summary,
+    tags: ['agents'],
+    role: 'operator',
+    response: { status: 202, schema: delegatedResponse },
+    alsoAnswers: [waitedAnswer],
+    errors: delegationErrors,
+  })
   optimizeSchedule(
     @ZodBody(quickActions['optimize-schedule'].body) b: z.output<(typeof quickActions)['optimize-schedule']['body']>,
     @ZodQuery(waitQuery) q: WaitQuery,
@@ -215,7 +313,14 @@ export class QuickActionsController {
 
   @Post('customer-support')
   @HttpCode(202)
-  @ApiRoute({ summary: quickActions['customer-support'].summary, tags: ['agents'], role: 'operator', response: { status: 202, schema: delegatedResponse }, alsoAnswers: [waitedAnswer], errors: delegationErrors })
+  @ApiRoute({
+    summary: quickActions['customer-support'].summary,
+    tags: ['agents'],
+    role: 'operator',
+    response: { status: 202, schema: delegatedResponse },
+    alsoAnswers: [waitedAnswer],
+    errors: delegationErrors,
+  })
   customerSupport(
     @ZodBody(quickActions['customer-support'].body) b: z.output<(typeof quickActions)['customer-support']['body']>,
     @ZodQuery(waitQuery) q: WaitQuery,

@@ -10,7 +10,15 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase, stopOwnInfra, until } from '@switchyard/testing';
 import { taskStreamId } from '@switchyard/domain';
 import { externalAgentStreamId } from '@switchyard/contracts';
-import { AgentRuntime, loadDemoData, startAgent, startAgentHttp, startAgents, type AgentHandle, type AgentsHandle } from '@switchyard/agents';
+import {
+  AgentRuntime,
+  loadDemoData,
+  startAgent,
+  startAgentHttp,
+  startAgents,
+  type AgentHandle,
+  type AgentsHandle,
+} from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { createGateway, type Gateway } from '../../index.js';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
@@ -36,10 +44,15 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
   const extra: AgentHandle[] = [];
 
   const http = async (method: string, url: string, body?: unknown) => {
-    const res = await fetch(`${base}${url}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
     return { status: res.status, body: (await res.json()) as any };
   };
-  const one = async <T = any>(sql: string, params: unknown[] = []): Promise<T> => (await pool.query(sql, params)).rows[0] as T;
+  const one = async <T = any>(sql: string, params: unknown[] = []): Promise<T> =>
+    (await pool.query(sql, params)).rows[0] as T;
 
   before(async () => {
     natsDir = mkdtempSync(path.join(os.tmpdir(), 'agents-gw-nats-'));
@@ -50,7 +63,17 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     store = new PostgresEventStore({ pool });
     await store.init();
     agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'gw' });
-    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    dispatcher = await startDispatcher({
+      store,
+      nats: nc,
+      pool,
+      logger,
+      pollIntervalMs: 100,
+      healthIntervalMs: 200,
+      discoveryIntervalMs: 300,
+      discoveryWaitMs: 150,
+      probeTimeoutMs: 500,
+    });
     gw = await createGateway(
       { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
       { modules: [AgentsFeatureModule] },
@@ -71,17 +94,21 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
   });
 
   it('delegate ?wait=true runs revenue_analysis on data_analyst; the total equals the SQL sum', async () => {
-    const r = await http('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'revenue_analysis', context: { timeframe: '12m', topN: 3 }, priority: 'high' });
+    const r = await http('POST', '/api/v1/integration/agents/delegate?wait=true', {
+      task_type: 'revenue_analysis',
+      context: { timeframe: '12m', topN: 3 },
+      priority: 'high',
+    });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.status, 'completed');
     assert.equal(r.body.agent, 'data_analyst');
     assert.equal(r.body.instance, 'gw-data_analyst');
     const { window, total, orderCount } = r.body.result;
     assert.deepEqual([window.from, window.to], ['2025-07-01', '2026-06-30']);
-    const sql = await one<{ total: number; n: number }>(`select sum(amount)::float8 as total, count(*)::int as n from business.orders where order_date between $1 and $2`, [
-      window.from,
-      window.to,
-    ]);
+    const sql = await one<{ total: number; n: number }>(
+      `select sum(amount)::float8 as total, count(*)::int as n from business.orders where order_date between $1 and $2`,
+      [window.from, window.to],
+    );
     assert.ok(Math.abs(total - sql.total) < 0.01, `${total} vs ${sql.total}`);
     assert.equal(orderCount, sql.n);
     // The task is readable afterwards, with its result.
@@ -92,32 +119,55 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
     assert.ok(Math.abs(t.body.result.total - sql.total) < 0.01);
   });
 
-  it('a task alias (the specification\'s analyze_revenue) runs its canonical type; the task records both; capabilities list the aliases', async () => {
-    const r = await http('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'analyze_revenue', context: { timeframe: '30d' }, priority: 'high' });
+  it("a task alias (the specification's analyze_revenue) runs its canonical type; the task records both; capabilities list the aliases", async () => {
+    const r = await http('POST', '/api/v1/integration/agents/delegate?wait=true', {
+      task_type: 'analyze_revenue',
+      context: { timeframe: '30d' },
+      priority: 'high',
+    });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.deepEqual([r.body.status, r.body.agent], ['completed', 'data_analyst']);
     const { window, total } = r.body.result;
-    const sql = await one<{ total: number }>(`select coalesce(sum(amount), 0)::float8 as total from business.orders where order_date between $1 and $2`, [window.from, window.to]);
+    const sql = await one<{ total: number }>(
+      `select coalesce(sum(amount), 0)::float8 as total from business.orders where order_date between $1 and $2`,
+      [window.from, window.to],
+    );
     assert.ok(Math.abs(total - sql.total) < 0.01, `${total} vs ${sql.total}`);
     const t = await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`);
     assert.deepEqual([t.body.task_type, t.body.requested_task_type], ['revenue_analysis', 'analyze_revenue']);
     const submitted = (await store.readStream(taskStreamId(r.body.task_id))).find((e) => e.type === 'TaskSubmitted');
-    assert.deepEqual([(submitted?.data as any).task_type, (submitted?.data as any).requested_task_type], ['revenue_analysis', 'analyze_revenue']);
+    assert.deepEqual(
+      [(submitted?.data as any).task_type, (submitted?.data as any).requested_task_type],
+      ['revenue_analysis', 'analyze_revenue'],
+    );
     // A canonical name records no alias.
-    const plain = await http('POST', '/api/v1/integration/agents/delegate?wait=true', { task_type: 'revenue_forecast', context: {}, priority: 'normal' });
+    const plain = await http('POST', '/api/v1/integration/agents/delegate?wait=true', {
+      task_type: 'revenue_forecast',
+      context: {},
+      priority: 'normal',
+    });
     assert.equal(plain.status, 200, JSON.stringify(plain.body));
-    assert.equal((await http('GET', `/api/v1/integration/agents/tasks/${plain.body.task_id}`)).body.requested_task_type, undefined);
+    assert.equal(
+      (await http('GET', `/api/v1/integration/agents/tasks/${plain.body.task_id}`)).body.requested_task_type,
+      undefined,
+    );
 
     const caps = await http('GET', '/api/v1/integration/agents/capabilities');
     assert.equal(caps.status, 200);
     assert.equal(caps.body.aliases.analyze_revenue, 'revenue_analysis');
-    const ra = caps.body.agents.find((a: any) => a.agent === 'data_analyst').task_types.find((x: any) => x.type === 'revenue_analysis');
+    const ra = caps.body.agents
+      .find((a: any) => a.agent === 'data_analyst')
+      .task_types.find((x: any) => x.type === 'revenue_analysis');
     assert.deepEqual(ra.aliases, ['analyze_revenue']);
     assert.ok(caps.body.agents.every((a: any) => a.task_types.every((x: any) => Array.isArray(x.aliases))));
   });
 
   it('delegate without wait answers 202 with the chosen agent; the task then completes', async () => {
-    const r = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'customer_segmentation', context: {}, priority: 'normal' });
+    const r = await http('POST', '/api/v1/integration/agents/delegate', {
+      task_type: 'customer_segmentation',
+      context: {},
+      priority: 'normal',
+    });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     assert.match(r.body.task_id, /.+/);
     assert.ok(['data_analyst', 'queued'].includes(r.body.agent));
@@ -130,18 +180,31 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
   });
 
   it('unknown task_type: 400 listing the valid ones; bad context: 400 naming the field', async () => {
-    const unknown = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'telepathy', context: {}, priority: 'normal' });
+    const unknown = await http('POST', '/api/v1/integration/agents/delegate', {
+      task_type: 'telepathy',
+      context: {},
+      priority: 'normal',
+    });
     assert.equal(unknown.status, 400);
     assert.match(unknown.body.detail, /unknown task_type telepathy/);
-    for (const t of ['revenue_analysis', 'generate_proposal', 'support_response', 'schedule_optimization']) assert.match(unknown.body.detail, new RegExp(t));
+    for (const t of ['revenue_analysis', 'generate_proposal', 'support_response', 'schedule_optimization'])
+      assert.match(unknown.body.detail, new RegExp(t));
     assert.ok(unknown.body.valid_task_types.includes('customer_segmentation'));
 
-    const bad = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'revenue_analysis', context: { timeframe: '12x' }, priority: 'normal' });
+    const bad = await http('POST', '/api/v1/integration/agents/delegate', {
+      task_type: 'revenue_analysis',
+      context: { timeframe: '12x' },
+      priority: 'normal',
+    });
     assert.equal(bad.status, 400);
     assert.match(bad.body.detail, /context\.timeframe/);
     assert.equal(bad.body.errors[0].path, 'context.timeframe');
 
-    const badPriority = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'revenue_analysis', context: {}, priority: 'urgent' });
+    const badPriority = await http('POST', '/api/v1/integration/agents/delegate', {
+      task_type: 'revenue_analysis',
+      context: {},
+      priority: 'urgent',
+    });
     assert.equal(badPriority.status, 400);
     assert.match(badPriority.body.detail, /priority/);
   });
@@ -153,7 +216,10 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
       const h = await http('GET', '/api/v1/integration/agents/health/customer_success');
       return h.body.status === 'down' ? true : undefined;
     });
-    const r = await http('POST', '/api/v1/integration/quick/customer-support', { query: 'I was charged twice on my invoice, please refund', customer_id: 7 });
+    const r = await http('POST', '/api/v1/integration/quick/customer-support', {
+      query: 'I was charged twice on my invoice, please refund',
+      customer_id: 7,
+    });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     assert.equal(r.body.agent, 'queued');
     assert.equal(r.body.status, 'queued');
@@ -170,8 +236,13 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
   });
 
   it('quick actions map their small bodies to task contexts (?wait=true)', async () => {
-    const c = await one<{ id: number }>(`select customer_id as id from business.subscriptions where ended_on is null order by customer_id limit 1`);
-    const p = await http('POST', '/api/v1/integration/quick/generate-proposal?wait=true', { customer_id: c.id, proposal_type: 'renewal' });
+    const c = await one<{ id: number }>(
+      `select customer_id as id from business.subscriptions where ended_on is null order by customer_id limit 1`,
+    );
+    const p = await http('POST', '/api/v1/integration/quick/generate-proposal?wait=true', {
+      customer_id: c.id,
+      proposal_type: 'renewal',
+    });
     assert.equal(p.status, 200, JSON.stringify(p.body));
     assert.equal(p.body.agent, 'content_creator');
     assert.match(JSON.stringify(p.body.result), new RegExp(String(c.id)));
@@ -181,9 +252,16 @@ describe('agents feature: gateway -> dispatcher -> agents', () => {
   });
 
   it('cancel a running task; capabilities, health and performance', async () => {
-    const r = await http('POST', '/api/v1/integration/agents/delegate', { task_type: 'noop', context: { sleep_ms: 10_000 }, priority: 'low', agent: 'data_analyst' });
+    const r = await http('POST', '/api/v1/integration/agents/delegate', {
+      task_type: 'noop',
+      context: { sleep_ms: 10_000 },
+      priority: 'low',
+      agent: 'data_analyst',
+    });
     assert.equal(r.status, 202);
-    const c = await http('POST', `/api/v1/integration/agents/tasks/${r.body.task_id}/cancel`, { reason: 'no longer needed' });
+    const c = await http('POST', `/api/v1/integration/agents/tasks/${r.body.task_id}/cancel`, {
+      reason: 'no longer needed',
+    });
     assert.equal(c.status, 200, JSON.stringify(c.body));
     assert.equal(c.body.status, 'canceled');
     assert.equal((await http('GET', `/api/v1/integration/agents/tasks/${r.body.task_id}`)).body.status, 'canceled');
@@ -237,8 +315,25 @@ describe('agents feature: external agents managed by an admin', () => {
     g = await startSecuredGateway('agents_gw_ext', { modules: [AgentsFeatureModule] });
     keys = { viewer: (await g.makeKey('viewer')).key, operator: (await g.makeKey('operator')).key };
     const nats = g.nats;
-    dispatcher = await startDispatcher({ store: g.store, nats, pool: g.pool, logger, egress: { allowCidrs: ['127.0.0.0/8'] }, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
-    const runtime = new AgentRuntime({ agent: 'automation_specialist', instanceId: 'gw-ext', pool: g.pool, logger, noop: true });
+    dispatcher = await startDispatcher({
+      store: g.store,
+      nats,
+      pool: g.pool,
+      logger,
+      egress: { allowCidrs: ['127.0.0.0/8'] },
+      pollIntervalMs: 100,
+      healthIntervalMs: 200,
+      discoveryIntervalMs: 300,
+      discoveryWaitMs: 150,
+      probeTimeoutMs: 500,
+    });
+    const runtime = new AgentRuntime({
+      agent: 'automation_specialist',
+      instanceId: 'gw-ext',
+      pool: g.pool,
+      logger,
+      noop: true,
+    });
     agentHttp = await startAgentHttp({ runtime, port: 0, host: '127.0.0.1', token: TOKEN, logger });
   });
 
@@ -250,9 +345,16 @@ describe('agents feature: external agents managed by an admin', () => {
   });
 
   it('POST registers (201, health view, no token echoed), the agent runs a task; DELETE removes it (200), then 404', async () => {
-    const registration = { name: 'gw-ext', url: agentHttp.url, task_types: ['noop'], token: TOKEN, description: 'external noop' };
+    const registration = {
+      name: 'gw-ext',
+      url: agentHttp.url,
+      task_types: ['noop'],
+      token: TOKEN,
+      description: 'external noop',
+    };
     // 1. Below admin: 403, nothing registered.
-    for (const key of [keys.viewer, keys.operator]) assert.equal((await send('POST', '/api/v1/integration/agents/external', key, registration)).status, 403);
+    for (const key of [keys.viewer, keys.operator])
+      assert.equal((await send('POST', '/api/v1/integration/agents/external', key, registration)).status, 403);
     assert.equal((await g.pool.query(`select 1 from delegation.external_agents`)).rowCount, 0);
 
     // 2. Admin: registered, probed, answered with its health view.
@@ -260,24 +362,43 @@ describe('agents feature: external agents managed by an admin', () => {
     assert.equal(reg.status, 201, reg.text);
     assert.equal(reg.body.agent, 'gw-ext');
     assert.equal(reg.body.status, 'healthy');
-    assert.deepEqual(reg.body.instances.map((i: any) => i.kind), ['http']);
+    assert.deepEqual(
+      reg.body.instances.map((i: any) => i.kind),
+      ['http'],
+    );
     assert.ok(!reg.text.includes(TOKEN), 'the token is echoed');
     const [registered] = await g.store.readStream(externalAgentStreamId('gw-ext'));
     assert.match(String(registered!.metadata.actor), /^apikey:/);
     assert.ok(!JSON.stringify(registered).includes(TOKEN));
 
     // 3. It takes tasks (the dispatcher sends its bearer token).
-    const done = await send('POST', '/api/v1/integration/agents/delegate?wait=true', keys.operator, { task_type: 'noop', context: { echo: 'via gateway' }, agent: 'gw-ext' });
+    const done = await send('POST', '/api/v1/integration/agents/delegate?wait=true', keys.operator, {
+      task_type: 'noop',
+      context: { echo: 'via gateway' },
+      agent: 'gw-ext',
+    });
     assert.equal(done.status, 200, done.text);
     assert.equal(done.body.agent, 'gw-ext');
     assert.deepEqual(done.body.result, { echo: 'via gateway', slept_ms: 0 });
 
     // 4. Bad bodies and built-in names: 400.
-    assert.equal((await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, url: 'not a url' })).status, 400);
-    assert.equal((await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, name: 'data_analyst' })).status, 400);
+    assert.equal(
+      (await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, url: 'not a url' }))
+        .status,
+      400,
+    );
+    assert.equal(
+      (await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, name: 'data_analyst' }))
+        .status,
+      400,
+    );
     assert.equal((await send('DELETE', '/api/v1/integration/agents/external/data_analyst', g.adminKey)).status, 400);
     // A task type named like an alias would never reach the agent (the alias names its canonical type).
-    const aliased = await send('POST', '/api/v1/integration/agents/external', g.adminKey, { ...registration, name: 'gw-ext-alias', task_types: ['analyze_revenue'] });
+    const aliased = await send('POST', '/api/v1/integration/agents/external', g.adminKey, {
+      ...registration,
+      name: 'gw-ext-alias',
+      task_types: ['analyze_revenue'],
+    });
     assert.equal(aliased.status, 400, aliased.text);
     assert.match(aliased.body.detail, /analyze_revenue is an alias/);
 

@@ -50,8 +50,26 @@ describe('delegation: a late or lost submit reply still answers 202 with the rec
     pool = new pg.Pool({ connectionString: await freshDatabase('late_submit'), max: 8 });
     store = new PostgresEventStore({ pool });
     await store.init();
-    agents = await startAgents({ nats: nc, pool, logger, http: false, noop: true, instancePrefix: 'ls', agents: ['data_analyst'] });
-    dispatcher = await startDispatcher({ store, nats: nc, pool, logger, pollIntervalMs: 100, healthIntervalMs: 200, discoveryIntervalMs: 300, discoveryWaitMs: 150, probeTimeoutMs: 500 });
+    agents = await startAgents({
+      nats: nc,
+      pool,
+      logger,
+      http: false,
+      noop: true,
+      instancePrefix: 'ls',
+      agents: ['data_analyst'],
+    });
+    dispatcher = await startDispatcher({
+      store,
+      nats: nc,
+      pool,
+      logger,
+      pollIntervalMs: 100,
+      healthIntervalMs: 200,
+      discoveryIntervalMs: 300,
+      discoveryWaitMs: 150,
+      probeTimeoutMs: 500,
+    });
     // The real service no longer answers submit: a slow stand-in does, on the same dispatcher.
     await dispatcher.service.stop();
     const d = dispatcher.dispatcher;
@@ -62,11 +80,28 @@ describe('delegation: a late or lost submit reply still answers 202 with the rec
       endpoints: {
         submit: {
           subject: tasksSubject('submit'),
-          schema: z.object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), priority: z.enum(['critical', 'high', 'normal', 'low']), idempotency_key: z.string(), actor: z.string().optional() }).loose(),
+          schema: z
+            .object({
+              task_type: z.string(),
+              context: z.record(z.string(), z.unknown()),
+              priority: z.enum(['critical', 'high', 'normal', 'low']),
+              idempotency_key: z.string(),
+              actor: z.string().optional(),
+            })
+            .loose(),
           handler: async (input, ctx) => {
             const mode = modes.get(String(input.context.label)) ?? 'reply_late';
             const submit = () =>
-              d.submit({ task_type: input.task_type, context: input.context, priority: input.priority, idempotency_key: input.idempotency_key, ...(input.actor ? { actor: input.actor } : {}) }, ctx.correlationId);
+              d.submit(
+                {
+                  task_type: input.task_type,
+                  context: input.context,
+                  priority: input.priority,
+                  idempotency_key: input.idempotency_key,
+                  ...(input.actor ? { actor: input.actor } : {}),
+                },
+                ctx.correlationId,
+              );
             if (mode === 'never') return new Promise(() => undefined); // lost: no append, no reply
             if (mode === 'reply_late') {
               const r = await submit(); // recorded at once ...
@@ -88,7 +123,11 @@ describe('delegation: a late or lost submit reply still answers 202 with the rec
           schema: z.object({ idempotency_key: z.string() }).loose(),
           handler: () => new Promise(() => undefined),
         },
-        get: { subject: tasksSubject('get'), schema: z.object({ task_id: z.string() }), handler: (input) => d.get(input.task_id) },
+        get: {
+          subject: tasksSubject('get'),
+          schema: z.object({ task_id: z.string() }),
+          handler: (input) => d.get(input.task_id),
+        },
       },
     });
     gw = await createGateway(
@@ -121,13 +160,22 @@ describe('delegation: a late or lost submit reply still answers 202 with the rec
 
   /** The task's events once it ended: exactly one submission, one assignment, one completion. */
   const ranOnce = async (taskId: string) => {
-    const events = await until(`task ${taskId} completed`, async () => {
-      const e = await store.readStream(taskStreamId(taskId));
-      return e.some((x) => x.type === 'TaskCompleted') ? e : undefined;
-    }, 15_000);
+    const events = await until(
+      `task ${taskId} completed`,
+      async () => {
+        const e = await store.readStream(taskStreamId(taskId));
+        return e.some((x) => x.type === 'TaskCompleted') ? e : undefined;
+      },
+      15_000,
+    );
     const count = (type: string) => events.filter((e) => e.type === type).length;
     assert.deepEqual(
-      { submitted: count('TaskSubmitted'), assigned: count('TaskAssigned'), completed: count('TaskCompleted'), failed: count('TaskFailed') },
+      {
+        submitted: count('TaskSubmitted'),
+        assigned: count('TaskAssigned'),
+        completed: count('TaskCompleted'),
+        failed: count('TaskFailed'),
+      },
       { submitted: 1, assigned: 1, completed: 1, failed: 0 },
       events.map((e) => e.type).join(', '),
     );
@@ -135,7 +183,10 @@ describe('delegation: a late or lost submit reply still answers 202 with the rec
 
   for (const [mode, what] of [
     ['reply_late', 'the dispatcher recorded it, its reply came late: the gateway finds the task on its stream'],
-    ['append_late', 'the dispatcher got it after the gateway gave up: the gateway recorded it, the late submission is a duplicate'],
+    [
+      'append_late',
+      'the dispatcher got it after the gateway gave up: the gateway recorded it, the late submission is a duplicate',
+    ],
     ['never', 'the submission was lost: the gateway recorded it and the dispatcher takes it over from the log'],
   ] as const) {
     it(`${mode}: ${what}`, async () => {

@@ -1,6 +1,11 @@
 import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
-import { agentHealthReply, externalAgentRegistration, externalAgentSchema, taskPrioritySchema } from '@switchyard/contracts';
+import {
+  agentHealthReply,
+  externalAgentRegistration,
+  externalAgentSchema,
+  taskPrioritySchema,
+} from '@switchyard/contracts';
 
 export const delegateBody = z.object({
   task_type: z.string().min(1).max(100),
@@ -14,7 +19,10 @@ export type DelegateBody = z.output<typeof delegateBody>;
 
 // Strict: a parameter this route does not know is refused (a typo must not start a task with defaults).
 export const waitQuery = z.strictObject({
-  wait: z.enum(['true', 'false', '1', '0']).optional().transform((v) => v === 'true' || v === '1'),
+  wait: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => v === 'true' || v === '1'),
   /** How long `wait=true` waits for the result before answering 202 with the task as it is. Default 60 s. */
   wait_ms: z.coerce
     .number()
@@ -22,7 +30,9 @@ export const waitQuery = z.strictObject({
     .min(1)
     .max(600_000)
     .default(60_000)
-    .describe('How long `wait=true` waits for the result (default 60 s), at most the request timeout less a margin; then 202 with the task as it is'),
+    .describe(
+      'How long `wait=true` waits for the result (default 60 s), at most the request timeout less a margin; then 202 with the task as it is',
+    ),
 });
 export type WaitQuery = z.output<typeof waitQuery>;
 
@@ -40,11 +50,15 @@ export const externalAgentExample = {
   description: 'Summarises supplier invoices',
 };
 export const taskParams = z.object({ task_id: idOf('task') });
-export const cancelBody = z.object({ reason: z.string().max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
+export const cancelBody = z
+  .object({ reason: z.string().max(500).default('canceled by request') })
+  .default({ reason: 'canceled by request' });
 
 /** `GET /agents/health`: the dispatcher's reply plus the overall status the gateway derives from the agents'. */
 export const agentsHealthResponse = agentHealthReply.extend({
-  status: z.enum(['healthy', 'degraded', 'down']).describe('healthy: every agent healthy; down: none up (or no agent); degraded otherwise'),
+  status: z
+    .enum(['healthy', 'degraded', 'down'])
+    .describe('healthy: every agent healthy; down: none up (or no agent); degraded otherwise'),
 });
 
 /** The errors a delegation can answer (the quick actions are delegations too). */
@@ -61,7 +75,11 @@ export const delegatedResponse = z.object({
 });
 
 /** `?wait=true` saw the task end: 200 with its result. */
-export const waitedAnswer = { status: 200, description: 'With `wait=true`: the task ended within the wait; its result', schema: delegatedResponse } as const;
+export const waitedAnswer = {
+  status: 200,
+  description: 'With `wait=true`: the task ended within the wait; its result',
+  schema: delegatedResponse,
+} as const;
 
 const priority = { priority: taskPrioritySchema.default('normal') };
 
@@ -70,8 +88,15 @@ export const quickActions = {
   'analyze-revenue': {
     taskType: 'revenue_analysis',
     summary: 'Revenue analysis (data_analyst)',
-    body: z.object({ timeframe: z.string().max(20).optional(), top_n: z.number().int().min(1).max(100).optional(), ...priority }),
-    context: (b: { timeframe?: string; top_n?: number }) => ({ ...(b.timeframe ? { timeframe: b.timeframe } : {}), ...(b.top_n ? { topN: b.top_n } : {}) }),
+    body: z.object({
+      timeframe: z.string().max(20).optional(),
+      top_n: z.number().int().min(1).max(100).optional(),
+      ...priority,
+    }),
+    context: (b: { timeframe?: string; top_n?: number }) => ({
+      ...(b.timeframe ? { timeframe: b.timeframe } : {}),
+      ...(b.top_n ? { topN: b.top_n } : {}),
+    }),
   },
   'generate-proposal': {
     taskType: 'generate_proposal',
@@ -92,12 +117,22 @@ export const quickActions = {
     taskType: 'schedule_optimization',
     summary: 'Shift schedule (operations_manager)',
     body: z.object({ from: z.iso.date().optional(), days: z.number().int().min(1).max(31).optional(), ...priority }),
-    context: (b: { from?: string; days?: number }) => ({ ...(b.from ? { from: b.from } : {}), ...(b.days ? { days: b.days } : {}) }),
+    context: (b: { from?: string; days?: number }) => ({
+      ...(b.from ? { from: b.from } : {}),
+      ...(b.days ? { days: b.days } : {}),
+    }),
   },
   'customer-support': {
     taskType: 'support_response',
     summary: 'Support reply with intent, sentiment and escalation (customer_success)',
-    body: z.object({ query: z.string().trim().min(3).max(10_000), customer_id: z.number().int().positive().optional(), ...priority }),
-    context: (b: { query: string; customer_id?: number }) => ({ query: b.query, ...(b.customer_id ? { customerId: b.customer_id } : {}) }),
+    body: z.object({
+      query: z.string().trim().min(3).max(10_000),
+      customer_id: z.number().int().positive().optional(),
+      ...priority,
+    }),
+    context: (b: { query: string; customer_id?: number }) => ({
+      query: b.query,
+      ...(b.customer_id ? { customerId: b.customer_id } : {}),
+    }),
   },
 } as const;

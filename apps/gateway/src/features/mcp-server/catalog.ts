@@ -48,11 +48,18 @@ interface ServerEntry {
 
 const serverFingerprint = (s: ServerHealth): string => `${s.state}|${s.breaker}|${[...s.tools].sort().join(',')}`;
 /** Tools are served only while their server can answer: a server down or with its breaker open drops out (list_changed). */
-const serving = (s: ServerHealth): boolean => s.enabled && (s.state === 'up' || s.state === 'degraded') && s.breaker !== 'open' && s.breaker !== 'isolated';
+const serving = (s: ServerHealth): boolean =>
+  s.enabled && (s.state === 'up' || s.state === 'degraded') && s.breaker !== 'open' && s.breaker !== 'isolated';
 
 /** A JSON Schema object for a tool's input: MCP requires `type: "object"` at the top. */
 function objectSchema(schema: unknown): Record<string, unknown> {
-  if (schema && typeof schema === 'object' && !Array.isArray(schema) && (schema as { type?: unknown }).type === 'object') return { ...(schema as Record<string, unknown>) };
+  if (
+    schema &&
+    typeof schema === 'object' &&
+    !Array.isArray(schema) &&
+    (schema as { type?: unknown }).type === 'object'
+  )
+    return { ...(schema as Record<string, unknown>) };
   return { type: 'object', properties: {}, additionalProperties: true };
 }
 
@@ -146,7 +153,10 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
     const correlationId = `mcp-catalog-${newId()}`;
     const [upstream, workflows, agents] = await Promise.all([
       this.upstream(correlationId).catch((err: unknown) => {
-        this.log.warn({ err: String(err), correlationId }, 'MCP registry not readable; upstream tools kept as they were');
+        this.log.warn(
+          { err: String(err), correlationId },
+          'MCP registry not readable; upstream tools kept as they were',
+        );
         return undefined;
       }),
       this.workflowTools().catch((err: unknown) => {
@@ -171,7 +181,10 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
     this.tools = tools;
     this.prompts = prompts;
     this.refreshedAt = Date.now();
-    const toolsFp = [...tools.values()].map((t) => `${t.name}:${t.description ?? ''}:${JSON.stringify(t.inputSchema)}`).sort().join('\n');
+    const toolsFp = [...tools.values()]
+      .map((t) => `${t.name}:${t.description ?? ''}:${JSON.stringify(t.inputSchema)}`)
+      .sort()
+      .join('\n');
     const promptsFp = [...prompts.keys()].sort().join('\n');
     const changed: ('tools' | 'prompts')[] = [];
     if (this.toolsFingerprint && toolsFp !== this.toolsFingerprint) changed.push('tools');
@@ -179,7 +192,10 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
     this.toolsFingerprint = toolsFp;
     this.promptsFingerprint = promptsFp;
     for (const what of changed) {
-      this.log.info({ what, tools: tools.size, prompts: prompts.size, correlationId }, 'MCP catalog changed; notifying sessions');
+      this.log.info(
+        { what, tools: tools.size, prompts: prompts.size, correlationId },
+        'MCP catalog changed; notifying sessions',
+      );
       for (const l of this.listeners) {
         try {
           l(what);
@@ -207,7 +223,12 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
           return;
         }
         try {
-          const listed = await request(this.nats, mcpSubject(s.server, 'list_tools'), {}, { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId });
+          const listed = await request(
+            this.nats,
+            mcpSubject(s.server, 'list_tools'),
+            {},
+            { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId },
+          );
           const tools: CatalogTool[] = listed.tools.map((t) => ({
             name: `${s.server}${NS}${t.name}`,
             kind: 'upstream',
@@ -220,7 +241,12 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
             ...(t.outputSchema ? { outputSchema: t.outputSchema } : {}),
             ...(t.annotations ? { annotations: t.annotations } : {}),
           }));
-          const prompts = await request(this.nats, mcpSubject(s.server, 'list_prompts'), {}, { schema: listPromptsReplySchema, timeoutMs: 10_000, correlationId })
+          const prompts = await request(
+            this.nats,
+            mcpSubject(s.server, 'list_prompts'),
+            {},
+            { schema: listPromptsReplySchema, timeoutMs: 10_000, correlationId },
+          )
             .then((r) =>
               r.prompts.map((p) => ({
                 name: `${s.server}${NS}${p.name}`,
@@ -234,7 +260,10 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
             .catch(() => [] as CatalogPrompt[]);
           out.set(s.server, { fingerprint: fp, tools, prompts });
         } catch (err) {
-          this.log.warn({ server: s.server, err: String(err), correlationId }, 'listing an MCP server failed; its tools are left out until the next refresh');
+          this.log.warn(
+            { server: s.server, err: String(err), correlationId },
+            'listing an MCP server failed; its tools are left out until the next refresh',
+          );
           out.set(s.server, { fingerprint: `unlisted|${fp}`, tools: [], prompts: [] });
         }
       }),
@@ -248,7 +277,12 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
       const input = objectSchema(d.input);
       const properties = { ...((input.properties as Record<string, unknown> | undefined) ?? {}) };
       // `wait` is the gateway's, not the workflow's: false answers the execution id at once.
-      if (!('wait' in properties)) properties.wait = { type: 'boolean', default: true, description: 'false: answer the execution id at once instead of waiting for the output' };
+      if (!('wait' in properties))
+        properties.wait = {
+          type: 'boolean',
+          default: true,
+          description: 'false: answer the execution id at once instead of waiting for the output',
+        };
       return {
         name: `workflow${NS}${d.id}`,
         kind: 'workflow' as const,

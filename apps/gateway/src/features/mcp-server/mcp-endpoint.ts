@@ -25,7 +25,15 @@ import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
-import { EVENT_STORE, GATEWAY_CONFIG, GATEWAY_OPTIONS, LOGGER, NATS_CONNECTION, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
+import {
+  EVENT_STORE,
+  GATEWAY_CONFIG,
+  GATEWAY_OPTIONS,
+  LOGGER,
+  NATS_CONNECTION,
+  type GatewayConfig,
+  type ResolvedGatewayOptions,
+} from '../../tokens.js';
 import { assertWriterAllowed, type WriterAccess } from '../mcp/writer-policy.js';
 import { currentCorrelationId } from '../../http/context.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
@@ -132,9 +140,16 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
    */
   private writerRefusal(tool: CatalogTool, caller: McpCaller): AppError | undefined {
     if (tool.kind !== 'upstream') return undefined;
-    const access: WriterAccess = { authEnabled: this.authEnabled, writesAllowed: this.config.DATABASE_ALLOW_WRITES === true };
+    const access: WriterAccess = {
+      authEnabled: this.authEnabled,
+      writesAllowed: this.config.DATABASE_ALLOW_WRITES === true,
+    };
     try {
-      assertWriterAllowed(tool.server!, { apiKey: caller.keyId ? { id: caller.keyId, name: caller.keyName ?? '', role: caller.role } : undefined }, access);
+      assertWriterAllowed(
+        tool.server!,
+        { apiKey: caller.keyId ? { id: caller.keyId, name: caller.keyName ?? '', role: caller.role } : undefined },
+        access,
+      );
       return undefined;
     } catch (err) {
       return isAppError(err) ? err : new AppError('forbidden', String(err));
@@ -142,7 +157,10 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
-    this.sweeper = setInterval(() => this.sweep(), Math.min(60_000, Math.max(1_000, Math.floor(this.options.sessionIdleMs / 4))));
+    this.sweeper = setInterval(
+      () => this.sweep(),
+      Math.min(60_000, Math.max(1_000, Math.floor(this.options.sessionIdleMs / 4))),
+    );
     this.sweeper.unref();
   }
 
@@ -167,7 +185,12 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       // No session, so no stream for server-initiated messages and nothing to delete.
       if (req.method !== 'POST') {
         res.setHeader('Allow', 'POST');
-        return jsonRpcError(res, 405, ErrorCode.InvalidRequest, 'Method not allowed: this endpoint is stateless (POST only)');
+        return jsonRpcError(
+          res,
+          405,
+          ErrorCode.InvalidRequest,
+          'Method not allowed: this endpoint is stateless (POST only)',
+        );
       }
       const server = this.buildServer({ virtual, transport: 'streamable-http', sessionId: () => null });
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
@@ -183,16 +206,24 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     const sessionId = Array.isArray(sid) ? sid[0] : sid;
     if (sessionId) {
       const s = this.sessions.get(sessionId);
-      if (!s || s.kind !== 'streamable-http' || s.virtual !== virtual) return jsonRpcError(res, 404, ErrorCode.ConnectionClosed, 'Session not found');
-      if (s.keyId !== caller.keyId) return jsonRpcError(res, 403, ErrorCode.InvalidRequest, 'this session belongs to another API key');
+      if (!s || s.kind !== 'streamable-http' || s.virtual !== virtual)
+        return jsonRpcError(res, 404, ErrorCode.ConnectionClosed, 'Session not found');
+      if (s.keyId !== caller.keyId)
+        return jsonRpcError(res, 403, ErrorCode.InvalidRequest, 'this session belongs to another API key');
       s.lastSeen = Date.now();
       await (s.transport as StreamableHTTPServerTransport).handleRequest(req, res, body);
       return;
     }
     if (req.method !== 'POST' || !isInitialize(body)) {
-      return jsonRpcError(res, 400, ErrorCode.InvalidRequest, 'Bad Request: no valid session id (Mcp-Session-Id); start with an initialize request');
+      return jsonRpcError(
+        res,
+        400,
+        ErrorCode.InvalidRequest,
+        'Bad Request: no valid session id (Mcp-Session-Id); start with an initialize request',
+      );
     }
-    if (this.sessions.size >= this.options.maxSessions) return jsonRpcError(res, 503, ErrorCode.InternalError, 'too many MCP sessions; retry later');
+    if (this.sessions.size >= this.options.maxSessions)
+      return jsonRpcError(res, 503, ErrorCode.InternalError, 'too many MCP sessions; retry later');
     let session: Session | undefined;
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
@@ -200,7 +231,11 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         session = this.register(id, 'streamable-http', transport, server, virtual, caller);
       },
     });
-    const server = this.buildServer({ virtual, transport: 'streamable-http', sessionId: () => transport.sessionId ?? null });
+    const server = this.buildServer({
+      virtual,
+      transport: 'streamable-http',
+      sessionId: () => transport.sessionId ?? null,
+    });
     transport.onclose = () => {
       if (session) void this.closeSession(session, 'transport closed');
     };
@@ -210,7 +245,8 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
 
   /** `GET /mcp/sse`: the legacy transport's event stream; its first event names the POST endpoint. */
   async sseOpen(r: EndpointRequest, messagesPath: string): Promise<void> {
-    if (this.sessions.size >= this.options.maxSessions) return jsonRpcError(r.res, 503, ErrorCode.InternalError, 'too many MCP sessions; retry later');
+    if (this.sessions.size >= this.options.maxSessions)
+      return jsonRpcError(r.res, 503, ErrorCode.InternalError, 'too many MCP sessions; retry later');
     const transport = new SSEServerTransport(messagesPath, r.res);
     const server = this.buildServer({ virtual: r.virtual, transport: 'sse', sessionId: () => transport.sessionId });
     const session = this.register(transport.sessionId, 'sse', transport, server, r.virtual, r.caller);
@@ -221,19 +257,38 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   /** `POST /mcp/messages?sessionId=`: one JSON-RPC message for an SSE session. */
   async sseMessage(r: EndpointRequest, sessionId: string): Promise<void> {
     const s = this.sessions.get(sessionId);
-    if (!s || s.kind !== 'sse' || s.virtual !== r.virtual) return jsonRpcError(r.res, 404, ErrorCode.ConnectionClosed, 'Session not found');
-    if (s.keyId !== r.caller.keyId) return jsonRpcError(r.res, 403, ErrorCode.InvalidRequest, 'this session belongs to another API key');
+    if (!s || s.kind !== 'sse' || s.virtual !== r.virtual)
+      return jsonRpcError(r.res, 404, ErrorCode.ConnectionClosed, 'Session not found');
+    if (s.keyId !== r.caller.keyId)
+      return jsonRpcError(r.res, 403, ErrorCode.InvalidRequest, 'this session belongs to another API key');
     s.lastSeen = Date.now();
     r.req.auth = authInfoOf(r.caller);
     await (s.transport as SSEServerTransport).handlePostMessage(r.req, r.res, r.req.body);
   }
 
-  private register(id: string, kind: Session['kind'], transport: Session['transport'], server: Server, virtual: string | null, caller: McpCaller): Session {
+  private register(
+    id: string,
+    kind: Session['kind'],
+    transport: Session['transport'],
+    server: Server,
+    virtual: string | null,
+    caller: McpCaller,
+  ): Session {
     const stopCatalog = this.catalog.onChange((what) => {
       const send = what === 'tools' ? server.sendToolListChanged() : server.sendPromptListChanged();
       void send.catch(() => undefined);
     });
-    const session: Session = { id, kind, transport, server, virtual, keyId: caller.keyId, lastSeen: Date.now(), subscriptions: new Map(), stopCatalog };
+    const session: Session = {
+      id,
+      kind,
+      transport,
+      server,
+      virtual,
+      keyId: caller.keyId,
+      lastSeen: Date.now(),
+      subscriptions: new Map(),
+      stopCatalog,
+    };
     this.sessions.set(id, session);
     this.log.info({ sessionId: id, kind, virtual, keyId: caller.keyId }, 'MCP session opened');
     return session;
@@ -256,7 +311,11 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
 
   // ---- the SDK server ---------------------------------------------------------------------
 
-  private buildServer(ctx: { virtual: string | null; transport: 'streamable-http' | 'sse'; sessionId: () => string | null }): Server {
+  private buildServer(ctx: {
+    virtual: string | null;
+    transport: 'streamable-http' | 'sse';
+    sessionId: () => string | null;
+  }): Server {
     const notifies = !this.options.stateless;
     const server = new Server(
       { name: ctx.virtual ? `${SERVER_NAME}/${ctx.virtual}` : SERVER_NAME, version: SERVER_VERSION },
@@ -288,34 +347,55 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const caller = callerOf(extra.authInfo);
       // Listing needs viewer; running work needs operator, as on the REST routes.
       if (this.authEnabled && !roleSatisfies(caller.role, 'operator')) {
-        throw new McpError(-32003, `forbidden: calling a tool needs the operator role; the key has ${caller.role}`, { requiredRole: 'operator', keyRole: caller.role });
+        throw new McpError(-32003, `forbidden: calling a tool needs the operator role; the key has ${caller.role}`, {
+          requiredRole: 'operator',
+          keyRole: caller.role,
+        });
       }
       const name = req.params.name;
       const tool = allowed(name) ? await this.catalog.tool(name) : undefined;
-      if (!tool) throw new McpError(ErrorCode.InvalidParams, `unknown tool "${name}"${ctx.virtual ? ` on virtual server ${ctx.virtual}` : ''}`);
+      if (!tool)
+        throw new McpError(
+          ErrorCode.InvalidParams,
+          `unknown tool "${name}"${ctx.virtual ? ` on virtual server ${ctx.virtual}` : ''}`,
+        );
       const refused = this.writerRefusal(tool, caller);
       if (refused) throw new McpError(-32003, `forbidden: ${refused.message}`, refused.details);
       const meta = (req.params._meta ?? {}) as Record<string, unknown>;
       const key = meta['idempotency_key'] ?? meta['switchyard/idempotency-key'];
       // The HTTP request's correlation id (x-correlation-id) when the call runs in its context.
       const correlationId = currentCorrelationId() ?? `mcp-${newId()}`;
-      return this.commands.execute(new CallGatewayTool(tool, (req.params.arguments ?? {}), {
-        caller,
-        sessionId: ctx.sessionId(),
-        transport: ctx.transport,
-        virtualServer: ctx.virtual,
-        correlationId,
-        signal: extra.signal,
-        sendNotification: extra.sendNotification,
-        ...(meta.progressToken !== undefined ? { progressToken: meta.progressToken as string | number } : {}),
-        ...(typeof key === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(key) ? { idempotencyKey: key } : {}),
-      }));
+      return this.commands.execute(
+        new CallGatewayTool(tool, req.params.arguments ?? {}, {
+          caller,
+          sessionId: ctx.sessionId(),
+          transport: ctx.transport,
+          virtualServer: ctx.virtual,
+          correlationId,
+          signal: extra.signal,
+          sendNotification: extra.sendNotification,
+          ...(meta.progressToken !== undefined ? { progressToken: meta.progressToken as string | number } : {}),
+          ...(typeof key === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(key) ? { idempotencyKey: key } : {}),
+        }),
+      );
     });
 
     server.setRequestHandler(ListResourcesRequestSchema, async () => ({
       resources: [
-        { uri: STATUS_URI, name: 'system-status', title: 'Integration status', description: 'MCP servers, agents, workflows, alerts and infrastructure, with a verdict', mimeType: 'application/json' },
-        { uri: HEALTH_URI, name: 'health-report', title: 'Health report', description: 'healthy / degraded / unhealthy with reasons, metrics and every service', mimeType: 'application/json' },
+        {
+          uri: STATUS_URI,
+          name: 'system-status',
+          title: 'Integration status',
+          description: 'MCP servers, agents, workflows, alerts and infrastructure, with a verdict',
+          mimeType: 'application/json',
+        },
+        {
+          uri: HEALTH_URI,
+          name: 'health-report',
+          title: 'Health report',
+          description: 'healthy / degraded / unhealthy with reasons, metrics and every service',
+          mimeType: 'application/json',
+        },
         ...(await this.recentExecutions()),
         ...(await this.reports()),
       ],
@@ -323,15 +403,35 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
 
     server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
       resourceTemplates: [
-        { uriTemplate: 'switchyard://executions/{id}', name: 'execution', title: 'Workflow execution', description: 'Status, every step with attempts, inputs, outputs and errors', mimeType: 'application/json' },
-        { uriTemplate: 'switchyard://executions/{id}/history', name: 'execution-history', title: 'Execution history', description: 'The execution’s full event history', mimeType: 'application/json' },
-        { uriTemplate: 'switchyard://reports/{name}', name: 'report', title: 'Workflow report', description: `A report a workflow wrote (the filesystem sandbox's ${REPORTS_DIR}/ folder), e.g. revenue-analysis.md`, mimeType: 'text/markdown' },
+        {
+          uriTemplate: 'switchyard://executions/{id}',
+          name: 'execution',
+          title: 'Workflow execution',
+          description: 'Status, every step with attempts, inputs, outputs and errors',
+          mimeType: 'application/json',
+        },
+        {
+          uriTemplate: 'switchyard://executions/{id}/history',
+          name: 'execution-history',
+          title: 'Execution history',
+          description: 'The execution’s full event history',
+          mimeType: 'application/json',
+        },
+        {
+          uriTemplate: 'switchyard://reports/{name}',
+          name: 'report',
+          title: 'Workflow report',
+          description: `A report a workflow wrote (the filesystem sandbox's ${REPORTS_DIR}/ folder), e.g. revenue-analysis.md`,
+          mimeType: 'text/markdown',
+        },
       ],
     }));
 
     server.setRequestHandler(ReadResourceRequestSchema, async (req, extra) => {
       const uri = req.params.uri;
-      const json = (value: unknown) => ({ contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(value, null, 2) }] });
+      const json = (value: unknown) => ({
+        contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(value, null, 2) }],
+      });
       try {
         if (uri === STATUS_URI) return json(await this.queries.execute(new GetIntegrationStatus()));
         if (uri === HEALTH_URI) {
@@ -343,9 +443,15 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           // A report is workflow output: like a filesystem read at the REST API, it needs the operator role.
           const caller = callerOf(extra.authInfo);
           if (this.authEnabled && !roleSatisfies(caller.role, 'operator')) {
-            throw new McpError(-32003, `forbidden: reading a report needs the operator role; the key has ${caller.role}`, { requiredRole: 'operator', keyRole: caller.role });
+            throw new McpError(
+              -32003,
+              `forbidden: reading a report needs the operator role; the key has ${caller.role}`,
+              { requiredRole: 'operator', keyRole: caller.role },
+            );
           }
-          const out = await this.queries.execute(new ReadMcpTool('filesystem', 'read_text_file', { path: `${REPORTS_DIR}/${report[1]}` }, `mcp-${newId()}`));
+          const out = await this.queries.execute(
+            new ReadMcpTool('filesystem', 'read_text_file', { path: `${REPORTS_DIR}/${report[1]}` }, `mcp-${newId()}`),
+          );
           const text = out.content.map((c) => (typeof c.text === 'string' ? c.text : '')).join('');
           return { contents: [{ uri, mimeType: report[1]!.endsWith('.md') ? 'text/markdown' : 'text/plain', text }] };
         }
@@ -353,15 +459,26 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         if (m) {
           if (m[2]) {
             const events = await this.queries.execute(new ReadExecutionStream(m[1]!));
-            return json(events.map((e) => ({ position: e.position, revision: e.revision, type: e.type, data: e.data, metadata: e.metadata, recorded_at: e.recordedAt })));
+            return json(
+              events.map((e) => ({
+                position: e.position,
+                revision: e.revision,
+                type: e.type,
+                data: e.data,
+                metadata: e.metadata,
+                recorded_at: e.recordedAt,
+              })),
+            );
           }
           return json((await this.queries.execute(new GetExecution(m[1]!))).detail);
         }
       } catch (err) {
         if (err instanceof McpError) throw err;
-        if (isAppError(err) && err.code === 'not_found') throw new McpError(ErrorCode.InvalidParams, err.message, { uri });
+        if (isAppError(err) && err.code === 'not_found')
+          throw new McpError(ErrorCode.InvalidParams, err.message, { uri });
         // A report that is not there: the filesystem server's ENOENT comes back as a tool error.
-        if (isAppError(err) && err.code === 'tool_error' && REPORT_URI.test(uri)) throw new McpError(ErrorCode.InvalidParams, `no such report: ${err.message}`, { uri });
+        if (isAppError(err) && err.code === 'tool_error' && REPORT_URI.test(uri))
+          throw new McpError(ErrorCode.InvalidParams, `no such report: ${err.message}`, { uri });
         if (isAppError(err)) throw new McpError(ErrorCode.InternalError, `${err.code}: ${err.message}`, { uri });
         throw err;
       }
@@ -372,9 +489,17 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const s = this.sessionOf(ctx.sessionId());
       const m = EXECUTION_URI.exec(req.params.uri);
       if (!s) throw new McpError(ErrorCode.InvalidRequest, 'subscriptions need a session (not in stateless mode)');
-      if (!m) throw new McpError(ErrorCode.InvalidParams, `only execution resources can be subscribed to (switchyard://executions/{id}), not ${req.params.uri}`);
+      if (!m)
+        throw new McpError(
+          ErrorCode.InvalidParams,
+          `only execution resources can be subscribed to (switchyard://executions/{id}), not ${req.params.uri}`,
+        );
       if (!s.subscriptions.has(req.params.uri)) {
-        if (s.subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SESSION) throw new McpError(ErrorCode.InvalidRequest, `at most ${MAX_SUBSCRIPTIONS_PER_SESSION} subscriptions per session`);
+        if (s.subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SESSION)
+          throw new McpError(
+            ErrorCode.InvalidRequest,
+            `at most ${MAX_SUBSCRIPTIONS_PER_SESSION} subscriptions per session`,
+          );
         s.subscriptions.set(req.params.uri, this.watchExecution(m[1]!, req.params.uri, server));
       }
       return {};
@@ -436,14 +561,21 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   /** The reports in the sandbox's reports folder, as resources (none when the filesystem server is down or the folder is missing). */
   private async reports(): Promise<{ uri: string; name: string; description: string; mimeType: string }[]> {
     try {
-      const out = await this.queries.execute(new ReadMcpTool('filesystem', 'list_directory', { path: REPORTS_DIR }, `mcp-${newId()}`));
+      const out = await this.queries.execute(
+        new ReadMcpTool('filesystem', 'list_directory', { path: REPORTS_DIR }, `mcp-${newId()}`),
+      );
       const text = out.content.map((c) => (typeof c.text === 'string' ? c.text : '')).join('\n');
       return text
         .split('\n')
         .map((line) => /^\[FILE\] (.+)$/.exec(line.trim())?.[1])
         .filter((name): name is string => name !== undefined && REPORT_URI.test(`switchyard://reports/${name}`))
         .slice(0, REPORTS_LISTED)
-        .map((name) => ({ uri: `switchyard://reports/${name}`, name: `report-${name}`, description: `a report a workflow wrote (${REPORTS_DIR}/${name})`, mimeType: name.endsWith('.md') ? 'text/markdown' : 'text/plain' }));
+        .map((name) => ({
+          uri: `switchyard://reports/${name}`,
+          name: `report-${name}`,
+          description: `a report a workflow wrote (${REPORTS_DIR}/${name})`,
+          mimeType: name.endsWith('.md') ? 'text/markdown' : 'text/plain',
+        }));
     } catch {
       return [];
     }
@@ -465,8 +597,10 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           let ended = false;
           for (const e of events) {
             next = e.revision + 1;
-            if (e.type.startsWith('Step') || e.type.startsWith('Workflow') || e.type.startsWith('Compensation')) moved = true;
-            if (e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled') ended = true;
+            if (e.type.startsWith('Step') || e.type.startsWith('Workflow') || e.type.startsWith('Compensation'))
+              moved = true;
+            if (e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled')
+              ended = true;
           }
           if (moved) await server.sendResourceUpdated({ uri });
           if (ended) return;
@@ -494,11 +628,14 @@ function toolDescriptor(t: CatalogTool) {
 }
 
 const isInitialize = (body: unknown): boolean =>
-  Array.isArray(body) ? body.some(isInitialize) : !!body && typeof body === 'object' && (body as { method?: unknown }).method === 'initialize';
+  Array.isArray(body)
+    ? body.some(isInitialize)
+    : !!body && typeof body === 'object' && (body as { method?: unknown }).method === 'initialize';
 
 /** A JSON-RPC error answered over plain HTTP (no session to carry it). */
 function jsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {
   if (res.headersSent) return;
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
+  res
+    .writeHead(status, { 'content-type': 'application/json' })
+    .end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
 }
-

@@ -33,11 +33,14 @@ const WELL_KNOWN = '.well-known/oauth-protected-resource';
 const keyRole = roleSchema.catch('viewer');
 
 /** The resource's base URL: MCP_SERVER_PUBLIC_URL, else the request's own origin (Host was checked by the edge middleware). */
-const baseUrl = (req: Request, configured?: string): string => configured ?? `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`;
+const baseUrl = (req: Request, configured?: string): string =>
+  configured ?? `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`;
 
 /** Whether the JSON-RPC body asks to run a tool (one message or a batch). */
 const callsTool = (body: unknown): boolean =>
-  Array.isArray(body) ? body.some(callsTool) : !!body && typeof body === 'object' && (body as { method?: unknown }).method === 'tools/call';
+  Array.isArray(body)
+    ? body.some(callsTool)
+    : !!body && typeof body === 'object' && (body as { method?: unknown }).method === 'tools/call';
 
 /**
  * The MCP transports. They are MCP, not REST, so they are left out of the OpenAPI document and
@@ -69,21 +72,33 @@ export class McpServerController {
 
   @Post('mcp/messages')
   @ApiRoute({ hidden: true, role: PUBLIC })
-  async messages(@ZodQuery(sessionQuery) q: z.infer<typeof sessionQuery>, @Req() req: Request, @Res() res: Response): Promise<void> {
+  async messages(
+    @ZodQuery(sessionQuery) q: z.infer<typeof sessionQuery>,
+    @Req() req: Request,
+    @Res() res: Response,
+  ): Promise<void> {
     const r = this.admit(req, res, '/mcp', null);
     if (r) await this.run(r, () => this.endpoint.sseMessage(r, q.sessionId));
   }
 
   @All('mcp/v/:name')
   @ApiRoute({ hidden: true, role: PUBLIC })
-  async virtualStreamable(@ZodParams(virtualServerParams) p: z.infer<typeof virtualServerParams>, @Req() req: Request, @Res() res: Response): Promise<void> {
+  async virtualStreamable(
+    @ZodParams(virtualServerParams) p: z.infer<typeof virtualServerParams>,
+    @Req() req: Request,
+    @Res() res: Response,
+  ): Promise<void> {
     const r = this.admit(req, res, `/mcp/v/${p.name}`, p.name);
     if (r) await this.run(r, () => this.endpoint.streamable(r));
   }
 
   @Get('mcp/v/:name/sse')
   @ApiRoute({ hidden: true, role: PUBLIC })
-  async virtualSse(@ZodParams(virtualServerParams) p: z.infer<typeof virtualServerParams>, @Req() req: Request, @Res() res: Response): Promise<void> {
+  async virtualSse(
+    @ZodParams(virtualServerParams) p: z.infer<typeof virtualServerParams>,
+    @Req() req: Request,
+    @Res() res: Response,
+  ): Promise<void> {
     const r = this.admit(req, res, `/mcp/v/${p.name}`, p.name);
     if (r) await this.run(r, () => this.endpoint.sseOpen(r, `/mcp/v/${p.name}/messages`));
   }
@@ -103,7 +118,8 @@ export class McpServerController {
   @Get(WELL_KNOWN)
   @ApiRoute({
     summary: 'OAuth protected resource metadata (RFC 9728) of the MCP endpoint',
-    description: 'Says where the MCP endpoint is and that it takes the gateway’s API keys as bearer tokens (`Authorization: Bearer sy_...`); no authorization server issues them: an admin creates them.',
+    description:
+      'Says where the MCP endpoint is and that it takes the gateway’s API keys as bearer tokens (`Authorization: Bearer sy_...`); no authorization server issues them: an admin creates them.',
     tags: ['mcp-server'],
     role: PUBLIC,
     response: { schema: protectedResourceMetadata },
@@ -116,7 +132,8 @@ export class McpServerController {
   @ApiRoute({ hidden: true, role: PUBLIC })
   metadataFor(@Req() req: Request) {
     const rest = req.path.slice(`/${WELL_KNOWN}`.length) || '/mcp';
-    if (!/^\/mcp(\/v\/[a-z0-9][a-z0-9_-]{0,62})?$/.test(rest)) throw new AppError('not_found', `no protected resource at ${rest}`);
+    if (!/^\/mcp(\/v\/[a-z0-9][a-z0-9_-]{0,62})?$/.test(rest))
+      throw new AppError('not_found', `no protected resource at ${rest}`);
     return this.describe(req, rest);
   }
 
@@ -130,8 +147,13 @@ export class McpServerController {
       resource_documentation: `${base}/docs`,
       switchyard_auth: {
         scheme: 'bearer' as const,
-        token: 'a Switchyard API key (sy_<id>_<secret>), created by an admin: POST /api/v1/admin/api-keys or `switchyard keys create`',
-        roles: { viewer: 'list tools, resources and prompts; read resources', operator: 'also call tools', admin: 'also manage virtual servers' },
+        token:
+          'a Switchyard API key (sy_<id>_<secret>), created by an admin: POST /api/v1/admin/api-keys or `switchyard keys create`',
+        roles: {
+          viewer: 'list tools, resources and prompts; read resources',
+          operator: 'also call tools',
+          admin: 'also manage virtual servers',
+        },
       },
     };
   }
@@ -140,24 +162,48 @@ export class McpServerController {
    * The caller, or an answer already sent: 401 (no key or a bad one) with the RFC 9728 pointer,
    * 404 for an unknown virtual server, 403 for a tool call below operator.
    */
-  private admit(req: Request, res: Response, resourcePath: string, virtual: string | null): EndpointRequest | undefined {
+  private admit(
+    req: Request,
+    res: Response,
+    resourcePath: string,
+    virtual: string | null,
+  ): EndpointRequest | undefined {
     const auth = this.endpoint.authEnabled;
     const key = (req as GatewayRequest).apiKey;
     if (auth && !key) {
       const bad = (req as AuthRequest)[AUTH_FAILED] === true;
       const metadataUrl = `${baseUrl(req, this.endpoint.options.publicUrl)}/${WELL_KNOWN}${resourcePath}`;
-      res.setHeader('WWW-Authenticate', `Bearer realm="switchyard", resource_metadata="${metadataUrl}"${bad ? ', error="invalid_token"' : ''}`);
-      sendProblem(new AppError('unauthorized', bad ? 'the API key is invalid or revoked' : 'an API key is required (Authorization: Bearer <key>)'), req, res);
+      res.setHeader(
+        'WWW-Authenticate',
+        `Bearer realm="switchyard", resource_metadata="${metadataUrl}"${bad ? ', error="invalid_token"' : ''}`,
+      );
+      sendProblem(
+        new AppError(
+          'unauthorized',
+          bad ? 'the API key is invalid or revoked' : 'an API key is required (Authorization: Bearer <key>)',
+        ),
+        req,
+        res,
+      );
       return undefined;
     }
     const role = auth ? keyRole.parse(key!.role) : 'admin';
-    const caller: McpCaller = key ? { keyId: key.id, keyName: key.name, actor: `apikey:${key.id}`, role } : { keyId: null, keyName: null, actor: 'anonymous', role };
+    const caller: McpCaller = key
+      ? { keyId: key.id, keyName: key.name, actor: `apikey:${key.id}`, role }
+      : { keyId: null, keyName: null, actor: 'anonymous', role };
     if (virtual !== null && !this.virtuals.get(virtual)) {
       sendProblem(new AppError('not_found', `no virtual MCP server named "${virtual}"`, { name: virtual }), req, res);
       return undefined;
     }
     if (auth && req.method === 'POST' && callsTool(req.body) && !roleSatisfies(role, 'operator')) {
-      sendProblem(new AppError('forbidden', `calling a tool needs the operator role; the key has ${role}`, { requiredRole: 'operator', keyRole: role }), req, res);
+      sendProblem(
+        new AppError('forbidden', `calling a tool needs the operator role; the key has ${role}`, {
+          requiredRole: 'operator',
+          keyRole: role,
+        }),
+        req,
+        res,
+      );
       return undefined;
     }
     // The SDK transports write the Node response themselves.
@@ -187,13 +233,24 @@ export class VirtualServersController {
   ) {}
 
   @Get()
-  @ApiRoute({ summary: 'Virtual MCP servers', tags: ['mcp-server'], role: 'viewer', response: { schema: virtualServerList } })
+  @ApiRoute({
+    summary: 'Virtual MCP servers',
+    tags: ['mcp-server'],
+    role: 'viewer',
+    response: { schema: virtualServerList },
+  })
   async list() {
     return { virtual_servers: (await this.queries.execute(new ListVirtualServers())).map(withUrl) };
   }
 
   @Get(':name')
-  @ApiRoute({ summary: 'One virtual MCP server', tags: ['mcp-server'], role: 'viewer', response: { schema: virtualServerView }, errors: [404] })
+  @ApiRoute({
+    summary: 'One virtual MCP server',
+    tags: ['mcp-server'],
+    role: 'viewer',
+    response: { schema: virtualServerView },
+    errors: [404],
+  })
   async get(@ZodParams(virtualServerParams) p: z.infer<typeof virtualServerParams>) {
     return withUrl(await this.queries.execute(new GetVirtualServer(p.name)));
   }
@@ -202,15 +259,22 @@ export class VirtualServersController {
   @HttpCode(201)
   @ApiRoute({
     summary: 'Create (or replace) a virtual MCP server',
-    description: '`tools` are names as `/mcp` lists them (`everything__echo`, `workflow__revenue_analysis`, `agent__customer_support`) or prefixes ending in `*` (`database__*`). 201 when new, 200 when it replaced one.',
+    description:
+      '`tools` are names as `/mcp` lists them (`everything__echo`, `workflow__revenue_analysis`, `agent__customer_support`) or prefixes ending in `*` (`database__*`). 201 when new, 200 when it replaced one.',
     tags: ['mcp-server'],
     role: 'admin',
     requestExample: virtualServerExample,
     response: { status: 201, schema: virtualServerView },
     alsoAnswers: [{ status: 200, description: 'It existed and was replaced', schema: virtualServerView }],
   })
-  async create(@ZodBody(virtualServerPostBody) b: z.output<typeof virtualServerPostBody>, @CorrelationId() cid: string, @Res({ passthrough: true }) res: Response) {
-    const { view, created } = await this.commands.execute(new DefineVirtualServer(b.name, { description: b.description, tools: b.tools }, cid));
+  async create(
+    @ZodBody(virtualServerPostBody) b: z.output<typeof virtualServerPostBody>,
+    @CorrelationId() cid: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const { view, created } = await this.commands.execute(
+      new DefineVirtualServer(b.name, { description: b.description, tools: b.tools }, cid),
+    );
     if (!created) res.status(200);
     return withUrl(view);
   }
@@ -230,13 +294,21 @@ export class VirtualServersController {
     @CorrelationId() cid: string,
     @Res({ passthrough: true }) res: Response,
   ) {
-    const { view, created } = await this.commands.execute(new DefineVirtualServer(p.name, { description: b.description, tools: b.tools }, cid));
+    const { view, created } = await this.commands.execute(
+      new DefineVirtualServer(p.name, { description: b.description, tools: b.tools }, cid),
+    );
     if (created) res.status(201);
     return withUrl(view);
   }
 
   @Delete(':name')
-  @ApiRoute({ summary: 'Remove a virtual MCP server', tags: ['mcp-server'], role: 'admin', response: { schema: virtualServerRemoved }, errors: [404] })
+  @ApiRoute({
+    summary: 'Remove a virtual MCP server',
+    tags: ['mcp-server'],
+    role: 'admin',
+    response: { schema: virtualServerRemoved },
+    errors: [404],
+  })
   async remove(@ZodParams(virtualServerParams) p: z.infer<typeof virtualServerParams>, @CorrelationId() cid: string) {
     await this.commands.execute(new RemoveVirtualServer(p.name, cid));
     return { name: p.name, removed: true as const };

@@ -20,9 +20,19 @@ describe('MCP endpoint, stateless mode', () => {
   let operator: string;
 
   before(async () => {
-    g = await startSecuredGateway('mcp_stateless', { modules: [McpServerFeatureModule.withOptions({ stateless: true, catalogRefreshMs: 500 })] });
+    g = await startSecuredGateway('mcp_stateless', {
+      modules: [McpServerFeatureModule.withOptions({ stateless: true, catalogRefreshMs: 500 })],
+    });
     const registry = [
-      parseServerConfig({ name: 'everything', role: 'other', transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-everything')] } }),
+      parseServerConfig({
+        name: 'everything',
+        role: 'other',
+        transport: {
+          kind: 'stdio',
+          command: process.execPath,
+          args: [resolvePackageBin('@modelcontextprotocol/server-everything')],
+        },
+      }),
     ];
     connectors = await startConnectors({ nats: g.nats, registry, logger });
     operator = (await g.makeKey('operator')).key;
@@ -36,25 +46,38 @@ describe('MCP endpoint, stateless mode', () => {
   const post = (body: unknown, key = operator) =>
     fetch(`${g.url}/mcp`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      headers: {
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
       body: JSON.stringify(body),
     });
 
   it('answers initialize without a session id, and GET with 405', async () => {
-    const res = await post({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+    const res = await post({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+    });
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('mcp-session-id'), null);
     const text = await res.text();
     assert.match(text, /"name":"switchyard"/);
     // No server-sent notifications without a session: not advertised.
     assert.match(text, /"tools":\{"listChanged":false\}/);
-    const get = await fetch(`${g.url}/mcp`, { headers: { authorization: `Bearer ${operator}`, accept: 'text/event-stream' } });
+    const get = await fetch(`${g.url}/mcp`, {
+      headers: { authorization: `Bearer ${operator}`, accept: 'text/event-stream' },
+    });
     assert.equal(get.status, 405);
   });
 
   it('the SDK client lists and calls upstream tools with no session', async () => {
     const client = new Client({ name: 'stateless-test', version: '1.0.0' });
-    const transport = new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${operator}` } } });
+    const transport = new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${operator}` } },
+    });
     await client.connect(transport);
     try {
       assert.equal(transport.sessionId, undefined);
@@ -78,7 +101,11 @@ describe('MCP endpoint, stateless mode', () => {
 
   it('records each call in the event store before the answer: a quick one in one append, a slow one as it starts', async () => {
     const client = new Client({ name: 'audit-test', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${operator}` } } }));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${operator}` } },
+      }),
+    );
     const callEvents = async (tool: string) => {
       const all = await g.store.readAll({ streamPrefixes: ['mcpgw_call-'], maxCount: 10_000 });
       const called = all.find((e) => e.type === 'McpToolCalled' && (e.data as { tool: string }).tool === tool);
@@ -89,11 +116,21 @@ describe('MCP endpoint, stateless mode', () => {
       const r = await client.callTool({ name: 'everything__get-sum', arguments: { a: 1, b: 2 } });
       assert.ok(!r.isError, JSON.stringify(r));
       const quick = await callEvents('everything__get-sum');
-      assert.deepEqual(quick.map((e) => [e.type, e.revision]), [['McpToolCalled', 0], ['McpToolSucceeded', 1]]);
+      assert.deepEqual(
+        quick.map((e) => [e.type, e.revision]),
+        [
+          ['McpToolCalled', 0],
+          ['McpToolSucceeded', 1],
+        ],
+      );
       assert.match(String((quick[0]!.data as { key_id: string }).key_id), /^[0-9a-f]{16}$/);
       assert.equal(quick[1]!.metadata.actor, quick[0]!.metadata.actor);
       // Slow (about 1 s upstream): McpToolCalled is in the store while the call still runs.
-      const slow = client.callTool({ name: 'everything__trigger-long-running-operation', arguments: { duration: 1, steps: 1 } }, undefined, { timeout: 20_000 });
+      const slow = client.callTool(
+        { name: 'everything__trigger-long-running-operation', arguments: { duration: 1, steps: 1 } },
+        undefined,
+        { timeout: 20_000 },
+      );
       let whileRunning: string[] = [];
       for (let i = 0; i < 100 && whileRunning.length === 0; i++) {
         await new Promise((res) => setTimeout(res, 50));
@@ -102,7 +139,10 @@ describe('MCP endpoint, stateless mode', () => {
       const answer = await slow;
       assert.ok(!answer.isError, JSON.stringify(answer));
       assert.deepEqual(whileRunning, ['McpToolCalled'], 'McpToolCalled alone while the call ran');
-      assert.deepEqual((await callEvents('everything__trigger-long-running-operation')).map((e) => e.type), ['McpToolCalled', 'McpToolSucceeded']);
+      assert.deepEqual(
+        (await callEvents('everything__trigger-long-running-operation')).map((e) => e.type),
+        ['McpToolCalled', 'McpToolSucceeded'],
+      );
     } finally {
       await client.close();
     }

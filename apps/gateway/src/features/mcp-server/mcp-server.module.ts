@@ -21,7 +21,15 @@ import { MCP_SERVER_QUERY_HANDLERS } from './queries/index.js';
 @Module({
   imports: [McpFeatureModule, WorkflowsFeatureModule, AgentsFeatureModule, SystemFeatureModule],
   controllers: [McpServerController, VirtualServersController],
-  providers: [{ provide: MCP_SERVER_OPTIONS, useFactory: () => mcpServerOptionsFromEnv() }, McpServerCatalog, McpToolCalls, VirtualServers, McpEndpoint, ...MCP_SERVER_COMMAND_HANDLERS, ...MCP_SERVER_QUERY_HANDLERS],
+  providers: [
+    { provide: MCP_SERVER_OPTIONS, useFactory: () => mcpServerOptionsFromEnv() },
+    McpServerCatalog,
+    McpToolCalls,
+    VirtualServers,
+    McpEndpoint,
+    ...MCP_SERVER_COMMAND_HANDLERS,
+    ...MCP_SERVER_QUERY_HANDLERS,
+  ],
   exports: [McpEndpoint, McpServerCatalog, VirtualServers],
 })
 export class McpServerFeatureModule {

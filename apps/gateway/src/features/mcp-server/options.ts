@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { parseConfig } from '@switchyard/platform';
 
-const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 /** The MCP endpoint's environment, parsed once at start (a bad value stops the start, naming the variable). */
 export const mcpServerEnvSchema = z.object({

@@ -17,9 +17,19 @@ export const virtualServerView = z.object({
 });
 export const virtualServerList = z.object({ virtual_servers: z.array(virtualServerView) });
 export const virtualServerRemoved = z.object({ name: z.string(), removed: z.literal(true) });
-export const virtualServerExample = { name: 'support-desk', description: 'What the support assistant may use', tools: ['everything__echo', 'agent__customer_support', 'workflow__customer_support'] };
+export const virtualServerExample = {
+  name: 'support-desk',
+  description: 'What the support assistant may use',
+  tools: ['everything__echo', 'agent__customer_support', 'workflow__customer_support'],
+};
 
-export const sessionQuery = z.object({ sessionId: z.string().min(1).max(200).regex(/^[A-Za-z0-9-]+$/) });
+export const sessionQuery = z.object({
+  sessionId: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[A-Za-z0-9-]+$/),
+});
 
 /** RFC 9728 protected resource metadata, as `/.well-known/oauth-protected-resource` answers it. */
 export const protectedResourceMetadata = z.object({
@@ -29,5 +39,9 @@ export const protectedResourceMetadata = z.object({
   scopes_supported: z.array(z.string()),
   resource_documentation: z.string().optional(),
   authorization_servers: z.array(z.string()).optional(),
-  switchyard_auth: z.object({ scheme: z.literal('bearer'), token: z.string(), roles: z.record(z.string(), z.string()) }),
+  switchyard_auth: z.object({
+    scheme: z.literal('bearer'),
+    token: z.string(),
+    roles: z.record(z.string(), z.string()),
+  }),
 });

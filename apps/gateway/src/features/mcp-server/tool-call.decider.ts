@@ -89,10 +89,12 @@ export const mcpGatewayCallDecider = {
         return [{ type: 'McpToolCalled', data: command.data, metadata: command.metadata }];
       case 'RecordToolSuccess':
       case 'RecordToolFailure': {
-        if (state.status === 'absent') throw new AppError('illegal_state', `tool call ${command.data.call_id} was never recorded as called`);
+        if (state.status === 'absent')
+          throw new AppError('illegal_state', `tool call ${command.data.call_id} was never recorded as called`);
         const wanted = command.type === 'RecordToolSuccess' ? 'succeeded' : 'failed';
         if (state.status === wanted) return [];
-        if (state.status !== 'running') throw new AppError('illegal_state', `tool call ${command.data.call_id} already ${state.status}`);
+        if (state.status !== 'running')
+          throw new AppError('illegal_state', `tool call ${command.data.call_id} already ${state.status}`);
         return command.type === 'RecordToolSuccess'
           ? [{ type: 'McpToolSucceeded', data: command.data, metadata: command.metadata }]
           : [{ type: 'McpToolFailed', data: command.data, metadata: command.metadata }];

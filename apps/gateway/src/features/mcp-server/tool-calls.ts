@@ -12,7 +12,13 @@ import { executionResult, loadExecution } from '../workflows/deps.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import { GetWorkflowDefinition } from '../workflows/queries/index.js';
 import type { CatalogTool } from './catalog.js';
-import { mcpGatewayCallDecider, mcpGatewayCallStream, type McpGatewayCallCommand, type McpGatewayCallEvent, type McpGatewayCallState } from './tool-call.decider.js';
+import {
+  mcpGatewayCallDecider,
+  mcpGatewayCallStream,
+  type McpGatewayCallCommand,
+  type McpGatewayCallEvent,
+  type McpGatewayCallState,
+} from './tool-call.decider.js';
 
 /** Largest arguments / result kept in a call's events (characters of JSON). */
 const EVENT_PAYLOAD_CHARS = 8_192;
@@ -54,10 +60,15 @@ export interface ToolResult {
   isError?: boolean;
 }
 
-const asObject = (v: unknown): Record<string, unknown> | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+const asObject = (v: unknown): Record<string, unknown> | undefined =>
+  v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 const textResult = (value: unknown, isError = false): ToolResult => {
   const structured = asObject(value);
-  return { content: [{ type: 'text', text: JSON.stringify(value, null, 2) ?? 'null' }], ...(structured ? { structuredContent: structured } : {}), ...(isError ? { isError: true } : {}) };
+  return {
+    content: [{ type: 'text', text: JSON.stringify(value, null, 2) ?? 'null' }],
+    ...(structured ? { structuredContent: structured } : {}),
+    ...(isError ? { isError: true } : {}),
+  };
 };
 const errorResult = (code: string, message: string, details?: Record<string, unknown>): ToolResult => ({
   content: [{ type: 'text', text: `${code}: ${message}` }],
@@ -138,13 +149,19 @@ export class McpToolCalls {
       result = await this.dispatch(tool, args, ctx, work);
       if (result.isError) {
         const err = asObject(result.structuredContent?.error);
-        failure = { code: typeof err?.code === 'string' ? err.code : 'tool_error', message: typeof err?.message === 'string' ? err.message : String(result.content.map((c) => c.text ?? '').join('\n')) };
+        failure = {
+          code: typeof err?.code === 'string' ? err.code : 'tool_error',
+          message:
+            typeof err?.message === 'string' ? err.message : String(result.content.map((c) => c.text ?? '').join('\n')),
+        };
       }
     } catch (err) {
       const e = isAppError(err) ? err : new AppError('internal', err instanceof Error ? err.message : String(err));
       if (!isAppError(err)) this.log.error({ ...logged, err }, 'MCP tool call failed unexpectedly');
       // What tool_error carried (the upstream's own content) goes back as it came.
-      const upstreamContent = Array.isArray(e.details.content) ? (e.details.content as ToolResult['content']) : undefined;
+      const upstreamContent = Array.isArray(e.details.content)
+        ? (e.details.content as ToolResult['content'])
+        : undefined;
       result = upstreamContent ? { content: upstreamContent, isError: true } : errorResult(e.code, e.message);
       failure = { code: e.code, message: e.message };
     } finally {
@@ -152,23 +169,55 @@ export class McpToolCalls {
     }
     const duration_ms = Math.round((performance.now() - started) * 100) / 100;
     const at = new Date().toISOString();
-    const refs = { ...(work.execution_id ? { execution_id: work.execution_id } : {}), ...(work.task_id ? { task_id: work.task_id } : {}) };
+    const refs = {
+      ...(work.execution_id ? { execution_id: work.execution_id } : {}),
+      ...(work.task_id ? { task_id: work.task_id } : {}),
+    };
     const outcome = this.command(
       ctx,
       failure
-        ? { type: 'RecordToolFailure', data: { call_id: callId, tool: tool.name, duration_ms, error_code: failure.code, error_message: failure.message.slice(0, 2_000), ...refs, at } }
-        : { type: 'RecordToolSuccess', data: { call_id: callId, tool: tool.name, duration_ms, result: sizePayload(result.structuredContent ?? result.content, EVENT_PAYLOAD_CHARS).value, ...refs, at } },
+        ? {
+            type: 'RecordToolFailure',
+            data: {
+              call_id: callId,
+              tool: tool.name,
+              duration_ms,
+              error_code: failure.code,
+              error_message: failure.message.slice(0, 2_000),
+              ...refs,
+              at,
+            },
+          }
+        : {
+            type: 'RecordToolSuccess',
+            data: {
+              call_id: callId,
+              tool: tool.name,
+              duration_ms,
+              result: sizePayload(result.structuredContent ?? result.content, EVENT_PAYLOAD_CHARS).value,
+              ...refs,
+              at,
+            },
+          },
     );
-    await (recorded ? recorded.then((running) => this.record(callId, running, [outcome])) : this.record(callId, mcpGatewayCallDecider.initialState, [called, outcome])).catch((err: unknown) =>
-      this.log.error({ ...logged, err: String(err) }, 'recording an MCP tool call failed'),
+    await (
+      recorded
+        ? recorded.then((running) => this.record(callId, running, [outcome]))
+        : this.record(callId, mcpGatewayCallDecider.initialState, [called, outcome])
+    ).catch((err: unknown) => this.log.error({ ...logged, err: String(err) }, 'recording an MCP tool call failed'));
+    this.log.info(
+      { ...logged, duration_ms, outcome: failure ? 'failed' : 'succeeded', code: failure?.code, ...refs },
+      'MCP tool call',
     );
-    this.log.info({ ...logged, duration_ms, outcome: failure ? 'failed' : 'succeeded', code: failure?.code, ...refs }, 'MCP tool call');
     return result;
   }
 
   /** A command of this call, stamped now (the decider's clock comes in the command). */
   private command(ctx: CallContext, c: Omit<McpGatewayCallCommand, 'metadata'>): McpGatewayCallCommand {
-    return { ...c, metadata: { timestamp: new Date().toISOString(), correlationId: ctx.correlationId, actor: ctx.caller.actor } } as McpGatewayCallCommand;
+    return {
+      ...c,
+      metadata: { timestamp: new Date().toISOString(), correlationId: ctx.correlationId, actor: ctx.caller.actor },
+    } as McpGatewayCallCommand;
   }
 
   /**
@@ -177,7 +226,11 @@ export class McpToolCalls {
    * this request writes it, so there is nothing to read back first (a conflict would still be
    * refused by the store).
    */
-  private async record(callId: string, state: McpGatewayCallState, commands: readonly McpGatewayCallCommand[]): Promise<McpGatewayCallState> {
+  private async record(
+    callId: string,
+    state: McpGatewayCallState,
+    commands: readonly McpGatewayCallCommand[],
+  ): Promise<McpGatewayCallState> {
     const events: McpGatewayCallEvent[] = [];
     let next = state;
     for (const command of commands) {
@@ -194,7 +247,12 @@ export class McpToolCalls {
     return next;
   }
 
-  private dispatch(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { execution_id?: string; task_id?: string }): Promise<ToolResult> {
+  private dispatch(
+    tool: CatalogTool,
+    args: Record<string, unknown>,
+    ctx: CallContext,
+    work: { execution_id?: string; task_id?: string },
+  ): Promise<ToolResult> {
     switch (tool.kind) {
       case 'upstream':
         return this.upstream(tool, args, ctx);
@@ -213,10 +271,19 @@ export class McpToolCalls {
   }
 
   /** As POST /api/v1/workflows/start/{id}; then progress per step until it ends (or at once with wait=false). */
-  private async workflow(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { execution_id?: string }): Promise<ToolResult> {
+  private async workflow(
+    tool: CatalogTool,
+    args: Record<string, unknown>,
+    ctx: CallContext,
+    work: { execution_id?: string },
+  ): Promise<ToolResult> {
     const { wait, ...input } = args;
     const { definition } = await this.queries.execute(new GetWorkflowDefinition(tool.target));
-    const started = await this.workflows.start(definition, input, ctx.correlationId, { wait: false, waitMs: 0, idempotencyKey: ctx.idempotencyKey });
+    const started = await this.workflows.start(definition, input, ctx.correlationId, {
+      wait: false,
+      waitMs: 0,
+      idempotencyKey: ctx.idempotencyKey,
+    });
     const executionId = started.body.execution_id;
     work.execution_id = executionId;
     if (wait === false) return textResult(started.body);
@@ -239,18 +306,33 @@ export class McpToolCalls {
       canceledAt = Date.now();
       arm();
       void this.commands
-        .execute(new CancelWorkflowExecution(executionId, 'canceled by the MCP client', ctx.correlationId, ctx.caller.actor))
-        .then(() => this.log.info({ correlationId: ctx.correlationId, executionId }, 'workflow canceled by the MCP client'))
-        .catch((err: unknown) => this.log.warn({ correlationId: ctx.correlationId, executionId, err: String(err) }, 'canceling the workflow failed'));
+        .execute(
+          new CancelWorkflowExecution(executionId, 'canceled by the MCP client', ctx.correlationId, ctx.caller.actor),
+        )
+        .then(() =>
+          this.log.info({ correlationId: ctx.correlationId, executionId }, 'workflow canceled by the MCP client'),
+        )
+        .catch((err: unknown) =>
+          this.log.warn(
+            { correlationId: ctx.correlationId, executionId, err: String(err) },
+            'canceling the workflow failed',
+          ),
+        );
     };
     const progressOf = async (e: { type: string; data: unknown }) => {
       const d = asObject(e.data) ?? {};
       const stepId = typeof d.stepId === 'string' ? d.stepId : undefined;
       const stepLevel = d.itemIndex === undefined || d.itemIndex === null;
-      const final = e.type === 'StepSucceeded' || e.type === 'StepSkipped' || (e.type === 'StepFailed' && d.final === true);
+      const final =
+        e.type === 'StepSucceeded' || e.type === 'StepSkipped' || (e.type === 'StepFailed' && d.final === true);
       if (stepId && stepLevel && final && !settled.has(stepId)) {
         settled.add(stepId);
-        await this.progress(ctx, settled.size, total, `${stepId} ${e.type === 'StepSucceeded' ? 'succeeded' : e.type === 'StepSkipped' ? 'skipped' : 'failed'}`);
+        await this.progress(
+          ctx,
+          settled.size,
+          total,
+          `${stepId} ${e.type === 'StepSucceeded' ? 'succeeded' : e.type === 'StepSkipped' ? 'skipped' : 'failed'}`,
+        );
       } else if (stepId && stepLevel && e.type === 'StepScheduled') {
         await this.progress(ctx, settled.size, total, `${stepId} running`);
       }
@@ -282,7 +364,8 @@ export class McpToolCalls {
           await sub.close().catch(() => undefined);
         }
       }
-      if (!ended) return textResult({ ...started.body, status: 'running', note: 'the wait ran out; the execution goes on' });
+      if (!ended)
+        return textResult({ ...started.body, status: 'running', note: 'the wait ran out; the execution goes on' });
     } finally {
       clearTimeout(timer);
       ctx.signal.removeEventListener('abort', onAbort);
@@ -293,7 +376,12 @@ export class McpToolCalls {
   }
 
   /** As POST /api/v1/integration/agents/delegate?wait=true; a client cancel cancels the task. */
-  private async agent(tool: CatalogTool, args: Record<string, unknown>, ctx: CallContext, work: { task_id?: string }): Promise<ToolResult> {
+  private async agent(
+    tool: CatalogTool,
+    args: Record<string, unknown>,
+    ctx: CallContext,
+    work: { task_id?: string },
+  ): Promise<ToolResult> {
     const key = ctx.idempotencyKey ?? `mcp-${newId()}`;
     const req = { task_type: tool.target, context: args, priority: 'normal' as const };
     // Submitted first, so the task id is known before the wait (a cancel needs it).
@@ -303,13 +391,17 @@ export class McpToolCalls {
     const onAbort = () => {
       void this.commands
         .execute(new CancelTask(taskId, 'canceled by the MCP client', ctx.correlationId, ctx.caller.actor))
-        .catch((err: unknown) => this.log.warn({ correlationId: ctx.correlationId, taskId, err: String(err) }, 'canceling the task failed'));
+        .catch((err: unknown) =>
+          this.log.warn({ correlationId: ctx.correlationId, taskId, err: String(err) }, 'canceling the task failed'),
+        );
     };
     if (ctx.signal.aborted) onAbort();
     else ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
       await this.progress(ctx, 0, 1, `task ${taskId} ${first.submitted.status}`);
-      const { outcome: out } = await this.commands.execute(new DelegateTask(req, ctx.correlationId, key, ctx.signal.aborted ? CANCEL_SETTLE_MS : MAX_WAIT_MS));
+      const { outcome: out } = await this.commands.execute(
+        new DelegateTask(req, ctx.correlationId, key, ctx.signal.aborted ? CANCEL_SETTLE_MS : MAX_WAIT_MS),
+      );
       if (!out.done) return textResult({ ...out.submitted, note: 'the wait ran out; the task goes on' });
       await this.progress(ctx, 1, 1, `task ${taskId} ${String(asObject(out.result)?.status ?? 'ended')}`);
       const r = asObject(out.result) ?? {};
@@ -321,6 +413,11 @@ export class McpToolCalls {
 
   private async progress(ctx: CallContext, progress: number, total: number, message: string): Promise<void> {
     if (ctx.progressToken === undefined || ctx.signal.aborted) return;
-    await ctx.sendNotification({ method: 'notifications/progress', params: { progressToken: ctx.progressToken, progress, total, message } }).catch(() => undefined);
+    await ctx
+      .sendNotification({
+        method: 'notifications/progress',
+        params: { progressToken: ctx.progressToken, progress, total, message },
+      })
+      .catch(() => undefined);
   }
 }

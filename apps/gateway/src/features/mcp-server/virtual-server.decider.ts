@@ -12,7 +12,10 @@ export const VIRTUAL_SERVER_EVENT_TYPES = ['McpVirtualServerDefined', 'McpVirtua
 
 export const virtualServerNameSchema = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 63 characters');
+  .regex(
+    /^[a-z0-9][a-z0-9_-]{0,62}$/,
+    'lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 63 characters',
+  );
 /** A tool name as `/mcp` lists it, or a prefix ending in `*` (`everything__*`, `workflow__*`). */
 export const toolPatternSchema = z
   .string()
@@ -23,13 +26,20 @@ export const virtualServerSpecSchema = z.object({
   description: z.string().max(1_000).default(''),
   tools: z.array(toolPatternSchema).min(1).max(500),
 });
-export const virtualServerDefinedData = virtualServerSpecSchema.extend({ name: virtualServerNameSchema, version: z.number().int().positive() });
+export const virtualServerDefinedData = virtualServerSpecSchema.extend({
+  name: virtualServerNameSchema,
+  version: z.number().int().positive(),
+});
 export const virtualServerRemovedData = z.object({ name: virtualServerNameSchema });
 export type VirtualServerDefinedData = z.infer<typeof virtualServerDefinedData>;
 
 type Meta = EventMetadata;
 export type VirtualServerCommand =
-  | { readonly type: 'DefineVirtualServer'; readonly data: { name: string; description: string; tools: string[] }; readonly metadata: Meta }
+  | {
+      readonly type: 'DefineVirtualServer';
+      readonly data: { name: string; description: string; tools: string[] };
+      readonly metadata: Meta;
+    }
   | { readonly type: 'RemoveVirtualServer'; readonly data: { name: string }; readonly metadata: Meta };
 export type VirtualServerEvent =
   | { readonly type: 'McpVirtualServerDefined'; readonly data: VirtualServerDefinedData; readonly metadata: Meta }
@@ -56,9 +66,18 @@ export const virtualServerDecider = {
     switch (command.type) {
       case 'DefineVirtualServer':
         if (state.status === 'defined' && sameSpec(state.spec, command.data)) return [];
-        return [{ type: 'McpVirtualServerDefined', data: { ...command.data, version: state.version + 1 }, metadata: command.metadata }];
+        return [
+          {
+            type: 'McpVirtualServerDefined',
+            data: { ...command.data, version: state.version + 1 },
+            metadata: command.metadata,
+          },
+        ];
       case 'RemoveVirtualServer':
-        if (state.status !== 'defined') throw new AppError('not_found', `no virtual server named "${command.data.name}"`, { name: command.data.name });
+        if (state.status !== 'defined')
+          throw new AppError('not_found', `no virtual server named "${command.data.name}"`, {
+            name: command.data.name,
+          });
         return [{ type: 'McpVirtualServerRemoved', data: { name: command.data.name }, metadata: command.metadata }];
       default:
         return assertNever(command);
@@ -92,7 +111,10 @@ export interface VirtualServerView {
 }
 
 /** The projection's fold, pure: one event into the map of views. */
-export function projectVirtualServer(views: Map<string, VirtualServerView>, e: { type: string; data: unknown; metadata: { timestamp?: string; actor?: string } }): void {
+export function projectVirtualServer(
+  views: Map<string, VirtualServerView>,
+  e: { type: string; data: unknown; metadata: { timestamp?: string; actor?: string } },
+): void {
   if (e.type === 'McpVirtualServerDefined') {
     const d = virtualServerDefinedData.safeParse(e.data);
     if (!d.success) return;

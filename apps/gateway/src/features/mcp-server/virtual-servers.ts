@@ -38,7 +38,11 @@ export class VirtualServers implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
-    this.subscription = this.store.subscribeToAll({ from: -1, types: VIRTUAL_SERVER_EVENT_TYPES, streamPrefixes: [VIRTUAL_SERVER_STREAM_PREFIX] });
+    this.subscription = this.store.subscribeToAll({
+      from: -1,
+      types: VIRTUAL_SERVER_EVENT_TYPES,
+      streamPrefixes: [VIRTUAL_SERVER_STREAM_PREFIX],
+    });
     const sub = this.subscription;
     void (async () => {
       try {
@@ -66,12 +70,21 @@ export class VirtualServers implements OnModuleInit, OnModuleDestroy {
   }
 
   /** Create or replace; answers the view once the read model shows it, and whether it was new. */
-  async define(name: string, spec: { description: string; tools: string[] }, correlationId: string): Promise<{ view: VirtualServerView; created: boolean }> {
+  async define(
+    name: string,
+    spec: { description: string; tools: string[] },
+    correlationId: string,
+  ): Promise<{ view: VirtualServerView; created: boolean }> {
     const existed = this.views.has(name);
-    const r = await this.run(name, { type: 'DefineVirtualServer', data: { name, description: spec.description, tools: spec.tools }, metadata: this.meta(correlationId) });
+    const r = await this.run(name, {
+      type: 'DefineVirtualServer',
+      data: { name, description: spec.description, tools: spec.tools },
+      metadata: this.meta(correlationId),
+    });
     await this.caughtUp(r.position);
     const view = this.views.get(name);
-    if (!view) throw new AppError('unavailable', `virtual server "${name}" is recorded but not yet readable; retry`, { name });
+    if (!view)
+      throw new AppError('unavailable', `virtual server "${name}" is recorded but not yet readable; retry`, { name });
     return { view, created: !existed };
   }
 

@@ -39,7 +39,12 @@ export class McpGatewayClient {
 
   async servers(correlationId: string, fresh = false): Promise<ServerHealth[]> {
     if (!fresh && this.registry && Date.now() - this.registry.at < REGISTRY_TTL_MS) return this.registry.reply.servers;
-    const reply = await request(this.nats, MCP_REGISTRY_LIST_SUBJECT, {}, { schema: registryListReplySchema, timeoutMs: 5_000, correlationId });
+    const reply = await request(
+      this.nats,
+      MCP_REGISTRY_LIST_SUBJECT,
+      {},
+      { schema: registryListReplySchema, timeoutMs: 5_000, correlationId },
+    );
     this.registry = { at: Date.now(), reply };
     return reply.servers;
   }
@@ -49,26 +54,44 @@ export class McpGatewayClient {
     const servers = await this.servers(correlationId);
     const found = servers.find((s) => s.server === name);
     if (!found) {
-      throw new AppError('not_found', `no MCP server named "${name}"`, { server: name, valid: servers.map((s) => s.server) });
+      throw new AppError('not_found', `no MCP server named "${name}"`, {
+        server: name,
+        valid: servers.map((s) => s.server),
+      });
     }
     return found;
   }
 
   async health(name: string, correlationId: string): Promise<ServerHealth> {
     await this.server(name, correlationId);
-    return request(this.nats, mcpSubject(name, 'health'), { probe: true }, { schema: serverHealthSchema, timeoutMs: 10_000, correlationId });
+    return request(
+      this.nats,
+      mcpSubject(name, 'health'),
+      { probe: true },
+      { schema: serverHealthSchema, timeoutMs: 10_000, correlationId },
+    );
   }
 
   /** Every tool of a server with its description and JSON schemas, as the server lists them. */
   async toolInfos(name: string, correlationId: string) {
     await this.server(name, correlationId);
-    const reply = await request(this.nats, mcpSubject(name, 'list_tools'), {}, { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId });
+    const reply = await request(
+      this.nats,
+      mcpSubject(name, 'list_tools'),
+      {},
+      { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId },
+    );
     return reply.tools;
   }
 
   async tools(name: string, correlationId: string): Promise<string[]> {
     await this.server(name, correlationId);
-    const reply = await request(this.nats, mcpSubject(name, 'list_tools'), {}, { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId });
+    const reply = await request(
+      this.nats,
+      mcpSubject(name, 'list_tools'),
+      {},
+      { schema: listToolsReplySchema, timeoutMs: 10_000, correlationId },
+    );
     return reply.tools.map((t) => t.name);
   }
 
@@ -77,7 +100,13 @@ export class McpGatewayClient {
    * code the server put in `structuredContent.error.code` when it is one of ours (so a
    * refused SQL write is 403, a bad argument 400), else `tool_error` (422) with its text.
    */
-  async call(server: string, tool: string, args: Record<string, unknown>, correlationId: string, timeoutMs?: number): Promise<ToolCallOutcome> {
+  async call(
+    server: string,
+    tool: string,
+    args: Record<string, unknown>,
+    correlationId: string,
+    timeoutMs?: number,
+  ): Promise<ToolCallOutcome> {
     await this.server(server, correlationId);
     const started = performance.now();
     const reply = await request(
@@ -94,15 +123,31 @@ export class McpGatewayClient {
   }
 }
 
-function toolFailure(server: string, tool: string, reply: { content: { type: string; text?: unknown }[]; structuredContent?: Record<string, unknown> }): AppError {
+function toolFailure(
+  server: string,
+  tool: string,
+  reply: { content: { type: string; text?: unknown }[]; structuredContent?: Record<string, unknown> },
+): AppError {
   const text = reply.content
     .map((c) => (c.type === 'text' && typeof c.text === 'string' ? c.text : ''))
     .filter(Boolean)
     .join('\n')
     .slice(0, 2_000);
-  const structured = reply.structuredContent?.['error'] as { code?: unknown; message?: unknown; details?: unknown } | undefined;
-  const code = typeof structured?.code === 'string' && structured.code in errorCodes ? (structured.code as ErrorCode) : 'tool_error';
+  const structured = reply.structuredContent?.['error'] as
+    { code?: unknown; message?: unknown; details?: unknown } | undefined;
+  const code =
+    typeof structured?.code === 'string' && structured.code in errorCodes
+      ? (structured.code as ErrorCode)
+      : 'tool_error';
   const message = typeof structured?.message === 'string' ? structured.message : text || `${server}/${tool} failed`;
-  const details = typeof structured?.details === 'object' && structured.details ? (structured.details as Record<string, unknown>) : {};
-  return new AppError(code, message, { server, tool, ...details, ...(code === 'tool_error' ? { content: reply.content } : {}) }, false);
+  const details =
+    typeof structured?.details === 'object' && structured.details
+      ? (structured.details as Record<string, unknown>)
+      : {};
+  return new AppError(
+    code,
+    message,
+    { server, tool, ...details, ...(code === 'tool_error' ? { content: reply.content } : {}) },
+    false,
+  );
 }

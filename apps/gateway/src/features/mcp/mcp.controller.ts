@@ -29,7 +29,14 @@ import {
 } from './schemas.js';
 
 /** Server names of the six roles in the default registry (the seed's layout). */
-const ROLE_SERVERS = { filesystem: 'filesystem', database: 'database', github: 'github', fetch: 'fetch', automation: 'automation', analytics: 'analytics' } as const;
+const ROLE_SERVERS = {
+  filesystem: 'filesystem',
+  database: 'database',
+  github: 'github',
+  fetch: 'fetch',
+  automation: 'automation',
+  analytics: 'analytics',
+} as const;
 const errors = [400, 404, 422, 503, 504];
 
 const toolListResponse = z.object({
@@ -58,13 +65,25 @@ export class McpController {
   }
 
   @Get('health')
-  @ApiRoute({ summary: 'Health of every MCP server (state, breaker, tools)', tags: ['mcp'], role: 'viewer', response: { status: 200, schema: healthListResponse }, errors: [503] })
+  @ApiRoute({
+    summary: 'Health of every MCP server (state, breaker, tools)',
+    tags: ['mcp'],
+    role: 'viewer',
+    response: { status: 200, schema: healthListResponse },
+    errors: [503],
+  })
   healthAll(@CorrelationId() correlationId: string) {
     return this.queries.execute(new GetMcpServersHealth(correlationId));
   }
 
   @Get('health/:server_name')
-  @ApiRoute({ summary: 'Health of one MCP server, probed now', tags: ['mcp'], role: 'viewer', response: { status: 200, schema: serverHealthResponse }, errors: [404, 503] })
+  @ApiRoute({
+    summary: 'Health of one MCP server, probed now',
+    tags: ['mcp'],
+    role: 'viewer',
+    response: { status: 200, schema: serverHealthResponse },
+    errors: [404, 503],
+  })
   healthOne(@ZodParams(serverNameParams) p: z.infer<typeof serverNameParams>, @CorrelationId() correlationId: string) {
     return this.queries.execute(new GetMcpServer(p.server_name, correlationId, true));
   }
@@ -91,51 +110,122 @@ export class McpController {
     response: { status: 200, schema: toolResultResponse },
     errors: [...errors, 403],
   })
-  async call(@ZodBody(callBody) b: z.infer<typeof callBody>, @CorrelationId() correlationId: string, @Req() req: GatewayRequest): Promise<ToolCallOutcome> {
+  async call(
+    @ZodBody(callBody) b: z.infer<typeof callBody>,
+    @CorrelationId() correlationId: string,
+    @Req() req: GatewayRequest,
+  ): Promise<ToolCallOutcome> {
     assertWriterAllowed(b.server, req, this.writerAccess);
-    return this.commands.execute(new CallMcpTool(b.server, b.tool, b.arguments, correlationId, { timeoutMs: b.timeout_ms, checkTool: true }));
+    return this.commands.execute(
+      new CallMcpTool(b.server, b.tool, b.arguments, correlationId, { timeoutMs: b.timeout_ms, checkTool: true }),
+    );
   }
 
   @Post('filesystem/:operation')
   @HttpCode(200)
-  @ApiRoute({ summary: 'File operations through the filesystem server (operation = tool name, e.g. read_file, write_file, list_directory)', tags: ['mcp'], role: 'operator', response: { status: 200, schema: toolResultResponse }, errors })
-  async filesystem(@ZodParams(operationParams) p: z.infer<typeof operationParams>, @ZodBody(operationBody) body: Record<string, unknown>, @CorrelationId() correlationId: string) {
-    return this.commands.execute(new CallMcpTool(ROLE_SERVERS.filesystem, p.operation, body, correlationId, { checkTool: true }));
+  @ApiRoute({
+    summary:
+      'File operations through the filesystem server (operation = tool name, e.g. read_file, write_file, list_directory)',
+    tags: ['mcp'],
+    role: 'operator',
+    response: { status: 200, schema: toolResultResponse },
+    errors,
+  })
+  async filesystem(
+    @ZodParams(operationParams) p: z.infer<typeof operationParams>,
+    @ZodBody(operationBody) body: Record<string, unknown>,
+    @CorrelationId() correlationId: string,
+  ) {
+    return this.commands.execute(
+      new CallMcpTool(ROLE_SERVERS.filesystem, p.operation, body, correlationId, { checkTool: true }),
+    );
   }
 
   @Post('database/query')
   @HttpCode(200)
   @ApiRoute({
     summary: 'Parameterized SQL through the database server (read-only unless the server allows writes)',
-    description: 'params is an object for `:name` placeholders (as in the seed) or an array for `$1..$n`. Values are never spliced into the SQL.',
+    description:
+      'params is an object for `:name` placeholders (as in the seed) or an array for `$1..$n`. Values are never spliced into the SQL.',
     tags: ['mcp'],
     role: 'operator',
-    response: { status: 200, schema: toolResultResponse, example: { server: 'database', tool: 'query', duration_ms: 3.2, result: { rows: [{ total: 42 }], row_count: 1, truncated: false }, content: [] } },
+    response: {
+      status: 200,
+      schema: toolResultResponse,
+      example: {
+        server: 'database',
+        tool: 'query',
+        duration_ms: 3.2,
+        result: { rows: [{ total: 42 }], row_count: 1, truncated: false },
+        content: [],
+      },
+    },
     errors: [400, 403, 404, 408, 422, 503, 504],
   })
   database(@ZodBody(databaseQueryBody) b: z.infer<typeof databaseQueryBody>, @CorrelationId() correlationId: string) {
-    const { sql, params } = Array.isArray(b.params) ? { sql: b.query, params: b.params } : namedToPositional(b.query, b.params);
-    return this.commands.execute(new CallMcpTool(ROLE_SERVERS.database, 'query', { sql, params, ...(b.max_rows ? { max_rows: b.max_rows } : {}) }, correlationId));
+    const { sql, params } = Array.isArray(b.params)
+      ? { sql: b.query, params: b.params }
+      : namedToPositional(b.query, b.params);
+    return this.commands.execute(
+      new CallMcpTool(
+        ROLE_SERVERS.database,
+        'query',
+        { sql, params, ...(b.max_rows ? { max_rows: b.max_rows } : {}) },
+        correlationId,
+      ),
+    );
   }
 
   @Post('github/:operation')
   @HttpCode(200)
-  @ApiRoute({ summary: 'GitHub operations (repositories, commits, pull requests) through the GitHub server; 503 when no token is configured', tags: ['mcp'], role: 'operator', response: { status: 200, schema: toolResultResponse }, errors })
-  async github(@ZodParams(operationParams) p: z.infer<typeof operationParams>, @ZodBody(operationBody) body: Record<string, unknown>, @CorrelationId() correlationId: string) {
+  @ApiRoute({
+    summary:
+      'GitHub operations (repositories, commits, pull requests) through the GitHub server; 503 when no token is configured',
+    tags: ['mcp'],
+    role: 'operator',
+    response: { status: 200, schema: toolResultResponse },
+    errors,
+  })
+  async github(
+    @ZodParams(operationParams) p: z.infer<typeof operationParams>,
+    @ZodBody(operationBody) body: Record<string, unknown>,
+    @CorrelationId() correlationId: string,
+  ) {
     const server = await this.queries.execute(new GetMcpServer(ROLE_SERVERS.github, correlationId));
     if (server.state === 'unconfigured') {
-      throw new AppError('unavailable', 'the GitHub MCP server is not configured: set GITHUB_PERSONAL_ACCESS_TOKEN', { server: 'github', state: 'unconfigured' });
+      throw new AppError('unavailable', 'the GitHub MCP server is not configured: set GITHUB_PERSONAL_ACCESS_TOKEN', {
+        server: 'github',
+        state: 'unconfigured',
+      });
     }
-    return this.commands.execute(new CallMcpTool(ROLE_SERVERS.github, p.operation, body, correlationId, { checkTool: true }));
+    return this.commands.execute(
+      new CallMcpTool(ROLE_SERVERS.github, p.operation, body, correlationId, { checkTool: true }),
+    );
   }
 
   @Post('fetch')
   @HttpCode(200)
-  @ApiRoute({ summary: 'HTTP request or page scrape through the fetch server (SSRF-guarded)', tags: ['mcp'], role: 'operator', response: { status: 200, schema: toolResultResponse }, errors: [400, 403, 404, 413, 422, 503, 504] })
+  @ApiRoute({
+    summary: 'HTTP request or page scrape through the fetch server (SSRF-guarded)',
+    tags: ['mcp'],
+    role: 'operator',
+    response: { status: 200, schema: toolResultResponse },
+    errors: [400, 403, 404, 413, 422, 503, 504],
+  })
   fetch(@ZodBody(fetchBody) b: z.infer<typeof fetchBody>, @CorrelationId() correlationId: string) {
     if (b.extract === 'text') {
       return this.commands.execute(
-        new CallMcpTool(ROLE_SERVERS.fetch, 'fetch_text', { url: b.url, ...(b.timeout_ms ? { timeout_ms: b.timeout_ms } : {}), ...(b.max_bytes ? { max_bytes: b.max_bytes } : {}), ...(b.headers ? { headers: b.headers } : {}) }, correlationId),
+        new CallMcpTool(
+          ROLE_SERVERS.fetch,
+          'fetch_text',
+          {
+            url: b.url,
+            ...(b.timeout_ms ? { timeout_ms: b.timeout_ms } : {}),
+            ...(b.max_bytes ? { max_bytes: b.max_bytes } : {}),
+            ...(b.headers ? { headers: b.headers } : {}),
+          },
+          correlationId,
+        ),
       );
     }
     const body = typeof b.body === 'object' ? JSON.stringify(b.body) : b.body;
@@ -144,7 +234,14 @@ export class McpController {
       new CallMcpTool(
         ROLE_SERVERS.fetch,
         'http_request',
-        { url: b.url, method: b.method, ...(headers ? { headers } : {}), ...(body !== undefined ? { body } : {}), ...(b.timeout_ms ? { timeout_ms: b.timeout_ms } : {}), ...(b.max_bytes ? { max_bytes: b.max_bytes } : {}) },
+        {
+          url: b.url,
+          method: b.method,
+          ...(headers ? { headers } : {}),
+          ...(body !== undefined ? { body } : {}),
+          ...(b.timeout_ms ? { timeout_ms: b.timeout_ms } : {}),
+          ...(b.max_bytes ? { max_bytes: b.max_bytes } : {}),
+        },
         correlationId,
       ),
     );
@@ -152,12 +249,39 @@ export class McpController {
 
   @Post('automation/trigger')
   @HttpCode(200)
-  @ApiRoute({ summary: 'Trigger a workflow (`template_id`, `input`) or send a signed webhook (`webhook`, `event`, `payload`) through the automation server', tags: ['mcp'], role: 'operator', response: { status: 200, schema: toolResultResponse }, errors })
-  automation(@ZodBody(automationTriggerBody) b: z.infer<typeof automationTriggerBody>, @CorrelationId() correlationId: string) {
+  @ApiRoute({
+    summary:
+      'Trigger a workflow (`template_id`, `input`) or send a signed webhook (`webhook`, `event`, `payload`) through the automation server',
+    tags: ['mcp'],
+    role: 'operator',
+    response: { status: 200, schema: toolResultResponse },
+    errors,
+  })
+  automation(
+    @ZodBody(automationTriggerBody) b: z.infer<typeof automationTriggerBody>,
+    @CorrelationId() correlationId: string,
+  ) {
     return 'template_id' in b
-      ? this.commands.execute(new CallMcpTool(ROLE_SERVERS.automation, 'trigger_workflow', { template_id: b.template_id, input: b.input }, correlationId))
+      ? this.commands.execute(
+          new CallMcpTool(
+            ROLE_SERVERS.automation,
+            'trigger_workflow',
+            { template_id: b.template_id, input: b.input },
+            correlationId,
+          ),
+        )
       : this.commands.execute(
-          new CallMcpTool(ROLE_SERVERS.automation, 'send_webhook', { webhook: b.webhook, event: b.event, payload: b.payload, ...(b.idempotency_key ? { idempotency_key: b.idempotency_key } : {}) }, correlationId),
+          new CallMcpTool(
+            ROLE_SERVERS.automation,
+            'send_webhook',
+            {
+              webhook: b.webhook,
+              event: b.event,
+              payload: b.payload,
+              ...(b.idempotency_key ? { idempotency_key: b.idempotency_key } : {}),
+            },
+            correlationId,
+          ),
         );
   }
 
@@ -173,13 +297,37 @@ export class McpController {
     errors,
   })
   async mailbox(@ZodQuery(mailboxQuery) q: z.infer<typeof mailboxQuery>, @CorrelationId() correlationId: string) {
-    const r = await this.queries.execute(new ReadMcpTool(ROLE_SERVERS.automation, 'list_mailbox', { limit: q.limit, ...(q.to ? { to: q.to } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) }, correlationId));
+    const r = await this.queries.execute(
+      new ReadMcpTool(
+        ROLE_SERVERS.automation,
+        'list_mailbox',
+        { limit: q.limit, ...(q.to ? { to: q.to } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) },
+        correlationId,
+      ),
+    );
     return r.result;
   }
 
   @Get('analytics/:metric')
-  @ApiRoute({ summary: 'Aggregate a metric over a window through the analytics server', tags: ['mcp'], role: 'viewer', response: { status: 200, schema: toolResultResponse }, errors })
-  analytics(@ZodParams(metricParams) p: z.infer<typeof metricParams>, @ZodQuery(analyticsQuery) q: z.infer<typeof analyticsQuery>, @CorrelationId() correlationId: string) {
-    return this.queries.execute(new ReadMcpTool(ROLE_SERVERS.analytics, 'query_metric', { name: p.metric, window: q.window, aggregate: q.aggregate, ...(q.bucket ? { bucket: q.bucket } : {}) }, correlationId));
+  @ApiRoute({
+    summary: 'Aggregate a metric over a window through the analytics server',
+    tags: ['mcp'],
+    role: 'viewer',
+    response: { status: 200, schema: toolResultResponse },
+    errors,
+  })
+  analytics(
+    @ZodParams(metricParams) p: z.infer<typeof metricParams>,
+    @ZodQuery(analyticsQuery) q: z.infer<typeof analyticsQuery>,
+    @CorrelationId() correlationId: string,
+  ) {
+    return this.queries.execute(
+      new ReadMcpTool(
+        ROLE_SERVERS.analytics,
+        'query_metric',
+        { name: p.metric, window: q.window, aggregate: q.aggregate, ...(q.bucket ? { bucket: q.bucket } : {}) },
+        correlationId,
+      ),
+    );
   }
 }

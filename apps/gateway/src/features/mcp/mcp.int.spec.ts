@@ -23,13 +23,20 @@ const logger = createLogger('mcp-gateway-test', process.env.LOG_LEVEL ?? 'silent
 
 /** The official server-everything in its Streamable HTTP mode (`index.js streamableHttp`, PORT, path /mcp). */
 async function startEverythingHttp(port: number): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, [resolvePackageBin('@modelcontextprotocol/server-everything'), 'streamableHttp'], {
-    env: { ...process.env, PORT: String(port) },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [resolvePackageBin('@modelcontextprotocol/server-everything'), 'streamableHttp'],
+    {
+      env: { ...process.env, PORT: String(port) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     let err = '';
-    const timer = setTimeout(() => reject(new Error(`server-everything HTTP did not start: ${err.slice(-300)}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`server-everything HTTP did not start: ${err.slice(-300)}`)),
+      20_000,
+    );
     proc.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('listening on port')) {
@@ -58,15 +65,27 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
   const events: McpEvent[] = [];
 
   const post = async (p: string, body: unknown) => {
-    const res = await fetch(`${base}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    return { status: res.status, type: res.headers.get('content-type') ?? '', body: (await res.json()) as Record<string, any> };
+    const res = await fetch(`${base}${p}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return {
+      status: res.status,
+      type: res.headers.get('content-type') ?? '',
+      body: (await res.json()) as Record<string, any>,
+    };
   };
   const get = async (p: string) => {
     const res = await fetch(`${base}${p}`);
     return { status: res.status, body: (await res.json()) as Record<string, any> };
   };
   const startDatabase = (port: number) =>
-    runMcpServer('database', { port, logger, env: { DATABASE_URL: dbUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' } });
+    runMcpServer('database', {
+      port,
+      logger,
+      env: { DATABASE_URL: dbUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' },
+    });
 
   before(async () => {
     dbUrl = await freshDatabase('mcp_gateway');
@@ -86,20 +105,65 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
 
     databasePort = await freePort();
     database = await startDatabase(databasePort);
-    fetchServer = await runMcpServer('fetch', { port: await freePort(), logger, env: { LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' } });
+    fetchServer = await runMcpServer('fetch', {
+      port: await freePort(),
+      logger,
+      env: { LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' },
+    });
 
     const everythingPort = await freePort();
     everythingHttp = await startEverythingHttp(everythingPort);
-    const fast = { timeouts: { connect_ms: 5_000, call_ms: 5_000 }, retry: { max_attempts: 2, initial_delay_ms: 50, max_delay_ms: 100 }, breaker: { consecutive_failures: 3, half_open_after_ms: 500 }, reconnect: { initial_delay_ms: 100, max_delay_ms: 500 } };
+    const fast = {
+      timeouts: { connect_ms: 5_000, call_ms: 5_000 },
+      retry: { max_attempts: 2, initial_delay_ms: 50, max_delay_ms: 100 },
+      breaker: { consecutive_failures: 3, half_open_after_ms: 500 },
+      reconnect: { initial_delay_ms: 100, max_delay_ms: 500 },
+    };
     const registry = [
-      parseServerConfig({ name: 'filesystem', role: 'filesystem', transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-filesystem'), realpathSync(root)] }, ...fast }),
-      parseServerConfig({ name: 'everything', role: 'other', transport: { kind: 'stdio', command: process.execPath, args: [resolvePackageBin('@modelcontextprotocol/server-everything')] }, ...fast }),
-      parseServerConfig({ name: 'everything-http', role: 'other', transport: { kind: 'http', url: `http://127.0.0.1:${everythingPort}/mcp` }, ...fast }),
-      parseServerConfig({ name: 'database', role: 'database', transport: { kind: 'http', url: `${database.url}` }, ...fast }),
-      parseServerConfig({ name: 'fetch', role: 'fetch', transport: { kind: 'http', url: `${fetchServer.url}` }, ...fast }),
+      parseServerConfig({
+        name: 'filesystem',
+        role: 'filesystem',
+        transport: {
+          kind: 'stdio',
+          command: process.execPath,
+          args: [resolvePackageBin('@modelcontextprotocol/server-filesystem'), realpathSync(root)],
+        },
+        ...fast,
+      }),
+      parseServerConfig({
+        name: 'everything',
+        role: 'other',
+        transport: {
+          kind: 'stdio',
+          command: process.execPath,
+          args: [resolvePackageBin('@modelcontextprotocol/server-everything')],
+        },
+        ...fast,
+      }),
+      parseServerConfig({
+        name: 'everything-http',
+        role: 'other',
+        transport: { kind: 'http', url: `http://127.0.0.1:${everythingPort}/mcp` },
+        ...fast,
+      }),
+      parseServerConfig({
+        name: 'database',
+        role: 'database',
+        transport: { kind: 'http', url: `${database.url}` },
+        ...fast,
+      }),
+      parseServerConfig({
+        name: 'fetch',
+        role: 'fetch',
+        transport: { kind: 'http', url: `${fetchServer.url}` },
+        ...fast,
+      }),
     ];
     connectors = await startConnectors({ nats: nc, registry, logger, onEvent: (e) => void events.push(e) });
-    gateway = await createGateway({ eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } }, { modules: [McpFeatureModule] });
+    gateway = await createGateway(
+      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { modules: [McpFeatureModule] },
+    );
     base = (await gateway.listen(0, '127.0.0.1')).url;
     // Every server connected (bounded wait; stdio servers take a moment to spawn).
     for (let i = 0; i < 200; i++) {
@@ -137,7 +201,13 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
     assert.equal(ok.body.state, 'up');
     const missing = await get('/api/v1/integration/mcp/health/nope');
     assert.equal(missing.status, 404);
-    assert.deepEqual([...missing.body.valid].sort(), ['database', 'everything', 'everything-http', 'fetch', 'filesystem']);
+    assert.deepEqual([...missing.body.valid].sort(), [
+      'database',
+      'everything',
+      'everything-http',
+      'fetch',
+      'filesystem',
+    ]);
   });
 
   it("lists one server's tools with their input schemas; 404 with the valid names for an unknown server", async () => {
@@ -154,19 +224,31 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
   });
 
   it('calls the official server-everything over stdio', async () => {
-    const r = await post('/api/v1/integration/mcp/call', { server: 'everything', tool: 'echo', arguments: { message: 'ping through NATS' } });
+    const r = await post('/api/v1/integration/mcp/call', {
+      server: 'everything',
+      tool: 'echo',
+      arguments: { message: 'ping through NATS' },
+    });
     assert.equal(r.status, 200);
     assert.match(JSON.stringify(r.body.content), /ping through NATS/);
     // The sum tool is `get-sum` in current server-everything releases (`add` in older ones).
     const tools = (await get('/api/v1/integration/mcp/health/everything')).body.tools as string[];
     const sumTool = tools.includes('get-sum') ? 'get-sum' : 'add';
-    const add = await post('/api/v1/integration/mcp/call', { server: 'everything', tool: sumTool, arguments: { a: 2, b: 40 } });
+    const add = await post('/api/v1/integration/mcp/call', {
+      server: 'everything',
+      tool: sumTool,
+      arguments: { a: 2, b: 40 },
+    });
     assert.equal(add.status, 200);
     assert.match(JSON.stringify(add.body.content), /42/);
   });
 
   it('calls the official server-everything over Streamable HTTP', async () => {
-    const r = await post('/api/v1/integration/mcp/call', { server: 'everything-http', tool: 'echo', arguments: { message: 'over streamable http' } });
+    const r = await post('/api/v1/integration/mcp/call', {
+      server: 'everything-http',
+      tool: 'echo',
+      arguments: { message: 'over streamable http' },
+    });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.match(JSON.stringify(r.body.content), /over streamable http/);
   });
@@ -183,31 +265,53 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
   });
 
   it('does file operations inside the sandbox and refuses traversal and symlinks out of it', async () => {
-    const w = await post('/api/v1/integration/mcp/filesystem/write_file', { path: path.join(realpathSync(root), 'docs', 'new.md'), content: '# written via the gateway' });
+    const w = await post('/api/v1/integration/mcp/filesystem/write_file', {
+      path: path.join(realpathSync(root), 'docs', 'new.md'),
+      content: '# written via the gateway',
+    });
     assert.equal(w.status, 200, JSON.stringify(w.body));
-    const read = await post('/api/v1/integration/mcp/filesystem/read_text_file', { path: path.join(realpathSync(root), 'docs', 'new.md') });
+    const read = await post('/api/v1/integration/mcp/filesystem/read_text_file', {
+      path: path.join(realpathSync(root), 'docs', 'new.md'),
+    });
     assert.equal(read.status, 200, JSON.stringify(read.body));
     assert.match(JSON.stringify(read.body.content), /written via the gateway/);
-    const list = await post('/api/v1/integration/mcp/filesystem/list_directory', { path: path.join(realpathSync(root), 'docs') });
+    const list = await post('/api/v1/integration/mcp/filesystem/list_directory', {
+      path: path.join(realpathSync(root), 'docs'),
+    });
     assert.match(JSON.stringify(list.body.content), /hello\.txt/);
 
     const before = events.filter((e) => e.type === 'McpToolFailed').length;
-    for (const p of [path.join(realpathSync(root), '..', '..', 'etc', 'passwd'), path.join(realpathSync(root), 'escape.txt')]) {
+    for (const p of [
+      path.join(realpathSync(root), '..', '..', 'etc', 'passwd'),
+      path.join(realpathSync(root), 'escape.txt'),
+    ]) {
       const r = await post('/api/v1/integration/mcp/filesystem/read_text_file', { path: p });
       assert.ok(r.status >= 400 && r.status < 500, `${p}: ${r.status}`);
       assert.match(r.type, /problem\+json/);
       assert.match(String(r.body.detail), /denied|outside|not allowed/i);
       assert.doesNotMatch(JSON.stringify(r.body), /top secret|root:x:/);
     }
-    assert.ok(events.filter((e) => e.type === 'McpToolFailed').length >= before + 2, 'each refusal is recorded as McpToolFailed');
+    assert.ok(
+      events.filter((e) => e.type === 'McpToolFailed').length >= before + 2,
+      'each refusal is recorded as McpToolFailed',
+    );
   });
 
   it('runs parameterized SQL with named or positional params, and injection through params is inert', async () => {
-    const named = await post('/api/v1/integration/mcp/database/query', { query: 'select name, revenue::float8 as revenue from customers where revenue > :min order by id', params: { min: 100 } });
+    const named = await post('/api/v1/integration/mcp/database/query', {
+      query: 'select name, revenue::float8 as revenue from customers where revenue > :min order by id',
+      params: { min: 100 },
+    });
     assert.equal(named.status, 200, JSON.stringify(named.body));
-    const expected = await pool.query('select name, revenue::float8 as revenue from customers where revenue > $1 order by id', [100]);
+    const expected = await pool.query(
+      'select name, revenue::float8 as revenue from customers where revenue > $1 order by id',
+      [100],
+    );
     assert.deepEqual(named.body.result.rows, expected.rows);
-    const positional = await post('/api/v1/integration/mcp/database/query', { query: 'select count(*)::int as n from customers where name = $1', params: ["Acme' or '1'='1"] });
+    const positional = await post('/api/v1/integration/mcp/database/query', {
+      query: 'select count(*)::int as n from customers where name = $1',
+      params: ["Acme' or '1'='1"],
+    });
     assert.equal(positional.status, 200);
     assert.deepEqual(positional.body.result.rows, [{ n: 0 }]);
     const still = await pool.query('select count(*)::int as n from customers');
@@ -215,7 +319,10 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
   });
 
   it('refuses SQL writes without the flag and records the refusal', async () => {
-    const r = await post('/api/v1/integration/mcp/database/query', { query: 'delete from customers where id = :id', params: { id: 1 } });
+    const r = await post('/api/v1/integration/mcp/database/query', {
+      query: 'delete from customers where id = :id',
+      params: { id: 1 },
+    });
     assert.equal(r.status, 403, JSON.stringify(r.body));
     assert.match(r.body.detail, /not allowed/i);
     assert.equal((await pool.query('select count(*)::int as n from customers')).rows[0].n, 3);
@@ -250,7 +357,10 @@ describe('MCP endpoints through gateway, NATS and the connectors', () => {
       statuses.push(r.status);
       last = r.body;
     }
-    assert.ok(statuses.every((s) => s === 503), `statuses ${statuses.join(',')}`);
+    assert.ok(
+      statuses.every((s) => s === 503),
+      `statuses ${statuses.join(',')}`,
+    );
     assert.equal(last.breaker, 'open', JSON.stringify(last));
     assert.ok(events.some((e) => e.type === 'McpCircuitOpened'));
 

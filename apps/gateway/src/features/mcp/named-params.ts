@@ -7,7 +7,10 @@ import { AppError } from '@switchyard/platform';
  * string literals, quoted identifiers, comments, dollar-quoted bodies and `::` casts, so a
  * `:word` inside any of those is left alone. Values are never spliced into the SQL.
  */
-export function namedToPositional(sql: string, params: Readonly<Record<string, unknown>>): { sql: string; params: unknown[] } {
+export function namedToPositional(
+  sql: string,
+  params: Readonly<Record<string, unknown>>,
+): { sql: string; params: unknown[] } {
   const order = new Map<string, number>();
   let out = '';
   let i = 0;

@@ -5,7 +5,13 @@ import { idOf } from '../../http/ids.js';
 const jsonObject = z.record(z.string(), z.unknown());
 
 export const serverNameParams = z.object({ server_name: idOf('server') });
-export const operationParams = z.object({ operation: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only') });
+export const operationParams = z.object({
+  operation: z
+    .string()
+    .min(1)
+    .max(100)
+    .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
+});
 export const metricParams = z.object({ metric: idOf('metric') });
 
 export const callBody = z.object({
@@ -37,12 +43,25 @@ export const fetchBody = z.object({
 
 export const automationTriggerBody = z.union([
   z.object({ template_id: idOf('definition'), input: jsonObject.default({}) }).strict(),
-  z.object({ webhook: idOf('name'), event: idOf('name'), payload: jsonObject.default({}), idempotency_key: idOf('idempotencyKey').optional() }).strict(),
+  z
+    .object({
+      webhook: idOf('name'),
+      event: idOf('name'),
+      payload: jsonObject.default({}),
+      idempotency_key: idOf('idempotencyKey').optional(),
+    })
+    .strict(),
 ]);
 
 export const analyticsQuery = z.object({
-  window: z.string().regex(/^\d+[smhdw]$/, 'like 15m, 1h, 7d').default('1h'),
-  bucket: z.string().regex(/^\d+[smhdw]$/, 'like 5m, 1h').optional(),
+  window: z
+    .string()
+    .regex(/^\d+[smhdw]$/, 'like 15m, 1h, 7d')
+    .default('1h'),
+  bucket: z
+    .string()
+    .regex(/^\d+[smhdw]$/, 'like 5m, 1h')
+    .optional(),
   aggregate: z.enum(['avg', 'sum', 'min', 'max', 'count', 'p95']).default('avg'),
 });
 
@@ -69,9 +88,19 @@ export const healthListResponse = z.object({
 /** The development mailbox listing: newest first, keyset-paged (`cursor` = the previous page's `next_cursor`). */
 export const mailboxQuery = z
   .object({
-    to: z.string().min(3).max(320).regex(/^[^\s@]+@[^\s@]+$/, 'an e-mail address').optional().describe('Only messages with this recipient (to or cc)'),
+    to: z
+      .string()
+      .min(3)
+      .max(320)
+      .regex(/^[^\s@]+@[^\s@]+$/, 'an e-mail address')
+      .optional()
+      .describe('Only messages with this recipient (to or cc)'),
     limit: z.coerce.number().int().min(1).max(200).default(50),
-    cursor: z.string().regex(/^[0-9]{1,18}$/, 'a next_cursor of an earlier page').optional().describe('`next_cursor` of the previous page'),
+    cursor: z
+      .string()
+      .regex(/^[0-9]{1,18}$/, 'a next_cursor of an earlier page')
+      .optional()
+      .describe('`next_cursor` of the previous page'),
   })
   .strict();
 

@@ -22,10 +22,18 @@ export function assertWriterAllowed(server: string, req: Pick<GatewayRequest, 'a
   if (!WRITER_SERVERS.has(server)) return;
   const role = req.apiKey?.role;
   if (access.authEnabled && role !== 'admin') {
-    throw new AppError('forbidden', `calling the ${server} MCP server needs the admin role; the key has ${role ?? 'none'}`, { server, requiredRole: 'admin', keyRole: role ?? null });
+    throw new AppError(
+      'forbidden',
+      `calling the ${server} MCP server needs the admin role; the key has ${role ?? 'none'}`,
+      { server, requiredRole: 'admin', keyRole: role ?? null },
+    );
   }
   if (!access.writesAllowed) {
-    throw new AppError('forbidden', `the ${server} MCP server is closed to API calls: writes are disabled (set DATABASE_ALLOW_WRITES=true); the built-in templates use it internally either way`, { server, setting: 'DATABASE_ALLOW_WRITES' });
+    throw new AppError(
+      'forbidden',
+      `the ${server} MCP server is closed to API calls: writes are disabled (set DATABASE_ALLOW_WRITES=true); the built-in templates use it internally either way`,
+      { server, setting: 'DATABASE_ALLOW_WRITES' },
+    );
   }
 }
 

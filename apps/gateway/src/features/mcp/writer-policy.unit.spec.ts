@@ -18,21 +18,53 @@ describe('database_writer at the gateway', () => {
   it('needs an admin key and DATABASE_ALLOW_WRITES=true', () => {
     const on = { authEnabled: true, writesAllowed: true };
     const off = { authEnabled: true, writesAllowed: false };
-    assert.equal(status(() => assertWriterAllowed('database_writer', key('admin'), on)), 'ok');
-    assert.equal(status(() => assertWriterAllowed('database_writer', key('operator'), on)), 403);
-    assert.equal(status(() => assertWriterAllowed('database_writer', key('viewer'), on)), 403);
-    assert.equal(status(() => assertWriterAllowed('database_writer', {}, on)), 403);
-    assert.equal(status(() => assertWriterAllowed('database_writer', key('admin'), off)), 403);
-    assert.equal(status(() => assertWriterAllowed('database_writer', {}, { authEnabled: false, writesAllowed: false })), 403);
-    assert.equal(status(() => assertWriterAllowed('database_writer', {}, { authEnabled: false, writesAllowed: true })), 'ok');
+    assert.equal(
+      status(() => assertWriterAllowed('database_writer', key('admin'), on)),
+      'ok',
+    );
+    assert.equal(
+      status(() => assertWriterAllowed('database_writer', key('operator'), on)),
+      403,
+    );
+    assert.equal(
+      status(() => assertWriterAllowed('database_writer', key('viewer'), on)),
+      403,
+    );
+    assert.equal(
+      status(() => assertWriterAllowed('database_writer', {}, on)),
+      403,
+    );
+    assert.equal(
+      status(() => assertWriterAllowed('database_writer', key('admin'), off)),
+      403,
+    );
+    assert.equal(
+      status(() => assertWriterAllowed('database_writer', {}, { authEnabled: false, writesAllowed: false })),
+      403,
+    );
+    assert.equal(
+      status(() => assertWriterAllowed('database_writer', {}, { authEnabled: false, writesAllowed: true })),
+      'ok',
+    );
   });
 
   it('leaves every other server alone', () => {
-    assert.equal(status(() => assertWriterAllowed('database', key('operator'), { authEnabled: true, writesAllowed: false })), 'ok');
+    assert.equal(
+      status(() => assertWriterAllowed('database', key('operator'), { authEnabled: true, writesAllowed: false })),
+      'ok',
+    );
   });
 
   it('finds the writer in the steps of a definition', () => {
-    assert.deepEqual(writerServersUsed([{ uses: 'mcp:database/query' }, { uses: 'mcp:database_writer/query' }, { uses: 'agent:x' }, {}]), ['database_writer']);
+    assert.deepEqual(
+      writerServersUsed([
+        { uses: 'mcp:database/query' },
+        { uses: 'mcp:database_writer/query' },
+        { uses: 'agent:x' },
+        {},
+      ]),
+      ['database_writer'],
+    );
     assert.deepEqual(writerServersUsed(undefined), []);
   });
 });

@@ -3,7 +3,12 @@ import type { Logger } from '@switchyard/platform';
 import type { InfrastructureSnapshot } from '@switchyard/read-models';
 import { ReadinessService } from '../../health/readiness.service.js';
 import { LOGGER } from '../../tokens.js';
-import { resolveStatusOptions, STATUS_FEATURE_OPTIONS, type ResolvedStatusOptions, type StatusFeatureOptions } from './options.js';
+import {
+  resolveStatusOptions,
+  STATUS_FEATURE_OPTIONS,
+  type ResolvedStatusOptions,
+  type StatusFeatureOptions,
+} from './options.js';
 
 const CORRELATION_ID = 'status-refresher';
 
@@ -54,11 +59,19 @@ export class InfrastructureRefresher implements OnModuleInit, OnModuleDestroy {
       for (const [name, c] of Object.entries(report.checks)) {
         // Log transitions only: a steady state every 2 s would drown the log.
         if (previous[name]?.status !== c.status && (previous[name] || c.status === 'down')) {
-          this.log[c.status === 'down' ? 'warn' : 'info']({ correlationId: CORRELATION_ID, check: name, status: c.status, error: c.error }, 'infrastructure check changed');
+          this.log[c.status === 'down' ? 'warn' : 'info'](
+            { correlationId: CORRELATION_ID, check: name, status: c.status, error: c.error },
+            'infrastructure check changed',
+          );
         }
       }
       // A degraded check (a component being restarted) counts as a non-core check down: the status degrades.
-      const checks = Object.fromEntries(Object.entries(report.checks).map(([n, c]) => [n, c.status === 'degraded' ? { ...c, status: 'down' as const } : { ...c, status: c.status }]));
+      const checks = Object.fromEntries(
+        Object.entries(report.checks).map(([n, c]) => [
+          n,
+          c.status === 'degraded' ? { ...c, status: 'down' as const } : { ...c, status: c.status },
+        ]),
+      );
       this.snapshot = { checked_at: new Date().toISOString(), checks };
     } catch (err) {
       // check() catches every probe's failure; this is a bug, kept from stopping the loop.

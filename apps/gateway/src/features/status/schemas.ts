@@ -8,7 +8,10 @@ export const integrationStatusResponse = integrationReadModelsSchema.extend({
   status: z.enum(['healthy', 'degraded', 'unhealthy']),
   reasons: z.array(z.object({ level: z.enum(['degraded', 'unhealthy']), component: z.string(), message: z.string() })),
   infrastructure: z.object({
-    checked_at: z.string().nullable().describe('When the background refresher last ran the readiness probes (null: not yet)'),
+    checked_at: z
+      .string()
+      .nullable()
+      .describe('When the background refresher last ran the readiness probes (null: not yet)'),
     age_ms: z.number().nullable(),
     checks: z.record(z.string(), checkSchema),
   }),
@@ -23,7 +26,11 @@ export const integrationStatusExample: IntegrationStatusResponse = {
   infrastructure: {
     checked_at: '2026-01-01T11:59:59.200Z',
     age_ms: 800,
-    checks: { postgres: { status: 'up', durationMs: 1 }, nats: { status: 'up', durationMs: 1 }, eventStore: { status: 'up', durationMs: 2 } },
+    checks: {
+      postgres: { status: 'up', durationMs: 1 },
+      nats: { status: 'up', durationMs: 1 },
+      eventStore: { status: 'up', durationMs: 2 },
+    },
   },
   mcp: {
     available: true,
@@ -50,9 +57,24 @@ export const integrationStatusExample: IntegrationStatusResponse = {
         agent: 'data-analyst',
         in_flight: 2,
         queued: 1,
-        last_hour: { completed: 40, failed: 1, timed_out: 0, success_rate: 0.9756, latency_p50_ms: 420, latency_p95_ms: 1_900 },
+        last_hour: {
+          completed: 40,
+          failed: 1,
+          timed_out: 0,
+          success_rate: 0.9756,
+          latency_p50_ms: 420,
+          latency_p95_ms: 1_900,
+        },
         totals: { tasks_done: 900, succeeded: 880, failed: 15, timed_out: 5, last_task_at: '2026-01-01T11:59:30.000Z' },
-        instances: [{ instance: 'a1b2c3', status: 'up', since: '2026-01-01T08:00:00.000Z', last_probe_at: '2026-01-01T11:59:55.000Z', last_error: null }],
+        instances: [
+          {
+            instance: 'a1b2c3',
+            status: 'up',
+            since: '2026-01-01T08:00:00.000Z',
+            last_probe_at: '2026-01-01T11:59:55.000Z',
+            last_error: null,
+          },
+        ],
       },
     ],
   },

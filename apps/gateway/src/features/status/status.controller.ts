@@ -14,7 +14,8 @@ export class StatusController {
   @Get()
   @Header('cache-control', 'no-store')
   @ApiRoute({
-    summary: 'Complete system status: MCP servers, agents, workflows, firing alerts and infrastructure, with an overall verdict',
+    summary:
+      'Complete system status: MCP servers, agents, workflows, firing alerts and infrastructure, with an overall verdict',
     description:
       'Answers from read models (one database round trip) and from readiness probes cached by a background refresher (every ~2 s; ' +
       '`infrastructure.checked_at` says when), so it never waits on a live probe. A read model that does not exist yet reads as ' +

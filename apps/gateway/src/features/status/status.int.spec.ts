@@ -35,7 +35,9 @@ describe('GET /api/v1/integration/status over real HTTP and PostgreSQL', () => {
   };
   const append = async (e: McpEvent) => {
     mcpEventSchema.parse(e);
-    await store.append(mcpServerStreamId(e.data.server), [{ type: e.type, data: e.data, metadata: { correlationId: `c${++seq}`, actor: 'test', timestamp: e.data.at } }]);
+    await store.append(mcpServerStreamId(e.data.server), [
+      { type: e.type, data: e.data, metadata: { correlationId: `c${++seq}`, actor: 'test', timestamp: e.data.at } },
+    ]);
   };
 
   before(async () => {
@@ -79,7 +81,10 @@ describe('GET /api/v1/integration/status over real HTTP and PostgreSQL', () => {
     assert.equal(s.infrastructure.checks.eventStore?.status, 'up');
     assert.equal(s.infrastructure.checks.flaky?.status, 'down');
     assert.equal(s.status, 'degraded');
-    assert.deepEqual(s.reasons.map((r) => r.component), ['infrastructure:flaky']);
+    assert.deepEqual(
+      s.reasons.map((r) => r.component),
+      ['infrastructure:flaky'],
+    );
   });
 
   it('never runs a probe for a request: the refresher ran them once', async () => {
@@ -94,19 +99,69 @@ describe('GET /api/v1/integration/status over real HTTP and PostgreSQL', () => {
       const d = 2 + ((i * 53) % 97) * 3.1;
       const ok = i % 6 !== 0;
       const base_ = { server: 'github', tool: 'search', call_id: `k${i}` };
-      await append(mcpEvent('McpToolCalled', { ...base_, arguments: { value: {}, size: 2, truncated: false }, at: at((45 - i) * MIN) }));
+      await append(
+        mcpEvent('McpToolCalled', {
+          ...base_,
+          arguments: { value: {}, size: 2, truncated: false },
+          at: at((45 - i) * MIN),
+        }),
+      );
       await append(
         ok
-          ? mcpEvent('McpToolSucceeded', { ...base_, duration_ms: d, outcome: 'success', attempts: 1, result: { value: 1, size: 1, truncated: false }, at: at((45 - i) * MIN - d) })
-          : mcpEvent('McpToolFailed', { ...base_, duration_ms: d, outcome: 'error', error_code: 'timeout', error_message: 'slow', attempts: 1, at: at((45 - i) * MIN - d) }),
+          ? mcpEvent('McpToolSucceeded', {
+              ...base_,
+              duration_ms: d,
+              outcome: 'success',
+              attempts: 1,
+              result: { value: 1, size: 1, truncated: false },
+              at: at((45 - i) * MIN - d),
+            })
+          : mcpEvent('McpToolFailed', {
+              ...base_,
+              duration_ms: d,
+              outcome: 'error',
+              error_code: 'timeout',
+              error_message: 'slow',
+              attempts: 1,
+              at: at((45 - i) * MIN - d),
+            }),
       );
       durations.push(d);
       if (!ok) failures++;
     }
     // Old calls (two hours ago) count in the totals only.
-    await append(mcpEvent('McpToolSucceeded', { server: 'github', tool: 'search', call_id: 'old', duration_ms: 5, outcome: 'success', attempts: 1, result: { value: 1, size: 1, truncated: false }, at: at(130 * MIN) }));
-    await append(mcpEvent('McpCircuitOpened', { server: 'github', last_error: 'slow', half_open_after_ms: 30_000, at: at(2 * MIN) }));
-    await append(mcpEvent('McpToolSucceeded', { server: 'fetch', tool: 'get', call_id: 'f1', duration_ms: 12, outcome: 'success', attempts: 1, result: { value: 1, size: 1, truncated: false }, at: at(1 * MIN) }));
+    await append(
+      mcpEvent('McpToolSucceeded', {
+        server: 'github',
+        tool: 'search',
+        call_id: 'old',
+        duration_ms: 5,
+        outcome: 'success',
+        attempts: 1,
+        result: { value: 1, size: 1, truncated: false },
+        at: at(130 * MIN),
+      }),
+    );
+    await append(
+      mcpEvent('McpCircuitOpened', {
+        server: 'github',
+        last_error: 'slow',
+        half_open_after_ms: 30_000,
+        at: at(2 * MIN),
+      }),
+    );
+    await append(
+      mcpEvent('McpToolSucceeded', {
+        server: 'fetch',
+        tool: 'get',
+        call_id: 'f1',
+        duration_ms: 12,
+        outcome: 'success',
+        attempts: 1,
+        result: { value: 1, size: 1, truncated: false },
+        at: at(1 * MIN),
+      }),
+    );
     const runner = await startStatusProjections({ store, pool, logger });
     try {
       const s = await get();
@@ -116,11 +171,17 @@ describe('GET /api/v1/integration/status over real HTTP and PostgreSQL', () => {
       assert.equal(gh.last_hour.failures, failures);
       assert.equal(gh.totals.calls, 41);
       const exact = exactQuantile(durations, 0.95)!;
-      assert.ok(Math.abs(gh.last_hour.p95_ms! - exact) / exact <= LATENCY_BUCKET_RATIO - 1, `p95 ${gh.last_hour.p95_ms} vs ${exact}`);
+      assert.ok(
+        Math.abs(gh.last_hour.p95_ms! - exact) / exact <= LATENCY_BUCKET_RATIO - 1,
+        `p95 ${gh.last_hour.p95_ms} vs ${exact}`,
+      );
       assert.equal(gh.breaker, 'open');
       assert.equal(gh.breaker_since, at(2 * MIN));
       assert.equal(s.status, 'degraded');
-      assert.ok(s.reasons.some((r) => r.component === 'mcp:github' && /breaker open/.test(r.message)), JSON.stringify(s.reasons));
+      assert.ok(
+        s.reasons.some((r) => r.component === 'mcp:github' && /breaker open/.test(r.message)),
+        JSON.stringify(s.reasons),
+      );
       // The breaker closes: the answer follows the projection.
       await append(mcpEvent('McpCircuitClosed', { server: 'github', at: at(0.5 * MIN) }));
       await runner.waitFor();
@@ -132,31 +193,63 @@ describe('GET /api/v1/integration/status over real HTTP and PostgreSQL', () => {
     }
   });
 
-  it('firing alerts from the monitor\'s tables: counted, listed, a critical one makes it unhealthy', async () => {
+  it("firing alerts from the monitor's tables: counted, listed, a critical one makes it unhealthy", async () => {
     assert.equal((await get()).alerts.available, false);
     const monitoring = new MonitoringStore(pool);
     await monitoring.migrate();
     assert.deepEqual((await get()).alerts, { available: true, firing: 0, pending: 0, items: [] });
-    const ref = (id: string, severity: 'warning' | 'critical') => ({ fingerprint: `fp-${id}`, ruleId: `rule-${id}`, name: `Rule ${id}`, severity, labels: { service: id } });
+    const ref = (id: string, severity: 'warning' | 'critical') => ({
+      fingerprint: `fp-${id}`,
+      ruleId: `rule-${id}`,
+      name: `Rule ${id}`,
+      severity,
+      labels: { service: id },
+    });
     const now = Date.now();
     const events: AlertingEvent[] = [
-      { type: 'AlertPending', data: { ...ref('cpu', 'warning'), value: 95, threshold: 90 }, metadata: { at: now - 60_000 } },
-      { type: 'AlertFiring', data: { ...ref('cpu', 'warning'), value: 96, threshold: 90, pendingSince: now - 60_000, suppressedBy: null }, metadata: { at: now - 30_000 } },
-      { type: 'AlertPending', data: { ...ref('db', 'critical'), value: 1, threshold: 0 }, metadata: { at: now - 20_000 } },
-      { type: 'AlertFiring', data: { ...ref('db', 'critical'), value: 1, threshold: 0, pendingSince: now - 20_000, suppressedBy: null }, metadata: { at: now - 10_000 } },
-      { type: 'AlertPending', data: { ...ref('mem', 'warning'), value: 91, threshold: 90 }, metadata: { at: now - 5_000 } },
+      {
+        type: 'AlertPending',
+        data: { ...ref('cpu', 'warning'), value: 95, threshold: 90 },
+        metadata: { at: now - 60_000 },
+      },
+      {
+        type: 'AlertFiring',
+        data: { ...ref('cpu', 'warning'), value: 96, threshold: 90, pendingSince: now - 60_000, suppressedBy: null },
+        metadata: { at: now - 30_000 },
+      },
+      {
+        type: 'AlertPending',
+        data: { ...ref('db', 'critical'), value: 1, threshold: 0 },
+        metadata: { at: now - 20_000 },
+      },
+      {
+        type: 'AlertFiring',
+        data: { ...ref('db', 'critical'), value: 1, threshold: 0, pendingSince: now - 20_000, suppressedBy: null },
+        metadata: { at: now - 10_000 },
+      },
+      {
+        type: 'AlertPending',
+        data: { ...ref('mem', 'warning'), value: 91, threshold: 90 },
+        metadata: { at: now - 5_000 },
+      },
     ];
     await monitoring.applyAlertingEvents(events);
     const s = await get();
     assert.equal(s.alerts.firing, 2);
     assert.equal(s.alerts.pending, 1);
-    assert.deepEqual(s.alerts.items.map((a) => a.rule_id), ['rule-db', 'rule-cpu'], 'critical first');
+    assert.deepEqual(
+      s.alerts.items.map((a) => a.rule_id),
+      ['rule-db', 'rule-cpu'],
+      'critical first',
+    );
     assert.equal(s.status, 'unhealthy');
     assert.equal(s.reasons[0]!.component, 'alert:rule-db');
   });
 
   it('is documented for role viewer with its response schema', async () => {
-    const doc = (await (await fetch(`${base}/docs/openapi.json`)).json()) as { paths: Record<string, Record<string, Record<string, unknown>>> };
+    const doc = (await (await fetch(`${base}/docs/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, Record<string, unknown>>>;
+    };
     const op = doc.paths['/api/v1/integration/status']?.get;
     assert.ok(op, 'route in the OpenAPI document');
     assert.equal(op['x-required-role'], 'viewer');
@@ -173,6 +266,8 @@ describe('GET /api/v1/integration/status over real HTTP and PostgreSQL', () => {
       times.push(performance.now() - start);
     }
     times.sort((a, b) => a - b);
-    console.log(`# GET /api/v1/integration/status, 300 sequential requests over HTTP: p50 ${times[150]!.toFixed(2)} ms, p95 ${times[285]!.toFixed(2)} ms, max ${times[299]!.toFixed(2)} ms`);
+    console.log(
+      `# GET /api/v1/integration/status, 300 sequential requests over HTTP: p50 ${times[150]!.toFixed(2)} ms, p95 ${times[285]!.toFixed(2)} ms, max ${times[299]!.toFixed(2)} ms`,
+    );
   });
 });

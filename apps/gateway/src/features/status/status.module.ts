@@ -12,7 +12,11 @@ import { STATUS_QUERY_HANDLERS } from './queries/index.js';
  * running somewhere (`statusProjections()` / `startStatusProjections()` of @switchyard/read-models).
  * The route reads through the QueryBus (queries/).
  */
-@Module({ controllers: [StatusController], providers: [InfrastructureRefresher, ...STATUS_QUERY_HANDLERS], exports: [InfrastructureRefresher] })
+@Module({
+  controllers: [StatusController],
+  providers: [InfrastructureRefresher, ...STATUS_QUERY_HANDLERS],
+  exports: [InfrastructureRefresher],
+})
 export class StatusFeatureModule {
   static forRoot(options: StatusFeatureOptions): DynamicModule {
     return {

@@ -12,7 +12,10 @@ const labelList = z
   .regex(/^\s*(?:[^=,\s][^,=]*=[^,]*)?(?:,\s*(?:[^=,\s][^,=]*=[^,]*)?)*$/, 'name=value,name=value')
   .transform((s, ctx) => {
     const out: Record<string, string> = {};
-    for (const pair of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    for (const pair of s
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
       const at = pair.indexOf('=');
       if (at <= 0) {
         ctx.addIssue({ code: 'custom', message: `label "${pair}" must be name=value` });
@@ -25,17 +28,36 @@ const labelList = z
 
 // Strict query objects: a parameter a route does not know is refused (400), as on every route.
 export const trendsQuery = z.strictObject({
-  metric: z.string().min(1).max(200).default('system_cpu_usage_percent').describe('Metric name, e.g. system_cpu_usage_percent, probe_response_ms'),
+  metric: z
+    .string()
+    .min(1)
+    .max(200)
+    .default('system_cpu_usage_percent')
+    .describe('Metric name, e.g. system_cpu_usage_percent, probe_response_ms'),
   window: z.enum(['1h', '24h', '7d']).default('1h'),
   labels: labelList.optional().describe('Narrow to series with these labels: `name=value,name=value`'),
 });
 
-export const availabilityQuery = z.strictObject({ service: z.string().min(1).max(200).optional().describe('One service (e.g. `mcp:analytics`); all when absent') });
+export const availabilityQuery = z.strictObject({
+  service: z.string().min(1).max(200).optional().describe('One service (e.g. `mcp:analytics`); all when absent'),
+});
 
 export const alertsQuery = z.strictObject({ state: alertStateSchema.optional(), severity: severitySchema.optional() });
 
-export const silenceIdParams = z.object({ silence_id: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ - only') });
-export const alertIdParams = z.object({ alert_id: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ - only') });
+export const silenceIdParams = z.object({
+  silence_id: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ - only'),
+});
+export const alertIdParams = z.object({
+  alert_id: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ - only'),
+});
 /** The reason recorded when the caller gives none (the actor is recorded either way). */
 export const DEFAULT_RESOLVE_REASON = 'resolved by hand';
 // Optional, body too: the specification's `POST .../resolve` carries none.
@@ -49,10 +71,22 @@ export const silenceBody = z
     comment: z.string().max(2_000).default(''),
     starts_at: z.iso.datetime({ offset: true }).optional(),
     ends_at: z.iso.datetime({ offset: true }).optional(),
-    duration_ms: z.number().int().positive().max(365 * 86_400_000).optional(),
+    duration_ms: z
+      .number()
+      .int()
+      .positive()
+      .max(365 * 86_400_000)
+      .optional(),
   })
-  .refine((b) => (b.ends_at === undefined) !== (b.duration_ms === undefined), { message: 'give exactly one of ends_at or duration_ms', path: ['ends_at'] });
+  .refine((b) => (b.ends_at === undefined) !== (b.duration_ms === undefined), {
+    message: 'give exactly one of ends_at or duration_ms',
+    path: ['ends_at'],
+  });
 
 /** One rule, a list, or `{ rules: [...] }`: each is upserted by id. */
-export const putRulesBody = z.union([alertRuleSchema, z.array(alertRuleSchema).min(1).max(200), z.object({ rules: z.array(alertRuleSchema).min(1).max(200) })]);
+export const putRulesBody = z.union([
+  alertRuleSchema,
+  z.array(alertRuleSchema).min(1).max(200),
+  z.object({ rules: z.array(alertRuleSchema).min(1).max(200) }),
+]);
 export const deleteRuleQuery = z.strictObject({ id: idOf('rule') });

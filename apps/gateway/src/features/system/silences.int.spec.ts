@@ -15,13 +15,24 @@ import { longestEventLoopBlock } from '@switchyard/testing';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
 import { SystemFeatureModule } from './system.module.js';
 
-
-
 describe('alert silences: regular expressions cannot stall the monitor', () => {
-  const tag = newId().replace(/[^a-z0-9]/gi, '').slice(0, 10).toLowerCase();
+  const tag = newId()
+    .replace(/[^a-z0-9]/gi, '')
+    .slice(0, 10)
+    .toLowerCase();
   const serviceName = `monitor-${tag}`;
   const longLabel = `${'a'.repeat(40)}!`;
-  const rule: AlertRule = { id: `redos_${tag}`, name: 'ReDoS probe', metric: `test_redos_${tag}`, match: {}, comparator: '>', threshold: 1, for_ms: 0, severity: 'warning', labels: {} };
+  const rule: AlertRule = {
+    id: `redos_${tag}`,
+    name: 'ReDoS probe',
+    metric: `test_redos_${tag}`,
+    match: {},
+    comparator: '>',
+    threshold: 1,
+    for_ms: 0,
+    severity: 'warning',
+    labels: {},
+  };
   const warnings: string[] = [];
   let g: SecuredGateway;
   let monitoring: RunningMonitoring;
@@ -29,29 +40,48 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
   const storedBadId = `bad-${tag}`;
 
   const send = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${g.url}${path}`, { method, headers: { ...bearer(operator), 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(`${g.url}${path}`, {
+      method,
+      headers: { ...bearer(operator), 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     return { status: res.status, body: (await res.json()) as any };
   };
-  const alertFor = async (service: string) => (await monitoring.monitor.listAlerts()).find((a) => a.ruleId === rule.id && a.labels.service === service);
+  const alertFor = async (service: string) =>
+    (await monitoring.monitor.listAlerts()).find((a) => a.ruleId === rule.id && a.labels.service === service);
 
   before(async () => {
-    g = await startSecuredGateway('silences', { modules: [SystemFeatureModule.forRoot({ serviceName, timeoutMs: 5_000 })] });
+    g = await startSecuredGateway('silences', {
+      modules: [SystemFeatureModule.forRoot({ serviceName, timeoutMs: 5_000 })],
+    });
     operator = (await g.makeKey('operator')).key;
     // A silence stored before input validation existed, with a regex that does not compile.
     const store = new MonitoringStore(g.pool);
     await store.migrate();
-    await g.pool.query(`insert into monitoring.silences (id, matchers, created_by, comment, starts_at, ends_at) values ($1, $2, 'old', 'legacy', now() - interval '1 minute', now() + interval '1 hour')`, [
-      storedBadId,
-      JSON.stringify([{ name: 'service', value: '(unclosed', isRegex: true, isEqual: false }]),
-    ]);
+    await g.pool.query(
+      `insert into monitoring.silences (id, matchers, created_by, comment, starts_at, ends_at) values ($1, $2, 'old', 'legacy', now() - interval '1 minute', now() + interval '1 hour')`,
+      [storedBadId, JSON.stringify([{ name: 'service', value: '(unclosed', isRegex: true, isEqual: false }])],
+    );
     const sink = new Writable({ write: (chunk, _enc, cb) => (warnings.push(String(chunk)), cb()) });
     const logger = pino({ level: 'warn' }, sink) as unknown as Logger;
     monitoring = await startMonitoring({
-      pool: g.pool, nats: g.nats, eventStore: g.store, logger,
-      settings: { sampleIntervalMs: 3_600_000, probeIntervalMs: 3_600_000, maintenanceIntervalMs: 3_600_000, rules: [rule] },
+      pool: g.pool,
+      nats: g.nats,
+      eventStore: g.store,
+      logger,
+      settings: {
+        sampleIntervalMs: 3_600_000,
+        probeIntervalMs: 3_600_000,
+        maintenanceIntervalMs: 3_600_000,
+        rules: [rule],
+      },
       wiring: { webhooks: [], discoveryIntervalMs: 3_600_000 },
-      env: {}, serviceName, mcpSubjectPrefix: `switchyard.svc.mcp${tag}.v1`, agentServicePrefix: `agent-t${tag}-`,
-      sampler: { diskIntervalMs: 3_600_000, networkIntervalMs: 3_600_000 }, callMetrics: { enabled: false },
+      env: {},
+      serviceName,
+      mcpSubjectPrefix: `switchyard.svc.mcp${tag}.v1`,
+      agentServicePrefix: `agent-t${tag}-`,
+      sampler: { diskIntervalMs: 3_600_000, networkIntervalMs: 3_600_000 },
+      callMetrics: { enabled: false },
     });
   });
 
@@ -61,8 +91,13 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
   });
 
   it('a stored bad matcher is skipped with a warning: alerts still fire, silences still list', async () => {
-    assert.ok(warnings.some((w) => w.includes('silence matcher skipped') && w.includes(storedBadId)), warnings.join('\n'));
-    await monitoring.monitor.ingest([{ metric: rule.metric, labels: { service: longLabel }, ts: Date.now(), value: 10 }]);
+    assert.ok(
+      warnings.some((w) => w.includes('silence matcher skipped') && w.includes(storedBadId)),
+      warnings.join('\n'),
+    );
+    await monitoring.monitor.ingest([
+      { metric: rule.metric, labels: { service: longLabel }, ts: Date.now(), value: 10 },
+    ]);
     const alert = await alertFor(longLabel);
     assert.equal(alert?.state, 'firing');
     // "does not match" a bad regex would otherwise have silenced everything.
@@ -74,38 +109,86 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
 
   it('a catastrophic-backtracking pattern is answered without blocking the event loop (RE2)', async (t) => {
     // With a backtracking engine `^(?:(a+)+)$` against 40 a's and a "!" takes 2^40 steps.
-    const { results: [result], maxMs, tries } = await longestEventLoopBlock(() =>
-      send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: '(a+)+', isRegex: true }], comment: 'redos', duration_ms: 60_000 }),
+    const {
+      results: [result],
+      maxMs,
+      tries,
+    } = await longestEventLoopBlock(
+      () =>
+        send('POST', '/api/v1/system/alerts/silences', {
+          matchers: [{ name: 'service', value: '(a+)+', isRegex: true }],
+          comment: 'redos',
+          duration_ms: 60_000,
+        }),
       { belowMs: 100 },
     );
     assert.equal(result.status, 201, JSON.stringify(result.body));
-    assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
-    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
+    assert.ok(
+      maxMs < 100,
+      `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+    );
+    t.diagnostic(
+      `longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+    );
     // It is evaluated, and anchored: it does not match the label with the "!".
     assert.equal((await alertFor(longLabel))?.suppressedBy ?? null, null);
-    const matching = await send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: '(a+)+!', isRegex: true }], duration_ms: 60_000 });
+    const matching = await send('POST', '/api/v1/system/alerts/silences', {
+      matchers: [{ name: 'service', value: '(a+)+!', isRegex: true }],
+      duration_ms: 60_000,
+    });
     assert.equal(matching.status, 201);
     assert.equal((await alertFor(longLabel))?.suppressedBy, matching.body.silence.id);
   });
 
   it('an invalid regex is a 400 naming the field', async (t) => {
-    const { results: [result], maxMs, tries } = await longestEventLoopBlock(() =>
-      send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: 'ok' }, { name: 'service', value: '(unclosed', isRegex: true }], duration_ms: 60_000 }),
+    const {
+      results: [result],
+      maxMs,
+      tries,
+    } = await longestEventLoopBlock(
+      () =>
+        send('POST', '/api/v1/system/alerts/silences', {
+          matchers: [
+            { name: 'service', value: 'ok' },
+            { name: 'service', value: '(unclosed', isRegex: true },
+          ],
+          duration_ms: 60_000,
+        }),
       { belowMs: 100 },
     );
     assert.equal(result.status, 400);
-    assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
-    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
+    assert.ok(
+      maxMs < 100,
+      `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+    );
+    t.diagnostic(
+      `longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+    );
     const errors = result.body.errors as { path: string; message: string }[];
-    assert.ok(errors.some((e) => e.path === 'matchers.1.value' && /not a valid RE2 regular expression/.test(e.message)), JSON.stringify(result.body));
+    assert.ok(
+      errors.some((e) => e.path === 'matchers.1.value' && /not a valid RE2 regular expression/.test(e.message)),
+      JSON.stringify(result.body),
+    );
     // A plain value with regex characters is fine when it is not a regex.
-    assert.equal((await send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: '(unclosed' }], duration_ms: 60_000 })).status, 201);
+    assert.equal(
+      (
+        await send('POST', '/api/v1/system/alerts/silences', {
+          matchers: [{ name: 'service', value: '(unclosed' }],
+          duration_ms: 60_000,
+        })
+      ).status,
+      201,
+    );
   });
 
   it('a silence ended by hand: the alert it held notifies again, who ended it is recorded, a second end is 404', async () => {
     const service = `svc-${tag}-end`;
     await monitoring.monitor.ingest([{ metric: rule.metric, labels: { service }, ts: Date.now(), value: 10 }]);
-    const added = await send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: service }], comment: 'maintenance', duration_ms: 3_600_000 });
+    const added = await send('POST', '/api/v1/system/alerts/silences', {
+      matchers: [{ name: 'service', value: service }],
+      comment: 'maintenance',
+      duration_ms: 3_600_000,
+    });
     assert.equal(added.status, 201, JSON.stringify(added.body));
     const silenceId = added.body.silence.id as string;
     assert.equal((await alertFor(service))?.suppressedBy, silenceId);
@@ -117,7 +200,10 @@ describe('alert silences: regular expressions cannot stall the monitor', () => {
     const list = await send('GET', '/api/v1/system/alerts/silences');
     assert.ok(!list.body.silences.some((x: { id: string }) => x.id === silenceId), 'an ended silence is not listed');
     const events = await g.store.readStream(`silence-${silenceId}`);
-    assert.deepEqual(events.map((e) => e.type), ['SilenceAdded', 'SilenceExpired']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['SilenceAdded', 'SilenceExpired'],
+    );
     assert.match(String((events[1]!.data as { actor: string }).actor), /^apikey:/, 'the caller is recorded');
 
     const again = await send('DELETE', `/api/v1/system/alerts/silences/${silenceId}`);

@@ -66,7 +66,11 @@ export class SystemMonitorClient {
   async call<E extends MonitorEndpoint>(endpoint: E, payload: unknown, correlationId: string): Promise<Reply<E>> {
     const subject = monitorSubject(endpoint, this.serviceName);
     try {
-      return await request<Reply<E>>(this.nats, subject, payload, { schema: replies[endpoint] as unknown as z.ZodType<Reply<E>>, timeoutMs: this.timeoutMs, correlationId });
+      return await request<Reply<E>>(this.nats, subject, payload, {
+        schema: replies[endpoint] as unknown as z.ZodType<Reply<E>>,
+        timeoutMs: this.timeoutMs,
+        correlationId,
+      });
     } catch (err) {
       // No monitor listening, or one too busy to answer in time: either way it is unavailable.
       if (err instanceof AppError && (err.code === 'timeout' || err.code === 'unavailable')) {

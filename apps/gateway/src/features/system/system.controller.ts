@@ -21,10 +21,26 @@ import { LOGGER } from '../../tokens.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import {
-  alertIdParams, silenceIdParams, alertsQuery, availabilityQuery, deleteRuleQuery, putRulesBody, resolveBody, silenceBody, trendsQuery,
+  alertIdParams,
+  silenceIdParams,
+  alertsQuery,
+  availabilityQuery,
+  deleteRuleQuery,
+  putRulesBody,
+  resolveBody,
+  silenceBody,
+  trendsQuery,
 } from './schemas.js';
 import { AddAlertSilence, DeleteAlertRule, RemoveAlertSilence, PutAlertRules, ResolveAlert } from './commands/index.js';
-import { GetAvailability, GetHealthReport, GetMonitorMetrics, GetPerformanceTrends, ListAlertRules, ListAlerts, ListAlertSilences } from './queries/index.js';
+import {
+  GetAvailability,
+  GetHealthReport,
+  GetMonitorMetrics,
+  GetPerformanceTrends,
+  ListAlertRules,
+  ListAlerts,
+  ListAlertSilences,
+} from './queries/index.js';
 
 export const SYSTEM_PATH = 'api/v1/system';
 const tags = ['system'];
@@ -38,38 +54,81 @@ export class SystemController {
   ) {}
 
   @Get('health-report')
-  @ApiRoute({ summary: 'Overall health (healthy / degraded / unhealthy) with reasons, current metrics and every service', tags, role: 'viewer', response: { status: 200, schema: healthReportReply }, errors: [503] })
+  @ApiRoute({
+    summary: 'Overall health (healthy / degraded / unhealthy) with reasons, current metrics and every service',
+    tags,
+    role: 'viewer',
+    response: { status: 200, schema: healthReportReply },
+    errors: [503],
+  })
   healthReport(@CorrelationId() correlationId: string) {
     return this.queries.execute(new GetHealthReport(correlationId));
   }
 
   @Get('performance-trends')
-  @ApiRoute({ summary: 'Buckets (avg, p95, max), slope, direction and projection of a metric over 1h / 24h / 7d', tags, role: 'viewer', response: { status: 200, schema: trendsReply }, errors: [503] })
+  @ApiRoute({
+    summary: 'Buckets (avg, p95, max), slope, direction and projection of a metric over 1h / 24h / 7d',
+    tags,
+    role: 'viewer',
+    response: { status: 200, schema: trendsReply },
+    errors: [503],
+  })
   trends(@ZodQuery(trendsQuery) q: z.infer<typeof trendsQuery>, @CorrelationId() correlationId: string) {
     return this.queries.execute(new GetPerformanceTrends(q.metric, q.window, q.labels, correlationId));
   }
 
   @Get('availability')
-  @ApiRoute({ summary: 'Uptime %, incidents, MTTR and SLA per service over 1h / 24h / 7d / 30d', tags, role: 'viewer', response: { status: 200, schema: availabilityReply }, errors: [404, 503] })
-  availability(@ZodQuery(availabilityQuery) q: z.infer<typeof availabilityQuery>, @CorrelationId() correlationId: string) {
+  @ApiRoute({
+    summary: 'Uptime %, incidents, MTTR and SLA per service over 1h / 24h / 7d / 30d',
+    tags,
+    role: 'viewer',
+    response: { status: 200, schema: availabilityReply },
+    errors: [404, 503],
+  })
+  availability(
+    @ZodQuery(availabilityQuery) q: z.infer<typeof availabilityQuery>,
+    @CorrelationId() correlationId: string,
+  ) {
     return this.queries.execute(new GetAvailability(q.service, correlationId));
   }
 
   @Get('alerts')
-  @ApiRoute({ summary: 'Alerts, firing first; filter by state and severity', tags, role: 'viewer', response: { status: 200, schema: alertsReply }, errors: [503] })
+  @ApiRoute({
+    summary: 'Alerts, firing first; filter by state and severity',
+    tags,
+    role: 'viewer',
+    response: { status: 200, schema: alertsReply },
+    errors: [503],
+  })
   alerts(@ZodQuery(alertsQuery) q: z.infer<typeof alertsQuery>, @CorrelationId() correlationId: string) {
     return this.queries.execute(new ListAlerts(q, correlationId));
   }
 
   @Get('alerts/silences')
-  @ApiRoute({ summary: 'Active silences', tags, role: 'viewer', response: { status: 200, schema: silencesReply }, errors: [503] })
+  @ApiRoute({
+    summary: 'Active silences',
+    tags,
+    role: 'viewer',
+    response: { status: 200, schema: silencesReply },
+    errors: [503],
+  })
   silences(@CorrelationId() correlationId: string) {
     return this.queries.execute(new ListAlertSilences(correlationId));
   }
 
   @Post('alerts/silences')
-  @ApiRoute({ summary: 'Silence alerts matching all matchers until ends_at (or for duration_ms)', tags, role: 'operator', response: { status: 201, schema: addSilenceReply }, errors: [503] })
-  addSilence(@ZodBody(silenceBody) b: z.infer<typeof silenceBody>, @Actor() actor: string, @CorrelationId() correlationId: string) {
+  @ApiRoute({
+    summary: 'Silence alerts matching all matchers until ends_at (or for duration_ms)',
+    tags,
+    role: 'operator',
+    response: { status: 201, schema: addSilenceReply },
+    errors: [503],
+  })
+  addSilence(
+    @ZodBody(silenceBody) b: z.infer<typeof silenceBody>,
+    @Actor() actor: string,
+    @CorrelationId() correlationId: string,
+  ) {
     const startsAt = b.starts_at ? Date.parse(b.starts_at) : Date.now();
     const endsAt = b.ends_at ? Date.parse(b.ends_at) : startsAt + b.duration_ms!;
     return this.commands.execute(new AddAlertSilence(b.matchers, b.comment, actor, startsAt, endsAt, correlationId));
@@ -77,39 +136,81 @@ export class SystemController {
 
   @Delete('alerts/silences/:silence_id')
   @ApiRoute({
-    summary: 'End a silence now; alerts it held notify again unless another silence matches them (who ended it is recorded)',
+    summary:
+      'End a silence now; alerts it held notify again unless another silence matches them (who ended it is recorded)',
     tags,
     role: 'operator',
     response: { status: 200, schema: removeSilenceReply },
     errors: [404, 503],
   })
-  removeSilence(@ZodParams(silenceIdParams) p: z.infer<typeof silenceIdParams>, @Actor() actor: string, @CorrelationId() correlationId: string) {
+  removeSilence(
+    @ZodParams(silenceIdParams) p: z.infer<typeof silenceIdParams>,
+    @Actor() actor: string,
+    @CorrelationId() correlationId: string,
+  ) {
     return this.commands.execute(new RemoveAlertSilence(p.silence_id, actor, correlationId));
   }
 
   @Post('alerts/:alert_id/resolve')
   @HttpCode(200)
-  @ApiRoute({ summary: 'Resolve an alert by hand; records who (the caller) and why (`reason` optional, the body too)', tags, role: 'operator', response: { status: 200, schema: resolveAlertReply }, errors: [404, 409, 503] })
-  resolve(@ZodParams(alertIdParams) p: z.infer<typeof alertIdParams>, @ZodBody(resolveBody) b: z.infer<typeof resolveBody>, @Actor() actor: string, @CorrelationId() correlationId: string) {
+  @ApiRoute({
+    summary: 'Resolve an alert by hand; records who (the caller) and why (`reason` optional, the body too)',
+    tags,
+    role: 'operator',
+    response: { status: 200, schema: resolveAlertReply },
+    errors: [404, 409, 503],
+  })
+  resolve(
+    @ZodParams(alertIdParams) p: z.infer<typeof alertIdParams>,
+    @ZodBody(resolveBody) b: z.infer<typeof resolveBody>,
+    @Actor() actor: string,
+    @CorrelationId() correlationId: string,
+  ) {
     return this.commands.execute(new ResolveAlert(p.alert_id, actor, b.reason, correlationId));
   }
 
   @Get('alert-rules')
-  @ApiRoute({ summary: 'Alert rules in force, with where each comes from (default, file, env, api)', tags, role: 'admin', response: { status: 200, schema: rulesReply }, errors: [503] })
+  @ApiRoute({
+    summary: 'Alert rules in force, with where each comes from (default, file, env, api)',
+    tags,
+    role: 'admin',
+    response: { status: 200, schema: rulesReply },
+    errors: [503],
+  })
   rules(@CorrelationId() correlationId: string) {
     return this.queries.execute(new ListAlertRules(correlationId));
   }
 
   @Put('alert-rules')
-  @ApiRoute({ summary: 'Add or replace alert rules by id (one rule, a list, or { rules }); persisted', tags, role: 'admin', response: { status: 200, schema: rulesReply }, errors: [503] })
-  putRules(@ZodBody(putRulesBody) b: z.infer<typeof putRulesBody>, @Actor() actor: string, @CorrelationId() correlationId: string) {
+  @ApiRoute({
+    summary: 'Add or replace alert rules by id (one rule, a list, or { rules }); persisted',
+    tags,
+    role: 'admin',
+    response: { status: 200, schema: rulesReply },
+    errors: [503],
+  })
+  putRules(
+    @ZodBody(putRulesBody) b: z.infer<typeof putRulesBody>,
+    @Actor() actor: string,
+    @CorrelationId() correlationId: string,
+  ) {
     const rules = Array.isArray(b) ? b : 'rules' in b ? b.rules : [b];
     return this.commands.execute(new PutAlertRules(rules, actor, correlationId));
   }
 
   @Delete('alert-rules')
-  @ApiRoute({ summary: 'Delete an alert rule (?id=); its active alerts are resolved', tags, role: 'admin', response: { status: 200, schema: deleteRuleReply }, errors: [404, 503] })
-  deleteRule(@ZodQuery(deleteRuleQuery) q: z.infer<typeof deleteRuleQuery>, @Actor() actor: string, @CorrelationId() correlationId: string) {
+  @ApiRoute({
+    summary: 'Delete an alert rule (?id=); its active alerts are resolved',
+    tags,
+    role: 'admin',
+    response: { status: 200, schema: deleteRuleReply },
+    errors: [404, 503],
+  })
+  deleteRule(
+    @ZodQuery(deleteRuleQuery) q: z.infer<typeof deleteRuleQuery>,
+    @Actor() actor: string,
+    @CorrelationId() correlationId: string,
+  ) {
     return this.commands.execute(new DeleteAlertRule(q.id, actor, correlationId));
   }
 }
@@ -128,8 +229,18 @@ export class MetricsController {
   ) {}
 
   @Get()
-  @ApiRoute({ summary: 'Prometheus metrics of the monitor, then of this gateway process (HTTP requests); monitor unavailable: the gateway part with a comment', tags, role: 'viewer', response: { status: 200, contentType: 'text/plain; version=0.0.4' } })
-  async metrics(@Req() req: Request, @Res({ passthrough: true }) res: Response, @CorrelationId() correlationId: string): Promise<string> {
+  @ApiRoute({
+    summary:
+      'Prometheus metrics of the monitor, then of this gateway process (HTTP requests); monitor unavailable: the gateway part with a comment',
+    tags,
+    role: 'viewer',
+    response: { status: 200, contentType: 'text/plain; version=0.0.4' },
+  })
+  async metrics(
+    @Req() req: Request,
+    @Res({ passthrough: true }) res: Response,
+    @CorrelationId() correlationId: string,
+  ): Promise<string> {
     const own = gatewayHttpMetricsOf(req);
     let monitorText: string;
     try {

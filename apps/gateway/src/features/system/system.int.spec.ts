@@ -22,7 +22,10 @@ import { SystemFeatureModule } from './system.module.js';
 const logger = createLogger('system-test', process.env.LOG_LEVEL ?? 'silent');
 
 describe('system monitoring through the gateway', () => {
-  const tag = newId().replace(/[^a-z0-9]/gi, '').slice(0, 10).toLowerCase();
+  const tag = newId()
+    .replace(/[^a-z0-9]/gi, '')
+    .slice(0, 10)
+    .toLowerCase();
   const serviceName = `monitor-${tag}`;
   const mcpPrefix = `switchyard.svc.mcp${tag}.v1`;
   const agentPrefix = `agent-t${tag}-`;
@@ -51,25 +54,55 @@ describe('system monitoring through the gateway', () => {
   };
   const start = () =>
     startMonitoring({
-      pool: g.pool, nats: nc, eventStore: g.store, logger, settings,
+      pool: g.pool,
+      nats: nc,
+      eventStore: g.store,
+      logger,
+      settings,
       wiring: { webhooks: [sinkUrl], discoveryIntervalMs: 300, webhookMaxAttempts: 4, webhookTimeoutMs: 2_000 },
       // The webhook sink listens on loopback: allow-listed, as an operator would.
-      env: { EGRESS_ALLOW_CIDRS: '127.0.0.0/8' }, serviceName, mcpSubjectPrefix: mcpPrefix, agentServicePrefix: agentPrefix, webhookInitialDelayMs: 50,
+      env: { EGRESS_ALLOW_CIDRS: '127.0.0.0/8' },
+      serviceName,
+      mcpSubjectPrefix: mcpPrefix,
+      agentServicePrefix: agentPrefix,
+      webhookInitialDelayMs: 50,
       sampler: { diskIntervalMs: 3_600_000, networkIntervalMs: 3_600_000 },
     });
   const get = async (path: string, key = keys.viewer) => {
     const res = await fetch(`${g.url}${path}`, { headers: bearer(key) });
     const text = await res.text();
-    return { status: res.status, type: res.headers.get('content-type') ?? '', text, body: (text.startsWith('{') ? JSON.parse(text) : undefined) };
+    return {
+      status: res.status,
+      type: res.headers.get('content-type') ?? '',
+      text,
+      body: text.startsWith('{') ? JSON.parse(text) : undefined,
+    };
   };
-  const send = async (method: string, path: string, body: unknown, key: string, headers: Record<string, string> = {}) => {
-    const res = await fetch(`${g.url}${path}`, { method, headers: { ...bearer(key), 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const send = async (
+    method: string,
+    path: string,
+    body: unknown,
+    key: string,
+    headers: Record<string, string> = {},
+  ) => {
+    const res = await fetch(`${g.url}${path}`, {
+      method,
+      headers: { ...bearer(key), 'content-type': 'application/json', ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     return { status: res.status, body: (await res.json()) as any };
   };
   const startAnalytics = async () => {
-    analytics = await runMcpServer('analytics', { port: analyticsPort, logger, env: { DATABASE_URL: g.databaseUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' } });
+    analytics = await runMcpServer('analytics', {
+      port: analyticsPort,
+      logger,
+      env: { DATABASE_URL: g.databaseUrl, LOG_LEVEL: 'silent', MCP_AUTH_DISABLED: 'true' },
+    });
   };
-  const serviceRow = async (name: string) => ((await get('/api/v1/system/health-report')).body?.services ?? []).find((s: { service: string }) => s.service === name);
+  const serviceRow = async (name: string) =>
+    ((await get('/api/v1/system/health-report')).body?.services ?? []).find(
+      (s: { service: string }) => s.service === name,
+    );
 
   before(async () => {
     // A webhook sink that refuses the first call (503), so a retry must happen.
@@ -79,14 +112,20 @@ describe('system monitoring through the gateway', () => {
       req.on('end', () => {
         sinkCalls++;
         const status = sinkCalls === 1 ? 503 : 200;
-        hooks.push({ body: JSON.parse(data) as AlertWebhook, status, key: req.headers['idempotency-key'] as string | undefined });
+        hooks.push({
+          body: JSON.parse(data) as AlertWebhook,
+          status,
+          key: req.headers['idempotency-key'] as string | undefined,
+        });
         res.writeHead(status).end();
       });
     });
     await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
     sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hook`;
 
-    g = await startSecuredGateway('system_mon', { modules: [SystemFeatureModule.forRoot({ serviceName, timeoutMs: 3_000 })] });
+    g = await startSecuredGateway('system_mon', {
+      modules: [SystemFeatureModule.forRoot({ serviceName, timeoutMs: 3_000 })],
+    });
     nc = g.nats;
     const op = await g.makeKey('operator');
     keys = { viewer: (await g.makeKey('viewer')).key, operator: op.key, operatorId: op.id, admin: g.adminKey };
@@ -100,14 +139,32 @@ describe('system monitoring through the gateway', () => {
 
     analyticsPort = await freePort();
     await startAnalytics();
-    const fast = { timeouts: { connect_ms: 1_000, call_ms: 1_000 }, retry: { max_attempts: 1, initial_delay_ms: 50, max_delay_ms: 100 }, breaker: { consecutive_failures: 3, half_open_after_ms: 300 }, reconnect: { initial_delay_ms: 100, max_delay_ms: 300 } };
+    const fast = {
+      timeouts: { connect_ms: 1_000, call_ms: 1_000 },
+      retry: { max_attempts: 1, initial_delay_ms: 50, max_delay_ms: 100 },
+      breaker: { consecutive_failures: 3, half_open_after_ms: 300 },
+      reconnect: { initial_delay_ms: 100, max_delay_ms: 300 },
+    };
     connectors = await startConnectors({
-      nats: nc, logger, subjectPrefix: mcpPrefix, queue: `mcp-${tag}`,
-      registry: [parseServerConfig({ name: 'analytics', role: 'analytics', transport: { kind: 'http', url: analytics!.url! }, ...fast })],
+      nats: nc,
+      logger,
+      subjectPrefix: mcpPrefix,
+      queue: `mcp-${tag}`,
+      registry: [
+        parseServerConfig({
+          name: 'analytics',
+          role: 'analytics',
+          transport: { kind: 'http', url: analytics!.url! },
+          ...fast,
+        }),
+      ],
     });
     // One agent instance as a real NATS service, found through $SRV.PING.
     agent = await addService(nc, {
-      name: `${agentPrefix}probe`, version: '1.0.0', logger, metadata: { agent: 'probe', instance: 'i1' },
+      name: `${agentPrefix}probe`,
+      version: '1.0.0',
+      logger,
+      metadata: { agent: 'probe', instance: 'i1' },
       endpoints: { load: { subject: `test.${tag}.agent.load`, schema: z.unknown(), handler: () => ({}) } },
     });
     monitoring = await start();
@@ -126,10 +183,15 @@ describe('system monitoring through the gateway', () => {
   it('reports every service up: core probes, the discovered MCP server and agent instance', async () => {
     const report = await until('all services up', async () => {
       const r = await get('/api/v1/system/health-report');
-      const names = (r.body?.services ?? []).filter((s: { status: string }) => s.status === 'up').map((s: { service: string }) => s.service);
+      const names = (r.body?.services ?? [])
+        .filter((s: { status: string }) => s.status === 'up')
+        .map((s: { service: string }) => s.service);
       // Healthy too: a probe that failed while things were starting (under load) may have raised the
       // 500 ms unavailability alert of this test; the first success resolves it.
-      return ['postgres', 'nats', 'event-store', MCP, 'agent:probe:i1'].every((n) => names.includes(n)) && r.body?.status === 'healthy' ? r : undefined;
+      return ['postgres', 'nats', 'event-store', MCP, 'agent:probe:i1'].every((n) => names.includes(n)) &&
+        r.body?.status === 'healthy'
+        ? r
+        : undefined;
     });
     assert.equal(report.status, 200);
     assert.equal(report.body.status, 'healthy', JSON.stringify(report.body.reasons));
@@ -156,7 +218,10 @@ describe('system monitoring through the gateway', () => {
     assert.ok(row.lastError, 'the report says why');
     const report = await get('/api/v1/system/health-report');
     assert.equal(report.body.status, 'degraded');
-    assert.ok(report.body.reasons.some((r: string) => r.startsWith(`${MCP} is down`)), JSON.stringify(report.body.reasons));
+    assert.ok(
+      report.body.reasons.some((r: string) => r.startsWith(`${MCP} is down`)),
+      JSON.stringify(report.body.reasons),
+    );
 
     const alert = await until('alert firing', async () => {
       const r = await get('/api/v1/system/alerts?state=firing&severity=critical');
@@ -164,13 +229,17 @@ describe('system monitoring through the gateway', () => {
     });
     assert.equal(alert.ruleId, 'service_unavailable');
     fingerprint = alert.id;
-    const firing = await until('AlertFiring on NATS', async () => onNats.find((e) => e.type === 'AlertFiring' && e.data['fingerprint'] === fingerprint));
+    const firing = await until('AlertFiring on NATS', async () =>
+      onNats.find((e) => e.type === 'AlertFiring' && e.data['fingerprint'] === fingerprint),
+    );
     assert.equal(firing.streamId, `alert-${fingerprint}`);
     assert.equal(firing.metadata.actor, 'system:monitor');
     assert.equal(firing.notify, true);
     assert.ok(firing.position !== null, 'the envelope carries the store position');
     // The sink refused the first delivery; the retry carried the same event.
-    const delivered = await until('webhook firing delivered', async () => hooks.find((h) => h.status === 200 && h.body.status === 'firing' && h.body.alert.fingerprint === fingerprint));
+    const delivered = await until('webhook firing delivered', async () =>
+      hooks.find((h) => h.status === 200 && h.body.status === 'firing' && h.body.alert.fingerprint === fingerprint),
+    );
     assert.equal(hooks[0]!.status, 503);
     assert.equal(hooks[0]!.key, delivered.key);
     assert.equal(delivered.body.alert.labels.service, MCP);
@@ -190,13 +259,19 @@ describe('system monitoring through the gateway', () => {
       return r.body.alerts.find((a: { id: string }) => a.id === fingerprint);
     });
     assert.equal(resolved.resolvedHow, 'auto');
-    await until('AlertResolved on NATS', async () => onNats.find((e) => e.type === 'AlertResolved' && e.data['fingerprint'] === fingerprint));
-    await until('webhook resolved delivered', async () => hooks.find((h) => h.status === 200 && h.body.status === 'resolved' && h.body.alert.fingerprint === fingerprint));
+    await until('AlertResolved on NATS', async () =>
+      onNats.find((e) => e.type === 'AlertResolved' && e.data['fingerprint'] === fingerprint),
+    );
+    await until('webhook resolved delivered', async () =>
+      hooks.find((h) => h.status === 200 && h.body.status === 'resolved' && h.body.alert.fingerprint === fingerprint),
+    );
     assert.equal((await get('/api/v1/system/health-report')).body.status, 'healthy');
 
     const events = await g.store.readStream(`service-${MCP}`);
     // Observed since the first health event: a start that failed first (degraded counts as up) is observed too.
-    const firstSeen = Date.parse(events.find((e) => e.type === 'ServiceRecovered' || e.type === 'ServiceDegraded')!.metadata.timestamp);
+    const firstSeen = Date.parse(
+      events.find((e) => e.type === 'ServiceRecovered' || e.type === 'ServiceDegraded')!.metadata.timestamp,
+    );
     upAt = Date.parse(events.filter((e) => e.type === 'ServiceRecovered').at(-1)!.metadata.timestamp);
     assert.ok(upAt > downAt);
 
@@ -209,7 +284,10 @@ describe('system monitoring through the gateway', () => {
     const downMs = upAt - downAt;
     const lo = ((before - firstSeen - downMs) / (before - firstSeen)) * 100;
     const hi = ((after - firstSeen - downMs) / (after - firstSeen)) * 100;
-    assert.ok(h1.uptimePercent >= lo - 0.5 && h1.uptimePercent <= hi + 0.5, `uptime ${h1.uptimePercent} not in [${lo}, ${hi}]`);
+    assert.ok(
+      h1.uptimePercent >= lo - 0.5 && h1.uptimePercent <= hi + 0.5,
+      `uptime ${h1.uptimePercent} not in [${lo}, ${hi}]`,
+    );
     assert.ok(h1.uptimePercent < 100);
     assert.equal(h1.downMs, downMs);
     assert.equal(h1.incidents.length, 1);
@@ -222,22 +300,71 @@ describe('system monitoring through the gateway', () => {
 
   it('manual resolve records who and why; unknown is 404, resolved again is 409, a viewer may not', async () => {
     // A rule that fires at once on a series that is always there.
-    const put = await send('PUT', '/api/v1/system/alert-rules', { id: 'nats_seen', name: 'NATS probed', metric: 'probe_up', match: { service: 'nats' }, comparator: '>=', threshold: 0, for_ms: 0, severity: 'info' }, keys.admin);
+    const put = await send(
+      'PUT',
+      '/api/v1/system/alert-rules',
+      {
+        id: 'nats_seen',
+        name: 'NATS probed',
+        metric: 'probe_up',
+        match: { service: 'nats' },
+        comparator: '>=',
+        threshold: 0,
+        for_ms: 0,
+        severity: 'info',
+      },
+      keys.admin,
+    );
     assert.equal(put.status, 200, JSON.stringify(put.body));
     assert.equal(put.body.rules.find((r: { id: string }) => r.id === 'nats_seen').source, 'api');
     assert.equal((await send('PUT', '/api/v1/system/alert-rules', { id: 'x' }, keys.admin)).status, 400);
-    assert.equal((await send('PUT', '/api/v1/system/alert-rules', { id: 'y', name: 'y', metric: 'm', comparator: '>', threshold: 1, for_ms: 0, severity: 'info' }, keys.operator)).status, 403);
-    const alert = await until('nats_seen firing', async () => (await get('/api/v1/system/alerts?state=firing')).body.alerts.find((a: { ruleId: string }) => a.ruleId === 'nats_seen'));
+    assert.equal(
+      (
+        await send(
+          'PUT',
+          '/api/v1/system/alert-rules',
+          { id: 'y', name: 'y', metric: 'm', comparator: '>', threshold: 1, for_ms: 0, severity: 'info' },
+          keys.operator,
+        )
+      ).status,
+      403,
+    );
+    const alert = await until('nats_seen firing', async () =>
+      (await get('/api/v1/system/alerts?state=firing')).body.alerts.find(
+        (a: { ruleId: string }) => a.ruleId === 'nats_seen',
+      ),
+    );
 
-    assert.equal((await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: 'x' }, keys.viewer)).status, 403);
-    assert.equal((await send('POST', '/api/v1/system/alerts/00000000000000ff/resolve', { reason: 'x' }, keys.operator)).status, 404);
-    assert.equal((await send('POST', `/api/v1/system/alerts/${fingerprint}/resolve`, { reason: 'again' }, keys.operator)).status, 409);
-    assert.equal((await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: ' ' }, keys.operator)).status, 400);
+    assert.equal(
+      (await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: 'x' }, keys.viewer)).status,
+      403,
+    );
+    assert.equal(
+      (await send('POST', '/api/v1/system/alerts/00000000000000ff/resolve', { reason: 'x' }, keys.operator)).status,
+      404,
+    );
+    assert.equal(
+      (await send('POST', `/api/v1/system/alerts/${fingerprint}/resolve`, { reason: 'again' }, keys.operator)).status,
+      409,
+    );
+    assert.equal(
+      (await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: ' ' }, keys.operator)).status,
+      400,
+    );
     const correlationId = `resolve-${tag}`;
-    const r = await send('POST', `/api/v1/system/alerts/${alert.id}/resolve`, { reason: 'known test rule' }, keys.operator, { 'x-correlation-id': correlationId });
+    const r = await send(
+      'POST',
+      `/api/v1/system/alerts/${alert.id}/resolve`,
+      { reason: 'known test rule' },
+      keys.operator,
+      { 'x-correlation-id': correlationId },
+    );
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const who = `apikey:${keys.operatorId}`;
-    assert.deepEqual([r.body.alert.state, r.body.alert.resolvedHow, r.body.alert.resolvedBy, r.body.alert.resolveReason], ['resolved', 'manual', who, 'known test rule']);
+    assert.deepEqual(
+      [r.body.alert.state, r.body.alert.resolvedHow, r.body.alert.resolvedBy, r.body.alert.resolveReason],
+      ['resolved', 'manual', who, 'known test rule'],
+    );
     const stored = (await g.store.readStream(`alert-${alert.id}`)).find((e) => e.type === 'AlertResolved');
     assert.ok(stored);
     assert.equal(stored.metadata.actor, who);
@@ -245,16 +372,43 @@ describe('system monitoring through the gateway', () => {
     assert.equal((stored.data as { reason: string }).reason, 'known test rule');
 
     // The specification's form: no body and no Content-Type. The actor is recorded, the reason is the default.
-    const put2 = await send('PUT', '/api/v1/system/alert-rules', { id: 'nats_seen_bare', name: 'NATS probed (bare resolve)', metric: 'probe_up', match: { service: 'nats' }, comparator: '>=', threshold: 0, for_ms: 0, severity: 'info' }, keys.admin);
+    const put2 = await send(
+      'PUT',
+      '/api/v1/system/alert-rules',
+      {
+        id: 'nats_seen_bare',
+        name: 'NATS probed (bare resolve)',
+        metric: 'probe_up',
+        match: { service: 'nats' },
+        comparator: '>=',
+        threshold: 0,
+        for_ms: 0,
+        severity: 'info',
+      },
+      keys.admin,
+    );
     assert.equal(put2.status, 200, JSON.stringify(put2.body));
-    const bare = await until('nats_seen_bare firing', async () => (await get('/api/v1/system/alerts?state=firing')).body.alerts.find((a: { ruleId: string }) => a.ruleId === 'nats_seen_bare'));
-    const res = await fetch(`${g.url}/api/v1/system/alerts/${bare.id}/resolve`, { method: 'POST', headers: bearer(keys.operator) });
+    const bare = await until('nats_seen_bare firing', async () =>
+      (await get('/api/v1/system/alerts?state=firing')).body.alerts.find(
+        (a: { ruleId: string }) => a.ruleId === 'nats_seen_bare',
+      ),
+    );
+    const res = await fetch(`${g.url}/api/v1/system/alerts/${bare.id}/resolve`, {
+      method: 'POST',
+      headers: bearer(keys.operator),
+    });
     const bareBody = (await res.json()) as any;
     assert.equal(res.status, 200, JSON.stringify(bareBody));
-    assert.deepEqual([bareBody.alert.state, bareBody.alert.resolvedHow, bareBody.alert.resolvedBy, bareBody.alert.resolveReason], ['resolved', 'manual', who, 'resolved by hand']);
+    assert.deepEqual(
+      [bareBody.alert.state, bareBody.alert.resolvedHow, bareBody.alert.resolvedBy, bareBody.alert.resolveReason],
+      ['resolved', 'manual', who, 'resolved by hand'],
+    );
     const storedBare = (await g.store.readStream(`alert-${bare.id}`)).find((e) => e.type === 'AlertResolved');
     assert.equal(storedBare?.metadata.actor, who);
-    assert.equal((await send('DELETE', '/api/v1/system/alert-rules?id=nats_seen_bare', undefined, keys.admin)).status, 200);
+    assert.equal(
+      (await send('DELETE', '/api/v1/system/alert-rules?id=nats_seen_bare', undefined, keys.admin)).status,
+      200,
+    );
 
     // Deleting the rule resolves what it would keep firing; 404 for an unknown one.
     const del = await send('DELETE', '/api/v1/system/alert-rules?id=nats_seen', undefined, keys.admin);
@@ -263,16 +417,30 @@ describe('system monitoring through the gateway', () => {
   });
 
   it('silences: an operator adds one, a viewer lists it', async () => {
-    const add = await send('POST', '/api/v1/system/alerts/silences', { matchers: [{ name: 'service', value: 'mcp:.*', isRegex: true }], comment: 'maintenance', duration_ms: 3_600_000 }, keys.operator);
+    const add = await send(
+      'POST',
+      '/api/v1/system/alerts/silences',
+      {
+        matchers: [{ name: 'service', value: 'mcp:.*', isRegex: true }],
+        comment: 'maintenance',
+        duration_ms: 3_600_000,
+      },
+      keys.operator,
+    );
     assert.equal(add.status, 201, JSON.stringify(add.body));
     assert.equal(add.body.silence.createdBy, `apikey:${keys.operatorId}`);
     const list = await get('/api/v1/system/alerts/silences');
     assert.ok(list.body.silences.some((s: { id: string }) => s.id === add.body.silence.id));
-    assert.equal((await send('POST', '/api/v1/system/alerts/silences', { matchers: [], duration_ms: 1 }, keys.operator)).status, 400);
+    assert.equal(
+      (await send('POST', '/api/v1/system/alerts/silences', { matchers: [], duration_ms: 1 }, keys.operator)).status,
+      400,
+    );
   });
 
   it('trends and /metrics in Prometheus text format', async () => {
-    const t = await get(`/api/v1/system/performance-trends?metric=probe_up&window=1h&labels=${encodeURIComponent(`service=${MCP}`)}`);
+    const t = await get(
+      `/api/v1/system/performance-trends?metric=probe_up&window=1h&labels=${encodeURIComponent(`service=${MCP}`)}`,
+    );
     assert.equal(t.status, 200);
     assert.equal(t.body.series.length, 1);
     assert.equal(t.body.series[0].labels.service, MCP);
@@ -286,13 +454,41 @@ describe('system monitoring through the gateway', () => {
   });
 
   it('rule changes survive a restart of the monitor; a stopped monitor is 503', async () => {
-    assert.equal((await send('PUT', '/api/v1/system/alert-rules', [{ id: 'cpu_high', name: 'CPU usage high', metric: 'system_cpu_usage_percent', match: { cpu: 'total' }, comparator: '>', threshold: 99, for_ms: 600_000, severity: 'warning' }], keys.admin)).status, 200);
+    assert.equal(
+      (
+        await send(
+          'PUT',
+          '/api/v1/system/alert-rules',
+          [
+            {
+              id: 'cpu_high',
+              name: 'CPU usage high',
+              metric: 'system_cpu_usage_percent',
+              match: { cpu: 'total' },
+              comparator: '>',
+              threshold: 99,
+              for_ms: 600_000,
+              severity: 'warning',
+            },
+          ],
+          keys.admin,
+        )
+      ).status,
+      200,
+    );
     await monitoring.stop();
     assert.equal((await get('/api/v1/system/health-report')).status, 503);
     monitoring = await start();
-    const rules = (await get('/api/v1/system/alert-rules', keys.admin)).body.rules as { id: string; threshold: number; source: string }[];
+    const rules = (await get('/api/v1/system/alert-rules', keys.admin)).body.rules as {
+      id: string;
+      threshold: number;
+      source: string;
+    }[];
     assert.deepEqual(rules.map((r) => r.id).sort(), ['cpu_high', 'service_unavailable']);
-    assert.deepEqual(rules.find((r) => r.id === 'cpu_high'), { ...rules.find((r) => r.id === 'cpu_high'), threshold: 99, source: 'api' });
+    assert.deepEqual(
+      rules.find((r) => r.id === 'cpu_high'),
+      { ...rules.find((r) => r.id === 'cpu_high'), threshold: 99, source: 'api' },
+    );
     assert.equal(rules.find((r) => r.id === 'service_unavailable')!.source, 'default');
   });
 });

@@ -16,7 +16,9 @@ const links = (id: string) => ({
 });
 
 const actionOf = (a: z.infer<typeof bulkBody>['action']): BatchAction =>
-  a === 'cancel' || a === 'retry' ? { kind: a } : { kind: 'fork', definitionVersion: a.fork.definition_version, fromStep: a.fork.from_step };
+  a === 'cancel' || a === 'retry'
+    ? { kind: a }
+    : { kind: 'fork', definitionVersion: a.fork.definition_version, fromStep: a.fork.from_step };
 
 /**
  * Bulk operations on executions: a batch job, event-sourced (BatchStarted, BatchItemDone/Failed,
@@ -42,15 +44,32 @@ export class BatchesController {
     requestExample: { filter: { definition_id: 'customer_support', status: 'running' }, action: 'cancel' },
     errors: [404],
   })
-  async bulk(@ZodBody(bulkBody) b: z.infer<typeof bulkBody>, @CorrelationId() correlationId: string, @IdempotencyKey() idempotencyKey: string | undefined) {
+  async bulk(
+    @ZodBody(bulkBody) b: z.infer<typeof bulkBody>,
+    @CorrelationId() correlationId: string,
+    @IdempotencyKey() idempotencyKey: string | undefined,
+  ) {
     const batchId = idempotencyKey !== undefined ? commandIdForKey('batch', idempotencyKey) : undefined;
-    const r = await this.commands.execute(new StartExecutionBatch(b.filter, actionOf(b.action), correlationId, batchId));
+    const r = await this.commands.execute(
+      new StartExecutionBatch(b.filter, actionOf(b.action), correlationId, batchId),
+    );
     const s = r.state;
-    return { batch_id: r.batchId, state: s.status === 'not_started' ? 'running' : s.status, matched: s.status === 'not_started' ? 0 : s.items.length, links: links(r.batchId) };
+    return {
+      batch_id: r.batchId,
+      state: s.status === 'not_started' ? 'running' : s.status,
+      matched: s.status === 'not_started' ? 0 : s.items.length,
+      links: links(r.batchId),
+    };
   }
 
   @Get('batches/:batch_id')
-  @ApiRoute({ summary: 'A batch: progress (matched, done, failed, pending), state and failures', tags: ['workflows'], role: 'viewer', response: { schema: batchResponse }, errors: [404] })
+  @ApiRoute({
+    summary: 'A batch: progress (matched, done, failed, pending), state and failures',
+    tags: ['workflows'],
+    role: 'viewer',
+    response: { schema: batchResponse },
+    errors: [404],
+  })
   get(@ZodParams(batchParams) p: z.infer<typeof batchParams>) {
     return this.queries.execute(new GetExecutionBatch(p.batch_id));
   }
@@ -64,7 +83,11 @@ export class BatchesController {
     response: { status: 202, schema: batchResponse },
     errors: [404, 409],
   })
-  async cancel(@ZodParams(batchParams) p: z.infer<typeof batchParams>, @ZodBody(batchCancelBody) b: z.infer<typeof batchCancelBody>, @CorrelationId() correlationId: string) {
+  async cancel(
+    @ZodParams(batchParams) p: z.infer<typeof batchParams>,
+    @ZodBody(batchCancelBody) b: z.infer<typeof batchCancelBody>,
+    @CorrelationId() correlationId: string,
+  ) {
     await this.commands.execute(new CancelExecutionBatch(p.batch_id, b.reason, correlationId));
     return this.queries.execute(new GetExecutionBatch(p.batch_id));
   }

@@ -75,7 +75,9 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
       endpoints: {
         execute: {
           subject: subjects.tasks,
-          schema: z.object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() }).loose(),
+          schema: z
+            .object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() })
+            .loose(),
           handler: async (b: { task_type: string; context: Record<string, unknown>; idempotency_key: string }) => ({
             task_id: b.idempotency_key,
             agent: 'test',
@@ -86,9 +88,22 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
         },
       },
     });
-    gw = await createGateway({ eventStore: counted, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } }, { modules: [WorkflowsFeatureModule] });
+    gw = await createGateway(
+      { eventStore: counted, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { modules: [WorkflowsFeatureModule] },
+    );
     base = (await gw.listen(0, '127.0.0.1')).url;
-    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, subjects });
+    engine = new WorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: url,
+      partitions: 4,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+      subjects,
+    });
     await engine.start();
     const r = await http('POST', '/api/v1/workflows/definitions', gated);
     assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -113,10 +128,13 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
   const streamOf = (id: string) => `workflow_execution-${id}`;
-  const waitingAt = async (id: string) => until(`execution ${id} waiting for its signal`, async () => {
-    const d = await http('GET', `/api/v1/workflows/executions/${id}`);
-    return d.body?.steps?.find((s: { step_id: string; status: string }) => s.step_id === 'hold')?.status === 'running';
-  });
+  const waitingAt = async (id: string) =>
+    until(`execution ${id} waiting for its signal`, async () => {
+      const d = await http('GET', `/api/v1/workflows/executions/${id}`);
+      return (
+        d.body?.steps?.find((s: { step_id: string; status: string }) => s.step_id === 'hold')?.status === 'running'
+      );
+    });
 
   it('one schema for the detail: the read model and the stream fold both answer it, and the OpenAPI component is it', async () => {
     // A finished execution, answered by the read model once it caught up.
@@ -125,7 +143,10 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
     const id: string = started.body.execution_id;
     await waitingAt(id);
     assert.equal((await http('POST', `/api/v1/workflows/executions/${id}/signals/release`, { ok: true })).status, 202);
-    await until('the execution completed', async () => (await http('GET', `/api/v1/workflows/executions/${id}`)).body.status === 'completed');
+    await until(
+      'the execution completed',
+      async () => (await http('GET', `/api/v1/workflows/executions/${id}`)).body.status === 'completed',
+    );
     await engine.readModelCaughtUp();
     const fromReadModel = await http('GET', `/api/v1/workflows/executions/${id}`);
     assert.equal(fromReadModel.status, 200);
@@ -142,7 +163,14 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
     console.log(`# GET .../executions/${id} -> ${JSON.stringify(fromReadModel.body)}`);
     console.log(`# GET .../executions/${id}?at=${lastRevision} -> ${JSON.stringify(fromStream.body)}`);
     // Same execution, same facts where both know them.
-    for (const k of ['execution_id', 'definition_id', 'definition_version', 'definition_name', 'status', 'correlation_id'] as const) {
+    for (const k of [
+      'execution_id',
+      'definition_id',
+      'definition_version',
+      'definition_name',
+      'status',
+      'correlation_id',
+    ] as const) {
       assert.deepEqual(st[k], rm[k], k);
     }
     assert.equal(Date.parse(st.started_at), Date.parse(rm.started_at));
@@ -172,41 +200,58 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
 
     // The document names the component on the route, and the component is this schema.
     const doc = (await http('GET', '/docs/openapi.json')).body;
-    const route = doc.paths['/api/v1/workflows/executions/{execution_id}'].get.responses['200'].content['application/json'];
+    const route =
+      doc.paths['/api/v1/workflows/executions/{execution_id}'].get.responses['200'].content['application/json'];
     assert.deepEqual(route.schema, { $ref: `#/components/schemas/${EXECUTION_DETAIL_COMPONENT}` });
-    assert.deepEqual(doc.components.schemas[EXECUTION_DETAIL_COMPONENT], jsonSchemaOf(executionDetailResponse, 'output'));
+    assert.deepEqual(
+      doc.components.schemas[EXECUTION_DETAIL_COMPONENT],
+      jsonSchemaOf(executionDetailResponse, 'output'),
+    );
     // And every answer above conforms to the document too (checked by ajv, as a client would).
     const ajv = new Ajv2020({ strict: false, allErrors: true });
     const validate = ajv.compile(doc.components.schemas[EXECUTION_DETAIL_COMPONENT]);
-    for (const [name, body] of [['read model', fromReadModel.body], ['stream', fromStream.body], ['held back', held]] as const) {
+    for (const [name, body] of [
+      ['read model', fromReadModel.body],
+      ['stream', fromStream.body],
+      ['held back', held],
+    ] as const) {
       assert.ok(validate(body), `${name}: ${JSON.stringify(validate.errors)}`);
     }
   });
 
-  it('?wait=true waits on the live subscription: no read of the stream while it waits; the end event ends it', { timeout: 60_000 }, async () => {
-    const key = `cqrs-wait-${tag}`;
-    const id = executionIdForKey(key);
-    const waits = gw.app.get(ExecutionWaits);
-    const answer = http('POST', '/api/v1/workflows/start/gated?wait=true&wait_ms=30000', {}, { 'idempotency-key': key });
-    await until('the start is waiting', () => waits.waiting === 1);
-    await waitingAt(id);
-    // The wait has read the state once; from here nothing in the gateway reads the stream until the end event.
-    const before = reads.get(streamOf(id)) ?? 0;
-    await sleep(1_500); // a polling wait (20 ms doubling to 500 ms) would read the stream several times here
-    assert.equal(reads.get(streamOf(id)) ?? 0, before, 'the waiting request read the stream while nothing happened');
-    const signal = await http('POST', `/api/v1/workflows/executions/${id}/signals/release`, { ok: true });
-    assert.equal(signal.status, 202, JSON.stringify(signal.body));
-    const afterSignal = reads.get(streamOf(id)) ?? 0;
-    const r = await answer;
-    console.log(`# POST .../start/gated?wait=true&wait_ms=30000 -> ${r.status} ${JSON.stringify(r.body)}`);
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    assert.equal(r.body.execution_id, id);
-    assert.equal(r.body.status, 'completed');
-    assert.deepEqual(r.body.output, { released: true });
-    // Woken once by WorkflowCompleted: at most one read of the final state after the signal's answer.
-    assert.ok((reads.get(streamOf(id)) ?? 0) - afterSignal <= 1);
-    assert.equal(waits.waiting, 0);
-  });
+  it(
+    '?wait=true waits on the live subscription: no read of the stream while it waits; the end event ends it',
+    { timeout: 60_000 },
+    async () => {
+      const key = `cqrs-wait-${tag}`;
+      const id = executionIdForKey(key);
+      const waits = gw.app.get(ExecutionWaits);
+      const answer = http(
+        'POST',
+        '/api/v1/workflows/start/gated?wait=true&wait_ms=30000',
+        {},
+        { 'idempotency-key': key },
+      );
+      await until('the start is waiting', () => waits.waiting === 1);
+      await waitingAt(id);
+      // The wait has read the state once; from here nothing in the gateway reads the stream until the end event.
+      const before = reads.get(streamOf(id)) ?? 0;
+      await sleep(1_500); // a polling wait (20 ms doubling to 500 ms) would read the stream several times here
+      assert.equal(reads.get(streamOf(id)) ?? 0, before, 'the waiting request read the stream while nothing happened');
+      const signal = await http('POST', `/api/v1/workflows/executions/${id}/signals/release`, { ok: true });
+      assert.equal(signal.status, 202, JSON.stringify(signal.body));
+      const afterSignal = reads.get(streamOf(id)) ?? 0;
+      const r = await answer;
+      console.log(`# POST .../start/gated?wait=true&wait_ms=30000 -> ${r.status} ${JSON.stringify(r.body)}`);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.execution_id, id);
+      assert.equal(r.body.status, 'completed');
+      assert.deepEqual(r.body.output, { released: true });
+      // Woken once by WorkflowCompleted: at most one read of the final state after the signal's answer.
+      assert.ok((reads.get(streamOf(id)) ?? 0) - afterSignal <= 1);
+      assert.equal(waits.waiting, 0);
+    },
+  );
 
   it('?wait=true times out cleanly: 202 with the execution running, no waiter left behind', async () => {
     const waits = gw.app.get(ExecutionWaits);

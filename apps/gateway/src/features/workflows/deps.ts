@@ -23,13 +23,24 @@ export {
   setupWorkflowReadModel,
 } from '@switchyard/read-models';
 // What the command handlers (commands/) call.
-export { cancelBatch, cancelExecution, signalExecution, startBatch, startExecution, type SignalResult } from '@switchyard/workflow-executions';
+export {
+  cancelBatch,
+  cancelExecution,
+  signalExecution,
+  startBatch,
+  startExecution,
+  type SignalResult,
+} from '@switchyard/workflow-executions';
 
 export function validateAndNormalise(input: unknown, catalog: ToolCatalog): WorkflowDefinition {
   const v = validateDefinition(input, catalog);
   if (v.ok) return v.definition;
-  throw new AppError('validation', `invalid workflow definition: ${v.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, {
-    problems: v.problems,
-    errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code, in: 'body' })),
-  });
+  throw new AppError(
+    'validation',
+    `invalid workflow definition: ${v.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+    {
+      problems: v.problems,
+      errors: v.problems.map((p) => ({ path: p.path, message: p.message, code: p.code, in: 'body' })),
+    },
+  );
 }

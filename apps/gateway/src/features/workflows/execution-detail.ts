@@ -47,29 +47,31 @@ export const executionStep = z.strictObject({
 });
 
 export const executionDetailResponse = z.strictObject({
-    execution_id: z.string(),
-    definition_id: z.string(),
-    definition_version: z.number().int(),
-    definition_name: z.string(),
-    status: z.enum(['running', 'canceling', 'completed', 'failed', 'canceled']),
-    input: z.unknown(),
-    output: z.unknown(),
-    error: z.unknown(),
-    correlation_id: nullableText,
-    parent_execution_id: nullableText,
-    started_at: z.string(),
-    ended_at: nullableText,
-    duration_ms: z.number().nullable(),
-    steps: z.array(executionStep),
-    forked_from: z
-      .strictObject({ execution_id: z.string(), from_step: z.string() })
-      .optional()
-      .describe('This execution is a fork of that one (told by the stream; the read model does not keep it)'),
-    source: z.enum(['read_model', 'stream']).describe('read_model: the projection answered; stream: the events were folded (a lagging read model, or `?at=`)'),
-    at_revision: z.number().int().optional().describe('With `?at=`: the revision this state is as of'),
-    last_revision: z.number().int().optional().describe('With `?at=`: the last revision of the stream'),
-    links,
-  });
+  execution_id: z.string(),
+  definition_id: z.string(),
+  definition_version: z.number().int(),
+  definition_name: z.string(),
+  status: z.enum(['running', 'canceling', 'completed', 'failed', 'canceled']),
+  input: z.unknown(),
+  output: z.unknown(),
+  error: z.unknown(),
+  correlation_id: nullableText,
+  parent_execution_id: nullableText,
+  started_at: z.string(),
+  ended_at: nullableText,
+  duration_ms: z.number().nullable(),
+  steps: z.array(executionStep),
+  forked_from: z
+    .strictObject({ execution_id: z.string(), from_step: z.string() })
+    .optional()
+    .describe('This execution is a fork of that one (told by the stream; the read model does not keep it)'),
+  source: z
+    .enum(['read_model', 'stream'])
+    .describe('read_model: the projection answered; stream: the events were folded (a lagging read model, or `?at=`)'),
+  at_revision: z.number().int().optional().describe('With `?at=`: the revision this state is as of'),
+  last_revision: z.number().int().optional().describe('With `?at=`: the last revision of the stream'),
+  links,
+});
 /** Its name among the OpenAPI document's components. */
 export const EXECUTION_DETAIL_COMPONENT = 'ExecutionDetail';
 
@@ -129,7 +131,13 @@ export function detailFromReadModel(row: { readonly steps: readonly object[] }, 
 }
 
 const endedAt = (s: StartedState): string | null =>
-  s.status === 'completed' ? s.completedAt : s.status === 'failed' ? s.failedAt : s.status === 'canceled' ? s.canceledAt : null;
+  s.status === 'completed'
+    ? s.completedAt
+    : s.status === 'failed'
+      ? s.failedAt
+      : s.status === 'canceled'
+        ? s.canceledAt
+        : null;
 
 /**
  * The decider's state in the answer's shape. What the state does not keep (when a step or an
@@ -137,7 +145,9 @@ const endedAt = (s: StartedState): string | null =>
  */
 export function detailFromState(executionId: string, s: StartedState, l: Links): ExecutionDetail {
   const ended = endedAt(s);
-  const compensating = new Set(s.definition.steps.flatMap((d) => (typeof d.on_error === 'object' ? [d.on_error.compensate] : [])));
+  const compensating = new Set(
+    s.definition.steps.flatMap((d) => (typeof d.on_error === 'object' ? [d.on_error.compensate] : [])),
+  );
   return {
     execution_id: executionId,
     definition_id: s.definition.id,
@@ -171,7 +181,9 @@ export function detailFromState(executionId: string, s: StartedState, l: Links):
         next_retry_at: retrying?.dueAt ?? null,
         started_at: units[0]?.firstScheduledAt ?? st?.wait?.startedAt ?? null,
         ended_at: null,
-        ...(st?.copiedFrom ? { copied_from: { execution_id: st.copiedFrom.executionId, revision: st.copiedFrom.revision } } : {}),
+        ...(st?.copiedFrom
+          ? { copied_from: { execution_id: st.copiedFrom.executionId, revision: st.copiedFrom.revision } }
+          : {}),
         attempt_history: units.map((u) => ({
           item_index: u.itemIndex ?? null,
           attempt: u.attempt,
@@ -188,7 +200,9 @@ export function detailFromState(executionId: string, s: StartedState, l: Links):
         })),
       };
     }),
-    ...(s.forkedFrom ? { forked_from: { execution_id: s.forkedFrom.executionId, from_step: s.forkedFrom.fromStep } } : {}),
+    ...(s.forkedFrom
+      ? { forked_from: { execution_id: s.forkedFrom.executionId, from_step: s.forkedFrom.fromStep } }
+      : {}),
     source: 'stream',
     links: l,
   };

@@ -11,7 +11,8 @@ export const EXECUTION_END_EVENTS = ['WorkflowCompleted', 'WorkflowFailed', 'Wor
 /** Pause before a failed subscription is opened again (from where it stopped). */
 const RESUBSCRIBE_MS = 1_000;
 
-const ended = (s: WorkflowExecutionState) => s.status === 'completed' || s.status === 'failed' || s.status === 'canceled';
+const ended = (s: WorkflowExecutionState) =>
+  s.status === 'completed' || s.status === 'failed' || s.status === 'canceled';
 
 /**
  * `?wait=true` of workflow starts: waits for an execution's end on a live subscription to the
@@ -61,7 +62,8 @@ export class ExecutionWaits implements BeforeApplicationShutdown {
     try {
       await this.open();
       const { state } = await loadExecution(this.store, executionId);
-      if (state.status === 'not_started') throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
+      if (state.status === 'not_started')
+        throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
       if (ended(state)) return state;
       const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
       if ((await Promise.race([woken, timedOut])) === 'timeout') return state;
@@ -108,7 +110,8 @@ export class ExecutionWaits implements BeforeApplicationShutdown {
     // Ended without a close (a failure, a lost connection): resume after what was seen, while someone waits.
     if (!this.closed) {
       setTimeout(() => {
-        if (!this.closed && this.waiters.size > 0) void this.open().catch((err: unknown) => this.log.warn({ err }, 'reopening the wait subscription failed'));
+        if (!this.closed && this.waiters.size > 0)
+          void this.open().catch((err: unknown) => this.log.warn({ err }, 'reopening the wait subscription failed'));
       }, RESUBSCRIBE_MS).unref();
     }
   }

@@ -16,7 +16,6 @@ import { WorkflowsFeatureModule } from './index.js';
 
 const logger = createLogger('workflow-limits-gateway-int', process.env.LOG_LEVEL ?? 'silent');
 
-
 describe('workflow limits over real HTTP', () => {
   let pool: pg.Pool;
   let store: PostgresEventStore;
@@ -33,9 +32,22 @@ describe('workflow limits over real HTTP', () => {
     store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
     await store.init();
     nc = await connect({ servers: await testNatsUrl() });
-    gw = await createGateway({ eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } }, { modules: [WorkflowsFeatureModule] });
+    gw = await createGateway(
+      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      { modules: [WorkflowsFeatureModule] },
+    );
     base = (await gw.listen(0, '127.0.0.1')).url;
-    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, subjects });
+    engine = new WorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: url,
+      partitions: 4,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+      subjects,
+    });
     await engine.start();
   });
 
@@ -50,7 +62,11 @@ describe('workflow limits over real HTTP', () => {
   // A body may come already serialized: the test's own JSON.stringify of a large body must not count as the server's block.
   const http = async (method: string, path: string, body?: unknown) => {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-    const res = await fetch(`${base}${path}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: payload });
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: payload,
+    });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
@@ -58,39 +74,101 @@ describe('workflow limits over real HTTP', () => {
 
   it('an ad-hoc workflow with a CEL map nested three deep over 300 items fails its step at the cost budget, without blocking', async (t) => {
     // Warm up the route and the evaluator (first-run compilation is not what this measures).
-    const warm = { id: 'warm', input: { type: 'object', properties: { items: { type: 'array' } } }, steps: [{ id: 'a', uses: 'agent:customer_segmentation', if: 'input.items.map(a, input.items.map(b, a + b)).size() < 0' }] };
-    assert.equal((await http('POST', '/api/v1/integration/agents/workflow?wait=true', { definition: warm, input: { items: [1, 2, 3] } })).status, 200);
+    const warm = {
+      id: 'warm',
+      input: { type: 'object', properties: { items: { type: 'array' } } },
+      steps: [
+        {
+          id: 'a',
+          uses: 'agent:customer_segmentation',
+          if: 'input.items.map(a, input.items.map(b, a + b)).size() < 0',
+        },
+      ],
+    };
+    assert.equal(
+      (
+        await http('POST', '/api/v1/integration/agents/workflow?wait=true', {
+          definition: warm,
+          input: { items: [1, 2, 3] },
+        })
+      ).status,
+      200,
+    );
     const definition = {
       id: 'cel_bomb',
       input: { type: 'object', properties: { items: { type: 'array' } } },
-      steps: [{ id: 'bomb', uses: 'agent:customer_segmentation', with: { v: '${{ input.items.map(a, input.items.map(b, input.items.map(c, a + b + c))) }}' } }],
+      steps: [
+        {
+          id: 'bomb',
+          uses: 'agent:customer_segmentation',
+          with: { v: '${{ input.items.map(a, input.items.map(b, input.items.map(c, a + b + c))) }}' },
+        },
+      ],
     };
     const body = JSON.stringify({ definition, input: { items } });
-    const { results: [result], maxMs, tries } = await longestEventLoopBlock(() => http('POST', '/api/v1/integration/agents/workflow?wait=true&wait_ms=10000', body), { belowMs: 100 });
-    assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
-    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
+    const {
+      results: [result],
+      maxMs,
+      tries,
+    } = await longestEventLoopBlock(
+      () => http('POST', '/api/v1/integration/agents/workflow?wait=true&wait_ms=10000', body),
+      { belowMs: 100 },
+    );
+    assert.ok(
+      maxMs < 100,
+      `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+    );
+    t.diagnostic(
+      `longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+    );
     assert.equal(result.status, 200, JSON.stringify(result.body));
     assert.equal(result.body.status, 'failed');
     const events = await http('GET', `/api/v1/workflows/executions/${result.body.execution_id}/events`);
-    const failed = events.body.events.find((e: { type: string; data: { stepId?: string } }) => e.type === 'StepFailed' && e.data.stepId === 'bomb');
+    const failed = events.body.events.find(
+      (e: { type: string; data: { stepId?: string } }) => e.type === 'StepFailed' && e.data.stepId === 'bomb',
+    );
     assert.equal(failed.data.error.code, 'expression_limit_exceeded');
-    assert.match(failed.data.error.message, /exceeded its (cost budget \(\d+ units, WORKFLOW_EXPRESSION_MAX_COST\)|time limit \(\d+ ms, WORKFLOW_EXPRESSION_TIME_LIMIT_MS\))/);
+    assert.match(
+      failed.data.error.message,
+      /exceeded its (cost budget \(\d+ units, WORKFLOW_EXPRESSION_MAX_COST\)|time limit \(\d+ ms, WORKFLOW_EXPRESSION_TIME_LIMIT_MS\))/,
+    );
   });
 
   it('a for_each over more items than WORKFLOW_MAX_FOR_EACH_ITEMS fails its step, naming the limit', async (t) => {
     const definition = {
       id: 'fan_bomb',
       input: { type: 'object', properties: { items: { type: 'array' } } },
-      steps: [{ id: 'each', uses: 'agent:customer_segmentation', for_each: { items: 'input.items', concurrency: 100 }, with: { v: '${{ item }}' } }],
+      steps: [
+        {
+          id: 'each',
+          uses: 'agent:customer_segmentation',
+          for_each: { items: 'input.items', concurrency: 100 },
+          with: { v: '${{ item }}' },
+        },
+      ],
     };
     const body = JSON.stringify({ definition, input: { items: Array.from({ length: 5_000 }, (_, i) => i) } });
-    const { results: [result], maxMs, tries } = await longestEventLoopBlock(() => http('POST', '/api/v1/integration/agents/workflow?wait=true&wait_ms=10000', body), { belowMs: 100 });
-    assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
-    t.diagnostic(`longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
+    const {
+      results: [result],
+      maxMs,
+      tries,
+    } = await longestEventLoopBlock(
+      () => http('POST', '/api/v1/integration/agents/workflow?wait=true&wait_ms=10000', body),
+      { belowMs: 100 },
+    );
+    assert.ok(
+      maxMs < 100,
+      `event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+    );
+    t.diagnostic(
+      `longest event-loop block: ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+    );
     assert.equal(result.body.status, 'failed', JSON.stringify(result.body));
     assert.match(result.body.error.reason, /gave 5000 items; at most 1000 \(WORKFLOW_MAX_FOR_EACH_ITEMS\)/);
     const events = await http('GET', `/api/v1/workflows/executions/${result.body.execution_id}/events`);
-    const failed = events.body.events.find((e: { type: string; data: { stepId?: string } }) => e.type === 'StepFailed' && e.data.stepId === 'each');
+    const failed = events.body.events.find(
+      (e: { type: string; data: { stepId?: string } }) => e.type === 'StepFailed' && e.data.stepId === 'each',
+    );
     assert.equal(failed.data.error.code, 'for_each_limit_exceeded');
   });
 
@@ -100,12 +178,26 @@ describe('workflow limits over real HTTP', () => {
       ['/api/v1/integration/agents/workflow', JSON.stringify({ definition: { id: 'huge', steps } })],
       ['/api/v1/workflows/definitions', JSON.stringify({ id: 'huge', version: 1, name: 'huge', steps })],
     ] as const) {
-      const { results: [result], maxMs, tries } = await longestEventLoopBlock(() => http('POST', path, body), { belowMs: 100 });
-      assert.ok(maxMs < 100, `${path}: event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
-      t.diagnostic(`${path}: longest event-loop block ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`);
+      const {
+        results: [result],
+        maxMs,
+        tries,
+      } = await longestEventLoopBlock(() => http('POST', path, body), { belowMs: 100 });
+      assert.ok(
+        maxMs < 100,
+        `${path}: event loop blocked for ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+      );
+      t.diagnostic(
+        `${path}: longest event-loop block ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+      );
       assert.equal(result.status, 400, JSON.stringify(result.body).slice(0, 500));
       assert.ok(
-        result.body.errors.some((e: { path: string; code: string; message: string }) => e.path === 'steps' && e.code === 'limit_exceeded' && e.message === 'definition has 10000 steps; at most 500 (WORKFLOW_MAX_STEPS)'),
+        result.body.errors.some(
+          (e: { path: string; code: string; message: string }) =>
+            e.path === 'steps' &&
+            e.code === 'limit_exceeded' &&
+            e.message === 'definition has 10000 steps; at most 500 (WORKFLOW_MAX_STEPS)',
+        ),
         JSON.stringify(result.body.errors),
       );
     }
@@ -115,7 +207,9 @@ describe('workflow limits over real HTTP', () => {
     let deep: unknown = 1;
     // Past ours (32) but within the gateway's own body-depth check.
     for (let i = 0; i < 40; i++) deep = [deep];
-    const r = await http('POST', '/api/v1/integration/agents/workflow', { definition: { id: 'deep', steps: [{ id: 'a', uses: 'agent:customer_segmentation', with: { v: deep } }] } });
+    const r = await http('POST', '/api/v1/integration/agents/workflow', {
+      definition: { id: 'deep', steps: [{ id: 'a', uses: 'agent:customer_segmentation', with: { v: deep } }] },
+    });
     assert.equal(r.status, 400);
     const e = r.body.errors.find((x: { code: string }) => x.code === 'limit_exceeded');
     assert.match(e.message, /deeper than 32 levels \(WORKFLOW_MAX_NESTING_DEPTH\)/);

@@ -43,7 +43,10 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
     await store.init();
     nc = await connect({ servers: await testNatsUrl() });
-    responders = await new Responders(nc, logger).start(['database', 'filesystem'], { mcpPrefix: subjects.mcpPrefix, tasksSubject: subjects.tasks });
+    responders = await new Responders(nc, logger).start(['database', 'filesystem'], {
+      mcpPrefix: subjects.mcpPrefix,
+      tasksSubject: subjects.tasks,
+    });
     responders.behaviours.set('database/query', () => ({ rows: [{ revenue: 1250.5, orders: 42 }] }));
     responders.behaviours.set('filesystem/write_file', (c) => ({ written: (c.args as { content: string }).content }));
     responders.behaviours.set('agent:revenue_analysis', (c) => {
@@ -57,7 +60,17 @@ describe('operating executions: history, time travel, fork, retry, replay check'
       { modules: [WorkflowsFeatureModule] },
     );
     base = (await gw.listen(0, '127.0.0.1')).url;
-    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, subjects });
+    engine = new WorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: url,
+      partitions: 4,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+      subjects,
+    });
     await engine.start();
   });
 
@@ -78,7 +91,11 @@ describe('operating executions: history, time travel, fork, retry, replay check'
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
-    transcript.push(`$ ${method} ${path}${body === undefined ? '' : ` ${JSON.stringify(body)}`}`, `${res.status} ${text}`, '');
+    transcript.push(
+      `$ ${method} ${path}${body === undefined ? '' : ` ${JSON.stringify(body)}`}`,
+      `${res.status} ${text}`,
+      '',
+    );
     return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
   };
 
@@ -98,9 +115,26 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     name: 'Revenue analysis (operations test)',
     input: { type: 'object', properties: { timeframe: { type: 'string', default: '30d' } } },
     steps: [
-      { id: 'fetch_revenue', uses: 'mcp:database/query', with: { sql: 'select sum(amount) as revenue, count(*) as orders from orders', params: ['${{ input.timeframe }}'] } },
-      { id: 'analyze', uses: 'agent:revenue_analysis', needs: ['fetch_revenue'], with: { table, rows: '${{ steps.fetch_revenue.output.rows }}' } },
-      { id: 'write_report', uses: 'mcp:filesystem/write_file', needs: ['analyze'], with: { path: 'reports/revenue.md', content: 'total ${{ steps.analyze.output.total }}' } },
+      {
+        id: 'fetch_revenue',
+        uses: 'mcp:database/query',
+        with: {
+          sql: 'select sum(amount) as revenue, count(*) as orders from orders',
+          params: ['${{ input.timeframe }}'],
+        },
+      },
+      {
+        id: 'analyze',
+        uses: 'agent:revenue_analysis',
+        needs: ['fetch_revenue'],
+        with: { table, rows: '${{ steps.fetch_revenue.output.rows }}' },
+      },
+      {
+        id: 'write_report',
+        uses: 'mcp:filesystem/write_file',
+        needs: ['analyze'],
+        with: { path: 'reports/revenue.md', content: 'total ${{ steps.analyze.output.total }}' },
+      },
     ],
     outputs: { total: '${{ steps.analyze.output.total }}' },
   });
@@ -118,7 +152,9 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     ]) {
       assert.ok(r.body.paths[p], `missing ${p}`);
     }
-    assert.ok(JSON.stringify(r.body.paths['/api/v1/workflows/executions/{execution_id}'].get.parameters).includes('"at"'));
+    assert.ok(
+      JSON.stringify(r.body.paths['/api/v1/workflows/executions/{execution_id}'].get.parameters).includes('"at"'),
+    );
   });
 
   it('forks a failed revenue analysis from its failing step onto the fixed version: the fetch is copied, not called again', async () => {
@@ -131,7 +167,10 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     assert.equal(failed.status, 'failed');
     assert.equal(calls('database/query'), 1);
 
-    const r = await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'analyze', definition_version: 2 });
+    const r = await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, {
+      from_step: 'analyze',
+      definition_version: 2,
+    });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     assert.deepEqual(r.body.copied_steps, ['fetch_revenue']);
     assert.deepEqual(r.body.rerun_steps, ['analyze', 'write_report']);
@@ -143,7 +182,9 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     // The copied step's tool ran once in all: in the source.
     assert.equal(calls('database/query'), 1);
     const events = await http('GET', `/api/v1/workflows/executions/${forkId}/events`);
-    const types = events.body.events.map((e: { type: string; data: { stepId?: string } }) => `${e.type}:${e.data.stepId ?? ''}`);
+    const types = events.body.events.map(
+      (e: { type: string; data: { stepId?: string } }) => `${e.type}:${e.data.stepId ?? ''}`,
+    );
     assert.ok(!types.includes('StepScheduled:fetch_revenue'), types.join(' '));
     const copied = events.body.events.find((e: { type: string }) => e.type === 'StepOutputCopied');
     assert.equal(copied.data.fromExecutionId, failedId);
@@ -160,15 +201,39 @@ describe('operating executions: history, time travel, fork, retry, replay check'
   it('fork refusals: 409 naming copied steps the target lacks, 400 unknown step, 404 unknown execution or version', async () => {
     const v3 = revenue(3, 'orders');
     v3.steps[0] = { ...v3.steps[0]!, id: 'load_revenue' };
-    v3.steps[1] = { ...v3.steps[1]!, needs: ['load_revenue'], with: { table: 'orders', rows: '${{ steps.load_revenue.output.rows }}' } };
+    v3.steps[1] = {
+      ...v3.steps[1]!,
+      needs: ['load_revenue'],
+      with: { table: 'orders', rows: '${{ steps.load_revenue.output.rows }}' },
+    };
     assert.equal((await http('POST', '/api/v1/workflows/definitions', v3)).status, 201);
-    const r = await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'analyze', definition_version: 3 });
+    const r = await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, {
+      from_step: 'analyze',
+      definition_version: 3,
+    });
     assert.equal(r.status, 409);
     assert.match(r.body.detail, /fetch_revenue/);
-    assert.equal((await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'nope' })).status, 400);
-    assert.equal((await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'analyze', definition_version: 99 })).status, 404);
-    assert.equal((await http('POST', '/api/v1/workflows/executions/no-such-execution/fork', { from_step: 'analyze' })).status, 404);
-    assert.equal((await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'analyze', extra: 1 })).status, 400);
+    assert.equal(
+      (await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'nope' })).status,
+      400,
+    );
+    assert.equal(
+      (
+        await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, {
+          from_step: 'analyze',
+          definition_version: 99,
+        })
+      ).status,
+      404,
+    );
+    assert.equal(
+      (await http('POST', '/api/v1/workflows/executions/no-such-execution/fork', { from_step: 'analyze' })).status,
+      404,
+    );
+    assert.equal(
+      (await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'analyze', extra: 1 })).status,
+      400,
+    );
   });
 
   it('running an unregistered definition that names the database writer again needs what an ad-hoc start needs (403 here: writes disabled)', async () => {
@@ -180,7 +245,12 @@ describe('operating executions: history, time travel, fork, retry, replay check'
         name: 'ad-hoc writer',
         steps: [
           { id: 'analyze', uses: 'agent:revenue_analysis', with: { table: 'no_such_table', rows: [] } },
-          { id: 'insert', uses: 'mcp:database_writer/query', needs: ['analyze'], with: { sql: 'insert into business.customers default values' } },
+          {
+            id: 'insert',
+            uses: 'mcp:database_writer/query',
+            needs: ['analyze'],
+            with: { sql: 'insert into business.customers default values' },
+          },
         ],
       },
       input: {},
@@ -190,13 +260,26 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     const retry = await http('POST', `/api/v1/workflows/executions/${executionId}/retry`);
     assert.equal(retry.status, 403);
     assert.match(retry.body.detail, /DATABASE_ALLOW_WRITES/);
-    assert.equal((await http('POST', `/api/v1/workflows/executions/${executionId}/fork`, { from_step: 'analyze' })).status, 403);
+    assert.equal(
+      (await http('POST', `/api/v1/workflows/executions/${executionId}/fork`, { from_step: 'analyze' })).status,
+      403,
+    );
   });
 
   it('a fork with an Idempotency-Key names the same execution when repeated', async () => {
     const key = `fork-${tag}`;
-    const a = await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'analyze', definition_version: 2 }, { 'idempotency-key': key });
-    const b = await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, { from_step: 'analyze', definition_version: 2 }, { 'idempotency-key': key });
+    const a = await http(
+      'POST',
+      `/api/v1/workflows/executions/${failedId}/fork`,
+      { from_step: 'analyze', definition_version: 2 },
+      { 'idempotency-key': key },
+    );
+    const b = await http(
+      'POST',
+      `/api/v1/workflows/executions/${failedId}/fork`,
+      { from_step: 'analyze', definition_version: 2 },
+      { 'idempotency-key': key },
+    );
     assert.equal(a.status, 202);
     assert.equal(b.status, 202);
     assert.equal(b.body.execution_id, a.body.execution_id);
@@ -206,7 +289,11 @@ describe('operating executions: history, time travel, fork, retry, replay check'
 
   it('retries a failed execution in place once the data is fixed: only the failed step and its dependents run again', async () => {
     const def = revenue(1, 'orders');
-    const flakyDef = { ...def, id: 'ops_flaky', steps: def.steps.map((s) => (s.id === 'analyze' ? { ...s, with: { ...s.with, flaky: true } } : s)) };
+    const flakyDef = {
+      ...def,
+      id: 'ops_flaky',
+      steps: def.steps.map((s) => (s.id === 'analyze' ? { ...s, with: { ...s.with, flaky: true } } : s)),
+    };
     assert.equal((await http('POST', '/api/v1/workflows/definitions', flakyDef)).status, 201);
     const started = await http('POST', '/api/v1/workflows/start/ops_flaky', {});
     const id = started.body.execution_id as string;
@@ -227,7 +314,10 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     const detail = await http('GET', `/api/v1/workflows/executions/${id}`);
     assert.equal(detail.body.status, 'completed');
     const analyze = detail.body.steps.find((s: { step_id: string }) => s.step_id === 'analyze');
-    assert.deepEqual(analyze.attempt_history.map((a: { attempt: number; status: string }) => `${a.attempt}:${a.status}`), ['1:failed', '2:succeeded']);
+    assert.deepEqual(
+      analyze.attempt_history.map((a: { attempt: number; status: string }) => `${a.attempt}:${a.status}`),
+      ['1:failed', '2:succeeded'],
+    );
     const events = await http('GET', `/api/v1/workflows/executions/${id}/events`);
     const retried = events.body.events.find((e: { type: string }) => e.type === 'ExecutionRetried');
     assert.deepEqual(retried.data.steps, ['analyze', 'write_report']);
@@ -241,7 +331,14 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     const seen: number[] = [];
     let path: string | null = `/api/v1/workflows/executions/${forkId}/history?limit=3`;
     while (path) {
-      const page: { status: number; body: { events: { revision: number; type: string; time: string; actor: string | null }[]; next: string | null; last_revision: number } } = await http('GET', path);
+      const page: {
+        status: number;
+        body: {
+          events: { revision: number; type: string; time: string; actor: string | null }[];
+          next: string | null;
+          last_revision: number;
+        };
+      } = await http('GET', path);
       assert.equal(page.status, 200);
       assert.ok(page.body.events.length <= 3);
       for (const e of page.body.events) {
@@ -250,9 +347,15 @@ describe('operating executions: history, time travel, fork, retry, replay check'
       }
       path = page.body.next;
     }
-    assert.deepEqual(seen, all.body.events.map((e: { revision: number }) => e.revision));
+    assert.deepEqual(
+      seen,
+      all.body.events.map((e: { revision: number }) => e.revision),
+    );
     const after = await http('GET', `/api/v1/workflows/executions/${forkId}/history?after=1&limit=2`);
-    assert.deepEqual(after.body.events.map((e: { revision: number }) => e.revision), [2, 3]);
+    assert.deepEqual(
+      after.body.events.map((e: { revision: number }) => e.revision),
+      [2, 3],
+    );
     assert.equal(after.body.events[0].actor !== undefined, true);
     assert.equal((await http('GET', '/api/v1/workflows/executions/no-such-execution/history')).status, 404);
     assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}/history?limit=0`)).status, 400);
@@ -266,12 +369,15 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     const last = history.body.last_revision as number;
     const rank: Record<string, number> = { pending: 0, running: 1, succeeded: 2, failed: 2, skipped: 2 };
     let prev: Record<string, number> = {};
-    let final: { status: string; steps: { step_id: string; status: string; output: unknown }[]; output?: unknown } | undefined;
+    let final:
+      { status: string; steps: { step_id: string; status: string; output: unknown }[]; output?: unknown } | undefined;
     for (let at = 0; at <= last; at++) {
       const r = await http('GET', `/api/v1/workflows/executions/${forkId}?at=${at}`);
       assert.equal(r.status, 200);
       assert.equal(r.body.at_revision, at);
-      const now = Object.fromEntries(r.body.steps.map((s: { step_id: string; status: string }) => [s.step_id, rank[s.status]!]));
+      const now = Object.fromEntries(
+        r.body.steps.map((s: { step_id: string; status: string }) => [s.step_id, rank[s.status]!]),
+      );
       for (const [k, v] of Object.entries(prev)) assert.ok(now[k]! >= v, `step ${k} went back at revision ${at}`);
       prev = now;
       if (at < last) assert.equal(r.body.status, 'running');
@@ -286,8 +392,12 @@ describe('operating executions: history, time travel, fork, retry, replay check'
       assert.deepEqual(f.output, s.output, s.step_id);
     }
     // The failed source at its last revision: failed, like the read model.
-    const lastOfSource = (await http('GET', `/api/v1/workflows/executions/${failedId}/history?limit=500`)).body.last_revision;
-    assert.equal((await http('GET', `/api/v1/workflows/executions/${failedId}?at=${lastOfSource}`)).body.status, live.body.status);
+    const lastOfSource = (await http('GET', `/api/v1/workflows/executions/${failedId}/history?limit=500`)).body
+      .last_revision;
+    assert.equal(
+      (await http('GET', `/api/v1/workflows/executions/${failedId}?at=${lastOfSource}`)).body.status,
+      live.body.status,
+    );
     assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}?at=${last + 1}`)).status, 400);
     assert.equal((await http('GET', `/api/v1/workflows/executions/${forkId}?at=-1`)).status, 400);
     assert.equal((await http('GET', '/api/v1/workflows/executions/no-such-execution?at=0')).status, 404);
@@ -311,7 +421,16 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     const at = await cli('executions', 'history', forkId, '--at', '1');
     assert.equal(at.code, 0, at.out);
     assert.match(at.out, /fetch_revenue\s+succeeded/);
-    const f = await cli('--json', 'executions', 'fork', failedId, '--from-step', 'analyze', '--definition-version', '2');
+    const f = await cli(
+      '--json',
+      'executions',
+      'fork',
+      failedId,
+      '--from-step',
+      'analyze',
+      '--definition-version',
+      '2',
+    );
     assert.equal(f.code, 0, f.out);
     const forked = JSON.parse(f.out) as { execution_id: string; copied_steps: string[] };
     assert.deepEqual(forked.copied_steps, ['fetch_revenue']);
@@ -327,9 +446,18 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     assert.ok(r.body.checked >= 3);
     const onFailed = r.body.executions.find((e: { execution_id: string }) => e.execution_id === failedId);
     assert.equal(onFailed.recorded_status, 'failed');
-    assert.ok(onFailed.differences.some((d: { step_id: string; kind: string }) => d.step_id === 'analyze' && d.kind === 'input_changed'), JSON.stringify(onFailed.differences));
+    assert.ok(
+      onFailed.differences.some(
+        (d: { step_id: string; kind: string }) => d.step_id === 'analyze' && d.kind === 'input_changed',
+      ),
+      JSON.stringify(onFailed.differences),
+    );
     // The analysis would get another input than the recorded one, so what follows it is not known.
-    assert.ok(onFailed.differences.some((d: { step_id: string; kind: string }) => d.step_id === 'write_report' && d.kind === 'undetermined'));
+    assert.ok(
+      onFailed.differences.some(
+        (d: { step_id: string; kind: string }) => d.step_id === 'write_report' && d.kind === 'undetermined',
+      ),
+    );
     assert.equal(onFailed.replayed_status, 'undetermined');
     const onFork = r.body.executions.find((e: { execution_id: string }) => e.execution_id === forkId);
     assert.equal(onFork.same, true, JSON.stringify(onFork));
@@ -338,9 +466,18 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     const forkOnV3 = v3.body.executions.find((e: { execution_id: string }) => e.execution_id === forkId);
     assert.deepEqual(
       forkOnV3.differences.map((d: { kind: string; step_id: string }) => `${d.kind}:${d.step_id}`).sort(),
-      ['needs_changed:analyze', 'step_added:load_revenue', 'step_removed:fetch_revenue', 'undetermined:analyze', 'undetermined:write_report'].sort(),
+      [
+        'needs_changed:analyze',
+        'step_added:load_revenue',
+        'step_removed:fetch_revenue',
+        'undetermined:analyze',
+        'undetermined:write_report',
+      ].sort(),
     );
     assert.equal((await http('POST', '/api/v1/workflows/definitions/ops_revenue/versions/99/check', {})).status, 404);
-    assert.equal((await http('POST', '/api/v1/workflows/definitions/ops_revenue/versions/2/check', { limit: 201 })).status, 400);
+    assert.equal(
+      (await http('POST', '/api/v1/workflows/definitions/ops_revenue/versions/2/check', { limit: 201 })).status,
+      400,
+    );
   });
 });

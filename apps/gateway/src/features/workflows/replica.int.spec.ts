@@ -36,7 +36,14 @@ describe('workflow queries from a streaming replica, with read-your-writes by po
     await store.init();
     nc = await connect({ servers: await testNatsUrl() });
     gw = await createGateway(
-      { eventStore: store, pgPool: primary, readPool: replica, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+      {
+        eventStore: store,
+        pgPool: primary,
+        readPool: replica,
+        nats: nc,
+        logger,
+        config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' },
+      },
       { modules: [WorkflowsFeatureModule], readReplica: { waitMs: 1_000 } },
     );
     base = (await gw.listen(0, '127.0.0.1')).url;
@@ -67,25 +74,43 @@ describe('workflow queries from a streaming replica, with read-your-writes by po
 
   const get = async (path: string, headers: Record<string, string> = {}) => {
     const res = await fetch(`${base}${path}`, { headers });
-    return { status: res.status, source: res.headers.get('x-switchyard-read-source'), body: (await res.json()) as Record<string, unknown> };
+    return {
+      status: res.status,
+      source: res.headers.get('x-switchyard-read-source'),
+      body: (await res.json()) as Record<string, unknown>,
+    };
   };
   const start = async () => {
-    const res = await fetch(`${base}/api/v1/workflows/start/revenue_analysis`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ timeframe: '30d' }) });
+    const res = await fetch(`${base}/api/v1/workflows/start/revenue_analysis`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ timeframe: '30d' }),
+    });
     assert.equal(res.status, 202);
     return (await res.json()) as { execution_id: string; position: number };
   };
   const replicaCheckpoint = async () =>
-    Number((await replica.query<{ position: string }>(`select position from read_models.checkpoints where name = 'workflow_executions'`)).rows[0]?.position ?? -1);
+    Number(
+      (
+        await replica.query<{ position: string }>(
+          `select position from read_models.checkpoints where name = 'workflow_executions'`,
+        )
+      ).rows[0]?.position ?? -1,
+    );
 
   it('a start answers 202 with its position; given it, detail and list read the replica once it has replayed it', async () => {
     const started = await start();
     assert.equal(typeof started.position, 'number');
     const t0 = Date.now();
-    const detail = await get(`/api/v1/workflows/executions/${started.execution_id}`, { 'x-switchyard-min-position': String(started.position) });
+    const detail = await get(`/api/v1/workflows/executions/${started.execution_id}`, {
+      'x-switchyard-min-position': String(started.position),
+    });
     assert.equal(detail.status, 200);
     assert.equal(detail.body.execution_id, started.execution_id);
     assert.equal(detail.source, 'replica');
-    console.log(`# detail from the replica ${Date.now() - t0} ms after the 202 (replica checkpoint ${await replicaCheckpoint()} >= position ${started.position})`);
+    console.log(
+      `# detail from the replica ${Date.now() - t0} ms after the 202 (replica checkpoint ${await replicaCheckpoint()} >= position ${started.position})`,
+    );
     const list = await get(`/api/v1/workflows/executions?min_position=${started.position}`);
     assert.equal(list.status, 200);
     assert.equal(list.source, 'replica');
@@ -98,17 +123,25 @@ describe('workflow queries from a streaming replica, with read-your-writes by po
       const started = await start();
       const list = await get(`/api/v1/workflows/executions?min_position=${started.position}`);
       assert.equal(list.source, 'primary');
-      assert.ok((list.body.items as { execution_id: string }[]).some((x) => x.execution_id === started.execution_id), 'the primary has the new execution');
+      assert.ok(
+        (list.body.items as { execution_id: string }[]).some((x) => x.execution_id === started.execution_id),
+        'the primary has the new execution',
+      );
       // The replica really is behind: it does not have it.
       assert.ok((await replicaCheckpoint()) < started.position);
-      const detail = await get(`/api/v1/workflows/executions/${started.execution_id}`, { 'x-switchyard-min-position': String(started.position) });
+      const detail = await get(`/api/v1/workflows/executions/${started.execution_id}`, {
+        'x-switchyard-min-position': String(started.position),
+      });
       assert.equal(detail.status, 200);
       assert.equal(detail.source, 'primary');
       assert.equal(detail.body.execution_id, started.execution_id);
       // Without a position the list reads the replica, stale as it is.
       const stale = await get('/api/v1/workflows/executions');
       assert.equal(stale.source, 'replica');
-      assert.ok(!(stale.body.items as { execution_id: string }[]).some((x) => x.execution_id === started.execution_id), 'the paused replica lacks the new execution');
+      assert.ok(
+        !(stale.body.items as { execution_id: string }[]).some((x) => x.execution_id === started.execution_id),
+        'the paused replica lacks the new execution',
+      );
       await r.resumeReplay();
       await until('the replica replays the start', async () => (await replicaCheckpoint()) >= started.position, 15_000);
       const caught = await get(`/api/v1/workflows/executions?min_position=${started.position}`);
@@ -120,7 +153,9 @@ describe('workflow queries from a streaming replica, with read-your-writes by po
   });
 
   it('a malformed position is a 400 naming the header', async () => {
-    const res = await fetch(`${base}/api/v1/workflows/executions`, { headers: { 'x-switchyard-min-position': 'soon' } });
+    const res = await fetch(`${base}/api/v1/workflows/executions`, {
+      headers: { 'x-switchyard-min-position': 'soon' },
+    });
     assert.equal(res.status, 400);
     assert.match(await res.text(), /x-switchyard-min-position/);
   });

@@ -2,7 +2,11 @@ import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
 import { minPositionQuery } from '../../http/read-routing.js';
 
-const id = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits, _ . : -');
+const id = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits, _ . : -');
 const boolish = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
   .transform((v) => v === true || v === 'true' || v === '1');
@@ -32,7 +36,9 @@ export const listQuery = z.strictObject({
   /** Read your writes: the `position` a command answered with (or the X-Switchyard-Min-Position header). */
   ...minPositionQuery,
 });
-export const cancelBody = z.strictObject({ reason: z.string().min(1).max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
+export const cancelBody = z
+  .strictObject({ reason: z.string().min(1).max(500).default('canceled by request') })
+  .default({ reason: 'canceled by request' });
 export const definitionsQuery = z.strictObject({ id: idOf('definition').optional(), all_versions: boolish.optional() });
 /** A definition is validated by the domain (`validateDefinition`) so every problem is reported, not just the first. */
 export const definitionBody = z.record(z.string(), z.unknown());
@@ -58,14 +64,19 @@ export const executionListResponse = z.object({
   /** The next page's URL (the same filters and the cursor), null on the last page. */
   next: z.string().nullable(),
 });
-export const eventsResponse = z.object({ execution_id: z.string(), events: z.array(z.looseObject({ type: z.string(), revision: z.number() })) });
+export const eventsResponse = z.object({
+  execution_id: z.string(),
+  events: z.array(z.looseObject({ type: z.string(), revision: z.number() })),
+});
 export const cancelResponse = z.object({ execution_id: z.string(), status: executionStatus });
 export const registeredResponse = z.object({
   definition: z.looseObject({ id: z.string(), version: z.number() }),
   /** False when the same id and version already existed with the same content. */
   created: z.boolean(),
 });
-export const definitionParams = z.object({ definition_id: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a definition id') });
+export const definitionParams = z.object({
+  definition_id: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a definition id'),
+});
 export const deleteDefinitionQuery = z.strictObject({ reason: z.string().min(1).max(500).optional() });
 export const definitionDeletedResponse = z.object({
   definition_id: z.string(),
@@ -73,9 +84,20 @@ export const definitionDeletedResponse = z.object({
   /** Every version that was deleted. */
   versions: z.array(z.number().int()),
 });
-export const definitionsResponse = z.object({ definitions: z.array(z.looseObject({ id: z.string(), version: z.number() })) });
+export const definitionsResponse = z.object({
+  definitions: z.array(z.looseObject({ id: z.string(), version: z.number() })),
+});
 export const templatesResponse = z.object({
-  templates: z.array(z.object({ id: z.string(), version: z.number(), name: z.string(), description: z.string(), input: z.unknown(), steps: z.array(z.object({ id: z.string(), uses: z.string(), needs: z.array(z.string()) })) })),
+  templates: z.array(
+    z.object({
+      id: z.string(),
+      version: z.number(),
+      name: z.string(),
+      description: z.string(),
+      input: z.unknown(),
+      steps: z.array(z.object({ id: z.string(), uses: z.string(), needs: z.array(z.string()) })),
+    }),
+  ),
 });
 
 // ---- operations on executions: time travel, fork, retry, replay check ----
@@ -105,7 +127,11 @@ export const historyResponse = z.object({
   next: z.string().nullable().describe('The next page, null after the last event'),
 });
 export const forkBody = z.strictObject({
-  from_step: z.string().min(1).max(200).regex(/^[A-Za-z][A-Za-z0-9_-]*$/, 'a step id'),
+  from_step: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[A-Za-z][A-Za-z0-9_-]*$/, 'a step id'),
   definition_version: z.number().int().min(1).max(2_147_483_647).optional(),
   input: z.record(z.string(), z.unknown()).optional(),
 });
@@ -121,7 +147,11 @@ export const forkResponse = z.object({
   links: z.object({ self: z.string(), events: z.string(), cancel: z.string() }),
 });
 export const retryBody = z.strictObject({ reason: z.string().min(1).max(500).optional() }).default({});
-export const retryResponse = z.object({ execution_id: z.string(), status: executionStatus, retried_steps: z.array(z.string()) });
+export const retryResponse = z.object({
+  execution_id: z.string(),
+  status: executionStatus,
+  retried_steps: z.array(z.string()),
+});
 export const checkParams = z.object({
   definition_id: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'a definition id'),
   version: z.coerce.number().int().min(1).max(2_147_483_647),
@@ -140,7 +170,9 @@ export const checkResponse = z.object({
       replayed_status: z.string(),
       same: z.boolean(),
       input_problem: z.string().optional(),
-      differences: z.array(z.object({ step_id: z.string(), kind: z.string(), recorded: z.unknown(), replayed: z.unknown() })),
+      differences: z.array(
+        z.object({ step_id: z.string(), kind: z.string(), recorded: z.unknown(), replayed: z.unknown() }),
+      ),
     }),
   ),
 });
@@ -151,7 +183,12 @@ export const checkResponse = z.object({
 export const SIGNAL_PAYLOAD_MAX_BYTES = 65_536;
 export const signalParams = z.object({
   execution_id: id,
-  name: z.string().regex(/^[a-z][a-z0-9_.-]{0,62}$/, 'signal name: lowercase letter, then lowercase letters, digits, _ . or - (max 63)'),
+  name: z
+    .string()
+    .regex(
+      /^[a-z][a-z0-9_.-]{0,62}$/,
+      'signal name: lowercase letter, then lowercase letters, digits, _ . or - (max 63)',
+    ),
 });
 /** The signal's payload: a JSON object (default `{}`), at most SIGNAL_PAYLOAD_MAX_BYTES as JSON. */
 export const signalBody = z.record(z.string(), z.unknown()).default({});
@@ -159,7 +196,11 @@ export const signalResponse = z.object({
   execution_id: z.string(),
   signal_id: z.string(),
   name: z.string(),
-  disposition: z.enum(['consumed', 'buffered', 'ignored']).describe('consumed: the waiting step took it; buffered: kept for a wait step not reached yet; ignored: recorded, changes nothing (see reason)'),
+  disposition: z
+    .enum(['consumed', 'buffered', 'ignored'])
+    .describe(
+      'consumed: the waiting step took it; buffered: kept for a wait step not reached yet; ignored: recorded, changes nothing (see reason)',
+    ),
   step_id: z.string().nullable(),
   reason: z.string().nullable(),
   status: z.string(),
@@ -177,7 +218,9 @@ export const bulkFilter = z
     started_before: instant.optional(),
     error_contains: z.string().min(1).max(200).optional(),
   })
-  .refine((f) => Object.values(f).some((v) => v !== undefined), { message: 'give at least one filter field (a bulk action over every execution is refused)' });
+  .refine((f) => Object.values(f).some((v) => v !== undefined), {
+    message: 'give at least one filter field (a bulk action over every execution is refused)',
+  });
 export const bulkAction = z.union([
   z.literal('cancel'),
   z.literal('retry'),
@@ -190,7 +233,9 @@ export const bulkAction = z.union([
 ]);
 export const bulkBody = z.strictObject({ filter: bulkFilter, action: bulkAction });
 export const batchParams = z.object({ batch_id: id });
-export const batchCancelBody = z.strictObject({ reason: z.string().min(1).max(500).default('canceled by request') }).default({ reason: 'canceled by request' });
+export const batchCancelBody = z
+  .strictObject({ reason: z.string().min(1).max(500).default('canceled by request') })
+  .default({ reason: 'canceled by request' });
 export const batchStartedResponse = z.object({
   batch_id: z.string(),
   state: z.enum(['running', 'completed', 'cancelled']),

@@ -62,16 +62,25 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
       endpoints: {
         execute: {
           subject: subjects.tasks,
-          schema: z.object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() }).loose(),
+          schema: z
+            .object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() })
+            .loose(),
           handler: async (b: { task_type: string; context: Record<string, unknown>; idempotency_key: string }) => {
             // Counted once per key, as a real worker's effect: a re-send of the same attempt (the
             // engine's recovery under load re-sends a dispatched unit) is not another run.
             const unit = b.idempotency_key.split(':').slice(0, 2).join(':');
             if (!keysSeen.has(b.idempotency_key)) unitCalls.set(unit, (unitCalls.get(unit) ?? 0) + 1);
             keysSeen.add(b.idempotency_key);
-            if (b.context.flaky && failFlaky) throw new AppError('tool_error', 'flaky: failing until the test fixes it', {}, false);
+            if (b.context.flaky && failFlaky)
+              throw new AppError('tool_error', 'flaky: failing until the test fixes it', {}, false);
             if (b.context.slow) await sleep(Number(b.context.slow));
-            return { task_id: b.idempotency_key, agent: 'test', instance: 'i1', status: 'completed', result: { task: b.task_type, echo: b.context } };
+            return {
+              task_id: b.idempotency_key,
+              agent: 'test',
+              instance: 'i1',
+              status: 'completed',
+              result: { task: b.task_type, echo: b.context },
+            };
           },
         },
       },
@@ -83,7 +92,12 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     base = (await gw.listen(0, '127.0.0.1')).url;
     engine = new WorkflowEngine(engineOptions());
     await engine.start();
-    for (const d of [approvalDef('approval_fail', 'fail'), approvalDef('approval_default', { default_output: { approved: false, timed_out: true } }), waitOnlyDef, flakyDef]) {
+    for (const d of [
+      approvalDef('approval_fail', 'fail'),
+      approvalDef('approval_default', { default_output: { approved: false, timed_out: true } }),
+      waitOnlyDef,
+      flakyDef,
+    ]) {
       const r = await http('POST', '/api/v1/workflows/definitions', d);
       assert.equal(r.status, 201, JSON.stringify(r.body));
     }
@@ -116,12 +130,25 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
       name: id,
       input: {
         type: 'object',
-        properties: { slow: { type: 'integer', default: 0 }, after_slow: { type: 'integer', default: 0 }, timeout_ms: { type: 'integer', default: 10_000 } },
+        properties: {
+          slow: { type: 'integer', default: 0 },
+          after_slow: { type: 'integer', default: 0 },
+          timeout_ms: { type: 'integer', default: 10_000 },
+        },
       },
       steps: [
         { id: 'prepare', uses: 'agent:customer_segmentation', with: { slow: '${{ input.slow }}' } },
-        { id: 'approval', needs: ['prepare'], wait: { signal: 'approve', timeout_ms: '${{ input.timeout_ms }}', on_timeout: onTimeout } },
-        { id: 'after', uses: 'agent:marketing_content', needs: ['approval'], with: { approved: '${{ steps.approval.output.approved }}', slow: '${{ input.after_slow }}' } },
+        {
+          id: 'approval',
+          needs: ['prepare'],
+          wait: { signal: 'approve', timeout_ms: '${{ input.timeout_ms }}', on_timeout: onTimeout },
+        },
+        {
+          id: 'after',
+          uses: 'agent:marketing_content',
+          needs: ['approval'],
+          with: { approved: '${{ steps.approval.output.approved }}', slow: '${{ input.after_slow }}' },
+        },
       ],
       outputs: { approved: '${{ steps.approval.output.approved }}' },
     };
@@ -150,18 +177,25 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     assert.equal(r.status, 202, JSON.stringify(r.body));
     return r.body.execution_id as string;
   };
-  const events = async (id: string) => (await store.readStream(`workflow_execution-${id}`)).map((e) => ({ type: e.type, data: e.data as Record<string, any> }));
+  const events = async (id: string) =>
+    (await store.readStream(`workflow_execution-${id}`)).map((e) => ({
+      type: e.type,
+      data: e.data as Record<string, any>,
+    }));
   const ended = (id: string, timeoutMs = 20_000) =>
     until(
       `execution ${id} ended`,
       async () => {
         const ev = await events(id);
-        const last = ev.find((e) => e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled');
+        const last = ev.find(
+          (e) => e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled',
+        );
         return last ? { type: last.type, data: last.data, all: ev } : undefined;
       },
       timeoutMs,
     );
-  const waiting = (id: string) => until(`execution ${id} waiting`, async () => (await events(id)).some((e) => e.type === 'WaitStarted'));
+  const waiting = (id: string) =>
+    until(`execution ${id} waiting`, async () => (await events(id)).some((e) => e.type === 'WaitStarted'));
   const signal = (id: string, name: string, payload: unknown, headers: Record<string, string> = {}) =>
     http('POST', `/api/v1/workflows/executions/${id}/signals/${name}`, payload, headers);
 
@@ -169,7 +203,11 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const res = await fetch(`${base}/api/v1/workflows/executions/bulk`);
     assert.equal(res.status, 405, await res.text());
     assert.equal(res.headers.get('allow'), 'POST');
-    assert.equal((await http('GET', '/api/v1/workflows/executions/no-such-execution')).status, 404, 'an unknown execution is still a 404');
+    assert.equal(
+      (await http('GET', '/api/v1/workflows/executions/no-such-execution')).status,
+      404,
+      'an unknown execution is still a 404',
+    );
   });
 
   it('documents the signal and batch routes in the OpenAPI document', async () => {
@@ -189,10 +227,19 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const bad = { ...waitOnlyDef, id: 'bad_wait', steps: [{ id: 'hold', wait: { signal: 'x', timeout_ms: -1 } }] };
     const r1 = await http('POST', '/api/v1/workflows/definitions', bad);
     assert.equal(r1.status, 400);
-    assert.ok(r1.body.errors.some((e: { path: string }) => e.path === 'steps[0].wait.timeout_ms'), JSON.stringify(r1.body));
-    const r2 = await http('POST', '/api/v1/workflows/definitions', { ...bad, steps: [{ id: 'hold', wait: { signal: 'x', timeout_ms: 5, on_timeout: 'explode' } }] });
+    assert.ok(
+      r1.body.errors.some((e: { path: string }) => e.path === 'steps[0].wait.timeout_ms'),
+      JSON.stringify(r1.body),
+    );
+    const r2 = await http('POST', '/api/v1/workflows/definitions', {
+      ...bad,
+      steps: [{ id: 'hold', wait: { signal: 'x', timeout_ms: 5, on_timeout: 'explode' } }],
+    });
     assert.equal(r2.status, 400);
-    assert.ok(r2.body.errors.some((e: { path: string }) => e.path.startsWith('steps[0].wait.on_timeout')), JSON.stringify(r2.body));
+    assert.ok(
+      r2.body.errors.some((e: { path: string }) => e.path.startsWith('steps[0].wait.on_timeout')),
+      JSON.stringify(r2.body),
+    );
   });
 
   it('a signal BEFORE the wait step is reached is recorded (buffered) and consumed when the step starts', async () => {
@@ -288,14 +335,19 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const def = waitOnlyDef;
     for (let i = 0; i < n; i += 25) {
       const chunk = await Promise.all(
-        Array.from({ length: Math.min(25, n - i) }, () => startExecution(store, { definition: def, input: {}, correlationId: `bulk-${tag}`, actor: 'test' })),
+        Array.from({ length: Math.min(25, n - i) }, () =>
+          startExecution(store, { definition: def, input: {}, correlationId: `bulk-${tag}`, actor: 'test' }),
+        ),
       );
       ids.push(...chunk.map((c) => c.executionId));
     }
     await until(
       `${n} executions projected`,
       async () => {
-        const r = await pool.query(`select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'running'`, [ids]);
+        const r = await pool.query(
+          `select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'running'`,
+          [ids],
+        );
         return r.rows[0].n === n;
       },
       30_000,
@@ -311,29 +363,56 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
   };
   const batch = (id: string) => http('GET', `/api/v1/workflows/batches/${id}`);
   const batchEnded = (id: string, timeoutMs = 30_000) =>
-    until(`batch ${id} ended`, async () => {
-      const r = await batch(id);
-      return r.body.state !== 'running' ? r.body : undefined;
-    }, timeoutMs, 100);
+    until(
+      `batch ${id} ended`,
+      async () => {
+        const r = await batch(id);
+        return r.body.state !== 'running' ? r.body : undefined;
+      },
+      timeoutMs,
+      100,
+    );
 
   it('bulk cancel of 50 executions waiting on a signal: each canceled once; the batch shows its progress', async () => {
     // Earlier tests left wait_only executions? None: it is only used by the bulk tests, each canceling all of its own.
     const ids = await startWaiting(50);
-    const r = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' });
+    const r = await http('POST', '/api/v1/workflows/executions/bulk', {
+      filter: { definition_id: 'wait_only', status: 'running' },
+      action: 'cancel',
+    });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     assert.equal(r.body.matched, 50);
     const b = await batchEnded(r.body.batch_id);
     assert.deepEqual([b.state, b.matched, b.done, b.failed, b.pending], ['completed', 50, 50, 0, 0]);
     const counts = await cancelCounts(ids);
     assert.equal(counts.length, 100, 'one cancel request and one canceled event per execution');
-    assert.ok(counts.every((c) => c.n === 1), JSON.stringify(counts.filter((c) => c.n !== 1)));
+    assert.ok(
+      counts.every((c) => c.n === 1),
+      JSON.stringify(counts.filter((c) => c.n !== 1)),
+    );
     const batchEvents = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).map((e) => e.type);
-    assert.deepEqual([batchEvents[0], batchEvents.at(-1), batchEvents.filter((t) => t === 'BatchItemDone').length], ['BatchStarted', 'BatchCompleted', 50]);
+    assert.deepEqual(
+      [batchEvents[0], batchEvents.at(-1), batchEvents.filter((t) => t === 'BatchItemDone').length],
+      ['BatchStarted', 'BatchCompleted', 50],
+    );
     // An empty filter is refused; the same Idempotency-Key names the same batch.
-    assert.equal((await http('POST', '/api/v1/workflows/executions/bulk', { filter: {}, action: 'cancel' })).status, 400);
+    assert.equal(
+      (await http('POST', '/api/v1/workflows/executions/bulk', { filter: {}, action: 'cancel' })).status,
+      400,
+    );
     const k = { 'idempotency-key': `bulk-${tag}` };
-    const once = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' }, k);
-    const twice = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' }, k);
+    const once = await http(
+      'POST',
+      '/api/v1/workflows/executions/bulk',
+      { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' },
+      k,
+    );
+    const twice = await http(
+      'POST',
+      '/api/v1/workflows/executions/bulk',
+      { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' },
+      k,
+    );
     assert.equal(once.body.batch_id, twice.body.batch_id);
   });
 
@@ -342,13 +421,22 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     await second.start();
     try {
       const ids = await startWaiting(40);
-      const r = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' });
+      const r = await http('POST', '/api/v1/workflows/executions/bulk', {
+        filter: { definition_id: 'wait_only', status: 'running' },
+        action: 'cancel',
+      });
       assert.equal(r.body.matched, 40);
       const b = await batchEnded(r.body.batch_id);
       assert.deepEqual([b.state, b.done], ['completed', 40]);
-      const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter((e) => e.type === 'BatchItemDone');
+      const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter(
+        (e) => e.type === 'BatchItemDone',
+      );
       assert.equal(items.length, 40);
-      assert.equal(new Set(items.map((e) => (e.data as { worker: string }).worker)).size, 1, 'one worker did every item');
+      assert.equal(
+        new Set(items.map((e) => (e.data as { worker: string }).worker)).size,
+        1,
+        'one worker did every item',
+      );
       const counts = await cancelCounts(ids);
       assert.equal(counts.length, 80);
       assert.ok(counts.every((c) => c.n === 1));
@@ -362,17 +450,29 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const ids: string[] = [];
     for (let i = 0; i < 200; i += 25) {
       const chunk = await Promise.all(
-        Array.from({ length: Math.min(25, 200 - i) }, () => startExecution(store, { definition: flakyDef, input: {}, correlationId: `flaky-${tag}`, actor: 'test' })),
+        Array.from({ length: Math.min(25, 200 - i) }, () =>
+          startExecution(store, { definition: flakyDef, input: {}, correlationId: `flaky-${tag}`, actor: 'test' }),
+        ),
       );
       ids.push(...chunk.map((c) => c.executionId));
     }
     await Promise.all(ids.map((id) => ended(id, 60_000)));
-    await until('the 200 failed executions projected', async () => {
-      const q = await pool.query(`select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'failed'`, [ids]);
-      return q.rows[0].n === 200;
-    }, 30_000);
+    await until(
+      'the 200 failed executions projected',
+      async () => {
+        const q = await pool.query(
+          `select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'failed'`,
+          [ids],
+        );
+        return q.rows[0].n === 200;
+      },
+      30_000,
+    );
     failFlaky = false; // the fix
-    const r = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'flaky_pair', status: 'failed' }, action: 'retry' });
+    const r = await http('POST', '/api/v1/workflows/executions/bulk', {
+      filter: { definition_id: 'flaky_pair', status: 'failed' },
+      action: 'retry',
+    });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     assert.equal(r.body.matched, 200);
     await until('the batch part way', async () => (await batch(r.body.batch_id)).body.done >= 50, 30_000, 50);
@@ -383,18 +483,28 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     await engine.start();
     const b = await batchEnded(r.body.batch_id, 60_000);
     assert.deepEqual([b.state, b.done, b.failed], ['completed', 200, 0], JSON.stringify(b.failures));
-    const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter((e) => e.type === 'BatchItemDone');
+    const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter(
+      (e) => e.type === 'BatchItemDone',
+    );
     assert.equal(items.length, 200);
-    assert.equal(new Set(items.map((e) => (e.data as { worker: string }).worker)).size, 2, 'the worker before the restart, then the one after');
+    assert.equal(
+      new Set(items.map((e) => (e.data as { worker: string }).worker)).size,
+      2,
+      'the worker before the restart, then the one after',
+    );
     for (const id of ids) {
       const end = await ended(id, 60_000);
       const last = end.all.filter((e) => ['WorkflowCompleted', 'WorkflowFailed'].includes(e.type)).at(-1);
       assert.equal(last?.type, 'WorkflowCompleted', `${id}: ${JSON.stringify(end.all.map((e) => e.type))}`);
     }
-    await until('every retried execution completed', async () => {
-      const ev = await Promise.all(ids.map(events));
-      return ev.every((all) => all.at(-1)?.type === 'WorkflowCompleted');
-    }, 60_000);
+    await until(
+      'every retried execution completed',
+      async () => {
+        const ev = await Promise.all(ids.map(events));
+        return ev.every((all) => all.at(-1)?.type === 'WorkflowCompleted');
+      },
+      60_000,
+    );
     const retried = await pool.query<{ n: number }>(
       `select count(*)::int as n from eventstore.events where stream_id = any($1) and type = 'ExecutionRetried'`,
       [ids.map((id) => `workflow_execution-${id}`)],
@@ -415,14 +525,25 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     assert.equal(fork.status, 202, JSON.stringify(fork.body));
     const fb = await batchEnded(fork.body.batch_id, 60_000);
     assert.deepEqual([fb.state, fb.failed, fb.done], ['completed', 0, fork.body.matched], JSON.stringify(fb.failures));
-    const forkItems = (await store.readStream(`workflow_batch-${fork.body.batch_id}`)).filter((e) => e.type === 'BatchItemDone');
-    const forkOf = new Map(forkItems.map((e) => [(e.data as { executionId: string }).executionId, String((e.data as { outcome: string }).outcome).replace(/^forked /, '')]));
+    const forkItems = (await store.readStream(`workflow_batch-${fork.body.batch_id}`)).filter(
+      (e) => e.type === 'BatchItemDone',
+    );
+    const forkOf = new Map(
+      forkItems.map((e) => [
+        (e.data as { executionId: string }).executionId,
+        String((e.data as { outcome: string }).outcome).replace(/^forked /, ''),
+      ]),
+    );
     for (const source of five) {
       const forked = forkOf.get(source);
       assert.ok(forked, `${source} forked`);
       const end = await ended(forked, 30_000);
       assert.equal(end.type, 'WorkflowCompleted');
-      assert.ok(end.all.some((e) => e.type === 'StepOutputCopied' && e.data.stepId === 'first' && e.data.fromExecutionId === source));
+      assert.ok(
+        end.all.some(
+          (e) => e.type === 'StepOutputCopied' && e.data.stepId === 'first' && e.data.fromExecutionId === source,
+        ),
+      );
       assert.equal(unitCalls.get(`${forked}:first`), undefined, 'the copied step is not called');
       assert.equal(unitCalls.get(`${forked}:second`), 1);
     }
@@ -430,7 +551,10 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
 
   it('bulk cancel of 200 waiting executions survives a restart of its worker mid-batch and cancels each once', async () => {
     const ids = await startWaiting(200);
-    const r = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' });
+    const r = await http('POST', '/api/v1/workflows/executions/bulk', {
+      filter: { definition_id: 'wait_only', status: 'running' },
+      action: 'cancel',
+    });
     assert.equal(r.body.matched, 200);
     await until('the batch half way', async () => (await batch(r.body.batch_id)).body.done >= 60, 30_000, 50);
     await engine.stop(); // the worker stops between two items (or after the one it works)
@@ -443,22 +567,37 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     assert.deepEqual([b.state, b.done, b.failed], ['completed', 200, 0]);
     const counts = await cancelCounts(ids);
     assert.equal(counts.length, 400);
-    assert.ok(counts.every((c) => c.n === 1), JSON.stringify(counts.filter((c) => c.n !== 1)));
-    const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter((e) => e.type === 'BatchItemDone');
+    assert.ok(
+      counts.every((c) => c.n === 1),
+      JSON.stringify(counts.filter((c) => c.n !== 1)),
+    );
+    const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter(
+      (e) => e.type === 'BatchItemDone',
+    );
     assert.equal(new Set(items.map((e) => (e.data as { executionId: string }).executionId)).size, 200);
     assert.equal(items.length, 200);
-    assert.equal(new Set(items.map((e) => (e.data as { worker: string }).worker)).size, 2, 'the worker before the restart, then the one after');
+    assert.equal(
+      new Set(items.map((e) => (e.data as { worker: string }).worker)).size,
+      2,
+      'the worker before the restart, then the one after',
+    );
   });
 
   it('batch cancel: a canceled batch works no item after it; a second cancel is a no-op, and canceling a completed one is 409', async () => {
     const ids = await startWaiting(40);
     // While no engine runs, nothing works the batch: the cancel lands before any item.
     await engine.stop();
-    const r = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' });
+    const r = await http('POST', '/api/v1/workflows/executions/bulk', {
+      filter: { definition_id: 'wait_only', status: 'running' },
+      action: 'cancel',
+    });
     assert.equal(r.body.matched, 40);
     const c = await http('POST', `/api/v1/workflows/batches/${r.body.batch_id}/cancel`, { reason: 'changed my mind' });
     assert.equal(c.status, 202, JSON.stringify(c.body));
-    assert.deepEqual([c.body.state, c.body.done, c.body.pending, c.body.reason], ['cancelled', 0, 40, 'changed my mind']);
+    assert.deepEqual(
+      [c.body.state, c.body.done, c.body.pending, c.body.reason],
+      ['cancelled', 0, 40, 'changed my mind'],
+    );
     assert.equal((await http('POST', `/api/v1/workflows/batches/${r.body.batch_id}/cancel`, {})).status, 202);
     engine = new WorkflowEngine(engineOptions());
     await engine.start();
@@ -466,10 +605,16 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const others = await Promise.all([1, 2, 3].map(() => start('approval_fail', { timeout_ms: 600_000 })));
     for (const o of others) await waiting(o);
     await until('others projected', async () => {
-      const q = await pool.query(`select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'running'`, [others]);
+      const q = await pool.query(
+        `select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'running'`,
+        [others],
+      );
       return q.rows[0].n === 3;
     });
-    const next = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'approval_fail', status: 'running' }, action: 'cancel' });
+    const next = await http('POST', '/api/v1/workflows/executions/bulk', {
+      filter: { definition_id: 'approval_fail', status: 'running' },
+      action: 'cancel',
+    });
     assert.equal(next.status, 202);
     assert.equal((await batchEnded(next.body.batch_id)).done, next.body.matched);
     assert.deepEqual(await cancelCounts(ids), [], 'no execution of the canceled batch was touched');
@@ -479,7 +624,10 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     await engine.stop();
     engine = new WorkflowEngine(engineOptions(5));
     await engine.start();
-    const r2 = await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'wait_only', status: 'running' }, action: 'cancel' });
+    const r2 = await http('POST', '/api/v1/workflows/executions/bulk', {
+      filter: { definition_id: 'wait_only', status: 'running' },
+      action: 'cancel',
+    });
     assert.equal(r2.body.matched, 40);
     await until('some items done', async () => (await batch(r2.body.batch_id)).body.done >= 2, 20_000, 20);
     const c2 = await http('POST', `/api/v1/workflows/batches/${r2.body.batch_id}/cancel`, {});
@@ -488,9 +636,23 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const canceled = (await cancelCounts(ids)).filter((x) => x.type === 'ExecutionCancelRequested').length;
     const after = (await batch(r2.body.batch_id)).body;
     assert.ok(after.done < 40, `canceled part way (${after.done} of 40)`);
-    assert.ok(canceled === after.done || canceled === after.done + 1, `executions canceled ${canceled}, items done ${after.done}`);
+    assert.ok(
+      canceled === after.done || canceled === after.done + 1,
+      `executions canceled ${canceled}, items done ${after.done}`,
+    );
     assert.equal((await http('POST', `/api/v1/workflows/batches/${r.body.batch_id}x/cancel`, {})).status, 404);
-    const done = (await http('GET', '/api/v1/workflows/batches/' + (await http('POST', '/api/v1/workflows/executions/bulk', { filter: { definition_id: 'no_such_def' }, action: 'cancel' })).body.batch_id)).body;
+    const done = (
+      await http(
+        'GET',
+        '/api/v1/workflows/batches/' +
+          (
+            await http('POST', '/api/v1/workflows/executions/bulk', {
+              filter: { definition_id: 'no_such_def' },
+              action: 'cancel',
+            })
+          ).body.batch_id,
+      )
+    ).body;
     assert.equal(done.state, 'completed');
     assert.equal((await http('POST', `/api/v1/workflows/batches/${done.batch_id}/cancel`, {})).status, 409);
   });

@@ -11,7 +11,14 @@ import { assertWriterAllowed, writerServersUsed } from '../mcp/writer-policy.js'
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { executionDetailForCaller } from '../../events/redaction.js';
-import { CancelWorkflowExecution, DeleteWorkflowDefinition, ForkWorkflowExecution, RegisterWorkflowDefinition, RetryWorkflowExecution, SignalWorkflowExecution } from './commands/index.js';
+import {
+  CancelWorkflowExecution,
+  DeleteWorkflowDefinition,
+  ForkWorkflowExecution,
+  RegisterWorkflowDefinition,
+  RetryWorkflowExecution,
+  SignalWorkflowExecution,
+} from './commands/index.js';
 import {
   CheckDefinitionVersion,
   GetExecution,
@@ -70,7 +77,10 @@ const READ_YOUR_WRITES =
 const validationResponse = z.object({
   valid: z.boolean(),
   errors: z.array(z.object({ path: z.string(), message: z.string(), code: z.string().optional() })),
-  definition: z.unknown().optional().describe('The definition as it would be registered (defaults filled in), when valid'),
+  definition: z
+    .unknown()
+    .optional()
+    .describe('The definition as it would be registered (defaults filled in), when valid'),
 });
 
 @Controller('api/v1/workflows')
@@ -93,15 +103,25 @@ export class WorkflowsController {
     if (state.status === 'not_started') return; // the command answers 404
     const servers = writerServersUsed(state.definition.steps);
     if (servers.length === 0) return;
-    const registered = await this.svc.definitions.get(state.definition.id, state.definition.version).catch(() => undefined);
+    const registered = await this.svc.definitions
+      .get(state.definition.id, state.definition.version)
+      .catch(() => undefined);
     if (registered && JSON.stringify(registered.definition.steps) === JSON.stringify(state.definition.steps)) return;
     for (const server of servers) {
-      assertWriterAllowed(server, req, { authEnabled: this.options.auth.enabled, writesAllowed: this.config.DATABASE_ALLOW_WRITES === true });
+      assertWriterAllowed(server, req, {
+        authEnabled: this.options.auth.enabled,
+        writesAllowed: this.config.DATABASE_ALLOW_WRITES === true,
+      });
     }
   }
 
   @Get('templates')
-  @ApiRoute({ summary: 'The built-in workflow templates', tags: ['workflows'], role: 'viewer', response: { schema: templatesResponse } })
+  @ApiRoute({
+    summary: 'The built-in workflow templates',
+    tags: ['workflows'],
+    role: 'viewer',
+    response: { schema: templatesResponse },
+  })
   templates() {
     return this.queries.execute(new ListWorkflowTemplates());
   }
@@ -110,11 +130,18 @@ export class WorkflowsController {
   @HttpCode(202)
   @ApiRoute({
     summary: 'Start an execution of a template or registered definition (body = workflow input)',
-    description: '202 with the execution id; `?wait=true` waits up to `wait_ms` and answers 200 with the result when it ended.',
+    description:
+      '202 with the execution id; `?wait=true` waits up to `wait_ms` and answers 200 with the result when it ended.',
     tags: ['workflows'],
     role: 'operator',
     response: { status: 202, schema: startedResponse },
-    alsoAnswers: [{ status: 200, description: 'With `wait=true`: the execution ended within the wait; its output or error', schema: startedResponse }],
+    alsoAnswers: [
+      {
+        status: 200,
+        description: 'With `wait=true`: the execution ended within the wait; its output or error',
+        schema: startedResponse,
+      },
+    ],
     errors: [400, 404],
   })
   async start(
@@ -126,16 +153,32 @@ export class WorkflowsController {
     @IdempotencyKey() idempotencyKey: string | undefined,
   ) {
     const { definition } = await this.queries.execute(new GetWorkflowDefinition(p.template_id, q.version));
-    const r = await this.svc.start(definition, input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs), idempotencyKey });
+    const r = await this.svc.start(definition, input, correlationId, {
+      wait: q.wait,
+      waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs),
+      idempotencyKey,
+    });
     res.status(r.status);
     return r.body;
   }
 
   @Get('executions')
-  @ApiRoute({ summary: 'Executions, newest first (filter by status, template, start time; keyset paged)', description: READ_YOUR_WRITES, tags: ['workflows'], role: 'viewer', response: { schema: executionListResponse } })
-  async list(@ZodQuery(listQuery) q: z.infer<typeof listQuery>, @Headers(MIN_POSITION_HEADER) minHeader: string | undefined, @Res({ passthrough: true }) res: Response) {
+  @ApiRoute({
+    summary: 'Executions, newest first (filter by status, template, start time; keyset paged)',
+    description: READ_YOUR_WRITES,
+    tags: ['workflows'],
+    role: 'viewer',
+    response: { schema: executionListResponse },
+  })
+  async list(
+    @ZodQuery(listQuery) q: z.infer<typeof listQuery>,
+    @Headers(MIN_POSITION_HEADER) minHeader: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ) {
     // From the replica when it has replayed what the caller must see (min_position), else the primary.
-    const { page, source } = await this.queries.execute(new ListExecutions(q, minPositionOf(minHeader, q.min_position)));
+    const { page, source } = await this.queries.execute(
+      new ListExecutions(q, minPositionOf(minHeader, q.min_position)),
+    );
     res.setHeader(READ_SOURCE_HEADER, source);
     return page;
   }
@@ -143,7 +186,9 @@ export class WorkflowsController {
   @Get('executions/:execution_id')
   @ApiRoute({
     summary: 'One execution: status, every step with attempts, timings, inputs/outputs, errors',
-    description: '`?at=<revision>`: the execution as it was right after that event of its stream (time travel), folded from the events; 400 past the last revision. ' + READ_YOUR_WRITES,
+    description:
+      '`?at=<revision>`: the execution as it was right after that event of its stream (time travel), folded from the events; 400 past the last revision. ' +
+      READ_YOUR_WRITES,
     tags: ['workflows'],
     role: 'viewer',
     response: { schema: executionDetailResponse, component: EXECUTION_DETAIL_COMPONENT },
@@ -155,7 +200,9 @@ export class WorkflowsController {
     @Headers(MIN_POSITION_HEADER) minHeader: string | undefined,
     @Res({ passthrough: true }) res: Response,
   ) {
-    const { detail, source } = await this.queries.execute(new GetExecution(p.execution_id, q.at, q.at === undefined ? minPositionOf(minHeader, q.min_position) : undefined));
+    const { detail, source } = await this.queries.execute(
+      new GetExecution(p.execution_id, q.at, q.at === undefined ? minPositionOf(minHeader, q.min_position) : undefined),
+    );
     if (source) res.setHeader(READ_SOURCE_HEADER, source);
     return executionDetailForCaller(detail);
   }
@@ -168,14 +215,18 @@ export class WorkflowsController {
     response: { schema: historyResponse },
     errors: [400, 404],
   })
-  history(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodQuery(historyQuery) q: z.infer<typeof historyQuery>) {
+  history(
+    @ZodParams(executionParams) p: z.infer<typeof executionParams>,
+    @ZodQuery(historyQuery) q: z.infer<typeof historyQuery>,
+  ) {
     return this.queries.execute(new GetExecutionHistory(p.execution_id, q.after ?? -1, q.limit));
   }
 
   @Post('executions/:execution_id/fork')
   @HttpCode(202)
   @ApiRoute({
-    summary: 'Fork an execution from a step: a new execution that copies the outputs of the steps before it and runs the rest',
+    summary:
+      'Fork an execution from a step: a new execution that copies the outputs of the steps before it and runs the rest',
     description:
       'Copied = the steps that succeeded in the source and are neither `from_step` nor downstream of it (in the source or the target version); their tools are not called again. ' +
       '`definition_version` runs another registered version of the same definition; 409 names copied steps it lacks.',
@@ -193,7 +244,9 @@ export class WorkflowsController {
   ) {
     if (b.definition_version === undefined) await this.assertMayRunAgain(p.execution_id, req);
     const id = idempotencyKey !== undefined ? executionIdForKey(idempotencyKey) : undefined;
-    const r = await this.commands.execute(new ForkWorkflowExecution(p.execution_id, b.from_step, b.definition_version, b.input, correlationId, id));
+    const r = await this.commands.execute(
+      new ForkWorkflowExecution(p.execution_id, b.from_step, b.definition_version, b.input, correlationId, id),
+    );
     return {
       execution_id: r.executionId,
       forked_from: p.execution_id,
@@ -210,8 +263,10 @@ export class WorkflowsController {
   @Post('executions/:execution_id/retry')
   @HttpCode(202)
   @ApiRoute({
-    summary: 'Retry a failed execution: its failed, timed-out and unfinished steps and what depends on them run again, in the same execution',
-    description: 'Succeeded steps keep their outputs; the retried steps get new attempts (the history keeps both). 409 unless the execution failed.',
+    summary:
+      'Retry a failed execution: its failed, timed-out and unfinished steps and what depends on them run again, in the same execution',
+    description:
+      'Succeeded steps keep their outputs; the retried steps get new attempts (the history keeps both). 409 unless the execution failed.',
     tags: ['workflows'],
     role: 'operator',
     response: { status: 202, schema: retryResponse },
@@ -230,8 +285,18 @@ export class WorkflowsController {
 
   @Post('executions/:execution_id/cancel')
   @HttpCode(202)
-  @ApiRoute({ summary: 'Cancel an execution (compensations run; it ends canceled)', tags: ['workflows'], role: 'operator', response: { status: 202, schema: cancelResponse, example: { execution_id: 'wf_3f2a', status: 'canceling' } }, errors: [404, 409] })
-  async cancel(@ZodParams(executionParams) p: z.infer<typeof executionParams>, @ZodBody(cancelBody) b: z.infer<typeof cancelBody>, @CorrelationId() correlationId: string) {
+  @ApiRoute({
+    summary: 'Cancel an execution (compensations run; it ends canceled)',
+    tags: ['workflows'],
+    role: 'operator',
+    response: { status: 202, schema: cancelResponse, example: { execution_id: 'wf_3f2a', status: 'canceling' } },
+    errors: [404, 409],
+  })
+  async cancel(
+    @ZodParams(executionParams) p: z.infer<typeof executionParams>,
+    @ZodBody(cancelBody) b: z.infer<typeof cancelBody>,
+    @CorrelationId() correlationId: string,
+  ) {
     const r = await this.commands.execute(new CancelWorkflowExecution(p.execution_id, b.reason, correlationId));
     return { execution_id: p.execution_id, status: r.status };
   }
@@ -239,7 +304,7 @@ export class WorkflowsController {
   @Post('executions/:execution_id/signals/:name')
   @HttpCode(202)
   @ApiRoute({
-    summary: 'Send a named signal to an execution (body = its JSON payload, which becomes the waiting step\'s output)',
+    summary: "Send a named signal to an execution (body = its JSON payload, which becomes the waiting step's output)",
     description:
       'Always recorded (`SignalReceived`) while the execution runs: consumed by the wait step waiting for it, buffered for a wait step not reached yet, ' +
       'or ignored (e.g. after that step timed out; `reason` says why). 404: unknown execution or no wait step takes that signal; 409: the execution has ended; ' +
@@ -258,14 +323,24 @@ export class WorkflowsController {
   ) {
     const bytes = Buffer.byteLength(JSON.stringify(payload));
     if (bytes > SIGNAL_PAYLOAD_MAX_BYTES) {
-      throw new AppError('payload_too_large', `the signal payload is ${bytes} bytes as JSON; at most ${SIGNAL_PAYLOAD_MAX_BYTES}`, { max: SIGNAL_PAYLOAD_MAX_BYTES });
+      throw new AppError(
+        'payload_too_large',
+        `the signal payload is ${bytes} bytes as JSON; at most ${SIGNAL_PAYLOAD_MAX_BYTES}`,
+        { max: SIGNAL_PAYLOAD_MAX_BYTES },
+      );
     }
     const signalId = idempotencyKey !== undefined ? commandIdForKey('signal', idempotencyKey) : undefined;
     return this.commands.execute(new SignalWorkflowExecution(p.execution_id, p.name, payload, correlationId, signalId));
   }
 
   @Get('executions/:execution_id/events')
-  @ApiRoute({ summary: 'The full event history of an execution (audit, replay)', tags: ['workflows'], role: 'viewer', response: { schema: eventsResponse }, errors: [404] })
+  @ApiRoute({
+    summary: 'The full event history of an execution (audit, replay)',
+    tags: ['workflows'],
+    role: 'viewer',
+    response: { schema: eventsResponse },
+    errors: [404],
+  })
   events(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
     return this.queries.execute(new GetExecutionEvents(p.execution_id));
   }
@@ -273,16 +348,30 @@ export class WorkflowsController {
   @Post('definitions')
   @HttpCode(201)
   @ApiRoute({
-    summary: 'Register a workflow definition (validated against the MCP registry, agent task types and known definitions)',
-    description: '400 lists every problem with its path (a dependency cycle is named, e.g. `a -> b -> a`); 409 when that version exists with other content.',
+    summary:
+      'Register a workflow definition (validated against the MCP registry, agent task types and known definitions)',
+    description:
+      '400 lists every problem with its path (a dependency cycle is named, e.g. `a -> b -> a`); 409 when that version exists with other content.',
     tags: ['workflows'],
     role: 'admin',
     response: { status: 201, schema: registeredResponse },
-    alsoAnswers: [{ status: 200, description: 'That id and version existed with the same content: nothing new (`created: false`)', schema: registeredResponse }],
+    alsoAnswers: [
+      {
+        status: 200,
+        description: 'That id and version existed with the same content: nothing new (`created: false`)',
+        schema: registeredResponse,
+      },
+    ],
     errors: [400, 409],
   })
-  async register(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>, @CorrelationId() correlationId: string, @Res({ passthrough: true }) res: Response) {
-    const r = await this.commands.execute(new RegisterWorkflowDefinition(body, { actor: currentActor() ?? 'anonymous', correlationId }));
+  async register(
+    @ZodBody(definitionBody) body: z.infer<typeof definitionBody>,
+    @CorrelationId() correlationId: string,
+    @Res({ passthrough: true }) res: Response,
+  ) {
+    const r = await this.commands.execute(
+      new RegisterWorkflowDefinition(body, { actor: currentActor() ?? 'anonymous', correlationId }),
+    );
     if (!r.created) res.status(200);
     return { definition: r.definition, created: r.created };
   }
@@ -295,7 +384,10 @@ export class WorkflowsController {
       '409 for a built-in template. Registering the id again needs a version above the last deleted one.',
     tags: ['workflows'],
     role: 'admin',
-    response: { schema: definitionDeletedResponse, example: { definition_id: 'two_agents', deleted: true, versions: [1, 2] } },
+    response: {
+      schema: definitionDeletedResponse,
+      example: { definition_id: 'two_agents', deleted: true, versions: [1, 2] },
+    },
     errors: [404, 409],
   })
   async deleteDefinition(
@@ -303,15 +395,23 @@ export class WorkflowsController {
     @ZodQuery(deleteDefinitionQuery) q: z.infer<typeof deleteDefinitionQuery>,
     @CorrelationId() correlationId: string,
   ) {
-    const r = await this.commands.execute(new DeleteWorkflowDefinition(p.definition_id, { actor: currentActor() ?? 'anonymous', correlationId, ...(q.reason !== undefined ? { reason: q.reason } : {}) }));
+    const r = await this.commands.execute(
+      new DeleteWorkflowDefinition(p.definition_id, {
+        actor: currentActor() ?? 'anonymous',
+        correlationId,
+        ...(q.reason !== undefined ? { reason: q.reason } : {}),
+      }),
+    );
     return { definition_id: r.definitionId, deleted: true as const, versions: [...r.versions] };
   }
 
   @Post('definitions/:definition_id/versions/:version/check')
   @HttpCode(200)
   @ApiRoute({
-    summary: "Replay the last finished executions of a definition against one of its versions and report where it would decide differently",
-    description: 'Steps added or removed, dependency, tool and condition changes, steps that would now run or be skipped, inputs that now resolve differently. Read-only.',
+    summary:
+      'Replay the last finished executions of a definition against one of its versions and report where it would decide differently',
+    description:
+      'Steps added or removed, dependency, tool and condition changes, steps that would now run or be skipped, inputs that now resolve differently. Read-only.',
     tags: ['workflows'],
     role: 'operator',
     response: { schema: checkResponse },
@@ -325,7 +425,8 @@ export class WorkflowsController {
   @HttpCode(200)
   @ApiRoute({
     summary: 'Validate a workflow definition without registering it (the same checks as registering; no side effects)',
-    description: 'Always 200 for a JSON object: `valid`, and every problem with its path (a dependency cycle is named). The designer of the console calls it as one types.',
+    description:
+      'Always 200 for a JSON object: `valid`, and every problem with its path (a dependency cycle is named). The designer of the console calls it as one types.',
     tags: ['workflows'],
     role: 'viewer',
     response: { status: 200, schema: validationResponse },
@@ -335,7 +436,12 @@ export class WorkflowsController {
   }
 
   @Get('definitions')
-  @ApiRoute({ summary: 'Workflow definitions (latest version of each, or every version with all_versions)', tags: ['workflows'], role: 'viewer', response: { schema: definitionsResponse } })
+  @ApiRoute({
+    summary: 'Workflow definitions (latest version of each, or every version with all_versions)',
+    tags: ['workflows'],
+    role: 'viewer',
+    response: { schema: definitionsResponse },
+  })
   definitionsList(@ZodQuery(definitionsQuery) q: z.infer<typeof definitionsQuery>) {
     return this.queries.execute(new ListWorkflowDefinitions(q.id, q.all_versions));
   }
@@ -353,11 +459,18 @@ export class AdHocWorkflowController {
   @HttpCode(202)
   @ApiRoute({
     summary: 'Run an ad-hoc multi-agent workflow: a definition inline plus its input',
-    description: 'The definition is validated like a registered one (400 lists every problem). 202 with the execution id; `?wait=true` waits for the result.',
+    description:
+      'The definition is validated like a registered one (400 lists every problem). 202 with the execution id; `?wait=true` waits for the result.',
     tags: ['workflows', 'agents'],
     role: 'operator',
     response: { status: 202, schema: startedResponse },
-    alsoAnswers: [{ status: 200, description: 'With `wait=true`: the execution ended within the wait; its output or error', schema: startedResponse }],
+    alsoAnswers: [
+      {
+        status: 200,
+        description: 'With `wait=true`: the execution ended within the wait; its output or error',
+        schema: startedResponse,
+      },
+    ],
     errors: [400, 403],
   })
   async run(
@@ -370,10 +483,21 @@ export class AdHocWorkflowController {
   ) {
     // An ad-hoc step naming the database writer is a direct write: the same rule as POST /mcp/call.
     for (const server of writerServersUsed(b.definition.steps as { uses?: unknown }[] | undefined)) {
-      assertWriterAllowed(server, req, { authEnabled: this.options.auth.enabled, writesAllowed: this.config.DATABASE_ALLOW_WRITES === true });
+      assertWriterAllowed(server, req, {
+        authEnabled: this.options.auth.enabled,
+        writesAllowed: this.config.DATABASE_ALLOW_WRITES === true,
+      });
     }
-    const def = await this.svc.validate({ version: 1, name: String(b.definition.id ?? 'ad-hoc workflow'), ...b.definition });
-    const r = await this.svc.start(def, b.input, correlationId, { wait: q.wait, waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs), idempotencyKey });
+    const def = await this.svc.validate({
+      version: 1,
+      name: String(b.definition.id ?? 'ad-hoc workflow'),
+      ...b.definition,
+    });
+    const r = await this.svc.start(def, b.input, correlationId, {
+      wait: q.wait,
+      waitMs: waitWithin(q.wait_ms, this.options.requestTimeoutMs),
+      idempotencyKey,
+    });
     res.status(r.status);
     return r.body;
   }

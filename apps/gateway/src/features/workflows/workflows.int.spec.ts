@@ -40,11 +40,19 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       endpoints: {
         execute: {
           subject: subjects.tasks,
-          schema: z.object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() }).loose(),
+          schema: z
+            .object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() })
+            .loose(),
           handler: async (b: { task_type: string; context: Record<string, unknown>; idempotency_key: string }) => {
             taskKeys.push(b.idempotency_key);
             if (b.context.slow) await sleep(Number(b.context.slow));
-            return { task_id: b.idempotency_key, agent: 'test', instance: 'i1', status: 'completed', result: { task: b.task_type, echo: b.context } };
+            return {
+              task_id: b.idempotency_key,
+              agent: 'test',
+              instance: 'i1',
+              status: 'completed',
+              result: { task: b.task_type, echo: b.context },
+            };
           },
         },
       },
@@ -54,7 +62,17 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       { modules: [WorkflowsFeatureModule] },
     );
     base = (await gw.listen(0, '127.0.0.1')).url;
-    engine = new WorkflowEngine({ store, pool, nats: nc, logger, databaseUrl: url, partitions: 4, leaseTickMs: 200, timerPollMs: 50, subjects });
+    engine = new WorkflowEngine({
+      store,
+      pool,
+      nats: nc,
+      logger,
+      databaseUrl: url,
+      partitions: 4,
+      leaseTickMs: 200,
+      timerPollMs: 50,
+      subjects,
+    });
     await engine.start();
   });
 
@@ -81,10 +99,23 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     id: 'two_agents',
     version: 1,
     name: 'two agents',
-    input: { type: 'object', properties: { topic: { type: 'string' }, slow: { type: 'integer', default: 0 } }, required: ['topic'] },
+    input: {
+      type: 'object',
+      properties: { topic: { type: 'string' }, slow: { type: 'integer', default: 0 } },
+      required: ['topic'],
+    },
     steps: [
-      { id: 'segment', uses: 'agent:customer_segmentation', with: { topic: '${{ input.topic }}', slow: '${{ input.slow }}' } },
-      { id: 'content', uses: 'agent:marketing_content', needs: ['segment'], with: { from: '${{ steps.segment.output.task }}' } },
+      {
+        id: 'segment',
+        uses: 'agent:customer_segmentation',
+        with: { topic: '${{ input.topic }}', slow: '${{ input.slow }}' },
+      },
+      {
+        id: 'content',
+        uses: 'agent:marketing_content',
+        needs: ['segment'],
+        with: { from: '${{ steps.segment.output.task }}' },
+      },
     ],
     outputs: { last: '${{ steps.content.output.echo.from }}' },
   };
@@ -110,7 +141,11 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
   it('lists the three built-in templates', async () => {
     const r = await http('GET', '/api/v1/workflows/templates');
     assert.equal(r.status, 200);
-    assert.deepEqual(r.body.templates.map((t: { id: string }) => t.id).sort(), ['customer_onboarding', 'customer_support', 'revenue_analysis']);
+    assert.deepEqual(r.body.templates.map((t: { id: string }) => t.id).sort(), [
+      'customer_onboarding',
+      'customer_support',
+      'revenue_analysis',
+    ]);
   });
 
   it('refuses a definition with a cycle: 400 naming the cycle', async () => {
@@ -126,8 +161,19 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     });
     assert.equal(r.status, 400);
     assert.equal(r.body.code, 'validation');
-    assert.ok(r.body.errors.some((e: { code: string; message: string }) => e.code === 'cycle' && /a -> c -> b -> a|c -> b -> a -> c|b -> a -> c -> b/.test(e.message)), JSON.stringify(r.body.errors));
-    const unknown = await http('POST', '/api/v1/workflows/definitions', { id: 'x', version: 1, name: 'x', steps: [{ id: 'a', uses: 'agent:no_such_task' }] });
+    assert.ok(
+      r.body.errors.some(
+        (e: { code: string; message: string }) =>
+          e.code === 'cycle' && /a -> c -> b -> a|c -> b -> a -> c|b -> a -> c -> b/.test(e.message),
+      ),
+      JSON.stringify(r.body.errors),
+    );
+    const unknown = await http('POST', '/api/v1/workflows/definitions', {
+      id: 'x',
+      version: 1,
+      name: 'x',
+      steps: [{ id: 'a', uses: 'agent:no_such_task' }],
+    });
     assert.equal(unknown.status, 400);
     assert.match(unknown.body.detail, /unknown agent task type "no_such_task"/);
   });
@@ -145,9 +191,23 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     const r = await http('POST', '/api/v1/workflows/definitions/validate', cyclic);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.valid, false);
-    assert.ok(r.body.errors.some((e: { path: string; code: string; message: string }) => e.code === 'cycle' && e.path.startsWith('steps[') && /a -> b -> a|b -> a -> b/.test(e.message)), JSON.stringify(r.body.errors));
-    assert.ok(r.body.errors.some((e: { message: string }) => /unknown agent task type "no_such_task"/.test(e.message)), JSON.stringify(r.body.errors));
-    const ok = await http('POST', '/api/v1/workflows/definitions/validate', { id: 'validate_only', version: 1, name: 'v', steps: [{ id: 'a', uses: 'agent:revenue_analysis' }] });
+    assert.ok(
+      r.body.errors.some(
+        (e: { path: string; code: string; message: string }) =>
+          e.code === 'cycle' && e.path.startsWith('steps[') && /a -> b -> a|b -> a -> b/.test(e.message),
+      ),
+      JSON.stringify(r.body.errors),
+    );
+    assert.ok(
+      r.body.errors.some((e: { message: string }) => /unknown agent task type "no_such_task"/.test(e.message)),
+      JSON.stringify(r.body.errors),
+    );
+    const ok = await http('POST', '/api/v1/workflows/definitions/validate', {
+      id: 'validate_only',
+      version: 1,
+      name: 'v',
+      steps: [{ id: 'a', uses: 'agent:revenue_analysis' }],
+    });
     assert.equal(ok.status, 200);
     assert.equal(ok.body.valid, true);
     assert.deepEqual(ok.body.errors, []);
@@ -163,22 +223,37 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     const v1 = { id: 'to_delete', version: 1, name: 'to delete', steps: [{ id: 'a', uses: 'agent:revenue_analysis' }] };
     const cid = (n: number) => ({ 'x-correlation-id': `corr-del-${tag}-${n}` });
     const send = async (method: string, path: string, body: unknown, headers: Record<string, string>) => {
-      const res = await fetch(`${base}${path}`, { method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
       return { status: res.status, body: JSON.parse(await res.text()) };
     };
     assert.equal((await send('POST', '/api/v1/workflows/definitions', v1, cid(1))).status, 201);
-    const v2 = await send('POST', '/api/v1/workflows/definitions', { ...v1, version: 2, name: 'to delete, v2' }, cid(2));
+    const v2 = await send(
+      'POST',
+      '/api/v1/workflows/definitions',
+      { ...v1, version: 2, name: 'to delete, v2' },
+      cid(2),
+    );
     assert.equal(v2.status, 201);
     assert.deepEqual([v2.body.created, v2.body.definition.version], [true, 2]);
     const conflict = await send('POST', '/api/v1/workflows/definitions', { ...v1, name: 'other content' }, cid(3));
     assert.equal(conflict.status, 409, JSON.stringify(conflict.body));
     const latest = await http('GET', '/api/v1/workflows/definitions?id=to_delete');
-    assert.deepEqual(latest.body.definitions.map((d: { version: number }) => d.version), [2]);
+    assert.deepEqual(
+      latest.body.definitions.map((d: { version: number }) => d.version),
+      [2],
+    );
 
     const del = await send('DELETE', '/api/v1/workflows/definitions/to_delete?reason=obsolete', undefined, cid(4));
     assert.equal(del.status, 200, JSON.stringify(del.body));
     assert.deepEqual(del.body, { definition_id: 'to_delete', deleted: true, versions: [1, 2] });
-    assert.deepEqual((await http('GET', '/api/v1/workflows/definitions?id=to_delete&all_versions=true')).body.definitions, []);
+    assert.deepEqual(
+      (await http('GET', '/api/v1/workflows/definitions?id=to_delete&all_versions=true')).body.definitions,
+      [],
+    );
     assert.equal((await http('POST', '/api/v1/workflows/start/to_delete', {})).status, 404);
     assert.equal((await http('DELETE', '/api/v1/workflows/definitions/to_delete')).status, 404);
     assert.equal((await http('DELETE', '/api/v1/workflows/definitions/revenue_analysis')).status, 409);
@@ -203,7 +278,9 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     const again = await http('POST', '/api/v1/workflows/definitions', twoAgents);
     assert.equal(again.status, 200);
     const defs = await http('GET', '/api/v1/workflows/definitions');
-    assert.ok(defs.body.definitions.some((d: { id: string; source: string }) => d.id === 'two_agents' && d.source === 'user'));
+    assert.ok(
+      defs.body.definitions.some((d: { id: string; source: string }) => d.id === 'two_agents' && d.source === 'user'),
+    );
 
     const bad = await http('POST', '/api/v1/workflows/start/two_agents', { slow: 'x' });
     assert.equal(bad.status, 400);
@@ -220,10 +297,17 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     const detail = await http('GET', `/api/v1/workflows/executions/${id}`);
     assert.equal(detail.status, 200);
     assert.equal(detail.body.status, 'completed');
-    assert.deepEqual(detail.body.steps.map((s: { step_id: string; status: string; attempts: number }) => [s.step_id, s.status, s.attempts]), [
-      ['segment', 'succeeded', 1],
-      ['content', 'succeeded', 1],
-    ]);
+    assert.deepEqual(
+      detail.body.steps.map((s: { step_id: string; status: string; attempts: number }) => [
+        s.step_id,
+        s.status,
+        s.attempts,
+      ]),
+      [
+        ['segment', 'succeeded', 1],
+        ['content', 'succeeded', 1],
+      ],
+    );
     const seg = detail.body.steps[0].attempt_history[0];
     assert.deepEqual(seg.input, { topic: 'churn', slow: 0 });
     assert.equal(seg.idempotency_key, `${id}:segment:1`);
@@ -234,10 +318,16 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.ok(list.body.items.some((x: { execution_id: string }) => x.execution_id === id));
     assert.equal((await http('GET', '/api/v1/workflows/executions?status=bogus')).status, 400);
     // A cursor the API did not make, a version beyond the column: 400, not a database error.
-    const badCursor = await http('GET', `/api/v1/workflows/executions?cursor=${Buffer.from('yesterday|x').toString('base64url')}`);
+    const badCursor = await http(
+      'GET',
+      `/api/v1/workflows/executions?cursor=${Buffer.from('yesterday|x').toString('base64url')}`,
+    );
     assert.equal(badCursor.status, 400);
     assert.equal(badCursor.body.errors[0].path, 'cursor');
-    assert.equal((await http('POST', '/api/v1/workflows/start/two_agents?version=99999999999', { topic: 'x' })).status, 400);
+    assert.equal(
+      (await http('POST', '/api/v1/workflows/start/two_agents?version=99999999999', { topic: 'x' })).status,
+      400,
+    );
     const huge = await http('POST', '/api/v1/workflows/definitions', { ...twoAgents, version: 99_999_999_999 });
     assert.equal(huge.status, 400);
     assert.equal(huge.body.errors[0].path, 'version');
@@ -246,7 +336,10 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.equal(events.status, 200);
     assert.equal(events.body.events[0].type, 'WorkflowStarted');
     assert.equal(events.body.events.at(-1).type, 'WorkflowCompleted');
-    assert.deepEqual(events.body.events.map((e: { revision: number }) => e.revision), events.body.events.map((_: unknown, i: number) => i));
+    assert.deepEqual(
+      events.body.events.map((e: { revision: number }) => e.revision),
+      events.body.events.map((_: unknown, i: number) => i),
+    );
     assert.equal((await http('GET', '/api/v1/workflows/executions/nope/events')).status, 404);
   });
 
@@ -271,47 +364,53 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.equal((await http('POST', '/api/v1/workflows/executions/nope/cancel', {})).status, 404);
   });
 
-  it('reads your writes while the read model is held back: the execution is found and never shown older than it is', { timeout: 60_000 }, async () => {
-    await engine.readModelCaughtUp();
-    // Hold the read model's writes (a SHARE lock lets the API read the table but the projection not write it).
-    const blocker = await pool.connect();
-    let id: string;
-    try {
-      await blocker.query('begin');
-      await blocker.query('lock table read_models.workflow_executions in share mode');
-      const r = await http('POST', '/api/v1/workflows/start/two_agents', { topic: 'ryw', slow: 300 });
-      assert.equal(r.status, 202);
-      id = r.body.execution_id;
-      // Right after the 202: found (folded from its stream, since the read model has not seen it).
-      const first = await http('GET', `/api/v1/workflows/executions/${id}`);
-      assert.equal(first.status, 200, JSON.stringify(first.body));
-      assert.equal(first.body.execution_id, id);
-      assert.equal(first.body.source, 'stream');
-      assert.ok(['running', 'completed'].includes(first.body.status), first.body.status);
-      // Once it has ended: shown ended, although the read model still holds it as missing.
-      const end = await http('POST', `/api/v1/workflows/start/two_agents?wait=true&wait_ms=20000`, { topic: 'ryw-wait' });
-      assert.equal(end.status, 200, JSON.stringify(end.body));
-      for (let i = 0; i < 200; i++) {
-        const d = await http('GET', `/api/v1/workflows/executions/${id}`);
-        if (d.body.status === 'completed') break;
-        assert.equal(d.body.status, 'running');
-        await sleep(50);
+  it(
+    'reads your writes while the read model is held back: the execution is found and never shown older than it is',
+    { timeout: 60_000 },
+    async () => {
+      await engine.readModelCaughtUp();
+      // Hold the read model's writes (a SHARE lock lets the API read the table but the projection not write it).
+      const blocker = await pool.connect();
+      let id: string;
+      try {
+        await blocker.query('begin');
+        await blocker.query('lock table read_models.workflow_executions in share mode');
+        const r = await http('POST', '/api/v1/workflows/start/two_agents', { topic: 'ryw', slow: 300 });
+        assert.equal(r.status, 202);
+        id = r.body.execution_id;
+        // Right after the 202: found (folded from its stream, since the read model has not seen it).
+        const first = await http('GET', `/api/v1/workflows/executions/${id}`);
+        assert.equal(first.status, 200, JSON.stringify(first.body));
+        assert.equal(first.body.execution_id, id);
+        assert.equal(first.body.source, 'stream');
+        assert.ok(['running', 'completed'].includes(first.body.status), first.body.status);
+        // Once it has ended: shown ended, although the read model still holds it as missing.
+        const end = await http('POST', `/api/v1/workflows/start/two_agents?wait=true&wait_ms=20000`, {
+          topic: 'ryw-wait',
+        });
+        assert.equal(end.status, 200, JSON.stringify(end.body));
+        for (let i = 0; i < 200; i++) {
+          const d = await http('GET', `/api/v1/workflows/executions/${id}`);
+          if (d.body.status === 'completed') break;
+          assert.equal(d.body.status, 'running');
+          await sleep(50);
+        }
+        const ended = await http('GET', `/api/v1/workflows/executions/${id}`);
+        assert.equal(ended.body.status, 'completed');
+        assert.equal(ended.body.source, 'stream');
+        const waited = await http('GET', `/api/v1/workflows/executions/${end.body.execution_id}`);
+        assert.equal(waited.body.status, 'completed');
+      } finally {
+        await blocker.query('commit').catch(() => undefined);
+        blocker.release();
       }
-      const ended = await http('GET', `/api/v1/workflows/executions/${id}`);
-      assert.equal(ended.body.status, 'completed');
-      assert.equal(ended.body.source, 'stream');
-      const waited = await http('GET', `/api/v1/workflows/executions/${end.body.execution_id}`);
-      assert.equal(waited.body.status, 'completed');
-    } finally {
-      await blocker.query('commit').catch(() => undefined);
-      blocker.release();
-    }
-    // Read model caught up: the answer is its view again.
-    await engine.readModelCaughtUp();
-    const view = await http('GET', `/api/v1/workflows/executions/${id}`);
-    assert.equal(view.body.status, 'completed');
-    assert.equal(view.body.source, 'read_model');
-  });
+      // Read model caught up: the answer is its view again.
+      await engine.readModelCaughtUp();
+      const view = await http('GET', `/api/v1/workflows/executions/${id}`);
+      assert.equal(view.body.status, 'completed');
+      assert.equal(view.body.source, 'read_model');
+    },
+  );
 
   it('runs an ad-hoc multi-agent workflow from the request body', async () => {
     const r = await http('POST', '/api/v1/integration/agents/workflow?wait=true', {
@@ -320,7 +419,9 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.status, 'completed');
-    const bad = await http('POST', '/api/v1/integration/agents/workflow', { definition: { id: 'adhoc_bad', steps: [{ id: 'a', uses: 'agent:revenue_analysis', needs: ['a'] }] } });
+    const bad = await http('POST', '/api/v1/integration/agents/workflow', {
+      definition: { id: 'adhoc_bad', steps: [{ id: 'a', uses: 'agent:revenue_analysis', needs: ['a'] }] },
+    });
     assert.equal(bad.status, 400);
     assert.match(bad.body.detail, /dependency cycle: a -> a/);
   });

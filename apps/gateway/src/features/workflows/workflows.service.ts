@@ -84,10 +84,23 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
   }
 
   /** Start and (with `wait`) wait for the end: 200 with the result when it ended in time, else 202. */
-  async start(definition: WorkflowDefinition, input: unknown, correlationId: string, wait: { wait?: boolean; waitMs: number; idempotencyKey?: string | undefined }) {
+  async start(
+    definition: WorkflowDefinition,
+    input: unknown,
+    correlationId: string,
+    wait: { wait?: boolean; waitMs: number; idempotencyKey?: string | undefined },
+  ) {
     const id = wait.idempotencyKey !== undefined ? executionIdForKey(wait.idempotencyKey) : undefined;
-    const { executionId, position } = await this.commands.execute(new StartWorkflowExecution(definition, input, correlationId, undefined, id));
-    const base = { execution_id: executionId, definition_id: definition.id, definition_version: definition.version, links: links(executionId), ...(position !== undefined ? { position } : {}) };
+    const { executionId, position } = await this.commands.execute(
+      new StartWorkflowExecution(definition, input, correlationId, undefined, id),
+    );
+    const base = {
+      execution_id: executionId,
+      definition_id: definition.id,
+      definition_version: definition.version,
+      links: links(executionId),
+      ...(position !== undefined ? { position } : {}),
+    };
     if (!wait.wait) return { status: 202, body: { ...base, status: 'running' } };
     const state = await this.queries.execute(new WaitForExecution(executionId, wait.waitMs));
     const result = executionResult(executionId, state);
@@ -102,8 +115,15 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
    * With a read replica: the view comes from the replica once its read model has applied the
    * stream's last event and `minPosition` (bounded wait, see ReadRouting), else from the primary as above.
    */
-  async detail(executionId: string, minPosition?: number, readFrom?: (source: 'replica' | 'primary') => void): Promise<ExecutionDetail> {
-    const [last] = await this.store.readStream(`workflow_execution-${executionId}`, { direction: 'backwards', maxCount: 1 });
+  async detail(
+    executionId: string,
+    minPosition?: number,
+    readFrom?: (source: 'replica' | 'primary') => void,
+  ): Promise<ExecutionDetail> {
+    const [last] = await this.store.readStream(`workflow_execution-${executionId}`, {
+      direction: 'backwards',
+      maxCount: 1,
+    });
     if (last && this.reads.replica) {
       const must = Math.max(last.position, minPosition ?? -1);
       const r = await this.reads.poolFor(EXECUTIONS_CHECKPOINT, must);
@@ -132,7 +152,8 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     }
     readFrom?.('primary');
     const { state } = await loadExecution(this.store, executionId);
-    if (state.status === 'not_started') throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
+    if (state.status === 'not_started')
+      throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
     return detailFromState(executionId, state, links(executionId));
   }
 }

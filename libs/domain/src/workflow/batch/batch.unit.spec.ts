@@ -15,7 +15,11 @@ const start = (items: string[]): BatchCommand => ({
   data: { batchId: 'b1', filter: { status: 'running' }, action: { kind: 'cancel' }, items },
   metadata: meta(),
 });
-const done = (executionId: string, outcome = 'canceled'): BatchCommand => ({ type: 'RecordBatchItemDone', data: { executionId, outcome }, metadata: meta() });
+const done = (executionId: string, outcome = 'canceled'): BatchCommand => ({
+  type: 'RecordBatchItemDone',
+  data: { executionId, outcome },
+  metadata: meta(),
+});
 const failed = (executionId: string): BatchCommand => ({
   type: 'RecordBatchItemFailed',
   data: { executionId, error: { code: 'illegal_state', message: 'already completed' } },
@@ -25,14 +29,28 @@ const cancel: BatchCommand = { type: 'CancelBatch', data: { reason: 'enough' }, 
 
 const started = (items: string[]): BatchEvent => ({
   type: 'BatchStarted',
-  data: { batchId: 'b1', filter: { status: 'running' }, action: { kind: 'cancel' }, items, startedAt: T0, actor: 'apikey:op' },
+  data: {
+    batchId: 'b1',
+    filter: { status: 'running' },
+    action: { kind: 'cancel' },
+    items,
+    startedAt: T0,
+    actor: 'apikey:op',
+  },
   metadata: meta(),
 });
-const itemDone = (executionId: string): BatchEvent => ({ type: 'BatchItemDone', data: { executionId, outcome: 'canceled', at: T0 }, metadata: meta() });
+const itemDone = (executionId: string): BatchEvent => ({
+  type: 'BatchItemDone',
+  data: { executionId, outcome: 'canceled', at: T0 },
+  metadata: meta(),
+});
 
 describe('Batch: not_started', () => {
   it('StartBatch records the matched set (deduplicated, in order)', () => {
-    spec.given([]).when(start(['a', 'b', 'a'])).then([started(['a', 'b'])]);
+    spec
+      .given([])
+      .when(start(['a', 'b', 'a']))
+      .then([started(['a', 'b'])]);
   });
   it('StartBatch with nothing matched completes at once', () => {
     spec
@@ -48,28 +66,53 @@ describe('Batch: not_started', () => {
 
 describe('Batch: running', () => {
   it('a repeated StartBatch records nothing', () => {
-    spec.given([started(['a'])]).when(start(['a', 'b'])).thenNothingHappened();
+    spec
+      .given([started(['a'])])
+      .when(start(['a', 'b']))
+      .thenNothingHappened();
   });
   it('an item done; the last item completes the batch', () => {
-    spec.given([started(['a', 'b'])]).when(done('a')).then([itemDone('a')]);
+    spec
+      .given([started(['a', 'b'])])
+      .when(done('a'))
+      .then([itemDone('a')]);
     spec
       .given([started(['a', 'b']), itemDone('a')])
       .when(failed('b'))
       .then([
-        { type: 'BatchItemFailed', data: { executionId: 'b', error: { code: 'illegal_state', message: 'already completed' }, at: T0 }, metadata: meta() },
+        {
+          type: 'BatchItemFailed',
+          data: { executionId: 'b', error: { code: 'illegal_state', message: 'already completed' }, at: T0 },
+          metadata: meta(),
+        },
         { type: 'BatchCompleted', data: { done: 1, failed: 1, completedAt: T0 }, metadata: meta() },
       ]);
   });
   it('each item settles once: a repeated result, or one for an item not in the batch, records nothing', () => {
-    spec.given([started(['a', 'b']), itemDone('a')]).when(done('a')).thenNothingHappened();
-    spec.given([started(['a', 'b']), itemDone('a')]).when(failed('a')).thenNothingHappened();
-    spec.given([started(['a'])]).when(done('zzz')).thenNothingHappened();
+    spec
+      .given([started(['a', 'b']), itemDone('a')])
+      .when(done('a'))
+      .thenNothingHappened();
+    spec
+      .given([started(['a', 'b']), itemDone('a')])
+      .when(failed('a'))
+      .thenNothingHappened();
+    spec
+      .given([started(['a'])])
+      .when(done('zzz'))
+      .thenNothingHappened();
   });
   it('CancelBatch ends it, counting what is left', () => {
     spec
       .given([started(['a', 'b', 'c']), itemDone('a')])
       .when(cancel)
-      .then([{ type: 'BatchCancelled', data: { reason: 'enough', actor: 'apikey:op', done: 1, failed: 0, pending: 2, cancelledAt: T0 }, metadata: meta() }]);
+      .then([
+        {
+          type: 'BatchCancelled',
+          data: { reason: 'enough', actor: 'apikey:op', done: 1, failed: 0, pending: 2, cancelledAt: T0 },
+          metadata: meta(),
+        },
+      ]);
   });
   it('nextBatchItem walks the recorded order, skipping settled items', () => {
     const s = spec.given([started(['a', 'b', 'c']), itemDone('a')]).state;
@@ -84,12 +127,25 @@ describe('Batch: ended', () => {
     metadata: meta(),
   };
   it('after a cancel: no item is recorded, a second cancel is a no-op, nothing is next', () => {
-    spec.given([started(['a']), cancelled]).when(done('a')).thenNothingHappened();
-    spec.given([started(['a']), cancelled]).when(cancel).thenNothingHappened();
+    spec
+      .given([started(['a']), cancelled])
+      .when(done('a'))
+      .thenNothingHappened();
+    spec
+      .given([started(['a']), cancelled])
+      .when(cancel)
+      .thenNothingHappened();
     assert.equal(nextBatchItem(spec.given([started(['a']), cancelled]).state), undefined);
   });
   it('a cancel of a completed batch: 409', () => {
-    const completed: BatchEvent = { type: 'BatchCompleted', data: { done: 1, failed: 0, completedAt: T0 }, metadata: meta() };
-    spec.given([started(['a']), itemDone('a'), completed]).when(cancel).thenThrows(isCode('illegal_state'));
+    const completed: BatchEvent = {
+      type: 'BatchCompleted',
+      data: { done: 1, failed: 0, completedAt: T0 },
+      metadata: meta(),
+    };
+    spec
+      .given([started(['a']), itemDone('a'), completed])
+      .when(cancel)
+      .thenThrows(isCode('illegal_state'));
   });
 });

@@ -21,11 +21,19 @@ export function decideBatch(command: BatchCommand, state: BatchState): BatchEven
       const items = [...new Set(command.data.items)];
       const started: BatchEvent = {
         type: 'BatchStarted',
-        data: { batchId: command.data.batchId, filter: command.data.filter, action: command.data.action, items, startedAt: now, actor: meta.actor ?? null },
+        data: {
+          batchId: command.data.batchId,
+          filter: command.data.filter,
+          action: command.data.action,
+          items,
+          startedAt: now,
+          actor: meta.actor ?? null,
+        },
         metadata: meta,
       };
       // Nothing matched: the batch is done at once.
-      if (items.length === 0) return [started, { type: 'BatchCompleted', data: { done: 0, failed: 0, completedAt: now }, metadata: meta }];
+      if (items.length === 0)
+        return [started, { type: 'BatchCompleted', data: { done: 0, failed: 0, completedAt: now }, metadata: meta }];
       return [started];
     }
     case 'RecordBatchItemDone':
@@ -35,23 +43,46 @@ export function decideBatch(command: BatchCommand, state: BatchState): BatchEven
       const worker = command.data.worker !== undefined ? { worker: command.data.worker } : {};
       const item: BatchEvent =
         command.type === 'RecordBatchItemDone'
-          ? { type: 'BatchItemDone', data: { executionId: command.data.executionId, outcome: command.data.outcome, at: now, ...worker }, metadata: meta }
-          : { type: 'BatchItemFailed', data: { executionId: command.data.executionId, error: command.data.error, at: now, ...worker }, metadata: meta };
+          ? {
+              type: 'BatchItemDone',
+              data: { executionId: command.data.executionId, outcome: command.data.outcome, at: now, ...worker },
+              metadata: meta,
+            }
+          : {
+              type: 'BatchItemFailed',
+              data: { executionId: command.data.executionId, error: command.data.error, at: now, ...worker },
+              metadata: meta,
+            };
       const after = evolveBatch(state, item);
       if (after.status === 'running' && after.done + after.failed === after.items.length) {
-        return [item, { type: 'BatchCompleted', data: { done: after.done, failed: after.failed, completedAt: now }, metadata: meta }];
+        return [
+          item,
+          {
+            type: 'BatchCompleted',
+            data: { done: after.done, failed: after.failed, completedAt: now },
+            metadata: meta,
+          },
+        ];
       }
       return [item];
     }
     case 'CancelBatch': {
       if (state.status === 'not_started') throw new DomainError('not_found', 'batch not found');
       if (state.status === 'cancelled') return [];
-      if (state.status === 'completed') throw new DomainError('illegal_state', 'batch is already completed', { status: state.status });
+      if (state.status === 'completed')
+        throw new DomainError('illegal_state', 'batch is already completed', { status: state.status });
       const pending = state.items.length - state.done - state.failed;
       return [
         {
           type: 'BatchCancelled',
-          data: { reason: command.data.reason, actor: meta.actor ?? null, done: state.done, failed: state.failed, pending, cancelledAt: now },
+          data: {
+            reason: command.data.reason,
+            actor: meta.actor ?? null,
+            done: state.done,
+            failed: state.failed,
+            pending,
+            cancelledAt: now,
+          },
           metadata: meta,
         },
       ];

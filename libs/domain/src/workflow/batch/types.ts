@@ -38,8 +38,14 @@ export type StartBatch = Command<
   }
 >;
 /** `worker`: which worker process did the item (audit: one batch is worked by one process at a time). */
-export type RecordBatchItemDone = Command<'RecordBatchItemDone', { readonly executionId: string; readonly outcome: string; readonly worker?: string }>;
-export type RecordBatchItemFailed = Command<'RecordBatchItemFailed', { readonly executionId: string; readonly error: BatchItemError; readonly worker?: string }>;
+export type RecordBatchItemDone = Command<
+  'RecordBatchItemDone',
+  { readonly executionId: string; readonly outcome: string; readonly worker?: string }
+>;
+export type RecordBatchItemFailed = Command<
+  'RecordBatchItemFailed',
+  { readonly executionId: string; readonly error: BatchItemError; readonly worker?: string }
+>;
 export type CancelBatch = Command<'CancelBatch', { readonly reason: string }>;
 
 export type BatchCommand = StartBatch | RecordBatchItemDone | RecordBatchItemFailed | CancelBatch;
@@ -57,17 +63,39 @@ export type BatchStarted = Event<
     readonly actor: string | null;
   }
 >;
-export type BatchItemDone = Event<'BatchItemDone', { readonly executionId: string; readonly outcome: string; readonly at: string; readonly worker?: string }>;
-export type BatchItemFailed = Event<'BatchItemFailed', { readonly executionId: string; readonly error: BatchItemError; readonly at: string; readonly worker?: string }>;
-export type BatchCompleted = Event<'BatchCompleted', { readonly done: number; readonly failed: number; readonly completedAt: string }>;
+export type BatchItemDone = Event<
+  'BatchItemDone',
+  { readonly executionId: string; readonly outcome: string; readonly at: string; readonly worker?: string }
+>;
+export type BatchItemFailed = Event<
+  'BatchItemFailed',
+  { readonly executionId: string; readonly error: BatchItemError; readonly at: string; readonly worker?: string }
+>;
+export type BatchCompleted = Event<
+  'BatchCompleted',
+  { readonly done: number; readonly failed: number; readonly completedAt: string }
+>;
 export type BatchCancelled = Event<
   'BatchCancelled',
-  { readonly reason: string; readonly actor: string | null; readonly done: number; readonly failed: number; readonly pending: number; readonly cancelledAt: string }
+  {
+    readonly reason: string;
+    readonly actor: string | null;
+    readonly done: number;
+    readonly failed: number;
+    readonly pending: number;
+    readonly cancelledAt: string;
+  }
 >;
 
 export type BatchEvent = BatchStarted | BatchItemDone | BatchItemFailed | BatchCompleted | BatchCancelled;
 
-export const batchEventTypes: readonly BatchEvent['type'][] = ['BatchStarted', 'BatchItemDone', 'BatchItemFailed', 'BatchCompleted', 'BatchCancelled'];
+export const batchEventTypes: readonly BatchEvent['type'][] = [
+  'BatchStarted',
+  'BatchItemDone',
+  'BatchItemFailed',
+  'BatchCompleted',
+  'BatchCancelled',
+];
 
 // ---- state ----------------------------------------------------------------
 

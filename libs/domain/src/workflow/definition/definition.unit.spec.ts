@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkExpression, evaluateCondition, evaluateExpression, ExpressionError, mappingExpressions, resolveMapping } from './expressions.js';
+import {
+  checkExpression,
+  evaluateCondition,
+  evaluateExpression,
+  ExpressionError,
+  mappingExpressions,
+  resolveMapping,
+} from './expressions.js';
 import { validateInput } from './input.js';
 import { parseUses, type WorkflowDefinitionInput } from './schema.js';
 import { validateDefinition, type ToolCatalog } from './validate.js';
@@ -14,7 +21,10 @@ const catalog: ToolCatalog = {
   definitions: ['child_flow'],
 };
 
-const base = (steps: WorkflowDefinitionInput['steps'], extra: Partial<WorkflowDefinitionInput> = {}): WorkflowDefinitionInput => ({
+const base = (
+  steps: WorkflowDefinitionInput['steps'],
+  extra: Partial<WorkflowDefinitionInput> = {},
+): WorkflowDefinitionInput => ({
   id: 'flow',
   version: 1,
   name: 'Flow',
@@ -22,7 +32,8 @@ const base = (steps: WorkflowDefinitionInput['steps'], extra: Partial<WorkflowDe
   ...extra,
 });
 
-const problems = (def: unknown) => validateDefinition(def, catalog).problems.map((p) => `${p.path} ${p.code}: ${p.message}`);
+const problems = (def: unknown) =>
+  validateDefinition(def, catalog).problems.map((p) => `${p.path} ${p.code}: ${p.message}`);
 
 describe('expressions (CEL)', () => {
   const ctx = {
@@ -44,7 +55,15 @@ describe('expressions (CEL)', () => {
         },
         ctx,
       ),
-      { email: 'ann@example.com', total: 40, list: [1, 2], text: 'Total 40 for ann@example.com', obj: 'tags=["a","b"]', two: '3-ann@example.com', nested: [{ x: 4 }, 5, true, null] },
+      {
+        email: 'ann@example.com',
+        total: 40,
+        list: [1, 2],
+        text: 'Total 40 for ann@example.com',
+        obj: 'tags=["a","b"]',
+        two: '3-ann@example.com',
+        nested: [{ x: 4 }, 5, true, null],
+      },
     );
   });
 
@@ -71,7 +90,11 @@ describe('expressions (CEL)', () => {
     assert.equal(checkExpression('secrets.key').ok, false);
     assert.equal(checkExpression('item.x').ok, false);
     assert.equal(checkExpression('item.x', { allowItem: true }).ok, true);
-    assert.deepEqual(checkExpression('steps.a.output.x + steps["b"].output.y > 0 && has(steps.c.output)').stepRefs, ['a', 'b', 'c']);
+    assert.deepEqual(checkExpression('steps.a.output.x + steps["b"].output.y > 0 && has(steps.c.output)').stepRefs, [
+      'a',
+      'b',
+      'c',
+    ]);
   });
 
   it('lists the expressions of a mapping with their paths', () => {
@@ -182,11 +205,14 @@ describe('validateDefinition', () => {
   it('returns schema problems with paths when the shape is wrong', () => {
     const r = validateDefinition({ id: 'Bad Id', version: 0, name: 'x', steps: [{ id: 'a', uses: 'ftp:x' }] }, catalog);
     assert.equal(r.ok, false);
-    assert.deepEqual(r.problems.map((p) => [p.path, p.code]), [
-      ['id', 'schema'],
-      ['version', 'schema'],
-      ['steps[0].uses', 'schema'],
-    ]);
+    assert.deepEqual(
+      r.problems.map((p) => [p.path, p.code]),
+      [
+        ['id', 'schema'],
+        ['version', 'schema'],
+        ['steps[0].uses', 'schema'],
+      ],
+    );
   });
 });
 
@@ -194,14 +220,21 @@ describe('validateInput and parseUses', () => {
   const schema = {
     type: 'object' as const,
     properties: {
-      customer: { type: 'object' as const, properties: { email: { type: 'string' as const, format: 'email' } }, required: ['email'] },
+      customer: {
+        type: 'object' as const,
+        properties: { email: { type: 'string' as const, format: 'email' } },
+        required: ['email'],
+      },
       n: { type: 'integer' as const, default: 3 },
     },
     required: ['customer'],
   };
 
   it('applies defaults and reports every problem with its path', () => {
-    assert.deepEqual(validateInput(schema, { customer: { email: 'a@b.io' } }), { ok: true, value: { customer: { email: 'a@b.io' }, n: 3 } });
+    assert.deepEqual(validateInput(schema, { customer: { email: 'a@b.io' } }), {
+      ok: true,
+      value: { customer: { email: 'a@b.io' }, n: 3 },
+    });
     const bad = validateInput(schema, { customer: { email: 'nope' }, n: 1.5 });
     assert.equal(bad.ok, false);
     assert.ok(!bad.ok);
@@ -211,6 +244,9 @@ describe('validateInput and parseUses', () => {
   it('splits uses references', () => {
     assert.deepEqual(parseUses('mcp:database/query'), { kind: 'mcp', server: 'database', tool: 'query' });
     assert.deepEqual(parseUses('agent:support_response'), { kind: 'agent', taskType: 'support_response' });
-    assert.deepEqual(parseUses('workflow:customer_onboarding'), { kind: 'workflow', definitionId: 'customer_onboarding' });
+    assert.deepEqual(parseUses('workflow:customer_onboarding'), {
+      kind: 'workflow',
+      definitionId: 'customer_onboarding',
+    });
   });
 });

@@ -106,7 +106,16 @@ interface Budget {
   tripped: 'cost' | 'time' | null;
   depth: number;
 }
-const budget: Budget = { used: 0, nodes: 0, max: Infinity, deadline: Infinity, clock: undefined, limitMs: 0, tripped: null, depth: 0 };
+const budget: Budget = {
+  used: 0,
+  nodes: 0,
+  max: Infinity,
+  deadline: Infinity,
+  clock: undefined,
+  limitMs: 0,
+  tripped: null,
+  depth: 0,
+};
 
 // One instance, thrown again and again: `exists`/`all` swallow element errors and go on, so once
 // over budget every remaining step throws at once, and must not pay for a fresh stack trace each time.
@@ -129,7 +138,8 @@ function installGuard(env: Environment): void {
     return true;
   });
   env.evaluate('__evaluator_probe()', {});
-  if (!ev || typeof ev.run !== 'function') throw new Error('cel-js evaluator not reachable: the expression budget cannot be installed');
+  if (!ev || typeof ev.run !== 'function')
+    throw new Error('cel-js evaluator not reachable: the expression budget cannot be installed');
   ev.run = function run(this: EvaluatorLike, ast: unknown, ctx: unknown): unknown {
     if (++budget.used > budget.max) trip('cost');
     if ((++budget.nodes & 1023) === 0 && budget.clock && budget.clock() > budget.deadline) trip('time');
@@ -269,7 +279,8 @@ export function checkExpression(source: string, options: { allowItem?: boolean }
   const stepRefs = [...collectStepRefs(ast)];
   useRe2(ast);
   const checked = parsed.check();
-  if (!checked.valid) return { ok: false, message: firstLine(checked.error).replaceAll(RE2_MATCHES, 'matches'), stepRefs };
+  if (!checked.valid)
+    return { ok: false, message: firstLine(checked.error).replaceAll(RE2_MATCHES, 'matches'), stepRefs };
   return { ok: true, stepRefs };
 }
 
@@ -348,7 +359,12 @@ function stepsUsage(node: unknown, out: { refs: Set<string>; dynamic: boolean })
   if ((n.op === '.' || n.op === '.?' || n.op === '[]' || n.op === '[?]') && Array.isArray(n.args)) {
     const [target, key] = n.args as [{ op?: string; args?: unknown } | null, unknown];
     if (target && target.op === 'id' && target.args === 'steps') {
-      const lit = typeof key === 'string' ? key : key && typeof key === 'object' && (key as { op?: string }).op === 'value' ? (key as { args?: unknown }).args : undefined;
+      const lit =
+        typeof key === 'string'
+          ? key
+          : key && typeof key === 'object' && (key as { op?: string }).op === 'value'
+            ? (key as { args?: unknown }).args
+            : undefined;
       if (typeof lit === 'string') out.refs.add(lit);
       else out.dynamic = true;
       if (key && typeof key === 'object') stepsUsage(key, out);
@@ -412,7 +428,11 @@ function celContext(ctx: ExpressionContext, stepRefs: readonly string[] | null):
   } else {
     for (const [id, view] of Object.entries(ctx.steps)) steps[id] = toCelCached(view);
   }
-  const c: Record<string, unknown> = { input: toCelCached(ctx.input ?? {}), steps, execution: toCel(ctx.execution ?? {}) };
+  const c: Record<string, unknown> = {
+    input: toCelCached(ctx.input ?? {}),
+    steps,
+    execution: toCel(ctx.execution ?? {}),
+  };
   if ('item' in ctx) c['item'] = toCel(ctx.item ?? null);
   if ('index' in ctx) c['index'] = BigInt(ctx.index ?? 0);
   return c;
@@ -430,7 +450,10 @@ export function evaluateExpression(source: string, ctx: ExpressionContext): unkn
       value = c.run(celContext(ctx, c.stepRefs));
     } catch (e) {
       if (budget.tripped) throw limitError(expr);
-      throw new ExpressionError(expr, `expression "${expr}" failed: ${firstLine(e).replaceAll(RE2_MATCHES, 'matches')}`);
+      throw new ExpressionError(
+        expr,
+        `expression "${expr}" failed: ${firstLine(e).replaceAll(RE2_MATCHES, 'matches')}`,
+      );
     }
     // `exists`/`all` may swallow an error of one element (CEL semantics), the budget's included.
     if (budget.tripped) throw limitError(expr);
@@ -442,7 +465,10 @@ export function evaluateExpression(source: string, ctx: ExpressionContext): unkn
 export function evaluateCondition(source: string, ctx: ExpressionContext): boolean {
   const v = evaluateExpression(source, ctx);
   if (typeof v !== 'boolean') {
-    throw new ExpressionError(unwrapExpression(source), `condition "${unwrapExpression(source)}" gave ${typeof v}, not a boolean`);
+    throw new ExpressionError(
+      unwrapExpression(source),
+      `condition "${unwrapExpression(source)}" gave ${typeof v}, not a boolean`,
+    );
   }
   return v;
 }

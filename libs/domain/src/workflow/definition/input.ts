@@ -14,9 +14,7 @@ export type InputValidation =
 
 /** `['customer', 'email']` -> `customer.email`; `['rows', 0]` -> `rows[0]`. */
 export function formatPath(path: readonly PropertyKey[]): string {
-  return path
-    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
-    .join('');
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
 }
 
 /**
@@ -25,7 +23,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
  */
 export function validateInput(schema: InputSchemaNode, input: unknown): InputValidation {
   const validator = inputValidator(schema);
-  if (typeof validator === 'string') return { ok: false, problems: [{ path: '', message: `input schema unusable: ${validator}` }] };
+  if (typeof validator === 'string')
+    return { ok: false, problems: [{ path: '', message: `input schema unusable: ${validator}` }] };
   const r = validator.safeParse(input ?? {});
   if (!r.success) {
     return { ok: false, problems: r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })) };
@@ -65,7 +64,8 @@ function inputValidator(schema: InputSchemaNode): z.ZodType | string {
 function withoutPatterns(node: InputSchemaNode): InputSchemaNode {
   const { pattern: _pattern, properties, items, ...rest } = node;
   const out: InputSchemaNode = { ...rest };
-  if (properties) out.properties = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, withoutPatterns(v)]));
+  if (properties)
+    out.properties = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, withoutPatterns(v)]));
   if (items) out.items = withoutPatterns(items);
   return out;
 }
@@ -91,7 +91,8 @@ function checkPatterns(node: InputSchemaNode, value: unknown, path: PropertyKey[
   if (node.pattern !== undefined && typeof value === 'string') {
     const re = compileInputPattern(node.pattern);
     if (typeof re === 'string') out.push({ path: formatPath(path), message: `input schema unusable: pattern ${re}` });
-    else if (!re.matcher(value).find()) out.push({ path: formatPath(path), message: `Invalid string: must match pattern ${node.pattern}` });
+    else if (!re.matcher(value).find())
+      out.push({ path: formatPath(path), message: `Invalid string: must match pattern ${node.pattern}` });
   }
   if (node.properties && value !== null && typeof value === 'object' && !Array.isArray(value)) {
     for (const [k, sub] of Object.entries(node.properties)) {
@@ -108,7 +109,8 @@ export function inputPatternProblems(node: InputSchemaNode, path = 'input'): Inp
     const re = compileInputPattern(node.pattern);
     if (typeof re === 'string') out.push({ path: `${path}.pattern`, message: re });
   }
-  for (const [k, sub] of Object.entries(node.properties ?? {})) out.push(...inputPatternProblems(sub, `${path}.properties.${k}`));
+  for (const [k, sub] of Object.entries(node.properties ?? {}))
+    out.push(...inputPatternProblems(sub, `${path}.properties.${k}`));
   if (node.items) out.push(...inputPatternProblems(node.items, `${path}.items`));
   return out;
 }

@@ -27,7 +27,10 @@ describe('expression budget', () => {
   });
 
   it('exists/all, which swallow an element error, still end with the budget error', () => {
-    for (const expr of ['input.items.exists(a, input.items.exists(b, input.items.exists(c, a + b + c < 0)))', 'input.items.all(a, input.items.all(b, input.items.all(c, a + b + c >= 0)))']) {
+    for (const expr of [
+      'input.items.exists(a, input.items.exists(b, input.items.exists(c, a + b + c < 0)))',
+      'input.items.all(a, input.items.all(b, input.items.all(c, a + b + c >= 0)))',
+    ]) {
       assert.throws(() => evaluateExpression(expr, ctx), ExpressionLimitError, expr);
     }
   });
@@ -50,7 +53,10 @@ describe('expression budget', () => {
       // A clock that jumps 10 ms per reading: the time limit (5 ms) trips at the first check.
       let t = 0;
       configureWorkflowLimits({ expressionMaxCost: 1e12, expressionTimeLimitMs: 5, clock: () => (t += 10) });
-      assert.throws(() => evaluateExpression(nestedMap, ctx), /exceeded its time limit \(5 ms, WORKFLOW_EXPRESSION_TIME_LIMIT_MS\)/);
+      assert.throws(
+        () => evaluateExpression(nestedMap, ctx),
+        /exceeded its time limit \(5 ms, WORKFLOW_EXPRESSION_TIME_LIMIT_MS\)/,
+      );
     } finally {
       configureWorkflowLimits({});
     }
@@ -71,11 +77,25 @@ describe('definition limits', () => {
   const step = (i: number) => ({ id: `s${i}`, uses: 'agent:revenue_analysis' });
 
   it('refuses more steps than WORKFLOW_MAX_STEPS, naming the limit', () => {
-    const v = validateDefinition({ id: 'big', version: 1, name: 'big', steps: Array.from({ length: 10_000 }, (_, i) => step(i)) });
+    const v = validateDefinition({
+      id: 'big',
+      version: 1,
+      name: 'big',
+      steps: Array.from({ length: 10_000 }, (_, i) => step(i)),
+    });
     assert.equal(v.ok, false);
     assert.ok(!v.ok);
-    assert.deepEqual(v.problems, [{ path: 'steps', code: 'limit_exceeded', message: 'definition has 10000 steps; at most 500 (WORKFLOW_MAX_STEPS)' }]);
-    assert.ok(validateDefinition({ id: 'ok', version: 1, name: 'ok', steps: Array.from({ length: 500 }, (_, i) => step(i)) }).ok);
+    assert.deepEqual(v.problems, [
+      {
+        path: 'steps',
+        code: 'limit_exceeded',
+        message: 'definition has 10000 steps; at most 500 (WORKFLOW_MAX_STEPS)',
+      },
+    ]);
+    assert.ok(
+      validateDefinition({ id: 'ok', version: 1, name: 'ok', steps: Array.from({ length: 500 }, (_, i) => step(i)) })
+        .ok,
+    );
   });
 
   it('refuses nesting deeper than WORKFLOW_MAX_NESTING_DEPTH, with the path', () => {
@@ -89,13 +109,28 @@ describe('definition limits', () => {
   });
 
   it('refuses a definition larger than WORKFLOW_MAX_DEFINITION_BYTES', () => {
-    const v = validateDefinition({ id: 'fat', version: 1, name: 'fat', description: 'é'.repeat(300_000), steps: [step(1)] });
+    const v = validateDefinition({
+      id: 'fat',
+      version: 1,
+      name: 'fat',
+      description: 'é'.repeat(300_000),
+      steps: [step(1)],
+    });
     assert.ok(!v.ok);
-    assert.match(v.problems[0]!.message, /^definition is 600\d+ bytes as JSON; at most 524288 \(WORKFLOW_MAX_DEFINITION_BYTES\)$/);
+    assert.match(
+      v.problems[0]!.message,
+      /^definition is 600\d+ bytes as JSON; at most 524288 \(WORKFLOW_MAX_DEFINITION_BYTES\)$/,
+    );
   });
 
   it('the decider refuses the same at start', () => {
-    assert.throws(() => history(cmd.start({ id: 'big', version: 1, name: 'big', steps: Array.from({ length: 501 }, (_, i) => step(i)) })), /invalid workflow definition/);
+    assert.throws(
+      () =>
+        history(
+          cmd.start({ id: 'big', version: 1, name: 'big', steps: Array.from({ length: 501 }, (_, i) => step(i)) }),
+        ),
+      /invalid workflow definition/,
+    );
   });
 });
 
@@ -105,16 +140,24 @@ describe('for_each and expression limits in the decider', () => {
     version: 1,
     name: 'fan',
     input: { type: 'object', properties: { items: { type: 'array' } } },
-    steps: [{ id: 'each', uses: 'mcp:database/query', for_each: { items, concurrency: 2 }, with: { v: '${{ item }}' } }],
+    steps: [
+      { id: 'each', uses: 'mcp:database/query', for_each: { items, concurrency: 2 }, with: { v: '${{ item }}' } },
+    ],
   });
-  const failure = (events: WorkflowEvent[]) => events.find((e) => e.type === 'StepFailed')?.data as { stepId: string; error: { code: string; message: string } };
+  const failure = (events: WorkflowEvent[]) =>
+    events.find((e) => e.type === 'StepFailed')?.data as { stepId: string; error: { code: string; message: string } };
 
   it('more items than WORKFLOW_MAX_FOR_EACH_ITEMS fail the step, naming the limit', () => {
     const events = history(cmd.start(fan('input.items'), { items: Array.from({ length: 1_001 }, (_, i) => i) }));
     assert.deepEqual(types(events), ['WorkflowStarted', 'StepFailed:each', 'WorkflowFailed']);
     assert.equal(failure(events).error.code, 'for_each_limit_exceeded');
     assert.match(failure(events).error.message, /gave 1001 items; at most 1000 \(WORKFLOW_MAX_FOR_EACH_ITEMS\)/);
-    assert.deepEqual(types(history(cmd.start(fan('input.items'), { items: [1, 2, 3] }))), ['WorkflowStarted', 'StepExpanded:each', 'StepScheduled:each[0]', 'StepScheduled:each[1]']);
+    assert.deepEqual(types(history(cmd.start(fan('input.items'), { items: [1, 2, 3] }))), [
+      'WorkflowStarted',
+      'StepExpanded:each',
+      'StepScheduled:each[0]',
+      'StepScheduled:each[1]',
+    ]);
   });
 
   it('an expression over budget fails its step with expression_limit_exceeded (no dispatch)', () => {
@@ -125,12 +168,17 @@ describe('for_each and expression limits in the decider', () => {
 });
 
 describe('lineage of sub-workflow executions', () => {
-  const def: WorkflowDefinitionInput = { id: 'child', version: 1, name: 'child', steps: [{ id: 'a', uses: 'workflow:other' }] };
+  const def: WorkflowDefinitionInput = {
+    id: 'child',
+    version: 1,
+    name: 'child',
+    steps: [{ id: 'a', uses: 'workflow:other' }],
+  };
 
   it('is kept from StartWorkflow to the state and to the dispatches (root and depth)', () => {
     const lineage = { rootExecutionId: 'root-1', parentExecutionId: 'parent-1', depth: 3 };
     const start = cmd.start(def);
-    const events = history({ ...start, data: { ...(start.data), lineage } } as typeof start);
+    const events = history({ ...start, data: { ...start.data, lineage } } as typeof start);
     const started = events[0]!;
     assert.ok(started.type === 'WorkflowStarted');
     assert.deepEqual(started.data.lineage, lineage);
@@ -152,8 +200,14 @@ describe('lineage of sub-workflow executions', () => {
   });
 });
 
-describe('input schema patterns (RE2, not zod\'s backtracking RegExp)', () => {
-  const schema = { type: 'object' as const, properties: { code: { type: 'string' as const, pattern: '^(a+)+$' }, tags: { type: 'array' as const, items: { type: 'string' as const, pattern: '^t-' } } } };
+describe("input schema patterns (RE2, not zod's backtracking RegExp)", () => {
+  const schema = {
+    type: 'object' as const,
+    properties: {
+      code: { type: 'string' as const, pattern: '^(a+)+$' },
+      tags: { type: 'array' as const, items: { type: 'string' as const, pattern: '^t-' } },
+    },
+  };
 
   it('a catastrophic-backtracking pattern is checked in linear time, with the usual problem and path', () => {
     // zod's RegExp takes ~19 s here (2^26 paths); RE2 answers at once. Not timed: the result says which engine ran.
@@ -165,11 +219,20 @@ describe('input schema patterns (RE2, not zod\'s backtracking RegExp)', () => {
         { path: 'tags[1]', message: 'Invalid string: must match pattern ^t-' },
       ],
     });
-    assert.deepEqual(validateInput(schema, { code: 'aaa', tags: ['t-2'] }), { ok: true, value: { code: 'aaa', tags: ['t-2'] } });
+    assert.deepEqual(validateInput(schema, { code: 'aaa', tags: ['t-2'] }), {
+      ok: true,
+      value: { code: 'aaa', tags: ['t-2'] },
+    });
   });
 
   it('a definition whose input pattern RE2 cannot compile is refused, naming where', () => {
-    const v = validateDefinition({ id: 'p', version: 1, name: 'p', input: { type: 'object', properties: { a: { type: 'string', pattern: '(?=lookahead)' } } }, steps: [{ id: 's', uses: 'agent:revenue_analysis' }] });
+    const v = validateDefinition({
+      id: 'p',
+      version: 1,
+      name: 'p',
+      input: { type: 'object', properties: { a: { type: 'string', pattern: '(?=lookahead)' } } },
+      steps: [{ id: 's', uses: 'agent:revenue_analysis' }],
+    });
     assert.ok(!v.ok);
     assert.equal(v.problems[0]!.path, 'input.properties.a.pattern');
     assert.match(v.problems[0]!.message, /not a valid RE2 regular expression/);
@@ -190,9 +253,28 @@ describe('expression context: only the steps an expression names are converted',
   });
 
   it('500 parallel steps start in one decision, each with its own mapping', () => {
-    const steps = Array.from({ length: 500 }, (_, i) => ({ id: `s${i}`, uses: 'agent:revenue_analysis', with: { a: '${{ input.a }}', i } }));
-    const events = history(cmd.start({ id: 'wide', version: 1, name: 'wide', input: { type: 'object', properties: { a: { type: 'string' } } }, steps }, { a: 'x' }));
+    const steps = Array.from({ length: 500 }, (_, i) => ({
+      id: `s${i}`,
+      uses: 'agent:revenue_analysis',
+      with: { a: '${{ input.a }}', i },
+    }));
+    const events = history(
+      cmd.start(
+        {
+          id: 'wide',
+          version: 1,
+          name: 'wide',
+          input: { type: 'object', properties: { a: { type: 'string' } } },
+          steps,
+        },
+        { a: 'x' },
+      ),
+    );
     assert.equal(events.length, 501);
-    assert.deepEqual(events.at(-1)!.data, { ...(events.at(-1)!.data as object), stepId: 's499', input: { a: 'x', i: 499 } });
+    assert.deepEqual(events.at(-1)!.data, {
+      ...(events.at(-1)!.data as object),
+      stepId: 's499',
+      input: { a: 'x', i: 499 },
+    });
   });
 });

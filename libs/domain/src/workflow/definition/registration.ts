@@ -18,7 +18,10 @@ export type DefinitionSource = 'builtin' | 'user';
  * Register a version. `source: 'builtin'` seeds a template at start: it is added when that version
  * is missing (even below the latest, as a template shipped in code is), and otherwise records nothing.
  */
-export type RegisterDefinition = Command<'RegisterDefinition', { readonly definition: WorkflowDefinition; readonly source: DefinitionSource }>;
+export type RegisterDefinition = Command<
+  'RegisterDefinition',
+  { readonly definition: WorkflowDefinition; readonly source: DefinitionSource }
+>;
 /** Delete every version of a user definition (running executions keep their own copy). */
 export type DeleteDefinition = Command<'DeleteDefinition', { readonly definitionId: string; readonly reason?: string }>;
 
@@ -66,7 +69,12 @@ export interface RegisteredVersion {
 
 export type DefinitionState =
   | { readonly status: 'none' }
-  | { readonly status: 'active'; readonly definitionId: string; readonly versions: Readonly<Record<number, RegisteredVersion>>; readonly latest: number }
+  | {
+      readonly status: 'active';
+      readonly definitionId: string;
+      readonly versions: Readonly<Record<number, RegisteredVersion>>;
+      readonly latest: number;
+    }
   /** `lastVersion`: the highest version ever registered; a new registration must go above it. */
   | { readonly status: 'deleted'; readonly definitionId: string; readonly lastVersion: number };
 
@@ -89,7 +97,9 @@ export function sameJson(a: unknown, b: unknown): boolean {
   // Undefined members are dropped by JSON: compare what JSON would keep.
   const ak = Object.keys(ao).filter((k) => ao[k] !== undefined);
   const bk = Object.keys(bo).filter((k) => bo[k] !== undefined);
-  return ak.length === bk.length && ak.every((k) => Object.prototype.hasOwnProperty.call(bo, k) && sameJson(ao[k], bo[k]));
+  return (
+    ak.length === bk.length && ak.every((k) => Object.prototype.hasOwnProperty.call(bo, k) && sameJson(ao[k], bo[k]))
+  );
 }
 
 export function decideDefinition(command: DefinitionCommand, state: DefinitionState): DefinitionEvent[] {
@@ -99,46 +109,72 @@ export function decideDefinition(command: DefinitionCommand, state: DefinitionSt
       const def = command.data.definition;
       const registered: DefinitionEvent = {
         type: 'DefinitionRegistered',
-        data: { definitionId: def.id, version: def.version, definition: def, source: command.data.source, registeredAt: meta.timestamp, actor: meta.actor ?? null },
+        data: {
+          definitionId: def.id,
+          version: def.version,
+          definition: def,
+          source: command.data.source,
+          registeredAt: meta.timestamp,
+          actor: meta.actor ?? null,
+        },
         metadata: meta,
       };
       if (state.status === 'none') return [registered];
       if (state.status === 'deleted') {
         if (def.version > state.lastVersion) return [registered];
         if (command.data.source === 'builtin') return [];
-        throw new DomainError('illegal_state', `workflow definition "${def.id}" was deleted; register a version above ${state.lastVersion}`, {
-          id: def.id,
-          version: def.version,
-          latest: state.lastVersion,
-        });
+        throw new DomainError(
+          'illegal_state',
+          `workflow definition "${def.id}" was deleted; register a version above ${state.lastVersion}`,
+          {
+            id: def.id,
+            version: def.version,
+            latest: state.lastVersion,
+          },
+        );
       }
       const existing = state.versions[def.version];
       if (command.data.source === 'builtin') return existing ? [] : [registered];
       if (existing && sameJson(existing.definition, def)) return [];
       if (existing || def.version < state.latest) {
-        throw new DomainError('illegal_state', `workflow definition "${def.id}" version ${def.version} exists or is older than the latest (${state.latest})`, {
-          id: def.id,
-          version: def.version,
-          latest: state.latest,
-        });
+        throw new DomainError(
+          'illegal_state',
+          `workflow definition "${def.id}" version ${def.version} exists or is older than the latest (${state.latest})`,
+          {
+            id: def.id,
+            version: def.version,
+            latest: state.latest,
+          },
+        );
       }
       return [registered];
     }
     case 'DeleteDefinition': {
       const id = command.data.definitionId;
-      if (state.status !== 'active') throw new DomainError('not_found', `workflow definition "${id}" not found`, { id });
+      if (state.status !== 'active')
+        throw new DomainError('not_found', `workflow definition "${id}" not found`, { id });
       const versions = Object.keys(state.versions)
         .map(Number)
         .sort((a, b) => a - b);
       // The built-in templates are code: they would come back at the next start.
       const builtin = versions.filter((v) => state.versions[v]!.source === 'builtin');
       if (builtin.length > 0) {
-        throw new DomainError('illegal_state', `workflow definition "${id}" is a built-in template and cannot be deleted`, { id, builtinVersions: builtin });
+        throw new DomainError(
+          'illegal_state',
+          `workflow definition "${id}" is a built-in template and cannot be deleted`,
+          { id, builtinVersions: builtin },
+        );
       }
       return [
         {
           type: 'DefinitionDeleted',
-          data: { definitionId: id, versions, reason: command.data.reason ?? null, deletedAt: meta.timestamp, actor: meta.actor ?? null },
+          data: {
+            definitionId: id,
+            versions,
+            reason: command.data.reason ?? null,
+            deletedAt: meta.timestamp,
+            actor: meta.actor ?? null,
+          },
           metadata: meta,
         },
       ];
@@ -154,7 +190,11 @@ export function evolveDefinition(state: DefinitionState, event: DefinitionEvent)
       const d = event.data;
       const entry: RegisteredVersion = { definition: d.definition, source: d.source };
       if (state.status === 'active') {
-        return { ...state, versions: { ...state.versions, [d.version]: entry }, latest: Math.max(state.latest, d.version) };
+        return {
+          ...state,
+          versions: { ...state.versions, [d.version]: entry },
+          latest: Math.max(state.latest, d.version),
+        };
       }
       return { status: 'active', definitionId: d.definitionId, versions: { [d.version]: entry }, latest: d.version };
     }

@@ -2,20 +2,43 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DeciderSpecification } from '@switchyard/testing';
 import { DomainError, type CommandMetadata } from '../../decider.js';
-import { definitionDecider, sameJson, type DefinitionCommand, type DefinitionEvent, type DefinitionSource } from './registration.js';
+import {
+  definitionDecider,
+  sameJson,
+  type DefinitionCommand,
+  type DefinitionEvent,
+  type DefinitionSource,
+} from './registration.js';
 import { workflowDefinitionSchema, type WorkflowDefinition } from './schema.js';
 
 const spec = DeciderSpecification.for(definitionDecider);
 const isCode = (code: string) => (e: unknown) => e instanceof DomainError && e.code === code;
 const T0 = '2026-01-01T00:00:00.000Z';
 const T1 = '2026-01-02T00:00:00.000Z';
-const meta = (timestamp = T0, actor = 'apikey:admin'): CommandMetadata => ({ timestamp, actor, correlationId: 'corr-d' });
+const meta = (timestamp = T0, actor = 'apikey:admin'): CommandMetadata => ({
+  timestamp,
+  actor,
+  correlationId: 'corr-d',
+});
 
 const def = (version: number, tool = 'query'): WorkflowDefinition =>
-  workflowDefinitionSchema.parse({ id: 'flow', version, name: 'Flow', steps: [{ id: 'a', uses: `mcp:database/${tool}` }] });
+  workflowDefinitionSchema.parse({
+    id: 'flow',
+    version,
+    name: 'Flow',
+    steps: [{ id: 'a', uses: `mcp:database/${tool}` }],
+  });
 
-const register = (d: WorkflowDefinition, source: DefinitionSource = 'user', at = T0): DefinitionCommand => ({ type: 'RegisterDefinition', data: { definition: d, source }, metadata: meta(at) });
-const del = (at = T1): DefinitionCommand => ({ type: 'DeleteDefinition', data: { definitionId: 'flow', reason: 'obsolete' }, metadata: meta(at) });
+const register = (d: WorkflowDefinition, source: DefinitionSource = 'user', at = T0): DefinitionCommand => ({
+  type: 'RegisterDefinition',
+  data: { definition: d, source },
+  metadata: meta(at),
+});
+const del = (at = T1): DefinitionCommand => ({
+  type: 'DeleteDefinition',
+  data: { definitionId: 'flow', reason: 'obsolete' },
+  metadata: meta(at),
+});
 
 const registered = (d: WorkflowDefinition, source: DefinitionSource = 'user', at = T0): DefinitionEvent => ({
   type: 'DefinitionRegistered',
@@ -30,8 +53,14 @@ const deleted = (versions: number[], at = T1): DefinitionEvent => ({
 
 describe('Definition: none', () => {
   it('RegisterDefinition records the version with its source, time and actor', () => {
-    spec.given([]).when(register(def(1))).then([registered(def(1))]);
-    spec.given([]).when(register(def(3), 'builtin')).then([registered(def(3), 'builtin')]);
+    spec
+      .given([])
+      .when(register(def(1)))
+      .then([registered(def(1))]);
+    spec
+      .given([])
+      .when(register(def(3), 'builtin'))
+      .then([registered(def(3), 'builtin')]);
   });
   it('DeleteDefinition of an unknown id: 404', () => {
     spec.given([]).when(del()).thenThrows(isCode('not_found'));
@@ -40,26 +69,53 @@ describe('Definition: none', () => {
 
 describe('Definition: active', () => {
   it('a newer version is recorded (the update)', () => {
-    spec.given([registered(def(1))]).when(register(def(2, 'other'), 'user', T1)).then([registered(def(2, 'other'), 'user', T1)]);
+    spec
+      .given([registered(def(1))])
+      .when(register(def(2, 'other'), 'user', T1))
+      .then([registered(def(2, 'other'), 'user', T1)]);
   });
   it('the same version with the same content records nothing (idempotent), also for an older version', () => {
-    spec.given([registered(def(1))]).when(register(def(1))).thenNothingHappened();
-    spec.given([registered(def(1)), registered(def(2, 'other'))]).when(register(def(1))).thenNothingHappened();
+    spec
+      .given([registered(def(1))])
+      .when(register(def(1)))
+      .thenNothingHappened();
+    spec
+      .given([registered(def(1)), registered(def(2, 'other'))])
+      .when(register(def(1)))
+      .thenNothingHappened();
   });
   it('an existing version with other content, or a version older than the latest: 409 naming the latest', () => {
-    const e = spec.given([registered(def(2))]).when(register(def(2, 'other'))).thenThrows<DomainError>(isCode('illegal_state'));
+    const e = spec
+      .given([registered(def(2))])
+      .when(register(def(2, 'other')))
+      .thenThrows<DomainError>(isCode('illegal_state'));
     assert.deepEqual(e.details, { id: 'flow', version: 2, latest: 2 });
-    spec.given([registered(def(2))]).when(register(def(1))).thenThrows(isCode('illegal_state'));
+    spec
+      .given([registered(def(2))])
+      .when(register(def(1)))
+      .thenThrows(isCode('illegal_state'));
   });
   it('a built-in seed adds a missing version (even an older one) and records nothing for one present', () => {
-    spec.given([registered(def(2))]).when(register(def(1), 'builtin')).then([registered(def(1), 'builtin')]);
-    spec.given([registered(def(1), 'builtin')]).when(register(def(1, 'other'), 'builtin')).thenNothingHappened();
+    spec
+      .given([registered(def(2))])
+      .when(register(def(1), 'builtin'))
+      .then([registered(def(1), 'builtin')]);
+    spec
+      .given([registered(def(1), 'builtin')])
+      .when(register(def(1, 'other'), 'builtin'))
+      .thenNothingHappened();
   });
   it('DeleteDefinition deletes every version', () => {
-    spec.given([registered(def(1)), registered(def(2))]).when(del()).then([deleted([1, 2])]);
+    spec
+      .given([registered(def(1)), registered(def(2))])
+      .when(del())
+      .then([deleted([1, 2])]);
   });
   it('a built-in template cannot be deleted: 409', () => {
-    spec.given([registered(def(1), 'builtin'), registered(def(2))]).when(del()).thenThrows(isCode('illegal_state'));
+    spec
+      .given([registered(def(1), 'builtin'), registered(def(2))])
+      .when(del())
+      .thenThrows(isCode('illegal_state'));
   });
 });
 
@@ -69,15 +125,24 @@ describe('Definition: deleted', () => {
     spec.given(history).when(del()).thenThrows(isCode('not_found'));
   });
   it('registering again needs a version above the last one (so an id and version always name one content)', () => {
-    spec.given(history).when(register(def(2))).thenThrows(isCode('illegal_state'));
-    spec.given(history).when(register(def(3), 'user', T1)).then((events, after) => {
-      assert.deepEqual(events, [registered(def(3), 'user', T1)]);
-      assert.equal(after.status, 'active');
-      assert.deepEqual(after.status === 'active' ? Object.keys(after.versions) : [], ['3']);
-    });
+    spec
+      .given(history)
+      .when(register(def(2)))
+      .thenThrows(isCode('illegal_state'));
+    spec
+      .given(history)
+      .when(register(def(3), 'user', T1))
+      .then((events, after) => {
+        assert.deepEqual(events, [registered(def(3), 'user', T1)]);
+        assert.equal(after.status, 'active');
+        assert.deepEqual(after.status === 'active' ? Object.keys(after.versions) : [], ['3']);
+      });
   });
   it('a built-in seed at or below the last version records nothing', () => {
-    spec.given(history).when(register(def(1), 'builtin')).thenNothingHappened();
+    spec
+      .given(history)
+      .when(register(def(1), 'builtin'))
+      .thenNothingHappened();
   });
 });
 

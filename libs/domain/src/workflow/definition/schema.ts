@@ -77,7 +77,10 @@ export const DEFAULT_STEP_TIMEOUT_MS = 300_000;
 /** Signal names: what `POST .../executions/{id}/signals/{name}` names. */
 export const signalNameSchema = z
   .string()
-  .regex(/^[a-z][a-z0-9_.-]{0,62}$/, 'signal name: lowercase letter, then lowercase letters, digits, _ . or - (max 63)');
+  .regex(
+    /^[a-z][a-z0-9_.-]{0,62}$/,
+    'signal name: lowercase letter, then lowercase letters, digits, _ . or - (max 63)',
+  );
 
 /** Longest a wait step may wait (30 days): a bound on timers and on executions left open. */
 export const MAX_WAIT_TIMEOUT_MS = 2_592_000_000;
@@ -102,30 +105,36 @@ export const waitSchema = z.strictObject({
   signal: signalNameSchema,
   timeout_ms: z.union([
     z.number().int().min(1).max(MAX_WAIT_TIMEOUT_MS),
-    z.string().regex(/^\s*\$\{\{[\s\S]+\}\}\s*$/, "timeout_ms: a number of milliseconds or one expression '${{ ... }}'"),
+    z
+      .string()
+      .regex(/^\s*\$\{\{[\s\S]+\}\}\s*$/, "timeout_ms: a number of milliseconds or one expression '${{ ... }}'"),
   ]),
   on_timeout: waitOnTimeoutSchema.default('fail'),
 });
 
 export const stepSchema = z
   .strictObject({
-  id: stepIdSchema,
-  name: z.string().optional(),
-  description: z.string().optional(),
-  /** What the step runs; absent exactly when the step is a `wait` step. */
-  uses: usesSchema.optional(),
-  wait: waitSchema.optional(),
-  needs: z.array(stepIdSchema).default([]),
-  if: z.string().min(1).optional(),
-  with: z.record(z.string(), z.json()).default({}),
-  retry: retrySchema.optional(),
-  timeout_ms: z.number().int().min(1).max(86_400_000).optional(),
-  on_error: onErrorSchema.default('fail'),
-  for_each: forEachSchema.optional(),
-})
+    id: stepIdSchema,
+    name: z.string().optional(),
+    description: z.string().optional(),
+    /** What the step runs; absent exactly when the step is a `wait` step. */
+    uses: usesSchema.optional(),
+    wait: waitSchema.optional(),
+    needs: z.array(stepIdSchema).default([]),
+    if: z.string().min(1).optional(),
+    with: z.record(z.string(), z.json()).default({}),
+    retry: retrySchema.optional(),
+    timeout_ms: z.number().int().min(1).max(86_400_000).optional(),
+    on_error: onErrorSchema.default('fail'),
+    for_each: forEachSchema.optional(),
+  })
   .superRefine((s, ctx) => {
     if ((s.uses === undefined) === (s.wait === undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['uses'], message: "a step has either 'uses' (what it runs) or 'wait' (a signal it waits for), not both or neither" });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['uses'],
+        message: "a step has either 'uses' (what it runs) or 'wait' (a signal it waits for), not both or neither",
+      });
     }
   });
 

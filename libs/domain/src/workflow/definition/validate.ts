@@ -91,7 +91,11 @@ function findCycles(steps: readonly StepDefinition[]): { at: number; cycle: stri
  * unknown servers/tools/task types/definitions (when a catalog is given), compensation rules
  * and expressions (parse and type errors, references to steps that are not upstream).
  */
-export function validateDefinition(def: unknown, catalog?: ToolCatalog, limits: WorkflowLimits = workflowLimits()): DefinitionValidation {
+export function validateDefinition(
+  def: unknown,
+  catalog?: ToolCatalog,
+  limits: WorkflowLimits = workflowLimits(),
+): DefinitionValidation {
   // Bounds first, before any work proportional to the definition (see ./limits.ts).
   const over = definitionLimitProblems(def, limits);
   if (over.length > 0) return { ok: false, problems: over };
@@ -121,12 +125,14 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
   }
   const d = parsed.data;
   const problems: DefinitionProblem[] = [];
-  const add = (path: string, code: DefinitionProblem['code'], message: string) => problems.push({ path, code, message });
+  const add = (path: string, code: DefinitionProblem['code'], message: string) =>
+    problems.push({ path, code, message });
 
   // 1. Ids are unique.
   const firstIndex = new Map<string, number>();
   d.steps.forEach((s, i) => {
-    if (firstIndex.has(s.id)) add(`steps[${i}].id`, 'duplicate_id', `duplicate step id "${s.id}" (first at steps[${firstIndex.get(s.id)}])`);
+    if (firstIndex.has(s.id))
+      add(`steps[${i}].id`, 'duplicate_id', `duplicate step id "${s.id}" (first at steps[${firstIndex.get(s.id)}])`);
     else firstIndex.set(s.id, i);
   });
   const ids = new Set(firstIndex.keys());
@@ -137,7 +143,11 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
     s.needs.forEach((n, j) => {
       if (!ids.has(n)) add(`steps[${i}].needs[${j}]`, 'unknown_ref', `step "${s.id}" needs unknown step "${n}"`);
       else if (compensations.has(n) && !compensations.has(s.id)) {
-        add(`steps[${i}].needs[${j}]`, 'bad_compensation', `"${n}" is a compensation step and never runs in the normal flow, so "${s.id}" cannot need it`);
+        add(
+          `steps[${i}].needs[${j}]`,
+          'bad_compensation',
+          `"${n}" is a compensation step and never runs in the normal flow, so "${s.id}" cannot need it`,
+        );
       }
     }),
   );
@@ -152,14 +162,26 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
     if (s.uses === undefined) return; // a wait step (checked in 9.)
     const u = parseUses(s.uses);
     const path = `steps[${i}].uses`;
-    if (u.kind === 'workflow' && u.definitionId === d.id) add(path, 'unknown_definition', `step "${s.id}" runs its own workflow "${d.id}" (recursion)`);
+    if (u.kind === 'workflow' && u.definitionId === d.id)
+      add(path, 'unknown_definition', `step "${s.id}" runs its own workflow "${d.id}" (recursion)`);
     if (!catalog) return;
     if (u.kind === 'mcp') {
       const server = catalog.servers.find((x) => x.name === u.server);
-      if (!server) add(path, 'unknown_server', `unknown MCP server "${u.server}" (known: ${catalog.servers.map((x) => x.name).join(', ') || 'none'})`);
-      else if (!server.tools.includes(u.tool)) add(path, 'unknown_tool', `MCP server "${u.server}" has no tool "${u.tool}" (known: ${server.tools.join(', ')})`);
+      if (!server)
+        add(
+          path,
+          'unknown_server',
+          `unknown MCP server "${u.server}" (known: ${catalog.servers.map((x) => x.name).join(', ') || 'none'})`,
+        );
+      else if (!server.tools.includes(u.tool))
+        add(
+          path,
+          'unknown_tool',
+          `MCP server "${u.server}" has no tool "${u.tool}" (known: ${server.tools.join(', ')})`,
+        );
     } else if (u.kind === 'agent') {
-      if (!catalog.taskTypes.includes(u.taskType)) add(path, 'unknown_task_type', `unknown agent task type "${u.taskType}"`);
+      if (!catalog.taskTypes.includes(u.taskType))
+        add(path, 'unknown_task_type', `unknown agent task type "${u.taskType}"`);
     } else if (!catalog.definitions.includes(u.definitionId) && u.definitionId !== d.id) {
       add(path, 'unknown_definition', `unknown workflow definition "${u.definitionId}"`);
     }
@@ -172,8 +194,10 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
     const path = `steps[${i}].on_error.compensate`;
     if (!ids.has(target)) add(path, 'unknown_ref', `step "${s.id}" compensates with unknown step "${target}"`);
     else if (target === s.id) add(path, 'bad_compensation', `step "${s.id}" cannot compensate itself`);
-    else if (d.steps.find((x) => x.id === target)?.for_each) add(path, 'bad_compensation', `compensation step "${target}" cannot use for_each`);
-    else if (d.steps.find((x) => x.id === target)?.wait) add(path, 'bad_compensation', `compensation step "${target}" cannot be a wait step`);
+    else if (d.steps.find((x) => x.id === target)?.for_each)
+      add(path, 'bad_compensation', `compensation step "${target}" cannot use for_each`);
+    else if (d.steps.find((x) => x.id === target)?.wait)
+      add(path, 'bad_compensation', `compensation step "${target}" cannot be a wait step`);
   });
 
   // 6. Expressions parse, type-check and only read upstream steps.
@@ -191,7 +215,11 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
     for (const ref of r.stepRefs) {
       if (!ids.has(ref)) add(path, 'bad_expression', `expression "${expression}" reads unknown step "${ref}"`);
       else if (!upstream.has(ref)) {
-        add(path, 'bad_expression', `expression "${expression}" reads step "${ref}", which is not upstream of "${stepId}" (add it to needs)`);
+        add(
+          path,
+          'bad_expression',
+          `expression "${expression}" reads step "${ref}", which is not upstream of "${stepId}" (add it to needs)`,
+        );
       }
     }
   };
@@ -199,7 +227,8 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
     if (s.if !== undefined) checkOne(`steps[${i}].if`, s.if, s.id, false);
     if (s.for_each) checkOne(`steps[${i}].for_each.items`, s.for_each.items, s.id, false);
     if (s.wait && typeof s.wait.timeout_ms === 'string') {
-      for (const { expression } of mappingExpressions(s.wait.timeout_ms)) checkOne(`steps[${i}].wait.timeout_ms`, expression, s.id, false);
+      for (const { expression } of mappingExpressions(s.wait.timeout_ms))
+        checkOne(`steps[${i}].wait.timeout_ms`, expression, s.id, false);
     }
     for (const { path, expression } of mappingExpressions(s.with)) {
       checkOne(`steps[${i}].with${path.startsWith('[') ? '' : '.'}${path}`, expression, s.id, s.for_each !== undefined);
@@ -241,11 +270,23 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
 export function definitionLimitProblems(def: unknown, limits: WorkflowLimits = workflowLimits()): DefinitionProblem[] {
   const steps = (def as { steps?: unknown } | null)?.steps;
   if (Array.isArray(steps) && steps.length > limits.maxSteps) {
-    return [{ path: 'steps', code: 'limit_exceeded', message: `definition has ${steps.length} steps; at most ${limits.maxSteps} (WORKFLOW_MAX_STEPS)` }];
+    return [
+      {
+        path: 'steps',
+        code: 'limit_exceeded',
+        message: `definition has ${steps.length} steps; at most ${limits.maxSteps} (WORKFLOW_MAX_STEPS)`,
+      },
+    ];
   }
   const deep = deeperThan(def, limits.maxNestingDepth, 0);
   if (deep !== null) {
-    return [{ path: formatPath(deep.reverse()), code: 'limit_exceeded', message: `definition nests deeper than ${limits.maxNestingDepth} levels (WORKFLOW_MAX_NESTING_DEPTH)` }];
+    return [
+      {
+        path: formatPath(deep.reverse()),
+        code: 'limit_exceeded',
+        message: `definition nests deeper than ${limits.maxNestingDepth} levels (WORKFLOW_MAX_NESTING_DEPTH)`,
+      },
+    ];
   }
   let bytes: number;
   try {
@@ -254,7 +295,13 @@ export function definitionLimitProblems(def: unknown, limits: WorkflowLimits = w
     return [{ path: '', code: 'schema', message: 'definition is not JSON' }];
   }
   if (bytes > limits.maxDefinitionBytes) {
-    return [{ path: '', code: 'limit_exceeded', message: `definition is ${bytes} bytes as JSON; at most ${limits.maxDefinitionBytes} (WORKFLOW_MAX_DEFINITION_BYTES)` }];
+    return [
+      {
+        path: '',
+        code: 'limit_exceeded',
+        message: `definition is ${bytes} bytes as JSON; at most ${limits.maxDefinitionBytes} (WORKFLOW_MAX_DEFINITION_BYTES)`,
+      },
+    ];
   }
   return [];
 }

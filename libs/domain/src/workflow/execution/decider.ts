@@ -30,10 +30,23 @@ import {
   type StepView,
 } from '../definition/expressions.js';
 import { validateInput } from '../definition/input.js';
-import { DEFAULT_STEP_TIMEOUT_MS, MAX_WAIT_TIMEOUT_MS, type StepDefinition, type WorkflowDefinition } from '../definition/schema.js';
+import {
+  DEFAULT_STEP_TIMEOUT_MS,
+  MAX_WAIT_TIMEOUT_MS,
+  type StepDefinition,
+  type WorkflowDefinition,
+} from '../definition/schema.js';
 import { compensationStepIds, validateDefinition } from '../definition/validate.js';
 import { workflowLimits } from '../definition/limits.js';
-import { addMs, backoffDelay, hash32, notBefore, queueWaitBudgetMs, transientDelay, TRANSIENT_RETRY_BUDGET_MS } from './timing.js';
+import {
+  addMs,
+  backoffDelay,
+  hash32,
+  notBefore,
+  queueWaitBudgetMs,
+  transientDelay,
+  TRANSIENT_RETRY_BUDGET_MS,
+} from './timing.js';
 import type {
   ActiveExecution,
   ExecutionData,
@@ -86,7 +99,11 @@ const stepViews = new WeakMap<StepState, StepView>();
 function viewOf(s: StepState): StepView {
   let v = stepViews.get(s);
   if (!v) {
-    v = { status: s.status, output: s.output ?? null, error: s.error ? { code: s.error.code, message: s.error.message } : null };
+    v = {
+      status: s.status,
+      output: s.output ?? null,
+      error: s.error ? { code: s.error.code, message: s.error.message } : null,
+    };
     stepViews.set(s, v);
   }
   return v;
@@ -110,7 +127,10 @@ function viewsOf(steps: Readonly<Record<string, StepState>>): Readonly<Record<st
 }
 
 /** What expressions see: every step's status, output and error. */
-export function expressionContext(state: ExecutionData, extra: { item?: unknown; index?: number } = {}): ExpressionContext {
+export function expressionContext(
+  state: ExecutionData,
+  extra: { item?: unknown; index?: number } = {},
+): ExpressionContext {
   const steps = viewsOf(state.steps);
   const execution = {
     id: state.executionId,
@@ -124,7 +144,12 @@ export function expressionContext(state: ExecutionData, extra: { item?: unknown;
 }
 
 const expressionFailure = (e: unknown): StepError => ({
-  code: e instanceof ExpressionLimitError ? e.code : e instanceof ForEachLimitError ? 'for_each_limit_exceeded' : 'expression_error',
+  code:
+    e instanceof ExpressionLimitError
+      ? e.code
+      : e instanceof ForEachLimitError
+        ? 'for_each_limit_exceeded'
+        : 'expression_error',
   message: e instanceof Error ? e.message : String(e),
   retryable: false,
 });
@@ -141,11 +166,13 @@ function requireStarted(state: WorkflowExecutionState): Exclude<WorkflowExecutio
 
 function requireStep(state: ExecutionData, stepId: string): StepDefinition {
   const s = stepDef(state.definition, stepId);
-  if (!s) throw new DomainError('not_found', `step "${stepId}" is not part of workflow "${state.definition.id}"`, { stepId });
+  if (!s)
+    throw new DomainError('not_found', `step "${stepId}" is not part of workflow "${state.definition.id}"`, { stepId });
   return s;
 }
 
-const isActive = (s: WorkflowExecutionState): s is ActiveExecution => s.status === 'running' || s.status === 'canceling';
+const isActive = (s: WorkflowExecutionState): s is ActiveExecution =>
+  s.status === 'running' || s.status === 'canceling';
 
 /**
  * Decide the events for one command. Pure: time comes from `command.metadata.timestamp`. All
@@ -157,7 +184,8 @@ export function decideWorkflow(command: WorkflowCommand, state: WorkflowExecutio
 
 function decideUnbudgeted(command: WorkflowCommand, state: WorkflowExecutionState): WorkflowEvent[] {
   // TypeScript cannot correlate the command's type with its handler's parameter: the map's type does.
-  const decide = commandDeciders[command.type] as ((c: WorkflowCommand, s: WorkflowExecutionState) => WorkflowEvent[] | undefined) | undefined;
+  const decide = commandDeciders[command.type] as
+    ((c: WorkflowCommand, s: WorkflowExecutionState) => WorkflowEvent[] | undefined) | undefined;
   if (!decide) return assertNever(command as never, 'command');
   const primary = decide(command, state);
   // Undefined: nothing to do (a repeat, a late message); else what follows from the new state comes too.
@@ -171,9 +199,17 @@ type CommandOf<T extends WorkflowCommand['type']> = Extract<WorkflowCommand, { t
  * One decision per command: the command's own events, or undefined when it changes nothing
  * (decideUnbudgeted then skips the progress check too).
  */
-type CommandDeciders = { readonly [T in WorkflowCommand['type']]: (command: CommandOf<T>, state: WorkflowExecutionState) => WorkflowEvent[] | undefined };
+type CommandDeciders = {
+  readonly [T in WorkflowCommand['type']]: (
+    command: CommandOf<T>,
+    state: WorkflowExecutionState,
+  ) => WorkflowEvent[] | undefined;
+};
 
-function decideStartWorkflow(command: CommandOf<'StartWorkflow'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideStartWorkflow(
+  command: CommandOf<'StartWorkflow'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
   // A repeated start (client retry, redelivery) is a no-op, not an error.
@@ -198,7 +234,10 @@ function decideStartWorkflow(command: CommandOf<'StartWorkflow'>, state: Workflo
   ];
 }
 
-function decideRecordStepDispatched(command: CommandOf<'RecordStepDispatched'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideRecordStepDispatched(
+  command: CommandOf<'RecordStepDispatched'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
   const s = requireStarted(state);
@@ -208,26 +247,45 @@ function decideRecordStepDispatched(command: CommandOf<'RecordStepDispatched'>, 
   return [
     {
       type: 'StepDispatched',
-      data: { ...ref(command.data), attempt: u.attempt, idempotencyKey: u.idempotencyKey, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
+      data: {
+        ...ref(command.data),
+        attempt: u.attempt,
+        idempotencyKey: u.idempotencyKey,
+        dispatchedAt: now,
+        timeoutAt: addMs(now, u.timeoutMs),
+      },
       metadata: meta,
     },
   ];
 }
 
-function decideRecordStepSucceeded(command: CommandOf<'RecordStepSucceeded'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideRecordStepSucceeded(
+  command: CommandOf<'RecordStepSucceeded'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
   const s = requireStarted(state);
   requireStep(s, command.data.stepId);
   const u = unitOf(s, command.data);
   if (!isActive(s) || !accepting(u, command.data.attempt)) return undefined;
-  const primary: WorkflowEvent[] = [{ type: 'StepSucceeded', data: { ...ref(command.data), attempt: command.data.attempt, output: command.data.output ?? null, at: now }, metadata: meta }];
+  const primary: WorkflowEvent[] = [
+    {
+      type: 'StepSucceeded',
+      data: { ...ref(command.data), attempt: command.data.attempt, output: command.data.output ?? null, at: now },
+      metadata: meta,
+    },
+  ];
   // Something finished while canceling: it had an effect, so undo it too.
-  if (s.status === 'canceling') primary.push(...startCompensation(evolveAll(s, primary), command.data.stepId, 'canceled', meta));
+  if (s.status === 'canceling')
+    primary.push(...startCompensation(evolveAll(s, primary), command.data.stepId, 'canceled', meta));
   return primary;
 }
 
-function decideRecordStepFailed(command: CommandOf<'RecordStepFailed'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideRecordStepFailed(
+  command: CommandOf<'RecordStepFailed'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const s = requireStarted(state);
   const def = requireStep(s, command.data.stepId);
@@ -236,7 +294,10 @@ function decideRecordStepFailed(command: CommandOf<'RecordStepFailed'>, state: W
   return attemptFailed(s, def, command.data, command.data.attempt, command.data.error, meta, [], true);
 }
 
-function decideRecordStepRedispatched(command: CommandOf<'RecordStepRedispatched'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideRecordStepRedispatched(
+  command: CommandOf<'RecordStepRedispatched'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
   const s = requireStarted(state);
@@ -246,13 +307,22 @@ function decideRecordStepRedispatched(command: CommandOf<'RecordStepRedispatched
   return [
     {
       type: 'StepRedispatched',
-      data: { ...ref(command.data), attempt: u.attempt, idempotencyKey: u.idempotencyKey, dispatchedAt: now, timeoutAt: addMs(now, u.timeoutMs) },
+      data: {
+        ...ref(command.data),
+        attempt: u.attempt,
+        idempotencyKey: u.idempotencyKey,
+        dispatchedAt: now,
+        timeoutAt: addMs(now, u.timeoutMs),
+      },
       metadata: meta,
     },
   ];
 }
 
-function decideStepQueuedOrStarted(command: CommandOf<'RecordStepQueued' | 'RecordStepStarted'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideStepQueuedOrStarted(
+  command: CommandOf<'RecordStepQueued' | 'RecordStepStarted'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
   let primary: WorkflowEvent[];
@@ -261,18 +331,30 @@ function decideStepQueuedOrStarted(command: CommandOf<'RecordStepQueued' | 'Reco
   const s = requireStarted(state);
   const def = requireStep(s, command.data.stepId);
   const u = unitOf(s, command.data);
-  if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt || u.startedAt !== undefined) return undefined;
+  if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt || u.startedAt !== undefined)
+    return undefined;
   const base = { ...ref(command.data), attempt: u.attempt };
   if (command.type === 'RecordStepQueued') {
     if (u.queuedAt !== undefined) return undefined;
-    primary = [{ type: 'StepQueued', data: { ...base, queuedAt: now, timeoutAt: addMs(now, queueWaitBudgetMs(def.uses ?? '') + u.timeoutMs) }, metadata: meta }];
+    primary = [
+      {
+        type: 'StepQueued',
+        data: { ...base, queuedAt: now, timeoutAt: addMs(now, queueWaitBudgetMs(def.uses ?? '') + u.timeoutMs) },
+        metadata: meta,
+      },
+    ];
   } else {
-    primary = [{ type: 'StepStarted', data: { ...base, startedAt: now, timeoutAt: addMs(now, u.timeoutMs) }, metadata: meta }];
+    primary = [
+      { type: 'StepStarted', data: { ...base, startedAt: now, timeoutAt: addMs(now, u.timeoutMs) }, metadata: meta },
+    ];
   }
   return primary;
 }
 
-function decideRecordStepTimedOut(command: CommandOf<'RecordStepTimedOut'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideRecordStepTimedOut(
+  command: CommandOf<'RecordStepTimedOut'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
   const s = requireStarted(state);
@@ -282,8 +364,16 @@ function decideRecordStepTimedOut(command: CommandOf<'RecordStepTimedOut'>, stat
   // (an early timer is ignored; nextActions still lists it, so it is re-armed).
   if (!isActive(s) || !u || u.phase !== 'dispatched' || u.attempt !== command.data.attempt) return undefined;
   if (u.timeoutAt && !notBefore(now, u.timeoutAt)) return undefined;
-  const error: StepError = { code: 'timeout', message: `attempt ${u.attempt} timed out after ${u.timeoutMs} ms`, retryable: true };
-  const timedOut: WorkflowEvent = { type: 'StepTimedOut', data: { ...ref(command.data), attempt: u.attempt, at: now }, metadata: meta };
+  const error: StepError = {
+    code: 'timeout',
+    message: `attempt ${u.attempt} timed out after ${u.timeoutMs} ms`,
+    retryable: true,
+  };
+  const timedOut: WorkflowEvent = {
+    type: 'StepTimedOut',
+    data: { ...ref(command.data), attempt: u.attempt, at: now },
+    metadata: meta,
+  };
   // The step's own timeout is its own work taking too long: only its retry policy retries it.
   return attemptFailed(s, def, command.data, u.attempt, error, meta, [timedOut], false);
 }
@@ -294,12 +384,16 @@ function decideRetryStep(command: CommandOf<'RetryStep'>, state: WorkflowExecuti
   const s = requireStarted(state);
   const def = requireStep(s, command.data.stepId);
   const u = unitOf(s, command.data);
-  if (s.status !== 'running' || s.failing || !u || u.phase !== 'retry_wait' || u.attempt !== command.data.attempt) return undefined;
+  if (s.status !== 'running' || s.failing || !u || u.phase !== 'retry_wait' || u.attempt !== command.data.attempt)
+    return undefined;
   if (u.dueAt && !notBefore(now, u.dueAt)) return undefined;
   return [scheduled(s, def, command.data, u.attempt, u.input, meta)];
 }
 
-function decideRequestCancel(command: CommandOf<'RequestCancel'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideRequestCancel(
+  command: CommandOf<'RequestCancel'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
   const s = requireStarted(state);
@@ -309,7 +403,11 @@ function decideRequestCancel(command: CommandOf<'RequestCancel'>, state: Workflo
     throw new DomainError('illegal_state', `workflow execution is already ${s.status}`, { status: s.status });
   }
   const primary: WorkflowEvent[] = [
-    { type: 'ExecutionCancelRequested', data: { reason: command.data.reason, actor: meta.actor ?? null, requestedAt: now }, metadata: meta },
+    {
+      type: 'ExecutionCancelRequested',
+      data: { reason: command.data.reason, actor: meta.actor ?? null, requestedAt: now },
+      metadata: meta,
+    },
   ];
   // Undo what already happened: succeeded steps (or items) that name a compensation.
   let after = evolveAll(s, primary);
@@ -325,7 +423,10 @@ function decideRequestCancel(command: CommandOf<'RequestCancel'>, state: Workflo
   return primary;
 }
 
-function decideCompensationEnded(command: CommandOf<'RecordCompensationSucceeded' | 'RecordCompensationFailed'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideCompensationEnded(
+  command: CommandOf<'RecordCompensationSucceeded' | 'RecordCompensationFailed'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   const meta = command.metadata;
   const now = meta.timestamp;
   const s = requireStarted(state);
@@ -333,17 +434,29 @@ function decideCompensationEnded(command: CommandOf<'RecordCompensationSucceeded
   const c = s.compensations[command.data.stepId];
   if (!isActive(s) || !c || c.status !== 'running') return undefined;
   return command.type === 'RecordCompensationSucceeded'
-      ? [{ type: 'CompensationSucceeded', data: { stepId: c.stepId, output: command.data.output ?? null, at: now }, metadata: meta }]
-      : [{ type: 'CompensationFailed', data: { stepId: c.stepId, error: command.data.error, at: now }, metadata: meta }];
+    ? [
+        {
+          type: 'CompensationSucceeded',
+          data: { stepId: c.stepId, output: command.data.output ?? null, at: now },
+          metadata: meta,
+        },
+      ]
+    : [{ type: 'CompensationFailed', data: { stepId: c.stepId, error: command.data.error, at: now }, metadata: meta }];
 }
 
 // Operations on executions (fork, retry): see the section below.
-function decideForkWorkflow(command: CommandOf<'ForkWorkflow'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideForkWorkflow(
+  command: CommandOf<'ForkWorkflow'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   if (state.status !== 'not_started') return undefined; // a repeated fork (client retry) is a no-op
   return decideFork(command);
 }
 
-function decideRetryExecution(command: CommandOf<'RetryExecution'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideRetryExecution(
+  command: CommandOf<'RetryExecution'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   return decideRetry(requireStarted(state), command);
 }
 
@@ -352,7 +465,10 @@ function decideSignal(command: CommandOf<'SendSignal'>, state: WorkflowExecution
   return primary.length === 0 ? undefined : primary;
 }
 
-function decideRecordWaitTimedOut(command: CommandOf<'RecordWaitTimedOut'>, state: WorkflowExecutionState): WorkflowEvent[] | undefined {
+function decideRecordWaitTimedOut(
+  command: CommandOf<'RecordWaitTimedOut'>,
+  state: WorkflowExecutionState,
+): WorkflowEvent[] | undefined {
   return decideWaitTimedOut(requireStarted(state), command.data.stepId, command.metadata);
 }
 
@@ -375,7 +491,8 @@ const commandDeciders: CommandDeciders = {
   RecordWaitTimedOut: decideRecordWaitTimedOut,
 };
 
-const ref = (r: UnitRef): UnitRef => (r.itemIndex === undefined ? { stepId: r.stepId } : { stepId: r.stepId, itemIndex: r.itemIndex });
+const ref = (r: UnitRef): UnitRef =>
+  r.itemIndex === undefined ? { stepId: r.stepId } : { stepId: r.stepId, itemIndex: r.itemIndex };
 
 /** A result is accepted only for the attempt in flight (scheduled counts: the dispatch record may be lost). */
 const accepting = (u: UnitState | undefined, attempt: number): boolean =>
@@ -435,12 +552,17 @@ function attemptFailed(
   const goingForward = s.status === 'running' && !s.failing && s.steps[def.id]?.status === 'running';
   const codeMatches = !policy?.on || policy.on.includes(error.code);
   const policyAttempt = attempt - (s.steps[def.id]?.attemptBase ?? 0) - (u?.transientRetries ?? 0);
-  const canRetry = goingForward && error.retryable && codeMatches && policy !== undefined && policyAttempt < policy.attempts;
+  const canRetry =
+    goingForward && error.retryable && codeMatches && policy !== undefined && policyAttempt < policy.attempts;
   const firstAt = u?.firstScheduledAt;
   const withinBudget = firstAt === undefined || Date.parse(now) - Date.parse(firstAt) < TRANSIENT_RETRY_BUDGET_MS;
   const transient = !canRetry && transientOk && goingForward && error.retryable && withinBudget;
   const events: WorkflowEvent[] = [...prefix];
-  events.push({ type: 'StepFailed', data: { ...ref(unit), attempt, error, final: !canRetry && !transient, at: now }, metadata: meta });
+  events.push({
+    type: 'StepFailed',
+    data: { ...ref(unit), attempt, error, final: !canRetry && !transient, at: now },
+    metadata: meta,
+  });
   if (canRetry || transient) {
     const base = canRetry
       ? backoffDelay(policy.backoff, policyAttempt + 1, s.seed, unitKey(unit))
@@ -448,7 +570,13 @@ function attemptFailed(
     const delayMs = Math.max(base, Math.min(error.retryAfterMs ?? 0, TRANSIENT_RETRY_BUDGET_MS));
     events.push({
       type: 'StepRetryScheduled',
-      data: { ...ref(unit), attempt: attempt + 1, delayMs, dueAt: addMs(now, delayMs), ...(transient ? { transient: true } : {}) },
+      data: {
+        ...ref(unit),
+        attempt: attempt + 1,
+        delayMs,
+        dueAt: addMs(now, delayMs),
+        ...(transient ? { transient: true } : {}),
+      },
       metadata: meta,
     });
     return events;
@@ -456,13 +584,22 @@ function attemptFailed(
   // An item's final failure fails its for_each step (once).
   if (unit.itemIndex !== undefined) {
     if (s.steps[def.id]?.status !== 'running') return events;
-    events.push({ type: 'StepFailed', data: { stepId: unit.stepId, attempt, error, final: true, at: now }, metadata: meta });
+    events.push({
+      type: 'StepFailed',
+      data: { stepId: unit.stepId, attempt, error, final: true, at: now },
+      metadata: meta,
+    });
   }
   return [...events, ...onStepFailed(evolveAll(s, events), def, error, meta)];
 }
 
 /** What a step's final failure means for the workflow, by its on_error. */
-function onStepFailed(state: WorkflowExecutionState, def: StepDefinition, error: StepError, meta: CommandMetadata): WorkflowEvent[] {
+function onStepFailed(
+  state: WorkflowExecutionState,
+  def: StepDefinition,
+  error: StepError,
+  meta: CommandMetadata,
+): WorkflowEvent[] {
   if (!isActive(state)) return [];
   const policy = def.on_error;
   if (policy === 'continue') return [];
@@ -516,7 +653,10 @@ function startCompensation(
     metadata: meta,
   };
   if (!inputError) return [started];
-  return [started, { type: 'CompensationFailed', data: { stepId: comp.id, error: inputError, at: now }, metadata: meta }];
+  return [
+    started,
+    { type: 'CompensationFailed', data: { stepId: comp.id, error: inputError, at: now }, metadata: meta },
+  ];
 }
 
 // ---- progress: follow-up decisions after any change ---------------------------
@@ -546,7 +686,13 @@ function progressOnce(state: WorkflowExecutionState, meta: CommandMetadata): Wor
   if (state.failing) {
     if (Object.values(state.compensations).some((c) => c.status === 'running')) return [];
     const f = state.failing;
-    return [{ type: 'WorkflowFailed', data: { reason: f.reason, stepId: f.stepId, error: f.error, failedAt: now }, metadata: meta }];
+    return [
+      {
+        type: 'WorkflowFailed',
+        data: { reason: f.reason, stepId: f.stepId, error: f.error, failedAt: now },
+        metadata: meta,
+      },
+    ];
   }
 
   const compensationOnly = compensationStepIds(state.definition);
@@ -572,21 +718,36 @@ function progressOnce(state: WorkflowExecutionState, meta: CommandMetadata): Wor
       return [{ type: 'WorkflowCompleted', data: { outputs, completedAt: now }, metadata: meta }];
     } catch (e) {
       const error = expressionFailure(e);
-      return [{ type: 'WorkflowFailed', data: { reason: `outputs: ${error.message}`, stepId: null, error, failedAt: now }, metadata: meta }];
+      return [
+        {
+          type: 'WorkflowFailed',
+          data: { reason: `outputs: ${error.message}`, stepId: null, error, failedAt: now },
+          metadata: meta,
+        },
+      ];
     }
   }
   return [];
 }
 
 /** A pending step whose needs have all settled: skip it, fail it (bad expression), or start it. */
-function startStep(state: Extract<ActiveExecution, { status: 'running' }>, def: StepDefinition, needs: StepState[], meta: CommandMetadata): WorkflowEvent[] {
+function startStep(
+  state: Extract<ActiveExecution, { status: 'running' }>,
+  def: StepDefinition,
+  needs: StepState[],
+  meta: CommandMetadata,
+): WorkflowEvent[] {
   const now = meta.timestamp;
   const skip = (reason: 'condition_false' | 'dependency_skipped' | 'dependency_failed'): WorkflowEvent[] => [
     { type: 'StepSkipped', data: { stepId: def.id, reason, at: now }, metadata: meta },
   ];
   const failNow = (e: unknown): WorkflowEvent[] => {
     const error = expressionFailure(e);
-    const failed: WorkflowEvent = { type: 'StepFailed', data: { stepId: def.id, attempt: 0, error, final: true, at: now }, metadata: meta };
+    const failed: WorkflowEvent = {
+      type: 'StepFailed',
+      data: { stepId: def.id, attempt: 0, error, final: true, at: now },
+      metadata: meta,
+    };
     return [failed, ...onStepFailed(evolveAll(state, [failed]), def, error, meta)];
   };
   const ctx = expressionContext(state);
@@ -605,7 +766,9 @@ function startStep(state: Extract<ActiveExecution, { status: 'running' }>, def: 
   if (def.wait) return startWait(state, def, ctx, meta, failNow);
   if (!def.for_each) {
     try {
-      return [scheduled(state, def, { stepId: def.id }, firstAttempt(state, def.id), resolveMapping(def.with, ctx), meta)];
+      return [
+        scheduled(state, def, { stepId: def.id }, firstAttempt(state, def.id), resolveMapping(def.with, ctx), meta),
+      ];
     } catch (e) {
       return failNow(e);
     }
@@ -617,17 +780,31 @@ function startStep(state: Extract<ActiveExecution, { status: 'running' }>, def: 
     return failNow(e);
   }
   if (!Array.isArray(items)) {
-    return failNow(new ExpressionError(def.for_each.items, `for_each.items "${def.for_each.items}" gave ${typeof items}, not a list`));
+    return failNow(
+      new ExpressionError(
+        def.for_each.items,
+        `for_each.items "${def.for_each.items}" gave ${typeof items}, not a list`,
+      ),
+    );
   }
   const maxItems = workflowLimits().maxForEachItems;
   if (items.length > maxItems) {
-    return failNow(new ForEachLimitError(`for_each.items "${def.for_each.items}" gave ${items.length} items; at most ${maxItems} (WORKFLOW_MAX_FOR_EACH_ITEMS)`));
+    return failNow(
+      new ForEachLimitError(
+        `for_each.items "${def.for_each.items}" gave ${items.length} items; at most ${maxItems} (WORKFLOW_MAX_FOR_EACH_ITEMS)`,
+      ),
+    );
   }
   return [{ type: 'StepExpanded', data: { stepId: def.id, items }, metadata: meta }];
 }
 
 /** Keep `concurrency` items in flight; when all succeeded, the step succeeds with their outputs in order. */
-function continueForEach(state: Extract<ActiveExecution, { status: 'running' }>, def: StepDefinition, st: StepState, meta: CommandMetadata): WorkflowEvent[] {
+function continueForEach(
+  state: Extract<ActiveExecution, { status: 'running' }>,
+  def: StepDefinition,
+  st: StepState,
+  meta: CommandMetadata,
+): WorkflowEvent[] {
   const items = st.items!;
   const started = st.units.filter((u) => u !== undefined).length;
   if (started === items.length && st.units.every((u) => u?.phase === 'succeeded')) {
@@ -651,7 +828,11 @@ function continueForEach(state: Extract<ActiveExecution, { status: 'running' }>,
       const error = expressionFailure(e);
       const failed: WorkflowEvent[] = [
         { type: 'StepFailed', data: { ...unit, attempt: 0, error, final: true, at: meta.timestamp }, metadata: meta },
-        { type: 'StepFailed', data: { stepId: def.id, attempt: 0, error, final: true, at: meta.timestamp }, metadata: meta },
+        {
+          type: 'StepFailed',
+          data: { stepId: def.id, attempt: 0, error, final: true, at: meta.timestamp },
+          metadata: meta,
+        },
       ];
       return [...events, ...failed, ...onStepFailed(evolveAll(state, [...events, ...failed]), def, error, meta)];
     }
@@ -692,16 +873,28 @@ function decideFork(command: ForkWorkflow): WorkflowEvent[] {
   if (!v.ok) throw new DomainError('validation', 'invalid workflow definition', { problems: v.problems });
   const def = v.definition;
   if (!stepDef(def, d.fromStep)) {
-    throw new DomainError('validation', `step "${d.fromStep}" is not part of workflow "${def.id}" version ${def.version}`, { stepId: d.fromStep });
+    throw new DomainError(
+      'validation',
+      `step "${d.fromStep}" is not part of workflow "${def.id}" version ${def.version}`,
+      { stepId: d.fromStep },
+    );
   }
   const missing = d.copies.map((c) => c.stepId).filter((id) => !stepDef(def, id));
   if (missing.length > 0) {
-    throw new DomainError('illegal_state', `steps to copy do not exist in workflow "${def.id}" version ${def.version}: ${missing.join(', ')}`, { missing_steps: missing });
+    throw new DomainError(
+      'illegal_state',
+      `steps to copy do not exist in workflow "${def.id}" version ${def.version}: ${missing.join(', ')}`,
+      { missing_steps: missing },
+    );
   }
   const rerun = new Set([d.fromStep, ...downstreamOf(def, [d.fromStep])]);
   const wrong = d.copies.map((c) => c.stepId).filter((id) => rerun.has(id));
   if (wrong.length > 0) {
-    throw new DomainError('validation', `steps ${wrong.join(', ')} run again from "${d.fromStep}": they cannot be copied`, { stepIds: wrong });
+    throw new DomainError(
+      'validation',
+      `steps ${wrong.join(', ')} run again from "${d.fromStep}": they cannot be copied`,
+      { stepIds: wrong },
+    );
   }
   const input = validateInput(def.input, d.input);
   if (!input.ok) throw new DomainError('validation', 'invalid workflow input', { problems: input.problems });
@@ -718,13 +911,17 @@ function decideFork(command: ForkWorkflow): WorkflowEvent[] {
       },
       metadata: meta,
     },
-    ...d.copies.map(
-      (c): WorkflowEvent => ({
-        type: 'StepOutputCopied',
-        data: { stepId: c.stepId, output: c.output ?? null, fromExecutionId: d.fromExecutionId, revision: c.revision, at: meta.timestamp },
-        metadata: meta,
-      }),
-    ),
+    ...d.copies.map((c): WorkflowEvent => ({
+      type: 'StepOutputCopied',
+      data: {
+        stepId: c.stepId,
+        output: c.output ?? null,
+        fromExecutionId: d.fromExecutionId,
+        revision: c.revision,
+        at: meta.timestamp,
+      },
+      metadata: meta,
+    })),
   ];
 }
 
@@ -739,7 +936,11 @@ export function stepsToRetry(s: StartedExecution): string[] {
     .filter((d) => !comp.has(d.id))
     .filter((d) => {
       const st = s.steps[d.id];
-      return st !== undefined && st.status !== 'succeeded' && !(st.status === 'skipped' && st.skipReason === 'condition_false');
+      return (
+        st !== undefined &&
+        st.status !== 'succeeded' &&
+        !(st.status === 'skipped' && st.skipReason === 'condition_false')
+      );
     })
     .map((d) => d.id);
   const all = new Set([...seeds, ...downstreamOf(s.definition, seeds)]);
@@ -749,13 +950,22 @@ export function stepsToRetry(s: StartedExecution): string[] {
 /** RetryExecution: 409 unless the execution failed; ExecutionRetried names the steps that run again. */
 function decideRetry(s: StartedExecution, command: RetryExecution): WorkflowEvent[] {
   if (s.status !== 'failed') {
-    throw new DomainError('illegal_state', `workflow execution is ${s.status}: only a failed execution can be retried`, { status: s.status });
+    throw new DomainError(
+      'illegal_state',
+      `workflow execution is ${s.status}: only a failed execution can be retried`,
+      { status: s.status },
+    );
   }
   const meta = command.metadata;
   return [
     {
       type: 'ExecutionRetried',
-      data: { steps: stepsToRetry(s), reason: command.data.reason ?? 'retried by request', actor: meta.actor ?? null, retriedAt: meta.timestamp },
+      data: {
+        steps: stepsToRetry(s),
+        reason: command.data.reason ?? 'retried by request',
+        actor: meta.actor ?? null,
+        retriedAt: meta.timestamp,
+      },
       metadata: meta,
     },
   ];
@@ -769,7 +979,14 @@ function evolveRetried(s: StartedExecution, ids: readonly string[]): WorkflowExe
     const st = s.steps[id];
     if (!st) continue;
     const used = Math.max(st.attemptBase ?? 0, ...st.units.map((u) => u?.attempt ?? 0));
-    steps[id] = { id, status: 'pending', output: null, error: null, units: [], ...(used > 0 ? { attemptBase: used } : {}) };
+    steps[id] = {
+      id,
+      status: 'pending',
+      output: null,
+      error: null,
+      units: [],
+      ...(used > 0 ? { attemptBase: used } : {}),
+    };
   }
   const compensations = Object.fromEntries(Object.entries(s.compensations).filter(([, c]) => !reset.has(c.forStepId)));
   return { ...stripPhase(s), status: 'running', steps, compensations };
@@ -793,7 +1010,9 @@ function abandonUndispatched(s: ExecutionData): Readonly<Record<string, StepStat
   for (const [id, st] of Object.entries(s.steps)) {
     steps[id] = {
       ...st,
-      units: st.units.map((u) => (u && (u.phase === 'scheduled' || u.phase === 'retry_wait') ? { ...u, phase: 'canceled' as const } : u)),
+      units: st.units.map((u) =>
+        u && (u.phase === 'scheduled' || u.phase === 'retry_wait') ? { ...u, phase: 'canceled' as const } : u,
+      ),
     };
   }
   return steps;
@@ -804,7 +1023,8 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
   if (event.type === 'WorkflowStarted') {
     const d = event.data;
     const steps: Record<string, StepState> = {};
-    for (const s of d.definition.steps) steps[s.id] = { id: s.id, status: 'pending', output: null, error: null, units: [] };
+    for (const s of d.definition.steps)
+      steps[s.id] = { id: s.id, status: 'pending', output: null, error: null, units: [] };
     return {
       status: 'running',
       executionId: d.executionId,
@@ -824,7 +1044,10 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
   const isForEachStep = (id: string) => stepDef(s.definition, id)?.for_each !== undefined;
   switch (event.type) {
     case 'StepExpanded':
-      return { ...s, steps: withStep(s, event.data.stepId, (st) => ({ ...st, status: 'running', items: event.data.items })) };
+      return {
+        ...s,
+        steps: withStep(s, event.data.stepId, (st) => ({ ...st, status: 'running', items: event.data.items })),
+      };
     case 'StepScheduled': {
       const d = event.data;
       const unit: UnitState = {
@@ -843,14 +1066,23 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
             // A later attempt of the same unit keeps when the first was scheduled and how many retries were transient.
             const first = d.attempt > 1 && prev ? prev.firstScheduledAt : d.scheduledAt;
             const transientRetries = d.attempt > 1 && prev ? (prev.transientRetries ?? 0) : 0;
-            return { ...unit, ...(first !== undefined && { firstScheduledAt: first }), ...(transientRetries > 0 && { transientRetries }) };
+            return {
+              ...unit,
+              ...(first !== undefined && { firstScheduledAt: first }),
+              ...(transientRetries > 0 && { transientRetries }),
+            };
           }),
         ),
       };
     }
     case 'StepDispatched': {
       const d = event.data;
-      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'dispatched', timeoutAt: d.timeoutAt }))) };
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) =>
+          withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'dispatched', timeoutAt: d.timeoutAt })),
+        ),
+      };
     }
     case 'StepSucceeded': {
       const d = event.data;
@@ -882,7 +1114,12 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
     case 'StepTimedOut': {
       const d = event.data;
       const err: StepError = { code: 'timeout', message: 'timed out', retryable: true };
-      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'failed', error: err }))) };
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) =>
+          withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'failed', error: err })),
+        ),
+      };
     }
     case 'StepRetryScheduled': {
       const d = event.data;
@@ -915,14 +1152,27 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
     }
     case 'StepQueued': {
       const d = event.data;
-      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, queuedAt: d.queuedAt, timeoutAt: d.timeoutAt }))) };
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) =>
+          withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, queuedAt: d.queuedAt, timeoutAt: d.timeoutAt })),
+        ),
+      };
     }
     case 'StepStarted': {
       const d = event.data;
-      return { ...s, steps: withStep(s, d.stepId, (st) => withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, startedAt: d.startedAt, timeoutAt: d.timeoutAt }))) };
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) =>
+          withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, startedAt: d.startedAt, timeoutAt: d.timeoutAt })),
+        ),
+      };
     }
     case 'StepSkipped':
-      return { ...s, steps: withStep(s, event.data.stepId, (st) => ({ ...st, status: 'skipped', skipReason: event.data.reason })) };
+      return {
+        ...s,
+        steps: withStep(s, event.data.stepId, (st) => ({ ...st, status: 'skipped', skipReason: event.data.reason })),
+      };
     case 'ExecutionCancelRequested':
       return {
         ...s,
@@ -973,14 +1223,27 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
     case 'WaitTimedOut':
       return evolveSignals(s, event);
     case 'WorkflowCompleted':
-      return { ...stripPhase(s), status: 'completed', outputs: event.data.outputs, completedAt: event.data.completedAt };
+      return {
+        ...stripPhase(s),
+        status: 'completed',
+        outputs: event.data.outputs,
+        completedAt: event.data.completedAt,
+      };
     case 'WorkflowFailed':
       return { ...stripPhase(s), status: 'failed', reason: event.data.reason, failedAt: event.data.failedAt };
     case 'WorkflowCanceled':
       return { ...stripPhase(s), status: 'canceled', reason: event.data.reason, canceledAt: event.data.canceledAt };
     case 'StepOutputCopied': {
       const d = event.data;
-      return { ...s, steps: withStep(s, d.stepId, (st) => ({ ...st, status: 'succeeded', output: d.output, copiedFrom: { executionId: d.fromExecutionId, revision: d.revision } })) };
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) => ({
+          ...st,
+          status: 'succeeded',
+          output: d.output,
+          copiedFrom: { executionId: d.fromExecutionId, revision: d.revision },
+        })),
+      };
     }
     case 'ExecutionRetried':
       return evolveRetried(s, event.data.steps);
@@ -1024,7 +1287,8 @@ export const workflowExecutionStream = (executionId: string): string => `workflo
 type StartedState = Exclude<WorkflowExecutionState, { status: 'not_started' }>;
 type WaitEvent = Extract<WorkflowEvent, { type: 'WaitStarted' | 'SignalReceived' | 'SignalConsumed' | 'WaitTimedOut' }>;
 
-const waitStepsFor = (d: WorkflowDefinition, name: string): StepDefinition[] => d.steps.filter((x) => x.wait?.signal === name);
+const waitStepsFor = (d: WorkflowDefinition, name: string): StepDefinition[] =>
+  d.steps.filter((x) => x.wait?.signal === name);
 
 /** A wait step reached: arm its timeout and take a signal that came before it, if one did. */
 function startWait(
@@ -1043,16 +1307,36 @@ function startWait(
     return failNow(e);
   }
   if (typeof timeoutMs === 'bigint') timeoutMs = Number(timeoutMs);
-  if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_WAIT_TIMEOUT_MS) {
-    return failNow(new ExpressionError(String(w.timeout_ms), `wait.timeout_ms gave ${JSON.stringify(timeoutMs)}; an integer of 1..${MAX_WAIT_TIMEOUT_MS} ms is needed`));
+  if (
+    typeof timeoutMs !== 'number' ||
+    !Number.isInteger(timeoutMs) ||
+    timeoutMs < 1 ||
+    timeoutMs > MAX_WAIT_TIMEOUT_MS
+  ) {
+    return failNow(
+      new ExpressionError(
+        String(w.timeout_ms),
+        `wait.timeout_ms gave ${JSON.stringify(timeoutMs)}; an integer of 1..${MAX_WAIT_TIMEOUT_MS} ms is needed`,
+      ),
+    );
   }
   const events: WorkflowEvent[] = [
-    { type: 'WaitStarted', data: { stepId: def.id, signal: w.signal, startedAt: now, timeoutAt: addMs(now, timeoutMs) }, metadata: meta },
+    {
+      type: 'WaitStarted',
+      data: { stepId: def.id, signal: w.signal, startedAt: now, timeoutAt: addMs(now, timeoutMs) },
+      metadata: meta,
+    },
   ];
-  const early = (state.signals ?? []).find((x) => x.name === w.signal && x.disposition === 'buffered' && x.consumedBy === undefined);
+  const early = (state.signals ?? []).find(
+    (x) => x.name === w.signal && x.disposition === 'buffered' && x.consumedBy === undefined,
+  );
   if (early) {
     events.push(
-      { type: 'SignalConsumed', data: { signalId: early.signalId, name: early.name, stepId: def.id, at: now }, metadata: meta },
+      {
+        type: 'SignalConsumed',
+        data: { signalId: early.signalId, name: early.name, stepId: def.id, at: now },
+        metadata: meta,
+      },
       { type: 'StepSucceeded', data: { stepId: def.id, attempt: 0, output: early.payload, at: now }, metadata: meta },
     );
   }
@@ -1072,17 +1356,29 @@ function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandM
   const waits = waitStepsFor(s.definition, c.name);
   if (waits.length === 0) {
     const known = [...new Set(s.definition.steps.flatMap((x) => (x.wait ? [x.wait.signal] : [])))];
-    throw new DomainError('not_found', `workflow "${s.definition.id}" has no wait step for signal "${c.name}"`, { signal: c.name, signals: known });
+    throw new DomainError('not_found', `workflow "${s.definition.id}" has no wait step for signal "${c.name}"`, {
+      signal: c.name,
+      signals: known,
+    });
   }
   const now = meta.timestamp;
   const base = { signalId: c.signalId, name: c.name, payload: c.payload, receivedAt: now, actor: meta.actor ?? null };
-  const received = (extra: { disposition: 'consumed' | 'buffered' | 'ignored'; stepId?: string; reason?: string }): WorkflowEvent => ({
+  const received = (extra: {
+    disposition: 'consumed' | 'buffered' | 'ignored';
+    stepId?: string;
+    reason?: string;
+  }): WorkflowEvent => ({
     type: 'SignalReceived',
     data: { ...base, ...extra },
     metadata: meta,
   });
-  if (s.status !== 'running' || s.failing) return [received({ disposition: 'ignored', reason: `the execution is ${s.status === 'running' ? 'failing' : s.status}` })];
-  const waiting = waits.find((d) => s.steps[d.id]?.status === 'running' && s.steps[d.id]?.wait && !s.steps[d.id]?.wait?.ended);
+  if (s.status !== 'running' || s.failing)
+    return [
+      received({ disposition: 'ignored', reason: `the execution is ${s.status === 'running' ? 'failing' : s.status}` }),
+    ];
+  const waiting = waits.find(
+    (d) => s.steps[d.id]?.status === 'running' && s.steps[d.id]?.wait && !s.steps[d.id]?.wait?.ended,
+  );
   if (waiting) {
     return [
       received({ disposition: 'consumed', stepId: waiting.id }),
@@ -1090,7 +1386,9 @@ function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandM
     ];
   }
   const pending = waits.filter((d) => s.steps[d.id]?.status === 'pending').length;
-  const buffered = (s.signals ?? []).filter((x) => x.name === c.name && x.disposition === 'buffered' && x.consumedBy === undefined).length;
+  const buffered = (s.signals ?? []).filter(
+    (x) => x.name === c.name && x.disposition === 'buffered' && x.consumedBy === undefined,
+  ).length;
   if (pending > buffered) return [received({ disposition: 'buffered' })];
   const why = waits.map((d) => {
     const st = s.steps[d.id];
@@ -1100,19 +1398,26 @@ function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandM
     if (st?.status === 'pending') return `a signal already waits for wait step "${d.id}"`;
     return `wait step "${d.id}" is ${st?.status ?? 'unknown'}`;
   });
-  return [received({ disposition: 'ignored', reason: `${why.join('; ')}: the signal is recorded but changes nothing` })];
+  return [
+    received({ disposition: 'ignored', reason: `${why.join('; ')}: the signal is recorded but changes nothing` }),
+  ];
 }
 
 /** The wait timer fired: only for a step still waiting, and never before its deadline. */
 function decideWaitTimedOut(s: StartedState, stepId: string, meta: CommandMetadata): WorkflowEvent[] {
   const def = requireStep(s, stepId);
   const st = s.steps[stepId];
-  if (s.status !== 'running' || s.failing || !def.wait || st?.status !== 'running' || !st.wait || st.wait.ended) return [];
+  if (s.status !== 'running' || s.failing || !def.wait || st?.status !== 'running' || !st.wait || st.wait.ended)
+    return [];
   const now = meta.timestamp;
   if (!notBefore(now, st.wait.timeoutAt)) return [];
   const onTimeout = def.wait.on_timeout;
   const kind = typeof onTimeout === 'object' ? 'default_output' : onTimeout;
-  const timedOut: WorkflowEvent = { type: 'WaitTimedOut', data: { stepId, signal: def.wait.signal, onTimeout: kind, at: now }, metadata: meta };
+  const timedOut: WorkflowEvent = {
+    type: 'WaitTimedOut',
+    data: { stepId, signal: def.wait.signal, onTimeout: kind, at: now },
+    metadata: meta,
+  };
   if (typeof onTimeout === 'object' || onTimeout === 'continue') {
     const output = typeof onTimeout === 'object' ? onTimeout.default_output : null;
     return [timedOut, { type: 'StepSucceeded', data: { stepId, attempt: 0, output, at: now }, metadata: meta }];
@@ -1122,7 +1427,11 @@ function decideWaitTimedOut(s: StartedState, stepId: string, meta: CommandMetada
     message: `no signal "${def.wait.signal}" before ${st.wait.timeoutAt}`,
     retryable: false,
   };
-  const failed: WorkflowEvent = { type: 'StepFailed', data: { stepId, attempt: 0, error, final: true, at: now }, metadata: meta };
+  const failed: WorkflowEvent = {
+    type: 'StepFailed',
+    data: { stepId, attempt: 0, error, final: true, at: now },
+    metadata: meta,
+  };
   return [timedOut, failed, ...onStepFailed(evolveAll(s, [timedOut, failed]), def, error, meta)];
 }
 
@@ -1133,7 +1442,14 @@ function evolveSignals(s: StartedState, event: WaitEvent): WorkflowExecutionStat
   switch (event.type) {
     case 'WaitStarted': {
       const d = event.data;
-      return { ...s, steps: withStep(s, d.stepId, (st) => ({ ...st, status: 'running', wait: { signal: d.signal, startedAt: d.startedAt, timeoutAt: d.timeoutAt } })) };
+      return {
+        ...s,
+        steps: withStep(s, d.stepId, (st) => ({
+          ...st,
+          status: 'running',
+          wait: { signal: d.signal, startedAt: d.startedAt, timeoutAt: d.timeoutAt },
+        })),
+      };
     }
     case 'SignalReceived': {
       const d = event.data;
@@ -1151,7 +1467,11 @@ function evolveSignals(s: StartedState, event: WaitEvent): WorkflowExecutionStat
     }
     case 'SignalConsumed': {
       const d = event.data;
-      return { ...s, signals: signals.map((x) => (x.signalId === d.signalId ? { ...x, consumedBy: d.stepId } : x)), steps: endWait(d.stepId, 'signaled') };
+      return {
+        ...s,
+        signals: signals.map((x) => (x.signalId === d.signalId ? { ...x, consumedBy: d.stepId } : x)),
+        steps: endWait(d.stepId, 'signaled'),
+      };
     }
     case 'WaitTimedOut':
       return { ...s, steps: endWait(event.data.stepId, 'timed_out') };

@@ -8,7 +8,14 @@ import { DomainError, type CommandMetadata } from '../../decider.js';
 import type { WorkflowDefinition } from '../definition/schema.js';
 import { compensationStepIds } from '../definition/validate.js';
 import { decideWorkflow, downstreamOf, evolveWorkflow, initialWorkflowState } from './decider.js';
-import type { CopiedStep, StartedExecution, StepError, WorkflowCommand, WorkflowEvent, WorkflowExecutionState } from './types.js';
+import type {
+  CopiedStep,
+  StartedExecution,
+  StepError,
+  WorkflowCommand,
+  WorkflowEvent,
+  WorkflowExecutionState,
+} from './types.js';
 
 /** An event with the stream revision it was recorded at. */
 export interface RevisionedEvent {
@@ -40,18 +47,30 @@ export interface ForkPlan {
  * 400 when `fromStep` is a step of neither definition. Copies the target lacks are left in: the
  * decider refuses them (409 naming them), so the operator sees what the new version drops.
  */
-export function planFork(source: StartedExecution, events: readonly RevisionedEvent[], fromStep: string, target: WorkflowDefinition): ForkPlan {
+export function planFork(
+  source: StartedExecution,
+  events: readonly RevisionedEvent[],
+  fromStep: string,
+  target: WorkflowDefinition,
+): ForkPlan {
   const inSource = source.definition.steps.some((d) => d.id === fromStep);
   const inTarget = target.steps.some((d) => d.id === fromStep);
   if (!inSource && !inTarget) {
-    throw new DomainError('validation', `step "${fromStep}" is not part of workflow "${source.definition.id}"`, { stepId: fromStep });
+    throw new DomainError('validation', `step "${fromStep}" is not part of workflow "${source.definition.id}"`, {
+      stepId: fromStep,
+    });
   }
-  const rerun = new Set([fromStep, ...downstreamOf(source.definition, [fromStep]), ...downstreamOf(target, [fromStep])]);
+  const rerun = new Set([
+    fromStep,
+    ...downstreamOf(source.definition, [fromStep]),
+    ...downstreamOf(target, [fromStep]),
+  ]);
   const comp = compensationStepIds(source.definition);
   // The revision that recorded each step's final output (the last one wins).
   const recordedAt = new Map<string, number>();
   for (const { revision, event } of events) {
-    if ((event.type === 'StepSucceeded' && event.data.itemIndex === undefined) || event.type === 'StepOutputCopied') recordedAt.set(event.data.stepId, revision);
+    if ((event.type === 'StepSucceeded' && event.data.itemIndex === undefined) || event.type === 'StepOutputCopied')
+      recordedAt.set(event.data.stepId, revision);
   }
   const copies: CopiedStep[] = [];
   for (const d of source.definition.steps) {
@@ -96,7 +115,12 @@ export interface ReplayReport {
 }
 
 const MAX_REPLAY_ROUNDS = 10_000;
-const stableJson = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b))) : x));
+const stableJson = (v: unknown): string =>
+  JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b)))
+      : x,
+  );
 
 /**
  * Replay a finished execution's recorded step outcomes through `target`'s decider: start it on the
@@ -108,23 +132,46 @@ const stableJson = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) =>
  * `undetermined` (the check calls no tool).
  */
 export function checkReplay(source: StartedExecution, target: WorkflowDefinition): ReplayReport {
-  const base = { execution_id: source.executionId, recorded_version: source.definition.version, recorded_status: source.status };
-  const meta: CommandMetadata = { timestamp: source.startedAt, actor: 'system:replay-check', correlationId: source.correlationId };
+  const base = {
+    execution_id: source.executionId,
+    recorded_version: source.definition.version,
+    recorded_status: source.status,
+  };
+  const meta: CommandMetadata = {
+    timestamp: source.startedAt,
+    actor: 'system:replay-check',
+    correlationId: source.correlationId,
+  };
   const cmd = (c: Omit<WorkflowCommand, 'metadata'>): WorkflowCommand => ({ ...c, metadata: meta }) as WorkflowCommand;
   let state: WorkflowExecutionState = initialWorkflowState;
   const apply = (c: WorkflowCommand) => {
     for (const e of decideWorkflow(c, state)) state = evolveWorkflow(state, e);
   };
   try {
-    apply(cmd({ type: 'StartWorkflow', data: { executionId: source.executionId, definition: target, input: source.input, seed: source.seed } }));
+    apply(
+      cmd({
+        type: 'StartWorkflow',
+        data: { executionId: source.executionId, definition: target, input: source.input, seed: source.seed },
+      }),
+    );
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     const details = e instanceof DomainError ? JSON.stringify(e.details['problems'] ?? '') : '';
-    return { ...base, replayed_status: 'not_started', same: false, differences: [], input_problem: `${message} ${details}`.trim() };
+    return {
+      ...base,
+      replayed_status: 'not_started',
+      same: false,
+      differences: [],
+      input_problem: `${message} ${details}`.trim(),
+    };
   }
   const unanswerable = new Set<string>();
   const inputChanged = new Set<string>();
-  for (let round = 0; round < MAX_REPLAY_ROUNDS && (state.status === 'running' || state.status === 'canceling'); round++) {
+  for (
+    let round = 0;
+    round < MAX_REPLAY_ROUNDS && (state.status === 'running' || state.status === 'canceling');
+    round++
+  ) {
     const s: StartedExecution = state;
     let fed = false;
     for (const st of Object.values(s.steps)) {
@@ -143,7 +190,10 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
           const output = recUnit?.phase === 'succeeded' ? recUnit.output : rec!.output;
           apply(cmd({ type: 'RecordStepSucceeded', data: { ...ref, attempt: u.attempt, output: output ?? null } }));
         } else if (recUnit?.phase === 'failed' || rec?.status === 'failed') {
-          const error: StepError = { ...(recUnit?.error ?? rec?.error ?? { code: 'failed', message: 'failed' }), retryable: false };
+          const error: StepError = {
+            ...(recUnit?.error ?? rec?.error ?? { code: 'failed', message: 'failed' }),
+            retryable: false,
+          };
           apply(cmd({ type: 'RecordStepFailed', data: { ...ref, attempt: u.attempt, error } }));
         } else {
           unanswerable.add(st.id);
@@ -155,7 +205,13 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
     for (const c of Object.values(s.compensations)) {
       if (c.status !== 'running') continue;
       const rec = source.compensations[c.stepId];
-      if (rec?.status === 'failed') apply(cmd({ type: 'RecordCompensationFailed', data: { stepId: c.stepId, error: rec.error ?? { code: 'failed', message: 'failed', retryable: false } } }));
+      if (rec?.status === 'failed')
+        apply(
+          cmd({
+            type: 'RecordCompensationFailed',
+            data: { stepId: c.stepId, error: rec.error ?? { code: 'failed', message: 'failed', retryable: false } },
+          }),
+        );
       else apply(cmd({ type: 'RecordCompensationSucceeded', data: { stepId: c.stepId, output: rec?.output ?? null } }));
       fed = true;
     }
@@ -165,37 +221,63 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
   const differences: ReplayDifference[] = [];
   const srcDefs = new Map(source.definition.steps.map((d) => [d.id, d]));
   const tgtDefs = new Map(target.steps.map((d) => [d.id, d]));
-  const undetermined = new Set([...[...unanswerable].filter((id) => !inputChanged.has(id)), ...downstreamOf(target, unanswerable)]);
+  const undetermined = new Set([
+    ...[...unanswerable].filter((id) => !inputChanged.has(id)),
+    ...downstreamOf(target, unanswerable),
+  ]);
   const outcome = (st: { status: string; skipReason?: string } | undefined) =>
     !st ? 'absent' : st.status === 'skipped' ? `skipped (${st.skipReason ?? 'skipped'})` : st.status;
-  const ran = (st: { status: string } | undefined) => st !== undefined && (st.status === 'succeeded' || st.status === 'failed' || st.status === 'running');
+  const ran = (st: { status: string } | undefined) =>
+    st !== undefined && (st.status === 'succeeded' || st.status === 'failed' || st.status === 'running');
   for (const [id, t] of tgtDefs) {
     const s = srcDefs.get(id);
     const rStep = replayed.steps[id];
     if (!s) {
-      differences.push({ step_id: id, kind: 'step_added', recorded: 'absent', replayed: undetermined.has(id) ? 'undetermined' : outcome(rStep) });
+      differences.push({
+        step_id: id,
+        kind: 'step_added',
+        recorded: 'absent',
+        replayed: undetermined.has(id) ? 'undetermined' : outcome(rStep),
+      });
       continue;
     }
-    if (stableJson([...s.needs].sort()) !== stableJson([...t.needs].sort())) differences.push({ step_id: id, kind: 'needs_changed', recorded: s.needs, replayed: t.needs });
+    if (stableJson([...s.needs].sort()) !== stableJson([...t.needs].sort()))
+      differences.push({ step_id: id, kind: 'needs_changed', recorded: s.needs, replayed: t.needs });
     if (s.uses !== t.uses) differences.push({ step_id: id, kind: 'uses_changed', recorded: s.uses, replayed: t.uses });
-    if ((s.if ?? null) !== (t.if ?? null)) differences.push({ step_id: id, kind: 'condition_changed', recorded: s.if ?? null, replayed: t.if ?? null });
+    if ((s.if ?? null) !== (t.if ?? null))
+      differences.push({ step_id: id, kind: 'condition_changed', recorded: s.if ?? null, replayed: t.if ?? null });
     const sStep = source.steps[id];
     if (undetermined.has(id)) {
-      differences.push({ step_id: id, kind: 'undetermined', recorded: outcome(sStep), replayed: 'follows a step the recording cannot answer (it never ran, or its input changed)' });
+      differences.push({
+        step_id: id,
+        kind: 'undetermined',
+        recorded: outcome(sStep),
+        replayed: 'follows a step the recording cannot answer (it never ran, or its input changed)',
+      });
       continue;
     }
-    if (!ran(sStep) && ran(rStep)) differences.push({ step_id: id, kind: 'now_runs', recorded: outcome(sStep), replayed: outcome(rStep) });
-    else if (ran(sStep) && !ran(rStep)) differences.push({ step_id: id, kind: 'now_skipped', recorded: outcome(sStep), replayed: outcome(rStep) });
+    if (!ran(sStep) && ran(rStep))
+      differences.push({ step_id: id, kind: 'now_runs', recorded: outcome(sStep), replayed: outcome(rStep) });
+    else if (ran(sStep) && !ran(rStep))
+      differences.push({ step_id: id, kind: 'now_skipped', recorded: outcome(sStep), replayed: outcome(rStep) });
     // A step a fork copied has no recorded input to compare.
     else if (ran(sStep) && ran(rStep) && !sStep!.copiedFrom) {
       const sIn = sStep!.units.map((u) => u?.input ?? null);
       const rIn = rStep!.units.map((u) => u?.input ?? null);
-      if (stableJson(sIn) !== stableJson(rIn)) differences.push({ step_id: id, kind: 'input_changed', recorded: sIn, replayed: rIn });
+      if (stableJson(sIn) !== stableJson(rIn))
+        differences.push({ step_id: id, kind: 'input_changed', recorded: sIn, replayed: rIn });
     }
   }
   for (const [id] of srcDefs) {
-    if (!tgtDefs.has(id)) differences.push({ step_id: id, kind: 'step_removed', recorded: outcome(source.steps[id]), replayed: 'absent' });
+    if (!tgtDefs.has(id))
+      differences.push({ step_id: id, kind: 'step_removed', recorded: outcome(source.steps[id]), replayed: 'absent' });
   }
-  const replayedStatus = replayed.status === 'running' || replayed.status === 'canceling' ? 'undetermined' : replayed.status;
-  return { ...base, replayed_status: replayedStatus, same: differences.length === 0 && replayedStatus === source.status, differences };
+  const replayedStatus =
+    replayed.status === 'running' || replayed.status === 'canceling' ? 'undetermined' : replayed.status;
+  return {
+    ...base,
+    replayed_status: replayedStatus,
+    same: differences.length === 0 && replayedStatus === source.status,
+    differences,
+  };
 }

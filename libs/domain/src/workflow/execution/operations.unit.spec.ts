@@ -20,8 +20,18 @@ const chain: WorkflowDefinitionInput = {
   name: 'Chain',
   steps: [
     { id: 'fetch', uses: 'mcp:database/query', with: { sql: 'select 1' } },
-    { id: 'analyze', uses: 'agent:revenue_analysis', needs: ['fetch'], with: { rows: '${{ steps.fetch.output.rows }}' } },
-    { id: 'report', uses: 'mcp:filesystem/write_file', needs: ['analyze'], with: { content: '${{ steps.analyze.output.total }}' } },
+    {
+      id: 'analyze',
+      uses: 'agent:revenue_analysis',
+      needs: ['fetch'],
+      with: { rows: '${{ steps.fetch.output.rows }}' },
+    },
+    {
+      id: 'report',
+      uses: 'mcp:filesystem/write_file',
+      needs: ['analyze'],
+      with: { content: '${{ steps.analyze.output.total }}' },
+    },
     { id: 'side', uses: 'mcp:database/query', with: { sql: 'select 2' } },
   ],
   outputs: { total: '${{ steps.analyze.output.total }}' },
@@ -39,13 +49,26 @@ const failedRun = history(
   cmd.succeeded({ stepId: 'side' }, { rows: [3] }),
   cmd.failed({ stepId: 'analyze' }, invalid),
 );
-const retry = (reason?: string): WorkflowCommand => ({ type: 'RetryExecution', data: reason === undefined ? {} : { reason }, metadata: meta(T0, 'apikey:op') });
+const retry = (reason?: string): WorkflowCommand => ({
+  type: 'RetryExecution',
+  data: reason === undefined ? {} : { reason },
+  metadata: meta(T0, 'apikey:op'),
+});
 const fork = (data: Partial<Extract<WorkflowCommand, { type: 'ForkWorkflow' }>['data']> = {}): WorkflowCommand => ({
   type: 'ForkWorkflow',
-  data: { executionId: 'ex2', definition: chain, input: {}, fromExecutionId: 'ex1', fromStep: 'analyze', copies: [{ stepId: 'fetch', output: { rows: [1, 2] }, revision: 4 }], ...data },
+  data: {
+    executionId: 'ex2',
+    definition: chain,
+    input: {},
+    fromExecutionId: 'ex1',
+    fromStep: 'analyze',
+    copies: [{ stepId: 'fetch', output: { rows: [1, 2] }, revision: 4 }],
+    ...data,
+  },
   metadata: meta(),
 });
-const revisioned = (events: readonly WorkflowEvent[]): RevisionedEvent[] => events.map((event, revision) => ({ revision, event }));
+const revisioned = (events: readonly WorkflowEvent[]): RevisionedEvent[] =>
+  events.map((event, revision) => ({ revision, event }));
 
 describe('WorkflowExecution: RetryExecution', () => {
   it('given a failed execution, re-runs the failed step and what depends on it with the next attempt number; keeps what succeeded', () => {
@@ -55,7 +78,12 @@ describe('WorkflowExecution: RetryExecution', () => {
       .when(retry())
       .then((events, after) => {
         assert.deepEqual(types(events), ['ExecutionRetried', 'StepScheduled:analyze']);
-        assert.deepEqual(events[0]!.data, { steps: ['analyze', 'report'], reason: 'retried by request', actor: 'apikey:op', retriedAt: T0 });
+        assert.deepEqual(events[0]!.data, {
+          steps: ['analyze', 'report'],
+          reason: 'retried by request',
+          actor: 'apikey:op',
+          retriedAt: T0,
+        });
         const scheduled = events[1]!.data as { attempt: number; idempotencyKey: string; input: unknown };
         assert.equal(scheduled.attempt, 2);
         assert.equal(scheduled.idempotencyKey, 'ex1:analyze:2');
@@ -74,7 +102,10 @@ describe('WorkflowExecution: RetryExecution', () => {
       ...afterRetry,
       ...workflowExecutionDecider.decide(cmd.succeeded({ stepId: 'analyze' }, { total: 7 }, 2), fold(afterRetry)),
     ];
-    const end = [...done, ...workflowExecutionDecider.decide(cmd.succeeded({ stepId: 'report' }, { ok: true }, 1), fold(done))];
+    const end = [
+      ...done,
+      ...workflowExecutionDecider.decide(cmd.succeeded({ stepId: 'report' }, { ok: true }, 1), fold(done)),
+    ];
     const s = fold(end);
     assert.equal(s.status, 'completed');
     if (s.status === 'completed') assert.deepEqual(s.outputs, { total: 7 });
@@ -106,11 +137,14 @@ describe('WorkflowExecution: RetryExecution', () => {
       cmd.timedOut({ stepId: 'fetch' }, 1, '2026-01-01T01:00:00.000Z'),
     );
     assert.equal(fold(timedOut).status, 'failed');
-    spec.given(timedOut).when(retry('db is back')).then((events) => {
-      assert.deepEqual(types(events), ['ExecutionRetried', 'StepScheduled:fetch']);
-      assert.deepEqual((events[0]!.data as { steps: readonly string[] }).steps, ['fetch', 'analyze', 'report']);
-      assert.equal((events[1]!.data as { attempt: number }).attempt, 2);
-    });
+    spec
+      .given(timedOut)
+      .when(retry('db is back'))
+      .then((events) => {
+        assert.deepEqual(types(events), ['ExecutionRetried', 'StepScheduled:fetch']);
+        assert.deepEqual((events[0]!.data as { steps: readonly string[] }).steps, ['fetch', 'analyze', 'report']);
+        assert.equal((events[1]!.data as { attempt: number }).attempt, 2);
+      });
   });
 });
 
@@ -119,15 +153,37 @@ describe('WorkflowExecution: RetryExecution of a for_each step', () => {
     id: 'each',
     version: 1,
     name: 'Each',
-    steps: [{ id: 'store', uses: 'mcp:analytics/record_metric', for_each: { items: '[1, 2]', concurrency: 2 }, with: { v: '${{ item }}' } }],
+    steps: [
+      {
+        id: 'store',
+        uses: 'mcp:analytics/record_metric',
+        for_each: { items: '[1, 2]', concurrency: 2 },
+        with: { v: '${{ item }}' },
+      },
+    ],
   };
   it('runs every item again, on attempt numbers after the old ones', () => {
-    const failed = history(cmd.start(each, {}), cmd.succeeded({ stepId: 'store', itemIndex: 0 }, { ok: 1 }), cmd.failed({ stepId: 'store', itemIndex: 1 }, invalid));
+    const failed = history(
+      cmd.start(each, {}),
+      cmd.succeeded({ stepId: 'store', itemIndex: 0 }, { ok: 1 }),
+      cmd.failed({ stepId: 'store', itemIndex: 1 }, invalid),
+    );
     assert.equal(fold(failed).status, 'failed');
-    spec.given(failed).when(retry()).then((events) => {
-      assert.deepEqual(types(events), ['ExecutionRetried', 'StepExpanded:store', 'StepScheduled:store[0]', 'StepScheduled:store[1]']);
-      assert.deepEqual(events.slice(2).map((e) => (e.data as { idempotencyKey: string }).idempotencyKey), ['ex1:store[0]:2', 'ex1:store[1]:2']);
-    });
+    spec
+      .given(failed)
+      .when(retry())
+      .then((events) => {
+        assert.deepEqual(types(events), [
+          'ExecutionRetried',
+          'StepExpanded:store',
+          'StepScheduled:store[0]',
+          'StepScheduled:store[1]',
+        ]);
+        assert.deepEqual(
+          events.slice(2).map((e) => (e.data as { idempotencyKey: string }).idempotencyKey),
+          ['ex1:store[0]:2', 'ex1:store[1]:2'],
+        );
+      });
   });
 });
 
@@ -137,9 +193,23 @@ describe('WorkflowExecution: ForkWorkflow', () => {
       .given([])
       .when(fork())
       .then((events, after) => {
-        assert.deepEqual(types(events), ['WorkflowStarted', 'StepOutputCopied:fetch', 'StepScheduled:analyze', 'StepScheduled:side']);
-        assert.deepEqual((events[0]!.data as { forkedFrom: unknown }).forkedFrom, { executionId: 'ex1', fromStep: 'analyze' });
-        assert.deepEqual(events[1]!.data, { stepId: 'fetch', output: { rows: [1, 2] }, fromExecutionId: 'ex1', revision: 4, at: T0 });
+        assert.deepEqual(types(events), [
+          'WorkflowStarted',
+          'StepOutputCopied:fetch',
+          'StepScheduled:analyze',
+          'StepScheduled:side',
+        ]);
+        assert.deepEqual((events[0]!.data as { forkedFrom: unknown }).forkedFrom, {
+          executionId: 'ex1',
+          fromStep: 'analyze',
+        });
+        assert.deepEqual(events[1]!.data, {
+          stepId: 'fetch',
+          output: { rows: [1, 2] },
+          fromExecutionId: 'ex1',
+          revision: 4,
+          at: T0,
+        });
         assert.deepEqual((events[2]!.data as { input: unknown }).input, { rows: [1, 2] });
         if (after.status !== 'running') return assert.fail('running expected');
         assert.equal(after.steps['fetch']!.status, 'succeeded');
@@ -149,7 +219,14 @@ describe('WorkflowExecution: ForkWorkflow', () => {
   it('refuses copies the target version lacks: 409 naming them', () => {
     const err = spec
       .given([])
-      .when(fork({ copies: [{ stepId: 'fetch', output: {}, revision: 1 }, { stepId: 'gone', output: {}, revision: 2 }] }))
+      .when(
+        fork({
+          copies: [
+            { stepId: 'fetch', output: {}, revision: 1 },
+            { stepId: 'gone', output: {}, revision: 2 },
+          ],
+        }),
+      )
       .thenThrows<DomainError>(isCode('illegal_state'));
     assert.equal(err.status, 409);
     assert.deepEqual(err.details['missing_steps'], ['gone']);
@@ -157,8 +234,14 @@ describe('WorkflowExecution: ForkWorkflow', () => {
   });
 
   it('refuses a fork point that is not a step (400) and a copy of the fork point or its downstream (400)', () => {
-    spec.given([]).when(fork({ fromStep: 'nope' })).thenThrows(isCode('validation'));
-    spec.given([]).when(fork({ copies: [{ stepId: 'report', output: {}, revision: 1 }] })).thenThrows(isCode('validation'));
+    spec
+      .given([])
+      .when(fork({ fromStep: 'nope' }))
+      .thenThrows(isCode('validation'));
+    spec
+      .given([])
+      .when(fork({ copies: [{ stepId: 'report', output: {}, revision: 1 }] }))
+      .thenThrows(isCode('validation'));
   });
 
   it('given a started execution, a repeated fork is ignored', () => {
@@ -171,14 +254,24 @@ describe('planFork', () => {
   const source = fold(failedRun) as StartedExecution;
   it('copies succeeded steps that are neither the fork point nor downstream of it, with the revision that recorded them', () => {
     const plan = planFork(source, revisioned(failedRun), 'analyze', def(chain));
-    assert.deepEqual(plan.copies.map((c) => c.stepId), ['fetch', 'side']);
+    assert.deepEqual(
+      plan.copies.map((c) => c.stepId),
+      ['fetch', 'side'],
+    );
     const fetchRevision = failedRun.findIndex((e) => e.type === 'StepSucceeded' && e.data.stepId === 'fetch');
     assert.equal(plan.copies[0]!.revision, fetchRevision);
     assert.deepEqual(plan.rerun, ['analyze', 'report']);
   });
   it('downstream in the target counts too: a step that now needs the fork point runs again', () => {
-    const v2 = def({ ...chain, version: 2, steps: chain.steps.map((s) => (s.id === 'side' ? { ...s, needs: ['analyze'] } : s)) });
-    assert.deepEqual(planFork(source, revisioned(failedRun), 'analyze', v2).copies.map((c) => c.stepId), ['fetch']);
+    const v2 = def({
+      ...chain,
+      version: 2,
+      steps: chain.steps.map((s) => (s.id === 'side' ? { ...s, needs: ['analyze'] } : s)),
+    });
+    assert.deepEqual(
+      planFork(source, revisioned(failedRun), 'analyze', v2).copies.map((c) => c.stepId),
+      ['fetch'],
+    );
   });
   it('400 for a fork point of neither definition', () => {
     assert.throws(() => planFork(source, revisioned(failedRun), 'nope', def(chain)), isCode('validation'));
@@ -187,12 +280,17 @@ describe('planFork', () => {
 
 describe('stateAt (time travel)', () => {
   it('property: the state at the last revision is the fold of the whole stream; at every revision, a step never goes back to pending', () => {
-    const outcomes = fc.array(fc.record({ step: fc.constantFrom('fetch', 'analyze', 'report', 'side'), ok: fc.boolean() }), { maxLength: 12 });
+    const outcomes = fc.array(
+      fc.record({ step: fc.constantFrom('fetch', 'analyze', 'report', 'side'), ok: fc.boolean() }),
+      { maxLength: 12 },
+    );
     fc.assert(
       fc.property(outcomes, (list) => {
         const commands: WorkflowCommand[] = [cmd.start(chain, {})];
         for (const o of list) {
-          commands.push(o.ok ? cmd.succeeded({ stepId: o.step }, { rows: [1], total: 1 }) : cmd.failed({ stepId: o.step }, invalid));
+          commands.push(
+            o.ok ? cmd.succeeded({ stepId: o.step }, { rows: [1], total: 1 }) : cmd.failed({ stepId: o.step }, invalid),
+          );
         }
         const events = history(...commands);
         const rev = revisioned(events);
@@ -234,28 +332,57 @@ describe('checkReplay', () => {
       version: 2,
       steps: [
         { id: 'fetch', uses: 'mcp:database/query', with: { sql: 'select 1' } },
-        { id: 'analyze', uses: 'agent:revenue_analysis', needs: ['fetch'], with: { rows: '${{ steps.fetch.output.rows }}' } },
-        { id: 'report', uses: 'mcp:filesystem/write_file', needs: ['analyze'], if: 'steps.analyze.output.total > 10', with: {} },
+        {
+          id: 'analyze',
+          uses: 'agent:revenue_analysis',
+          needs: ['fetch'],
+          with: { rows: '${{ steps.fetch.output.rows }}' },
+        },
+        {
+          id: 'report',
+          uses: 'mcp:filesystem/write_file',
+          needs: ['analyze'],
+          if: 'steps.analyze.output.total > 10',
+          with: {},
+        },
         { id: 'audit', uses: 'mcp:database/query', needs: ['fetch', 'analyze'], with: {} },
       ],
     });
     const r = checkReplay(source, v2);
     const kinds = r.differences.map((d) => `${d.kind}:${d.step_id}`).sort();
-    assert.deepEqual(kinds, ['condition_changed:report', 'now_skipped:report', 'step_added:audit', 'step_removed:side']);
+    assert.deepEqual(kinds, [
+      'condition_changed:report',
+      'now_skipped:report',
+      'step_added:audit',
+      'step_removed:side',
+    ]);
     assert.equal(r.same, false);
     // audit ran in no recording: its outcome is undetermined, and so is the end.
     assert.equal(r.replayed_status, 'undetermined');
   });
   it('a step whose input now resolves differently is named, and what follows it is undetermined (no tool is called)', () => {
-    const v4 = def({ ...chain, version: 4, steps: chain.steps.map((s) => (s.id === 'analyze' ? { ...s, with: { rows: '${{ steps.fetch.output.rows }}', more: true } } : s)) });
+    const v4 = def({
+      ...chain,
+      version: 4,
+      steps: chain.steps.map((s) =>
+        s.id === 'analyze' ? { ...s, with: { rows: '${{ steps.fetch.output.rows }}', more: true } } : s,
+      ),
+    });
     const r = checkReplay(source, v4);
-    assert.deepEqual(r.differences.map((d) => `${d.kind}:${d.step_id}`), ['input_changed:analyze', 'undetermined:report']);
+    assert.deepEqual(
+      r.differences.map((d) => `${d.kind}:${d.step_id}`),
+      ['input_changed:analyze', 'undetermined:report'],
+    );
     assert.deepEqual(r.differences[0]!.replayed, [{ rows: [1, 2], more: true }]);
     assert.equal(r.replayed_status, 'undetermined');
   });
 
   it('reports an input the checked version refuses', () => {
-    const strict = def({ ...chain, version: 3, input: { type: 'object', properties: { x: { type: 'string' } }, required: ['x'] } });
+    const strict = def({
+      ...chain,
+      version: 3,
+      input: { type: 'object', properties: { x: { type: 'string' } }, required: ['x'] },
+    });
     const r = checkReplay(source, strict);
     assert.equal(r.replayed_status, 'not_started');
     assert.match(r.input_problem ?? '', /invalid workflow input/);

@@ -103,7 +103,14 @@ export function stepDispatchOf(state: StartedExecution, def: { readonly uses?: s
 
 /** Everything the orchestrator should be doing for this execution at `now`. */
 /** What one unit asks for in `nextActions` (pushed onto the given lists). */
-function unitActions(state: StartedExecution, def: { readonly uses?: string }, u: UnitState, dispatch: DispatchAction[], stop: StopAction[], timers: TimerAction[]): void {
+function unitActions(
+  state: StartedExecution,
+  def: { readonly uses?: string },
+  u: UnitState,
+  dispatch: DispatchAction[],
+  stop: StopAction[],
+  timers: TimerAction[],
+): void {
   const ref = u.itemIndex === undefined ? { stepId: u.stepId } : { stepId: u.stepId, itemIndex: u.itemIndex };
   if (u.phase === 'scheduled') dispatch.push(stepDispatchOf(state, def, u));
   if (u.phase === 'dispatched' && state.status === 'canceling') {
@@ -121,19 +128,28 @@ function unitActions(state: StartedExecution, def: { readonly uses?: string }, u
     timers.push({
       kind: 'timeout',
       dueAt: u.timeoutAt,
-      command: { type: 'RecordStepTimedOut', data: { ...ref, attempt: u.attempt }, metadata: timerMeta(state.correlationId, u.timeoutAt) },
+      command: {
+        type: 'RecordStepTimedOut',
+        data: { ...ref, attempt: u.attempt },
+        metadata: timerMeta(state.correlationId, u.timeoutAt),
+      },
     });
   } else if (u.phase === 'retry_wait' && u.dueAt) {
     timers.push({
       kind: 'retry',
       dueAt: u.dueAt,
-      command: { type: 'RetryStep', data: { ...ref, attempt: u.attempt }, metadata: timerMeta(state.correlationId, u.dueAt) },
+      command: {
+        type: 'RetryStep',
+        data: { ...ref, attempt: u.attempt },
+        metadata: timerMeta(state.correlationId, u.dueAt),
+      },
     });
   }
 }
 
 export function nextActions(state: WorkflowExecutionState, now: string): SagaActions {
-  if (state.status === 'not_started') return { status: state.status, dispatch: [], stop: [], timers: [], due: [], terminal: false };
+  if (state.status === 'not_started')
+    return { status: state.status, dispatch: [], stop: [], timers: [], due: [], terminal: false };
   const terminal = state.status === 'completed' || state.status === 'failed' || state.status === 'canceled';
   if (terminal) return { status: state.status, dispatch: [], stop: [], timers: [], due: [], terminal };
 
@@ -165,11 +181,19 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
       correlationId: state.correlationId,
     });
     const dueAt = new Date(Date.parse(c.startedAt) + c.timeoutMs).toISOString();
-    const error: StepError = { code: 'timeout', message: `compensation timed out after ${c.timeoutMs} ms`, retryable: false };
+    const error: StepError = {
+      code: 'timeout',
+      message: `compensation timed out after ${c.timeoutMs} ms`,
+      retryable: false,
+    };
     timers.push({
       kind: 'compensation_timeout',
       dueAt,
-      command: { type: 'RecordCompensationFailed', data: { stepId: c.stepId, error }, metadata: timerMeta(state.correlationId, dueAt) },
+      command: {
+        type: 'RecordCompensationFailed',
+        data: { stepId: c.stepId, error },
+        metadata: timerMeta(state.correlationId, dueAt),
+      },
     });
   }
 
@@ -200,7 +224,8 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
     case 'StepStarted':
     case 'StepRetryScheduled': {
       const def = state.definition.steps.find((d) => d.id === event.data.stepId);
-      const u = state.steps[event.data.stepId]?.units[('itemIndex' in event.data ? event.data.itemIndex : undefined) ?? 0];
+      const u =
+        state.steps[event.data.stepId]?.units[('itemIndex' in event.data ? event.data.itemIndex : undefined) ?? 0];
       if (!def || !u || u.stepId !== event.data.stepId) return none;
       const dispatch: DispatchAction[] = [];
       const timers: TimerAction[] = [];
@@ -208,20 +233,32 @@ export function decideAfter(event: WorkflowEvent, state: WorkflowExecutionState)
       if (event.type === 'StepScheduled') return { ...none, dispatch };
       const kind = event.type === 'StepRetryScheduled' ? 'retry' : 'timeout';
       const mine = timers.filter((t) => t.kind === kind);
-      return { ...none, timers: mine, due: mine.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command) };
+      return {
+        ...none,
+        timers: mine,
+        due: mine.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command),
+      };
     }
     case 'ExecutionCancelRequested':
       return { ...none, stop: nextActions(state, event.metadata.timestamp).stop };
     case 'WaitStarted': {
-      const timers = nextActions(state, event.metadata.timestamp).timers.filter((t) => t.kind === 'wait_timeout' && t.command.data.stepId === event.data.stepId);
-      return { ...none, timers, due: timers.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command) };
+      const timers = nextActions(state, event.metadata.timestamp).timers.filter(
+        (t) => t.kind === 'wait_timeout' && t.command.data.stepId === event.data.stepId,
+      );
+      return {
+        ...none,
+        timers,
+        due: timers.filter((t) => Date.parse(t.dueAt) <= Date.parse(event.metadata.timestamp)).map((t) => t.command),
+      };
     }
     case 'CompensationStarted': {
       const all = nextActions(state, event.metadata.timestamp);
       return {
         ...none,
         dispatch: all.dispatch.filter((d) => d.kind === 'compensation' && d.stepId === event.data.stepId),
-        timers: all.timers.filter((t) => t.kind === 'compensation_timeout' && t.command.data.stepId === event.data.stepId),
+        timers: all.timers.filter(
+          (t) => t.kind === 'compensation_timeout' && t.command.data.stepId === event.data.stepId,
+        ),
       };
     }
     default:
@@ -239,7 +276,11 @@ function waitTimers(state: StartedExecution): TimerAction[] {
     out.push({
       kind: 'wait_timeout',
       dueAt: w.timeoutAt,
-      command: { type: 'RecordWaitTimedOut', data: { stepId: def.id }, metadata: timerMeta(state.correlationId, w.timeoutAt) },
+      command: {
+        type: 'RecordWaitTimedOut',
+        data: { stepId: def.id },
+        metadata: timerMeta(state.correlationId, w.timeoutAt),
+      },
     });
   }
   return out;

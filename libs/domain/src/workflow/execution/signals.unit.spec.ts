@@ -25,20 +25,38 @@ const approval = (onTimeout: unknown = 'fail', timeout: number | string = 1000):
     steps: [
       { id: 'prepare', uses: 'mcp:database/query', with: { sql: 'select 1' } },
       { id: 'approval', needs: ['prepare'], wait: { signal: 'approve', timeout_ms: timeout, on_timeout: onTimeout } },
-      { id: 'send', uses: 'mcp:automation/send_email', needs: ['approval'], with: { ok: '${{ steps.approval.output }}' } },
+      {
+        id: 'send',
+        uses: 'mcp:automation/send_email',
+        needs: ['approval'],
+        with: { ok: '${{ steps.approval.output }}' },
+      },
     ],
   }) as WorkflowDefinitionInput;
 
-const signal = (name: string, payload: Record<string, unknown>, t = T0, signalId = `sig-${name}-${t}`): WorkflowCommand => ({
+const signal = (
+  name: string,
+  payload: Record<string, unknown>,
+  t = T0,
+  signalId = `sig-${name}-${t}`,
+): WorkflowCommand => ({
   type: 'SendSignal',
   data: { signalId, name, payload },
   metadata: meta(t),
 });
-const waitTimedOut = (stepId: string, t: string): WorkflowCommand => ({ type: 'RecordWaitTimedOut', data: { stepId }, metadata: meta(t) });
+const waitTimedOut = (stepId: string, t: string): WorkflowCommand => ({
+  type: 'RecordWaitTimedOut',
+  data: { stepId },
+  metadata: meta(t),
+});
 
 /** Started, prepare dispatched and succeeded at +10 ms: the wait step is waiting until +1010 ms. */
 const waiting = (def = approval()): WorkflowEvent[] =>
-  history(cmd.start(def), cmd.dispatched({ stepId: 'prepare' }), cmd.succeeded({ stepId: 'prepare' }, { rows: [] }, 1, at(10)));
+  history(
+    cmd.start(def),
+    cmd.dispatched({ stepId: 'prepare' }),
+    cmd.succeeded({ stepId: 'prepare' }, { rows: [] }, 1, at(10)),
+  );
 
 describe('wait step: definition', () => {
   it('a wait step validates; its timeout may be an expression', () => {
@@ -55,7 +73,10 @@ describe('wait step: definition', () => {
     assert.deepEqual(codes(approval('fail', 0)), ['steps[1].wait.timeout_ms:schema']);
     assert.deepEqual(codes(approval('fail', -5)), ['steps[1].wait.timeout_ms:schema']);
     assert.deepEqual(codes(approval('fail', 'soon')), ['steps[1].wait.timeout_ms:schema']);
-    assert.ok(codes(approval('retry')).every((c) => c.startsWith('steps[1].wait.on_timeout')), String(codes(approval('retry'))));
+    assert.ok(
+      codes(approval('retry')).every((c) => c.startsWith('steps[1].wait.on_timeout')),
+      String(codes(approval('retry'))),
+    );
     assert.ok(codes(approval('retry')).length > 0);
     const both = approval();
     (both.steps[1] as Record<string, unknown>).uses = 'mcp:database/query';
@@ -76,21 +97,35 @@ describe('wait step: running', () => {
     const s = fold(events);
     const after = decideAfter(started, s);
     assert.deepEqual(after.dispatch, []);
-    assert.deepEqual(after.timers.map((t) => [t.kind, t.dueAt, t.command.type]), [['wait_timeout', at(1010), 'RecordWaitTimedOut']]);
+    assert.deepEqual(
+      after.timers.map((t) => [t.kind, t.dueAt, t.command.type]),
+      [['wait_timeout', at(1010), 'RecordWaitTimedOut']],
+    );
     // Recovery sees the same timer.
-    assert.deepEqual(nextActions(s, at(20)).timers.map((t) => t.kind), ['wait_timeout']);
+    assert.deepEqual(
+      nextActions(s, at(20)).timers.map((t) => t.kind),
+      ['wait_timeout'],
+    );
   });
 
   it('the timeout expression is resolved from the input when the step starts', () => {
     const def = approval('fail', '${{ input.timeout }}');
-    const events = history(cmd.start(def, { timeout: 5000 }), cmd.dispatched({ stepId: 'prepare' }), cmd.succeeded({ stepId: 'prepare' }, {}, 1, at(10)));
+    const events = history(
+      cmd.start(def, { timeout: 5000 }),
+      cmd.dispatched({ stepId: 'prepare' }),
+      cmd.succeeded({ stepId: 'prepare' }, {}, 1, at(10)),
+    );
     const w = events.find((e) => e.type === 'WaitStarted')!;
     assert.equal((w.data as { timeoutAt: string }).timeoutAt, at(5010));
   });
 
   it('a timeout expression that gives no positive integer fails the step', () => {
     const def = approval('fail', '${{ input.timeout }}');
-    const events = history(cmd.start(def, { timeout: 0 }), cmd.dispatched({ stepId: 'prepare' }), cmd.succeeded({ stepId: 'prepare' }, {}, 1, at(10)));
+    const events = history(
+      cmd.start(def, { timeout: 0 }),
+      cmd.dispatched({ stepId: 'prepare' }),
+      cmd.succeeded({ stepId: 'prepare' }, {}, 1, at(10)),
+    );
     assert.deepEqual(types(events).slice(-2), ['StepFailed:approval', 'WorkflowFailed']);
   });
 });
@@ -118,15 +153,24 @@ describe('SendSignal', () => {
 
   it('before the step is reached: buffered, then consumed when the step starts', () => {
     const given = history(cmd.start(approval()), cmd.dispatched({ stepId: 'prepare' }));
-    const early = spec.given(given).when(signal('approve', { approved: false }, at(5))).then((events) => {
-      assert.deepEqual(types(events), ['SignalReceived']);
-      assert.equal((events[0]!.data as { disposition: string }).disposition, 'buffered');
-    });
+    const early = spec
+      .given(given)
+      .when(signal('approve', { approved: false }, at(5)))
+      .then((events) => {
+        assert.deepEqual(types(events), ['SignalReceived']);
+        assert.equal((events[0]!.data as { disposition: string }).disposition, 'buffered');
+      });
     spec
       .given([...given, ...early])
       .when(cmd.succeeded({ stepId: 'prepare' }, {}, 1, at(10)))
       .then((events) => {
-        assert.deepEqual(types(events), ['StepSucceeded:prepare', 'WaitStarted:approval', 'SignalConsumed:approval', 'StepSucceeded:approval', 'StepScheduled:send']);
+        assert.deepEqual(types(events), [
+          'StepSucceeded:prepare',
+          'WaitStarted:approval',
+          'SignalConsumed:approval',
+          'StepSucceeded:approval',
+          'StepScheduled:send',
+        ]);
         assert.deepEqual((events[3]!.data as { output: unknown }).output, { approved: false });
       });
   });
@@ -143,7 +187,10 @@ describe('SendSignal', () => {
 
   it('after the timeout fired (on_timeout continue): recorded, ignored, says why', () => {
     const given = [...waiting(approval('continue')), ...[]];
-    const afterTimeout = [...given, ...workflowExecutionDecider.decide(waitTimedOut('approval', at(1010)), fold(given))];
+    const afterTimeout = [
+      ...given,
+      ...workflowExecutionDecider.decide(waitTimedOut('approval', at(1010)), fold(given)),
+    ];
     spec
       .given(afterTimeout)
       .when(signal('approve', { approved: true }, at(2000)))
@@ -156,8 +203,14 @@ describe('SendSignal', () => {
   });
 
   it('the same signal id twice records nothing the second time', () => {
-    const given = [...waiting(), ...workflowExecutionDecider.decide(signal('approve', {}, at(100), 'once'), fold(waiting()))];
-    spec.given(given).when(signal('approve', {}, at(200), 'once')).thenNothingHappened();
+    const given = [
+      ...waiting(),
+      ...workflowExecutionDecider.decide(signal('approve', {}, at(100), 'once'), fold(waiting())),
+    ];
+    spec
+      .given(given)
+      .when(signal('approve', {}, at(200), 'once'))
+      .thenNothingHappened();
   });
 
   it('an ended execution: 409; an unknown signal name: 404; no execution: 404', () => {
@@ -188,7 +241,12 @@ describe('SendSignal', () => {
     spec
       .given(given)
       .when(signal('approve', {}, at(30)))
-      .then((events) => assert.deepEqual([types(events), (events[0]!.data as { disposition: string }).disposition], [['SignalReceived'], 'ignored']));
+      .then((events) =>
+        assert.deepEqual(
+          [types(events), (events[0]!.data as { disposition: string }).disposition],
+          [['SignalReceived'], 'ignored'],
+        ),
+      );
   });
 });
 
@@ -221,12 +279,24 @@ describe('RecordWaitTimedOut', () => {
   });
 
   it('an early timer, a timer after the signal, a repeated timer: nothing happens', () => {
-    spec.given(waiting()).when(waitTimedOut('approval', at(1000))).thenNothingHappened();
-    const signaled = [...waiting(), ...workflowExecutionDecider.decide(signal('approve', {}, at(100)), fold(waiting()))];
-    spec.given(signaled).when(waitTimedOut('approval', at(1010))).thenNothingHappened();
+    spec
+      .given(waiting())
+      .when(waitTimedOut('approval', at(1000)))
+      .thenNothingHappened();
+    const signaled = [
+      ...waiting(),
+      ...workflowExecutionDecider.decide(signal('approve', {}, at(100)), fold(waiting())),
+    ];
+    spec
+      .given(signaled)
+      .when(waitTimedOut('approval', at(1010)))
+      .thenNothingHappened();
     const given = waiting(approval('continue'));
     const timedOut = [...given, ...workflowExecutionDecider.decide(waitTimedOut('approval', at(1010)), fold(given))];
-    spec.given(timedOut).when(waitTimedOut('approval', at(1020))).thenNothingHappened();
+    spec
+      .given(timedOut)
+      .when(waitTimedOut('approval', at(1020)))
+      .thenNothingHappened();
   });
 
   it('a canceled waiting execution ends at once (nothing is dispatched for a wait step)', () => {

@@ -10,7 +10,11 @@ import type { StepError, UnitRef, WorkflowCommand, WorkflowEvent, WorkflowExecut
 export const T0 = '2026-01-01T00:00:00.000Z';
 /** T0 plus `ms` milliseconds. */
 export const at = (ms: number): string => new Date(Date.parse(T0) + ms).toISOString();
-export const meta = (timestamp = T0, actor = 'user:tester'): CommandMetadata => ({ timestamp, actor, correlationId: 'corr-1' });
+export const meta = (timestamp = T0, actor = 'user:tester'): CommandMetadata => ({
+  timestamp,
+  actor,
+  correlationId: 'corr-1',
+});
 
 export const cmd = {
   start: (definition: WorkflowDefinitionInput, input: unknown = {}, t = T0, executionId = 'ex1'): WorkflowCommand => ({
@@ -18,16 +22,56 @@ export const cmd = {
     data: { executionId, definition, input, seed: 42 },
     metadata: meta(t),
   }),
-  dispatched: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepDispatched', data: { ...u, attempt }, metadata: meta(t) }),
-  succeeded: (u: UnitRef, output: unknown, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepSucceeded', data: { ...u, attempt, output }, metadata: meta(t) }),
-  failed: (u: UnitRef, error: StepError, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepFailed', data: { ...u, attempt, error }, metadata: meta(t) }),
-  queued: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepQueued', data: { ...u, attempt }, metadata: meta(t) }),
-  started: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepStarted', data: { ...u, attempt }, metadata: meta(t) }),
-  timedOut: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({ type: 'RecordStepTimedOut', data: { ...u, attempt }, metadata: meta(t) }),
-  retry: (u: UnitRef, attempt: number, t = T0): WorkflowCommand => ({ type: 'RetryStep', data: { ...u, attempt }, metadata: meta(t) }),
-  cancel: (reason = 'no longer needed', t = T0): WorkflowCommand => ({ type: 'RequestCancel', data: { reason }, metadata: meta(t) }),
-  compensated: (stepId: string, output: unknown = { ok: true }, t = T0): WorkflowCommand => ({ type: 'RecordCompensationSucceeded', data: { stepId, output }, metadata: meta(t) }),
-  compensationFailed: (stepId: string, error: StepError, t = T0): WorkflowCommand => ({ type: 'RecordCompensationFailed', data: { stepId, error }, metadata: meta(t) }),
+  dispatched: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({
+    type: 'RecordStepDispatched',
+    data: { ...u, attempt },
+    metadata: meta(t),
+  }),
+  succeeded: (u: UnitRef, output: unknown, attempt = 1, t = T0): WorkflowCommand => ({
+    type: 'RecordStepSucceeded',
+    data: { ...u, attempt, output },
+    metadata: meta(t),
+  }),
+  failed: (u: UnitRef, error: StepError, attempt = 1, t = T0): WorkflowCommand => ({
+    type: 'RecordStepFailed',
+    data: { ...u, attempt, error },
+    metadata: meta(t),
+  }),
+  queued: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({
+    type: 'RecordStepQueued',
+    data: { ...u, attempt },
+    metadata: meta(t),
+  }),
+  started: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({
+    type: 'RecordStepStarted',
+    data: { ...u, attempt },
+    metadata: meta(t),
+  }),
+  timedOut: (u: UnitRef, attempt = 1, t = T0): WorkflowCommand => ({
+    type: 'RecordStepTimedOut',
+    data: { ...u, attempt },
+    metadata: meta(t),
+  }),
+  retry: (u: UnitRef, attempt: number, t = T0): WorkflowCommand => ({
+    type: 'RetryStep',
+    data: { ...u, attempt },
+    metadata: meta(t),
+  }),
+  cancel: (reason = 'no longer needed', t = T0): WorkflowCommand => ({
+    type: 'RequestCancel',
+    data: { reason },
+    metadata: meta(t),
+  }),
+  compensated: (stepId: string, output: unknown = { ok: true }, t = T0): WorkflowCommand => ({
+    type: 'RecordCompensationSucceeded',
+    data: { stepId, output },
+    metadata: meta(t),
+  }),
+  compensationFailed: (stepId: string, error: StepError, t = T0): WorkflowCommand => ({
+    type: 'RecordCompensationFailed',
+    data: { stepId, error },
+    metadata: meta(t),
+  }),
 };
 
 export const unavailable: StepError = { code: 'unavailable', message: 'server down', retryable: true };
@@ -45,7 +89,8 @@ export function history(...commands: WorkflowCommand[]): WorkflowEvent[] {
   return out;
 }
 
-export const fold = (events: readonly WorkflowEvent[]): WorkflowExecutionState => events.reduce(evolveWorkflow, initialWorkflowState);
+export const fold = (events: readonly WorkflowEvent[]): WorkflowExecutionState =>
+  events.reduce(evolveWorkflow, initialWorkflowState);
 
 export const types = (events: readonly WorkflowEvent[]): string[] =>
   events.map((e) => {

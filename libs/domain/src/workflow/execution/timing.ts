@@ -74,4 +74,5 @@ export const STEP_QUEUE_WAIT_BUDGET_MS = 60_000;
 export const AGENT_QUEUE_WAIT_BUDGET_MS = 600_000;
 
 /** The queue-wait budget of a step by what it uses (`agent:...` or anything else). */
-export const queueWaitBudgetMs = (uses: string): number => (uses.startsWith('agent:') ? AGENT_QUEUE_WAIT_BUDGET_MS : STEP_QUEUE_WAIT_BUDGET_MS);
+export const queueWaitBudgetMs = (uses: string): number =>
+  uses.startsWith('agent:') ? AGENT_QUEUE_WAIT_BUDGET_MS : STEP_QUEUE_WAIT_BUDGET_MS;

@@ -47,8 +47,14 @@ export type StartWorkflow = Command<
 >;
 /** The orchestrator handed the unit to its executor (NATS request sent). */
 export type RecordStepDispatched = Command<'RecordStepDispatched', UnitRef & { readonly attempt: number }>;
-export type RecordStepSucceeded = Command<'RecordStepSucceeded', UnitRef & { readonly attempt: number; readonly output: unknown }>;
-export type RecordStepFailed = Command<'RecordStepFailed', UnitRef & { readonly attempt: number; readonly error: StepError }>;
+export type RecordStepSucceeded = Command<
+  'RecordStepSucceeded',
+  UnitRef & { readonly attempt: number; readonly output: unknown }
+>;
+export type RecordStepFailed = Command<
+  'RecordStepFailed',
+  UnitRef & { readonly attempt: number; readonly error: StepError }
+>;
 /** The timeout timer of a dispatched attempt fired. */
 export type RecordStepTimedOut = Command<'RecordStepTimedOut', UnitRef & { readonly attempt: number }>;
 /**
@@ -66,8 +72,14 @@ export type RecordStepStarted = Command<'RecordStepStarted', UnitRef & { readonl
 /** The backoff timer of a retry fired: schedule that attempt. */
 export type RetryStep = Command<'RetryStep', UnitRef & { readonly attempt: number }>;
 export type RequestCancel = Command<'RequestCancel', { readonly reason: string }>;
-export type RecordCompensationSucceeded = Command<'RecordCompensationSucceeded', { readonly stepId: string; readonly output: unknown }>;
-export type RecordCompensationFailed = Command<'RecordCompensationFailed', { readonly stepId: string; readonly error: StepError }>;
+export type RecordCompensationSucceeded = Command<
+  'RecordCompensationSucceeded',
+  { readonly stepId: string; readonly output: unknown }
+>;
+export type RecordCompensationFailed = Command<
+  'RecordCompensationFailed',
+  { readonly stepId: string; readonly error: StepError }
+>;
 
 // ---- operations on executions (fork, retry) ---------------------------------
 
@@ -101,7 +113,10 @@ export type RetryExecution = Command<'RetryExecution', { readonly reason?: strin
  * A named signal for an execution (`POST .../executions/{id}/signals/{name}`). `signalId` makes it
  * idempotent: the same id twice records it once. Its payload becomes a waiting step's output.
  */
-export type SendSignal = Command<'SendSignal', { readonly signalId: string; readonly name: string; readonly payload: Record<string, unknown> }>;
+export type SendSignal = Command<
+  'SendSignal',
+  { readonly signalId: string; readonly name: string; readonly payload: Record<string, unknown> }
+>;
 /** The durable timer of a wait step fired. */
 export type RecordWaitTimedOut = Command<'RecordWaitTimedOut', { readonly stepId: string }>;
 
@@ -156,10 +171,18 @@ export type StepScheduled = Event<
 >;
 export type StepDispatched = Event<
   'StepDispatched',
-  UnitRef & { readonly attempt: number; readonly idempotencyKey: string; readonly dispatchedAt: string; readonly timeoutAt: string }
+  UnitRef & {
+    readonly attempt: number;
+    readonly idempotencyKey: string;
+    readonly dispatchedAt: string;
+    readonly timeoutAt: string;
+  }
 >;
 /** Without itemIndex on a for_each step: all items succeeded and `output` is their list. */
-export type StepSucceeded = Event<'StepSucceeded', UnitRef & { readonly attempt: number; readonly output: unknown; readonly at: string }>;
+export type StepSucceeded = Event<
+  'StepSucceeded',
+  UnitRef & { readonly attempt: number; readonly output: unknown; readonly at: string }
+>;
 /**
  * An attempt failed. `final` = no more attempts: the step (or item) has failed. Without itemIndex on a
  * for_each step it is the step-level failure. attempt 0 = failed before dispatch (bad expression).
@@ -180,15 +203,29 @@ export type StepRetryScheduled = Event<
 /** A dispatched attempt was sent again after the engine recovered it; its timeout counts from `dispatchedAt`. */
 export type StepRedispatched = Event<
   'StepRedispatched',
-  UnitRef & { readonly attempt: number; readonly idempotencyKey: string; readonly dispatchedAt: string; readonly timeoutAt: string }
+  UnitRef & {
+    readonly attempt: number;
+    readonly idempotencyKey: string;
+    readonly dispatchedAt: string;
+    readonly timeoutAt: string;
+  }
 >;
 /** The attempt's call waits in its worker's queue; its deadline allows for the wait (`timeoutAt`). */
-export type StepQueued = Event<'StepQueued', UnitRef & { readonly attempt: number; readonly queuedAt: string; readonly timeoutAt: string }>;
+export type StepQueued = Event<
+  'StepQueued',
+  UnitRef & { readonly attempt: number; readonly queuedAt: string; readonly timeoutAt: string }
+>;
 /** The attempt's call started running after waiting in its worker's queue; its timeout counts from `startedAt`. */
-export type StepStarted = Event<'StepStarted', UnitRef & { readonly attempt: number; readonly startedAt: string; readonly timeoutAt: string }>;
+export type StepStarted = Event<
+  'StepStarted',
+  UnitRef & { readonly attempt: number; readonly startedAt: string; readonly timeoutAt: string }
+>;
 export type StepTimedOut = Event<'StepTimedOut', UnitRef & { readonly attempt: number; readonly at: string }>;
 export type SkipReason = 'condition_false' | 'dependency_skipped' | 'dependency_failed';
-export type StepSkipped = Event<'StepSkipped', { readonly stepId: string; readonly reason: SkipReason; readonly at: string }>;
+export type StepSkipped = Event<
+  'StepSkipped',
+  { readonly stepId: string; readonly reason: SkipReason; readonly at: string }
+>;
 export type ExecutionCancelRequested = Event<
   'ExecutionCancelRequested',
   { readonly reason: string; readonly actor: string | null; readonly requestedAt: string }
@@ -207,18 +244,38 @@ export type CompensationStarted = Event<
     readonly startedAt: string;
   }
 >;
-export type CompensationSucceeded = Event<'CompensationSucceeded', { readonly stepId: string; readonly output: unknown; readonly at: string }>;
-export type CompensationFailed = Event<'CompensationFailed', { readonly stepId: string; readonly error: StepError; readonly at: string }>;
-export type WorkflowCompleted = Event<'WorkflowCompleted', { readonly outputs: Record<string, unknown>; readonly completedAt: string }>;
+export type CompensationSucceeded = Event<
+  'CompensationSucceeded',
+  { readonly stepId: string; readonly output: unknown; readonly at: string }
+>;
+export type CompensationFailed = Event<
+  'CompensationFailed',
+  { readonly stepId: string; readonly error: StepError; readonly at: string }
+>;
+export type WorkflowCompleted = Event<
+  'WorkflowCompleted',
+  { readonly outputs: Record<string, unknown>; readonly completedAt: string }
+>;
 export type WorkflowFailed = Event<
   'WorkflowFailed',
-  { readonly reason: string; readonly stepId: string | null; readonly error: StepError | null; readonly failedAt: string }
+  {
+    readonly reason: string;
+    readonly stepId: string | null;
+    readonly error: StepError | null;
+    readonly failedAt: string;
+  }
 >;
 export type WorkflowCanceled = Event<'WorkflowCanceled', { readonly reason: string; readonly canceledAt: string }>;
 /** A fork took this step's output over from its source execution: the step is succeeded without running. */
 export type StepOutputCopied = Event<
   'StepOutputCopied',
-  { readonly stepId: string; readonly output: unknown; readonly fromExecutionId: string; readonly revision: number; readonly at: string }
+  {
+    readonly stepId: string;
+    readonly output: unknown;
+    readonly fromExecutionId: string;
+    readonly revision: number;
+    readonly at: string;
+  }
 >;
 /**
  * A failed execution runs again: `steps` go back to pending (their next attempt numbers follow the
@@ -226,11 +283,19 @@ export type StepOutputCopied = Event<
  */
 export type ExecutionRetried = Event<
   'ExecutionRetried',
-  { readonly steps: readonly string[]; readonly reason: string; readonly actor: string | null; readonly retriedAt: string }
+  {
+    readonly steps: readonly string[];
+    readonly reason: string;
+    readonly actor: string | null;
+    readonly retriedAt: string;
+  }
 >;
 
 /** A wait step started waiting for its signal, until `timeoutAt`. */
-export type WaitStarted = Event<'WaitStarted', { readonly stepId: string; readonly signal: string; readonly startedAt: string; readonly timeoutAt: string }>;
+export type WaitStarted = Event<
+  'WaitStarted',
+  { readonly stepId: string; readonly signal: string; readonly startedAt: string; readonly timeoutAt: string }
+>;
 /**
  * What happened to a signal when it arrived: `consumed` by the step waiting for it now (`stepId`),
  * `buffered` for a wait step not reached yet, or `ignored` (`reason`: the wait it was meant for
@@ -251,9 +316,20 @@ export type SignalReceived = Event<
   }
 >;
 /** A buffered signal was taken by the wait step that just started (its output follows as StepSucceeded). */
-export type SignalConsumed = Event<'SignalConsumed', { readonly signalId: string; readonly name: string; readonly stepId: string; readonly at: string }>;
+export type SignalConsumed = Event<
+  'SignalConsumed',
+  { readonly signalId: string; readonly name: string; readonly stepId: string; readonly at: string }
+>;
 /** A wait step's timeout passed without its signal; `onTimeout` says what follows (StepSucceeded or StepFailed). */
-export type WaitTimedOut = Event<'WaitTimedOut', { readonly stepId: string; readonly signal: string; readonly onTimeout: 'fail' | 'continue' | 'default_output'; readonly at: string }>;
+export type WaitTimedOut = Event<
+  'WaitTimedOut',
+  {
+    readonly stepId: string;
+    readonly signal: string;
+    readonly onTimeout: 'fail' | 'continue' | 'default_output';
+    readonly at: string;
+  }
+>;
 
 export type WorkflowEvent =
   | WaitStarted
@@ -341,7 +417,12 @@ export interface StepState {
   readonly error: StepError | null;
   readonly skipReason?: SkipReason;
   /** A wait step that started waiting: for which signal, until when; `ended` once signaled or timed out. */
-  readonly wait?: { readonly signal: string; readonly startedAt: string; readonly timeoutAt: string; readonly ended?: 'signaled' | 'timed_out' };
+  readonly wait?: {
+    readonly signal: string;
+    readonly startedAt: string;
+    readonly timeoutAt: string;
+    readonly ended?: 'signaled' | 'timed_out';
+  };
   /** for_each: the resolved items (unset until expanded). */
   readonly items?: readonly unknown[];
   /** Plain step: at most one unit at [0]. for_each: one per started item, by index. */
@@ -397,10 +478,20 @@ export interface ReceivedSignal {
 export type WorkflowExecutionState =
   | { readonly status: 'not_started' }
   /** `failing` set: a step failed with a compensation; no new steps, ends failed once compensations settle. */
-  | (ExecutionData & { readonly status: 'running'; readonly failing?: { readonly stepId: string; readonly reason: string; readonly error: StepError } })
+  | (ExecutionData & {
+      readonly status: 'running';
+      readonly failing?: { readonly stepId: string; readonly reason: string; readonly error: StepError };
+    })
   /** No new steps; waits for dispatched units and compensations, then ends canceled. */
-  | (ExecutionData & { readonly status: 'canceling'; readonly cancel: { readonly reason: string; readonly actor: string | null; readonly requestedAt: string } })
-  | (ExecutionData & { readonly status: 'completed'; readonly outputs: Record<string, unknown>; readonly completedAt: string })
+  | (ExecutionData & {
+      readonly status: 'canceling';
+      readonly cancel: { readonly reason: string; readonly actor: string | null; readonly requestedAt: string };
+    })
+  | (ExecutionData & {
+      readonly status: 'completed';
+      readonly outputs: Record<string, unknown>;
+      readonly completedAt: string;
+    })
   | (ExecutionData & { readonly status: 'failed'; readonly reason: string; readonly failedAt: string })
   | (ExecutionData & { readonly status: 'canceled'; readonly reason: string; readonly canceledAt: string });
 

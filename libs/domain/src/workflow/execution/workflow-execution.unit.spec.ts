@@ -25,7 +25,11 @@ const diamond: WorkflowDefinitionInput = {
       id: 'c',
       uses: 'mcp:automation/send_webhook',
       needs: ['a', 'b'],
-      with: { total: '${{ steps.a.output.total * 2 }}', text: 'for ${{ input.email }}: ${{ steps.b.output.summary }}', raw: 'literal' },
+      with: {
+        total: '${{ steps.a.output.total * 2 }}',
+        text: 'for ${{ input.email }}: ${{ steps.b.output.summary }}',
+        raw: 'literal',
+      },
     },
   ],
   outputs: { total: '${{ steps.a.output.total }}', sent: '${{ steps.c.output.ok }}' },
@@ -72,7 +76,10 @@ describe('WorkflowExecution: not_started', () => {
         {
           id: 'notify',
           uses: 'mcp:automation/send_webhook',
-          with: { idempotency_key: '${{ execution.id }}:notify', about: '${{ execution.definition_id }}@${{ execution.definition_version }}' },
+          with: {
+            idempotency_key: '${{ execution.id }}:notify',
+            about: '${{ execution.definition_id }}@${{ execution.definition_version }}',
+          },
         },
       ],
     };
@@ -81,24 +88,34 @@ describe('WorkflowExecution: not_started', () => {
       .when(cmd.start(def, {}))
       .then((events) => {
         const scheduled = events.find((e) => e.type === 'StepScheduled');
-        assert.deepEqual((scheduled?.data as { input: unknown }).input, { idempotency_key: 'ex1:notify', about: 'keyed@3' });
+        assert.deepEqual((scheduled?.data as { input: unknown }).input, {
+          idempotency_key: 'ex1:notify',
+          about: 'keyed@3',
+        });
       });
   });
 
   it('applies input defaults and rejects an input that misses required fields (validation, with problems)', () => {
     const def: WorkflowDefinitionInput = {
       ...diamond,
-      input: { type: 'object', properties: { email: { type: 'string' }, flag: { type: 'boolean', default: false } }, required: ['email'] },
+      input: {
+        type: 'object',
+        properties: { email: { type: 'string' }, flag: { type: 'boolean', default: false } },
+        required: ['email'],
+      },
     };
-    spec.given([]).when(cmd.start(def, { email: 'x@y.z' })).then((events) => {
-      assert.deepEqual((events[0]!.data as { input: unknown }).input, { email: 'x@y.z', flag: false });
-    });
-    const err = spec
+    spec
       .given([])
-      .when(cmd.start(def, {}))
-      .thenThrows<DomainError>(isCode('validation'));
+      .when(cmd.start(def, { email: 'x@y.z' }))
+      .then((events) => {
+        assert.deepEqual((events[0]!.data as { input: unknown }).input, { email: 'x@y.z', flag: false });
+      });
+    const err = spec.given([]).when(cmd.start(def, {})).thenThrows<DomainError>(isCode('validation'));
     assert.equal(err.status, 400);
-    assert.deepEqual((err.details['problems'] as { path: string }[]).map((p) => p.path), ['email']);
+    assert.deepEqual(
+      (err.details['problems'] as { path: string }[]).map((p) => p.path),
+      ['email'],
+    );
   });
 
   it('rejects an invalid definition with every problem listed', () => {
@@ -108,7 +125,10 @@ describe('WorkflowExecution: not_started', () => {
   });
 
   it('any other command is not_found (404)', () => {
-    const err = spec.given([]).when(cmd.succeeded({ stepId: 'a' }, {})).thenThrows<DomainError>(isCode('not_found'));
+    const err = spec
+      .given([])
+      .when(cmd.succeeded({ stepId: 'a' }, {}))
+      .thenThrows<DomainError>(isCode('not_found'));
     assert.equal(err.status, 404);
     spec.given([]).when(cmd.cancel()).thenThrows(isCode('not_found'));
   });
@@ -123,9 +143,12 @@ describe('WorkflowExecution: running', () => {
 
   it('dependency ordering: c waits until both a and b have succeeded', () => {
     const afterA = history(cmd.start(diamond, diamondInput), cmd.succeeded({ stepId: 'a' }, { total: 21 }));
-    spec.given(started).when(cmd.succeeded({ stepId: 'a' }, { total: 21 })).then([
-      { type: 'StepSucceeded', data: { stepId: 'a', attempt: 1, output: { total: 21 }, at: T0 }, metadata: meta() },
-    ]);
+    spec
+      .given(started)
+      .when(cmd.succeeded({ stepId: 'a' }, { total: 21 }))
+      .then([
+        { type: 'StepSucceeded', data: { stepId: 'a', attempt: 1, output: { total: 21 }, at: T0 }, metadata: meta() },
+      ]);
     spec
       .given(afterA)
       .when(cmd.succeeded({ stepId: 'b' }, { summary: 'up 5%' }))
@@ -133,13 +156,25 @@ describe('WorkflowExecution: running', () => {
   });
 
   it('maps inputs from earlier outputs: typed for a whole ${{ }}, interpolated inside text', () => {
-    const events = history(cmd.start(diamond, diamondInput), cmd.succeeded({ stepId: 'a' }, { total: 21 }), cmd.succeeded({ stepId: 'b' }, { summary: 'up 5%' }));
+    const events = history(
+      cmd.start(diamond, diamondInput),
+      cmd.succeeded({ stepId: 'a' }, { total: 21 }),
+      cmd.succeeded({ stepId: 'b' }, { summary: 'up 5%' }),
+    );
     const c = events.find((e) => e.type === 'StepScheduled' && e.data.stepId === 'c');
-    assert.deepEqual((c?.data as { input: unknown }).input, { total: 42, text: 'for ann@example.com: up 5%', raw: 'literal' });
+    assert.deepEqual((c?.data as { input: unknown }).input, {
+      total: 42,
+      text: 'for ann@example.com: up 5%',
+      raw: 'literal',
+    });
   });
 
   it('completes with the outputs mapping once every step has succeeded', () => {
-    const before = history(cmd.start(diamond, diamondInput), cmd.succeeded({ stepId: 'a' }, { total: 21 }), cmd.succeeded({ stepId: 'b' }, { summary: 's' }));
+    const before = history(
+      cmd.start(diamond, diamondInput),
+      cmd.succeeded({ stepId: 'a' }, { total: 21 }),
+      cmd.succeeded({ stepId: 'b' }, { summary: 's' }),
+    );
     spec
       .given(before)
       .when(cmd.succeeded({ stepId: 'c' }, { ok: true }, 1, at(5000)))
@@ -151,7 +186,10 @@ describe('WorkflowExecution: running', () => {
   });
 
   it('an unknown step is not_found', () => {
-    spec.given(started).when(cmd.succeeded({ stepId: 'zzz' }, {})).thenThrows(isCode('not_found'));
+    spec
+      .given(started)
+      .when(cmd.succeeded({ stepId: 'zzz' }, {}))
+      .thenThrows(isCode('not_found'));
   });
 
   it('a bad expression at run time fails the step with expression_error (no dispatch)', () => {
@@ -197,7 +235,12 @@ describe('WorkflowExecution: running, conditions', () => {
       .given(history(cmd.start(def, {})))
       .when(cmd.succeeded({ stepId: 'fetch' }, {}))
       .then((events, after) => {
-        assert.deepEqual(types(events), ['StepSucceeded:fetch', 'StepSkipped:maybe', 'StepSkipped:after_maybe', 'StepScheduled:report']);
+        assert.deepEqual(types(events), [
+          'StepSucceeded:fetch',
+          'StepSkipped:maybe',
+          'StepSkipped:after_maybe',
+          'StepScheduled:report',
+        ]);
         assert.equal((events[1]!.data as { reason: string }).reason, 'condition_false');
         assert.equal((events[2]!.data as { reason: string }).reason, 'dependency_skipped');
         assert.equal(after.status, 'running');
@@ -243,14 +286,25 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
       .given(history(cmd.start(def())))
       .when(cmd.failed(a, unavailable, 1, at(100)))
       .then([
-        { type: 'StepFailed', data: { stepId: 'a', attempt: 1, error: unavailable, final: false, at: at(100) }, metadata: meta(at(100)) },
-        { type: 'StepRetryScheduled', data: { stepId: 'a', attempt: 2, delayMs: 1000, dueAt: at(1100) }, metadata: meta(at(100)) },
+        {
+          type: 'StepFailed',
+          data: { stepId: 'a', attempt: 1, error: unavailable, final: false, at: at(100) },
+          metadata: meta(at(100)),
+        },
+        {
+          type: 'StepRetryScheduled',
+          data: { stepId: 'a', attempt: 2, delayMs: 1000, dueAt: at(1100) },
+          metadata: meta(at(100)),
+        },
       ]);
   });
 
   it('the retry timer schedules the next attempt with a new idempotency key, not before it is due; then success completes', () => {
     const waiting = history(cmd.start(def()), cmd.failed(a, unavailable, 1, at(100)));
-    spec.given(waiting).when(cmd.retry(a, 2, at(1000))).thenNothingHappened();
+    spec
+      .given(waiting)
+      .when(cmd.retry(a, 2, at(1000)))
+      .thenNothingHappened();
     spec
       .given(waiting)
       .when(cmd.retry(a, 2, at(1100)))
@@ -259,13 +313,24 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
         assert.equal((events[0]!.data as { idempotencyKey: string }).idempotencyKey, 'ex1:a:2');
       });
     // Second failure: delay doubles but is capped by maxMs (2000 -> 1500).
-    const again = history(cmd.start(def()), cmd.failed(a, unavailable, 1, at(100)), cmd.retry(a, 2, at(1100)), cmd.failed(a, unavailable, 2, at(1200)));
-    assert.deepEqual((again.at(-1)!.data), { stepId: 'a', attempt: 3, delayMs: 1500, dueAt: at(2700) });
+    const again = history(
+      cmd.start(def()),
+      cmd.failed(a, unavailable, 1, at(100)),
+      cmd.retry(a, 2, at(1100)),
+      cmd.failed(a, unavailable, 2, at(1200)),
+    );
+    assert.deepEqual(again.at(-1)!.data, { stepId: 'a', attempt: 3, delayMs: 1500, dueAt: at(2700) });
     spec
       .given(again)
       .when(cmd.retry(a, 3, at(2700)))
       .then((events) => assert.deepEqual(types(events), ['StepScheduled:a']));
-    const third = history(cmd.start(def()), cmd.failed(a, unavailable, 1, at(100)), cmd.retry(a, 2, at(1100)), cmd.failed(a, unavailable, 2, at(1200)), cmd.retry(a, 3, at(2700)));
+    const third = history(
+      cmd.start(def()),
+      cmd.failed(a, unavailable, 1, at(100)),
+      cmd.retry(a, 2, at(1100)),
+      cmd.failed(a, unavailable, 2, at(1200)),
+      cmd.retry(a, 3, at(2700)),
+    );
     spec
       .given(third)
       .when(cmd.succeeded(a, { ok: 1 }, 3))
@@ -277,7 +342,13 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
       id: 'j',
       version: 1,
       name: 'j',
-      steps: [{ id: 'a', uses: 'mcp:fetch/http_request', retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.5 } } }],
+      steps: [
+        {
+          id: 'a',
+          uses: 'mcp:fetch/http_request',
+          retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.5 } },
+        },
+      ],
     };
     const run = () => history(cmd.start(jittered), cmd.failed(a, unavailable)).at(-1)!.data as { delayMs: number };
     const first = run().delayMs;
@@ -286,7 +357,13 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
   });
 
   it('policy retries exhausted: a transient error is still retried until the transient budget is spent, then StepFailed(final) and WorkflowFailed', () => {
-    const lastAttempt = history(cmd.start(def()), cmd.failed(a, unavailable, 1), cmd.retry(a, 2, at(1000)), cmd.failed(a, unavailable, 2, at(1000)), cmd.retry(a, 3, at(3000)));
+    const lastAttempt = history(
+      cmd.start(def()),
+      cmd.failed(a, unavailable, 1),
+      cmd.retry(a, 2, at(1000)),
+      cmd.failed(a, unavailable, 2, at(1000)),
+      cmd.retry(a, 3, at(3000)),
+    );
     spec
       .given(lastAttempt)
       .when(cmd.failed(a, unavailable, 3, at(4000)))
@@ -301,7 +378,12 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
       .then((events, after) => {
         assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']);
         assert.equal((events[0]!.data as { final: boolean }).final, true);
-        assert.deepEqual(events[1]!.data, { reason: 'step "a" failed: server down', stepId: 'a', error: unavailable, failedAt: at(TRANSIENT_RETRY_BUDGET_MS) });
+        assert.deepEqual(events[1]!.data, {
+          reason: 'step "a" failed: server down',
+          stepId: 'a',
+          error: unavailable,
+          failedAt: at(TRANSIENT_RETRY_BUDGET_MS),
+        });
         assert.equal(after.status, 'failed');
       });
   });
@@ -333,8 +415,17 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
 
   it('timeout: the dispatch arms a deadline; an early timer is ignored; at the deadline the attempt times out and is retried', () => {
     const dispatched = history(cmd.start(def()), cmd.dispatched(a, 1, at(0)));
-    assert.deepEqual(dispatched.at(-1)!.data, { stepId: 'a', attempt: 1, idempotencyKey: 'ex1:a:1', dispatchedAt: T0, timeoutAt: at(10_000) });
-    spec.given(dispatched).when(cmd.timedOut(a, 1, at(9_999))).thenNothingHappened();
+    assert.deepEqual(dispatched.at(-1)!.data, {
+      stepId: 'a',
+      attempt: 1,
+      idempotencyKey: 'ex1:a:1',
+      dispatchedAt: T0,
+      timeoutAt: at(10_000),
+    });
+    spec
+      .given(dispatched)
+      .when(cmd.timedOut(a, 1, at(9_999)))
+      .thenNothingHappened();
     spec
       .given(dispatched)
       .when(cmd.timedOut(a, 1, at(10_000)))
@@ -343,7 +434,10 @@ describe('WorkflowExecution: running, retries and timeouts', () => {
         assert.equal((events[1]!.data as { error: { code: string } }).error.code, 'timeout');
       });
     // A timeout timer for a unit that was never dispatched (or already settled) does nothing.
-    spec.given(history(cmd.start(def()))).when(cmd.timedOut(a, 1, at(20_000))).thenNothingHappened();
+    spec
+      .given(history(cmd.start(def())))
+      .when(cmd.timedOut(a, 1, at(20_000)))
+      .thenNothingHappened();
   });
 });
 
@@ -354,21 +448,37 @@ describe('WorkflowExecution: running, duplicate and late results', () => {
     version: 1,
     name: 'dup',
     steps: [
-      { id: 'a', uses: 'mcp:fetch/http_request', retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 5000, jitter: 0 } } },
+      {
+        id: 'a',
+        uses: 'mcp:fetch/http_request',
+        retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 5000, jitter: 0 } },
+      },
       { id: 'b', uses: 'mcp:database/query', needs: ['a'] },
     ],
   };
 
   it('a step succeeding twice: the second result is ignored', () => {
-    spec.given(history(cmd.start(def), cmd.succeeded(a, { n: 1 }))).when(cmd.succeeded(a, { n: 2 })).thenNothingHappened();
+    spec
+      .given(history(cmd.start(def), cmd.succeeded(a, { n: 1 })))
+      .when(cmd.succeeded(a, { n: 2 }))
+      .thenNothingHappened();
   });
 
   it('a late result for an old attempt is ignored (retry already scheduled or running)', () => {
     const waiting = history(cmd.start(def), cmd.failed(a, unavailable, 1));
-    spec.given(waiting).when(cmd.succeeded(a, { late: true }, 1)).thenNothingHappened();
+    spec
+      .given(waiting)
+      .when(cmd.succeeded(a, { late: true }, 1))
+      .thenNothingHappened();
     const second = history(cmd.start(def), cmd.failed(a, unavailable, 1), cmd.retry(a, 2, at(1000)));
-    spec.given(second).when(cmd.failed(a, unavailable, 1)).thenNothingHappened();
-    spec.given(second).when(cmd.retry(a, 2, at(5000))).thenNothingHappened();
+    spec
+      .given(second)
+      .when(cmd.failed(a, unavailable, 1))
+      .thenNothingHappened();
+    spec
+      .given(second)
+      .when(cmd.retry(a, 2, at(5000)))
+      .thenNothingHappened();
   });
 
   it('a repeated dispatch record is ignored; a result without a dispatch record is accepted', () => {
@@ -383,7 +493,10 @@ describe('WorkflowExecution: running, duplicate and late results', () => {
   it('results after the end are ignored', () => {
     const done = history(cmd.start(def), cmd.succeeded(a, {}), cmd.succeeded({ stepId: 'b' }, {}));
     assert.equal(fold(done).status, 'completed');
-    spec.given(done).when(cmd.succeeded({ stepId: 'b' }, { again: true })).thenNothingHappened();
+    spec
+      .given(done)
+      .when(cmd.succeeded({ stepId: 'b' }, { again: true }))
+      .thenNothingHappened();
     spec.given(done).when(cmd.failed(a, unavailable)).thenNothingHappened();
   });
 });
@@ -393,7 +506,11 @@ describe('WorkflowExecution: running, for_each', () => {
     id: 'fe',
     version: 1,
     name: 'fe',
-    input: { type: 'object', properties: { emails: { type: 'array', items: { type: 'string' } } }, required: ['emails'] },
+    input: {
+      type: 'object',
+      properties: { emails: { type: 'array', items: { type: 'string' } } },
+      required: ['emails'],
+    },
     steps: [
       {
         id: 'notify',
@@ -414,7 +531,12 @@ describe('WorkflowExecution: running, for_each', () => {
       .given([])
       .when(cmd.start(def, input))
       .then((events) => {
-        assert.deepEqual(types(events), ['WorkflowStarted', 'StepExpanded:notify', 'StepScheduled:notify[0]', 'StepScheduled:notify[1]']);
+        assert.deepEqual(types(events), [
+          'WorkflowStarted',
+          'StepExpanded:notify',
+          'StepScheduled:notify[0]',
+          'StepScheduled:notify[1]',
+        ]);
         const s1 = events[3]!.data as { input: unknown; idempotencyKey: string };
         assert.deepEqual(s1.input, { to: 'b@x.io', n: 2 });
         assert.equal(s1.idempotencyKey, 'ex1:notify[1]:1');
@@ -426,7 +548,11 @@ describe('WorkflowExecution: running, for_each', () => {
   });
 
   it('when every item succeeded the step succeeds with the outputs in item order', () => {
-    const before = history(cmd.start(def, input), cmd.succeeded(item(1), { id: 'm1' }), cmd.succeeded(item(2), { id: 'm2' }));
+    const before = history(
+      cmd.start(def, input),
+      cmd.succeeded(item(1), { id: 'm1' }),
+      cmd.succeeded(item(2), { id: 'm2' }),
+    );
     spec
       .given(before)
       .when(cmd.succeeded(item(0), { id: 'm0' }))
@@ -445,14 +571,23 @@ describe('WorkflowExecution: running, for_each', () => {
     spec
       .given(history(cmd.start(def, input)))
       .when(cmd.failed(item(0), invalid))
-      .then((events) => assert.deepEqual(types(events), ['StepFailed:notify[0]', 'StepFailed:notify', 'WorkflowFailed']));
+      .then((events) =>
+        assert.deepEqual(types(events), ['StepFailed:notify[0]', 'StepFailed:notify', 'WorkflowFailed']),
+      );
   });
 
   it('an empty list succeeds at once with []', () => {
     spec
       .given([])
       .when(cmd.start(def, { emails: [] }))
-      .then((events) => assert.deepEqual(types(events), ['WorkflowStarted', 'StepExpanded:notify', 'StepSucceeded:notify', 'StepScheduled:done']));
+      .then((events) =>
+        assert.deepEqual(types(events), [
+          'WorkflowStarted',
+          'StepExpanded:notify',
+          'StepSucceeded:notify',
+          'StepScheduled:done',
+        ]),
+      );
   });
 });
 
@@ -465,14 +600,25 @@ describe('WorkflowExecution: running, compensation', () => {
       { id: 'create', uses: 'mcp:database/query', with: { sql: 'insert' } },
       { id: 'side', uses: 'mcp:analytics/record_metric' },
       { id: 'email', uses: 'mcp:automation/send_webhook', needs: ['create'], on_error: { compensate: 'undo_create' } },
-      { id: 'undo_create', uses: 'mcp:database/query', needs: ['create'], with: { sql: 'delete', id: '${{ steps.create.output.id }}' } },
+      {
+        id: 'undo_create',
+        uses: 'mcp:database/query',
+        needs: ['create'],
+        with: { sql: 'delete', id: '${{ steps.create.output.id }}' },
+      },
       { id: 'later', uses: 'mcp:database/query', needs: ['email', 'side'] },
     ],
   };
   const base = history(cmd.start(def), cmd.succeeded({ stepId: 'create' }, { id: 7 }));
 
   it('a compensation step never runs in the normal flow', () => {
-    assert.deepEqual(types(base), ['WorkflowStarted', 'StepScheduled:create', 'StepScheduled:side', 'StepSucceeded:create', 'StepScheduled:email']);
+    assert.deepEqual(types(base), [
+      'WorkflowStarted',
+      'StepScheduled:create',
+      'StepScheduled:side',
+      'StepSucceeded:create',
+      'StepScheduled:email',
+    ]);
   });
 
   it('on_error compensate: the compensation starts with its mapped input, nothing new is scheduled, the workflow fails once it settles', () => {
@@ -494,7 +640,12 @@ describe('WorkflowExecution: running, compensation', () => {
         assert.equal(after.status, 'running');
         assert.ok(after.status === 'running' && after.failing);
       });
-    const failing = history(cmd.start(def), cmd.dispatched({ stepId: 'side' }), cmd.succeeded({ stepId: 'create' }, { id: 7 }), cmd.failed({ stepId: 'email' }, invalid));
+    const failing = history(
+      cmd.start(def),
+      cmd.dispatched({ stepId: 'side' }),
+      cmd.succeeded({ stepId: 'create' }, { id: 7 }),
+      cmd.failed({ stepId: 'email' }, invalid),
+    );
     // A dispatched step may still report; it is recorded but starts nothing.
     spec
       .given(failing)
@@ -527,7 +678,11 @@ describe('WorkflowExecution: canceling', () => {
       { id: 'undo', uses: 'mcp:database/query', with: { sql: 'delete' } },
     ],
   };
-  const running = history(cmd.start(def), cmd.succeeded({ stepId: 'create' }, { id: 1 }), cmd.dispatched({ stepId: 'slow' }));
+  const running = history(
+    cmd.start(def),
+    cmd.succeeded({ stepId: 'create' }, { id: 1 }),
+    cmd.dispatched({ stepId: 'slow' }),
+  );
 
   it('RequestCancel while a step runs: cancel requested, succeeded steps compensated, the run waits', () => {
     spec
@@ -542,7 +697,12 @@ describe('WorkflowExecution: canceling', () => {
   });
 
   it('while canceling, nothing new starts, nothing is retried; it ends canceled when the running step and the compensation settle', () => {
-    const canceling = history(cmd.start(def), cmd.succeeded({ stepId: 'create' }, { id: 1 }), cmd.dispatched({ stepId: 'slow' }), cmd.cancel());
+    const canceling = history(
+      cmd.start(def),
+      cmd.succeeded({ stepId: 'create' }, { id: 1 }),
+      cmd.dispatched({ stepId: 'slow' }),
+      cmd.cancel(),
+    );
     spec.given(canceling).when(cmd.cancel()).thenNothingHappened();
     spec
       .given(canceling)
@@ -555,7 +715,13 @@ describe('WorkflowExecution: canceling', () => {
         assert.deepEqual(types(events), ['StepFailed:slow']);
         assert.equal((events[0]!.data as { final: boolean }).final, true);
       });
-    const slowDone = history(cmd.start(def), cmd.succeeded({ stepId: 'create' }, { id: 1 }), cmd.dispatched({ stepId: 'slow' }), cmd.cancel(), cmd.succeeded({ stepId: 'slow' }, {}));
+    const slowDone = history(
+      cmd.start(def),
+      cmd.succeeded({ stepId: 'create' }, { id: 1 }),
+      cmd.dispatched({ stepId: 'slow' }),
+      cmd.cancel(),
+      cmd.succeeded({ stepId: 'slow' }, {}),
+    );
     spec
       .given(slowDone)
       .when(cmd.compensated('undo', { deleted: 1 }, at(99)))
@@ -578,7 +744,10 @@ describe('WorkflowExecution: canceling', () => {
           [{ stepId: 'slow', key: 'ex1:slow:1', kind: 'agent', reason: 'customer withdrew' }],
         );
         // Recovery of a canceling execution asks again (a stop may have been lost with a crash).
-        assert.deepEqual(nextActions(after, at(11)).stop.map((x) => x.stepId), ['slow']);
+        assert.deepEqual(
+          nextActions(after, at(11)).stop.map((x) => x.stepId),
+          ['slow'],
+        );
         // Other events ask nothing; a running execution stops nothing.
         assert.deepEqual(decideAfter(events[1]!, after).stop, []);
       });
@@ -598,7 +767,12 @@ describe('WorkflowExecution: canceling', () => {
 });
 
 describe('WorkflowExecution: completed, failed, canceled', () => {
-  const def: WorkflowDefinitionInput = { id: 'one', version: 1, name: 'one', steps: [{ id: 'a', uses: 'mcp:database/query' }] };
+  const def: WorkflowDefinitionInput = {
+    id: 'one',
+    version: 1,
+    name: 'one',
+    steps: [{ id: 'a', uses: 'mcp:database/query' }],
+  };
 
   it('RequestCancel on an ended execution is illegal_state (409)', () => {
     const completed = history(cmd.start(def), cmd.succeeded({ stepId: 'a' }, {}));
@@ -611,8 +785,14 @@ describe('WorkflowExecution: completed, failed, canceled', () => {
   });
 
   it('late results after failure or cancel are ignored', () => {
-    spec.given(history(cmd.start(def), cmd.failed({ stepId: 'a' }, invalid))).when(cmd.succeeded({ stepId: 'a' }, {})).thenNothingHappened();
-    spec.given(history(cmd.start(def), cmd.cancel())).when(cmd.succeeded({ stepId: 'a' }, {})).thenNothingHappened();
+    spec
+      .given(history(cmd.start(def), cmd.failed({ stepId: 'a' }, invalid)))
+      .when(cmd.succeeded({ stepId: 'a' }, {}))
+      .thenNothingHappened();
+    spec
+      .given(history(cmd.start(def), cmd.cancel()))
+      .when(cmd.succeeded({ stepId: 'a' }, {}))
+      .thenNothingHappened();
   });
 });
 
@@ -622,7 +802,12 @@ describe('WorkflowExecution saga: nextActions / decideAfter', () => {
     version: 1,
     name: 'saga',
     steps: [
-      { id: 'a', uses: 'mcp:database/query', timeout_ms: 1000, retry: { attempts: 2, backoff: { initialMs: 500, factor: 2, maxMs: 500, jitter: 0 } } },
+      {
+        id: 'a',
+        uses: 'mcp:database/query',
+        timeout_ms: 1000,
+        retry: { attempts: 2, backoff: { initialMs: 500, factor: 2, maxMs: 500, jitter: 0 } },
+      },
       { id: 'b', uses: 'agent:support_response' },
     ],
   };
@@ -646,22 +831,37 @@ describe('WorkflowExecution saga: nextActions / decideAfter', () => {
     const s = state(events);
     assert.deepEqual(nextActions(s, at(999)).due, []);
     const due = nextActions(s, at(1000)).due;
-    assert.deepEqual(due, [{ type: 'RecordStepTimedOut', data: { stepId: 'a', attempt: 1 }, metadata: { timestamp: at(1000), actor: 'system:orchestrator', correlationId: 'corr-1' } }]);
+    assert.deepEqual(due, [
+      {
+        type: 'RecordStepTimedOut',
+        data: { stepId: 'a', attempt: 1 },
+        metadata: { timestamp: at(1000), actor: 'system:orchestrator', correlationId: 'corr-1' },
+      },
+    ]);
     const after = decideAfter(events.at(-1)!, s);
-    assert.deepEqual(after.timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(1000)]]);
+    assert.deepEqual(
+      after.timers.map((t) => [t.kind, t.dueAt]),
+      [['timeout', at(1000)]],
+    );
     assert.deepEqual(after.dispatch, []);
 
     // Feeding the due command back into the decider times the attempt out and arms the retry timer.
     const timedOut = workflowExecutionDecider.decide(due[0]!, s);
     const s2 = timedOut.reduce(workflowExecutionDecider.evolve, s);
     const retry = decideAfter(timedOut.at(-1)!, s2);
-    assert.deepEqual(retry.timers.map((t) => [t.kind, t.dueAt, t.command.type]), [['retry', at(1500), 'RetryStep']]);
+    assert.deepEqual(
+      retry.timers.map((t) => [t.kind, t.dueAt, t.command.type]),
+      [['retry', at(1500), 'RetryStep']],
+    );
   });
 
   it('decideAfter(StepScheduled) dispatches exactly that unit; terminal states ask for nothing', () => {
     const events = history(cmd.start(def));
     const s = state(events);
-    assert.deepEqual(decideAfter(events[2]!, s).dispatch.map((d) => d.stepId), ['b']);
+    assert.deepEqual(
+      decideAfter(events[2]!, s).dispatch.map((d) => d.stepId),
+      ['b'],
+    );
     const done = history(cmd.start(def), cmd.succeeded({ stepId: 'a' }, {}), cmd.succeeded({ stepId: 'b' }, {}));
     const end = nextActions(state(done), T0);
     assert.equal(end.terminal, true);
@@ -676,7 +876,11 @@ describe('WorkflowExecution saga: nextActions / decideAfter', () => {
       const d = e.data as { stepId?: string; itemIndex?: number };
       const same = (a: { stepId: string; itemIndex?: number }) => a.stepId === d.stepId && a.itemIndex === d.itemIndex;
       const kind = e.type === 'StepRetryScheduled' ? 'retry' : 'timeout';
-      const timers = ['StepDispatched', 'StepRedispatched', 'StepQueued', 'StepStarted', 'StepRetryScheduled'].includes(e.type) ? all.timers.filter((t) => t.kind === kind && same(t.command.data)) : [];
+      const timers = ['StepDispatched', 'StepRedispatched', 'StepQueued', 'StepStarted', 'StepRetryScheduled'].includes(
+        e.type,
+      )
+        ? all.timers.filter((t) => t.kind === kind && same(t.command.data))
+        : [];
       return {
         dispatch: e.type === 'StepScheduled' ? all.dispatch.filter((x) => x.kind === 'step' && same(x)) : [],
         timers,
@@ -690,7 +894,12 @@ describe('WorkflowExecution saga: nextActions / decideAfter', () => {
       name: 'fe',
       input: { type: 'object', properties: { xs: { type: 'array' } } },
       steps: [
-        { id: 'a', uses: 'mcp:database/query', timeout_ms: 1000, retry: { attempts: 2, backoff: { initialMs: 500, factor: 2, maxMs: 500, jitter: 0 } } },
+        {
+          id: 'a',
+          uses: 'mcp:database/query',
+          timeout_ms: 1000,
+          retry: { attempts: 2, backoff: { initialMs: 500, factor: 2, maxMs: 500, jitter: 0 } },
+        },
         { id: 'm', uses: 'mcp:database/query', needs: ['a'], for_each: { items: '${{ input.xs }}' }, timeout_ms: 2000 },
       ],
     };
@@ -708,12 +917,19 @@ describe('WorkflowExecution saga: nextActions / decideAfter', () => {
       cmd.dispatched({ stepId: 'm', itemIndex: 0 }, 1, at(900)),
       cmd.succeeded({ stepId: 'm', itemIndex: 0 }, {}, 1, at(1000)),
     );
-    assert.ok(types(events).includes('StepScheduled:m[1]') && types(events).includes('StepRetryScheduled:a'), types(events).join(' '));
+    assert.ok(
+      types(events).includes('StepScheduled:m[1]') && types(events).includes('StepRetryScheduled:a'),
+      types(events).join(' '),
+    );
     let s: WorkflowExecutionState = workflowExecutionDecider.initialState;
     for (const e of events) {
       s = workflowExecutionDecider.evolve(s, e);
       const got = decideAfter(e, s);
-      assert.deepEqual({ dispatch: got.dispatch, timers: got.timers, due: got.due, terminal: got.terminal }, reference(e, s), e.type);
+      assert.deepEqual(
+        { dispatch: got.dispatch, timers: got.timers, due: got.due, terminal: got.terminal },
+        reference(e, s),
+        e.type,
+      );
     }
   });
 
@@ -729,7 +945,10 @@ describe('WorkflowExecution saga: nextActions / decideAfter', () => {
     };
     const s = state(history(cmd.start(comp), cmd.failed({ stepId: 'a' }, invalid)));
     const actions = nextActions(s, T0);
-    assert.deepEqual(actions.dispatch.map((d) => [d.kind, d.stepId, d.idempotencyKey]), [['compensation', 'u', 'ex1:compensate:u:1']]);
+    assert.deepEqual(
+      actions.dispatch.map((d) => [d.kind, d.stepId, d.idempotencyKey]),
+      [['compensation', 'u', 'ex1:compensate:u:1']],
+    );
   });
 });
 
@@ -745,10 +964,21 @@ describe('WorkflowExecution: transient errors under load (full queue, unreachabl
     id: 'policy',
     version: 1,
     name: 'policy',
-    steps: [{ id: 'a', uses: 'mcp:analytics/record_metric', retry: { attempts: 2, on: ['unavailable'], backoff: { initialMs: 1000, factor: 2, maxMs: 1000, jitter: 0 } } }],
+    steps: [
+      {
+        id: 'a',
+        uses: 'mcp:analytics/record_metric',
+        retry: { attempts: 2, on: ['unavailable'], backoff: { initialMs: 1000, factor: 2, maxMs: 1000, jitter: 0 } },
+      },
+    ],
   };
   const a = { stepId: 'a' };
-  const full: StepError = { code: 'rate_limited', message: 'MCP server analytics: too many concurrent calls', retryable: true, retryAfterMs: 750 };
+  const full: StepError = {
+    code: 'rate_limited',
+    message: 'MCP server analytics: too many concurrent calls',
+    retryable: true,
+    retryAfterMs: 750,
+  };
   const noHint: StepError = { code: 'rate_limited', message: 'busy', retryable: true };
 
   it('a retryable error of a step without a retry policy is retried, no sooner than the retry-after, with a new key', () => {
@@ -802,14 +1032,22 @@ describe('WorkflowExecution: transient errors under load (full queue, unreachabl
     for (let i = 0; i < 3; i++) assert.equal((fail(noHint).data as { transient?: boolean }).transient, true);
     const policyRetry = fail(unavailable);
     assert.equal(policyRetry.type, 'StepRetryScheduled');
-    assert.equal((policyRetry.data as { transient?: boolean }).transient, undefined, 'the policy retry, not a transient one');
+    assert.equal(
+      (policyRetry.data as { transient?: boolean }).transient,
+      undefined,
+      'the policy retry, not a transient one',
+    );
     assert.equal((policyRetry.data as { delayMs: number }).delayMs, 1000, 'with the policy backoff');
     // Policy spent: unavailable is transient from now on, until the budget is over.
     assert.equal((fail(unavailable).data as { transient?: boolean }).transient, true);
   });
 
-  it('the budget counts from the unit\'s first schedule: a server that stays down still ends the step', () => {
-    const late = history(cmd.start(plain), cmd.failed(a, noHint, 1, at(1000)), cmd.retry(a, 2, at(TRANSIENT_RETRY_BUDGET_MS - 1)));
+  it("the budget counts from the unit's first schedule: a server that stays down still ends the step", () => {
+    const late = history(
+      cmd.start(plain),
+      cmd.failed(a, noHint, 1, at(1000)),
+      cmd.retry(a, 2, at(TRANSIENT_RETRY_BUDGET_MS - 1)),
+    );
     spec
       .given(late)
       .when(cmd.failed(a, noHint, 2, at(TRANSIENT_RETRY_BUDGET_MS)))
@@ -819,7 +1057,7 @@ describe('WorkflowExecution: transient errors under load (full queue, unreachabl
       });
   });
 
-  it('the step\'s own timeout is not a transient error: without a policy it fails the step', () => {
+  it("the step's own timeout is not a transient error: without a policy it fails the step", () => {
     const dispatched = history(cmd.start(plain), cmd.dispatched(a, 1, at(0)));
     spec
       .given(dispatched)
@@ -828,7 +1066,10 @@ describe('WorkflowExecution: transient errors under load (full queue, unreachabl
   });
 
   it('a non-retryable error, or a failure while canceling, is never retried', () => {
-    spec.given(history(cmd.start(plain), cmd.dispatched(a))).when(cmd.failed(a, invalid)).then((events) => assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']));
+    spec
+      .given(history(cmd.start(plain), cmd.dispatched(a)))
+      .when(cmd.failed(a, invalid))
+      .then((events) => assert.deepEqual(types(events), ['StepFailed:a', 'WorkflowFailed']));
     spec
       .given(history(cmd.start(plain), cmd.dispatched(a), cmd.cancel()))
       .when(cmd.failed(a, full))
@@ -837,38 +1078,76 @@ describe('WorkflowExecution: transient errors under load (full queue, unreachabl
 });
 
 describe('WorkflowExecution: re-dispatch after the engine was down', () => {
-  const def: WorkflowDefinitionInput = { id: 'r', version: 1, name: 'r', steps: [{ id: 'a', uses: 'mcp:filesystem/write_file', timeout_ms: 10_000 }] };
+  const def: WorkflowDefinitionInput = {
+    id: 'r',
+    version: 1,
+    name: 'r',
+    steps: [{ id: 'a', uses: 'mcp:filesystem/write_file', timeout_ms: 10_000 }],
+  };
   const a = { stepId: 'a' };
-  const redispatch = (t: string): WorkflowCommand => ({ type: 'RecordStepRedispatched', data: { stepId: 'a', attempt: 1 }, metadata: meta(t) });
+  const redispatch = (t: string): WorkflowCommand => ({
+    type: 'RecordStepRedispatched',
+    data: { stepId: 'a', attempt: 1 },
+    metadata: meta(t),
+  });
 
-  it('restarts the attempt\'s clock: the old deadline no longer times it out, the new one does', () => {
+  it("restarts the attempt's clock: the old deadline no longer times it out, the new one does", () => {
     const dispatched = history(cmd.start(def), cmd.dispatched(a, 1, at(0)));
     // The engine was down from 2 s to 30 s; recovery re-sends the call at 30 s.
     const events = workflowExecutionDecider.decide(redispatch(at(30_000)), state(dispatched));
-    assert.deepEqual(events.map((e) => [e.type, e.data]), [
-      ['StepRedispatched', { stepId: 'a', attempt: 1, idempotencyKey: 'ex1:a:1', dispatchedAt: at(30_000), timeoutAt: at(40_000) }],
-    ]);
+    assert.deepEqual(
+      events.map((e) => [e.type, e.data]),
+      [
+        [
+          'StepRedispatched',
+          { stepId: 'a', attempt: 1, idempotencyKey: 'ex1:a:1', dispatchedAt: at(30_000), timeoutAt: at(40_000) },
+        ],
+      ],
+    );
     const after = [...dispatched, ...events];
     // The timer armed before the crash (due at 10 s) fires: ignored.
-    spec.given(after).when(cmd.timedOut(a, 1, at(10_000))).thenNothingHappened();
+    spec
+      .given(after)
+      .when(cmd.timedOut(a, 1, at(10_000)))
+      .thenNothingHappened();
     // The saga re-arms the timeout at the new deadline.
     const actions = decideAfter(events[0]!, state(after));
-    assert.deepEqual(actions.timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(40_000)]]);
+    assert.deepEqual(
+      actions.timers.map((t) => [t.kind, t.dueAt]),
+      [['timeout', at(40_000)]],
+    );
     // The answer of the re-sent call is accepted for the same attempt.
-    spec.given(after).when(cmd.succeeded(a, { ok: true }, 1, at(31_000))).then((ev) => assert.deepEqual(types(ev), ['StepSucceeded:a', 'WorkflowCompleted']));
+    spec
+      .given(after)
+      .when(cmd.succeeded(a, { ok: true }, 1, at(31_000)))
+      .then((ev) => assert.deepEqual(types(ev), ['StepSucceeded:a', 'WorkflowCompleted']));
     // No reply by the new deadline: the step's own timeout applies.
-    spec.given(after).when(cmd.timedOut(a, 1, at(40_000))).then((ev) => assert.deepEqual(types(ev), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
+    spec
+      .given(after)
+      .when(cmd.timedOut(a, 1, at(40_000)))
+      .then((ev) => assert.deepEqual(types(ev), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
   });
 
   it('does nothing for a unit that is not dispatched (settled, or another attempt)', () => {
-    spec.given(history(cmd.start(def))).when(redispatch(at(1))).thenNothingHappened();
-    spec.given(history(cmd.start(def), cmd.dispatched(a), cmd.succeeded(a, {}))).when(redispatch(at(1))).thenNothingHappened();
+    spec
+      .given(history(cmd.start(def)))
+      .when(redispatch(at(1)))
+      .thenNothingHappened();
+    spec
+      .given(history(cmd.start(def), cmd.dispatched(a), cmd.succeeded(a, {})))
+      .when(redispatch(at(1)))
+      .thenNothingHappened();
   });
 });
 
-describe('WorkflowExecution: the step timeout counts from the call\'s start, not its wait in a queue', () => {
+describe("WorkflowExecution: the step timeout counts from the call's start, not its wait in a queue", () => {
   // A 3 s step whose call waits 20 s for a slot on a full server, then runs 2 s.
-  const def: WorkflowDefinitionInput = { id: 'q', version: 1, name: 'q', steps: [{ id: 'a', uses: 'mcp:analytics/report', timeout_ms: 3_000 }] };
+  const def: WorkflowDefinitionInput = {
+    id: 'q',
+    version: 1,
+    name: 'q',
+    steps: [{ id: 'a', uses: 'mcp:analytics/report', timeout_ms: 3_000 }],
+  };
   const a = { stepId: 'a' };
   const dispatched = () => history(cmd.start(def), cmd.dispatched(a, 1, at(0)));
   const queued = () => history(cmd.start(def), cmd.dispatched(a, 1, at(0)), cmd.queued(a, 1, at(50)));
@@ -878,87 +1157,176 @@ describe('WorkflowExecution: the step timeout counts from the call\'s start, not
       spec
         .given(dispatched())
         .when(cmd.queued(a, 1, at(50)))
-        .then([{ type: 'StepQueued', data: { stepId: 'a', attempt: 1, queuedAt: at(50), timeoutAt: at(50 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000) }, metadata: meta(at(50)) }]);
+        .then([
+          {
+            type: 'StepQueued',
+            data: { stepId: 'a', attempt: 1, queuedAt: at(50), timeoutAt: at(50 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000) },
+            metadata: meta(at(50)),
+          },
+        ]);
     });
 
     it('an agent step waiting for a free agent gets the agent queue budget', () => {
-      const agentDef: WorkflowDefinitionInput = { id: 'qa', version: 1, name: 'qa', steps: [{ id: 'a', uses: 'agent:support_response', timeout_ms: 60_000 }] };
+      const agentDef: WorkflowDefinitionInput = {
+        id: 'qa',
+        version: 1,
+        name: 'qa',
+        steps: [{ id: 'a', uses: 'agent:support_response', timeout_ms: 60_000 }],
+      };
       spec
         .given(history(cmd.start(agentDef), cmd.dispatched(a, 1, at(0))))
         .when(cmd.queued(a, 1, at(10)))
-        .then([{ type: 'StepQueued', data: { stepId: 'a', attempt: 1, queuedAt: at(10), timeoutAt: at(10 + AGENT_QUEUE_WAIT_BUDGET_MS + 60_000) }, metadata: meta(at(10)) }]);
+        .then([
+          {
+            type: 'StepQueued',
+            data: {
+              stepId: 'a',
+              attempt: 1,
+              queuedAt: at(10),
+              timeoutAt: at(10 + AGENT_QUEUE_WAIT_BUDGET_MS + 60_000),
+            },
+            metadata: meta(at(10)),
+          },
+        ]);
     });
 
     it('RecordStepStarted without a queue notice: the timeout counts from the start', () => {
       spec
         .given(dispatched())
         .when(cmd.started(a, 1, at(100)))
-        .then([{ type: 'StepStarted', data: { stepId: 'a', attempt: 1, startedAt: at(100), timeoutAt: at(3_100) }, metadata: meta(at(100)) }]);
+        .then([
+          {
+            type: 'StepStarted',
+            data: { stepId: 'a', attempt: 1, startedAt: at(100), timeoutAt: at(3_100) },
+            metadata: meta(at(100)),
+          },
+        ]);
     });
 
     it('the saga re-arms the step timeout at the new deadline of StepQueued and StepStarted', () => {
       const q = workflowExecutionDecider.decide(cmd.queued(a, 1, at(50)), state(dispatched()));
       const afterQ = [...dispatched(), ...q];
-      assert.deepEqual(decideAfter(q[0]!, state(afterQ)).timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(50 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000)]]);
+      assert.deepEqual(
+        decideAfter(q[0]!, state(afterQ)).timers.map((t) => [t.kind, t.dueAt]),
+        [['timeout', at(50 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000)]],
+      );
       const s = workflowExecutionDecider.decide(cmd.started(a, 1, at(20_000)), state(afterQ));
       const afterS = [...afterQ, ...s];
-      assert.deepEqual(decideAfter(s[0]!, state(afterS)).timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(23_000)]]);
+      assert.deepEqual(
+        decideAfter(s[0]!, state(afterS)).timers.map((t) => [t.kind, t.dueAt]),
+        [['timeout', at(23_000)]],
+      );
       // Recovery (nextActions from the folded stream) arms the same deadline: it is in the events.
-      assert.deepEqual(nextActions(state(afterS), at(20_001)).timers.map((t) => [t.kind, t.dueAt]), [['timeout', at(23_000)]]);
+      assert.deepEqual(
+        nextActions(state(afterS), at(20_001)).timers.map((t) => [t.kind, t.dueAt]),
+        [['timeout', at(23_000)]],
+      );
     });
 
     it('ignores a notice for another attempt, or for a unit that is not dispatched', () => {
-      spec.given(dispatched()).when(cmd.queued(a, 2, at(50))).thenNothingHappened();
-      spec.given(dispatched()).when(cmd.started(a, 2, at(50))).thenNothingHappened();
-      spec.given(history(cmd.start(def))).when(cmd.started(a, 1, at(50))).thenNothingHappened();
-      spec.given(history(cmd.start(def), cmd.dispatched(a), cmd.succeeded(a, {}, 1, at(10)))).when(cmd.queued(a, 1, at(50))).thenNothingHappened();
+      spec
+        .given(dispatched())
+        .when(cmd.queued(a, 2, at(50)))
+        .thenNothingHappened();
+      spec
+        .given(dispatched())
+        .when(cmd.started(a, 2, at(50)))
+        .thenNothingHappened();
+      spec
+        .given(history(cmd.start(def)))
+        .when(cmd.started(a, 1, at(50)))
+        .thenNothingHappened();
+      spec
+        .given(history(cmd.start(def), cmd.dispatched(a), cmd.succeeded(a, {}, 1, at(10))))
+        .when(cmd.queued(a, 1, at(50)))
+        .thenNothingHappened();
     });
   });
 
   describe('queued', () => {
     it('the dispatch deadline no longer times the attempt out', () => {
-      spec.given(queued()).when(cmd.timedOut(a, 1, at(3_000))).thenNothingHappened();
-      spec.given(queued()).when(cmd.timedOut(a, 1, at(20_000))).thenNothingHappened();
+      spec
+        .given(queued())
+        .when(cmd.timedOut(a, 1, at(3_000)))
+        .thenNothingHappened();
+      spec
+        .given(queued())
+        .when(cmd.timedOut(a, 1, at(20_000)))
+        .thenNothingHappened();
     });
 
     it('RecordStepStarted after 20 s in the queue: the timeout counts from then', () => {
       spec
         .given(queued())
         .when(cmd.started(a, 1, at(20_000)))
-        .then([{ type: 'StepStarted', data: { stepId: 'a', attempt: 1, startedAt: at(20_000), timeoutAt: at(23_000) }, metadata: meta(at(20_000)) }]);
+        .then([
+          {
+            type: 'StepStarted',
+            data: { stepId: 'a', attempt: 1, startedAt: at(20_000), timeoutAt: at(23_000) },
+            metadata: meta(at(20_000)),
+          },
+        ]);
     });
 
     it('a repeated queue notice changes nothing', () => {
-      spec.given(queued()).when(cmd.queued(a, 1, at(5_000))).thenNothingHappened();
+      spec
+        .given(queued())
+        .when(cmd.queued(a, 1, at(5_000)))
+        .thenNothingHappened();
     });
 
     it('a call that never leaves the queue still ends: the attempt times out at queued + budget + timeout', () => {
       const end = 50 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000;
-      spec.given(queued()).when(cmd.timedOut(a, 1, at(end - 1))).thenNothingHappened();
-      spec.given(queued()).when(cmd.timedOut(a, 1, at(end))).then((ev) => assert.deepEqual(types(ev), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
+      spec
+        .given(queued())
+        .when(cmd.timedOut(a, 1, at(end - 1)))
+        .thenNothingHappened();
+      spec
+        .given(queued())
+        .when(cmd.timedOut(a, 1, at(end)))
+        .then((ev) => assert.deepEqual(types(ev), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
     });
 
-    it('a full queue\'s refusal (rate_limited, retryable) is retried by the engine, not the step\'s failure', () => {
+    it("a full queue's refusal (rate_limited, retryable) is retried by the engine, not the step's failure", () => {
       const full: StepError = { code: 'rate_limited', message: 'queue full', retryable: true, retryAfterMs: 1_000 };
-      spec.given(queued()).when(cmd.failed(a, full, 1, at(500))).then((ev) => {
-        assert.deepEqual(types(ev), ['StepFailed:a', 'StepRetryScheduled:a']);
-        assert.equal((ev[1]!.data as { transient?: boolean }).transient, true);
-      });
+      spec
+        .given(queued())
+        .when(cmd.failed(a, full, 1, at(500)))
+        .then((ev) => {
+          assert.deepEqual(types(ev), ['StepFailed:a', 'StepRetryScheduled:a']);
+          assert.equal((ev[1]!.data as { transient?: boolean }).transient, true);
+        });
     });
   });
 
   describe('started', () => {
-    const started = () => history(cmd.start(def), cmd.dispatched(a, 1, at(0)), cmd.queued(a, 1, at(50)), cmd.started(a, 1, at(20_000)));
+    const started = () =>
+      history(cmd.start(def), cmd.dispatched(a, 1, at(0)), cmd.queued(a, 1, at(50)), cmd.started(a, 1, at(20_000)));
 
-    it('the step\'s own timeout_ms from the start times it out; the answer before it is taken', () => {
-      spec.given(started()).when(cmd.timedOut(a, 1, at(22_999))).thenNothingHappened();
-      spec.given(started()).when(cmd.timedOut(a, 1, at(23_000))).then((ev) => assert.deepEqual(types(ev), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
-      spec.given(started()).when(cmd.succeeded(a, { ok: true }, 1, at(22_000))).then((ev) => assert.deepEqual(types(ev), ['StepSucceeded:a', 'WorkflowCompleted']));
+    it("the step's own timeout_ms from the start times it out; the answer before it is taken", () => {
+      spec
+        .given(started())
+        .when(cmd.timedOut(a, 1, at(22_999)))
+        .thenNothingHappened();
+      spec
+        .given(started())
+        .when(cmd.timedOut(a, 1, at(23_000)))
+        .then((ev) => assert.deepEqual(types(ev), ['StepTimedOut:a', 'StepFailed:a', 'WorkflowFailed']));
+      spec
+        .given(started())
+        .when(cmd.succeeded(a, { ok: true }, 1, at(22_000)))
+        .then((ev) => assert.deepEqual(types(ev), ['StepSucceeded:a', 'WorkflowCompleted']));
     });
 
     it('a late or repeated notice changes nothing (queued never after started)', () => {
-      spec.given(started()).when(cmd.queued(a, 1, at(20_100))).thenNothingHappened();
-      spec.given(started()).when(cmd.started(a, 1, at(20_100))).thenNothingHappened();
+      spec
+        .given(started())
+        .when(cmd.queued(a, 1, at(20_100)))
+        .thenNothingHappened();
+      spec
+        .given(started())
+        .when(cmd.started(a, 1, at(20_100)))
+        .thenNothingHappened();
     });
 
     it('a re-dispatch after a crash clears the notices: the worker tells again where the re-sent call is', () => {
@@ -970,7 +1338,18 @@ describe('WorkflowExecution: the step timeout counts from the call\'s start, not
       spec
         .given(after)
         .when(cmd.queued(a, 1, at(30_010)))
-        .then([{ type: 'StepQueued', data: { stepId: 'a', attempt: 1, queuedAt: at(30_010), timeoutAt: at(30_010 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000) }, metadata: meta(at(30_010)) }]);
+        .then([
+          {
+            type: 'StepQueued',
+            data: {
+              stepId: 'a',
+              attempt: 1,
+              queuedAt: at(30_010),
+              timeoutAt: at(30_010 + STEP_QUEUE_WAIT_BUDGET_MS + 3_000),
+            },
+            metadata: meta(at(30_010)),
+          },
+        ]);
     });
   });
 });

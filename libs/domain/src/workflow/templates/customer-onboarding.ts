@@ -24,7 +24,8 @@ export const customerOnboardingTemplate = {
   // v4: the welcome and the follow-ups are e-mails (send_email, one-shot e-mail schedules), no webhooks to register.
   version: 4,
   name: 'Customer onboarding',
-  description: 'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
+  description:
+    'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
   input: {
     type: 'object',
     properties: {
@@ -61,7 +62,11 @@ export const customerOnboardingTemplate = {
         sql: 'SELECT id FROM business.customers WHERE lower(email) = lower($1::text)',
         params: ['${{ input.customer.email }}'],
       },
-      retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 15_000,
     },
     {
@@ -95,7 +100,11 @@ export const customerOnboardingTemplate = {
           '${{ input.customer.seats }}',
         ],
       },
-      retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 15_000,
       on_error: { compensate: 'remove_customer' },
     },
@@ -105,7 +114,11 @@ export const customerOnboardingTemplate = {
       uses: 'agent:marketing_content',
       needs: ['create_records'],
       with: { channel: 'email', segment: '${{ input.customer.segment }}', region: '${{ input.customer.region }}' },
-      retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 2,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 120_000,
     },
     {
@@ -124,7 +137,11 @@ export const customerOnboardingTemplate = {
         // One welcome per execution, however often the step is re-dispatched or retried.
         idempotency_key: 'welcome-${{ execution.id }}:send_welcome',
       },
-      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 30_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 30_000, jitter: 0.3 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 60_000,
       // A missing welcome e-mail is worth a visible `welcome_sent: false`, not an undone onboarding.
       on_error: 'continue',
@@ -170,9 +187,12 @@ export const customerOnboardingTemplate = {
     status: "${{ steps.create_records.status == 'succeeded' ? 'onboarded' : 'already_customer' }}",
     customer_id: `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.customer_id : steps.check_existing.output.rows[0].id }}`,
     subscription_id: `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.subscription_id : null }}`,
-    welcome_sent: "${{ steps.send_welcome.status == 'succeeded' && size(steps.send_welcome.output.email.accepted) > 0 }}",
-    follow_ups: "${{ steps.schedule_follow_ups.status == 'succeeded' ? steps.schedule_follow_ups.output.map(s, s.schedule.name) : [] }}",
+    welcome_sent:
+      "${{ steps.send_welcome.status == 'succeeded' && size(steps.send_welcome.output.email.accepted) > 0 }}",
+    follow_ups:
+      "${{ steps.schedule_follow_ups.status == 'succeeded' ? steps.schedule_follow_ups.output.map(s, s.schedule.name) : [] }}",
     welcome_error: "${{ steps.send_welcome.status == 'failed' ? steps.send_welcome.error.message : null }}",
-    follow_up_error: "${{ steps.schedule_follow_ups.status == 'failed' ? steps.schedule_follow_ups.error.message : null }}",
+    follow_up_error:
+      "${{ steps.schedule_follow_ups.status == 'failed' ? steps.schedule_follow_ups.error.message : null }}",
   },
 } as const satisfies WorkflowDefinitionInput;

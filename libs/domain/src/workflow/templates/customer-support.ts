@@ -2,7 +2,8 @@ import type { WorkflowDefinitionInput } from '../definition/schema.js';
 
 const CUSTOMER = 'steps.fetch_context.output.rows';
 /** The analysis of whichever analyse step ran (exactly one does: known customer or not). */
-const AN = "(steps.analyze_query.status == 'succeeded' ? steps.analyze_query.output : steps.analyze_query_anonymous.output)";
+const AN =
+  "(steps.analyze_query.status == 'succeeded' ? steps.analyze_query.output : steps.analyze_query_anonymous.output)";
 const ANALYSED = "(steps.analyze_query.status == 'succeeded' || steps.analyze_query_anonymous.status == 'succeeded')";
 const ESCALATION =
   "(steps.escalate.status == 'succeeded' || steps.escalate_email.status == 'succeeded' ? 'sent' : " +
@@ -43,14 +44,20 @@ export const customerSupportTemplate = {
   // v5: an escalated reply waits for the `approve_reply` signal (approval_timeout_ms, then escalated further).
   version: 5,
   name: 'Customer support',
-  description: 'Fetch customer context, analyse the query and draft the response, escalate when needed, log the interaction.',
+  description:
+    'Fetch customer context, analyse the query and draft the response, escalate when needed, log the interaction.',
   input: {
     type: 'object',
     properties: {
       customer_email: { type: 'string', format: 'email' },
       query: { type: 'string', minLength: 3, maxLength: 10_000 },
       channel: { type: 'string', enum: ['email', 'chat', 'phone'], default: 'email' },
-      escalation_webhook: { type: 'string', minLength: 1, description: 'Registered webhook (name or id) of the escalation desk', default: 'support-escalation' },
+      escalation_webhook: {
+        type: 'string',
+        minLength: 1,
+        description: 'Registered webhook (name or id) of the escalation desk',
+        default: 'support-escalation',
+      },
       support_email: {
         type: 'string',
         minLength: 3,
@@ -63,7 +70,8 @@ export const customerSupportTemplate = {
         type: 'integer',
         minimum: 100,
         maximum: 2_592_000_000,
-        description: 'How long an escalated reply waits for the approve_reply signal before the desk is mailed again (default 4 h)',
+        description:
+          'How long an escalated reply waits for the approve_reply signal before the desk is mailed again (default 4 h)',
         default: 14_400_000,
       },
     },
@@ -83,7 +91,11 @@ export const customerSupportTemplate = {
           'FROM business.customers c WHERE lower(c.email) = lower($1::text)',
         params: ['${{ input.customer_email }}'],
       },
-      retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 15_000,
     },
     {
@@ -91,7 +103,11 @@ export const customerSupportTemplate = {
       name: 'Look up the escalation webhook',
       uses: 'mcp:automation/list_webhooks',
       with: {},
-      retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 15_000,
       // Not knowing means mailing the desk, not failing the query.
       on_error: 'continue',
@@ -103,7 +119,11 @@ export const customerSupportTemplate = {
       needs: ['fetch_context'],
       if: `size(${CUSTOMER}) > 0`,
       with: { query: '${{ input.query }}', customerId: `\${{ ${CUSTOMER}[0].id }}` },
-      retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 2,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 60_000,
     },
     {
@@ -113,7 +133,11 @@ export const customerSupportTemplate = {
       needs: ['fetch_context'],
       if: `size(${CUSTOMER}) == 0`,
       with: { query: '${{ input.query }}' },
-      retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 2,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 60_000,
     },
     {
@@ -139,7 +163,11 @@ export const customerSupportTemplate = {
           draft: `\${{ ${AN}.draft }}`,
         },
       },
-      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 60_000,
       on_error: 'continue',
     },
@@ -160,7 +188,11 @@ export const customerSupportTemplate = {
         // One escalation per execution, however often the step is re-dispatched or retried.
         idempotency_key: 'escalation-${{ execution.id }}:escalate_email',
       },
-      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 60_000,
       on_error: 'continue',
     },
@@ -189,7 +221,11 @@ export const customerSupportTemplate = {
         // One reply per execution, however often the step is re-dispatched or retried.
         idempotency_key: 'reply-${{ execution.id }}',
       },
-      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 60_000,
       on_error: 'continue',
     },
@@ -207,7 +243,11 @@ export const customerSupportTemplate = {
           "Approve it with POST /api/v1/workflows/executions/' + execution.id + '/signals/approve_reply (it is not sent until then).' }}",
         idempotency_key: 'escalation-${{ execution.id }}:further',
       },
-      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 20_000, jitter: 0.3 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 60_000,
       on_error: 'continue',
     },
@@ -232,7 +272,11 @@ export const customerSupportTemplate = {
           sentiment: `\${{ ${AN}.sentiment.label }}`,
         },
       },
-      retry: { attempts: 3, backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 15_000,
     },
   ],
@@ -243,10 +287,12 @@ export const customerSupportTemplate = {
     priority: `\${{ ${AN}.escalation.priority }}`,
     escalate_reasons: `\${{ ${AN}.escalation.reasons }}`,
     escalation: `\${{ ${ESCALATION} }}`,
-    escalated_via: "${{ steps.escalate.status == 'succeeded' ? 'webhook' : (steps.escalate_email.status == 'succeeded' ? 'email' : 'none') }}",
+    escalated_via:
+      "${{ steps.escalate.status == 'succeeded' ? 'webhook' : (steps.escalate_email.status == 'succeeded' ? 'email' : 'none') }}",
     approval: `\${{ steps.await_approval.status == 'skipped' ? 'not_needed' : (steps.await_approval.status != 'succeeded' ? 'failed' : (${APPROVAL_TIMED_OUT} ? 'timed_out' : (${APPROVED} ? 'approved' : 'rejected'))) }}`,
     approval_note: `\${{ steps.await_approval.status == 'succeeded' && 'note' in ${APPROVAL} ? ${APPROVAL}.note : null }}`,
     reply_sent: "${{ steps.send_reply.status == 'succeeded' }}",
-    interaction_metric_id: "${{ steps.log_interaction.status == 'succeeded' ? steps.log_interaction.output.id : null }}",
+    interaction_metric_id:
+      "${{ steps.log_interaction.status == 'succeeded' ? steps.log_interaction.output.id : null }}",
   },
 } as const satisfies WorkflowDefinitionInput;

@@ -6,7 +6,11 @@ import { revenueAnalysisTemplate } from './revenue-analysis.js';
 export { customerOnboardingTemplate, customerSupportTemplate, revenueAnalysisTemplate };
 
 /** The built-in workflow templates, as data (parse with `workflowDefinitionSchema` or `validateDefinition`). */
-export const builtInTemplates: readonly WorkflowDefinitionInput[] = [customerOnboardingTemplate, revenueAnalysisTemplate, customerSupportTemplate];
+export const builtInTemplates: readonly WorkflowDefinitionInput[] = [
+  customerOnboardingTemplate,
+  revenueAnalysisTemplate,
+  customerSupportTemplate,
+];
 
 /** Task types the built-in agents serve (`agent:<task_type>`). */
 export const AGENT_TASK_TYPES = [

@@ -3,7 +3,8 @@ import type { WorkflowDefinitionInput } from '../definition/schema.js';
 /** The sandbox root, from the filesystem server's `list_allowed_directories` ("Allowed directories:\n<root>"). */
 const ROOT = "steps.fs_root.output.content.split('\\n')[1]";
 /** Directory part of `input.report_path` ('' for a file at the root). */
-const REPORT_DIR = "(input.report_path.lastIndexOf('/') >= 0 ? input.report_path.substring(0, input.report_path.lastIndexOf('/')) : '')";
+const REPORT_DIR =
+  "(input.report_path.lastIndexOf('/') >= 0 ? input.report_path.substring(0, input.report_path.lastIndexOf('/')) : '')";
 const WINDOW = 'steps.fetch_revenue.output.rows[0]';
 const A = 'steps.analyze.output';
 const F = 'steps.forecast.output';
@@ -25,7 +26,8 @@ export const revenueAnalysisTemplate = {
   // v3: stored metrics carry a per-execution idempotency key.
   version: 3,
   name: 'Revenue analysis',
-  description: 'Fetch revenue data, analyse patterns, optionally forecast, write a markdown report and store the results as metrics.',
+  description:
+    'Fetch revenue data, analyse patterns, optionally forecast, write a markdown report and store the results as metrics.',
   input: {
     type: 'object',
     properties: {
@@ -62,7 +64,11 @@ export const revenueAnalysisTemplate = {
           'FROM w LEFT JOIN business.orders o ON o.order_date BETWEEN w.from_date AND w.to_date GROUP BY w.from_date, w.to_date',
         params: ['${{ input.timeframe }}'],
       },
-      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 30_000,
     },
     {
@@ -71,7 +77,11 @@ export const revenueAnalysisTemplate = {
       uses: 'agent:revenue_analysis',
       needs: ['fetch_revenue'],
       with: { timeframe: '${{ input.timeframe }}', asOf: `\${{ ${WINDOW}.to_date }}`, includeCohorts: false, topN: 5 },
-      retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 2,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 120_000,
     },
     {
@@ -81,7 +91,11 @@ export const revenueAnalysisTemplate = {
       needs: ['fetch_revenue'],
       if: 'input.include_forecasts',
       with: { horizon: '${{ input.forecast_months }}', asOf: `\${{ ${WINDOW}.to_date }}` },
-      retry: { attempts: 2, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 2,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 120_000,
       // The analysis is worth a report even when the history is too short to forecast.
       on_error: 'continue',
@@ -157,7 +171,11 @@ export const revenueAnalysisTemplate = {
         // Recorded once per execution and metric, however often the step is re-dispatched.
         idempotency_key: '${{ execution.id }}:${{ item.name }}',
       },
-      retry: { attempts: 3, backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 }, on: ['unavailable', 'timeout'] },
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
+      },
       timeout_ms: 15_000,
     },
   ],

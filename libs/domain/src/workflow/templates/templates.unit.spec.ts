@@ -6,7 +6,13 @@ import { decideWorkflow, evolveWorkflow, initialWorkflowState } from '../executi
 import { nextActions, type DispatchAction } from '../execution/saga.js';
 import { at, meta } from '../execution/spec-helpers.js';
 import type { WorkflowCommand, WorkflowEvent, WorkflowExecutionState } from '../execution/types.js';
-import { AGENT_TASK_TYPES, builtInTemplates, customerOnboardingTemplate, customerSupportTemplate, revenueAnalysisTemplate } from './index.js';
+import {
+  AGENT_TASK_TYPES,
+  builtInTemplates,
+  customerOnboardingTemplate,
+  customerSupportTemplate,
+  revenueAnalysisTemplate,
+} from './index.js';
 
 /** The real tool names of the project's MCP servers and agents. */
 const realCatalog: ToolCatalog = {
@@ -17,10 +23,24 @@ const realCatalog: ToolCatalog = {
     { name: 'fetch', tools: ['http_request', 'fetch_text'] },
     {
       name: 'automation',
-      tools: ['register_webhook', 'list_webhooks', 'delete_webhook', 'send_webhook', 'send_email', 'list_mailbox', 'create_schedule', 'list_schedules', 'delete_schedule', 'trigger_workflow'],
+      tools: [
+        'register_webhook',
+        'list_webhooks',
+        'delete_webhook',
+        'send_webhook',
+        'send_email',
+        'list_mailbox',
+        'create_schedule',
+        'list_schedules',
+        'delete_schedule',
+        'trigger_workflow',
+      ],
     },
     { name: 'analytics', tools: ['record_metric', 'query_metric', 'list_metrics', 'report'] },
-    { name: 'filesystem', tools: ['read_file', 'write_file', 'list_directory', 'create_directory', 'list_allowed_directories'] },
+    {
+      name: 'filesystem',
+      tools: ['read_file', 'write_file', 'list_directory', 'create_directory', 'list_allowed_directories'],
+    },
   ],
   taskTypes: [...AGENT_TASK_TYPES],
   definitions: builtInTemplates.map((t) => t.id),
@@ -37,7 +57,12 @@ class ToolFailure {
  * every unit (record dispatched, then the responder's output), repeat. Returns the final state,
  * every event, and the most units of one step seen in flight at once.
  */
-function simulate(def: WorkflowDefinitionInput, input: unknown, respond: Responder, signal?: { name: string; payload: Record<string, unknown> }) {
+function simulate(
+  def: WorkflowDefinitionInput,
+  input: unknown,
+  respond: Responder,
+  signal?: { name: string; payload: Record<string, unknown> },
+) {
   let state: WorkflowExecutionState = initialWorkflowState;
   const events: WorkflowEvent[] = [];
   let clock = 0;
@@ -54,7 +79,8 @@ function simulate(def: WorkflowDefinitionInput, input: unknown, respond: Respond
     const wait = actions.timers.find((t) => t.kind === 'wait_timeout');
     if (!actions.terminal && actions.dispatch.length === 0 && wait) {
       clock += 10;
-      if (signal) send({ type: 'SendSignal', data: { signalId: `sig-${round}`, ...signal }, metadata: meta(at(clock)) });
+      if (signal)
+        send({ type: 'SendSignal', data: { signalId: `sig-${round}`, ...signal }, metadata: meta(at(clock)) });
       else {
         clock = Math.max(clock, Date.parse(wait.dueAt) - Date.parse(at(0)));
         send({ ...wait.command, metadata: meta(at(clock)) });
@@ -70,15 +96,31 @@ function simulate(def: WorkflowDefinitionInput, input: unknown, respond: Respond
       clock += 10;
       const unit = d.itemIndex === undefined ? { stepId: d.stepId } : { stepId: d.stepId, itemIndex: d.itemIndex };
       if (d.kind === 'compensation') {
-        send({ type: 'RecordCompensationSucceeded', data: { stepId: d.stepId, output: respond(d) }, metadata: meta(at(clock)) });
+        send({
+          type: 'RecordCompensationSucceeded',
+          data: { stepId: d.stepId, output: respond(d) },
+          metadata: meta(at(clock)),
+        });
         continue;
       }
       send({ type: 'RecordStepDispatched', data: { ...unit, attempt: d.attempt }, metadata: meta(at(clock)) });
       const output = respond(d);
       if (output instanceof ToolFailure) {
-        send({ type: 'RecordStepFailed', data: { ...unit, attempt: d.attempt, error: { code: 'tool_error', message: output.message, retryable: false } }, metadata: meta(at(clock + 5)) });
+        send({
+          type: 'RecordStepFailed',
+          data: {
+            ...unit,
+            attempt: d.attempt,
+            error: { code: 'tool_error', message: output.message, retryable: false },
+          },
+          metadata: meta(at(clock + 5)),
+        });
       } else {
-        send({ type: 'RecordStepSucceeded', data: { ...unit, attempt: d.attempt, output }, metadata: meta(at(clock + 5)) });
+        send({
+          type: 'RecordStepSucceeded',
+          data: { ...unit, attempt: d.attempt, output },
+          metadata: meta(at(clock + 5)),
+        });
       }
     }
   }
@@ -86,8 +128,11 @@ function simulate(def: WorkflowDefinitionInput, input: unknown, respond: Respond
 }
 
 const dispatchedInputs = (events: WorkflowEvent[], stepId: string) =>
-  events.filter((e) => e.type === 'StepScheduled' && e.data.stepId === stepId).map((e) => (e.data as { input: unknown }).input);
-const statusOf = (state: WorkflowExecutionState, stepId: string) => (state.status === 'not_started' ? undefined : state.steps[stepId]?.status);
+  events
+    .filter((e) => e.type === 'StepScheduled' && e.data.stepId === stepId)
+    .map((e) => (e.data as { input: unknown }).input);
+const statusOf = (state: WorkflowExecutionState, stepId: string) =>
+  state.status === 'not_started' ? undefined : state.steps[stepId]?.status;
 
 describe('built-in templates: definitions', () => {
   for (const t of builtInTemplates) {
@@ -99,13 +144,19 @@ describe('built-in templates: definitions', () => {
   }
 
   it('a catalog without the filesystem server rejects revenue_analysis, naming the step', () => {
-    const r = validateDefinition(revenueAnalysisTemplate, { ...realCatalog, servers: realCatalog.servers.filter((s) => s.name !== 'filesystem') });
+    const r = validateDefinition(revenueAnalysisTemplate, {
+      ...realCatalog,
+      servers: realCatalog.servers.filter((s) => s.name !== 'filesystem'),
+    });
     assert.equal(r.ok, false);
-    assert.deepEqual(r.problems.map((p) => [p.path, p.code]), [
-      ['steps[3].uses', 'unknown_server'],
-      ['steps[4].uses', 'unknown_server'],
-      ['steps[5].uses', 'unknown_server'],
-    ]);
+    assert.deepEqual(
+      r.problems.map((p) => [p.path, p.code]),
+      [
+        ['steps[3].uses', 'unknown_server'],
+        ['steps[4].uses', 'unknown_server'],
+        ['steps[5].uses', 'unknown_server'],
+      ],
+    );
   });
 });
 
@@ -116,21 +167,54 @@ describe('built-in templates: simulated runs reach completed', () => {
     (existing: boolean): Responder =>
     (d) => {
       if (d.uses === 'mcp:database/query' || d.uses === 'mcp:database_writer/query') {
-        if (sqlOf(d).startsWith('SELECT id FROM business.customers')) return { rows: existing ? [{ id: 12 }] : [], row_count: existing ? 1 : 0 };
+        if (sqlOf(d).startsWith('SELECT id FROM business.customers'))
+          return { rows: existing ? [{ id: 12 }] : [], row_count: existing ? 1 : 0 };
         if (sqlOf(d).startsWith('WITH plan')) {
-          return { rows: [{ customer_id: 101, signup_date: '2026-01-31', subscription_id: 401, plan: 'growth', seats: 8, price_per_seat: 29 }], row_count: 1 };
+          return {
+            rows: [
+              {
+                customer_id: 101,
+                signup_date: '2026-01-31',
+                subscription_id: 401,
+                plan: 'growth',
+                seats: 8,
+                price_per_seat: 29,
+              },
+            ],
+            row_count: 1,
+          };
         }
       }
-      if (d.uses === 'agent:marketing_content') return { channel: 'email', markdown: 'Hi {{first_name}},\n\nGlad to have you.', facts: {} };
-      if (d.uses === 'mcp:automation/send_email') return { email: { message_id: '<m@x>', accepted: ['ann@example.com'], rejected: [], response: '250 ok', deduplicated: false } };
-      if (d.uses === 'mcp:automation/create_schedule') return { schedule: { name: (d.input as { name: string }).name } };
+      if (d.uses === 'agent:marketing_content')
+        return { channel: 'email', markdown: 'Hi {{first_name}},\n\nGlad to have you.', facts: {} };
+      if (d.uses === 'mcp:automation/send_email')
+        return {
+          email: {
+            message_id: '<m@x>',
+            accepted: ['ann@example.com'],
+            rejected: [],
+            response: '250 ok',
+            deduplicated: false,
+          },
+        };
+      if (d.uses === 'mcp:automation/create_schedule')
+        return { schedule: { name: (d.input as { name: string }).name } };
       throw new Error(`unexpected dispatch ${d.uses}`);
     };
 
   it('customer_onboarding: records created, welcome generated and sent, follow-ups scheduled (for_each, concurrency 2)', () => {
     const { state, events, maxInFlight } = simulate(
       customerOnboardingTemplate,
-      { customer: { name: 'Ann Lee', email: 'ann@example.com', plan: 'growth', seats: 8, segment: 'mid_market', region: 'emea' } },
+      {
+        customer: {
+          name: 'Ann Lee',
+          email: 'ann@example.com',
+          plan: 'growth',
+          seats: 8,
+          segment: 'mid_market',
+          region: 'emea',
+        },
+      },
       onboardingResponder(false),
     );
     assert.equal(state.status, 'completed');
@@ -146,7 +230,9 @@ describe('built-in templates: simulated runs reach completed', () => {
     });
     const create = dispatchedInputs(events, 'create_records')[0] as { params: unknown[] };
     assert.deepEqual(create.params, ['Ann Lee', 'ann@example.com', 'mid_market', 'emea', 'growth', 8]);
-    assert.deepEqual(dispatchedInputs(events, 'welcome_content'), [{ channel: 'email', segment: 'mid_market', region: 'emea' }]);
+    assert.deepEqual(dispatchedInputs(events, 'welcome_content'), [
+      { channel: 'email', segment: 'mid_market', region: 'emea' },
+    ]);
     assert.deepEqual(dispatchedInputs(events, 'send_welcome'), [
       {
         to: 'ann@example.com',
@@ -156,31 +242,59 @@ describe('built-in templates: simulated runs reach completed', () => {
       },
     ]);
     // One one-shot e-mail schedule per delay.
-    const follow = dispatchedInputs(events, 'schedule_follow_ups') as { name: string; after: string; target: Record<string, unknown> }[];
+    const follow = dispatchedInputs(events, 'schedule_follow_ups') as {
+      name: string;
+      after: string;
+      target: Record<string, unknown>;
+    }[];
     assert.deepEqual(
       follow.map((i) => [i.name, i.after, i.target['kind'], i.target['to'], i.target['subject']]),
-      ['1d', '7d', '30d'].map((a) => [`onboarding-101-after-${a}`, a, 'email', 'ann@example.com', 'How is it going, Ann Lee?']),
+      ['1d', '7d', '30d'].map((a) => [
+        `onboarding-101-after-${a}`,
+        a,
+        'email',
+        'ann@example.com',
+        'How is it going, Ann Lee?',
+      ]),
     );
-    assert.equal(follow[1]!.target['text'], 'Hi Ann Lee,\n\nyou have been on the growth plan for 7d now. Anything we can help with? Just reply to this e-mail.\n\nThe Switchyard team');
+    assert.equal(
+      follow[1]!.target['text'],
+      'Hi Ann Lee,\n\nyou have been on the growth plan for 7d now. Anything we can help with? Just reply to this e-mail.\n\nThe Switchyard team',
+    );
     assert.equal(maxInFlight['schedule_follow_ups'], 2);
     assert.equal(statusOf(state, 'remove_customer'), 'pending'); // compensation only
   });
 
   it('customer_onboarding: an existing customer skips creation and everything after it, and still completes', () => {
-    const { state } = simulate(customerOnboardingTemplate, { customer: { name: 'Bo', email: 'bo@example.com' } }, onboardingResponder(true));
+    const { state } = simulate(
+      customerOnboardingTemplate,
+      { customer: { name: 'Bo', email: 'bo@example.com' } },
+      onboardingResponder(true),
+    );
     assert.equal(state.status, 'completed');
     assert.ok(state.status === 'completed');
-    assert.deepEqual(state.outputs, { status: 'already_customer', customer_id: 12, subscription_id: null, welcome_sent: false, follow_ups: [], welcome_error: null, follow_up_error: null });
+    assert.deepEqual(state.outputs, {
+      status: 'already_customer',
+      customer_id: 12,
+      subscription_id: null,
+      welcome_sent: false,
+      follow_ups: [],
+      welcome_error: null,
+      follow_up_error: null,
+    });
   });
 
   it('customer_onboarding: a refused follow-up schedule and a failed send still complete the onboarding, with the errors in the outputs', () => {
     const base = onboardingResponder(false);
-    const { state } = simulate(customerOnboardingTemplate, { customer: { name: 'Di', email: 'di@example.com' }, follow_up_after: ['3d'] }, (d) =>
-      d.uses === 'mcp:automation/create_schedule'
-        ? new ToolFailure('an e-mail schedule needs a mail server: set SMTP_URL')
-        : d.uses === 'mcp:automation/send_email'
-          ? new ToolFailure('SMTP send failed: connect ECONNREFUSED')
-          : base(d),
+    const { state } = simulate(
+      customerOnboardingTemplate,
+      { customer: { name: 'Di', email: 'di@example.com' }, follow_up_after: ['3d'] },
+      (d) =>
+        d.uses === 'mcp:automation/create_schedule'
+          ? new ToolFailure('an e-mail schedule needs a mail server: set SMTP_URL')
+          : d.uses === 'mcp:automation/send_email'
+            ? new ToolFailure('SMTP send failed: connect ECONNREFUSED')
+            : base(d),
     );
     assert.equal(state.status, 'completed');
     assert.ok(state.status === 'completed');
@@ -212,13 +326,20 @@ describe('built-in templates: simulated runs reach completed', () => {
     anomalies: [],
   };
   const revenueResponder: Responder = (d) => {
-    if (d.uses === 'mcp:database/query') return { rows: [{ from_date: '2026-01-01', to_date: '2026-03-31', revenue: 3600.5, orders: 30, customers: 7 }] };
+    if (d.uses === 'mcp:database/query')
+      return { rows: [{ from_date: '2026-01-01', to_date: '2026-03-31', revenue: 3600.5, orders: 30, customers: 7 }] };
     if (d.uses === 'agent:revenue_analysis') return analysis;
     if (d.uses === 'agent:revenue_forecast') {
-      return { model: { method: 'holt' }, backtest: { mapePct: 7.3 }, summary: { forecastTotal: 4000 }, forecast: [{ month: '2026-04', forecast: 1333.3, lower: 1200, upper: 1466.6 }] };
+      return {
+        model: { method: 'holt' },
+        backtest: { mapePct: 7.3 },
+        summary: { forecastTotal: 4000 },
+        forecast: [{ month: '2026-04', forecast: 1333.3, lower: 1200, upper: 1466.6 }],
+      };
     }
     if (d.uses === 'mcp:filesystem/list_allowed_directories') return { content: 'Allowed directories:\n/srv/files' };
-    if (d.uses === 'mcp:filesystem/create_directory' || d.uses === 'mcp:filesystem/write_file') return { content: 'ok' };
+    if (d.uses === 'mcp:filesystem/create_directory' || d.uses === 'mcp:filesystem/write_file')
+      return { content: 'ok' };
     if (d.uses === 'mcp:analytics/record_metric') return { id: `m-${d.itemIndex}` };
     throw new Error(`unexpected dispatch ${d.uses}`);
   };
@@ -227,8 +348,13 @@ describe('built-in templates: simulated runs reach completed', () => {
     const { state, events } = simulate(revenueAnalysisTemplate, { timeframe: '3m' }, revenueResponder);
     assert.equal(state.status, 'completed');
     assert.equal(statusOf(state, 'forecast'), 'skipped');
-    assert.deepEqual(dispatchedInputs(events, 'fetch_revenue').map((i) => (i as { params: unknown[] }).params), [['3m']]);
-    assert.deepEqual(dispatchedInputs(events, 'analyze'), [{ timeframe: '3m', asOf: '2026-03-31', includeCohorts: false, topN: 5 }]);
+    assert.deepEqual(
+      dispatchedInputs(events, 'fetch_revenue').map((i) => (i as { params: unknown[] }).params),
+      [['3m']],
+    );
+    assert.deepEqual(dispatchedInputs(events, 'analyze'), [
+      { timeframe: '3m', asOf: '2026-03-31', includeCohorts: false, topN: 5 },
+    ]);
     assert.deepEqual(dispatchedInputs(events, 'report_dir'), [{ path: '/srv/files/reports' }]);
     const report = dispatchedInputs(events, 'write_report')[0] as { path: string; content: string };
     assert.equal(report.path, '/srv/files/reports/revenue-analysis.md');
@@ -238,8 +364,15 @@ describe('built-in templates: simulated runs reach completed', () => {
     assert.match(report.content, /## Anomalies\n\nNone detected\./);
     assert.match(report.content, /## Forecast\n\nNot requested \(include_forecasts is false\)\./);
     assert.deepEqual(
-      dispatchedInputs(events, 'store_results').map((i) => [(i as { name: string }).name, (i as { value: number }).value]),
-      [['revenue.total', 3600.5], ['revenue.orders', 30], ['revenue.customers', 7]],
+      dispatchedInputs(events, 'store_results').map((i) => [
+        (i as { name: string }).name,
+        (i as { value: number }).value,
+      ]),
+      [
+        ['revenue.total', 3600.5],
+        ['revenue.orders', 30],
+        ['revenue.customers', 7],
+      ],
     );
     assert.ok(state.status === 'completed');
     assert.deepEqual(state.outputs, {
@@ -255,25 +388,60 @@ describe('built-in templates: simulated runs reach completed', () => {
   });
 
   it('revenue_analysis with forecasts: the forecast runs, lands in the report and in the metrics', () => {
-    const { state, events } = simulate(revenueAnalysisTemplate, { timeframe: '3m', include_forecasts: true, forecast_months: 6 }, revenueResponder);
+    const { state, events } = simulate(
+      revenueAnalysisTemplate,
+      { timeframe: '3m', include_forecasts: true, forecast_months: 6 },
+      revenueResponder,
+    );
     assert.equal(state.status, 'completed');
     assert.deepEqual(dispatchedInputs(events, 'forecast'), [{ horizon: 6, asOf: '2026-03-31' }]);
-    assert.match((dispatchedInputs(events, 'write_report')[0] as { content: string }).content, /\| 2026-04 \| 1333\.3 \| 1200 \| 1466\.6 \|/);
+    assert.match(
+      (dispatchedInputs(events, 'write_report')[0] as { content: string }).content,
+      /\| 2026-04 \| 1333\.3 \| 1200 \| 1466\.6 \|/,
+    );
     assert.equal(dispatchedInputs(events, 'store_results').length, 4);
-    assert.ok(state.status === 'completed' && state.outputs['forecast_included'] === true && state.outputs['forecast_total'] === 4000);
+    assert.ok(
+      state.status === 'completed' &&
+        state.outputs['forecast_included'] === true &&
+        state.outputs['forecast_total'] === 4000,
+    );
   });
 
   const supportResponder =
     (known: boolean, escalate: boolean, hooks: string[] = ['support-escalation']): Responder =>
     (d) => {
-      if (d.uses === 'mcp:automation/list_webhooks') return { webhooks: hooks.map((name, i) => ({ id: `00000000-0000-4000-8000-00000000000${i}`, name, url: 'https://x.test', events: [] })) };
-      if (d.uses === 'mcp:automation/send_email') return { email: { message_id: '<e@x>', accepted: ['support@localhost'], rejected: [], response: '250', deduplicated: false } };
-      if (d.uses === 'mcp:database/query') return { rows: known ? [{ id: 5, name: 'Cy', segment: 'smb', region: 'emea', plan: 'growth', open_tickets: 0 }] : [] };
+      if (d.uses === 'mcp:automation/list_webhooks')
+        return {
+          webhooks: hooks.map((name, i) => ({
+            id: `00000000-0000-4000-8000-00000000000${i}`,
+            name,
+            url: 'https://x.test',
+            events: [],
+          })),
+        };
+      if (d.uses === 'mcp:automation/send_email')
+        return {
+          email: {
+            message_id: '<e@x>',
+            accepted: ['support@localhost'],
+            rejected: [],
+            response: '250',
+            deduplicated: false,
+          },
+        };
+      if (d.uses === 'mcp:database/query')
+        return {
+          rows: known ? [{ id: 5, name: 'Cy', segment: 'smb', region: 'emea', plan: 'growth', open_tickets: 0 }] : [],
+        };
       if (d.uses === 'agent:support_response') {
         return {
           intent: 'billing',
           sentiment: { label: escalate ? 'negative' : 'neutral', score: escalate ? -6 : 0 },
-          escalation: { escalate, priority: escalate ? 'p1' : 'p3', reasons: escalate ? ['strongly negative tone'] : [] },
+          escalation: {
+            escalate,
+            priority: escalate ? 'p1' : 'p3',
+            reasons: escalate ? ['strongly negative tone'] : [],
+          },
           draft: 'We refunded the duplicate charge.',
         };
       }
@@ -283,7 +451,11 @@ describe('built-in templates: simulated runs reach completed', () => {
     };
 
   it('customer_support, known customer without escalation: escalate skipped, interaction logged', () => {
-    const { state, events } = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Charged twice?' }, supportResponder(true, false));
+    const { state, events } = simulate(
+      customerSupportTemplate,
+      { customer_email: 'cy@example.com', query: 'Charged twice?' },
+      supportResponder(true, false),
+    );
     assert.equal(state.status, 'completed');
     assert.equal(statusOf(state, 'analyze_query_anonymous'), 'skipped');
     assert.equal(statusOf(state, 'escalate'), 'skipped');
@@ -315,16 +487,26 @@ describe('built-in templates: simulated runs reach completed', () => {
   });
 
   it('customer_support, unknown e-mail, analysis says escalate: analysed without a customer, escalation sent', () => {
-    const { state, events } = simulate(customerSupportTemplate, { customer_email: 'who@example.com', query: 'Cancel everything!' }, supportResponder(false, true));
+    const { state, events } = simulate(
+      customerSupportTemplate,
+      { customer_email: 'who@example.com', query: 'Cancel everything!' },
+      supportResponder(false, true),
+    );
     assert.equal(state.status, 'completed');
     assert.equal(statusOf(state, 'analyze_query'), 'skipped');
     assert.deepEqual(dispatchedInputs(events, 'analyze_query_anonymous'), [{ query: 'Cancel everything!' }]);
-    const esc = dispatchedInputs(events, 'escalate')[0] as { webhook: string; event: string; payload: Record<string, unknown> };
+    const esc = dispatchedInputs(events, 'escalate')[0] as {
+      webhook: string;
+      event: string;
+      payload: Record<string, unknown>;
+    };
     assert.equal(esc.webhook, 'support-escalation');
     assert.equal(esc.event, 'support.escalation');
     assert.equal(esc.payload['customer'], null);
     assert.equal(esc.payload['priority'], 'p1');
-    assert.ok(state.status === 'completed' && state.outputs['escalation'] === 'sent' && state.outputs['customer_id'] === null);
+    assert.ok(
+      state.status === 'completed' && state.outputs['escalation'] === 'sent' && state.outputs['customer_id'] === null,
+    );
     assert.equal(state.outputs['escalated_via'], 'webhook');
     assert.equal(statusOf(state, 'escalate_email'), 'skipped');
     // Nobody approved within approval_timeout_ms (default 4 h): the desk is mailed again, no reply goes out.
@@ -335,9 +517,15 @@ describe('built-in templates: simulated runs reach completed', () => {
     assert.equal(further.length, 1);
     assert.equal(further[0]!.to, 'support@localhost');
     assert.equal(further[0]!.subject, '[unanswered] Support escalation waits for approval: who@example.com');
-    assert.match(further[0]!.text, /within 14400000 ms\. Approve it with POST \/api\/v1\/workflows\/executions\/sim\/signals\/approve_reply/);
+    assert.match(
+      further[0]!.text,
+      /within 14400000 ms\. Approve it with POST \/api\/v1\/workflows\/executions\/sim\/signals\/approve_reply/,
+    );
     const waited = events.find((e) => e.type === 'WaitStarted')!;
-    assert.equal((waited.data as { timeoutAt: string }).timeoutAt, new Date(Date.parse((waited.data as { startedAt: string }).startedAt) + 14_400_000).toISOString());
+    assert.equal(
+      (waited.data as { timeoutAt: string }).timeoutAt,
+      new Date(Date.parse((waited.data as { startedAt: string }).startedAt) + 14_400_000).toISOString(),
+    );
   });
 
   it('customer_support, escalated and approved by the approve_reply signal: the drafted reply is mailed to the customer', () => {
@@ -349,26 +537,48 @@ describe('built-in templates: simulated runs reach completed', () => {
     );
     assert.equal(state.status, 'completed');
     assert.deepEqual(dispatchedInputs(events, 'send_reply'), [
-      { to: 'cy@example.com', subject: 'Re: your email query', text: 'We refunded the duplicate charge.', idempotency_key: 'reply-sim' },
+      {
+        to: 'cy@example.com',
+        subject: 'Re: your email query',
+        text: 'We refunded the duplicate charge.',
+        idempotency_key: 'reply-sim',
+      },
     ]);
     assert.equal(statusOf(state, 'escalate_further'), 'skipped');
     assert.ok(state.status === 'completed');
-    assert.deepEqual([state.outputs['approval'], state.outputs['approval_note'], state.outputs['reply_sent']], ['approved', 'checked', true]);
+    assert.deepEqual(
+      [state.outputs['approval'], state.outputs['approval_note'], state.outputs['reply_sent']],
+      ['approved', 'checked', true],
+    );
     // Not approved: nothing is sent.
-    const no = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Cancel everything!' }, supportResponder(true, true), {
-      name: 'approve_reply',
-      payload: { approved: false },
-    });
+    const no = simulate(
+      customerSupportTemplate,
+      { customer_email: 'cy@example.com', query: 'Cancel everything!' },
+      supportResponder(true, true),
+      {
+        name: 'approve_reply',
+        payload: { approved: false },
+      },
+    );
     assert.ok(no.state.status === 'completed');
     assert.deepEqual([no.state.outputs['approval'], no.state.outputs['reply_sent']], ['rejected', false]);
     assert.deepEqual(dispatchedInputs(no.events, 'send_reply'), []);
   });
 
   it('customer_support, no escalation webhook registered: the escalation is mailed to support_email, once per execution', () => {
-    const { state, events } = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Cancel everything!', channel: 'chat' }, supportResponder(true, true, ['something-else']));
+    const { state, events } = simulate(
+      customerSupportTemplate,
+      { customer_email: 'cy@example.com', query: 'Cancel everything!', channel: 'chat' },
+      supportResponder(true, true, ['something-else']),
+    );
     assert.equal(state.status, 'completed');
     assert.equal(statusOf(state, 'escalate'), 'skipped');
-    const mail = dispatchedInputs(events, 'escalate_email') as { to: string; subject: string; text: string; idempotency_key: string }[];
+    const mail = dispatchedInputs(events, 'escalate_email') as {
+      to: string;
+      subject: string;
+      text: string;
+      idempotency_key: string;
+    }[];
     assert.equal(mail.length, 1);
     assert.equal(mail[0]!.to, 'support@localhost');
     assert.equal(mail[0]!.subject, '[p1] Support escalation: cy@example.com');
@@ -380,9 +590,16 @@ describe('built-in templates: simulated runs reach completed', () => {
     assert.ok(state.status === 'completed');
     assert.equal(state.outputs['escalation'], 'sent');
     assert.equal(state.outputs['escalated_via'], 'email');
-    assert.equal((dispatchedInputs(events, 'log_interaction')[0] as { labels: { escalation: string } }).labels.escalation, 'sent');
+    assert.equal(
+      (dispatchedInputs(events, 'log_interaction')[0] as { labels: { escalation: string } }).labels.escalation,
+      'sent',
+    );
     // Another address by input.
-    const other = simulate(customerSupportTemplate, { customer_email: 'cy@example.com', query: 'Cancel everything!', support_email: 'desk@corp.example' }, supportResponder(true, true, []));
+    const other = simulate(
+      customerSupportTemplate,
+      { customer_email: 'cy@example.com', query: 'Cancel everything!', support_email: 'desk@corp.example' },
+      supportResponder(true, true, []),
+    );
     assert.equal((dispatchedInputs(other.events, 'escalate_email')[0] as { to: string }).to, 'desk@corp.example');
   });
 });

@@ -35,9 +35,29 @@ export class DelegateTaskHandler implements ICommandHandler<DelegateTask> {
       ...(c.waitMs !== undefined ? { waitMs: c.waitMs } : {}),
     });
     if (out.done) {
-      return { status: 200, body: { task_id: out.result.task_id, status: out.result.status, agent: out.result.agent, instance: out.result.instance, result: out.result.result }, outcome: out };
+      return {
+        status: 200,
+        body: {
+          task_id: out.result.task_id,
+          status: out.result.status,
+          agent: out.result.agent,
+          instance: out.result.instance,
+          result: out.result.result,
+        },
+        outcome: out,
+      };
     }
     const s = out.submitted;
-    return { status: 202, body: { task_id: s.task_id, status: s.status, agent: s.agent ?? 'queued', instance: s.instance, duplicate: s.duplicate }, outcome: out };
+    return {
+      status: 202,
+      body: {
+        task_id: s.task_id,
+        status: s.status,
+        agent: s.agent ?? 'queued',
+        instance: s.instance,
+        duplicate: s.duplicate,
+      },
+      outcome: out,
+    };
   }
 }

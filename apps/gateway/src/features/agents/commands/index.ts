@@ -9,4 +9,9 @@ export { DelegateTask, type DelegationAnswer } from './delegate-task.js';
 export { RegisterExternalAgent } from './register-external-agent.js';
 export { UnregisterExternalAgent } from './unregister-external-agent.js';
 
-export const AGENT_COMMAND_HANDLERS = [DelegateTaskHandler, CancelTaskHandler, RegisterExternalAgentHandler, UnregisterExternalAgentHandler];
+export const AGENT_COMMAND_HANDLERS = [
+  DelegateTaskHandler,
+  CancelTaskHandler,
+  RegisterExternalAgentHandler,
+  UnregisterExternalAgentHandler,
+];

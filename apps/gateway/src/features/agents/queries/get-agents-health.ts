@@ -16,7 +16,11 @@ export class GetAgentsHealthHandler implements IQueryHandler<GetAgentsHealth> {
   constructor(@Inject(AgentsClient) private readonly client: AgentsClient) {}
   async execute(q: GetAgentsHealth) {
     const h = await this.client.health(q.correlationId);
-    const status = h.agents.every((a) => a.status === 'healthy') ? 'healthy' : h.agents.some((a) => a.status !== 'down') ? 'degraded' : 'down';
+    const status = h.agents.every((a) => a.status === 'healthy')
+      ? 'healthy'
+      : h.agents.some((a) => a.status !== 'down')
+        ? 'degraded'
+        : 'down';
     return { status, ...h } as Health & { status: 'healthy' | 'degraded' | 'down' };
   }
 }

@@ -11,4 +11,10 @@ export { GetAgentPerformance } from './get-agent-performance.js';
 export { GetAgentsHealth } from './get-agents-health.js';
 export { GetTask } from './get-task.js';
 
-export const AGENT_QUERY_HANDLERS = [GetAgentsHealthHandler, GetAgentHealthHandler, GetAgentCapabilitiesHandler, GetTaskHandler, GetAgentPerformanceHandler];
+export const AGENT_QUERY_HANDLERS = [
+  GetAgentsHealthHandler,
+  GetAgentHealthHandler,
+  GetAgentCapabilitiesHandler,
+  GetTaskHandler,
+  GetAgentPerformanceHandler,
+];

@@ -7,4 +7,8 @@ export { CallGatewayTool } from './call-gateway-tool.js';
 export { DefineVirtualServer } from './define-virtual-server.js';
 export { RemoveVirtualServer } from './remove-virtual-server.js';
 
-export const MCP_SERVER_COMMAND_HANDLERS = [CallGatewayToolHandler, DefineVirtualServerHandler, RemoveVirtualServerHandler];
+export const MCP_SERVER_COMMAND_HANDLERS = [
+  CallGatewayToolHandler,
+  DefineVirtualServerHandler,
+  RemoveVirtualServerHandler,
+];

@@ -26,7 +26,11 @@ export class CallMcpToolHandler implements ICommandHandler<CallMcpTool> {
     if (c.options.checkTool) {
       const server = await this.mcp.server(c.server, c.correlationId);
       if (server.tools.length > 0 && !server.tools.includes(c.tool)) {
-        throw new AppError('not_found', `MCP server "${c.server}" has no tool "${c.tool}"`, { server: c.server, tool: c.tool, valid: server.tools });
+        throw new AppError('not_found', `MCP server "${c.server}" has no tool "${c.tool}"`, {
+          server: c.server,
+          tool: c.tool,
+          valid: server.tools,
+        });
       }
     }
     return this.mcp.call(c.server, c.tool, c.args, c.correlationId, c.options.timeoutMs);

@@ -9,4 +9,9 @@ export { GetMcpServersHealth } from './get-mcp-servers-health.js';
 export { ListMcpTools, type McpToolList } from './list-mcp-tools.js';
 export { ReadMcpTool } from './read-mcp-tool.js';
 
-export const MCP_QUERY_HANDLERS = [GetMcpServersHealthHandler, GetMcpServerHandler, ListMcpToolsHandler, ReadMcpToolHandler];
+export const MCP_QUERY_HANDLERS = [
+  GetMcpServersHealthHandler,
+  GetMcpServerHandler,
+  ListMcpToolsHandler,
+  ReadMcpToolHandler,
+];

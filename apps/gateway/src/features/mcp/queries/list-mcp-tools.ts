@@ -4,7 +4,12 @@ import { McpGatewayClient } from '../mcp-client.js';
 
 export interface McpToolList {
   readonly server: string;
-  readonly tools: { name: string; description: string | null; input_schema: Record<string, unknown>; output_schema: Record<string, unknown> | null }[];
+  readonly tools: {
+    name: string;
+    description: string | null;
+    input_schema: Record<string, unknown>;
+    output_schema: Record<string, unknown> | null;
+  }[];
 }
 
 /** One MCP server's tools with their descriptions and JSON Schemas. */
@@ -24,7 +29,12 @@ export class ListMcpToolsHandler implements IQueryHandler<ListMcpTools> {
     const tools = await this.mcp.toolInfos(q.server, q.correlationId);
     return {
       server: q.server,
-      tools: tools.map((t) => ({ name: t.name, description: t.description ?? null, input_schema: t.inputSchema, output_schema: t.outputSchema ?? null })),
+      tools: tools.map((t) => ({
+        name: t.name,
+        description: t.description ?? null,
+        input_schema: t.inputSchema,
+        output_schema: t.outputSchema ?? null,
+      })),
     };
   }
 }

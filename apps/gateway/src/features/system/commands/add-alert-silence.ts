@@ -20,6 +20,10 @@ export class AddAlertSilence extends Command<Reply<'add_silence'>> {
 export class AddAlertSilenceHandler implements ICommandHandler<AddAlertSilence> {
   constructor(@Inject(SystemMonitorClient) private readonly monitor: SystemMonitorClient) {}
   execute(c: AddAlertSilence) {
-    return this.monitor.call('add_silence', { matchers: c.matchers, comment: c.comment, createdBy: c.createdBy, startsAt: c.startsAt, endsAt: c.endsAt }, c.correlationId);
+    return this.monitor.call(
+      'add_silence',
+      { matchers: c.matchers, comment: c.comment, createdBy: c.createdBy, startsAt: c.startsAt, endsAt: c.endsAt },
+      c.correlationId,
+    );
   }
 }

@@ -11,4 +11,10 @@ export { ResolveAlert } from './resolve-alert.js';
 export { PutAlertRules } from './put-alert-rules.js';
 export { DeleteAlertRule } from './delete-alert-rule.js';
 
-export const SYSTEM_COMMAND_HANDLERS = [AddAlertSilenceHandler, RemoveAlertSilenceHandler, ResolveAlertHandler, PutAlertRulesHandler, DeleteAlertRuleHandler];
+export const SYSTEM_COMMAND_HANDLERS = [
+  AddAlertSilenceHandler,
+  RemoveAlertSilenceHandler,
+  ResolveAlertHandler,
+  PutAlertRulesHandler,
+  DeleteAlertRuleHandler,
+];

@@ -4,9 +4,7 @@ import { SystemMonitorClient, type Reply } from '../system-client.js';
 
 /** Overall health with reasons, current metrics and every service. The monitor answers over NATS (`health_report`). */
 export class GetHealthReport extends Query<Reply<'health_report'>> {
-  constructor(
-    readonly correlationId: string,
-  ) {
+  constructor(readonly correlationId: string) {
     super();
   }
 }

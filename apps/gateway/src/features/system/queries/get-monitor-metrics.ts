@@ -4,9 +4,7 @@ import { SystemMonitorClient, type Reply } from '../system-client.js';
 
 /** The monitor's Prometheus exposition text. The monitor answers over NATS (`metrics`). */
 export class GetMonitorMetrics extends Query<Reply<'metrics'>> {
-  constructor(
-    readonly correlationId: string,
-  ) {
+  constructor(readonly correlationId: string) {
     super();
   }
 }

@@ -18,6 +18,10 @@ export class GetPerformanceTrends extends Query<Reply<'trends'>> {
 export class GetPerformanceTrendsHandler implements IQueryHandler<GetPerformanceTrends> {
   constructor(@Inject(SystemMonitorClient) private readonly monitor: SystemMonitorClient) {}
   execute(q: GetPerformanceTrends) {
-    return this.monitor.call('trends', { metric: q.metric, window: q.window, ...(q.labels ? { labels: q.labels } : {}) }, q.correlationId);
+    return this.monitor.call(
+      'trends',
+      { metric: q.metric, window: q.window, ...(q.labels ? { labels: q.labels } : {}) },
+      q.correlationId,
+    );
   }
 }

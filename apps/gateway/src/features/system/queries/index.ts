@@ -15,4 +15,12 @@ export { ListAlertSilences } from './list-alert-silences.js';
 export { ListAlertRules } from './list-alert-rules.js';
 export { GetMonitorMetrics } from './get-monitor-metrics.js';
 
-export const SYSTEM_QUERY_HANDLERS = [GetHealthReportHandler, GetPerformanceTrendsHandler, GetAvailabilityHandler, ListAlertsHandler, ListAlertSilencesHandler, ListAlertRulesHandler, GetMonitorMetricsHandler];
+export const SYSTEM_QUERY_HANDLERS = [
+  GetHealthReportHandler,
+  GetPerformanceTrendsHandler,
+  GetAvailabilityHandler,
+  ListAlertsHandler,
+  ListAlertSilencesHandler,
+  ListAlertRulesHandler,
+  GetMonitorMetricsHandler,
+];

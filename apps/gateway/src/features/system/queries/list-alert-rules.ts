@@ -4,9 +4,7 @@ import { SystemMonitorClient, type Reply } from '../system-client.js';
 
 /** Alert rules in force, with where each comes from. The monitor answers over NATS (`rules`). */
 export class ListAlertRules extends Query<Reply<'rules'>> {
-  constructor(
-    readonly correlationId: string,
-  ) {
+  constructor(readonly correlationId: string) {
     super();
   }
 }

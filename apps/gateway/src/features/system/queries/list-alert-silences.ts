@@ -4,9 +4,7 @@ import { SystemMonitorClient, type Reply } from '../system-client.js';
 
 /** Active silences. The monitor answers over NATS (`silences`). */
 export class ListAlertSilences extends Query<Reply<'silences'>> {
-  constructor(
-    readonly correlationId: string,
-  ) {
+  constructor(readonly correlationId: string) {
     super();
   }
 }

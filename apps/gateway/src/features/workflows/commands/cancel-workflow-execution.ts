@@ -22,6 +22,10 @@ export class CancelWorkflowExecution extends Command<{ status: WorkflowStatus }>
 export class CancelWorkflowExecutionHandler implements ICommandHandler<CancelWorkflowExecution> {
   constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
   execute(c: CancelWorkflowExecution) {
-    return cancelExecution(this.store, c.executionId, { reason: c.reason, correlationId: c.correlationId, actor: c.actor });
+    return cancelExecution(this.store, c.executionId, {
+      reason: c.reason,
+      correlationId: c.correlationId,
+      actor: c.actor,
+    });
   }
 }

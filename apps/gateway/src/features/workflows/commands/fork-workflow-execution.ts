@@ -8,7 +8,13 @@ import { currentActor } from '../../../http/context.js';
 import { EVENT_STORE, PG_POOL } from '../../../tokens.js';
 
 /** Fork an execution from a step onto the same or another version of its definition. Result: the new execution. */
-export class ForkWorkflowExecution extends Command<{ executionId: string; definition: WorkflowDefinition; copied: string[]; rerun: string[]; created: boolean }> {
+export class ForkWorkflowExecution extends Command<{
+  executionId: string;
+  definition: WorkflowDefinition;
+  copied: string[];
+  rerun: string[];
+  created: boolean;
+}> {
   constructor(
     readonly sourceId: string,
     readonly fromStep: string,

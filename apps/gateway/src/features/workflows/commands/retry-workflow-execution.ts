@@ -22,6 +22,10 @@ export class RetryWorkflowExecution extends Command<{ status: WorkflowStatus; st
 export class RetryWorkflowExecutionHandler implements ICommandHandler<RetryWorkflowExecution> {
   constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
   execute(c: RetryWorkflowExecution) {
-    return retryExecution(this.store, c.executionId, { ...(c.reason !== undefined ? { reason: c.reason } : {}), correlationId: c.correlationId, actor: c.actor });
+    return retryExecution(this.store, c.executionId, {
+      ...(c.reason !== undefined ? { reason: c.reason } : {}),
+      correlationId: c.correlationId,
+      actor: c.actor,
+    });
   }
 }

@@ -33,6 +33,10 @@ export class StartWorkflowExecutionHandler implements ICommandHandler<StartWorkf
       actor: c.actor,
       ...(c.executionId !== undefined ? { executionId: c.executionId } : {}),
     });
-    return { executionId: r.executionId, created: r.created, ...(r.position !== undefined ? { position: r.position } : {}) };
+    return {
+      executionId: r.executionId,
+      created: r.created,
+      ...(r.position !== undefined ? { position: r.position } : {}),
+    };
   }
 }

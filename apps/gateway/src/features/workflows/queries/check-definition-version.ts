@@ -18,6 +18,13 @@ export class CheckDefinitionVersion extends Query<Awaited<ReturnType<typeof chec
 export class CheckDefinitionVersionHandler implements IQueryHandler<CheckDefinitionVersion> {
   constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
   execute(q: CheckDefinitionVersion) {
-    return checkDefinitionVersion(this.svc.store, this.svc.pool, this.svc.definitions, q.definitionId, q.version, q.limit);
+    return checkDefinitionVersion(
+      this.svc.store,
+      this.svc.pool,
+      this.svc.definitions,
+      q.definitionId,
+      q.version,
+      q.limit,
+    );
   }
 }

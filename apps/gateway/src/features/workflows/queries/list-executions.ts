@@ -42,7 +42,14 @@ export class ListExecutionsHandler implements IQueryHandler<ListExecutions> {
       cursor: q.cursor,
     });
     const next = page.next_cursor
-      ? `/api/v1/workflows/executions?${new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)])), cursor: page.next_cursor }).toString()}`
+      ? `/api/v1/workflows/executions?${new URLSearchParams({
+          ...Object.fromEntries(
+            Object.entries(q)
+              .filter(([, v]) => v !== undefined)
+              .map(([k, v]) => [k, String(v)]),
+          ),
+          cursor: page.next_cursor,
+        }).toString()}`
       : null;
     return { page: { ...page, next }, source: read.source };
   }

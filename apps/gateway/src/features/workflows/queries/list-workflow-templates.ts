@@ -3,7 +3,14 @@ import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { stepUsesLabel } from '@switchyard/domain';
 import { WorkflowsService } from '../workflows.service.js';
 
-const summaryOf = (d: { id: string; version: number; name: string; description: string; input: unknown; steps: { id: string; uses?: string; wait?: { signal: string }; needs: string[] }[] }) => ({
+const summaryOf = (d: {
+  id: string;
+  version: number;
+  name: string;
+  description: string;
+  input: unknown;
+  steps: { id: string; uses?: string; wait?: { signal: string }; needs: string[] }[];
+}) => ({
   id: d.id,
   version: d.version,
   name: d.name,
