@@ -88,17 +88,20 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
    * `components` check of each answer, 200 or 503 (the problem document carries the checks).
    */
   const watchComponents = () => {
-    const seen: string[] = [];
+    // In the order the probes were sent, not answered: a slow answer from before the restart
+    // must not read as the last state.
+    const seen: (string | undefined)[] = [];
     let on = true;
     const loop = (async () => {
       const inFlight: Promise<void>[] = [];
       while (on) {
+        const slot = seen.push(undefined) - 1;
         inFlight.push(
           fetch(`${base}/readyz`, { signal: AbortSignal.timeout(5_000) })
             .then(async (r) => {
               const body = (await r.json()) as { checks?: Record<string, { status: string; error?: string }> };
               const c = body.checks?.['components'];
-              if (c) seen.push(c.status === 'degraded' ? `degraded: ${c.error}` : c.status);
+              if (c) seen[slot] = c.status === 'degraded' ? `degraded: ${c.error}` : c.status;
             })
             .catch(() => undefined),
         );
@@ -106,10 +109,10 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
       }
       await Promise.all(inFlight);
     })();
-    return async () => {
+    return async (): Promise<string[]> => {
       on = false;
       await loop;
-      return seen;
+      return seen.filter((s): s is string => s !== undefined);
     };
   };
 

@@ -242,11 +242,7 @@ export class DispatcherLeases {
           { partitions: taken.map((t) => t.partition), held: this.held.size, share },
           'dispatcher partitions taken',
         );
-        this.acquisitions = this.acquisitions
-          .then(() => this.o.onAcquire(taken))
-          .catch((err: unknown) =>
-            this.log.error({ err, partitions: taken.map((t) => t.partition) }, 'recovering taken partitions failed'),
-          );
+        this.recoverTaken(taken, 1);
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'dispatcher lease tick failed');
@@ -255,6 +251,34 @@ export class DispatcherLeases {
         for (const p of [...this.held.keys()]) this.dropLost(p);
       }
     }
+  }
+
+  /**
+   * Hand taken partitions to onAcquire, one batch after another. A failed recovery (the database
+   * restarting) is retried while the lease is still held with that epoch: otherwise the tasks
+   * already in the partition would have no one driving them until the lease moved.
+   */
+  private recoverTaken(taken: readonly { partition: number; epoch: number }[], attempt: number): void {
+    this.acquisitions = this.acquisitions
+      .then(() => this.o.onAcquire(taken))
+      .catch((err: unknown) => {
+        const still = taken.filter((t) => this.held.get(t.partition) === t.epoch);
+        const retryInMs = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6));
+        this.log.error(
+          {
+            err,
+            partitions: taken.map((t) => t.partition),
+            attempt,
+            retryInMs: still.length > 0 ? retryInMs : undefined,
+          },
+          'recovering taken partitions failed',
+        );
+        if (still.length > 0 && !this.stopped)
+          setTimeout(() => {
+            const held = still.filter((t) => this.held.get(t.partition) === t.epoch);
+            if (held.length > 0 && !this.stopped) this.recoverTaken(held, attempt + 1);
+          }, retryInMs).unref();
+      });
   }
 
   /** Take one free or expired lease (epoch + 1), clear its stale assignment rows, raise its fence. */

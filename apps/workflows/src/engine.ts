@@ -111,6 +111,8 @@ export class WorkflowEngine {
   /** Step calls in flight over NATS, by idempotency key: whom a notice is about, and what its worker said last. */
   private readonly calls = new Map<string, TrackedCall>();
   private acquireChain: Promise<void> = Promise.resolve();
+  /** Partitions whose lease this engine holds, owned or still being taken up (see onAcquire). */
+  private readonly leased = new Set<number>();
   private timerPolling = false;
   private counts = { eventsHandled: 0, dispatches: 0, timersFired: 0, recoveries: 0, resends: 0 };
   private readonly sagaConcurrency: number;
@@ -296,8 +298,11 @@ export class WorkflowEngine {
 
   // ---- partitions ---------------------------------------------------------------------
 
-  private onAcquire(p: number): void {
+  private onAcquire(p: number, attempt = 1): void {
+    this.leased.add(p);
     this.acquireChain = this.acquireChain.then(async () => {
+      // Released (or stopped) while waiting for a retry: the lease is someone else's to take up.
+      if (!this.leased.has(p) || this.stopped || this.owned.has(p)) return;
       try {
         const r = await this.o.pool.query<{ position: string }>(
           `select position from ${WORKFLOW_SCHEMA}.saga_checkpoints where partition = $1`,
@@ -315,12 +320,17 @@ export class WorkflowEngine {
           }),
         );
       } catch (err) {
-        this.log.error({ err, partition: p }, 'partition acquire failed');
+        // The lease is held but the partition not taken up: without a retry nobody would drive
+        // its executions until the lease itself is lost (a database restart can do this).
+        const delayMs = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6));
+        this.log.error({ err, partition: p, attempt, retryInMs: delayMs }, 'partition acquire failed; retrying');
+        setTimeout(() => this.onAcquire(p, attempt + 1), delayMs).unref();
       }
     });
   }
 
   private onRelease(p: number): void {
+    this.leased.delete(p);
     this.owned.delete(p);
     this.ready.delete(p);
     this.dirty.delete(p);
