@@ -26,7 +26,7 @@ const env = {
   FUZZ_RUNS: String(runs),
   FUZZ_BUDGET_MS: String(Math.round(minutes * 60_000)),
   FUZZ_SUMMARY: '1',
-  ...(seed !== undefined ? { FUZZ_SEED: String(seed) } : {}),
+  FUZZ_SEED: seed !== undefined ? String(seed) : 'random',
 };
 console.log(
   `# fuzzing the REST API: up to ${runs} requests, at most ${minutes} min${seed !== undefined ? `, seed ${seed}` : ''}`,

@@ -84,7 +84,18 @@ const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 // --test-force-exit: a test file whose tests are done ends even if a failed test left a connection
 // open; without it the whole run would wait on that file forever (seen: one failed assertion before
 // a store's close() hung the suite). Tests still close what they open, in finally blocks.
-const args = ['--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files];
+// --test-timeout: a test or hook that hangs fails, named, after this long instead of holding the
+// whole run until CI's own limit ends it with nothing said (seen: a stop() waiting on a query
+// its pool had dropped). Far above the slowest test; TEST_TIMEOUT_MS changes it.
+const timeoutMs = process.env.TEST_TIMEOUT_MS ?? '300000';
+const args = [
+  '--test',
+  '--test-force-exit',
+  `--test-concurrency=${concurrency}`,
+  `--test-timeout=${timeoutMs}`,
+  '--test-reporter=spec',
+  ...files,
+];
 const child = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
 const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
 for (const stop of stops) await stop().catch((e) => console.error('cleanup failed:', e));

@@ -4,7 +4,7 @@ import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import express from 'express';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { AppError, edgePolicyFromEnv, mergeEdgePolicies, migrateUnderLock, newId } from '@switchyard/platform';
 import { byteLimit, registerBodyParsers } from './http/body.js';
 import { correlate, runInRequestContext } from './http/context.js';
@@ -13,7 +13,7 @@ import { mountNodeHandler, type NodeHandler } from './http/islands.js';
 import { Exchanges } from './http/exchange.js';
 import { NestPinoLogger, requestLog } from './http/logging.js';
 import { GatewayHttpMetrics } from './http/metrics.js';
-import { sendProblem } from './http/problem-filter.js';
+import { methodNotAllowed, sendProblem } from './http/problem-filter.js';
 import { GatewayModule } from './gateway.module.js';
 import { registerHealthRoutes } from './health/health.routes.js';
 import { ReadinessService } from './health/readiness.service.js';
@@ -25,7 +25,7 @@ import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
 import { clientErrorsAsProblems } from './security/client-error.js';
 import { documentEnforcedRoles } from './security/document.js';
 import { inputHygieneError } from './security/hygiene.js';
-import { deferCheck } from './http/route-checks.js';
+import { deferCheck, shadowedLiteralPaths, shadowedMethodNotAllowed } from './http/route-checks.js';
 import { authentication, RequestTimeouts } from './security/middleware.js';
 import { RATE_LIMIT_SCHEMA_SQL, RateLimits } from './security/rate-limits.js';
 import { hostOriginCheck } from './security/host-origin.js';
@@ -57,7 +57,8 @@ const expressIsland = (mount: string, handler: express.RequestHandler): NodeHand
  *    key ensured (SWITCHYARD_ADMIN_KEY, or generated and printed once to stdout).
  * 2. One Fastify `onRequest` hook before Nest's routes, in this order: request metrics (GET
  *    /metrics shows them after the monitor's), correlation id, request log, Host/Origin check,
- *    request timeout, rate limits and API key resolution. The body parser (size limit) and
+ *    405 for a documented path without parameters that another method's parameterised route
+ *    would take (else that route's role check would answer first), request timeout, rate limits and API key resolution. The body parser (size limit) and
  *    input hygiene (NUL, unpaired surrogates, deep nesting) keep their 400/413 for the role
  *    guard, which answers them after the role check; a `preHandler` hook enters the request
  *    context again (the body is read outside it).
@@ -79,12 +80,15 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     // (Node's 16 KiB header limit bounds the URL), so a long id gets the route's validation 400.
     routerOptions: { ignoreTrailingSlash: true, caseSensitive: false, maxParamLength: 16 * 1024 },
     // What the router refuses before any hook (a malformed escape in the path): problem+json too.
+    // Fastify hands this handler a request and reply made without the edge's decorations
+    // (decorateEdge), so only the Node response under the reply is written to.
     frameworkErrors: (err: { code: string }, request: unknown, reply: unknown) => {
-      correlate(request as EdgeRequest, reply as EdgeReply);
+      const res = (reply as FastifyReply).raw;
+      correlate(request as EdgeRequest, res);
       sendProblem(
         new AppError('validation', `the request path is not valid: ${err.code}`),
         request as EdgeRequest,
-        reply as EdgeReply,
+        res,
       );
     },
   });
@@ -136,6 +140,8 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   const timeouts = new RequestTimeouts(resolved.requestTimeoutMs);
   const log = requestLog(logger);
   // What each request does when its answer ends, in this order: count it, log it, stop its clock.
+  // Filled once the routes are known (after init, before the first request).
+  let shadowed: ReadonlyMap<string, readonly string[]> = new Map();
   const exchanges = new Exchanges([httpMetrics.record, ...(log ? [log] : []), timeouts.cancel]);
   server.addHook('onRequest', (request, reply, done) => {
     const req = request as EdgeRequest;
@@ -143,6 +149,8 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     const x = exchanges.begin(req, res);
     correlate(req, res);
     if (!hostOrigin(req, res)) return;
+    const allow = shadowedMethodNotAllowed(shadowed, req.method, req.path);
+    if (allow) return methodNotAllowed(allow, req, res);
     timeouts.start(x);
     authenticate(req, res, done);
   });
@@ -167,6 +175,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   documentIdempotencyKeys(app.get(OpenApiRegistry));
   // Requests no route matched (404, 405) are labelled by the documented routes when one fits.
   httpMetrics.useRoutes(() => app.get(OpenApiRegistry).routes());
+  shadowed = shadowedLiteralPaths(app.get(OpenApiRegistry).routes());
 
   let closing: Promise<void> | undefined;
   return {

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { aliasesOf } from './task-aliases.js';
+import { trimmedText } from './text.js';
 
 /** A calendar day, `YYYY-MM-DD`. */
 export const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'expected YYYY-MM-DD');
@@ -115,7 +116,7 @@ export const marketingContentInput = z.object({
 });
 
 export const supportResponseInput = z.object({
-  query: z.string().trim().min(3).max(10_000),
+  query: trimmedText(3, 10_000),
   customerId: z.number().int().positive().optional(),
 });
 

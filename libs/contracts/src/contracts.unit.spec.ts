@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
 import {
   codeOfStatus,
@@ -15,6 +16,7 @@ import {
   subjectToken,
   toErrorEnvelope,
   toEventEnvelope,
+  trimmedText,
 } from './index.js';
 
 describe('subjects', () => {
@@ -108,5 +110,21 @@ describe('error envelope', () => {
     assert.equal(codeOfStatus(412), 'conflict');
     assert.equal(codeOfStatus(418), 'validation');
     assert.equal(codeOfStatus(599), 'internal');
+  });
+});
+
+describe('trimmedText', () => {
+  it('refuses blank text and says so in its JSON Schema pattern, which agrees with the trimmed length', () => {
+    for (const min of [1, 2, 3]) {
+      const schema = trimmedText(min, 10);
+      const pattern = new RegExp((z.toJSONSchema(schema) as { pattern: string }).pattern);
+      for (const s of ['', ' ', '   ', 'a', ' a ', 'ab', ' a b ', 'abc', '\tabc\n', 'a  ', '  a c  ']) {
+        const trimmedLength = s.trim().length;
+        assert.equal(schema.safeParse(s).success, trimmedLength >= min, `${JSON.stringify(s)} with min ${min}`);
+        assert.equal(pattern.test(s), trimmedLength >= min, `pattern for ${JSON.stringify(s)} with min ${min}`);
+      }
+    }
+    assert.equal(trimmedText(1, 10).parse('  name  '), 'name');
+    assert.equal(trimmedText(1, 3).safeParse(' abcd ').success, false);
   });
 });

@@ -19,3 +19,4 @@ export * from './matcher-regex.js';
 export * from './agent-cards.js';
 export * from './task-ids.js';
 export * from './task-view.js';
+export * from './text.js';

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { SUBJECT_ROOT, serviceSubject, subjectToken } from './subjects.js';
 import { matcherRegexProblem } from './matcher-regex.js';
+import { trimmedText } from './text.js';
 
 /** Labels of a series or an alert: flat string map (Prometheus style). */
 export type Labels = Readonly<Record<string, string>>;
@@ -99,7 +100,7 @@ export const alertsRequest = z
 export const resolveAlertRequest = z.object({
   id: z.string().min(1).max(64),
   actor: z.string().min(1).max(200),
-  reason: z.string().trim().min(1).max(2_000),
+  reason: trimmedText(1, 2_000),
 });
 /** A matcher as stored and listed (a bad regex stored before validation existed still lists). */
 export const storedMatcherSchema = z.object({

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
-import type { AnyRequest, EdgeReply, EdgeRequest } from './edge.js';
+import type { AnyRequest, EdgeRequest } from './edge.js';
 
 export const CORRELATION_HEADER = 'x-correlation-id';
 
@@ -79,7 +79,7 @@ export function newCorrelationId(): string {
  * First step of every request: take `x-correlation-id` from the client (or make one), echo it
  * in the response header, keep it on the request. Returns it.
  */
-export function correlate(req: EdgeRequest, res: EdgeReply): string {
+export function correlate(req: EdgeRequest, res: { setHeader(name: string, value: string): unknown }): string {
   const given = req.headers[CORRELATION_HEADER];
   const candidate = Array.isArray(given) ? given[0] : given;
   const correlationId = candidate && ACCEPTABLE_ID.test(candidate) ? candidate : newCorrelationId();

@@ -88,7 +88,7 @@ export class ProblemFilter implements ExceptionFilter {
 }
 
 /** 405 with `Allow` listing the methods the path does have. */
-function methodNotAllowed(allow: readonly string[], req: EdgeRequest, res: AnyResponse): void {
+export function methodNotAllowed(allow: readonly string[], req: EdgeRequest, res: AnyResponse): void {
   (isReply(res) ? res.raw : res).setHeader('Allow', allow.join(', '));
   sendProblem(
     new MethodNotAllowedException(`${req.method} is not allowed here; allowed: ${allow.join(', ')}`),

@@ -57,3 +57,36 @@ export function allowedMethods(routes: readonly { method: string; path: string }
   if (methods.has('GET')) methods.add('HEAD');
   return [...methods].sort();
 }
+
+/** A path as the router compares it: case and a trailing slash ignored. */
+const routerKey = (path: string): string => path.toLowerCase().replace(/(.)\/$/, '$1');
+
+/**
+ * Documented paths without parameters that a parameterised route of some other method also
+ * matches (`/executions/bulk` has POST only; GET reaches `/executions/{execution_id}`), with the
+ * methods each has (HEAD where GET is). Such a request is answered 405 before routing: otherwise
+ * it would run the parameterised route, whose role check (401/403) comes before the 404 that
+ * would reveal the path has other methods.
+ */
+export function shadowedLiteralPaths(routes: readonly { method: string; path: string }[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const literal of new Set(routes.filter((r) => !r.path.includes('{')).map((r) => r.path))) {
+    const own = allowedMethods(
+      routes.filter((r) => r.path === literal),
+      literal,
+    );
+    const reachable = allowedMethods(routes, literal);
+    if (reachable.some((m) => !own.includes(m))) out.set(routerKey(literal), own);
+  }
+  return out;
+}
+
+/** The methods of a shadowed literal path when `method` is not among them (then: 405 with these). */
+export function shadowedMethodNotAllowed(
+  shadowed: ReadonlyMap<string, readonly string[]>,
+  method: string,
+  path: string,
+): readonly string[] | undefined {
+  const own = shadowed.get(routerKey(path));
+  return own && !own.includes(method.toUpperCase()) ? own : undefined;
+}

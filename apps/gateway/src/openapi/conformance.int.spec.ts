@@ -51,6 +51,8 @@ function call(
       },
     );
     r.on('error', reject);
+    // A request left unanswered is a finding of its own, not a hung suite.
+    r.setTimeout(5_000, () => r.destroy(new Error(`no answer to ${method} ${path} within 5 s`)));
     r.end(body);
   });
 }
@@ -75,6 +77,37 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
   after(async () => {
     await g?.close();
     await stopOwnInfra();
+  });
+
+  it('a path with a malformed escape is answered 400 problem+json at once, and nothing is thrown', async () => {
+    // The router refuses these before any hook; its error handler once wrote to a reply without
+    // the edge's members, threw, and left the request unanswered.
+    const thrown: unknown[] = [];
+    const onThrown = (err: unknown) => thrown.push(err);
+    process.on('uncaughtException', onThrown);
+    try {
+      for (const p of [
+        '/api/v1/workflows/definitions/%ED%A0%80/versions/2114160193/check',
+        '/api/v1/workflows/definitions/%ED%A0%80',
+        '/api/v1/workflows/executions/%zz',
+        '/api/v1/workflows/executions/%E0%A4%A',
+      ]) {
+        const r = await call(
+          g.url,
+          'POST',
+          p,
+          { ...bearer(operator), 'content-type': 'application/json', 'x-correlation-id': 'bad-url-1' },
+          '{"limit":142}',
+        );
+        assert.equal(r.status, 400, p);
+        assert.match(r.headers['content-type'] ?? '', /^application\/problem\+json/);
+        assert.equal(r.body.correlationId, 'bad-url-1');
+        assert.equal(r.headers['x-correlation-id'], 'bad-url-1');
+      }
+    } finally {
+      process.off('uncaughtException', onThrown);
+    }
+    assert.deepEqual(thrown, []);
   });
 
   it('started_before with an offset of +16:00 or more is read, not a 500', async () => {
@@ -166,6 +199,17 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
     assert.equal(withParam.status, 405);
     assert.equal(withParam.headers.allow, 'POST');
     assert.equal((await call(g.url, 'TRACE', '/api/v1/nothing-here', bearer(viewer))).status, 404);
+    const validate = await call(g.url, 'DELETE', '/api/v1/workflows/definitions/validate', bearer(viewer));
+    assert.equal(validate.status, 405, 'DELETE /definitions/{definition_id} does not take it');
+    assert.equal(validate.headers.allow, 'POST');
+    // POST-only, but GET /executions/{execution_id} would take it: 405 even with no key at all
+    // (that route's 401 would answer first otherwise).
+    for (const headers of [{}, bearer(viewer)]) {
+      const bulk = await call(g.url, 'GET', '/api/v1/workflows/executions/bulk', headers);
+      assert.equal(bulk.status, 405);
+      assert.equal(bulk.headers.allow, 'POST');
+      assert.equal(bulk.body.code, 'method_not_allowed');
+    }
   });
 
   it('every operation declares its security and the statuses the gateway answers around it', () => {

@@ -2,7 +2,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppError } from '@switchyard/platform';
 import { toProblem } from '../http/problem.js';
-import { allowedMethods, undeclaredQueryError } from '../http/route-checks.js';
+import {
+  allowedMethods,
+  shadowedLiteralPaths,
+  shadowedMethodNotAllowed,
+  undeclaredQueryError,
+} from '../http/route-checks.js';
 import { waitWithin } from '../http/wait.js';
 import { errorStatusesOf } from './registry.js';
 
@@ -38,6 +43,21 @@ describe('REST API conformance helpers', () => {
     assert.deepEqual(allowedMethods(routes, '/a/x/cancel'), ['POST']);
     assert.deepEqual(allowedMethods(routes, '/a/x/y'), []);
     assert.deepEqual(allowedMethods(routes, '/bxc'), [], 'a dot in a template is literal');
+  });
+
+  it('a literal path another method reaches through a parameterised route: 405 before routing', () => {
+    const routes = [
+      { method: 'get', path: '/e/{id}' },
+      { method: 'post', path: '/e/bulk' },
+      { method: 'get', path: '/e' },
+      { method: 'post', path: '/e' },
+    ];
+    const shadowed = shadowedLiteralPaths(routes);
+    assert.deepEqual([...shadowed], [['/e/bulk', ['POST']]], '/e has every method a template gives it');
+    assert.deepEqual(shadowedMethodNotAllowed(shadowed, 'get', '/e/bulk'), ['POST']);
+    assert.deepEqual(shadowedMethodNotAllowed(shadowed, 'GET', '/E/Bulk/'), ['POST'], 'as the router: case, slash');
+    assert.equal(shadowedMethodNotAllowed(shadowed, 'POST', '/e/bulk'), undefined);
+    assert.equal(shadowedMethodNotAllowed(shadowed, 'GET', '/e/wf_1'), undefined);
   });
 
   it('query parameters on a route that declares none: 400 naming each', () => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
+import { trimmedText } from '@switchyard/contracts';
 import type { EventMetadata } from '@switchyard/event-store';
 import { roleSchema, type Role } from './roles.js';
 
@@ -19,12 +20,10 @@ export const keyIdSchema = z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex ch
 // (and PostgreSQL's jsonb refuses \u0000 and unpaired surrogates in the event).
 // eslint-disable-next-line no-control-regex -- control characters are what this rejects
 const unprintable = /[\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-export const keyNameSchema = z
-  .string()
-  .trim()
-  .min(1)
-  .max(100)
-  .refine((s) => !unprintable.test(s), 'must be printable text (no control characters or unpaired surrogates)');
+export const keyNameSchema = trimmedText(1, 100).refine(
+  (s) => !unprintable.test(s),
+  'must be printable text (no control characters or unpaired surrogates)',
+);
 
 export const apiKeyCreatedData = z.object({
   id: keyIdSchema,

@@ -19,6 +19,8 @@ export interface Page {
   readonly caughtUp?: boolean;
 }
 
+const CLOSED = Symbol('closed');
+
 export type PageReader = (after: number, limit: number) => Promise<Page>;
 
 export interface CatchUpOptions {
@@ -42,6 +44,9 @@ export interface CatchUpOptions {
  */
 export class CatchUpSubscription implements AllSubscription {
   private closed = false;
+  /** Resolves on close(): a read in flight is not awaited past it (a read can wait on a pool that is ending). */
+  private readonly closing: Promise<typeof CLOSED>;
+  private markClosed!: () => void;
   private iterating = false;
   private version = 0;
   /**
@@ -69,6 +74,7 @@ export class CatchUpSubscription implements AllSubscription {
     this.safetyIntervalMs = options.safetyIntervalMs ?? 3_000;
     this.known = from;
     this.reported = from;
+    this.closing = new Promise((resolve) => (this.markClosed = () => resolve(CLOSED)));
   }
 
   /**
@@ -106,6 +112,7 @@ export class CatchUpSubscription implements AllSubscription {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.markClosed();
     this.wakeWaiter?.();
     this.options.onClose?.();
   }
@@ -145,7 +152,9 @@ export class CatchUpSubscription implements AllSubscription {
         const seen = this.version;
         let page: Page;
         try {
-          page = await this.readPage(position, this.pageSize);
+          const read = await Promise.race([this.readPage(position, this.pageSize), this.closing]);
+          if (read === CLOSED) return;
+          page = read;
           failures = 0;
         } catch (err) {
           if (this.closed) return;

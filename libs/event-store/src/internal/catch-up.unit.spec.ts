@@ -93,3 +93,20 @@ describe('CatchUpSubscription: offers and head-aware wake-ups', () => {
     await sub.close();
   });
 });
+
+describe('CatchUpSubscription: close', () => {
+  it('ends the iteration at once even while a read never answers (a pool that ended with the read queued)', async () => {
+    let reading = false;
+    const sub = new CatchUpSubscription(async () => {
+      reading = true;
+      return new Promise<Page>(() => undefined);
+    }, -1);
+    const next = sub[Symbol.asyncIterator]().next();
+    await settle();
+    assert.equal(reading, true);
+    await sub.close();
+    const result = await Promise.race([next, new Promise<'pending'>((r) => setTimeout(() => r('pending'), 1_000))]);
+    assert.notEqual(result, 'pending', 'the iteration still waits on the read');
+    assert.equal((result as IteratorResult<RecordedEvent>).done, true);
+  });
+});

@@ -64,7 +64,28 @@ export function guardPgPool<P extends pg.Pool>(pool: P, opts: PgGuardOptions): P
       ),
     );
   });
+  failQueuedOnEnd(pool);
   return pool;
+}
+
+/** What a request for a connection gets when the pool ends before one was free (pg-pool's own words for later requests). */
+export const POOL_ENDED_MESSAGE = 'Cannot use a pool after calling end on the pool';
+
+/**
+ * pg-pool's end() drops the requests already queued for a connection without ever answering
+ * them: a `pool.query` waiting for a free client then never settles, and whoever awaits it
+ * (a subscription's read, a stop() that waits for its loop) hangs for good. End rejects them
+ * instead, as it rejects every request made after it. The queue is pg-pool's internal
+ * `_pendingQueue` of items with a `callback(err)`; pg.unit.spec.ts fails if that ever changes.
+ */
+function failQueuedOnEnd(pool: pg.Pool): void {
+  const end = pool.end.bind(pool) as (cb?: () => void) => Promise<void> | void;
+  (pool as { end: (cb?: () => void) => Promise<void> | void }).end = (cb?: () => void) => {
+    const queue = (pool as unknown as { _pendingQueue?: { callback?: (err: Error) => void }[] })._pendingQueue;
+    const result = end(cb);
+    if (Array.isArray(queue)) for (const item of queue.splice(0)) item.callback?.(new Error(POOL_ENDED_MESSAGE));
+    return result;
+  };
 }
 
 /** A guarded `pg.Pool` (see guardPgPool). */

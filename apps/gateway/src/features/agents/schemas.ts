@@ -5,6 +5,7 @@ import {
   externalAgentRegistration,
   externalAgentSchema,
   taskPrioritySchema,
+  trimmedText,
 } from '@switchyard/contracts';
 
 export const delegateBody = z.object({
@@ -126,7 +127,7 @@ export const quickActions = {
     taskType: 'support_response',
     summary: 'Support reply with intent, sentiment and escalation (customer_success)',
     body: z.object({
-      query: z.string().trim().min(3).max(10_000),
+      query: trimmedText(3, 10_000),
       customer_id: z.number().int().positive().optional(),
       ...priority,
     }),

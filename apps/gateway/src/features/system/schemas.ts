@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
-import { alertRuleSchema, alertStateSchema, matcherSchema, severitySchema } from '@switchyard/contracts';
+import { alertRuleSchema, alertStateSchema, matcherSchema, severitySchema, trimmedText } from '@switchyard/contracts';
 
 /** HTTP request schemas of /api/v1/system/* (the replies are the monitor's wire contract). */
 
@@ -62,7 +62,7 @@ export const alertIdParams = z.object({
 export const DEFAULT_RESOLVE_REASON = 'resolved by hand';
 // Optional, body too: the specification's `POST .../resolve` carries none.
 export const resolveBody = z
-  .object({ reason: z.string().trim().min(1).max(2_000).default(DEFAULT_RESOLVE_REASON) })
+  .object({ reason: trimmedText(1, 2_000).default(DEFAULT_RESOLVE_REASON) })
   .default({ reason: DEFAULT_RESOLVE_REASON });
 
 export const silenceBody = z
