@@ -22,7 +22,7 @@ describe(
       assert.notEqual(outcomes, 'pending', 'the queued requests were never answered');
       for (const o of outcomes as PromiseSettledResult<unknown>[]) {
         assert.equal(o.status, 'rejected');
-        assert.equal((o).reason.message, POOL_ENDED_MESSAGE);
+        assert.equal(o.reason.message, POOL_ENDED_MESSAGE);
       }
       // The checked-out client still works and, released, lets end() finish.
       assert.equal((await held.query<{ one: number }>('select 1 as one')).rows[0]?.one, 1);
