@@ -6,7 +6,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import express from 'express';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { AppError, edgePolicyFromEnv, mergeEdgePolicies, migrateUnderLock, newId } from '@switchyard/platform';
-import { byteLimit, registerBodyParsers } from './http/body.js';
+import { byteLimit, deferInvalidMediaType, registerBodyParsers } from './http/body.js';
 import { correlate, runInRequestContext } from './http/context.js';
 import { decorateEdge, type EdgeReply, type EdgeRequest } from './http/edge.js';
 import { mountNodeHandler, type NodeHandler } from './http/islands.js';
@@ -58,7 +58,8 @@ const expressIsland = (mount: string, handler: express.RequestHandler): NodeHand
  * 2. One Fastify `onRequest` hook before Nest's routes, in this order: request metrics (GET
  *    /metrics shows them after the monitor's), correlation id, request log, Host/Origin check,
  *    405 for a documented path without parameters that another method's parameterised route
- *    would take (else that route's role check would answer first), request timeout, rate limits and API key resolution. The body parser (size limit) and
+ *    would take (else that route's role check would answer first), request timeout, a
+ *    Content-Type that is not a media type kept for the role guard (415 after it), rate limits and API key resolution. The body parser (size limit) and
  *    input hygiene (NUL, unpaired surrogates, deep nesting) keep their 400/413 for the role
  *    guard, which answers them after the role check; a `preHandler` hook enters the request
  *    context again (the body is read outside it).
@@ -152,6 +153,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     const allow = shadowedMethodNotAllowed(shadowed, req.method, req.path);
     if (allow) return methodNotAllowed(allow, req, res);
     timeouts.start(x);
+    deferInvalidMediaType(req);
     authenticate(req, res, done);
   });
   server.addHook('preHandler', (request, _reply, done) => {

@@ -1,6 +1,15 @@
 import type { IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
+import { UnsupportedMediaTypeException } from '@nestjs/common';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { deferInputError } from './route-checks.js';
+
+// Fastify's own parse of the header, so this agrees with it on what is a media type.
+const FastifyContentType = createRequire(import.meta.url)('fastify/lib/content-type.js') as {
+  from(this: void, header: string): { readonly isValid: boolean };
+};
+/** The methods Fastify reads a body for (and so judges the Content-Type of). */
+const BODY_METHODS = new Set(['DELETE', 'OPTIONS', 'PATCH', 'PUT', 'POST', 'QUERY']);
 
 const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 
@@ -61,6 +70,24 @@ export function registerBodyParsers(app: FastifyInstance, limit: number): void {
       payload.once('error', () => done(null, undefined));
     },
   );
+}
+
+/**
+ * A Content-Type that is not a media type (`;;;`, `a`) is answered 415 by Fastify before any
+ * handler, so before the role guard: a caller without the route's role would learn how its
+ * request was judged. Kept for the guard instead (like a body that is not JSON), and the header
+ * replaced so the body is drained unread. Runs in the edge's onRequest hook.
+ */
+export function deferInvalidMediaType(req: FastifyRequest): void {
+  const header = req.headers['content-type'];
+  if (header === undefined || !BODY_METHODS.has(req.method) || FastifyContentType.from(header).isValid) return;
+  deferInputError(
+    req,
+    new UnsupportedMediaTypeException(
+      `the Content-Type header is not a media type: ${JSON.stringify(header.slice(0, 100))}`,
+    ),
+  );
+  req.headers['content-type'] = 'application/octet-stream';
 }
 
 /** The body as text, or the 413 error past `limit` bytes (a chunked body past it is drained, not kept). */

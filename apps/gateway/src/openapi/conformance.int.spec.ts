@@ -187,6 +187,22 @@ describe('REST API conformance: the fuzzer findings, pinned', () => {
     );
   });
 
+  it('a Content-Type that is not a media type: 401 / 403 first, then 415 for the caller with the role', async () => {
+    for (const type of [';;;', 'a', '/']) {
+      const headers = { 'content-type': type };
+      const post = (auth: Record<string, string>) =>
+        call(g.url, 'POST', '/api/v1/admin/api-keys', { ...auth, ...headers }, '{"name":"k","role":"viewer"}');
+      assert.equal((await post({})).status, 401, type);
+      assert.equal((await post(bearer(operator))).status, 403, type);
+      const admin = await post(bearer(g.adminKey));
+      assert.equal(admin.status, 415, type);
+      assert.equal(admin.body.code, 'unsupported_media_type');
+      assert.match(admin.headers['content-type'] ?? '', /^application\/problem\+json/);
+    }
+    // The keep-alive socket that carried a refused body still serves the next request.
+    assert.equal((await call(g.url, 'GET', '/api/v1/workflows/templates', bearer(viewer))).status, 200);
+  });
+
   it('a method the path does not have: 405 with Allow (TRACE included); an unknown path stays 404', async () => {
     for (const method of ['TRACE', 'PATCH', 'DELETE']) {
       const r = await call(g.url, method, '/api/v1/workflows/templates', bearer(viewer));
