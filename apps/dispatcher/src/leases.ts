@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { EventStore, Fence } from '@switchyard/event-store';
-import { newId, partitionOf, withTransaction, type Logger } from '@switchyard/platform';
+import { backoffMs, newId, partitionOf, withTransaction, type Logger } from '@switchyard/platform';
 
 /** The dispatcher partition of a task: FNV-1a of its id, the same function as the workflow engine's. */
 export const taskPartition = (taskId: string, partitions: number): number => partitionOf(taskId, partitions);
@@ -263,7 +263,7 @@ export class DispatcherLeases {
       .then(() => this.o.onAcquire(taken))
       .catch((err: unknown) => {
         const still = taken.filter((t) => this.held.get(t.partition) === t.epoch);
-        const retryInMs = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6));
+        const retryInMs = backoffMs(attempt);
         this.log.error(
           {
             err,

@@ -9,7 +9,7 @@ import {
   toEventEnvelope,
 } from '@switchyard/contracts';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
-import type { Logger } from '@switchyard/platform';
+import { backoffMs, type Logger } from '@switchyard/platform';
 import type { RelayCheckpointStore } from './checkpoint-store.js';
 
 const encoder = new TextEncoder();
@@ -355,9 +355,7 @@ export class EventRelay {
   }
 
   private async backoff(attempt: number): Promise<void> {
-    const min = this.opts.retryMinMs ?? 100;
-    const max = this.opts.retryMaxMs ?? 5_000;
-    const ms = Math.min(max, min * 2 ** Math.min(attempt, 20));
+    const ms = backoffMs(attempt, { initialMs: this.opts.retryMinMs ?? 100, maxMs: this.opts.retryMaxMs ?? 5_000 });
     await sleep(ms, undefined, { signal: this.abort.signal }).catch(() => undefined);
   }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createInbox, type Subscription } from '@nats-io/nats-core';
 import { callProgressSchema } from '@switchyard/contracts';
-import { AppError, isAppError, type Logger } from '@switchyard/platform';
+import { AppError, backoffMs, isAppError, type Logger } from '@switchyard/platform';
 import { toDomainEvent, type AllSubscription, type RecordedEvent } from '@switchyard/event-store';
 import { ProjectionRunner } from '@switchyard/read-models';
 import {
@@ -322,7 +322,7 @@ export class WorkflowEngine {
       } catch (err) {
         // The lease is held but the partition not taken up: without a retry nobody would drive
         // its executions until the lease itself is lost (a database restart can do this).
-        const delayMs = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6));
+        const delayMs = backoffMs(attempt);
         this.log.error({ err, partition: p, attempt, retryInMs: delayMs }, 'partition acquire failed; retrying');
         setTimeout(() => this.onAcquire(p, attempt + 1), delayMs).unref();
       }

@@ -14,3 +14,4 @@ export * from './infra/roles.js';
 export * from './infra/pg.js';
 export * from './partition.js';
 export * from './redact.js';
+export * from './backoff.js';

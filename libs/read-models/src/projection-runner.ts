@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { AppError, createPgPool, guardPgPool, isSchemaManaged, type Logger } from '@switchyard/platform';
+import { AppError, backoffMs, createPgPool, guardPgPool, isSchemaManaged, type Logger } from '@switchyard/platform';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
 import type { Projection, ProjectionStatus } from './projection.js';
 
@@ -327,7 +327,7 @@ export class ProjectionRunner {
           } catch (err) {
             failures++;
             lane.lastError = err instanceof Error ? err.message : String(err);
-            const delay = Math.min(10_000, 100 * 2 ** Math.min(failures, 7));
+            const delay = backoffMs(failures, { maxMs: 10_000 });
             log?.error({ err, position: batch[0]!.position, delay }, 'projection batch failed; retrying');
             if (lane.stopRequested) break;
             await new Promise((r) => setTimeout(r, delay));

@@ -13,7 +13,7 @@ import {
   type Resource,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, backoffMs, type Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { unconfiguredReason } from '../registry/load.js';
 import { mcpEvent, type McpEventSink, type McpHealth } from '@switchyard/contracts';
@@ -477,9 +477,8 @@ export class McpSession {
 
   private scheduleReconnect(): void {
     const { initial_delay_ms, max_delay_ms } = this.opts.config.reconnect;
-    // Exponential with "equal jitter": half fixed, half random, so a fleet of connectors does not reconnect in lockstep.
-    const cap = Math.min(max_delay_ms, initial_delay_ms * 2 ** Math.min(this.attempt, 20));
-    const delay = Math.round(cap / 2 + Math.random() * (cap / 2));
+    // Equal jitter, so a fleet of connectors does not reconnect in lockstep.
+    const delay = backoffMs(this.attempt, { initialMs: initial_delay_ms, maxMs: max_delay_ms, jitter: 'equal' });
     this.attempt++;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => {

@@ -1,4 +1,4 @@
-import type { Logger } from '@switchyard/platform';
+import { backoffMs, type Logger } from '@switchyard/platform';
 import type { AllSubscription, RecordedEvent } from '../port.js';
 import { matchesFilter, type EventFilter } from './filter.js';
 
@@ -160,7 +160,7 @@ export class CatchUpSubscription implements AllSubscription {
           if (this.closed) return;
           // A transient store failure must not end a long-lived subscription: back off and retry.
           failures++;
-          const delay = Math.min(5_000, 100 * 2 ** Math.min(failures, 6));
+          const delay = backoffMs(failures);
           this.options.logger?.warn({ err, position, delay }, 'subscription read failed; retrying');
           await this.sleep(delay);
           mustRead = true;
