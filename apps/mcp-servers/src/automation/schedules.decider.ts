@@ -9,6 +9,7 @@
  * scheduler (automation.schedule_runs), not events: see docs/automation-events.md.
  */
 import { z } from 'zod';
+import type { Event } from '@switchyard/domain';
 import { CronExpressionParser } from 'cron-parser';
 import { AppError } from '@switchyard/platform';
 import type { AutomationMetadata } from './webhooks.decider.js';
@@ -89,26 +90,10 @@ export const scheduleResumedSchema = z.object({
 export const scheduleDeletedSchema = z.object({ id: z.uuid(), name: z.string().min(1), deleted_at: at });
 
 export type ScheduleEvent =
-  | {
-      readonly type: 'ScheduleCreated';
-      readonly data: z.infer<typeof scheduleCreatedSchema>;
-      readonly metadata: AutomationMetadata;
-    }
-  | {
-      readonly type: 'SchedulePaused';
-      readonly data: z.infer<typeof schedulePausedSchema>;
-      readonly metadata: AutomationMetadata;
-    }
-  | {
-      readonly type: 'ScheduleResumed';
-      readonly data: z.infer<typeof scheduleResumedSchema>;
-      readonly metadata: AutomationMetadata;
-    }
-  | {
-      readonly type: 'ScheduleDeleted';
-      readonly data: z.infer<typeof scheduleDeletedSchema>;
-      readonly metadata: AutomationMetadata;
-    };
+  | Event<'ScheduleCreated', z.infer<typeof scheduleCreatedSchema>, AutomationMetadata>
+  | Event<'SchedulePaused', z.infer<typeof schedulePausedSchema>, AutomationMetadata>
+  | Event<'ScheduleResumed', z.infer<typeof scheduleResumedSchema>, AutomationMetadata>
+  | Event<'ScheduleDeleted', z.infer<typeof scheduleDeletedSchema>, AutomationMetadata>;
 
 export const SCHEDULE_EVENT_TYPES = [
   'ScheduleCreated',

@@ -8,6 +8,7 @@
  * events carry `secret_id`, the key of the secret in `automation.webhook_secrets`.
  */
 import { z } from 'zod';
+import type { Event } from '@switchyard/domain';
 import { AppError } from '@switchyard/platform';
 
 export const WEBHOOK_STREAM_PREFIX = 'automation_webhook-';
@@ -45,21 +46,9 @@ export const webhookDeletedSchema = z.object({
 });
 
 export type WebhookEvent =
-  | {
-      readonly type: 'WebhookRegistered';
-      readonly data: z.infer<typeof webhookRegisteredSchema>;
-      readonly metadata: AutomationMetadata;
-    }
-  | {
-      readonly type: 'WebhookUpdated';
-      readonly data: z.infer<typeof webhookUpdatedSchema>;
-      readonly metadata: AutomationMetadata;
-    }
-  | {
-      readonly type: 'WebhookDeleted';
-      readonly data: z.infer<typeof webhookDeletedSchema>;
-      readonly metadata: AutomationMetadata;
-    };
+  | Event<'WebhookRegistered', z.infer<typeof webhookRegisteredSchema>, AutomationMetadata>
+  | Event<'WebhookUpdated', z.infer<typeof webhookUpdatedSchema>, AutomationMetadata>
+  | Event<'WebhookDeleted', z.infer<typeof webhookDeletedSchema>, AutomationMetadata>;
 
 export const WEBHOOK_EVENT_TYPES = ['WebhookRegistered', 'WebhookUpdated', 'WebhookDeleted'] as const;
 
