@@ -7,18 +7,10 @@
  *   spec.given([started, succeeded]).when(duplicate).thenNothingHappened();
  *
  * `given` events are folded with `evolve` from `initialState`; `when` runs `decide` once.
- * Structural typing on purpose: any `{ decide, evolve, initialState }` fits, without a
- * dependency on the domain lib.
+ * Any `Decider` fits, including the ones outside libs/domain (API keys, health, alerts).
  */
 import assert from 'node:assert/strict';
-
-/** The shape of a decider (same as `Decider` in @switchyard/domain). */
-export interface DeciderLike<C, E, S> {
-  // Function properties, not methods: deciders never use `this`, so `events.reduce(d.evolve, s)` is safe.
-  readonly decide: (command: C, state: S) => E[];
-  readonly evolve: (state: S, event: E) => S;
-  readonly initialState: S;
-}
+import type { Decider } from '@switchyard/domain';
 
 export interface DeciderThen<E, S> {
   /** The command produced exactly these events (deep equality), or passes the given check. */
@@ -42,7 +34,7 @@ export interface DeciderSpec<C, E, S> {
 type Outcome<E> = { ok: true; events: E[] } | { ok: false; error: unknown };
 
 export const DeciderSpecification = {
-  for<C, E, S>(decider: DeciderLike<C, E, S>): DeciderSpec<C, E, S> {
+  for<C, E, S>(decider: Decider<C, E, S>): DeciderSpec<C, E, S> {
     return {
       given(given: readonly E[]): DeciderWhen<C, E, S> {
         const state = given.reduce((s, e) => decider.evolve(s, e), decider.initialState);
