@@ -68,8 +68,9 @@ const importBoundaries = {
       const pkg = spec.split('/').slice(0, 2).join('/');
       const app = appOfPackage.get(pkg);
       if (app === undefined || app === from.name) return;
-      // An app's own integration specs compose the apps they need, like test/ does.
-      if (from.group === 'apps' && /\.spec\.tsx?$/.test(file)) return;
+      // An app's own integration specs (and the fixtures they share, *.spec-fixture.ts) compose
+      // the apps they need, like test/ does.
+      if (from.group === 'apps' && /\.spec(-fixture)?\.tsx?$/.test(file)) return;
       if (from.group === 'libs')
         context.report({ node: node.source, messageId: 'libImportsApp', data: { from: `libs/${from.name}`, to: pkg } });
       else if (!composers.has(from.name))

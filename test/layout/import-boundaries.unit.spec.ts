@@ -4,7 +4,8 @@
  * live in libs/contracts, so no app needs another app to talk to it.
  *
  * Checked here on the sources and package manifests:
- * - no app's runtime code (every file under apps/<app>/src but the specs) imports another app,
+ * - no app's runtime code (every file under apps/<app>/src but the specs and their
+ *   `*.spec-fixture.ts`) imports another app,
  *   statically, dynamically or by a relative path out of its folder; the launcher excepted;
  * - no lib imports an app at all, specs included, nor lists one in its package.json;
  * - an app's `dependencies` name no other app; an integration spec that starts other apps as its
@@ -18,7 +19,8 @@ import path from 'node:path';
 // test/dist/layout -> the repository root.
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const LAUNCHER = 'launcher';
-const SPEC = /\.(unit|int|e2e)\.spec\.tsx?$/;
+// Specs, and the fixtures specs share (test code too, never imported by runtime code).
+const SPEC = /\.((unit|int|e2e)\.spec|spec-fixture)\.tsx?$/;
 
 interface Pkg {
   readonly dir: string;
@@ -107,6 +109,8 @@ describe('layout: apps depend on libs only; the launcher composes', () => {
           if (spec.startsWith('.')) {
             if (path.relative(base, path.resolve(path.dirname(file), spec)).startsWith('..'))
               offenders.push(`${where} (leaves ${app.dir})`);
+            // A spec fixture may compose apps: runtime code reaching one would too.
+            else if (/\.spec-fixture(\.js)?$/.test(spec)) offenders.push(`${where} (a spec fixture)`);
           } else if (apps.has(packageOf(spec)) && packageOf(spec) !== app.name) offenders.push(where);
         }
       }

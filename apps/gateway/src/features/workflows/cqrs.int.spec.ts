@@ -6,37 +6,24 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createLogger, newId } from '@switchyard/platform';
-import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
-import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
-import { addService, type Service } from '@switchyard/messaging';
-import { WorkflowEngine } from '@switchyard/workflows';
-import { z } from 'zod';
-import { createGateway, type Gateway } from '../../index.js';
+import type { EventStore } from '@switchyard/event-store';
+import { until } from '@switchyard/testing';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import { jsonSchemaOf } from '../../openapi/registry.js';
 import { EXECUTION_DETAIL_COMPONENT, executionDetailResponse } from './execution-detail.js';
 import { ExecutionWaits } from './execution-waits.js';
-import { WorkflowsFeatureModule } from './index.js';
+import { echoTasks, startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
 
 const logger = createLogger('workflows-cqrs-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('workflows through the CQRS buses: one detail schema, waits on a live subscription', () => {
-  let pool: pg.Pool;
-  let store: PostgresEventStore;
-  let nc: NatsConnection;
-  let engine: WorkflowEngine;
-  let gw: Gateway;
-  let base: string;
-  let tasks: Service;
+  let f: WorkflowGateway;
+  const tag = newId().slice(0, 6);
   // Reads of each stream by the gateway (the engine has a store of its own).
   const reads = new Map<string, number>();
-  const tag = newId().slice(0, 6);
-  const subjects = { tasks: `test.wfcqrs.${tag}.tasks.execute`, mcpPrefix: `test.wfcqrs.${tag}.mcp` };
 
   /** prepare (an agent task) -> hold (waits for `release`). */
   const gated = {
@@ -51,82 +38,32 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
   };
 
   before(async () => {
-    const url = await freshDatabase('wf_cqrs');
-    pool = new pg.Pool({ connectionString: url, max: 10 });
-    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
-    await store.init();
-    const counted = new Proxy(store, {
-      get(target, prop) {
-        if (prop === 'readStream') {
-          return (streamId: string, options?: Parameters<EventStore['readStream']>[1]) => {
-            reads.set(streamId, (reads.get(streamId) ?? 0) + 1);
-            return target.readStream(streamId, options);
-          };
-        }
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-    nc = await connect({ servers: await testNatsUrl() });
-    tasks = await addService(nc, {
-      name: `wfcqrs-tasks-${tag}`,
-      version: '1.0.0',
+    f = await startWorkflowGateway({
+      name: 'wf_cqrs',
       logger,
-      endpoints: {
-        execute: {
-          subject: subjects.tasks,
-          schema: z
-            .object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() })
-            .loose(),
-          handler: async (b: { task_type: string; context: Record<string, unknown>; idempotency_key: string }) => ({
-            task_id: b.idempotency_key,
-            agent: 'test',
-            instance: 'i1',
-            status: 'completed',
-            result: { task: b.task_type, echo: b.context },
-          }),
-        },
-      },
+      serve: echoTasks(logger),
+      gatewayStore: (store) =>
+        new Proxy(store, {
+          get(target, prop) {
+            if (prop === 'readStream') {
+              return (streamId: string, options?: Parameters<EventStore['readStream']>[1]) => {
+                reads.set(streamId, (reads.get(streamId) ?? 0) + 1);
+                return target.readStream(streamId, options);
+              };
+            }
+            const v = Reflect.get(target, prop, target) as unknown;
+            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+          },
+        }),
     });
-    gw = await createGateway(
-      { eventStore: counted, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
-      { modules: [WorkflowsFeatureModule] },
-    );
-    base = (await gw.listen(0, '127.0.0.1')).url;
-    engine = new WorkflowEngine({
-      store,
-      pool,
-      nats: nc,
-      logger,
-      databaseUrl: url,
-      partitions: 4,
-      leaseTickMs: 200,
-      timerPollMs: 50,
-      subjects,
-    });
-    await engine.start();
     const r = await http('POST', '/api/v1/workflows/definitions', gated);
     assert.equal(r.status, 201, JSON.stringify(r.body));
   });
 
-  after(async () => {
-    await gw?.close();
-    await engine?.stop();
-    await tasks?.stop();
-    await nc?.close();
-    await store?.close();
-    await pool?.end();
-  });
+  after(async () => f?.close());
 
-  const http = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const http = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+    f.http(method, path, body, headers);
   const streamOf = (id: string) => `workflow_execution-${id}`;
   const waitingAt = async (id: string) =>
     until(`execution ${id} waiting for its signal`, async () => {
@@ -147,14 +84,14 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
       'the execution completed',
       async () => (await http('GET', `/api/v1/workflows/executions/${id}`)).body.status === 'completed',
     );
-    await engine.readModelCaughtUp();
+    await f.engine.readModelCaughtUp();
     const fromReadModel = await http('GET', `/api/v1/workflows/executions/${id}`);
     assert.equal(fromReadModel.status, 200);
     assert.equal(fromReadModel.body.source, 'read_model');
     const rm = executionDetailResponse.parse(fromReadModel.body);
 
     // The same execution folded from its stream (time travel to its last revision).
-    const lastRevision = (await store.readStream(streamOf(id))).length - 1;
+    const lastRevision = (await f.store.readStream(streamOf(id))).length - 1;
     const fromStream = await http('GET', `/api/v1/workflows/executions/${id}?at=${lastRevision}`);
     assert.equal(fromStream.status, 200, JSON.stringify(fromStream.body));
     assert.equal(fromStream.body.source, 'stream');
@@ -181,7 +118,7 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
     );
 
     // A read model held back: the fallback fold answers, in the same schema.
-    const blocker = await pool.connect();
+    const blocker = await f.pool.connect();
     let held: unknown;
     try {
       await blocker.query('begin');
@@ -225,7 +162,7 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
     async () => {
       const key = `cqrs-wait-${tag}`;
       const id = executionIdForKey(key);
-      const waits = gw.app.get(ExecutionWaits);
+      const waits = f.gw.app.get(ExecutionWaits);
       const answer = http(
         'POST',
         '/api/v1/workflows/start/gated?wait=true&wait_ms=30000',
@@ -254,7 +191,7 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
   );
 
   it('?wait=true times out cleanly: 202 with the execution running, no waiter left behind', async () => {
-    const waits = gw.app.get(ExecutionWaits);
+    const waits = f.gw.app.get(ExecutionWaits);
     const r = await http('POST', '/api/v1/workflows/start/gated?wait=true&wait_ms=300', {});
     console.log(`# POST .../start/gated?wait=true&wait_ms=300 -> ${r.status} ${JSON.stringify(r.body)}`);
     assert.equal(r.status, 202, JSON.stringify(r.body));

@@ -5,71 +5,23 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createLogger, newId } from '@switchyard/platform';
-import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase, longestEventLoopBlock, testNatsUrl } from '@switchyard/testing';
-import { WorkflowEngine } from '@switchyard/workflows';
-import { createGateway, type Gateway } from '../../index.js';
-import { WorkflowsFeatureModule } from './index.js';
+import { createLogger } from '@switchyard/platform';
+import { longestEventLoopBlock } from '@switchyard/testing';
+import { startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
 
 const logger = createLogger('workflow-limits-gateway-int', process.env.LOG_LEVEL ?? 'silent');
 
 describe('workflow limits over real HTTP', () => {
-  let pool: pg.Pool;
-  let store: PostgresEventStore;
-  let nc: NatsConnection;
-  let engine: WorkflowEngine;
-  let gw: Gateway;
-  let base: string;
-  const tag = newId().slice(0, 6);
-  const subjects = { tasks: `test.wflim.${tag}.tasks.execute`, mcpPrefix: `test.wflim.${tag}.mcp` };
+  let f: WorkflowGateway;
 
   before(async () => {
-    const url = await freshDatabase('wf_limits_gw');
-    pool = new pg.Pool({ connectionString: url, max: 10 });
-    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
-    await store.init();
-    nc = await connect({ servers: await testNatsUrl() });
-    gw = await createGateway(
-      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
-      { modules: [WorkflowsFeatureModule] },
-    );
-    base = (await gw.listen(0, '127.0.0.1')).url;
-    engine = new WorkflowEngine({
-      store,
-      pool,
-      nats: nc,
-      logger,
-      databaseUrl: url,
-      partitions: 4,
-      leaseTickMs: 200,
-      timerPollMs: 50,
-      subjects,
-    });
-    await engine.start();
+    f = await startWorkflowGateway({ name: 'wf_limits_gw', logger });
   });
 
-  after(async () => {
-    await gw?.close();
-    await engine?.stop();
-    await nc?.close();
-    await store?.close();
-    await pool?.end();
-  });
+  after(async () => f?.close());
 
   // A body may come already serialized: the test's own JSON.stringify of a large body must not count as the server's block.
-  const http = async (method: string, path: string, body?: unknown) => {
-    const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: payload,
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const http = (method: string, path: string, body?: unknown) => f.http(method, path, body);
   const items = Array.from({ length: 300 }, (_, i) => i);
 
   it('an ad-hoc workflow with a CEL map nested three deep over 300 items fails its step at the cost budget, without blocking', async (t) => {

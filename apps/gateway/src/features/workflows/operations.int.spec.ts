@@ -3,15 +3,10 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AppError, createLogger, newId } from '@switchyard/platform';
-import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase, testNatsUrl } from '@switchyard/testing';
-import { Responders, WorkflowEngine } from '@switchyard/workflows';
+import { Responders } from '@switchyard/workflows';
 import { startExecution } from '@switchyard/workflow-executions';
-import { createGateway, type Gateway } from '../../index.js';
-import { WorkflowsFeatureModule } from './index.js';
+import { startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
 
 const logger = createLogger('workflow-operations-int', process.env.LOG_LEVEL ?? 'silent');
 const CLI = fileURLToPath(new URL('../../../../cli/dist/main.js', import.meta.url));
@@ -24,85 +19,56 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * real workers). OPS_TRANSCRIPT=<file> writes every request and answer there (the docs' session).
  */
 describe('operating executions: history, time travel, fork, retry, replay check', () => {
-  let pool: pg.Pool;
-  let store: PostgresEventStore;
-  let nc: NatsConnection;
-  let engine: WorkflowEngine;
-  let gw: Gateway;
-  let base: string;
+  let f: WorkflowGateway;
   let responders: Responders;
   const tag = newId().slice(0, 6);
-  const subjects = { tasks: `test.wfops.${tag}.tasks.execute`, mcpPrefix: `test.wfops.${tag}.mcp` };
   const transcript: string[] = [];
   /** The analysis agent refuses while this is set (a transient-looking failure the operator fixes). */
   let flaky = true;
 
   before(async () => {
-    const url = await freshDatabase('wf_operations');
-    pool = new pg.Pool({ connectionString: url, max: 10 });
-    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
-    await store.init();
-    nc = await connect({ servers: await testNatsUrl() });
-    responders = await new Responders(nc, logger).start(['database', 'filesystem'], {
-      mcpPrefix: subjects.mcpPrefix,
-      tasksSubject: subjects.tasks,
-    });
-    responders.behaviours.set('database/query', () => ({ rows: [{ revenue: 1250.5, orders: 42 }] }));
-    responders.behaviours.set('filesystem/write_file', (c) => ({ written: (c.args as { content: string }).content }));
-    responders.behaviours.set('agent:revenue_analysis', (c) => {
-      const args = c.args as { table: string; flaky?: boolean; rows: { revenue: number }[] };
-      if (args.table !== 'orders') throw new AppError('validation', `relation "${args.table}" does not exist`);
-      if (args.flaky && flaky) throw new AppError('validation', 'the revenue table is being reloaded');
-      return { total: args.rows[0]!.revenue, table: args.table };
-    });
-    gw = await createGateway(
-      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
-      { modules: [WorkflowsFeatureModule] },
-    );
-    base = (await gw.listen(0, '127.0.0.1')).url;
-    engine = new WorkflowEngine({
-      store,
-      pool,
-      nats: nc,
+    f = await startWorkflowGateway({
+      name: 'wf_operations',
       logger,
-      databaseUrl: url,
-      partitions: 4,
-      leaseTickMs: 200,
-      timerPollMs: 50,
-      subjects,
+      serve: async (nc, subjects) => {
+        responders = await new Responders(nc, logger).start(['database', 'filesystem'], {
+          mcpPrefix: subjects.mcpPrefix,
+          tasksSubject: subjects.tasks,
+        });
+        responders.behaviours.set('database/query', () => ({ rows: [{ revenue: 1250.5, orders: 42 }] }));
+        responders.behaviours.set('filesystem/write_file', (c) => ({
+          written: (c.args as { content: string }).content,
+        }));
+        responders.behaviours.set('agent:revenue_analysis', (c) => {
+          const args = c.args as { table: string; flaky?: boolean; rows: { revenue: number }[] };
+          if (args.table !== 'orders') throw new AppError('validation', `relation "${args.table}" does not exist`);
+          if (args.flaky && flaky) throw new AppError('validation', 'the revenue table is being reloaded');
+          return { total: args.rows[0]!.revenue, table: args.table };
+        });
+        return responders;
+      },
     });
-    await engine.start();
   });
 
   after(async () => {
     if (process.env.OPS_TRANSCRIPT) writeFileSync(process.env.OPS_TRANSCRIPT, transcript.join('\n'));
-    await gw?.close();
-    await engine?.stop();
-    await responders?.stop();
-    await nc?.close();
-    await store?.close();
-    await pool?.end();
+    await f?.close();
   });
 
   const http = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
+    const r = await f.http(method, path, body, headers);
     transcript.push(
       `$ ${method} ${path}${body === undefined ? '' : ` ${JSON.stringify(body)}`}`,
-      `${res.status} ${text}`,
+      `${r.status} ${r.body === undefined ? '' : JSON.stringify(r.body)}`,
       '',
     );
-    return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+    return r;
   };
 
   /** Poll the detail until the execution reaches one of `statuses` (a deadline, not a timing assertion). */
   const waitFor = async (id: string, statuses: string[]) => {
     for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(50)) {
-      const r = await fetch(`${base}/api/v1/workflows/executions/${id}`);
+      const r = await fetch(`${f.base}/api/v1/workflows/executions/${id}`);
       const b = (await r.json()) as { status: string };
       if (statuses.includes(b.status)) return b;
     }
@@ -191,7 +157,7 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     assert.equal(copied.data.stepId, 'fetch_revenue');
     const sourceEvents = await http('GET', `/api/v1/workflows/executions/${failedId}/events`);
     assert.equal(sourceEvents.body.events[copied.data.revision].type, 'StepSucceeded');
-    await engine.readModelCaughtUp();
+    await f.engine.readModelCaughtUp();
     const detail = await http('GET', `/api/v1/workflows/executions/${forkId}`);
     const fetchStep = detail.body.steps.find((s: { step_id: string }) => s.step_id === 'fetch_revenue');
     assert.equal(fetchStep.status, 'succeeded');
@@ -238,7 +204,7 @@ describe('operating executions: history, time travel, fork, retry, replay check'
 
   it('running an unregistered definition that names the database writer again needs what an ad-hoc start needs (403 here: writes disabled)', async () => {
     // An ad-hoc run recorded while writes were allowed; its first step fails.
-    const { executionId } = await startExecution(store, {
+    const { executionId } = await startExecution(f.store, {
       definition: {
         id: 'adhoc_writer',
         version: 1,
@@ -310,7 +276,7 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     assert.deepEqual(r.body.retried_steps, ['analyze', 'write_report']);
     assert.equal((await waitFor(id, ['completed', 'failed'])).status, 'completed');
     assert.equal(calls('database/query'), fetches, 'the succeeded fetch is not called again');
-    await engine.readModelCaughtUp();
+    await f.engine.readModelCaughtUp();
     const detail = await http('GET', `/api/v1/workflows/executions/${id}`);
     assert.equal(detail.body.status, 'completed');
     const analyze = detail.body.steps.find((s: { step_id: string }) => s.step_id === 'analyze');
@@ -363,7 +329,7 @@ describe('operating executions: history, time travel, fork, retry, replay check'
   });
 
   it('answers ?at= at every revision of a revenue analysis: step statuses only move forward, the last equals the read model', async () => {
-    await engine.readModelCaughtUp();
+    await f.engine.readModelCaughtUp();
     const live = await http('GET', `/api/v1/workflows/executions/${failedId}`);
     const history = await http('GET', `/api/v1/workflows/executions/${forkId}/history?limit=500`);
     const last = history.body.last_revision as number;
@@ -408,7 +374,7 @@ describe('operating executions: history, time travel, fork, retry, replay check'
       new Promise<{ code: number; out: string }>((resolve) => {
         // A config home of its own: no saved login of the machine's user is read.
         const env = { ...process.env, XDG_CONFIG_HOME: `/tmp/sy-ops-cli-${tag}`, SWITCHYARD_KEY: '', NO_COLOR: '1' };
-        execFile(process.execPath, [CLI, '--url', base, ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
+        execFile(process.execPath, [CLI, '--url', f.base, ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
           const code = err ? Number((err as { code?: number }).code ?? 1) : 0;
           transcript.push(`$ switchyard ${args.join(' ')}`, `${stdout}${stderr}`.trimEnd(), `(exit ${code})`, '');
           resolve({ code, out: `${stdout}${stderr}` });
@@ -421,7 +387,7 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     const at = await cli('executions', 'history', forkId, '--at', '1');
     assert.equal(at.code, 0, at.out);
     assert.match(at.out, /fetch_revenue\s+succeeded/);
-    const f = await cli(
+    const forkRun = await cli(
       '--json',
       'executions',
       'fork',
@@ -431,8 +397,8 @@ describe('operating executions: history, time travel, fork, retry, replay check'
       '--definition-version',
       '2',
     );
-    assert.equal(f.code, 0, f.out);
-    const forked = JSON.parse(f.out) as { execution_id: string; copied_steps: string[] };
+    assert.equal(forkRun.code, 0, forkRun.out);
+    const forked = JSON.parse(forkRun.out) as { execution_id: string; copied_steps: string[] };
     assert.deepEqual(forked.copied_steps, ['fetch_revenue']);
     await waitFor(forked.execution_id, ['completed']);
     const refused = await cli('executions', 'retry', forked.execution_id);

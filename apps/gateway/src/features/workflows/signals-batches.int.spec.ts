@@ -4,94 +4,42 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AppError, createLogger, newId } from '@switchyard/platform';
-import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
-import { addService, type Service } from '@switchyard/messaging';
+import { until } from '@switchyard/testing';
 import { startExecution } from '@switchyard/workflow-executions';
-import { WorkflowEngine, type WorkflowEngineOptions } from '@switchyard/workflows';
-import { z } from 'zod';
+import { WorkflowEngine } from '@switchyard/workflows';
 import type { WorkflowDefinitionInput } from '@switchyard/domain';
-import { createGateway, type Gateway } from '../../index.js';
-import { WorkflowsFeatureModule } from './index.js';
+import { echoTasks, startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
 
 const logger = createLogger('signals-batches-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server and the engine', () => {
-  let url: string;
-  let pool: pg.Pool;
-  let store: PostgresEventStore;
-  let nc: NatsConnection;
-  let engine: WorkflowEngine;
-  let gw: Gateway;
-  let base: string;
-  let tasks: Service;
+  let f: WorkflowGateway;
   // The `flaky` task fails (not retryable) while this is set: the bulk retry test fixes it mid-test.
   let failFlaky = true;
   // Calls of each unit by its idempotency key's `<execution>:<step>` (to prove a retry or fork does not call again what succeeded).
   const unitCalls = new Map<string, number>();
   const keysSeen = new Set<string>();
   const tag = newId().slice(0, 6);
-  const subjects = { tasks: `test.sigb.${tag}.tasks.execute`, mcpPrefix: `test.sigb.${tag}.mcp` };
-  const engineOptions = (itemsPerSec = 50): WorkflowEngineOptions => ({
-    store,
-    pool,
-    nats: nc,
-    logger,
-    databaseUrl: url,
-    partitions: 4,
-    leaseTickMs: 200,
-    timerPollMs: 50,
-    subjects,
-    batches: { itemsPerSec, pollMs: 200 },
-  });
 
   before(async () => {
-    url = await freshDatabase('wf_signals');
-    pool = new pg.Pool({ connectionString: url, max: 20 });
-    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
-    await store.init();
-    nc = await connect({ servers: await testNatsUrl() });
-    tasks = await addService(nc, {
-      name: `sigb-tasks-${tag}`,
-      version: '1.0.0',
+    f = await startWorkflowGateway({
+      name: 'wf_signals',
       logger,
-      endpoints: {
-        execute: {
-          subject: subjects.tasks,
-          schema: z
-            .object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() })
-            .loose(),
-          handler: async (b: { task_type: string; context: Record<string, unknown>; idempotency_key: string }) => {
-            // Counted once per key, as a real worker's effect: a re-send of the same attempt (the
-            // engine's recovery under load re-sends a dispatched unit) is not another run.
-            const unit = b.idempotency_key.split(':').slice(0, 2).join(':');
-            if (!keysSeen.has(b.idempotency_key)) unitCalls.set(unit, (unitCalls.get(unit) ?? 0) + 1);
-            keysSeen.add(b.idempotency_key);
-            if (b.context.flaky && failFlaky)
-              throw new AppError('tool_error', 'flaky: failing until the test fixes it', {}, false);
-            if (b.context.slow) await sleep(Number(b.context.slow));
-            return {
-              task_id: b.idempotency_key,
-              agent: 'test',
-              instance: 'i1',
-              status: 'completed',
-              result: { task: b.task_type, echo: b.context },
-            };
-          },
-        },
-      },
+      poolMax: 20,
+      engine: { batches: { itemsPerSec: 50, pollMs: 200 } },
+      serve: echoTasks(logger, async (b) => {
+        // Counted once per key, as a real worker's effect: a re-send of the same attempt (the
+        // engine's recovery under load re-sends a dispatched unit) is not another run.
+        const unit = b.idempotency_key.split(':').slice(0, 2).join(':');
+        if (!keysSeen.has(b.idempotency_key)) unitCalls.set(unit, (unitCalls.get(unit) ?? 0) + 1);
+        keysSeen.add(b.idempotency_key);
+        if (b.context.flaky && failFlaky)
+          throw new AppError('tool_error', 'flaky: failing until the test fixes it', {}, false);
+        if (b.context.slow) await sleep(Number(b.context.slow));
+      }),
     });
-    gw = await createGateway(
-      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
-      { modules: [WorkflowsFeatureModule] },
-    );
-    base = (await gw.listen(0, '127.0.0.1')).url;
-    engine = new WorkflowEngine(engineOptions());
-    await engine.start();
     for (const d of [
       approvalDef('approval_fail', 'fail'),
       approvalDef('approval_default', { default_output: { approved: false, timed_out: true } }),
@@ -103,24 +51,10 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     }
   });
 
-  after(async () => {
-    await gw?.close();
-    await engine?.stop();
-    await tasks?.stop();
-    await nc?.close();
-    await store?.close();
-    await pool?.end();
-  });
+  after(async () => f?.close());
 
-  const http = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const http = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+    f.http(method, path, body, headers);
 
   /** prepare (an agent task, `slow` ms) -> approval (waits for `approve`, `timeout_ms`) -> after (an agent task, `after_slow` ms). */
   function approvalDef(id: string, onTimeout: unknown) {
@@ -178,7 +112,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     return r.body.execution_id as string;
   };
   const events = async (id: string) =>
-    (await store.readStream(`workflow_execution-${id}`)).map((e) => ({
+    (await f.store.readStream(`workflow_execution-${id}`)).map((e) => ({
       type: e.type,
       data: e.data as Record<string, any>,
     }));
@@ -200,7 +134,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     http('POST', `/api/v1/workflows/executions/${id}/signals/${name}`, payload, headers);
 
   it('GET /executions/bulk (a path with POST only) answers 405 with Allow, not the 404 of an execution named "bulk"', async () => {
-    const res = await fetch(`${base}/api/v1/workflows/executions/bulk`);
+    const res = await fetch(`${f.base}/api/v1/workflows/executions/bulk`);
     assert.equal(res.status, 405, await res.text());
     assert.equal(res.headers.get('allow'), 'POST');
     assert.equal(
@@ -314,14 +248,13 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     const timing = await start('approval_fail', { timeout_ms: 1500 });
     await waiting(signaled);
     await waiting(timing);
-    await engine.stop();
+    await f.stopEngine();
     // While no engine runs: the signal is decided by the gateway's command alone, and the other's deadline passes.
     const r = await signal(signaled, 'approve', { approved: true });
     assert.equal(r.body.disposition, 'consumed');
     await sleep(1600);
     assert.ok(!(await events(timing)).some((e) => e.type === 'WaitTimedOut'), 'no engine ran the timer');
-    engine = new WorkflowEngine(engineOptions());
-    await engine.start();
+    await f.startEngine();
     const a = await ended(signaled);
     assert.equal(a.type, 'WorkflowCompleted');
     const b = await ended(timing);
@@ -336,7 +269,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     for (let i = 0; i < n; i += 25) {
       const chunk = await Promise.all(
         Array.from({ length: Math.min(25, n - i) }, () =>
-          startExecution(store, { definition: def, input: {}, correlationId: `bulk-${tag}`, actor: 'test' }),
+          startExecution(f.store, { definition: def, input: {}, correlationId: `bulk-${tag}`, actor: 'test' }),
         ),
       );
       ids.push(...chunk.map((c) => c.executionId));
@@ -344,7 +277,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     await until(
       `${n} executions projected`,
       async () => {
-        const r = await pool.query(
+        const r = await f.pool.query(
           `select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'running'`,
           [ids],
         );
@@ -355,7 +288,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     return ids;
   };
   const cancelCounts = async (ids: string[]) => {
-    const r = await pool.query<{ stream_id: string; type: string; n: number }>(
+    const r = await f.pool.query<{ stream_id: string; type: string; n: number }>(
       `select stream_id, type, count(*)::int as n from eventstore.events where stream_id = any($1) and type in ('ExecutionCancelRequested', 'WorkflowCanceled') group by 1, 2`,
       [ids.map((id) => `workflow_execution-${id}`)],
     );
@@ -390,7 +323,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
       counts.every((c) => c.n === 1),
       JSON.stringify(counts.filter((c) => c.n !== 1)),
     );
-    const batchEvents = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).map((e) => e.type);
+    const batchEvents = (await f.store.readStream(`workflow_batch-${r.body.batch_id}`)).map((e) => e.type);
     assert.deepEqual(
       [batchEvents[0], batchEvents.at(-1), batchEvents.filter((t) => t === 'BatchItemDone').length],
       ['BatchStarted', 'BatchCompleted', 50],
@@ -417,7 +350,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
   });
 
   it('two engines (each its own database sessions and batch worker): one batch is worked by one of them only (its lock), each item once', async () => {
-    const second = new WorkflowEngine({ ...engineOptions(), memberId: `engine-second-${tag}` });
+    const second = new WorkflowEngine({ ...f.engineOptions(), memberId: `engine-second-${tag}` });
     await second.start();
     try {
       const ids = await startWaiting(40);
@@ -428,7 +361,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
       assert.equal(r.body.matched, 40);
       const b = await batchEnded(r.body.batch_id);
       assert.deepEqual([b.state, b.done], ['completed', 40]);
-      const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter(
+      const items = (await f.store.readStream(`workflow_batch-${r.body.batch_id}`)).filter(
         (e) => e.type === 'BatchItemDone',
       );
       assert.equal(items.length, 40);
@@ -451,7 +384,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     for (let i = 0; i < 200; i += 25) {
       const chunk = await Promise.all(
         Array.from({ length: Math.min(25, 200 - i) }, () =>
-          startExecution(store, { definition: flakyDef, input: {}, correlationId: `flaky-${tag}`, actor: 'test' }),
+          startExecution(f.store, { definition: flakyDef, input: {}, correlationId: `flaky-${tag}`, actor: 'test' }),
         ),
       );
       ids.push(...chunk.map((c) => c.executionId));
@@ -460,7 +393,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     await until(
       'the 200 failed executions projected',
       async () => {
-        const q = await pool.query(
+        const q = await f.pool.query(
           `select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'failed'`,
           [ids],
         );
@@ -476,14 +409,13 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     assert.equal(r.status, 202, JSON.stringify(r.body));
     assert.equal(r.body.matched, 200);
     await until('the batch part way', async () => (await batch(r.body.batch_id)).body.done >= 50, 30_000, 50);
-    await engine.stop();
+    await f.stopEngine();
     const mid = (await batch(r.body.batch_id)).body;
     assert.ok(mid.state === 'running' && mid.done < 200, `stopped mid-batch: ${JSON.stringify(mid)}`);
-    engine = new WorkflowEngine(engineOptions());
-    await engine.start();
+    await f.startEngine();
     const b = await batchEnded(r.body.batch_id, 60_000);
     assert.deepEqual([b.state, b.done, b.failed], ['completed', 200, 0], JSON.stringify(b.failures));
-    const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter(
+    const items = (await f.store.readStream(`workflow_batch-${r.body.batch_id}`)).filter(
       (e) => e.type === 'BatchItemDone',
     );
     assert.equal(items.length, 200);
@@ -505,7 +437,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
       },
       60_000,
     );
-    const retried = await pool.query<{ n: number }>(
+    const retried = await f.pool.query<{ n: number }>(
       `select count(*)::int as n from eventstore.events where stream_id = any($1) and type = 'ExecutionRetried'`,
       [ids.map((id) => `workflow_execution-${id}`)],
     );
@@ -525,7 +457,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     assert.equal(fork.status, 202, JSON.stringify(fork.body));
     const fb = await batchEnded(fork.body.batch_id, 60_000);
     assert.deepEqual([fb.state, fb.failed, fb.done], ['completed', 0, fork.body.matched], JSON.stringify(fb.failures));
-    const forkItems = (await store.readStream(`workflow_batch-${fork.body.batch_id}`)).filter(
+    const forkItems = (await f.store.readStream(`workflow_batch-${fork.body.batch_id}`)).filter(
       (e) => e.type === 'BatchItemDone',
     );
     const forkOf = new Map(
@@ -557,12 +489,11 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     });
     assert.equal(r.body.matched, 200);
     await until('the batch half way', async () => (await batch(r.body.batch_id)).body.done >= 60, 30_000, 50);
-    await engine.stop(); // the worker stops between two items (or after the one it works)
+    await f.stopEngine(); // the worker stops between two items (or after the one it works)
     const mid = (await batch(r.body.batch_id)).body;
     assert.equal(mid.state, 'running');
     assert.ok(mid.done < 200, `stopped mid-batch: ${mid.done} done`);
-    engine = new WorkflowEngine(engineOptions());
-    await engine.start();
+    await f.startEngine();
     const b = await batchEnded(r.body.batch_id);
     assert.deepEqual([b.state, b.done, b.failed], ['completed', 200, 0]);
     const counts = await cancelCounts(ids);
@@ -571,7 +502,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
       counts.every((c) => c.n === 1),
       JSON.stringify(counts.filter((c) => c.n !== 1)),
     );
-    const items = (await store.readStream(`workflow_batch-${r.body.batch_id}`)).filter(
+    const items = (await f.store.readStream(`workflow_batch-${r.body.batch_id}`)).filter(
       (e) => e.type === 'BatchItemDone',
     );
     assert.equal(new Set(items.map((e) => (e.data as { executionId: string }).executionId)).size, 200);
@@ -586,7 +517,7 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
   it('batch cancel: a canceled batch works no item after it; a second cancel is a no-op, and canceling a completed one is 409', async () => {
     const ids = await startWaiting(40);
     // While no engine runs, nothing works the batch: the cancel lands before any item.
-    await engine.stop();
+    await f.stopEngine();
     const r = await http('POST', '/api/v1/workflows/executions/bulk', {
       filter: { definition_id: 'wait_only', status: 'running' },
       action: 'cancel',
@@ -599,13 +530,12 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
       ['cancelled', 0, 40, 'changed my mind'],
     );
     assert.equal((await http('POST', `/api/v1/workflows/batches/${r.body.batch_id}/cancel`, {})).status, 202);
-    engine = new WorkflowEngine(engineOptions());
-    await engine.start();
+    await f.startEngine();
     // A batch after it, on other executions, completes: the worker runs, and passed the canceled one by.
     const others = await Promise.all([1, 2, 3].map(() => start('approval_fail', { timeout_ms: 600_000 })));
     for (const o of others) await waiting(o);
     await until('others projected', async () => {
-      const q = await pool.query(
+      const q = await f.pool.query(
         `select count(*)::int as n from read_models.workflow_executions where execution_id = any($1) and status = 'running'`,
         [others],
       );
@@ -621,9 +551,8 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     assert.equal((await batch(r.body.batch_id)).body.state, 'cancelled');
 
     // Mid-batch: at 5 items/s the cancel lands part way; at most the item in flight is worked after it.
-    await engine.stop();
-    engine = new WorkflowEngine(engineOptions(5));
-    await engine.start();
+    await f.stopEngine();
+    await f.startEngine({ batches: { itemsPerSec: 5, pollMs: 200 } });
     const r2 = await http('POST', '/api/v1/workflows/executions/bulk', {
       filter: { definition_id: 'wait_only', status: 'running' },
       action: 'cancel',

@@ -1,99 +1,30 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createLogger, newId } from '@switchyard/platform';
-import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase, testNatsUrl } from '@switchyard/testing';
-import { addService, type Service } from '@switchyard/messaging';
-import { WorkflowEngine } from '@switchyard/workflows';
-import { z } from 'zod';
-import { createGateway, type Gateway } from '../../index.js';
-import { WorkflowsFeatureModule } from './index.js';
+import { echoTasks, startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
 
 const logger = createLogger('workflows-gateway-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the engine', () => {
-  let pool: pg.Pool;
-  let store: PostgresEventStore;
-  let nc: NatsConnection;
-  let engine: WorkflowEngine;
-  let gw: Gateway;
-  let base: string;
-  let tasks: Service;
+  let f: WorkflowGateway;
   const tag = newId().slice(0, 6);
-  // Own task subject: another suite may serve the real one on the shared nats-server.
-  const subjects = { tasks: `test.wfgw.${tag}.tasks.execute`, mcpPrefix: `test.wfgw.${tag}.mcp` };
   const taskKeys: string[] = [];
 
   before(async () => {
-    const url = await freshDatabase('wf_gateway');
-    pool = new pg.Pool({ connectionString: url, max: 10 });
-    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
-    await store.init();
-    nc = await connect({ servers: await testNatsUrl() });
-    tasks = await addService(nc, {
-      name: `wfgw-tasks-${tag}`,
-      version: '1.0.0',
+    f = await startWorkflowGateway({
+      name: 'wf_gateway',
       logger,
-      endpoints: {
-        execute: {
-          subject: subjects.tasks,
-          schema: z
-            .object({ task_type: z.string(), context: z.record(z.string(), z.unknown()), idempotency_key: z.string() })
-            .loose(),
-          handler: async (b: { task_type: string; context: Record<string, unknown>; idempotency_key: string }) => {
-            taskKeys.push(b.idempotency_key);
-            if (b.context.slow) await sleep(Number(b.context.slow));
-            return {
-              task_id: b.idempotency_key,
-              agent: 'test',
-              instance: 'i1',
-              status: 'completed',
-              result: { task: b.task_type, echo: b.context },
-            };
-          },
-        },
-      },
+      serve: echoTasks(logger, async (b) => {
+        taskKeys.push(b.idempotency_key);
+        if (b.context.slow) await sleep(Number(b.context.slow));
+      }),
     });
-    gw = await createGateway(
-      { eventStore: store, pgPool: pool, nats: nc, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
-      { modules: [WorkflowsFeatureModule] },
-    );
-    base = (await gw.listen(0, '127.0.0.1')).url;
-    engine = new WorkflowEngine({
-      store,
-      pool,
-      nats: nc,
-      logger,
-      databaseUrl: url,
-      partitions: 4,
-      leaseTickMs: 200,
-      timerPollMs: 50,
-      subjects,
-    });
-    await engine.start();
   });
 
-  after(async () => {
-    await gw?.close();
-    await engine?.stop();
-    await tasks?.stop();
-    await nc?.close();
-    await store?.close();
-    await pool?.end();
-  });
+  after(async () => f?.close());
 
-  const http = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const http = (method: string, path: string, body?: unknown) => f.http(method, path, body);
 
   const twoAgents = {
     id: 'two_agents',
@@ -222,14 +153,8 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
   it('a new version, then a delete: events on the definition stream with the correlation id; 404 and 409 as documented', async () => {
     const v1 = { id: 'to_delete', version: 1, name: 'to delete', steps: [{ id: 'a', uses: 'agent:revenue_analysis' }] };
     const cid = (n: number) => ({ 'x-correlation-id': `corr-del-${tag}-${n}` });
-    const send = async (method: string, path: string, body: unknown, headers: Record<string, string>) => {
-      const res = await fetch(`${base}${path}`, {
-        method,
-        headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      return { status: res.status, body: JSON.parse(await res.text()) };
-    };
+    const send = (method: string, path: string, body: unknown, headers: Record<string, string>) =>
+      f.http(method, path, body, headers);
     assert.equal((await send('POST', '/api/v1/workflows/definitions', v1, cid(1))).status, 201);
     const v2 = await send(
       'POST',
@@ -259,7 +184,7 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.equal((await http('DELETE', '/api/v1/workflows/definitions/revenue_analysis')).status, 409);
     assert.equal((await http('DELETE', '/api/v1/workflows/definitions/Not%20An%20Id')).status, 400);
 
-    const events = await store.readStream('workflow_definition-to_delete');
+    const events = await f.store.readStream('workflow_definition-to_delete');
     assert.deepEqual(
       events.map((e) => [e.type, e.metadata['correlationId']]),
       [
@@ -293,7 +218,7 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.deepEqual(r.body.output, { last: 'customer_segmentation' });
     const id: string = r.body.execution_id;
 
-    await engine.readModelCaughtUp();
+    await f.engine.readModelCaughtUp();
     const detail = await http('GET', `/api/v1/workflows/executions/${id}`);
     assert.equal(detail.status, 200);
     assert.equal(detail.body.status, 'completed');
@@ -368,9 +293,9 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     'reads your writes while the read model is held back: the execution is found and never shown older than it is',
     { timeout: 60_000 },
     async () => {
-      await engine.readModelCaughtUp();
+      await f.engine.readModelCaughtUp();
       // Hold the read model's writes (a SHARE lock lets the API read the table but the projection not write it).
-      const blocker = await pool.connect();
+      const blocker = await f.pool.connect();
       let id: string;
       try {
         await blocker.query('begin');
@@ -405,7 +330,7 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
         blocker.release();
       }
       // Read model caught up: the answer is its view again.
-      await engine.readModelCaughtUp();
+      await f.engine.readModelCaughtUp();
       const view = await http('GET', `/api/v1/workflows/executions/${id}`);
       assert.equal(view.body.status, 'completed');
       assert.equal(view.body.source, 'read_model');
