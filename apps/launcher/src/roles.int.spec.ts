@@ -63,11 +63,8 @@ describe(
       (await admin.query<{ ok: boolean }>(`select has_schema_privilege($1, $2, 'USAGE') as ok`, [who, schema])).rows[0]!
         .ok;
 
-    before(async () => {
-      dbUrl = await ensureDatabase(serverUrl!, `roles_${process.pid}_${Date.now() % 100000}`);
-      admin = new pg.Pool({ connectionString: dbUrl, max: 2 });
-      roles = (await provisionDatabaseRoles(dbUrl, { logger }))!;
-      assert.ok(roles, 'the superuser provisions the roles');
+    /** The migration phase as the launcher runs it, as the owner role. */
+    const migrate = async () => {
       const owner = createPgPool({ connectionString: roles.urls.app, max: 2 }, { name: 'owner', logger });
       try {
         await migrateAsOwner({
@@ -81,6 +78,14 @@ describe(
       } finally {
         await owner.end();
       }
+    };
+
+    before(async () => {
+      dbUrl = await ensureDatabase(serverUrl!, `roles_${process.pid}_${Date.now() % 100000}`);
+      admin = new pg.Pool({ connectionString: dbUrl, max: 2 });
+      roles = (await provisionDatabaseRoles(dbUrl, { logger }))!;
+      assert.ok(roles, 'the superuser provisions the roles');
+      await migrate();
     });
     after(async () => {
       await admin?.end();
@@ -269,19 +274,7 @@ describe(
       assert.equal((await as(roles.urls.app, 'create table monitoring.later (a int)')).code, undefined);
       assert.equal(await can(role('monitor'), 'monitoring.later', 'INSERT'), true);
       assert.equal(await can(role('engine'), 'monitoring.later', 'SELECT'), false);
-      const owner = createPgPool({ connectionString: roles.urls.app, max: 2 }, { name: 'owner', logger });
-      try {
-        await migrateAsOwner({
-          pool: owner,
-          url: roles.urls.app,
-          roles,
-          logger,
-          externalEventStore: false,
-          demoData: true,
-        });
-      } finally {
-        await owner.end();
-      }
+      await migrate();
       assert.equal(await can(role('monitor'), 'monitoring.later', 'INSERT'), true);
       assert.equal(await can(role('gateway'), 'eventstore.events', 'DELETE'), false);
       assert.equal(await can(role('gateway'), 'eventstore.events', 'INSERT'), true);
