@@ -336,7 +336,9 @@ export async function buildCatalog(
       { schema: registryReply, timeoutMs: opts.timeoutMs ?? 1_500 },
     );
     return {
-      servers: reply.servers.map((s) => ({ name: s.server, tools: s.tools })),
+      // A server that has listed no tools is one that is still connecting (or down): a connectors
+      // process that just started answers like that, so its tools are not checked rather than refused.
+      servers: reply.servers.map((s) => (s.tools.length > 0 ? { name: s.server, tools: s.tools } : { name: s.server })),
       taskTypes,
       definitions,
       mcpChecked: true,

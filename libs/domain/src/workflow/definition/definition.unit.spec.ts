@@ -160,6 +160,16 @@ describe('validateDefinition', () => {
     );
   });
 
+  it('does not check the tools of a server that has not listed them yet (connecting), only that it exists', () => {
+    const connecting: ToolCatalog = { ...catalog, servers: [{ name: 'analytics' }] };
+    const def = base([{ id: 'a', uses: 'mcp:analytics/record_metric' }]);
+    assert.deepEqual(validateDefinition(def, connecting).problems, []);
+    assert.deepEqual(
+      validateDefinition(base([{ id: 'a', uses: 'mcp:mailer/send' }]), connecting).problems.map((p) => p.code),
+      ['unknown_server'],
+    );
+  });
+
   it('reports bad expressions: parse errors, unknown steps, steps not upstream, item outside for_each', () => {
     assert.deepEqual(
       problems(

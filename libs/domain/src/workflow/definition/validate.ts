@@ -25,7 +25,8 @@ export interface DefinitionProblem {
 
 /** What exists to be called: MCP servers with their tools, agent task types, workflow definition ids. */
 export interface ToolCatalog {
-  readonly servers: readonly { readonly name: string; readonly tools: readonly string[] }[];
+  /** `tools` absent: the server is known but has not listed its tools yet (connecting, down); they are not checked. */
+  readonly servers: readonly { readonly name: string; readonly tools?: readonly string[] }[];
   readonly taskTypes: readonly string[];
   readonly definitions: readonly string[];
 }
@@ -173,7 +174,7 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
           'unknown_server',
           `unknown MCP server "${u.server}" (known: ${catalog.servers.map((x) => x.name).join(', ') || 'none'})`,
         );
-      else if (!server.tools.includes(u.tool))
+      else if (server.tools && !server.tools.includes(u.tool))
         add(
           path,
           'unknown_tool',
