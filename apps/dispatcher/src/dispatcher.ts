@@ -175,7 +175,6 @@ export class Dispatcher {
         { store: opts.store.kind },
         'the event store cannot check fences: a dispatcher that lost a partition is stopped by its lease alone',
       );
-    this.agents.registerConfigured();
     this.ownership = new Ownership({
       pool: opts.pool,
       schema,
@@ -227,6 +226,7 @@ export class Dispatcher {
       defaultMaxAttempts: opts.defaultMaxAttempts,
       stopped,
     });
+    this.agents.registerConfigured();
   }
 
   // ---- lifecycle ------------------------------------------------------------

@@ -19,11 +19,29 @@ export interface RecoveryOptions {
   readonly schema: string;
   readonly logger: Logger;
   readonly registry: InstanceRegistry;
-  readonly tasks: TaskStates;
-  readonly ownership: Ownership;
-  readonly pump: RunPump;
-  readonly agents: ExternalAgents;
-  readonly catalog: AgentCatalog;
+  readonly tasks: Pick<
+    TaskStates,
+    | 'after'
+    | 'busyTasks'
+    | 'cid'
+    | 'drivenHere'
+    | 'drop'
+    | 'exec'
+    | 'forget'
+    | 'hold'
+    | 'isAwaited'
+    | 'isKnown'
+    | 'load'
+    | 'meta'
+    | 'progressElsewhere'
+    | 'resolveWaiters'
+    | 'setCorrelation'
+    | 'track'
+  >;
+  readonly ownership: Pick<Ownership, 'accepting' | 'partitioned' | 'partitionOf'>;
+  readonly pump: Pick<RunPump, 'cancelRun' | 'forget' | 'hasRun' | 'kick' | 'running'>;
+  readonly agents: Pick<ExternalAgents, 'refreshStoredAgent'>;
+  readonly catalog: Pick<AgentCatalog, 'check'>;
   /** How long giving a partition back waits for its running attempts to end. Default 3000 ms. */
   readonly drainMs?: number;
   /** Keep a background job until it settles (stop() waits for it). */
@@ -53,9 +71,9 @@ const WATCHED = [
  */
 export class Recovery {
   private readonly log: Logger;
-  private readonly tasks: TaskStates;
-  private readonly ownership: Ownership;
-  private readonly pump: RunPump;
+  private readonly tasks: RecoveryOptions['tasks'];
+  private readonly ownership: RecoveryOptions['ownership'];
+  private readonly pump: RecoveryOptions['pump'];
   private submissions?: AllSubscription;
 
   constructor(private readonly opts: RecoveryOptions) {

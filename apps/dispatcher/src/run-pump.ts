@@ -23,8 +23,8 @@ export interface RunPumpOptions {
   readonly registry: InstanceRegistry;
   readonly egress: EgressGuard;
   readonly logger: Logger;
-  readonly tasks: TaskStates;
-  readonly ownership: Ownership;
+  readonly tasks: Pick<TaskStates, 'activeStates' | 'cid' | 'exec' | 'meta'>;
+  readonly ownership: Pick<Ownership, 'accepting' | 'releaseSlot' | 'reserveSlot'>;
   readonly agingMs?: number;
   readonly agentConcurrency?: Readonly<Record<string, number>>;
   readonly submitPlacementWaitMs?: number;
@@ -76,8 +76,8 @@ export class RunPump {
   private readonly notifySubject: string;
   private readonly log: Logger;
   private readonly registry: InstanceRegistry;
-  private readonly tasks: TaskStates;
-  private readonly ownership: Ownership;
+  private readonly tasks: RunPumpOptions['tasks'];
+  private readonly ownership: RunPumpOptions['ownership'];
   private notices?: Subscription;
   private pumpRun: Promise<void> | undefined;
   private pumpAgain = false;

@@ -31,11 +31,14 @@ export interface SubmitRequest {
 export interface SubmissionsOptions {
   readonly store: EventStore;
   readonly logger: Logger;
-  readonly registry: InstanceRegistry;
-  readonly tasks: TaskStates;
-  readonly ownership: Ownership;
-  readonly pump: RunPump;
-  readonly catalog: AgentCatalog;
+  readonly registry: Pick<InstanceRegistry, 'reserve' | 'release'>;
+  readonly tasks: Pick<
+    TaskStates,
+    'activeState' | 'addWaiter' | 'exec' | 'isKnown' | 'load' | 'meta' | 'queuedCount' | 'setCorrelation'
+  >;
+  readonly ownership: Pick<Ownership, 'accepting' | 'partitioned' | 'partitionOf' | 'releaseSlot' | 'reserveSlot'>;
+  readonly pump: Pick<RunPump, 'assigningCount' | 'launch' | 'placeSoon' | 'select'>;
+  readonly catalog: Pick<AgentCatalog, 'check'>;
   readonly defaultTimeoutMs?: number;
   readonly defaultMaxAttempts?: number;
   readonly stopped: () => boolean;
@@ -50,10 +53,10 @@ type SubmitResult = TaskSubmitReply & { state: ExistingTaskState };
  */
 export class Submissions {
   private readonly log: Logger;
-  private readonly registry: InstanceRegistry;
-  private readonly tasks: TaskStates;
-  private readonly ownership: Ownership;
-  private readonly pump: RunPump;
+  private readonly registry: SubmissionsOptions['registry'];
+  private readonly tasks: SubmissionsOptions['tasks'];
+  private readonly ownership: SubmissionsOptions['ownership'];
+  private readonly pump: SubmissionsOptions['pump'];
 
   constructor(private readonly opts: SubmissionsOptions) {
     this.log = opts.logger;
