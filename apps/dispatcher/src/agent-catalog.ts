@@ -1,0 +1,182 @@
+import type { z } from 'zod';
+import {
+  aliasesOf,
+  TASK_TYPE_ALIASES,
+  builtinAgentCards as agentCards,
+  builtinTaskTypes,
+  cardToJson,
+  noopInput,
+  NOOP_TASK_TYPE,
+  type AgentHealthView,
+  type CapabilitiesReply,
+} from '@switchyard/contracts';
+import { AppError } from '@switchyard/platform';
+import type { ExistingTaskState } from '@switchyard/domain';
+import type { AgentInstance, InstanceRegistry } from './instances.js';
+
+/**
+ * What the dispatcher offers and how its agents are: the task types and agents a submission may
+ * name (and the check of a submission against them), each agent's health, the capabilities.
+ */
+export class AgentCatalog {
+  private readonly schemas: Record<string, z.ZodType>;
+
+  constructor(
+    private readonly registry: InstanceRegistry,
+    /** The live tasks of this dispatcher (health counts the queued ones). */
+    private readonly activeStates: () => Iterable<ExistingTaskState>,
+    taskSchemas?: Readonly<Record<string, z.ZodType>>,
+  ) {
+    const builtin: Record<string, z.ZodType> = {};
+    for (const [type, def] of Object.entries(builtinTaskTypes as Record<string, { readonly input: z.ZodType }>))
+      builtin[type] = def.input;
+    builtin[NOOP_TASK_TYPE] = noopInput;
+    this.schemas = { ...builtin, ...(taskSchemas ?? {}) };
+  }
+
+  /** Task types a submission may name: the built-in ones and whatever a live or registered agent offers. */
+  knownTaskTypes(): string[] {
+    const types = new Set(Object.keys(builtinTaskTypes));
+    for (const i of this.registry.instances.values()) for (const t of i.taskTypes) types.add(t);
+    return [...types].sort();
+  }
+
+  /** A submission the dispatcher would refuse: unknown task type, a context outside its schema, an unknown agent (AppError validation). */
+  check(taskType: string, context: Record<string, unknown> | undefined, agent: string | undefined): void {
+    const known = this.knownTaskTypes();
+    if (!known.includes(taskType)) {
+      throw new AppError(
+        'validation',
+        `unknown task_type ${taskType}; valid task types: ${known.join(', ')} (or an alias: ${Object.keys(TASK_TYPE_ALIASES).sort().join(', ')})`,
+        {
+          task_type: taskType,
+          valid_task_types: known,
+          aliases: TASK_TYPE_ALIASES,
+        },
+        false,
+      );
+    }
+    const schema = this.schemas[taskType];
+    if (schema) {
+      const parsed = schema.safeParse(context ?? {});
+      if (!parsed.success) {
+        const issues = parsed.error.issues.map((i) => ({
+          path: ['context', ...i.path.map(String)].join('.'),
+          message: i.message,
+        }));
+        throw new AppError(
+          'validation',
+          `invalid context for ${taskType}: ${issues.map((i) => `${i.path} (${i.message})`).join('; ')}`,
+          {
+            task_type: taskType,
+            errors: issues,
+          },
+          false,
+        );
+      }
+    }
+    if (agent !== undefined && !this.agentNames().includes(agent)) {
+      throw new AppError(
+        'validation',
+        `unknown agent ${agent}; valid agents: ${this.agentNames().join(', ')}`,
+        { agent: agent },
+        false,
+      );
+    }
+  }
+
+  private agentNames(): string[] {
+    const names = new Set<string>(agentCards.map((c) => c.name));
+    for (const i of this.registry.instances.values()) names.add(i.agent);
+    return [...names].sort();
+  }
+
+  /** Health of every agent (or one): its instances, what is queued for it and running on it. */
+  health(): AgentHealthView[] {
+    const byAgent = new Map<string, AgentInstance[]>();
+    for (const c of agentCards) byAgent.set(c.name, []);
+    for (const i of this.registry.instances.values())
+      (byAgent.get(i.agent) ?? byAgent.set(i.agent, []).get(i.agent)!).push(i);
+    const queued = [...this.activeStates()].filter((s) => s.status === 'queued');
+    return [...byAgent.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([agent, insts]) => {
+        const types = new Set<string>(insts.flatMap((i) => [...i.taskTypes]));
+        const card = agentCards.find((c) => c.name === agent);
+        for (const t of card?.taskTypes ?? []) types.add(t.type);
+        const up = insts.filter((i) => i.healthy && this.registry.breakerState(i) !== 'open');
+        const status: AgentHealthView['status'] =
+          up.length === 0 ? 'down' : up.length < insts.length ? 'degraded' : 'healthy';
+        return {
+          agent,
+          status,
+          task_types: [...types].sort(),
+          queued: queued.filter((s) => (s.agent === undefined || s.agent === agent) && types.has(s.task_type)).length,
+          in_flight: insts.reduce((n, i) => n + i.inFlight, 0),
+          instances: insts.map((i) => ({
+            instance: i.instance,
+            kind: i.kind,
+            healthy: i.healthy,
+            breaker: this.registry.breakerState(i),
+            in_flight: Math.max(i.inFlight, i.reportedInFlight),
+            max_concurrency: i.maxConcurrency,
+            last_seen: i.lastSeen ? new Date(i.lastSeen).toISOString() : null,
+            last_error: i.lastError ?? null,
+          })),
+        };
+      });
+  }
+
+  capabilities(): CapabilitiesReply {
+    const out = new Map<string, CapabilitiesReply['agents'][number]>();
+    for (const i of this.registry.instances.values()) {
+      const prev = out.get(i.agent);
+      if (prev && (prev.available || !i.healthy)) continue;
+      out.set(i.agent, {
+        agent: i.agent,
+        description: i.description,
+        version: i.version,
+        max_concurrency: i.maxConcurrency,
+        kind: i.kind,
+        available: i.healthy,
+        task_types: [...i.taskTypes]
+          .sort()
+          .map((type) => ({ type, description: '', input_schema: i.inputSchemas.get(type), aliases: aliasesOf(type) })),
+      });
+    }
+    // Descriptions (and the agents with no live instance) from the built-in cards.
+    for (const c of agentCards.map(cardToJson)) {
+      const have = out.get(c.name);
+      const described = c.taskTypes.map((t) => ({
+        type: t.type,
+        description: t.description,
+        input_schema: t.inputSchema,
+        aliases: aliasesOf(t.type),
+      }));
+      if (!have) {
+        out.set(c.name, {
+          agent: c.name,
+          description: c.description,
+          version: c.version,
+          max_concurrency: c.maxConcurrency,
+          kind: 'nats',
+          available: false,
+          task_types: described,
+        });
+      } else {
+        have.task_types = have.task_types.map(
+          (t) =>
+            described.find((d) => d.type === t.type) ?? {
+              ...t,
+              description: t.type === NOOP_TASK_TYPE ? 'benchmark/test only: waits and echoes' : t.description,
+            },
+        );
+      }
+    }
+    return {
+      agents: [...out.values()].sort((a, b) => a.agent.localeCompare(b.agent)),
+      task_types: this.knownTaskTypes(),
+      aliases: { ...TASK_TYPE_ALIASES },
+    };
+  }
+}

@@ -1,0 +1,263 @@
+import type pg from 'pg';
+import type { z } from 'zod';
+import {
+  resolveTaskType,
+  TASK_TYPE_ALIASES,
+  builtinAgentCards as agentCards,
+  externalAgentSchema,
+  externalAgentStreamId,
+  registerAgentInput,
+  type AgentHealthView,
+  type ExternalAgentRegisteredData,
+  type ExternalAgentRemovedData,
+} from '@switchyard/contracts';
+import type { EventStore } from '@switchyard/event-store';
+import { AppError, newId, type EgressGuard, type Logger } from '@switchyard/platform';
+import { fetchA2aCard } from './a2a-agents.js';
+import {
+  deleteExternalAgent,
+  ensureExternalAgentsTable,
+  storedExternalAgent,
+  storedExternalAgents,
+  storeExternalAgent,
+} from './external-agent-store.js';
+import type { InstanceRegistry } from './instances.js';
+
+export interface ExternalAgentsOptions {
+  readonly pool: pg.Pool;
+  readonly store: EventStore;
+  /** Schema of `<schema>.external_agents`. */
+  readonly schema: string;
+  readonly logger: Logger;
+  readonly registry: InstanceRegistry;
+  readonly egress: EgressGuard;
+  /** External agents from configuration (see DispatcherOptions.externalAgents). */
+  readonly configured?: readonly z.input<typeof externalAgentSchema>[];
+  /** Runs `fn` after the previous call with the same key (see TaskStates.serially). */
+  readonly serially: <T>(key: string, fn: () => Promise<T>) => Promise<T>;
+  /** An agent came or changed: ask for a queue pass. */
+  readonly kick: () => void;
+  /** The health view of every agent (a registration answers with its agent's). */
+  readonly health: () => AgentHealthView[];
+  readonly stopped: () => boolean;
+}
+
+/** An alias always names its canonical type, so an agent offering a type by that name would never get it. */
+function refuseAliases(agent: string, taskTypes: readonly string[]): void {
+  const taken = taskTypes.filter((t) => resolveTaskType(t).alias !== undefined);
+  if (taken.length > 0) {
+    throw new AppError(
+      'validation',
+      `task type${taken.length === 1 ? '' : 's'} ${taken.join(', ')} ${taken.length === 1 ? 'is an alias' : 'are aliases'} of built-in task types; use another name`,
+      {
+        agent,
+        aliases: Object.fromEntries(taken.map((t) => [t, TASK_TYPE_ALIASES[t]])),
+      },
+      false,
+    );
+  }
+}
+
+/**
+ * External HTTP and A2A agents: those from configuration (in memory), and those registered and
+ * removed at run time (stored in `<schema>.external_agents`, recorded as events, followed from
+ * the log when another dispatcher changes them).
+ */
+export class ExternalAgents {
+  /** Names of the external agents given by configuration (not stored, not removable at run time). */
+  private readonly configuredAgents: ReadonlySet<string>;
+  private readonly configured: readonly z.output<typeof externalAgentSchema>[];
+  private readonly log: Logger;
+  private readonly registry: InstanceRegistry;
+
+  constructor(private readonly opts: ExternalAgentsOptions) {
+    this.log = opts.logger;
+    this.registry = opts.registry;
+    const configured = (opts.configured ?? []).map((a) => externalAgentSchema.parse(a));
+    for (const a of configured) refuseAliases(a.name, a.task_types);
+    this.configured = configured;
+    this.configuredAgents = new Set(configured.map((a) => a.name));
+  }
+
+  /** Put the configured agents in the registry (at every start; never stored). */
+  registerConfigured(): void {
+    for (const a of this.configured) this.registry.registerHttp(a);
+  }
+
+  /**
+   * Register (or replace) an external HTTP agent: stored first (so a restarted or standby
+   * dispatcher knows it), recorded as ExternalAgentRegistered (without the token), then put
+   * in the registry and probed right away.
+   */
+  async registerAgent(
+    input: z.input<typeof registerAgentInput>,
+    correlationId: string = newId(),
+  ): Promise<AgentHealthView> {
+    if (this.opts.stopped()) throw new AppError('unavailable', 'dispatcher is stopping');
+    const { actor, ...given } = registerAgentInput.parse(input);
+    this.refuseUnmanaged(given.name, 'registered');
+    // An A2A agent: its JSON-RPC URL, skills (task types) and description come from its card (fetched through the egress guard).
+    const a =
+      given.a2a_card_url !== undefined
+        ? await this.fromA2aCard({ ...given, a2a_card_url: given.a2a_card_url })
+        : externalAgentSchema.parse(given);
+    refuseAliases(a.name, a.task_types);
+    // fetch refuses such a URL, and the URL goes into events: the secret belongs in `token`.
+    const url = new URL(a.url);
+    if (url.username || url.password) {
+      throw new AppError(
+        'validation',
+        'url must not contain credentials (user:password@); give the bearer token in `token`',
+        { agent: a.name },
+        false,
+      );
+    }
+    // An internal address (metadata service, loopback, the database) is refused here (403),
+    // and again at every connection (the name may resolve elsewhere later).
+    await this.opts.egress.checkUrlResolved(url);
+    return this.opts.serially(`external_agent:${a.name}`, async () => {
+      const at = new Date().toISOString();
+      await storeExternalAgent(this.opts.pool, this.opts.schema, a, at);
+      const data: ExternalAgentRegisteredData = {
+        name: a.name,
+        url: a.url,
+        task_types: a.task_types,
+        has_token: a.token !== undefined,
+        max_concurrency: a.max_concurrency,
+        description: a.description,
+        registered_at: at,
+        ...(a.a2a_card_url !== undefined ? { a2a_card_url: a.a2a_card_url } : {}),
+      };
+      await this.opts.store.append(externalAgentStreamId(a.name), [
+        {
+          type: 'ExternalAgentRegistered',
+          data,
+          metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+        },
+      ]);
+      const inst = this.registry.registerHttp(a);
+      await this.registry.probe(inst);
+      this.log.info(
+        { correlationId, agent: a.name, url: a.url, taskTypes: a.task_types, actor, healthy: inst.healthy },
+        'external agent registered',
+      );
+      this.opts.kick();
+      return this.opts.health().find((h) => h.agent === inst.agent)!;
+    });
+  }
+
+  /** The stored form of an A2A agent's registration: what the body left out, from the card. */
+  private async fromA2aCard(
+    given: Omit<z.output<typeof registerAgentInput>, 'actor'> & { a2a_card_url: string },
+  ): Promise<z.output<typeof externalAgentSchema>> {
+    const cardUrl = new URL(given.a2a_card_url);
+    if (cardUrl.username || cardUrl.password)
+      throw new AppError('validation', 'a2a_card_url must not contain credentials', { agent: given.name }, false);
+    await this.opts.egress.checkUrlResolved(cardUrl);
+    const card = await fetchA2aCard(this.opts.egress, given.a2a_card_url);
+    return externalAgentSchema.parse({
+      ...given,
+      url: given.url ?? card.url,
+      task_types: given.task_types ?? card.skills,
+      description: given.description || card.description,
+    });
+  }
+
+  /**
+   * Remove a registered external agent: its row goes, its instance leaves the registry (tasks
+   * running there are handed back to the queue as for a lost instance), ExternalAgentRemoved
+   * is recorded. `not_found` for a name that is not stored.
+   */
+  async removeAgent(name: string, actor?: string, correlationId: string = newId()): Promise<{ removed: string }> {
+    if (this.opts.stopped()) throw new AppError('unavailable', 'dispatcher is stopping');
+    this.refuseUnmanaged(name, 'removed');
+    return this.opts.serially(`external_agent:${name}`, async () => {
+      if (!(await deleteExternalAgent(this.opts.pool, this.opts.schema, name)))
+        throw new AppError('not_found', `no registered external agent named ${name}`, { agent: name });
+      this.registry.unregisterHttp(name);
+      const at = new Date().toISOString();
+      const data: ExternalAgentRemovedData = { name, removed_at: at };
+      await this.opts.store.append(externalAgentStreamId(name), [
+        {
+          type: 'ExternalAgentRemoved',
+          data,
+          metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+        },
+      ]);
+      this.log.info({ correlationId, agent: name, actor }, 'external agent removed');
+      return { removed: name };
+    });
+  }
+
+  /** Built-in agents and configured external agents are not managed at run time. */
+  private refuseUnmanaged(name: string, what: 'registered' | 'removed'): void {
+    if (agentCards.some((c) => c.name === name)) {
+      throw new AppError(
+        'validation',
+        `${name} is a built-in agent; it cannot be ${what} as an external agent`,
+        { agent: name },
+        false,
+      );
+    }
+    if (this.configuredAgents.has(name)) {
+      throw new AppError(
+        'validation',
+        `${name} is an external agent from the dispatcher's configuration; change it there`,
+        { agent: name },
+        false,
+      );
+    }
+  }
+
+  /** Create `<schema>.external_agents` if needed and put its agents in the registry (a row named like a configured agent is ignored: configuration wins). */
+  async loadStoredAgents(): Promise<void> {
+    await ensureExternalAgentsTable(this.opts.pool, this.opts.schema);
+    let loaded = 0;
+    for (const r of await storedExternalAgents(this.opts.pool, this.opts.schema)) {
+      if (this.configuredAgents.has(r.name)) {
+        this.log.warn(
+          { agent: r.name },
+          'stored external agent has the name of a configured one; the configured one is used',
+        );
+        continue;
+      }
+      const parsed = externalAgentSchema.safeParse({
+        ...r,
+        token: r.token ?? undefined,
+        a2a_card_url: r.a2a_card_url ?? undefined,
+      });
+      if (!parsed.success) {
+        this.log.warn({ agent: r.name, issues: parsed.error.issues }, 'stored external agent does not parse; skipped');
+        continue;
+      }
+      this.registry.registerHttp(parsed.data);
+      loaded++;
+    }
+    if (loaded > 0) this.log.info({ loaded }, 'stored external agents loaded');
+  }
+
+  /** An external agent registered or removed through another dispatcher: take the stored row as it is now. */
+  async refreshStoredAgent(name: string): Promise<void> {
+    if (this.configuredAgents.has(name)) return;
+    const row = await storedExternalAgent(this.opts.pool, this.opts.schema, name);
+    const have = this.registry.instances.get(`http:${name}`);
+    if (!row) {
+      if (have) this.registry.unregisterHttp(name);
+      return;
+    }
+    const parsed = externalAgentSchema.safeParse({ ...row, token: row.token ?? undefined });
+    if (!parsed.success) return;
+    const a = parsed.data;
+    if (
+      have &&
+      have.url === a.url.replace(/\/+$/, '') &&
+      have.token === a.token &&
+      have.maxConcurrency === a.max_concurrency &&
+      [...have.taskTypes].sort().join() === [...a.task_types].sort().join()
+    )
+      return;
+    const inst = this.registry.registerHttp(a);
+    await this.registry.probe(inst);
+    this.opts.kick();
+  }
+}

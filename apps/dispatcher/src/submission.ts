@@ -1,0 +1,230 @@
+import { resolveTaskType, taskIdForIdempotencyKey, taskViewOf, type TaskSubmitReply } from '@switchyard/contracts';
+import { handleCommand, type CommandResult, type EventStore } from '@switchyard/event-store';
+import { AppError, newId, type Logger } from '@switchyard/platform';
+import {
+  taskDelegationDecider,
+  taskStreamId,
+  type ExistingTaskState,
+  type TaskEvent,
+  type TaskPriority,
+  type TaskState,
+} from '@switchyard/domain';
+import type { FollowUp } from './task-commands.js';
+import type { AgentInstance, InstanceRegistry } from './instances.js';
+import type { Ownership } from './ownership.js';
+import type { RunPump } from './run-pump.js';
+import type { TaskStates } from './task-state.js';
+import type { AgentCatalog } from './agent-catalog.js';
+
+export interface SubmitRequest {
+  readonly task_type: string;
+  readonly context: Record<string, unknown>;
+  readonly priority: TaskPriority;
+  readonly agent?: string;
+  readonly idempotency_key?: string;
+  readonly timeout_ms?: number;
+  readonly max_attempts?: number;
+  /** Who asked; recorded in the TaskSubmitted metadata (default `system:dispatcher`). */
+  readonly actor?: string;
+}
+
+export interface SubmissionsOptions {
+  readonly store: EventStore;
+  readonly logger: Logger;
+  readonly registry: Pick<InstanceRegistry, 'reserve' | 'release'>;
+  readonly tasks: Pick<
+    TaskStates,
+    'activeState' | 'addWaiter' | 'exec' | 'isKnown' | 'load' | 'meta' | 'queuedCount' | 'setCorrelation'
+  >;
+  readonly ownership: Pick<Ownership, 'accepting' | 'partitioned' | 'partitionOf' | 'releaseSlot' | 'reserveSlot'>;
+  readonly pump: Pick<RunPump, 'assigningCount' | 'launch' | 'placeSoon' | 'select'>;
+  readonly catalog: Pick<AgentCatalog, 'check'>;
+  readonly defaultTimeoutMs?: number;
+  readonly defaultMaxAttempts?: number;
+  readonly stopped: () => boolean;
+}
+
+type SubmitResult = TaskSubmitReply & { state: ExistingTaskState };
+
+/**
+ * Submitting a task: checked against the catalog, recorded, and placed at once when it can be
+ * (with the submission's append) or by a brief queue pass; a task of a partition another
+ * dispatcher holds is recorded for its owner.
+ */
+export class Submissions {
+  private readonly log: Logger;
+  private readonly registry: SubmissionsOptions['registry'];
+  private readonly tasks: SubmissionsOptions['tasks'];
+  private readonly ownership: SubmissionsOptions['ownership'];
+  private readonly pump: SubmissionsOptions['pump'];
+
+  constructor(private readonly opts: SubmissionsOptions) {
+    this.log = opts.logger;
+    this.registry = opts.registry;
+    this.tasks = opts.tasks;
+    this.ownership = opts.ownership;
+    this.pump = opts.pump;
+  }
+
+  private get stopped(): boolean {
+    return this.opts.stopped();
+  }
+
+  /**
+   * Validate and submit a task, then try to place it at once. Idempotent on the key: the same
+   * key returns the task created first (its id is derived from the key).
+   */
+  async submit(req: SubmitRequest, correlationId: string): Promise<SubmitResult> {
+    if (this.stopped) throw new AppError('unavailable', 'dispatcher is stopping');
+    // 1. An alias names its canonical type (recorded as requested_task_type); the type must be
+    // known, and the context must fit its schema.
+    const { taskType, alias } = resolveTaskType(req.task_type);
+    this.opts.catalog.check(taskType, req.context, req.agent);
+    // 2. Submit (a duplicate submit decides nothing and returns the existing state).
+    const taskId = req.idempotency_key ? taskIdForIdempotencyKey(req.idempotency_key) : newId();
+    // Another dispatcher owns the task's partition: record the submission; the owner takes it from the log.
+    if (!this.ownership.accepting(taskId)) return this.submitForeign(taskId, taskType, alias, req, correlationId);
+    this.tasks.setCorrelation(taskId, correlationId);
+    // A fast task may end before this reply is made (a queue pass placed it, it ran): its end state is kept here, not read back.
+    let ended: ExistingTaskState | undefined;
+    const endWatch = { resolve: (s: ExistingTaskState) => void (ended = s), reject: () => undefined };
+    const unwatch = this.tasks.addWaiter(taskId, endWatch);
+    try {
+      return await this.submitOwn(taskId, taskType, alias, req, correlationId, () => ended);
+    } finally {
+      unwatch();
+    }
+  }
+
+  private async submitOwn(
+    taskId: string,
+    taskType: string,
+    alias: string | undefined,
+    req: SubmitRequest,
+    correlationId: string,
+    ended: () => ExistingTaskState | undefined,
+  ): Promise<SubmitResult> {
+    // 3a. When nothing else is waiting (so no task is overtaken) and an instance is free, the
+    // assignment is decided with the submission and appended with it: one write instead of two.
+    // Working by partitions, the instance's shared slot is reserved first (it needs a round trip).
+    let pre: AgentInstance | undefined;
+    if (
+      this.ownership.partitioned &&
+      !this.stopped &&
+      this.pump.assigningCount === 0 &&
+      this.tasks.queuedCount() === 0 &&
+      !this.tasks.isKnown(taskId)
+    ) {
+      const inst = this.pump.select({ task_type: taskType, agent: req.agent, failed_instances: [] });
+      if (inst) {
+        this.registry.reserve(inst);
+        if ((await this.ownership.reserveSlot(taskId, inst, 1)) === 'ok') pre = inst;
+        else this.registry.release(inst);
+      }
+    }
+    let placed: AgentInstance | undefined;
+    const assignNow: FollowUp = (s) => {
+      if (s.status !== 'queued' || this.stopped) return undefined;
+      let inst = pre;
+      if (!this.ownership.partitioned) {
+        if (this.pump.assigningCount > 0 || this.tasks.queuedCount() > 0) return undefined;
+        inst = this.pump.select(s);
+        if (inst) this.registry.reserve(inst);
+      }
+      if (!inst) return undefined;
+      placed = inst;
+      return {
+        command: {
+          type: 'AssignTask',
+          data: { agent: inst.agent, instance: inst.instance },
+          metadata: this.tasks.meta(taskId),
+        },
+        undo: () => {
+          if (!this.ownership.partitioned) this.registry.release(inst);
+          placed = undefined;
+        },
+      };
+    };
+    const unreserve = () => {
+      if (!pre || placed === pre) return;
+      this.registry.release(pre);
+      void this.ownership.releaseSlot(taskId, 1);
+    };
+    let r: CommandResult<TaskEvent, TaskState>;
+    try {
+      r = await this.tasks.exec(
+        taskId,
+        {
+          type: 'SubmitTask',
+          data: this.submitData(taskId, taskType, alias, req),
+          metadata: this.tasks.meta(taskId, req.actor),
+        },
+        assignNow,
+      );
+    } catch (err) {
+      placed = undefined;
+      unreserve();
+      throw err;
+    }
+    if (placed && r.state.status !== 'assigned') placed = undefined;
+    unreserve();
+    const duplicate = r.events.length === 0;
+    if (!duplicate)
+      this.log.debug(
+        { correlationId, taskId, taskType, ...(alias !== undefined ? { alias } : {}), priority: req.priority },
+        'task submitted',
+      );
+    if (placed && r.state.status === 'assigned') this.pump.launch(r.state, placed);
+    // 3b. Otherwise a pass over the queue may place it, so the answer can name the agent; but
+    // the reply waits for it only briefly: under load a pass (and the passes it coalesces with)
+    // can take longer than the caller waits, and the task is recorded already.
+    else if (!duplicate) await this.pump.placeSoon();
+    const state = (this.tasks.activeState(taskId) ?? ended() ?? (await this.tasks.load(taskId))) as ExistingTaskState;
+    const view = taskViewOf(state);
+    return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
+  }
+
+  /** A SubmitTask's data with this dispatcher's defaults: the same whether this process or the partition's owner drives the task. */
+  private submitData(taskId: string, taskType: string, alias: string | undefined, req: SubmitRequest) {
+    return {
+      task_id: taskId,
+      task_type: taskType,
+      ...(alias !== undefined ? { requested_task_type: alias } : {}),
+      context: req.context ?? {},
+      priority: req.priority,
+      ...(req.agent !== undefined ? { agent: req.agent } : {}),
+      max_attempts: req.max_attempts ?? this.opts.defaultMaxAttempts ?? 3,
+      timeout_ms: req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 60_000,
+      ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
+    };
+  }
+
+  /**
+   * The submission of a task whose partition another dispatcher holds: checked here, appended
+   * like a caller's own submission (decided on the stream, `no_stream`, no fence: of this and
+   * any other submitter exactly one writes the first events), then left to the owner, which
+   * takes it over from the log. The reply says `queued` (or the state a duplicate found).
+   */
+  private async submitForeign(
+    taskId: string,
+    taskType: string,
+    alias: string | undefined,
+    req: SubmitRequest,
+    correlationId: string,
+  ): Promise<SubmitResult> {
+    const r = await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider, {
+      type: 'SubmitTask',
+      data: this.submitData(taskId, taskType, alias, req),
+      metadata: { timestamp: new Date().toISOString(), correlationId, actor: req.actor ?? 'system:dispatcher' },
+    });
+    const state = r.state as ExistingTaskState;
+    const duplicate = r.events.length === 0;
+    if (!duplicate)
+      this.log.info(
+        { correlationId, taskId, taskType, partition: this.ownership.partitionOf(taskId) },
+        'task submitted for the partition owner',
+      );
+    const view = taskViewOf(state);
+    return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
+  }
+}
