@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, type Logger } from '@switchyard/platform';
-import { ProjectionRunner } from '@switchyard/read-models';
-import { DefinitionStore } from '@switchyard/workflow-executions';
+import { ProjectionRunner, workflowExecutionsProjection } from '@switchyard/read-models';
+import {
+  applyWorkflowLimits,
+  BatchWorker,
+  DefinitionStore,
+  ensureWorkflowSchema,
+} from '@switchyard/workflow-executions';
 import { PartitionLeases } from './partitions.js';
 import { childExecutionId } from './sub-workflows.js';
 import type { WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
@@ -13,10 +18,6 @@ import { Recovery } from './recovery.js';
 
 export type { ParentRef, WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
 export { EXECUTION_STREAM_PREFIX } from './saga.js';
-import { workflowExecutionsProjection } from '@switchyard/read-models';
-import { ensureWorkflowSchema } from '@switchyard/workflow-executions';
-import { applyWorkflowLimits } from '@switchyard/workflow-executions';
-import { BatchWorker } from '@switchyard/workflow-executions';
 
 /**
  * The durable workflow engine: the saga of WorkflowExecution, driven from a checkpointed

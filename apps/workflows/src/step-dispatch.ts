@@ -122,6 +122,7 @@ export class StepDispatch {
     });
   }
 
+  /** No more progress notices (the engine is stopping). */
   stopListening(): void {
     this.progressSub?.unsubscribe();
   }
