@@ -1,0 +1,131 @@
+import { backoffMs, type Logger } from '@switchyard/platform';
+import { nextActions, stepDispatchOf } from '@switchyard/domain';
+import { isTerminal, loadExecution, WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
+import { partitionOf } from './partitions.js';
+import type { WorkflowEngineOptions } from './engine-types.js';
+import type { EngineRuntime } from './engine-runtime.js';
+import type { Saga } from './saga.js';
+import type { StepDispatch } from './step-dispatch.js';
+import type { TimerRunner } from './timer-runner.js';
+
+/**
+ * Taking up and letting go of partitions (the lease's onAcquire / onRelease), and driving every
+ * active execution of an owned partition from its full state: on acquiring it (start, take-over
+ * after a crash or a lease move) and periodically. Scheduled units are dispatched,
+ * dispatched-but-unfinished ones re-sent with the same idempotency key, timers re-armed.
+ */
+export class Recovery {
+  private readonly o: WorkflowEngineOptions;
+  private readonly log: Logger;
+  private acquireChain: Promise<void> = Promise.resolve();
+  /** Partitions whose lease this engine holds, owned or still being taken up (see onAcquire). */
+  private readonly leased = new Set<number>();
+
+  constructor(
+    private readonly rt: EngineRuntime,
+    private readonly saga: Saga,
+    private readonly steps: StepDispatch,
+    private readonly timers: TimerRunner,
+  ) {
+    this.o = rt.o;
+    this.log = rt.log;
+  }
+
+  onAcquire(p: number, attempt = 1): void {
+    this.leased.add(p);
+    this.acquireChain = this.acquireChain.then(async () => {
+      // Released (or stopped) while waiting for a retry: the lease is someone else's to take up.
+      if (!this.leased.has(p) || this.rt.stopped || this.rt.owned.has(p)) return;
+      try {
+        const r = await this.o.pool.query<{ position: string }>(
+          `select position from ${WORKFLOW_SCHEMA}.saga_checkpoints where partition = $1`,
+          [p],
+        );
+        const cp = r.rows[0] ? Number(r.rows[0].position) : -1;
+        this.rt.owned.add(p);
+        this.log.debug({ partition: p, checkpoint: cp }, 'partition acquired');
+        this.saga.resume(p, cp);
+        this.rt.track(
+          this.recoverPartition(p, true).finally(() => {
+            if (this.rt.owned.has(p)) this.rt.ready.add(p);
+          }),
+        );
+      } catch (err) {
+        // The lease is held but the partition not taken up: without a retry nobody would drive
+        // its executions until the lease itself is lost (a database restart can do this).
+        const delayMs = backoffMs(attempt);
+        this.log.error({ err, partition: p, attempt, retryInMs: delayMs }, 'partition acquire failed; retrying');
+        setTimeout(() => this.onAcquire(p, attempt + 1), delayMs).unref();
+      }
+    });
+  }
+
+  onRelease(p: number): void {
+    this.leased.delete(p);
+    this.rt.owned.delete(p);
+    this.rt.ready.delete(p);
+    this.saga.release(p);
+    // The new owner recovers these executions (and re-arms their timers) from their events.
+    for (const id of this.rt.cache.keys()) if (partitionOf(id, this.rt.partitions) === p) this.rt.cache.delete(id);
+    this.timers.release(p);
+    this.log.info({ partition: p }, 'partition released');
+  }
+
+  /**
+   * Drive every active execution of a partition from its full state (start, take-over, periodic).
+   * `acquired`: the partition was just taken (start, take-over), so nothing of it runs here yet.
+   */
+  async recoverPartition(p: number, acquired = false): Promise<void> {
+    const rows = await this.o.pool.query<{ execution_id: string }>(
+      `select execution_id from ${WORKFLOW_SCHEMA}.active_executions where partition = $1`,
+      [p],
+    );
+    const ids = rows.rows.map((r) => r.execution_id);
+    for (let i = 0; i < ids.length && this.rt.owned.has(p) && !this.rt.stopped; i += 8) {
+      await Promise.all(
+        ids.slice(i, i + 8).map((id) =>
+          this.recoverExecution(id, p, acquired).catch((err: unknown) => {
+            // One bad execution must not hold up the rest (nor the partition's timers); the periodic pass tries again.
+            this.log.warn({ err, executionId: id, partition: p }, 'recovering an execution failed');
+          }),
+        ),
+      );
+    }
+    this.rt.counts.recoveries++;
+  }
+
+  private async recoverExecution(executionId: string, partition: number, acquired: boolean): Promise<void> {
+    const { state } = await loadExecution(this.o.store, executionId);
+    if (state.status === 'not_started') return;
+    if (isTerminal(state)) {
+      await this.saga.onTerminal(executionId, state);
+      return;
+    }
+    const a = nextActions(state, new Date().toISOString());
+    if (a.timers.length > 0) await this.timers.armTimers(executionId, partition, a.timers);
+    for (const d of a.dispatch) this.steps.dispatch(d, false);
+    // Canceling when the last owner died: its stop requests may be lost; asking again is harmless.
+    if (a.stop.length > 0) await this.steps.stopUnits(a.stop);
+    // Dispatched but unfinished: send again with the same key (the executor deduplicates).
+    if (state.status === 'running' || state.status === 'canceling') {
+      for (const def of state.definition.steps) {
+        for (const u of state.steps[def.id]?.units ?? []) {
+          if (u?.phase !== 'dispatched') continue;
+          const d = stepDispatchOf(state, def, u);
+          if (acquired) {
+            // Its reply was lost with the process that sent it: the attempt's clock restarts with the
+            // re-send (StepRedispatched re-arms the timeout), so the time no engine ran is not charged to
+            // the step. Also when the saga's replay of the partition has re-sent it already (in flight here).
+            const ref = { stepId: u.stepId, ...(u.itemIndex === undefined ? {} : { itemIndex: u.itemIndex }) };
+            await this.saga.command(executionId, {
+              type: 'RecordStepRedispatched',
+              data: { ...ref, attempt: u.attempt },
+              metadata: this.rt.meta(state.correlationId),
+            });
+          }
+          this.steps.dispatch(d, true);
+        }
+      }
+    }
+  }
+}
