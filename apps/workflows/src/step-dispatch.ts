@@ -45,6 +45,12 @@ export class StepDispatch {
   private readonly log: Logger;
   private readonly cache: StateCache;
   private readonly inflight = new Set<string>();
+  /**
+   * Units this engine already asked to stop. A cancel that lands while a unit is being sent is
+   * seen twice (by the cancel's own handling and by the send, which finds the execution
+   * canceling); the worker is asked once. Bounded: the oldest are forgotten first.
+   */
+  private readonly stopsAsked = new Set<string>();
   /** Where workers send notices about this process's calls (see listenForProgress). */
   private readonly progressSubject = createInbox();
   private progressSub: Subscription | undefined;
@@ -134,12 +140,6 @@ export class StepDispatch {
    */
   async stopUnits(stops: readonly StopAction[]): Promise<void> {
     for (const s of stops) {
-      const log = {
-        executionId: s.executionId,
-        stepId: s.stepId,
-        itemIndex: s.itemIndex,
-        correlationId: s.correlationId,
-      };
       if (s.target.kind === 'workflow') {
         const childId = childExecutionId(s.idempotencyKey);
         try {
@@ -154,9 +154,27 @@ export class StepDispatch {
         }
         continue;
       }
-      this.log.info({ ...log, uses: s.target.kind }, 'asking a running unit to stop');
-      this.rt.track((this.o.stop ?? ((x: StopAction) => stopRemote(this.o.nats, x, ACTOR, this.o.subjects)))(s));
+      this.askToStop(s);
     }
+  }
+
+  /** Ask a unit's worker to stop it, once per unit and attempt. */
+  private askToStop(s: StopAction): void {
+    const key = `${s.target.kind}:${s.idempotencyKey}:${s.attempt}`;
+    if (this.stopsAsked.has(key)) return;
+    this.stopsAsked.add(key);
+    if (this.stopsAsked.size > 10_000) this.stopsAsked.delete(this.stopsAsked.values().next().value!);
+    this.log.info(
+      {
+        executionId: s.executionId,
+        stepId: s.stepId,
+        itemIndex: s.itemIndex,
+        correlationId: s.correlationId,
+        uses: s.target.kind,
+      },
+      'asking a running unit to stop',
+    );
+    this.rt.track((this.o.stop ?? ((x: StopAction) => stopRemote(this.o.nats, x, ACTOR, this.o.subjects)))(s));
   }
 
   /** Send one unit at least once; `recorded` = its StepDispatched is already in the stream (re-send). */
@@ -204,7 +222,7 @@ export class StepDispatch {
             reason,
             correlationId: a.correlationId,
           };
-          this.rt.track((this.o.stop ?? ((x: StopAction) => stopRemote(this.o.nats, x, ACTOR, this.o.subjects)))(stop));
+          this.askToStop(stop);
         }
         return;
       }
