@@ -12,7 +12,6 @@ import { isReply, pathOf, type AnyRequest, type AnyResponse, type EdgeRequest } 
 import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.js';
 import { OpenApiRegistry } from '../openapi/registry.js';
 import { allowedMethods } from './route-checks.js';
-import { isAppError } from '@switchyard/platform';
 
 // As Express sent it: the media type with its charset.
 const PROBLEM_TYPE_HEADER = `${PROBLEM_CONTENT_TYPE}; charset=utf-8`;
@@ -70,19 +69,8 @@ export class ProblemFilter implements ExceptionFilter {
         return;
       }
     }
-    // A path documented without parameters, with other methods, reached by a parameterised route
-    // of this method (GET /executions/bulk ran GET /executions/{execution_id}, which found no
-    // execution "bulk"): 405 with `Allow`, as for any other path that exists with other methods.
-    if (isAppError(exception) && exception.code === 'not_found' && this.registry) {
-      const allow = allowedMethods(
-        this.registry.routes().filter((r) => r.path === req.path),
-        req.path,
-      );
-      if (allow.length > 0 && !allow.includes(req.method.toUpperCase())) {
-        methodNotAllowed(allow, req, res);
-        return;
-      }
-    }
+    // (A path documented without parameters that another method's parameterised route would take,
+    // GET /executions/bulk, is answered 405 before routing: see shadowedLiteralPaths.)
     sendProblem(exception, req, res);
   }
 }
