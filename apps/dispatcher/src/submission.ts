@@ -2,6 +2,8 @@ import { resolveTaskType, taskIdForIdempotencyKey, taskViewOf, type TaskSubmitRe
 import { handleCommand, type CommandResult, type EventStore } from '@switchyard/event-store';
 import { AppError, newId, type Logger } from '@switchyard/platform';
 import {
+  submitTaskData,
+  TASK_SUBMIT_DEFAULTS,
   taskDelegationDecider,
   taskStreamId,
   type ExistingTaskState,
@@ -57,6 +59,8 @@ export class Submissions {
   private readonly tasks: SubmissionsOptions['tasks'];
   private readonly ownership: SubmissionsOptions['ownership'];
   private readonly pump: SubmissionsOptions['pump'];
+  /** Limits of a submission that names none: the dispatcher's options, else the domain's. */
+  private readonly submitDefaults: { readonly max_attempts: number; readonly timeout_ms: number };
 
   constructor(private readonly opts: SubmissionsOptions) {
     this.log = opts.logger;
@@ -64,6 +68,10 @@ export class Submissions {
     this.tasks = opts.tasks;
     this.ownership = opts.ownership;
     this.pump = opts.pump;
+    this.submitDefaults = {
+      max_attempts: opts.defaultMaxAttempts ?? TASK_SUBMIT_DEFAULTS.max_attempts,
+      timeout_ms: opts.defaultTimeoutMs ?? TASK_SUBMIT_DEFAULTS.timeout_ms,
+    };
   }
 
   private get stopped(): boolean {
@@ -156,7 +164,7 @@ export class Submissions {
         taskId,
         {
           type: 'SubmitTask',
-          data: this.submitData(taskId, taskType, alias, req),
+          data: submitTaskData(taskId, taskType, alias, req, this.submitDefaults),
           metadata: this.tasks.meta(taskId, req.actor),
         },
         assignNow,
@@ -185,20 +193,6 @@ export class Submissions {
   }
 
   /** A SubmitTask's data with this dispatcher's defaults: the same whether this process or the partition's owner drives the task. */
-  private submitData(taskId: string, taskType: string, alias: string | undefined, req: SubmitRequest) {
-    return {
-      task_id: taskId,
-      task_type: taskType,
-      ...(alias !== undefined ? { requested_task_type: alias } : {}),
-      context: req.context ?? {},
-      priority: req.priority,
-      ...(req.agent !== undefined ? { agent: req.agent } : {}),
-      max_attempts: req.max_attempts ?? this.opts.defaultMaxAttempts ?? 3,
-      timeout_ms: req.timeout_ms ?? this.opts.defaultTimeoutMs ?? 60_000,
-      ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
-    };
-  }
-
   /**
    * The submission of a task whose partition another dispatcher holds: checked here, appended
    * like a caller's own submission (decided on the stream, `no_stream`, no fence: of this and
@@ -214,7 +208,7 @@ export class Submissions {
   ): Promise<SubmitResult> {
     const r = await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider, {
       type: 'SubmitTask',
-      data: this.submitData(taskId, taskType, alias, req),
+      data: submitTaskData(taskId, taskType, alias, req, this.submitDefaults),
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: req.actor ?? 'system:dispatcher' },
     });
     const state = r.state as ExistingTaskState;

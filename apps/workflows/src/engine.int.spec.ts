@@ -17,7 +17,7 @@ import {
 import { WorkflowEngine } from './engine.js';
 import { getExecutionView } from '@switchyard/read-models';
 import { taskIdForIdempotencyKey } from '@switchyard/contracts';
-import { Responders } from './test-responders.js';
+import { Responders, TEST_ENGINE_TIMINGS } from './test-responders.js';
 
 const logger = createLogger('workflow-engine-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -55,9 +55,7 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
       nats: nc,
       logger,
       databaseUrl: url,
-      partitions: 4,
-      leaseTickMs: 200,
-      timerPollMs: 50,
+      ...TEST_ENGINE_TIMINGS,
       recoveryIntervalMs: 60_000,
       subjects,
     });

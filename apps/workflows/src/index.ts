@@ -21,4 +21,4 @@ export {
   type ReadModelThreadConfig,
 } from './read-model-thread.js';
 export { TriggerStarter, startTriggerStarter, type TriggerStarterOptions, type TriggerPass } from './triggers.js';
-export { Responders, type Behaviour, type ResponderCall } from './test-responders.js';
+export { Responders, TEST_ENGINE_TIMINGS, type Behaviour, type ResponderCall } from './test-responders.js';

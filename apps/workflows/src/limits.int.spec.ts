@@ -27,7 +27,7 @@ import {
   applyWorkflowLimits,
   WORKFLOW_SCHEMA,
 } from '@switchyard/workflow-executions';
-import { Responders } from './test-responders.js';
+import { Responders, TEST_ENGINE_TIMINGS } from './test-responders.js';
 
 const logger = createLogger('workflow-limits-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -92,9 +92,7 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
       nats: nc,
       logger,
       databaseUrl: url,
-      partitions: 4,
-      leaseTickMs: 200,
-      timerPollMs: 50,
+      ...TEST_ENGINE_TIMINGS,
       recoveryIntervalMs: 60_000,
       subjects,
     });

@@ -20,6 +20,7 @@ import { startAgents, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { startExecution, waitForExecution } from '@switchyard/workflow-executions';
 import { startWorkflowEngine, type WorkflowEngine } from './engine.js';
+import { TEST_ENGINE_TIMINGS } from './test-responders.js';
 
 const logger = createLogger('workflow-queue-wait-int', process.env.LOG_LEVEL ?? 'silent');
 
@@ -80,9 +81,7 @@ describe('workflow steps queued on a full MCP server or behind a busy agent', ()
       nats: nc,
       logger,
       databaseUrl: url,
-      partitions: 4,
-      leaseTickMs: 200,
-      timerPollMs: 50,
+      ...TEST_ENGINE_TIMINGS,
     });
   });
 

@@ -9,6 +9,7 @@ import { callProgressSchema, type CallProgress } from '@switchyard/contracts';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import type { WorkflowDefinitionInput } from '@switchyard/domain';
 import { WorkflowEngine } from './engine.js';
+import { TEST_ENGINE_TIMINGS } from './test-responders.js';
 import { executionEvents, startExecution, waitForExecution } from '@switchyard/workflow-executions';
 
 const logger = createLogger('workflow-queued-resend-int', process.env.LOG_LEVEL ?? 'silent');
@@ -58,9 +59,8 @@ describe('a queued call whose worker falls silent is sent again under the same k
       nats: nc,
       logger,
       databaseUrl: url,
+      ...TEST_ENGINE_TIMINGS,
       partitions: 2,
-      leaseTickMs: 200,
-      timerPollMs: 50,
       recoveryIntervalMs: 60_000,
       subjects,
       queuedCallSilenceMs: SILENCE_MS,

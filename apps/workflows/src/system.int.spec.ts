@@ -13,6 +13,7 @@ import { parseServerConfig, resolvePackageBin, startConnectors, type RunningConn
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { startExecution, waitForExecution, buildCatalog } from '@switchyard/workflow-executions';
 import { startWorkflowEngine, type WorkflowEngine } from './engine.js';
+import { TEST_ENGINE_TIMINGS } from './test-responders.js';
 
 const logger = createLogger('workflow-system-int', process.env.LOG_LEVEL ?? 'silent');
 
@@ -65,9 +66,7 @@ describe('workflow engine with the real connectors, task dispatcher and agents',
       nats: nc,
       logger,
       databaseUrl: url,
-      partitions: 4,
-      leaseTickMs: 200,
-      timerPollMs: 50,
+      ...TEST_ENGINE_TIMINGS,
     });
   });
 

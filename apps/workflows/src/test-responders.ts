@@ -158,3 +158,9 @@ export class Responders {
 function defineCall<S extends z.ZodType>(subject: string, schema: S, handler: (b: z.infer<S>) => Promise<unknown>) {
   return { subject, schema, handler: (b: z.infer<S>) => handler(b) };
 }
+
+/**
+ * Engine timings for tests: 4 partitions, a lease tick of 200 ms and a timer poll of 50 ms, so
+ * takeovers and durable timers happen within a test's patience instead of production's seconds.
+ */
+export const TEST_ENGINE_TIMINGS = { partitions: 4, leaseTickMs: 200, timerPollMs: 50 } as const;

@@ -4,7 +4,7 @@ import { DeciderSpecification } from '@switchyard/testing';
 import { DomainError } from '../decider.js';
 import { taskDelegationDecider } from './decider.js';
 import { effectivePriority, orderQueue } from './priority.js';
-import type { TaskCommand, TaskEvent } from './types.js';
+import { submitTaskData, TASK_SUBMIT_DEFAULTS, type TaskCommand, type TaskEvent } from './types.js';
 
 const spec = DeciderSpecification.for(taskDelegationDecider);
 const isCode = (code: string) => (e: unknown) => e instanceof DomainError && e.code === code;
@@ -365,5 +365,41 @@ describe('queue order with aging', () => {
       ['old-low', 'normal'],
     );
     assert.equal(effectivePriority('low', now - 3_000, now, 1_000), 3);
+  });
+});
+
+describe('submitTaskData', () => {
+  it('fills the limits a submitter left out and keeps no key for what is absent', () => {
+    const data = submitTaskData('t9', 'revenue_analysis', undefined, { priority: 'high' });
+    assert.deepEqual(data, {
+      task_id: 't9',
+      task_type: 'revenue_analysis',
+      context: {},
+      priority: 'high',
+      max_attempts: TASK_SUBMIT_DEFAULTS.max_attempts,
+      timeout_ms: TASK_SUBMIT_DEFAULTS.timeout_ms,
+    });
+    assert.equal(Object.keys(data).includes('agent'), false);
+  });
+
+  it('keeps what the submitter named, the alias, and the given defaults over the domain’s', () => {
+    const data = submitTaskData(
+      't9',
+      'support_response',
+      'customer_support',
+      { priority: 'low', context: { q: 1 }, agent: 'customer_success', timeout_ms: 5_000, idempotency_key: 'k' },
+      { max_attempts: 7, timeout_ms: 1_000 },
+    );
+    assert.deepEqual(data, {
+      task_id: 't9',
+      task_type: 'support_response',
+      requested_task_type: 'customer_support',
+      context: { q: 1 },
+      priority: 'low',
+      agent: 'customer_success',
+      max_attempts: 7,
+      timeout_ms: 5_000,
+      idempotency_key: 'k',
+    });
   });
 });

@@ -43,6 +43,38 @@ export type SubmitTask = Command<
     readonly idempotency_key?: string;
   }
 >;
+/** Defaults of a submission that names no limits: three attempts of at most a minute each. */
+export const TASK_SUBMIT_DEFAULTS = { max_attempts: 3, timeout_ms: 60_000 } as const;
+
+/** What a submitter asks for; what it leaves out is filled from `defaults`. */
+export interface TaskSubmission {
+  readonly context?: Record<string, unknown>;
+  readonly priority: TaskPriority;
+  readonly agent?: string;
+  readonly max_attempts?: number;
+  readonly timeout_ms?: number;
+  readonly idempotency_key?: string;
+}
+
+/** SubmitTask's data, with no key for what is absent (events keep no `undefined` fields). */
+export const submitTaskData = (
+  taskId: string,
+  taskType: string,
+  alias: string | undefined,
+  req: TaskSubmission,
+  defaults: { readonly max_attempts: number; readonly timeout_ms: number } = TASK_SUBMIT_DEFAULTS,
+): SubmitTask['data'] => ({
+  task_id: taskId,
+  task_type: taskType,
+  ...(alias !== undefined ? { requested_task_type: alias } : {}),
+  context: req.context ?? {},
+  priority: req.priority,
+  ...(req.agent !== undefined ? { agent: req.agent } : {}),
+  max_attempts: req.max_attempts ?? defaults.max_attempts,
+  timeout_ms: req.timeout_ms ?? defaults.timeout_ms,
+  ...(req.idempotency_key !== undefined ? { idempotency_key: req.idempotency_key } : {}),
+});
+
 export type AssignTask = Command<'AssignTask', { readonly agent: string; readonly instance: string }>;
 /** The instance admitted the task and its handler runs. */
 export type StartTask = Command<'StartTask', { readonly assignment: number }>;

@@ -21,7 +21,7 @@ import {
 import { handleCommand, type EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, newId } from '@switchyard/platform';
-import { taskDelegationDecider, taskStreamId, type TaskPriority } from '@switchyard/domain';
+import { submitTaskData, taskDelegationDecider, taskStreamId, type TaskPriority } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
 import { backendKey } from '../../idempotency/keys.js';
 import { EVENT_STORE, NATS_CONNECTION } from '../../tokens.js';
@@ -46,8 +46,6 @@ function submitTimeoutFromEnv(env: NodeJS.ProcessEnv): number {
 }
 
 // The dispatcher's defaults, for a submission the gateway records itself (the same numbers as startDispatcher's).
-const DEFAULT_MAX_ATTEMPTS = 3;
-const DEFAULT_TASK_TIMEOUT_MS = 60_000;
 
 export interface DelegateRequest {
   readonly task_type: string;
@@ -208,17 +206,7 @@ export class AgentsClient {
     const { taskType, alias } = resolveTaskType(input.task_type);
     const r = await handleCommand(this.store, taskStreamId(taskId), taskDelegationDecider, {
       type: 'SubmitTask',
-      data: {
-        task_id: taskId,
-        task_type: taskType,
-        ...(alias !== undefined ? { requested_task_type: alias } : {}),
-        context: input.context ?? {},
-        priority: input.priority,
-        ...(input.agent !== undefined ? { agent: input.agent } : {}),
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-        timeout_ms: input.timeout_ms ?? DEFAULT_TASK_TIMEOUT_MS,
-        idempotency_key: input.idempotency_key,
-      },
+      data: submitTaskData(taskId, taskType, alias, input),
       metadata: { timestamp: new Date().toISOString(), correlationId, actor: input.actor },
     });
     const state = r.state;

@@ -12,7 +12,7 @@ import { createPgPool, newId, type Logger } from '@switchyard/platform';
 import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { addService } from '@switchyard/messaging';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
-import { WorkflowEngine, type WorkflowEngineOptions } from '@switchyard/workflows';
+import { TEST_ENGINE_TIMINGS, WorkflowEngine, type WorkflowEngineOptions } from '@switchyard/workflows';
 import { createGateway, type Gateway } from '../../index.js';
 import { WorkflowsFeatureModule } from './index.js';
 
@@ -98,9 +98,7 @@ export async function startWorkflowGateway(opts: WorkflowGatewayOptions): Promis
     nats: nc,
     logger,
     databaseUrl: url,
-    partitions: 4,
-    leaseTickMs: 200,
-    timerPollMs: 50,
+    ...TEST_ENGINE_TIMINGS,
     subjects,
     ...opts.engine,
     ...overrides,
