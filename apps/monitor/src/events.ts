@@ -84,5 +84,5 @@ export function monitorEventOf<
     type: r.type,
     data: r.data,
     metadata: { at: Date.parse(r.metadata.timestamp), correlationId: r.metadata.correlationId },
-  } as unknown as E;
+  } as E;
 }

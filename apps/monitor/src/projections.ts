@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { RecordedEvent } from '@switchyard/event-store';
+import { toDomainEvent, type RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
 import type { AlertingEvent } from './domain/alerts.js';
 import type { HealthEvent } from './domain/health.js';
@@ -98,10 +98,9 @@ export function monitorProjections(): Projection[] {
 
 /** One rule change on `monitoring.alert_rules` (a deleted rule is a row with a null rule: a tombstone). */
 async function applyAlertRulesEvent(c: pg.PoolClient, r: RecordedEvent): Promise<void> {
-  const e = r as unknown as RecordedEvent<AlertRulesEvent['type'], AlertRulesEvent['data']>;
-  const id =
-    e.type === 'AlertRuleDeleted' ? (e.data as { id: string }).id : (e.data as { rule: { id: string } }).rule.id;
-  const rule = e.type === 'AlertRuleDeleted' ? null : JSON.stringify((e.data as { rule: unknown }).rule);
+  const e = toDomainEvent<AlertRulesEvent>(r);
+  const id = e.type === 'AlertRuleDeleted' ? e.data.id : e.data.rule.id;
+  const rule = e.type === 'AlertRuleDeleted' ? null : JSON.stringify(e.data.rule);
   await c.query(
     `insert into monitoring.alert_rules (id, rule, updated_at, updated_by) values ($1, $2, $3, $4)
      on conflict (id) do update set rule = $2, updated_at = $3, updated_by = $4`,

@@ -96,8 +96,11 @@ export const agentCardJsonSchema = z.object({
 export const agentCapabilitiesReply = z.object({ agent: z.string(), instance: z.string(), card: agentCardJsonSchema });
 export type AgentCapabilitiesReply = z.infer<typeof agentCapabilitiesReply>;
 
-/** `$SRV.INFO` metadata every agent instance publishes (string values: the services API rule). */
-export interface AgentServiceMetadata {
+/**
+ * `$SRV.INFO` metadata every agent instance publishes (string values: the services API rule). A
+ * type, not an interface, so it is assignable to the services API's `Record<string, string>`.
+ */
+export type AgentServiceMetadata = {
   readonly kind: 'agent';
   readonly agent: string;
   readonly instance: string;
@@ -105,7 +108,7 @@ export interface AgentServiceMetadata {
   readonly task_types: string;
   /** The capability card as JSON (AgentCardJson). */
   readonly card: string;
-}
+};
 
 // ---- the HTTP agent contract (the built-ins on 6001-6006, and external agents) -----------
 

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { RecordedEvent } from '@switchyard/event-store';
+import { toDomainEvent, type RecordedEvent } from '@switchyard/event-store';
 import { DEFINITION_STREAM_PREFIX, definitionEventTypes, type DefinitionEvent } from '@switchyard/domain';
 import type { Projection } from './projection.js';
 
@@ -18,7 +18,7 @@ create table if not exists ${DEFINITIONS_TABLE} (
 `;
 
 async function applyDefinitionEvent(c: pg.PoolClient, r: RecordedEvent): Promise<void> {
-  const e = { type: r.type, data: r.data, metadata: r.metadata } as unknown as DefinitionEvent;
+  const e = toDomainEvent<DefinitionEvent>(r);
   switch (e.type) {
     case 'DefinitionRegistered':
       // A replay finds the row already there.

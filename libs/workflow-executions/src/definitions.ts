@@ -6,7 +6,6 @@ import { AppError, type Logger } from '@switchyard/platform';
 import { request } from '@switchyard/messaging';
 import { MCP_REGISTRY_LIST_SUBJECT, TASK_TYPE_ALIASES } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
-import type { Decider, Event } from '@switchyard/domain';
 import {
   DEFINITIONS_TABLE,
   ProjectionRunner,
@@ -20,9 +19,7 @@ import {
   definitionDecider,
   workflowDefinitionStream,
   isDomainError,
-  type DefinitionCommand,
   type DefinitionEvent,
-  type DefinitionState,
   type DeleteDefinition,
   type RegisterDefinition,
   parseUses,
@@ -56,7 +53,6 @@ export interface DefinitionStoreOptions {
 }
 
 const registryReply = z.object({ servers: z.array(z.looseObject({ server: z.string(), tools: z.array(z.string()) })) });
-const decider = definitionDecider as unknown as Decider<DefinitionCommand, Event, DefinitionState>;
 type DefinitionRow = { definition: WorkflowDefinition; source: 'builtin' | 'user'; created_at: Date };
 
 /**
@@ -246,9 +242,12 @@ export class DefinitionStore {
       correlationId: meta.correlationId ?? randomUUID(),
     };
     try {
-      const r = await handleCommand(this.eventStore(), workflowDefinitionStream(id), decider, { ...c, metadata });
+      const r = await handleCommand(this.eventStore(), workflowDefinitionStream(id), definitionDecider, {
+        ...c,
+        metadata,
+      });
       return {
-        events: r.events as unknown as DefinitionEvent[],
+        events: r.events,
         ...(r.position !== undefined ? { position: r.position } : {}),
       };
     } catch (err) {

@@ -92,7 +92,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     version: AGENT_SERVICE_VERSION,
     description: runtime.card.description,
     queue: name,
-    metadata: metadata as unknown as Record<string, string>,
+    metadata,
     logger: opts.logger,
     endpoints: {
       execute: { subject: agentSubject(agent, 'execute'), schema: agentExecuteInput, handler: execute },

@@ -1,6 +1,6 @@
 import type { Pool } from 'pg';
 import { AppError, isSchemaManaged, type Logger } from '@switchyard/platform';
-import { handleCommand, type EventMetadata, type EventStore, type RecordedEvent } from '@switchyard/event-store';
+import { handleCommand, toDomainEvent, type EventMetadata, type EventStore } from '@switchyard/event-store';
 import {
   API_KEY_EVENT_TYPES,
   API_KEY_STREAM_PREFIX,
@@ -155,7 +155,7 @@ export class ApiKeyService {
         types: [...API_KEY_EVENT_TYPES],
         streamPrefixes: [API_KEY_STREAM_PREFIX],
       });
-      for (const e of batch) await this.apply(e as unknown as RecordedEvent<ApiKeyEvent['type']> & ApiKeyEvent);
+      for (const e of batch) await this.apply(toDomainEvent<ApiKeyEvent>(e));
       applied += batch.length;
       if (batch.length < 1000) return applied;
       after = batch[batch.length - 1]!.position;

@@ -56,13 +56,14 @@ export function silenceSuppresses(s: Silence, labels: Labels, at: number): boole
 
 // ---------- state ----------
 
-interface AlertBase {
+// A type, not an interface: the events built on it are assignable to a plain JSON record.
+type AlertBase = {
   readonly fingerprint: string;
   readonly ruleId: string;
   readonly name: string;
   readonly severity: Severity;
   readonly labels: Labels;
-}
+};
 export type AlertInstance =
   | (AlertBase & { readonly status: 'pending'; readonly pendingSince: number; readonly suppressedBy: string | null })
   | (AlertBase & {

@@ -169,7 +169,7 @@ export class MonitorEventPublisher {
       id,
       streamId,
       type: e.type,
-      data: e.data as unknown as Record<string, unknown>,
+      data: e.data,
       metadata,
       revision,
       position,
