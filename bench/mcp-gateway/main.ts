@@ -42,8 +42,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { parseServerConfig, resolvePackageBin, startConnectors } from '@switchyard/connectors';
-import { mcpServerStreamId } from '@switchyard/contracts';
-import { PostgresEventStore } from '@switchyard/event-store';
+import { mcpEventMetadata, mcpServerStreamId } from '@switchyard/contracts';
+import { EventSink, PostgresEventStore } from '@switchyard/event-store';
 import { createGateway, McpServerFeatureModule } from '@switchyard/gateway';
 import { closeNats, connectNats } from '@switchyard/messaging';
 import {
@@ -201,6 +201,8 @@ async function main(): Promise<void> {
 
   // 3. Connectors and the gateway with auth, its /mcp and an operator key (as a client would).
   let connectorEvents = 0;
+  const sink = new EventSink(store, logger, { actor: 'bench' });
+  cleanups.push({ name: 'event sink', run: () => sink.flush() });
   const connectors = await startConnectors({
     nats: nc,
     // stdio (default): the connector reaches server-everything the way supergateway does, so
@@ -218,16 +220,9 @@ async function main(): Promise<void> {
     logger,
     onEvent: (e) => {
       connectorEvents++;
-      // Stored as the launcher does, so both hops' events cost what they cost in production.
-      void store
-        .append(mcpServerStreamId(e.data.server), [
-          {
-            type: e.type,
-            data: e.data,
-            metadata: { correlationId: newId(), actor: 'bench', timestamp: new Date().toISOString() },
-          },
-        ])
-        .catch(() => undefined);
+      // Stored through the launcher's sink, so both hops' events cost what they cost in production.
+      const m = mcpEventMetadata(e);
+      sink.append(mcpServerStreamId(e.data.server), e, m.correlationId, m.actor);
     },
   });
   cleanups.push({ name: 'connectors', run: () => connectors.stop() });

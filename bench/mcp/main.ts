@@ -26,7 +26,7 @@
  * (cap per run, default 10), BENCH_BULKHEAD (connector max_concurrent per server; default: the
  * registry default), BENCH_PATHS (comma list of the paths above, default all four, e.g. to
  * profile one with `node --cpu-prof`), BENCH_STORE_EVENTS=1 (append every connector event to the
- * event store, one ordered chain per stream, as the launcher's EventSink does; default: only
+ * event store, queued per stream by the launcher's EventSink; default: only
  * counted), LOG_LEVEL (default warn).
  * Figures only: a timing is never a pass/fail, nothing here asserts.
  */
@@ -39,19 +39,12 @@ import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import Cursor from 'pg-cursor';
 import { parseServerConfig, resolvePackageBin, startConnectors, type McpServerConfig } from '@switchyard/connectors';
-import { mcpServerStreamId, type McpEvent } from '@switchyard/contracts';
-import { PostgresEventStore } from '@switchyard/event-store';
+import { mcpEventMetadata, mcpServerStreamId, type McpEvent } from '@switchyard/contracts';
+import { EventSink, PostgresEventStore } from '@switchyard/event-store';
 import { createGateway, McpFeatureModule } from '@switchyard/gateway';
 import { runMcpServer } from '@switchyard/mcp-servers';
 import { closeNats, connectNats } from '@switchyard/messaging';
-import {
-  createLogger,
-  ensureDatabase,
-  freePort,
-  newId,
-  startEmbeddedPostgres,
-  startNatsServer,
-} from '@switchyard/platform';
+import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, startNatsServer } from '@switchyard/platform';
 import type { ClientConfig, LatencyResult, Reply, Target, Task, ThroughputResult } from './client.js';
 
 const logger = createLogger('bench-mcp', process.env.LOG_LEVEL ?? 'warn');
@@ -241,34 +234,14 @@ async function main(): Promise<void> {
     }),
   ];
   let events = 0;
-  let stored = 0;
-  let storeFailures = 0;
-  // Same shape as the launcher's EventSink (not exported): appends queued per stream so each
-  // stream keeps its order, and the connector never waits on the store.
-  const chains = new Map<string, Promise<void>>();
+  // The launcher's sink: appends queued per stream (each stream keeps its order; what is
+  // reported while one runs goes in the next), and the connector never waits on the store.
+  const sink = new EventSink(store, logger, { actor: 'bench' });
   const appendEvent = (e: McpEvent): void => {
-    const streamId = mcpServerStreamId(e.data.server);
-    const correlationId = (e.data as { correlation_id?: string }).correlation_id ?? newId();
-    const next = (chains.get(streamId) ?? Promise.resolve())
-      .then(() =>
-        store.append(streamId, [
-          {
-            type: e.type,
-            data: e.data,
-            metadata: { correlationId, actor: 'bench', timestamp: new Date().toISOString() },
-          },
-        ]),
-      )
-      .then(
-        () => void stored++,
-        (err: unknown) => void (storeFailures++, logger.warn({ err, streamId }, 'could not append a connector event')),
-      );
-    chains.set(streamId, next);
-    void next.then(() => {
-      if (chains.get(streamId) === next) chains.delete(streamId);
-    });
+    const m = mcpEventMetadata(e);
+    sink.append(mcpServerStreamId(e.data.server), e, m.correlationId, m.actor);
   };
-  const flushEvents = () => Promise.all([...chains.values()]);
+  const flushEvents = () => sink.flush();
   const connectors = await startConnectors({
     nats: nc,
     registry,
@@ -459,7 +432,7 @@ async function main(): Promise<void> {
   if (storeEvents) {
     await flushEvents();
     console.log(
-      `\n# connector events reported during the run: ${events}; appended to the event store: ${stored}, failed appends: ${storeFailures}`,
+      `\n# connector events reported during the run: ${events}; appended to the event store: ${sink.counts().events} in ${sink.counts().appends} appends, dropped: ${sink.counts().dropped}`,
     );
   } else {
     console.log(`\n# connector events reported during the run: ${events}`);

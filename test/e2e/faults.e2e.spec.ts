@@ -92,19 +92,20 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     // must not read as the last state.
     const seen: (string | undefined)[] = [];
     let on = true;
+    const probe = (): Promise<void> => {
+      const slot = seen.push(undefined) - 1;
+      return fetch(`${base}/readyz`, { signal: AbortSignal.timeout(5_000) })
+        .then(async (r) => {
+          const body = (await r.json()) as { checks?: Record<string, { status: string; error?: string }> };
+          const c = body.checks?.['components'];
+          if (c) seen[slot] = c.status === 'degraded' ? `degraded: ${c.error}` : c.status;
+        })
+        .catch(() => undefined);
+    };
     const loop = (async () => {
       const inFlight: Promise<void>[] = [];
       while (on) {
-        const slot = seen.push(undefined) - 1;
-        inFlight.push(
-          fetch(`${base}/readyz`, { signal: AbortSignal.timeout(5_000) })
-            .then(async (r) => {
-              const body = (await r.json()) as { checks?: Record<string, { status: string; error?: string }> };
-              const c = body.checks?.['components'];
-              if (c) seen[slot] = c.status === 'degraded' ? `degraded: ${c.error}` : c.status;
-            })
-            .catch(() => undefined),
-        );
+        inFlight.push(probe());
         await sleep(50);
       }
       await Promise.all(inFlight);
@@ -112,6 +113,10 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     return async (): Promise<string[]> => {
       on = false;
       await loop;
+      // One more probe, sent after whatever the caller waited for: the loop's last one may have
+      // been sent just before the state the caller saw (it probes every 50 ms), and must not be
+      // read as the state after it.
+      await probe();
       return seen.filter((s): s is string => s !== undefined);
     };
   };

@@ -16,7 +16,7 @@ import {
   WorkflowsFeatureModule,
   type FeatureModule,
 } from '@switchyard/gateway';
-import { createEventStore, type EventStore } from '@switchyard/event-store';
+import { createEventStore, EventSink, type EventStore } from '@switchyard/event-store';
 import {
   mailboxConfigSchema,
   MCP_CALL_AUDIT_EVENT,
@@ -43,7 +43,6 @@ import {
   type Logger,
 } from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
-import { EventSink } from './event-sink.js';
 import { agentPortsFromEnv, mcpServerPort } from './ports.js';
 import { DATABASE_WRITER, ROLES, runsMcpServer, type Role, type RoleSelection } from './roles.js';
 import { startInfrastructure } from './infra.js';
@@ -183,7 +182,7 @@ export async function startSystem(
         failed: nc.closed().then((err) => err ?? new Error('NATS connection closed')),
       };
     });
-    const sink = new EventSink(eventStore, logger, 'system:switchyard');
+    const sink = new EventSink(eventStore, logger, { actor: 'system:switchyard' });
     await unit('event-sink', async () => ({ stop: () => sink.flush() }));
 
     // The MCP servers and the agents' HTTP contract answer only bearers of these tokens. Unset, one

@@ -4,3 +4,4 @@ export { PostgresEventStore, type PostgresEventStoreOptions } from './postgres/p
 export { EventStoreDbEventStore, type EventStoreDbOptions } from './eventstoredb/eventstoredb-event-store.js';
 export { createEventStore, type CreateEventStoreOptions } from './factory.js';
 export * from './command-handler.js';
+export { EventSink, type EventSinkOptions } from './event-sink.js';

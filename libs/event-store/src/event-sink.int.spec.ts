@@ -1,0 +1,94 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createLogger } from '@switchyard/platform';
+import { freshDatabase } from '@switchyard/testing';
+import { EventSink } from './event-sink.js';
+import { PostgresEventStore } from './postgres/postgres-event-store.js';
+import type { EventStore } from './port.js';
+
+const logger = createLogger('test', 'silent');
+
+describe('EventSink over the PostgreSQL store', () => {
+  let store: PostgresEventStore;
+  before(async () => {
+    store = new PostgresEventStore({ connectionString: await freshDatabase('es_sink'), schema: 'es_sink' });
+    await store.init();
+  });
+  after(async () => {
+    await store.close();
+  });
+
+  const numbers = async (streamId: string) =>
+    (await store.readStream(streamId)).map((e) => (e.data as { i: number }).i);
+
+  it('appends what one turn reports to a stream in one commit, in the order reported, each stream apart', async () => {
+    const sink = new EventSink(store, logger, { actor: 'system:test' });
+    for (let i = 0; i < 300; i++) sink.append('sink_a-1', { type: 'Reported', data: { i } }, `c-${i}`);
+    for (let i = 0; i < 5; i++) sink.append('sink_b-1', { type: 'Reported', data: { i } }, undefined, 'apikey:k1');
+    await sink.flush();
+    assert.deepEqual(
+      await numbers('sink_a-1'),
+      Array.from({ length: 300 }, (_, i) => i),
+    );
+    assert.deepEqual(await numbers('sink_b-1'), [0, 1, 2, 3, 4]);
+    assert.deepEqual(sink.counts(), { appends: 2, events: 305, dropped: 0 });
+    const a = await store.readStream('sink_a-1');
+    assert.equal(a[7]!.metadata.correlationId, 'c-7');
+    assert.equal(a[7]!.metadata.actor, 'system:test');
+    assert.equal((await store.readStream('sink_b-1'))[0]!.metadata.actor, 'apikey:k1');
+  });
+
+  it('splits a long backlog into appends of at most maxBatch and keeps reporting while one runs', async () => {
+    const sink = new EventSink(store, logger, { actor: 'system:test', maxBatch: 100 });
+    for (let i = 0; i < 250; i++) sink.append('sink_c-1', { type: 'Reported', data: { i } });
+    // Reported while the first append is in flight: they queue behind the backlog, in order.
+    await new Promise((r) => setImmediate(r));
+    for (let i = 250; i < 260; i++) sink.append('sink_c-1', { type: 'Reported', data: { i } });
+    await sink.flush();
+    assert.deepEqual(
+      await numbers('sink_c-1'),
+      Array.from({ length: 260 }, (_, i) => i),
+    );
+    const { appends, events } = sink.counts();
+    assert.equal(events, 260);
+    assert.ok(appends >= 3 && appends <= 4, `250 + 10 events in batches of 100 take 3 or 4 appends, took ${appends}`);
+  });
+
+  it('drops what exceeds maxPending for a stream, counts it, and stores the rest', async () => {
+    const sink = new EventSink(store, logger, { actor: 'system:test', maxPending: 10 });
+    for (let i = 0; i < 15; i++) sink.append('sink_d-1', { type: 'Reported', data: { i } });
+    await sink.flush();
+    assert.deepEqual(
+      await numbers('sink_d-1'),
+      Array.from({ length: 10 }, (_, i) => i),
+    );
+    assert.equal(sink.counts().dropped, 5);
+  });
+
+  it('logs a failed append and goes on: the other streams and later reports are stored', async () => {
+    // The real store, refusing one stream's appends (the fault this test injects).
+    const refusing: EventStore = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === 'append')
+          return (
+            streamId: string,
+            ...rest: Parameters<EventStore['append']> extends [string, ...infer R] ? R : never
+          ) =>
+            streamId === 'sink_e-bad'
+              ? Promise.reject(new Error('refused by the test'))
+              : target.append(streamId, ...rest);
+        const v: unknown = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const sink = new EventSink(refusing, logger, { actor: 'system:test' });
+    sink.append('sink_e-bad', { type: 'Reported', data: { i: 0 } });
+    sink.append('sink_e-good', { type: 'Reported', data: { i: 0 } });
+    await sink.flush();
+    sink.append('sink_e-good', { type: 'Reported', data: { i: 1 } });
+    await sink.flush();
+    assert.deepEqual(await numbers('sink_e-good'), [0, 1]);
+    assert.deepEqual(await numbers('sink_e-bad'), []);
+    assert.deepEqual(sink.counts(), { appends: 2, events: 2, dropped: 0 });
+  });
+});
