@@ -5,28 +5,30 @@ import {
   TASK_TYPE_ALIASES,
   builtinAgentCards as agentCards,
   externalAgentSchema,
+  EXTERNAL_AGENT_STREAM_PREFIX,
   externalAgentStreamId,
   registerAgentInput,
   type AgentHealthView,
   type ExternalAgentRegisteredData,
   type ExternalAgentRemovedData,
 } from '@switchyard/contracts';
-import type { EventStore } from '@switchyard/event-store';
+import { handleCommand, toDomainEvent, type EventStore, type RecordedEvent } from '@switchyard/event-store';
 import { AppError, newId, type EgressGuard, type Logger } from '@switchyard/platform';
+import { isDomainError } from '@switchyard/domain';
 import { fetchA2aCard } from './a2a-agents.js';
 import {
-  deleteExternalAgent,
+  deleteExternalAgentToken,
   ensureExternalAgentsTable,
-  storedExternalAgent,
-  storedExternalAgents,
-  storeExternalAgent,
+  externalAgentTokens,
+  storeExternalAgentToken,
 } from './external-agent-store.js';
+import { externalAgentDecider, type ExternalAgentEvent, type ExternalAgentState } from './external-agent.decider.js';
 import type { InstanceRegistry } from './instances.js';
 
 export interface ExternalAgentsOptions {
   readonly pool: pg.Pool;
   readonly store: EventStore;
-  /** Schema of `<schema>.external_agents`. */
+  /** Schema of the delegation tables (`<schema>_secrets` holds the agents' tokens). */
   readonly schema: string;
   readonly logger: Logger;
   readonly registry: InstanceRegistry;
@@ -60,8 +62,9 @@ function refuseAliases(agent: string, taskTypes: readonly string[]): void {
 
 /**
  * External HTTP and A2A agents: those from configuration (in memory), and those registered and
- * removed at run time (stored in `<schema>.external_agents`, recorded as events, followed from
- * the log when another dispatcher changes them).
+ * removed at run time: commands on `external_agent-<name>` whose events are the agents (folded
+ * from the log at start, followed from it when another dispatcher changes them), with their
+ * tokens kept apart (`<schema>_secrets`). `<schema>.external_agents` is their read model.
  */
 export class ExternalAgents {
   /** Names of the external agents given by configuration (not stored, not removable at run time). */
@@ -85,9 +88,9 @@ export class ExternalAgents {
   }
 
   /**
-   * Register (or replace) an external HTTP agent: stored first (so a restarted or standby
-   * dispatcher knows it), recorded as ExternalAgentRegistered (without the token), then put
-   * in the registry and probed right away.
+   * Register (or replace) an external HTTP agent: its token kept first (so whoever follows the
+   * event finds it), then ExternalAgentRegistered recorded (without the token: what a restarted
+   * or another dispatcher knows it by), then put in the registry and probed right away.
    */
   async registerAgent(
     input: z.input<typeof registerAgentInput>,
@@ -117,7 +120,7 @@ export class ExternalAgents {
     await this.opts.egress.checkUrlResolved(url);
     return this.opts.serially(`external_agent:${a.name}`, async () => {
       const at = new Date().toISOString();
-      await storeExternalAgent(this.opts.pool, this.opts.schema, a, at);
+      await storeExternalAgentToken(this.opts.pool, this.opts.schema, a.name, a.token);
       const data: ExternalAgentRegisteredData = {
         name: a.name,
         url: a.url,
@@ -128,13 +131,11 @@ export class ExternalAgents {
         registered_at: at,
         ...(a.a2a_card_url !== undefined ? { a2a_card_url: a.a2a_card_url } : {}),
       };
-      await this.opts.store.append(externalAgentStreamId(a.name), [
-        {
-          type: 'ExternalAgentRegistered',
-          data,
-          metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
-        },
-      ]);
+      await handleCommand(this.opts.store, externalAgentStreamId(a.name), externalAgentDecider, {
+        type: 'RegisterExternalAgent',
+        data,
+        metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+      });
       const inst = this.registry.registerHttp(a);
       await this.registry.probe(inst);
       this.log.info(
@@ -172,18 +173,19 @@ export class ExternalAgents {
     if (this.opts.stopped()) throw new AppError('unavailable', 'dispatcher is stopping');
     this.refuseUnmanaged(name, 'removed');
     return this.opts.serially(`external_agent:${name}`, async () => {
-      if (!(await deleteExternalAgent(this.opts.pool, this.opts.schema, name)))
-        throw new AppError('not_found', `no registered external agent named ${name}`, { agent: name });
-      this.registry.unregisterHttp(name);
       const at = new Date().toISOString();
       const data: ExternalAgentRemovedData = { name, removed_at: at };
-      await this.opts.store.append(externalAgentStreamId(name), [
-        {
-          type: 'ExternalAgentRemoved',
+      try {
+        await handleCommand(this.opts.store, externalAgentStreamId(name), externalAgentDecider, {
+          type: 'RemoveExternalAgent',
           data,
           metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
-        },
-      ]);
+        });
+      } catch (err) {
+        throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
+      }
+      this.registry.unregisterHttp(name);
+      await deleteExternalAgentToken(this.opts.pool, this.opts.schema, name);
       this.log.info({ correlationId, agent: name, actor }, 'external agent removed');
       return { removed: name };
     });
@@ -209,45 +211,70 @@ export class ExternalAgents {
     }
   }
 
-  /** Create `<schema>.external_agents` if needed and put its agents in the registry (a row named like a configured agent is ignored: configuration wins). */
+  /**
+   * Create the dispatcher's tables if needed and put the registered agents in the registry: the
+   * registrations folded from the log (an agent named like a configured one is ignored:
+   * configuration wins), with their tokens.
+   */
   async loadStoredAgents(): Promise<void> {
     await ensureExternalAgentsTable(this.opts.pool, this.opts.schema);
+    const states = new Map<string, ExternalAgentState>();
+    for (let after = -1; ;) {
+      const page = await this.opts.store.readAll({
+        after,
+        maxCount: 1_000,
+        types: ['ExternalAgentRegistered', 'ExternalAgentRemoved'],
+        streamPrefixes: [EXTERNAL_AGENT_STREAM_PREFIX],
+      });
+      for (const r of page) {
+        const name = r.streamId.slice(EXTERNAL_AGENT_STREAM_PREFIX.length);
+        states.set(
+          name,
+          externalAgentDecider.evolve(
+            states.get(name) ?? externalAgentDecider.initialState,
+            toDomainEvent<ExternalAgentEvent>(r),
+          ),
+        );
+      }
+      if (page.length < 1_000) break;
+      after = page[page.length - 1]!.position;
+    }
+    const registered = [...states.values()].flatMap((st) => (st.status === 'registered' ? [st.agent] : []));
+    const tokens = await externalAgentTokens(
+      this.opts.pool,
+      this.opts.schema,
+      registered.map((a) => a.name),
+    );
     let loaded = 0;
-    for (const r of await storedExternalAgents(this.opts.pool, this.opts.schema)) {
+    for (const r of registered) {
       if (this.configuredAgents.has(r.name)) {
         this.log.warn(
           { agent: r.name },
-          'stored external agent has the name of a configured one; the configured one is used',
+          'registered external agent has the name of a configured one; the configured one is used',
         );
         continue;
       }
-      const parsed = externalAgentSchema.safeParse({
-        ...r,
-        token: r.token ?? undefined,
-        a2a_card_url: r.a2a_card_url ?? undefined,
-      });
-      if (!parsed.success) {
-        this.log.warn({ agent: r.name, issues: parsed.error.issues }, 'stored external agent does not parse; skipped');
-        continue;
-      }
-      this.registry.registerHttp(parsed.data);
+      const parsed = this.agentOf(r, tokens.get(r.name));
+      if (!parsed) continue;
+      this.registry.registerHttp(parsed);
       loaded++;
     }
-    if (loaded > 0) this.log.info({ loaded }, 'stored external agents loaded');
+    if (loaded > 0) this.log.info({ loaded }, 'registered external agents loaded');
   }
 
-  /** An external agent registered or removed through another dispatcher: take the stored row as it is now. */
-  async refreshStoredAgent(name: string): Promise<void> {
+  /** An external agent registered or removed through another dispatcher: take it as its event says, with its token. */
+  async refreshStoredAgent(recorded: RecordedEvent): Promise<void> {
+    const e = toDomainEvent<ExternalAgentEvent>(recorded);
+    const name = e.data.name;
     if (this.configuredAgents.has(name)) return;
-    const row = await storedExternalAgent(this.opts.pool, this.opts.schema, name);
     const have = this.registry.instances.get(`http:${name}`);
-    if (!row) {
+    if (e.type === 'ExternalAgentRemoved') {
       if (have) this.registry.unregisterHttp(name);
       return;
     }
-    const parsed = externalAgentSchema.safeParse({ ...row, token: row.token ?? undefined });
-    if (!parsed.success) return;
-    const a = parsed.data;
+    const token = (await externalAgentTokens(this.opts.pool, this.opts.schema, [name])).get(name);
+    const a = this.agentOf(e.data, token);
+    if (!a) return;
     if (
       have &&
       have.url === a.url.replace(/\/+$/, '') &&
@@ -259,5 +286,29 @@ export class ExternalAgents {
     const inst = this.registry.registerHttp(a);
     await this.registry.probe(inst);
     this.opts.kick();
+  }
+
+  /** The registry's form of a recorded registration, or undefined (logged) when it no longer parses. */
+  private agentOf(
+    r: ExternalAgentRegisteredData,
+    token: string | undefined,
+  ): z.output<typeof externalAgentSchema> | undefined {
+    const parsed = externalAgentSchema.safeParse({
+      name: r.name,
+      url: r.url,
+      task_types: r.task_types,
+      max_concurrency: r.max_concurrency,
+      description: r.description,
+      ...(token !== undefined ? { token } : {}),
+      ...(r.a2a_card_url !== undefined ? { a2a_card_url: r.a2a_card_url } : {}),
+    });
+    if (!parsed.success) {
+      this.log.warn(
+        { agent: r.name, issues: parsed.error.issues },
+        'registered external agent does not parse; skipped',
+      );
+      return undefined;
+    }
+    return parsed.data;
   }
 }

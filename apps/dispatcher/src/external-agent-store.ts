@@ -1,87 +1,79 @@
 /**
- * Where run-time registered external agents are kept: `<schema>.external_agents` (one row per
- * agent, with its token, which the ExternalAgentRegistered event leaves out), and the DDL of
+ * What the dispatcher keeps of run-time registered external agents outside the log: their bearer
+ * tokens (the ExternalAgentRegistered event says `has_token`, never the token), and the DDL of
  * the dispatcher's tables. The registration flow (checks, events, registry) is the Dispatcher's.
  */
 import type pg from 'pg';
-import type { z } from 'zod';
 import { migrateUnderLock } from '@switchyard/platform';
-import type { externalAgentSchema } from '@switchyard/contracts';
 import { dispatcherLeaseTablesSql } from './leases.js';
 
-/** A stored row, as selected. */
-export interface StoredExternalAgent {
-  readonly name: string;
-  readonly url: string;
-  readonly task_types: string[];
-  readonly token: string | null;
-  readonly max_concurrency: number;
-  readonly description: string;
-  readonly a2a_card_url: string | null;
-}
+/** Where the tokens live: a schema of their own, which only the dispatcher's role may read. */
+const secretsSchema = (schema: string): string => `${schema}_secrets`;
 
-/** Insert or replace an agent's row. */
-export async function storeExternalAgent(
-  pool: pg.Pool,
-  schema: string,
-  a: z.output<typeof externalAgentSchema>,
-  at: string,
-): Promise<void> {
-  await pool.query(
-    `insert into ${schema}.external_agents (name, url, task_types, token, max_concurrency, description, registered_at, updated_at, a2a_card_url)
-     values ($1, $2, $3, $4, $5, $6, $7, $7, $8)
-     on conflict (name) do update set url = excluded.url, task_types = excluded.task_types, token = excluded.token,
-       max_concurrency = excluded.max_concurrency, description = excluded.description, updated_at = excluded.updated_at, a2a_card_url = excluded.a2a_card_url`,
-    [a.name, a.url, a.task_types, a.token ?? null, a.max_concurrency, a.description, at, a.a2a_card_url ?? null],
-  );
-}
-
-/** Delete an agent's row; false when there was none. */
-export async function deleteExternalAgent(pool: pg.Pool, schema: string, name: string): Promise<boolean> {
-  const gone = await pool.query(`delete from ${schema}.external_agents where name = $1`, [name]);
-  return gone.rowCount !== 0;
-}
-
-/** Every stored agent, by name. */
-export async function storedExternalAgents(pool: pg.Pool, schema: string): Promise<StoredExternalAgent[]> {
-  const rows = await pool.query<StoredExternalAgent>(
-    `select name, url, task_types, token, max_concurrency, description, a2a_card_url from ${schema}.external_agents order by name`,
-  );
-  return rows.rows;
-}
-
-/** One stored agent (without its A2A card URL, as a refresh after another dispatcher's change reads it), or undefined. */
-export async function storedExternalAgent(
+/** Keep an agent's bearer token, or forget it when the registration gives none. */
+export async function storeExternalAgentToken(
   pool: pg.Pool,
   schema: string,
   name: string,
-): Promise<Omit<StoredExternalAgent, 'a2a_card_url'> | undefined> {
-  const rows = await pool.query<Omit<StoredExternalAgent, 'a2a_card_url'>>(
-    `select name, url, task_types, token, max_concurrency, description from ${schema}.external_agents where name = $1`,
-    [name],
+  token: string | undefined,
+): Promise<void> {
+  if (token === undefined) {
+    await deleteExternalAgentToken(pool, schema, name);
+    return;
+  }
+  await pool.query(
+    `insert into ${secretsSchema(schema)}.external_agent_tokens (name, token, updated_at) values ($1, $2, now())
+     on conflict (name) do update set token = excluded.token, updated_at = excluded.updated_at`,
+    [name, token],
   );
-  return rows.rows[0];
+}
+
+export async function deleteExternalAgentToken(pool: pg.Pool, schema: string, name: string): Promise<void> {
+  await pool.query(`delete from ${secretsSchema(schema)}.external_agent_tokens where name = $1`, [name]);
+}
+
+/** The tokens of the given agents, by name (an agent without one is absent). */
+export async function externalAgentTokens(
+  pool: pg.Pool,
+  schema: string,
+  names: readonly string[],
+): Promise<Map<string, string>> {
+  const rows = await pool.query<{ name: string; token: string }>(
+    `select name, token from ${secretsSchema(schema)}.external_agent_tokens where name = any($1::text[])`,
+    [names],
+  );
+  return new Map(rows.rows.map((r) => [r.name, r.token]));
 }
 
 /**
- * `<schema>.external_agents` (the registered external agents) and the scale-out tables: partition
- * leases, members, assignment slots (idempotent; skipped on a schema-managed pool).
+ * The dispatcher's tables: the external agents' tokens (`<schema>_secrets`, kept out of the log
+ * and out of the read models) and the scale-out tables: partition leases, members, assignment
+ * slots. Idempotent; skipped on a schema-managed pool. The registered agents themselves are
+ * events; `<schema>.external_agents` is their read model (the delegation projections).
+ *
+ * Before, the tokens were a column of `<schema>.external_agents`, which other roles could read:
+ * they move to the secrets table, and the column goes.
  */
 export async function ensureExternalAgentsTable(pool: pg.Pool, schema = 'delegation'): Promise<void> {
+  const secrets = secretsSchema(schema);
   await migrateUnderLock(
     pool,
     `${schema}.external_agents.setup`,
     `create schema if not exists ${schema};
-     create table if not exists ${schema}.external_agents (
+     create schema if not exists ${secrets};
+     create table if not exists ${secrets}.external_agent_tokens (
        name text primary key,
-       url text not null,
-       task_types text[] not null,
-       token text,
-       max_concurrency int not null,
-       description text not null default '',
-       registered_at timestamptz not null,
+       token text not null,
        updated_at timestamptz not null);
-     alter table ${schema}.external_agents add column if not exists a2a_card_url text;
+     do $$ begin
+       if exists (select 1 from information_schema.columns
+                  where table_schema = '${schema}' and table_name = 'external_agents' and column_name = 'token') then
+         insert into ${secrets}.external_agent_tokens (name, token, updated_at)
+           select name, token, updated_at from ${schema}.external_agents where token is not null
+           on conflict (name) do nothing;
+         alter table ${schema}.external_agents drop column token;
+       end if;
+     end $$;
      ${dispatcherLeaseTablesSql(schema)}`,
   );
 }

@@ -29,7 +29,7 @@ import {
   type TaskView,
   tasksSubject,
 } from '@switchyard/contracts';
-import { startDispatcher, type DispatcherHandle } from './index.js';
+import { ensureExternalAgentsTable, startDispatcher, type DispatcherHandle } from './index.js';
 
 /**
  * Registered external agents are stored: a new dispatcher on the same database (restart or
@@ -174,19 +174,27 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     );
     assert.ok(!JSON.stringify(view).includes(TOKEN));
 
-    const row = (
-      await pool.query(
-        `select url, task_types, token, max_concurrency, description from delegation.external_agents where name = $1`,
-        [NAME],
-      )
-    ).rows[0];
-    assert.deepEqual(row, {
-      url: agentUrl,
-      task_types: [TASK_TYPE],
-      token: TOKEN,
-      max_concurrency: 2,
-      description: 'echoes',
-    });
+    // The read model follows the event (the delegation projections); the token is not in it.
+    const row = await until(
+      'the read model to show the agent',
+      async () =>
+        (
+          await pool.query(
+            `select url, task_types, max_concurrency, description from delegation.external_agents where name = $1`,
+            [NAME],
+          )
+        ).rows[0],
+    );
+    assert.deepEqual(row, { url: agentUrl, task_types: [TASK_TYPE], max_concurrency: 2, description: 'echoes' });
+    const columns = await pool.query(
+      `select column_name from information_schema.columns where table_schema = 'delegation' and table_name = 'external_agents'`,
+    );
+    assert.ok(!columns.rows.some((c: { column_name: string }) => c.column_name === 'token'));
+    // The token is kept apart, for the dispatcher alone.
+    assert.deepEqual(
+      (await pool.query(`select token from delegation_secrets.external_agent_tokens where name = $1`, [NAME])).rows,
+      [{ token: TOKEN }],
+    );
 
     const done = await execute({ task_type: TASK_TYPE, context: { echo: 'first' }, idempotency_key: 'ext-first' });
     assert.equal(done.agent, NAME);
@@ -257,9 +265,16 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     await until('the held task to reach the agent', () => agent.executed.includes(running.task_id));
     const executedBefore = agent.executed.length;
 
-    // 2. Removal: the row goes, the running task is handed back as for a lost instance.
+    // 2. Removal: the row and the token go, the running task is handed back as for a lost instance.
     assert.deepEqual(await unregister({ name: NAME, actor: 'apikey:tester' }), { removed: NAME });
-    assert.equal((await pool.query(`select 1 from delegation.external_agents where name = $1`, [NAME])).rowCount, 0);
+    await until(
+      'the read model to drop the agent',
+      async () => (await pool.query(`select 1 from delegation.external_agents where name = $1`, [NAME])).rowCount === 0,
+    );
+    assert.equal(
+      (await pool.query(`select 1 from delegation_secrets.external_agent_tokens where name = $1`, [NAME])).rowCount,
+      0,
+    );
     const back = await until('the running task to be back in the queue', async () => {
       const v = await get(running.task_id);
       return v.status === 'queued' ? v : undefined;
@@ -314,5 +329,48 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
       (await pool.query(`select 1 from delegation.external_agents where name = 'data_analyst'`)).rowCount,
       0,
     );
+  });
+  it('the read model is a projection: dropped and rebuilt from the log, it has the same rows', async () => {
+    await register({ name: 'ext-rebuild-a', url: agentUrl, task_types: ['ext_rebuild'], max_concurrency: 3 });
+    await register({ name: 'ext-rebuild-b', url: agentUrl, task_types: ['ext_rebuild'], description: 'second' });
+    await register({ name: 'ext-rebuild-a', url: agentUrl, task_types: ['ext_rebuild', 'ext_more'] });
+    await unregister({ name: 'ext-rebuild-b' });
+    const rows = () =>
+      pool
+        .query(
+          `select name, url, task_types, max_concurrency, description, registered_at, updated_at, a2a_card_url
+             from delegation.external_agents order by name`,
+        )
+        .then((r) => r.rows);
+    const projection = d.projections!;
+    await projection.waitFor();
+    const before = await rows();
+    assert.ok(before.some((r: { name: string }) => r.name === 'ext-rebuild-a'));
+    assert.ok(!before.some((r: { name: string }) => r.name === 'ext-rebuild-b'));
+    await pool.query('truncate delegation.external_agents');
+    await projection.rebuild('delegation.external_agents');
+    await projection.waitFor();
+    assert.deepEqual(await rows(), before);
+    await unregister({ name: 'ext-rebuild-a' });
+  });
+  it('an installation that kept tokens in the read model has them moved to the secrets table, and the column dropped', async () => {
+    await pool.query(`create schema legacy_agents;
+      create table legacy_agents.external_agents (name text primary key, url text not null, task_types text[] not null,
+        token text, max_concurrency int not null, description text not null default '',
+        registered_at timestamptz not null, updated_at timestamptz not null, a2a_card_url text);
+      insert into legacy_agents.external_agents values
+        ('old-a', 'http://a.example', '{t}', 'tok-a', 1, '', now(), now(), null),
+        ('old-b', 'http://b.example', '{t}', null, 1, '', now(), now(), null)`);
+    await ensureExternalAgentsTable(pool, 'legacy_agents');
+    await ensureExternalAgentsTable(pool, 'legacy_agents'); // idempotent
+    assert.deepEqual(
+      (await pool.query(`select name, token from legacy_agents_secrets.external_agent_tokens order by name`)).rows,
+      [{ name: 'old-a', token: 'tok-a' }],
+    );
+    const columns = await pool.query(
+      `select column_name from information_schema.columns where table_schema = 'legacy_agents' and table_name = 'external_agents'`,
+    );
+    assert.ok(!columns.rows.some((c: { column_name: string }) => c.column_name === 'token'));
+    assert.equal((await pool.query(`select 1 from legacy_agents.external_agents`)).rowCount, 2);
   });
 });

@@ -154,11 +154,11 @@ export class Recovery {
       for await (const e of sub) {
         if (this.stopped) break;
         if (e.type === 'ExternalAgentRegistered' || e.type === 'ExternalAgentRemoved') {
-          const name = (e.data as { name?: unknown }).name;
-          if (typeof name === 'string')
-            await this.opts.agents
-              .refreshStoredAgent(name)
-              .catch((err) => this.log.warn({ err, agent: name }, 'refreshing an external agent failed'));
+          await this.opts.agents
+            .refreshStoredAgent(e)
+            .catch((err) =>
+              this.log.warn({ err, agent: (e.data as { name?: unknown }).name }, 'refreshing an external agent failed'),
+            );
           continue;
         }
         const taskId = (e.data as { task_id?: unknown }).task_id;

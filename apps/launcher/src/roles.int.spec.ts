@@ -241,6 +241,11 @@ describe(
       assert.equal(await can(role('dispatcher'), 'delegation.tasks', 'UPDATE'), true);
       assert.equal(await can(role('dispatcher'), 'read_models.checkpoints', 'UPDATE'), true);
       assert.equal(await can(role('dispatcher'), 'read_models.workflow_executions', 'SELECT'), false);
+      // The external agents' tokens: the dispatcher alone; roles that read the delegation read models do not.
+      assert.equal(await can(role('dispatcher'), 'delegation_secrets.external_agent_tokens', 'SELECT'), true);
+      assert.equal(await can(role('dispatcher'), 'delegation_secrets.external_agent_tokens', 'INSERT'), true);
+      for (const r of ['gateway', 'projections', 'engine', 'monitor', 'relay'] as const)
+        assert.equal(await can(role(r), 'delegation_secrets.external_agent_tokens', 'SELECT'), false, r);
       // The projections: status, reading what they join.
       assert.equal(await can(role('projections'), 'status.mcp_servers', 'INSERT'), true);
       assert.equal(await can(role('projections'), 'delegation.tasks', 'SELECT'), true);

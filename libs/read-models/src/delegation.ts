@@ -2,6 +2,11 @@ import type pg from 'pg';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from './projection.js';
 import { TASK_STREAM_PREFIX, type TaskEvent } from '@switchyard/domain';
+import {
+  EXTERNAL_AGENT_STREAM_PREFIX,
+  externalAgentRegisteredData,
+  externalAgentRemovedData,
+} from '@switchyard/contracts';
 
 const ident = (schema: string): string => {
   if (!/^[a-z_][a-z0-9_]{0,40}$/.test(schema)) throw new Error(`bad schema name ${schema}`);
@@ -436,7 +441,63 @@ export async function queryPerformance(pool: pg.Pool, schema = 'delegation') {
 }
 
 /** The delegation projections (tasks table and per-agent performance) for a ProjectionRunner. */
+/**
+ * `<schema>.external_agents`: the external agents registered at run time, from their
+ * ExternalAgentRegistered / ExternalAgentRemoved events. Their bearer tokens are not in the log
+ * and not here: the dispatcher keeps them apart (`<schema>_secrets.external_agent_tokens`), so a
+ * role that reads the read models never reads a token.
+ */
+export function externalAgentsProjection(schema = 'delegation'): Projection {
+  const s = ident(schema);
+  return {
+    name: `${s}.external_agents`,
+    handles: ['ExternalAgentRegistered', 'ExternalAgentRemoved'],
+    streamPrefixes: [EXTERNAL_AGENT_STREAM_PREFIX],
+    async setup(c) {
+      await c.query(`create schema if not exists ${s}`);
+      await c.query(`create table if not exists ${s}.external_agents (
+        name text primary key,
+        url text not null,
+        task_types text[] not null,
+        max_concurrency int not null,
+        description text not null default '',
+        registered_at timestamptz not null,
+        updated_at timestamptz not null,
+        a2a_card_url text)`);
+    },
+    async reset(c) {
+      await c.query(`truncate ${s}.external_agents`);
+    },
+    async apply(c: pg.PoolClient, recorded: RecordedEvent) {
+      if (recorded.type === 'ExternalAgentRemoved') {
+        const { name } = externalAgentRemovedData.parse(recorded.data);
+        await c.query(`delete from ${s}.external_agents where name = $1`, [name]);
+        return;
+      }
+      const a = externalAgentRegisteredData.parse(recorded.data);
+      await c.query(
+        `insert into ${s}.external_agents (name, url, task_types, max_concurrency, description, registered_at, updated_at, a2a_card_url)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)
+         on conflict (name) do update set url = excluded.url, task_types = excluded.task_types,
+           max_concurrency = excluded.max_concurrency, description = excluded.description,
+           updated_at = excluded.updated_at, a2a_card_url = excluded.a2a_card_url`,
+        [
+          a.name,
+          a.url,
+          a.task_types,
+          a.max_concurrency,
+          a.description,
+          a.registered_at,
+          recorded.metadata.timestamp,
+          a.a2a_card_url ?? null,
+        ],
+      );
+    },
+  };
+}
+
 export const delegationProjections = (schema = 'delegation') => [
   tasksProjection(schema),
   performanceProjection(schema),
+  externalAgentsProjection(schema),
 ];

@@ -72,7 +72,8 @@ const checkpoints = (schema: string): SchemaGrant => ({
  *   definitions read model (it runs that projection); the silences and alert rules it edits; reads the read models.
  * - engine: appends; its `workflows` tables; the workflow read model in `read_models`; reads and
  *   marks the automation server's `automation.triggers` (the trigger starter), no other automation table.
- * - dispatcher: appends; its `delegation` tables (tasks, performance, external agents).
+ * - dispatcher: appends; its `delegation` tables (tasks, performance, external agents) and the
+ *   external agents' tokens (`delegation_secrets`, which no other role reads).
  * - relay: reads the events, writes its checkpoint; nothing else (not `security`).
  * - projections: the status read model (`status`), reading `delegation`, `read_models` and
  *   `monitoring` it joins; reads events only.
@@ -123,6 +124,8 @@ export const COMPONENT_GRANTS = {
       eventsAppend,
       { schema: EVENTSTORE_SCHEMA, tables: ['fences'], privileges: ['SELECT', 'INSERT', 'UPDATE'] },
       { schema: 'delegation', privileges: PROJECTION },
+      // The external agents' bearer tokens: only the dispatcher sends them, so only it reads them.
+      { schema: 'delegation_secrets', privileges: RW },
       checkpoints('read_models'),
     ],
   },
