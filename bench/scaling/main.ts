@@ -4,7 +4,10 @@
  * for each scaled role, 1, 2 and 4 processes of it while the rest stays at one, under a closed-loop
  * load through the gateway(s) that the role serves:
  *
- *   workflows   2-step workflow (mcp:analytics/record_metric -> agent:support_response), POST start?wait=true
+ *   workflows   2-step workflow, POST start?wait=true: by default two MCP steps
+ *               (mcp:analytics/record_metric -> mcp:analytics/record_metric), so the engines are
+ *               what is measured; BENCH_WORKFLOW=agent makes the second step agent:support_response
+ *               (then the agents' capacity bounds the row)
  *   dispatcher  delegations of support_response, POST delegate?wait=true
  *   connectors  MCP calls of analytics/record_metric, POST mcp/call
  *   gateway     the same MCP calls spread over every gateway
@@ -28,6 +31,9 @@ type Role = 'workflows' | 'dispatcher' | 'connectors' | 'gateway';
 const roles = (process.env.BENCH_ROLES ?? 'workflows,dispatcher,connectors,gateway').split(',') as Role[];
 const levels = (process.env.BENCH_LEVELS ?? '1,2,4').split(',').map(Number);
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const workflowKind = process.env.BENCH_WORKFLOW ?? 'mcp';
+if (workflowKind !== 'mcp' && workflowKind !== 'agent')
+  throw new Error(`BENCH_WORKFLOW must be mcp or agent, got ${workflowKind}`);
 const clients = Number(process.env.BENCH_CLIENTS ?? 32);
 const warmupMs = Number(process.env.BENCH_WARMUP_MS ?? 3_000);
 
@@ -108,19 +114,27 @@ async function main(): Promise<void> {
           with: { name: 'scaling_units', value: 1 },
           timeout_ms: 10_000,
         },
-        {
-          id: 'answer',
-          uses: 'agent:support_response',
-          needs: ['metric'],
-          with: { query: 'where is my order ${{ input.n }}' },
-          timeout_ms: 10_000,
-        },
+        workflowKind === 'agent'
+          ? {
+              id: 'answer',
+              uses: 'agent:support_response',
+              needs: ['metric'],
+              with: { query: 'where is my order ${{ input.n }}' },
+              timeout_ms: 10_000,
+            }
+          : {
+              id: 'answer',
+              uses: 'mcp:analytics/record_metric',
+              needs: ['metric'],
+              with: { name: 'scaling_units_done', value: 1 },
+              timeout_ms: 10_000,
+            },
       ],
       outputs: { n: '${{ input.n }}' },
     });
     if (reg.status !== 201) throw new Error(`register: ${reg.status} ${JSON.stringify(reg.body)}`);
     console.log(
-      `# system up in ${Date.now() - t0} ms: ${all.length} processes; ${clients} clients, ${seconds} s a level after ${warmupMs} ms warm-up`,
+      `# system up in ${Date.now() - t0} ms: ${all.length} processes; ${clients} clients, ${seconds} s a level after ${warmupMs} ms warm-up; workflow steps: ${workflowKind === 'agent' ? 'mcp, agent' : 'mcp, mcp'} (BENCH_WORKFLOW)`,
     );
 
     let n = 0;

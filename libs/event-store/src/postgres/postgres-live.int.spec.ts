@@ -47,10 +47,15 @@ describe('PostgresEventStore live delivery', () => {
     });
     await store.append('r-1', [ev('R', { i: 0 })]);
     while (received.length < 1) await new Promise((r) => setTimeout(r, 10));
-    const killed = await pool.query(
-      `select pg_terminate_backend(pid) as ok from pg_stat_activity
-       where datname = current_database() and query ilike 'listen "es_reconnect_appended"%'`,
+    // The first event may come by hand-over (an append of this process) before the LISTEN
+    // connection has said LISTEN: wait until PostgreSQL shows it, then terminate it.
+    const listening = `from pg_stat_activity
+       where datname = current_database() and query ilike 'listen "es_reconnect_appended"%'`;
+    await until(
+      'the LISTEN connection to be up',
+      async () => (await pool.query(`select 1 ${listening}`)).rowCount === 1,
     );
+    const killed = await pool.query(`select pg_terminate_backend(pid) as ok ${listening}`);
     assert.equal(killed.rowCount, 1, 'the LISTEN connection was found and terminated');
     for (let i = 1; i < 6; i++) await store.append('r-1', [ev('R', { i })]);
     await done;
