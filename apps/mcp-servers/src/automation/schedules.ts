@@ -327,7 +327,13 @@ export class Schedules {
    */
   async claim(id: string, now: Date): Promise<ClaimedFire | undefined> {
     return withTransaction(this.deps.pool, async (c) => {
-      const r = await c.query(`${SCHEDULE_SELECT} WHERE s.id = $1 FOR UPDATE OF s SKIP LOCKED`, [id]);
+      // The lock first, the run state after it, in two statements. A statement reads the snapshot
+      // taken when it started: in one statement, a claim that committed between that snapshot and
+      // the lock (released by its commit) went unseen, and the same occurrence was claimed twice.
+      // The second statement starts after the lock is held, so it sees every earlier claim.
+      const locked = await c.query(`SELECT 1 FROM automation.schedules WHERE id = $1 FOR UPDATE SKIP LOCKED`, [id]);
+      if (locked.rowCount === 0) return undefined;
+      const r = await c.query(`${SCHEDULE_SELECT} WHERE s.id = $1`, [id]);
       const row = r.rows[0] as Record<string, unknown> | undefined;
       if (!row || row['active'] !== true || row['done'] === true || (row['next_fire_at'] as Date) > now)
         return undefined;
