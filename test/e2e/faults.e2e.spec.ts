@@ -328,10 +328,20 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
       const bad = items.filter((x) => x.status === 'failed' || x.status === 'canceled');
       if (bad.length) assert.fail(`executions ended ${bad.map((b) => b.status)}: ${JSON.stringify(bad[0])}`);
       if (done === executions.size) break;
-      if (i > 600)
-        assert.fail(
-          `${done}/${executions.size} workflows completed: ${JSON.stringify(items.filter((x) => x.status !== 'completed').slice(0, 3))}`,
+      if (i > 600) {
+        // What the log says of the first few unfinished ones: stuck in the engine or only in the read model.
+        const open = items.filter((x) => x.status !== 'completed').slice(0, 3);
+        const streams = await Promise.all(
+          open.map(async (x) => {
+            const r = await http('GET', `/api/v1/events?stream=workflow_execution-${x.execution_id}&limit=1000`);
+            const events = (r.body?.events ?? []) as { type: string; data: any }[];
+            return { id: x.execution_id, status: x.status, events: events.map((e) => `${e.type} ${e.data?.step_id ?? ''}`) };
+          }),
         );
+        assert.fail(
+          `${done}/${executions.size} workflows completed; unfinished: ${JSON.stringify(streams)}; errors logged: ${sys.loud.slice(-15).join("\n")}; the system's last lines: ${sys.output.slice(-4000)}`,
+        );
+      }
       await sleep(200);
     }
     for (const [id, n] of executions) {
