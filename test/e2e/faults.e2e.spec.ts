@@ -335,11 +335,15 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
           open.map(async (x) => {
             const r = await http('GET', `/api/v1/events?stream=workflow_execution-${x.execution_id}&limit=1000`);
             const events = (r.body?.events ?? []) as { type: string; data: any }[];
-            return { id: x.execution_id, status: x.status, events: events.map((e) => `${e.type} ${e.data?.step_id ?? ''}`) };
+            return {
+              id: x.execution_id,
+              status: x.status,
+              events: events.map((e) => `${e.type} ${e.data?.step_id ?? ''}`),
+            };
           }),
         );
         assert.fail(
-          `${done}/${executions.size} workflows completed; unfinished: ${JSON.stringify(streams)}; errors logged: ${sys.loud.slice(-15).join("\n")}; the system's last lines: ${sys.output.slice(-4000)}`,
+          `${done}/${executions.size} workflows completed; unfinished: ${JSON.stringify(streams)}; errors logged: ${sys.loud.slice(-15).join('\n')}; the system's last lines: ${sys.output.slice(-4000)}`,
         );
       }
       await sleep(200);
