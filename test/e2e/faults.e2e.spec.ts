@@ -342,8 +342,19 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
             };
           }),
         );
+        // And the delegation side (an agent step waits on a task): the agents as the dispatcher sees
+        // them, and the first task not completed with its events.
+        const agents = await http('GET', '/api/v1/integration/agents/health');
+        let task: unknown = null;
+        for (const id of tasks) {
+          const t = await http('GET', `/api/v1/integration/agents/tasks/${id}`);
+          if (t.body?.status === 'completed') continue;
+          const ev = await http('GET', `/api/v1/events?stream=task-${id}&limit=1000`);
+          task = { view: t.body, events: ((ev.body?.events ?? []) as { type: string }[]).map((e) => e.type) };
+          break;
+        }
         assert.fail(
-          `${done}/${executions.size} workflows completed; unfinished: ${JSON.stringify(streams)}; errors logged: ${sys.loud.slice(-15).join('\n')}; the system's last lines: ${sys.output.slice(-4000)}`,
+          `${done}/${executions.size} workflows completed; unfinished: ${JSON.stringify(streams)}; first task not completed: ${JSON.stringify(task)}; agents: ${JSON.stringify(agents.body).slice(0, 3000)}; errors logged: ${sys.loud.slice(-15).join('\n')}; the system's last lines: ${sys.output.slice(-4000)}`,
         );
       }
       await sleep(200);
