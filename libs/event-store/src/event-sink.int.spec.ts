@@ -31,7 +31,7 @@ describe('EventSink over the PostgreSQL store', () => {
       Array.from({ length: 300 }, (_, i) => i),
     );
     assert.deepEqual(await numbers('sink_b-1'), [0, 1, 2, 3, 4]);
-    assert.deepEqual(sink.counts(), { appends: 2, events: 305, dropped: 0 });
+    assert.deepEqual(sink.counts(), { appends: 2, events: 305, retries: 0, dropped: 0, lost: 0 });
     const a = await store.readStream('sink_a-1');
     assert.equal(a[7]!.metadata.correlationId, 'c-7');
     assert.equal(a[7]!.metadata.actor, 'system:test');
@@ -65,6 +65,62 @@ describe('EventSink over the PostgreSQL store', () => {
     assert.equal(sink.counts().dropped, 5);
   });
 
+  /** The real store, with `fault` run around the appends of streams it picks (the fault the test injects). */
+  const faulty = (fault: (append: () => Promise<unknown>, streamId: string) => Promise<unknown>): EventStore =>
+    new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === 'append')
+          return (...args: Parameters<EventStore['append']>) => fault(() => target.append(...args), args[0]);
+        const v: unknown = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  const lostConnection = () => Object.assign(new Error('Connection terminated unexpectedly'), {});
+  const refusedConnection = () =>
+    Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+
+  it('an append cut off by a lost connection is tried again: stored once whether or not it had committed', async () => {
+    const failedOnce = new Set<string>();
+    const sink = new EventSink(
+      faulty(async (append, streamId) => {
+        if (failedOnce.has(streamId)) return append();
+        failedOnce.add(streamId);
+        // sink_f-committed: the commit happened, its answer was lost with the connection.
+        if (streamId === 'sink_f-committed') await append();
+        throw streamId === 'sink_f-committed' ? lostConnection() : refusedConnection();
+      }),
+      logger,
+      { actor: 'system:test' },
+    );
+    for (let i = 0; i < 3; i++) sink.append('sink_f-committed', { type: 'Reported', data: { i } });
+    for (let i = 0; i < 3; i++) sink.append('sink_f-refused', { type: 'Reported', data: { i } });
+    // Not flush(): while the process runs, the sink keeps trying on its own.
+    for (let i = 0; i < 100 && sink.counts().events < 6; i++) await new Promise((r) => setTimeout(r, 50));
+    sink.append('sink_f-committed', { type: 'Reported', data: { i: 3 } });
+    await sink.flush();
+    assert.deepEqual(await numbers('sink_f-committed'), [0, 1, 2, 3]);
+    assert.deepEqual(await numbers('sink_f-refused'), [0, 1, 2]);
+    assert.deepEqual(sink.counts(), { appends: 3, events: 7, retries: 2, dropped: 0, lost: 0 });
+  });
+
+  it('a stop while the store stays unreachable ends after the grace, counting what it lost', async () => {
+    const sink = new EventSink(
+      faulty(() => Promise.reject(refusedConnection())),
+      logger,
+      { actor: 'system:test', closeGraceMs: 300 },
+    );
+    for (let i = 0; i < 4; i++) sink.append('sink_g-1', { type: 'Reported', data: { i } });
+    const t0 = Date.now();
+    await sink.flush();
+    const ms = Date.now() - t0;
+    assert.ok(ms < 5_000, `flush ended ${ms} ms after it was called`);
+    const c = sink.counts();
+    assert.equal(c.lost, 4);
+    assert.equal(c.events, 0);
+    assert.ok(c.retries >= 1, `tried again before giving up (${c.retries})`);
+    assert.deepEqual(await numbers('sink_g-1'), []);
+  });
+
   it('logs a failed append and goes on: the other streams and later reports are stored', async () => {
     // The real store, refusing one stream's appends (the fault this test injects).
     const refusing: EventStore = new Proxy(store, {
@@ -89,6 +145,6 @@ describe('EventSink over the PostgreSQL store', () => {
     await sink.flush();
     assert.deepEqual(await numbers('sink_e-good'), [0, 1]);
     assert.deepEqual(await numbers('sink_e-bad'), []);
-    assert.deepEqual(sink.counts(), { appends: 2, events: 2, dropped: 0 });
+    assert.deepEqual(sink.counts(), { appends: 2, events: 2, retries: 0, dropped: 0, lost: 1 });
   });
 });

@@ -1,4 +1,4 @@
-import { newId, type Logger } from '@switchyard/platform';
+import { backoffMs, isAppError, isConnectionError, newId, POOL_ENDED_MESSAGE, type Logger } from '@switchyard/platform';
 import type { EventStore, NewEvent } from './port.js';
 
 export interface EventSinkOptions {
@@ -11,6 +11,12 @@ export interface EventSinkOptions {
    * counted (a warning per 1,000): a store that is down must not make the process run out of memory.
    */
   readonly maxPending?: number;
+  /**
+   * Once `flush()` was called (the process stops), how long an append that fails for a reason
+   * that passes (the store unreachable) is still tried again before its events are given up
+   * (default 5,000 ms): a stop must end even while the database is down.
+   */
+  readonly closeGraceMs?: number;
 }
 
 interface StreamQueue {
@@ -27,15 +33,23 @@ interface StreamQueue {
  * busy MCP server reports two events per call on one stream; one commit per event would cap
  * that stream at one commit's rate, and the backlog would grow without bound under load.
  *
- * A failed append is logged with what it lost, not thrown: these records are reported after
- * the fact, and the reporter has already answered its caller.
+ * An append that fails for a reason that passes (the database restarting, a connection cut) is
+ * tried again with backoff, for as long as the process runs: the records wait in memory (bounded
+ * by maxPending) rather than being lost. Such a failure can come after the commit (the answer
+ * lost with the connection), so before trying again the sink looks for the batch's last event id
+ * at the stream's end, and appends only when it is not there: every event is stored once. Any
+ * other failure is logged with what it lost, not thrown: these records are reported after the
+ * fact, and the reporter has already answered its caller.
  */
 export class EventSink {
   private readonly streams = new Map<string, StreamQueue>();
   private readonly maxBatch: number;
   private readonly maxPending: number;
   private dropped = 0;
-  private readonly stats = { appends: 0, events: 0 };
+  private lost = 0;
+  private readonly stats = { appends: 0, events: 0, retries: 0 };
+  /** Date.now() of the first flush(): from then on, transient failures are retried only closeGraceMs. */
+  private closingSince: number | undefined;
 
   constructor(
     private readonly store: EventStore,
@@ -63,6 +77,8 @@ export class EventSink {
       return;
     }
     q.pending.push({
+      // Chosen here, so a retry can tell whether an append whose answer was lost committed.
+      id: newId(),
       type: event.type,
       data: event.data,
       metadata: {
@@ -74,13 +90,23 @@ export class EventSink {
     q.draining ??= this.drain(streamId, q);
   }
 
-  /** Appends and events appended so far (every event reported and not dropped counts once). */
-  counts(): { readonly appends: number; readonly events: number; readonly dropped: number } {
-    return { ...this.stats, dropped: this.dropped };
+  /**
+   * Appends and events stored so far (every event reported and stored counts once), appends tried
+   * again after a failure that passes, events dropped for want of room, events lost to a failure.
+   */
+  counts(): {
+    readonly appends: number;
+    readonly events: number;
+    readonly retries: number;
+    readonly dropped: number;
+    readonly lost: number;
+  } {
+    return { ...this.stats, dropped: this.dropped, lost: this.lost };
   }
 
-  /** Wait for everything reported so far (used at shutdown). */
+  /** Wait for everything reported so far (the process stops: failures that pass are retried closeGraceMs more). */
   async flush(): Promise<void> {
+    this.closingSince ??= Date.now();
     while (this.streams.size > 0) {
       const running = [...this.streams.values()].flatMap((q) => (q.draining ? [q.draining] : []));
       if (running.length === 0) return;
@@ -92,22 +118,66 @@ export class EventSink {
     // Events reported in the same turn of the event loop (a call's start and end, a batch of
     // samples) join the first append.
     await Promise.resolve();
-    while (q.pending.length > 0) {
-      const batch = q.pending.splice(0, this.maxBatch);
-      try {
-        await this.store.append(streamId, batch);
-        this.stats.appends++;
-        this.stats.events += batch.length;
-      } catch (err) {
-        this.logger.error(
-          { err, streamId, lost: batch.length, types: [...new Set(batch.map((e) => e.type))] },
-          'could not append reported events',
-        );
-      }
-    }
+    while (q.pending.length > 0) await this.store1(streamId, q.pending.splice(0, this.maxBatch));
     // Nothing is pending and no await comes between the check above and here: a report after
     // this point finds no queue and starts a new one.
     q.draining = undefined;
     this.streams.delete(streamId);
   }
+
+  /** Store one batch once: retried through failures that pass, given up (logged) on any other. */
+  private async store1(streamId: string, batch: NewEvent[]): Promise<void> {
+    const lastId = batch.at(-1)!.id!;
+    // After a failure that passes, the append may have committed before its answer was lost.
+    let unsure = false;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (unsure) {
+          // Other writers may have appended to the stream since: look a little further back.
+          const tail = await this.store.readStream(streamId, {
+            direction: 'backwards',
+            maxCount: batch.length + 1_000,
+          });
+          if (tail.some((e) => e.id === lastId)) {
+            this.stats.appends++;
+            this.stats.events += batch.length;
+            return;
+          }
+        }
+        await this.store.append(streamId, batch);
+        this.stats.appends++;
+        this.stats.events += batch.length;
+        return;
+      } catch (err) {
+        const passing = isPassing(err);
+        const closing = this.closingSince !== undefined;
+        const graceOver = closing && Date.now() - this.closingSince! > (this.options.closeGraceMs ?? 5_000);
+        if (!passing || graceOver) {
+          this.lost += batch.length;
+          this.logger.error(
+            { err, streamId, lost: batch.length, types: [...new Set(batch.map((e) => e.type))], attempts: attempt },
+            'could not append reported events',
+          );
+          return;
+        }
+        unsure = true;
+        this.stats.retries++;
+        const retryInMs = backoffMs(attempt, { initialMs: 100, maxMs: closing ? 500 : 5_000, jitter: 'equal' });
+        // The first retry of an outage at warn, later ones quieter: a restart can take a while.
+        this.logger[attempt === 1 ? 'warn' : 'debug'](
+          { err, streamId, waiting: batch.length, attempt, retryInMs },
+          'appending reported events failed; trying again',
+        );
+        await new Promise((r) => setTimeout(r, retryInMs));
+      }
+    }
+  }
+}
+
+/** The store unreachable for now (not a refusal, nor a pool or store closed for good). */
+function isPassing(err: unknown): boolean {
+  const message = (err as { message?: unknown } | null)?.message;
+  if (typeof message === 'string' && message.includes(POOL_ENDED_MESSAGE)) return false;
+  if (isAppError(err)) return err.code === 'unavailable' && err.retryable;
+  return isConnectionError(err);
 }
