@@ -437,6 +437,9 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     // Every error was handled where it happened: none reached the process-level net.
     const net = sys.loud.filter((l) => l.includes('caught at the process level'));
     assert.deepEqual(net, [], 'no error reached the uncaughtException / unhandledRejection net');
+    // The events the components report (MCP calls, health) waited out the outages: none was given up.
+    const lost = sys.loud.filter((l) => l.includes('could not append reported events'));
+    assert.deepEqual(lost, [], 'no reported event was lost to the faults');
     figures.push(
       `${executions.size} workflows and ${tasks.size} delegations completed once (checked in ${Date.now() - t0} ms), ${s.rows[0]!.n} events dense`,
     );
