@@ -46,7 +46,7 @@ export class Recovery {
         this.log.debug({ partition: p, checkpoint: cp }, 'partition acquired');
         this.saga.resume(p, cp);
         this.rt.track(
-          this.recoverPartition(p, true).finally(() => {
+          this.takeUp(p).finally(() => {
             if (this.rt.owned.has(p)) this.rt.ready.add(p);
           }),
         );
@@ -58,6 +58,26 @@ export class Recovery {
         setTimeout(() => this.onAcquire(p, attempt + 1), delayMs).unref();
       }
     });
+  }
+
+  /**
+   * The take-up pass of a partition just acquired, tried again while it stays ours when its
+   * listing fails (the database restarting): left to the periodic pass, its executions would wait
+   * up to `recoveryIntervalMs`, and their re-sent units would be charged the time no engine ran.
+   */
+  private async takeUp(p: number): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.recoverPartition(p, true);
+        return;
+      } catch (err) {
+        if (!this.rt.owned.has(p) || this.rt.stopped) return;
+        const retryInMs = backoffMs(attempt);
+        this.log.warn({ err, partition: p, attempt, retryInMs }, 'taking up a partition failed; retrying');
+        await new Promise((r) => setTimeout(r, retryInMs));
+        if (!this.rt.owned.has(p) || this.rt.stopped) return;
+      }
+    }
   }
 
   onRelease(p: number): void {
