@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { createLogger, newId } from '@switchyard/platform';
-import { PostgresEventStore } from '@switchyard/event-store';
+import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { callProgressNotifier, type CallProgressNotifier } from '@switchyard/messaging';
 import { callProgressSchema, type CallProgress } from '@switchyard/contracts';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
@@ -46,6 +46,7 @@ describe('a queued call whose worker falls silent is sent again under the same k
   const requests: TaskRequest[] = [];
   const notices: CallProgress[] = [];
   let noticeTap: Subscription | undefined;
+  let failStepStarted = false;
 
   before(async () => {
     const url = await freshDatabase('wf_queued_resend');
@@ -53,8 +54,21 @@ describe('a queued call whose worker falls silent is sent again under the same k
     store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
     await store.init();
     nc = await connect({ servers: await testNatsUrl() });
+    // The engine's store: the real one, whose appends of StepStarted fail as a lost connection
+    // while `failStepStarted` is on (the fault one test injects).
+    const engineStore = new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop === 'append')
+          return (...args: Parameters<EventStore['append']>) =>
+            failStepStarted && args[1].some((e) => e.type === 'StepStarted')
+              ? Promise.reject(new Error('Connection terminated unexpectedly'))
+              : target.append(...args);
+        const v: unknown = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
     engine = new WorkflowEngine({
-      store,
+      store: engineStore,
       pool,
       nats: nc,
       logger,
@@ -211,6 +225,53 @@ describe('a queued call whose worker falls silent is sent again under the same k
       );
     } finally {
       w.unsubscribe();
+    }
+  });
+
+  it('a "started" that cannot be recorded leaves the call followed by its silence: its lost answer is asked for again', async () => {
+    requests.length = 0;
+    failStepStarted = true;
+    // The first worker queues the call, starts it, and its answer is lost (it never responds).
+    const first: Subscription = worker('first', async (_req, progress) => {
+      progress?.tell('queued');
+      await sleep(100);
+      progress?.tell('started');
+      await sleep(50);
+      progress?.close();
+      first.unsubscribe();
+    });
+    const t0 = Date.now();
+    const { executionId } = await startExecution(store, {
+      definition: definition(`unrecorded-start-${id}`),
+      input: {},
+      correlationId: newId(),
+    });
+    while (requests.length === 0) await sleep(20);
+    const second = worker('second', async (req, progress, respond) => {
+      progress?.tell('started');
+      await sleep(50);
+      respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: 'asked again' } });
+    });
+    try {
+      const state = await waitForExecution(store, executionId, 20_000);
+      const took = Date.now() - t0;
+      assert.equal(state.status, 'completed', JSON.stringify(state));
+      assert.deepEqual(state.outputs, { answer: 'asked again' });
+      assert.deepEqual(
+        requests.map((r) => r.worker),
+        ['first', 'second'],
+      );
+      assert.equal(requests[1]!.idempotency_key, requests[0]!.idempotency_key);
+      const steps = (await executionEvents(store, executionId)).map((e) => e.type).filter((t) => t.startsWith('Step'));
+      assert.deepEqual(
+        steps,
+        ['StepScheduled', 'StepDispatched', 'StepQueued', 'StepSucceeded'],
+        'no StepStarted got in',
+      );
+      assert.ok(took < 10_000, `completed ${took} ms after the start, not after the ten-minute queue budget`);
+    } finally {
+      failStepStarted = false;
+      second.unsubscribe();
     }
   });
 });

@@ -100,6 +100,7 @@ export class StepDispatch {
         // `queued` is repeated while the call waits (a heartbeat): only a new state is recorded.
         call.heardAt = Date.now();
         if (call.state === parsed.data.state || (call.state === 'started' && parsed.data.state === 'queued')) return;
+        const before = call.state;
         call.state = parsed.data.state;
         const ref = {
           stepId: a.stepId,
@@ -111,7 +112,11 @@ export class StepDispatch {
           this.saga
             .command(a.executionId, { type, data: ref, metadata: this.rt.meta(a.correlationId) })
             .catch((e: unknown) => {
-              // Not worth failing anything over: the attempt keeps its older (shorter) deadline.
+              // Not worth failing anything over: the attempt keeps its older deadline. The call is
+              // taken to be where it was, so a repeated `queued` is recorded again and a `started`
+              // that could not be recorded leaves the call followed by its silence (re-sent under
+              // its key when the worker goes quiet) rather than waiting out the queue budget.
+              if (call.state === parsed.data.state) call.state = before;
               this.log.warn(
                 {
                   err: e,
