@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tier = process.argv[2] ?? 'all';
-const filter = process.argv[3]; // optional substring of the file path (for lint: the name of one check)
+const filter = process.argv[3]; // optional substring of the file path (several: comma-separated) (for lint: the name of one check)
 // The lint phase runs first (scripts/lint.mjs); a failure there fails the run, but the tests still
 // run so that one run reports everything.
 let lintCode = 0;
@@ -42,7 +42,7 @@ for (const group of ['libs', 'apps']) {
 }
 dists.push(path.join(root, 'test', 'dist'));
 let files = dists.flatMap((d) => findSpecs(d)).sort();
-if (filter) files = files.filter((f) => f.includes(filter));
+if (filter) files = files.filter((f) => filter.split(',').some((part) => f.includes(part)));
 if (files.length === 0) {
   console.error(`no ${tier} test files found (did the build run?)`);
   process.exit(1);
