@@ -21,6 +21,7 @@ import {
   ensureExternalAgentsTable,
   externalAgentTokens,
   storeExternalAgentToken,
+  withAgentNameLock,
 } from './external-agent-store.js';
 import { externalAgentDecider, type ExternalAgentEvent, type ExternalAgentState } from './external-agent.decider.js';
 import type { InstanceRegistry } from './instances.js';
@@ -67,6 +68,12 @@ function refuseAliases(agent: string, taskTypes: readonly string[]): void {
  * tokens kept apart (`<schema>_secrets`). `<schema>.external_agents` is their read model.
  */
 export class ExternalAgents {
+  /**
+   * Per agent name, the revision of its stream the registry reflects: an event of another
+   * dispatcher arriving after this one's own newer command (a removal before our registration)
+   * must not undo it.
+   */
+  private readonly applied = new Map<string, number>();
   /** Names of the external agents given by configuration (not stored, not removable at run time). */
   private readonly configuredAgents: ReadonlySet<string>;
   private readonly configured: readonly z.output<typeof externalAgentSchema>[];
@@ -120,21 +127,24 @@ export class ExternalAgents {
     await this.opts.egress.checkUrlResolved(url);
     return this.opts.serially(`external_agent:${a.name}`, async () => {
       const at = new Date().toISOString();
-      await storeExternalAgentToken(this.opts.pool, this.opts.schema, a.name, a.token);
-      const data: ExternalAgentRegisteredData = {
-        name: a.name,
-        url: a.url,
-        task_types: a.task_types,
-        has_token: a.token !== undefined,
-        max_concurrency: a.max_concurrency,
-        description: a.description,
-        registered_at: at,
-        ...(a.a2a_card_url !== undefined ? { a2a_card_url: a.a2a_card_url } : {}),
-      };
-      await handleCommand(this.opts.store, externalAgentStreamId(a.name), externalAgentDecider, {
-        type: 'RegisterExternalAgent',
-        data,
-        metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+      await withAgentNameLock(this.opts.pool, this.opts.schema, a.name, async (db) => {
+        await storeExternalAgentToken(db, this.opts.schema, a.name, a.token);
+        const data: ExternalAgentRegisteredData = {
+          name: a.name,
+          url: a.url,
+          task_types: a.task_types,
+          has_token: a.token !== undefined,
+          max_concurrency: a.max_concurrency,
+          description: a.description,
+          registered_at: at,
+          ...(a.a2a_card_url !== undefined ? { a2a_card_url: a.a2a_card_url } : {}),
+        };
+        const r = await handleCommand(this.opts.store, externalAgentStreamId(a.name), externalAgentDecider, {
+          type: 'RegisterExternalAgent',
+          data,
+          metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+        });
+        this.applied.set(a.name, Math.max(this.applied.get(a.name) ?? -1, r.revision));
       });
       const inst = this.registry.registerHttp(a);
       await this.registry.probe(inst);
@@ -143,7 +153,18 @@ export class ExternalAgents {
         'external agent registered',
       );
       this.opts.kick();
-      return this.opts.health().find((h) => h.agent === inst.agent)!;
+      // Removed meanwhile through another dispatcher (its event came in while this one probed): the
+      // registration happened, and the agent now has no instance.
+      return (
+        this.opts.health().find((h) => h.agent === inst.agent) ?? {
+          agent: a.name,
+          status: 'down',
+          task_types: [...a.task_types].sort(),
+          queued: 0,
+          in_flight: 0,
+          instances: [],
+        }
+      );
     });
   }
 
@@ -175,17 +196,20 @@ export class ExternalAgents {
     return this.opts.serially(`external_agent:${name}`, async () => {
       const at = new Date().toISOString();
       const data: ExternalAgentRemovedData = { name, removed_at: at };
-      try {
-        await handleCommand(this.opts.store, externalAgentStreamId(name), externalAgentDecider, {
-          type: 'RemoveExternalAgent',
-          data,
-          metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
-        });
-      } catch (err) {
-        throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
-      }
+      await withAgentNameLock(this.opts.pool, this.opts.schema, name, async (db) => {
+        try {
+          const r = await handleCommand(this.opts.store, externalAgentStreamId(name), externalAgentDecider, {
+            type: 'RemoveExternalAgent',
+            data,
+            metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+          });
+          this.applied.set(name, Math.max(this.applied.get(name) ?? -1, r.revision));
+        } catch (err) {
+          throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
+        }
+        await deleteExternalAgentToken(db, this.opts.schema, name);
+      });
       this.registry.unregisterHttp(name);
-      await deleteExternalAgentToken(this.opts.pool, this.opts.schema, name);
       this.log.info({ correlationId, agent: name, actor }, 'external agent removed');
       return { removed: name };
     });
@@ -228,6 +252,7 @@ export class ExternalAgents {
       });
       for (const r of page) {
         const name = r.streamId.slice(EXTERNAL_AGENT_STREAM_PREFIX.length);
+        this.applied.set(name, Math.max(this.applied.get(name) ?? -1, r.revision));
         states.set(
           name,
           externalAgentDecider.evolve(
@@ -267,6 +292,8 @@ export class ExternalAgents {
     const e = toDomainEvent<ExternalAgentEvent>(recorded);
     const name = e.data.name;
     if (this.configuredAgents.has(name)) return;
+    if (recorded.revision <= (this.applied.get(name) ?? -1)) return; // this dispatcher is past it already
+    this.applied.set(name, recorded.revision);
     const have = this.registry.instances.get(`http:${name}`);
     if (e.type === 'ExternalAgentRemoved') {
       if (have) this.registry.unregisterHttp(name);

@@ -10,9 +10,44 @@ import { dispatcherLeaseTablesSql } from './leases.js';
 /** Where the tokens live: a schema of their own, which only the dispatcher's role may read. */
 const secretsSchema = (schema: string): string => `${schema}_secrets`;
 
+/** A pool, or the connection `withAgentNameLock` holds. */
+type Queryable = Pick<pg.Pool, 'query'>;
+
+/**
+ * Run `fn` while this name's registration is changed by no one else, in any dispatcher process:
+ * a session advisory lock on one pooled connection, handed to `fn` for the token's row. A
+ * registration writes the token and then its event, a removal its event and then deletes the
+ * token; interleaved across two processes, a removal could delete the token of the registration
+ * that followed it (an agent registered without its token). The lock goes with the connection
+ * if the process dies.
+ */
+export async function withAgentNameLock<T>(
+  pool: pg.Pool,
+  schema: string,
+  name: string,
+  fn: (db: Queryable) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  const key = `${schema}.external_agent:${name}`;
+  let broken: Error | undefined;
+  try {
+    await client.query('select pg_advisory_lock(hashtextextended($1, 0))', [key]);
+    try {
+      return await fn(client);
+    } finally {
+      await client.query('select pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch((err: Error) => {
+        // The session is gone or unusable: dropping the connection releases the lock.
+        broken = err;
+      });
+    }
+  } finally {
+    client.release(broken);
+  }
+}
+
 /** Keep an agent's bearer token, or forget it when the registration gives none. */
 export async function storeExternalAgentToken(
-  pool: pg.Pool,
+  pool: Queryable,
   schema: string,
   name: string,
   token: string | undefined,
@@ -28,7 +63,7 @@ export async function storeExternalAgentToken(
   );
 }
 
-export async function deleteExternalAgentToken(pool: pg.Pool, schema: string, name: string): Promise<void> {
+export async function deleteExternalAgentToken(pool: Queryable, schema: string, name: string): Promise<void> {
   await pool.query(`delete from ${secretsSchema(schema)}.external_agent_tokens where name = $1`, [name]);
 }
 

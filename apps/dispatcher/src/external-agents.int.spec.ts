@@ -353,6 +353,43 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     assert.deepEqual(await rows(), before);
     await unregister({ name: 'ext-rebuild-a' });
   });
+  it('a removal and a registration of one name racing through two dispatchers: the token is there exactly when the agent is', async () => {
+    // A second dispatcher on the same database and NATS: requests of the queue group go to either.
+    const d2 = await startDispatcher({ store, nats: nc, pool, logger, ...fast });
+    const name = 'ext-race';
+    const tokenRow = async () =>
+      (
+        await pool.query<{ token: string }>(
+          `select token from delegation_secrets.external_agent_tokens where name = $1`,
+          [name],
+        )
+      ).rows[0]?.token;
+    try {
+      await register({ name, url: agentUrl, task_types: ['ext_race'], token: 'race-0' });
+      for (let round = 1; round <= 15; round++) {
+        const token = `race-${round}`;
+        const [removed, registered] = await Promise.allSettled([
+          unregister({ name }),
+          register({ name, url: agentUrl, task_types: ['ext_race'], token }),
+        ]);
+        assert.equal(
+          registered.status,
+          'fulfilled',
+          `round ${round}: the registration succeeds: ${registered.status === 'rejected' ? `${String(registered.reason)} ${JSON.stringify((registered.reason as AppError).details)}` : ''}`,
+        );
+        const last = (await store.readStream(externalAgentStreamId(name), { direction: 'backwards', maxCount: 1 }))[0];
+        const stored = await tokenRow();
+        if (last?.type === 'ExternalAgentRegistered')
+          assert.equal(stored, token, `round ${round}: registered last, with its token (removal ${removed.status})`);
+        else assert.equal(stored, undefined, `round ${round}: removed last, no token left behind`);
+        if (last?.type !== 'ExternalAgentRegistered')
+          await register({ name, url: agentUrl, task_types: ['ext_race'], token: `race-${round}-again` });
+      }
+    } finally {
+      await unregister({ name }).catch(() => undefined);
+      await d2.stop();
+    }
+  });
   it('an installation that kept tokens in the read model has them moved to the secrets table, and the column dropped', async () => {
     await pool.query(`create schema legacy_agents;
       create table legacy_agents.external_agents (name text primary key, url text not null, task_types text[] not null,
