@@ -345,6 +345,10 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
         // And the delegation side (an agent step waits on a task): the agents as the dispatcher sees
         // them, and the first task not completed with its events.
         const agents = await http('GET', '/api/v1/integration/agents/health');
+        const report = await http('GET', '/api/v1/system/health-report');
+        const components = ((report.body?.services ?? []) as { service: string }[]).filter((x) =>
+          x.service.startsWith('component:'),
+        );
         let task: unknown = null;
         for (const id of tasks) {
           const t = await http('GET', `/api/v1/integration/agents/tasks/${id}`);
@@ -354,7 +358,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
           break;
         }
         assert.fail(
-          `${done}/${executions.size} workflows completed; unfinished: ${JSON.stringify(streams)}; first task not completed: ${JSON.stringify(task)}; agents: ${JSON.stringify(agents.body).slice(0, 3000)}; errors logged: ${sys.loud.slice(-15).join('\n')}; the system's last lines: ${sys.output.slice(-4000)}`,
+          `${done}/${executions.size} workflows completed; unfinished: ${JSON.stringify(streams)}; first task not completed: ${JSON.stringify(task)}; agents: ${JSON.stringify(agents.body).slice(0, 3000)}; components: ${JSON.stringify(components).slice(0, 3000)}; errors logged: ${sys.loud.slice(-15).join('\n')}; the system's last lines: ${sys.output.slice(-4000)}`,
         );
       }
       await sleep(200);
