@@ -37,8 +37,16 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
   let seq = 0;
   const figures: string[] = [];
 
-  const http = (method: string, url: string, body?: unknown) =>
-    gatewayRequest(base, auth, method, url, body).catch((e: unknown) => ({ status: 0, body: String(e) }));
+  /** Answers 500 (an error nothing mapped): a fault must give a 503 the caller can retry, never one. */
+  const internalErrors: string[] = [];
+  const http = async (method: string, url: string, body?: unknown) => {
+    const r = await gatewayRequest(base, auth, method, url, body).catch((e: unknown) => ({
+      status: 0,
+      body: String(e),
+    }));
+    if (r.status === 500) internalErrors.push(`${method} ${url}: ${JSON.stringify(r.body).slice(0, 300)}`);
+    return r;
+  };
 
   /** The test's own admin session, made again when a fault took it too. */
   const admin = async (): Promise<pg.Client> => {
@@ -441,6 +449,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     // Every error was handled where it happened: none reached the process-level net.
     const net = sys.loud.filter((l) => l.includes('caught at the process level'));
     assert.deepEqual(net, [], 'no error reached the uncaughtException / unhandledRejection net');
+    assert.deepEqual(internalErrors, [], 'no request was answered 500 while the faults lasted');
     // The events the components report (MCP calls, health) waited out the outages: none was given up.
     const lost = sys.loud.filter((l) => l.includes('could not append reported events'));
     assert.deepEqual(lost, [], 'no reported event was lost to the faults');

@@ -57,6 +57,22 @@ describe('toProblem', () => {
     assert.equal(problem.actualRevision, 4);
   });
 
+  it('maps a lost or refused database connection to 503 unavailable, retryable, not a 500', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const cut = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+    const gone = new Error('Connection terminated unexpectedly');
+    for (const err of [refused, cut, gone]) {
+      const { problem, unexpected } = toProblem(err, ctx);
+      assert.deepEqual(
+        [problem.status, problem.code, problem.retryable, unexpected],
+        [503, 'unavailable', true, false],
+      );
+      assert.ok(!String(problem.detail).includes('5432'), 'the address is not shown');
+    }
+    const { problem } = toProblem(new Error('something else'), ctx);
+    assert.equal(problem.status, 500);
+  });
+
   it('maps Nest HTTP exceptions and body-parser errors', () => {
     assert.equal(toProblem(new NotFoundException('Cannot GET /x'), ctx).problem.code, 'not_found');
     assert.equal(toProblem(new PayloadTooLargeException(), ctx).problem.status, 413);

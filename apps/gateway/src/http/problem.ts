@@ -1,5 +1,5 @@
 import { HttpException } from '@nestjs/common';
-import { AppError, errorCodes } from '@switchyard/platform';
+import { AppError, errorCodes, isConnectionError } from '@switchyard/platform';
 import { WrongExpectedVersionError } from '@switchyard/event-store';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -171,6 +171,17 @@ export function toProblem(err: unknown, ctx: ProblemContext): MappedProblem {
     const limit = httpLike.limit !== undefined ? ` of ${httpLike.limit} bytes` : '';
     return {
       problem: build('payload_too_large', 413, `the request body exceeds the limit${limit}`, ctx),
+      unexpected: false,
+    };
+  }
+  // PostgreSQL unreachable or its session cut (restarting, a backend terminated) under a handler
+  // that has no mapping of its own: the request may work again in a moment, so 503, not 500.
+  if (isConnectionError(err)) {
+    return {
+      problem: {
+        ...build('unavailable', errorCodes.unavailable, 'the database is unreachable right now; try again', ctx),
+        retryable: true,
+      },
       unexpected: false,
     };
   }
