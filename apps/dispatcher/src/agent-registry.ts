@@ -74,6 +74,12 @@ export class ExternalAgents {
    * must not undo it.
    */
   private readonly applied = new Map<string, number>();
+  /**
+   * Names this dispatcher is registering or removing right now, each with the newest event of
+   * the name that arrived meanwhile: applied once the command is done (its own event, even if it
+   * arrives before the command returns, must not re-register the agent under it mid-probe).
+   */
+  private readonly busy = new Map<string, RecordedEvent | undefined>();
   /** Names of the external agents given by configuration (not stored, not removable at run time). */
   private readonly configuredAgents: ReadonlySet<string>;
   private readonly configured: readonly z.output<typeof externalAgentSchema>[];
@@ -125,47 +131,49 @@ export class ExternalAgents {
     // An internal address (metadata service, loopback, the database) is refused here (403),
     // and again at every connection (the name may resolve elsewhere later).
     await this.opts.egress.checkUrlResolved(url);
-    return this.opts.serially(`external_agent:${a.name}`, async () => {
-      const at = new Date().toISOString();
-      await withAgentNameLock(this.opts.pool, this.opts.schema, a.name, async (db) => {
-        await storeExternalAgentToken(db, this.opts.schema, a.name, a.token);
-        const data: ExternalAgentRegisteredData = {
-          name: a.name,
-          url: a.url,
-          task_types: a.task_types,
-          has_token: a.token !== undefined,
-          max_concurrency: a.max_concurrency,
-          description: a.description,
-          registered_at: at,
-          ...(a.a2a_card_url !== undefined ? { a2a_card_url: a.a2a_card_url } : {}),
-        };
-        const r = await handleCommand(this.opts.store, externalAgentStreamId(a.name), externalAgentDecider, {
-          type: 'RegisterExternalAgent',
-          data,
-          metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+    return this.opts.serially(`external_agent:${a.name}`, () =>
+      this.locally(a.name, async () => {
+        const at = new Date().toISOString();
+        await withAgentNameLock(this.opts.pool, this.opts.schema, a.name, async (db) => {
+          await storeExternalAgentToken(db, this.opts.schema, a.name, a.token);
+          const data: ExternalAgentRegisteredData = {
+            name: a.name,
+            url: a.url,
+            task_types: a.task_types,
+            has_token: a.token !== undefined,
+            max_concurrency: a.max_concurrency,
+            description: a.description,
+            registered_at: at,
+            ...(a.a2a_card_url !== undefined ? { a2a_card_url: a.a2a_card_url } : {}),
+          };
+          const r = await handleCommand(this.opts.store, externalAgentStreamId(a.name), externalAgentDecider, {
+            type: 'RegisterExternalAgent',
+            data,
+            metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+          });
+          this.applied.set(a.name, Math.max(this.applied.get(a.name) ?? -1, r.revision));
         });
-        this.applied.set(a.name, Math.max(this.applied.get(a.name) ?? -1, r.revision));
-      });
-      const inst = this.registry.registerHttp(a);
-      await this.registry.probe(inst);
-      this.log.info(
-        { correlationId, agent: a.name, url: a.url, taskTypes: a.task_types, actor, healthy: inst.healthy },
-        'external agent registered',
-      );
-      this.opts.kick();
-      // Removed meanwhile through another dispatcher (its event came in while this one probed): the
-      // registration happened, and the agent now has no instance.
-      return (
-        this.opts.health().find((h) => h.agent === inst.agent) ?? {
-          agent: a.name,
-          status: 'down',
-          task_types: [...a.task_types].sort(),
-          queued: 0,
-          in_flight: 0,
-          instances: [],
-        }
-      );
-    });
+        const inst = this.registry.registerHttp(a);
+        await this.registry.probe(inst);
+        this.log.info(
+          { correlationId, agent: a.name, url: a.url, taskTypes: a.task_types, actor, healthy: inst.healthy },
+          'external agent registered',
+        );
+        this.opts.kick();
+        // Removed meanwhile through another dispatcher (its event came in while this one probed): the
+        // registration happened, and the agent now has no instance.
+        return (
+          this.opts.health().find((h) => h.agent === inst.agent) ?? {
+            agent: a.name,
+            status: 'down',
+            task_types: [...a.task_types].sort(),
+            queued: 0,
+            in_flight: 0,
+            instances: [],
+          }
+        );
+      }),
+    );
   }
 
   /** The stored form of an A2A agent's registration: what the body left out, from the card. */
@@ -193,26 +201,28 @@ export class ExternalAgents {
   async removeAgent(name: string, actor?: string, correlationId: string = newId()): Promise<{ removed: string }> {
     if (this.opts.stopped()) throw new AppError('unavailable', 'dispatcher is stopping');
     this.refuseUnmanaged(name, 'removed');
-    return this.opts.serially(`external_agent:${name}`, async () => {
-      const at = new Date().toISOString();
-      const data: ExternalAgentRemovedData = { name, removed_at: at };
-      await withAgentNameLock(this.opts.pool, this.opts.schema, name, async (db) => {
-        try {
-          const r = await handleCommand(this.opts.store, externalAgentStreamId(name), externalAgentDecider, {
-            type: 'RemoveExternalAgent',
-            data,
-            metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
-          });
-          this.applied.set(name, Math.max(this.applied.get(name) ?? -1, r.revision));
-        } catch (err) {
-          throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
-        }
-        await deleteExternalAgentToken(db, this.opts.schema, name);
-      });
-      this.registry.unregisterHttp(name);
-      this.log.info({ correlationId, agent: name, actor }, 'external agent removed');
-      return { removed: name };
-    });
+    return this.opts.serially(`external_agent:${name}`, () =>
+      this.locally(name, async () => {
+        const at = new Date().toISOString();
+        const data: ExternalAgentRemovedData = { name, removed_at: at };
+        await withAgentNameLock(this.opts.pool, this.opts.schema, name, async (db) => {
+          try {
+            const r = await handleCommand(this.opts.store, externalAgentStreamId(name), externalAgentDecider, {
+              type: 'RemoveExternalAgent',
+              data,
+              metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
+            });
+            this.applied.set(name, Math.max(this.applied.get(name) ?? -1, r.revision));
+          } catch (err) {
+            throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
+          }
+          await deleteExternalAgentToken(db, this.opts.schema, name);
+        });
+        this.registry.unregisterHttp(name);
+        this.log.info({ correlationId, agent: name, actor }, 'external agent removed');
+        return { removed: name };
+      }),
+    );
   }
 
   /** Built-in agents and configured external agents are not managed at run time. */
@@ -287,11 +297,31 @@ export class ExternalAgents {
     if (loaded > 0) this.log.info({ loaded }, 'registered external agents loaded');
   }
 
+  /** Run a registration or removal of `name`; events of the name arriving meanwhile are applied after it. */
+  private async locally<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.busy.set(name, undefined);
+    try {
+      return await fn();
+    } finally {
+      const deferred = this.busy.get(name);
+      this.busy.delete(name);
+      if (deferred)
+        await this.refreshStoredAgent(deferred).catch((err: unknown) =>
+          this.log.warn({ err, agent: name }, 'applying an event of the agent that came in meanwhile failed'),
+        );
+    }
+  }
+
   /** An external agent registered or removed through another dispatcher: take it as its event says, with its token. */
   async refreshStoredAgent(recorded: RecordedEvent): Promise<void> {
     const e = toDomainEvent<ExternalAgentEvent>(recorded);
     const name = e.data.name;
     if (this.configuredAgents.has(name)) return;
+    if (this.busy.has(name)) {
+      const deferred = this.busy.get(name);
+      if (!deferred || recorded.revision > deferred.revision) this.busy.set(name, recorded);
+      return;
+    }
     if (recorded.revision <= (this.applied.get(name) ?? -1)) return; // this dispatcher is past it already
     this.applied.set(name, recorded.revision);
     const have = this.registry.instances.get(`http:${name}`);

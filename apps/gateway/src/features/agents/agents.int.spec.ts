@@ -410,6 +410,10 @@ describe('agents feature: external agents managed by an admin', () => {
     const again = await send('DELETE', '/api/v1/integration/agents/external/gw-ext', g.adminKey);
     assert.equal(again.status, 404, again.text);
     assert.equal((await send('GET', '/api/v1/integration/agents/health/gw-ext', keys.viewer)).status, 404);
-    assert.equal((await g.pool.query(`select 1 from delegation.external_agents`)).rowCount, 0);
+    // The read model is a projection of the log: it follows the removal shortly after the answer.
+    await until(
+      'the read model to drop the agent',
+      async () => (await g.pool.query(`select 1 from delegation.external_agents`)).rowCount === 0,
+    );
   });
 });
