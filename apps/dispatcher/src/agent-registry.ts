@@ -151,7 +151,7 @@ export class ExternalAgents {
             data,
             metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
           });
-          this.applied.set(a.name, Math.max(this.applied.get(a.name) ?? -1, r.revision));
+          this.noteApplied(a.name, r.revision);
         });
         const inst = this.registry.registerHttp(a);
         await this.registry.probe(inst);
@@ -212,7 +212,7 @@ export class ExternalAgents {
               data,
               metadata: { timestamp: at, correlationId, actor: actor ?? 'system:dispatcher' },
             });
-            this.applied.set(name, Math.max(this.applied.get(name) ?? -1, r.revision));
+            this.noteApplied(name, r.revision);
           } catch (err) {
             throw isDomainError(err) ? new AppError(err.code, err.message, err.details, false) : err;
           }
@@ -262,7 +262,7 @@ export class ExternalAgents {
       });
       for (const r of page) {
         const name = r.streamId.slice(EXTERNAL_AGENT_STREAM_PREFIX.length);
-        this.applied.set(name, Math.max(this.applied.get(name) ?? -1, r.revision));
+        this.noteApplied(name, r.revision);
         states.set(
           name,
           externalAgentDecider.evolve(
@@ -295,6 +295,11 @@ export class ExternalAgents {
       loaded++;
     }
     if (loaded > 0) this.log.info({ loaded }, 'registered external agents loaded');
+  }
+
+  /** The registry reflects `name`'s stream up to `revision` (never moves back). */
+  private noteApplied(name: string, revision: number): void {
+    this.applied.set(name, Math.max(this.applied.get(name) ?? -1, revision));
   }
 
   /** Run a registration or removal of `name`; events of the name arriving meanwhile are applied after it. */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { AppError, createLogger } from '@switchyard/platform';
-import { freshDatabase } from '@switchyard/testing';
+import { freshDatabase, overriding } from '@switchyard/testing';
 import type { AlertRule } from './domain/rules.js';
 import { Monitor, type MonitorEvent, type MonitorEventRecord } from './monitor.js';
 
@@ -38,15 +38,8 @@ describe('the Monitor appends before anything changes', () => {
     store = new PostgresEventStore({ pool, logger });
     await store.init();
     // The real store, refusing appends while `failing` (as when its database is unreachable).
-    const flaky: EventStore = new Proxy(store, {
-      get(target, prop, receiver) {
-        if (prop === 'append' && failing)
-          return async () => {
-            throw new Error('connection refused');
-          };
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
+    const flaky = overriding<EventStore>(store, {
+      append: (...args) => (failing ? Promise.reject(new Error('connection refused')) : store.append(...args)),
     });
     monitor = new Monitor({
       pool,

@@ -6,7 +6,7 @@ import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { callProgressNotifier, type CallProgressNotifier } from '@switchyard/messaging';
 import { callProgressSchema, type CallProgress } from '@switchyard/contracts';
-import { freshDatabase, testNatsUrl } from '@switchyard/testing';
+import { freshDatabase, overriding, testNatsUrl } from '@switchyard/testing';
 import type { WorkflowDefinitionInput } from '@switchyard/domain';
 import { WorkflowEngine } from './engine.js';
 import { TEST_ENGINE_TIMINGS } from './test-responders.js';
@@ -56,16 +56,11 @@ describe('a queued call whose worker falls silent is sent again under the same k
     nc = await connect({ servers: await testNatsUrl() });
     // The engine's store: the real one, whose appends of StepStarted fail as a lost connection
     // while `failStepStarted` is on (the fault one test injects).
-    const engineStore = new Proxy(store, {
-      get(target, prop, receiver) {
-        if (prop === 'append')
-          return (...args: Parameters<EventStore['append']>) =>
-            failStepStarted && args[1].some((e) => e.type === 'StepStarted')
-              ? Promise.reject(new Error('Connection terminated unexpectedly'))
-              : target.append(...args);
-        const v: unknown = Reflect.get(target, prop, receiver);
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
+    const engineStore = overriding<EventStore>(store, {
+      append: (...args) =>
+        failStepStarted && args[1].some((e) => e.type === 'StepStarted')
+          ? Promise.reject(new Error('Connection terminated unexpectedly'))
+          : store.append(...args),
     });
     engine = new WorkflowEngine({
       store: engineStore,

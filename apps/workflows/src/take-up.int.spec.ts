@@ -4,7 +4,7 @@ import pg from 'pg';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { createLogger, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase, testNatsUrl } from '@switchyard/testing';
+import { freshDatabase, overriding, testNatsUrl } from '@switchyard/testing';
 import type { WorkflowDefinitionInput } from '@switchyard/domain';
 import { WorkflowEngine } from './engine.js';
 import { TEST_ENGINE_TIMINGS } from './test-responders.js';
@@ -94,21 +94,15 @@ describe('a partition whose take-up fails on a lost connection is taken up again
 
       // The next engine's pool: the partition listing fails twice as if the connection dropped.
       let failures = 0;
-      const flaky = new Proxy(pool, {
-        get(target, prop, receiver) {
-          if (prop === 'query')
-            return (...args: unknown[]) => {
-              const sql = typeof args[0] === 'string' ? args[0] : '';
-              if (sql.includes('active_executions where partition') && failures < 2) {
-                failures++;
-                return Promise.reject(new Error('Connection terminated unexpectedly'));
-              }
-              return (target.query as (...a: unknown[]) => unknown).apply(target, args);
-            };
-          const v: unknown = Reflect.get(target, prop, receiver);
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-        },
-      });
+      const query = (...args: unknown[]): unknown => {
+        const sql = typeof args[0] === 'string' ? args[0] : '';
+        if (sql.includes('active_executions where partition') && failures < 2) {
+          failures++;
+          return Promise.reject(new Error('Connection terminated unexpectedly'));
+        }
+        return (pool.query as (...a: unknown[]) => unknown).apply(pool, args);
+      };
+      const flaky = overriding<pg.Pool>(pool, { query: query as pg.Pool['query'] });
       const t0 = Date.now();
       await engine(flaky);
       const state = await waitForExecution(store, executionId, 20_000);

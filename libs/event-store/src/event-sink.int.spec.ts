@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger } from '@switchyard/platform';
-import { freshDatabase } from '@switchyard/testing';
+import { freshDatabase, overriding } from '@switchyard/testing';
 import { EventSink } from './event-sink.js';
 import { PostgresEventStore } from './postgres/postgres-event-store.js';
 import type { EventStore } from './port.js';
@@ -67,13 +67,8 @@ describe('EventSink over the PostgreSQL store', () => {
 
   /** The real store, with `fault` run around the appends of streams it picks (the fault the test injects). */
   const faulty = (fault: (append: () => Promise<unknown>, streamId: string) => Promise<unknown>): EventStore =>
-    new Proxy(store, {
-      get(target, prop, receiver) {
-        if (prop === 'append')
-          return (...args: Parameters<EventStore['append']>) => fault(() => target.append(...args), args[0]);
-        const v: unknown = Reflect.get(target, prop, receiver);
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
+    overriding<EventStore>(store, {
+      append: (...args) => fault(() => store.append(...args), args[0]) as ReturnType<EventStore['append']>,
     });
   const lostConnection = () => Object.assign(new Error('Connection terminated unexpectedly'), {});
   const refusedConnection = () =>
@@ -123,19 +118,9 @@ describe('EventSink over the PostgreSQL store', () => {
 
   it('logs a failed append and goes on: the other streams and later reports are stored', async () => {
     // The real store, refusing one stream's appends (the fault this test injects).
-    const refusing: EventStore = new Proxy(store, {
-      get(target, prop, receiver) {
-        if (prop === 'append')
-          return (
-            streamId: string,
-            ...rest: Parameters<EventStore['append']> extends [string, ...infer R] ? R : never
-          ) =>
-            streamId === 'sink_e-bad'
-              ? Promise.reject(new Error('refused by the test'))
-              : target.append(streamId, ...rest);
-        const v: unknown = Reflect.get(target, prop, receiver);
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
+    const refusing = overriding<EventStore>(store, {
+      append: (streamId, ...rest) =>
+        streamId === 'sink_e-bad' ? Promise.reject(new Error('refused by the test')) : store.append(streamId, ...rest),
     });
     const sink = new EventSink(refusing, logger, { actor: 'system:test' });
     sink.append('sink_e-bad', { type: 'Reported', data: { i: 0 } });

@@ -132,19 +132,13 @@ export class EventSink {
     let unsure = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        if (unsure) {
-          // Other writers may have appended to the stream since: look a little further back.
-          const tail = await this.store.readStream(streamId, {
-            direction: 'backwards',
-            maxCount: batch.length + 1_000,
-          });
-          if (tail.some((e) => e.id === lastId)) {
-            this.stats.appends++;
-            this.stats.events += batch.length;
-            return;
-          }
-        }
-        await this.store.append(streamId, batch);
+        // Other writers may have appended to the stream since: look a little further back.
+        const committed =
+          unsure &&
+          (await this.store.readStream(streamId, { direction: 'backwards', maxCount: batch.length + 1_000 })).some(
+            (e) => e.id === lastId,
+          );
+        if (!committed) await this.store.append(streamId, batch);
         this.stats.appends++;
         this.stats.events += batch.length;
         return;

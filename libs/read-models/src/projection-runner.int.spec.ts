@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { freshDatabase } from '@switchyard/testing';
+import { freshDatabase, overriding } from '@switchyard/testing';
 import {
   PostgresEventStore,
   type AllSubscription,
@@ -147,13 +147,7 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
         },
       };
     };
-    const counting = new Proxy(reader, {
-      get: (target, key) => {
-        if (key === 'subscribeToAll') return subscribeCounting;
-        const v: unknown = Reflect.get(target, key);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+    const counting = overriding<PostgresEventStore>(reader, { subscribeToAll: subscribeCounting });
     const handled = new Set<number>();
     const mixed = async (n: number) => {
       for (let i = 0; i < n; i++) {

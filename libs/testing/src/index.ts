@@ -5,3 +5,4 @@ export * from './event-loop.js';
 export * from './replica.js';
 export * from './nats-cluster.js';
 export * from './launcher.js';
+export * from './overriding.js';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { createLogger, newId } from '@switchyard/platform';
 import type { EventStore } from '@switchyard/event-store';
-import { until } from '@switchyard/testing';
+import { overriding, until } from '@switchyard/testing';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import { jsonSchemaOf } from '../../openapi/registry.js';
 import { EXECUTION_DETAIL_COMPONENT, executionDetailResponse } from './execution-detail.js';
@@ -43,16 +43,10 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
       logger,
       serve: echoTasks(logger),
       gatewayStore: (store) =>
-        new Proxy(store, {
-          get(target, prop) {
-            if (prop === 'readStream') {
-              return (streamId: string, options?: Parameters<EventStore['readStream']>[1]) => {
-                reads.set(streamId, (reads.get(streamId) ?? 0) + 1);
-                return target.readStream(streamId, options);
-              };
-            }
-            const v = Reflect.get(target, prop, target) as unknown;
-            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        overriding<EventStore>(store, {
+          readStream: (streamId, options) => {
+            reads.set(streamId, (reads.get(streamId) ?? 0) + 1);
+            return store.readStream(streamId, options);
           },
         }),
     });
