@@ -21,12 +21,29 @@ type Queryable = Pick<pg.Pool, 'query'>;
  * that followed it (an agent registered without its token). The lock goes with the connection
  * if the process dies.
  */
-export async function withAgentNameLock<T>(
+export function withAgentNameLock<T>(
   pool: pg.Pool,
   schema: string,
   name: string,
   fn: (db: Queryable) => Promise<T>,
 ): Promise<T> {
+  // One at a time per pool: `fn` appends through the store, which may draw on this same pool, so
+  // several held lock connections could take every connection and wait for one forever.
+  const run = (lockTurns.get(pool) ?? Promise.resolve()).then(() => lockedOn(pool, schema, name, fn));
+  lockTurns.set(
+    pool,
+    run.then(
+      () => undefined,
+      () => undefined,
+    ),
+  );
+  return run;
+}
+
+/** The last lock turn queued per pool (see withAgentNameLock). */
+const lockTurns = new WeakMap<pg.Pool, Promise<void>>();
+
+async function lockedOn<T>(pool: pg.Pool, schema: string, name: string, fn: (db: Queryable) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   const key = `${schema}.external_agent:${name}`;
   let broken: Error | undefined;

@@ -390,6 +390,37 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
       await d2.stop();
     }
   });
+  it('many registrations at once through a dispatcher whose pool is small all complete (no lock holds a connection the store needs)', async () => {
+    // A dispatcher whose event store and tables share one pool of 2 connections, as the launcher's share one pool.
+    const small = new pg.Pool({ connectionString: await freshDatabase('external_agents'), max: 2 });
+    const smallStore = new PostgresEventStore({ pool: small });
+    const names = Array.from({ length: 8 }, (_, i) => `ext-many-${i}`);
+    let d3: DispatcherHandle | undefined;
+    try {
+      await smallStore.init();
+      d3 = await startDispatcher({ store: smallStore, nats: nc, pool: small, logger, ...fast });
+      const views = await Promise.race([
+        Promise.all(
+          names.map((name) =>
+            d3!.dispatcher.registerAgent({ name, url: agentUrl, task_types: ['ext_many'], token: `tok-${name}` }),
+          ),
+        ),
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('registrations hung')), 20_000)),
+      ]);
+      assert.deepEqual(
+        views.map((v) => v.agent),
+        names,
+      );
+      const tokens = await small.query<{ n: number }>(
+        `select count(*)::int as n from delegation_secrets.external_agent_tokens where name like 'ext-many-%'`,
+      );
+      assert.equal(tokens.rows[0]!.n, names.length);
+    } finally {
+      await d3?.stop();
+      await smallStore.close();
+      await small.end();
+    }
+  });
   it('an installation that kept tokens in the read model has them moved to the secrets table, and the column dropped', async () => {
     await pool.query(`create schema legacy_agents;
       create table legacy_agents.external_agents (name text primary key, url text not null, task_types text[] not null,
