@@ -30,7 +30,7 @@ const CONNECTION_ERRNOS = new Set([
 ]);
 /** What pg says when the connection went away under it. */
 const CONNECTION_MESSAGES =
-  /Connection terminated|not queryable|terminating connection|connection timeout|Client has encountered a connection error|Cannot use a pool after calling end/i;
+  /Connection terminated|not queryable|terminating connection|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end/i;
 
 /** Connection-level failures: the session is gone (or never came), a new one may work. */
 export function isConnectionError(err: unknown): boolean {
@@ -88,9 +88,27 @@ function failQueuedOnEnd(pool: pg.Pool): void {
   };
 }
 
-/** A guarded `pg.Pool` (see guardPgPool). */
+/**
+ * What every pool and dedicated client gets unless its config says otherwise:
+ * - `connectionTimeoutMillis`: a bounded wait for a connection, and for a free client of a full
+ *   pool. Without it a request queues for good behind a database that does not answer or a pool
+ *   that some stuck work holds, and so does whoever awaits it; with it the request fails as a
+ *   connection error (retryable: the gateway answers 503).
+ * - `idle_in_transaction_session_timeout`: the server ends a session left idle inside a
+ *   transaction (its process frozen, stopped or wedged between two statements), so the row and
+ *   advisory locks it holds cannot stall every other process for good. Every transaction here is
+ *   a few statements with no waiting in between; the mcp database server runs its own limits.
+ * - `keepAlive`: a peer that vanished without closing (a host gone, a cut network) is noticed.
+ */
+export const PG_CONNECTION_DEFAULTS = {
+  connectionTimeoutMillis: 30_000,
+  idle_in_transaction_session_timeout: 60_000,
+  keepAlive: true,
+} as const satisfies pg.PoolConfig;
+
+/** A guarded `pg.Pool` (see guardPgPool) with PG_CONNECTION_DEFAULTS under its config. */
 export function createPgPool(config: pg.PoolConfig, opts: PgGuardOptions): pg.Pool {
-  return guardPgPool(new pg.Pool(config), opts);
+  return guardPgPool(new pg.Pool({ ...PG_CONNECTION_DEFAULTS, ...config }), opts);
 }
 
 /**
@@ -103,7 +121,7 @@ export function createPgClient(
   config: pg.ClientConfig,
   opts: PgGuardOptions & { onError?: (err: Error) => void },
 ): pg.Client {
-  const client = new pg.Client(config);
+  const client = new pg.Client({ ...PG_CONNECTION_DEFAULTS, ...config });
   const log = opts.logger?.child({ connection: opts.name });
   let failed = false;
   client.on('error', (err) => {

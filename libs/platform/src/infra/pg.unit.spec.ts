@@ -119,6 +119,8 @@ describe('PostgreSQL connections always have an error listener', () => {
     );
     assert.equal(isConnectionError(Object.assign(new Error('x'), { code: 'ECONNRESET' })), true);
     assert.equal(isConnectionError(new Error('Connection terminated unexpectedly')), true);
+    // pg-pool's words when no client came within connectionTimeoutMillis (a full pool, a silent server).
+    assert.equal(isConnectionError(new Error('timeout exceeded when trying to connect')), true);
     assert.equal(isConnectionError(Object.assign(new Error('syntax error'), { code: '42601' })), false);
     assert.equal(isConnectionError(undefined), false);
   });
