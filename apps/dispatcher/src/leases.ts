@@ -33,6 +33,10 @@ export const dispatcherLeaseTablesSql = (schema: string): string => `
   -- only while the function runs: the agent's and the instance's running attempts of every
   -- dispatcher are counted against their limits, and only under the caller's current lease
   -- epoch (the lease row read FOR SHARE: a takeover waits for this commit, or this sees its epoch).
+  -- Its commit does not wait for the WAL flush, so the agent's lock is not held through one: the
+  -- attempt starts only after its TaskAssigned append, a durable commit written to the WAL after
+  -- this one, and a flush covers everything before it; a reservation lost in a crash had no
+  -- attempt behind it. (Releases stay durable: a lost one would hold a slot until a takeover.)
   create or replace function ${schema}.reserve_slot(p_task text, p_assignment int, p_agent text, p_instance text,
     p_partition int, p_epoch bigint, p_member text, p_agent_limit bigint, p_instance_limit bigint)
   returns text language plpgsql volatile as $fn$
@@ -43,6 +47,7 @@ export const dispatcherLeaseTablesSql = (schema: string): string => `
     v_inst bigint;
     v_n int;
   begin
+    perform set_config('synchronous_commit', 'off', true);
     perform pg_advisory_xact_lock(hashtext('${schema}.slots.' || p_agent));
     select l.epoch, l.owner into v_epoch, v_owner from ${schema}.dispatcher_leases l where l.partition = p_partition for share;
     if v_epoch is distinct from p_epoch or v_owner is distinct from p_member then return 'fenced'; end if;

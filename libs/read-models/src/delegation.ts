@@ -160,124 +160,122 @@ function taskPatch(recorded: RecordedEvent): TaskPatch | undefined {
   }
 }
 
+/** A patch as a row of `jsonb_to_recordset`: `has_*` tells a column set to null from one left alone. */
+const patchRow = (p: TaskPatch | undefined) => ({
+  status: p?.status ?? null,
+  has_agent: p !== undefined && 'agent' in p,
+  agent: p?.agent ?? null,
+  instance: p?.instance ?? null,
+  has_completed: p !== undefined && 'completed_at' in p,
+  completed_at: p?.completed_at ?? null,
+  has_attempts: p !== undefined && 'attempts' in p,
+  attempts: p?.attempts ?? null,
+  has_error: p !== undefined && 'error' in p,
+  // The patch holds the error as JSON text; the row's column is jsonb.
+  error: p?.error == null ? null : (JSON.parse(p.error) as unknown),
+  updated_at: p?.updated_at ?? null,
+});
+
+const PATCH_COLUMNS = `status text, has_agent bool, agent text, instance text, has_completed bool, completed_at timestamptz,
+  has_attempts bool, attempts int, has_error bool, error jsonb, updated_at timestamptz`;
+
 /**
- * The tasks read model for a whole batch in at most three statements, each task row written
- * once: the events are folded per task in memory (every update sets whole columns, so the last
- * value of each column is the one that stays), then
- * 1. the updates that came before the task's first TaskSubmitted of the batch (they only change
- *    a row that already existed, as `apply` would),
- * 2. the first TaskSubmitted of each task (`on conflict do nothing`, as `apply`),
- * 3. the updates after it.
+ * The tasks read model for a whole batch in one statement, each task row written once: the
+ * events are folded per task in memory (every update sets whole columns, so the last value of
+ * each column is the one that stays), then
+ * - a task whose first TaskSubmitted is in the batch is inserted with the updates after it
+ *   already applied (`on conflict do nothing`, as `apply`);
+ * - a row that existed before the statement gets all of the batch's updates of its task (the
+ *   statement's update does not see the rows its own insert adds, so it touches exactly those).
  * The rows end exactly as `apply` event by event leaves them; a batch replayed after a rollback
- * gives the same rows.
+ * gives the same rows. One statement instead of an insert and an update: a lone task's submit,
+ * queue and assignment cost the database one round trip.
  */
 async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly RecordedEvent[]): Promise<void> {
-  const pre = new Map<string, TaskPatch>();
-  const post = new Map<string, TaskPatch>();
-  const submits = new Map<
+  const tasks = new Map<
     string,
-    { task_type: unknown; priority: unknown; agent: unknown; idempotency_key: unknown; submitted_at: unknown }
+    {
+      submit?: {
+        task_type: unknown;
+        priority: unknown;
+        agent: unknown;
+        idempotency_key: unknown;
+        submitted_at: unknown;
+      };
+      /** The updates after the task's first TaskSubmitted of the batch (applied to the inserted row). */
+      after?: TaskPatch;
+      /** Every update of the batch (applied to a row that was there before). */
+      all?: TaskPatch;
+    }
   >();
   for (const r of events) {
     const e = { type: r.type, data: r.data } as TaskEvent;
     const id = e.data.task_id;
+    const t = tasks.get(id) ?? {};
+    tasks.set(id, t);
     if (e.type === 'TaskSubmitted') {
-      if (!submits.has(id)) {
-        submits.set(id, {
-          task_type: e.data.task_type,
-          priority: e.data.priority,
-          agent: e.data.agent ?? null,
-          idempotency_key: e.data.idempotency_key ?? null,
-          submitted_at: e.data.submitted_at,
-        });
-      }
+      t.submit ??= {
+        task_type: e.data.task_type,
+        priority: e.data.priority,
+        agent: e.data.agent ?? null,
+        idempotency_key: e.data.idempotency_key ?? null,
+        submitted_at: e.data.submitted_at,
+      };
       continue;
     }
     const patch = taskPatch(r);
     if (!patch) continue;
-    const into = submits.has(id) ? post : pre;
-    into.set(id, { ...into.get(id), ...patch });
+    if (t.submit) t.after = { ...t.after, ...patch };
+    t.all = { ...t.all, ...patch };
   }
-  const update = async (patches: Map<string, TaskPatch>) => {
-    if (patches.size === 0) return;
-    const cols = {
-      id: [] as string[],
-      status: [] as unknown[],
-      hasAgent: [] as boolean[],
-      agent: [] as unknown[],
-      instance: [] as unknown[],
-      hasCompleted: [] as boolean[],
-      completed: [] as unknown[],
-      hasAttempts: [] as boolean[],
-      attempts: [] as unknown[],
-      hasError: [] as boolean[],
-      error: [] as unknown[],
-      updated: [] as unknown[],
-    };
-    for (const [id, p] of patches) {
-      cols.id.push(id);
-      cols.status.push(p.status ?? null);
-      cols.hasAgent.push('agent' in p);
-      cols.agent.push(p.agent ?? null);
-      cols.instance.push(p.instance ?? null);
-      cols.hasCompleted.push('completed_at' in p);
-      cols.completed.push(p.completed_at ?? null);
-      cols.hasAttempts.push('attempts' in p);
-      cols.attempts.push(p.attempts ?? null);
-      cols.hasError.push('error' in p);
-      cols.error.push(p.error ?? null);
-      cols.updated.push(p.updated_at ?? null);
-    }
-    await c.query(
-      `update ${s}.tasks t set
-         status = coalesce(v.status, t.status),
-         agent = case when v.has_agent then v.agent else t.agent end,
-         instance = case when v.has_agent then v.instance else t.instance end,
-         completed_at = case when v.has_completed then v.completed_at else t.completed_at end,
-         attempts = case when v.has_attempts then v.attempts else t.attempts end,
-         error = case when v.has_error then v.error else t.error end,
-         updated_at = v.updated_at
-       from unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::bool[], $7::timestamptz[], $8::bool[], $9::int[],
-                   $10::bool[], $11::jsonb[], $12::timestamptz[])
-         as v(task_id, status, has_agent, agent, instance, has_completed, completed_at, has_attempts, attempts, has_error, error, updated_at)
-       where t.task_id = v.task_id`,
-      [
-        cols.id,
-        cols.status,
-        cols.hasAgent,
-        cols.agent,
-        cols.instance,
-        cols.hasCompleted,
-        cols.completed,
-        cols.hasAttempts,
-        cols.attempts,
-        cols.hasError,
-        cols.error,
-        cols.updated,
-      ],
-    );
-  };
-  await update(pre);
-  if (submits.size > 0) {
-    const ids = [...submits.keys()];
-    const v = [...submits.values()];
-    await c.query(
-      `insert into ${s}.tasks (task_id, task_type, status, priority, requested_agent, idempotency_key, submitted_at, updated_at)
-       select task_id, task_type, 'submitted', priority, agent, idempotency_key, submitted_at, submitted_at
-       from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-         as v(task_id, task_type, priority, agent, idempotency_key, submitted_at)
-       on conflict (task_id) do nothing`,
-      [
-        ids,
-        v.map((x) => x.task_type),
-        v.map((x) => x.priority),
-        v.map((x) => x.agent),
-        v.map((x) => x.idempotency_key),
-        v.map((x) => x.submitted_at),
-      ],
-    );
-  }
-  await update(post);
+  const rows = [...tasks]
+    .filter(([, t]) => t.submit || t.all)
+    .map(([task_id, t]) => ({
+      task_id,
+      is_submit: t.submit !== undefined,
+      task_type: t.submit?.task_type ?? null,
+      priority: t.submit?.priority ?? null,
+      requested_agent: t.submit?.agent ?? null,
+      idempotency_key: t.submit?.idempotency_key ?? null,
+      submitted_at: t.submit?.submitted_at ?? null,
+      has_patch: t.all !== undefined,
+      after: patchRow(t.after),
+      all: patchRow(t.all),
+    }));
+  if (rows.length === 0) return;
+  await c.query(
+    `with v as (
+       select v.task_id, v.is_submit, v.task_type, v.priority, v.requested_agent, v.idempotency_key, v.submitted_at, v.has_patch,
+              a.status as a_status, a.has_agent as a_has_agent, a.agent as a_agent, a.instance as a_instance,
+              a.has_completed as a_has_completed, a.completed_at as a_completed_at, a.has_attempts as a_has_attempts,
+              a.attempts as a_attempts, a.has_error as a_has_error, a.error as a_error, a.updated_at as a_updated_at,
+              p.*
+       from jsonb_to_recordset($1::jsonb) as v(task_id text, is_submit bool, task_type text, priority text, requested_agent text,
+              idempotency_key text, submitted_at timestamptz, has_patch bool, "after" jsonb, "all" jsonb)
+       cross join lateral jsonb_to_record(v."after") as a(${PATCH_COLUMNS})
+       cross join lateral jsonb_to_record(v."all") as p(${PATCH_COLUMNS})
+     ), inserted as (
+       insert into ${s}.tasks (task_id, task_type, status, priority, requested_agent, idempotency_key, submitted_at, updated_at,
+                              agent, instance, completed_at, attempts, error)
+       select task_id, task_type, coalesce(a_status, 'submitted'), priority, requested_agent, idempotency_key, submitted_at,
+              coalesce(a_updated_at, submitted_at),
+              case when a_has_agent then a_agent end, case when a_has_agent then a_instance end,
+              case when a_has_completed then a_completed_at end, case when a_has_attempts then a_attempts else 0 end,
+              case when a_has_error then a_error end
+       from v where is_submit
+       on conflict (task_id) do nothing
+     )
+     update ${s}.tasks t set
+       status = coalesce(v.status, t.status),
+       agent = case when v.has_agent then v.agent else t.agent end,
+       instance = case when v.has_agent then v.instance else t.instance end,
+       completed_at = case when v.has_completed then v.completed_at else t.completed_at end,
+       attempts = case when v.has_attempts then v.attempts else t.attempts end,
+       error = case when v.has_error then v.error else t.error end,
+       updated_at = v.updated_at
+     from v where t.task_id = v.task_id and v.has_patch`,
+    [JSON.stringify(rows)],
+  );
 }
 
 /**
@@ -315,9 +313,9 @@ export function performanceProjection(schema = 'delegation'): Projection {
       await c.query(`truncate ${s}.agent_performance, ${s}.task_latency`);
     },
     /**
-     * A whole batch in two statements: the counters summed per agent in SQL (a sum of the `+ 1`s
-     * and the greatest time, as `apply` event by event leaves them) and the latency rows in one
-     * insert (the first per task, as `on conflict do nothing` keeps it).
+     * A whole batch in one statement: the counters summed per agent in SQL (a sum of the `+ 1`s
+     * and the greatest time, as `apply` event by event leaves them) and, in the same statement,
+     * the latency rows (the first per task, as `on conflict do nothing` keeps it).
      */
     async applyBatch(c, events) {
       const agents: unknown[] = [],
@@ -349,33 +347,33 @@ export function performanceProjection(schema = 'delegation'): Projection {
           ]);
         }
       }
-      if (agents.length > 0) {
-        await c.query(
-          `insert into ${s}.agent_performance as p (agent, tasks_done, succeeded, failed, timed_out, last_task_at)
-           select agent, count(*), count(*) filter (where col = 'succeeded'), count(*) filter (where col = 'failed'),
-                  count(*) filter (where col = 'timed_out'), max(at)
-           from unnest($1::text[], $2::text[], $3::timestamptz[]) as v(agent, col, at) group by agent
-           on conflict (agent) do update set tasks_done = p.tasks_done + excluded.tasks_done,
-             succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed, timed_out = p.timed_out + excluded.timed_out,
-             last_task_at = greatest(p.last_task_at, excluded.last_task_at)`,
-          [agents, cols, ats],
-        );
-      }
-      if (lat.size > 0) {
-        const v = [...lat.values()];
-        await c.query(
-          `insert into ${s}.task_latency select * from unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::timestamptz[])
-           on conflict (task_id) do nothing`,
-          [
-            [...lat.keys()],
-            v.map((x) => x[0]),
-            v.map((x) => x[1]),
-            v.map((x) => x[2]),
-            v.map((x) => x[3]),
-            v.map((x) => x[4]),
-          ],
-        );
-      }
+      // Every latency row comes from an event that also counts, so no counts means no rows.
+      if (agents.length === 0) return;
+      const v = [...lat.values()];
+      await c.query(
+        `with latency as (
+           insert into ${s}.task_latency
+           select * from unnest($4::text[], $5::text[], $6::text[], $7::bool[], $8::int[], $9::timestamptz[])
+           on conflict (task_id) do nothing)
+         insert into ${s}.agent_performance as p (agent, tasks_done, succeeded, failed, timed_out, last_task_at)
+         select agent, count(*), count(*) filter (where col = 'succeeded'), count(*) filter (where col = 'failed'),
+                count(*) filter (where col = 'timed_out'), max(at)
+         from unnest($1::text[], $2::text[], $3::timestamptz[]) as v(agent, col, at) group by agent
+         on conflict (agent) do update set tasks_done = p.tasks_done + excluded.tasks_done,
+           succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed, timed_out = p.timed_out + excluded.timed_out,
+           last_task_at = greatest(p.last_task_at, excluded.last_task_at)`,
+        [
+          agents,
+          cols,
+          ats,
+          [...lat.keys()],
+          v.map((x) => x[0]),
+          v.map((x) => x[1]),
+          v.map((x) => x[2]),
+          v.map((x) => x[3]),
+          v.map((x) => x[4]),
+        ],
+      );
     },
     async apply(c, recorded) {
       const e = { type: recorded.type, data: recorded.data } as TaskEvent;

@@ -376,18 +376,34 @@ export class ProjectionRunner {
     // A read model is derived: its batches need not wait for their own WAL flush (see
     // Projection.durableCommit), which on a busy disk queues behind, and delays, event appends.
     const durable = lane.projection.durableCommit ?? lane.projection.afterCommit !== undefined;
-    const ok = await this.withTx(async (c) => {
-      const moved = await c.query(
-        `update ${this.schema}.checkpoints set position = $3, updated_at = now() where name = $1 and position = $2`,
-        [lane.projection.name, lane.stored, to],
-      );
-      if (moved.rowCount !== 1) return false;
-      if (lane.projection.applyBatch) {
-        const events = batch.filter(handled);
-        if (events.length > 0) await lane.projection.applyBatch(c, events);
-      } else for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
-      return true;
-    }, durable);
+    // The transaction's start and the checkpoint's compare-and-set go in one simple-protocol
+    // query (one round trip, one wake-up of the server instead of two): a batch of a lone task's
+    // events costs the database about as much per statement as the work it records. The values
+    // are literals: the name is escaped, the positions are integers.
+    const c = await this.pool.connect();
+    let ok = false;
+    try {
+      const moveCheckpoint =
+        `${durable ? 'begin' : 'begin; set local synchronous_commit = off'}; ` +
+        `update ${this.schema}.checkpoints set position = ${Math.trunc(to)}, updated_at = now() ` +
+        `where name = ${c.escapeLiteral(lane.projection.name)} and position = ${Math.trunc(lane.stored)}`;
+      const results = (await c.query(moveCheckpoint)) as unknown as pg.QueryResult | pg.QueryResult[];
+      const moved = Array.isArray(results) ? results[results.length - 1] : results;
+      if (moved?.rowCount === 1) {
+        if (lane.projection.applyBatch) {
+          const events = batch.filter(handled);
+          if (events.length > 0) await lane.projection.applyBatch(c, events);
+        } else for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
+        ok = true;
+      }
+      // A compare-and-set that found nothing leaves nothing to keep.
+      await c.query(ok ? 'commit' : 'rollback');
+    } catch (err) {
+      await c.query('rollback').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
     if (ok) {
       lane.stored = to;
       lane.position = to;
@@ -412,13 +428,12 @@ export class ProjectionRunner {
     for (const w of [...this.waiters]) w();
   }
 
-  private async withTx<T>(fn: (c: pg.PoolClient) => Promise<T>, durable = true): Promise<T> {
+  private async withTx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const c = await this.pool.connect();
     try {
-      await c.query(durable ? 'begin' : 'begin; set local synchronous_commit = off');
+      await c.query('begin');
       const result = await fn(c);
-      // A compare-and-set that found nothing leaves nothing to keep.
-      await c.query(result === false ? 'rollback' : 'commit');
+      await c.query('commit');
       return result;
     } catch (err) {
       await c.query('rollback').catch(() => undefined);
