@@ -250,7 +250,11 @@ async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly Reco
               a.has_completed as a_has_completed, a.completed_at as a_completed_at, a.has_attempts as a_has_attempts,
               a.attempts as a_attempts, a.has_error as a_has_error, a.error as a_error, a.updated_at as a_updated_at,
               p.*
-       from jsonb_to_recordset($1::jsonb) as v(task_id text, is_submit bool, task_type text, priority text, requested_agent text,
+       -- One jsonb per task in an array: unnest of a parameter is planned as a few rows, so the
+       -- update below looks each task up by its key (a set-returning jsonb function is planned as
+       -- 100 rows, which turned the update into a scan of the whole table).
+       from unnest($1::jsonb[]) as x(j)
+       cross join lateral jsonb_to_record(x.j) as v(task_id text, is_submit bool, task_type text, priority text, requested_agent text,
               idempotency_key text, submitted_at timestamptz, has_patch bool, "after" jsonb, "all" jsonb)
        cross join lateral jsonb_to_record(v."after") as a(${PATCH_COLUMNS})
        cross join lateral jsonb_to_record(v."all") as p(${PATCH_COLUMNS})
@@ -274,7 +278,7 @@ async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly Reco
        error = case when v.has_error then v.error else t.error end,
        updated_at = v.updated_at
      from v where t.task_id = v.task_id and v.has_patch`,
-    [JSON.stringify(rows)],
+    [rows.map((r) => JSON.stringify(r))],
   );
 }
 
