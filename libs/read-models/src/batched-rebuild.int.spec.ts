@@ -549,4 +549,48 @@ describe('batched projections give the read models of the per-event (live) path 
       await pool.end();
     }
   });
+
+  it('a batch of a few tasks on a tasks table of thousands of rows looks its rows up by key, without scanning the table', async () => {
+    const url = await freshDatabase('batched_tasks_plan');
+    const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger });
+    await runner.migrate();
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      const tasks = projections().find((p) => p.name === 'delegation.tasks')!;
+      const mine = (await store.readAll({ maxCount: 100_000 })).filter(
+        (e) => tasks.handles.includes(e.type) && e.streamId.startsWith('task-'),
+      );
+      const c = await pool.connect();
+      try {
+        // A table of a few thousand rows and its statistics: large enough that scanning it for a few
+        // tasks costs far more than looking them up (where a misestimated batch size turned the
+        // plan into a hash join over the whole table).
+        await c.query(`insert into delegation.tasks (task_id, task_type, status, priority, submitted_at, updated_at)
+          select 'old-' || g, 'report', 'completed', 'normal', now(), now() from generate_series(1, 4000) g`);
+        await tasks.applyBatch!(
+          c,
+          mine.filter((e) => e.type === 'TaskSubmitted'),
+        );
+        await c.query('analyze delegation.tasks');
+        // The updates of a few tasks whose rows exist, counted within the transaction of a new
+        // session (a session's counts of earlier statements may not be flushed yet).
+        const fresh = new pg.Client({ connectionString: url });
+        await fresh.connect();
+        const few = mine.filter((e) => e.type !== 'TaskSubmitted').slice(0, 8);
+        await fresh.query('begin');
+        await tasks.applyBatch!(fresh as unknown as pg.PoolClient, few);
+        const scans = await fresh.query<{ seq_scan: string; idx_scan: string }>(
+          `select seq_scan, idx_scan from pg_stat_xact_user_tables where schemaname = 'delegation' and relname = 'tasks'`,
+        );
+        await fresh.query('rollback');
+        await fresh.end();
+        assert.equal(Number(scans.rows[0]?.seq_scan), 0, 'the tasks table was scanned');
+        assert.ok(Number(scans.rows[0]?.idx_scan) > 0, 'the rows were looked up by key');
+      } finally {
+        c.release();
+      }
+    } finally {
+      await pool.end();
+    }
+  });
 });
