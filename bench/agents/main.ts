@@ -7,13 +7,16 @@
  *                       (auth on: an operator API key, as a client in production sends it)
  * Sequential requests give latency p50/p99; then BENCH_CONCURRENCY requests in flight give tasks/s.
  * Per task it also counts the PostgreSQL statements of the whole process (dispatcher, projections,
- * event store, leases), the transactions they commit, and those on the shared slot table.
+ * event store, leases), the transactions they commit, and those on the shared slot table, and
+ * the CPU time per task of this process (gateway, dispatcher, agents, projections and the load
+ * generator), of the PostgreSQL server and of nats-server.
  * Uses TEST_DATABASE_URL / TEST_NATS_URL when set, else starts its own PostgreSQL and nats-server.
  *
  *   node bench/agents/dist/main.js
  *   BENCH_TASKS=500 BENCH_CONCURRENCY=32 node bench/agents/dist/main.js
  */
 import os from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 import { z } from 'zod';
 import { closeNats, connectNats, request } from '@switchyard/messaging';
@@ -79,6 +82,53 @@ pg.Client.prototype.query = function (this: object, ...args: unknown[]) {
   if (text.includes('dispatcher_leases')) sql.leases++;
   return clientQuery.apply(this, args);
 } as never;
+
+/**
+ * CPU time (ms) of this process, of the PostgreSQL server's processes (backends and its own, as
+ * pg_stat_activity lists them) and of nats-server processes, from /proc (Linux; zeros elsewhere):
+ * where a task's time goes, steadier than wall time on a shared machine.
+ */
+async function cpuSnapshot(): Promise<{ node: number; postgres: Map<number, number>; nats: Map<number, number> }> {
+  const ticks = (pid: number | string): number | undefined => {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return Number(f[11]) + Number(f[12]);
+    } catch {
+      return undefined;
+    }
+  };
+  const postgres = new Map<number, number>();
+  for (const { pid } of (await pool.query<{ pid: number }>('select pid from pg_stat_activity')).rows) {
+    const t = ticks(pid);
+    if (t !== undefined) postgres.set(pid, t);
+  }
+  const nats = new Map<number, number>();
+  let procs: string[] = [];
+  try {
+    procs = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    // not Linux
+  }
+  for (const pid of procs) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'nats-server') continue;
+    } catch {
+      continue;
+    }
+    const t = ticks(pid);
+    if (t !== undefined) nats.set(Number(pid), t);
+  }
+  const own = process.cpuUsage();
+  return { node: (own.user + own.system) / 1000, postgres, nats };
+}
+type CpuSnapshot = Awaited<ReturnType<typeof cpuSnapshot>>;
+const tickMs = 10; // USER_HZ is 100 on Linux
+/** CPU ms per task between two snapshots: node / postgres / nats-server (a process that started in between counts from zero; one that ended is missed). */
+const cpuCell = (a: CpuSnapshot, b: CpuSnapshot, n: number) => {
+  const sum = (x: Map<number, number>, y: Map<number, number>) =>
+    [...y].reduce((acc, [pid, t]) => acc + t - (x.get(pid) ?? 0), 0) * tickMs;
+  return `${((b.node - a.node) / n).toFixed(2)} / ${(sum(a.postgres, b.postgres) / n).toFixed(2)} / ${(sum(a.nats, b.nats) / n).toFixed(2)}`;
+};
 
 const pool = new pg.Pool({ connectionString: await freshDatabase('bench_agents'), max: 16 });
 // Idle connections see the server stop at the very end; that is not an error of the bench.
@@ -173,10 +223,13 @@ try {
     // Costs per task one at a time (no group commit can share them) and with `inFlight` at once.
     const before = { ...io };
     const sqlBefore = { ...sql };
+    const cpu0 = await cpuSnapshot();
     const lat = await sequential(name, fn);
     const mid = { ...io };
     const sqlMid = { ...sql };
+    const cpu1 = await cpuSnapshot();
     const tps = await concurrent(fn, inFlight);
+    const cpu2 = await cpuSnapshot();
     const load = os.loadavg()[0]!;
     const per = (k: keyof typeof io, a: typeof io, b: typeof io, n: number) => ((b[k] - a[k]) / n).toFixed(2);
     const perSql = (k: keyof typeof sql, a: typeof sql, b: typeof sql, n: number) => ((b[k] - a[k]) / n).toFixed(1);
@@ -192,6 +245,7 @@ try {
       load,
       store: direct ? '-' : `${ioCell(before, mid, WARMUP + TASKS)} ; ${ioCell(mid, io, CONCURRENT_TASKS)}`,
       sql: direct ? '-' : `${sqlCell(sqlBefore, sqlMid, WARMUP + TASKS)} ; ${sqlCell(sqlMid, sql, CONCURRENT_TASKS)}`,
+      cpu: `${cpuCell(cpu0, cpu1, WARMUP + TASKS)} ; ${cpuCell(cpu1, cpu2, CONCURRENT_TASKS)}`,
     });
   }
   console.log(
@@ -205,12 +259,12 @@ try {
   );
   console.log('# per task, one at a time ; with the in-flight count at once');
   console.log(
-    '| path | p50 ms | p99 ms | max ms | in flight | tasks/s | load (1 min) | appends / events / stream reads per task | SQL statements / transactions / append_batch / slot statements per task |',
+    '| path | p50 ms | p99 ms | max ms | in flight | tasks/s | load (1 min) | appends / events / stream reads per task | SQL statements / transactions / append_batch / slot statements per task | CPU ms per task: node / postgres / nats-server |',
   );
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows)
     console.log(
-      `| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(2)} | ${r.inFlight} | ${r.tps.toFixed(0)} | ${r.load.toFixed(2)} | ${r.store} | ${r.sql} |`,
+      `| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.max.toFixed(2)} | ${r.inFlight} | ${r.tps.toFixed(0)} | ${r.load.toFixed(2)} | ${r.store} | ${r.sql} | ${r.cpu} |`,
     );
   // Targets as ratios to the baseline of this run (the agent direct over NATS): absolute figures move with the machine.
   const [base, tasks, gateway] = rows as [(typeof rows)[number], (typeof rows)[number], (typeof rows)[number]];
