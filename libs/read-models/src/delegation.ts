@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { RecordedEvent } from '@switchyard/event-store';
-import type { Projection } from './projection.js';
+import type { BatchStatement, Projection } from './projection.js';
 import { TASK_STREAM_PREFIX, type TaskEvent } from '@switchyard/domain';
 import {
   EXTERNAL_AGENT_STREAM_PREFIX,
@@ -57,7 +57,8 @@ export function tasksProjection(schema = 'delegation'): Projection {
     async reset(c) {
       await c.query(`truncate ${s}.tasks`);
     },
-    applyBatch: (c, events) => applyTaskBatch(c, s, events),
+    batchStatement: (events) => taskBatchStatement(s, events),
+    applyBatch: (c, events) => runStatement(c, taskBatchStatement(s, events)),
     async apply(c: pg.PoolClient, recorded: RecordedEvent) {
       const e = { type: recorded.type, data: recorded.data } as TaskEvent;
       const at = recorded.metadata.timestamp;
@@ -191,7 +192,7 @@ const PATCH_COLUMNS = `status text, has_agent bool, agent text, instance text, h
  * gives the same rows. One statement instead of an insert and an update: a lone task's submit,
  * queue and assignment cost the database one round trip.
  */
-async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly RecordedEvent[]): Promise<void> {
+function taskBatchStatement(s: string, events: readonly RecordedEvent[]): BatchStatement | undefined {
   const tasks = new Map<
     string,
     {
@@ -242,9 +243,9 @@ async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly Reco
       after: patchRow(t.after),
       all: patchRow(t.all),
     }));
-  if (rows.length === 0) return;
-  await c.query(
-    `with v as (
+  if (rows.length === 0) return undefined;
+  return {
+    text: `with v as (
        select v.task_id, v.is_submit, v.task_type, v.priority, v.requested_agent, v.idempotency_key, v.submitted_at, v.has_patch,
               a.status as a_status, a.has_agent as a_has_agent, a.agent as a_agent, a.instance as a_instance,
               a.has_completed as a_has_completed, a.completed_at as a_completed_at, a.has_attempts as a_has_attempts,
@@ -278,9 +279,13 @@ async function applyTaskBatch(c: pg.PoolClient, s: string, events: readonly Reco
        error = case when v.has_error then v.error else t.error end,
        updated_at = v.updated_at
      from v where t.task_id = v.task_id and v.has_patch`,
-    [rows.map((r) => JSON.stringify(r))],
-  );
+    values: [rows.map((r) => JSON.stringify(r))],
+  };
 }
+
+const runStatement = async (c: pg.PoolClient, statement: BatchStatement | undefined): Promise<void> => {
+  if (statement) await c.query(statement.text, [...statement.values]);
+};
 
 /**
  * `<schema>.agent_performance` (counters per agent) and `<schema>.task_latency` (one row per
@@ -321,64 +326,8 @@ export function performanceProjection(schema = 'delegation'): Projection {
      * and the greatest time, as `apply` event by event leaves them) and, in the same statement,
      * the latency rows (the first per task, as `on conflict do nothing` keeps it).
      */
-    async applyBatch(c, events) {
-      const agents: unknown[] = [],
-        cols: string[] = [],
-        ats: unknown[] = [];
-      const lat = new Map<string, unknown[]>();
-      for (const recorded of events) {
-        const e = { type: recorded.type, data: recorded.data } as TaskEvent;
-        if (e.type !== 'TaskCompleted' && e.type !== 'TaskFailed' && e.type !== 'TaskTimedOut') continue;
-        agents.push(e.data.agent);
-        if (e.type === 'TaskCompleted') {
-          cols.push('succeeded');
-          ats.push(e.data.completed_at);
-        } else if (e.type === 'TaskFailed') {
-          cols.push('failed');
-          ats.push(e.data.failed_at);
-        } else {
-          cols.push('timed_out');
-          ats.push(e.data.timed_out_at);
-        }
-        if (e.type !== 'TaskTimedOut' && !lat.has(e.data.task_id)) {
-          const ok = e.type === 'TaskCompleted';
-          lat.set(e.data.task_id, [
-            e.data.agent,
-            e.data.task_type,
-            ok,
-            Math.round(e.data.duration_ms),
-            ok ? e.data.completed_at : e.data.failed_at,
-          ]);
-        }
-      }
-      // Every latency row comes from an event that also counts, so no counts means no rows.
-      if (agents.length === 0) return;
-      const v = [...lat.values()];
-      await c.query(
-        `with latency as (
-           insert into ${s}.task_latency
-           select * from unnest($4::text[], $5::text[], $6::text[], $7::bool[], $8::int[], $9::timestamptz[])
-           on conflict (task_id) do nothing)
-         insert into ${s}.agent_performance as p (agent, tasks_done, succeeded, failed, timed_out, last_task_at)
-         select agent, count(*), count(*) filter (where col = 'succeeded'), count(*) filter (where col = 'failed'),
-                count(*) filter (where col = 'timed_out'), max(at)
-         from unnest($1::text[], $2::text[], $3::timestamptz[]) as v(agent, col, at) group by agent
-         on conflict (agent) do update set tasks_done = p.tasks_done + excluded.tasks_done,
-           succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed, timed_out = p.timed_out + excluded.timed_out,
-           last_task_at = greatest(p.last_task_at, excluded.last_task_at)`,
-        [
-          agents,
-          cols,
-          ats,
-          [...lat.keys()],
-          v.map((x) => x[0]),
-          v.map((x) => x[1]),
-          v.map((x) => x[2]),
-          v.map((x) => x[3]),
-          v.map((x) => x[4]),
-        ],
-      );
-    },
+    batchStatement: (events) => performanceBatchStatement(s, events),
+    applyBatch: (c, events) => runStatement(c, performanceBatchStatement(s, events)),
     async apply(c, recorded) {
       const e = { type: recorded.type, data: recorded.data } as TaskEvent;
       switch (e.type) {
@@ -503,3 +452,63 @@ export const delegationProjections = (schema = 'delegation') => [
   performanceProjection(schema),
   externalAgentsProjection(schema),
 ];
+
+/** The performance read models for a whole batch, as one statement (see performanceProjection). */
+function performanceBatchStatement(s: string, events: readonly RecordedEvent[]): BatchStatement | undefined {
+  const agents: unknown[] = [],
+    cols: string[] = [],
+    ats: unknown[] = [];
+  const lat = new Map<string, unknown[]>();
+  for (const recorded of events) {
+    const e = { type: recorded.type, data: recorded.data } as TaskEvent;
+    if (e.type !== 'TaskCompleted' && e.type !== 'TaskFailed' && e.type !== 'TaskTimedOut') continue;
+    agents.push(e.data.agent);
+    if (e.type === 'TaskCompleted') {
+      cols.push('succeeded');
+      ats.push(e.data.completed_at);
+    } else if (e.type === 'TaskFailed') {
+      cols.push('failed');
+      ats.push(e.data.failed_at);
+    } else {
+      cols.push('timed_out');
+      ats.push(e.data.timed_out_at);
+    }
+    if (e.type !== 'TaskTimedOut' && !lat.has(e.data.task_id)) {
+      const ok = e.type === 'TaskCompleted';
+      lat.set(e.data.task_id, [
+        e.data.agent,
+        e.data.task_type,
+        ok,
+        Math.round(e.data.duration_ms),
+        ok ? e.data.completed_at : e.data.failed_at,
+      ]);
+    }
+  }
+  // Every latency row comes from an event that also counts, so no counts means no rows.
+  if (agents.length === 0) return undefined;
+  const v = [...lat.values()];
+  return {
+    text: `with latency as (
+         insert into ${s}.task_latency
+         select * from unnest($4::text[], $5::text[], $6::text[], $7::bool[], $8::int[], $9::timestamptz[])
+         on conflict (task_id) do nothing)
+       insert into ${s}.agent_performance as p (agent, tasks_done, succeeded, failed, timed_out, last_task_at)
+       select agent, count(*), count(*) filter (where col = 'succeeded'), count(*) filter (where col = 'failed'),
+              count(*) filter (where col = 'timed_out'), max(at)
+       from unnest($1::text[], $2::text[], $3::timestamptz[]) as v(agent, col, at) group by agent
+       on conflict (agent) do update set tasks_done = p.tasks_done + excluded.tasks_done,
+         succeeded = p.succeeded + excluded.succeeded, failed = p.failed + excluded.failed, timed_out = p.timed_out + excluded.timed_out,
+         last_task_at = greatest(p.last_task_at, excluded.last_task_at)`,
+    values: [
+      agents,
+      cols,
+      ats,
+      [...lat.keys()],
+      v.map((x) => x[0]),
+      v.map((x) => x[1]),
+      v.map((x) => x[2]),
+      v.map((x) => x[3]),
+      v.map((x) => x[4]),
+    ],
+  };
+}

@@ -13,7 +13,7 @@ import {
 } from '@switchyard/event-store';
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
-import { countingProjection } from './kill-test/counting-projection.js';
+import { countingProjection, countingStatementProjection } from './kill-test/counting-projection.js';
 
 const meta = { correlationId: 'kill-test', timestamp: '2026-01-01T00:00:00.000Z' };
 const counted = (n: number): NewEvent[] =>
@@ -361,6 +361,57 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
       assert.equal(c.max, 1);
     } finally {
       await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('two runners of a one-statement projection (a batch in one round trip) never apply an event twice', async () => {
+    // Each batch's checkpoint move, statement and commit are written together: the runner that
+    // finds the checkpoint moved rolls back without having waited for that answer.
+    const projection = { ...countingStatementProjection('dupst_applied', 'dup-stmt'), streamPrefixes: ['dupst-'] };
+    const a = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 20 });
+    const b = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 13 });
+    await Promise.all([a.start(), b.start()]);
+    try {
+      let last = -1;
+      for (let i = 0; i < 20; i++) last = (await store.append(`dupst-${i % 4}`, counted(25))).position;
+      await Promise.all([a.waitFor(last), b.waitFor(last)]);
+      const c = await appliedCounts(pool, 'dupst_applied');
+      assert.equal(c.rows, 500);
+      assert.equal(c.total, 500);
+      assert.equal(c.max, 1);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('a one-statement batch that fails rolls back with its checkpoint, and its connection serves on', async () => {
+    const projection = { ...countingStatementProjection('poison_applied', 'poison'), streamPrefixes: ['poison-'] };
+    // One connection: every retry of the failing batch, and the query after, use the same client.
+    const one = new pg.Pool({ connectionString: url, max: 1 });
+    const runner = new ProjectionRunner({ store, db: { pool: one }, projections: [projection], batchSize: 10 });
+    await runner.start();
+    try {
+      const good = (await store.append('poison-1', counted(5))).position;
+      await runner.waitFor(good);
+      const bad = await store.append('poison-2', [
+        { id: randomUUID(), type: 'Counted', data: { poison: true }, metadata: meta },
+      ]);
+      let status = (await runner.status()).find((p) => p.name === 'poison');
+      const deadline = Date.now() + 10_000;
+      while (!status?.lastError && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        status = (await runner.status()).find((p) => p.name === 'poison');
+      }
+      assert.match(status?.lastError ?? '', /division by zero/);
+      assert.ok(status!.position < bad.position, 'the checkpoint stayed before the failing batch');
+      assert.equal(await checkpoint(pool, 'poison'), good);
+      assert.deepEqual(await appliedCounts(pool, 'poison_applied'), { rows: 5, total: 5, max: 1 });
+      // The client went back to the pool out of its pipeline, outside any transaction.
+      const after = await one.query<{ tx: string }>(`select 'in tx: ' || (now() <> statement_timestamp()) as tx`);
+      assert.equal(after.rows[0]?.tx, 'in tx: false');
+    } finally {
+      await runner.stop();
+      await one.end();
     }
   });
 

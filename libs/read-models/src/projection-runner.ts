@@ -1,7 +1,18 @@
 import pg from 'pg';
-import { AppError, backoffMs, createPgPool, guardPgPool, isSchemaManaged, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  backoffMs,
+  createPgPool,
+  guardPgPool,
+  isConnectionError,
+  isSchemaManaged,
+  type Logger,
+} from '@switchyard/platform';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
-import type { Projection, ProjectionStatus } from './projection.js';
+import type { BatchStatement, Projection, ProjectionStatus } from './projection.js';
+
+/** The SQLSTATE advance_checkpoint raises when the checkpoint is not where the batch starts. */
+const CHECKPOINT_MOVED = 'SY001';
 
 export interface ProjectionRunnerOptions {
   readonly store: EventStore;
@@ -123,6 +134,19 @@ export class ProjectionRunner {
     await c.query(
       `create table if not exists ${this.schema}.checkpoints (
          name text primary key, position bigint not null, updated_at timestamptz not null default now())`,
+    );
+    // The checkpoint's compare-and-set as a statement that fails when the checkpoint moved, so a
+    // pipelined batch (commitPipelined) rolls back without waiting for its answer.
+    await c.query(
+      `create or replace function ${this.schema}.advance_checkpoint(p_name text, p_from bigint, p_to bigint)
+       returns void language plpgsql volatile as $fn$
+       begin
+         update ${this.schema}.checkpoints set position = p_to, updated_at = now() where name = p_name and position = p_from;
+         if not found then
+           raise exception 'checkpoint % is not at %', p_name, p_from using errcode = '${CHECKPOINT_MOVED}';
+         end if;
+       end
+       $fn$`,
     );
   }
 
@@ -376,34 +400,14 @@ export class ProjectionRunner {
     // A read model is derived: its batches need not wait for their own WAL flush (see
     // Projection.durableCommit), which on a busy disk queues behind, and delays, event appends.
     const durable = lane.projection.durableCommit ?? lane.projection.afterCommit !== undefined;
-    // The transaction's start and the checkpoint's compare-and-set go in one simple-protocol
-    // query (one round trip, one wake-up of the server instead of two): a batch of a lone task's
-    // events costs the database about as much per statement as the work it records. The values
-    // are literals: the name is escaped, the positions are integers.
-    const c = await this.pool.connect();
-    let ok = false;
-    try {
-      const moveCheckpoint =
-        `${durable ? 'begin' : 'begin; set local synchronous_commit = off'}; ` +
-        `update ${this.schema}.checkpoints set position = ${Math.trunc(to)}, updated_at = now() ` +
-        `where name = ${c.escapeLiteral(lane.projection.name)} and position = ${Math.trunc(lane.stored)}`;
-      const results = (await c.query(moveCheckpoint)) as unknown as pg.QueryResult | pg.QueryResult[];
-      const moved = Array.isArray(results) ? results[results.length - 1] : results;
-      if (moved?.rowCount === 1) {
-        if (lane.projection.applyBatch) {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with .call(lane.projection)
+    const batchStatement = lane.projection.batchStatement;
+    const ok = batchStatement
+      ? await this.commitPipelined(lane, to, durable, () => {
           const events = batch.filter(handled);
-          if (events.length > 0) await lane.projection.applyBatch(c, events);
-        } else for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
-        ok = true;
-      }
-      // A compare-and-set that found nothing leaves nothing to keep.
-      await c.query(ok ? 'commit' : 'rollback');
-    } catch (err) {
-      await c.query('rollback').catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+          return events.length > 0 ? batchStatement.call(lane.projection, events) : undefined;
+        })
+      : await this.commitInTurns(lane, batch, handled, to, durable);
     if (ok) {
       lane.stored = to;
       lane.position = to;
@@ -422,6 +426,97 @@ export class ProjectionRunner {
       this.notifyWaiters();
     }
     return ok;
+  }
+
+  /**
+   * The transaction's start with the checkpoint's move, in one simple-protocol query (the values
+   * are literals: the name escaped, the positions integers).
+   */
+  private startBatch(c: pg.PoolClient, lane: Lane, to: number, durable: boolean, raise: boolean): string {
+    const name = c.escapeLiteral(lane.projection.name);
+    const from = Math.trunc(lane.stored);
+    return (
+      `${durable ? 'begin' : 'begin; set local synchronous_commit = off'}; ` +
+      (raise
+        ? `select ${this.schema}.advance_checkpoint(${name}, ${from}, ${Math.trunc(to)})`
+        : `update ${this.schema}.checkpoints set position = ${Math.trunc(to)}, updated_at = now() where name = ${name} and position = ${from}`)
+    );
+  }
+
+  /**
+   * A batch in two to three round trips: the start with the checkpoint's compare-and-set (one
+   * query), the projection's statements, the commit.
+   */
+  private async commitInTurns(
+    lane: Lane,
+    batch: readonly RecordedEvent[],
+    handled: (e: RecordedEvent) => boolean,
+    to: number,
+    durable: boolean,
+  ): Promise<boolean> {
+    const c = await this.pool.connect();
+    let ok = false;
+    try {
+      const results = (await c.query(this.startBatch(c, lane, to, durable, false))) as unknown as
+        pg.QueryResult | pg.QueryResult[];
+      const moved = Array.isArray(results) ? results[results.length - 1] : results;
+      if (moved?.rowCount === 1) {
+        if (lane.projection.applyBatch) {
+          const events = batch.filter(handled);
+          if (events.length > 0) await lane.projection.applyBatch(c, events);
+        } else for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
+        ok = true;
+      }
+      // A compare-and-set that found nothing leaves nothing to keep.
+      await c.query(ok ? 'commit' : 'rollback');
+    } catch (err) {
+      await c.query('rollback').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+    return ok;
+  }
+
+  /**
+   * A batch in one round trip, for a projection that gives it as one statement: the start with
+   * the checkpoint's move, the statement and the commit are written together (pg's pipeline
+   * mode, on this client for this batch only). Each waits for nothing from the others: a
+   * checkpoint that moved raises (advance_checkpoint), which aborts the transaction, so the
+   * statement fails and the commit rolls back.
+   */
+  private async commitPipelined(
+    lane: Lane,
+    to: number,
+    durable: boolean,
+    statement: () => BatchStatement | undefined,
+  ): Promise<boolean> {
+    const stmt = statement();
+    const c = await this.pool.connect();
+    const pipelined = c as pg.PoolClient & { pipeline: boolean };
+    let broken: Error | undefined;
+    pipelined.pipeline = true;
+    try {
+      const [moved, applied, committed] = await Promise.allSettled([
+        c.query(this.startBatch(c, lane, to, durable, true)),
+        stmt ? c.query(stmt.text, [...stmt.values]) : Promise.resolve(undefined),
+        c.query('commit'),
+      ]);
+      if (moved.status === 'rejected') {
+        if ((moved.reason as { code?: unknown }).code === CHECKPOINT_MOVED) return false;
+        throw moved.reason;
+      }
+      if (applied.status === 'rejected') throw applied.reason;
+      if (committed.status === 'rejected') throw committed.reason;
+      return true;
+    } catch (err) {
+      // A lost connection leaves the client unusable: the pool drops it instead of reusing it.
+      if (isConnectionError(err)) broken = err as Error;
+      throw err;
+    } finally {
+      pipelined.pipeline = false;
+      c.release(broken);
+    }
   }
 
   private notifyWaiters(): void {

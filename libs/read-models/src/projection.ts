@@ -23,6 +23,13 @@ export interface Projection {
    */
   applyBatch?(client: pg.PoolClient, events: readonly RecordedEvent[]): Promise<void>;
   /**
+   * Optional: the whole batch (the events it handles, in order) as one statement, or undefined
+   * when the batch changes nothing. The runner then writes the transaction's start with the
+   * checkpoint's move, this statement and the commit together: one round trip for the batch
+   * instead of three. Used instead of `applyBatch` when present; the same rows as `apply`.
+   */
+  batchStatement?(events: readonly RecordedEvent[]): BatchStatement | undefined;
+  /**
    * Told, after a batch committed, which events of it `apply` applied: for effects outside
    * the database that must follow the stored state, such as in-memory counters. Never called
    * for a batch that rolled back; what it throws is logged, not retried.
@@ -38,6 +45,12 @@ export interface Projection {
   readonly durableCommit?: boolean;
   /** Empty its tables for a rebuild; without it `rebuild()` refuses. */
   reset?(client: pg.PoolClient): Promise<void>;
+}
+
+/** One SQL statement with its parameters. */
+export interface BatchStatement {
+  readonly text: string;
+  readonly values: readonly unknown[];
 }
 
 export interface ProjectionStatus {
