@@ -192,13 +192,7 @@ export class RunPump {
     return this.pumpRun;
   }
 
-  /**
-   * One pass: queued tasks by effective priority (aging), each placed on the best instance that
-   * accepts it. The choices are made in order, one after another, against this process's view of
-   * the instances' load (each choice counts before the next is made); the placements they lead to
-   * (the shared slot, then the TaskAssigned append) run concurrently, so a pass over many queued
-   * tasks costs about one reservation and one group commit, not two round trips per task.
-   */
+  /** One pass: queued tasks by effective priority (aging), each placed on the best instance that accepts it. */
   private async pumpOnce(): Promise<void> {
     const now = Date.now();
     const queued = [...this.tasks.activeStates()]
@@ -207,56 +201,44 @@ export class RunPump {
           s.status === 'queued' && !this.assigning.has(s.task_id) && this.ownership.accepting(s.task_id),
       )
       .map((s) => ({ task_id: s.task_id, priority: s.priority, waiting_since_ms: Date.parse(s.submitted_at), s }));
-    // Instances and agents found full in the shared slot table during this pass (other
-    // dispatchers' attempts): later choices of the pass avoid them.
+    // Instances and agents found full in the shared slot table during this pass (other dispatchers' attempts).
     const full = new Set<string>();
-    const placements: Promise<void>[] = [];
     for (const { s } of orderQueue(queued, now, this.opts.agingMs ?? DEFAULT_AGING_MS)) {
-      if (this.stopped) break;
+      if (this.stopped) return;
       const inst = this.select(s, full);
       if (!inst) continue;
       this.registry.reserve(inst);
       this.assigning.add(s.task_id);
-      placements.push(this.place(s, inst, full));
-    }
-    await Promise.all(placements);
-  }
-
-  /** Reserve the shared slot, record the assignment, launch the attempt; a refusal leaves the task queued for a later pass. */
-  private async place(
-    s: Extract<ExistingTaskState, { status: 'queued' }>,
-    inst: AgentInstance,
-    full: Set<string>,
-  ): Promise<void> {
-    let r: CommandResult<TaskEvent, TaskState>;
-    try {
-      const slot = await this.ownership.reserveSlot(s.task_id, inst, s.assignment + 1);
-      if (slot !== 'ok') {
-        this.registry.release(inst);
-        full.add(slot === 'agent_full' ? `agent:${inst.agent}` : inst.key);
-        return;
-      }
+      let r: CommandResult<TaskEvent, TaskState>;
       try {
-        r = await this.tasks.exec(s.task_id, {
-          type: 'AssignTask',
-          data: { agent: inst.agent, instance: inst.instance },
-          metadata: this.tasks.meta(s.task_id),
-        });
-      } catch (err) {
+        const slot = await this.ownership.reserveSlot(s.task_id, inst, s.assignment + 1);
+        if (slot !== 'ok') {
+          this.registry.release(inst);
+          full.add(slot === 'agent_full' ? `agent:${inst.agent}` : inst.key);
+          continue;
+        }
+        try {
+          r = await this.tasks.exec(s.task_id, {
+            type: 'AssignTask',
+            data: { agent: inst.agent, instance: inst.instance },
+            metadata: this.tasks.meta(s.task_id),
+          });
+        } catch (err) {
+          this.registry.release(inst);
+          void this.ownership.releaseSlot(s.task_id, s.assignment + 1);
+          this.log.warn({ correlationId: this.tasks.cid(s.task_id), taskId: s.task_id, err }, 'assignment refused');
+          continue;
+        }
+      } finally {
+        this.assigning.delete(s.task_id);
+      }
+      if (r.state.status !== 'assigned') {
         this.registry.release(inst);
         void this.ownership.releaseSlot(s.task_id, s.assignment + 1);
-        this.log.warn({ correlationId: this.tasks.cid(s.task_id), taskId: s.task_id, err }, 'assignment refused');
-        return;
+        continue;
       }
-    } finally {
-      this.assigning.delete(s.task_id);
+      this.launch(r.state, inst);
     }
-    if (r.state.status !== 'assigned') {
-      this.registry.release(inst);
-      void this.ownership.releaseSlot(s.task_id, s.assignment + 1);
-      return;
-    }
-    this.launch(r.state, inst);
   }
 
   /** Capability (or the asked-for agent), health, breaker, concurrency; then least loaded, avoiding instances that failed this task. */
