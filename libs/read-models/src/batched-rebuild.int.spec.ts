@@ -517,18 +517,22 @@ describe('batched projections give the read models of the per-event (live) path 
     for (const t of TABLES) assert.deepEqual(got[t], expected[t], `${t}: replayed batches vs live`);
   });
 
+  /** A fresh database with the read models' tables, the tasks projection and the log's task events. */
+  async function tasksModelOnly(name: string) {
+    const url = await freshDatabase(name);
+    await new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger }).migrate();
+    const tasks = projections().find((p) => p.name === 'delegation.tasks')!;
+    const mine = (await store.readAll({ maxCount: 100_000 })).filter(
+      (e) => tasks.handles.includes(e.type) && e.streamId.startsWith('task-'),
+    );
+    return { url, pool: new pg.Pool({ connectionString: url, max: 1 }), tasks, mine };
+  }
+
   it('the tasks projection given batches whose tasks have rows already (their TaskSubmitted applied before) leaves the rows of the live path', async () => {
     // A task's row that exists when a batch with its TaskSubmitted comes: the insert keeps it and
     // the batch's updates go to it, as `apply` event by event would.
-    const url = await freshDatabase('batched_tasks_twice');
-    const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger });
-    await runner.migrate();
-    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    const { pool, tasks, mine } = await tasksModelOnly('batched_tasks_twice');
     try {
-      const tasks = projections().find((p) => p.name === 'delegation.tasks')!;
-      const mine = (await store.readAll({ maxCount: 100_000 })).filter(
-        (e) => tasks.handles.includes(e.type) && e.streamId.startsWith('task-'),
-      );
       const c = await pool.connect();
       try {
         // Every task's row first, from its TaskSubmitted alone; then all events in batches.
@@ -551,15 +555,8 @@ describe('batched projections give the read models of the per-event (live) path 
   });
 
   it('a batch of a few tasks on a tasks table of thousands of rows looks its rows up by key, without scanning the table', async () => {
-    const url = await freshDatabase('batched_tasks_plan');
-    const runner = new ProjectionRunner({ store, db: { connectionString: url }, projections: projections(), logger });
-    await runner.migrate();
-    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    const { url, pool, tasks, mine } = await tasksModelOnly('batched_tasks_plan');
     try {
-      const tasks = projections().find((p) => p.name === 'delegation.tasks')!;
-      const mine = (await store.readAll({ maxCount: 100_000 })).filter(
-        (e) => tasks.handles.includes(e.type) && e.streamId.startsWith('task-'),
-      );
       const c = await pool.connect();
       try {
         // A table of a few thousand rows and its statistics: large enough that scanning it for a few
