@@ -346,43 +346,44 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
     }
   });
 
-  it('two runners of the same projection never apply an event twice', async () => {
-    const projection = countingProjection('dup_applied', 'dup');
-    const a = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 20 });
-    const b = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 13 });
-    await Promise.all([a.start(), b.start()]);
-    try {
-      let last = -1;
-      for (let i = 0; i < 20; i++) last = (await store.append(`dup-${i % 4}`, counted(25))).position;
-      await Promise.all([a.waitFor(last), b.waitFor(last)]);
-      const c = await appliedCounts(pool, 'dup_applied');
-      assert.equal(c.rows, 500);
-      assert.equal(c.total, 500);
-      assert.equal(c.max, 1);
-    } finally {
-      await Promise.all([a.stop(), b.stop()]);
-    }
-  });
-
-  it('two runners of a one-statement projection (a batch in one round trip) never apply an event twice', async () => {
+  for (const [what, projection, table, stream] of [
+    ['the same projection', countingProjection('dup_applied', 'dup'), 'dup_applied', 'dup'],
     // Each batch's checkpoint move, statement and commit are written together: the runner that
     // finds the checkpoint moved rolls back without having waited for that answer.
-    const projection = { ...countingStatementProjection('dupst_applied', 'dup-stmt'), streamPrefixes: ['dupst-'] };
-    const a = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 20 });
-    const b = new ProjectionRunner({ store, db: { connectionString: url }, projections: [projection], batchSize: 13 });
-    await Promise.all([a.start(), b.start()]);
-    try {
-      let last = -1;
-      for (let i = 0; i < 20; i++) last = (await store.append(`dupst-${i % 4}`, counted(25))).position;
-      await Promise.all([a.waitFor(last), b.waitFor(last)]);
-      const c = await appliedCounts(pool, 'dupst_applied');
-      assert.equal(c.rows, 500);
-      assert.equal(c.total, 500);
-      assert.equal(c.max, 1);
-    } finally {
-      await Promise.all([a.stop(), b.stop()]);
-    }
-  });
+    [
+      'a one-statement projection (a batch in one round trip)',
+      { ...countingStatementProjection('dupst_applied', 'dup-stmt'), streamPrefixes: ['dupst-'] },
+      'dupst_applied',
+      'dupst',
+    ],
+  ] as const) {
+    it(`two runners of ${what} never apply an event twice`, async () => {
+      const a = new ProjectionRunner({
+        store,
+        db: { connectionString: url },
+        projections: [projection],
+        batchSize: 20,
+      });
+      const b = new ProjectionRunner({
+        store,
+        db: { connectionString: url },
+        projections: [projection],
+        batchSize: 13,
+      });
+      await Promise.all([a.start(), b.start()]);
+      try {
+        let last = -1;
+        for (let i = 0; i < 20; i++) last = (await store.append(`${stream}-${i % 4}`, counted(25))).position;
+        await Promise.all([a.waitFor(last), b.waitFor(last)]);
+        const c = await appliedCounts(pool, table);
+        assert.equal(c.rows, 500);
+        assert.equal(c.total, 500);
+        assert.equal(c.max, 1);
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    });
+  }
 
   it('a one-statement batch that fails rolls back with its checkpoint, and its connection serves on', async () => {
     const projection = { ...countingStatementProjection('poison_applied', 'poison'), streamPrefixes: ['poison-'] };
