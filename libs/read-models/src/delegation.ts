@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { RecordedEvent } from '@switchyard/event-store';
-import type { BatchStatement, Projection } from './projection.js';
+import { oneStatementBatches, type BatchStatement, type Projection } from './projection.js';
 import { TASK_STREAM_PREFIX, type TaskEvent } from '@switchyard/domain';
 import {
   EXTERNAL_AGENT_STREAM_PREFIX,
@@ -57,8 +57,7 @@ export function tasksProjection(schema = 'delegation'): Projection {
     async reset(c) {
       await c.query(`truncate ${s}.tasks`);
     },
-    batchStatement: (events) => taskBatchStatement(s, events),
-    applyBatch: (c, events) => runStatement(c, taskBatchStatement(s, events)),
+    ...oneStatementBatches((events) => taskBatchStatement(s, events)),
     async apply(c: pg.PoolClient, recorded: RecordedEvent) {
       const e = { type: recorded.type, data: recorded.data } as TaskEvent;
       const at = recorded.metadata.timestamp;
@@ -125,7 +124,7 @@ interface TaskPatch {
   instance?: unknown;
   completed_at?: unknown;
   attempts?: unknown;
-  error?: string | null;
+  error?: unknown;
   updated_at?: unknown;
 }
 
@@ -147,11 +146,11 @@ function taskPatch(recorded: RecordedEvent): TaskPatch | undefined {
         status: 'failed',
         completed_at: at,
         attempts: e.data.attempts ?? null,
-        error: JSON.stringify(e.data.error) ?? null,
+        error: e.data.error ?? null,
         updated_at: at,
       };
     case 'TaskRetryScheduled':
-      return { attempts: e.data.attempts ?? null, error: JSON.stringify(e.data.error) ?? null, updated_at: at };
+      return { attempts: e.data.attempts ?? null, error: e.data.error ?? null, updated_at: at };
     case 'TaskCanceled':
       return { status: 'canceled', completed_at: at, updated_at: at };
     case 'TaskTimedOut':
@@ -161,7 +160,7 @@ function taskPatch(recorded: RecordedEvent): TaskPatch | undefined {
   }
 }
 
-/** A patch as a row of `jsonb_to_recordset`: `has_*` tells a column set to null from one left alone. */
+/** A patch as a jsonb row of the batch statement: `has_*` tells a column set to null from one left alone. */
 const patchRow = (p: TaskPatch | undefined) => ({
   status: p?.status ?? null,
   has_agent: p !== undefined && 'agent' in p,
@@ -172,8 +171,7 @@ const patchRow = (p: TaskPatch | undefined) => ({
   has_attempts: p !== undefined && 'attempts' in p,
   attempts: p?.attempts ?? null,
   has_error: p !== undefined && 'error' in p,
-  // The patch holds the error as JSON text; the row's column is jsonb.
-  error: p?.error == null ? null : (JSON.parse(p.error) as unknown),
+  error: p?.error ?? null,
   updated_at: p?.updated_at ?? null,
 });
 
@@ -283,10 +281,6 @@ function taskBatchStatement(s: string, events: readonly RecordedEvent[]): BatchS
   };
 }
 
-const runStatement = async (c: pg.PoolClient, statement: BatchStatement | undefined): Promise<void> => {
-  if (statement) await c.query(statement.text, [...statement.values]);
-};
-
 /**
  * `<schema>.agent_performance` (counters per agent) and `<schema>.task_latency` (one row per
  * finished task with its duration), so p50/p95 are computed with percentile_cont at query time.
@@ -326,8 +320,7 @@ export function performanceProjection(schema = 'delegation'): Projection {
      * and the greatest time, as `apply` event by event leaves them) and, in the same statement,
      * the latency rows (the first per task, as `on conflict do nothing` keeps it).
      */
-    batchStatement: (events) => performanceBatchStatement(s, events),
-    applyBatch: (c, events) => runStatement(c, performanceBatchStatement(s, events)),
+    ...oneStatementBatches((events) => performanceBatchStatement(s, events)),
     async apply(c, recorded) {
       const e = { type: recorded.type, data: recorded.data } as TaskEvent;
       switch (e.type) {

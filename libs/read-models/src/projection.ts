@@ -53,6 +53,22 @@ export interface BatchStatement {
   readonly values: readonly unknown[];
 }
 
+/**
+ * A projection's batches as one statement each: `batchStatement` for the runner, and
+ * `applyBatch` running the same statement for whoever applies a batch on a client of its own.
+ */
+export function oneStatementBatches(
+  build: (events: readonly RecordedEvent[]) => BatchStatement | undefined,
+): Required<Pick<Projection, 'batchStatement' | 'applyBatch'>> {
+  return {
+    batchStatement: build,
+    async applyBatch(c, events) {
+      const statement = build(events);
+      if (statement) await c.query(statement.text, [...statement.values]);
+    },
+  };
+}
+
 export interface ProjectionStatus {
   readonly name: string;
   /** Last global position processed (-1: nothing yet). */
