@@ -21,8 +21,16 @@ import pg from 'pg';
 import { z } from 'zod';
 import { closeNats, connectNats, request } from '@switchyard/messaging';
 import { createLogger, newId } from '@switchyard/platform';
-import { PostgresEventStore } from '@switchyard/event-store';
-import { freshDatabase, stopOwnInfra, testNatsUrl } from '@switchyard/testing';
+import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
+import {
+  cpuMsBetween,
+  freshDatabase,
+  overriding,
+  postgresCpuMs,
+  processCpuMs,
+  stopOwnInfra,
+  testNatsUrl,
+} from '@switchyard/testing';
 import { startAgents } from '@switchyard/agents';
 import { agentSubject, tasksSubject } from '@switchyard/contracts';
 import { startDispatcher } from '@switchyard/dispatcher';
@@ -84,24 +92,11 @@ pg.Client.prototype.query = function (this: object, ...args: unknown[]) {
 } as never;
 
 /**
- * CPU time (ms) of this process, of the PostgreSQL server's processes (backends and its own, as
- * pg_stat_activity lists them) and of nats-server processes, from /proc (Linux; zeros elsewhere):
- * where a task's time goes, steadier than wall time on a shared machine.
+ * CPU time (ms) of this process, of the PostgreSQL server's processes (as pg_stat_activity lists
+ * them) and of nats-server processes, from /proc (Linux; zeros elsewhere): where a task's time
+ * goes, steadier than wall time on a shared machine.
  */
 async function cpuSnapshot(): Promise<{ node: number; postgres: Map<number, number>; nats: Map<number, number> }> {
-  const ticks = (pid: number | string): number | undefined => {
-    try {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return Number(f[11]) + Number(f[12]);
-    } catch {
-      return undefined;
-    }
-  };
-  const postgres = new Map<number, number>();
-  for (const { pid } of (await pool.query<{ pid: number }>('select pid from pg_stat_activity')).rows) {
-    const t = ticks(pid);
-    if (t !== undefined) postgres.set(pid, t);
-  }
   const nats = new Map<number, number>();
   let procs: string[] = [];
   try {
@@ -115,20 +110,16 @@ async function cpuSnapshot(): Promise<{ node: number; postgres: Map<number, numb
     } catch {
       continue;
     }
-    const t = ticks(pid);
-    if (t !== undefined) nats.set(Number(pid), t);
+    const ms = processCpuMs(pid);
+    if (ms !== undefined) nats.set(Number(pid), ms);
   }
   const own = process.cpuUsage();
-  return { node: (own.user + own.system) / 1000, postgres, nats };
+  return { node: (own.user + own.system) / 1000, postgres: await postgresCpuMs(pool), nats };
 }
 type CpuSnapshot = Awaited<ReturnType<typeof cpuSnapshot>>;
-const tickMs = 10; // USER_HZ is 100 on Linux
-/** CPU ms per task between two snapshots: node / postgres / nats-server (a process that started in between counts from zero; one that ended is missed). */
-const cpuCell = (a: CpuSnapshot, b: CpuSnapshot, n: number) => {
-  const sum = (x: Map<number, number>, y: Map<number, number>) =>
-    [...y].reduce((acc, [pid, t]) => acc + t - (x.get(pid) ?? 0), 0) * tickMs;
-  return `${((b.node - a.node) / n).toFixed(2)} / ${(sum(a.postgres, b.postgres) / n).toFixed(2)} / ${(sum(a.nats, b.nats) / n).toFixed(2)}`;
-};
+/** CPU ms per task between two snapshots: node / postgres / nats-server. */
+const cpuCell = (a: CpuSnapshot, b: CpuSnapshot, n: number) =>
+  `${((b.node - a.node) / n).toFixed(2)} / ${(cpuMsBetween(a.postgres, b.postgres) / n).toFixed(2)} / ${(cpuMsBetween(a.nats, b.nats) / n).toFixed(2)}`;
 
 const pool = new pg.Pool({ connectionString: await freshDatabase('bench_agents'), max: 16 });
 // Idle connections see the server stop at the very end; that is not an error of the bench.
@@ -148,23 +139,17 @@ const agents = await startAgents({
 // The dispatcher (and its projections) see the store through a counter of task-stream appends and
 // reads, so the table can show what one delegated task costs in store round trips.
 const io = { appends: 0, events: 0, reads: 0 };
-const counted: typeof store = new Proxy(store, {
-  get(target, prop, receiver) {
-    if (prop === 'append')
-      return (streamId: string, events: readonly unknown[], options?: unknown) => {
-        if (streamId.startsWith('task-')) {
-          io.appends++;
-          io.events += events.length;
-        }
-        return target.append(streamId, events as never, options as never);
-      };
-    if (prop === 'readStream')
-      return (streamId: string, options?: unknown) => {
-        if (streamId.startsWith('task-')) io.reads++;
-        return target.readStream(streamId, options as never);
-      };
-    const v = Reflect.get(target, prop, receiver) as unknown;
-    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+const counted = overriding<EventStore>(store, {
+  append: (streamId, events, options) => {
+    if (streamId.startsWith('task-')) {
+      io.appends++;
+      io.events += events.length;
+    }
+    return store.append(streamId, events, options);
+  },
+  readStream: (streamId, options) => {
+    if (streamId.startsWith('task-')) io.reads++;
+    return store.readStream(streamId, options);
   },
 });
 const dispatcher = await startDispatcher({ store: counted, nats: nc, pool, logger, discoveryWaitMs: 200 });

@@ -31,7 +31,7 @@
  */
 import path from 'node:path';
 import { loadavg } from 'node:os';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
@@ -40,6 +40,7 @@ import { z } from 'zod';
 import { connect } from '@nats-io/transport-node';
 import { createLogger, ensureDatabase, freePort, startEmbeddedPostgres, startNatsServer } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
+import { cpuMsBetween, postgresCpuMs } from '@switchyard/testing';
 import { addService } from '@switchyard/messaging';
 import { startExecution } from '@switchyard/workflow-executions';
 import { startReadModelThread, startWorkflowEngine } from '@switchyard/workflows';
@@ -226,22 +227,9 @@ try {
       ).rows[0]!;
     // CPU seconds of this process and of the server's backends (when the server is local; /proc), a
     // steadier figure than executions/s on a shared machine.
-    const pgCpu = async (): Promise<Map<number, number>> => {
-      const pids = (await pool.query<{ pid: number }>(`select pid from pg_stat_activity`)).rows.map((r) => r.pid);
-      const ticks = new Map<number, number>();
-      for (const pid of pids) {
-        try {
-          const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-          ticks.set(pid, Number(f[11]) + Number(f[12]));
-        } catch {
-          // not local, or the backend ended
-        }
-      }
-      return ticks;
-    };
     // Backends that ended in between are missed (an undercount); new ones count from zero.
-    const pgDelta = (a: Map<number, number>, b: Map<number, number>) =>
-      [...b].reduce((sum, [pid, t]) => sum + t - (a.get(pid) ?? 0), 0) / 100;
+    const pgCpu = () => postgresCpuMs(pool);
+    const pgDelta = (a: Map<number, number>, b: Map<number, number>) => cpuMsBetween(a, b) / 1000;
     const before = await dbStats();
     const appends0 = appends;
     const cpu0 = process.cpuUsage();

@@ -6,3 +6,4 @@ export * from './replica.js';
 export * from './nats-cluster.js';
 export * from './launcher.js';
 export * from './overriding.js';
+export * from './process-cpu.js';
