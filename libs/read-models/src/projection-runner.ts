@@ -135,9 +135,8 @@ export class ProjectionRunner {
       `create table if not exists ${this.schema}.checkpoints (
          name text primary key, position bigint not null, updated_at timestamptz not null default now())`,
     );
-    // The checkpoint's compare-and-set as a statement that fails when the checkpoint moved: the
-    // transaction aborts, so a pipelined batch (commitPipelined) rolls back without waiting for
-    // its answer.
+    // The checkpoint's compare-and-set as a statement that fails when the checkpoint moved, so a
+    // pipelined batch (commitPipelined) rolls back without waiting for its answer.
     await c.query(
       `create or replace function ${this.schema}.advance_checkpoint(p_name text, p_from bigint, p_to bigint)
        returns void language plpgsql volatile as $fn$
@@ -403,12 +402,12 @@ export class ProjectionRunner {
     const durable = lane.projection.durableCommit ?? lane.projection.afterCommit !== undefined;
     // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with .call(lane.projection)
     const batchStatement = lane.projection.batchStatement;
-    let ok: boolean;
-    if (batchStatement) {
-      const events = batch.filter(handled);
-      const statement = events.length > 0 ? batchStatement.call(lane.projection, events) : undefined;
-      ok = await this.commitPipelined(lane, to, durable, statement);
-    } else ok = await this.commitInTurns(lane, batch, handled, to, durable);
+    const ok = batchStatement
+      ? await this.commitPipelined(lane, to, durable, () => {
+          const events = batch.filter(handled);
+          return events.length > 0 ? batchStatement.call(lane.projection, events) : undefined;
+        })
+      : await this.commitInTurns(lane, batch, handled, to, durable);
     if (ok) {
       lane.stored = to;
       lane.position = to;
@@ -431,19 +430,22 @@ export class ProjectionRunner {
 
   /**
    * The transaction's start with the checkpoint's move, in one simple-protocol query (the values
-   * are literals: the name escaped, the positions integers). The move raises CHECKPOINT_MOVED
-   * when the checkpoint is not where the batch starts (another runner got there first).
+   * are literals: the name escaped, the positions integers).
    */
-  private startBatch(c: pg.PoolClient, lane: Lane, to: number, durable: boolean): string {
+  private startBatch(c: pg.PoolClient, lane: Lane, to: number, durable: boolean, raise: boolean): string {
+    const name = c.escapeLiteral(lane.projection.name);
+    const from = Math.trunc(lane.stored);
     return (
       `${durable ? 'begin' : 'begin; set local synchronous_commit = off'}; ` +
-      `select ${this.schema}.advance_checkpoint(${c.escapeLiteral(lane.projection.name)}, ${Math.trunc(lane.stored)}, ${Math.trunc(to)})`
+      (raise
+        ? `select ${this.schema}.advance_checkpoint(${name}, ${from}, ${Math.trunc(to)})`
+        : `update ${this.schema}.checkpoints set position = ${Math.trunc(to)}, updated_at = now() where name = ${name} and position = ${from}`)
     );
   }
 
   /**
-   * A batch in two to three round trips: the start with the checkpoint's move (one query), the
-   * projection's statements, the commit.
+   * A batch in two to three round trips: the start with the checkpoint's compare-and-set (one
+   * query), the projection's statements, the commit.
    */
   private async commitInTurns(
     lane: Lane,
@@ -453,29 +455,27 @@ export class ProjectionRunner {
     durable: boolean,
   ): Promise<boolean> {
     const c = await this.pool.connect();
+    let ok = false;
     try {
-      try {
-        await c.query(this.startBatch(c, lane, to, durable));
-      } catch (err) {
-        // A checkpoint that moved leaves nothing to keep.
-        if ((err as { code?: unknown }).code === CHECKPOINT_MOVED) {
-          await c.query('rollback');
-          return false;
-        }
-        throw err;
+      const results = (await c.query(this.startBatch(c, lane, to, durable, false))) as unknown as
+        pg.QueryResult | pg.QueryResult[];
+      const moved = Array.isArray(results) ? results[results.length - 1] : results;
+      if (moved?.rowCount === 1) {
+        if (lane.projection.applyBatch) {
+          const events = batch.filter(handled);
+          if (events.length > 0) await lane.projection.applyBatch(c, events);
+        } else for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
+        ok = true;
       }
-      if (lane.projection.applyBatch) {
-        const events = batch.filter(handled);
-        if (events.length > 0) await lane.projection.applyBatch(c, events);
-      } else for (const e of batch) if (handled(e)) await lane.projection.apply(c, e);
-      await c.query('commit');
-      return true;
+      // A compare-and-set that found nothing leaves nothing to keep.
+      await c.query(ok ? 'commit' : 'rollback');
     } catch (err) {
       await c.query('rollback').catch(() => undefined);
       throw err;
     } finally {
       c.release();
     }
+    return ok;
   }
 
   /**
@@ -489,15 +489,16 @@ export class ProjectionRunner {
     lane: Lane,
     to: number,
     durable: boolean,
-    stmt: BatchStatement | undefined,
+    statement: () => BatchStatement | undefined,
   ): Promise<boolean> {
+    const stmt = statement();
     const c = await this.pool.connect();
     const pipelined = c as pg.PoolClient & { pipeline: boolean };
     let broken: Error | undefined;
     pipelined.pipeline = true;
     try {
       const [moved, applied, committed] = await Promise.allSettled([
-        c.query(this.startBatch(c, lane, to, durable)),
+        c.query(this.startBatch(c, lane, to, durable, true)),
         stmt ? c.query(stmt.text, [...stmt.values]) : Promise.resolve(undefined),
         c.query('commit'),
       ]);
