@@ -27,6 +27,8 @@ export interface Projection {
    * when the batch changes nothing. The runner then writes the transaction's start with the
    * checkpoint's move, this statement and the commit together: one round trip for the batch
    * instead of three. Used instead of `applyBatch` when present; the same rows as `apply`.
+   * The move is the `advance_checkpoint` function that the runner's own migration creates: a
+   * runner whose checkpoints table another migration makes needs that function there too.
    */
   batchStatement?(events: readonly RecordedEvent[]): BatchStatement | undefined;
   /**
