@@ -21,6 +21,8 @@ export interface LoadTask {
   readonly url: string;
   readonly headers: Record<string, string>;
   readonly tool: string;
+  /** `tools/call` the tool, or `ping`: an MCP request that no tool answers (the framing and the session alone). */
+  readonly method: 'tools/call' | 'ping';
   readonly args: Record<string, unknown>;
   readonly warmup: number;
   readonly latencyCalls: number;
@@ -63,6 +65,7 @@ async function run(t: LoadTask): Promise<LoadResult> {
     const t0 = performance.now();
     try {
       if (t.mode === 'rest') await rest();
+      else if (t.method === 'ping') await client.ping({ timeout: 30_000 });
       else {
         const r = await client.callTool({ name: t.tool, arguments: t.args }, undefined, { timeout: 30_000 });
         if (r.isError) throw new Error(JSON.stringify(r.content).slice(0, 300));

@@ -29,7 +29,8 @@
  * BENCH_STORE_BATCHES (2): the event store's maxBatchesInFlight, to compare 1 with the default.
  * Knobs: BENCH_WARMUP (50), BENCH_LATENCY_CALLS (500), BENCH_INFLIGHT (64),
  * BENCH_UPSTREAM (stdio | http), BENCH_THROUGHPUT_CALLS (5000), BENCH_THROUGHPUT_SECONDS (10), BENCH_SESSIONS (1: the in-flight calls
- * share one session; N: spread over N sessions), BENCH_PATHS (comma list of direct,
+ * share one session; N: spread over N sessions), BENCH_METHOD (tools/call | ping: MCP framing
+ * and session alone, no tool), BENCH_PATHS (comma list of direct,
  * switchyard, rest, proxy; default all), DATABASE_URL / NATS_URL (else
  * embedded ones on free ports), LOG_LEVEL (error). Figures only: nothing here asserts.
  */
@@ -74,6 +75,9 @@ const settings = {
   batchesInFlight: Math.max(1, Math.floor(num('BENCH_STORE_BATCHES', 2))),
 };
 const upstream = process.env.BENCH_UPSTREAM ?? 'stdio';
+const method = (process.env.BENCH_METHOD ?? 'tools/call') as 'tools/call' | 'ping';
+if (method !== 'tools/call' && method !== 'ping')
+  throw new Error(`BENCH_METHOD must be tools/call or ping, got ${method}`);
 if (upstream !== 'stdio' && upstream !== 'http')
   throw new Error(`BENCH_UPSTREAM must be stdio or http, got ${upstream}`);
 // The SDK's client transports add an abort listener per request to a long-lived signal; Node
@@ -280,6 +284,7 @@ async function main(): Promise<void> {
   console.log(
     `# MCP gateway bench, in ${settings.rounds} rounds (paths take turns): ${settings.latencyCalls} sequential calls (after ${settings.warmup} warm-up), then ${settings.inflight} in flight on ${settings.sessions} session(s) for up to ${settings.throughputCalls} calls / ${settings.maxMs / 1000} s`,
   );
+  if (method === 'ping') console.log('# BENCH_METHOD=ping: MCP ping requests (no tool runs; rest: the same tool call)');
   console.log(`# event store: ${settings.batchesInFlight} group-commit statement(s) in flight (BENCH_STORE_BATCHES)`);
   console.log(`# connector -> server-everything over ${upstream} (BENCH_UPSTREAM); ${os.cpus()[0]?.model ?? 'cpu'}`);
   console.log(
@@ -322,7 +327,7 @@ async function main(): Promise<void> {
       };
       // This process's CPU (gateway, connectors, the load worker) per call: less noisy than wall time on a busy machine.
       const cpu0 = process.cpuUsage();
-      const r = await load({ mode: p.mode, url: p.url, headers: p.headers, tool: p.tool, args, ...share });
+      const r = await load({ mode: p.mode, url: p.url, headers: p.headers, tool: p.tool, method, args, ...share });
       const cpu = process.cpuUsage(cpu0);
       const a = acc.get(p.label) ?? { lat: [], tl: [], calls: 0, seconds: 0, errors: 0, cpuUs: 0, issued: 0 };
       a.lat.push(...r.latencies);

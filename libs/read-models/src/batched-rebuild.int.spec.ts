@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { createLogger } from '@switchyard/platform';
-import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
+import { PostgresEventStore, type NewEvent, type RecordedEvent } from '@switchyard/event-store';
 import { ProjectionRunner } from './projection-runner.js';
 import type { Projection } from './projection.js';
 import { freshDatabase } from '@switchyard/testing';
@@ -31,6 +31,9 @@ const projections = (): Projection[] => [
 ];
 /** The same projections through `apply`, one event at a time, as before any `applyBatch` existed. */
 const perEvent = (): Projection[] => projections().map((p) => ({ ...p, applyBatch: undefined }));
+
+/** Executions of the generated log with the rarer step events (waits, items, compensations, retries). */
+const VARIED_EXECUTIONS = 24;
 
 /** A small deterministic PRNG (mulberry32), so a failure can be replayed with the same log. */
 function rng(seed: number): () => number {
@@ -175,6 +178,138 @@ function generateLog(seed: number): { stream: string; event: NewEvent }[] {
             )
           : ev('WorkflowCompleted', { outputs: { analyze: { v: n } }, completedAt: iso(start + 5000) }, start + 5000),
       );
+    threads.push({ stream: `workflow_execution-${id}`, events });
+  }
+
+  // Executions with every other kind of step event: a wait, a for_each with items that queue,
+  // start, time out and are sent again, a skipped step, a compensation, a fork's copied output,
+  // a retry of the failed execution. Several touch the same step row in a row (the items).
+  for (let n = 0; n < VARIED_EXECUTIONS; n++) {
+    const start = t0 + 30_000 + n * 60_000;
+    const id = `wv-${n}`;
+    const at = (ms: number) => iso(start + ms);
+    const definition = {
+      id: 'varied',
+      version: 2,
+      name: 'Varied',
+      steps: [
+        { id: 'gate', wait: { signal: 'go' } },
+        { id: 'each', uses: 'mcp:fetch/get', for_each: '${input.urls}', on_error: { compensate: 'undo' } },
+        { id: 'side', uses: 'agent:content_creator', if: 'false' },
+        { id: 'copy', uses: 'mcp:database/query' },
+        { id: 'undo', uses: 'mcp:database/query' },
+      ],
+    };
+    const items = 2 + (n % 3);
+    const unit = (stepId: string, itemIndex: number | undefined, attempt: number) => ({
+      stepId,
+      ...(itemIndex === undefined ? {} : { itemIndex }),
+      attempt,
+      idempotencyKey: `${id}:${stepId}:${itemIndex ?? '-'}:${attempt}`,
+    });
+    const events: NewEvent[] = [
+      ev('WorkflowStarted', { executionId: id, definition, input: { n }, seed: n, startedAt: at(0) }, start),
+      ev('WaitStarted', { stepId: 'gate', signal: 'go', startedAt: at(1), timeoutAt: at(60_000) }, start + 1),
+      ev('StepSucceeded', { stepId: 'gate', attempt: 0, output: { signal: 'go' }, at: at(2) }, start + 2),
+      ev('StepExpanded', { stepId: 'each', items: Array.from({ length: items }, (_, i) => `u${i}`) }, start + 3),
+    ];
+    for (let i = 0; i < items; i++) {
+      const u = unit('each', i, 1);
+      events.push(
+        ev(
+          'StepScheduled',
+          { ...u, uses: 'mcp:fetch/get', input: { i }, timeoutMs: 1000, scheduledAt: at(10 + i) },
+          start + 10 + i,
+        ),
+      );
+    }
+    for (let i = 0; i < items; i++) {
+      const u = unit('each', i, 1);
+      events.push(ev('StepDispatched', { ...u, dispatchedAt: at(20 + i), timeoutAt: at(1020 + i) }, start + 20 + i));
+      events.push(ev('StepQueued', { ...u, queuedAt: at(21 + i), timeoutAt: at(5021 + i) }, start + 21 + i));
+      events.push(ev('StepStarted', { ...u, startedAt: at(30 + i), timeoutAt: at(1030 + i) }, start + 30 + i));
+      if (i === 0) {
+        events.push(ev('StepTimedOut', { ...u, at: at(1030) }, start + 1030));
+        events.push(
+          ev(
+            'StepFailed',
+            { ...u, error: { code: 'timeout', message: 'late' }, final: false, at: at(1031) },
+            start + 1031,
+          ),
+        );
+        events.push(ev('StepRedispatched', { ...u, dispatchedAt: at(1040), timeoutAt: at(2040) }, start + 1040));
+      }
+      events.push(ev('StepSucceeded', { ...u, output: { i }, at: at(1100 + i) }, start + 1100 + i));
+    }
+    const failed = n % 2 === 1;
+    events.push(
+      failed
+        ? ev(
+            'StepFailed',
+            { stepId: 'each', attempt: 1, error: { code: 'bad', message: 'an item' }, final: true, at: at(1200) },
+            start + 1200,
+          )
+        : ev('StepSucceeded', { stepId: 'each', attempt: 1, output: ['a', 'b'], at: at(1200) }, start + 1200),
+    );
+    events.push(ev('StepSkipped', { stepId: 'side', reason: 'condition_false', at: at(1201) }, start + 1201));
+    events.push(
+      ev(
+        'StepOutputCopied',
+        { stepId: 'copy', output: { rows: [n] }, fromExecutionId: `wf-${n}`, revision: 3, at: at(1202) },
+        start + 1202,
+      ),
+    );
+    if (failed) {
+      events.push(
+        ev(
+          'CompensationStarted',
+          {
+            stepId: 'undo',
+            forStepId: 'each',
+            cause: 'step_failed',
+            uses: 'mcp:database/query',
+            input: { undo: n },
+            idempotencyKey: `${id}:undo`,
+            timeoutMs: 1000,
+            startedAt: at(1300),
+          },
+          start + 1300,
+        ),
+      );
+      events.push(
+        n % 4 === 1
+          ? ev('CompensationSucceeded', { stepId: 'undo', output: { undone: true }, at: at(1400) }, start + 1400)
+          : ev(
+              'CompensationFailed',
+              { stepId: 'undo', error: { code: 'x', message: 'y' }, at: at(1400) },
+              start + 1400,
+            ),
+      );
+      events.push(
+        ev(
+          'WorkflowFailed',
+          { reason: 'step_failed', stepId: 'each', error: { code: 'bad', message: 'an item' }, failedAt: at(1500) },
+          start + 1500,
+        ),
+      );
+      events.push(
+        ev(
+          'ExecutionRetried',
+          { steps: ['each', 'undo', 'each'], reason: 'again', actor: 'test', retriedAt: at(2000) },
+          start + 2000,
+        ),
+      );
+      const u = unit('each', undefined, 2);
+      events.push(
+        ev(
+          'StepScheduled',
+          { ...u, uses: 'mcp:fetch/get', input: {}, timeoutMs: 1000, scheduledAt: at(2010) },
+          start + 2010,
+        ),
+      );
+      events.push(ev('StepRetryScheduled', { stepId: 'each', attempt: 3, delayMs: 50, dueAt: at(2100) }, start + 2011));
+    } else
+      events.push(ev('WorkflowCompleted', { outputs: { copy: { rows: [n] } }, completedAt: at(1500) }, start + 1500));
     threads.push({ stream: `workflow_execution-${id}`, events });
   }
 
@@ -442,17 +577,19 @@ describe('batched projections give the read models of the per-event (live) path 
     await storePool?.end();
   });
 
-  it('a rebuild in batches (500, and 7 so rows span batches) equals the live read models, table by table', async () => {
+  it('a rebuild in batches (500, 40, and 7 so rows span batches) equals the live read models, table by table', async () => {
     const expected = await dump(liveUrl);
     assert.ok(
-      expected['delegation.tasks']!.length === 180 && expected['read_models.workflow_executions']!.length === 100,
+      expected['delegation.tasks']!.length === 180 &&
+        expected['read_models.workflow_executions']!.length === 100 + VARIED_EXECUTIONS,
     );
     assert.ok(expected['status.mcp_minutes']!.length > 100, 'minute rows survive the retention');
     assert.ok(
       expected['status.mcp_minutes']!.some((r) => /\[\d+:\d+\]=/.test(r)),
       'histograms with their own lower bound',
     );
-    for (const batchSize of [500, 7]) {
+    // 500: the catch-up path (whole executions folded); 40 and 7: live-sized batches.
+    for (const batchSize of [500, 40, 7]) {
       const url = await freshDatabase(`batched_${batchSize}`);
       const runner = new ProjectionRunner({
         store,
@@ -476,46 +613,59 @@ describe('batched projections give the read models of the per-event (live) path 
     }
   });
 
-  it('a batch applied again after its transaction rolled back leaves the same rows', async () => {
-    // Replay after a crash: the batch's transaction never committed, so its events come again.
-    const url = await freshDatabase('batched_replay');
-    const runner = new ProjectionRunner({
-      store,
-      db: { connectionString: url },
-      projections: projections(),
-      logger,
-      batchSize: 300,
-    });
-    await runner.migrate();
-    const pool = new pg.Pool({ connectionString: url, max: 1 });
-    try {
-      const events = await store.readAll({ maxCount: 100_000 });
-      const c = await pool.connect();
+  for (const [how, size] of [
+    ['applyBatch', 300],
+    ['batchStatement', 30],
+  ] as const) {
+    it(`a batch applied again (${how}, ${size} events) after its transaction rolled back leaves the same rows`, async () => {
+      // Replay after a crash: the batch's transaction never committed, so its events come again.
+      // What the first try prepared on the connection outlives its rollback: the replay reuses it.
+      const url = await freshDatabase(`batched_replay_${size}`);
+      const runner = new ProjectionRunner({
+        store,
+        db: { connectionString: url },
+        projections: projections(),
+        logger,
+        batchSize: size,
+      });
+      await runner.migrate();
+      const pool = new pg.Pool({ connectionString: url, max: 1 });
       try {
-        for (const p of projections()) {
-          const mine = events.filter(
-            (e) => p.handles.includes(e.type) && (p.streamPrefixes ?? []).some((x) => e.streamId.startsWith(x)),
-          );
-          for (let i = 0; i < mine.length; i += 300) {
-            const batch = mine.slice(i, i + 300);
-            await c.query('begin');
-            await p.applyBatch!(c, batch);
-            await c.query('rollback');
-            await c.query('begin');
-            await p.applyBatch!(c, batch);
-            await c.query('commit');
+        const events = await store.readAll({ maxCount: 100_000 });
+        const c = await pool.connect();
+        const apply = async (p: Projection, batch: readonly RecordedEvent[]) => {
+          if (how === 'applyBatch' || !p.batchStatement) await p.applyBatch!(c, batch);
+          else {
+            const statement = p.batchStatement(batch);
+            if (statement) await c.query(statement.text, [...statement.values]);
           }
+        };
+        try {
+          for (const p of projections()) {
+            const mine = events.filter(
+              (e) => p.handles.includes(e.type) && (p.streamPrefixes ?? []).some((x) => e.streamId.startsWith(x)),
+            );
+            for (let i = 0; i < mine.length; i += size) {
+              const batch = mine.slice(i, i + size);
+              await c.query('begin');
+              await apply(p, batch);
+              await c.query('rollback');
+              await c.query('begin');
+              await apply(p, batch);
+              await c.query('commit');
+            }
+          }
+        } finally {
+          c.release();
         }
       } finally {
-        c.release();
+        await pool.end();
       }
-    } finally {
-      await pool.end();
-    }
-    const got = await dump(url);
-    const expected = await dump(liveUrl);
-    for (const t of TABLES) assert.deepEqual(got[t], expected[t], `${t}: replayed batches vs live`);
-  });
+      const got = await dump(url);
+      const expected = await dump(liveUrl);
+      for (const t of TABLES) assert.deepEqual(got[t], expected[t], `${t}: replayed batches vs live`);
+    });
+  }
 
   /** A fresh database with the read models' tables, the tasks projection and the log's task events. */
   async function tasksModelOnly(name: string) {
