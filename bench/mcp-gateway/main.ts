@@ -75,9 +75,10 @@ const settings = {
   batchesInFlight: Math.max(1, Math.floor(num('BENCH_STORE_BATCHES', 2))),
 };
 const upstream = process.env.BENCH_UPSTREAM ?? 'stdio';
-const method = (process.env.BENCH_METHOD ?? 'tools/call') as 'tools/call' | 'ping';
-if (method !== 'tools/call' && method !== 'ping')
-  throw new Error(`BENCH_METHOD must be tools/call or ping, got ${method}`);
+const methodSetting = process.env.BENCH_METHOD ?? 'tools/call';
+if (methodSetting !== 'tools/call' && methodSetting !== 'ping')
+  throw new Error(`BENCH_METHOD must be tools/call or ping, got ${methodSetting}`);
+const method: 'tools/call' | 'ping' = methodSetting;
 if (upstream !== 'stdio' && upstream !== 'http')
   throw new Error(`BENCH_UPSTREAM must be stdio or http, got ${upstream}`);
 // The SDK's client transports add an abort listener per request to a long-lived signal; Node
