@@ -19,6 +19,7 @@ import {
   ResourceUpdatedNotificationSchema,
   ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
+import { REDACTED_PAYLOAD } from '@switchyard/gateway';
 import { freePort } from '@switchyard/platform';
 import { newAdminKey, Proc, root, sleep, systemEnv, waitReady } from './launcher.js';
 import { gatewayRequest } from './support.js';
@@ -291,6 +292,31 @@ describe('the gateway as an MCP server (/mcp)', () => {
     await assert.rejects(c.readResource({ uri: 'switchyard://reports/../secrets' }), /unknown resource/);
     const viewer = await connect(viewerKey);
     await assert.rejects(viewer.readResource({ uri: reportUri }), /403|forbidden|operator/i);
+
+    // A viewer reads the execution and its history for what happened, with the data redacted
+    // (as on the REST routes): no input, no step output, no event payload.
+    const readJson = async (uri: string) =>
+      JSON.parse(((await viewer.readResource({ uri })).contents[0] as { text: string }).text);
+    const seen = await readJson(`switchyard://executions/${out.execution_id}`);
+    assert.equal(seen.status, 'completed');
+    assert.deepEqual(
+      seen.steps.map((x: { step_id: string; status: string }) => [x.step_id, x.status]),
+      exec.steps.map((x: { step_id: string; status: string }) => [x.step_id, x.status]),
+    );
+    assert.equal(seen.input, REDACTED_PAYLOAD);
+    assert.ok(exec.steps.some((x: { output: unknown }) => x.output !== null && x.output !== REDACTED_PAYLOAD));
+    assert.ok(
+      seen.steps.every((x: { output: unknown }) => x.output === null || x.output === REDACTED_PAYLOAD),
+      JSON.stringify(seen.steps).slice(0, 400),
+    );
+    const seenHistory: { type: string; data: Record<string, unknown> }[] = await readJson(
+      `switchyard://executions/${out.execution_id}/history`,
+    );
+    assert.equal(seenHistory.length, history.length);
+    assert.equal(seenHistory[0]!.data.input, REDACTED_PAYLOAD);
+    const succeeded = seenHistory.filter((e) => e.type === 'StepSucceeded');
+    assert.ok(succeeded.length > 0 && succeeded.every((e) => e.data.output === REDACTED_PAYLOAD));
+    assert.notEqual(history.find((e: { type: string }) => e.type === 'StepSucceeded').data.output, REDACTED_PAYLOAD);
 
     // wait=false: the id at once; a subscription to it hears each step.
     const updates: string[] = [];

@@ -29,7 +29,7 @@ export const PAYLOAD_FIELDS: Readonly<Record<string, readonly string[]>> = {
 };
 
 /** The event with its payload fields replaced by REDACTED_PAYLOAD (a copy; other events as they are). */
-export function redactEventPayloads(e: EventJson): EventJson {
+export function redactEventPayloads<E extends Pick<EventJson, 'type' | 'data'>>(e: E): E {
   const fields = PAYLOAD_FIELDS[e.type];
   if (!fields || !e.data || typeof e.data !== 'object' || Array.isArray(e.data)) return e;
   const data = { ...(e.data as Record<string, unknown>) };
@@ -42,7 +42,11 @@ export function redactEventPayloads(e: EventJson): EventJson {
  * below operator. Without a key (auth disabled) nothing is redacted: the gateway is open then.
  */
 export function callerSeesRedactedPayloads(): boolean {
-  const role = currentRequestContext()?.apiKey?.role;
+  return redactsPayloadsFor(currentRequestContext()?.apiKey?.role);
+}
+
+/** Whether a key of `role` gets redacted payloads (below operator; no key at all: auth is off, nothing is redacted). */
+export function redactsPayloadsFor(role: unknown): boolean {
   if (role === undefined) return false;
   const parsed = roleSchema.safeParse(role);
   return !parsed.success || !roleSatisfies(parsed.data, 'operator');

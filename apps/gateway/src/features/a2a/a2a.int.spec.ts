@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import express from 'express';
-import type { AgentCard, Message, SendMessageRequest, Task } from '@a2a-js/sdk';
+import type { AgentCard, Message, SendMessageRequest, StreamResponse, Task } from '@a2a-js/sdk';
 import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor } from '@a2a-js/sdk/server';
 import { agentCardHandler, jsonRpcHandler, UserBuilder } from '@a2a-js/sdk/server/express';
 import {
@@ -25,7 +25,7 @@ import { taskStreamId } from '@switchyard/domain';
 import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { startWorkflowEngine, type WorkflowEngine } from '@switchyard/workflows';
-import { createGateway, type Gateway } from '../../index.js';
+import { createGateway, REDACTED_PAYLOAD, type Gateway } from '../../index.js';
 import { AgentsFeatureModule } from '../agents/index.js';
 import { WorkflowsFeatureModule } from '../workflows/index.js';
 import { A2aFeatureModule, A2aPeer, DIRECTORY_EXTENSION_URI } from './index.js';
@@ -73,6 +73,13 @@ function send(
     metadata: undefined,
   };
 }
+/** A task as a viewer key reads it: its state, with every artifact and history part redacted. */
+function assertRedactedForViewer(t: Task): void {
+  const parts = [...t.artifacts.flatMap((a) => a.parts), ...t.history.flatMap((m) => m.parts)];
+  assert.ok(parts.length > 0, 'the task has artifacts or history');
+  for (const p of parts) assert.deepEqual(p.content, { $case: 'text', value: REDACTED_PAYLOAD });
+}
+
 const resultOf = (t: Task): unknown => {
   const p = t.artifacts[0]?.parts[0]?.content;
   return p?.$case === 'data' ? p.value : undefined;
@@ -274,15 +281,34 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     );
 
     const got = await (
-      await client('data_analyst', viewer)
+      await client('data_analyst', operator)
     ).getTask({ tenant: '', id: r.id, historyLength: undefined });
     assert.equal(got.status?.state, STATE.completed);
     assert.deepEqual(resultOf(got), viaRest.body.result);
+    // A viewer reads the task's state, not its data (as a REST viewer reads a task's result redacted).
+    assertRedactedForViewer(
+      await (await client('data_analyst', viewer)).getTask({ tenant: '', id: r.id, historyLength: undefined }),
+    );
+    const listed = await (
+      await client('data_analyst', viewer)
+    ).listTasks({
+      tenant: '',
+      contextId: '',
+      status: 0,
+      pageSize: 100,
+      pageToken: '',
+      historyLength: undefined,
+      statusTimestampAfter: undefined,
+      includeArtifacts: true,
+    });
+    const inList = listed.tasks.find((x) => x.id === r.id);
+    assert.ok(inList, 'the task is listed');
+    assertRedactedForViewer(inList);
 
     await gw.close();
     await makeGateway();
     const again = await (
-      await client('data_analyst', viewer)
+      await client('data_analyst', operator)
     ).getTask({ tenant: '', id: r.id, historyLength: undefined });
     assert.equal(again.status?.state, STATE.completed);
     assert.deepEqual(resultOf(again), viaRest.body.result);
@@ -343,6 +369,17 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       if (p.$case === 'statusUpdate') states.push(p.value.status!.state);
     }
     assert.equal(states.at(-1), STATE.completed);
+    // A viewer resubscribing to a running task gets its snapshot without the data. (The live
+    // updates of a task go only to the key that sent it: the SDK scopes them by caller.)
+    const followed = (await c.sendMessage(
+      send(dataMsg({ task_type: 'noop', input: { sleep_ms: 800, echo: 'secret-echo' } }), { returnImmediately: true }),
+    )) as Task;
+    const seen: StreamResponse[] = [];
+    for await (const ev of (await client('data_analyst', viewer)).resubscribeTask({ tenant: '', id: followed.id }))
+      seen.push(ev);
+    assert.ok(seen.length > 0);
+    for (const ev of seen) if (ev.payload?.$case === 'task') assertRedactedForViewer(ev.payload.value);
+    assert.ok(!JSON.stringify(seen).includes('secret-echo'), JSON.stringify(seen).slice(0, 500));
 
     const left = (await c.sendMessage(
       send(dataMsg({ task_type: 'noop', input: { sleep_ms: 1_500, echo: 'left' } }), { returnImmediately: true }),
@@ -363,7 +400,10 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       await client('data_analyst', viewer)
     ).getTask({ tenant: '', id: left.id, historyLength: undefined });
     assert.equal(got.status?.state, STATE.completed);
-    assert.deepEqual(resultOf(got), { echo: 'left', slept_ms: 1_500 });
+    assertRedactedForViewer(got);
+    const asOperator = await client('data_analyst', operator);
+    const full = await asOperator.getTask({ tenant: '', id: left.id, historyLength: undefined });
+    assert.deepEqual(resultOf(full), { echo: 'left', slept_ms: 1_500 });
   });
 
   it('auth: no key 401, a viewer may read but not send (403); a bad message is JSON-RPC -32602', async () => {
@@ -402,7 +442,15 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     );
     assert.equal(read.status, 200);
     assert.equal(read.body.result.status.state, 'completed');
-    assert.equal(read.body.result.artifacts[0].parts[0].kind, 'data');
+    // The viewer reads the state; the result is the operator's to read.
+    assert.equal(read.body.result.artifacts[0].parts[0].kind, 'text');
+    assert.equal(read.body.result.artifacts[0].parts[0].text, REDACTED_PAYLOAD);
+    const readAsOperator = await rpc(
+      'data_analyst',
+      { jsonrpc: '2.0', id: 2, method: 'tasks/get', params: { id: ok.body.result.id } },
+      operator,
+    );
+    assert.equal(readAsOperator.body.result.artifacts[0].parts[0].kind, 'data');
     const cancelAsViewer = await rpc(
       'data_analyst',
       { jsonrpc: '2.0', id: 3, method: 'tasks/cancel', params: { id: ok.body.result.id } },

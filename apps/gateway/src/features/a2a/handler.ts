@@ -1,7 +1,12 @@
 import type {
   AgentCard,
   CancelTaskRequest,
+  GetTaskPushNotificationConfigRequest,
   GetTaskRequest,
+  ListTaskPushNotificationConfigsRequest,
+  ListTaskPushNotificationConfigsResponse,
+  ListTasksRequest,
+  ListTasksResponse,
   Message,
   SendMessageRequest,
   StreamResponse,
@@ -28,6 +33,7 @@ import {
 } from './executor.js';
 import { parseWorkRequest, type WorkRequest } from './message.js';
 import type { PushDelivery } from './push.js';
+import { redactPushConfig, redactStreamResponse, redactTask, seesPayloads } from './redaction.js';
 import { linkOf, type PgPushNotificationStore, type PgTaskStore } from './store.js';
 
 const FINAL_STATES: readonly number[] = [A2A_STATE.completed, A2A_STATE.failed, A2A_STATE.canceled, 7 /* rejected */];
@@ -39,7 +45,9 @@ const FINAL_STATES: readonly number[] = [A2A_STATE.completed, A2A_STATE.failed, 
  *   date from the delegation or execution it maps to when it is read, canceled or resubscribed,
  *   and a cancel then cancels that work in Switchyard too;
  * - push notification URLs must pass the egress guard when they are set, and a task brought up
- *   to date that way gets the notifications of its new state (keyed: never sent twice).
+ *   to date that way gets the notifications of its new state (keyed: never sent twice);
+ * - a key below operator reads tasks without their payloads (artifacts, history), and nobody
+ *   reads a push notification config's token or credentials back (see redaction.ts).
  */
 export class SwitchyardRequestHandler extends DefaultRequestHandler {
   readonly executor: WorkExecutor;
@@ -78,7 +86,28 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
 
   override async getTask(params: GetTaskRequest, context: ServerCallContext): Promise<Task> {
     await this.refresh(params.id, context);
-    return super.getTask(params, context);
+    const task = await super.getTask(params, context);
+    return seesPayloads(context) ? task : redactTask(task);
+  }
+
+  override async listTasks(params: ListTasksRequest, context: ServerCallContext): Promise<ListTasksResponse> {
+    const page = await super.listTasks(params, context);
+    return seesPayloads(context) ? page : { ...page, tasks: page.tasks.map(redactTask) };
+  }
+
+  override async getTaskPushNotificationConfig(
+    params: GetTaskPushNotificationConfigRequest,
+    context: ServerCallContext,
+  ): Promise<TaskPushNotificationConfig> {
+    return redactPushConfig(await super.getTaskPushNotificationConfig(params, context));
+  }
+
+  override async listTaskPushNotificationConfigs(
+    params: ListTaskPushNotificationConfigsRequest,
+    context: ServerCallContext,
+  ): Promise<ListTaskPushNotificationConfigsResponse> {
+    const page = await super.listTaskPushNotificationConfigs(params, context);
+    return { ...page, configs: page.configs.map(redactPushConfig) };
   }
 
   override async cancelTask(params: CancelTaskRequest, context: ServerCallContext): Promise<Task> {
@@ -95,7 +124,8 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     context: ServerCallContext,
   ): AsyncGenerator<StreamResponse, void, undefined> {
     await this.refresh(params.id, context);
-    yield* super.resubscribe(params, context);
+    if (seesPayloads(context)) yield* super.resubscribe(params, context);
+    else for await (const update of super.resubscribe(params, context)) yield redactStreamResponse(update);
   }
 
   override async createTaskPushNotificationConfig(

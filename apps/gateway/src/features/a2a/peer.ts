@@ -30,6 +30,8 @@ import type { Backend } from './executor.js';
 import { SwitchyardRequestHandler } from './handler.js';
 import { PushDelivery, type PushDeliveryOptions } from './push.js';
 import { migrateA2a, PgPushNotificationStore, PgTaskStore } from './store.js';
+import type { GatewayA2aUser } from './redaction.js';
+import { redactsPayloadsFor } from '../../events/redaction.js';
 
 /** Options of the A2A feature (`A2aFeatureModule.withOptions`). */
 export interface A2aFeatureOptions {
@@ -159,10 +161,10 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
       this.guard,
       this.log.child({ endpoint: name }),
     );
-    const userBuilder: UserBuilder = async (req: Request) => {
+    const userBuilder: UserBuilder = async (req: Request): Promise<GatewayA2aUser> => {
       const key = (req as Partial<GatewayRequest>).apiKey;
       const userName = actorOf(req);
-      return { isAuthenticated: key !== undefined, userName };
+      return { isAuthenticated: key !== undefined, userName, seesPayloads: !redactsPayloadsFor(key?.role) };
     };
     const rpc = jsonRpcHandler({ requestHandler: handler, userBuilder, legacyCompat: { enabled: true } });
     const ep = this.endpoints.get(name) ?? { name, backend, handler, rpc };

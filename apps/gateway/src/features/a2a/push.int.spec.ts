@@ -24,7 +24,7 @@ import { freshDatabase, until } from '@switchyard/testing';
 import { taskStreamId } from '@switchyard/domain';
 import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
-import { createGateway, type Gateway } from '../../index.js';
+import { createGateway, REDACTED_PAYLOAD, type Gateway } from '../../index.js';
 import { AgentsFeatureModule } from '../agents/index.js';
 import { McpFeatureModule } from '../mcp/index.js';
 import { WorkflowsFeatureModule } from '../workflows/index.js';
@@ -325,6 +325,26 @@ describe('A2A push notifications through the automation server (SDK client -> ga
         10_000,
       );
       assert.ok(listed.every((d) => d.response_status === 200 && d.format === 'a2a' && d.token === undefined));
+      // The config reads back with where it goes, never its token or credentials (while the
+      // deliveries above carried both).
+      const configs = await c.listTaskPushNotificationConfig({
+        tenant: '',
+        taskId: task.id,
+        pageSize: 0,
+        pageToken: '',
+      });
+      assert.equal(configs.configs.length, 1);
+      const [config] = configs.configs;
+      assert.equal(config!.url, rx.url);
+      assert.equal(config!.token, REDACTED_PAYLOAD);
+      assert.deepEqual(config!.authentication, { scheme: 'Bearer', credentials: REDACTED_PAYLOAD });
+      const one = await c.getTaskPushNotificationConfig({ tenant: '', taskId: task.id, id: config!.id });
+      assert.equal(one.url, rx.url);
+      assert.equal(one.token, REDACTED_PAYLOAD);
+      assert.equal(one.authentication?.credentials, REDACTED_PAYLOAD);
+      assert.ok(
+        !JSON.stringify([configs, one]).includes('tok-1') && !JSON.stringify([configs, one]).includes('cred-1'),
+      );
     } finally {
       await rx.close();
     }

@@ -36,6 +36,7 @@ import {
 } from '../../tokens.js';
 import { assertWriterAllowed, type WriterAccess } from '../mcp/writer-policy.js';
 import { currentCorrelationId } from '../../http/context.js';
+import { executionDetailForCaller, redactEventPayloads, redactsPayloadsFor } from '../../events/redaction.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
 import { ReadMcpTool } from '../mcp/queries/index.js';
 import { GetIntegrationStatus } from '../status/queries/index.js';
@@ -457,20 +458,26 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         }
         const m = EXECUTION_URI.exec(uri);
         if (m) {
+          // A viewer reads what happened, not the data: inputs, outputs and results are
+          // redacted for it, as on the REST routes.
+          const redact = this.authEnabled && redactsPayloadsFor(callerOf(extra.authInfo).role);
           if (m[2]) {
             const events = await this.queries.execute(new ReadExecutionStream(m[1]!));
             return json(
-              events.map((e) => ({
-                position: e.position,
-                revision: e.revision,
-                type: e.type,
-                data: e.data,
-                metadata: e.metadata,
-                recorded_at: e.recordedAt,
-              })),
+              events.map((e) => {
+                const shown = redact ? redactEventPayloads(e) : e;
+                return {
+                  position: e.position,
+                  revision: e.revision,
+                  type: e.type,
+                  data: shown.data,
+                  metadata: e.metadata,
+                  recorded_at: e.recordedAt,
+                };
+              }),
             );
           }
-          return json((await this.queries.execute(new GetExecution(m[1]!))).detail);
+          return json(executionDetailForCaller((await this.queries.execute(new GetExecution(m[1]!))).detail, redact));
         }
       } catch (err) {
         if (err instanceof McpError) throw err;

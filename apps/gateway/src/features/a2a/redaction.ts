@@ -1,0 +1,70 @@
+import type { Artifact, Message, Part, StreamResponse, Task, TaskPushNotificationConfig } from '@a2a-js/sdk';
+import type { ServerCallContext, User } from '@a2a-js/sdk/server';
+import { REDACTED_PAYLOAD } from '../../events/redaction.js';
+
+/**
+ * The user the gateway hands the A2A SDK: who calls, and whether the key may see payloads
+ * (operator and admin; everyone when auth is off). A viewer reads a task's state and errors,
+ * as on the REST routes, but not what the work was given or answered.
+ */
+export interface GatewayA2aUser extends User {
+  readonly seesPayloads: boolean;
+}
+
+/** Whether the caller of this A2A request sees payloads (a context without the gateway's user: yes, auth is off). */
+export const seesPayloads = (context: ServerCallContext | undefined): boolean =>
+  (context?.user as Partial<GatewayA2aUser> | undefined)?.seesPayloads !== false;
+
+const redactPart = (p: Part): Part => ({
+  ...p,
+  content: { $case: 'text', value: REDACTED_PAYLOAD },
+  mediaType: 'text/plain',
+  filename: '',
+});
+const redactMessage = (m: Message): Message => ({ ...m, parts: m.parts.map(redactPart) });
+const redactArtifact = (a: Artifact): Artifact => ({ ...a, parts: a.parts.map(redactPart) });
+
+/** A task as a viewer sees it: its artifacts (results) and its history (what it was sent) redacted; status and errors kept. */
+export const redactTask = (t: Task): Task => ({
+  ...t,
+  artifacts: t.artifacts.map(redactArtifact),
+  history: t.history.map(redactMessage),
+});
+
+/** A stream update as a viewer sees it (see redactTask; a status update carries state and errors only). */
+export function redactStreamResponse(r: StreamResponse): StreamResponse {
+  switch (r.payload?.$case) {
+    case 'task':
+      return { payload: { $case: 'task', value: redactTask(r.payload.value) } };
+    case 'message':
+      return { payload: { $case: 'message', value: redactMessage(r.payload.value) } };
+    case 'artifactUpdate': {
+      const u = r.payload.value;
+      return {
+        payload: {
+          $case: 'artifactUpdate',
+          value: { ...u, artifact: u.artifact ? redactArtifact(u.artifact) : u.artifact },
+        },
+      };
+    }
+    default:
+      return r;
+  }
+}
+
+/**
+ * A push notification config as it is read back, by any key: where it goes, without its token or
+ * credentials. They are secrets of the receiver, which whoever set them already holds (the
+ * automation server's delivery listing leaves them out too); every other key of any role could
+ * otherwise read them.
+ */
+export const redactPushConfig = (c: TaskPushNotificationConfig): TaskPushNotificationConfig => ({
+  ...c,
+  token: c.token ? REDACTED_PAYLOAD : c.token,
+  authentication: c.authentication
+    ? {
+        ...c.authentication,
+        credentials: c.authentication.credentials ? REDACTED_PAYLOAD : c.authentication.credentials,
+      }
+    : c.authentication,
+});
