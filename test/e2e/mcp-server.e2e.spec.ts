@@ -317,6 +317,20 @@ describe('the gateway as an MCP server (/mcp)', () => {
     const succeeded = seenHistory.filter((e) => e.type === 'StepSucceeded');
     assert.ok(succeeded.length > 0 && succeeded.every((e) => e.data.output === REDACTED_PAYLOAD));
     assert.notEqual(history.find((e: { type: string }) => e.type === 'StepSucceeded').data.output, REDACTED_PAYLOAD);
+    // The REST list says the same to a viewer (its detail is redacted as above); an operator reads it whole.
+    const rowIn = async (key: string) => {
+      const listed = await request('GET', '/api/v1/workflows/executions?limit=100', undefined, bearer(key));
+      assert.equal(listed.status, 200);
+      return (listed.body as { items: { execution_id: string; input: unknown; output: unknown }[] }).items.find(
+        (x) => x.execution_id === out.execution_id,
+      )!;
+    };
+    const asViewer = await rowIn(viewerKey);
+    assert.deepEqual([asViewer.input, asViewer.output], [REDACTED_PAYLOAD, REDACTED_PAYLOAD]);
+    const asOperator = await rowIn(operatorKey);
+    assert.deepEqual(asOperator.input, exec.input);
+    assert.deepEqual(asOperator.output, exec.output);
+    assert.notEqual(asOperator.output, REDACTED_PAYLOAD);
 
     // wait=false: the id at once; a subscription to it hears each step.
     const updates: string[] = [];

@@ -83,11 +83,17 @@ export function executionDetailForCaller<T extends Record<string, unknown>>(
           : {}),
       }))
     : d['steps'];
+  return { ...executionSummaryForCaller(d, true), steps };
+}
+
+/** An execution as the list shows it, as a viewer sees it: its input and output replaced. Others get it as it is. */
+export function executionSummaryForCaller<T extends object>(d: T, redact = callerSeesRedactedPayloads()): T {
+  if (!redact) return d;
+  const fields = d as Record<string, unknown>;
   return {
     ...d,
-    ...('input' in d ? { input: redactIfSet(d['input']) } : {}),
-    ...('output' in d ? { output: redactIfSet(d['output']) } : {}),
-    steps,
+    ...('input' in fields ? { input: redactIfSet(fields['input']) } : {}),
+    ...('output' in fields ? { output: redactIfSet(fields['output']) } : {}),
   };
 }
 

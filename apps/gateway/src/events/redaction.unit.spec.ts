@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   eventsForCaller,
   executionDetailForCaller,
+  executionSummaryForCaller,
   REDACTED_PAYLOAD,
   redactEventPayloads,
   taskViewForCaller,
@@ -84,6 +85,18 @@ describe('payload redaction for viewers', () => {
     });
     assert.equal(r.steps[0]!.status, 'succeeded');
     assert.equal(executionDetailForCaller(d, false), d);
+  });
+
+  it("an execution in the list loses its input and output for a viewer (a running one's null output stays null)", () => {
+    const done = { execution_id: 'e', status: 'completed', input: { n: 1 }, output: { v: 2 }, error: null };
+    const running = { execution_id: 'r', status: 'running', input: { n: 1 }, output: null, error: null };
+    assert.deepEqual(executionSummaryForCaller(done, true), {
+      ...done,
+      input: REDACTED_PAYLOAD,
+      output: REDACTED_PAYLOAD,
+    });
+    assert.deepEqual(executionSummaryForCaller(running, true), { ...running, input: REDACTED_PAYLOAD });
+    assert.equal(executionSummaryForCaller(done, false), done);
   });
 
   it('a task view loses its result for a viewer', () => {

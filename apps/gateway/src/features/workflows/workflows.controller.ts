@@ -10,7 +10,11 @@ import { AppError } from '@switchyard/platform';
 import { assertWriterAllowed, writerServersUsed } from '../mcp/writer-policy.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
-import { executionDetailForCaller } from '../../events/redaction.js';
+import {
+  callerSeesRedactedPayloads,
+  executionDetailForCaller,
+  executionSummaryForCaller,
+} from '../../events/redaction.js';
 import {
   CancelWorkflowExecution,
   DeleteWorkflowDefinition,
@@ -180,7 +184,9 @@ export class WorkflowsController {
       new ListExecutions(q, minPositionOf(minHeader, q.min_position)),
     );
     res.setHeader(READ_SOURCE_HEADER, source);
-    return page;
+    // A viewer sees what ran and how it ended, not the data it was given or made (as in the detail).
+    const redact = callerSeesRedactedPayloads();
+    return redact ? { ...page, items: page.items.map((x) => executionSummaryForCaller(x, true)) } : page;
   }
 
   @Get('executions/:execution_id')
