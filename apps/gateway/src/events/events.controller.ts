@@ -3,7 +3,7 @@ import { hijack, type EdgeReply, type EdgeRequest } from '../http/edge.js';
 import { QueryBus } from '@nestjs/cqrs';
 import { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
-import { CorrelationId } from '../http/context.js';
+import { actorOf, CorrelationId } from '../http/context.js';
 import { parseOrThrow, ZodQuery } from '../http/validation.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { EVENT_STORE } from '../tokens.js';
@@ -82,11 +82,15 @@ export class EventsController {
     summary: 'Live feed of new events as Server-Sent Events',
     description:
       'Each event is one SSE message whose `id` is its global position and whose `data` is the event JSON. Reconnecting ' +
-      'clients send Last-Event-ID (or `?after=`) and miss nothing. A `: heartbeat` comment comes every 15 s.',
+      'clients send Last-Event-ID (or `?after=`) and miss nothing. A `: heartbeat` comment comes every 15 s. ' +
+      'A caller may hold GATEWAY_EVENT_STREAMS_PER_CALLER streams open at once (429 above it), the gateway ' +
+      'GATEWAY_EVENT_STREAMS_MAX (503 above it).',
     tags: ['events'],
     role: 'viewer',
     headers: lastEventIdHeaderDoc,
     response: { contentType: 'text/event-stream', description: 'An endless text/event-stream' },
+    // 429: the caller holds its share of open streams; 503: every slot is taken.
+    errors: [429, 503],
   })
   async stream(
     @ZodQuery(eventsStreamQuerySchema) query: EventsStreamQuery,
@@ -99,12 +103,22 @@ export class EventsController {
       lastEventId !== undefined && lastEventId !== ''
         ? parseOrThrow(lastEventIdHeader, { 'last-event-id': lastEventId }, 'headers')['last-event-id']
         : undefined;
-    // Last-Event-ID wins: a browser reconnects with the original URL, whose `after` is stale by then.
-    const from = resumeHeader ?? query.after ?? (await this.store.headPosition());
+    // One slot per open stream, per caller (its key; without auth, its address): 429 / 503 before anything is written.
+    const actor = actorOf(req);
+    const release = this.live.admit(actor === 'anonymous' ? `address:${req.ip}` : actor);
+    let from: number;
+    try {
+      // Last-Event-ID wins: a browser reconnects with the original URL, whose `after` is stale by then.
+      from = resumeHeader ?? query.after ?? (await this.store.headPosition());
+    } catch (err) {
+      release();
+      throw err;
+    }
     // The stream writes the Node response itself, for as long as the client stays.
     await this.live.serve(hijack(req, res).res, {
       from,
       correlationId,
+      release,
       // Decided now, inside the request: the subscription's deliveries run outside its context.
       redactPayloads: callerSeesRedactedPayloads(),
       ...(query.type ? { types: query.type } : {}),

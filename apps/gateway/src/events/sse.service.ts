@@ -5,6 +5,7 @@ import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/eve
 import type { Logger } from '@switchyard/platform';
 import { EVENT_STORE, GATEWAY_OPTIONS, LOGGER, type ResolvedGatewayOptions } from '../tokens.js';
 import { redactEventPayloads } from './redaction.js';
+import { ConnectionQuota } from '../http/connection-quota.js';
 import { toEventJson } from './schemas.js';
 
 export interface LiveStreamRequest {
@@ -15,6 +16,8 @@ export interface LiveStreamRequest {
   readonly correlationId: string;
   /** Replace tool results and step outputs (a viewer's stream). */
   readonly redactPayloads?: boolean;
+  /** Frees the stream's slot (from `admit`) when the stream ends. */
+  readonly release?: () => void;
 }
 
 /** One SSE message per event: `id` is the global position, so Last-Event-ID resumes exactly. */
@@ -30,12 +33,28 @@ export function sseFrame(e: RecordedEvent, redactPayloads = false): string {
 @Injectable()
 export class LiveEventsService implements BeforeApplicationShutdown {
   private readonly open = new Set<() => Promise<void>>();
+  private readonly quota: ConnectionQuota;
 
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
     @Inject(LOGGER) private readonly logger: Logger,
-  ) {}
+  ) {
+    this.quota = new ConnectionQuota('event streams', {
+      perCaller: options.eventStreams.perCaller,
+      total: options.eventStreams.total,
+      perCallerSetting: 'GATEWAY_EVENT_STREAMS_PER_CALLER',
+      totalSetting: 'GATEWAY_EVENT_STREAMS_MAX',
+    });
+  }
+
+  /**
+   * A slot for one more stream of `caller`, before anything is written: throws rate_limited (429)
+   * or unavailable (503) when there is none. Pass the release to `serve`.
+   */
+  admit(caller: string): () => void {
+    return this.quota.take(caller);
+  }
 
   /** Number of SSE clients connected now. */
   get connections(): number {
@@ -66,6 +85,7 @@ export class LiveEventsService implements BeforeApplicationShutdown {
       closed = true;
       clearInterval(heartbeat);
       this.open.delete(stop);
+      req.release?.();
       await sub.close().catch((err: unknown) => log.warn({ err }, 'closing the subscription failed'));
       if (!res.writableEnded) res.end();
     };

@@ -59,6 +59,8 @@ export interface ResolvedSecurityOptions {
   };
   /** 0: no timeout. */
   readonly requestTimeoutMs: number;
+  /** Live event streams (`/api/v1/events/stream`) open at once: per caller and in all. */
+  readonly eventStreams: { readonly perCaller: number; readonly total: number };
 }
 
 export interface SecurityOptionsInput {
@@ -67,6 +69,11 @@ export interface SecurityOptionsInput {
   readonly requestTimeoutMs?: number;
   /** Largest accepted JSON body (bytes, or a string such as '1mb'); larger: 413. Default '1mb'. */
   readonly bodyLimit?: string | number;
+  /**
+   * Live event streams open at once, per caller (an API key; without auth, a client address) and
+   * in all; one more is 429 (the caller's share) or 503 (all). Default 20 and 500.
+   */
+  readonly eventStreams?: { readonly perCaller?: number; readonly total?: number };
 }
 
 export const DEFAULT_LIMITS = {
@@ -94,8 +101,14 @@ export function resolveSecurityOptions(o: SecurityOptionsInput): ResolvedSecurit
       storeTimeoutMs: (rl && rl.storeTimeoutMs) || 500,
     },
     requestTimeoutMs: o.requestTimeoutMs ?? 30_000,
+    eventStreams: {
+      perCaller: o.eventStreams?.perCaller ?? DEFAULT_EVENT_STREAMS.perCaller,
+      total: o.eventStreams?.total ?? DEFAULT_EVENT_STREAMS.total,
+    },
   };
 }
+
+export const DEFAULT_EVENT_STREAMS = { perCaller: 20, total: 500 } as const;
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -123,6 +136,10 @@ export const securityEnvSchema = z.object({
     .min(1_024)
     .max(64 * 1024 * 1024)
     .default(1024 * 1024),
+  /** Live event streams one caller may hold open at once (429 above it). */
+  GATEWAY_EVENT_STREAMS_PER_CALLER: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_EVENT_STREAMS.perCaller),
+  /** Live event streams open at once in this gateway (503 above it). */
+  GATEWAY_EVENT_STREAMS_MAX: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_EVENT_STREAMS.total),
 });
 
 /**
@@ -148,5 +165,6 @@ export function securityOptionsFromEnv(
       : false,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     bodyLimit: c.GATEWAY_BODY_LIMIT_BYTES,
+    eventStreams: { perCaller: c.GATEWAY_EVENT_STREAMS_PER_CALLER, total: c.GATEWAY_EVENT_STREAMS_MAX },
   };
 }

@@ -223,8 +223,8 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         'Bad Request: no valid session id (Mcp-Session-Id); start with an initialize request',
       );
     }
-    if (this.sessions.size >= this.options.maxSessions)
-      return jsonRpcError(res, 503, ErrorCode.InternalError, 'too many MCP sessions; retry later');
+    const refused = this.sessionRefusal(caller);
+    if (refused) return jsonRpcError(res, refused.status, ErrorCode.InternalError, refused.message);
     let session: Session | undefined;
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
@@ -246,8 +246,8 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
 
   /** `GET /mcp/sse`: the legacy transport's event stream; its first event names the POST endpoint. */
   async sseOpen(r: EndpointRequest, messagesPath: string): Promise<void> {
-    if (this.sessions.size >= this.options.maxSessions)
-      return jsonRpcError(r.res, 503, ErrorCode.InternalError, 'too many MCP sessions; retry later');
+    const refused = this.sessionRefusal(r.caller);
+    if (refused) return jsonRpcError(r.res, refused.status, ErrorCode.InternalError, refused.message);
     const transport = new SSEServerTransport(messagesPath, r.res);
     const server = this.buildServer({ virtual: r.virtual, transport: 'sse', sessionId: () => transport.sessionId });
     const session = this.register(transport.sessionId, 'sse', transport, server, r.virtual, r.caller);
@@ -265,6 +265,29 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     s.lastSeen = Date.now();
     r.req.auth = authInfoOf(r.caller);
     await (s.transport as SSEServerTransport).handlePostMessage(r.req, r.res, r.req.body);
+  }
+
+  /**
+   * Why a new session is refused, if it is: the key holds its share (429), or the gateway holds
+   * MCP_SERVER_MAX_SESSIONS (503). Without the share one key could open them all and shut every
+   * other client out until they idle out.
+   */
+  private sessionRefusal(caller: McpCaller): { status: number; message: string } | undefined {
+    if (caller.keyId !== null) {
+      let mine = 0;
+      for (const s of this.sessions.values()) if (s.keyId === caller.keyId) mine++;
+      if (mine >= this.options.maxSessionsPerKey)
+        return {
+          status: 429,
+          message: `too many MCP sessions for this key: at most ${this.options.maxSessionsPerKey} (MCP_SERVER_MAX_SESSIONS_PER_KEY); end one (DELETE /mcp with its Mcp-Session-Id) or let it idle out`,
+        };
+    }
+    if (this.sessions.size >= this.options.maxSessions)
+      return {
+        status: 503,
+        message: `too many MCP sessions: at most ${this.options.maxSessions} (MCP_SERVER_MAX_SESSIONS); retry later`,
+      };
+    return undefined;
   }
 
   private register(

@@ -11,6 +11,8 @@ export const mcpServerEnvSchema = z.object({
   MCP_SERVER_STATELESS: bool.default(false),
   /** Sessions (Streamable HTTP and SSE together) one gateway holds; past it a new session is refused 503. */
   MCP_SERVER_MAX_SESSIONS: z.coerce.number().int().min(1).max(100_000).default(1_000),
+  /** Sessions one API key holds at once; past it a new one for that key is refused 429 (one key cannot take them all). */
+  MCP_SERVER_MAX_SESSIONS_PER_KEY: z.coerce.number().int().min(1).max(100_000).default(50),
   /** A session without a request for this long is closed. */
   MCP_SERVER_SESSION_IDLE_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(1_800_000),
   /** How often the tool catalog (upstream servers, definitions, task types) is re-read to notice changes. */
@@ -21,6 +23,7 @@ export const mcpServerEnvSchema = z.object({
 export type McpServerOptions = {
   readonly stateless: boolean;
   readonly maxSessions: number;
+  readonly maxSessionsPerKey: number;
   readonly sessionIdleMs: number;
   readonly catalogRefreshMs: number;
   readonly publicUrl?: string;
@@ -33,6 +36,7 @@ export function mcpServerOptionsFromEnv(env: Record<string, string | undefined> 
   return {
     stateless: e.MCP_SERVER_STATELESS,
     maxSessions: e.MCP_SERVER_MAX_SESSIONS,
+    maxSessionsPerKey: e.MCP_SERVER_MAX_SESSIONS_PER_KEY,
     sessionIdleMs: e.MCP_SERVER_SESSION_IDLE_MS,
     catalogRefreshMs: e.MCP_SERVER_CATALOG_REFRESH_MS,
     ...(e.MCP_SERVER_PUBLIC_URL ? { publicUrl: e.MCP_SERVER_PUBLIC_URL.replace(/\/+$/, '') } : {}),

@@ -1,0 +1,113 @@
+/**
+ * Long-lived connections have a share per caller and a total: one key holding live event streams
+ * or MCP sessions cannot take every slot and shut the other callers out (a secured gateway on
+ * the test PostgreSQL and nats-server).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { until } from '@switchyard/testing';
+import { McpServerFeatureModule } from '../features/mcp-server/mcp-server.module.js';
+import { bearer, startSecuredGateway, type SecuredGateway } from '../security/test-support.js';
+
+describe('connection limits per caller and in all (real gateway)', () => {
+  let g: SecuredGateway;
+  let a: string;
+  let b: string;
+  const opened: AbortController[] = [];
+
+  before(async () => {
+    g = await startSecuredGateway('connection_limits', {
+      eventStreams: { perCaller: 2, total: 3 },
+      modules: [
+        McpServerFeatureModule.withOptions({ maxSessions: 3, maxSessionsPerKey: 2, catalogRefreshMs: 600_000 }),
+      ],
+    });
+    a = (await g.makeKey('viewer', 'a')).key;
+    b = (await g.makeKey('viewer', 'b')).key;
+  });
+
+  after(async () => {
+    for (const c of opened) c.abort();
+    await g?.close();
+  });
+
+  /** Opens a live event stream; a 200 stays open (its body unread) until aborted. */
+  const stream = async (key: string) => {
+    const ctl = new AbortController();
+    opened.push(ctl);
+    const res = await fetch(`${g.url}/api/v1/events/stream`, { headers: bearer(key), signal: ctl.signal });
+    const body = res.status === 200 ? undefined : ((await res.json()) as { code: string; detail?: string });
+    return { status: res.status, body, close: () => ctl.abort() };
+  };
+
+  it('event streams: a key past its share gets 429, anyone past the total 503; a closed stream frees its slot', async () => {
+    const a1 = await stream(a);
+    const a2 = await stream(a);
+    assert.deepEqual([a1.status, a2.status], [200, 200]);
+    const a3 = await stream(a);
+    assert.equal(a3.status, 429);
+    assert.equal(a3.body!.code, 'rate_limited');
+    assert.match(a3.body!.detail ?? '', /GATEWAY_EVENT_STREAMS_PER_CALLER/);
+    assert.equal((await stream(b)).status, 200);
+    const b2 = await stream(b);
+    assert.equal(b2.status, 503);
+    assert.match(b2.body!.detail ?? '', /GATEWAY_EVENT_STREAMS_MAX/);
+    // The gateway notices the client left and frees the slot.
+    a1.close();
+    let again = 0;
+    await until('a slot freed by a closed stream', async () => (again = (await stream(b)).status) === 200, 10_000);
+    assert.equal(again, 200);
+    for (const c of opened.splice(0)) c.abort();
+  });
+
+  const initialize = (key: string) =>
+    fetch(`${g.url}/mcp`, {
+      method: 'POST',
+      headers: { ...bearer(key), 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'limits', version: '1' } },
+      }),
+    });
+
+  it('MCP sessions: a key past its share gets 429, anyone past the total 503; an ended session frees its slot', async () => {
+    const sessions: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const res = await initialize(a);
+      assert.equal(res.status, 200, await res.clone().text());
+      sessions.push(res.headers.get('mcp-session-id')!);
+      await res.body?.cancel();
+    }
+    const third = await initialize(a);
+    assert.equal(third.status, 429);
+    assert.match(
+      ((await third.json()) as { error: { message: string } }).error.message,
+      /MCP_SERVER_MAX_SESSIONS_PER_KEY/,
+    );
+    const b1 = await initialize(b);
+    assert.equal(b1.status, 200);
+    await b1.body?.cancel();
+    const b2 = await initialize(b);
+    assert.equal(b2.status, 503);
+    assert.match(((await b2.json()) as { error: { message: string } }).error.message, /MCP_SERVER_MAX_SESSIONS\b/);
+    const ended = await fetch(`${g.url}/mcp`, {
+      method: 'DELETE',
+      headers: { ...bearer(a), 'mcp-session-id': sessions[0]! },
+    });
+    assert.equal(ended.status, 200);
+    let again = 0;
+    await until(
+      'a slot freed by an ended session',
+      async () => {
+        const res = await initialize(b);
+        again = res.status;
+        await res.body?.cancel();
+        return again === 200;
+      },
+      10_000,
+    );
+    assert.equal(again, 200);
+  });
+});

@@ -1,0 +1,69 @@
+import { AppError } from '@switchyard/platform';
+
+/** The limits of one kind of long-lived connection, with the settings that change them (named in refusals). */
+export interface ConnectionLimits {
+  readonly perCaller: number;
+  readonly total: number;
+  readonly perCallerSetting: string;
+  readonly totalSetting: string;
+}
+
+/**
+ * Long-lived connections (live event streams, MCP sessions) counted per caller and in all. Each
+ * holds memory and a subscription for as long as it stays open while the request rate limit
+ * counts it once, so without a share per caller one key could take every slot and shut the
+ * others out.
+ */
+export class ConnectionQuota {
+  private readonly byCaller = new Map<string, number>();
+  private count = 0;
+
+  constructor(
+    private readonly what: string,
+    private readonly limits: ConnectionLimits,
+  ) {}
+
+  /** Connections open now. */
+  get open(): number {
+    return this.count;
+  }
+
+  /** Connections `caller` holds now. */
+  openBy(caller: string): number {
+    return this.byCaller.get(caller) ?? 0;
+  }
+
+  /**
+   * Take a slot for `caller`, or throw: rate_limited (429) when the caller holds its share,
+   * unavailable (503) when every slot is taken. Returns the release, which frees the slot once.
+   */
+  take(caller: string): () => void {
+    const { perCaller, total, perCallerSetting, totalSetting } = this.limits;
+    const mine = this.openBy(caller);
+    if (mine >= perCaller)
+      throw new AppError(
+        'rate_limited',
+        `too many open ${this.what} for this caller: at most ${perCaller} (${perCallerSetting}); close one first`,
+        { limit: perCaller, open: mine, retry_after_ms: 1_000 },
+        true,
+      );
+    if (this.count >= total)
+      throw new AppError(
+        'unavailable',
+        `too many open ${this.what}: at most ${total} (${totalSetting}); retry later`,
+        { limit: total, retry_after_ms: 1_000 },
+        true,
+      );
+    this.byCaller.set(caller, mine + 1);
+    this.count++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.count--;
+      const left = (this.byCaller.get(caller) ?? 1) - 1;
+      if (left > 0) this.byCaller.set(caller, left);
+      else this.byCaller.delete(caller);
+    };
+  }
+}
