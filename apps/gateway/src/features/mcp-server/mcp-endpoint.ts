@@ -21,7 +21,6 @@ import {
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 import { getPromptReplySchema, mcpSubject } from '@switchyard/contracts';
-import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
@@ -48,6 +47,7 @@ import { MCP_SERVER_OPTIONS, type McpServerOptions } from './options.js';
 import type { Caller } from './tool-calls.js';
 import { CallGatewayTool } from './commands/index.js';
 import { toolAllowed } from './virtual-server.decider.js';
+import { ExecutionWatch } from './execution-watch.js';
 import { VirtualServers } from './virtual-servers.js';
 
 export const SERVER_NAME = 'switchyard';
@@ -60,7 +60,6 @@ const REPORT_URI = /^switchyard:\/\/reports\/([A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}
 /** Where the templates write their reports (revenue_analysis: `reports/revenue-analysis.md`). */
 const REPORTS_DIR = 'reports';
 const REPORTS_LISTED = 50;
-const SUBSCRIPTION_POLL_MS = 300;
 const MAX_SUBSCRIPTIONS_PER_SESSION = 100;
 
 /** The caller as the transport hands it to the handlers (`authInfo`, set from the request's API key). */
@@ -113,6 +112,7 @@ export interface EndpointRequest {
 export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   private readonly sessions = new Map<string, Session>();
   private readonly log: Logger;
+  private readonly watch: ExecutionWatch;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -120,7 +120,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     @Inject(GATEWAY_OPTIONS) private readonly gatewayOptions: ResolvedGatewayOptions,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(LOGGER) logger: Logger,
-    @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Inject(EVENT_STORE) store: EventStore,
     @Inject(NATS_CONNECTION) private readonly nats: NatsConnection,
     @Inject(McpServerCatalog) private readonly catalog: McpServerCatalog,
     @Inject(VirtualServers) private readonly virtuals: VirtualServers,
@@ -129,6 +129,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     @Optional() @Inject(SystemMonitorClient) private readonly monitor?: SystemMonitorClient,
   ) {
     this.log = logger.child({ component: 'mcp-server' });
+    this.watch = new ExecutionWatch(store, this.log);
   }
 
   get authEnabled(): boolean {
@@ -168,6 +169,12 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   async onModuleDestroy(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     await Promise.all([...this.sessions.values()].map((s) => this.closeSession(s, 'gateway stopping')));
+    await this.watch.close();
+  }
+
+  /** Executions that resource subscriptions watch now (for tests). */
+  watchedExecutions(): number {
+    return this.watch.watched;
   }
 
   /** Open sessions (for status and tests). */
@@ -524,13 +531,31 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           ErrorCode.InvalidParams,
           `only execution resources can be subscribed to (switchyard://executions/{id}), not ${req.params.uri}`,
         );
-      if (!s.subscriptions.has(req.params.uri)) {
+      const uri = req.params.uri;
+      if (!s.subscriptions.has(uri)) {
         if (s.subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SESSION)
           throw new McpError(
             ErrorCode.InvalidRequest,
             `at most ${MAX_SUBSCRIPTIONS_PER_SESSION} subscriptions per session`,
           );
-        s.subscriptions.set(req.params.uri, this.watchExecution(m[1]!, req.params.uri, server));
+        // Held while the watch starts, so a second subscribe to the same URI does not watch twice.
+        let stop: (() => void) | undefined;
+        let unsubscribed = false;
+        s.subscriptions.set(uri, () => {
+          unsubscribed = true;
+          stop?.();
+        });
+        try {
+          stop = await this.watch.watch(m[1]!, () => {
+            server.sendResourceUpdated({ uri }).catch(() => undefined);
+          });
+          if (unsubscribed) stop();
+        } catch (err) {
+          s.subscriptions.delete(uri);
+          if (isAppError(err) && err.code === 'not_found')
+            throw new McpError(ErrorCode.InvalidParams, err.message, { uri });
+          throw err;
+        }
       }
       return {};
     });
@@ -609,40 +634,6 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     } catch {
       return [];
     }
-  }
-
-  /**
-   * Tell the session each time the execution moves (a step settles or starts, the workflow
-   * ends): `notifications/resources/updated` with the URI; the client reads it again. The
-   * stream is read from where the last look ended; the watch ends with the execution.
-   */
-  private watchExecution(executionId: string, uri: string, server: Server): () => void {
-    let stopped = false;
-    let next = 0;
-    void (async () => {
-      while (!stopped) {
-        try {
-          const events = await this.store.readStream(workflowExecutionStream(executionId), { fromRevision: next });
-          let moved = false;
-          let ended = false;
-          for (const e of events) {
-            next = e.revision + 1;
-            if (e.type.startsWith('Step') || e.type.startsWith('Workflow') || e.type.startsWith('Compensation'))
-              moved = true;
-            if (e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled')
-              ended = true;
-          }
-          if (moved) await server.sendResourceUpdated({ uri });
-          if (ended) return;
-        } catch (err) {
-          this.log.debug({ err: String(err), executionId }, 'execution watch read failed; retrying');
-        }
-        await new Promise((r) => setTimeout(r, SUBSCRIPTION_POLL_MS));
-      }
-    })();
-    return () => {
-      stopped = true;
-    };
   }
 }
 
