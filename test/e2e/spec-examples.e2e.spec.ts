@@ -148,10 +148,11 @@ describe("the specification's usage examples, verbatim, against the launcher", (
       'the status to list the MCP servers and the six agents',
       async () => {
         const s = await get('/api/v1/integration/status');
-        const servers = (s.body?.mcp?.servers ?? []).map((x: { server: string }) => x.server);
+        const servers: { server: string; health: string }[] = s.body?.mcp?.servers ?? [];
         const agents = (s.body?.agents?.items ?? []).map((x: { agent: string }) => x.agent);
+        // A server's row can come (from its first call) before its health event is projected: wait for both.
         return s.status === 200 &&
-          servers.includes('database') &&
+          servers.some((x) => x.server === 'database' && x.health === 'up') &&
           [
             'data_analyst',
             'financial_advisor',
