@@ -460,6 +460,12 @@ describe('the gateway as an MCP server (/mcp)', () => {
 
     const viewer = await connect(viewerKey);
     assert.ok((await viewer.listTools()).tools.length > 0);
+    // A prompt is rendered by the upstream server from the caller's arguments, as a tool runs: operator.
+    assert.ok((await viewer.listPrompts()).prompts.length > 0);
+    await assert.rejects(
+      viewer.getPrompt({ name: 'everything__simple-prompt', arguments: {} }),
+      /403|forbidden|operator/i,
+    );
     await assert.rejects(
       viewer.callTool({ name: 'everything__echo', arguments: { message: 'no' } }),
       /403|forbidden|operator/i,

@@ -575,7 +575,15 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       })),
     }));
 
-    server.setRequestHandler(GetPromptRequestSchema, async (req) => {
+    server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
+      // A prompt is rendered by the upstream server's own code from the caller's arguments (it may
+      // read files or fetch pages to do so), as a tool call runs: it needs the operator role too.
+      const caller = callerOf(extra.authInfo);
+      if (this.authEnabled && !roleSatisfies(caller.role, 'operator'))
+        throw new McpError(-32003, `forbidden: getting a prompt needs the operator role; the key has ${caller.role}`, {
+          requiredRole: 'operator',
+          keyRole: caller.role,
+        });
       const p = await this.catalog.prompt(req.params.name);
       if (!p) throw new McpError(ErrorCode.InvalidParams, `unknown prompt "${req.params.name}"`);
       try {

@@ -36,17 +36,19 @@ const keyRole = roleSchema.catch('viewer');
 const baseUrl = (req: Request, configured?: string): string =>
   configured ?? `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`;
 
-/** Whether the JSON-RPC body asks to run a tool (one message or a batch). */
+/** JSON-RPC methods that run upstream code with the caller's arguments: a tool call, and a prompt's rendering. */
+const RUNS_CODE = new Set(['tools/call', 'prompts/get']);
+/** Whether the JSON-RPC body asks to run a tool or render a prompt (one message or a batch). */
 const callsTool = (body: unknown): boolean =>
   Array.isArray(body)
     ? body.some(callsTool)
-    : !!body && typeof body === 'object' && (body as { method?: unknown }).method === 'tools/call';
+    : !!body && typeof body === 'object' && RUNS_CODE.has(String((body as { method?: unknown }).method));
 
 /**
  * The MCP transports. They are MCP, not REST, so they are left out of the OpenAPI document and
  * declared public to the role guard: the key check happens here, to answer 401 with
  * `WWW-Authenticate: Bearer resource_metadata="..."` (RFC 9728) as MCP clients expect.
- * Listing needs a viewer key; a `tools/call` with a key below operator is refused 403.
+ * Listing needs a viewer key; a `tools/call` or `prompts/get` with a key below operator is refused 403.
  */
 @Controller()
 export class McpServerController {
@@ -151,7 +153,7 @@ export class McpServerController {
           'a Switchyard API key (sy_<id>_<secret>), created by an admin: POST /api/v1/admin/api-keys or `switchyard keys create`',
         roles: {
           viewer: 'list tools, resources and prompts; read resources',
-          operator: 'also call tools',
+          operator: 'also call tools and get prompts',
           admin: 'also manage virtual servers',
         },
       },
@@ -197,7 +199,7 @@ export class McpServerController {
     }
     if (auth && req.method === 'POST' && callsTool(req.body) && !roleSatisfies(role, 'operator')) {
       sendProblem(
-        new AppError('forbidden', `calling a tool needs the operator role; the key has ${role}`, {
+        new AppError('forbidden', `calling a tool or getting a prompt needs the operator role; the key has ${role}`, {
           requiredRole: 'operator',
           keyRole: role,
         }),
