@@ -136,6 +136,17 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     return this.gatewayOptions.auth.enabled;
   }
 
+  /** The caller, when it may do what needs the operator role (`doing`, for the refusal); else JSON-RPC -32003. */
+  private operatorOnly(authInfo: AuthInfo | undefined, doing: string): McpCaller {
+    const caller = callerOf(authInfo);
+    if (this.authEnabled && !roleSatisfies(caller.role, 'operator'))
+      throw new McpError(-32003, `forbidden: ${doing} needs the operator role; the key has ${caller.role}`, {
+        requiredRole: 'operator',
+        keyRole: caller.role,
+      });
+    return caller;
+  }
+
   /**
    * The REST route's writer policy (database_writer: admin and DATABASE_ALLOW_WRITES), as an
    * AppError (403) or nothing; workflow and agent tools pass (the same as their REST starts).
@@ -170,11 +181,6 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     if (this.sweeper) clearInterval(this.sweeper);
     await Promise.all([...this.sessions.values()].map((s) => this.closeSession(s, 'gateway stopping')));
     await this.watch.close();
-  }
-
-  /** Executions that resource subscriptions watch now (for tests). */
-  watchedExecutions(): number {
-    return this.watch.watched;
   }
 
   /** Open sessions (for status and tests). */
@@ -375,14 +381,8 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     });
 
     server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
-      const caller = callerOf(extra.authInfo);
       // Listing needs viewer; running work needs operator, as on the REST routes.
-      if (this.authEnabled && !roleSatisfies(caller.role, 'operator')) {
-        throw new McpError(-32003, `forbidden: calling a tool needs the operator role; the key has ${caller.role}`, {
-          requiredRole: 'operator',
-          keyRole: caller.role,
-        });
-      }
+      const caller = this.operatorOnly(extra.authInfo, 'calling a tool');
       const name = req.params.name;
       const tool = allowed(name) ? await this.catalog.tool(name) : undefined;
       if (!tool)
@@ -472,14 +472,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
         const report = REPORT_URI.exec(uri);
         if (report) {
           // A report is workflow output: like a filesystem read at the REST API, it needs the operator role.
-          const caller = callerOf(extra.authInfo);
-          if (this.authEnabled && !roleSatisfies(caller.role, 'operator')) {
-            throw new McpError(
-              -32003,
-              `forbidden: reading a report needs the operator role; the key has ${caller.role}`,
-              { requiredRole: 'operator', keyRole: caller.role },
-            );
-          }
+          this.operatorOnly(extra.authInfo, 'reading a report');
           const out = await this.queries.execute(
             new ReadMcpTool('filesystem', 'read_text_file', { path: `${REPORTS_DIR}/${report[1]}` }, `mcp-${newId()}`),
           );
@@ -578,12 +571,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
       // A prompt is rendered by the upstream server's own code from the caller's arguments (it may
       // read files or fetch pages to do so), as a tool call runs: it needs the operator role too.
-      const caller = callerOf(extra.authInfo);
-      if (this.authEnabled && !roleSatisfies(caller.role, 'operator'))
-        throw new McpError(-32003, `forbidden: getting a prompt needs the operator role; the key has ${caller.role}`, {
-          requiredRole: 'operator',
-          keyRole: caller.role,
-        });
+      this.operatorOnly(extra.authInfo, 'getting a prompt');
       const p = await this.catalog.prompt(req.params.name);
       if (!p) throw new McpError(ErrorCode.InvalidParams, `unknown prompt "${req.params.name}"`);
       try {
