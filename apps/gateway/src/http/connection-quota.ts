@@ -6,6 +6,36 @@ export interface ConnectionLimits {
   readonly total: number;
   readonly perCallerSetting: string;
   readonly totalSetting: string;
+  /** What a caller at its share can do (default: close one first). */
+  readonly howToFree?: string;
+}
+
+/**
+ * Why one more connection is refused, if it is: rate_limited (429) when the caller holds
+ * `mine` of its share, unavailable (503) when `open` fills the total.
+ */
+export function connectionRefusal(
+  what: string,
+  limits: ConnectionLimits,
+  mine: number,
+  open: number,
+): AppError | undefined {
+  const { perCaller, total, perCallerSetting, totalSetting } = limits;
+  if (mine >= perCaller)
+    return new AppError(
+      'rate_limited',
+      `too many open ${what} for this caller: at most ${perCaller} (${perCallerSetting}); ${limits.howToFree ?? 'close one first'}`,
+      { limit: perCaller, open: mine, retry_after_ms: 1_000 },
+      true,
+    );
+  if (open >= total)
+    return new AppError(
+      'unavailable',
+      `too many open ${what}: at most ${total} (${totalSetting}); retry later`,
+      { limit: total, retry_after_ms: 1_000 },
+      true,
+    );
+  return undefined;
 }
 
 /**
@@ -38,22 +68,9 @@ export class ConnectionQuota {
    * unavailable (503) when every slot is taken. Returns the release, which frees the slot once.
    */
   take(caller: string): () => void {
-    const { perCaller, total, perCallerSetting, totalSetting } = this.limits;
     const mine = this.openBy(caller);
-    if (mine >= perCaller)
-      throw new AppError(
-        'rate_limited',
-        `too many open ${this.what} for this caller: at most ${perCaller} (${perCallerSetting}); close one first`,
-        { limit: perCaller, open: mine, retry_after_ms: 1_000 },
-        true,
-      );
-    if (this.count >= total)
-      throw new AppError(
-        'unavailable',
-        `too many open ${this.what}: at most ${total} (${totalSetting}); retry later`,
-        { limit: total, retry_after_ms: 1_000 },
-        true,
-      );
+    const refused = connectionRefusal(this.what, this.limits, mine, this.count);
+    if (refused) throw refused;
     this.byCaller.set(caller, mine + 1);
     this.count++;
     let released = false;

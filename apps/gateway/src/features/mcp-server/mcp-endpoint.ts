@@ -23,7 +23,7 @@ import {
 import { getPromptReplySchema, mcpSubject } from '@switchyard/contracts';
 import type { EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
-import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
+import { AppError, errorCodes, isAppError, newId, type Logger } from '@switchyard/platform';
 import {
   EVENT_STORE,
   GATEWAY_CONFIG,
@@ -48,6 +48,7 @@ import type { Caller } from './tool-calls.js';
 import { CallGatewayTool } from './commands/index.js';
 import { toolAllowed } from './virtual-server.decider.js';
 import { ExecutionWatch } from './execution-watch.js';
+import { connectionRefusal } from '../../http/connection-quota.js';
 import { VirtualServers } from './virtual-servers.js';
 
 export const SERVER_NAME = 'switchyard';
@@ -237,7 +238,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       );
     }
     const refused = this.sessionRefusal(caller);
-    if (refused) return jsonRpcError(res, refused.status, ErrorCode.InternalError, refused.message);
+    if (refused) return jsonRpcError(res, errorCodes[refused.code], ErrorCode.InternalError, refused.message);
     let session: Session | undefined;
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
@@ -260,7 +261,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   /** `GET /mcp/sse`: the legacy transport's event stream; its first event names the POST endpoint. */
   async sseOpen(r: EndpointRequest, messagesPath: string): Promise<void> {
     const refused = this.sessionRefusal(r.caller);
-    if (refused) return jsonRpcError(r.res, refused.status, ErrorCode.InternalError, refused.message);
+    if (refused) return jsonRpcError(r.res, errorCodes[refused.code], ErrorCode.InternalError, refused.message);
     const transport = new SSEServerTransport(messagesPath, r.res);
     const server = this.buildServer({ virtual: r.virtual, transport: 'sse', sessionId: () => transport.sessionId });
     const session = this.register(transport.sessionId, 'sse', transport, server, r.virtual, r.caller);
@@ -283,24 +284,23 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   /**
    * Why a new session is refused, if it is: the key holds its share (429), or the gateway holds
    * MCP_SERVER_MAX_SESSIONS (503). Without the share one key could open them all and shut every
-   * other client out until they idle out.
+   * other client out until they idle out. (Without auth there is no key to share by.)
    */
-  private sessionRefusal(caller: McpCaller): { status: number; message: string } | undefined {
-    if (caller.keyId !== null) {
-      let mine = 0;
-      for (const s of this.sessions.values()) if (s.keyId === caller.keyId) mine++;
-      if (mine >= this.options.maxSessionsPerKey)
-        return {
-          status: 429,
-          message: `too many MCP sessions for this key: at most ${this.options.maxSessionsPerKey} (MCP_SERVER_MAX_SESSIONS_PER_KEY); end one (DELETE /mcp with its Mcp-Session-Id) or let it idle out`,
-        };
-    }
-    if (this.sessions.size >= this.options.maxSessions)
-      return {
-        status: 503,
-        message: `too many MCP sessions: at most ${this.options.maxSessions} (MCP_SERVER_MAX_SESSIONS); retry later`,
-      };
-    return undefined;
+  private sessionRefusal(caller: McpCaller): AppError | undefined {
+    let mine = 0;
+    if (caller.keyId !== null) for (const s of this.sessions.values()) if (s.keyId === caller.keyId) mine++;
+    return connectionRefusal(
+      'MCP sessions',
+      {
+        perCaller: this.options.maxSessionsPerKey,
+        total: this.options.maxSessions,
+        perCallerSetting: 'MCP_SERVER_MAX_SESSIONS_PER_KEY',
+        totalSetting: 'MCP_SERVER_MAX_SESSIONS',
+        howToFree: 'end one (DELETE /mcp with its Mcp-Session-Id) or let it idle out',
+      },
+      mine,
+      this.sessions.size,
+    );
   }
 
   private register(
