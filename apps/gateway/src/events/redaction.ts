@@ -26,14 +26,40 @@ export const PAYLOAD_FIELDS: Readonly<Record<string, readonly string[]>> = {
   SignalReceived: ['payload'],
   TaskSubmitted: ['context'],
   TaskCompleted: ['result'],
+  // What a schedule will send when it fires: a webhook's payload, a workflow's input, an e-mail.
+  ScheduleCreated: ['target'],
 };
 
-/** The event with its payload fields replaced by REDACTED_PAYLOAD (a copy; other events as they are). */
+/**
+ * Fields that hold a URL whose path or query can itself be the credential (a Slack or Discord
+ * webhook URL is its own secret; many receivers take a token in the query). A viewer sees where
+ * it points (scheme, host and port), not the rest.
+ */
+export const URL_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  WebhookRegistered: ['url'],
+  WebhookUpdated: ['url'],
+  ExternalAgentRegistered: ['url', 'a2a_card_url'],
+};
+
+/** `https://hooks.example.com/[redacted: ...]` for a URL (never its user info, path or query); REDACTED_PAYLOAD for anything else. */
+export function redactUrl(value: unknown): unknown {
+  if (typeof value !== 'string') return value === null || value === undefined ? value : REDACTED_PAYLOAD;
+  try {
+    const u = new URL(value);
+    return `${u.protocol}//${u.host}/${REDACTED_PAYLOAD}`;
+  } catch {
+    return REDACTED_PAYLOAD;
+  }
+}
+
+/** The event with its payload fields replaced by REDACTED_PAYLOAD and its URL fields cut to their origin (a copy; other events as they are). */
 export function redactEventPayloads<E extends Pick<EventJson, 'type' | 'data'>>(e: E): E {
   const fields = PAYLOAD_FIELDS[e.type];
-  if (!fields || !e.data || typeof e.data !== 'object' || Array.isArray(e.data)) return e;
+  const urls = URL_FIELDS[e.type];
+  if ((!fields && !urls) || !e.data || typeof e.data !== 'object' || Array.isArray(e.data)) return e;
   const data = { ...(e.data as Record<string, unknown>) };
-  for (const f of fields) if (f in data) data[f] = REDACTED_PAYLOAD;
+  for (const f of fields ?? []) if (f in data) data[f] = REDACTED_PAYLOAD;
+  for (const f of urls ?? []) if (f in data) data[f] = redactUrl(data[f]);
   return { ...e, data };
 }
 

@@ -50,6 +50,49 @@ describe('payload redaction for viewers', () => {
     assert.equal(redactEventPayloads(other), other);
   });
 
+  it("cuts webhook and agent URLs to where they point (a webhook URL can be its own secret) and hides a schedule's target", () => {
+    const hook = redactEventPayloads(
+      event('WebhookRegistered', {
+        id: 'w',
+        name: 'slack',
+        url: 'https://user:pw@hooks.slack.com:8443/services/T0/B0/XXXXSECRET?token=abc',
+        events: ['order.created'],
+      }),
+    ).data as Record<string, unknown>;
+    assert.deepEqual(hook, {
+      id: 'w',
+      name: 'slack',
+      url: `https://hooks.slack.com:8443/${REDACTED_PAYLOAD}`,
+      events: ['order.created'],
+    });
+    const updated = redactEventPayloads(event('WebhookUpdated', { url: 'not a url', name: 'x' })).data as Record<
+      string,
+      unknown
+    >;
+    assert.equal(updated['url'], REDACTED_PAYLOAD, 'a value that does not parse goes whole');
+    const agent = redactEventPayloads(
+      event('ExternalAgentRegistered', {
+        name: 'peer',
+        url: 'http://10.0.0.5:9000/rpc?key=k',
+        a2a_card_url: 'http://10.0.0.5:9000/.well-known/agent-card.json',
+        has_token: true,
+      }),
+    ).data as Record<string, unknown>;
+    assert.equal(agent['url'], `http://10.0.0.5:9000/${REDACTED_PAYLOAD}`);
+    assert.equal(agent['a2a_card_url'], `http://10.0.0.5:9000/${REDACTED_PAYLOAD}`);
+    assert.equal(agent['has_token'], true);
+    const plain = redactEventPayloads(event('ExternalAgentRegistered', { name: 'p', url: 'http://a:1/x' })).data;
+    assert.equal('a2a_card_url' in (plain as object), false, 'a field that is not there is not added');
+    const schedule = redactEventPayloads(
+      event('ScheduleCreated', {
+        name: 'nightly',
+        cron: '0 3 * * *',
+        target: { kind: 'webhook', webhook: 'slack', payload: { secret: 1 } },
+      }),
+    ).data as Record<string, unknown>;
+    assert.deepEqual(schedule, { name: 'nightly', cron: '0 3 * * *', target: REDACTED_PAYLOAD });
+  });
+
   it('applies only when asked (the caller is a viewer); outside a request nothing is redacted', () => {
     const e = event('McpToolCalled', { arguments: { sql: 'select 1' } });
     assert.deepEqual(eventsForCaller([e], false), [e]);

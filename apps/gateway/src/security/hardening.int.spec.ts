@@ -11,7 +11,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseServerConfig, startConnectors, type RunningConnectors } from '@switchyard/connectors';
 import { mcpEventMetadata, mcpServerStreamId, type McpEvent } from '@switchyard/contracts';
-import { runMcpServer, type RunningMcpServer } from '@switchyard/mcp-servers';
+import {
+  runMcpServer,
+  scheduleDecider,
+  scheduleStream,
+  webhookDecider,
+  webhookStream,
+  type RunningMcpServer,
+} from '@switchyard/mcp-servers';
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { createLogger, newId } from '@switchyard/platform';
 import { stopOwnInfra, until } from '@switchyard/testing';
@@ -233,6 +240,76 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
         assert.equal(typeof full.data.result, 'object');
         assert.equal(full.data.result.value.structuredContent.status, 200);
       }
+    });
+
+    it("/api/v1/events: a viewer sees where webhooks and agents point, not their URLs' secrets, nor a schedule's target", async () => {
+      // The events as the automation server's and the registry's deciders make them.
+      const meta = { timestamp: new Date().toISOString(), correlationId: `redact-${newId()}`, actor: 'mcp:automation' };
+      const hookName = `slack-${newId()}`;
+      const hookUrl = 'https://hooks.slack.com/services/T000/B000/XXXXSECRETXXXX';
+      const [registered] = webhookDecider.decide(
+        {
+          type: 'RegisterWebhook',
+          data: { id: newId(), name: hookName, url: hookUrl, events: ['order.created'], secret_id: newId() },
+          metadata: meta,
+        },
+        webhookDecider.initialState,
+      );
+      const scheduleName = `nightly-${newId()}`;
+      const [created] = scheduleDecider.decide(
+        {
+          type: 'CreateSchedule',
+          data: {
+            id: newId(),
+            name: scheduleName,
+            cron: '0 3 * * *',
+            timezone: 'UTC',
+            target: { kind: 'workflow', template_id: 'revenue_analysis', input: { customer_ssn: '078-05-1120' } },
+          },
+          metadata: meta,
+        },
+        scheduleDecider.initialState,
+      );
+      const agentName = `peer-${newId()}`;
+      await g.store.append(webhookStream(hookName), [registered!]);
+      await g.store.append(scheduleStream(scheduleName), [created!]);
+      await g.store.append(`external_agent-${agentName}`, [
+        {
+          type: 'ExternalAgentRegistered',
+          data: {
+            name: agentName,
+            url: 'https://agents.example.com/rpc?api_key=AGENTSECRET',
+            task_types: ['x'],
+            has_token: false,
+            max_concurrency: 1,
+            description: '',
+            registered_at: meta.timestamp,
+          },
+          metadata: meta,
+        },
+      ]);
+      const mine = async (key: string) => {
+        const res = await call('GET', '/api/v1/events?limit=1000', key);
+        assert.equal(res.status, 200);
+        const events = (res.body.events as Json[]).filter((e) => e.metadata.correlationId === meta.correlationId);
+        assert.equal(events.length, 3, JSON.stringify(events));
+        return {
+          hook: events.find((e) => e.type === 'WebhookRegistered')!.data,
+          schedule: events.find((e) => e.type === 'ScheduleCreated')!.data,
+          agent: events.find((e) => e.type === 'ExternalAgentRegistered')!.data,
+        };
+      };
+      const seen = await mine(viewer.key);
+      assert.equal(seen.hook.url, `https://hooks.slack.com/${REDACTED_PAYLOAD}`);
+      assert.equal(seen.hook.name, hookName, 'the rest of the event stays');
+      assert.equal(seen.schedule.target, REDACTED_PAYLOAD);
+      assert.equal(seen.schedule.cron, '0 3 * * *');
+      assert.equal(seen.agent.url, `https://agents.example.com/${REDACTED_PAYLOAD}`);
+      assert.ok(!JSON.stringify(seen).includes('SECRET') && !JSON.stringify(seen).includes('078-05-1120'));
+      const full = await mine(operator.key);
+      assert.equal(full.hook.url, hookUrl);
+      assert.equal(full.schedule.target.input.customer_ssn, '078-05-1120');
+      assert.equal(full.agent.url, 'https://agents.example.com/rpc?api_key=AGENTSECRET');
     });
 
     it("/api/v1/events/stream: a viewer's live feed is redacted too", async () => {
