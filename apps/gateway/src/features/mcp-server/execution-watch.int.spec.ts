@@ -22,6 +22,7 @@ describe('ExecutionWatch (real PostgreSQL event store)', () => {
   let pool: pg.Pool;
   let store: PostgresEventStore;
   let reads = 0;
+  let subscriptions = 0;
   let counted: EventStore;
   let watch: ExecutionWatch;
 
@@ -33,6 +34,10 @@ describe('ExecutionWatch (real PostgreSQL event store)', () => {
       readStream: (...args: Parameters<EventStore['readStream']>) => {
         reads++;
         return store.readStream(...args);
+      },
+      subscribeToAll: (...args: Parameters<EventStore['subscribeToAll']>) => {
+        subscriptions++;
+        return store.subscribeToAll(...args);
       },
     });
     watch = new ExecutionWatch(counted, logger);
@@ -92,5 +97,53 @@ describe('ExecutionWatch (real PostgreSQL event store)', () => {
     await store.append(workflowExecutionStream('many-7'), [ev('StepScheduled')]);
     await until('the one that moved is told', () => heard === 1, 10_000);
     assert.equal(reads - before, 0);
+  });
+
+  it('follow: the stream as it stands, then what is appended, in order and once each, to the end', async () => {
+    await store.append(workflowExecutionStream('f1'), [ev('WorkflowStarted'), ev('StepScheduled', { stepId: 'a' })]);
+    const watchedBefore = watch.watched;
+    const followed = watch.follow('f1');
+    const seen: string[] = [];
+    const done = (async () => {
+      for await (const e of followed.events) seen.push(`${e.type}@${e.revision}`);
+    })();
+    await until('the stream as it stood', () => seen.length === 2, 10_000);
+    await store.append(workflowExecutionStream('f1'), [ev('StepSucceeded', { stepId: 'a' })]);
+    await store.append(workflowExecutionStream('f1'), [ev('WorkflowCompleted'), ev('StepScheduled', { stepId: 'z' })]);
+    await done;
+    assert.deepEqual(seen, ['WorkflowStarted@0', 'StepScheduled@1', 'StepSucceeded@2', 'WorkflowCompleted@3']);
+    assert.equal(watch.watched, watchedBefore, 'nothing left listening after the end');
+  });
+
+  it('follow: 300 waiting calls share the one subscription and cost one read each; stop() ends a wait at once', async () => {
+    const ids = Array.from({ length: 300 }, (_, i) => `wait-${i}`);
+    for (const id of ids) await store.append(workflowExecutionStream(id), [ev('WorkflowStarted')]);
+    const subscriptionsBefore = subscriptions;
+    const readsBefore = reads;
+    const watchedBefore = watch.watched;
+    const heard = new Map<string, string[]>();
+    const follows = ids.map((id) => {
+      const f = watch.follow(id);
+      heard.set(id, []);
+      const done = (async () => {
+        for await (const e of f.events) heard.get(id)!.push(e.type);
+      })();
+      return { id, f, done };
+    });
+    await until('every wait read its stream', () => [...heard.values()].every((h) => h.length === 1), 10_000);
+    assert.equal(watch.watched - watchedBefore, 300);
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal(reads - readsBefore, 300, 'one read of its stream per wait, none while nothing moves');
+    assert.ok(subscriptions - subscriptionsBefore <= 1, `subscriptions opened: ${subscriptions - subscriptionsBefore}`);
+    for (const id of ids.slice(0, 150))
+      await store.append(workflowExecutionStream(id), [ev('StepScheduled'), ev('WorkflowFailed')]);
+    await Promise.all(follows.slice(0, 150).map((w) => w.done));
+    for (const id of ids.slice(0, 150))
+      assert.deepEqual(heard.get(id), ['WorkflowStarted', 'StepScheduled', 'WorkflowFailed']);
+    for (const w of follows.slice(150)) w.f.stop();
+    await Promise.all(follows.slice(150).map((w) => w.done));
+    for (const id of ids.slice(150)) assert.deepEqual(heard.get(id), ['WorkflowStarted']);
+    assert.equal(watch.watched, watchedBefore);
+    assert.equal(reads - readsBefore, 300);
   });
 });

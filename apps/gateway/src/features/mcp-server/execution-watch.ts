@@ -1,6 +1,8 @@
-import type { EventStore } from '@switchyard/event-store';
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import type { EventStore, RecordedEvent } from '@switchyard/event-store';
 import { AppError, type Logger } from '@switchyard/platform';
 import { workflowEventTypes, workflowExecutionStream } from '@switchyard/domain';
+import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { EXECUTION_END_EVENTS } from '../workflows/execution-waits.js';
 import { ExecutionFanout } from '../workflows/execution-fanout.js';
 
@@ -10,25 +12,86 @@ const MOVES = workflowEventTypes.filter(
   (type) => type.startsWith('Step') || type.startsWith('Workflow') || type.startsWith('Compensation'),
 );
 
+/** An execution's events as `follow` hands them, and the stop that ends them early. */
+export interface FollowedExecution {
+  readonly events: AsyncIterable<RecordedEvent>;
+  /** Ends `events` (at once if it waits for the next one). */
+  readonly stop: () => void;
+}
+
 /**
- * Tells MCP resource subscribers when their workflow execution moves, from one ExecutionFanout
- * (one subscription to the log for the whole gateway), whatever the number of subscribers: each
- * polling its execution's stream would cost the database a read every few hundred milliseconds
- * per subscription, and a client may hold thousands of them.
+ * Tells MCP resource subscribers when their workflow execution moves, and hands the workflow
+ * tools the events of the execution they wait for, from one ExecutionFanout (one subscription
+ * to the log for the whole gateway), whatever the number of watchers: each polling its
+ * execution's stream, or holding a subscription of its own, would cost the database a read
+ * per watcher, and a client may hold thousands of subscriptions or waiting calls.
  */
-export class ExecutionWatch {
+@Injectable()
+export class ExecutionWatch implements OnModuleDestroy {
   private readonly moves: ExecutionFanout;
 
   constructor(
-    private readonly store: EventStore,
-    log: Logger,
+    @Inject(EVENT_STORE) private readonly store: EventStore,
+    @Inject(LOGGER) log: Logger,
   ) {
-    this.moves = new ExecutionFanout(store, log, MOVES);
+    this.moves = new ExecutionFanout(store, log.child({ component: 'execution-watch' }), MOVES);
   }
 
-  /** Executions watched now (for tests and status). */
+  /** Executions followed or watched now, over both uses (for tests and status). */
   get watched(): number {
     return this.moves.executions;
+  }
+
+  /**
+   * Every event of the execution, from its first, in order and once each: its stream as it
+   * stands, then those that move it as they are appended (from the shared subscription, which
+   * takes only the event types that move an execution). `events` ends after the execution's end
+   * event, at `stop()`, or when the watch closes (the gateway stops).
+   */
+  follow(executionId: string): FollowedExecution {
+    const queue: (RecordedEvent | null)[] = [];
+    let wake: (() => void) | undefined;
+    let stopped = false;
+    const { moves, store } = this;
+    async function* events(): AsyncGenerator<RecordedEvent> {
+      // Listening before the read: whatever is appended after it reaches the queue.
+      const unlisten = await moves.listen(executionId, (e) => {
+        queue.push(e);
+        wake?.();
+      });
+      try {
+        let last = -1;
+        for (const e of await store.readStream(workflowExecutionStream(executionId))) {
+          if (stopped) return;
+          last = e.position;
+          yield e;
+          if (ENDS.has(e.type)) return;
+        }
+        while (!stopped) {
+          const e = queue.shift();
+          if (e === undefined) {
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = undefined;
+            continue;
+          }
+          if (e === null) return;
+          // Already read with the stream.
+          if (e.position <= last) continue;
+          last = e.position;
+          yield e;
+          if (ENDS.has(e.type)) return;
+        }
+      } finally {
+        unlisten();
+      }
+    }
+    return {
+      events: events(),
+      stop: () => {
+        stopped = true;
+        wake?.();
+      },
+    };
   }
 
   /**
@@ -66,5 +129,9 @@ export class ExecutionWatch {
 
   close(): Promise<void> {
     return this.moves.close();
+  }
+
+  onModuleDestroy(): Promise<void> {
+    return this.close();
   }
 }

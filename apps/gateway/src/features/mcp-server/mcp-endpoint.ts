@@ -21,11 +21,9 @@ import {
   UnsubscribeRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
 import { getPromptReplySchema, mcpSubject } from '@switchyard/contracts';
-import type { EventStore } from '@switchyard/event-store';
 import { request } from '@switchyard/messaging';
 import { AppError, errorCodes, isAppError, newId, type Logger } from '@switchyard/platform';
 import {
-  EVENT_STORE,
   GATEWAY_CONFIG,
   GATEWAY_OPTIONS,
   LOGGER,
@@ -113,7 +111,6 @@ export interface EndpointRequest {
 export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   private readonly sessions = new Map<string, Session>();
   private readonly log: Logger;
-  private readonly watch: ExecutionWatch;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
@@ -121,16 +118,15 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     @Inject(GATEWAY_OPTIONS) private readonly gatewayOptions: ResolvedGatewayOptions,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(LOGGER) logger: Logger,
-    @Inject(EVENT_STORE) store: EventStore,
     @Inject(NATS_CONNECTION) private readonly nats: NatsConnection,
     @Inject(McpServerCatalog) private readonly catalog: McpServerCatalog,
     @Inject(VirtualServers) private readonly virtuals: VirtualServers,
     @Inject(CommandBus) private readonly commands: CommandBus,
     @Inject(QueryBus) private readonly queries: QueryBus,
+    @Inject(ExecutionWatch) private readonly watch: ExecutionWatch,
     @Optional() @Inject(SystemMonitorClient) private readonly monitor?: SystemMonitorClient,
   ) {
     this.log = logger.child({ component: 'mcp-server' });
-    this.watch = new ExecutionWatch(store, this.log);
   }
 
   get authEnabled(): boolean {
@@ -181,7 +177,6 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   async onModuleDestroy(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     await Promise.all([...this.sessions.values()].map((s) => this.closeSession(s, 'gateway stopping')));
-    await this.watch.close();
   }
 
   /** Open sessions (for status and tests). */

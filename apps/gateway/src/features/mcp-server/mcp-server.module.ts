@@ -8,6 +8,7 @@ import { McpServerController, VirtualServersController } from './mcp-server.cont
 import { McpEndpoint } from './mcp-endpoint.js';
 import { MCP_SERVER_OPTIONS, mcpServerOptionsFromEnv, type McpServerOptions } from './options.js';
 import { McpToolCalls } from './tool-calls.js';
+import { ExecutionWatch } from './execution-watch.js';
 import { VirtualServers } from './virtual-servers.js';
 import { MCP_SERVER_COMMAND_HANDLERS } from './commands/index.js';
 import { MCP_SERVER_QUERY_HANDLERS } from './queries/index.js';
@@ -24,6 +25,7 @@ import { MCP_SERVER_QUERY_HANDLERS } from './queries/index.js';
   providers: [
     { provide: MCP_SERVER_OPTIONS, useFactory: () => mcpServerOptionsFromEnv() },
     McpServerCatalog,
+    ExecutionWatch,
     McpToolCalls,
     VirtualServers,
     McpEndpoint,

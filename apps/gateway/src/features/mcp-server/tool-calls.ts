@@ -2,7 +2,6 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 import { sizePayload, AppError, isAppError, newId, type Logger } from '@switchyard/platform';
-import { workflowExecutionStream } from '@switchyard/domain';
 import type { EventStore } from '@switchyard/event-store';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { CancelTask, DelegateTask } from '../agents/commands/index.js';
@@ -12,6 +11,8 @@ import { executionResult, loadExecution } from '../workflows/deps.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import { GetWorkflowDefinition } from '../workflows/queries/index.js';
 import type { CatalogTool } from './catalog.js';
+import { ExecutionWatch } from './execution-watch.js';
+import { EXECUTION_END_EVENTS } from '../workflows/execution-waits.js';
 import {
   mcpGatewayCallDecider,
   mcpGatewayCallStream,
@@ -20,6 +21,7 @@ import {
   type McpGatewayCallState,
 } from './tool-call.decider.js';
 
+const EXECUTION_ENDS: ReadonlySet<string> = new Set(EXECUTION_END_EVENTS);
 /** Largest arguments / result kept in a call's events (characters of JSON). */
 const EVENT_PAYLOAD_CHARS = 8_192;
 /**
@@ -99,6 +101,7 @@ export class McpToolCalls {
     @Inject(WorkflowsService) private readonly workflows: WorkflowsService,
     @Inject(CommandBus) private readonly commands: CommandBus,
     @Inject(QueryBus) private readonly queries: QueryBus,
+    @Inject(ExecutionWatch) private readonly watch: ExecutionWatch,
   ) {
     this.log = logger.child({ component: 'mcp-server-calls' });
   }
@@ -289,12 +292,11 @@ export class McpToolCalls {
     if (wait === false) return textResult(started.body);
 
     const total = definition.steps.length;
-    const stream = workflowExecutionStream(executionId);
     const settled = new Set<string>();
     let ended = false;
     let canceledAt: number | undefined;
     const until = Date.now() + MAX_WAIT_MS;
-    // The wait ends at MAX_WAIT_MS, or CANCEL_SETTLE_MS after a client cancel: a timer closes the subscription then.
+    // The wait ends at MAX_WAIT_MS, or CANCEL_SETTLE_MS after a client cancel: a timer stops following then.
     let stop: (() => void) | undefined;
     let timer: NodeJS.Timeout | undefined;
     const arm = () => {
@@ -336,33 +338,19 @@ export class McpToolCalls {
       } else if (stepId && stepLevel && e.type === 'StepScheduled') {
         await this.progress(ctx, settled.size, total, `${stepId} running`);
       }
-      if (e.type === 'WorkflowCompleted' || e.type === 'WorkflowFailed' || e.type === 'WorkflowCanceled') ended = true;
+      if (EXECUTION_ENDS.has(e.type)) ended = true;
     };
     arm();
     if (ctx.signal.aborted) onAbort();
     else ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
-      // 1. What the stream holds now; 2. the rest as it is appended, on a live subscription from
-      // its last event (a later event of the stream has a higher position), not by reading it again.
-      let last = -1;
-      for (const e of await this.store.readStream(stream)) {
-        last = e.position;
+      // The stream as it stands, then the rest as it is appended (one subscription for the gateway).
+      const followed = this.watch.follow(executionId);
+      stop = followed.stop;
+      arm(); // a deadline that passed while the execution started stops the wait at once
+      for await (const e of followed.events) {
         await progressOf(e);
-      }
-      if (!ended) {
-        const sub = this.store.subscribeToAll({ from: last, streamPrefixes: [stream] });
-        stop = () => void sub.close().catch(() => undefined);
-        arm(); // a deadline that passed while the stream was read closes it at once
-        try {
-          for await (const e of sub) {
-            // The prefix also matches longer ids that start with this one.
-            if (e.streamId !== stream) continue;
-            await progressOf(e);
-            if (ended) break;
-          }
-        } finally {
-          await sub.close().catch(() => undefined);
-        }
+        if (ended) break;
       }
       if (!ended)
         return textResult({ ...started.body, status: 'running', note: 'the wait ran out; the execution goes on' });
