@@ -8,6 +8,9 @@ import { GetAgentCapabilities, GetTask } from '../agents/queries/index.js';
 import { CancelWorkflowExecution } from '../workflows/commands/index.js';
 import { GetExecution, GetWorkflowDefinition, ListWorkflowDefinitions } from '../workflows/queries/index.js';
 import type { WorkflowsService } from '../workflows/workflows.service.js';
+import type { ExecutionWaits } from '../workflows/execution-waits.js';
+import type { TaskMoves } from '../agents/task-moves.js';
+import type { NextEventWatch } from '../../events/stream-fanout.js';
 import type { Backend, WorkState, WorkStatus } from './executor.js';
 import type { WorkRequest } from './message.js';
 
@@ -64,7 +67,12 @@ export class AgentBackend implements Backend {
     private readonly commands: CommandBus,
     private readonly queries: QueryBus,
     private readonly caps: CapabilitiesCache,
+    private readonly moves: TaskMoves,
   ) {}
+
+  watch(id: string): Promise<NextEventWatch> {
+    return this.moves.watch(id);
+  }
 
   async skills(): Promise<string[]> {
     const card = (await this.caps.get()).agents.find((a) => a.agent === this.agent);
@@ -109,7 +117,13 @@ export class WorkflowBackend implements Backend {
     private readonly workflows: WorkflowsService,
     private readonly commands: CommandBus,
     private readonly queries: QueryBus,
+    private readonly waits: ExecutionWaits,
   ) {}
+
+  /** The end only: an execution is `working` from its start. */
+  watch(id: string): Promise<NextEventWatch> {
+    return this.waits.watchEnd(id);
+  }
 
   async skills(): Promise<string[]> {
     return [

@@ -4,6 +4,7 @@ import { AgentEvent, type AgentExecutor, type ExecutionEventBus, type RequestCon
 import { TaskNotCancelableError } from '@a2a-js/sdk/errors';
 import { AppError, type Logger } from '@switchyard/platform';
 import { currentCorrelationId } from '../../http/context.js';
+import type { NextEventWatch } from '../../events/stream-fanout.js';
 import type { WorkRequest } from './message.js';
 
 /** A2A task states as the SDK numbers them (TaskState of the A2A 1.0 schema). */
@@ -29,6 +30,12 @@ export interface Backend {
   status(id: string): Promise<WorkStatus>;
   /** Cancel it; the status after. Throws AppError `illegal_state` when it already ended. */
   cancel(id: string): Promise<WorkStatus>;
+  /**
+   * Listen for the work's next move (picked up, ended) on the gateway's shared subscription to
+   * the event log; `next(ms)` is true once it moved, false after `ms`. Read the status after
+   * this resolves: nothing that happens after the read is missed.
+   */
+  watch(id: string): Promise<NextEventWatch>;
   /** The skill a name stands for (aliases included), undefined when this endpoint has none. */
   resolveSkill(name: string): Promise<string | undefined>;
   skills(): Promise<string[]>;
@@ -78,6 +85,9 @@ export const resultArtifact = (result: unknown): Artifact => ({
   extensions: [],
 });
 
+/** Status reads after a move before the follower waits for the next move again (50 ms to 1 s apart: about 3 s). */
+const SETTLING_READS = 6;
+
 interface Run {
   readonly backendId: string;
   readonly contextId: string;
@@ -88,8 +98,11 @@ interface Run {
  * Runs one A2A task as Switchyard work and publishes its lifecycle:
  * 1. start the work (idempotent on the A2A task id), publish the task `submitted` with the
  *    link to our task or execution in its metadata (`switchyard_task_id` / `switchyard_execution_id`);
- * 2. follow the work until it ends (its status read over NATS / the read model, backing off to
- *    1 s), publishing `working` once it was picked up;
+ * 2. follow the work until it ends, publishing `working` once it was picked up: its status is
+ *    read (over NATS / from the read model) when it moves, as the gateway's one subscription to
+ *    the event log tells (`Backend.watch`), a few times right after a move while the read
+ *    catches up (50 ms, backing off), and every `recheckMs` while nothing moves; never on a
+ *    timer per task, which would cost a read per running task per second;
  * 3. publish the result artifact and `completed`, or `failed` with the error, or `canceled`.
  * A cancel over A2A cancels the work in Switchyard first and publishes `canceled`.
  */
@@ -102,6 +115,7 @@ export class WorkExecutor implements AgentExecutor {
     private readonly parse: (ctx: RequestContext) => Promise<WorkRequest>,
     private readonly log: Logger,
     private readonly pollMaxMs = 1_000,
+    private readonly recheckMs = 30_000,
   ) {}
 
   execute = async (ctx: RequestContext, bus: ExecutionEventBus): Promise<void> => {
@@ -128,47 +142,76 @@ export class WorkExecutor implements AgentExecutor {
         }),
       );
       let working = false;
+      // Reads after a move (the status may come from a read model a little behind the log).
+      let settlingReads = 0;
       let wait = 50;
       for (;;) {
         if (run.canceled) return; // cancelTask published `canceled`
         // The gateway is closing: the work goes on in Switchyard; a later read brings the A2A task up to date.
         if (this.stopped) return;
-        const w = await this.backend.status(started.id).catch((err: unknown) => {
-          log.warn({ err }, 'reading the work status failed; retrying');
-          return undefined;
-        });
-        if (run.canceled) return;
-        if (w && w.state !== 'submitted' && !working) {
-          working = true;
-          bus.publish(
-            AgentEvent.statusUpdate({
-              taskId,
-              contextId,
-              status: statusOf(taskId, contextId, { state: 'working' }),
-              metadata: undefined,
-            }),
-          );
-        }
-        if (w && isFinal(w.state)) {
-          if (w.state === 'completed')
+        // Listening before the read: a move after it wakes the wait below.
+        const watch =
+          settlingReads === 0
+            ? await this.backend.watch(started.id).catch((err: unknown) => {
+                log.warn({ err }, 'listening for the work to move failed; reading its status on a timer');
+                return undefined;
+              })
+            : undefined;
+        try {
+          const w = await this.backend.status(started.id).catch((err: unknown) => {
+            log.warn({ err }, 'reading the work status failed; retrying');
+            return undefined;
+          });
+          if (run.canceled) return;
+          if (w && w.state !== 'submitted' && !working) {
+            working = true;
             bus.publish(
-              AgentEvent.artifactUpdate({
+              AgentEvent.statusUpdate({
                 taskId,
                 contextId,
-                artifact: resultArtifact(w.result),
-                append: false,
-                lastChunk: true,
+                status: statusOf(taskId, contextId, { state: 'working' }),
                 metadata: undefined,
               }),
             );
-          bus.publish(
-            AgentEvent.statusUpdate({ taskId, contextId, status: statusOf(taskId, contextId, w), metadata: undefined }),
-          );
-          log.info({ state: w.state }, 'a2a task ended');
-          return;
+          }
+          if (w && isFinal(w.state)) {
+            if (w.state === 'completed')
+              bus.publish(
+                AgentEvent.artifactUpdate({
+                  taskId,
+                  contextId,
+                  artifact: resultArtifact(w.result),
+                  append: false,
+                  lastChunk: true,
+                  metadata: undefined,
+                }),
+              );
+            bus.publish(
+              AgentEvent.statusUpdate({
+                taskId,
+                contextId,
+                status: statusOf(taskId, contextId, w),
+                metadata: undefined,
+              }),
+            );
+            log.info({ state: w.state }, 'a2a task ended');
+            return;
+          }
+          if (watch && w) {
+            // Quiet until it moves, or for recheckMs (then one more read, in case a move was missed).
+            if (await watch.next(this.recheckMs)) {
+              settlingReads = SETTLING_READS;
+              wait = 50;
+            }
+            continue;
+          }
+        } finally {
+          watch?.stop();
         }
+        // Right after a move, or without a watch or a status: read again soon, backing off.
         await new Promise((r) => setTimeout(r, wait));
         wait = Math.min(this.pollMaxMs, wait * 2);
+        if (settlingReads > 0) settlingReads--;
       }
     } finally {
       this.runs.delete(taskId);

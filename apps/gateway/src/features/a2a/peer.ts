@@ -12,6 +12,8 @@ import { roleSatisfies, roleSchema, type Role } from '../../security/roles.js';
 import { GATEWAY_OPTIONS, LOGGER, PG_POOL, type ResolvedGatewayOptions } from '../../tokens.js';
 import { McpGatewayClient } from '../mcp/mcp-client.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
+import { ExecutionWaits } from '../workflows/execution-waits.js';
+import { TaskMoves } from '../agents/task-moves.js';
 import { ListWorkflowDefinitions } from '../workflows/queries/index.js';
 import { AgentBackend, CapabilitiesCache, WorkflowBackend } from './backends.js';
 import {
@@ -115,6 +117,8 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     private readonly queries: QueryBus,
     mcp: McpGatewayClient,
     @Inject(A2A_FEATURE_OPTIONS) featureOptions: A2aFeatureOptions,
+    @Inject(ExecutionWaits) private readonly waits: ExecutionWaits,
+    @Inject(TaskMoves) private readonly taskMoves: TaskMoves,
   ) {
     this.log = logger.child({ component: 'a2a' });
     this.caps = new CapabilitiesCache(this.queries);
@@ -145,9 +149,10 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     const known = this.endpoints.get(name);
     if (known) return known;
     let backend: Backend;
-    if (name === WORKFLOWS_ENDPOINT) backend = new WorkflowBackend(this.workflows, this.commands, this.queries);
+    if (name === WORKFLOWS_ENDPOINT)
+      backend = new WorkflowBackend(this.workflows, this.commands, this.queries, this.waits);
     else if ((await this.agentNames()).includes(name))
-      backend = new AgentBackend(name, this.commands, this.queries, this.caps);
+      backend = new AgentBackend(name, this.commands, this.queries, this.caps, this.taskMoves);
     else return undefined;
     // The card the handler holds is only used for what the SDK checks (interfaces, modes);
     // clients get a card built per request with the address they called.

@@ -3,6 +3,7 @@ import { AGENTS_FEATURE_OPTIONS, AgentsClient, type AgentsFeatureOptions } from 
 import { AgentsController, QuickActionsController } from './agents.controller.js';
 import { AGENT_COMMAND_HANDLERS } from './commands/index.js';
 import { AGENT_QUERY_HANDLERS } from './queries/index.js';
+import { TaskMoves } from './task-moves.js';
 
 /**
  * The agent endpoints (/api/v1/integration/agents/*, /api/v1/integration/quick/*). They talk to
@@ -12,8 +13,8 @@ import { AGENT_QUERY_HANDLERS } from './queries/index.js';
  */
 @Module({
   controllers: [AgentsController, QuickActionsController],
-  providers: [AgentsClient, ...AGENT_COMMAND_HANDLERS, ...AGENT_QUERY_HANDLERS],
-  exports: [AgentsClient],
+  providers: [AgentsClient, TaskMoves, ...AGENT_COMMAND_HANDLERS, ...AGENT_QUERY_HANDLERS],
+  exports: [AgentsClient, TaskMoves],
 })
 export class AgentsFeatureModule {
   /** The module with options (e.g. the submit reply timeout). */

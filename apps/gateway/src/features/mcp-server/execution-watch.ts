@@ -1,10 +1,10 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
 import { AppError, type Logger } from '@switchyard/platform';
-import { workflowEventTypes, workflowExecutionStream } from '@switchyard/domain';
+import { WORKFLOW_EXECUTION_STREAM_PREFIX, workflowEventTypes, workflowExecutionStream } from '@switchyard/domain';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { EXECUTION_END_EVENTS } from '../workflows/execution-waits.js';
-import { ExecutionFanout } from '../workflows/execution-fanout.js';
+import { StreamFanout } from '../../events/stream-fanout.js';
 
 const ENDS: ReadonlySet<string> = new Set(EXECUTION_END_EVENTS);
 /** The event types that move an execution (a step settles or starts, the workflow ends). */
@@ -21,25 +21,30 @@ export interface FollowedExecution {
 
 /**
  * Tells MCP resource subscribers when their workflow execution moves, and hands the workflow
- * tools the events of the execution they wait for, from one ExecutionFanout (one subscription
+ * tools the events of the execution they wait for, from one StreamFanout (one subscription
  * to the log for the whole gateway), whatever the number of watchers: each polling its
  * execution's stream, or holding a subscription of its own, would cost the database a read
  * per watcher, and a client may hold thousands of subscriptions or waiting calls.
  */
 @Injectable()
 export class ExecutionWatch implements OnModuleDestroy {
-  private readonly moves: ExecutionFanout;
+  private readonly moves: StreamFanout;
 
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(LOGGER) log: Logger,
   ) {
-    this.moves = new ExecutionFanout(store, log.child({ component: 'execution-watch' }), MOVES);
+    this.moves = new StreamFanout(
+      store,
+      log.child({ component: 'execution-watch' }),
+      WORKFLOW_EXECUTION_STREAM_PREFIX,
+      MOVES,
+    );
   }
 
   /** Executions followed or watched now, over both uses (for tests and status). */
   get watched(): number {
-    return this.moves.executions;
+    return this.moves.streams;
   }
 
   /**

@@ -1,31 +1,42 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { EventStore } from '@switchyard/event-store';
 import { AppError, type Logger } from '@switchyard/platform';
-import type { WorkflowExecutionState } from '@switchyard/domain';
+import {
+  WORKFLOW_EXECUTION_STREAM_PREFIX,
+  workflowExecutionStream,
+  type WorkflowExecutionState,
+} from '@switchyard/domain';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { loadExecution } from './deps.js';
-import { ExecutionFanout } from './execution-fanout.js';
+import { StreamFanout, type NextEventWatch } from '../../events/stream-fanout.js';
 
 /** The events that end an execution: the only ones a wait needs to hear of. */
 export const EXECUTION_END_EVENTS = ['WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled'] as const;
+
+const END_TYPES: ReadonlySet<string> = new Set(EXECUTION_END_EVENTS);
 
 const ended = (s: WorkflowExecutionState) =>
   s.status === 'completed' || s.status === 'failed' || s.status === 'canceled';
 
 /**
  * `?wait=true` of workflow starts: waits for an execution's end on a live subscription to the
- * event store, not by reading its stream again and again: one ExecutionFanout per gateway
+ * event store, not by reading its stream again and again: one StreamFanout per gateway
  * process, of the end events only, opened at the first wait and closed at shutdown.
  */
 @Injectable()
 export class ExecutionWaits implements BeforeApplicationShutdown {
-  private readonly ends: ExecutionFanout;
+  private readonly ends: StreamFanout;
 
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(LOGGER) logger: Logger,
   ) {
-    this.ends = new ExecutionFanout(store, logger.child({ component: 'execution-waits' }), EXECUTION_END_EVENTS);
+    this.ends = new StreamFanout(
+      store,
+      logger.child({ component: 'execution-waits' }),
+      WORKFLOW_EXECUTION_STREAM_PREFIX,
+      EXECUTION_END_EVENTS,
+    );
   }
 
   /** Requests waiting now (for tests and metrics). */
@@ -57,6 +68,27 @@ export class ExecutionWaits implements BeforeApplicationShutdown {
     } finally {
       clearTimeout(timer);
       stop();
+    }
+  }
+
+  /**
+   * Listen for the execution's end without reading its state: `next(ms)` is true once it ended
+   * (at once when its stream ends with an end event already), false after `ms`. For followers
+   * that read the execution from the read model (which may lag the log), so they wait on the
+   * shared subscription instead of asking the read model again and again.
+   */
+  async watchEnd(executionId: string): Promise<NextEventWatch> {
+    const watch = await this.ends.watchNext(executionId);
+    try {
+      const [last] = await this.store.readStream(workflowExecutionStream(executionId), {
+        direction: 'backwards',
+        maxCount: 1,
+      });
+      if (last && END_TYPES.has(last.type)) return { next: () => Promise.resolve(true), stop: watch.stop };
+      return watch;
+    } catch (err) {
+      watch.stop();
+      throw err;
     }
   }
 

@@ -1277,7 +1277,9 @@ export const workflowExecutionDecider: Decider<WorkflowCommand, WorkflowEvent, W
 };
 
 /** Stream name of one execution. */
-export const workflowExecutionStream = (executionId: string): string => `workflow_execution-${executionId}`;
+export const WORKFLOW_EXECUTION_STREAM_PREFIX = 'workflow_execution-';
+export const workflowExecutionStream = (executionId: string): string =>
+  `${WORKFLOW_EXECUTION_STREAM_PREFIX}${executionId}`;
 
 // ---- signals and wait steps -----------------------------------------------------
 // Kept apart from the rest of the decider: a wait step has no unit and is never dispatched. It
