@@ -45,7 +45,8 @@ export const minPositionQuery = { min_position: positionSchema.optional() };
  * - No replica: always the primary.
  * - A query without a position: the replica (it may lag by the replication delay).
  * - A query with a position (`X-Switchyard-Min-Position`, or `min_position`): the replica once
- *   the read model's checkpoint there is at that position or later (polled, at most `waitMs`);
+ *   the read model's checkpoint there is at that position or later (read every `pollMs` by one
+ *   reader shared by every caller waiting on that read model, at most `waitMs`);
  *   past the wait, or with the replica unreachable, the primary, which has every commit.
  * The checkpoint and the read model rows move in one transaction on the primary, and the replica
  * replays that transaction whole, so a checkpoint seen there means the rows are there too.
@@ -53,6 +54,8 @@ export const minPositionQuery = { min_position: positionSchema.optional() };
 export class ReadRouting {
   readonly waitMs: number;
   private readonly pollMs: number;
+  /** Per read model (`schema.name`): the callers waiting for the replica's checkpoint, and its one reader. */
+  private readonly checkpoints = new Map<string, CheckpointWatch>();
 
   constructor(
     readonly primary: Pool,
@@ -86,23 +89,80 @@ export class ReadRouting {
   ): Promise<{ pool: Pool; source: 'replica' | 'primary' }> {
     if (!this.replica) return { pool: this.primary, source: 'primary' };
     if (minPosition === undefined) return { pool: this.replica, source: 'replica' };
-    const deadline = Date.now() + waitMs;
-    for (;;) {
-      try {
-        const at = await this.replicaCheckpoint(ref);
-        if (at !== undefined && at >= minPosition) return { pool: this.replica, source: 'replica' };
-      } catch (err) {
-        this.logger.warn({ err: (err as Error).message }, 'the read replica does not answer; reading the primary');
-        return { pool: this.primary, source: 'primary' };
-      }
-      if (Date.now() >= deadline) {
+    return (await this.replicaReaches(ref, minPosition, waitMs))
+      ? { pool: this.replica, source: 'replica' }
+      : { pool: this.primary, source: 'primary' };
+  }
+
+  /**
+   * Whether the replica's checkpoint of `ref` reaches `minPosition` within `waitMs`. Every caller
+   * waiting on the same read model shares ONE reader of the checkpoint (a read every `pollMs`
+   * while anyone waits): a read per waiter per `pollMs` would put N times 40 queries a second on
+   * the replica's pool under N waiting requests, and they would queue before the reads they wait for.
+   */
+  private replicaReaches(ref: CheckpointRef, minPosition: number, waitMs: number): Promise<boolean> {
+    const key = `${ref.schema}.${ref.name}`;
+    let watch = this.checkpoints.get(key);
+    if (!watch) this.checkpoints.set(key, (watch = { ref, waiters: new Set(), reading: false }));
+    const w = watch;
+    // A checkpoint read less than pollMs ago that is far enough answers at once.
+    if (w.at !== undefined && w.at >= minPosition && Date.now() - w.readAt! < this.pollMs) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const waiter: CheckpointWaiter = {
+        minPosition,
+        done: (reached) => {
+          clearTimeout(timer);
+          w.waiters.delete(waiter);
+          resolve(reached);
+        },
+      };
+      const timer = setTimeout(() => {
         this.logger.debug(
           { checkpoint: ref.name, minPosition, waitedMs: waitMs },
           'the read replica has not replayed the position in time; reading the primary',
         );
-        return { pool: this.primary, source: 'primary' };
+        waiter.done(false);
+      }, waitMs);
+      w.waiters.add(waiter);
+      if (!w.reading) void this.readWhileWaited(w);
+    });
+  }
+
+  /** The one reader of a read model's replica checkpoint: reads now, then every pollMs while anyone waits. */
+  private async readWhileWaited(w: CheckpointWatch): Promise<void> {
+    w.reading = true;
+    try {
+      while (w.waiters.size > 0) {
+        let at: number | undefined;
+        try {
+          at = await this.replicaCheckpoint(w.ref);
+        } catch (err) {
+          this.logger.warn({ err: (err as Error).message }, 'the read replica does not answer; reading the primary');
+          for (const waiter of [...w.waiters]) waiter.done(false);
+          return;
+        }
+        w.at = at;
+        w.readAt = Date.now();
+        if (at !== undefined) for (const waiter of [...w.waiters]) if (at >= waiter.minPosition) waiter.done(true);
+        if (w.waiters.size === 0) return;
+        await new Promise((r) => setTimeout(r, this.pollMs));
       }
-      await new Promise((r) => setTimeout(r, this.pollMs));
+    } finally {
+      w.reading = false;
     }
   }
+}
+
+interface CheckpointWaiter {
+  readonly minPosition: number;
+  readonly done: (reached: boolean) => void;
+}
+
+/** Callers waiting for one read model's replica checkpoint, and what its reader last saw. */
+interface CheckpointWatch {
+  readonly ref: CheckpointRef;
+  readonly waiters: Set<CheckpointWaiter>;
+  reading: boolean;
+  at?: number | undefined;
+  readAt?: number;
 }

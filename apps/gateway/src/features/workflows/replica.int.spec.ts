@@ -152,6 +152,39 @@ describe('workflow queries from a streaming replica, with read-your-writes by po
     }
   });
 
+  it('200 queries waiting for the replica share one reader of its checkpoint', async () => {
+    await r.pauseReplay();
+    const original = replica.query.bind(replica) as (...args: unknown[]) => unknown;
+    let checkpointReads = 0;
+    (replica as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      if (String(args[0]).includes('.checkpoints')) checkpointReads++;
+      return original(...args);
+    };
+    try {
+      const started = await start();
+      const t0 = Date.now();
+      const answers = await Promise.all(
+        Array.from({ length: 200 }, () =>
+          get(`/api/v1/workflows/executions/${started.execution_id}`, {
+            'x-switchyard-min-position': String(started.position),
+          }),
+        ),
+      );
+      const waited = Date.now() - t0;
+      assert.ok(
+        answers.every(
+          (a) => a.status === 200 && a.source === 'primary' && a.body.execution_id === started.execution_id,
+        ),
+      );
+      // One read every 25 ms while they wait (1 s here): about 40, where a reader per request made 200 times that.
+      console.log(`# 200 waiting queries: ${checkpointReads} checkpoint reads on the replica in ${waited} ms`);
+      assert.ok(checkpointReads <= Math.ceil(waited / 25) + 5, `checkpoint reads: ${checkpointReads} in ${waited} ms`);
+    } finally {
+      (replica as unknown as { query: unknown }).query = original;
+      await r.resumeReplay().catch(() => undefined);
+    }
+  });
+
   it('a malformed position is a 400 naming the header', async () => {
     const res = await fetch(`${base}/api/v1/workflows/executions`, {
       headers: { 'x-switchyard-min-position': 'soon' },
