@@ -5,7 +5,6 @@ export {
   setupWorkflowReadModel,
   listExecutions,
   getExecutionView,
-  executionReadPosition,
   READ_SCHEMA,
   type ExecutionSummary,
   type ExecutionQuery,

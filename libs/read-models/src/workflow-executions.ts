@@ -917,14 +917,6 @@ export interface StepView {
   readonly attempt_history: StepAttemptView[];
 }
 
-/** The global position of the last event the read model applied to this execution; undefined when it has none yet. */
-export async function executionReadPosition(pool: pg.Pool, executionId: string): Promise<number | undefined> {
-  const r = await pool.query<{ last_position: string }>(`select last_position from ${X} where execution_id = $1`, [
-    executionId,
-  ]);
-  return r.rows[0] ? Number(r.rows[0].last_position) : undefined;
-}
-
 /** One execution with every step and every attempt; undefined when the read model has no such execution. */
 export async function getExecutionView(
   pool: pg.Pool,

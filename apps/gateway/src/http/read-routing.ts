@@ -53,14 +53,14 @@ export const minPositionQuery = { min_position: positionSchema.optional() };
  */
 export class ReadRouting {
   readonly waitMs: number;
-  private readonly pollMs: number;
-  /** Per read model (`schema.name`): the callers waiting for the replica's checkpoint, and its one reader. */
-  private readonly checkpoints = new Map<string, CheckpointWatch>();
+  /** Waits for the primary's read models (read-your-writes without a replica). */
+  readonly primaryCheckpoints: CheckpointWaits;
+  private readonly replicaCheckpoints: CheckpointWaits | undefined;
 
   constructor(
     readonly primary: Pool,
     readonly replica: Pool | undefined,
-    private readonly logger: Logger,
+    logger: Logger,
     o: ReadRoutingOptions = {},
     env: NodeJS.ProcessEnv = process.env,
   ) {
@@ -68,17 +68,8 @@ export class ReadRouting {
     if (!parsed.success)
       throw new Error(`READ_REPLICA_WAIT_MS: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
     this.waitMs = o.waitMs ?? parsed.data.READ_REPLICA_WAIT_MS;
-    this.pollMs = o.pollMs ?? 25;
-  }
-
-  /** The replica's checkpoint of a read model (undefined: no row, or the replica does not answer). */
-  async replicaCheckpoint(ref: CheckpointRef): Promise<number | undefined> {
-    if (!this.replica) return undefined;
-    const r = await this.replica.query<{ position: string }>(
-      `select position from ${ref.schema}.checkpoints where name = $1`,
-      [ref.name],
-    );
-    return r.rows[0] ? Number(r.rows[0].position) : undefined;
+    this.primaryCheckpoints = new CheckpointWaits(primary, logger, 'primary', 20);
+    this.replicaCheckpoints = replica && new CheckpointWaits(replica, logger, 'replica', o.pollMs ?? 25);
   }
 
   /** The pool to read `ref`'s read model from, for a caller that must see `minPosition` (see the class). */
@@ -87,23 +78,46 @@ export class ReadRouting {
     minPosition?: number,
     waitMs = this.waitMs,
   ): Promise<{ pool: Pool; source: 'replica' | 'primary' }> {
-    if (!this.replica) return { pool: this.primary, source: 'primary' };
+    if (!this.replica || !this.replicaCheckpoints) return { pool: this.primary, source: 'primary' };
     if (minPosition === undefined) return { pool: this.replica, source: 'replica' };
-    return (await this.replicaReaches(ref, minPosition, waitMs))
+    return (await this.replicaCheckpoints.reaches(ref, minPosition, waitMs))
       ? { pool: this.replica, source: 'replica' }
       : { pool: this.primary, source: 'primary' };
   }
+}
 
-  /**
-   * Whether the replica's checkpoint of `ref` reaches `minPosition` within `waitMs`. Every caller
-   * waiting on the same read model shares ONE reader of the checkpoint (a read every `pollMs`
-   * while anyone waits): a read per waiter per `pollMs` would put N times 40 queries a second on
-   * the replica's pool under N waiting requests, and they would queue before the reads they wait for.
-   */
-  private replicaReaches(ref: CheckpointRef, minPosition: number, waitMs: number): Promise<boolean> {
+/**
+ * Waits for a read model's checkpoint in one database to reach a position. Every caller waiting
+ * on the same read model shares ONE reader of the checkpoint (a read every `pollMs` while anyone
+ * waits): a read per waiter per `pollMs` would put N times 40 or 50 queries a second on the pool
+ * under N waiting requests, they would queue before the reads they wait for, and on the primary
+ * they would slow the very projection they wait for.
+ */
+export class CheckpointWaits {
+  /** Per read model (`schema.name`): the callers waiting, and what the reader last saw. */
+  private readonly watches = new Map<string, CheckpointWatch>();
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly logger: Logger,
+    private readonly label: 'primary' | 'replica',
+    private readonly pollMs: number,
+  ) {}
+
+  /** The read model's checkpoint (undefined: no row). */
+  async checkpoint(ref: CheckpointRef): Promise<number | undefined> {
+    const r = await this.pool.query<{ position: string }>(
+      `select position from ${ref.schema}.checkpoints where name = $1`,
+      [ref.name],
+    );
+    return r.rows[0] ? Number(r.rows[0].position) : undefined;
+  }
+
+  /** Whether the checkpoint of `ref` reaches `minPosition` within `waitMs` (false too when the database does not answer). */
+  reaches(ref: CheckpointRef, minPosition: number, waitMs: number): Promise<boolean> {
     const key = `${ref.schema}.${ref.name}`;
-    let watch = this.checkpoints.get(key);
-    if (!watch) this.checkpoints.set(key, (watch = { ref, waiters: new Set(), reading: false }));
+    let watch = this.watches.get(key);
+    if (!watch) this.watches.set(key, (watch = { ref, waiters: new Set(), reading: false }));
     const w = watch;
     // A checkpoint read less than pollMs ago that is far enough answers at once.
     if (w.at !== undefined && w.at >= minPosition && Date.now() - w.readAt! < this.pollMs) return Promise.resolve(true);
@@ -118,8 +132,8 @@ export class ReadRouting {
       };
       const timer = setTimeout(() => {
         this.logger.debug(
-          { checkpoint: ref.name, minPosition, waitedMs: waitMs },
-          'the read replica has not replayed the position in time; reading the primary',
+          { checkpoint: ref.name, database: this.label, minPosition, waitedMs: waitMs },
+          'the read model has not applied the position in time',
         );
         waiter.done(false);
       }, waitMs);
@@ -128,16 +142,19 @@ export class ReadRouting {
     });
   }
 
-  /** The one reader of a read model's replica checkpoint: reads now, then every pollMs while anyone waits. */
+  /** The one reader of a read model's checkpoint: reads now, then every pollMs while anyone waits. */
   private async readWhileWaited(w: CheckpointWatch): Promise<void> {
     w.reading = true;
     try {
       while (w.waiters.size > 0) {
         let at: number | undefined;
         try {
-          at = await this.replicaCheckpoint(w.ref);
+          at = await this.checkpoint(w.ref);
         } catch (err) {
-          this.logger.warn({ err: (err as Error).message }, 'the read replica does not answer; reading the primary');
+          this.logger.warn(
+            { err: (err as Error).message, database: this.label },
+            'reading a read model checkpoint failed; the waiting queries go on without it',
+          );
           for (const waiter of [...w.waiters]) waiter.done(false);
           return;
         }
@@ -158,7 +175,7 @@ interface CheckpointWaiter {
   readonly done: (reached: boolean) => void;
 }
 
-/** Callers waiting for one read model's replica checkpoint, and what its reader last saw. */
+/** Callers waiting for one read model's checkpoint, and what its reader last saw. */
 interface CheckpointWatch {
   readonly ref: CheckpointRef;
   readonly waiters: Set<CheckpointWaiter>;

@@ -184,6 +184,40 @@ describe('workflows through the CQRS buses: one detail schema, waits on a live s
     },
   );
 
+  it('100 detail reads waiting for a held-back read model share one reader of its checkpoint', async () => {
+    const original = f.pool.query.bind(f.pool) as (...args: unknown[]) => unknown;
+    let readModelLooks = 0;
+    (f.pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const text = String(args[0]);
+      const params = args[1];
+      const looksAtCheckpoint =
+        text.includes('.checkpoints where name') && Array.isArray(params) && params[0] === 'workflow_executions';
+      if (looksAtCheckpoint || text.includes('select last_position from')) readModelLooks++;
+      return original(...args);
+    };
+    const blocker = await f.pool.connect();
+    try {
+      await blocker.query('begin');
+      await blocker.query('lock table read_models.workflow_executions in share mode');
+      const started = await http('POST', '/api/v1/workflows/start/gated', {});
+      assert.equal(started.status, 202);
+      const t0 = Date.now();
+      const answers = await Promise.all(
+        Array.from({ length: 100 }, () => http('GET', `/api/v1/workflows/executions/${started.body.execution_id}`)),
+      );
+      const waited = Date.now() - t0;
+      // Each waited its 250 ms for the read model, then folded the stream.
+      assert.ok(answers.every((a) => a.status === 200 && a.body.source === 'stream'));
+      console.log(`# 100 detail reads of a held-back read model: ${readModelLooks} looks at it in ${waited} ms`);
+      // One look every 20 ms while they wait, where each request made its own (about 1,300 here).
+      assert.ok(readModelLooks <= Math.ceil(waited / 20) + 5, `looks at the read model: ${readModelLooks}`);
+    } finally {
+      (f.pool as unknown as { query: unknown }).query = original;
+      await blocker.query('commit').catch(() => undefined);
+      blocker.release();
+    }
+  });
+
   it('?wait=true times out cleanly: 202 with the execution running, no waiter left behind', async () => {
     const waits = f.gw.app.get(ExecutionWaits);
     const r = await http('POST', '/api/v1/workflows/start/gated?wait=true&wait_ms=300', {});

@@ -18,7 +18,6 @@ export {
 } from '@switchyard/workflow-executions';
 export {
   getExecutionView,
-  executionReadPosition,
   listExecutions,
   setupWorkflowReadModel,
 } from '@switchyard/read-models';

@@ -9,7 +9,6 @@ import {
   buildCatalog,
   DefinitionStore,
   ensureWorkflowSchema,
-  executionReadPosition,
   executionResult,
   executionStateAt,
   getExecutionView,
@@ -135,19 +134,17 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
         }
       }
     }
-    if (last) {
-      const until = Date.now() + READ_YOUR_WRITES_WAIT_MS;
-      for (;;) {
-        const applied = await executionReadPosition(this.pool, executionId);
-        if (applied !== undefined && applied >= last.position) {
-          const view = await getExecutionView(this.pool, executionId);
-          if (view) {
-            readFrom?.('primary');
-            return detailFromReadModel(view, links(executionId));
-          }
-        }
-        if (Date.now() >= until) break;
-        await new Promise((r) => setTimeout(r, 20));
+    // The read model's checkpoint and its rows move in one transaction: once the checkpoint is at
+    // the stream's last event, the execution's row has it (one shared reader of the checkpoint
+    // for every request waiting, not a read per request every few milliseconds).
+    if (
+      last &&
+      (await this.reads.primaryCheckpoints.reaches(EXECUTIONS_CHECKPOINT, last.position, READ_YOUR_WRITES_WAIT_MS))
+    ) {
+      const view = await getExecutionView(this.pool, executionId);
+      if (view) {
+        readFrom?.('primary');
+        return detailFromReadModel(view, links(executionId));
       }
     }
     readFrom?.('primary');
