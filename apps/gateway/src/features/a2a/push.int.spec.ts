@@ -29,6 +29,7 @@ import { AgentsFeatureModule } from '../agents/index.js';
 import { McpFeatureModule } from '../mcp/index.js';
 import { WorkflowsFeatureModule } from '../workflows/index.js';
 import { A2aFeatureModule, NOTIFICATION_TOKEN_HEADER } from './index.js';
+import { MAX_PUSH_CONFIGS_PER_TASK } from './store.js';
 
 /**
  * A2A push notifications delivered by the automation server: the SDK's client -> the gateway
@@ -433,6 +434,54 @@ describe('A2A push notifications through the automation server (SDK client -> ga
       arguments: {},
     });
     assert.ok((r.body.result.deliveries as any[]).every((d) => !d.url.includes('169.254')));
+  });
+
+  it('a task takes at most MAX_PUSH_CONFIGS_PER_TASK push configs, even sent at once; a replaced one does not count twice', async () => {
+    const rx = await receiver();
+    try {
+      const c = await client(operator);
+      const task = (await c.sendMessage(
+        send(dataMsg({ task_type: 'noop', input: {} }), { url: rx.url }, true),
+      )) as Task;
+      const config = (id: string) => ({
+        tenant: '',
+        id,
+        taskId: task.id,
+        url: rx.url,
+        token: id,
+        authentication: undefined,
+      });
+      // 1 from the send; 20 more at once: 9 of them fit.
+      const results = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => c.createTaskPushNotificationConfig(config(`extra-${i}`))),
+      );
+      const refused = results.filter((r) => r.status === 'rejected');
+      assert.equal(results.length - refused.length, MAX_PUSH_CONFIGS_PER_TASK - 1);
+      for (const r of refused)
+        assert.match(
+          String((r as PromiseRejectedResult).reason),
+          new RegExp(`${MAX_PUSH_CONFIGS_PER_TASK} push notification configs`),
+        );
+      const listed = await c.listTaskPushNotificationConfig({
+        tenant: '',
+        taskId: task.id,
+        pageSize: 100,
+        pageToken: '',
+      });
+      assert.equal(listed.configs.length, MAX_PUSH_CONFIGS_PER_TASK);
+      // Replacing one that is there is not a new one.
+      const kept = listed.configs.find((x) => x.id.startsWith('extra-'))!;
+      await c.createTaskPushNotificationConfig({ ...config(kept.id), token: 'replaced' });
+      const again = await c.listTaskPushNotificationConfig({
+        tenant: '',
+        taskId: task.id,
+        pageSize: 100,
+        pageToken: '',
+      });
+      assert.equal(again.configs.length, MAX_PUSH_CONFIGS_PER_TASK);
+    } finally {
+      await rx.close();
+    }
   });
 
   it('a task that ended while no gateway followed it: the next read pushes its artifact and final status, once', async () => {

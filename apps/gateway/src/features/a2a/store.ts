@@ -6,6 +6,7 @@ import type {
   StoredPushNotificationConfig,
   TaskStore,
 } from '@a2a-js/sdk/server';
+import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import { migrateUnderLock, newId } from '@switchyard/platform';
 
 /**
@@ -107,16 +108,47 @@ export function linkOf(task: Task): BackendLink | undefined {
 }
 
 /** Push notification configs on `gateway.a2a_push_configs`, with the wire version each was registered over (0.3 or 1.0). */
+/**
+ * Push notification configs one task may have. Every state change of the task is delivered to
+ * each of them: without a bound, one key could turn one task into any number of requests to a
+ * URL of its choice (the egress guard keeps private addresses out, not public ones).
+ */
+export const MAX_PUSH_CONFIGS_PER_TASK = 10;
+
 export class PgPushNotificationStore implements PushNotificationStore {
-  constructor(private readonly pool: Pool) {}
+  constructor(
+    private readonly pool: Pool,
+    private readonly maxPerTask = MAX_PUSH_CONFIGS_PER_TASK,
+  ) {}
 
   async save(taskId: string, context: ServerCallContext, config: TaskPushNotificationConfig): Promise<void> {
     if (!config.id) config.id = newId();
-    await this.pool.query(
-      `insert into gateway.a2a_push_configs (task_id, id, config, wire_version) values ($1, $2, $3, $4)
-       on conflict (task_id, id) do update set config = excluded.config, wire_version = excluded.wire_version`,
-      [taskId, config.id, JSON.stringify({ ...config, taskId }), context.requestedVersion || '1.0'],
-    );
+    // The task's advisory lock, then the count in a statement that starts after it: concurrent
+    // saves for one task cannot pass the bound together. A replaced config (same id) never counts twice.
+    const client = await this.pool.connect();
+    let r: { rowCount: number | null };
+    try {
+      await client.query('begin');
+      await client.query(`select pg_advisory_xact_lock(hashtext('a2a_push:' || $1))`, [taskId]);
+      r = await client.query(
+        `insert into gateway.a2a_push_configs (task_id, id, config, wire_version)
+         select $1, $2, $3, $4
+          where exists (select 1 from gateway.a2a_push_configs where task_id = $1 and id = $2)
+             or (select count(*) from gateway.a2a_push_configs where task_id = $1) < $5
+         on conflict (task_id, id) do update set config = excluded.config, wire_version = excluded.wire_version`,
+        [taskId, config.id, JSON.stringify({ ...config, taskId }), context.requestedVersion || '1.0', this.maxPerTask],
+      );
+      await client.query('commit');
+    } catch (err) {
+      await client.query('rollback').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+    if (r.rowCount === 0)
+      throw new RequestMalformedError(
+        `task ${taskId} has ${this.maxPerTask} push notification configs already (the most it may have); delete one first`,
+      );
   }
 
   async load(taskId: string): Promise<TaskPushNotificationConfig[]> {
