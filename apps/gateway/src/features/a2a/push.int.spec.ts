@@ -458,10 +458,7 @@ describe('A2A push notifications through the automation server (SDK client -> ga
       const refused = results.filter((r) => r.status === 'rejected');
       assert.equal(results.length - refused.length, MAX_PUSH_CONFIGS_PER_TASK - 1);
       for (const r of refused)
-        assert.match(
-          String((r as PromiseRejectedResult).reason),
-          new RegExp(`${MAX_PUSH_CONFIGS_PER_TASK} push notification configs`),
-        );
+        assert.match(String(r.reason), new RegExp(`${MAX_PUSH_CONFIGS_PER_TASK} push notification configs`));
       const listed = await c.listTaskPushNotificationConfig({
         tenant: '',
         taskId: task.id,
