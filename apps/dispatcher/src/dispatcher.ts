@@ -70,6 +70,12 @@ export interface DispatcherOptions {
   readonly externalAgents?: readonly z.input<typeof externalAgentSchema>[];
   /** How long a submit reply waits for a queue pass to place the task (after it is recorded). Default 250 ms. */
   readonly submitPlacementWaitMs?: number;
+  /**
+   * Most tasks waiting for an agent in this dispatcher (its partitions' share of the queue);
+   * past it a submission is refused `rate_limited` with `retry_after_ms`, recorded nowhere.
+   * Default DISPATCHER_MAX_QUEUED, else 10,000.
+   */
+  readonly maxQueued?: number;
   /** Input schemas used to validate a submitted context. Default: the built-in task types and `noop`. */
   readonly taskSchemas?: Readonly<Record<string, z.ZodType>>;
   /**
@@ -224,6 +230,7 @@ export class Dispatcher {
       catalog: this.catalog,
       defaultTimeoutMs: opts.defaultTimeoutMs,
       defaultMaxAttempts: opts.defaultMaxAttempts,
+      maxQueued: opts.maxQueued,
       stopped,
     });
     this.agents.registerConfigured();

@@ -6,6 +6,7 @@ import { delegationProjections, ProjectionRunner } from '@switchyard/read-models
 import { Dispatcher, type DispatcherOptions } from './dispatcher.js';
 import { startTasksService } from './service.js';
 import { DispatcherLeases } from './leases.js';
+import { DEFAULT_MAX_QUEUED } from './submission.js';
 
 export type StartDispatcherOptions = DispatcherOptions & {
   /** Run the delegation projections here (default true). Set false when another process runs them. */
@@ -35,11 +36,12 @@ export interface DispatcherHandle {
   stop(): Promise<void>;
 }
 
-/** Scale-out settings from the environment (zod: a bad value stops the start naming the variable). */
+/** Scale-out and queue settings from the environment (zod: a bad value stops the start naming the variable). */
 const leaseEnv = z.object({
   DISPATCHER_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(16),
   DISPATCHER_LEASE_TICK_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   DISPATCHER_LEASE_TTL_MS: z.coerce.number().int().min(200).max(600_000).default(5_000),
+  DISPATCHER_MAX_QUEUED: z.coerce.number().int().min(1).max(10_000_000).default(DEFAULT_MAX_QUEUED),
 });
 
 /**
@@ -94,7 +96,11 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
     onDrain: async (p) => dispatcher?.drain(p),
     onLost: (p) => dispatcher?.lose(p),
   });
-  dispatcher = new Dispatcher({ ...opts, ownership: leases });
+  dispatcher = new Dispatcher({
+    ...opts,
+    maxQueued: opts.maxQueued ?? env.data.DISPATCHER_MAX_QUEUED,
+    ownership: leases,
+  });
   let service: Service | undefined;
   try {
     await dispatcher.start();

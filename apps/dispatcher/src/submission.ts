@@ -43,8 +43,13 @@ export interface SubmissionsOptions {
   readonly catalog: Pick<AgentCatalog, 'check'>;
   readonly defaultTimeoutMs?: number;
   readonly defaultMaxAttempts?: number;
+  /** Most tasks queued in this dispatcher before a new submission is refused (see DispatcherOptions.maxQueued). */
+  readonly maxQueued?: number;
   readonly stopped: () => boolean;
 }
+
+/** DispatcherOptions.maxQueued when none is given. */
+export const DEFAULT_MAX_QUEUED = 10_000;
 
 type SubmitResult = TaskSubmitReply & { state: ExistingTaskState };
 
@@ -90,6 +95,18 @@ export class Submissions {
     this.opts.catalog.check(taskType, req.context, req.agent);
     // 2. Submit (a duplicate submit decides nothing and returns the existing state).
     const taskId = req.idempotency_key ? taskIdForIdempotencyKey(req.idempotency_key) : newId();
+    // A full queue refuses new work (a repeat of a task held here still gets its task): queued
+    // tasks cost memory here, a row in the read model and a place in every queue pass, and a
+    // caller that submits faster than the agents work would otherwise grow them without end.
+    const maxQueued = this.opts.maxQueued ?? DEFAULT_MAX_QUEUED;
+    const queued = this.tasks.queuedCount();
+    if (queued >= maxQueued && !this.tasks.isKnown(taskId))
+      throw new AppError(
+        'rate_limited',
+        `the task queue is full (${queued} tasks wait for an agent, the most DISPATCHER_MAX_QUEUED allows); try again later`,
+        { queued, max_queued: maxQueued, retry_after_ms: 1_000 },
+        true,
+      );
     // Another dispatcher owns the task's partition: record the submission; the owner takes it from the log.
     if (!this.ownership.accepting(taskId)) return this.submitForeign(taskId, taskType, alias, req, correlationId);
     this.tasks.setCorrelation(taskId, correlationId);

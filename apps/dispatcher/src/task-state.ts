@@ -33,6 +33,8 @@ type Waiter = { resolve: (s: ExistingTaskState) => void; reject: (e: AppError) =
  */
 export class TaskStates {
   private readonly active = new Map<string, ExistingTaskState>();
+  /** Tasks of `active` in status `queued`, kept with every change of it (a submit asks it each time). */
+  private queued = 0;
   /**
    * State and stream revision of every live task as this process last wrote or read it: commands
    * are decided against it and appended with that revision, without re-reading the stream. The
@@ -94,7 +96,7 @@ export class TaskStates {
 
   /** Forget the tasks `mine` picks (their partition is gone, writing nothing). */
   forget(mine: (taskId: string) => boolean): void {
-    for (const id of [...this.active.keys()]) if (mine(id)) this.active.delete(id);
+    for (const id of [...this.active.keys()]) if (mine(id)) this.setActive(id, undefined);
     for (const id of [...this.known.keys()]) if (mine(id)) this.known.delete(id);
   }
 
@@ -105,7 +107,7 @@ export class TaskStates {
 
   /** Take a task into the queue as read from its stream (recovery). */
   hold(taskId: string, state: ExistingTaskState): void {
-    this.active.set(taskId, state);
+    this.setActive(taskId, state);
   }
 
   setCorrelation(taskId: string, correlationId: string): void {
@@ -113,9 +115,17 @@ export class TaskStates {
   }
 
   queuedCount(): number {
-    let n = 0;
-    for (const s of this.active.values()) if (s.status === 'queued') n++;
-    return n;
+    return this.queued;
+  }
+
+  /** Set (or, with undefined, remove) a task's live state, keeping the queued count. */
+  private setActive(taskId: string, state: ExistingTaskState | undefined): void {
+    if (this.active.get(taskId)?.status === 'queued') this.queued--;
+    if (state === undefined) this.active.delete(taskId);
+    else {
+      this.active.set(taskId, state);
+      if (state.status === 'queued') this.queued++;
+    }
   }
 
   /** A caller's wait for the task's end; the returned function stops it. */
@@ -286,14 +296,14 @@ export class TaskStates {
   track(taskId: string, state: TaskState): void {
     if (state.status === 'initial') return;
     if (isTerminal(state)) {
-      this.active.delete(taskId);
+      this.setActive(taskId, undefined);
       this.ended.current.add(taskId);
       this.resolveWaiters(taskId, state);
       // Keep the correlation only while someone may still act on the task.
       this.correlation.delete(taskId);
       return;
     }
-    this.active.set(taskId, state);
+    this.setActive(taskId, state);
     const watchers = this.progressWatchers.get(taskId);
     if (watchers && (state.status === 'queued' || state.status === 'assigned')) {
       for (const w of watchers) {

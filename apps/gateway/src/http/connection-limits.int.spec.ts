@@ -37,7 +37,7 @@ describe('connection limits per caller and in all (real gateway)', () => {
     opened.push(ctl);
     const res = await fetch(`${g.url}/api/v1/events/stream`, { headers: bearer(key), signal: ctl.signal });
     const body = res.status === 200 ? undefined : ((await res.json()) as { code: string; detail?: string });
-    return { status: res.status, body, close: () => ctl.abort() };
+    return { status: res.status, body, retryAfter: res.headers.get('retry-after'), close: () => ctl.abort() };
   };
 
   it('event streams: a key past its share gets 429, anyone past the total 503; a closed stream frees its slot', async () => {
@@ -48,10 +48,12 @@ describe('connection limits per caller and in all (real gateway)', () => {
     assert.equal(a3.status, 429);
     assert.equal(a3.body!.code, 'rate_limited');
     assert.match(a3.body!.detail ?? '', /GATEWAY_EVENT_STREAMS_PER_CALLER/);
+    assert.equal(a3.retryAfter, '1', 'the refusal says when to come back in the header too');
     assert.equal((await stream(b)).status, 200);
     const b2 = await stream(b);
     assert.equal(b2.status, 503);
     assert.match(b2.body!.detail ?? '', /GATEWAY_EVENT_STREAMS_MAX/);
+    assert.equal(b2.retryAfter, '1');
     // The gateway notices the client left and frees the slot.
     a1.close();
     let again = 0;

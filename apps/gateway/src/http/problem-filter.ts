@@ -36,6 +36,11 @@ export function sendProblem(err: unknown, req: AnyRequest, res: AnyResponse): vo
     return;
   }
   const body = JSON.stringify(problem);
+  // A refusal that says when to come back (a full queue, a share of connections) says it in the
+  // header HTTP clients and proxies read, too.
+  const retryAfterMs = (problem as { retry_after_ms?: unknown }).retry_after_ms;
+  if ((problem.status === 429 || problem.status === 503) && typeof retryAfterMs === 'number' && retryAfterMs >= 0)
+    raw.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
   if (isReply(res)) {
     if (res.sent) return;
     res.status(problem.status).type(PROBLEM_TYPE_HEADER).send(body);
