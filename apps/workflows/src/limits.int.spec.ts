@@ -46,7 +46,7 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
   };
   const known: string[] = [];
   const catalog = (): ToolCatalog => ({
-    servers: [{ name: server, tools: ['slow'] }],
+    servers: [{ name: server, tools: ['slow', 'big'] }],
     taskTypes: [],
     definitions: [...known],
   });
@@ -86,6 +86,8 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
       tasksCancelSubject: subjects.tasksCancel,
     });
     responders.behaviours.set(`${server}/slow`, () => sleep(300).then(() => ({ ok: true })));
+    // About 200 KB of JSON per call: a page a fetch step might bring back.
+    responders.behaviours.set(`${server}/big`, () => Promise.resolve({ page: 'p'.repeat(200_000) }));
     engine = new WorkflowEngine({
       store,
       pool,
@@ -209,5 +211,45 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
       .map((e) => (e.data as { error: { code: string } }).error.code);
     assert.ok(codes.includes('subworkflow_limit_exceeded'), JSON.stringify(codes));
     applyWorkflowLimits({ maxExecutionsPerRoot: defaultWorkflowLimits.maxExecutionsPerRoot });
+  });
+
+  it('a for_each of large results stops at WORKFLOW_MAX_OUTPUT_BYTES: the execution fails, what it stored stays bounded', async () => {
+    applyWorkflowLimits({ maxOutputChars: 1_000_000 });
+    try {
+      const { executionId } = await startExecution(store, {
+        definition: {
+          id: 'fan_big',
+          version: 1,
+          name: 'fan of large results',
+          steps: [
+            {
+              id: 'each',
+              uses: `mcp:${server}/big`,
+              for_each: {
+                items: '[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]',
+                concurrency: 1,
+              },
+            },
+          ],
+        },
+        input: {},
+        correlationId: newId(),
+      });
+      const state = await waitForExecution(store, executionId, 20_000);
+      assert.equal(state.status, 'failed');
+      const events = await executionEvents(store, executionId);
+      const stored = events.filter((e) => e.type === 'StepSucceeded').length;
+      const failed = events
+        .filter((e) => e.type === 'StepFailed')
+        .map((e) => (e.data as { error: { code: string; message: string } }).error);
+      assert.equal(failed[0]?.code, 'output_limit_exceeded', JSON.stringify(failed));
+      assert.match(failed[0]!.message, /WORKFLOW_MAX_OUTPUT_BYTES/);
+      // 4 results of ~200 KB fit under 1 MB; the fifth is refused and nothing after it runs.
+      assert.equal(stored, 4);
+      const bytes = events.reduce((n, e) => n + JSON.stringify(e.data).length, 0);
+      assert.ok(bytes < 1_100_000, `the execution's events hold ${bytes} characters`);
+    } finally {
+      applyWorkflowLimits({ maxOutputChars: defaultWorkflowLimits.maxOutputChars });
+    }
   });
 });

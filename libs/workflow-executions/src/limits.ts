@@ -15,6 +15,7 @@ export const workflowLimitsEnvSchema = z.object({
   WORKFLOW_EXPRESSION_TIME_LIMIT_MS: int(1, 60_000, defaultWorkflowLimits.expressionTimeLimitMs),
   WORKFLOW_MAX_SUBWORKFLOW_DEPTH: int(1, 1_000, defaultWorkflowLimits.maxSubworkflowDepth),
   WORKFLOW_MAX_EXECUTIONS_PER_ROOT: int(1, 10_000_000, defaultWorkflowLimits.maxExecutionsPerRoot),
+  WORKFLOW_MAX_OUTPUT_BYTES: int(1_024, 4 * 1024 * 1024 * 1024, defaultWorkflowLimits.maxOutputChars),
 });
 
 /** Limits from the environment (a bad value throws a ConfigError naming the variable), with a clock for the expression time limit. */
@@ -29,6 +30,7 @@ export function workflowLimitsFromEnv(env: Record<string, string | undefined> = 
     expressionTimeLimitMs: c.WORKFLOW_EXPRESSION_TIME_LIMIT_MS,
     maxSubworkflowDepth: c.WORKFLOW_MAX_SUBWORKFLOW_DEPTH,
     maxExecutionsPerRoot: c.WORKFLOW_MAX_EXECUTIONS_PER_ROOT,
+    maxOutputChars: c.WORKFLOW_MAX_OUTPUT_BYTES,
     clock: () => performance.now(),
   };
 }

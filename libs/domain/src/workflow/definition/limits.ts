@@ -25,6 +25,12 @@ export interface WorkflowLimits {
   readonly maxSubworkflowDepth: number;
   /** Sub-workflow executions started under one root execution (the whole tree, root excluded). */
   readonly maxExecutionsPerRoot: number;
+  /**
+   * Characters of JSON of the step outputs one execution may hold (see ExecutionData.outputChars):
+   * the engine keeps them in memory and the log keeps them forever, and each may be as large as a
+   * NATS message, so a for_each of large results could otherwise hold gigabytes.
+   */
+  readonly maxOutputChars: number;
   /** A monotonic clock in milliseconds (e.g. `performance.now`), injected by the process. */
   readonly clock?: () => number;
 }
@@ -40,6 +46,7 @@ export const defaultWorkflowLimits: WorkflowLimits = Object.freeze({
   expressionTimeLimitMs: 25,
   maxSubworkflowDepth: 10,
   maxExecutionsPerRoot: 1_000,
+  maxOutputChars: 32 * 1024 * 1024,
 });
 
 let current: WorkflowLimits = defaultWorkflowLimits;

@@ -160,6 +160,50 @@ describe('for_each and expression limits in the decider', () => {
     ]);
   });
 
+  it("a step output past WORKFLOW_MAX_OUTPUT_BYTES fails the step (not retried); a for_each step's list of its items' outputs does not count twice", () => {
+    configureWorkflowLimits({ maxOutputChars: 100 });
+    try {
+      const item = (i: number) => ({ stepId: 'each', itemIndex: i });
+      const big = 'x'.repeat(60);
+      // Item 0's output (62 characters as JSON) fits; item 1's would make 124.
+      const events = history(
+        cmd.start(fan('input.items'), { items: [1, 2] }),
+        cmd.dispatched(item(0)),
+        cmd.dispatched(item(1)),
+        cmd.succeeded(item(0), big),
+        cmd.succeeded(item(1), big),
+      );
+      assert.deepEqual(types(events).slice(-4), [
+        'StepSucceeded:each[0]',
+        'StepFailed:each[1]',
+        'StepFailed:each',
+        'WorkflowFailed',
+      ]);
+      const failed = events.find((e) => e.type === 'StepFailed')!.data as {
+        final: boolean;
+        error: { code: string; message: string; retryable: boolean };
+      };
+      assert.equal(failed.error.code, 'output_limit_exceeded');
+      assert.equal(failed.final, true);
+      assert.equal(failed.error.retryable, false);
+      assert.match(failed.error.message, /62 characters of JSON.*past 100 \(WORKFLOW_MAX_OUTPUT_BYTES\)/);
+      assert.equal((fold(events) as { outputChars?: number }).outputChars, 62);
+
+      // Two small items: both stored, and the step's list of them is not counted again.
+      const ok = history(
+        cmd.start(fan('input.items'), { items: [1, 2] }),
+        cmd.dispatched(item(0)),
+        cmd.dispatched(item(1)),
+        cmd.succeeded(item(0), 'a'.repeat(20)),
+        cmd.succeeded(item(1), 'b'.repeat(20)),
+      );
+      assert.ok(types(ok).includes('StepSucceeded:each'), types(ok).join(', '));
+      assert.equal((fold(ok) as { outputChars?: number }).outputChars, 44);
+    } finally {
+      configureWorkflowLimits({});
+    }
+  });
+
   it('an expression over budget fails its step with expression_limit_exceeded (no dispatch)', () => {
     const events = history(cmd.start(fan(nestedMap), { items: items300 }));
     assert.deepEqual(types(events), ['WorkflowStarted', 'StepFailed:each', 'WorkflowFailed']);

@@ -259,6 +259,9 @@ function decideRecordStepDispatched(
   ];
 }
 
+/** Characters of `value` as JSON (what the log stores of it). */
+const jsonChars = (value: unknown): number => JSON.stringify(value ?? null).length;
+
 function decideRecordStepSucceeded(
   command: CommandOf<'RecordStepSucceeded'>,
   state: WorkflowExecutionState,
@@ -269,6 +272,25 @@ function decideRecordStepSucceeded(
   requireStep(s, command.data.stepId);
   const u = unitOf(s, command.data);
   if (!isActive(s) || !accepting(u, command.data.attempt)) return undefined;
+  // An output past what the execution may still hold fails the step (not retried: the same call
+  // would answer the same), so no execution can make the engine hold, or the log keep, without end.
+  const maxOutputChars = workflowLimits().maxOutputChars;
+  const outputChars = jsonChars(command.data.output ?? null);
+  if ((s.outputChars ?? 0) + outputChars > maxOutputChars)
+    return attemptFailed(
+      s,
+      requireStep(s, command.data.stepId),
+      command.data,
+      command.data.attempt,
+      {
+        code: 'output_limit_exceeded',
+        message: `the step's output (${outputChars} characters of JSON) would take the execution's outputs past ${maxOutputChars} (WORKFLOW_MAX_OUTPUT_BYTES)`,
+        retryable: false,
+      },
+      meta,
+      [],
+      false,
+    );
   const primary: WorkflowEvent[] = [
     {
       type: 'StepSucceeded',
@@ -1086,12 +1108,18 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
     }
     case 'StepSucceeded': {
       const d = event.data;
-      // Step-level results without a unit: a for_each step's, or a wait step's (attempt 0).
+      // Step-level results without a unit: a for_each step's (its items' outputs again, not
+      // counted twice), or a wait step's (attempt 0).
       if (d.itemIndex === undefined && (isForEachStep(d.stepId) || d.attempt === 0)) {
-        return { ...s, steps: withStep(s, d.stepId, (st) => ({ ...st, status: 'succeeded', output: d.output })) };
+        return {
+          ...s,
+          ...(isForEachStep(d.stepId) ? {} : { outputChars: (s.outputChars ?? 0) + jsonChars(d.output) }),
+          steps: withStep(s, d.stepId, (st) => ({ ...st, status: 'succeeded', output: d.output })),
+        };
       }
       return {
         ...s,
+        outputChars: (s.outputChars ?? 0) + jsonChars(d.output),
         steps: withStep(s, d.stepId, (st) => {
           const next = withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'succeeded', output: d.output }));
           return d.itemIndex === undefined ? { ...next, status: 'succeeded', output: d.output } : next;
@@ -1237,6 +1265,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       const d = event.data;
       return {
         ...s,
+        outputChars: (s.outputChars ?? 0) + jsonChars(d.output),
         steps: withStep(s, d.stepId, (st) => ({
           ...st,
           status: 'succeeded',
@@ -1266,6 +1295,7 @@ function stripPhase(s: ExecutionData): ExecutionData {
     steps: s.steps,
     compensations: s.compensations,
     ...(s.signals ? { signals: s.signals } : {}),
+    ...(s.outputChars !== undefined ? { outputChars: s.outputChars } : {}),
   };
 }
 

@@ -462,6 +462,13 @@ export interface ExecutionData {
   readonly compensations: Readonly<Record<string, CompensationState>>;
   /** Signals received, in order (absent until the first). */
   readonly signals?: readonly ReceivedSignal[];
+  /**
+   * Characters of JSON of the step outputs the execution has stored (each unit's, each wait's,
+   * each copied one, a re-run's again; not a for_each step's list of its items' outputs, which
+   * repeats them), checked
+   * against WorkflowLimits.maxOutputChars. Absent: none yet.
+   */
+  readonly outputChars?: number;
 }
 
 /** A recorded signal; `consumedBy` once a wait step took it. */
