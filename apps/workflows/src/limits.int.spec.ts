@@ -243,7 +243,7 @@ describe('sub-workflow limits over real PostgreSQL and nats-server', () => {
         .filter((e) => e.type === 'StepFailed')
         .map((e) => (e.data as { error: { code: string; message: string } }).error);
       assert.equal(failed[0]?.code, 'output_limit_exceeded', JSON.stringify(failed));
-      assert.match(failed[0]!.message, /WORKFLOW_MAX_OUTPUT_BYTES/);
+      assert.match(failed[0].message, /WORKFLOW_MAX_OUTPUT_BYTES/);
       // 4 results of ~200 KB fit under 1 MB; the fifth is refused and nothing after it runs.
       assert.equal(stored, 4);
       const bytes = events.reduce((n, e) => n + JSON.stringify(e.data).length, 0);
