@@ -16,11 +16,7 @@ export {
   executionResult,
   loadExecution,
 } from '@switchyard/workflow-executions';
-export {
-  getExecutionView,
-  listExecutions,
-  setupWorkflowReadModel,
-} from '@switchyard/read-models';
+export { getExecutionView, listExecutions, setupWorkflowReadModel } from '@switchyard/read-models';
 // What the command handlers (commands/) call.
 export {
   cancelBatch,
