@@ -108,6 +108,21 @@ export class StreamFanout {
     };
   }
 
+  /**
+   * watchNext, and `next` true at once when the stream's last event is one of `ends` already
+   * (ended before the listen, so no event will come; read after listening, so none is missed).
+   */
+  async watchNextUnlessEnded(id: string, ends: ReadonlySet<string>): Promise<NextEventWatch> {
+    const watch = await this.watchNext(id);
+    try {
+      const [last] = await this.store.readStream(`${this.streamPrefix}${id}`, { direction: 'backwards', maxCount: 1 });
+      return last && ends.has(last.type) ? { next: () => Promise.resolve(true), stop: watch.stop } : watch;
+    } catch (err) {
+      watch.stop();
+      throw err;
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await this.sub?.close().catch(() => undefined);

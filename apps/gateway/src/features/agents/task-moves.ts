@@ -1,7 +1,7 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { EventStore } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
-import { TASK_STREAM_PREFIX, taskStreamId } from '@switchyard/domain';
+import { TASK_STREAM_PREFIX } from '@switchyard/domain';
 import { StreamFanout, type NextEventWatch } from '../../events/stream-fanout.js';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 
@@ -22,10 +22,7 @@ const TASK_MOVE_EVENTS = ['TaskAssigned', ...TASK_END_EVENTS] as const;
 export class TaskMoves implements BeforeApplicationShutdown {
   private readonly moves: StreamFanout;
 
-  constructor(
-    @Inject(EVENT_STORE) private readonly store: EventStore,
-    @Inject(LOGGER) logger: Logger,
-  ) {
+  constructor(@Inject(EVENT_STORE) store: EventStore, @Inject(LOGGER) logger: Logger) {
     this.moves = new StreamFanout(
       store,
       logger.child({ component: 'task-moves' }),
@@ -43,16 +40,8 @@ export class TaskMoves implements BeforeApplicationShutdown {
    * Listen for the task's next move: `next(ms)` is true once it was assigned or ended (at once
    * when its stream ends with an end event already), false after `ms`.
    */
-  async watch(taskId: string): Promise<NextEventWatch> {
-    const watch = await this.moves.watchNext(taskId);
-    try {
-      const [last] = await this.store.readStream(taskStreamId(taskId), { direction: 'backwards', maxCount: 1 });
-      if (last && ENDS.has(last.type)) return { next: () => Promise.resolve(true), stop: watch.stop };
-      return watch;
-    } catch (err) {
-      watch.stop();
-      throw err;
-    }
+  watch(taskId: string): Promise<NextEventWatch> {
+    return this.moves.watchNextUnlessEnded(taskId, ENDS);
   }
 
   async beforeApplicationShutdown(): Promise<void> {

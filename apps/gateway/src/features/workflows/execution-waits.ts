@@ -1,11 +1,7 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { EventStore } from '@switchyard/event-store';
 import { AppError, type Logger } from '@switchyard/platform';
-import {
-  WORKFLOW_EXECUTION_STREAM_PREFIX,
-  workflowExecutionStream,
-  type WorkflowExecutionState,
-} from '@switchyard/domain';
+import { WORKFLOW_EXECUTION_STREAM_PREFIX, type WorkflowExecutionState } from '@switchyard/domain';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { loadExecution } from './deps.js';
 import { StreamFanout, type NextEventWatch } from '../../events/stream-fanout.js';
@@ -77,19 +73,8 @@ export class ExecutionWaits implements BeforeApplicationShutdown {
    * that read the execution from the read model (which may lag the log), so they wait on the
    * shared subscription instead of asking the read model again and again.
    */
-  async watchEnd(executionId: string): Promise<NextEventWatch> {
-    const watch = await this.ends.watchNext(executionId);
-    try {
-      const [last] = await this.store.readStream(workflowExecutionStream(executionId), {
-        direction: 'backwards',
-        maxCount: 1,
-      });
-      if (last && END_TYPES.has(last.type)) return { next: () => Promise.resolve(true), stop: watch.stop };
-      return watch;
-    } catch (err) {
-      watch.stop();
-      throw err;
-    }
+  watchEnd(executionId: string): Promise<NextEventWatch> {
+    return this.ends.watchNextUnlessEnded(executionId, END_TYPES);
   }
 
   async beforeApplicationShutdown(): Promise<void> {
