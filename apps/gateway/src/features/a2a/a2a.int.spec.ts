@@ -51,6 +51,8 @@ function userMessage(parts: Message['parts']): Message {
     referenceTaskIds: [],
   };
 }
+/** The gateway's share of long-lived streams per caller in this spec (A2A streams count it apart from event streams). */
+const STREAMS_PER_CALLER = 3;
 const dataMsg = (value: unknown) =>
   userMessage([
     { content: { $case: 'data', value }, mediaType: 'application/json', filename: '', metadata: undefined },
@@ -110,6 +112,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
           A2aFeatureModule.withOptions({ egress: { allowHosts: ['127.0.0.1'] }, push: { backoffMs: 50 } }),
         ],
         auth: { enabled: true, ...(admin ? { adminKey: admin } : { printAdminKey: (k: string) => void (admin = k) }) },
+        eventStreams: { perCaller: STREAMS_PER_CALLER, total: 100 },
       },
     );
     base = (await gw.listen(0, '127.0.0.1')).url;
@@ -404,6 +407,69 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     const asOperator = await client('data_analyst', operator);
     const full = await asOperator.getTask({ tenant: '', id: left.id, historyLength: undefined });
     assert.deepEqual(resultOf(full), { echo: 'left', slept_ms: 1_500 });
+  });
+
+  it("open message/stream answers hold the caller's share of streams: past it 429 with Retry-After; a closed one frees its slot", async () => {
+    const streamBody = (i: number) => ({
+      jsonrpc: '2.0',
+      id: i,
+      method: 'message/stream',
+      params: {
+        message: {
+          kind: 'message',
+          role: 'user',
+          messageId: `stream-share-${i}-${Date.now()}`,
+          parts: [{ kind: 'data', data: { task_type: 'noop', input: { sleep_ms: 2_000 } } }],
+        },
+      },
+    });
+    const open = async (i: number) => {
+      const ctl = new AbortController();
+      const res = await fetch(`${base}/a2a/data_analyst`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json' },
+        body: JSON.stringify(streamBody(i)),
+        signal: ctl.signal,
+      });
+      return { res, close: () => ctl.abort() };
+    };
+    const streams = [];
+    for (let i = 0; i < STREAMS_PER_CALLER; i++) streams.push(await open(i));
+    try {
+      assert.deepEqual(
+        streams.map((x) => x.res.status),
+        Array.from({ length: STREAMS_PER_CALLER }, () => 200),
+      );
+      const over = await open(99);
+      assert.equal(over.res.status, 429);
+      assert.equal(over.res.headers.get('retry-after'), '1');
+      const body = (await over.res.json()) as { error: { code: number; message: string } };
+      assert.match(body.error.message, /A2A streams.*GATEWAY_EVENT_STREAMS_PER_CALLER/);
+      // A read is not a stream: it is answered while the share is full.
+      const c = await client('data_analyst', operator);
+      assert.ok(
+        (await c
+          .getTask({ tenant: '', id: 'no-such-task', historyLength: undefined })
+          .catch((e: Error) => e)) instanceof Error,
+      );
+      // Closing one frees its slot.
+      streams.shift()!.close();
+      await until(
+        'the slot freed',
+        async () => {
+          const again = await open(100);
+          if (again.res.status === 200) {
+            streams.push(again);
+            return true;
+          }
+          await again.res.body?.cancel();
+          return false;
+        },
+        10_000,
+      );
+    } finally {
+      for (const x of streams) x.close();
+    }
   });
 
   it('auth: no key 401, a viewer may read but not send (403); a bad message is JSON-RPC -32602', async () => {

@@ -4,7 +4,15 @@ import express, { type Request, type RequestHandler, type Response } from 'expre
 import type { Pool } from 'pg';
 import { AgentCard } from '@a2a-js/sdk';
 import { agentCardHandler, jsonRpcHandler, type UserBuilder } from '@a2a-js/sdk/server/express';
-import { EgressGuard, egressPolicyFromEnv, type EgressPolicy, type Logger } from '@switchyard/platform';
+import {
+  type AppError,
+  EgressGuard,
+  egressPolicyFromEnv,
+  errorCodes,
+  type EgressPolicy,
+  type Logger,
+} from '@switchyard/platform';
+import { ConnectionQuota } from '../../http/connection-quota.js';
 import { actorOf, correlationIdOf, type GatewayRequest } from '../../http/context.js';
 import { deferredInputError } from '../../http/route-checks.js';
 import { AUTH_FAILED, type AuthRequest } from '../../security/middleware.js';
@@ -59,6 +67,9 @@ const VIEWER_METHODS = new Set([
   'agent/getAuthenticatedExtendedCard',
 ]);
 
+/** JSON-RPC methods answered with a stream that stays open while the task runs (1.0 and 0.3 names). */
+const STREAM_METHODS = new Set(['SendStreamingMessage', 'message/stream', 'SubscribeToTask', 'tasks/resubscribe']);
+
 /** Role a JSON-RPC call needs. */
 export const roleForMethod = (method: unknown): Role =>
   typeof method === 'string' && VIEWER_METHODS.has(method) ? 'viewer' : 'operator';
@@ -107,6 +118,12 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
   private readonly pushStore: PgPushNotificationStore;
   readonly push: PushDelivery;
   private readonly guard: EgressGuard;
+  /**
+   * Open `message/stream` and `tasks/resubscribe` answers: the same share per caller as the live
+   * event streams (GATEWAY_EVENT_STREAMS_*), counted apart, so that one key cannot hold every
+   * stream the gateway can serve.
+   */
+  private readonly streams: ConnectionQuota;
 
   constructor(
     @Inject(PG_POOL) private readonly pool: Pool,
@@ -123,6 +140,12 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     this.log = logger.child({ component: 'a2a' });
     this.caps = new CapabilitiesCache(this.queries);
     this.guard = new EgressGuard(featureOptions.egress ?? egressPolicyFromEnv());
+    this.streams = new ConnectionQuota('A2A streams', {
+      perCaller: options.eventStreams.perCaller,
+      total: options.eventStreams.total,
+      perCallerSetting: 'GATEWAY_EVENT_STREAMS_PER_CALLER',
+      totalSetting: 'GATEWAY_EVENT_STREAMS_MAX',
+    });
     this.pushStore = new PgPushNotificationStore(pool);
     this.push = new PushDelivery(this.pushStore, mcp, this.log.child({ part: 'push' }), featureOptions.push);
   }
@@ -326,10 +349,26 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
           -32700,
           `the body is not acceptable JSON: ${(inputError as Error).message ?? 'parse error'}`,
         );
+      // 4. a stream holds a slot of the caller's share while it is open (429 / 503 past it).
+      let release: (() => void) | undefined;
+      if (STREAM_METHODS.has(String((req.body as { method?: unknown } | undefined)?.method))) {
+        const actor = actorOf(req as unknown as GatewayRequest);
+        try {
+          release = this.streams.take(actor === 'anonymous' ? `address:${req.ip}` : actor);
+        } catch (err) {
+          const refused = err as AppError;
+          res.setHeader('Retry-After', '1');
+          return rpcError(req, res, errorCodes[refused.code] ?? 429, -32000, refused.message, refused.details);
+        }
+        res.on('close', release);
+      }
       const name = String(req.params.endpoint);
       void this.endpoint(name)
         .then((ep) => {
-          if (!ep) return rpcError(req, res, 404, -32601, `no A2A agent named ${name}`);
+          if (!ep) {
+            release?.();
+            return rpcError(req, res, 404, -32601, `no A2A agent named ${name}`);
+          }
           ep.rpc(req, res, next);
         })
         .catch((err: unknown) => {
