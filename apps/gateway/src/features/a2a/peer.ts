@@ -352,7 +352,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
       // 4. a stream holds a slot of the caller's share while it is open (429 / 503 past it).
       let release: (() => void) | undefined;
       if (STREAM_METHODS.has(String((req.body as { method?: unknown } | undefined)?.method))) {
-        const actor = actorOf(req as unknown as GatewayRequest);
+        const actor = actorOf(req);
         try {
           release = this.streams.take(actor === 'anonymous' ? `address:${req.ip}` : actor);
         } catch (err) {
