@@ -7,7 +7,7 @@ import type {
   TaskStore,
 } from '@a2a-js/sdk/server';
 import { RequestMalformedError } from '@a2a-js/sdk/errors';
-import { migrateUnderLock, newId } from '@switchyard/platform';
+import { migrateUnderLock, newId, withTransaction } from '@switchyard/platform';
 
 /**
  * Durable A2A state in PostgreSQL (schema `gateway`, tables `a2a_tasks` and `a2a_push_configs`): the tasks as the A2A peer last published
@@ -107,7 +107,6 @@ export function linkOf(task: Task): BackendLink | undefined {
   return undefined;
 }
 
-/** Push notification configs on `gateway.a2a_push_configs`, with the wire version each was registered over (0.3 or 1.0). */
 /**
  * Push notification configs one task may have. Every state change of the task is delivered to
  * each of them: without a bound, one key could turn one task into any number of requests to a
@@ -115,39 +114,34 @@ export function linkOf(task: Task): BackendLink | undefined {
  */
 export const MAX_PUSH_CONFIGS_PER_TASK = 10;
 
+/** Push notification configs on `gateway.a2a_push_configs`, with the wire version each was registered over (0.3 or 1.0). */
 export class PgPushNotificationStore implements PushNotificationStore {
-  constructor(
-    private readonly pool: Pool,
-    private readonly maxPerTask = MAX_PUSH_CONFIGS_PER_TASK,
-  ) {}
+  constructor(private readonly pool: Pool) {}
 
   async save(taskId: string, context: ServerCallContext, config: TaskPushNotificationConfig): Promise<void> {
     if (!config.id) config.id = newId();
     // The task's advisory lock, then the count in a statement that starts after it: concurrent
     // saves for one task cannot pass the bound together. A replaced config (same id) never counts twice.
-    const client = await this.pool.connect();
-    let r: { rowCount: number | null };
-    try {
-      await client.query('begin');
+    const r = await withTransaction(this.pool, async (client) => {
       await client.query(`select pg_advisory_xact_lock(hashtext('a2a_push:' || $1))`, [taskId]);
-      r = await client.query(
+      return client.query(
         `insert into gateway.a2a_push_configs (task_id, id, config, wire_version)
          select $1, $2, $3, $4
           where exists (select 1 from gateway.a2a_push_configs where task_id = $1 and id = $2)
              or (select count(*) from gateway.a2a_push_configs where task_id = $1) < $5
          on conflict (task_id, id) do update set config = excluded.config, wire_version = excluded.wire_version`,
-        [taskId, config.id, JSON.stringify({ ...config, taskId }), context.requestedVersion || '1.0', this.maxPerTask],
+        [
+          taskId,
+          config.id,
+          JSON.stringify({ ...config, taskId }),
+          context.requestedVersion || '1.0',
+          MAX_PUSH_CONFIGS_PER_TASK,
+        ],
       );
-      await client.query('commit');
-    } catch (err) {
-      await client.query('rollback').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
     if (r.rowCount === 0)
       throw new RequestMalformedError(
-        `task ${taskId} has ${this.maxPerTask} push notification configs already (the most it may have); delete one first`,
+        `task ${taskId} has ${MAX_PUSH_CONFIGS_PER_TASK} push notification configs already (the most it may have); delete one first`,
       );
   }
 
