@@ -3,7 +3,7 @@ import { hijack, type EdgeReply, type EdgeRequest } from '../http/edge.js';
 import { QueryBus } from '@nestjs/cqrs';
 import { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
-import { actorOf, CorrelationId } from '../http/context.js';
+import { connectionHolderOf, CorrelationId } from '../http/context.js';
 import { parseOrThrow, ZodQuery } from '../http/validation.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { EVENT_STORE } from '../tokens.js';
@@ -104,8 +104,7 @@ export class EventsController {
         ? parseOrThrow(lastEventIdHeader, { 'last-event-id': lastEventId }, 'headers')['last-event-id']
         : undefined;
     // One slot per open stream, per caller (its key; without auth, its address): 429 / 503 before anything is written.
-    const actor = actorOf(req);
-    const release = this.live.admit(actor === 'anonymous' ? `address:${req.ip}` : actor);
+    const release = this.live.admit(connectionHolderOf(req, req.ip));
     let from: number;
     try {
       // Last-Event-ID wins: a browser reconnects with the original URL, whose `after` is stale by then.

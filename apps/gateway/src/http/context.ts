@@ -36,6 +36,12 @@ export function actorOf(req: AnyRequest): string {
   return key ? `apikey:${key.id}` : 'anonymous';
 }
 
+/** Who holds a long-lived connection, for the shares per caller: its key, or without one its address. */
+export function connectionHolderOf(req: AnyRequest, ip: string | undefined): string {
+  const actor = actorOf(req);
+  return actor === 'anonymous' ? `address:${ip}` : actor;
+}
+
 /**
  * Who is asking, for the `actor` of command and event metadata: `apikey:<id>` or
  * `anonymous` (no key, or auth disabled); undefined outside a request.

@@ -24,6 +24,13 @@ export const UNEXPECTED_ERROR = Symbol.for('switchyard.gateway.unexpectedError')
  * hijacked one). An unexpected error is kept on the Node response: the request log line then
  * carries it, with the correlation id, at error level; one line per failure, not two.
  */
+/** `Retry-After` (whole seconds, at least 1) for a refusal whose details say when to come back (`retry_after_ms`). */
+export function retryAfterSeconds(retryAfterMs: unknown): string | undefined {
+  return typeof retryAfterMs === 'number' && retryAfterMs >= 0
+    ? String(Math.max(1, Math.ceil(retryAfterMs / 1000)))
+    : undefined;
+}
+
 export function sendProblem(err: unknown, req: AnyRequest, res: AnyResponse): void {
   const correlationId = correlationIdOf(req);
   const { problem, unexpected } = toProblem(err, { instance: pathOf(req), correlationId });
@@ -38,9 +45,9 @@ export function sendProblem(err: unknown, req: AnyRequest, res: AnyResponse): vo
   const body = JSON.stringify(problem);
   // A refusal that says when to come back (a full queue, a share of connections) says it in the
   // header HTTP clients and proxies read, too.
-  const retryAfterMs = (problem as { retry_after_ms?: unknown }).retry_after_ms;
-  if ((problem.status === 429 || problem.status === 503) && typeof retryAfterMs === 'number' && retryAfterMs >= 0)
-    raw.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+  const retryAfter = retryAfterSeconds((problem as { retry_after_ms?: unknown }).retry_after_ms);
+  if ((problem.status === 429 || problem.status === 503) && retryAfter !== undefined)
+    raw.setHeader('Retry-After', retryAfter);
   if (isReply(res)) {
     if (res.sent) return;
     res.status(problem.status).type(PROBLEM_TYPE_HEADER).send(body);

@@ -13,7 +13,8 @@ import {
   type Logger,
 } from '@switchyard/platform';
 import { ConnectionQuota } from '../../http/connection-quota.js';
-import { actorOf, correlationIdOf, type GatewayRequest } from '../../http/context.js';
+import { actorOf, connectionHolderOf, correlationIdOf, type GatewayRequest } from '../../http/context.js';
+import { retryAfterSeconds } from '../../http/problem-filter.js';
 import { deferredInputError } from '../../http/route-checks.js';
 import { AUTH_FAILED, type AuthRequest } from '../../security/middleware.js';
 import { roleSatisfies, roleSchema, type Role } from '../../security/roles.js';
@@ -352,12 +353,12 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
       // 4. a stream holds a slot of the caller's share while it is open (429 / 503 past it).
       let release: (() => void) | undefined;
       if (STREAM_METHODS.has(String((req.body as { method?: unknown } | undefined)?.method))) {
-        const actor = actorOf(req);
         try {
-          release = this.streams.take(actor === 'anonymous' ? `address:${req.ip}` : actor);
+          release = this.streams.take(connectionHolderOf(req, req.ip));
         } catch (err) {
           const refused = err as AppError;
-          res.setHeader('Retry-After', '1');
+          const retryAfter = retryAfterSeconds(refused.details.retry_after_ms);
+          if (retryAfter !== undefined) res.setHeader('Retry-After', retryAfter);
           return rpcError(req, res, errorCodes[refused.code] ?? 429, -32000, refused.message, refused.details);
         }
         res.on('close', release);
