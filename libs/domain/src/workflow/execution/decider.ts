@@ -269,17 +269,17 @@ function decideRecordStepSucceeded(
   const meta = command.metadata;
   const now = meta.timestamp;
   const s = requireStarted(state);
-  requireStep(s, command.data.stepId);
+  const def = requireStep(s, command.data.stepId);
   const u = unitOf(s, command.data);
   if (!isActive(s) || !accepting(u, command.data.attempt)) return undefined;
   // An output past what the execution may still hold fails the step (not retried: the same call
   // would answer the same), so no execution can make the engine hold, or the log keep, without end.
   const maxOutputChars = workflowLimits().maxOutputChars;
-  const outputChars = jsonChars(command.data.output ?? null);
+  const outputChars = jsonChars(command.data.output);
   if ((s.outputChars ?? 0) + outputChars > maxOutputChars)
     return attemptFailed(
       s,
-      requireStep(s, command.data.stepId),
+      def,
       command.data,
       command.data.attempt,
       {
