@@ -11,3 +11,20 @@ export function overriding<T extends object>(target: T, overrides: Partial<T>): 
     },
   });
 }
+
+/** `target` with the calls of `methods` counted (`calls`, by method name); everything else as it is. */
+export function countingCalls<T extends object, K extends keyof T & string>(
+  target: T,
+  methods: readonly K[],
+): { readonly target: T; readonly calls: Record<K, number> } {
+  const calls = Object.fromEntries(methods.map((m) => [m, 0])) as Record<K, number>;
+  const overrides: Partial<T> = {};
+  for (const m of methods) {
+    const original = target[m] as unknown as (...args: unknown[]) => unknown;
+    (overrides as Record<string, unknown>)[m] = (...args: unknown[]) => {
+      calls[m]++;
+      return original.apply(target, args);
+    };
+  }
+  return { target: overriding(target, overrides), calls };
+}

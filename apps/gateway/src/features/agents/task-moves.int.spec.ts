@@ -6,10 +6,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PostgresEventStore, type EventStore, type NewEvent } from '@switchyard/event-store';
+import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 import { taskStreamId, workflowExecutionStream } from '@switchyard/domain';
 import { createLogger } from '@switchyard/platform';
-import { freshDatabase, overriding } from '@switchyard/testing';
+import { freshDatabase, countingCalls } from '@switchyard/testing';
 import { ExecutionWaits } from '../workflows/execution-waits.js';
 import { TaskMoves } from './task-moves.js';
 
@@ -23,8 +23,7 @@ const ev = (type: string): NewEvent => ({
 describe('TaskMoves and ExecutionWaits.watchEnd (real PostgreSQL event store)', () => {
   let pool: pg.Pool;
   let store: PostgresEventStore;
-  let reads = 0;
-  let subscriptions = 0;
+  let calls: Record<'readStream' | 'subscribeToAll', number>;
   let moves: TaskMoves;
   let waits: ExecutionWaits;
 
@@ -32,18 +31,10 @@ describe('TaskMoves and ExecutionWaits.watchEnd (real PostgreSQL event store)', 
     pool = new pg.Pool({ connectionString: await freshDatabase('task_moves'), max: 4 });
     store = new PostgresEventStore({ pool, logger });
     await store.init();
-    const counted = overriding<EventStore>(store, {
-      readStream: (...args: Parameters<EventStore['readStream']>) => {
-        reads++;
-        return store.readStream(...args);
-      },
-      subscribeToAll: (...args: Parameters<EventStore['subscribeToAll']>) => {
-        subscriptions++;
-        return store.subscribeToAll(...args);
-      },
-    });
-    moves = new TaskMoves(counted, logger);
-    waits = new ExecutionWaits(counted, logger);
+    const counted = countingCalls(store, ['readStream', 'subscribeToAll']);
+    calls = counted.calls;
+    moves = new TaskMoves(counted.target, logger);
+    waits = new ExecutionWaits(counted.target, logger);
   });
 
   after(async () => {
@@ -79,19 +70,19 @@ describe('TaskMoves and ExecutionWaits.watchEnd (real PostgreSQL event store)', 
   it('300 quiet tasks cost one read each and one subscription; each wakes only for its own', async () => {
     const ids = Array.from({ length: 300 }, (_, i) => `q-${i}`);
     for (const id of ids) await store.append(taskStreamId(id), [ev('TaskSubmitted')]);
-    const readsBefore = reads;
-    const subscriptionsBefore = subscriptions;
+    const readsBefore = calls.readStream;
+    const subscriptionsBefore = calls.subscribeToAll;
     const watches = await Promise.all(ids.map((id) => moves.watch(id)));
     const results = watches.map((w) => w.next(5_000));
     await new Promise((r) => setTimeout(r, 1_000));
-    assert.equal(reads - readsBefore, 300, 'one look at each stream, none while they wait');
-    assert.ok(subscriptions - subscriptionsBefore <= 1);
+    assert.equal(calls.readStream - readsBefore, 300, 'one look at each stream, none while they wait');
+    assert.ok(calls.subscribeToAll - subscriptionsBefore <= 1);
     await store.append(taskStreamId('q-42'), [ev('TaskFailed')]);
     assert.equal(await results[42], true);
     for (const w of watches) w.stop();
     const settled = await Promise.all(results);
     assert.equal(settled.filter(Boolean).length, 1, 'only the task that moved was woken');
-    assert.equal(reads - readsBefore, 300);
+    assert.equal(calls.readStream - readsBefore, 300);
   });
 
   it('an execution: woken at its end, at once when it ended already', async () => {

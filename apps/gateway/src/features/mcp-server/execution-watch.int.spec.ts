@@ -5,10 +5,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { PostgresEventStore, type EventStore, type NewEvent } from '@switchyard/event-store';
+import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 import { workflowExecutionStream } from '@switchyard/domain';
 import { createLogger, isAppError } from '@switchyard/platform';
-import { freshDatabase, overriding, until } from '@switchyard/testing';
+import { freshDatabase, countingCalls, until } from '@switchyard/testing';
 import { ExecutionWatch } from './execution-watch.js';
 
 const logger = createLogger('execution-watch-test', process.env.LOG_LEVEL ?? 'silent');
@@ -21,26 +21,16 @@ const ev = (type: string, data: Record<string, unknown> = {}): NewEvent => ({
 describe('ExecutionWatch (real PostgreSQL event store)', () => {
   let pool: pg.Pool;
   let store: PostgresEventStore;
-  let reads = 0;
-  let subscriptions = 0;
-  let counted: EventStore;
+  let calls: Record<'readStream' | 'subscribeToAll', number>;
   let watch: ExecutionWatch;
 
   before(async () => {
     pool = new pg.Pool({ connectionString: await freshDatabase('execution_watch'), max: 4 });
     store = new PostgresEventStore({ pool, logger });
     await store.init();
-    counted = overriding<EventStore>(store, {
-      readStream: (...args: Parameters<EventStore['readStream']>) => {
-        reads++;
-        return store.readStream(...args);
-      },
-      subscribeToAll: (...args: Parameters<EventStore['subscribeToAll']>) => {
-        subscriptions++;
-        return store.subscribeToAll(...args);
-      },
-    });
-    watch = new ExecutionWatch(counted, logger);
+    const counted = countingCalls(store, ['readStream', 'subscribeToAll']);
+    calls = counted.calls;
+    watch = new ExecutionWatch(counted.target, logger);
   });
 
   after(async () => {
@@ -91,12 +81,12 @@ describe('ExecutionWatch (real PostgreSQL event store)', () => {
     let heard = 0;
     for (const id of ids) await watch.watch(id, () => heard++);
     assert.equal(watch.watched, 500);
-    const before = reads;
+    const before = calls.readStream;
     await new Promise((r) => setTimeout(r, 1_500));
-    assert.equal(reads - before, 0, 'stream reads while nothing moved');
+    assert.equal(calls.readStream - before, 0, 'stream reads while nothing moved');
     await store.append(workflowExecutionStream('many-7'), [ev('StepScheduled')]);
     await until('the one that moved is told', () => heard === 1, 10_000);
-    assert.equal(reads - before, 0);
+    assert.equal(calls.readStream - before, 0);
   });
 
   it('follow: the stream as it stands, then what is appended, in order and once each, to the end', async () => {
@@ -118,8 +108,8 @@ describe('ExecutionWatch (real PostgreSQL event store)', () => {
   it('follow: 300 waiting calls share the one subscription and cost one read each; stop() ends a wait at once', async () => {
     const ids = Array.from({ length: 300 }, (_, i) => `wait-${i}`);
     for (const id of ids) await store.append(workflowExecutionStream(id), [ev('WorkflowStarted')]);
-    const subscriptionsBefore = subscriptions;
-    const readsBefore = reads;
+    const subscriptionsBefore = calls.subscribeToAll;
+    const readsBefore = calls.readStream;
     const watchedBefore = watch.watched;
     const heard = new Map<string, string[]>();
     const follows = ids.map((id) => {
@@ -133,8 +123,11 @@ describe('ExecutionWatch (real PostgreSQL event store)', () => {
     await until('every wait read its stream', () => [...heard.values()].every((h) => h.length === 1), 10_000);
     assert.equal(watch.watched - watchedBefore, 300);
     await new Promise((r) => setTimeout(r, 1_000));
-    assert.equal(reads - readsBefore, 300, 'one read of its stream per wait, none while nothing moves');
-    assert.ok(subscriptions - subscriptionsBefore <= 1, `subscriptions opened: ${subscriptions - subscriptionsBefore}`);
+    assert.equal(calls.readStream - readsBefore, 300, 'one read of its stream per wait, none while nothing moves');
+    assert.ok(
+      calls.subscribeToAll - subscriptionsBefore <= 1,
+      `subscriptions opened: ${calls.subscribeToAll - subscriptionsBefore}`,
+    );
     for (const id of ids.slice(0, 150))
       await store.append(workflowExecutionStream(id), [ev('StepScheduled'), ev('WorkflowFailed')]);
     await Promise.all(follows.slice(0, 150).map((w) => w.done));
@@ -144,6 +137,6 @@ describe('ExecutionWatch (real PostgreSQL event store)', () => {
     await Promise.all(follows.slice(150).map((w) => w.done));
     for (const id of ids.slice(150)) assert.deepEqual(heard.get(id), ['WorkflowStarted']);
     assert.equal(watch.watched, watchedBefore);
-    assert.equal(reads - readsBefore, 300);
+    assert.equal(calls.readStream - readsBefore, 300);
   });
 });
