@@ -105,7 +105,7 @@ export class CheckpointWaits {
   ) {}
 
   /** The read model's checkpoint (undefined: no row). */
-  async checkpoint(ref: CheckpointRef): Promise<number | undefined> {
+  private async checkpoint(ref: CheckpointRef): Promise<number | undefined> {
     const r = await this.pool.query<{ position: string }>(
       `select position from ${ref.schema}.checkpoints where name = $1`,
       [ref.name],
