@@ -264,14 +264,19 @@ describe('the gateway as an MCP server (/mcp)', () => {
     );
     assert.equal(exec.status, 'completed');
     assert.ok(exec.steps.length > 0);
-    const history = JSON.parse(
-      (
-        (await c.readResource({ uri: `switchyard://executions/${out.execution_id}/history` })).contents[0] as {
-          text: string;
-        }
-      ).text,
-    );
+    const readHistory = async (uri: string) =>
+      JSON.parse(((await c.readResource({ uri })).contents[0] as { text: string }).text);
+    const historyPage = await readHistory(`switchyard://executions/${out.execution_id}/history`);
+    const history = historyPage.events;
     assert.equal(history[0].type, 'WorkflowStarted');
+    // One page holds this short run whole; `?after=` reads the rest after a revision.
+    assert.equal(historyPage.next, null);
+    assert.equal(historyPage.last_revision, history.at(-1).revision);
+    const rest = await readHistory(`switchyard://executions/${out.execution_id}/history?after=1`);
+    assert.deepEqual(
+      rest.events.map((e: { revision: number }) => e.revision),
+      history.slice(2).map((e: { revision: number }) => e.revision),
+    );
 
     // The report the run wrote (the sandbox's reports/ folder) is a resource: listed, readable by an
     // operator (its text is the run's), refused to a viewer, and a missing one is an error.
@@ -309,9 +314,9 @@ describe('the gateway as an MCP server (/mcp)', () => {
       seen.steps.every((x: { output: unknown }) => x.output === null || x.output === REDACTED_PAYLOAD),
       JSON.stringify(seen.steps).slice(0, 400),
     );
-    const seenHistory: { type: string; data: Record<string, unknown> }[] = await readJson(
-      `switchyard://executions/${out.execution_id}/history`,
-    );
+    const seenHistory: { type: string; data: Record<string, unknown> }[] = (
+      await readJson(`switchyard://executions/${out.execution_id}/history`)
+    ).events;
     assert.equal(seenHistory.length, history.length);
     assert.equal(seenHistory[0]!.data.input, REDACTED_PAYLOAD);
     const succeeded = seenHistory.filter((e) => e.type === 'StepSucceeded');

@@ -5,7 +5,11 @@ import { green, printLine, red, yellow } from './output.js';
 import { eventSchema, liveEvents } from './sse.js';
 import { ExecutionView, renderView, stepLine } from './workflow-view.js';
 
-const historySchema = z.object({ execution_id: z.string(), events: z.array(eventSchema) });
+const eventsPageSchema = z.object({
+  execution_id: z.string(),
+  events: z.array(eventSchema),
+  next: z.string().nullable().optional(),
+});
 
 /** The event stream of one execution (the prefix filter also matches longer ids: checked per event). */
 export const executionStreamId = (executionId: string): string => `workflow_execution-${executionId}`;
@@ -33,21 +37,29 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
     for (const id of changed) printLine(stepLine(view.steps.get(id)!, Date.now()));
   };
 
-  const { body } = await api.call(
-    `/api/v1/workflows/executions/${encodeURIComponent(executionId)}/events`,
-    historySchema,
-  );
   const ac = new AbortController();
   const onSigint = () => ac.abort();
   process.once('SIGINT', onSigint);
   let timer: NodeJS.Timeout | undefined;
   try {
-    for (const e of body.events) {
-      if (o.json) printLine(JSON.stringify(e));
-      const changed = view.apply(e);
-      if (view.status === 'running' && changed.length === 0 && e.type === 'WorkflowStarted' && !tty && !o.json)
-        printLine(`${view.name || 'workflow'} ${executionId} running`);
-      onChange(changed);
+    // The history a page at a time (the gateway answers at most 1,000 events per request).
+    let after: number | undefined;
+    for (;;) {
+      const { body } = await api.call(
+        `/api/v1/workflows/executions/${encodeURIComponent(executionId)}/events`,
+        eventsPageSchema,
+        after === undefined ? {} : { query: { after } },
+      );
+      for (const e of body.events) {
+        if (o.json) printLine(JSON.stringify(e));
+        const changed = view.apply(e);
+        if (view.status === 'running' && changed.length === 0 && e.type === 'WorkflowStarted' && !tty && !o.json)
+          printLine(`${view.name || 'workflow'} ${executionId} running`);
+        onChange(changed);
+      }
+      const last = body.events[body.events.length - 1];
+      if (!body.next || !last) break;
+      after = last.revision;
     }
     if (tty) {
       draw();

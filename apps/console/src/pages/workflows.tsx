@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { WorkflowExecutionState } from '@switchyard/domain';
 import { api, can, get, fmtMs, fmtTime, type EventJson } from '../api';
 import { Dag } from '../dag';
@@ -106,6 +106,18 @@ function foldUntil(d: Domain | null, events: readonly EventJson[], n: number): W
   return s;
 }
 
+/** The events of an execution after those `held` has, every page of them. */
+async function eventsAfter(id: string, held: { events: readonly EventJson[] }): Promise<EventJson[]> {
+  const out: EventJson[] = [];
+  let after = held.events.length ? held.events[held.events.length - 1]!.revision : undefined;
+  for (;;) {
+    const page = await get(`/api/v1/workflows/executions/${id}/events${after === undefined ? '' : `?after=${after}`}`);
+    out.push(...page.events);
+    if (!page.next || page.events.length === 0) return out;
+    after = page.events[page.events.length - 1].revision;
+  }
+}
+
 export function ExecutionPage({ id }: { id: string }) {
   const [detail, setDetail] = useState<any>(null);
   const [events, setEvents] = useState<EventJson[]>([]);
@@ -116,14 +128,20 @@ export function ExecutionPage({ id }: { id: string }) {
   useEffect(() => {
     loadDomain().then(setDom, setError);
   }, []);
+  // The events held so far: each load asks only for the ones after them (the gateway answers a
+  // page of at most 1,000 at a time), so a long execution is read once, not on every change.
+  const held = useRef<{ id: string; events: EventJson[] }>({ id, events: [] });
   const load = async () => {
     try {
-      const [d, ev] = await Promise.all([
-        get(`/api/v1/workflows/executions/${id}`),
-        get(`/api/v1/workflows/executions/${id}/events`),
-      ]);
+      if (held.current.id !== id) held.current = { id, events: [] };
+      const [d, more] = await Promise.all([get(`/api/v1/workflows/executions/${id}`), eventsAfter(id, held.current)]);
+      // Another load may have added some meanwhile: keep each revision once, in order.
+      const known = held.current;
+      const lastKnown = known.events.length ? known.events[known.events.length - 1]!.revision : -1;
+      const fresh = more.filter((e) => e.revision > lastKnown);
+      if (fresh.length) held.current = { id, events: [...known.events, ...fresh] };
       setDetail(d);
-      setEvents(ev.events);
+      setEvents(held.current.events);
       setError(null);
     } catch (e) {
       setError(e);

@@ -53,7 +53,10 @@ export const SERVER_NAME = 'switchyard';
 export const SERVER_VERSION = '0.1.0';
 const STATUS_URI = 'switchyard://system/status';
 const HEALTH_URI = 'switchyard://system/health-report';
-const EXECUTION_URI = /^switchyard:\/\/executions\/([A-Za-z0-9_.:-]{1,128})(\/history)?$/;
+/** An execution, or a page of its history (`?after=<revision>`: the events after that one). */
+const EXECUTION_URI = /^switchyard:\/\/executions\/([A-Za-z0-9_.:-]{1,128})(\/history(?:\?after=(\d{1,10}))?)?$/;
+/** Most events one page of an execution's history resource holds. */
+const HISTORY_PAGE_EVENTS = 1_000;
 /** A report a workflow wrote: a file directly in the filesystem sandbox's `reports/` folder (no path, no dot-files). */
 const REPORT_URI = /^switchyard:\/\/reports\/([A-Za-z0-9_-][A-Za-z0-9_.-]{0,199})$/;
 /** Where the templates write their reports (revenue_analysis: `reports/revenue-analysis.md`). */
@@ -440,7 +443,8 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           uriTemplate: 'switchyard://executions/{id}/history',
           name: 'execution-history',
           title: 'Execution history',
-          description: 'The execution’s full event history',
+          description:
+            'The execution’s event history, up to 1,000 events a page: `next` is the URI of the next page (`?after=<revision>`), null after the last',
           mimeType: 'application/json',
         },
         {
@@ -480,9 +484,14 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           // redacted for it, as on the REST routes.
           const redact = this.authEnabled && redactsPayloadsFor(callerOf(extra.authInfo).role);
           if (m[2]) {
-            const events = await this.queries.execute(new ReadExecutionStream(m[1]!));
-            return json(
-              events.map((e) => {
+            const executionId = m[1]!;
+            const after = m[3] === undefined ? -1 : Number(m[3]);
+            const page = await this.queries.execute(new ReadExecutionStream(executionId, after, HISTORY_PAGE_EVENTS));
+            const last = page.events[page.events.length - 1];
+            return json({
+              execution_id: executionId,
+              last_revision: page.lastRevision,
+              events: page.events.map((e) => {
                 const shown = redact ? redactEventPayloads(e) : e;
                 return {
                   position: e.position,
@@ -493,7 +502,12 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
                   recorded_at: e.recordedAt,
                 };
               }),
-            );
+              // The rest, a page at a time: one read never builds a long execution's whole log.
+              next:
+                last && last.revision < page.lastRevision
+                  ? `switchyard://executions/${executionId}/history?after=${last.revision}`
+                  : null,
+            });
           }
           return json(executionDetailForCaller((await this.queries.execute(new GetExecution(m[1]!))).detail, redact));
         }

@@ -7,7 +7,6 @@ export {
   buildCatalog,
   DefinitionStore,
   ensureWorkflowSchema,
-  executionEvents,
   executionHistoryPage,
   executionStateAt,
   forkExecution,

@@ -66,7 +66,9 @@ export const executionListResponse = z.object({
 });
 export const eventsResponse = z.object({
   execution_id: z.string(),
+  last_revision: z.number().int().describe("The execution stream's last revision"),
   events: z.array(z.looseObject({ type: z.string(), revision: z.number() })),
+  next: z.string().nullable().describe('The next page, null after the last event'),
 });
 export const cancelResponse = z.object({ execution_id: z.string(), status: executionStatus });
 export const registeredResponse = z.object({
@@ -119,6 +121,13 @@ export const historyEvent = z.object({
   actor: z.string().nullable(),
   correlation_id: z.string().nullable(),
   data: z.unknown(),
+});
+/** Most events one page of `GET .../events` holds (the default: one request reads most executions whole). */
+export const EVENTS_PAGE_MAX = 1_000;
+export const eventsQuery = z.strictObject({
+  /** Revision to start after (exclusive); absent = from the first event. */
+  after: revision.optional(),
+  limit: z.coerce.number().int().min(1).max(EVENTS_PAGE_MAX).default(EVENTS_PAGE_MAX),
 });
 export const historyResponse = z.object({
   execution_id: z.string(),

@@ -67,6 +67,7 @@ import {
   checkResponse,
   forkBody,
   forkResponse,
+  eventsQuery,
   historyQuery,
   historyResponse,
   retryBody,
@@ -341,14 +342,20 @@ export class WorkflowsController {
 
   @Get('executions/:execution_id/events')
   @ApiRoute({
-    summary: 'The full event history of an execution (audit, replay)',
+    summary: 'The event history of an execution (audit, replay), in pages of up to 1,000 events',
+    description:
+      'As recorded, redacted for viewers. `next` links the page after this one (null after the last event); ' +
+      '`after` is the revision to start after, `limit` the page size (1-1000, default 1000).',
     tags: ['workflows'],
     role: 'viewer',
     response: { schema: eventsResponse },
-    errors: [404],
+    errors: [400, 404],
   })
-  events(@ZodParams(executionParams) p: z.infer<typeof executionParams>) {
-    return this.queries.execute(new GetExecutionEvents(p.execution_id));
+  events(
+    @ZodParams(executionParams) p: z.infer<typeof executionParams>,
+    @ZodQuery(eventsQuery) q: z.infer<typeof eventsQuery>,
+  ) {
+    return this.queries.execute(new GetExecutionEvents(p.execution_id, q.after ?? -1, q.limit));
   }
 
   @Post('definitions')

@@ -265,7 +265,27 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       events.body.events.map((e: { revision: number }) => e.revision),
       events.body.events.map((_: unknown, i: number) => i),
     );
+    assert.equal(events.body.next, null);
+    assert.equal(events.body.last_revision, events.body.events.at(-1).revision);
     assert.equal((await http('GET', '/api/v1/workflows/executions/nope/events')).status, 404);
+    // In pages: `next` links the page after, and following it reads every event once, in order.
+    const seen: number[] = [];
+    let next: string | null = `/api/v1/workflows/executions/${id}/events?limit=2`;
+    while (next) {
+      const page = await http('GET', next);
+      assert.equal(page.status, 200);
+      assert.ok(page.body.events.length <= 2);
+      seen.push(...page.body.events.map((e: { revision: number }) => e.revision));
+      next = page.body.next;
+    }
+    assert.deepEqual(
+      seen,
+      events.body.events.map((e: { revision: number }) => e.revision),
+    );
+    for (const bad of ['limit=0', 'limit=1001', 'after=-1', 'page=2']) {
+      const r = await http('GET', `/api/v1/workflows/executions/${id}/events?${bad}`);
+      assert.equal(r.status, 400, bad);
+    }
   });
 
   it('starts without waiting (202), cancels (202, then 409 once ended)', async () => {

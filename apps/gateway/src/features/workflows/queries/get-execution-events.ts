@@ -2,12 +2,27 @@ import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { eventsForCaller } from '../../../events/redaction.js';
 import { toEventJson } from '../../../events/schemas.js';
-import { executionEvents } from '../deps.js';
+import { executionHistoryPage } from '../deps.js';
 import { WorkflowsService } from '../workflows.service.js';
+import { nextExecutionPage } from './page-link.js';
 
-/** Every event of an execution (audit, replay), as the caller may see them; 404 when none. */
-export class GetExecutionEvents extends Query<{ execution_id: string; events: ReturnType<typeof toEventJson>[] }> {
-  constructor(readonly executionId: string) {
+/**
+ * An execution's events (audit, replay) as the caller may see them, a page at a time: at most
+ * `limit` after revision `after` (-1: from the first), `next` the link to the rest (null after
+ * the last); 404 when none. Paged so that one request of a long execution (thousands of
+ * for_each events, up to the output bound of data) never builds the whole log in one answer.
+ */
+export class GetExecutionEvents extends Query<{
+  execution_id: string;
+  last_revision: number;
+  events: ReturnType<typeof toEventJson>[];
+  next: string | null;
+}> {
+  constructor(
+    readonly executionId: string,
+    readonly after: number,
+    readonly limit: number,
+  ) {
     super();
   }
 }
@@ -16,7 +31,12 @@ export class GetExecutionEvents extends Query<{ execution_id: string; events: Re
 export class GetExecutionEventsHandler implements IQueryHandler<GetExecutionEvents> {
   constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
   async execute(q: GetExecutionEvents) {
-    const events = await executionEvents(this.svc.store, q.executionId);
-    return { execution_id: q.executionId, events: eventsForCaller(events.map(toEventJson)) };
+    const page = await executionHistoryPage(this.svc.store, q.executionId, { after: q.after, limit: q.limit });
+    return {
+      execution_id: q.executionId,
+      last_revision: page.lastRevision,
+      events: eventsForCaller(page.events.map(toEventJson)),
+      next: nextExecutionPage(q.executionId, 'events', page.events, page.lastRevision, q.limit),
+    };
   }
 }

@@ -4,6 +4,7 @@ import { eventsForCaller } from '../../../events/redaction.js';
 import { toEventJson } from '../../../events/schemas.js';
 import { executionHistoryPage } from '../deps.js';
 import { WorkflowsService } from '../workflows.service.js';
+import { nextExecutionPage } from './page-link.js';
 
 /** An execution's events after a revision, one page (as the caller may see them). */
 export class GetExecutionHistory extends Query<Record<string, unknown>> {
@@ -31,11 +32,7 @@ export class GetExecutionHistoryHandler implements IQueryHandler<GetExecutionHis
       correlation_id: typeof e.metadata['correlationId'] === 'string' ? e.metadata['correlationId'] : null,
       data: e.data,
     }));
-    const last = events[events.length - 1];
-    const next =
-      last && last.revision < page.lastRevision
-        ? `/api/v1/workflows/executions/${encodeURIComponent(q.executionId)}/history?${new URLSearchParams({ after: String(last.revision), limit: String(q.limit) }).toString()}`
-        : null;
+    const next = nextExecutionPage(q.executionId, 'history', events, page.lastRevision, q.limit);
     return { execution_id: q.executionId, last_revision: page.lastRevision, events, next };
   }
 }

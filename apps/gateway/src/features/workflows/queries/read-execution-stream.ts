@@ -1,12 +1,20 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import type { RecordedEvent } from '@switchyard/event-store';
-import { executionEvents } from '../deps.js';
+import { executionHistoryPage } from '../deps.js';
 import { WorkflowsService } from '../workflows.service.js';
 
-/** An execution's events as recorded (no redaction: for callers that apply their own rules); 404 when none. */
-export class ReadExecutionStream extends Query<RecordedEvent[]> {
-  constructor(readonly executionId: string) {
+/**
+ * One page of an execution's events as recorded (no redaction: for callers that apply their own
+ * rules): at most `limit` after revision `after` (-1: from the first), with the stream's last
+ * revision; 404 when none.
+ */
+export class ReadExecutionStream extends Query<{ events: RecordedEvent[]; lastRevision: number }> {
+  constructor(
+    readonly executionId: string,
+    readonly after: number,
+    readonly limit: number,
+  ) {
     super();
   }
 }
@@ -15,6 +23,6 @@ export class ReadExecutionStream extends Query<RecordedEvent[]> {
 export class ReadExecutionStreamHandler implements IQueryHandler<ReadExecutionStream> {
   constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
   execute(q: ReadExecutionStream) {
-    return executionEvents(this.svc.store, q.executionId);
+    return executionHistoryPage(this.svc.store, q.executionId, { after: q.after, limit: q.limit });
   }
 }
