@@ -202,20 +202,32 @@ describe('OpenApiRegistry', () => {
 });
 
 /** A tiny log for the paging logic: position = 10 * index, recordedAt = minute index. */
-function fakeStore(events: RecordedEvent[]): Pick<EventStore, 'readAll' | 'readStream'> & { reads: number } {
+function fakeStore(
+  events: RecordedEvent[],
+): Pick<EventStore, 'readAll' | 'readStream' | 'headPosition'> & { reads: number; examined: number } {
   const store = {
     reads: 0,
+    /** Events a read had to look at (in its window), as a store without a type index does. */
+    examined: 0,
+    async headPosition() {
+      return events.length ? events[events.length - 1]!.position : -1;
+    },
     async readAll(o: ReadAllOptions = {}) {
       store.reads++;
       const back = o.direction === 'backwards';
-      let list = events.filter(
+      let list = [...events];
+      if (back) list = list.reverse();
+      if (o.after !== undefined) list = list.filter((e) => (back ? e.position < o.after! : e.position > o.after!));
+      if (o.until !== undefined) list = list.filter((e) => (back ? e.position >= o.until! : e.position <= o.until!));
+      const matching = list.filter(
         (e) =>
           (!o.types || o.types.includes(e.type)) &&
           (!o.streamPrefixes || o.streamPrefixes.some((p) => e.streamId.startsWith(p))),
       );
-      if (back) list = list.reverse();
-      if (o.after !== undefined) list = list.filter((e) => (back ? e.position < o.after! : e.position > o.after!));
-      return list.slice(0, o.maxCount ?? Infinity);
+      const page = matching.slice(0, o.maxCount ?? Infinity);
+      const last = page[page.length - 1];
+      store.examined += last && page.length === o.maxCount ? list.indexOf(last) + 1 : list.length;
+      return page;
     },
     async readStream(id: string, o: ReadStreamOptions = {}) {
       store.reads++;
@@ -302,13 +314,44 @@ describe('readEventsPage', () => {
     const store = fakeStore(recorded(SCAN_CAP + 500));
     const p = await page(store, { since: new Date(10 ** 12).toISOString(), limit: '10' });
     assert.deepEqual(p.events, []);
-    assert.ok(p.next && p.next.after! >= (SCAN_CAP - 1) * 10, 'cursor past the scanned events');
+    // Positions are 10 apart here: one window of SCAN_CAP positions holds SCAN_CAP / 10 events.
+    assert.equal(p.next?.after, SCAN_CAP - 1, 'cursor at the end of the window');
     const rest = await page(store, {
       since: new Date(10 ** 12).toISOString(),
       limit: '10',
       after: String(p.next.after),
     });
-    assert.equal(rest.next, null);
+    assert.equal(rest.next?.after, 2 * SCAN_CAP - 1);
+  });
+
+  it('a type the log lacks costs one window of the log per request, and the cursors walk to its end', async () => {
+    const n = 5 * SCAN_CAP;
+    const store = fakeStore(recorded(n / 10));
+    for (const direction of ['forwards', 'backwards'] as const) {
+      store.examined = 0;
+      let requests = 0;
+      let after: number | undefined;
+      for (;;) {
+        requests++;
+        store.examined = 0;
+        const p = await page(store, {
+          type: 'Nope',
+          direction,
+          ...(after === undefined ? {} : { after: String(after) }),
+        });
+        assert.deepEqual(p.events, []);
+        assert.ok(store.examined <= SCAN_CAP / 10, `${direction}: ${store.examined} events examined in one request`);
+        if (!p.next) break;
+        after = p.next.after!;
+      }
+      assert.equal(requests, 5, `${direction}: the log is ${n} positions long`);
+    }
+    // A type that is there fills the page from the first window, as before.
+    const found = await page(store, { type: 'TOdd', limit: '3' });
+    assert.deepEqual(
+      found.events.map((e) => e.position),
+      [10, 30, 50],
+    );
   });
 });
 

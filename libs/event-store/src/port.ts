@@ -72,6 +72,12 @@ export interface ReadAllOptions {
   readonly types?: readonly string[];
   /** Only streams whose id starts with one of these prefixes (e.g. `workflow-`). */
   readonly streamPrefixes?: readonly string[];
+  /**
+   * Inclusive: no event past this position in the read's direction (forwards: position <= until;
+   * backwards: position >= until). A filtered read of a rare type examines only the positions
+   * between `after` and `until`, so its cost is bounded by the window, not by the log.
+   */
+  readonly until?: number;
 }
 
 export interface SubscribeOptions {

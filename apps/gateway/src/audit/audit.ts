@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
+import { logWindow } from '../events/log-window.js';
 
 export const AUDIT_PATH = '/api/v1/audit';
 /** Most events one audit request examines before it answers a short page with `next`. */
@@ -70,8 +71,8 @@ const toEntry = (e: RecordedEvent): AuditEntry => ({
 /**
  * Who did what: events of $all whose metadata names an actor, filtered by actor, type
  * and time. The store filters types; actor and time are filtered here, reading batches
- * until the page is full, the log ends, or AUDIT_SCAN_CAP events were examined
- * (then `next` is set even on a short page, so a scan never runs unbounded).
+ * until the page is full or the window of AUDIT_SCAN_CAP positions is read (see logWindow):
+ * then `next` is set even on a short page, so a scan never runs unbounded.
  */
 export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<AuditPage> {
   const types = q.type && q.type.length ? q.type : undefined;
@@ -84,12 +85,13 @@ export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<A
   const batchSize = 500;
   const out: AuditEntry[] = [];
   let cursor = q.after;
-  let scanned = 0;
   let ended = false;
-  while (out.length < q.limit && scanned < AUDIT_SCAN_CAP && !ended) {
+  const window = await logWindow(store, q.direction, q.after, AUDIT_SCAN_CAP);
+  while (out.length < q.limit && !ended) {
     const batch = await store.readAll({
       direction: q.direction,
       maxCount: batchSize,
+      until: window.bound,
       ...(cursor !== undefined ? { after: cursor } : {}),
       ...(types ? { types } : {}),
     });
@@ -100,8 +102,12 @@ export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<A
       if (matches(e)) out.push(toEntry(e));
       if (out.length === q.limit) break;
     }
-    scanned += examined;
-    ended = batch.length < batchSize && examined === batch.length;
+    if (batch.length < batchSize && examined === batch.length) {
+      // The window is read: the next request starts past it.
+      cursor = window.bound;
+      ended = window.endsLog;
+      break;
+    }
   }
   return { entries: out, next: ended || cursor === undefined ? null : { after: cursor, href: nextHref(q, cursor) } };
 }

@@ -1,4 +1,5 @@
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
+import { logWindow } from './log-window.js';
 import { toEventJson, type EventsPage, type EventsQuery } from './schemas.js';
 
 /** Most events one request examines when the gateway filters (time, or type on a stream) before it returns a short page. */
@@ -11,7 +12,8 @@ type Cursor = { after: number } | { from_revision: number };
  * 1. $all: the store filters type and stream prefix; stream: the gateway filters type.
  * 2. since/until are applied here (the port has no time filter), reading batches
  *    until the page is full, the log ends, or SCAN_CAP events were examined.
- * 3. `next` points just past the last examined event; null when the log ended.
+ * 3. A filtered read of $all examines one window of SCAN_CAP positions (see logWindow).
+ * 4. `next` points just past the last examined event (or the window); null when the log ended.
  */
 export async function readEventsPage(store: EventStore, q: EventsQuery, basePath: string): Promise<EventsPage> {
   const onStream = q.stream !== undefined;
@@ -33,9 +35,12 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
   const out: RecordedEvent[] = [];
   let scanned = 0;
   let ended = false;
+  const filtered =
+    types !== undefined || (q.stream_prefix?.length ?? 0) > 0 || q.since !== undefined || q.until !== undefined;
+  const window = !onStream && filtered ? await logWindow(store, q.direction, q.after, SCAN_CAP) : undefined;
 
   while (out.length < q.limit && scanned < SCAN_CAP && !ended) {
-    const batch = await readBatch(store, q, cursor, batchSize, types);
+    const batch = await readBatch(store, q, cursor, batchSize, types, window?.bound);
     let examined = 0;
     for (const e of batch) {
       examined++;
@@ -44,10 +49,15 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
       if (out.length === q.limit) break;
     }
     scanned += examined;
+    const readToEnd = batch.length < batchSize && examined === batch.length;
+    if (readToEnd && window) {
+      // The window is read: the next request starts past it.
+      cursor = { after: window.bound };
+      ended = window.endsLog;
+      break;
+    }
     // A short batch read to its end means the log has no more; a stream read backwards also ends at revision 0.
-    ended =
-      (batch.length < batchSize && examined === batch.length) ||
-      (cursor !== undefined && 'from_revision' in cursor && cursor.from_revision < 0);
+    ended = readToEnd || (cursor !== undefined && 'from_revision' in cursor && cursor.from_revision < 0);
   }
   return {
     events: out.map(toEventJson),
@@ -61,6 +71,7 @@ function readBatch(
   cursor: Cursor | undefined,
   maxCount: number,
   types: Set<string> | undefined,
+  until: number | undefined,
 ): Promise<RecordedEvent[]> {
   if (q.stream !== undefined) {
     return store.readStream(q.stream, {
@@ -75,6 +86,7 @@ function readBatch(
     ...(cursor && 'after' in cursor ? { after: cursor.after } : {}),
     ...(types ? { types: [...types] } : {}),
     ...(q.stream_prefix && q.stream_prefix.length > 0 ? { streamPrefixes: q.stream_prefix } : {}),
+    ...(until !== undefined ? { until } : {}),
   });
 }
 

@@ -351,6 +351,35 @@ export function eventStoreContract(name: string, factory: StoreFactory, options:
             [1, 2, 7, 8],
           );
           assert.deepEqual(await store.readAll({ streamPrefixes: [p], types: ['Nope'] }), []);
+
+          // `until` closes the window inclusively, in the read's direction, filters and all.
+          const window = await store.readAll({ streamPrefixes: [p], after: all[1]!.position, until: all[6]!.position });
+          assert.deepEqual(
+            window.map((e) => (e.data as { i: number }).i),
+            [2, 3, 4, 5, 6],
+          );
+          const fizzWindow = await store.readAll({ streamPrefixes: [p], types: ['Fizz'], until: all[8]!.position });
+          assert.deepEqual(
+            fizzWindow.map((e) => (e.data as { i: number }).i),
+            [0, 3, 6],
+          );
+          const backWindow = await store.readAll({
+            streamPrefixes: [p],
+            direction: 'backwards',
+            after: all[7]!.position,
+            until: all[4]!.position,
+          });
+          assert.deepEqual(
+            backWindow.map((e) => (e.data as { i: number }).i),
+            [6, 5, 4],
+          );
+          const emptyWindow = await store.readAll({
+            streamPrefixes: [p],
+            types: ['Nope'],
+            after: all[0]!.position,
+            until: all[9]!.position,
+          });
+          assert.deepEqual(emptyWindow, []);
         },
       );
 

@@ -154,6 +154,9 @@ export class EventStoreDbEventStore implements EventStore {
         const rec = toRecorded(e);
         if (options.after !== undefined && (backwards ? rec.position >= options.after : rec.position <= options.after))
           continue;
+        // Past the window: the read stops here (positions only move one way in a read).
+        if (options.until !== undefined && (backwards ? rec.position < options.until : rec.position > options.until))
+          break;
         if (!matchesFilter(rec, options)) continue;
         out.push(rec);
         if (out.length >= max) break;

@@ -101,10 +101,12 @@ export class InMemoryEventStore implements EventStore {
     const out: RecordedEvent[] = [];
     if (options.direction === 'backwards') {
       const start = Math.min(options.after ?? this.log.length, this.log.length) - 1;
-      for (let i = start; i >= 0 && out.length < max; i--)
+      const end = Math.max(0, options.until ?? 0);
+      for (let i = start; i >= end && out.length < max; i--)
         if (matchesFilter(this.log[i]!, options)) out.push(copy(this.log[i]!));
     } else {
-      for (let i = Math.max(0, (options.after ?? -1) + 1); i < this.log.length && out.length < max; i++) {
+      const end = Math.min(this.log.length - 1, options.until ?? Number.MAX_SAFE_INTEGER);
+      for (let i = Math.max(0, (options.after ?? -1) + 1); i <= end && out.length < max; i++) {
         if (matchesFilter(this.log[i]!, options)) out.push(copy(this.log[i]!));
       }
     }

@@ -192,6 +192,42 @@ describe('PostgresEventStore live delivery', () => {
     }
   });
 
+  it('a filtered subscription reads a long log one window at a time and still gets every match, in order', async () => {
+    const store = new PostgresEventStore({ connectionString: url, schema: 'es_window' });
+    await store.init();
+    // 25,000 fillers between three rare events: the rare ones sit in three different windows
+    // of the filtered read (10,000 positions each), the last past the second window.
+    const fill = (n: number) => Array.from({ length: n }, (_, i) => ev('Filler', { i }));
+    await store.append('w-fill-a', fill(12_000));
+    await store.append('w-rare', [ev('Rare', { i: 0 })]);
+    await store.append('w-fill-b', fill(13_000));
+    await store.append('w-rare', [ev('Rare', { i: 1 })]);
+    // Each page read's window: its `after` ($1) and `until` ($5).
+    const windows: { after: number; until: number | null }[] = [];
+    const spied = store as unknown as { query: (text: string, params?: unknown[]) => Promise<unknown> };
+    const query = spied.query.bind(store);
+    spied.query = (text: string, params?: unknown[]) => {
+      if (text.includes('left join lateral') && params)
+        windows.push({ after: Number(params[0]), until: params[4] === null ? null : Number(params[4]) });
+      return query(text, params);
+    };
+    const received: number[] = [];
+    const got = take(store.subscribeToAll({ types: ['Rare'] }), 3, 30_000, (e) => {
+      received.push((e.data as { i: number }).i);
+    });
+    await until('the two stored rare events to be read', async () => received.length >= 2);
+    await store.append('w-rare', [ev('Rare', { i: 2 })]);
+    assert.deepEqual(
+      (await got).map((e) => (e.data as { i: number }).i),
+      [0, 1, 2],
+    );
+    // 25,002 positions before the live one: three windowed reads at least, none wider than
+    // 10,000 positions, not one scan of the log.
+    assert.ok(windows.length >= 3, `${windows.length} reads`);
+    for (const w of windows) assert.ok(w.until !== null && w.until - w.after <= 10_000, JSON.stringify(w));
+    await store.close();
+  });
+
   it('upgrades a store made by the previous version (append_batch without recorded_at in its result)', async () => {
     await pool.query(`create schema es_upgrade`);
     await pool.query(
