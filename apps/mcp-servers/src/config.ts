@@ -36,6 +36,7 @@ export const mcpConfigSchema = z.object({
   DATABASE_ALLOW_WRITES: bool,
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   DATABASE_MAX_ROWS: z.coerce.number().int().min(1).max(100_000).default(1000),
+  DATABASE_MAX_RESULT_BYTES: z.coerce.number().int().min(1024).max(1_073_741_824).default(1_048_576),
   /**
    * search_path of the database server's connections, so unqualified names of the demo data
    * (`SELECT COUNT(*) FROM customers`) resolve. Set per connection at login: the SQL guard

@@ -118,6 +118,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
             allowWrites: config.DATABASE_ALLOW_WRITES,
             statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
             maxRows: config.DATABASE_MAX_ROWS,
+            maxResultBytes: config.DATABASE_MAX_RESULT_BYTES,
           });
         health = async () => (
           await pool.query('SELECT 1'),

@@ -156,6 +156,34 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
     }
   });
 
+  it('refuses a result larger than its byte cap (one huge value or many rows) and goes on serving', async () => {
+    const capped = await startMcpHttpServer({
+      name: 'db-capped',
+      serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, maxResultBytes: 64 * 1024 }),
+      port: 0,
+      logger: silentLogger,
+    });
+    const c = await httpClient(capped.url);
+    try {
+      const rssBefore = process.memoryUsage().rss;
+      // 200 MB in one value: the row cap cannot bound it; the byte cap stops it on the wire.
+      const huge = await fails(c, 'query', { sql: "SELECT repeat('x', 200000000) AS v" });
+      assert.equal(huge.code, 'result_too_large');
+      assert.match(huge.message, /DATABASE_MAX_RESULT_BYTES/);
+      const grew = process.memoryUsage().rss - rssBefore;
+      assert.ok(grew < 100 * 1024 * 1024, `the process grew ${Math.round(grew / 1048576)} MB`);
+      const wide = await fails(c, 'query', { sql: "SELECT repeat('y', 1000) AS v FROM generate_series(1, 500)" });
+      assert.equal(wide.code, 'result_too_large');
+      // Under the cap, and on the connections that remain, the same tool answers.
+      const fits = await ok(c, 'query', { sql: "SELECT repeat('z', 1000) AS v FROM generate_series(1, 20)" });
+      assert.equal(fits.rows.length, 20);
+      for (let i = 0; i < 5; i++) assert.equal((await ok(c, 'query', { sql: 'SELECT 1 AS one' })).rows[0].one, 1);
+    } finally {
+      await c.close();
+      await capped.close();
+    }
+  });
+
   it('lists schemas and tables', async () => {
     const s = await ok(roClient, 'list_schemas');
     assert.ok(s.schemas.includes('public') && s.schemas.includes('sales'));

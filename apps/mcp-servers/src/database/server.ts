@@ -19,7 +19,16 @@ export interface DatabaseServerDeps {
   readonly statementTimeoutMs?: number;
   /** Default and ceiling of rows returned by `query`. Default 1000. */
   readonly maxRows?: number;
+  /**
+   * Most bytes one `query` answer may take off the wire (rows as PostgreSQL sends them). Past
+   * it the connection is dropped, which stops the server sending, and the call fails
+   * `result_too_large`. Default 1 MiB (the NATS reply that carries a result holds no more).
+   */
+  readonly maxResultBytes?: number;
 }
+
+/** The byte cap's default: what one NATS reply holds. */
+export const DEFAULT_MAX_RESULT_BYTES = 1_048_576;
 
 /** First keyword of a statement, skipping whitespace and comments. */
 export function leadingKeyword(sql: string): string {
@@ -53,6 +62,7 @@ async function runLimited(
   sql: string,
   params: readonly (string | number | boolean | null)[],
   maxRows: number,
+  maxResultBytes: number,
 ): Promise<LimitedOutcome> {
   const client = await pool.connect();
   let broken = false;
@@ -60,6 +70,22 @@ async function runLimited(
     broken = true;
   };
   client.on('error', onError);
+  // The row cap bounds how many rows, not how large they are (`repeat('x', 1e8)`, a wide
+  // string_agg): the bytes are counted as they arrive on the socket, before pg buffers a whole
+  // message, and past the cap the socket is destroyed, so neither this process nor the server
+  // goes on with it.
+  const socket = (client as unknown as { connection: { stream: NodeJS.EventEmitter & { destroy(): void } } }).connection
+    .stream;
+  let received = 0;
+  let tooLarge = false;
+  const onData = (chunk: Buffer): void => {
+    received += chunk.length;
+    if (received > maxResultBytes && !tooLarge) {
+      tooLarge = true;
+      broken = true;
+      socket.destroy();
+    }
+  };
   try {
     const settings = `SET statement_timeout = ${Math.max(0, Math.floor(timeoutMs))}; SET default_transaction_read_only = ${write ? 'off' : 'on'}`;
     if (sessionSettings.get(client) !== settings) {
@@ -67,13 +93,21 @@ async function runLimited(
       sessionSettings.set(client, settings);
     }
     const q = new LimitedQuery(sql, params, maxRows);
+    socket.on('data', onData);
     void client.query(q as unknown as pg.QueryConfig);
     return await q.done;
   } catch (e) {
+    if (tooLarge)
+      throw new AppError(
+        'result_too_large',
+        `the result is larger than ${maxResultBytes} bytes (DATABASE_MAX_RESULT_BYTES): select fewer or narrower rows`,
+        { max_bytes: maxResultBytes },
+      );
     if ((e as { severity?: string }).severity === 'FATAL' || (e as { severity?: string }).severity === 'PANIC')
       broken = true;
     throw e;
   } finally {
+    socket.removeListener('data', onData);
     client.removeListener('error', onError);
     client.release(broken);
   }
@@ -209,6 +243,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
   const { pool, logger } = deps;
   const maxRows = deps.maxRows ?? 1000;
   const timeoutMs = deps.statementTimeoutMs ?? 10_000;
+  const maxResultBytes = deps.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
   const write = deps.allowWrites === true;
   preloadParser();
   const server = new McpServer(
@@ -233,7 +268,7 @@ export function createDatabaseServer(deps: DatabaseServerDeps): McpServer {
         const limit = args.max_rows ?? maxRows;
         // One statement only (the extended protocol refuses "; DROP ..."), and never more than
         // limit + 1 rows leave the server.
-        const out = await runLimited(pool, write, timeoutMs, args.sql, args.params, limit + 1);
+        const out = await runLimited(pool, write, timeoutMs, args.sql, args.params, limit + 1, maxResultBytes);
         const truncated = out.more || out.rows.length > limit;
         const rows = out.rows
           .slice(0, limit)
