@@ -108,6 +108,28 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     }
     const spec = await http('GET', '/docs/openapi.json');
     assert.equal(spec.body.paths['/api/v1/integration/mcp/automation/mailbox'].get['x-required-role'], 'admin');
+
+    // The automation server's list_mailbox tool reads the same mail: an operator reaches it by no
+    // other door either (POST /mcp/call, a step of an ad-hoc workflow), an admin does.
+    const created = await http('POST', '/api/v1/admin/api-keys', { name: 'mail-operator', role: 'operator' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const operator = (method: string, url: string, body?: unknown) =>
+      gatewayRequest(base, { authorization: `Bearer ${created.body.key}` }, method, url, body);
+    const call = { server: 'automation', tool: 'list_mailbox', arguments: { limit: 5 } };
+    const refused = await operator('POST', '/api/v1/integration/mcp/call', call);
+    assert.equal(refused.status, 403, JSON.stringify(refused.body));
+    assert.match(refused.body.detail, /automation\/list_mailbox needs the admin role/);
+    const adHoc = await operator('POST', '/api/v1/integration/agents/workflow', {
+      definition: { id: 'peek', steps: [{ id: 'read', uses: 'mcp:automation/list_mailbox', with: { limit: 5 } }] },
+      input: {},
+    });
+    assert.equal(adHoc.status, 403, JSON.stringify(adHoc.body));
+    assert.equal(
+      (await operator('POST', '/api/v1/integration/mcp/call', { ...call, tool: 'list_webhooks', arguments: {} }))
+        .status,
+      200,
+    );
+    assert.equal((await http('POST', '/api/v1/integration/mcp/call', call)).status, 200);
   });
 
   it('send_email through the API: over SMTP into the mailbox; the same key twice sends once; keyset paging', async () => {

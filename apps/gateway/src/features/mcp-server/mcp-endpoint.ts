@@ -31,7 +31,7 @@ import {
   type GatewayConfig,
   type ResolvedGatewayOptions,
 } from '../../tokens.js';
-import { assertWriterAllowed, type WriterAccess } from '../mcp/writer-policy.js';
+import { assertToolAllowed, type WriterAccess } from '../mcp/writer-policy.js';
 import { currentCorrelationId } from '../../http/context.js';
 import { executionDetailForCaller, redactEventPayloads, redactsPayloadsFor } from '../../events/redaction.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
@@ -158,8 +158,9 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       writesAllowed: this.config.DATABASE_ALLOW_WRITES === true,
     };
     try {
-      assertWriterAllowed(
+      assertToolAllowed(
         tool.server!,
+        tool.upstreamName!,
         { apiKey: caller.keyId ? { id: caller.keyId, name: caller.keyName ?? '', role: caller.role } : undefined },
         access,
       );

@@ -10,7 +10,7 @@ import type { ToolCallOutcome } from './mcp-client.js';
 import { CallMcpTool } from './commands/index.js';
 import { GetMcpServer, GetMcpServersHealth, ListMcpTools, ReadMcpTool } from './queries/index.js';
 import { namedToPositional } from './named-params.js';
-import { assertWriterAllowed, type WriterAccess } from './writer-policy.js';
+import { assertToolAllowed, type WriterAccess } from './writer-policy.js';
 import {
   analyticsQuery,
   automationTriggerBody,
@@ -104,7 +104,8 @@ export class McpController {
   @HttpCode(200)
   @ApiRoute({
     summary: 'Call any tool of any registered MCP server',
-    description: 'The database_writer server needs an admin key and DATABASE_ALLOW_WRITES=true (403 otherwise).',
+    description:
+      'The database_writer server needs an admin key and DATABASE_ALLOW_WRITES=true, and automation/list_mailbox an admin key, as its REST route does (403 otherwise).',
     tags: ['mcp'],
     role: 'operator',
     response: { status: 200, schema: toolResultResponse },
@@ -115,7 +116,7 @@ export class McpController {
     @CorrelationId() correlationId: string,
     @Req() req: GatewayRequest,
   ): Promise<ToolCallOutcome> {
-    assertWriterAllowed(b.server, req, this.writerAccess);
+    assertToolAllowed(b.server, b.tool, req, this.writerAccess);
     return this.commands.execute(
       new CallMcpTool(b.server, b.tool, b.arguments, correlationId, { timeoutMs: b.timeout_ms, checkTool: true }),
     );

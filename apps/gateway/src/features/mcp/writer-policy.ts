@@ -17,6 +17,15 @@ export interface WriterAccess {
   readonly writesAllowed: boolean;
 }
 
+/**
+ * Upstream tools that need the admin role wherever the gateway hands them on (`POST /mcp/call`,
+ * `/mcp`, a step of an ad-hoc workflow), because the REST route that serves the same data does:
+ * the development mailbox holds every mail the system sent (customers' messages and replies).
+ */
+export const ADMIN_TOOLS: ReadonlyMap<string, ReadonlySet<string>> = new Map([
+  ['automation', new Set(['list_mailbox'])],
+]);
+
 /** Throws 403 when the request may not call `server` (a no-op for any server but the writers). */
 export function assertWriterAllowed(server: string, req: Pick<GatewayRequest, 'apiKey'>, access: WriterAccess): void {
   if (!WRITER_SERVERS.has(server)) return;
@@ -37,12 +46,40 @@ export function assertWriterAllowed(server: string, req: Pick<GatewayRequest, 'a
   }
 }
 
-/** The writer servers a workflow definition's steps name (`mcp:<server>/<tool>`). */
-export function writerServersUsed(steps: readonly { readonly uses?: unknown }[] | undefined): string[] {
-  const out = new Set<string>();
-  for (const s of steps ?? []) {
-    const m = typeof s.uses === 'string' ? /^mcp:([^/]+)\//.exec(s.uses) : null;
-    if (m && WRITER_SERVERS.has(m[1]!)) out.add(m[1]!);
+/**
+ * Throws 403 when the request may not call `tool` of `server`: the writer servers' rule, and the
+ * admin role for the tools of ADMIN_TOOLS.
+ */
+export function assertToolAllowed(
+  server: string,
+  tool: string,
+  req: Pick<GatewayRequest, 'apiKey'>,
+  access: WriterAccess,
+): void {
+  assertWriterAllowed(server, req, access);
+  if (!ADMIN_TOOLS.get(server)?.has(tool)) return;
+  const role = req.apiKey?.role;
+  if (access.authEnabled && role !== 'admin') {
+    throw new AppError('forbidden', `calling ${server}/${tool} needs the admin role; the key has ${role ?? 'none'}`, {
+      server,
+      tool,
+      requiredRole: 'admin',
+      keyRole: role ?? null,
+    });
   }
-  return [...out];
+}
+
+/** The tools of a workflow definition's steps (`mcp:<server>/<tool>`) that assertToolAllowed guards. */
+export function guardedToolsUsed(
+  steps: readonly { readonly uses?: unknown }[] | undefined,
+): { server: string; tool: string }[] {
+  const out = new Map<string, { server: string; tool: string }>();
+  for (const s of steps ?? []) {
+    const m = typeof s.uses === 'string' ? /^mcp:([^/]+)\/(.+)$/.exec(s.uses) : null;
+    if (!m) continue;
+    const [, server, tool] = m as unknown as [string, string, string];
+    if (WRITER_SERVERS.has(server) || ADMIN_TOOLS.get(server)?.has(tool))
+      out.set(`${server}/${tool}`, { server, tool });
+  }
+  return [...out.values()];
 }

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppError } from '@switchyard/platform';
-import { assertWriterAllowed, writerServersUsed } from './writer-policy.js';
+import { assertToolAllowed, assertWriterAllowed, guardedToolsUsed } from './writer-policy.js';
 
 const key = (role: string) => ({ apiKey: { id: 'k', role, name: role } });
 const status = (f: () => void): number | 'ok' => {
@@ -55,16 +55,41 @@ describe('database_writer at the gateway', () => {
     );
   });
 
-  it('finds the writer in the steps of a definition', () => {
+  it('finds the writer and the admin tools in the steps of a definition', () => {
     assert.deepEqual(
-      writerServersUsed([
+      guardedToolsUsed([
         { uses: 'mcp:database/query' },
         { uses: 'mcp:database_writer/query' },
+        { uses: 'mcp:automation/list_mailbox' },
+        { uses: 'mcp:automation/send_email' },
         { uses: 'agent:x' },
         {},
       ]),
-      ['database_writer'],
+      [
+        { server: 'database_writer', tool: 'query' },
+        { server: 'automation', tool: 'list_mailbox' },
+      ],
     );
-    assert.deepEqual(writerServersUsed(undefined), []);
+    assert.deepEqual(guardedToolsUsed(undefined), []);
+  });
+
+  it('the development mailbox tool needs the admin role, as its REST route does', () => {
+    const on = { authEnabled: true, writesAllowed: false };
+    assert.equal(
+      status(() => assertToolAllowed('automation', 'list_mailbox', key('admin'), on)),
+      'ok',
+    );
+    assert.equal(
+      status(() => assertToolAllowed('automation', 'list_mailbox', key('operator'), on)),
+      403,
+    );
+    assert.equal(
+      status(() => assertToolAllowed('automation', 'send_email', key('operator'), on)),
+      'ok',
+    );
+    assert.equal(
+      status(() => assertToolAllowed('automation', 'list_mailbox', {}, { authEnabled: false, writesAllowed: false })),
+      'ok',
+    );
   });
 });

@@ -7,7 +7,7 @@ import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
 import { AppError } from '@switchyard/platform';
-import { assertWriterAllowed, writerServersUsed } from '../mcp/writer-policy.js';
+import { assertToolAllowed, guardedToolsUsed } from '../mcp/writer-policy.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import {
@@ -106,14 +106,14 @@ export class WorkflowsController {
   private async assertMayRunAgain(executionId: string, req: GatewayRequest): Promise<void> {
     const { state } = await loadExecution(this.svc.store, executionId);
     if (state.status === 'not_started') return; // the command answers 404
-    const servers = writerServersUsed(state.definition.steps);
-    if (servers.length === 0) return;
+    const guarded = guardedToolsUsed(state.definition.steps);
+    if (guarded.length === 0) return;
     const registered = await this.svc.definitions
       .get(state.definition.id, state.definition.version)
       .catch(() => undefined);
     if (registered && JSON.stringify(registered.definition.steps) === JSON.stringify(state.definition.steps)) return;
-    for (const server of servers) {
-      assertWriterAllowed(server, req, {
+    for (const { server, tool } of guarded) {
+      assertToolAllowed(server, tool, req, {
         authEnabled: this.options.auth.enabled,
         writesAllowed: this.config.DATABASE_ALLOW_WRITES === true,
       });
@@ -494,9 +494,9 @@ export class AdHocWorkflowController {
     @IdempotencyKey() idempotencyKey: string | undefined,
     @Req() req: GatewayRequest,
   ) {
-    // An ad-hoc step naming the database writer is a direct write: the same rule as POST /mcp/call.
-    for (const server of writerServersUsed(b.definition.steps as { uses?: unknown }[] | undefined)) {
-      assertWriterAllowed(server, req, {
+    // An ad-hoc step naming the database writer or an admin tool is a direct call: the same rule as POST /mcp/call.
+    for (const { server, tool } of guardedToolsUsed(b.definition.steps as { uses?: unknown }[] | undefined)) {
+      assertToolAllowed(server, tool, req, {
         authEnabled: this.options.auth.enabled,
         writesAllowed: this.config.DATABASE_ALLOW_WRITES === true,
       });
