@@ -573,7 +573,10 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     const reg = await rest('POST', '/api/v1/workflows/definitions', def);
     assert.equal(reg.status, 201, JSON.stringify(reg.body));
     const c = await client('workflows', operator);
-    assert.ok((await c.getAgentCard()).skills.some((s) => s.id === 'a2a_segments'));
+    // The card lists the definitions as read at most a second ago.
+    await until('the card lists the new definition', async () =>
+      (await c.getAgentCard()).skills.some((s) => s.id === 'a2a_segments'),
+    );
     const done = (await c.sendMessage(send(dataMsg({ task_type: 'a2a_segments', input: { items: [1, 2] } })))) as Task;
     assert.equal(done.status?.state, STATE.completed, JSON.stringify(done.status));
     const executionId = done.metadata?.switchyard_execution_id as string;
@@ -594,6 +597,36 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       async () => (await rest('GET', `/api/v1/workflows/executions/${longId}`)).body.status === 'canceled',
       30_000,
     );
+  });
+
+  it('a message naming many skills costs one read of the definitions, not one per name', async () => {
+    const listed: string[] = [];
+    const query = pool.query.bind(pool) as (...a: unknown[]) => unknown;
+    (pool as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
+      const text = typeof a[0] === 'string' ? a[0] : (a[0] as { text?: string } | undefined)?.text;
+      if (text?.includes('distinct on (id) definition')) listed.push(text);
+      return query(...a);
+    };
+    try {
+      // 2,000 data parts, each naming a skill the endpoint lacks: refused, one name looked up.
+      const parts = Array.from({ length: 2_000 }, (_, i) => ({ kind: 'data', data: { skill: `nope_${i}` } }));
+      const r = await rpc(
+        'workflows',
+        {
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'message/send',
+          params: { message: { kind: 'message', role: 'user', messageId: 'many', parts } },
+        },
+        operator,
+      );
+      assert.equal(r.body.error?.code, -32602, JSON.stringify(r.body).slice(0, 400));
+      assert.match(r.body.error.message, /unknown skill "nope_0"/);
+      // The copy at hand, then once more for the name it lacked.
+      assert.ok(listed.length >= 1 && listed.length <= 2, `${listed.length} reads of the definitions`);
+    } finally {
+      (pool as unknown as { query: unknown }).query = query;
+    }
   });
 
   it('an external A2A agent registered by its card URL takes its skills as task types; a delegated task goes to it with message/send', async () => {

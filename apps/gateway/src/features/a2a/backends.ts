@@ -8,6 +8,7 @@ import { GetAgentCapabilities, GetTask } from '../agents/queries/index.js';
 import { CancelWorkflowExecution } from '../workflows/commands/index.js';
 import { GetExecution, GetWorkflowDefinition, ListWorkflowDefinitions } from '../workflows/queries/index.js';
 import type { WorkflowsService } from '../workflows/workflows.service.js';
+import type { DefinitionListed } from '../workflows/queries/list-workflow-definitions.js';
 import type { ExecutionWaits } from '../workflows/execution-waits.js';
 import type { TaskMoves } from '../agents/task-moves.js';
 import type { NextEventWatch } from '../../events/stream-fanout.js';
@@ -42,22 +43,39 @@ export function taskWorkStatus(v: TaskView): WorkStatus {
   };
 }
 
-/** The capability cards, asked of the dispatcher at most every few seconds. */
-export class CapabilitiesCache {
-  private cached?: { at: number; value: Promise<CapabilitiesReply> };
+/**
+ * One value read at most every `ttlMs` (every caller in that time shares the read in flight or
+ * its answer; a failed read is not kept). `fresh` reads again unless the copy is under
+ * `minAgeMs` old: misses at the same moment share one read.
+ */
+export class CachedValue<T> {
+  private cached?: { at: number; value: Promise<T> };
   constructor(
-    private readonly queries: QueryBus,
+    private readonly load: () => Promise<T>,
     private readonly ttlMs = 5_000,
+    private readonly minAgeMs = 50,
   ) {}
-  get(): Promise<CapabilitiesReply> {
-    if (!this.cached || Date.now() - this.cached.at > this.ttlMs) {
-      const value = this.queries.execute(new GetAgentCapabilities(cid()));
+  get(o: { fresh?: boolean } = {}): Promise<T> {
+    const age = this.cached ? Date.now() - this.cached.at : Infinity;
+    if (age > this.ttlMs || (o.fresh && age >= this.minAgeMs)) {
+      const value = this.load();
       this.cached = { at: Date.now(), value };
       value.catch(() => (this.cached = undefined));
     }
-    return this.cached.value;
+    return this.cached!.value;
   }
 }
+
+/** The capability cards, asked of the dispatcher at most every few seconds. */
+export const capabilitiesCache = (queries: QueryBus): CachedValue<CapabilitiesReply> =>
+  new CachedValue(() => queries.execute(new GetAgentCapabilities(cid())));
+
+/**
+ * The workflow definitions (latest version of each), read at most once a second for the public
+ * card and the skills a message may name (a name not in the copy reads them again).
+ */
+export const definitionsCache = (queries: QueryBus): CachedValue<{ definitions: DefinitionListed[] }> =>
+  new CachedValue(() => queries.execute(new ListWorkflowDefinitions(undefined, undefined)), 1_000);
 
 /** One agent's endpoint: a message is a delegation to that agent (`POST /api/v1/integration/agents/delegate` with `agent` set). */
 export class AgentBackend implements Backend {
@@ -66,7 +84,7 @@ export class AgentBackend implements Backend {
     readonly agent: string,
     private readonly commands: CommandBus,
     private readonly queries: QueryBus,
-    private readonly caps: CapabilitiesCache,
+    private readonly caps: CachedValue<CapabilitiesReply>,
     private readonly moves: TaskMoves,
   ) {}
 
@@ -74,13 +92,12 @@ export class AgentBackend implements Backend {
     return this.moves.watch(id);
   }
 
-  async skills(): Promise<string[]> {
-    const card = (await this.caps.get()).agents.find((a) => a.agent === this.agent);
+  async skills(o: { fresh?: boolean } = {}): Promise<string[]> {
+    const card = (await this.caps.get(o)).agents.find((a) => a.agent === this.agent);
     return card ? card.task_types.map((t) => t.type) : [];
   }
 
-  async resolveSkill(name: string): Promise<string | undefined> {
-    const skills = await this.skills();
+  resolveSkill(name: string, skills: readonly string[]): string | undefined {
     if (skills.includes(name)) return name;
     const { taskType } = resolveTaskType(name);
     return skills.includes(taskType) ? taskType : undefined;
@@ -118,6 +135,7 @@ export class WorkflowBackend implements Backend {
     private readonly commands: CommandBus,
     private readonly queries: QueryBus,
     private readonly waits: ExecutionWaits,
+    private readonly definitions: CachedValue<{ definitions: DefinitionListed[] }>,
   ) {}
 
   /** The end only: an execution is `working` from its start. */
@@ -125,16 +143,12 @@ export class WorkflowBackend implements Backend {
     return this.waits.watchEnd(id);
   }
 
-  async skills(): Promise<string[]> {
-    return [
-      ...new Set(
-        (await this.queries.execute(new ListWorkflowDefinitions(undefined, undefined))).definitions.map((d) => d.id),
-      ),
-    ];
+  async skills(o: { fresh?: boolean } = {}): Promise<string[]> {
+    return [...new Set((await this.definitions.get(o)).definitions.map((d) => d.id))];
   }
 
-  async resolveSkill(name: string): Promise<string | undefined> {
-    return (await this.skills()).includes(name) ? name : undefined;
+  resolveSkill(name: string, skills: readonly string[]): string | undefined {
+    return skills.includes(name) ? name : undefined;
   }
 
   async start(req: WorkRequest, a2aTaskId: string) {

@@ -36,9 +36,10 @@ export interface Backend {
    * this resolves: nothing that happens after the read is missed.
    */
   watch(id: string): Promise<NextEventWatch>;
-  /** The skill a name stands for (aliases included), undefined when this endpoint has none. */
-  resolveSkill(name: string): Promise<string | undefined>;
-  skills(): Promise<string[]>;
+  /** The skill a name stands for among `skills` (aliases included), undefined when this endpoint has none. */
+  resolveSkill(name: string, skills: readonly string[]): string | undefined;
+  /** The endpoint's skills, from a copy a few seconds old at most; `fresh`: read again (a name just registered is found). */
+  skills(o?: { fresh?: boolean }): Promise<string[]>;
 }
 
 const part = (content: Part['content'], mediaType: string): Part => ({

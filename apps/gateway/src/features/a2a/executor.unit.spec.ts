@@ -34,7 +34,7 @@ class ScriptedBackend implements Backend {
     return Promise.resolve<WorkStatus>({ state: 'canceled' });
   }
   resolveSkill(name: string) {
-    return Promise.resolve(name);
+    return name;
   }
   skills() {
     return Promise.resolve(['x']);

@@ -210,27 +210,25 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
 
 const isFinalTask = (t: Task) => t.status !== undefined && FINAL_STATES.includes(t.status.state);
 
+/**
+ * The work a message asks for, its skill resolved against one copy of the endpoint's skills (a
+ * message names one; however many names its parts hold, they cost no read each). A name the
+ * copy lacks is looked up once more in a fresh copy, so a definition registered a moment ago is
+ * found.
+ */
 async function parseFor(backend: Backend, message: SendMessageRequest['message']): Promise<WorkRequest> {
-  const skills = await backend.skills();
-  const byName = new Map<string, string>();
-  for (const name of new Set(collectNames(message))) {
-    const s = await backend.resolveSkill(name);
-    if (s !== undefined) byName.set(name, s);
+  let skills = await backend.skills();
+  let missed = false;
+  const resolve = (n: string) => {
+    const s = backend.resolveSkill(n, skills);
+    if (s === undefined) missed = true;
+    return s;
+  };
+  try {
+    return parseWorkRequest(message, resolve, skills);
+  } catch (err) {
+    if (!missed) throw err;
+    skills = await backend.skills({ fresh: true });
+    return parseWorkRequest(message, (n) => backend.resolveSkill(n, skills), skills);
   }
-  return parseWorkRequest(message, (n) => byName.get(n), skills);
-}
-
-/** Candidate skill names in a message (so resolution, which may be async, runs before the synchronous parse). */
-function collectNames(message: SendMessageRequest['message']): string[] {
-  const out: string[] = [];
-  for (const p of message?.parts ?? []) {
-    if (p.content?.$case === 'data' && p.content.value && typeof p.content.value === 'object') {
-      const v = p.content.value as Record<string, unknown>;
-      for (const k of ['task_type', 'skill']) if (typeof v[k] === 'string') out.push(v[k]);
-    } else if (p.content?.$case === 'text') {
-      const m = /^\s*([A-Za-z0-9_.-]{1,100})/.exec(p.content.value);
-      if (m) out.push(m[1]!);
-    }
-  }
-  return out;
 }

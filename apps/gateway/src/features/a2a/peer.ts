@@ -23,8 +23,9 @@ import { McpGatewayClient } from '../mcp/mcp-client.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import { ExecutionWaits } from '../workflows/execution-waits.js';
 import { TaskMoves } from '../agents/task-moves.js';
-import { ListWorkflowDefinitions } from '../workflows/queries/index.js';
-import { AgentBackend, CapabilitiesCache, WorkflowBackend } from './backends.js';
+import type { CapabilitiesReply } from '@switchyard/contracts';
+import type { DefinitionListed } from '../workflows/queries/list-workflow-definitions.js';
+import { AgentBackend, CachedValue, capabilitiesCache, definitionsCache, WorkflowBackend } from './backends.js';
 import {
   A2A_BASE,
   agentSkills,
@@ -114,7 +115,9 @@ interface Endpoint {
 @Injectable()
 export class A2aPeer implements OnModuleInit, OnModuleDestroy {
   private readonly log: Logger;
-  private readonly caps: CapabilitiesCache;
+  private readonly caps: CachedValue<CapabilitiesReply>;
+  /** The definitions the workflows endpoint's skills and card list (cards are public: one read every few seconds at most). */
+  private readonly definitions: CachedValue<{ definitions: DefinitionListed[] }>;
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly pushStore: PgPushNotificationStore;
   readonly push: PushDelivery;
@@ -139,7 +142,8 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     @Inject(TaskMoves) private readonly taskMoves: TaskMoves,
   ) {
     this.log = logger.child({ component: 'a2a' });
-    this.caps = new CapabilitiesCache(this.queries);
+    this.caps = capabilitiesCache(this.queries);
+    this.definitions = definitionsCache(this.queries);
     this.guard = new EgressGuard(featureOptions.egress ?? egressPolicyFromEnv());
     this.streams = new ConnectionQuota('A2A streams', {
       perCaller: options.eventStreams.perCaller,
@@ -174,7 +178,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     if (known) return known;
     let backend: Backend;
     if (name === WORKFLOWS_ENDPOINT)
-      backend = new WorkflowBackend(this.workflows, this.commands, this.queries, this.waits);
+      backend = new WorkflowBackend(this.workflows, this.commands, this.queries, this.waits, this.definitions);
     else if ((await this.agentNames()).includes(name))
       backend = new AgentBackend(name, this.commands, this.queries, this.caps, this.taskMoves);
     else return undefined;
@@ -221,7 +225,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
   }
 
   private async workflowSkills(): Promise<SkillSource[]> {
-    const { definitions } = await this.queries.execute(new ListWorkflowDefinitions(undefined, undefined));
+    const { definitions } = await this.definitions.get();
     return definitions.map((d) => ({
       id: d.id,
       name: d.name,
