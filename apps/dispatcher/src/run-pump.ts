@@ -2,7 +2,15 @@ import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { agentStartedNotice, serviceSubject } from '@switchyard/contracts';
 import type { CommandResult } from '@switchyard/event-store';
 import { asAppError } from '@switchyard/messaging';
-import { newId, type AppError, type EgressGuard, type ErrorCode, type Logger } from '@switchyard/platform';
+import {
+  newId,
+  redactSecrets,
+  redactSecretValues,
+  type AppError,
+  type EgressGuard,
+  type ErrorCode,
+  type Logger,
+} from '@switchyard/platform';
 import {
   DEFAULT_AGING_MS,
   orderQueue,
@@ -63,7 +71,12 @@ const FATAL: readonly ErrorCode[] = [
 /** How long after a NATS reconnect a run without a start notice is taken for lost (see watchReconnects). */
 const LOST_DISPATCH_CHECK_MS = 5_000;
 
-const toTaskError = (e: AppError): TaskError => ({ code: e.code, message: e.message, details: e.details });
+/** An attempt's error as the task's events keep it, without a credential an agent echoed in it. */
+const toTaskError = (e: AppError): TaskError => ({
+  code: e.code,
+  message: redactSecretValues(e.message),
+  details: redactSecrets(e.details) as Record<string, unknown>,
+});
 
 /**
  * The queue pump and the attempts it launches: a pass places queued tasks by effective priority

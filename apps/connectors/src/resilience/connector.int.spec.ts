@@ -108,6 +108,13 @@ describe('filesystem server over stdio (sandboxed temp root)', () => {
       assert.equal(f.data.attempts, 1, 'a tool error must not be retried');
     }
     assert.equal(fs.breakerState, 'closed', 'tool errors do not count against the breaker');
+    // The server's refusal echoes the path it was given: a credential in it is cut out of the event.
+    const token = 'sk_live_abcdefghijklmnopqrstuvwxyz0123';
+    const echoed = await fs.callTool({ tool: 'read_text_file', arguments: { path: `/etc/Bearer ${token}` } });
+    assert.equal(echoed.isError, true, text(echoed));
+    const last = rec.of('McpToolFailed').at(-1)!;
+    assert.match(String(last.data.error_message), /Bearer \[redacted\]/);
+    assert.doesNotMatch(JSON.stringify(last.data), new RegExp(token));
   });
 
   it('answers an unknown tool with not_found listing the valid tools', async () => {

@@ -12,6 +12,7 @@ import {
   newId,
   pathRoots,
   relativizeDeep,
+  redactSecretValues,
   relativizePaths,
   type Logger,
   sizePayload,
@@ -288,14 +289,18 @@ export class McpConnector {
       }),
     );
     const failed = (raw: AppError, attempts: number, outcome: 'error' | 'rejected'): AppError => {
-      const err = this.roots.length
-        ? new AppError(
-            raw.code,
-            relativizePaths(raw.message, this.roots),
-            relativizeDeep(raw.details, this.roots),
-            raw.retryable,
-          )
-        : raw;
+      // A credential an upstream echoed in its error (a request's headers, a path or URL it was
+      // given) goes neither into the event nor back to the caller.
+      const message = redactSecretValues(this.roots.length ? relativizePaths(raw.message, this.roots) : raw.message);
+      const err =
+        this.roots.length || message !== raw.message
+          ? new AppError(
+              raw.code,
+              message,
+              this.roots.length ? relativizeDeep(raw.details, this.roots) : raw.details,
+              raw.retryable,
+            )
+          : raw;
       const duration = Math.round(performance.now() - t0);
       this.log.warn({ ...logged, code: err.code, attempts, duration }, 'MCP tool call failed');
       this.emit(
@@ -387,7 +392,7 @@ export class McpConnector {
           duration_ms: duration,
           outcome: 'tool_error',
           error_code: 'tool_error',
-          error_message: text.slice(0, 500),
+          error_message: redactSecretValues(text).slice(0, 500),
           attempts,
           result: sized,
           ...corr,
