@@ -7,7 +7,7 @@ import {
   JsonRpcTransportFactory,
   type Client,
 } from '@a2a-js/sdk/client';
-import { AppError, guardedFetch, isAppError, type EgressGuard } from '@switchyard/platform';
+import { AppError, guardedFetch, isAppError, urlOrigin, type EgressGuard } from '@switchyard/platform';
 
 /**
  * External A2A agents: the card read at registration and by every health probe, and a
@@ -58,12 +58,16 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
     });
   } catch (err) {
     if (isAppError(err) && (err.code === 'forbidden' || err.code === 'payload_too_large')) throw err;
-    throw new AppError('unavailable', `the A2A agent card at ${cardUrl} cannot be fetched: ${(err as Error).message}`, {
-      a2a_card_url: cardUrl,
-    });
+    throw new AppError(
+      'unavailable',
+      `the A2A agent card at ${urlOrigin(cardUrl)} cannot be fetched: ${(err as Error).message}`,
+      {
+        a2a_card_url: cardUrl,
+      },
+    );
   }
   if (!res.ok)
-    throw new AppError('unavailable', `the A2A agent card at ${cardUrl} answered ${res.status}`, {
+    throw new AppError('unavailable', `the A2A agent card at ${urlOrigin(cardUrl)} answered ${res.status}`, {
       a2a_card_url: cardUrl,
       status: res.status,
     });
@@ -73,7 +77,7 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
   } catch (err) {
     throw new AppError(
       'validation',
-      `${cardUrl} is not an A2A agent card: ${(err as Error).message}`,
+      `${urlOrigin(cardUrl)} is not an A2A agent card: ${(err as Error).message}`,
       { a2a_card_url: cardUrl },
       false,
     );
@@ -82,7 +86,7 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
   if (!iface?.url)
     throw new AppError(
       'validation',
-      `the A2A agent at ${cardUrl} offers no JSON-RPC interface`,
+      `the A2A agent at ${urlOrigin(cardUrl)} offers no JSON-RPC interface`,
       { a2a_card_url: cardUrl },
       false,
     );
@@ -92,7 +96,7 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
   if (skills.length === 0)
     throw new AppError(
       'validation',
-      `the A2A agent card at ${cardUrl} lists no skills (they become its task types)`,
+      `the A2A agent card at ${urlOrigin(cardUrl)} lists no skills (they become its task types)`,
       { a2a_card_url: cardUrl },
       false,
     );

@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { request, serviceClient } from '@switchyard/messaging';
 import type { ServiceInfo } from '@nats-io/services';
-import { guardedFetch, isAppError, type EgressGuard, type Logger } from '@switchyard/platform';
+import { guardedFetch, isAppError, urlOrigin, type EgressGuard, type Logger } from '@switchyard/platform';
 import type { externalAgentSchema } from '@switchyard/contracts';
 import {
   AGENT_SERVICE_PREFIX,
@@ -176,7 +176,10 @@ export class InstanceRegistry {
       halfOpenTrial: false,
     };
     this.instances.set(key, inst);
-    this.log.info({ agent: a.name, url: inst.url, taskTypes: a.task_types }, 'external HTTP agent registered');
+    this.log.info(
+      { agent: a.name, url: inst.url && urlOrigin(inst.url), taskTypes: a.task_types },
+      'external HTTP agent registered',
+    );
     return inst;
   }
 
@@ -189,7 +192,7 @@ export class InstanceRegistry {
     if (!inst) return undefined;
     this.instances.delete(inst.key);
     inst.healthy = false;
-    this.log.info({ agent: name, url: inst.url }, 'external HTTP agent unregistered');
+    this.log.info({ agent: name, url: inst.url && urlOrigin(inst.url) }, 'external HTTP agent unregistered');
     // Not markDown, which skips an instance already down: the runs there must be handed back regardless.
     this.opts.onDown(inst, 'agent unregistered');
     return inst;

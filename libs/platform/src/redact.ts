@@ -27,6 +27,20 @@ const SECRET_VALUE_PATTERNS: readonly [RegExp, string][] = [
   ],
 ];
 
+/**
+ * Where a URL points (scheme, host and port) and nothing of its user info, path or query, for a
+ * log line or an error message: a Slack or Discord webhook URL is its own credential, and many
+ * receivers take a token in the query.
+ */
+export function urlOrigin(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}/${REDACTED}`;
+  } catch {
+    return REDACTED;
+  }
+}
+
 /** A string with every secret-looking credential in it replaced by `[redacted]`. */
 export function redactSecretValues(text: string): string {
   let out = text;

@@ -1,6 +1,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { REDACTED, redactSecrets, sizePayload } from './redact.js';
+import { REDACTED, redactSecrets, sizePayload, urlOrigin } from './redact.js';
+
+describe('urlOrigin', () => {
+  it('keeps where a URL points, never its user info, path or query', () => {
+    assert.equal(
+      urlOrigin('https://u:p@hooks.slack.com:8443/services/T0/B0/SECRET?token=abc'),
+      `https://hooks.slack.com:8443/${REDACTED}`,
+    );
+    assert.equal(urlOrigin('not a url'), REDACTED);
+  });
+});
 
 describe('redactSecrets', () => {
   it('replaces secret-looking keys at any depth and keeps the rest', () => {

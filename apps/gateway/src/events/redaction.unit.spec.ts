@@ -46,7 +46,7 @@ describe('payload redaction for viewers', () => {
       )['context'],
       REDACTED_PAYLOAD,
     );
-    const other = event('ApiKeyCreated', { id: 'x' });
+    const other = event('ApiKeyRevoked', { id: 'x' });
     assert.equal(redactEventPayloads(other), other);
   });
 
@@ -91,6 +91,10 @@ describe('payload redaction for viewers', () => {
       }),
     ).data as Record<string, unknown>;
     assert.deepEqual(schedule, { name: 'nightly', cron: '0 3 * * *', target: REDACTED_PAYLOAD });
+    const key = redactEventPayloads(
+      event('ApiKeyCreated', { id: 'k1', name: 'ci', role: 'operator', hash: 'scrypt$abc', prefix: 'sy_0' }),
+    ).data as Record<string, unknown>;
+    assert.deepEqual(key, { id: 'k1', name: 'ci', role: 'operator', hash: REDACTED_PAYLOAD, prefix: 'sy_0' });
   });
 
   it('applies only when asked (the caller is a viewer); outside a request nothing is redacted', () => {

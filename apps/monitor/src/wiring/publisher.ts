@@ -2,7 +2,15 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { ExponentialBackoff, handleWhen, retry, type RetryPolicy } from 'cockatiel';
 import type { NatsConnection } from '@switchyard/messaging';
 import type { EventStore } from '@switchyard/event-store';
-import { AppError, EgressGuard, guardedFetch, newId, type EgressPolicy, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  EgressGuard,
+  guardedFetch,
+  newId,
+  urlOrigin,
+  type EgressPolicy,
+  type Logger,
+} from '@switchyard/platform';
 import { shouldNotify, type AlertingEvent } from '../domain/alerts.js';
 import { actorOf, alertingEventTypes, streamOf, type MonitorEvent, type MonitorEventRecord } from '../events.js';
 import { ALERTS_SUBJECT_PREFIX, alertSubject, type AlertEnvelope, type AlertWebhook } from '@switchyard/contracts';
@@ -214,12 +222,15 @@ export class MonitorEventPublisher {
             // A refused address stays refused: no retries.
             if (err instanceof AppError && err.code === 'forbidden') {
               this.log.error(
-                { url, event: body.event, correlationId, reason: err.message },
+                { url: urlOrigin(url), event: body.event, correlationId, reason: err.message },
                 'alert webhook refused by the egress guard',
               );
               throw new WebhookError(err.message, false);
             }
-            this.log.warn({ err, url, attempt, event: body.event, correlationId }, 'alert webhook failed');
+            this.log.warn(
+              { err, url: urlOrigin(url), attempt, event: body.event, correlationId },
+              'alert webhook failed',
+            );
             throw err;
           }
           await res.arrayBuffer().catch(() => undefined);
@@ -227,7 +238,7 @@ export class MonitorEventPublisher {
             // A 4xx other than 408/429 will not get better by sending it again.
             const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
             this.log.warn(
-              { url, status: res.status, attempt, event: body.event, correlationId },
+              { url: urlOrigin(url), status: res.status, attempt, event: body.event, correlationId },
               'alert webhook refused',
             );
             throw new WebhookError(`webhook answered ${res.status}`, retryable);
@@ -235,7 +246,7 @@ export class MonitorEventPublisher {
         });
       } catch (err) {
         this.log.error(
-          { err, url, event: body.event, fingerprint: body.alert.fingerprint, correlationId },
+          { err, url: urlOrigin(url), event: body.event, fingerprint: body.alert.fingerprint, correlationId },
           'alert webhook given up',
         );
       }

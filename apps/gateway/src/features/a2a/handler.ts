@@ -99,7 +99,7 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     params: GetTaskPushNotificationConfigRequest,
     context: ServerCallContext,
   ): Promise<TaskPushNotificationConfig> {
-    return redactPushConfig(await super.getTaskPushNotificationConfig(params, context));
+    return redactPushConfig(await super.getTaskPushNotificationConfig(params, context), !seesPayloads(context));
   }
 
   override async listTaskPushNotificationConfigs(
@@ -107,7 +107,8 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     context: ServerCallContext,
   ): Promise<ListTaskPushNotificationConfigsResponse> {
     const page = await super.listTaskPushNotificationConfigs(params, context);
-    return { ...page, configs: page.configs.map(redactPushConfig) };
+    const cutUrl = !seesPayloads(context);
+    return { ...page, configs: page.configs.map((c) => redactPushConfig(c, cutUrl)) };
   }
 
   override async cancelTask(params: CancelTaskRequest, context: ServerCallContext): Promise<Task> {

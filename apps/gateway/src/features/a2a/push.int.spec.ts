@@ -346,6 +346,23 @@ describe('A2A push notifications through the automation server (SDK client -> ga
       assert.ok(
         !JSON.stringify([configs, one]).includes('tok-1') && !JSON.stringify([configs, one]).includes('cred-1'),
       );
+      // A viewer sees where it goes, not the receiver's path or query (which can be its credential).
+      const made = await fetch(`${base}/api/v1/admin/api-keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'push-viewer', role: 'viewer' }),
+      });
+      const asViewer = await client(((await made.json()) as { key: string }).key);
+      const seen = await asViewer.listTaskPushNotificationConfig({
+        tenant: '',
+        taskId: task.id,
+        pageSize: 0,
+        pageToken: '',
+      });
+      const origin = new URL(rx.url).origin;
+      assert.equal(seen.configs[0]!.url, `${origin}/${REDACTED_PAYLOAD}`);
+      const seenOne = await asViewer.getTaskPushNotificationConfig({ tenant: '', taskId: task.id, id: config!.id });
+      assert.equal(seenOne.url, `${origin}/${REDACTED_PAYLOAD}`);
     } finally {
       await rx.close();
     }

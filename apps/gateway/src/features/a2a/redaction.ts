@@ -1,6 +1,6 @@
 import type { Artifact, Message, Part, StreamResponse, Task, TaskPushNotificationConfig } from '@a2a-js/sdk';
 import type { ServerCallContext, User } from '@a2a-js/sdk/server';
-import { REDACTED_PAYLOAD } from '../../events/redaction.js';
+import { REDACTED_PAYLOAD, redactUrl } from '../../events/redaction.js';
 
 /**
  * The user the gateway hands the A2A SDK: who calls, and whether the key may see payloads
@@ -56,10 +56,12 @@ export function redactStreamResponse(r: StreamResponse): StreamResponse {
  * A push notification config as it is read back, by any key: where it goes, without its token or
  * credentials. They are secrets of the receiver, which whoever set them already holds (the
  * automation server's delivery listing leaves them out too); every other key of any role could
- * otherwise read them.
+ * otherwise read them. For a viewer (`cutUrl`) the URL is cut to its origin as well: a receiver's
+ * URL can carry its own credential in its path or query, as a webhook's does.
  */
-export const redactPushConfig = (c: TaskPushNotificationConfig): TaskPushNotificationConfig => ({
+export const redactPushConfig = (c: TaskPushNotificationConfig, cutUrl = false): TaskPushNotificationConfig => ({
   ...c,
+  url: cutUrl && c.url ? String(redactUrl(c.url)) : c.url,
   token: c.token ? REDACTED_PAYLOAD : c.token,
   authentication: c.authentication
     ? {
