@@ -63,6 +63,9 @@ function objectSchema(schema: unknown): Record<string, unknown> {
   return { type: 'object', properties: {}, additionalProperties: true };
 }
 
+/** How often at most a tool name the catalog lacks makes it read everything again. */
+const MISS_REFRESH_MS = 1_000;
+
 /**
  * The tools and prompts `/mcp` serves, kept current:
  * 1. every `catalogRefreshMs` the connectors' registry (health, breaker, tool names per
@@ -81,6 +84,8 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
   private toolsFingerprint = '';
   private promptsFingerprint = '';
   private refreshedAt = 0;
+  /** When the last refresh began (a name the catalog lacks looks again at most every MISS_REFRESH_MS). */
+  private refreshStartedAt = 0;
   private refreshing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<(what: 'tools' | 'prompts') => void>();
@@ -120,8 +125,11 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
     await this.fresh();
     const found = this.tools.get(name);
     if (found) return found;
-    // A definition registered or a server that came up a moment ago: look once more, now.
-    await this.refresh();
+    // A definition registered or a server that came up a moment ago: look once more, now; but a
+    // refresh reads the registry, every definition and the capability cards, so a stream of
+    // unknown names shares the one in flight or waits MISS_REFRESH_MS for the next.
+    if (this.refreshing) await this.refreshing.catch(() => undefined);
+    else if (Date.now() - this.refreshStartedAt >= MISS_REFRESH_MS) await this.refresh();
     return this.tools.get(name);
   }
 
@@ -143,6 +151,7 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
 
   /** One refresh at a time; concurrent callers share it. */
   refresh(): Promise<void> {
+    if (!this.refreshing) this.refreshStartedAt = Date.now();
     this.refreshing ??= this.doRefresh().finally(() => {
       this.refreshing = undefined;
     });

@@ -94,6 +94,25 @@ describe('MCP endpoint, stateless mode', () => {
       assert.match(JSON.stringify(r.content), /42/);
       const unknown = await client.callTool({ name: 'nope__tool', arguments: {} }).catch((e: Error) => e);
       assert.ok(unknown instanceof Error && /unknown tool/.test(unknown.message));
+      // A stream of unknown names: each answered at once, and the catalog is read again (the
+      // connectors' registry over NATS) about once a second, not once per name.
+      const request = g.nats.request.bind(g.nats);
+      let requests = 0;
+      (g.nats as { request: typeof request }).request = (...a: Parameters<typeof request>) => {
+        requests++;
+        return request(...a);
+      };
+      try {
+        const t0 = Date.now();
+        for (let i = 0; i < 40; i++) {
+          const e = await client.callTool({ name: `nope__tool_${i}`, arguments: {} }).catch((x: Error) => x);
+          assert.ok(e instanceof Error && /unknown tool/.test(e.message));
+        }
+        const seconds = (Date.now() - t0) / 1000;
+        assert.ok(requests <= 2 * (Math.ceil(seconds) + 1), `${requests} NATS requests in ${seconds.toFixed(1)} s`);
+      } finally {
+        (g.nats as { request: typeof request }).request = request;
+      }
     } finally {
       await client.close();
     }
