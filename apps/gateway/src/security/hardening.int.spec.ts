@@ -483,4 +483,20 @@ describe('gateway hardening (audit, redaction, rate limits, input size, SSRF)', 
       }
     });
   });
+
+  // Last: it leaves this address's bad-key budget spent for the window.
+  describe('rate limits: a guesser naming a new key id each time', () => {
+    it('is stopped by its address (10 times the per key id limit), while valid keys from it still answer', async () => {
+      let refusedAfter = -1;
+      for (let i = 0; i < 400 && refusedAfter < 0; i++) {
+        const guess = generateKey().key; // well formed, of an id no key has: a new bucket per id
+        const r = await call('GET', '/api/v1/events?limit=1', guess);
+        if (r.status === 429) refusedAfter = i;
+        else assert.equal(r.status, 401);
+      }
+      assert.ok(refusedAfter > 0 && refusedAfter <= 300, `refused after ${refusedAfter} guesses`);
+      assert.equal((await call('GET', '/api/v1/events?limit=1', viewer.key)).status, 200);
+      assert.equal((await call('GET', '/readyz', undefined)).status, 200);
+    });
+  });
 });

@@ -27,6 +27,13 @@ create table if not exists gateway.rate_limits (
 create index if not exists rate_limits_expire on gateway.rate_limits (expire);
 `;
 
+/** Bad keys one address may present across key ids: ADDRESS_FAILURES_FACTOR times the per key id limit. */
+export const ADDRESS_FAILURES_FACTOR = 10;
+const addressFailures = (o: ResolvedSecurityOptions['rateLimit']): Limit => ({
+  points: o.authFailuresPerIp.points * ADDRESS_FAILURES_FACTOR,
+  durationSec: o.authFailuresPerIp.durationSec,
+});
+
 /** What one limiter said about one request. */
 export interface LimitOutcome {
   readonly allowed: boolean;
@@ -58,6 +65,7 @@ export class RateLimits {
     private readonly perIp: Limiter,
     private readonly perKey: Limiter,
     private readonly authFailures: Limiter,
+    private readonly authFailuresFromAddress: Limiter,
     private readonly limits: ResolvedSecurityOptions['rateLimit'],
     private readonly pool: Pool | undefined,
   ) {}
@@ -74,6 +82,7 @@ export class RateLimits {
         memory(o.perIp, 'ip'),
         memory(o.perKey, 'key'),
         memory(o.authFailuresPerIp, 'authfail'),
+        memory(addressFailures(o), 'authfailip'),
         o,
         undefined,
       );
@@ -137,6 +146,7 @@ export class RateLimits {
       shared(o.perIp, 'ip'),
       shared(o.perKey, 'key'),
       shared(o.authFailuresPerIp, 'authfail'),
+      shared(addressFailures(o), 'authfailip'),
       o,
       pool,
     );
@@ -170,6 +180,13 @@ export class RateLimits {
    */
   failedAuth(bucket: string) {
     return RateLimits.take(this.authFailures, this.limits.authFailuresPerIp, bucket);
+  }
+  /**
+   * Count a bad key against its address, whatever key id it named: a guesser who names a new
+   * id each time opens a new bucket of failedAuth every time, and is stopped here instead.
+   */
+  failedAuthFromAddress(ip: string) {
+    return RateLimits.take(this.authFailuresFromAddress, addressFailures(this.limits), ip);
   }
 
   async close(): Promise<void> {
