@@ -10,6 +10,7 @@ import { cancelExecution } from './api.js';
 import { loadExecution } from './command.js';
 import type { DefinitionStore } from './definitions.js';
 import { forkExecution, retryExecution } from './operations.js';
+import { rerunRefusal } from './tool-policy.js';
 
 /** Why one item of a batch could not be done; `code` goes into BatchItemFailed. */
 export class ExecutionActionError extends Error {
@@ -78,6 +79,13 @@ export async function runExecutionAction(
       }
     }
     case 'retry': {
+      if (action.rerunAs) {
+        const { state } = await loadExecution(store, executionId);
+        if (state.status !== 'not_started') {
+          const refused = await rerunRefusal(ctx.definitions, state.definition, action.rerunAs);
+          if (refused) throw new ExecutionActionError('forbidden', refused.message);
+        }
+      }
       try {
         const r = await retryExecution(store, executionId, {
           reason: `bulk retry (batch ${ctx.batchId})`,

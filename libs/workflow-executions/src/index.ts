@@ -32,6 +32,7 @@ export {
   type SignalResult,
 } from './api.js';
 export { runExecutionAction, ExecutionActionError, type ExecutionActionContext } from './actions.js';
+export { guardedToolsUsed, rerunRefusal, toolRefusal, type ToolCaller } from './tool-policy.js';
 export {
   BatchWorker,
   batchConfigFromEnv,

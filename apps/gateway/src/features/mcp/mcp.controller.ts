@@ -10,7 +10,7 @@ import type { ToolCallOutcome } from './mcp-client.js';
 import { CallMcpTool } from './commands/index.js';
 import { GetMcpServer, GetMcpServersHealth, ListMcpTools, ReadMcpTool } from './queries/index.js';
 import { namedToPositional } from './named-params.js';
-import { assertToolAllowed, type WriterAccess } from './writer-policy.js';
+import { assertToolAllowed, toolAccessOf, type WriterAccess } from './writer-policy.js';
 import {
   analyticsQuery,
   automationTriggerBody,
@@ -61,7 +61,7 @@ export class McpController {
     @Inject(GATEWAY_CONFIG) config: GatewayConfig,
     @Inject(GATEWAY_OPTIONS) options: ResolvedGatewayOptions,
   ) {
-    this.writerAccess = { authEnabled: options.auth.enabled, writesAllowed: config.DATABASE_ALLOW_WRITES === true };
+    this.writerAccess = toolAccessOf(options, config);
   }
 
   @Get('health')

@@ -1,8 +1,11 @@
-import { Controller, Get, HttpCode, Inject, Post } from '@nestjs/common';
+import { Controller, Get, HttpCode, Inject, Post, Req } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { z } from 'zod';
 import type { BatchAction } from '@switchyard/domain';
-import { CorrelationId } from '../../http/context.js';
+import { CorrelationId, type GatewayRequest } from '../../http/context.js';
+import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
+import { toolAccessOf, toolCallerOf } from '../mcp/writer-policy.js';
+import type { ToolCaller } from './deps.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
 import { ZodBody, ZodParams } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
@@ -15,10 +18,12 @@ const links = (id: string) => ({
   cancel: `/api/v1/workflows/batches/${encodeURIComponent(id)}/cancel`,
 });
 
-const actionOf = (a: z.infer<typeof bulkBody>['action']): BatchAction =>
-  a === 'cancel' || a === 'retry'
+const actionOf = (a: z.infer<typeof bulkBody>['action'], rerunAs: ToolCaller): BatchAction =>
+  a === 'cancel'
     ? { kind: a }
-    : { kind: 'fork', definitionVersion: a.fork.definition_version, fromStep: a.fork.from_step };
+    : a === 'retry'
+      ? { kind: a, rerunAs }
+      : { kind: 'fork', definitionVersion: a.fork.definition_version, fromStep: a.fork.from_step };
 
 /**
  * Bulk operations on executions: a batch job, event-sourced (BatchStarted, BatchItemDone/Failed,
@@ -29,6 +34,8 @@ export class BatchesController {
   constructor(
     @Inject(CommandBus) private readonly commands: CommandBus,
     @Inject(QueryBus) private readonly queries: QueryBus,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
   ) {}
 
   @Post('executions/bulk')
@@ -48,10 +55,14 @@ export class BatchesController {
     @ZodBody(bulkBody) b: z.infer<typeof bulkBody>,
     @CorrelationId() correlationId: string,
     @IdempotencyKey() idempotencyKey: string | undefined,
+    @Req() req: GatewayRequest,
   ) {
     const batchId = idempotencyKey !== undefined ? commandIdForKey('batch', idempotencyKey) : undefined;
+    // A retry re-runs each execution's recorded definition: the worker checks each against the
+    // tool policy as this caller (a fork runs a registered version, vetted when registered).
+    const rerunAs = toolCallerOf(req, toolAccessOf(this.options, this.config));
     const r = await this.commands.execute(
-      new StartExecutionBatch(b.filter, actionOf(b.action), correlationId, batchId),
+      new StartExecutionBatch(b.filter, actionOf(b.action, rerunAs), correlationId, batchId),
     );
     const s = r.state;
     return {

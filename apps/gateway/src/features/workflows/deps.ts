@@ -14,6 +14,8 @@ export {
   checkDefinitionVersion,
   executionResult,
   loadExecution,
+  rerunRefusal,
+  type ToolCaller,
 } from '@switchyard/workflow-executions';
 export { getExecutionView, listExecutions, setupWorkflowReadModel } from '@switchyard/read-models';
 // What the command handlers (commands/) call.

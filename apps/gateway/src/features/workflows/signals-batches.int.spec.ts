@@ -481,6 +481,56 @@ describe('signals and bulk operations over real HTTP, PostgreSQL, nats-server an
     }
   });
 
+  it('bulk retry checks each re-run as its caller: an ad-hoc run naming the database writer fails its item (writes disabled here) and is not retried', async () => {
+    failFlaky = true;
+    // Recorded while writes were allowed (no gateway check on this path); its first step fails.
+    const adHoc: WorkflowDefinitionInput = {
+      id: 'bulk_adhoc_writer',
+      version: 1,
+      name: 'ad-hoc writer',
+      steps: [
+        { id: 'first', uses: 'agent:marketing_content', with: { flaky: true } },
+        {
+          id: 'insert',
+          uses: 'mcp:database_writer/query',
+          needs: ['first'],
+          with: { sql: 'insert into business.customers default values' },
+        },
+      ],
+    };
+    const { executionId } = await startExecution(f.store, {
+      definition: adHoc,
+      input: {},
+      correlationId: `adhoc-bulk-${tag}`,
+      actor: 'test',
+    });
+    await ended(executionId, 60_000);
+    await until(
+      'the failed ad-hoc run projected',
+      async () =>
+        (
+          await f.pool.query(
+            `select 1 from read_models.workflow_executions where execution_id = $1 and status = 'failed'`,
+            [executionId],
+          )
+        ).rowCount === 1,
+      30_000,
+    );
+    failFlaky = false;
+    const r = await http('POST', '/api/v1/workflows/executions/bulk', {
+      filter: { definition_id: 'bulk_adhoc_writer', status: 'failed' },
+      action: 'retry',
+    });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    assert.equal(r.body.matched, 1);
+    const b = await batchEnded(r.body.batch_id);
+    assert.deepEqual([b.state, b.done, b.failed], ['completed', 0, 1], JSON.stringify(b));
+    assert.equal(b.failures[0].code, 'forbidden');
+    assert.match(b.failures[0].message, /DATABASE_ALLOW_WRITES/);
+    const events = await f.store.readStream(`workflow_execution-${executionId}`);
+    assert.ok(!events.some((e) => e.type === 'ExecutionRetried'), 'the ad-hoc run was not retried');
+  });
+
   it('bulk cancel of 200 waiting executions survives a restart of its worker mid-batch and cancels each once', async () => {
     const ids = await startWaiting(200);
     const r = await http('POST', '/api/v1/workflows/executions/bulk', {

@@ -7,7 +7,7 @@ import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
 import { AppError } from '@switchyard/platform';
-import { assertToolAllowed, guardedToolsUsed } from '../mcp/writer-policy.js';
+import { assertToolAllowed, guardedToolsUsed, toolAccessOf, toolCallerOf } from '../mcp/writer-policy.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import {
@@ -35,7 +35,7 @@ import {
   ValidateWorkflowDefinition,
 } from './queries/index.js';
 import { EXECUTION_DETAIL_COMPONENT, executionDetailResponse } from './execution-detail.js';
-import { loadExecution } from './deps.js';
+import { loadExecution, rerunRefusal } from './deps.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import {
   adHocBody,
@@ -106,18 +106,12 @@ export class WorkflowsController {
   private async assertMayRunAgain(executionId: string, req: GatewayRequest): Promise<void> {
     const { state } = await loadExecution(this.svc.store, executionId);
     if (state.status === 'not_started') return; // the command answers 404
-    const guarded = guardedToolsUsed(state.definition.steps);
-    if (guarded.length === 0) return;
-    const registered = await this.svc.definitions
-      .get(state.definition.id, state.definition.version)
-      .catch(() => undefined);
-    if (registered && JSON.stringify(registered.definition.steps) === JSON.stringify(state.definition.steps)) return;
-    for (const { server, tool } of guarded) {
-      assertToolAllowed(server, tool, req, {
-        authEnabled: this.options.auth.enabled,
-        writesAllowed: this.config.DATABASE_ALLOW_WRITES === true,
-      });
-    }
+    const refused = await rerunRefusal(
+      this.svc.definitions,
+      state.definition,
+      toolCallerOf(req, toolAccessOf(this.options, this.config)),
+    );
+    if (refused) throw new AppError('forbidden', refused.message, refused.details);
   }
 
   @Get('templates')
@@ -495,12 +489,8 @@ export class AdHocWorkflowController {
     @Req() req: GatewayRequest,
   ) {
     // An ad-hoc step naming the database writer or an admin tool is a direct call: the same rule as POST /mcp/call.
-    for (const { server, tool } of guardedToolsUsed(b.definition.steps as { uses?: unknown }[] | undefined)) {
-      assertToolAllowed(server, tool, req, {
-        authEnabled: this.options.auth.enabled,
-        writesAllowed: this.config.DATABASE_ALLOW_WRITES === true,
-      });
-    }
+    for (const { server, tool } of guardedToolsUsed(b.definition.steps as { uses?: unknown }[] | undefined))
+      assertToolAllowed(server, tool, req, toolAccessOf(this.options, this.config));
     const def = await this.svc.validate({
       version: 1,
       name: String(b.definition.id ?? 'ad-hoc workflow'),

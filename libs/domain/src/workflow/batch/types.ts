@@ -7,7 +7,20 @@ import type { Command, Event } from '../../decider.js';
 /** What a batch does to each matched execution. */
 export type BatchAction =
   | { readonly kind: 'cancel' }
-  | { readonly kind: 'retry' }
+  | {
+      readonly kind: 'retry';
+      /**
+       * Who started the batch, as the tool policy sees them: a retry re-runs the execution's
+       * recorded definition, and one that names a guarded tool (the database writer, the
+       * mailbox) and is not a registered definition needs what an ad-hoc start of it needs.
+       * Absent in batches recorded before it was kept: not checked.
+       */
+      readonly rerunAs?: {
+        readonly role: string | null;
+        readonly authEnabled: boolean;
+        readonly writesAllowed: boolean;
+      };
+    }
   | { readonly kind: 'fork'; readonly definitionVersion: number; readonly fromStep: string };
 
 /** The filter as the caller gave it (kept for the record; the matched set is what counts). */
