@@ -42,6 +42,9 @@ export interface Backend {
   skills(o?: { fresh?: boolean }): Promise<string[]>;
 }
 
+/** Most A2A tasks one gateway follows at once (see WorkExecutor). */
+export const MAX_FOLLOWED_TASKS = 10_000;
+
 const part = (content: Part['content'], mediaType: string): Part => ({
   content,
   mediaType,
@@ -106,10 +109,18 @@ interface Run {
  *    timer per task, which would cost a read per running task per second;
  * 3. publish the result artifact and `completed`, or `failed` with the error, or `canceled`.
  * A cancel over A2A cancels the work in Switchyard first and publishes `canceled`.
+ * What following costs is bounded: the rechecks of all followed tasks add up to at most
+ * `recheckShare` per `recheckMs` (each task's recheck stretches as more are followed), and at
+ * most `maxFollowed` tasks are followed at once; one started past it is published `submitted`
+ * and left to the work itself: a later read (`tasks/get`, `resubscribe`, `cancel`) brings it up
+ * to date and sends its push notifications, as for a task a stopped gateway left running.
  */
 export class WorkExecutor implements AgentExecutor {
   private readonly runs = new Map<string, Run>();
   private stopped = false;
+  private unfollowed = 0;
+  private readonly recheckShare: number;
+  private readonly maxFollowed: number;
 
   constructor(
     private readonly backend: Backend,
@@ -117,14 +128,19 @@ export class WorkExecutor implements AgentExecutor {
     private readonly log: Logger,
     private readonly pollMaxMs = 1_000,
     private readonly recheckMs = 30_000,
-  ) {}
+    bounds: { readonly recheckShare?: number; readonly maxFollowed?: number } = {},
+  ) {
+    this.recheckShare = bounds.recheckShare ?? 1_000;
+    this.maxFollowed = bounds.maxFollowed ?? MAX_FOLLOWED_TASKS;
+  }
 
   execute = async (ctx: RequestContext, bus: ExecutionEventBus): Promise<void> => {
     const { taskId, contextId } = ctx;
     const req = await this.parse(ctx);
     const started = await this.backend.start(req, taskId);
     const run: Run = { backendId: started.id, contextId, canceled: false };
-    this.runs.set(taskId, run);
+    const follow = this.runs.size < this.maxFollowed;
+    if (follow) this.runs.set(taskId, run);
     const log = this.log.child({
       correlationId: currentCorrelationId(),
       a2aTaskId: taskId,
@@ -142,6 +158,14 @@ export class WorkExecutor implements AgentExecutor {
           metadata: { ...started.metadata, skill: req.skill },
         }),
       );
+      if (!follow) {
+        if (this.unfollowed++ % 1_000 === 0)
+          log.warn(
+            { following: this.runs.size, unfollowed: this.unfollowed },
+            'a2a: too many tasks followed at once; this one is brought up to date when it is read',
+          );
+        return;
+      }
       let working = false;
       // Reads after a move (the status may come from a read model a little behind the log).
       let settlingReads = 0;
@@ -199,8 +223,8 @@ export class WorkExecutor implements AgentExecutor {
             return;
           }
           if (watch && w) {
-            // Quiet until it moves, or for recheckMs (then one more read, in case a move was missed).
-            if (await watch.next(this.recheckMs)) {
+            // Quiet until it moves, or for the recheck (then one more read, in case a move was missed).
+            if (await watch.next(this.recheckMs * Math.max(1, this.runs.size / this.recheckShare))) {
               settlingReads = SETTLING_READS;
               wait = 50;
             }
@@ -215,7 +239,7 @@ export class WorkExecutor implements AgentExecutor {
         if (settlingReads > 0) settlingReads--;
       }
     } finally {
-      this.runs.delete(taskId);
+      if (this.runs.get(taskId) === run) this.runs.delete(taskId);
     }
   };
 

@@ -20,6 +20,8 @@ class ScriptedBackend implements Backend {
   state: WorkStatus = { state: 'submitted' };
   statusReads = 0;
   watches = 0;
+  /** How long each quiet wait was (the recheck). */
+  readonly waits: number[] = [];
   private readonly waiting = new Set<(moved: boolean) => void>();
   constructor(private readonly watchFails = false) {}
 
@@ -51,7 +53,7 @@ class ScriptedBackend implements Backend {
     this.waiting.add(listener);
     return Promise.resolve({
       next: (ms: number) =>
-        heard
+        this.waits.push(ms) && heard
           ? Promise.resolve(true)
           : new Promise<boolean>((resolve) => {
               const t = setTimeout(() => resolve(false), ms);
@@ -123,6 +125,39 @@ describe('WorkExecutor follows the work by its moves', () => {
     await done;
     assert.ok(Date.now() - started < 2_000, 'did not wait for the 60 s recheck');
     assert.deepEqual(published.slice(-1), ['status:4']);
+  });
+
+  it('follows at most maxFollowed tasks, and stretches the recheck as more are followed', async () => {
+    const backend = new ScriptedBackend();
+    const published: string[] = [];
+    const bus = {
+      publish: (e: { kind: string; data: { status?: { state: number } } }) =>
+        published.push(e.kind === 'statusUpdate' ? `status:${e.data.status!.state}` : e.kind),
+    } as unknown as ExecutionEventBus;
+    const executor = new WorkExecutor(
+      backend,
+      () => Promise.resolve({ skill: 'x', input: {}, priority: 'normal' }),
+      logger,
+      50,
+      100,
+      { recheckShare: 1, maxFollowed: 2 },
+    );
+    const ctx = (id: string) => ({ taskId: id, contextId: 'c', userMessage: undefined }) as unknown as RequestContext;
+    const first = executor.execute(ctx('t1'), bus);
+    const second = executor.execute(ctx('t2'), bus);
+    await sleep(50);
+    // The third is published submitted and left: no watch, no status read of its own.
+    const watchesBefore = backend.watches;
+    await executor.execute(ctx('t3'), bus);
+    assert.equal(backend.watches, watchesBefore);
+    assert.equal(executor.isRunning('t3'), false);
+    assert.ok(executor.isRunning('t1') && executor.isRunning('t2'));
+    // Two followed, a share of one recheck per 100 ms: each waits 200 ms.
+    assert.ok(backend.waits.length >= 2 && backend.waits.every((ms) => ms === 200), JSON.stringify(backend.waits));
+    backend.move({ state: 'completed', result: 1 });
+    await Promise.all([first, second]);
+    assert.equal(published.filter((p) => p === 'task').length, 3);
+    assert.equal(published.filter((p) => p === 'status:3').length, 2, 'the two followed ones ended');
   });
 
   it('without a watch (the store unreachable) it reads on a backing-off timer and still ends', async () => {
