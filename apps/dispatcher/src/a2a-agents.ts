@@ -62,13 +62,13 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
       'unavailable',
       `the A2A agent card at ${urlOrigin(cardUrl)} cannot be fetched: ${(err as Error).message}`,
       {
-        a2a_card_url: cardUrl,
+        a2a_card_url: urlOrigin(cardUrl),
       },
     );
   }
   if (!res.ok)
     throw new AppError('unavailable', `the A2A agent card at ${urlOrigin(cardUrl)} answered ${res.status}`, {
-      a2a_card_url: cardUrl,
+      a2a_card_url: urlOrigin(cardUrl),
       status: res.status,
     });
   let card: AgentCard;
@@ -78,7 +78,7 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
     throw new AppError(
       'validation',
       `${urlOrigin(cardUrl)} is not an A2A agent card: ${(err as Error).message}`,
-      { a2a_card_url: cardUrl },
+      { a2a_card_url: urlOrigin(cardUrl) },
       false,
     );
   }
@@ -87,7 +87,7 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
     throw new AppError(
       'validation',
       `the A2A agent at ${urlOrigin(cardUrl)} offers no JSON-RPC interface`,
-      { a2a_card_url: cardUrl },
+      { a2a_card_url: urlOrigin(cardUrl) },
       false,
     );
   const skills = [
@@ -97,7 +97,7 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
     throw new AppError(
       'validation',
       `the A2A agent card at ${urlOrigin(cardUrl)} lists no skills (they become its task types)`,
-      { a2a_card_url: cardUrl },
+      { a2a_card_url: urlOrigin(cardUrl) },
       false,
     );
   return { card, url: new URL(iface.url, cardUrl).toString(), skills, description: card.description ?? '' };

@@ -6,7 +6,15 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { codeOfStatus } from '@switchyard/contracts';
 import { request } from '@switchyard/messaging';
-import { AppError, errorCodes, guardedFetch, type EgressGuard, type ErrorCode } from '@switchyard/platform';
+import {
+  AppError,
+  errorCodes,
+  guardedFetch,
+  redactSecretValues,
+  urlOrigin,
+  type EgressGuard,
+  type ErrorCode,
+} from '@switchyard/platform';
 import type { TaskState } from '@switchyard/domain';
 import {
   agentCancelReply,
@@ -96,7 +104,9 @@ export async function callHttp(
   } catch (err) {
     // A refused address is not the agent being down: say so, and do not retry elsewhere for it.
     if (err instanceof AppError && err.code === 'forbidden') throw err;
-    throw new AppError('unavailable', `agent ${inst.agent} at ${inst.url} is unreachable`, { cause: String(err) });
+    throw new AppError('unavailable', `agent ${inst.agent} at ${urlOrigin(inst.url ?? '')} is unreachable`, {
+      cause: redactSecretValues(String(err)),
+    });
   }
   const body: unknown = await res.json().catch(() => undefined);
   if (!res.ok) {

@@ -204,9 +204,17 @@ describe('OpenApiRegistry', () => {
 /** A tiny log for the paging logic: position = 10 * index, recordedAt = minute index. */
 function fakeStore(
   events: RecordedEvent[],
-): Pick<EventStore, 'readAll' | 'readStream' | 'headPosition'> & { reads: number; examined: number } {
+  densePositions = true,
+): Pick<EventStore, 'readAll' | 'readStream' | 'headPosition' | 'densePositions'> & {
+  reads: number;
+  examined: number;
+  windows: (number | undefined)[];
+} {
   const store = {
+    densePositions,
     reads: 0,
+    /** The `until` of each readAll. */
+    windows: [] as (number | undefined)[],
     /** Events a read had to look at (in its window), as a store without a type index does. */
     examined: 0,
     async headPosition() {
@@ -214,6 +222,7 @@ function fakeStore(
     },
     async readAll(o: ReadAllOptions = {}) {
       store.reads++;
+      store.windows.push(o.until);
       const back = o.direction === 'backwards';
       let list = [...events];
       if (back) list = list.reverse();
@@ -346,12 +355,25 @@ describe('readEventsPage', () => {
       }
       assert.equal(requests, 5, `${direction}: the log is ${n} positions long`);
     }
+    // A backwards cursor past the head starts at the head, not at the cursor.
+    const far = await page(store, { type: 'Nope', direction: 'backwards', after: String(10 ** 12) });
+    assert.equal(far.next?.after, (n / 10 - 1) * 10 + 1 - SCAN_CAP);
     // A type that is there fills the page from the first window, as before.
     const found = await page(store, { type: 'TOdd', limit: '3' });
     assert.deepEqual(
       found.events.map((e) => e.position),
       [10, 30, 50],
     );
+  });
+});
+
+describe('readEventsPage on a store whose positions are not dense (EventStoreDB)', () => {
+  it('reads without a window and hands back the last examined event as the cursor', async () => {
+    const store = fakeStore(recorded(SCAN_CAP + 500), false);
+    const p = await page(store, { type: 'Nope', limit: '10' });
+    assert.deepEqual(p.events, []);
+    assert.ok(store.windows.every((w) => w === undefined));
+    assert.equal(p.next, null, 'the store read the log to its end (its own filter)');
   });
 });
 

@@ -128,6 +128,12 @@ export interface EventStore {
   /** The adapter checks `fence` on append and implements raiseFence (PostgreSQL, in-memory; not EventStoreDB). */
   readonly supportsFences?: boolean;
   /**
+   * Positions number the events one by one (gaps only where an append rolled back), so a window
+   * of N positions (ReadAllOptions.until) holds at most N events and any position is a valid
+   * cursor: PostgreSQL, in-memory; not EventStoreDB, whose positions are byte offsets in its log.
+   */
+  readonly densePositions?: boolean;
+  /**
    * Raise the fence `name` to `epoch` (never lowers it). Serialised with appends: once it
    * returns, no append with a lower epoch commits.
    */

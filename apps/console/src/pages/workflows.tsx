@@ -135,6 +135,7 @@ export function ExecutionPage({ id }: { id: string }) {
     try {
       if (held.current.id !== id) held.current = { id, events: [] };
       const [d, more] = await Promise.all([get(`/api/v1/workflows/executions/${id}`), eventsAfter(id, held.current)]);
+      if (held.current.id !== id) return; // the page moved to another execution meanwhile
       // Another load may have added some meanwhile: keep each revision once, in order.
       const known = held.current;
       const lastKnown = known.events.length ? known.events[known.events.length - 1]!.revision : -1;

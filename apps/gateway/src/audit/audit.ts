@@ -71,8 +71,9 @@ const toEntry = (e: RecordedEvent): AuditEntry => ({
 /**
  * Who did what: events of $all whose metadata names an actor, filtered by actor, type
  * and time. The store filters types; actor and time are filtered here, reading batches
- * until the page is full or the window of AUDIT_SCAN_CAP positions is read (see logWindow):
- * then `next` is set even on a short page, so a scan never runs unbounded.
+ * until the page is full or the window of AUDIT_SCAN_CAP positions is read (see logWindow; a
+ * store without one: AUDIT_SCAN_CAP events examined): then `next` is set even on a short page,
+ * so a scan never runs unbounded.
  */
 export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<AuditPage> {
   const types = q.type && q.type.length ? q.type : undefined;
@@ -86,12 +87,14 @@ export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<A
   const out: AuditEntry[] = [];
   let cursor = q.after;
   let ended = false;
+  let scanned = 0;
   const window = await logWindow(store, q.direction, q.after, AUDIT_SCAN_CAP);
-  while (out.length < q.limit && !ended) {
+  // A window bounds what the store examines; without one (EventStoreDB) the events examined here do.
+  while (out.length < q.limit && !ended && scanned < AUDIT_SCAN_CAP) {
     const batch = await store.readAll({
       direction: q.direction,
       maxCount: batchSize,
-      until: window.bound,
+      ...(window ? { until: window.bound } : {}),
       ...(cursor !== undefined ? { after: cursor } : {}),
       ...(types ? { types } : {}),
     });
@@ -102,10 +105,11 @@ export async function readAuditPage(store: EventStore, q: AuditQuery): Promise<A
       if (matches(e)) out.push(toEntry(e));
       if (out.length === q.limit) break;
     }
+    scanned += examined;
     if (batch.length < batchSize && examined === batch.length) {
-      // The window is read: the next request starts past it.
-      cursor = window.bound;
-      ended = window.endsLog;
+      // The window is read: the next request starts past it (no window: the log is read to its end).
+      if (window) cursor = window.bound;
+      ended = window?.endsLog ?? true;
       break;
     }
   }

@@ -28,9 +28,6 @@ export const PAYLOAD_FIELDS: Readonly<Record<string, readonly string[]>> = {
   TaskCompleted: ['result'],
   // What a schedule will send when it fires: a webhook's payload, a workflow's input, an e-mail.
   ScheduleCreated: ['target'],
-  // A key's hash: safe for a generated key, but an operator-chosen admin key of little entropy
-  // could be guessed offline from it.
-  ApiKeyCreated: ['hash'],
 };
 
 /**

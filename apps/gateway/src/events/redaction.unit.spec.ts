@@ -8,7 +8,7 @@ import {
   redactEventPayloads,
   taskViewForCaller,
 } from './redaction.js';
-import type { EventJson } from './schemas.js';
+import { KEY_HASH_WITHHELD, toEventJson, type EventJson } from './schemas.js';
 
 const event = (type: string, data: Record<string, unknown>): EventJson => ({
   id: 'e1',
@@ -91,10 +91,24 @@ describe('payload redaction for viewers', () => {
       }),
     ).data as Record<string, unknown>;
     assert.deepEqual(schedule, { name: 'nightly', cron: '0 3 * * *', target: REDACTED_PAYLOAD });
-    const key = redactEventPayloads(
-      event('ApiKeyCreated', { id: 'k1', name: 'ci', role: 'operator', hash: 'scrypt$abc', prefix: 'sy_0' }),
-    ).data as Record<string, unknown>;
-    assert.deepEqual(key, { id: 'k1', name: 'ci', role: 'operator', hash: REDACTED_PAYLOAD, prefix: 'sy_0' });
+    // A key's hash is served to no role (toEventJson withholds it for everyone).
+    const recordedKey = toEventJson({
+      id: 'e9',
+      streamId: 'apikey-k1',
+      type: 'ApiKeyCreated',
+      revision: 0,
+      position: 9,
+      recordedAt: new Date(0),
+      data: { id: 'k1', name: 'ci', role: 'operator', hash: 'a1b2', prefix: 'sy_0' },
+      metadata: { correlationId: 'c', timestamp: new Date(0).toISOString() },
+    });
+    assert.deepEqual(recordedKey.data, {
+      id: 'k1',
+      name: 'ci',
+      role: 'operator',
+      hash: KEY_HASH_WITHHELD,
+      prefix: 'sy_0',
+    });
   });
 
   it('applies only when asked (the caller is a viewer); outside a request nothing is redacted', () => {

@@ -128,6 +128,19 @@ export const toEventJson = (e: RecordedEvent): EventJson => ({
   revision: e.revision,
   position: e.position,
   recordedAt: e.recordedAt.toISOString(),
-  data: e.data,
+  data: e.type === 'ApiKeyCreated' ? withoutKeyHash(e.data) : e.data,
   metadata: { ...e.metadata },
 });
+
+/** What an API read shows in place of a key's hash. */
+export const KEY_HASH_WITHHELD = '[withheld: the hash of a key is never served]';
+
+/**
+ * An API key's hash stays in the log (the key table is rebuilt from it) but no read serves it, to
+ * any role: an admin key chosen by an operator (SWITCHYARD_ADMIN_KEY) may have little entropy, and
+ * a plain SHA-256 of it could be guessed offline.
+ */
+function withoutKeyHash(data: unknown): unknown {
+  if (!data || typeof data !== 'object' || Array.isArray(data) || !('hash' in data)) return data;
+  return { ...(data as Record<string, unknown>), hash: KEY_HASH_WITHHELD };
+}

@@ -132,8 +132,8 @@ export class RequestTimeouts {
 /**
  * Resolve the caller, before the body is parsed:
  * 0. `/livez` and `/readyz` pass untouched (no limit, no key);
- * 1. per-IP limit (every request), asked together with the key's lookup (and a key verified a
- *    moment ago, its limit): one round trip;
+ * 1. per-IP limit (every request), asked together with the limit of a key verified a moment
+ *    ago: one round trip;
  * 2. the presented key (Authorization: Bearer, or x-api-key) is checked; a bad one is
  *    marked for the guard (401 on any non-public route) and counted against its address
  *    and key id, and against its address across key ids (ten times that limit); past
@@ -166,19 +166,21 @@ export function authentication(
       const ip = clientIp(req);
       const counted: LimitOutcome[] = [];
       const presented = options.auth.enabled ? presentedKey(req.headers) : undefined;
-      // The address's limit, the key's lookup and (for a key verified a moment ago) the key's
-      // limit, all at once: one round trip to the store before the request goes on, not three.
-      // A request the address's limit refuses has then been counted against its key too.
+      // For a key verified a moment ago, the address's limit and the key's are asked at once: one
+      // round trip to the store before the request goes on, not two (a request the address's
+      // limit refuses has then been counted against its key too). Any other key is looked up
+      // only once the address's limit let the request through: an address past its limit
+      // cannot make the gateway query the key table.
       const known = presented === undefined ? undefined : keys.authenticateCached(presented);
-      const [byAddress, key, byKnownKey] = await Promise.all([
+      const [byAddress, byKnownKey] = await Promise.all([
         limits?.ip(ip),
-        known ?? (presented === undefined ? undefined : keys.authenticate(presented)),
         known && limits ? limits.key(known.id) : undefined,
       ]);
       if (byAddress) {
         if (!byAddress.allowed) return tooMany(req, res, 'from this address', byAddress);
         counted.push(byAddress);
       }
+      const key = known ?? (presented === undefined ? undefined : await keys.authenticate(presented));
       if (!options.auth.enabled) {
         rateLimitHeaders(res, counted);
         return next();

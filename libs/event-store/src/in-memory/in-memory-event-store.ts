@@ -25,6 +25,7 @@ import { validateAppend } from '../internal/validate.js';
 export class InMemoryEventStore implements EventStore {
   readonly kind = 'in-memory';
   readonly supportsFences = true;
+  readonly densePositions = true;
   private readonly fences = new Map<string, number>();
   private readonly log: RecordedEvent[] = [];
   private readonly streams = new Map<string, RecordedEvent[]>();

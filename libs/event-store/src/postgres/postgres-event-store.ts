@@ -110,6 +110,7 @@ const COLUMNS = 'position, stream_id, revision, event_id, type, data, metadata, 
 export class PostgresEventStore implements EventStore {
   readonly kind = 'postgres';
   readonly supportsFences = true;
+  readonly densePositions = true;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
   private readonly schema: string;

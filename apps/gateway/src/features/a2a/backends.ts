@@ -60,7 +60,10 @@ export class CachedValue<T> {
     if (age > this.ttlMs || (o.fresh && age >= this.minAgeMs)) {
       const value = this.load();
       this.cached = { at: Date.now(), value };
-      value.catch(() => (this.cached = undefined));
+      // Only this read's failure drops it (not a newer read made meanwhile).
+      value.catch(() => {
+        if (this.cached?.value === value) this.cached = undefined;
+      });
     }
     return this.cached!.value;
   }

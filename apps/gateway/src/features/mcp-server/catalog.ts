@@ -8,7 +8,7 @@ import { LOGGER, NATS_CONNECTION } from '../../tokens.js';
 import { GetAgentCapabilities } from '../agents/queries/index.js';
 import type { ServerHealth } from '../mcp/mcp-client.js';
 import { GetMcpServersHealth } from '../mcp/queries/index.js';
-import { ListWorkflowDefinitions } from '../workflows/queries/index.js';
+import { GetWorkflowDefinition, ListWorkflowDefinitions } from '../workflows/queries/index.js';
 import { MCP_SERVER_OPTIONS, type McpServerOptions } from './options.js';
 import type { ToolKind } from './tool-call.decider.js';
 
@@ -129,8 +129,19 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
     // refresh reads the registry, every definition and the capability cards, so a stream of
     // unknown names shares the one in flight or waits MISS_REFRESH_MS for the next.
     if (this.refreshing) await this.refreshing.catch(() => undefined);
-    else if (Date.now() - this.refreshStartedAt >= MISS_REFRESH_MS) await this.refresh();
+    else if (Date.now() - this.refreshStartedAt >= MISS_REFRESH_MS || (await this.definitionExists(name)))
+      await this.refresh();
     return this.tools.get(name);
+  }
+
+  /** Whether a `workflow__<id>` name is a definition the store has (registered after the last refresh): one indexed read. */
+  private async definitionExists(name: string): Promise<boolean> {
+    const prefix = `workflow${NS}`;
+    if (!name.startsWith(prefix)) return false;
+    return this.queries
+      .execute(new GetWorkflowDefinition(name.slice(prefix.length)))
+      .then(() => true)
+      .catch(() => false);
   }
 
   async listPrompts(): Promise<CatalogPrompt[]> {

@@ -113,6 +113,23 @@ describe('MCP endpoint, stateless mode', () => {
       } finally {
         (g.nats as { request: typeof request }).request = request;
       }
+      // A definition registered right after a refresh is a tool at once: a workflow name the
+      // catalog lacks is looked up in the store before the once-a-second rule applies.
+      await client.listTools();
+      const registered = await fetch(`${g.url}/api/v1/workflows/definitions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${g.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          id: 'fresh_echo',
+          version: 1,
+          name: 'fresh echo',
+          steps: [{ id: 'say', uses: 'mcp:everything/echo', with: { message: 'hi' } }],
+        }),
+      });
+      assert.equal(registered.status, 201, await registered.text());
+      const started = await client.callTool({ name: 'workflow__fresh_echo', arguments: { wait: false } });
+      assert.ok(!started.isError, JSON.stringify(started));
+      assert.ok((started.structuredContent as { execution_id?: string }).execution_id);
     } finally {
       await client.close();
     }
