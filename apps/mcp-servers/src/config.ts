@@ -77,6 +77,9 @@ export const mcpConfigSchema = z.object({
   WEBHOOK_RETRY_FIRST_MS: z.coerce.number().int().min(50).max(86_400_000).default(30_000),
   WEBHOOK_RETRY_MAX_MS: z.coerce.number().int().min(50).max(86_400_000).default(3_600_000),
   WEBHOOK_RETRY_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
+  /** Most webhooks / schedules the automation server keeps (each multiplies what goes out). */
+  AUTOMATION_MAX_WEBHOOKS: z.coerce.number().int().min(1).max(100_000).default(200),
+  AUTOMATION_MAX_SCHEDULES: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
   FILESYSTEM_ROOT: z.string().min(1).default('.data/files'),
   /** Token of the official GitHub server; unset (or empty), the github server is `unconfigured`. */
   GITHUB_PERSONAL_ACCESS_TOKEN: z

@@ -150,6 +150,7 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
           logger,
           guard,
           store,
+          caps: { maxWebhooks: config.AUTOMATION_MAX_WEBHOOKS, maxSchedules: config.AUTOMATION_MAX_SCHEDULES },
           scheduledRetry: {
             firstRetryMs: config.WEBHOOK_RETRY_FIRST_MS,
             maxRetryMs: config.WEBHOOK_RETRY_MAX_MS,

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { AutomationCaps } from './caps.js';
 import type { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
@@ -55,6 +56,8 @@ export interface AutomationDeps {
   readonly scheduledRetry?: { firstRetryMs?: number; maxRetryMs?: number; maxAttempts?: number };
   /** Outgoing mail (`send_email`, e-mail schedule targets); without it they answer `unavailable`. */
   readonly mail?: { transport: MailTransport; from: string; retries?: number };
+  /** Most webhooks and schedules kept (default DEFAULT_AUTOMATION_CAPS). */
+  readonly caps?: Partial<AutomationCaps>;
 }
 
 /**
@@ -90,7 +93,14 @@ export class AutomationService {
         await this.schedules.adoptLegacy();
       },
     });
-    this.webhooks = new Webhooks({ pool, logger: this.log, guard: deps.guard, clock, events: this.events });
+    this.webhooks = new Webhooks({
+      pool,
+      logger: this.log,
+      guard: deps.guard,
+      clock,
+      events: this.events,
+      ...(deps.caps?.maxWebhooks !== undefined ? { maxWebhooks: deps.caps.maxWebhooks } : {}),
+    });
     const webhookByRef = (ref: string) => this.webhooks.byRef(ref);
     this.deliveries = new Deliveries({
       pool,
@@ -109,6 +119,7 @@ export class AutomationService {
       events: this.events,
       webhookByRef,
       hasMail: () => this.deliveries.hasMail,
+      ...(deps.caps?.maxSchedules !== undefined ? { maxSchedules: deps.caps.maxSchedules } : {}),
     });
     this.triggers = new Triggers({ pool, logger: this.log, clock, onTrigger: deps.onTrigger });
   }

@@ -194,6 +194,54 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
         .code,
       'validation',
     );
+    // Six fields take seconds: a schedule may still fire at most once a minute.
+    const often = await fails(client, 'create_schedule', { name: 'often', cron: '*/30 * * * * *', target });
+    assert.equal(often.code, 'validation');
+    assert.match(often.message, /at most once a minute/);
+    const minutely = await ok(client, 'create_schedule', { name: 'minutely-at-0s', cron: '0 * * * * *', target });
+    assert.equal(minutely.schedule.cron, '0 * * * * *');
+    await ok(client, 'delete_schedule', { schedule: 'minutely-at-0s' });
+  });
+
+  it('keeps at most AUTOMATION_MAX_WEBHOOKS webhooks and AUTOMATION_MAX_SCHEDULES schedules, under concurrent creation too', async () => {
+    const capsUrl = await freshDatabase('mcp_auto_caps');
+    const pool = new pg.Pool({ connectionString: capsUrl, max: 8 });
+    pools.push(pool);
+    const capped = new AutomationService({
+      pool,
+      logger: silentLogger,
+      guard,
+      clock,
+      delivery,
+      caps: { maxWebhooks: 2, maxSchedules: 3 },
+    });
+    services.push(capped);
+    await capped.migrate();
+    const hooks = await Promise.allSettled(
+      Array.from({ length: 5 }, (_, i) =>
+        capped.registerWebhook({ name: `cap-${i}`, url: `${sink.base}/ok`, secret: 's3cret-value', events: ['x'] }),
+      ),
+    );
+    assert.equal(hooks.filter((r) => r.status === 'fulfilled').length, 2);
+    for (const r of hooks.filter((x) => x.status === 'rejected'))
+      assert.match(String(r.reason.message), /at most 2 \(AUTOMATION_MAX_WEBHOOKS\)/);
+    assert.equal((await capped.listWebhooks()).length, 2);
+    const target = { kind: 'workflow' as const, template_id: 'tpl', input: {} };
+    const made = await Promise.allSettled(
+      Array.from({ length: 6 }, (_, i) =>
+        capped.createSchedule({ name: `cap-${i}`, cron: '0 9 * * *', timezone: 'UTC', target }),
+      ),
+    );
+    const createdNames = made.flatMap((r) => (r.status === 'fulfilled' ? [r.value.name] : []));
+    assert.equal(createdNames.length, 3);
+    assert.ok(made.every((r) => r.status === 'fulfilled' || (r.reason as { code?: string }).code === 'illegal_state'));
+    // Deleting one makes room for one.
+    await capped.deleteSchedule(createdNames[0]!);
+    await capped.createSchedule({ name: 'cap-again', cron: '0 9 * * *', timezone: 'UTC', target });
+    await assert.rejects(
+      capped.createSchedule({ name: 'cap-over', cron: '0 9 * * *', timezone: 'UTC', target }),
+      /AUTOMATION_MAX_SCHEDULES/,
+    );
   });
 
   it('computes the next fire in the schedule time zone', async () => {

@@ -35,6 +35,29 @@ export function nextFireAfter(cron: string, timezone: string, after: Date): Date
   }
 }
 
+/**
+ * Least time between two fires of a repeating schedule. cron-parser also takes a seconds field
+ * (six fields: every five seconds is possible), and each fire sends a webhook, starts a workflow or sends a mail: a schedule
+ * may fire at most once a minute, as classic cron does.
+ */
+export const MIN_SCHEDULE_INTERVAL_MS = 60_000;
+
+/** Refuses (400) a cron expression two of whose next dozen fires after `first` come closer than MIN_SCHEDULE_INTERVAL_MS. */
+function assertMinInterval(cron: string, timezone: string, first: Date): void {
+  const it = CronExpressionParser.parse(cron, { tz: timezone, currentDate: first });
+  let prev = first.getTime();
+  for (let i = 0; i < 12; i++) {
+    const at = it.next().toDate().getTime();
+    if (at - prev < MIN_SCHEDULE_INTERVAL_MS)
+      throw new AppError(
+        'validation',
+        `cron expression "${cron}" fires ${Math.round((at - prev) / 1000)} s apart; a schedule may fire at most once a minute`,
+        { cron, min_interval_ms: MIN_SCHEDULE_INTERVAL_MS },
+      );
+    prev = at;
+  }
+}
+
 /** `after` of a one-shot schedule: `<n><s|m|h|d|w>`, at most a year. */
 export function afterMs(text: string): number {
   const m = /^([0-9]{1,6})([smhdw])$/.exec(text);
@@ -62,7 +85,11 @@ export function planSchedule(
       fields: ['cron', 'after'],
     });
   }
-  if (cron !== undefined) return { next: nextFireAfter(cron, input.timezone, now), runOnce: false };
+  if (cron !== undefined) {
+    const next = nextFireAfter(cron, input.timezone, now);
+    assertMinInterval(cron, input.timezone, next);
+    return { next, runOnce: false };
+  }
   const next = new Date(now.getTime() + afterMs(after!));
   assertTimezone(input.timezone);
   return { next, runOnce: true };

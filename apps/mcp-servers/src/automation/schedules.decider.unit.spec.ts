@@ -80,6 +80,15 @@ describe('Schedule: none', () => {
       .given([])
       .when(create({ cron: '99 * * * *' }))
       .thenThrows(isCode('validation'));
+    // Seconds are a sixth field: more often than once a minute is refused.
+    spec
+      .given([])
+      .when(create({ cron: '*/10 * * * * *' }))
+      .thenThrows(isCode('validation'));
+    spec
+      .given([])
+      .when(create({ cron: '0,30 * * * * *' }))
+      .thenThrows(isCode('validation'));
     spec
       .given([])
       .when(create({ after: '1h', timezone: 'Nowhere/Land' }))

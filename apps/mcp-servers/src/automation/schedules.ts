@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { AppError, newId, withTransaction, type Logger } from '@switchyard/platform';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
+import { DEFAULT_AUTOMATION_CAPS, underCap } from './caps.js';
 import type { Clock } from './clock.js';
 import { AUTOMATION_ACTOR, type AutomationEventLog } from './events.js';
 import { assertBody, emailMessageShape } from './mail.js';
@@ -164,6 +165,8 @@ export interface SchedulesDeps {
   readonly events: AutomationEventLog;
   readonly webhookByRef: (ref: string) => Promise<WebhookTarget>;
   readonly hasMail: () => boolean;
+  /** Most schedules kept (AUTOMATION_MAX_SCHEDULES). */
+  readonly maxSchedules?: number;
 }
 
 export interface ClaimedFire {
@@ -202,18 +205,24 @@ export class Schedules {
       if (!this.deps.hasMail())
         throw new AppError('unavailable', 'an e-mail schedule needs a mail server: set SMTP_URL', {}, false);
     }
-    const r = await this.command({
-      type: 'CreateSchedule',
-      data: {
-        id: newId(),
-        name: input.name,
-        cron: input.cron,
-        after: input.after,
-        timezone: input.timezone,
-        target: input.target,
-      },
-      metadata,
-    });
+    const max = this.deps.maxSchedules ?? DEFAULT_AUTOMATION_CAPS.maxSchedules;
+    const r = await underCap(
+      this.deps.pool,
+      { table: 'automation.schedules', max, setting: 'AUTOMATION_MAX_SCHEDULES' },
+      () =>
+        this.command({
+          type: 'CreateSchedule',
+          data: {
+            id: newId(),
+            name: input.name,
+            cron: input.cron,
+            after: input.after,
+            timezone: input.timezone,
+            target: input.target,
+          },
+          metadata,
+        }),
+    );
     const d = (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleCreated' }>).data;
     return {
       id: d.id,

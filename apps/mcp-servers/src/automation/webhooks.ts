@@ -8,6 +8,7 @@ import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
 import type { EgressGuard } from '../fetch/egress-guard.js';
+import { DEFAULT_AUTOMATION_CAPS, underCap } from './caps.js';
 import type { Clock } from './clock.js';
 import { AUTOMATION_ACTOR, type AutomationEventLog } from './events.js';
 import {
@@ -90,6 +91,8 @@ export interface WebhooksDeps {
   readonly guard: EgressGuard;
   readonly clock: Clock;
   readonly events: AutomationEventLog;
+  /** Most webhooks kept (AUTOMATION_MAX_WEBHOOKS). */
+  readonly maxWebhooks?: number;
 }
 
 export class Webhooks {
@@ -143,6 +146,18 @@ export class Webhooks {
   ): Promise<Webhook> {
     const url = await this.checkUrl(input.url);
     const id = newId();
+    const max = this.deps.maxWebhooks ?? DEFAULT_AUTOMATION_CAPS.maxWebhooks;
+    return underCap(this.deps.pool, { table: 'automation.webhooks', max, setting: 'AUTOMATION_MAX_WEBHOOKS' }, () =>
+      this.registerChecked(id, url, input, correlationId),
+    );
+  }
+
+  private async registerChecked(
+    id: string,
+    url: string,
+    input: { name: string; secret: string; events: string[] },
+    correlationId: string | undefined,
+  ): Promise<Webhook> {
     const secretId = await this.saveSecret(id, input.secret);
     try {
       const r = await this.command({
