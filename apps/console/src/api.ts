@@ -110,6 +110,17 @@ export const get = <T = any>(path: string): Promise<T> => {
   return api<T>('GET', path);
 };
 
+/** Every workflow definition (latest version of each): the first page (as prefetched), then the rest by cursor. */
+export async function allDefinitions(): Promise<any[]> {
+  let page = await get('/api/v1/workflows/definitions');
+  const out: any[] = [...page.definitions];
+  while (page.next_cursor) {
+    page = await get(`/api/v1/workflows/definitions?limit=200&cursor=${encodeURIComponent(page.next_cursor)}`);
+    out.push(...page.definitions);
+  }
+  return out;
+}
+
 /** Check a key with the whoami route; keep it only when the gateway accepts it. */
 export async function signIn(key: string): Promise<Who> {
   sessionStorage.setItem(KEY, key.trim());

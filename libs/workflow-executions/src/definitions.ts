@@ -119,18 +119,32 @@ export class DefinitionStore {
     if (position !== undefined) await this.waitForReadModel(position);
   }
 
-  /** Latest version of each definition (or every version of one id). */
+  /**
+   * Latest version of each definition (or every version of one id), in (id, version) order;
+   * `after` (the last one a page held: its id, and its version when every version is listed) and
+   * `limit` page it.
+   */
   async list(
-    opts: { id?: string; allVersions?: boolean; source?: 'builtin' | 'user' } = {},
+    opts: {
+      id?: string | undefined;
+      allVersions?: boolean | undefined;
+      source?: 'builtin' | 'user';
+      after?: { id: string; version?: number | undefined } | undefined;
+      limit?: number | undefined;
+    } = {},
   ): Promise<StoredDefinition[]> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (opts.id) where.push(`id = $${args.push(opts.id)}`);
     if (opts.source) where.push(`source = $${args.push(opts.source)}`);
+    if (opts.after && opts.allVersions)
+      where.push(`(id, version) > ($${args.push(opts.after.id)}, $${args.push(opts.after.version ?? MAX_VERSION)})`);
+    else if (opts.after) where.push(`id > $${args.push(opts.after.id)}`);
     const w = where.length ? `where ${where.join(' and ')}` : '';
+    const limit = opts.limit !== undefined ? `limit ${Math.max(1, Math.floor(opts.limit))}` : '';
     const sql = opts.allVersions
-      ? `select definition, source, created_at from ${this.t} ${w} order by id, version`
-      : `select distinct on (id) definition, source, created_at from ${this.t} ${w} order by id, version desc`;
+      ? `select definition, source, created_at from ${this.t} ${w} order by id, version ${limit}`
+      : `select distinct on (id) definition, source, created_at from ${this.t} ${w} order by id, version desc ${limit}`;
     const r = await this.pool.query<DefinitionRow>(sql, args);
     return r.rows.map((x) => ({ definition: x.definition, source: x.source, createdAt: x.created_at.toISOString() }));
   }

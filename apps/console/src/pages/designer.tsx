@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, can, get, json } from '../api';
+import { allDefinitions, api, can, json } from '../api';
 import { Dag } from '../dag';
 import { ErrorNote } from '../ui';
 
@@ -36,7 +36,7 @@ export function DesignerPage() {
   const parseText = (t: string): unknown => (yamlLib ? yamlLib.parse(t) : JSON.parse(t));
   const show = (v: unknown): string => (yamlLib ? yamlLib.stringify(v) : json(v));
   useEffect(() => {
-    get('/api/v1/workflows/definitions').then((d) => setDefs(d.definitions), setError);
+    allDefinitions().then(setDefs, setError);
   }, []);
   // Live validation by the server's own validator, a moment after the last keystroke.
   useEffect(() => {

@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { WorkflowExecutionState } from '@switchyard/domain';
-import { api, can, get, fmtMs, fmtTime, type EventJson } from '../api';
+import { allDefinitions, api, can, get, fmtMs, fmtTime, type EventJson } from '../api';
 import { Dag } from '../dag';
 import { navigate, useLive } from '../router';
 import { ExecutionsList } from './executions';
@@ -13,7 +13,7 @@ export function WorkflowsPage() {
   const [input, setInput] = useState<Record<string, unknown>>({});
   const [error, setError] = useState<unknown>(null);
   useEffect(() => {
-    get('/api/v1/workflows/definitions').then((d) => setDefs(d.definitions), setError);
+    allDefinitions().then(setDefs, setError);
   }, []);
   const def = defs.find((d) => d.id === sel);
   useEffect(() => setInput(initialValue(def?.input as Schema)), [sel, defs.length]);

@@ -39,7 +39,17 @@ export const listQuery = z.strictObject({
 export const cancelBody = z
   .strictObject({ reason: z.string().min(1).max(500).default('canceled by request') })
   .default({ reason: 'canceled by request' });
-export const definitionsQuery = z.strictObject({ id: idOf('definition').optional(), all_versions: boolish.optional() });
+/** Most definitions one page of `GET /definitions` holds (each may be up to WORKFLOW_MAX_DEFINITION_BYTES). */
+export const DEFINITIONS_PAGE_MAX = 200;
+export const definitionsQuery = z.strictObject({
+  id: idOf('definition').optional(),
+  all_versions: boolish.optional(),
+  limit: z.coerce.number().int().min(1).max(DEFINITIONS_PAGE_MAX).default(100),
+  cursor: z
+    .string()
+    .regex(/^[a-z][a-z0-9_-]{0,62}(:[1-9][0-9]{0,9})?$/, 'the next_cursor of the page before')
+    .optional(),
+});
 /** A definition is validated by the domain (`validateDefinition`) so every problem is reported, not just the first. */
 export const definitionBody = z.record(z.string(), z.unknown());
 export const adHocBody = z.strictObject({
@@ -88,6 +98,7 @@ export const definitionDeletedResponse = z.object({
 });
 export const definitionsResponse = z.object({
   definitions: z.array(z.looseObject({ id: z.string(), version: z.number() })),
+  next_cursor: z.string().nullable().describe('The cursor of the next page, null after the last'),
 });
 export const templatesResponse = z.object({
   templates: z.array(

@@ -444,13 +444,17 @@ export class WorkflowsController {
 
   @Get('definitions')
   @ApiRoute({
-    summary: 'Workflow definitions (latest version of each, or every version with all_versions)',
+    summary: 'Workflow definitions (latest version of each, or every version with all_versions), in pages by id',
+    description: 'At most `limit` (1-200, default 100) a page; `cursor` is the `next_cursor` of the page before.',
     tags: ['workflows'],
     role: 'viewer',
     response: { schema: definitionsResponse },
+    errors: [400],
   })
   definitionsList(@ZodQuery(definitionsQuery) q: z.infer<typeof definitionsQuery>) {
-    return this.queries.execute(new ListWorkflowDefinitions(q.id, q.all_versions));
+    return this.queries.execute(
+      new ListWorkflowDefinitions(q.id, q.all_versions, { limit: q.limit, cursor: q.cursor }),
+    );
   }
 }
 

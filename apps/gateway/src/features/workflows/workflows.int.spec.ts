@@ -206,6 +206,42 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     assert.ok(
       defs.body.definitions.some((d: { id: string; source: string }) => d.id === 'two_agents' && d.source === 'user'),
     );
+    assert.equal(defs.body.next_cursor, null);
+    // In pages by id: following next_cursor lists each definition once, in order; every version too.
+    const paged: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await http(
+        'GET',
+        `/api/v1/workflows/definitions?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+      );
+      assert.equal(page.status, 200, JSON.stringify(page.body));
+      assert.ok(page.body.definitions.length <= 2);
+      paged.push(...page.body.definitions.map((d: { id: string }) => d.id));
+      cursor = page.body.next_cursor;
+    } while (cursor);
+    assert.deepEqual(
+      paged,
+      defs.body.definitions.map((d: { id: string }) => d.id),
+    );
+    assert.ok(paged.length > 2, `${paged.length} definitions`);
+    const everyVersion: string[] = [];
+    cursor = null;
+    do {
+      const page = await http(
+        'GET',
+        `/api/v1/workflows/definitions?all_versions=true&limit=1${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+      );
+      everyVersion.push(...page.body.definitions.map((d: { id: string; version: number }) => `${d.id}:${d.version}`));
+      cursor = page.body.next_cursor;
+    } while (cursor);
+    const allAtOnce = await http('GET', '/api/v1/workflows/definitions?all_versions=true&limit=200');
+    assert.deepEqual(
+      everyVersion,
+      allAtOnce.body.definitions.map((d: { id: string; version: number }) => `${d.id}:${d.version}`),
+    );
+    for (const bad of ['limit=0', 'limit=201', 'cursor=Not-An-Id', 'cursor=x:0'])
+      assert.equal((await http('GET', `/api/v1/workflows/definitions?${bad}`)).status, 400, bad);
 
     const bad = await http('POST', '/api/v1/workflows/start/two_agents', { slow: 'x' });
     assert.equal(bad.status, 400);

@@ -6,11 +6,17 @@ import { WorkflowsService } from '../workflows.service.js';
 type Row = Awaited<ReturnType<DefinitionStore['list']>>[number];
 export type DefinitionListed = Row['definition'] & { source: Row['source']; created_at: Row['createdAt'] };
 
-/** Workflow definitions: the latest version of each, or every version. */
-export class ListWorkflowDefinitions extends Query<{ definitions: DefinitionListed[] }> {
+/**
+ * Workflow definitions: the latest version of each, or every version. With `page`, at most
+ * `limit` after the `cursor` of the page before (`<id>`, or `<id>:<version>` with every
+ * version), and `next_cursor` for the rest (null after the last); without, every one (the
+ * gateway's own catalog and cards).
+ */
+export class ListWorkflowDefinitions extends Query<{ definitions: DefinitionListed[]; next_cursor: string | null }> {
   constructor(
     readonly id: string | undefined,
     readonly allVersions: boolean | undefined,
+    readonly page?: { readonly limit: number; readonly cursor?: string | undefined },
   ) {
     super();
   }
@@ -20,7 +26,25 @@ export class ListWorkflowDefinitions extends Query<{ definitions: DefinitionList
 export class ListWorkflowDefinitionsHandler implements IQueryHandler<ListWorkflowDefinitions> {
   constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
   async execute(q: ListWorkflowDefinitions) {
-    const rows = await this.svc.definitions.list({ id: q.id, allVersions: q.allVersions });
-    return { definitions: rows.map((r) => ({ ...r.definition, source: r.source, created_at: r.createdAt })) };
+    const [afterId, afterVersion] = q.page?.cursor?.split(':') ?? [];
+    // One more than the page, to know whether there is a next one.
+    const rows = await this.svc.definitions.list({
+      id: q.id,
+      allVersions: q.allVersions,
+      ...(afterId ? { after: { id: afterId, version: afterVersion ? Number(afterVersion) : undefined } } : {}),
+      ...(q.page ? { limit: q.page.limit + 1 } : {}),
+    });
+    const shown = q.page ? rows.slice(0, q.page.limit) : rows;
+    const last = shown[shown.length - 1];
+    const next_cursor =
+      q.page && rows.length > q.page.limit && last
+        ? q.allVersions
+          ? `${last.definition.id}:${last.definition.version}`
+          : last.definition.id
+        : null;
+    return {
+      definitions: shown.map((r) => ({ ...r.definition, source: r.source, created_at: r.createdAt })),
+      next_cursor,
+    };
   }
 }
