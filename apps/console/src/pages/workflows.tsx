@@ -130,17 +130,19 @@ export function ExecutionPage({ id }: { id: string }) {
   }, []);
   // The events held so far: each load asks only for the ones after them (the gateway answers a
   // page of at most 1,000 at a time), so a long execution is read once, not on every change.
-  const held = useRef<{ id: string; events: EventJson[] }>({ id, events: [] });
+  // `generation` moves on each reset, so a load begun before one (A, then B, then A again) adds nothing.
+  const held = useRef<{ id: string; events: EventJson[]; generation: number }>({ id, events: [], generation: 0 });
   const load = async () => {
     try {
-      if (held.current.id !== id) held.current = { id, events: [] };
+      if (held.current.id !== id) held.current = { id, events: [], generation: held.current.generation + 1 };
+      const generation = held.current.generation;
       const [d, more] = await Promise.all([get(`/api/v1/workflows/executions/${id}`), eventsAfter(id, held.current)]);
-      if (held.current.id !== id) return; // the page moved to another execution meanwhile
+      if (held.current.generation !== generation) return; // the page moved to another execution meanwhile
       // Another load may have added some meanwhile: keep each revision once, in order.
       const known = held.current;
       const lastKnown = known.events.length ? known.events[known.events.length - 1]!.revision : -1;
       const fresh = more.filter((e) => e.revision > lastKnown);
-      if (fresh.length) held.current = { id, events: [...known.events, ...fresh] };
+      if (fresh.length) held.current = { id, events: [...known.events, ...fresh], generation };
       setDetail(d);
       setEvents(held.current.events);
       setError(null);

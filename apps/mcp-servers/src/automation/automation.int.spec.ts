@@ -205,7 +205,8 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
 
   it('keeps at most AUTOMATION_MAX_WEBHOOKS webhooks and AUTOMATION_MAX_SCHEDULES schedules, under concurrent creation too', async () => {
     const capsUrl = await freshDatabase('mcp_auto_caps');
-    const pool = new pg.Pool({ connectionString: capsUrl, max: 8 });
+    // A small pool: creations waiting for their turn must not hold its connections.
+    const pool = new pg.Pool({ connectionString: capsUrl, max: 4, connectionTimeoutMillis: 5_000 });
     pools.push(pool);
     const capped = new AutomationService({
       pool,
@@ -228,7 +229,7 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     assert.equal((await capped.listWebhooks()).length, 2);
     const target = { kind: 'workflow' as const, template_id: 'tpl', input: {} };
     const made = await Promise.allSettled(
-      Array.from({ length: 6 }, (_, i) =>
+      Array.from({ length: 20 }, (_, i) =>
         capped.createSchedule({ name: `cap-${i}`, cron: '0 9 * * *', timezone: 'UTC', target }),
       ),
     );

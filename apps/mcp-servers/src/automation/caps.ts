@@ -9,19 +9,55 @@ export interface AutomationCaps {
 
 export const DEFAULT_AUTOMATION_CAPS: AutomationCaps = { maxWebhooks: 200, maxSchedules: 1_000 };
 
+/** The creation of each kind this process runs now: the next waits for it in memory, holding no connection. */
+const turns = new Map<string, Promise<unknown>>();
+
 /**
  * Run `create` only while `table` holds fewer than `max` rows: every webhook gets every matching
  * event and every schedule fires on its own, so their number is what one caller could multiply
- * the outgoing requests by. Creations of one kind take turns (a transaction-scoped advisory lock
- * held while `create` records and projects), so concurrent ones cannot pass the count together.
+ * the outgoing requests by. Creations of one kind take turns, so concurrent ones cannot pass the
+ * count together: in this process in memory (a waiting creation holds no pool connection, so
+ * the one running always finds the connections it needs), across processes under a
+ * transaction-scoped advisory lock held while `create` records and projects (waited for at most
+ * LOCK_WAIT_MS, then 503).
  */
 export function underCap<T>(
   pool: pg.Pool,
   o: { readonly table: 'automation.webhooks' | 'automation.schedules'; readonly max: number; readonly setting: string },
   create: () => Promise<T>,
 ): Promise<T> {
+  const previous = turns.get(o.table) ?? Promise.resolve();
+  const mine = previous.catch(() => undefined).then(() => counted(pool, o, create));
+  const settled = mine.catch(() => undefined);
+  turns.set(o.table, settled);
+  void settled.then(() => {
+    if (turns.get(o.table) === settled) turns.delete(o.table);
+  });
+  return mine;
+}
+
+/** How long a creation waits for another process's creation of the same kind. */
+const LOCK_WAIT_MS = 10_000;
+
+function counted<T>(
+  pool: pg.Pool,
+  o: { readonly table: 'automation.webhooks' | 'automation.schedules'; readonly max: number; readonly setting: string },
+  create: () => Promise<T>,
+): Promise<T> {
   return withTransaction(pool, async (c) => {
-    await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`switchyard.cap.${o.table}`]);
+    await c.query(`SET LOCAL lock_timeout = ${LOCK_WAIT_MS}`);
+    try {
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`switchyard.cap.${o.table}`]);
+    } catch (err) {
+      if ((err as { code?: string }).code === '55P03')
+        throw new AppError(
+          'unavailable',
+          `another process is creating ${o.table.slice('automation.'.length)}; try again`,
+          {},
+          true,
+        );
+      throw err;
+    }
     const { rows } = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${o.table}`);
     const n = rows[0]?.n ?? 0;
     if (n >= o.max)

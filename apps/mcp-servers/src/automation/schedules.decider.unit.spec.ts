@@ -89,6 +89,14 @@ describe('Schedule: none', () => {
       .given([])
       .when(create({ cron: '0,30 * * * * *' }))
       .thenThrows(isCode('validation'));
+    // Once a minute is fine, also where a time zone's DST change makes the parser's fires come out of order.
+    assert.doesNotThrow(() => planSchedule({ cron: '0 * * * * *', timezone: 'UTC' }, new Date(T0)));
+    assert.doesNotThrow(() =>
+      planSchedule({ cron: '*/15 * * * *', timezone: 'Pacific/Chatham' }, new Date('2026-04-04T13:05:00Z')),
+    );
+    assert.doesNotThrow(() =>
+      planSchedule({ cron: '0,1 * * * *', timezone: 'Australia/Lord_Howe' }, new Date('2026-04-04T14:00:00Z')),
+    );
     spec
       .given([])
       .when(create({ after: '1h', timezone: 'Nowhere/Land' }))
