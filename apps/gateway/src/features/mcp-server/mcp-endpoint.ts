@@ -160,7 +160,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     try {
       assertToolAllowed(
         tool.server!,
-        tool.upstreamName!,
+        tool.upstreamName,
         { apiKey: caller.keyId ? { id: caller.keyId, name: caller.keyName ?? '', role: caller.role } : undefined },
         access,
       );
