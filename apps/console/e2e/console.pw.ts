@@ -184,7 +184,14 @@ test('make an alert rule fire and resolve the alert from the page', async () => 
   const alertId = (await firing.getAttribute('data-alert'))!;
   await accessible(page, 'system');
   await shot(page, 'system');
-  await firing.getByRole('button', { name: 'Resolve' }).click();
+  // The list re-renders as other alerts come and go (under load, CPU usage high): the click must
+  // resolve the alert it was made on, not whichever row took that place.
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && r.url().includes('/resolve')),
+    firing.getByRole('button', { name: 'Resolve' }).click(),
+  ]);
+  expect(answer.url()).toContain(`/api/v1/system/alerts/${alertId}/resolve`);
+  expect(answer.status()).toBe(200);
   await expect(page.locator(`[data-testid="alerts"] tr[data-alert="${alertId}"]`)).toHaveAttribute(
     'data-state',
     'resolved',

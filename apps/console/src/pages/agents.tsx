@@ -60,7 +60,7 @@ export function AgentsPage() {
           const h = health.find((x) => x.agent === a.agent);
           const p = perf.find((x) => x.agent === a.agent);
           return (
-            <article class="card" data-agent={a.agent}>
+            <article key={a.agent} class="card" data-agent={a.agent}>
               <h2>
                 {a.agent} <StatusBadge status={h?.status ?? (a.available ? 'up' : 'down')} />
               </h2>

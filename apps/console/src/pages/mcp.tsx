@@ -54,7 +54,7 @@ export function McpPage() {
         </thead>
         <tbody>
           {servers.map((s) => (
-            <tr data-server={s.server} class={server === s.server ? 'selected' : ''}>
+            <tr key={s.server} data-server={s.server} class={server === s.server ? 'selected' : ''}>
               <td>
                 <button
                   type="button"

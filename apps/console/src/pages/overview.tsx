@@ -195,7 +195,7 @@ export function ExecTable({ items }: { items: any[] }) {
       </thead>
       <tbody>
         {items.map((x) => (
-          <tr data-execution={x.execution_id}>
+          <tr key={x.execution_id} data-execution={x.execution_id}>
             <td>
               <Link href={`/ui/workflows/executions/${x.execution_id}`}>{x.execution_id.slice(0, 8)}</Link>
             </td>

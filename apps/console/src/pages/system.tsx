@@ -166,8 +166,10 @@ export function SystemPage() {
               </td>
             </tr>
           ) : (
+            // Keyed: a row keeps its DOM (and its buttons) when alerts above it come and go, so a
+            // click lands on the alert it was aimed at, not on whichever took that row's place.
             alerts.map((a) => (
-              <tr data-alert={a.id} data-rule={a.ruleId} data-state={a.state}>
+              <tr key={a.id} data-alert={a.id} data-rule={a.ruleId} data-state={a.state}>
                 <td>
                   {a.name}{' '}
                   <small class="muted">
@@ -276,7 +278,7 @@ export function SystemPage() {
             </thead>
             <tbody>
               {rules.map((r) => (
-                <tr data-rule={r.id}>
+                <tr key={r.id} data-rule={r.id}>
                   <td>{r.id}</td>
                   <td>{r.name}</td>
                   <td>

@@ -34,7 +34,7 @@ export function WorkflowsPage() {
         </thead>
         <tbody>
           {defs.map((d) => (
-            <tr data-definition={d.id} class={sel === d.id ? 'selected' : ''}>
+            <tr key={d.id} data-definition={d.id} class={sel === d.id ? 'selected' : ''}>
               <td>
                 <button type="button" class="link" aria-pressed={sel === d.id} onClick={() => setSel(d.id)}>
                   {d.id}
