@@ -31,7 +31,7 @@ import {
   type GatewayConfig,
   type ResolvedGatewayOptions,
 } from '../../tokens.js';
-import { assertToolAllowed, type WriterAccess } from '../mcp/writer-policy.js';
+import { toolRefusal } from '../mcp/writer-policy.js';
 import { currentCorrelationId } from '../../http/context.js';
 import { executionDetailForCaller, redactEventPayloads, redactsPayloadsFor } from '../../events/redaction.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
@@ -148,26 +148,18 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * The REST route's writer policy (database_writer: admin and DATABASE_ALLOW_WRITES), as an
-   * AppError (403) or nothing; workflow and agent tools pass (the same as their REST starts).
+   * The REST routes' tool policy (database_writer: admin and DATABASE_ALLOW_WRITES; the mailbox
+   * tool: admin), as an AppError (403) or nothing; workflow and agent tools pass (the same as
+   * their REST starts).
    */
   private writerRefusal(tool: CatalogTool, caller: McpCaller): AppError | undefined {
     if (tool.kind !== 'upstream') return undefined;
-    const access: WriterAccess = {
+    const refused = toolRefusal(tool.server!, tool.upstreamName, {
+      role: caller.keyId ? caller.role : null,
       authEnabled: this.authEnabled,
       writesAllowed: this.config.DATABASE_ALLOW_WRITES === true,
-    };
-    try {
-      assertToolAllowed(
-        tool.server!,
-        tool.upstreamName,
-        { apiKey: caller.keyId ? { id: caller.keyId, name: caller.keyName ?? '', role: caller.role } : undefined },
-        access,
-      );
-      return undefined;
-    } catch (err) {
-      return isAppError(err) ? err : new AppError('forbidden', String(err));
-    }
+    });
+    return refused && new AppError('forbidden', refused.message, refused.details);
   }
 
   onModuleInit(): void {

@@ -2,7 +2,7 @@ import { AppError } from '@switchyard/platform';
 import { toolRefusal, type ToolCaller } from '@switchyard/workflow-executions';
 import type { GatewayRequest } from '../../http/context.js';
 
-export { guardedToolsUsed } from '@switchyard/workflow-executions';
+export { guardedToolsUsed, toolRefusal } from '@switchyard/workflow-executions';
 
 export interface WriterAccess {
   /** Whether the gateway checks API keys at all (with auth off every caller is trusted). */
@@ -23,11 +23,6 @@ export const toolCallerOf = (req: Pick<GatewayRequest, 'apiKey'>, access: Writer
   authEnabled: access.authEnabled,
   writesAllowed: access.writesAllowed,
 });
-
-/** Throws 403 when the request may not call `server` (a no-op for any server but the writers). */
-export function assertWriterAllowed(server: string, req: Pick<GatewayRequest, 'apiKey'>, access: WriterAccess): void {
-  assertToolAllowed(server, undefined, req, access);
-}
 
 /**
  * Throws 403 when the request may not call `tool` of `server`: the writer servers need an admin

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppError } from '@switchyard/platform';
-import { assertToolAllowed, assertWriterAllowed, guardedToolsUsed } from './writer-policy.js';
+import { assertToolAllowed, guardedToolsUsed } from './writer-policy.js';
 
 const key = (role: string) => ({ apiKey: { id: 'k', role, name: role } });
 const status = (f: () => void): number | 'ok' => {
@@ -19,38 +19,40 @@ describe('database_writer at the gateway', () => {
     const on = { authEnabled: true, writesAllowed: true };
     const off = { authEnabled: true, writesAllowed: false };
     assert.equal(
-      status(() => assertWriterAllowed('database_writer', key('admin'), on)),
+      status(() => assertToolAllowed('database_writer', undefined, key('admin'), on)),
       'ok',
     );
     assert.equal(
-      status(() => assertWriterAllowed('database_writer', key('operator'), on)),
+      status(() => assertToolAllowed('database_writer', undefined, key('operator'), on)),
       403,
     );
     assert.equal(
-      status(() => assertWriterAllowed('database_writer', key('viewer'), on)),
+      status(() => assertToolAllowed('database_writer', undefined, key('viewer'), on)),
       403,
     );
     assert.equal(
-      status(() => assertWriterAllowed('database_writer', {}, on)),
+      status(() => assertToolAllowed('database_writer', undefined, {}, on)),
       403,
     );
     assert.equal(
-      status(() => assertWriterAllowed('database_writer', key('admin'), off)),
+      status(() => assertToolAllowed('database_writer', undefined, key('admin'), off)),
       403,
     );
     assert.equal(
-      status(() => assertWriterAllowed('database_writer', {}, { authEnabled: false, writesAllowed: false })),
+      status(() => assertToolAllowed('database_writer', undefined, {}, { authEnabled: false, writesAllowed: false })),
       403,
     );
     assert.equal(
-      status(() => assertWriterAllowed('database_writer', {}, { authEnabled: false, writesAllowed: true })),
+      status(() => assertToolAllowed('database_writer', undefined, {}, { authEnabled: false, writesAllowed: true })),
       'ok',
     );
   });
 
   it('leaves every other server alone', () => {
     assert.equal(
-      status(() => assertWriterAllowed('database', key('operator'), { authEnabled: true, writesAllowed: false })),
+      status(() =>
+        assertToolAllowed('database', undefined, key('operator'), { authEnabled: true, writesAllowed: false }),
+      ),
       'ok',
     );
   });
