@@ -19,11 +19,6 @@ const PROBLEM_TYPE_HEADER = `${PROBLEM_CONTENT_TYPE}; charset=utf-8`;
 /** Where the request log line finds an unexpected error behind a 5xx (see sendProblem). */
 export const UNEXPECTED_ERROR = Symbol.for('switchyard.gateway.unexpectedError');
 
-/**
- * Map an error to problem+json on the response (a Fastify reply, or the Node response of a
- * hijacked one). An unexpected error is kept on the Node response: the request log line then
- * carries it, with the correlation id, at error level; one line per failure, not two.
- */
 /** `Retry-After` (whole seconds, at least 1) for a refusal whose details say when to come back (`retry_after_ms`). */
 export function retryAfterSeconds(retryAfterMs: unknown): string | undefined {
   return typeof retryAfterMs === 'number' && retryAfterMs >= 0
@@ -31,6 +26,11 @@ export function retryAfterSeconds(retryAfterMs: unknown): string | undefined {
     : undefined;
 }
 
+/**
+ * Map an error to problem+json on the response (a Fastify reply, or the Node response of a
+ * hijacked one). An unexpected error is kept on the Node response: the request log line then
+ * carries it, with the correlation id, at error level; one line per failure, not two.
+ */
 export function sendProblem(err: unknown, req: AnyRequest, res: AnyResponse): void {
   const correlationId = correlationIdOf(req);
   const { problem, unexpected } = toProblem(err, { instance: pathOf(req), correlationId });

@@ -28,7 +28,7 @@ create index if not exists rate_limits_expire on gateway.rate_limits (expire);
 `;
 
 /** Bad keys one address may present across key ids: ADDRESS_FAILURES_FACTOR times the per key id limit. */
-export const ADDRESS_FAILURES_FACTOR = 10;
+const ADDRESS_FAILURES_FACTOR = 10;
 const addressFailures = (o: ResolvedSecurityOptions['rateLimit']): Limit => ({
   points: o.authFailuresPerIp.points * ADDRESS_FAILURES_FACTOR,
   durationSec: o.authFailuresPerIp.durationSec,
