@@ -48,6 +48,8 @@ export function egressFetch(guard: EgressGuard, token: string | undefined, timeo
 
 /** Fetch and read an A2A agent card (0.3 or 1.0 shape). `validation` when it is not a usable card, `unavailable` when it cannot be fetched. */
 export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutMs = 10_000): Promise<A2aCardInfo> {
+  // Errors name the card by its origin: its path or query can carry a credential.
+  const shownUrl = urlOrigin(cardUrl);
   let res: Response;
   try {
     // 1.0 preferred; a 0.3 agent ignores the header and its card is read by the compat layer.
@@ -60,15 +62,15 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
     if (isAppError(err) && (err.code === 'forbidden' || err.code === 'payload_too_large')) throw err;
     throw new AppError(
       'unavailable',
-      `the A2A agent card at ${urlOrigin(cardUrl)} cannot be fetched: ${(err as Error).message}`,
+      `the A2A agent card at ${shownUrl} cannot be fetched: ${(err as Error).message}`,
       {
-        a2a_card_url: urlOrigin(cardUrl),
+        a2a_card_url: shownUrl,
       },
     );
   }
   if (!res.ok)
-    throw new AppError('unavailable', `the A2A agent card at ${urlOrigin(cardUrl)} answered ${res.status}`, {
-      a2a_card_url: urlOrigin(cardUrl),
+    throw new AppError('unavailable', `the A2A agent card at ${shownUrl} answered ${res.status}`, {
+      a2a_card_url: shownUrl,
       status: res.status,
     });
   let card: AgentCard;
@@ -77,8 +79,8 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
   } catch (err) {
     throw new AppError(
       'validation',
-      `${urlOrigin(cardUrl)} is not an A2A agent card: ${(err as Error).message}`,
-      { a2a_card_url: urlOrigin(cardUrl) },
+      `${shownUrl} is not an A2A agent card: ${(err as Error).message}`,
+      { a2a_card_url: shownUrl },
       false,
     );
   }
@@ -86,8 +88,8 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
   if (!iface?.url)
     throw new AppError(
       'validation',
-      `the A2A agent at ${urlOrigin(cardUrl)} offers no JSON-RPC interface`,
-      { a2a_card_url: urlOrigin(cardUrl) },
+      `the A2A agent at ${shownUrl} offers no JSON-RPC interface`,
+      { a2a_card_url: shownUrl },
       false,
     );
   const skills = [
@@ -96,8 +98,8 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
   if (skills.length === 0)
     throw new AppError(
       'validation',
-      `the A2A agent card at ${urlOrigin(cardUrl)} lists no skills (they become its task types)`,
-      { a2a_card_url: urlOrigin(cardUrl) },
+      `the A2A agent card at ${shownUrl} lists no skills (they become its task types)`,
+      { a2a_card_url: shownUrl },
       false,
     );
   return { card, url: new URL(iface.url, cardUrl).toString(), skills, description: card.description ?? '' };

@@ -30,14 +30,14 @@ const SECRET_VALUE_PATTERNS: readonly [RegExp, string][] = [
 /**
  * Where a URL points (scheme, host and port) and nothing of its user info, path or query, for a
  * log line or an error message: a Slack or Discord webhook URL is its own credential, and many
- * receivers take a token in the query.
+ * receivers take a token in the query. `marker` stands for what was cut (and for a value that is no URL).
  */
-export function urlOrigin(url: string): string {
+export function urlOrigin(url: string, marker = REDACTED): string {
   try {
     const u = new URL(url);
-    return `${u.protocol}//${u.host}/${REDACTED}`;
+    return `${u.protocol}//${u.host}/${marker}`;
   } catch {
-    return REDACTED;
+    return marker;
   }
 }
 

@@ -1,3 +1,4 @@
+import { urlOrigin } from '@switchyard/platform';
 import { currentRequestContext } from '../http/context.js';
 import { roleSatisfies, roleSchema } from '../security/roles.js';
 import type { EventJson } from './schemas.js';
@@ -44,12 +45,7 @@ export const URL_FIELDS: Readonly<Record<string, readonly string[]>> = {
 /** `https://hooks.example.com/[redacted: ...]` for a URL (never its user info, path or query); REDACTED_PAYLOAD for anything else. */
 export function redactUrl(value: unknown): unknown {
   if (typeof value !== 'string') return value === null || value === undefined ? value : REDACTED_PAYLOAD;
-  try {
-    const u = new URL(value);
-    return `${u.protocol}//${u.host}/${REDACTED_PAYLOAD}`;
-  } catch {
-    return REDACTED_PAYLOAD;
-  }
+  return urlOrigin(value, REDACTED_PAYLOAD);
 }
 
 /** The event with its payload fields replaced by REDACTED_PAYLOAD and its URL fields cut to their origin (a copy; other events as they are). */

@@ -202,6 +202,8 @@ export class MonitorEventPublisher {
     const key = `${url} ${body.alert.fingerprint}`;
     const prev = this.deliveries.get(key) ?? Promise.resolve();
     const timeoutMs = this.opts.webhookTimeoutMs ?? 5_000;
+    // Logged by its origin: a webhook URL can be its own credential.
+    const shownUrl = urlOrigin(url);
     const next = prev.then(async () => {
       try {
         await this.webhookPolicy.execute(async ({ attempt }) => {
@@ -222,15 +224,12 @@ export class MonitorEventPublisher {
             // A refused address stays refused: no retries.
             if (err instanceof AppError && err.code === 'forbidden') {
               this.log.error(
-                { url: urlOrigin(url), event: body.event, correlationId, reason: err.message },
+                { url: shownUrl, event: body.event, correlationId, reason: err.message },
                 'alert webhook refused by the egress guard',
               );
               throw new WebhookError(err.message, false);
             }
-            this.log.warn(
-              { err, url: urlOrigin(url), attempt, event: body.event, correlationId },
-              'alert webhook failed',
-            );
+            this.log.warn({ err, url: shownUrl, attempt, event: body.event, correlationId }, 'alert webhook failed');
             throw err;
           }
           await res.arrayBuffer().catch(() => undefined);
@@ -238,7 +237,7 @@ export class MonitorEventPublisher {
             // A 4xx other than 408/429 will not get better by sending it again.
             const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
             this.log.warn(
-              { url: urlOrigin(url), status: res.status, attempt, event: body.event, correlationId },
+              { url: shownUrl, status: res.status, attempt, event: body.event, correlationId },
               'alert webhook refused',
             );
             throw new WebhookError(`webhook answered ${res.status}`, retryable);
@@ -246,7 +245,7 @@ export class MonitorEventPublisher {
         });
       } catch (err) {
         this.log.error(
-          { err, url: urlOrigin(url), event: body.event, fingerprint: body.alert.fingerprint, correlationId },
+          { err, url: shownUrl, event: body.event, fingerprint: body.alert.fingerprint, correlationId },
           'alert webhook given up',
         );
       }
