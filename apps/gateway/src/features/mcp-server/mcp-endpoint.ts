@@ -40,6 +40,7 @@ import { GetIntegrationStatus } from '../status/queries/index.js';
 import { GetHealthReport } from '../system/queries/index.js';
 import { SystemMonitorClient } from '../system/system-client.js';
 import { GetExecution, ListExecutions, ReadExecutionStream } from '../workflows/queries/index.js';
+import { nextPageAfter } from '../workflows/queries/page-link.js';
 import { McpServerCatalog, type CatalogTool } from './catalog.js';
 import { MCP_SERVER_OPTIONS, type McpServerOptions } from './options.js';
 import type { Caller } from './tool-calls.js';
@@ -480,7 +481,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
             const executionId = m[1]!;
             const after = m[3] === undefined ? -1 : Number(m[3]);
             const page = await this.queries.execute(new ReadExecutionStream(executionId, after, HISTORY_PAGE_EVENTS));
-            const last = page.events[page.events.length - 1];
+            const nextAfter = nextPageAfter(page.events, page.lastRevision);
             return json({
               execution_id: executionId,
               last_revision: page.lastRevision,
@@ -496,10 +497,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
                 };
               }),
               // The rest, a page at a time: one read never builds a long execution's whole log.
-              next:
-                last && last.revision < page.lastRevision
-                  ? `switchyard://executions/${executionId}/history?after=${last.revision}`
-                  : null,
+              next: nextAfter === null ? null : `switchyard://executions/${executionId}/history?after=${nextAfter}`,
             });
           }
           return json(executionDetailForCaller((await this.queries.execute(new GetExecution(m[1]!))).detail, redact));

@@ -1,5 +1,11 @@
 import type { RecordedEvent } from '@switchyard/event-store';
 
+/** The revision the page after `events` starts after, or null when they reach the stream's last revision. */
+export function nextPageAfter(events: readonly Pick<RecordedEvent, 'revision'>[], lastRevision: number): number | null {
+  const last = events[events.length - 1];
+  return last && last.revision < lastRevision ? last.revision : null;
+}
+
 /**
  * The link to the page after `events` of an execution's route (`events` or `history`), or null
  * when they reach the stream's last revision.
@@ -11,8 +17,8 @@ export function nextExecutionPage(
   lastRevision: number,
   limit: number,
 ): string | null {
-  const last = events[events.length - 1];
-  if (!last || last.revision >= lastRevision) return null;
-  const query = new URLSearchParams({ after: String(last.revision), limit: String(limit) });
+  const after = nextPageAfter(events, lastRevision);
+  if (after === null) return null;
+  const query = new URLSearchParams({ after: String(after), limit: String(limit) });
   return `/api/v1/workflows/executions/${encodeURIComponent(executionId)}/${route}?${query.toString()}`;
 }
