@@ -159,19 +159,24 @@ describe('database MCP server (real Postgres, Streamable HTTP)', () => {
   it('refuses a result larger than its byte cap (one huge value or many rows) and goes on serving', async () => {
     const capped = await startMcpHttpServer({
       name: 'db-capped',
-      serverFactory: () => createDatabaseServer({ pool, logger: silentLogger, maxResultBytes: 64 * 1024 }),
+      // A statement timeout far above what the server needs to build the value, so a busy
+      // machine cannot turn the byte cap's refusal into a timeout.
+      serverFactory: () =>
+        createDatabaseServer({ pool, logger: silentLogger, maxResultBytes: 64 * 1024, statementTimeoutMs: 120_000 }),
       port: 0,
       logger: silentLogger,
     });
     const c = await httpClient(capped.url);
     try {
       const rssBefore = process.memoryUsage().rss;
-      // 200 MB in one value: the row cap cannot bound it; the byte cap stops it on the wire.
-      const huge = await fails(c, 'query', { sql: "SELECT repeat('x', 200000000) AS v" });
+      // 64 MB in one value: the row cap cannot bound it; the byte cap stops it on the wire.
+      // Buffered whole, pg would hold the 64 MB message and then its 64 MB string; cut at
+      // 64 KB the process grows by far less than one copy.
+      const huge = await fails(c, 'query', { sql: "SELECT repeat('x', 64000000) AS v" });
       assert.equal(huge.code, 'result_too_large');
       assert.match(huge.message, /DATABASE_MAX_RESULT_BYTES/);
       const grew = process.memoryUsage().rss - rssBefore;
-      assert.ok(grew < 100 * 1024 * 1024, `the process grew ${Math.round(grew / 1048576)} MB`);
+      assert.ok(grew < 32 * 1024 * 1024, `the process grew ${Math.round(grew / 1048576)} MB`);
       const wide = await fails(c, 'query', { sql: "SELECT repeat('y', 1000) AS v FROM generate_series(1, 500)" });
       assert.equal(wide.code, 'result_too_large');
       // Under the cap, and on the connections that remain, the same tool answers.
