@@ -15,14 +15,17 @@ export const REDACTED = '[redacted]';
 const SECRET_VALUE_PATTERNS: readonly [RegExp, string][] = [
   [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
   [/\bsy_[0-9a-f]{16}_[A-Za-z0-9_-]{32,128}/g, REDACTED],
-  // JSON text (an echoed request, a config file read): `"x-api-key": "..."` and the like.
+  // JSON text (an echoed request, a config file read): `"x-api-key": "..."` and the like. The
+  // key's text around the keyword is bounded (a key name is short): unbounded, a quote with no
+  // closing one followed by many keywords made each keyword scan to the end and back, so 256 KB
+  // of `"tokentoken…` took 14 s of one thread.
   [
-    /("[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"/gi,
+    /("[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}"\s*:\s*)"(?:[^"\\]|\\.)*"/gi,
     `$1"${REDACTED}"`,
   ],
   // The same inside JSON that was itself put in a JSON string (a tool's text block): `\"x-api-key\":\"...\"`.
   [
-    /(\\"[^"\\]*(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]*\\"\s*:\s*)\\"(?:[^"\\]|\\\\.|\\[^"])*\\"/gi,
+    /(\\"[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}\\"\s*:\s*)\\"(?:[^"\\]|\\\\.|\\[^"])*\\"/gi,
     `$1\\"${REDACTED}\\"`,
   ],
 ];
@@ -85,5 +88,24 @@ export function sizePayload(value: unknown, maxChars: number): SizedPayload {
     json = '"[unserializable]"';
   }
   if (json.length <= maxChars) return { value: redacted ?? null, size: json.length, truncated: false };
-  return { value: `${json.slice(0, maxChars)}…`, size: json.length, truncated: true };
+  return { value: `${cutAtCodePoint(json, maxChars)}…`, size: json.length, truncated: true };
+}
+
+/**
+ * `text` cut to at most `maxChars` UTF-16 units without splitting a surrogate pair: half of an
+ * emoji is a lone surrogate, which PostgreSQL's jsonb refuses to store.
+ */
+export function cutAtCodePoint(text: string, maxChars: number): string {
+  if (text.length <= maxChars) return text;
+  const last = text.charCodeAt(maxChars - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? maxChars - 1 : maxChars);
+}
+
+/**
+ * A possibly huge text (an upstream's error page, a tool's error output) redacted and cut to
+ * `maxChars`: only a bounded head is scanned, long enough that a credential starting before the
+ * cut is still whole when the patterns look at it.
+ */
+export function redactedHead(text: string, maxChars: number): string {
+  return cutAtCodePoint(redactSecretValues(cutAtCodePoint(text, maxChars + 512)), maxChars);
 }

@@ -1,6 +1,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { REDACTED, redactSecrets, sizePayload, urlOrigin } from './redact.js';
+import {
+  REDACTED,
+  cutAtCodePoint,
+  redactSecretValues,
+  redactSecrets,
+  redactedHead,
+  sizePayload,
+  urlOrigin,
+} from './redact.js';
 
 describe('urlOrigin', () => {
   it('keeps where a URL points, never its user info, path or query', () => {
@@ -51,6 +59,24 @@ describe('redactSecrets', () => {
     assert.ok(json.includes('Bearer [redacted]'));
   });
 
+  // Before the key-name runs were bounded, 256 KB of the first shape took 14 s and 1 MB (the
+  // gateway's body limit) about 200 s of one thread: one tool call froze the connectors process.
+  // The timeout is a freeze guard far above the linear cost, not a speed figure.
+  it('scans adversarial text in linear time: quotes with no closing one and many keywords', { timeout: 30_000 }, () => {
+    const shapes = [
+      '"' + 'token'.repeat(200_000),
+      '\\"' + 'password'.repeat(125_000),
+      '"a_token"' + ' '.repeat(1_000_000),
+      '"secret":"' + 'x'.repeat(1_000_000),
+      ('"' + 'cookie'.repeat(20)).repeat(8_000),
+      'Bearer ' + ' '.repeat(1_000_000) + 'x',
+    ];
+    for (const text of shapes) assert.equal(typeof redactSecretValues(text), 'string');
+    // Still redacts what it must beside that text.
+    const mixed = '"' + 'token'.repeat(50_000) + ' {"x-api-key": "k3y-v4lue"}';
+    assert.doesNotMatch(redactSecretValues(mixed), /k3y-v4lue/);
+  });
+
   it('leaves scalars and null alone', () => {
     assert.equal(redactSecrets('token'), 'token');
     assert.equal(redactSecrets(null), null);
@@ -70,5 +96,25 @@ describe('sizePayload', () => {
     assert.ok((p.value as string).length <= 51);
     assert.ok(p.size > 1000);
     assert.doesNotMatch(JSON.stringify(p), /hunter2/);
+  });
+
+  it('never cuts a surrogate pair in half', () => {
+    const p = sizePayload({ text: '😀'.repeat(100) }, 42);
+    const preview = p.value as string;
+    const code = preview.charCodeAt(preview.length - 2);
+    assert.ok(!(code >= 0xd800 && code <= 0xdbff), 'the preview ends in a lone high surrogate');
+    assert.equal(cutAtCodePoint('a😀', 2), 'a');
+    assert.equal(cutAtCodePoint('a😀', 3), 'a😀');
+  });
+});
+
+describe('redactedHead', () => {
+  it('redacts a credential that straddles the cut, and scans only a bounded head', () => {
+    // Cut first, the token's first 5 characters would be left too short to be recognised.
+    const text = 'x'.repeat(487) + ' Bearer abcdefghijklmnop ' + 'y'.repeat(5_000_000);
+    const out = redactedHead(text, 500);
+    assert.equal(out.length, 500);
+    assert.doesNotMatch(out, /abcde/);
+    assert.match(out, /Bearer \[reda$/);
   });
 });

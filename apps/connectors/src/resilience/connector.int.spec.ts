@@ -193,6 +193,43 @@ describe('everything server over stdio: calls, errors, crash and recovery', () =
     assert.equal(rec.count('McpToolCalled') - calledBefore, 2, 'another key runs again');
   });
 
+  it('keeps results for their keys within a byte budget; one too large for any reply is kept as its refusal', async () => {
+    const rec2 = new EventRecorder();
+    const capped = new McpConnector({
+      config: parseServerConfig({
+        name: 'everything-capped',
+        role: 'other',
+        transport: { kind: 'stdio', command: process.execPath, args: [everythingBin(), 'stdio'] },
+        ...fast,
+      }),
+      logger,
+      onEvent: rec2.sink,
+      maxCachedResultChars: 2_000,
+      cachedResultsBudgetChars: 5_000,
+    });
+    await capped.start();
+    try {
+      const runs = () => rec2.count('McpToolCalled');
+      const call = (key: string, chars: number) =>
+        capped.callTool({ tool: 'echo', arguments: { message: 'm'.repeat(chars) }, idempotency_key: key });
+      // Too large to keep: the first caller gets it, a repeat gets the refusal without a second run.
+      assert.equal(text(await call('big', 3_000)).length, 'Echo: '.length + 3_000);
+      const before = runs();
+      await assert.rejects(call('big', 3_000), (e: unknown) => (e as { code?: string }).code === 'result_too_large');
+      assert.equal(runs(), before, 'the tool did not run again');
+      // Five results of about 1.5 KB: the budget (5 KB) keeps the newest three.
+      for (const k of ['k1', 'k2', 'k3', 'k4', 'k5']) await call(k, 1_500);
+      const kept = runs();
+      await call('k5', 1_500);
+      await call('k3', 1_500);
+      assert.equal(runs(), kept, 'the newest results are answered from the cache');
+      await call('k1', 1_500);
+      assert.equal(runs(), kept + 1, 'the oldest result was dropped for the budget, so its key runs again');
+    } finally {
+      await capped.close();
+    }
+  });
+
   it('does not count JSON-RPC errors (unknown prompt) against the breaker', async () => {
     for (let i = 0; i < 5; i++) await expectAppError(ev.getPrompt('no-such-prompt'), 'validation');
     assert.equal(ev.breakerState, 'closed');

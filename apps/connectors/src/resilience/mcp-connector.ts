@@ -13,6 +13,7 @@ import {
   pathRoots,
   relativizeDeep,
   redactSecretValues,
+  redactedHead,
   relativizePaths,
   type Logger,
   sizePayload,
@@ -36,6 +37,14 @@ export interface McpConnectorOptions {
   readonly onEvent?: McpEventSink;
   /** How long a finished call's result is kept for its idempotency key (default 10 min). */
   readonly idempotencyTtlMs?: number;
+  /**
+   * The largest result (characters of its JSON) kept for its idempotency key (default 1 MiB, the
+   * most one NATS reply carries: a larger one reaches no caller). A larger result is remembered
+   * as refused (`result_too_large`), so a retry with the key does not run the tool again.
+   */
+  readonly maxCachedResultChars?: number;
+  /** The characters of all results kept for their keys together (default 64 MiB); the oldest go first. */
+  readonly cachedResultsBudgetChars?: number;
   /**
    * Keyed calls shared with the other connectors processes (a NATS KV bucket): a retry with the
    * same key on another process gets the same result, and joins a call still running there.
@@ -95,6 +104,15 @@ export interface McpConnectorHealth extends Omit<McpSessionHealth, 'state'> {
 export type ToolInfo = Tool;
 
 const IDEMPOTENCY_MAX = 1_000;
+const MAX_CACHED_RESULT_CHARS = 1_048_576;
+const CACHED_RESULTS_BUDGET_CHARS = 64 * 1_048_576;
+
+/** A finished or running keyed call, kept for its key: `chars` counts once the result is in. */
+interface RememberedCall {
+  readonly expires: number;
+  result: Promise<CallToolResult>;
+  chars: number;
+}
 
 /**
  * One server behind its resilience policies: the McpSession plus timeout, retry (transient
@@ -111,7 +129,11 @@ export class McpConnector {
   private readonly log: Logger;
   private probeTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly idempotent = new Map<string, { expires: number; result: Promise<CallToolResult> }>();
+  private readonly idempotent = new Map<string, RememberedCall>();
+  /** The characters of the results `idempotent` holds (see cachedResultsBudgetChars). */
+  private idempotentChars = 0;
+  /** The size runCall measured of a result it returned (its redacted JSON), so it is not measured twice. */
+  private readonly resultChars = new WeakMap<CallToolResult, number>();
   /** Keyed calls in flight, so a cancel naming the key can stop them (see cancelCall). */
   private readonly running = new Map<string, AbortController>();
   /** Keyed calls in flight that had to wait: where they are and who wants to know. */
@@ -235,9 +257,12 @@ export class McpConnector {
         : execute();
     } else run = this.runCall(req);
     if (key) {
-      this.remember(key, run);
-      // Only a definitive answer is kept: a failed call may be tried again with the same key.
-      run.catch(() => this.idempotent.delete(key));
+      const entry = this.remember(key, run);
+      run.then(
+        (result) => this.settled(key, entry, result),
+        // Only a definitive answer is kept: a failed call may be tried again with the same key.
+        () => this.forget(key, entry),
+      );
     }
     return run;
   }
@@ -381,6 +406,7 @@ export class McpConnector {
     result = relativizeDeep(result, this.roots);
     const duration = Math.round(performance.now() - t0);
     const sized = sizePayload(result, cfg.payload_log.max_chars);
+    this.resultChars.set(result, sized.size);
     if (result.isError) {
       const text = firstText(result);
       this.log.info({ ...logged, attempts, duration }, 'MCP tool returned an error result');
@@ -392,7 +418,7 @@ export class McpConnector {
           duration_ms: duration,
           outcome: 'tool_error',
           error_code: 'tool_error',
-          error_message: redactSecretValues(text).slice(0, 500),
+          error_message: redactedHead(text, 500),
           attempts,
           result: sized,
           ...corr,
@@ -501,13 +527,57 @@ export class McpConnector {
     this.probeTimer.unref();
   }
 
-  private remember(key: string, result: Promise<CallToolResult>): void {
+  private remember(key: string, result: Promise<CallToolResult>): RememberedCall {
     const now = Date.now();
     if (this.idempotent.size >= IDEMPOTENCY_MAX) {
       for (const [k, v] of this.idempotent)
-        if (v.expires <= now || this.idempotent.size >= IDEMPOTENCY_MAX) this.idempotent.delete(k);
+        if (v.expires <= now || this.idempotent.size >= IDEMPOTENCY_MAX) this.forget(k, v);
     }
-    this.idempotent.set(key, { expires: now + (this.opts.idempotencyTtlMs ?? 600_000), result });
+    const previous = this.idempotent.get(key);
+    if (previous) this.forget(key, previous);
+    const entry: RememberedCall = { expires: now + (this.opts.idempotencyTtlMs ?? 600_000), result, chars: 0 };
+    this.idempotent.set(key, entry);
+    return entry;
+  }
+
+  /**
+   * A keyed call's result is in: counted against the budget, or, too large for any reply,
+   * kept as its refusal only. Without a bound on bytes, 1,000 keys of a 20 MB file read held
+   * 20 GB for ten minutes, every one of them answered 413.
+   */
+  private settled(key: string, entry: RememberedCall, result: CallToolResult): void {
+    if (this.idempotent.get(key) !== entry) return;
+    const chars = this.resultChars.get(result) ?? (JSON.stringify(result) ?? '').length;
+    const max = this.opts.maxCachedResultChars ?? MAX_CACHED_RESULT_CHARS;
+    if (chars > max) {
+      const refused = Promise.reject(
+        new AppError(
+          'result_too_large',
+          `the result of ${this.name}/${key.split('\u0000')[0]} is larger than ${max} characters`,
+          {
+            server: this.name,
+            chars,
+            max_chars: max,
+          },
+        ),
+      );
+      refused.catch(() => undefined);
+      entry.result = refused;
+      return;
+    }
+    entry.chars = chars;
+    this.idempotentChars += chars;
+    const budget = this.opts.cachedResultsBudgetChars ?? CACHED_RESULTS_BUDGET_CHARS;
+    for (const [k, v] of this.idempotent) {
+      if (this.idempotentChars <= budget) break;
+      if (v !== entry && v.chars > 0) this.forget(k, v);
+    }
+  }
+
+  private forget(key: string, entry: RememberedCall): void {
+    if (this.idempotent.get(key) !== entry) return;
+    this.idempotent.delete(key);
+    this.idempotentChars -= entry.chars;
   }
 
   private emit(event: McpEvent): void {

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { ServerNotification } from '@modelcontextprotocol/sdk/types.js';
-import { sizePayload, AppError, isAppError, newId, redactSecretValues, type Logger } from '@switchyard/platform';
+import { sizePayload, AppError, isAppError, newId, redactedHead, type Logger } from '@switchyard/platform';
 import type { EventStore } from '@switchyard/event-store';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { CancelTask, DelegateTask } from '../agents/commands/index.js';
@@ -186,7 +186,7 @@ export class McpToolCalls {
               tool: tool.name,
               duration_ms,
               error_code: failure.code,
-              error_message: redactSecretValues(failure.message).slice(0, 2_000),
+              error_message: redactedHead(failure.message, 2_000),
               ...refs,
               at,
             },
