@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { headers as natsHeaders } from '@nats-io/nats-core';
+import { MsgHdrsImpl, type MsgHdrs } from '@nats-io/nats-core';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import {
   EVENTS_STREAM,
@@ -7,12 +7,77 @@ import {
   eventSubject,
   headerNames,
   toEventEnvelope,
+  type EventEnvelope,
 } from '@switchyard/contracts';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
 import { backoffMs, type Logger } from '@switchyard/platform';
 import type { RelayCheckpointStore } from './checkpoint-store.js';
 
 const encoder = new TextEncoder();
+
+/** Header on an oversize event's stub: the size in bytes of the message that could not be published. */
+export const OVERSIZE_HEADER = 'Switchyard-Oversize';
+
+/** Gateway path that returns the one event at `position` (`after` is exclusive, so -1 reads position 0). */
+export const eventByPositionPath = (position: number): string => `/api/v1/events?after=${position - 1}&limit=1`;
+
+/**
+ * What the relay publishes in place of an event larger than the server's max_payload: the
+ * envelope without the event's data, in the event's slot (same subject, Nats-Msg-Id, headers
+ * and position). `data` says so too, so consumers that parse with `parseEventEnvelope`
+ * (which drops unknown top-level keys) still see it; the whole event is in the event store.
+ */
+export interface OversizeEventStub extends Omit<EventEnvelope, 'data'> {
+  readonly oversize: true;
+  readonly data: {
+    readonly oversize: true;
+    /** Bytes of the message the event would have been (body and headers). */
+    readonly sizeBytes: number;
+    /** The server's max_payload the event exceeded; null when only the publish's rejection told. */
+    readonly maxPayload: number | null;
+    /** Read the whole event from the gateway (viewer role): see eventByPositionPath. */
+    readonly fetch: string;
+  };
+}
+
+/** Build the stub for an event whose message is `sizeBytes` long. Only the correlation metadata is kept: the rest is unbounded. */
+export function oversizeEventStub(
+  event: RecordedEvent,
+  sizeBytes: number,
+  maxPayload: number | null,
+): OversizeEventStub {
+  const { correlationId, causationId, actor, timestamp } = event.metadata;
+  return {
+    ...toEventEnvelope(event),
+    metadata: {
+      correlationId,
+      timestamp,
+      ...(causationId ? { causationId } : {}),
+      ...(actor ? { actor } : {}),
+    },
+    oversize: true,
+    data: { oversize: true, sizeBytes, maxPayload, fetch: eventByPositionPath(event.position) },
+  };
+}
+
+/** The headers of an event's message (Nats-Msg-Id included, so its measured size is what nats-core checks). */
+function eventHeaders(event: RecordedEvent): MsgHdrsImpl {
+  // The implementation class (what `headers()` returns) because its encode() gives the size on the wire.
+  const h = new MsgHdrsImpl();
+  h.set(headerNames.natsMsgId, event.id);
+  h.set(headerNames.eventId, event.id);
+  h.set(headerNames.eventType, event.type);
+  h.set(headerNames.streamId, event.streamId);
+  h.set(headerNames.position, String(event.position));
+  h.set(headerNames.correlationId, event.metadata.correlationId);
+  if (event.metadata.causationId) h.set(headerNames.causationId, event.metadata.causationId);
+  return h;
+}
+
+/** nats-core refuses a message above the server's max_payload before sending it; no retry can help. */
+function isPayloadTooLarge(err: unknown): boolean {
+  return err instanceof Error && /max_payload size exceeded/i.test(err.message);
+}
 
 /** Optional exclusive lock: PgRelayCheckpointStore implements it. `onLost` fires if the lock goes away while held. */
 interface Lockable {
@@ -51,6 +116,11 @@ export interface EventRelayOptions {
   readonly lockRetryMs?: number;
   /** How often the lag is logged at info (default 30 s; 0 = never). */
   readonly lagLogIntervalMs?: number;
+  /**
+   * Where the relay reads the server's max_payload before each publish (larger events are
+   * replaced by an OversizeEventStub); default: the JetStream client's own connection.
+   */
+  readonly connection?: { readonly info?: { readonly max_payload: number } };
 }
 
 export type RelayState = 'idle' | 'standby' | 'running' | 'stopping' | 'stopped';
@@ -71,6 +141,8 @@ export interface RelayStatus {
   readonly failures: number;
   /** Times the exclusive lock was lost while running (the relay then went back to standby). */
   readonly lockLosses: number;
+  /** Events larger than the server's max_payload, published as an OversizeEventStub (counted in `published` too). */
+  readonly oversize: number;
 }
 
 export interface RelayLag {
@@ -92,6 +164,8 @@ export interface RelayLag {
  *  3. Save the checkpoint every N events or M ms. A crash between 2 and 3 republishes the
  *     tail; JetStream drops it as a duplicate (and with `jsm` we skip it before publishing).
  * Failures (NATS down, store down) are retried with backoff forever: the relay never skips.
+ * The one failure no retry can fix, an event larger than the server's max_payload, is
+ * published as a small stub in the event's slot (see OversizeEventStub) and counted.
  */
 export class EventRelay {
   private readonly name: string;
@@ -105,6 +179,7 @@ export class EventRelay {
   private duplicates = 0;
   private failures = 0;
   private lockLosses = 0;
+  private oversize = 0;
   private lockLost = false;
   private unsaved = 0;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -158,6 +233,7 @@ export class EventRelay {
       duplicates: this.duplicates,
       failures: this.failures,
       lockLosses: this.lockLosses,
+      oversize: this.oversize,
     };
   }
 
@@ -231,24 +307,37 @@ export class EventRelay {
     }
   }
 
-  /** Publish one event until JetStream acks it; false when the relay is halted first. */
+  /**
+   * Publish one event until JetStream acks it; false when the relay is halted first.
+   * An event above max_payload is published as its stub instead, in the same slot.
+   */
   private async publish(event: RecordedEvent): Promise<boolean> {
     const subject = eventSubject(event.streamId, event.type, this.prefix);
+    const h = eventHeaders(event);
     const body = encoder.encode(JSON.stringify(toEventEnvelope(event)));
-    const h = natsHeaders();
-    h.set(headerNames.eventId, event.id);
-    h.set(headerNames.eventType, event.type);
-    h.set(headerNames.streamId, event.streamId);
-    h.set(headerNames.position, String(event.position));
-    h.set(headerNames.correlationId, event.metadata.correlationId);
-    if (event.metadata.causationId) h.set(headerNames.causationId, event.metadata.causationId);
-    const ack = await this.retrying(`publish ${subject}`, () =>
-      this.opts.js.publish(subject, body, {
+    const size = body.length + h.encode().length;
+    const send = (data: Uint8Array, headers: MsgHdrs) =>
+      this.opts.js.publish(subject, data, {
         msgID: event.id,
-        headers: h,
+        headers,
         timeout: this.opts.publishTimeoutMs ?? 5_000,
-      }),
-    );
+      });
+    let stub: { body: Uint8Array; headers: MsgHdrs } | undefined;
+    const ack = await this.retrying(`publish ${subject}`, async () => {
+      // Checked on every attempt: after a reconnect the server (and its limit) may differ.
+      const max = this.maxPayload();
+      if (!stub && max !== undefined && size > max) stub = this.stub(event, size, max);
+      if (!stub) {
+        try {
+          return await send(body, h);
+        } catch (err) {
+          // The limit is below what `connection` reported (or it reported none): the same permanent case.
+          if (!isPayloadTooLarge(err)) throw err;
+          stub = this.stub(event, size, null);
+        }
+      }
+      return await send(stub.body, stub.headers);
+    });
     if (!ack) return false;
     this.published++;
     if (ack.duplicate) {
@@ -264,6 +353,36 @@ export class EventRelay {
     if (this.unsaved >= (this.opts.checkpointEvery ?? 100)) this.requestFlush();
     else this.flushTimer ??= setTimeout(() => this.requestFlush(), this.opts.checkpointIntervalMs ?? 1_000);
     return true;
+  }
+
+  /** The server's max_payload as the connection last heard it; undefined when unknown. */
+  private maxPayload(): number | undefined {
+    const nc = this.opts.connection ?? (this.opts.js as { nc?: EventRelayOptions['connection'] }).nc;
+    return nc?.info?.max_payload;
+  }
+
+  /** Count and log an oversize event, and build the message that takes its slot. */
+  private stub(
+    event: RecordedEvent,
+    sizeBytes: number,
+    maxPayload: number | null,
+  ): { body: Uint8Array; headers: MsgHdrs } {
+    this.oversize++;
+    this.log.warn(
+      {
+        eventId: event.id,
+        eventType: event.type,
+        streamId: event.streamId,
+        position: event.position,
+        sizeBytes,
+        maxPayload,
+        correlationId: event.metadata.correlationId,
+      },
+      'event larger than NATS max_payload; publishing a stub in its place',
+    );
+    const headers = eventHeaders(event);
+    headers.set(OVERSIZE_HEADER, String(sizeBytes));
+    return { body: encoder.encode(JSON.stringify(oversizeEventStub(event, sizeBytes, maxPayload))), headers };
   }
 
   /**

@@ -2,6 +2,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -15,9 +18,9 @@ import {
 import { headerNames, parseEventEnvelope } from '@switchyard/contracts';
 import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 import { closeNats, connectNats, ensureEventsStream, type NatsConnection } from '@switchyard/messaging';
-import { createLogger } from '@switchyard/platform';
+import { createLogger, findNatsServer, freePort, NATS_INSTALL_HINT, waitForPort } from '@switchyard/platform';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
-import { EventRelay } from './event-relay.js';
+import { EventRelay, OVERSIZE_HEADER } from './event-relay.js';
 import { PgRelayCheckpointStore } from './checkpoint-store.js';
 
 const logger = createLogger('relay-int', process.env.LOG_LEVEL ?? 'silent');
@@ -39,6 +42,11 @@ interface Received {
   id: string;
   position: number;
   time: Date;
+  data: unknown;
+  /** The body's top-level `oversize` (parseEventEnvelope drops unknown keys) and the Switchyard-Oversize header. */
+  oversize: unknown;
+  oversizeHeader: string | undefined;
+  correlationId: string | undefined;
 }
 
 /** Read a stream with an ordered consumer from a start point up to its current last sequence. */
@@ -69,6 +77,10 @@ async function readStream(
       id: env.id,
       position: env.position,
       time: new Date(Math.floor(Number(m.info.timestampNanos) / 1e6)),
+      data: env.data,
+      oversize: (JSON.parse(m.string()) as { oversize?: unknown }).oversize,
+      oversizeHeader: m.headers?.has(OVERSIZE_HEADER) ? m.headers.get(OVERSIZE_HEADER) : undefined,
+      correlationId: m.headers?.get(headerNames.correlationId),
     });
     if (m.seq >= last) break;
   }
@@ -100,13 +112,13 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     await closeNats(nc);
   });
 
-  /** Per test: its own database (so $all holds only its events) and its own subject space and stream on the shared nats-server. */
-  async function freshWorld(tag: string) {
+  /** Per test: its own database (so $all holds only its events) and its own subject space and stream on the shared nats-server (or `on`). */
+  async function freshWorld(tag: string, on: JetStreamManager = jsm) {
     const id = `${tag}_${randomBytes(3).toString('hex')}`;
     const stream = `RELAY_${id.toUpperCase()}`;
     const prefix = `t_${id}.events`;
-    await ensureEventsStream(jsm, { name: stream, subjects: [`${prefix}.>`] });
-    cleanups.push(() => jsm.streams.delete(stream));
+    await ensureEventsStream(on, { name: stream, subjects: [`${prefix}.>`] });
+    cleanups.push(() => on.streams.delete(stream));
     const dbUrl = await freshDatabase(`relay_${tag}`);
     const store = new PostgresEventStore({ connectionString: dbUrl });
     await store.init();
@@ -136,6 +148,103 @@ describe('EventRelay against real PostgreSQL and nats-server', () => {
     });
     return { relay, checkpoints };
   }
+
+  /** A nats-server of its own with a small max_payload (the shared one keeps the 1 MiB default); one per file. */
+  let smallServer: Promise<{ nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager }> | undefined;
+  const SMALL_MAX_PAYLOAD = 64 * 1024;
+  function smallPayloadNats() {
+    smallServer ??= (async () => {
+      const bin = findNatsServer();
+      if (!bin) throw new Error(NATS_INSTALL_HINT);
+      const port = await freePort();
+      const dir = mkdtempSync(path.join(tmpdir(), 'relay-max-payload-'));
+      const conf = path.join(dir, 'nats.conf');
+      writeFileSync(
+        conf,
+        [
+          `listen: 127.0.0.1:${port}`,
+          `max_payload: ${SMALL_MAX_PAYLOAD}`,
+          `jetstream { store_dir: ${JSON.stringify(path.join(dir, 'js'))} }`,
+          '',
+        ].join('\n'),
+      );
+      const child = spawn(bin, ['-c', conf], { stdio: 'ignore' });
+      const kill = () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL');
+      process.once('exit', kill);
+      cleanups.push(async () => {
+        kill();
+        rmSync(dir, { recursive: true, force: true });
+      });
+      await waitForPort(port, 15_000);
+      const small = await connectNats({ url: `nats://127.0.0.1:${port}`, name: 'relay-test-small', logger });
+      cleanups.push(() => closeNats(small));
+      return { nc: small, js: jetstream(small), jsm: await jetstreamManager(small) };
+    })();
+    return smallServer;
+  }
+
+  /**
+   * Two events, one far above max_payload (a WorkflowCompleted with large outputs), two more:
+   * the relay publishes the first two, a stub in the big one's slot, then the rest, each once.
+   */
+  async function relayAroundOversize(tag: string, extra: Partial<ConstructorParameters<typeof EventRelay>[0]>) {
+    const small = await smallPayloadNats();
+    assert.equal(small.nc.info?.max_payload, SMALL_MAX_PAYLOAD);
+    const w = await freshWorld(tag, small.jsm);
+    await w.store.append(`order-${w.id}a`, [event(1, 'c-1'), event(2, 'c-2')]);
+    await w.store.append(`workflow-${w.id}`, [
+      {
+        type: 'WorkflowCompleted',
+        data: { outputs: { report: 'x'.repeat(4 * SMALL_MAX_PAYLOAD) } },
+        metadata: { correlationId: 'c-big', causationId: 'cause-big', timestamp: new Date().toISOString() },
+      },
+    ]);
+    await w.store.append(`order-${w.id}b`, [event(3, 'c-3'), event(4, 'c-4')]);
+    const all = await w.store.readAll({});
+    const big = all[2]!;
+    const { relay } = await newRelay(w, `${tag}-${w.id}`, { js: small.js, retryMinMs: 20, retryMaxMs: 100, ...extra });
+    relay.start();
+    await waitUntil('relay caught up past the big event', async () => (await relay.lag()).caughtUp, 30_000);
+    const received = await readStream(small.js, small.jsm, w.stream);
+    assert.deepEqual(
+      received.map((r) => [r.seq, r.msgId, r.id, r.position]),
+      all.map((e, i) => [i + 1, e.id, e.id, e.position]),
+      "every event once, in order, the stub in the big one's slot",
+    );
+    const stub = received[2]!;
+    assert.equal(stub.subject, `${w.prefix}.workflow.WorkflowCompleted`);
+    assert.equal(stub.correlationId, 'c-big');
+    assert.equal(stub.oversize, true);
+    const size = Number(stub.oversizeHeader);
+    assert.ok(size > 4 * SMALL_MAX_PAYLOAD, `stub tells the size (${stub.oversizeHeader})`);
+    received.forEach((r, i) => {
+      if (i !== 2) assert.deepEqual([r.data, r.oversize, r.oversizeHeader], [all[i]!.data, undefined, undefined]);
+    });
+    assert.deepEqual(relay.status().oversize, 1);
+    assert.equal(relay.status().published, 5);
+    await relay.stop();
+    return { stub, size, big, failures: relay.status().failures };
+  }
+
+  it('publishes an event larger than max_payload as a stub in its slot and goes on (size known before publishing)', async () => {
+    const { stub, size, big, failures } = await relayAroundOversize('oversize', {});
+    assert.deepEqual(stub.data, {
+      oversize: true,
+      sizeBytes: size,
+      maxPayload: SMALL_MAX_PAYLOAD,
+      fetch: `/api/v1/events?after=${big.position - 1}&limit=1`,
+    });
+    assert.equal(failures, 0, 'measured before publishing, never tried');
+  });
+
+  it('publishes the stub too when the publish is refused for its size (the limit is lower than the relay was told)', async () => {
+    const { stub, size, failures } = await relayAroundOversize('refused', {
+      connection: { info: { max_payload: 8 * 1024 * 1024 } },
+    });
+    assert.equal((stub.data as { sizeBytes: number }).sizeBytes, size);
+    assert.equal((stub.data as { maxPayload: unknown }).maxPayload, null);
+    assert.equal(failures, 0, 'a refusal for size is not retried');
+  });
 
   /** Run the relay as its own process (main.js), as in production. */
   function spawnRelay(

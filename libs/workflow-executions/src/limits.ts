@@ -16,6 +16,8 @@ export const workflowLimitsEnvSchema = z.object({
   WORKFLOW_MAX_SUBWORKFLOW_DEPTH: int(1, 1_000, defaultWorkflowLimits.maxSubworkflowDepth),
   WORKFLOW_MAX_EXECUTIONS_PER_ROOT: int(1, 10_000_000, defaultWorkflowLimits.maxExecutionsPerRoot),
   WORKFLOW_MAX_OUTPUT_BYTES: int(1_024, 4 * 1024 * 1024 * 1024, defaultWorkflowLimits.maxOutputChars),
+  WORKFLOW_MAX_STEP_INPUT_BYTES: int(1_024, 1024 * 1024 * 1024, defaultWorkflowLimits.maxStepInputChars),
+  WORKFLOW_MAX_DECISION_INPUT_BYTES: int(1_024, 4 * 1024 * 1024 * 1024, defaultWorkflowLimits.maxDecisionMappingChars),
 });
 
 /** Limits from the environment (a bad value throws a ConfigError naming the variable), with a clock for the expression time limit. */
@@ -31,6 +33,8 @@ export function workflowLimitsFromEnv(env: Record<string, string | undefined> = 
     maxSubworkflowDepth: c.WORKFLOW_MAX_SUBWORKFLOW_DEPTH,
     maxExecutionsPerRoot: c.WORKFLOW_MAX_EXECUTIONS_PER_ROOT,
     maxOutputChars: c.WORKFLOW_MAX_OUTPUT_BYTES,
+    maxStepInputChars: c.WORKFLOW_MAX_STEP_INPUT_BYTES,
+    maxDecisionMappingChars: c.WORKFLOW_MAX_DECISION_INPUT_BYTES,
     clock: () => performance.now(),
   };
 }

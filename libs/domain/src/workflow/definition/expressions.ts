@@ -50,6 +50,22 @@ export class ExpressionLimitError extends ExpressionError {
   }
 }
 
+/**
+ * Raised when a resolved mapping would be larger than its bound (WORKFLOW_MAX_STEP_INPUT_BYTES
+ * for a step's input, WORKFLOW_MAX_OUTPUT_BYTES for the outputs, WORKFLOW_MAX_DECISION_INPUT_BYTES
+ * for all of one decision's): the step (or the execution) fails, not retried.
+ */
+export class MappingLimitError extends ExpressionError {
+  constructor(
+    expression: string,
+    message: string,
+    readonly code: 'input_limit_exceeded' | 'output_limit_exceeded',
+  ) {
+    super(expression, message);
+    this.name = 'MappingLimitError';
+  }
+}
+
 /** What an expression can see while it is evaluated. */
 export interface ExpressionContext {
   readonly input: unknown;
@@ -105,6 +121,8 @@ interface Budget {
   limitMs: number;
   tripped: 'cost' | 'time' | null;
   depth: number;
+  /** Characters of JSON the decision's resolved mappings took so far (see resolveMapping). */
+  mapped: number;
 }
 const budget: Budget = {
   used: 0,
@@ -115,6 +133,7 @@ const budget: Budget = {
   limitMs: 0,
   tripped: null,
   depth: 0,
+  mapped: 0,
 };
 
 // One instance, thrown again and again: `exists`/`all` swallow element errors and go on, so once
@@ -166,6 +185,7 @@ export function withExpressionBudget<T>(fn: () => T): T {
   budget.limitMs = l.expressionTimeLimitMs;
   budget.deadline = l.clock ? l.clock() + l.expressionTimeLimitMs : Infinity;
   budget.tripped = null;
+  budget.mapped = 0;
   budget.depth++;
   try {
     return fn();
@@ -387,23 +407,69 @@ function toCel(v: unknown): unknown {
   return v;
 }
 
-/** CEL value -> JSON value: bigint to number, Map to object, Date to ISO string. */
+/** CEL value -> JSON value: bigint to number, Map to object, Date to ISO string. Charged to the mapping meter as it goes. */
 function fromCel(v: unknown): unknown {
-  if (typeof v === 'bigint') return Number(v);
-  if (Array.isArray(v)) return v.map(fromCel);
-  if (v instanceof Date) return v.toISOString();
-  if (v instanceof Map) return Object.fromEntries([...v.entries()].map(([k, x]) => [String(k), fromCel(x)]));
-  if (v instanceof Uint8Array) return Array.from(v);
+  if (typeof v === 'string') {
+    chargeMapped(v.length + 2);
+    return v;
+  }
+  if (typeof v === 'bigint') {
+    chargeMapped(SCALAR_CHARS);
+    return Number(v);
+  }
+  if (Array.isArray(v)) {
+    chargeMapped(2 + v.length);
+    return v.map(fromCel);
+  }
+  if (v instanceof Date) {
+    chargeMapped(26);
+    return v.toISOString();
+  }
+  if (v instanceof Map) {
+    chargeMapped(2);
+    return Object.fromEntries(
+      [...v.entries()].map(([k, x]) => {
+        const key = String(k);
+        chargeMapped(key.length + 4);
+        return [key, fromCel(x)];
+      }),
+    );
+  }
+  if (v instanceof Uint8Array) {
+    chargeMapped(2 + 4 * v.length);
+    return Array.from(v);
+  }
   if (v !== null && typeof v === 'object') {
     if (typeof (v as { hasValue?: unknown }).hasValue === 'function') {
       const o = v as { hasValue(): boolean; value(): unknown };
       return o.hasValue() ? fromCel(o.value()) : null;
     }
+    chargeMapped(2);
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = fromCel(x);
+    for (const [k, x] of Object.entries(v)) {
+      chargeMapped(k.length + 4);
+      out[k] = fromCel(x);
+    }
     return out;
   }
+  chargeMapped(SCALAR_CHARS);
   return v;
+}
+
+/** What a number, boolean or null is counted as: about its JSON. */
+const SCALAR_CHARS = 6;
+
+/**
+ * The bound of the mapping being resolved (null outside resolveMapping): the characters left,
+ * and what to say when they run out. Counted while values are converted, so a mapping past its
+ * bound stops at the bound instead of copying every reference first.
+ */
+let meter: { left: number; used: number; expr: string; error: () => MappingLimitError } | null = null;
+
+function chargeMapped(chars: number): void {
+  if (!meter) return;
+  meter.used += chars;
+  if (meter.used > meter.left) throw meter.error();
 }
 
 // Converted values by the (immutable) object they came from: a decision evaluates many
@@ -473,26 +539,73 @@ export function evaluateCondition(source: string, ctx: ExpressionContext): boole
   return v;
 }
 
-/** Resolve a mapping (`with`, `outputs`) against a context: see the syntax rules at the top. */
-export function resolveMapping(value: unknown, ctx: ExpressionContext): unknown {
-  return withExpressionBudget(() => resolveMappingIn(value, ctx));
+/**
+ * Resolve a mapping (`with`, `outputs`) against a context: see the syntax rules at the top.
+ * What it produces is bounded, in characters of JSON: a step's input (and a compensation's) by
+ * WORKFLOW_MAX_STEP_INPUT_BYTES, the outputs (`kind: 'outputs'`) by WORKFLOW_MAX_OUTPUT_BYTES,
+ * and all of one decision's mappings together by WORKFLOW_MAX_DECISION_INPUT_BYTES.
+ */
+export function resolveMapping(value: unknown, ctx: ExpressionContext, kind: 'input' | 'outputs' = 'input'): unknown {
+  return withExpressionBudget(() => {
+    const l = workflowLimits();
+    const own = kind === 'outputs' ? l.maxOutputChars : l.maxStepInputChars;
+    const decisionLeft = l.maxDecisionMappingChars - budget.mapped;
+    const perMapping = own <= decisionLeft;
+    const m = {
+      left: Math.min(own, decisionLeft),
+      used: 0,
+      expr: '',
+      error: () =>
+        new MappingLimitError(
+          m.expr,
+          perMapping
+            ? kind === 'outputs'
+              ? `the workflow's outputs would be larger than ${own} characters of JSON (WORKFLOW_MAX_OUTPUT_BYTES)`
+              : `the step's input would be larger than ${own} characters of JSON (WORKFLOW_MAX_STEP_INPUT_BYTES)`
+            : `the inputs and outputs this decision resolves would be larger than ${l.maxDecisionMappingChars} characters of JSON together (WORKFLOW_MAX_DECISION_INPUT_BYTES)`,
+          kind === 'outputs' ? 'output_limit_exceeded' : 'input_limit_exceeded',
+        ),
+    };
+    const outer = meter;
+    meter = m;
+    try {
+      return resolveMappingIn(value, ctx);
+    } finally {
+      meter = outer;
+      budget.mapped += m.used;
+    }
+  });
 }
 
 function resolveMappingIn(value: unknown, ctx: ExpressionContext): unknown {
   if (typeof value === 'string') {
     const wrapped = WRAPPED.exec(value);
-    if (wrapped) return evaluateExpression(wrapped[1]!, ctx);
+    if (wrapped) {
+      if (meter) meter.expr = wrapped[1]!.trim();
+      return evaluateExpression(wrapped[1]!, ctx);
+    }
+    // The template's own text; what the expressions give is charged as they are converted.
+    chargeMapped(value.length + 2);
     if (!value.includes('${{')) return value;
     return value.replace(EMBEDDED, (_, expr: string) => {
+      if (meter) meter.expr = expr.trim();
       const v = evaluateExpression(expr, ctx);
       return typeof v === 'string' ? v : JSON.stringify(v);
     });
   }
-  if (Array.isArray(value)) return value.map((v) => resolveMappingIn(v, ctx));
+  if (Array.isArray(value)) {
+    chargeMapped(2 + value.length);
+    return value.map((v) => resolveMappingIn(v, ctx));
+  }
   if (value !== null && typeof value === 'object') {
+    chargeMapped(2);
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = resolveMappingIn(v, ctx);
+    for (const [k, v] of Object.entries(value)) {
+      chargeMapped(k.length + 4);
+      out[k] = resolveMappingIn(v, ctx);
+    }
     return out;
   }
+  chargeMapped(SCALAR_CHARS);
   return value;
 }

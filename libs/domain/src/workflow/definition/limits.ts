@@ -31,6 +31,15 @@ export interface WorkflowLimits {
    * NATS message, so a for_each of large results could otherwise hold gigabytes.
    */
   readonly maxOutputChars: number;
+  /**
+   * Characters of JSON (about: strings, keys and scalars counted as written) one resolved step
+   * input or compensation input may take. An expression returns its value by reference, so
+   * without a bound `with: {k0: "${{input.o}}", …, k99: …}` turned a 0.4 MB request into one
+   * 40 MB event; and the input goes to its tool in one NATS message anyway.
+   */
+  readonly maxStepInputChars: number;
+  /** The same, summed over every mapping one decision resolves (the outputs, every step and for_each item it starts). */
+  readonly maxDecisionMappingChars: number;
   /** A monotonic clock in milliseconds (e.g. `performance.now`), injected by the process. */
   readonly clock?: () => number;
 }
@@ -47,6 +56,8 @@ export const defaultWorkflowLimits: WorkflowLimits = Object.freeze({
   maxSubworkflowDepth: 10,
   maxExecutionsPerRoot: 1_000,
   maxOutputChars: 32 * 1024 * 1024,
+  maxStepInputChars: 1024 * 1024,
+  maxDecisionMappingChars: 32 * 1024 * 1024,
 });
 
 let current: WorkflowLimits = defaultWorkflowLimits;

@@ -204,6 +204,104 @@ describe('for_each and expression limits in the decider', () => {
     }
   });
 
+  it('a step input that repeats a reference past WORKFLOW_MAX_STEP_INPUT_BYTES fails the step, not stored', () => {
+    // 100 references to one 4 KB value: 400 KB resolved from a 4 KB input, where the bound is 64 KB.
+    configureWorkflowLimits({ maxStepInputChars: 64 * 1024 });
+    try {
+      const amplify: WorkflowDefinitionInput = {
+        id: 'amp',
+        version: 1,
+        name: 'amp',
+        steps: [
+          {
+            id: 'a',
+            uses: 'mcp:analytics/list_metrics',
+            with: Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, '${{ input.o }}'])),
+          },
+        ],
+      };
+      const events = history(cmd.start(amplify, { o: { s: 'x'.repeat(4_000) } }));
+      assert.deepEqual(types(events), ['WorkflowStarted', 'StepFailed:a', 'WorkflowFailed']);
+      const error = failure(events).error as { code: string; message: string; retryable?: boolean };
+      assert.equal(error.code, 'input_limit_exceeded');
+      assert.equal(error.retryable, false);
+      assert.match(error.message, /larger than 65536 characters of JSON \(WORKFLOW_MAX_STEP_INPUT_BYTES\)/);
+      // Embedded in a string (turned into JSON text), the same.
+      const embedded = {
+        ...amplify,
+        steps: [{ ...amplify.steps[0]!, with: { t: Array(100).fill('${{ input.o }}').join('|') } }],
+      };
+      assert.equal(
+        failure(history(cmd.start(embedded, { o: { s: 'x'.repeat(4_000) } }))).error.code,
+        'input_limit_exceeded',
+      );
+      // Ten references fit: the step is scheduled with its input.
+      const ten = {
+        ...amplify,
+        steps: [{ ...amplify.steps[0]!, with: { k0: '${{ input.o }}', k1: '${{ input.o }}' } }],
+      };
+      assert.deepEqual(types(history(cmd.start(ten, { o: { s: 'x'.repeat(4_000) } }))), [
+        'WorkflowStarted',
+        'StepScheduled:a',
+      ]);
+    } finally {
+      configureWorkflowLimits({});
+    }
+  });
+
+  it("one decision's mappings together stop at WORKFLOW_MAX_DECISION_INPUT_BYTES: for_each items each under the step bound", () => {
+    configureWorkflowLimits({ maxStepInputChars: 64 * 1024, maxDecisionMappingChars: 100 * 1024 });
+    try {
+      const wide: WorkflowDefinitionInput = {
+        id: 'wide',
+        version: 1,
+        name: 'wide',
+        steps: [
+          {
+            id: 'each',
+            uses: 'mcp:database/query',
+            for_each: { items: 'input.items', concurrency: 50 },
+            with: { big: '${{ input.o }}', v: '${{ item }}' },
+          },
+        ],
+      };
+      // 50 items started in one decision, each input about 4 KB: 200 KB together.
+      const events = history(cmd.start(wide, { items: Array.from({ length: 50 }, (_, i) => i), o: 'y'.repeat(4_000) }));
+      const f = failure(events);
+      assert.equal(f.error.code, 'input_limit_exceeded');
+      assert.match(f.error.message, /102400 characters of JSON together \(WORKFLOW_MAX_DECISION_INPUT_BYTES\)/);
+      const scheduled = types(events).filter((t) => t.startsWith('StepScheduled')).length;
+      assert.ok(scheduled > 0 && scheduled < 50, `${scheduled} items scheduled before the bound`);
+    } finally {
+      configureWorkflowLimits({});
+    }
+  });
+
+  it('outputs past WORKFLOW_MAX_OUTPUT_BYTES fail the execution with output_limit_exceeded', () => {
+    configureWorkflowLimits({ maxOutputChars: 10 * 1024 });
+    try {
+      const outs: WorkflowDefinitionInput = {
+        id: 'outs',
+        version: 1,
+        name: 'outs',
+        steps: [{ id: 'a', uses: 'mcp:analytics/list_metrics' }],
+        outputs: Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`o${i}`, '${{ input.o }}'])),
+      };
+      const events = history(
+        cmd.start(outs, { o: 'z'.repeat(2_000) }),
+        cmd.dispatched({ stepId: 'a' }),
+        cmd.succeeded({ stepId: 'a' }, 'ok'),
+      );
+      const last = events.at(-1)!;
+      assert.equal(last.type, 'WorkflowFailed');
+      const data = last.data as { error: { code: string; message: string } };
+      assert.equal(data.error.code, 'output_limit_exceeded');
+      assert.match(data.error.message, /WORKFLOW_MAX_OUTPUT_BYTES/);
+    } finally {
+      configureWorkflowLimits({});
+    }
+  });
+
   it('an expression over budget fails its step with expression_limit_exceeded (no dispatch)', () => {
     const events = history(cmd.start(fan(nestedMap), { items: items300 }));
     assert.deepEqual(types(events), ['WorkflowStarted', 'StepFailed:each', 'WorkflowFailed']);

@@ -24,6 +24,7 @@ import {
   evaluateExpression,
   ExpressionError,
   ExpressionLimitError,
+  MappingLimitError,
   resolveMapping,
   withExpressionBudget,
   type ExpressionContext,
@@ -145,7 +146,7 @@ export function expressionContext(
 
 const expressionFailure = (e: unknown): StepError => ({
   code:
-    e instanceof ExpressionLimitError
+    e instanceof ExpressionLimitError || e instanceof MappingLimitError
       ? e.code
       : e instanceof ForEachLimitError
         ? 'for_each_limit_exceeded'
@@ -736,7 +737,10 @@ function progressOnce(state: WorkflowExecutionState, meta: CommandMetadata): Wor
   const main = state.definition.steps.filter((d) => !compensationOnly.has(d.id));
   if (main.every((d) => settled(state.steps[d.id]!))) {
     try {
-      const outputs = resolveMapping(state.definition.outputs, expressionContext(state)) as Record<string, unknown>;
+      const outputs = resolveMapping(state.definition.outputs, expressionContext(state), 'outputs') as Record<
+        string,
+        unknown
+      >;
       return [{ type: 'WorkflowCompleted', data: { outputs, completedAt: now }, metadata: meta }];
     } catch (e) {
       const error = expressionFailure(e);
