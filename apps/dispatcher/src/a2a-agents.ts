@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentCard, Message, Part, Task } from '@a2a-js/sdk';
 import {
   ClientFactory,
@@ -158,6 +159,9 @@ function taskOutcome(t: Task): unknown {
   );
 }
 
+/** How long the best-effort `tasks/cancel` to an agent may take. */
+const CANCEL_TIMEOUT_MS = 10_000;
+
 /**
  * Run one task on an A2A agent: `message/send` with a data part `{ task_type, input }` (and the
  * task type as `metadata.skill`), then, when the agent answers before the task ended, `tasks/get`
@@ -212,16 +216,21 @@ export async function runOnA2aAgent(
     let t = first;
     a2aTaskId = t.id;
     while (!FINAL.has(t.status?.state ?? 0) && !ASKS.has(t.status?.state ?? 0)) {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(resolve, pollMs);
-        signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason as Error)), { once: true }); // an AbortSignal's reason is an Error (AbortError unless given one)
-      });
+      // The timers' own abortable wait: a listener added on every poll and never removed (the
+      // timer firing first) piled up on the attempt's signal, 7,200 an hour at the default pace.
+      await sleep(pollMs, undefined, { signal });
       t = await client.getTask({ tenant: '', id: t.id, historyLength: 0 }, { signal });
     }
     return taskOutcome(t);
   } catch (err) {
     if (signal.aborted && a2aTaskId)
-      void client.cancelTask({ tenant: '', id: a2aTaskId, metadata: undefined }).catch(() => undefined);
+      // Bounded: the transport's own deadline is the attempt's (up to a day), and a hung agent would hold a socket that long.
+      void client
+        .cancelTask(
+          { tenant: '', id: a2aTaskId, metadata: undefined },
+          { signal: AbortSignal.timeout(CANCEL_TIMEOUT_MS) },
+        )
+        .catch(() => undefined);
     if (isAppError(err)) throw err;
     const code = (err as { code?: unknown }).code;
     // JSON-RPC -32602 (bad params) and -32601 (no such method): asking again will not help.

@@ -6,7 +6,7 @@ import type { WorkflowEvent } from '../execution/types.js';
 import { checkExpression, evaluateExpression, ExpressionLimitError } from './expressions.js';
 import { configureWorkflowLimits, defaultWorkflowLimits, workflowLimits } from './limits.js';
 import type { WorkflowDefinitionInput } from './schema.js';
-import { validateDefinition } from './validate.js';
+import { cachedDefinitionChecks, validateDefinition } from './validate.js';
 import { validateInput } from './input.js';
 
 const items300 = Array.from({ length: 300 }, (_, i) => i);
@@ -75,6 +75,26 @@ describe('expression budget', () => {
 
 describe('definition limits', () => {
   const step = (i: number) => ({ id: `s${i}`, uses: 'agent:revenue_analysis' });
+
+  it('keeps answers for small definitions only, within a budget: distinct large definitions are checked, not held', () => {
+    const large = (n: number) => ({
+      id: `large-${n}`,
+      version: 1,
+      name: 'x'.repeat(100_000),
+      steps: [step(0)],
+    });
+    const before = cachedDefinitionChecks();
+    for (let i = 0; i < 20; i++) assert.ok(validateDefinition(large(i)).ok);
+    assert.equal(cachedDefinitionChecks().chars, before.chars, 'a 100 KB definition is not kept');
+    // 2,000 distinct small definitions: what is kept stays within 4 MiB of keys and 500 entries.
+    for (let i = 0; i < 2_000; i++)
+      assert.ok(validateDefinition({ id: `small-${i}`, version: 1, name: 'y'.repeat(4_000), steps: [step(i)] }).ok);
+    const after = cachedDefinitionChecks();
+    assert.ok(after.entries <= 500 && after.chars <= 4 * 1024 * 1024, JSON.stringify(after));
+    // A repeated small definition is answered from the cache (the same answer object).
+    const d = { id: 'again', version: 1, name: 'again', steps: [step(1)] };
+    assert.equal(validateDefinition(d), validateDefinition(structuredClone(d)));
+  });
 
   it('refuses more steps than WORKFLOW_MAX_STEPS, naming the limit', () => {
     const v = validateDefinition({

@@ -103,18 +103,34 @@ export function validateDefinition(
   if (catalog) return checkDefinition(def, catalog);
   // Without a catalog the answer depends only on the definition and the limits: every start of an
   // execution checks its definition, mostly the same few, so the answer is kept (by their JSON).
+  // Only small definitions, within a budget of characters: keyed by the whole JSON, 500 distinct
+  // definitions of 480 KB (each start of an ad-hoc run differing by one character) held 0.5 GB.
   const key = `${JSON.stringify(limits)}\n${JSON.stringify(def)}`;
+  if (key.length > MAX_CACHED_DEFINITION_CHARS) return checkDefinition(def);
   let v = checked.get(key);
   if (v === undefined) {
     v = checkDefinition(def);
-    if (checked.size > 500) checked.clear();
+    if (checked.size >= MAX_CACHED_DEFINITIONS || checkedChars + key.length > CACHED_DEFINITIONS_BUDGET_CHARS) {
+      checked.clear();
+      checkedChars = 0;
+    }
     checked.set(key, v);
+    checkedChars += key.length;
   }
   return v;
 }
 
 /** Answers of validateDefinition without a catalog (shared: nobody changes a definition or an answer). */
 const checked = new Map<string, DefinitionValidation>();
+let checkedChars = 0;
+const MAX_CACHED_DEFINITIONS = 500;
+const MAX_CACHED_DEFINITION_CHARS = 64 * 1024;
+const CACHED_DEFINITIONS_BUDGET_CHARS = 4 * 1024 * 1024;
+
+/** What the answers' cache holds (for tests): entries and the characters of their keys. */
+export function cachedDefinitionChecks(): { entries: number; chars: number } {
+  return { entries: checked.size, chars: checkedChars };
+}
 
 function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidation {
   const parsed = workflowDefinitionSchema.safeParse(def);
