@@ -1,4 +1,6 @@
 import { after, before, describe, it } from 'node:test';
+import net from 'node:net';
+import { once } from 'node:events';
 import assert from 'node:assert/strict';
 import { Controller, Get, Inject, Module, Post } from '@nestjs/common';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -500,6 +502,37 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       for (;;) {
         const r = await reader.read().catch(() => ({ done: true }) as const);
         if (r.done) break;
+      }
+    });
+
+    it('a client that stops reading is cut after the drain timeout, and its slot and subscription are freed', async () => {
+      const other = await createGateway(
+        { eventStore: store, pgPool: pool, nats, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+        { sseDrainTimeoutMs: 500 },
+      );
+      const { url } = await other.listen(0, '127.0.0.1');
+      const live = other.app.get(LiveEventsService);
+      // About 24 MB of events: more than the loopback socket buffers hold for a client that reads nothing.
+      const prefix = `drain-${newId()}`;
+      const blob = 'z'.repeat(8_000);
+      for (let b = 0; b < 15; b++)
+        await store.append(
+          `${prefix}-${b}`,
+          Array.from({ length: 200 }, (_, i): NewEvent => ({ ...ev('Big', i), data: { i, blob } })),
+        );
+      const { port } = new URL(url);
+      const socket = net.connect(Number(port), '127.0.0.1');
+      try {
+        await once(socket, 'connect');
+        socket.pause(); // never reads a byte
+        socket.write(
+          `GET /api/v1/events/stream?stream_prefix=${prefix}&after=-1 HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`,
+        );
+        await until(() => live.connections === 1, 'the stream open');
+        await until(() => live.connections === 0, 'the stalled stream ended by the drain timeout', 20_000);
+      } finally {
+        socket.destroy();
+        await other.close();
       }
     });
 

@@ -58,6 +58,11 @@ export interface GatewayOptions extends SecurityOptionsInput {
   readonly bodyLimit?: string | number;
   /** Interval of SSE heartbeat comments. Default 15 000 ms. */
   readonly sseHeartbeatMs?: number;
+  /**
+   * How long an SSE stream waits for a client that stopped reading (its socket buffer full) before
+   * it ends the stream; the client resumes with Last-Event-ID. Default 60 000 ms.
+   */
+  readonly sseDrainTimeoutMs?: number;
   /** Each readiness probe fails when it takes longer than this. Default 2 000 ms. */
   readonly readinessTimeoutMs?: number;
   /** The `info` block of the OpenAPI document. */
@@ -79,6 +84,7 @@ export interface GatewayOptions extends SecurityOptionsInput {
 export interface ResolvedGatewayOptions extends ResolvedSecurityOptions {
   readonly bodyLimit: string | number;
   readonly sseHeartbeatMs: number;
+  readonly sseDrainTimeoutMs: number;
   readonly readinessTimeoutMs: number;
   readonly openapi: { readonly title: string; readonly version: string; readonly description: string };
   readonly idempotency?: IdempotencyOptions;
@@ -90,6 +96,7 @@ export function resolveOptions(o: GatewayOptions = {}): ResolvedGatewayOptions {
     ...resolveSecurityOptions(o),
     bodyLimit: o.bodyLimit ?? '1mb',
     sseHeartbeatMs: o.sseHeartbeatMs ?? 15_000,
+    sseDrainTimeoutMs: o.sseDrainTimeoutMs ?? 60_000,
     readinessTimeoutMs: o.readinessTimeoutMs ?? 2_000,
     ...(o.idempotency ? { idempotency: o.idempotency } : {}),
     ...(o.readReplica ? { readReplica: o.readReplica } : {}),

@@ -1,10 +1,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogger } from '@switchyard/platform';
+import { createLogger, type Logger } from '@switchyard/platform';
 import { freshDatabase, overriding } from '@switchyard/testing';
 import { EventSink } from './event-sink.js';
 import { PostgresEventStore } from './postgres/postgres-event-store.js';
-import type { EventStore } from './port.js';
+import { UnstorableEventError, type EventStore } from './port.js';
 
 const logger = createLogger('test', 'silent');
 
@@ -131,5 +131,82 @@ describe('EventSink over the PostgreSQL store', () => {
     assert.deepEqual(await numbers('sink_e-good'), [0, 1]);
     assert.deepEqual(await numbers('sink_e-bad'), []);
     assert.deepEqual(sink.counts(), { appends: 2, events: 2, retries: 0, dropped: 0, lost: 1 });
+  });
+
+  /** The test logger, with what it logs at error level kept in `errors`. */
+  const recording = () => {
+    const errors: { fields: Record<string, unknown>; msg: string | undefined }[] = [];
+    const log = overriding<Logger>(logger, {
+      error: (fields: Record<string, unknown>, msg?: string) => {
+        errors.push({ fields, msg });
+      },
+    });
+    return { log, errors };
+  };
+  const twentyOneTwenty = (sink: EventSink, streamId: string, bad: { type: string; data: unknown }): void => {
+    for (let i = 0; i < 20; i++) sink.append(streamId, { type: 'Reported', data: { i } });
+    sink.append(streamId, bad);
+    for (let i = 21; i < 41; i++) sink.append(streamId, { type: 'Reported', data: { i } });
+  };
+
+  it('stores a tool result holding U+0000 or a cut emoji with its neighbours, U+FFFD in their place', async () => {
+    const sink = new EventSink(store, logger, { actor: 'system:test' });
+    twentyOneTwenty(sink, 'sink_h-1', {
+      type: 'ToolResult',
+      data: { i: 20, text: 'file\u0000bytes, cut \ud83d', ['key\u0000']: 'k' },
+    });
+    await sink.flush();
+    const read = await store.readStream('sink_h-1');
+    assert.deepEqual(
+      read.map((e) => (e.data as { i: number }).i),
+      Array.from({ length: 41 }, (_, i) => i),
+    );
+    assert.deepEqual(read[20]!.data, { i: 20, text: 'file\ufffdbytes, cut \ufffd', ['key\ufffd']: 'k' });
+    assert.deepEqual(sink.counts(), { appends: 1, events: 41, retries: 0, dropped: 0, lost: 0 });
+  });
+
+  it('an event the store refuses for its content is lost alone, logged with its id and type', async () => {
+    const { log, errors } = recording();
+    const sink = new EventSink(store, log, { actor: 'system:test' });
+    // A BigInt cannot be written as JSON: the store names the event (UnstorableEventError.eventIndex).
+    twentyOneTwenty(sink, 'sink_i-1', { type: 'Unwritable', data: { i: 20, n: 1n } });
+    await sink.flush();
+    assert.deepEqual(
+      await numbers('sink_i-1'),
+      Array.from({ length: 41 }, (_, i) => i).filter((i) => i !== 20),
+    );
+    assert.deepEqual(sink.counts(), { appends: 1, events: 40, retries: 0, dropped: 0, lost: 1 });
+    assert.equal(errors.length, 1);
+    const { fields } = errors[0]!;
+    assert.ok(fields.err instanceof UnstorableEventError);
+    assert.equal(fields.type, 'Unwritable');
+    assert.equal(fields.lost, 1);
+    assert.match(String(fields.id), /^[0-9a-f-]{36}$/);
+  });
+
+  it('an append the database refuses without naming the event is split until only that event is lost', async () => {
+    // The real store, refusing (as the database would) any append that carries the poisoned event.
+    const refusing = overriding<EventStore>(store, {
+      append: (streamId, events, ...rest) =>
+        events.some((e) => (e.data as { poison?: boolean }).poison)
+          ? Promise.reject(new UnstorableEventError(streamId, 'refused by the test'))
+          : store.append(streamId, events, ...rest),
+    });
+    const { log, errors } = recording();
+    const sink = new EventSink(refusing, log, { actor: 'system:test' });
+    twentyOneTwenty(sink, 'sink_j-1', { type: 'Poisoned', data: { i: 20, poison: true } });
+    await sink.flush();
+    assert.deepEqual(
+      await numbers('sink_j-1'),
+      Array.from({ length: 41 }, (_, i) => i).filter((i) => i !== 20),
+    );
+    const c = sink.counts();
+    assert.deepEqual({ ...c, appends: 0 }, { appends: 0, events: 40, retries: 0, dropped: 0, lost: 1 });
+    // Halves of 41 down to the one: a few appends, not one per event.
+    assert.ok(c.appends <= 7, `${c.appends} appends`);
+    assert.deepEqual(
+      errors.map((e) => [e.fields.type, e.fields.lost]),
+      [['Poisoned', 1]],
+    );
   });
 });

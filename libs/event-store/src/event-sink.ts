@@ -1,5 +1,5 @@
 import { backoffMs, isAppError, isConnectionError, newId, POOL_ENDED_MESSAGE, type Logger } from '@switchyard/platform';
-import type { EventStore, NewEvent } from './port.js';
+import { UnstorableEventError, type EventStore, type NewEvent } from './port.js';
 
 export interface EventSinkOptions {
   /** The actor of an event whose reporter names none (`system:switchyard`). */
@@ -37,9 +37,10 @@ interface StreamQueue {
  * tried again with backoff, for as long as the process runs: the records wait in memory (bounded
  * by maxPending) rather than being lost. Such a failure can come after the commit (the answer
  * lost with the connection), so before trying again the sink looks for the batch's last event id
- * at the stream's end, and appends only when it is not there: every event is stored once. Any
- * other failure is logged with what it lost, not thrown: these records are reported after the
- * fact, and the reporter has already answered its caller.
+ * at the stream's end, and appends only when it is not there: every event is stored once. An
+ * append refused for one event's content (UnstorableEventError) is split so that only that event
+ * is lost. Any other failure is logged with what it lost, not thrown: these records are reported
+ * after the fact, and the reporter has already answered its caller.
  */
 export class EventSink {
   private readonly streams = new Map<string, StreamQueue>();
@@ -147,9 +148,15 @@ export class EventSink {
         const closing = this.closingSince !== undefined;
         const graceOver = closing && Date.now() - this.closingSince! > (this.options.closeGraceMs ?? 5_000);
         if (!passing || graceOver) {
+          if (err instanceof UnstorableEventError && batch.length > 1)
+            return await this.storeAround(streamId, batch, err);
           this.lost += batch.length;
+          const what =
+            batch.length === 1
+              ? { id: batch[0]!.id, type: batch[0]!.type }
+              : { types: [...new Set(batch.map((e) => e.type))] };
           this.logger.error(
-            { err, streamId, lost: batch.length, types: [...new Set(batch.map((e) => e.type))], attempts: attempt },
+            { err, streamId, lost: batch.length, ...what, attempts: attempt },
             'could not append reported events',
           );
           return;
@@ -165,6 +172,22 @@ export class EventSink {
         await new Promise((r) => setTimeout(r, retryInMs));
       }
     }
+  }
+
+  /** One event of `batch` was refused for its content: store the others, in their order, and lose only it. */
+  private async storeAround(streamId: string, batch: NewEvent[], err: UnstorableEventError): Promise<void> {
+    const i = err.eventIndex;
+    if (i === undefined || i >= batch.length) {
+      // Which one is not known (the database refused the statement): each half in turn, down to it.
+      const half = Math.ceil(batch.length / 2);
+      await this.store1(streamId, batch.slice(0, half));
+      await this.store1(streamId, batch.slice(half));
+      return;
+    }
+    const bad = batch[i]!;
+    this.lost++;
+    this.logger.error({ err, streamId, lost: 1, id: bad.id, type: bad.type }, 'could not append a reported event');
+    await this.store1(streamId, [...batch.slice(0, i), ...batch.slice(i + 1)]);
   }
 }
 

@@ -9,6 +9,7 @@
  *   lower position than one it already saw (no gaps visible to subscribers).
  *   Positions need not be dense.
  */
+import { AppError } from '@switchyard/platform';
 
 /** What the writer believes about the stream before appending. */
 export type ExpectedRevision =
@@ -179,6 +180,23 @@ export class FencedError extends Error {
       `append to ${streamId} fenced: ${fence.name} is at epoch ${String(current)}, the writer holds ${fence.epoch}`,
     );
     this.name = 'FencedError';
+  }
+}
+
+/**
+ * An event of the append cannot be stored as given (it breaks the port's rules, or its data cannot
+ * be written as JSON or is refused by the database): the whole append is refused, and trying it
+ * again cannot help. `eventIndex`: which event, when known.
+ */
+export class UnstorableEventError extends AppError {
+  constructor(
+    readonly streamId: string,
+    message: string,
+    readonly eventIndex?: number,
+    details: Record<string, unknown> = {},
+  ) {
+    super('validation', message, { streamId, ...(eventIndex !== undefined && { eventIndex }), ...details }, false);
+    this.name = 'UnstorableEventError';
   }
 }
 

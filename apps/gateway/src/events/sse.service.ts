@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
@@ -103,15 +104,25 @@ export class LiveEventsService implements BeforeApplicationShutdown {
       for await (const event of sub) {
         if (closed) break;
         if (!res.write(sseFrame(event, req.redactPayloads))) {
-          // Slow client: wait for the socket to drain (or close) before reading on.
+          // Slow client: wait for the socket to drain (or close) before reading on; a client that
+          // stopped reading would otherwise hold its slot and its subscription for good.
           const waiting = new AbortController();
           try {
-            await Promise.race([
+            const outcome = await Promise.race([
               once(res, 'drain', { signal: waiting.signal }),
               once(res, 'close', { signal: waiting.signal }),
+              sleep(this.options.sseDrainTimeoutMs, 'stalled' as const, { signal: waiting.signal }),
             ]);
+            if (outcome === 'stalled') {
+              log.info(
+                { drainTimeoutMs: this.options.sseDrainTimeoutMs },
+                'sse client stopped reading; ending its stream',
+              );
+              res.destroy();
+              break;
+            }
           } finally {
-            waiting.abort(); // drop the listener that did not fire
+            waiting.abort(); // drop the listeners and the timer that did not fire
           }
         }
       }

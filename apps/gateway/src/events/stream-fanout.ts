@@ -165,8 +165,12 @@ export class StreamFanout {
     // Ended without a close (a failure, a lost connection): resume after what was seen, while someone listens.
     if (!this.closed) {
       setTimeout(() => {
-        if (!this.closed && this.listeners.size > 0)
+        if (this.closed) return;
+        if (this.listeners.size > 0)
           void this.open().catch((err: unknown) => this.log.warn({ err }, 'reopening the fan-out subscription failed'));
+        // Nobody to deliver to: the next listener opens from the head (it reads its state after
+        // listening, so nothing is missed), not from here, which could be days of log behind.
+        else if (!this.sub) this.seen = -1;
       }, RESUBSCRIBE_MS).unref();
     }
   }

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { isAppError } from '@switchyard/platform';
 import {
   FencedError,
+  UnstorableEventError,
   WrongExpectedVersionError,
   type AllSubscription,
   type EventStore,
@@ -173,6 +174,66 @@ export function eventStoreContract(name: string, factory: StoreFactory, options:
           },
         ]);
       });
+    });
+
+    describe('text a database cannot hold', () => {
+      // U+0000, lone surrogates (high alone, high at the end, low alone, low before high), a valid
+      // pair (kept), and text that only looks like an escape (a backslash, then `u0000`: kept).
+      const odd = 'a\u0000b\ud800c\udc00d\ud83d\ude00e\\u0000f\\\u0000g\udc00\ud800h\ud800\ud83d\ude00i\ud83d';
+      const fixed = 'a\ufffdb\ufffdc\ufffdd\ud83d\ude00e\\u0000f\\\ufffdg\ufffd\ufffdh\ufffd\ud83d\ude00i\ufffd';
+
+      it(
+        'stores U+0000 and lone surrogates in data, metadata and keys as U+FFFD, for every reader',
+        { skip },
+        async () => {
+          const s = `${prefix()}odd`;
+          const data = { text: odd, [odd]: [odd, { [odd]: odd }], plain: 'ok', n: 1 };
+          const want = { text: fixed, [fixed]: [fixed, { [fixed]: fixed }], plain: 'ok', n: 1 };
+          // The live subscriber gets the event as the append hands it over (PostgreSQL: without a read).
+          const sub = store.subscribeToAll({ streamPrefixes: [s] });
+          const live = take(sub, 2, 20_000, async (_e, i) => {
+            if (i === 0) await store.append(s, [ev('Odd', data, { note: odd, [odd]: 1 }), ev('After', { i: 2 })]);
+          });
+          await store.append(s, [ev('Before', { i: 0 })]);
+          const delivered = await live;
+          const read = await store.readStream(s);
+          const [viaAll] = await store.readAll({ streamPrefixes: [s], types: ['Odd'] });
+          for (const e of [read[1], delivered[1], viaAll]) {
+            assert.ok(e);
+            assert.equal(e.type, 'Odd');
+            assert.deepEqual(e.data, want);
+            assert.deepEqual(e.metadata, { ...ev('Odd').metadata, note: fixed, [fixed]: 1 });
+          }
+          assert.deepEqual(
+            read.map((e) => e.type),
+            ['Before', 'Odd', 'After'],
+          );
+          // The caller's objects are left as they were.
+          assert.equal(data.text, odd);
+        },
+      );
+
+      it(
+        'refuses such text in a stream id or a type (validation) rather than rewrite what names the event',
+        {
+          skip,
+        },
+        async () => {
+          const isValidation = (err: unknown) => isAppError(err) && err.code === 'validation';
+          const isUnstorable = (index: number) => (err: unknown) =>
+            err instanceof UnstorableEventError && err.code === 'validation' && err.eventIndex === index;
+          await assert.rejects(store.append(`${prefix()}x\u0000`, [ev('A')]), isValidation);
+          await assert.rejects(store.append(`${prefix()}x\ud800`, [ev('A')]), isValidation);
+          await assert.rejects(store.append(`${prefix()}x`, [ev('A\u0000')]), isUnstorable(0));
+          await assert.rejects(store.append(`${prefix()}x`, [ev('A'), ev('B\udfff')]), isUnstorable(1));
+          const s = `${prefix()}x\ud83d\ude00`;
+          await store.append(s, [ev('T\ud83d\ude00')]);
+          assert.deepEqual(
+            (await store.readStream(s)).map((e) => [e.streamId, e.type]),
+            [[s, 'T\ud83d\ude00']],
+          );
+        },
+      );
     });
 
     describe('fences', () => {

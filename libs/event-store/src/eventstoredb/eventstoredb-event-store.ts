@@ -35,6 +35,7 @@ import {
 } from '../port.js';
 import { matchesFilter } from '../internal/filter.js';
 import { validateAppend } from '../internal/validate.js';
+import { storableValue } from '../internal/storable-text.js';
 
 export interface EventStoreDbOptions {
   /** `esdb://host:2113?tls=false` */
@@ -101,8 +102,9 @@ export class EventStoreDbEventStore implements EventStore {
           jsonEvent({
             ...(e.id ? { id: e.id } : {}),
             type: e.type,
-            data: (e.data ?? null) as never,
-            metadata: e.metadata as never,
+            // Text as the PostgreSQL store keeps it (storable-text.ts): the contract asks the same of every adapter.
+            data: storableValue(e.data ?? null) as never,
+            metadata: storableValue(e.metadata) as never,
           }),
         ),
         { expectedRevision },

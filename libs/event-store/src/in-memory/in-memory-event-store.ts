@@ -16,6 +16,7 @@ import {
 import { CatchUpSubscription, type Page } from '../internal/catch-up.js';
 import { matchesFilter } from '../internal/filter.js';
 import { validateAppend } from '../internal/validate.js';
+import { storableValue } from '../internal/storable-text.js';
 
 /**
  * An event store held in process memory, for unit tests and deciders' specs. It follows
@@ -57,13 +58,14 @@ export class InMemoryEventStore implements EventStore {
     const target = stream ?? [];
     const recordedAt = new Date();
     for (const e of events) {
-      // Deep copies: a caller mutating its objects later must not change history.
+      // Deep copies: a caller mutating its objects later must not change history. Text as the
+      // PostgreSQL store keeps it (storable-text.ts), so a unit test sees what production stores.
       const recorded: RecordedEvent = {
         id: e.id ?? randomUUID(),
         streamId,
         type: e.type,
-        data: structuredClone(e.data),
-        metadata: structuredClone(e.metadata),
+        data: structuredClone(storableValue(e.data)),
+        metadata: structuredClone(storableValue(e.metadata)),
         revision: target.length,
         position: this.log.length,
         recordedAt,

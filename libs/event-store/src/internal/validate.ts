@@ -1,6 +1,13 @@
 import { z } from 'zod';
 import { AppError } from '@switchyard/platform';
-import type { ExpectedRevision, NewEvent } from '../port.js';
+import { UnstorableEventError, type ExpectedRevision, type NewEvent } from '../port.js';
+import { isStorableText } from './storable-text.js';
+
+/**
+ * A stream id or type names something: unlike data (see storable-text.ts), it is refused rather
+ * than rewritten, or the event would land in another stream or under another type.
+ */
+const storableTextMessage = 'without U+0000 nor a lone UTF-16 surrogate';
 
 /**
  * Every adapter validates its input the same way, so a bad call fails with the same
@@ -8,7 +15,7 @@ import type { ExpectedRevision, NewEvent } from '../port.js';
  */
 const newEventSchema = z.object({
   id: z.string().uuid().optional(),
-  type: z.string().min(1).max(200),
+  type: z.string().min(1).max(200).refine(isStorableText, storableTextMessage),
   data: z.unknown(),
   metadata: z
     .object({
@@ -28,10 +35,16 @@ const expectedSchema = z.union([
 ]);
 
 export function validateAppend(streamId: string, events: readonly NewEvent[], expected: ExpectedRevision): void {
-  if (typeof streamId !== 'string' || streamId.length === 0 || streamId.length > 500 || streamId.startsWith('$')) {
+  if (
+    typeof streamId !== 'string' ||
+    streamId.length === 0 ||
+    streamId.length > 500 ||
+    streamId.startsWith('$') ||
+    !isStorableText(streamId)
+  ) {
     throw new AppError(
       'validation',
-      'streamId must be a non-empty string of at most 500 characters not starting with $',
+      `streamId must be a non-empty string of at most 500 characters not starting with $, ${storableTextMessage}`,
       { streamId },
     );
   }
@@ -46,8 +59,7 @@ export function validateAppend(streamId: string, events: readonly NewEvent[], ex
     if (plainValidEvent(e)) continue;
     const r = newEventSchema.safeParse(e);
     if (!r.success) {
-      throw new AppError('validation', `event ${i} of the append to ${streamId} is invalid`, {
-        streamId,
+      throw new UnstorableEventError(streamId, `event ${i} of the append to ${streamId} is invalid`, i, {
         issues: r.error.issues,
       });
     }
@@ -65,6 +77,7 @@ function plainValidEvent(e: unknown): boolean {
     typeof e.type === 'string' &&
     e.type.length >= 1 &&
     e.type.length <= 200 &&
+    isStorableText(e.type) &&
     isRecord(m) &&
     typeof m.correlationId === 'string' &&
     m.correlationId.length >= 1 &&

@@ -11,6 +11,7 @@ import {
 } from '@switchyard/platform';
 import {
   FencedError,
+  UnstorableEventError,
   WrongExpectedVersionError,
   type AllSubscription,
   type AppendOptions,
@@ -26,6 +27,7 @@ import {
 } from '../port.js';
 import { CatchUpSubscription, type Page } from '../internal/catch-up.js';
 import { validateAppend } from '../internal/validate.js';
+import { storableJson } from '../internal/storable-text.js';
 import { matchesFilter, type EventFilter } from '../internal/filter.js';
 import { channelName, quoteIdent, schemaSql } from './schema.js';
 
@@ -50,7 +52,8 @@ interface PendingAppend {
   readonly stream: string;
   readonly mode: 'any' | 'no_stream' | 'stream_exists' | 'exact';
   readonly expected: number | null;
-  readonly events: readonly { id: string; type: string; data: unknown; metadata: EventMetadata }[];
+  /** The events as the JSON array append_batch reads (storableJson applied). */
+  readonly eventsJson: string;
   readonly eventCount: number;
   readonly fence?: Fence;
 }
@@ -69,7 +72,7 @@ type BatchJson = {
   stream: string;
   mode: PendingAppend['mode'];
   expected: number | null;
-  events: PendingAppend['events'];
+  events: { id: string; type: string; data: unknown; metadata: EventMetadata }[];
   fence?: Fence;
 }[];
 
@@ -181,12 +184,7 @@ export class PostgresEventStore implements EventStore {
       stream: streamId,
       mode: typeof expected === 'number' ? 'exact' : expected,
       expected: typeof expected === 'number' ? expected : null,
-      events: events.map((e) => ({
-        id: e.id ?? randomUUID(),
-        type: e.type,
-        data: e.data ?? null,
-        metadata: e.metadata,
-      })),
+      eventsJson: eventsJson(streamId, events),
       eventCount: events.length,
       ...(options.fence ? { fence: { name: options.fence.name, epoch: options.fence.epoch } } : {}),
     };
@@ -246,15 +244,7 @@ export class PostgresEventStore implements EventStore {
 
   private async runBatch(batch: readonly Queued[]): Promise<void> {
     try {
-      const json = JSON.stringify(
-        batch.map((q) => ({
-          stream: q.item.stream,
-          mode: q.item.mode,
-          expected: q.item.expected,
-          events: q.item.events,
-          ...(q.item.fence ? { fence: q.item.fence } : {}),
-        })),
-      );
+      const json = `[${batch.map((q) => batchEntryJson(q.item)).join(',')}]`;
       const res = await this.query<BatchRow & { idx: number }>(
         `select * from ${quoteIdent(this.schema)}.append_batch($1::jsonb)`,
         [json],
@@ -283,12 +273,18 @@ export class PostgresEventStore implements EventStore {
     } catch (err) {
       // A lost connection leaves the outcome unknown: retrying could append twice, so every
       // append of the batch gets the (retryable) error. A SQL error means the statement rolled
-      // back; then one bad append must not fail its neighbours: run them one by one.
-      if (batch.length === 1 || isAppError(err)) {
+      // back; then one bad append must not fail its neighbours: run each half again, down to the
+      // bad one alone (a few statements for one bad append among hundreds, not one per append).
+      if (isAppError(err)) {
         for (const q of batch) q.reject(err);
         return;
       }
-      await Promise.all(batch.map((q) => this.runBatch([q])));
+      if (batch.length === 1) {
+        batch[0]!.reject(refusedContent(batch[0]!.item.stream, err));
+        return;
+      }
+      const half = Math.ceil(batch.length / 2);
+      await Promise.all([this.runBatch(batch.slice(0, half)), this.runBatch(batch.slice(half))]);
     }
   }
 
@@ -571,6 +567,54 @@ const filterSql = (n: number): string =>
    and ($${n + 1}::text[] is null or stream_id ^@ any($${n + 1}::text[]))`;
 
 const nonEmpty = (xs: readonly string[] | undefined): string[] | null => (xs && xs.length > 0 ? [...xs] : null);
+
+/**
+ * The events of one append as the JSON array append_batch reads, text the database can store
+ * (storableJson). Written here, in the caller's append, so an event that cannot be written as
+ * JSON (a BigInt, a cycle) fails its own append before it joins a batch, and so that a later
+ * change to the caller's objects does not change what is stored.
+ */
+function eventsJson(streamId: string, events: readonly NewEvent[]): string {
+  const parts = events.map((e, i) => {
+    try {
+      return JSON.stringify({ id: e.id ?? randomUUID(), type: e.type, data: e.data ?? null, metadata: e.metadata });
+    } catch (err) {
+      throw new UnstorableEventError(
+        streamId,
+        `event ${i} of the append to ${streamId} cannot be written as JSON: ${(err as Error).message}`,
+        i,
+      );
+    }
+  });
+  return storableJson(`[${parts.join(',')}]`);
+}
+
+/** One entry of the append_batch array, around the events' JSON written at append time. */
+function batchEntryJson(item: PendingAppend): string {
+  const head = JSON.stringify({
+    stream: item.stream,
+    mode: item.mode,
+    expected: item.expected,
+    ...(item.fence ? { fence: item.fence } : {}),
+  });
+  return `${head.slice(0, -1)},"events":${item.eventsJson}}`;
+}
+
+/**
+ * The error of an append that failed alone. Data exceptions (class 22) and exceeded limits (class
+ * 54, e.g. a jsonb value over its size limit) are about what the append carries: trying it again
+ * cannot help, and the caller should hear so, not get the driver's error.
+ */
+function refusedContent(streamId: string, err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !(code.startsWith('22') || code.startsWith('54'))) return err;
+  return new UnstorableEventError(
+    streamId,
+    `the database refused the append to ${streamId}: ${(err as Error).message}`,
+    undefined,
+    { pgCode: code },
+  );
+}
 
 function toRecorded(r: EventRow): RecordedEvent {
   return {

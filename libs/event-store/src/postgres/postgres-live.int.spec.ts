@@ -6,7 +6,7 @@ import { freshDatabase, until } from '@switchyard/testing';
 import { ev, take } from '../contract/event-store.contract.js';
 import { createEventStore } from '../factory.js';
 import { PostgresEventStore } from './postgres-event-store.js';
-import type { RecordedEvent } from '../port.js';
+import { UnstorableEventError, type RecordedEvent } from '../port.js';
 
 describe('PostgresEventStore live delivery', () => {
   let url: string;
@@ -34,6 +34,46 @@ describe('PostgresEventStore live delivery', () => {
     await store.close();
     // The pool belongs to the caller: closing the store leaves it usable.
     assert.equal((await pool.query('select 1 as one')).rows[0].one, 1);
+  });
+
+  it('an append the database or JSON refuses fails alone, as UnstorableEventError; its group-commit neighbours are stored', async () => {
+    const store = new PostgresEventStore({ connectionString: url, schema: 'es_refused' });
+    try {
+      await store.init();
+      // Data holding U+0000 is stored (with U+FFFD); a fence name is not rewritten, so one holding
+      // U+0000 still makes PostgreSQL refuse the statement, and with it the group commit it joined.
+      const results = await Promise.allSettled(
+        Array.from({ length: 400 }, (_, i) =>
+          store.append(
+            `refused-${i % 7}`,
+            [ev('R', { i, text: i % 100 === 0 ? 'nul\u0000' : 'ok' })],
+            i % 100 === 50 ? { fence: { name: 'f\u0000', epoch: 1 } } : {},
+          ),
+        ),
+      );
+      const refused = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, err: r.reason as unknown }] : []));
+      assert.deepEqual(
+        refused.map((r) => r.i),
+        [50, 150, 250, 350],
+      );
+      for (const { err } of refused) {
+        assert.ok(err instanceof UnstorableEventError, String(err));
+        assert.equal(err.code, 'validation');
+        assert.equal(err.retryable, false);
+        assert.equal(err.details.pgCode, '22P05');
+      }
+      const stored = await store.readAll({ streamPrefixes: ['refused-'] });
+      assert.equal(stored.length, 396);
+      assert.equal(stored.filter((e) => (e.data as { text: string }).text === 'nul\ufffd').length, 4);
+      // An event that cannot be written as JSON fails its own append, named, before any statement.
+      await assert.rejects(
+        store.append('refused-json', [ev('A'), ev('B', { n: 1n })]),
+        (err: unknown) => err instanceof UnstorableEventError && err.eventIndex === 1,
+      );
+      assert.deepEqual(await store.readStream('refused-json'), []);
+    } finally {
+      await store.close();
+    }
   });
 
   it('keeps delivering after its LISTEN connection is killed (reconnects and catches up)', async () => {
