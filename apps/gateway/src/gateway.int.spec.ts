@@ -32,6 +32,7 @@ class ProbeController {
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
     private readonly readiness: ReadinessService,
+    @Inject(Symbol.for('switchyard.gateway.pgPool')) private readonly pool: pg.Pool,
   ) {}
 
   @Get('deps')
@@ -43,6 +44,12 @@ class ProbeController {
   @ApiRoute({ summary: 'test echo', response: { schema: echoBody } })
   echo(@ZodBody(echoBody) body: z.infer<typeof echoBody>, @CorrelationId() correlationId: string) {
     return { body, correlationId, fromContext: currentCorrelationId() };
+  }
+
+  @Get('slow-query')
+  async slowQuery() {
+    await this.pool.query('select pg_sleep(5)');
+    return { slept: true };
   }
 
   @Get('fail/:kind')
@@ -286,6 +293,29 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       const bad = await get('/test/fail/weird');
       assert.equal(bad.status, 400);
       assert.equal((await json(bad)).errors[0].path, 'kind');
+    });
+
+    it("a query cut by the pool's statement_timeout: 504 timeout, retryable, not a 500", async () => {
+      const shortPool = new pg.Pool({
+        connectionString: (pool as unknown as { options: { connectionString: string } }).options.connectionString,
+        max: 1,
+        statement_timeout: 200,
+      });
+      const other = await createGateway(
+        { eventStore: store, pgPool: shortPool, nats, logger, config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' } },
+        { modules: [ProbeModule] },
+      );
+      try {
+        const { url } = await other.listen(0, '127.0.0.1');
+        const res = await fetch(`${url}/test/slow-query`);
+        assert.equal(res.status, 504);
+        const body = (await res.json()) as Record<string, unknown>;
+        assert.equal(body.code, 'timeout');
+        assert.equal(body.retryable, true);
+      } finally {
+        await other.close();
+        await shortPool.end();
+      }
     });
 
     it('unexpected error: 500 problem without internals, carrying the correlation id', async () => {

@@ -174,6 +174,22 @@ export function toProblem(err: unknown, ctx: ProblemContext): MappedProblem {
       unexpected: false,
     };
   }
+  // A query cancelled by the gateway's statement_timeout (its pool's, as long as a request may
+  // take): the database is too busy or the read too wide right now; not the handler's bug.
+  if ((err as { code?: unknown } | null)?.code === '57014') {
+    return {
+      problem: {
+        ...build(
+          'timeout',
+          errorCodes.timeout,
+          'the database did not answer in time; try again or narrow the request',
+          ctx,
+        ),
+        retryable: true,
+      },
+      unexpected: false,
+    };
+  }
   // PostgreSQL unreachable or its session cut (restarting, a backend terminated) under a handler
   // that has no mapping of its own: the request may work again in a moment, so 503, not 500.
   if (isConnectionError(err)) {
