@@ -131,6 +131,9 @@ export function handoffFor(
   });
 }
 
+/** Notifications of one task that may wait for the hand-off under way (see PushDelivery.send). */
+export const MAX_WAITING_PER_TASK = 64;
+
 /**
  * Delivers A2A push notifications through the automation server: every task, status and
  * artifact event of a task with push configs becomes one `queue_webhook` call per config
@@ -147,7 +150,11 @@ export class PushDelivery implements PushNotificationSender {
     '1.0': new V1PushNotificationSerializer(),
     '0.3': new V03PushNotificationSerializer(),
   };
+  /** Per task: the hand-offs under way, and the notifications waiting for them (see send). */
   private readonly chains = new Map<string, Promise<void>>();
+  private readonly waiting = new Map<string, { sr: StreamResponse; task: Task | undefined }[]>();
+  /** Notifications dropped because too many of one task waited (a hand-off that does not answer). */
+  dropped = 0;
   private readonly attempts: number;
   private readonly backoffMs: number;
   private readonly timeoutMs: number;
@@ -172,16 +179,41 @@ export class PushDelivery implements PushNotificationSender {
     const p = streamResponse.payload;
     const taskId = !p ? '' : p.$case === 'task' ? p.value.id : p.value.taskId;
     if (!taskId) return Promise.resolve();
-    const prev = this.chains.get(taskId) ?? Promise.resolve();
-    const next = prev
-      .then(() => this.handOffAll(taskId, streamResponse, task))
-      .catch((err: unknown) => this.log.error({ err, a2aTaskId: taskId }, 'push notification hand-off failed'));
-    this.chains.set(taskId, next);
-    void next.finally(() => {
-      if (this.chains.get(taskId) === next) this.chains.delete(taskId);
-    });
+    let waiting = this.waiting.get(taskId);
+    if (!waiting) this.waiting.set(taskId, (waiting = []));
+    waiting.push({ sr: streamResponse, task });
+    // While the automation server does not answer, one hand-off can take a minute and every later
+    // event of the task waits behind it, each holding the task and its artifacts: past the bound
+    // the oldest waiting one goes (the newest, with the task's latest state, always stays).
+    if (waiting.length > MAX_WAITING_PER_TASK) {
+      waiting.shift();
+      this.dropped++;
+      this.log.warn(
+        { a2aTaskId: taskId, waiting: MAX_WAITING_PER_TASK, dropped: this.dropped },
+        'push notifications of a task pile up behind a hand-off that does not answer; dropping the oldest waiting one',
+      );
+    }
+    if (!this.chains.has(taskId)) {
+      const chain = this.pump(taskId).finally(() => this.chains.delete(taskId));
+      this.chains.set(taskId, chain);
+    }
     // Delivery must not hold up the task's own stream.
     return Promise.resolve();
+  }
+
+  /** Hand off a task's waiting notifications one after the other, in order, until none waits. */
+  private async pump(taskId: string): Promise<void> {
+    for (;;) {
+      const waiting = this.waiting.get(taskId);
+      const next = waiting?.shift();
+      if (!next) {
+        this.waiting.delete(taskId);
+        return;
+      }
+      await this.handOffAll(taskId, next.sr, next.task).catch((err: unknown) =>
+        this.log.error({ err, a2aTaskId: taskId }, 'push notification hand-off failed'),
+      );
+    }
   }
 
   /** Resolves when every notification queued so far was handed off or given up, or after `drainMs` (shutdown, tests). */
