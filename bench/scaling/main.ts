@@ -57,6 +57,8 @@ async function main(): Promise<void> {
     RATE_LIMIT_ENABLED: 'false',
     MCP_AUTH_TOKEN: randomBytes(24).toString('hex'),
     AI_AGENT_AUTH_TOKEN: randomBytes(24).toString('hex'),
+    // The processes that join the owner's nats-server need its token: the owner uses this one.
+    NATS_TOKEN: randomBytes(32).toString('base64url'),
   });
   const joined = {
     ...common,

@@ -74,6 +74,8 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       LOG_LEVEL: 'info',
       SWITCHYARD_ADMIN_KEY: adminKey,
       WEBHOOK_ALLOW_LOOPBACK: 'true',
+      // W and B join A's nats-server and need its token: A uses this one, not one of its own.
+      NATS_TOKEN: randomBytes(32).toString('base64url'),
     };
     for (const k of ['DATABASE_URL', 'NATS_URL', 'TEST_DATABASE_URL', 'TEST_NATS_URL', 'DATABASE_ALLOW_WRITES'])
       delete common[k];

@@ -69,7 +69,12 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
     const natsPort = await freePort();
     base = `http://127.0.0.1:${gatewayPort}`;
     databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`;
-    const common = await systemEnv(dataDir, adminKey, { WEBHOOK_ALLOW_LOOPBACK: 'true', RATE_LIMIT_ENABLED: 'false' });
+    // The processes that join A's nats-server need its token: A uses this one, not one of its own.
+    const common = await systemEnv(dataDir, adminKey, {
+      WEBHOOK_ALLOW_LOOPBACK: 'true',
+      RATE_LIMIT_ENABLED: 'false',
+      NATS_TOKEN: randomBytes(32).toString('base64url'),
+    });
     a = new Proc('A (relay gateway)', ['relay', 'gateway'], {
       ...common,
       GATEWAY_PORT: String(gatewayPort),

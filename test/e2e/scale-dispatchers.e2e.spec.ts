@@ -60,6 +60,8 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
       RATE_LIMIT_ENABLED: 'false',
       MCP_AUTH_TOKEN: randomBytes(24).toString('hex'),
       AI_AGENT_AUTH_TOKEN: randomBytes(24).toString('hex'),
+      // The processes that join the owner's nats-server need its token: the owner uses this one.
+      NATS_TOKEN: randomBytes(32).toString('base64url'),
       DISPATCHER_PARTITIONS: String(PARTITIONS),
       DISPATCHER_LEASE_TTL_MS: String(LEASE_TTL_MS),
       DISPATCHER_LEASE_TICK_MS: '500',

@@ -6,13 +6,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, chmodSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { freePort } from '@switchyard/platform';
+import { childPids } from './launcher.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
@@ -61,6 +62,7 @@ function startSystem(
   delete env.NATS_URL;
   delete env.TEST_DATABASE_URL;
   delete env.TEST_NATS_URL;
+  delete env.NATS_TOKEN; // so it makes the token of its data dir
   for (const [kind, port] of Object.entries(ports.mcp)) {
     env[`MCP_${kind}_PORT`] = String(port);
     // The connectors reach the filesystem and GitHub servers over stdio; their HTTP bridges only move ports.
@@ -247,7 +249,11 @@ describe('the whole system started like npm start', () => {
     );
 
     // The relay publishes them to JetStream, where another process can replay them.
-    nc = await connect({ servers: `nats://127.0.0.1:${ports.nats}` });
+    // With the token the launcher made for its nats-server, as another local process of the user would.
+    nc = await connect({
+      servers: `nats://127.0.0.1:${ports.nats}`,
+      token: readFileSync(path.join(dataDir, 'nats', 'token'), 'utf8').trim(),
+    });
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
     let types: string[] = [];
@@ -265,6 +271,46 @@ describe('the whole system started like npm start', () => {
       if (!types.includes('McpToolSucceeded')) await new Promise((r) => setTimeout(r, 100));
     }
     assert.deepEqual(types, ['McpToolCalled', 'McpToolSucceeded']);
+  });
+
+  it('its nats-server refuses clients without the token in DATA_DIR/nats/token, which stays off command lines and out of child environments', async () => {
+    const url = `nats://127.0.0.1:${ports.nats}`;
+    const tokenFile = path.join(dataDir, 'nats', 'token');
+    const token = readFileSync(tokenFile, 'utf8').trim();
+    assert.match(token, /^[A-Za-z0-9_-]{43}$/);
+    // Without a token any local process could call every service subject (database_writer's call_tool included).
+    for (const t of [undefined, 'wrong-token', `${token}x`])
+      await assert.rejects(
+        connect({ servers: url, reconnect: false, timeout: 5_000, ...(t ? { token: t } : {}) }),
+        (e: Error) => e.name === 'AuthorizationError',
+      );
+    const ok = await connect({ servers: url, reconnect: false, token });
+    assert.ok((await ok.rtt()) >= 0);
+    await ok.close();
+    const mode = (f: string) => statSync(f).mode & 0o777;
+    assert.equal(mode(path.join(dataDir, 'nats')), 0o700);
+    assert.equal(mode(tokenFile), 0o600);
+    assert.equal(mode(path.join(dataDir, 'nats', 'nats-server.conf')), 0o600);
+    // Every local user may read a command line; only the user its environment. Neither holds the
+    // token: not nats-server's, not the stdio MCP servers' (filesystem) nor PostgreSQL's.
+    const children = childPids(system.proc.pid!);
+    const comm = (pid: number) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    const natsPid = children.find((pid) => comm(pid) === 'nats-server');
+    assert.ok(natsPid, `the launcher runs nats-server: ${children.map(comm).join(', ')}`);
+    const cmdline = readFileSync(`/proc/${natsPid}/cmdline`, 'utf8').split('\0');
+    assert.deepEqual(cmdline.slice(1, 3), ['-c', path.join(dataDir, 'nats', 'nats-server.conf')]);
+    assert.ok(children.length >= 2, 'nats-server and at least one more child (postgres, stdio MCP servers)');
+    for (const pid of [system.proc.pid!, ...children]) {
+      assert.ok(
+        !readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(token),
+        `the token is on ${comm(pid)}'s command line`,
+      );
+      assert.ok(
+        !readFileSync(`/proc/${pid}/environ`, 'utf8').includes(token),
+        `the token is in ${comm(pid)}'s environment`,
+      );
+    }
+    assert.ok(!system.output().includes(token), 'the launcher logged the token');
   });
 
   it('answers on the MCP and agent ports only bearers of the generated tokens from loopback hosts, and audits what the MCP servers answered', async () => {
@@ -415,7 +461,8 @@ describe('the whole system started like npm start', () => {
     assert.match(await metrics.text(), /# TYPE /);
   });
 
-  it('stops cleanly on SIGTERM and keeps its data across a restart', async () => {
+  it('stops cleanly on SIGTERM and keeps its data (and its NATS token) across a restart', async () => {
+    const token = readFileSync(path.join(dataDir, 'nats', 'token'), 'utf8');
     const before = (await (await fetch(`${base}/api/v1/events?limit=1000`, { headers: auth })).json()) as {
       events: { id: string }[];
     };
@@ -434,6 +481,7 @@ describe('the whole system started like npm start', () => {
       before.events.every((e) => ids.has(e.id)),
       'every event from the first run is still there',
     );
+    assert.equal(readFileSync(path.join(dataDir, 'nats', 'token'), 'utf8'), token, 'the same token after a restart');
     system.proc.kill('SIGTERM');
     assert.equal(await system.exited, 0);
   });

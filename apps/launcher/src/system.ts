@@ -137,13 +137,23 @@ export async function startSystem(
       agents: 3,
       sink: 2,
     };
+    // The gateway's queries end when its requests do (REQUEST_TIMEOUT_MS): past it the client has
+    // its 503 and a query still running only holds one of the pool's few connections from others.
+    const requestTimeoutMs = securityOptionsFromEnv().requestTimeoutMs;
+    const statementTimeoutMs: Partial<Record<Component, number>> =
+      requestTimeoutMs > 0 ? { gateway: requestTimeoutMs } : {};
     const pools = new Map<Component, pg.Pool>();
     const stores = new Map<Component, EventStore>();
     const poolFor = async (c: Component): Promise<pg.Pool> => {
       let pool = pools.get(c);
       if (!pool) {
         const p = createPgPool(
-          { connectionString: urlOf(c), max: poolMax[c] ?? 2, application_name: `switchyard-${c}` },
+          {
+            connectionString: urlOf(c),
+            max: poolMax[c] ?? 2,
+            application_name: `switchyard-${c}`,
+            ...(statementTimeoutMs[c] ? { statement_timeout: statementTimeoutMs[c] } : {}),
+          },
           { name: c, logger },
         );
         if (dbRoles) markSchemaManaged(p);
@@ -175,6 +185,7 @@ export async function startSystem(
         url: infra.natsUrl,
         name: `switchyard-${roles.length === ROLES.length ? 'all' : roles.join('+')}`,
         logger,
+        token: infra.natsToken,
       });
       nats = nc;
       return {
@@ -211,6 +222,7 @@ export async function startSystem(
           {
             DATABASE_URL: urlOf('relay'),
             NATS_URL: infra.natsUrl,
+            NATS_TOKEN: infra.natsToken,
             RELAY_NAME: 'events',
             RELAY_STREAM: 'SWITCHYARD_EVENTS',
             RELAY_SUBJECT_PREFIX: 'switchyard.events',
@@ -506,6 +518,7 @@ export async function startSystem(
                   connectionString: readUrl,
                   max: 4,
                   connectionTimeoutMillis: 2_000,
+                  ...(statementTimeoutMs.gateway ? { statement_timeout: statementTimeoutMs.gateway } : {}),
                   application_name: 'switchyard-gateway-reads',
                 },
                 { name: 'gateway-reads', logger },

@@ -15,6 +15,7 @@ const bool = z
 export const relayConfigSchema = z.object({
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
   NATS_URL: natsUrlsSchema,
+  NATS_TOKEN: z.string().min(1).optional(),
   /** Replicas of the JetStream stream (3 on a 3-node cluster). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   RELAY_NAME: z.string().min(1).default('events'),
@@ -62,7 +63,12 @@ export async function runRelay(
     ...(opts.schemaManaged ? { schemaManaged: true } : {}),
   });
   await checkpoints.init();
-  const nc = await connectNats({ url: config.NATS_URL, name: `relay-${config.RELAY_NAME}`, logger });
+  const nc = await connectNats({
+    url: config.NATS_URL,
+    name: `relay-${config.RELAY_NAME}`,
+    logger,
+    token: config.NATS_TOKEN,
+  });
   const jsm = await jetstreamManager(nc);
   await ensureEventsStream(jsm, {
     name: config.RELAY_STREAM,
@@ -74,6 +80,7 @@ export async function runRelay(
   const relay = new EventRelay({
     store: es,
     js: jetstream(nc),
+    connection: nc,
     jsm: config.RELAY_RESUME_FROM_STREAM ? jsm : undefined,
     stream: config.RELAY_STREAM,
     checkpoints,

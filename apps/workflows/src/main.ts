@@ -1,6 +1,6 @@
 /**
  * Stand-alone workflow engine process: `node apps/workflows/dist/main.js` with
- * DATABASE_URL and NATS_URL (and optionally WORKFLOW_PARTITIONS, WORKFLOW_MEMBER_ID,
+ * DATABASE_URL and NATS_URL (and optionally NATS_TOKEN, WORKFLOW_PARTITIONS, WORKFLOW_MEMBER_ID,
  * WORKFLOW_RECOVERY_INTERVAL_MS). Stops cleanly on SIGTERM/SIGINT; a SIGKILL loses nothing
  * (all state is events; the next owner of a partition recovers its executions).
  */

@@ -10,6 +10,8 @@ export interface ConnectNatsOptions {
   /** Client name shown by the server (`nats server report connections`); use the app name. */
   readonly name: string;
   readonly logger: Logger;
+  /** Token the server asks for; default `process.env.NATS_TOKEN`. Never logged. */
+  readonly token?: string;
   /** Extra transport options; they win over the defaults below. */
   readonly options?: Partial<NodeConnectionOptions>;
 }
@@ -20,7 +22,10 @@ export interface ConnectNatsOptions {
  * - wait for the first connect a bounded time so a bad URL fails the start fast,
  * - ping often enough to notice a dead server within ~1 minute.
  * Status changes (disconnect, reconnect, errors, slow consumers) are logged.
- * Throws AppError('unavailable') when the first connect fails.
+ * Authenticates with `token`, else with NATS_TOKEN from the environment when set, so every
+ * process (launcher, stand-alone relay, connectors, workflows, agent instances) honours it
+ * without wiring of its own. The token never appears in logs or errors.
+ * Throws AppError('unavailable') when the first connect fails (also when the token is refused).
  */
 export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnection> {
   const servers = (typeof opts.url === 'string' ? [opts.url] : [...opts.url])
@@ -28,6 +33,8 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
     .map((u) => u.trim())
     .filter((u) => u.length > 0);
   const log = opts.logger.child({ component: 'nats', client: opts.name });
+  // An empty NATS_TOKEN means unset, as in parseConfig.
+  const token = opts.token || process.env.NATS_TOKEN || undefined;
   let nc: NatsConnection;
   try {
     nc = await connect({
@@ -43,15 +50,19 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       // Otherwise every request builds an Error up front for its stack (a visible share of the
       // CPU in bench/workflows); request() names the subject in every failure instead.
       noAsyncTraces: true,
+      ...(token ? { token } : {}),
       ...opts.options,
     });
   } catch (err) {
-    throw new AppError('unavailable', `cannot connect to NATS at ${servers.join(',')}`, {
+    // Say which credential to look at; the token itself stays out of the message.
+    const refused = err instanceof Error && err.name === 'AuthorizationError';
+    const why = refused ? ` (authorization refused: check NATS_TOKEN${token ? '' : ', none was given'})` : '';
+    throw new AppError('unavailable', `cannot connect to NATS at ${servers.join(',')}${why}`, {
       servers,
       cause: String(err),
     });
   }
-  log.info({ server: nc.getServer() }, 'connected to NATS');
+  log.info({ server: nc.getServer(), auth: token ? 'token' : 'none' }, 'connected to NATS');
   void watchStatus(nc, log);
   return nc;
 }

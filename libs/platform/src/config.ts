@@ -39,6 +39,11 @@ export const configSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
   NATS_URL: natsUrlsSchema.optional(),
+  /**
+   * Token for NATS: the one a NATS_URL server with token auth asks for, or the embedded
+   * nats-server's (unset: generated once per data dir into DATA_DIR/nats/token).
+   */
+  NATS_TOKEN: z.string().min(1).optional(),
   /** Replicas of the relay's JetStream stream: 3 on a 3-node cluster (at most the cluster's size). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   EVENTSTORE_URL: z

@@ -46,4 +46,10 @@ describe('parseConfig', () => {
       (e: unknown) => e instanceof ConfigError && e.issues[0]!.variable === 'NATS_STREAM_REPLICAS',
     );
   });
+
+  it('NATS_TOKEN is optional; an empty one is unset', () => {
+    assert.equal(parseConfig({}).NATS_TOKEN, undefined);
+    assert.equal(parseConfig({ NATS_TOKEN: '' }).NATS_TOKEN, undefined);
+    assert.equal(parseConfig({ NATS_TOKEN: 's3cret-token' }).NATS_TOKEN, 's3cret-token');
+  });
 });

@@ -1,7 +1,7 @@
 /**
  * Run ONE agent instance in its own process (tests SIGKILL it to prove that the dispatcher
  * moves its task to another instance; operators can use it to add capacity).
- *   NATS_URL=... DATABASE_URL=... AGENT=data_analyst INSTANCE_ID=a2 [NOOP=1] [MAX_CONCURRENCY=2] node dist/service/instance-main.js
+ *   NATS_URL=... [NATS_TOKEN=...] DATABASE_URL=... AGENT=data_analyst INSTANCE_ID=a2 [NOOP=1] [MAX_CONCURRENCY=2] node dist/service/instance-main.js
  * Prints one JSON line `{"ready":true,...}` on stdout once the service is registered.
  */
 import { z } from 'zod';

@@ -1,5 +1,18 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fchmodSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { Socket } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { isListening, waitForPort } from './ports.js';
@@ -39,28 +52,195 @@ export const NATS_INSTALL_HINT =
   'nats-server is not installed: on Debian/Ubuntu run `apt-get install nats-server` (npm start does this itself as root), ' +
   'or download it from the NATS project, or point NATS_URL at a running server';
 
+/** The embedded nats-server's token, in its store dir (DATA_DIR/nats/token). */
+export const NATS_TOKEN_FILE = 'token';
+/** The config file startNatsServer writes into the store dir and runs nats-server with. */
+export const NATS_CONFIG_FILE = 'nats-server.conf';
+
 /**
- * Start the real nats-server with JetStream on 127.0.0.1. If a server already
- * answers on the port (left by a killed run), adopt it.
+ * The token in `<storeDir>/token`, or undefined when there is none yet (the doctor reads it and
+ * never makes one). Whitespace around it is dropped.
+ */
+export function readEmbeddedNatsToken(storeDir: string): string | undefined {
+  try {
+    return readFileSync(path.join(storeDir, NATS_TOKEN_FILE), 'utf8').trim() || undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The token of the embedded nats-server of a store dir, made once per data dir: 32 random bytes
+ * (base64url) in `<storeDir>/token`, mode 0600 in a 0700 dir. Kept on disk so a restarted launcher
+ * that adopts the still-running server presents the same token, and so other local processes of
+ * the same user can read it (README: Security). A looser mode left on either is tightened.
+ */
+export function embeddedNatsToken(storeDir: string): string {
+  const dir = path.resolve(storeDir);
+  privateDir(dir);
+  const file = path.join(dir, NATS_TOKEN_FILE);
+  const existing = readEmbeddedNatsToken(dir);
+  if (existing) {
+    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+    return existing;
+  }
+  const token = randomBytes(32).toString('base64url');
+  try {
+    // wx: two launchers starting at once on one data dir agree on the first one's token.
+    writeFileSync(file, `${token}\n`, { flag: 'wx', mode: 0o600 });
+    return token;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const raced = readEmbeddedNatsToken(dir);
+  if (raced) return raced;
+  // An empty file (a crash between create and write): replace it.
+  writePrivateFile(file, `${token}\n`);
+  return token;
+}
+
+/** mkdir -p with mode 0700, and 0700 on a dir that was already there. */
+function privateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+}
+
+/** Write a file only its owner may read: the mode is set before the content goes in, also on an existing file. */
+function writePrivateFile(file: string, content: string): void {
+  const fd = openSync(file, 'w', 0o600);
+  try {
+    fchmodSync(fd, 0o600);
+    writeSync(fd, content);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A token nats-server's config parser takes verbatim inside double quotes: printable ASCII
+ * without quote, backslash or space, and not `$2...` (the server would treat it as a bcrypt hash).
+ */
+function checkToken(token: string): void {
+  if (!/^[\x21-\x7e]+$/.test(token) || /["\\]/.test(token) || token.startsWith('$2'))
+    throw new Error(
+      'the embedded nats-server token (NATS_TOKEN or DATA_DIR/nats/token) must be printable ASCII without spaces, quotes or backslashes, and not start with $2',
+    );
+}
+
+/** The config file of one server: listen on loopback, JetStream in the store dir, and the token when there is one. */
+function natsConfig(port: number, storeDir: string, token: string | undefined): string {
+  return [
+    '# Written by startNatsServer (Switchyard) at each start: edits are overwritten.',
+    `listen: "127.0.0.1:${port}"`,
+    `jetstream { store_dir: ${JSON.stringify(storeDir)} }`,
+    ...(token ? [`authorization { token: "${token}" }`] : []),
+    '',
+  ].join('\n');
+}
+
+/**
+ * What the server on the port says to a client holding `token`: `open` (it asks for no
+ * credentials), `accepted` or `refused`. Plain NATS protocol (INFO, CONNECT, PING), so the
+ * platform needs no NATS client for the check.
+ */
+export function probeNatsAuth(
+  port: number,
+  token: string,
+  timeoutMs = 3_000,
+): Promise<'open' | 'accepted' | 'refused'> {
+  return new Promise((resolve, reject) => {
+    const socket = new Socket();
+    let buf = '';
+    let sent = false;
+    let settled = false;
+    const done = (err: Error | undefined, result?: 'open' | 'accepted' | 'refused') => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(result!);
+    };
+    const timer = setTimeout(
+      () => done(new Error(`no NATS answer on 127.0.0.1:${port} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    socket.on('error', (err) => done(err));
+    socket.on('data', (chunk) => {
+      buf += chunk.toString('utf8');
+      if (!sent) {
+        const end = buf.indexOf('\r\n');
+        if (end < 0) return;
+        const line = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        if (!line.startsWith('INFO ')) return done(new Error(`not a NATS server on 127.0.0.1:${port}`));
+        let info: { auth_required?: boolean };
+        try {
+          info = JSON.parse(line.slice(5)) as { auth_required?: boolean };
+        } catch {
+          return done(new Error(`not a NATS server on 127.0.0.1:${port}`));
+        }
+        if (!info.auth_required) return done(undefined, 'open');
+        sent = true;
+        socket.write(
+          `CONNECT ${JSON.stringify({ auth_token: token, verbose: false, pedantic: false, name: 'switchyard-probe' })}\r\nPING\r\n`,
+        );
+      }
+      if (/^PONG\r\n/m.test(buf)) return done(undefined, 'accepted');
+      if (/^-ERR/m.test(buf)) return done(undefined, 'refused');
+    });
+    // The server closes the connection after an authorization error.
+    socket.on('close', () =>
+      sent ? done(undefined, 'refused') : done(new Error(`127.0.0.1:${port} closed before a NATS greeting`)),
+    );
+    socket.connect(port, '127.0.0.1');
+  });
+}
+
+/**
+ * Start the real nats-server with JetStream on 127.0.0.1, from a config file written into the
+ * store dir (mode 0600). With `token`, clients must present it (`authorization { token }`); it goes
+ * in that file, never on the command line or in the server's environment, since
+ * /proc/<pid>/cmdline is readable by every local user. Without it the server asks for nothing
+ * (the test harness).
+ * If a server already answers on the port (left by a killed run), adopt it; with `token`, only
+ * when it asks for a token and accepts this one, so a server left without authentication (or
+ * another data dir's) is not silently used.
  */
 export async function startNatsServer(opts: {
   port: number;
   storeDir: string;
   logger?: Logger;
+  token?: string;
 }): Promise<NatsServerHandle> {
   const url = `nats://127.0.0.1:${opts.port}`;
+  if (opts.token !== undefined) checkToken(opts.token);
   if (await isListening(opts.port)) {
+    if (opts.token !== undefined) {
+      const auth = await probeNatsAuth(opts.port, opts.token);
+      if (auth === 'open')
+        throw new Error(
+          `a NATS server that asks for no token already runs on 127.0.0.1:${opts.port} (left by an older Switchyard?): stop it, and the launcher starts one that does`,
+        );
+      if (auth === 'refused')
+        throw new Error(
+          `the NATS server already on 127.0.0.1:${opts.port} refuses this data dir's token (NATS_TOKEN or DATA_DIR/nats/token): it belongs to another data dir or token; stop it or use another EMBEDDED_NATS_PORT`,
+        );
+    }
     opts.logger?.info({ port: opts.port }, 'adopting the NATS server already running on the port');
     return { url, kind: 'adopted', stop: async () => undefined, kill: () => undefined, unref: () => undefined };
   }
   const bin = findNatsServer();
   if (!bin) throw new Error(NATS_INSTALL_HINT);
   const storeDir = path.resolve(opts.storeDir);
-  mkdirSync(storeDir, { recursive: true });
+  privateDir(storeDir);
+  const conf = path.join(storeDir, NATS_CONFIG_FILE);
+  writePrivateFile(conf, natsConfig(opts.port, storeDir, opts.token));
   const log = opts.logger?.child({ component: 'nats-server' });
-  const child: ChildProcess = spawn(bin, ['-a', '127.0.0.1', '-p', String(opts.port), '-js', '-sd', storeDir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  // NATS_TOKEN stays out of the server's environment too: it reads the token from the file.
+  const { NATS_TOKEN: _token, ...env } = process.env;
+  const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const relay = (b: Buffer) => log?.debug({ nats: b.toString().trim() }, 'nats-server');
   child.stdout?.on('data', relay);
   child.stderr?.on('data', relay);
