@@ -1,5 +1,6 @@
 import type { Decider, Event } from '@switchyard/domain';
 import { WrongExpectedVersionError, type EventStore, type Fence, type RecordedEvent } from './port.js';
+import { storableValue } from './internal/storable-text.js';
 
 /** A stream's state as a caller already holds it, with the revision it was folded up to (-1: no stream yet). */
 export interface KnownState<S> {
@@ -79,6 +80,22 @@ export const toDomainEvent = <E extends Event>(e: RecordedEvent): E =>
 const toNewEvent = (e: Event) => ({ type: e.type, data: e.data, metadata: e.metadata });
 
 /**
+ * The decided events as the store will keep them (U+0000 and lone surrogates as U+FFFD, see
+ * storable-text.ts): the same array when nothing changes. The caller's state is then folded from
+ * these, so a state held in memory and one rebuilt from the log agree (an output's size, a CEL
+ * test on its text), and a replay decides the same.
+ */
+function asStored<E extends Event>(events: readonly E[]): readonly E[] {
+  let out: E[] | undefined;
+  events.forEach((e, i) => {
+    const data = storableValue(e.data);
+    const metadata = storableValue(e.metadata);
+    if (data !== e.data || metadata !== e.metadata) (out ??= [...events])[i] = { ...e, data, metadata };
+  });
+  return out ?? events;
+}
+
+/**
  * Decide, append with the expected revision. A revision conflict means someone
  * else wrote first: read again and decide again (the decision may differ now). Only conflicts
  * are retried; a domain error goes straight to the caller.
@@ -103,7 +120,7 @@ export async function handleCommand<C, E extends Event, S>(
   const maxAttempts = options.maxAttempts ?? 10;
   for (let attempt = 1; ; attempt++) {
     const { state, revision } = await aggregateStream(store, streamId, decider);
-    const events = decider.decide(command, state);
+    const events = asStored(decider.decide(command, state));
     if (events.length === 0) return { events, state, revision, decidedOn: 'read' };
     try {
       const result = await store.append(streamId, events.map(toNewEvent), {
@@ -143,7 +160,8 @@ async function decideOnKnown<C, E extends Event, S>(
     if (options.trust?.refusal) throw err;
     return undefined;
   }
-  const events = isDecision(decided) ? decided.events : decided;
+  const decidedEvents = isDecision(decided) ? decided.events : decided;
+  const events = asStored(decidedEvents);
   if (events.length === 0)
     return options.trust?.empty
       ? { events, state: known.state, revision: known.revision, decidedOn: 'known' }
@@ -153,7 +171,8 @@ async function decideOnKnown<C, E extends Event, S>(
       expectedRevision: known.revision === -1 ? 'no_stream' : known.revision,
       ...fence,
     });
-    const state = isDecision(decided) ? decided.state : events.reduce(decider.evolve, known.state);
+    const state =
+      isDecision(decided) && events === decidedEvents ? decided.state : events.reduce(decider.evolve, known.state);
     return { events, state, revision: r.nextExpectedRevision, position: r.position, decidedOn: 'known' };
   } catch (err) {
     if (err instanceof WrongExpectedVersionError) return undefined;

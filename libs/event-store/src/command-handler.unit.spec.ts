@@ -161,4 +161,37 @@ describe('handleCommand', () => {
     );
     assert.deepEqual([r.decidedOn, r.state.total, evolved], ['known', 2, 0]);
   });
+
+  it('folds the state from the events as stored: text PostgreSQL cannot keep (U+0000, a lone surrogate) is U+FFFD in both', async () => {
+    type NoteEv = { type: 'Noted'; data: { text: string }; metadata: { correlationId: string; timestamp: string } };
+    const notes: Decider<{ text: string }, NoteEv, { texts: string[] }> = {
+      initialState: { texts: [] },
+      decide: (c) => [{ type: 'Noted', data: { text: c.text }, metadata: { correlationId: 'c', timestamp: 't' } }],
+      evolve: (st, e) => ({ texts: [...st.texts, e.data.text] }),
+    };
+    const store = new InMemoryEventStore();
+    const raw = 'a\u0000b\ud83d';
+    // Read way, then the known-state way (with a decideKnown that folded the raw events itself).
+    const read = await handleCommand(store, 'notes-1', notes, { text: raw });
+    const known = await handleCommand(
+      store,
+      'notes-1',
+      notes,
+      { text: raw },
+      {
+        known: { state: read.state, revision: read.revision },
+        decideKnown: (c, st) => {
+          const events = notes.decide(c, st);
+          return { events, state: events.reduce(notes.evolve, st) };
+        },
+      },
+    );
+    const stored = (await store.readStream('notes-1')).map((e) => (e.data as { text: string }).text);
+    assert.deepEqual(stored, ['a\ufffdb\ufffd', 'a\ufffdb\ufffd']);
+    assert.deepEqual(known.state.texts, stored, 'the state the caller holds is the state a replay rebuilds');
+    assert.deepEqual(
+      known.events.map((e) => e.data.text),
+      stored.slice(1),
+    );
+  });
 });

@@ -25,8 +25,27 @@ const SECRET_VALUE_PATTERNS: readonly [RegExp, string][] = [
   ],
   // The same inside JSON that was itself put in a JSON string (a tool's text block): `\"x-api-key\":\"...\"`.
   [
-    /(\\"[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}\\"\s*:\s*)\\"(?:[^"\\]|\\\\.|\\[^"])*\\"/gi,
+    /(\\"[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}\\"\s*:\s*)\\"(?:[^"\\]|\\\\(?:[^"\\]|\\[\s\S])|\\[^"\\])*\\"/gi,
     `$1\\"${REDACTED}\\"`,
+  ],
+];
+// In the inner value above, the outer text is read as its escapes: a plain character, `\\` with
+// the character it escapes (an escaped backslash, then what it escapes, itself one outer escape),
+// or `\` with any other character but a quote. The three never start alike, so a run of
+// backslashes has one reading: with alternatives that overlapped, 80 of them took over 30 s.
+
+/**
+ * A secret value still open where a text was cut (its closing quote beyond the cut): the key
+ * patterns above, up to the end. A private key in a cut error message would otherwise be kept.
+ */
+const OPEN_SECRET_VALUE_AT_END: readonly [RegExp, string][] = [
+  [
+    /("[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}"\s*:\s*)"(?:[^"\\]|\\[\s\S])*$/i,
+    `$1"${REDACTED}`,
+  ],
+  [
+    /(\\"[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}\\"\s*:\s*)\\"(?:[^"\\]|\\\\(?:[^"\\]|\\[\s\S])|\\[^"\\])*$/i,
+    `$1\\"${REDACTED}`,
   ],
 ];
 
@@ -107,5 +126,7 @@ export function cutAtCodePoint(text: string, maxChars: number): string {
  * cut is still whole when the patterns look at it.
  */
 export function redactedHead(text: string, maxChars: number): string {
-  return cutAtCodePoint(redactSecretValues(cutAtCodePoint(text, maxChars + 512)), maxChars);
+  let head = redactSecretValues(cutAtCodePoint(text, maxChars + 512));
+  if (text.length > maxChars + 512) for (const [re, by] of OPEN_SECRET_VALUE_AT_END) head = head.replace(re, by);
+  return cutAtCodePoint(head, maxChars);
 }

@@ -70,6 +70,10 @@ describe('redactSecrets', () => {
       '"secret":"' + 'x'.repeat(1_000_000),
       ('"' + 'cookie'.repeat(20)).repeat(8_000),
       'Bearer ' + ' '.repeat(1_000_000) + 'x',
+      // Backslashes after an escaped key's opening quote: overlapping alternatives read them
+      // every possible way (80 took over 30 s).
+      '\\"token\\":\\"' + '\\'.repeat(1_000_000),
+      '\\"token\\":\\"' + '\\'.repeat(81) + 'x',
     ];
     for (const text of shapes) assert.equal(typeof redactSecretValues(text), 'string');
     // Still redacts what it must beside that text.
@@ -109,6 +113,27 @@ describe('sizePayload', () => {
 });
 
 describe('redactedHead', () => {
+  it('redacts a secret value that is still open at the cut (a private key in a long error)', () => {
+    const pem =
+      '-----BEGIN PRIVATE KEY-----\\n' +
+      'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC'.repeat(200) +
+      '\\n-----END PRIVATE KEY-----';
+    const text = `service account refused: {"type":"service_account","private_key":"${pem}","client_email":"x@y"}`;
+    const out = redactedHead(text, 500);
+    assert.doesNotMatch(out, /MIIEvQIBADAN|BEGIN PRIVATE KEY/);
+    assert.match(out, /"private_key":"\[redacted\]/);
+    // The same inside JSON put in a JSON string.
+    const nested = JSON.stringify({ error: text });
+    assert.doesNotMatch(redactedHead(nested, 500), /MIIEvQIBADAN|BEGIN PRIVATE KEY/);
+  });
+
+  it('keeps escaped quotes and backslashes inside a nested secret value whole (redacted whole)', () => {
+    const inner = JSON.stringify({ 'x-api-key': 'a\\b"c\\\\d', note: 'kept' });
+    const out = redactSecrets({ body: JSON.stringify({ raw: inner }) }) as { body: string };
+    assert.doesNotMatch(out.body, /c\\\\d|a\\\\b/);
+    assert.match(out.body, /kept/);
+  });
+
   it('redacts a credential that straddles the cut, and scans only a bounded head', () => {
     // Cut first, the token's first 5 characters would be left too short to be recognised.
     const text = 'x'.repeat(487) + ' Bearer abcdefghijklmnop ' + 'y'.repeat(5_000_000);

@@ -275,7 +275,11 @@ export class PostgresEventStore implements EventStore {
       // append of the batch gets the (retryable) error. A SQL error means the statement rolled
       // back; then one bad append must not fail its neighbours: run each half again, down to the
       // bad one alone (a few statements for one bad append among hundreds, not one per append).
-      if (isAppError(err)) {
+      // A cancelled statement (statement_timeout, 57) or a server short of resources (53) is no
+      // append's fault: splitting would only send more statements to a database already behind.
+      // The halves go one after the other, so appends keep the order they arrived in.
+      const code = (err as { code?: unknown } | null)?.code;
+      if (isAppError(err) || (typeof code === 'string' && (code.startsWith('57') || code.startsWith('53')))) {
         for (const q of batch) q.reject(err);
         return;
       }
@@ -284,7 +288,8 @@ export class PostgresEventStore implements EventStore {
         return;
       }
       const half = Math.ceil(batch.length / 2);
-      await Promise.all([this.runBatch(batch.slice(0, half)), this.runBatch(batch.slice(half))]);
+      await this.runBatch(batch.slice(0, half));
+      await this.runBatch(batch.slice(half));
     }
   }
 

@@ -193,21 +193,23 @@ export class PushDelivery implements PushNotificationSender {
         'push notifications of a task pile up behind a hand-off that does not answer; dropping the oldest waiting one',
       );
     }
-    if (!this.chains.has(taskId)) {
-      const chain = this.pump(taskId).finally(() => this.chains.delete(taskId));
-      this.chains.set(taskId, chain);
-    }
+    if (!this.chains.has(taskId)) this.chains.set(taskId, this.pump(taskId));
     // Delivery must not hold up the task's own stream.
     return Promise.resolve();
   }
 
-  /** Hand off a task's waiting notifications one after the other, in order, until none waits. */
+  /**
+   * Hand off a task's waiting notifications one after the other, in order, until none waits.
+   * It lets go of the task in the same synchronous step that finds nothing waiting, so a send
+   * right after never finds a pump that is about to end (its notification would wait for good).
+   */
   private async pump(taskId: string): Promise<void> {
     for (;;) {
       const waiting = this.waiting.get(taskId);
       const next = waiting?.shift();
       if (!next) {
         this.waiting.delete(taskId);
+        this.chains.delete(taskId);
         return;
       }
       await this.handOffAll(taskId, next.sr, next.task).catch((err: unknown) =>

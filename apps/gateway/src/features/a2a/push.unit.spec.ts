@@ -59,4 +59,34 @@ describe('push delivery: what waits per task is bounded', () => {
       ...Array.from({ length: MAX_WAITING_PER_TASK }, (_, i) => `a${200 - MAX_WAITING_PER_TASK + i}`),
     ]);
   });
+
+  it('a notification sent just as the pump for its task ends is still handed off', async () => {
+    const delivered: string[] = [];
+    const mcp: ToolCaller = {
+      async call(_server, _tool, args) {
+        const body = args['body'] as { artifactUpdate?: { artifact?: { artifactId?: string } } };
+        delivered.push(String(body.artifactUpdate?.artifact?.artifactId));
+        return { result: { delivery: { delivery_id: `d${delivered.length}`, status: 'queued' } } };
+      },
+    };
+    const store = {
+      loadWithMetadata: async () => [
+        {
+          config: { id: 'c1', url: 'https://receiver.example/hook', token: 'tok', tenant: '', taskId: 't2' },
+          wireVersion: '1.0',
+        },
+      ],
+    } as unknown as PgPushNotificationStore;
+    const push = new PushDelivery(store, mcp, createLogger('push-unit', 'silent'), { drainMs: 2_000 });
+    // Second sends at every microtask distance from the first: one of them lands as the pump ends.
+    for (let gap = 0; gap < 40; gap++) {
+      const id = `t2-${gap}`;
+      await push.send(artifact(id, 0), {} as ServerCallContext);
+      for (let i = 0; i < gap; i++) await Promise.resolve();
+      await push.send(artifact(id, 1), {} as ServerCallContext);
+    }
+    await push.drain();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(delivered.length, 80, `${delivered.length} of 80 handed off`);
+  });
 });

@@ -546,11 +546,29 @@ export function evaluateCondition(source: string, ctx: ExpressionContext): boole
  * and all of one decision's mappings together by WORKFLOW_MAX_DECISION_INPUT_BYTES.
  */
 export function resolveMapping(value: unknown, ctx: ExpressionContext, kind: 'input' | 'outputs' = 'input'): unknown {
+  return metered(kind, () => resolveMappingIn(value, ctx));
+}
+
+/**
+ * A for_each step's `items`, bounded like a mapping (the list is stored whole in StepExpanded):
+ * `input.items.map(i, input.o)` over 1,000 items otherwise made one 40 MB event of a 44 KB input.
+ * Counted against the decision's bound, WORKFLOW_MAX_DECISION_INPUT_BYTES.
+ */
+export function evaluateItems(source: string, ctx: ExpressionContext): unknown {
+  return metered('items', () => {
+    if (meter) meter.expr = unwrapExpression(source);
+    return evaluateExpression(source, ctx);
+  });
+}
+
+/** Run `fn` (which converts expression values) under a mapping meter of `kind`'s bound, within the decision's. */
+function metered<T>(kind: 'input' | 'outputs' | 'items', fn: () => T): T {
   return withExpressionBudget(() => {
     const l = workflowLimits();
-    const own = kind === 'outputs' ? l.maxOutputChars : l.maxStepInputChars;
+    const own =
+      kind === 'outputs' ? l.maxOutputChars : kind === 'items' ? l.maxDecisionMappingChars : l.maxStepInputChars;
     const decisionLeft = l.maxDecisionMappingChars - budget.mapped;
-    const perMapping = own <= decisionLeft;
+    const perMapping = own <= decisionLeft && kind !== 'items';
     const m = {
       left: Math.min(own, decisionLeft),
       used: 0,
@@ -562,14 +580,14 @@ export function resolveMapping(value: unknown, ctx: ExpressionContext, kind: 'in
             ? kind === 'outputs'
               ? `the workflow's outputs would be larger than ${own} characters of JSON (WORKFLOW_MAX_OUTPUT_BYTES)`
               : `the step's input would be larger than ${own} characters of JSON (WORKFLOW_MAX_STEP_INPUT_BYTES)`
-            : `the inputs and outputs this decision resolves would be larger than ${l.maxDecisionMappingChars} characters of JSON together (WORKFLOW_MAX_DECISION_INPUT_BYTES)`,
+            : `the inputs, items and outputs this decision resolves would be larger than ${l.maxDecisionMappingChars} characters of JSON together (WORKFLOW_MAX_DECISION_INPUT_BYTES)`,
           kind === 'outputs' ? 'output_limit_exceeded' : 'input_limit_exceeded',
         ),
     };
     const outer = meter;
     meter = m;
     try {
-      return resolveMappingIn(value, ctx);
+      return fn();
     } finally {
       meter = outer;
       budget.mapped += m.used;

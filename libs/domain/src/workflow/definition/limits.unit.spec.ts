@@ -297,6 +297,24 @@ describe('for_each and expression limits in the decider', () => {
     }
   });
 
+  it('for_each items that repeat a reference stop at WORKFLOW_MAX_DECISION_INPUT_BYTES: the step fails, nothing expanded', () => {
+    configureWorkflowLimits({ maxDecisionMappingChars: 200 * 1024 });
+    try {
+      // 1,000 items each naming a 4 KB object (an object costs the expression budget nothing by size): 4 MB of items from a 4 KB input.
+      const events = history(
+        cmd.start(fan('input.items.map(i, input.o)'), {
+          items: Array.from({ length: 1_000 }, (_, i) => i),
+          o: { s: 'q'.repeat(4_000) },
+        }),
+      );
+      assert.deepEqual(types(events), ['WorkflowStarted', 'StepFailed:each', 'WorkflowFailed']);
+      assert.equal(failure(events).error.code, 'input_limit_exceeded');
+      assert.match(failure(events).error.message, /WORKFLOW_MAX_DECISION_INPUT_BYTES/);
+    } finally {
+      configureWorkflowLimits({});
+    }
+  });
+
   it('outputs past WORKFLOW_MAX_OUTPUT_BYTES fail the execution with output_limit_exceeded', () => {
     configureWorkflowLimits({ maxOutputChars: 10 * 1024 });
     try {

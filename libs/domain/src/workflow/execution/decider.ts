@@ -21,10 +21,10 @@
 import { assertNever, DomainError, type CommandMetadata, type Decider } from '../../decider.js';
 import {
   evaluateCondition,
-  evaluateExpression,
   ExpressionError,
   ExpressionLimitError,
   MappingLimitError,
+  evaluateItems,
   resolveMapping,
   withExpressionBudget,
   type ExpressionContext,
@@ -801,7 +801,7 @@ function startStep(
   }
   let items: unknown;
   try {
-    items = evaluateExpression(def.for_each.items, ctx);
+    items = evaluateItems(def.for_each.items, ctx);
   } catch (e) {
     return failNow(e);
   }
