@@ -8,45 +8,39 @@ export const SECRET_KEY_PATTERN =
   /token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key/i;
 export const REDACTED = '[redacted]';
 
+// A JSON key naming a secret (the keywords of SECRET_KEY_PATTERN), up to its value's opening
+// quote: `"x-api-key": "` in JSON text (an echoed request, a config file read), and
+// `\"x-api-key\":\"` in JSON that was itself put in a JSON string (a tool's text block). The
+// key's text around the keyword is bounded (a key name is short): unbounded, a quote with no
+// closing one followed by many keywords made each keyword scan to the end and back, so 256 KB of
+// `"tokentoken…` took 14 s of one thread.
+const PLAIN_KEY = `("[^"\\\\]{0,64}(?:${SECRET_KEY_PATTERN.source})[^"\\\\]{0,64}"\\s*:\\s*)"`;
+const NESTED_KEY = `(\\\\"[^"\\\\]{0,64}(?:${SECRET_KEY_PATTERN.source})[^"\\\\]{0,64}\\\\"\\s*:\\s*)\\\\"`;
+// The nested value is read as the outer text's escapes: a plain character, `\\` with the
+// character it escapes (an escaped backslash, then what it escapes, itself one outer escape), or
+// `\` with any other character but a quote. The three never start alike, so a run of backslashes
+// has one reading: with alternatives that overlapped, 80 of them took over 30 s.
+const NESTED_VALUE = `(?:[^"\\\\]|\\\\\\\\(?:[^"\\\\]|\\\\[\\s\\S])|\\\\[^"\\\\])*`;
+
 /**
  * Secrets recognisable by their value wherever they appear (a tool echoing a request's
- * headers, a page quoting a key): bearer/basic credentials and Switchyard API keys.
+ * headers, a page quoting a key): bearer/basic credentials, Switchyard API keys, and the values
+ * of secret-named JSON keys.
  */
 const SECRET_VALUE_PATTERNS: readonly [RegExp, string][] = [
   [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
   [/\bsy_[0-9a-f]{16}_[A-Za-z0-9_-]{32,128}/g, REDACTED],
-  // JSON text (an echoed request, a config file read): `"x-api-key": "..."` and the like. The
-  // key's text around the keyword is bounded (a key name is short): unbounded, a quote with no
-  // closing one followed by many keywords made each keyword scan to the end and back, so 256 KB
-  // of `"tokentoken…` took 14 s of one thread.
-  [
-    /("[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}"\s*:\s*)"(?:[^"\\]|\\.)*"/gi,
-    `$1"${REDACTED}"`,
-  ],
-  // The same inside JSON that was itself put in a JSON string (a tool's text block): `\"x-api-key\":\"...\"`.
-  [
-    /(\\"[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}\\"\s*:\s*)\\"(?:[^"\\]|\\\\(?:[^"\\]|\\[\s\S])|\\[^"\\])*\\"/gi,
-    `$1\\"${REDACTED}\\"`,
-  ],
+  [new RegExp(`${PLAIN_KEY}(?:[^"\\\\]|\\\\.)*"`, 'gi'), `$1"${REDACTED}"`],
+  [new RegExp(`${NESTED_KEY}${NESTED_VALUE}\\\\"`, 'gi'), `$1\\"${REDACTED}\\"`],
 ];
-// In the inner value above, the outer text is read as its escapes: a plain character, `\\` with
-// the character it escapes (an escaped backslash, then what it escapes, itself one outer escape),
-// or `\` with any other character but a quote. The three never start alike, so a run of
-// backslashes has one reading: with alternatives that overlapped, 80 of them took over 30 s.
 
 /**
  * A secret value still open where a text was cut (its closing quote beyond the cut): the key
  * patterns above, up to the end. A private key in a cut error message would otherwise be kept.
  */
 const OPEN_SECRET_VALUE_AT_END: readonly [RegExp, string][] = [
-  [
-    /("[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}"\s*:\s*)"(?:[^"\\]|\\[\s\S])*$/i,
-    `$1"${REDACTED}`,
-  ],
-  [
-    /(\\"[^"\\]{0,64}(?:token|password|passwd|secret|authorization|api[_-]?key|apikey|cookie|credential|private[_-]?key)[^"\\]{0,64}\\"\s*:\s*)\\"(?:[^"\\]|\\\\(?:[^"\\]|\\[\s\S])|\\[^"\\])*$/i,
-    `$1\\"${REDACTED}`,
-  ],
+  [new RegExp(`${PLAIN_KEY}(?:[^"\\\\]|\\\\[\\s\\S])*$`, 'i'), `$1"${REDACTED}`],
+  [new RegExp(`${NESTED_KEY}${NESTED_VALUE}$`, 'i'), `$1\\"${REDACTED}`],
 ];
 
 /**

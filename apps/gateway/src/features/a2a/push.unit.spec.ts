@@ -26,28 +26,40 @@ const artifact = (taskId: string, n: number): StreamResponse =>
     },
   }) as unknown as StreamResponse;
 
+/**
+ * A PushDelivery over one push config per task, whose automation server records the artifact id
+ * of each hand-off; `before` runs first in every call (a hand-off that hangs).
+ */
+function deliveryRecording(drainMs: number, before: () => Promise<void> = async () => undefined) {
+  const delivered: string[] = [];
+  const mcp: ToolCaller = {
+    async call(_server, _tool, args) {
+      await before();
+      const body = args['body'] as { artifactUpdate?: { artifact?: { artifactId?: string } } };
+      delivered.push(String(body.artifactUpdate?.artifact?.artifactId));
+      return { result: { delivery: { delivery_id: `d${delivered.length}`, status: 'queued' } } };
+    },
+  };
+  const store = {
+    loadWithMetadata: async (taskId: string) => [
+      {
+        config: { id: 'c1', url: 'https://receiver.example/hook', token: 'tok', tenant: '', taskId },
+        wireVersion: '1.0',
+      },
+    ],
+  } as unknown as PgPushNotificationStore;
+  return { delivered, push: new PushDelivery(store, mcp, createLogger('push-unit', 'silent'), { drainMs }) };
+}
+
 describe('push delivery: what waits per task is bounded', () => {
   it('200 events behind a hand-off that hangs: the oldest waiting ones go, the newest stay, in order', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const delivered: string[] = [];
-    const mcp: ToolCaller = {
-      async call(_server, _tool, args) {
-        if (delivered.length === 0) await gate;
-        const body = args['body'] as { artifactUpdate?: { artifact?: { artifactId?: string } } };
-        delivered.push(String(body.artifactUpdate?.artifact?.artifactId ?? JSON.stringify(body).slice(0, 80)));
-        return { result: { delivery: { delivery_id: `d${delivered.length}`, status: 'queued' } } };
-      },
-    };
-    const store = {
-      loadWithMetadata: async () => [
-        {
-          config: { id: 'c1', url: 'https://receiver.example/hook', token: 'tok', tenant: '', taskId: 't1' },
-          wireVersion: '1.0',
-        },
-      ],
-    } as unknown as PgPushNotificationStore;
-    const push = new PushDelivery(store, mcp, createLogger('push-unit', 'silent'), { drainMs: 5_000 });
+    let calls = 0;
+    // The first hand-off hangs until released; the others answer at once.
+    const { delivered, push } = deliveryRecording(5_000, async () => {
+      if (calls++ === 0) await gate;
+    });
     for (let n = 0; n < 200; n++) await push.send(artifact('t1', n), {} as ServerCallContext);
     // The first is in flight; of the 199 behind it, MAX_WAITING_PER_TASK wait.
     assert.equal(push.dropped, 199 - MAX_WAITING_PER_TASK);
@@ -61,23 +73,7 @@ describe('push delivery: what waits per task is bounded', () => {
   });
 
   it('a notification sent just as the pump for its task ends is still handed off', async () => {
-    const delivered: string[] = [];
-    const mcp: ToolCaller = {
-      async call(_server, _tool, args) {
-        const body = args['body'] as { artifactUpdate?: { artifact?: { artifactId?: string } } };
-        delivered.push(String(body.artifactUpdate?.artifact?.artifactId));
-        return { result: { delivery: { delivery_id: `d${delivered.length}`, status: 'queued' } } };
-      },
-    };
-    const store = {
-      loadWithMetadata: async () => [
-        {
-          config: { id: 'c1', url: 'https://receiver.example/hook', token: 'tok', tenant: '', taskId: 't2' },
-          wireVersion: '1.0',
-        },
-      ],
-    } as unknown as PgPushNotificationStore;
-    const push = new PushDelivery(store, mcp, createLogger('push-unit', 'silent'), { drainMs: 2_000 });
+    const { delivered, push } = deliveryRecording(2_000);
     // Second sends at every microtask distance from the first: one of them lands as the pump ends.
     for (let gap = 0; gap < 40; gap++) {
       const id = `t2-${gap}`;
