@@ -1,8 +1,14 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, realpathSync } from 'node:fs';
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { z } from 'zod';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { AppError, freePort } from '@switchyard/platform';
 import { parseServerConfig, type McpServerConfigInput } from '../registry/schema.js';
 import { resolvePackageBin } from '../registry/resolve-bin.js';
@@ -554,5 +560,103 @@ describe('everything server over stdio, one call at a time: a waiting call tells
       heard.filter((h) => !h.startsWith('slow')),
       ['first queued', 'again queued', 'first started', 'again started'],
     );
+  });
+});
+
+describe('an SDK server over Streamable HTTP that records what it receives: cancellations', () => {
+  let http: HttpServer;
+  let url: string;
+  const servers: McpServer[] = [];
+  /** Every JSON-RPC message the server received, in order: method and, for a cancel, the request it names. */
+  const received: { method: string; requestId?: unknown }[] = [];
+  let connector: McpConnector;
+
+  before(async () => {
+    const transports = new Map<string, StreamableHTTPServerTransport>();
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
+    http = createServer(async (req, res) => {
+      let body: unknown;
+      if (req.method === 'POST') {
+        const chunks: Buffer[] = [];
+        for await (const c of req) chunks.push(c as Buffer);
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        for (const m of (Array.isArray(body) ? body : [body]) as {
+          method?: string;
+          params?: { requestId?: unknown };
+        }[])
+          if (m.method) received.push({ method: m.method, requestId: m.params?.requestId });
+      }
+      const sid = req.headers['mcp-session-id'] as string | undefined;
+      let transport = sid ? transports.get(sid) : undefined;
+      if (!transport) {
+        const server = new McpServer({ name: 'recording', version: '1.0.0' });
+        server.registerTool('quick', { description: 'answers at once', inputSchema: { n: z.number() } }, ({ n }) =>
+          Promise.resolve({ content: [{ type: 'text', text: `quick ${n}` }] }),
+        );
+        server.registerTool(
+          'slow',
+          { description: 'answers when canceled', annotations: { readOnlyHint: true } },
+          (extra) =>
+            new Promise((resolve) =>
+              extra.signal.addEventListener('abort', () => resolve({ content: [{ type: 'text', text: 'stopped' }] }), {
+                once: true,
+              }),
+            ),
+        );
+        servers.push(server);
+        const t = new StreamableHTTPServerTransport({
+          sessionIdGenerator: () => randomUUID(),
+          onsessioninitialized: (id) => void transports.set(id, t),
+        });
+        await server.connect(t);
+        transport = t;
+      }
+      await transport.handleRequest(req, res, body);
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+    connector = new McpConnector({
+      config: parseServerConfig({
+        name: 'recording',
+        role: 'other',
+        transport: { kind: 'http', url },
+        ...fast,
+        timeouts: { connect_ms: 5_000, call_ms: 400 },
+        retry: { max_attempts: 1, initial_delay_ms: 20, max_delay_ms: 100 },
+      }),
+      logger,
+    });
+    await connector.start();
+  });
+  after(async () => {
+    await connector?.close();
+    for (const s of servers) await s.close().catch(() => undefined);
+    http.closeAllConnections();
+    await new Promise((r) => http.close(r));
+  });
+
+  it('a call that answered is not canceled afterwards; a call that times out is', async () => {
+    const from = received.length;
+    for (let n = 0; n < 20; n++)
+      assert.equal(text(await connector.callTool({ tool: 'quick', arguments: { n } })), `quick ${n}`);
+    await Promise.all(Array.from({ length: 20 }, (_, n) => connector.callTool({ tool: 'quick', arguments: { n } })));
+    // A cancel would be sent right after its call's answer: give it time to arrive before looking.
+    await new Promise((r) => setTimeout(r, 200));
+    const methods = received.slice(from).map((m) => m.method);
+    assert.equal(methods.filter((m) => m === 'tools/call').length, 40);
+    assert.deepEqual(
+      methods.filter((m) => m === 'notifications/cancelled'),
+      [],
+      'the server was told to cancel calls it had already answered',
+    );
+
+    // The attempt's own timeout still tells the server, as the protocol asks.
+    await expectAppError(connector.callTool({ tool: 'slow', arguments: {} }), 'timeout');
+    await waitFor(
+      () => received.slice(from).some((m) => m.method === 'notifications/cancelled'),
+      'the server to be told the timed-out call is canceled',
+      5_000,
+    );
+    assert.equal(received.slice(from).filter((m) => m.method === 'notifications/cancelled').length, 1);
   });
 });

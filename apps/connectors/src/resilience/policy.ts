@@ -96,7 +96,14 @@ export class ServerPolicy {
     // A full server makes calls wait in a FIFO queue (bounded by max_queue) rather than fail.
     const bh = bulkhead(config.bulkhead.max_concurrent, config.bulkhead.max_queue);
     this.bulkhead = bh;
-    const perAttempt = timeout(config.timeouts.call_ms, TimeoutStrategy.Aggressive);
+    // The attempt's signal aborts on a timeout or the caller's cancel, not when the attempt returns
+    // (cockatiel's default): the MCP SDK client never drops its abort listener from a request's
+    // signal, so an abort after the answer sent the server a notifications/cancelled for every
+    // call that had already succeeded (over Streamable HTTP one more POST per call).
+    const perAttempt = timeout(config.timeouts.call_ms, {
+      strategy: TimeoutStrategy.Aggressive,
+      abortOnReturn: false,
+    });
     this.safe = wrap(bh, this.breaker, retrySafe, perAttempt);
     this.unsafe = wrap(bh, this.breaker, retryUnsafe, perAttempt);
   }
