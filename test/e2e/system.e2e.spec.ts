@@ -310,6 +310,17 @@ describe('the whole system started like npm start', () => {
         `the token is in ${comm(pid)}'s environment`,
       );
     }
+    // Nor does any child get the launcher's other credentials: the admin key is in the launcher's
+    // environment, and PostgreSQL's superuser could read its server's back (pg_read_file).
+    for (const pid of children)
+      assert.ok(
+        !readFileSync(`/proc/${pid}/environ`, 'utf8').includes(adminKey),
+        `the admin key is in ${comm(pid)}'s environment`,
+      );
+    assert.ok(
+      children.some((pid) => comm(pid) === 'postgres'),
+      `the launcher runs postgres: ${children.map(comm).join(', ')}`,
+    );
     assert.ok(!system.output().includes(token), 'the launcher logged the token');
   });
 

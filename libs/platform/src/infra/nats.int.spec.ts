@@ -33,7 +33,13 @@ describe('the embedded nats-server with a token', () => {
     storeDir = path.join(scratch, 'nats');
     token = embeddedNatsToken(storeDir);
     port = await freePort();
-    server = await startNatsServer({ port, storeDir, token });
+    // A credential of this process that the server must not inherit (see the environment test).
+    process.env.MCP_AUTH_TOKEN = 'not-for-nats-server-3f9c';
+    try {
+      server = await startNatsServer({ port, storeDir, token });
+    } finally {
+      delete process.env.MCP_AUTH_TOKEN;
+    }
   });
 
   after(async () => {
@@ -67,7 +73,13 @@ describe('the embedded nats-server with a token', () => {
     const cmdline = readFileSync(`/proc/${server.pid}/cmdline`, 'utf8').split('\0');
     assert.deepEqual(cmdline.slice(1, 3), ['-c', conf]);
     assert.ok(!cmdline.join(' ').includes(token), 'the token is on the command line');
-    assert.ok(!readFileSync(`/proc/${server.pid}/environ`, 'utf8').includes(token), 'the token is in the environment');
+    const environ = readFileSync(`/proc/${server.pid}/environ`, 'utf8');
+    assert.ok(!environ.includes(token), 'the token is in the environment');
+    assert.ok(
+      !environ.includes('not-for-nats-server-3f9c'),
+      "another credential of ours is in the server's environment",
+    );
+    assert.match(environ, /(^|\0)PATH=/);
   });
 
   it('refuses a client without the token or with a wrong one, accepts the token', async () => {

@@ -15,6 +15,7 @@ import {
 import { Socket } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { serverChildEnv } from './child-env.js';
 import { isListening, waitForPort } from './ports.js';
 
 export interface NatsServerHandle {
@@ -238,9 +239,8 @@ export async function startNatsServer(opts: {
   const conf = path.join(storeDir, NATS_CONFIG_FILE);
   writePrivateFile(conf, natsConfig(opts.port, storeDir, opts.token));
   const log = opts.logger?.child({ component: 'nats-server' });
-  // NATS_TOKEN stays out of the server's environment too: it reads the token from the file.
-  const { NATS_TOKEN: _token, ...env } = process.env;
-  const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  // NATS_TOKEN stays out of the server's environment too (it reads the token from the file), as does every other credential of ours.
+  const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env: serverChildEnv() });
   const relay = (b: Buffer) => log?.debug({ nats: b.toString().trim() }, 'nats-server');
   child.stdout?.on('data', relay);
   child.stderr?.on('data', relay);

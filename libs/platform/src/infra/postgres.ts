@@ -20,6 +20,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { configSchema } from '../config.js';
 import { createPgClient } from './pg.js';
+import { serverChildEnv } from './child-env.js';
 import { isListening, waitForPort } from './ports.js';
 
 export interface PostgresHandle {
@@ -408,7 +409,8 @@ async function startCluster(
   let dataDir = requestedDataDir;
   const owner = postgresUser();
   if (owner) bins = reachableBinaries(bins, owner, o.logger?.child({ component: 'postgres', kind }));
-  const spawnOpts = owner ? { uid: owner.uid, gid: owner.gid } : {};
+  // No credential of ours in the server's environment (its superuser could read it back).
+  const spawnOpts = { env: serverChildEnv(), ...(owner ? { uid: owner.uid, gid: owner.gid } : {}) };
   const log = o.logger?.child({ component: 'postgres', kind });
   if (owner) dataDir = reachableDataDir(dataDir, owner, log);
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
