@@ -20,3 +20,4 @@ export * from './agent-cards.js';
 export * from './task-ids.js';
 export * from './task-view.js';
 export * from './text.js';
+export * from './mcp-schema-validator.js';

@@ -7,7 +7,10 @@ import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { pino } from 'pino';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { AppError, freePort } from '@switchyard/platform';
 import { parseServerConfig, type McpServerConfigInput } from '../registry/schema.js';
@@ -658,5 +661,82 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
       5_000,
     );
     assert.equal(received.slice(from).filter((m) => m.method === 'notifications/cancelled').length, 1);
+  });
+});
+
+describe("a server whose tool's output schema has a catastrophic pattern", () => {
+  let http: HttpServer;
+  const servers: Server[] = [];
+  let connector: McpConnector;
+  const warnings: string[] = [];
+
+  before(async () => {
+    const transports = new Map<string, StreamableHTTPServerTransport>();
+    const s = { type: 'string', pattern: '^(a+)+$' };
+    // The low-level server: it sends its JSON schemas as written (McpServer would build zod ones
+    // and run the pattern on its own answer first).
+    const tools = [
+      { name: 'redos', inputSchema: { type: 'object' }, outputSchema: { type: 'object', properties: { s } } },
+      {
+        name: 'lookahead',
+        inputSchema: { type: 'object' },
+        outputSchema: { type: 'object', properties: { s: { type: 'string', pattern: '^(?=b)b$' } } },
+      },
+    ];
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
+    http = createServer(async (req, res) => {
+      const sid = req.headers['mcp-session-id'] as string | undefined;
+      let transport = sid ? transports.get(sid) : undefined;
+      if (!transport) {
+        const server = new Server({ name: 'hostile', version: '1.0.0' }, { capabilities: { tools: {} } });
+        server.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
+        server.setRequestHandler(CallToolRequestSchema, (r) => {
+          // 60 a's and a !: a backtracking RegExp would take longer than the universe has run.
+          const value = r.params.name === 'redos' ? `${'a'.repeat(60)}!` : 'x';
+          return { content: [{ type: 'text', text: value }], structuredContent: { s: value } };
+        });
+        servers.push(server);
+        const t = new StreamableHTTPServerTransport({
+          sessionIdGenerator: () => randomUUID(),
+          onsessioninitialized: (id) => void transports.set(id, t),
+        });
+        await server.connect(t);
+        transport = t;
+      }
+      await transport.handleRequest(req, res);
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    connector = new McpConnector({
+      config: parseServerConfig({
+        name: 'hostile',
+        role: 'other',
+        transport: { kind: 'http', url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp` },
+        ...fast,
+      }),
+      // Warnings kept to look at: the session says when a schema cannot be used.
+      logger: pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) }),
+    });
+    await connector.start();
+  });
+  after(async () => {
+    await connector?.close();
+    for (const s of servers) await s.close().catch(() => undefined);
+    http.closeAllConnections();
+    await new Promise((r) => http.close(r));
+  });
+
+  it('answers that the result does not match, in linear time; a schema it cannot use checks nothing and is reported', async () => {
+    const refused = await connector.callTool({ tool: 'redos', arguments: {} }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(refused instanceof AppError, `a refusal, got ${String(refused)}`);
+    assert.match(refused.message, /does not match the tool's output schema/);
+    const passed = await connector.callTool({ tool: 'lookahead', arguments: {} });
+    assert.deepEqual(passed.structuredContent, { s: 'x' });
+    assert.ok(
+      warnings.some((w) => w.includes('output schema cannot be used') && w.includes('Perl syntax')),
+      warnings.join('\n'),
+    );
   });
 });

@@ -16,7 +16,7 @@ import {
 import { AppError, backoffMs, type Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { unconfiguredReason } from '../registry/load.js';
-import { mcpEvent, type McpEventSink, type McpHealth } from '@switchyard/contracts';
+import { mcpEvent, SafeMcpSchemaValidator, type McpEventSink, type McpHealth } from '@switchyard/contracts';
 import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
 import { fetchWithOwnSignals } from './own-signal-fetch.js';
 
@@ -76,6 +76,8 @@ interface Live {
 export class McpSession {
   readonly name: string;
   private readonly log: Logger;
+  /** Checks results against the server's output schemas without letting its patterns stall us (see SafeMcpSchemaValidator). */
+  private readonly outputSchemas: SafeMcpSchemaValidator;
   private phase: Phase = 'idle';
   private live: Live | undefined;
   private gen = 0;
@@ -103,6 +105,9 @@ export class McpSession {
   constructor(private readonly opts: McpSessionOptions) {
     this.name = opts.config.name;
     this.log = opts.logger.child({ component: 'mcp-session', server: this.name });
+    this.outputSchemas = new SafeMcpSchemaValidator((why) =>
+      this.log.warn({ why }, "a tool's output schema cannot be used: its results are not checked against it"),
+    );
     const reason = opts.config.enabled ? unconfiguredReason(opts.config) : `${this.name} is disabled in the registry`;
     if (reason) {
       this.phase = 'unconfigured';
@@ -332,6 +337,7 @@ export class McpSession {
     const transport = this.makeTransport();
     const client = new Client(this.opts.clientInfo ?? { name: 'switchyard-connectors', version: '0.1.0' }, {
       capabilities: {},
+      jsonSchemaValidator: this.outputSchemas,
     });
     const live: Live = { client, transport, gen };
     client.onclose = () => this.lost(gen, new Error('connection closed (server exited or transport closed)'));

@@ -1,6 +1,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { Logger } from '@switchyard/platform';
+import { SafeMcpSchemaValidator } from '@switchyard/contracts';
 
 export interface StdioChildOptions {
   /** Used in logs and as the client name (`switchyard-<name>-bridge`). */
@@ -30,6 +31,9 @@ export interface StdioChild {
  */
 export async function startStdioChild(opts: StdioChildOptions): Promise<StdioChild> {
   const log = opts.logger.child({ component: `${opts.name}-bridge` });
+  const outputSchemas = new SafeMcpSchemaValidator((why) =>
+    log.warn({ why }, "a tool's output schema cannot be used: its results are not checked against it"),
+  );
   let client: Client | undefined;
   let connected = false;
   let closing = false;
@@ -48,7 +52,11 @@ export async function startStdioChild(opts: StdioChildOptions): Promise<StdioChi
     transport.stderr?.on('data', (d: Buffer) =>
       log.debug({ child: d.toString('utf8').trim() }, `${opts.name} server stderr`),
     );
-    const next = new Client({ name: `switchyard-${opts.name}-bridge`, version: '0.1.0' });
+    // The stdio server is third-party code: its output schemas' patterns run on RE2, not on our event loop's RegExp.
+    const next = new Client(
+      { name: `switchyard-${opts.name}-bridge`, version: '0.1.0' },
+      { jsonSchemaValidator: outputSchemas },
+    );
     next.onclose = () => {
       if (client !== next) return;
       connected = false;
