@@ -8,6 +8,7 @@ import { configPath, resolveConnection, writeSavedConfig } from './config.js';
 import { CliError, describeError, EXIT } from './errors.js';
 import type { EventJson } from './sse.js';
 import { ExecutionView, stepLine } from './workflow-view.js';
+import { terminalSafe } from './output.js';
 
 describe('resolveConnection', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sy-cli-'));
@@ -170,3 +171,35 @@ describe('ExecutionView', () => {
     assert.equal(stepLine(v.steps.get('approval')!, 0, undefined, 8), '✔ approval  succeeded     2.0s');
   });
 });
+
+/* eslint-disable no-control-regex -- these specs are about control characters */
+describe('terminalSafe', () => {
+  it('shows control characters from the server as escapes instead of letting the terminal act on them', () => {
+    const hostile =
+      'boom \u001b]0;PWNED\u001b\\ \u001b[2J\u001b[H\u001b[31mFAKE: all good\u001b[0m\r\u009b2K \u202eevil\u2066 bell\u0007 del\u007f';
+    const shown = terminalSafe(hostile);
+    // Only a colour of the CLI's own palette can pass (it cannot move, erase, hide nor retitle anything).
+    assert.doesNotMatch(shown.replace(/\u001b\[(0|31)m/g, ''), /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202e\u2066]/);
+    assert.equal(
+      shown,
+      'boom \\u001b]0;PWNED\\u001b\\ \\u001b[2J\\u001b[H\u001b[31mFAKE: all good\u001b[0m\\u000d\\u009b2K \\u202eevil\\u2066 bell\\u0007 del\\u007f',
+    );
+    // Newlines and tabs stay; so do the colours this CLI writes itself (green, red, yellow, dim, reset).
+    const ours = 'a\tb\n\u001b[32mok\u001b[0m \u001b[31mfailed\u001b[0m \u001b[33mwait\u001b[0m \u001b[2m-\u001b[0m';
+    assert.equal(terminalSafe(ours), ours);
+  });
+
+  it('keeps JSON text the same JSON value (C1 and bidirectional controls escaped as JSON escapes)', () => {
+    const value = { name: 'x\u009b2Jy', note: 'a\u202eb', esc: '\u001b[2J' };
+    const text = terminalSafe(JSON.stringify(value, null, 2));
+    assert.doesNotMatch(text, /[\u001b\u009b\u202e]/);
+    assert.deepEqual(JSON.parse(text), value);
+  });
+
+  it('an error from the server is printed with its controls shown', () => {
+    const e = apiError(400, { title: 'Bad \u001b[2Jrequest', detail: 'tool said \u001b]0;PWNED\u0007', status: 400 });
+    assert.match(describeError(e), /\u001b/);
+    assert.doesNotMatch(terminalSafe(describeError(e)), /[\u0007\u001b]/);
+  });
+});
+/* eslint-enable no-control-regex */

@@ -7,6 +7,7 @@
 import { CommanderError } from 'commander';
 import { buildProgram } from './commands.js';
 import { CliError, describeError, EXIT } from './errors.js';
+import { terminalSafe } from './output.js';
 
 const program = buildProgram().exitOverride();
 try {
@@ -16,10 +17,12 @@ try {
     // --help and --version end here with code 0; a usage error was already printed by commander.
     process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   } else if (err instanceof CliError) {
-    process.stderr.write(`${describeError(err)}\n`);
+    process.stderr.write(`${terminalSafe(describeError(err))}\n`);
     process.exitCode = err.exitCode;
   } else {
-    process.stderr.write(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `${terminalSafe(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)}\n`,
+    );
     process.exitCode = EXIT.server;
   }
 }

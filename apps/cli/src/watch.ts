@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Api } from './client.js';
 import { CliError, EXIT } from './errors.js';
-import { green, printLine, red, yellow } from './output.js';
+import { green, printLine, red, terminalSafe, yellow } from './output.js';
 import { eventSchema, liveEvents } from './sse.js';
 import { ExecutionView, renderView, stepLine } from './workflow-view.js';
 
@@ -29,7 +29,7 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
   const draw = () => {
     const lines = renderView(view, Date.now(), frame++);
     if (drawn) process.stdout.write(`\u001b[${drawn}A`);
-    process.stdout.write(lines.map((l) => `\u001b[2K${l}`).join('\n') + '\n');
+    process.stdout.write(lines.map((l) => `\u001b[2K${terminalSafe(l)}`).join('\n') + '\n');
     drawn = lines.length;
   };
   const onChange = (changed: string[]) => {
