@@ -79,7 +79,11 @@ export const mcpServerConfigSchema = z.object({
   name: z
     .string()
     .regex(/^[a-z0-9][a-z0-9_-]*$/, 'lowercase letters, digits, _ and - only')
-    .refine((n) => n !== 'registry', 'the name "registry" is reserved'),
+    .refine((n) => n !== 'registry', 'the name "registry" is reserved')
+    // `/mcp` names a server's tools `<server>__<tool>`: a server name with `__` in it or a `_` at
+    // its end would let one server's tool take the name of another server's (`gh` + `ent__query`
+    // against `gh__ent` + `query`).
+    .refine((n) => !n.includes('__') && !n.endsWith('_'), 'no "__" in the name and no "_" at its end'),
   role: mcpRoleSchema,
   transport: transportSchema,
   /** Bearer token for HTTP servers (default MCP_AUTH_TOKEN). Never logged nor listed. */

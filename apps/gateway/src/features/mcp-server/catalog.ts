@@ -15,6 +15,8 @@ import type { ToolKind } from './tool-call.decider.js';
 /** Separator of a namespaced name: `<server>__<tool>`, `workflow__<id>`, `agent__<task type>`. */
 export const NS = '__';
 /** The names reserved for the gateway's own tools; an upstream server with one of these names is not exposed. */
+/** A tool or prompt name as MCP clients expect one. */
+const MCP_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 export const RESERVED_NAMESPACES: ReadonlySet<string> = new Set(['workflow', 'agent']);
 
 /** One tool as `/mcp` lists it, with what it names behind the gateway. */
@@ -88,6 +90,8 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
   private refreshStartedAt = 0;
   private refreshing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Names left out of the catalog that were logged (once each, bounded). */
+  private readonly leftOut = new Set<string>();
   private readonly listeners = new Set<(what: 'tools' | 'prompts') => void>();
 
   constructor(
@@ -191,12 +195,30 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
     const tools = new Map<string, CatalogTool>();
     const prompts = new Map<string, CatalogPrompt>();
     const previousByKind = (k: ToolKind) => [...this.tools.values()].filter((t) => t.kind === k);
-    for (const t of workflows ?? previousByKind('workflow')) tools.set(t.name, t);
-    for (const t of agents ?? previousByKind('agent')) tools.set(t.name, t);
     if (upstream) this.servers = upstream;
+    // Workflow and agent tools first: no upstream tool takes their names. Names an MCP client
+    // would not take (the specification's 1-128 of A-Z a-z 0-9 _ - .: no spaces, no control
+    // characters) are left out; so are both of two upstream tools or prompts of one name, which a
+    // server's names could only make by design if the server names allowed it (they do not).
+    const dropped = new Set<string>();
+    const add = <T extends { name: string }>(into: Map<string, T>, item: T, upstreamItem: boolean) => {
+      if (!MCP_NAME.test(item.name)) return void this.leaveOut(item.name, 'not a valid MCP name');
+      if (dropped.has(item.name)) return;
+      if (into.has(item.name)) {
+        if (!upstreamItem) return;
+        const other = into.get(item.name)!;
+        if ('kind' in other && other.kind !== 'upstream') return;
+        into.delete(item.name);
+        dropped.add(item.name);
+        return void this.leaveOut(item.name, 'two upstream servers offer this name');
+      }
+      into.set(item.name, item);
+    };
+    for (const t of workflows ?? previousByKind('workflow')) add(tools, t, false);
+    for (const t of agents ?? previousByKind('agent')) add(tools, t, false);
     for (const entry of this.servers.values()) {
-      for (const t of entry.tools) if (!tools.has(t.name)) tools.set(t.name, t);
-      for (const p of entry.prompts) prompts.set(p.name, p);
+      for (const t of entry.tools) add(tools, t, true);
+      for (const p of entry.prompts) add(prompts, p, true);
     }
     this.tools = tools;
     this.prompts = prompts;
@@ -224,6 +246,13 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
         }
       }
     }
+  }
+
+  private leaveOut(name: string, why: string): void {
+    if (this.leftOut.has(name)) return;
+    if (this.leftOut.size >= 1_000) this.leftOut.clear();
+    this.leftOut.add(name);
+    this.log.warn({ name, why }, 'a tool or prompt is left out of /mcp');
   }
 
   private async upstream(correlationId: string): Promise<Map<string, ServerEntry>> {

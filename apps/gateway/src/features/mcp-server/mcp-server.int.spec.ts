@@ -5,6 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { parseServerConfig, resolvePackageBin, startConnectors, type RunningConnectors } from '@switchyard/connectors';
@@ -182,5 +183,66 @@ describe('MCP endpoint, stateless mode', () => {
     } finally {
       await client.close();
     }
+  });
+});
+
+describe('MCP endpoint: names from an upstream server', () => {
+  let g: SecuredGateway;
+  let connectors: RunningConnectors;
+
+  before(async () => {
+    g = await startSecuredGateway('mcp_names', {
+      modules: [McpServerFeatureModule.withOptions({ catalogRefreshMs: 500 })],
+    });
+    const registry = [
+      parseServerConfig({
+        name: 'odd',
+        role: 'other',
+        transport: {
+          kind: 'stdio',
+          command: process.execPath,
+          args: [path.join(import.meta.dirname, 'testing', 'odd-names-server.js')],
+        },
+      }),
+    ];
+    connectors = await startConnectors({ nats: g.nats, registry, logger });
+  });
+
+  after(async () => {
+    await connectors?.stop();
+    await g?.close();
+  });
+
+  it('passes names an MCP client takes and leaves out the others (a space, control characters, over 128)', async () => {
+    const client = new Client({ name: 'names-test', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${g.adminKey}` } },
+      }),
+    );
+    try {
+      let names: string[] = [];
+      for (let i = 0; i < 100 && !names.includes('odd__plain'); i++) {
+        names = (await client.listTools()).tools.map((t) => t.name);
+        if (!names.includes('odd__plain')) await new Promise((r) => setTimeout(r, 200));
+      }
+      const odd = names.filter((n) => n.startsWith('odd__')).sort();
+      assert.deepEqual(odd, ['odd__dotted.name-1', 'odd__ent__query', 'odd__plain']);
+      const prompts = (await client.listPrompts()).prompts.map((p) => p.name).sort();
+      assert.deepEqual(prompts, ['odd__dotted.name-1', 'odd__ent__query', 'odd__plain']);
+      const called = await client.callTool({ name: 'odd__ent__query', arguments: {} });
+      assert.deepEqual(called.content, [{ type: 'text', text: 'called ent__query' }]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("refuses server names that would let one server name another server's tools", () => {
+    const config = (name: string) => () =>
+      parseServerConfig({ name, role: 'other', transport: { kind: 'stdio', command: 'x', args: [] } });
+    // The ZodError's message is its issues as JSON (the quotes escaped).
+    assert.throws(config('gh__ent'), /no \\"__\\" in the name/);
+    assert.throws(config('gh_'), /no \\"__\\" in the name and no \\"_\\" at its end/);
+    assert.doesNotThrow(config('database_writer'));
   });
 });
