@@ -55,6 +55,12 @@ describe('task delegation over real NATS and PostgreSQL', () => {
       const v = await get(id);
       return ['completed', 'failed', 'canceled', 'timed_out'].includes(v.status) ? v : undefined;
     });
+  /** The states of the progress notices published to `subject` from now on. */
+  const notices = (subject: string) => {
+    const states: string[] = [];
+    nc.subscribe(subject, { callback: (_e, m) => void states.push(m.json<{ state: string }>().state) });
+    return () => [...states];
+  };
   const seen = (instance: string) =>
     until(
       `dispatcher to see ${instance}`,
@@ -280,12 +286,17 @@ describe('task delegation over real NATS and PostgreSQL', () => {
 
   it('one write per step: submit+assign in one append when an instance is free; a write by someone else is not overwritten (the revision check sends the dispatcher back to the stream)', async () => {
     // 1. A free instance: the submission and its assignment are one append (same global position).
+    //    Its caller hears `started` only: the task did not wait (`queued` would have it record a wait).
+    const placedNotices = notices('progress.placed');
     const placed = await execute({
       task_type: 'noop',
       context: { echo: 'one' },
       agent: 'data_analyst',
       idempotency_key: 'one-append-1',
+      progress_subject: 'progress.placed',
     });
+    await nc.flush();
+    assert.deepEqual(placedNotices(), ['started']);
     const recorded = await store.readStream(taskStreamId(placed.task_id));
     assert.deepEqual(
       recorded.map((e) => e.type),
@@ -347,5 +358,30 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     const cc = perf.find((p) => p.agent === 'content_creator')!;
     assert.equal(cc.succeeded, 2);
     assert.ok(cc.latency_p50_ms !== null && cc.latency_p95_ms! >= cc.latency_p50_ms);
+  });
+
+  it('progress notices: a waiting task is told queued (again each heartbeat) then started; a caller that wants the first only gets just that', async () => {
+    // No instance of customer_success yet: both tasks wait.
+    const all = notices('progress.all');
+    const first = notices('progress.first');
+    const input = { task_type: 'noop', context: { echo: 'late' }, agent: 'customer_success' };
+    const runs = Promise.all([
+      execute({ ...input, idempotency_key: 'progress-all', progress_subject: 'progress.all' }, 60_000),
+      execute(
+        { ...input, idempotency_key: 'progress-first', progress_subject: 'progress.first', progress_first_only: true },
+        60_000,
+      ),
+    ]);
+    // Past one heartbeat (CALL_QUEUED_HEARTBEAT_MS, 5 s) while they wait.
+    await until('a queued heartbeat', () => (all().length >= 2 ? true : undefined), 15_000);
+    await agent('customer_success', 'cs-1');
+    const [a, b] = await runs;
+    assert.equal(a.status, 'completed');
+    assert.equal(b.status, 'completed');
+    await nc.flush();
+    const told = all();
+    assert.equal(told.at(-1), 'started');
+    assert.ok(told.slice(0, -1).length >= 2 && told.slice(0, -1).every((s) => s === 'queued'), told.join(', '));
+    assert.deepEqual(first(), ['queued']);
   });
 });

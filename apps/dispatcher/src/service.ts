@@ -59,10 +59,21 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
           // While the task is queued the notice is repeated (a heartbeat), so the caller can tell a
           // dispatcher that died with its request from a long queue, and send the request again.
           const progress = input.progress_subject
-            ? callProgressNotifier(nc, input.progress_subject, input.idempotency_key)
+            ? callProgressNotifier(
+                nc,
+                input.progress_subject,
+                input.idempotency_key,
+                undefined,
+                input.progress_first_only === true,
+              )
             : undefined;
+          // `queued` only once the submission's own placement is over: a task recorded queued and
+          // assigned a moment later (a pass over the queue) did not wait, and told `queued` its
+          // caller would record the wait (the workflow engine appends StepQueued and StepStarted).
+          let submitted = false;
           let told = false;
           const tell = (state: 'queued' | 'started') => {
+            if (state === 'queued' && !submitted) return;
             told = true;
             progress?.tell(state);
           };
@@ -71,6 +82,7 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
             : () => undefined;
           try {
             const sub = await submit(input, ctx.correlationId);
+            submitted = true;
             if (sub.status === 'queued' && !told) tell('queued');
             else if (sub.status === 'assigned' || sub.status === 'working') tell('started');
             const end = await dispatcher.waitForEnd(sub.task_id, sub.state);

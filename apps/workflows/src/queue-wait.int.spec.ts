@@ -194,6 +194,9 @@ describe('workflow steps queued on a full MCP server or behind a busy agent', ()
         (e) => Date.parse((e.data as { startedAt: string }).startedAt) - dispatchedAt.get(e.streamId)!,
       );
       assert.ok(of('StepQueued').length >= 4, `tasks waited for the agent (${of('StepQueued').length} StepQueued)`);
+      // A task placed at once is told `started` only, and its step records nothing for it (its
+      // clock counts from the send): a StepStarted comes only after a StepQueued.
+      assert.equal(of('StepStarted').length, of('StepQueued').length, 'no start recorded for a step that did not wait');
       assert.ok(
         Math.max(...waits) > 2_500,
         `the longest wait for the agent (${Math.max(...waits)} ms) exceeds the step timeout`,

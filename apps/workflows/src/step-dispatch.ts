@@ -34,6 +34,8 @@ export interface ExecutionCommands {
 
 /** A unit recorded as dispatched this long before this engine sends it has its clock restarted (see runDispatch). */
 const LATE_PICKUP_MS = 1_000;
+/** A call its worker says started (never queued) sooner than this after the send keeps its clock (see listenForProgress). */
+const STARTED_RECORD_AFTER_MS = 1_000;
 
 /**
  * Dispatch of units: record the dispatch, send the MCP call or agent task over NATS (or start a
@@ -98,10 +100,15 @@ export class StepDispatch {
         if (!call) return;
         const a = call.action;
         // `queued` is repeated while the call waits (a heartbeat): only a new state is recorded.
-        call.heardAt = Date.now();
+        const now = Date.now();
+        call.heardAt = now;
         if (call.state === parsed.data.state || (call.state === 'started' && parsed.data.state === 'queued')) return;
         const before = call.state;
         call.state = parsed.data.state;
+        // Started right after it was sent, never queued: the attempt's clock, counted from the send,
+        // is as good as one counted from now. Recording it would be an append per step for nothing.
+        if (before === undefined && parsed.data.state === 'started' && now - call.sentAt < STARTED_RECORD_AFTER_MS)
+          return;
         const ref = {
           stepId: a.stepId,
           ...(a.itemIndex === undefined ? {} : { itemIndex: a.itemIndex }),
@@ -271,7 +278,8 @@ export class StepDispatch {
     if (this.o.execute) outcome = await this.o.execute(a);
     else {
       const tracked = a.kind === 'step' && (a.target.kind === 'mcp' || a.target.kind === 'agent');
-      const call: TrackedCall = { action: a, heardAt: Date.now() };
+      const sentAt = Date.now();
+      const call: TrackedCall = { action: a, heardAt: sentAt, sentAt };
       if (tracked) this.calls.set(a.idempotencyKey, call);
       // A call its worker said is queued, and then nothing for a while: the worker may have died
       // with its queue. executeRemote then sends it again under the same key (see CALL_QUEUED_SILENCE_MS).

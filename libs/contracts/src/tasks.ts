@@ -55,15 +55,18 @@ export type TaskSubmitInput = z.input<typeof taskSubmitInput>;
 export const taskExecuteInput = taskSubmitInput.extend({
   idempotency_key: z.string().min(1).max(200),
   /**
-   * Where to publish `{ idempotency_key, state: 'queued' | 'started', at }` as the task waits for an
-   * agent and as it is assigned to one (its own timeout counts from then): the workflow engine starts
-   * a step's clock there. Dot-separated plain tokens.
+   * Where to publish `{ idempotency_key, state: 'queued' | 'started', at }` once the submission is
+   * recorded: `queued` when it waits for an agent (repeated as a heartbeat while it waits), then
+   * `started` as it is assigned to one (its own timeout counts from then); a task placed at once is
+   * told `started` only. The workflow engine starts a step's clock there. Dot-separated plain tokens.
    */
   progress_subject: z
     .string()
     .max(200)
     .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
     .optional(),
+  /** Only the first notice is wanted (the caller only learns the submission is recorded): no heartbeat, nothing after it. */
+  progress_first_only: z.boolean().optional(),
 });
 export type TaskExecuteInput = z.input<typeof taskExecuteInput>;
 

@@ -19,6 +19,7 @@ export function callProgressNotifier(
   subject: string,
   idempotencyKey: string,
   heartbeatMs = CALL_QUEUED_HEARTBEAT_MS,
+  firstOnly = false,
 ): CallProgressNotifier {
   let last: CallProgress['state'] | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
@@ -41,7 +42,9 @@ export function callProgressNotifier(
       last = state;
       publish(state);
       stopHeartbeat();
-      if (state === 'queued') {
+      // The caller listens for one notice only (it closed its subscription): nothing more to send it.
+      if (firstOnly) closed = true;
+      else if (state === 'queued') {
         heartbeat = setInterval(() => publish('queued'), heartbeatMs);
         heartbeat.unref();
       }

@@ -152,7 +152,8 @@ export class AgentsClient {
       const r = await request(
         this.nc,
         subject('execute'),
-        { ...input, progress_subject: progressSubject },
+        // One notice is all this wait needs (it stands for the submit reply): no heartbeat to a closed subscription.
+        { ...input, progress_subject: progressSubject, progress_first_only: true },
         { schema: taskExecuteReply, correlationId, timeoutMs: waitMs },
       );
       const submitted: TaskSubmitReply = {
