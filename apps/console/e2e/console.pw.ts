@@ -336,3 +336,45 @@ test('the executions list pages forward and back, and its first page follows a n
   await expect(rows.first()).toHaveAttribute('data-execution', first[19]!);
   await accessible(page, 'workflows, page 2');
 });
+
+test('the API docs page runs the Swagger UI under its policy: no inline script, nothing refused', async ({
+  browser,
+}) => {
+  const ctx = await browser.newContext();
+  const docs = await ctx.newPage();
+  const refused: string[] = [];
+  docs.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Refused to/.test(m.text())) refused.push(m.text());
+  });
+  const res = await docs.goto('/docs');
+  expect(res?.headers()['content-security-policy']).toContain("script-src 'self'");
+  // The operations of the document are listed (the UI started from /docs/init.js and read the document).
+  await expect(docs.locator('.opblock-summary-path').first()).toBeVisible({ timeout: 30_000 });
+  await expect(
+    docs.locator('.opblock-summary-path', { hasText: '/api/v1/workflows/executions' }).first(),
+  ).toBeVisible();
+  expect(refused).toEqual([]);
+  await ctx.close();
+});
+
+test('an execution id from the address is one path segment: a crafted link reaches no other API route', async () => {
+  const seen: string[] = [];
+  const onRequest = (r: { url(): string }) => {
+    const u = new URL(r.url());
+    if (u.pathname.startsWith('/api/')) seen.push(u.pathname);
+  };
+  page.on('request', onRequest);
+  try {
+    await page.goto('/ui/workflows/executions/..%2F..%2Fsystem%2Falerts%3F');
+    await expect(
+      page
+        .getByRole('alert')
+        .or(page.getByText(/not found/i))
+        .first(),
+    ).toBeVisible({ timeout: 15_000 });
+  } finally {
+    page.off('request', onRequest);
+  }
+  expect(seen.filter((p) => p.startsWith('/api/v1/workflows/executions/'))).not.toEqual([]);
+  expect(seen.filter((p) => p.startsWith('/api/v1/system/alerts'))).toEqual([]);
+});

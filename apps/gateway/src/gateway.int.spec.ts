@@ -618,6 +618,17 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       assert.match(page.headers.get('content-type') ?? '', /text\/html/);
       const html = await page.text();
       assert.match(html, /swagger-ui-bundle\.js/);
+      // Same origin as the console and the API: no inline script, no framing, no sniffing.
+      assert.doesNotMatch(html, /<script>/);
+      const csp = page.headers.get('content-security-policy') ?? '';
+      assert.match(csp, /script-src 'self'(;|$)/);
+      assert.match(csp, /frame-ancestors 'none'/);
+      assert.equal(page.headers.get('x-frame-options'), 'DENY');
+      assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+      const init = await get('/docs/init.js');
+      assert.equal(init.status, 200);
+      assert.match(init.headers.get('content-type') ?? '', /text\/javascript/);
+      assert.match(await init.text(), /SwaggerUIBundle\(\{ url: '\/docs\/openapi\.json'/);
       const js = await get('/docs/assets/swagger-ui-bundle.js');
       assert.equal(js.status, 200);
       assert.ok((await js.arrayBuffer()).byteLength > 100_000);

@@ -42,7 +42,7 @@ export function AgentsPage() {
   useEffect(() => {
     if (!task?.task_id || ENDED.has(task.status)) return;
     const id = task.task_id as string;
-    const load = () => get(`/api/v1/integration/agents/tasks/${id}`).then(setTask, setError);
+    const load = () => get(`/api/v1/integration/agents/tasks/${encodeURIComponent(id)}`).then(setTask, setError);
     const off = onEvent((e) => e.streamId === `task-${id}` && void load());
     const t = setInterval(() => void load(), 3000); // fire and forget: load() reports its own errors (setError)
     void load();

@@ -197,7 +197,9 @@ export function ExecTable({ items }: { items: any[] }) {
         {items.map((x) => (
           <tr key={x.execution_id} data-execution={x.execution_id}>
             <td>
-              <Link href={`/ui/workflows/executions/${x.execution_id}`}>{x.execution_id.slice(0, 8)}</Link>
+              <Link href={`/ui/workflows/executions/${encodeURIComponent(x.execution_id)}`}>
+                {x.execution_id.slice(0, 8)}
+              </Link>
             </td>
             <td>{x.definition_id}</td>
             <td>

@@ -197,7 +197,7 @@ export function SystemPage() {
                         type="button"
                         onClick={async () => {
                           try {
-                            await api('POST', `/api/v1/system/alerts/${a.id}/resolve`, {
+                            await api('POST', `/api/v1/system/alerts/${encodeURIComponent(a.id)}/resolve`, {
                               reason: 'resolved from the console',
                             });
                             setAlerts((await get('/api/v1/system/alerts')).alerts);

@@ -64,7 +64,7 @@ export function WorkflowsPage() {
               setError(null);
               try {
                 const r = await api('POST', `/api/v1/workflows/start/${encodeURIComponent(def.id)}`, input);
-                navigate(`/ui/workflows/executions/${r.execution_id}`);
+                navigate(`/ui/workflows/executions/${encodeURIComponent(r.execution_id)}`);
               } catch (err) {
                 setError(err);
               }
@@ -111,7 +111,9 @@ async function eventsAfter(id: string, held: { events: readonly EventJson[] }): 
   const out: EventJson[] = [];
   let after = held.events.length ? held.events[held.events.length - 1]!.revision : undefined;
   for (;;) {
-    const page = await get(`/api/v1/workflows/executions/${id}/events${after === undefined ? '' : `?after=${after}`}`);
+    const page = await get(
+      `/api/v1/workflows/executions/${encodeURIComponent(id)}/events${after === undefined ? '' : `?after=${after}`}`,
+    );
     out.push(...page.events);
     if (!page.next || page.events.length === 0) return out;
     after = page.events[page.events.length - 1].revision;
@@ -136,7 +138,10 @@ export function ExecutionPage({ id }: { id: string }) {
     try {
       if (held.current.id !== id) held.current = { id, events: [], generation: held.current.generation + 1 };
       const generation = held.current.generation;
-      const [d, more] = await Promise.all([get(`/api/v1/workflows/executions/${id}`), eventsAfter(id, held.current)]);
+      const [d, more] = await Promise.all([
+        get(`/api/v1/workflows/executions/${encodeURIComponent(id)}`),
+        eventsAfter(id, held.current),
+      ]);
       if (held.current.generation !== generation) return; // the page moved to another execution meanwhile
       // Another load may have added some meanwhile: keep each revision once, in order.
       const known = held.current;
@@ -185,7 +190,7 @@ export function ExecutionPage({ id }: { id: string }) {
                 class="danger"
                 onClick={async () => {
                   try {
-                    await api('POST', `/api/v1/workflows/executions/${id}/cancel`, {
+                    await api('POST', `/api/v1/workflows/executions/${encodeURIComponent(id)}/cancel`, {
                       reason: 'canceled from the console',
                     });
                     await load();

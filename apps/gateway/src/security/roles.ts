@@ -24,7 +24,13 @@ export const PUBLIC = 'public';
  * /metrics (the system feature) is not public: it declares `viewer`, since it reveals the
  * system's internals; a Prometheus scraper sends a viewer key (`authorization.credentials`).
  */
-export const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/livez', '/readyz', '/docs', '/docs/openapi.json']);
+export const PUBLIC_PATHS: ReadonlySet<string> = new Set([
+  '/livez',
+  '/readyz',
+  '/docs',
+  '/docs/openapi.json',
+  '/docs/init.js',
+]);
 
 // Roles used by routes written before this scheme; `auditor` reads the event log, which is a read.
 const ALIASES: Readonly<Record<string, Role>> = { auditor: 'viewer', read: 'viewer', reader: 'viewer' };
