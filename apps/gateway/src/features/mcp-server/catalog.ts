@@ -104,7 +104,12 @@ export class McpServerCatalog implements OnModuleInit, OnModuleDestroy {
   }
 
   onModuleInit(): void {
-    this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.options.catalogRefreshMs);
+    // The timer is there to tell open sessions of a change; with none open a refresh (the
+    // registry, every definition and the capability cards) would be read for nobody, every few
+    // seconds: listings refresh by themselves when the catalog has aged (see fresh()).
+    this.timer = setInterval(() => {
+      if (this.listeners.size > 0) void this.refresh().catch(() => undefined);
+    }, this.options.catalogRefreshMs);
     this.timer.unref();
   }
 

@@ -136,6 +136,22 @@ describe('MCP endpoint, stateless mode', () => {
     }
   });
 
+  it('with no session open, the catalog reads nothing on its own (it refreshes when a listing finds it aged)', async () => {
+    const request = g.nats.request.bind(g.nats);
+    const subjects: string[] = [];
+    (g.nats as { request: typeof request }).request = (...a: Parameters<typeof request>) => {
+      subjects.push(a[0]);
+      return request(...a);
+    };
+    try {
+      // Three refresh intervals (500 ms here) with nobody listening.
+      await new Promise((r) => setTimeout(r, 1_600));
+      assert.deepEqual(subjects, []);
+    } finally {
+      (g.nats as { request: typeof request }).request = request;
+    }
+  });
+
   it('records each call in the event store before the answer: a quick one in one append, a slow one as it starts', async () => {
     const client = new Client({ name: 'audit-test', version: '1.0.0' });
     await client.connect(
