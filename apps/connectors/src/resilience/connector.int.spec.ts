@@ -638,6 +638,33 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
     await new Promise((r) => http.close(r));
   });
 
+  it('health checks every 100 ms and a 200 ms ping interval: the interval pings only what nobody else did', async () => {
+    const pinging = new McpConnector({
+      config: parseServerConfig({
+        name: 'recording',
+        role: 'other',
+        transport: { kind: 'http', url },
+        ...fast,
+        health: { ping_interval_ms: 200 },
+      }),
+      logger,
+    });
+    await pinging.start();
+    try {
+      const from = received.length;
+      let checks = 0;
+      for (const until = Date.now() + 2_000; Date.now() < until; checks++) {
+        await pinging.checkHealth();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const pings = received.slice(from).filter((m) => m.method === 'ping').length;
+      // Without the check for a recent ping, the interval added about ten more.
+      assert.ok(pings >= checks && pings <= checks + 1, `${pings} pings for ${checks} health checks`);
+    } finally {
+      await pinging.close();
+    }
+  });
+
   it('a call that answered is not canceled afterwards; a call that times out is', async () => {
     const from = received.length;
     for (let n = 0; n < 20; n++)

@@ -84,6 +84,8 @@ export class McpSession {
   private connecting: Promise<void> | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the last answered ping (the interval's or a health check's). */
+  private lastPingAt = -Infinity;
   private attempt = 0;
   private lastError: string | undefined;
   private responseMs: number | undefined;
@@ -519,6 +521,9 @@ export class McpSession {
   private async probe(gen: number): Promise<void> {
     const live = this.live;
     if (!live || live.gen !== gen || this.phase !== 'connected') return;
+    // Pinged lately by someone else (the monitor's health probes, every few seconds): this one
+    // would tell nothing new.
+    if (performance.now() - this.lastPingAt < this.opts.config.health.ping_interval_ms / 2) return;
     const timeout = Math.min(
       this.opts.config.timeouts.call_ms,
       Math.max(this.opts.config.health.degraded_after_ms * 2, 5_000),
@@ -538,6 +543,7 @@ export class McpSession {
   }
 
   private notePing(ms: number): void {
+    this.lastPingAt = performance.now();
     this.responseMs = ms;
     this.pingTimeouts = 0;
     this.setSlow(ms > this.opts.config.health.degraded_after_ms);
