@@ -217,7 +217,7 @@ describe('MCP endpoint: names from an upstream server', () => {
         transport: {
           kind: 'stdio',
           command: process.execPath,
-          args: [path.join(import.meta.dirname, 'testing', 'odd-names-server.js')],
+          args: [path.join(import.meta.dirname, 'testing', 'odd-names-main.js')],
         },
       }),
     ];
