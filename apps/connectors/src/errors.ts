@@ -1,4 +1,5 @@
 import { McpError, ErrorCode as RpcCode } from '@modelcontextprotocol/sdk/types.js';
+import { RESPONSE_TOO_LARGE, ResponseTooLargeError } from './session/capped-fetch.js';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { BrokenCircuitError, BulkheadRejectedError, IsolatedCircuitError, TaskCancelledError } from 'cockatiel';
@@ -65,6 +66,9 @@ export const isSessionExpired = (err: unknown): boolean =>
  */
 export function toAppError(err: unknown, server: string, op: string): AppError {
   if (err instanceof AppError) return err;
+  const tooLarge = responseTooLarge(err);
+  if (tooLarge)
+    return new AppError('result_too_large', `MCP server ${server}: ${tooLarge.message}`, { server, op }, false);
   if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
     return new AppError('unavailable', `MCP server ${server} is failing: circuit open, not calling it`, {
       server,
@@ -84,6 +88,8 @@ export function toAppError(err: unknown, server: string, op: string): AppError {
   if (err instanceof TaskCancelledError || (err instanceof Error && err.name === 'AbortError')) {
     return new AppError('timeout', `MCP server ${server} did not answer ${op} in time`, { server, op });
   }
+  if (err instanceof McpError && (err.data as { reason?: unknown } | undefined)?.reason === RESPONSE_TOO_LARGE)
+    return new AppError('result_too_large', `MCP server ${server}: ${err.message}`, { server, op }, false);
   if (err instanceof McpError) {
     switch (err.code) {
       case RpcCode.ConnectionClosed:
@@ -161,3 +167,10 @@ export function countsAsFailure(err: unknown, server = '?'): boolean {
 }
 
 export const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** The ResponseTooLargeError behind `err` (thrown as it is, or as the cause of the fetch's own error). */
+function responseTooLarge(err: unknown): ResponseTooLargeError | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++)
+    if (e instanceof ResponseTooLargeError) return e;
+  return undefined;
+}

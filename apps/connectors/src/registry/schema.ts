@@ -96,6 +96,16 @@ export const mcpServerConfigSchema = z.object({
   reconnect: reconnectSchema.prefault({}),
   health: healthSchema.prefault({}),
   payload_log: payloadLogSchema.prefault({}),
+  /**
+   * Most bytes of one answer the server may send (a POST's whole answer, a line of its event
+   * stream, a stdio message): past it the call fails `result_too_large` instead of the process
+   * buffering whatever a server sends. Results over NATS's payload limit are refused anyway.
+   */
+  max_response_bytes: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .default(16 * 1024 * 1024),
   enabled: z.boolean().default(true),
 });
 

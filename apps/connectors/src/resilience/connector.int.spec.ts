@@ -709,6 +709,8 @@ describe("a server whose tool's output schema has a catastrophic pattern", () =>
         inputSchema: { type: 'object' },
         outputSchema: { type: 'object', properties: { s: { type: 'string', pattern: '^(?=b)b$' } } },
       },
+      { name: 'huge', inputSchema: { type: 'object' } },
+      { name: 'small', inputSchema: { type: 'object' } },
     ];
     // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
     http = createServer(async (req, res) => {
@@ -718,6 +720,8 @@ describe("a server whose tool's output schema has a catastrophic pattern", () =>
         const server = new Server({ name: 'hostile', version: '1.0.0' }, { capabilities: { tools: {} } });
         server.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
         server.setRequestHandler(CallToolRequestSchema, (r) => {
+          if (r.params.name === 'huge') return { content: [{ type: 'text', text: 'x'.repeat(3_000_000) }] };
+          if (r.params.name === 'small') return { content: [{ type: 'text', text: 'small' }] };
           // 60 a's and a !: a backtracking RegExp would take longer than the universe has run.
           const value = r.params.name === 'redos' ? `${'a'.repeat(60)}!` : 'x';
           return { content: [{ type: 'text', text: value }], structuredContent: { s: value } };
@@ -750,6 +754,29 @@ describe("a server whose tool's output schema has a catastrophic pattern", () =>
     for (const s of servers) await s.close().catch(() => undefined);
     http.closeAllConnections();
     await new Promise((r) => http.close(r));
+  });
+
+  it('an answer over max_response_bytes fails the call result_too_large, read no further; the next call is answered', async () => {
+    const capped = new McpConnector({
+      config: parseServerConfig({
+        name: 'hostile-capped',
+        role: 'other',
+        transport: { kind: 'http', url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp` },
+        ...fast,
+        max_response_bytes: 1024 * 1024,
+      }),
+      logger: testLogger(),
+    });
+    await capped.start();
+    try {
+      await expectAppError(capped.callTool({ tool: 'huge', arguments: {} }), 'result_too_large');
+      const next = await capped.callTool({ tool: 'small', arguments: {} });
+      assert.equal(text(next), 'small');
+      // The same answer under the default cap (16 MiB) is read whole.
+      assert.equal(text(await connector.callTool({ tool: 'huge', arguments: {} })).length, 3_000_000);
+    } finally {
+      await capped.close();
+    }
   });
 
   it('answers that the result does not match, in linear time; a schema it cannot use checks nothing and is reported', async () => {

@@ -19,6 +19,7 @@ import { unconfiguredReason } from '../registry/load.js';
 import { mcpEvent, SafeMcpSchemaValidator, type McpEventSink, type McpHealth } from '@switchyard/contracts';
 import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
 import { fetchWithOwnSignals } from './own-signal-fetch.js';
+import { fetchWithResponseCap } from './capped-fetch.js';
 
 /** Health of one server as the session sees it. */
 export interface McpSessionHealth {
@@ -419,6 +420,8 @@ export class McpSession {
         env: t.env,
         ...(t.cwd && { cwd: t.cwd }),
         stderr: 'pipe',
+        // One message (a line) at most this long: past it the SDK drops it and reports an error.
+        maxBufferSize: cfg.max_response_bytes,
       });
       // The child's stderr is its log: keep it, at debug, one line per entry.
       let buf = '';
@@ -437,8 +440,9 @@ export class McpSession {
     const headers: Record<string, string> = cfg.auth_token ? { Authorization: `Bearer ${cfg.auth_token}` } : {};
     return new StreamableHTTPClientTransport(new URL(t.url), {
       requestInit: { headers },
-      // One abort listener on the transport's signal, not one per call (own-signal-fetch.ts).
-      fetch: fetchWithOwnSignals(),
+      // One abort listener on the transport's signal, not one per call (own-signal-fetch.ts); what
+      // the server sends is bounded (capped-fetch.ts).
+      fetch: fetchWithResponseCap(fetchWithOwnSignals(), cfg.max_response_bytes),
       // The SSE side stream's own reconnects: few, since the session reconnects as a whole.
       reconnectionOptions: {
         initialReconnectionDelay: 200,

@@ -1,0 +1,86 @@
+/**
+ * A fetch for the SDK's Streamable HTTP client transport that bounds what one server can make the
+ * connectors read: the body of a POST's answer (a JSON-RPC response, or the SSE stream of one
+ * request) at `maxBytes` in all, and any one line of the long-lived GET stream (an SSE `data:`
+ * line is one message) at `maxBytes`. Past it the body fails with ResponseTooLargeError, which
+ * fails the call; unbounded, a server (third-party, or one taken over) answering 2 GB would have
+ * the process buffer it all (`response.json()`, the SSE parser) and run out of memory.
+ */
+export class ResponseTooLargeError extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`the MCP server's answer is over ${maxBytes} bytes (max_response_bytes)`);
+    this.name = 'ResponseTooLargeError';
+  }
+}
+
+/** `data.reason` of the JSON-RPC error that stands for an answer cut at the cap. */
+export const RESPONSE_TOO_LARGE = 'response_too_large';
+
+/** The ids of the JSON-RPC requests in a POST body (a message or a batch). */
+function requestIds(body: unknown): (string | number)[] {
+  if (typeof body !== 'string') return [];
+  try {
+    const parsed = JSON.parse(body) as unknown;
+    return (Array.isArray(parsed) ? parsed : [parsed]).flatMap((m: unknown) => {
+      const id = (m as { id?: unknown; method?: unknown } | null)?.id;
+      return (typeof id === 'string' || typeof id === 'number') &&
+        typeof (m as { method?: unknown }).method === 'string'
+        ? [id]
+        : [];
+    });
+  } catch {
+    return [];
+  }
+}
+
+export function fetchWithResponseCap(base: typeof fetch, maxBytes: number): typeof fetch {
+  return async (input, init) => {
+    const res = await base(input, init);
+    if (!res.body) return res;
+    const wholeBody = (init?.method ?? 'GET').toUpperCase() === 'POST';
+    let total = 0;
+    /** Bytes of the GET stream's current line (since its last newline). */
+    let line = 0;
+    const tooLong = (chunk: Uint8Array): boolean => {
+      if (wholeBody) return (total += chunk.byteLength) > maxBytes;
+      let from = 0;
+      for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, from)) {
+        if (line + (nl - from) > maxBytes) return true;
+        line = 0;
+        from = nl + 1;
+      }
+      line += chunk.byteLength - from;
+      return line > maxBytes;
+    };
+    // A POST answered as an event stream: the SDK fails a request only on its JSON-RPC answer (a
+    // broken stream only reaches its onerror, and the call would wait out its timeout), so the
+    // stream ends with an error answer for each request the POST carried.
+    const sse = wholeBody && (res.headers.get('content-type') ?? '').includes('text/event-stream');
+    const ids = sse ? requestIds(init?.body) : [];
+    const counted = res.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          if (!tooLong(chunk)) return controller.enqueue(chunk);
+          const err = new ResponseTooLargeError(maxBytes);
+          if (ids.length === 0) return controller.error(err);
+          // The blank lines end whatever event was cut short (its data fails to parse, reported to onerror).
+          const answers = ids.map(
+            (id) =>
+              `event: message\ndata: ${JSON.stringify({
+                jsonrpc: '2.0',
+                id,
+                error: {
+                  code: -32603,
+                  message: err.message,
+                  data: { reason: RESPONSE_TOO_LARGE, max_bytes: maxBytes },
+                },
+              })}\n\n`,
+          );
+          controller.enqueue(new TextEncoder().encode(`\n\n${answers.join('')}`));
+          controller.terminate();
+        },
+      }),
+    );
+    return new Response(counted, { status: res.status, statusText: res.statusText, headers: res.headers });
+  };
+}
