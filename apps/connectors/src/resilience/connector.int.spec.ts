@@ -638,14 +638,14 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
     await new Promise((r) => http.close(r));
   });
 
-  it('health checks every 100 ms and a 200 ms ping interval: the interval pings only what nobody else did', async () => {
+  it('health checks every 50 ms and a 400 ms ping interval: the interval pings only what nobody else did', async () => {
     const pinging = new McpConnector({
       config: parseServerConfig({
         name: 'recording',
         role: 'other',
         transport: { kind: 'http', url },
         ...fast,
-        health: { ping_interval_ms: 200 },
+        health: { ping_interval_ms: 400 },
       }),
       logger,
     });
@@ -655,10 +655,10 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
       let checks = 0;
       for (const until = Date.now() + 2_000; Date.now() < until; checks++) {
         await pinging.checkHealth();
-        await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 50));
       }
       const pings = received.slice(from).filter((m) => m.method === 'ping').length;
-      // Without the check for a recent ping, the interval added about ten more.
+      // Without the check for a recent ping, the interval added about five more.
       assert.ok(pings >= checks && pings <= checks + 1, `${pings} pings for ${checks} health checks`);
     } finally {
       await pinging.close();
@@ -790,6 +790,71 @@ describe("a server whose tool's output schema has a catastrophic pattern", () =>
     assert.deepEqual(passed.structuredContent, { s: 'x' });
     assert.ok(
       warnings.some((w) => w.includes('output schema cannot be used') && w.includes('Perl syntax')),
+      warnings.join('\n'),
+    );
+  });
+});
+
+describe('a server whose tool list pages on and on', () => {
+  let http: HttpServer;
+  const servers: Server[] = [];
+  let connector: McpConnector;
+  const warnings: string[] = [];
+  let pagesServed = 0;
+
+  before(async () => {
+    const transports = new Map<string, StreamableHTTPServerTransport>();
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
+    http = createServer(async (req, res) => {
+      const sid = req.headers['mcp-session-id'] as string | undefined;
+      let transport = sid ? transports.get(sid) : undefined;
+      if (!transport) {
+        const server = new Server({ name: 'paging', version: '1.0.0' }, { capabilities: { tools: {} } });
+        // Every page one tool with a 200 KB description, and always a next page.
+        server.setRequestHandler(ListToolsRequestSchema, (r) => {
+          const page = Number(r.params?.cursor ?? 0);
+          pagesServed++;
+          return {
+            tools: [{ name: `t${page}`, description: 'd'.repeat(200_000), inputSchema: { type: 'object' } }],
+            nextCursor: String(page + 1),
+          };
+        });
+        servers.push(server);
+        const t = new StreamableHTTPServerTransport({
+          sessionIdGenerator: () => randomUUID(),
+          onsessioninitialized: (id) => void transports.set(id, t),
+        });
+        await server.connect(t);
+        transport = t;
+      }
+      await transport.handleRequest(req, res);
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    connector = new McpConnector({
+      config: parseServerConfig({
+        name: 'paging',
+        role: 'other',
+        transport: { kind: 'http', url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp` },
+        ...fast,
+        max_response_bytes: 1024 * 1024,
+      }),
+      logger: pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) }),
+    });
+    await connector.start();
+  });
+  after(async () => {
+    await connector?.close();
+    for (const s of servers) await s.close().catch(() => undefined);
+    http.closeAllConnections();
+    await new Promise((r) => http.close(r));
+  });
+
+  it('keeps the pages within max_response_bytes in all and says so, instead of a hundred pages', async () => {
+    const tools = await connector.listTools();
+    assert.ok(tools.length >= 1 && tools.length <= 5, `${tools.length} tools kept`);
+    assert.ok(pagesServed <= 6, `${pagesServed} pages read`);
+    assert.ok(
+      warnings.some((w) => w.includes('tools list is over max_response_bytes')),
       warnings.join('\n'),
     );
   });

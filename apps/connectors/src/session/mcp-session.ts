@@ -77,6 +77,8 @@ interface Live {
 export class McpSession {
   readonly name: string;
   private readonly log: Logger;
+  /** A listing (all its pages) keeps at most max_response_bytes of JSON. */
+  private readonly listBound: ListBound;
   /** Checks results against the server's output schemas without letting its patterns stall us (see SafeMcpSchemaValidator). */
   private readonly outputSchemas: SafeMcpSchemaValidator;
   private phase: Phase = 'idle';
@@ -108,6 +110,14 @@ export class McpSession {
   constructor(private readonly opts: McpSessionOptions) {
     this.name = opts.config.name;
     this.log = opts.logger.child({ component: 'mcp-session', server: this.name });
+    this.listBound = {
+      maxChars: opts.config.max_response_bytes,
+      onCut: (kind, kept) =>
+        this.log.warn(
+          { kind, kept, max_response_bytes: opts.config.max_response_bytes },
+          `the server's ${kind} list is over max_response_bytes: only the first pages are kept`,
+        ),
+    };
     this.outputSchemas = new SafeMcpSchemaValidator((why) =>
       this.log.warn({ why }, "a tool's output schema cannot be used: its results are not checked against it"),
     );
@@ -194,7 +204,7 @@ export class McpSession {
   /** Re-list tools now (also what list_changed triggers). */
   async refreshTools(opts: CallOptions = {}): Promise<readonly Tool[]> {
     return this.op('list_tools', async (c) => {
-      this.toolCache = await listAll(c, 'tools', opts.signal, this.timeout(opts));
+      this.toolCache = await listAll(c, 'tools', opts.signal, this.timeout(opts), this.listBound);
       return this.toolCache;
     });
   }
@@ -202,7 +212,7 @@ export class McpSession {
   async refreshResources(opts: CallOptions = {}): Promise<readonly Resource[]> {
     return this.op('list_resources', async (c) => {
       this.resourceCache = c.getServerCapabilities()?.resources
-        ? await listAll(c, 'resources', opts.signal, this.timeout(opts))
+        ? await listAll(c, 'resources', opts.signal, this.timeout(opts), this.listBound)
         : [];
       return this.resourceCache;
     });
@@ -211,7 +221,7 @@ export class McpSession {
   async refreshPrompts(opts: CallOptions = {}): Promise<readonly Prompt[]> {
     return this.op('list_prompts', async (c) => {
       this.promptCache = c.getServerCapabilities()?.prompts
-        ? await listAll(c, 'prompts', opts.signal, this.timeout(opts))
+        ? await listAll(c, 'prompts', opts.signal, this.timeout(opts), this.listBound)
         : [];
       return this.promptCache;
     });
@@ -359,12 +369,12 @@ export class McpSession {
       const t = cfg.timeouts.call_ms;
       // Lists are part of connecting: a session is `up` only once we know what it offers.
       const [tools, resources, prompts] = await Promise.all([
-        caps?.tools ? listAll(client, 'tools', undefined, t) : Promise.resolve([] as Tool[]),
+        caps?.tools ? listAll(client, 'tools', undefined, t, this.listBound) : Promise.resolve([] as Tool[]),
         caps?.resources
-          ? listAll(client, 'resources', undefined, t).catch(() => [] as Resource[])
+          ? listAll(client, 'resources', undefined, t, this.listBound).catch(() => [] as Resource[])
           : Promise.resolve([] as Resource[]),
         caps?.prompts
-          ? listAll(client, 'prompts', undefined, t).catch(() => [] as Prompt[])
+          ? listAll(client, 'prompts', undefined, t, this.listBound).catch(() => [] as Prompt[])
           : Promise.resolve([] as Prompt[]),
       ]);
       if (gen !== this.gen) throw new Error('superseded');
@@ -593,14 +603,22 @@ type ListKind = 'tools' | 'resources' | 'prompts';
 type ListItem<K extends ListKind> = K extends 'tools' ? Tool : K extends 'resources' ? Resource : Prompt;
 
 /** Page through a list endpoint (servers may paginate with nextCursor). */
+/** How much of a server's listing is kept: its pages add up to at most `maxChars` of JSON; `onCut` hears of the rest. */
+interface ListBound {
+  readonly maxChars: number;
+  readonly onCut: (kind: ListKind, kept: number) => void;
+}
+
 async function listAll<K extends ListKind>(
   client: Client,
   kind: K,
   signal: AbortSignal | undefined,
   timeout: number,
+  bound: ListBound,
 ): Promise<ListItem<K>[]> {
   const out: ListItem<K>[] = [];
   let cursor: string | undefined;
+  let chars = 0;
   const opts = { ...(signal && { signal }), timeout };
   for (let page = 0; page < 100; page++) {
     const params = cursor ? { cursor } : undefined;
@@ -611,6 +629,13 @@ async function listAll<K extends ListKind>(
           ? await client.listResources(params, opts)
           : await client.listPrompts(params, opts);
     const items = (res as Record<string, unknown>)[kind] as ListItem<K>[];
+    // Each page is bounded by max_response_bytes, the pages together too: a server that pages on
+    // and on would have us hold a hundred of them.
+    chars += JSON.stringify(items).length;
+    if (chars > bound.maxChars) {
+      bound.onCut(kind, out.length);
+      break;
+    }
     out.push(...items);
     cursor = res.nextCursor;
     if (!cursor) break;
