@@ -368,6 +368,15 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       assert.equal(mixed.errors[0].path, 'after');
     });
 
+    it("answers with cache-control: no-store (the log is the caller's own); /docs may be cached", async () => {
+      const res = await get('/api/v1/events?limit=1');
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('cache-control'), 'no-store');
+      const refused = await get('/api/v1/events?limit=abc');
+      assert.equal(refused.headers.get('cache-control'), 'no-store');
+      assert.notEqual((await get('/docs/openapi.json')).headers.get('cache-control'), 'no-store');
+    });
+
     it('pages the global log forwards with a cursor until the end', async () => {
       const seen: number[] = [];
       let next: string | null = '/api/v1/events?limit=3';

@@ -149,6 +149,9 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     const res = reply as EdgeReply;
     const x = exchanges.begin(req, res);
     correlate(req, res);
+    // What the API answers is the caller's own (payloads, keys, the audit log): no cache on the
+    // way may keep it. A route with a cache policy of its own sets it later, over this one.
+    if (isPrivatePath(req.url)) res.setHeader('cache-control', 'no-store');
     if (!hostOrigin(req, res)) return;
     const allow = shadowedMethodNotAllowed(shadowed, req.method, req.path);
     if (allow) return methodNotAllowed(allow, req, res);
@@ -206,3 +209,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     },
   };
 }
+
+/** The API, `/mcp` and A2A: answers for one caller. */
+const isPrivatePath = (url: string): boolean =>
+  url.startsWith('/api/') || url.startsWith('/mcp') || url.startsWith('/a2a');
