@@ -114,6 +114,8 @@ export class DispatcherLeases {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private lastRenewed = 0;
+  /** Date.now() of the last sweep of long-dead members' rows. */
+  private sweptAt = 0;
   private stopped = false;
   private seeded = false;
   private acquisitions: Promise<void> = Promise.resolve();
@@ -214,7 +216,11 @@ export class DispatcherLeases {
           [p, this.memberId, epoch],
         );
       }
-      await pool.query(`delete from ${s}.dispatcher_members where heartbeat_at < now() - interval '1 hour'`);
+      // Rows of members long dead only clutter the table: swept once a minute, not every tick.
+      if (Date.now() - this.sweptAt > 60_000) {
+        await pool.query(`delete from ${s}.dispatcher_members where heartbeat_at < now() - interval '1 hour'`);
+        this.sweptAt = Date.now();
+      }
       const live = await pool.query<{ n: string }>(
         `select count(*) as n from ${s}.dispatcher_members where heartbeat_at > now() - make_interval(secs => $1)`,
         [this.ttlMs / 1000],

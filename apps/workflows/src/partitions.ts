@@ -37,6 +37,8 @@ export class PartitionLeases {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private stopped = false;
+  /** Date.now() of the last sweep of long-dead members' rows. */
+  private sweptAt = 0;
   private readonly tickMs: number;
   private readonly ttlMs: number;
 
@@ -101,8 +103,11 @@ export class PartitionLeases {
          on conflict (member_id) do update set heartbeat_at = now()`,
         [this.o.memberId],
       );
-      // Rows of members long dead only clutter the table.
-      await c.query(`delete from ${WORKFLOW_SCHEMA}.engine_members where heartbeat_at < now() - interval '1 hour'`);
+      // Rows of members long dead only clutter the table: swept once a minute, not every tick.
+      if (Date.now() - this.sweptAt > 60_000) {
+        await c.query(`delete from ${WORKFLOW_SCHEMA}.engine_members where heartbeat_at < now() - interval '1 hour'`);
+        this.sweptAt = Date.now();
+      }
       const live = await c.query<{ n: string }>(
         `select count(*) as n from ${WORKFLOW_SCHEMA}.engine_members where heartbeat_at > now() - make_interval(secs => $1)`,
         [this.ttlMs / 1000],
