@@ -12,7 +12,7 @@ import type { AgentCard } from '@a2a-js/sdk';
 import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor } from '@a2a-js/sdk/server';
 import { jsonRpcHandler, UserBuilder } from '@a2a-js/sdk/server/express';
 import { EgressGuard, freePort } from '@switchyard/platform';
-import { runOnA2aAgent } from './a2a-agents.js';
+import { fetchA2aCard, runOnA2aAgent } from './a2a-agents.js';
 
 describe('A2A agent client: a long task polled until aborted', () => {
   let server: http.Server;
@@ -98,6 +98,7 @@ describe('A2A agent client: a long task polled until aborted', () => {
       { task_id: 't-1', task_type: 'wait_forever', context: { n: 1 } },
       stop.signal,
       1,
+      1,
     );
     const outcome = run.then(
       () => 'resolved',
@@ -121,5 +122,61 @@ describe('A2A agent client: a long task polled until aborted', () => {
       methods.some((m) => m.endsWith('CancelTask') || m === 'tasks/cancel'),
       `no cancel sent: ${[...new Set(methods)].join(', ')}`,
     );
+  });
+
+  it('a task that stays working is asked less and less often (the poll doubles up to its bound)', async () => {
+    const guard = new EgressGuard({ allowHosts: ['127.0.0.1'] });
+    const stop = new AbortController();
+    const from = methods.length;
+    const run = runOnA2aAgent(
+      guard,
+      { card },
+      { task_id: 't-2', task_type: 'wait_forever', context: {} },
+      stop.signal,
+      10,
+      160,
+    );
+    const outcome = run.catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 1_500));
+    stop.abort(new Error('enough'));
+    await outcome;
+    const polls = methods.slice(from).filter((m) => m.endsWith('GetTask') || m === 'tasks/get').length;
+    // At 10 ms each, 1.5 s would be about 150 polls; doubling to 160 ms makes it about 12.
+    assert.ok(polls >= 4 && polls <= 20, `${polls} polls in 1.5 s`);
+  });
+});
+
+describe("A2A agent card: what a card's text may become", () => {
+  it('keeps plain skill ids as task types (at most 100) and a description without control characters', async () => {
+    const good = Array.from({ length: 150 }, (_, i) => `skill_${i}`);
+    const ids = ['s\u0000\u001b[31m\u202e0', 'with space', 'x'.repeat(101), ...good];
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          name: 'hostile\u001b[2J',
+          description: `clear\u001b[2J${'d'.repeat(5_000)}`,
+          url: 'http://127.0.0.1:1/rpc',
+          protocolVersion: '0.3.0',
+          version: '1.0.0',
+          capabilities: {},
+          defaultInputModes: ['application/json'],
+          defaultOutputModes: ['application/json'],
+          skills: ids.map((id) => ({ id, name: id, description: '', tags: [] })),
+        }),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as { port: number };
+      const info = await fetchA2aCard(
+        new EgressGuard({ allowHosts: ['127.0.0.1'] }),
+        `http://127.0.0.1:${port}/.well-known/agent-card.json`,
+      );
+      assert.deepEqual(info.skills, good.slice(0, 100));
+      assert.equal(info.description.length, 1_000);
+      assert.ok(!info.description.includes('\u001b'), 'an escape sequence is left in the description');
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });

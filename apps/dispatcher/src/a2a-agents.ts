@@ -8,7 +8,7 @@ import {
   JsonRpcTransportFactory,
   type Client,
 } from '@a2a-js/sdk/client';
-import { AppError, guardedFetch, isAppError, urlOrigin, type EgressGuard } from '@switchyard/platform';
+import { AppError, guardedFetch, isAppError, parsePeerJson, urlOrigin, type EgressGuard } from '@switchyard/platform';
 
 /**
  * External A2A agents: the card read at registration and by every health probe, and a
@@ -29,23 +29,42 @@ export interface A2aCardInfo {
 const CARD_MAX_BYTES = 256 * 1024;
 type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
 
-/** A `fetch` for the SDK that connects only where the egress guard allows, with the agent's bearer token. */
-export function egressFetch(guard: EgressGuard, token: string | undefined, timeoutMs: number): typeof fetch {
+/**
+ * A `fetch` for the SDK that connects only where the egress guard allows, with the agent's bearer
+ * token; an answer is read whole up to `maxBytes` and refused when its JSON nests past any sense
+ * (the SDK parses it, and what it parses is stored and walked: see parsePeerJson).
+ */
+export function egressFetch(
+  guard: EgressGuard,
+  token: string | undefined,
+  timeoutMs: number,
+  maxBytes = A2A_ANSWER_MAX_BYTES,
+): typeof fetch {
   return async (input, init) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.toString() : input.url;
     const headers: Record<string, string> = {};
     new Headers(init?.headers).forEach((v, k) => (headers[k] = v));
     if (token) headers.authorization = `Bearer ${token}`;
     const body = typeof init?.body === 'string' ? init.body : undefined;
-    return guardedFetch(guard, url, {
+    const res = await guardedFetch(guard, url, {
       method: (init?.method ?? 'GET').toUpperCase() as HttpMethod,
       headers,
       ...(body !== undefined ? { body } : {}),
       ...(init?.signal ? { signal: init.signal } : {}),
       timeoutMs,
+      maxBytes,
     });
+    if (!res.body) return res;
+    const text = await res.text();
+    parsePeerJson(text, "the A2A agent's answer");
+    return new Response(text, { status: res.status, statusText: res.statusText, headers: res.headers });
   };
 }
+
+/** Most bytes of one answer of an A2A agent (its task with artifacts, a `tasks/get`). */
+const A2A_ANSWER_MAX_BYTES = 1024 * 1024;
+/** The poll of a task still working: from `pollMs`, doubling up to this. */
+const POLL_MAX_MS = 5_000;
 
 /** Fetch and read an A2A agent card (0.3 or 1.0 shape). `validation` when it is not a usable card, `unavailable` when it cannot be fetched. */
 export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutMs = 10_000): Promise<A2aCardInfo> {
@@ -93,18 +112,30 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
       { a2a_card_url: shownUrl },
       false,
     );
+  // Skill ids become task types: names in logs, events, the console and the CLI. A card's are
+  // kept only when they are plain names (no control characters, spaces or markup), at most MAX_SKILLS.
   const skills = [
-    ...new Set((card.skills ?? []).map((s) => s.id).filter((id) => typeof id === 'string' && id.length > 0)),
-  ];
+    ...new Set(
+      (card.skills ?? []).map((s) => s.id).filter((id): id is string => typeof id === 'string' && SKILL_ID.test(id)),
+    ),
+  ].slice(0, MAX_SKILLS);
   if (skills.length === 0)
     throw new AppError(
       'validation',
-      `the A2A agent card at ${shownUrl} lists no skills (they become its task types)`,
+      `the A2A agent card at ${shownUrl} lists no usable skills (they become its task types: 1-100 of A-Z a-z 0-9 _ . : -)`,
       { a2a_card_url: shownUrl },
       false,
     );
-  return { card, url: new URL(iface.url, cardUrl).toString(), skills, description: card.description ?? '' };
+  const description = (card.description ?? '').replace(CONTROL_CHARACTERS, ' ').slice(0, MAX_DESCRIPTION_CHARS);
+  return { card, url: new URL(iface.url, cardUrl).toString(), skills, description };
 }
+
+/** A skill id a card may give as a task type. */
+const SKILL_ID = /^[A-Za-z0-9_.:-]{1,100}$/;
+const MAX_SKILLS = 100;
+const MAX_DESCRIPTION_CHARS = 1_000;
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 const dataPart = (value: unknown): Part => ({
   content: { $case: 'data', value },
@@ -174,6 +205,7 @@ export async function runOnA2aAgent(
   task: { readonly task_id: string; readonly task_type: string; readonly context: unknown },
   signal: AbortSignal,
   pollMs = 500,
+  pollMaxMs = POLL_MAX_MS,
 ): Promise<unknown> {
   const factory = new ClientFactory(
     ClientFactoryOptions.createFrom(ClientFactoryOptions.default, {
@@ -215,10 +247,13 @@ export async function runOnA2aAgent(
     if (!('status' in first)) return resultOfParts(first.parts);
     let t = first;
     a2aTaskId = t.id;
+    let wait = pollMs;
     while (!FINAL.has(t.status?.state ?? 0) && !ASKS.has(t.status?.state ?? 0)) {
       // The timers' own abortable wait: a listener added on every poll and never removed (the
       // timer firing first) piled up on the attempt's signal, 7,200 an hour at the default pace.
-      await sleep(pollMs, undefined, { signal });
+      await sleep(wait, undefined, { signal });
+      // A long task is asked less and less often: each answer is parsed in full (up to 1 MiB).
+      wait = Math.min(wait * 2, Math.max(pollMs, pollMaxMs));
       t = await client.getTask({ tenant: '', id: t.id, historyLength: 0 }, { signal });
     }
     return taskOutcome(t);

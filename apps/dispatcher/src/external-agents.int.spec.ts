@@ -15,7 +15,7 @@ import {
   type AppError,
   type NatsServerHandle,
 } from '@switchyard/platform';
-import { PostgresEventStore } from '@switchyard/event-store';
+import { PostgresEventStore, UnstorableEventError } from '@switchyard/event-store';
 import { freshDatabase, until } from '@switchyard/testing';
 import {
   agentHealthView,
@@ -71,9 +71,23 @@ function startEchoAgent() {
       const body = JSON.parse(raw) as {
         task_id: string;
         task_type: string;
-        context: { echo?: unknown; hold_ms?: number };
+        context: { echo?: unknown; hold_ms?: number; answer?: 'deep' | 'huge' | 'long_error' };
       };
       executed.push(body.task_id);
+      // A hostile agent's answers: nested 10,000 deep (20 KB), 2 MB, a 500 KB error message.
+      const answer = body.context.answer;
+      if (answer === 'long_error')
+        return send(500, { error: { code: 'internal', message: `boom ${'x'.repeat(500_000)}` } });
+      if (answer === 'deep' || answer === 'huge') {
+        const result: unknown =
+          answer === 'deep' ? JSON.parse(`${'['.repeat(10_000)}${']'.repeat(10_000)}`) : 'y'.repeat(2_000_000);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        // Written by hand: JSON.stringify throws on 10,000 levels.
+        const text = answer === 'deep' ? `${'['.repeat(10_000)}${']'.repeat(10_000)}` : JSON.stringify(result);
+        return void res.end(
+          `{"task_id":"${body.task_id}","agent":"${NAME}","status":"completed","duration_ms":1,"result":${text}}`,
+        );
+      }
       inFlight++;
       const timer = setTimeout(() => {
         inFlight--;
@@ -217,6 +231,48 @@ describe('external agents: stored, used after a dispatcher restart, removable (r
     assert.equal(done.agent, NAME);
     assert.deepEqual(done.result, { echo: 'after restart' });
     assert.ok(agent.executed.includes(done.task_id));
+  });
+
+  it('a hostile answer ends its task: nested past 64 levels or over 1 MiB fails it at once; a 500 KB error message is kept cut and the task stays readable', async () => {
+    const deep = await appError(
+      execute({ task_type: TASK_TYPE, context: { answer: 'deep' }, idempotency_key: 'ext-deep', max_attempts: 1 }),
+    );
+    assert.equal(deep.code, 'validation');
+    assert.match(deep.message, /nests deeper than 64 levels/);
+    const huge = await appError(
+      execute({ task_type: TASK_TYPE, context: { answer: 'huge' }, idempotency_key: 'ext-huge', max_attempts: 1 }),
+    );
+    assert.equal(huge.code, 'payload_too_large');
+    const long = await appError(
+      execute({
+        task_type: TASK_TYPE,
+        context: { answer: 'long_error' },
+        idempotency_key: 'ext-long-error',
+        max_attempts: 1,
+      }),
+    );
+    const taskId = (long.details as { task_id: string }).task_id;
+    const view = await get(taskId);
+    assert.equal(view.status, 'failed');
+    assert.ok(view.error && view.error.message.length <= 2_000, `kept ${view.error?.message.length} characters`);
+    assert.match(view.error.message, /^boom x+/);
+  });
+
+  it('a result the store refuses fails the task instead of leaving it assigned for good', async () => {
+    const append = store.append.bind(store);
+    store.append = (streamId, events, options) =>
+      events.some((e) => e.type === 'TaskCompleted')
+        ? Promise.reject(new UnstorableEventError(streamId, 'refused by the test'))
+        : append(streamId, events, options);
+    try {
+      const refused = await appError(
+        execute({ task_type: TASK_TYPE, context: { echo: 'x' }, idempotency_key: 'ext-unstorable', max_attempts: 1 }),
+      );
+      assert.equal(refused.code, 'validation');
+      assert.match(refused.message, /the agent's result could not be recorded: refused by the test/);
+    } finally {
+      store.append = append;
+    }
   });
 
   it('the audit events carry has_token and the actor, never the token', async () => {

@@ -3,10 +3,11 @@ import { agentStartedNotice, serviceSubject } from '@switchyard/contracts';
 import type { CommandResult } from '@switchyard/event-store';
 import { asAppError } from '@switchyard/messaging';
 import {
+  AppError,
+  isAppError,
   newId,
-  redactSecrets,
-  redactSecretValues,
-  type AppError,
+  redactedHead,
+  sizePayload,
   type EgressGuard,
   type ErrorCode,
   type Logger,
@@ -71,12 +72,25 @@ const FATAL: readonly ErrorCode[] = [
 /** How long after a NATS reconnect a run without a start notice is taken for lost (see watchReconnects). */
 const LOST_DISPATCH_CHECK_MS = 5_000;
 
-/** An attempt's error as the task's events keep it, without a credential an agent echoed in it. */
-const toTaskError = (e: AppError): TaskError => ({
-  code: e.code,
-  message: redactSecretValues(e.message),
-  details: redactSecrets(e.details) as Record<string, unknown>,
-});
+/** Most characters of an attempt's error message, and of its details as JSON, kept in the task's events. */
+const ERROR_MESSAGE_CHARS = 2_000;
+const ERROR_DETAILS_CHARS = 4_096;
+
+/**
+ * An attempt's error as the task's events keep it: without a credential an agent echoed in it,
+ * and bounded (an agent's 9 MB error message was stored in every attempt's event, and the task
+ * could no longer be read over NATS).
+ */
+const toTaskError = (e: AppError): TaskError => {
+  const details = sizePayload(e.details, ERROR_DETAILS_CHARS);
+  return {
+    code: e.code,
+    message: redactedHead(e.message, ERROR_MESSAGE_CHARS),
+    details: details.truncated
+      ? { truncated: details.value, size: details.size }
+      : ((details.value ?? {}) as Record<string, unknown>),
+  };
+};
 
 /**
  * The queue pump and the attempts it launches: a pass places queued tasks by effective priority
@@ -312,15 +326,36 @@ export class RunPump {
         };
         // The result lives only in this process until it is appended: keep trying through a
         // database outage (a PostgreSQL restart), or the task would stay assigned for good.
-        await untilRecorded(s.task_id, 'recording a completion', log, this.opts.stopped, async () => {
-          if (!withStart) return this.tasks.exec(s.task_id, complete);
-          const r = await this.tasks.exec(s.task_id, this.startCommand(run), () => ({
-            command: complete,
-            undo: () => undefined,
-          }));
-          // The follow-up goes only with a fast-path append; otherwise the completion goes alone.
-          return r.events.some((e) => e.type === 'TaskCompleted') ? r : this.tasks.exec(s.task_id, complete);
-        });
+        try {
+          await untilRecorded(s.task_id, 'recording a completion', log, this.opts.stopped, async () => {
+            if (!withStart) return this.tasks.exec(s.task_id, complete);
+            const r = await this.tasks.exec(s.task_id, this.startCommand(run), () => ({
+              command: complete,
+              undo: () => undefined,
+            }));
+            // The follow-up goes only with a fast-path append; otherwise the completion goes alone.
+            return r.events.some((e) => e.type === 'TaskCompleted') ? r : this.tasks.exec(s.task_id, complete);
+          });
+        } catch (err) {
+          // Stopping, or the partition went to another dispatcher: that one takes the task over.
+          const elsewhere = isAppError(err) && /driven by another dispatcher/.test(err.message);
+          if (this.opts.stopped() || elsewhere) return;
+          // The store refused the result itself (it cannot be stored as JSON): the task still has
+          // to end. Left as it was it stayed assigned for good, its deadline timer gone with the run.
+          log.error({ err: String(err) }, "recording the agent's result failed; the task fails instead");
+          const refused = new AppError(
+            'validation',
+            `the agent's result could not be recorded: ${err instanceof Error ? err.message : String(err)}`,
+          );
+          await untilRecorded(s.task_id, 'recording a failed attempt', log, this.opts.stopped, () =>
+            this.tasks.exec(s.task_id, {
+              type: 'FailTask',
+              data: { assignment: s.assignment, error: toTaskError(refused), retryable: false },
+              metadata: this.tasks.meta(s.task_id),
+            }),
+          ).catch((e: unknown) => log.error({ err: e }, 'recording a failed attempt failed'));
+          return;
+        }
         log.debug({}, 'task completed');
       } catch (err) {
         if (run.done) return;

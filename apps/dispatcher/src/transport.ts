@@ -10,6 +10,7 @@ import {
   AppError,
   errorCodes,
   guardedFetch,
+  parsePeerJson,
   redactSecretValues,
   urlOrigin,
   type EgressGuard,
@@ -78,6 +79,13 @@ export async function callA2a(
 }
 
 /**
+ * Most bytes of an external agent's answer (HTTP contract or A2A): a result is an event of the
+ * task and the answer of `tasks.v1.get` over NATS (1 MiB a message), so a larger one could not be
+ * kept anyway; reading and parsing 10 MB took seconds of the dispatcher's one thread.
+ */
+export const AGENT_ANSWER_MAX_BYTES = 1024 * 1024;
+
+/**
  * An external agent over the HTTP agent contract. The bearer: the agent's own token; else, on
  * loopback only, this system's agents' token; else AI_AGENT_AUTH_TOKEN as the operator set it.
  */
@@ -94,6 +102,7 @@ export async function callHttp(
       method: 'POST',
       signal,
       timeoutMs: 24 * 3_600_000, // the task's deadline (signal) governs
+      maxBytes: AGENT_ANSWER_MAX_BYTES,
       headers: {
         'content-type': 'application/json',
         'x-correlation-id': o.correlationId,
@@ -102,13 +111,15 @@ export async function callHttp(
       body: JSON.stringify({ task_id: s.task_id, task_type: s.task_type, context: s.context, deadline: s.deadline }),
     });
   } catch (err) {
-    // A refused address is not the agent being down: say so, and do not retry elsewhere for it.
-    if (err instanceof AppError && err.code === 'forbidden') throw err;
+    // A refused address is not the agent being down: say so, and do not retry elsewhere for it;
+    // nor is an answer over the bound (AGENT_ANSWER_MAX_BYTES).
+    if (err instanceof AppError && (err.code === 'forbidden' || err.code === 'payload_too_large')) throw err;
     throw new AppError('unavailable', `agent ${inst.agent} at ${urlOrigin(inst.url ?? '')} is unreachable`, {
       cause: redactSecretValues(String(err)),
     });
   }
-  const body: unknown = await res.json().catch(() => undefined);
+  // Not JSON is handled below as an answer outside the contract; nested past any sense is refused.
+  const body = parsePeerJson(await res.text(), `agent ${inst.agent}'s answer`);
   if (!res.ok) {
     const e = httpErrorBody.safeParse(body);
     const code = e.success && isErrorCode(e.data.error.code) ? e.data.error.code : codeOfStatus(res.status);

@@ -15,3 +15,4 @@ export * from './infra/pg.js';
 export * from './partition.js';
 export * from './redact.js';
 export * from './backoff.js';
+export * from './json-depth.js';

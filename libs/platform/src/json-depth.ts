@@ -1,0 +1,42 @@
+import { AppError } from './errors.js';
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `maxDepth`, found by one scan of its
+ * characters (strings skipped) before anything parses it. Why: JSON.parse takes any depth, but
+ * what is parsed is then stringified, copied and walked (the event store, redaction, the NATS
+ * reply), and JSON.stringify throws past about 5,000 levels; a 20 KB answer of 10,000 nested
+ * arrays could not be recorded, and 10 MB of them took seconds of one thread to parse.
+ */
+export function jsonNestsDeeperThan(text: string, maxDepth: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: the next character is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** Most levels of nesting an answer from a peer (an agent, a server) may have. */
+export const PEER_JSON_MAX_DEPTH = 64;
+
+/**
+ * JSON text from a peer parsed, refused `validation` when it nests deeper than `maxDepth`;
+ * `undefined` when it is not JSON at all (the caller says what it expected).
+ */
+export function parsePeerJson(text: string, what: string, maxDepth = PEER_JSON_MAX_DEPTH): unknown {
+  if (jsonNestsDeeperThan(text, maxDepth))
+    throw new AppError('validation', `${what} nests deeper than ${maxDepth} levels`, { max_depth: maxDepth }, false);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}

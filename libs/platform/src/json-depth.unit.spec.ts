@@ -1,0 +1,24 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { isAppError } from './errors.js';
+import { jsonNestsDeeperThan, parsePeerJson } from './json-depth.js';
+
+describe('jsonNestsDeeperThan / parsePeerJson', () => {
+  it('counts arrays and objects, not brackets inside strings (escaped quotes included)', () => {
+    assert.equal(jsonNestsDeeperThan('{"a":[{"b":[1]}]}', 4), false);
+    assert.equal(jsonNestsDeeperThan('{"a":[{"b":[1]}]}', 3), true);
+    assert.equal(jsonNestsDeeperThan(JSON.stringify({ s: '[[[[[[{{{{ \\" [[[[' }), 1), false);
+    assert.equal(jsonNestsDeeperThan(`${'['.repeat(65)}${']'.repeat(65)}`, 64), true);
+    assert.equal(jsonNestsDeeperThan(`${'['.repeat(64)}${']'.repeat(64)}`, 64), false);
+  });
+
+  it('refuses a deep answer as validation before parsing it; not-JSON is undefined', () => {
+    const deep = `{"result":${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
+    assert.throws(
+      () => parsePeerJson(deep, 'the agent answer'),
+      (e: unknown) => isAppError(e) && e.code === 'validation' && /nests deeper than 64/.test(e.message),
+    );
+    assert.deepEqual(parsePeerJson('{"result":{"ok":true}}', 'x'), { result: { ok: true } });
+    assert.equal(parsePeerJson('<html>', 'x'), undefined);
+  });
+});
