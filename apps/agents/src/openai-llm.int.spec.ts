@@ -81,6 +81,11 @@ describe('OpenAiCompatibleLlm', () => {
     );
   });
 
+  it('keeps the original when the answer is over 1 MiB (not read further)', async () => {
+    answer = () => ({ status: 200, body: { choices: [{ message: { content: `${text} ${'x'.repeat(2_000_000)}` } }] } });
+    assert.equal(await new OpenAiCompatibleLlm({ baseUrl, model: 'm', logger }).polish(text, 'x'), text);
+  });
+
   it('is configured by LLM_BASE_URL and LLM_MODEL, and absent without them', () => {
     assert.equal(llmFromEnv({}, logger), undefined);
     assert.equal(llmFromEnv({ LLM_BASE_URL: baseUrl }, logger), undefined);

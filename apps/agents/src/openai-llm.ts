@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Logger } from '@switchyard/platform';
+import { parsePeerJson, readTextCapped, type Logger } from '@switchyard/platform';
 import type { LlmClient } from './llm.js';
 
 const chatReply = z.object({
@@ -27,6 +27,9 @@ export const figuresOf = (text: string): string[] =>
  * 3. any failure (timeout, HTTP error, bad reply) returns the original text: wording is optional,
  *    a task never fails because the model is unreachable.
  */
+/** Most bytes of a model's answer read. */
+const LLM_ANSWER_MAX_BYTES = 1024 * 1024;
+
 export class OpenAiCompatibleLlm implements LlmClient {
   private readonly url: string;
 
@@ -57,7 +60,9 @@ export class OpenAiCompatibleLlm implements LlmClient {
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      const content = chatReply.parse(await res.json()).choices[0]!.message.content?.trim();
+      // Bounded like any peer's answer: a rewording is about as long as the text it rewords.
+      const answer = parsePeerJson(await readTextCapped(res, LLM_ANSWER_MAX_BYTES), "the model's answer");
+      const content = chatReply.parse(answer).choices[0]!.message.content?.trim();
       if (!content) throw new Error('empty answer');
       const kept = new Set(figuresOf(content));
       const lost = figuresOf(text).filter((n) => !kept.has(n));

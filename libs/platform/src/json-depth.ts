@@ -40,3 +40,25 @@ export function parsePeerJson(text: string, what: string, maxDepth = PEER_JSON_M
     return undefined;
   }
 }
+
+/**
+ * A response's body as text, read up to `maxBytes` (then `payload_too_large`, and the rest is not
+ * read): for the answers of a peer no guard bounds already (a model's endpoint).
+ */
+export async function readTextCapped(res: Response, maxBytes: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      throw new AppError('payload_too_large', `the answer is over ${maxBytes} bytes`, { max_bytes: maxBytes }, false);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

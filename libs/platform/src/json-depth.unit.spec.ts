@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isAppError } from './errors.js';
-import { jsonNestsDeeperThan, parsePeerJson } from './json-depth.js';
+import { jsonNestsDeeperThan, parsePeerJson, readTextCapped } from './json-depth.js';
 
 describe('jsonNestsDeeperThan / parsePeerJson', () => {
   it('counts arrays and objects, not brackets inside strings (escaped quotes included)', () => {
@@ -20,5 +20,21 @@ describe('jsonNestsDeeperThan / parsePeerJson', () => {
     );
     assert.deepEqual(parsePeerJson('{"result":{"ok":true}}', 'x'), { result: { ok: true } });
     assert.equal(parsePeerJson('<html>', 'x'), undefined);
+  });
+
+  it('reads a body up to its bound, and refuses the rest unread', async () => {
+    assert.equal(await readTextCapped(new Response('héllo'), 6), 'héllo');
+    let pulled = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(c) {
+        pulled++;
+        c.enqueue(new Uint8Array(1024));
+      },
+    });
+    await assert.rejects(
+      readTextCapped(new Response(endless), 10 * 1024),
+      (e: unknown) => isAppError(e) && e.code === 'payload_too_large',
+    );
+    assert.ok(pulled <= 12, `${pulled} chunks pulled`);
   });
 });
