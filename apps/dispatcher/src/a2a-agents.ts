@@ -112,8 +112,8 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
       { a2a_card_url: shownUrl },
       false,
     );
-  // Skill ids become task types: names in logs, events, the console and the CLI. A card's are
-  // kept only when they are plain names (no control characters, spaces or markup), at most MAX_SKILLS.
+  // Skill ids become task types: names in logs, events, the console, the CLI and /mcp tools
+  // (agent__<type>, MCP's name syntax). A card's are kept only when plain names, at most MAX_SKILLS.
   const skills = [
     ...new Set(
       (card.skills ?? []).map((s) => s.id).filter((id): id is string => typeof id === 'string' && SKILL_ID.test(id)),
@@ -122,7 +122,7 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
   if (skills.length === 0)
     throw new AppError(
       'validation',
-      `the A2A agent card at ${shownUrl} lists no usable skills (they become its task types: 1-100 of A-Z a-z 0-9 _ . : -)`,
+      `the A2A agent card at ${shownUrl} lists no usable skills (they become its task types: 1-100 of A-Z a-z 0-9 _ . -)`,
       { a2a_card_url: shownUrl },
       false,
     );
@@ -131,7 +131,7 @@ export async function fetchA2aCard(guard: EgressGuard, cardUrl: string, timeoutM
 }
 
 /** A skill id a card may give as a task type. */
-const SKILL_ID = /^[A-Za-z0-9_.:-]{1,100}$/;
+const SKILL_ID = /^[A-Za-z0-9_.-]{1,100}$/;
 const MAX_SKILLS = 100;
 const MAX_DESCRIPTION_CHARS = 1_000;
 // eslint-disable-next-line no-control-regex -- matching control characters is the point

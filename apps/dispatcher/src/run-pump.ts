@@ -337,11 +337,14 @@ export class RunPump {
             return r.events.some((e) => e.type === 'TaskCompleted') ? r : this.tasks.exec(s.task_id, complete);
           });
         } catch (err) {
-          // Stopping, or the partition went to another dispatcher: that one takes the task over.
-          const elsewhere = isAppError(err) && /driven by another dispatcher/.test(err.message);
-          if (this.opts.stopped() || elsewhere) return;
-          // The store refused the result itself (it cannot be stored as JSON): the task still has
-          // to end. Left as it was it stayed assigned for good, its deadline timer gone with the run.
+          // Only the store refusing the result itself (validation: it cannot be stored) fails the
+          // task. Stopping, the partition gone to another dispatcher, a database down past the
+          // retry budget: the task is recovered from the log; a conflict: it ended otherwise.
+          if (this.opts.stopped() || !(isAppError(err) && err.code === 'validation')) {
+            log.warn({ err: String(err) }, "recording the agent's result failed; the task is left to recovery");
+            return;
+          }
+          // Left as it was, the task stayed assigned for good, its deadline timer gone with the run.
           log.error({ err: String(err) }, "recording the agent's result failed; the task fails instead");
           const refused = new AppError(
             'validation',

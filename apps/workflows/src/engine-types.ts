@@ -75,8 +75,6 @@ export interface TrackedCall {
   state?: 'queued' | 'started';
   /** When the worker last said anything (or the call was sent). */
   heardAt: number;
-  /** When the call was sent (see STARTED_RECORD_AFTER_MS). */
-  readonly sentAt: number;
 }
 
 /**

@@ -34,7 +34,7 @@ export interface ExecutionCommands {
 
 /** A unit recorded as dispatched this long before this engine sends it has its clock restarted (see runDispatch). */
 const LATE_PICKUP_MS = 1_000;
-/** A call its worker says started (never queued) sooner than this after the send keeps its clock (see listenForProgress). */
+/** A call its worker says started (never queued) sooner than this after its attempt's clock started keeps that clock (see listenForProgress). */
 const STARTED_RECORD_AFTER_MS = 1_000;
 
 /**
@@ -105,15 +105,21 @@ export class StepDispatch {
         if (call.state === parsed.data.state || (call.state === 'started' && parsed.data.state === 'queued')) return;
         const before = call.state;
         call.state = parsed.data.state;
-        // Started right after it was sent, never queued: the attempt's clock, counted from the send,
-        // is as good as one counted from now. Recording it would be an append per step for nothing.
-        if (before === undefined && parsed.data.state === 'started' && now - call.sentAt < STARTED_RECORD_AFTER_MS)
-          return;
         const ref = {
           stepId: a.stepId,
           ...(a.itemIndex === undefined ? {} : { itemIndex: a.itemIndex }),
           attempt: a.attempt,
         };
+        // Started, never queued, within a second of when the attempt's clock started (its dispatch
+        // record, or the last re-send's): a clock counted from now would say the same. Recording it
+        // would be an append per step for nothing. A unit sent late after its record (a busy
+        // engine, a recovery) still has its start recorded, which re-arms its timeout.
+        if (before === undefined && parsed.data.state === 'started') {
+          const c = this.cache.get(a.executionId);
+          const u = c ? unitIn(c.state, ref) : undefined;
+          const clockFrom = u?.attempt === a.attempt && u.timeoutAt ? Date.parse(u.timeoutAt) - u.timeoutMs : undefined;
+          if (clockFrom !== undefined && now - clockFrom < STARTED_RECORD_AFTER_MS) return;
+        }
         const type = parsed.data.state === 'queued' ? 'RecordStepQueued' : 'RecordStepStarted';
         this.rt.track(
           this.saga
@@ -278,8 +284,7 @@ export class StepDispatch {
     if (this.o.execute) outcome = await this.o.execute(a);
     else {
       const tracked = a.kind === 'step' && (a.target.kind === 'mcp' || a.target.kind === 'agent');
-      const sentAt = Date.now();
-      const call: TrackedCall = { action: a, heardAt: sentAt, sentAt };
+      const call: TrackedCall = { action: a, heardAt: Date.now() };
       if (tracked) this.calls.set(a.idempotencyKey, call);
       // A call its worker said is queued, and then nothing for a while: the worker may have died
       // with its queue. executeRemote then sends it again under the same key (see CALL_QUEUED_SILENCE_MS).

@@ -1,8 +1,8 @@
 /**
  * A fetch for the SDK's Streamable HTTP client transport that bounds what one server can make the
  * connectors read: the body of a POST's answer (a JSON-RPC response, or the SSE stream of one
- * request) at `maxBytes` in all, and any one line of the long-lived GET stream (an SSE `data:`
- * line is one message) at `maxBytes`. Past it the body fails with ResponseTooLargeError, which
+ * request) at `maxBytes` in all, and any one event of the long-lived GET stream (its lines up to
+ * the blank line that ends it: one message) at `maxBytes`. Past it the body fails with ResponseTooLargeError, which
  * fails the call; unbounded, a server (third-party, or one taken over) answering 2 GB would have
  * the process buffer it all (`response.json()`, the SSE parser) and run out of memory.
  */
@@ -39,18 +39,28 @@ export function fetchWithResponseCap(base: typeof fetch, maxBytes: number): type
     if (!res.body) return res;
     const wholeBody = (init?.method ?? 'GET').toUpperCase() === 'POST';
     let total = 0;
-    /** Bytes of the GET stream's current line (since its last newline). */
-    let line = 0;
+    // The GET stream: bytes of its current event, which ends at a blank line (SSE joins the
+    // `data:` lines of one event, and the SDK's parser holds them until that blank line).
+    let event = 0;
+    let lineStart = true;
+    let afterCR = false;
     const tooLong = (chunk: Uint8Array): boolean => {
       if (wholeBody) return (total += chunk.byteLength) > maxBytes;
-      let from = 0;
-      for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, from)) {
-        if (line + (nl - from) > maxBytes) return true;
-        line = 0;
-        from = nl + 1;
+      for (const b of chunk) {
+        if (b === 0x0a && afterCR) {
+          afterCR = false; // the LF of a CRLF: one line end
+          continue;
+        }
+        afterCR = b === 0x0d;
+        if (b === 0x0a || b === 0x0d) {
+          if (lineStart) event = 0; // a blank line: the event is over
+          lineStart = true;
+        } else {
+          lineStart = false;
+          if (++event > maxBytes) return true;
+        }
       }
-      line += chunk.byteLength - from;
-      return line > maxBytes;
+      return false;
     };
     // A POST answered as an event stream: the SDK fails a request only on its JSON-RPC answer (a
     // broken stream only reaches its onerror, and the call would wait out its timeout), so the

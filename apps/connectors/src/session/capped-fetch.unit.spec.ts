@@ -22,10 +22,16 @@ describe('fetchWithResponseCap', () => {
           `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 7, result: { t: 'x'.repeat(cap * 4) } })}\n\n`,
         );
       } else {
-        // Many short lines: more than the cap in all, none near it.
+        // Many short events: more than the cap in all, none near it (CRLF line ends on one path).
         res.writeHead(200, { 'content-type': 'text/event-stream' });
-        for (let i = 0; i < 2_000; i++) res.write(`data: ${'y'.repeat(100)}\n\n`);
-        res.end(req.url === '/lines-then-long' ? `data: ${'z'.repeat(cap * 2)}\n\n` : '');
+        const nl = req.url === '/crlf' ? '\r\n' : '\n';
+        for (let i = 0; i < 2_000; i++) res.write(`data: ${'y'.repeat(100)}${nl}${nl}`);
+        if (req.url === '/lines-then-long') res.end(`data: ${'z'.repeat(cap * 2)}\n\n`);
+        // One event of many short data lines (SSE joins them into one message).
+        else if (req.url === '/one-event-many-lines') {
+          for (let i = 0; i < 2_000; i++) res.write(`data: ${'w'.repeat(100)}\n`);
+          res.end('\n');
+        } else res.end();
       }
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -59,10 +65,12 @@ describe('fetchWithResponseCap', () => {
     assert.ok(text.length < cap * 2, `${text.length} characters passed`);
   });
 
-  it('the long-lived GET stream is bounded per line: short lines pass whatever their total, a long one fails', async () => {
-    const ok = await capped(`${base}/lines`);
-    assert.ok((await ok.text()).length > cap * 2);
-    const long = await capped(`${base}/lines-then-long`);
-    await assert.rejects(long.text());
+  it('the long-lived GET stream is bounded per event: short events pass whatever their total; a long line, or many lines of one event, fail', async () => {
+    for (const path of ['/lines', '/crlf']) {
+      const ok = await capped(`${base}${path}`);
+      assert.ok((await ok.text()).length > cap * 2, path);
+    }
+    await assert.rejects((await capped(`${base}/lines-then-long`)).text());
+    await assert.rejects((await capped(`${base}/one-event-many-lines`)).text());
   });
 });

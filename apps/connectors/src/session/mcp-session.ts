@@ -430,8 +430,10 @@ export class McpSession {
         env: t.env,
         ...(t.cwd && { cwd: t.cwd }),
         stderr: 'pipe',
-        // One message (a line) at most this long: past it the SDK drops it and reports an error.
-        maxBufferSize: cfg.max_response_bytes,
+        // One message (a line) at most about this long: past it the SDK drops it and reports an
+        // error. The SDK counts what it holds plus the chunk just read (up to 64 KiB of the pipe),
+        // so a message under the bound straddling a chunk needs the margin.
+        maxBufferSize: cfg.max_response_bytes + 256 * 1024,
       });
       // The child's stderr is its log: keep it, at debug, one line per entry.
       let buf = '';
