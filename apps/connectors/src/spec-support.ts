@@ -1,9 +1,16 @@
 /**
  * Helpers for this package's specs (not exported from the index): bounded waits,
- * an event recorder, and the official server-everything started over Streamable HTTP.
+ * an event recorder, the official server-everything started over Streamable HTTP, and an SDK
+ * server of a spec's own served over Streamable HTTP in the spec's process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { AppError, createLogger, type Logger } from '@switchyard/platform';
 import type { McpEvent, McpEventType } from '@switchyard/contracts';
 import { mcpEventSchema } from '@switchyard/contracts';
@@ -107,6 +114,65 @@ export async function startEverythingHttp(port: number, timeoutMs = 20_000): Pro
     async stop(signal: NodeJS.Signals = 'SIGKILL') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       await exited;
+    },
+  };
+}
+
+/** A JSON-RPC message as an SDK server over HTTP received it. */
+export interface ReceivedMessage {
+  readonly method?: string;
+  readonly params?: { readonly requestId?: unknown };
+}
+
+export interface SdkHttpServer {
+  /** `http://127.0.0.1:<port>/mcp` */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Serve MCP servers built with the SDK (`build`, one per session: the SDK's stateful Streamable
+ * HTTP) on a free loopback port, in this process, so a spec can shape what a server lists and
+ * answers. An unknown session id is answered 404, as the SDK's own servers do. `onMessage` sees
+ * every JSON-RPC message posted, before the server handles it.
+ */
+export async function startSdkHttpServer(
+  build: () => McpServer | Server,
+  onMessage?: (m: ReceivedMessage) => void,
+): Promise<SdkHttpServer> {
+  const transports = new Map<string, StreamableHTTPServerTransport>();
+  const servers: (McpServer | Server)[] = [];
+  // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
+  const http = createServer(async (req, res) => {
+    let body: unknown;
+    if (onMessage && req.method === 'POST') {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      for (const m of (Array.isArray(body) ? body : [body]) as ReceivedMessage[]) onMessage(m);
+    }
+    const sid = req.headers['mcp-session-id'] as string | undefined;
+    let transport = sid ? transports.get(sid) : undefined;
+    if (!transport) {
+      if (sid) return void res.writeHead(404).end();
+      const server = build();
+      servers.push(server);
+      const t = new StreamableHTTPServerTransport({
+        sessionIdGenerator: () => randomUUID(),
+        onsessioninitialized: (id) => void transports.set(id, t),
+      });
+      await server.connect(t);
+      transport = t;
+    }
+    await transport.handleRequest(req, res, body);
+  });
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
+    async close() {
+      for (const s of servers) await s.close().catch(() => undefined);
+      http.closeAllConnections();
+      await new Promise((r) => http.close(r));
     },
   };
 }

@@ -1,9 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, realpathSync } from 'node:fs';
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -11,7 +8,6 @@ import { pino } from 'pino';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { AppError, freePort } from '@switchyard/platform';
 import { parseServerConfig, type McpServerConfigInput } from '../registry/schema.js';
 import { resolvePackageBin } from '../registry/resolve-bin.js';
@@ -20,9 +16,11 @@ import {
   EventRecorder,
   everythingBin,
   startEverythingHttp,
+  startSdkHttpServer,
   testLogger,
   waitFor,
   type HttpServerHandle,
+  type SdkHttpServer,
   expectAppError,
 } from '../spec-support.js';
 
@@ -567,36 +565,20 @@ describe('everything server over stdio, one call at a time: a waiting call tells
 });
 
 describe('an SDK server over Streamable HTTP that records what it receives: cancellations', () => {
-  let http: HttpServer;
+  let server: SdkHttpServer;
   let url: string;
-  const servers: McpServer[] = [];
   /** Every JSON-RPC message the server received, in order: method and, for a cancel, the request it names. */
   const received: { method: string; requestId?: unknown }[] = [];
   let connector: McpConnector;
 
   before(async () => {
-    const transports = new Map<string, StreamableHTTPServerTransport>();
-    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
-    http = createServer(async (req, res) => {
-      let body: unknown;
-      if (req.method === 'POST') {
-        const chunks: Buffer[] = [];
-        for await (const c of req) chunks.push(c as Buffer);
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        for (const m of (Array.isArray(body) ? body : [body]) as {
-          method?: string;
-          params?: { requestId?: unknown };
-        }[])
-          if (m.method) received.push({ method: m.method, requestId: m.params?.requestId });
-      }
-      const sid = req.headers['mcp-session-id'] as string | undefined;
-      let transport = sid ? transports.get(sid) : undefined;
-      if (!transport) {
-        const server = new McpServer({ name: 'recording', version: '1.0.0' });
-        server.registerTool('quick', { description: 'answers at once', inputSchema: { n: z.number() } }, ({ n }) =>
+    server = await startSdkHttpServer(
+      () => {
+        const mcp = new McpServer({ name: 'recording', version: '1.0.0' });
+        mcp.registerTool('quick', { description: 'answers at once', inputSchema: { n: z.number() } }, ({ n }) =>
           Promise.resolve({ content: [{ type: 'text', text: `quick ${n}` }] }),
         );
-        server.registerTool(
+        mcp.registerTool(
           'slow',
           { description: 'answers when canceled', annotations: { readOnlyHint: true } },
           (extra) =>
@@ -606,18 +588,13 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
               }),
             ),
         );
-        servers.push(server);
-        const t = new StreamableHTTPServerTransport({
-          sessionIdGenerator: () => randomUUID(),
-          onsessioninitialized: (id) => void transports.set(id, t),
-        });
-        await server.connect(t);
-        transport = t;
-      }
-      await transport.handleRequest(req, res, body);
-    });
-    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+        return mcp;
+      },
+      (m) => {
+        if (m.method) received.push({ method: m.method, requestId: m.params?.requestId });
+      },
+    );
+    url = server.url;
     connector = new McpConnector({
       config: parseServerConfig({
         name: 'recording',
@@ -633,9 +610,7 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
   });
   after(async () => {
     await connector?.close();
-    for (const s of servers) await s.close().catch(() => undefined);
-    http.closeAllConnections();
-    await new Promise((r) => http.close(r));
+    await server?.close();
   });
 
   it('health checks every 50 ms and a 400 ms ping interval: the interval pings only what nobody else did', async () => {
@@ -692,13 +667,11 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
 });
 
 describe("a server whose tool's output schema has a catastrophic pattern", () => {
-  let http: HttpServer;
-  const servers: Server[] = [];
+  let server: SdkHttpServer;
   let connector: McpConnector;
   const warnings: string[] = [];
 
   before(async () => {
-    const transports = new Map<string, StreamableHTTPServerTransport>();
     const s = { type: 'string', pattern: '^(a+)+$' };
     // The low-level server: it sends its JSON schemas as written (McpServer would build zod ones
     // and run the pattern on its own answer first).
@@ -712,36 +685,23 @@ describe("a server whose tool's output schema has a catastrophic pattern", () =>
       { name: 'huge', inputSchema: { type: 'object' } },
       { name: 'small', inputSchema: { type: 'object' } },
     ];
-    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
-    http = createServer(async (req, res) => {
-      const sid = req.headers['mcp-session-id'] as string | undefined;
-      let transport = sid ? transports.get(sid) : undefined;
-      if (!transport) {
-        const server = new Server({ name: 'hostile', version: '1.0.0' }, { capabilities: { tools: {} } });
-        server.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
-        server.setRequestHandler(CallToolRequestSchema, (r) => {
-          if (r.params.name === 'huge') return { content: [{ type: 'text', text: 'x'.repeat(3_000_000) }] };
-          if (r.params.name === 'small') return { content: [{ type: 'text', text: 'small' }] };
-          // 60 a's and a !: a backtracking RegExp would take longer than the universe has run.
-          const value = r.params.name === 'redos' ? `${'a'.repeat(60)}!` : 'x';
-          return { content: [{ type: 'text', text: value }], structuredContent: { s: value } };
-        });
-        servers.push(server);
-        const t = new StreamableHTTPServerTransport({
-          sessionIdGenerator: () => randomUUID(),
-          onsessioninitialized: (id) => void transports.set(id, t),
-        });
-        await server.connect(t);
-        transport = t;
-      }
-      await transport.handleRequest(req, res);
+    server = await startSdkHttpServer(() => {
+      const hostile = new Server({ name: 'hostile', version: '1.0.0' }, { capabilities: { tools: {} } });
+      hostile.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
+      hostile.setRequestHandler(CallToolRequestSchema, (r) => {
+        if (r.params.name === 'huge') return { content: [{ type: 'text', text: 'x'.repeat(3_000_000) }] };
+        if (r.params.name === 'small') return { content: [{ type: 'text', text: 'small' }] };
+        // 60 a's and a !: a backtracking RegExp would take longer than the universe has run.
+        const value = r.params.name === 'redos' ? `${'a'.repeat(60)}!` : 'x';
+        return { content: [{ type: 'text', text: value }], structuredContent: { s: value } };
+      });
+      return hostile;
     });
-    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     connector = new McpConnector({
       config: parseServerConfig({
         name: 'hostile',
         role: 'other',
-        transport: { kind: 'http', url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp` },
+        transport: { kind: 'http', url: server.url },
         ...fast,
       }),
       // Warnings kept to look at: the session says when a schema cannot be used.
@@ -751,9 +711,7 @@ describe("a server whose tool's output schema has a catastrophic pattern", () =>
   });
   after(async () => {
     await connector?.close();
-    for (const s of servers) await s.close().catch(() => undefined);
-    http.closeAllConnections();
-    await new Promise((r) => http.close(r));
+    await server?.close();
   });
 
   it('an answer over max_response_bytes fails the call result_too_large, read no further; the next call is answered', async () => {
@@ -761,7 +719,7 @@ describe("a server whose tool's output schema has a catastrophic pattern", () =>
       config: parseServerConfig({
         name: 'hostile-capped',
         role: 'other',
-        transport: { kind: 'http', url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp` },
+        transport: { kind: 'http', url: server.url },
         ...fast,
         max_response_bytes: 1024 * 1024,
       }),
@@ -796,45 +754,30 @@ describe("a server whose tool's output schema has a catastrophic pattern", () =>
 });
 
 describe('a server whose tool list pages on and on', () => {
-  let http: HttpServer;
-  const servers: Server[] = [];
+  let server: SdkHttpServer;
   let connector: McpConnector;
   const warnings: string[] = [];
   let pagesServed = 0;
 
   before(async () => {
-    const transports = new Map<string, StreamableHTTPServerTransport>();
-    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
-    http = createServer(async (req, res) => {
-      const sid = req.headers['mcp-session-id'] as string | undefined;
-      let transport = sid ? transports.get(sid) : undefined;
-      if (!transport) {
-        const server = new Server({ name: 'paging', version: '1.0.0' }, { capabilities: { tools: {} } });
-        // Every page one tool with a 200 KB description, and always a next page.
-        server.setRequestHandler(ListToolsRequestSchema, (r) => {
-          const page = Number(r.params?.cursor ?? 0);
-          pagesServed++;
-          return {
-            tools: [{ name: `t${page}`, description: 'd'.repeat(200_000), inputSchema: { type: 'object' } }],
-            nextCursor: String(page + 1),
-          };
-        });
-        servers.push(server);
-        const t = new StreamableHTTPServerTransport({
-          sessionIdGenerator: () => randomUUID(),
-          onsessioninitialized: (id) => void transports.set(id, t),
-        });
-        await server.connect(t);
-        transport = t;
-      }
-      await transport.handleRequest(req, res);
+    server = await startSdkHttpServer(() => {
+      const paging = new Server({ name: 'paging', version: '1.0.0' }, { capabilities: { tools: {} } });
+      // Every page one tool with a 200 KB description, and always a next page.
+      paging.setRequestHandler(ListToolsRequestSchema, (r) => {
+        const page = Number(r.params?.cursor ?? 0);
+        pagesServed++;
+        return {
+          tools: [{ name: `t${page}`, description: 'd'.repeat(200_000), inputSchema: { type: 'object' } }],
+          nextCursor: String(page + 1),
+        };
+      });
+      return paging;
     });
-    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     connector = new McpConnector({
       config: parseServerConfig({
         name: 'paging',
         role: 'other',
-        transport: { kind: 'http', url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp` },
+        transport: { kind: 'http', url: server.url },
         ...fast,
         max_response_bytes: 1024 * 1024,
       }),
@@ -844,9 +787,7 @@ describe('a server whose tool list pages on and on', () => {
   });
   after(async () => {
     await connector?.close();
-    for (const s of servers) await s.close().catch(() => undefined);
-    http.closeAllConnections();
-    await new Promise((r) => http.close(r));
+    await server?.close();
   });
 
   it('keeps the pages within max_response_bytes in all and says so, instead of a hundred pages', async () => {

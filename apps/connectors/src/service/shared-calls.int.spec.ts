@@ -1,15 +1,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { connectNats, request, type NatsConnection } from '@switchyard/messaging';
 import { testNatsUrl } from '@switchyard/testing';
 import { parseServerConfig } from '../registry/schema.js';
-import { EventRecorder, testLogger, waitFor } from '../spec-support.js';
+import { EventRecorder, startSdkHttpServer, testLogger, waitFor, type SdkHttpServer } from '../spec-support.js';
 import { startConnectors, type RunningConnectors } from './connector-service.js';
 import { callToolReplySchema, mcpSubject } from '@switchyard/contracts';
 import { NatsKvCallCache } from './shared-call-cache.js';
@@ -22,10 +19,8 @@ import { Kvm } from '@nats-io/kv';
  */
 describe('keyed MCP calls shared by two connector services through NATS KV', () => {
   const logger = testLogger();
-  let http: HttpServer;
+  let server: SdkHttpServer;
   const ran = new Map<string, number>();
-  const sessions: McpServer[] = [];
-  const transports = new Map<string, StreamableHTTPServerTransport>();
   let ncA: NatsConnection;
   let ncB: NatsConnection;
   let client: NatsConnection;
@@ -38,42 +33,28 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
   const bucket = `TEST_MCP_CALLS_${process.pid}`;
 
   before(async () => {
-    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
-    http = createServer(async (req, res) => {
-      const sid = req.headers['mcp-session-id'] as string | undefined;
-      let transport = sid ? transports.get(sid) : undefined;
-      if (!transport) {
-        if (sid) return void res.writeHead(404).end();
-        const server = new McpServer({ name: 'counting', version: '1.0.0' });
-        server.registerTool(
-          'count',
-          {
-            description: 'counts its runs per label',
-            inputSchema: { label: z.string(), delay_ms: z.number().int().min(0).max(10_000).optional() },
-          },
-          async ({ label, delay_ms }) => {
-            const n = (ran.get(label) ?? 0) + 1;
-            ran.set(label, n);
-            if (delay_ms) await new Promise((r) => setTimeout(r, delay_ms));
-            return { content: [{ type: 'text', text: `${label} run ${n} (${randomUUID()})` }] };
-          },
-        );
-        sessions.push(server);
-        const t = new StreamableHTTPServerTransport({
-          sessionIdGenerator: () => randomUUID(),
-          onsessioninitialized: (id) => void transports.set(id, t),
-        });
-        await server.connect(t);
-        transport = t;
-      }
-      await transport.handleRequest(req, res);
+    server = await startSdkHttpServer(() => {
+      const counting = new McpServer({ name: 'counting', version: '1.0.0' });
+      counting.registerTool(
+        'count',
+        {
+          description: 'counts its runs per label',
+          inputSchema: { label: z.string(), delay_ms: z.number().int().min(0).max(10_000).optional() },
+        },
+        async ({ label, delay_ms }) => {
+          const n = (ran.get(label) ?? 0) + 1;
+          ran.set(label, n);
+          if (delay_ms) await new Promise((r) => setTimeout(r, delay_ms));
+          return { content: [{ type: 'text', text: `${label} run ${n} (${randomUUID()})` }] };
+        },
+      );
+      return counting;
     });
-    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     const registry = [
       parseServerConfig({
         name: 'counting',
         role: 'other',
-        transport: { kind: 'http', url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp` },
+        transport: { kind: 'http', url: server.url },
         timeouts: { connect_ms: 10_000, call_ms: 10_000 },
         health: { ping_interval_ms: 0 },
       }),
@@ -112,9 +93,7 @@ describe('keyed MCP calls shared by two connector services through NATS KV', () 
   after(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
     await Promise.all([ncA, ncB, client].map((nc) => nc?.close()));
-    for (const s of sessions) await s.close().catch(() => undefined);
-    http?.closeAllConnections();
-    await new Promise((r) => http?.close(r));
+    await server?.close();
   });
 
   const call = (prefix: string, body: unknown) =>
