@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Controller, Get, Header } from '@nestjs/common';
+import { PAGE_HEADERS } from '../http/page-headers.js';
 import { ApiRoute, OpenApiRegistry, type OpenApiDocument } from './registry.js';
 
 /** Folder of the swagger-ui-dist package, served under /docs/assets (no CDN: the UI works offline). */
@@ -29,24 +30,6 @@ const page = `<!doctype html>
 // validatorUrl null: the default badge would call a public validator over the network.
 const init = `window.ui = SwaggerUIBundle({ url: '/docs/openapi.json', dom_id: '#swagger-ui', validatorUrl: null, deepLinking: true });\n`;
 
-/**
- * The page shares its origin with the console and the API: only its own scripts (the init is a
- * file, so no inline script is needed), its own API, no framing (its "Authorize" and "Try it
- * out" buttons act with the key a visitor typed). Swagger UI sets inline styles.
- */
-export const DOCS_CSP = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
-  "font-src 'self'",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join('; ');
-
 @Controller('docs')
 export class DocsController {
   constructor(private readonly registry: OpenApiRegistry) {}
@@ -71,10 +54,11 @@ export class DocsController {
 
   @Get()
   @Header('content-type', 'text/html; charset=utf-8')
-  @Header('content-security-policy', DOCS_CSP)
-  @Header('x-frame-options', 'DENY')
-  @Header('x-content-type-options', 'nosniff')
-  @Header('referrer-policy', 'no-referrer')
+  // The console's policy: this page shares its origin (no inline script, no framing).
+  @Header('content-security-policy', PAGE_HEADERS['content-security-policy'])
+  @Header('x-frame-options', PAGE_HEADERS['x-frame-options'])
+  @Header('x-content-type-options', PAGE_HEADERS['x-content-type-options'])
+  @Header('referrer-policy', PAGE_HEADERS['referrer-policy'])
   @ApiRoute({
     summary: 'Browsable API documentation (Swagger UI)',
     tags: ['docs'],

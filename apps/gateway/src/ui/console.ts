@@ -7,35 +7,15 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from '@switchyard/platform';
+import { PAGE_HEADERS } from '../http/page-headers.js';
 
 export const CONSOLE_PATH = '/ui';
 
 /** Where `vite build` of apps/console writes (the gateway's dist is apps/gateway/dist/ui). */
 export const defaultConsoleDir = (): string => path.resolve(import.meta.dirname, '..', '..', '..', 'console', 'dist');
 
-/**
- * The console's policy: only its own scripts (no inline, no eval), its own API (same origin),
- * no framing. Inline styles are allowed because the chart library positions elements with
- * style attributes.
- */
-export const CONSOLE_CSP = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
-  "font-src 'self'",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join('; ');
-
 function securityHeaders(res: Response): void {
-  res.setHeader('Content-Security-Policy', CONSOLE_CSP);
-  res.setHeader('X-Content-Type-Options', 'nosniff');
-  res.setHeader('Referrer-Policy', 'no-referrer');
-  res.setHeader('X-Frame-Options', 'DENY');
+  for (const [name, value] of Object.entries(PAGE_HEADERS)) res.setHeader(name, value);
 }
 
 /**
