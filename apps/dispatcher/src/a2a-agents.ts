@@ -8,7 +8,14 @@ import {
   JsonRpcTransportFactory,
   type Client,
 } from '@a2a-js/sdk/client';
-import { AppError, guardedFetch, isAppError, parsePeerJson, urlOrigin, type EgressGuard } from '@switchyard/platform';
+import {
+  AppError,
+  checkPeerJsonDepth,
+  guardedFetch,
+  isAppError,
+  urlOrigin,
+  type EgressGuard,
+} from '@switchyard/platform';
 
 /**
  * External A2A agents: the card read at registration and by every health probe, and a
@@ -32,7 +39,7 @@ type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
 /**
  * A `fetch` for the SDK that connects only where the egress guard allows, with the agent's bearer
  * token; an answer is read whole up to `maxBytes` and refused when its JSON nests past any sense
- * (the SDK parses it, and what it parses is stored and walked: see parsePeerJson).
+ * (the SDK parses it, and what it parses is stored and walked: see checkPeerJsonDepth).
  */
 export function egressFetch(
   guard: EgressGuard,
@@ -56,7 +63,8 @@ export function egressFetch(
     });
     if (!res.body) return res;
     const text = await res.text();
-    parsePeerJson(text, "the A2A agent's answer");
+    // The depth alone: the SDK parses the text itself.
+    checkPeerJsonDepth(text, "the A2A agent's answer");
     return new Response(text, { status: res.status, statusText: res.statusText, headers: res.headers });
   };
 }

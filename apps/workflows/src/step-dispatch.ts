@@ -34,6 +34,9 @@ export interface ExecutionCommands {
 
 /** A unit recorded as dispatched this long before this engine sends it has its clock restarted (see runDispatch). */
 const LATE_PICKUP_MS = 1_000;
+/** When a unit's attempt clock started (its dispatch record, or its last re-send): its deadline less its timeout. */
+const clockStartOf = (u: { readonly timeoutAt?: string; readonly timeoutMs: number }): number | undefined =>
+  u.timeoutAt ? Date.parse(u.timeoutAt) - u.timeoutMs : undefined;
 /** A call its worker says started (never queued) sooner than this after its attempt's clock started keeps that clock (see listenForProgress). */
 const STARTED_RECORD_AFTER_MS = 1_000;
 
@@ -117,7 +120,7 @@ export class StepDispatch {
         if (before === undefined && parsed.data.state === 'started') {
           const c = this.cache.get(a.executionId);
           const u = c ? unitIn(c.state, ref) : undefined;
-          const clockFrom = u?.attempt === a.attempt && u.timeoutAt ? Date.parse(u.timeoutAt) - u.timeoutMs : undefined;
+          const clockFrom = u?.attempt === a.attempt ? clockStartOf(u) : undefined;
           if (clockFrom !== undefined && now - clockFrom < STARTED_RECORD_AFTER_MS) return;
         }
         const type = parsed.data.state === 'queued' ? 'RecordStepQueued' : 'RecordStepStarted';
@@ -247,7 +250,7 @@ export class StepDispatch {
       // Recorded as dispatched by whoever scheduled it (a start records its first units' dispatch,
       // see decideWithDispatches) a while ago (this engine was busy or away): the attempt's clock
       // restarts with this send, as after a take-over, so the wait is not charged to the step.
-      const since = u.queuedAt || u.startedAt || !u.timeoutAt ? undefined : Date.parse(u.timeoutAt) - u.timeoutMs;
+      const since = u.queuedAt || u.startedAt ? undefined : clockStartOf(u);
       if (since !== undefined && Date.now() - since > LATE_PICKUP_MS) {
         await this.saga.command(a.executionId, {
           type: 'RecordStepRedispatched',

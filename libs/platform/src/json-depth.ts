@@ -27,13 +27,18 @@ export function jsonNestsDeeperThan(text: string, maxDepth: number): boolean {
 /** Most levels of nesting an answer from a peer (an agent, a server) may have. */
 export const PEER_JSON_MAX_DEPTH = 64;
 
+/** Refuse (`validation`) JSON text from a peer that nests deeper than `maxDepth`, for a parser of someone else's. */
+export function checkPeerJsonDepth(text: string, what: string, maxDepth = PEER_JSON_MAX_DEPTH): void {
+  if (jsonNestsDeeperThan(text, maxDepth))
+    throw new AppError('validation', `${what} nests deeper than ${maxDepth} levels`, { max_depth: maxDepth }, false);
+}
+
 /**
  * JSON text from a peer parsed, refused `validation` when it nests deeper than `maxDepth`;
  * `undefined` when it is not JSON at all (the caller says what it expected).
  */
 export function parsePeerJson(text: string, what: string, maxDepth = PEER_JSON_MAX_DEPTH): unknown {
-  if (jsonNestsDeeperThan(text, maxDepth))
-    throw new AppError('validation', `${what} nests deeper than ${maxDepth} levels`, { max_depth: maxDepth }, false);
+  checkPeerJsonDepth(text, what, maxDepth);
   try {
     return JSON.parse(text) as unknown;
   } catch {

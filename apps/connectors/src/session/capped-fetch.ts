@@ -66,12 +66,12 @@ export function fetchWithResponseCap(base: typeof fetch, maxBytes: number): type
     // broken stream only reaches its onerror, and the call would wait out its timeout), so the
     // stream ends with an error answer for each request the POST carried.
     const sse = wholeBody && (res.headers.get('content-type') ?? '').includes('text/event-stream');
-    const ids = sse ? requestIds(init?.body) : [];
     const counted = res.body.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
         transform(chunk, controller) {
           if (!tooLong(chunk)) return controller.enqueue(chunk);
           const err = new ResponseTooLargeError(maxBytes);
+          const ids = sse ? requestIds(init?.body) : [];
           if (ids.length === 0) return controller.error(err);
           // The blank lines end whatever event was cut short (its data fails to parse, reported to onerror).
           const answers = ids.map(
