@@ -1,14 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import {
-  AppError,
-  createPgClient,
-  createPgPool,
-  guardPgPool,
-  isAppError,
-  isSchemaManaged,
-  type Logger,
-} from '@switchyard/platform';
+import { AppError, createPgPool, guardPgPool, isAppError, isSchemaManaged, type Logger } from '@switchyard/platform';
 import {
   FencedError,
   UnstorableEventError,
@@ -29,7 +21,8 @@ import { CatchUpSubscription, type Page } from '../internal/catch-up.js';
 import { validateAppend } from '../internal/validate.js';
 import { storableJson } from '../internal/storable-text.js';
 import { matchesFilter, type EventFilter } from '../internal/filter.js';
-import { channelName, quoteIdent, schemaSql } from './schema.js';
+import { quoteIdent, schemaSql } from './schema.js';
+import { LiveFeed, liveFeedKey } from './live-feed.js';
 
 export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: pg.Pool }) & {
   readonly logger?: Logger;
@@ -46,6 +39,12 @@ export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: 
    * own); with 2, the next statement already waits at the lock (no round trip between commits).
    */
   readonly maxBatchesInFlight?: number;
+  /**
+   * `process` (default): share the process's LiveFeed with every store on the same database and
+   * schema. `own`: a feed of its own, as a store in another process would have (for tests that
+   * play two processes in one).
+   */
+  readonly liveFeed?: 'process' | 'own';
 };
 
 interface PendingAppend {
@@ -106,8 +105,9 @@ const COLUMNS = 'position, stream_id, revision, event_id, type, data, metadata, 
 
 /**
  * The PostgreSQL event store (see schema.ts for how the global order stays gap-free).
- * Live delivery: one dedicated LISTEN connection per store wakes every subscription,
- * which then catches up by reading; a slow timer re-reads in case a NOTIFY was lost
+ * Live delivery: the process's LiveFeed for this log (one LISTEN connection for every store of
+ * the process) wakes every subscription, which then catches up by reading, or takes the events
+ * a store of the process just committed; a slow timer re-reads in case a NOTIFY was lost
  * (e.g. while the LISTEN connection was reconnecting).
  */
 export class PostgresEventStore implements EventStore {
@@ -119,10 +119,9 @@ export class PostgresEventStore implements EventStore {
   private readonly schema: string;
   private readonly t: string;
   private readonly log: Logger | undefined;
+  /** This store's own subscriptions (closed with it); the feed holds the whole process's. */
   private readonly subscriptions = new Set<CatchUpSubscription>();
-  private listener: pg.Client | undefined;
-  private listenerStarting: Promise<void> | undefined;
-  private reconnectTimer: NodeJS.Timeout | undefined;
+  private readonly feed: LiveFeed;
   private initialised: Promise<void> | undefined;
   private closed = false;
   private readonly queue: Queued[] = [];
@@ -130,8 +129,6 @@ export class PostgresEventStore implements EventStore {
   /** Batch statements in flight at once (options.maxBatchesInFlight). */
   private readonly maxInFlight: number;
   private pageRequests: PageRequest[] = [];
-  /** The highest head a NOTIFY announced while appends were in flight (-1: none pending). */
-  private notifiedHead = -1;
   private readonly stats = { pageRequests: 0, pageQueries: 0, offered: 0 };
 
   constructor(private readonly options: PostgresEventStoreOptions) {
@@ -150,6 +147,14 @@ export class PostgresEventStore implements EventStore {
       );
       this.ownsPool = true;
     }
+    const connection: pg.ClientConfig =
+      'pool' in options ? options.pool.options : { connectionString: options.connectionString };
+    const key = options.liveFeed === 'own' ? undefined : liveFeedKey(connection, this.schema);
+    this.feed = LiveFeed.join(key, {
+      connection,
+      schema: this.schema,
+      ...(this.log ? { logger: this.log } : {}),
+    });
   }
 
   /** Create the schema, table and append function; safe to call from several processes at once. */
@@ -230,14 +235,10 @@ export class PostgresEventStore implements EventStore {
       batch.push(q);
     }
     this.inFlight++;
+    this.feed.appendStarted();
     void this.runBatch(batch).finally(() => {
       this.inFlight--;
-      // A head announced while this batch was in flight: its events may be ours, now offered.
-      if (this.notifiedHead >= 0) {
-        const head = this.notifiedHead;
-        this.notifiedHead = -1;
-        this.wakeSubscriptions(head);
-      }
+      this.feed.appendSettled();
       this.flush();
     });
   }
@@ -256,18 +257,18 @@ export class PostgresEventStore implements EventStore {
         if (row) q.resolve(row);
         else q.reject(new AppError('internal', 'append_batch returned no row for an append'));
       });
-      // Committed: hand the events to this process's subscriptions. In the same synchronous run as
+      // Committed: hand the events to this process's subscriptions (every store's, through the feed). In the same synchronous run as
       // the answers above, so before anyone hears of the append (they hear in a later microtask);
       // after them, so the appenders go on first (the engine's next dispatch waits on its append,
       // not on the subscriptions).
       // Never into the catch below (it would append the batch again): a subscription that is not
       // offered the events reads them.
-      if (this.subscriptions.size > 0) {
+      if (this.feed.hasSubscriptions) {
         try {
           this.offerCommitted(JSON.parse(json) as BatchJson, byIdx);
         } catch (err) {
           this.log?.warn({ err }, 'handing committed events to subscriptions failed; they read them');
-          this.wakeSubscriptions();
+          this.feed.wake();
         }
       }
     } catch (err) {
@@ -351,10 +352,13 @@ export class PostgresEventStore implements EventStore {
       pageSize: 500,
       safetyIntervalMs: this.options.safetyIntervalMs ?? 3_000,
       logger: this.log,
-      onClose: () => this.subscriptions.delete(sub),
+      onClose: () => {
+        this.subscriptions.delete(sub);
+        this.feed.delete(sub);
+      },
     });
     this.subscriptions.add(sub);
-    void this.ensureListener();
+    this.feed.add(sub);
     return sub;
   }
 
@@ -386,17 +390,10 @@ export class PostgresEventStore implements EventStore {
       );
     });
     committed.sort((a, b) => a[0]!.position - b[0]!.position);
-    for (const events of committed) {
-      for (const sub of this.subscriptions) if (sub.offer(events)) this.stats.offered++;
-    }
+    this.stats.offered += this.feed.offer(committed);
   }
 
-  /** Wake every subscription (those that already account for `head` stay asleep). */
-  private wakeSubscriptions(head?: number): void {
-    for (const s of this.subscriptions) s.wake(head);
-  }
-
-  /** Subscription reads so far, the queries that served them (shared reads make the second smaller), and appends handed over without a read. */
+  /** Subscription reads so far, the queries that served them (shared reads make the second smaller), and appends of this store handed over without a read (to any subscription of the process). */
   readStats(): { pageRequests: number; pageQueries: number; offered: number } {
     return { ...this.stats };
   }
@@ -484,11 +481,7 @@ export class PostgresEventStore implements EventStore {
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     // Appends accepted before close() still get their answer.
     while (this.inFlight > 0 || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
-    clearTimeout(this.reconnectTimer);
-    await this.listenerStarting?.catch(() => undefined);
-    const listener = this.listener;
-    this.listener = undefined;
-    await listener?.end().catch(() => undefined);
+    await this.feed.leave();
     if (this.ownsPool) await this.pool.end();
   }
 
@@ -503,59 +496,6 @@ export class PostgresEventStore implements EventStore {
     } catch (err) {
       throw toAppError(err);
     }
-  }
-
-  /** Start (or restart) the LISTEN connection; every (re)connect wakes the subscriptions to catch up. */
-  private ensureListener(): Promise<void> {
-    if (this.listener || this.closed) return Promise.resolve();
-    this.listenerStarting ??= (async () => {
-      const config =
-        'pool' in this.options ? this.options.pool.options : { connectionString: this.options.connectionString };
-      const client = createPgClient(config, { name: 'event-store-listen' });
-      // The payload is the head the append reached: subscriptions already past it need no read.
-      client.on('notification', (msg) => {
-        const head = Number(msg.payload);
-        if (!Number.isSafeInteger(head)) return this.wakeSubscriptions();
-        // The NOTIFY of our own append often beats its answer: let the answer hand the events over first.
-        if (this.inFlight > 0) this.notifiedHead = Math.max(this.notifiedHead, head);
-        else this.wakeSubscriptions(head);
-      });
-      client.on('error', (err) => {
-        this.log?.warn({ err }, 'LISTEN connection failed; reconnecting');
-        if (this.listener === client) this.listener = undefined;
-        client.end().catch(() => undefined);
-        this.scheduleReconnect();
-      });
-      try {
-        await client.connect();
-        await client.query(`listen ${quoteIdent(channelName(this.schema))}`);
-      } catch (err) {
-        client.end().catch(() => undefined);
-        throw err;
-      }
-      if (this.closed) {
-        await client.end().catch(() => undefined);
-        return;
-      }
-      this.listener = client;
-      for (const s of this.subscriptions) s.wake();
-    })()
-      .catch((err) => {
-        this.log?.warn({ err }, 'cannot LISTEN; subscriptions fall back to the safety re-read until reconnected');
-        this.scheduleReconnect();
-      })
-      .finally(() => {
-        this.listenerStarting = undefined;
-      });
-    return this.listenerStarting;
-  }
-
-  private scheduleReconnect(): void {
-    if (this.closed || this.reconnectTimer) return;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
-      if (this.subscriptions.size > 0) void this.ensureListener();
-    }, 1_000);
   }
 
   private assertOpen(): void {

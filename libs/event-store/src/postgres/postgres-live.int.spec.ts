@@ -106,7 +106,7 @@ describe('PostgresEventStore live delivery', () => {
   it('live subscriptions at the same position share one read of what another process appended', async () => {
     // A long safety interval: every delivery comes from a NOTIFY-triggered read.
     const store = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_shared' });
-    const writer = new PostgresEventStore({ connectionString: url, schema: 'es_shared' }); // "another process"
+    const writer = new PostgresEventStore({ connectionString: url, schema: 'es_shared', liveFeed: 'own' }); // "another process"
     try {
       await store.init();
       await writer.init();
@@ -193,7 +193,7 @@ describe('PostgresEventStore live delivery', () => {
 
   it("own appends interleaved with another process's: every subscription gets every event once, in order, as stored", async () => {
     const store = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_local' });
-    const other = new PostgresEventStore({ connectionString: url, schema: 'es_local' });
+    const other = new PostgresEventStore({ connectionString: url, schema: 'es_local', liveFeed: 'own' });
     try {
       await store.init();
       await other.init();
@@ -229,6 +229,60 @@ describe('PostgresEventStore live delivery', () => {
       );
     } finally {
       await Promise.all([store.close(), other.close()]);
+    }
+  });
+
+  it("stores of one process on different connections share one LISTEN connection, and each store's commits reach the others' subscriptions without a read", async () => {
+    // Two stores as the launcher makes them: one database, a pool each (a component's role each),
+    // plus a store with a feed of its own playing another process.
+    const listening = `from pg_stat_activity
+       where datname = current_database() and query ilike 'listen "es_feed_appended"%'`;
+    const listeners = async () => (await pool.query(`select 1 ${listening}`)).rowCount;
+    const poolA = new pg.Pool({ connectionString: url, max: 2, application_name: 'feed-a' });
+    const poolB = new pg.Pool({ connectionString: url, max: 2, application_name: 'feed-b' });
+    const a = new PostgresEventStore({ pool: poolA, safetyIntervalMs: 60_000, schema: 'es_feed' });
+    const b = new PostgresEventStore({ pool: poolB, safetyIntervalMs: 60_000, schema: 'es_feed' });
+    const foreign = new PostgresEventStore({ connectionString: url, schema: 'es_feed', liveFeed: 'own' });
+    try {
+      await Promise.all([a.init(), b.init(), foreign.init()]);
+      const from = await b.headPosition();
+      const N = 30;
+      const seenByB: RecordedEvent[] = [];
+      const subB = b.subscribeToAll({ from });
+      const consumer = (async () => {
+        for await (const e of subB) seenByB.push(e);
+      })();
+      const seenByA = take(a.subscribeToAll({ from, types: ['FromB'] }), 1);
+      await a.append('feed-warm', [ev('Warm')]);
+      await until('B live', () => seenByB.length === 1);
+      await until('one LISTEN connection for both stores', async () => (await listeners()) === 1);
+      const before = { a: a.readStats(), b: b.readStats() };
+      for (let i = 0; i < N; i++) await a.append(`feed-${i % 3}`, [ev('FromA', { i })]);
+      await until('B has every event A committed', () => seenByB.length === N + 1);
+      const afterA = a.readStats();
+      const afterB = b.readStats();
+      console.log(
+        `# shared feed: ${afterA.offered - before.a.offered} of A's appends handed over; B read ${afterB.pageRequests - before.b.pageRequests} times`,
+      );
+      assert.equal(afterB.pageRequests, before.b.pageRequests, "B read nothing: A's commits were handed to it");
+      assert.ok(afterA.offered - before.a.offered >= N, "A's commits were offered to B's subscription");
+      // And the other way round: B's commit reaches A's (filtered) subscription.
+      await b.append('feed-b', [ev('FromB', { n: 1 })]);
+      assert.equal((await seenByA)[0]!.type, 'FromB');
+      assert.equal(await listeners(), 1, 'still one LISTEN connection');
+      // A leaves: the feed stays for B, and what another process appends still reaches it (NOTIFY, then a read).
+      await a.close();
+      await foreign.append('feed-foreign', [ev('Foreign')]);
+      await until('B has the foreign event', () => seenByB.at(-1)?.type === 'Foreign');
+      const stored = await b.readAll({ after: from, maxCount: 1_000 });
+      assert.deepEqual(seenByB, stored, 'exactly what a read gives, once each, in order');
+      await subB.close();
+      await consumer;
+      await b.close();
+      await until('the last store closed its LISTEN connection', async () => (await listeners()) === 0);
+    } finally {
+      await Promise.all([a.close(), b.close(), foreign.close()]);
+      await Promise.all([poolA.end(), poolB.end()]);
     }
   });
 
