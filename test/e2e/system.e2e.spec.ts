@@ -219,6 +219,22 @@ describe('the whole system started like npm start', () => {
       ],
     );
     const correlationId = `e2e-${Date.now()}`;
+    // Another process following the events live, as the README shows: the read-only user `events`.
+    const reader = await connect({
+      servers: `nats://127.0.0.1:${ports.nats}`,
+      user: 'events',
+      pass: readFileSync(path.join(dataDir, 'nats', 'events-password'), 'utf8').trim(),
+    });
+    const liveTypes: string[] = [];
+    const live = (async () => {
+      for await (const m of reader.subscribe('switchyard.events.>')) {
+        const env = m.json<{ type: string; metadata: { correlationId: string } }>();
+        if (m.subject.startsWith('switchyard.events.mcpserver.') && env.metadata.correlationId === correlationId)
+          liveTypes.push(env.type);
+        if (liveTypes.includes('McpToolSucceeded')) break;
+      }
+    })();
+    await reader.flush();
     const res = await fetch(`${base}/api/v1/integration/mcp/database/query`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId, ...auth },
@@ -248,11 +264,16 @@ describe('the whole system started like npm start', () => {
       [`apikey:${adminKey.split('_')[1]}`, `apikey:${adminKey.split('_')[1]}`],
     );
 
-    // The relay publishes them to JetStream, where another process can replay them.
-    // With the token the launcher made for its nats-server, as another local process of the user would.
+    // The relay published them: the reader had them live.
+    await Promise.race([live, new Promise((r) => setTimeout(r, 10_000))]);
+    assert.deepEqual(liveTypes, ['McpToolCalled', 'McpToolSucceeded']);
+    await reader.close();
+    // And in JetStream, where a process holding the system's token can replay them (user
+    // `switchyard`, password: the token the launcher made for its nats-server).
     nc = await connect({
       servers: `nats://127.0.0.1:${ports.nats}`,
-      token: readFileSync(path.join(dataDir, 'nats', 'token'), 'utf8').trim(),
+      user: 'switchyard',
+      pass: readFileSync(path.join(dataDir, 'nats', 'token'), 'utf8').trim(),
     });
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
@@ -273,23 +294,37 @@ describe('the whole system started like npm start', () => {
     assert.deepEqual(types, ['McpToolCalled', 'McpToolSucceeded']);
   });
 
-  it('its nats-server refuses clients without the token in DATA_DIR/nats/token, which stays off command lines and out of child environments', async () => {
+  it('its nats-server refuses clients without the token in DATA_DIR/nats/token, lets the events user only follow events, and keeps both secrets off command lines and out of child environments', async () => {
     const url = `nats://127.0.0.1:${ports.nats}`;
     const tokenFile = path.join(dataDir, 'nats', 'token');
     const token = readFileSync(tokenFile, 'utf8').trim();
     assert.match(token, /^[A-Za-z0-9_-]{43}$/);
+    const eventsPassword = readFileSync(path.join(dataDir, 'nats', 'events-password'), 'utf8').trim();
+    assert.match(eventsPassword, /^[A-Za-z0-9_-]{43}$/);
     // Without a token any local process could call every service subject (database_writer's call_tool included).
-    for (const t of [undefined, 'wrong-token', `${token}x`])
+    for (const creds of [
+      {},
+      { token: 'wrong-token' },
+      { token },
+      { user: 'switchyard', pass: `${token}x` },
+      { user: 'events', pass: token },
+    ])
       await assert.rejects(
-        connect({ servers: url, reconnect: false, timeout: 5_000, ...(t ? { token: t } : {}) }),
+        connect({ servers: url, reconnect: false, timeout: 5_000, ...creds }),
         (e: Error) => e.name === 'AuthorizationError',
+        JSON.stringify(Object.keys(creds)),
       );
-    const ok = await connect({ servers: url, reconnect: false, token });
+    const ok = await connect({ servers: url, reconnect: false, user: 'switchyard', pass: token });
     assert.ok((await ok.rtt()) >= 0);
     await ok.close();
+    // The events user may not call a service.
+    const reader = await connect({ servers: url, reconnect: false, user: 'events', pass: eventsPassword });
+    await assert.rejects(reader.request('switchyard.svc.mcp.v1.database_writer.call_tool', '{}', { timeout: 2_000 }));
+    await reader.close();
     const mode = (f: string) => statSync(f).mode & 0o777;
     assert.equal(mode(path.join(dataDir, 'nats')), 0o700);
     assert.equal(mode(tokenFile), 0o600);
+    assert.equal(mode(path.join(dataDir, 'nats', 'events-password')), 0o600);
     assert.equal(mode(path.join(dataDir, 'nats', 'nats-server.conf')), 0o600);
     // Every local user may read a command line; only the user its environment. Neither holds the
     // token: not nats-server's, not the stdio MCP servers' (filesystem) nor PostgreSQL's.
@@ -309,6 +344,11 @@ describe('the whole system started like npm start', () => {
         !readFileSync(`/proc/${pid}/environ`, 'utf8').includes(token),
         `the token is in ${comm(pid)}'s environment`,
       );
+      for (const where of ['cmdline', 'environ'])
+        assert.ok(
+          !readFileSync(`/proc/${pid}/${where}`, 'utf8').includes(eventsPassword),
+          `the events password is in ${comm(pid)}'s ${where}`,
+        );
     }
     // Nor does any child get the launcher's other credentials: the admin key is in the launcher's
     // environment, and PostgreSQL's superuser could read its server's back (pg_read_file).
@@ -322,6 +362,7 @@ describe('the whole system started like npm start', () => {
       `the launcher runs postgres: ${children.map(comm).join(', ')}`,
     );
     assert.ok(!system.output().includes(token), 'the launcher logged the token');
+    assert.ok(!system.output().includes(eventsPassword), "the launcher logged the events user's password");
   });
 
   it('answers on the MCP and agent ports only bearers of the generated tokens from loopback hosts, and audits what the MCP servers answered', async () => {

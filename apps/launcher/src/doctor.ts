@@ -13,6 +13,7 @@ import {
   isListening,
   NATS_INSTALL_HINT,
   parseConfig,
+  NATS_SYSTEM_USER,
   readEmbeddedNatsToken,
   type Config,
 } from '@switchyard/platform';
@@ -118,7 +119,8 @@ const checks: Check[] = [
           servers: url.split(',').map((u) => u.trim()),
           timeout: 3000,
           reconnect: false,
-          ...(token ? { token } : {}),
+          // As connectNats presents it: a token server takes the token, the embedded one the user.
+          ...(token ? { token, user: NATS_SYSTEM_USER, pass: token } : {}),
         });
         try {
           const rtt = await nc.rtt();

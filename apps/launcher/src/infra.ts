@@ -1,8 +1,11 @@
 import path from 'node:path';
+import { EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
 import { redactUrl } from './banner.js';
 import {
+  embeddedNatsEventsPassword,
   embeddedNatsToken,
   ensureDatabase,
+  NATS_EVENTS_PASSWORD_FILE,
   NATS_TOKEN_FILE,
   startEmbeddedPostgres,
   startNatsServer,
@@ -35,6 +38,8 @@ export interface Infrastructure {
  * 2. no NATS_URL: the real nats-server with JetStream on 127.0.0.1 (store in DATA_DIR/nats),
  *    asking for a token (NATS_TOKEN, else one generated once into DATA_DIR/nats/token): any
  *    local process could otherwise call every service subject with no key and no role check.
+ *    Its user `events` (password generated once into DATA_DIR/nats/events-password) may only
+ *    subscribe to the event subjects: what another process that follows the events is given.
  */
 export async function startInfrastructure(
   config: Config,
@@ -88,13 +93,21 @@ export async function startInfrastructure(
     // Read or made before the server starts: a restart of the unit (or of the launcher) reuses it.
     const token = config.NATS_TOKEN ?? embeddedNatsToken(storeDir);
     natsToken = token;
+    // The read-only user another process follows the events with (README: Security).
+    const eventsPassword = embeddedNatsEventsPassword(storeDir);
     await supervisor.add({
       name: 'nats-server',
       start: async () => {
-        const server = await startNatsServer({ port: config.EMBEDDED_NATS_PORT, storeDir, logger, token });
+        const server = await startNatsServer({
+          port: config.EMBEDDED_NATS_PORT,
+          storeDir,
+          logger,
+          token,
+          events: { password: eventsPassword, subjects: [EVENTS_SUBJECT_WILDCARD] },
+        });
         url = server.url;
         nats = `${server.kind} on 127.0.0.1:${config.EMBEDDED_NATS_PORT}`;
-        natsWhere = `${nats}, JetStream store in ${storeDir}, token ${config.NATS_TOKEN ? 'from NATS_TOKEN' : `in ${path.join(storeDir, NATS_TOKEN_FILE)}`}`;
+        natsWhere = `${nats}, JetStream store in ${storeDir}, token ${config.NATS_TOKEN ? 'from NATS_TOKEN' : `in ${path.join(storeDir, NATS_TOKEN_FILE)}`}, events reader's password in ${path.join(storeDir, NATS_EVENTS_PASSWORD_FILE)}`;
         logger.info({ pid: server.pid, kind: server.kind }, 'embedded nats-server running');
         return {
           stop: () => server.stop(),

@@ -1,25 +1,35 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
 import {
   AppError,
   createLogger,
+  embeddedNatsEventsPassword,
   embeddedNatsToken,
+  findNatsServer,
   freePort,
+  NATS_EVENTS_USER,
+  probeNatsAuth,
   startNatsServer,
+  waitForPort,
   type NatsServerHandle,
 } from '@switchyard/platform';
 import { closeNats, connectNats } from './index.js';
 
 const logger = createLogger('connection-int', 'silent');
 
-/** connectNats against a real nats-server that asks for a token (as the launcher's does). */
+/** connectNats against a real nats-server that asks for a token, with the events reader (as the launcher's does). */
 describe('connectNats with a token', () => {
   let scratch: string;
   let server: NatsServerHandle;
   let token: string;
+  let eventsPassword: string;
   const saved = process.env.NATS_TOKEN;
 
   before(async () => {
@@ -27,7 +37,13 @@ describe('connectNats with a token', () => {
     scratch = mkdtempSync(path.resolve('.tmp', 'nats-conn-'));
     const storeDir = path.join(scratch, 'nats');
     token = embeddedNatsToken(storeDir);
-    server = await startNatsServer({ port: await freePort(), storeDir, token });
+    eventsPassword = embeddedNatsEventsPassword(storeDir);
+    server = await startNatsServer({
+      port: await freePort(),
+      storeDir,
+      token,
+      events: { password: eventsPassword, subjects: [EVENTS_SUBJECT_WILDCARD] },
+    });
   });
 
   after(async () => {
@@ -70,5 +86,110 @@ describe('connectNats with a token', () => {
     await closeNats(fromEnv);
     // The option wins over the environment.
     await assert.rejects(connectNats({ url: server.url, name: 'option-wins', logger, token: 'wrong-token' }));
+  });
+
+  it('the events user follows the events and can do nothing else: no publish, no request, no other subject, no JetStream API', async () => {
+    const system = await connectNats({ url: server.url, name: 'system', logger, token });
+    const reader = await connect({
+      servers: server.url,
+      user: NATS_EVENTS_USER,
+      pass: eventsPassword,
+      reconnect: false,
+    });
+    const readerErrors: string[] = [];
+    void (async () => {
+      for await (const st of reader.status()) if (st.type === 'error') readerErrors.push(String(st.error));
+    })();
+    try {
+      // What it is for: the events, as the relay publishes them (to JetStream; core subscribers get them too).
+      const jsm = await jetstreamManager(system);
+      await jsm.streams.add({ name: 'READER_TEST', subjects: ['switchyard.events.>'] });
+      const live = reader.subscribe(EVENTS_SUBJECT_WILDCARD, { max: 1 });
+      await reader.flush();
+      await jetstream(system).publish(
+        'switchyard.events.task.TaskCompleted',
+        JSON.stringify({ type: 'TaskCompleted' }),
+      );
+      for await (const m of live) assert.equal(m.json<{ type: string }>().type, 'TaskCompleted');
+
+      // A service call: its subject is the system's; the reader's publish never reaches it.
+      let served = 0;
+      const service = system.subscribe('switchyard.svc.mcp.v1.database_writer.call_tool', {
+        callback: (_err, m) => {
+          served++;
+          m.respond('{}');
+        },
+      });
+      await system.flush();
+      await assert.rejects(reader.request('switchyard.svc.mcp.v1.database_writer.call_tool', '{}', { timeout: 1_000 }));
+      reader.publish('switchyard.svc.mcp.v1.database_writer.call_tool', '{}');
+      // Nor the JetStream API, whose answers go where the requester says (a deliver or reply subject).
+      await assert.rejects(reader.request('$JS.API.INFO', '', { timeout: 1_000 }));
+      // Nor may it listen to the service calls or to the answers the system's requests get.
+      const spies = [reader.subscribe('switchyard.svc.>'), reader.subscribe('_INBOX.>')];
+      const spied: string[] = [];
+      const spyEnds = spies.map(async (spy) => {
+        try {
+          for await (const m of spy) spied.push(m.subject);
+          return 'ended';
+        } catch (err) {
+          return (err as Error).name;
+        }
+      });
+      await reader.flush().catch(() => undefined);
+      assert.equal(
+        (await system.request('switchyard.svc.mcp.v1.database_writer.call_tool', '{}', { timeout: 2_000 })).string(),
+        '{}',
+        "the system's own call is answered",
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(served, 1, "only the system's call reached the service");
+      assert.deepEqual(spied, [], 'the reader saw no service call and no answer');
+      assert.deepEqual(await Promise.all(spyEnds), ['PermissionViolationError', 'PermissionViolationError']);
+      assert.ok(
+        readerErrors.some((e) => /Permissions Violation/i.test(e)),
+        `the server refused the reader: ${readerErrors.join('; ')}`,
+      );
+      service.unsubscribe();
+      await jsm.streams.delete('READER_TEST');
+    } finally {
+      await reader.close().catch(() => undefined);
+      await closeNats(system);
+    }
+    assert.equal(
+      await probeNatsAuth(Number(new URL(server.url).port), { user: NATS_EVENTS_USER, pass: `${eventsPassword}x` }),
+      'refused',
+    );
+  });
+});
+
+/** A NATS_URL server configured with a token alone (no users) still takes what connectNats presents. */
+describe('connectNats against a server that asks for a token alone', () => {
+  let scratch: string;
+  let url: string;
+  let stop: () => void;
+
+  before(async () => {
+    mkdirSync(path.resolve('.tmp'), { recursive: true });
+    scratch = mkdtempSync(path.resolve('.tmp', 'nats-token-only-'));
+    const port = await freePort();
+    const conf = path.join(scratch, 'token-only.conf');
+    writeFileSync(conf, `listen: "127.0.0.1:${port}"\nauthorization { token: "token-only-secret" }\n`, { mode: 0o600 });
+    const child = spawn(findNatsServer()!, ['-c', conf], { stdio: 'ignore' });
+    stop = () => child.kill('SIGTERM');
+    url = `nats://127.0.0.1:${port}`;
+    await waitForPort(port, 15_000);
+  });
+
+  after(() => {
+    stop?.();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('connects with the token (sent both as a token and as the system user), refuses a wrong one', async () => {
+    const nc: NatsConnection = await connectNats({ url, name: 'token-only', logger, token: 'token-only-secret' });
+    assert.ok((await nc.rtt()) >= 0);
+    await closeNats(nc);
+    await assert.rejects(connectNats({ url, name: 'token-only-wrong', logger, token: 'wrong-token' }));
   });
 });

@@ -1,6 +1,6 @@
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import type { NatsConnection, Status } from '@nats-io/nats-core';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, NATS_SYSTEM_USER, type Logger } from '@switchyard/platform';
 
 export type { NatsConnection };
 
@@ -24,7 +24,10 @@ export interface ConnectNatsOptions {
  * Status changes (disconnect, reconnect, errors, slow consumers) are logged.
  * Authenticates with `token`, else with NATS_TOKEN from the environment when set, so every
  * process (launcher, stand-alone relay, connectors, workflows, agent instances) honours it
- * without wiring of its own. The token never appears in logs or errors.
+ * without wiring of its own. The token goes both as a token (a NATS_URL server configured with
+ * one) and as the password of the user `switchyard` (the embedded server, which has users: the
+ * system and a read-only events reader); a server takes the form it knows and ignores the
+ * other. The token never appears in logs or errors.
  * Throws AppError('unavailable') when the first connect fails (also when the token is refused).
  */
 export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnection> {
@@ -50,7 +53,7 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       // Otherwise every request builds an Error up front for its stack (a visible share of the
       // CPU in bench/workflows); request() names the subject in every failure instead.
       noAsyncTraces: true,
-      ...(token ? { token } : {}),
+      ...(token ? { token, user: NATS_SYSTEM_USER, pass: token } : {}),
       ...opts.options,
     });
   } catch (err) {

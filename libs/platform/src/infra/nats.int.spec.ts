@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
+  embeddedNatsEventsPassword,
   embeddedNatsToken,
   NATS_CONFIG_FILE,
+  NATS_EVENTS_PASSWORD_FILE,
   NATS_TOKEN_FILE,
   probeNatsAuth,
   readEmbeddedNatsToken,
@@ -67,7 +69,7 @@ describe('the embedded nats-server with a token', () => {
   it('runs nats-server from a 0600 config file; the token is not on its command line nor in its environment', () => {
     const conf = path.join(storeDir, NATS_CONFIG_FILE);
     assert.equal(mode(conf), 0o600);
-    assert.match(readFileSync(conf, 'utf8'), /authorization \{ token: "[A-Za-z0-9_-]{43}" \}/);
+    assert.match(readFileSync(conf, 'utf8'), /\{ user: "switchyard", password: "[A-Za-z0-9_-]{43}" \}/);
     assert.match(readFileSync(conf, 'utf8'), /listen: "127\.0\.0\.1:\d+"/);
     assert.ok(server.pid);
     const cmdline = readFileSync(`/proc/${server.pid}/cmdline`, 'utf8').split('\0');
@@ -94,6 +96,45 @@ describe('the embedded nats-server with a token', () => {
     await assert.rejects(
       startNatsServer({ port, storeDir: path.join(scratch, 'other'), token: 'another-token' }),
       (e: Error) => /refuses this data dir's token/.test(e.message) && !e.message.includes('another-token'),
+    );
+    // Started without the events reader (as an older launcher did): a launcher that gives one does not adopt it.
+    const events = { password: embeddedNatsEventsPassword(storeDir), subjects: ['switchyard.events.>'] };
+    await assert.rejects(
+      startNatsServer({ port, storeDir, token, events }),
+      (e: Error) => /has no "events" user/.test(e.message) && !e.message.includes(events.password),
+    );
+  });
+
+  it('writes the events reader into the config: subscribe to its subjects, publish nothing', async () => {
+    const dir = path.join(scratch, 'with-events');
+    const events = { password: embeddedNatsEventsPassword(dir), subjects: ['switchyard.events.>'] };
+    assert.match(events.password, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(mode(path.join(dir, NATS_EVENTS_PASSWORD_FILE)), 0o600);
+    assert.equal(embeddedNatsEventsPassword(dir), events.password, 'kept');
+    const p = await freePort();
+    const withEvents = await startNatsServer({ port: p, storeDir: dir, token: embeddedNatsToken(dir), events });
+    try {
+      const conf = readFileSync(path.join(dir, NATS_CONFIG_FILE), 'utf8');
+      assert.ok(
+        conf.includes(
+          `{ user: "events", password: "${events.password}", permissions: { publish: { deny: [">"] }, subscribe: { allow: ["switchyard.events.>"] } } }`,
+        ),
+        conf,
+      );
+      assert.equal(await probeNatsAuth(p, { user: 'events', pass: events.password }), 'accepted');
+      assert.equal(await probeNatsAuth(p, { user: 'events', pass: 'wrong' }), 'refused');
+      assert.equal(await probeNatsAuth(p, embeddedNatsToken(dir)), 'accepted');
+      // Adopted again with the same secrets.
+      assert.equal(
+        (await startNatsServer({ port: p, storeDir: dir, token: embeddedNatsToken(dir), events })).kind,
+        'adopted',
+      );
+    } finally {
+      await withEvents.stop();
+    }
+    await assert.rejects(
+      startNatsServer({ port: await freePort(), storeDir: dir, token: 'x', events: { ...events, subjects: ['a b'] } }),
+      /must be NATS subjects/,
     );
   });
 

@@ -53,8 +53,18 @@ export const NATS_INSTALL_HINT =
   'nats-server is not installed: on Debian/Ubuntu run `apt-get install nats-server` (npm start does this itself as root), ' +
   'or download it from the NATS project, or point NATS_URL at a running server';
 
-/** The embedded nats-server's token, in its store dir (DATA_DIR/nats/token). */
+/** The embedded nats-server's token, in its store dir (DATA_DIR/nats/token): the password of its user `switchyard`. */
 export const NATS_TOKEN_FILE = 'token';
+/** The password of the embedded nats-server's read-only user `events`, in its store dir. */
+export const NATS_EVENTS_PASSWORD_FILE = 'events-password';
+/**
+ * The embedded nats-server's users. `switchyard`: the system's own processes, every subject; its
+ * password is the token, and clients present the token both ways (see connectNats), so a server
+ * that asks for the token alone (a NATS_URL server) takes them too. `events`: another process
+ * that follows the system's events, which may subscribe to them and do nothing else.
+ */
+export const NATS_SYSTEM_USER = 'switchyard';
+export const NATS_EVENTS_USER = 'events';
 /** The config file startNatsServer writes into the store dir and runs nats-server with. */
 export const NATS_CONFIG_FILE = 'nats-server.conf';
 
@@ -63,8 +73,17 @@ export const NATS_CONFIG_FILE = 'nats-server.conf';
  * never makes one). Whitespace around it is dropped.
  */
 export function readEmbeddedNatsToken(storeDir: string): string | undefined {
+  return readSecret(storeDir, NATS_TOKEN_FILE);
+}
+
+/** The `events` user's password in `<storeDir>/events-password`, or undefined when there is none yet. */
+export function readEmbeddedNatsEventsPassword(storeDir: string): string | undefined {
+  return readSecret(storeDir, NATS_EVENTS_PASSWORD_FILE);
+}
+
+function readSecret(storeDir: string, name: string): string | undefined {
   try {
-    return readFileSync(path.join(storeDir, NATS_TOKEN_FILE), 'utf8').trim() || undefined;
+    return readFileSync(path.join(storeDir, name), 'utf8').trim() || undefined;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -78,10 +97,22 @@ export function readEmbeddedNatsToken(storeDir: string): string | undefined {
  * the same user can read it (README: Security). A looser mode left on either is tightened.
  */
 export function embeddedNatsToken(storeDir: string): string {
+  return embeddedSecret(storeDir, NATS_TOKEN_FILE);
+}
+
+/**
+ * The `events` user's password, made once per data dir like the token (32 random bytes in
+ * `<storeDir>/events-password`, mode 0600): what a process that only follows the events is given.
+ */
+export function embeddedNatsEventsPassword(storeDir: string): string {
+  return embeddedSecret(storeDir, NATS_EVENTS_PASSWORD_FILE);
+}
+
+function embeddedSecret(storeDir: string, name: string): string {
   const dir = path.resolve(storeDir);
   privateDir(dir);
-  const file = path.join(dir, NATS_TOKEN_FILE);
-  const existing = readEmbeddedNatsToken(dir);
+  const file = path.join(dir, name);
+  const existing = readSecret(dir, name);
   if (existing) {
     if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
     return existing;
@@ -94,7 +125,7 @@ export function embeddedNatsToken(storeDir: string): string {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  const raced = readEmbeddedNatsToken(dir);
+  const raced = readSecret(dir, name);
   if (raced) return raced;
   // An empty file (a crash between create and write): replace it.
   writePrivateFile(file, `${token}\n`);
@@ -129,27 +160,61 @@ function checkToken(token: string): void {
     );
 }
 
-/** The config file of one server: listen on loopback, JetStream in the store dir, and the token when there is one. */
-function natsConfig(port: number, storeDir: string, token: string | undefined): string {
+/** Who may only follow the events: the `events` user's password and the subjects it may subscribe to. */
+export interface NatsEventsReader {
+  readonly password: string;
+  readonly subjects: readonly string[];
+}
+
+/**
+ * The config file of one server: listen on loopback, JetStream in the store dir, and, with a
+ * token, two users: `switchyard` (password: the token) with every subject, and `events`, which may
+ * subscribe to the event subjects and publish nothing. Publishing nothing matters beyond the
+ * service subjects: a JetStream API request (a consumer's deliver subject, a request's reply
+ * subject) makes the server publish to a subject the requester names, so a reader allowed the
+ * API could still put messages on the service subjects.
+ */
+function natsConfig(port: number, storeDir: string, token: string | undefined, events?: NatsEventsReader): string {
+  const users = token
+    ? [
+        `    { user: "${NATS_SYSTEM_USER}", password: "${token}" }`,
+        ...(events
+          ? [
+              `    { user: "${NATS_EVENTS_USER}", password: "${events.password}", permissions: { publish: { deny: [">"] }, subscribe: { allow: [${events.subjects.map((x) => JSON.stringify(x)).join(', ')}] } } }`,
+            ]
+          : []),
+      ]
+    : [];
   return [
     '# Written by startNatsServer (Switchyard) at each start: edits are overwritten.',
     `listen: "127.0.0.1:${port}"`,
     `jetstream { store_dir: ${JSON.stringify(storeDir)} }`,
-    ...(token ? [`authorization { token: "${token}" }`] : []),
+    ...(users.length ? ['authorization {', '  users = [', ...users, '  ]', '}'] : []),
     '',
   ].join('\n');
 }
 
+/** Subjects the config file takes verbatim: NATS subject tokens and wildcards only. */
+function checkSubjects(subjects: readonly string[]): void {
+  if (subjects.length === 0 || subjects.some((x) => !/^[A-Za-z0-9_-]+(\.([A-Za-z0-9_-]+|\*))*(\.>)?$/.test(x)))
+    throw new Error(`the events reader's subjects must be NATS subjects: ${subjects.join(', ')}`);
+}
+
 /**
- * What the server on the port says to a client holding `token`: `open` (it asks for no
- * credentials), `accepted` or `refused`. Plain NATS protocol (INFO, CONNECT, PING), so the
+ * What the server on the port says to a client holding `credential`: `open` (it asks for no
+ * credentials), `accepted` or `refused`. A token is presented as connectNats does: as the token
+ * and as the `switchyard` user's password. Plain NATS protocol (INFO, CONNECT, PING), so the
  * platform needs no NATS client for the check.
  */
 export function probeNatsAuth(
   port: number,
-  token: string,
+  credential: string | { readonly user: string; readonly pass: string },
   timeoutMs = 3_000,
 ): Promise<'open' | 'accepted' | 'refused'> {
+  const auth =
+    typeof credential === 'string'
+      ? { auth_token: credential, user: NATS_SYSTEM_USER, pass: credential }
+      : { user: credential.user, pass: credential.pass };
   return new Promise((resolve, reject) => {
     const socket = new Socket();
     let buf = '';
@@ -185,7 +250,7 @@ export function probeNatsAuth(
         if (!info.auth_required) return done(undefined, 'open');
         sent = true;
         socket.write(
-          `CONNECT ${JSON.stringify({ auth_token: token, verbose: false, pedantic: false, name: 'switchyard-probe' })}\r\nPING\r\n`,
+          `CONNECT ${JSON.stringify({ ...auth, verbose: false, pedantic: false, name: 'switchyard-probe' })}\r\nPING\r\n`,
         );
       }
       if (/^PONG\r\n/m.test(buf)) return done(undefined, 'accepted');
@@ -201,12 +266,13 @@ export function probeNatsAuth(
 
 /**
  * Start the real nats-server with JetStream on 127.0.0.1, from a config file written into the
- * store dir (mode 0600). With `token`, clients must present it (`authorization { token }`); it goes
- * in that file, never on the command line or in the server's environment, since
- * /proc/<pid>/cmdline is readable by every local user. Without it the server asks for nothing
+ * store dir (mode 0600). With `token`, clients must present it (as the `switchyard` user's
+ * password); with `events` too, the `events` user may follow the event subjects and nothing else.
+ * The secrets go in that file, never on the command line or in the server's environment, since
+ * /proc/<pid>/cmdline is readable by every local user. Without a token the server asks for nothing
  * (the test harness).
  * If a server already answers on the port (left by a killed run), adopt it; with `token`, only
- * when it asks for a token and accepts this one, so a server left without authentication (or
+ * when it asks for credentials and takes these, so a server left without authentication (or
  * another data dir's) is not silently used.
  */
 export async function startNatsServer(opts: {
@@ -214,9 +280,16 @@ export async function startNatsServer(opts: {
   storeDir: string;
   logger?: Logger;
   token?: string;
+  events?: NatsEventsReader;
 }): Promise<NatsServerHandle> {
   const url = `nats://127.0.0.1:${opts.port}`;
   if (opts.token !== undefined) checkToken(opts.token);
+  if (opts.events) {
+    if (opts.token === undefined)
+      throw new Error('the events reader needs a token: a server without one asks for nothing');
+    checkToken(opts.events.password);
+    checkSubjects(opts.events.subjects);
+  }
   if (await isListening(opts.port)) {
     if (opts.token !== undefined) {
       const auth = await probeNatsAuth(opts.port, opts.token);
@@ -228,6 +301,13 @@ export async function startNatsServer(opts: {
         throw new Error(
           `the NATS server already on 127.0.0.1:${opts.port} refuses this data dir's token (NATS_TOKEN or DATA_DIR/nats/token): it belongs to another data dir or token; stop it or use another EMBEDDED_NATS_PORT`,
         );
+      if (
+        opts.events &&
+        (await probeNatsAuth(opts.port, { user: NATS_EVENTS_USER, pass: opts.events.password })) !== 'accepted'
+      )
+        throw new Error(
+          `the NATS server already on 127.0.0.1:${opts.port} has no "${NATS_EVENTS_USER}" user with this data dir's password (DATA_DIR/nats/${NATS_EVENTS_PASSWORD_FILE}); it was started by an older Switchyard: stop it, and the launcher starts one that has`,
+        );
     }
     opts.logger?.info({ port: opts.port }, 'adopting the NATS server already running on the port');
     return { url, kind: 'adopted', stop: async () => undefined, kill: () => undefined, unref: () => undefined };
@@ -237,7 +317,7 @@ export async function startNatsServer(opts: {
   const storeDir = path.resolve(opts.storeDir);
   privateDir(storeDir);
   const conf = path.join(storeDir, NATS_CONFIG_FILE);
-  writePrivateFile(conf, natsConfig(opts.port, storeDir, opts.token));
+  writePrivateFile(conf, natsConfig(opts.port, storeDir, opts.token, opts.events));
   const log = opts.logger?.child({ component: 'nats-server' });
   // NATS_TOKEN stays out of the server's environment too (it reads the token from the file), as does every other credential of ours.
   const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env: serverChildEnv() });
