@@ -99,7 +99,12 @@ async function main(): Promise<void> {
     //    then the same under load (8 writers appending as fast as they can). Twice: the writer in
     //    the subscriber's own store (its commits are handed over without a read), and in a second
     //    store instance, as another process would be (NOTIFY, then a read).
-    const otherProcess = new PostgresEventStore({ connectionString: dbUrl, maxConnections: 10, logger });
+    const otherProcess = new PostgresEventStore({
+      connectionString: dbUrl,
+      maxConnections: 10,
+      logger,
+      liveFeed: 'own',
+    });
     for (const [where, writer] of [
       ['same process', store],
       ['another process', otherProcess],

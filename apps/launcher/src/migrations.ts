@@ -69,7 +69,6 @@ export async function migrateAsOwner(o: MigrateOptions): Promise<void> {
 
 async function migrate(o: MigrateOptions): Promise<void> {
   const { pool, logger } = o;
-  const log = logger.child({ component: 'migrations' });
   // 1. Event store (the append function and its table) and the relay's checkpoint.
   let store: EventStore | undefined;
   if (!o.externalEventStore) {
@@ -77,6 +76,18 @@ async function migrate(o: MigrateOptions): Promise<void> {
     await es.init();
     store = es;
   }
+  try {
+    await migrateWith(o, store);
+  } finally {
+    // The owner's store leaves the process's live feed with the migrations: no component's
+    // LISTEN connection may log in as the owner.
+    await store?.close();
+  }
+}
+
+async function migrateWith(o: MigrateOptions, store: EventStore | undefined): Promise<void> {
+  const { pool, logger } = o;
+  const log = logger.child({ component: 'migrations' });
   const relay = new PgRelayCheckpointStore({ connectionString: o.url, logger });
   try {
     await relay.init();

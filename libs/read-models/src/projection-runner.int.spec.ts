@@ -133,7 +133,7 @@ describe('ProjectionRunner (real PostgreSQL)', () => {
     };
     // The runner reads through its own store, as a runner in another process does (SQL pages and
     // NOTIFY, nothing handed over by an append of its own); every event that crosses the port is counted.
-    const reader = new PostgresEventStore({ connectionString: url });
+    const reader = new PostgresEventStore({ connectionString: url, liveFeed: 'own' });
     let crossed = 0;
     const subscribeCounting = (options?: SubscribeOptions): AllSubscription => {
       const inner = reader.subscribeToAll(options);

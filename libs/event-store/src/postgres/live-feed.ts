@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { createPgClient, type Logger } from '@switchyard/platform';
 import type { CatchUpSubscription } from '../internal/catch-up.js';
 import type { RecordedEvent } from '../port.js';
@@ -22,21 +22,29 @@ export class LiveFeed {
 
   /**
    * The process's feed for this log (`key`: database and schema), made on first use; a store
-   * without a key (a connection this cannot identify) gets a feed of its own. Leave it on close.
+   * without a key (a connection this cannot identify) gets a feed of its own. `member` (the
+   * store) connects with `connection`; it leaves on close.
    */
-  static join(key: string | undefined, o: LiveFeedOptions): LiveFeed {
+  static join(key: string | undefined, member: object, connection: pg.ClientConfig, o: LiveFeedOptions): LiveFeed {
     let feed = key === undefined ? undefined : LiveFeed.shared.get(key);
     if (!feed) {
       feed = new LiveFeed(key, o);
       if (key !== undefined) LiveFeed.shared.set(key, feed);
     }
-    feed.members++;
+    if (!feed.members.has(member)) feed.members.set(member, { connection, subscriptions: 0 });
     return feed;
   }
 
-  private members = 0;
-  private readonly subscriptions = new Set<CatchUpSubscription>();
+  /**
+   * Each member store, how it connects and how many subscriptions it has: the LISTEN connection
+   * logs in as a member with subscriptions, never as a store that left.
+   */
+  private readonly members = new Map<object, { readonly connection: pg.ClientConfig; subscriptions: number }>();
+  /** Every subscription of the process, with the member it belongs to. */
+  private readonly subscriptions = new Map<CatchUpSubscription, object>();
   private listener: pg.Client | undefined;
+  /** The member whose login the LISTEN connection uses. */
+  private listenerMember: object | undefined;
   private listenerStarting: Promise<void> | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -44,32 +52,65 @@ export class LiveFeed {
   private appendsInFlight = 0;
   /** The highest head a NOTIFY announced while appends were in flight (-1: none pending). */
   private notifiedHead = -1;
+  /** Wakes for `notifiedHead` if no append settles first (see onNotify). */
+  private notifiedTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly key: string | undefined,
     private readonly o: LiveFeedOptions,
   ) {}
 
-  /** A store of the process is done with the feed; the last one closes its LISTEN connection. */
-  async leave(): Promise<void> {
-    if (--this.members > 0) return;
+  /**
+   * A store of the process is done with the feed (its subscriptions closed); the last one closes
+   * the LISTEN connection.
+   */
+  async leave(member: object): Promise<void> {
+    if (!this.members.delete(member)) return;
+    if (this.members.size > 0) return this.moveListenerFrom(member);
     this.closed = true;
     if (this.key !== undefined && LiveFeed.shared.get(this.key) === this) LiveFeed.shared.delete(this.key);
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.notifiedTimer);
+    await this.dropListener();
+  }
+
+  /**
+   * The LISTEN connection logged in as `member`, which no longer subscribes (or left): make it
+   * again as a member that does. A store that stops subscribing may be one whose role must not
+   * stay logged in: the schema owner's, which runs the migrations and their read models'
+   * catch-up before the components start on roles of their own.
+   */
+  private async moveListenerFrom(member: object): Promise<void> {
+    if (this.listenerMember !== member || this.closed) return;
+    if (![...this.members.values()].some((m) => m.subscriptions > 0)) return;
+    await this.dropListener();
+    void this.ensureListener();
+  }
+
+  /** End the LISTEN connection (one being made included); the subscriptions catch up when the next one is up. */
+  private async dropListener(): Promise<void> {
     await this.listenerStarting?.catch(() => undefined);
     const listener = this.listener;
     this.listener = undefined;
+    this.listenerMember = undefined;
     await listener?.end().catch(() => undefined);
   }
 
-  /** Deliver live events to `sub` (until it closes) and keep the LISTEN connection up for it. */
-  add(sub: CatchUpSubscription): void {
-    this.subscriptions.add(sub);
+  /** Deliver live events to `sub` of `member` (until it closes) and keep the LISTEN connection up for it. */
+  add(sub: CatchUpSubscription, member: object): void {
+    const m = this.members.get(member);
+    if (!m || this.subscriptions.has(sub)) return;
+    this.subscriptions.set(sub, member);
+    m.subscriptions++;
     void this.ensureListener();
   }
 
   delete(sub: CatchUpSubscription): void {
+    const member = this.subscriptions.get(sub);
+    if (member === undefined) return;
     this.subscriptions.delete(sub);
+    const m = this.members.get(member);
+    if (m && --m.subscriptions === 0) void this.moveListenerFrom(member);
   }
 
   /** Whether any store of the process has a subscription to hand events to. */
@@ -88,11 +129,27 @@ export class LiveFeed {
    */
   appendSettled(): void {
     this.appendsInFlight--;
-    if (this.notifiedHead >= 0) {
-      const head = this.notifiedHead;
-      this.notifiedHead = -1;
-      this.wake(head);
-    }
+    this.wakeNotified();
+  }
+
+  /**
+   * A NOTIFY: wake the subscriptions behind `head`, unless an append of the process is in flight
+   * (its answer hands the events over, see appendSettled). The wait is short either way: an
+   * append stuck waiting for a connection must not hold back what other processes append.
+   */
+  private onNotify(head: number): void {
+    if (this.appendsInFlight === 0) return this.wake(head);
+    this.notifiedHead = Math.max(this.notifiedHead, head);
+    this.notifiedTimer ??= setTimeout(() => this.wakeNotified(), NOTIFY_HOLD_MS);
+  }
+
+  private wakeNotified(): void {
+    clearTimeout(this.notifiedTimer);
+    this.notifiedTimer = undefined;
+    if (this.notifiedHead < 0) return;
+    const head = this.notifiedHead;
+    this.notifiedHead = -1;
+    this.wake(head);
   }
 
   /**
@@ -101,31 +158,37 @@ export class LiveFeed {
    */
   offer(committed: readonly (readonly RecordedEvent[])[]): number {
     let taken = 0;
-    for (const events of committed) for (const sub of this.subscriptions) if (sub.offer(events)) taken++;
+    for (const events of committed) for (const sub of this.subscriptions.keys()) if (sub.offer(events)) taken++;
     return taken;
   }
 
   /** Wake every subscription (those that already account for `head` stay asleep). */
   wake(head?: number): void {
-    for (const s of this.subscriptions) s.wake(head);
+    for (const s of this.subscriptions.keys()) s.wake(head);
   }
 
   /** Start (or restart) the LISTEN connection; every (re)connect wakes the subscriptions to catch up. */
   private ensureListener(): Promise<void> {
     if (this.listener || this.closed) return Promise.resolve();
     this.listenerStarting ??= (async () => {
-      const client = createPgClient(this.o.connection, { name: 'event-store-listen' });
+      // A member that subscribes: the login of a component that follows the log.
+      const entry = [...this.members].find(([, m]) => m.subscriptions > 0);
+      if (!entry) return;
+      const [member, { connection }] = entry;
+      const client = createPgClient(connection, { name: 'event-store-listen' });
       // The payload is the head the append reached: subscriptions already past it need no read.
       client.on('notification', (msg) => {
         const head = Number(msg.payload);
         if (!Number.isSafeInteger(head)) return this.wake();
         // The NOTIFY of an append of this process often beats its answer: let the answer hand the events over first.
-        if (this.appendsInFlight > 0) this.notifiedHead = Math.max(this.notifiedHead, head);
-        else this.wake(head);
+        this.onNotify(head);
       });
       client.on('error', (err) => {
         this.o.logger?.warn({ err }, 'LISTEN connection failed; reconnecting');
-        if (this.listener === client) this.listener = undefined;
+        if (this.listener === client) {
+          this.listener = undefined;
+          this.listenerMember = undefined;
+        }
         client.end().catch(() => undefined);
         this.scheduleReconnect();
       });
@@ -136,11 +199,14 @@ export class LiveFeed {
         client.end().catch(() => undefined);
         throw err;
       }
-      if (this.closed) {
+      if (this.closed || !((this.members.get(member)?.subscriptions ?? 0) > 0)) {
+        // Closed, or its member stopped subscribing while it connected: end it, and make the next one.
         await client.end().catch(() => undefined);
+        if (!this.closed && this.subscriptions.size > 0) setImmediate(() => void this.ensureListener());
         return;
       }
       this.listener = client;
+      this.listenerMember = member;
       this.wake();
     })()
       .catch((err) => {
@@ -162,28 +228,32 @@ export class LiveFeed {
   }
 }
 
+/** How long a NOTIFY waits for an append of the process in flight to hand its events over. */
+const NOTIFY_HOLD_MS = 25;
+
 export interface LiveFeedOptions {
-  /** How the LISTEN connection connects (the first member's pool settings: any role may LISTEN). */
-  readonly connection: pg.ClientConfig;
   readonly schema: string;
   readonly logger?: Logger;
 }
 
 /**
- * Which log a pool's connections reach: host, port, database and schema, not the role (stores on
- * different roles share the feed). Undefined when the settings do not say (the feed is then the store's own).
+ * Which log a pool's connections reach: host, port, database and schema as pg resolves them (a
+ * URL without a database means the user's; `?host=` and `?port=` count), not the role: stores on
+ * different roles share the feed. Undefined when pg cannot say (the feed is then the store's own).
  */
 export function liveFeedKey(config: pg.ClientConfig, schema: string): string | undefined {
-  if (config.connectionString) {
-    try {
-      const url = new URL(config.connectionString);
-      const host = url.searchParams.get('host') ?? url.hostname;
-      if (!host) return undefined;
-      return `${host}:${url.port || '5432'}${url.pathname}#${schema}`;
-    } catch {
-      return undefined;
-    }
+  try {
+    // A Client that never connects: its connectionParameters are the settings pg itself would use.
+    const p = (new pg.Client(config) as unknown as { connectionParameters?: ResolvedConnection }).connectionParameters;
+    if (!p || typeof p.host !== 'string' || !p.database) return undefined;
+    return JSON.stringify([p.host, Number(p.port), p.database, schema]);
+  } catch {
+    return undefined;
   }
-  if (typeof config.host !== 'string' || typeof config.database !== 'string') return undefined;
-  return `${config.host}:${config.port ?? 5432}/${config.database}#${schema}`;
+}
+
+interface ResolvedConnection {
+  readonly host?: unknown;
+  readonly port?: unknown;
+  readonly database?: unknown;
 }

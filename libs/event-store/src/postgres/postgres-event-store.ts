@@ -150,8 +150,7 @@ export class PostgresEventStore implements EventStore {
     const connection: pg.ClientConfig =
       'pool' in options ? options.pool.options : { connectionString: options.connectionString };
     const key = options.liveFeed === 'own' ? undefined : liveFeedKey(connection, this.schema);
-    this.feed = LiveFeed.join(key, {
-      connection,
+    this.feed = LiveFeed.join(key, this, connection, {
       schema: this.schema,
       ...(this.log ? { logger: this.log } : {}),
     });
@@ -358,7 +357,7 @@ export class PostgresEventStore implements EventStore {
       },
     });
     this.subscriptions.add(sub);
-    this.feed.add(sub);
+    this.feed.add(sub, this);
     return sub;
   }
 
@@ -481,7 +480,7 @@ export class PostgresEventStore implements EventStore {
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     // Appends accepted before close() still get their answer.
     while (this.inFlight > 0 || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
-    await this.feed.leave();
+    await this.feed.leave(this);
     if (this.ownsPool) await this.pool.end();
   }
 

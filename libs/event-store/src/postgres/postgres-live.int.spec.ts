@@ -6,6 +6,7 @@ import { freshDatabase, until } from '@switchyard/testing';
 import { ev, take } from '../contract/event-store.contract.js';
 import { createEventStore } from '../factory.js';
 import { PostgresEventStore } from './postgres-event-store.js';
+import { liveFeedKey } from './live-feed.js';
 import { UnstorableEventError, type RecordedEvent } from '../port.js';
 
 describe('PostgresEventStore live delivery', () => {
@@ -238,6 +239,8 @@ describe('PostgresEventStore live delivery', () => {
     const listening = `from pg_stat_activity
        where datname = current_database() and query ilike 'listen "es_feed_appended"%'`;
     const listeners = async () => (await pool.query(`select 1 ${listening}`)).rowCount;
+    const listenerApp = async () =>
+      (await pool.query<{ app: string }>(`select application_name as app ${listening}`)).rows.map((r) => r.app);
     const poolA = new pg.Pool({ connectionString: url, max: 2, application_name: 'feed-a' });
     const poolB = new pg.Pool({ connectionString: url, max: 2, application_name: 'feed-b' });
     const a = new PostgresEventStore({ pool: poolA, safetyIntervalMs: 60_000, schema: 'es_feed' });
@@ -247,12 +250,14 @@ describe('PostgresEventStore live delivery', () => {
       await Promise.all([a.init(), b.init(), foreign.init()]);
       const from = await b.headPosition();
       const N = 30;
+      // A subscribes first: the LISTEN connection logs in as A.
+      const seenByA = take(a.subscribeToAll({ from, types: ['FromB'] }), 1);
+      await until('the LISTEN connection as A', async () => (await listenerApp()).join() === 'feed-a');
       const seenByB: RecordedEvent[] = [];
       const subB = b.subscribeToAll({ from });
       const consumer = (async () => {
         for await (const e of subB) seenByB.push(e);
       })();
-      const seenByA = take(a.subscribeToAll({ from, types: ['FromB'] }), 1);
       await a.append('feed-warm', [ev('Warm')]);
       await until('B live', () => seenByB.length === 1);
       await until('one LISTEN connection for both stores', async () => (await listeners()) === 1);
@@ -269,9 +274,13 @@ describe('PostgresEventStore live delivery', () => {
       // And the other way round: B's commit reaches A's (filtered) subscription.
       await b.append('feed-b', [ev('FromB', { n: 1 })]);
       assert.equal((await seenByA)[0]!.type, 'FromB');
-      assert.equal(await listeners(), 1, 'still one LISTEN connection');
+      // A's subscription ended with that event: the LISTEN connection moves to a store that still
+      // subscribes (a store that stops following the log, such as the schema owner's after the
+      // migrations, keeps no login), and there is still one.
+      await until('the LISTEN connection as B', async () => (await listenerApp()).join() === 'feed-b');
       // A leaves: the feed stays for B, and what another process appends still reaches it (NOTIFY, then a read).
       await a.close();
+      assert.deepEqual(await listenerApp(), ['feed-b']);
       await foreign.append('feed-foreign', [ev('Foreign')]);
       await until('B has the foreign event', () => seenByB.at(-1)?.type === 'Foreign');
       const stored = await b.readAll({ after: from, maxCount: 1_000 });
@@ -283,6 +292,51 @@ describe('PostgresEventStore live delivery', () => {
     } finally {
       await Promise.all([a.close(), b.close(), foreign.close()]);
       await Promise.all([poolA.end(), poolB.end()]);
+    }
+  });
+
+  it('tells logs apart as pg resolves the connection: database (the user name when the URL has none), host and port, not the role', () => {
+    const key = (u: string) => liveFeedKey({ connectionString: u }, 'eventstore');
+    assert.notEqual(key('postgres://alice@h:5432'), key('postgres://bob@h:5432'), 'the database defaults to the user');
+    assert.notEqual(key('postgres://u@h/db?port=5433'), key('postgres://u@h/db?port=5434'));
+    assert.notEqual(key('postgres://u@h1/db'), key('postgres://u@h2/db'));
+    assert.notEqual(
+      liveFeedKey({ connectionString: 'postgres://u@h/db' }, 'a'),
+      liveFeedKey({ connectionString: 'postgres://u@h/db' }, 'b'),
+    );
+    assert.equal(key('postgres://alice:x@h:5432/db'), key('postgres://bob:y@h/db'), 'one log, two roles');
+    assert.equal(
+      key('postgres://u@h/db'),
+      liveFeedKey({ host: 'h', port: 5432, database: 'db', user: 'v' }, 'eventstore'),
+    );
+  });
+
+  it("an append of this process stuck waiting for a connection does not hold back another process's events", async () => {
+    const stuckPool = new pg.Pool({ connectionString: url, max: 1 });
+    const stuck = new PostgresEventStore({ pool: stuckPool, schema: 'es_hold' });
+    const reader = new PostgresEventStore({ connectionString: url, safetyIntervalMs: 60_000, schema: 'es_hold' });
+    const foreign = new PostgresEventStore({ connectionString: url, schema: 'es_hold', liveFeed: 'own' });
+    try {
+      await Promise.all([stuck.init(), reader.init(), foreign.init()]);
+      const from = await reader.headPosition();
+      const got = take(reader.subscribeToAll({ from, types: ['Foreign'] }), 1, 10_000);
+      await foreign.append('hold-warm', [ev('Warm')]);
+      await new Promise((r) => setTimeout(r, 300)); // live: the catch-up read is behind it
+      const held = await stuckPool.connect(); // the stuck store's only connection
+      const pending = stuck.append('hold-own', [ev('Own')]);
+      let settled = false;
+      void pending.finally(() => (settled = true));
+      await foreign.append('hold-foreign', [ev('Foreign')]);
+      // The safety re-read is a minute away and the stuck append waits for the connection held
+      // here: only a NOTIFY not held back by it delivers the event.
+      const [e] = await got;
+      assert.equal(e!.type, 'Foreign');
+      assert.equal(settled, false, 'delivered while the append of this process was still stuck');
+      held.release();
+      await pending;
+    } finally {
+      await Promise.all([stuck.close(), reader.close(), foreign.close()]);
+      await stuckPool.end();
     }
   });
 

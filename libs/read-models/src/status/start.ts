@@ -10,6 +10,12 @@ export interface StartStatusProjectionsOptions {
   readonly logger?: Logger;
   readonly schema?: string;
   readonly delegationSchema?: string;
+  /**
+   * How long a small batch waits for more events (default 50 ms). Each MCP call or task moves
+   * these counters with several statements; gathering what arrives in 50 ms into one
+   * transaction keeps that from growing with every call, for a lag nobody reading a status sees.
+   */
+  readonly gatherMs?: number;
 }
 
 /**
@@ -25,6 +31,7 @@ export async function startStatusProjections(opts: StartStatusProjectionsOptions
       ...(opts.schema ? { schema: opts.schema } : {}),
       ...(opts.delegationSchema ? { delegationSchema: opts.delegationSchema } : {}),
     }),
+    gatherMs: opts.gatherMs ?? 50,
     ...(opts.logger ? { logger: opts.logger } : {}),
   });
   await runner.start();
