@@ -193,7 +193,8 @@ export async function startSystem(
         failed: nc.closed().then((err) => err ?? new Error('NATS connection closed')),
       };
     });
-    const sink = new EventSink(eventStore, logger, { actor: 'system:switchyard' });
+    // Gathering 10 ms: a quick MCP call's three records (start, its server's audit, end) make one commit.
+    const sink = new EventSink(eventStore, logger, { actor: 'system:switchyard', gatherMs: 10 });
     await unit('event-sink', async () => ({ stop: () => sink.flush() }));
 
     // The MCP servers and the agents' HTTP contract answer only bearers of these tokens. Unset, one

@@ -154,6 +154,23 @@ on conflict (resolution, metric, labels, bucket) do update set
   count = r.count + excluded.count, sum = r.sum + excluded.sum,
   min = least(r.min, excluded.min), max = greatest(r.max, excluded.max), p95 = null`;
 
+/**
+ * The one statement that stores `samples` and folds them into the 1 min and 1 h rollups
+ * (undefined for none): any number of samples, several of one series and bucket included.
+ */
+export function samplesStatement(samples: readonly Sample[]): { text: string; values: unknown[] } | undefined {
+  if (samples.length === 0) return undefined;
+  return {
+    text: INSERT_SQL,
+    values: [
+      samples.map((s) => s.metric),
+      samples.map((s) => JSON.stringify(s.labels)),
+      samples.map((s) => new Date(s.ts)),
+      samples.map((s) => s.value),
+    ],
+  };
+}
+
 const step = (res: Resolution) => (res === '1m' ? "interval '1 minute'" : "interval '1 hour'");
 const d = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms));
 
@@ -185,13 +202,8 @@ export class MonitoringStore {
 
   /** Store samples and fold them into the 1 min and 1 h rollups (one statement). */
   async insertSamples(samples: readonly Sample[]): Promise<void> {
-    if (samples.length === 0) return;
-    await this.pool.query(INSERT_SQL, [
-      samples.map((s) => s.metric),
-      samples.map((s) => JSON.stringify(s.labels)),
-      samples.map((s) => new Date(s.ts)),
-      samples.map((s) => s.value),
-    ]);
+    const statement = samplesStatement(samples);
+    if (statement) await this.pool.query(statement.text, [...statement.values]);
   }
 
   /**

@@ -38,6 +38,35 @@ describe('EventSink over the PostgreSQL store', () => {
     assert.equal((await store.readStream('sink_b-1'))[0]!.metadata.actor, 'apikey:k1');
   });
 
+  it('with gatherMs, what two streams report a few ms apart is stored in one commit; a stop does not wait for the window', async () => {
+    // One transaction, one recorded_at: the events of one commit share the transaction's now().
+    const recordedAt = async (streamId: string) =>
+      (await store.readStream(streamId)).map((e) => e.recordedAt.getTime());
+    const sink = new EventSink(store, logger, { actor: 'system:test', gatherMs: 200 });
+    sink.append('sink_g-call', { type: 'Called', data: { i: 0 } });
+    await new Promise((r) => setTimeout(r, 5));
+    sink.append('sink_g-audit', { type: 'Handled', data: { i: 1 } });
+    sink.append('sink_g-call', { type: 'Succeeded', data: { i: 2 } });
+    await new Promise((r) => setTimeout(r, 300));
+    const call = await recordedAt('sink_g-call');
+    const audit = await recordedAt('sink_g-audit');
+    assert.equal(call.length, 2);
+    assert.deepEqual([...new Set([...call, ...audit])].length, 1, 'one commit for both streams');
+    assert.deepEqual(sink.counts(), { appends: 2, events: 3, retries: 0, dropped: 0, lost: 0 });
+    // Without the window the first report goes on its own (what one turn reports still goes together).
+    const plain = new EventSink(store, logger, { actor: 'system:test' });
+    plain.append('sink_h-call', { type: 'Called', data: { i: 0 } });
+    await new Promise((r) => setTimeout(r, 5));
+    plain.append('sink_h-audit', { type: 'Handled', data: { i: 1 } });
+    await plain.flush();
+    assert.equal(new Set([...(await recordedAt('sink_h-call')), ...(await recordedAt('sink_h-audit'))]).size, 2);
+    // A stop ends the window at once: flush() stores what waits without sitting out gatherMs.
+    const slow = new EventSink(store, logger, { actor: 'system:test', gatherMs: 60_000 });
+    slow.append('sink_k-1', { type: 'Reported', data: { i: 0 } });
+    await slow.flush();
+    assert.deepEqual(await numbers('sink_k-1'), [0]);
+  });
+
   it('splits a long backlog into appends of at most maxBatch and keeps reporting while one runs', async () => {
     const sink = new EventSink(store, logger, { actor: 'system:test', maxBatch: 100 });
     for (let i = 0; i < 250; i++) sink.append('sink_c-1', { type: 'Reported', data: { i } });

@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import type { EventStore, RecordedEvent } from '@switchyard/event-store';
-import { ProjectionRunner, type Projection } from '@switchyard/read-models';
+import { oneStatementBatches, ProjectionRunner, type Projection } from '@switchyard/read-models';
 import type { Logger } from '@switchyard/platform';
 import type { Monitor } from '../monitor.js';
 import type { Sample } from '../sampler.js';
-import { MonitoringStore } from '../store.js';
+import { samplesStatement } from '../store.js';
 import {
   callMetricNames,
   callMetricsEventTypes,
@@ -81,16 +81,22 @@ export class CallMetricsConsumer {
     // A projection run by the shared runner: its checkpoint (monitoring.checkpoints) moves by
     // compare-and-set in the transaction that stores the samples, so a crash or a second monitor
     // never stores a call twice or skips one; the counters follow only committed batches.
+    // A batch's samples, every call of it, go in one statement with the checkpoint's move.
+    const statement = (events: readonly RecordedEvent[]) =>
+      samplesStatement(
+        events.flatMap((e) => {
+          const o = this.observe(e);
+          return o ? samplesOf(o) : [];
+        }),
+      );
+    const batches = oneStatementBatches(statement);
     const projection: Projection = {
       name,
       handles: callMetricsEventTypes,
       streamPrefixes: callMetricsStreamPrefixes,
       setup: async () => undefined, // the samples tables belong to the Monitor's store
-      apply: async (client, event) => {
-        const o = this.observe(event);
-        // MonitoringStore only calls `query`, so the runner's client (in its transaction) serves as its pool.
-        if (o) await new MonitoringStore(client as unknown as pg.Pool).insertSamples(samplesOf(o));
-      },
+      apply: (client, event) => batches.applyBatch(client, [event]),
+      ...batches,
       afterCommit: (applied) => {
         for (const e of applied) {
           const o = this.observe(e, false);

@@ -215,13 +215,18 @@ export class PostgresEventStore implements EventStore {
    */
   private enqueue(item: PendingAppend): Promise<BatchRow> {
     return new Promise<BatchRow>((resolve, reject) => {
-      this.queue.push({ item, resolve, reject });
-      this.flush();
+      // Appends made in the same synchronous run (an EventSink's streams at the end of its gather
+      // window, a handler appending to two streams) go in one statement: the flush waits for it to end.
+      if (this.queue.push({ item, resolve, reject }) === 1) queueMicrotask(() => this.flush());
     });
   }
 
   private flush(): void {
-    if (this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
+    while (this.inFlight < this.maxInFlight && this.queue.length > 0) this.startBatch();
+  }
+
+  /** Send the appends at the head of the queue as one statement (at most 200 appends, 2,000 events). */
+  private startBatch(): void {
     const batch: Queued[] = [];
     let events = 0;
     while (

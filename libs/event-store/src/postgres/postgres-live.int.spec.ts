@@ -295,6 +295,25 @@ describe('PostgresEventStore live delivery', () => {
     }
   });
 
+  it('appends made in one synchronous run go to the database in one statement (one commit)', async () => {
+    const store = new PostgresEventStore({ connectionString: url, schema: 'es_same_run' });
+    try {
+      await store.init();
+      const streams = ['run-1', 'run-2', 'run-3'];
+      // An idle store: before, the first went alone and the second alone (two statements in flight).
+      const results = await Promise.all(streams.map((st) => store.append(st, [ev('R')])));
+      const stored = await Promise.all(streams.map((st) => store.readStream(st)));
+      assert.deepEqual(
+        results.map((r) => r.position),
+        stored.map((e) => e[0]!.position),
+      );
+      // One transaction: the events share its now().
+      assert.equal(new Set(stored.map((e) => e[0]!.recordedAt.getTime())).size, 1, 'one commit for the three appends');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('tells logs apart as pg resolves the connection: database (the user name when the URL has none), host and port, not the role', () => {
     const key = (u: string) => liveFeedKey({ connectionString: u }, 'eventstore');
     assert.notEqual(key('postgres://alice@h:5432'), key('postgres://bob@h:5432'), 'the database defaults to the user');
