@@ -1,5 +1,5 @@
-import pg from 'pg';
-import { createPgClient, type Logger } from '@switchyard/platform';
+import type pg from 'pg';
+import { createPgClient, pgTarget, type Logger } from '@switchyard/platform';
 import type { CatchUpSubscription } from '../internal/catch-up.js';
 import type { RecordedEvent } from '../port.js';
 import { channelName, quoteIdent } from './schema.js';
@@ -242,18 +242,6 @@ export interface LiveFeedOptions {
  * different roles share the feed. Undefined when pg cannot say (the feed is then the store's own).
  */
 export function liveFeedKey(config: pg.ClientConfig, schema: string): string | undefined {
-  try {
-    // A Client that never connects: its connectionParameters are the settings pg itself would use.
-    const p = (new pg.Client(config) as unknown as { connectionParameters?: ResolvedConnection }).connectionParameters;
-    if (!p || typeof p.host !== 'string' || !p.database) return undefined;
-    return JSON.stringify([p.host, Number(p.port), p.database, schema]);
-  } catch {
-    return undefined;
-  }
-}
-
-interface ResolvedConnection {
-  readonly host?: unknown;
-  readonly port?: unknown;
-  readonly database?: unknown;
+  const target = pgTarget(config);
+  return target && JSON.stringify([target.host, target.port, target.database, schema]);
 }

@@ -138,6 +138,25 @@ export function createPgClient(
   return client;
 }
 
+/**
+ * Where connections made with `config` go, as pg itself resolves it (a URL without a database
+ * means the user's; `?host=` and `?port=` count; PG* variables fill what is unset), or undefined
+ * when pg cannot say. Nothing connects.
+ */
+export function pgTarget(config: pg.ClientConfig): { host: string; port: number; database: string } | undefined {
+  try {
+    const p = (
+      new pg.Client(config) as unknown as {
+        connectionParameters?: { host?: unknown; port?: unknown; database?: unknown };
+      }
+    ).connectionParameters;
+    if (!p || typeof p.host !== 'string' || typeof p.database !== 'string' || !p.database) return undefined;
+    return { host: p.host, port: Number(p.port), database: p.database };
+  } catch {
+    return undefined;
+  }
+}
+
 /** The fields worth a log line, without the whole socket object some errors carry. */
 function errSummary(err: unknown): Record<string, unknown> {
   const e = err as { message?: string; code?: string; name?: string };
