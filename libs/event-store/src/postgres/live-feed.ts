@@ -82,9 +82,9 @@ export class LiveFeed {
    */
   private async moveListenerFrom(member: object): Promise<void> {
     if (this.listenerMember !== member || this.closed) return;
-    if (![...this.members.values()].some((m) => m.subscriptions > 0)) return;
+    // Dropped even when nobody else subscribes now: a later subscriber makes its own.
     await this.dropListener();
-    void this.ensureListener();
+    if (this.subscriptions.size > 0) void this.ensureListener();
   }
 
   /** End the LISTEN connection (one being made included); the subscriptions catch up when the next one is up. */

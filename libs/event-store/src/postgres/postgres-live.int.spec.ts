@@ -295,6 +295,33 @@ describe('PostgresEventStore live delivery', () => {
     }
   });
 
+  it('the LISTEN connection never stays logged in as a store that stopped subscribing, even with nobody subscribing after it', async () => {
+    const listening = `from pg_stat_activity
+       where datname = current_database() and query ilike 'listen "es_move_appended"%'`;
+    const listenerApp = async () =>
+      (await pool.query<{ app: string }>(`select application_name as app ${listening}`)).rows.map((r) => r.app);
+    const poolA = new pg.Pool({ connectionString: url, max: 2, application_name: 'move-a' });
+    const poolB = new pg.Pool({ connectionString: url, max: 2, application_name: 'move-b' });
+    const a = new PostgresEventStore({ pool: poolA, schema: 'es_move' });
+    const b = new PostgresEventStore({ pool: poolB, schema: 'es_move' });
+    try {
+      await Promise.all([a.init(), b.init()]);
+      const subA = a.subscribeToAll();
+      await until('the LISTEN connection as A', async () => (await listenerApp()).join() === 'move-a');
+      await subA.close();
+      await a.close();
+      await until('no LISTEN connection while nobody subscribes', async () => (await listenerApp()).length === 0);
+      const from = await b.headPosition();
+      const got = take(b.subscribeToAll({ from }), 1);
+      await until('the LISTEN connection as B', async () => (await listenerApp()).join() === 'move-b');
+      await b.append('move-1', [ev('M')]);
+      assert.equal((await got)[0]!.type, 'M');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      await Promise.all([poolA.end(), poolB.end()]);
+    }
+  });
+
   it('appends made in one synchronous run go to the database in one statement (one commit)', async () => {
     const store = new PostgresEventStore({ connectionString: url, schema: 'es_same_run' });
     try {
