@@ -13,7 +13,7 @@ import {
   isListening,
   NATS_INSTALL_HINT,
   parseConfig,
-  NATS_SYSTEM_USER,
+  natsTokenCredentials,
   readEmbeddedNatsToken,
   type Config,
 } from '@switchyard/platform';
@@ -119,8 +119,7 @@ const checks: Check[] = [
           servers: url.split(',').map((u) => u.trim()),
           timeout: 3000,
           reconnect: false,
-          // As connectNats presents it: a token server takes the token, the embedded one the user.
-          ...(token ? { token, user: NATS_SYSTEM_USER, pass: token } : {}),
+          ...(token ? natsTokenCredentials(token) : {}),
         });
         try {
           const rtt = await nc.rtt();

@@ -119,9 +119,9 @@ export class EventSink {
   /** Wait for everything reported so far (the process stops: failures that pass are retried closeGraceMs more). */
   async flush(): Promise<void> {
     this.closingSince ??= Date.now();
+    // No window opens from now on (see gathered): end the one under way.
     this.endGather();
     while (this.streams.size > 0) {
-      this.endGather();
       const running = [...this.streams.values()].flatMap((q) => (q.draining ? [q.draining] : []));
       if (running.length === 0) return;
       await Promise.all(running);

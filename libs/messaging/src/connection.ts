@@ -1,6 +1,6 @@
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import type { NatsConnection, Status } from '@nats-io/nats-core';
-import { AppError, NATS_SYSTEM_USER, type Logger } from '@switchyard/platform';
+import { AppError, natsTokenCredentials, type Logger } from '@switchyard/platform';
 
 export type { NatsConnection };
 
@@ -53,7 +53,7 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       // Otherwise every request builds an Error up front for its stack (a visible share of the
       // CPU in bench/workflows); request() names the subject in every failure instead.
       noAsyncTraces: true,
-      ...(token ? { token, user: NATS_SYSTEM_USER, pass: token } : {}),
+      ...(token ? natsTokenCredentials(token) : {}),
       ...opts.options,
     });
   } catch (err) {

@@ -31,15 +31,15 @@ export class LiveFeed {
       feed = new LiveFeed(key, o);
       if (key !== undefined) LiveFeed.shared.set(key, feed);
     }
-    if (!feed.members.has(member)) feed.members.set(member, { connection, subscriptions: 0 });
+    if (!feed.members.has(member)) feed.members.set(member, connection);
     return feed;
   }
 
   /**
-   * Each member store, how it connects and how many subscriptions it has: the LISTEN connection
-   * logs in as a member with subscriptions, never as a store that left.
+   * Each member store and how it connects: the LISTEN connection logs in as a member with
+   * subscriptions, never as a store that left.
    */
-  private readonly members = new Map<object, { readonly connection: pg.ClientConfig; subscriptions: number }>();
+  private readonly members = new Map<object, pg.ClientConfig>();
   /** Every subscription of the process, with the member it belongs to. */
   private readonly subscriptions = new Map<CatchUpSubscription, object>();
   private listener: pg.Client | undefined;
@@ -98,10 +98,8 @@ export class LiveFeed {
 
   /** Deliver live events to `sub` of `member` (until it closes) and keep the LISTEN connection up for it. */
   add(sub: CatchUpSubscription, member: object): void {
-    const m = this.members.get(member);
-    if (!m || this.subscriptions.has(sub)) return;
+    if (!this.members.has(member)) return;
     this.subscriptions.set(sub, member);
-    m.subscriptions++;
     void this.ensureListener();
   }
 
@@ -109,8 +107,17 @@ export class LiveFeed {
     const member = this.subscriptions.get(sub);
     if (member === undefined) return;
     this.subscriptions.delete(sub);
-    const m = this.members.get(member);
-    if (m && --m.subscriptions === 0) void this.moveListenerFrom(member);
+    if (!this.subscribes(member)) void this.moveListenerFrom(member);
+  }
+
+  /** The subscriptions of `member` still open. */
+  subscriptionsOf(member: object): CatchUpSubscription[] {
+    return [...this.subscriptions].flatMap(([sub, m]) => (m === member ? [sub] : []));
+  }
+
+  private subscribes(member: object): boolean {
+    for (const m of this.subscriptions.values()) if (m === member) return true;
+    return false;
   }
 
   /** Whether any store of the process has a subscription to hand events to. */
@@ -172,9 +179,9 @@ export class LiveFeed {
     if (this.listener || this.closed) return Promise.resolve();
     this.listenerStarting ??= (async () => {
       // A member that subscribes: the login of a component that follows the log.
-      const entry = [...this.members].find(([, m]) => m.subscriptions > 0);
-      if (!entry) return;
-      const [member, { connection }] = entry;
+      const member = this.subscriptions.values().next().value;
+      const connection = member === undefined ? undefined : this.members.get(member);
+      if (member === undefined || !connection) return;
       const client = createPgClient(connection, { name: 'event-store-listen' });
       // The payload is the head the append reached: subscriptions already past it need no read.
       client.on('notification', (msg) => {
@@ -199,7 +206,7 @@ export class LiveFeed {
         client.end().catch(() => undefined);
         throw err;
       }
-      if (this.closed || !((this.members.get(member)?.subscriptions ?? 0) > 0)) {
+      if (this.closed || !this.subscribes(member)) {
         // Closed, or its member stopped subscribing while it connected: end it, and make the next one.
         await client.end().catch(() => undefined);
         if (!this.closed && this.subscriptions.size > 0) setImmediate(() => void this.ensureListener());

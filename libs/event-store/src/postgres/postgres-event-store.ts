@@ -119,8 +119,7 @@ export class PostgresEventStore implements EventStore {
   private readonly schema: string;
   private readonly t: string;
   private readonly log: Logger | undefined;
-  /** This store's own subscriptions (closed with it); the feed holds the whole process's. */
-  private readonly subscriptions = new Set<CatchUpSubscription>();
+  /** The process's live end of this log: its subscriptions (this store's among them) and LISTEN connection. */
   private readonly feed: LiveFeed;
   private initialised: Promise<void> | undefined;
   private closed = false;
@@ -261,10 +260,10 @@ export class PostgresEventStore implements EventStore {
         if (row) q.resolve(row);
         else q.reject(new AppError('internal', 'append_batch returned no row for an append'));
       });
-      // Committed: hand the events to this process's subscriptions (every store's, through the feed). In the same synchronous run as
-      // the answers above, so before anyone hears of the append (they hear in a later microtask);
-      // after them, so the appenders go on first (the engine's next dispatch waits on its append,
-      // not on the subscriptions).
+      // Committed: hand the events to this process's subscriptions (every store's, through the
+      // feed). In the same synchronous run as the answers above, so before anyone hears of the
+      // append (they hear in a later microtask); after them, so the appenders go on first (the
+      // engine's next dispatch waits on its append, not on the subscriptions).
       // Never into the catch below (it would append the batch again): a subscription that is not
       // offered the events reads them.
       if (this.feed.hasSubscriptions) {
@@ -356,12 +355,8 @@ export class PostgresEventStore implements EventStore {
       pageSize: 500,
       safetyIntervalMs: this.options.safetyIntervalMs ?? 3_000,
       logger: this.log,
-      onClose: () => {
-        this.subscriptions.delete(sub);
-        this.feed.delete(sub);
-      },
+      onClose: () => this.feed.delete(sub),
     });
-    this.subscriptions.add(sub);
     this.feed.add(sub, this);
     return sub;
   }
@@ -482,7 +477,7 @@ export class PostgresEventStore implements EventStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    await Promise.all(this.feed.subscriptionsOf(this).map((s) => s.close()));
     // Appends accepted before close() still get their answer.
     while (this.inFlight > 0 || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
     await this.feed.leave(this);

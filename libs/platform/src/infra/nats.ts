@@ -65,6 +65,15 @@ export const NATS_EVENTS_PASSWORD_FILE = 'events-password';
  */
 export const NATS_SYSTEM_USER = 'switchyard';
 export const NATS_EVENTS_USER = 'events';
+
+/**
+ * How a holder of the token connects (nats.js options): as the token and as the `switchyard`
+ * user's password at once. A server configured with a token alone checks the first, the embedded
+ * one (users) the second; each ignores the other.
+ */
+export function natsTokenCredentials(token: string): { token: string; user: string; pass: string } {
+  return { token, user: NATS_SYSTEM_USER, pass: token };
+}
 /** The config file startNatsServer writes into the store dir and runs nats-server with. */
 export const NATS_CONFIG_FILE = 'nats-server.conf';
 
@@ -74,11 +83,6 @@ export const NATS_CONFIG_FILE = 'nats-server.conf';
  */
 export function readEmbeddedNatsToken(storeDir: string): string | undefined {
   return readSecret(storeDir, NATS_TOKEN_FILE);
-}
-
-/** The `events` user's password in `<storeDir>/events-password`, or undefined when there is none yet. */
-export function readEmbeddedNatsEventsPassword(storeDir: string): string | undefined {
-  return readSecret(storeDir, NATS_EVENTS_PASSWORD_FILE);
 }
 
 function readSecret(storeDir: string, name: string): string | undefined {
@@ -211,10 +215,8 @@ export function probeNatsAuth(
   credential: string | { readonly user: string; readonly pass: string },
   timeoutMs = 3_000,
 ): Promise<'open' | 'accepted' | 'refused'> {
-  const auth =
-    typeof credential === 'string'
-      ? { auth_token: credential, user: NATS_SYSTEM_USER, pass: credential }
-      : { user: credential.user, pass: credential.pass };
+  const c = typeof credential === 'string' ? natsTokenCredentials(credential) : credential;
+  const auth = { ...('token' in c && { auth_token: c.token }), user: c.user, pass: c.pass };
   return new Promise((resolve, reject) => {
     const socket = new Socket();
     let buf = '';
