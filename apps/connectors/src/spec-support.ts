@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
@@ -127,23 +127,40 @@ export interface ReceivedMessage {
 export interface SdkHttpServer {
   /** `http://127.0.0.1:<port>/mcp` */
   readonly url: string;
+  /** Forget every session, as a restarted server would: their ids are answered 404 from now on. */
+  forgetSessions(): void;
   close(): Promise<void>;
+}
+
+export interface SdkHttpServerOptions {
+  /** Sees every JSON-RPC message posted, before the server handles it. */
+  readonly onMessage?: (m: ReceivedMessage) => void;
+  /** Sees every request, refused ones included. */
+  readonly onRequest?: (req: IncomingMessage) => void;
+  /** Answer only `Authorization: Bearer <bearer>` (else 401 with a JSON-RPC error, as the project's servers do). */
+  readonly bearer?: string;
 }
 
 /**
  * Serve MCP servers built with the SDK (`build`, one per session: the SDK's stateful Streamable
  * HTTP) on a free loopback port, in this process, so a spec can shape what a server lists and
- * answers. An unknown session id is answered 404, as the SDK's own servers do. `onMessage` sees
- * every JSON-RPC message posted, before the server handles it.
+ * answers. An unknown session id is answered 404, as the SDK's own servers do.
  */
 export async function startSdkHttpServer(
   build: () => McpServer | Server,
-  onMessage?: (m: ReceivedMessage) => void,
+  { onMessage, onRequest, bearer }: SdkHttpServerOptions = {},
 ): Promise<SdkHttpServer> {
   const transports = new Map<string, StreamableHTTPServerTransport>();
   const servers: (McpServer | Server)[] = [];
   // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
   const http = createServer(async (req, res) => {
+    onRequest?.(req);
+    if (bearer !== undefined && req.headers.authorization !== `Bearer ${bearer}`) {
+      res
+        .writeHead(401, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message: 'unauthorized' }, id: null }));
+      return;
+    }
     let body: unknown;
     if (onMessage && req.method === 'POST') {
       const chunks: Buffer[] = [];
@@ -169,6 +186,7 @@ export async function startSdkHttpServer(
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
+    forgetSessions: () => transports.clear(),
     async close() {
       for (const s of servers) await s.close().catch(() => undefined);
       http.closeAllConnections();

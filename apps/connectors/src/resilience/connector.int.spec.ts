@@ -590,8 +590,10 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
         );
         return mcp;
       },
-      (m) => {
-        if (m.method) received.push({ method: m.method, requestId: m.params?.requestId });
+      {
+        onMessage: (m) => {
+          if (m.method) received.push({ method: m.method, requestId: m.params?.requestId });
+        },
       },
     );
     url = server.url;

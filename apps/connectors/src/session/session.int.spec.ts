@@ -1,44 +1,25 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { AppError } from '@switchyard/platform';
 import { parseServerConfig } from '../registry/schema.js';
 import { McpSession } from './mcp-session.js';
-import { EventRecorder, testLogger, waitFor } from '../spec-support.js';
+import { EventRecorder, startSdkHttpServer, testLogger, waitFor, type SdkHttpServer } from '../spec-support.js';
 
 /**
  * A real MCP server built with the SDK (stateful Streamable HTTP, bearer auth), in
  * this process so the test can change its tool list while the session is connected.
  */
 describe('McpSession against an SDK server with bearer auth and a changing tool list', () => {
-  let http: HttpServer;
+  let sdk: SdkHttpServer;
   let url: string;
   const servers: McpServer[] = [];
-  const transports = new Map<string, StreamableHTTPServerTransport>();
   const seenAuth: (string | undefined)[] = [];
 
   before(async () => {
-    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- a test server: an error here fails the client's request and so the test
-    http = createServer(async (req, res) => {
-      seenAuth.push(req.headers.authorization);
-      if (req.headers.authorization !== 'Bearer s3cret') {
-        res
-          .writeHead(401, { 'content-type': 'application/json' })
-          .end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message: 'unauthorized' }, id: null }));
-        return;
-      }
-      const sid = req.headers['mcp-session-id'] as string | undefined;
-      let transport = sid ? transports.get(sid) : undefined;
-      if (!transport) {
-        if (sid) {
-          res.writeHead(404).end();
-          return;
-        }
+    sdk = await startSdkHttpServer(
+      () => {
         const server = new McpServer(
           { name: 'changing', version: '1.0.0' },
           { capabilities: { tools: { listChanged: true } } },
@@ -51,23 +32,15 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
           }),
         );
         servers.push(server);
-        const t = new StreamableHTTPServerTransport({
-          sessionIdGenerator: () => randomUUID(),
-          onsessioninitialized: (id) => void transports.set(id, t),
-        });
-        await server.connect(t);
-        transport = t;
-      }
-      await transport.handleRequest(req, res);
-    });
-    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+        return server;
+      },
+      { bearer: 's3cret', onRequest: (req) => void seenAuth.push(req.headers.authorization) },
+    );
+    url = sdk.url;
   });
 
   after(async () => {
-    for (const s of servers) await s.close().catch(() => undefined);
-    http.closeAllConnections();
-    await new Promise((r) => http.close(r));
+    await sdk?.close();
   });
 
   const session = (token?: string, rec?: EventRecorder) =>
@@ -150,7 +123,7 @@ describe('McpSession against an SDK server with bearer auth and a changing tool 
       await s.start();
       const first = await s.callTool('first', { x: 1 });
       assert.deepEqual(first.content, [{ type: 'text', text: 'first 1' }]);
-      transports.clear(); // as after a server restart: every session id is unknown now
+      sdk.forgetSessions(); // as after a server restart: every session id is unknown now
       const [a, b] = await Promise.all([s.callTool('first', { x: 2 }), s.callTool('first', { x: 3 })]);
       assert.deepEqual(
         [a.content, b.content],
