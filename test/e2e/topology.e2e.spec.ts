@@ -25,10 +25,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort } from '@switchyard/platform';
+import { natsPasswordEnv, natsRoleUsers } from '@switchyard/contracts';
+import { freePort, natsRolePasswordFile } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
 import { agentPorts, newAdminKey, Proc, root, sleep, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
 
@@ -74,12 +75,31 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       DISPATCHER_LEASE_TTL_MS: '4000',
       DISPATCHER_LEASE_TICK_MS: '500',
     });
-    const joined = { ...common, DATABASE_URL: databaseUrl, NATS_URL: `nats://127.0.0.1:${natsPort}` };
     const r = new Proc('R (relay monitor)', ['relay', 'monitor'], {
       ...common,
       EMBEDDED_PG_PORT: String(pgPort),
       EMBEDDED_NATS_PORT: String(natsPort),
     });
+    // 1. The owner of the infrastructure first (it creates the database and the roles' NATS users),
+    // then the rest at once: their migration phases and role provisioning take turns under one lock.
+    r.start();
+    await r.waitUp(120_000);
+    // The others join as their roles' own NATS users, not with the token: a role that needs a
+    // subject its user may not use fails its part of the run below.
+    const { NATS_TOKEN: _ownersOnly, ...withoutToken } = common;
+    const natsDir = path.join(dataDir, 'nats');
+    const passwords = Object.fromEntries(
+      natsRoleUsers.map((u) => [
+        natsPasswordEnv(u),
+        readFileSync(path.join(natsDir, natsRolePasswordFile(u)), 'utf8').trim(),
+      ]),
+    );
+    const joined = {
+      ...withoutToken,
+      ...passwords,
+      DATABASE_URL: databaseUrl,
+      NATS_URL: `nats://127.0.0.1:${natsPort}`,
+    };
     byName = {
       R: r,
       G1: new Proc('G1 (gateway)', ['gateway'], { ...joined, GATEWAY_PORT: String(gatewayPorts[0]) }),
@@ -95,10 +115,6 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       D2: new Proc('D2 (dispatcher)', ['dispatcher'], joined),
     };
     procs = Object.values(byName);
-    // 1. The owner of the infrastructure first (it creates the database), then the rest at once:
-    // their migration phases and role provisioning take turns under one lock.
-    r.start();
-    await r.waitUp(120_000);
     for (const p of procs) if (p !== r) p.start();
     await Promise.all(procs.filter((p) => p !== r).map((p) => p.waitUp(150_000)));
     await waitReady(bases[0]!, byName.G1!);
@@ -308,6 +324,11 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
           `submitted in ${submittedMs} ms (${switched} moved to the other gateway, ${refused} refusals asked again: ${JSON.stringify(Object.fromEntries(refusals))}), all ended in ${doneMs} ms; ` +
           `${executionOfKey.size} workflows completed once, ${tasks.size} tasks completed once (${retried} after a retry); ${s.rows[0]!.n} events, positions dense`,
       );
+      // Each joined process ran on its roles' own NATS users: none was refused a subject it needed.
+      const violations = procs.flatMap((p) =>
+        p.loud.filter((l) => /permissions? violation/i.test(l)).map((l) => `${p.label}: ${l.slice(0, 300)}`),
+      );
+      assert.deepEqual(violations, [], 'no role used a subject its NATS user may not');
     } finally {
       await db.end().catch(() => undefined);
     }

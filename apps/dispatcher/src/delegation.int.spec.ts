@@ -287,13 +287,13 @@ describe('task delegation over real NATS and PostgreSQL', () => {
   it('one write per step: submit+assign in one append when an instance is free; a write by someone else is not overwritten (the revision check sends the dispatcher back to the stream)', async () => {
     // 1. A free instance: the submission and its assignment are one append (same global position).
     //    Its caller hears `started` only: the task did not wait (`queued` would have it record a wait).
-    const placedNotices = notices('progress.placed');
+    const placedNotices = notices('_INBOX.test.placed');
     const placed = await execute({
       task_type: 'noop',
       context: { echo: 'one' },
       agent: 'data_analyst',
       idempotency_key: 'one-append-1',
-      progress_subject: 'progress.placed',
+      progress_subject: '_INBOX.test.placed',
     });
     await nc.flush();
     assert.deepEqual(placedNotices(), ['started']);
@@ -362,13 +362,18 @@ describe('task delegation over real NATS and PostgreSQL', () => {
 
   it('progress notices: a waiting task is told queued (again each heartbeat) then started; a caller that wants the first only gets just that', async () => {
     // No instance of customer_success yet: both tasks wait.
-    const all = notices('progress.all');
-    const first = notices('progress.first');
+    const all = notices('_INBOX.test.all');
+    const first = notices('_INBOX.test.first');
     const input = { task_type: 'noop', context: { echo: 'late' }, agent: 'customer_success' };
     const runs = Promise.all([
-      execute({ ...input, idempotency_key: 'progress-all', progress_subject: 'progress.all' }, 60_000),
+      execute({ ...input, idempotency_key: 'progress-all', progress_subject: '_INBOX.test.all' }, 60_000),
       execute(
-        { ...input, idempotency_key: 'progress-first', progress_subject: 'progress.first', progress_first_only: true },
+        {
+          ...input,
+          idempotency_key: 'progress-first',
+          progress_subject: '_INBOX.test.first',
+          progress_first_only: true,
+        },
         60_000,
       ),
     ]);

@@ -1,8 +1,15 @@
 import path from 'node:path';
-import { EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
+import {
+  EVENTS_SUBJECT_WILDCARD,
+  natsPasswordEnv,
+  natsRolePermissions,
+  natsRoleUsers,
+  type NatsRoleUser,
+} from '@switchyard/contracts';
 import { redactUrl } from './banner.js';
 import {
   embeddedNatsEventsPassword,
+  embeddedNatsRolePassword,
   embeddedNatsToken,
   ensureDatabase,
   NATS_EVENTS_PASSWORD_FILE,
@@ -23,6 +30,11 @@ export interface Infrastructure {
    * (undefined: an external NATS that asks for none). Hand it to every NATS client; never log it.
    */
   readonly natsToken?: string;
+  /**
+   * The roles' NATS users' passwords this process has: NATS_PASSWORD_<ROLE>, and for the embedded
+   * server the ones it generated into DATA_DIR/nats/<role>-password. Never log them.
+   */
+  readonly natsRolePasswords: Partial<Record<NatsRoleUser, string>>;
   /** What started what, for logs and the doctor. */
   readonly started: { postgres: string; nats: string };
   /** Where the data lives, for the start banner (no password). */
@@ -40,6 +52,8 @@ export interface Infrastructure {
  *    local process could otherwise call every service subject with no key and no role check.
  *    Its user `events` (password generated once into DATA_DIR/nats/events-password) may only
  *    subscribe to the event subjects: what another process that follows the events is given.
+ *    Each role has a user of its own too (natsRoleUsers; passwords in DATA_DIR/nats/<role>-password
+ *    unless NATS_PASSWORD_<ROLE> gives them), with that role's subjects only.
  */
 export async function startInfrastructure(
   config: Config,
@@ -80,6 +94,11 @@ export async function startInfrastructure(
   }
   let natsUrl = config.NATS_URL;
   let natsToken = config.NATS_TOKEN;
+  const natsRolePasswords: Partial<Record<NatsRoleUser, string>> = {};
+  for (const user of natsRoleUsers) {
+    const given = config[natsPasswordEnv(user) as keyof Config] as string | undefined;
+    if (given) natsRolePasswords[user] = given;
+  }
   let nats = 'external (NATS_URL)';
   let natsWhere = natsUrl
     ? `${natsUrl
@@ -95,6 +114,13 @@ export async function startInfrastructure(
     natsToken = token;
     // The read-only user another process follows the events with (README: Security).
     const eventsPassword = embeddedNatsEventsPassword(storeDir);
+    // The roles' own users, for processes that run some of the roles (README: Security).
+    for (const user of natsRoleUsers) natsRolePasswords[user] ??= embeddedNatsRolePassword(storeDir, user);
+    const roleAccounts = natsRoleUsers.map((user) => ({
+      user,
+      password: natsRolePasswords[user]!,
+      ...natsRolePermissions(user),
+    }));
     await supervisor.add({
       name: 'nats-server',
       start: async () => {
@@ -104,6 +130,7 @@ export async function startInfrastructure(
           logger,
           token,
           events: { password: eventsPassword, subjects: [EVENTS_SUBJECT_WILDCARD] },
+          roles: roleAccounts,
         });
         url = server.url;
         nats = `${server.kind} on 127.0.0.1:${config.EMBEDDED_NATS_PORT}`;
@@ -124,6 +151,7 @@ export async function startInfrastructure(
     databaseUrl,
     natsUrl,
     ...(natsToken ? { natsToken } : {}),
+    natsRolePasswords,
     started: { postgres, nats },
     where: { postgres: postgresWhere, nats: natsWhere },
   };

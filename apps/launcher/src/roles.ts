@@ -1,4 +1,5 @@
-import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
+import { BUILTIN_AGENT_PORTS, natsPasswordEnv, natsRoleUsers, type NatsRoleUser } from '@switchyard/contracts';
+import { ConfigError } from '@switchyard/platform';
 import { mcpServerKinds, type McpServerKind } from '@switchyard/mcp-servers';
 
 /**
@@ -121,4 +122,30 @@ export function runsMcpServer(selection: RoleSelection, server: McpServerName): 
 export function selectedAgents(selection: RoleSelection): readonly string[] {
   if (!selection.roles.includes('agents')) return [];
   return selection.agents ?? Object.keys(BUILTIN_AGENT_PORTS);
+}
+
+/**
+ * How a process with these roles connects to NATS. One that runs every role is one trust domain:
+ * one connection with the token (every subject). One that runs some roles connects once per role
+ * as the role's own user (that role's subjects only) when it has their passwords; with none of
+ * them, once with the token, as before the users existed. Some but not all is a mistake, refused.
+ * `users` are the roles of the process that have a NATS user (the relay's included).
+ */
+export function natsIdentity(
+  roles: readonly Role[],
+  passwords: Partial<Record<NatsRoleUser, string>>,
+): { users: NatsRoleUser[]; perRole: boolean } {
+  const all = ROLES.every((r) => roles.includes(r));
+  const users = all ? [] : natsRoleUsers.filter((u) => roles.includes(u));
+  const withPassword = users.filter((u) => passwords[u]);
+  if (withPassword.length > 0 && withPassword.length < users.length)
+    throw new ConfigError(
+      users
+        .filter((u) => !passwords[u])
+        .map((u) => ({
+          variable: natsPasswordEnv(u),
+          message: `this process connects to NATS as its roles' own users (${withPassword.map(natsPasswordEnv).join(', ')} given): the ${u} role needs its password too`,
+        })),
+    );
+  return { users, perRole: withPassword.length > 0 };
 }

@@ -4,7 +4,8 @@ import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { defaultPorts } from '@switchyard/mcp-servers';
 import { judgeHealth, type HealthFile } from './health-file.js';
 import { plannedListeners } from './ports.js';
-import { parseRoleSelection, ROLES, RoleSelectionError, runsMcpServer, selectedAgents } from './roles.js';
+import { ConfigError } from '@switchyard/platform';
+import { natsIdentity, parseRoleSelection, ROLES, RoleSelectionError, runsMcpServer, selectedAgents } from './roles.js';
 
 describe('parseRoleSelection', () => {
   it('runs everything when nothing or `all` is asked', () => {
@@ -136,5 +137,46 @@ describe('judgeHealth', () => {
       30_000,
     );
     assert.deepEqual(v, { ok: false, reason: 'nats restarting (connection refused)' });
+  });
+});
+
+describe('natsIdentity: how a process connects to NATS', () => {
+  const every = {
+    gateway: 'g',
+    connectors: 'c',
+    agents: 'a',
+    dispatcher: 'd',
+    workflows: 'w',
+    monitor: 'm',
+    relay: 'r',
+  };
+
+  it('every role in one process: one connection with the token, whatever passwords it has', () => {
+    assert.deepEqual(natsIdentity([...ROLES], every), { users: [], perRole: false });
+  });
+
+  it('some roles with their passwords: one connection per role that has a NATS user, as that user', () => {
+    assert.deepEqual(natsIdentity(['relay', 'monitor'], every), { users: ['monitor', 'relay'], perRole: true });
+    assert.deepEqual(natsIdentity(['workflows', 'read-models'], { workflows: 'w' }), {
+      users: ['workflows'],
+      perRole: true,
+    });
+  });
+
+  it('some roles without any password: the token, as before the users existed', () => {
+    assert.deepEqual(natsIdentity(['gateway'], {}), { users: ['gateway'], perRole: false });
+    // Roles with no NATS use of their own have no user.
+    assert.deepEqual(natsIdentity(['mcp-servers', 'read-models'], every), { users: [], perRole: false });
+  });
+
+  it('refuses a process given the passwords of some of its roles only, naming the missing variable', () => {
+    assert.throws(
+      () => natsIdentity(['gateway', 'dispatcher'], { gateway: 'g' }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.issues.length === 1 &&
+        err.issues[0]!.variable === 'NATS_PASSWORD_DISPATCHER' &&
+        /NATS_PASSWORD_GATEWAY given/.test(err.issues[0]!.message),
+    );
   });
 });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { startAgents, AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import type pg from 'pg';
 import { loadRegistry, startConnectors } from '@switchyard/connectors';
-import { mcpEventMetadata, mcpServerStreamId } from '@switchyard/contracts';
+import { mcpEventMetadata, mcpServerStreamId, type NatsRoleUser } from '@switchyard/contracts';
 import {
   A2aFeatureModule,
   adminKeyBanner,
@@ -44,7 +44,7 @@ import {
 } from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
 import { agentPortsFromEnv, mcpServerPort } from './ports.js';
-import { DATABASE_WRITER, ROLES, runsMcpServer, type Role, type RoleSelection } from './roles.js';
+import { DATABASE_WRITER, natsIdentity, ROLES, runsMcpServer, type Role, type RoleSelection } from './roles.js';
 import { startInfrastructure } from './infra.js';
 import { migrateAsOwner } from './migrations.js';
 import { replicaLogin } from './replica.js';
@@ -86,9 +86,12 @@ export async function startSystem(
   const selection: RoleSelection = { ...only, roles };
   const unit = (name: string, start: () => Promise<SupervisedHandle>, dependsOn?: string[]) =>
     supervisor.add({ name, start, ...(dependsOn ? { dependsOn } : {}) });
-  const usesNats = ['nats'];
   try {
     const infra = await startInfrastructure(config, logger, supervisor);
+    const { users: natsUsers, perRole: perRoleNats } = natsIdentity(roles, infra.natsRolePasswords);
+    const natsUnitOf = (u: NatsRoleUser) => (perRoleNats ? `nats-${u}` : 'nats');
+    /** What a role's unit restarts with: its NATS connection. */
+    const usesNats = (u: NatsRoleUser) => [natsUnitOf(u)];
 
     // A client dies when Postgres restarts or its backend is terminated: the guarded pool logs it,
     // the query in flight fails, the pool reconnects on next use (an unhandled 'error' event
@@ -177,22 +180,33 @@ export async function startSystem(
     };
     // The launcher's own appends (audit of MCP calls, connector and agent events): append only.
     const eventStore = await storeFor('sink');
-    // The connection reconnects by itself forever; it only closes for good on a fatal error, and
+    // A connection reconnects by itself forever; it only closes for good on a fatal error, and
     // then it is made again and every unit holding it is restarted with it.
-    let nats!: NatsConnection;
-    await unit('nats', async () => {
-      const nc = await connectNats({
-        url: infra.natsUrl,
-        name: `switchyard-${roles.length === ROLES.length ? 'all' : roles.join('+')}`,
-        logger,
-        token: infra.natsToken,
+    const connections = new Map<string, NatsConnection>();
+    const natsOf = (u: NatsRoleUser): NatsConnection => connections.get(natsUnitOf(u))!;
+    // The relay makes its own (runRelay).
+    const connectionUsers = natsUsers.filter((u) => u !== 'relay');
+    const connectionUnits = perRoleNats
+      ? connectionUsers.map(natsUnitOf)
+      : connectionUsers.length > 0 || roles.length === ROLES.length
+        ? ['nats']
+        : [];
+    for (const name of connectionUnits) {
+      const user = perRoleNats ? (name.slice('nats-'.length) as NatsRoleUser) : undefined;
+      await unit(name, async () => {
+        const nc = await connectNats({
+          url: infra.natsUrl,
+          name: `switchyard-${user ?? (roles.length === ROLES.length ? 'all' : roles.join('+'))}`,
+          logger,
+          ...(user ? { user: { user, pass: infra.natsRolePasswords[user]! } } : { token: infra.natsToken }),
+        });
+        connections.set(name, nc);
+        return {
+          stop: () => closeNats(nc, { logger }),
+          failed: nc.closed().then((err) => err ?? new Error('NATS connection closed')),
+        };
       });
-      nats = nc;
-      return {
-        stop: () => closeNats(nc, { logger }),
-        failed: nc.closed().then((err) => err ?? new Error('NATS connection closed')),
-      };
-    });
+    }
     // Gathering 10 ms: a quick MCP call's three records (start, its server's audit, end) make one commit.
     const sink = new EventSink(eventStore, logger, { actor: 'system:switchyard', gatherMs: 10 });
     await unit('event-sink', async () => ({ stop: () => sink.flush() }));
@@ -224,6 +238,7 @@ export async function startSystem(
             DATABASE_URL: urlOf('relay'),
             NATS_URL: infra.natsUrl,
             NATS_TOKEN: infra.natsToken,
+            ...(perRoleNats ? { NATS_PASSWORD_RELAY: infra.natsRolePasswords.relay } : {}),
             RELAY_NAME: 'events',
             RELAY_STREAM: 'SWITCHYARD_EVENTS',
             RELAY_SUBJECT_PREFIX: 'switchyard.events',
@@ -345,7 +360,7 @@ export async function startSystem(
         'connectors',
         async () => {
           const connectors = await startConnectors({
-            nats,
+            nats: natsOf('connectors'),
             registry: loadRegistry({ env: { ...process.env, MCP_AUTH_TOKEN: mcpToken } }),
             logger,
             // Every call, breaker change and health transition goes to the event store (audit, availability).
@@ -357,7 +372,7 @@ export async function startSystem(
           });
           return { stop: () => connectors.stop() };
         },
-        usesNats,
+        usesNats('connectors'),
       );
     }
 
@@ -369,7 +384,7 @@ export async function startSystem(
         'agents',
         async () => {
           const agents = await startAgents({
-            nats,
+            nats: natsOf('agents'),
             pool,
             logger,
             ...(only.agents ? { agents: only.agents } : {}),
@@ -390,7 +405,7 @@ export async function startSystem(
           });
           return { stop: () => agents.stop() };
         },
-        usesNats,
+        usesNats('agents'),
       );
     }
 
@@ -403,7 +418,7 @@ export async function startSystem(
           // Only an operator-set AI_AGENT_AUTH_TOKEN goes to external agents; the generated one stays on loopback.
           const dispatcher = await startDispatcher({
             store,
-            nats,
+            nats: natsOf('dispatcher'),
             pool,
             logger,
             agentToken,
@@ -411,7 +426,7 @@ export async function startSystem(
           });
           return { stop: () => dispatcher.stop() };
         },
-        usesNats,
+        usesNats('dispatcher'),
       );
     }
 
@@ -426,7 +441,7 @@ export async function startSystem(
           const engine = await startWorkflowEngine({
             store,
             pool,
-            nats,
+            nats: natsOf('workflows'),
             logger,
             databaseUrl: urlOf('engine'),
             readModel: !has('read-models'),
@@ -443,7 +458,7 @@ export async function startSystem(
             },
           };
         },
-        usesNats,
+        usesNats('workflows'),
       );
     }
 
@@ -471,7 +486,7 @@ export async function startSystem(
       await unit(
         'monitor',
         async () => {
-          const running = await startMonitoring({ pool, nats, eventStore: store, logger });
+          const running = await startMonitoring({ pool, nats: natsOf('monitor'), eventStore: store, logger });
           monitoring = running;
           // Every supervised unit of this process is a service of the health report: a failed probe
           // while it is being restarted (degraded, then down), up again once it runs.
@@ -485,7 +500,7 @@ export async function startSystem(
           }
           return { stop: () => running.stop() };
         },
-        usesNats,
+        usesNats('monitor'),
       );
     }
 
@@ -540,7 +555,7 @@ export async function startSystem(
                 eventStore: store,
                 pgPool: pool,
                 ...(readPool ? { readPool } : {}),
-                nats,
+                nats: natsOf('gateway'),
                 logger,
                 config,
                 // Ready while a component restarts, but saying which and why.
@@ -578,7 +593,7 @@ export async function startSystem(
             throw err;
           }
         },
-        usesNats,
+        usesNats('gateway'),
       );
     }
     logger.info({ roles, gatewayUrl, postgres: infra.started.postgres, nats: infra.started.nats }, 'switchyard is up');

@@ -16,6 +16,8 @@ export const relayConfigSchema = z.object({
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
   NATS_URL: natsUrlsSchema,
   NATS_TOKEN: z.string().min(1).optional(),
+  /** Connect as the `relay` user with this password (events and their stream only) instead of with the token. */
+  NATS_PASSWORD_RELAY: z.string().min(1).optional(),
   /** Replicas of the JetStream stream (3 on a 3-node cluster). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   RELAY_NAME: z.string().min(1).default('events'),
@@ -67,7 +69,9 @@ export async function runRelay(
     url: config.NATS_URL,
     name: `relay-${config.RELAY_NAME}`,
     logger,
-    token: config.NATS_TOKEN,
+    ...(config.NATS_PASSWORD_RELAY
+      ? { user: { user: 'relay', pass: config.NATS_PASSWORD_RELAY } }
+      : { token: config.NATS_TOKEN }),
   });
   const jsm = await jetstreamManager(nc);
   await ensureEventsStream(jsm, {

@@ -1,6 +1,7 @@
-import { createInbox, type Subscription } from '@nats-io/nats-core';
+import type { Subscription } from '@nats-io/nats-core';
 import { callProgressSchema } from '@switchyard/contracts';
 import { isAppError, type Logger } from '@switchyard/platform';
+import { newInbox } from '@switchyard/messaging';
 import { toDomainEvent } from '@switchyard/event-store';
 import {
   unitKey,
@@ -57,7 +58,7 @@ export class StepDispatch {
    */
   private readonly stopsAsked = new Set<string>();
   /** Where workers send notices about this process's calls (see listenForProgress). */
-  private readonly progressSubject = createInbox();
+  private readonly progressSubject: string;
   private progressSub: Subscription | undefined;
   /** Step calls in flight over NATS, by idempotency key: whom a notice is about, and what its worker said last. */
   private readonly calls = new Map<string, TrackedCall>();
@@ -70,6 +71,7 @@ export class StepDispatch {
     this.o = rt.o;
     this.log = rt.log;
     this.cache = rt.cache;
+    this.progressSubject = newInbox(this.o.nats);
   }
 
   /** Units being sent or awaited by this process. */

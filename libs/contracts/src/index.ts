@@ -21,3 +21,4 @@ export * from './task-ids.js';
 export * from './task-view.js';
 export * from './text.js';
 export * from './mcp-schema-validator.js';
+export * from './nats-permissions.js';

@@ -26,7 +26,10 @@ export type SchemaCheck<T = unknown> =
  *   `onUnusable` hears why. Refusing every result of such a tool would break servers whose
  *   schemas are merely unusual, and the content goes back to the caller unchanged anyway;
  * - compiled validators are kept by the schema's JSON (bounded), so a re-listing recompiles
- *   nothing, and errors stop at the first (a result's error text stays short).
+ *   nothing, and errors stop at the first (a result's error text stays short);
+ * - `uniqueItems` checks in one pass over the items (each item's canonical JSON in a set):
+ *   Ajv's compares every pair of non-scalar items, and 20,000 rows (220 KB) of a result held
+ *   the event loop 6.6 s.
  */
 export class SafeMcpSchemaValidator {
   static readonly MAX_SCHEMA_CHARS = 64 * 1024;
@@ -109,7 +112,42 @@ function newAjv(): Ajv {
     code: { regExp },
   });
   addFormats(ajv);
+  ajv.removeKeyword('uniqueItems');
+  ajv.addKeyword({
+    keyword: 'uniqueItems',
+    type: 'array',
+    schemaType: 'boolean',
+    errors: false,
+    validate: (unique: boolean, items: unknown[]) => !unique || distinctItems(items),
+  });
   return ajv;
+}
+
+/**
+ * JSON Schema's `uniqueItems`: no two items equal as JSON values (objects whatever their key
+ * order, 1 and 1.0 alike). Linear in the items' size: each item's canonical JSON goes in a set.
+ */
+function distinctItems(items: readonly unknown[]): boolean {
+  const seen = new Set<string>();
+  for (const item of items) {
+    const key = canonicalJson(item);
+    if (seen.has(key)) return false;
+    seen.add(key);
+  }
+  return true;
+}
+
+/** JSON with every object's keys in order, so equal values give equal text. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
 }
 
 /** Ajv's text for a validator's last errors (the same wording as its errorsText). */

@@ -27,8 +27,12 @@ export const CALL_QUEUED_HEARTBEAT_MS = 5_000;
  */
 export const CALL_QUEUED_SILENCE_MS = 3 * CALL_QUEUED_HEARTBEAT_MS;
 
-/** A subject a caller names for its notices: dot-separated plain tokens (no wildcards). */
+/**
+ * A subject a caller names for its notices: one of its inboxes (`_INBOX.` and plain tokens, no
+ * wildcards). A worker publishes there with its own rights, so a caller must not be able to point
+ * it at a service subject it may not publish to itself.
+ */
 export const progressSubjectSchema = z
   .string()
   .max(200)
-  .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/);
+  .regex(/^_INBOX(\.[A-Za-z0-9_-]+)+$/, 'must be an inbox: _INBOX.<token>[.<token>...]');

@@ -4,6 +4,7 @@
  * payloads. The TaskDelegation decider (libs/domain) takes its commands in these shapes.
  */
 import { z } from 'zod';
+import { progressSubjectSchema } from './progress.js';
 import { serviceSubject } from './subjects.js';
 
 import { taskPriorities } from '@switchyard/domain';
@@ -60,11 +61,7 @@ export const taskExecuteInput = taskSubmitInput.extend({
    * `started` as it is assigned to one (its own timeout counts from then); a task placed at once is
    * told `started` only. The workflow engine starts a step's clock there. Dot-separated plain tokens.
    */
-  progress_subject: z
-    .string()
-    .max(200)
-    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
-    .optional(),
+  progress_subject: progressSubjectSchema.optional(),
   /** Only the first notice is wanted (the caller only learns the submission is recorded): no heartbeat, nothing after it. */
   progress_first_only: z.boolean().optional(),
 });

@@ -1,5 +1,5 @@
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
-import type { NatsConnection, Status } from '@nats-io/nats-core';
+import { createInbox, type NatsConnection, type Status } from '@nats-io/nats-core';
 import { AppError, natsTokenCredentials, type Logger } from '@switchyard/platform';
 
 export type { NatsConnection };
@@ -12,6 +12,11 @@ export interface ConnectNatsOptions {
   readonly logger: Logger;
   /** Token the server asks for; default `process.env.NATS_TOKEN`. Never logged. */
   readonly token?: string;
+  /**
+   * Connect as this user instead of with the token: a role's own user (see natsRoleUsers), whose
+   * answers come to its own inboxes (`_INBOX.<user>`), the only ones it may read. Never logged.
+   */
+  readonly user?: { readonly user: string; readonly pass: string };
   /** Extra transport options; they win over the defaults below. */
   readonly options?: Partial<NodeConnectionOptions>;
 }
@@ -36,8 +41,8 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
     .map((u) => u.trim())
     .filter((u) => u.length > 0);
   const log = opts.logger.child({ component: 'nats', client: opts.name });
-  // An empty NATS_TOKEN means unset, as in parseConfig.
-  const token = opts.token || process.env.NATS_TOKEN || undefined;
+  // An empty NATS_TOKEN means unset, as in parseConfig. A role user needs no token.
+  const token = opts.user ? undefined : opts.token || process.env.NATS_TOKEN || undefined;
   let nc: NatsConnection;
   try {
     nc = await connect({
@@ -54,18 +59,25 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       // CPU in bench/workflows); request() names the subject in every failure instead.
       noAsyncTraces: true,
       ...(token ? natsTokenCredentials(token) : {}),
+      ...(opts.user ? { user: opts.user.user, pass: opts.user.pass, inboxPrefix: `_INBOX.${opts.user.user}` } : {}),
       ...opts.options,
     });
   } catch (err) {
     // Say which credential to look at; the token itself stays out of the message.
     const refused = err instanceof Error && err.name === 'AuthorizationError';
-    const why = refused ? ` (authorization refused: check NATS_TOKEN${token ? '' : ', none was given'})` : '';
+    const credential = opts.user ? `the password of the NATS user "${opts.user.user}"` : 'NATS_TOKEN';
+    const why = refused
+      ? ` (authorization refused: check ${credential}${token || opts.user ? '' : ', none was given'})`
+      : '';
     throw new AppError('unavailable', `cannot connect to NATS at ${servers.join(',')}${why}`, {
       servers,
       cause: String(err),
     });
   }
-  log.info({ server: nc.getServer(), auth: token ? 'token' : 'none' }, 'connected to NATS');
+  log.info(
+    { server: nc.getServer(), auth: opts.user ? `user ${opts.user.user}` : token ? 'token' : 'none' },
+    'connected to NATS',
+  );
   void watchStatus(nc, log);
   return nc;
 }
@@ -76,6 +88,14 @@ async function watchStatus(nc: NatsConnection, log: Logger): Promise<void> {
   } catch (err) {
     log.warn({ err }, 'NATS status watcher stopped');
   }
+}
+
+/**
+ * A new inbox of this connection, under its inbox prefix: where a caller asks workers to send
+ * notices beside the reply. A role user may read its own inboxes only (`_INBOX.<user>.>`).
+ */
+export function newInbox(nc: NatsConnection): string {
+  return createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
 }
 
 function logStatus(log: Logger, s: Status): void {

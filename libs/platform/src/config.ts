@@ -44,6 +44,19 @@ export const configSchema = z.object({
    * nats-server's (unset: generated once per data dir into DATA_DIR/nats/token).
    */
   NATS_TOKEN: z.string().min(1).optional(),
+  /**
+   * Passwords of the roles' own NATS users (natsRoleUsers in @switchyard/contracts): a process
+   * that runs some of the roles connects once per role as that role's user when it has their
+   * passwords, with only that role's subjects; the embedded nats-server's are generated once per
+   * data dir into DATA_DIR/nats/<role>-password unless given here.
+   */
+  NATS_PASSWORD_GATEWAY: z.string().min(1).optional(),
+  NATS_PASSWORD_CONNECTORS: z.string().min(1).optional(),
+  NATS_PASSWORD_AGENTS: z.string().min(1).optional(),
+  NATS_PASSWORD_DISPATCHER: z.string().min(1).optional(),
+  NATS_PASSWORD_WORKFLOWS: z.string().min(1).optional(),
+  NATS_PASSWORD_MONITOR: z.string().min(1).optional(),
+  NATS_PASSWORD_RELAY: z.string().min(1).optional(),
   /** Replicas of the relay's JetStream stream: 3 on a 3-node cluster (at most the cluster's size). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   EVENTSTORE_URL: z

@@ -3,11 +3,11 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import { MCP_CALLS_BUCKET } from '@switchyard/contracts';
 import { AppError, errorCodes, isAppError, type ErrorCode, type Logger } from '@switchyard/platform';
 import type { SharedCallCache, SharedCallId } from '../resilience/mcp-connector.js';
 
-/** The KV bucket of keyed tool calls shared by every connectors process on one NATS (JetStream). */
-export const MCP_CALLS_BUCKET = 'SWITCHYARD_MCP_CALLS';
+export { MCP_CALLS_BUCKET };
 
 export interface NatsKvCallCacheOptions {
   readonly nats: NatsConnection;

@@ -112,6 +112,17 @@ export function embeddedNatsEventsPassword(storeDir: string): string {
   return embeddedSecret(storeDir, NATS_EVENTS_PASSWORD_FILE);
 }
 
+/** The file of a role user's password in the store dir: `<role>-password`. */
+export const natsRolePasswordFile = (user: string): string => `${user}-password`;
+
+/**
+ * A role user's password, made once per data dir like the token (32 random bytes in
+ * `<storeDir>/<role>-password`, mode 0600): what a process running that role alone is given.
+ */
+export function embeddedNatsRolePassword(storeDir: string, user: string): string {
+  return embeddedSecret(storeDir, natsRolePasswordFile(user));
+}
+
 function embeddedSecret(storeDir: string, name: string): string {
   const dir = path.resolve(storeDir);
   privateDir(dir);
@@ -170,6 +181,27 @@ export interface NatsEventsReader {
   readonly subjects: readonly string[];
 }
 
+/** A user of one role of the system: what it may publish and subscribe to. */
+export interface NatsRoleAccount {
+  readonly user: string;
+  readonly password: string;
+  readonly publish: readonly string[];
+  readonly subscribe: readonly string[];
+}
+
+/**
+ * One entry of a nats-server `users` list for a role's user: `password` is the text that goes in
+ * the file (a quoted password, or `$VAR` for the server to take from its environment). A user
+ * that answers requests needs the callers' inboxes in its `publish` list.
+ */
+export function natsRoleUserEntry(
+  account: Pick<NatsRoleAccount, 'user' | 'publish' | 'subscribe'>,
+  password: string,
+): string {
+  const list = (xs: readonly string[]) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
+  return `{ user: "${account.user}", password: ${password}, permissions: { publish: { allow: ${list(account.publish)} }, subscribe: { allow: ${list(account.subscribe)} } } }`;
+}
+
 /**
  * The config file of one server: listen on loopback, JetStream in the store dir, and, with a
  * token, two users: `switchyard` (password: the token) with every subject, and `events`, which may
@@ -178,7 +210,13 @@ export interface NatsEventsReader {
  * subject) makes the server publish to a subject the requester names, so a reader allowed the
  * API could still put messages on the service subjects.
  */
-function natsConfig(port: number, storeDir: string, token: string | undefined, events?: NatsEventsReader): string {
+function natsConfig(
+  port: number,
+  storeDir: string,
+  token: string | undefined,
+  events?: NatsEventsReader,
+  roles: readonly NatsRoleAccount[] = [],
+): string {
   const users = token
     ? [
         `    { user: "${NATS_SYSTEM_USER}", password: "${token}" }`,
@@ -187,6 +225,7 @@ function natsConfig(port: number, storeDir: string, token: string | undefined, e
               `    { user: "${NATS_EVENTS_USER}", password: "${events.password}", permissions: { publish: { deny: [">"] }, subscribe: { allow: [${events.subjects.map((x) => JSON.stringify(x)).join(', ')}] } } }`,
             ]
           : []),
+        ...roles.map((r) => `    ${natsRoleUserEntry(r, `"${r.password}"`)}`),
       ]
     : [];
   return [
@@ -199,9 +238,12 @@ function natsConfig(port: number, storeDir: string, token: string | undefined, e
 }
 
 /** Subjects the config file takes verbatim: NATS subject tokens and wildcards only. */
-function checkSubjects(subjects: readonly string[]): void {
-  if (subjects.length === 0 || subjects.some((x) => !/^[A-Za-z0-9_-]+(\.([A-Za-z0-9_-]+|\*))*(\.>)?$/.test(x)))
-    throw new Error(`the events reader's subjects must be NATS subjects: ${subjects.join(', ')}`);
+function checkSubjects(subjects: readonly string[], whose = "the events reader's", allowEmpty = false): void {
+  if (
+    (subjects.length === 0 && !allowEmpty) ||
+    subjects.some((x) => !/^\$?[A-Za-z0-9_-]+(\.([A-Za-z0-9_-]+|\*))*(\.>)?$/.test(x))
+  )
+    throw new Error(`${whose} subjects must be NATS subjects: ${subjects.join(', ')}`);
 }
 
 /**
@@ -283,6 +325,8 @@ export async function startNatsServer(opts: {
   logger?: Logger;
   token?: string;
   events?: NatsEventsReader;
+  /** Users of the roles (see NatsRoleAccount); with a token only. */
+  roles?: readonly NatsRoleAccount[];
 }): Promise<NatsServerHandle> {
   const url = `nats://127.0.0.1:${opts.port}`;
   if (opts.token !== undefined) checkToken(opts.token);
@@ -291,6 +335,15 @@ export async function startNatsServer(opts: {
       throw new Error('the events reader needs a token: a server without one asks for nothing');
     checkToken(opts.events.password);
     checkSubjects(opts.events.subjects);
+  }
+  const roles = opts.roles ?? [];
+  if (roles.length > 0 && opts.token === undefined)
+    throw new Error("the roles' users need a token: a server without one asks for nothing");
+  for (const r of roles) {
+    if (!/^[a-z][a-z0-9_-]*$/.test(r.user)) throw new Error(`a NATS role user's name must be plain: ${r.user}`);
+    checkToken(r.password);
+    checkSubjects(r.publish, `the ${r.user} user's`, true);
+    checkSubjects(r.subscribe, `the ${r.user} user's`, true);
   }
   if (await isListening(opts.port)) {
     if (opts.token !== undefined) {
@@ -310,6 +363,11 @@ export async function startNatsServer(opts: {
         throw new Error(
           `the NATS server already on 127.0.0.1:${opts.port} has no "${NATS_EVENTS_USER}" user with this data dir's password (DATA_DIR/nats/${NATS_EVENTS_PASSWORD_FILE}); it was started by an older Switchyard: stop it, and the launcher starts one that has`,
         );
+      for (const r of roles)
+        if ((await probeNatsAuth(opts.port, { user: r.user, pass: r.password })) !== 'accepted')
+          throw new Error(
+            `the NATS server already on 127.0.0.1:${opts.port} has no "${r.user}" user with this data dir's password; it was started by an older Switchyard: stop it, and the launcher starts one that has`,
+          );
     }
     opts.logger?.info({ port: opts.port }, 'adopting the NATS server already running on the port');
     return { url, kind: 'adopted', stop: async () => undefined, kill: () => undefined, unref: () => undefined };
@@ -319,7 +377,7 @@ export async function startNatsServer(opts: {
   const storeDir = path.resolve(opts.storeDir);
   privateDir(storeDir);
   const conf = path.join(storeDir, NATS_CONFIG_FILE);
-  writePrivateFile(conf, natsConfig(opts.port, storeDir, opts.token, opts.events));
+  writePrivateFile(conf, natsConfig(opts.port, storeDir, opts.token, opts.events, roles));
   const log = opts.logger?.child({ component: 'nats-server' });
   // NATS_TOKEN stays out of the server's environment too (it reads the token from the file), as does every other credential of ours.
   const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env: serverChildEnv() });

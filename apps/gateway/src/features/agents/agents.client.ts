@@ -19,7 +19,7 @@ import {
   taskViewOf,
 } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
-import { request } from '@switchyard/messaging';
+import { newInbox, request } from '@switchyard/messaging';
 import { AppError, newId } from '@switchyard/platform';
 import { submitTaskData, taskDelegationDecider, taskStreamId, type TaskPriority } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
@@ -140,7 +140,7 @@ export class AgentsClient {
     waitMs: number,
   ) {
     const taskId = taskIdForIdempotencyKey(input.idempotency_key);
-    const progressSubject = `_INBOX.delegate.${newId()}`;
+    const progressSubject = newInbox(this.nc);
     let recorded = false;
     const sub = this.nc.subscribe(progressSubject, { max: 1, callback: () => void (recorded = true) });
     let settling: Promise<unknown> | undefined;

@@ -104,6 +104,33 @@ describe('expressions (CEL)', () => {
       { path: 'b[0]', expression: 'steps.s.output' },
     ]);
   });
+
+  it('finds embedded expressions as the lazy pattern does, in one scan (no re-scan per unclosed `${{`)', () => {
+    // Strings built from the pieces that matter, against the pattern the scan replaced.
+    const pieces = ['${{', '}}', ' input.count ', 'x', '$', '{', '}', '${{ input.count }}'];
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    for (let k = 0; k < 2_000; k++) {
+      const text = Array.from({ length: 1 + (next() % 8) }, () => pieces[next() % pieces.length]).join('');
+      if (/^\s*\$\{\{((?:(?!\}\})[\s\S])*)\}\}\s*$/.test(text)) continue; // a whole-value expression: another path
+      const expected = [...text.matchAll(/\$\{\{([\s\S]*?)\}\}/g)].map((m) => ({
+        path: 'v',
+        expression: m[1]!.trim(),
+      }));
+      assert.deepEqual(mappingExpressions({ v: text }), expected, JSON.stringify(text));
+      if (expected.every((e) => e.expression === 'input.count'))
+        assert.equal(
+          (resolveMapping({ v: text }, ctx) as { v: string }).v,
+          text.replace(/\$\{\{([\s\S]*?)\}\}/g, '3'),
+          JSON.stringify(text),
+        );
+    }
+    // 170,000 unclosed `${{` (510 KB, under the definition size limit): no expression, and the
+    // text is kept as it is. The pattern took 11 s of the event loop on this one string.
+    const unclosed = '${{'.repeat(170_000);
+    assert.deepEqual(mappingExpressions({ v: unclosed }), []);
+    assert.deepEqual(resolveMapping({ v: `a ${unclosed}` }, ctx, 'outputs'), { v: `a ${unclosed}` });
+  });
 });
 
 describe('validateDefinition', () => {

@@ -94,7 +94,24 @@ export interface StepView {
 
 // One expression that is the whole value; `${{ a }}-${{ b }}` is two embedded ones, not one from `a }}-${{ b`.
 const WRAPPED = /^\s*\$\{\{((?:(?!\}\})[\s\S])*)\}\}\s*$/;
-const EMBEDDED = /\$\{\{([\s\S]*?)\}\}/g;
+/**
+ * The embedded expressions of a template string: each `${{` with the first `}}` after it, as the
+ * lazy pattern `/\$\{\{([\s\S]*?)\}\}/g` would find them, by one left-to-right scan. The pattern
+ * re-scans to the end of the string from every `${{` that has no `}}` after it: a 500 KB string
+ * of `${{` kept the event loop 11 s.
+ */
+function embeddedSpans(value: string): { start: number; end: number; expression: string }[] {
+  const spans: { start: number; end: number; expression: string }[] = [];
+  for (let from = 0; ;) {
+    const start = value.indexOf('${{', from);
+    if (start < 0) return spans;
+    const close = value.indexOf('}}', start + 3);
+    // No `}}` after this one: none after any later `${{` either.
+    if (close < 0) return spans;
+    spans.push({ start, end: close + 2, expression: value.slice(start + 3, close) });
+    from = close + 2;
+  }
+}
 
 const limits = { maxAstNodes: 2000, maxDepth: 64, maxListElements: 1000, maxMapEntries: 1000, maxCallArguments: 32 };
 
@@ -332,7 +349,7 @@ export function mappingExpressions(value: unknown, path = ''): { path: string; e
   if (typeof value === 'string') {
     const wrapped = WRAPPED.exec(value);
     if (wrapped) return [{ path, expression: wrapped[1]!.trim() }];
-    return [...value.matchAll(EMBEDDED)].map((m) => ({ path, expression: m[1]!.trim() }));
+    return embeddedSpans(value).map((m) => ({ path, expression: m.expression.trim() }));
   }
   if (Array.isArray(value)) return value.flatMap((v, i) => mappingExpressions(v, `${path}[${i}]`));
   if (value !== null && typeof value === 'object') {
@@ -605,11 +622,15 @@ function resolveMappingIn(value: unknown, ctx: ExpressionContext): unknown {
     // The template's own text; what the expressions give is charged as they are converted.
     chargeMapped(value.length + 2);
     if (!value.includes('${{')) return value;
-    return value.replace(EMBEDDED, (_, expr: string) => {
-      if (meter) meter.expr = expr.trim();
-      const v = evaluateExpression(expr, ctx);
-      return typeof v === 'string' ? v : JSON.stringify(v);
-    });
+    let out = '';
+    let at = 0;
+    for (const { start, end, expression } of embeddedSpans(value)) {
+      if (meter) meter.expr = expression.trim();
+      const v = evaluateExpression(expression, ctx);
+      out += value.slice(at, start) + (typeof v === 'string' ? v : JSON.stringify(v));
+      at = end;
+    }
+    return out + value.slice(at);
   }
   if (Array.isArray(value)) {
     chargeMapped(2 + value.length);

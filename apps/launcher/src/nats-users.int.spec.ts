@@ -1,0 +1,251 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import {
+  EVENTS_STREAM,
+  MCP_CALLS_BUCKET,
+  natsRoleUsers,
+  progressSubjectSchema,
+  taskExecuteInput,
+  type NatsRoleUser,
+} from '@switchyard/contracts';
+import {
+  closeNats,
+  connectNats,
+  newInbox,
+  serviceClient,
+  addService,
+  type NatsConnection,
+} from '@switchyard/messaging';
+import { createLogger, freePort, natsRolePasswordFile, parseConfig, probeNatsAuth } from '@switchyard/platform';
+import { z } from 'zod';
+import { startInfrastructure, type Infrastructure } from './infra.js';
+import { Supervisor } from './supervisor.js';
+
+const logger = createLogger('nats-users-int', 'silent');
+
+/**
+ * The embedded nats-server as the launcher starts it, with a user per role: each role's user may
+ * do its role's part and nothing else. Every check pairs a refused call with the same call allowed
+ * to the role that needs it, so a permission list that is too wide or too narrow fails here.
+ */
+describe('the roles’ own NATS users on the embedded nats-server', () => {
+  let scratch: string;
+  let supervisor: Supervisor;
+  let infra: Infrastructure;
+  const nc = {} as Record<NatsRoleUser, NatsConnection>;
+
+  before(async () => {
+    mkdirSync(path.resolve('.tmp'), { recursive: true });
+    scratch = mkdtempSync(path.resolve('.tmp', 'nats-users-'));
+    supervisor = new Supervisor({ logger });
+    // A DATABASE_URL nobody connects to here: the infrastructure then starts nats-server only.
+    const config = parseConfig({
+      DATA_DIR: scratch,
+      DATABASE_URL: 'postgres://unused@127.0.0.1:1/unused',
+      EMBEDDED_NATS_PORT: String(await freePort()),
+    });
+    infra = await startInfrastructure(config, logger, supervisor);
+    for (const user of natsRoleUsers)
+      nc[user] = await connectNats({
+        url: infra.natsUrl,
+        name: `test-${user}`,
+        logger,
+        user: { user, pass: infra.natsRolePasswords[user]! },
+      });
+  });
+
+  after(async () => {
+    await Promise.all(Object.values(nc).map((c) => closeNats(c)));
+    await supervisor?.stopAll();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  /** Answers `{}` on the subject from `server`'s connection; counts what reached it. */
+  const serve = async (server: NatsConnection, subject: string) => {
+    const seen = { n: 0 };
+    const sub = server.subscribe(subject, {
+      callback: (_err, m) => {
+        seen.n++;
+        m.respond('{"ok":true}');
+      },
+    });
+    await server.flush();
+    return { seen, stop: () => sub.unsubscribe() };
+  };
+  const asks = async (client: NatsConnection, subject: string): Promise<boolean> => {
+    try {
+      return (await client.request(subject, '{}', { timeout: 1_000 })).json<{ ok: boolean }>().ok;
+    } catch {
+      return false;
+    }
+  };
+
+  it('makes a password per role once per data dir (0600) and the server takes each, and no wrong one', async () => {
+    const port = Number(new URL(infra.natsUrl).port);
+    for (const user of natsRoleUsers) {
+      const file = path.join(scratch, 'nats', natsRolePasswordFile(user));
+      assert.equal(statSync(file).mode & 0o777, 0o600, file);
+      assert.equal(await probeNatsAuth(port, { user, pass: infra.natsRolePasswords[user]! }), 'accepted', user);
+      assert.equal(await probeNatsAuth(port, { user, pass: `${infra.natsRolePasswords[user]}x` }), 'refused', user);
+    }
+    // Another role's password is not this role's.
+    assert.equal(await probeNatsAuth(port, { user: 'gateway', pass: infra.natsRolePasswords.agents! }), 'refused');
+  });
+
+  it('an MCP tool: the gateway and the workflow engine may call it; agents, dispatcher, monitor and relay may not', async () => {
+    const tool = await serve(nc.connectors, 'switchyard.svc.mcp.v1.database_writer.call_tool');
+    try {
+      assert.equal(await asks(nc.gateway, 'switchyard.svc.mcp.v1.database_writer.call_tool'), true);
+      assert.equal(await asks(nc.workflows, 'switchyard.svc.mcp.v1.database_writer.call_tool'), true);
+      for (const user of ['agents', 'dispatcher', 'monitor', 'relay'] as const)
+        assert.equal(await asks(nc[user], 'switchyard.svc.mcp.v1.database_writer.call_tool'), false, user);
+      assert.equal(tool.seen.n, 2, 'only the two allowed calls reached the tool');
+      // The monitor probes the servers' health, and nothing else of theirs.
+      const health = await serve(nc.connectors, 'switchyard.svc.mcp.v1.database.health');
+      assert.equal(await asks(nc.monitor, 'switchyard.svc.mcp.v1.database.health'), true);
+      health.stop();
+    } finally {
+      tool.stop();
+    }
+  });
+
+  it('an agent: the dispatcher may send it a task and hear it started; the gateway and the engine go through the dispatcher', async () => {
+    const agent = await serve(nc.agents, 'switchyard.svc.agent.v1.data_analyst.execute');
+    const started = nc.dispatcher.subscribe('switchyard.svc.tasks.v1.started.t1', { max: 1 });
+    await nc.dispatcher.flush();
+    try {
+      assert.equal(await asks(nc.dispatcher, 'switchyard.svc.agent.v1.data_analyst.execute'), true);
+      for (const user of ['gateway', 'workflows', 'connectors', 'monitor'] as const)
+        assert.equal(await asks(nc[user], 'switchyard.svc.agent.v1.data_analyst.execute'), false, user);
+      assert.equal(agent.seen.n, 1);
+      nc.agents.publish('switchyard.svc.tasks.v1.started.t1', '{"task_id":"t1"}');
+      for await (const m of started) assert.equal(m.json<{ task_id: string }>().task_id, 't1');
+      // Tasks go to the dispatcher from the gateway and the engine; an agent may not submit one.
+      const tasks = await serve(nc.dispatcher, 'switchyard.svc.tasks.v1.execute');
+      assert.equal(await asks(nc.gateway, 'switchyard.svc.tasks.v1.execute'), true);
+      assert.equal(await asks(nc.workflows, 'switchyard.svc.tasks.v1.execute'), true);
+      assert.equal(await asks(nc.agents, 'switchyard.svc.tasks.v1.execute'), false);
+      assert.equal(await asks(nc.connectors, 'switchyard.svc.tasks.v1.execute'), false);
+      tasks.stop();
+    } finally {
+      agent.stop();
+    }
+  });
+
+  it("serving is a role's own: nobody else may take the MCP, agent or tasks subjects", async () => {
+    for (const [user, subject] of [
+      ['gateway', 'switchyard.svc.mcp.v1.database.call_tool'],
+      ['agents', 'switchyard.svc.mcp.v1.database.call_tool'],
+      ['connectors', 'switchyard.svc.agent.v1.data_analyst.execute'],
+      ['workflows', 'switchyard.svc.tasks.v1.execute'],
+      ['relay', 'switchyard.svc.monitor.v1.health_report'],
+    ] as const) {
+      const sub = nc[user].subscribe(subject);
+      const ended = (async () => {
+        try {
+          for await (const _ of sub) return 'message';
+          return 'ended';
+        } catch (err) {
+          return (err as Error).name;
+        }
+      })();
+      await nc[user].flush().catch(() => undefined);
+      assert.equal(await ended, 'PermissionViolationError', `${user} on ${subject}`);
+    }
+  });
+
+  it("answers come to the caller's own inboxes, which no other role may read; progress notices reach them", async () => {
+    const inbox = newInbox(nc.gateway);
+    assert.match(inbox, /^_INBOX\.gateway\./);
+    assert.equal(progressSubjectSchema.safeParse(inbox).success, true);
+    const notices = nc.gateway.subscribe(inbox, { max: 1 });
+    await nc.gateway.flush();
+    nc.dispatcher.publish(inbox, '{"state":"started"}');
+    for await (const m of notices) assert.equal(m.json<{ state: string }>().state, 'started');
+    const spy = nc.connectors.subscribe('_INBOX.gateway.>');
+    const spied = (async () => {
+      try {
+        for await (const _ of spy) return 'message';
+        return 'ended';
+      } catch (err) {
+        return (err as Error).name;
+      }
+    })();
+    await nc.connectors.flush().catch(() => undefined);
+    assert.equal(await spied, 'PermissionViolationError');
+    // A caller may not have a worker publish its notices on a service subject.
+    assert.equal(progressSubjectSchema.safeParse('switchyard.svc.mcp.v1.database_writer.call_tool').success, false);
+    assert.equal(
+      taskExecuteInput.safeParse({ task_type: 'x', idempotency_key: 'k', progress_subject: 'switchyard.alerts.X' })
+        .success,
+      false,
+    );
+  });
+
+  it("JetStream: the connectors' call bucket is theirs, the events stream the relay's", async () => {
+    const kv = await new Kvm(nc.connectors).create(MCP_CALLS_BUCKET, { ttl: 60_000, history: 1 });
+    await kv.put('k1', '{"state":"done"}');
+    assert.equal((await kv.get('k1'))?.string(), '{"state":"done"}');
+    await assert.rejects(new Kvm(nc.gateway).open(MCP_CALLS_BUCKET).then((b) => b.get('k1')));
+
+    const jsm = await jetstreamManager(nc.relay);
+    await jsm.streams.add({ name: EVENTS_STREAM, subjects: ['switchyard.events.>'] });
+    const ack = await jetstream(nc.relay).publish('switchyard.events.task.TaskCompleted', '{}', { msgID: 'e1' });
+    assert.equal(ack.stream, EVENTS_STREAM);
+    assert.equal(await asks(nc.relay, 'switchyard.svc.tasks.v1.execute'), false);
+    // Only the relay writes events.
+    await assert.rejects(
+      jetstream(nc.gateway).publish('switchyard.events.task.TaskCompleted', '{}', { timeout: 1_000 }),
+    );
+  });
+
+  it('the monitor discovers the services (the agents’ among them) and pings them; it publishes alerts', async () => {
+    // Two services on one connection (an agents process has six): each answers the one discovery request.
+    const services = await Promise.all(
+      ['one', 'two'].map((n) =>
+        addService(nc.agents, {
+          name: `agent-test-${n}`,
+          version: '1.0.0',
+          logger,
+          endpoints: {
+            execute: { subject: `switchyard.svc.agent.v1.test_${n}.execute`, schema: z.unknown(), handler: () => ({}) },
+          },
+        }),
+      ),
+    );
+    try {
+      const pings = await serviceClient(nc.monitor, { timeoutMs: 1_000 }).ping();
+      const found: string[] = [];
+      for await (const p of pings) found.push(p.name);
+      assert.deepEqual(found.sort(), ['agent-test-one', 'agent-test-two']);
+      // And the dispatcher finds them the same way.
+      const infos = await serviceClient(nc.dispatcher, { timeoutMs: 1_000 }).info();
+      const seen: string[] = [];
+      for await (const i of infos) seen.push(i.name);
+      assert.deepEqual(seen.sort(), ['agent-test-one', 'agent-test-two']);
+      const alerts = nc.gateway.subscribe('switchyard.alerts.>', { max: 1 });
+      const alertSeen = (async () => {
+        try {
+          for await (const _ of alerts) return 'message';
+          return 'ended';
+        } catch (err) {
+          return (err as Error).name;
+        }
+      })();
+      await nc.gateway.flush().catch(() => undefined);
+      assert.equal(await alertSeen, 'PermissionViolationError', 'the gateway does not follow alerts on NATS');
+      const own = await connectNats({ url: infra.natsUrl, name: 'alerts-reader', logger, token: infra.natsToken });
+      const got = own.subscribe('switchyard.alerts.>', { max: 1 });
+      await own.flush();
+      nc.monitor.publish('switchyard.alerts.AlertFiring', '{"rule":"cpu"}');
+      for await (const m of got) assert.equal(m.subject, 'switchyard.alerts.AlertFiring');
+      await closeNats(own);
+    } finally {
+      await Promise.all(services.map((svc) => svc.stop()));
+    }
+  });
+});

@@ -1,0 +1,108 @@
+import { natsRoleUserEntry } from '@switchyard/platform';
+import { ALERTS_SUBJECT_PREFIX, MONITOR_SERVICE_NAME } from './monitor.js';
+import { MCP_SUBJECT_PREFIX, mcpRegistryListSubject } from './mcp.js';
+import { EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, serviceSubject, serviceWildcard } from './subjects.js';
+import { TASKS_SERVICE } from './tasks.js';
+
+/**
+ * The NATS users of the system's roles when they run in processes of their own, and what each
+ * may publish and subscribe to. A process that runs every role is one trust domain and holds the
+ * token (every subject); a process that runs some of them connects once per role, as that role's
+ * user, so a compromised agents process cannot call a database tool and a relay cannot call
+ * anything. The embedded nats-server gets these users in its config; for another server,
+ * `natsUsersConfig` prints the same block.
+ */
+export const natsRoleUsers = [
+  'gateway',
+  'connectors',
+  'agents',
+  'dispatcher',
+  'workflows',
+  'monitor',
+  'relay',
+] as const;
+export type NatsRoleUser = (typeof natsRoleUsers)[number];
+
+export interface NatsPermissions {
+  readonly publish: readonly string[];
+  readonly subscribe: readonly string[];
+}
+
+/** The KV bucket of keyed tool calls shared by every connectors process on one NATS (JetStream). */
+export const MCP_CALLS_BUCKET = 'SWITCHYARD_MCP_CALLS';
+
+/**
+ * Where a role's connection gets its answers: `_INBOX.<user>.<id>`. A user may subscribe to its own
+ * inboxes only, so no other role reads its answers.
+ */
+export const natsInboxPrefix = (user: NatsRoleUser): string => `_INBOX.${user}`;
+
+/**
+ * A responder's answers go to its callers' inboxes: the replies, the progress notices, the
+ * discovery answers. (nats-server's `allow_responses` is not enough: one reply per request per
+ * connection, where a process of six agent services answers a discovery request six times, and
+ * only for two minutes, where a task may run longer.)
+ */
+const ANY_INBOX = '_INBOX.>';
+const DISCOVERY = '$SRV.>';
+const MCP = `${MCP_SUBJECT_PREFIX}.>`;
+const TASKS = serviceWildcard(TASKS_SERVICE);
+const AGENTS = serviceWildcard('agent');
+/** JetStream API subjects of one stream: what a client that creates, reads and appends to it asks. */
+const streamApi = (stream: string): string[] => [
+  '$JS.API.INFO',
+  `$JS.API.STREAM.INFO.${stream}`,
+  `$JS.API.STREAM.CREATE.${stream}`,
+  `$JS.API.STREAM.UPDATE.${stream}`,
+  `$JS.API.STREAM.MSG.GET.${stream}`,
+  `$JS.API.DIRECT.GET.${stream}`,
+  `$JS.API.DIRECT.GET.${stream}.>`,
+];
+
+/** What each role's user may do besides subscribing to its own inboxes. */
+const rolePermissions: Record<NatsRoleUser, NatsPermissions> = {
+  // The front door: it calls the MCP connectors, the tasks service (delegations) and the monitor.
+  gateway: { publish: [MCP, TASKS, serviceWildcard(MONITOR_SERVICE_NAME)], subscribe: [] },
+  // Serves the MCP servers' endpoints; shares keyed calls through a KV bucket; tells callers of progress.
+  connectors: {
+    publish: [ANY_INBOX, ...streamApi(`KV_${MCP_CALLS_BUCKET}`), `$KV.${MCP_CALLS_BUCKET}.>`],
+    subscribe: [MCP, DISCOVERY],
+  },
+  // Serves the agents' endpoints; tells the dispatcher a task started (the subject it names).
+  agents: { publish: [ANY_INBOX, `${serviceSubject(TASKS_SERVICE, 'started')}.*`], subscribe: [AGENTS, DISCOVERY] },
+  // Serves the tasks service; discovers agent instances and sends them tasks.
+  dispatcher: { publish: [AGENTS, DISCOVERY, ANY_INBOX], subscribe: [TASKS, DISCOVERY] },
+  // Sends steps to the MCP connectors and tasks to the dispatcher.
+  workflows: { publish: [MCP, TASKS], subscribe: [] },
+  // Serves health reports; discovers and pings services; probes the MCP servers; publishes alerts.
+  monitor: {
+    publish: [
+      ANY_INBOX,
+      DISCOVERY,
+      `${MCP_SUBJECT_PREFIX}.*.health`,
+      mcpRegistryListSubject(),
+      `${ALERTS_SUBJECT_PREFIX}.>`,
+    ],
+    subscribe: [serviceWildcard(MONITOR_SERVICE_NAME), DISCOVERY],
+  },
+  // Appends the events to their JetStream stream, nothing else.
+  relay: { publish: [EVENTS_SUBJECT_WILDCARD, ...streamApi(EVENTS_STREAM)], subscribe: [] },
+};
+
+/** A role user's permissions as the server takes them: its own inboxes added to what it may subscribe. */
+export function natsRolePermissions(user: NatsRoleUser): NatsPermissions {
+  const p = rolePermissions[user];
+  return { publish: p.publish, subscribe: [...p.subscribe, `${natsInboxPrefix(user)}.>`] };
+}
+
+/** The environment variable that gives a process a role user's password: `NATS_PASSWORD_GATEWAY`, ... */
+export const natsPasswordEnv = (user: NatsRoleUser): string => `NATS_PASSWORD_${user.toUpperCase()}`;
+
+/**
+ * The role users as nats-server `users` entries, one per line, each password as given
+ * (`password(user)` returns the text to put there: a quoted password, or `$NATS_PASSWORD_GATEWAY`
+ * for nats-server to read from its environment).
+ */
+export function natsRoleUserEntries(password: (user: NatsRoleUser) => string): string[] {
+  return natsRoleUsers.map((user) => natsRoleUserEntry({ user, ...natsRolePermissions(user) }, password(user)));
+}
