@@ -492,6 +492,52 @@ describe('the whole system started like npm start', () => {
     );
   });
 
+  it('shows a viewer which error a call had, not the row values the error quotes (events, status, MCP health)', async () => {
+    const json = async (method: string, url: string, key: string, body?: unknown) => {
+      const res = await fetch(`${base}${url}`, {
+        method,
+        headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    const keyOf = async (role: string) => {
+      const r = await json('POST', '/api/v1/admin/api-keys', adminKey, { name: `errors-${role}`, role });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      return r.body.key as string;
+    };
+    const viewer = await keyOf('viewer');
+    const operator = await keyOf('operator');
+    // PostgreSQL quotes the value it could not cast: a customer's e-mail address.
+    const failed = await json('POST', '/api/v1/integration/mcp/database/query', operator, {
+      query: 'select cast(email as int) from business.customers order by id limit 1',
+    });
+    assert.equal(failed.status, 400, JSON.stringify(failed.body));
+    const email = /"([^"]+@[^"]+)"/.exec(JSON.stringify(failed.body))?.[1];
+    assert.ok(email, `the operator's answer names the value: ${JSON.stringify(failed.body)}`);
+    const failures = async (key: string) => {
+      for (let i = 0; i < 40; i++) {
+        const r = await json('GET', '/api/v1/events?stream=mcpserver-database&type=McpToolFailed&direction=backwards&limit=20', key);
+        assert.equal(r.status, 200);
+        const f = (r.body.events as any[]).filter((e) => e.type === 'McpToolFailed');
+        if (f.length) return f[0].data;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.fail('no McpToolFailed recorded');
+    };
+    const operatorSees = JSON.stringify(await failures(operator));
+    assert.ok(operatorSees.includes(email), 'an operator reads the error whole');
+    const viewerSees = await failures(viewer);
+    assert.match(viewerSees.error_message, /invalid input syntax for type integer: "…"/);
+    assert.ok(!JSON.stringify(viewerSees).includes(email), JSON.stringify(viewerSees));
+    // The same through every read the viewer may make: the status, the servers' health.
+    for (const url of ['/api/v1/integration/status', '/api/v1/integration/mcp/health']) {
+      const r = await json('GET', url, viewer);
+      assert.equal(r.status, 200);
+      assert.ok(!JSON.stringify(r.body).includes(email), `${url}: ${JSON.stringify(r.body).slice(0, 500)}`);
+    }
+  });
+
   it('monitors itself: a health report naming every service, and Prometheus metrics', async () => {
     let report: { status: string; services: { service: string; status: string }[] } = { status: '', services: [] };
     for (let i = 0; i < 120; i++) {

@@ -7,7 +7,8 @@ import express from 'express';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { AppError, edgePolicyFromEnv, mergeEdgePolicies, migrateUnderLock, newId } from '@switchyard/platform';
 import { byteLimit, deferInvalidMediaType, registerBodyParsers } from './http/body.js';
-import { correlate, runInRequestContext } from './http/context.js';
+import { correlate, runInRequestContext, type GatewayRequest } from './http/context.js';
+import { maskErrorTexts, redactsPayloadsFor } from './events/redaction.js';
 import { decorateEdge, type EdgeReply, type EdgeRequest } from './http/edge.js';
 import { mountNodeHandler, type NodeHandler } from './http/islands.js';
 import { Exchanges } from './http/exchange.js';
@@ -163,6 +164,12 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     const req = request as EdgeRequest;
     deferCheck(req, inputHygieneError);
     runInRequestContext(req, done);
+  });
+  // A viewer reads which error a server, step or task had, not the values it quotes (a row's
+  // value in a database error): every answer's error texts, whatever the route.
+  server.addHook('preSerialization', (request, reply, payload, done) => {
+    const key = (request as Partial<GatewayRequest>).apiKey;
+    done(null, reply.statusCode < 400 && key && redactsPayloadsFor(key.role) ? maskErrorTexts(payload) : payload);
   });
   registerHealthRoutes(server, app.get(ReadinessService), app.get(OpenApiRegistry));
   mountNodeHandler(

@@ -48,12 +48,62 @@ export function redactUrl(value: unknown): unknown {
   return urlOrigin(value, REDACTED_PAYLOAD);
 }
 
-/** The event with its payload fields replaced by REDACTED_PAYLOAD and its URL fields cut to their origin (a copy; other events as they are). */
+/**
+ * An error text with the values it quotes masked: `invalid input syntax for type integer:
+ * "billing@example.com"` -> `... integer: "…"`. An upstream server's error quotes what it was
+ * given or found (PostgreSQL quotes the offending value, and its details give `Key (email)=(...)`),
+ * so a viewer reads which error it was, not the rows it names.
+ */
+export function maskQuotedValues(text: string): string {
+  return text
+    .replace(/"(?:[^"\\]|\\.)*"/g, '"…"')
+    .replace(/(^|[\s(:=,[])'(?:[^'\\]|\\.)*'/g, "$1'…'")
+    .replace(/=\([^)]*\)/g, '=(…)');
+}
+
+/** Keys whose value is an error: its text, or an object whose `message` is. */
+const ERROR_KEYS = new Set(['error', 'error_message', 'last_error', 'lastError', 'failure']);
+
+/**
+ * `v` with every error text in it masked (maskQuotedValues): strings under ERROR_KEYS, and the
+ * `message` of an object under one. A copy where something changed; depth-bounded.
+ */
+export function maskErrorTexts<T>(v: T, depth = 0): T {
+  if (depth > 32 || v === null || typeof v !== 'object') return v;
+  // Plain JSON only: a Buffer, a stream or a Date goes as it is.
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (Array.isArray(v)) {
+    const items = v.map((x) => maskErrorTexts(x, depth + 1));
+    return items.some((x, i) => x !== v[i]) ? (items as T) : v;
+  }
+  if (proto !== Object.prototype && proto !== null) return v;
+  let out: Record<string, unknown> | undefined;
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    let y: unknown;
+    if (ERROR_KEYS.has(k) && typeof x === 'string') y = maskQuotedValues(x);
+    else if (ERROR_KEYS.has(k) && x !== null && typeof x === 'object' && !Array.isArray(x)) {
+      const e = maskErrorTexts(x, depth + 1) as Record<string, unknown>;
+      const message = e['message'];
+      const masked = typeof message === 'string' ? maskQuotedValues(message) : message;
+      y = masked === message ? e : { ...e, message: masked };
+    } else y = maskErrorTexts(x, depth + 1);
+    // The same object back when nothing in it changed: most answers have no error at all.
+    if (y !== x) (out ??= { ...(v as Record<string, unknown>) })[k] = y;
+  }
+  return (out as T | undefined) ?? v;
+}
+
+/**
+ * The event as a viewer sees it: its payload fields replaced by REDACTED_PAYLOAD, its URL fields
+ * cut to their origin, the values its error texts quote masked (a copy).
+ */
 export function redactEventPayloads<E extends Pick<EventJson, 'type' | 'data'>>(e: E): E {
+  if (!e.data || typeof e.data !== 'object' || Array.isArray(e.data)) return e;
   const fields = PAYLOAD_FIELDS[e.type];
   const urls = URL_FIELDS[e.type];
-  if ((!fields && !urls) || !e.data || typeof e.data !== 'object' || Array.isArray(e.data)) return e;
-  const data = { ...(e.data as Record<string, unknown>) };
+  const masked = maskErrorTexts(e.data as Record<string, unknown>);
+  if (!fields && !urls && masked === e.data) return e;
+  const data = { ...masked };
   for (const f of fields ?? []) if (f in data) data[f] = REDACTED_PAYLOAD;
   for (const f of urls ?? []) if (f in data) data[f] = redactUrl(data[f]);
   return { ...e, data };
@@ -83,13 +133,15 @@ const redactIfSet = (v: unknown): unknown => (v === null || v === undefined ? v 
 
 /**
  * An execution's detail as a viewer sees it: input, output and every step's inputs and
- * outputs replaced (status, timings, attempts and errors stay). Others get it as it is.
+ * outputs replaced (status, timings, attempts and errors stay, with the values errors quote
+ * masked). Others get it as it is.
  */
 export function executionDetailForCaller<T extends Record<string, unknown>>(
   d: T,
   redact = callerSeesRedactedPayloads(),
 ): T {
   if (!redact) return d;
+  d = maskErrorTexts(d);
   const steps = Array.isArray(d['steps'])
     ? (d['steps'] as Record<string, unknown>[]).map((s) => ({
         ...s,
@@ -111,6 +163,7 @@ export function executionDetailForCaller<T extends Record<string, unknown>>(
 /** An execution as the list shows it, as a viewer sees it: its input and output replaced. Others get it as it is. */
 export function executionSummaryForCaller<T extends object>(d: T, redact = callerSeesRedactedPayloads()): T {
   if (!redact) return d;
+  d = maskErrorTexts(d);
   const fields = d as Record<string, unknown>;
   return {
     ...d,
@@ -121,5 +174,7 @@ export function executionSummaryForCaller<T extends object>(d: T, redact = calle
 
 /** A task's view as a viewer sees it: the agent's result replaced. */
 export function taskViewForCaller<T extends { result?: unknown }>(v: T, redact = callerSeesRedactedPayloads()): T {
-  return redact && v.result !== undefined ? { ...v, result: REDACTED_PAYLOAD } : v;
+  if (!redact) return v;
+  const masked = maskErrorTexts(v);
+  return masked.result !== undefined ? { ...masked, result: REDACTED_PAYLOAD } : masked;
 }

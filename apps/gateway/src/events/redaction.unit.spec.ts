@@ -4,6 +4,8 @@ import {
   eventsForCaller,
   executionDetailForCaller,
   executionSummaryForCaller,
+  maskErrorTexts,
+  maskQuotedValues,
   REDACTED_PAYLOAD,
   redactEventPayloads,
   taskViewForCaller,
@@ -165,5 +167,52 @@ describe('payload redaction for viewers', () => {
     const queued: { task_id: string; result?: unknown } = { task_id: 't' };
     assert.deepEqual(taskViewForCaller(done, true), { task_id: 't', result: REDACTED_PAYLOAD });
     assert.deepEqual(taskViewForCaller(queued, true), { task_id: 't' });
+  });
+
+  it('masks the values an error text quotes: PostgreSQL values and details, quoted paths; the wording stays', () => {
+    assert.equal(
+      maskQuotedValues('invalid input syntax for type integer: "billing@kestrel.example"'),
+      'invalid input syntax for type integer: "…"',
+    );
+    assert.equal(
+      maskQuotedValues(
+        'duplicate key value violates unique constraint "customers_email_key": Key (email)=(a@b.example) already exists.',
+      ),
+      'duplicate key value violates unique constraint "…": Key (email)=(…) already exists.',
+    );
+    assert.equal(maskQuotedValues("no such file 'secret plans.txt'"), "no such file '…'");
+    assert.equal(maskQuotedValues('say "a \\"quoted\\" word" twice'), 'say "…" twice');
+    // Apostrophes in words are not quotes.
+    assert.equal(maskQuotedValues("the server's breaker is open"), "the server's breaker is open");
+    assert.equal(maskQuotedValues('timeout after 10000 ms'), 'timeout after 10000 ms');
+  });
+
+  it('masks error texts wherever they sit in an answer: events, steps, tasks, status; nothing else', () => {
+    const masked = maskErrorTexts({
+      servers: [{ server: 'database', last_error: { code: 'upstream', message: 'bad "x@y"', at: 't' } }],
+      steps: [{ id: 's', error: { code: 'tool_error', message: 'no "row"' }, output: 'kept "as is"' }],
+      error_message: 'value "v"',
+      lastError: 'at "p"',
+      note: 'not an "error"',
+    });
+    assert.deepEqual(masked, {
+      servers: [{ server: 'database', last_error: { code: 'upstream', message: 'bad "…"', at: 't' } }],
+      steps: [{ id: 's', error: { code: 'tool_error', message: 'no "…"' }, output: 'kept "as is"' }],
+      error_message: 'value "…"',
+      lastError: 'at "…"',
+      note: 'not an "error"',
+    });
+    const buffer = Buffer.from('{"error":"x \\"y\\""}');
+    assert.equal(maskErrorTexts(buffer), buffer, 'only plain JSON values are walked');
+    const failed = redactEventPayloads(
+      event('McpToolFailed', {
+        tool: 'query',
+        error_message: 'invalid input syntax for type integer: "ann@example.com"',
+      }),
+    );
+    assert.equal(
+      (failed.data as Record<string, unknown>)['error_message'],
+      'invalid input syntax for type integer: "…"',
+    );
   });
 });

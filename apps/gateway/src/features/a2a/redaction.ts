@@ -1,6 +1,6 @@
 import type { Artifact, Message, Part, StreamResponse, Task, TaskPushNotificationConfig } from '@a2a-js/sdk';
 import type { ServerCallContext, User } from '@a2a-js/sdk/server';
-import { REDACTED_PAYLOAD, redactUrl } from '../../events/redaction.js';
+import { maskQuotedValues, REDACTED_PAYLOAD, redactUrl } from '../../events/redaction.js';
 
 /**
  * The user the gateway hands the A2A SDK: who calls, and whether the key may see payloads
@@ -24,9 +24,24 @@ const redactPart = (p: Part): Part => ({
 const redactMessage = (m: Message): Message => ({ ...m, parts: m.parts.map(redactPart) });
 const redactArtifact = (a: Artifact): Artifact => ({ ...a, parts: a.parts.map(redactPart) });
 
-/** A task as a viewer sees it: its artifacts (results) and its history (what it was sent) redacted; status and errors kept. */
+/** A status message's text (a failure's error) with the values it quotes masked, as every viewer-facing error text. */
+const maskStatusMessage = (m: Message | undefined): Message | undefined =>
+  m && {
+    ...m,
+    parts: m.parts.map((p) =>
+      p.content?.$case === 'text' ? { ...p, content: { $case: 'text', value: maskQuotedValues(p.content.value) } } : p,
+    ),
+  };
+const maskStatus = <S extends { message?: Message | undefined }>(status: S | undefined): S | undefined =>
+  status && { ...status, message: maskStatusMessage(status.message) };
+
+/**
+ * A task as a viewer sees it: its artifacts (results) and its history (what it was sent)
+ * redacted; status and errors kept, with the values an error quotes masked.
+ */
 export const redactTask = (t: Task): Task => ({
   ...t,
+  status: maskStatus(t.status),
   artifacts: t.artifacts.map(redactArtifact),
   history: t.history.map(redactMessage),
 });
@@ -46,6 +61,10 @@ export function redactStreamResponse(r: StreamResponse): StreamResponse {
           value: { ...u, artifact: u.artifact ? redactArtifact(u.artifact) : u.artifact },
         },
       };
+    }
+    case 'statusUpdate': {
+      const u = r.payload.value;
+      return { payload: { $case: 'statusUpdate', value: { ...u, status: maskStatus(u.status) } } };
     }
     default:
       return r;
