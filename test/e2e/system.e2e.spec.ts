@@ -517,7 +517,11 @@ describe('the whole system started like npm start', () => {
     assert.ok(email, `the operator's answer names the value: ${JSON.stringify(failed.body)}`);
     const failures = async (key: string) => {
       for (let i = 0; i < 40; i++) {
-        const r = await json('GET', '/api/v1/events?stream=mcpserver-database&type=McpToolFailed&direction=backwards&limit=20', key);
+        const r = await json(
+          'GET',
+          '/api/v1/events?stream=mcpserver-database&type=McpToolFailed&direction=backwards&limit=20',
+          key,
+        );
         assert.equal(r.status, 200);
         const f = (r.body.events as any[]).filter((e) => e.type === 'McpToolFailed');
         if (f.length) return f[0].data;
