@@ -13,7 +13,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { mcpServerKinds } from '@switchyard/mcp-servers';
-import { parseRoleSelection, plannedListeners, RoleSelectionError, type Listener } from '@switchyard/launcher';
+import { natsPasswordEnv, natsRoleUsers } from '@switchyard/contracts';
+import {
+  COMPOSE_NATS_CONFIG,
+  composeNatsConfig,
+  natsIdentity,
+  parseRoleSelection,
+  plannedListeners,
+  RoleSelectionError,
+  type Listener,
+} from '@switchyard/launcher';
 import { readDockerfile, root, words } from './dockerfile.js';
 
 type Env = Record<string, string>;
@@ -241,11 +250,60 @@ describe('docker-compose.yml', () => {
   it('runs NATS with JetStream and PostgreSQL from their official images; EventStoreDB only in the eventstore profile', () => {
     assert.match(services.nats?.image ?? '', /^nats:/);
     const natsCommand = services.nats?.command ?? [];
-    assert.ok((Array.isArray(natsCommand) ? natsCommand : words(natsCommand)).includes('-js'), 'JetStream on');
+    assert.deepEqual(Array.isArray(natsCommand) ? natsCommand : words(natsCommand), [
+      '-c',
+      '/etc/nats/nats-server.conf',
+    ]);
+    assert.ok(
+      (services.nats as { volumes?: string[] }).volumes?.includes(
+        `./${COMPOSE_NATS_CONFIG}:/etc/nats/nats-server.conf:ro`,
+      ),
+      'the committed config is mounted',
+    );
+    assert.match(
+      readFileSync(path.join(root, COMPOSE_NATS_CONFIG), 'utf8'),
+      /^jetstream \{ store_dir: "\/data" \}$/m,
+      'JetStream on, in the volume',
+    );
     assert.match(services.postgres?.image ?? '', /^postgres:/);
     assert.deepEqual(services.eventstoredb?.profiles, ['eventstore']);
     for (const [name, s] of Object.entries(services))
       if (name !== 'eventstoredb') assert.equal(s.profiles, undefined, `${name} runs without a profile`);
+  });
+
+  it('gives each Switchyard container the NATS passwords of its own roles only, and NATS all of them, from .env', () => {
+    assert.equal(
+      readFileSync(path.join(root, COMPOSE_NATS_CONFIG), 'utf8'),
+      composeNatsConfig(),
+      `${COMPOSE_NATS_CONFIG} is what composeNatsConfig() writes: regenerate it after a change of the roles' subjects`,
+    );
+    const natsEnv = envOf(rawCompose.services.nats!);
+    for (const user of natsRoleUsers) {
+      const variable = natsPasswordEnv(user);
+      assert.match(
+        natsEnv[variable] ?? '',
+        new RegExp(`^\\$\\{${variable}:\\?`),
+        `nats: ${variable} from .env, required`,
+      );
+      assert.throws(
+        () => deepInterpolate(rawCompose, { ...vars, [variable]: '' }),
+        new RegExp(`compose needs ${variable}`),
+      );
+    }
+    for (const [name, s] of appServices) {
+      const env = envOf(s);
+      const { users, perRole } = natsIdentity(parseRoleSelection([], env).roles, {
+        ...Object.fromEntries(natsRoleUsers.map((u) => [u, env[natsPasswordEnv(u)]]).filter(([, v]) => v)),
+      });
+      const given = Object.keys(env).filter((k) => k.startsWith('NATS_PASSWORD_'));
+      assert.deepEqual(
+        given.sort(),
+        users.map(natsPasswordEnv).sort(),
+        `${name}: the passwords of its roles, no other`,
+      );
+      assert.equal(perRole || users.length === 0, true, `${name} connects as its roles' users`);
+      assert.equal(env.NATS_TOKEN, undefined, `${name} holds no all-subjects token`);
+    }
   });
 });
 

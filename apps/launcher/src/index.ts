@@ -11,3 +11,5 @@ export {
 } from './roles.js';
 export { plannedListeners, mcpServerPort, agentPortsFromEnv, type Listener } from './ports.js';
 export { judgeHealth, readHealthFile, healthFileSchema, type HealthFile, type HealthVerdict } from './health-file.js';
+export { composeNatsConfig, COMPOSE_NATS_CONFIG } from './nats-users.js';
+export { natsIdentity } from './roles.js';

@@ -1,12 +1,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import {
   EVENTS_STREAM,
   MCP_CALLS_BUCKET,
+  natsPasswordEnv,
   natsRoleUsers,
   progressSubjectSchema,
   taskExecuteInput,
@@ -20,9 +23,18 @@ import {
   addService,
   type NatsConnection,
 } from '@switchyard/messaging';
-import { createLogger, freePort, natsRolePasswordFile, parseConfig, probeNatsAuth } from '@switchyard/platform';
+import {
+  createLogger,
+  findNatsServer,
+  freePort,
+  natsRolePasswordFile,
+  parseConfig,
+  probeNatsAuth,
+  waitForPort,
+} from '@switchyard/platform';
 import { z } from 'zod';
 import { startInfrastructure, type Infrastructure } from './infra.js';
+import { COMPOSE_NATS_CONFIG } from './nats-users.js';
 import { Supervisor } from './supervisor.js';
 
 const logger = createLogger('nats-users-int', 'silent');
@@ -246,6 +258,64 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
       await closeNats(own);
     } finally {
       await Promise.all(services.map((svc) => svc.stop()));
+    }
+  });
+});
+
+/**
+ * The Docker Compose setup's nats-server config, as committed, run by the real nats-server (its
+ * port, monitoring port and store dir moved to free ones): it parses, takes each role's password
+ * from the environment, and applies the roles' subjects.
+ */
+describe('the Docker Compose nats-server config', () => {
+  it('runs, and lets each role in with its password from the environment and its subjects only', async () => {
+    const scratch = mkdtempSync(path.resolve('.tmp', 'nats-compose-'));
+    const port = await freePort();
+    const passwords = Object.fromEntries(natsRoleUsers.map((u) => [u, randomBytes(24).toString('hex')])) as Record<
+      NatsRoleUser,
+      string
+    >;
+    const env = Object.fromEntries(natsRoleUsers.map((u) => [natsPasswordEnv(u), passwords[u]]));
+    const root = path.resolve(import.meta.dirname, '..', '..', '..');
+    // The file as committed, its JetStream store moved from the container's /data to a scratch dir.
+    const committed = readFileSync(path.join(root, COMPOSE_NATS_CONFIG), 'utf8');
+    assert.equal(committed.split('store_dir: "/data"').length, 2, 'one store dir, /data');
+    const config = path.join(scratch, 'nats-server.conf');
+    writeFileSync(config, committed.replace('store_dir: "/data"', `store_dir: ${JSON.stringify(scratch)}`));
+    const server = spawn(findNatsServer()!, ['-c', config, '-p', String(port), '-m', String(await freePort())], {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: 'ignore',
+    });
+    const connections: NatsConnection[] = [];
+    try {
+      await waitForPort(port, 15_000);
+      const url = `nats://127.0.0.1:${port}`;
+      for (const user of natsRoleUsers) {
+        assert.equal(await probeNatsAuth(port, { user, pass: passwords[user] }), 'accepted', user);
+        assert.equal(await probeNatsAuth(port, { user, pass: passwords.gateway + 'x' }), 'refused', user);
+      }
+      const as = async (user: NatsRoleUser) => {
+        const c = await connectNats({ url, name: `compose-${user}`, logger, user: { user, pass: passwords[user] } });
+        connections.push(c);
+        return c;
+      };
+      const [connectors, gateway, agents] = [await as('connectors'), await as('gateway'), await as('agents')];
+      const sub = connectors.subscribe('switchyard.svc.mcp.v1.database.call_tool', {
+        callback: (_e, m) => void m.respond('{"ok":true}'),
+      });
+      await connectors.flush();
+      assert.equal(
+        (await gateway.request('switchyard.svc.mcp.v1.database.call_tool', '{}', { timeout: 2_000 })).json<{
+          ok: boolean;
+        }>().ok,
+        true,
+      );
+      await assert.rejects(agents.request('switchyard.svc.mcp.v1.database.call_tool', '{}', { timeout: 1_000 }));
+      sub.unsubscribe();
+    } finally {
+      await Promise.all(connections.map((c) => closeNats(c)));
+      server.kill('SIGTERM');
+      rmSync(scratch, { recursive: true, force: true });
     }
   });
 });
