@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { natsPasswordEnv, natsRolePermissions, natsRoleUsers } from '@switchyard/contracts';
 import {
   ConfigError,
   createPgClient,
@@ -113,17 +114,32 @@ const checks: Check[] = [
         }
       }
       // The token the launcher uses: NATS_TOKEN, else the embedded server's file (never printed).
-      const token = c.NATS_TOKEN ?? (c.NATS_URL ? undefined : readEmbeddedNatsToken(path.resolve(c.DATA_DIR, 'nats')));
+      // A process of some roles given their users' passwords and no token checks as one of them,
+      // preferring a role that may ask JetStream (the relay, the connectors).
+      const roleUser = c.NATS_TOKEN
+        ? undefined
+        : (['relay', 'connectors', ...natsRoleUsers] as const)
+            .map((user) => ({ user, pass: c[natsPasswordEnv(user) as keyof Config] as string | undefined }))
+            .find((u) => u.pass);
+      const token = roleUser
+        ? undefined
+        : (c.NATS_TOKEN ?? (c.NATS_URL ? undefined : readEmbeddedNatsToken(path.resolve(c.DATA_DIR, 'nats'))));
       try {
         const nc = await connect({
           servers: url.split(',').map((u) => u.trim()),
           timeout: 3000,
           reconnect: false,
           ...(token ? natsTokenCredentials(token) : {}),
+          ...(roleUser ? { user: roleUser.user, pass: roleUser.pass!, inboxPrefix: `_INBOX.${roleUser.user}` } : {}),
         });
         try {
           const rtt = await nc.rtt();
           let js = 'JetStream on';
+          if (roleUser && !natsRolePermissions(roleUser.user).publish.includes('$JS.API.INFO'))
+            return {
+              status: 'ok',
+              detail: `${url} rtt ${rtt} ms as the ${roleUser.user} user (JetStream not asked: not its subjects)`,
+            };
           try {
             await withTimeout(
               jetstreamManager(nc).then((m) => m.getAccountInfo()),
@@ -146,10 +162,12 @@ const checks: Check[] = [
         if ((err as Error).name === 'AuthorizationError') {
           return {
             status: 'fail',
-            detail: `${url} refused ${token ? 'the token' : 'a client without a token'}: ${(err as Error).message}`,
-            fix: c.NATS_URL
-              ? 'set NATS_TOKEN to the token that NATS server asks for'
-              : "the server on EMBEDDED_NATS_PORT does not take DATA_DIR/nats/token (or NATS_TOKEN): is it another data dir's?",
+            detail: `${url} refused ${roleUser ? `the ${roleUser.user} user's password` : token ? 'the token' : 'a client without a token'}: ${(err as Error).message}`,
+            fix: roleUser
+              ? `check ${natsPasswordEnv(roleUser.user)} against the server's ${roleUser.user} user`
+              : c.NATS_URL
+                ? 'set NATS_TOKEN to the token that NATS server asks for'
+                : "the server on EMBEDDED_NATS_PORT does not take DATA_DIR/nats/token (or NATS_TOKEN): is it another data dir's?",
           };
         }
         return {
