@@ -91,8 +91,10 @@ const rawCompose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'ut
 const vars = readEnvFile(path.join(root, '.env.example'));
 const compose = deepInterpolate(rawCompose, vars);
 const services = compose.services;
-/** The services that run the Switchyard image (everything but nats, postgres, eventstoredb). */
-const appServices = Object.entries(services).filter(([, s]) => s.image === rawCompose.services.gateway?.image);
+/** The services that run the Switchyard image as the launcher (everything but nats, postgres, eventstoredb and the one-shot nats-setup). */
+const appServices = Object.entries(services).filter(
+  ([, s]) => s.image === rawCompose.services.gateway?.image && (s as { restart?: string }).restart !== 'no',
+);
 
 /**
  * The GitHub MCP server on 5003 is added to the launcher's servers by a change not in this
@@ -232,6 +234,7 @@ describe('docker-compose.yml', () => {
 
   it('gives every service a healthcheck, and every Switchyard service the shared tokens from .env', () => {
     for (const [name, s] of Object.entries(services)) {
+      if (name === 'nats-setup') continue; // one-shot: it exits once the streams are made
       assert.ok(s.healthcheck?.test && !s.healthcheck.disable, `${name} has a healthcheck`);
     }
     for (const [name, s] of appServices) {
@@ -290,7 +293,24 @@ describe('docker-compose.yml', () => {
         new RegExp(`compose needs ${variable}`),
       );
     }
+    // The streams are made once, before any role starts, by the one user that may.
+    const setup = services['nats-setup'] as Service & { restart?: string; depends_on?: Record<string, unknown> };
+    assert.deepEqual(setup.command, ['node', 'apps/launcher/dist/nats-setup.js']);
+    assert.equal(setup.restart, 'no');
+    assert.match(envOf(rawCompose.services['nats-setup']!).NATS_PASSWORD_SETUP ?? '', /^\$\{NATS_PASSWORD_SETUP:\?/);
+    assert.deepEqual(
+      Object.keys(envOf(setup))
+        .filter((k) => k.startsWith('NATS_'))
+        .sort(),
+      ['NATS_PASSWORD_SETUP', 'NATS_URL'],
+    );
+    assert.match(natsEnv.NATS_PASSWORD_SETUP ?? '', /^\$\{NATS_PASSWORD_SETUP:\?/);
     for (const [name, s] of appServices) {
+      assert.deepEqual(
+        (s as { depends_on?: Record<string, { condition?: string }> }).depends_on?.['nats-setup'],
+        { condition: 'service_completed_successfully' },
+        `${name} starts once the streams are made`,
+      );
       const env = envOf(s);
       const { users, perRole } = natsIdentity(parseRoleSelection([], env).roles, {
         ...Object.fromEntries(natsRoleUsers.map((u) => [u, env[natsPasswordEnv(u)]]).filter(([, v]) => v)),

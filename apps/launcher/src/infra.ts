@@ -6,6 +6,7 @@ import {
   natsRoleUsers,
   type NatsRoleUser,
 } from '@switchyard/contracts';
+import { closeNats, connectNats } from '@switchyard/messaging';
 import { redactUrl } from './banner.js';
 import {
   embeddedNatsEventsPassword,
@@ -19,6 +20,7 @@ import {
   type Config,
   type Logger,
 } from '@switchyard/platform';
+import { setUpNatsStreams } from './nats-streams.js';
 import type { Supervisor } from './supervisor.js';
 
 export interface Infrastructure {
@@ -133,6 +135,16 @@ export async function startInfrastructure(
           roles: roleAccounts,
         });
         url = server.url;
+        // The roles' own users may not make the streams they use: this process, holding the token, does.
+        const nc = await connectNats({ url: server.url, name: 'switchyard-nats-setup', logger, token });
+        try {
+          await setUpNatsStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, logger });
+        } catch (err) {
+          await server.stop();
+          throw err;
+        } finally {
+          await closeNats(nc, { logger });
+        }
         nats = `${server.kind} on 127.0.0.1:${config.EMBEDDED_NATS_PORT}`;
         natsWhere = `${nats}, JetStream store in ${storeDir}, token ${config.NATS_TOKEN ? 'from NATS_TOKEN' : `in ${path.join(storeDir, NATS_TOKEN_FILE)}`}, events reader's password in ${path.join(storeDir, NATS_EVENTS_PASSWORD_FILE)}`;
         logger.info({ pid: server.pid, kind: server.kind }, 'embedded nats-server running');

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -143,6 +143,18 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
       assert.equal(await asks(nc.agents, 'switchyard.svc.tasks.v1.execute'), false);
       assert.equal(await asks(nc.connectors, 'switchyard.svc.tasks.v1.execute'), false);
       tasks.stop();
+      // Registering an external agent (its URL gets tasks) is the gateway's; the engine runs steps only.
+      const register = await serve(nc.dispatcher, 'switchyard.svc.tasks.v1.register_agent');
+      assert.equal(await asks(nc.gateway, 'switchyard.svc.tasks.v1.register_agent'), true);
+      assert.equal(await asks(nc.workflows, 'switchyard.svc.tasks.v1.register_agent'), false);
+      assert.equal(register.seen.n, 1);
+      register.stop();
+      // Only agents say a task started.
+      const heard = nc.dispatcher.subscribe('switchyard.svc.tasks.v1.started.t2', { max: 1 });
+      await nc.dispatcher.flush();
+      nc.gateway.publish('switchyard.svc.tasks.v1.started.t2', '{"task_id":"forged"}');
+      nc.agents.publish('switchyard.svc.tasks.v1.started.t2', '{"task_id":"t2"}');
+      for await (const m of heard) assert.equal(m.json<{ task_id: string }>().task_id, 't2');
     } finally {
       agent.stop();
     }
@@ -198,20 +210,41 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
     );
   });
 
-  it("JetStream: the connectors' call bucket is theirs, the events stream the relay's", async () => {
-    const kv = await new Kvm(nc.connectors).create(MCP_CALLS_BUCKET, { ttl: 60_000, history: 1 });
+  it("JetStream: the connectors' call bucket is theirs, the events stream the relay's; no role may make or change a stream", async () => {
+    // Made by the process holding the token before any role starts (setUpNatsStreams).
+    const kv = await new Kvm(nc.connectors).create(MCP_CALLS_BUCKET, { ttl: 600_000, history: 1 });
     await kv.put('k1', '{"state":"done"}');
     assert.equal((await kv.get('k1'))?.string(), '{"state":"done"}');
     await assert.rejects(new Kvm(nc.gateway).open(MCP_CALLS_BUCKET).then((b) => b.get('k1')));
-
-    const jsm = await jetstreamManager(nc.relay);
-    await jsm.streams.add({ name: EVENTS_STREAM, subjects: ['switchyard.events.>'] });
     const ack = await jetstream(nc.relay).publish('switchyard.events.task.TaskCompleted', '{}', { msgID: 'e1' });
     assert.equal(ack.stream, EVENTS_STREAM);
     assert.equal(await asks(nc.relay, 'switchyard.svc.tasks.v1.execute'), false);
     // Only the relay writes events.
     await assert.rejects(
       jetstream(nc.gateway).publish('switchyard.events.task.TaskCompleted', '{}', { timeout: 1_000 }),
+    );
+    // A stream's config runs with the account's rights: a relay that could widen its stream to
+    // another role's inbox would read its answers; one that could republish would call a tool.
+    const jsm = await jetstreamManager(nc.relay);
+    await assert.rejects(
+      jsm.streams.update(EVENTS_STREAM, { subjects: ['switchyard.events.>', '_INBOX.gateway.>'] }),
+      /permission/i,
+    );
+    await assert.rejects(
+      jsm.streams.add({
+        name: 'REPUBLISH',
+        subjects: ['switchyard.events.x.>'],
+        republish: { src: '>', dest: 'switchyard.svc.mcp.v1.database_writer.call_tool' },
+      }),
+      /permission/i,
+    );
+    const kvm = await jetstreamManager(nc.connectors);
+    await assert.rejects(kvm.streams.update(`KV_${MCP_CALLS_BUCKET}`, { max_msgs_per_subject: 5 }), /permission/i);
+    await assert.rejects(new Kvm(nc.connectors).create('ANOTHER_BUCKET'), /permission/i);
+    // Nor a consumer (its delivery subject, too, would run with the account's rights).
+    await assert.rejects(
+      kvm.consumers.add(`KV_${MCP_CALLS_BUCKET}`, { deliver_subject: 'switchyard.svc.mcp.v1.database.call_tool' }),
+      /permission/i,
     );
   });
 
@@ -271,11 +304,15 @@ describe('the Docker Compose nats-server config', () => {
   it('runs, and lets each role in with its password from the environment and its subjects only', async () => {
     const scratch = mkdtempSync(path.resolve('.tmp', 'nats-compose-'));
     const port = await freePort();
-    const passwords = Object.fromEntries(natsRoleUsers.map((u) => [u, randomBytes(24).toString('hex')])) as Record<
-      NatsRoleUser,
-      string
-    >;
-    const env = Object.fromEntries(natsRoleUsers.map((u) => [natsPasswordEnv(u), passwords[u]]));
+    // As .env.example says to make them: a letter first (nats-server reads them unquoted).
+    const passwords = Object.fromEntries(
+      natsRoleUsers.map((u) => [u, `p${randomBytes(24).toString('hex')}`]),
+    ) as Record<NatsRoleUser, string>;
+    const setupPassword = `p${randomBytes(24).toString('hex')}`;
+    const env = {
+      ...Object.fromEntries(natsRoleUsers.map((u) => [natsPasswordEnv(u), passwords[u]])),
+      NATS_PASSWORD_SETUP: setupPassword,
+    };
     const root = path.resolve(import.meta.dirname, '..', '..', '..');
     // The file as committed, its JetStream store moved from the container's /data to a scratch dir.
     const committed = readFileSync(path.join(root, COMPOSE_NATS_CONFIG), 'utf8');
@@ -299,7 +336,18 @@ describe('the Docker Compose nats-server config', () => {
         connections.push(c);
         return c;
       };
+      // The one-shot nats-setup container's work: the streams, made as the setup user.
+      const setup = spawnSync(process.execPath, [path.join(root, 'apps/launcher/dist/nats-setup.js')], {
+        env: { PATH: process.env.PATH, NATS_URL: url, NATS_PASSWORD_SETUP: setupPassword, LOG_LEVEL: 'warn' },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      assert.equal(setup.status, 0, setup.stderr + setup.stdout);
+      const relay = await as('relay');
+      const ack = await jetstream(relay).publish('switchyard.events.task.TaskCompleted', '{}', { msgID: 'c1' });
+      assert.equal(ack.stream, EVENTS_STREAM);
       const [connectors, gateway, agents] = [await as('connectors'), await as('gateway'), await as('agents')];
+      await (await new Kvm(connectors).create(MCP_CALLS_BUCKET, { ttl: 600_000, history: 1 })).put('k', '1');
       const sub = connectors.subscribe('switchyard.svc.mcp.v1.database.call_tool', {
         callback: (_e, m) => void m.respond('{"ok":true}'),
       });

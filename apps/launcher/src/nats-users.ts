@@ -1,11 +1,17 @@
-import { natsPasswordEnv, natsRoleUserEntries } from '@switchyard/contracts';
+import {
+  NATS_SETUP_PASSWORD_ENV,
+  natsPasswordEnv,
+  natsRoleUserEntries,
+  natsSetupUserEntry,
+} from '@switchyard/contracts';
 
 /** Where the Docker Compose setup keeps its nats-server config, from the repository root. */
 export const COMPOSE_NATS_CONFIG = 'deploy/nats/nats-server.conf';
 
 /**
  * The nats-server config of the Docker Compose setup: JetStream in /data, monitoring on 8222 for
- * the healthcheck, and a user per role with that role's subjects (natsRolePermissions), each
+ * the healthcheck, a user per role with that role's subjects (natsRolePermissions) and the setup
+ * user that makes the JetStream streams (the one-shot nats-setup container), each
  * password read by nats-server from its environment (`$NATS_PASSWORD_GATEWAY`, ...), which
  * compose fills from .env. The same text is committed at COMPOSE_NATS_CONFIG (a spec keeps the
  * two equal), so a change of a role's subjects changes the file with it.
@@ -21,6 +27,7 @@ export function composeNatsConfig(): string {
     'authorization {',
     '  users = [',
     ...natsRoleUserEntries((user) => `$${natsPasswordEnv(user)}`).map((e) => `    ${e}`),
+    `    ${natsSetupUserEntry(`$${NATS_SETUP_PASSWORD_ENV}`)}`,
     '  ]',
     '}',
     '',

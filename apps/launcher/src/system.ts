@@ -47,6 +47,7 @@ import { agentPortsFromEnv, mcpServerPort } from './ports.js';
 import { DATABASE_WRITER, natsIdentity, ROLES, runsMcpServer, type Role, type RoleSelection } from './roles.js';
 import { startInfrastructure } from './infra.js';
 import { migrateAsOwner } from './migrations.js';
+import { RELAY_DUPLICATE_WINDOW_MS } from './nats-streams.js';
 import { replicaLogin } from './replica.js';
 import { Supervisor, type SupervisedHandle } from './supervisor.js';
 
@@ -244,7 +245,7 @@ export async function startSystem(
             RELAY_SUBJECT_PREFIX: 'switchyard.events',
             RELAY_CHECKPOINT_EVERY: 100,
             RELAY_CHECKPOINT_INTERVAL_MS: 1000,
-            RELAY_DUPLICATE_WINDOW_MS: 600_000,
+            RELAY_DUPLICATE_WINDOW_MS,
             RELAY_RESUME_FROM_STREAM: true,
             NATS_STREAM_REPLICAS: config.NATS_STREAM_REPLICAS,
           },

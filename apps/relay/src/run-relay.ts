@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { EVENTS_STREAM, EVENTS_SUBJECT_PREFIX } from '@switchyard/contracts';
 import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { closeNats, connectNats, ensureEventsStream } from '@switchyard/messaging';
-import { natsUrlsSchema, parseConfig, type Logger } from '@switchyard/platform';
+import { NATS_PASSWORD_PATTERN, natsUrlsSchema, parseConfig, type Logger } from '@switchyard/platform';
 import { EventRelay } from './event-relay.js';
 import { PgRelayCheckpointStore } from './checkpoint-store.js';
 
@@ -17,7 +17,10 @@ export const relayConfigSchema = z.object({
   NATS_URL: natsUrlsSchema,
   NATS_TOKEN: z.string().min(1).optional(),
   /** Connect as the `relay` user with this password (events and their stream only) instead of with the token. */
-  NATS_PASSWORD_RELAY: z.string().min(1).optional(),
+  NATS_PASSWORD_RELAY: z
+    .string()
+    .regex(NATS_PASSWORD_PATTERN, 'must start with a letter, then letters, digits, - or _ (16 or more)')
+    .optional(),
   /** Replicas of the JetStream stream (3 on a 3-node cluster). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   RELAY_NAME: z.string().min(1).default('events'),
@@ -80,6 +83,8 @@ export async function runRelay(
     duplicateWindowMs: config.RELAY_DUPLICATE_WINDOW_MS,
     replicas: config.NATS_STREAM_REPLICAS,
     logger,
+    // The relay's own user may not create or change the stream (its config would run with the account's rights).
+    manage: !config.NATS_PASSWORD_RELAY,
   });
   const relay = new EventRelay({
     store: es,

@@ -46,14 +46,19 @@ export const natsInboxPrefix = (user: NatsRoleUser): string => `_INBOX.${user}`;
 const ANY_INBOX = '_INBOX.>';
 const DISCOVERY = '$SRV.>';
 const MCP = `${MCP_SUBJECT_PREFIX}.>`;
+const tasks = (...endpoints: string[]): string[] => endpoints.map((e) => serviceSubject(TASKS_SERVICE, e));
 const TASKS = serviceWildcard(TASKS_SERVICE);
 const AGENTS = serviceWildcard('agent');
-/** JetStream API subjects of one stream: what a client that creates, reads and appends to it asks. */
-const streamApi = (stream: string): string[] => [
+/**
+ * JetStream API subjects of one stream for a client that reads and appends to it, and may not
+ * create or change it: a user allowed `STREAM.CREATE` or `STREAM.UPDATE` sets the stream's config,
+ * which JetStream then applies with the whole account's rights (a stream that also captures
+ * another role's inbox, or republishes onto a tool's subject). The streams are made by
+ * natsStreamSetup's user (or a process holding the token) before the roles start.
+ */
+const streamUse = (stream: string): string[] => [
   '$JS.API.INFO',
   `$JS.API.STREAM.INFO.${stream}`,
-  `$JS.API.STREAM.CREATE.${stream}`,
-  `$JS.API.STREAM.UPDATE.${stream}`,
   `$JS.API.STREAM.MSG.GET.${stream}`,
   `$JS.API.DIRECT.GET.${stream}`,
   `$JS.API.DIRECT.GET.${stream}.>`,
@@ -61,19 +66,44 @@ const streamApi = (stream: string): string[] => [
 
 /** What each role's user may do besides subscribing to its own inboxes. */
 const rolePermissions: Record<NatsRoleUser, NatsPermissions> = {
-  // The front door: it calls the MCP connectors, the tasks service (delegations) and the monitor.
-  gateway: { publish: [MCP, TASKS, serviceWildcard(MONITOR_SERVICE_NAME)], subscribe: [] },
+  // The front door: the MCP connectors, the tasks service (delegations, external agents) and the monitor.
+  gateway: {
+    publish: [
+      MCP,
+      ...tasks(
+        'execute',
+        'submit',
+        'get',
+        'cancel',
+        'agents',
+        'agent',
+        'capabilities',
+        'performance',
+        'register_agent',
+        'unregister_agent',
+      ),
+      serviceWildcard(MONITOR_SERVICE_NAME),
+    ],
+    subscribe: [],
+  },
   // Serves the MCP servers' endpoints; shares keyed calls through a KV bucket; tells callers of progress.
   connectors: {
-    publish: [ANY_INBOX, ...streamApi(`KV_${MCP_CALLS_BUCKET}`), `$KV.${MCP_CALLS_BUCKET}.>`],
+    publish: [ANY_INBOX, ...streamUse(`KV_${MCP_CALLS_BUCKET}`), `$KV.${MCP_CALLS_BUCKET}.>`],
     subscribe: [MCP, DISCOVERY],
   },
   // Serves the agents' endpoints; tells the dispatcher a task started (the subject it names).
   agents: { publish: [ANY_INBOX, `${serviceSubject(TASKS_SERVICE, 'started')}.*`], subscribe: [AGENTS, DISCOVERY] },
   // Serves the tasks service; discovers agent instances and sends them tasks.
   dispatcher: { publish: [AGENTS, DISCOVERY, ANY_INBOX], subscribe: [TASKS, DISCOVERY] },
-  // Sends steps to the MCP connectors and tasks to the dispatcher.
-  workflows: { publish: [MCP, TASKS], subscribe: [] },
+  // Sends steps to the MCP connectors (and their cancels) and tasks to the dispatcher (and theirs).
+  workflows: {
+    publish: [
+      `${MCP_SUBJECT_PREFIX}.*.call_tool`,
+      `${MCP_SUBJECT_PREFIX}.*.cancel_call`,
+      ...tasks('execute', 'cancel'),
+    ],
+    subscribe: [],
+  },
   // Serves health reports; discovers and pings services; probes the MCP servers; publishes alerts.
   monitor: {
     publish: [
@@ -86,7 +116,23 @@ const rolePermissions: Record<NatsRoleUser, NatsPermissions> = {
     subscribe: [serviceWildcard(MONITOR_SERVICE_NAME), DISCOVERY],
   },
   // Appends the events to their JetStream stream, nothing else.
-  relay: { publish: [EVENTS_SUBJECT_WILDCARD, ...streamApi(EVENTS_STREAM)], subscribe: [] },
+  relay: { publish: [EVENTS_SUBJECT_WILDCARD, ...streamUse(EVENTS_STREAM)], subscribe: [] },
+};
+
+/** The user that makes the JetStream streams the roles use (the events stream, the call bucket), and nothing else. */
+export const NATS_SETUP_USER = 'setup';
+/** Its password's environment variable (the Docker Compose setup's one-shot `nats-setup` container). */
+export const NATS_SETUP_PASSWORD_ENV = 'NATS_PASSWORD_SETUP';
+export const natsSetupPermissions: NatsPermissions = {
+  publish: [
+    '$JS.API.INFO',
+    ...[EVENTS_STREAM, `KV_${MCP_CALLS_BUCKET}`].flatMap((stream) => [
+      `$JS.API.STREAM.INFO.${stream}`,
+      `$JS.API.STREAM.CREATE.${stream}`,
+      `$JS.API.STREAM.UPDATE.${stream}`,
+    ]),
+  ],
+  subscribe: [`_INBOX.${NATS_SETUP_USER}.>`],
 };
 
 /** A role user's permissions as the server takes them: its own inboxes added to what it may subscribe. */
@@ -106,3 +152,7 @@ export const natsPasswordEnv = (user: NatsRoleUser): string => `NATS_PASSWORD_${
 export function natsRoleUserEntries(password: (user: NatsRoleUser) => string): string[] {
   return natsRoleUsers.map((user) => natsRoleUserEntry({ user, ...natsRolePermissions(user) }, password(user)));
 }
+
+/** The setup user as a nats-server `users` entry (see natsRoleUserEntries for `password`). */
+export const natsSetupUserEntry = (password: string): string =>
+  natsRoleUserEntry({ user: NATS_SETUP_USER, ...natsSetupPermissions }, password);

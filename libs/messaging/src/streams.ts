@@ -9,7 +9,7 @@ import {
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
 import { EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
-import type { Logger } from '@switchyard/platform';
+import { AppError, type Logger } from '@switchyard/platform';
 
 export interface EventsStreamOptions {
   /** Stream name; default SWITCHYARD_EVENTS. Tests use their own to stay isolated. */
@@ -27,6 +27,12 @@ export interface EventsStreamOptions {
   /** Copies of the stream in a JetStream cluster (NATS_STREAM_REPLICAS; 3 on a 3-node cluster). Default 1. */
   readonly replicas?: number;
   readonly logger?: Logger;
+  /**
+   * Whether this client may create or change the stream (default true). A role's own NATS user
+   * may not (see natsRolePermissions): it uses the stream as it is, and a missing one is an
+   * `unavailable` error saying who makes it.
+   */
+  readonly manage?: boolean;
 }
 
 /**
@@ -54,6 +60,12 @@ export async function ensureEventsStream(jsm: JetStreamManager, opts: EventsStre
   } catch (err) {
     if (!(err instanceof JetStreamApiError && err.code === 10059)) throw err; // 10059: stream not found
   }
+  if (!existing && opts.manage === false)
+    throw new AppError(
+      'unavailable',
+      `the JetStream stream ${name} does not exist, and this NATS user may not create it: the process that holds the NATS token makes it at its start (the Docker Compose setup: the nats-setup container)`,
+      { stream: name },
+    );
   if (!existing) {
     const info = await jsm.streams.add(wanted);
     opts.logger?.info(
@@ -70,6 +82,13 @@ export async function ensureEventsStream(jsm: JetStreamManager, opts: EventsStre
     c.max_bytes === wanted.max_bytes &&
     c.num_replicas === wanted.num_replicas;
   if (same) return existing;
+  if (opts.manage === false) {
+    opts.logger?.warn(
+      { stream: name, subjects: c.subjects, replicas: c.num_replicas },
+      'the JetStream stream differs from this configuration, and this NATS user may not change it: using it as it is',
+    );
+    return existing;
+  }
   // Storage type and retention cannot be changed in place; only update the mutable limits.
   const { storage: _s, retention: _r, ...mutable } = wanted;
   const info = await jsm.streams.update(name, mutable);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NATS_PASSWORD_PATTERN } from './infra/nats.js';
 
 const optionalUrl = z.string().url().optional();
 /** One NATS URL or a comma-separated list of a cluster's servers (`nats://a:4222,nats://b:4222`). */
@@ -23,6 +24,14 @@ const bool = z
  * Every environment variable the system reads, parsed once at start. A bad
  * value stops the start with a message naming the variable (ConfigError).
  */
+/** A role's NATS password: see NATS_PASSWORD_PATTERN. */
+const natsPassword = z
+  .string()
+  .regex(
+    NATS_PASSWORD_PATTERN,
+    'must start with a letter, then letters, digits, - or _, 16 or more (e.g. p$(openssl rand -hex 32)): nats-server reads it unquoted from its environment',
+  );
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -50,13 +59,13 @@ export const configSchema = z.object({
    * passwords, with only that role's subjects; the embedded nats-server's are generated once per
    * data dir into DATA_DIR/nats/<role>-password unless given here.
    */
-  NATS_PASSWORD_GATEWAY: z.string().min(1).optional(),
-  NATS_PASSWORD_CONNECTORS: z.string().min(1).optional(),
-  NATS_PASSWORD_AGENTS: z.string().min(1).optional(),
-  NATS_PASSWORD_DISPATCHER: z.string().min(1).optional(),
-  NATS_PASSWORD_WORKFLOWS: z.string().min(1).optional(),
-  NATS_PASSWORD_MONITOR: z.string().min(1).optional(),
-  NATS_PASSWORD_RELAY: z.string().min(1).optional(),
+  NATS_PASSWORD_GATEWAY: natsPassword.optional(),
+  NATS_PASSWORD_CONNECTORS: natsPassword.optional(),
+  NATS_PASSWORD_AGENTS: natsPassword.optional(),
+  NATS_PASSWORD_DISPATCHER: natsPassword.optional(),
+  NATS_PASSWORD_WORKFLOWS: natsPassword.optional(),
+  NATS_PASSWORD_MONITOR: natsPassword.optional(),
+  NATS_PASSWORD_RELAY: natsPassword.optional(),
   /** Replicas of the relay's JetStream stream: 3 on a 3-node cluster (at most the cluster's size). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   EVENTSTORE_URL: z

@@ -117,7 +117,13 @@ export class NatsKvCallCache implements SharedCallCache {
       }
       if (claim.kind === 'done') return claim.result;
       if (claim.kind === 'owner') return this.own(kv, k, claim.revision, execute);
-      const outcome = await this.join(kv, k, deadline);
+      let outcome: Awaited<ReturnType<NatsKvCallCache['join']>>;
+      try {
+        outcome = await this.join(kv, k, deadline);
+      } catch (err) {
+        this.warn(err, id, 'shared call cache failed while waiting for another process; running the call without it');
+        return execute();
+      }
       if (outcome.kind === 'done') return outcome.result;
       if (outcome.kind === 'failed') throw outcome.error;
       if (outcome.kind === 'timeout') {
@@ -236,7 +242,12 @@ export class NatsKvCallCache implements SharedCallCache {
     }
   }
 
-  /** Wait for the owner's outcome, watching the key; every lease period read it again in case the owner died. */
+  /**
+   * Wait for the owner's outcome by reading the key, every 10 ms at first and less often as the
+   * wait goes on (to a third of the lease): a read is one request a process's own NATS user may
+   * make, where a watch needs a JetStream consumer, which a role's user may not create (its
+   * delivery subject would run with the account's rights). An owner that died lets its lease run out.
+   */
   private async join(
     kv: KV,
     k: string,
@@ -247,37 +258,20 @@ export class NatsKvCallCache implements SharedCallCache {
     | { kind: 'free' }
     | { kind: 'timeout' }
   > {
-    const watch = await kv.watch({ key: k });
-    const it = watch[Symbol.asyncIterator]();
-    let pending: Promise<IteratorResult<KvEntry>> | undefined;
-    try {
-      for (;;) {
-        const left = deadline - Date.now();
-        if (left <= 0) return { kind: 'timeout' };
-        pending ??= it.next();
-        const next = await Promise.race([
-          pending,
-          sleep(Math.min(left, Math.max(100, Math.floor(this.leaseMs / 3)))).then(() => 'tick' as const),
-        ]);
-        let entry: KvEntry | null;
-        if (next === 'tick') entry = await kv.get(k);
-        else {
-          pending = undefined;
-          if (next.done) return { kind: 'free' };
-          entry = next.value;
-        }
-        const e = this.decode(entry);
-        if (!e) return { kind: 'free' };
-        if (e.state === 'done') return { kind: 'done', result: e.result as CallToolResult };
-        if (e.state === 'failed')
-          return {
-            kind: 'failed',
-            error: new AppError(e.error.code, e.error.message, e.error.details, e.error.retryable),
-          };
-        if (e.lease_until < Date.now()) return { kind: 'free' };
-      }
-    } finally {
-      watch.stop();
+    const longest = Math.max(100, Math.floor(this.leaseMs / 3));
+    for (let wait = 10; ; wait = Math.min(longest, Math.ceil(wait * 1.5))) {
+      const left = deadline - Date.now();
+      if (left <= 0) return { kind: 'timeout' };
+      await sleep(Math.min(left, wait));
+      const e = this.decode(await kv.get(k));
+      if (!e) return { kind: 'free' };
+      if (e.state === 'done') return { kind: 'done', result: e.result as CallToolResult };
+      if (e.state === 'failed')
+        return {
+          kind: 'failed',
+          error: new AppError(e.error.code, e.error.message, e.error.details, e.error.retryable),
+        };
+      if (e.lease_until < Date.now()) return { kind: 'free' };
     }
   }
 }

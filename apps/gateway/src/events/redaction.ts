@@ -51,43 +51,74 @@ export function redactUrl(value: unknown): unknown {
 /**
  * An error text with the values it quotes masked: `invalid input syntax for type integer:
  * "billing@example.com"` -> `... integer: "…"`. An upstream server's error quotes what it was
- * given or found (PostgreSQL quotes the offending value, and its details give `Key (email)=(...)`),
- * so a viewer reads which error it was, not the rows it names.
+ * given or found (PostgreSQL quotes the offending value, its details give `Key (email)=(...)`,
+ * and a check violation's lists the failing row), so a viewer reads which error it was, not the
+ * rows it names.
  */
 export function maskQuotedValues(text: string): string {
-  return text
-    .replace(/"(?:[^"\\]|\\.)*"/g, '"…"')
-    .replace(/(^|[\s(:=,[])'(?:[^'\\]|\\.)*'/g, "$1'…'")
-    .replace(/=\([^)]*\)/g, '=(…)');
+  return (
+    text
+      .replace(/"(?:[^"\\]|\\.)*"/g, '"…"')
+      .replace(/(^|[\s(:=,[])'(?:[^'\\]|\\.)*'/g, "$1'…'")
+      .replace(/=\([^)]*\)/g, '=(…)')
+      // A check or not-null violation's detail lists the whole row, unquoted.
+      .replace(/Failing row contains \(.*\)/g, 'Failing row contains (…)')
+  );
 }
 
-/** Keys whose value is an error: its text, or an object whose `message` is. */
-const ERROR_KEYS = new Set(['error', 'error_message', 'last_error', 'lastError', 'failure']);
+/**
+ * Keys whose value is an error or says why something failed: a text, an object (its message, its
+ * details), or a list of reasons. Every string under one is masked.
+ */
+const ERROR_KEYS = new Set([
+  'error',
+  'error_message',
+  'last_error',
+  'lastError',
+  'health_error',
+  'failure',
+  'reason',
+  'reasons',
+]);
+
+/** Every string in `v` masked (maskQuotedValues); the same value back when none changed. */
+function maskStrings(v: unknown, depth: number): unknown {
+  if (typeof v === 'string') {
+    const masked = maskQuotedValues(v);
+    return masked === v ? v : masked;
+  }
+  if (depth > 32 || v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) {
+    const items = v.map((x) => maskStrings(x, depth + 1));
+    return items.some((x, i) => x !== v[i]) ? items : v;
+  }
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto !== Object.prototype && proto !== null) return v;
+  let out: Record<string, unknown> | undefined;
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    const y = maskStrings(x, depth + 1);
+    if (y !== x) (out ??= { ...(v as Record<string, unknown>) })[k] = y;
+  }
+  return out ?? v;
+}
 
 /**
- * `v` with every error text in it masked (maskQuotedValues): strings under ERROR_KEYS, and the
- * `message` of an object under one. A copy where something changed; depth-bounded.
+ * `v` with every error text in it masked (maskQuotedValues): every string under one of ERROR_KEYS
+ * (an error's message and details, a server's health error, the reasons of a verdict), wherever
+ * it sits. The same object back where nothing changed (most answers have no error); depth-bounded.
  */
 export function maskErrorTexts<T>(v: T, depth = 0): T {
   if (depth > 32 || v === null || typeof v !== 'object') return v;
-  // Plain JSON only: a Buffer, a stream or a Date goes as it is.
-  const proto = Object.getPrototypeOf(v) as unknown;
   if (Array.isArray(v)) {
     const items = v.map((x) => maskErrorTexts(x, depth + 1));
     return items.some((x, i) => x !== v[i]) ? (items as T) : v;
   }
+  // Plain JSON only: a Buffer, a stream or a Date goes as it is.
+  const proto = Object.getPrototypeOf(v) as unknown;
   if (proto !== Object.prototype && proto !== null) return v;
   let out: Record<string, unknown> | undefined;
   for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-    let y: unknown;
-    if (ERROR_KEYS.has(k) && typeof x === 'string') y = maskQuotedValues(x);
-    else if (ERROR_KEYS.has(k) && x !== null && typeof x === 'object' && !Array.isArray(x)) {
-      const e = maskErrorTexts(x, depth + 1) as Record<string, unknown>;
-      const message = e['message'];
-      const masked = typeof message === 'string' ? maskQuotedValues(message) : message;
-      y = masked === message ? e : { ...e, message: masked };
-    } else y = maskErrorTexts(x, depth + 1);
-    // The same object back when nothing in it changed: most answers have no error at all.
+    const y = ERROR_KEYS.has(k) ? maskStrings(x, depth + 1) : maskErrorTexts(x, depth + 1);
     if (y !== x) (out ??= { ...(v as Record<string, unknown>) })[k] = y;
   }
   return (out as T | undefined) ?? v;

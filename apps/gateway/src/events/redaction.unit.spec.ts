@@ -181,6 +181,10 @@ describe('payload redaction for viewers', () => {
       'duplicate key value violates unique constraint "…": Key (email)=(…) already exists.',
     );
     assert.equal(maskQuotedValues("no such file 'secret plans.txt'"), "no such file '…'");
+    assert.equal(
+      maskQuotedValues('new row violates check constraint "c": Failing row contains (7, ann@example.com, 12).'),
+      'new row violates check constraint "…": Failing row contains (…).',
+    );
     assert.equal(maskQuotedValues('say "a \\"quoted\\" word" twice'), 'say "…" twice');
     // Apostrophes in words are not quotes.
     assert.equal(maskQuotedValues("the server's breaker is open"), "the server's breaker is open");
@@ -194,6 +198,9 @@ describe('payload redaction for viewers', () => {
       error_message: 'value "v"',
       lastError: 'at "p"',
       note: 'not an "error"',
+      mcp: { servers: [{ health_error: 'bad "h"' }] },
+      reasons: ['down since t: bad "r"', { severity: 'critical', message: 'x "y"' }],
+      failed: { error: { code: 'upstream', message: 'm', details: { cause: 'Failing row contains (a, "b")' } } },
     });
     assert.deepEqual(masked, {
       servers: [{ server: 'database', last_error: { code: 'upstream', message: 'bad "…"', at: 't' } }],
@@ -201,7 +208,12 @@ describe('payload redaction for viewers', () => {
       error_message: 'value "…"',
       lastError: 'at "…"',
       note: 'not an "error"',
+      mcp: { servers: [{ health_error: 'bad "…"' }] },
+      reasons: ['down since t: bad "…"', { severity: 'critical', message: 'x "…"' }],
+      failed: { error: { code: 'upstream', message: 'm', details: { cause: 'Failing row contains (…)' } } },
     });
+    const untouched = { servers: [{ server: 'db', last_error: null, tools: ['a'] }] };
+    assert.equal(maskErrorTexts(untouched), untouched, 'an answer without error texts comes back as it was');
     const buffer = Buffer.from('{"error":"x \\"y\\""}');
     assert.equal(maskErrorTexts(buffer), buffer, 'only plain JSON values are walked');
     const failed = redactEventPayloads(

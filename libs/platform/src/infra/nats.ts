@@ -120,10 +120,20 @@ export const natsRolePasswordFile = (user: string): string => `${user}-password`
  * `<storeDir>/<role>-password`, mode 0600): what a process running that role alone is given.
  */
 export function embeddedNatsRolePassword(storeDir: string, user: string): string {
-  return embeddedSecret(storeDir, natsRolePasswordFile(user));
+  // A letter first: the same password may go into a nats-server config as `$NATS_PASSWORD_<ROLE>`,
+  // which the server reads unquoted (see NATS_PASSWORD_PATTERN).
+  return embeddedSecret(storeDir, natsRolePasswordFile(user), 'p');
 }
 
-function embeddedSecret(storeDir: string, name: string): string {
+/**
+ * What a role user's password given in the environment must look like: a letter, then letters,
+ * digits, `-` or `_`, 16 or more in all. nats-server reads `$NATS_PASSWORD_<ROLE>` from its
+ * environment as an unquoted value: one like `1e5abc` is a number to it (and the server does not
+ * start), `#` or `;` cut it short.
+ */
+export const NATS_PASSWORD_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{15,}$/;
+
+function embeddedSecret(storeDir: string, name: string, prefix = ''): string {
   const dir = path.resolve(storeDir);
   privateDir(dir);
   const file = path.join(dir, name);
@@ -132,7 +142,7 @@ function embeddedSecret(storeDir: string, name: string): string {
     if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
     return existing;
   }
-  const token = randomBytes(32).toString('base64url');
+  const token = `${prefix}${randomBytes(32).toString('base64url')}`;
   try {
     // wx: two launchers starting at once on one data dir agree on the first one's token.
     writeFileSync(file, `${token}\n`, { flag: 'wx', mode: 0o600 });
@@ -168,11 +178,9 @@ function writePrivateFile(file: string, content: string): void {
  * A token nats-server's config parser takes verbatim inside double quotes: printable ASCII
  * without quote, backslash or space, and not `$2...` (the server would treat it as a bcrypt hash).
  */
-function checkToken(token: string): void {
+function checkToken(token: string, what = 'the embedded nats-server token (NATS_TOKEN or DATA_DIR/nats/token)'): void {
   if (!/^[\x21-\x7e]+$/.test(token) || /["\\]/.test(token) || token.startsWith('$2'))
-    throw new Error(
-      'the embedded nats-server token (NATS_TOKEN or DATA_DIR/nats/token) must be printable ASCII without spaces, quotes or backslashes, and not start with $2',
-    );
+    throw new Error(`${what} must be printable ASCII without spaces, quotes or backslashes, and not start with $2`);
 }
 
 /** Who may only follow the events: the `events` user's password and the subjects it may subscribe to. */
@@ -341,7 +349,7 @@ export async function startNatsServer(opts: {
     throw new Error("the roles' users need a token: a server without one asks for nothing");
   for (const r of roles) {
     if (!/^[a-z][a-z0-9_-]*$/.test(r.user)) throw new Error(`a NATS role user's name must be plain: ${r.user}`);
-    checkToken(r.password);
+    checkToken(r.password, `the ${r.user} user's password`);
     checkSubjects(r.publish, `the ${r.user} user's`, true);
     checkSubjects(r.subscribe, `the ${r.user} user's`, true);
   }

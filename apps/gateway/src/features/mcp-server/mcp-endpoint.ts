@@ -33,7 +33,12 @@ import {
 } from '../../tokens.js';
 import { toolRefusal } from '../mcp/writer-policy.js';
 import { currentCorrelationId } from '../../http/context.js';
-import { executionDetailForCaller, redactEventPayloads, redactsPayloadsFor } from '../../events/redaction.js';
+import {
+  executionDetailForCaller,
+  maskErrorTexts,
+  redactEventPayloads,
+  redactsPayloadsFor,
+} from '../../events/redaction.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
 import { ReadMcpTool } from '../mcp/queries/index.js';
 import { GetIntegrationStatus } from '../status/queries/index.js';
@@ -456,11 +461,14 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const json = (value: unknown) => ({
         contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(value, null, 2) }],
       });
+      // A viewer reads which error a server had, not the values it quotes (as every REST answer).
+      const forCaller = <T>(value: T): T =>
+        this.authEnabled && redactsPayloadsFor(callerOf(extra.authInfo).role) ? maskErrorTexts(value) : value;
       try {
-        if (uri === STATUS_URI) return json(await this.queries.execute(new GetIntegrationStatus()));
+        if (uri === STATUS_URI) return json(forCaller(await this.queries.execute(new GetIntegrationStatus())));
         if (uri === HEALTH_URI) {
           if (!this.monitor) throw new AppError('unavailable', 'the monitoring feature is not part of this gateway');
-          return json(await this.queries.execute(new GetHealthReport(`mcp-${newId()}`)));
+          return json(forCaller(await this.queries.execute(new GetHealthReport(`mcp-${newId()}`))));
         }
         const report = REPORT_URI.exec(uri);
         if (report) {

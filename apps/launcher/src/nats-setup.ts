@@ -1,0 +1,32 @@
+/**
+ * Make the JetStream streams the roles use, then exit: the Docker Compose setup's one-shot
+ * `nats-setup` container, whose NATS user (NATS_PASSWORD_SETUP) may do that and nothing else.
+ * Without NATS_PASSWORD_SETUP it connects with NATS_TOKEN (or no credentials).
+ *
+ *   NATS_URL=nats://nats:4222 NATS_PASSWORD_SETUP=... node apps/launcher/dist/nats-setup.js
+ */
+import { NATS_SETUP_USER } from '@switchyard/contracts';
+import { closeNats, connectNats } from '@switchyard/messaging';
+import { createLogger, parseConfig } from '@switchyard/platform';
+import { setUpNatsStreams } from './nats-streams.js';
+
+const logger = createLogger('nats-setup');
+try {
+  const config = parseConfig();
+  const password = process.env.NATS_PASSWORD_SETUP;
+  const nc = await connectNats({
+    url: config.NATS_URL ?? `nats://127.0.0.1:${config.EMBEDDED_NATS_PORT}`,
+    name: 'switchyard-nats-setup',
+    logger,
+    ...(password ? { user: { user: NATS_SETUP_USER, pass: password } } : { token: config.NATS_TOKEN }),
+  });
+  try {
+    await setUpNatsStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, logger });
+  } finally {
+    await closeNats(nc, { logger });
+  }
+  logger.info({}, 'JetStream streams ready');
+} catch (err) {
+  logger.fatal({ err }, 'setting up the JetStream streams failed');
+  process.exit(1);
+}
