@@ -69,6 +69,14 @@ const REPORT_URI = /^switchyard:\/\/reports\/([A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}
 const REPORTS_DIR = 'reports';
 const REPORTS_LISTED = 50;
 const MAX_SUBSCRIPTIONS_PER_SESSION = 100;
+/**
+ * The legacy SSE transport writes every answer to the session's one event stream. Past this many
+ * bytes waiting for its client, the session's messages are refused (429), and a stream that does
+ * not drain within SSE_STALL_MS is closed: a client that posts and never reads would otherwise
+ * grow the gateway's memory until the process dies (54 MB a minute for one viewer key).
+ */
+const SSE_MAX_PENDING_BYTES = 2 * 1024 * 1024;
+const SSE_STALL_MS = 10_000;
 
 /** The caller as the transport hands it to the handlers (`authInfo`, set from the request's API key). */
 export interface McpCaller extends Caller {
@@ -96,6 +104,8 @@ interface Session {
   lastSeen: number;
   readonly subscriptions: Map<string, () => void>;
   readonly stopCatalog: () => void;
+  /** The legacy transport's event stream (where its answers go). */
+  stream?: ServerResponse;
 }
 
 /** A request the controller hands over: the raw Node objects, the parsed body, the caller. */
@@ -262,8 +272,37 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     const transport = new SSEServerTransport(messagesPath, r.res);
     const server = this.buildServer({ virtual: r.virtual, transport: 'sse', sessionId: () => transport.sessionId });
     const session = this.register(transport.sessionId, 'sse', transport, server, r.virtual, r.caller);
+    session.stream = r.res;
     r.res.on('close', () => void this.closeSession(session, 'client went away'));
+    this.boundStream(session, r.res);
     await server.connect(transport);
+  }
+
+  /**
+   * Close the session when its event stream holds over SSE_MAX_PENDING_BYTES that do not drain
+   * within SSE_STALL_MS (every write is checked, the server's own notifications too). Destroyed,
+   * not ended: an end would wait behind the bytes the client does not read.
+   */
+  private boundStream(session: Session, res: ServerResponse): void {
+    const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+    let stall: NodeJS.Timeout | undefined;
+    res.write = ((...args: unknown[]) => {
+      const ok = write(...args);
+      if (!stall && res.writableLength > SSE_MAX_PENDING_BYTES) {
+        stall = setTimeout(() => {
+          const waiting = res.writableLength;
+          void this.closeSession(session, `its event stream was not read: ${waiting} bytes waited ${SSE_STALL_MS} ms`);
+          res.destroy();
+        }, SSE_STALL_MS);
+        stall.unref();
+        res.once('drain', () => {
+          clearTimeout(stall);
+          stall = undefined;
+        });
+      }
+      return ok;
+    }) as typeof res.write;
+    res.once('close', () => clearTimeout(stall));
   }
 
   /** `POST /mcp/messages?sessionId=`: one JSON-RPC message for an SSE session. */
@@ -273,6 +312,14 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       return jsonRpcError(r.res, 404, ErrorCode.ConnectionClosed, 'Session not found');
     if (s.keyId !== r.caller.keyId)
       return jsonRpcError(r.res, 403, ErrorCode.InvalidRequest, 'this session belongs to another API key');
+    const waiting = s.stream?.writableLength ?? 0;
+    if (waiting > SSE_MAX_PENDING_BYTES)
+      return jsonRpcError(
+        r.res,
+        429,
+        ErrorCode.InternalError,
+        `this session's event stream is not being read (${waiting} bytes wait for the client): read it before sending more`,
+      );
     s.lastSeen = Date.now();
     r.req.auth = authInfoOf(r.caller);
     await (s.transport as SSEServerTransport).handlePostMessage(r.req, r.res, r.req.body);

@@ -5,6 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -260,5 +261,92 @@ describe('MCP endpoint: names from an upstream server', () => {
     assert.throws(config('gh__ent'), /no \\"__\\" in the name/);
     assert.throws(config('gh_'), /no \\"__\\" in the name and no \\"_\\" at its end/);
     assert.doesNotThrow(config('database_writer'));
+  });
+});
+
+describe('MCP endpoint: a legacy SSE session whose client does not read its event stream', () => {
+  let g: SecuredGateway;
+  let connectors: RunningConnectors;
+
+  before(async () => {
+    g = await startSecuredGateway('mcp_sse_stall', {
+      modules: [McpServerFeatureModule.withOptions({ catalogRefreshMs: 500 })],
+      rateLimit: false,
+    });
+    const registry = [
+      parseServerConfig({
+        name: 'everything',
+        role: 'other',
+        transport: {
+          kind: 'stdio',
+          command: process.execPath,
+          args: [resolvePackageBin('@modelcontextprotocol/server-everything')],
+        },
+      }),
+    ];
+    connectors = await startConnectors({ nats: g.nats, registry, logger });
+  });
+
+  after(async () => {
+    await connectors?.stop();
+    await g?.close();
+  });
+
+  it('refuses its messages once 2 MiB wait for the client, and closes it when they do not drain', async () => {
+    const key = (await g.makeKey('operator')).key;
+    // Open the stream, read its first event (where to post), then stop reading.
+    const url = new URL(`${g.url}/mcp/sse`);
+    const { endpoint, stop } = await new Promise<{ endpoint: string; stop: () => void }>((resolve, reject) => {
+      const req = http.get(url, { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' } }, (res) => {
+        let text = '';
+        const onData = (d: Buffer) => {
+          text += d.toString();
+          const m = /event: endpoint\ndata: (\S+)/.exec(text);
+          if (!m) return;
+          res.off('data', onData);
+          res.pause();
+          resolve({ endpoint: m[1]!, stop: () => req.destroy() });
+        };
+        res.on('data', onData);
+      });
+      req.on('error', reject);
+    });
+    const post = (id: number, body: object) =>
+      fetch(new URL(endpoint, g.url), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id, ...body }),
+      });
+    try {
+      assert.equal(
+        (
+          await post(0, {
+            method: 'initialize',
+            params: { protocolVersion: '2024-11-05', capabilities: {}, clientInfo: { name: 'stall', version: '1' } },
+          })
+        ).status,
+        202,
+      );
+      // Each answer (~300 KB) goes to the unread stream: the kernel's buffers fill, then the gateway's.
+      const message = 'x'.repeat(300_000);
+      let refused: { at: number; body: string } | undefined;
+      for (let i = 1; i <= 300 && !refused; i++) {
+        const res = await post(i, {
+          method: 'tools/call',
+          params: { name: 'everything__echo', arguments: { message } },
+        });
+        if (res.status === 429) refused = { at: i, body: await res.text() };
+        else assert.equal(res.status, 202, await res.text());
+      }
+      assert.ok(refused, 'a session whose stream is not read stops taking messages');
+      assert.match(refused.body, /event stream is not being read/);
+      // Not drained within 10 s: the session is closed, and its memory with it.
+      await new Promise((r) => setTimeout(r, 11_000));
+      const after = await post(999, { method: 'ping' });
+      assert.equal(after.status, 404, 'the session is gone');
+      assert.equal((await fetch(`${g.url}/livez`)).status, 200);
+    } finally {
+      stop();
+    }
   });
 });
