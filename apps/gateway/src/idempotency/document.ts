@@ -9,7 +9,7 @@ import { COMMAND_METHODS, IDEMPOTENCY_HEADER, idempotencyKeyHeader } from './key
  */
 export function documentIdempotencyKeys(registry: OpenApiRegistry): void {
   for (const spec of registry.routes()) {
-    if (!COMMAND_METHODS.has(spec.method.toUpperCase())) continue;
+    if (!COMMAND_METHODS.has(spec.method.toUpperCase()) || spec.doc?.query) continue;
     const own = spec.doc?.headers;
     const headers =
       own instanceof z.ZodObject

@@ -58,6 +58,7 @@ describe('Idempotency-Key on every command route', () => {
   let slowServer: http.Server;
   let slowUrl: string;
   let slowHits = 0;
+  let bigHits = 0;
   let connectors: RunningConnectors;
   let monitoring: RunningMonitoring;
   let gw: Gateway;
@@ -170,6 +171,11 @@ describe('Idempotency-Key on every command route', () => {
     // The fetch server reaches the suite's own slow receiver on loopback (allow-listed), which
     // gives a command whose handler outlives a short request timeout.
     slowServer = http.createServer((req, res) => {
+      if (req.url === '/big') {
+        bigHits += 1;
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('b'.repeat(200_000));
+        return;
+      }
       slowHits += 1;
       setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('late answer'), 1_500);
     });
@@ -705,6 +711,41 @@ describe('Idempotency-Key on every command route', () => {
     }
   });
 
+  it('an answer over 64 KiB is not kept: a repeat is told it was handled (409, its status), and runs nothing', async () => {
+    const key = `idem-${run}-big`;
+    const body = { url: slowUrl.replace(/\/slow$/, '/big') };
+    const before = bigHits;
+    const first = await call('POST', '/api/v1/integration/mcp/fetch', body, { key, as: operator });
+    assert.equal(first.status, 200, first.text.slice(0, 300));
+    assert.ok(first.text.length > 64 * 1024, `a large answer (${first.text.length} bytes)`);
+    const kept = await one<{ content_type: string; body: string }>(
+      'select content_type, body from gateway.idempotency_keys where key = $1',
+      [key],
+    );
+    assert.equal(kept.content_type, 'application/x-switchyard-answer-not-kept');
+    assert.equal(Number(kept.body), Buffer.byteLength(first.text), 'its size is all that is kept');
+    const again = await call('POST', '/api/v1/integration/mcp/fetch', body, { key, as: operator });
+    assert.equal(again.status, 409, again.text);
+    assert.equal(again.body.code, 'idempotent_answer_not_kept');
+    assert.equal(again.body.first_status, 200);
+    assert.equal(again.replayed, 'true');
+    assert.equal(bigHits, before + 1, 'the page was fetched once');
+  });
+
+  it('a query route keeps nothing under a key (definitions/validate: a viewer could fill the disk with its echoes)', async () => {
+    const key = `idem-${run}-validate`;
+    const r = await call(
+      'POST',
+      '/api/v1/workflows/definitions/validate',
+      { id: 'v', version: 1, name: 'v', steps: [{ id: 's', uses: 'mcp:analytics/record_metric', with: {} }] },
+      { key },
+    );
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.replayed, null);
+    const n = await one<{ n: number }>('select count(*)::int as n from gateway.idempotency_keys where key = $1', [key]);
+    assert.equal(n.n, 0);
+  });
+
   it('the OpenAPI document declares the header on every command route', async () => {
     const doc = (await call('GET', '/docs/openapi.json', undefined)).body as {
       paths: Record<
@@ -718,7 +759,10 @@ describe('Idempotency-Key on every command route', () => {
         .map(([m, op]) => ({ where: `${m} ${p}`, op })),
     );
     assert.ok(commands.length >= 20, `${commands.length} command routes`);
-    for (const { where, op } of commands) {
+    // A query posted (its body is the question) takes no key.
+    const validate = commands.find((c) => c.where === 'post /api/v1/workflows/definitions/validate');
+    assert.ok(validate && !validate.op.parameters?.some((p) => p.name === 'idempotency-key'), 'validate takes no key');
+    for (const { where, op } of commands.filter((c) => c !== validate)) {
       assert.ok(
         op.parameters?.some((p) => p.name === 'idempotency-key' && p.in === 'header'),
         `${where} lacks the header`,

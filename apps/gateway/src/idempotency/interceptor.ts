@@ -22,7 +22,7 @@ import {
   REPLAYED_HEADER,
   requestFingerprint,
 } from './keys.js';
-import { IdempotencyStore, type StoredAnswer } from './store.js';
+import { IdempotencyStore, NOT_KEPT_CONTENT_TYPE, type StoredAnswer } from './store.js';
 
 const SKIP_IDEMPOTENCY = 'switchyard:gateway:skip-idempotency';
 /** Route decorator: this command route ignores Idempotency-Key (none does today). */
@@ -154,10 +154,44 @@ export class IdempotencyInterceptor implements NestInterceptor {
   }
 
   private replay(res: Response, answer: StoredAnswer): string | undefined {
-    res.status(answer.status);
     res.setHeader(REPLAYED_HEADER, 'true');
+    if (answer.contentType === NOT_KEPT_CONTENT_TYPE) {
+      // Handled, but its answer was too large to keep: say so, not the first answer, and not again.
+      res.status(409).type(PROBLEM_CONTENT_TYPE);
+      return JSON.stringify({
+        type: problemType('idempotent_answer_not_kept'),
+        title: 'Answer not kept',
+        status: 409,
+        detail: `the request with this Idempotency-Key was handled (status ${answer.status}); its answer (${answer.body ?? '?'} bytes) was over what is kept for a replay (IDEMPOTENCY_MAX_ANSWER_BYTES, IDEMPOTENCY_KEY_BYTES_PER_HOUR): look up what it did (the event log, its execution or task) instead of sending it again`,
+        code: 'idempotent_answer_not_kept',
+        retryable: false,
+        first_status: answer.status,
+      });
+    }
+    res.status(answer.status);
     if (answer.contentType) res.type(answer.contentType);
     return answer.body ?? undefined;
+  }
+
+  /** Bytes of answers kept per API key in the current hour (this gateway's count). */
+  private readonly keptBytes = new Map<string, { hour: number; bytes: number }>();
+
+  /** The answer as it is kept: whole, or its status and size only past the bounds. */
+  private toKeep(owner: string, answer: StoredAnswer): StoredAnswer {
+    const bytes = answer.body === null ? 0 : Buffer.byteLength(answer.body);
+    const hour = Math.floor(Date.now() / 3_600_000);
+    let used = this.keptBytes.get(owner);
+    if (!used || used.hour !== hour) {
+      if (this.keptBytes.size >= 10_000) this.keptBytes.clear();
+      used = { hour, bytes: 0 };
+      this.keptBytes.set(owner, used);
+    }
+    const options = this.store.options;
+    if (bytes <= options.maxAnswerBytes && used.bytes + bytes <= options.keyBytesPerHour) {
+      used.bytes += bytes;
+      return answer;
+    }
+    return { status: answer.status, contentType: NOT_KEPT_CONTENT_TYPE, body: String(bytes) };
   }
 
   /** Run the handler under the claim: renew the lease meanwhile, store (or free) the key before answering. */
@@ -182,9 +216,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
       Math.max(1_000, Math.floor(this.store.options.leaseMs / 3)),
     );
     renew.unref();
+    const owner = req.apiKey?.id ?? 'anonymous';
     const settle = async (answer: StoredAnswer | undefined) => {
       try {
-        if (answer) await this.store.complete(key, token, answer);
+        if (answer) await this.store.complete(key, token, this.toKeep(owner, answer));
         else await this.store.release(key, token);
       } catch (err) {
         // The answer still goes out; the key stays in flight until its lease runs out.

@@ -14,13 +14,27 @@ export interface IdempotencyOptions {
   readonly leaseMs?: number;
   /** Expired keys are deleted this often (and at start). Default 10 min. */
   readonly purgeIntervalMs?: number;
+  /** The largest answer kept for a replay. Default IDEMPOTENCY_MAX_ANSWER_BYTES, else 64 KiB. */
+  readonly maxAnswerBytes?: number;
+  /**
+   * Bytes of answers one API key may have kept per hour (per gateway). Default
+   * IDEMPOTENCY_KEY_BYTES_PER_HOUR, else 64 MiB. Past either bound the key keeps only the answer's
+   * status (see NOT_KEPT_CONTENT_TYPE): every answer kept for a day, at the rate limit, would let
+   * one key fill the database's disk (a viewer's validate answers stored 112 MB in 12 s).
+   */
+  readonly keyBytesPerHour?: number;
 }
 
 export interface ResolvedIdempotencyOptions {
   readonly ttlMs: number;
   readonly leaseMs: number;
   readonly purgeIntervalMs: number;
+  readonly maxAnswerBytes: number;
+  readonly keyBytesPerHour: number;
 }
+
+/** The content type of a kept answer whose body was not kept (its size is the body). */
+export const NOT_KEPT_CONTENT_TYPE = 'application/x-switchyard-answer-not-kept';
 
 const envSchema = z.object({
   IDEMPOTENCY_TTL_SEC: z.coerce
@@ -29,6 +43,17 @@ const envSchema = z.object({
     .min(1)
     .max(30 * 24 * 3600)
     .default(24 * 3600),
+  IDEMPOTENCY_MAX_ANSWER_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(16 * 1024 * 1024)
+    .default(64 * 1024),
+  IDEMPOTENCY_KEY_BYTES_PER_HOUR: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(64 * 1024 * 1024),
 });
 
 /** Defaults, with IDEMPOTENCY_TTL_SEC from the environment (a bad value stops the start, naming it). */
@@ -36,12 +61,18 @@ export function resolveIdempotencyOptions(
   o: IdempotencyOptions = {},
   env: NodeJS.ProcessEnv = process.env,
 ): ResolvedIdempotencyOptions {
-  const parsed = envSchema.safeParse({ IDEMPOTENCY_TTL_SEC: env.IDEMPOTENCY_TTL_SEC || undefined });
-  if (!parsed.success) throw new Error(`IDEMPOTENCY_TTL_SEC: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+  const parsed = envSchema.safeParse({
+    IDEMPOTENCY_TTL_SEC: env.IDEMPOTENCY_TTL_SEC || undefined,
+    IDEMPOTENCY_MAX_ANSWER_BYTES: env.IDEMPOTENCY_MAX_ANSWER_BYTES || undefined,
+    IDEMPOTENCY_KEY_BYTES_PER_HOUR: env.IDEMPOTENCY_KEY_BYTES_PER_HOUR || undefined,
+  });
+  if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
   return {
     ttlMs: o.ttlMs ?? parsed.data.IDEMPOTENCY_TTL_SEC * 1000,
     leaseMs: o.leaseMs ?? 15_000,
     purgeIntervalMs: o.purgeIntervalMs ?? 10 * 60_000,
+    maxAnswerBytes: o.maxAnswerBytes ?? parsed.data.IDEMPOTENCY_MAX_ANSWER_BYTES,
+    keyBytesPerHour: o.keyBytesPerHour ?? parsed.data.IDEMPOTENCY_KEY_BYTES_PER_HOUR,
   };
 }
 

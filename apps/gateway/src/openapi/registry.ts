@@ -36,6 +36,8 @@ export interface RouteDoc {
   readonly requestExample?: unknown;
   /** Request headers the route reads (an object schema), documented as header parameters. */
   readonly headers?: z.ZodType;
+  /** A POST that is a query (`@WithoutIdempotency()`): no `Idempotency-Key` is documented for it. */
+  readonly query?: boolean;
   /** Error statuses this route answers with problem+json (400 and 500 are added by themselves). */
   readonly errors?: readonly number[];
   /** Role a caller needs (viewer < operator < admin, or `public`), documented as `x-required-role` and enforced by the RoleGuard. */

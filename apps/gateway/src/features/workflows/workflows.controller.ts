@@ -6,6 +6,7 @@ import { CorrelationId, currentActor, type GatewayRequest } from '../../http/con
 import { waitWithin } from '../../http/wait.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
+import { WithoutIdempotency } from '../../idempotency/interceptor.js';
 import { AppError } from '@switchyard/platform';
 import { assertToolAllowed, guardedToolsUsed, toolAccessOf, toolCallerOf } from '../mcp/writer-policy.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
@@ -430,12 +431,15 @@ export class WorkflowsController {
 
   @Post('definitions/validate')
   @HttpCode(200)
+  // A query: nothing to protect from a repeat, and nothing worth keeping a day (its answer echoes the definition).
+  @WithoutIdempotency()
   @ApiRoute({
     summary: 'Validate a workflow definition without registering it (the same checks as registering; no side effects)',
     description:
       'Always 200 for a JSON object: `valid`, and every problem with its path (a dependency cycle is named). The designer of the console calls it as one types.',
     tags: ['workflows'],
     role: 'viewer',
+    query: true,
     response: { status: 200, schema: validationResponse },
   })
   validateOnly(@ZodBody(definitionBody) body: z.infer<typeof definitionBody>) {
