@@ -14,11 +14,15 @@ import type { DefinitionStore } from './definitions.js';
 export const WRITER_SERVERS: ReadonlySet<string> = new Set(['database_writer']);
 
 /**
- * Upstream tools that need the admin role, because the REST route that serves the same data
- * does: the development mailbox holds every mail the system sent (customers' messages and replies).
+ * Upstream tools that need the admin role: the development mailbox holds every mail the system
+ * sent (customers' messages and replies; its REST route is admin-only too); the queued deliveries
+ * (`queue_webhook`, `list_queued_deliveries`) carry the A2A push notifications of every caller's
+ * tasks, under keys that say whose: an operator who could queue under another's task keys could
+ * suppress that caller's notifications (a key already used for another URL is refused for good)
+ * or hold their ordering queue, and make the system POST anywhere ten times over.
  */
 export const ADMIN_TOOLS: ReadonlyMap<string, ReadonlySet<string>> = new Map([
-  ['automation', new Set(['list_mailbox'])],
+  ['automation', new Set(['list_mailbox', 'queue_webhook', 'list_queued_deliveries'])],
 ]);
 
 /** Who asks: the key's role (null: no key), whether keys are checked at all, DATABASE_ALLOW_WRITES. */
