@@ -8,7 +8,7 @@ import { configPath, resolveConnection, writeSavedConfig } from './config.js';
 import { CliError, describeError, EXIT } from './errors.js';
 import type { EventJson } from './sse.js';
 import { ExecutionView, stepLine } from './workflow-view.js';
-import { terminalSafe } from './output.js';
+import { dim, green, red, table, terminalSafe, yellow } from './output.js';
 
 describe('resolveConnection', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sy-cli-'));
@@ -178,15 +178,34 @@ describe('terminalSafe', () => {
     const hostile =
       'boom \u001b]0;PWNED\u001b\\ \u001b[2J\u001b[H\u001b[31mFAKE: all good\u001b[0m\r\u009b2K \u202eevil\u2066 bell\u0007 del\u007f';
     const shown = terminalSafe(hostile);
-    // Only a colour of the CLI's own palette can pass (it cannot move, erase, hide nor retitle anything).
-    assert.doesNotMatch(shown.replace(/\u001b\[(0|31)m/g, ''), /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202e\u2066]/);
+    // Nothing from the server acts on the terminal, its colours included (they could pose as the CLI's own ✔ or error).
+    assert.doesNotMatch(shown, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202e\u2066]/);
     assert.equal(
       shown,
-      'boom \\u001b]0;PWNED\\u001b\\ \\u001b[2J\\u001b[H\u001b[31mFAKE: all good\u001b[0m\\u000d\\u009b2K \\u202eevil\\u2066 bell\\u0007 del\\u007f',
+      'boom \\u001b]0;PWNED\\u001b\\ \\u001b[2J\\u001b[H\\u001b[31mFAKE: all good\\u001b[0m\\u000d\\u009b2K \\u202eevil\\u2066 bell\\u0007 del\\u007f',
     );
-    // Newlines and tabs stay; so do the colours this CLI writes itself (green, red, yellow, dim, reset).
-    const ours = 'a\tb\n\u001b[32mok\u001b[0m \u001b[31mfailed\u001b[0m \u001b[33mwait\u001b[0m \u001b[2m-\u001b[0m';
-    assert.equal(terminalSafe(ours), ours);
+  });
+
+  it("writes only the CLI's own colours as colours, around text whose controls are shown", () => {
+    const tty = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY');
+    const noColor = process.env.NO_COLOR;
+    Object.defineProperty(process.stdout, 'isTTY', { value: true, configurable: true });
+    delete process.env.NO_COLOR;
+    try {
+      const line = `a\tb\n${green('ok')} ${red('failed \u001b[32m✔ forged')} ${yellow('wait')} ${dim('-')}`;
+      assert.equal(
+        terminalSafe(line),
+        'a\tb\n\u001b[32mok\u001b[0m \u001b[31mfailed \\u001b[32m✔ forged\u001b[0m \u001b[33mwait\u001b[0m \u001b[2m-\u001b[0m',
+      );
+    } finally {
+      if (tty) Object.defineProperty(process.stdout, 'isTTY', tty);
+      else delete (process.stdout as { isTTY?: boolean }).isTTY;
+      if (noColor !== undefined) process.env.NO_COLOR = noColor;
+    }
+  });
+
+  it('keeps a table cell on one line (a newline or tab in a value would forge a row or a column)', () => {
+    assert.equal(table([['a\nFAKE ROW', 'x\ty']], ['name', 'v']), 'name         v\na\\nFAKE ROW  x\\ty');
   });
 
   it('keeps JSON text the same JSON value (C1 and bidirectional controls escaped as JSON escapes)', () => {

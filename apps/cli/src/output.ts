@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 /** Output helpers: `--json` prints the API's answer as JSON; otherwise short human lines. */
 export function printJson(value: unknown): void {
   process.stdout.write(`${terminalSafe(JSON.stringify(value, null, 2))}\n`);
@@ -16,16 +17,23 @@ export function printLine(line = ''): void {
  */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const TERMINAL_CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
-/** The colour sequences this CLI writes itself (see `color`), and every other control character. */
-const OURS_OR_CONTROL = new RegExp(`\u001b\\[(?:0|2|31|32|33)m|${TERMINAL_CONTROLS.source}`, 'g');
+const CONTROLS = new RegExp(TERMINAL_CONTROLS.source, 'g');
 /**
- * `text` with every control character written as its `\uNNNN` escape instead of acted on, and this
- * CLI's own colours kept. The escape is also JSON's: JSON text stays the same JSON value.
+ * How `color` marks its own colour sequences until terminalSafe writes them: a random word per
+ * process, which text from the server cannot know. (Keeping any ESC[32m found in a line let a
+ * server's name or error pose as this CLI's green ✔ or red error.)
+ */
+const OURS = `~sy${randomBytes(9).toString('hex')}~`;
+const OUR_COLOUR = new RegExp(`${OURS}(0|2|31|32|33)m`, 'g');
+/**
+ * `text` with every control character written as its `\uNNNN` escape instead of acted on, then
+ * this CLI's own colours (see `color`) written as colours. The escape is also JSON's: JSON text
+ * stays the same JSON value.
  */
 export function terminalSafe(text: string): string {
-  return text.replace(OURS_OR_CONTROL, (m) =>
-    m.length > 1 ? m : `\\u${m.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  return text
+    .replace(CONTROLS, (m) => `\\u${m.charCodeAt(0).toString(16).padStart(4, '0')}`)
+    .replace(OUR_COLOUR, '\u001b[$1m');
 }
 
 /** A plain text table, columns padded to their widest cell. */
@@ -33,14 +41,17 @@ export function table(
   rows: readonly (readonly (string | number | null | undefined)[])[],
   header: readonly string[],
 ): string {
-  const all = [header, ...rows].map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c))));
+  // A cell is one line: a value's newline or tab would forge a row or a column.
+  const all = [header, ...rows].map((r) =>
+    r.map((c) => (c === null || c === undefined ? '-' : String(c).replace(/\n/g, '\\n').replace(/\t/g, '\\t'))),
+  );
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
   return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
 /** Colours only on a terminal, and never with NO_COLOR. */
 const color = (code: number) => (s: string) =>
-  process.stdout.isTTY && !process.env.NO_COLOR ? `\u001b[${code}m${s}\u001b[0m` : s;
+  process.stdout.isTTY && !process.env.NO_COLOR ? `${OURS}${code}m${s}${OURS}0m` : s;
 export const green = color(32);
 export const red = color(31);
 export const yellow = color(33);
