@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { startEmbeddedPostgres, type PostgresHandle } from './postgres.js';
 import { freePort, isListening } from './ports.js';
@@ -28,6 +28,17 @@ describe('an adopted PostgreSQL server is stopped by its adopter only when it ru
   after(async () => {
     await first?.stop().catch(() => undefined);
     if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('a start on another port does not put an empty cluster in place of the one still running on the data dir', async () => {
+    const dataDir = path.join(scratch, 'postgres');
+    await assert.rejects(
+      startEmbeddedPostgres({ dataDir, port: await freePort(), fallback: 'on' }),
+      (err: Error) =>
+        /its data is there: not starting an empty cluster/.test(err.message) &&
+        err.message.includes(`EMBEDDED_PG_PORT=${port}`),
+    );
+    assert.equal(existsSync(`${dataDir}-debian`), false, 'no fallback cluster was made');
   });
 
   it("another cluster's server on the port is adopted but left running at stop", async () => {

