@@ -91,8 +91,16 @@ describe('database_writer at the gateway', () => {
     );
     // The queued deliveries hold every caller's A2A push notifications: an admin's.
     for (const tool of ['queue_webhook', 'list_queued_deliveries']) {
-      assert.equal(status(() => assertToolAllowed('automation', tool, key('operator'), on)), 403, tool);
-      assert.equal(status(() => assertToolAllowed('automation', tool, key('admin'), on)), 'ok', tool);
+      assert.equal(
+        status(() => assertToolAllowed('automation', tool, key('operator'), on)),
+        403,
+        tool,
+      );
+      assert.equal(
+        status(() => assertToolAllowed('automation', tool, key('admin'), on)),
+        'ok',
+        tool,
+      );
     }
     assert.equal(
       status(() => assertToolAllowed('automation', 'list_mailbox', {}, { authEnabled: false, writesAllowed: false })),
