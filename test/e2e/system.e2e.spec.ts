@@ -532,7 +532,7 @@ describe('the whole system started like npm start', () => {
     const operatorSees = JSON.stringify(await failures(operator));
     assert.ok(operatorSees.includes(email), 'an operator reads the error whole');
     const viewerSees = await failures(viewer);
-    assert.match(viewerSees.error_message, /invalid input syntax for type integer: "…"/);
+    assert.match(viewerSees.error_message, /invalid input syntax for type integer: …/);
     assert.ok(!JSON.stringify(viewerSees).includes(email), JSON.stringify(viewerSees));
     // The same through every read the viewer may make: the status, the servers' health.
     for (const url of ['/api/v1/integration/status', '/api/v1/integration/mcp/health']) {

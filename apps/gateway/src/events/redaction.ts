@@ -63,6 +63,15 @@ export function maskQuotedValues(text: string): string {
       .replace(/=\([^)]*\)/g, '=(…)')
       // A check or not-null violation's detail lists the whole row, unquoted.
       .replace(/Failing row contains \(.*\)/g, 'Failing row contains (…)')
+      // What follows the first ": " of a line is most often the value the error is about, quoted
+      // or not (`date field value out of range: 2020-01-360` told a viewer a row's number; a value
+      // holding quotes of its own defeats the quote rule): cut.
+      .split('\n')
+      .map((line) => {
+        const cut = line.indexOf(': ');
+        return cut < 0 ? line : `${line.slice(0, cut + 2)}…`;
+      })
+      .join('\n')
   );
 }
 

@@ -169,21 +169,28 @@ describe('payload redaction for viewers', () => {
     assert.deepEqual(taskViewForCaller(queued, true), { task_id: 't' });
   });
 
-  it('masks the values an error text quotes: PostgreSQL values and details, quoted paths; the wording stays', () => {
+  it("masks the values an error text names: quoted, in PostgreSQL's details, and whatever follows the first ': '; the wording before stays", () => {
     assert.equal(
       maskQuotedValues('invalid input syntax for type integer: "billing@kestrel.example"'),
-      'invalid input syntax for type integer: "…"',
+      'invalid input syntax for type integer: …',
     );
+    // A value holding quotes of its own, and one not quoted at all: what follows ": " goes.
+    assert.equal(
+      maskQuotedValues('invalid input syntax for type integer: ""ann@example.com""'),
+      'invalid input syntax for type integer: …',
+    );
+    assert.equal(maskQuotedValues('date field value out of range: 2020-01-360'), 'date field value out of range: …');
+    assert.equal(maskQuotedValues('relation "secret_table" does not exist'), 'relation "…" does not exist');
     assert.equal(
       maskQuotedValues(
         'duplicate key value violates unique constraint "customers_email_key": Key (email)=(a@b.example) already exists.',
       ),
-      'duplicate key value violates unique constraint "…": Key (email)=(…) already exists.',
+      'duplicate key value violates unique constraint "…": …',
     );
     assert.equal(maskQuotedValues("no such file 'secret plans.txt'"), "no such file '…'");
     assert.equal(
       maskQuotedValues('new row violates check constraint "c": Failing row contains (7, ann@example.com, 12).'),
-      'new row violates check constraint "…": Failing row contains (…).',
+      'new row violates check constraint "…": …',
     );
     assert.equal(maskQuotedValues('say "a \\"quoted\\" word" twice'), 'say "…" twice');
     // Apostrophes in words are not quotes.
@@ -209,7 +216,7 @@ describe('payload redaction for viewers', () => {
       lastError: 'at "…"',
       note: 'not an "error"',
       mcp: { servers: [{ health_error: 'bad "…"' }] },
-      reasons: ['down since t: bad "…"', { severity: 'critical', message: 'x "…"' }],
+      reasons: ['down since t: …', { severity: 'critical', message: 'x "…"' }],
       failed: { error: { code: 'upstream', message: 'm', details: { cause: 'Failing row contains (…)' } } },
     });
     const untouched = { servers: [{ server: 'db', last_error: null, tools: ['a'] }] };
@@ -222,9 +229,6 @@ describe('payload redaction for viewers', () => {
         error_message: 'invalid input syntax for type integer: "ann@example.com"',
       }),
     );
-    assert.equal(
-      (failed.data as Record<string, unknown>)['error_message'],
-      'invalid input syntax for type integer: "…"',
-    );
+    assert.equal((failed.data as Record<string, unknown>)['error_message'], 'invalid input syntax for type integer: …');
   });
 });

@@ -732,6 +732,21 @@ describe('Idempotency-Key on every command route', () => {
     assert.equal(bigHits, before + 1, 'the page was fetched once');
   });
 
+  it('a long query string is kept as its start and a hash (a padded number made 3.8 KB rows), and still tells requests apart', async () => {
+    const key = `idem-${run}-padded`;
+    const padded = `/api/v1/workflows/start/no_such_template?wait_ms=${'0'.repeat(8_000)}1`;
+    const first = await call('POST', padded, {}, { key, as: operator });
+    assert.equal(first.status, 404, first.text.slice(0, 300));
+    const row = await one<{ path: string }>('select path from gateway.idempotency_keys where key = $1', [key]);
+    assert.ok(row.path.length < 600, `${row.path.length} characters kept`);
+    assert.match(row.path, /#sha256:[0-9a-f]{64}$/);
+    const again = await call('POST', padded, {}, { key, as: operator });
+    assert.equal(again.status, 404);
+    assert.equal(again.replayed, 'true');
+    const other = await call('POST', padded.replace(/1$/, '2'), {}, { key, as: operator });
+    assert.equal(other.status, 422, 'another query under the key is another request');
+  });
+
   it('a query route keeps nothing under a key (definitions/validate: a viewer could fill the disk with its echoes)', async () => {
     const key = `idem-${run}-validate`;
     const r = await call(

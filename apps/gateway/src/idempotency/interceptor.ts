@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import 'reflect-metadata';
 import {
   Inject,
@@ -88,7 +89,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       key,
       owner: req.apiKey?.id ?? 'anonymous',
       method: req.method,
-      path: canonicalUrl(req.originalUrl ?? req.url),
+      path: keptPath(canonicalUrl(req.originalUrl ?? req.url)),
       fingerprint: requestFingerprint(req.method, req.originalUrl ?? req.url, req.body),
     };
     const correlationId = correlationIdOf(req);
@@ -177,7 +178,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
   private readonly keptBytes = new Map<string, { hour: number; bytes: number }>();
 
   /** The answer as it is kept: whole, or its status and size only past the bounds. */
-  private toKeep(owner: string, answer: StoredAnswer): StoredAnswer {
+  private toKeep(owner: string, answer: StoredAnswer, row: { key: string; path: string }): StoredAnswer {
+    // The row's own text counts too: a padded query string made rows of 3.8 KB the body never showed.
+    const rowBytes = Buffer.byteLength(row.key) + Buffer.byteLength(row.path) + 64;
     const bytes = answer.body === null ? 0 : Buffer.byteLength(answer.body);
     const hour = Math.floor(Date.now() / 3_600_000);
     let used = this.keptBytes.get(owner);
@@ -187,6 +190,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       this.keptBytes.set(owner, used);
     }
     const options = this.store.options;
+    used.bytes += rowBytes;
     if (bytes <= options.maxAnswerBytes && used.bytes + bytes <= options.keyBytesPerHour) {
       used.bytes += bytes;
       return answer;
@@ -217,9 +221,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
     );
     renew.unref();
     const owner = req.apiKey?.id ?? 'anonymous';
+    const path = keptPath(canonicalUrl(req.originalUrl ?? req.url));
     const settle = async (answer: StoredAnswer | undefined) => {
       try {
-        if (answer) await this.store.complete(key, token, this.toKeep(owner, answer));
+        if (answer) await this.store.complete(key, token, this.toKeep(owner, answer, { key, path }));
         else await this.store.release(key, token);
       } catch (err) {
         // The answer still goes out; the key stays in flight until its lease runs out.
@@ -260,4 +265,13 @@ export class IdempotencyInterceptor implements NestInterceptor {
       finalize(() => clearInterval(renew)),
     );
   }
+}
+
+/**
+ * The request's path and query as the key's row keeps them (and compares them): whole up to 512
+ * characters, else its start and a hash of it. A query string can be padded (a number coerced
+ * from 14 KB of whitespace) into rows the answer's bounds never see.
+ */
+function keptPath(path: string): string {
+  return path.length <= 512 ? path : `${path.slice(0, 200)}…#sha256:${createHash('sha256').update(path).digest('hex')}`;
 }

@@ -71,8 +71,9 @@ const REPORTS_LISTED = 50;
 const MAX_SUBSCRIPTIONS_PER_SESSION = 100;
 /**
  * The legacy SSE transport writes every answer to the session's one event stream. Past this many
- * bytes waiting for its client, the session's messages are refused (429), and a stream that does
- * not drain within SSE_STALL_MS is closed: a client that posts and never reads would otherwise
+ * bytes waiting for its client, the session's messages are refused (429), a stream that does not
+ * drain within SSE_STALL_MS is closed, and one past twice as many is closed at once (answers to
+ * messages admitted before it backed up keep coming): a client that posts and never reads would otherwise
  * grow the gateway's memory until the process dies (54 MB a minute for one viewer key).
  */
 const SSE_MAX_PENDING_BYTES = 2 * 1024 * 1024;
@@ -288,6 +289,14 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     let stall: NodeJS.Timeout | undefined;
     res.write = ((...args: unknown[]) => {
       const ok = write(...args);
+      // Answers to messages admitted before the stream backed up still arrive: past twice the
+      // bound, close at once rather than let them pile up for the stall's length.
+      if (res.writableLength > 2 * SSE_MAX_PENDING_BYTES) {
+        clearTimeout(stall);
+        void this.closeSession(session, `its event stream was not read: ${res.writableLength} bytes waited`);
+        res.destroy();
+        return ok;
+      }
       if (!stall && res.writableLength > SSE_MAX_PENDING_BYTES) {
         stall = setTimeout(() => {
           const waiting = res.writableLength;

@@ -11,6 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { parseServerConfig, resolvePackageBin, startConnectors, type RunningConnectors } from '@switchyard/connectors';
 import { createLogger } from '@switchyard/platform';
+import { until } from '@switchyard/testing';
 import { startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
 import { McpServerFeatureModule } from './mcp-server.module.js';
 
@@ -345,6 +346,57 @@ describe('MCP endpoint: a legacy SSE session whose client does not read its even
       const after = await post(999, { method: 'ping' });
       assert.equal(after.status, 404, 'the session is gone');
       assert.equal((await fetch(`${g.url}/livez`)).status, 200);
+    } finally {
+      stop();
+    }
+  });
+
+  it('closes at once a session whose admitted messages pile answers past twice the bound (no waiting out the stall)', async () => {
+    const key = (await g.makeKey('operator')).key;
+    const { endpoint, stop } = await new Promise<{ endpoint: string; stop: () => void }>((resolve, reject) => {
+      const req = http.get(
+        new URL(`${g.url}/mcp/sse`),
+        { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' } },
+        (res) => {
+          let text = '';
+          const onData = (d: Buffer) => {
+            text += d.toString();
+            const m = /event: endpoint\ndata: (\S+)/.exec(text);
+            if (!m) return;
+            res.off('data', onData);
+            res.pause();
+            resolve({ endpoint: m[1]!, stop: () => req.destroy() });
+          };
+          res.on('data', onData);
+        },
+      );
+      req.on('error', reject);
+    });
+    const post = (id: number, body: object) =>
+      fetch(new URL(endpoint, g.url), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id, ...body }),
+      });
+    try {
+      await post(0, {
+        method: 'initialize',
+        params: { protocolVersion: '2024-11-05', capabilities: {}, clientInfo: { name: 'pile', version: '1' } },
+      });
+      // All sent at once, before any answer is written: each is admitted, their answers (300 KB each) pile up.
+      const message = 'x'.repeat(300_000);
+      const sent = await Promise.all(
+        Array.from({ length: 60 }, (_, i) =>
+          post(i + 1, { method: 'tools/call', params: { name: 'everything__echo', arguments: { message } } }),
+        ),
+      );
+      assert.ok(sent.filter((r) => r.status === 202).length > 20, 'most were admitted');
+      const gone = await until(
+        'the session is closed',
+        async () => ((await post(999, { method: 'ping' })).status === 404 ? true : undefined),
+        5_000,
+      );
+      assert.equal(gone, true);
     } finally {
       stop();
     }
