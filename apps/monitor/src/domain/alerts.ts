@@ -91,6 +91,11 @@ type Cmd<T extends string, D> = {
 export type EvaluateSample = Cmd<'EvaluateSample', { rule: AlertRule; labels: Labels; value: number }>;
 export type ResolveManually = Cmd<'ResolveManually', { fingerprint: string; actor: string; reason: string }>;
 export type AddSilence = Cmd<'AddSilence', { silence: Silence }>;
+/**
+ * Silences in force at once (until they end or are expired): every alert evaluation is checked
+ * against each of them, and each is kept and listed; an operator may add them, a year long each.
+ */
+export const MAX_SILENCES = 1_000;
 export type ExpireSilence = Cmd<'ExpireSilence', { silenceId: string; actor: string }>;
 export type AlertingCommand = EvaluateSample | ResolveManually | AddSilence | ExpireSilence;
 
@@ -266,6 +271,14 @@ export function decideAlerting(command: AlertingCommand, state: AlertingState): 
     }
     case 'AddSilence': {
       const { silence } = command.data;
+      const held = Object.keys(state.silences).length;
+      if (held >= MAX_SILENCES)
+        throw new AppError(
+          'illegal_state',
+          `at most ${MAX_SILENCES} silences may be in force at once: expire one first`,
+          { silences: held, max: MAX_SILENCES },
+          false,
+        );
       if (state.silences[silence.id])
         throw new AppError('conflict', `silence ${silence.id} already exists`, { silenceId: silence.id });
       if (silence.matchers.length === 0)

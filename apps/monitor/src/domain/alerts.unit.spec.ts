@@ -8,6 +8,7 @@ import {
   initialAlertingState,
   invalidMatchers,
   matcherMatches,
+  MAX_SILENCES,
   shouldNotify,
   type AlertingCommand,
   type AlertingEvent,
@@ -263,6 +264,22 @@ describe('silences', () => {
     const firing = events.at(-1)!;
     assert.equal((firing as Extract<AlertingEvent, { type: 'AlertFiring' }>).data.suppressedBy, 's1');
     assert.equal(shouldNotify(firing), false);
+  });
+  it(`refuses a silence past ${MAX_SILENCES} in force (each is checked on every evaluation), and takes one again once one ends`, () => {
+    const silences = Object.fromEntries(
+      Array.from({ length: MAX_SILENCES }, (_, i) => [`s${i}`, silence(`s${i}`, 0, 1_000_000)]),
+    );
+    assert.throws(
+      () => run([add(silence('one-more', 0, 1_000_000), 10)], { alerts: {}, silences }),
+      (err: unknown) =>
+        err instanceof AppError && err.code === 'illegal_state' && /at most 1000 silences/.test(err.message),
+    );
+    const { s0: _ended, ...rest } = silences;
+    const { events } = run([add(silence('one-more', 0, 1_000_000), 10)], { alerts: {}, silences: rest });
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['SilenceAdded'],
+    );
   });
   it('a silence that does not match leaves the alert alone', () => {
     const { events } = run([add(silence('s1', 0, 1_000_000, 'db'), 0), evalAt(95, 10), evalAt(95, 60_010)]);

@@ -119,10 +119,11 @@ export class SystemController {
   @Post('alerts/silences')
   @ApiRoute({
     summary: 'Silence alerts matching all matchers until ends_at (or for duration_ms)',
+    description: 'At most 1,000 silences are in force at once: past it, 409 until one ends or is expired.',
     tags,
     role: 'operator',
     response: { status: 201, schema: addSilenceReply },
-    errors: [503],
+    errors: [409, 503],
   })
   addSilence(
     @ZodBody(silenceBody) b: z.infer<typeof silenceBody>,
