@@ -15,6 +15,7 @@ import {
   NATS_INSTALL_HINT,
   parseConfig,
   natsTokenCredentials,
+  natsUserCredentials,
   readEmbeddedNatsToken,
   type Config,
 } from '@switchyard/platform';
@@ -130,7 +131,7 @@ const checks: Check[] = [
           timeout: 3000,
           reconnect: false,
           ...(token ? natsTokenCredentials(token) : {}),
-          ...(roleUser ? { user: roleUser.user, pass: roleUser.pass!, inboxPrefix: `_INBOX.${roleUser.user}` } : {}),
+          ...(roleUser ? natsUserCredentials(roleUser.user, roleUser.pass!) : {}),
         });
         try {
           const rtt = await nc.rtt();

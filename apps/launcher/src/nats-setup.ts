@@ -13,7 +13,7 @@ import { setUpNatsStreams } from './nats-streams.js';
 const logger = createLogger('nats-setup');
 try {
   const config = parseConfig();
-  const password = process.env.NATS_PASSWORD_SETUP;
+  const password = config.NATS_PASSWORD_SETUP;
   const nc = await connectNats({
     url: config.NATS_URL ?? `nats://127.0.0.1:${config.EMBEDDED_NATS_PORT}`,
     name: 'switchyard-nats-setup',

@@ -96,6 +96,21 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
     }
   };
 
+  /** How a subscription of `client` to `subject` ends: `PermissionViolationError` when the server refuses it. */
+  const subscriptionEnd = async (client: NatsConnection, subject: string): Promise<string> => {
+    const sub = client.subscribe(subject, { max: 1 });
+    const ended = (async () => {
+      try {
+        for await (const _ of sub) return 'message';
+        return 'ended';
+      } catch (err) {
+        return (err as Error).name;
+      }
+    })();
+    await client.flush().catch(() => undefined);
+    return ended;
+  };
+
   it('makes a password per role once per data dir (0600) and the server takes each, and no wrong one', async () => {
     const port = Number(new URL(infra.natsUrl).port);
     for (const user of natsRoleUsers) {
@@ -168,17 +183,7 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
       ['workflows', 'switchyard.svc.tasks.v1.execute'],
       ['relay', 'switchyard.svc.monitor.v1.health_report'],
     ] as const) {
-      const sub = nc[user].subscribe(subject);
-      const ended = (async () => {
-        try {
-          for await (const _ of sub) return 'message';
-          return 'ended';
-        } catch (err) {
-          return (err as Error).name;
-        }
-      })();
-      await nc[user].flush().catch(() => undefined);
-      assert.equal(await ended, 'PermissionViolationError', `${user} on ${subject}`);
+      assert.equal(await subscriptionEnd(nc[user], subject), 'PermissionViolationError', `${user} on ${subject}`);
     }
   });
 
@@ -190,17 +195,7 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
     await nc.gateway.flush();
     nc.dispatcher.publish(inbox, '{"state":"started"}');
     for await (const m of notices) assert.equal(m.json<{ state: string }>().state, 'started');
-    const spy = nc.connectors.subscribe('_INBOX.gateway.>');
-    const spied = (async () => {
-      try {
-        for await (const _ of spy) return 'message';
-        return 'ended';
-      } catch (err) {
-        return (err as Error).name;
-      }
-    })();
-    await nc.connectors.flush().catch(() => undefined);
-    assert.equal(await spied, 'PermissionViolationError');
+    assert.equal(await subscriptionEnd(nc.connectors, '_INBOX.gateway.>'), 'PermissionViolationError');
     // A caller may not have a worker publish its notices on a service subject.
     assert.equal(progressSubjectSchema.safeParse('switchyard.svc.mcp.v1.database_writer.call_tool').success, false);
     assert.equal(
@@ -272,17 +267,11 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
       const seen: string[] = [];
       for await (const i of infos) seen.push(i.name);
       assert.deepEqual(seen.sort(), ['agent-test-one', 'agent-test-two']);
-      const alerts = nc.gateway.subscribe('switchyard.alerts.>', { max: 1 });
-      const alertSeen = (async () => {
-        try {
-          for await (const _ of alerts) return 'message';
-          return 'ended';
-        } catch (err) {
-          return (err as Error).name;
-        }
-      })();
-      await nc.gateway.flush().catch(() => undefined);
-      assert.equal(await alertSeen, 'PermissionViolationError', 'the gateway does not follow alerts on NATS');
+      assert.equal(
+        await subscriptionEnd(nc.gateway, 'switchyard.alerts.>'),
+        'PermissionViolationError',
+        'the gateway does not follow alerts on NATS',
+      );
       const own = await connectNats({ url: infra.natsUrl, name: 'alerts-reader', logger, token: infra.natsToken });
       const got = own.subscribe('switchyard.alerts.>', { max: 1 });
       await own.flush();

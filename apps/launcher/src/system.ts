@@ -185,15 +185,14 @@ export async function startSystem(
     // then it is made again and every unit holding it is restarted with it.
     const connections = new Map<string, NatsConnection>();
     const natsOf = (u: NatsRoleUser): NatsConnection => connections.get(natsUnitOf(u))!;
-    // The relay makes its own (runRelay).
+    // The relay makes its own (runRelay). Each unit with the role user it connects as (none: the token).
     const connectionUsers = natsUsers.filter((u) => u !== 'relay');
-    const connectionUnits = perRoleNats
-      ? connectionUsers.map(natsUnitOf)
+    const connectionUnits: [string, NatsRoleUser | undefined][] = perRoleNats
+      ? connectionUsers.map((u) => [natsUnitOf(u), u])
       : connectionUsers.length > 0 || roles.length === ROLES.length
-        ? ['nats']
+        ? [['nats', undefined]]
         : [];
-    for (const name of connectionUnits) {
-      const user = perRoleNats ? (name.slice('nats-'.length) as NatsRoleUser) : undefined;
+    for (const [name, user] of connectionUnits) {
       await unit(name, async () => {
         const nc = await connectNats({
           url: infra.natsUrl,

@@ -1,6 +1,7 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsImport from 'ajv-formats';
 import { RE2JS } from 're2js';
+import { canonicalJson } from '@switchyard/platform';
 
 type FormatsPlugin = (ajv: Ajv) => Ajv;
 const addFormats = ((addFormatsImport as unknown as { default?: FormatsPlugin }).default ??
@@ -135,19 +136,6 @@ function distinctItems(items: readonly unknown[]): boolean {
     seen.add(key);
   }
   return true;
-}
-
-/** JSON with every object's keys in order, so equal values give equal text. */
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
 }
 
 /** Ajv's text for a validator's last errors (the same wording as its errorsText). */

@@ -1,4 +1,4 @@
-import { natsRoleUserEntry } from '@switchyard/platform';
+import { natsInboxPrefix, natsRoleUserEntry } from '@switchyard/platform';
 import { ALERTS_SUBJECT_PREFIX, MONITOR_SERVICE_NAME } from './monitor.js';
 import { MCP_SUBJECT_PREFIX, mcpRegistryListSubject } from './mcp.js';
 import { EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, serviceSubject, serviceWildcard } from './subjects.js';
@@ -10,7 +10,7 @@ import { TASKS_SERVICE } from './tasks.js';
  * token (every subject); a process that runs some of them connects once per role, as that role's
  * user, so a compromised agents process cannot call a database tool and a relay cannot call
  * anything. The embedded nats-server gets these users in its config; for another server,
- * `natsUsersConfig` prints the same block.
+ * natsRoleUserEntries gives the same entries (the Docker Compose config is made of them).
  */
 export const natsRoleUsers = [
   'gateway',
@@ -32,12 +32,6 @@ export interface NatsPermissions {
 export const MCP_CALLS_BUCKET = 'SWITCHYARD_MCP_CALLS';
 
 /**
- * Where a role's connection gets its answers: `_INBOX.<user>.<id>`. A user may subscribe to its own
- * inboxes only, so no other role reads its answers.
- */
-export const natsInboxPrefix = (user: NatsRoleUser): string => `_INBOX.${user}`;
-
-/**
  * A responder's answers go to its callers' inboxes: the replies, the progress notices, the
  * discovery answers. (nats-server's `allow_responses` is not enough: one reply per request per
  * connection, where a process of six agent services answers a discovery request six times, and
@@ -53,8 +47,8 @@ const AGENTS = serviceWildcard('agent');
  * JetStream API subjects of one stream for a client that reads and appends to it, and may not
  * create or change it: a user allowed `STREAM.CREATE` or `STREAM.UPDATE` sets the stream's config,
  * which JetStream then applies with the whole account's rights (a stream that also captures
- * another role's inbox, or republishes onto a tool's subject). The streams are made by
- * natsStreamSetup's user (or a process holding the token) before the roles start.
+ * another role's inbox, or republishes onto a tool's subject). The streams are made by the
+ * setup user (NATS_SETUP_USER) or a process holding the token before the roles start.
  */
 const streamUse = (stream: string): string[] => [
   '$JS.API.INFO',
@@ -132,7 +126,7 @@ export const natsSetupPermissions: NatsPermissions = {
       `$JS.API.STREAM.UPDATE.${stream}`,
     ]),
   ],
-  subscribe: [`_INBOX.${NATS_SETUP_USER}.>`],
+  subscribe: [`${natsInboxPrefix(NATS_SETUP_USER)}.>`],
 };
 
 /** A role user's permissions as the server takes them: its own inboxes added to what it may subscribe. */

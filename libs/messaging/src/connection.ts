@@ -1,6 +1,6 @@
 import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 import { createInbox, type NatsConnection, type Status } from '@nats-io/nats-core';
-import { AppError, natsTokenCredentials, type Logger } from '@switchyard/platform';
+import { AppError, natsTokenCredentials, natsUserCredentials, type Logger } from '@switchyard/platform';
 
 export type { NatsConnection };
 
@@ -59,7 +59,7 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       // CPU in bench/workflows); request() names the subject in every failure instead.
       noAsyncTraces: true,
       ...(token ? natsTokenCredentials(token) : {}),
-      ...(opts.user ? { user: opts.user.user, pass: opts.user.pass, inboxPrefix: `_INBOX.${opts.user.user}` } : {}),
+      ...(opts.user ? natsUserCredentials(opts.user.user, opts.user.pass) : {}),
       ...opts.options,
     });
   } catch (err) {

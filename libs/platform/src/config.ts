@@ -66,6 +66,8 @@ export const configSchema = z.object({
   NATS_PASSWORD_WORKFLOWS: natsPassword.optional(),
   NATS_PASSWORD_MONITOR: natsPassword.optional(),
   NATS_PASSWORD_RELAY: natsPassword.optional(),
+  /** The setup user's (the one-shot nats-setup process that makes the JetStream streams). */
+  NATS_PASSWORD_SETUP: natsPassword.optional(),
   /** Replicas of the relay's JetStream stream: 3 on a 3-node cluster (at most the cluster's size). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   EVENTSTORE_URL: z

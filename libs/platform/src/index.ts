@@ -16,3 +16,4 @@ export * from './partition.js';
 export * from './redact.js';
 export * from './backoff.js';
 export * from './json-depth.js';
+export * from './canonical-json.js';

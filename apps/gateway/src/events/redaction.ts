@@ -90,47 +90,32 @@ const ERROR_KEYS = new Set([
   'reasons',
 ]);
 
-/** Every string in `v` masked (maskQuotedValues); the same value back when none changed. */
-function maskStrings(v: unknown, depth: number): unknown {
-  if (typeof v === 'string') {
-    const masked = maskQuotedValues(v);
-    return masked === v ? v : masked;
-  }
+/**
+ * `v` with every error text in it masked (maskQuotedValues): every string under one of ERROR_KEYS
+ * (an error's message and details, a server's health error, the reasons of a verdict), wherever
+ * it sits. The same object back where nothing changed (most answers have no error); plain JSON
+ * only (a Buffer, a stream or a Date goes as it is); depth-bounded.
+ */
+export function maskErrorTexts<T>(v: T): T {
+  return masked(v, false, 0) as T;
+}
+
+/** `v` with its error texts masked; `inError`: `v` sits under an error key, so its strings are. */
+function masked(v: unknown, inError: boolean, depth: number): unknown {
+  if (typeof v === 'string') return inError ? maskQuotedValues(v) : v;
   if (depth > 32 || v === null || typeof v !== 'object') return v;
   if (Array.isArray(v)) {
-    const items = v.map((x) => maskStrings(x, depth + 1));
+    const items = v.map((x) => masked(x, inError, depth + 1));
     return items.some((x, i) => x !== v[i]) ? items : v;
   }
   const proto = Object.getPrototypeOf(v) as unknown;
   if (proto !== Object.prototype && proto !== null) return v;
   let out: Record<string, unknown> | undefined;
   for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-    const y = maskStrings(x, depth + 1);
+    const y = masked(x, inError || ERROR_KEYS.has(k), depth + 1);
     if (y !== x) (out ??= { ...(v as Record<string, unknown>) })[k] = y;
   }
   return out ?? v;
-}
-
-/**
- * `v` with every error text in it masked (maskQuotedValues): every string under one of ERROR_KEYS
- * (an error's message and details, a server's health error, the reasons of a verdict), wherever
- * it sits. The same object back where nothing changed (most answers have no error); depth-bounded.
- */
-export function maskErrorTexts<T>(v: T, depth = 0): T {
-  if (depth > 32 || v === null || typeof v !== 'object') return v;
-  if (Array.isArray(v)) {
-    const items = v.map((x) => maskErrorTexts(x, depth + 1));
-    return items.some((x, i) => x !== v[i]) ? (items as T) : v;
-  }
-  // Plain JSON only: a Buffer, a stream or a Date goes as it is.
-  const proto = Object.getPrototypeOf(v) as unknown;
-  if (proto !== Object.prototype && proto !== null) return v;
-  let out: Record<string, unknown> | undefined;
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-    const y = ERROR_KEYS.has(k) ? maskStrings(x, depth + 1) : maskErrorTexts(x, depth + 1);
-    if (y !== x) (out ??= { ...(v as Record<string, unknown>) })[k] = y;
-  }
-  return (out as T | undefined) ?? v;
 }
 
 /**

@@ -23,7 +23,7 @@ import {
   REPLAYED_HEADER,
   requestFingerprint,
 } from './keys.js';
-import { IdempotencyStore, NOT_KEPT_CONTENT_TYPE, type StoredAnswer } from './store.js';
+import { IdempotencyStore, NOT_KEPT_CONTENT_TYPE, type KeyedRequest, type StoredAnswer } from './store.js';
 
 const SKIP_IDEMPOTENCY = 'switchyard:gateway:skip-idempotency';
 /** Route decorator: this command route ignores Idempotency-Key (none does today). */
@@ -144,7 +144,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
               next,
               req,
               res,
-              key,
+              keyed,
               claim.token,
               correlationId,
               (Reflect.getMetadata(REDACT_IN_REPLAY, context.getHandler()) as string[] | undefined) ?? [],
@@ -178,9 +178,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
   private readonly keptBytes = new Map<string, { hour: number; bytes: number }>();
 
   /** The answer as it is kept: whole, or its status and size only past the bounds. */
-  private toKeep(owner: string, answer: StoredAnswer, row: { key: string; path: string }): StoredAnswer {
+  private toKeep({ key, path, owner }: KeyedRequest, answer: StoredAnswer): StoredAnswer {
     // The row's own text counts too: a padded query string made rows of 3.8 KB the body never showed.
-    const rowBytes = Buffer.byteLength(row.key) + Buffer.byteLength(row.path) + 64;
+    const rowBytes = Buffer.byteLength(key) + Buffer.byteLength(path) + 64;
     const bytes = answer.body === null ? 0 : Buffer.byteLength(answer.body);
     const hour = Math.floor(Date.now() / 3_600_000);
     let used = this.keptBytes.get(owner);
@@ -203,11 +203,12 @@ export class IdempotencyInterceptor implements NestInterceptor {
     next: CallHandler,
     req: GatewayRequest,
     res: Response,
-    key: string,
+    keyed: KeyedRequest,
     token: string,
     correlationId: string,
     redact: readonly string[],
   ): Observable<unknown> {
+    const { key } = keyed;
     // The route's own status (its @HttpCode or the method's default) is set before interceptors
     // run. When the request timeout has already answered 504, res.statusCode says 504, which is
     // not what the handler answered: keep the route's status then.
@@ -220,11 +221,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
       Math.max(1_000, Math.floor(this.store.options.leaseMs / 3)),
     );
     renew.unref();
-    const owner = req.apiKey?.id ?? 'anonymous';
-    const path = keptPath(canonicalUrl(req.originalUrl ?? req.url));
     const settle = async (answer: StoredAnswer | undefined) => {
       try {
-        if (answer) await this.store.complete(key, token, this.toKeep(owner, answer, { key, path }));
+        if (answer) await this.store.complete(key, token, this.toKeep(keyed, answer));
         else await this.store.release(key, token);
       } catch (err) {
         // The answer still goes out; the key stays in flight until its lease runs out.

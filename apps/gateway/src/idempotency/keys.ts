@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
+import { canonicalJson } from '@switchyard/platform';
 
 /** The request header that makes a command idempotent (as Stripe's). */
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
@@ -47,18 +48,9 @@ export function parseIdempotencyKey(headers: IncomingHttpHeaders): ParsedKey {
   return { kind: 'key', key: raw };
 }
 
-/** JSON with object keys sorted, so the same body written in another key order is the same request. */
-export function canonicalJson(value: unknown): string {
-  if (value === undefined) return 'null';
-  if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-}
+// The same body written in another key order is the same request.
+export { canonicalJson };
 
-/** The path with its query parameters sorted: `?b=2&a=1` is the same request as `?a=1&b=2`. */
 export function canonicalUrl(url: string): string {
   const i = url.indexOf('?');
   if (i === -1) return url;

@@ -3,7 +3,15 @@ import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
-import { AppError, createPgClient, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  canonicalJson,
+  createPgClient,
+  isAppError,
+  newId,
+  withTransaction,
+  type Logger,
+} from '@switchyard/platform';
 import type { EgressGuard } from '../fetch/egress-guard.js';
 import { safeHttpRequest, type SafeResponse } from '../fetch/http-client.js';
 import { Mailer, type EmailMessage, type MailResult, type MailTransport } from './mail.js';
@@ -52,19 +60,6 @@ export interface DeliveriesDeps {
 /** `sha256=<hex>` HMAC of `<timestamp>.<body>`: binding the timestamp stops replays of old bodies. */
 export function signWebhook(secret: string, timestamp: number, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
-}
-
-/** JSON with object keys sorted at every level, so equal payloads fingerprint equally whatever their key order. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const o = value as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(value);
 }
 
 /** What an idempotency key stands for: sha256 of the webhook id, the event and the canonical JSON of the payload. */

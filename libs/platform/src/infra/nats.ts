@@ -74,6 +74,17 @@ export const NATS_EVENTS_USER = 'events';
 export function natsTokenCredentials(token: string): { token: string; user: string; pass: string } {
   return { token, user: NATS_SYSTEM_USER, pass: token };
 }
+
+/**
+ * Where a user's connection gets its answers: `_INBOX.<user>.<id>`. A role's user may subscribe
+ * to its own inboxes only, so no other role reads its answers.
+ */
+export const natsInboxPrefix = (user: string): string => `_INBOX.${user}`;
+
+/** How a user (a role's, the setup user) connects (nats.js options): its password, and its own inboxes. */
+export function natsUserCredentials(user: string, pass: string): { user: string; pass: string; inboxPrefix: string } {
+  return { user, pass, inboxPrefix: natsInboxPrefix(user) };
+}
 /** The config file startNatsServer writes into the store dir and runs nats-server with. */
 export const NATS_CONFIG_FILE = 'nats-server.conf';
 

@@ -287,22 +287,18 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
   private boundStream(session: Session, res: ServerResponse): void {
     const write = res.write.bind(res) as (...args: unknown[]) => boolean;
     let stall: NodeJS.Timeout | undefined;
+    const cut = (why: string) => {
+      clearTimeout(stall);
+      void this.closeSession(session, `its event stream was not read: ${res.writableLength} bytes waited${why}`);
+      res.destroy();
+    };
     res.write = ((...args: unknown[]) => {
       const ok = write(...args);
       // Answers to messages admitted before the stream backed up still arrive: past twice the
       // bound, close at once rather than let them pile up for the stall's length.
-      if (res.writableLength > 2 * SSE_MAX_PENDING_BYTES) {
-        clearTimeout(stall);
-        void this.closeSession(session, `its event stream was not read: ${res.writableLength} bytes waited`);
-        res.destroy();
-        return ok;
-      }
-      if (!stall && res.writableLength > SSE_MAX_PENDING_BYTES) {
-        stall = setTimeout(() => {
-          const waiting = res.writableLength;
-          void this.closeSession(session, `its event stream was not read: ${waiting} bytes waited ${SSE_STALL_MS} ms`);
-          res.destroy();
-        }, SSE_STALL_MS);
+      if (res.writableLength > 2 * SSE_MAX_PENDING_BYTES) cut('');
+      else if (!stall && res.writableLength > SSE_MAX_PENDING_BYTES) {
+        stall = setTimeout(() => cut(` ${SSE_STALL_MS} ms`), SSE_STALL_MS);
         stall.unref();
         res.once('drain', () => {
           clearTimeout(stall);

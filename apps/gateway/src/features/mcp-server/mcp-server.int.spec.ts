@@ -293,23 +293,29 @@ describe('MCP endpoint: a legacy SSE session whose client does not read its even
     await g?.close();
   });
 
-  it('refuses its messages once 2 MiB wait for the client, and closes it when they do not drain', async () => {
+  /**
+   * A legacy SSE session of a new operator key whose client reads the stream's first event (where
+   * to post) and then nothing more: `post` sends it a JSON-RPC message, `stop` drops the stream.
+   */
+  const unreadSession = async () => {
     const key = (await g.makeKey('operator')).key;
-    // Open the stream, read its first event (where to post), then stop reading.
-    const url = new URL(`${g.url}/mcp/sse`);
     const { endpoint, stop } = await new Promise<{ endpoint: string; stop: () => void }>((resolve, reject) => {
-      const req = http.get(url, { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' } }, (res) => {
-        let text = '';
-        const onData = (d: Buffer) => {
-          text += d.toString();
-          const m = /event: endpoint\ndata: (\S+)/.exec(text);
-          if (!m) return;
-          res.off('data', onData);
-          res.pause();
-          resolve({ endpoint: m[1]!, stop: () => req.destroy() });
-        };
-        res.on('data', onData);
-      });
+      const req = http.get(
+        new URL(`${g.url}/mcp/sse`),
+        { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' } },
+        (res) => {
+          let text = '';
+          const onData = (d: Buffer) => {
+            text += d.toString();
+            const m = /event: endpoint\ndata: (\S+)/.exec(text);
+            if (!m) return;
+            res.off('data', onData);
+            res.pause();
+            resolve({ endpoint: m[1]!, stop: () => req.destroy() });
+          };
+          res.on('data', onData);
+        },
+      );
       req.on('error', reject);
     });
     const post = (id: number, body: object) =>
@@ -318,6 +324,11 @@ describe('MCP endpoint: a legacy SSE session whose client does not read its even
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
         body: JSON.stringify({ jsonrpc: '2.0', id, ...body }),
       });
+    return { post, stop };
+  };
+
+  it('refuses its messages once 2 MiB wait for the client, and closes it when they do not drain', async () => {
+    const { post, stop } = await unreadSession();
     try {
       assert.equal(
         (
@@ -352,32 +363,7 @@ describe('MCP endpoint: a legacy SSE session whose client does not read its even
   });
 
   it('closes at once a session whose admitted messages pile answers past twice the bound (no waiting out the stall)', async () => {
-    const key = (await g.makeKey('operator')).key;
-    const { endpoint, stop } = await new Promise<{ endpoint: string; stop: () => void }>((resolve, reject) => {
-      const req = http.get(
-        new URL(`${g.url}/mcp/sse`),
-        { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' } },
-        (res) => {
-          let text = '';
-          const onData = (d: Buffer) => {
-            text += d.toString();
-            const m = /event: endpoint\ndata: (\S+)/.exec(text);
-            if (!m) return;
-            res.off('data', onData);
-            res.pause();
-            resolve({ endpoint: m[1]!, stop: () => req.destroy() });
-          };
-          res.on('data', onData);
-        },
-      );
-      req.on('error', reject);
-    });
-    const post = (id: number, body: object) =>
-      fetch(new URL(endpoint, g.url), {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ jsonrpc: '2.0', id, ...body }),
-      });
+    const { post, stop } = await unreadSession();
     try {
       await post(0, {
         method: 'initialize',
