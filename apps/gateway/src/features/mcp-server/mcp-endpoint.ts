@@ -53,6 +53,7 @@ import { CallGatewayTool } from './commands/index.js';
 import { toolAllowed } from './virtual-server.decider.js';
 import { ExecutionWatch } from './execution-watch.js';
 import { connectionRefusal } from '../../http/connection-quota.js';
+import { boundUnreadStream } from '../../http/unread-stream-bound.js';
 import { VirtualServers } from './virtual-servers.js';
 
 export const SERVER_NAME = 'switchyard';
@@ -70,14 +71,15 @@ const REPORTS_DIR = 'reports';
 const REPORTS_LISTED = 50;
 const MAX_SUBSCRIPTIONS_PER_SESSION = 100;
 /**
- * The legacy SSE transport writes every answer to the session's one event stream. Past this many
- * bytes waiting for its client, the session's messages are refused (429), a stream that does not
- * drain within SSE_STALL_MS is closed, and one past twice as many is closed at once (answers to
- * messages admitted before it backed up keep coming): a client that posts and never reads would otherwise
- * grow the gateway's memory until the process dies (54 MB a minute for one viewer key).
+ * The legacy SSE transport writes every answer to the session's one event stream, the Streamable
+ * HTTP GET stream every notification. Past this many bytes waiting for the client, a legacy
+ * session's messages are refused (429), and a stream whose client takes nothing for SSE_STALL_MS
+ * (or that keeps growing past twice the bound) is cut: a client that posts and never reads would
+ * otherwise grow the gateway's memory until the process dies (54 MB a minute for one viewer key).
  */
 const SSE_MAX_PENDING_BYTES = 2 * 1024 * 1024;
 const SSE_STALL_MS = 10_000;
+const STREAM_LIMITS = { maxPendingBytes: SSE_MAX_PENDING_BYTES, stallMs: SSE_STALL_MS };
 
 /** The caller as the transport hands it to the handlers (`authInfo`, set from the request's API key). */
 export interface McpCaller extends Caller {
@@ -234,6 +236,15 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       if (s.keyId !== caller.keyId)
         return jsonRpcError(res, 403, ErrorCode.InvalidRequest, 'this session belongs to another API key');
       s.lastSeen = Date.now();
+      // The standalone GET stream carries the session's notifications (tools changed, resources
+      // updated): bounded like the legacy stream; a cut ends that stream, the client may open another.
+      if (req.method === 'GET')
+        boundUnreadStream(res, STREAM_LIMITS, (cut) =>
+          this.log.info(
+            { sessionId, pendingBytes: cut.pendingBytes, reason: cut.reason },
+            'MCP notification stream not read; closed',
+          ),
+        );
       await (s.transport as StreamableHTTPServerTransport).handleRequest(req, res, body);
       return;
     }
@@ -275,39 +286,13 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     const session = this.register(transport.sessionId, 'sse', transport, server, r.virtual, r.caller);
     session.stream = r.res;
     r.res.on('close', () => void this.closeSession(session, 'client went away'));
-    this.boundStream(session, r.res);
+    boundUnreadStream(r.res, STREAM_LIMITS, (cut) => {
+      void this.closeSession(
+        session,
+        `its event stream was not read (${cut.reason}): ${cut.pendingBytes} bytes waited`,
+      );
+    });
     await server.connect(transport);
-  }
-
-  /**
-   * Close the session when its event stream holds over SSE_MAX_PENDING_BYTES that do not drain
-   * within SSE_STALL_MS (every write is checked, the server's own notifications too). Destroyed,
-   * not ended: an end would wait behind the bytes the client does not read.
-   */
-  private boundStream(session: Session, res: ServerResponse): void {
-    const write = res.write.bind(res) as (...args: unknown[]) => boolean;
-    let stall: NodeJS.Timeout | undefined;
-    const cut = (why: string) => {
-      clearTimeout(stall);
-      void this.closeSession(session, `its event stream was not read: ${res.writableLength} bytes waited${why}`);
-      res.destroy();
-    };
-    res.write = ((...args: unknown[]) => {
-      const ok = write(...args);
-      // Answers to messages admitted before the stream backed up still arrive: past twice the
-      // bound, close at once rather than let them pile up for the stall's length.
-      if (res.writableLength > 2 * SSE_MAX_PENDING_BYTES) cut('');
-      else if (!stall && res.writableLength > SSE_MAX_PENDING_BYTES) {
-        stall = setTimeout(() => cut(` ${SSE_STALL_MS} ms`), SSE_STALL_MS);
-        stall.unref();
-        res.once('drain', () => {
-          clearTimeout(stall);
-          stall = undefined;
-        });
-      }
-      return ok;
-    }) as typeof res.write;
-    res.once('close', () => clearTimeout(stall));
   }
 
   /** `POST /mcp/messages?sessionId=`: one JSON-RPC message for an SSE session. */

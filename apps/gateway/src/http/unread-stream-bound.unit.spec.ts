@@ -1,0 +1,114 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { boundUnreadStream, type UnreadStreamCut } from './unread-stream-bound.js';
+
+const BOUND = 256 * 1024;
+const STALL_MS = 300;
+const CHUNK = Buffer.alloc(64 * 1024, 'x');
+
+/**
+ * A real HTTP server and client on loopback: each test gets the server's response (bounded) and
+ * the client's (paused, so nothing is read until the test reads it).
+ */
+describe('boundUnreadStream (an SSE-like response whose client may not read)', () => {
+  let server: http.Server;
+  let url: string;
+  let nextResponse: ((res: ServerResponse) => void) | undefined;
+
+  before(async () => {
+    server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      nextResponse?.(res);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  /** Opens a stream: the server side (bounded), the client side (paused), and the cuts seen. */
+  const open = async () => {
+    const cuts: UnreadStreamCut[] = [];
+    const served = new Promise<ServerResponse>((r) => (nextResponse = r));
+    const client = await new Promise<IncomingMessage>((resolve, reject) => {
+      http
+        .get(url, resolve)
+        .on('error', () => undefined)
+        .on('error', reject);
+    });
+    client.pause();
+    client.on('error', () => undefined);
+    const res = await served;
+    boundUnreadStream(res, { maxPendingBytes: BOUND, stallMs: STALL_MS }, (c) => cuts.push(c));
+    return { res, client, cuts };
+  };
+
+  /** Writes chunks (letting the socket flush between them) until more than `bytes` wait in the process. */
+  const fillPast = async (res: ServerResponse, bytes: number) => {
+    for (let i = 0; i < 4_000 && res.writableLength <= bytes && !res.destroyed; i++) {
+      res.write(CHUNK);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(res.writableLength > bytes, `more than ${bytes} bytes wait (the kernel's buffers are full)`);
+  };
+
+  it('cuts a stream whose client takes nothing for the stall time once over the bound', async () => {
+    const { res, client, cuts } = await open();
+    await fillPast(res, BOUND);
+    assert.equal(cuts.length, 0, 'not at once');
+    await sleep(STALL_MS * 3);
+    assert.equal(cuts.length, 1);
+    assert.equal(cuts[0]!.reason, 'stalled');
+    assert.ok(cuts[0]!.pendingBytes > BOUND);
+    assert.ok(res.destroyed, 'the response is destroyed, its buffered bytes released');
+    assert.equal(res.write('more'), false, 'later writes are dropped');
+    client.destroy();
+  });
+
+  it('cuts at once a stream that was over the bound and grows past twice it', async () => {
+    const { res, client, cuts } = await open();
+    await fillPast(res, BOUND);
+    for (let i = 0; i < 10 && !res.destroyed; i++) res.write(CHUNK);
+    assert.equal(cuts.length, 1);
+    assert.equal(cuts[0]!.reason, 'piling');
+    assert.ok(res.destroyed);
+    client.destroy();
+  });
+
+  it('keeps a stream whose client starts reading within the stall time, and goes on writing to it', async () => {
+    const { res, client, cuts } = await open();
+    await fillPast(res, BOUND);
+    await sleep(STALL_MS / 2);
+    let received = '';
+    client.setEncoding('latin1');
+    client.on('data', (d: string) => (received = (received + d).slice(-100)));
+    client.resume();
+    await sleep(STALL_MS * 3);
+    assert.equal(cuts.length, 0, 'a client that reads is not cut');
+    assert.ok(res.writableLength <= BOUND, 'what waited was taken');
+    res.write('data: still here\n\n');
+    await sleep(100);
+    assert.match(received, /still here/);
+    res.destroy();
+    client.destroy();
+  });
+
+  it('sends one answer larger than twice the bound to a client that reads it', async () => {
+    const { res, client, cuts } = await open();
+    client.resume();
+    let received = 0;
+    client.on('data', (d: Buffer) => (received += d.length));
+    const big = Buffer.alloc(BOUND * 8, 'y');
+    res.write(big);
+    await new Promise<void>((r) => res.end(r));
+    await new Promise((r) => client.on('end', r));
+    assert.equal(cuts.length, 0);
+    assert.equal(received, big.length);
+  });
+});
