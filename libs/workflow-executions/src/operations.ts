@@ -114,7 +114,7 @@ export async function forkExecution(
     req.definitionVersion === undefined
       ? source.definition
       : (await definitions.get(source.definition.id, req.definitionVersion)).definition;
-  const plan = withAppErrors(() => planFork(source, events, req.fromStep, target));
+  const plan = withAppErrors(() => planFork(source, events, req.fromStep, target, req.input ?? source.input));
   const executionId = req.executionId ?? randomUUID();
   const r = await runWorkflowCommandOnNewStream(store, executionId, {
     type: 'ForkWorkflow',

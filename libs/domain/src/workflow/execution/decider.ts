@@ -432,11 +432,14 @@ function decideRequestCancel(
       metadata: meta,
     },
   ];
-  // Undo what already happened: succeeded steps (or items) that name a compensation.
+  // Undo what already happened: succeeded steps (or items) that name a compensation. A step a
+  // fork copied did nothing here: its effect belongs to the source execution, and its
+  // compensation would resolve against the fork's input (which may name someone else's records).
   let after = evolveAll(s, primary);
   for (const step of s.definition.steps) {
     const st = s.steps[step.id];
-    const hadEffect = st && (st.status === 'succeeded' || st.units.some((x) => x?.phase === 'succeeded'));
+    const hadEffect =
+      st && !st.copiedFrom && (st.status === 'succeeded' || st.units.some((x) => x?.phase === 'succeeded'));
     if (hadEffect) {
       const more = startCompensation(after, step.id, 'canceled', meta);
       primary.push(...more);

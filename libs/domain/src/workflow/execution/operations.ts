@@ -5,13 +5,15 @@
  * the stream and hand its events in.
  */
 import { DomainError, type CommandMetadata } from '../../decider.js';
-import type { WorkflowDefinition } from '../definition/schema.js';
+import type { StepDefinition, WorkflowDefinition } from '../definition/schema.js';
+import { evaluateCondition, evaluateItems, resolveMapping, withExpressionBudget } from '../definition/expressions.js';
 import { compensationStepIds } from '../definition/validate.js';
-import { decideWorkflow, downstreamOf, evolveWorkflow, initialWorkflowState } from './decider.js';
+import { decideWorkflow, downstreamOf, evolveWorkflow, expressionContext, initialWorkflowState } from './decider.js';
 import type {
   CopiedStep,
   StartedExecution,
   StepError,
+  StepState,
   WorkflowCommand,
   WorkflowEvent,
   WorkflowExecutionState,
@@ -44,6 +46,10 @@ export interface ForkPlan {
  * What a fork of `source` from `fromStep` onto `target` copies: every step that succeeded in the
  * source (ran, or was itself copied by an earlier fork) and is neither `fromStep` nor downstream
  * of it, in the source's definition or in the target's. Compensation steps are never copied.
+ * With an `input` other than the source's, a step is copied only when it would have run the same
+ * on it (its condition holds, its items and resolved inputs are the ones it ran with); one that
+ * would not runs again, and so does what depends on it: an output is never taken over for an
+ * input it was not made from (a lookup of one customer's e-mail standing for another's).
  * 400 when `fromStep` is a step of neither definition. Copies the target lacks are left in: the
  * decider refuses them (409 naming them), so the operator sees what the new version drops.
  */
@@ -52,6 +58,7 @@ export function planFork(
   events: readonly RevisionedEvent[],
   fromStep: string,
   target: WorkflowDefinition,
+  input: Record<string, unknown> = source.input,
 ): ForkPlan {
   const inSource = source.definition.steps.some((d) => d.id === fromStep);
   const inTarget = target.steps.some((d) => d.id === fromStep);
@@ -72,6 +79,20 @@ export function planFork(
     if ((event.type === 'StepSucceeded' && event.data.itemIndex === undefined) || event.type === 'StepOutputCopied')
       recordedAt.set(event.data.stepId, revision);
   }
+  if (stableJson(input) !== stableJson(source.input)) {
+    // Until nothing changes: a step that runs again takes what depends on it along.
+    for (let changed = true; changed;) {
+      changed = false;
+      for (const d of source.definition.steps) {
+        const st = source.steps[d.id];
+        if (!st || st.status !== 'succeeded' || rerun.has(d.id) || comp.has(d.id)) continue;
+        if (wouldRunTheSame(source, d, st, input)) continue;
+        for (const id of [d.id, ...downstreamOf(source.definition, [d.id]), ...downstreamOf(target, [d.id])])
+          rerun.add(id);
+        changed = true;
+      }
+    }
+  }
   const copies: CopiedStep[] = [];
   for (const d of source.definition.steps) {
     const st = source.steps[d.id];
@@ -79,6 +100,41 @@ export function planFork(
     copies.push({ stepId: d.id, output: st.output ?? null, revision: recordedAt.get(d.id) ?? -1 });
   }
   return { copies, rerun: target.steps.filter((d) => rerun.has(d.id)).map((d) => d.id) };
+}
+
+/**
+ * Whether step `d` of the source would have run just as it did had the execution's input been
+ * `input`: its `if` holds, and its for_each items and each unit's resolved input are the ones it
+ * ran with (a wait step has no input: its condition alone). A step with no recorded run (copied
+ * by an earlier fork) or an expression that fails counts as different: it runs again.
+ */
+function wouldRunTheSame(
+  source: StartedExecution,
+  d: StepDefinition,
+  st: StepState,
+  input: Record<string, unknown>,
+): boolean {
+  const as = { ...source, input };
+  try {
+    return withExpressionBudget(() => {
+      const ctx = expressionContext(as);
+      if (d.if !== undefined && !evaluateCondition(d.if, ctx)) return false;
+      if (d.uses === undefined) return true;
+      if (d.for_each) {
+        const items = evaluateItems(d.for_each.items, ctx);
+        if (!Array.isArray(items) || stableJson(items) !== stableJson(st.items ?? null)) return false;
+        return items.every((item, index) => {
+          const unit = st.units[index];
+          const resolved = resolveMapping(d.with, expressionContext(as, { item, index }));
+          return unit !== undefined && stableJson(resolved) === stableJson(unit.input);
+        });
+      }
+      const unit = st.units[0];
+      return unit !== undefined && stableJson(resolveMapping(d.with, ctx)) === stableJson(unit.input);
+    });
+  } catch {
+    return false;
+  }
 }
 
 // ---- replay check -------------------------------------------------------------------

@@ -244,6 +244,55 @@ describe('WorkflowExecution: ForkWorkflow', () => {
       .thenThrows(isCode('validation'));
   });
 
+  it('a cancel of a fork does not undo a copied step (its effect belongs to the source), only what the fork itself did', () => {
+    // create (undone by remove) -> notify (undone by unnotify); the fork from notify copies create.
+    const undoable: WorkflowDefinitionInput = {
+      id: 'undoable',
+      version: 1,
+      name: 'Undoable',
+      steps: [
+        {
+          id: 'create',
+          uses: 'mcp:database_writer/query',
+          with: { email: '${{ input.email }}' },
+          on_error: { compensate: 'remove' },
+        },
+        {
+          id: 'notify',
+          uses: 'mcp:automation/send_email',
+          needs: ['create'],
+          with: { to: '${{ input.email }}' },
+          on_error: { compensate: 'unnotify' },
+        },
+        { id: 'wait_more', uses: 'mcp:database/query', needs: ['notify'], with: { sql: 'select 1' } },
+        { id: 'remove', uses: 'mcp:database_writer/query', with: { email: '${{ input.email }}' } },
+        { id: 'unnotify', uses: 'mcp:automation/send_email', with: { to: '${{ input.email }}' } },
+      ],
+    };
+    const forkCommand = fork({
+      definition: undoable,
+      input: { email: 'someone-else@example.com' },
+      fromStep: 'notify',
+      copies: [{ stepId: 'create', output: { id: 7 }, revision: 3 }],
+    });
+    assert.deepEqual(types(history(forkCommand)), [
+      'WorkflowStarted',
+      'StepOutputCopied:create',
+      'StepScheduled:notify',
+    ]);
+    spec
+      .given(history(forkCommand, cmd.succeeded({ stepId: 'notify' }, { sent: true })))
+      .when(cmd.cancel())
+      .then((events) => {
+        const compensations = events.filter((e) => e.type === 'CompensationStarted');
+        assert.deepEqual(
+          compensations.map((e) => (e.data as { stepId: string }).stepId),
+          ['unnotify'],
+          'only the step the fork ran is undone',
+        );
+      });
+  });
+
   it('given a started execution, a repeated fork is ignored', () => {
     const started = workflowExecutionDecider.decide(fork(), workflowExecutionDecider.initialState);
     spec.given(started).when(fork()).thenNothingHappened();
@@ -272,6 +321,89 @@ describe('planFork', () => {
       planFork(source, revisioned(failedRun), 'analyze', v2).copies.map((c) => c.stepId),
       ['fetch'],
     );
+  });
+  describe('with an input other than the one the source ran on', () => {
+    /** lookup(e-mail) -> create (only when the lookup found nothing) -> welcome; stats and tags on their own. */
+    const onboarding: WorkflowDefinitionInput = {
+      id: 'onboarding_like',
+      version: 1,
+      name: 'Onboarding-like',
+      steps: [
+        { id: 'lookup', uses: 'mcp:database/query', with: { params: ['${{ input.email }}'] } },
+        {
+          id: 'create',
+          uses: 'mcp:database_writer/query',
+          needs: ['lookup'],
+          if: 'size(steps.lookup.output.rows) == 0',
+          with: { params: ['${{ input.email }}'] },
+        },
+        { id: 'welcome', uses: 'mcp:automation/send_email', needs: ['create'], with: { to: '${{ input.email }}' } },
+        { id: 'stats', uses: 'mcp:database/query', with: { sql: 'select 1' } },
+        { id: 'tagging', uses: 'mcp:database/query', for_each: { items: 'input.tags' }, with: { tag: '${{ item }}' } },
+      ],
+    };
+    const ran = history(
+      cmd.start(onboarding, { email: 'mine@example.com', tags: ['a', 'b'] }),
+      cmd.succeeded({ stepId: 'lookup' }, { rows: [] }),
+      cmd.succeeded({ stepId: 'stats' }, { rows: [{ one: 1 }] }),
+      cmd.succeeded({ stepId: 'tagging', itemIndex: 0 }, 'a'),
+      cmd.succeeded({ stepId: 'tagging', itemIndex: 1 }, 'b'),
+      cmd.succeeded({ stepId: 'create' }, { rows: [{ customer_id: 7 }] }),
+      cmd.failed({ stepId: 'welcome' }, invalid),
+    );
+    const src = fold(ran) as StartedExecution;
+    const copied = (input?: Record<string, unknown>) =>
+      planFork(src, revisioned(ran), 'welcome', def(onboarding), input).copies.map((c) => c.stepId);
+
+    it('the same input (given or not) copies as before', () => {
+      assert.deepEqual(copied(undefined), ['lookup', 'create', 'stats', 'tagging']);
+      assert.deepEqual(copied({ tags: ['a', 'b'], email: 'mine@example.com' }), [
+        'lookup',
+        'create',
+        'stats',
+        'tagging',
+      ]);
+    });
+    it('a step whose resolved input would differ runs again, and so does what depends on it', () => {
+      const plan = planFork(src, revisioned(ran), 'welcome', def(onboarding), {
+        email: 'someone-else@example.com',
+        tags: ['a', 'b'],
+      });
+      assert.deepEqual(
+        plan.copies.map((c) => c.stepId),
+        ['stats', 'tagging'],
+        "the lookup and the create made for the source's e-mail are not taken over",
+      );
+      assert.deepEqual(plan.rerun, ['lookup', 'create', 'welcome']);
+    });
+    it('a for_each step whose items would differ runs again; one whose items and inputs are the same is copied', () => {
+      assert.deepEqual(copied({ email: 'mine@example.com', tags: ['a', 'c'] }), ['lookup', 'create', 'stats']);
+      assert.deepEqual(copied({ email: 'mine@example.com', tags: ['a', 'b'], extra: 1 }), [
+        'lookup',
+        'create',
+        'stats',
+        'tagging',
+      ]);
+    });
+    it('a step whose condition would not hold, or whose mapping fails on the new input, runs again', () => {
+      const guarded = def({
+        ...onboarding,
+        steps: onboarding.steps.map((st) => (st.id === 'stats' ? { ...st, if: 'input.tags[0] == "a"' } : st)),
+      });
+      const guardedRun = history(
+        cmd.start(guarded, { email: 'mine@example.com', tags: ['a', 'b'] }),
+        cmd.succeeded({ stepId: 'lookup' }, { rows: [] }),
+        cmd.succeeded({ stepId: 'stats' }, { rows: [] }),
+      );
+      const g = fold(guardedRun) as StartedExecution;
+      const plan = planFork(g, revisioned(guardedRun), 'welcome', guarded, { email: 'mine@example.com', tags: ['z'] });
+      assert.deepEqual(
+        plan.copies.map((c) => c.stepId),
+        ['lookup'],
+      );
+      const noEmail = planFork(g, revisioned(guardedRun), 'welcome', guarded, { tags: ['a'] });
+      assert.ok(!noEmail.copies.some((c) => c.stepId === 'lookup'), 'input.email is missing: the lookup runs again');
+    });
   });
   it('400 for a fork point of neither definition', () => {
     assert.throws(() => planFork(source, revisioned(failedRun), 'nope', def(chain)), isCode('validation'));

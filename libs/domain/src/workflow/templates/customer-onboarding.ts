@@ -22,7 +22,8 @@ const CREATED = 'steps.create_records.output.rows[0]';
 export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
   // v4: the welcome and the follow-ups are e-mails (send_email, one-shot e-mail schedules), no webhooks to register.
-  version: 4,
+  // v5: the compensation removes the customer create_records made (its id), not any customer with the input's e-mail.
+  version: 5,
   name: 'Customer onboarding',
   description:
     'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
@@ -174,11 +175,20 @@ export const customerOnboardingTemplate = {
       id: 'remove_customer',
       name: 'Compensation: remove the created customer and subscription',
       uses: 'mcp:database_writer/query',
+      // Reads create_records' answer (only ever runs as its compensation).
+      needs: ['create_records'],
       with: {
+        // When create_records answered, exactly the row it made ($2, its id); when it failed without
+        // an answer (a timeout after the insert), the row with the input's e-mail, which the lookup
+        // before it found missing, so one this execution made.
         sql:
-          'WITH s AS (DELETE FROM business.subscriptions WHERE customer_id IN (SELECT id FROM business.customers WHERE email = lower($1::text)) RETURNING id) ' +
-          'DELETE FROM business.customers WHERE email = lower($1::text) RETURNING id',
-        params: ['${{ input.customer.email }}'],
+          'WITH target AS (SELECT id FROM business.customers WHERE email = lower($1::text) AND ($2::int IS NULL OR id = $2::int)), ' +
+          's AS (DELETE FROM business.subscriptions WHERE customer_id IN (SELECT id FROM target) RETURNING id) ' +
+          'DELETE FROM business.customers WHERE id IN (SELECT id FROM target) RETURNING id',
+        params: [
+          '${{ input.customer.email }}',
+          `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.customer_id : null }}`,
+        ],
       },
       timeout_ms: 15_000,
     },

@@ -603,3 +603,63 @@ describe('built-in templates: simulated runs reach completed', () => {
     assert.equal((dispatchedInputs(other.events, 'escalate_email')[0] as { to: string }).to, 'desk@corp.example');
   });
 });
+
+describe('customer_onboarding: what its compensation removes', () => {
+  const ann = { customer: { name: 'Ann Lee', email: 'Ann@Example.com', plan: 'growth', seats: 8 } };
+  /** Start, the lookup finds nothing, then `created` answers create_records; the events so far. */
+  const upTo = (created: WorkflowCommand['type']) => {
+    let state: WorkflowExecutionState = initialWorkflowState;
+    const send = (c: WorkflowCommand) => {
+      const out = decideWorkflow(c, state);
+      state = out.reduce(evolveWorkflow, state);
+      return out;
+    };
+    send({
+      type: 'StartWorkflow',
+      data: { executionId: 'sim', definition: customerOnboardingTemplate, input: ann, seed: 7 },
+      metadata: meta(at(0)),
+    });
+    send({ type: 'RecordStepDispatched', data: { stepId: 'check_existing', attempt: 1 }, metadata: meta(at(1)) });
+    send({
+      type: 'RecordStepSucceeded',
+      data: { stepId: 'check_existing', attempt: 1, output: { rows: [] } },
+      metadata: meta(at(2)),
+    });
+    send({ type: 'RecordStepDispatched', data: { stepId: 'create_records', attempt: 1 }, metadata: meta(at(3)) });
+    const outcome =
+      created === 'RecordStepSucceeded'
+        ? send({
+            type: 'RecordStepSucceeded',
+            data: {
+              stepId: 'create_records',
+              attempt: 1,
+              output: { rows: [{ customer_id: 101, subscription_id: 401 }] },
+            },
+            metadata: meta(at(4)),
+          })
+        : send({
+            type: 'RecordStepFailed',
+            data: {
+              stepId: 'create_records',
+              attempt: 1,
+              error: { code: 'timeout', message: 'no answer in 15000 ms', retryable: false },
+            },
+            metadata: meta(at(4)),
+          });
+    const cancel = () => send({ type: 'RequestCancel', data: { reason: 'changed my mind' }, metadata: meta(at(5)) });
+    return { outcome, cancel };
+  };
+  const compensationParams = (events: readonly WorkflowEvent[]) => {
+    const started = events.find((e) => e.type === 'CompensationStarted');
+    assert.ok(started?.type === 'CompensationStarted', 'the compensation starts');
+    assert.equal(started.data.stepId, 'remove_customer');
+    return (started.data.input as { params: unknown[] }).params;
+  };
+
+  it('after create_records answered: exactly the customer it created (its id), with the e-mail', () => {
+    assert.deepEqual(compensationParams(upTo('RecordStepSucceeded').cancel()), ['Ann@Example.com', 101]);
+  });
+  it('after create_records failed without an answer: the customer with the e-mail (no id to go by)', () => {
+    assert.deepEqual(compensationParams(upTo('RecordStepFailed').outcome), ['Ann@Example.com', null]);
+  });
+});
