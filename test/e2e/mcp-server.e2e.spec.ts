@@ -367,6 +367,55 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.equal(task.body.status, 'completed');
   });
 
+  it("an idempotency key names the same work for its own API key only: not another key's over /mcp, not a REST caller's", async () => {
+    const otherOperator = await makeKey('operator');
+    const [mine, other] = [await connect(operatorKey), await connect(otherOperator)];
+    const key = `shared-${Date.now()}`;
+    const start = async (c: Client) => {
+      const r = await c.callTool({
+        name: 'workflow__revenue_analysis',
+        arguments: { timeframe: '30d', wait: false },
+        _meta: { idempotency_key: key },
+      });
+      assert.ok(!r.isError, textOf(r));
+      return (r.structuredContent as { execution_id: string }).execution_id;
+    };
+    const first = await start(mine);
+    assert.equal(await start(mine), first, 'the same key and API key: the same execution');
+    assert.notEqual(await start(other), first, "another API key's call with the same key starts its own");
+    const rest = await request(
+      'POST',
+      '/api/v1/workflows/start/revenue_analysis',
+      { timeframe: '30d' },
+      { ...bearer(otherOperator), 'idempotency-key': key },
+    );
+    assert.equal(rest.status, 202, JSON.stringify(rest.body));
+    assert.notEqual(rest.body.execution_id, first, 'a REST start with the key is not the /mcp execution');
+
+    // A REST key belongs to the first API key that sends it: a fresh one for the tasks.
+    const taskKey = `${key}-task`;
+    const delegate = async (c: Client) => {
+      const r = await c.callTool(
+        { name: 'agent__revenue_analysis', arguments: { timeframe: '7d' }, _meta: { idempotency_key: taskKey } },
+        undefined,
+        { timeout: 120_000 },
+      );
+      assert.ok(!r.isError, textOf(r));
+      return (r.structuredContent as { task_id: string }).task_id;
+    };
+    const task = await delegate(mine);
+    assert.equal(await delegate(mine), task);
+    assert.notEqual(await delegate(other), task);
+    const restTask = await request(
+      'POST',
+      '/api/v1/integration/agents/delegate',
+      { task_type: 'support_response', context: { query: 'hello' }, priority: 'normal' },
+      { ...bearer(otherOperator), 'idempotency-key': taskKey },
+    );
+    assert.ok([200, 202].includes(restTask.status), JSON.stringify(restTask.body));
+    assert.notEqual(restTask.body.task_id, task, "a REST delegation with the key does not get the /mcp caller's task");
+  });
+
   it('a workflow call cancelled by the client ends its execution canceled', async () => {
     const def = await request('POST', '/api/v1/workflows/definitions', {
       id: 'mcp_slow',

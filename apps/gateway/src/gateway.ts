@@ -5,7 +5,15 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import express from 'express';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { AppError, edgePolicyFromEnv, mergeEdgePolicies, migrateUnderLock, newId } from '@switchyard/platform';
+import {
+  AppError,
+  capConnections,
+  receiveTimeoutOptions,
+  edgePolicyFromEnv,
+  mergeEdgePolicies,
+  migrateUnderLock,
+  newId,
+} from '@switchyard/platform';
 import { byteLimit, deferInvalidMediaType, registerBodyParsers } from './http/body.js';
 import { correlate, runInRequestContext, type GatewayRequest } from './http/context.js';
 import { maskErrorTexts, redactsPayloadsFor } from './events/redaction.js';
@@ -28,6 +36,7 @@ import { documentEnforcedRoles } from './security/document.js';
 import { inputHygieneError } from './security/hygiene.js';
 import { deferCheck, shadowedLiteralPaths, shadowedMethodNotAllowed } from './http/route-checks.js';
 import { authentication, RequestTimeouts } from './security/middleware.js';
+import { cutStalledAnswer } from './http/unread-stream-bound.js';
 import { RATE_LIMIT_SCHEMA_SQL, RateLimits } from './security/rate-limits.js';
 import { hostOriginCheck } from './security/host-origin.js';
 import { CONSOLE_PATH, consoleRouter } from './ui/console.js';
@@ -77,6 +86,10 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     forceCloseConnections: true, // close() must not wait for idle keep-alive sockets
     skipMiddie: true, // no Express-style middleware: the edge is Fastify hooks
     bodyLimit, // ours enforces it (http/body.ts); this one is a backstop
+    // A request not received whole in time: 408 and closed (else a body sent a byte a minute holds
+    // its connection for good). Node checks every connectionsCheckingInterval.
+    requestTimeout: resolved.connections.receiveTimeoutMs,
+    http: receiveTimeoutOptions(resolved.connections.receiveTimeoutMs),
     clientErrorHandler: clientErrorsAsProblems(logger),
     // As Express routed: trailing slash and case ignored, and no limit of its own on a path parameter
     // (Node's 16 KiB header limit bounds the URL), so a long id gets the route's validation 400.
@@ -95,6 +108,9 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     },
   });
   const server = adapter.getInstance<FastifyInstance>();
+  capConnections(server.server, resolved.connections, (why) =>
+    logger.warn({ ...why, component: 'connections' }, 'connection refused: too many open'),
+  );
   decorateEdge(server);
   registerBodyParsers(server, bodyLimit);
 
@@ -145,9 +161,22 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   // Filled once the routes are known (after init, before the first request).
   let shadowed: ReadonlyMap<string, readonly string[]> = new Map();
   const exchanges = new Exchanges([httpMetrics.record, ...(log ? [log] : []), timeouts.cancel]);
+  const { sendStallMs } = resolved.connections;
+  const answerCut = logger.child({ component: 'connections' });
   server.addHook('onRequest', (request, reply, done) => {
     const req = request as EdgeRequest;
     const res = reply as EdgeReply;
+    cutStalledAnswer(reply.raw, sendStallMs, (pendingBytes) =>
+      answerCut.info(
+        {
+          correlationId: (request as { correlationId?: string }).correlationId,
+          path: req.path,
+          pendingBytes,
+          sendStallMs,
+        },
+        'client took none of its answer; connection cut',
+      ),
+    );
     const x = exchanges.begin(req, res);
     correlate(req, res);
     // What the API answers is the caller's own (payloads, keys, the audit log): no cache on the

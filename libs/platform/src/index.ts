@@ -17,3 +17,4 @@ export * from './redact.js';
 export * from './backoff.js';
 export * from './json-depth.js';
 export * from './canonical-json.js';
+export * from './connection-caps.js';

@@ -7,6 +7,8 @@ import {
   edgePolicyFromEnv,
   isAppError,
   mergeEdgePolicies,
+  boundInternalListener,
+  receiveTimeoutOptions,
   newId,
   type EdgePolicy,
   type Logger,
@@ -109,7 +111,7 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
   const host = opts.host ?? '127.0.0.1';
   const policy = mergeEdgePolicies(edgePolicyFromEnv(process.env, host), opts.edge);
   const actor = opts.token ? `token:${opts.tokenName ?? 'agents'}` : 'anonymous';
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(receiveTimeoutOptions(), (req, res) => {
     void (async () => {
       const correlationId = (req.headers['x-correlation-id'] as string | undefined) ?? newId();
       res.setHeader('x-correlation-id', correlationId);
@@ -201,6 +203,7 @@ export async function startAgentHttp(opts: StartAgentHttpOptions): Promise<Agent
       }
     })();
   });
+  boundInternalListener(server, (why) => log.warn(why, 'agent connection refused: too many open'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, host, () => resolve());

@@ -5,6 +5,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { until } from '@switchyard/testing';
 import { McpServerFeatureModule } from '../features/mcp-server/mcp-server.module.js';
 import { bearer, startSecuredGateway, type SecuredGateway } from '../security/test-support.js';
@@ -111,5 +113,75 @@ describe('connection limits per caller and in all (real gateway)', () => {
       10_000,
     );
     assert.equal(again, 200);
+  });
+});
+
+describe('connections that hold the gateway: slow requests, unread answers, too many at once (real gateway)', () => {
+  let g: SecuredGateway;
+  let port: number;
+
+  before(async () => {
+    g = await startSecuredGateway('connection_bounds', {
+      connections: { receiveTimeoutMs: 1_500, sendStallMs: 500, max: 64, perAddress: 24 },
+    });
+    port = Number(new URL(g.url).port);
+  });
+  after(async () => {
+    await g?.close();
+  });
+
+  const raw = () => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    return { socket, closed, received: () => received };
+  };
+
+  it('a body sent too slowly is answered 408 and its connection closed', async () => {
+    const c = raw();
+    c.socket.write(
+      `POST /api/v1/workflows/definitions/validate HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${g.adminKey}\r\n` +
+        'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{',
+    );
+    const drip = setInterval(() => c.socket.write(' '), 200);
+    try {
+      const ended = await Promise.race([c.closed.then(() => true), sleep(8_000).then(() => false)]);
+      assert.equal(ended, true, 'closed within a few seconds of the 1.5 s limit');
+      assert.match(c.received(), /^HTTP\/1\.1 408 /);
+    } finally {
+      clearInterval(drip);
+      c.socket.destroy();
+    }
+  });
+
+  it('answers a client does not read are cut once it takes nothing for the stall time', async () => {
+    const c = raw();
+    c.socket.pause();
+    // Pipelined requests for the OpenAPI document (~260 KB each): more than the kernel's buffers hold.
+    const one = `GET /docs/openapi.json HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`;
+    c.socket.write(one.repeat(300));
+    await sleep(4_000);
+    c.socket.resume();
+    const ended = await Promise.race([c.closed.then(() => true), sleep(10_000).then(() => false)]);
+    assert.equal(ended, true, 'the gateway closed the connection');
+    const answers = c.received().split('HTTP/1.1 200').length - 1;
+    assert.ok(answers < 300, `not every answer was kept for the client (${answers} of 300 arrived)`);
+    assert.equal((await fetch(`${g.url}/livez`)).status, 200);
+  });
+
+  it('connections past the share of one address are closed at once; the gateway goes on answering', async () => {
+    const held = Array.from({ length: 30 }, () => raw());
+    try {
+      await sleep(500);
+      const open = held.filter((c) => !c.socket.destroyed && c.socket.readyState === 'open');
+      assert.ok(open.length <= 24, `at most the share stays open (${open.length})`);
+      assert.ok(open.length >= 20, `the share does (${open.length})`);
+    } finally {
+      for (const c of held) c.socket.destroy();
+    }
+    await sleep(200);
+    assert.equal((await fetch(`${g.url}/livez`)).status, 200);
   });
 });

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 /** How much a long-lived response may hold for a client that does not read it, and for how long. */
 export interface UnreadStreamLimits {
@@ -14,13 +15,27 @@ export interface UnreadStreamCut {
   readonly reason: 'stalled' | 'piling';
 }
 
-const byteLength = (chunk: unknown): number =>
-  typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk instanceof Uint8Array ? chunk.byteLength : 0;
+/**
+ * Whether bytes of the response's connection reached the kernel since `before` (a probe taken
+ * earlier), and the probe now. A write is one request to libuv, counted in `writableLength`
+ * until the last of its bytes is written: a large answer shows no change there while its client
+ * reads it. So the probe is the bytes whose writes completed (`bytesWritten` counts every byte
+ * handed to the socket, `writableLength` those not written yet) and, while that stays the same
+ * (the same write is in flight), the bytes of that write libuv still holds (`writeQueueSize`).
+ */
+type Probe = { readonly completed: number; readonly queued: number };
+function probe(res: ServerResponse): Probe {
+  const socket = res.socket as (Socket & { _handle?: { writeQueueSize?: number } | null }) | null;
+  if (!socket) return { completed: 0, queued: 0 };
+  return { completed: socket.bytesWritten - socket.writableLength, queued: socket._handle?.writeQueueSize ?? 0 };
+}
+const moved = (before: Probe, now: Probe): boolean =>
+  now.completed > before.completed || (now.completed === before.completed && now.queued < before.queued);
 
 /**
  * Bounds what a streamed response (SSE) holds for its client. Every write goes through it:
  * - over `maxPendingBytes` waiting, the client must take bytes: a watch checks every `stallMs`
- *   that some of what was written has left the process, and cuts the stream when none has;
+ *   that some of what was written has reached the kernel, and cuts the stream when none has;
  *   a slow reader that keeps reading, or one large answer being read, is not cut;
  * - a stream that was already over the bound and grows past twice it is cut at once: answers
  *   keep coming (messages admitted before it backed up) while its client reads nothing.
@@ -34,11 +49,8 @@ export function boundUnreadStream(
   onCut: (cut: UnreadStreamCut) => void,
 ): void {
   const write = res.write.bind(res) as (...args: unknown[]) => boolean;
-  let written = 0;
   let watch: NodeJS.Timeout | undefined;
   let cut = false;
-  /** Bytes that have left the process (to the kernel) so far. */
-  const taken = () => written - res.writableLength;
   const cutNow = (reason: UnreadStreamCut['reason']) => {
     if (cut) return;
     cut = true;
@@ -47,25 +59,53 @@ export function boundUnreadStream(
     res.destroy();
   };
   const startWatch = () => {
-    let lastTaken = taken();
+    let last = probe(res);
     watch = setInterval(() => {
+      const now = probe(res);
       if (res.writableLength <= limits.maxPendingBytes) {
         clearInterval(watch);
         watch = undefined;
-        // `<=`: each new write's chunk framing counts as waiting, not as written.
-      } else if (taken() <= lastTaken) cutNow('stalled');
-      else lastTaken = taken();
+      } else if (!moved(last, now)) cutNow('stalled');
+      last = now;
     }, limits.stallMs);
     watch.unref();
   };
   res.write = ((...args: unknown[]) => {
     if (cut) return false;
     const before = res.writableLength;
-    written += byteLength(args[0]);
     const ok = write(...args);
     if (before > limits.maxPendingBytes && res.writableLength > 2 * limits.maxPendingBytes) cutNow('piling');
     else if (!watch && res.writableLength > limits.maxPendingBytes) startWatch();
     return ok;
   }) as typeof res.write;
   res.once('close', () => clearInterval(watch));
+}
+
+/**
+ * Cuts an ended answer of which no byte reaches the kernel for `stallMs` (checked every
+ * `stallMs` from the moment it is ended while bytes still wait; a client that takes some keeps
+ * it). An answer the kernel took whole is never watched. Without it, a client that sends
+ * requests and never reads their answers holds each answer in memory for as long as its
+ * connection stays open, which nothing else limits.
+ */
+export function cutStalledAnswer(res: ServerResponse, stallMs: number, onCut: (pendingBytes: number) => void): void {
+  res.once('prefinish', () => {
+    if (res.writableLength === 0 || res.writableFinished) return;
+    let last = probe(res);
+    const watch = setInterval(() => {
+      const now = probe(res);
+      if (res.writableLength === 0) return stop();
+      if (moved(last, now)) {
+        last = now;
+        return;
+      }
+      stop();
+      onCut(res.writableLength);
+      res.destroy();
+    }, stallMs);
+    watch.unref();
+    const stop = () => clearInterval(watch);
+    res.once('finish', stop);
+    res.once('close', stop);
+  });
 }

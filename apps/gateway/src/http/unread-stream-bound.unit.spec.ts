@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { boundUnreadStream, type UnreadStreamCut } from './unread-stream-bound.js';
+import { boundUnreadStream, cutStalledAnswer, type UnreadStreamCut } from './unread-stream-bound.js';
 
 const BOUND = 256 * 1024;
 const STALL_MS = 300;
@@ -110,5 +110,73 @@ describe('boundUnreadStream (an SSE-like response whose client may not read)', (
     await new Promise((r) => client.on('end', r));
     assert.equal(cuts.length, 0);
     assert.equal(received, big.length);
+  });
+});
+
+describe('cutStalledAnswer (an ended answer the client does not take)', () => {
+  const STALL = 300;
+  let server: http.Server;
+  let url: string;
+  const cuts: number[] = [];
+
+  before(async () => {
+    server = http.createServer((req, res) => {
+      cutStalledAnswer(res, STALL, (pending) => cuts.push(pending));
+      const size = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('bytes'));
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(size) });
+      res.end(Buffer.alloc(size, 'z'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  const get = (bytes: number) =>
+    new Promise<IncomingMessage>((resolve, reject) => {
+      http.get(`${url}?bytes=${bytes}`, resolve).on('error', reject);
+    });
+
+  it('cuts an answer of which the client takes nothing for the stall time', async () => {
+    cuts.length = 0;
+    const res = await get(64 * 1024 * 1024);
+    res.pause();
+    res.on('error', () => undefined);
+    try {
+      await sleep(STALL * 4);
+      assert.equal(cuts.length, 1, 'cut once');
+      assert.ok(cuts[0]! > 0, `bytes still waited (${cuts[0]})`);
+      const open = await new Promise<number>((r) => server.getConnections((_e, n) => r(n)));
+      assert.equal(open, 0, "the server's end of the connection is gone, and the answer's bytes with it");
+    } finally {
+      res.destroy();
+    }
+  });
+
+  it('keeps a large answer that the client reads, however long it takes past the stall time', async () => {
+    cuts.length = 0;
+    const res = await get(32 * 1024 * 1024);
+    res.pause();
+    await sleep(STALL / 2);
+    let received = 0;
+    res.on('data', (d: Buffer) => (received += d.length));
+    res.resume();
+    await new Promise((r) => res.on('end', r));
+    assert.equal(received, 32 * 1024 * 1024, 'the whole answer arrived');
+    assert.equal(cuts.length, 0);
+  });
+
+  it('never watches an answer the kernel took whole', async () => {
+    cuts.length = 0;
+    const res = await get(1024);
+    res.pause();
+    try {
+      await sleep(STALL * 3);
+      assert.equal(cuts.length, 0);
+    } finally {
+      res.destroy();
+    }
   });
 });

@@ -67,12 +67,28 @@ export function requestFingerprint(method: string, url: string, body: unknown): 
     .digest('hex');
 }
 
+/** Longest idempotency key the back ends take (the task contracts). */
+const BACKEND_KEY_MAX = 200;
+
 /**
  * The key as the back ends see it (the dispatcher derives the task id from it, the workflow
  * start the execution id): prefixed, so an HTTP caller cannot pick a key the workflow engine
- * uses for its own steps.
+ * uses for its own steps. One past the back ends' length (a header key may be 255 characters)
+ * goes as a hash under its own prefix (`http#`), so it neither fails their schema nor meets a
+ * shorter key.
  */
-export const backendKey = (key: string): string => `http:${key}`;
+export const backendKey = (key: string): string => {
+  const prefixed = `http:${key}`;
+  return prefixed.length <= BACKEND_KEY_MAX ? prefixed : `http#${createHash('sha256').update(prefixed).digest('hex')}`;
+};
+
+/**
+ * An `/mcp` call's `_meta.idempotency_key` as the gateway passes it on: scoped to the API key that
+ * sent it, with a separator no Idempotency-Key header may hold (`|`), so that neither another
+ * key's `/mcp` calls nor a REST caller (whose keys are bound to their API key by the key table,
+ * which `/mcp` does not use) can name the same task or execution.
+ */
+export const mcpScopedKey = (apiKeyId: string | null, key: string): string => `mcp|${apiKeyId ?? 'anonymous'}|${key}`;
 
 /** The execution id a workflow start with this key gets (a UUID-shaped hash): a repeat names the same execution. */
 export function executionIdForKey(key: string): string {

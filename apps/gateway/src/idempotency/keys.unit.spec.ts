@@ -6,6 +6,8 @@ import {
   canonicalUrl,
   executionIdForKey,
   IDEMPOTENCY_KEY_MAX,
+  IDEMPOTENCY_KEY_PATTERN,
+  mcpScopedKey,
   parseIdempotencyKey,
   requestFingerprint,
 } from './keys.js';
@@ -52,5 +54,25 @@ describe('Idempotency-Key parsing and request fingerprints', () => {
     assert.equal(executionIdForKey('k1'), id);
     assert.notEqual(executionIdForKey('k2'), id);
     assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+
+  it('a key of any allowed length fits the back ends (200 characters): a long one as a hash under its own prefix', () => {
+    assert.equal(backendKey('order-42'), 'http:order-42');
+    const long = 'x'.repeat(IDEMPOTENCY_KEY_MAX);
+    const sent = backendKey(long);
+    assert.ok(sent.length <= 200);
+    assert.match(sent, /^http#[0-9a-f]{64}$/);
+    assert.equal(backendKey(long), sent, 'stable');
+    assert.notEqual(backendKey(`${long.slice(1)}y`), sent);
+    assert.notEqual(executionIdForKey(long), executionIdForKey(long.slice(1)));
+  });
+
+  it('an /mcp key is scoped to its API key, in a form no Idempotency-Key header can take', () => {
+    const a = mcpScopedKey('sy_aaaaaaaaaaaaaaaa', 'k1');
+    assert.notEqual(a, mcpScopedKey('sy_bbbbbbbbbbbbbbbb', 'k1'));
+    assert.equal(a, mcpScopedKey('sy_aaaaaaaaaaaaaaaa', 'k1'));
+    assert.ok(!IDEMPOTENCY_KEY_PATTERN.test(a), 'a REST caller cannot send it');
+    assert.notEqual(executionIdForKey(a), executionIdForKey('k1'));
+    assert.notEqual(backendKey(a), backendKey('mcp:sy_aaaaaaaaaaaaaaaa:k1'));
   });
 });

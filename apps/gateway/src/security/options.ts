@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseConfig } from '@switchyard/platform';
+import { DEFAULT_CONNECTION_CAPS, parseConfig, type ConnectionCaps } from '@switchyard/platform';
 
 /** A rate limit: at most `points` requests per `durationSec` seconds. */
 export interface Limit {
@@ -61,7 +61,26 @@ export interface ResolvedSecurityOptions {
   readonly requestTimeoutMs: number;
   /** Live event streams (`/api/v1/events/stream`) open at once: per caller and in all. */
   readonly eventStreams: { readonly perCaller: number; readonly total: number };
+  /** How long a client may take to send a request, and to take an answer's bytes (see ConnectionTimeouts). */
+  readonly connections: ConnectionTimeouts;
 }
+
+/**
+ * What a client's connection may hold: a request not received whole within `receiveTimeoutMs`
+ * is answered 408 and closed (a body sent a byte a minute held its connection for good); an
+ * answer of which no byte leaves the process for `sendStallMs` is cut (a client that never
+ * reads held the answer in the gateway's memory for good).
+ */
+export interface ConnectionTimeouts extends ConnectionCaps {
+  readonly receiveTimeoutMs: number;
+  readonly sendStallMs: number;
+}
+
+export const DEFAULT_CONNECTION_TIMEOUTS: ConnectionTimeouts = {
+  receiveTimeoutMs: 60_000,
+  sendStallMs: 30_000,
+  ...DEFAULT_CONNECTION_CAPS,
+};
 
 export interface SecurityOptionsInput {
   readonly auth?: AuthOptions;
@@ -74,6 +93,7 @@ export interface SecurityOptionsInput {
    * in all; one more is 429 (the caller's share) or 503 (all). Default 20 and 500.
    */
   readonly eventStreams?: { readonly perCaller?: number; readonly total?: number };
+  readonly connections?: Partial<ConnectionTimeouts>;
 }
 
 export const DEFAULT_LIMITS = {
@@ -105,6 +125,7 @@ export function resolveSecurityOptions(o: SecurityOptionsInput): ResolvedSecurit
       perCaller: o.eventStreams?.perCaller ?? DEFAULT_EVENT_STREAMS.perCaller,
       total: o.eventStreams?.total ?? DEFAULT_EVENT_STREAMS.total,
     },
+    connections: { ...DEFAULT_CONNECTION_TIMEOUTS, ...o.connections },
   };
 }
 
@@ -140,6 +161,29 @@ export const securityEnvSchema = z.object({
   GATEWAY_EVENT_STREAMS_PER_CALLER: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_EVENT_STREAMS.perCaller),
   /** Live event streams open at once in this gateway (503 above it). */
   GATEWAY_EVENT_STREAMS_MAX: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_EVENT_STREAMS.total),
+  /** A request not received whole within this long: 408, connection closed. */
+  GATEWAY_RECEIVE_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(1_000)
+    .max(3_600_000)
+    .default(DEFAULT_CONNECTION_TIMEOUTS.receiveTimeoutMs),
+  /** An answer of which no byte leaves for this long is cut. */
+  GATEWAY_SEND_STALL_MS: z.coerce
+    .number()
+    .int()
+    .min(1_000)
+    .max(3_600_000)
+    .default(DEFAULT_CONNECTION_TIMEOUTS.sendStallMs),
+  /** Connections the gateway keeps open at once (a new one past it is closed). */
+  GATEWAY_MAX_CONNECTIONS: z.coerce.number().int().min(16).max(1_000_000).default(DEFAULT_CONNECTION_CAPS.max),
+  /** ... from one client address (behind a reverse proxy, every client has the proxy's). */
+  GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000_000)
+    .default(DEFAULT_CONNECTION_CAPS.perAddress),
 });
 
 /**
@@ -166,5 +210,11 @@ export function securityOptionsFromEnv(
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     bodyLimit: c.GATEWAY_BODY_LIMIT_BYTES,
     eventStreams: { perCaller: c.GATEWAY_EVENT_STREAMS_PER_CALLER, total: c.GATEWAY_EVENT_STREAMS_MAX },
+    connections: {
+      receiveTimeoutMs: c.GATEWAY_RECEIVE_TIMEOUT_MS,
+      sendStallMs: c.GATEWAY_SEND_STALL_MS,
+      max: c.GATEWAY_MAX_CONNECTIONS,
+      perAddress: c.GATEWAY_MAX_CONNECTIONS_PER_ADDRESS,
+    },
   };
 }

@@ -9,6 +9,8 @@ import {
   checkHostAndOrigin,
   edgePolicyFromEnv,
   mergeEdgePolicies,
+  boundInternalListener,
+  receiveTimeoutOptions,
   newId,
   type EdgePolicy,
   type Logger,
@@ -207,7 +209,7 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
     }
   };
 
-  const http: HttpServer = createServer((req, res) => {
+  const http: HttpServer = createServer(receiveTimeoutOptions(), (req, res) => {
     const correlationId = (req.headers['x-correlation-id'] as string | undefined) ?? newId();
     // Before anything else, /health included: a browser page must not reach this server by DNS rebinding.
     const verdict = checkHostAndOrigin(req.headers, req.socket.localPort, policy);
@@ -232,6 +234,7 @@ export async function startMcpHttpServer(opts: McpHttpServerOptions): Promise<Mc
     });
   });
 
+  boundInternalListener(http, (why) => log.warn(why, 'mcp connection refused: too many open'));
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(opts.port, host, () => {

@@ -54,6 +54,7 @@ import { toolAllowed } from './virtual-server.decider.js';
 import { ExecutionWatch } from './execution-watch.js';
 import { connectionRefusal } from '../../http/connection-quota.js';
 import { boundUnreadStream } from '../../http/unread-stream-bound.js';
+import { mcpScopedKey } from '../../idempotency/keys.js';
 import { VirtualServers } from './virtual-servers.js';
 
 export const SERVER_NAME = 'switchyard';
@@ -440,7 +441,9 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           signal: extra.signal,
           sendNotification: extra.sendNotification,
           ...(meta.progressToken !== undefined ? { progressToken: meta.progressToken as string | number } : {}),
-          ...(typeof key === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(key) ? { idempotencyKey: key } : {}),
+          ...(typeof key === 'string' && /^[A-Za-z0-9._:-]{1,200}$/.test(key)
+            ? { idempotencyKey: mcpScopedKey(caller.keyId, key) }
+            : {}),
         }),
       );
     });

@@ -1,0 +1,87 @@
+import type { Server } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+
+/**
+ * How many connections one listener keeps open: in all, and from one address. Each open
+ * connection is a file descriptor of the process, and every role of a launcher shares them:
+ * without a cap, one client holding thousands of half-sent requests exhausted the descriptors,
+ * and the process's database pools, NATS and monitor probes failed with EMFILE until it let go.
+ */
+export interface ConnectionCaps {
+  readonly max: number;
+  readonly perAddress: number;
+}
+
+export const DEFAULT_CONNECTION_CAPS: ConnectionCaps = { max: 2_048, perAddress: 512 };
+
+/**
+ * Refuses a connection past the caps by closing it at once (the server's `maxConnections` for
+ * the total; a count per remote address for the share). `onRefused` is called at most once a
+ * second per address, for a log line.
+ */
+export function capConnections(
+  server: Server | HttpServer,
+  caps: ConnectionCaps,
+  onRefused?: (why: { address: string; open: number; limit: 'max' | 'perAddress' }) => void,
+): void {
+  server.maxConnections = caps.max;
+  const perAddress = new Map<string, number>();
+  const lastReported = new Map<string, number>();
+  const report = (address: string, open: number, limit: 'max' | 'perAddress') => {
+    const now = Date.now();
+    if ((lastReported.get(address) ?? 0) > now - 1_000) return;
+    lastReported.set(address, now);
+    if (lastReported.size > 10_000) lastReported.clear();
+    onRefused?.({ address, open, limit });
+  };
+  server.on('drop', (data?: { remoteAddress?: string }) => report(data?.remoteAddress ?? 'unknown', caps.max, 'max'));
+  server.on('connection', (socket) => {
+    const address = socket.remoteAddress ?? 'unknown';
+    const open = (perAddress.get(address) ?? 0) + 1;
+    if (open > caps.perAddress) {
+      report(address, open - 1, 'perAddress');
+      socket.destroy();
+      return;
+    }
+    perAddress.set(address, open);
+    socket.once('close', () => {
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left <= 0) perAddress.delete(address);
+      else perAddress.set(address, left);
+    });
+  });
+}
+
+/**
+ * The project's own MCP servers and agents: callers are the connectors and the dispatcher (a few
+ * pooled connections each), so a smaller share of the process's descriptors than the gateway's.
+ */
+export const INTERNAL_LISTENER_CAPS: ConnectionCaps = { max: 512, perAddress: 512 };
+
+/** A request not received whole within this long is answered 408 and closed (Node's default is 5 min). */
+export const LISTENER_RECEIVE_TIMEOUT_MS = 60_000;
+
+/**
+ * `http.createServer` options that answer 408 and close a request not received whole within
+ * `receiveTimeoutMs` (checked a few times within it). Node reads them at construction only: set
+ * on the server afterwards, they do nothing.
+ */
+export function receiveTimeoutOptions(receiveTimeoutMs: number = LISTENER_RECEIVE_TIMEOUT_MS): {
+  requestTimeout: number;
+  headersTimeout: number;
+  connectionsCheckingInterval: number;
+} {
+  return {
+    requestTimeout: receiveTimeoutMs,
+    headersTimeout: Math.min(60_000, receiveTimeoutMs),
+    connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(receiveTimeoutMs / 4))),
+  };
+}
+
+/** An internal HTTP listener's connection caps (made with receiveTimeoutOptions()). */
+export function boundInternalListener(
+  server: HttpServer,
+  onRefused?: (why: { address: string; open: number; limit: 'max' | 'perAddress' }) => void,
+): void {
+  capConnections(server, INTERNAL_LISTENER_CAPS, onRefused);
+}
