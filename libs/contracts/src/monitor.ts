@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { SUBJECT_ROOT, serviceSubject, subjectToken } from './subjects.js';
 import { matcherRegexProblem } from './matcher-regex.js';
+import { re2ProgramSizeEstimate, re2SizeProblem } from '@switchyard/domain';
 import { trimmedText } from './text.js';
 
 /** Labels of a series or an alert: flat string map (Prometheus style). */
@@ -109,13 +110,35 @@ export const storedMatcherSchema = z.object({
   isRegex: z.boolean().optional(),
   isEqual: z.boolean().optional(),
 });
-/** A matcher as sent: a regex must be valid RE2 (400 naming `matchers[i].value` otherwise). */
-export const matcherSchema = storedMatcherSchema.superRefine((m, ctx) => {
-  const problem = m.isRegex ? matcherRegexProblem(m.value) : null;
-  if (problem) ctx.addIssue({ code: 'custom', path: ['value'], message: problem });
-});
+/** A matcher as sent (its regex is checked with the others of its silence: silenceMatchersSchema). */
+export const matcherSchema = storedMatcherSchema;
+/** Estimated RE2 instructions the regexes of one silence may add up to (compiling them, about 0.2 s). */
+export const MAX_SILENCE_REGEX_PROGRAM_SIZE = 50_000;
+/**
+ * A silence's matchers: each regex must be valid RE2 and not too large once compiled, and all of
+ * them together under MAX_SILENCE_REGEX_PROGRAM_SIZE, checked before any is compiled (400 naming
+ * `matchers[i].value` otherwise).
+ */
+export const silenceMatchersSchema = z
+  .array(storedMatcherSchema)
+  .min(1)
+  .max(50)
+  .superRefine((matchers, ctx) => {
+    let total = 0;
+    matchers.forEach((m, i) => {
+      if (!m.isRegex) return;
+      const alone = re2SizeProblem(m.value);
+      if (!alone) total += re2ProgramSizeEstimate(m.value);
+      const problem =
+        alone ??
+        (total > MAX_SILENCE_REGEX_PROGRAM_SIZE
+          ? `the silence's regexes are too large together once compiled (at most ${MAX_SILENCE_REGEX_PROGRAM_SIZE} instructions in all)`
+          : matcherRegexProblem(m.value));
+      if (problem) ctx.addIssue({ code: 'custom', path: [i, 'value'], message: problem });
+    });
+  });
 export const addSilenceRequest = z.object({
-  matchers: z.array(matcherSchema).min(1).max(50),
+  matchers: silenceMatchersSchema,
   createdBy: z.string().min(1).max(200),
   comment: z.string().max(2_000).default(''),
   startsAt: z.number().int().optional(),

@@ -5,3 +5,4 @@ export * from './workflow/execution/index.js';
 export * from './workflow/templates/index.js';
 export * from './workflow/batch/index.js';
 export * from './task/index.js';
+export * from './bounded-re2.js';

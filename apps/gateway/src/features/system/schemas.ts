@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import { idOf } from '../../http/ids.js';
-import { alertRuleSchema, alertStateSchema, matcherSchema, severitySchema, trimmedText } from '@switchyard/contracts';
+import {
+  alertRuleSchema,
+  alertStateSchema,
+  severitySchema,
+  silenceMatchersSchema,
+  trimmedText,
+} from '@switchyard/contracts';
 
 /** HTTP request schemas of /api/v1/system/* (the replies are the monitor's wire contract). */
 
@@ -67,7 +73,7 @@ export const resolveBody = z
 
 export const silenceBody = z
   .object({
-    matchers: z.array(matcherSchema).min(1).max(50),
+    matchers: silenceMatchersSchema,
     comment: z.string().max(2_000).default(''),
     starts_at: z.iso.datetime({ offset: true }).optional(),
     ends_at: z.iso.datetime({ offset: true }).optional(),

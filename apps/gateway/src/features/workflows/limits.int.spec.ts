@@ -155,6 +155,37 @@ describe('workflow limits over real HTTP', () => {
     }
   });
 
+  it('an input pattern too large once compiled is a 400 naming it, answered without compiling it (seconds and a GB before)', async (t) => {
+    // 9.7 KB of text, 1.39 million RE2 instructions: compiling it held the process 5 s and 1 GB.
+    const body = JSON.stringify({
+      id: 'huge_pattern',
+      version: 1,
+      name: 'huge pattern',
+      input: { type: 'object', properties: { s: { type: 'string', pattern: 'a{1000}'.repeat(1390) } } },
+      steps: [{ id: 'a', uses: 'agent:customer_segmentation' }],
+    });
+    const {
+      results: [result],
+      maxMs,
+      tries,
+    } = await longestEventLoopBlock(() => http('POST', '/api/v1/workflows/definitions/validate', body), {
+      belowMs: 100,
+    });
+    t.diagnostic(
+      `longest event-loop block ${maxMs.toFixed(1)} ms (tries: ${tries.map((x) => x.toFixed(1)).join(', ')})`,
+    );
+    assert.ok(maxMs < 100, `event loop blocked for ${maxMs.toFixed(1)} ms`);
+    assert.equal(result.status, 200, JSON.stringify(result.body).slice(0, 500));
+    assert.equal(result.body.valid, false);
+    assert.ok(
+      result.body.errors.some(
+        (e: { path: string; message: string }) =>
+          e.path === 'input.properties.s.pattern' && /too large once compiled/.test(e.message),
+      ),
+      JSON.stringify(result.body.errors).slice(0, 500),
+    );
+  });
+
   it('a definition nested deeper than WORKFLOW_MAX_NESTING_DEPTH is a 400 with the path', async () => {
     let deep: unknown = 1;
     // Past ours (32) but within the gateway's own body-depth check.

@@ -27,7 +27,8 @@
  *    (registered below) so `steps.a.output.total * 1.2` works. Results come back as JSON numbers.
  */
 import { Environment, type ASTNode } from '@marcbachmann/cel-js';
-import { RE2JS } from 're2js';
+import type { RE2JS } from 're2js';
+import { BoundedRe2Cache } from '../../bounded-re2.js';
 import { workflowLimits } from './limits.js';
 
 /** Raised when an expression does not parse, does not type-check, or fails while evaluating. */
@@ -222,14 +223,10 @@ function limitError(expr: string): ExpressionLimitError {
 
 // RE2 (linear time) for `matches`, as the CEL spec asks; cel-js uses a backtracking RegExp.
 const RE2_MATCHES = '__re2_matches';
-const regexCache = new Map<string, RE2JS>();
+const regexCache = new BoundedRe2Cache();
 function re2(pattern: string): RE2JS {
-  let re = regexCache.get(pattern);
-  if (!re) {
-    re = RE2JS.compile(pattern);
-    if (regexCache.size > 500) regexCache.clear();
-    regexCache.set(pattern, re);
-  }
+  const re = regexCache.compile(pattern);
+  if (typeof re === 'string') throw new Error(re);
   return re;
 }
 

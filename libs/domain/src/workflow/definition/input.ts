@@ -1,6 +1,7 @@
-import { RE2JS } from 're2js';
+import type { RE2JS } from 're2js';
 import { z } from 'zod';
 import type { InputSchemaNode } from './schema.js';
+import { BoundedRe2Cache, re2ProgramSizeEstimate, re2SizeProblem } from '../../bounded-re2.js';
 
 /** One reason an input does not match a definition's input schema. */
 export interface InputProblem {
@@ -70,20 +71,12 @@ function withoutPatterns(node: InputSchemaNode): InputSchemaNode {
   return out;
 }
 
-const patterns = new Map<string, RE2JS | string>();
-/** A JSON-Schema `pattern` compiled with RE2 (cached), or why it does not compile. */
+const patterns = new BoundedRe2Cache();
+/** A JSON-Schema `pattern` compiled with RE2 (cached), or why it does not compile (or is too large to). */
 export function compileInputPattern(pattern: string): RE2JS | string {
-  let c = patterns.get(pattern);
-  if (c === undefined) {
-    try {
-      c = RE2JS.compile(pattern);
-    } catch (e) {
-      c = `not a valid RE2 regular expression: ${e instanceof Error ? e.message : String(e)}`;
-    }
-    if (patterns.size > 1_000) patterns.clear();
-    patterns.set(pattern, c);
-  }
-  return c;
+  const c = patterns.compile(pattern);
+  if (typeof c !== 'string') return c;
+  return re2SizeProblem(pattern) ?? `not a valid RE2 regular expression: ${c}`;
 }
 
 /** Strings under a `pattern` must contain a match (JSON Schema patterns are not anchored). */
@@ -102,15 +95,35 @@ function checkPatterns(node: InputSchemaNode, value: unknown, path: PropertyKey[
   if (node.items && Array.isArray(value)) value.forEach((v, i) => checkPatterns(node.items!, v, [...path, i], out));
 }
 
-/** Every `pattern` of an input schema that RE2 cannot compile, with its path in the schema. */
+/** Estimated RE2 instructions all the patterns of one input schema may add up to (about 0.2 s of compiling). */
+export const MAX_INPUT_PATTERNS_PROGRAM_SIZE = 50_000;
+
+/**
+ * Every `pattern` of an input schema that RE2 cannot compile, with its path in the schema. Past
+ * MAX_INPUT_PATTERNS_PROGRAM_SIZE in all, the rest are refused without compiling: each may be
+ * under the bound of one pattern while hundreds of them together hold a core for seconds.
+ */
 export function inputPatternProblems(node: InputSchemaNode, path = 'input'): InputProblem[] {
   const out: InputProblem[] = [];
-  if (node.pattern !== undefined) {
-    const re = compileInputPattern(node.pattern);
-    if (typeof re === 'string') out.push({ path: `${path}.pattern`, message: re });
-  }
-  for (const [k, sub] of Object.entries(node.properties ?? {}))
-    out.push(...inputPatternProblems(sub, `${path}.properties.${k}`));
-  if (node.items) out.push(...inputPatternProblems(node.items, `${path}.items`));
+  const budget = { left: MAX_INPUT_PATTERNS_PROGRAM_SIZE };
+  const walk = (n: InputSchemaNode, at: string) => {
+    if (n.pattern !== undefined) {
+      const alone = re2SizeProblem(n.pattern);
+      if (!alone) budget.left -= re2ProgramSizeEstimate(n.pattern);
+      if (alone) out.push({ path: `${at}.pattern`, message: alone });
+      else if (budget.left < 0)
+        out.push({
+          path: `${at}.pattern`,
+          message: `the schema's patterns are too large together once compiled (at most ${MAX_INPUT_PATTERNS_PROGRAM_SIZE} instructions in all)`,
+        });
+      else {
+        const re = compileInputPattern(n.pattern);
+        if (typeof re === 'string') out.push({ path: `${at}.pattern`, message: re });
+      }
+    }
+    for (const [k, sub] of Object.entries(n.properties ?? {})) walk(sub, `${at}.properties.${k}`);
+    if (n.items) walk(n.items, `${at}.items`);
+  };
+  walk(node, path);
   return out;
 }

@@ -1,0 +1,92 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { BoundedRe2Cache, MAX_PROGRAM_SIZE, re2ProgramSizeEstimate, re2SizeProblem } from './bounded-re2.js';
+import { compileInputPattern, inputPatternProblems } from './workflow/definition/input.js';
+import { evaluateExpression, withExpressionBudget } from './workflow/definition/expressions.js';
+
+/** 9.7 KB of text, 1.39 million instructions once compiled (5 s and 1 GB to compile). */
+const HUGE = 'a{1000}'.repeat(1390);
+
+describe('bounded RE2: a pattern too large once compiled is refused before compiling', () => {
+  it('estimates counted repetition as RE2 unrolls it, nested repetition multiplied', () => {
+    assert.ok(re2ProgramSizeEstimate('^[A-Z]{2}-\\d{4}$') < 50);
+    assert.ok(re2ProgramSizeEstimate('^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$') < 100);
+    assert.equal(re2ProgramSizeEstimate('a{1000}'), 1000);
+    assert.equal(re2ProgramSizeEstimate('(a{100}){100}'), 10_000);
+    assert.equal(re2ProgramSizeEstimate('(?:a{10}|b{10}){10}'), 210);
+    assert.equal(re2ProgramSizeEstimate('a{3,}'), 4);
+    assert.ok(re2ProgramSizeEstimate(HUGE) > 1_000_000);
+    assert.ok(
+      re2ProgramSizeEstimate('\\p{Greek}{100}') > MAX_PROGRAM_SIZE,
+      'a Unicode class counts as many instructions',
+    );
+    assert.ok(re2ProgramSizeEstimate('((((a{10}){10}){10}){10}){10}') > MAX_PROGRAM_SIZE);
+    // Not repetition: a literal brace, flags, named groups, classes holding ']' and escapes.
+    assert.equal(re2ProgramSizeEstimate('a{x}'), 4);
+    assert.ok(re2ProgramSizeEstimate('(?i)(?P<n>[]a\\]]+)(?:x|y)*') < 20);
+  });
+
+  it('the estimate is an upper bound where it matters: every pattern it admits compiles, and typical ones are admitted', () => {
+    const cache = new BoundedRe2Cache();
+    for (const p of [
+      'a{999}b{999}c{999}d{999}',
+      'x{1000}',
+      '[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}',
+      '(?i)^(foo|bar){1,20}$',
+    ]) {
+      assert.equal(re2SizeProblem(p), undefined, p);
+      assert.notEqual(typeof cache.compile(p), 'string', `${p} compiles`);
+    }
+    assert.match(re2SizeProblem(HUGE) ?? '', /too large once compiled \(about \d+ instructions; at most 10000/);
+  });
+
+  it('the cache answers the compiled pattern, RE2 syntax errors, and size refusals, without compiling the last', () => {
+    const cache = new BoundedRe2Cache();
+    const ok = cache.compile('^a+$');
+    assert.ok(typeof ok !== 'string' && ok.matches('aaa'));
+    assert.equal(typeof cache.compile('(a'), 'string');
+    const started = process.hrtime.bigint();
+    const refused = cache.compile(HUGE);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    assert.equal(typeof refused, 'string');
+    assert.match(refused as string, /too large once compiled/);
+    // Not a timing assertion on the machine: a compile would take seconds, the refusal reads the text once.
+    assert.ok(ms < 1_000, `refused without compiling (${ms.toFixed(1)} ms)`);
+  });
+
+  it('input schemas: one huge pattern, and many patterns together past the budget, are schema problems', () => {
+    assert.match(String(compileInputPattern(HUGE)), /too large once compiled/);
+    const many = {
+      type: 'object' as const,
+      properties: Object.fromEntries(
+        Array.from({ length: 20 }, (_, i) => [
+          `p${i}`,
+          { type: 'string' as const, pattern: 'a{999}b{999}c{999}d{999}' },
+        ]),
+      ),
+    };
+    const problems = inputPatternProblems(many);
+    assert.equal(problems.length, 8, 'the first 12 (48,000) fit, the last 8 do not');
+    assert.match(problems[0]!.message, /too large together once compiled/);
+    assert.equal(
+      inputPatternProblems({ type: 'object', properties: { a: { type: 'string', pattern: '^a+$' } } }).length,
+      0,
+    );
+  });
+
+  it('CEL matches(): a pattern too large once compiled is an expression error, not seconds of compiling', () => {
+    assert.throws(
+      () =>
+        withExpressionBudget(() =>
+          evaluateExpression('input.s.matches(input.p)', { input: { s: 'aaa', p: HUGE }, steps: {} }),
+        ),
+      /too large once compiled/,
+    );
+    assert.equal(
+      withExpressionBudget(() =>
+        evaluateExpression('input.s.matches(input.p)', { input: { s: 'aaa', p: '^a+$' }, steps: {} }),
+      ),
+      true,
+    );
+  });
+});
