@@ -458,6 +458,45 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
         positionsA.slice(3),
       );
     });
+
+    it('a page of large events ends at about 4 MiB of JSON with a cursor; the pages hold every event once', async () => {
+      // 30 events of 400 KB: a page of 1,000 would be 12 MB (a log of 1 MB events made 400 MB pages).
+      const big = `big-${newId()}`;
+      const blob = 'x'.repeat(400_000);
+      for (let i = 0; i < 30; i++)
+        await store.append(big, [
+          {
+            type: 'BigPayloadWritten',
+            data: { i, blob },
+            metadata: { correlationId: 'big', timestamp: new Date().toISOString() },
+          },
+        ]);
+      for (const first of [
+        `/api/v1/events?stream=${big}&limit=1000`,
+        `/api/v1/events?stream_prefix=big-&type=BigPayloadWritten&limit=1000`,
+      ]) {
+        const seen: number[] = [];
+        let next: string | null = first;
+        let pages = 0;
+        while (next) {
+          const res = await get(next);
+          assert.equal(res.status, 200);
+          const text = await res.text();
+          assert.ok(text.length < 5 * 1024 * 1024, `a page is at most about 4 MiB (${text.length} characters)`);
+          const page = JSON.parse(text) as { events: { data: { i: number } }[]; next: { href: string } | null };
+          seen.push(...page.events.map((e) => e.data.i));
+          next = page.next?.href ?? null;
+          pages++;
+          assert.ok(pages < 20, 'paging ends');
+        }
+        assert.deepEqual(
+          seen,
+          Array.from({ length: 30 }, (_, i) => i),
+          `${first}: every event once, in order`,
+        );
+        assert.ok(pages >= 3, `${first}: ${pages} pages`);
+      }
+    });
   });
 
   describe('GET /api/v1/events/stream (SSE)', () => {

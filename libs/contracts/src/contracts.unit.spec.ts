@@ -135,19 +135,19 @@ describe('silence matchers: regexes bounded by their compiled size, one by one a
     const huge = 'a{1000}'.repeat(141);
     const one = silenceMatchersSchema.safeParse([{ name: 'service', value: huge, isRegex: true }]);
     assert.equal(one.success, false);
-    assert.deepEqual(one.error!.issues[0]!.path, [0, 'value']);
-    assert.match(one.error!.issues[0]!.message, /too large once compiled/);
+    assert.deepEqual(one.error.issues[0]!.path, [0, 'value']);
+    assert.match(one.error.issues[0]!.message, /too large once compiled/);
     const big = 'a{999}b{999}c{999}d{999}';
     const many = silenceMatchersSchema.safeParse(
       Array.from({ length: 14 }, (_, i) => ({ name: `l${i}`, value: big, isRegex: true })),
     );
     assert.equal(many.success, false);
     assert.deepEqual(
-      many.error!.issues.map((i) => i.path[0]),
+      many.error.issues.map((i) => i.path[0]),
       [12, 13],
       'the first 12 fit the budget of 50,000',
     );
-    assert.match(many.error!.issues[0]!.message, /too large together/);
+    assert.match(many.error.issues[0]!.message, /too large together/);
     assert.equal(silenceMatchersSchema.safeParse([{ name: 'service', value: 'db-.*', isRegex: true }]).success, true);
     assert.equal(silenceMatchersSchema.safeParse([{ name: 'service', value: '(', isRegex: true }]).success, false);
   });

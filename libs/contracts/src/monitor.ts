@@ -110,8 +110,6 @@ export const storedMatcherSchema = z.object({
   isRegex: z.boolean().optional(),
   isEqual: z.boolean().optional(),
 });
-/** A matcher as sent (its regex is checked with the others of its silence: silenceMatchersSchema). */
-export const matcherSchema = storedMatcherSchema;
 /** Estimated RE2 instructions the regexes of one silence may add up to (compiling them, about 0.2 s). */
 export const MAX_SILENCE_REGEX_PROGRAM_SIZE = 50_000;
 /**

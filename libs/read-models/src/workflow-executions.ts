@@ -853,6 +853,9 @@ function summary(r: Record<string, unknown>): ExecutionSummary {
   };
 }
 
+/** Largest input or output (as stored) a list of executions carries; past it, a note to read the execution. */
+export const LIST_VALUE_MAX_BYTES = 16_384;
+
 /** Newest first, keyset-paged. */
 export async function listExecutions(
   pool: pg.Pool,
@@ -874,7 +877,16 @@ export async function listExecutions(
     }
     where.push(`(started_at, execution_id) < ($${args.push(at)}::timestamptz, $${args.push(id)})`);
   }
-  const sql = `select * from ${X} ${where.length ? `where ${where.join(' and ')}` : ''} order by started_at desc, execution_id desc limit $${args.push(q.limit + 1)}`;
+  // A list carries an input or output only up to LIST_VALUE_MAX_BYTES as stored: outputs may be
+  // megabytes each, and a page of 200 of them was built in memory whole (96 MB in one answer).
+  // The stored size first (no decompressing); a compressible one is measured as text.
+  const omitted = (bytes: string) =>
+    `jsonb_build_object('omitted', 'larger than ${LIST_VALUE_MAX_BYTES} bytes in a list: read the execution', 'bytes', ${bytes})`;
+  const bounded = (column: string) =>
+    `case when pg_column_size(${column}) > ${LIST_VALUE_MAX_BYTES} then ${omitted(`pg_column_size(${column})`)} ` +
+    `when octet_length(${column}::text) > ${LIST_VALUE_MAX_BYTES} then ${omitted(`octet_length(${column}::text)`)} ` +
+    `else ${column} end as ${column}`;
+  const sql = `select execution_id, definition_id, definition_version, definition_name, status, error, correlation_id, parent_execution_id, started_at, ended_at, ${bounded('input')}, ${bounded('output')} from ${X} ${where.length ? `where ${where.join(' and ')}` : ''} order by started_at desc, execution_id desc limit $${args.push(q.limit + 1)}`;
   const r = await pool.query(sql, args);
   const rows = r.rows.slice(0, q.limit).map(summary);
   const last = rows[rows.length - 1];

@@ -4,6 +4,15 @@ import { toEventJson, type EventsPage, type EventsQuery } from './schemas.js';
 
 /** Most events one request examines when the gateway filters (time, or type on a stream) before it returns a short page. */
 export const SCAN_CAP = 10_000;
+/**
+ * Most characters of JSON (payloads and metadata) one page carries: past it the page ends early
+ * with `next`. Events may be a megabyte each (a definition and its input), so a page of 1,000 was
+ * 200-400 MB, built in memory in one pass: six at once ended the process.
+ */
+export const PAGE_MAX_CHARS = 4 * 1024 * 1024;
+/** Events read per round trip: few at first, then as many as the page's remaining characters allow at the sizes seen. */
+const FIRST_BATCH = 50;
+const MAX_BATCH = 1_000;
 
 type Cursor = { after: number } | { from_revision: number };
 
@@ -13,13 +22,15 @@ type Cursor = { after: number } | { from_revision: number };
  * 2. since/until are applied here (the port has no time filter), reading batches
  *    until the page is full, the log ends, or SCAN_CAP events were examined.
  * 3. A filtered read of $all examines one window of SCAN_CAP positions (see logWindow).
- * 4. `next` points just past the last examined event (or the window); null when the log ended.
+ * 4. A page ends early once its events hold PAGE_MAX_CHARS characters of JSON; reads go in
+ *    batches sized from the events seen, so a page of large events never loads a thousand of them.
+ * 5. `next` points just past the last examined event (or the window); null when the log ended.
  */
 export async function readEventsPage(store: EventStore, q: EventsQuery, basePath: string): Promise<EventsPage> {
   const onStream = q.stream !== undefined;
   const types = q.type && q.type.length > 0 ? new Set(q.type) : undefined;
   const filtersHere = q.since !== undefined || q.until !== undefined || (onStream && types !== undefined);
-  const batchSize = filtersHere ? Math.min(1000, Math.max(q.limit, 250)) : q.limit;
+  let batchSize = Math.min(q.limit, FIRST_BATCH);
   const matches = (e: RecordedEvent) =>
     (!onStream || !types || types.has(e.type)) &&
     (!q.since || e.recordedAt >= q.since) &&
@@ -39,16 +50,28 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
     types !== undefined || (q.stream_prefix?.length ?? 0) > 0 || q.since !== undefined || q.until !== undefined;
   const window = !onStream && filtered ? await logWindow(store, q.direction, q.after, SCAN_CAP) : undefined;
 
-  while (out.length < q.limit && scanned < SCAN_CAP && !ended) {
+  let chars = 0;
+  let full = false;
+  while (out.length < q.limit && scanned < SCAN_CAP && !ended && !full) {
     const batch = await readBatch(store, q, cursor, batchSize, types, window?.bound);
     let examined = 0;
+    let batchChars = 0;
     for (const e of batch) {
       examined++;
       cursor = after(e, q);
-      if (matches(e)) out.push(e);
-      if (out.length === q.limit) break;
+      const size = eventChars(e);
+      batchChars += size;
+      if (matches(e)) {
+        out.push(e);
+        chars += size;
+      }
+      if (out.length === q.limit || chars >= PAGE_MAX_CHARS) {
+        full = chars >= PAGE_MAX_CHARS;
+        break;
+      }
     }
     scanned += examined;
+    if (full) break;
     const readToEnd = batch.length < batchSize && examined === batch.length;
     if (readToEnd && window) {
       // The window is read: the next request starts past it.
@@ -58,6 +81,12 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
     }
     // A short batch read to its end means the log has no more; a stream read backwards also ends at revision 0.
     ended = readToEnd || (cursor !== undefined && 'from_revision' in cursor && cursor.from_revision < 0);
+    // The next batch: what the page's remaining characters hold at this batch's average size (a
+    // batch is in memory whole, matching or not); with filters here, not every event will match.
+    if (examined > 0) {
+      const room = Math.ceil((PAGE_MAX_CHARS - chars) / Math.max(1, batchChars / examined));
+      batchSize = Math.max(1, Math.min(MAX_BATCH, room, filtersHere ? MAX_BATCH : q.limit - out.length));
+    }
   }
   return {
     events: out.map(toEventJson),
@@ -88,6 +117,17 @@ function readBatch(
     ...(q.stream_prefix && q.stream_prefix.length > 0 ? { streamPrefixes: q.stream_prefix } : {}),
     ...(until !== undefined ? { until } : {}),
   });
+}
+
+/** About the characters of an event's JSON in a page (its payload and metadata; the fixed fields are small). */
+function eventChars(e: RecordedEvent): number {
+  return (
+    200 +
+    e.type.length +
+    e.streamId.length +
+    (JSON.stringify(e.data)?.length ?? 0) +
+    (JSON.stringify(e.metadata)?.length ?? 0)
+  );
 }
 
 /** The cursor just past an event in the read's direction. */

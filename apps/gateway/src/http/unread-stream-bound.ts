@@ -1,5 +1,4 @@
 import type { ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 
 /** How much a long-lived response may hold for a client that does not read it, and for how long. */
 export interface UnreadStreamLimits {
@@ -25,9 +24,11 @@ export interface UnreadStreamCut {
  */
 type Probe = { readonly completed: number; readonly queued: number };
 function probe(res: ServerResponse): Probe {
-  const socket = res.socket as (Socket & { _handle?: { writeQueueSize?: number } | null }) | null;
+  const socket = res.socket;
   if (!socket) return { completed: 0, queued: 0 };
-  return { completed: socket.bytesWritten - socket.writableLength, queued: socket._handle?.writeQueueSize ?? 0 };
+  // libuv's handle (not in Node's types): the bytes of the write in flight not yet written.
+  const handle = (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle;
+  return { completed: socket.bytesWritten - socket.writableLength, queued: handle?.writeQueueSize ?? 0 };
 }
 const moved = (before: Probe, now: Probe): boolean =>
   now.completed > before.completed || (now.completed === before.completed && now.queued < before.queued);

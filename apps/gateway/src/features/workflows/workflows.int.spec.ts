@@ -276,7 +276,25 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
 
     const list = await http('GET', '/api/v1/workflows/executions?template=two_agents&status=completed&limit=10');
     assert.equal(list.status, 200);
-    assert.ok(list.body.items.some((x: { execution_id: string }) => x.execution_id === id));
+    const listed = list.body.items.find((x: { execution_id: string }) => x.execution_id === id);
+    assert.deepEqual(listed.input, { topic: 'churn', slow: 0 }, 'a small input is listed as it is');
+    // An output of megabytes is not carried by a list (a page of 200 such was built whole in memory).
+    const { rows } = await f.pool.query<{ schema: string }>(
+      `select table_schema as schema from information_schema.tables where table_name = 'workflow_executions' limit 1`,
+    );
+    await f.pool.query(
+      `update ${rows[0]!.schema}.workflow_executions set output = jsonb_build_object('blob', repeat(md5(execution_id), 20000)) where execution_id = $1`,
+      [id],
+    );
+    const bounded = await http('GET', '/api/v1/workflows/executions?template=two_agents&status=completed&limit=10');
+    const big = bounded.body.items.find((x: { execution_id: string }) => x.execution_id === id);
+    assert.match(big.output.omitted, /larger than 16384 bytes in a list: read the execution/);
+    assert.ok(big.output.bytes > 16_384);
+    assert.equal(
+      (await http('GET', `/api/v1/workflows/executions/${id}`)).body.output.blob.length,
+      640_000,
+      'the execution itself still has it whole',
+    );
     assert.equal((await http('GET', '/api/v1/workflows/executions?status=bogus')).status, 400);
     // A cursor the API did not make, a version beyond the column: 400, not a database error.
     const badCursor = await http(
