@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkHostAndOrigin, edgePolicyFromEnv, emptyEdgePolicy } from './edge.js';
-import { relativizeDeep, relativizePaths } from './paths.js';
+import { hideHostPaths, OUTSIDE_ROOTS, relativizeDeep, relativizePaths } from './paths.js';
 
 const ok = (h: { host?: string; origin?: string }, port = 5002, policy = emptyEdgePolicy) =>
   checkHostAndOrigin(h, port, policy).ok;
@@ -74,6 +74,23 @@ describe('relativizePaths', () => {
     );
     // A sibling whose name starts like the root is not the root.
     assert.equal(relativizePaths(`${root}-old/x`, [root]), `${root}-old/x`);
+  });
+  it('in error texts, hides every absolute path outside the roots (where the system keeps its files)', () => {
+    assert.equal(
+      hideHostPaths(
+        `Access denied - path outside allowed directories: /srv/switchyard/.data/nats/token not in ${root}`,
+        [root],
+      ),
+      `Access denied - path outside allowed directories: ${OUTSIDE_ROOTS} not in .`,
+    );
+    assert.equal(
+      hideHostPaths(`ENOENT: no such file or directory, open '${root}/docs/a.txt'`, [root]),
+      "ENOENT: no such file or directory, open 'docs/a.txt'",
+    );
+    assert.equal(
+      hideHostPaths("EACCES: permission denied, open '/etc/shadow' (see https://example.com/a/b)", [root]),
+      `EACCES: permission denied, open '${OUTSIDE_ROOTS}' (see https://example.com/a/b)`,
+    );
   });
   it('walks a tool result', () => {
     const r = relativizeDeep(

@@ -48,3 +48,15 @@ export function relativizeDeep<T>(value: T, roots: readonly string[]): T {
   };
   return walk(value, 0) as T;
 }
+
+/** What an absolute path outside every root becomes in an error text. */
+export const OUTSIDE_ROOTS = '<outside the sandbox>';
+
+/**
+ * An error text with its roots made relative (relativizePaths) and every other absolute path
+ * replaced by OUTSIDE_ROOTS: a refusal quoting the resolved path of `../nats/token` showed where
+ * the system keeps its secrets. For error texts only: a file's own content keeps its paths.
+ */
+export function hideHostPaths(text: string, roots: readonly string[]): string {
+  return relativizePaths(text, roots).replace(/(^|[\s'"(=`\[])\/[^\s'"`()<>\[\],;]+/g, `$1${OUTSIDE_ROOTS}`);
+}

@@ -30,6 +30,12 @@ const NESTED_VALUE = `(?:[^"\\\\]|\\\\\\\\(?:[^"\\\\]|\\\\[\\s\\S])|\\\\[^"\\\\]
 const SECRET_VALUE_PATTERNS: readonly [RegExp, string][] = [
   [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
   [/\bsy_[0-9a-f]{16}_[A-Za-z0-9_-]{32,128}/g, REDACTED],
+  // A URL's query parameter named like a credential (`?api_key=`, `&access_token=`, `&sig=`): many
+  // services take their key in the URL. The name is bounded (linear over any text).
+  [
+    /([?&][A-Za-z0-9_.-]{0,32}(?:token|password|passwd|secret|api[_-]?key|apikey|key|sig|signature|credential|auth)[A-Za-z0-9_.-]{0,32}=)[^&#\s"'<>]+/gi,
+    `$1${REDACTED}`,
+  ],
   [new RegExp(`${PLAIN_KEY}(?:[^"\\\\]|\\\\.)*"`, 'gi'), `$1"${REDACTED}"`],
   [new RegExp(`${NESTED_KEY}${NESTED_VALUE}\\\\"`, 'gi'), `$1\\"${REDACTED}\\"`],
 ];

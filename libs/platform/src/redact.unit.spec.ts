@@ -74,11 +74,28 @@ describe('redactSecrets', () => {
       // every possible way (80 took over 30 s).
       '\\"token\\":\\"' + '\\'.repeat(1_000_000),
       '\\"token\\":\\"' + '\\'.repeat(81) + 'x',
+      // Query-like runs: many '?' and '&' with credential-like names and no '='.
+      '?api_key'.repeat(150_000),
+      '&' + 'a'.repeat(1_000_000),
     ];
     for (const text of shapes) assert.equal(typeof redactSecretValues(text), 'string');
     // Still redacts what it must beside that text.
     const mixed = '"' + 'token'.repeat(50_000) + ' {"x-api-key": "k3y-v4lue"}';
     assert.doesNotMatch(redactSecretValues(mixed), /k3y-v4lue/);
+  });
+
+  it("cuts credentials out of URLs' query strings, keeping the URL and its other parameters", () => {
+    assert.equal(
+      redactSecretValues('https://192.0.2.10/v1?api_key=QUERYAPIKEY123&access_token=QTOKEN456&page=2'),
+      `https://192.0.2.10/v1?api_key=${REDACTED}&access_token=${REDACTED}&page=2`,
+    );
+    assert.equal(
+      redactSecretValues('see https://h.example/x?sig=abc%2F123#frag and ?client_secret=s3cr3t'),
+      `see https://h.example/x?sig=${REDACTED}#frag and ?client_secret=${REDACTED}`,
+    );
+    assert.deepEqual(redactSecrets({ url: 'http://a.example/?token=t0k3n&q=hello' }), {
+      url: `http://a.example/?token=${REDACTED}&q=hello`,
+    });
   });
 
   it('leaves scalars and null alone', () => {

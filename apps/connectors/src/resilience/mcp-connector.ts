@@ -14,7 +14,7 @@ import {
   relativizeDeep,
   redactSecretValues,
   redactedHead,
-  relativizePaths,
+  hideHostPaths,
   type Logger,
   sizePayload,
 } from '@switchyard/platform';
@@ -316,7 +316,7 @@ export class McpConnector {
     const failed = (raw: AppError, attempts: number, outcome: 'error' | 'rejected'): AppError => {
       // A credential an upstream echoed in its error (a request's headers, a path or URL it was
       // given) goes neither into the event nor back to the caller.
-      const message = redactSecretValues(this.roots.length ? relativizePaths(raw.message, this.roots) : raw.message);
+      const message = redactSecretValues(this.roots.length ? hideHostPaths(raw.message, this.roots) : raw.message);
       const err =
         this.roots.length || message !== raw.message
           ? new AppError(

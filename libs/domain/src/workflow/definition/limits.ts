@@ -40,6 +40,14 @@ export interface WorkflowLimits {
   readonly maxStepInputChars: number;
   /** The same, summed over every mapping one decision resolves (the outputs, every step and for_each item it starts). */
   readonly maxDecisionMappingChars: number;
+  /**
+   * Signals one execution records (consumed, buffered and ignored alike), and the characters of
+   * JSON of their payloads together: each is in the execution's stream, which every command and
+   * every read folds whole, so an operator sending signals without end made each next one slower
+   * (7 s per signal at 800 of 60 KB).
+   */
+  readonly maxSignals: number;
+  readonly maxSignalChars: number;
   /** A monotonic clock in milliseconds (e.g. `performance.now`), injected by the process. */
   readonly clock?: () => number;
 }
@@ -58,6 +66,8 @@ export const defaultWorkflowLimits: WorkflowLimits = Object.freeze({
   maxOutputChars: 32 * 1024 * 1024,
   maxStepInputChars: 1024 * 1024,
   maxDecisionMappingChars: 32 * 1024 * 1024,
+  maxSignals: 1_000,
+  maxSignalChars: 4 * 1024 * 1024,
 });
 
 let current: WorkflowLimits = defaultWorkflowLimits;

@@ -1392,6 +1392,23 @@ function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandM
   if (s.status === 'completed' || s.status === 'failed' || s.status === 'canceled') {
     throw new DomainError('illegal_state', `workflow execution is already ${s.status}`, { status: s.status });
   }
+  // Bounded before anything is recorded: every signal stays in the stream that each command folds.
+  const limits = workflowLimits();
+  const recorded = s.signals ?? [];
+  if (recorded.length >= limits.maxSignals)
+    throw new DomainError(
+      'illegal_state',
+      `execution has recorded ${recorded.length} signals; at most ${limits.maxSignals} (WORKFLOW_MAX_SIGNALS)`,
+      { limit: limits.maxSignals, setting: 'WORKFLOW_MAX_SIGNALS' },
+    );
+  const payloadChars = (p: unknown) => JSON.stringify(p ?? null).length;
+  const chars = recorded.reduce((n, x) => n + payloadChars(x.payload), payloadChars(c.payload));
+  if (chars > limits.maxSignalChars)
+    throw new DomainError(
+      'illegal_state',
+      `the execution's signal payloads would hold ${chars} characters of JSON; at most ${limits.maxSignalChars} (WORKFLOW_MAX_SIGNAL_BYTES)`,
+      { limit: limits.maxSignalChars, setting: 'WORKFLOW_MAX_SIGNAL_BYTES' },
+    );
   const waits = waitStepsFor(s.definition, c.name);
   if (waits.length === 0) {
     const known = [...new Set(s.definition.steps.flatMap((x) => (x.wait ? [x.wait.signal] : [])))];

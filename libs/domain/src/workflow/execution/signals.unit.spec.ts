@@ -11,6 +11,7 @@ import { workflowExecutionDecider } from './decider.js';
 import { decideAfter, nextActions } from './saga.js';
 import { at, cmd, fold, history, meta, T0, types } from './spec-helpers.js';
 import type { WorkflowCommand, WorkflowEvent } from './types.js';
+import * as limitsModule from '../definition/limits.js';
 
 const spec = DeciderSpecification.for(workflowExecutionDecider);
 const isCode = (code: string) => (e: unknown) => e instanceof DomainError && e.code === code;
@@ -304,5 +305,39 @@ describe('RecordWaitTimedOut', () => {
       .given(waiting())
       .when(cmd.cancel('bulk', at(20)))
       .then((events) => assert.deepEqual(types(events), ['ExecutionCancelRequested', 'WorkflowCanceled']));
+  });
+});
+
+describe('signals are bounded per execution (each stays in the stream every command folds)', () => {
+  it('refuses one past WORKFLOW_MAX_SIGNALS or past WORKFLOW_MAX_SIGNAL_BYTES of payloads (409), ignored ones counted too', () => {
+    const { configureWorkflowLimits, defaultWorkflowLimits } = limitsModule;
+    try {
+      configureWorkflowLimits({ maxSignals: 3, maxSignalChars: 2_000 });
+      // Before the wait step runs: the first buffers, the next two are ignored, all three recorded.
+      let events = history(cmd.start(approval()));
+      for (let i = 0; i < 3; i++) {
+        const more = workflowExecutionDecider.decide(signal('approve', { n: i }, at(i), `s${i}`), fold(events));
+        assert.equal(more.length, 1);
+        events = [...events, ...more];
+      }
+      const past = spec
+        .given(events)
+        .when(signal('approve', { n: 3 }, at(3), 's3'))
+        .thenThrows<DomainError>(isCode('illegal_state'));
+      assert.match(past.message, /recorded 3 signals; at most 3 \(WORKFLOW_MAX_SIGNALS\)/);
+      assert.equal(past.status, 409);
+      spec
+        .given(events)
+        .when(signal('approve', { n: 0 }, at(0), 's0'))
+        .thenNothingHappened();
+
+      const big = spec
+        .given(history(cmd.start(approval())))
+        .when(signal('approve', { blob: 'x'.repeat(2_000) }, at(1), 'big'))
+        .thenThrows<DomainError>(isCode('illegal_state'));
+      assert.match(big.message, /at most 2000 \(WORKFLOW_MAX_SIGNAL_BYTES\)/);
+    } finally {
+      configureWorkflowLimits(defaultWorkflowLimits);
+    }
   });
 });
