@@ -58,5 +58,5 @@ export const OUTSIDE_ROOTS = '<outside the sandbox>';
  * the system keeps its secrets. For error texts only: a file's own content keeps its paths.
  */
 export function hideHostPaths(text: string, roots: readonly string[]): string {
-  return relativizePaths(text, roots).replace(/(^|[\s'"(=`\[])\/[^\s'"`()<>\[\],;]+/g, `$1${OUTSIDE_ROOTS}`);
+  return relativizePaths(text, roots).replace(/(^|[\s'"(=`[])\/[^\s'"`()<>[\],;]+/g, `$1${OUTSIDE_ROOTS}`);
 }
