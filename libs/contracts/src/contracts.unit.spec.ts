@@ -148,6 +148,12 @@ describe('silence matchers: regexes bounded by their compiled size, one by one a
       'the first 12 fit the budget of 50,000',
     );
     assert.match(many.error.issues[0]!.message, /too large together/);
+    // A ')' that closes the anchoring group: what is measured is what RE2 compiles.
+    const escaping = silenceMatchersSchema.safeParse([
+      { name: 'service', value: 'a'.repeat(985) + '){1000}(?:b', isRegex: true },
+    ]);
+    assert.equal(escaping.success, false);
+    assert.match(escaping.error.issues[0]!.message, /too large once compiled/);
     assert.equal(silenceMatchersSchema.safeParse([{ name: 'service', value: 'db-.*', isRegex: true }]).success, true);
     assert.equal(silenceMatchersSchema.safeParse([{ name: 'service', value: '(', isRegex: true }]).success, false);
   });

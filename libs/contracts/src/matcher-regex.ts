@@ -1,5 +1,5 @@
 import type { RE2JS } from 're2js';
-import { BoundedRe2Cache, re2SizeProblem } from '@switchyard/domain';
+import { BoundedRe2Cache, isSizeRefusal } from '@switchyard/domain';
 
 /**
  * Silence matcher patterns are RE2 (as in Prometheus' Alertmanager), matched in linear time by
@@ -7,11 +7,13 @@ import { BoundedRe2Cache, re2SizeProblem } from '@switchyard/domain';
  * does. A pattern is anchored on the whole label value. Compiled patterns are cached, and one too
  * large once compiled is refused before compiling (BoundedRe2Cache).
  */
-const cache = new BoundedRe2Cache((pattern) => `^(?:${pattern})$`);
+/** The text RE2 compiles for a matcher: anchored on the whole value. */
+export const matcherRegexText = (pattern: string): string => `^(?:${pattern})$`;
+const cache = new BoundedRe2Cache(matcherRegexText);
 
 function compiled(pattern: string): RE2JS | string {
   const c = cache.compile(pattern);
-  return typeof c === 'string' ? (re2SizeProblem(pattern) ?? `not a valid RE2 regular expression: ${c}`) : c;
+  return typeof c === 'string' ? (isSizeRefusal(c) ? c : `not a valid RE2 regular expression: ${c}`) : c;
 }
 
 /** Why `pattern` is not a usable matcher regex, or null when it is. */

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { SUBJECT_ROOT, serviceSubject, subjectToken } from './subjects.js';
-import { matcherRegexProblem } from './matcher-regex.js';
+import { matcherRegexProblem, matcherRegexText } from './matcher-regex.js';
 import { re2ProgramSizeEstimate, re2SizeProblem } from '@switchyard/domain';
 import { trimmedText } from './text.js';
 
@@ -125,8 +125,9 @@ export const silenceMatchersSchema = z
     let total = 0;
     matchers.forEach((m, i) => {
       if (!m.isRegex) return;
-      const alone = re2SizeProblem(m.value);
-      if (!alone) total += re2ProgramSizeEstimate(m.value);
+      const text = matcherRegexText(m.value);
+      const alone = re2SizeProblem(text);
+      if (!alone) total += re2ProgramSizeEstimate(text);
       const problem =
         alone ??
         (total > MAX_SILENCE_REGEX_PROGRAM_SIZE

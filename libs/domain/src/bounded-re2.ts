@@ -12,49 +12,51 @@ export const MAX_PROGRAM_SIZE = 10_000;
 /** Estimated instructions the compiled patterns kept in one cache may add up to (about 76 bytes each). */
 const CACHE_PROGRAM_BUDGET = 400_000;
 
-/** Instructions an atom stands for (UTF-8 ranges make `.`, classes and `\p{..}` more than one). */
-const ANY_CHAR = 4;
-const UNICODE_CLASS = 200;
+/** Deeper nesting than RE2 takes (its own limit is 1,000): refused without reading further. */
+const MAX_NESTING = 1_000;
 
 /**
- * An upper estimate of the RE2 program size of `pattern`: atoms count as above, a group as its
+ * An estimate of the RE2 program size of `pattern`: a character, a class (`[...]`, `\\d`,
+ * `\\p{L}`, `.`) one instruction each (RE2 compiles a class to one instruction), a group its
  * alternatives added up, `*` `+` `?` add one, `{n,m}` multiplies by max(n, m) (`{n,}` by n + 1),
- * as RE2 unrolls counted repetition. Syntax errors are left for RE2 to report (they cost nothing).
+ * as RE2 unrolls counted repetition; `\\Q...\\E` is literal text. Nesting past MAX_NESTING
+ * counts as too large. Other syntax errors are left for RE2 to report (they cost nothing).
  */
 export function re2ProgramSizeEstimate(pattern: string): number {
   let i = 0;
+  let depth = 0;
   const n = pattern.length;
   const atomEscape = (): number => {
     const c = pattern[i + 1];
     i += 2;
-    if (c === 'p' || c === 'P') {
-      if (pattern[i] === '{') {
-        const end = pattern.indexOf('}', i);
-        i = end === -1 ? n : end + 1;
-      } else i += 1;
-      return UNICODE_CLASS;
+    if (c === 'Q') {
+      // Literal up to \E (or the end): each character one instruction, nothing in it is syntax.
+      const end = pattern.indexOf('\\E', i);
+      const stop = end === -1 ? n : end;
+      const size = stop - i;
+      i = end === -1 ? n : end + 2;
+      return size;
     }
-    return c === 'd' || c === 'D' || c === 'w' || c === 'W' || c === 's' || c === 'S' ? 2 : 1;
+    if ((c === 'p' || c === 'P') && pattern[i] === '{') {
+      const end = pattern.indexOf('}', i);
+      i = end === -1 ? n : end + 1;
+    } else if (c === 'p' || c === 'P') i += 1;
+    return 1;
   };
   const atomClass = (): number => {
     // From '[' to its closing ']': a leading '^' and a leading ']' are part of the class.
-    let size = 1;
     i += 1;
     if (pattern[i] === '^') i += 1;
     if (pattern[i] === ']') i += 1;
     while (i < n && pattern[i] !== ']') {
-      if (pattern[i] === '\\') size += atomEscape();
+      if (pattern[i] === '\\') atomEscape();
       else if (pattern.startsWith('[:', i)) {
         const end = pattern.indexOf(':]', i + 2);
         i = end === -1 ? n : end + 2;
-        size += 2;
-      } else {
-        i += 1;
-        size += 1;
-      }
+      } else i += 1;
     }
     i += 1;
-    return size;
+    return 1;
   };
   const repeatCount = (): number | undefined => {
     const m = /^\{(\d{1,9})(,(\d{0,9}))?\}/.exec(pattern.slice(i, i + 24));
@@ -78,6 +80,7 @@ export function re2ProgramSizeEstimate(pattern: string): number {
       let size: number;
       const c = pattern[i];
       if (c === '(') {
+        if (++depth > MAX_NESTING) return Number.POSITIVE_INFINITY;
         i += 1;
         if (pattern[i] === '?') {
           // (?:...), (?P<name>...), (?<name>...), (?i) and (?i:...)
@@ -86,12 +89,14 @@ export function re2ProgramSizeEstimate(pattern: string): number {
           if (close && close[0].endsWith(')')) continue; // flags only
         }
         size = alternation();
+        if (!Number.isFinite(size)) return size;
         i += 1; // ')'
+        depth -= 1;
       } else if (c === '[') size = atomClass();
       else if (c === '\\') size = atomEscape();
       else {
         i += 1;
-        size = c === '.' ? ANY_CHAR : 1;
+        size = 1;
       }
       // Quantifiers on the atom (several in a row nest).
       for (;;) {
@@ -114,7 +119,7 @@ export function re2ProgramSizeEstimate(pattern: string): number {
     return total;
   };
   let total = 0;
-  while (i < n) {
+  while (i < n && Number.isFinite(total)) {
     total += alternation();
     if (pattern[i] === ')') i += 1; // an unbalanced ')': RE2 reports it
     if (pattern[i] === '|') i += 1;
@@ -122,9 +127,14 @@ export function re2ProgramSizeEstimate(pattern: string): number {
   return total;
 }
 
+/** Whether a cache's answer is a refusal for size (its own words), not RE2's syntax error. */
+export const isSizeRefusal = (message: string): boolean =>
+  message.startsWith('pattern too large') || message.startsWith('pattern nested');
+
 /** Why a pattern is refused before compiling, or undefined. */
 export function re2SizeProblem(pattern: string): string | undefined {
   const size = re2ProgramSizeEstimate(pattern);
+  if (!Number.isFinite(size)) return `pattern nested deeper than ${MAX_NESTING} groups`;
   return size > MAX_PROGRAM_SIZE
     ? `pattern too large once compiled (about ${size} instructions; at most ${MAX_PROGRAM_SIZE}: counted repetition like {1000} multiplies)`
     : undefined;
@@ -146,17 +156,19 @@ export class BoundedRe2Cache {
   compile(pattern: string): RE2JS | string {
     const hit = this.entries.get(pattern);
     if (hit !== undefined) return hit;
-    const size = re2ProgramSizeEstimate(pattern);
+    // The text RE2 compiles is what is measured: a ')' in a wrapped pattern closes the wrapper.
+    const text = this.wrap(pattern);
+    const size = re2ProgramSizeEstimate(text);
     let c: RE2JS | string;
-    if (size > MAX_PROGRAM_SIZE) c = re2SizeProblem(pattern)!;
+    if (size > MAX_PROGRAM_SIZE) c = re2SizeProblem(text)!;
     else {
       try {
-        c = RE2JS.compile(this.wrap(pattern));
+        c = RE2JS.compile(text);
       } catch (e) {
         c = e instanceof Error ? e.message : String(e);
       }
     }
-    const cost = typeof c === 'string' ? 1 : size;
+    const cost = typeof c === 'string' || !Number.isFinite(size) ? 1 : size;
     if (this.held + cost > CACHE_PROGRAM_BUDGET || this.entries.size >= 1_000) {
       this.entries.clear();
       this.held = 0;

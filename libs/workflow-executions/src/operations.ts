@@ -13,6 +13,7 @@ import {
   isDomainError,
   planFork,
   stateAt,
+  validateInput,
   workflowExecutionStream,
   type ReplayReport,
   type RevisionedEvent,
@@ -114,7 +115,12 @@ export async function forkExecution(
     req.definitionVersion === undefined
       ? source.definition
       : (await definitions.get(source.definition.id, req.definitionVersion)).definition;
-  const plan = withAppErrors(() => planFork(source, events, req.fromStep, target, req.input ?? source.input));
+  // Planned on the input as the fork will run it (defaults filled in, as the decider does), so
+  // the same input given again compares equal to the source's.
+  const given = req.input ?? source.input;
+  const checked = validateInput(target.input, given);
+  const runInput = checked.ok ? (checked.value) : given;
+  const plan = withAppErrors(() => planFork(source, events, req.fromStep, target, runInput));
   const executionId = req.executionId ?? randomUUID();
   const r = await runWorkflowCommandOnNewStream(store, executionId, {
     type: 'ForkWorkflow',

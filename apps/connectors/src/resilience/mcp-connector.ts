@@ -316,7 +316,10 @@ export class McpConnector {
     const failed = (raw: AppError, attempts: number, outcome: 'error' | 'rejected'): AppError => {
       // A credential an upstream echoed in its error (a request's headers, a path or URL it was
       // given) goes neither into the event nor back to the caller.
-      const message = redactSecretValues(this.roots.length ? hideHostPaths(raw.message, this.roots) : raw.message);
+      // Credentials first: hiding a path could take the word that marks one ("Bearer").
+      const message = this.roots.length
+        ? hideHostPaths(redactSecretValues(raw.message), this.roots)
+        : redactSecretValues(raw.message);
       const err =
         this.roots.length || message !== raw.message
           ? new AppError(
@@ -404,6 +407,9 @@ export class McpConnector {
       throw failed(e, n, e.details.breaker === 'open' || e.code === 'rate_limited' ? 'rejected' : 'error');
     }
     result = relativizeDeep(result, this.roots);
+    // A tool's error result is an error text too (server-filesystem answers its refusals so):
+    // absolute paths outside the sandbox are hidden as in thrown errors.
+    if (result.isError && this.roots.length) result = hideHostPathsInError(result, this.roots);
     const duration = Math.round(performance.now() - t0);
     const sized = sizePayload(result, cfg.payload_log.max_chars);
     this.resultChars.set(result, sized.size);
@@ -611,4 +617,17 @@ function canceledError(cancel: AbortSignal, server: string, tool: string): AppEr
 /** A signal that aborts when any of the given ones does. */
 function anySignal(a: AbortSignal, b: AbortSignal | undefined): AbortSignal {
   return b ? AbortSignal.any([a, b]) : a;
+}
+
+/** An error result with hideHostPaths applied to its text blocks (nothing else of it is touched). */
+function hideHostPathsInError<T extends { content?: unknown }>(result: T, roots: readonly string[]): T {
+  if (!Array.isArray(result.content)) return result;
+  return {
+    ...result,
+    content: (result.content as { type?: unknown; text?: unknown }[]).map((c) =>
+      c && c.type === 'text' && typeof c.text === 'string'
+        ? { ...c, text: hideHostPaths(redactSecretValues(c.text), roots) }
+        : c,
+    ),
+  };
 }

@@ -10,8 +10,12 @@ export const SCAN_CAP = 10_000;
  * 200-400 MB, built in memory in one pass: six at once ended the process.
  */
 export const PAGE_MAX_CHARS = 4 * 1024 * 1024;
-/** Events read per round trip: few at first, then as many as the page's remaining characters allow at the sizes seen. */
-const FIRST_BATCH = 50;
+/**
+ * Events read per round trip: few at first, then as many as the page's remaining characters
+ * allow at the sizes seen, at most twice the last batch (a log of small events followed by large
+ * ones is read in batches that grow, not in one of a thousand).
+ */
+const FIRST_BATCH = 25;
 const MAX_BATCH = 1_000;
 
 type Cursor = { after: number } | { from_revision: number };
@@ -23,7 +27,8 @@ type Cursor = { after: number } | { from_revision: number };
  *    until the page is full, the log ends, or SCAN_CAP events were examined.
  * 3. A filtered read of $all examines one window of SCAN_CAP positions (see logWindow).
  * 4. A page ends early once its events hold PAGE_MAX_CHARS characters of JSON; reads go in
- *    batches sized from the events seen, so a page of large events never loads a thousand of them.
+ *    batches sized from the events seen (each at most twice the last), so a page of large events
+ *    never loads a thousand of them.
  * 5. `next` points just past the last examined event (or the window); null when the log ended.
  */
 export async function readEventsPage(store: EventStore, q: EventsQuery, basePath: string): Promise<EventsPage> {
@@ -85,7 +90,7 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
     // batch is in memory whole, matching or not); with filters here, not every event will match.
     if (examined > 0) {
       const room = Math.ceil((PAGE_MAX_CHARS - chars) / Math.max(1, batchChars / examined));
-      batchSize = Math.max(1, Math.min(MAX_BATCH, room, filtersHere ? MAX_BATCH : q.limit - out.length));
+      batchSize = Math.max(1, Math.min(MAX_BATCH, 2 * batchSize, room, filtersHere ? MAX_BATCH : q.limit - out.length));
     }
   }
   return {

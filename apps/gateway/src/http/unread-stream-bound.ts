@@ -38,8 +38,9 @@ const moved = (before: Probe, now: Probe): boolean =>
  * - over `maxPendingBytes` waiting, the client must take bytes: a watch checks every `stallMs`
  *   that some of what was written has reached the kernel, and cuts the stream when none has;
  *   a slow reader that keeps reading, or one large answer being read, is not cut;
- * - a stream that was already over the bound and grows past twice it is cut at once: answers
- *   keep coming (messages admitted before it backed up) while its client reads nothing.
+ * - a stream over the bound that grows by another bound's worth while its client takes nothing
+ *   (for at least a second, or half the stall time) is cut at once: answers keep coming (messages admitted before it backed up). A client that
+ *   reads a large answer is not cut for what is written after it.
  * Cut means `onCut`, then the response destroyed (an end would wait behind the unread bytes).
  * Without this, a client that keeps a stream open and never reads grows the process's memory
  * with everything sent to it until the process dies.
@@ -51,6 +52,11 @@ export function boundUnreadStream(
 ): void {
   const write = res.write.bind(res) as (...args: unknown[]) => boolean;
   let watch: NodeJS.Timeout | undefined;
+  /** When the stream went over the bound: what waited, the progress probe and the time then. */
+  let over: { pending: number; probe: Probe; at: number } | undefined;
+  // A client that reads takes bytes within this long; writes made in the same moment as a large
+  // one (before any byte could leave) are not piling.
+  const pilingAfterMs = Math.min(1_000, limits.stallMs / 2);
   let cut = false;
   const cutNow = (reason: UnreadStreamCut['reason']) => {
     if (cut) return;
@@ -61,11 +67,13 @@ export function boundUnreadStream(
   };
   const startWatch = () => {
     let last = probe(res);
+    over = { pending: res.writableLength, probe: last, at: Date.now() };
     watch = setInterval(() => {
       const now = probe(res);
       if (res.writableLength <= limits.maxPendingBytes) {
         clearInterval(watch);
         watch = undefined;
+        over = undefined;
       } else if (!moved(last, now)) cutNow('stalled');
       last = now;
     }, limits.stallMs);
@@ -73,9 +81,15 @@ export function boundUnreadStream(
   };
   res.write = ((...args: unknown[]) => {
     if (cut) return false;
-    const before = res.writableLength;
     const ok = write(...args);
-    if (before > limits.maxPendingBytes && res.writableLength > 2 * limits.maxPendingBytes) cutNow('piling');
+    // Piling: another bound's worth added since it went over, and not a byte taken since.
+    if (
+      over &&
+      Date.now() - over.at >= pilingAfterMs &&
+      res.writableLength - over.pending > limits.maxPendingBytes &&
+      !moved(over.probe, probe(res))
+    )
+      cutNow('piling');
     else if (!watch && res.writableLength > limits.maxPendingBytes) startWatch();
     return ok;
   }) as typeof res.write;

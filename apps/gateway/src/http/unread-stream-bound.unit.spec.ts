@@ -71,9 +71,10 @@ describe('boundUnreadStream (an SSE-like response whose client may not read)', (
     client.destroy();
   });
 
-  it('cuts at once a stream that was over the bound and grows past twice it', async () => {
+  it('cuts at once a stream over the bound that grows by another bound unread', async () => {
     const { res, client, cuts } = await open();
     await fillPast(res, BOUND);
+    await sleep(STALL_MS / 2); // nothing taken since it went over
     for (let i = 0; i < 10 && !res.destroyed; i++) res.write(CHUNK);
     assert.equal(cuts.length, 1);
     assert.equal(cuts[0]!.reason, 'piling');
@@ -95,6 +96,21 @@ describe('boundUnreadStream (an SSE-like response whose client may not read)', (
     res.write('data: still here\n\n');
     await sleep(100);
     assert.match(received, /still here/);
+    res.destroy();
+    client.destroy();
+  });
+
+  it('keeps a client that reads a large answer while more is written after it (notifications, other answers)', async () => {
+    const { res, client, cuts } = await open();
+    let received = 0;
+    client.on('data', (d: Buffer) => (received += d.length));
+    client.resume();
+    const big = Buffer.alloc(BOUND * 8, 'y');
+    res.write(big);
+    for (let i = 0; i < 20; i++) res.write(CHUNK); // 1.25 MiB more right behind it
+    await sleep(STALL_MS * 3);
+    assert.equal(cuts.length, 0, 'a reading client is not cut');
+    assert.equal(received, big.length + 20 * CHUNK.length, 'everything arrived');
     res.destroy();
     client.destroy();
   });

@@ -75,7 +75,7 @@ const MAX_SUBSCRIPTIONS_PER_SESSION = 100;
  * The legacy SSE transport writes every answer to the session's one event stream, the Streamable
  * HTTP GET stream every notification. Past this many bytes waiting for the client, a legacy
  * session's messages are refused (429), and a stream whose client takes nothing for SSE_STALL_MS
- * (or that keeps growing past twice the bound) is cut: a client that posts and never reads would
+ * (or that grows by another bound's worth unread) is cut: a client that posts and never reads would
  * otherwise grow the gateway's memory until the process dies (54 MB a minute for one viewer key).
  */
 const SSE_MAX_PENDING_BYTES = 2 * 1024 * 1024;

@@ -1,7 +1,7 @@
 import type { RE2JS } from 're2js';
 import { z } from 'zod';
 import type { InputSchemaNode } from './schema.js';
-import { BoundedRe2Cache, re2ProgramSizeEstimate, re2SizeProblem } from '../../bounded-re2.js';
+import { BoundedRe2Cache, isSizeRefusal, re2ProgramSizeEstimate, re2SizeProblem } from '../../bounded-re2.js';
 
 /** One reason an input does not match a definition's input schema. */
 export interface InputProblem {
@@ -76,7 +76,7 @@ const patterns = new BoundedRe2Cache();
 export function compileInputPattern(pattern: string): RE2JS | string {
   const c = patterns.compile(pattern);
   if (typeof c !== 'string') return c;
-  return re2SizeProblem(pattern) ?? `not a valid RE2 regular expression: ${c}`;
+  return isSizeRefusal(c) ? c : `not a valid RE2 regular expression: ${c}`;
 }
 
 /** Strings under a `pattern` must contain a match (JSON Schema patterns are not anchored). */

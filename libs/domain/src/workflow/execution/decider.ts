@@ -1383,16 +1383,12 @@ function startWait(
 }
 
 /**
- * SendSignal: 409 once the execution has ended, 404 when no wait step of its definition takes
- * that signal; otherwise always recorded, with what it did (see SignalDisposition). A repeated
- * signal id records nothing.
+ * Room for one more signal that no waiting step takes (buffered or ignored): such signals are
+ * bounded per execution (WORKFLOW_MAX_SIGNALS, WORKFLOW_MAX_SIGNAL_BYTES), each stays in the
+ * stream every command folds. A signal a waiting step takes is always recorded: their number is
+ * bounded by the definition, and junk sent first must not lock a real one out.
  */
-function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandMetadata): WorkflowEvent[] {
-  if ((s.signals ?? []).some((x) => x.signalId === c.signalId)) return [];
-  if (s.status === 'completed' || s.status === 'failed' || s.status === 'canceled') {
-    throw new DomainError('illegal_state', `workflow execution is already ${s.status}`, { status: s.status });
-  }
-  // Bounded before anything is recorded: every signal stays in the stream that each command folds.
+function assertSignalRoom(s: StartedState, c: SendSignal['data']): void {
   const limits = workflowLimits();
   const recorded = s.signals ?? [];
   if (recorded.length >= limits.maxSignals)
@@ -1409,6 +1405,18 @@ function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandM
       `the execution's signal payloads would hold ${chars} characters of JSON; at most ${limits.maxSignalChars} (WORKFLOW_MAX_SIGNAL_BYTES)`,
       { limit: limits.maxSignalChars, setting: 'WORKFLOW_MAX_SIGNAL_BYTES' },
     );
+}
+
+/**
+ * SendSignal: 409 once the execution has ended, 404 when no wait step of its definition takes
+ * that signal; otherwise always recorded, with what it did (see SignalDisposition). A repeated
+ * signal id records nothing.
+ */
+function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandMetadata): WorkflowEvent[] {
+  if ((s.signals ?? []).some((x) => x.signalId === c.signalId)) return [];
+  if (s.status === 'completed' || s.status === 'failed' || s.status === 'canceled') {
+    throw new DomainError('illegal_state', `workflow execution is already ${s.status}`, { status: s.status });
+  }
   const waits = waitStepsFor(s.definition, c.name);
   if (waits.length === 0) {
     const known = [...new Set(s.definition.steps.flatMap((x) => (x.wait ? [x.wait.signal] : [])))];
@@ -1428,10 +1436,12 @@ function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandM
     data: { ...base, ...extra },
     metadata: meta,
   });
-  if (s.status !== 'running' || s.failing)
+  if (s.status !== 'running' || s.failing) {
+    assertSignalRoom(s, c);
     return [
       received({ disposition: 'ignored', reason: `the execution is ${s.status === 'running' ? 'failing' : s.status}` }),
     ];
+  }
   const waiting = waits.find(
     (d) => s.steps[d.id]?.status === 'running' && s.steps[d.id]?.wait && !s.steps[d.id]?.wait?.ended,
   );
@@ -1441,6 +1451,7 @@ function decideSendSignal(s: StartedState, c: SendSignal['data'], meta: CommandM
       { type: 'StepSucceeded', data: { stepId: waiting.id, attempt: 0, output: c.payload, at: now }, metadata: meta },
     ];
   }
+  assertSignalRoom(s, c);
   const pending = waits.filter((d) => s.steps[d.id]?.status === 'pending').length;
   const buffered = (s.signals ?? []).filter(
     (x) => x.name === c.name && x.disposition === 'buffered' && x.consumedBy === undefined,

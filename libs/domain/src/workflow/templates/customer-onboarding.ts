@@ -22,7 +22,7 @@ const CREATED = 'steps.create_records.output.rows[0]';
 export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
   // v4: the welcome and the follow-ups are e-mails (send_email, one-shot e-mail schedules), no webhooks to register.
-  // v5: the compensation removes the customer create_records made (its id), not any customer with the input's e-mail.
+  // v5: the compensation removes only the customer create_records reports it inserted (its id), not any customer with the input's e-mail.
   version: 5,
   name: 'Customer onboarding',
   description:
@@ -88,8 +88,8 @@ export const customerOnboardingTemplate = {
           's AS (INSERT INTO business.subscriptions (id, customer_id, plan, seats, price_per_seat, started_on) ' +
           'SELECT (SELECT coalesce(max(id), 0) + 1 FROM business.subscriptions), c.id, $5::text, $6::int, plan.price, c.signup_date FROM c, plan ' +
           'RETURNING id, plan, seats, price_per_seat) ' +
-          'SELECT c.id AS customer_id, c.signup_date::text AS signup_date, s.id AS subscription_id, s.plan, s.seats, s.price_per_seat::float8 AS price_per_seat FROM c, s ' +
-          'UNION ALL SELECT x.id, x.signup_date::text, y.id, y.plan, y.seats, y.price_per_seat::float8 ' +
+          'SELECT c.id AS customer_id, c.signup_date::text AS signup_date, s.id AS subscription_id, s.plan, s.seats, s.price_per_seat::float8 AS price_per_seat, true AS created FROM c, s ' +
+          'UNION ALL SELECT x.id, x.signup_date::text, y.id, y.plan, y.seats, y.price_per_seat::float8, false ' +
           'FROM business.customers x LEFT JOIN business.subscriptions y ON y.customer_id = x.id ' +
           'WHERE x.email = lower($2::text) AND NOT EXISTS (SELECT 1 FROM c)',
         params: [
@@ -178,16 +178,17 @@ export const customerOnboardingTemplate = {
       // Reads create_records' answer (only ever runs as its compensation).
       needs: ['create_records'],
       with: {
-        // When create_records answered, exactly the row it made ($2, its id); when it failed without
-        // an answer (a timeout after the insert), the row with the input's e-mail, which the lookup
-        // before it found missing, so one this execution made.
+        // Only the row create_records reports it inserted (`created`; its fallback, which answers
+        // a row that already had the e-mail, says false): a compensation never removes a customer
+        // this execution did not make, even when a stale lookup or a concurrent onboarding led
+        // create_records to an existing one. A create that failed without an answer removes nothing.
         sql:
-          'WITH target AS (SELECT id FROM business.customers WHERE email = lower($1::text) AND ($2::int IS NULL OR id = $2::int)), ' +
+          'WITH target AS (SELECT id FROM business.customers WHERE $2::boolean AND id = $1::int), ' +
           's AS (DELETE FROM business.subscriptions WHERE customer_id IN (SELECT id FROM target) RETURNING id) ' +
           'DELETE FROM business.customers WHERE id IN (SELECT id FROM target) RETURNING id',
         params: [
-          '${{ input.customer.email }}',
           `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.customer_id : null }}`,
+          `\${{ steps.create_records.status == 'succeeded' && ${CREATED}.created }}`,
         ],
       },
       timeout_ms: 15_000,

@@ -607,7 +607,7 @@ describe('built-in templates: simulated runs reach completed', () => {
 describe('customer_onboarding: what its compensation removes', () => {
   const ann = { customer: { name: 'Ann Lee', email: 'Ann@Example.com', plan: 'growth', seats: 8 } };
   /** Start, the lookup finds nothing, then `created` answers create_records; the events so far. */
-  const upTo = (created: WorkflowCommand['type']) => {
+  const upTo = (created: WorkflowCommand['type'], inserted = true) => {
     let state: WorkflowExecutionState = initialWorkflowState;
     const send = (c: WorkflowCommand) => {
       const out = decideWorkflow(c, state);
@@ -633,7 +633,7 @@ describe('customer_onboarding: what its compensation removes', () => {
             data: {
               stepId: 'create_records',
               attempt: 1,
-              output: { rows: [{ customer_id: 101, subscription_id: 401 }] },
+              output: { rows: [{ customer_id: 101, subscription_id: 401, created: inserted }] },
             },
             metadata: meta(at(4)),
           })
@@ -656,10 +656,13 @@ describe('customer_onboarding: what its compensation removes', () => {
     return (started.data.input as { params: unknown[] }).params;
   };
 
-  it('after create_records answered: exactly the customer it created (its id), with the e-mail', () => {
-    assert.deepEqual(compensationParams(upTo('RecordStepSucceeded').cancel()), ['Ann@Example.com', 101]);
+  it('after create_records inserted: exactly that customer (its id)', () => {
+    assert.deepEqual(compensationParams(upTo('RecordStepSucceeded').cancel()), [101, true]);
   });
-  it('after create_records failed without an answer: the customer with the e-mail (no id to go by)', () => {
-    assert.deepEqual(compensationParams(upTo('RecordStepFailed').outcome), ['Ann@Example.com', null]);
+  it('after create_records answered a customer that already had the e-mail: nothing (not ours to remove)', () => {
+    assert.deepEqual(compensationParams(upTo('RecordStepSucceeded', false).cancel()), [101, false]);
+  });
+  it('after create_records failed without an answer: nothing (no id to go by)', () => {
+    assert.deepEqual(compensationParams(upTo('RecordStepFailed').outcome), [null, false]);
   });
 });
