@@ -119,7 +119,7 @@ export async function forkExecution(
   // the same input given again compares equal to the source's.
   const given = req.input ?? source.input;
   const checked = validateInput(target.input, given);
-  const runInput = checked.ok ? (checked.value) : given;
+  const runInput = checked.ok ? checked.value : given;
   const plan = withAppErrors(() => planFork(source, events, req.fromStep, target, runInput));
   const executionId = req.executionId ?? randomUUID();
   const r = await runWorkflowCommandOnNewStream(store, executionId, {
