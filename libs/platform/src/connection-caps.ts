@@ -36,7 +36,7 @@ export function capConnections(
   };
   server.on('drop', (data?: { remoteAddress?: string }) => report(data?.remoteAddress ?? 'unknown', caps.max, 'max'));
   server.on('connection', (socket) => {
-    const address = socket.remoteAddress ?? 'unknown';
+    const address = addressShare(socket.remoteAddress ?? 'unknown');
     const open = (perAddress.get(address) ?? 0) + 1;
     if (open > caps.perAddress) {
       report(address, open - 1, 'perAddress');
@@ -84,4 +84,25 @@ export function boundInternalListener(
   onRefused?: (why: { address: string; open: number; limit: 'max' | 'perAddress' }) => void,
 ): void {
   capConnections(server, INTERNAL_LISTENER_CAPS, onRefused);
+}
+
+/**
+ * What shares one per-address count: an IPv4 address (IPv4-mapped IPv6 included) itself, an IPv6
+ * address its /64 (one host is usually given a whole /64, so counting exact addresses would let it
+ * open a share per address).
+ */
+export function addressShare(address: string): string {
+  if (!address.includes(':') || /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address)) return address;
+  const bare = address.split('%')[0]!.toLowerCase();
+  const [head = '', tail] = bare.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
 }

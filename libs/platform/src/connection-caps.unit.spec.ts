@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { capConnections } from './connection-caps.js';
+import { addressShare, capConnections } from './connection-caps.js';
 
 /** Opens a raw connection; resolves with it and whether the server closed it within `ms`. */
 const connectAndWatch = async (port: number, ms: number) => {
@@ -49,5 +49,16 @@ describe('capConnections (a real HTTP server on loopback)', () => {
     const server = http.createServer();
     capConnections(server, { max: 7, perAddress: 3 });
     assert.equal(server.maxConnections, 7);
+  });
+
+  it('counts an IPv6 client by its /64, an IPv4 one (mapped or not) by its address', () => {
+    assert.equal(addressShare('127.0.0.1'), '127.0.0.1');
+    assert.equal(addressShare('::ffff:10.0.0.7'), '::ffff:10.0.0.7');
+    assert.equal(addressShare('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+    assert.equal(addressShare('2001:db8:1:2:bbbb:cccc:dddd:eeee'), '2001:db8:1:2::/64');
+    assert.equal(addressShare('2001:0db8:0001:0002::9'), '2001:db8:1:2::/64');
+    assert.equal(addressShare('2001:db8::1'), '2001:db8:0:0::/64');
+    assert.equal(addressShare('::1'), '0:0:0:0::/64');
+    assert.equal(addressShare('fe80::1%eth0'), 'fe80:0:0:0::/64');
   });
 });

@@ -446,4 +446,26 @@ describe('operating executions: history, time travel, fork, retry, replay check'
       400,
     );
   });
+
+  it('a fork with an input copies only the steps that would run the same on it (defaults filled as the run fills them)', async () => {
+    // The source ran on {timeframe: "30d"}; {} is the same input once its default is filled.
+    const same = await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, {
+      from_step: 'analyze',
+      definition_version: 2,
+      input: {},
+    });
+    assert.equal(same.status, 202, JSON.stringify(same.body));
+    assert.deepEqual(same.body.copied_steps, ['fetch_revenue']);
+    // Another timeframe: the fetch made for 30 days is not taken over; it runs again.
+    const other = await http('POST', `/api/v1/workflows/executions/${failedId}/fork`, {
+      from_step: 'analyze',
+      definition_version: 2,
+      input: { timeframe: '7d' },
+    });
+    assert.equal(other.status, 202, JSON.stringify(other.body));
+    assert.deepEqual(other.body.copied_steps, []);
+    assert.deepEqual(other.body.rerun_steps, ['fetch_revenue', 'analyze', 'write_report']);
+    for (const id of [same.body.execution_id, other.body.execution_id])
+      assert.equal(((await waitFor(id, ['completed', 'failed'])) as { status: string }).status, 'completed');
+  });
 });
