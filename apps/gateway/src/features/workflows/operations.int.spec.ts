@@ -466,6 +466,6 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     assert.deepEqual(other.body.copied_steps, []);
     assert.deepEqual(other.body.rerun_steps, ['fetch_revenue', 'analyze', 'write_report']);
     for (const id of [same.body.execution_id, other.body.execution_id])
-      assert.equal(((await waitFor(id, ['completed', 'failed'])) as { status: string }).status, 'completed');
+      assert.equal((await waitFor(id, ['completed', 'failed'])).status, 'completed');
   });
 });
