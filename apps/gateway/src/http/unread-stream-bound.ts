@@ -52,29 +52,45 @@ export function boundUnreadStream(
 ): void {
   const write = res.write.bind(res) as (...args: unknown[]) => boolean;
   let watch: NodeJS.Timeout | undefined;
-  /** When the stream went over the bound: what waited, the progress probe and the time then. */
-  let over: { pending: number; probe: Probe; at: number } | undefined;
+  let pilingCheck: NodeJS.Timeout | undefined;
+  /** While over the bound: what waited when it went over, and the last time bytes were taken. */
+  let over: { pending: number; progress: Probe; progressAt: number } | undefined;
   // A client that reads takes bytes within this long; writes made in the same moment as a large
   // one (before any byte could leave) are not piling.
   const pilingAfterMs = Math.min(1_000, limits.stallMs / 2);
   let cut = false;
+  const stopWatching = () => {
+    clearInterval(watch);
+    clearTimeout(pilingCheck);
+    watch = pilingCheck = over = undefined;
+  };
   const cutNow = (reason: UnreadStreamCut['reason']) => {
     if (cut) return;
     cut = true;
-    clearInterval(watch);
+    stopWatching();
     onCut({ pendingBytes: res.writableLength, reason });
     res.destroy();
   };
+  // Piling: another bound's worth added since it went over, and no byte taken for pilingAfterMs
+  // (checked on each write, and again once that time has passed since the last byte was taken).
+  const checkPiling = () => {
+    pilingCheck = undefined;
+    if (!over || cut) return;
+    const now = probe(res);
+    if (moved(over.progress, now)) over = { ...over, progress: now, progressAt: Date.now() };
+    if (res.writableLength - over.pending <= limits.maxPendingBytes) return;
+    const idle = Date.now() - over.progressAt;
+    if (idle >= pilingAfterMs) return cutNow('piling');
+    pilingCheck ??= setTimeout(checkPiling, pilingAfterMs - idle);
+    pilingCheck.unref();
+  };
   const startWatch = () => {
     let last = probe(res);
-    over = { pending: res.writableLength, probe: last, at: Date.now() };
+    over = { pending: res.writableLength, progress: last, progressAt: Date.now() };
     watch = setInterval(() => {
       const now = probe(res);
-      if (res.writableLength <= limits.maxPendingBytes) {
-        clearInterval(watch);
-        watch = undefined;
-        over = undefined;
-      } else if (!moved(last, now)) cutNow('stalled');
+      if (res.writableLength <= limits.maxPendingBytes) stopWatching();
+      else if (!moved(last, now)) cutNow('stalled');
       last = now;
     }, limits.stallMs);
     watch.unref();
@@ -82,18 +98,11 @@ export function boundUnreadStream(
   res.write = ((...args: unknown[]) => {
     if (cut) return false;
     const ok = write(...args);
-    // Piling: another bound's worth added since it went over, and not a byte taken since.
-    if (
-      over &&
-      Date.now() - over.at >= pilingAfterMs &&
-      res.writableLength - over.pending > limits.maxPendingBytes &&
-      !moved(over.probe, probe(res))
-    )
-      cutNow('piling');
-    else if (!watch && res.writableLength > limits.maxPendingBytes) startWatch();
+    if (over) checkPiling();
+    else if (res.writableLength > limits.maxPendingBytes) startWatch();
     return ok;
   }) as typeof res.write;
-  res.once('close', () => clearInterval(watch));
+  res.once('close', stopWatching);
 }
 
 /**
