@@ -73,15 +73,19 @@ export function boundUnreadStream(
   };
   // Piling: another bound's worth added since it went over, and no byte taken for pilingAfterMs
   // (checked on each write, and again once that time has passed since the last byte was taken).
+  // One timer at a time: a write while it waits leaves it (it checks again when it fires).
   const checkPiling = () => {
-    pilingCheck = undefined;
     if (!over || cut) return;
     const now = probe(res);
     if (moved(over.progress, now)) over = { ...over, progress: now, progressAt: Date.now() };
     if (res.writableLength - over.pending <= limits.maxPendingBytes) return;
     const idle = Date.now() - over.progressAt;
     if (idle >= pilingAfterMs) return cutNow('piling');
-    pilingCheck ??= setTimeout(checkPiling, pilingAfterMs - idle);
+    if (pilingCheck) return;
+    pilingCheck = setTimeout(() => {
+      pilingCheck = undefined;
+      checkPiling();
+    }, pilingAfterMs - idle);
     pilingCheck.unref();
   };
   const startWatch = () => {

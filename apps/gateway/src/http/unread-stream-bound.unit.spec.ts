@@ -1,4 +1,4 @@
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -111,6 +111,23 @@ describe('boundUnreadStream (an SSE-like response whose client may not read)', (
     await sleep(STALL_MS * 3);
     assert.equal(cuts.length, 0, 'a reading client is not cut');
     assert.equal(received, big.length + 20 * CHUNK.length, 'everything arrived');
+    res.destroy();
+    client.destroy();
+  });
+
+  it('keeps one piling timer however many writes come while the client reads', async () => {
+    const { res, client, cuts } = await open();
+    client.resume();
+    const timers = mock.method(globalThis, 'setTimeout');
+    try {
+      res.write(Buffer.alloc(BOUND * 8, 'y'));
+      for (let i = 0; i < 200; i++) res.write(CHUNK); // each past the piling threshold, none idle long enough
+      assert.ok(timers.mock.callCount() <= 1, `${timers.mock.callCount()} timers set for 200 writes`);
+    } finally {
+      timers.mock.restore();
+    }
+    await sleep(STALL_MS * 3);
+    assert.equal(cuts.length, 0, 'a reading client is not cut');
     res.destroy();
     client.destroy();
   });
