@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { SUBJECT_ROOT, serviceSubject, subjectToken } from './subjects.js';
 import { matcherRegexProblem, matcherRegexText } from './matcher-regex.js';
-import { re2ProgramSizeEstimate, re2SizeProblem } from '@switchyard/domain';
+import { Re2Budget } from '@switchyard/domain';
 import { trimmedText } from './text.js';
 
 /** Labels of a series or an alert: flat string map (Prometheus style). */
@@ -122,17 +122,13 @@ export const silenceMatchersSchema = z
   .min(1)
   .max(50)
   .superRefine((matchers, ctx) => {
-    let total = 0;
+    const budget = new Re2Budget(
+      MAX_SILENCE_REGEX_PROGRAM_SIZE,
+      `the silence's regexes are too large together once compiled (at most ${MAX_SILENCE_REGEX_PROGRAM_SIZE} instructions in all)`,
+    );
     matchers.forEach((m, i) => {
       if (!m.isRegex) return;
-      const text = matcherRegexText(m.value);
-      const alone = re2SizeProblem(text);
-      if (!alone) total += re2ProgramSizeEstimate(text);
-      const problem =
-        alone ??
-        (total > MAX_SILENCE_REGEX_PROGRAM_SIZE
-          ? `the silence's regexes are too large together once compiled (at most ${MAX_SILENCE_REGEX_PROGRAM_SIZE} instructions in all)`
-          : matcherRegexProblem(m.value));
+      const problem = budget.charge(matcherRegexText(m.value)) ?? matcherRegexProblem(m.value);
       if (problem) ctx.addIssue({ code: 'custom', path: [i, 'value'], message: problem });
     });
   });

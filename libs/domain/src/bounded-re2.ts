@@ -132,12 +132,35 @@ export const isSizeRefusal = (message: string): boolean =>
   message.startsWith('pattern too large') || message.startsWith('pattern nested');
 
 /** Why a pattern is refused before compiling, or undefined. */
-export function re2SizeProblem(pattern: string): string | undefined {
-  const size = re2ProgramSizeEstimate(pattern);
+export const re2SizeProblem = (pattern: string): string | undefined => sizeProblem(re2ProgramSizeEstimate(pattern));
+
+function sizeProblem(size: number): string | undefined {
   if (!Number.isFinite(size)) return `pattern nested deeper than ${MAX_NESTING} groups`;
   return size > MAX_PROGRAM_SIZE
     ? `pattern too large once compiled (about ${size} instructions; at most ${MAX_PROGRAM_SIZE}: counted repetition like {1000} multiplies)`
     : undefined;
+}
+
+/**
+ * A budget of estimated RE2 instructions shared by the patterns of one request, checked before any
+ * of them is compiled: each may be under the bound of one pattern while hundreds together hold a
+ * core for seconds.
+ */
+export class Re2Budget {
+  constructor(
+    private left: number,
+    /** Why a pattern past the budget is refused. */
+    private readonly overBudget: string,
+  ) {}
+
+  /** Why the pattern (the text RE2 compiles) is refused alone or with those before it, or undefined; counts it unless refused alone. */
+  charge(text: string): string | undefined {
+    const size = re2ProgramSizeEstimate(text);
+    const alone = sizeProblem(size);
+    if (alone) return alone;
+    this.left -= size;
+    return this.left < 0 ? this.overBudget : undefined;
+  }
 }
 
 /**
@@ -160,7 +183,8 @@ export class BoundedRe2Cache {
     const text = this.wrap(pattern);
     const size = re2ProgramSizeEstimate(text);
     let c: RE2JS | string;
-    if (size > MAX_PROGRAM_SIZE) c = re2SizeProblem(text)!;
+    const refused = sizeProblem(size);
+    if (refused) c = refused;
     else {
       try {
         c = RE2JS.compile(text);

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { BoundedRe2Cache, MAX_PROGRAM_SIZE, re2ProgramSizeEstimate, re2SizeProblem } from './bounded-re2.js';
+import { BoundedRe2Cache, MAX_PROGRAM_SIZE, Re2Budget, re2ProgramSizeEstimate, re2SizeProblem } from './bounded-re2.js';
 import { compileInputPattern, inputPatternProblems } from './workflow/definition/input.js';
 import { evaluateExpression, withExpressionBudget } from './workflow/definition/expressions.js';
 
@@ -57,6 +57,15 @@ describe('bounded RE2: a pattern too large once compiled is refused before compi
     assert.match(refused as string, /too large once compiled/);
     // Not a timing assertion on the machine: a compile would take seconds, the refusal reads the text once.
     assert.ok(ms < 1_000, `refused without compiling (${ms.toFixed(1)} ms)`);
+  });
+
+  it('a budget shared by patterns: refuses one too large alone without charging it, then those past the sum', () => {
+    const budget = new Re2Budget(2_500, 'over budget');
+    assert.equal(budget.charge('a{1000}'), undefined);
+    assert.match(budget.charge(HUGE) ?? '', /too large once compiled/, 'too large alone, not charged');
+    assert.equal(budget.charge('b{1000}'), undefined, '2,000 of 2,500');
+    assert.equal(budget.charge('c{1000}'), 'over budget');
+    assert.equal(budget.charge('d'), 'over budget', 'once past, every later pattern');
   });
 
   it('input schemas: one huge pattern, and many patterns together past the budget, are schema problems', () => {

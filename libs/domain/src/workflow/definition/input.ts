@@ -1,7 +1,7 @@
 import type { RE2JS } from 're2js';
 import { z } from 'zod';
 import type { InputSchemaNode } from './schema.js';
-import { BoundedRe2Cache, isSizeRefusal, re2ProgramSizeEstimate, re2SizeProblem } from '../../bounded-re2.js';
+import { BoundedRe2Cache, isSizeRefusal, Re2Budget } from '../../bounded-re2.js';
 
 /** One reason an input does not match a definition's input schema. */
 export interface InputProblem {
@@ -105,21 +105,14 @@ export const MAX_INPUT_PATTERNS_PROGRAM_SIZE = 50_000;
  */
 export function inputPatternProblems(node: InputSchemaNode, path = 'input'): InputProblem[] {
   const out: InputProblem[] = [];
-  const budget = { left: MAX_INPUT_PATTERNS_PROGRAM_SIZE };
+  const budget = new Re2Budget(
+    MAX_INPUT_PATTERNS_PROGRAM_SIZE,
+    `the schema's patterns are too large together once compiled (at most ${MAX_INPUT_PATTERNS_PROGRAM_SIZE} instructions in all)`,
+  );
   const walk = (n: InputSchemaNode, at: string) => {
     if (n.pattern !== undefined) {
-      const alone = re2SizeProblem(n.pattern);
-      if (!alone) budget.left -= re2ProgramSizeEstimate(n.pattern);
-      if (alone) out.push({ path: `${at}.pattern`, message: alone });
-      else if (budget.left < 0)
-        out.push({
-          path: `${at}.pattern`,
-          message: `the schema's patterns are too large together once compiled (at most ${MAX_INPUT_PATTERNS_PROGRAM_SIZE} instructions in all)`,
-        });
-      else {
-        const re = compileInputPattern(n.pattern);
-        if (typeof re === 'string') out.push({ path: `${at}.pattern`, message: re });
-      }
+      const re = budget.charge(n.pattern) ?? compileInputPattern(n.pattern);
+      if (typeof re === 'string') out.push({ path: `${at}.pattern`, message: re });
     }
     for (const [k, sub] of Object.entries(n.properties ?? {})) walk(sub, `${at}.properties.${k}`);
     if (n.items) walk(n.items, `${at}.items`);
