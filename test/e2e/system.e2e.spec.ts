@@ -542,6 +542,49 @@ describe('the whole system started like npm start', () => {
     }
   });
 
+  it("keeps an inline workflow's literal arguments from a viewer, in every read of its events", async () => {
+    const json = async (method: string, url: string, key: string, body?: unknown) => {
+      const res = await fetch(`${base}${url}`, {
+        method,
+        headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    const keyOf = async (role: string) => {
+      const r = await json('POST', '/api/v1/admin/api-keys', adminKey, { name: `inline-${role}`, role });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      return r.body.key as string;
+    };
+    const viewer = await keyOf('viewer');
+    const operator = await keyOf('operator');
+    const marker = `private-${Date.now()}@example.com`;
+    const started = await json('POST', '/api/v1/integration/agents/workflow?wait=true&wait_ms=20000', operator, {
+      definition: {
+        id: 'inline_literals',
+        steps: [{ id: 'look', uses: 'mcp:database/query', with: { sql: `select '${marker}' as who` } }],
+        outputs: { who: marker },
+      },
+      input: {},
+    });
+    assert.ok(started.status < 300, JSON.stringify(started.body));
+    const id = String(started.body.execution_id);
+    for (const url of [`/api/v1/workflows/executions/${id}/events`, `/api/v1/events?stream=workflow_execution-${id}`]) {
+      const operatorSees = await json('GET', url, operator);
+      assert.equal(operatorSees.status, 200, url);
+      assert.ok(JSON.stringify(operatorSees.body).includes(marker), `${url}: an operator reads the definition whole`);
+      const viewerSees = await json('GET', url, viewer);
+      assert.equal(viewerSees.status, 200, url);
+      const startedEvent = (viewerSees.body.events as any[]).find((e) => e.type === 'WorkflowStarted');
+      assert.ok(startedEvent, `${url}: ${JSON.stringify(viewerSees.body).slice(0, 300)}`);
+      assert.equal(startedEvent.data.definition.steps[0].uses, 'mcp:database/query', 'the shape stays');
+      assert.ok(
+        !JSON.stringify(viewerSees.body).includes(marker),
+        `${url}: ${JSON.stringify(viewerSees.body).slice(0, 800)}`,
+      );
+    }
+  });
+
   it('monitors itself: a health report naming every service, and Prometheus metrics', async () => {
     let report: { status: string; services: { service: string; status: string }[] } = { status: '', services: [] };
     for (let i = 0; i < 120; i++) {

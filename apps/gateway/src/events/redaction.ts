@@ -131,7 +131,31 @@ export function redactEventPayloads<E extends Pick<EventJson, 'type' | 'data'>>(
   const data = { ...masked };
   for (const f of fields ?? []) if (f in data) data[f] = REDACTED_PAYLOAD;
   for (const f of urls ?? []) if (f in data) data[f] = redactUrl(data[f]);
+  if (e.type === 'WorkflowStarted' && 'definition' in data)
+    data['definition'] = definitionArgumentsRedacted(data['definition']);
   return { ...e, data };
+}
+
+/**
+ * A definition as a viewer sees it in an execution's start: its shape (steps, what each runs,
+ * dependencies, conditions) whole, each step's arguments (`with`) and the outputs mapping
+ * replaced. A workflow sent with its definition inline (POST /agents/workflow) carries its
+ * arguments as literals: URLs with their keys, SQL naming the rows it is about.
+ */
+function definitionArgumentsRedacted(definition: unknown): unknown {
+  if (definition === null || typeof definition !== 'object' || Array.isArray(definition)) return definition;
+  const d = definition as Record<string, unknown>;
+  return {
+    ...d,
+    ...('outputs' in d ? { outputs: redactIfSet(d['outputs']) } : {}),
+    ...(Array.isArray(d['steps'])
+      ? {
+          steps: (d['steps'] as unknown[]).map((s) =>
+            s !== null && typeof s === 'object' && 'with' in s ? { ...s, with: redactIfSet(s.with) } : s,
+          ),
+        }
+      : {}),
+  };
 }
 
 /**

@@ -52,6 +52,32 @@ describe('payload redaction for viewers', () => {
     assert.equal(redactEventPayloads(other), other);
   });
 
+  it("hides a started workflow's step arguments and outputs mapping (inline definitions carry literals), keeps its shape", () => {
+    const r = redactEventPayloads(
+      event('WorkflowStarted', {
+        executionId: 'x',
+        input: { email: 'ceo@private.example' },
+        definition: {
+          id: 'adhoc',
+          version: 1,
+          steps: [
+            { id: 'get', uses: 'fetch.http_request', needs: [], with: { url: 'https://p.example/api?api_key=S3CRET' } },
+            { id: 'wait', wait: { signal: 'ok', timeout_ms: 10 }, needs: ['get'] },
+          ],
+          outputs: { token: 'S3CRET' },
+        },
+      }),
+    );
+    const data = r.data as { input: unknown; definition: Record<string, unknown> };
+    assert.equal(data.input, REDACTED_PAYLOAD);
+    assert.doesNotMatch(JSON.stringify(data), /S3CRET|ceo@private/);
+    assert.deepEqual(data.definition['steps'], [
+      { id: 'get', uses: 'fetch.http_request', needs: [], with: REDACTED_PAYLOAD },
+      { id: 'wait', wait: { signal: 'ok', timeout_ms: 10 }, needs: ['get'] },
+    ]);
+    assert.equal(data.definition['outputs'], REDACTED_PAYLOAD);
+  });
+
   it("cuts webhook and agent URLs to where they point (a webhook URL can be its own secret) and hides a schedule's target", () => {
     const hook = redactEventPayloads(
       event('WebhookRegistered', {
