@@ -80,6 +80,7 @@ function assertRedactedForViewer(t: Task): void {
   const parts = [...t.artifacts.flatMap((a) => a.parts), ...t.history.flatMap((m) => m.parts)];
   assert.ok(parts.length > 0, 'the task has artifacts or history');
   for (const p of parts) assert.deepEqual(p.content, { $case: 'text', value: REDACTED_PAYLOAD });
+  assert.ok(!JSON.stringify(t).includes('SECRETMETA'), "a message's metadata is redacted too");
 }
 
 const resultOf = (t: Task): unknown => {
@@ -265,7 +266,9 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
   it("message/send revenue_analysis: completed, the artifact equals a REST delegation's result; tasks/get reads it, also after a gateway restart", async () => {
     const c = await client('data_analyst', operator);
     const input = { timeframe: '12m', topN: 3 };
-    const r = (await c.sendMessage(send(dataMsg({ task_type: 'revenue_analysis', input })))) as Task;
+    // Metadata beside the parts: the client's, which a viewer does not read either.
+    const message = { ...dataMsg({ task_type: 'revenue_analysis', input }), metadata: { secret_meta: 'SECRETMETA' } };
+    const r = (await c.sendMessage(send(message))) as Task;
     assert.equal(r.status?.state, STATE.completed, JSON.stringify(r.status));
     const ourId = r.metadata?.switchyard_task_id as string;
     assert.ok(ourId);
@@ -288,6 +291,7 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     ).getTask({ tenant: '', id: r.id, historyLength: undefined });
     assert.equal(got.status?.state, STATE.completed);
     assert.deepEqual(resultOf(got), viaRest.body.result);
+    assert.ok(JSON.stringify(got).includes('SECRETMETA'), "an operator reads the message's metadata");
     // A viewer reads the task's state, not its data (as a REST viewer reads a task's result redacted).
     assertRedactedForViewer(
       await (await client('data_analyst', viewer)).getTask({ tenant: '', id: r.id, historyLength: undefined }),

@@ -47,7 +47,8 @@ const FINAL_STATES: readonly number[] = [A2A_STATE.completed, A2A_STATE.failed, 
  * - push notification URLs must pass the egress guard when they are set, and a task brought up
  *   to date that way gets the notifications of its new state (keyed: never sent twice);
  * - a key below operator reads tasks without their payloads (artifacts, history), and nobody
- *   reads a push notification config's token or credentials back (see redaction.ts).
+ *   reads a push notification config's token or credentials back (see redaction.ts); a config
+ *   another key set reads with its URL cut to its origin (its path or query can be a credential).
  */
 export class SwitchyardRequestHandler extends DefaultRequestHandler {
   readonly executor: WorkExecutor;
@@ -56,7 +57,7 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     card: AgentCard,
     private readonly tasks: PgTaskStore,
     private readonly backend: Backend,
-    pushStore: PgPushNotificationStore,
+    private readonly pushStore: PgPushNotificationStore,
     private readonly push: PushDelivery,
     private readonly guard: EgressGuard,
     log: Logger,
@@ -99,7 +100,9 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     params: GetTaskPushNotificationConfigRequest,
     context: ServerCallContext,
   ): Promise<TaskPushNotificationConfig> {
-    return redactPushConfig(await super.getTaskPushNotificationConfig(params, context), !seesPayloads(context));
+    const config = await super.getTaskPushNotificationConfig(params, context);
+    const others = await this.pushStore.setByOthers(config.taskId || params.taskId, context);
+    return redactPushConfig(config, !seesPayloads(context) || others.has(config.id));
   }
 
   override async listTaskPushNotificationConfigs(
@@ -108,7 +111,8 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
   ): Promise<ListTaskPushNotificationConfigsResponse> {
     const page = await super.listTaskPushNotificationConfigs(params, context);
     const cutUrl = !seesPayloads(context);
-    return { ...page, configs: page.configs.map((c) => redactPushConfig(c, cutUrl)) };
+    const others = await this.pushStore.setByOthers(params.taskId, context);
+    return { ...page, configs: page.configs.map((c) => redactPushConfig(c, cutUrl || others.has(c.id))) };
   }
 
   override async cancelTask(params: CancelTaskRequest, context: ServerCallContext): Promise<Task> {

@@ -197,7 +197,12 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     const userBuilder: UserBuilder = async (req: Request): Promise<GatewayA2aUser> => {
       const key = (req as Partial<GatewayRequest>).apiKey;
       const userName = actorOf(req);
-      return { isAuthenticated: key !== undefined, userName, seesPayloads: !redactsPayloadsFor(key?.role) };
+      return {
+        isAuthenticated: key !== undefined,
+        userName,
+        seesPayloads: !redactsPayloadsFor(key?.role),
+        actsForAllKeys: key === undefined || key.role === 'admin',
+      };
     };
     const rpc = jsonRpcHandler({ requestHandler: handler, userBuilder, legacyCompat: { enabled: true } });
     const ep = this.endpoints.get(name) ?? { name, backend, handler, rpc };

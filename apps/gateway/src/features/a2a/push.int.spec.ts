@@ -29,7 +29,7 @@ import { AgentsFeatureModule } from '../agents/index.js';
 import { McpFeatureModule } from '../mcp/index.js';
 import { WorkflowsFeatureModule } from '../workflows/index.js';
 import { A2aFeatureModule, NOTIFICATION_TOKEN_HEADER } from './index.js';
-import { MAX_PUSH_CONFIGS_PER_TASK } from './store.js';
+import { MAX_PUSH_CONFIGS_PER_KEY, MAX_PUSH_CONFIGS_PER_TASK } from './store.js';
 
 /**
  * A2A push notifications delivered by the automation server: the SDK's client -> the gateway
@@ -453,7 +453,7 @@ describe('A2A push notifications through the automation server (SDK client -> ga
     assert.ok((r.body.result.deliveries as any[]).every((d) => !d.url.includes('169.254')));
   });
 
-  it('a task takes at most MAX_PUSH_CONFIGS_PER_TASK push configs, even sent at once; a replaced one does not count twice', async () => {
+  it('one key sets at most MAX_PUSH_CONFIGS_PER_KEY push configs on a task, even sent at once; a replaced one does not count twice', async () => {
     const rx = await receiver();
     try {
       const c = await client(operator);
@@ -473,16 +473,16 @@ describe('A2A push notifications through the automation server (SDK client -> ga
         Array.from({ length: 20 }, (_, i) => c.createTaskPushNotificationConfig(config(`extra-${i}`))),
       );
       const refused = results.filter((r) => r.status === 'rejected');
-      assert.equal(results.length - refused.length, MAX_PUSH_CONFIGS_PER_TASK - 1);
+      assert.equal(results.length - refused.length, MAX_PUSH_CONFIGS_PER_KEY - 1);
       for (const r of refused)
-        assert.match(String(r.reason), new RegExp(`${MAX_PUSH_CONFIGS_PER_TASK} push notification configs`));
+        assert.match(String(r.reason), new RegExp(`at most ${MAX_PUSH_CONFIGS_PER_KEY} from one key`));
       const listed = await c.listTaskPushNotificationConfig({
         tenant: '',
         taskId: task.id,
         pageSize: 100,
         pageToken: '',
       });
-      assert.equal(listed.configs.length, MAX_PUSH_CONFIGS_PER_TASK);
+      assert.equal(listed.configs.length, MAX_PUSH_CONFIGS_PER_KEY);
       // Replacing one that is there is not a new one.
       const kept = listed.configs.find((x) => x.id.startsWith('extra-'))!;
       await c.createTaskPushNotificationConfig({ ...config(kept.id), token: 'replaced' });
@@ -492,7 +492,73 @@ describe('A2A push notifications through the automation server (SDK client -> ga
         pageSize: 100,
         pageToken: '',
       });
-      assert.equal(again.configs.length, MAX_PUSH_CONFIGS_PER_TASK);
+      assert.equal(again.configs.length, MAX_PUSH_CONFIGS_PER_KEY);
+    } finally {
+      await rx.close();
+    }
+  });
+
+  it("another key neither replaces nor deletes a key's push config, reads its URL cut to the origin, and keeps room of its own", async () => {
+    const rx = await receiver();
+    try {
+      const made = await fetch(`${base}/api/v1/admin/api-keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'push-other-operator', role: 'operator' }),
+      });
+      const other = await client(((await made.json()) as { key: string }).key);
+      const owner = await client(operator);
+      const task = (await owner.sendMessage(
+        send(dataMsg({ task_type: 'noop', input: {} }), { url: rx.url }, true),
+      )) as Task;
+      const config = (id: string, url: string) => ({
+        tenant: '',
+        id,
+        taskId: task.id,
+        url,
+        token: `tok-${id}`,
+        authentication: undefined,
+      });
+      const ownerUrl = `${rx.url}?k=OWNERSECRET`;
+      await owner.createTaskPushNotificationConfig(config('cfg1', ownerUrl));
+      const list = async (c: Client) =>
+        (await c.listTaskPushNotificationConfig({ tenant: '', taskId: task.id, pageSize: 100, pageToken: '' })).configs;
+      await assert.rejects(
+        () => other.createTaskPushNotificationConfig(config('cfg1', `${rx.url}/stolen`)),
+        /set by another key/,
+      );
+      await assert.rejects(
+        () => other.deleteTaskPushNotificationConfig({ tenant: '', taskId: task.id, id: 'cfg1' }),
+        /set by another key/,
+      );
+      assert.equal(
+        (await list(owner)).find((c) => c.id === 'cfg1')?.url,
+        ownerUrl,
+        'the owner reads its config as it set it',
+      );
+      const origin = new URL(rx.url).origin;
+      const seen = await list(other);
+      assert.equal(seen.length, 2, 'the one sent with the message, and cfg1');
+      for (const c of seen) assert.equal(c.url, `${origin}/${REDACTED_PAYLOAD}`, c.id);
+      const one = await other.getTaskPushNotificationConfig({ tenant: '', taskId: task.id, id: 'cfg1' });
+      assert.equal(one.url, `${origin}/${REDACTED_PAYLOAD}`);
+      // Its own ten fill only its own share: the owner still sets one, and the task's total bound holds.
+      for (let i = 0; i < MAX_PUSH_CONFIGS_PER_KEY; i++)
+        await other.createTaskPushNotificationConfig(config(`other-${i}`, rx.url));
+      await assert.rejects(() => other.createTaskPushNotificationConfig(config('other-x', rx.url)), /from one key/);
+      await owner.createTaskPushNotificationConfig(config('cfg2', ownerUrl));
+      assert.ok(MAX_PUSH_CONFIGS_PER_TASK >= 2 * MAX_PUSH_CONFIGS_PER_KEY);
+      // An admin replaces and deletes any key's.
+      const asAdmin = await client(admin);
+      await asAdmin.createTaskPushNotificationConfig(config('cfg2', `${rx.url}/by-admin`));
+      await asAdmin.deleteTaskPushNotificationConfig({ tenant: '', taskId: task.id, id: 'cfg1' });
+      const left = await list(asAdmin);
+      assert.ok(!left.some((c) => c.id === 'cfg1'), 'the admin deleted it');
+      assert.equal(
+        left.find((c) => c.id === 'cfg2')?.url,
+        `${rx.url}/by-admin`,
+        'the admin replaced it, and reads it whole',
+      );
     } finally {
       await rx.close();
     }

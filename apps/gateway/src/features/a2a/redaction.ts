@@ -9,20 +9,34 @@ import { maskQuotedValues, REDACTED_PAYLOAD, redactUrl } from '../../events/reda
  */
 export interface GatewayA2aUser extends User {
   readonly seesPayloads: boolean;
+  /** An admin key: replaces and deletes any key's push notification configs, reads their URLs whole. */
+  readonly actsForAllKeys: boolean;
 }
 
 /** Whether the caller of this A2A request sees payloads (a context without the gateway's user: yes, auth is off). */
 export const seesPayloads = (context: ServerCallContext | undefined): boolean =>
   (context?.user as Partial<GatewayA2aUser> | undefined)?.seesPayloads !== false;
 
+/** Metadata a client sent beside its parts (it may carry what the parts do) as a viewer sees it. */
+const redactMetadata = (m: Record<string, unknown> | undefined): Record<string, unknown> | undefined =>
+  m && Object.keys(m).length > 0 ? { redacted: REDACTED_PAYLOAD } : m;
 const redactPart = (p: Part): Part => ({
   ...p,
   content: { $case: 'text', value: REDACTED_PAYLOAD },
   mediaType: 'text/plain',
   filename: '',
+  metadata: redactMetadata(p.metadata),
 });
-const redactMessage = (m: Message): Message => ({ ...m, parts: m.parts.map(redactPart) });
-const redactArtifact = (a: Artifact): Artifact => ({ ...a, parts: a.parts.map(redactPart) });
+const redactMessage = (m: Message): Message => ({
+  ...m,
+  parts: m.parts.map(redactPart),
+  metadata: redactMetadata(m.metadata),
+});
+const redactArtifact = (a: Artifact): Artifact => ({
+  ...a,
+  parts: a.parts.map(redactPart),
+  metadata: redactMetadata(a.metadata),
+});
 
 /** A status message's text (a failure's error) with the values it quotes masked, as every viewer-facing error text. */
 const maskStatusMessage = (m: Message | undefined): Message | undefined =>
@@ -37,7 +51,8 @@ const maskStatus = <S extends { message?: Message | undefined }>(status: S | und
 
 /**
  * A task as a viewer sees it: its artifacts (results) and its history (what it was sent)
- * redacted; status and errors kept, with the values an error quotes masked.
+ * redacted, with the metadata of their messages, parts and artifacts; status and errors kept,
+ * with the values an error quotes masked.
  */
 export const redactTask = (t: Task): Task => ({
   ...t,

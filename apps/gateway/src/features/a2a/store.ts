@@ -37,6 +37,8 @@ create table if not exists gateway.a2a_push_configs (
   created_at timestamptz not null default now(),
   primary key (task_id, id)
 );
+-- The key that set a config: only it (or an admin) replaces or deletes it.
+alter table gateway.a2a_push_configs add column if not exists owner text not null default '';
 `;
 
 export async function migrateA2a(pool: Pool): Promise<void> {
@@ -108,40 +110,66 @@ export function linkOf(task: Task): BackendLink | undefined {
 }
 
 /**
- * Push notification configs one task may have. Every state change of the task is delivered to
- * each of them: without a bound, one key could turn one task into any number of requests to a
- * URL of its choice (the egress guard keeps private addresses out, not public ones).
+ * Push notification configs one key may set on one task, and all keys together. Every state
+ * change of the task is delivered to each of them: without a bound, one key could turn one task
+ * into any number of requests to a URL of its choice (the egress guard keeps private addresses
+ * out, not public ones); with one bound for the task only, one key could take every place and
+ * leave none to the key that sent the task.
  */
-export const MAX_PUSH_CONFIGS_PER_TASK = 10;
+export const MAX_PUSH_CONFIGS_PER_KEY = 10;
+export const MAX_PUSH_CONFIGS_PER_TASK = 30;
 
-/** Push notification configs on `gateway.a2a_push_configs`, with the wire version each was registered over (0.3 or 1.0). */
+/** Whether the caller may replace or delete any key's config (an admin; everyone when auth is off). */
+const actsForAll = (context: ServerCallContext | undefined): boolean =>
+  (context?.user as { actsForAllKeys?: boolean } | undefined)?.actsForAllKeys !== false;
+
+/**
+ * Push notification configs on `gateway.a2a_push_configs`, with the wire version each was
+ * registered over (0.3 or 1.0) and the key that set it. Every config of a task is delivered to,
+ * whoever set it; a config is replaced or deleted only by its key or an admin.
+ */
 export class PgPushNotificationStore implements PushNotificationStore {
   constructor(private readonly pool: Pool) {}
 
   async save(taskId: string, context: ServerCallContext, config: TaskPushNotificationConfig): Promise<void> {
     if (!config.id) config.id = newId();
-    // The task's advisory lock, then the count in a statement that starts after it: concurrent
-    // saves for one task cannot pass the bound together. A replaced config (same id) never counts twice.
-    const r = await withTransaction(this.pool, async (client) => {
+    const owner = ownerOf(context);
+    // The task's advisory lock, then the counts in a statement that starts after it: concurrent
+    // saves for one task cannot pass the bounds together. A replaced config (same id) never counts twice.
+    const outcome = await withTransaction(this.pool, async (client) => {
       await client.query(`select pg_advisory_xact_lock(hashtext('a2a_push:' || $1))`, [taskId]);
-      return client.query(
-        `insert into gateway.a2a_push_configs (task_id, id, config, wire_version)
-         select $1, $2, $3, $4
+      const held = await client.query<{ owner: string }>(
+        `select owner from gateway.a2a_push_configs where task_id = $1 and id = $2`,
+        [taskId, config.id],
+      );
+      const existing = held.rows[0];
+      if (existing && existing.owner !== owner && !actsForAll(context)) return 'another key' as const;
+      const r = await client.query(
+        `insert into gateway.a2a_push_configs (task_id, id, config, wire_version, owner)
+         select $1, $2, $3, $4, $5
           where exists (select 1 from gateway.a2a_push_configs where task_id = $1 and id = $2)
-             or (select count(*) from gateway.a2a_push_configs where task_id = $1) < $5
+             or ((select count(*) from gateway.a2a_push_configs where task_id = $1 and owner = $5) < $6
+                 and (select count(*) from gateway.a2a_push_configs where task_id = $1) < $7)
          on conflict (task_id, id) do update set config = excluded.config, wire_version = excluded.wire_version`,
         [
           taskId,
           config.id,
           JSON.stringify({ ...config, taskId }),
           context.requestedVersion || '1.0',
+          owner,
+          MAX_PUSH_CONFIGS_PER_KEY,
           MAX_PUSH_CONFIGS_PER_TASK,
         ],
       );
+      return r.rowCount === 0 ? ('full' as const) : ('saved' as const);
     });
-    if (r.rowCount === 0)
+    if (outcome === 'another key')
       throw new RequestMalformedError(
-        `task ${taskId} has ${MAX_PUSH_CONFIGS_PER_TASK} push notification configs already (the most it may have); delete one first`,
+        `push notification config ${config.id} of task ${taskId} was set by another key: choose another id`,
+      );
+    if (outcome === 'full')
+      throw new RequestMalformedError(
+        `task ${taskId} has its push notification configs already (at most ${MAX_PUSH_CONFIGS_PER_KEY} from one key, ${MAX_PUSH_CONFIGS_PER_TASK} in all); delete one first`,
       );
   }
 
@@ -157,10 +185,37 @@ export class PgPushNotificationStore implements PushNotificationStore {
     return r.rows.map((row) => ({ config: row.config, wireVersion: row.wire_version }));
   }
 
-  async delete(taskId: string, _context: ServerCallContext, configId?: string): Promise<void> {
-    if (configId === undefined)
-      await this.pool.query(`delete from gateway.a2a_push_configs where task_id = $1`, [taskId]);
-    else
-      await this.pool.query(`delete from gateway.a2a_push_configs where task_id = $1 and id = $2`, [taskId, configId]);
+  /** The ids of a task's configs that the caller did not set (those it reads cut to their origin). */
+  async setByOthers(taskId: string, context: ServerCallContext): Promise<ReadonlySet<string>> {
+    if (actsForAll(context)) return new Set();
+    const r = await this.pool.query<{ id: string }>(
+      `select id from gateway.a2a_push_configs where task_id = $1 and owner <> $2`,
+      [taskId, ownerOf(context)],
+    );
+    return new Set(r.rows.map((row) => row.id));
+  }
+
+  /** Deletes one config, or all the caller's (an admin's: all) when no id is given; another key's config is refused. */
+  async delete(taskId: string, context: ServerCallContext, configId?: string): Promise<void> {
+    const all = actsForAll(context);
+    if (configId === undefined) {
+      await this.pool.query(`delete from gateway.a2a_push_configs where task_id = $1 and ($2 or owner = $3)`, [
+        taskId,
+        all,
+        ownerOf(context),
+      ]);
+      return;
+    }
+    const r = await this.pool.query<{ owner: string; deleted: boolean }>(
+      `with target as (select owner from gateway.a2a_push_configs where task_id = $1 and id = $2),
+            gone as (delete from gateway.a2a_push_configs where task_id = $1 and id = $2 and ($3 or owner = $4) returning 1)
+       select (select owner from target) as owner, exists (select 1 from gone) as deleted`,
+      [taskId, configId, all, ownerOf(context)],
+    );
+    const row = r.rows[0];
+    if (row?.owner !== null && row?.owner !== undefined && !row.deleted)
+      throw new RequestMalformedError(
+        `push notification config ${configId} of task ${taskId} was set by another key; only it or an admin deletes it`,
+      );
   }
 }
