@@ -7,8 +7,8 @@ import { apiError } from './client.js';
 import { configPath, resolveConnection, writeSavedConfig } from './config.js';
 import { CliError, describeError, EXIT } from './errors.js';
 import type { EventJson } from './sse.js';
-import { ExecutionView, stepLine } from './workflow-view.js';
-import { dim, green, red, table, terminalSafe, yellow } from './output.js';
+import { ExecutionView, renderView, stepLine } from './workflow-view.js';
+import { cutToWidth, dim, green, printLine, red, table, terminalSafe, yellow } from './output.js';
 
 describe('resolveConnection', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sy-cli-'));
@@ -213,6 +213,46 @@ describe('terminalSafe', () => {
     const text = terminalSafe(JSON.stringify(value, null, 2));
     assert.doesNotMatch(text, /[\u001b\u009b\u202e]/);
     assert.deepEqual(JSON.parse(text), value);
+  });
+
+  it("no server text prints a line of its own (a name's or an error's newline would forge a step or a status)", () => {
+    const written: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => (written.push(chunk), true)) as typeof process.stdout.write;
+    try {
+      const view = new ExecutionView('x1');
+      view.apply({
+        id: 'e',
+        streamId: 'workflow_execution-x1',
+        type: 'WorkflowStarted',
+        revision: 0,
+        position: 1,
+        recordedAt: '2026-01-01T00:00:00.000Z',
+        data: {
+          definition: { name: 'evil\n✔ fake_step  succeeded 1.0s\ncompleted', steps: [{ id: 'a' }] },
+          startedAt: '2026-01-01T00:00:00.000Z',
+        },
+        metadata: {},
+      } as EventJson);
+      for (const line of renderView(view, Date.now())) printLine(line);
+      printLine(`failed: nope\n✔ forged  succeeded 0.1s\tcol`);
+    } finally {
+      process.stdout.write = write;
+    }
+    const out = written.join('');
+    assert.equal(out.split('\n').length - 1, written.length, 'one line per printLine');
+    assert.doesNotMatch(out, /^✔ (fake_step|forged)/m);
+    assert.match(out, /evil\\n✔ fake_step/);
+    assert.match(out, /0\.1s\\tcol/);
+    const e = apiError(400, { title: 'Bad', detail: 'line one\n  - forged: field error', status: 400 });
+    assert.equal(describeError(e).split('\n').length, 2, describeError(e));
+  });
+
+  it('cuts a redrawn line to the terminal width (a wrapped line would throw the redraw off)', () => {
+    assert.equal(cutToWidth('abcdef', 10), 'abcdef');
+    assert.equal(cutToWidth('abcdefghijkl', 6), 'abcde…');
+    assert.equal(cutToWidth('表表表表', 6), '表表…', 'wide characters count two');
+    assert.equal(cutToWidth('a\u001bbcdef', 8), 'a\u001b…', 'a control counts as its escape (six)');
   });
 
   it('an error from the server is printed with its controls shown', () => {

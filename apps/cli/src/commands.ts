@@ -5,7 +5,7 @@ import { completionScript } from './completion.js';
 import { configPath, resolveConnection, writeSavedConfig } from './config.js';
 import { CliError, EXIT } from './errors.js';
 import { readJsonObject } from './input.js';
-import { dim, green, printJson, printLine, red, table, yellow } from './output.js';
+import { dim, green, printBlock, printJson, printLine, red, table, yellow } from './output.js';
 import { eventSchema, liveEvents, type EventJson } from './sse.js';
 import { watchExecution } from './watch.js';
 
@@ -256,7 +256,7 @@ export function buildProgram(): Command {
         const agents = body.agents?.items ?? [];
         if (agents.length) {
           printLine('');
-          printLine(
+          printBlock(
             table(
               agents.map((a) => [
                 a.agent,
@@ -334,7 +334,7 @@ export function buildProgram(): Command {
       act(async (_o, cmd: Command) => {
         const { body } = await apiOf(cmd).call('/api/v1/workflows/templates', templatesSchema);
         if (globals(cmd).json) return printJson(body);
-        printLine(
+        printBlock(
           table(
             body.templates.map((t) => [t.id, t.version, t.steps.length, t.description]),
             ['template', 'version', 'steps', 'description'],
@@ -379,7 +379,7 @@ export function buildProgram(): Command {
           query: { status: o.status, template: o.template, limit: o.limit },
         });
         if (globals(cmd).json) return printJson(body);
-        printLine(
+        printBlock(
           table(
             body.items.map((e) => [
               e.execution_id,
@@ -407,7 +407,7 @@ export function buildProgram(): Command {
           `${body.execution_id}  ${body.definition_id ?? ''}  ${body.status}${body.duration_ms ? `  ${body.duration_ms}ms` : ''}`,
         );
         if (body.error) printLine(red(`error: ${JSON.stringify(body.error)}`));
-        printLine(
+        printBlock(
           table(
             (body.steps ?? []).map((s) => [
               s.step_id,
@@ -455,7 +455,7 @@ export function buildProgram(): Command {
           });
           if (globals(cmd).json) return printJson(body);
           printLine(`${body.execution_id}  ${body.status}  at revision ${o.at}`);
-          printLine(
+          printBlock(
             table(
               (body.steps ?? []).map((s) => [s.step_id, s.status, s.attempts ?? null]),
               ['step', 'status', 'attempts'],
@@ -467,7 +467,7 @@ export function buildProgram(): Command {
           query: { limit: o.limit, ...(o.after !== undefined ? { after: o.after } : {}) },
         });
         if (globals(cmd).json) return printJson(body);
-        printLine(
+        printBlock(
           table(
             body.events.map((e) => [e.revision, e.time, e.type, stepOf(e.data), e.actor]),
             ['rev', 'time', 'event', 'step', 'actor'],
@@ -576,7 +576,7 @@ export function buildProgram(): Command {
         if (globals(cmd).json) printJson(t);
         else {
           printLine(`${t.task_id}  ${t.status}  ${t.agent ?? ''}`);
-          if (t.result !== undefined && t.result !== null) printLine(JSON.stringify(t.result, null, 2));
+          if (t.result !== undefined && t.result !== null) printBlock(JSON.stringify(t.result, null, 2));
           if (t.error) printLine(red(`error: ${JSON.stringify(t.error)}`));
         }
         if (o.wait && t.status !== 'completed') process.exitCode = EXIT.failed;
@@ -592,7 +592,7 @@ export function buildProgram(): Command {
           taskSchema,
         );
         if (globals(cmd).json) return printJson(body);
-        printLine(JSON.stringify(body, null, 2));
+        printBlock(JSON.stringify(body, null, 2));
       }),
     );
   task
@@ -619,7 +619,7 @@ export function buildProgram(): Command {
       act(async (_o, cmd: Command) => {
         const { body } = await apiOf(cmd).call('/api/v1/integration/mcp/health', mcpHealthSchema);
         if (globals(cmd).json) return printJson(body);
-        printLine(
+        printBlock(
           table(
             body.servers.map((s) => [s.server, s.transport, s.state, s.breaker, s.tools?.length ?? 0]),
             ['server', 'transport', 'state', 'breaker', 'tools'],
@@ -668,7 +668,7 @@ export function buildProgram(): Command {
         });
         if (globals(cmd).json) return printJson(body);
         if (!body.alerts.length) return printLine('no alerts');
-        printLine(
+        printBlock(
           table(
             body.alerts.map((a) => [
               a.id,
@@ -802,7 +802,7 @@ export function buildProgram(): Command {
           query: { include_revoked: o.all ? 'true' : undefined },
         });
         if (globals(cmd).json) return printJson(body);
-        printLine(
+        printBlock(
           table(
             body.keys.map((k) => [k.id, k.role, k.name, k.prefix, k.createdAt, k.revokedAt]),
             ['id', 'role', 'name', 'prefix', 'created', 'revoked'],

@@ -1,3 +1,4 @@
+import { oneLine } from './output.js';
 /** Exit codes of every command (documented in docs/cli.md). */
 export const EXIT = {
   ok: 0,
@@ -37,9 +38,10 @@ export class CliError extends Error {
 export function describeError(err: CliError): string {
   const p = err.problem;
   if (!p) return `error: ${err.message}`;
+  // A line each, whatever newlines the server's texts hold (they cannot forge a line of their own).
   const lines = [`error: ${p.status ?? ''} ${p.title ?? 'request failed'}`.replace(/\s+/g, ' ').trim()];
   if (p.detail) lines.push(`  ${p.detail}`);
   for (const e of p.errors ?? []) lines.push(`  - ${e.in ? `${e.in} ` : ''}${e.path ?? ''}: ${e.message ?? ''}`);
   if (p.correlationId) lines.push(`  correlation id: ${p.correlationId}`);
-  return lines.join('\n');
+  return lines.map(oneLine).join('\n');
 }

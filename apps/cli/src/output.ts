@@ -4,9 +4,42 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${terminalSafe(JSON.stringify(value, null, 2))}\n`);
 }
 
+/**
+ * One line: a newline or tab in it (a name, an error, a tool's description from the server) is
+ * written as `\n` or `\t`, so no value can print a line of its own that looks like this CLI's
+ * (a forged `✔ step succeeded`). Text made of several lines on purpose goes through printBlock.
+ */
 export function printLine(line = ''): void {
-  process.stdout.write(`${terminalSafe(line)}\n`);
+  process.stdout.write(`${terminalSafe(oneLine(line))}\n`);
 }
+
+/** Several lines this CLI laid out itself (a table, indented JSON: values in them are one line each already). */
+export function printBlock(text: string): void {
+  process.stdout.write(`${terminalSafe(text)}\n`);
+}
+
+/** East Asian wide and emoji code points: two columns on a terminal. */
+const WIDE =
+  /[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{1f300}-\u{1faff}\u{20000}-\u{3fffd}]/u;
+
+/**
+ * `line` cut to `width` columns (a wide character counts two, a control character the six of its
+ * escape), with `…` where it was cut.
+ */
+export function cutToWidth(line: string, width: number): string {
+  let cols = 0;
+  let out = '';
+  for (const ch of line) {
+    const w = TERMINAL_CONTROLS.test(ch) ? 6 : WIDE.test(ch) ? 2 : 1;
+    if (cols + w > width - 1) return `${out}…`;
+    cols += w;
+    out += ch;
+  }
+  return out;
+}
+
+/** `text` on one line: newlines and tabs written as `\n` and `\t`. */
+export const oneLine = (text: string): string => text.replace(/\n/g, '\\n').replace(/\t/g, '\\t');
 
 /**
  * Characters a terminal acts on rather than shows: C0 controls but newline and tab (ESC starts
@@ -42,9 +75,7 @@ export function table(
   header: readonly string[],
 ): string {
   // A cell is one line: a value's newline or tab would forge a row or a column.
-  const all = [header, ...rows].map((r) =>
-    r.map((c) => (c === null || c === undefined ? '-' : String(c).replace(/\n/g, '\\n').replace(/\t/g, '\\t'))),
-  );
+  const all = [header, ...rows].map((r) => r.map((c) => (c === null || c === undefined ? '-' : oneLine(String(c)))));
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
   return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Api } from './client.js';
 import { CliError, EXIT } from './errors.js';
-import { green, printLine, red, terminalSafe, yellow } from './output.js';
+import { cutToWidth, green, oneLine, printLine, red, terminalSafe, yellow } from './output.js';
 import { eventSchema, liveEvents } from './sse.js';
 import { ExecutionView, renderView, stepLine } from './workflow-view.js';
 
@@ -26,10 +26,14 @@ export async function watchExecution(api: Api, executionId: string, o: { json: b
   const stream = executionStreamId(executionId);
   let drawn = 0;
   let frame = 0;
+  // The block is redrawn by moving the cursor up as many lines as were drawn: each line must be
+  // one line on the screen (a newline in a name is written as \n, a line wider than the terminal
+  // is cut, as it would wrap), or stale copies of the block pile up.
   const draw = () => {
     const lines = renderView(view, Date.now(), frame++);
+    const width = Math.max(20, (process.stdout.columns || 120) - 1);
     if (drawn) process.stdout.write(`\u001b[${drawn}A`);
-    process.stdout.write(lines.map((l) => `\u001b[2K${terminalSafe(l)}`).join('\n') + '\n');
+    process.stdout.write(lines.map((l) => `\u001b[2K${terminalSafe(cutToWidth(oneLine(l), width))}`).join('\n') + '\n');
     drawn = lines.length;
   };
   const onChange = (changed: string[]) => {

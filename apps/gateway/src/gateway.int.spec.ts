@@ -680,8 +680,13 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       const js = await get('/docs/assets/swagger-ui-bundle.js');
       assert.equal(js.status, 200);
       assert.ok((await js.arrayBuffer()).byteLength > 100_000);
+      assert.match(js.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+      assert.equal(js.headers.get('x-content-type-options'), 'nosniff');
       const missing = await get('/docs/assets/nope.js');
       assert.equal(missing.status, 404);
+      // The package's demo pages run scripts of their own on this origin: not served.
+      for (const demo of ['index.html', 'oauth2-redirect.html', 'swagger-initializer.js', '..%2fpackage.json'])
+        assert.equal((await get(`/docs/assets/${demo}`)).status, 404, demo);
     });
   });
 });

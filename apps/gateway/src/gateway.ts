@@ -28,7 +28,7 @@ import { registerHealthRoutes } from './health/health.routes.js';
 import { ReadinessService } from './health/readiness.service.js';
 import { documentIdempotencyKeys, IdempotencyInterceptor, IdempotencyStore } from './idempotency/index.js';
 import { interceptCommandRoutes } from './http/command-routes.js';
-import { DOCS_ASSETS_PATH, swaggerUiDir } from './openapi/docs.controller.js';
+import { DOCS_ASSETS_PATH, docsAssetsHandler } from './openapi/docs.controller.js';
 import { OpenApiRegistry } from './openapi/registry.js';
 import { adminKeyBanner, ApiKeyService } from './security/api-keys.js';
 import { clientErrorsAsProblems } from './security/client-error.js';
@@ -204,7 +204,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
   mountNodeHandler(
     server,
     [`${DOCS_ASSETS_PATH}/*`],
-    expressIsland(DOCS_ASSETS_PATH, express.static(swaggerUiDir(), { index: false, maxAge: '1h' })),
+    expressIsland(DOCS_ASSETS_PATH, docsAssetsHandler()),
   );
   mountNodeHandler(
     server,

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Controller, Get, Header } from '@nestjs/common';
+import express from 'express';
 import { PAGE_HEADERS } from '../http/page-headers.js';
 import { ApiRoute, OpenApiRegistry, type OpenApiDocument } from './registry.js';
 
@@ -10,6 +11,38 @@ export function swaggerUiDir(): string {
 }
 
 export const DOCS_ASSETS_PATH = '/docs/assets';
+
+/**
+ * The files of swagger-ui-dist that /docs uses, the only ones served: the package also holds
+ * demo pages (index.html, oauth2-redirect.html) that would run their own scripts on the API's
+ * origin, one of them loading a document from the Internet.
+ */
+const DOCS_ASSET_FILES = new Set([
+  'swagger-ui.css',
+  'swagger-ui.css.map',
+  'swagger-ui-bundle.js',
+  'swagger-ui-bundle.js.map',
+  'favicon-16x16.png',
+  'favicon-32x32.png',
+]);
+
+/** The docs' assets (mounted at DOCS_ASSETS_PATH): the files /docs uses, with the pages' headers; 404 for any other. */
+export function docsAssetsHandler(): express.RequestHandler {
+  const files = express.static(swaggerUiDir(), {
+    index: false,
+    maxAge: '1h',
+    setHeaders: (res) => {
+      for (const [name, value] of Object.entries(PAGE_HEADERS)) res.setHeader(name, value);
+    },
+  });
+  return (req, res, next) => {
+    if (!DOCS_ASSET_FILES.has(req.path.replace(/^\//, ''))) {
+      res.status(404).type('text/plain').send('not found');
+      return;
+    }
+    files(req, res, next);
+  };
+}
 
 const page = `<!doctype html>
 <html lang="en">
