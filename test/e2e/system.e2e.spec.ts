@@ -492,22 +492,25 @@ describe('the whole system started like npm start', () => {
     );
   });
 
+  /** A request with a key, its answer's JSON. */
+  const json = async (method: string, url: string, key: string, body?: unknown) => {
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  /** A new API key of `role`. */
+  const keyOf = async (role: string, purpose: string) => {
+    const r = await json('POST', '/api/v1/admin/api-keys', adminKey, { name: `${purpose}-${role}`, role });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return r.body.key as string;
+  };
+
   it('shows a viewer which error a call had, not the row values the error quotes (events, status, MCP health)', async () => {
-    const json = async (method: string, url: string, key: string, body?: unknown) => {
-      const res = await fetch(`${base}${url}`, {
-        method,
-        headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      return { status: res.status, body: (await res.json()) as any };
-    };
-    const keyOf = async (role: string) => {
-      const r = await json('POST', '/api/v1/admin/api-keys', adminKey, { name: `errors-${role}`, role });
-      assert.equal(r.status, 201, JSON.stringify(r.body));
-      return r.body.key as string;
-    };
-    const viewer = await keyOf('viewer');
-    const operator = await keyOf('operator');
+    const viewer = await keyOf('viewer', 'errors');
+    const operator = await keyOf('operator', 'errors');
     // PostgreSQL quotes the value it could not cast: a customer's e-mail address.
     const failed = await json('POST', '/api/v1/integration/mcp/database/query', operator, {
       query: 'select cast(email as int) from business.customers order by id limit 1',
@@ -543,21 +546,8 @@ describe('the whole system started like npm start', () => {
   });
 
   it("keeps an inline workflow's literal arguments from a viewer, in every read of its events", async () => {
-    const json = async (method: string, url: string, key: string, body?: unknown) => {
-      const res = await fetch(`${base}${url}`, {
-        method,
-        headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      return { status: res.status, body: (await res.json()) as any };
-    };
-    const keyOf = async (role: string) => {
-      const r = await json('POST', '/api/v1/admin/api-keys', adminKey, { name: `inline-${role}`, role });
-      assert.equal(r.status, 201, JSON.stringify(r.body));
-      return r.body.key as string;
-    };
-    const viewer = await keyOf('viewer');
-    const operator = await keyOf('operator');
+    const viewer = await keyOf('viewer', 'inline');
+    const operator = await keyOf('operator', 'inline');
     const marker = `private-${Date.now()}@example.com`;
     const started = await json('POST', '/api/v1/integration/agents/workflow?wait=true&wait_ms=20000', operator, {
       definition: {

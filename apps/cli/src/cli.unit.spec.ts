@@ -218,7 +218,7 @@ describe('terminalSafe', () => {
   it("no server text prints a line of its own (a name's or an error's newline would forge a step or a status)", () => {
     const written: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string) => (written.push(chunk), true)) as typeof process.stdout.write;
+    process.stdout.write = ((chunk: string) => (written.push(chunk), true));
     try {
       const view = new ExecutionView('x1');
       view.apply({
@@ -233,7 +233,7 @@ describe('terminalSafe', () => {
           startedAt: '2026-01-01T00:00:00.000Z',
         },
         metadata: {},
-      } as EventJson);
+      });
       for (const line of renderView(view, Date.now())) printLine(line);
       printLine(`failed: nope\n✔ forged  succeeded 0.1s\tcol`);
     } finally {
