@@ -16,13 +16,9 @@ export { runMcpServer, type RunOptions, type RunningMcpServer } from './runtime.
 export { createDatabaseServer, mapPgError, type DatabaseServerDeps } from './database/server.js';
 export { EgressGuard, nonPublicRange, type EgressPolicy, type Resolver } from './fetch/egress-guard.js';
 export { safeHttpRequest, type SafeRequest, type SafeResponse, type HttpMethod } from './fetch/http-client.js';
-export {
-  createFetchServer,
-  extractHtml,
-  defaultFetchLimits,
-  type FetchServerDeps,
-  type FetchServerLimits,
-} from './fetch/server.js';
+export { createFetchServer, defaultFetchLimits, type FetchServerDeps, type FetchServerLimits } from './fetch/server.js';
+export { extractHtml } from './fetch/extract-html.js';
+export { HtmlExtractor } from './fetch/html-extractor.js';
 export {
   AutomationService,
   Scheduler,

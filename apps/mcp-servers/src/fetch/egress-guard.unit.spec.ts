@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppError } from '@switchyard/platform';
 import { EgressGuard, nonPublicRange } from './egress-guard.js';
-import { extractHtml } from './server.js';
+import { extractHtml } from './extract-html.js';
 
 const refused = (f: () => unknown, range: string) =>
   assert.throws(f, (e: unknown) => e instanceof AppError && e.code === 'forbidden' && e.details['range'] === range);

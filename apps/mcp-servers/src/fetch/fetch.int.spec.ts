@@ -5,6 +5,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
 import { fails, httpClient, localHttp, ok, silentLogger, type LocalHttp } from '../test-helpers.js';
 import { EgressGuard } from './egress-guard.js';
+import { HtmlExtractor } from './html-extractor.js';
 import { createFetchServer } from './server.js';
 
 /** Fake DNS for made-up names; anything else is "not found" (no real DNS in tests). */
@@ -26,6 +27,8 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
   const page = `<!doctype html><html><head><title>Switchyard  test page</title><style>p{color:red}</style></head>
     <body><h1>Hello</h1><p>First paragraph with <a href="/docs?x=1">the docs</a>.</p>
     <script>var hidden = 1;</script><p>Second &amp; last.</p><a href="https://example.org/x">ext</a></body></html>`;
+
+  const htmlExtractor = new HtmlExtractor({ timeoutMs: 1_500 });
 
   before(async () => {
     secret = await localHttp((_req, res) => res.end('internal secret'));
@@ -52,6 +55,9 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
       } else if (req.url === '/big-declared') {
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '50000' });
         res.end('y'.repeat(50000));
+      } else if (req.url === '/nested') {
+        res.writeHead(200, { 'content-type': 'text/html' });
+        res.end(`<html><body>${'<div>'.repeat(200_000)}`);
       } else if (req.url === '/hang') {
         // Never answers; the client's deadline must end the call.
       } else {
@@ -71,7 +77,7 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
       servers.push(
         await startMcpHttpServer({
           name: 'fetch',
-          serverFactory: () => createFetchServer({ guard, logger: silentLogger }),
+          serverFactory: () => createFetchServer({ guard, logger: silentLogger, htmlExtractor }),
           port: 0,
           logger: silentLogger,
         }),
@@ -85,6 +91,7 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
     await strict?.close();
     await allowed?.close();
     for (const s of servers) await s.close();
+    await htmlExtractor.close();
     await site?.close();
     await secret?.close();
   });
@@ -230,5 +237,19 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
       { href: `http://allowed.test:${site.port}/docs?x=1`, text: 'the docs' },
       { href: 'https://example.org/x', text: 'ext' },
     ]);
+  });
+
+  it('fails a page too costly to convert alone (a minute of nesting), while the server answers other calls', async () => {
+    let settled = false;
+    const costly = fails(allowed, 'fetch_text', { url: `http://allowed.test:${site.port}/nested` }).finally(
+      () => (settled = true),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const meanwhile = await ok(allowed, 'http_request', { url: `http://allowed.test:${site.port}/json` });
+    assert.equal(meanwhile.status, 200);
+    assert.equal(settled, false, 'answered while the page was still being converted');
+    const e = await costly;
+    assert.equal(e.code, 'payload_too_large');
+    assert.match(String(e.message), /could not be converted to text/);
   });
 });

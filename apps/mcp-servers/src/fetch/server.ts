@@ -1,10 +1,9 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
-import { convert } from 'html-to-text';
-import { Parser } from 'htmlparser2';
 import type { Logger } from '@switchyard/platform';
 import { tool } from '../common/tools.js';
 import { EgressGuard } from './egress-guard.js';
+import { HtmlExtractor } from './html-extractor.js';
 import { isTextual, safeHttpRequest } from './http-client.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
 
@@ -22,7 +21,12 @@ export interface FetchServerDeps {
   readonly guard: EgressGuard;
   readonly logger: Logger;
   readonly limits?: Partial<FetchServerLimits>;
+  /** Where `fetch_text` converts HTML (default: one converter thread for the process). */
+  readonly htmlExtractor?: HtmlExtractor;
 }
+
+/** The process's converter: its thread starts with the first page. */
+let processExtractor: HtmlExtractor | undefined;
 
 export const defaultFetchLimits: FetchServerLimits = {
   defaultTimeoutMs: 15_000,
@@ -31,55 +35,6 @@ export const defaultFetchLimits: FetchServerLimits = {
   maxMaxBytes: 10 * 1024 * 1024,
   maxRedirects: 5,
 };
-
-/** Title, visible text and absolute links of an HTML page. */
-export function extractHtml(
-  html: string,
-  baseUrl: string,
-): { title: string; text: string; links: { href: string; text: string }[] } {
-  let title = '';
-  let inTitle = false;
-  const links: { href: string; text: string }[] = [];
-  let current: { href: string; text: string } | undefined;
-  const parser = new Parser(
-    {
-      onopentag(name, attrs) {
-        if (name === 'title') inTitle = true;
-        if (name === 'a' && attrs['href']) {
-          try {
-            const href = new URL(attrs['href'], baseUrl);
-            if (href.protocol === 'http:' || href.protocol === 'https:') current = { href: href.toString(), text: '' };
-          } catch {
-            // An unparsable href is not a link anyone can follow.
-          }
-        }
-      },
-      ontext(text) {
-        if (inTitle) title += text;
-        if (current) current.text += text;
-      },
-      onclosetag(name) {
-        if (name === 'title') inTitle = false;
-        if (name === 'a' && current) {
-          links.push({ href: current.href, text: current.text.replace(/\s+/g, ' ').trim() });
-          current = undefined;
-        }
-      },
-    },
-    { decodeEntities: true },
-  );
-  parser.end(html);
-  const text = convert(html, {
-    wordwrap: false,
-    selectors: [
-      { selector: 'a', options: { ignoreHref: true } },
-      { selector: 'img', format: 'skip' },
-      { selector: 'script', format: 'skip' },
-      { selector: 'style', format: 'skip' },
-    ],
-  });
-  return { title: title.replace(/\s+/g, ' ').trim(), text: text.trim(), links };
-}
 
 /**
  * The fetch MCP server: `http_request` and `fetch_text`, both behind the egress guard
@@ -168,7 +123,7 @@ export function createFetchServer(deps: FetchServerDeps): McpServer {
       const raw = res.body.toString('utf8');
       const page =
         /html/i.test(type) || (!type && /<html|<body|<p[\s>]/i.test(raw))
-          ? extractHtml(raw, res.url)
+          ? await (deps.htmlExtractor ?? (processExtractor ??= new HtmlExtractor())).extract(raw, res.url, ctx.signal)
           : { title: '', text: raw, links: [] };
       return { url: res.url, status: res.status, content_type: type, ...page };
     }),
