@@ -84,6 +84,9 @@ export function defaultServerInputs(env: Env = process.env, cwd: string = proces
   ];
 }
 
+/** The project's own HTTP MCP servers: the ones MCP_AUTH_TOKEN is the default bearer of. */
+const OWN_HTTP_SERVERS: ReadonlySet<string> = new Set([...Object.keys(OWN_SERVER_PORTS), 'database_writer']);
+
 export interface LoadRegistryOptions {
   /** Environment to read (default process.env). */
   readonly env?: Env;
@@ -99,7 +102,8 @@ export interface LoadRegistryOptions {
  * Build the server registry: defaults, then MCP_SERVERS_FILE (JSON or YAML; entries
  * merge over a default of the same name, new names are added), then per-server env
  * overrides (`MCP_<NAME>_URL`, `MCP_<NAME>_ENABLED`, `MCP_<NAME>_AUTH_TOKEN`,
- * `MCP_<NAME>_CALL_MS`), then MCP_AUTH_TOKEN as the default bearer of HTTP servers.
+ * `MCP_<NAME>_CALL_MS`), then MCP_AUTH_TOKEN as the default bearer of the project's own HTTP
+ * servers (a server the file adds gets only the token it names).
  * `${VAR}` in file strings is replaced from the environment. Fails fast with
  * AppError('validation') naming the server and field.
  */
@@ -128,8 +132,13 @@ export function loadRegistry(opts: LoadRegistryOptions = {}): McpServerConfig[] 
     if (url) input.transport = { kind: 'http', url };
     const enabled = nonEmpty(env[`${p}ENABLED`]);
     if (enabled) input.enabled = ['true', '1', 'yes'].includes(enabled.toLowerCase());
+    // MCP_AUTH_TOKEN opens the project's own servers, whose tools include what the gateway keeps
+    // for admins (the database writer, queued deliveries): a server added by the file gets the
+    // token it is given, never that one.
     const token =
-      nonEmpty(env[`${p}AUTH_TOKEN`]) ?? (input.auth_token as string | undefined) ?? nonEmpty(env.MCP_AUTH_TOKEN);
+      nonEmpty(env[`${p}AUTH_TOKEN`]) ??
+      (input.auth_token as string | undefined) ??
+      (OWN_HTTP_SERVERS.has(name) ? nonEmpty(env.MCP_AUTH_TOKEN) : undefined);
     if (token) input.auth_token = token;
     const callMs = nonEmpty(env[`${p}CALL_MS`]);
     if (callMs) input.timeouts = { ...(input.timeouts as object | undefined), call_ms: Number(callMs) };

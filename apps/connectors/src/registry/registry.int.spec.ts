@@ -93,6 +93,19 @@ describe('loadRegistry', () => {
     const servers = loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: file, SEARCH_TOKEN: 'tok' } });
     const byName = Object.fromEntries(servers.map((s) => [s.name, s]));
     assert.equal(byName.database!.breaker.consecutive_failures, 9);
+    // The project's MCP token opens its own servers only: an added server never gets it.
+    const added = path.join(dir, 'added.json');
+    writeFileSync(
+      added,
+      JSON.stringify({
+        servers: [{ name: 'search', role: 'other', transport: { kind: 'http', url: 'http://search:1/mcp' } }],
+      }),
+    );
+    const withShared = loadRegistry({ cwd: dir, env: { MCP_SERVERS_FILE: added, MCP_AUTH_TOKEN: 'shared' } });
+    const shared = Object.fromEntries(withShared.map((s) => [s.name, s]));
+    assert.equal(shared.search!.auth_token, undefined, 'a third-party server is not sent the internal token');
+    assert.equal(shared.database!.auth_token, 'shared');
+    assert.equal(shared.database_writer!.auth_token, 'shared');
     assert.equal(byName.database!.breaker.half_open_after_ms, 5_000);
     assert.equal(byName.search!.auth_token, 'tok');
     assert.equal(servers.length, 8);
