@@ -177,6 +177,25 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     );
     const internal = await fails(client, 'register_webhook', { name: 'meta', url: 'http://169.254.169.254/', secret });
     assert.equal(internal.code, 'forbidden');
+    // A password in the URL would be in the webhook's events, which operators read.
+    const userinfo = new URL(`${sink.base}/t`);
+    userinfo.username = 'u';
+    userinfo.password = 'PWD';
+    const withCredentials = await fails(client, 'register_webhook', { name: 'creds', url: userinfo.href, secret });
+    assert.equal(withCredentials.code, 'validation');
+    assert.match(withCredentials.message, /must not carry credentials/);
+    // Every webhook is in list_webhooks' one answer: the event list and the URL are bounded.
+    const manyEvents = Array.from({ length: 33 }, (_, i) => `event.${i}`);
+    for (const args of [
+      { name: 'many', url: `${sink.base}/t`, secret, events: manyEvents },
+      { name: 'long-event', url: `${sink.base}/t`, secret, events: ['e'.repeat(65)] },
+      { name: 'long-url', url: `${sink.base}/${'p'.repeat(2_100)}`, secret },
+    ])
+      assert.match((await fails(client, 'register_webhook', args)).text, /validation|too_big|Too big/i, args.name);
+    assert.match(
+      (await fails(client, 'update_webhook', { webhook: 'flaky-sink', events: manyEvents })).text,
+      /validation|too_big|Too big/i,
+    );
     await ok(client, 'register_webhook', { name: 'temp', url: `${sink.base}/t`, secret });
     assert.equal((await ok(client, 'delete_webhook', { webhook: 'temp' })).deleted, 'temp');
     assert.equal((await fails(client, 'delete_webhook', { webhook: 'temp' })).code, 'not_found');

@@ -20,6 +20,18 @@ const name = z
   .max(200)
   .regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only');
 
+/**
+ * A webhook's URL and event list are bounded: every webhook is in `list_webhooks`' one answer
+ * (200 of them at most), which must stay under the 1 MiB a tool result may travel in. An event
+ * list of 10,000 names (889 KB) on one webhook made that answer 413 for every caller.
+ */
+const WEBHOOK_URL_MAX = 2_048;
+const webhookUrl = z.string().max(WEBHOOK_URL_MAX).url();
+const webhookEvents = z
+  .array(z.string().min(1).max(64))
+  .max(32)
+  .describe('event names (at most 32, each at most 64 characters; empty = all events)');
+
 /** The automation MCP server: webhooks, e-mail, cron and one-shot schedules, workflow triggers. */
 export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   const { service, logger } = deps;
@@ -35,9 +47,9 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         'Register an outbound webhook. Deliveries are signed with the secret (X-Switchyard-Signature: sha256=HMAC(secret, "<timestamp>.<body>")). Empty events = all events.',
       inputSchema: {
         name,
-        url: z.string().url(),
+        url: webhookUrl,
         secret: z.string().min(16).max(512).describe('shared secret for the HMAC signature (at least 16 characters)'),
-        events: z.array(z.string().min(1)).default([]),
+        events: webhookEvents.default([]),
       },
     },
     tool(
@@ -75,14 +87,14 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         'Change a registered webhook (by name or id): its URL, its secret or its event list; what is not given stays. Answers the webhook as it now is.',
       inputSchema: {
         webhook: z.string().min(1).describe('name or id'),
-        url: z.string().url().optional(),
+        url: webhookUrl.optional(),
         secret: z
           .string()
           .min(16)
           .max(512)
           .optional()
           .describe('a new shared secret for the HMAC signature (at least 16 characters)'),
-        events: z.array(z.string().min(1)).optional().describe('the new event list (empty = all events)'),
+        events: webhookEvents.optional(),
       },
       annotations: { idempotentHint: true },
     },

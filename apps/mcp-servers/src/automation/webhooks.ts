@@ -105,6 +105,12 @@ export class Webhooks {
     } catch {
       throw new AppError('validation', `not a valid URL: ${raw}`);
     }
+    // A URL is in the webhook's events, which operators read: a password in it would be too.
+    if (url.username || url.password)
+      throw new AppError(
+        'validation',
+        'the URL must not carry credentials (user:password@): the receiver checks the X-Switchyard-Signature made with the secret',
+      );
     // Early feedback; every delivery is checked again because DNS can change.
     this.deps.guard.checkUrl(url);
     await this.deps.guard.resolveChecked(url.hostname);

@@ -55,6 +55,9 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
       } else if (req.url === '/big-declared') {
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '50000' });
         res.end('y'.repeat(50000));
+      } else if (req.url === '/cross') {
+        res.writeHead(302, { location: `http://allowed.test:${secret.port}/landing` });
+        res.end();
       } else if (req.url === '/nested') {
         res.writeHead(200, { 'content-type': 'text/html' });
         res.end(`<html><body>${'<div>'.repeat(200_000)}`);
@@ -251,5 +254,25 @@ describe('fetch MCP server (egress guard, real sockets)', () => {
     const e = await costly;
     assert.equal(e.code, 'payload_too_large');
     assert.match(String(e.message), /could not be converted to text/);
+  });
+
+  it('sends no credential header across origins on a redirect, whatever its name; the same origin keeps them', async () => {
+    const headers = {
+      'x-api-key': 'K1',
+      'private-token': 'K2',
+      authorization: 'Bearer K3',
+      'x-custom-auth': 'K4',
+      accept: 'application/json',
+    };
+    const r = await ok(allowed, 'http_request', { url: `http://allowed.test:${site.port}/cross`, headers });
+    assert.equal(r.status, 200);
+    const landed = secret.requests.find((q) => q.url === '/landing');
+    assert.ok(landed, 'the redirect was followed');
+    assert.equal(landed.headers['accept'], 'application/json');
+    for (const k of ['x-api-key', 'private-token', 'authorization', 'x-custom-auth'])
+      assert.equal(landed.headers[k], undefined, k);
+    await ok(allowed, 'http_request', { url: `http://allowed.test:${site.port}/hop`, headers });
+    const same = site.requests.filter((q) => q.url === '/json').at(-1);
+    assert.equal(same?.headers['x-api-key'], 'K1', 'a redirect within the origin keeps them');
   });
 });

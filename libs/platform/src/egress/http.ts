@@ -28,6 +28,16 @@ export interface SafeResponse {
   readonly redirects: string[];
 }
 
+/** The request headers kept on a redirect to another origin: none of them carries a credential. */
+const CROSS_ORIGIN_HEADERS: ReadonlySet<string> = new Set([
+  'accept',
+  'accept-language',
+  'cache-control',
+  'content-language',
+  'content-type',
+  'pragma',
+  'user-agent',
+]);
 const redirectStatuses = new Set([301, 302, 303, 307, 308]);
 
 function flatHeaders(h: IncomingHttpHeaders): Record<string, string> {
@@ -138,12 +148,11 @@ export async function safeHttpRequest(guard: EgressGuard, req: SafeRequest): Pro
       const location = res.headers.location;
       if (redirectStatuses.has(res.statusCode ?? 0) && location && redirects.length < req.maxRedirects) {
         const next = new URL(location, url);
-        // Credentials never follow a redirect to another origin.
+        // Credentials never follow a redirect to another origin: only headers known to carry none
+        // do (a credential can have any name: x-api-key, private-token, x-auth-token...).
         if (next.origin !== url.origin) {
           headers = Object.fromEntries(
-            Object.entries(headers).filter(
-              ([k]) => !['authorization', 'cookie', 'proxy-authorization'].includes(k.toLowerCase()),
-            ),
+            Object.entries(headers).filter(([k]) => CROSS_ORIGIN_HEADERS.has(k.toLowerCase())),
           );
         }
         // Browser semantics: 303 always, and 301/302 after a POST, continue as GET without a body.
