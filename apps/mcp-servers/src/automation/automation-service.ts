@@ -134,8 +134,23 @@ export class AutomationService {
     await this.events.start();
   }
 
-  /** Close the liveness connection and stop the projections; the pool belongs to the caller. */
+  /** Delivery rounds the scheduler started and did not wait for. */
+  private readonly rounds = new Set<Promise<unknown>>();
+
+  private inBackground(round: Promise<unknown>): void {
+    const tracked = round
+      .catch((err: unknown) => this.log.error({ err }, 'scheduled deliveries failed'))
+      .finally(() => this.rounds.delete(tracked));
+    this.rounds.add(tracked);
+  }
+
+  /**
+   * Close the liveness connection and stop the projections; the pool belongs to the caller.
+   * Sends in flight get a few seconds to end; one still running then is sent again later (its
+   * lease runs out), under the same idempotency key.
+   */
   async close(): Promise<void> {
+    await Promise.race([Promise.allSettled([...this.rounds]), new Promise((r) => setTimeout(r, 5_000).unref())]);
     await this.deliveries.close();
     await this.events.close();
   }
@@ -246,7 +261,7 @@ export class AutomationService {
    * fire the same occurrence twice. Missed occurrences (scheduler down) collapse into
    * one catch-up fire. Returns the number of fires this call claimed.
    */
-  async fireDue(batch = 50): Promise<number> {
+  async fireDue(batch = 50, waitForDeliveries = true): Promise<number> {
     const now = this.clock.now();
     let fired = 0;
     for (const id of await this.schedules.due(now, batch)) {
@@ -261,8 +276,11 @@ export class AutomationService {
       );
       if (trigger) await this.triggers.notify(trigger);
     }
-    // Webhooks owed by occurrences (claimed just now, or earlier and not answered yet).
-    await this.deliveries.sendScheduledDeliveries(batch);
+    // Webhooks owed by occurrences (claimed just now, or earlier and not answered yet). The
+    // scheduler does not wait for them: a receiver that takes long must not hold the next fires.
+    const round = this.deliveries.sendScheduledDeliveries(batch);
+    if (waitForDeliveries) await round;
+    else this.inBackground(round);
     return fired;
   }
 }

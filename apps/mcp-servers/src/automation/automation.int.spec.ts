@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import pg from 'pg';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { freshDatabase } from '@switchyard/testing';
+import { freshDatabase, until } from '@switchyard/testing';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
 import { EgressGuard } from '../fetch/egress-guard.js';
 import { fails, httpClient, localHttp, ok, silentLogger, type LocalHttp } from '../test-helpers.js';
@@ -478,6 +478,44 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     );
     await ok(client, 'delete_schedule', { schedule: 'to-dead' });
     await ok(client, 'delete_schedule', { schedule: 'to-gone' });
+  });
+
+  it("a receiver that never answers holds its own share of sends, not the others' nor the next fires", async () => {
+    const tarpit = await localHttp(() => undefined); // takes every request, answers none
+    const names: string[] = [];
+    try {
+      clock.set('2026-03-05T09:59:00.000Z');
+      await ok(client, 'register_webhook', { name: 'tarpit', url: `${tarpit.base}/hold`, secret });
+      await ok(client, 'register_webhook', { name: 'prompt', url: `${sink.base}/prompt`, secret });
+      for (let i = 0; i < 6; i++) {
+        names.push(`to-tarpit-${i}`);
+        await ok(client, 'create_schedule', {
+          name: `to-tarpit-${i}`,
+          cron: '0 10 * * *',
+          target: { kind: 'webhook', webhook: 'tarpit', event: 'x' },
+        });
+      }
+      names.push('to-prompt');
+      await ok(client, 'create_schedule', {
+        name: 'to-prompt',
+        cron: '0 10 * * *',
+        target: { kind: 'webhook', webhook: 'prompt', event: 'x' },
+      });
+      const svc = service();
+      clock.set('2026-03-05T10:00:00.000Z');
+      // The scheduler's tick: it fires and goes on while the sends it started are out.
+      assert.equal(await svc.fireDue(50, false), 7);
+      await until('the prompt receiver got its delivery', () =>
+        sink.requests.some((r) => r.url === '/prompt' && r.body.includes('to-prompt')),
+      );
+      assert.ok(tarpit.requests.length >= 1, 'the tarpit was being sent to meanwhile');
+      assert.ok(tarpit.requests.length <= 4, `at most 4 sends to one webhook at once: ${tarpit.requests.length}`);
+    } finally {
+      await tarpit.close();
+    }
+    for (const name of names) await ok(client, 'delete_schedule', { schedule: name });
+    await ok(client, 'delete_webhook', { webhook: 'tarpit' });
+    await ok(client, 'delete_webhook', { webhook: 'prompt' });
   });
 
   it('records trigger_workflow requests and calls onTrigger', async () => {

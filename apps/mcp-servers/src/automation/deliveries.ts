@@ -217,6 +217,23 @@ function toQueued(r: Record<string, unknown>): QueuedDelivery {
  * This is operational state, not events: see docs/automation-events.md. The object holds only
  * the sends it has in flight and the liveness connection that marks them as its own (`close()` ends it).
  */
+/** Scheduled and queued sends in flight in one process, and to one target (a webhook, a URL, the mail server). */
+const MAX_SENDS_IN_FLIGHT = 32;
+const SENDS_PER_TARGET = 4;
+
+/** A scheduled delivery as it is claimed for a send. */
+interface ClaimedDelivery {
+  readonly delivery_id: string;
+  readonly schedule_id: string | null;
+  readonly channel: string;
+  readonly webhook: string;
+  readonly event: string;
+  readonly payload: Record<string, unknown>;
+  readonly correlation_id: string;
+  readonly attempts: number;
+  readonly ordering_key: string | null;
+}
+
 export class Deliveries {
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -224,6 +241,9 @@ export class Deliveries {
   private readonly inFlight = new Map<string, { fingerprint: string; result: Promise<DeliveryResult> }>();
   private readonly owner: DeliveryOwnerConnection;
   private readonly mailer: Mailer | undefined;
+
+  /** Sends in flight: delivery id -> its target (see sendScheduledDeliveries). */
+  private readonly sendsInFlight = new Map<string, string>();
 
   constructor(private readonly deps: DeliveriesDeps) {
     this.clock = deps.clock;
@@ -569,100 +589,127 @@ export class Deliveries {
    * Send the scheduled webhooks that are due. Each is claimed with SKIP LOCKED and its next
    * attempt pushed out first (a lease), so two schedulers never send one at once; the send
    * itself goes under the occurrence's idempotency key, which the delivery records honour.
+   *
+   * Sends go at once, side by side: at most MAX_SENDS_IN_FLIGHT in this process, at most
+   * SENDS_PER_TARGET to one webhook (or URL, or the mail server). One after another, a receiver
+   * that never answers held each send for its retries (about 40 s), and 50 of them held every
+   * schedule, e-mail and retry of every user for half an hour; now it holds its own share, and
+   * its failed sends wait their backoff behind the sends due now.
    */
   async sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
+    const room = Math.min(batch, MAX_SENDS_IN_FLIGHT - this.sendsInFlight.size);
+    if (room <= 0) return { delivered: 0, failed: 0 };
+    const perTarget = new Map<string, number>();
+    for (const t of this.sendsInFlight.values()) perTarget.set(t, (perTarget.get(t) ?? 0) + 1);
     const retry = { firstRetryMs: 30_000, maxRetryMs: 3_600_000, maxAttempts: 10, ...this.deps.scheduledRetry };
     const now = this.clock.now();
     const lease = new Date(now.getTime() + retry.firstRetryMs);
     // A queued delivery's round of sends (with its own retries) may outlast the default lease: it must not be taken over mid-round.
     const directLease = new Date(now.getTime() + Math.max(retry.firstRetryMs, this.sendBudgetMs() + 5_000));
     // Within an ordering key only the oldest pending row may go; the rest wait until it is delivered or given up.
-    const claimed = await this.deps.pool.query<{
-      delivery_id: string;
-      schedule_id: string | null;
-      channel: string;
-      webhook: string;
-      event: string;
-      payload: Record<string, unknown>;
-      correlation_id: string;
-      attempts: number;
-      ordering_key: string | null;
-    }>(
+    const claimed = await this.deps.pool.query<ClaimedDelivery>(
       `UPDATE automation.scheduled_deliveries d SET next_attempt_at = CASE WHEN d.channel = 'a2a' THEN $4::timestamptz ELSE $3::timestamptz END, attempts = d.attempts + 1
-        WHERE d.delivery_id IN (SELECT s.delivery_id FROM automation.scheduled_deliveries s
-                                 WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($5::text IS NULL OR s.ordering_key = $5)
-                                   AND (s.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM automation.scheduled_deliveries e
-                                         WHERE e.ordering_key = s.ordering_key AND e.status = 'pending' AND e.seq < s.seq))
-                                 ORDER BY s.next_attempt_at, s.seq LIMIT $2 FOR UPDATE SKIP LOCKED)
+        WHERE d.delivery_id IN (
+          SELECT r.delivery_id FROM (
+            SELECT c.delivery_id, c.target, c.next_attempt_at, c.seq,
+                   row_number() OVER (PARTITION BY c.target ORDER BY c.next_attempt_at, c.seq) AS n
+              FROM (SELECT s.delivery_id, coalesce(s.webhook, '') AS target, s.next_attempt_at, s.seq
+                      FROM automation.scheduled_deliveries s
+                     WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($5::text IS NULL OR s.ordering_key = $5)
+                       AND (s.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM automation.scheduled_deliveries e
+                             WHERE e.ordering_key = s.ordering_key AND e.status = 'pending' AND e.seq < s.seq))
+                       AND s.delivery_id <> ALL($6::text[])
+                     ORDER BY s.next_attempt_at, s.seq LIMIT $8 FOR UPDATE SKIP LOCKED) c) r
+           WHERE r.n <= $9 - coalesce((SELECT u.n FROM unnest($7::text[], $10::int[]) AS u(target, n) WHERE u.target = r.target), 0)
+           ORDER BY r.next_attempt_at, r.seq LIMIT $2)
         RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts, d.ordering_key`,
-      [now, batch, lease, directLease, orderingKey ?? null],
+      [
+        now,
+        room,
+        lease,
+        directLease,
+        orderingKey ?? null,
+        [...this.sendsInFlight.keys()],
+        [...perTarget.keys()],
+        room * 10,
+        SENDS_PER_TARGET,
+        [...perTarget.values()],
+      ],
     );
-    let delivered = 0;
-    let failed = 0;
-    for (const d of claimed.rows) {
-      const log = this.log.child({
-        correlationId: d.correlation_id,
-        scheduleId: d.schedule_id,
-        deliveryId: d.delivery_id,
-        attempt: d.attempts,
-      });
-      try {
-        const result =
-          d.channel === 'email'
-            ? await this.sendEmail({
-                ...(d.payload as EmailMessage),
+    for (const d of claimed.rows) this.sendsInFlight.set(d.delivery_id, d.webhook ?? '');
+    const outcomes = await Promise.all(
+      claimed.rows.map((d) => this.sendClaimed(d, retry).finally(() => this.sendsInFlight.delete(d.delivery_id))),
+    );
+    const delivered = outcomes.filter((o) => o === 'delivered').length;
+    return { delivered, failed: outcomes.length - delivered };
+  }
+
+  /** One claimed scheduled delivery sent, and its row updated: delivered, or pending again (retried later), or given up. */
+  private async sendClaimed(
+    d: ClaimedDelivery,
+    retry: { firstRetryMs: number; maxRetryMs: number; maxAttempts: number },
+  ): Promise<'delivered' | 'failed'> {
+    const log = this.log.child({
+      correlationId: d.correlation_id,
+      scheduleId: d.schedule_id,
+      deliveryId: d.delivery_id,
+      attempt: d.attempts,
+    });
+    try {
+      const result =
+        d.channel === 'email'
+          ? await this.sendEmail({
+              ...(d.payload as EmailMessage),
+              idempotencyKey: d.delivery_id,
+              correlationId: d.correlation_id,
+            }).then(() => ({ status: 250 }))
+          : d.channel === 'a2a'
+            ? await this.postQueued(d.webhook, d.payload as unknown as QueuedPayload, d.delivery_id, d.event, log)
+            : await this.sendWebhook({
+                webhook: d.webhook,
+                event: d.event,
+                payload: d.payload,
                 idempotencyKey: d.delivery_id,
                 correlationId: d.correlation_id,
-              }).then(() => ({ status: 250 }))
-            : d.channel === 'a2a'
-              ? await this.postQueued(d.webhook, d.payload as unknown as QueuedPayload, d.delivery_id, d.event, log)
-              : await this.sendWebhook({
-                  webhook: d.webhook,
-                  event: d.event,
-                  payload: d.payload,
-                  idempotencyKey: d.delivery_id,
-                  correlationId: d.correlation_id,
-                });
-        // A queued delivery's token and credentials are not kept once it is done.
-        await this.deps.pool.query(
-          `UPDATE automation.scheduled_deliveries SET status = 'delivered', finished_at = $2, last_error = NULL, response_status = $3::int,
-                  payload = CASE WHEN channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
-            WHERE delivery_id = $1`,
-          [d.delivery_id, this.clock.now(), result.status],
-        );
-        delivered++;
-        if (d.attempts > 1) log.info({ status: result.status }, 'scheduled webhook delivered after a retry');
-        if (d.ordering_key) this.kickQueued(d.ordering_key);
-      } catch (e) {
-        failed++;
-        const message = e instanceof Error ? e.message : String(e);
-        // A refusal that will not change (no such webhook, not subscribed) is not retried.
-        const final =
-          d.attempts >= retry.maxAttempts ||
-          (isAppError(e) && !e.retryable && e.code !== 'unavailable' && e.code !== 'timeout');
-        const delay = Math.min(retry.maxRetryMs, retry.firstRetryMs * 2 ** (d.attempts - 1));
-        const status = isAppError(e) && typeof e.details['status'] === 'number' ? e.details['status'] : null;
-        await this.deps.pool.query(
-          `UPDATE automation.scheduled_deliveries SET status = $2, next_attempt_at = $3, last_error = $4, finished_at = CASE WHEN $2 = 'gave_up' THEN $5::timestamptz END,
-                  response_status = coalesce($6::int, response_status),
-                  payload = CASE WHEN $2 = 'gave_up' AND channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
-            WHERE delivery_id = $1`,
-          [
-            d.delivery_id,
-            final ? 'gave_up' : 'pending',
-            new Date(this.clock.now().getTime() + delay),
-            message.slice(0, 2000),
-            this.clock.now(),
-            status,
-          ],
-        );
-        if (final) log.error({ err: e }, 'scheduled webhook given up');
-        else log.warn({ err: message, retryInMs: delay }, 'scheduled webhook not delivered; will retry');
-        // The next of its ordering key may go now that this one is given up.
-        if (final && d.ordering_key) this.kickQueued(d.ordering_key);
-      }
+              });
+      // A queued delivery's token and credentials are not kept once it is done.
+      await this.deps.pool.query(
+        `UPDATE automation.scheduled_deliveries SET status = 'delivered', finished_at = $2, last_error = NULL, response_status = $3::int,
+                payload = CASE WHEN channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
+          WHERE delivery_id = $1`,
+        [d.delivery_id, this.clock.now(), result.status],
+      );
+      if (d.attempts > 1) log.info({ status: result.status }, 'scheduled webhook delivered after a retry');
+      if (d.ordering_key) this.kickQueued(d.ordering_key);
+      return 'delivered';
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      // A refusal that will not change (no such webhook, not subscribed) is not retried.
+      const final =
+        d.attempts >= retry.maxAttempts ||
+        (isAppError(e) && !e.retryable && e.code !== 'unavailable' && e.code !== 'timeout');
+      const delay = Math.min(retry.maxRetryMs, retry.firstRetryMs * 2 ** (d.attempts - 1));
+      const status = isAppError(e) && typeof e.details['status'] === 'number' ? e.details['status'] : null;
+      await this.deps.pool.query(
+        `UPDATE automation.scheduled_deliveries SET status = $2, next_attempt_at = $3, last_error = $4, finished_at = CASE WHEN $2 = 'gave_up' THEN $5::timestamptz END,
+                response_status = coalesce($6::int, response_status),
+                payload = CASE WHEN $2 = 'gave_up' AND channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
+          WHERE delivery_id = $1`,
+        [
+          d.delivery_id,
+          final ? 'gave_up' : 'pending',
+          new Date(this.clock.now().getTime() + delay),
+          message.slice(0, 2000),
+          this.clock.now(),
+          status,
+        ],
+      );
+      if (final) log.error({ err: e }, 'scheduled webhook given up');
+      else log.warn({ err: message, retryInMs: delay }, 'scheduled webhook not delivered; will retry');
+      // The next of its ordering key may go now that this one is given up.
+      if (final && d.ordering_key) this.kickQueued(d.ordering_key);
     }
-    return { delivered, failed };
+    return 'failed';
   }
 
   /**

@@ -406,7 +406,8 @@ export class Schedules {
 }
 
 /**
- * Runs `fireDue` every `intervalMs` until stopped. Any number of schedulers may run
+ * Runs `fireDue` every `intervalMs` until stopped, without waiting for the deliveries a tick
+ * starts (they run side by side, see sendScheduledDeliveries). Any number of schedulers may run
  * against one database (see `fireDue`); a failed tick is logged and the loop goes on.
  */
 export class Scheduler {
@@ -415,7 +416,7 @@ export class Scheduler {
   private stopped = true;
 
   constructor(
-    private readonly service: { fireDue(): Promise<number> },
+    private readonly service: { fireDue(batch?: number, waitForDeliveries?: boolean): Promise<number> },
     private readonly logger: Logger,
     private readonly intervalMs = 1000,
   ) {}
@@ -426,7 +427,7 @@ export class Scheduler {
     const loop = (): void => {
       if (this.stopped) return;
       this.running = this.service
-        .fireDue()
+        .fireDue(undefined, false)
         .then(() => undefined)
         .catch((e: unknown) => this.logger.error({ err: e }, 'scheduler tick failed'))
         .finally(() => {
