@@ -33,7 +33,6 @@ interface Job {
   readonly baseUrl: string;
   readonly resolve: (page: ExtractedPage) => void;
   readonly reject: (err: Error) => void;
-  readonly signal: AbortSignal | undefined;
 }
 
 /**
@@ -64,7 +63,7 @@ export class HtmlExtractor {
       );
     signal?.throwIfAborted();
     return new Promise<ExtractedPage>((resolve, reject) => {
-      const job: Job = { id: this.nextId++, html, baseUrl, resolve, reject, signal };
+      const job: Job = { id: this.nextId++, html, baseUrl, resolve, reject };
       this.queue.push(job);
       // A job the caller gave up on before it ran is dropped; one running finishes (or times out).
       signal?.addEventListener(
