@@ -202,6 +202,14 @@ describe('Idempotency-Key on every command route', () => {
           transport: { kind: 'http', url: fetchServer.url! },
           ...fast,
         }),
+        // One call at a time and none waiting: a second call while one runs is refused 429.
+        parseServerConfig({
+          name: 'fetch_narrow',
+          role: 'fetch',
+          transport: { kind: 'http', url: fetchServer.url! },
+          ...fast,
+          bulkhead: { max_concurrent: 1, max_queue: 0 },
+        }),
       ],
     });
     monitoring = await startMonitoring({
@@ -709,6 +717,30 @@ describe('Idempotency-Key on every command route', () => {
     } finally {
       await short.g.close();
     }
+  });
+
+  it('a refusal to try again later (429) does not bind the key: the same request with it goes through once there is room', async () => {
+    const narrow = (key?: string) =>
+      call(
+        'POST',
+        '/api/v1/integration/mcp/call',
+        { server: 'fetch_narrow', tool: 'http_request', arguments: { url: slowUrl } },
+        { ...(key ? { key } : {}), as: operator },
+      );
+    const key = `idem-${run}-busy`;
+    const holding = narrow(); // takes the one slot for 1.5 s
+    await sleep(200);
+    const refused = await narrow(key);
+    assert.equal(refused.status, 429, refused.text);
+    assert.equal((await holding).status, 200);
+    const hitsBefore = slowHits;
+    const accepted = await narrow(key);
+    assert.equal(accepted.status, 200, accepted.text);
+    assert.equal(accepted.replayed, null, 'run, not a replay of the refusal');
+    const again = await narrow(key);
+    assert.equal(again.status, 200);
+    assert.equal(again.replayed, 'true', 'the answer that ran is what the key keeps');
+    assert.equal(slowHits, hitsBefore + 1, 'the receiver was called once under the key');
   });
 
   it('an answer over 64 KiB is not kept: a repeat is told it was handled (409, its status), and runs nothing', async () => {

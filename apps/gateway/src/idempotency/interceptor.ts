@@ -251,8 +251,15 @@ export class IdempotencyInterceptor implements NestInterceptor {
         from(
           (async () => {
             const { problem } = toProblem(err, { instance: instanceOf(req), correlationId });
-            // Not kept: a 400 (nothing ran; the client may fix the request and send it with the same key) and a 5xx.
-            const keep = problem.status !== 400 && problem.status < 500;
+            // Not kept: a 400 (nothing ran; the client may fix the request and send it with the
+            // same key), a 5xx, and a refusal to try again later (429, 408, any retryable problem:
+            // kept, every retry under the key was told 429 for the key's whole life).
+            const keep =
+              problem.status !== 400 &&
+              problem.status !== 408 &&
+              problem.status !== 429 &&
+              problem.status < 500 &&
+              problem.retryable !== true;
             await settle(
               keep
                 ? { status: problem.status, contentType: PROBLEM_CONTENT_TYPE, body: JSON.stringify(problem) }
