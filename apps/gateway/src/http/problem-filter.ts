@@ -45,7 +45,10 @@ export function sendProblem(err: unknown, req: AnyRequest, res: AnyResponse): vo
   const body = JSON.stringify(problem);
   // A refusal that says when to come back (a full queue, a share of connections) says it in the
   // header HTTP clients and proxies read, too.
-  const retryAfter = retryAfterSeconds((problem as { retry_after_ms?: unknown }).retry_after_ms);
+  // A retryable 503 that names no time (no process answers a subject yet: one restarting) says 1 s.
+  const retryAfter =
+    retryAfterSeconds((problem as { retry_after_ms?: unknown }).retry_after_ms) ??
+    (problem.status === 503 && problem.retryable === true ? '1' : undefined);
   if ((problem.status === 429 || problem.status === 503) && retryAfter !== undefined)
     raw.setHeader('Retry-After', retryAfter);
   if (isReply(res)) {
