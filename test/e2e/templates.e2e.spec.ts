@@ -444,6 +444,24 @@ describe('built-in workflow templates, end to end', () => {
     assert.equal(inboxAfter.body.messages.length, 1, 'nothing mailed again');
   });
 
+  it('customer_onboarding: a dozen at once all onboard, each with ids of its own (ids taken as max + 1 collided)', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const runs = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        run('customer_onboarding', {
+          customer: { name: `Burst ${i}`, email: `burst-${tag}-${i}@example.com`, plan: 'starter', seats: 1 },
+          follow_up_after: [],
+        }),
+      ),
+    );
+    assert.deepEqual(
+      runs.map((r) => r.output.status),
+      runs.map(() => 'onboarded'),
+    );
+    assert.equal(new Set(runs.map((r) => r.output.customer_id)).size, 12);
+    assert.equal(new Set(runs.map((r) => r.output.subscription_id)).size, 12);
+  });
+
   it('customer_support: an angry urgent query escalates (signed), a calm one does not; both are logged', async () => {
     // A customer with no open ticket, so only the query's tone decides.
     const cust = await db.query<{ id: number; email: string; name: string }>(

@@ -63,6 +63,36 @@ describe('agents on the demo business data (PostgreSQL)', () => {
       }
     });
 
+    it('customers and subscriptions take ids from identity columns: concurrent inserts never collide; a version 1 set is upgraded in place', async () => {
+      const other = new pg.Pool({ connectionString: await freshDatabase('agents_ids'), max: 8 });
+      try {
+        await loadDemoData(other);
+        const insert = (i: number) =>
+          other.query<{ id: number }>(
+            `insert into business.customers (name, email, segment, region, signup_date)
+             values ($1, $2, 'smb', 'emea', current_date) returning id`,
+            [`c${i}`, `ids-${i}@example.com`],
+          );
+        const ids = (await Promise.all(Array.from({ length: 40 }, (_, i) => insert(i)))).map((r) => r.rows[0]!.id);
+        assert.equal(new Set(ids).size, 40);
+        assert.ok(Math.min(...ids) > 500, 'past the loaded ids');
+        // A set loaded as version 1 (no identity, marker 1) keeps its rows and gains the columns.
+        await other.query(`alter table business.customers alter column id drop identity;
+          alter table business.subscriptions alter column id drop identity;
+          update business.demo_meta set value = jsonb_set(value, '{version}', '1') where key = 'dataset'`);
+        const upgraded = await loadDemoData(other);
+        assert.equal(upgraded.loaded, false, 'not reloaded');
+        const kept = await other.query(`select count(*)::int as n from business.customers where email like 'ids-%'`);
+        assert.equal(kept.rows[0].n, 40);
+        const next = await insert(1000);
+        assert.ok(next.rows[0]!.id > Math.max(...ids));
+        const marker = await other.query(`select value->>'version' as v from business.demo_meta where key = 'dataset'`);
+        assert.equal(marker.rows[0].v, '2');
+      } finally {
+        await other.end();
+      }
+    });
+
     it('CLI loads into DATABASE_URL and skips a second time', async () => {
       const url = await freshDatabase('agents_cli');
       const cli = fileURLToPath(new URL('./demo-data/cli.js', import.meta.url));

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { AppError } from '@switchyard/platform';
-import { businessDdl, DEMO_SCHEMA_VERSION } from './schema.js';
+import { businessDdl, DEMO_SCHEMA_VERSION, identityAfterLoadSql, upgradeFromVersion1Sql } from './schema.js';
 import { DEFAULT_SEED, generateDemoData, REFERENCE_MONTH, SCHEDULE_WEEK_START, type DemoData } from './generate.js';
 
 export interface LoadDemoDataOptions {
@@ -64,8 +64,16 @@ export async function loadDemoData(pool: pg.Pool, opts: LoadDemoDataOptions = {}
       ? await client.query<{ value: typeof marker }>(`select value from business.demo_meta where key = 'dataset'`)
       : { rows: [] as { value: typeof marker }[] };
     const current = existing.rows[0]?.value;
-    const same =
-      current && current.version === marker.version && current.seed === seed && current.customers === customers;
+    const sameData = current !== undefined && current.seed === seed && current.customers === customers;
+    // Version 1 becomes 2 in place: the rows onboardings added stay.
+    const upgradable = sameData && current.version === 1 && marker.version === 2;
+    if (upgradable && !opts.reset) {
+      await client.query(upgradeFromVersion1Sql);
+      await client.query(`update business.demo_meta set value = $1::jsonb where key = 'dataset'`, [
+        JSON.stringify(marker),
+      ]);
+    }
+    const same = sameData && (current.version === marker.version || upgradable);
     if (same && !opts.reset) {
       await client.query('commit');
       return {
@@ -96,6 +104,7 @@ export async function loadDemoData(pool: pg.Pool, opts: LoadDemoDataOptions = {}
       ]);
       counts[key] = rows.length;
     }
+    await client.query(identityAfterLoadSql);
     await client.query(`insert into business.demo_meta (key, value) values ('dataset', $1::jsonb)`, [
       JSON.stringify(marker),
     ]);

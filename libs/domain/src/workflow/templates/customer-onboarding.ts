@@ -23,7 +23,8 @@ export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
   // v4: the welcome and the follow-ups are e-mails (send_email, one-shot e-mail schedules), no webhooks to register.
   // v5: the compensation removes only the customer create_records reports it inserted (its id), not any customer with the input's e-mail.
-  version: 5,
+  // v6: the customer's and the subscription's ids come from identity columns (max + 1 collided under load).
+  version: 6,
   name: 'Customer onboarding',
   description:
     'Validate customer data, create the customer and subscription records, generate and send a welcome e-mail, schedule follow-ups.',
@@ -77,16 +78,16 @@ export const customerOnboardingTemplate = {
       needs: ['check_existing'],
       if: 'size(steps.check_existing.output.rows) == 0',
       with: {
-        // The demo schema has no id sequences: max + 1 inside the statement (a concurrent onboarding
-        // can collide on the key and fail with `illegal_state`, 409). ON CONFLICT on the e-mail plus the
-        // fallback SELECT make a repeated call return the row the first one created.
+        // Ids come from the tables' identity columns (max + 1 collided between onboardings running
+        // at once). ON CONFLICT on the e-mail plus the fallback SELECT make a repeated call return
+        // the row the first one created.
         sql:
           "WITH plan AS (SELECT price FROM (VALUES ('starter', 15.00), ('growth', 29.00), ('business', 49.00), ('enterprise', 79.00)) AS p(name, price) WHERE name = $5::text), " +
-          'c AS (INSERT INTO business.customers (id, name, email, segment, region, signup_date) ' +
-          'SELECT coalesce(max(id), 0) + 1, $1::text, lower($2::text), $3::text, $4::text, current_date FROM business.customers ' +
+          'c AS (INSERT INTO business.customers (name, email, segment, region, signup_date) ' +
+          'VALUES ($1::text, lower($2::text), $3::text, $4::text, current_date) ' +
           'ON CONFLICT (email) DO NOTHING RETURNING id, signup_date), ' +
-          's AS (INSERT INTO business.subscriptions (id, customer_id, plan, seats, price_per_seat, started_on) ' +
-          'SELECT (SELECT coalesce(max(id), 0) + 1 FROM business.subscriptions), c.id, $5::text, $6::int, plan.price, c.signup_date FROM c, plan ' +
+          's AS (INSERT INTO business.subscriptions (customer_id, plan, seats, price_per_seat, started_on) ' +
+          'SELECT c.id, $5::text, $6::int, plan.price, c.signup_date FROM c, plan ' +
           'RETURNING id, plan, seats, price_per_seat) ' +
           'SELECT c.id AS customer_id, c.signup_date::text AS signup_date, s.id AS subscription_id, s.plan, s.seats, s.price_per_seat::float8 AS price_per_seat, true AS created FROM c, s ' +
           'UNION ALL SELECT x.id, x.signup_date::text, y.id, y.plan, y.seats, y.price_per_seat::float8, false ' +
