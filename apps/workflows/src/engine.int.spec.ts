@@ -304,6 +304,43 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     );
   });
 
+  it('a compensation that fails for a passing reason (its server away) is sent again under its key until it succeeds', async () => {
+    responders.behaviours.set(`${server}/reserve2`, () => ({ reservation: 'r-2' }));
+    responders.behaviours.set(`${server}/slow2`, async (c) => {
+      const reason = await responders.whenCanceled(c.key);
+      throw new AppError('canceled', `tool call canceled: ${reason}`, {}, false);
+    });
+    let tries = 0;
+    responders.behaviours.set(`${server}/release2`, () => {
+      tries += 1;
+      if (tries <= 2) throw new AppError('unavailable', 'no service is listening (restarting)');
+      return { released: true };
+    });
+    const { executionId: id } = await startExecution(store, {
+      definition: {
+        id: 'cancel_retry_demo',
+        version: 1,
+        name: 'cancel',
+        steps: [
+          { id: 'reserve', uses: `mcp:${server}/reserve2`, on_error: { compensate: 'release' } },
+          { id: 'work', uses: `mcp:${server}/slow2`, needs: ['reserve'], timeout_ms: 30_000 },
+          { id: 'release', uses: `mcp:${server}/release2`, with: { id: 'r-2' } },
+        ],
+      },
+      input: {},
+      correlationId: newId(),
+    });
+    await until('work dispatched', async () => (await types(id)).filter((x) => x === 'StepDispatched').length === 2);
+    await cancelExecution(store, id, { reason: 'undo it', correlationId: newId() });
+    const state = await waitForExecution(store, id, 20_000);
+    assert.equal(state.status, 'canceled');
+    const t = await types(id);
+    assert.ok(t.includes('CompensationSucceeded') && !t.includes('CompensationFailed'), t.join(','));
+    const releases = responders.calls.filter((c) => c.tool === `${server}/release2`);
+    assert.equal(releases.length, 3, 'two refusals, then the one that undid it');
+    assert.equal(new Set(releases.map((c) => c.key)).size, 1, 'every send under the same key');
+  });
+
   it('a cancel asks the task service to cancel a running agent step, by the task id its key names', async () => {
     responders.behaviours.set('agent:slow_analysis', async (c) => {
       const reason = await responders.whenCanceled(taskIdForIdempotencyKey(c.key));

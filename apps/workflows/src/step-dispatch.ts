@@ -41,6 +41,13 @@ const clockStartOf = (u: { readonly timeoutAt?: string; readonly timeoutMs: numb
 /** A call its worker says started (never queued) sooner than this after its attempt's clock started keeps that clock (see listenForProgress). */
 const STARTED_RECORD_AFTER_MS = 1_000;
 
+/** Waits before each new send of a compensation that failed for a passing reason (about a minute in all). */
+const COMPENSATION_RETRY_DELAYS_MS = [500, 1_000, 2_000, 4_000, 8_000, 15_000, 30_000];
+
+/** An error another try may not get: the target unreachable or busy, or out of time. */
+const isPassing = (error: { readonly code: string; readonly retryable?: boolean }): boolean =>
+  error.retryable === true || error.code === 'unavailable' || error.code === 'timeout' || error.code === 'rate_limited';
+
 /**
  * Dispatch of units: record the dispatch, send the MCP call or agent task over NATS (or start a
  * child execution for a sub-workflow), record the outcome; the workers' progress notices about
@@ -285,6 +292,32 @@ export class StepDispatch {
         'dispatching unit',
       );
     }
+    let outcome = await this.callOnce(a, ref);
+    // A compensation that failed for a passing reason (its server restarting, a timeout) is sent
+    // again under the same key: it has no retry policy of its own, and ended on a first
+    // `unavailable` it left behind what it was to undo (customers a canceled onboarding made).
+    for (
+      let retry = 0;
+      a.kind === 'compensation' &&
+      !outcome.ok &&
+      isPassing(outcome.error) &&
+      retry < COMPENSATION_RETRY_DELAYS_MS.length;
+      retry++
+    ) {
+      if (this.rt.stopped) return; // still running in the stream: the next engine sends it again
+      this.log.info(
+        { executionId: a.executionId, stepId: a.stepId, code: outcome.error.code, correlationId: a.correlationId },
+        'compensation failed for a passing reason: sending it again',
+      );
+      await sleep(COMPENSATION_RETRY_DELAYS_MS[retry]!);
+      outcome = await this.callOnce(a, ref);
+    }
+    // 3. Record the outcome (the decider ignores it if the attempt is no longer in flight).
+    await this.record(a, outcome);
+  }
+
+  /** One call of a unit's target over NATS (or the execute hook), to its outcome. */
+  private async callOnce(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): Promise<StepOutcome> {
     let outcome: StepOutcome;
     if (this.o.execute) outcome = await this.o.execute(a);
     else {
@@ -320,8 +353,7 @@ export class StepDispatch {
         if (tracked && this.calls.get(a.idempotencyKey) === call) this.calls.delete(a.idempotencyKey);
       }
     }
-    // 3. Record the outcome (the decider ignores it if the attempt is no longer in flight).
-    await this.record(a, outcome);
+    return outcome;
   }
 
   private async record(a: DispatchAction, outcome: StepOutcome): Promise<void> {

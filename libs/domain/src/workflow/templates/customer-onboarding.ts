@@ -23,7 +23,8 @@ export const customerOnboardingTemplate = {
   id: 'customer_onboarding',
   // v4: the welcome and the follow-ups are e-mails (send_email, one-shot e-mail schedules), no webhooks to register.
   // v5: the compensation removes only the customer create_records reports it inserted (its id), not any customer with the input's e-mail.
-  // v6: the customer's and the subscription's ids come from identity columns (max + 1 collided under load).
+  // v6: the customer's and the subscription's ids come from identity columns (max + 1 collided under
+  // load); the row names the execution that made it, which the compensation removes.
   version: 6,
   name: 'Customer onboarding',
   description:
@@ -80,17 +81,19 @@ export const customerOnboardingTemplate = {
       with: {
         // Ids come from the tables' identity columns (max + 1 collided between onboardings running
         // at once). ON CONFLICT on the e-mail plus the fallback SELECT make a repeated call return
-        // the row the first one created.
+        // the row the first one created. The row names the execution that made it (`onboarded_by`):
+        // `created` is true for the row this execution made, whichever attempt's answer came back
+        // (an attempt whose answer was lost made the row, and the retry's fallback found it).
         sql:
           "WITH plan AS (SELECT price FROM (VALUES ('starter', 15.00), ('growth', 29.00), ('business', 49.00), ('enterprise', 79.00)) AS p(name, price) WHERE name = $5::text), " +
-          'c AS (INSERT INTO business.customers (name, email, segment, region, signup_date) ' +
-          'VALUES ($1::text, lower($2::text), $3::text, $4::text, current_date) ' +
+          'c AS (INSERT INTO business.customers (name, email, segment, region, signup_date, onboarded_by) ' +
+          'VALUES ($1::text, lower($2::text), $3::text, $4::text, current_date, $7::text) ' +
           'ON CONFLICT (email) DO NOTHING RETURNING id, signup_date), ' +
           's AS (INSERT INTO business.subscriptions (customer_id, plan, seats, price_per_seat, started_on) ' +
           'SELECT c.id, $5::text, $6::int, plan.price, c.signup_date FROM c, plan ' +
           'RETURNING id, plan, seats, price_per_seat) ' +
           'SELECT c.id AS customer_id, c.signup_date::text AS signup_date, s.id AS subscription_id, s.plan, s.seats, s.price_per_seat::float8 AS price_per_seat, true AS created FROM c, s ' +
-          'UNION ALL SELECT x.id, x.signup_date::text, y.id, y.plan, y.seats, y.price_per_seat::float8, false ' +
+          'UNION ALL SELECT x.id, x.signup_date::text, y.id, y.plan, y.seats, y.price_per_seat::float8, x.onboarded_by IS NOT DISTINCT FROM $7::text ' +
           'FROM business.customers x LEFT JOIN business.subscriptions y ON y.customer_id = x.id ' +
           'WHERE x.email = lower($2::text) AND NOT EXISTS (SELECT 1 FROM c)',
         params: [
@@ -100,6 +103,7 @@ export const customerOnboardingTemplate = {
           '${{ input.customer.region }}',
           '${{ input.customer.plan }}',
           '${{ input.customer.seats }}',
+          '${{ execution.id }}',
         ],
       },
       retry: {
@@ -179,18 +183,15 @@ export const customerOnboardingTemplate = {
       // Reads create_records' answer (only ever runs as its compensation).
       needs: ['create_records'],
       with: {
-        // Only the row create_records reports it inserted (`created`; its fallback, which answers
-        // a row that already had the e-mail, says false): a compensation never removes a customer
-        // this execution did not make, even when a stale lookup or a concurrent onboarding led
-        // create_records to an existing one. A create that failed without an answer removes nothing.
+        // Only the row this execution made (`onboarded_by`, the row's own record of it): a
+        // compensation never removes a customer another onboarding made, even when a stale lookup
+        // or a concurrent onboarding led create_records to an existing one, and it removes the
+        // row an attempt made whose answer was lost (the retry that succeeded said `created: false`).
         sql:
-          'WITH target AS (SELECT id FROM business.customers WHERE $2::boolean AND id = $1::int), ' +
+          'WITH target AS (SELECT id FROM business.customers WHERE onboarded_by = $1::text), ' +
           's AS (DELETE FROM business.subscriptions WHERE customer_id IN (SELECT id FROM target) RETURNING id) ' +
           'DELETE FROM business.customers WHERE id IN (SELECT id FROM target) RETURNING id',
-        params: [
-          `\${{ steps.create_records.status == 'succeeded' ? ${CREATED}.customer_id : null }}`,
-          `\${{ steps.create_records.status == 'succeeded' && ${CREATED}.created }}`,
-        ],
+        params: ['${{ execution.id }}'],
       },
       timeout_ms: 15_000,
     },
