@@ -21,10 +21,19 @@ const F = 'steps.forecast.output';
  *    that, while the database server is read-only by default.
  * A failed forecast does not lose the analysis: the report says why the forecast is missing.
  */
+/** Listing the sandbox, making the report's directory and writing the report give the same result however often they run. */
+const FILESYSTEM_RETRY: { attempts: number; backoff: Record<string, number>; on: ('unavailable' | 'timeout')[] } = {
+  attempts: 3,
+  backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
+  on: ['unavailable', 'timeout'],
+};
+
 export const revenueAnalysisTemplate = {
   id: 'revenue_analysis',
   // v3: stored metrics carry a per-execution idempotency key.
-  version: 3,
+  // v4: the filesystem steps (all of them idempotent) are retried when their server is away or
+  // does not answer in time (a call running when its process died was lost, and the report with it).
+  version: 4,
   name: 'Revenue analysis',
   description:
     'Fetch revenue data, analyse patterns, optionally forecast, write a markdown report and store the results as metrics.',
@@ -104,6 +113,7 @@ export const revenueAnalysisTemplate = {
       id: 'fs_root',
       name: 'Find the filesystem sandbox root',
       uses: 'mcp:filesystem/list_allowed_directories',
+      retry: FILESYSTEM_RETRY,
       timeout_ms: 15_000,
     },
     {
@@ -112,6 +122,7 @@ export const revenueAnalysisTemplate = {
       uses: 'mcp:filesystem/create_directory',
       needs: ['fs_root'],
       with: { path: `\${{ ${ROOT} + '/' + ${REPORT_DIR} }}` },
+      retry: FILESYSTEM_RETRY,
       timeout_ms: 15_000,
     },
     {
@@ -145,6 +156,7 @@ export const revenueAnalysisTemplate = {
           `${F}.forecast.map(f, '| ' + f.month + ' | ' + string(f.forecast) + ' | ' + string(f.lower) + ' | ' + string(f.upper) + ' |').join('\\n') : ` +
           `(steps.forecast.status == 'skipped' ? 'Not requested (include_forecasts is false).' : 'Forecast failed: ' + steps.forecast.error.message) }}\n`,
       },
+      retry: FILESYSTEM_RETRY,
       timeout_ms: 15_000,
     },
     {
