@@ -377,7 +377,7 @@ describe('task delegation over real NATS and PostgreSQL', () => {
         60_000,
       ),
     ]);
-    // Past one heartbeat (CALL_QUEUED_HEARTBEAT_MS, 5 s) while they wait.
+    // Past one heartbeat (CALL_HEARTBEAT_MS, 5 s) while they wait.
     await until('a queued heartbeat', () => (all().length >= 2 ? true : undefined), 15_000);
     await agent('customer_success', 'cs-1');
     const [a, b] = await runs;

@@ -49,7 +49,7 @@ export interface WorkflowEngineOptions {
   readonly stop?: (s: StopAction) => Promise<void>;
   /** Subjects of the MCP connectors and the task service (default the production ones). */
   readonly subjects?: ExecutorSubjects;
-  /** A queued call whose worker is silent this long is sent again (default CALL_QUEUED_SILENCE_MS; tests shorten it). */
+  /** A queued call whose worker is silent this long is sent again (default CALL_SILENCE_MS; tests shorten it). */
   readonly queuedCallSilenceMs?: number;
   /** Override limits from the environment (WORKFLOW_MAX_*; tests). They apply to the whole process. */
   readonly limits?: Partial<WorkflowLimits>;
@@ -64,7 +64,7 @@ export interface WorkflowEngineStats {
   readonly dispatches: number;
   readonly timersFired: number;
   readonly recoveries: number;
-  /** Queued calls sent again after their worker fell silent (see CALL_QUEUED_SILENCE_MS). */
+  /** Queued calls sent again after their worker fell silent (see CALL_SILENCE_MS). */
   readonly resends: number;
   readonly inflight: number;
 }

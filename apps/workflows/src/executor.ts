@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AppError, isAppError } from '@switchyard/platform';
 import { request, type RequestOptions } from '@switchyard/messaging';
 import {
-  CALL_QUEUED_SILENCE_MS,
+  CALL_SILENCE_MS,
   mcpCallToolSubject,
   mcpCancelCallSubject,
   TASKS_CANCEL_SUBJECT,
@@ -89,20 +89,20 @@ function retryAfterMsOf(details: Record<string, unknown>): number | undefined {
 /** How a caller follows its calls: workers send `queued` / `started` notices to `progressSubject`. */
 export interface ExecuteOptions {
   readonly progressSubject?: string;
-  /** How long the worker has been silent since it said the call is queued (0 when it is not queued). */
-  readonly queuedSilenceMs?: () => number;
+  /** How long the worker has said nothing of the call (since it was sent, or its last notice). */
+  readonly silenceMs?: () => number;
   /** Called when the call is sent again because its worker fell silent. */
   readonly onResend?: () => void;
-  /** How long a silence means the worker is gone (default CALL_QUEUED_SILENCE_MS). */
+  /** How long a silence means the worker is gone (default CALL_SILENCE_MS). */
   readonly silenceLimitMs?: number;
 }
 
 /**
- * A request whose worker may say it queued the call: when it then goes silent for
- * CALL_QUEUED_SILENCE_MS (it repeats `queued` while it holds the call), it may have died with its
- * queue, and the same request is sent again under the same idempotency key (a live worker joins
- * the call it holds; another one takes it up). The first answer of the last request sent wins;
- * earlier ones are dropped. Re-sends stop at the request's own overall timeout.
+ * A request whose worker tells its caller of the call every heartbeat while it holds it: when it
+ * goes silent for CALL_SILENCE_MS, it may have died with the call (queued or running), and the
+ * same request is sent again under the same idempotency key (a live worker joins the call it
+ * holds; another one takes it up). The first answer of the last request sent wins; earlier ones
+ * are dropped. Re-sends stop at the request's own overall timeout.
  */
 async function requestFollowingQueue<T>(
   nc: NatsConnection,
@@ -111,9 +111,9 @@ async function requestFollowingQueue<T>(
   ro: RequestOptions<T> & { timeoutMs: number },
   opts: ExecuteOptions,
 ): Promise<T> {
-  const silence = opts.queuedSilenceMs;
+  const silence = opts.silenceMs;
   if (!silence) return request(nc, subject, payload, ro);
-  const limit = opts.silenceLimitMs ?? CALL_QUEUED_SILENCE_MS;
+  const limit = opts.silenceLimitMs ?? CALL_SILENCE_MS;
   const until = Date.now() + ro.timeoutMs;
   for (;;) {
     const sent = request(nc, subject, payload, { ...ro, timeoutMs: Math.max(1_000, until - Date.now()) });

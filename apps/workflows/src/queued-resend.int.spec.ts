@@ -32,7 +32,7 @@ interface TaskRequest {
  * answers. Real nats-server and PostgreSQL; the task workers are NATS subscribers that behave as a
  * dispatcher does on the wire (the kills e2e does the same with real dispatchers SIGKILLed).
  */
-describe('a queued call whose worker falls silent is sent again under the same key', () => {
+describe('a call whose worker falls silent (queued or running) is sent again under the same key', () => {
   let pool: pg.Pool;
   let store: PostgresEventStore;
   let nc: NatsConnection;
@@ -121,11 +121,13 @@ describe('a queued call whose worker falls silent is sent again under the same k
     if (!subject || noticeTap) return;
     noticeTap = nc.subscribe(subject, { callback: (_e, m) => void notices.push(callProgressSchema.parse(m.json())) });
   };
-  const definition = (name: string): WorkflowDefinitionInput => ({
+  const definition = (name: string, timeoutMs = 3_000): WorkflowDefinitionInput => ({
     id: name,
     version: 1,
     name,
-    steps: [{ id: 'answer', uses: 'agent:support_response', with: { query: 'where is my order' }, timeout_ms: 3_000 }],
+    steps: [
+      { id: 'answer', uses: 'agent:support_response', with: { query: 'where is my order' }, timeout_ms: timeoutMs },
+    ],
     outputs: { answer: '${{ steps.answer.output.text }}' },
   });
 
@@ -267,6 +269,69 @@ describe('a queued call whose worker falls silent is sent again under the same k
     } finally {
       failStepStarted = false;
       second.unsubscribe();
+    }
+  });
+
+  it('the worker dies while the call runs: the call goes again under the same key before its timeout, and completes', async () => {
+    requests.length = 0;
+    // The first worker takes the call at once (no `queued`), says nothing more, and dies.
+    const first: Subscription = worker('first', async (_req, progress) => {
+      await sleep(50);
+      progress?.close();
+      first.unsubscribe();
+    });
+    const { executionId } = await startExecution(store, {
+      definition: definition(`running-died-${id}`, 20_000),
+      input: {},
+      correlationId: newId(),
+    });
+    while (requests.length === 0) await sleep(20);
+    const second = worker('second', async (req, _progress, respond) => {
+      respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: 'picked up' } });
+    });
+    try {
+      const state = await waitForExecution(store, executionId, 15_000);
+      assert.equal(state.status, 'completed', JSON.stringify(state));
+      assert.deepEqual(state.outputs, { answer: 'picked up' });
+      assert.deepEqual(
+        requests.map((r) => r.worker),
+        ['first', 'second'],
+      );
+      assert.equal(requests[1]!.idempotency_key, requests[0]!.idempotency_key);
+      const steps = (await executionEvents(store, executionId)).map((e) => e.type).filter((t) => t.startsWith('Step'));
+      assert.ok(!steps.includes('StepTimedOut'), `ended long before its 20 s timeout: ${steps.join(',')}`);
+    } finally {
+      second.unsubscribe();
+    }
+  });
+
+  it('a worker whose call runs long says so every heartbeat (`running`): no re-send, and no new state recorded', async () => {
+    requests.length = 0;
+    notices.length = 0;
+    const resendsBefore = engine.stats().resends;
+    const w = worker('long', async (req, _progress, respond) => {
+      tap(() => req.progress_subject);
+      await sleep(3 * SILENCE_MS);
+      respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: 'long work' } });
+    });
+    try {
+      const { executionId } = await startExecution(store, {
+        definition: definition(`long-${id}`, 20_000),
+        input: {},
+        correlationId: newId(),
+      });
+      const state = await waitForExecution(store, executionId, 20_000);
+      assert.equal(state.status, 'completed', JSON.stringify(state));
+      assert.equal(requests.length, 1, `sent once: ${JSON.stringify(requests)}`);
+      assert.equal(engine.stats().resends, resendsBefore);
+      assert.ok(
+        notices.some((n) => n.state === 'running'),
+        'heartbeats said running',
+      );
+      const steps = (await executionEvents(store, executionId)).map((e) => e.type).filter((t) => t.startsWith('Step'));
+      assert.deepEqual(steps, ['StepScheduled', 'StepDispatched', 'StepSucceeded'], 'heartbeats record nothing');
+    } finally {
+      w.unsubscribe();
     }
   });
 });

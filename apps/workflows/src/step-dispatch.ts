@@ -111,12 +111,14 @@ export class StepDispatch {
         const call = this.calls.get(parsed.data.idempotency_key);
         if (!call) return;
         const a = call.action;
-        // `queued` is repeated while the call waits (a heartbeat): only a new state is recorded.
+        // Heartbeats (`queued` again while the call waits, `running` while it runs) say the worker
+        // holds the call; only a new state is recorded.
         const now = Date.now();
         call.heardAt = now;
-        if (call.state === parsed.data.state || (call.state === 'started' && parsed.data.state === 'queued')) return;
+        const state = parsed.data.state;
+        if (state === 'running' || call.state === state || (call.state === 'started' && state === 'queued')) return;
         const before = call.state;
-        call.state = parsed.data.state;
+        call.state = state;
         const ref = {
           stepId: a.stepId,
           ...(a.itemIndex === undefined ? {} : { itemIndex: a.itemIndex }),
@@ -126,13 +128,13 @@ export class StepDispatch {
         // record, or the last re-send's): a clock counted from now would say the same. Recording it
         // would be an append per step for nothing. A unit sent late after its record (a busy
         // engine, a recovery) still has its start recorded, which re-arms its timeout.
-        if (before === undefined && parsed.data.state === 'started') {
+        if (before === undefined && state === 'started') {
           const c = this.cache.get(a.executionId);
           const u = c ? unitIn(c.state, ref) : undefined;
           const clockFrom = u?.attempt === a.attempt ? clockStartOf(u) : undefined;
           if (clockFrom !== undefined && now - clockFrom < STARTED_RECORD_AFTER_MS) return;
         }
-        const type = parsed.data.state === 'queued' ? 'RecordStepQueued' : 'RecordStepStarted';
+        const type = state === 'queued' ? 'RecordStepQueued' : 'RecordStepStarted';
         this.rt.track(
           this.saga
             .command(a.executionId, { type, data: ref, metadata: this.rt.meta(a.correlationId) })
@@ -324,9 +326,10 @@ export class StepDispatch {
       const tracked = a.kind === 'step' && (a.target.kind === 'mcp' || a.target.kind === 'agent');
       const call: TrackedCall = { action: a, heardAt: Date.now() };
       if (tracked) this.calls.set(a.idempotencyKey, call);
-      // A call its worker said is queued, and then nothing for a while: the worker may have died
-      // with its queue. executeRemote then sends it again under the same key (see CALL_QUEUED_SILENCE_MS).
-      const queuedSilenceMs = () => (call.state === 'queued' ? Date.now() - call.heardAt : 0);
+      // A call of which its worker said nothing for a while (it tells every heartbeat while it holds
+      // the call, queued or running): the worker may have died with it. executeRemote then sends it
+      // again under the same key (see CALL_SILENCE_MS).
+      const silenceMs = () => Date.now() - call.heardAt;
       const onResend = () => {
         call.heardAt = Date.now();
         this.rt.counts.resends++;
@@ -343,7 +346,7 @@ export class StepDispatch {
           tracked
             ? {
                 progressSubject: this.progressSubject,
-                queuedSilenceMs,
+                silenceMs,
                 onResend,
                 ...(this.o.queuedCallSilenceMs ? { silenceLimitMs: this.o.queuedCallSilenceMs } : {}),
               }

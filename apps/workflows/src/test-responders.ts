@@ -7,7 +7,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { z } from 'zod';
 import type { Logger } from '@switchyard/platform';
-import { addService, type Service } from '@switchyard/messaging';
+import { addService, callProgressNotifier, type Service } from '@switchyard/messaging';
 import { mcpCallToolSubject, mcpCancelCallSubject, TASKS_EXECUTE_SUBJECT } from '@switchyard/contracts';
 
 export interface ResponderCall {
@@ -54,9 +54,28 @@ export class Responders {
         tool: z.string(),
         arguments: z.record(z.string(), z.unknown()).default({}),
         idempotency_key: z.string().optional(),
+        progress_subject: z.string().optional(),
       })
       .loose();
-    const task = z.object({ task_type: z.string(), context: z.unknown(), idempotency_key: z.string() }).loose();
+    const task = z
+      .object({
+        task_type: z.string(),
+        context: z.unknown(),
+        idempotency_key: z.string(),
+        progress_subject: z.string().optional(),
+      })
+      .loose();
+    // Like the real workers: while a followed call runs, its caller hears so every heartbeat.
+    const following = <T>(
+      b: { progress_subject?: string | undefined; idempotency_key?: string | undefined },
+      run: () => Promise<T>,
+    ) => {
+      const progress =
+        b.progress_subject && b.idempotency_key
+          ? callProgressNotifier(this.nc, b.progress_subject, b.idempotency_key)
+          : undefined;
+      return run().finally(() => progress?.close());
+    };
     for (const server of servers) {
       this.services.push(
         await addService(this.nc, {
@@ -66,11 +85,13 @@ export class Responders {
           ...(opts.queue ? { queue: opts.queue } : {}),
           endpoints: {
             call_tool: defineCall(mcpCallToolSubject(server, opts.mcpPrefix), callTool, async (b) => {
-              const out = await this.handle(
-                mcpCallToolSubject(server, opts.mcpPrefix),
-                `${server}/${b.tool}`,
-                b.idempotency_key ?? '',
-                b.arguments,
+              const out = await following(b, () =>
+                this.handle(
+                  mcpCallToolSubject(server, opts.mcpPrefix),
+                  `${server}/${b.tool}`,
+                  b.idempotency_key ?? '',
+                  b.arguments,
+                ),
               );
               if (out && typeof out === 'object' && 'isError' in out) return out;
               return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out };
@@ -91,11 +112,13 @@ export class Responders {
           logger: this.logger,
           endpoints: {
             execute: defineCall(opts.tasksSubject ?? TASKS_EXECUTE_SUBJECT, task, async (b) => {
-              const result = await this.handle(
-                opts.tasksSubject ?? TASKS_EXECUTE_SUBJECT,
-                `agent:${b.task_type}`,
-                b.idempotency_key,
-                b.context,
+              const result = await following(b, () =>
+                this.handle(
+                  opts.tasksSubject ?? TASKS_EXECUTE_SUBJECT,
+                  `agent:${b.task_type}`,
+                  b.idempotency_key,
+                  b.context,
+                ),
               );
               return { task_id: b.idempotency_key, agent: 'test', instance: 'test-1', status: 'completed', result };
             }),

@@ -2,30 +2,32 @@ import { z } from 'zod';
 
 /**
  * A worker's notice about a call it was sent with a `progress_subject`: the call waits for a slot
- * (`queued`), or has left the queue and runs (`started`). A caller that times the call (the
- * workflow engine) starts the clock of the call's own work at `started`. Only a call that had to
- * wait sends them: one that runs at once started when it arrived.
+ * (`queued`), has left the queue and runs (`started`), or still runs (`running`, the heartbeat of
+ * a call that runs). A caller that times the call (the workflow engine) starts the clock of the
+ * call's own work at `started`; `running` changes nothing but tells it the worker is alive. A
+ * call that runs at once sends no `started` (it started when it arrived).
  */
 export const callProgressSchema = z.object({
   idempotency_key: z.string().min(1).max(200),
-  state: z.enum(['queued', 'started']),
+  state: z.enum(['queued', 'started', 'running']),
   at: z.iso.datetime(),
 });
 export type CallProgress = z.infer<typeof callProgressSchema>;
 
 /**
- * While a call waits in a worker's queue, the worker says `queued` again this often: its caller
- * then knows the worker still holds the call. A worker that dies takes its queue with it, and
- * nobody would tell the caller (who would wait out the whole queue budget, minutes for an agent).
+ * While a worker holds a call, queued or running, it tells the caller this often (`queued` again,
+ * or `running`). A worker that dies takes its calls with it, and nobody would tell the caller, who
+ * would wait out the whole queue budget (minutes for an agent) or the step's whole timeout.
  */
-export const CALL_QUEUED_HEARTBEAT_MS = 5_000;
+export const CALL_HEARTBEAT_MS = 5_000;
 /**
- * A caller that heard `queued` and then nothing for this long sends the same call again under the
- * same idempotency key: a live worker joins the call it already holds (nothing runs twice), a
- * worker started in the dead one's place takes it up, and with no worker at all the caller gets
- * its usual `unavailable`. Three heartbeats, so one lost notice is not enough to re-send.
+ * A caller that heard nothing of a call for this long (since it sent it, or since the last
+ * notice) sends the same call again under the same idempotency key: a live worker joins the call
+ * it already holds (nothing runs twice), a worker started in the dead one's place takes it up, and
+ * with no worker at all the caller gets its usual `unavailable`. Three heartbeats, so one lost
+ * notice is not enough to re-send.
  */
-export const CALL_QUEUED_SILENCE_MS = 3 * CALL_QUEUED_HEARTBEAT_MS;
+export const CALL_SILENCE_MS = 3 * CALL_HEARTBEAT_MS;
 
 /**
  * A subject a caller names for its notices: one of its inboxes (`_INBOX.` and plain tokens, no
