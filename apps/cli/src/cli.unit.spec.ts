@@ -218,7 +218,7 @@ describe('terminalSafe', () => {
   it("no server text prints a line of its own (a name's or an error's newline would forge a step or a status)", () => {
     const written: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string) => (written.push(chunk), true));
+    process.stdout.write = (chunk: string) => (written.push(chunk), true);
     try {
       const view = new ExecutionView('x1');
       view.apply({

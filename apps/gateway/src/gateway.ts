@@ -201,11 +201,7 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     done(null, reply.statusCode < 400 && key && redactsPayloadsFor(key.role) ? maskErrorTexts(payload) : payload);
   });
   registerHealthRoutes(server, app.get(ReadinessService), app.get(OpenApiRegistry));
-  mountNodeHandler(
-    server,
-    [`${DOCS_ASSETS_PATH}/*`],
-    expressIsland(DOCS_ASSETS_PATH, docsAssetsHandler()),
-  );
+  mountNodeHandler(server, [`${DOCS_ASSETS_PATH}/*`], expressIsland(DOCS_ASSETS_PATH, docsAssetsHandler()));
   mountNodeHandler(
     server,
     [CONSOLE_PATH, `${CONSOLE_PATH}/*`],

@@ -21,7 +21,7 @@ async function answerFor(err: unknown): Promise<{ status: number; retryAfter: st
         res.on('end', () =>
           resolve({
             status: res.statusCode ?? 0,
-            retryAfter: res.headers['retry-after'] as string | undefined,
+            retryAfter: res.headers['retry-after'],
             body: JSON.parse(text),
           }),
         );
