@@ -222,6 +222,32 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     await ok(client, 'delete_schedule', { schedule: 'minutely-at-0s' });
   });
 
+  it('the same schedule created again (a retry whose answer was lost) is answered as it is; another one under its name is refused', async () => {
+    const target = { kind: 'workflow', template_id: 'tpl-retry', input: { a: 1, b: [1, 2] } };
+    const first = await ok(client, 'create_schedule', { name: 'retried', after: '7d', target });
+    // Keys in another order: the same target.
+    const again = await ok(client, 'create_schedule', {
+      name: 'retried',
+      after: '7d',
+      target: { input: { b: [1, 2], a: 1 }, template_id: 'tpl-retry', kind: 'workflow' },
+    });
+    assert.equal(again.schedule.id, first.schedule.id, 'the one there, not a second');
+    assert.equal(
+      (await ok(client, 'list_schedules')).schedules.filter((x: { name: string }) => x.name === 'retried').length,
+      1,
+    );
+    const other = await fails(client, 'create_schedule', {
+      name: 'retried',
+      after: '7d',
+      target: { ...target, input: { a: 2 } },
+    });
+    assert.equal(other.code, 'illegal_state');
+    assert.match(other.message, /already exists/);
+    const repeating = await fails(client, 'create_schedule', { name: 'retried', cron: '0 9 * * *', target });
+    assert.equal(repeating.code, 'illegal_state', 'a cron schedule is not the one-shot there');
+    await ok(client, 'delete_schedule', { schedule: 'retried' });
+  });
+
   it('keeps at most AUTOMATION_MAX_WEBHOOKS webhooks and AUTOMATION_MAX_SCHEDULES schedules, under concurrent creation too', async () => {
     const capsUrl = await freshDatabase('mcp_auto_caps');
     // A small pool: creations waiting for their turn must not hold its connections.

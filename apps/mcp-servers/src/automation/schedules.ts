@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import { z } from 'zod';
-import { AppError, newId, withTransaction, type Logger } from '@switchyard/platform';
+import { AppError, canonicalJson, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
 import { DEFAULT_AUTOMATION_CAPS, underCap } from './caps.js';
@@ -206,23 +206,34 @@ export class Schedules {
         throw new AppError('unavailable', 'an e-mail schedule needs a mail server: set SMTP_URL', {}, false);
     }
     const max = this.deps.maxSchedules ?? DEFAULT_AUTOMATION_CAPS.maxSchedules;
-    const r = await underCap(
-      this.deps.pool,
-      { table: 'automation.schedules', max, setting: 'AUTOMATION_MAX_SCHEDULES' },
-      () =>
-        this.command({
-          type: 'CreateSchedule',
-          data: {
-            id: newId(),
-            name: input.name,
-            cron: input.cron,
-            after: input.after,
-            timezone: input.timezone,
-            target: input.target,
-          },
-          metadata,
-        }),
-    );
+    let r: Awaited<ReturnType<typeof this.command>>;
+    try {
+      r = await underCap(
+        this.deps.pool,
+        { table: 'automation.schedules', max, setting: 'AUTOMATION_MAX_SCHEDULES' },
+        () =>
+          this.command({
+            type: 'CreateSchedule',
+            data: {
+              id: newId(),
+              name: input.name,
+              cron: input.cron,
+              after: input.after,
+              timezone: input.timezone,
+              target: input.target,
+            },
+            metadata,
+          }),
+      );
+    } catch (err) {
+      // The same schedule again (a caller's retry whose first answer was lost): answered as it is.
+      // Another schedule under the name is still refused.
+      if (isAppError(err) && err.code === 'illegal_state') {
+        const existing = await this.get(input.name).catch(() => undefined);
+        if (existing && sameSchedule(existing, input)) return existing;
+      }
+      throw err;
+    }
     const d = (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleCreated' }>).data;
     return {
       id: d.id,
@@ -443,4 +454,21 @@ export class Scheduler {
     if (this.timer) clearTimeout(this.timer);
     await this.running;
   }
+}
+
+/**
+ * Whether a stored schedule is the one `input` describes: the same cron (or a one-shot for an
+ * `after`), time zone and target. A one-shot's delay is not kept; its name says it where it
+ * matters (`onboarding-<id>-after-7d`).
+ */
+function sameSchedule(
+  s: Schedule,
+  input: { cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget },
+): boolean {
+  return (
+    s.cron === (input.cron ?? null) &&
+    s.run_once === (input.after !== undefined) &&
+    s.timezone === input.timezone &&
+    canonicalJson(s.target) === canonicalJson(input.target)
+  );
 }

@@ -24,7 +24,8 @@ export const customerOnboardingTemplate = {
   // v4: the welcome and the follow-ups are e-mails (send_email, one-shot e-mail schedules), no webhooks to register.
   // v5: the compensation removes only the customer create_records reports it inserted (its id), not any customer with the input's e-mail.
   // v6: the customer's and the subscription's ids come from identity columns (max + 1 collided under
-  // load); the row names the execution that made it, which the compensation removes.
+  // load); the row names the execution that made it, which the compensation removes; the follow-up
+  // schedules are retried on unavailable and timeout.
   version: 6,
   name: 'Customer onboarding',
   description:
@@ -170,6 +171,13 @@ export const customerOnboardingTemplate = {
             "${{ 'Hi ' + input.customer.name + ',\\n\\nyou have been on the ' + input.customer.plan + ' plan for ' + item + ' now. ' + " +
             "'Anything we can help with? Just reply to this e-mail.\\n\\nThe Switchyard team' }}",
         },
+      },
+      // create_schedule answers the schedule already there when it is the same one: a retry after
+      // an attempt whose answer was lost with its process finds it instead of failing.
+      retry: {
+        attempts: 3,
+        backoff: { initialMs: 1000, factor: 2, maxMs: 10_000, jitter: 0.2 },
+        on: ['unavailable', 'timeout'],
       },
       timeout_ms: 15_000,
       // The customer exists by now: a refused schedule is reported in the outputs
