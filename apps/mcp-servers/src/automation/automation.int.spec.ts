@@ -527,21 +527,36 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
         cron: '0 10 * * *',
         target: { kind: 'webhook', webhook: 'prompt', event: 'x' },
       });
+      // Another webhook on the same receiver shares its share; and a backlog of 400 older sends owed
+      // to the receiver does not hide the prompt one (the candidates leave a full receiver out).
+      await ok(client, 'register_webhook', { name: 'second-tarpit', url: `${tarpit.base}/other?v=2`, secret });
+      names.push('to-second-tarpit');
+      await ok(client, 'create_schedule', {
+        name: 'to-second-tarpit',
+        cron: '0 10 * * *',
+        target: { kind: 'webhook', webhook: 'second-tarpit', event: 'x' },
+      });
+      await pools[0]!.query(
+        `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, webhook, event, payload, correlation_id, next_attempt_at, created_at)
+         SELECT 'backlog-' || i, gen_random_uuid(), $1, 'tarpit', 'x', '{}'::jsonb, 'backlog', $1, $1 FROM generate_series(1, 400) i`,
+        [new Date('2026-03-05T09:00:00.000Z')],
+      );
       const svc = service();
       clock.set('2026-03-05T10:00:00.000Z');
       // The scheduler's tick: it fires and goes on while the sends it started are out.
-      assert.equal(await svc.fireDue(50, false), 7);
+      assert.equal(await svc.fireDue(50, false), 8);
+      await svc.fireDue(50, false); // the next tick: the receiver is full, the prompt one goes
       await until('the prompt receiver got its delivery', () =>
         sink.requests.some((r) => r.url === '/prompt' && r.body.includes('to-prompt')),
       );
       assert.ok(tarpit.requests.length >= 1, 'the tarpit was being sent to meanwhile');
-      assert.ok(tarpit.requests.length <= 4, `at most 4 sends to one webhook at once: ${tarpit.requests.length}`);
+      assert.ok(tarpit.requests.length <= 4, `at most 4 sends to one receiver at once: ${tarpit.requests.length}`);
     } finally {
       await tarpit.close();
+      await pools[0]!.query(`DELETE FROM automation.scheduled_deliveries WHERE correlation_id = 'backlog'`);
     }
     for (const name of names) await ok(client, 'delete_schedule', { schedule: name });
-    await ok(client, 'delete_webhook', { webhook: 'tarpit' });
-    await ok(client, 'delete_webhook', { webhook: 'prompt' });
+    for (const hook of ['tarpit', 'second-tarpit', 'prompt']) await ok(client, 'delete_webhook', { webhook: hook });
   });
 
   it('records trigger_workflow requests and calls onTrigger', async () => {

@@ -221,6 +221,16 @@ function toQueued(r: Record<string, unknown>): QueuedDelivery {
 const MAX_SENDS_IN_FLIGHT = 32;
 const SENDS_PER_TARGET = 4;
 
+/** Runs functions one at a time, in the order they came. */
+class Turns {
+  private last: Promise<unknown> = Promise.resolve();
+  run<T>(f: () => Promise<T>): Promise<T> {
+    const mine = this.last.then(f, f);
+    this.last = mine.catch(() => undefined);
+    return mine;
+  }
+}
+
 /** A scheduled delivery as it is claimed for a send. */
 interface ClaimedDelivery {
   readonly delivery_id: string;
@@ -242,8 +252,10 @@ export class Deliveries {
   private readonly owner: DeliveryOwnerConnection;
   private readonly mailer: Mailer | undefined;
 
-  /** Sends in flight: delivery id -> its target (see sendScheduledDeliveries). */
+  /** Sends in flight: delivery id -> its target (see claimDue). */
   private readonly sendsInFlight = new Map<string, string>();
+  /** Claims of this process, one at a time. */
+  private readonly claimTurns = new Turns();
 
   constructor(private readonly deps: DeliveriesDeps) {
     this.clock = deps.clock;
@@ -591,38 +603,61 @@ export class Deliveries {
    * itself goes under the occurrence's idempotency key, which the delivery records honour.
    *
    * Sends go at once, side by side: at most MAX_SENDS_IN_FLIGHT in this process, at most
-   * SENDS_PER_TARGET to one webhook (or URL, or the mail server). One after another, a receiver
+   * SENDS_PER_TARGET to one receiver (see claimDue). One after another, a receiver
    * that never answers held each send for its retries (about 40 s), and 50 of them held every
    * schedule, e-mail and retry of every user for half an hour; now it holds its own share, and
    * its failed sends wait their backoff behind the sends due now.
    */
   async sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
+    // Claims take turns in this process: each counts what is in flight after the one before it.
+    const claimed = await this.claimTurns.run(() => this.claimDue(batch, orderingKey));
+    const retry = { firstRetryMs: 30_000, maxRetryMs: 3_600_000, maxAttempts: 10, ...this.deps.scheduledRetry };
+    const outcomes = await Promise.all(
+      claimed.map((d) => this.sendClaimed(d, retry).finally(() => this.sendsInFlight.delete(d.delivery_id))),
+    );
+    const delivered = outcomes.filter((o) => o === 'delivered').length;
+    return { delivered, failed: outcomes.length - delivered };
+  }
+
+  /**
+   * Claims due deliveries for this process's free sends, each target's share respected, and marks
+   * them in flight. A target is the receiver's host (a webhook's URL, a queued delivery's URL; the
+   * mail server for e-mails): eight webhooks or URL variants for one host share its share. Targets
+   * at their share are left out before the candidates are limited, so a backlog for one receiver
+   * never hides the deliveries of others.
+   */
+  private async claimDue(batch: number, orderingKey: string | undefined): Promise<ClaimedDelivery[]> {
     const room = Math.min(batch, MAX_SENDS_IN_FLIGHT - this.sendsInFlight.size);
-    if (room <= 0) return { delivered: 0, failed: 0 };
+    if (room <= 0) return [];
     const perTarget = new Map<string, number>();
     for (const t of this.sendsInFlight.values()) perTarget.set(t, (perTarget.get(t) ?? 0) + 1);
-    const retry = { firstRetryMs: 30_000, maxRetryMs: 3_600_000, maxAttempts: 10, ...this.deps.scheduledRetry };
+    const saturated = [...perTarget].filter(([, n]) => n >= SENDS_PER_TARGET).map(([t]) => t);
+    const retry = { firstRetryMs: 30_000, ...this.deps.scheduledRetry };
     const now = this.clock.now();
     const lease = new Date(now.getTime() + retry.firstRetryMs);
     // A queued delivery's round of sends (with its own retries) may outlast the default lease: it must not be taken over mid-round.
     const directLease = new Date(now.getTime() + Math.max(retry.firstRetryMs, this.sendBudgetMs() + 5_000));
+    const target = `lower(coalesce(substring(CASE WHEN s.channel = 'a2a' THEN s.webhook ELSE w.url END
+                     FROM '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^/?#]+)'), s.channel || ':' || s.webhook))`;
     // Within an ordering key only the oldest pending row may go; the rest wait until it is delivered or given up.
-    const claimed = await this.deps.pool.query<ClaimedDelivery>(
-      `UPDATE automation.scheduled_deliveries d SET next_attempt_at = CASE WHEN d.channel = 'a2a' THEN $4::timestamptz ELSE $3::timestamptz END, attempts = d.attempts + 1
-        WHERE d.delivery_id IN (
-          SELECT r.delivery_id FROM (
-            SELECT c.delivery_id, c.target, c.next_attempt_at, c.seq,
-                   row_number() OVER (PARTITION BY c.target ORDER BY c.next_attempt_at, c.seq) AS n
-              FROM (SELECT s.delivery_id, coalesce(s.webhook, '') AS target, s.next_attempt_at, s.seq
-                      FROM automation.scheduled_deliveries s
-                     WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($5::text IS NULL OR s.ordering_key = $5)
-                       AND (s.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM automation.scheduled_deliveries e
-                             WHERE e.ordering_key = s.ordering_key AND e.status = 'pending' AND e.seq < s.seq))
-                       AND s.delivery_id <> ALL($6::text[])
-                     ORDER BY s.next_attempt_at, s.seq LIMIT $8 FOR UPDATE SKIP LOCKED) c) r
-           WHERE r.n <= $9 - coalesce((SELECT u.n FROM unnest($7::text[], $10::int[]) AS u(target, n) WHERE u.target = r.target), 0)
-           ORDER BY r.next_attempt_at, r.seq LIMIT $2)
-        RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts, d.ordering_key`,
+    const r = await this.deps.pool.query<ClaimedDelivery & { target: string }>(
+      `WITH picked AS (
+         SELECT r.delivery_id, r.target FROM (
+           SELECT c.delivery_id, c.target, c.next_attempt_at, c.seq,
+                  row_number() OVER (PARTITION BY c.target ORDER BY c.next_attempt_at, c.seq) AS n
+             FROM (SELECT s.delivery_id, ${target} AS target, s.next_attempt_at, s.seq
+                     FROM automation.scheduled_deliveries s
+                     LEFT JOIN automation.webhooks w ON s.channel = 'webhook' AND (w.name = s.webhook OR w.id::text = s.webhook)
+                    WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($5::text IS NULL OR s.ordering_key = $5)
+                      AND (s.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM automation.scheduled_deliveries e
+                            WHERE e.ordering_key = s.ordering_key AND e.status = 'pending' AND e.seq < s.seq))
+                      AND s.delivery_id <> ALL($6::text[]) AND ${target} <> ALL($11::text[])
+                    ORDER BY s.next_attempt_at, s.seq LIMIT $8 FOR UPDATE OF s SKIP LOCKED) c) r
+          WHERE r.n <= $9 - coalesce((SELECT u.n FROM unnest($7::text[], $10::int[]) AS u(target, n) WHERE u.target = r.target), 0)
+          ORDER BY r.next_attempt_at, r.seq LIMIT $2)
+       UPDATE automation.scheduled_deliveries d SET next_attempt_at = CASE WHEN d.channel = 'a2a' THEN $4::timestamptz ELSE $3::timestamptz END, attempts = d.attempts + 1
+         FROM picked p WHERE d.delivery_id = p.delivery_id
+       RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts, d.ordering_key, p.target`,
       [
         now,
         room,
@@ -634,14 +669,11 @@ export class Deliveries {
         room * 10,
         SENDS_PER_TARGET,
         [...perTarget.values()],
+        saturated,
       ],
     );
-    for (const d of claimed.rows) this.sendsInFlight.set(d.delivery_id, d.webhook ?? '');
-    const outcomes = await Promise.all(
-      claimed.rows.map((d) => this.sendClaimed(d, retry).finally(() => this.sendsInFlight.delete(d.delivery_id))),
-    );
-    const delivered = outcomes.filter((o) => o === 'delivered').length;
-    return { delivered, failed: outcomes.length - delivered };
+    for (const d of r.rows) this.sendsInFlight.set(d.delivery_id, d.target);
+    return r.rows;
   }
 
   /** One claimed scheduled delivery sent, and its row updated: delivered, or pending again (retried later), or given up. */
