@@ -341,6 +341,42 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     assert.equal(new Set(releases.map((c) => c.key)).size, 1, 'every send under the same key');
   });
 
+  it('a compensation that keeps failing is sent again only within its own time, and not after it ended', async () => {
+    responders.behaviours.set(`${server}/reserve3`, () => ({ reservation: 'r-3' }));
+    responders.behaviours.set(`${server}/slow3`, async (c) => {
+      const reason = await responders.whenCanceled(c.key);
+      throw new AppError('canceled', `tool call canceled: ${reason}`, {}, false);
+    });
+    responders.behaviours.set(`${server}/release3`, () => {
+      throw new AppError('unavailable', 'no service is listening (gone for good)');
+    });
+    const { executionId: id } = await startExecution(store, {
+      definition: {
+        id: 'cancel_budget_demo',
+        version: 1,
+        name: 'cancel',
+        steps: [
+          { id: 'reserve', uses: `mcp:${server}/reserve3`, on_error: { compensate: 'release' } },
+          { id: 'work', uses: `mcp:${server}/slow3`, needs: ['reserve'], timeout_ms: 30_000 },
+          { id: 'release', uses: `mcp:${server}/release3`, timeout_ms: 2_500 },
+        ],
+      },
+      input: {},
+      correlationId: newId(),
+    });
+    await until('work dispatched', async () => (await types(id)).filter((x) => x === 'StepDispatched').length === 2);
+    await cancelExecution(store, id, { reason: 'undo it', correlationId: newId() });
+    const state = await waitForExecution(store, id, 20_000);
+    assert.equal(state.status, 'canceled');
+    assert.ok((await types(id)).includes('CompensationFailed'));
+    const sends = () => responders.calls.filter((c) => c.tool === `${server}/release3`).length;
+    const atEnd = sends();
+    // 0.5 s, then 1 s, then 2 s would pass its 2.5 s: three sends at most.
+    assert.ok(atEnd >= 2 && atEnd <= 3, `sent ${atEnd} times within its time`);
+    await new Promise((r) => setTimeout(r, 3_000));
+    assert.equal(sends(), atEnd, 'nothing sent after it ended');
+  });
+
   it('a cancel asks the task service to cancel a running agent step, by the task id its key names', async () => {
     responders.behaviours.set('agent:slow_analysis', async (c) => {
       const reason = await responders.whenCanceled(taskIdForIdempotencyKey(c.key));

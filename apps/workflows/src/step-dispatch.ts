@@ -296,22 +296,24 @@ export class StepDispatch {
     }
     let outcome = await this.callOnce(a, ref);
     // A compensation that failed for a passing reason (its server restarting, a timeout) is sent
-    // again under the same key: it has no retry policy of its own, and ended on a first
-    // `unavailable` it left behind what it was to undo (customers a canceled onboarding made).
-    for (
-      let retry = 0;
-      a.kind === 'compensation' &&
-      !outcome.ok &&
-      isPassing(outcome.error) &&
-      retry < COMPENSATION_RETRY_DELAYS_MS.length;
-      retry++
-    ) {
-      if (this.rt.stopped) return; // still running in the stream: the next engine sends it again
+    // again under the same key while it is still running in its execution and its own time allows:
+    // it has no retry policy of its own, and ended on a first `unavailable` it left behind what it
+    // was to undo (customers a canceled onboarding made).
+    const sentAt = Date.now();
+    for (let retry = 0; a.kind === 'compensation' && !outcome.ok && isPassing(outcome.error); retry++) {
+      const delay = COMPENSATION_RETRY_DELAYS_MS[retry];
+      if (delay === undefined || this.rt.stopped) break;
+      const cached = this.cache.get(a.executionId)?.state;
+      const c = cached && 'compensations' in cached ? cached.compensations[a.stepId] : undefined;
+      // Ended meanwhile (its timeout recorded it failed; a retry of the execution), or another run of it: not ours to send.
+      if (c && (c.status !== 'running' || c.idempotencyKey !== a.idempotencyKey)) return;
+      const deadline = c ? Date.parse(c.startedAt) + c.timeoutMs : sentAt + a.timeoutMs;
+      if (Date.now() + delay >= deadline) break;
       this.log.info(
         { executionId: a.executionId, stepId: a.stepId, code: outcome.error.code, correlationId: a.correlationId },
         'compensation failed for a passing reason: sending it again',
       );
-      await sleep(COMPENSATION_RETRY_DELAYS_MS[retry]!);
+      await sleep(delay);
       outcome = await this.callOnce(a, ref);
     }
     // 3. Record the outcome (the decider ignores it if the attempt is no longer in flight).

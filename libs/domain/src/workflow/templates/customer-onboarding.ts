@@ -201,7 +201,8 @@ export const customerOnboardingTemplate = {
           'DELETE FROM business.customers WHERE id IN (SELECT id FROM target) RETURNING id',
         params: ['${{ execution.id }}'],
       },
-      timeout_ms: 15_000,
+      // The compensation's whole budget: its engine sends it again while its server restarts.
+      timeout_ms: 90_000,
     },
   ],
   outputs: {
