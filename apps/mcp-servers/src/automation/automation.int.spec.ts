@@ -245,6 +245,11 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     assert.match(other.message, /already exists/);
     const repeating = await fails(client, 'create_schedule', { name: 'retried', cron: '0 9 * * *', target });
     assert.equal(repeating.code, 'illegal_state', 'a cron schedule is not the one-shot there');
+    const otherDelay = await fails(client, 'create_schedule', { name: 'retried', after: '1d', target });
+    assert.equal(otherDelay.code, 'illegal_state', 'another delay is another schedule');
+    await ok(client, 'pause_schedule', { schedule: 'retried' });
+    const paused = await fails(client, 'create_schedule', { name: 'retried', after: '7d', target });
+    assert.equal(paused.code, 'illegal_state', 'a paused one is not answered as if just made');
     await ok(client, 'delete_schedule', { schedule: 'retried' });
   });
 

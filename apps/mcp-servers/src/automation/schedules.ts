@@ -230,7 +230,8 @@ export class Schedules {
       // Another schedule under the name is still refused.
       if (isAppError(err) && err.code === 'illegal_state') {
         const existing = await this.get(input.name).catch(() => undefined);
-        if (existing && sameSchedule(existing, input)) return existing;
+        const at = new Date(metadata.timestamp);
+        if (existing && sameSchedule(existing, input, at, planSchedule(input, at).next)) return existing;
       }
       throw err;
     }
@@ -457,18 +458,25 @@ export class Scheduler {
 }
 
 /**
- * Whether a stored schedule is the one `input` describes: the same cron (or a one-shot for an
- * `after`), time zone and target. A one-shot's delay is not kept; its name says it where it
- * matters (`onboarding-<id>-after-7d`).
+ * Whether a stored schedule is the one `input` describes, made a moment ago by the same request:
+ * the same cron (or a one-shot), time zone and target, enabled, and a one-shot not fired yet and
+ * due within a minute (or 1 % of its delay) of when this one would be. A one-shot's delay is not
+ * kept, its due time is: another delay, or one that fired, is another schedule.
  */
 function sameSchedule(
   s: Schedule,
   input: { cron?: string | undefined; after?: string | undefined; timezone: string; target: ScheduleTarget },
+  now: Date,
+  next: Date,
 ): boolean {
-  return (
+  const same =
     s.cron === (input.cron ?? null) &&
     s.run_once === (input.after !== undefined) &&
     s.timezone === input.timezone &&
-    canonicalJson(s.target) === canonicalJson(input.target)
-  );
+    s.enabled &&
+    canonicalJson(s.target) === canonicalJson(input.target);
+  if (!same || !s.run_once) return same;
+  const due = Date.parse(s.next_fire_at);
+  const delay = next.getTime() - now.getTime();
+  return s.fire_count === 0 && Math.abs(due - next.getTime()) <= Math.max(60_000, delay / 100);
 }
