@@ -138,24 +138,48 @@ export function redactEventPayloads<E extends Pick<EventJson, 'type' | 'data'>>(
 
 /**
  * A definition as a viewer sees it in an execution's start: its shape (steps, what each runs,
- * dependencies, conditions) whole, each step's arguments (`with`) and the outputs mapping
- * replaced. A workflow sent with its definition inline (POST /agents/workflow) carries its
+ * dependencies, conditions) whole; each step's arguments (`with`) and item list (`for_each.items`,
+ * which may be a literal list), the outputs mapping, and the input schema's defaults and allowed
+ * values replaced. A workflow sent with its definition inline (POST /agents/workflow) carries its
  * arguments as literals: URLs with their keys, SQL naming the rows it is about.
  */
 function definitionArgumentsRedacted(definition: unknown): unknown {
-  if (definition === null || typeof definition !== 'object' || Array.isArray(definition)) return definition;
-  const d = definition as Record<string, unknown>;
+  if (!isRecord(definition)) return definition;
+  const d = definition;
   return {
     ...d,
     ...('outputs' in d ? { outputs: redactIfSet(d['outputs']) } : {}),
+    ...('input' in d ? { input: schemaValuesRedacted(d['input'], 0) } : {}),
     ...(Array.isArray(d['steps'])
       ? {
-          steps: (d['steps'] as unknown[]).map((s) =>
-            s !== null && typeof s === 'object' && 'with' in s ? { ...s, with: redactIfSet(s.with) } : s,
-          ),
+          steps: (d['steps'] as unknown[]).map((s) => {
+            if (!isRecord(s)) return s;
+            const forEach = s['for_each'];
+            return {
+              ...s,
+              ...('with' in s ? { with: redactIfSet(s['with']) } : {}),
+              ...(isRecord(forEach) ? { for_each: { ...forEach, items: redactIfSet(forEach['items']) } } : {}),
+            };
+          }),
         }
       : {}),
   };
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** An input schema with its `default` and `enum` values replaced, at every level (depth-bounded). */
+function schemaValuesRedacted(node: unknown, depth: number): unknown {
+  if (!isRecord(node) || depth > 32) return node;
+  const out: Record<string, unknown> = { ...node };
+  if ('default' in out) out['default'] = redactIfSet(out['default']);
+  if ('enum' in out) out['enum'] = redactIfSet(out['enum']);
+  if (isRecord(out['properties']))
+    out['properties'] = Object.fromEntries(
+      Object.entries(out['properties']).map(([k, v]) => [k, schemaValuesRedacted(v, depth + 1)]),
+    );
+  if ('items' in out) out['items'] = schemaValuesRedacted(out['items'], depth + 1);
+  return out;
 }
 
 /**

@@ -60,9 +60,14 @@ describe('payload redaction for viewers', () => {
         definition: {
           id: 'adhoc',
           version: 1,
+          input: {
+            type: 'object',
+            properties: { who: { type: 'string', default: 'S3CRET', enum: ['S3CRET', 'x'] } },
+          },
           steps: [
             { id: 'get', uses: 'fetch.http_request', needs: [], with: { url: 'https://p.example/api?api_key=S3CRET' } },
             { id: 'wait', wait: { signal: 'ok', timeout_ms: 10 }, needs: ['get'] },
+            { id: 'each', uses: 'x.y', needs: [], for_each: { items: "['S3CRET@a.example']", concurrency: 2 } },
           ],
           outputs: { token: 'S3CRET' },
         },
@@ -74,7 +79,12 @@ describe('payload redaction for viewers', () => {
     assert.deepEqual(data.definition['steps'], [
       { id: 'get', uses: 'fetch.http_request', needs: [], with: REDACTED_PAYLOAD },
       { id: 'wait', wait: { signal: 'ok', timeout_ms: 10 }, needs: ['get'] },
+      { id: 'each', uses: 'x.y', needs: [], for_each: { items: REDACTED_PAYLOAD, concurrency: 2 } },
     ]);
+    assert.deepEqual(data.definition['input'], {
+      type: 'object',
+      properties: { who: { type: 'string', default: REDACTED_PAYLOAD, enum: REDACTED_PAYLOAD } },
+    });
     assert.equal(data.definition['outputs'], REDACTED_PAYLOAD);
   });
 

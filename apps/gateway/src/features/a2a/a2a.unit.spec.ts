@@ -1,11 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Message } from '@a2a-js/sdk';
+import type { Message, Task } from '@a2a-js/sdk';
 import { RequestMalformedError } from '@a2a-js/sdk/errors';
 import { buildCard, exampleFromSchema } from './cards.js';
 import { parseWorkRequest } from './message.js';
 import { roleForMethod } from './peer.js';
 import { taskWorkStatus } from './backends.js';
+import { redactTask } from './redaction.js';
 
 const SKILLS = ['revenue_analysis', 'customer_segmentation'];
 const resolve = (n: string) => (n === 'analyze_revenue' ? 'revenue_analysis' : SKILLS.includes(n) ? n : undefined);
@@ -163,5 +164,43 @@ describe('a2a roles, cards and states', () => {
       error: { code: 'timeout', message: 'task timed out after 1000 ms' },
     });
     assert.equal(taskWorkStatus({ ...v, status: 'canceled' }).state, 'canceled');
+  });
+});
+
+describe('a2a tasks as a viewer reads them', () => {
+  it("a failure's data part keeps which error it was, not the values it quotes; metadata is redacted", () => {
+    const message = {
+      messageId: 'm1',
+      contextId: 'c',
+      taskId: 't',
+      role: 2,
+      parts: [
+        {
+          content: {
+            $case: 'data',
+            value: {
+              error: { code: 'validation', message: 'invalid input syntax for type integer: "ceo@private.example"' },
+            },
+          },
+          mediaType: 'application/json',
+          filename: '',
+          metadata: { secret: 'S3CRET' },
+        },
+      ],
+      metadata: { client: 'S3CRET' },
+      extensions: [],
+      referenceTaskIds: [],
+    } as unknown as Message;
+    const task = {
+      id: 't',
+      contextId: 'c',
+      status: { state: 4, message, timestamp: undefined },
+      artifacts: [],
+      history: [],
+      metadata: undefined,
+    } as unknown as Task;
+    const seen = JSON.stringify(redactTask(task));
+    assert.doesNotMatch(seen, /ceo@private|S3CRET/);
+    assert.match(seen, /invalid input syntax for type integer: …/);
   });
 });

@@ -1,6 +1,6 @@
 import type { Artifact, Message, Part, StreamResponse, Task, TaskPushNotificationConfig } from '@a2a-js/sdk';
 import type { ServerCallContext, User } from '@a2a-js/sdk/server';
-import { maskQuotedValues, REDACTED_PAYLOAD, redactUrl } from '../../events/redaction.js';
+import { maskErrorTexts, maskQuotedValues, REDACTED_PAYLOAD, redactUrl } from '../../events/redaction.js';
 
 /**
  * The user the gateway hands the A2A SDK: who calls, and whether the key may see payloads
@@ -38,13 +38,30 @@ const redactArtifact = (a: Artifact): Artifact => ({
   metadata: redactMetadata(a.metadata),
 });
 
-/** A status message's text (a failure's error) with the values it quotes masked, as every viewer-facing error text. */
+/**
+ * A status message (a failure's error: a text part, or a data part `{ error }`) with the values it
+ * quotes masked, as every viewer-facing error text; its metadata redacted, any other part too.
+ */
 const maskStatusMessage = (m: Message | undefined): Message | undefined =>
   m && {
     ...m,
-    parts: m.parts.map((p) =>
-      p.content?.$case === 'text' ? { ...p, content: { $case: 'text', value: maskQuotedValues(p.content.value) } } : p,
-    ),
+    metadata: redactMetadata(m.metadata),
+    parts: m.parts.map((p) => {
+      const c = p.content;
+      if (c?.$case === 'text')
+        return {
+          ...p,
+          content: { $case: 'text', value: maskQuotedValues(c.value) },
+          metadata: redactMetadata(p.metadata),
+        };
+      if (c?.$case === 'data')
+        return {
+          ...p,
+          content: { $case: 'data', value: maskErrorTexts(c.value) },
+          metadata: redactMetadata(p.metadata),
+        };
+      return redactPart(p);
+    }),
   };
 const maskStatus = <S extends { message?: Message | undefined }>(status: S | undefined): S | undefined =>
   status && { ...status, message: maskStatusMessage(status.message) };
