@@ -63,20 +63,26 @@ export class HtmlExtractor {
       );
     signal?.throwIfAborted();
     return new Promise<ExtractedPage>((resolve, reject) => {
-      const job: Job = { id: this.nextId++, html, baseUrl, resolve, reject };
+      // A caller that gives up frees what it held: its page leaves the queue, or, running, the
+      // thread is ended and the next page gets a new one. The listener goes with the job.
+      const onAbort = () => {
+        const why = signal?.reason instanceof Error ? signal.reason : new AppError('canceled', 'canceled');
+        const at = this.queue.indexOf(job);
+        if (at >= 0) {
+          this.queue.splice(at, 1);
+          job.reject(why);
+        } else if (this.running?.job === job) this.fail(why);
+      };
+      const settle = () => signal?.removeEventListener('abort', onAbort);
+      const job: Job = {
+        id: this.nextId++,
+        html,
+        baseUrl,
+        resolve: (page) => (settle(), resolve(page)),
+        reject: (err) => (settle(), reject(err)),
+      };
       this.queue.push(job);
-      // A job the caller gave up on before it ran is dropped; one running finishes (or times out).
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const at = this.queue.indexOf(job);
-          if (at >= 0) {
-            this.queue.splice(at, 1);
-            reject(signal.reason instanceof Error ? signal.reason : new AppError('canceled', 'canceled'));
-          }
-        },
-        { once: true },
-      );
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.pump();
     });
   }

@@ -51,4 +51,21 @@ describe('HtmlExtractor (pages converted on a thread of their own, each within a
     assert.ok((await slow) instanceof AppError);
     assert.equal(((await second) as { title: string }).title, 'T', 'the page behind the dropped one ran');
   });
+
+  it('a running page whose caller gives up frees the thread at once for the next', async () => {
+    // A limit far past the test's: the next page converts only if the abandoned one was ended.
+    const patient = new HtmlExtractor({ timeoutMs: 120_000 });
+    try {
+      const ac = new AbortController();
+      const costly = patient.extract(NESTED, 'https://site.test/', ac.signal).catch((e: unknown) => e);
+      await new Promise((r) => setTimeout(r, 100));
+      ac.abort(new AppError('canceled', 'the caller left'));
+      assert.match(String(((await costly) as Error).message), /the caller left/);
+      const started = Date.now();
+      assert.equal((await patient.extract(PAGE, 'https://site.test/')).title, 'T');
+      assert.ok(Date.now() - started < 30_000, 'not behind the abandoned page (about a minute of work)');
+    } finally {
+      await patient.close();
+    }
+  });
 });
