@@ -252,6 +252,7 @@ describe('terminalSafe', () => {
     assert.equal(cutToWidth('abcdef', 10), 'abcdef');
     assert.equal(cutToWidth('abcdefghijkl', 6), 'abcde…');
     assert.equal(cutToWidth('表表表表', 6), '表表…', 'wide characters count two');
+    assert.equal(cutToWidth('⌚✅❌⭐', 6), '⌚✅…', 'emoji count two');
     assert.equal(cutToWidth('a\u001bbcdef', 8), 'a\u001b…', 'a control counts as its escape (six)');
   });
 

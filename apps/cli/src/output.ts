@@ -18,9 +18,9 @@ export function printBlock(text: string): void {
   process.stdout.write(`${terminalSafe(text)}\n`);
 }
 
-/** East Asian wide and emoji code points: two columns on a terminal. */
+/** East Asian wide and pictographic (emoji) code points: two columns on a terminal (counted so when unsure: cutting early is safe). */
 const WIDE =
-  /[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{1f300}-\u{1faff}\u{20000}-\u{3fffd}]/u;
+  /[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{20000}-\u{3fffd}]|\p{Extended_Pictographic}/u;
 
 /**
  * `line` cut to `width` columns (a wide character counts two, a control character the six of its
