@@ -88,6 +88,15 @@ describe('agents on the demo business data (PostgreSQL)', () => {
         assert.ok(next.rows[0]!.id > Math.max(...ids));
         const marker = await other.query(`select value->>'version' as v from business.demo_meta where key = 'dataset'`);
         assert.equal(marker.rows[0].v, '2');
+        // A version 5 onboarding still running inserts max + 1 itself; the next start moves the
+        // sequence past it (never back), so the next insert does not collide.
+        await other.query(
+          `insert into business.customers (id, name, email, segment, region, signup_date)
+           select max(id) + 1, 'v5', 'v5@example.com', 'smb', 'emea', current_date from business.customers`,
+        );
+        await loadDemoData(other);
+        const after = await insert(2000);
+        assert.ok(after.rows[0]!.id > next.rows[0]!.id + 1);
       } finally {
         await other.end();
       }

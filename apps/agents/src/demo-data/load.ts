@@ -75,6 +75,7 @@ export async function loadDemoData(pool: pg.Pool, opts: LoadDemoDataOptions = {}
     }
     const same = sameData && (current.version === marker.version || upgradable);
     if (same && !opts.reset) {
+      await client.query(identityAfterLoadSql);
       await client.query('commit');
       return {
         loaded: false,

@@ -90,11 +90,12 @@ create table business.cost_lines (
  * Customers and subscriptions get their ids from identity columns (an insert that names none
  * gets the next one, with no more than INSERT on the table): an id taken as max(id) + 1 collided
  * between onboardings running at once (the primary key refused 40 of 100 in a burst). After rows
- * are loaded with their own ids, each sequence is moved past the largest.
+ * are loaded with their own ids, and at every start (rows a version 5 onboarding still inserted
+ * with ids of its own), each sequence is moved past the largest, never back.
  */
 export const identityAfterLoadSql = `
-select setval(pg_get_serial_sequence('business.customers', 'id'), coalesce((select max(id) from business.customers), 0) + 1, false);
-select setval(pg_get_serial_sequence('business.subscriptions', 'id'), coalesce((select max(id) from business.subscriptions), 0) + 1, false);
+select setval('business.customers_id_seq', greatest(coalesce((select max(id) from business.customers), 0), (select last_value from business.customers_id_seq)));
+select setval('business.subscriptions_id_seq', greatest(coalesce((select max(id) from business.subscriptions), 0), (select last_value from business.subscriptions_id_seq)));
 `;
 
 /** Version 1 to 2 in place (the rows onboardings added are kept): the two identity columns, `onboarded_by`. */
