@@ -16,3 +16,5 @@ port.on('message', (raw: unknown) => {
     port.postMessage({ id: job.data.id, ok: false, message: err instanceof Error ? err.message : String(err) });
   }
 });
+// Loaded: pages may come (their time limit starts when one is sent).
+port.postMessage({ ready: true });

@@ -14,6 +14,7 @@ export interface HtmlExtractorLimits {
 
 export const defaultHtmlExtractorLimits: HtmlExtractorLimits = { timeoutMs: 5_000, maxQueued: 32, maxHeapMb: 256 };
 
+const readySchema = z.object({ ready: z.literal(true) });
 const answerSchema = z.union([
   z.object({
     id: z.number(),
@@ -45,6 +46,8 @@ interface Job {
 export class HtmlExtractor {
   private readonly limits: HtmlExtractorLimits;
   private worker: Worker | undefined;
+  /** The thread has loaded its parsers and takes pages. */
+  private ready = false;
   private running: { job: Job; timer: NodeJS.Timeout } | undefined;
   private readonly queue: Job[] = [];
   private nextId = 0;
@@ -101,10 +104,11 @@ export class HtmlExtractor {
   }
 
   private pump(): void {
-    if (this.running || this.closed) return;
-    const job = this.queue.shift();
-    if (!job) return;
+    if (this.running || this.closed || this.queue.length === 0) return;
     const worker = this.thread();
+    // A new thread loads its parsers first: the time limit is the page's, not the start's.
+    if (!this.ready) return;
+    const job = this.queue.shift()!;
     const timer = setTimeout(() => {
       this.fail(
         new AppError(
@@ -139,12 +143,19 @@ export class HtmlExtractor {
       name: 'html-extract',
       resourceLimits: { maxOldGenerationSizeMb: this.limits.maxHeapMb },
     });
+    this.ready = false;
     // An idle thread does not keep the process alive.
     worker.unref();
     worker.on('message', (raw: unknown) => {
+      if (worker !== this.worker) return;
+      if (readySchema.safeParse(raw).success) {
+        this.ready = true;
+        this.pump();
+        return;
+      }
       const a = answerSchema.safeParse(raw);
       const r = this.running;
-      if (!a.success || !r || a.data.id !== r.job.id || worker !== this.worker) return;
+      if (!a.success || !r || a.data.id !== r.job.id) return;
       clearTimeout(r.timer);
       this.running = undefined;
       if (a.data.ok) r.job.resolve(a.data.page);
@@ -153,8 +164,16 @@ export class HtmlExtractor {
       this.pump();
     });
     // Out of heap or any other end of the thread: the job it ran fails, the next gets a new thread.
+    // A thread that ends before it is ready would end again: the pages waiting fail instead of
+    // starting thread after thread.
     const ended = (why: string) => {
       if (worker !== this.worker) return;
+      if (!this.ready) {
+        this.worker = undefined;
+        for (const job of this.queue.splice(0))
+          job.reject(new AppError('unavailable', `the HTML converter did not start (${why})`));
+        return;
+      }
       this.fail(new AppError('payload_too_large', `the page could not be converted to text (${why})`));
     };
     worker.on('error', (err) => ended(err.message));
