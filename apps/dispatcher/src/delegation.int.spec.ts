@@ -377,14 +377,15 @@ describe('task delegation over real NATS and PostgreSQL', () => {
         60_000,
       ),
     ]);
-    // Past one heartbeat (CALL_HEARTBEAT_MS, 5 s) while they wait.
+    // Past one heartbeat (CALL_HEARTBEAT_MS) while they wait.
     await until('a queued heartbeat', () => (all().length >= 2 ? true : undefined), 15_000);
     await agent('customer_success', 'cs-1');
     const [a, b] = await runs;
     assert.equal(a.status, 'completed');
     assert.equal(b.status, 'completed');
     await nc.flush();
-    const told = all();
+    // `running` heartbeats may follow `started` while the task runs.
+    const told = all().filter((x) => x !== 'running');
     assert.equal(told.at(-1), 'started');
     assert.ok(told.slice(0, -1).length >= 2 && told.slice(0, -1).every((s) => s === 'queued'), told.join(', '));
     assert.deepEqual(first(), ['queued']);

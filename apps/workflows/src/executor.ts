@@ -93,6 +93,12 @@ export interface ExecuteOptions {
   readonly silenceMs?: () => number;
   /** Called when the call is sent again because its worker fell silent. */
   readonly onResend?: () => void;
+  /**
+   * Whether the call is still wanted when it would be sent again (its attempt still in flight, its
+   * execution not canceling): a re-send after the attempt timed out or a cancel ran the call's
+   * effect after the compensation that undid it.
+   */
+  readonly stillWanted?: () => boolean;
   /** How long a silence means the worker is gone (default CALL_SILENCE_MS). */
   readonly silenceLimitMs?: number;
 }
@@ -134,7 +140,8 @@ async function requestFollowingQueue<T>(
         ),
         silent,
       ]);
-      if (first === 'answered' || Date.now() >= until) return await sent;
+      // Not sent again once nobody wants its answer: this request ends as it ends.
+      if (first === 'answered' || Date.now() >= until || opts.stillWanted?.() === false) return await sent;
     } finally {
       clearTimeout(timer);
     }

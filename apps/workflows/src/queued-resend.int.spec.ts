@@ -10,7 +10,7 @@ import { freshDatabase, overriding, testNatsUrl } from '@switchyard/testing';
 import type { WorkflowDefinitionInput } from '@switchyard/domain';
 import { WorkflowEngine } from './engine.js';
 import { TEST_ENGINE_TIMINGS } from './test-responders.js';
-import { executionEvents, startExecution, waitForExecution } from '@switchyard/workflow-executions';
+import { cancelExecution, executionEvents, startExecution, waitForExecution } from '@switchyard/workflow-executions';
 
 const logger = createLogger('workflow-queued-resend-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -332,6 +332,35 @@ describe('a call whose worker falls silent (queued or running) is sent again und
       assert.deepEqual(steps, ['StepScheduled', 'StepDispatched', 'StepSucceeded'], 'heartbeats record nothing');
     } finally {
       w.unsubscribe();
+    }
+  });
+
+  it('a silent call of an execution canceled meanwhile is not sent again (its effect would land after the undo)', async () => {
+    requests.length = 0;
+    const first: Subscription = worker('first', async (_req, progress) => {
+      await sleep(50);
+      progress?.close();
+      first.unsubscribe();
+    });
+    const { executionId } = await startExecution(store, {
+      definition: definition(`canceled-silent-${id}`, 20_000),
+      input: {},
+      correlationId: newId(),
+    });
+    while (requests.length === 0) await sleep(20);
+    await cancelExecution(store, executionId, { reason: 'changed my mind', correlationId: newId() });
+    const second = worker('second', async (req, _progress, respond) => {
+      respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: 'too late' } });
+    });
+    try {
+      await sleep(3 * SILENCE_MS);
+      assert.deepEqual(
+        requests.map((r) => r.worker),
+        ['first'],
+        'not sent to the worker in its place',
+      );
+    } finally {
+      second.unsubscribe();
     }
   });
 });

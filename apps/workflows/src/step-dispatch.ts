@@ -320,6 +320,18 @@ export class StepDispatch {
     await this.record(a, outcome);
   }
 
+  /**
+   * Whether a unit's call is still wanted: its execution running (not canceling, not ended) and
+   * this attempt still dispatched. Unknown (not in the cache): yes.
+   */
+  private stillWanted(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): boolean {
+    const state = this.cache.get(a.executionId)?.state;
+    if (!state) return true;
+    if (state.status !== 'running') return false;
+    const u = unitIn(state, ref);
+    return u !== undefined && u.attempt === a.attempt && u.phase === 'dispatched';
+  }
+
   /** One call of a unit's target over NATS (or the execute hook), to its outcome. */
   private async callOnce(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): Promise<StepOutcome> {
     let outcome: StepOutcome;
@@ -349,6 +361,7 @@ export class StepDispatch {
             ? {
                 progressSubject: this.progressSubject,
                 silenceMs,
+                stillWanted: () => this.stillWanted(a, ref),
                 onResend,
                 ...(this.o.queuedCallSilenceMs ? { silenceLimitMs: this.o.queuedCallSilenceMs } : {}),
               }

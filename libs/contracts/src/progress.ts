@@ -19,10 +19,11 @@ export type CallProgress = z.infer<typeof callProgressSchema>;
  * or `running`). A worker that dies takes its calls with it, and nobody would tell the caller, who
  * would wait out the whole queue budget (minutes for an agent) or the step's whole timeout.
  */
-export const CALL_HEARTBEAT_MS = 5_000;
+export const CALL_HEARTBEAT_MS = 2_000;
 /**
  * A caller that heard nothing of a call for this long (since it sent it, or since the last
- * notice) sends the same call again under the same idempotency key: a live worker joins the call
+ * notice) sends the same call again under the same idempotency key, if the call is still wanted
+ * (its attempt not ended, its execution not canceled), well within a step's usual 15 s timeout: a live worker joins the call
  * it already holds (nothing runs twice), a worker started in the dead one's place takes it up, and
  * with no worker at all the caller gets its usual `unavailable`. Three heartbeats, so one lost
  * notice is not enough to re-send.
