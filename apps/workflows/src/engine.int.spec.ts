@@ -260,32 +260,51 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
     assert.equal(t.at(-1), 'WorkflowFailed');
   });
 
-  it('cancels a running execution: asks the running unit to stop, waits for it, compensates what succeeded, ends canceled', async () => {
-    responders.behaviours.set(`${server}/reserve`, () => ({ reservation: 'r-1' }));
+  /**
+   * An execution that reserved (`reserve<suffix>`, compensated by `release<suffix>`, which runs
+   * `release`), canceled while its next step (`slow<suffix>`, running until asked to stop) runs;
+   * resolves once it ended.
+   */
+  const canceledAfterReserving = async (
+    suffix: string,
+    release: (c: { args: unknown }) => unknown,
+    releaseStep: Record<string, unknown> = {},
+  ) => {
+    responders.behaviours.set(`${server}/reserve${suffix}`, () => ({ reservation: `r-${suffix}` }));
     // Like a real worker: runs until asked to stop, then answers `canceled`.
-    responders.behaviours.set(`${server}/slow`, async (c) => {
+    responders.behaviours.set(`${server}/slow${suffix}`, async (c) => {
       const reason = await responders.whenCanceled(c.key);
       throw new AppError('canceled', `tool call canceled: ${reason}`, {}, false);
     });
-    responders.behaviours.set(`${server}/release`, (c) => ({ released: c.args }));
+    responders.behaviours.set(`${server}/release${suffix}`, (c) => release(c));
     const { executionId: id } = await startExecution(store, {
       definition: {
-        id: 'cancel_demo',
+        id: `cancel_demo${suffix}`,
         version: 1,
         name: 'cancel',
         steps: [
-          { id: 'reserve', uses: `mcp:${server}/reserve`, on_error: { compensate: 'release' } },
-          { id: 'work', uses: `mcp:${server}/slow`, needs: ['reserve'], timeout_ms: 30_000 },
-          { id: 'release', uses: `mcp:${server}/release`, with: { id: 'r-1' } },
+          { id: 'reserve', uses: `mcp:${server}/reserve${suffix}`, on_error: { compensate: 'release' } },
+          { id: 'work', uses: `mcp:${server}/slow${suffix}`, needs: ['reserve'], timeout_ms: 30_000 },
+          { id: 'release', uses: `mcp:${server}/release${suffix}`, ...releaseStep },
         ],
       },
       input: {},
       correlationId: newId(),
     });
     await until('work dispatched', async () => (await types(id)).filter((x) => x === 'StepDispatched').length === 2);
-    const r = await cancelExecution(store, id, { reason: 'operator said so', correlationId: newId() });
+    const canceled = await cancelExecution(store, id, { reason: 'operator said so', correlationId: newId() });
+    return { id, canceled, state: await waitForExecution(store, id, 20_000) };
+  };
+
+  it('cancels a running execution: asks the running unit to stop, waits for it, compensates what succeeded, ends canceled', async () => {
+    const {
+      id,
+      canceled: r,
+      state,
+    } = await canceledAfterReserving('', (c) => ({ released: c.args }), {
+      with: { id: 'r-1' },
+    });
     assert.equal(r.status, 'canceling');
-    const state = await waitForExecution(store, id, 15_000);
     assert.equal(state.status, 'canceled');
     const t = await types(id);
     assert.ok(t.includes('CompensationStarted') && t.includes('CompensationSucceeded'), t.join(','));
@@ -305,34 +324,12 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
   });
 
   it('a compensation that fails for a passing reason (its server away) is sent again under its key until it succeeds', async () => {
-    responders.behaviours.set(`${server}/reserve2`, () => ({ reservation: 'r-2' }));
-    responders.behaviours.set(`${server}/slow2`, async (c) => {
-      const reason = await responders.whenCanceled(c.key);
-      throw new AppError('canceled', `tool call canceled: ${reason}`, {}, false);
-    });
     let tries = 0;
-    responders.behaviours.set(`${server}/release2`, () => {
+    const { id, state } = await canceledAfterReserving('2', () => {
       tries += 1;
       if (tries <= 2) throw new AppError('unavailable', 'no service is listening (restarting)');
       return { released: true };
     });
-    const { executionId: id } = await startExecution(store, {
-      definition: {
-        id: 'cancel_retry_demo',
-        version: 1,
-        name: 'cancel',
-        steps: [
-          { id: 'reserve', uses: `mcp:${server}/reserve2`, on_error: { compensate: 'release' } },
-          { id: 'work', uses: `mcp:${server}/slow2`, needs: ['reserve'], timeout_ms: 30_000 },
-          { id: 'release', uses: `mcp:${server}/release2`, with: { id: 'r-2' } },
-        ],
-      },
-      input: {},
-      correlationId: newId(),
-    });
-    await until('work dispatched', async () => (await types(id)).filter((x) => x === 'StepDispatched').length === 2);
-    await cancelExecution(store, id, { reason: 'undo it', correlationId: newId() });
-    const state = await waitForExecution(store, id, 20_000);
     assert.equal(state.status, 'canceled');
     const t = await types(id);
     assert.ok(t.includes('CompensationSucceeded') && !t.includes('CompensationFailed'), t.join(','));
@@ -342,31 +339,13 @@ describe('workflow engine over real PostgreSQL and nats-server', () => {
   });
 
   it('a compensation that keeps failing is sent again only within its own time, and not after it ended', async () => {
-    responders.behaviours.set(`${server}/reserve3`, () => ({ reservation: 'r-3' }));
-    responders.behaviours.set(`${server}/slow3`, async (c) => {
-      const reason = await responders.whenCanceled(c.key);
-      throw new AppError('canceled', `tool call canceled: ${reason}`, {}, false);
-    });
-    responders.behaviours.set(`${server}/release3`, () => {
-      throw new AppError('unavailable', 'no service is listening (gone for good)');
-    });
-    const { executionId: id } = await startExecution(store, {
-      definition: {
-        id: 'cancel_budget_demo',
-        version: 1,
-        name: 'cancel',
-        steps: [
-          { id: 'reserve', uses: `mcp:${server}/reserve3`, on_error: { compensate: 'release' } },
-          { id: 'work', uses: `mcp:${server}/slow3`, needs: ['reserve'], timeout_ms: 30_000 },
-          { id: 'release', uses: `mcp:${server}/release3`, timeout_ms: 2_500 },
-        ],
+    const { id, state } = await canceledAfterReserving(
+      '3',
+      () => {
+        throw new AppError('unavailable', 'no service is listening (gone for good)');
       },
-      input: {},
-      correlationId: newId(),
-    });
-    await until('work dispatched', async () => (await types(id)).filter((x) => x === 'StepDispatched').length === 2);
-    await cancelExecution(store, id, { reason: 'undo it', correlationId: newId() });
-    const state = await waitForExecution(store, id, 20_000);
+      { timeout_ms: 2_500 },
+    );
     assert.equal(state.status, 'canceled');
     assert.ok((await types(id)).includes('CompensationFailed'));
     const sends = () => responders.calls.filter((c) => c.tool === `${server}/release3`).length;

@@ -131,6 +131,25 @@ describe('a call whose worker falls silent (queued or running) is sent again und
     outputs: { answer: '${{ steps.answer.output.text }}' },
   });
 
+  /**
+   * Starts an execution of `definition(name)` whose call a worker takes at once (no `queued`),
+   * says nothing more of, and dies with; resolves once the call was taken.
+   */
+  const takenByADyingWorker = async (name: string) => {
+    const first: Subscription = worker('first', async (_req, progress) => {
+      await sleep(50);
+      progress?.close();
+      first.unsubscribe();
+    });
+    const started = await startExecution(store, {
+      definition: definition(name, 20_000),
+      input: {},
+      correlationId: newId(),
+    });
+    while (requests.length === 0) await sleep(20);
+    return started;
+  };
+
   it('the worker dies after saying "queued": the call goes again to the worker in its place, same key, same attempt, and completes', async () => {
     requests.length = 0;
     // The first worker queues the call and dies: it stops serving the subject and never answers.
@@ -274,18 +293,7 @@ describe('a call whose worker falls silent (queued or running) is sent again und
 
   it('the worker dies while the call runs: the call goes again under the same key before its timeout, and completes', async () => {
     requests.length = 0;
-    // The first worker takes the call at once (no `queued`), says nothing more, and dies.
-    const first: Subscription = worker('first', async (_req, progress) => {
-      await sleep(50);
-      progress?.close();
-      first.unsubscribe();
-    });
-    const { executionId } = await startExecution(store, {
-      definition: definition(`running-died-${id}`, 20_000),
-      input: {},
-      correlationId: newId(),
-    });
-    while (requests.length === 0) await sleep(20);
+    const { executionId } = await takenByADyingWorker(`running-died-${id}`);
     const second = worker('second', async (req, _progress, respond) => {
       respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: 'picked up' } });
     });
@@ -337,17 +345,7 @@ describe('a call whose worker falls silent (queued or running) is sent again und
 
   it('a silent call of an execution canceled meanwhile is not sent again (its effect would land after the undo)', async () => {
     requests.length = 0;
-    const first: Subscription = worker('first', async (_req, progress) => {
-      await sleep(50);
-      progress?.close();
-      first.unsubscribe();
-    });
-    const { executionId } = await startExecution(store, {
-      definition: definition(`canceled-silent-${id}`, 20_000),
-      input: {},
-      correlationId: newId(),
-    });
-    while (requests.length === 0) await sleep(20);
+    const { executionId } = await takenByADyingWorker(`canceled-silent-${id}`);
     await cancelExecution(store, executionId, { reason: 'changed my mind', correlationId: newId() });
     const second = worker('second', async (req, _progress, respond) => {
       respond({ task_id: `task-of-${req.idempotency_key}`, status: 'completed', result: { text: 'too late' } });
