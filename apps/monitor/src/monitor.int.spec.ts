@@ -157,4 +157,32 @@ describe('Monitor with PostgreSQL read models', () => {
       (e: unknown) => e instanceof AppError && e.code === 'not_found',
     );
   });
+
+  it('a manual resolve answers the instance it ended, also when its rule fires it again before the answer is read', async () => {
+    const t0 = Date.now();
+    await monitor.ingest([{ metric: 'queue_depth', labels: { queue: 'again' }, ts: t0, value: 500 }]);
+    const firing = (await monitor.listAlerts({ state: 'firing' })).find((a) => a.labels['queue'] === 'again')!;
+    const store = monitor.store;
+    const original = store.listAlerts.bind(store);
+    let reads = 0;
+    // The rule still holds: a sample comes in between the resolve and the read of its answer.
+    store.listAlerts = async (filter) => {
+      if (++reads === 2)
+        await monitor.ingest([{ metric: 'queue_depth', labels: { queue: 'again' }, ts: t0 + 20, value: 500 }]);
+      return original(filter);
+    };
+    try {
+      const r = await monitor.resolveAlert(firing.id, 'ann', 'by hand', t0 + 10);
+      assert.deepEqual(
+        [r.id, r.state, r.resolvedHow, r.resolvedBy, r.resolveReason],
+        [firing.id, 'resolved', 'manual', 'ann', 'by hand'],
+      );
+      const [now] = await original({ id: firing.id });
+      assert.notEqual(now!.state, 'resolved', 'it fired again meanwhile (what the answer used to show)');
+    } finally {
+      store.listAlerts = original;
+    }
+    // The instance that fired again ends too: nothing is left firing.
+    await monitor.resolveAlert(firing.id, 'ann', 'done with it', t0 + 30);
+  });
 });

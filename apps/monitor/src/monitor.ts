@@ -677,10 +677,31 @@ export class Monitor {
   }
 
   /** Resolve an alert by hand. Throws AppError not_found / illegal_state / validation. */
+  /**
+   * Resolve an alert by hand; answers the alert as this resolve left it. Its rule may still hold
+   * and fire it again (same id) before the answer is read: the answer is then the instance this
+   * resolve ended, not the new one.
+   */
   async resolveAlert(id: string, actor: string, reason: string, at = Date.now()): Promise<AlertRow> {
-    await this.command({ type: 'ResolveManually', data: { fingerprint: id, actor, reason }, metadata: this.meta(at) });
+    const [before] = await this.store.listAlerts({ id });
+    const events = await this.command({
+      type: 'ResolveManually',
+      data: { fingerprint: id, actor, reason },
+      metadata: this.meta(at),
+    });
     const [row] = await this.store.listAlerts({ id });
-    return row!;
+    const resolved = events.find((e) => e.type === 'AlertResolved');
+    if ((row && row.state === 'resolved') || !before || !resolved) return row ?? before!;
+    return {
+      ...before,
+      state: 'resolved',
+      resolvedAt: new Date(at),
+      resolvedHow: 'manual',
+      resolvedBy: actor,
+      resolveReason: reason,
+      suppressedBy: resolved.data.suppressedBy ?? null,
+      updatedAt: new Date(at),
+    };
   }
 
   /** Add a silence; alerts it matches stop notifying until it ends. */
