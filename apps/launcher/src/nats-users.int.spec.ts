@@ -351,8 +351,11 @@ describe('the Docker Compose nats-server config', () => {
       sub.unsubscribe();
     } finally {
       await Promise.all(connections.map((c) => closeNats(c)));
+      // Its JetStream files are written until it has exited: removed after.
+      const exited = new Promise((r) => (server.exitCode !== null ? r(undefined) : server.once('exit', r)));
       server.kill('SIGTERM');
-      rmSync(scratch, { recursive: true, force: true });
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      rmSync(scratch, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
     }
   });
 });
