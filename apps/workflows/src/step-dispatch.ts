@@ -321,10 +321,12 @@ export class StepDispatch {
   }
 
   /**
-   * Whether a unit's call is still wanted: its execution running (not canceling, not ended) and
-   * this attempt still dispatched. Unknown (not in the cache): yes.
+   * Whether a unit's call is still wanted: this engine running, its execution running (not
+   * canceling, not ended) and this attempt still dispatched. Unknown (not in the cache): yes.
    */
   private stillWanted(a: DispatchAction, ref: { stepId: string; itemIndex?: number }): boolean {
+    // A stopping engine sends nothing more: the engine that takes its partitions over re-sends.
+    if (this.rt.stopped) return false;
     const state = this.cache.get(a.executionId)?.state;
     if (!state) return true;
     if (state.status !== 'running') return false;
