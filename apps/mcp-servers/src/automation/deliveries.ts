@@ -211,12 +211,6 @@ function toQueued(r: Record<string, unknown>): QueuedDelivery {
   };
 }
 
-/**
- * Keyed webhook deliveries (automation.deliveries), e-mail sends, and the owed deliveries of
- * schedule occurrences and queue_webhook (automation.scheduled_deliveries), with their retries.
- * This is operational state, not events: see docs/automation-events.md. The object holds only
- * the sends it has in flight and the liveness connection that marks them as its own (`close()` ends it).
- */
 /** Scheduled and queued sends in flight in one process, and to one target (a webhook, a URL, the mail server). */
 const MAX_SENDS_IN_FLIGHT = 32;
 const SENDS_PER_TARGET = 4;
@@ -244,6 +238,12 @@ interface ClaimedDelivery {
   readonly ordering_key: string | null;
 }
 
+/**
+ * Keyed webhook deliveries (automation.deliveries), e-mail sends, and the owed deliveries of
+ * schedule occurrences and queue_webhook (automation.scheduled_deliveries), with their retries.
+ * This is operational state, not events: see docs/automation-events.md. The object holds only
+ * the sends it has in flight and the liveness connection that marks them as its own (`close()` ends it).
+ */
 export class Deliveries {
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -611,7 +611,7 @@ export class Deliveries {
   async sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
     // Claims take turns in this process: each counts what is in flight after the one before it.
     const claimed = await this.claimTurns.run(() => this.claimDue(batch, orderingKey));
-    const retry = { firstRetryMs: 30_000, maxRetryMs: 3_600_000, maxAttempts: 10, ...this.deps.scheduledRetry };
+    const retry = this.scheduledRetry();
     const outcomes = await Promise.all(
       claimed.map((d) => this.sendClaimed(d, retry).finally(() => this.sendsInFlight.delete(d.delivery_id))),
     );
@@ -632,7 +632,7 @@ export class Deliveries {
     const perTarget = new Map<string, number>();
     for (const t of this.sendsInFlight.values()) perTarget.set(t, (perTarget.get(t) ?? 0) + 1);
     const saturated = [...perTarget].filter(([, n]) => n >= SENDS_PER_TARGET).map(([t]) => t);
-    const retry = { firstRetryMs: 30_000, ...this.deps.scheduledRetry };
+    const retry = this.scheduledRetry();
     const now = this.clock.now();
     const lease = new Date(now.getTime() + retry.firstRetryMs);
     // A queued delivery's round of sends (with its own retries) may outlast the default lease: it must not be taken over mid-round.
@@ -869,6 +869,11 @@ export class Deliveries {
         this.kicking.delete(k);
       }
     })();
+  }
+
+  /** How scheduled deliveries are retried: 30 s doubling to 1 h, 10 sends (DeliveriesDeps.scheduledRetry overrides). */
+  private scheduledRetry(): { firstRetryMs: number; maxRetryMs: number; maxAttempts: number } {
+    return { firstRetryMs: 30_000, maxRetryMs: 3_600_000, maxAttempts: 10, ...this.deps.scheduledRetry };
   }
 
   /** Worst case of one round of sends: every attempt timed out, plus the backoff between them. */
