@@ -44,7 +44,7 @@ const STARTED_RECORD_AFTER_MS = 1_000;
 /** Waits before each new send of a compensation that failed for a passing reason (about a minute in all). */
 const COMPENSATION_RETRY_DELAYS_MS = [500, 1_000, 2_000, 4_000, 8_000, 15_000, 30_000];
 
-/** An error another try may not get: the target unreachable or busy, or out of time. */
+/** An error another try may get past: the target unreachable or busy, or out of time. */
 const isPassing = (error: { readonly code: string; readonly retryable?: boolean }): boolean =>
   error.retryable === true || error.code === 'unavailable' || error.code === 'timeout' || error.code === 'rate_limited';
 
