@@ -49,8 +49,8 @@ export interface WorkflowEngineOptions {
   readonly stop?: (s: StopAction) => Promise<void>;
   /** Subjects of the MCP connectors and the task service (default the production ones). */
   readonly subjects?: ExecutorSubjects;
-  /** A queued call whose worker is silent this long is sent again (default CALL_SILENCE_MS; tests shorten it). */
-  readonly queuedCallSilenceMs?: number;
+  /** A followed call (queued or running) whose worker is silent this long is sent again (default CALL_SILENCE_MS; tests shorten it). */
+  readonly callSilenceMs?: number;
   /** Override limits from the environment (WORKFLOW_MAX_*; tests). They apply to the whole process. */
   readonly limits?: Partial<WorkflowLimits>;
   /** The batch worker of bulk operations (default on, WORKFLOW_BATCH_ITEMS_PER_SEC); false: none in this process. */

@@ -72,7 +72,7 @@ describe('a call whose worker falls silent (queued or running) is sent again und
       partitions: 2,
       recoveryIntervalMs: 60_000,
       subjects,
-      queuedCallSilenceMs: SILENCE_MS,
+      callSilenceMs: SILENCE_MS,
     });
     await engine.start();
   });

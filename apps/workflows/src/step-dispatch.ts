@@ -365,7 +365,7 @@ export class StepDispatch {
                 silenceMs,
                 stillWanted: () => this.stillWanted(a, ref),
                 onResend,
-                ...(this.o.queuedCallSilenceMs ? { silenceLimitMs: this.o.queuedCallSilenceMs } : {}),
+                ...(this.o.callSilenceMs ? { silenceLimitMs: this.o.callSilenceMs } : {}),
               }
             : {},
         );

@@ -634,9 +634,9 @@ export class Deliveries {
     const saturated = [...perTarget].filter(([, n]) => n >= SENDS_PER_TARGET).map(([t]) => t);
     const retry = this.scheduledRetry();
     const now = this.clock.now();
-    const lease = new Date(now.getTime() + retry.firstRetryMs);
-    // A queued delivery's round of sends (with its own retries) may outlast the default lease: it must not be taken over mid-round.
-    const directLease = new Date(now.getTime() + Math.max(retry.firstRetryMs, this.sendBudgetMs() + 5_000));
+    // A claim is a lease on the row for one round of sends (with their own retries): a round may
+    // outlast the scheduled retry delay, and must not be taken over by another process mid-round.
+    const lease = new Date(now.getTime() + Math.max(retry.firstRetryMs, this.sendBudgetMs() + 5_000));
     const target = `lower(coalesce(substring(CASE WHEN s.channel = 'a2a' THEN s.webhook ELSE w.url END
                      FROM '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^/?#]+)'), s.channel || ':' || s.webhook))`;
     // Within an ordering key only the oldest pending row may go; the rest wait until it is delivered or given up.
@@ -648,21 +648,20 @@ export class Deliveries {
              FROM (SELECT s.delivery_id, ${target} AS target, s.next_attempt_at, s.seq
                      FROM automation.scheduled_deliveries s
                      LEFT JOIN automation.webhooks w ON s.channel = 'webhook' AND (w.name = s.webhook OR w.id::text = s.webhook)
-                    WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($5::text IS NULL OR s.ordering_key = $5)
+                    WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($4::text IS NULL OR s.ordering_key = $4)
                       AND (s.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM automation.scheduled_deliveries e
                             WHERE e.ordering_key = s.ordering_key AND e.status = 'pending' AND e.seq < s.seq))
-                      AND s.delivery_id <> ALL($6::text[]) AND ${target} <> ALL($11::text[])
-                    ORDER BY s.next_attempt_at, s.seq LIMIT $8 FOR UPDATE OF s SKIP LOCKED) c) r
-          WHERE r.n <= $9 - coalesce((SELECT u.n FROM unnest($7::text[], $10::int[]) AS u(target, n) WHERE u.target = r.target), 0)
+                      AND s.delivery_id <> ALL($5::text[]) AND ${target} <> ALL($10::text[])
+                    ORDER BY s.next_attempt_at, s.seq LIMIT $7 FOR UPDATE OF s SKIP LOCKED) c) r
+          WHERE r.n <= $8 - coalesce((SELECT u.n FROM unnest($6::text[], $9::int[]) AS u(target, n) WHERE u.target = r.target), 0)
           ORDER BY r.next_attempt_at, r.seq LIMIT $2)
-       UPDATE automation.scheduled_deliveries d SET next_attempt_at = CASE WHEN d.channel = 'a2a' THEN $4::timestamptz ELSE $3::timestamptz END, attempts = d.attempts + 1
+       UPDATE automation.scheduled_deliveries d SET next_attempt_at = $3::timestamptz, attempts = d.attempts + 1
          FROM picked p WHERE d.delivery_id = p.delivery_id
        RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts, d.ordering_key, p.target`,
       [
         now,
         room,
         lease,
-        directLease,
         orderingKey ?? null,
         [...this.sendsInFlight.keys()],
         [...perTarget.keys()],
@@ -704,11 +703,12 @@ export class Deliveries {
                 idempotencyKey: d.delivery_id,
                 correlationId: d.correlation_id,
               });
-      // A queued delivery's token and credentials are not kept once it is done.
+      // A queued delivery's token and credentials are not kept once it is done. An answer is
+      // recorded even when another process has claimed the row since (its round is then moot).
       await this.deps.pool.query(
         `UPDATE automation.scheduled_deliveries SET status = 'delivered', finished_at = $2, last_error = NULL, response_status = $3::int,
                 payload = CASE WHEN channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
-          WHERE delivery_id = $1`,
+          WHERE delivery_id = $1 AND status <> 'delivered'`,
         [d.delivery_id, this.clock.now(), result.status],
       );
       if (d.attempts > 1) log.info({ status: result.status }, 'scheduled webhook delivered after a retry');
@@ -722,11 +722,13 @@ export class Deliveries {
         (isAppError(e) && !e.retryable && e.code !== 'unavailable' && e.code !== 'timeout');
       const delay = Math.min(retry.maxRetryMs, retry.firstRetryMs * 2 ** (d.attempts - 1));
       const status = isAppError(e) && typeof e.details['status'] === 'number' ? e.details['status'] : null;
-      await this.deps.pool.query(
+      // Only while this claim is the row's latest: a round that outlived its lease must not undo
+      // the delivery of the process that claimed the row after it, nor move its retry.
+      const recorded = await this.deps.pool.query(
         `UPDATE automation.scheduled_deliveries SET status = $2, next_attempt_at = $3, last_error = $4, finished_at = CASE WHEN $2 = 'gave_up' THEN $5::timestamptz END,
                 response_status = coalesce($6::int, response_status),
                 payload = CASE WHEN $2 = 'gave_up' AND channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
-          WHERE delivery_id = $1`,
+          WHERE delivery_id = $1 AND status = 'pending' AND attempts = $7`,
         [
           d.delivery_id,
           final ? 'gave_up' : 'pending',
@@ -734,8 +736,13 @@ export class Deliveries {
           message.slice(0, 2000),
           this.clock.now(),
           status,
+          d.attempts,
         ],
       );
+      if (recorded.rowCount === 0) {
+        log.warn({ err: message }, 'scheduled delivery failure not recorded: the row was claimed again or delivered since');
+        return 'failed';
+      }
       if (final) log.error({ err: e }, 'scheduled webhook given up');
       else log.warn({ err: message, retryInMs: delay }, 'scheduled webhook not delivered; will retry');
       // The next of its ordering key may go now that this one is given up.

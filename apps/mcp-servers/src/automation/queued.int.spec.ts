@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { pino } from 'pino';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { freshDatabase } from '@switchyard/testing';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
@@ -31,10 +32,16 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
   let svc: AutomationService;
   const guard = new EgressGuard({ allowCidrs: ['127.0.0.0/8'] });
   const delivery = { retries: 3, initialDelayMs: 5, maxDelayMs: 20, timeoutMs: 5000 };
-  /** Answers by path: /flaky fails its first two requests of a key; /down 503 until `downStatus` changes; /held waits. */
+  /**
+   * Answers by path: /flaky fails its first two requests of a key; /down 503 until `downStatus`
+   * changes; /held waits; /held-once holds the first request of a key, answers the second 200
+   * and the later ones 503.
+   */
   const flakyCount = new Map<string, number>();
   let downStatus = 503;
   const held: ServerResponse[] = [];
+  const heldOnce: ServerResponse[] = [];
+  const heldOnceCount = new Map<string, number>();
 
   function service(overrides: Partial<AutomationDeps> = {}): AutomationService {
     const pool = new pg.Pool({ connectionString: url, max: 4 });
@@ -67,6 +74,11 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
       }
       if (req.url === '/down') return void res.writeHead(downStatus).end();
       if (req.url === '/held') return void held.push(res);
+      if (req.url === '/held-once') {
+        const n = (heldOnceCount.get(key) ?? 0) + 1;
+        heldOnceCount.set(key, n);
+        return n === 1 ? void heldOnce.push(res) : void res.writeHead(n === 2 ? 200 : 503).end();
+      }
       res.writeHead(200).end();
     });
     svc = service();
@@ -84,7 +96,7 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
   after(async () => {
     await client?.close();
     await http?.close();
-    for (const res of held.splice(0)) res.writeHead(200).end();
+    for (const res of [...held.splice(0), ...heldOnce.splice(0)]) res.writeHead(200).end();
     await sink?.close();
     for (const s of services) await s.close();
     for (const p of pools) await p.end();
@@ -185,6 +197,40 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
     assert.equal(done.attempts, 2);
     assert.equal(to(key).length, 5);
     assert.equal(to(key)[4]!.headers['x-a2a-notification-token'], 'tok-d');
+  });
+
+  it('a round that outlived its lease does not undo the delivery made by the process that claimed the row after it', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const first = service({ logger });
+    const second = service();
+    const key = 'stale-1';
+    await first.queueWebhook({
+      format: 'a2a',
+      url: `${sink.base}/held-once`,
+      event: 'a2a.task',
+      body: { task: { id: 's' } },
+      content_type: 'application/json',
+      token: 'tok-s',
+      idempotency_key: key,
+    });
+    await until(() => heldOnce.length === 1, "the first process's round is in flight");
+    // The round outlives its lease (a receiver slower than the budget): another process claims the row and is answered.
+    await db.query(`UPDATE automation.scheduled_deliveries SET next_attempt_at = now() WHERE delivery_id = $1`, [key]);
+    await second.sendScheduledDeliveries();
+    await until(async () => (await rowOf(key))?.status === 'delivered', 'delivered by the second process');
+    // The first round then ends without an answer (503 to it and to its retries).
+    heldOnce.shift()!.writeHead(503).end();
+    await until(
+      () => lines.some((l) => l['deliveryId'] === key && String(l['msg']).includes('failure not recorded')),
+      "the first process's round ended",
+    );
+    const row = await rowOf(key);
+    assert.equal(row.status, 'delivered');
+    assert.equal(row.attempts, 2);
+    assert.equal(row.response_status, 200);
+    assert.equal(row.last_error, null);
+    assert.equal(to(key).length, 5, 'the held send and its three retries, and the second process s one send');
   });
 
   it('a 4xx other than 408/429 is a final refusal: given up, not retried', async () => {
