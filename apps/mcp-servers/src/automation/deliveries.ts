@@ -740,7 +740,10 @@ export class Deliveries {
         ],
       );
       if (recorded.rowCount === 0) {
-        log.warn({ err: message }, 'scheduled delivery failure not recorded: the row was claimed again or delivered since');
+        log.warn(
+          { err: message },
+          'scheduled delivery failure not recorded: the row was claimed again or delivered since',
+        );
         return 'failed';
       }
       if (final) log.error({ err: e }, 'scheduled webhook given up');
