@@ -1,7 +1,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { agentStartedNotice, serviceSubject } from '@switchyard/contracts';
 import type { CommandResult } from '@switchyard/event-store';
-import { asAppError } from '@switchyard/messaging';
+import { asAppError, noticeBody } from '@switchyard/messaging';
 import {
   AppError,
   isAppError,
@@ -126,7 +126,7 @@ export class RunPump {
     this.notices = this.opts.nats.subscribe(this.notifySubject, {
       callback: (err, msg) => {
         if (err) return;
-        const parsed = agentStartedNotice.safeParse(msg.json());
+        const parsed = agentStartedNotice.safeParse(noticeBody(msg));
         if (parsed.success) void this.onStarted(parsed.data.task_id, parsed.data.attempt);
       },
     });

@@ -19,6 +19,7 @@ import {
   closeNats,
   connectNats,
   newInbox,
+  noticeBody,
   serviceClient,
   addService,
   type NatsConnection,
@@ -241,6 +242,59 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
       kvm.consumers.add(`KV_${MCP_CALLS_BUCKET}`, { deliver_subject: 'switchyard.svc.mcp.v1.database.call_tool' }),
       /permission/i,
     );
+  });
+
+  it('a role cannot have JetStream deliver its stored message as a request or a notice where it may not publish', async () => {
+    // JetStream answers a direct get to any reply subject, unchecked against the asker's rights:
+    // the connectors may write their bucket and read it back directly, so they could have their
+    // message delivered on the tasks service's subjects. The receiving side drops it.
+    const subject = 'switchyard.svc.tasks.v1.register_agent';
+    const startedSubject = 'switchyard.svc.tasks.v1.started.forged-test';
+    assert.equal(await asks(nc.connectors, subject), false, 'the connectors may not publish there themselves');
+    const reached: unknown[] = [];
+    const tasks = await addService(nc.dispatcher, {
+      name: 'tasks-forgery-test',
+      version: '1.0.0',
+      logger,
+      endpoints: {
+        register_agent: {
+          subject,
+          schema: z.unknown(),
+          handler: (input) => {
+            reached.push(input);
+            return { ok: true };
+          },
+        },
+      },
+    });
+    // What arrives on each subject, seen beside the endpoint; and what the notice reader makes of it.
+    const arrived = { endpoint: 0 };
+    const notices: unknown[] = [];
+    const watch = nc.dispatcher.subscribe(subject, { callback: () => void arrived.endpoint++ });
+    const started = nc.dispatcher.subscribe(startedSubject, { callback: (_e, m) => void notices.push(noticeBody(m)) });
+    await nc.dispatcher.flush();
+    try {
+      const kv = await new Kvm(nc.connectors).open(MCP_CALLS_BUCKET);
+      const forged = { name: 'evil', url: 'https://attacker.example/agent', task_id: 't', attempt: 1 };
+      await kv.put('forged', JSON.stringify(forged));
+      const directGet = `$JS.API.DIRECT.GET.KV_${MCP_CALLS_BUCKET}.$KV.${MCP_CALLS_BUCKET}.forged`;
+      for (const reply of [subject, startedSubject]) nc.connectors.publish(directGet, '', { reply });
+      // A JetStream acknowledgement sent there (a reply-less message of JetStream's own making), too.
+      nc.connectors.publish(`$KV.${MCP_CALLS_BUCKET}.forged2`, JSON.stringify(forged), { reply: subject });
+      for (let i = 0; i < 100 && (arrived.endpoint < 2 || notices.length < 1); i++) await nc.connectors.flush();
+      await new Promise((r) => setTimeout(r, 100));
+      await nc.dispatcher.flush();
+      assert.equal(arrived.endpoint, 2, 'JetStream delivered the stored message and the acknowledgement there');
+      assert.deepEqual(reached, [], 'the endpoint acted on neither');
+      assert.deepEqual(notices, [undefined], 'the notice reader took the stored message for no notice');
+      // The same endpoint still answers a real request.
+      assert.equal(await asks(nc.gateway, subject), true);
+      assert.deepEqual(reached, [{}]);
+    } finally {
+      watch.unsubscribe();
+      started.unsubscribe();
+      await tasks.stop();
+    }
   });
 
   it('the monitor discovers the services (the agents’ among them) and pings them; it publishes alerts', async () => {

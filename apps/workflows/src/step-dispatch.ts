@@ -1,7 +1,7 @@
 import type { Subscription } from '@nats-io/nats-core';
 import { callProgressSchema } from '@switchyard/contracts';
 import { isAppError, type Logger } from '@switchyard/platform';
-import { newInbox } from '@switchyard/messaging';
+import { newInbox, noticeBody } from '@switchyard/messaging';
 import { toDomainEvent } from '@switchyard/event-store';
 import {
   unitKey,
@@ -97,13 +97,7 @@ export class StepDispatch {
     this.progressSub = this.o.nats.subscribe(this.progressSubject, {
       callback: (err, msg) => {
         if (err || this.rt.stopped) return;
-        let body: unknown;
-        try {
-          body = msg.json();
-        } catch {
-          body = undefined;
-        }
-        const parsed = callProgressSchema.safeParse(body);
+        const parsed = callProgressSchema.safeParse(noticeBody(msg));
         if (!parsed.success) {
           this.log.warn({ issues: parsed.error.issues }, 'ignoring a malformed call progress notice');
           return;

@@ -9,3 +9,4 @@ export * from './errors.js';
 export * from './request.js';
 export * from './service.js';
 export * from './progress.js';
+export * from './stored-messages.js';

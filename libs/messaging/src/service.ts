@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import { headerNames, statusOfCode, toErrorEnvelope } from '@switchyard/contracts';
 import { AppError, newId, type Logger } from '@switchyard/platform';
 import { asAppError, headerSafe } from './errors.js';
+import { notARequest } from './stored-messages.js';
 
 export type { Service, ServiceClient };
 
@@ -91,6 +92,7 @@ export async function addService<E extends Record<string, z.ZodType>>(
   const baseLog = opts.logger.child({ component: 'nats-service', service: opts.name, instance: svc.info().id });
   for (const [endpoint, def] of Object.entries(opts.endpoints) as [string, EndpointDefinition][]) {
     const log = baseLog.child({ endpoint });
+    const dropped = droppedMessagesLog(log);
     svc.addEndpoint(endpoint, {
       subject: def.subject,
       metadata: def.metadata,
@@ -100,7 +102,12 @@ export async function addService<E extends Record<string, z.ZodType>>(
           log.error({ err }, 'service endpoint subscription failed');
           return;
         }
-        void handle(msg as unknown as ServiceMsg, def, log, nc);
+        // Every endpoint is request-reply: a message without a reply subject, or one JetStream
+        // handed out from a stream, is someone making JetStream publish where they may not.
+        const request = msg as unknown as ServiceMsg;
+        const refused = notARequest(request);
+        if (refused) return dropped(refused);
+        void handle(request, def, log, nc);
       },
     });
   }
@@ -112,6 +119,23 @@ export async function addService<E extends Record<string, z.ZodType>>(
     e ? baseLog.error({ err: e }, 'service stopped on error') : baseLog.info({}, 'service stopped'),
   );
   return svc;
+}
+
+/** How often at most an endpoint logs the messages it dropped (a flood of them must not flood the log). */
+const DROPPED_LOG_INTERVAL_MS = 10_000;
+
+/** Counts dropped non-requests and logs them at most once per interval, with the count since the last line. */
+function droppedMessagesLog(log: Logger): (reason: string) => void {
+  let count = 0;
+  let lastAt = 0;
+  return (reason) => {
+    count += 1;
+    const now = Date.now();
+    if (now - lastAt < DROPPED_LOG_INTERVAL_MS) return;
+    log.warn({ reason, dropped: count }, 'dropped a message that is not a request to this endpoint');
+    lastAt = now;
+    count = 0;
+  };
 }
 
 /** Room left for the reply's headers under the server's payload limit. */

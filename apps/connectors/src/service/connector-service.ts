@@ -3,6 +3,7 @@ import {
   addService,
   callProgressNotifier,
   defineEndpoint,
+  noticeBody,
   type EndpointDefinition,
   type Service,
 } from '@switchyard/messaging';
@@ -83,13 +84,7 @@ export class McpConnectorService {
       opts.nc.subscribe(mcpCancelCallSubject(c.name, prefix), {
         callback: (err, msg) => {
           if (err) return;
-          let body: unknown;
-          try {
-            body = msg.json();
-          } catch {
-            body = undefined;
-          }
-          const parsed = cancelCallRequestSchema.safeParse(body);
+          const parsed = cancelCallRequestSchema.safeParse(noticeBody(msg));
           if (!parsed.success) {
             log.warn({ server: c.name, issues: parsed.error.issues }, 'ignoring a malformed cancel_call');
             return;
