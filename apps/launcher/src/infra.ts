@@ -138,7 +138,11 @@ export async function startInfrastructure(
         // The roles' own users may not make the streams they use: this process, holding the token, does.
         const nc = await connectNats({ url: server.url, name: 'switchyard-nats-setup', logger, token });
         try {
-          await setUpNatsStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, logger });
+          await setUpNatsStreams(nc, {
+            replicas: config.NATS_STREAM_REPLICAS,
+            eventsMaxBytes: config.NATS_EVENTS_MAX_BYTES,
+            logger,
+          });
         } catch (err) {
           await server.stop();
           throw err;

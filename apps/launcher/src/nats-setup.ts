@@ -21,7 +21,11 @@ try {
     ...(password ? { user: { user: NATS_SETUP_USER, pass: password } } : { token: config.NATS_TOKEN }),
   });
   try {
-    await setUpNatsStreams(nc, { replicas: config.NATS_STREAM_REPLICAS, logger });
+    await setUpNatsStreams(nc, {
+      replicas: config.NATS_STREAM_REPLICAS,
+      eventsMaxBytes: config.NATS_EVENTS_MAX_BYTES,
+      logger,
+    });
   } finally {
     await closeNats(nc, { logger });
   }

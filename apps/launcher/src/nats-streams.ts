@@ -10,18 +10,42 @@ export const RELAY_DUPLICATE_WINDOW_MS = 600_000;
 export const MCP_CALLS_TTL_MS = 600_000;
 
 /**
+ * What the call bucket may hold. Its writers are the connectors processes, which may host
+ * third-party stdio servers: with no cap one of them could fill the NATS server's disk, which the
+ * events stream shares. A full bucket refuses new keys, and a keyed call then runs without the
+ * bucket (deduplicated in its own process only), as when NATS is away.
+ */
+export const MCP_CALLS_MAX_BYTES = 256 * 1024 * 1024;
+
+/**
  * Make the JetStream streams the roles use: the events stream the relay appends to and the
  * bucket the connectors share keyed calls through. The roles' own NATS users may read and append
  * to them but not create or change them (a stream's config runs with the account's rights), so a
- * client that may (the token, or the setup user) makes them before the roles start. Idempotent.
+ * client that may (the token, or the setup user) makes them before the roles start. Idempotent;
+ * the size caps of streams made before them are set on the existing streams.
  */
-export async function setUpNatsStreams(nc: NatsConnection, opts: { replicas: number; logger: Logger }): Promise<void> {
-  await ensureEventsStream(await jetstreamManager(nc), {
+export async function setUpNatsStreams(
+  nc: NatsConnection,
+  opts: { replicas: number; logger: Logger; eventsMaxBytes?: number },
+): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  await ensureEventsStream(jsm, {
     name: EVENTS_STREAM,
     subjects: [EVENTS_SUBJECT_WILDCARD],
     duplicateWindowMs: RELAY_DUPLICATE_WINDOW_MS,
     replicas: opts.replicas,
+    ...(opts.eventsMaxBytes ? { maxBytes: opts.eventsMaxBytes } : {}),
     logger: opts.logger,
   });
-  await new Kvm(nc).create(MCP_CALLS_BUCKET, { ttl: MCP_CALLS_TTL_MS, history: 1, replicas: opts.replicas });
+  await new Kvm(nc).create(MCP_CALLS_BUCKET, {
+    ttl: MCP_CALLS_TTL_MS,
+    history: 1,
+    replicas: opts.replicas,
+    max_bytes: MCP_CALLS_MAX_BYTES,
+  });
+  const bucket = await jsm.streams.info(`KV_${MCP_CALLS_BUCKET}`);
+  if (bucket.config.max_bytes !== MCP_CALLS_MAX_BYTES) {
+    await jsm.streams.update(`KV_${MCP_CALLS_BUCKET}`, { ...bucket.config, max_bytes: MCP_CALLS_MAX_BYTES });
+    opts.logger.info({ bucket: MCP_CALLS_BUCKET, maxBytes: MCP_CALLS_MAX_BYTES }, 'capped the shared call bucket');
+  }
 }

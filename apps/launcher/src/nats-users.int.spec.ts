@@ -8,6 +8,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import {
   EVENTS_STREAM,
+  EVENTS_STREAM_MAX_BYTES,
   MCP_CALLS_BUCKET,
   natsPasswordEnv,
   natsRoleUsers,
@@ -36,6 +37,7 @@ import {
 import { z } from 'zod';
 import { startInfrastructure, type Infrastructure } from './infra.js';
 import { COMPOSE_NATS_CONFIG } from './nats-users.js';
+import { MCP_CALLS_MAX_BYTES, setUpNatsStreams } from './nats-streams.js';
 import { Supervisor } from './supervisor.js';
 
 const logger = createLogger('nats-users-int', 'silent');
@@ -242,6 +244,24 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
       kvm.consumers.add(`KV_${MCP_CALLS_BUCKET}`, { deliver_subject: 'switchyard.svc.mcp.v1.database.call_tool' }),
       /permission/i,
     );
+  });
+
+  it('the events stream and the call bucket have a size cap, set on streams made before it too', async () => {
+    const own = await connectNats({ url: infra.natsUrl, name: 'caps-check', logger, token: infra.natsToken });
+    try {
+      const jsm = await jetstreamManager(own);
+      assert.equal((await jsm.streams.info(EVENTS_STREAM)).config.max_bytes, EVENTS_STREAM_MAX_BYTES);
+      const bucket = `KV_${MCP_CALLS_BUCKET}`;
+      assert.equal((await jsm.streams.info(bucket)).config.max_bytes, MCP_CALLS_MAX_BYTES);
+      // A deployment from before the caps: its streams hold no limit until the next start sets them.
+      await jsm.streams.update(bucket, { ...(await jsm.streams.info(bucket)).config, max_bytes: -1 });
+      await jsm.streams.update(EVENTS_STREAM, { ...(await jsm.streams.info(EVENTS_STREAM)).config, max_bytes: -1 });
+      await setUpNatsStreams(own, { replicas: 1, logger, eventsMaxBytes: 64 * 1024 * 1024 });
+      assert.equal((await jsm.streams.info(bucket)).config.max_bytes, MCP_CALLS_MAX_BYTES);
+      assert.equal((await jsm.streams.info(EVENTS_STREAM)).config.max_bytes, 64 * 1024 * 1024);
+    } finally {
+      await closeNats(own);
+    }
   });
 
   it('a role cannot have JetStream deliver its stored message as a request or a notice where it may not publish', async () => {

@@ -247,6 +247,7 @@ export async function startSystem(
             RELAY_DUPLICATE_WINDOW_MS,
             RELAY_RESUME_FROM_STREAM: true,
             NATS_STREAM_REPLICAS: config.NATS_STREAM_REPLICAS,
+            NATS_EVENTS_MAX_BYTES: config.NATS_EVENTS_MAX_BYTES,
           },
           logger,
           relayStore,

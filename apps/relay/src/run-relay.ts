@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { EVENTS_STREAM, EVENTS_SUBJECT_PREFIX } from '@switchyard/contracts';
+import { EVENTS_STREAM, EVENTS_STREAM_MAX_BYTES, EVENTS_SUBJECT_PREFIX } from '@switchyard/contracts';
 import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { closeNats, connectNats, ensureEventsStream } from '@switchyard/messaging';
 import { NATS_PASSWORD_PATTERN, natsUrlsSchema, parseConfig, type Logger } from '@switchyard/platform';
@@ -23,6 +23,12 @@ export const relayConfigSchema = z.object({
     .optional(),
   /** Replicas of the JetStream stream (3 on a 3-node cluster). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  /** Bytes the stream keeps, the oldest dropped first (the event store keeps every event). */
+  NATS_EVENTS_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .default(EVENTS_STREAM_MAX_BYTES),
   RELAY_NAME: z.string().min(1).default('events'),
   RELAY_STREAM: z.string().min(1).default(EVENTS_STREAM),
   RELAY_SUBJECT_PREFIX: z.string().min(1).default(EVENTS_SUBJECT_PREFIX),
@@ -82,6 +88,7 @@ export async function runRelay(
     subjects: [`${config.RELAY_SUBJECT_PREFIX}.>`],
     duplicateWindowMs: config.RELAY_DUPLICATE_WINDOW_MS,
     replicas: config.NATS_STREAM_REPLICAS,
+    maxBytes: config.NATS_EVENTS_MAX_BYTES,
     logger,
     // The relay's own user may not create or change the stream (its config would run with the account's rights).
     manage: !config.NATS_PASSWORD_RELAY,

@@ -12,6 +12,12 @@ export const EVENTS_SUBJECT_PREFIX = `${SUBJECT_ROOT}.events`;
 export const EVENTS_SUBJECT_WILDCARD = `${EVENTS_SUBJECT_PREFIX}.>`;
 /** The JetStream stream that stores published events. */
 export const EVENTS_STREAM = 'SWITCHYARD_EVENTS';
+/**
+ * What the events stream keeps on disk by default (NATS_EVENTS_MAX_BYTES): the oldest go first.
+ * The event store is the record (a replay for audit reads it); the stream serves subscribers, and
+ * with no cap it would fill the disk of the NATS server, which every role and the bucket share.
+ */
+export const EVENTS_STREAM_MAX_BYTES = 1024 * 1024 * 1024;
 export const SERVICE_SUBJECT_PREFIX = `${SUBJECT_ROOT}.svc`;
 
 /**

@@ -8,7 +8,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
-import { EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
+import { EVENTS_STREAM, EVENTS_STREAM_MAX_BYTES, EVENTS_SUBJECT_WILDCARD } from '@switchyard/contracts';
 import { AppError, type Logger } from '@switchyard/platform';
 
 export interface EventsStreamOptions {
@@ -23,6 +23,7 @@ export interface EventsStreamOptions {
   readonly duplicateWindowMs?: number;
   /** Drop messages older than this (0 = keep forever, the default: the store is the source of truth but replay is useful). */
   readonly maxAgeMs?: number;
+  /** Bytes the stream keeps, the oldest messages dropped past it; default EVENTS_STREAM_MAX_BYTES, -1 none. */
   readonly maxBytes?: number;
   /** Copies of the stream in a JetStream cluster (NATS_STREAM_REPLICAS; 3 on a 3-node cluster). Default 1. */
   readonly replicas?: number;
@@ -51,7 +52,7 @@ export async function ensureEventsStream(jsm: JetStreamManager, opts: EventsStre
     discard: DiscardPolicy.Old,
     duplicate_window: nanos(opts.duplicateWindowMs ?? 10 * 60_000),
     max_age: nanos(opts.maxAgeMs ?? 0),
-    max_bytes: opts.maxBytes ?? -1,
+    max_bytes: opts.maxBytes ?? EVENTS_STREAM_MAX_BYTES,
     num_replicas: opts.replicas ?? 1,
   };
   let existing: StreamInfo | undefined;

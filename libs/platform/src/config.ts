@@ -70,6 +70,12 @@ export const configSchema = z.object({
   NATS_PASSWORD_SETUP: natsPassword.optional(),
   /** Replicas of the relay's JetStream stream: 3 on a 3-node cluster (at most the cluster's size). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  /** Bytes the events stream keeps (oldest dropped first; the event store keeps every event). */
+  NATS_EVENTS_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .default(1024 * 1024 * 1024),
   EVENTSTORE_URL: z
     .string()
     .regex(/^(esdb|kurrentdb|kdb)(\+discover)?:\/\//, 'must be an esdb:// connection string')
