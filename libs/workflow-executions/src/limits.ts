@@ -18,6 +18,7 @@ export const workflowLimitsEnvSchema = z.object({
   WORKFLOW_MAX_OUTPUT_BYTES: int(1_024, 4 * 1024 * 1024 * 1024, defaultWorkflowLimits.maxOutputChars),
   WORKFLOW_MAX_STEP_INPUT_BYTES: int(1_024, 1024 * 1024 * 1024, defaultWorkflowLimits.maxStepInputChars),
   WORKFLOW_MAX_DECISION_INPUT_BYTES: int(1_024, 4 * 1024 * 1024 * 1024, defaultWorkflowLimits.maxDecisionMappingChars),
+  WORKFLOW_MAX_EXECUTION_INPUT_BYTES: int(1_024, 4 * 1024 * 1024 * 1024, defaultWorkflowLimits.maxExecutionInputChars),
   WORKFLOW_MAX_SIGNALS: int(1, 1_000_000, defaultWorkflowLimits.maxSignals),
   WORKFLOW_MAX_SIGNAL_BYTES: int(1_024, 1024 * 1024 * 1024, defaultWorkflowLimits.maxSignalChars),
 });
@@ -37,6 +38,7 @@ export function workflowLimitsFromEnv(env: Record<string, string | undefined> = 
     maxOutputChars: c.WORKFLOW_MAX_OUTPUT_BYTES,
     maxStepInputChars: c.WORKFLOW_MAX_STEP_INPUT_BYTES,
     maxDecisionMappingChars: c.WORKFLOW_MAX_DECISION_INPUT_BYTES,
+    maxExecutionInputChars: c.WORKFLOW_MAX_EXECUTION_INPUT_BYTES,
     maxSignals: c.WORKFLOW_MAX_SIGNALS,
     maxSignalChars: c.WORKFLOW_MAX_SIGNAL_BYTES,
     clock: () => performance.now(),

@@ -41,6 +41,14 @@ export interface WorkflowLimits {
   /** The same, summed over every mapping one decision resolves (the outputs, every step and for_each item it starts). */
   readonly maxDecisionMappingChars: number;
   /**
+   * Characters of JSON of the step and compensation inputs one execution may store, over all its
+   * steps, for_each items, attempts and re-runs (see ExecutionData.inputChars): each attempt's
+   * StepScheduled carries its input, so a 1,000-item for_each or a retry policy of many attempts
+   * over a large input otherwise stored hundreds of MB from one request (and the read model and
+   * the relay's stream a copy each), which every read of the execution then loaded.
+   */
+  readonly maxExecutionInputChars: number;
+  /**
    * Signals one execution records (consumed, buffered and ignored alike), and the characters of
    * JSON of their payloads together: each is in the execution's stream, which every command and
    * every read folds whole, so an operator sending signals without end made each next one slower
@@ -66,6 +74,7 @@ export const defaultWorkflowLimits: WorkflowLimits = Object.freeze({
   maxOutputChars: 32 * 1024 * 1024,
   maxStepInputChars: 1024 * 1024,
   maxDecisionMappingChars: 32 * 1024 * 1024,
+  maxExecutionInputChars: 32 * 1024 * 1024,
   maxSignals: 1_000,
   maxSignalChars: 4 * 1024 * 1024,
 });

@@ -263,6 +263,18 @@ function decideRecordStepDispatched(
 /** Characters of `value` as JSON (what the log stores of it). */
 const jsonChars = (value: unknown): number => JSON.stringify(value ?? null).length;
 
+/** Throws a MappingLimitError when `more` characters of input would take the execution's stored inputs past their bound. */
+function checkStoredInput(s: ExecutionData, more: number): void {
+  const max = workflowLimits().maxExecutionInputChars;
+  const stored = s.inputChars ?? 0;
+  if (stored + more > max)
+    throw new MappingLimitError(
+      '',
+      `the execution has stored ${stored} characters of JSON of step inputs; ${more} more would take it past ${max} (WORKFLOW_MAX_EXECUTION_INPUT_BYTES)`,
+      'input_limit_exceeded',
+    );
+}
+
 function decideRecordStepSucceeded(
   command: CommandOf<'RecordStepSucceeded'>,
   state: WorkflowExecutionState,
@@ -410,7 +422,13 @@ function decideRetryStep(command: CommandOf<'RetryStep'>, state: WorkflowExecuti
   if (s.status !== 'running' || s.failing || !u || u.phase !== 'retry_wait' || u.attempt !== command.data.attempt)
     return undefined;
   if (u.dueAt && !notBefore(now, u.dueAt)) return undefined;
-  return [scheduled(s, def, command.data, u.attempt, u.input, meta)];
+  try {
+    return [scheduled(s, def, command.data, u.attempt, u.input, meta)];
+  } catch (e) {
+    // The execution has stored all the input it may: this attempt is not made, and the unit fails.
+    if (!(e instanceof MappingLimitError)) throw e;
+    return attemptFailed(s, def, command.data, u.attempt, expressionFailure(e), meta, [], false);
+  }
 }
 
 function decideRequestCancel(
@@ -528,6 +546,11 @@ function evolveAll(state: WorkflowExecutionState, events: readonly WorkflowEvent
   return events.reduce(evolveWorkflow, state);
 }
 
+/**
+ * A unit's StepScheduled, which stores its input. Throws a MappingLimitError when that input would
+ * take the execution's stored inputs (`pendingChars` more already in this decision) past
+ * WORKFLOW_MAX_EXECUTION_INPUT_BYTES.
+ */
 function scheduled(
   s: ExecutionData,
   def: StepDefinition,
@@ -535,7 +558,9 @@ function scheduled(
   attempt: number,
   input: unknown,
   meta: CommandMetadata,
+  pendingChars = 0,
 ): WorkflowEvent {
+  checkStoredInput(s, jsonChars(input) + pendingChars);
   return {
     type: 'StepScheduled',
     data: {
@@ -660,6 +685,7 @@ function startCompensation(
   let inputError: StepError | undefined;
   try {
     input = resolveMapping(comp.with, expressionContext(state));
+    checkStoredInput(state, jsonChars(input));
   } catch (e) {
     input = null;
     inputError = expressionFailure(e);
@@ -848,11 +874,13 @@ function continueForEach(
   const running = st.units.filter(inFlight).length;
   const room = Math.min(def.for_each!.concurrency - running, items.length - started);
   const events: WorkflowEvent[] = [];
+  let pendingChars = 0;
   for (let i = started; i < started + room; i++) {
     const unit = { stepId: def.id, itemIndex: i };
     try {
       const input = resolveMapping(def.with, expressionContext(state, { item: items[i], index: i }));
-      events.push(scheduled(state, def, unit, firstAttempt(state, def.id), input, meta));
+      events.push(scheduled(state, def, unit, firstAttempt(state, def.id), input, meta, pendingChars));
+      pendingChars += jsonChars(input);
     } catch (e) {
       const error = expressionFailure(e);
       const failed: WorkflowEvent[] = [
@@ -1090,6 +1118,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       };
       return {
         ...s,
+        inputChars: (s.inputChars ?? 0) + jsonChars(d.input),
         steps: withStep(s, d.stepId, (st) =>
           withUnit({ ...st, status: 'running' }, d.itemIndex ?? 0, (prev) => {
             // A later attempt of the same unit keeps when the first was scheduled and how many retries were transient.
@@ -1230,17 +1259,19 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
           startedAt: d.startedAt,
         },
       };
+      const inputChars = (s.inputChars ?? 0) + jsonChars(d.input);
       if (s.status === 'running' && d.cause === 'step_failed' && !s.failing) {
         const failed = s.steps[d.forStepId];
         const error = failed?.error ?? { code: 'failed', message: 'step failed', retryable: false };
         return {
           ...s,
+          inputChars,
           compensations,
           steps: abandonUndispatched(s),
           failing: { stepId: d.forStepId, reason: `step "${d.forStepId}" failed: ${error.message}`, error },
         };
       }
-      return { ...s, compensations };
+      return { ...s, inputChars, compensations };
     }
     case 'CompensationSucceeded':
     case 'CompensationFailed': {
@@ -1303,6 +1334,7 @@ function stripPhase(s: ExecutionData): ExecutionData {
     compensations: s.compensations,
     ...(s.signals ? { signals: s.signals } : {}),
     ...(s.outputChars !== undefined ? { outputChars: s.outputChars } : {}),
+    ...(s.inputChars !== undefined ? { inputChars: s.inputChars } : {}),
   };
 }
 

@@ -469,6 +469,11 @@ export interface ExecutionData {
    * against WorkflowLimits.maxOutputChars. Absent: none yet.
    */
   readonly outputChars?: number;
+  /**
+   * Characters of JSON of the inputs the execution has stored (each StepScheduled's, each
+   * CompensationStarted's), checked against WorkflowLimits.maxExecutionInputChars. Absent: none yet.
+   */
+  readonly inputChars?: number;
 }
 
 /** A recorded signal; `consumedBy` once a wait step took it. */
