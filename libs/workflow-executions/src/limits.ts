@@ -8,6 +8,7 @@ const int = (min: number, max: number, def: number) => z.coerce.number().int().m
 /** The workflow limits' environment variables (defaults in @switchyard/domain's defaultWorkflowLimits). */
 export const workflowLimitsEnvSchema = z.object({
   WORKFLOW_MAX_STEPS: int(1, 100_000, defaultWorkflowLimits.maxSteps),
+  WORKFLOW_MAX_NEEDS: int(1, 10_000_000, defaultWorkflowLimits.maxNeeds),
   WORKFLOW_MAX_NESTING_DEPTH: int(4, 1_000, defaultWorkflowLimits.maxNestingDepth),
   WORKFLOW_MAX_DEFINITION_BYTES: int(1_024, 64 * 1024 * 1024, defaultWorkflowLimits.maxDefinitionBytes),
   WORKFLOW_MAX_FOR_EACH_ITEMS: int(1, 1_000_000, defaultWorkflowLimits.maxForEachItems),
@@ -28,6 +29,7 @@ export function workflowLimitsFromEnv(env: Record<string, string | undefined> = 
   const c = parseConfig(env, workflowLimitsEnvSchema);
   return {
     maxSteps: c.WORKFLOW_MAX_STEPS,
+    maxNeeds: c.WORKFLOW_MAX_NEEDS,
     maxNestingDepth: c.WORKFLOW_MAX_NESTING_DEPTH,
     maxDefinitionBytes: c.WORKFLOW_MAX_DEFINITION_BYTES,
     maxForEachItems: c.WORKFLOW_MAX_FOR_EACH_ITEMS,

@@ -11,6 +11,12 @@
 export interface WorkflowLimits {
   /** Steps in one definition. */
   readonly maxSteps: number;
+  /**
+   * `needs` entries of all the steps together: checking which steps each expression may read
+   * walks the graph once per step, so 330 steps each needing every earlier one (54,285 entries in
+   * 400 KB) held the event loop for over a second per validation.
+   */
+  readonly maxNeeds: number;
   /** Nesting depth of the definition's JSON (objects and arrays inside `with`, `outputs`, `input`). */
   readonly maxNestingDepth: number;
   /** The definition serialized as JSON, in bytes. */
@@ -62,6 +68,7 @@ export interface WorkflowLimits {
 
 export const defaultWorkflowLimits: WorkflowLimits = Object.freeze({
   maxSteps: 500,
+  maxNeeds: 5_000,
   maxNestingDepth: 32,
   maxDefinitionBytes: 512 * 1024,
   maxForEachItems: 1_000,

@@ -118,6 +118,31 @@ describe('definition limits', () => {
     );
   });
 
+  it('refuses more needs entries than WORKFLOW_MAX_NEEDS, and names at most 20 cycles', () => {
+    // 330 steps, each needing every earlier one: 54,285 entries in about 400 KB.
+    const dense = Array.from({ length: 330 }, (_, i) => ({
+      ...step(i),
+      needs: Array.from({ length: i }, (_, j) => step(j).id),
+    }));
+    const v = validateDefinition({ id: 'dense', version: 1, name: 'dense', steps: dense });
+    assert.ok(!v.ok);
+    assert.deepEqual(v.problems, [
+      {
+        path: 'steps',
+        code: 'limit_exceeded',
+        message: 'the steps have 54285 needs entries together; at most 5000 (WORKFLOW_MAX_NEEDS)',
+      },
+    ]);
+    // 70 steps each needing every other (4,830 entries): a cycle per pair, 20 named and one line for the rest.
+    const ids = Array.from({ length: 70 }, (_, i) => step(i).id);
+    const cyclic = ids.map((id, i) => ({ ...step(i), needs: ids.filter((x) => x !== id) }));
+    const c = validateDefinition({ id: 'cyclic', version: 1, name: 'cyclic', steps: cyclic });
+    assert.ok(!c.ok);
+    const cycles = c.problems.filter((p) => p.code === 'cycle');
+    assert.equal(cycles.length, 21);
+    assert.match(cycles[20]!.message, /more dependency cycles than the 20 named/);
+  });
+
   it('refuses nesting deeper than WORKFLOW_MAX_NESTING_DEPTH, with the path', () => {
     let deep: unknown = 'x';
     for (let i = 0; i < 5_000; i++) deep = { d: deep };

@@ -51,18 +51,25 @@ export function upstreamOf(def: Pick<WorkflowDefinition, 'steps'>, stepId: strin
     const id = stack.pop()!;
     if (seen.has(id)) continue;
     seen.add(id);
-    stack.push(...(byId.get(id)?.needs ?? []));
+    for (const n of byId.get(id)?.needs ?? []) if (!seen.has(n)) stack.push(n);
   }
   seen.delete(stepId);
   return seen;
 }
 
-/** Every elementary cycle found by DFS over `needs`, each as `a -> b -> a`, reported once. */
-function findCycles(steps: readonly StepDefinition[]): { at: number; cycle: string[] }[] {
+/** Cycles named one by one at most: a graph of every step needing every other has one per pair. */
+const MAX_CYCLES_NAMED = 20;
+
+/**
+ * The cycles found by DFS over `needs` (one per back edge), each as `a -> b -> a`, reported once,
+ * at most MAX_CYCLES_NAMED of them; `more` when there are others.
+ */
+function findCycles(steps: readonly StepDefinition[]): { found: { at: number; cycle: string[] }[]; more: boolean } {
   const byId = new Map(steps.map((s, i) => [s.id, { s, i }]));
   const state = new Map<string, 'visiting' | 'done'>();
   const stack: string[] = [];
   const found: { at: number; cycle: string[] }[] = [];
+  let more = false;
   const seenKeys = new Set<string>();
   const visit = (id: string): void => {
     state.set(id, 'visiting');
@@ -70,6 +77,10 @@ function findCycles(steps: readonly StepDefinition[]): { at: number; cycle: stri
     for (const n of byId.get(id)?.s.needs ?? []) {
       if (!byId.has(n)) continue;
       if (state.get(n) === 'visiting') {
+        if (found.length >= MAX_CYCLES_NAMED) {
+          more = true;
+          continue;
+        }
         const cycle = [...stack.slice(stack.indexOf(n)), n];
         // The same cycle found from another entry point is the same problem.
         const key = [...cycle.slice(0, -1)].sort().join(',');
@@ -83,7 +94,7 @@ function findCycles(steps: readonly StepDefinition[]): { at: number; cycle: stri
     state.set(id, 'done');
   };
   for (const s of steps) if (!state.has(s.id)) visit(s.id);
-  return found;
+  return { found, more };
 }
 
 /**
@@ -170,9 +181,12 @@ function checkDefinition(def: unknown, catalog?: ToolCatalog): DefinitionValidat
   );
 
   // 3. No cycles; each named.
-  for (const { at, cycle } of findCycles(d.steps)) {
+  const cycles = findCycles(d.steps);
+  for (const { at, cycle } of cycles.found) {
     add(`steps[${at}].needs`, 'cycle', `dependency cycle: ${cycle.join(' -> ')}`);
   }
+  if (cycles.more)
+    add('steps', 'cycle', `more dependency cycles than the ${MAX_CYCLES_NAMED} named: break these and check again`);
 
   // 4. What each step uses exists.
   d.steps.forEach((s, i) => {
@@ -292,6 +306,21 @@ export function definitionLimitProblems(def: unknown, limits: WorkflowLimits = w
         path: 'steps',
         code: 'limit_exceeded',
         message: `definition has ${steps.length} steps; at most ${limits.maxSteps} (WORKFLOW_MAX_STEPS)`,
+      },
+    ];
+  }
+  const needs = Array.isArray(steps)
+    ? steps.reduce<number>((n, s) => {
+        const ns = (s as { needs?: unknown } | null)?.needs;
+        return n + (Array.isArray(ns) ? ns.length : 0);
+      }, 0)
+    : 0;
+  if (needs > limits.maxNeeds) {
+    return [
+      {
+        path: 'steps',
+        code: 'limit_exceeded',
+        message: `the steps have ${needs} needs entries together; at most ${limits.maxNeeds} (WORKFLOW_MAX_NEEDS)`,
       },
     ];
   }
