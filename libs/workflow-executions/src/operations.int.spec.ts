@@ -16,6 +16,7 @@ import {
   type WorkflowEvent,
 } from '@switchyard/domain';
 import { runWorkflowCommand } from './command.js';
+import { EXECUTION_PAGE_MAX_CHARS, executionHistoryPage } from './operations.js';
 
 const logger = createLogger('workflow-operations-property', process.env.LOG_LEVEL ?? 'silent');
 
@@ -170,3 +171,61 @@ describe('time travel at the last revision equals the read model (generated hist
     assert.equal(runs >= 30, true);
   });
 });
+
+describe("an execution's events are read a page at a time, bounded in size (real PostgreSQL)", () => {
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+
+  before(async () => {
+    const url = await freshDatabase('wf_ops_pages');
+    pool = new pg.Pool({ connectionString: url, max: 3 });
+    store = new PostgresEventStore({ pool, logger, safetyIntervalMs: 500 });
+    await store.init();
+  });
+
+  after(async () => {
+    await store?.close();
+    await pool?.end();
+  });
+
+  it('ends a page past EXECUTION_PAGE_MAX_CHARS (one event at least), and the pages together are every event once', async () => {
+    const executionId = newId();
+    const stream = workflowExecutionStream(executionId);
+    // 12 events of about 900,000 characters each between small ones: about 11 MB in all.
+    const events = Array.from({ length: 30 }, (_, i) => ({
+      type: 'StepScheduled',
+      data: { i, input: i % 5 === 0 || i % 5 === 2 ? 'x'.repeat(900_000) : 'small' },
+      metadata: { correlationId: executionId, timestamp: new Date().toISOString() },
+    }));
+    await store.append(stream, events);
+    const pages: number[][] = [];
+    let after = -1;
+    for (;;) {
+      const page = await executionHistoryPage(store, executionId, { after, limit: 1_000 });
+      assert.equal(page.lastRevision, 29);
+      const chars = page.events.reduce((n, e) => n + JSON.stringify(e.data).length, 0);
+      assert.ok(page.events.length === 1 || chars <= EXECUTION_PAGE_MAX_CHARS, `a page of ${chars} characters`);
+      pages.push(page.events.map((e) => (e.data as { i: number }).i));
+      const next = nextAfter(page.events, page.lastRevision);
+      if (next === null) break;
+      after = next;
+    }
+    assert.deepEqual(
+      pages.flat(),
+      Array.from({ length: 30 }, (_, i) => i),
+    );
+    assert.ok(pages.length >= 3, `${pages.length} pages`);
+    // The limit still applies to small events.
+    const small = await executionHistoryPage(store, executionId, { after: 0, limit: 1 });
+    assert.deepEqual(
+      small.events.map((e) => e.revision),
+      [1],
+    );
+  });
+});
+
+/** The revision the next page starts after, or null at the end. */
+const nextAfter = (events: readonly { revision: number }[], last: number): number | null => {
+  const end = events[events.length - 1];
+  return end && end.revision < last ? end.revision : null;
+};

@@ -29,7 +29,24 @@ import { READ_SCHEMA } from '@switchyard/read-models';
 const notFound = (executionId: string) =>
   new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
 
-/** One page of an execution's events after revision `after` (exclusive; -1 = from the start), and the last revision. */
+/**
+ * Most characters of JSON (payloads and metadata) one page of an execution's events carries: past
+ * it the page ends early (at least one event), and the caller's next page starts after it. Each
+ * event may hold a step's input or output of up to a megabyte, so a page of 1,000 was 160 MB,
+ * built in memory in one pass (a 12 s stall of the process that served it).
+ */
+export const EXECUTION_PAGE_MAX_CHARS = 4 * 1024 * 1024;
+/** Events read per round trip: few at first, then up to twice the last batch, as the page's room at the sizes seen allows. */
+const FIRST_PAGE_BATCH = 25;
+
+/** About the characters of an event's JSON in a page (its payload and metadata; the fixed fields are small). */
+const eventChars = (e: RecordedEvent): number =>
+  200 + e.type.length + (JSON.stringify(e.data)?.length ?? 0) + (JSON.stringify(e.metadata)?.length ?? 0);
+
+/**
+ * One page of an execution's events after revision `after` (exclusive; -1 = from the start), and
+ * the last revision: at most `limit` events and about EXECUTION_PAGE_MAX_CHARS characters.
+ */
 export async function executionHistoryPage(
   store: EventStore,
   executionId: string,
@@ -38,10 +55,31 @@ export async function executionHistoryPage(
   const stream = workflowExecutionStream(executionId);
   const [last] = await store.readStream(stream, { direction: 'backwards', maxCount: 1 });
   if (!last) throw notFound(executionId);
-  const events =
-    page.after >= last.revision
-      ? []
-      : await store.readStream(stream, { fromRevision: page.after + 1, maxCount: page.limit });
+  const events: RecordedEvent[] = [];
+  let chars = 0;
+  let next = page.after + 1;
+  let batchSize = Math.min(page.limit, FIRST_PAGE_BATCH);
+  while (events.length < page.limit && next <= last.revision && chars < EXECUTION_PAGE_MAX_CHARS) {
+    const batch = await store.readStream(stream, { fromRevision: next, maxCount: batchSize });
+    if (batch.length === 0) break;
+    let batchChars = 0;
+    for (const e of batch) {
+      const size = eventChars(e);
+      // Always one event, however large; then only what fits.
+      if (events.length > 0 && chars + size > EXECUTION_PAGE_MAX_CHARS) {
+        chars = EXECUTION_PAGE_MAX_CHARS;
+        break;
+      }
+      events.push(e);
+      chars += size;
+      batchChars += size;
+      next = e.revision + 1;
+      if (events.length === page.limit) break;
+    }
+    if (batch.length < batchSize) break;
+    const room = Math.ceil((EXECUTION_PAGE_MAX_CHARS - chars) / Math.max(1, batchChars / batch.length));
+    batchSize = Math.max(1, Math.min(2 * batchSize, room, page.limit - events.length));
+  }
   return { events, lastRevision: last.revision };
 }
 
