@@ -25,7 +25,17 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { freePort } from '@switchyard/platform';
-import { agentPorts, newAdminKey, Proc, root, sleep, systemEnv, waitMcpServerUp, waitReady } from '@switchyard/testing';
+import {
+  agentPorts,
+  embeddedDatabaseUrl,
+  newAdminKey,
+  Proc,
+  root,
+  sleep,
+  systemEnv,
+  waitMcpServerUp,
+  waitReady,
+} from '@switchyard/testing';
 
 type Role = 'workflows' | 'dispatcher' | 'connectors' | 'gateway';
 const roles = (process.env.BENCH_ROLES ?? 'workflows,dispatcher,connectors,gateway').split(',') as Role[];
@@ -62,7 +72,7 @@ async function main(): Promise<void> {
   });
   const joined = {
     ...common,
-    DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`,
+    DATABASE_URL: embeddedDatabaseUrl(dataDir, pgPort),
     NATS_URL: `nats://127.0.0.1:${natsPort}`,
   };
   const gatewayPort = await freePort();

@@ -23,7 +23,15 @@ import { loadavg } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
-import { newAdminKey, Proc, root, systemEnv, waitMcpServerUp, waitReady } from '@switchyard/testing';
+import {
+  embeddedDatabaseUrl,
+  newAdminKey,
+  Proc,
+  root,
+  systemEnv,
+  waitMcpServerUp,
+  waitReady,
+} from '@switchyard/testing';
 
 const kinds = (process.env.BENCH_KINDS ?? 'mcp,delegate,workflow').split(',');
 const sequential = Number(process.env.BENCH_SEQUENTIAL ?? 200);
@@ -98,7 +106,7 @@ async function main(): Promise<void> {
   });
   const system = new Proc('all', [], env);
   const admin = new pg.Pool({
-    connectionString: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`,
+    connectionString: embeddedDatabaseUrl(dataDir, pgPort),
     max: 1,
   });
   try {

@@ -30,7 +30,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { Proc, root, sleep, startSink, type Hit } from './launcher.js';
+import { embeddedDatabaseUrl, Proc, root, sleep, startSink, type Hit } from './launcher.js';
 
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
@@ -93,7 +93,7 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
       EMBEDDED_PG_PORT: String(pgPort),
       EMBEDDED_NATS_PORT: String(natsPort),
     });
-    databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`;
+    databaseUrl = embeddedDatabaseUrl(dataDir, pgPort);
     const joined = { ...common, DATABASE_URL: databaseUrl, NATS_URL: `nats://127.0.0.1:${natsPort}` };
     w = new Proc('W (mcp-servers connectors)', ['mcp-servers', 'connectors'], joined);
     b = new Proc('B (workflows)', ['workflows'], joined);

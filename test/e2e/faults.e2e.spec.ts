@@ -19,7 +19,16 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { allExecutions, newAdminKey, Proc, root, sleep, systemEnv, waitReady } from './launcher.js';
+import {
+  allExecutions,
+  embeddedDatabaseUrl,
+  newAdminKey,
+  Proc,
+  root,
+  sleep,
+  systemEnv,
+  waitReady,
+} from './launcher.js';
 
 const BATCH = Number(process.env.FAULTS_BATCH ?? 8);
 const adminKey = newAdminKey();
@@ -172,7 +181,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
     const gatewayPort = await freePort();
     const pgPort = await freePort();
     base = `http://127.0.0.1:${gatewayPort}`;
-    databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`;
+    databaseUrl = embeddedDatabaseUrl(dataDir, pgPort);
     const env = await systemEnv(dataDir, adminKey, {
       GATEWAY_PORT: String(gatewayPort),
       EMBEDDED_PG_PORT: String(pgPort),

@@ -31,7 +31,17 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { newAdminKey, Proc, root, sleep, startSink, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
+import {
+  embeddedDatabaseUrl,
+  newAdminKey,
+  Proc,
+  root,
+  sleep,
+  startSink,
+  systemEnv,
+  waitMcpServerUp,
+  waitReady,
+} from './launcher.js';
 
 const WORKFLOWS = Number(process.env.KILLS_WORKFLOWS ?? 200);
 const DELEGATIONS = Number(process.env.KILLS_DELEGATIONS ?? 200);
@@ -68,7 +78,7 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
     const pgPort = await freePort();
     const natsPort = await freePort();
     base = `http://127.0.0.1:${gatewayPort}`;
-    databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`;
+    databaseUrl = embeddedDatabaseUrl(dataDir, pgPort);
     // The processes that join A's nats-server need its token: A uses this one, not one of its own.
     const common = await systemEnv(dataDir, adminKey, {
       WEBHOOK_ALLOW_LOOPBACK: 'true',

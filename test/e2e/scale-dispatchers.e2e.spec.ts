@@ -24,7 +24,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { newAdminKey, Proc, root, sleep, systemEnv, waitReady } from './launcher.js';
+import { embeddedDatabaseUrl, newAdminKey, Proc, root, sleep, systemEnv, waitReady } from './launcher.js';
 
 const DELEGATIONS = Number(process.env.SCALE_DELEGATIONS ?? 300);
 const PARTITIONS = 12;
@@ -55,7 +55,7 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
     const pgPort = await freePort();
     const natsPort = await freePort();
     base = `http://127.0.0.1:${gatewayPort}`;
-    databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`;
+    databaseUrl = embeddedDatabaseUrl(dataDir, pgPort);
     const common = await systemEnv(dataDir, adminKey, {
       RATE_LIMIT_ENABLED: 'false',
       MCP_AUTH_TOKEN: randomBytes(24).toString('hex'),

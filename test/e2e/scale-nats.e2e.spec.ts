@@ -23,7 +23,7 @@ import pg from 'pg';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { freePort } from '@switchyard/platform';
-import { startNatsCluster, type NatsCluster } from '@switchyard/testing';
+import { embeddedDatabaseUrl, startNatsCluster, type NatsCluster } from '@switchyard/testing';
 import { gatewayRequest } from './support.js';
 import { newAdminKey, Proc, root, sleep, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
 
@@ -56,7 +56,7 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
     const gatewayPort = await freePort();
     const pgPort = await freePort();
     base = `http://127.0.0.1:${gatewayPort}`;
-    databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`;
+    databaseUrl = embeddedDatabaseUrl(dataDir, pgPort);
     const common = await systemEnv(dataDir, adminKey, {
       RATE_LIMIT_ENABLED: 'false',
       MCP_AUTH_TOKEN: randomBytes(24).toString('hex'),

@@ -15,7 +15,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
-import { until } from '@switchyard/testing';
+import { embeddedDatabaseUrl, until } from '@switchyard/testing';
 import { newAdminKey, Proc, root, systemEnv, waitReady } from './launcher.js';
 
 // The bodies exactly as the specification's curl commands send them (`-d '...'`), whitespace included.
@@ -111,7 +111,7 @@ before(async () => {
   system.start();
   await system.waitUp(120_000);
   await waitReady(base, system);
-  db = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard` });
+  db = new pg.Client({ connectionString: embeddedDatabaseUrl(dataDir, pgPort) });
   await db.connect();
   // The MCP servers answer through the connectors once they have connected to them.
   await until(

@@ -21,6 +21,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
+import { embeddedDatabaseUrl } from './launcher.js';
 import { gatewayRequest } from './support.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
@@ -167,7 +168,7 @@ async function startLauncher(extraEnv: Record<string, string>): Promise<Launched
     await stop();
     throw err;
   }
-  return { base, dataDir, filesRoot, databaseUrl: `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`, stop };
+  return { base, dataDir, filesRoot, databaseUrl: embeddedDatabaseUrl(dataDir, pgPort), stop };
 }
 
 describe('built-in workflow templates, end to end', () => {

@@ -31,7 +31,17 @@ import pg from 'pg';
 import { natsPasswordEnv, natsRoleUsers } from '@switchyard/contracts';
 import { freePort, natsRolePasswordFile } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { agentPorts, newAdminKey, Proc, root, sleep, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
+import {
+  agentPorts,
+  embeddedDatabaseUrl,
+  newAdminKey,
+  Proc,
+  root,
+  sleep,
+  systemEnv,
+  waitMcpServerUp,
+  waitReady,
+} from './launcher.js';
 
 const UNITS = Number(process.env.TOPOLOGY_UNITS ?? 40);
 const KILL_PAUSE_MS = Number(process.env.TOPOLOGY_KILL_PAUSE_MS ?? 2_500);
@@ -65,7 +75,7 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
     const natsPort = await freePort();
     const gatewayPorts = [await freePort(), await freePort()];
     for (const p of gatewayPorts) bases.push(`http://127.0.0.1:${p}`);
-    databaseUrl = `postgres://postgres:postgres@127.0.0.1:${pgPort}/switchyard`;
+    databaseUrl = embeddedDatabaseUrl(dataDir, pgPort);
     const common = await systemEnv(dataDir, adminKey, {
       RATE_LIMIT_ENABLED: 'false',
       MCP_AUTH_TOKEN: randomBytes(24).toString('hex'),

@@ -2,16 +2,30 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
-import { freePort } from '@switchyard/platform';
+import { embeddedSuperuserPasswordFile, freePort } from '@switchyard/platform';
 
 export const root = path.resolve(import.meta.dirname, '..', '..', '..');
 export const launcherMain = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A deadline for Promise.race that does not keep the process alive after the race is decided. */
 export const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
+/**
+ * The superuser URL of the embedded PostgreSQL a launcher with this DATA_DIR starts on `pgPort`
+ * (database `switchyard`): the password is put in the cluster's password file before the launcher
+ * makes the cluster, so it is known before the start (processes started beside it need the URL).
+ */
+export function embeddedDatabaseUrl(dataDir: string, pgPort: number): string {
+  const file = embeddedSuperuserPasswordFile(path.join(dataDir, 'postgres'));
+  if (!existsSync(file)) {
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, randomBytes(24).toString('hex'), { mode: 0o600 });
+  }
+  return `postgres://postgres:${readFileSync(file, 'utf8').trim()}@127.0.0.1:${pgPort}/switchyard`;
+}
 
 /** An admin key in the launcher's format, given by env as an operator would (`sy_<16 hex>_<secret>`). */
 export const newAdminKey = (): string =>

