@@ -75,6 +75,16 @@ if (!process.env.NATS_URL && !natsFound) {
   }
 }
 
+// 3b. bubblewrap, the sandbox stdio MCP servers run in (MCP_STDIO_SANDBOX=auto): installed when it
+// can be (root with apt-get); without it they run as plain children, with a warning at start.
+if (!has('bwrap') && process.getuid?.() === 0 && has('apt-get')) {
+  const cmd =
+    'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap)';
+  say(cmd);
+  if (spawnSync(cmd, { cwd: root, stdio: quiet ? 'ignore' : 'inherit', shell: true }).status !== 0)
+    console.error('[bootstrap] bubblewrap could not be installed: stdio MCP servers will run without a sandbox.');
+}
+
 // 4. Build (incremental: a no-op when nothing changed).
 run('npx tsc -b');
 

@@ -10,9 +10,10 @@
  * Optional: CONNECTORS_QUEUE (queue group), CONNECTORS_SUBJECT_PREFIX (isolated subject space).
  */
 import { closeNats, connectNats } from '@switchyard/messaging';
-import { AppError, createLogger, parseConfig } from '@switchyard/platform';
+import { AppError, createLogger, dataDirSecrets, parseConfig } from '@switchyard/platform';
 import { loadRegistry, describeServer } from './registry/load.js';
 import { startConnectors } from './service/connector-service.js';
+import { detectStdioSandbox } from './session/stdio-sandbox.js';
 import type { McpEvent } from '@switchyard/contracts';
 
 /** What is worth a log line of an event: identifiers and outcome, not arguments or results. */
@@ -42,10 +43,12 @@ async function main(): Promise<void> {
   const registry = loadRegistry();
   logger.info({ servers: registry.map(describeServer) }, 'MCP registry loaded');
   const nats = await connectNats({ url: config.NATS_URL, name: 'switchyard-connectors', logger });
+  const stdioSandbox = detectStdioSandbox(config.MCP_STDIO_SANDBOX, dataDirSecrets(config.DATA_DIR), logger);
   const running = await startConnectors({
     nats,
     registry,
     logger,
+    ...(stdioSandbox && { stdioSandbox }),
     onEvent: (e) => {
       const level = e.type === 'McpToolCalled' || e.type === 'McpToolSucceeded' ? 'debug' : 'info';
       logger[level]({ event: e.type, ...summary(e) }, 'mcp event');

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { startAgents, AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import type pg from 'pg';
-import { loadRegistry, startConnectors } from '@switchyard/connectors';
+import { detectStdioSandbox, loadRegistry, startConnectors } from '@switchyard/connectors';
 import { mcpEventMetadata, mcpServerStreamId, type NatsRoleUser } from '@switchyard/contracts';
 import {
   A2aFeatureModule,
@@ -35,6 +35,7 @@ import { startStatusProjections } from '@switchyard/read-models';
 import { startTriggerStarter, startWorkflowEngine, startReadModelThread } from '@switchyard/workflows';
 import {
   createPgPool,
+  dataDirSecrets,
   markSchemaManaged,
   parseConfig,
   provisionDatabaseRoles,
@@ -360,10 +361,12 @@ export async function startSystem(
       await unit(
         'connectors',
         async () => {
+          const stdioSandbox = detectStdioSandbox(config.MCP_STDIO_SANDBOX, dataDirSecrets(config.DATA_DIR), logger);
           const connectors = await startConnectors({
             nats: natsOf('connectors'),
             registry: loadRegistry({ env: { ...process.env, MCP_AUTH_TOKEN: mcpToken } }),
             logger,
+            ...(stdioSandbox && { stdioSandbox }),
             // Every call, breaker change and health transition goes to the event store (audit, availability).
             // A call's events name who asked (the gateway sends `apikey:<id>`), not the system.
             onEvent: (e) => {

@@ -68,6 +68,12 @@ export const configSchema = z.object({
   NATS_PASSWORD_RELAY: natsPassword.optional(),
   /** The setup user's (the one-shot nats-setup process that makes the JetStream streams). */
   NATS_PASSWORD_SETUP: natsPassword.optional(),
+  /**
+   * How stdio MCP servers run: `auto` in a bubblewrap sandbox when `bwrap` works here (their own
+   * processes only, the data dir's secrets hidden), else as plain children with a warning; `bwrap`
+   * the sandbox or no start; `off` plain children.
+   */
+  MCP_STDIO_SANDBOX: z.enum(['auto', 'bwrap', 'off']).default('auto'),
   /** Replicas of the relay's JetStream stream: 3 on a 3-node cluster (at most the cluster's size). */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   /** Bytes the events stream keeps (oldest dropped first; the event store keeps every event). */

@@ -29,6 +29,7 @@ import {
 } from '@switchyard/contracts';
 import { errorText, toAppError } from '../errors.js';
 import { ServerPolicy, type McpQueueStats } from './policy.js';
+import type { StdioSandbox } from '../session/stdio-sandbox.js';
 
 export interface McpConnectorOptions {
   readonly config: McpServerConfig;
@@ -51,6 +52,8 @@ export interface McpConnectorOptions {
    * Without it, only this process's cache holds.
    */
   readonly sharedCalls?: SharedCallCache;
+  /** Where a stdio server runs (see StdioSandbox). */
+  readonly stdioSandbox?: StdioSandbox;
 }
 
 /** Which keyed call: per server and tool, as the per-process cache. */
@@ -147,7 +150,12 @@ export class McpConnector {
     this.roots = opts.config.role === 'filesystem' && t.kind === 'stdio' ? pathRoots(t.args.slice(1)) : [];
     this.name = opts.config.name;
     this.log = opts.logger.child({ component: 'mcp-connector', server: this.name });
-    this.session = new McpSession({ config: opts.config, logger: opts.logger, onEvent: (e) => this.emit(e) });
+    this.session = new McpSession({
+      config: opts.config,
+      logger: opts.logger,
+      onEvent: (e) => this.emit(e),
+      ...(opts.stdioSandbox && { stdioSandbox: opts.stdioSandbox }),
+    });
     const at = () => new Date().toISOString();
     this.policy = new ServerPolicy(opts.config, {
       opened: (lastError) => {

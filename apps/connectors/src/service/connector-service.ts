@@ -30,6 +30,7 @@ import type { CallState, McpConnector } from '../resilience/mcp-connector.js';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
 import { MCP_CALLS_BUCKET, NatsKvCallCache } from './shared-call-cache.js';
+import type { StdioSandbox } from '../session/stdio-sandbox.js';
 
 export interface McpConnectorServiceOptions {
   readonly nc: NatsConnection;
@@ -190,6 +191,8 @@ export interface StartConnectorsOptions {
   readonly sharedCalls?:
     | false
     | { readonly bucket?: string; readonly ttlMs?: number; readonly leaseMs?: number; readonly joinWaitMs?: number };
+  /** Where stdio servers run (see StdioSandbox; detectStdioSandbox finds it); none: as plain children. */
+  readonly stdioSandbox?: StdioSandbox;
 }
 
 export interface RunningConnectors {
@@ -224,6 +227,7 @@ export async function startConnectors(opts: StartConnectorsOptions): Promise<Run
     logger: opts.logger,
     ...(opts.onEvent && { onEvent: opts.onEvent }),
     ...(sharedCalls && { sharedCalls }),
+    ...(opts.stdioSandbox && { stdioSandbox: opts.stdioSandbox }),
   });
   await connectors.start();
   let service: McpConnectorService;

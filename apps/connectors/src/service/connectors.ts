@@ -2,6 +2,7 @@ import { AppError, type Logger } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import type { McpEventSink, ServerHealth } from '@switchyard/contracts';
 import { McpConnector, type SharedCallCache } from '../resilience/mcp-connector.js';
+import type { StdioSandbox } from '../session/stdio-sandbox.js';
 
 export interface McpConnectorsOptions {
   readonly registry: readonly McpServerConfig[];
@@ -9,6 +10,8 @@ export interface McpConnectorsOptions {
   readonly onEvent?: McpEventSink;
   /** Keyed calls shared with other connectors processes (see McpConnectorOptions.sharedCalls). */
   readonly sharedCalls?: SharedCallCache;
+  /** Where stdio servers run (see StdioSandbox). */
+  readonly stdioSandbox?: StdioSandbox;
 }
 
 /** All servers of a registry, one McpConnector each (disabled ones too: they answer `unavailable`). */
@@ -26,6 +29,7 @@ export class McpConnectors {
           logger: opts.logger,
           ...(opts.onEvent && { onEvent: opts.onEvent }),
           ...(opts.sharedCalls && { sharedCalls: opts.sharedCalls }),
+          ...(opts.stdioSandbox && { stdioSandbox: opts.stdioSandbox }),
         }),
       );
     }

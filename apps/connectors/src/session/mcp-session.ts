@@ -20,6 +20,7 @@ import { mcpEvent, SafeMcpSchemaValidator, type McpEventSink, type McpHealth } f
 import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
 import { fetchWithOwnSignals } from './own-signal-fetch.js';
 import { fetchWithResponseCap } from './capped-fetch.js';
+import { sandboxed, type StdioSandbox } from './stdio-sandbox.js';
 
 /** Health of one server as the session sees it. */
 export interface McpSessionHealth {
@@ -43,6 +44,8 @@ export interface McpSessionOptions {
   /** McpServerWentDown / McpServerRecovered go here. Must not throw. */
   readonly onEvent?: McpEventSink;
   readonly clientInfo?: { readonly name: string; readonly version: string };
+  /** Where stdio servers run (see StdioSandbox); none: as plain children. */
+  readonly stdioSandbox?: StdioSandbox;
 }
 
 export interface CallOptions {
@@ -424,9 +427,12 @@ export class McpSession {
     const cfg = this.opts.config;
     const t = cfg.transport;
     if (t.kind === 'stdio') {
+      const run = this.opts.stdioSandbox
+        ? sandboxed(this.opts.stdioSandbox, t.command, t.args)
+        : { command: t.command, args: t.args };
       const transport = new StdioClientTransport({
-        command: t.command,
-        args: t.args,
+        command: run.command,
+        args: run.args,
         env: t.env,
         ...(t.cwd && { cwd: t.cwd }),
         stderr: 'pipe',

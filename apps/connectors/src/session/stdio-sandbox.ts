@@ -1,0 +1,67 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import type { Logger } from '@switchyard/platform';
+
+/**
+ * How stdio MCP servers are started. A stdio server is a program of someone else's running as
+ * this process's OS user: on its own it could read this process's environment and memory
+ * (`/proc/<pid>/environ`, `/proc/<pid>/mem`: the NATS token, the API keys, the database
+ * passwords) and the secret files of the data dir. In the sandbox (bubblewrap, `bwrap`) it sees
+ * the machine's files and network as they are, but only its own processes (a PID namespace with
+ * its own /proc), and the data dir's secrets (the NATS and PostgreSQL directories, the password
+ * files) are hidden: an empty directory in their place, or a file that cannot be opened (a device
+ * node mounted without device access).
+ */
+export interface StdioSandbox {
+  /** The bwrap program. */
+  readonly bwrap: string;
+  /** Paths the server must not read: a directory is replaced by an empty one, a file by one that cannot be opened. */
+  readonly hide: readonly string[];
+}
+
+export type StdioSandboxMode = 'auto' | 'bwrap' | 'off';
+
+const BASE_ARGS = ['--dev-bind', '/', '/', '--proc', '/proc', '--unshare-pid', '--die-with-parent'];
+
+/** The command and arguments that run `command args` in the sandbox (only the hidden paths that exist now). */
+export function sandboxed(
+  sandbox: StdioSandbox,
+  command: string,
+  args: readonly string[],
+): { command: string; args: string[] } {
+  const hide = sandbox.hide.filter((p) => existsSync(p));
+  return {
+    command: sandbox.bwrap,
+    args: [
+      ...BASE_ARGS,
+      ...hide.flatMap((p) => (statSync(p).isDirectory() ? ['--tmpfs', p] : ['--ro-bind', '/dev/null', p])),
+      '--',
+      command,
+      ...args,
+    ],
+  };
+}
+
+/**
+ * The sandbox for this process's stdio servers: `bwrap` when it runs here (it needs user
+ * namespaces, or root), none with `off`. `auto` (the default) says, once, when it cannot be had
+ * and runs the servers without it; `bwrap` makes that an error.
+ */
+export function detectStdioSandbox(
+  mode: StdioSandboxMode,
+  hide: readonly string[],
+  logger: Logger,
+  bwrap = 'bwrap',
+): StdioSandbox | undefined {
+  if (mode === 'off') return undefined;
+  const probe = spawnSync(bwrap, [...BASE_ARGS, '--', 'true'], { stdio: 'pipe', timeout: 10_000 });
+  if (probe.status === 0) return { bwrap, hide };
+  const why = probe.error ? probe.error.message : probe.stderr.toString().trim() || `exit ${probe.status}`;
+  if (mode === 'bwrap')
+    throw new Error(`MCP_STDIO_SANDBOX=bwrap, but bwrap cannot run here (${why}): install bubblewrap, or set auto/off`);
+  logger.warn(
+    { why },
+    'stdio MCP servers run without a sandbox (bwrap not found or not allowed here): each can read this process memory and the data dir secrets; install bubblewrap',
+  );
+  return undefined;
+}
