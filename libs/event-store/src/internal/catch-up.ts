@@ -44,9 +44,13 @@ export interface CatchUpOptions {
  */
 export class CatchUpSubscription implements AllSubscription {
   private closed = false;
-  /** Resolves on close(): a read in flight is not awaited past it (a read can wait on a pool that is ending). */
-  private readonly closing: Promise<typeof CLOSED>;
-  private markClosed!: () => void;
+  /**
+   * Told on close(): a read in flight is not awaited past it (a read can wait on a pool that is
+   * ending). One waiter per read, dropped when the read settles: a race against one promise that
+   * lives as long as the subscription added a reaction to it per page, and each reaction held its
+   * page, so a long-lived subscription kept every event it had ever read (2.6 KB of heap per event).
+   */
+  private readonly closeWaiters = new Set<() => void>();
   private iterating = false;
   private version = 0;
   /**
@@ -74,7 +78,6 @@ export class CatchUpSubscription implements AllSubscription {
     this.safetyIntervalMs = options.safetyIntervalMs ?? 3_000;
     this.known = from;
     this.reported = from;
-    this.closing = new Promise((resolve) => (this.markClosed = () => resolve(CLOSED)));
   }
 
   /**
@@ -112,7 +115,8 @@ export class CatchUpSubscription implements AllSubscription {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.markClosed();
+    for (const tell of this.closeWaiters) tell();
+    this.closeWaiters.clear();
     this.wakeWaiter?.();
     this.options.onClose?.();
   }
@@ -152,7 +156,7 @@ export class CatchUpSubscription implements AllSubscription {
         const seen = this.version;
         let page: Page;
         try {
-          const read = await Promise.race([this.readPage(position, this.pageSize), this.closing]);
+          const read = await this.readUnlessClosed(position);
           if (read === CLOSED) return;
           page = read;
           failures = 0;
@@ -181,6 +185,18 @@ export class CatchUpSubscription implements AllSubscription {
     } finally {
       await this.close();
     }
+  }
+
+  /** A page from `position`, or CLOSED as soon as the subscription is closed (the read is then left to end on its own). */
+  private readUnlessClosed(position: number): Promise<Page | typeof CLOSED> {
+    return new Promise<Page | typeof CLOSED>((resolve, reject) => {
+      if (this.closed) return resolve(CLOSED);
+      const onClose = () => resolve(CLOSED);
+      this.closeWaiters.add(onClose);
+      this.readPage(position, this.pageSize)
+        .then(resolve, reject)
+        .finally(() => this.closeWaiters.delete(onClose));
+    });
   }
 
   /** Report `position` as considered (once per new position; the iteration calls it only after handing over every event up to it). */

@@ -1,5 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import type { RecordedEvent } from '../port.js';
 import { CatchUpSubscription, type Page } from './catch-up.js';
 
@@ -108,5 +110,45 @@ describe('CatchUpSubscription: close', () => {
     const result = await Promise.race([next, new Promise<'pending'>((r) => setTimeout(() => r('pending'), 1_000))]);
     assert.notEqual(result, 'pending', 'the iteration still waits on the read');
     assert.equal((result as IteratorResult<RecordedEvent>).done, true);
+  });
+});
+
+describe('CatchUpSubscription: holds no page it has delivered', () => {
+  it('a page read and delivered can be collected while the subscription stays open', async () => {
+    // The collector, for this check only (the test runner starts without --expose-gc).
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const pages: WeakRef<Page>[] = [];
+    let n = 0;
+    const readPage = async (after: number): Promise<Page> => {
+      // 60 full pages of 10 events, each holding 10 KB, then caught up.
+      if (n >= 60) return { events: [], scannedTo: after, caughtUp: true };
+      const events = Array.from({ length: 10 }, (_, i) => ({
+        id: `e${after + 1 + i}`,
+        streamId: 's-1',
+        type: 'Big',
+        data: { blob: 'x'.repeat(10_000) + String(n) },
+        metadata: { correlationId: 'c', timestamp: 't' },
+        revision: 0,
+        position: after + 1 + i,
+        recordedAt: new Date(0),
+      }));
+      n++;
+      const page: Page = { events, scannedTo: after + 10, caughtUp: false };
+      pages.push(new WeakRef(page));
+      return page;
+    };
+    const sub = new CatchUpSubscription(readPage, -1, { safetyIntervalMs: 60_000 });
+    const it = sub[Symbol.asyncIterator]();
+    assert.equal((await pull(it, 600)).length, 600);
+    await settle();
+    gc();
+    await settle();
+    gc();
+    // The last page or two may still be referenced by the loop; the 50 before them must be gone.
+    const alive = pages.slice(0, 50).filter((p) => p.deref() !== undefined).length;
+    assert.equal(alive, 0, `${alive} of the first 50 pages are still held`);
+    assert.equal(sub.isClosed, false);
+    await sub.close();
   });
 });
