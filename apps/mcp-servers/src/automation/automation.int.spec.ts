@@ -293,6 +293,23 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
       capped.createSchedule({ name: 'cap-over', cron: '0 9 * * *', timezone: 'UTC', target }),
       /AUTOMATION_MAX_SCHEDULES/,
     );
+    // A one-shot counts until it has fired; then it stays listed but leaves room for another.
+    const before = clock.now();
+    try {
+      await capped.deleteSchedule('cap-again');
+      await capped.createSchedule({ name: 'once', after: '1m', timezone: 'UTC', target });
+      await assert.rejects(
+        capped.createSchedule({ name: 'cap-over', cron: '0 9 * * *', timezone: 'UTC', target }),
+        /3 can still fire, at most 3 \(AUTOMATION_MAX_SCHEDULES\)/,
+      );
+      clock.set(new Date(before.getTime() + 120_000).toISOString());
+      assert.equal(await capped.fireDue(), 1);
+      await capped.createSchedule({ name: 'after-the-fire', cron: '0 9 * * *', timezone: 'UTC', target });
+      const names = (await capped.listSchedules()).map((x) => x.name).sort();
+      assert.ok(names.includes('once') && names.includes('after-the-fire'), names.join(','));
+    } finally {
+      clock.set(before.toISOString());
+    }
   });
 
   it('computes the next fire in the schedule time zone', async () => {

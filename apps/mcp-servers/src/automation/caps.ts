@@ -36,6 +36,18 @@ export function underCap<T>(
   return mine;
 }
 
+/**
+ * What counts against a cap: every webhook; every schedule that can still fire. A fired one-shot
+ * stays as a record (see list_schedules) but sends nothing more: counted, the one-shot follow-ups
+ * of 1,000 onboardings used the cap up for good, and every later onboarding had none.
+ */
+const COUNT_SQL = {
+  'automation.webhooks': 'SELECT count(*)::int AS n FROM automation.webhooks',
+  'automation.schedules': `SELECT count(*)::int AS n FROM automation.schedules s
+     LEFT JOIN automation.schedule_runs r ON r.schedule_id = s.id
+    WHERE NOT (s.run_once AND r.done IS TRUE)`,
+} as const;
+
 /** How long a creation waits for another process's creation of the same kind. */
 const LOCK_WAIT_MS = 10_000;
 
@@ -58,12 +70,14 @@ function counted<T>(
         );
       throw err;
     }
-    const { rows } = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${o.table}`);
+    const { rows } = await c.query<{ n: number }>(COUNT_SQL[o.table]);
     const n = rows[0]?.n ?? 0;
     if (n >= o.max)
       throw new AppError(
         'illegal_state',
-        `${o.table.slice('automation.'.length)}: ${n} exist, at most ${o.max} (${o.setting}); delete one first`,
+        o.table === 'automation.schedules'
+          ? `schedules: ${n} can still fire, at most ${o.max} (${o.setting}); delete one first`
+          : `${o.table.slice('automation.'.length)}: ${n} exist, at most ${o.max} (${o.setting}); delete one first`,
         { max: o.max, count: n, setting: o.setting },
       );
     return create();
