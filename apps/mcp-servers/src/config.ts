@@ -80,6 +80,7 @@ export const mcpConfigSchema = z.object({
   /** Most webhooks / schedules the automation server keeps (each multiplies what goes out). */
   AUTOMATION_MAX_WEBHOOKS: z.coerce.number().int().min(1).max(100_000).default(200),
   AUTOMATION_MAX_SCHEDULES: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
+  AUTOMATION_MAX_ONE_SHOTS: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
   FILESYSTEM_ROOT: z.string().min(1).default('.data/files'),
   /** Token of the official GitHub server; unset (or empty), the github server is `unconfigured`. */
   GITHUB_PERSONAL_ACCESS_TOKEN: z

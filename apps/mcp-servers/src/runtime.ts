@@ -150,7 +150,11 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
           logger,
           guard,
           store,
-          caps: { maxWebhooks: config.AUTOMATION_MAX_WEBHOOKS, maxSchedules: config.AUTOMATION_MAX_SCHEDULES },
+          caps: {
+            maxWebhooks: config.AUTOMATION_MAX_WEBHOOKS,
+            maxSchedules: config.AUTOMATION_MAX_SCHEDULES,
+            maxOneShots: config.AUTOMATION_MAX_ONE_SHOTS,
+          },
           scheduledRetry: {
             firstRetryMs: config.WEBHOOK_RETRY_FIRST_MS,
             maxRetryMs: config.WEBHOOK_RETRY_MAX_MS,

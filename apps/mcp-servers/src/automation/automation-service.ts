@@ -120,6 +120,7 @@ export class AutomationService {
       webhookByRef,
       hasMail: () => this.deliveries.hasMail,
       ...(deps.caps?.maxSchedules !== undefined ? { maxSchedules: deps.caps.maxSchedules } : {}),
+      ...(deps.caps?.maxOneShots !== undefined ? { maxOneShots: deps.caps.maxOneShots } : {}),
     });
     this.triggers = new Triggers({ pool, logger: this.log, clock, onTrigger: deps.onTrigger });
   }

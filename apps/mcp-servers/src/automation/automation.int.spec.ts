@@ -264,7 +264,7 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
       guard,
       clock,
       delivery,
-      caps: { maxWebhooks: 2, maxSchedules: 3 },
+      caps: { maxWebhooks: 2, maxSchedules: 3, maxOneShots: 1 },
     });
     services.push(capped);
     await capped.migrate();
@@ -293,20 +293,25 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
       capped.createSchedule({ name: 'cap-over', cron: '0 9 * * *', timezone: 'UTC', target }),
       /AUTOMATION_MAX_SCHEDULES/,
     );
-    // A one-shot counts until it has fired; then it stays listed but leaves room for another.
+    // One-shots have a cap of their own (AUTOMATION_MAX_ONE_SHOTS, here 1), not the repeating
+    // schedules' one: with three repeating ones there is room for one; and a one-shot counts
+    // until it has fired, then stays listed but leaves room for the next.
     const before = clock.now();
     try {
-      await capped.deleteSchedule('cap-again');
       await capped.createSchedule({ name: 'once', after: '1m', timezone: 'UTC', target });
       await assert.rejects(
-        capped.createSchedule({ name: 'cap-over', cron: '0 9 * * *', timezone: 'UTC', target }),
-        /3 can still fire, at most 3 \(AUTOMATION_MAX_SCHEDULES\)/,
+        capped.createSchedule({ name: 'once-more', after: '1m', timezone: 'UTC', target }),
+        /one-shot schedules not fired yet: 1 exist, at most 1 \(AUTOMATION_MAX_ONE_SHOTS\)/,
       );
       clock.set(new Date(before.getTime() + 120_000).toISOString());
       assert.equal(await capped.fireDue(), 1);
-      await capped.createSchedule({ name: 'after-the-fire', cron: '0 9 * * *', timezone: 'UTC', target });
-      const names = (await capped.listSchedules()).map((x) => x.name).sort();
-      assert.ok(names.includes('once') && names.includes('after-the-fire'), names.join(','));
+      await capped.createSchedule({ name: 'once-more', after: '1m', timezone: 'UTC', target });
+      const names = (await capped.listSchedules()).map((x) => x.name);
+      assert.ok(names.includes('once') && names.includes('once-more'), names.join(','));
+      await assert.rejects(
+        capped.createSchedule({ name: 'cap-over', cron: '0 9 * * *', timezone: 'UTC', target }),
+        /repeating schedules: 3 exist, at most 3 \(AUTOMATION_MAX_SCHEDULES\)/,
+      );
     } finally {
       clock.set(before.toISOString());
     }

@@ -4,10 +4,16 @@ import { AppError, withTransaction } from '@switchyard/platform';
 /** How many webhooks and schedules the automation server keeps at most (AUTOMATION_MAX_*). */
 export interface AutomationCaps {
   readonly maxWebhooks: number;
+  /** Repeating (cron) schedules. */
   readonly maxSchedules: number;
+  /** One-shot schedules not fired yet (each fires once: an onboarding's follow-ups are three). */
+  readonly maxOneShots: number;
 }
 
-export const DEFAULT_AUTOMATION_CAPS: AutomationCaps = { maxWebhooks: 200, maxSchedules: 1_000 };
+export const DEFAULT_AUTOMATION_CAPS: AutomationCaps = { maxWebhooks: 200, maxSchedules: 1_000, maxOneShots: 100_000 };
+
+/** What a cap counts. */
+export type CapKind = 'webhooks' | 'schedules' | 'one_shots';
 
 /** The creation of each kind this process runs now: the next waits for it in memory, holding no connection. */
 const turns = new Map<string, Promise<unknown>>();
@@ -23,61 +29,65 @@ const turns = new Map<string, Promise<unknown>>();
  */
 export function underCap<T>(
   pool: pg.Pool,
-  o: { readonly table: 'automation.webhooks' | 'automation.schedules'; readonly max: number; readonly setting: string },
+  o: { readonly kind: CapKind; readonly max: number; readonly setting: string },
   create: () => Promise<T>,
 ): Promise<T> {
-  const previous = turns.get(o.table) ?? Promise.resolve();
+  const previous = turns.get(o.kind) ?? Promise.resolve();
   const mine = previous.catch(() => undefined).then(() => counted(pool, o, create));
   const settled = mine.catch(() => undefined);
-  turns.set(o.table, settled);
+  turns.set(o.kind, settled);
   void settled.then(() => {
-    if (turns.get(o.table) === settled) turns.delete(o.table);
+    if (turns.get(o.kind) === settled) turns.delete(o.kind);
   });
   return mine;
 }
 
 /**
- * What counts against a cap: every webhook; every schedule that can still fire. A fired one-shot
- * stays as a record (see list_schedules) but sends nothing more: counted, the one-shot follow-ups
- * of 1,000 onboardings used the cap up for good, and every later onboarding had none.
+ * What counts against each cap: every webhook; every repeating schedule; the one-shots that have
+ * not fired yet. A fired one-shot stays as a record (see list_schedules) but sends nothing more.
+ * One cap for all schedules, fired one-shots included, was used up by the follow-ups of 333
+ * onboardings (three one-shots each), and every later onboarding had none.
  */
-const COUNT_SQL = {
-  'automation.webhooks': 'SELECT count(*)::int AS n FROM automation.webhooks',
-  'automation.schedules': `SELECT count(*)::int AS n FROM automation.schedules s
-     LEFT JOIN automation.schedule_runs r ON r.schedule_id = s.id
-    WHERE NOT (s.run_once AND r.done IS TRUE)`,
-} as const;
+const CAPS: Record<CapKind, { readonly count: string; readonly noun: string }> = {
+  webhooks: { count: 'SELECT count(*)::int AS n FROM automation.webhooks', noun: 'webhooks' },
+  schedules: {
+    count: 'SELECT count(*)::int AS n FROM automation.schedules WHERE NOT run_once',
+    noun: 'repeating schedules',
+  },
+  one_shots: {
+    count: `SELECT count(*)::int AS n FROM automation.schedules s
+       LEFT JOIN automation.schedule_runs r ON r.schedule_id = s.id
+      WHERE s.run_once AND r.done IS NOT TRUE`,
+    noun: 'one-shot schedules not fired yet',
+  },
+};
 
 /** How long a creation waits for another process's creation of the same kind. */
 const LOCK_WAIT_MS = 10_000;
 
 function counted<T>(
   pool: pg.Pool,
-  o: { readonly table: 'automation.webhooks' | 'automation.schedules'; readonly max: number; readonly setting: string },
+  o: { readonly kind: CapKind; readonly max: number; readonly setting: string },
   create: () => Promise<T>,
 ): Promise<T> {
   return withTransaction(pool, async (c) => {
     await c.query(`SET LOCAL lock_timeout = ${LOCK_WAIT_MS}`);
     try {
-      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`switchyard.cap.${o.table}`]);
+      // The schedule kinds share one lock: a creation's kind is known only from its input, and a
+      // cron and a one-shot under one name must not pass the name check together.
+      const lock = o.kind === 'webhooks' ? 'automation.webhooks' : 'automation.schedules';
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`switchyard.cap.${lock}`]);
     } catch (err) {
       if ((err as { code?: string }).code === '55P03')
-        throw new AppError(
-          'unavailable',
-          `another process is creating ${o.table.slice('automation.'.length)}; try again`,
-          {},
-          true,
-        );
+        throw new AppError('unavailable', `another process is creating ${CAPS[o.kind].noun}; try again`, {}, true);
       throw err;
     }
-    const { rows } = await c.query<{ n: number }>(COUNT_SQL[o.table]);
+    const { rows } = await c.query<{ n: number }>(CAPS[o.kind].count);
     const n = rows[0]?.n ?? 0;
     if (n >= o.max)
       throw new AppError(
         'illegal_state',
-        o.table === 'automation.schedules'
-          ? `schedules: ${n} can still fire, at most ${o.max} (${o.setting}); delete one first`
-          : `${o.table.slice('automation.'.length)}: ${n} exist, at most ${o.max} (${o.setting}); delete one first`,
+        `${CAPS[o.kind].noun}: ${n} exist, at most ${o.max} (${o.setting}); delete one first`,
         { max: o.max, count: n, setting: o.setting },
       );
     return create();

@@ -165,8 +165,10 @@ export interface SchedulesDeps {
   readonly events: AutomationEventLog;
   readonly webhookByRef: (ref: string) => Promise<WebhookTarget>;
   readonly hasMail: () => boolean;
-  /** Most schedules kept (AUTOMATION_MAX_SCHEDULES). */
+  /** Most repeating schedules kept (AUTOMATION_MAX_SCHEDULES). */
   readonly maxSchedules?: number;
+  /** Most one-shot schedules not fired yet (AUTOMATION_MAX_ONE_SHOTS). */
+  readonly maxOneShots?: number;
 }
 
 export interface ClaimedFire {
@@ -205,25 +207,33 @@ export class Schedules {
       if (!this.deps.hasMail())
         throw new AppError('unavailable', 'an e-mail schedule needs a mail server: set SMTP_URL', {}, false);
     }
-    const max = this.deps.maxSchedules ?? DEFAULT_AUTOMATION_CAPS.maxSchedules;
+    const cap =
+      input.after !== undefined
+        ? {
+            kind: 'one_shots' as const,
+            max: this.deps.maxOneShots ?? DEFAULT_AUTOMATION_CAPS.maxOneShots,
+            setting: 'AUTOMATION_MAX_ONE_SHOTS',
+          }
+        : {
+            kind: 'schedules' as const,
+            max: this.deps.maxSchedules ?? DEFAULT_AUTOMATION_CAPS.maxSchedules,
+            setting: 'AUTOMATION_MAX_SCHEDULES',
+          };
     let r: Awaited<ReturnType<typeof this.command>>;
     try {
-      r = await underCap(
-        this.deps.pool,
-        { table: 'automation.schedules', max, setting: 'AUTOMATION_MAX_SCHEDULES' },
-        () =>
-          this.command({
-            type: 'CreateSchedule',
-            data: {
-              id: newId(),
-              name: input.name,
-              cron: input.cron,
-              after: input.after,
-              timezone: input.timezone,
-              target: input.target,
-            },
-            metadata,
-          }),
+      r = await underCap(this.deps.pool, cap, () =>
+        this.command({
+          type: 'CreateSchedule',
+          data: {
+            id: newId(),
+            name: input.name,
+            cron: input.cron,
+            after: input.after,
+            timezone: input.timezone,
+            target: input.target,
+          },
+          metadata,
+        }),
       );
     } catch (err) {
       // The same schedule again (a caller's retry whose first answer was lost): answered as it is.

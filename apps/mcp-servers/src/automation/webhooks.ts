@@ -153,7 +153,7 @@ export class Webhooks {
     const url = await this.checkUrl(input.url);
     const id = newId();
     const max = this.deps.maxWebhooks ?? DEFAULT_AUTOMATION_CAPS.maxWebhooks;
-    return underCap(this.deps.pool, { table: 'automation.webhooks', max, setting: 'AUTOMATION_MAX_WEBHOOKS' }, () =>
+    return underCap(this.deps.pool, { kind: 'webhooks', max, setting: 'AUTOMATION_MAX_WEBHOOKS' }, () =>
       this.registerChecked(id, url, input, correlationId),
     );
   }
