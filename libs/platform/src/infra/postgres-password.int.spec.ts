@@ -2,26 +2,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createPgClient } from './pg.js';
-import { embeddedSuperuserPasswordFile, startEmbeddedPostgres } from './postgres.js';
+import { canConnect, embeddedSuperuserPasswordFile, startEmbeddedPostgres } from './postgres.js';
 import { freePort } from './ports.js';
 
 /** Whether the superuser logs in on the port with this password. */
-async function logsIn(port: number, password: string): Promise<boolean> {
-  const client = createPgClient(
-    { connectionString: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, connectionTimeoutMillis: 3_000 },
-    { name: 'password-check' },
-  );
-  try {
-    await client.connect();
-    await client.query('select 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
+const logsIn = (port: number, password: string): Promise<boolean> =>
+  canConnect(`postgres://postgres:${password}@127.0.0.1:${port}/postgres`);
 
 /**
  * The embedded cluster listens on 127.0.0.1, where every local user and process can reach it, and

@@ -129,7 +129,8 @@ async function settleSecret(
   renameSync(`${secret.file}.next`, secret.file);
 }
 
-async function canConnect(url: string): Promise<boolean> {
+/** Whether a login with `url` gets an answer to `select 1`. */
+export async function canConnect(url: string): Promise<boolean> {
   const client = createPgClient({ connectionString: url, connectionTimeoutMillis: 1500 }, { name: 'postgres-probe' });
   try {
     await client.connect();
