@@ -150,7 +150,14 @@ export async function startReplicatedPostgres(): Promise<ReplicatedPostgres> {
     } finally {
       await admin.end();
     }
-    replica = await startEmbeddedPostgres({ dataDir: replicaDir, port: await freePort(), logger, fallback: 'off' });
+    // A copy of the primary's cluster: its superuser has the primary's password.
+    replica = await startEmbeddedPostgres({
+      dataDir: replicaDir,
+      port: await freePort(),
+      logger,
+      fallback: 'off',
+      password: decodeURIComponent(new URL(primary.url).password),
+    });
   } catch (err) {
     await primary.stop();
     rmSync(dir, { recursive: true, force: true });
