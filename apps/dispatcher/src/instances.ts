@@ -81,8 +81,16 @@ export class InstanceRegistry {
     this.log = opts.logger.child({ component: 'agent-instances' });
   }
 
-  /** 1. Ask every service for its info; new `agent-*` instances are added (healthy), known ones refreshed. */
+  /**
+   * 1. Ask every service for its info; new `agent-*` instances are added, known ones refreshed. A
+   * new instance, or a known one that is down, is taken as up only once it answers on its own
+   * `load` subject: any service role may answer discovery, but only the agents may serve an
+   * agent's subjects, so an answer to discovery alone (say, from a compromised process of another
+   * role) would otherwise route tasks to an instance nobody serves, and bring it back after each
+   * probe marked it down.
+   */
   async discover(): Promise<void> {
+    const toProbe: AgentInstance[] = [];
     let iter;
     try {
       iter = await serviceClient(this.opts.nats, { timeoutMs: this.opts.discoveryWaitMs ?? 300 }).info();
@@ -91,26 +99,31 @@ export class InstanceRegistry {
       return;
     }
     try {
-      for await (const info of iter) this.learn(info);
+      for await (const info of iter) {
+        const learned = this.learn(info);
+        if (learned && !learned.healthy) toProbe.push(learned);
+      }
     } catch (err) {
       // No service at all answers with "no responders": nothing to learn this round.
       if (!String(err).includes('no responders')) this.log.warn({ err }, 'agent discovery failed');
     }
+    await Promise.all(toProbe.map((i) => this.probe(i)));
   }
 
-  private learn(info: ServiceInfo): void {
+  /** Add or refresh the instance an info answer describes; returns it (undefined: not an agent's, or unusable). */
+  private learn(info: ServiceInfo): AgentInstance | undefined {
     {
-      if (!info.name.startsWith(AGENT_SERVICE_PREFIX) || info.metadata?.kind !== 'agent') return;
+      if (!info.name.startsWith(AGENT_SERVICE_PREFIX) || info.metadata?.kind !== 'agent') return undefined;
       const md = info.metadata;
       const agent = md.agent;
       const instance = md.instance;
-      if (!agent || !instance) return;
+      if (!agent || !instance) return undefined;
       let card: z.infer<typeof agentCardJsonSchema> | undefined;
       try {
         card = agentCardJsonSchema.parse(JSON.parse(md.card ?? 'null'));
       } catch {
         this.log.warn({ agent, instance }, 'agent published a card that does not parse; ignored');
-        return;
+        return undefined;
       }
       const key = `nats:${agent}/${instance}`;
       const known = this.instances.get(key);
@@ -124,8 +137,7 @@ export class InstanceRegistry {
       if (known) {
         Object.assign(known, base);
         known.lastSeen = Date.now();
-        if (!known.healthy) this.markUp(known);
-        return;
+        return known;
       }
       const inst: AgentInstance = {
         key,
@@ -133,7 +145,8 @@ export class InstanceRegistry {
         instance,
         kind: 'nats',
         ...base,
-        healthy: true,
+        // Up once its `load` subject answers (see discover).
+        healthy: false,
         inFlight: 0,
         reportedInFlight: 0,
         reportedQueue: 0,
@@ -144,7 +157,7 @@ export class InstanceRegistry {
       };
       this.instances.set(key, inst);
       this.log.debug({ agent, instance, taskTypes: [...base.taskTypes] }, 'agent instance discovered');
-      this.opts.onUp(inst);
+      return inst;
     }
   }
 
