@@ -43,9 +43,15 @@ export async function setUpNatsStreams(
     replicas: opts.replicas,
     max_bytes: MCP_CALLS_MAX_BYTES,
   });
+  // No rollup headers: the keyed-call cache never purges, and a writer allowed them could empty the
+  // whole bucket with one message (`Nats-Rollup: all`).
   const bucket = await jsm.streams.info(`KV_${MCP_CALLS_BUCKET}`);
-  if (bucket.config.max_bytes !== MCP_CALLS_MAX_BYTES) {
-    await jsm.streams.update(`KV_${MCP_CALLS_BUCKET}`, { ...bucket.config, max_bytes: MCP_CALLS_MAX_BYTES });
+  if (bucket.config.max_bytes !== MCP_CALLS_MAX_BYTES || bucket.config.allow_rollup_hdrs) {
+    await jsm.streams.update(`KV_${MCP_CALLS_BUCKET}`, {
+      ...bucket.config,
+      max_bytes: MCP_CALLS_MAX_BYTES,
+      allow_rollup_hdrs: false,
+    });
     opts.logger.info({ bucket: MCP_CALLS_BUCKET, maxBytes: MCP_CALLS_MAX_BYTES }, 'capped the shared call bucket');
   }
 }

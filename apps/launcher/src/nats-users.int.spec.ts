@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/nats-core';
 import { Kvm } from '@nats-io/kv';
 import {
   EVENTS_STREAM,
@@ -253,6 +254,20 @@ describe('the roles’ own NATS users on the embedded nats-server', () => {
       assert.equal((await jsm.streams.info(EVENTS_STREAM)).config.max_bytes, EVENTS_STREAM_MAX_BYTES);
       const bucket = `KV_${MCP_CALLS_BUCKET}`;
       assert.equal((await jsm.streams.info(bucket)).config.max_bytes, MCP_CALLS_MAX_BYTES);
+      // A writer of the bucket may not empty it with one rollup message.
+      const kv = await new Kvm(nc.connectors).open(MCP_CALLS_BUCKET);
+      await kv.put('keep-1', '{"state":"done"}');
+      await assert.rejects(
+        jetstream(nc.connectors).publish(`$KV.${MCP_CALLS_BUCKET}.wipe`, '', {
+          headers: (() => {
+            const h = natsHeaders();
+            h.set('Nats-Rollup', 'all');
+            return h;
+          })(),
+        }),
+        /rollup/i,
+      );
+      assert.equal((await kv.get('keep-1'))?.string(), '{"state":"done"}');
       // A deployment from before the caps: its streams hold no limit until the next start sets them.
       await jsm.streams.update(bucket, { ...(await jsm.streams.info(bucket)).config, max_bytes: -1 });
       await jsm.streams.update(EVENTS_STREAM, { ...(await jsm.streams.info(EVENTS_STREAM)).config, max_bytes: -1 });
