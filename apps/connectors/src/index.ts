@@ -9,7 +9,6 @@ export * from './registry/load.js';
 export * from './registry/resolve-bin.js';
 export * from './errors.js';
 export * from './session/mcp-session.js';
-export * from './session/stdio-sandbox.js';
 export * from './resilience/policy.js';
 export * from './resilience/mcp-connector.js';
 export * from './service/connectors.js';

@@ -10,10 +10,9 @@
  * Optional: CONNECTORS_QUEUE (queue group), CONNECTORS_SUBJECT_PREFIX (isolated subject space).
  */
 import { closeNats, connectNats } from '@switchyard/messaging';
-import { AppError, createLogger, dataDirSecrets, parseConfig } from '@switchyard/platform';
+import { AppError, createLogger, dataDirSecrets, parseConfig, detectStdioSandbox } from '@switchyard/platform';
 import { loadRegistry, describeServer } from './registry/load.js';
 import { startConnectors } from './service/connector-service.js';
-import { detectStdioSandbox } from './session/stdio-sandbox.js';
 import type { McpEvent } from '@switchyard/contracts';
 
 /** What is worth a log line of an event: identifiers and outcome, not arguments or results. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { startAgents, AGENT_HTTP_AUDIT_EVENT, agentAuditStreamId, llmFromEnv, loadDemoData } from '@switchyard/agents';
 import type pg from 'pg';
-import { detectStdioSandbox, loadRegistry, startConnectors } from '@switchyard/connectors';
+import { loadRegistry, startConnectors } from '@switchyard/connectors';
 import { mcpEventMetadata, mcpServerStreamId, type NatsRoleUser } from '@switchyard/contracts';
 import {
   A2aFeatureModule,
@@ -36,6 +36,7 @@ import { startTriggerStarter, startWorkflowEngine, startReadModelThread } from '
 import {
   createPgPool,
   dataDirSecrets,
+  detectStdioSandbox,
   markSchemaManaged,
   parseConfig,
   provisionDatabaseRoles,

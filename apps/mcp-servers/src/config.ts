@@ -82,6 +82,10 @@ export const mcpConfigSchema = z.object({
   AUTOMATION_MAX_SCHEDULES: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
   AUTOMATION_MAX_ONE_SHOTS: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
   FILESYSTEM_ROOT: z.string().min(1).default('.data/files'),
+  /** The data dir whose secrets the filesystem server's sandbox hides (see MCP_STDIO_SANDBOX). */
+  DATA_DIR: z.string().min(1).default('.data'),
+  /** How the official filesystem server (a stdio child) runs: see the launcher's MCP_STDIO_SANDBOX. */
+  MCP_STDIO_SANDBOX: z.enum(['auto', 'bwrap', 'off']).default('auto'),
   /** Token of the official GitHub server; unset (or empty), the github server is `unconfigured`. */
   GITHUB_PERSONAL_ACCESS_TOKEN: z
     .string()

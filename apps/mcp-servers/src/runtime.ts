@@ -6,6 +6,8 @@ import {
   AppError,
   createLogger,
   createPgPool,
+  dataDirSecrets,
+  detectStdioSandbox,
   edgePolicyFromEnv,
   markSchemaManaged,
   parseConfig,
@@ -187,7 +189,13 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
         break;
       }
       case 'filesystem-bridge': {
-        const bridge = await startFilesystemBridge({ root: config.FILESYSTEM_ROOT, logger });
+        // The official server is someone else's code: in the sandbox, like the connectors' stdio servers.
+        const sandbox = detectStdioSandbox(config.MCP_STDIO_SANDBOX, dataDirSecrets(config.DATA_DIR), logger);
+        const bridge = await startFilesystemBridge({
+          root: config.FILESYSTEM_ROOT,
+          logger,
+          ...(sandbox && { sandbox }),
+        });
         cleanups.push(() => bridge.close());
         factory = () => bridge.serverFactory();
         health = async () => {

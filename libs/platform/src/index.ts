@@ -7,6 +7,7 @@ export * from './paths.js';
 export * from './infra/ports.js';
 export * from './infra/postgres.js';
 export * from './infra/data-dir.js';
+export * from './infra/stdio-sandbox.js';
 export * from './infra/nats.js';
 export * from './infra/transaction.js';
 export * from './egress/guard.js';

@@ -17,6 +17,7 @@ import {
   hideHostPaths,
   type Logger,
   sizePayload,
+  type StdioSandbox,
 } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { McpSession, type McpSessionHealth } from '../session/mcp-session.js';
@@ -29,7 +30,6 @@ import {
 } from '@switchyard/contracts';
 import { errorText, toAppError } from '../errors.js';
 import { ServerPolicy, type McpQueueStats } from './policy.js';
-import type { StdioSandbox } from '../session/stdio-sandbox.js';
 
 export interface McpConnectorOptions {
   readonly config: McpServerConfig;

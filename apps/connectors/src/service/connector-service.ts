@@ -7,7 +7,7 @@ import {
   type EndpointDefinition,
   type Service,
 } from '@switchyard/messaging';
-import type { Logger } from '@switchyard/platform';
+import { type Logger, type StdioSandbox } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import type { McpEventSink } from '@switchyard/contracts';
 import { McpConnectors } from './connectors.js';
@@ -30,7 +30,6 @@ import type { CallState, McpConnector } from '../resilience/mcp-connector.js';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
 import { MCP_CALLS_BUCKET, NatsKvCallCache } from './shared-call-cache.js';
-import type { StdioSandbox } from '../session/stdio-sandbox.js';
 
 export interface McpConnectorServiceOptions {
   readonly nc: NatsConnection;

@@ -1,8 +1,7 @@
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, type Logger, type StdioSandbox } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import type { McpEventSink, ServerHealth } from '@switchyard/contracts';
 import { McpConnector, type SharedCallCache } from '../resilience/mcp-connector.js';
-import type { StdioSandbox } from '../session/stdio-sandbox.js';
 
 export interface McpConnectorsOptions {
   readonly registry: readonly McpServerConfig[];

@@ -13,14 +13,13 @@ import {
   type Resource,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { AppError, backoffMs, type Logger } from '@switchyard/platform';
+import { AppError, backoffMs, type Logger, sandboxed, type StdioSandbox } from '@switchyard/platform';
 import type { McpServerConfig } from '../registry/schema.js';
 import { unconfiguredReason } from '../registry/load.js';
 import { mcpEvent, SafeMcpSchemaValidator, type McpEventSink, type McpHealth } from '@switchyard/contracts';
 import { errorText, isConnectionLoss, isSessionExpired, toAppError } from '../errors.js';
 import { fetchWithOwnSignals } from './own-signal-fetch.js';
 import { fetchWithResponseCap } from './capped-fetch.js';
-import { sandboxed, type StdioSandbox } from './stdio-sandbox.js';
 
 /** Health of one server as the session sees it. */
 export interface McpSessionHealth {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parseServerConfig } from '../registry/schema.js';
 import { testLogger } from '../spec-support.js';
 import { McpSession } from './mcp-session.js';
-import { detectStdioSandbox, type StdioSandbox } from './stdio-sandbox.js';
+import { detectStdioSandbox, type StdioSandbox } from '@switchyard/platform';
 
 const probeMain = path.join(import.meta.dirname, 'testing', 'proc-probe-main.js');
 const sandbox = detectStdioSandbox('auto', [], testLogger());
@@ -62,7 +62,17 @@ describe('stdio MCP servers run in a sandbox: they see neither this process nor 
 
   it('sandboxed: no /proc of this process, the secret file not readable, the secret directory empty', async () => {
     const seen = await probe({ ...sandbox!, hide: [secretFile, secretDir, path.join(scratch, 'not-there')] });
-    assert.deepEqual(seen, { sees_pid: false, environ: 'error: ENOENT', file: 'error: EACCES', dir: '' });
+    assert.deepEqual(
+      { ...seen, umount: String(seen.umount).startsWith('error') ? 'refused' : seen.umount },
+      {
+        sees_pid: false,
+        environ: 'error: ENOENT',
+        file: 'error: EACCES',
+        dir: '',
+        cap_eff: '0000000000000000',
+        umount: 'refused',
+      },
+    );
   });
 
   it('a plain child (the control) sees all of it', async () => {
@@ -71,6 +81,7 @@ describe('stdio MCP servers run in a sandbox: they see neither this process nor 
     assert.match(String(seen.environ), /^\d+$/);
     assert.equal(seen.file, 'the-nats-token');
     assert.equal(seen.dir, 'relay-password');
+    assert.notEqual(seen.umount, 'unmounted');
   });
 });
 

@@ -1,6 +1,6 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import type { Logger } from '@switchyard/platform';
+import { sandboxed, type Logger, type StdioSandbox } from '@switchyard/platform';
 import { SafeMcpSchemaValidator } from '@switchyard/contracts';
 
 export interface StdioChildOptions {
@@ -12,6 +12,8 @@ export interface StdioChildOptions {
   /** Environment of the child, on top of the SDK's safe default variables (PATH, HOME, ...). */
   readonly env?: Record<string, string>;
   readonly logger: Logger;
+  /** Where the child runs (see StdioSandbox); none: as a plain child. */
+  readonly sandbox?: StdioSandbox;
 }
 
 export interface StdioChild {
@@ -41,9 +43,13 @@ export async function startStdioChild(opts: StdioChildOptions): Promise<StdioChi
   let restartTimer: NodeJS.Timeout | undefined;
 
   const connect = async (): Promise<void> => {
+    const plain = [opts.script, ...(opts.args ?? [])];
+    const run = opts.sandbox
+      ? sandboxed(opts.sandbox, process.execPath, plain)
+      : { command: process.execPath, args: plain };
     const transport = new StdioClientTransport({
-      command: process.execPath,
-      args: [opts.script, ...(opts.args ?? [])],
+      command: run.command,
+      args: run.args,
       // The SDK adds its short list of safe variables: the child never sees the whole parent environment.
       ...(opts.env ? { env: opts.env } : {}),
       stderr: 'pipe',

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { detectStdioSandbox } from '@switchyard/platform';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
 import { call, httpClient, silentLogger } from '../test-helpers.js';
 import { startFilesystemBridge, type FilesystemBridge } from './bridge.js';
@@ -108,3 +109,56 @@ describe('filesystem bridge (official server-filesystem over stdio, exposed on S
     }
   });
 });
+
+const sandbox = detectStdioSandbox('auto', [], silentLogger);
+const noSandbox = sandbox ? false : 'bwrap cannot run on this machine (apt-get install bubblewrap): not tested here';
+if (!sandbox) console.log(`# sandboxed filesystem bridge spec skipped: ${noSandbox}`);
+
+describe(
+  'filesystem bridge in the stdio sandbox: works, and what the sandbox hides stays hidden',
+  { skip: noSandbox },
+  () => {
+    let scratch: string;
+    let bridge: FilesystemBridge;
+    let http: McpHttpServerHandle;
+    let client: Client;
+
+    before(async () => {
+      mkdirSync(path.resolve('.tmp'), { recursive: true });
+      scratch = mkdtempSync(path.resolve('.tmp', 'fs-bridge-sandboxed-'));
+      const root = path.join(scratch, 'root');
+      mkdirSync(path.join(root, 'hidden'), { recursive: true });
+      writeFileSync(path.join(root, 'hidden', 'token'), 'the-nats-token');
+      writeFileSync(path.join(root, 'open.txt'), 'for everyone');
+      bridge = await startFilesystemBridge({
+        root,
+        logger: silentLogger,
+        sandbox: { ...sandbox!, hide: [path.join(root, 'hidden')] },
+      });
+      http = await startMcpHttpServer({
+        name: 'filesystem-bridge',
+        serverFactory: () => bridge.serverFactory(),
+        port: 0,
+        logger: silentLogger,
+      });
+      client = await httpClient(http.url);
+    });
+
+    after(async () => {
+      await client?.close();
+      await http?.close();
+      await bridge?.close();
+      if (scratch) rmSync(scratch, { recursive: true, force: true });
+    });
+
+    it('reads what is open and sees an empty directory where a secret is hidden', async () => {
+      const r = await call(client, 'read_text_file', { path: path.join(bridge.root, 'open.txt') });
+      assert.equal(text(r), 'for everyone');
+      const secret = await call(client, 'read_text_file', { path: path.join(bridge.root, 'hidden', 'token') });
+      assert.equal(secret.isError, true);
+      assert.ok(!text(secret).includes('the-nats-token'));
+      const ls = await call(client, 'list_directory', { path: path.join(bridge.root, 'hidden') });
+      assert.doesNotMatch(text(ls), /token/);
+    });
+  },
+);

@@ -15,7 +15,7 @@ import {
   type ServerCapabilities,
 } from '@modelcontextprotocol/sdk/types.js';
 import { startStdioChild } from '../common/stdio-bridge.js';
-import { pathRoots, relativizeDeep, relativizePaths, type Logger } from '@switchyard/platform';
+import { pathRoots, relativizeDeep, relativizePaths, type Logger, type StdioSandbox } from '@switchyard/platform';
 
 export interface FilesystemBridgeOptions {
   /** The only directory the official server may touch (created if missing). */
@@ -23,6 +23,8 @@ export interface FilesystemBridgeOptions {
   readonly logger: Logger;
   /** Path of the stdio server script; default: the installed @modelcontextprotocol/server-filesystem. */
   readonly serverScript?: string;
+  /** Where the server runs (see StdioSandbox); none: as a plain child. */
+  readonly sandbox?: StdioSandbox;
 }
 
 export interface FilesystemBridge {
@@ -120,6 +122,7 @@ export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Prom
     script: opts.serverScript ?? filesystemServerScript(),
     args: [root],
     logger: opts.logger.child({ root }),
+    ...(opts.sandbox && { sandbox: opts.sandbox }),
   });
   return {
     root,

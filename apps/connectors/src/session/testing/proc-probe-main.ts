@@ -2,6 +2,7 @@
  * A stdio MCP server for the sandbox spec: its one tool says what this process can see of another
  * process (`/proc/<pid>`, its environment) and what it reads of a file and a directory.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
@@ -25,6 +26,12 @@ server.registerTool(
       environ: attempt(() => String(readFileSync(`/proc/${pid}/environ`).length)),
       file: attempt(() => readFileSync(file, 'utf8')),
       dir: attempt(() => readdirSync(dir).join(',')),
+      // Effective capabilities (hex): none in the sandbox, or it could unmount what hides the secrets.
+      cap_eff: attempt(() => /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '?'),
+      umount: attempt(() => {
+        execFileSync('umount', [dir], { stdio: 'pipe' });
+        return 'unmounted';
+      }),
     };
     return { content: [{ type: 'text', text: JSON.stringify(seen) }] };
   },

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
-import type { Logger } from '@switchyard/platform';
+import type { Logger } from 'pino';
 
 /**
  * How stdio MCP servers are started. A stdio server is a program of someone else's running as
@@ -21,7 +21,24 @@ export interface StdioSandbox {
 
 export type StdioSandboxMode = 'auto' | 'bwrap' | 'off';
 
-const BASE_ARGS = ['--dev-bind', '/', '/', '--proc', '/proc', '--unshare-pid', '--die-with-parent'];
+/**
+ * `--cap-drop ALL`: bwrap run by root keeps every capability in the sandbox unless told, and with
+ * CAP_SYS_ADMIN the server could unmount what hides the secrets (without it, as an unprivileged
+ * user, bwrap drops them anyway). `--new-session`: the server cannot push input into the
+ * launcher's terminal (TIOCSTI).
+ */
+const BASE_ARGS = [
+  '--dev-bind',
+  '/',
+  '/',
+  '--proc',
+  '/proc',
+  '--unshare-pid',
+  '--die-with-parent',
+  '--new-session',
+  '--cap-drop',
+  'ALL',
+];
 
 /** The command and arguments that run `command args` in the sandbox (only the hidden paths that exist now). */
 export function sandboxed(
