@@ -1,6 +1,6 @@
 import { Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, MCP_CALLS_BUCKET } from '@switchyard/contracts';
+import { EVENTS_STREAM, EVENTS_SUBJECT_WILDCARD, MCP_CALLS_BUCKET, MCP_CALLS_MAX_BYTES } from '@switchyard/contracts';
 import { ensureEventsStream, type NatsConnection } from '@switchyard/messaging';
 import type { Logger } from '@switchyard/platform';
 
@@ -8,14 +8,6 @@ import type { Logger } from '@switchyard/platform';
 export const RELAY_DUPLICATE_WINDOW_MS = 600_000;
 /** How long a keyed tool call's outcome stays in the shared bucket (as the per-process cache did). */
 export const MCP_CALLS_TTL_MS = 600_000;
-
-/**
- * What the call bucket may hold. Its writers are the connectors processes, which may host
- * third-party stdio servers: with no cap one of them could fill the NATS server's disk, which the
- * events stream shares. A full bucket refuses new keys, and a keyed call then runs without the
- * bucket (deduplicated in its own process only), as when NATS is away.
- */
-export const MCP_CALLS_MAX_BYTES = 256 * 1024 * 1024;
 
 /**
  * Make the JetStream streams the roles use: the events stream the relay appends to and the

@@ -11,6 +11,7 @@ import {
   EVENTS_STREAM,
   EVENTS_STREAM_MAX_BYTES,
   MCP_CALLS_BUCKET,
+  MCP_CALLS_MAX_BYTES,
   natsPasswordEnv,
   natsRoleUsers,
   progressSubjectSchema,
@@ -38,7 +39,7 @@ import {
 import { z } from 'zod';
 import { startInfrastructure, type Infrastructure } from './infra.js';
 import { COMPOSE_NATS_CONFIG } from './nats-users.js';
-import { MCP_CALLS_MAX_BYTES, setUpNatsStreams } from './nats-streams.js';
+import { setUpNatsStreams } from './nats-streams.js';
 import { Supervisor } from './supervisor.js';
 
 const logger = createLogger('nats-users-int', 'silent');

@@ -30,6 +30,13 @@ export interface NatsPermissions {
 
 /** The KV bucket of keyed tool calls shared by every connectors process on one NATS (JetStream). */
 export const MCP_CALLS_BUCKET = 'SWITCHYARD_MCP_CALLS';
+/**
+ * What the call bucket may hold. Its writers are the connectors processes, which may host
+ * third-party stdio servers: with no cap one of them could fill the NATS server's disk, which the
+ * events stream shares. A full bucket refuses new keys, and a keyed call then runs without the
+ * bucket (deduplicated in its own process only), as when NATS is away.
+ */
+export const MCP_CALLS_MAX_BYTES = 256 * 1024 * 1024;
 
 /**
  * A responder's answers go to its callers' inboxes: the replies, the progress notices, the

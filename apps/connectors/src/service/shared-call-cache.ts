@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { MCP_CALLS_BUCKET } from '@switchyard/contracts';
+import { MCP_CALLS_BUCKET, MCP_CALLS_MAX_BYTES } from '@switchyard/contracts';
 import { AppError, errorCodes, isAppError, type ErrorCode, type Logger } from '@switchyard/platform';
 import type { SharedCallCache, SharedCallId } from '../resilience/mcp-connector.js';
 
@@ -84,7 +84,11 @@ export class NatsKvCallCache implements SharedCallCache {
   /** The bucket (created when missing; an existing one is used as it is). */
   bucket(): Promise<KV> {
     this.kv ??= new Kvm(this.o.nats)
-      .create(this.o.bucket ?? MCP_CALLS_BUCKET, { ttl: this.o.ttlMs ?? 600_000, history: 1 })
+      .create(this.o.bucket ?? MCP_CALLS_BUCKET, {
+        ttl: this.o.ttlMs ?? 600_000,
+        history: 1,
+        max_bytes: MCP_CALLS_MAX_BYTES,
+      })
       .catch((err: unknown) => {
         this.kv = undefined;
         throw err;
