@@ -14,9 +14,11 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { mcpServerKinds } from '@switchyard/mcp-servers';
 import { natsPasswordEnv, natsRoleUsers } from '@switchyard/contracts';
+import { DATABASE_LOGINS, databaseLoginEnv, loginRoleName, roleNamesFor } from '@switchyard/platform';
 import {
   COMPOSE_NATS_CONFIG,
   composeNatsConfig,
+  databaseLoginsOf,
   natsIdentity,
   parseRoleSelection,
   plannedListeners,
@@ -234,7 +236,7 @@ describe('docker-compose.yml', () => {
 
   it('gives every service a healthcheck, and every Switchyard service the shared tokens from .env', () => {
     for (const [name, s] of Object.entries(services)) {
-      if (name === 'nats-setup') continue; // one-shot: it exits once the streams are made
+      if (name === 'nats-setup' || name === 'db-setup') continue; // one-shot: it exits once done
       assert.ok(s.healthcheck?.test && !s.healthcheck.disable, `${name} has a healthcheck`);
     }
     for (const [name, s] of appServices) {
@@ -246,7 +248,50 @@ describe('docker-compose.yml', () => {
         `${name}: AI_AGENT_AUTH_TOKEN from .env, required`,
       );
       assert.equal(envOf(s).NATS_URL, 'nats://nats:4222');
-      assert.match(envOf(s).DATABASE_URL ?? '', /@postgres:5432\//);
+    }
+  });
+
+  it("gives the superuser's DATABASE_URL to the one-shot db-setup alone, and each Switchyard container its roles' own logins", () => {
+    const setup = services['db-setup'] as Service & { restart?: string; depends_on?: Record<string, unknown> };
+    assert.deepEqual(setup.command, ['node', 'apps/launcher/dist/db-setup.js']);
+    assert.equal(setup.restart, 'no');
+    const rawSetup = envOf(rawCompose.services['db-setup']!);
+    assert.match(
+      rawSetup.DATABASE_URL ?? '',
+      /^postgres:\/\/switchyard:\$\{POSTGRES_PASSWORD:\?[^}]*\}@postgres:5432\/switchyard$/,
+    );
+    for (const l of DATABASE_LOGINS) {
+      const variable = databaseLoginEnv(l, 'PASSWORD');
+      assert.match(
+        rawSetup[variable] ?? '',
+        new RegExp(`^\\$\\{${variable}:\\?`),
+        `db-setup: ${variable} from .env, required`,
+      );
+    }
+    const names = roleNamesFor('switchyard');
+    for (const [name, s] of appServices) {
+      assert.deepEqual(
+        (s as { depends_on?: Record<string, { condition?: string }> }).depends_on?.['db-setup'],
+        { condition: 'service_completed_successfully' },
+        `${name} starts once the roles and schemas are made`,
+      );
+      const raw = envOf(rawCompose.services[name]!);
+      assert.equal(raw.DATABASE_URL, undefined, `${name} holds no administrative login`);
+      const needs = databaseLoginsOf(parseRoleSelection([], envOf(s)));
+      const given = DATABASE_LOGINS.filter((l) => raw[databaseLoginEnv(l, 'URL')] !== undefined);
+      assert.deepEqual(given, needs, `${name}: the logins of its roles, no other`);
+      for (const l of given) {
+        const v = databaseLoginEnv(l, 'PASSWORD');
+        assert.equal(
+          raw[databaseLoginEnv(l, 'URL')],
+          `postgres://${loginRoleName(names, l)}:\${${v}:?set ${v} in .env}@postgres:5432/switchyard`,
+          `${name}: ${l}'s login`,
+        );
+      }
+      assert.ok(
+        !Object.keys(raw).some((k) => k.startsWith('DATABASE_PASSWORD_')),
+        `${name} gets URLs, not the passwords to provision with`,
+      );
     }
   });
 

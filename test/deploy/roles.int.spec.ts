@@ -70,6 +70,27 @@ describe('a launcher process with one MCP server and one agent (SWITCHYARD_ROLES
     assert.match(bad.output(), /unknown MCP server "postgres"; valid: .*database/);
   });
 
+  it("given its roles' own logins: refuses a missing one, and the administrative DATABASE_URL beside them, before starting anything (exit 1)", async () => {
+    const { DATABASE_URL: adminUrl, ...withoutAdmin } = env;
+    const missing = run(main, ['gateway'], {
+      ...withoutAdmin,
+      DATABASE_URL_SINK: 'postgres://switchyard_sink:x@127.0.0.1:1/s',
+    });
+    assert.equal(await missing.exited, 1, missing.output());
+    assert.match(
+      missing.output(),
+      /DATABASE_URL_GATEWAY: this process logs in to PostgreSQL with its roles' own logins/,
+    );
+    assert.match(missing.output(), /DATABASE_URL_PROJECTIONS/);
+    const both = run(main, ['connectors'], {
+      ...withoutAdmin,
+      DATABASE_URL: adminUrl!,
+      DATABASE_URL_SINK: 'postgres://switchyard_sink:x@127.0.0.1:1/s',
+    });
+    assert.equal(await both.exited, 1, both.output());
+    assert.match(both.output(), /DATABASE_URL: DATABASE_URL_<LOGIN> are given: leave DATABASE_URL unset/);
+  });
+
   it('opens only the chosen listeners, and its healthcheck follows the process', { timeout: 240_000 }, async () => {
     launcher = run(main, [], { ...env, SWITCHYARD_ROLES: 'mcp-servers:fetch,agents:data_analyst' });
     const l = launcher;

@@ -25,11 +25,18 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { natsPasswordEnv, natsRoleUsers } from '@switchyard/contracts';
-import { freePort, natsRolePasswordFile } from '@switchyard/platform';
+import {
+  DATABASE_LOGINS,
+  databaseLoginEnv,
+  freePort,
+  natsRolePasswordFile,
+  type DatabaseLogin,
+} from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
 import {
   agentPorts,
@@ -50,6 +57,14 @@ const TERMINAL_TASK = ['TaskCompleted', 'TaskFailed', 'TaskTimedOut', 'TaskCance
 const TERMINAL_WORKFLOW = ['WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled'];
 
 type Stream = { revision: number; type: string; data: any }[];
+
+/** The admin URL's server and database, logged in as one of the roles' logins (`switchyard_<login>`). */
+function loginUrl(adminUrl: string, login: DatabaseLogin, password: string): string {
+  const u = new URL(adminUrl);
+  u.username = `switchyard_${login}`;
+  u.password = password;
+  return u.toString();
+}
 
 describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations over 2 gateways, one of each duplicated role SIGKILLed`, () => {
   const adminKey = newAdminKey();
@@ -85,8 +100,13 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
       DISPATCHER_LEASE_TTL_MS: '4000',
       DISPATCHER_LEASE_TICK_MS: '500',
     });
+    // The passwords of the roles' logins, given to every process that provisions (R, the setup).
+    const loginPasswords = Object.fromEntries(
+      DATABASE_LOGINS.map((l) => [databaseLoginEnv(l, 'PASSWORD'), randomBytes(24).toString('hex')]),
+    );
     const r = new Proc('R (relay monitor)', ['relay', 'monitor'], {
       ...common,
+      ...loginPasswords,
       EMBEDDED_PG_PORT: String(pgPort),
       EMBEDDED_NATS_PORT: String(natsPort),
     });
@@ -104,25 +124,48 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
         readFileSync(path.join(natsDir, natsRolePasswordFile(u)), 'utf8').trim(),
       ]),
     );
+    // 2. The one-shot database setup, the only process given the administrative login: it
+    // provisions the roles with the passwords given, migrates and loads the demo data. The
+    // others get their roles' own logins only (no DATABASE_URL): none may create roles or run DDL.
+    const setup = spawnSync(process.execPath, [path.join(root, 'apps', 'launcher', 'dist', 'db-setup.js')], {
+      cwd: root,
+      env: { ...withoutToken, ...loginPasswords, DATABASE_URL: databaseUrl },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.equal(setup.status, 0, `db-setup: ${setup.stdout}${setup.stderr}`);
     const joined = {
       ...withoutToken,
       ...passwords,
-      DATABASE_URL: databaseUrl,
       NATS_URL: `nats://127.0.0.1:${natsPort}`,
     };
+    const as = (...logins: DatabaseLogin[]) =>
+      Object.fromEntries(
+        (['sink', ...logins] as DatabaseLogin[]).map((l) => [
+          databaseLoginEnv(l, 'URL'),
+          loginUrl(databaseUrl, l, loginPasswords[databaseLoginEnv(l, 'PASSWORD')]!),
+        ]),
+      );
+    const gateway = { ...joined, ...as('gateway', 'projections') };
+    const workflows = { ...joined, ...as('engine') };
+    const dispatcher = { ...joined, ...as('dispatcher') };
+    const agents = { ...joined, ...as('agents') };
     byName = {
       R: r,
-      G1: new Proc('G1 (gateway)', ['gateway'], { ...joined, GATEWAY_PORT: String(gatewayPorts[0]) }),
-      G2: new Proc('G2 (gateway)', ['gateway'], { ...joined, GATEWAY_PORT: String(gatewayPorts[1]) }),
-      M: new Proc('M (mcp-servers)', ['mcp-servers'], joined),
-      C1: new Proc('C1 (connectors)', ['connectors'], joined),
-      C2: new Proc('C2 (connectors)', ['connectors'], joined),
-      A1: new Proc('A1 (agents)', ['agents'], joined),
-      A2: new Proc('A2 (agents)', ['agents'], { ...joined, ...(await agentPorts()) }),
-      W1: new Proc('W1 (workflows read-models)', ['workflows', 'read-models'], joined),
-      W2: new Proc('W2 (workflows)', ['workflows'], joined),
-      D1: new Proc('D1 (dispatcher)', ['dispatcher'], joined),
-      D2: new Proc('D2 (dispatcher)', ['dispatcher'], joined),
+      G1: new Proc('G1 (gateway)', ['gateway'], { ...gateway, GATEWAY_PORT: String(gatewayPorts[0]) }),
+      G2: new Proc('G2 (gateway)', ['gateway'], { ...gateway, GATEWAY_PORT: String(gatewayPorts[1]) }),
+      M: new Proc('M (mcp-servers)', ['mcp-servers'], {
+        ...joined,
+        ...as('mcp_reader', 'mcp_writer', 'automation', 'analytics'),
+      }),
+      C1: new Proc('C1 (connectors)', ['connectors'], { ...joined, ...as() }),
+      C2: new Proc('C2 (connectors)', ['connectors'], { ...joined, ...as() }),
+      A1: new Proc('A1 (agents)', ['agents'], agents),
+      A2: new Proc('A2 (agents)', ['agents'], { ...agents, ...(await agentPorts()) }),
+      W1: new Proc('W1 (workflows read-models)', ['workflows', 'read-models'], workflows),
+      W2: new Proc('W2 (workflows)', ['workflows'], workflows),
+      D1: new Proc('D1 (dispatcher)', ['dispatcher'], dispatcher),
+      D2: new Proc('D2 (dispatcher)', ['dispatcher'], dispatcher),
     };
     procs = Object.values(byName);
     for (const p of procs) if (p !== r) p.start();
@@ -137,6 +180,31 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
     await Promise.all(procs.filter((p) => p !== byName.R).map((p) => p.stop()));
     await byName.R?.stop();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('only the owner R and the one-shot setup held the administrative login: the others have their logins alone, and every backend is a role login', async () => {
+    const adminPassword = decodeURIComponent(new URL(databaseUrl).password);
+    for (const [name, p] of Object.entries(byName)) {
+      if (p === byName.R) continue;
+      const environ = readFileSync(`/proc/${p.proc.pid}/environ`, 'utf8').split('\0');
+      assert.ok(!environ.some((e) => e.startsWith('DATABASE_URL=')), `${name} was given DATABASE_URL`);
+      assert.ok(!environ.some((e) => e.includes(adminPassword)), `${name} holds the superuser's password`);
+    }
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      const backends = await db.query<{ usename: string; n: number }>(
+        `select usename, count(*)::int as n from pg_stat_activity
+          where datname = current_database() and backend_type = 'client backend' and pid <> pg_backend_pid()
+          group by usename order by usename`,
+      );
+      const users = backends.rows.map((b) => b.usename);
+      assert.ok(users.length > 0);
+      for (const u of users) assert.match(u, /^switchyard_/, `a backend logged in as ${u}`);
+      assert.ok(!users.includes('switchyard_app'), 'a backend logged in as the schema owner');
+    } finally {
+      await db.end();
+    }
   });
 
   it('every workflow and delegation completes exactly once while a process of each duplicated role dies', async () => {

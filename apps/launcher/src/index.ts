@@ -12,4 +12,4 @@ export {
 export { plannedListeners, mcpServerPort, agentPortsFromEnv, type Listener } from './ports.js';
 export { judgeHealth, readHealthFile, healthFileSchema, type HealthFile, type HealthVerdict } from './health-file.js';
 export { composeNatsConfig, COMPOSE_NATS_CONFIG } from './nats-users.js';
-export { natsIdentity } from './roles.js';
+export { databaseLoginsOf, natsIdentity } from './roles.js';

@@ -24,8 +24,11 @@ import { setUpNatsStreams } from './nats-streams.js';
 import type { Supervisor } from './supervisor.js';
 
 export interface Infrastructure {
-  /** URL of the application database. */
-  readonly databaseUrl: string;
+  /**
+   * URL of the application database: DATABASE_URL, or the embedded PostgreSQL's superuser.
+   * Undefined when the process was given its roles' own logins (DATABASE_URL_<LOGIN>) instead.
+   */
+  readonly databaseUrl?: string;
   readonly natsUrl: string;
   /**
    * The token for natsUrl: NATS_TOKEN, else the embedded server's from DATA_DIR/nats/token
@@ -61,11 +64,16 @@ export async function startInfrastructure(
   config: Config,
   logger: Logger,
   supervisor: Supervisor,
+  given: { databaseLogins?: Readonly<Record<string, string>> } = {},
 ): Promise<Infrastructure> {
   let databaseUrl = config.DATABASE_URL;
   let postgres = 'external (DATABASE_URL)';
   let postgresWhere = databaseUrl ? `${redactUrl(databaseUrl)} (DATABASE_URL)` : '';
-  if (!databaseUrl) {
+  if (!databaseUrl && given.databaseLogins) {
+    const first = Object.values(given.databaseLogins)[0];
+    postgres = 'external (DATABASE_URL_<LOGIN>)';
+    postgresWhere = `${first ? redactUrl(first) : ''} (the roles' own logins, DATABASE_URL_<LOGIN>)`;
+  } else if (!databaseUrl) {
     let url = '';
     await supervisor.add({
       name: 'postgres',
@@ -164,7 +172,7 @@ export async function startInfrastructure(
   }
   logger.info({ postgres, nats }, 'infrastructure up');
   return {
-    databaseUrl,
+    ...(databaseUrl ? { databaseUrl } : {}),
     natsUrl,
     ...(natsToken ? { natsToken } : {}),
     natsRolePasswords,

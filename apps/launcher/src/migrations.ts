@@ -15,10 +15,13 @@ import { ensureWorkflowSchema } from '@switchyard/workflow-executions';
 import { PgRelayCheckpointStore } from '@switchyard/relay';
 import {
   createPgClient,
+  createPgPool,
   grantComponentAccess,
   grantDemoAccess,
   migrateUnderLock,
+  provisionDatabaseRoles,
   SCHEMA_CHANGES_LOCK,
+  type DatabaseLogin,
   type DatabaseRoles,
   type Logger,
 } from '@switchyard/platform';
@@ -137,4 +140,39 @@ async function migrateWith(o: MigrateOptions, store: EventStore | undefined): Pr
   // 5. Every component role's grants on what now exists.
   await grantComponentAccess(pool, o.roles.names);
   log.debug({ owner: o.roles.names.app }, 'grants applied; components get their own roles');
+}
+
+/**
+ * Provision the least-privilege roles with the administrative login `adminUrl`, then run the
+ * migration phase as the schema owner (its pool ended right after). Undefined, with a warning,
+ * when that login may not create roles: the caller goes on with it.
+ */
+export async function provisionAndMigrate(
+  adminUrl: string,
+  o: {
+    readonly logger: Logger;
+    readonly passwords: Partial<Record<DatabaseLogin, string>>;
+    readonly externalEventStore: boolean;
+    readonly demoData: boolean;
+  },
+): Promise<DatabaseRoles | undefined> {
+  const roles = await provisionDatabaseRoles(adminUrl, { logger: o.logger, passwords: o.passwords });
+  if (!roles) return undefined;
+  const owner = createPgPool(
+    { connectionString: roles.urls.app, max: 2, application_name: 'switchyard-migrations' },
+    { name: 'migrations', logger: o.logger },
+  );
+  try {
+    await migrateAsOwner({
+      pool: owner,
+      url: roles.urls.app,
+      roles,
+      logger: o.logger,
+      externalEventStore: o.externalEventStore,
+      demoData: o.demoData,
+    });
+  } finally {
+    await owner.end();
+  }
+  return roles;
 }

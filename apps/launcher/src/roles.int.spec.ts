@@ -6,6 +6,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -129,6 +130,34 @@ describe(
         assert.equal((await as(roles.urls.components[c], 'create table eventstore.x (a int)')).code, '42501', c);
         assert.equal((await as(roles.urls.components[c], 'select * from switchyard_roles.passwords')).code, '42501', c);
       }
+    });
+
+    it('a password given for a login is the one set and kept; provisioning again without it keeps it; the others stay generated', async () => {
+      const given = `g${randomBytes(16).toString('hex')}`;
+      const withGiven = (await provisionDatabaseRoles(dbUrl, {
+        logger,
+        passwords: { gateway: given, mcp_reader: given },
+      }))!;
+      assert.equal(decodeURIComponent(new URL(withGiven.urls.components.gateway).password), given);
+      assert.equal(decodeURIComponent(new URL(withGiven.urls.reader).password), given);
+      assert.equal(
+        withGiven.urls.components.engine,
+        roles.urls.components.engine,
+        'a login not given keeps its password',
+      );
+      const gatewayLogin = new URL(dbUrl);
+      gatewayLogin.username = roles.names.components.gateway;
+      gatewayLogin.password = given;
+      assert.deepEqual((await as(gatewayLogin.toString(), 'select current_user as u')).rows, [
+        { u: roles.names.components.gateway },
+      ]);
+      const old = new pg.Client({ connectionString: roles.urls.components.gateway });
+      await assert.rejects(old.connect(), { code: '28P01' }, 'the old password no longer logs in');
+      await old.end().catch(() => undefined);
+      const again = (await provisionDatabaseRoles(dbUrl, { logger }))!;
+      assert.equal(again.urls.components.gateway, withGiven.urls.components.gateway);
+      // Back to what the other tests of this file use.
+      roles = again;
     });
 
     it('the event store: appenders may SELECT and INSERT and execute the append, never UPDATE/DELETE/TRUNCATE; readers only SELECT', async () => {

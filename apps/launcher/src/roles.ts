@@ -1,5 +1,5 @@
 import { BUILTIN_AGENT_PORTS, natsPasswordEnv, natsRoleUsers, type NatsRoleUser } from '@switchyard/contracts';
-import { ConfigError } from '@switchyard/platform';
+import { ConfigError, DATABASE_LOGINS, databaseLoginEnv, type DatabaseLogin } from '@switchyard/platform';
 import { mcpServerKinds, type McpServerKind } from '@switchyard/mcp-servers';
 
 /**
@@ -148,4 +148,55 @@ export function natsIdentity(
         })),
     );
   return { users, perRole: withPassword.length > 0 };
+}
+
+/**
+ * The database logins a process with this selection uses: the launcher's audit (`sink`) always,
+ * then each role's components (the MCP servers' reader, writer, automation and analytics logins
+ * only for those servers).
+ */
+export function databaseLoginsOf(selection: RoleSelection): DatabaseLogin[] {
+  const has = (role: Role) => selection.roles.includes(role);
+  const logins = new Set<DatabaseLogin>(['sink']);
+  if (has('relay')) logins.add('relay');
+  if (runsMcpServer(selection, 'database')) logins.add('mcp_reader');
+  if (runsMcpServer(selection, DATABASE_WRITER)) logins.add('mcp_writer');
+  if (runsMcpServer(selection, 'automation')) logins.add('automation');
+  if (runsMcpServer(selection, 'analytics')) logins.add('analytics');
+  if (has('agents')) logins.add('agents');
+  if (has('dispatcher')) logins.add('dispatcher');
+  if (has('workflows') || has('read-models')) logins.add('engine');
+  if (has('monitor')) logins.add('monitor');
+  if (has('gateway')) {
+    logins.add('gateway');
+    logins.add('projections');
+  }
+  return DATABASE_LOGINS.filter((l) => logins.has(l));
+}
+
+/**
+ * The logins of a process given DATABASE_URL_<LOGIN> variables instead of DATABASE_URL (after a
+ * one-shot setup provisioned the roles and migrated): every login its roles use, or a
+ * ConfigError naming each one missing. Undefined when none is given.
+ */
+export function givenDatabaseLogins(
+  selection: RoleSelection,
+  env: Readonly<Record<string, string | undefined>>,
+): Partial<Record<DatabaseLogin, string>> | undefined {
+  const given = Object.fromEntries(
+    DATABASE_LOGINS.flatMap((l) => {
+      const url = env[databaseLoginEnv(l, 'URL')];
+      return url ? [[l, url]] : [];
+    }),
+  ) as Partial<Record<DatabaseLogin, string>>;
+  if (Object.keys(given).length === 0) return undefined;
+  const missing = databaseLoginsOf(selection).filter((l) => !given[l]);
+  if (missing.length > 0)
+    throw new ConfigError(
+      missing.map((l) => ({
+        variable: databaseLoginEnv(l, 'URL'),
+        message: `this process logs in to PostgreSQL with its roles' own logins (DATABASE_URL_<LOGIN> given, no DATABASE_URL): its roles (${selection.roles.join(', ')}) need the ${l} login too`,
+      })),
+    );
+  return given;
 }

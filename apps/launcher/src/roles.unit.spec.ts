@@ -5,7 +5,16 @@ import { defaultPorts } from '@switchyard/mcp-servers';
 import { judgeHealth, type HealthFile } from './health-file.js';
 import { plannedListeners } from './ports.js';
 import { ConfigError } from '@switchyard/platform';
-import { natsIdentity, parseRoleSelection, ROLES, RoleSelectionError, runsMcpServer, selectedAgents } from './roles.js';
+import {
+  databaseLoginsOf,
+  givenDatabaseLogins,
+  natsIdentity,
+  parseRoleSelection,
+  ROLES,
+  RoleSelectionError,
+  runsMcpServer,
+  selectedAgents,
+} from './roles.js';
 
 describe('parseRoleSelection', () => {
   it('runs everything when nothing or `all` is asked', () => {
@@ -177,6 +186,55 @@ describe('natsIdentity: how a process connects to NATS', () => {
         err.issues.length === 1 &&
         err.issues[0]!.variable === 'NATS_PASSWORD_DISPATCHER' &&
         /NATS_PASSWORD_GATEWAY given/.test(err.issues[0]!.message),
+    );
+  });
+});
+
+describe('databaseLoginsOf / givenDatabaseLogins: the logins a process of a split deployment is handed', () => {
+  const of = (...args: string[]) => databaseLoginsOf(parseRoleSelection(args));
+
+  it("each role's components, and the audit sink in every process", () => {
+    assert.deepEqual(of('connectors'), ['sink']);
+    assert.deepEqual(of('gateway'), ['gateway', 'projections', 'sink']);
+    assert.deepEqual(of('relay', 'dispatcher', 'workflows', 'read-models'), ['engine', 'dispatcher', 'relay', 'sink']);
+    assert.deepEqual(of('read-models'), ['engine', 'sink']);
+    assert.deepEqual(of('monitor'), ['monitor', 'sink']);
+    assert.deepEqual(of('agents:data_analyst'), ['agents', 'sink']);
+    assert.deepEqual(of('mcp-servers'), ['automation', 'analytics', 'sink', 'mcp_reader', 'mcp_writer']);
+  });
+
+  it('one MCP server: only its own login (the database server reads, the writer writes; fetch none)', () => {
+    assert.deepEqual(of('mcp-servers:database'), ['sink', 'mcp_reader']);
+    assert.deepEqual(of('mcp-servers:database_writer'), ['sink', 'mcp_writer']);
+    assert.deepEqual(of('mcp-servers:automation'), ['automation', 'sink']);
+    assert.deepEqual(of('mcp-servers:fetch'), ['sink']);
+  });
+
+  it('none given: undefined (DATABASE_URL or the embedded PostgreSQL, as before)', () => {
+    assert.equal(givenDatabaseLogins(parseRoleSelection(['gateway']), { DATABASE_URL: 'postgres://a@b/c' }), undefined);
+  });
+
+  it('all of them given: the URLs by login; other variables are not logins', () => {
+    const env = {
+      DATABASE_URL_GATEWAY: 'postgres://g:p@db/s',
+      DATABASE_URL_PROJECTIONS: 'postgres://p:p@db/s',
+      DATABASE_URL_SINK: 'postgres://s:p@db/s',
+      DATABASE_READ_URL: 'postgres://r@replica/s',
+    };
+    assert.deepEqual(givenDatabaseLogins(parseRoleSelection(['gateway']), env), {
+      gateway: 'postgres://g:p@db/s',
+      projections: 'postgres://p:p@db/s',
+      sink: 'postgres://s:p@db/s',
+    });
+  });
+
+  it('some missing: a ConfigError naming each missing variable', () => {
+    assert.throws(
+      () => givenDatabaseLogins(parseRoleSelection(['gateway']), { DATABASE_URL_SINK: 'postgres://s:p@db/s' }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.issues.map((i) => i.variable).join() === 'DATABASE_URL_GATEWAY,DATABASE_URL_PROJECTIONS' &&
+        /gateway login/.test(err.issues[0]!.message),
     );
   });
 });

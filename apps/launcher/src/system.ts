@@ -34,21 +34,31 @@ import { startDispatcher } from '@switchyard/dispatcher';
 import { startStatusProjections } from '@switchyard/read-models';
 import { startTriggerStarter, startWorkflowEngine, startReadModelThread } from '@switchyard/workflows';
 import {
+  ConfigError,
   createPgPool,
   dataDirSecrets,
   detectStdioSandbox,
   markSchemaManaged,
   parseConfig,
-  provisionDatabaseRoles,
+  givenDatabasePasswords,
   type Component,
   type Config,
+  type DatabaseLogin,
   type Logger,
 } from '@switchyard/platform';
 import type { StartInfo } from './banner.js';
 import { agentPortsFromEnv, mcpServerPort } from './ports.js';
-import { DATABASE_WRITER, natsIdentity, ROLES, runsMcpServer, type Role, type RoleSelection } from './roles.js';
+import {
+  DATABASE_WRITER,
+  givenDatabaseLogins,
+  natsIdentity,
+  ROLES,
+  runsMcpServer,
+  type Role,
+  type RoleSelection,
+} from './roles.js';
 import { startInfrastructure } from './infra.js';
-import { migrateAsOwner } from './migrations.js';
+import { provisionAndMigrate } from './migrations.js';
 import { RELAY_DUPLICATE_WINDOW_MS } from './nats-streams.js';
 import { replicaLogin } from './replica.js';
 import { Supervisor, type SupervisedHandle } from './supervisor.js';
@@ -56,7 +66,8 @@ import { Supervisor, type SupervisedHandle } from './supervisor.js';
 export type { Role } from './roles.js';
 
 export interface RunningSystem {
-  readonly databaseUrl: string;
+  /** The DATABASE_URL (or embedded superuser) login; undefined when given the roles' own logins. */
+  readonly databaseUrl?: string;
   readonly natsUrl: string;
   readonly gatewayUrl?: string;
   /** Restarts failed components; reports what is degraded. */
@@ -90,7 +101,25 @@ export async function startSystem(
   const unit = (name: string, start: () => Promise<SupervisedHandle>, dependsOn?: string[]) =>
     supervisor.add({ name, start, ...(dependsOn ? { dependsOn } : {}) });
   try {
-    const infra = await startInfrastructure(config, logger, supervisor);
+    // A process of a split deployment may be given its roles' own logins (DATABASE_URL_<LOGIN>)
+    // instead of the administrative DATABASE_URL, once a one-shot setup (db-setup.js) provisioned
+    // them and migrated: it then neither provisions nor migrates, and never holds a login that
+    // may create roles or run DDL.
+    const givenLogins = givenDatabaseLogins(selection, process.env);
+    if (givenLogins && config.DATABASE_URL)
+      throw new ConfigError([
+        {
+          variable: 'DATABASE_URL',
+          message:
+            "DATABASE_URL_<LOGIN> are given: leave DATABASE_URL unset (a process given its roles' own logins must not hold the administrative one)",
+        },
+      ]);
+    const infra = await startInfrastructure(
+      config,
+      logger,
+      supervisor,
+      givenLogins ? { databaseLogins: givenLogins } : {},
+    );
     const { users: natsUsers, perRole: perRoleNats } = natsIdentity(roles, infra.natsRolePasswords);
     const natsUnitOf = (u: NatsRoleUser) => (perRoleNats ? `nats-${u}` : 'nats');
     /** What a role's unit restarts with: its NATS connection. */
@@ -108,27 +137,27 @@ export async function startSystem(
     //    marked schema-managed, so its start-up migrations are skipped (it may not run DDL).
     // Without the right to create roles it warns and every pool keeps the given login, which
     // migrates at each component's start as before.
-    const dbRoles = await provisionDatabaseRoles(infra.databaseUrl, { logger });
+    // DATABASE_PASSWORD_<LOGIN> given: those passwords, so processes given DATABASE_URL_<LOGIN> can log in.
     const needsDemo = has('agents') || has('mcp-servers');
-    if (dbRoles) {
-      const owner = createPgPool(
-        { connectionString: dbRoles.urls.app, max: 2, application_name: 'switchyard-migrations' },
-        { name: 'migrations', logger },
-      );
-      try {
-        await migrateAsOwner({
-          pool: owner,
-          url: dbRoles.urls.app,
-          roles: dbRoles,
+    const dbRoles = infra.databaseUrl
+      ? await provisionAndMigrate(infra.databaseUrl, {
           logger,
+          passwords: givenDatabasePasswords(process.env),
           externalEventStore: Boolean(config.EVENTSTORE_URL),
           demoData: needsDemo,
-        });
-      } finally {
-        await owner.end();
-      }
-    }
-    const urlOf = (c: Component) => dbRoles?.urls.components[c] ?? infra.databaseUrl;
+        })
+      : undefined;
+    const logins: Partial<Record<DatabaseLogin, string>> | undefined =
+      givenLogins ??
+      (dbRoles && { ...dbRoles.urls.components, mcp_reader: dbRoles.urls.reader, mcp_writer: dbRoles.urls.writer });
+    // Every login is a least-privilege role whose schemas the owner (or the setup) migrated.
+    const schemaManaged = Boolean(logins);
+    const urlOf = (c: DatabaseLogin): string => {
+      const url = logins?.[c] ?? infra.databaseUrl;
+      // givenDatabaseLogins checked that the roles' logins are all there.
+      if (!url) throw new Error(`no database login for ${c}`);
+      return url;
+    };
     // Pool sizes: the embedded cluster allows 200 connections (max_connections); these add up
     // to 32 (today's single pool had 30), plus the MCP servers' own pools (automation, analytics,
     // database, writer: 10 each, opened on demand) and a few dedicated connections (LISTEN,
@@ -162,7 +191,7 @@ export async function startSystem(
           },
           { name: c, logger },
         );
-        if (dbRoles) markSchemaManaged(p);
+        if (schemaManaged) markSchemaManaged(p);
         pools.set(c, (pool = p));
         await unit(`pg-${c}`, async () => ({ stop: () => p.end() }));
       }
@@ -253,17 +282,17 @@ export async function startSystem(
           },
           logger,
           relayStore,
-          { schemaManaged: Boolean(dbRoles) },
+          { schemaManaged },
         );
         return { stop: () => relay.stop() };
       });
     }
 
-    if (needsDemo && !dbRoles) {
+    if (needsDemo && !schemaManaged) {
       // The demo business data set the agents and the templates work on: loaded once (idempotent,
       // locked). With the roles the owner loaded it in the migration phase.
       // Two connections: the loader counts the rows on a second one while it holds the first.
-      const loader = createPgPool({ connectionString: infra.databaseUrl, max: 2 }, { name: 'demo-data', logger });
+      const loader = createPgPool({ connectionString: urlOf('sink'), max: 2 }, { name: 'demo-data', logger });
       try {
         const demo = await loadDemoData(loader);
         logger.info({ loaded: demo.loaded, counts: demo.counts }, 'demo business data ready');
@@ -305,12 +334,12 @@ export async function startSystem(
       // read-only: DATABASE_ALLOW_WRITES opens the writer below to admin keys, not this server.
       // The automation and analytics servers log in as their own roles (their schema only).
       const envFor = (kind: string) =>
-        !dbRoles
+        !schemaManaged
           ? env
           : kind === 'database'
-            ? { ...env, DATABASE_URL: dbRoles.urls.reader, DATABASE_ALLOW_WRITES: 'false' }
+            ? { ...env, DATABASE_URL: urlOf('mcp_reader'), DATABASE_ALLOW_WRITES: 'false' }
             : kind === 'automation' || kind === 'analytics'
-              ? { ...env, DATABASE_URL: dbRoles.urls.components[kind] }
+              ? { ...env, DATABASE_URL: urlOf(kind) }
               : { ...env, DATABASE_URL: undefined };
       // Only the automation server gets the mailbox's credential.
       const automationEnv = { ...envFor('automation'), ...(smtpUrl ? { SMTP_URL: smtpUrl } : {}) };
@@ -322,7 +351,7 @@ export async function startSystem(
           const server = await runMcpServer(kind, {
             port,
             env: kind === 'automation' ? automationEnv : envFor(kind),
-            schemaManaged: Boolean(dbRoles),
+            schemaManaged,
             host: config.BIND_HOST,
             token: mcpToken,
             onCall: auditMcpCall,
@@ -335,8 +364,8 @@ export async function startSystem(
       // that may only read, insert and delete the onboarding tables, so the database enforces
       // what it can write. The templates reach it through the connectors; at the gateway only
       // an admin key may call it, and only with DATABASE_ALLOW_WRITES=true.
-      const writerUrl = dbRoles?.urls.writer;
       const runsWriter = runsMcpServer(selection, DATABASE_WRITER);
+      const writerUrl = runsWriter && schemaManaged ? urlOf('mcp_writer') : undefined;
       if (runsWriter && !writerUrl)
         logger.warn(
           'no least-privilege roles: the database_writer MCP server is not started (customer_onboarding cannot create records)',
@@ -473,7 +502,7 @@ export async function startSystem(
         const thread = await startReadModelThread(
           {
             databaseUrl: urlOf('engine'),
-            schemaManaged: Boolean(dbRoles),
+            schemaManaged,
             logLevel: config.LOG_LEVEL,
             ...(config.EVENTSTORE_URL ? { eventstoreUrl: config.EVENTSTORE_URL } : {}),
           },
@@ -526,7 +555,7 @@ export async function startSystem(
       // DATABASE_READ_URL: a streaming replica; the gateway logs in there as its own role (a physical
       // replica has the primary's roles), at the replica's address and database.
       const readUrl = config.DATABASE_READ_URL
-        ? replicaLogin(urlOf('gateway'), config.DATABASE_READ_URL, Boolean(dbRoles))
+        ? replicaLogin(urlOf('gateway'), config.DATABASE_READ_URL, schemaManaged)
         : undefined;
       await unit(
         'gateway',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { NATS_PASSWORD_PATTERN } from './infra/nats.js';
+import { DATABASE_LOGINS, databaseLoginEnv, type DatabaseLogin } from './infra/roles.js';
 
 const optionalUrl = z.string().url().optional();
 /** One NATS URL or a comma-separated list of a cluster's servers (`nats://a:4222,nats://b:4222`). */
@@ -32,21 +33,40 @@ const natsPassword = z
     'must start with a letter, then letters, digits, - or _, 16 or more (e.g. p$(openssl rand -hex 32)): nats-server reads it unquoted from its environment',
   );
 
+const postgresUrl = z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL');
+/** A login's password: it goes into a URL (compose builds DATABASE_URL_<LOGIN> from it) unencoded. */
+const databasePassword = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9_.~-]{16,}$/,
+    'must be 16 or more letters, digits, -, _, . or ~ (it goes into a URL as it is): e.g. $(openssl rand -hex 32)',
+  );
+type LoginVariables = {
+  [L in DatabaseLogin as `DATABASE_URL_${Uppercase<L>}`]: z.ZodOptional<typeof postgresUrl>;
+} & { [L in DatabaseLogin as `DATABASE_PASSWORD_${Uppercase<L>}`]: z.ZodOptional<typeof databasePassword> };
+/**
+ * DATABASE_URL_<LOGIN>: a login a process uses instead of DATABASE_URL (a split deployment whose
+ * one-shot setup provisioned the roles: the process never holds the administrative login).
+ * DATABASE_PASSWORD_<LOGIN>: the password the provisioning sets for that login instead of a
+ * generated one, so the setup and the processes agree on it.
+ */
+const loginVariables = Object.fromEntries(
+  DATABASE_LOGINS.flatMap((l) => [
+    [databaseLoginEnv(l, 'URL'), postgresUrl.optional()],
+    [databaseLoginEnv(l, 'PASSWORD'), databasePassword.optional()],
+  ]),
+) as LoginVariables;
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** auto: readable lines on a terminal, JSON otherwise (see resolveLogFormat). */
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   DATA_DIR: z.string().min(1).default('.data'),
-  DATABASE_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
-    .optional(),
+  DATABASE_URL: postgresUrl.optional(),
   /** A streaming replica of DATABASE_URL's database: the gateway's read-model queries may read it (docs/shared-state.md). */
-  DATABASE_READ_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
-    .optional(),
+  DATABASE_READ_URL: postgresUrl.optional(),
+  ...loginVariables,
   NATS_URL: natsUrlsSchema.optional(),
   /**
    * Token for NATS: the one a NATS_URL server with token auth asks for, or the embedded

@@ -76,6 +76,8 @@ export async function systemEnv(
     'SMTP_URL',
   ])
     delete env[k];
+  // A split deployment's logins and their passwords: a spec gives them where it means to.
+  for (const k of Object.keys(env)) if (/^DATABASE_(URL|PASSWORD)_/.test(k)) delete env[k];
   for (const kind of mcpKinds) {
     const port = await freePort();
     env[`MCP_${kind}_PORT`] = String(port);

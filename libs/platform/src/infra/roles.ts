@@ -157,10 +157,47 @@ export const COMPONENT_GRANTS = {
 export type Component = keyof typeof COMPONENT_GRANTS;
 export const COMPONENTS = Object.keys(COMPONENT_GRANTS) as Component[];
 
+/**
+ * The logins a running process may be handed instead of the administrative DATABASE_URL: one per
+ * component, and the database MCP servers' reader and writer. The owner (`app`) is not one of
+ * them: only the one-shot setup migrates.
+ */
+export const DATABASE_LOGINS = [...COMPONENTS, 'mcp_reader', 'mcp_writer'] as const;
+export type DatabaseLogin = (typeof DATABASE_LOGINS)[number];
+
+/** `DATABASE_URL_GATEWAY`, `DATABASE_PASSWORD_MCP_READER`, ...: the variable of one login. */
+export const databaseLoginEnv = (login: DatabaseLogin, what: 'URL' | 'PASSWORD'): string =>
+  `DATABASE_${what}_${login.toUpperCase()}`;
+
+/** The role name of a login in a database's role names. */
+export function loginRoleName(names: DatabaseRoleNames, login: DatabaseLogin): string {
+  if (login === 'mcp_reader') return names.reader;
+  if (login === 'mcp_writer') return names.writer;
+  return names.components[login];
+}
+
+/** The passwords given in `DATABASE_PASSWORD_<LOGIN>` variables of `env`. */
+export function givenDatabasePasswords(
+  env: Readonly<Record<string, string | undefined>>,
+): Partial<Record<DatabaseLogin, string>> {
+  const out: Partial<Record<DatabaseLogin, string>> = {};
+  for (const login of DATABASE_LOGINS) {
+    const v = env[databaseLoginEnv(login, 'PASSWORD')];
+    if (v) out[login] = v;
+  }
+  return out;
+}
+
 export interface ProvisionRolesOptions {
   readonly logger?: Logger;
   /** Role name prefix; default: derived from the database name. */
   readonly prefix?: string;
+  /**
+   * Passwords to set instead of the generated ones (a split deployment hands each process its
+   * logins' URLs, so it must know them); they replace what is stored. Every process that
+   * provisions the same database must be given the same ones.
+   */
+  readonly passwords?: Partial<Record<DatabaseLogin, string>>;
 }
 
 /** Schemas the roles module keeps for itself: the generated passwords, readable by the admin only. */
@@ -269,7 +306,10 @@ export async function provisionDatabaseRoles(
       // The migration phase's lock: another launcher's DDL and GRANTs on the same catalog rows
       // ("tuple concurrently updated") wait until the roles are done, and these wait for them.
       await client.query('select pg_advisory_xact_lock(hashtext($1))', [SCHEMA_CHANGES_LOCK]);
-      passwords = await passwordsFor(client, roles);
+      const given = new Map(
+        Object.entries(opts.passwords ?? {}).map(([login, pw]) => [loginRoleName(names, login as DatabaseLogin), pw]),
+      );
+      passwords = await passwordsFor(client, roles, given);
       for (const role of roles) {
         const exists = await client.query('select 1 from pg_roles where rolname = $1', [role]);
         const attrs = 'LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT';
@@ -337,8 +377,12 @@ export async function provisionDatabaseRoles(
   }
 }
 
-/** The stored password of each role, generated (256 bits) and stored when missing. */
-async function passwordsFor(client: pg.Client, roles: readonly string[]): Promise<Map<string, string>> {
+/** The stored password of each role, generated (256 bits) and stored when missing; a given one replaces it. */
+async function passwordsFor(
+  client: pg.Client,
+  roles: readonly string[],
+  given: ReadonlyMap<string, string>,
+): Promise<Map<string, string>> {
   await client.query(`CREATE SCHEMA IF NOT EXISTS ${ROLE_SECRETS_SCHEMA}`);
   await client.query(`REVOKE ALL ON SCHEMA ${ROLE_SECRETS_SCHEMA} FROM PUBLIC`);
   await client.query(
@@ -350,6 +394,9 @@ async function passwordsFor(client: pg.Client, roles: readonly string[]): Promis
       `INSERT INTO ${ROLE_SECRETS_SCHEMA}.passwords (role, password) VALUES ($1, $2) ON CONFLICT (role) DO NOTHING`,
       [role, randomBytes(32).toString('base64url')],
     );
+  }
+  for (const [role, password] of given) {
+    await client.query(`UPDATE ${ROLE_SECRETS_SCHEMA}.passwords SET password = $2 WHERE role = $1`, [role, password]);
   }
   const r = await client.query<{ role: string; password: string }>(
     `SELECT role, password FROM ${ROLE_SECRETS_SCHEMA}.passwords WHERE role = ANY($1)`,
