@@ -25,12 +25,13 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { chromium } from '@playwright/test';
-import { embeddedSuperuserPasswordFile, freePort } from '@switchyard/platform';
+import { freePort } from '@switchyard/platform';
+import { embeddedDatabaseUrl } from '@switchyard/testing';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const executions = Number(process.env.BENCH_EXECUTIONS ?? 10_000);
@@ -202,8 +203,7 @@ async function main(): Promise<void> {
     console.log(`system ready in ${((Date.now() - t0) / 1000).toFixed(1)} s at ${base}`);
 
     // 2. The read model: BENCH_EXECUTIONS executions over the last 7 days, mostly ended.
-    const password = readFileSync(embeddedSuperuserPasswordFile(path.join(dataDir, 'postgres')), 'utf8').trim();
-    const db = new pg.Client({ connectionString: `postgres://postgres:${password}@127.0.0.1:${pgPort}/switchyard` });
+    const db = new pg.Client({ connectionString: embeddedDatabaseUrl(dataDir, pgPort) });
     await db.connect();
     const f0 = Date.now();
     await db.query(

@@ -24,7 +24,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { embeddedSuperuserPasswordFile, freePort } from '@switchyard/platform';
+import { freePort } from '@switchyard/platform';
+import { embeddedDatabaseUrl } from '@switchyard/testing';
 
 export interface LoadOptions {
   readonly workflows: number;
@@ -243,8 +244,7 @@ export async function runLoad(name: string, o: LoadOptions): Promise<LoadReport>
   try {
     await waitReady(base, sys);
     log(`# ${name}: system ready in ${Date.now() - t0} ms`);
-    const password = readFileSync(embeddedSuperuserPasswordFile(path.join(dataDir, 'postgres')), 'utf8').trim();
-    const dbUrl = `postgres://postgres:${password}@127.0.0.1:${ports.pg}/switchyard`;
+    const dbUrl = embeddedDatabaseUrl(dataDir, ports.pg);
     db = new pg.Client({ connectionString: dbUrl });
     await db.connect();
 

@@ -9,7 +9,7 @@ import {
 import { Svcm, type Service, type ServiceClient } from '@nats-io/services';
 import type { z } from 'zod';
 import { headerNames, statusOfCode, toErrorEnvelope } from '@switchyard/contracts';
-import { AppError, newId, type Logger } from '@switchyard/platform';
+import { AppError, logAtMostEvery, newId, type Logger } from '@switchyard/platform';
 import { asAppError, headerSafe } from './errors.js';
 import { notARequest } from './stored-messages.js';
 
@@ -126,16 +126,11 @@ const DROPPED_LOG_INTERVAL_MS = 10_000;
 
 /** Counts dropped non-requests and logs them at most once per interval, with the count since the last line. */
 function droppedMessagesLog(log: Logger): (reason: string) => void {
-  let count = 0;
-  let lastAt = 0;
-  return (reason) => {
-    count += 1;
-    const now = Date.now();
-    if (now - lastAt < DROPPED_LOG_INTERVAL_MS) return;
-    log.warn({ reason, dropped: count }, 'dropped a message that is not a request to this endpoint');
-    lastAt = now;
-    count = 0;
-  };
+  const gate = logAtMostEvery(DROPPED_LOG_INTERVAL_MS);
+  return (reason) =>
+    gate((held) =>
+      log.warn({ reason, dropped: held + 1 }, 'dropped a message that is not a request to this endpoint'),
+    );
 }
 
 /** Room left for the reply's headers under the server's payload limit. */

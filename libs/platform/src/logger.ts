@@ -58,3 +58,24 @@ export function createLogger(
 export function withCorrelation(logger: Logger, correlationId: string, extra: Record<string, unknown> = {}): Logger {
   return logger.child({ correlationId, ...extra });
 }
+
+/**
+ * A gate for a log line that may repeat in a flood (a failing store, dropped messages):
+ * `gate(write)` runs `write(held)` at most once per `intervalMs`, `held` being how many calls it
+ * skipped since the last line.
+ */
+export function logAtMostEvery(intervalMs: number): (write: (held: number) => void) => void {
+  let held = 0;
+  let lastAt = -Infinity;
+  return (write) => {
+    const now = Date.now();
+    if (now - lastAt < intervalMs) {
+      held += 1;
+      return;
+    }
+    lastAt = now;
+    const skipped = held;
+    held = 0;
+    write(skipped);
+  };
+}

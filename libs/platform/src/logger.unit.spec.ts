@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { pino } from 'pino';
 import { parseConfig, ConfigError } from './config.js';
-import { prettyStream, resolveLogFormat } from './logger.js';
+import { logAtMostEvery, prettyStream, resolveLogFormat } from './logger.js';
 
 describe('resolveLogFormat', () => {
   it('is pretty on a terminal and JSON on a pipe when unset or auto', () => {
@@ -43,5 +43,24 @@ describe('prettyStream', () => {
     assert.equal(line.split('\n').length, 1, text);
     assert.match(line, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: \[unit\] \[c-42\] step done \{"executionId":"wf_1"\}$/);
     assert.doesNotMatch(line, /^\{/);
+  });
+});
+
+describe('logAtMostEvery', () => {
+  it('writes the first line, holds the rest of the interval, then writes with how many it held', (t) => {
+    t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    const gate = logAtMostEvery(10_000);
+    const lines: number[] = [];
+    for (let i = 0; i < 5; i++) gate((held) => lines.push(held));
+    assert.deepEqual(lines, [0]);
+    t.mock.timers.tick(9_999);
+    gate((held) => lines.push(held));
+    assert.deepEqual(lines, [0]);
+    t.mock.timers.tick(1);
+    gate((held) => lines.push(held));
+    assert.deepEqual(lines, [0, 5]);
+    t.mock.timers.tick(10_000);
+    gate((held) => lines.push(held));
+    assert.deepEqual(lines, [0, 5, 0]);
   });
 });

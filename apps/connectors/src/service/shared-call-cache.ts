@@ -4,7 +4,7 @@ import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { MCP_CALLS_BUCKET, MCP_CALLS_MAX_BYTES } from '@switchyard/contracts';
-import { AppError, errorCodes, isAppError, type ErrorCode, type Logger } from '@switchyard/platform';
+import { AppError, errorCodes, isAppError, logAtMostEvery, type ErrorCode, type Logger } from '@switchyard/platform';
 import type { SharedCallCache, SharedCallId } from '../resilience/mcp-connector.js';
 
 export { MCP_CALLS_BUCKET };
@@ -73,7 +73,7 @@ export class NatsKvCallCache implements SharedCallCache {
   private readonly log: Logger;
   private readonly leaseMs: number;
   private readonly joinWaitMs: number;
-  private lastWarn = 0;
+  private readonly warnGate = logAtMostEvery(10_000);
 
   constructor(private readonly o: NatsKvCallCacheOptions) {
     this.log = o.logger.child({ component: 'mcp-shared-calls' });
@@ -144,9 +144,7 @@ export class NatsKvCallCache implements SharedCallCache {
 
   /** At most one such line every 10 s: with NATS KV away every keyed call would say it. */
   private warn(err: unknown, id: SharedCallId, msg: string): void {
-    if (Date.now() - this.lastWarn < 10_000) return;
-    this.lastWarn = Date.now();
-    this.log.warn({ err: (err as Error)?.message, server: id.server, tool: id.tool }, msg);
+    this.warnGate(() => this.log.warn({ err: (err as Error)?.message, server: id.server, tool: id.tool }, msg));
   }
 
   private encode(e: Entry): string {

@@ -6,7 +6,7 @@ import {
   RLWrapperTimeouts,
   type RateLimiterAbstract,
 } from 'rate-limiter-flexible';
-import { createPgPool, type Logger } from '@switchyard/platform';
+import { createPgPool, logAtMostEvery, type Logger } from '@switchyard/platform';
 import type { Limit, ResolvedSecurityOptions } from './options.js';
 
 /** The limiter's table: one row per bucket (`ip:<addr>`, `key:<id>`, `authfail:<addr>|<id>`), as RateLimiterPostgres reads and writes it. */
@@ -108,18 +108,17 @@ export class RateLimits {
       },
       { name: 'gateway-ratelimit', logger },
     );
-    let lastWarn = 0;
+    const warnGate = logAtMostEvery(10_000);
     // Through this client so a failing store is logged (at most every 10 s), then the insurance answers.
     const storeClient = {
       query: (q: { text: string; values?: unknown[]; name?: string }) =>
         pool.query(q).catch((err: unknown) => {
-          if (Date.now() - lastWarn > 10_000) {
-            lastWarn = Date.now();
+          warnGate(() =>
             logger.warn(
               { err: { message: (err as Error).message, code: (err as { code?: string }).code } },
               'rate limit store failed; the in-memory limits answer until it is back',
-            );
-          }
+            ),
+          );
           throw err;
         }),
     };

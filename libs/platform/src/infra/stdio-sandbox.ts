@@ -59,9 +59,29 @@ export function sandboxed(
   };
 }
 
+/** Probed once per binary and process: the launcher and the filesystem bridge both ask at start. */
+const bwrapProbes = new Map<string, string | undefined>();
+const warnedWithout = new Set<string>();
+
+/** Why `bwrap` cannot run a sandbox here (a trial run), or undefined when it can. */
+function whyBwrapCannotRun(bwrap: string): string | undefined {
+  if (!bwrapProbes.has(bwrap)) {
+    const probe = spawnSync(bwrap, [...BASE_ARGS, '--', 'true'], { stdio: 'pipe', timeout: 10_000 });
+    bwrapProbes.set(
+      bwrap,
+      probe.status === 0
+        ? undefined
+        : probe.error
+          ? probe.error.message
+          : probe.stderr.toString().trim() || `exit ${probe.status}`,
+    );
+  }
+  return bwrapProbes.get(bwrap);
+}
+
 /**
  * The sandbox for this process's stdio servers: `bwrap` when it runs here (it needs user
- * namespaces, or root), none with `off`. `auto` (the default) says, once, when it cannot be had
+ * namespaces, or root), none with `off`. `auto` (the default) says, once per process, when it cannot be had
  * and runs the servers without it; `bwrap` makes that an error.
  */
 export function detectStdioSandbox(
@@ -71,11 +91,12 @@ export function detectStdioSandbox(
   bwrap = 'bwrap',
 ): StdioSandbox | undefined {
   if (mode === 'off') return undefined;
-  const probe = spawnSync(bwrap, [...BASE_ARGS, '--', 'true'], { stdio: 'pipe', timeout: 10_000 });
-  if (probe.status === 0) return { bwrap, hide };
-  const why = probe.error ? probe.error.message : probe.stderr.toString().trim() || `exit ${probe.status}`;
+  const why = whyBwrapCannotRun(bwrap);
+  if (why === undefined) return { bwrap, hide };
   if (mode === 'bwrap')
     throw new Error(`MCP_STDIO_SANDBOX=bwrap, but bwrap cannot run here (${why}): install bubblewrap, or set auto/off`);
+  if (warnedWithout.has(bwrap)) return undefined;
+  warnedWithout.add(bwrap);
   logger.warn(
     { why },
     'stdio MCP servers run without a sandbox (bwrap not found or not allowed here): each can read this process memory and the data dir secrets; install bubblewrap',
