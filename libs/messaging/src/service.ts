@@ -128,9 +128,7 @@ const DROPPED_LOG_INTERVAL_MS = 10_000;
 function droppedMessagesLog(log: Logger): (reason: string) => void {
   const gate = logAtMostEvery(DROPPED_LOG_INTERVAL_MS);
   return (reason) =>
-    gate((held) =>
-      log.warn({ reason, dropped: held + 1 }, 'dropped a message that is not a request to this endpoint'),
-    );
+    gate((held) => log.warn({ reason, dropped: held + 1 }, 'dropped a message that is not a request to this endpoint'));
 }
 
 /** Room left for the reply's headers under the server's payload limit. */
