@@ -6,10 +6,19 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import pg from 'pg';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { freePort } from '@switchyard/platform';
+import {
+  DATABASE_LOGINS,
+  databaseLoginEnv,
+  freePort,
+  loginRoleName,
+  roleNamesFor,
+  type DatabaseLogin,
+} from '@switchyard/platform';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import { root } from './dockerfile.js';
 
@@ -152,4 +161,89 @@ describe('a launcher process with one MCP server and one agent (SWITCHYARD_ROLES
     assert.equal(await gone.exited, 1, gone.output());
     assert.match(gone.output(), /^unhealthy: http:\/\/127\.0\.0\.1:\d+\/health/);
   });
+});
+
+describe("a split deployment's one-shot db-setup, then processes given their roles' own logins only", () => {
+  let dir: string;
+  const procs: ReturnType<typeof run>[] = [];
+  after(async () => {
+    for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
+    await Promise.all(procs.map((p) => p.exited));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(
+    'db-setup provisions with the given passwords and exits 0; the relay and the monitor then start with DATABASE_URL_<LOGIN> alone',
+    { timeout: 180_000 },
+    async () => {
+      dir = mkdtempSync(path.join(tmpdir(), 'switchyard-logins-'));
+      const adminUrl = await freshDatabase('roles_logins');
+      const base = Object.fromEntries(
+        Object.entries(process.env).filter(([k]) => !/^(DATABASE_|NATS_URL|TEST_|MCP_|AGENT_)/.test(k)),
+      ) as NodeJS.ProcessEnv;
+      const passwords = Object.fromEntries(
+        DATABASE_LOGINS.map((l) => [databaseLoginEnv(l, 'PASSWORD'), randomBytes(20).toString('hex')]),
+      );
+      const setup = run(path.join(root, 'apps', 'launcher', 'dist', 'db-setup.js'), [], {
+        ...base,
+        ...passwords,
+        DATABASE_URL: adminUrl,
+        LOG_LEVEL: 'info',
+      });
+      procs.push(setup);
+      assert.equal(await setup.exited, 0, setup.output());
+      assert.match(setup.output(), /database roles and schemas ready/);
+      assert.ok(!setup.output().includes(passwords.DATABASE_PASSWORD_SINK!), 'the setup logs no password');
+
+      const names = roleNamesFor(new URL(adminUrl).pathname.slice(1));
+      const url = (l: DatabaseLogin) => {
+        const u = new URL(adminUrl);
+        u.username = loginRoleName(names, l);
+        u.password = passwords[databaseLoginEnv(l, 'PASSWORD')]!;
+        return u.toString();
+      };
+      const launcher = run(main, ['relay', 'monitor'], {
+        ...base,
+        NATS_URL: await testNatsUrl(),
+        DATA_DIR: dir,
+        LOG_LEVEL: 'info',
+        [databaseLoginEnv('sink', 'URL')]: url('sink'),
+        [databaseLoginEnv('relay', 'URL')]: url('relay'),
+        [databaseLoginEnv('monitor', 'URL')]: url('monitor'),
+      });
+      procs.push(launcher);
+      const up = await Promise.race([
+        new Promise<boolean>((resolve) => {
+          const t = setInterval(() => {
+            if (launcher.output().includes('switchyard is up')) {
+              clearInterval(t);
+              resolve(true);
+            }
+          }, 200);
+          void launcher.exited.then(() => {
+            clearInterval(t);
+            resolve(false);
+          });
+        }),
+      ]);
+      assert.ok(up, launcher.output().slice(-4000));
+      assert.doesNotMatch(launcher.output(), /"level":(50|60)/, 'no error while starting');
+      // It logged in as its logins: no backend of this database is the admin or the schema owner.
+      const db = new pg.Client({ connectionString: adminUrl });
+      await db.connect();
+      try {
+        const users = (
+          await db.query<{ usename: string }>(
+            `select distinct usename from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`,
+          )
+        ).rows.map((r) => r.usename);
+        // The sink's pool connects on its first append: it may have no backend yet.
+        const mine = (['monitor', 'relay', 'sink'] as const).map((l) => loginRoleName(names, l));
+        for (const u of users) assert.ok(mine.includes(u), `a backend logged in as ${u}`);
+        assert.ok(users.includes(mine[0]!) && users.includes(mine[1]!), users.join());
+      } finally {
+        await db.end();
+      }
+    },
+  );
 });
