@@ -178,9 +178,9 @@ describe("a split deployment's one-shot db-setup, then processes given their rol
     async () => {
       dir = mkdtempSync(path.join(tmpdir(), 'switchyard-logins-'));
       const adminUrl = await freshDatabase('roles_logins');
-      const base = Object.fromEntries(
+      const base: NodeJS.ProcessEnv = Object.fromEntries(
         Object.entries(process.env).filter(([k]) => !/^(DATABASE_|NATS_URL|TEST_|MCP_|AGENT_)/.test(k)),
-      ) as NodeJS.ProcessEnv;
+      );
       const passwords = Object.fromEntries(
         DATABASE_LOGINS.map((l) => [databaseLoginEnv(l, 'PASSWORD'), randomBytes(20).toString('hex')]),
       );
