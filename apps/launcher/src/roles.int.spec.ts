@@ -6,12 +6,15 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { agentAuditStreamId } from '@switchyard/agents';
+import { mcpServerStreamId } from '@switchyard/contracts';
 import { PostgresEventStore } from '@switchyard/event-store';
+import { mcpAuditStreamId, scheduleStream, webhookStream } from '@switchyard/mcp-servers';
 import {
   COMPONENTS,
   createLogger,
@@ -209,19 +212,68 @@ describe(
       const store = new PostgresEventStore({ pool: sinkPool, logger });
       try {
         await store.init(); // no DDL on a schema-managed pool: it must not fail
-        const r = await store.append('roles-spec-1', [
+        const r = await store.append('mcpaudit-roles-spec-1', [
           {
             type: 'Checked',
             data: { ok: true },
             metadata: { correlationId: 'roles-spec', timestamp: new Date().toISOString() },
           },
         ]);
-        assert.equal((await store.readStream('roles-spec-1')).length, 1, JSON.stringify(r));
+        assert.equal((await store.readStream('mcpaudit-roles-spec-1')).length, 1, JSON.stringify(r));
         assert.equal((await as(roles.urls.components.sink, 'delete from eventstore.events')).code, '42501');
       } finally {
         await store.close();
         await sinkPool.end();
       }
+    });
+
+    it('the sink appends to the audit streams only and the automation server to its schedules and webhooks (row-level security); the gateway to any stream', async () => {
+      // The prefixes are those of the streams the code really writes.
+      const sinkStreams = [mcpAuditStreamId('db'), mcpServerStreamId('db'), agentAuditStreamId('data_analyst')];
+      const automationStreams = [scheduleStream('nightly'), webhookStream('crm')];
+      const append = async (c: 'sink' | 'automation' | 'gateway', streamId: string): Promise<string> => {
+        const pool = markSchemaManaged(
+          createPgPool({ connectionString: roles.urls.components[c], max: 1 }, { name: c, logger }),
+        );
+        const store = new PostgresEventStore({ pool, logger });
+        try {
+          await store.append(streamId, [
+            { type: 'Checked', data: {}, metadata: { correlationId: 'rls', timestamp: new Date().toISOString() } },
+          ]);
+          return 'ok';
+        } catch (err) {
+          return (err as { code?: string }).code ?? (err as Error).message;
+        } finally {
+          await store.close();
+          await pool.end();
+        }
+      };
+      const tag = randomBytes(3).toString('hex');
+      for (const stream of sinkStreams) assert.equal(await append('sink', `${stream}-${tag}`), 'ok', stream);
+      for (const stream of automationStreams)
+        assert.equal(await append('automation', `${stream}-${tag}`), 'ok', stream);
+      // What a compromised connectors or agents process would forge for the engine or the dispatcher to act on.
+      for (const forged of [`workflow_execution-${tag}`, `task-${tag}`, `apikey-${tag}`, `automation_schedule-${tag}`])
+        assert.equal(await append('sink', forged), '42501', `sink -> ${forged}`);
+      for (const forged of [`workflow_execution-${tag}`, `mcpaudit-${tag}`])
+        assert.equal(await append('automation', forged), '42501', `automation -> ${forged}`);
+      assert.equal(await append('gateway', `workflow_execution-${tag}`), 'ok');
+      // A batch with one forbidden stream appends nothing.
+      const batch = await as(roles.urls.components.sink, `select * from eventstore.append_batch($1::jsonb)`, [
+        JSON.stringify(
+          [`mcpaudit-b-${tag}`, `task-b-${tag}`].map((stream) => ({
+            stream,
+            mode: 'any',
+            events: [{ id: randomUUID(), type: 'Checked', data: {}, metadata: {} }],
+          })),
+        ),
+      ]);
+      assert.equal(batch.code, '42501');
+      assert.equal(
+        (await admin.query(`select count(*)::int as n from eventstore.events where stream_id like $1`, [`%-b-${tag}`]))
+          .rows[0].n,
+        0,
+      );
     });
 
     it('security.api_keys: only the gateway; the relay, monitor, engine, dispatcher, agents cannot read it', async () => {

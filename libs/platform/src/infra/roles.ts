@@ -158,6 +158,20 @@ export type Component = keyof typeof COMPONENT_GRANTS;
 export const COMPONENTS = Object.keys(COMPONENT_GRANTS) as Component[];
 
 /**
+ * The streams an appending component may write, by prefix, where it is not every stream. Every
+ * process of a split deployment holds the sink's login (its audit appends), the connectors and
+ * the agents included: without this, one of them compromised could append a WorkflowStarted or a
+ * TaskCreated that the engine or the dispatcher would act on, and so reach tools its NATS user
+ * may not call. The automation server writes its schedules and webhooks only. PostgreSQL checks
+ * it (a row-level security policy on `eventstore.events`); the gateway, the engine, the
+ * dispatcher and the monitor may write any stream.
+ */
+export const APPEND_STREAM_PREFIXES: Partial<Record<Component, readonly string[]>> = {
+  sink: ['mcpaudit-', 'mcpserver-', 'agentaudit-'],
+  automation: ['automation_schedule-', 'automation_webhook-'],
+};
+
+/**
  * The logins a running process may be handed instead of the administrative DATABASE_URL: one per
  * component, and the database MCP servers' reader and writer. The owner (`app`) is not one of
  * them: only the one-shot setup migrates.
@@ -536,6 +550,18 @@ export async function grantComponentAccess(pool: pg.Pool, names: DatabaseRoleNam
         `ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} IN SCHEMA ${ident(EVENTSTORE_SCHEMA)} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC`,
       );
     }
+    // Row-level security on the events: who may append to which streams (APPEND_STREAM_PREFIXES);
+    // everyone with SELECT on the table reads every row. The owner (migrations) is not subject to it.
+    const eventsTable = (
+      await client.query<{ ok: boolean }>(`select to_regclass($1) is not null as ok`, [`${EVENTSTORE_SCHEMA}.events`])
+    ).rows[0]?.ok
+      ? `${ident(EVENTSTORE_SCHEMA)}.events`
+      : undefined;
+    if (eventsTable) {
+      await client.query(`ALTER TABLE ${eventsTable} ENABLE ROW LEVEL SECURITY`);
+      await client.query(`DROP POLICY IF EXISTS reads ON ${eventsTable}`);
+      await client.query(`CREATE POLICY reads ON ${eventsTable} FOR SELECT USING (true)`);
+    }
     for (const component of COMPONENTS) {
       const role = ident(names.components[component]);
       const spec: { appends: boolean; grants: readonly SchemaGrant[] } = COMPONENT_GRANTS[component];
@@ -576,6 +602,16 @@ export async function grantComponentAccess(pool: pg.Pool, names: DatabaseRoleNam
         ).rows[0]?.ok
       ) {
         await client.query(`GRANT EXECUTE ON FUNCTION ${ident(EVENTSTORE_SCHEMA)}.append_batch(jsonb) TO ${role}`);
+      }
+      if (spec.appends && eventsTable) {
+        const prefixes = APPEND_STREAM_PREFIXES[component];
+        const policy = ident(`appends_${component}`);
+        await client.query(`DROP POLICY IF EXISTS ${policy} ON ${eventsTable}`);
+        await client.query(
+          `CREATE POLICY ${policy} ON ${eventsTable} FOR INSERT TO ${role} WITH CHECK (${
+            prefixes ? `stream_id ^@ ANY (ARRAY[${prefixes.map((x) => `'${x}'`).join(', ')}]::text[])` : 'true'
+          })`,
+        );
       }
       // Raising a fence (a partition takeover) is the dispatcher's only.
       if (
