@@ -15,6 +15,7 @@ import { agentAuditStreamId } from '@switchyard/agents';
 import { mcpServerStreamId } from '@switchyard/contracts';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { mcpAuditStreamId, scheduleStream, webhookStream } from '@switchyard/mcp-servers';
+import { alertRulesStream, streamOf, type MonitorEvent } from '@switchyard/monitor';
 import {
   COMPONENTS,
   createLogger,
@@ -231,7 +232,13 @@ describe(
       // The prefixes are those of the streams the code really writes.
       const sinkStreams = [mcpAuditStreamId('db'), mcpServerStreamId('db'), agentAuditStreamId('data_analyst')];
       const automationStreams = [scheduleStream('nightly'), webhookStream('crm')];
-      const append = async (c: 'sink' | 'automation' | 'gateway', streamId: string): Promise<string> => {
+      const monitorStreams = [
+        streamOf({ type: 'AlertFired', data: { fingerprint: 'f1' } } as unknown as MonitorEvent),
+        streamOf({ type: 'SilenceAdded', data: { silence: { id: 's1' } } } as unknown as MonitorEvent),
+        streamOf({ type: 'ServiceWentDown', data: { service: 'db' } } as unknown as MonitorEvent),
+        alertRulesStream(),
+      ];
+      const append = async (c: 'sink' | 'automation' | 'monitor' | 'gateway', streamId: string): Promise<string> => {
         const pool = markSchemaManaged(
           createPgPool({ connectionString: roles.urls.components[c], max: 1 }, { name: c, logger }),
         );
@@ -252,6 +259,8 @@ describe(
       for (const stream of sinkStreams) assert.equal(await append('sink', `${stream}-${tag}`), 'ok', stream);
       for (const stream of automationStreams)
         assert.equal(await append('automation', `${stream}-${tag}`), 'ok', stream);
+      for (const stream of monitorStreams) assert.equal(await append('monitor', `${stream}-${tag}`), 'ok', stream);
+      assert.equal(await append('monitor', `task-${tag}`), '42501');
       // What a compromised connectors or agents process would forge for the engine or the dispatcher to act on.
       for (const forged of [`workflow_execution-${tag}`, `task-${tag}`, `apikey-${tag}`, `automation_schedule-${tag}`])
         assert.equal(await append('sink', forged), '42501', `sink -> ${forged}`);

@@ -162,13 +162,14 @@ export const COMPONENTS = Object.keys(COMPONENT_GRANTS) as Component[];
  * process of a split deployment holds the sink's login (its audit appends), the connectors and
  * the agents included: without this, one of them compromised could append a WorkflowStarted or a
  * TaskCreated that the engine or the dispatcher would act on, and so reach tools its NATS user
- * may not call. The automation server writes its schedules and webhooks only. PostgreSQL checks
- * it (a row-level security policy on `eventstore.events`); the gateway, the engine, the
- * dispatcher and the monitor may write any stream.
+ * may not call. The automation server writes its schedules and webhooks only, the monitor its
+ * alerts, silences, service health and alert rules. PostgreSQL checks it (a row-level security
+ * policy on `eventstore.events`); the gateway, the engine and the dispatcher may write any stream.
  */
 export const APPEND_STREAM_PREFIXES: Partial<Record<Component, readonly string[]>> = {
   sink: ['mcpaudit-', 'mcpserver-', 'agentaudit-'],
   automation: ['automation_schedule-', 'automation_webhook-'],
+  monitor: ['alert-', 'silence-', 'service-', 'alertrules-'],
 };
 
 /**
