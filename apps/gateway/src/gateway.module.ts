@@ -20,6 +20,7 @@ import { ProblemFilter } from './http/problem-filter.js';
 import { ReadRouting } from './http/read-routing.js';
 import { IdempotencyStore, resolveIdempotencyOptions } from './idempotency/index.js';
 import { DocsController } from './openapi/docs.controller.js';
+import { PayloadReads } from './http/payload-reads.js';
 import { OpenApiExplorer } from './openapi/explorer.js';
 import { OpenApiRegistry } from './openapi/registry.js';
 import {
@@ -76,11 +77,25 @@ export class GatewayCoreModule {
         new ReadRouting(pool, deps.readPool, logger.child({ component: 'read-routing' }), o.readReplica),
       inject: [PG_POOL, LOGGER, GATEWAY_OPTIONS],
     };
+    // One gate per gateway for the reads that load whole stored payloads.
+    const payloadReads = {
+      provide: PayloadReads,
+      useFactory: (o: ResolvedGatewayOptions) =>
+        new PayloadReads(o.payloadReads.concurrency, o.payloadReads.queue, o.requestTimeoutMs),
+      inject: [GATEWAY_OPTIONS],
+    };
     return {
       module: GatewayCoreModule,
       global: true,
-      providers: [...values, ...services, keys, idempotency, reads],
-      exports: [...values.map((v) => v.provide), ...services, ApiKeyService, IdempotencyStore, ReadRouting],
+      providers: [...values, ...services, keys, idempotency, reads, payloadReads],
+      exports: [
+        ...values.map((v) => v.provide),
+        ...services,
+        ApiKeyService,
+        IdempotencyStore,
+        ReadRouting,
+        PayloadReads,
+      ],
     };
   }
 }

@@ -4,6 +4,7 @@ export {
   workflowExecutionsProjection,
   setupWorkflowReadModel,
   listExecutions,
+  executionStoredPayloadBytes,
   getExecutionView,
   READ_SCHEMA,
   type ExecutionSummary,

@@ -929,16 +929,52 @@ export interface StepView {
   readonly attempt_history: StepAttemptView[];
 }
 
+/**
+ * The bytes an execution's inputs and outputs take in the read model as stored (compressed: a
+ * lower bound of what reading them costs), from their sizes alone: no payload is read.
+ */
+export async function executionStoredPayloadBytes(pool: pg.Pool, executionId: string): Promise<number> {
+  const size = (c: string) => `coalesce(pg_column_size(${c}), 0)`;
+  const r = await pool.query<{ bytes: string }>(
+    `select coalesce((select ${size('input')} + ${size('output')} from ${X} where execution_id = $1), 0)
+          + coalesce((select sum(${size('output')}) from ${S} where execution_id = $1), 0)
+          + coalesce((select sum(${size('input')} + ${size('output')}) from ${A} where execution_id = $1), 0) as bytes`,
+    [executionId],
+  );
+  return Number(r.rows[0]?.bytes ?? 0);
+}
+
 /** One execution with every step and every attempt; undefined when the read model has no such execution. */
 export async function getExecutionView(
   pool: pg.Pool,
   executionId: string,
+  opts: { readonly payloads?: boolean } = {},
 ): Promise<(ExecutionSummary & { steps: StepView[] }) | undefined> {
-  const x = await pool.query(`select * from ${X} where execution_id = $1`, [executionId]);
+  // Without payloads (a viewer's view, which redacts them anyway) the inputs and outputs are not
+  // read at all: each set one is `true`, an unset one (SQL or JSON null) null. Tens of MB of them
+  // cost a full read; only a value small enough to be a JSON null is looked at.
+  const payload = (column: string): string =>
+    opts.payloads === false
+      ? `case when ${column} is null then null when pg_column_size(${column}) > 32 then 'true'::jsonb
+              when ${column} = 'null'::jsonb then null else 'true'::jsonb end as ${column}`
+      : column;
+  const x = await pool.query(
+    `select execution_id, definition_id, definition_version, definition_name, status, ${payload('input')},
+            ${payload('output')}, error, correlation_id, parent_execution_id, started_at, ended_at, updated_at, last_position
+       from ${X} where execution_id = $1`,
+    [executionId],
+  );
   if (!x.rows[0]) return undefined;
-  const steps = await pool.query(`select * from ${S} where execution_id = $1 order by ordinal`, [executionId]);
+  const steps = await pool.query(
+    `select execution_id, step_id, ordinal, uses, kind, status, skip_reason, attempts, items, ${payload('output')}, error,
+            compensation_for, next_retry_at, started_at, ended_at
+       from ${S} where execution_id = $1 order by ordinal`,
+    [executionId],
+  );
   const attempts = await pool.query(
-    `select * from ${A} where execution_id = $1 order by step_id, item_index, attempt`,
+    `select execution_id, step_id, item_index, attempt, status, idempotency_key, ${payload('input')}, ${payload('output')},
+            error, scheduled_at, dispatched_at, timeout_at, ended_at, duration_ms
+       from ${A} where execution_id = $1 order by step_id, item_index, attempt`,
     [executionId],
   );
   const byStep = new Map<string, StepAttemptView[]>();

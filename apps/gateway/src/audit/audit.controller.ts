@@ -1,5 +1,6 @@
 import { Controller, Get, Inject } from '@nestjs/common';
 import { QueryBus } from '@nestjs/cqrs';
+import { PayloadReads } from '../http/payload-reads.js';
 import { ZodQuery } from '../http/validation.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { AUDIT_PATH, auditPageSchema, auditQuerySchema, type AuditPage, type AuditQuery } from './audit.js';
@@ -11,7 +12,10 @@ import { ReadAuditPage } from './queries/index.js';
  */
 @Controller(AUDIT_PATH)
 export class AuditController {
-  constructor(@Inject(QueryBus) private readonly queries: QueryBus) {}
+  constructor(
+    @Inject(QueryBus) private readonly queries: QueryBus,
+    @Inject(PayloadReads) private readonly reads: PayloadReads,
+  ) {}
 
   @Get()
   @ApiRoute({
@@ -22,6 +26,7 @@ export class AuditController {
     response: { schema: auditPageSchema },
   })
   list(@ZodQuery(auditQuerySchema) q: AuditQuery): Promise<AuditPage> {
-    return this.queries.execute(new ReadAuditPage(q));
+    // A page scans up to thousands of whole events (their payloads included) for the ones that name an actor.
+    return this.reads.run(() => this.queries.execute(new ReadAuditPage(q)));
   }
 }

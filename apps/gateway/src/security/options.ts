@@ -63,6 +63,8 @@ export interface ResolvedSecurityOptions {
   readonly eventStreams: { readonly perCaller: number; readonly total: number };
   /** How long a client may take to send a request, and to take an answer's bytes (see ConnectionTimeouts). */
   readonly connections: ConnectionTimeouts;
+  /** Reads of whole stored payloads (see PayloadReads): at once, and waiting. */
+  readonly payloadReads: { readonly concurrency: number; readonly queue: number };
 }
 
 /**
@@ -94,6 +96,8 @@ export interface SecurityOptionsInput {
    */
   readonly eventStreams?: { readonly perCaller?: number; readonly total?: number };
   readonly connections?: Partial<ConnectionTimeouts>;
+  /** Reads of whole stored payloads at once and waiting (see PayloadReads). Default 2 and 32. */
+  readonly payloadReads?: { readonly concurrency?: number; readonly queue?: number };
 }
 
 export const DEFAULT_LIMITS = {
@@ -126,8 +130,14 @@ export function resolveSecurityOptions(o: SecurityOptionsInput): ResolvedSecurit
       total: o.eventStreams?.total ?? DEFAULT_EVENT_STREAMS.total,
     },
     connections: { ...DEFAULT_CONNECTION_TIMEOUTS, ...o.connections },
+    payloadReads: {
+      concurrency: o.payloadReads?.concurrency ?? DEFAULT_PAYLOAD_READS.concurrency,
+      queue: o.payloadReads?.queue ?? DEFAULT_PAYLOAD_READS.queue,
+    },
   };
 }
+
+export const DEFAULT_PAYLOAD_READS = { concurrency: 2, queue: 32 } as const;
 
 export const DEFAULT_EVENT_STREAMS = { perCaller: 20, total: 500 } as const;
 
@@ -177,6 +187,8 @@ export const securityEnvSchema = z.object({
     .default(DEFAULT_CONNECTION_TIMEOUTS.sendStallMs),
   /** Connections the gateway keeps open at once (a new one past it is closed). */
   GATEWAY_MAX_CONNECTIONS: z.coerce.number().int().min(16).max(1_000_000).default(DEFAULT_CONNECTION_CAPS.max),
+  GATEWAY_PAYLOAD_READS: z.coerce.number().int().min(1).max(64).default(DEFAULT_PAYLOAD_READS.concurrency),
+  GATEWAY_PAYLOAD_READS_QUEUE: z.coerce.number().int().min(0).max(10_000).default(DEFAULT_PAYLOAD_READS.queue),
   /** ... from one client address (behind a reverse proxy, every client has the proxy's). */
   GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: z.coerce
     .number()
@@ -216,5 +228,6 @@ export function securityOptionsFromEnv(
       max: c.GATEWAY_MAX_CONNECTIONS,
       perAddress: c.GATEWAY_MAX_CONNECTIONS_PER_ADDRESS,
     },
+    payloadReads: { concurrency: c.GATEWAY_PAYLOAD_READS, queue: c.GATEWAY_PAYLOAD_READS_QUEUE },
   };
 }

@@ -17,7 +17,12 @@ export {
   rerunRefusal,
   type ToolCaller,
 } from '@switchyard/workflow-executions';
-export { getExecutionView, listExecutions, setupWorkflowReadModel } from '@switchyard/read-models';
+export {
+  executionStoredPayloadBytes,
+  getExecutionView,
+  listExecutions,
+  setupWorkflowReadModel,
+} from '@switchyard/read-models';
 // What the command handlers (commands/) call.
 export {
   cancelBatch,

@@ -13,7 +13,7 @@ import { PostgresEventStore, type EventStore } from '@switchyard/event-store';
 import { addService } from '@switchyard/messaging';
 import { freshDatabase, testNatsUrl } from '@switchyard/testing';
 import { TEST_ENGINE_TIMINGS, WorkflowEngine, type WorkflowEngineOptions } from '@switchyard/workflows';
-import { createGateway, type Gateway } from '../../index.js';
+import { createGateway, type Gateway, type GatewayOptions } from '../../index.js';
 import { WorkflowsFeatureModule } from './index.js';
 
 export interface TaskSubjects {
@@ -37,6 +37,8 @@ export interface WorkflowGatewayOptions {
   readonly engine?: Partial<WorkflowEngineOptions>;
   /** The spec's tools, started before the gateway and the engine. */
   readonly serve?: (nc: NatsConnection, subjects: TaskSubjects) => Promise<Stoppable>;
+  /** Gateway options beyond the feature module. */
+  readonly gateway?: Omit<GatewayOptions, 'modules'>;
 }
 
 export interface HttpAnswer {
@@ -89,7 +91,7 @@ export async function startWorkflowGateway(opts: WorkflowGatewayOptions): Promis
       logger,
       config: { GATEWAY_PORT: 0, GATEWAY_HOST: '127.0.0.1' },
     },
-    { modules: [WorkflowsFeatureModule] },
+    { ...opts.gateway, modules: [WorkflowsFeatureModule] },
   );
   const base = (await gw.listen(0, '127.0.0.1')).url;
   const engineOptions = (overrides: Partial<WorkflowEngineOptions> = {}): WorkflowEngineOptions => ({

@@ -4,6 +4,7 @@ import type { EdgeReply as Response } from '../../http/edge.js';
 import { z } from 'zod';
 import { CorrelationId, currentActor, type GatewayRequest } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
+import { PayloadReads } from '../../http/payload-reads.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
 import { WithoutIdempotency } from '../../idempotency/interceptor.js';
@@ -97,6 +98,7 @@ export class WorkflowsController {
     @Inject(QueryBus) private readonly queries: QueryBus,
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    @Inject(PayloadReads) private readonly payloadReads: PayloadReads,
   ) {}
 
   /**
@@ -426,7 +428,10 @@ export class WorkflowsController {
     errors: [400, 404],
   })
   check(@ZodParams(checkParams) p: z.infer<typeof checkParams>, @ZodBody(checkBody) b: z.infer<typeof checkBody>) {
-    return this.queries.execute(new CheckDefinitionVersion(p.definition_id, p.version, b.limit));
+    // It folds up to `limit` whole executions' streams: a read of whole payloads.
+    return this.payloadReads.run(() =>
+      this.queries.execute(new CheckDefinitionVersion(p.definition_id, p.version, b.limit)),
+    );
   }
 
   @Post('definitions/validate')

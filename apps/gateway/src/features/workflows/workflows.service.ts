@@ -11,6 +11,7 @@ import {
   ensureWorkflowSchema,
   executionResult,
   executionStateAt,
+  executionStoredPayloadBytes,
   getExecutionView,
   loadExecution,
   setupWorkflowReadModel,
@@ -118,7 +119,16 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     executionId: string,
     minPosition?: number,
     readFrom?: (source: 'replica' | 'primary') => void,
+    reads: DetailReads = WHOLE_PAYLOADS_UNGATED,
   ): Promise<ExecutionDetail> {
+    // A small execution is read at once; one whose payloads take more than WHOLE_READ_BYTES as
+    // stored (compressed) takes its turn (PayloadReads), so many small reads never queue.
+    const view = async (pool: Pool) => {
+      if (!reads.payloads) return getExecutionView(pool, executionId, { payloads: false });
+      if ((await executionStoredPayloadBytes(pool, executionId)) <= WHOLE_READ_BYTES)
+        return getExecutionView(pool, executionId);
+      return reads.whole(() => getExecutionView(pool, executionId));
+    };
     const [last] = await this.store.readStream(`workflow_execution-${executionId}`, {
       direction: 'backwards',
       maxCount: 1,
@@ -127,10 +137,10 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
       const must = Math.max(last.position, minPosition ?? -1);
       const r = await this.reads.poolFor(EXECUTIONS_CHECKPOINT, must);
       if (r.source === 'replica') {
-        const view = await getExecutionView(r.pool, executionId).catch(() => undefined);
-        if (view) {
+        const v = await view(r.pool).catch(() => undefined);
+        if (v) {
           readFrom?.('replica');
-          return detailFromReadModel(view, links(executionId));
+          return detailFromReadModel(v, links(executionId));
         }
       }
     }
@@ -141,19 +151,38 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
       last &&
       (await this.reads.primaryCheckpoints.reaches(EXECUTIONS_CHECKPOINT, last.position, READ_YOUR_WRITES_WAIT_MS))
     ) {
-      const view = await getExecutionView(this.pool, executionId);
-      if (view) {
+      const v = await view(this.pool);
+      if (v) {
         readFrom?.('primary');
-        return detailFromReadModel(view, links(executionId));
+        return detailFromReadModel(v, links(executionId));
       }
     }
     readFrom?.('primary');
-    const { state } = await loadExecution(this.store, executionId);
+    // The stream folded: every payload is read, whoever asks.
+    const { state } = await reads.whole(() => loadExecution(this.store, executionId));
     if (state.status === 'not_started')
       throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
     return detailFromState(executionId, state, links(executionId));
   }
 }
+
+/**
+ * How a detail is read: with the payloads (an operator's) or without (a viewer's, redacted anyway),
+ * and through which gate a read of whole payloads goes (PayloadReads).
+ */
+export interface DetailReads {
+  readonly payloads: boolean;
+  readonly whole: <T>(read: () => Promise<T>) => Promise<T>;
+}
+
+const WHOLE_PAYLOADS_UNGATED: DetailReads = { payloads: true, whole: (read) => read() };
+
+/**
+ * Stored (compressed) payload bytes past which an execution's detail is a read of whole payloads.
+ * JSON compresses 3 to 10 times, a run of one character some 90 times: 64 KiB stored is 0.2 to
+ * 6 MB to parse and serialise again.
+ */
+export const WHOLE_READ_BYTES = 64 * 1024;
 
 /** The state after revision `at`, in the detail's shape (time travel): 404 unknown, 400 past the last revision. */
 export async function detailAt(store: EventStore, executionId: string, at: number): Promise<ExecutionDetail> {

@@ -1,5 +1,7 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
+import { callerSeesRedactedPayloads } from '../../../events/redaction.js';
+import { PayloadReads } from '../../../http/payload-reads.js';
 import type { ExecutionDetail } from '../execution-detail.js';
 import { detailAt, WorkflowsService } from '../workflows.service.js';
 
@@ -7,6 +9,8 @@ import { detailAt, WorkflowsService } from '../workflows.service.js';
  * One execution in the one detail shape (execution-detail.ts): from the read model once it has
  * the execution's last event, else folded from the stream; with `at`, the state after that
  * revision (time travel, always folded). `source` says which database answered (replica or primary).
+ * A viewer's read of the read model leaves the payloads (redacted for it) in the database; every
+ * read of whole payloads takes its turn (PayloadReads).
  */
 export class GetExecution extends Query<{ detail: ExecutionDetail; source: 'replica' | 'primary' | undefined }> {
   constructor(
@@ -20,11 +24,19 @@ export class GetExecution extends Query<{ detail: ExecutionDetail; source: 'repl
 
 @QueryHandler(GetExecution)
 export class GetExecutionHandler implements IQueryHandler<GetExecution> {
-  constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
+  constructor(
+    @Inject(WorkflowsService) private readonly svc: WorkflowsService,
+    @Inject(PayloadReads) private readonly reads: PayloadReads,
+  ) {}
   async execute(q: GetExecution) {
-    if (q.at !== undefined) return { detail: await detailAt(this.svc.store, q.executionId, q.at), source: undefined };
+    const whole = <T>(read: () => Promise<T>): Promise<T> => this.reads.run(read);
+    if (q.at !== undefined)
+      return { detail: await whole(() => detailAt(this.svc.store, q.executionId, q.at!)), source: undefined };
     let source: 'replica' | 'primary' | undefined;
-    const detail = await this.svc.detail(q.executionId, q.minPosition, (s) => (source = s));
+    const detail = await this.svc.detail(q.executionId, q.minPosition, (s) => (source = s), {
+      payloads: !callerSeesRedactedPayloads(),
+      whole,
+    });
     return { detail, source };
   }
 }

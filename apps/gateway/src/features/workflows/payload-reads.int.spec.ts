@@ -1,0 +1,79 @@
+/**
+ * Reads of whole payloads take turns (PayloadReads), small ones do not: an execution whose input
+ * takes 600 KB as stored, read by 16 callers at once through a gateway allowing one such read
+ * and none waiting, answers some of them 503 with Retry-After and the others in full; an
+ * execution of a few bytes, read by 50 at once, answers all of them.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createLogger } from '@switchyard/platform';
+import { Responders } from '@switchyard/workflows';
+import { startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
+
+const logger = createLogger('payload-reads-int', process.env.LOG_LEVEL ?? 'silent');
+
+describe('an execution detail with large payloads takes its turn; small ones never wait', () => {
+  let f: WorkflowGateway;
+
+  before(async () => {
+    f = await startWorkflowGateway({
+      name: 'wf_payload_reads',
+      logger,
+      gateway: { payloadReads: { concurrency: 1, queue: 0 } },
+      serve: async (nc, subjects) => {
+        const responders = await new Responders(nc, logger).start(['database'], {
+          mcpPrefix: subjects.mcpPrefix,
+          tasksSubject: subjects.tasks,
+        });
+        responders.behaviours.set('database/query', () => ({ rows: [{ ok: true }] }));
+        return responders;
+      },
+    });
+    const reg = await f.http('POST', '/api/v1/workflows/definitions', {
+      id: 'blob',
+      version: 1,
+      name: 'carries a blob',
+      input: { type: 'object', properties: { blob: { type: 'string' } } },
+      steps: [{ id: 'look', uses: 'mcp:database/query', with: { sql: 'select 1' } }],
+    });
+    assert.equal(reg.status, 201, JSON.stringify(reg.body));
+  });
+  after(async () => {
+    await f?.close();
+  });
+
+  const startAndWait = async (blob: string): Promise<string> => {
+    const r = await f.http('POST', '/api/v1/workflows/start/blob?wait=true', { blob });
+    assert.ok(r.status === 200 || r.status === 202, JSON.stringify(r.body).slice(0, 300));
+    return r.body.execution_id as string;
+  };
+
+  it('a large one: some of 16 readers at once are told to come back (503, Retry-After), the others get it whole', async () => {
+    // Random bytes as base64: they do not compress, so the stored size is the real one.
+    const blob = randomBytes(450_000).toString('base64');
+    const id = await startAndWait(blob);
+    const answers = await Promise.all(
+      Array.from({ length: 16 }, () => f.http('GET', `/api/v1/workflows/executions/${id}`)),
+    );
+    const busy = answers.filter((a) => a.status === 503);
+    const whole = answers.filter((a) => a.status === 200);
+    assert.equal(busy.length + whole.length, 16, answers.map((a) => a.status).join());
+    assert.ok(busy.length > 0, 'one read of whole payloads at a time: the others are refused');
+    assert.ok(whole.length > 0);
+    for (const a of busy) assert.equal(a.headers.get('retry-after'), '1');
+    for (const a of whole) assert.equal(a.body.input.blob, blob);
+  });
+
+  it('a small one: 50 readers at once all get it', async () => {
+    const id = await startAndWait('small');
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, () => f.http('GET', `/api/v1/workflows/executions/${id}`)),
+    );
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      Array.from({ length: 50 }, () => 200),
+    );
+    assert.ok(answers.every((a) => a.body.input.blob === 'small'));
+  });
+});
