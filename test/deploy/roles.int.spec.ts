@@ -202,7 +202,7 @@ describe("a split deployment's one-shot db-setup, then processes given their rol
         u.password = passwords[databaseLoginEnv(l, 'PASSWORD')]!;
         return u.toString();
       };
-      const launcher = run(main, ['relay', 'monitor'], {
+      const processEnv = {
         ...base,
         NATS_URL: await testNatsUrl(),
         DATA_DIR: dir,
@@ -210,7 +210,26 @@ describe("a split deployment's one-shot db-setup, then processes given their rol
         [databaseLoginEnv('sink', 'URL')]: url('sink'),
         [databaseLoginEnv('relay', 'URL')]: url('relay'),
         [databaseLoginEnv('monitor', 'URL')]: url('monitor'),
+      };
+      // The doctor tries each login it is given, and names one that does not log in.
+      const doctor = run(path.join(root, 'apps', 'launcher', 'dist', 'doctor.js'), [], processEnv);
+      await doctor.exited;
+      assert.match(
+        doctor.output(),
+        /ok +postgres +DATABASE_URL_RELAY, DATABASE_URL_MONITOR, DATABASE_URL_SINK log in/i,
+        doctor.output(),
+      );
+      const wrong = run(path.join(root, 'apps', 'launcher', 'dist', 'doctor.js'), [], {
+        ...processEnv,
+        [databaseLoginEnv('relay', 'URL')]: url('relay').replace(/:[0-9a-f]{40}@/, ':wrong-password-0000@'),
       });
+      assert.equal(await wrong.exited, 1);
+      assert.match(
+        wrong.output(),
+        /FAIL +postgres +DATABASE_URL_RELAY: .*password authentication failed/i,
+        wrong.output(),
+      );
+      const launcher = run(main, ['relay', 'monitor'], processEnv);
       procs.push(launcher);
       const up = await Promise.race([
         new Promise<boolean>((resolve) => {

@@ -10,6 +10,8 @@ import { natsPasswordEnv, natsRolePermissions, natsRoleUsers } from '@switchyard
 import {
   ConfigError,
   createPgClient,
+  DATABASE_LOGINS,
+  databaseLoginEnv,
   findNatsServer,
   isListening,
   NATS_INSTALL_HINT,
@@ -79,6 +81,25 @@ const checks: Check[] = [
             fix: 'start that PostgreSQL or unset DATABASE_URL to use the embedded one',
           };
         }
+      }
+      // A process of a split deployment: its roles' own logins (DATABASE_URL_<LOGIN>), each tried.
+      const logins = DATABASE_LOGINS.flatMap((l) => {
+        const url = c[databaseLoginEnv(l, 'URL') as keyof typeof c] as string | undefined;
+        return url ? [[databaseLoginEnv(l, 'URL'), url] as const] : [];
+      });
+      if (logins.length > 0) {
+        const failed: string[] = [];
+        for (const [variable, url] of logins)
+          await withTimeout(postgresCheck(url), 5000, 'connect').catch((err: unknown) =>
+            failed.push(`${variable}: ${(err as Error).message}`),
+          );
+        return failed.length === 0
+          ? { status: 'ok', detail: `${logins.map(([v]) => v).join(', ')} log in` }
+          : {
+              status: 'fail',
+              detail: failed.join('; '),
+              fix: 'run the one-shot setup (node apps/launcher/dist/db-setup.js) with the same DATABASE_PASSWORD_<LOGIN>',
+            };
       }
       let binaries: boolean;
       try {
