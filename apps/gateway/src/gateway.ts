@@ -189,10 +189,10 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     deferInvalidMediaType(req);
     authenticate(req, res, done);
   });
-  server.addHook('preHandler', (request, _reply, done) => {
+  server.addHook('preHandler', (request, reply, done) => {
     const req = request as EdgeRequest;
     deferCheck(req, inputHygieneError);
-    runInRequestContext(req, done);
+    runInRequestContext(req, done, reply.raw);
   });
   // A viewer reads which error a server, step or task had, not the values it quotes (a row's
   // value in a database error): every answer's error texts, whatever the route.

@@ -10,6 +10,8 @@ export interface RequestContext {
   readonly correlationId: string;
   /** The API key the request presented, once authentication resolved it. */
   readonly apiKey?: RequestKey;
+  /** The Node response (see `answered`). */
+  readonly response?: ClosingResponse;
 }
 
 /** The caller's API key as the request context carries it (never the secret). */
@@ -52,10 +54,32 @@ export function currentActor(): string | undefined {
   return ctx.apiKey ? `apikey:${ctx.apiKey.id}` : 'anonymous';
 }
 
-const contextOf = (req: AnyRequest): RequestContext => {
+const contextOf = (req: AnyRequest, response?: ClosingResponse): RequestContext => {
   const apiKey = (req as Partial<GatewayRequest>).apiKey;
-  return apiKey ? { correlationId: correlationIdOf(req), apiKey } : { correlationId: correlationIdOf(req) };
+  const ctx: { correlationId: string; apiKey?: RequestKey; response?: ClosingResponse } = {
+    correlationId: correlationIdOf(req),
+  };
+  if (apiKey) ctx.apiKey = apiKey;
+  if (response) ctx.response = response;
+  return ctx;
 };
+
+/** The Node response of a request, as far as `answered` needs it. */
+export interface ClosingResponse {
+  readonly writableFinished?: boolean;
+  readonly destroyed?: boolean;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/**
+ * Resolves once the answer of the request being handled went out whole or its connection went
+ * away ('close', whichever first); at once outside a request.
+ */
+export function answered(): Promise<void> {
+  const res = storage.getStore()?.response;
+  if (!res || res.writableFinished || res.destroyed) return Promise.resolve();
+  return new Promise((r) => res.once('close', () => r()));
+}
 
 // Ids from clients end up in logs and event metadata: accept only a short, plain token.
 const ACCEPTABLE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -98,8 +122,8 @@ export function correlate(req: EdgeRequest, res: { setHeader(name: string, value
  * Continue inside the request's context (correlation id, API key). Entered again before the
  * handler: the body is read in socket callbacks, outside the scope opened before them.
  */
-export function runInRequestContext(req: AnyRequest, next: () => void): void {
-  storage.run(contextOf(req), next);
+export function runInRequestContext(req: AnyRequest, next: () => void, res?: ClosingResponse): void {
+  storage.run(contextOf(req, res), next);
 }
 
 /**

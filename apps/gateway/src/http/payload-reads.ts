@@ -1,5 +1,10 @@
-import { bulkhead, BulkheadRejectedError, TaskCancelledError, type BulkheadPolicy } from 'cockatiel';
 import { AppError } from '@switchyard/platform';
+import { answered } from './context.js';
+
+interface Waiter {
+  readonly start: () => void;
+  readonly timer: NodeJS.Timeout;
+}
 
 /**
  * Reads that load whole stored payloads into this process: an execution's detail with its inputs
@@ -7,37 +12,85 @@ import { AppError } from '@switchyard/platform';
  * revision (the whole stream folded), a replay check, an audit page. Each such read holds its rows
  * and their JSON several times over in memory and serialises them on the event loop: eight at once
  * of a 98 MB execution held 3.5 GB and stalled every other request for 9.5 s. So at most
- * `concurrency` run at once in a gateway (the cores do no more at a time anyway); the others
- * wait their turn, up to `queue` of them, each no longer than `waitMs` (past it its client already
- * has its 504, and the read is not started). A full queue is answered 503 with Retry-After.
+ * `concurrency` run at once in a gateway (the cores do no more at a time anyway), each holding its
+ * turn until its answer went out (the serialisation is most of the cost); the others wait, first
+ * come first served, up to `queue` of them, each no longer than `waitMs`, then 503 with
+ * Retry-After. A waiter that gave up leaves the queue at once.
+ *
+ * Our own gate, not cockatiel's bulkhead: there a waiter whose signal fired stays queued, and the
+ * turn handed to it is lost, so live waiters behind it waited out their whole timeout while
+ * nothing ran (seen: 20 of 24 reads answered 504 by an idle gateway).
  */
 export class PayloadReads {
-  private readonly policy: BulkheadPolicy;
-  /** How long one waits for its turn: the request timeout (0, none: 30 s). */
+  private running = 0;
+  private readonly waiting: Waiter[] = [];
+  /** How long one waits for its turn: half the request timeout, so a read that starts has time to end. */
   private readonly waitMs: number;
 
   constructor(
     readonly concurrency: number,
     readonly queue: number,
-    waitMs: number,
+    requestTimeoutMs: number,
   ) {
-    this.policy = bulkhead(concurrency, queue);
-    this.waitMs = waitMs > 0 ? waitMs : 30_000;
+    this.waitMs = Math.max(1, Math.floor((requestTimeoutMs > 0 ? requestTimeoutMs : 30_000) / 2));
   }
 
   async run<T>(read: () => Promise<T>): Promise<T> {
+    await this.turn();
+    let result: T;
     try {
-      return await this.policy.execute(() => read(), AbortSignal.timeout(this.waitMs));
+      result = await read();
     } catch (err) {
-      if (err instanceof BulkheadRejectedError)
-        throw new AppError(
+      this.release();
+      throw err;
+    }
+    // The answer is serialised and written after this returns: the turn is held until it went out.
+    void answered().then(() => this.release());
+    return result;
+  }
+
+  /** Reads running and waiting now. */
+  get load(): { running: number; waiting: number } {
+    return { running: this.running, waiting: this.waiting.length };
+  }
+
+  private turn(): Promise<void> {
+    if (this.running < this.concurrency) {
+      this.running += 1;
+      return Promise.resolve();
+    }
+    if (this.waiting.length >= this.queue)
+      return Promise.reject(
+        new AppError(
           'unavailable',
           `${this.concurrency} reads of whole payloads run and ${this.queue} wait: try again shortly`,
           { retry_after_ms: 1_000 },
-        );
-      if (err instanceof TaskCancelledError)
-        throw new AppError('timeout', `no turn for a read of whole payloads within ${this.waitMs} ms`);
-      throw err;
-    }
+        ),
+      );
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        // The running count stays: the turn passes from the one that ended to this one.
+        start: () => {
+          clearTimeout(waiter.timer);
+          resolve();
+        },
+        timer: setTimeout(() => {
+          const i = this.waiting.indexOf(waiter);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(
+            new AppError('unavailable', `no turn for a read of whole payloads within ${this.waitMs} ms`, {
+              retry_after_ms: 1_000,
+            }),
+          );
+        }, this.waitMs),
+      };
+      this.waiting.push(waiter);
+    });
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next.start();
+    else this.running -= 1;
   }
 }

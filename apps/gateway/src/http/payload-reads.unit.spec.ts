@@ -1,6 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { AppError } from '@switchyard/platform';
+import { runInRequestContext } from './context.js';
+import type { EdgeRequest } from './edge.js';
 import { PayloadReads } from './payload-reads.js';
 
 const deferred = () => {
@@ -8,10 +11,16 @@ const deferred = () => {
   const promise = new Promise<void>((r) => (resolve = r));
   return { promise, resolve };
 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const busy = (err: unknown) =>
+  err instanceof AppError &&
+  err.status === 503 &&
+  err.retryable &&
+  (err.details as { retry_after_ms?: number }).retry_after_ms === 1_000;
 
 describe('PayloadReads: reads of whole payloads take turns', () => {
   it('runs `concurrency` at once, queues `queue` more in order, and refuses the next with a retryable 503', async () => {
-    const gate = new PayloadReads(1, 1, 5_000);
+    const gate = new PayloadReads(1, 1, 10_000);
     const first = deferred();
     const order: string[] = [];
     const a = gate.run(async () => {
@@ -25,31 +34,31 @@ describe('PayloadReads: reads of whole payloads take turns', () => {
     });
     await assert.rejects(
       gate.run(async () => 'c'),
-      (err: unknown) =>
-        err instanceof AppError &&
-        err.status === 503 &&
-        err.retryable &&
-        (err.details as { retry_after_ms?: number }).retry_after_ms === 1_000,
+      busy,
     );
     assert.deepEqual(order, ['a'], 'the queued read waits for the running one');
     first.resolve();
     assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
     assert.deepEqual(order, ['a', 'b']);
+    await sleep(0);
+    assert.deepEqual(gate.load, { running: 0, waiting: 0 });
   });
 
-  it('a read that waited past the request timeout is never started (its client already has its 504)', async () => {
-    const gate = new PayloadReads(1, 4, 50);
+  it('a waiter that gave up (half the request timeout) leaves the queue: it never runs, and the turn goes to the next live one', async () => {
+    const gate = new PayloadReads(1, 4, 100); // waits at most 50 ms
     const hold = deferred();
     const running = gate.run(() => hold.promise);
-    let started = false;
+    let lateStarted = false;
     const late = gate.run(async () => {
-      started = true;
+      lateStarted = true;
     });
-    await new Promise((r) => setTimeout(r, 120));
+    await assert.rejects(late, busy);
+    assert.deepEqual(gate.load, { running: 1, waiting: 0 }, 'the one that gave up left the queue');
+    const next = gate.run(async () => 'next');
     hold.resolve();
     await running;
-    await assert.rejects(late, (err: unknown) => err instanceof AppError && err.status === 504);
-    assert.equal(started, false);
+    assert.equal(await next, 'next', 'the turn was not lost on the one that gave up');
+    assert.equal(lateStarted, false);
   });
 
   it('a failing read passes its error on and frees its turn', async () => {
@@ -59,5 +68,24 @@ describe('PayloadReads: reads of whole payloads take turns', () => {
       /boom/,
     );
     assert.equal(await gate.run(async () => 42), 42);
+  });
+
+  it('in a request, the turn is held until the answer went out (the serialisation is most of the cost)', async () => {
+    const gate = new PayloadReads(1, 4, 10_000);
+    const response = Object.assign(new EventEmitter(), { writableFinished: false, destroyed: false });
+    const req = { correlationId: 'c1' } as unknown as EdgeRequest;
+    const first = await new Promise<string>((resolve, reject) =>
+      runInRequestContext(req, () => void gate.run(async () => 'first').then(resolve, reject), response),
+    );
+    assert.equal(first, 'first');
+    let secondStarted = false;
+    const second = gate.run(async () => {
+      secondStarted = true;
+    });
+    await sleep(20);
+    assert.equal(secondStarted, false, 'the first answer has not gone out yet');
+    response.emit('close');
+    await second;
+    assert.equal(secondStarted, true);
   });
 });
