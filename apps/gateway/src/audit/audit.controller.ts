@@ -24,6 +24,7 @@ export class AuditController {
     tags: ['audit'],
     role: 'admin',
     response: { schema: auditPageSchema },
+    errors: [503],
   })
   list(@ZodQuery(auditQuerySchema) q: AuditQuery): Promise<AuditPage> {
     // A page scans up to thousands of whole events (their payloads included) for the ones that name an actor.

@@ -196,7 +196,8 @@ export class WorkflowsController {
     tags: ['workflows'],
     role: 'viewer',
     response: { schema: executionDetailResponse, component: EXECUTION_DETAIL_COMPONENT },
-    errors: [400, 404],
+    // 503: a read of whole payloads that found no turn (GATEWAY_PAYLOAD_READS).
+    errors: [400, 404, 503],
   })
   async detail(
     @ZodParams(executionParams) p: z.infer<typeof executionParams>,
@@ -425,7 +426,7 @@ export class WorkflowsController {
     tags: ['workflows'],
     role: 'operator',
     response: { schema: checkResponse },
-    errors: [400, 404],
+    errors: [400, 404, 503],
   })
   check(@ZodParams(checkParams) p: z.infer<typeof checkParams>, @ZodBody(checkBody) b: z.infer<typeof checkBody>) {
     // It folds up to `limit` whole executions' streams: a read of whole payloads.
