@@ -69,7 +69,33 @@ export interface ClosingResponse {
   readonly writableFinished?: boolean;
   readonly destroyed?: boolean;
   once(event: 'close', listener: () => void): unknown;
+  removeListener?(event: 'close', listener: () => void): unknown;
 }
+
+/** A watch on the client of the request being handled: `stop()` ends it. */
+export interface ClientGone {
+  stop(): void;
+}
+
+/**
+ * Whether the client of the request being handled hung up before its answer: `now()`, or
+ * `watch(onGone)` until stopped (nothing outside a request).
+ */
+export const clientGone = {
+  now(): boolean {
+    const res = storage.getStore()?.response;
+    return !!res && !res.writableFinished && !!res.destroyed;
+  },
+  watch(onGone: () => void): ClientGone | undefined {
+    const res = storage.getStore()?.response;
+    if (!res) return undefined;
+    const listener = () => {
+      if (!res.writableFinished) onGone();
+    };
+    res.once('close', listener);
+    return { stop: () => res.removeListener?.('close', listener) };
+  },
+};
 
 /**
  * Resolves once the answer of the request being handled went out whole or its connection went

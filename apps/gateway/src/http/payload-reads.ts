@@ -1,9 +1,10 @@
 import { AppError } from '@switchyard/platform';
-import { answered } from './context.js';
+import { answered, clientGone, type ClientGone } from './context.js';
 
 interface Waiter {
   readonly start: () => void;
   readonly timer: NodeJS.Timeout;
+  gone?: ClientGone;
 }
 
 /**
@@ -15,7 +16,7 @@ interface Waiter {
  * `concurrency` run at once in a gateway (the cores do no more at a time anyway), each holding its
  * turn until its answer went out (the serialisation is most of the cost); the others wait, first
  * come first served, up to `queue` of them, each no longer than `waitMs`, then 503 with
- * Retry-After. A waiter that gave up leaves the queue at once.
+ * Retry-After. A waiter that gave up, or whose client hung up, leaves the queue at once.
  *
  * Our own gate, not cockatiel's bulkhead: there a waiter whose signal fired stays queued, and the
  * turn handed to it is lost, so live waiters behind it waited out their whole timeout while
@@ -38,6 +39,11 @@ export class PayloadReads {
   async run<T>(read: () => Promise<T>): Promise<T> {
     await this.turn();
     let result: T;
+    // Its client hung up while it waited: nobody takes the answer, the turn goes on at once.
+    if (clientGone.now()) {
+      this.release();
+      throw new AppError('unavailable', 'the client went away before its turn came');
+    }
     try {
       result = await read();
     } catch (err) {
@@ -68,22 +74,33 @@ export class PayloadReads {
         ),
       );
     return new Promise((resolve, reject) => {
+      const leave = (err: AppError) => {
+        clearTimeout(waiter.timer);
+        waiter.gone?.stop();
+        const i = this.waiting.indexOf(waiter);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(err);
+      };
       const waiter: Waiter = {
         // The running count stays: the turn passes from the one that ended to this one.
         start: () => {
           clearTimeout(waiter.timer);
+          waiter.gone?.stop();
           resolve();
         },
-        timer: setTimeout(() => {
-          const i = this.waiting.indexOf(waiter);
-          if (i >= 0) this.waiting.splice(i, 1);
-          reject(
-            new AppError('unavailable', `no turn for a read of whole payloads within ${this.waitMs} ms`, {
-              retry_after_ms: 1_000,
-            }),
-          );
-        }, this.waitMs),
+        timer: setTimeout(
+          () =>
+            leave(
+              new AppError('unavailable', `no turn for a read of whole payloads within ${this.waitMs} ms`, {
+                retry_after_ms: 1_000,
+              }),
+            ),
+          this.waitMs,
+        ),
       };
+      // A waiter whose client hung up leaves the queue at once (a client that gives up early and
+      // asks again would otherwise fill it with reads nobody takes).
+      waiter.gone = clientGone.watch(() => leave(new AppError('unavailable', 'the client went away while it waited')));
       this.waiting.push(waiter);
     });
   }

@@ -12,6 +12,7 @@ const deferred = () => {
   return { promise, resolve };
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const busy503 = (err: unknown) => err instanceof AppError && err.status === 503;
 const busy = (err: unknown) =>
   err instanceof AppError &&
   err.status === 503 &&
@@ -87,5 +88,36 @@ describe('PayloadReads: reads of whole payloads take turns', () => {
     response.emit('close');
     await second;
     assert.equal(secondStarted, true);
+  });
+
+  it('a waiter whose client hung up leaves the queue at once, and its read is never run', async () => {
+    const gate = new PayloadReads(1, 1, 10_000);
+    const hold = deferred();
+    const running = gate.run(() => hold.promise);
+    const response = Object.assign(new EventEmitter(), { writableFinished: false, destroyed: false });
+    const req = { correlationId: 'c2' } as unknown as EdgeRequest;
+    let goneStarted = false;
+    const gone = new Promise<unknown>((resolve) =>
+      runInRequestContext(
+        req,
+        () =>
+          void gate
+            .run(async () => {
+              goneStarted = true;
+            })
+            .then(resolve, resolve),
+        response,
+      ),
+    );
+    assert.deepEqual(gate.load, { running: 1, waiting: 1 });
+    response.destroyed = true;
+    response.emit('close');
+    assert.ok(busy503(await gone), 'the one that hung up is told so');
+    assert.deepEqual(gate.load, { running: 1, waiting: 0 }, 'its place is free at once');
+    const next = gate.run(async () => 'next');
+    hold.resolve();
+    await running;
+    assert.equal(await next, 'next');
+    assert.equal(goneStarted, false);
   });
 });
