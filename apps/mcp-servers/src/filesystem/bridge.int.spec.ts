@@ -6,36 +6,55 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { detectStdioSandbox } from '@switchyard/platform';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
 import { call, httpClient, silentLogger } from '../test-helpers.js';
-import { startFilesystemBridge, type FilesystemBridge } from './bridge.js';
+import { startFilesystemBridge, type FilesystemBridge, type FilesystemBridgeOptions } from './bridge.js';
 
 const text = (r: { content: unknown }): string =>
   (r.content as { type: string; text: string }[]).map((c) => c.text).join('\n');
+
+/** A bridge on `root` served over Streamable HTTP, and an SDK client of it; `close()` ends all three. */
+async function serveBridge(opts: FilesystemBridgeOptions): Promise<{
+  bridge: FilesystemBridge;
+  http: McpHttpServerHandle;
+  client: Client;
+  close: () => Promise<void>;
+}> {
+  const bridge = await startFilesystemBridge(opts);
+  const http = await startMcpHttpServer({
+    name: 'filesystem-bridge',
+    serverFactory: () => bridge.serverFactory(),
+    port: 0,
+    logger: silentLogger,
+    health: async () => ({ root: bridge.root }),
+  });
+  const client = await httpClient(http.url);
+  return {
+    bridge,
+    http,
+    client,
+    close: async () => {
+      await client.close();
+      await http.close();
+      await bridge.close();
+    },
+  };
+}
 
 describe('filesystem bridge (official server-filesystem over stdio, exposed on Streamable HTTP)', () => {
   let scratch: string;
   let bridge: FilesystemBridge;
   let http: McpHttpServerHandle;
   let client: Client;
+  let close: (() => Promise<void>) | undefined;
 
   before(async () => {
     mkdirSync(path.resolve('.tmp'), { recursive: true });
     scratch = mkdtempSync(path.resolve('.tmp', 'fs-bridge-'));
     writeFileSync(path.join(scratch, 'outside.txt'), 'not for you');
-    bridge = await startFilesystemBridge({ root: path.join(scratch, 'root'), logger: silentLogger });
-    http = await startMcpHttpServer({
-      name: 'filesystem-bridge',
-      serverFactory: () => bridge.serverFactory(),
-      port: 0,
-      logger: silentLogger,
-      health: async () => ({ root: bridge.root }),
-    });
-    client = await httpClient(http.url);
+    ({ bridge, http, client, close } = await serveBridge({ root: path.join(scratch, 'root'), logger: silentLogger }));
   });
 
   after(async () => {
-    await client?.close();
-    await http?.close();
-    await bridge?.close();
+    await close?.();
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
@@ -120,8 +139,8 @@ describe(
   () => {
     let scratch: string;
     let bridge: FilesystemBridge;
-    let http: McpHttpServerHandle;
     let client: Client;
+    let close: (() => Promise<void>) | undefined;
 
     before(async () => {
       mkdirSync(path.resolve('.tmp'), { recursive: true });
@@ -130,24 +149,15 @@ describe(
       mkdirSync(path.join(root, 'hidden'), { recursive: true });
       writeFileSync(path.join(root, 'hidden', 'token'), 'the-nats-token');
       writeFileSync(path.join(root, 'open.txt'), 'for everyone');
-      bridge = await startFilesystemBridge({
+      ({ bridge, client, close } = await serveBridge({
         root,
         logger: silentLogger,
         sandbox: { ...sandbox!, hide: [path.join(root, 'hidden')] },
-      });
-      http = await startMcpHttpServer({
-        name: 'filesystem-bridge',
-        serverFactory: () => bridge.serverFactory(),
-        port: 0,
-        logger: silentLogger,
-      });
-      client = await httpClient(http.url);
+      }));
     });
 
     after(async () => {
-      await client?.close();
-      await http?.close();
-      await bridge?.close();
+      await close?.();
       if (scratch) rmSync(scratch, { recursive: true, force: true });
     });
 
