@@ -13,10 +13,11 @@ import {
   createLogger,
   DATABASE_LOGINS,
   databaseLoginEnv,
-  givenDatabasePasswords,
+  givenDatabaseLoginValues,
   loginRoleName,
   parseConfig,
 } from '@switchyard/platform';
+import { logFatal } from './fatal.js';
 import { provisionAndMigrate } from './migrations.js';
 
 const logger = createLogger('db-setup');
@@ -26,7 +27,7 @@ try {
     throw new ConfigError([
       { variable: 'DATABASE_URL', message: 'the setup needs the administrative login (one that may create roles)' },
     ]);
-  const passwords = givenDatabasePasswords(process.env);
+  const passwords = givenDatabaseLoginValues(process.env, 'PASSWORD');
   const roles = await provisionAndMigrate(config.DATABASE_URL, {
     logger,
     passwords,
@@ -49,11 +50,6 @@ try {
     );
   logger.info({ logins }, 'database roles and schemas ready');
 } catch (err) {
-  if (err instanceof ConfigError) {
-    for (const i of err.issues)
-      logger.fatal({ variable: i.variable }, `bad configuration: ${i.variable}: ${i.message}`);
-  } else {
-    logger.fatal({ err }, 'setting up the database failed');
-  }
+  logFatal(logger, err, 'setting up the database failed');
   process.exit(1);
 }

@@ -10,8 +10,8 @@ import { natsPasswordEnv, natsRolePermissions, natsRoleUsers } from '@switchyard
 import {
   ConfigError,
   createPgClient,
-  DATABASE_LOGINS,
   databaseLoginEnv,
+  givenDatabaseLoginValues,
   findNatsServer,
   isListening,
   NATS_INSTALL_HINT,
@@ -20,6 +20,7 @@ import {
   natsUserCredentials,
   readEmbeddedNatsToken,
   type Config,
+  type DatabaseLogin,
 } from '@switchyard/platform';
 
 type Status = 'ok' | 'warn' | 'fail' | 'skip';
@@ -83,10 +84,9 @@ const checks: Check[] = [
         }
       }
       // A process of a split deployment: its roles' own logins (DATABASE_URL_<LOGIN>), each tried.
-      const logins = DATABASE_LOGINS.flatMap((l) => {
-        const url = c[databaseLoginEnv(l, 'URL') as keyof typeof c] as string | undefined;
-        return url ? [[databaseLoginEnv(l, 'URL'), url] as const] : [];
-      });
+      const logins = Object.entries(givenDatabaseLoginValues(c, 'URL')).map(
+        ([l, url]) => [databaseLoginEnv(l as DatabaseLogin, 'URL'), url] as const,
+      );
       if (logins.length > 0) {
         const failed: string[] = [];
         for (const [variable, url] of logins)

@@ -10,8 +10,9 @@
  *
  * With no DATABASE_URL / NATS_URL it first starts a real PostgreSQL and nats-server.
  */
-import { ConfigError, createLogger, parseConfig, processLogFormat } from '@switchyard/platform';
+import { createLogger, parseConfig, processLogFormat } from '@switchyard/platform';
 import { startBanner } from './banner.js';
+import { logFatal } from './fatal.js';
 import { startHealthFile } from './health-file.js';
 import { plannedListeners } from './ports.js';
 import { DATABASE_WRITER, parseRoleSelection, RoleSelectionError, type RoleSelection } from './roles.js';
@@ -85,11 +86,6 @@ try {
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
 } catch (err) {
-  if (err instanceof ConfigError) {
-    for (const i of err.issues)
-      logger.fatal({ variable: i.variable }, `bad configuration: ${i.variable}: ${i.message}`);
-  } else {
-    logger.fatal({ err }, 'start failed');
-  }
+  logFatal(logger, err, 'start failed');
   process.exit(1);
 }

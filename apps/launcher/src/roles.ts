@@ -1,5 +1,11 @@
 import { BUILTIN_AGENT_PORTS, natsPasswordEnv, natsRoleUsers, type NatsRoleUser } from '@switchyard/contracts';
-import { ConfigError, DATABASE_LOGINS, databaseLoginEnv, type DatabaseLogin } from '@switchyard/platform';
+import {
+  ConfigError,
+  DATABASE_LOGINS,
+  databaseLoginEnv,
+  givenDatabaseLoginValues,
+  type DatabaseLogin,
+} from '@switchyard/platform';
 import { mcpServerKinds, type McpServerKind } from '@switchyard/mcp-servers';
 
 /**
@@ -183,12 +189,7 @@ export function givenDatabaseLogins(
   selection: RoleSelection,
   env: Readonly<Record<string, string | undefined>>,
 ): Partial<Record<DatabaseLogin, string>> | undefined {
-  const given = Object.fromEntries(
-    DATABASE_LOGINS.flatMap((l) => {
-      const url = env[databaseLoginEnv(l, 'URL')];
-      return url ? [[l, url]] : [];
-    }),
-  ) as Partial<Record<DatabaseLogin, string>>;
+  const given = givenDatabaseLoginValues(env, 'URL');
   if (Object.keys(given).length === 0) return undefined;
   const missing = databaseLoginsOf(selection).filter((l) => !given[l]);
   if (missing.length > 0)

@@ -40,7 +40,7 @@ import {
   detectStdioSandbox,
   markSchemaManaged,
   parseConfig,
-  givenDatabasePasswords,
+  givenDatabaseLoginValues,
   type Component,
   type Config,
   type DatabaseLogin,
@@ -142,7 +142,7 @@ export async function startSystem(
     const dbRoles = infra.databaseUrl
       ? await provisionAndMigrate(infra.databaseUrl, {
           logger,
-          passwords: givenDatabasePasswords(process.env),
+          passwords: givenDatabaseLoginValues(process.env, 'PASSWORD'),
           externalEventStore: Boolean(config.EVENTSTORE_URL),
           demoData: needsDemo,
         })

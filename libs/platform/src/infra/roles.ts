@@ -191,14 +191,15 @@ export function loginRoleName(names: DatabaseRoleNames, login: DatabaseLogin): s
   return names.components[login];
 }
 
-/** The passwords given in `DATABASE_PASSWORD_<LOGIN>` variables of `env`. */
-export function givenDatabasePasswords(
-  env: Readonly<Record<string, string | undefined>>,
+/** The values of `env`'s `DATABASE_URL_<LOGIN>` (or `DATABASE_PASSWORD_<LOGIN>`) variables, by login. */
+export function givenDatabaseLoginValues(
+  env: Readonly<Record<string, unknown>>,
+  what: 'URL' | 'PASSWORD',
 ): Partial<Record<DatabaseLogin, string>> {
   const out: Partial<Record<DatabaseLogin, string>> = {};
   for (const login of DATABASE_LOGINS) {
-    const v = env[databaseLoginEnv(login, 'PASSWORD')];
-    if (v) out[login] = v;
+    const v = env[databaseLoginEnv(login, what)];
+    if (typeof v === 'string' && v) out[login] = v;
   }
   return out;
 }
@@ -553,11 +554,19 @@ export async function grantComponentAccess(pool: pg.Pool, names: DatabaseRoleNam
     }
     // Row-level security on the events: who may append to which streams (APPEND_STREAM_PREFIXES);
     // everyone with SELECT on the table reads every row. The owner (migrations) is not subject to it.
-    const eventsTable = (
-      await client.query<{ ok: boolean }>(`select to_regclass($1) is not null as ok`, [`${EVENTSTORE_SCHEMA}.events`])
-    ).rows[0]?.ok
-      ? `${ident(EVENTSTORE_SCHEMA)}.events`
-      : undefined;
+    // What of the event store this database has (none with EventStoreDB), asked once.
+    const present = (
+      await client.query<{ events: boolean; append: boolean; fence: boolean }>(
+        `select to_regclass($1) is not null as events, to_regprocedure($2) is not null as append,
+                to_regprocedure($3) is not null as fence`,
+        [
+          `${EVENTSTORE_SCHEMA}.events`,
+          `${EVENTSTORE_SCHEMA}.append_batch(jsonb)`,
+          `${EVENTSTORE_SCHEMA}.raise_fence(text,bigint)`,
+        ],
+      )
+    ).rows[0]!;
+    const eventsTable = present.events ? `${ident(EVENTSTORE_SCHEMA)}.events` : undefined;
     if (eventsTable) {
       await client.query(`ALTER TABLE ${eventsTable} ENABLE ROW LEVEL SECURITY`);
       await client.query(`DROP POLICY IF EXISTS reads ON ${eventsTable}`);
@@ -594,14 +603,7 @@ export async function grantComponentAccess(pool: pg.Pool, names: DatabaseRoleNam
           );
         }
       }
-      if (
-        spec.appends &&
-        (
-          await client.query(`select to_regprocedure($1) is not null as ok`, [
-            `${EVENTSTORE_SCHEMA}.append_batch(jsonb)`,
-          ])
-        ).rows[0]?.ok
-      ) {
+      if (spec.appends && present.append) {
         await client.query(`GRANT EXECUTE ON FUNCTION ${ident(EVENTSTORE_SCHEMA)}.append_batch(jsonb) TO ${role}`);
       }
       if (spec.appends && eventsTable) {
@@ -615,14 +617,7 @@ export async function grantComponentAccess(pool: pg.Pool, names: DatabaseRoleNam
         );
       }
       // Raising a fence (a partition takeover) is the dispatcher's only.
-      if (
-        component === 'dispatcher' &&
-        (
-          await client.query(`select to_regprocedure($1) is not null as ok`, [
-            `${EVENTSTORE_SCHEMA}.raise_fence(text,bigint)`,
-          ])
-        ).rows[0]?.ok
-      ) {
+      if (component === 'dispatcher' && present.fence) {
         await client.query(
           `GRANT EXECUTE ON FUNCTION ${ident(EVENTSTORE_SCHEMA)}.raise_fence(text, bigint) TO ${role}`,
         );
