@@ -115,20 +115,25 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
    * With a read replica: the view comes from the replica once its read model has applied the
    * stream's last event and `minPosition` (bounded wait, see ReadRouting), else from the primary as above.
    */
+  /**
+   * `read` at once for a small execution; through `whole` (PayloadReads) for one whose payloads
+   * take more than WHOLE_READ_BYTES as the read model stores them (compressed), so many small
+   * reads never queue. An execution the read model does not have yet counts as small.
+   */
+  async readSized<T>(pool: Pool, executionId: string, whole: DetailReads['whole'], read: () => Promise<T>): Promise<T> {
+    return (await executionStoredPayloadBytes(pool, executionId)) > WHOLE_READ_BYTES ? whole(read) : read();
+  }
+
   async detail(
     executionId: string,
     minPosition?: number,
     readFrom?: (source: 'replica' | 'primary') => void,
     reads: DetailReads = WHOLE_PAYLOADS_UNGATED,
   ): Promise<ExecutionDetail> {
-    // A small execution is read at once; one whose payloads take more than WHOLE_READ_BYTES as
-    // stored (compressed) takes its turn (PayloadReads), so many small reads never queue.
-    const view = async (pool: Pool) => {
-      if (!reads.payloads) return getExecutionView(pool, executionId, { payloads: false });
-      if ((await executionStoredPayloadBytes(pool, executionId)) <= WHOLE_READ_BYTES)
-        return getExecutionView(pool, executionId);
-      return reads.whole(() => getExecutionView(pool, executionId));
-    };
+    const view = (pool: Pool) =>
+      reads.payloads
+        ? this.readSized(pool, executionId, reads.whole, () => getExecutionView(pool, executionId))
+        : getExecutionView(pool, executionId, { payloads: false });
     const [last] = await this.store.readStream(`workflow_execution-${executionId}`, {
       direction: 'backwards',
       maxCount: 1,
@@ -159,7 +164,9 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     }
     readFrom?.('primary');
     // The stream folded: every payload is read, whoever asks.
-    const { state } = await reads.whole(() => loadExecution(this.store, executionId));
+    const { state } = await this.readSized(this.pool, executionId, reads.whole, () =>
+      loadExecution(this.store, executionId),
+    );
     if (state.status === 'not_started')
       throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
     return detailFromState(executionId, state, links(executionId));

@@ -9,8 +9,8 @@ import { detailAt, WorkflowsService } from '../workflows.service.js';
  * One execution in the one detail shape (execution-detail.ts): from the read model once it has
  * the execution's last event, else folded from the stream; with `at`, the state after that
  * revision (time travel, always folded). `source` says which database answered (replica or primary).
- * A viewer's read of the read model leaves the payloads (redacted for it) in the database; every
- * read of whole payloads takes its turn (PayloadReads).
+ * A viewer's read of the read model leaves the payloads (redacted for it) in the database; a read
+ * of a large execution's whole payloads takes its turn (PayloadReads, WorkflowsService.readSized).
  */
 export class GetExecution extends Query<{ detail: ExecutionDetail; source: 'replica' | 'primary' | undefined }> {
   constructor(
@@ -31,7 +31,12 @@ export class GetExecutionHandler implements IQueryHandler<GetExecution> {
   async execute(q: GetExecution) {
     const whole = <T>(read: () => Promise<T>): Promise<T> => this.reads.run(read);
     if (q.at !== undefined)
-      return { detail: await whole(() => detailAt(this.svc.store, q.executionId, q.at!)), source: undefined };
+      return {
+        detail: await this.svc.readSized(this.svc.pool, q.executionId, whole, () =>
+          detailAt(this.svc.store, q.executionId, q.at!),
+        ),
+        source: undefined,
+      };
     let source: 'replica' | 'primary' | undefined;
     const detail = await this.svc.detail(q.executionId, q.minPosition, (s) => (source = s), {
       payloads: !callerSeesRedactedPayloads(),
