@@ -18,5 +18,6 @@ export * from './partition.js';
 export * from './redact.js';
 export * from './backoff.js';
 export * from './json-depth.js';
+export * from './json-stream.js';
 export * from './canonical-json.js';
 export * from './connection-caps.js';

@@ -2,19 +2,24 @@
  * Reads of whole payloads take turns (PayloadReads), small ones do not: an execution whose input
  * takes 600 KB as stored, read by 16 callers at once through a gateway allowing one such read
  * and none waiting, answers some of them 503 with Retry-After and the others in full; an
- * execution of a few bytes, read by 50 at once, answers all of them.
+ * execution of a few bytes, read by 50 at once, answers all of them. A large one goes out in
+ * chunks, its stored JSON text verbatim: the same value as the read model holds.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createLogger } from '@switchyard/platform';
 import { Responders } from '@switchyard/workflows';
+import { getExecutionView } from '@switchyard/read-models';
+import { detailFromReadModel } from './execution-detail.js';
+import { executionLinks } from './workflows.service.js';
 import { startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
 
 const logger = createLogger('payload-reads-int', process.env.LOG_LEVEL ?? 'silent');
 
 describe('an execution detail with large payloads takes its turn; small ones never wait', () => {
   let f: WorkflowGateway;
+  let responders: Responders;
 
   before(async () => {
     f = await startWorkflowGateway({
@@ -22,7 +27,7 @@ describe('an execution detail with large payloads takes its turn; small ones nev
       logger,
       gateway: { payloadReads: { concurrency: 1, queue: 0 } },
       serve: async (nc, subjects) => {
-        const responders = await new Responders(nc, logger).start(['database'], {
+        responders = await new Responders(nc, logger).start(['database'], {
           mcpPrefix: subjects.mcpPrefix,
           tasksSubject: subjects.tasks,
         });
@@ -75,5 +80,34 @@ describe('an execution detail with large payloads takes its turn; small ones nev
       Array.from({ length: 50 }, () => 200),
     );
     assert.ok(answers.every((a) => a.body.input.blob === 'small'));
+  });
+
+  it('a large one goes out in chunks, its stored JSON verbatim: the value the read model holds, every character intact', async () => {
+    // Characters that a cut between chunks or a re-encoding would damage: surrogate pairs, a
+    // line separator, escapes.
+    const odd = '😀 é \u2028 "quoted" \\ back 𝄞';
+    responders.behaviours.set('database/query', () => ({ rows: [{ text: odd.repeat(5_000) }] }));
+    try {
+      const blob = randomBytes(300_000).toString('base64') + odd;
+      const id = await startAndWait(blob);
+      const res = await fetch(`${f.base}/api/v1/workflows/executions/${id}`);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
+      assert.equal(res.headers.get('content-length'), null, 'streamed, not sent as one body');
+      assert.equal(res.headers.get('transfer-encoding'), 'chunked');
+      const got = JSON.parse(await res.text());
+      const view = await getExecutionView(f.pool, id);
+      assert.ok(view);
+      assert.deepEqual(got, JSON.parse(JSON.stringify(detailFromReadModel(view, executionLinks(id)))));
+      assert.equal(got.input.blob, blob);
+      assert.equal(got.steps[0].output.rows[0].text, odd.repeat(5_000));
+      // A small one is one body, as before.
+      const small = await fetch(`${f.base}/api/v1/workflows/executions/${await startAndWait('small')}`);
+      assert.equal(small.status, 200);
+      assert.ok(Number(small.headers.get('content-length')) > 0);
+      await small.arrayBuffer();
+    } finally {
+      responders.behaviours.set('database/query', () => ({ rows: [{ ok: true }] }));
+    }
   });
 });

@@ -8,7 +8,7 @@ import { PayloadReads } from '../../http/payload-reads.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
 import { WithoutIdempotency } from '../../idempotency/interceptor.js';
-import { AppError } from '@switchyard/platform';
+import { AppError, jsonStream } from '@switchyard/platform';
 import { assertToolAllowed, guardedToolsUsed, toolAccessOf, toolCallerOf } from '../mcp/writer-policy.js';
 import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
@@ -205,10 +205,22 @@ export class WorkflowsController {
     @Headers(MIN_POSITION_HEADER) minHeader: string | undefined,
     @Res({ passthrough: true }) res: Response,
   ) {
-    const { detail, source } = await this.queries.execute(
-      new GetExecution(p.execution_id, q.at, q.at === undefined ? minPositionOf(minHeader, q.min_position) : undefined),
+    const { detail, source, whole } = await this.queries.execute(
+      new GetExecution(
+        p.execution_id,
+        q.at,
+        q.at === undefined ? minPositionOf(minHeader, q.min_position) : undefined,
+        true,
+      ),
     );
     if (source) res.setHeader(READ_SOURCE_HEADER, source);
+    // A large execution's payloads go out as they come, in chunks (its stored JSON text verbatim):
+    // serialised whole, 100 MB of them held the gateway's one thread for over a second. A viewer's
+    // answer is redacted, small, and masked on the way out like any other.
+    if (whole && !callerSeesRedactedPayloads()) {
+      res.setHeader('content-type', 'application/json; charset=utf-8');
+      return jsonStream(detail);
+    }
     return executionDetailForCaller(detail);
   }
 

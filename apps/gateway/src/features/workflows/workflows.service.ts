@@ -132,7 +132,9 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
   ): Promise<ExecutionDetail> {
     const view = (pool: Pool) =>
       reads.payloads
-        ? this.readSized(pool, executionId, reads.whole, () => getExecutionView(pool, executionId))
+        ? this.readSized(pool, executionId, reads.whole, () =>
+            getExecutionView(pool, executionId, { payloads: reads.payloads }),
+          )
         : getExecutionView(pool, executionId, { payloads: false });
     const [last] = await this.store.readStream(`workflow_execution-${executionId}`, {
       direction: 'backwards',
@@ -174,11 +176,12 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
 }
 
 /**
- * How a detail is read: with the payloads (an operator's) or without (a viewer's, redacted anyway),
- * and through which gate a read of whole payloads goes (PayloadReads).
+ * How a detail is read: with the payloads (an operator's), the read model's as their JSON text
+ * (`text`: JsonText, for an answer that writes them as they are), or without (a viewer's, redacted
+ * anyway); and through which gate a read of whole payloads goes (PayloadReads).
  */
 export interface DetailReads {
-  readonly payloads: boolean;
+  readonly payloads: boolean | 'text';
   readonly whole: <T>(read: () => Promise<T>) => Promise<T>;
 }
 

@@ -12,11 +12,18 @@ import { detailAt, WorkflowsService } from '../workflows.service.js';
  * A viewer's read of the read model leaves the payloads (redacted for it) in the database; a read
  * of a large execution's whole payloads takes its turn (PayloadReads, WorkflowsService.readSized).
  */
-export class GetExecution extends Query<{ detail: ExecutionDetail; source: 'replica' | 'primary' | undefined }> {
+export class GetExecution extends Query<{
+  detail: ExecutionDetail;
+  source: 'replica' | 'primary' | undefined;
+  /** Whether it was a read of whole payloads (a large execution's, which took its turn). */
+  whole: boolean;
+}> {
   constructor(
     readonly executionId: string,
     readonly at?: number,
     readonly minPosition?: number,
+    /** The read model's payloads as their JSON text (JsonText), for an answer that streams them. */
+    readonly payloadsAsText = false,
   ) {
     super();
   }
@@ -29,19 +36,22 @@ export class GetExecutionHandler implements IQueryHandler<GetExecution> {
     @Inject(PayloadReads) private readonly reads: PayloadReads,
   ) {}
   async execute(q: GetExecution) {
-    const whole = <T>(read: () => Promise<T>): Promise<T> => this.reads.run(read);
-    if (q.at !== undefined)
-      return {
-        detail: await this.svc.readSized(this.svc.pool, q.executionId, whole, () =>
-          detailAt(this.svc.store, q.executionId, q.at!),
-        ),
-        source: undefined,
-      };
+    let gated = false;
+    const whole = <T>(read: () => Promise<T>): Promise<T> => {
+      gated = true;
+      return this.reads.run(read);
+    };
+    if (q.at !== undefined) {
+      const detail = await this.svc.readSized(this.svc.pool, q.executionId, whole, () =>
+        detailAt(this.svc.store, q.executionId, q.at!),
+      );
+      return { detail, source: undefined, whole: gated };
+    }
     let source: 'replica' | 'primary' | undefined;
     const detail = await this.svc.detail(q.executionId, q.minPosition, (s) => (source = s), {
-      payloads: !callerSeesRedactedPayloads(),
+      payloads: callerSeesRedactedPayloads() ? false : q.payloadsAsText ? 'text' : true,
       whole,
     });
-    return { detail, source };
+    return { detail, source, whole: gated };
   }
 }
