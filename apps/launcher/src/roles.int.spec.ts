@@ -238,7 +238,10 @@ describe(
         streamOf({ type: 'ServiceWentDown', data: { service: 'db' } } as unknown as MonitorEvent),
         alertRulesStream(),
       ];
-      const append = async (c: 'sink' | 'automation' | 'monitor' | 'gateway', streamId: string): Promise<string> => {
+      const append = async (
+        c: 'sink' | 'automation' | 'monitor' | 'gateway' | 'engine' | 'dispatcher',
+        streamId: string,
+      ): Promise<string> => {
         const pool = markSchemaManaged(
           createPgPool({ connectionString: roles.urls.components[c], max: 1 }, { name: c, logger }),
         );
@@ -267,6 +270,15 @@ describe(
       for (const forged of [`workflow_execution-${tag}`, `mcpaudit-${tag}`])
         assert.equal(await append('automation', forged), '42501', `automation -> ${forged}`);
       assert.equal(await append('gateway', `workflow_execution-${tag}`), 'ok');
+      // The engine and the dispatcher write what they run, and cannot mint an API key or a schedule.
+      for (const stream of ['workflow_execution', 'workflow_batch', 'workflow_definition'])
+        assert.equal(await append('engine', `${stream}-${tag}`), 'ok', stream);
+      for (const stream of ['task', 'external_agent'])
+        assert.equal(await append('dispatcher', `${stream}-${tag}`), 'ok', stream);
+      for (const forged of [`apikey-${tag}`, `alert-${tag}`, `automation_schedule-${tag}`, `task-e-${tag}`])
+        assert.equal(await append('engine', forged), '42501', `engine -> ${forged}`);
+      for (const forged of [`apikey-${tag}`, `workflow_execution-d-${tag}`, `mcp_virtual_server-${tag}`])
+        assert.equal(await append('dispatcher', forged), '42501', `dispatcher -> ${forged}`);
       // A batch with one forbidden stream appends nothing.
       const batch = await as(roles.urls.components.sink, `select * from eventstore.append_batch($1::jsonb)`, [
         JSON.stringify(

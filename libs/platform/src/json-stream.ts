@@ -34,7 +34,8 @@ export async function* jsonChunks(value: unknown, opts: JsonChunkOptions = {}): 
   let sliceStart = performance.now();
   // A generator cannot yield from inside a callback: the walk is iterative over an explicit stack
   // of what is left to write (text, or a value still to serialise).
-  type Work = { text: string } | { value: unknown; key: string | undefined; inArray: boolean };
+  // `resolved`: its toJSON was called already (an object member's is called before it is kept or left out).
+  type Work = { text: string } | { value: unknown; key: string | undefined; inArray: boolean; resolved?: boolean };
   const stack: Work[] = [{ value, key: undefined, inArray: false }];
   while (stack.length > 0) {
     const w = stack.pop()!;
@@ -59,8 +60,7 @@ export async function* jsonChunks(value: unknown, opts: JsonChunkOptions = {}): 
         }
         pending += at === 0 ? v.text : v.text.slice(at);
       } else {
-        if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function')
-          v = (v as { toJSON(key: string): unknown }).toJSON(w.key ?? '');
+        if (!w.resolved) v = viaToJson(v, w.key ?? '');
         if (v instanceof JsonText) {
           stack.push({ value: v, key: w.key, inArray: w.inArray });
           continue;
@@ -73,11 +73,15 @@ export async function* jsonChunks(value: unknown, opts: JsonChunkOptions = {}): 
           }
           pending += '[';
         } else if (v !== null && typeof v === 'object') {
-          const entries = Object.entries(v).filter(([, x]) => serialises(x));
+          const entries: [string, unknown][] = [];
+          for (const [k, x] of Object.entries(v)) {
+            const y = viaToJson(x, k);
+            if (serialises(y)) entries.push([k, y]);
+          }
           stack.push({ text: '}' });
           for (let i = entries.length - 1; i >= 0; i--) {
             const [k, x] = entries[i]!;
-            stack.push({ value: x, key: k, inArray: false });
+            stack.push({ value: x, key: k, inArray: false, resolved: true });
             stack.push({ text: `${i > 0 ? ',' : ''}${JSON.stringify(k)}:` });
           }
           pending += '{';
@@ -100,6 +104,15 @@ export async function* jsonChunks(value: unknown, opts: JsonChunkOptions = {}): 
   }
   if (pending) yield pending;
 }
+
+// What JSON.stringify writes for `x` under `key` when it has a toJSON (a Date); JsonText is written as its text.
+const viaToJson = (x: unknown, key: string): unknown =>
+  x !== null &&
+  typeof x === 'object' &&
+  !(x instanceof JsonText) &&
+  typeof (x as { toJSON?: unknown }).toJSON === 'function'
+    ? (x as { toJSON(key: string): unknown }).toJSON(key)
+    : x;
 
 // A member JSON.stringify leaves out of an object.
 const serialises = (x: unknown): boolean => x !== undefined && typeof x !== 'function' && typeof x !== 'symbol';

@@ -39,6 +39,10 @@ describe('jsonChunks', () => {
       d: new Date(0),
       list: [undefined, () => 1, Symbol('s'), Number.NaN, -0],
       nested: { s: Symbol('x'), ok: 1 },
+      // A toJSON that gives undefined leaves the member out (in an array: null).
+      gone: { toJSON: () => undefined },
+      list2: [{ toJSON: () => undefined }, { toJSON: (k: string) => `at ${k}` }],
+      keyed: { toJSON: (k: string) => ({ key: k }) },
     };
     assert.equal(await joined(v), JSON.stringify(v));
     assert.equal(await joined(undefined), '');

@@ -10,17 +10,18 @@ export const REDACTED_PAYLOAD = '[redacted: operator role needed]';
  * The fields of each event type that carry what tools, steps and agents were given or
  * answered: rows of a database, fetched pages, files, credentials a tool echoed. Viewers
  * read the log for what happened, not for the data; operators (who could run the same
- * calls) and admins see them whole.
+ * calls) and admins see them whole. A payload's recorded size goes with it (the length of a
+ * one-field input is the length of the secret in it).
  */
 export const PAYLOAD_FIELDS: Readonly<Record<string, readonly string[]>> = {
   McpToolCalled: ['arguments'],
   McpToolSucceeded: ['result'],
   McpToolFailed: ['result'],
   WorkflowStarted: ['input'],
-  StepScheduled: ['input'],
+  StepScheduled: ['input', 'inputChars'],
   StepExpanded: ['items'],
-  StepSucceeded: ['output'],
-  CompensationStarted: ['input'],
+  StepSucceeded: ['output', 'outputChars'],
+  CompensationStarted: ['input', 'inputChars'],
   CompensationSucceeded: ['output'],
   WorkflowCompleted: ['outputs'],
   StepOutputCopied: ['output'],

@@ -50,6 +50,15 @@ describe('payload redaction for viewers', () => {
     );
     const other = event('ApiKeyRevoked', { id: 'x' });
     assert.equal(redactEventPayloads(other), other);
+    // A payload's recorded size goes with it: the length of a one-field input is its secret's.
+    assert.deepEqual(
+      redactEventPayloads(event('StepScheduled', { stepId: 'a', input: { password: 'hunter2' }, inputChars: 22 })).data,
+      { stepId: 'a', input: REDACTED_PAYLOAD, inputChars: REDACTED_PAYLOAD },
+    );
+    assert.deepEqual(
+      redactEventPayloads(event('StepSucceeded', { stepId: 'a', output: 'hunter2', outputChars: 9 })).data,
+      { stepId: 'a', output: REDACTED_PAYLOAD, outputChars: REDACTED_PAYLOAD },
+    );
   });
 
   it("hides a started workflow's step arguments and outputs mapping (inline definitions carry literals), keeps its shape", () => {

@@ -110,17 +110,23 @@ export function boundUnreadStream(
 }
 
 /**
- * Cuts an ended answer of which no byte reaches the kernel for `stallMs` (checked every
- * `stallMs` from the moment it is ended while bytes still wait; a client that takes some keeps
- * it). An answer the kernel took whole is never watched. Without it, a client that sends
- * requests and never reads their answers holds each answer in memory for as long as its
- * connection stays open, which nothing else limits.
+ * Cuts an answer of which no byte reaches the kernel for `stallMs`: watched (every `stallMs`)
+ * from the moment it is ended while bytes still wait, and, for an answer streamed in chunks, from
+ * each write the socket could not take (backpressure) until its bytes went out; a client that
+ * takes some keeps it. An answer the kernel took whole is never watched. Without it, a client
+ * that sends requests and never reads their answers holds each answer in memory (and a streamed
+ * one whatever it holds, a turn of the payload reads included) for as long as its connection stays open.
  */
 export function cutStalledAnswer(res: ServerResponse, stallMs: number, onCut: (pendingBytes: number) => void): void {
-  res.once('prefinish', () => {
-    if (res.writableLength === 0 || res.writableFinished) return;
+  let watch: NodeJS.Timeout | undefined;
+  const stop = () => {
+    clearInterval(watch);
+    watch = undefined;
+  };
+  const startWatch = () => {
+    if (watch || res.writableLength === 0 || res.writableFinished || res.destroyed) return;
     let last = probe(res);
-    const watch = setInterval(() => {
+    watch = setInterval(() => {
       const now = probe(res);
       if (res.writableLength === 0) return stop();
       if (moved(last, now)) {
@@ -132,8 +138,14 @@ export function cutStalledAnswer(res: ServerResponse, stallMs: number, onCut: (p
       res.destroy();
     }, stallMs);
     watch.unref();
-    const stop = () => clearInterval(watch);
-    res.once('finish', stop);
-    res.once('close', stop);
-  });
+  };
+  const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+  res.write = ((...args: unknown[]) => {
+    const ok = write(...args);
+    if (!ok) startWatch();
+    return ok;
+  }) as typeof res.write;
+  res.once('prefinish', startWatch);
+  res.once('finish', stop);
+  res.once('close', stop);
 }

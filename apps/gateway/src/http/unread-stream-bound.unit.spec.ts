@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { after, before, describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -155,7 +156,19 @@ describe('cutStalledAnswer (an ended answer the client does not take)', () => {
   before(async () => {
     server = http.createServer((req, res) => {
       cutStalledAnswer(res, STALL, (pending) => cuts.push(pending));
-      const size = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('bytes'));
+      const q = new URL(req.url ?? '/', 'http://x').searchParams;
+      const size = Number(q.get('bytes'));
+      if (q.get('streamed')) {
+        // In chunks as they are made, piped (as a large execution detail goes out): no end until the last.
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        const chunk = Buffer.alloc(64 * 1024, 's');
+        Readable.from(
+          (function* () {
+            for (let sent = 0; sent < size; sent += chunk.length) yield chunk;
+          })(),
+        ).pipe(res);
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(size) });
       res.end(Buffer.alloc(size, 'z'));
     });
@@ -167,9 +180,9 @@ describe('cutStalledAnswer (an ended answer the client does not take)', () => {
     await new Promise((r) => server.close(r));
   });
 
-  const get = (bytes: number) =>
+  const get = (bytes: number, streamed = false) =>
     new Promise<IncomingMessage>((resolve, reject) => {
-      http.get(`${url}?bytes=${bytes}`, resolve).on('error', reject);
+      http.get(`${url}?bytes=${bytes}${streamed ? '&streamed=1' : ''}`, resolve).on('error', reject);
     });
 
   it('cuts an answer of which the client takes nothing for the stall time', async () => {
@@ -198,6 +211,37 @@ describe('cutStalledAnswer (an ended answer the client does not take)', () => {
     res.resume();
     await new Promise((r) => res.on('end', r));
     assert.equal(received, 32 * 1024 * 1024, 'the whole answer arrived');
+    assert.equal(cuts.length, 0);
+  });
+
+  it('cuts an answer streamed in chunks (not ended yet) that the client stops taking', async () => {
+    cuts.length = 0;
+    const res = await get(256 * 1024 * 1024, true);
+    res.pause();
+    res.on('error', () => undefined);
+    try {
+      await sleep(STALL * 4);
+      assert.equal(cuts.length, 1, 'cut once');
+      const open = await new Promise<number>((r) => server.getConnections((_e, n) => r(n)));
+      assert.equal(open, 0, "the server's end of the connection is gone");
+    } finally {
+      res.destroy();
+    }
+  });
+
+  it('keeps a streamed answer that the client reads slowly, with pauses shorter than the stall time', async () => {
+    cuts.length = 0;
+    const res = await get(16 * 1024 * 1024, true);
+    let received = 0;
+    res.on('data', (d: Buffer) => {
+      received += d.length;
+      if (received % (4 * 1024 * 1024) < d.length) {
+        res.pause();
+        setTimeout(() => res.resume(), STALL / 2);
+      }
+    });
+    await new Promise((r) => res.on('end', r));
+    assert.equal(received, 16 * 1024 * 1024, 'the whole answer arrived');
     assert.equal(cuts.length, 0);
   });
 

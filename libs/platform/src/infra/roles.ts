@@ -163,13 +163,17 @@ export const COMPONENTS = Object.keys(COMPONENT_GRANTS) as Component[];
  * the agents included: without this, one of them compromised could append a WorkflowStarted or a
  * TaskCreated that the engine or the dispatcher would act on, and so reach tools its NATS user
  * may not call. The automation server writes its schedules and webhooks only, the monitor its
- * alerts, silences, service health and alert rules. PostgreSQL checks it (a row-level security
- * policy on `eventstore.events`); the gateway, the engine and the dispatcher may write any stream.
+ * alerts, silences, service health and alert rules. The engine writes executions (sub-workflows
+ * and triggers included), batches and the built-in definitions it seeds, the dispatcher tasks and
+ * external agents: neither may mint an API key or create a schedule. PostgreSQL checks it (a row-level security policy on
+ * `eventstore.events`); the gateway, which takes every command, may write any stream.
  */
 export const APPEND_STREAM_PREFIXES: Partial<Record<Component, readonly string[]>> = {
   sink: ['mcpaudit-', 'mcpserver-', 'agentaudit-'],
   automation: ['automation_schedule-', 'automation_webhook-'],
   monitor: ['alert-', 'silence-', 'service-', 'alertrules-'],
+  engine: ['workflow_execution-', 'workflow_batch-', 'workflow_definition-'],
+  dispatcher: ['task-', 'external_agent-'],
 };
 
 /**

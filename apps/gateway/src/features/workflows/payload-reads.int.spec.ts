@@ -101,6 +101,12 @@ describe('an execution detail with large payloads takes its turn; small ones nev
       assert.deepEqual(got, JSON.parse(JSON.stringify(detailFromReadModel(view, executionLinks(id)))));
       assert.equal(got.input.blob, blob);
       assert.equal(got.steps[0].output.rows[0].text, odd.repeat(5_000));
+      // HEAD: the same headers, no body.
+      const head = await fetch(`${f.base}/api/v1/workflows/executions/${id}`, { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get('content-type'), 'application/json; charset=utf-8');
+      assert.equal(head.headers.get('content-length'), null);
+      assert.equal((await head.arrayBuffer()).byteLength, 0);
       // A small one is one body, as before.
       const small = await fetch(`${f.base}/api/v1/workflows/executions/${await startAndWait('small')}`);
       assert.equal(small.status, 200);

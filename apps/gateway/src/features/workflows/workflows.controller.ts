@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { Controller, Delete, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import { CommandBus, QueryBus } from '@nestjs/cqrs';
 import type { EdgeReply as Response } from '../../http/edge.js';
@@ -219,7 +220,8 @@ export class WorkflowsController {
     // answer is redacted, small, and masked on the way out like any other.
     if (whole && !callerSeesRedactedPayloads()) {
       res.setHeader('content-type', 'application/json; charset=utf-8');
-      return jsonStream(detail);
+      // HEAD: the same headers, and no body made for nobody (its turn ends with the headers).
+      return res.request.method === 'HEAD' ? Readable.from([]) : jsonStream(detail);
     }
     return executionDetailForCaller(detail);
   }

@@ -249,6 +249,41 @@ describe('for_each and expression limits in the decider', () => {
     }
   });
 
+  it('the stored sizes are counted once, when decided, and recorded in the events; events without them (older ones) count the same', () => {
+    const item = (i: number) => ({ stepId: 'each', itemIndex: i });
+    const events = history(
+      cmd.start(fan('input.items'), { items: [1, 2] }),
+      cmd.dispatched(item(0)),
+      cmd.dispatched(item(1)),
+      cmd.succeeded(item(0), 'a'.repeat(20)),
+      cmd.succeeded(item(1), { b: 'é'.repeat(7) }),
+    );
+    for (const e of events) {
+      if (e.type === 'StepScheduled') assert.equal(e.data.inputChars, JSON.stringify(e.data.input).length);
+      if (e.type === 'StepSucceeded' && e.data.itemIndex !== undefined)
+        assert.equal(e.data.outputChars, JSON.stringify(e.data.output).length);
+    }
+    const counts = (s: unknown) => {
+      const { inputChars, outputChars } = s as { inputChars?: number; outputChars?: number };
+      return { inputChars, outputChars };
+    };
+    const older = events.map((e) => {
+      const { inputChars: _i, outputChars: _o, ...data } = e.data as Record<string, unknown>;
+      return { ...e, data } as WorkflowEvent;
+    });
+    assert.deepEqual(counts(fold(older)), counts(fold(events)));
+    const second = JSON.stringify({ b: 'é'.repeat(7) }).length;
+    assert.deepEqual(counts(fold(events)), {
+      inputChars: 2 * JSON.stringify({ v: 1 }).length,
+      outputChars: 22 + second,
+    });
+    // A fold reads the recorded count, not the payload.
+    const recorded = events.map((e) =>
+      e.type === 'StepSucceeded' && e.data.itemIndex === 0 ? { ...e, data: { ...e.data, outputChars: 1 } } : e,
+    );
+    assert.equal(counts(fold(recorded)).outputChars, 1 + second);
+  });
+
   it('a step input that repeats a reference past WORKFLOW_MAX_STEP_INPUT_BYTES fails the step, not stored', () => {
     // 100 references to one 4 KB value: 400 KB resolved from a 4 KB input, where the bound is 64 KB.
     configureWorkflowLimits({ maxStepInputChars: 64 * 1024 });

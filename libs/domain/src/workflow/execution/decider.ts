@@ -260,7 +260,11 @@ function decideRecordStepDispatched(
   ];
 }
 
-/** Characters of `value` as JSON (what the log stores of it). */
+/**
+ * Characters of `value` as JSON (what the log stores of it). Counted once when decided and
+ * recorded in the event (`inputChars`, `outputChars`): folding a 100 MB execution serialised every
+ * payload again, a third of a second of one thread on each read of its stream.
+ */
 const jsonChars = (value: unknown): number => JSON.stringify(value ?? null).length;
 
 /** Throws a MappingLimitError when `more` characters of input would take the execution's stored inputs past their bound. */
@@ -307,7 +311,13 @@ function decideRecordStepSucceeded(
   const primary: WorkflowEvent[] = [
     {
       type: 'StepSucceeded',
-      data: { ...ref(command.data), attempt: command.data.attempt, output: command.data.output ?? null, at: now },
+      data: {
+        ...ref(command.data),
+        attempt: command.data.attempt,
+        output: command.data.output ?? null,
+        outputChars,
+        at: now,
+      },
       metadata: meta,
     },
   ];
@@ -560,7 +570,8 @@ function scheduled(
   meta: CommandMetadata,
   pendingChars = 0,
 ): WorkflowEvent {
-  checkStoredInput(s, jsonChars(input) + pendingChars);
+  const inputChars = jsonChars(input);
+  checkStoredInput(s, inputChars + pendingChars);
   return {
     type: 'StepScheduled',
     data: {
@@ -569,6 +580,7 @@ function scheduled(
       idempotencyKey: idempotencyKey(s.executionId, unit, attempt),
       uses: def.uses!, // wait steps are never scheduled (startWait)
       input,
+      inputChars,
       timeoutMs: timeoutOf(def),
       scheduledAt: meta.timestamp,
     },
@@ -682,12 +694,15 @@ function startCompensation(
   if (state.compensations[comp.id]) return [];
   const now = meta.timestamp;
   let input: unknown;
+  let inputChars: number;
   let inputError: StepError | undefined;
   try {
     input = resolveMapping(comp.with, expressionContext(state));
-    checkStoredInput(state, jsonChars(input));
+    inputChars = jsonChars(input);
+    checkStoredInput(state, inputChars);
   } catch (e) {
     input = null;
+    inputChars = jsonChars(null);
     inputError = expressionFailure(e);
   }
   const started: WorkflowEvent = {
@@ -698,6 +713,7 @@ function startCompensation(
       cause,
       uses: comp.uses!, // the validator refuses a wait step as a compensation
       input,
+      inputChars,
       idempotencyKey: `${state.executionId}:compensate:${comp.id}:1`,
       timeoutMs: timeoutOf(comp),
       startedAt: now,
@@ -879,8 +895,9 @@ function continueForEach(
     const unit = { stepId: def.id, itemIndex: i };
     try {
       const input = resolveMapping(def.with, expressionContext(state, { item: items[i], index: i }));
-      events.push(scheduled(state, def, unit, firstAttempt(state, def.id), input, meta, pendingChars));
-      pendingChars += jsonChars(input);
+      const event = scheduled(state, def, unit, firstAttempt(state, def.id), input, meta, pendingChars);
+      events.push(event);
+      pendingChars += event.type === 'StepScheduled' ? event.data.inputChars! : 0;
     } catch (e) {
       const error = expressionFailure(e);
       const failed: WorkflowEvent[] = [
@@ -1118,7 +1135,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       };
       return {
         ...s,
-        inputChars: (s.inputChars ?? 0) + jsonChars(d.input),
+        inputChars: (s.inputChars ?? 0) + (d.inputChars ?? jsonChars(d.input)),
         steps: withStep(s, d.stepId, (st) =>
           withUnit({ ...st, status: 'running' }, d.itemIndex ?? 0, (prev) => {
             // A later attempt of the same unit keeps when the first was scheduled and how many retries were transient.
@@ -1155,7 +1172,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       }
       return {
         ...s,
-        outputChars: (s.outputChars ?? 0) + jsonChars(d.output),
+        outputChars: (s.outputChars ?? 0) + (d.outputChars ?? jsonChars(d.output)),
         steps: withStep(s, d.stepId, (st) => {
           const next = withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'succeeded', output: d.output }));
           return d.itemIndex === undefined ? { ...next, status: 'succeeded', output: d.output } : next;
@@ -1259,7 +1276,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
           startedAt: d.startedAt,
         },
       };
-      const inputChars = (s.inputChars ?? 0) + jsonChars(d.input);
+      const inputChars = (s.inputChars ?? 0) + (d.inputChars ?? jsonChars(d.input));
       if (s.status === 'running' && d.cause === 'step_failed' && !s.failing) {
         const failed = s.steps[d.forStepId];
         const error = failed?.error ?? { code: 'failed', message: 'step failed', retryable: false };

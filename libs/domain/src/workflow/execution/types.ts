@@ -165,6 +165,8 @@ export type StepScheduled = Event<
     readonly idempotencyKey: string;
     readonly uses: string;
     readonly input: unknown;
+    /** Characters of `input` as JSON, counted once when decided (a fold reads it, not the input); absent in older events. */
+    readonly inputChars?: number;
     readonly timeoutMs: number;
     readonly scheduledAt: string;
   }
@@ -181,7 +183,13 @@ export type StepDispatched = Event<
 /** Without itemIndex on a for_each step: all items succeeded and `output` is their list. */
 export type StepSucceeded = Event<
   'StepSucceeded',
-  UnitRef & { readonly attempt: number; readonly output: unknown; readonly at: string }
+  UnitRef & {
+    readonly attempt: number;
+    readonly output: unknown;
+    /** Characters of `output` as JSON, counted once when decided; absent in older events and where not counted. */
+    readonly outputChars?: number;
+    readonly at: string;
+  }
 >;
 /**
  * An attempt failed. `final` = no more attempts: the step (or item) has failed. Without itemIndex on a
@@ -239,6 +247,8 @@ export type CompensationStarted = Event<
     readonly cause: 'step_failed' | 'canceled';
     readonly uses: string;
     readonly input: unknown;
+    /** Characters of `input` as JSON, counted once when decided; absent in older events. */
+    readonly inputChars?: number;
     readonly idempotencyKey: string;
     readonly timeoutMs: number;
     readonly startedAt: string;

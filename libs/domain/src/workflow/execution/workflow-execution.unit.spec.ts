@@ -59,6 +59,8 @@ describe('WorkflowExecution: not_started', () => {
             idempotencyKey: 'ex1:a:1',
             uses: 'mcp:database/query',
             input: { sql: 'select 1', params: ['ann@example.com'] },
+            // Its size as JSON, counted once here so that a fold does not serialise it again.
+            inputChars: JSON.stringify({ sql: 'select 1', params: ['ann@example.com'] }).length,
             timeoutMs: 300_000,
             scheduledAt: T0,
           },
@@ -147,7 +149,11 @@ describe('WorkflowExecution: running', () => {
       .given(started)
       .when(cmd.succeeded({ stepId: 'a' }, { total: 21 }))
       .then([
-        { type: 'StepSucceeded', data: { stepId: 'a', attempt: 1, output: { total: 21 }, at: T0 }, metadata: meta() },
+        {
+          type: 'StepSucceeded',
+          data: { stepId: 'a', attempt: 1, output: { total: 21 }, outputChars: '{"total":21}'.length, at: T0 },
+          metadata: meta(),
+        },
       ]);
     spec
       .given(afterA)
@@ -633,6 +639,7 @@ describe('WorkflowExecution: running, compensation', () => {
           cause: 'step_failed',
           uses: 'mcp:database/query',
           input: { sql: 'delete', id: 7 },
+          inputChars: JSON.stringify({ sql: 'delete', id: 7 }).length,
           idempotencyKey: 'ex1:compensate:undo_create:1',
           timeoutMs: 300_000,
           startedAt: at(50),
