@@ -149,6 +149,12 @@ export interface EventStore {
   readAll(options?: ReadAllOptions): Promise<RecordedEvent[]>;
   /** Position of the newest event visible to readers (-1 when empty); used for lag. */
   headPosition(): Promise<number>;
+  /**
+   * Bytes the stream's event data take as stored (0 for an absent stream), from sizes alone,
+   * nothing read: what a read of the whole stream will cost, to bound such reads before they
+   * start. Absent where the store cannot tell without reading (EventStoreDB).
+   */
+  storedBytes?(streamId: string): Promise<number>;
   subscribeToAll(options?: SubscribeOptions): AllSubscription;
   /** Cheap liveness probe for /readyz. */
   ping(): Promise<void>;

@@ -122,6 +122,26 @@ export function eventStoreContract(name: string, factory: StoreFactory, options:
         assert.deepEqual(revs(await store.readStream(s, { fromRevision: 9 })), []);
       });
 
+      it(
+        'tells the bytes a stream takes as stored, where the adapter can (0 when absent; more after an append)',
+        { skip },
+        async (t) => {
+          if (!store.storedBytes) return t.skip(`${store.kind} cannot tell a stream's size without reading it`);
+          const p = prefix();
+          const id = `${p}sized`;
+          assert.equal(await store.storedBytes(id), 0);
+          await store.append(id, [ev('Small', { n: 1 })]);
+          const small = await store.storedBytes(id);
+          assert.ok(small > 0, `${small}`);
+          // Random text (it hardly compresses): the stored size follows it.
+          const text = Array.from({ length: 3_000 }, () => randomUUID()).join('');
+          await store.append(id, [ev('Large', { text })]);
+          const large = await store.storedBytes(id);
+          assert.ok(large - small >= 50_000, `${small} -> ${large}`);
+          assert.equal(await store.storedBytes(`${p}other`), 0);
+        },
+      );
+
       it('reads an absent stream as []', { skip }, async () => {
         assert.deepEqual(await store.readStream(`${prefix()}absent`), []);
         assert.deepEqual(await store.readStream(`${prefix()}absent`, { direction: 'backwards' }), []);

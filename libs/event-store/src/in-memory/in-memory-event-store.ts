@@ -120,6 +120,12 @@ export class InMemoryEventStore implements EventStore {
     return this.log.length - 1;
   }
 
+  async storedBytes(streamId: string): Promise<number> {
+    let bytes = 0;
+    for (const e of this.log) if (e.streamId === streamId) bytes += Buffer.byteLength(JSON.stringify(e.data));
+    return bytes;
+  }
+
   subscribeToAll(options: SubscribeOptions = {}): AllSubscription {
     this.assertOpen();
     const readPage = async (after: number, limit: number): Promise<Page> => {

@@ -314,6 +314,16 @@ export class PostgresEventStore implements EventStore {
     return res.rows.map(toRecorded);
   }
 
+  async storedBytes(streamId: string): Promise<number> {
+    this.assertOpen();
+    // pg_column_size: the stored (compressed) size, without decompressing the data.
+    const res = await this.query<{ bytes: string }>(
+      `select coalesce(sum(pg_column_size(data)), 0)::bigint as bytes from ${this.t} where stream_id = $1`,
+      [streamId],
+    );
+    return Number(res.rows[0]?.bytes ?? 0);
+  }
+
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     this.assertOpen();
     const backwards = options.direction === 'backwards';

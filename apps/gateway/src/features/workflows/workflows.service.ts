@@ -17,7 +17,7 @@ import {
   setupWorkflowReadModel,
   validateAndNormalise,
 } from './deps.js';
-import type { WorkflowDefinition } from '@switchyard/domain';
+import { workflowExecutionStream, type WorkflowDefinition } from '@switchyard/domain';
 import { EVENT_STORE, LOGGER, NATS_CONNECTION, PG_POOL } from '../../tokens.js';
 // Not the commands/ barrel: its handlers import this service (a cycle that breaks ESM load order).
 import { StartWorkflowExecution } from './commands/start-workflow-execution.js';
@@ -117,11 +117,24 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
    */
   /**
    * `read` at once for a small execution; through `whole` (PayloadReads) for one whose payloads
-   * take more than WHOLE_READ_BYTES as the read model stores them (compressed), so many small
-   * reads never queue. An execution the read model does not have yet counts as small.
+   * take more than WHOLE_READ_BYTES as stored (compressed), so many small reads never queue. The
+   * size is what `read` reads: the read model's payloads, or the stream's events (`from: 'stream'`,
+   * a fold). A read model behind the stream understated a fold's size: every read of a 98 MB
+   * execution in the seconds its read model took to apply it folded the stream without a turn.
+   * Where the event store cannot tell a stream's size (EventStoreDB), the read model's is used.
    */
-  async readSized<T>(pool: Pool, executionId: string, whole: DetailReads['whole'], read: () => Promise<T>): Promise<T> {
-    return (await executionStoredPayloadBytes(pool, executionId)) > WHOLE_READ_BYTES ? whole(read) : read();
+  async readSized<T>(
+    pool: Pool,
+    executionId: string,
+    whole: DetailReads['whole'],
+    read: () => Promise<T>,
+    from: 'read_model' | 'stream' = 'read_model',
+  ): Promise<T> {
+    const bytes =
+      from === 'stream' && this.store.storedBytes
+        ? await this.store.storedBytes(workflowExecutionStream(executionId))
+        : await executionStoredPayloadBytes(pool, executionId);
+    return bytes > WHOLE_READ_BYTES ? whole(read) : read();
   }
 
   async detail(
@@ -166,8 +179,12 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     }
     readFrom?.('primary');
     // The stream folded: every payload is read, whoever asks.
-    const { state } = await this.readSized(this.pool, executionId, reads.whole, () =>
-      loadExecution(this.store, executionId),
+    const { state } = await this.readSized(
+      this.pool,
+      executionId,
+      reads.whole,
+      () => loadExecution(this.store, executionId),
+      'stream',
     );
     if (state.status === 'not_started')
       throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });

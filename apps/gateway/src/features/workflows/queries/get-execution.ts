@@ -42,8 +42,12 @@ export class GetExecutionHandler implements IQueryHandler<GetExecution> {
       return this.reads.run(read);
     };
     if (q.at !== undefined) {
-      const detail = await this.svc.readSized(this.svc.pool, q.executionId, whole, () =>
-        detailAt(this.svc.store, q.executionId, q.at!),
+      const detail = await this.svc.readSized(
+        this.svc.pool,
+        q.executionId,
+        whole,
+        () => detailAt(this.svc.store, q.executionId, q.at!),
+        'stream',
       );
       return { detail, source: undefined, whole: gated };
     }
