@@ -112,11 +112,23 @@ export function boundUnreadStream(
 /**
  * Cuts an answer of which no byte reaches the kernel for `stallMs`: watched (every `stallMs`)
  * from the moment it is ended while bytes still wait, and, for an answer streamed in chunks, from
- * each write the socket could not take (backpressure) until its bytes went out; a client that
+ * each write the socket could not take (backpressure) until its bytes went out (an answer marked
+ * by `watchStreamedAnswer`; an event stream has bounds of its own); a client that
  * takes some keeps it. An answer the kernel took whole is never watched. Without it, a client
  * that sends requests and never reads their answers holds each answer in memory (and a streamed
  * one whatever it holds, a turn of the payload reads included) for as long as its connection stays open.
  */
+const streamedAnswers = new WeakSet<ServerResponse>();
+
+/**
+ * Mark `res` as an answer streamed in chunks that ends when its last chunk went out (a large
+ * execution detail): `cutStalledAnswer` watches it from its first write the socket could not take,
+ * not only from its end, which a client that stopped reading never lets it reach.
+ */
+export function watchStreamedAnswer(res: ServerResponse): void {
+  streamedAnswers.add(res);
+}
+
 export function cutStalledAnswer(res: ServerResponse, stallMs: number, onCut: (pendingBytes: number) => void): void {
   let watch: NodeJS.Timeout | undefined;
   const stop = () => {
@@ -142,7 +154,7 @@ export function cutStalledAnswer(res: ServerResponse, stallMs: number, onCut: (p
   const write = res.write.bind(res) as (...args: unknown[]) => boolean;
   res.write = ((...args: unknown[]) => {
     const ok = write(...args);
-    if (!ok) startWatch();
+    if (!ok && streamedAnswers.has(res)) startWatch();
     return ok;
   }) as typeof res.write;
   res.once('prefinish', startWatch);

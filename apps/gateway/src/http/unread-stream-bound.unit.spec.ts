@@ -4,7 +4,12 @@ import assert from 'node:assert/strict';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { boundUnreadStream, cutStalledAnswer, type UnreadStreamCut } from './unread-stream-bound.js';
+import {
+  boundUnreadStream,
+  cutStalledAnswer,
+  watchStreamedAnswer,
+  type UnreadStreamCut,
+} from './unread-stream-bound.js';
 
 const BOUND = 256 * 1024;
 const STALL_MS = 300;
@@ -160,6 +165,7 @@ describe('cutStalledAnswer (an ended answer the client does not take)', () => {
       const size = Number(q.get('bytes'));
       if (q.get('streamed')) {
         // In chunks as they are made, piped (as a large execution detail goes out): no end until the last.
+        if (!q.get('unmarked')) watchStreamedAnswer(res);
         res.writeHead(200, { 'content-type': 'application/octet-stream' });
         const chunk = Buffer.alloc(64 * 1024, 's');
         Readable.from(
@@ -180,9 +186,11 @@ describe('cutStalledAnswer (an ended answer the client does not take)', () => {
     await new Promise((r) => server.close(r));
   });
 
-  const get = (bytes: number, streamed = false) =>
+  const get = (bytes: number, streamed = false, unmarked = false) =>
     new Promise<IncomingMessage>((resolve, reject) => {
-      http.get(`${url}?bytes=${bytes}${streamed ? '&streamed=1' : ''}`, resolve).on('error', reject);
+      http
+        .get(`${url}?bytes=${bytes}${streamed ? '&streamed=1' : ''}${unmarked ? '&unmarked=1' : ''}`, resolve)
+        .on('error', reject);
     });
 
   it('cuts an answer of which the client takes nothing for the stall time', async () => {
@@ -224,6 +232,19 @@ describe('cutStalledAnswer (an ended answer the client does not take)', () => {
       assert.equal(cuts.length, 1, 'cut once');
       const open = await new Promise<number>((r) => server.getConnections((_e, n) => r(n)));
       assert.equal(open, 0, "the server's end of the connection is gone");
+    } finally {
+      res.destroy();
+    }
+  });
+
+  it('leaves a stream not marked as a streamed answer (an event stream, with bounds of its own) until it ends', async () => {
+    cuts.length = 0;
+    const res = await get(256 * 1024 * 1024, true, true);
+    res.pause();
+    res.on('error', () => undefined);
+    try {
+      await sleep(STALL * 4);
+      assert.equal(cuts.length, 0);
     } finally {
       res.destroy();
     }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { CorrelationId, currentActor, type GatewayRequest } from '../../http/context.js';
 import { waitWithin } from '../../http/wait.js';
 import { PayloadReads } from '../../http/payload-reads.js';
+import { watchStreamedAnswer } from '../../http/unread-stream-bound.js';
 import { GATEWAY_CONFIG, GATEWAY_OPTIONS, type GatewayConfig, type ResolvedGatewayOptions } from '../../tokens.js';
 import { commandIdForKey, IdempotencyKey } from '../../idempotency/keys.js';
 import { WithoutIdempotency } from '../../idempotency/interceptor.js';
@@ -221,7 +222,9 @@ export class WorkflowsController {
     if (whole && !callerSeesRedactedPayloads()) {
       res.setHeader('content-type', 'application/json; charset=utf-8');
       // HEAD: the same headers, and no body made for nobody (its turn ends with the headers).
-      return res.request.method === 'HEAD' ? Readable.from([]) : jsonStream(detail);
+      if (res.request.method === 'HEAD') return Readable.from([]);
+      watchStreamedAnswer(res.raw);
+      return jsonStream(detail);
     }
     return executionDetailForCaller(detail);
   }

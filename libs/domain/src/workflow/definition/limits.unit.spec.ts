@@ -282,6 +282,15 @@ describe('for_each and expression limits in the decider', () => {
       e.type === 'StepSucceeded' && e.data.itemIndex === 0 ? { ...e, data: { ...e.data, outputChars: 1 } } : e,
     );
     assert.equal(counts(fold(recorded)).outputChars, 1 + second);
+    // A count that is not one (negative, text: a viewer's redacted copy) is counted again, never trusted.
+    for (const bad of [-1_000_000, '[redacted]', 1.5, Number.NaN]) {
+      const forged = events.map((e) =>
+        e.type === 'StepSucceeded' && e.data.itemIndex === 0
+          ? ({ ...e, data: { ...e.data, outputChars: bad } } as WorkflowEvent)
+          : e,
+      );
+      assert.equal(counts(fold(forged)).outputChars, 22 + second, String(bad));
+    }
   });
 
   it('a step input that repeats a reference past WORKFLOW_MAX_STEP_INPUT_BYTES fails the step, not stored', () => {

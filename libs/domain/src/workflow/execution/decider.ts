@@ -267,6 +267,10 @@ function decideRecordStepDispatched(
  */
 const jsonChars = (value: unknown): number => JSON.stringify(value ?? null).length;
 
+/** An event's recorded count of `value`, when it is one (a count), else counted again: a bad one never lifts a bound. */
+const recordedChars = (recorded: unknown, value: unknown): number =>
+  Number.isSafeInteger(recorded) && (recorded as number) >= 0 ? (recorded as number) : jsonChars(value);
+
 /** Throws a MappingLimitError when `more` characters of input would take the execution's stored inputs past their bound. */
 function checkStoredInput(s: ExecutionData, more: number): void {
   const max = workflowLimits().maxExecutionInputChars;
@@ -1135,7 +1139,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       };
       return {
         ...s,
-        inputChars: (s.inputChars ?? 0) + (d.inputChars ?? jsonChars(d.input)),
+        inputChars: (s.inputChars ?? 0) + recordedChars(d.inputChars, d.input),
         steps: withStep(s, d.stepId, (st) =>
           withUnit({ ...st, status: 'running' }, d.itemIndex ?? 0, (prev) => {
             // A later attempt of the same unit keeps when the first was scheduled and how many retries were transient.
@@ -1172,7 +1176,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       }
       return {
         ...s,
-        outputChars: (s.outputChars ?? 0) + (d.outputChars ?? jsonChars(d.output)),
+        outputChars: (s.outputChars ?? 0) + recordedChars(d.outputChars, d.output),
         steps: withStep(s, d.stepId, (st) => {
           const next = withUnit(st, d.itemIndex ?? 0, (u) => ({ ...u!, phase: 'succeeded', output: d.output }));
           return d.itemIndex === undefined ? { ...next, status: 'succeeded', output: d.output } : next;
@@ -1276,7 +1280,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
           startedAt: d.startedAt,
         },
       };
-      const inputChars = (s.inputChars ?? 0) + (d.inputChars ?? jsonChars(d.input));
+      const inputChars = (s.inputChars ?? 0) + recordedChars(d.inputChars, d.input);
       if (s.status === 'running' && d.cause === 'step_failed' && !s.failing) {
         const failed = s.steps[d.forStepId];
         const error = failed?.error ?? { code: 'failed', message: 'step failed', retryable: false };
