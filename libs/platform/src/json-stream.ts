@@ -32,75 +32,66 @@ export async function* jsonChunks(value: unknown, opts: JsonChunkOptions = {}): 
   const sliceMs = opts.sliceMs ?? 5;
   let pending = '';
   let sliceStart = performance.now();
+  // Checked after each piece of work; awaited only when due (an await per value would cost more than the value).
+  const due = () => performance.now() - sliceStart >= sliceMs;
+  const giveTurn = async () => {
+    await nextTurn();
+    sliceStart = performance.now();
+  };
   // A generator cannot yield from inside a callback: the walk is iterative over an explicit stack
-  // of what is left to write (text, or a value still to serialise).
-  // `resolved`: its toJSON was called already (an object member's is called before it is kept or left out).
+  // of what is left to write (text, or a value still to serialise). `resolved`: its toJSON was
+  // called already (an object member's is called before it is kept or left out).
   type Work = { text: string } | { value: unknown; key: string | undefined; inArray: boolean; resolved?: boolean };
   const stack: Work[] = [{ value, key: undefined, inArray: false }];
   while (stack.length > 0) {
     const w = stack.pop()!;
+    const v = 'text' in w ? undefined : w.resolved ? w.value : viaToJson(w.value, w.key ?? '');
     if ('text' in w) pending += w.text;
-    else {
-      let v = w.value;
-      if (v instanceof JsonText) {
-        // Slices of a long text, never splitting a surrogate pair (its halves alone are not UTF-8).
-        let at = 0;
-        while (v.text.length - at > chunkChars) {
-          let end = at + chunkChars;
-          const c = v.text.charCodeAt(end - 1);
-          if (c >= 0xd800 && c <= 0xdbff) end += end - 1 > at ? -1 : 1;
-          if (pending) yield pending;
-          pending = '';
-          yield v.text.slice(at, end);
-          at = end;
-          if (performance.now() - sliceStart >= sliceMs) {
-            await nextTurn();
-            sliceStart = performance.now();
-          }
-        }
-        pending += at === 0 ? v.text : v.text.slice(at);
-      } else {
-        if (!w.resolved) v = viaToJson(v, w.key ?? '');
-        if (v instanceof JsonText) {
-          stack.push({ value: v, key: w.key, inArray: w.inArray });
-          continue;
-        }
-        if (Array.isArray(v)) {
-          stack.push({ text: ']' });
-          for (let i = v.length - 1; i >= 0; i--) {
-            stack.push({ value: v[i], key: String(i), inArray: true });
-            if (i > 0) stack.push({ text: ',' });
-          }
-          pending += '[';
-        } else if (v !== null && typeof v === 'object') {
-          const entries: [string, unknown][] = [];
-          for (const [k, x] of Object.entries(v)) {
-            const y = viaToJson(x, k);
-            if (serialises(y)) entries.push([k, y]);
-          }
-          stack.push({ text: '}' });
-          for (let i = entries.length - 1; i >= 0; i--) {
-            const [k, x] = entries[i]!;
-            stack.push({ value: x, key: k, inArray: false, resolved: true });
-            stack.push({ text: `${i > 0 ? ',' : ''}${JSON.stringify(k)}:` });
-          }
-          pending += '{';
-        } else {
-          // A primitive; undefined, a function or a symbol is null in an array (as JSON.stringify
-          // writes it), and at the top there is nothing to write.
-          const text = JSON.stringify(v) as string | undefined;
-          pending += text ?? (w.inArray ? 'null' : '');
-        }
+    else if (v instanceof JsonText) {
+      // Slices of a long text, never splitting a surrogate pair (its halves alone are not UTF-8).
+      let at = 0;
+      while (v.text.length - at > chunkChars) {
+        let end = at + chunkChars;
+        const c = v.text.charCodeAt(end - 1);
+        if (c >= 0xd800 && c <= 0xdbff) end += end - 1 > at ? -1 : 1;
+        if (pending) yield pending;
+        pending = '';
+        yield v.text.slice(at, end);
+        at = end;
+        if (due()) await giveTurn();
       }
+      pending += at === 0 ? v.text : v.text.slice(at);
+    } else if (Array.isArray(v)) {
+      stack.push({ text: ']' });
+      for (let i = v.length - 1; i >= 0; i--) {
+        stack.push({ value: v[i], key: String(i), inArray: true });
+        if (i > 0) stack.push({ text: ',' });
+      }
+      pending += '[';
+    } else if (v !== null && typeof v === 'object') {
+      const entries: [string, unknown][] = [];
+      for (const [k, x] of Object.entries(v)) {
+        const y = viaToJson(x, k);
+        if (serialises(y)) entries.push([k, y]);
+      }
+      stack.push({ text: '}' });
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, x] = entries[i]!;
+        stack.push({ value: x, key: k, inArray: false, resolved: true });
+        stack.push({ text: `${i > 0 ? ',' : ''}${JSON.stringify(k)}:` });
+      }
+      pending += '{';
+    } else {
+      // A primitive; undefined, a function or a symbol is null in an array (as JSON.stringify
+      // writes it), and at the top there is nothing to write.
+      const text = JSON.stringify(v) as string | undefined;
+      pending += text ?? (w.inArray ? 'null' : '');
     }
     if (pending.length >= chunkChars) {
       yield pending;
       pending = '';
     }
-    if (performance.now() - sliceStart >= sliceMs) {
-      await nextTurn();
-      sliceStart = performance.now();
-    }
+    if (due()) await giveTurn();
   }
   if (pending) yield pending;
 }

@@ -109,26 +109,35 @@ export function boundUnreadStream(
   res.once('close', stopWatching);
 }
 
-/**
- * Cuts an answer of which no byte reaches the kernel for `stallMs`: watched (every `stallMs`)
- * from the moment it is ended while bytes still wait, and, for an answer streamed in chunks, from
- * each write the socket could not take (backpressure) until its bytes went out (an answer marked
- * by `watchStreamedAnswer`; an event stream has bounds of its own); a client that
- * takes some keeps it. An answer the kernel took whole is never watched. Without it, a client
- * that sends requests and never reads their answers holds each answer in memory (and a streamed
- * one whatever it holds, a turn of the payload reads included) for as long as its connection stays open.
- */
-const streamedAnswers = new WeakSet<ServerResponse>();
+/** The stall watch of each answer `cutStalledAnswer` bounds, for `watchStreamedAnswer` to start early. */
+const stallWatches = new WeakMap<ServerResponse, () => void>();
 
 /**
  * Mark `res` as an answer streamed in chunks that ends when its last chunk went out (a large
- * execution detail): `cutStalledAnswer` watches it from its first write the socket could not take,
- * not only from its end, which a client that stopped reading never lets it reach.
+ * execution detail): `cutStalledAnswer` watches it from each write the socket could not take, not
+ * only from its end, which a client that stopped reading never lets it reach. Only marked answers
+ * pay for the hook on their writes; an event stream has bounds of its own (boundUnreadStream).
  */
 export function watchStreamedAnswer(res: ServerResponse): void {
-  streamedAnswers.add(res);
+  const startWatch = stallWatches.get(res);
+  if (!startWatch) return;
+  const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+  res.write = ((...args: unknown[]) => {
+    const ok = write(...args);
+    if (!ok) startWatch();
+    return ok;
+  }) as typeof res.write;
 }
 
+/**
+ * Cuts an answer of which no byte reaches the kernel for `stallMs`: watched (every `stallMs`)
+ * from the moment it is ended while bytes still wait, and, for an answer marked by
+ * `watchStreamedAnswer`, from each write the socket could not take until its bytes went out; a
+ * client that takes some keeps it. An answer the kernel took whole is never watched. Without it,
+ * a client that sends requests and never reads their answers holds each answer in memory (and a
+ * streamed one whatever it holds, a turn of the payload reads included) for as long as its
+ * connection stays open.
+ */
 export function cutStalledAnswer(res: ServerResponse, stallMs: number, onCut: (pendingBytes: number) => void): void {
   let watch: NodeJS.Timeout | undefined;
   const stop = () => {
@@ -151,12 +160,7 @@ export function cutStalledAnswer(res: ServerResponse, stallMs: number, onCut: (p
     }, stallMs);
     watch.unref();
   };
-  const write = res.write.bind(res) as (...args: unknown[]) => boolean;
-  res.write = ((...args: unknown[]) => {
-    const ok = write(...args);
-    if (!ok && streamedAnswers.has(res)) startWatch();
-    return ok;
-  }) as typeof res.write;
+  stallWatches.set(res, startWatch);
   res.once('prefinish', startWatch);
   res.once('finish', stop);
   res.once('close', stop);

@@ -165,8 +165,9 @@ export const COMPONENTS = Object.keys(COMPONENT_GRANTS) as Component[];
  * may not call. The automation server writes its schedules and webhooks only, the monitor its
  * alerts, silences, service health and alert rules. The engine writes executions (sub-workflows
  * and triggers included), batches and the built-in definitions it seeds, the dispatcher tasks and
- * external agents: neither may mint an API key or create a schedule. PostgreSQL checks it (a row-level security policy on
- * `eventstore.events`); the gateway, which takes every command, may write any stream.
+ * external agents: neither may mint an API key or create a schedule. PostgreSQL checks it (a
+ * row-level security policy on `eventstore.events`); the gateway, which takes every command, may
+ * write any stream.
  */
 export const APPEND_STREAM_PREFIXES: Partial<Record<Component, readonly string[]>> = {
   sink: ['mcpaudit-', 'mcpserver-', 'agentaudit-'],

@@ -13,7 +13,7 @@ import { Responders } from '@switchyard/workflows';
 import { getExecutionView } from '@switchyard/read-models';
 import { detailFromReadModel } from './execution-detail.js';
 import { executionLinks } from './workflows.service.js';
-import { startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
+import { startWorkflowGateway, type HttpAnswer, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
 
 const logger = createLogger('payload-reads-int', process.env.LOG_LEVEL ?? 'silent');
 
@@ -54,20 +54,29 @@ describe('an execution detail with large payloads takes its turn; small ones nev
     return r.body.execution_id as string;
   };
 
-  it('a large one: some of 16 readers at once are told to come back (503, Retry-After), the others get it whole', async () => {
-    // Random bytes as base64: they do not compress, so the stored size is the real one.
-    const blob = randomBytes(450_000).toString('base64');
-    const id = await startAndWait(blob);
+  /**
+   * 16 reads of a large execution at once through a gate of one with no queue: some are told to
+   * come back (503, Retry-After: 1), the others answered; those answers.
+   */
+  const sixteenAtOnce = async (id: string, why: string): Promise<HttpAnswer[]> => {
     const answers = await Promise.all(
       Array.from({ length: 16 }, () => f.http('GET', `/api/v1/workflows/executions/${id}`)),
     );
     const busy = answers.filter((a) => a.status === 503);
     const whole = answers.filter((a) => a.status === 200);
     assert.equal(busy.length + whole.length, 16, answers.map((a) => a.status).join());
-    assert.ok(busy.length > 0, 'one read of whole payloads at a time: the others are refused');
+    assert.ok(busy.length > 0, why);
     assert.ok(whole.length > 0);
     for (const a of busy) assert.equal(a.headers.get('retry-after'), '1');
-    for (const a of whole) assert.equal(a.body.input.blob, blob);
+    return whole;
+  };
+
+  it('a large one: some of 16 readers at once are told to come back (503, Retry-After), the others get it whole', async () => {
+    // Random bytes as base64: they do not compress, so the stored size is the real one.
+    const blob = randomBytes(450_000).toString('base64');
+    const id = await startAndWait(blob);
+    for (const a of await sixteenAtOnce(id, 'one read of whole payloads at a time: the others are refused'))
+      assert.equal(a.body.input.blob, blob);
   });
 
   it("a large one the read model does not show (yet) is folded from its stream, and takes its turn by the stream's size", async () => {
@@ -81,15 +90,7 @@ describe('an execution detail with large payloads takes its turn; small ones nev
     }
     for (const table of ['workflow_step_attempts', 'workflow_steps', 'workflow_executions'])
       await f.pool.query(`delete from read_models.${table} where execution_id = $1`, [id]);
-    const answers = await Promise.all(
-      Array.from({ length: 16 }, () => f.http('GET', `/api/v1/workflows/executions/${id}`)),
-    );
-    const busy = answers.filter((a) => a.status === 503);
-    const whole = answers.filter((a) => a.status === 200);
-    assert.equal(busy.length + whole.length, 16, answers.map((a) => a.status).join());
-    assert.ok(busy.length > 0, 'a fold of a large stream is a read of whole payloads: one at a time');
-    assert.ok(whole.length > 0);
-    for (const a of whole) {
+    for (const a of await sixteenAtOnce(id, 'a fold of a large stream is a read of whole payloads: one at a time')) {
       assert.equal(a.body.source, 'stream');
       assert.equal(a.body.input.blob, blob);
     }

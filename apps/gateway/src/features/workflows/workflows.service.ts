@@ -109,13 +109,6 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * The read model's view once it has applied the stream's last event (waiting up to
-   * READ_YOUR_WRITES_WAIT_MS for it); a read model that lags further behind would show a new
-   * execution as missing or an ended one as running, so then the view is folded from the stream.
-   * With a read replica: the view comes from the replica once its read model has applied the
-   * stream's last event and `minPosition` (bounded wait, see ReadRouting), else from the primary as above.
-   */
-  /**
    * `read` at once for a small execution; through `whole` (PayloadReads) for one whose payloads
    * take more than WHOLE_READ_BYTES as stored (compressed), so many small reads never queue. The
    * size is what `read` reads: the read model's payloads, or the stream's events (`from: 'stream'`,
@@ -137,6 +130,13 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     return bytes > WHOLE_READ_BYTES ? whole(read) : read();
   }
 
+  /**
+   * The read model's view once it has applied the stream's last event (waiting up to
+   * READ_YOUR_WRITES_WAIT_MS for it); a read model that lags further behind would show a new
+   * execution as missing or an ended one as running, so then the view is folded from the stream.
+   * With a read replica: the view comes from the replica once its read model has applied the
+   * stream's last event and `minPosition` (bounded wait, see ReadRouting), else from the primary as above.
+   */
   async detail(
     executionId: string,
     minPosition?: number,
@@ -149,7 +149,7 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
             getExecutionView(pool, executionId, { payloads: reads.payloads }),
           )
         : getExecutionView(pool, executionId, { payloads: false });
-    const [last] = await this.store.readStream(`workflow_execution-${executionId}`, {
+    const [last] = await this.store.readStream(workflowExecutionStream(executionId), {
       direction: 'backwards',
       maxCount: 1,
     });

@@ -57,6 +57,7 @@ import type {
   ReceivedSignal,
   SendSignal,
   StepError,
+  StepScheduled,
   StepState,
   UnitRef,
   UnitState,
@@ -573,7 +574,7 @@ function scheduled(
   input: unknown,
   meta: CommandMetadata,
   pendingChars = 0,
-): WorkflowEvent {
+): StepScheduled {
   const inputChars = jsonChars(input);
   checkStoredInput(s, inputChars + pendingChars);
   return {
@@ -901,7 +902,7 @@ function continueForEach(
       const input = resolveMapping(def.with, expressionContext(state, { item: items[i], index: i }));
       const event = scheduled(state, def, unit, firstAttempt(state, def.id), input, meta, pendingChars);
       events.push(event);
-      pendingChars += event.type === 'StepScheduled' ? event.data.inputChars! : 0;
+      pendingChars += event.data.inputChars!;
     } catch (e) {
       const error = expressionFailure(e);
       const failed: WorkflowEvent[] = [
