@@ -37,7 +37,7 @@ export class PayloadReads {
   }
 
   async run<T>(read: () => Promise<T>): Promise<T> {
-    await this.turn();
+    await this.turn(true);
     let result: T;
     // Its client hung up while it waited: nobody takes the answer, the turn goes on at once.
     if (clientGone.now()) {
@@ -55,12 +55,26 @@ export class PayloadReads {
     return result;
   }
 
+  /**
+   * `work` in its turn, the turn held while it runs: a command's or a wait's fold of a large
+   * execution, whose answer is small. It goes on when its client hung up: a cancel that an MCP
+   * client's abort sent has no client left to wait for, and a command is not a read nobody takes.
+   */
+  async whileRunning<T>(work: () => Promise<T>): Promise<T> {
+    await this.turn(false);
+    try {
+      return await work();
+    } finally {
+      this.release();
+    }
+  }
+
   /** Reads running and waiting now. */
   get load(): { running: number; waiting: number } {
     return { running: this.running, waiting: this.waiting.length };
   }
 
-  private turn(): Promise<void> {
+  private turn(leavesWithClient: boolean): Promise<void> {
     if (this.running < this.concurrency) {
       this.running += 1;
       return Promise.resolve();
@@ -100,7 +114,10 @@ export class PayloadReads {
       };
       // A waiter whose client hung up leaves the queue at once (a client that gives up early and
       // asks again would otherwise fill it with reads nobody takes).
-      waiter.gone = clientGone.watch(() => leave(new AppError('unavailable', 'the client went away while it waited')));
+      if (leavesWithClient)
+        waiter.gone = clientGone.watch(() =>
+          leave(new AppError('unavailable', 'the client went away while it waited')),
+        );
       this.waiting.push(waiter);
     });
   }

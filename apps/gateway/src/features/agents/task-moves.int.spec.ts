@@ -10,7 +10,9 @@ import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 import { taskStreamId, workflowExecutionStream } from '@switchyard/domain';
 import { createLogger } from '@switchyard/platform';
 import { freshDatabase, countingCalls } from '@switchyard/testing';
+import { ExecutionFolds } from '../workflows/execution-folds.js';
 import { ExecutionWaits } from '../workflows/execution-waits.js';
+import { PayloadReads } from '../../http/payload-reads.js';
 import { TaskMoves } from './task-moves.js';
 
 const logger = createLogger('task-moves-test', process.env.LOG_LEVEL ?? 'silent');
@@ -34,7 +36,11 @@ describe('TaskMoves and ExecutionWaits.watchEnd (real PostgreSQL event store)', 
     const counted = countingCalls(store, ['readStream', 'subscribeToAll']);
     calls = counted.calls;
     moves = new TaskMoves(counted.target, logger);
-    waits = new ExecutionWaits(counted.target, logger);
+    waits = new ExecutionWaits(
+      counted.target,
+      logger,
+      new ExecutionFolds(counted.target, pool, new PayloadReads(2, 32, 30_000)),
+    );
   });
 
   after(async () => {

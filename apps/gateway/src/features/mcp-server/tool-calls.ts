@@ -13,6 +13,7 @@ import { GetWorkflowDefinition } from '../workflows/queries/index.js';
 import type { CatalogTool } from './catalog.js';
 import { ExecutionWatch } from './execution-watch.js';
 import { EXECUTION_END_EVENTS } from '../workflows/execution-waits.js';
+import { ExecutionFolds } from '../workflows/execution-folds.js';
 import {
   mcpGatewayCallDecider,
   mcpGatewayCallStream,
@@ -102,6 +103,7 @@ export class McpToolCalls {
     @Inject(CommandBus) private readonly commands: CommandBus,
     @Inject(QueryBus) private readonly queries: QueryBus,
     @Inject(ExecutionWatch) private readonly watch: ExecutionWatch,
+    @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
   ) {
     this.log = logger.child({ component: 'mcp-server-calls' });
   }
@@ -358,7 +360,7 @@ export class McpToolCalls {
       clearTimeout(timer);
       ctx.signal.removeEventListener('abort', onAbort);
     }
-    const { state } = await loadExecution(this.store, executionId);
+    const { state } = await loadExecution(this.folds.store, executionId);
     const result = { ...started.body, ...executionResult(executionId, state) };
     return textResult(result, state.status !== 'completed');
   }

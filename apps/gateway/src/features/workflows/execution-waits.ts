@@ -1,18 +1,20 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { EventStore } from '@switchyard/event-store';
-import { AppError, type Logger } from '@switchyard/platform';
-import { WORKFLOW_EXECUTION_STREAM_PREFIX, type WorkflowExecutionState } from '@switchyard/domain';
+import { AppError, isAppError, type Logger } from '@switchyard/platform';
+import {
+  WORKFLOW_EXECUTION_STREAM_PREFIX,
+  workflowExecutionStream,
+  type WorkflowExecutionState,
+} from '@switchyard/domain';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { loadExecution } from './deps.js';
 import { StreamFanout, type NextEventWatch } from '../../events/stream-fanout.js';
+import { ExecutionFolds } from './execution-folds.js';
 
 /** The events that end an execution: the only ones a wait needs to hear of. */
 export const EXECUTION_END_EVENTS = ['WorkflowCompleted', 'WorkflowFailed', 'WorkflowCanceled'] as const;
 
 const END_TYPES: ReadonlySet<string> = new Set(EXECUTION_END_EVENTS);
-
-const ended = (s: WorkflowExecutionState) =>
-  s.status === 'completed' || s.status === 'failed' || s.status === 'canceled';
 
 /**
  * `?wait=true` of workflow starts: waits for an execution's end on a live subscription to the
@@ -26,6 +28,7 @@ export class ExecutionWaits implements BeforeApplicationShutdown {
   constructor(
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(LOGGER) logger: Logger,
+    @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
   ) {
     this.ends = new StreamFanout(
       store,
@@ -45,8 +48,9 @@ export class ExecutionWaits implements BeforeApplicationShutdown {
    * error, the caller answers 202). 404 for an unknown execution.
    * 1. Listen first (the subscription opens from the head at its opening), so an end committed
    *    from now on wakes this wait.
-   * 2. Read the state: an end committed before step 1 is seen here.
-   * 3. Wait for the wake-up (an end, or the gateway stopping) or the timeout, and read the state once more.
+   * 2. Read the stream's last event: an end committed before step 1 is seen here.
+   * 3. Wait for the wake-up (an end, or the gateway stopping) or the timeout.
+   * 4. Fold the stream once, as a large execution's folds are (ExecutionFolds: in a turn).
    */
   async waitForEnd(executionId: string, timeoutMs: number): Promise<WorkflowExecutionState> {
     let wake!: () => void;
@@ -54,16 +58,31 @@ export class ExecutionWaits implements BeforeApplicationShutdown {
     const stop = await this.ends.listen(executionId, () => wake());
     let timer: NodeJS.Timeout | undefined;
     try {
-      const { state } = await loadExecution(this.store, executionId);
-      if (state.status === 'not_started')
-        throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
-      if (ended(state)) return state;
-      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-      if ((await Promise.race([woken, timedOut])) === 'timeout') return state;
-      return (await loadExecution(this.store, executionId)).state;
+      const [last] = await this.store.readStream(workflowExecutionStream(executionId), {
+        direction: 'backwards',
+        maxCount: 1,
+      });
+      if (!last) throw new AppError('not_found', `workflow execution ${executionId} not found`, { executionId });
+      if (!END_TYPES.has(last.type)) {
+        const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+        await Promise.race([woken, timedOut]);
+      }
     } finally {
       clearTimeout(timer);
       stop();
+    }
+    try {
+      return (await loadExecution(this.folds.store, executionId)).state;
+    } catch (err) {
+      // The execution runs (or ran) all the same: say where its result is.
+      if (isAppError(err) && err.code === 'unavailable')
+        throw new AppError(
+          'unavailable',
+          `workflow execution ${executionId} was started; its state is large and no turn to read it came: ` +
+            `read it later at /api/v1/workflows/executions/${executionId}`,
+          { ...err.details, execution_id: executionId },
+        );
+      throw err;
     }
   }
 

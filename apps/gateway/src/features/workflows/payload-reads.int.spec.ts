@@ -13,6 +13,7 @@ import { Responders } from '@switchyard/workflows';
 import { getExecutionView } from '@switchyard/read-models';
 import { detailFromReadModel } from './execution-detail.js';
 import { executionLinks } from './workflows.service.js';
+import { PayloadReads } from '../../http/payload-reads.js';
 import { startWorkflowGateway, type HttpAnswer, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
 
 const logger = createLogger('payload-reads-int', process.env.LOG_LEVEL ?? 'silent');
@@ -93,6 +94,54 @@ describe('an execution detail with large payloads takes its turn; small ones nev
     for (const a of await sixteenAtOnce(id, 'a fold of a large stream is a read of whole payloads: one at a time')) {
       assert.equal(a.body.source, 'stream');
       assert.equal(a.body.input.blob, blob);
+    }
+  });
+
+  it("a command on a large execution, a wait's result and the check before a re-run take their turn too; on a small one they never wait", async () => {
+    const large = await startAndWait(randomBytes(450_000).toString('base64'));
+    const small = await startAndWait('small');
+    const gate = f.gw.app.get(PayloadReads);
+    // The gate's one turn taken (one read of whole payloads running), none may wait.
+    let release!: () => void;
+    const held = gate.whileRunning(() => new Promise<void>((r) => (release = r)));
+    try {
+      const busy = async (method: string, path: string, body: unknown) => {
+        const a = await f.http(method, path, body);
+        assert.equal(a.status, 503, `${path}: ${JSON.stringify(a.body).slice(0, 300)}`);
+        assert.equal(a.headers.get('retry-after'), '1');
+        return a;
+      };
+      const on = (id: string, what: string) => `/api/v1/workflows/executions/${id}/${what}`;
+      await busy('POST', on(large, 'cancel'), {});
+      await busy('POST', on(large, 'signals/go'), {});
+      await busy('POST', on(large, 'retry'), {});
+      await busy('POST', on(large, 'fork'), { from_step: 'look' });
+      // Started, then its large state had no turn: the answer names the execution, which ran.
+      const waited = await busy('POST', '/api/v1/workflows/start/blob?wait=true', {
+        blob: randomBytes(450_000).toString('base64'),
+      });
+      const startedId = waited.body.execution_id as string;
+      assert.match(waited.body.detail, new RegExp(`${startedId} was started`));
+      // The same commands on a small execution do not wait: the execution's own answer (it ended).
+      for (const what of ['cancel', 'signals/go', 'retry'])
+        assert.equal((await f.http('POST', on(small, what), {})).status, 409, what);
+      const smallFork = await f.http('POST', on(small, 'fork'), { from_step: 'look' });
+      assert.equal(smallFork.status, 202, JSON.stringify(smallFork.body));
+      release();
+      await held;
+      // The turn free: the large execution's own answers, and the started one ran to its end.
+      assert.equal((await f.http('POST', on(large, 'cancel'), {})).status, 409);
+      const fork = await f.http('POST', on(large, 'fork'), { from_step: 'look' });
+      assert.equal(fork.status, 202, JSON.stringify(fork.body).slice(0, 300));
+      for (let i = 0; ; i++) {
+        const d = await f.http('GET', `/api/v1/workflows/executions/${startedId}`);
+        if (d.status === 200 && d.body.status === 'completed') break;
+        assert.ok(i < 100, `the started execution ends: ${d.status} ${d.body.status}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      release();
+      await held;
     }
   });
 

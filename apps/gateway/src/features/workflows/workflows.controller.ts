@@ -40,6 +40,7 @@ import {
 } from './queries/index.js';
 import { EXECUTION_DETAIL_COMPONENT, executionDetailResponse } from './execution-detail.js';
 import { loadExecution, rerunRefusal } from './deps.js';
+import { ExecutionFolds } from './execution-folds.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import {
   adHocBody,
@@ -101,6 +102,7 @@ export class WorkflowsController {
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(PayloadReads) private readonly payloadReads: PayloadReads,
+    @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
   ) {}
 
   /**
@@ -109,7 +111,7 @@ export class WorkflowsController {
    * needs what an ad-hoc start of it needs (admin key, DATABASE_ALLOW_WRITES).
    */
   private async assertMayRunAgain(executionId: string, req: GatewayRequest): Promise<void> {
-    const { state } = await loadExecution(this.svc.store, executionId);
+    const { state } = await loadExecution(this.folds.store, executionId);
     if (state.status === 'not_started') return; // the command answers 404
     const refused = await rerunRefusal(
       this.svc.definitions,

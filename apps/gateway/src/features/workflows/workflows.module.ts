@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { WORKFLOW_COMMAND_HANDLERS } from './commands/index.js';
 import { WORKFLOW_QUERY_HANDLERS } from './queries/index.js';
 import { BatchesController } from './batches.controller.js';
+import { ExecutionFolds } from './execution-folds.js';
 import { ExecutionWaits } from './execution-waits.js';
 import { AdHocWorkflowController, WorkflowsController } from './workflows.controller.js';
 import { WorkflowsService } from './workflows.service.js';
@@ -14,7 +15,13 @@ import { WorkflowsService } from './workflows.service.js';
  */
 @Module({
   controllers: [WorkflowsController, AdHocWorkflowController, BatchesController],
-  providers: [WorkflowsService, ExecutionWaits, ...WORKFLOW_COMMAND_HANDLERS, ...WORKFLOW_QUERY_HANDLERS],
-  exports: [WorkflowsService, ExecutionWaits],
+  providers: [
+    WorkflowsService,
+    ExecutionFolds,
+    ExecutionWaits,
+    ...WORKFLOW_COMMAND_HANDLERS,
+    ...WORKFLOW_QUERY_HANDLERS,
+  ],
+  exports: [WorkflowsService, ExecutionFolds, ExecutionWaits],
 })
 export class WorkflowsFeatureModule {}

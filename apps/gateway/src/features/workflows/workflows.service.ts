@@ -25,6 +25,7 @@ import { detailFromReadModel, detailFromState, type ExecutionDetail } from './ex
 import { WaitForExecution } from './queries/wait-for-execution.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import { ReadRouting, type CheckpointRef } from '../../http/read-routing.js';
+import { ExecutionFolds, WHOLE_READ_BYTES } from './execution-folds.js';
 
 /** The workflow executions read model's checkpoint (ProjectionRunner's default schema). */
 export const EXECUTIONS_CHECKPOINT: CheckpointRef = { schema: 'read_models', name: 'workflow_executions' };
@@ -53,6 +54,7 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     private readonly commands: CommandBus,
     readonly reads: ReadRouting,
     private readonly queries: QueryBus,
+    private readonly folds: ExecutionFolds,
   ) {
     // Definition size/steps/for_each/expression limits of this process (WORKFLOW_MAX_*, see limits.ts of @switchyard/workflow-executions).
     applyWorkflowLimits();
@@ -124,8 +126,8 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     from: 'read_model' | 'stream' = 'read_model',
   ): Promise<T> {
     const bytes =
-      from === 'stream' && this.store.storedBytes
-        ? await this.store.storedBytes(workflowExecutionStream(executionId))
+      from === 'stream'
+        ? await this.folds.storedBytes(executionId)
         : await executionStoredPayloadBytes(pool, executionId);
     return bytes > WHOLE_READ_BYTES ? whole(read) : read();
   }
@@ -203,13 +205,6 @@ export interface DetailReads {
 }
 
 const WHOLE_PAYLOADS_UNGATED: DetailReads = { payloads: true, whole: (read) => read() };
-
-/**
- * Stored (compressed) payload bytes past which an execution's detail is a read of whole payloads.
- * JSON compresses 3 to 10 times, a run of one character some 90 times: 64 KiB stored is 0.2 to
- * 6 MB to parse and serialise again.
- */
-export const WHOLE_READ_BYTES = 64 * 1024;
 
 /** The state after revision `at`, in the detail's shape (time travel): 404 unknown, 400 past the last revision. */
 export async function detailAt(store: EventStore, executionId: string, at: number): Promise<ExecutionDetail> {

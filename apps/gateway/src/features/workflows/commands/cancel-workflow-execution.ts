@@ -1,10 +1,9 @@
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import type { EventStore } from '@switchyard/event-store';
 import type { WorkflowStatus } from '@switchyard/domain';
 import { cancelExecution } from '../deps.js';
 import { currentActor } from '../../../http/context.js';
-import { EVENT_STORE } from '../../../tokens.js';
+import { ExecutionFolds } from '../execution-folds.js';
 
 /** Ask an execution to stop; compensations run; the engine ends it canceled. */
 export class CancelWorkflowExecution extends Command<{ status: WorkflowStatus }> {
@@ -20,9 +19,9 @@ export class CancelWorkflowExecution extends Command<{ status: WorkflowStatus }>
 
 @CommandHandler(CancelWorkflowExecution)
 export class CancelWorkflowExecutionHandler implements ICommandHandler<CancelWorkflowExecution> {
-  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  constructor(@Inject(ExecutionFolds) private readonly folds: ExecutionFolds) {}
   execute(c: CancelWorkflowExecution) {
-    return cancelExecution(this.store, c.executionId, {
+    return cancelExecution(this.folds.store, c.executionId, {
       reason: c.reason,
       correlationId: c.correlationId,
       actor: c.actor,

@@ -1,11 +1,11 @@
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import type { EventStore } from '@switchyard/event-store';
 import type { Pool } from 'pg';
 import type { WorkflowDefinition } from '@switchyard/domain';
 import { DefinitionStore, forkExecution } from '../deps.js';
 import { currentActor } from '../../../http/context.js';
-import { EVENT_STORE, PG_POOL } from '../../../tokens.js';
+import { PG_POOL } from '../../../tokens.js';
+import { ExecutionFolds } from '../execution-folds.js';
 
 /** Fork an execution from a step onto the same or another version of its definition. Result: the new execution. */
 export class ForkWorkflowExecution extends Command<{
@@ -32,13 +32,13 @@ export class ForkWorkflowExecution extends Command<{
 export class ForkWorkflowExecutionHandler implements ICommandHandler<ForkWorkflowExecution> {
   private readonly definitions: DefinitionStore;
   constructor(
-    @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(PG_POOL) pool: Pool,
+    @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
   ) {
     this.definitions = new DefinitionStore(pool);
   }
   execute(c: ForkWorkflowExecution) {
-    return forkExecution(this.store, this.definitions, c.sourceId, {
+    return forkExecution(this.folds.store, this.definitions, c.sourceId, {
       fromStep: c.fromStep,
       ...(c.definitionVersion !== undefined ? { definitionVersion: c.definitionVersion } : {}),
       ...(c.input !== undefined ? { input: c.input } : {}),

@@ -1,9 +1,8 @@
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
-import type { EventStore } from '@switchyard/event-store';
 import { signalExecution, type SignalResult } from '../deps.js';
 import { currentActor } from '../../../http/context.js';
-import { EVENT_STORE } from '../../../tokens.js';
+import { ExecutionFolds } from '../execution-folds.js';
 
 /** Send a named signal to an execution (its payload becomes a waiting step's output). */
 export class SignalWorkflowExecution extends Command<SignalResult> {
@@ -22,9 +21,9 @@ export class SignalWorkflowExecution extends Command<SignalResult> {
 
 @CommandHandler(SignalWorkflowExecution)
 export class SignalWorkflowExecutionHandler implements ICommandHandler<SignalWorkflowExecution> {
-  constructor(@Inject(EVENT_STORE) private readonly store: EventStore) {}
+  constructor(@Inject(ExecutionFolds) private readonly folds: ExecutionFolds) {}
   execute(c: SignalWorkflowExecution) {
-    return signalExecution(this.store, c.executionId, {
+    return signalExecution(this.folds.store, c.executionId, {
       name: c.name,
       payload: c.payload,
       correlationId: c.correlationId,
