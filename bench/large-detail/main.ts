@@ -7,10 +7,12 @@
  * one after another, then as many times at its last revision (`?at=`, a fold of the stream),
  * while a worker thread asks `/livez` every 5 ms: how long each read took, and how long the
  * gateway kept its liveness probe waiting meanwhile (the longest wait is how long its event loop
- * was held). Bodies are counted, not decoded. Figures only: nothing here asserts.
+ * was held). Then BENCH_BURST cancels, signals and retries of it at once (each a fold of the
+ * stream; the execution has ended, so each is refused with 409). Bodies are counted, not decoded.
+ * Figures only: nothing here asserts.
  *
  *   node bench/large-detail/dist/main.js
- *   BENCH_ITEMS=20 BENCH_CHARS=100000 BENCH_READS=8 node bench/large-detail/dist/main.js
+ *   BENCH_ITEMS=20 BENCH_CHARS=100000 BENCH_READS=8 BENCH_BURST=32 node bench/large-detail/dist/main.js
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -22,6 +24,7 @@ import { newAdminKey, Proc, root, systemEnv, waitMcpServerUp, waitReady } from '
 const items = Number(process.env.BENCH_ITEMS ?? 67);
 const chars = Number(process.env.BENCH_CHARS ?? 495_000);
 const reads = Number(process.env.BENCH_READS ?? 4);
+const burst = Number(process.env.BENCH_BURST ?? 16);
 
 const q = (xs: number[], p: number) =>
   xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : NaN;
@@ -153,6 +156,28 @@ async function main(): Promise<void> {
       const ms = result.map((r) => r.ms);
       console.log(
         `| ${label} | ${result.map((r) => r.status).join(' ')} | ${result[0]!.bytes} | ` +
+          `${q(ms, 0.5).toFixed(0)} / ${Math.max(...ms).toFixed(0)} | ` +
+          `${q(waits, 0.5).toFixed(1)} / ${Math.max(...waits).toFixed(0)} |`,
+      );
+    }
+    console.log('');
+    console.log(`| ${burst} at once | answers | ms each (p50 / max) | /livez wait ms (p50 / max) |`);
+    console.log('|---|---|---:|---:|');
+    for (const what of ['cancel', 'signals/go', 'retry']) {
+      const { result, waits } = await sampled(base, () =>
+        Promise.all(
+          Array.from({ length: burst }, async () => {
+            const t = performance.now();
+            const r = await call('POST', `/api/v1/workflows/executions/${id}/${what}`, {});
+            return { status: r.status, ms: performance.now() - t };
+          }),
+        ),
+      );
+      const counts = new Map<number, number>();
+      for (const r of result) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+      const ms = result.map((r) => r.ms);
+      console.log(
+        `| ${what} | ${[...counts].map(([s, n]) => `${n} x ${s}`).join(', ')} | ` +
           `${q(ms, 0.5).toFixed(0)} / ${Math.max(...ms).toFixed(0)} | ` +
           `${q(waits, 0.5).toFixed(1)} / ${Math.max(...waits).toFixed(0)} |`,
       );
