@@ -10,7 +10,6 @@ import { cancelExecution } from './api.js';
 import { loadExecution } from './command.js';
 import type { DefinitionStore } from './definitions.js';
 import { forkExecution, retryExecution } from './operations.js';
-import { rerunRefusal } from './tool-policy.js';
 
 /** Why one item of a batch could not be done; `code` goes into BatchItemFailed. */
 export class ExecutionActionError extends Error {
@@ -79,18 +78,12 @@ export async function runExecutionAction(
       }
     }
     case 'retry': {
-      if (action.rerunAs) {
-        const { state } = await loadExecution(store, executionId);
-        if (state.status !== 'not_started') {
-          const refused = await rerunRefusal(ctx.definitions, state.definition, action.rerunAs);
-          if (refused) throw new ExecutionActionError('forbidden', refused.message);
-        }
-      }
       try {
         const r = await retryExecution(store, executionId, {
           reason: `bulk retry (batch ${ctx.batchId})`,
           correlationId: ctx.correlationId,
           actor: ctx.actor,
+          ...(action.rerunAs ? { rerunAs: { caller: action.rerunAs, definitions: ctx.definitions } } : {}),
         });
         return r.steps.length > 0 ? `retried ${r.steps.join(', ')}` : 'retried';
       } catch (err) {

@@ -22,8 +22,9 @@ import {
   type WorkflowEvent,
   type WorkflowExecutionState,
 } from '@switchyard/domain';
-import { runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
+import { loadExecution, runWorkflowCommand, runWorkflowCommandOnNewStream } from './command.js';
 import type { DefinitionStore } from './definitions.js';
+import { rerunRefusal, type ToolCaller } from './tool-policy.js';
 import { READ_SCHEMA } from '@switchyard/read-models';
 
 const notFound = (executionId: string) =>
@@ -123,6 +124,20 @@ async function loadStarted(
   return { state, events };
 }
 
+/**
+ * Running an execution's recorded definition again (a retry, a fork without a version) is starting
+ * it: checked against what the caller may start (rerunRefusal), on the state the operation folds
+ * anyway, so a large execution is read once.
+ */
+async function assertMayRerun(
+  definitions: Pick<DefinitionStore, 'get'>,
+  definition: WorkflowDefinition,
+  caller: ToolCaller,
+): Promise<void> {
+  const refused = await rerunRefusal(definitions, definition, caller);
+  if (refused) throw new AppError('forbidden', refused.message, refused.details);
+}
+
 export interface ForkRequest {
   readonly fromStep: string;
   /** Registered version of the source's definition to run; absent = the source's own definition, as recorded. */
@@ -133,6 +148,8 @@ export interface ForkRequest {
   readonly actor: string;
   /** Client-chosen id (Idempotency-Key); a new UUID when absent. */
   readonly executionId?: string;
+  /** Who forks, checked as if starting the source's recorded definition when no version is given (403). */
+  readonly rerunAs?: ToolCaller;
 }
 
 /** Fork `sourceId` from a step: plan the copies (domain), then ForkWorkflow on a new stream. */
@@ -149,6 +166,8 @@ export async function forkExecution(
   created: boolean;
 }> {
   const { state: source, events } = await loadStarted(store, sourceId);
+  if (req.rerunAs && req.definitionVersion === undefined)
+    await assertMayRerun(definitions, source.definition, req.rerunAs);
   const target =
     req.definitionVersion === undefined
       ? source.definition
@@ -186,17 +205,36 @@ export async function forkExecution(
   };
 }
 
-/** RetryExecution in the same stream: 404 unknown, 409 unless failed. Returns the steps that run again. */
+/**
+ * RetryExecution in the same stream: 404 unknown, 409 unless failed. Returns the steps that run
+ * again. With `rerunAs`, first checked as a start of the recorded definition by that caller (403),
+ * on the one read of the stream the command is then decided on.
+ */
 export async function retryExecution(
   store: EventStore,
   executionId: string,
-  req: { reason?: string; correlationId: string; actor: string },
+  req: {
+    reason?: string;
+    correlationId: string;
+    actor: string;
+    rerunAs?: { readonly caller: ToolCaller; readonly definitions: Pick<DefinitionStore, 'get'> };
+  },
 ): Promise<{ status: WorkflowExecutionState['status']; steps: string[] }> {
-  const r = await runWorkflowCommand(store, executionId, {
-    type: 'RetryExecution',
+  const command = {
+    type: 'RetryExecution' as const,
     data: req.reason === undefined ? {} : { reason: req.reason },
     metadata: { timestamp: new Date().toISOString(), actor: req.actor, correlationId: req.correlationId },
-  });
+  };
+  let r;
+  if (req.rerunAs) {
+    const known = await loadExecution(store, executionId);
+    if (known.state.status !== 'not_started')
+      await assertMayRerun(req.rerunAs.definitions, known.state.definition, req.rerunAs.caller);
+    // Read after the request came: a refusal on it (404, 409) is as current as one on a read of its own.
+    r = await runWorkflowCommand(store, executionId, command, { known, trust: { refusal: true, empty: true } });
+  } else {
+    r = await runWorkflowCommand(store, executionId, command);
+  }
   const retried = r.events.find((e) => e.type === 'ExecutionRetried');
   return { status: r.state.status, steps: retried?.type === 'ExecutionRetried' ? [...retried.data.steps] : [] };
 }

@@ -39,7 +39,7 @@ describe('boundUnreadStream (an SSE-like response whose client may not read)', (
   });
 
   /** Opens a stream: the server side (bounded), the client side (paused), and the cuts seen. */
-  const open = async () => {
+  const open = async (stallMs = STALL_MS) => {
     const cuts: UnreadStreamCut[] = [];
     const served = new Promise<ServerResponse>((r) => (nextResponse = r));
     const client = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -51,7 +51,7 @@ describe('boundUnreadStream (an SSE-like response whose client may not read)', (
     client.pause();
     client.on('error', () => undefined);
     const res = await served;
-    boundUnreadStream(res, { maxPendingBytes: BOUND, stallMs: STALL_MS }, (c) => cuts.push(c));
+    boundUnreadStream(res, { maxPendingBytes: BOUND, stallMs }, (c) => cuts.push(c));
     return { res, client, cuts };
   };
 
@@ -89,14 +89,17 @@ describe('boundUnreadStream (an SSE-like response whose client may not read)', (
   });
 
   it('keeps a stream whose client starts reading within the stall time, and goes on writing to it', async () => {
-    const { res, client, cuts } = await open();
+    // A longer stall time here: the client starts reading well within it even on a loaded
+    // machine, whose timers fire late (at 300 ms, a start at 150 ms was sometimes too late).
+    const stallMs = 1_000;
+    const { res, client, cuts } = await open(stallMs);
     await fillPast(res, BOUND);
-    await sleep(STALL_MS / 2);
+    await sleep(stallMs / 5);
     let received = '';
     client.setEncoding('latin1');
     client.on('data', (d: string) => (received = (received + d).slice(-100)));
     client.resume();
-    await sleep(STALL_MS * 3);
+    await sleep(stallMs * 2);
     assert.equal(cuts.length, 0, 'a client that reads is not cut');
     assert.ok(res.writableLength <= BOUND, 'what waited was taken');
     res.write('data: still here\n\n');

@@ -14,7 +14,6 @@ export {
   checkDefinitionVersion,
   executionResult,
   loadExecution,
-  rerunRefusal,
   type ToolCaller,
 } from '@switchyard/workflow-executions';
 export {

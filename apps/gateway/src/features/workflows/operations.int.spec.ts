@@ -6,6 +6,9 @@ import { fileURLToPath } from 'node:url';
 import { AppError, createLogger, newId } from '@switchyard/platform';
 import { Responders } from '@switchyard/workflows';
 import { startExecution } from '@switchyard/workflow-executions';
+import type { EventStore } from '@switchyard/event-store';
+import { workflowExecutionStream } from '@switchyard/domain';
+import { overriding } from '@switchyard/testing';
 import { startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
 
 const logger = createLogger('workflow-operations-int', process.env.LOG_LEVEL ?? 'silent');
@@ -25,11 +28,20 @@ describe('operating executions: history, time travel, fork, retry, replay check'
   const transcript: string[] = [];
   /** The analysis agent refuses while this is set (a transient-looking failure the operator fixes). */
   let flaky = true;
+  /** Whole reads of each stream by the gateway (a fold). */
+  const wholeReads = new Map<string, number>();
 
   before(async () => {
     f = await startWorkflowGateway({
       name: 'wf_operations',
       logger,
+      gatewayStore: (store) =>
+        overriding<EventStore>(store, {
+          readStream: (streamId, options) => {
+            if (options === undefined) wholeReads.set(streamId, (wholeReads.get(streamId) ?? 0) + 1);
+            return store.readStream(streamId, options);
+          },
+        }),
       serve: async (nc, subjects) => {
         responders = await new Responders(nc, logger).start(['database', 'filesystem'], {
           mcpPrefix: subjects.mcpPrefix,
@@ -223,13 +235,22 @@ describe('operating executions: history, time travel, fork, retry, replay check'
       correlationId: `adhoc-${tag}`,
     });
     assert.equal((await waitFor(executionId, ['failed', 'completed'])).status, 'failed');
+    const stream = workflowExecutionStream(executionId);
+    const folds = () => wholeReads.get(stream) ?? 0;
+    let before = folds();
     const retry = await http('POST', `/api/v1/workflows/executions/${executionId}/retry`);
     assert.equal(retry.status, 403);
     assert.match(retry.body.detail, /DATABASE_ALLOW_WRITES/);
+    // Checked on the one read the command is decided on, and nothing recorded.
+    assert.equal(folds() - before, 1);
+    before = folds();
     assert.equal(
       (await http('POST', `/api/v1/workflows/executions/${executionId}/fork`, { from_step: 'analyze' })).status,
       403,
     );
+    assert.equal(folds() - before, 1);
+    const events = await f.store.readStream(stream);
+    assert.equal(events.at(-1)?.type, 'WorkflowFailed');
   });
 
   it('a fork with an Idempotency-Key names the same execution when repeated', async () => {
@@ -266,13 +287,18 @@ describe('operating executions: history, time travel, fork, retry, replay check'
     assert.equal((await waitFor(id, ['failed', 'completed'])).status, 'failed');
     const fetches = calls('database/query');
 
-    // Not failed: 409 (a completed one), unknown: 404.
+    // Not failed: 409 (a completed one), unknown: 404; each decided on its one read of the stream.
+    const folds = (execution: string) => wholeReads.get(workflowExecutionStream(execution)) ?? 0;
+    let before = folds(forkId);
     assert.equal((await http('POST', `/api/v1/workflows/executions/${forkId}/retry`)).status, 409);
+    assert.equal(folds(forkId) - before, 1);
     assert.equal((await http('POST', '/api/v1/workflows/executions/no-such-execution/retry')).status, 404);
 
     flaky = false;
+    before = folds(id);
     const r = await http('POST', `/api/v1/workflows/executions/${id}/retry`, { reason: 'revenue table reloaded' });
     assert.equal(r.status, 202, JSON.stringify(r.body));
+    assert.equal(folds(id) - before, 1, 'the check before the re-run and the command share one read');
     assert.deepEqual(r.body.retried_steps, ['analyze', 'write_report']);
     assert.equal((await waitFor(id, ['completed', 'failed'])).status, 'completed');
     assert.equal(calls('database/query'), fetches, 'the succeeded fetch is not called again');

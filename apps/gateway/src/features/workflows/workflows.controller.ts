@@ -39,8 +39,6 @@ import {
   ValidateWorkflowDefinition,
 } from './queries/index.js';
 import { EXECUTION_DETAIL_COMPONENT, executionDetailResponse } from './execution-detail.js';
-import { loadExecution, rerunRefusal } from './deps.js';
-import { ExecutionFolds } from './execution-folds.js';
 import { executionIdForKey } from '../../idempotency/keys.js';
 import {
   adHocBody,
@@ -102,23 +100,16 @@ export class WorkflowsController {
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(PayloadReads) private readonly payloadReads: PayloadReads,
-    @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
   ) {}
 
   /**
    * Running an execution's recorded definition again (fork without a version, retry) is starting
    * it: a definition that names the database writer and is not a registered one (an ad-hoc run)
-   * needs what an ad-hoc start of it needs (admin key, DATABASE_ALLOW_WRITES).
+   * needs what an ad-hoc start of it needs (admin key, DATABASE_ALLOW_WRITES). The command checks
+   * it on the state it folds anyway.
    */
-  private async assertMayRunAgain(executionId: string, req: GatewayRequest): Promise<void> {
-    const { state } = await loadExecution(this.folds.store, executionId);
-    if (state.status === 'not_started') return; // the command answers 404
-    const refused = await rerunRefusal(
-      this.svc.definitions,
-      state.definition,
-      toolCallerOf(req, toolAccessOf(this.options, this.config)),
-    );
-    if (refused) throw new AppError('forbidden', refused.message, refused.details);
+  private rerunAs(req: GatewayRequest) {
+    return toolCallerOf(req, toolAccessOf(this.options, this.config));
   }
 
   @Get('templates')
@@ -266,10 +257,17 @@ export class WorkflowsController {
     @IdempotencyKey() idempotencyKey: string | undefined,
     @Req() req: GatewayRequest,
   ) {
-    if (b.definition_version === undefined) await this.assertMayRunAgain(p.execution_id, req);
     const id = idempotencyKey !== undefined ? executionIdForKey(idempotencyKey) : undefined;
     const r = await this.commands.execute(
-      new ForkWorkflowExecution(p.execution_id, b.from_step, b.definition_version, b.input, correlationId, id),
+      new ForkWorkflowExecution(
+        p.execution_id,
+        b.from_step,
+        b.definition_version,
+        b.input,
+        correlationId,
+        id,
+        this.rerunAs(req),
+      ),
     );
     return {
       execution_id: r.executionId,
@@ -302,8 +300,9 @@ export class WorkflowsController {
     @CorrelationId() correlationId: string,
     @Req() req: GatewayRequest,
   ) {
-    await this.assertMayRunAgain(p.execution_id, req);
-    const r = await this.commands.execute(new RetryWorkflowExecution(p.execution_id, b.reason, correlationId));
+    const r = await this.commands.execute(
+      new RetryWorkflowExecution(p.execution_id, b.reason, correlationId, this.rerunAs(req)),
+    );
     return { execution_id: p.execution_id, status: r.status, retried_steps: r.steps };
   }
 

@@ -2,7 +2,7 @@ import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { Pool } from 'pg';
 import type { WorkflowDefinition } from '@switchyard/domain';
-import { DefinitionStore, forkExecution } from '../deps.js';
+import { DefinitionStore, forkExecution, type ToolCaller } from '../deps.js';
 import { currentActor } from '../../../http/context.js';
 import { PG_POOL } from '../../../tokens.js';
 import { ExecutionFolds } from '../execution-folds.js';
@@ -22,6 +22,8 @@ export class ForkWorkflowExecution extends Command<{
     readonly input: Record<string, unknown> | undefined,
     readonly correlationId: string,
     readonly executionId?: string,
+    /** The caller, checked as if starting the source's recorded definition when no version is given (403). */
+    readonly rerunAs?: ToolCaller,
     readonly actor: string = currentActor() ?? 'anonymous',
   ) {
     super();
@@ -45,6 +47,7 @@ export class ForkWorkflowExecutionHandler implements ICommandHandler<ForkWorkflo
       correlationId: c.correlationId,
       actor: c.actor,
       ...(c.executionId !== undefined ? { executionId: c.executionId } : {}),
+      ...(c.rerunAs ? { rerunAs: c.rerunAs } : {}),
     });
   }
 }

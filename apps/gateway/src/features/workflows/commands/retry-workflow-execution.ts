@@ -1,9 +1,11 @@
 import { Inject } from '@nestjs/common';
 import { Command, CommandHandler, type ICommandHandler } from '@nestjs/cqrs';
 import type { WorkflowStatus } from '@switchyard/domain';
-import { retryExecution } from '../deps.js';
+import type { Pool } from 'pg';
+import { DefinitionStore, retryExecution, type ToolCaller } from '../deps.js';
 import { currentActor } from '../../../http/context.js';
 import { ExecutionFolds } from '../execution-folds.js';
+import { PG_POOL } from '../../../tokens.js';
 
 /** Re-run a failed execution's failed steps and what depends on them, in the same execution. */
 export class RetryWorkflowExecution extends Command<{ status: WorkflowStatus; steps: string[] }> {
@@ -11,6 +13,8 @@ export class RetryWorkflowExecution extends Command<{ status: WorkflowStatus; st
     readonly executionId: string,
     readonly reason: string | undefined,
     readonly correlationId: string,
+    /** The caller, checked as if starting the recorded definition (403). */
+    readonly rerunAs?: ToolCaller,
     readonly actor: string = currentActor() ?? 'anonymous',
   ) {
     super();
@@ -19,12 +23,19 @@ export class RetryWorkflowExecution extends Command<{ status: WorkflowStatus; st
 
 @CommandHandler(RetryWorkflowExecution)
 export class RetryWorkflowExecutionHandler implements ICommandHandler<RetryWorkflowExecution> {
-  constructor(@Inject(ExecutionFolds) private readonly folds: ExecutionFolds) {}
+  private readonly definitions: DefinitionStore;
+  constructor(
+    @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
+    @Inject(PG_POOL) pool: Pool,
+  ) {
+    this.definitions = new DefinitionStore(pool);
+  }
   execute(c: RetryWorkflowExecution) {
     return retryExecution(this.folds.store, c.executionId, {
       ...(c.reason !== undefined ? { reason: c.reason } : {}),
       correlationId: c.correlationId,
       actor: c.actor,
+      ...(c.rerunAs ? { rerunAs: { caller: c.rerunAs, definitions: this.definitions } } : {}),
     });
   }
 }
