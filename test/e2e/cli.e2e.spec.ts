@@ -29,7 +29,7 @@ describe('switchyard CLI against a running system', () => {
   /** Run the CLI with the system's URL and key in the environment (the precedence is tested apart). */
   const cli = (
     args: string[],
-    o: { env?: Record<string, string>; timeoutMs?: number; onStdout?: (text: string) => void } = {},
+    o: { env?: Record<string, string>; timeoutMs?: number; onStdout?: (text: string) => void; stdin?: string } = {},
   ): Promise<Run> =>
     new Promise((resolve, reject) => {
       const env: Record<string, string> = {
@@ -40,14 +40,19 @@ describe('switchyard CLI against a running system', () => {
         NO_COLOR: '1',
         ...o.env,
       };
-      const child = spawn(process.execPath, [cliMain, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [cliMain, ...args], {
+        cwd: root,
+        env,
+        stdio: [o.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      });
+      if (o.stdin !== undefined) child.stdin!.end(o.stdin);
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (d: Buffer) => {
+      child.stdout!.on('data', (d: Buffer) => {
         stdout += d.toString();
         o.onStdout?.(stdout);
       });
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
         reject(
@@ -291,7 +296,15 @@ describe('switchyard CLI against a running system', () => {
   });
 
   it('login writes a 0600 config in a 0700 directory, used after the environment', async () => {
-    await ok(['login', '--url', base, '--key', adminKey], { env: { SWITCHYARD_URL: '', SWITCHYARD_KEY: '' } });
+    // Without a key and without a terminal to ask on: told how to give one.
+    const noKey = await cli(['login', '--url', base], { env: { SWITCHYARD_URL: '', SWITCHYARD_KEY: '' } });
+    assert.equal(noKey.code, 1);
+    assert.match(noKey.stderr, /--key - \(from stdin\)/);
+    // The key from stdin, not on the command line (which every local user's `ps` shows).
+    await ok(['login', '--url', base, '--key', '-'], {
+      env: { SWITCHYARD_URL: '', SWITCHYARD_KEY: '' },
+      stdin: `${adminKey}\n`,
+    });
     const file = path.join(xdg, 'switchyard', 'config.json');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.equal(statSync(path.dirname(file)).mode & 0o777, 0o700);
@@ -307,6 +320,16 @@ describe('switchyard CLI against a running system', () => {
     await ok(['doctor', '--key', adminKey], {
       env: { SWITCHYARD_KEY: 'sy_0000000000000000_notavalidkeynotavalidkeynotavalidkey' },
     });
+    // A key is not sent unencrypted to another machine (192.0.2.1: an address no one answers on),
+    // the saved one neither; refused before any connection.
+    for (const args of [
+      ['status', '--url', 'http://192.0.2.1:9', '--key', adminKey],
+      ['status', '--url', 'http://192.0.2.1:9'],
+    ]) {
+      const refused = await cli(args, { env: { SWITCHYARD_URL: '', SWITCHYARD_KEY: '' }, timeoutMs: 10_000 });
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /refusing to send the API key unencrypted to http:\/\/192\.0\.2\.1:9/);
+    }
   });
 
   it('completion bash and zsh print scripts that complete subcommands and options', async () => {

@@ -4,7 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { apiError } from './client.js';
-import { configPath, resolveConnection, writeSavedConfig } from './config.js';
+import { PassThrough } from 'node:stream';
+import { cleartextOverNetwork, configPath, resolveConnection, writeSavedConfig } from './config.js';
+import { askHidden } from './input.js';
 import { CliError, describeError, EXIT } from './errors.js';
 import type { EventJson } from './sse.js';
 import { ExecutionView, renderView, stepLine } from './workflow-view.js';
@@ -13,23 +15,23 @@ import { cutToWidth, dim, green, printLine, red, table, terminalSafe, yellow } f
 describe('resolveConnection', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sy-cli-'));
   const file = path.join(dir, 'switchyard', 'config.json');
-  writeSavedConfig({ url: 'http://file:1', key: 'file-key' }, file);
+  writeSavedConfig({ url: 'http://file.localhost:1', key: 'file-key' }, file);
 
   it('takes the flag, then the environment, then the config file, then the default URL', () => {
     assert.deepEqual(
       resolveConnection(
-        { url: 'http://flag:1', key: 'flag-key' },
-        { SWITCHYARD_URL: 'http://env:1', SWITCHYARD_KEY: 'env-key' },
+        { url: 'http://flag.localhost:1', key: 'flag-key' },
+        { SWITCHYARD_URL: 'http://env.localhost:1', SWITCHYARD_KEY: 'env-key' },
         file,
       ),
       {
-        url: 'http://flag:1',
+        url: 'http://flag.localhost:1',
         key: 'flag-key',
         source: { url: 'flag', key: 'flag' },
       },
     );
     assert.equal(
-      resolveConnection({}, { SWITCHYARD_URL: 'http://env:1', SWITCHYARD_KEY: 'env-key' }, file).key,
+      resolveConnection({}, { SWITCHYARD_URL: 'http://env.localhost:1', SWITCHYARD_KEY: 'env-key' }, file).key,
       'env-key',
     );
     assert.deepEqual(resolveConnection({}, {}, file).source, { url: 'config', key: 'config' });
@@ -45,10 +47,81 @@ describe('resolveConnection', () => {
     );
   });
 
+  it('does not send a key unencrypted to another machine: https, loopback, --allow-http or SWITCHYARD_ALLOW_HTTP=1', () => {
+    const refused = (e: unknown) =>
+      e instanceof CliError &&
+      e.exitCode === EXIT.usage &&
+      /unencrypted to http:\/\/gw\.example:10000.*--allow-http/.test(e.message);
+    const remote = 'http://gw.example:10000';
+    assert.throws(() => resolveConnection({ url: remote, key: 'k' }, {}, file), refused);
+    assert.throws(() => resolveConnection({}, { SWITCHYARD_URL: remote, SWITCHYARD_KEY: 'k' }, file), refused);
+    assert.throws(
+      () => resolveConnection({ url: remote }, {}, file),
+      refused,
+      'the saved key is not sent there either',
+    );
+    assert.throws(() => resolveConnection({ url: 'http://10.0.0.5:10000', key: 'k' }, {}, file));
+    assert.equal(resolveConnection({ url: remote, key: 'k', allowHttp: true }, {}, file).key, 'k');
+    assert.equal(resolveConnection({ url: remote, key: 'k' }, { SWITCHYARD_ALLOW_HTTP: '1' }, file).key, 'k');
+    assert.equal(resolveConnection({ url: 'https://gw.example', key: 'k' }, {}, file).key, 'k');
+    for (const local of [
+      'http://127.0.0.1:1',
+      'http://127.8.9.10:1',
+      'http://localhost:1',
+      'http://[::1]:1',
+      'http://ui.localhost:1',
+    ])
+      assert.equal(cleartextOverNetwork(local), false, local);
+    for (const remoteUrl of ['http://gw.example', 'http://10.0.0.5', 'http://[::2]:1', 'http://127.0.0.1.evil.example'])
+      assert.equal(cleartextOverNetwork(remoteUrl), true, remoteUrl);
+    // No key, nothing secret goes out: allowed.
+    assert.equal(resolveConnection({ url: remote }, {}, path.join(dir, 'missing.json')).key, undefined);
+  });
+
+  it('--key - reads the key from the first line of stdin; nothing there is a usage error', () => {
+    const from = (stdin: string) => resolveConnection({ key: '-' }, {}, file, () => stdin);
+    assert.equal(from('sy_abc\n').key, 'sy_abc');
+    assert.equal(from('  sy_abc  \r\nrest\n').key, 'sy_abc');
+    assert.equal(from('sy_abc\n').source.key, 'flag');
+    assert.throws(
+      () => from('\n'),
+      (e: unknown) => e instanceof CliError && e.exitCode === EXIT.usage && /stdin/.test(e.message),
+    );
+    // Only the flag reads stdin: a key "-" from the environment is a key like any other.
+    assert.equal(resolveConnection({}, { SWITCHYARD_KEY: '-' }, file, () => 'not read').key, '-');
+  });
+
   it('the file lives under XDG_CONFIG_HOME, else ~/.config', () => {
     assert.equal(configPath({ XDG_CONFIG_HOME: '/x/cfg' }), '/x/cfg/switchyard/config.json');
     assert.equal(configPath({ HOME: '/home/a' }), '/home/a/.config/switchyard/config.json');
     rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('askHidden', () => {
+  /** A terminal's stdin: raw mode switched as asked, bytes as typed. */
+  const terminal = () => {
+    const input = new PassThrough() as PassThrough & { setRawMode(on: boolean): void; raw: boolean[] };
+    input.raw = [];
+    input.setRawMode = (on) => void input.raw.push(on);
+    return input;
+  };
+
+  it('reads to Enter without echo, Backspace removes a character, raw mode is switched off after', async () => {
+    const input = terminal();
+    const asked = askHidden('key: ', input as unknown as NodeJS.ReadStream);
+    input.write('sy_ab\u007fc');
+    input.write('d\r');
+    assert.equal(await asked, 'sy_acd');
+    assert.deepEqual(input.raw, [true, false]);
+  });
+
+  it('Ctrl-C gives up with a usage error', async () => {
+    const input = terminal();
+    const asked = askHidden('key: ', input as unknown as NodeJS.ReadStream);
+    input.write('sy_\u0003');
+    await assert.rejects(asked, (e: unknown) => e instanceof CliError && e.exitCode === EXIT.usage);
+    assert.deepEqual(input.raw, [true, false]);
   });
 });
 

@@ -4,7 +4,7 @@ import { Api } from './client.js';
 import { completionScript } from './completion.js';
 import { configPath, resolveConnection, writeSavedConfig } from './config.js';
 import { CliError, EXIT } from './errors.js';
-import { readJsonObject } from './input.js';
+import { askHidden, readJsonObject } from './input.js';
 import { dim, green, printBlock, printJson, printLine, red, table, yellow } from './output.js';
 import { eventSchema, liveEvents, type EventJson } from './sse.js';
 import { watchExecution } from './watch.js';
@@ -13,6 +13,7 @@ import { watchExecution } from './watch.js';
 interface GlobalOpts {
   url?: string;
   key?: string;
+  allowHttp?: boolean;
   json?: boolean;
 }
 
@@ -197,7 +198,12 @@ export function buildProgram(): Command {
     .description('Command-line client of the Switchyard gateway')
     .version('0.1.0')
     .option('--url <url>', 'gateway URL (else SWITCHYARD_URL, the config file, http://127.0.0.1:10000)')
-    .option('--key <key>', 'API key (else SWITCHYARD_KEY, the config file)')
+    .option(
+      '--key <key>',
+      'API key (else SWITCHYARD_KEY, the config file); "-" reads it from stdin. Given here it shows in ' +
+        "every local user's process list: prefer login's prompt, stdin or SWITCHYARD_KEY",
+    )
+    .option('--allow-http', 'send the key over plain http to another machine (else refused; SWITCHYARD_ALLOW_HTTP=1)')
     .option('--json', 'print machine-readable JSON')
     .showHelpAfterError()
     .addHelpText(
@@ -211,8 +217,16 @@ export function buildProgram(): Command {
     .description(`check a URL and key, then save them to ${configPath()} (mode 0600)`)
     .action(
       act(async (_o, cmd: Command) => {
-        const api = apiOf(cmd);
-        if (!api.conn.key) throw new CliError('login needs a key: --key sy_... (or SWITCHYARD_KEY)', EXIT.usage);
+        let api = apiOf(cmd);
+        if (!api.conn.key) {
+          // Asked for, not typed on the command line (where the process list shows it).
+          if (!process.stdin.isTTY || !process.stderr.isTTY)
+            throw new CliError(
+              'login needs a key: --key - (from stdin), SWITCHYARD_KEY, or run it in a terminal',
+              EXIT.usage,
+            );
+          api = new Api(resolveConnection({ ...globals(cmd), key: await askHidden('API key: ') }));
+        }
         await api.call('/api/v1/workflows/templates', templatesSchema);
         const file = configPath();
         writeSavedConfig({ url: api.conn.url, key: api.conn.key }, file);

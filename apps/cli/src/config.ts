@@ -57,11 +57,34 @@ export interface Connection {
   readonly source: { url: 'flag' | 'env' | 'config' | 'default'; key: 'flag' | 'env' | 'config' | 'none' };
 }
 
-/** Precedence: `--url`/`--key`, then SWITCHYARD_URL / SWITCHYARD_KEY, then the config file, then the default URL. */
+/** The key read from stdin (`--key -`): its first line, so `printf '%s\n' "$KEY" |` and a file both work. */
+function keyFromStdin(read: () => string): string {
+  const key = (read().split(/\r?\n/)[0] ?? '').trim();
+  if (!key) throw new CliError('--key -: nothing on stdin (pipe the key in, e.g. < keyfile)', EXIT.usage);
+  return key;
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '[::1]']);
+
+/** A URL whose requests go over the network unencrypted: http to a host that is not this machine. */
+export function cleartextOverNetwork(url: string): boolean {
+  const u = new URL(url);
+  if (u.protocol !== 'http:') return false;
+  const host = u.hostname.toLowerCase();
+  return !(LOOPBACK_HOSTS.has(host) || host.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(host));
+}
+
+/**
+ * Precedence: `--url`/`--key`, then SWITCHYARD_URL / SWITCHYARD_KEY, then the config file, then
+ * the default URL. `--key -` reads the key from stdin (a key on the command line is visible to
+ * every local user in the process list). A key is not sent unencrypted to another machine
+ * (http to a host that is not loopback) unless `--allow-http` or SWITCHYARD_ALLOW_HTTP=1 says so.
+ */
 export function resolveConnection(
-  flags: { url?: string; key?: string },
+  flags: { url?: string; key?: string; allowHttp?: boolean },
   env: NodeJS.ProcessEnv = process.env,
   file = configPath(env),
+  readStdin: () => string = () => readFileSync(0, 'utf8'),
 ): Connection {
   const saved = readSavedConfig(file);
   const pick = <T extends string>(flag: T | undefined, envValue: string | undefined, savedValue: string | undefined) =>
@@ -77,9 +100,16 @@ export function resolveConnection(
   const base = (url?.value ?? DEFAULT_URL).replace(/\/+$/, '');
   if (!z.url().safeParse(base).success || !/^https?:\/\//.test(base))
     throw new CliError(`not an http(s) URL: ${base}`, EXIT.usage);
+  const keyValue = key?.from === 'flag' && key.value === '-' ? keyFromStdin(readStdin) : key?.value;
+  if (keyValue && cleartextOverNetwork(base) && !flags.allowHttp && env.SWITCHYARD_ALLOW_HTTP !== '1')
+    throw new CliError(
+      `refusing to send the API key unencrypted to ${base}: use https://, or --allow-http ` +
+        '(SWITCHYARD_ALLOW_HTTP=1) on a network you trust',
+      EXIT.usage,
+    );
   return {
     url: base,
-    ...(key ? { key: key.value } : {}),
+    ...(keyValue ? { key: keyValue } : {}),
     source: { url: url?.from ?? 'default', key: key?.from ?? 'none' },
   };
 }

@@ -28,3 +28,33 @@ export function readJsonObject(value: string | undefined, what: string): Record<
     throw new CliError(`${what}: must be a JSON object`, EXIT.usage);
   return parsed as Record<string, unknown>;
 }
+
+/**
+ * Asks on the terminal for a secret, without echoing what is typed (stdin in raw mode): Enter
+ * ends it, Backspace removes a character, Ctrl-C or Ctrl-D gives up.
+ */
+export function askHidden(question: string, input: NodeJS.ReadStream = process.stdin): Promise<string> {
+  return new Promise((resolve, reject) => {
+    process.stderr.write(question);
+    let typed = '';
+    const done = (err?: Error) => {
+      input.off('data', onData);
+      input.setRawMode(false);
+      input.pause();
+      process.stderr.write('\n');
+      if (err) reject(err);
+      else resolve(typed.trim());
+    };
+    const onData = (chunk: Buffer) => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return done();
+        if (ch === '\u0003' || ch === '\u0004') return done(new CliError('no key given', EXIT.usage));
+        if (ch === '\u007f' || ch === '\b') typed = typed.slice(0, -1);
+        else if (ch >= ' ') typed += ch;
+      }
+    };
+    input.setRawMode(true);
+    input.resume();
+    input.on('data', onData);
+  });
+}

@@ -56,7 +56,7 @@ export function startBanner(info: StartInfo): string {
       break;
   }
   if (info.gatewayUrl) {
-    lines.push(`  CLI        npx switchyard login --url ${info.gatewayUrl} --key <admin key>`);
+    lines.push(`  CLI        npx switchyard login --url ${info.gatewayUrl}   (asks for the admin key)`);
     lines.push('             npx switchyard keys create --name me --role operator   (a key of your own)');
     lines.push('             npx switchyard status');
   }
