@@ -375,6 +375,9 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
       const refused = await get('/api/v1/events?limit=abc');
       assert.equal(refused.headers.get('cache-control'), 'no-store');
       assert.notEqual((await get('/docs/openapi.json')).headers.get('cache-control'), 'no-store');
+      // Nothing the API answers is read by a browser as another type than it says.
+      for (const r of [res, refused, await get('/livez'), await get('/api/v1/no-such-route')])
+        assert.equal(r.headers.get('x-content-type-options'), 'nosniff', r.url);
     });
 
     it('pages the global log forwards with a cursor until the end', async () => {

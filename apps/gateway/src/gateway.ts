@@ -182,6 +182,8 @@ export async function createGateway(deps: GatewayDeps, options: GatewayOptions =
     // What the API answers is the caller's own (payloads, keys, the audit log): no cache on the
     // way may keep it. A route with a cache policy of its own sets it later, over this one.
     if (isPrivatePath(req.url)) res.setHeader('cache-control', 'no-store');
+    // No browser reads an answer as another type than it says (JSON sniffed as HTML, a script).
+    res.setHeader('x-content-type-options', 'nosniff');
     if (!hostOrigin(req, res)) return;
     const allow = shadowedMethodNotAllowed(shadowed, req.method, req.path);
     if (allow) return methodNotAllowed(allow, req, res);

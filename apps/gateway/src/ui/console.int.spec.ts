@@ -36,7 +36,7 @@ describe('operator console at /ui', () => {
   });
 
   it('serves index.html for /ui and any client route, never cached, with a CSP, and needs no key', async () => {
-    for (const p of ['/ui', '/ui/', '/ui/workflows/executions/abc']) {
+    for (const p of ['/ui', '/ui/', '/ui/workflows/executions/abc', '/ui/index.html']) {
       const res = await fetch(`${built.url}${p}`);
       assert.equal(res.status, 200, p);
       assert.match(res.headers.get('content-type') ?? '', /^text\/html/, p);

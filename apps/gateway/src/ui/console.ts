@@ -53,7 +53,16 @@ export function consoleRouter(logger: Logger, dir: string = defaultConsoleDir())
     next();
   });
   router.use('/assets', express.static(path.join(dir, 'assets'), { index: false, immutable: true, maxAge: '365d' }));
-  router.use(express.static(dir, { index: false, maxAge: '5m' }));
+  router.use(
+    express.static(dir, {
+      index: false,
+      maxAge: '5m',
+      // The page names the build's hashed assets: asked for by its name it is as fresh as at /ui.
+      setHeaders: (res, file) => {
+        if (file.endsWith('.html')) res.setHeader('Cache-Control', 'no-cache');
+      },
+    }),
+  );
   router.use((req: Request, res: Response) => {
     // A missing hashed asset is an old build's: 404, not the page (a script answered with HTML breaks confusingly).
     if (req.path.startsWith('/assets/')) {
