@@ -25,13 +25,13 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { chromium } from '@playwright/test';
 import { freePort } from '@switchyard/platform';
-import { embeddedDatabaseUrl } from '@switchyard/testing';
+import { embeddedDatabaseUrl, scratchDataDir } from '@switchyard/testing';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const executions = Number(process.env.BENCH_EXECUTIONS ?? 10_000);
@@ -140,9 +140,7 @@ function clickCpu(trace: { traceEvents: TraceEvent[] } | TraceEvent[]): number[]
 
 async function main(): Promise<void> {
   // 1. The system, as `npm start` runs it, on free ports.
-  mkdirSync(path.join(root, '.tmp'), { recursive: true });
-  const dataDir = mkdtempSync(path.join(root, '.tmp', 'bench-console-'));
-  chmodSync(dataDir, 0o755);
+  const dataDir = scratchDataDir('bench-console-');
   const key = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
   const gatewayPort = await freePort();
   const pgPort = await freePort();

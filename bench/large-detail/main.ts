@@ -14,12 +14,11 @@
  *   node bench/large-detail/dist/main.js
  *   BENCH_ITEMS=20 BENCH_CHARS=100000 BENCH_READS=8 BENCH_BURST=32 node bench/large-detail/dist/main.js
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { freePort } from '@switchyard/platform';
-import { newAdminKey, Proc, root, systemEnv, waitMcpServerUp, waitReady } from '@switchyard/testing';
+import { newAdminKey, Proc, systemEnv, waitMcpServerUp, waitReady, scratchDataDir } from '@switchyard/testing';
 
 const items = Number(process.env.BENCH_ITEMS ?? 67);
 const chars = Number(process.env.BENCH_CHARS ?? 495_000);
@@ -56,9 +55,7 @@ async function sampled<T>(base: string, work: () => Promise<T>): Promise<{ resul
 }
 
 async function main(): Promise<void> {
-  mkdirSync(path.join(root, '.tmp'), { recursive: true });
-  const dataDir = mkdtempSync(path.join(root, '.tmp', 'bench-large-detail-'));
-  chmodSync(dataDir, 0o755);
+  const dataDir = scratchDataDir('bench-large-detail-');
   const adminKey = newAdminKey();
   const headers = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
   const gatewayPort = await freePort();

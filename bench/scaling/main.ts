@@ -21,16 +21,15 @@
  *   BENCH_ROLES=workflows,dispatcher BENCH_LEVELS=1,2 BENCH_SECONDS=10 BENCH_CLIENTS=32 node bench/scaling/dist/main.js
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import path from 'node:path';
 import { freePort } from '@switchyard/platform';
 import {
+  scratchDataDir,
   agentPorts,
   embeddedDatabaseUrl,
   newAdminKey,
   Proc,
-  root,
   sleep,
   systemEnv,
   waitMcpServerUp,
@@ -56,9 +55,7 @@ const load = () =>
 
 async function main(): Promise<void> {
   const t0 = Date.now();
-  mkdirSync(path.join(root, '.tmp'), { recursive: true });
-  const dataDir = mkdtempSync(path.join(root, '.tmp', 'bench-scaling-'));
-  chmodSync(dataDir, 0o755);
+  const dataDir = scratchDataDir('bench-scaling-');
   const adminKey = newAdminKey();
   const auth = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
   const pgPort = await freePort();

@@ -18,16 +18,15 @@
  *   node bench/system/dist/main.js
  *   BENCH_KINDS=mcp BENCH_SEQUENTIAL=300 BENCH_CONCURRENT=2000 node bench/system/dist/main.js
  */
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import {
+  scratchDataDir,
   embeddedDatabaseUrl,
   newAdminKey,
   Proc,
-  root,
   systemEnv,
   waitMcpServerUp,
   waitReady,
@@ -90,9 +89,7 @@ function treeCpuMs(pid: number): Map<string, number> {
 
 async function main(): Promise<void> {
   const t0 = Date.now();
-  mkdirSync(path.join(root, '.tmp'), { recursive: true });
-  const dataDir = mkdtempSync(path.join(root, '.tmp', 'bench-system-'));
-  chmodSync(dataDir, 0o755);
+  const dataDir = scratchDataDir('bench-system-');
   const adminKey = newAdminKey();
   const headers = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
   const pgPort = await freePort();

@@ -25,12 +25,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { embeddedDatabaseUrl, Proc, root, sleep, startSink, type Hit } from './launcher.js';
+import { embeddedDatabaseUrl, Proc, sleep, startSink, type Hit } from './launcher.js';
+import { scratchDataDir } from '@switchyard/testing';
 
 const adminKey = `sy_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 const auth = { authorization: `Bearer ${adminKey}` };
@@ -60,9 +61,7 @@ describe('chaos: 200 executions through SIGKILLs of the orchestrator and a worke
   before(async () => {
     const t0 = Date.now();
     sink = await startSink();
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-chaos-'));
-    chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+    dataDir = scratchDataDir('e2e-chaos-');
     const gatewayPort = await freePort();
     const pgPort = await freePort();
     const natsPort = await freePort();

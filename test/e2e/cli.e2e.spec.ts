@@ -6,10 +6,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from '@switchyard/platform';
 import { newAdminKey, Proc, root, systemEnv, waitReady } from './launcher.js';
+import { scratchDataDir } from '@switchyard/testing';
 
 const cliMain = path.join(root, 'apps', 'cli', 'dist', 'main.js');
 
@@ -74,9 +75,7 @@ describe('switchyard CLI against a running system', () => {
   const json = async <T = any>(args: string[]): Promise<T> => JSON.parse((await ok([...args, '--json'])).stdout) as T;
 
   before(async () => {
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-cli-'));
-    chmodSync(dataDir, 0o755); // as root, PostgreSQL runs as `postgres` and must reach its data dir
+    dataDir = scratchDataDir('e2e-cli-');
     xdg = path.join(dataDir, 'xdg');
     const port = await freePort();
     const env = await systemEnv(dataDir, adminKey, {

@@ -11,12 +11,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import { freePort } from '@switchyard/platform';
 import { newAdminKey, Proc, root, systemEnv, waitReady, sleep } from './launcher.js';
 import { gatewayRequest } from './support.js';
+import { scratchDataDir } from '@switchyard/testing';
 
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const consoleDir = path.join(root, 'apps', 'console');
@@ -69,9 +70,7 @@ describe(
       await new Promise<void>((r) => receiver.listen(receiverPort, '127.0.0.1', r));
       receiverUrl = `http://127.0.0.1:${receiverPort}`;
       // 3. The system.
-      mkdirSync(path.join(root, '.tmp'), { recursive: true });
-      dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-console-'));
-      chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+      dataDir = scratchDataDir('e2e-console-');
       const gatewayPort = await freePort();
       base = `http://127.0.0.1:${gatewayPort}`;
       const env = await systemEnv(dataDir, adminKey, {

@@ -14,17 +14,16 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
 import {
+  scratchDataDir,
   allExecutions,
   embeddedDatabaseUrl,
   newAdminKey,
   Proc,
-  root,
   sleep,
   systemEnv,
   waitReady,
@@ -175,9 +174,7 @@ describe('faults: the all-in-one process through backend kills and PostgreSQL / 
   };
 
   before(async () => {
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-faults-'));
-    chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+    dataDir = scratchDataDir('e2e-faults-');
     const gatewayPort = await freePort();
     const pgPort = await freePort();
     base = `http://127.0.0.1:${gatewayPort}`;

@@ -8,16 +8,16 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { BUILTIN_AGENT_PORTS } from '@switchyard/contracts';
 import { DATABASE_WRITER_PORT } from '@switchyard/connectors';
 import { defaultPorts } from '@switchyard/mcp-servers';
 import { freePort } from '@switchyard/platform';
-import { newAdminKey, Proc, root, systemEnv, waitReady } from './launcher.js';
+import { newAdminKey, Proc, systemEnv, waitReady } from './launcher.js';
+import { scratchDataDir } from '@switchyard/testing';
 
 /** Each MCP role: its port in the specification, the variable that moves it, a tool it must list. */
 const MCP_ROLES = [
@@ -87,9 +87,7 @@ describe('seed ports and health contract: every MCP server and agent answers /he
   let dataDir: string;
 
   before(async () => {
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-health-'));
-    chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+    dataDir = scratchDataDir('e2e-health-');
     const gatewayPort = await freePort();
     env = await systemEnv(dataDir, newAdminKey(), {
       GATEWAY_PORT: String(gatewayPort),

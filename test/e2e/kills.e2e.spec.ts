@@ -26,16 +26,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
 import {
+  scratchDataDir,
   embeddedDatabaseUrl,
   newAdminKey,
   Proc,
-  root,
   sleep,
   startSink,
   systemEnv,
@@ -71,9 +70,7 @@ describe(`random role kills: ${WORKFLOWS} workflows and ${DELEGATIONS} delegatio
   before(async () => {
     const t0 = Date.now();
     sink = await startSink();
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-kills-'));
-    chmodSync(dataDir, 0o755);
+    dataDir = scratchDataDir('e2e-kills-');
     const gatewayPort = await freePort();
     const pgPort = await freePort();
     const natsPort = await freePort();

@@ -6,11 +6,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import { freePort } from '@switchyard/platform';
-import { until } from '@switchyard/testing';
-import { newAdminKey, Proc, root, systemEnv, waitReady } from './launcher.js';
+import { until, scratchDataDir } from '@switchyard/testing';
+import { newAdminKey, Proc, systemEnv, waitReady } from './launcher.js';
 import { gatewayRequest } from './support.js';
 
 interface Mail {
@@ -62,9 +61,7 @@ describe('e-mail end to end: send_email, the development mailbox, onboarding wel
     );
 
   before(async () => {
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-mail-'));
-    chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+    dataDir = scratchDataDir('e2e-mail-');
     const gatewayPort = await freePort();
     base = `http://127.0.0.1:${gatewayPort}`;
     // No SMTP_URL (systemEnv drops it) and MAILBOX_SMTP_PORT unset: the mailbox binds a free port.

@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -23,6 +23,7 @@ import { REDACTED_PAYLOAD } from '@switchyard/gateway';
 import { freePort } from '@switchyard/platform';
 import { newAdminKey, Proc, root, sleep, systemEnv, waitReady } from './launcher.js';
 import { gatewayRequest } from './support.js';
+import { scratchDataDir } from '@switchyard/testing';
 
 const run = promisify(execFile);
 const adminKey = newAdminKey();
@@ -116,9 +117,7 @@ describe('the gateway as an MCP server (/mcp)', () => {
     ((r.content as { type: string; text?: string }[] | undefined) ?? []).map((c) => c.text ?? '').join('\n');
 
   before(async () => {
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-mcp-server-'));
-    chmodSync(dataDir, 0o755); // as root, PostgreSQL runs as `postgres` and must reach its data dir
+    dataDir = scratchDataDir('e2e-mcp-server-');
     const flakyPort = await freePort();
     flaky = await startEverythingHttp(flakyPort);
     const fast = {

@@ -19,12 +19,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
-import { embeddedDatabaseUrl, newAdminKey, Proc, root, sleep, systemEnv, waitReady } from './launcher.js';
+import { embeddedDatabaseUrl, newAdminKey, Proc, sleep, systemEnv, waitReady } from './launcher.js';
+import { scratchDataDir } from '@switchyard/testing';
 
 const DELEGATIONS = Number(process.env.SCALE_DELEGATIONS ?? 300);
 const PARTITIONS = 12;
@@ -48,9 +48,7 @@ describe(`scale-out: 3 dispatchers, ${DELEGATIONS} delegations, one dispatcher S
 
   before(async () => {
     const t0 = Date.now();
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-scale-'));
-    chmodSync(dataDir, 0o755);
+    dataDir = scratchDataDir('e2e-scale-');
     const gatewayPort = await freePort();
     const pgPort = await freePort();
     const natsPort = await freePort();

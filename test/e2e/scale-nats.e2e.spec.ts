@@ -17,15 +17,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { freePort } from '@switchyard/platform';
-import { embeddedDatabaseUrl, startNatsCluster, type NatsCluster } from '@switchyard/testing';
+import { embeddedDatabaseUrl, startNatsCluster, type NatsCluster, scratchDataDir } from '@switchyard/testing';
 import { gatewayRequest } from './support.js';
-import { newAdminKey, Proc, root, sleep, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
+import { newAdminKey, Proc, sleep, systemEnv, waitMcpServerUp, waitReady } from './launcher.js';
 
 const WORKFLOWS = Number(process.env.SCALE_NATS_WORKFLOWS ?? 150);
 const CALLS = Number(process.env.SCALE_NATS_CALLS ?? 150);
@@ -49,9 +49,7 @@ describe(`NATS cluster: ${WORKFLOWS} workflows and ${CALLS} MCP calls, one of 3 
 
   before(async () => {
     const t0 = Date.now();
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-scale-nats-'));
-    chmodSync(dataDir, 0o755);
+    dataDir = scratchDataDir('e2e-scale-nats-');
     cluster = await startNatsCluster({ dir: path.join(dataDir, 'nats-cluster'), nodes: 3 });
     const gatewayPort = await freePort();
     const pgPort = await freePort();

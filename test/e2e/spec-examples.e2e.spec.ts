@@ -10,13 +10,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { readFileSync, realpathSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
-import { embeddedDatabaseUrl, until } from '@switchyard/testing';
-import { newAdminKey, Proc, root, systemEnv, waitReady } from './launcher.js';
+import { embeddedDatabaseUrl, until, scratchDataDir } from '@switchyard/testing';
+import { newAdminKey, Proc, systemEnv, waitReady } from './launcher.js';
 
 // The bodies exactly as the specification's curl commands send them (`-d '...'`), whitespace included.
 const EXAMPLE_2_BODY = `{
@@ -77,9 +77,7 @@ const revenue30d = async () => {
 };
 
 before(async () => {
-  mkdirSync(path.join(root, '.tmp'), { recursive: true });
-  dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-spec-examples-'));
-  chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+  dataDir = scratchDataDir('e2e-spec-examples-');
   receiver = createServer((req: IncomingMessage, res: ServerResponse) => {
     if (req.url?.startsWith('/slow')) {
       slowRequests.push(res);

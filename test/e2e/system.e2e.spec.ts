@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, chmodSync, readFileSync, statSync } from 'node:fs';
+import { rmSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
@@ -14,6 +14,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { freePort } from '@switchyard/platform';
 import { childPids } from './launcher.js';
+import { scratchDataDir } from '@switchyard/testing';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
@@ -136,9 +137,7 @@ describe('the whole system started like npm start', () => {
   let nc: NatsConnection | undefined;
 
   before(async () => {
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    scratch = mkdtempSync(path.join(root, '.tmp', 'e2e-'));
-    chmodSync(scratch, 0o755);
+    scratch = scratchDataDir('e2e-');
     // DATA_DIR itself is made by the launcher, as on a fresh clone (where a wrong mode once kept
     // the postgres user out of its own data dir).
     dataDir = path.join(scratch, 'data');

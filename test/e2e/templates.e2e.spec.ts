@@ -16,13 +16,14 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '@switchyard/platform';
 import { embeddedDatabaseUrl } from './launcher.js';
 import { gatewayRequest } from './support.js';
+import { scratchDataDir } from '@switchyard/testing';
 
 const root = path.resolve(import.meta.dirname, '..', '..', '..');
 const launcher = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
@@ -90,9 +91,7 @@ interface Launched {
  * the MCP servers the templates use are up.
  */
 async function startLauncher(extraEnv: Record<string, string>): Promise<Launched> {
-  mkdirSync(path.join(root, '.tmp'), { recursive: true });
-  const dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-templates-'));
-  chmodSync(dataDir, 0o755); // Postgres runs as the postgres user when we are root
+  const dataDir = scratchDataDir('e2e-templates-');
   const filesRoot = path.join(dataDir, 'files');
   const gatewayPort = await freePort();
   const pgPort = await freePort();

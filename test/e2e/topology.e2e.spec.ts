@@ -26,7 +26,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { natsPasswordEnv, natsRoleUsers } from '@switchyard/contracts';
@@ -39,6 +39,7 @@ import {
 } from '@switchyard/platform';
 import { gatewayRequest } from './support.js';
 import {
+  scratchDataDir,
   agentPorts,
   embeddedDatabaseUrl,
   newAdminKey,
@@ -83,9 +84,7 @@ describe(`every role several times: ${UNITS} workflows + ${UNITS} delegations ov
 
   before(async () => {
     const t0 = Date.now();
-    mkdirSync(path.join(root, '.tmp'), { recursive: true });
-    dataDir = mkdtempSync(path.join(root, '.tmp', 'e2e-topology-'));
-    chmodSync(dataDir, 0o755);
+    dataDir = scratchDataDir('e2e-topology-');
     const pgPort = await freePort();
     const natsPort = await freePort();
     const gatewayPorts = [await freePort(), await freePort()];

@@ -2,13 +2,33 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { embeddedSuperuserPasswordFile, freePort } from '@switchyard/platform';
 
 export const root = path.resolve(import.meta.dirname, '..', '..', '..');
 export const launcherMain = path.join(root, 'apps', 'launcher', 'dist', 'main.js');
+/**
+ * A fresh directory under the checkout's `.tmp` for a whole system's data (`prefix` names it),
+ * mode 0755: run as root, PostgreSQL runs as the `postgres` user and must reach its data dir.
+ */
+export function scratchDataDir(prefix: string): string {
+  mkdirSync(path.join(root, '.tmp'), { recursive: true });
+  const dir = mkdtempSync(path.join(root, '.tmp', prefix));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A deadline for Promise.race that does not keep the process alive after the race is decided. */
 export const deadline = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
