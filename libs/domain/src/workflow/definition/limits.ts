@@ -23,6 +23,13 @@ export interface WorkflowLimits {
   readonly maxDefinitionBytes: number;
   /** Items a for_each step may expand to. */
   readonly maxForEachItems: number;
+  /**
+   * Units (step attempts, for_each items) one execution has in flight at once, over all its steps:
+   * 100 steps of a for_each with a concurrency of 100 put 10,000 in one decision, which held the
+   * engine's event loop for 10 s, and their late re-sends then kept the execution from progressing
+   * or being canceled for minutes while everyone else's work waited.
+   */
+  readonly maxUnitsInFlight: number;
   /** Work units one expression evaluation may spend (one per node evaluated, plus list and string sizes). */
   readonly expressionMaxCost: number;
   /** Wall-clock milliseconds one expression evaluation may take (only with a `clock`). */
@@ -72,6 +79,7 @@ export const defaultWorkflowLimits: WorkflowLimits = Object.freeze({
   maxNestingDepth: 32,
   maxDefinitionBytes: 512 * 1024,
   maxForEachItems: 1_000,
+  maxUnitsInFlight: 256,
   // A few ms of evaluation on an idle core, and far beyond any sane condition or mapping (a map
   // over 1,000 items costs ~5,000); the time limit is the net for a loaded machine.
   expressionMaxCost: 50_000,

@@ -205,6 +205,62 @@ describe('for_each and expression limits in the decider', () => {
     ]);
   });
 
+  it('at most WORKFLOW_MAX_UNITS_IN_FLIGHT units in flight over all steps: a for_each fills the room there is, a plain step waits for room', () => {
+    configureWorkflowLimits({ maxUnitsInFlight: 5 });
+    try {
+      const def: WorkflowDefinitionInput = {
+        id: 'wide',
+        version: 1,
+        name: 'wide',
+        input: { type: 'object', properties: { items: { type: 'array' } } },
+        steps: [
+          {
+            id: 'a',
+            uses: 'mcp:database/query',
+            for_each: { items: 'input.items', concurrency: 3 },
+            with: { v: '${{ item }}' },
+          },
+          {
+            id: 'b',
+            uses: 'mcp:database/query',
+            for_each: { items: 'input.items', concurrency: 3 },
+            with: { v: '${{ item }}' },
+          },
+          { id: 'c', uses: 'mcp:database/query', with: { v: 1 } },
+        ],
+      };
+      const start = cmd.start(def, { items: [1, 2, 3, 4] });
+      const started = history(start);
+      // a takes its 3, b the 2 left; c waits.
+      assert.deepEqual(types(started), [
+        'WorkflowStarted',
+        'StepExpanded:a',
+        'StepScheduled:a[0]',
+        'StepScheduled:a[1]',
+        'StepScheduled:a[2]',
+        'StepExpanded:b',
+        'StepScheduled:b[0]',
+        'StepScheduled:b[1]',
+      ]);
+      // One unit ends: one more goes out, to the first step with room (a's fourth item).
+      const one = history(start, cmd.succeeded({ stepId: 'a', itemIndex: 0 }, 'ok'));
+      assert.deepEqual(types(one.slice(started.length)), ['StepSucceeded:a[0]', 'StepScheduled:a[3]']);
+      // a's items all end: b gets its third, then c its turn.
+      const a = history(start, ...[0, 1, 2, 3].map((i) => cmd.succeeded({ stepId: 'a', itemIndex: i }, 'ok')));
+      const after = types(a.slice(started.length));
+      assert.ok(after.includes('StepScheduled:b[2]'), after.join());
+      assert.ok(after.includes('StepScheduled:c'), after.join());
+      const s = fold(a);
+      assert.equal(s.status, 'running');
+      const inFlight = Object.values(s.status === 'running' ? s.steps : {}).flatMap((st) =>
+        st.units.filter((u) => u && ['scheduled', 'dispatched', 'retry_wait'].includes(u.phase)),
+      );
+      assert.ok(inFlight.length <= 5, `${inFlight.length} in flight`);
+    } finally {
+      configureWorkflowLimits({});
+    }
+  });
+
   it("a step output past WORKFLOW_MAX_OUTPUT_BYTES fails the step (not retried); a for_each step's list of its items' outputs does not count twice", () => {
     configureWorkflowLimits({ maxOutputChars: 100 });
     try {
@@ -501,29 +557,34 @@ describe('expression context: only the steps an expression names are converted',
     assert.throws(() => evaluateExpression('steps.zz.status', c), /zz/);
   });
 
-  it('500 parallel steps start in one decision, each with its own mapping', () => {
+  it('500 parallel steps start in one decision, each with its own mapping (with room for 500 units in flight)', () => {
     const steps = Array.from({ length: 500 }, (_, i) => ({
       id: `s${i}`,
       uses: 'agent:revenue_analysis',
       with: { a: '${{ input.a }}', i },
     }));
-    const events = history(
-      cmd.start(
-        {
-          id: 'wide',
-          version: 1,
-          name: 'wide',
-          input: { type: 'object', properties: { a: { type: 'string' } } },
-          steps,
-        },
-        { a: 'x' },
-      ),
-    );
-    assert.equal(events.length, 501);
-    assert.deepEqual(events.at(-1)!.data, {
-      ...(events.at(-1)!.data as object),
-      stepId: 's499',
-      input: { a: 'x', i: 499 },
-    });
+    configureWorkflowLimits({ maxUnitsInFlight: 500 });
+    try {
+      const events = history(
+        cmd.start(
+          {
+            id: 'wide',
+            version: 1,
+            name: 'wide',
+            input: { type: 'object', properties: { a: { type: 'string' } } },
+            steps,
+          },
+          { a: 'x' },
+        ),
+      );
+      assert.equal(events.length, 501);
+      assert.deepEqual(events.at(-1)!.data, {
+        ...(events.at(-1)!.data as object),
+        stepId: 's499',
+        input: { a: 'x', i: 499 },
+      });
+    } finally {
+      configureWorkflowLimits({});
+    }
   });
 });

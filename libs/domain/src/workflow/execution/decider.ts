@@ -85,6 +85,13 @@ const timeoutOf = (s: StepDefinition): number => s.timeout_ms ?? DEFAULT_STEP_TI
 const inFlight = (u: UnitState | undefined): boolean =>
   u !== undefined && (u.phase === 'scheduled' || u.phase === 'dispatched' || u.phase === 'retry_wait');
 
+/** Units (step attempts, for_each items) in flight in the whole execution. */
+function unitsInFlight(state: ExecutionData): number {
+  let n = 0;
+  for (const st of Object.values(state.steps)) for (const u of st.units) if (inFlight(u)) n += 1;
+  return n;
+}
+
 const settled = (s: StepState): boolean => s.status === 'succeeded' || s.status === 'failed' || s.status === 'skipped';
 
 /** The unit a command or event addresses, if it exists. */
@@ -769,6 +776,9 @@ function progressOnce(state: WorkflowExecutionState, meta: CommandMetadata): Wor
   }
 
   const compensationOnly = compensationStepIds(state.definition);
+  // Units the execution may still put in flight (WORKFLOW_MAX_UNITS_IN_FLIGHT): a step that would
+  // dispatch one waits while there is no room, and a for_each fills only the room there is.
+  const room = workflowLimits().maxUnitsInFlight - unitsInFlight(state);
   const events: WorkflowEvent[] = [];
   for (const def of state.definition.steps) {
     if (compensationOnly.has(def.id)) continue;
@@ -776,11 +786,12 @@ function progressOnce(state: WorkflowExecutionState, meta: CommandMetadata): Wor
     if (st.status === 'pending') {
       const needs = def.needs.map((n) => state.steps[n]!);
       if (!needs.every(settled)) continue;
+      if (room <= 0 && !def.wait && !def.for_each) continue;
       events.push(...startStep(state, def, needs, meta));
       // One step per round: its events may end the workflow (on_error fail), so re-check from the top.
       if (events.length > 0) return events;
     } else if (st.status === 'running' && def.for_each && st.items) {
-      events.push(...continueForEach(state, def, st, meta));
+      events.push(...continueForEach(state, def, st, room, meta));
       if (events.length > 0) return events;
     }
   }
@@ -874,11 +885,15 @@ function startStep(
   return [{ type: 'StepExpanded', data: { stepId: def.id, items }, metadata: meta }];
 }
 
-/** Keep `concurrency` items in flight; when all succeeded, the step succeeds with their outputs in order. */
+/**
+ * Keep `concurrency` items in flight, within the execution's `room` for more units; when all
+ * succeeded, the step succeeds with their outputs in order.
+ */
 function continueForEach(
   state: Extract<ActiveExecution, { status: 'running' }>,
   def: StepDefinition,
   st: StepState,
+  room: number,
   meta: CommandMetadata,
 ): WorkflowEvent[] {
   const items = st.items!;
@@ -893,10 +908,10 @@ function continueForEach(
     ];
   }
   const running = st.units.filter(inFlight).length;
-  const room = Math.min(def.for_each!.concurrency - running, items.length - started);
+  const next = Math.min(def.for_each!.concurrency - running, items.length - started, room);
   const events: WorkflowEvent[] = [];
   let pendingChars = 0;
-  for (let i = started; i < started + room; i++) {
+  for (let i = started; i < started + next; i++) {
     const unit = { stepId: def.id, itemIndex: i };
     try {
       const input = resolveMapping(def.with, expressionContext(state, { item: items[i], index: i }));
