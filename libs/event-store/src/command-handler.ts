@@ -118,8 +118,12 @@ export async function handleCommand<C, E extends Event, S>(
     options.onFallback?.();
   }
   const maxAttempts = options.maxAttempts ?? 10;
+  // After a conflict only the events appended since this read are read and folded onto it: on a
+  // busy stream a whole read again took long enough for the next append to come first, every time.
+  let read: { state: S; revision: number } | undefined;
   for (let attempt = 1; ; attempt++) {
-    const { state, revision } = await aggregateStream(store, streamId, decider);
+    read = read ? await catchUp(store, streamId, decider, read) : await aggregateStream(store, streamId, decider);
+    const { state, revision } = read;
     const events = asStored(decider.decide(command, state));
     if (events.length === 0) return { events, state, revision, decidedOn: 'read' };
     try {
@@ -141,6 +145,19 @@ export async function handleCommand<C, E extends Event, S>(
       await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
     }
   }
+}
+
+/** `known` (a state read from the stream at its revision) with the events appended since folded on. */
+async function catchUp<E extends Event, S>(
+  store: EventStore,
+  streamId: string,
+  decider: Pick<Decider<unknown, E, S>, 'evolve'>,
+  known: { state: S; revision: number },
+): Promise<{ state: S; revision: number }> {
+  const newer = await store.readStream(streamId, { fromRevision: known.revision + 1 });
+  let state = known.state;
+  for (const e of newer) state = decider.evolve(state, toDomainEvent<E>(e));
+  return { state, revision: newer.length ? newer[newer.length - 1]!.revision : known.revision };
 }
 
 /** The known-state round: a result, or undefined when the read way must answer instead. */

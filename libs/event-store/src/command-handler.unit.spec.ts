@@ -56,6 +56,39 @@ describe('handleCommand', () => {
     assert.equal(total, 9);
   });
 
+  it('after a conflict reads only the events appended since its read, and decides on them folded on', async () => {
+    const store = new InMemoryEventStore();
+    await handleCommand(store, 'counter-busy', counter, { type: 'Add', amount: 2 });
+    const reads: (number | undefined)[] = [];
+    let competed = false;
+    const busy = Object.assign(Object.create(store) as InMemoryEventStore, {
+      readStream: (id: string, o?: { fromRevision?: number }) => {
+        reads.push(o?.fromRevision);
+        return store.readStream(id, o);
+      },
+      // Another writer comes first once: its append lands between this read and this append.
+      append: async (...a: Parameters<InMemoryEventStore['append']>) => {
+        if (!competed) {
+          competed = true;
+          await store.append('counter-busy', [
+            {
+              type: 'Added',
+              data: { amount: 5 },
+              metadata: { correlationId: 'other', timestamp: '2026-01-01T00:00:00Z' },
+            },
+          ]);
+        }
+        return store.append(...a);
+      },
+    });
+    const r = await handleCommand(busy, 'counter-busy', counter, { type: 'Add', amount: 3 });
+    assert.deepEqual(reads, [undefined, 1], 'a whole read (revision 0), then the events from revision 1 on');
+    assert.equal(r.state.total, 10, 'decided on 2 + 5, then its own 3');
+    assert.equal(r.revision, 2);
+    // The refusal comes from the state with the other's event folded on too.
+    await assert.rejects(handleCommand(busy, 'counter-busy', counter, { type: 'Add', amount: 1 }), /over the limit/);
+  });
+
   it('with a known state, appends with its revision without reading, and says so', async () => {
     const store = new InMemoryEventStore();
     const r1 = await handleCommand(
