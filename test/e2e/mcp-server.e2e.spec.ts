@@ -8,6 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -335,6 +336,34 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.deepEqual(asOperator.input, exec.input);
     assert.deepEqual(asOperator.output, exec.output);
     assert.notEqual(asOperator.output, REDACTED_PAYLOAD);
+
+    // A large execution's detail is not one JSON text here: its steps and statuses without the
+    // payloads, and where to read them (streamed at the REST route, paged as history).
+    const blob = randomBytes(300_000).toString('base64'); // does not compress: large as stored too
+    const big = await request('POST', '/api/v1/integration/agents/workflow?wait=true', {
+      definition: {
+        id: 'e2e_large',
+        version: 1,
+        name: 'large input',
+        input: { type: 'object', properties: { blob: { type: 'string' } } },
+        steps: [{ id: 'q', uses: 'mcp:database/query', with: { sql: 'select 1 as one' } }],
+      },
+      input: { blob },
+    });
+    assert.equal(big.status, 200, JSON.stringify(big.body).slice(0, 300));
+    const bigId = big.body.execution_id as string;
+    const large = JSON.parse(
+      ((await c.readResource({ uri: `switchyard://executions/${bigId}` })).contents[0] as { text: string }).text,
+    );
+    assert.equal(large.status, 'completed');
+    assert.deepEqual(
+      large.steps.map((x: { step_id: string; status: string }) => [x.step_id, x.status]),
+      [['q', 'succeeded']],
+    );
+    assert.notEqual(large.input?.blob, blob, 'the input is not in it');
+    assert.match(large.payloads_omitted, new RegExp(`GET /api/v1/workflows/executions/${bigId}`));
+    const whole = await request('GET', `/api/v1/workflows/executions/${bigId}`, undefined, bearer(operatorKey));
+    assert.equal(whole.body.input.blob, blob, 'the REST route has it');
 
     // wait=false: the id at once; a subscription to it hears each step.
     const updates: string[] = [];

@@ -52,6 +52,7 @@ import type { Caller } from './tool-calls.js';
 import { CallGatewayTool } from './commands/index.js';
 import { toolAllowed } from './virtual-server.decider.js';
 import { ExecutionWatch } from './execution-watch.js';
+import { ExecutionFolds, WHOLE_READ_BYTES } from '../workflows/execution-folds.js';
 import { connectionRefusal } from '../../http/connection-quota.js';
 import { boundUnreadStream } from '../../http/unread-stream-bound.js';
 import { mcpScopedKey } from '../../idempotency/keys.js';
@@ -147,6 +148,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     @Inject(CommandBus) private readonly commands: CommandBus,
     @Inject(QueryBus) private readonly queries: QueryBus,
     @Inject(ExecutionWatch) private readonly watch: ExecutionWatch,
+    @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
     @Optional() @Inject(SystemMonitorClient) private readonly monitor?: SystemMonitorClient,
   ) {
     this.log = logger.child({ component: 'mcp-server' });
@@ -546,6 +548,21 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
               }),
               // The rest, a page at a time: one read never builds a long execution's whole log.
               next: nextAfter === null ? null : `switchyard://executions/${executionId}/history?after=${nextAfter}`,
+            });
+          }
+          // A large execution's detail goes out streamed at the REST route only: here it would be
+          // one JSON text (100 MB near the bounds, held in the gateway and sent as one message).
+          if (!redact && (await this.folds.storedBytes(m[1]!)) > WHOLE_READ_BYTES) {
+            const executionId = m[1]!;
+            const { detail } = await this.queries.execute(
+              new GetExecution(executionId, undefined, undefined, false, true),
+            );
+            return json({
+              ...detail,
+              payloads_omitted:
+                `the inputs and outputs of this execution take more than ${WHOLE_READ_BYTES} bytes as stored: ` +
+                `read them at GET /api/v1/workflows/executions/${executionId} (streamed), or page them at ` +
+                `switchyard://executions/${executionId}/history`,
             });
           }
           return json(executionDetailForCaller((await this.queries.execute(new GetExecution(m[1]!))).detail, redact));

@@ -8,10 +8,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
+import { PostgresEventStore, type EventStore, type NewEvent } from '@switchyard/event-store';
 import { workflowExecutionStream } from '@switchyard/domain';
 import { createLogger, isAppError } from '@switchyard/platform';
-import { countingCalls, freshDatabase } from '@switchyard/testing';
+import { countingCalls, freshDatabase, overriding } from '@switchyard/testing';
 import { PayloadReads } from '../../http/payload-reads.js';
 import { ExecutionFolds, WHOLE_READ_BYTES } from './execution-folds.js';
 
@@ -26,6 +26,7 @@ describe('ExecutionFolds (real PostgreSQL event store)', () => {
   let pool: pg.Pool;
   let store: PostgresEventStore;
   let calls: Record<'readStream', number>;
+  let sizesAnswered = 0;
   let gate: PayloadReads;
   let folds: ExecutionFolds;
   const large = workflowExecutionStream('large');
@@ -39,9 +40,17 @@ describe('ExecutionFolds (real PostgreSQL event store)', () => {
     await store.init();
     const counted = countingCalls(store, ['readStream']);
     calls = counted.calls;
+    // Sizes answered so far: a caller joins or queues a read once its stream's size is known.
+    const sizing = overriding<EventStore>(counted.target, {
+      storedBytes: async (streamId: string) => {
+        const bytes = await store.storedBytes(streamId);
+        sizesAnswered += 1;
+        return bytes;
+      },
+    });
     // One read at a time, one waiting.
     gate = new PayloadReads(1, 1, 30_000);
-    folds = new ExecutionFolds(counted.target, pool, gate);
+    folds = new ExecutionFolds(sizing, pool, gate);
     // Random bytes as base64 do not compress: the stored size is the real one.
     await store.append(large, [ev('Big', blob())]);
     await store.append(largeToo, [ev('Big', blob())]);
@@ -69,9 +78,11 @@ describe('ExecutionFolds (real PostgreSQL event store)', () => {
   it('callers of a large stream that ask while its read waits share that one read', async () => {
     const release = holdTheTurn();
     const before = calls.readStream;
+    const sizedBefore = sizesAnswered;
     const reads = Array.from({ length: 16 }, () => folds.store.readStream(large));
-    // Let them all reach the gate.
-    await new Promise((r) => setTimeout(r, 100));
+    // Let them all reach the gate: each has its stream's size, and went on from there.
+    while (sizesAnswered < sizedBefore + 16) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setImmediate(r));
     assert.equal(calls.readStream, before, 'no read of the database before the turn');
     assert.deepEqual(gate.load, { running: 1, waiting: 1 }, 'one read waits for the 16 of them');
     await release();

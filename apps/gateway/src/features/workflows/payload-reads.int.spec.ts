@@ -97,7 +97,7 @@ describe('an execution detail with large payloads takes its turn; small ones nev
     }
   });
 
-  it("a command on a large execution, a wait's result and the check before a re-run take their turn too; on a small one they never wait", async () => {
+  it("a command on a large execution, a wait's result, the check before a re-run and a page of its events take their turn too; on a small one they never wait", async () => {
     const large = await startAndWait(randomBytes(450_000).toString('base64'));
     const small = await startAndWait('small');
     const gate = f.gw.app.get(PayloadReads);
@@ -122,6 +122,12 @@ describe('an execution detail with large payloads takes its turn; small ones nev
       });
       const startedId = waited.body.execution_id as string;
       assert.match(waited.body.detail, new RegExp(`${startedId} was started`));
+      // A page of its events may hold one of its largest events whole: it waits too, for a viewer
+      // as well (whose page is parsed before it is redacted).
+      await busy('GET', `/api/v1/workflows/executions/${large}/events?limit=1`, undefined);
+      await busy('GET', `/api/v1/workflows/executions/${large}/history?limit=1`, undefined);
+      for (const what of ['events', 'history'])
+        assert.equal((await f.http('GET', `/api/v1/workflows/executions/${small}/${what}`)).status, 200, what);
       // The same commands on a small execution do not wait: the execution's own answer (it ended).
       for (const what of ['cancel', 'signals/go', 'retry'])
         assert.equal((await f.http('POST', on(small, what), {})).status, 409, what);

@@ -2,7 +2,6 @@ import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { eventsForCaller } from '../../../events/redaction.js';
 import { toEventJson } from '../../../events/schemas.js';
-import { executionHistoryPage } from '../deps.js';
 import { WorkflowsService } from '../workflows.service.js';
 import { nextExecutionPage } from './page-link.js';
 
@@ -31,7 +30,7 @@ export class GetExecutionEvents extends Query<{
 export class GetExecutionEventsHandler implements IQueryHandler<GetExecutionEvents> {
   constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
   async execute(q: GetExecutionEvents) {
-    const page = await executionHistoryPage(this.svc.store, q.executionId, { after: q.after, limit: q.limit });
+    const page = await this.svc.historyPage(q.executionId, { after: q.after, limit: q.limit });
     return {
       execution_id: q.executionId,
       last_revision: page.lastRevision,

@@ -2,7 +2,6 @@ import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import { eventsForCaller } from '../../../events/redaction.js';
 import { toEventJson } from '../../../events/schemas.js';
-import { executionHistoryPage } from '../deps.js';
 import { WorkflowsService } from '../workflows.service.js';
 import { nextExecutionPage } from './page-link.js';
 
@@ -21,7 +20,7 @@ export class GetExecutionHistory extends Query<Record<string, unknown>> {
 export class GetExecutionHistoryHandler implements IQueryHandler<GetExecutionHistory> {
   constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
   async execute(q: GetExecutionHistory) {
-    const page = await executionHistoryPage(this.svc.store, q.executionId, { after: q.after, limit: q.limit });
+    const page = await this.svc.historyPage(q.executionId, { after: q.after, limit: q.limit });
     const events = eventsForCaller(page.events.map(toEventJson)).map((e) => ({
       position: e.position,
       revision: e.revision,

@@ -24,6 +24,8 @@ export class GetExecution extends Query<{
     readonly minPosition?: number,
     /** The read model's payloads as their JSON text (JsonText), for an answer that streams them. */
     readonly payloadsAsText = false,
+    /** The detail without inputs and outputs, whoever asks (an answer that cannot stream a large one). */
+    readonly withoutPayloads = false,
   ) {
     super();
   }
@@ -53,7 +55,7 @@ export class GetExecutionHandler implements IQueryHandler<GetExecution> {
     }
     let source: 'replica' | 'primary' | undefined;
     const detail = await this.svc.detail(q.executionId, q.minPosition, (s) => (source = s), {
-      payloads: callerSeesRedactedPayloads() ? false : q.payloadsAsText ? 'text' : true,
+      payloads: q.withoutPayloads || callerSeesRedactedPayloads() ? false : q.payloadsAsText ? 'text' : true,
       whole,
     });
     return { detail, source, whole: gated };

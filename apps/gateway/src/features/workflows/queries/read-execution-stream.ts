@@ -1,7 +1,6 @@
 import { Inject } from '@nestjs/common';
 import { Query, QueryHandler, type IQueryHandler } from '@nestjs/cqrs';
 import type { RecordedEvent } from '@switchyard/event-store';
-import { executionHistoryPage } from '../deps.js';
 import { WorkflowsService } from '../workflows.service.js';
 
 /**
@@ -23,6 +22,6 @@ export class ReadExecutionStream extends Query<{ events: RecordedEvent[]; lastRe
 export class ReadExecutionStreamHandler implements IQueryHandler<ReadExecutionStream> {
   constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
   execute(q: ReadExecutionStream) {
-    return executionHistoryPage(this.svc.store, q.executionId, { after: q.after, limit: q.limit });
+    return this.svc.historyPage(q.executionId, { after: q.after, limit: q.limit });
   }
 }
