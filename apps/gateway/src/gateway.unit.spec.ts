@@ -19,6 +19,7 @@ import {
   readEventsPage,
   resolveOptions,
   SCAN_CAP,
+  SCAN_MAX_CHARS,
   sseFrame,
   toProblem,
 } from './index.js';
@@ -318,6 +319,36 @@ describe('readEventsPage', () => {
       timed.events.map((e) => e.revision),
       [100, 101, 102, 103, 104],
     );
+  });
+
+  it('stops once it examined SCAN_MAX_CHARS of events a filter does not match, with a cursor that walks on', async () => {
+    // A stream of large events (a big execution's), a time filter matching none of them.
+    const big = recorded(200).map((e) => ({ ...e, data: { blob: 'x'.repeat(1_000_000) } }));
+    const store = fakeStore(big);
+    const readSizes: number[] = [];
+    const readStream = store.readStream;
+    store.readStream = async (id, o) => {
+      const r = await readStream(id, o);
+      readSizes.push(r.length);
+      return r;
+    };
+    let from: string | undefined;
+    let requests = 0;
+    for (;;) {
+      requests++;
+      readSizes.length = 0;
+      const p = await page(store, {
+        stream: 's-1',
+        since: new Date(10 ** 12).toISOString(),
+        ...(from === undefined ? {} : { from_revision: from }),
+      });
+      assert.deepEqual(p.events, []);
+      const examined = readSizes.reduce((a, b) => a + b, 0);
+      assert.ok(examined * 1_000_000 <= SCAN_MAX_CHARS + 25 * 1_000_000, `${examined} events of 1 MB in one request`);
+      if (!p.next) break;
+      from = String(p.next.from_revision);
+    }
+    assert.ok(requests >= 200 / 25, `${requests} requests walked the 200 events`);
   });
 
   it('stops at SCAN_CAP with a cursor when a filter matches nothing', async () => {

@@ -57,7 +57,7 @@ export { openApiPath } from './openapi/explorer.js';
 export { ReadinessService, type CheckResult, type ReadinessReport } from './health/readiness.service.js';
 export { EVENTS_PATH } from './events/events.controller.js';
 export { LiveEventsService, sseFrame } from './events/sse.service.js';
-export { readEventsPage, SCAN_CAP } from './events/paging.js';
+export { readEventsPage, SCAN_CAP, SCAN_MAX_CHARS } from './events/paging.js';
 export {
   callerSeesRedactedPayloads,
   eventsForCaller,

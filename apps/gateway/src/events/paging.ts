@@ -11,6 +11,13 @@ export const SCAN_CAP = 10_000;
  */
 export const PAGE_MAX_CHARS = 4 * 1024 * 1024;
 /**
+ * Most characters of JSON one request examines, matching or not: a filter the gateway applies
+ * (time, or type on a stream) that matched nothing read a 100 MB execution's stream whole on every
+ * request (7.9 s, the gateway's loop held a second at a time); past it the page ends with `next`
+ * just after the last event examined (at least one is, so a caller paging on always advances).
+ */
+export const SCAN_MAX_CHARS = 2 * PAGE_MAX_CHARS;
+/**
  * Events read per round trip: few at first, then as many as the page's remaining characters
  * allow at the sizes seen, at most twice the last batch (a log of small events followed by large
  * ones is read in batches that grow, not in one of a thousand).
@@ -24,7 +31,7 @@ type Cursor = { after: number } | { from_revision: number };
  * Read one page of the event log for GET /api/v1/events.
  * 1. $all: the store filters type and stream prefix; stream: the gateway filters type.
  * 2. since/until are applied here (the port has no time filter), reading batches
- *    until the page is full, the log ends, or SCAN_CAP events were examined.
+ *    until the page is full, the log ends, or SCAN_CAP events or SCAN_MAX_CHARS characters were examined.
  * 3. A filtered read of $all examines one window of SCAN_CAP positions (see logWindow).
  * 4. A page ends early once its events hold PAGE_MAX_CHARS characters of JSON; reads go in
  *    batches sized from the events seen (each at most twice the last), so a page of large events
@@ -56,8 +63,9 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
   const window = !onStream && filtered ? await logWindow(store, q.direction, q.after, SCAN_CAP) : undefined;
 
   let chars = 0;
+  let examinedChars = 0;
   let full = false;
-  while (out.length < q.limit && scanned < SCAN_CAP && !ended && !full) {
+  while (out.length < q.limit && scanned < SCAN_CAP && examinedChars < SCAN_MAX_CHARS && !ended && !full) {
     const batch = await readBatch(store, q, cursor, batchSize, types, window?.bound);
     let examined = 0;
     let batchChars = 0;
@@ -76,6 +84,7 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
       }
     }
     scanned += examined;
+    examinedChars += batchChars;
     if (full) break;
     const readToEnd = batch.length < batchSize && examined === batch.length;
     if (readToEnd && window) {
@@ -89,8 +98,13 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
     // The next batch: what the page's remaining characters hold at this batch's average size (a
     // batch is in memory whole, matching or not); with filters here, not every event will match.
     if (examined > 0) {
-      const room = Math.ceil((PAGE_MAX_CHARS - chars) / Math.max(1, batchChars / examined));
-      batchSize = Math.max(1, Math.min(MAX_BATCH, 2 * batchSize, room, filtersHere ? MAX_BATCH : q.limit - out.length));
+      const average = Math.max(1, batchChars / examined);
+      const room = Math.ceil((PAGE_MAX_CHARS - chars) / average);
+      const scanRoom = Math.ceil((SCAN_MAX_CHARS - examinedChars) / average);
+      batchSize = Math.max(
+        1,
+        Math.min(MAX_BATCH, 2 * batchSize, room, scanRoom, filtersHere ? MAX_BATCH : q.limit - out.length),
+      );
     }
   }
   return {
