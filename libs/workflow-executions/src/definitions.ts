@@ -169,6 +169,17 @@ export class DefinitionStore {
     return { definition: row.definition, source: row.source, createdAt: row.created_at.toISOString() };
   }
 
+  /**
+   * Changes when a definition is registered or deleted (how many versions there are, and the
+   * newest one's time): one small row, so a copy of the whole list is read again only then.
+   */
+  async stamp(): Promise<string> {
+    const r = await this.pool.query<{ stamp: string }>(
+      `select count(*)::text || '|' || coalesce(max(created_at)::text, '') as stamp from ${this.t}`,
+    );
+    return r.rows[0]!.stamp;
+  }
+
   async ids(): Promise<string[]> {
     return (await this.pool.query<{ id: string }>(`select distinct id from ${this.t}`)).rows.map((r) => r.id);
   }

@@ -1,7 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger, newId } from '@switchyard/platform';
+import { QueryBus } from '@nestjs/cqrs';
 import { echoTasks, startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
+import { ListWorkflowDefinitions } from './queries/index.js';
+import { WorkflowsService } from './workflows.service.js';
 
 const logger = createLogger('workflows-gateway-int', process.env.LOG_LEVEL ?? 'silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -195,6 +198,43 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     );
     assert.equal((events[2]!.data as { reason: string }).reason, 'obsolete');
     assert.ok(events.every((e) => typeof e.metadata['actor'] === 'string'));
+  });
+
+  it("the full list of latest definitions (the MCP catalog's, the A2A card's) is read again only after a registration or a delete", async () => {
+    const svc = f.gw.app.get(WorkflowsService);
+    const queries = f.gw.app.get(QueryBus);
+    let reads = 0;
+    const list = svc.definitions.list.bind(svc.definitions);
+    svc.definitions.list = (...a: Parameters<typeof list>) => {
+      reads += 1;
+      return list(...a);
+    };
+    const latest = async () =>
+      (await queries.execute(new ListWorkflowDefinitions(undefined, undefined))).definitions.map((d) => d.id);
+    try {
+      const first = await latest();
+      const before = reads;
+      assert.deepEqual(await latest(), first);
+      assert.deepEqual(await latest(), first);
+      assert.equal(reads, before, 'unchanged: the copy read last');
+      const def = {
+        id: `stamped_${tag}`,
+        version: 1,
+        name: 'stamped',
+        steps: [{ id: 'a', uses: 'agent:revenue_analysis' }],
+      };
+      assert.equal((await http('POST', '/api/v1/workflows/definitions', def)).status, 201);
+      assert.ok((await latest()).includes(def.id), 'a registration is seen at once');
+      assert.equal(reads, before + 1);
+      assert.equal((await http('DELETE', `/api/v1/workflows/definitions/${def.id}`)).status, 200);
+      assert.ok(!(await latest()).includes(def.id), 'a delete is seen at once');
+      assert.equal(reads, before + 2);
+      // A page (the REST listing) reads its own rows, as before.
+      await queries.execute(new ListWorkflowDefinitions(undefined, undefined, { limit: 10 }));
+      assert.equal(reads, before + 3);
+    } finally {
+      svc.definitions.list = list;
+    }
   });
 
   it('registers a definition, starts it with ?wait=true, and shows list, detail and events', async () => {

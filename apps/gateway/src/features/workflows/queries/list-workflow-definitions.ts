@@ -27,13 +27,17 @@ export class ListWorkflowDefinitionsHandler implements IQueryHandler<ListWorkflo
   constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
   async execute(q: ListWorkflowDefinitions) {
     const [afterId, afterVersion] = q.page?.cursor?.split(':') ?? [];
-    // One more than the page, to know whether there is a next one.
-    const rows = await this.svc.definitions.list({
-      id: q.id,
-      allVersions: q.allVersions,
-      ...(afterId ? { after: { id: afterId, version: afterVersion ? Number(afterVersion) : undefined } } : {}),
-      ...(q.page ? { limit: q.page.limit + 1 } : {}),
-    });
+    // Every latest version (the catalog's and the cards' listing): the copy read last, unless a
+    // definition was registered or deleted since. One more than a page, to know whether there is a next one.
+    const everyLatest = !q.page && q.id === undefined && !q.allVersions;
+    const rows = everyLatest
+      ? await this.svc.latestDefinitions()
+      : await this.svc.definitions.list({
+          id: q.id,
+          allVersions: q.allVersions,
+          ...(afterId ? { after: { id: afterId, version: afterVersion ? Number(afterVersion) : undefined } } : {}),
+          ...(q.page ? { limit: q.page.limit + 1 } : {}),
+        });
     const shown = q.page ? rows.slice(0, q.page.limit) : rows;
     const last = shown[shown.length - 1];
     const next_cursor =
