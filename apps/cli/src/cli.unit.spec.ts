@@ -15,23 +15,23 @@ import { cutToWidth, dim, green, printLine, red, table, terminalSafe, yellow } f
 describe('resolveConnection', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sy-cli-'));
   const file = path.join(dir, 'switchyard', 'config.json');
-  writeSavedConfig({ url: 'http://file.localhost:1', key: 'file-key' }, file);
+  writeSavedConfig({ url: 'http://127.0.0.4:1', key: 'file-key' }, file);
 
   it('takes the flag, then the environment, then the config file, then the default URL', () => {
     assert.deepEqual(
       resolveConnection(
-        { url: 'http://flag.localhost:1', key: 'flag-key' },
-        { SWITCHYARD_URL: 'http://env.localhost:1', SWITCHYARD_KEY: 'env-key' },
+        { url: 'http://127.0.0.2:1', key: 'flag-key' },
+        { SWITCHYARD_URL: 'http://127.0.0.3:1', SWITCHYARD_KEY: 'env-key' },
         file,
       ),
       {
-        url: 'http://flag.localhost:1',
+        url: 'http://127.0.0.2:1',
         key: 'flag-key',
         source: { url: 'flag', key: 'flag' },
       },
     );
     assert.equal(
-      resolveConnection({}, { SWITCHYARD_URL: 'http://env.localhost:1', SWITCHYARD_KEY: 'env-key' }, file).key,
+      resolveConnection({}, { SWITCHYARD_URL: 'http://127.0.0.3:1', SWITCHYARD_KEY: 'env-key' }, file).key,
       'env-key',
     );
     assert.deepEqual(resolveConnection({}, {}, file).source, { url: 'config', key: 'config' });
@@ -68,11 +68,19 @@ describe('resolveConnection', () => {
       'http://127.0.0.1:1',
       'http://127.8.9.10:1',
       'http://localhost:1',
+      'http://LOCALHOST:1',
       'http://[::1]:1',
-      'http://ui.localhost:1',
     ])
       assert.equal(cleartextOverNetwork(local), false, local);
-    for (const remoteUrl of ['http://gw.example', 'http://10.0.0.5', 'http://[::2]:1', 'http://127.0.0.1.evil.example'])
+    // A name under .localhost is resolved by DNS unless the resolver says otherwise: not trusted.
+    for (const remoteUrl of [
+      'http://gw.example',
+      'http://10.0.0.5',
+      'http://[::2]:1',
+      'http://127.0.0.1.evil.example',
+      'http://ui.localhost:1',
+      'http://0.0.0.0:1',
+    ])
       assert.equal(cleartextOverNetwork(remoteUrl), true, remoteUrl);
     // No key, nothing secret goes out: allowed.
     assert.equal(resolveConnection({ url: remote }, {}, path.join(dir, 'missing.json')).key, undefined);

@@ -71,7 +71,7 @@ export function cleartextOverNetwork(url: string): boolean {
   const u = new URL(url);
   if (u.protocol !== 'http:') return false;
   const host = u.hostname.toLowerCase();
-  return !(LOOPBACK_HOSTS.has(host) || host.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(host));
+  return !(LOOPBACK_HOSTS.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host));
 }
 
 /**

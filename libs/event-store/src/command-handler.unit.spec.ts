@@ -85,7 +85,7 @@ describe('handleCommand', () => {
     assert.deepEqual(reads, [undefined, 1], 'a whole read (revision 0), then the events from revision 1 on');
     assert.equal(r.state.total, 10, 'decided on 2 + 5, then its own 3');
     assert.equal(r.revision, 2);
-    // The refusal comes from the state with the other's event folded on too.
+    // A command after it decides on every event, the other's included: the limit is reached.
     await assert.rejects(handleCommand(busy, 'counter-busy', counter, { type: 'Add', amount: 1 }), /over the limit/);
   });
 

@@ -170,12 +170,15 @@ export class DefinitionStore {
   }
 
   /**
-   * Changes when a definition is registered or deleted (how many versions there are, and the
-   * newest one's time): one small row, so a copy of the whole list is read again only then.
+   * Changes when a definition is registered or deleted (how many versions there are, which ones,
+   * and the newest one's time; a delete and a registration together change the sum of the rows'
+   * hashes even where a process clock set the time back): one small row, so a copy of the whole
+   * list is read again only then.
    */
   async stamp(): Promise<string> {
     const r = await this.pool.query<{ stamp: string }>(
-      `select count(*)::text || '|' || coalesce(max(created_at)::text, '') as stamp from ${this.t}`,
+      `select count(*)::text || '|' || coalesce(max(created_at)::text, '') || '|' ||
+              coalesce(sum(hashtext(id || ':' || version::text))::text, '') as stamp from ${this.t}`,
     );
     return r.rows[0]!.stamp;
   }

@@ -42,7 +42,8 @@ export async function readEventsPage(store: EventStore, q: EventsQuery, basePath
   const onStream = q.stream !== undefined;
   const types = q.type && q.type.length > 0 ? new Set(q.type) : undefined;
   const filtersHere = q.since !== undefined || q.until !== undefined || (onStream && types !== undefined);
-  let batchSize = Math.min(q.limit, FIRST_BATCH);
+  // A scan the gateway filters starts with one event: its size is not known before it is read.
+  let batchSize = filtersHere ? 1 : Math.min(q.limit, FIRST_BATCH);
   const matches = (e: RecordedEvent) =>
     (!onStream || !types || types.has(e.type)) &&
     (!q.since || e.recordedAt >= q.since) &&

@@ -557,8 +557,9 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
             const { detail } = await this.queries.execute(
               new GetExecution(executionId, undefined, undefined, false, true),
             );
+            // Redacted here as well: a read model behind the stream answers from a fold, with them.
             return json({
-              ...detail,
+              ...executionDetailForCaller(detail, true),
               payloads_omitted:
                 `the inputs and outputs of this execution take more than ${WHOLE_READ_BYTES} bytes as stored: ` +
                 `read them at GET /api/v1/workflows/executions/${executionId} (streamed), or page them at ` +

@@ -360,7 +360,21 @@ export class McpToolCalls {
       clearTimeout(timer);
       ctx.signal.removeEventListener('abort', onAbort);
     }
-    const { state } = await loadExecution(this.folds.store, executionId);
+    let state;
+    try {
+      ({ state } = await loadExecution(this.folds.store, executionId));
+    } catch (err) {
+      // The run went on (or ended) all the same: say where its result is.
+      if (isAppError(err) && err.code === 'unavailable')
+        return textResult(
+          {
+            ...started.body,
+            note: `its state is large and no turn to read it came: read it at /api/v1/workflows/executions/${executionId}`,
+          },
+          true,
+        );
+      throw err;
+    }
     const result = { ...started.body, ...executionResult(executionId, state) };
     return textResult(result, state.status !== 'completed');
   }

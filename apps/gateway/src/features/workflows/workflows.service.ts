@@ -161,13 +161,15 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
    * A page of an execution's events (executionHistoryPage). One of a large execution takes its
    * turn (PayloadReads, held until its answer went out), whoever asks: it may hold one of its
    * largest events whole (a for-each step's 33 MB output), which a viewer's page parses before
-   * redacting it (one such page held the gateway 0.9 s, eight 4.2 s, before).
+   * redacting it (one such page held the gateway 0.9 s, eight 4.2 s, before). `hold: 'read'`
+   * gives the turn back once the page is read, for an answer that is not one HTTP response of its
+   * own (an MCP request may carry several, each waiting for a turn the first would hold).
    */
-  historyPage(executionId: string, page: { after: number; limit: number }) {
+  historyPage(executionId: string, page: { after: number; limit: number }, hold: 'answer' | 'read' = 'answer') {
     return this.readSized(
       this.pool,
       executionId,
-      (read) => this.payloadReads.run(read),
+      (read) => (hold === 'answer' ? this.payloadReads.run(read) : this.payloadReads.whileRunning(read)),
       () => executionHistoryPage(this.store, executionId, page),
       'stream',
     );

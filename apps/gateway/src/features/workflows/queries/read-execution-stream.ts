@@ -22,6 +22,6 @@ export class ReadExecutionStream extends Query<{ events: RecordedEvent[]; lastRe
 export class ReadExecutionStreamHandler implements IQueryHandler<ReadExecutionStream> {
   constructor(@Inject(WorkflowsService) private readonly svc: WorkflowsService) {}
   execute(q: ReadExecutionStream) {
-    return this.svc.historyPage(q.executionId, { after: q.after, limit: q.limit });
+    return this.svc.historyPage(q.executionId, { after: q.after, limit: q.limit }, 'read');
   }
 }
