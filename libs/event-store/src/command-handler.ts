@@ -57,16 +57,22 @@ export interface HandleCommandOptions<C, E, S> {
   readonly onFallback?: () => void;
 }
 
-/** Rebuild a stream's state by folding its events through `evolve`. */
+/**
+ * Rebuild a stream's state by folding its events through `evolve`; or, given `from` (a state read
+ * from the stream at its revision), fold on only the events appended since.
+ */
 export async function aggregateStream<E extends Event, S>(
   store: EventStore,
   streamId: string,
   decider: Pick<Decider<unknown, E, S>, 'evolve' | 'initialState'>,
+  from?: { readonly state: S; readonly revision: number },
 ): Promise<{ state: S; revision: number }> {
-  const recorded = await store.readStream(streamId);
-  let state = decider.initialState;
+  const recorded = from
+    ? await store.readStream(streamId, { fromRevision: from.revision + 1 })
+    : await store.readStream(streamId);
+  let state = from ? from.state : decider.initialState;
   for (const e of recorded) state = decider.evolve(state, toDomainEvent<E>(e));
-  return { state, revision: recorded.length ? recorded[recorded.length - 1]!.revision : -1 };
+  return { state, revision: recorded.length ? recorded[recorded.length - 1]!.revision : (from?.revision ?? -1) };
 }
 
 /**
@@ -122,7 +128,7 @@ export async function handleCommand<C, E extends Event, S>(
   // busy stream a whole read again took long enough for the next append to come first, every time.
   let read: { state: S; revision: number } | undefined;
   for (let attempt = 1; ; attempt++) {
-    read = read ? await catchUp(store, streamId, decider, read) : await aggregateStream(store, streamId, decider);
+    read = await aggregateStream(store, streamId, decider, read);
     const { state, revision } = read;
     const events = asStored(decider.decide(command, state));
     if (events.length === 0) return { events, state, revision, decidedOn: 'read' };
@@ -145,19 +151,6 @@ export async function handleCommand<C, E extends Event, S>(
       await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
     }
   }
-}
-
-/** `known` (a state read from the stream at its revision) with the events appended since folded on. */
-async function catchUp<E extends Event, S>(
-  store: EventStore,
-  streamId: string,
-  decider: Pick<Decider<unknown, E, S>, 'evolve'>,
-  known: { state: S; revision: number },
-): Promise<{ state: S; revision: number }> {
-  const newer = await store.readStream(streamId, { fromRevision: known.revision + 1 });
-  let state = known.state;
-  for (const e of newer) state = decider.evolve(state, toDomainEvent<E>(e));
-  return { state, revision: newer.length ? newer[newer.length - 1]!.revision : known.revision };
 }
 
 /** The known-state round: a result, or undefined when the read way must answer instead. */

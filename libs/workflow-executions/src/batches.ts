@@ -17,7 +17,6 @@ import { AppError, parseConfig, type Logger } from '@switchyard/platform';
 import {
   aggregateStream,
   handleCommand,
-  toDomainEvent,
   type AllSubscription,
   type CommandResult,
   type EventStore,
@@ -316,11 +315,10 @@ export class BatchWorker {
       if (this.stopped) break;
       await stillLeased();
       // A cancel may have come in since: never work an item after it.
-      const newer = await this.o.store.readStream(workflowBatchStream(batchId), { fromRevision: revision + 1 });
-      for (const e of newer) {
-        state = batchDecider.evolve(state, toDomainEvent<BatchEvent>(e));
-        revision = e.revision;
-      }
+      ({ state, revision } = await aggregateStream(this.o.store, workflowBatchStream(batchId), batchDecider, {
+        state,
+        revision,
+      }));
       const s = state;
       if (s.status !== 'running' || s.itemStatus[id] !== 'pending') continue;
       let command: BatchCommand;

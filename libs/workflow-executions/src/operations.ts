@@ -225,16 +225,16 @@ export async function retryExecution(
     data: req.reason === undefined ? {} : { reason: req.reason },
     metadata: { timestamp: new Date().toISOString(), actor: req.actor, correlationId: req.correlationId },
   };
-  let r;
-  if (req.rerunAs) {
-    const known = await loadExecution(store, executionId);
-    if (known.state.status !== 'not_started')
-      await assertMayRerun(req.rerunAs.definitions, known.state.definition, req.rerunAs.caller);
-    // Read after the request came: a refusal on it (404, 409) is as current as one on a read of its own.
-    r = await runWorkflowCommand(store, executionId, command, { known, trust: { refusal: true, empty: true } });
-  } else {
-    r = await runWorkflowCommand(store, executionId, command);
-  }
+  const known = req.rerunAs ? await loadExecution(store, executionId) : undefined;
+  if (req.rerunAs && known && known.state.status !== 'not_started')
+    await assertMayRerun(req.rerunAs.definitions, known.state.definition, req.rerunAs.caller);
+  // Read after the request came: a refusal on it (404, 409) is as current as one on a read of its own.
+  const r = await runWorkflowCommand(
+    store,
+    executionId,
+    command,
+    known ? { known, trust: { refusal: true, empty: true } } : {},
+  );
   const retried = r.events.find((e) => e.type === 'ExecutionRetried');
   return { status: r.state.status, steps: retried?.type === 'ExecutionRetried' ? [...retried.data.steps] : [] };
 }

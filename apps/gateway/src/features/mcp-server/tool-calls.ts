@@ -7,7 +7,7 @@ import { EVENT_STORE, LOGGER } from '../../tokens.js';
 import { CancelTask, DelegateTask } from '../agents/commands/index.js';
 import { CallMcpTool } from '../mcp/commands/index.js';
 import { CancelWorkflowExecution } from '../workflows/commands/index.js';
-import { executionResult, loadExecution } from '../workflows/deps.js';
+import { executionResult } from '../workflows/deps.js';
 import { WorkflowsService } from '../workflows/workflows.service.js';
 import { GetWorkflowDefinition } from '../workflows/queries/index.js';
 import type { CatalogTool } from './catalog.js';
@@ -362,17 +362,11 @@ export class McpToolCalls {
     }
     let state;
     try {
-      ({ state } = await loadExecution(this.folds.store, executionId));
+      state = await this.folds.stateOf(executionId);
     } catch (err) {
-      // The run went on (or ended) all the same: say where its result is.
+      // The run went on (or ended) all the same: the error says where its result is.
       if (isAppError(err) && err.code === 'unavailable')
-        return textResult(
-          {
-            ...started.body,
-            note: `its state is large and no turn to read it came: read it at /api/v1/workflows/executions/${executionId}`,
-          },
-          true,
-        );
+        return textResult({ ...started.body, note: err.message }, true);
       throw err;
     }
     const result = { ...started.body, ...executionResult(executionId, state) };

@@ -11,8 +11,13 @@ import type {
   RecordedEvent,
   SubscribeOptions,
 } from '@switchyard/event-store';
-import { WORKFLOW_EXECUTION_STREAM_PREFIX, workflowExecutionStream } from '@switchyard/domain';
-import { executionStoredPayloadBytes } from './deps.js';
+import { AppError, isAppError } from '@switchyard/platform';
+import {
+  WORKFLOW_EXECUTION_STREAM_PREFIX,
+  workflowExecutionStream,
+  type WorkflowExecutionState,
+} from '@switchyard/domain';
+import { executionStoredPayloadBytes, loadExecution } from './deps.js';
 import { PayloadReads } from '../../http/payload-reads.js';
 import { EVENT_STORE, PG_POOL } from '../../tokens.js';
 
@@ -59,6 +64,26 @@ export class ExecutionFolds {
     return this.events.storedBytes
       ? this.events.storedBytes(workflowExecutionStream(executionId))
       : executionStoredPayloadBytes(this.pool, executionId);
+  }
+
+  /**
+   * The execution's state, folded through `store`, for a caller that started it and waited (a
+   * `?wait=true` start, an MCP run): refused a turn, the error says the execution went on all the
+   * same, and where its result is.
+   */
+  async stateOf(executionId: string): Promise<WorkflowExecutionState> {
+    try {
+      return (await loadExecution(this.store, executionId)).state;
+    } catch (err) {
+      if (isAppError(err) && err.code === 'unavailable')
+        throw new AppError(
+          'unavailable',
+          `workflow execution ${executionId} was started; its state is large and no turn to read it came: ` +
+            `read it later at /api/v1/workflows/executions/${executionId}`,
+          { ...err.details, execution_id: executionId },
+        );
+      throw err;
+    }
   }
 
   private async readWhole(streamId: string): Promise<RecordedEvent[]> {

@@ -1,13 +1,12 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { EventStore } from '@switchyard/event-store';
-import { AppError, isAppError, type Logger } from '@switchyard/platform';
+import { AppError, type Logger } from '@switchyard/platform';
 import {
   WORKFLOW_EXECUTION_STREAM_PREFIX,
   workflowExecutionStream,
   type WorkflowExecutionState,
 } from '@switchyard/domain';
 import { EVENT_STORE, LOGGER } from '../../tokens.js';
-import { loadExecution } from './deps.js';
 import { StreamFanout, type NextEventWatch } from '../../events/stream-fanout.js';
 import { ExecutionFolds } from './execution-folds.js';
 
@@ -71,19 +70,7 @@ export class ExecutionWaits implements BeforeApplicationShutdown {
       clearTimeout(timer);
       stop();
     }
-    try {
-      return (await loadExecution(this.folds.store, executionId)).state;
-    } catch (err) {
-      // The execution runs (or ran) all the same: say where its result is.
-      if (isAppError(err) && err.code === 'unavailable')
-        throw new AppError(
-          'unavailable',
-          `workflow execution ${executionId} was started; its state is large and no turn to read it came: ` +
-            `read it later at /api/v1/workflows/executions/${executionId}`,
-          { ...err.details, execution_id: executionId },
-        );
-      throw err;
-    }
+    return this.folds.stateOf(executionId);
   }
 
   /**
