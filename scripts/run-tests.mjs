@@ -3,7 +3,7 @@
 // For int and e2e it first starts one real PostgreSQL and one real nats-server on free ports
 // and hands their addresses to the tests (each suite makes its own database inside).
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync, rmSync, mkdirSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -90,11 +90,17 @@ const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 // whole run until CI's own limit ends it with nothing said (seen: a stop() waiting on a query
 // its pool had dropped). Far above the slowest test; TEST_TIMEOUT_MS changes it.
 const timeoutMs = process.env.TEST_TIMEOUT_MS ?? '300000';
+// Where each file's time goes (scripts/test-timings.mjs); the slowest are printed at the end.
+mkdirSync(path.join(root, '.tmp'), { recursive: true });
+const timingsFile = path.join(root, '.tmp', `test-timings-${tier}.txt`);
 const args = [
   '--test',
   `--test-concurrency=${concurrency}`,
   `--test-timeout=${timeoutMs}`,
   '--test-reporter=spec',
+  '--test-reporter-destination=stdout',
+  `--test-reporter=${path.join(root, 'scripts', 'test-timings.mjs')}`,
+  `--test-reporter-destination=${timingsFile}`,
   ...files,
 ];
 const child = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
@@ -109,6 +115,13 @@ const deadline = setTimeout(() => {
 }, runTimeoutMs);
 const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
 clearTimeout(deadline);
+try {
+  const lines = readFileSync(timingsFile, 'utf8').trimEnd().split('\n');
+  console.log(`# the slowest spec files (all of them in ${path.relative(root, timingsFile)}):`);
+  for (const line of [...lines.slice(0, 12), lines.at(-1)]) console.log(`# ${line}`);
+} catch {
+  // No timings when the run was stopped before the reporter wrote them.
+}
 for (const stop of stops) await stop().catch((e) => console.error('cleanup failed:', e));
 if (lintCode !== 0) console.error('# the lint phase failed (see its output at the start of this run)');
 process.exit(code || lintCode);
