@@ -4,12 +4,15 @@
  * an embedded PostgreSQL on a free port with its data under .tmp/ (removed afterwards).
  * Knobs: BENCH_APPENDS (single-event appends per run, default 4000), BENCH_WRITERS
  * (concurrency levels, default 1,4,8,16), BENCH_BATCHES (appends of 100 events, default 200),
- * BENCH_LATENCY_EVENTS (default 1000).
+ * BENCH_LATENCY_EVENTS (default 1000), BENCH_LARGE_EVENTS (events of 200 KB the slow readers
+ * read from, default 500).
  */
 import path from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   createLogger,
   ensureDatabase,
@@ -19,12 +22,16 @@ import {
 } from '@switchyard/platform';
 import { PostgresEventStore, type NewEvent } from '@switchyard/event-store';
 
+// The slow readers' heap is measured after a collection (section 4).
+setFlagsFromString('--expose-gc');
+
 const logger = createLogger('bench-event-store', process.env.LOG_LEVEL ?? 'warn');
 const num = (name: string, d: number) => Number(process.env[name] ?? d);
 const appends = num('BENCH_APPENDS', 4000);
 const writerLevels = (process.env.BENCH_WRITERS ?? '1,4,8,16').split(',').map(Number);
 const batches = num('BENCH_BATCHES', 200);
 const latencyEvents = num('BENCH_LATENCY_EVENTS', 1000);
+const largeEvents = num('BENCH_LARGE_EVENTS', 500);
 
 const meta = () => ({ correlationId: 'bench', timestamp: new Date().toISOString() });
 const event = (i: number): NewEvent => ({
@@ -145,10 +152,71 @@ async function main(): Promise<void> {
       }
     }
     await otherProcess.close();
+
+    // 4. Slow readers of large events: 8 subscriptions, each from its own position, read 120
+    //    events of 200 KB at 2 ms an event; the heap they hold mid-way (after a GC) and the
+    //    longest stall of the event loop, with pages of 100 MiB (about the whole 500-event page of
+    //    old) and of the default 4 MiB.
+    await largeEventReaders(dbUrl);
   } finally {
     await store.close();
     await pg?.stop();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+async function largeEventReaders(dbUrl: string): Promise<void> {
+  const schema = 'bench_large';
+  const writer = new PostgresEventStore({ connectionString: dbUrl, schema, liveFeed: 'own', logger });
+  await writer.init();
+  for (let i = 0; i < largeEvents; i += 10)
+    await writer.append(
+      `large-${i}`,
+      Array.from({ length: 10 }, () => ({
+        type: 'Large',
+        data: { blob: randomBytes(150 * 1024).toString('base64') },
+        metadata: meta(),
+      })),
+    );
+  await writer.close();
+  const gc = runInNewContext('gc') as () => void;
+  console.log(`\n8 slow readers of ${largeEvents} stored events of 200 KB (120 events each, 2 ms an event)`);
+  console.log('page bytes   heap mid-way   longest loop stall   seconds');
+  for (const pageBytes of [100 * 1024 * 1024, 4 * 1024 * 1024]) {
+    const store = new PostgresEventStore({ connectionString: dbUrl, schema, pageBytes, liveFeed: 'own', logger });
+    await store.init();
+    let longest = 0;
+    let last = performance.now();
+    const tick = setInterval(() => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+    }, 5);
+    let arrived = 0;
+    let heap = 0;
+    let releaseAll!: () => void;
+    const allArrived = new Promise<void>((r) => (releaseAll = r));
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, k) => {
+        let n = 0;
+        for await (const _event of store.subscribeToAll({ from: k * 3 - 1 })) {
+          await new Promise((r) => setTimeout(r, 2));
+          if (++n === 60 && ++arrived === 8) {
+            gc();
+            heap = process.memoryUsage().heapUsed;
+            releaseAll();
+          }
+          if (n === 60) await allArrived;
+          if (n === 120) break;
+        }
+      }),
+    );
+    clearInterval(tick);
+    console.log(
+      `${`${pageBytes / 1024 / 1024} MiB`.padStart(10)}   ${`${Math.round(heap / 1024 / 1024)} MB`.padStart(12)}   ${`${Math.round(longest)} ms`.padStart(18)}   ${((performance.now() - t0) / 1000).toFixed(2).padStart(7)}`,
+    );
+    await store.close();
   }
 }
 

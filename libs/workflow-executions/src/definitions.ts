@@ -133,6 +133,17 @@ export class DefinitionStore {
       limit?: number | undefined;
     } = {},
   ): Promise<StoredDefinition[]> {
+    return (await this.listPage(opts)).definitions;
+  }
+
+  /**
+   * `list`, cut with `maxBytes` where the definitions' stored (compressed) size passes it (at least
+   * one is kept); `cut` says the bytes left rows of the limit behind (whether the limit did, the
+   * caller learns by asking one more than it shows).
+   */
+  async listPage(
+    opts: Parameters<DefinitionStore['list']>[0] & { maxBytes?: number | undefined } = {},
+  ): Promise<{ definitions: StoredDefinition[]; cut: boolean }> {
     const where: string[] = [];
     const args: unknown[] = [];
     if (opts.id) where.push(`id = $${args.push(opts.id)}`);
@@ -143,10 +154,25 @@ export class DefinitionStore {
     const w = where.length ? `where ${where.join(' and ')}` : '';
     const limit = opts.limit !== undefined ? `limit ${Math.max(1, Math.floor(opts.limit))}` : '';
     const sql = opts.allVersions
-      ? `select definition, source, created_at from ${this.t} ${w} order by id, version ${limit}`
-      : `select distinct on (id) definition, source, created_at from ${this.t} ${w} order by id, version desc ${limit}`;
-    const r = await this.pool.query<DefinitionRow>(sql, args);
-    return r.rows.map((x) => ({ definition: x.definition, source: x.source, createdAt: x.created_at.toISOString() }));
+      ? `select id, version, definition, source, created_at from ${this.t} ${w} order by id, version ${limit}`
+      : `select distinct on (id) id, version, definition, source, created_at from ${this.t} ${w} order by id, version desc ${limit}`;
+    // The sizes are the stored ones (no decompression): the cut happens before the rows are sent.
+    const bounded =
+      opts.maxBytes === undefined
+        ? sql
+        : `select * from (
+             select p.*, sum(p.bytes) over (order by p.id, p.version) - p.bytes as bytes_before, count(*) over () as taken
+             from (select q.*, pg_column_size(q.definition) as bytes from (${sql}) q) p
+           ) c where c.bytes_before < $${args.push(Math.max(1, Math.floor(opts.maxBytes)))} order by c.id, c.version`;
+    const r = await this.pool.query<DefinitionRow & { taken?: string }>(bounded, args);
+    return {
+      definitions: r.rows.map((x) => ({
+        definition: x.definition,
+        source: x.source,
+        createdAt: x.created_at.toISOString(),
+      })),
+      cut: r.rows.length > 0 && Number(r.rows[0]!.taken ?? r.rows.length) > r.rows.length,
+    };
   }
 
   /** The latest (or the given) version; 404 when absent. */

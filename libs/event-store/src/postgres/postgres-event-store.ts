@@ -33,6 +33,12 @@ export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: 
   /** Re-read interval for subscriptions even without a NOTIFY (default 3 s). */
   readonly safetyIntervalMs?: number;
   /**
+   * Stored bytes of event data one subscription page holds at most (default 4 MiB; a page holds at
+   * least one event whatever its size). 500 events of large step outputs were one page: 100 MB
+   * parsed and delivered in one turn of the event loop of whoever subscribed.
+   */
+  readonly pageBytes?: number;
+  /**
    * Group-commit statements in flight at once (default 2). Appends commit one at a time under
    * the store's lock either way; with 1, everything that arrives while a batch commits goes in
    * the next one (fewer, larger commits: a lone append waits for at most one commit before its
@@ -129,9 +135,11 @@ export class PostgresEventStore implements EventStore {
   private readonly maxInFlight: number;
   private pageRequests: PageRequest[] = [];
   private readonly stats = { pageRequests: 0, pageQueries: 0, offered: 0 };
+  private readonly pageBytes: number;
 
   constructor(private readonly options: PostgresEventStoreOptions) {
     this.maxInFlight = Math.max(1, Math.floor(options.maxBatchesInFlight ?? 2));
+    this.pageBytes = Math.max(1, Math.floor(options.pageBytes ?? DEFAULT_PAGE_BYTES));
     this.schema = options.schema ?? 'eventstore';
     this.t = `${quoteIdent(this.schema)}.events`;
     this.log = options.logger?.child({ component: 'postgres-event-store', schema: this.schema });
@@ -435,7 +443,7 @@ export class PostgresEventStore implements EventStore {
       for (const r of group) limit = Math.max(limit, r.limit);
       this.readPage(after, limit, {}).then(
         (page) => {
-          const caughtUp = page.events.length < limit;
+          const caughtUp = page.caughtUp ?? page.events.length < limit;
           for (const r of group)
             r.resolve({
               events: page.events.filter((e) => matchesFilter(e, r.filter)),
@@ -461,20 +469,31 @@ export class PostgresEventStore implements EventStore {
     // head is found in short statements, one window at a time, instead of one scan of the log
     // that holds a connection for as long as the log is long.
     const until = types || prefixes ? after + FILTERED_SCAN_WINDOW : null;
-    const res = await this.query<EventRow & { head: string }>(
+    // The page is cut where its events' stored data passes pageBytes (sizes from the stored
+    // lengths, without decompressing): `taken` says how many the limit gave before the cut.
+    const res = await this.query<EventRow & { head: string; taken: string | null }>(
       `select h.head, e.* from (select coalesce(max(position), -1) as head from ${this.t}) h
        left join lateral (
-         select ${COLUMNS} from ${this.t}
-         where position > $1 and ${filterSql(2)} and ($5::bigint is null or position <= $5)
-         order by position limit $4
+         select * from (
+           select w.*, sum(w.bytes) over (order by w.position) - w.bytes as bytes_before, count(*) over () as taken
+           from (
+             select ${COLUMNS}, pg_column_size(data) as bytes from ${this.t}
+             where position > $1 and ${filterSql(2)} and ($5::bigint is null or position <= $5)
+             order by position limit $4
+           ) w
+         ) c where c.bytes_before < $6
        ) e on true
        order by e.position`,
-      [after, types, prefixes, limit, until],
+      [after, types, prefixes, limit, until, this.pageBytes],
       `${this.schema}.read_page`,
     );
     const head = Number(res.rows[0]?.head ?? -1);
-    const events = res.rows.filter((r) => r.position !== null).map(toRecorded);
+    const rows = res.rows.filter((r) => r.position !== null);
+    const events = rows.map(toRecorded);
     if (events.length === limit) return { events, scannedTo: events[events.length - 1]!.position };
+    // Cut by bytes: what follows the last event was not looked at.
+    if (rows.length > 0 && Number(rows[0]!.taken) > rows.length)
+      return { events, scannedTo: events[events.length - 1]!.position, caughtUp: false };
     const scannedTo = until === null ? head : Math.min(head, until);
     return { events, scannedTo, caughtUp: scannedTo >= head };
   }
@@ -511,6 +530,9 @@ export class PostgresEventStore implements EventStore {
     if (this.closed) throw new AppError('unavailable', 'the event store is closed', {}, false);
   }
 }
+
+/** Stored bytes of event data in one subscription page (see PostgresEventStoreOptions.pageBytes). */
+const DEFAULT_PAGE_BYTES = 4 * 1024 * 1024;
 
 /** Most positions one filtered subscription read examines (see readPage). */
 const FILTERED_SCAN_WINDOW = 10_000;

@@ -1,5 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createLogger } from '@switchyard/platform';
 import { freshDatabase, until } from '@switchyard/testing';
@@ -148,6 +149,58 @@ describe('PostgresEventStore live delivery', () => {
       console.log(`# shared reads: ${requests} subscription reads served by ${queries} queries`);
       assert.equal(after.offered, before.offered, 'nothing of another process is handed over');
       assert.ok(queries < requests, `${queries} queries for ${requests} reads: the reads of one wake-up were shared`);
+    } finally {
+      await Promise.all([store.close(), writer.close()]);
+    }
+  });
+
+  it('a catch-up page stops where its events pass pageBytes: every event comes, in order, over many short reads', async () => {
+    const store = new PostgresEventStore({
+      connectionString: url,
+      safetyIntervalMs: 60_000,
+      schema: 'es_page_bytes',
+      pageBytes: 64 * 1024,
+    });
+    const writer = new PostgresEventStore({ connectionString: url, schema: 'es_page_bytes', liveFeed: 'own' });
+    try {
+      await store.init();
+      await writer.init();
+      await writer.append('warm-1', [ev('W')]);
+      const from = await store.headPosition();
+      // Incompressible payloads of 20 KiB (base64 of random bytes), and one of 200 KiB, above the page's bytes alone.
+      const N = 40;
+      const big = 25;
+      for (let i = 0; i < N; i++) {
+        const blob = randomBytes(i === big ? 150 * 1024 : 15 * 1024).toString('base64');
+        await writer.append(`p-${i % 4}`, [ev(i % 2 === 0 ? 'A' : 'B', { i, blob })]);
+      }
+      const before = store.readStats();
+      // Three at one position: they share unfiltered reads, filtered in memory for the third.
+      const [all, again, onlyB] = await Promise.all([
+        take(store.subscribeToAll({ from }), N),
+        take(store.subscribeToAll({ from }), N),
+        take(store.subscribeToAll({ from, types: ['B'] }), N / 2),
+      ]);
+      const ids = (es: readonly RecordedEvent[]) => es.map((e) => (e.data as { i: number }).i);
+      const every = Array.from({ length: N }, (_, i) => i);
+      assert.deepEqual(ids(all), every);
+      assert.deepEqual(ids(again), every);
+      assert.deepEqual(
+        ids(onlyB),
+        every.filter((i) => i % 2 === 1),
+      );
+      const queries = store.readStats().pageQueries - before.pageQueries;
+      console.log(`# ${N} events of ~20 KiB stored, pages of 64 KiB: ${queries} page queries`);
+      // About 1 MiB in pages of 64 KiB: four events a page, the large one alone, so at least ten
+      // reads (the three subscriptions start at one position and share them).
+      assert.ok(queries >= 10, `${queries} page queries: the pages were cut by bytes`);
+      // Alone, a filtered subscription filters in SQL: its pages are cut by bytes as well.
+      const alone = store.readStats().pageQueries;
+      assert.deepEqual(
+        ids(await take(store.subscribeToAll({ from, types: ['B'] }), N / 2)),
+        every.filter((i) => i % 2 === 1),
+      );
+      assert.ok(store.readStats().pageQueries - alone >= 5, 'about 600 KiB of matches in pages of 64 KiB');
     } finally {
       await Promise.all([store.close(), writer.close()]);
     }

@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { createLogger, newId } from '@switchyard/platform';
 import { QueryBus } from '@nestjs/cqrs';
 import { echoTasks, startWorkflowGateway, type WorkflowGateway } from './workflow-gateway.spec-fixture.js';
@@ -204,10 +205,11 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     const svc = f.gw.app.get(WorkflowsService);
     const queries = f.gw.app.get(QueryBus);
     let reads = 0;
-    const list = svc.definitions.list.bind(svc.definitions);
-    svc.definitions.list = (...a: Parameters<typeof list>) => {
+    // Every read of the table goes through listPage (list too).
+    const listPage = svc.definitions.listPage.bind(svc.definitions);
+    svc.definitions.listPage = (...a: Parameters<typeof listPage>) => {
       reads += 1;
-      return list(...a);
+      return listPage(...a);
     };
     const latest = async () =>
       (await queries.execute(new ListWorkflowDefinitions(undefined, undefined))).definitions.map((d) => d.id);
@@ -233,8 +235,39 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       await queries.execute(new ListWorkflowDefinitions(undefined, undefined, { limit: 10 }));
       assert.equal(reads, before + 3);
     } finally {
-      svc.definitions.list = list;
+      svc.definitions.listPage = listPage;
     }
+  });
+
+  it('a page of definitions ends near 2 MiB of them as stored, with a next_cursor, and paging still lists each once', async () => {
+    // Seven definitions of about 450 KB each that do not compress (base64 of random bytes).
+    const big = Array.from({ length: 7 }, (_, i) => ({
+      id: `big_${tag}_${i}`,
+      version: 1,
+      name: 'big',
+      description: randomBytes(330 * 1024).toString('base64'),
+      steps: [{ id: 'a', uses: 'agent:revenue_analysis' }],
+    }));
+    for (const def of big) assert.equal((await http('POST', '/api/v1/workflows/definitions', def)).status, 201);
+    const ids: string[] = [];
+    const sizes: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await http(
+        'GET',
+        `/api/v1/workflows/definitions?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+      );
+      assert.equal(page.status, 200);
+      sizes.push(JSON.stringify(page.body).length);
+      ids.push(...page.body.definitions.map((d: { id: string }) => d.id));
+      cursor = page.body.next_cursor;
+    } while (cursor);
+    console.log(`# 7 definitions of 450 KB in pages of ${sizes.map((n) => `${(n / 1e6).toFixed(1)} MB`).join(', ')}`);
+    assert.ok(sizes.length >= 2, `${sizes.length} pages: the bytes ended the first`);
+    assert.ok(Math.max(...sizes) < 3e6, 'no page far above 2 MiB');
+    assert.equal(new Set(ids).size, ids.length, 'each once');
+    for (const def of big) assert.ok(ids.includes(def.id), def.id);
+    for (const def of big) assert.equal((await http('DELETE', `/api/v1/workflows/definitions/${def.id}`)).status, 200);
   });
 
   it('registers a definition, starts it with ?wait=true, and shows list, detail and events', async () => {
