@@ -51,7 +51,7 @@ export const breakerSchema = z.object({
 export const bulkheadSchema = z.object({
   max_concurrent: z.number().int().min(1).default(8),
   /**
-   * Calls that wait (FIFO) for a slot once max_concurrent run; only past this many is a call
+   * Calls that wait for a slot (taking turns by caller, see FairGate) once max_concurrent run; only past this many is a call
    * refused (rate_limited, with retry_after_ms). Large enough that a burst waits instead of failing.
    */
   max_queue: z.number().int().min(0).default(2_048),

@@ -564,6 +564,28 @@ describe('everything server over stdio, one call at a time: a waiting call tells
       ['first queued', 'again queued', 'first started', 'again started'],
     );
   });
+
+  it("waiting calls take turns by workflow and by API key: another workflow's call and a person's run before the rest of one workflow's burst", async () => {
+    const answered: string[] = [];
+    const call = (name: string, who: { correlation_id?: string; actor?: string }) =>
+      ev.callTool({ tool: 'echo', arguments: { message: name }, ...who }).then(() => void answered.push(name));
+    const slow = ev.callTool({
+      tool: 'trigger-long-running-operation',
+      arguments: { duration: 0.5, steps: 1 },
+    });
+    await waitFor(() => ev.health().queue.in_flight === 1, 'the slow call to hold the slot');
+    const engine = { actor: 'system:orchestrator' };
+    const burst = [1, 2, 3, 4].map((i) => call(`a${i}`, { ...engine, correlation_id: 'workflow-a' }));
+    const other = call('b', { ...engine, correlation_id: 'workflow-b' });
+    // A person's calls share one turn whatever their correlation ids.
+    const person = [
+      call('k1', { actor: 'apikey:k', correlation_id: 'x' }),
+      call('k2', { actor: 'apikey:k', correlation_id: 'y' }),
+    ];
+    await waitFor(() => ev.health().queue.depth === 7, 'seven calls waiting');
+    await Promise.all([slow, ...burst, other, ...person]);
+    assert.deepEqual(answered, ['a1', 'b', 'k1', 'a2', 'k2', 'a3', 'a4']);
+  });
 });
 
 describe('an SDK server over Streamable HTTP that records what it receives: cancellations', () => {

@@ -402,6 +402,7 @@ export class McpConnector {
         },
         {
           retryTimeouts,
+          caller: fairnessKey(req),
           ...(req.signal && { signal: req.signal }),
           ...(req.onProgress && {
             onQueued: () => req.onProgress!('queued'),
@@ -638,4 +639,15 @@ function hideHostPathsInError<T extends { content?: unknown }>(result: T, roots:
         : c,
     ),
   };
+}
+
+/**
+ * Whose turn a waiting call takes in the server's queue: a person's calls (their API key's actor)
+ * take turns with everyone else's; the engine's (actor `system:...`) go by workflow, each
+ * execution carrying its correlation id, so one execution's for-each waits behind itself.
+ */
+function fairnessKey(req: { actor?: string | undefined; correlation_id?: string | undefined }): string {
+  if (req.actor && !req.actor.startsWith('system:')) return `actor:${req.actor}`;
+  if (req.correlation_id) return `correlation:${req.correlation_id}`;
+  return `actor:${req.actor ?? ''}`;
 }

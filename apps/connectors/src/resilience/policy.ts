@@ -1,6 +1,5 @@
 import {
   BulkheadRejectedError,
-  bulkhead,
   circuitBreaker,
   ConsecutiveBreaker,
   CircuitState,
@@ -11,7 +10,6 @@ import {
   timeout,
   TimeoutStrategy,
   wrap,
-  type BulkheadPolicy,
   type CircuitBreakerPolicy,
   type IPolicy,
 } from 'cockatiel';
@@ -19,6 +17,7 @@ import type { McpServerConfig } from '../registry/schema.js';
 import type { McpBreakerState } from '@switchyard/contracts';
 import { AppError } from '@switchyard/platform';
 import { countsAsFailure, errorText, isRetryable, toAppError } from '../errors.js';
+import { FairGate, type Release } from './fair-gate.js';
 
 /** The bulkhead's queue as metrics see it: calls waiting for a slot and how long they waited. */
 export interface McpQueueStats {
@@ -45,15 +44,16 @@ export interface BreakerListener {
 }
 
 /**
- * The cockatiel policies of one server, outermost first:
- *   bulkhead (max concurrent + queue) -> circuit breaker -> retry -> timeout (per attempt).
+ * The policies of one server, outermost first:
+ *   bulkhead (max concurrent + a queue that takes turns by caller, FairGate) -> circuit breaker
+ *   -> retry -> timeout (per attempt); all but the bulkhead are cockatiel's.
  * The breaker sits outside the retry so one logical call counts once, and so an open
  * circuit answers at once without any retry delay. Only server/path failures count
  * (unavailable, timeout); a JSON-RPC error or an isError result is the server working.
  */
 export class ServerPolicy {
   readonly breaker: CircuitBreakerPolicy;
-  private readonly bulkhead: BulkheadPolicy;
+  private readonly gate: FairGate;
   /** Recent waits for a slot: [end time, wait ms], a ring of WAIT_SAMPLES. */
   private readonly waits: [number, number][] = [];
   private waitNext = 0;
@@ -93,9 +93,8 @@ export class ServerPolicy {
     this.breaker.onBreak((reason) => listener.opened('error' in reason ? errorText(reason.error) : 'failure result'));
     this.breaker.onHalfOpen(() => listener.halfOpened());
     this.breaker.onReset(() => listener.closed());
-    // A full server makes calls wait in a FIFO queue (bounded by max_queue) rather than fail.
-    const bh = bulkhead(config.bulkhead.max_concurrent, config.bulkhead.max_queue);
-    this.bulkhead = bh;
+    // A full server makes calls wait (at most max_queue, taking turns by caller) rather than fail.
+    this.gate = new FairGate(config.bulkhead.max_concurrent, config.bulkhead.max_queue);
     // The attempt's signal aborts on a timeout or the caller's cancel, not when the attempt returns
     // (cockatiel's default): the MCP SDK client never drops its abort listener from a request's
     // signal, so an abort after the answer sent the server a notifications/cancelled for every
@@ -104,33 +103,45 @@ export class ServerPolicy {
       strategy: TimeoutStrategy.Aggressive,
       abortOnReturn: false,
     });
-    this.safe = wrap(bh, this.breaker, retrySafe, perAttempt);
-    this.unsafe = wrap(bh, this.breaker, retryUnsafe, perAttempt);
+    this.safe = wrap(this.breaker, retrySafe, perAttempt);
+    this.unsafe = wrap(this.breaker, retryUnsafe, perAttempt);
   }
 
   /**
    * Run `fn` under the policies; `attempts` counts invocations of `fn`. `retryTimeouts`
    * says whether a timed-out attempt may be repeated (safe to run twice). A call that has to wait
-   * for a slot calls `onQueued` as it joins the queue and `onStarted` as it leaves it.
+   * for a slot calls `onQueued` as it joins the queue and `onStarted` as it leaves it; waiting calls
+   * of different `caller`s take turns (McpConnector names the workflow, or the API key, that called).
    */
   async execute<T>(
     fn: (signal: AbortSignal) => Promise<T>,
-    opts: { retryTimeouts: boolean; signal?: AbortSignal; onQueued?: () => void; onStarted?: () => void },
+    opts: {
+      retryTimeouts: boolean;
+      caller?: string | undefined;
+      signal?: AbortSignal;
+      onQueued?: () => void;
+      onStarted?: () => void;
+    },
   ): Promise<{ value: T; attempts: number }> {
     let attempts = 0;
     const policy = opts.retryTimeouts ? this.safe : this.unsafe;
     const t0 = performance.now();
-    const waited = this.bulkhead.executionSlots <= 0;
-    if (waited && this.bulkhead.queueSlots > 0) {
+    const waited = this.gate.full;
+    if (waited && this.gate.depth < this.gate.maxQueue) {
       this.queuedTotal++;
       opts.onQueued?.();
     }
+    let release: Release | undefined;
     try {
+      // A free slot is taken in this tick (the call starts without a turn of the event loop).
+      release =
+        (!opts.signal?.aborted && this.gate.tryAcquire()) || (await this.gate.acquire(opts.caller ?? '', opts.signal));
+      if (waited) {
+        this.recordWait(performance.now() - t0);
+        opts.onStarted?.();
+      }
       const value = await policy.execute(({ signal }) => {
-        if (attempts++ === 0 && waited) {
-          this.recordWait(performance.now() - t0);
-          opts.onStarted?.();
-        }
+        attempts++;
         return fn(signal);
         // A fresh parent signal per call: cockatiel's shared default signal would collect one
         // listener per in-flight call and trip Node's MaxListeners warning under load.
@@ -154,6 +165,8 @@ export class ServerPolicy {
         );
       }
       throw Object.assign(toAppError(err, this.config.name, 'call'), { attempts });
+    } finally {
+      release?.();
     }
   }
 
@@ -176,8 +189,8 @@ export class ServerPolicy {
     return {
       max_concurrent: this.config.bulkhead.max_concurrent,
       max_queue: this.config.bulkhead.max_queue,
-      in_flight: this.config.bulkhead.max_concurrent - this.bulkhead.executionSlots,
-      depth: this.config.bulkhead.max_queue - this.bulkhead.queueSlots,
+      in_flight: this.gate.inFlight,
+      depth: this.gate.depth,
       wait_ms: {
         count: recent.length,
         p50: pick(0.5),

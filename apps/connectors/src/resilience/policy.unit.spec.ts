@@ -172,7 +172,7 @@ describe('ServerPolicy', () => {
     assert.equal((await queued).value, 'queued');
   });
 
-  it('a burst past max_concurrent waits in a FIFO queue (depth and wait in queueStats); only past the bound is a call refused, with retry_after_ms', async () => {
+  it('a burst past max_concurrent from one caller waits first come, first served (depth and wait in queueStats); only past the bound is a call refused, with retry_after_ms', async () => {
     const { p } = policy({ bulkhead: { max_concurrent: 2, max_queue: 20 } });
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
@@ -215,6 +215,53 @@ describe('ServerPolicy', () => {
     assert.equal(after.rejected_total, 1);
     assert.equal(after.wait_ms.count, 20);
     assert.ok(after.wait_ms.max >= 25, `the queued calls waited for the gate (max ${after.wait_ms.max} ms)`);
+  });
+
+  it("waiting calls of different callers take turns: one workflow's hundred calls delay another's single call by one call, not a hundred", async () => {
+    const { p } = policy({ bulkhead: { max_concurrent: 2, max_queue: 200 } });
+    const order: string[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const call = (caller: string, name: string) =>
+      p.execute(
+        async () => {
+          order.push(name);
+          await gate;
+        },
+        { retryTimeouts: true, caller },
+      );
+    const heavy = Array.from({ length: 100 }, (_, i) => call('workflow-a', `a${i}`));
+    const single = call('workflow-b', 'b');
+    const more = [call('workflow-c', 'c0'), call('workflow-c', 'c1')];
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(order, ['a0', 'a1'], 'two slots, both taken by the first caller');
+    open();
+    await Promise.all([...heavy, single, ...more]);
+    // After the two running calls, the free slots go round: a, b, c, a, c, a, a, ...
+    assert.deepEqual(order.slice(0, 8), ['a0', 'a1', 'a2', 'b', 'c0', 'a3', 'c1', 'a4']);
+    assert.equal(order.length, 103);
+    assert.equal(p.queueStats().depth, 0);
+    assert.equal(p.queueStats().in_flight, 0);
+  });
+
+  it('a waiting call whose caller gave up leaves the queue at once; the call behind it moves up', async () => {
+    const { p } = policy({ bulkhead: { max_concurrent: 1, max_queue: 4 } });
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const running = p.execute(() => gate, { retryTimeouts: true });
+    const giveUp = new AbortController();
+    const abandoned = p.execute(async () => assert.fail('an abandoned call never runs'), {
+      retryTimeouts: true,
+      signal: giveUp.signal,
+    });
+    const next = p.execute(async () => 'next', { retryTimeouts: true });
+    assert.equal(p.queueStats().depth, 2);
+    giveUp.abort();
+    await assert.rejects(abandoned);
+    assert.equal(p.queueStats().depth, 1, 'gone from the queue before any slot was free');
+    open();
+    await running;
+    assert.equal((await next).value, 'next');
   });
 
   it('tells a call that has to wait when it joins the queue and when it gets its slot; a call that runs at once hears nothing', async () => {

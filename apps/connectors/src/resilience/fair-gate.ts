@@ -1,0 +1,117 @@
+import { BulkheadRejectedError, TaskCancelledError } from 'cockatiel';
+
+/** Gives a slot back; calling it again does nothing. */
+export type Release = () => void;
+
+interface Waiter {
+  readonly key: string;
+  readonly grant: (release: Release) => void;
+  readonly refuse: (err: unknown) => void;
+  readonly signal: AbortSignal | undefined;
+  readonly onAbort: () => void;
+}
+
+/**
+ * A bulkhead whose queue takes turns: at most `maxConcurrent` holders, at most `maxQueue` waiting,
+ * and a free slot goes to the waiting keys in turn (round robin), first come within a key. One
+ * workflow's for-each of a hundred slow calls then delays another workflow's single call by one
+ * call's time, not by the hundred (cockatiel's bulkhead, which this replaces, is one FIFO).
+ * A waiter whose signal aborts leaves the queue at once.
+ */
+export class FairGate {
+  private running = 0;
+  private waiting = 0;
+  /** Waiters per key; the map's order is the turn order (a key served goes to the back). */
+  private readonly queues = new Map<string, Waiter[]>();
+
+  constructor(
+    readonly maxConcurrent: number,
+    readonly maxQueue: number,
+  ) {}
+
+  /** Holders now. */
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /** Waiters now. */
+  get depth(): number {
+    return this.waiting;
+  }
+
+  /** Whether a caller arriving now would have to wait (no free slot, or others already waiting). */
+  get full(): boolean {
+    return this.running >= this.maxConcurrent || this.waiting > 0;
+  }
+
+  /** A slot now, when one is free and nobody waits (a caller then starts in the same tick). */
+  tryAcquire(): Release | undefined {
+    if (this.full) return undefined;
+    this.running++;
+    return this.releaser();
+  }
+
+  /**
+   * A slot for `key`: at once when one is free and nobody waits, otherwise after its turn.
+   * Throws (rejects) BulkheadRejectedError when `maxQueue` already wait, TaskCancelledError when
+   * `signal` aborts first.
+   */
+  acquire(key: string, signal?: AbortSignal): Promise<Release> {
+    if (signal?.aborted) return Promise.reject(new TaskCancelledError());
+    const now = this.tryAcquire();
+    if (now) return Promise.resolve(now);
+    if (this.waiting >= this.maxQueue)
+      return Promise.reject(new BulkheadRejectedError(this.maxConcurrent - this.running, 0));
+    return new Promise<Release>((resolve, reject) => {
+      const waiter: Waiter = {
+        key,
+        signal,
+        grant: resolve,
+        refuse: reject,
+        onAbort: () => {
+          if (this.remove(waiter)) reject(new TaskCancelledError());
+        },
+      };
+      let queue = this.queues.get(key);
+      if (!queue) this.queues.set(key, (queue = []));
+      queue.push(waiter);
+      this.waiting++;
+      signal?.addEventListener('abort', waiter.onAbort, { once: true });
+    });
+  }
+
+  private releaser(): Release {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.running--;
+      this.handOver();
+    };
+  }
+
+  /** Free slots go to the key whose turn it is; that key then goes to the back of the turns. */
+  private handOver(): void {
+    while (this.running < this.maxConcurrent && this.waiting > 0) {
+      const [key, queue] = this.queues.entries().next().value as [string, Waiter[]];
+      const waiter = queue.shift()!;
+      this.queues.delete(key);
+      if (queue.length > 0) this.queues.set(key, queue);
+      this.waiting--;
+      waiter.signal?.removeEventListener('abort', waiter.onAbort);
+      this.running++;
+      waiter.grant(this.releaser());
+    }
+  }
+
+  /** Takes an aborted waiter out of its queue; false when it already had its slot. */
+  private remove(waiter: Waiter): boolean {
+    const queue = this.queues.get(waiter.key);
+    const at = queue?.indexOf(waiter) ?? -1;
+    if (!queue || at < 0) return false;
+    queue.splice(at, 1);
+    if (queue.length === 0) this.queues.delete(waiter.key);
+    this.waiting--;
+    return true;
+  }
+}

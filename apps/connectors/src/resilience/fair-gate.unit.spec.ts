@@ -1,0 +1,37 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { BulkheadRejectedError, TaskCancelledError } from 'cockatiel';
+import { FairGate } from './fair-gate.js';
+
+describe('FairGate', () => {
+  it('a slot given back twice frees one slot; an abort after the slot was granted changes nothing', async () => {
+    const gate = new FairGate(1, 2);
+    const giveUp = new AbortController();
+    const first = gate.tryAcquire()!;
+    const second = gate.acquire('b', giveUp.signal);
+    const third = gate.acquire('c');
+    assert.equal(gate.depth, 2);
+    first();
+    first();
+    const releaseSecond = await second;
+    assert.equal(gate.inFlight, 1, 'the second released-twice did not let the third in as well');
+    assert.equal(gate.depth, 1);
+    giveUp.abort();
+    assert.equal(gate.depth, 1, 'the third still waits');
+    releaseSecond();
+    (await third)();
+    assert.equal(gate.inFlight, 0);
+  });
+
+  it('refuses past max_queue, and an aborted signal before the call, with the errors the policies know', async () => {
+    const gate = new FairGate(1, 1);
+    const hold = gate.tryAcquire()!;
+    const waiting = gate.acquire('a');
+    await assert.rejects(gate.acquire('b'), BulkheadRejectedError);
+    await assert.rejects(gate.acquire('c', AbortSignal.abort()), TaskCancelledError);
+    assert.equal(gate.tryAcquire(), undefined, 'no slot while one waits');
+    hold();
+    (await waiting)();
+    assert.ok(gate.tryAcquire(), 'free again');
+  });
+});
