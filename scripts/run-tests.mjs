@@ -47,9 +47,22 @@ if (files.length === 0) {
   console.error(`no ${tier} test files found (did the build run?)`);
   process.exit(1);
 }
-// Unit tests first: they are fast and say the most when something basic broke.
-const rank = (f) => tiers.findIndex((t) => f.endsWith(`.${t}.spec.js`));
-files.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+// Longest first (the time each file took in a recorded run, scripts/test-durations.txt): two
+// files run at once, and a long file started last kept one lane busy minutes after the other
+// was done. A file not in the record is guessed by its tier.
+const recorded = new Map();
+try {
+  for (const line of readFileSync(path.join(root, 'scripts', 'test-durations.txt'), 'utf8').split('\n')) {
+    const m = /^\s*([0-9.]+) s {2}(\S+)$/.exec(line);
+    if (m) recorded.set(m[2], Number(m[1]));
+  }
+} catch {
+  // No record: every file is guessed.
+}
+const guess = { unit: 0.5, int: 5, e2e: 30 };
+const expectedSeconds = (f) =>
+  recorded.get(path.relative(root, f)) ?? guess[tiers.find((t) => f.endsWith(`.${t}.spec.js`)) ?? 'int'] ?? 5;
+files.sort((a, b) => expectedSeconds(b) - expectedSeconds(a) || a.localeCompare(b));
 
 const env = { ...process.env, NODE_ENV: 'test', LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' };
 const stops = [];
@@ -91,6 +104,7 @@ const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 // its pool had dropped). Far above the slowest test; TEST_TIMEOUT_MS changes it.
 const timeoutMs = process.env.TEST_TIMEOUT_MS ?? '300000';
 // Where each file's time goes (scripts/test-timings.mjs); the slowest are printed at the end.
+// Copied to scripts/test-durations.txt, a full run's record orders the next runs (see above).
 mkdirSync(path.join(root, '.tmp'), { recursive: true });
 const timingsFile = path.join(root, '.tmp', `test-timings-${tier}.txt`);
 const args = [

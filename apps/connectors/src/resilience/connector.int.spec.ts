@@ -565,6 +565,26 @@ describe('everything server over stdio, one call at a time: a waiting call tells
     );
   });
 
+  it('a call canceled while it waits for a slot leaves the queue at once, canceled, without running', async () => {
+    const slow = ev.callTool({ tool: 'trigger-long-running-operation', arguments: { duration: 2, steps: 1 } });
+    await waitFor(() => ev.health().queue.in_flight === 1, 'the slow call to hold the slot');
+    const key = `canceled-${Date.now()}`;
+    const t0 = performance.now();
+    const waiting = expectAppError(
+      ev.callTool({ tool: 'echo', arguments: { message: 'never' }, idempotency_key: key }),
+      'canceled',
+    );
+    await waitFor(() => ev.health().queue.depth === 1, 'the keyed call to wait');
+    assert.equal(ev.cancelCall(key, 'the workflow was canceled'), true);
+    const e = await waiting;
+    const waited = performance.now() - t0;
+    assert.equal(ev.health().queue.depth, 0, 'gone from the queue');
+    assert.equal(ev.health().queue.in_flight, 1, 'while the slow call still runs');
+    assert.ok(waited < 1_500, `answered after ${Math.round(waited)} ms, not after the slow call's 2 s`);
+    assert.match(e.message, /the workflow was canceled/);
+    await slow;
+  });
+
   it("waiting calls take turns by workflow and by API key: another workflow's call and a person's run before the rest of one workflow's burst", async () => {
     const answered: string[] = [];
     const call = (name: string, who: { correlation_id?: string; actor?: string }) =>

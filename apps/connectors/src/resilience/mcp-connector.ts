@@ -403,6 +403,7 @@ export class McpConnector {
         {
           retryTimeouts,
           caller: fairnessKey(req),
+          ...(cancel && { leaveQueueOn: cancel }),
           ...(req.signal && { signal: req.signal }),
           ...(req.onProgress && {
             onQueued: () => req.onProgress!('queued'),
@@ -411,8 +412,12 @@ export class McpConnector {
         },
       ));
     } catch (err) {
-      const e = toAppError(err, this.name, 'call_tool');
       const n = (err as { attempts?: number }).attempts ?? 1;
+      // Canceled while it waited for a slot: it left the queue without running.
+      const e =
+        cancel?.aborted && n === 0
+          ? canceledError(cancel, this.name, req.tool)
+          : toAppError(err, this.name, 'call_tool');
       throw failed(e, n, e.details.breaker === 'open' || e.code === 'rate_limited' ? 'rejected' : 'error');
     }
     result = relativizeDeep(result, this.roots);

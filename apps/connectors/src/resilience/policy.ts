@@ -118,6 +118,8 @@ export class ServerPolicy {
     opts: {
       retryTimeouts: boolean;
       caller?: string | undefined;
+      /** Aborts only the wait for a slot (a call canceled before it ran leaves the queue at once). */
+      leaveQueueOn?: AbortSignal;
       signal?: AbortSignal;
       onQueued?: () => void;
       onStarted?: () => void;
@@ -134,8 +136,11 @@ export class ServerPolicy {
     let release: Release | undefined;
     try {
       // A free slot is taken in this tick (the call starts without a turn of the event loop).
-      release =
-        (!opts.signal?.aborted && this.gate.tryAcquire()) || (await this.gate.acquire(opts.caller ?? '', opts.signal));
+      const leave =
+        opts.leaveQueueOn && opts.signal
+          ? AbortSignal.any([opts.signal, opts.leaveQueueOn])
+          : (opts.leaveQueueOn ?? opts.signal);
+      release = (!leave?.aborted && this.gate.tryAcquire()) || (await this.gate.acquire(opts.caller ?? '', leave));
       if (waited) {
         this.recordWait(performance.now() - t0);
         opts.onStarted?.();
