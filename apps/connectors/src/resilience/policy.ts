@@ -136,11 +136,7 @@ export class ServerPolicy {
     let release: Release | undefined;
     try {
       // A free slot is taken in this tick (the call starts without a turn of the event loop).
-      const leave =
-        opts.leaveQueueOn && opts.signal
-          ? AbortSignal.any([opts.signal, opts.leaveQueueOn])
-          : (opts.leaveQueueOn ?? opts.signal);
-      release = (!leave?.aborted && this.gate.tryAcquire()) || (await this.gate.acquire(opts.caller ?? '', leave));
+      release = this.gate.tryAcquire() ?? (await this.gate.acquire(opts.caller ?? '', queueSignal(opts)));
       if (waited) {
         this.recordWait(performance.now() - t0);
         opts.onStarted?.();
@@ -219,4 +215,10 @@ export class ServerPolicy {
         return 'isolated';
     }
   }
+}
+
+/** What ends a call's wait for a slot: its caller's signal, or a cancel of the call. */
+function queueSignal(opts: { signal?: AbortSignal; leaveQueueOn?: AbortSignal }): AbortSignal | undefined {
+  if (opts.signal && opts.leaveQueueOn) return AbortSignal.any([opts.signal, opts.leaveQueueOn]);
+  return opts.signal ?? opts.leaveQueueOn;
 }
