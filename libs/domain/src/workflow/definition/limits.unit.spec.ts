@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { decideAfter } from '../execution/saga.js';
+import { decideWorkflow } from '../execution/decider.js';
 import { cmd, fold, history, types } from '../execution/spec-helpers.js';
 import type { WorkflowEvent } from '../execution/types.js';
 import { checkExpression, evaluateExpression, ExpressionLimitError } from './expressions.js';
@@ -259,6 +260,40 @@ describe('for_each and expression limits in the decider', () => {
     } finally {
       configureWorkflowLimits({});
     }
+  });
+
+  it("an execution keeps the units cap it started under, whatever the deciding process is set to; an older stream without one takes the process's", () => {
+    const def: WorkflowDefinitionInput = {
+      id: 'wide_recorded',
+      version: 1,
+      name: 'wide',
+      input: { type: 'object', properties: { items: { type: 'array' } } },
+      steps: [{ id: 'a', uses: 'mcp:database/query', for_each: { items: 'input.items', concurrency: 10 } }],
+    };
+    const start = cmd.start(def, { items: [1, 2, 3, 4, 5, 6] });
+    configureWorkflowLimits({ maxUnitsInFlight: 2 });
+    let started: WorkflowEvent[];
+    try {
+      started = history(start);
+    } finally {
+      configureWorkflowLimits({});
+    }
+    assert.equal((started[0]!.data as { maxUnitsInFlight?: number }).maxUnitsInFlight, 2);
+    assert.deepEqual(types(started).slice(-2), ['StepScheduled:a[0]', 'StepScheduled:a[1]']);
+    // Given the recorded start, a process set to 256 (a gateway, a replay) still sends one unit per unit ended.
+    const then = (given: WorkflowEvent[]) =>
+      types(decideWorkflow(cmd.succeeded({ stepId: 'a', itemIndex: 0 }, 'ok'), fold(given)));
+    assert.deepEqual(then(started), ['StepSucceeded:a[0]', 'StepScheduled:a[2]']);
+    // The same stream as an older version wrote it (no cap recorded): the process's 256 fills the rest.
+    const { maxUnitsInFlight: _dropped, ...older } = started[0]!.data as { maxUnitsInFlight?: number };
+    const olderStream = [{ ...started[0]!, data: older } as WorkflowEvent, ...started.slice(1)];
+    assert.deepEqual(then(olderStream), [
+      'StepSucceeded:a[0]',
+      'StepScheduled:a[2]',
+      'StepScheduled:a[3]',
+      'StepScheduled:a[4]',
+      'StepScheduled:a[5]',
+    ]);
   });
 
   it("a step output past WORKFLOW_MAX_OUTPUT_BYTES fails the step (not retried); a for_each step's list of its items' outputs does not count twice", () => {

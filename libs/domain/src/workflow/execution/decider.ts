@@ -237,6 +237,7 @@ function decideStartWorkflow(
         seed: command.data.seed ?? hash32(command.data.executionId),
         startedAt: now,
         ...(command.data.lineage ? { lineage: command.data.lineage } : {}),
+        maxUnitsInFlight: workflowLimits().maxUnitsInFlight,
       },
       metadata: meta,
     },
@@ -776,9 +777,10 @@ function progressOnce(state: WorkflowExecutionState, meta: CommandMetadata): Wor
   }
 
   const compensationOnly = compensationStepIds(state.definition);
-  // Units the execution may still put in flight (WORKFLOW_MAX_UNITS_IN_FLIGHT): a step that would
-  // dispatch one waits while there is no room, and a for_each fills only the room there is.
-  const room = workflowLimits().maxUnitsInFlight - unitsInFlight(state);
+  // Units the execution may still put in flight (WORKFLOW_MAX_UNITS_IN_FLIGHT, as recorded at its
+  // start): a step that would dispatch one waits while there is no room, and a for_each fills only
+  // the room there is.
+  const room = (state.maxUnitsInFlight ?? workflowLimits().maxUnitsInFlight) - unitsInFlight(state);
   const events: WorkflowEvent[] = [];
   for (const def of state.definition.steps) {
     if (compensationOnly.has(def.id)) continue;
@@ -1002,6 +1004,7 @@ function decideFork(command: ForkWorkflow): WorkflowEvent[] {
         seed: d.seed ?? hash32(d.executionId),
         startedAt: meta.timestamp,
         forkedFrom: { executionId: d.fromExecutionId, fromStep: d.fromStep },
+        maxUnitsInFlight: workflowLimits().maxUnitsInFlight,
       },
       metadata: meta,
     },
@@ -1129,6 +1132,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       correlationId: event.metadata.correlationId,
       ...(d.lineage ? { lineage: d.lineage } : {}),
       ...(d.forkedFrom ? { forkedFrom: d.forkedFrom } : {}),
+      ...(d.maxUnitsInFlight !== undefined ? { maxUnitsInFlight: d.maxUnitsInFlight } : {}),
       steps,
       compensations: {},
     };

@@ -153,6 +153,12 @@ export type WorkflowStarted = Event<
     readonly lineage?: ExecutionLineage;
     /** Only on forks: the execution it was forked from and the step it runs again from. */
     readonly forkedFrom?: { readonly executionId: string; readonly fromStep: string };
+    /**
+     * WORKFLOW_MAX_UNITS_IN_FLIGHT where it started: every later decision (the engine's, a gateway's
+     * command, a replay) holds the execution to this one, whatever its own process is set to.
+     * Absent in older streams: the deciding process's limit.
+     */
+    readonly maxUnitsInFlight?: number;
   }
 >;
 /** A for_each step resolved its item list. */
@@ -468,6 +474,8 @@ export interface ExecutionData {
   readonly lineage?: ExecutionLineage;
   /** Only on forks. */
   readonly forkedFrom?: { readonly executionId: string; readonly fromStep: string };
+  /** See WorkflowStarted (absent in older streams). */
+  readonly maxUnitsInFlight?: number;
   readonly steps: Readonly<Record<string, StepState>>;
   readonly compensations: Readonly<Record<string, CompensationState>>;
   /** Signals received, in order (absent until the first). */
