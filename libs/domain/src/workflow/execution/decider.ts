@@ -237,7 +237,7 @@ function decideStartWorkflow(
         seed: command.data.seed ?? hash32(command.data.executionId),
         startedAt: now,
         ...(command.data.lineage ? { lineage: command.data.lineage } : {}),
-        maxUnitsInFlight: workflowLimits().maxUnitsInFlight,
+        maxUnitsInFlight: command.data.maxUnitsInFlight ?? workflowLimits().maxUnitsInFlight,
       },
       metadata: meta,
     },

@@ -207,7 +207,14 @@ export function checkReplay(source: StartedExecution, target: WorkflowDefinition
     apply(
       cmd({
         type: 'StartWorkflow',
-        data: { executionId: source.executionId, definition: target, input: source.input, seed: source.seed },
+        data: {
+          executionId: source.executionId,
+          definition: target,
+          input: source.input,
+          seed: source.seed,
+          // Under the cap the recording ran under, when it says (a different one decides a different order).
+          ...(source.maxUnitsInFlight !== undefined ? { maxUnitsInFlight: source.maxUnitsInFlight } : {}),
+        },
       }),
     );
   } catch (e) {

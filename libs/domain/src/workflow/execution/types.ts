@@ -43,6 +43,8 @@ export type StartWorkflow = Command<
     readonly seed?: number;
     /** Set when a parent execution starts this one as a sub-workflow. */
     readonly lineage?: ExecutionLineage;
+    /** The units cap to record instead of this process's (a replay check repeats a recorded start). */
+    readonly maxUnitsInFlight?: number;
   }
 >;
 /** The orchestrator handed the unit to its executor (NATS request sent). */
