@@ -3,7 +3,7 @@
 // For int and e2e it first starts one real PostgreSQL and one real nats-server on free ports
 // and hands their addresses to the tests (each suite makes its own database inside).
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, rmSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -93,31 +93,31 @@ if (tiers.some((t) => t !== 'unit')) {
   }
 }
 
-const concurrency = process.env.TEST_CONCURRENCY ?? '2';
-// No --test-force-exit: with it, a file's process can end before the runner has read all of its
+// No forced exit: with it, a file's process can end before the runner has read all of its
 // verdicts, and the run reports fewer tests than ran, exit 0 (seen: the last five suites of a
 // file missing from a green run; a known Node test-runner bug). A failed test in that tail would
 // go unseen. Without it, a file whose failed test left a connection open does not end; the run's
 // own deadline below ends such a run, failed, after the failure was printed.
-// --test-timeout: a test or hook that hangs fails, named, after this long instead of holding the
-// whole run until CI's own limit ends it with nothing said (seen: a stop() waiting on a query
-// its pool had dropped). Far above the slowest test; TEST_TIMEOUT_MS changes it.
-const timeoutMs = process.env.TEST_TIMEOUT_MS ?? '300000';
+// TEST_TIMEOUT_MS (default 5 min): a test or hook that hangs fails, named, after this long instead
+// of holding the whole run until CI's own limit ends it with nothing said (seen: a stop() waiting
+// on a query its pool had dropped). Far above the slowest test.
 // Where each file's time goes (scripts/test-timings.mjs); the slowest are printed at the end.
 // Copied to scripts/test-durations.txt, a full run's record orders the next runs (see above).
 mkdirSync(path.join(root, '.tmp'), { recursive: true });
 const timingsFile = path.join(root, '.tmp', `test-timings-${tier}.txt`);
-const args = [
-  '--test',
-  `--test-concurrency=${concurrency}`,
-  `--test-timeout=${timeoutMs}`,
-  '--test-reporter=spec',
-  '--test-reporter-destination=stdout',
-  `--test-reporter=${path.join(root, 'scripts', 'test-timings.mjs')}`,
-  `--test-reporter-destination=${timingsFile}`,
-  ...files,
-];
-const child = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
+rmSync(timingsFile, { force: true });
+const args = [path.join(root, 'scripts', 'test-files.mjs'), timingsFile, ...files];
+// A process group of its own: the deadline below, or a Ctrl-C, ends every spec file's process
+// with the runner (killing the runner alone left them running).
+const child = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit', detached: true });
+const killRun = (signal) => {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+};
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => killRun(signal));
 // The whole run's deadline (TEST_RUN_TIMEOUT_MS, default 45 min, well under CI's 90): a file that
 // never ends (see above) fails the run, named by the runner as the test still running.
 const runTimeoutMs = Number(process.env.TEST_RUN_TIMEOUT_MS ?? 45 * 60_000);
@@ -125,16 +125,16 @@ const deadline = setTimeout(() => {
   console.error(
     `# the test run did not end within ${Math.round(runTimeoutMs / 60_000)} min: a spec file did not exit after its tests (a connection or timer left open, often after a failure above); stopping it`,
   );
-  child.kill('SIGKILL');
+  killRun('SIGKILL');
 }, runTimeoutMs);
 const code = await new Promise((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
 clearTimeout(deadline);
-try {
-  const lines = readFileSync(timingsFile, 'utf8').trimEnd().split('\n');
+// No timings when the run was stopped before the reporter wrote them.
+const timings = existsSync(timingsFile) ? readFileSync(timingsFile, 'utf8').trimEnd().split('\n') : [];
+if (timings.length > 1) {
   console.log(`# the slowest spec files (all of them in ${path.relative(root, timingsFile)}):`);
-  for (const line of [...lines.slice(0, 12), lines.at(-1)]) console.log(`# ${line}`);
-} catch {
-  // No timings when the run was stopped before the reporter wrote them.
+  const slowest = timings.slice(0, -1).slice(0, 12);
+  for (const line of [...slowest, timings.at(-1)]) console.log(`# ${line}`);
 }
 for (const stop of stops) await stop().catch((e) => console.error('cleanup failed:', e));
 if (lintCode !== 0) console.error('# the lint phase failed (see its output at the start of this run)');
