@@ -128,21 +128,25 @@ export class ServerPolicy {
     let attempts = 0;
     const policy = opts.retryTimeouts ? this.safe : this.unsafe;
     const t0 = performance.now();
-    const waited = this.gate.full;
-    if (waited && this.gate.depth < this.gate.maxQueue) {
-      this.queuedTotal++;
-      opts.onQueued?.();
-    }
     let release: Release | undefined;
     try {
       // A free slot is taken in this tick (the call starts without a turn of the event loop).
-      release = this.gate.tryAcquire() ?? (await this.gate.acquire(opts.caller ?? '', queueSignal(opts)));
-      if (waited) {
-        this.recordWait(performance.now() - t0);
-        opts.onStarted?.();
+      release = this.gate.tryAcquire();
+      const waited = !release;
+      if (!release) {
+        const leave = queueSignal(opts);
+        if (!leave?.aborted && this.gate.depth < this.gate.maxQueue) {
+          this.queuedTotal++;
+          opts.onQueued?.();
+        }
+        release = await this.gate.acquire(opts.caller ?? '', leave);
       }
       const value = await policy.execute(({ signal }) => {
-        attempts++;
+        // Started when its first attempt runs (an open breaker refuses it before that).
+        if (attempts++ === 0 && waited) {
+          this.recordWait(performance.now() - t0);
+          opts.onStarted?.();
+        }
         return fn(signal);
         // A fresh parent signal per call: cockatiel's shared default signal would collect one
         // listener per in-flight call and trip Node's MaxListeners warning under load.
