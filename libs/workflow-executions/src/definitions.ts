@@ -137,8 +137,7 @@ export class DefinitionStore {
   }
 
   /**
-   * `list`, cut with `maxBytes` where the definitions' stored (compressed) size passes it (at least
-   * one is kept); `cut` says the bytes left rows of the limit behind (whether the limit did, the
+   * `list`, cut with `maxBytes` where the definitions' JSON passes it (at least one is kept); `cut` says the bytes left rows of the limit behind (whether the limit did, the
    * caller learns by asking one more than it shows).
    */
   async listPage(
@@ -154,15 +153,16 @@ export class DefinitionStore {
     const w = where.length ? `where ${where.join(' and ')}` : '';
     const limit = opts.limit !== undefined ? `limit ${Math.max(1, Math.floor(opts.limit))}` : '';
     const sql = opts.allVersions
-      ? `select id, version, definition, source, created_at from ${this.t} ${w} order by id, version ${limit}`
-      : `select distinct on (id) id, version, definition, source, created_at from ${this.t} ${w} order by id, version desc ${limit}`;
-    // The sizes are the stored ones (no decompression): the cut happens before the rows are sent.
+      ? `select id, version, definition, source, created_at, definition_bytes from ${this.t} ${w} order by id, version ${limit}`
+      : `select distinct on (id) id, version, definition, source, created_at, definition_bytes from ${this.t} ${w} order by id, version desc ${limit}`;
+    // Sizes written with each row (the stored size, compressed, for rows from before): the cut
+    // happens before the rows are sent, without reading them.
     const bounded =
       opts.maxBytes === undefined
         ? sql
         : `select * from (
              select p.*, sum(p.bytes) over (order by p.id, p.version) - p.bytes as bytes_before, count(*) over () as taken
-             from (select q.*, pg_column_size(q.definition) as bytes from (${sql}) q) p
+             from (select q.*, coalesce(q.definition_bytes, pg_column_size(q.definition)) as bytes from (${sql}) q) p
            ) c where c.bytes_before < $${args.push(Math.max(1, Math.floor(opts.maxBytes)))} order by c.id, c.version`;
     const r = await this.pool.query<DefinitionRow & { taken?: string }>(bounded, args);
     return {

@@ -33,8 +33,8 @@ export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: 
   /** Re-read interval for subscriptions even without a NOTIFY (default 3 s). */
   readonly safetyIntervalMs?: number;
   /**
-   * Stored bytes of event data one subscription page holds at most (default 4 MiB; a page holds at
-   * least one event whatever its size). 500 events of large step outputs were one page: 100 MB
+   * Characters of event data (as JSON) one subscription page holds at most (default 4 MiB; a page
+   * holds at least one event whatever its size). 500 events of large step outputs were one page: 100 MB
    * parsed and delivered in one turn of the event loop of whoever subscribed.
    */
   readonly pageBytes?: number;
@@ -324,9 +324,9 @@ export class PostgresEventStore implements EventStore {
 
   async storedBytes(streamId: string): Promise<number> {
     this.assertOpen();
-    // pg_column_size: the stored (compressed) size, without decompressing the data.
+    // The size written at append; for older events the stored (compressed) size, without decompressing the data.
     const res = await this.query<{ bytes: string }>(
-      `select coalesce(sum(pg_column_size(data)), 0)::bigint as bytes from ${this.t} where stream_id = $1`,
+      `select coalesce(sum(coalesce(data_bytes, pg_column_size(data))), 0)::bigint as bytes from ${this.t} where stream_id = $1`,
       [streamId],
     );
     return Number(res.rows[0]?.bytes ?? 0);
@@ -469,15 +469,15 @@ export class PostgresEventStore implements EventStore {
     // head is found in short statements, one window at a time, instead of one scan of the log
     // that holds a connection for as long as the log is long.
     const until = types || prefixes ? after + FILTERED_SCAN_WINDOW : null;
-    // The page is cut where its events' stored data passes pageBytes (sizes from the stored
-    // lengths, without decompressing): `taken` says how many the limit gave before the cut.
+    // The page is cut where its events' data passes pageBytes (sizes written at append, without
+    // reading the data): `taken` says how many the limit gave before the cut.
     const res = await this.query<EventRow & { head: string; taken: string | null }>(
       `select h.head, e.* from (select coalesce(max(position), -1) as head from ${this.t}) h
        left join lateral (
          select * from (
            select w.*, sum(w.bytes) over (order by w.position) - w.bytes as bytes_before, count(*) over () as taken
            from (
-             select ${COLUMNS}, pg_column_size(data) as bytes from ${this.t}
+             select ${COLUMNS}, coalesce(data_bytes, pg_column_size(data)) as bytes from ${this.t}
              where position > $1 and ${filterSql(2)} and ($5::bigint is null or position <= $5)
              order by position limit $4
            ) w
@@ -531,7 +531,7 @@ export class PostgresEventStore implements EventStore {
   }
 }
 
-/** Stored bytes of event data in one subscription page (see PostgresEventStoreOptions.pageBytes). */
+/** Characters of event data in one subscription page (see PostgresEventStoreOptions.pageBytes). */
 const DEFAULT_PAGE_BYTES = 4 * 1024 * 1024;
 
 /** Most positions one filtered subscription read examines (see readPage). */
@@ -553,7 +553,10 @@ const nonEmpty = (xs: readonly string[] | undefined): string[] | null => (xs && 
 function eventsJson(streamId: string, events: readonly NewEvent[]): string {
   const parts = events.map((e, i) => {
     try {
-      return JSON.stringify({ id: e.id ?? randomUUID(), type: e.type, data: e.data ?? null, metadata: e.metadata });
+      // The data's own JSON once: its length is stored with it (data_bytes, see schema.ts).
+      const data = JSON.stringify(e.data ?? null);
+      const rest = JSON.stringify({ id: e.id ?? randomUUID(), type: e.type, metadata: e.metadata });
+      return `${rest.slice(0, -1)},"data":${data},"bytes":${data.length}}`;
     } catch (err) {
       throw new UnstorableEventError(
         streamId,

@@ -30,6 +30,10 @@ create table if not exists ${s}.events (
   recorded_at timestamptz not null default now(),
   unique (stream_id, revision)
 );
+-- Characters of the event's data as JSON, written at append: the stored size of jsonb is compressed,
+-- and repetitive data (rows of a query result) read back 60 times larger than it was stored.
+-- Null for events appended before the column existed (their stored size stands in).
+alter table ${s}.events add column if not exists data_bytes integer;
 
 -- Fencing tokens (see Fence in port.ts): an append carrying { name, epoch } commits only while
 -- the row's epoch is that one. Raised (never lowered) by whoever takes over a lease.
@@ -111,8 +115,9 @@ begin
     end if;
     -- 3. Insert in the order given; revisions and positions are dense.
     v_count := jsonb_array_length(v_item->'events');
-    insert into ${s}.events (position, stream_id, revision, event_id, type, data, metadata)
-    select v_head + t.ord, v_stream, coalesce(v_current, -1) + t.ord, (t.e->>'id')::uuid, t.e->>'type', t.e->'data', t.e->'metadata'
+    insert into ${s}.events (position, stream_id, revision, event_id, type, data, metadata, data_bytes)
+    select v_head + t.ord, v_stream, coalesce(v_current, -1) + t.ord, (t.e->>'id')::uuid, t.e->>'type', t.e->'data', t.e->'metadata',
+           (t.e->>'bytes')::int
     from jsonb_array_elements(v_item->'events') with ordinality as t(e, ord);
     v_head := v_head + v_count;
     return query select v_idx::int, true, coalesce(v_current, -1) + v_count, v_head, now(), null::bigint;

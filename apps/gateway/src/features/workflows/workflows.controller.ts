@@ -474,7 +474,7 @@ export class WorkflowsController {
   @ApiRoute({
     summary: 'Workflow definitions (latest version of each, or every version with all_versions), in pages by id',
     description:
-      'At most `limit` (1-200, default 100) a page, and about 2 MiB of definitions as stored (at least one): a page of large definitions holds fewer than `limit` and has a `next_cursor`. `cursor` is the `next_cursor` of the page before.',
+      'At most `limit` (1-200, default 100) a page, and about 2 MiB of definitions as JSON (at least one): a page of large definitions holds fewer than `limit` and has a `next_cursor`. `cursor` is the `next_cursor` of the page before.',
     tags: ['workflows'],
     role: 'viewer',
     response: { schema: definitionsResponse },

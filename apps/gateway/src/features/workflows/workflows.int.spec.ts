@@ -239,13 +239,14 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     }
   });
 
-  it('a page of definitions ends near 2 MiB of them as stored, with a next_cursor, and paging still lists each once', async () => {
-    // Seven definitions of about 450 KB each that do not compress (base64 of random bytes).
-    const big = Array.from({ length: 7 }, (_, i) => ({
+  it('a page of definitions ends near 2 MiB of their JSON, with a next_cursor, however well they compress, and paging still lists each once', async () => {
+    // Seven definitions of about 450 KB each that do not compress (base64 of random bytes), and
+    // five that compress to almost nothing as stored (the same text again and again).
+    const big = Array.from({ length: 12 }, (_, i) => ({
       id: `big_${tag}_${i}`,
       version: 1,
       name: 'big',
-      description: randomBytes(330 * 1024).toString('base64'),
+      description: i < 7 ? randomBytes(330 * 1024).toString('base64') : 'step after step '.repeat(28_000),
       steps: [{ id: 'a', uses: 'agent:revenue_analysis' }],
     }));
     for (const def of big) assert.equal((await http('POST', '/api/v1/workflows/definitions', def)).status, 201);
@@ -262,7 +263,7 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       ids.push(...page.body.definitions.map((d: { id: string }) => d.id));
       cursor = page.body.next_cursor;
     } while (cursor);
-    console.log(`# 7 definitions of 450 KB in pages of ${sizes.map((n) => `${(n / 1e6).toFixed(1)} MB`).join(', ')}`);
+    console.log(`# 12 definitions of 450 KB in pages of ${sizes.map((n) => `${(n / 1e6).toFixed(1)} MB`).join(', ')}`);
     assert.ok(sizes.length >= 2, `${sizes.length} pages: the bytes ended the first`);
     assert.ok(Math.max(...sizes) < 3e6, 'no page far above 2 MiB');
     assert.equal(new Set(ids).size, ids.length, 'each once');

@@ -4,7 +4,7 @@ import type { DefinitionStore } from '../deps.js';
 import { WorkflowsService } from '../workflows.service.js';
 
 /**
- * Stored (compressed) bytes of definitions one page holds at most, at least one whatever its size:
+ * Characters of definitions (as JSON) one page holds at most, at least one whatever its size:
  * a page of 200 definitions near their size bound was 100 MB, and a viewer's read of it held the
  * gateway 6.8 s.
  */
