@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { AppError, isAppError } from '@switchyard/platform';
 import { request, type RequestOptions } from '@switchyard/messaging';
 import {
+  ACTOR_PATTERN,
   CALL_SILENCE_MS,
   mcpCallToolSubject,
   mcpCancelCallSubject,
@@ -185,6 +186,7 @@ export async function executeRemote(
           idempotency_key: a.idempotencyKey,
           timeout_ms: a.timeoutMs,
           actor: 'system:orchestrator',
+          ...(a.startedBy && ACTOR_PATTERN.test(a.startedBy) ? { on_behalf_of: a.startedBy } : {}),
           ...progress,
         },
         {

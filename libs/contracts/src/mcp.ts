@@ -53,6 +53,9 @@ export const MCP_REGISTRY_LIST_SUBJECT = mcpRegistryListSubject();
 
 // ---- requests --------------------------------------------------------------------------
 
+/** What an actor (`apikey:<id>`, `system:<part>`) named in a call request may look like. */
+export const ACTOR_PATTERN = /^[A-Za-z0-9_.:@-]{1,200}$/;
+
 export const callToolRequestSchema = z.object({
   tool: z.string().min(1),
   arguments: z.record(z.string(), z.unknown()).default({}),
@@ -65,10 +68,12 @@ export const callToolRequestSchema = z.object({
   /** Where to publish `queued` / `started` notices (callProgressSchema) when the call has to wait for a slot. */
   progress_subject: progressSubjectSchema.optional(),
   /** Who asked (`apikey:<id>`, `system:<part>`): the call's events carry it as their actor. */
-  actor: z
-    .string()
-    .regex(/^[A-Za-z0-9_.:@-]{1,200}$/)
-    .optional(),
+  actor: z.string().regex(ACTOR_PATTERN).optional(),
+  /**
+   * For whom a system actor asks (the engine: whoever started the workflow): whose turn the call
+   * takes while it waits for a slot at a busy server.
+   */
+  on_behalf_of: z.string().regex(ACTOR_PATTERN).optional(),
 });
 export type CallToolRequestBody = z.infer<typeof callToolRequestSchema>;
 

@@ -585,26 +585,30 @@ describe('everything server over stdio, one call at a time: a waiting call tells
     await slow;
   });
 
-  it("waiting calls take turns by workflow and by API key: another workflow's call and a person's run before the rest of one workflow's burst", async () => {
+  it("waiting calls take turns by who asked, then by workflow: a person's workflows share their turn and take turns within it", async () => {
     const answered: string[] = [];
-    const call = (name: string, who: { correlation_id?: string; actor?: string }) =>
+    const call = (name: string, who: { correlation_id?: string; actor?: string; on_behalf_of?: string }) =>
       ev.callTool({ tool: 'echo', arguments: { message: name }, ...who }).then(() => void answered.push(name));
     const slow = ev.callTool({
       tool: 'trigger-long-running-operation',
       arguments: { duration: 0.5, steps: 1 },
     });
     await waitFor(() => ev.health().queue.in_flight === 1, 'the slow call to hold the slot');
-    const engine = { actor: 'system:orchestrator' };
-    const burst = [1, 2, 3, 4].map((i) => call(`a${i}`, { ...engine, correlation_id: 'workflow-a' }));
-    const other = call('b', { ...engine, correlation_id: 'workflow-b' });
-    // A person's calls share one turn whatever their correlation ids.
-    const person = [
-      call('k1', { actor: 'apikey:k', correlation_id: 'x' }),
-      call('k2', { actor: 'apikey:k', correlation_id: 'y' }),
+    // Alice's two workflows (the engine asks on her behalf; each execution has its correlation id).
+    const alice = { actor: 'system:orchestrator', on_behalf_of: 'apikey:alice' };
+    const burst = [1, 2, 3, 4].map((i) => call(`a${i}`, { ...alice, correlation_id: 'workflow-a' }));
+    const second = call('b', { ...alice, correlation_id: 'workflow-b' });
+    // Bob's direct calls share one turn whatever their correlation ids.
+    const bob = [
+      call('k1', { actor: 'apikey:bob', correlation_id: 'x' }),
+      call('k2', { actor: 'apikey:bob', correlation_id: 'y' }),
     ];
-    await waitFor(() => ev.health().queue.depth === 7, 'seven calls waiting');
-    await Promise.all([slow, ...burst, other, ...person]);
-    assert.deepEqual(answered, ['a1', 'b', 'k1', 'a2', 'k2', 'a3', 'a4']);
+    // A workflow for nobody named (an older execution's, a sub-workflow's): its correlation id is its turn.
+    const unnamed = call('c', { actor: 'system:orchestrator', correlation_id: 'workflow-c' });
+    await waitFor(() => ev.health().queue.depth === 8, 'eight calls waiting');
+    await Promise.all([slow, ...burst, second, ...bob, unnamed]);
+    // Turns go alice, bob, workflow-c; within alice's, workflow-a then workflow-b; within bob's, x then y.
+    assert.deepEqual(answered, ['a1', 'k1', 'c', 'b', 'k2', 'a2', 'a3', 'a4']);
   });
 });
 

@@ -5,6 +5,7 @@ export type Release = () => void;
 
 interface Waiter {
   readonly key: string;
+  readonly within: string;
   readonly grant: (release: Release) => void;
   readonly refuse: (err: unknown) => void;
   readonly signal: AbortSignal | undefined;
@@ -13,16 +14,18 @@ interface Waiter {
 
 /**
  * A bulkhead whose queue takes turns: at most `maxConcurrent` holders, at most `maxQueue` waiting,
- * and a free slot goes to the waiting keys in turn (round robin), first come within a key. One
- * workflow's for-each of a hundred slow calls then delays another workflow's single call by one
- * call's time, not by the hundred (cockatiel's bulkhead, which this replaces, is one FIFO).
- * A waiter whose signal aborts leaves the queue at once.
+ * and a free slot goes to the waiting keys in turn (round robin), and within a key's turn to its
+ * waiting `within`s in turn, first come within those. One workflow's for-each of a hundred slow
+ * calls then delays another's single call by one call's time, not by the hundred (cockatiel's
+ * bulkhead, which this replaces, is one FIFO); with the key the person and `within` the workflow,
+ * a person starting many workflows still has one turn, and their own small workflow does not wait
+ * behind their large one. A waiter whose signal aborts leaves the queue at once.
  */
 export class FairGate {
   private running = 0;
   private waiting = 0;
-  /** Waiters per key; the map's order is the turn order (a key served goes to the back). */
-  private readonly queues = new Map<string, Waiter[]>();
+  /** Waiters per key and `within`; each map's order is its turn order (one served goes to the back). */
+  private readonly queues = new Map<string, Map<string, Waiter[]>>();
 
   constructor(
     readonly maxConcurrent: number,
@@ -56,7 +59,7 @@ export class FairGate {
    * Throws (rejects) BulkheadRejectedError when `maxQueue` already wait, TaskCancelledError when
    * `signal` aborts first.
    */
-  acquire(key: string, signal?: AbortSignal): Promise<Release> {
+  acquire(key: string, signal?: AbortSignal, within = ''): Promise<Release> {
     if (signal?.aborted) return Promise.reject(new TaskCancelledError());
     const now = this.tryAcquire();
     if (now) return Promise.resolve(now);
@@ -65,6 +68,7 @@ export class FairGate {
     return new Promise<Release>((resolve, reject) => {
       const waiter: Waiter = {
         key,
+        within,
         signal,
         grant: resolve,
         refuse: reject,
@@ -72,8 +76,10 @@ export class FairGate {
           if (this.remove(waiter)) reject(new TaskCancelledError());
         },
       };
-      let queue = this.queues.get(key);
-      if (!queue) this.queues.set(key, (queue = []));
+      let turns = this.queues.get(key);
+      if (!turns) this.queues.set(key, (turns = new Map()));
+      let queue = turns.get(within);
+      if (!queue) turns.set(within, (queue = []));
       queue.push(waiter);
       this.waiting++;
       signal?.addEventListener('abort', waiter.onAbort, { once: true });
@@ -93,10 +99,13 @@ export class FairGate {
   /** Free slots go to the key whose turn it is; that key then goes to the back of the turns. */
   private handOver(): void {
     while (this.running < this.maxConcurrent && this.waiting > 0) {
-      const [key, queue] = this.queues.entries().next().value as [string, Waiter[]];
+      const [key, turns] = this.queues.entries().next().value as [string, Map<string, Waiter[]>];
+      const [within, queue] = turns.entries().next().value as [string, Waiter[]];
       const waiter = queue.shift()!;
+      turns.delete(within);
+      if (queue.length > 0) turns.set(within, queue);
       this.queues.delete(key);
-      if (queue.length > 0) this.queues.set(key, queue);
+      if (turns.size > 0) this.queues.set(key, turns);
       this.waiting--;
       waiter.signal?.removeEventListener('abort', waiter.onAbort);
       this.running++;
@@ -106,11 +115,13 @@ export class FairGate {
 
   /** Takes an aborted waiter out of its queue; false when it already had its slot. */
   private remove(waiter: Waiter): boolean {
-    const queue = this.queues.get(waiter.key);
+    const turns = this.queues.get(waiter.key);
+    const queue = turns?.get(waiter.within);
     const at = queue?.indexOf(waiter) ?? -1;
-    if (!queue || at < 0) return false;
+    if (!turns || !queue || at < 0) return false;
     queue.splice(at, 1);
-    if (queue.length === 0) this.queues.delete(waiter.key);
+    if (queue.length === 0) turns.delete(waiter.within);
+    if (turns.size === 0) this.queues.delete(waiter.key);
     this.waiting--;
     return true;
   }

@@ -23,6 +23,26 @@ describe('FairGate', () => {
     assert.equal(gate.inFlight, 0);
   });
 
+  it("turns go round the keys, and within a key's turn round its `within`s: a person's small workflow does not wait behind their large one", async () => {
+    const gate = new FairGate(1, 10);
+    const order: string[] = [];
+    const hold = gate.tryAcquire()!;
+    const waiting = [
+      ['alice', 'large', 'l1'],
+      ['alice', 'large', 'l2'],
+      ['alice', 'large', 'l3'],
+      ['alice', 'small', 's'],
+      ['bob', '', 'b'],
+    ].map(async ([key, within, name]) => {
+      const release = await gate.acquire(key!, undefined, within);
+      order.push(name!);
+      release();
+    });
+    hold();
+    await Promise.all(waiting);
+    assert.deepEqual(order, ['l1', 'b', 's', 'l2', 'l3']);
+  });
+
   it('refuses past max_queue, and an aborted signal before the call, with the errors the policies know', async () => {
     const gate = new FairGate(1, 1);
     const hold = gate.tryAcquire()!;

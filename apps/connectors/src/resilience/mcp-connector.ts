@@ -76,6 +76,8 @@ export interface CallToolRequest {
   readonly correlation_id?: string;
   /** Who asked (`apikey:<id>`); recorded on the call's events. */
   readonly actor?: string;
+  /** For whom a `system:...` actor asks (a workflow's starter): whose turn it takes at a busy server. */
+  readonly on_behalf_of?: string;
   /** Per-attempt bound for this call, capped by the server's `timeouts.call_ms`. */
   readonly timeout_ms?: number;
   /**
@@ -647,12 +649,21 @@ function hideHostPathsInError<T extends { content?: unknown }>(result: T, roots:
 }
 
 /**
- * Whose turn a waiting call takes in the server's queue: a person's calls (their API key's actor)
- * take turns with everyone else's; the engine's (actor `system:...`) go by workflow, each
- * execution carrying its correlation id, so one execution's for-each waits behind itself.
+ * Whose turn a waiting call takes in the server's queue: whoever asked, a person's API key, also
+ * for the workflows it started (the engine, a `system:...` actor, names the starter in
+ * `on_behalf_of`), so starting many executions, or choosing their correlation ids, gets a key no
+ * more turns; within that turn, each workflow (correlation id) in turn, so a person's small
+ * workflow does not wait behind their own large one. A system call for nobody named (a
+ * sub-workflow's, an older execution's) goes by its correlation id alone.
  */
-function fairnessKey(req: { actor?: string | undefined; correlation_id?: string | undefined }): string {
-  if (req.actor && !req.actor.startsWith('system:')) return `actor:${req.actor}`;
-  if (req.correlation_id) return `correlation:${req.correlation_id}`;
-  return `actor:${req.actor ?? ''}`;
+function fairnessKey(req: {
+  actor?: string | undefined;
+  on_behalf_of?: string | undefined;
+  correlation_id?: string | undefined;
+}): { who: string; within: string } {
+  const who = req.actor?.startsWith('system:') ? req.on_behalf_of : req.actor;
+  const within = req.correlation_id ?? '';
+  if (who && !who.startsWith('system:')) return { who: `actor:${who}`, within };
+  if (req.correlation_id) return { who: `correlation:${req.correlation_id}`, within };
+  return { who: `actor:${req.actor ?? ''}`, within };
 }

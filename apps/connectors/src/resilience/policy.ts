@@ -117,7 +117,8 @@ export class ServerPolicy {
     fn: (signal: AbortSignal) => Promise<T>,
     opts: {
       retryTimeouts: boolean;
-      caller?: string | undefined;
+      /** Whose turn the call takes while it waits for a slot, and within that whose (see FairGate). */
+      caller?: { readonly who: string; readonly within?: string } | undefined;
       /** Aborts only the wait for a slot (a call canceled before it ran leaves the queue at once). */
       leaveQueueOn?: AbortSignal;
       signal?: AbortSignal;
@@ -139,7 +140,7 @@ export class ServerPolicy {
           this.queuedTotal++;
           opts.onQueued?.();
         }
-        release = await this.gate.acquire(opts.caller ?? '', leave);
+        release = await this.gate.acquire(opts.caller?.who ?? '', leave, opts.caller?.within);
       }
       const value = await policy.execute(({ signal }) => {
         // Started when its first attempt runs (an open breaker refuses it before that).

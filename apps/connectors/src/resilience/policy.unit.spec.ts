@@ -228,7 +228,7 @@ describe('ServerPolicy', () => {
           order.push(name);
           await gate;
         },
-        { retryTimeouts: true, caller },
+        { retryTimeouts: true, caller: { who: caller } },
       );
     const heavy = Array.from({ length: 100 }, (_, i) => call('workflow-a', `a${i}`));
     const single = call('workflow-b', 'b');

@@ -123,6 +123,7 @@ function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): R
             arguments: req.arguments,
             correlation_id: ctx.correlationId,
             ...(req.actor && { actor: req.actor }),
+            ...(req.on_behalf_of && { on_behalf_of: req.on_behalf_of }),
             ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
             ...(req.timeout_ms && { timeout_ms: req.timeout_ms }),
             ...(req.queue_wait_ms && { queue_wait_ms: req.queue_wait_ms }),

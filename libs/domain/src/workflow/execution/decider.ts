@@ -1133,6 +1133,7 @@ export function evolveWorkflow(state: WorkflowExecutionState, event: WorkflowEve
       ...(d.lineage ? { lineage: d.lineage } : {}),
       ...(d.forkedFrom ? { forkedFrom: d.forkedFrom } : {}),
       ...(d.maxUnitsInFlight !== undefined ? { maxUnitsInFlight: d.maxUnitsInFlight } : {}),
+      ...(event.metadata.actor ? { startedBy: event.metadata.actor } : {}),
       steps,
       compensations: {},
     };

@@ -37,6 +37,8 @@ export interface DispatchAction {
   readonly input: unknown;
   readonly timeoutMs: number;
   readonly correlationId: string;
+  /** Who started the execution (see ExecutionData.startedBy): whose turn its calls take at a busy server. */
+  readonly startedBy?: string;
   /** The tree the dispatching execution belongs to: its root (itself when it is one) and its depth. */
   readonly rootExecutionId?: string;
   readonly depth?: number;
@@ -96,6 +98,7 @@ export function stepDispatchOf(state: StartedExecution, def: { readonly uses?: s
     input: u.input,
     timeoutMs: u.timeoutMs,
     correlationId: state.correlationId,
+    ...(state.startedBy ? { startedBy: state.startedBy } : {}),
     rootExecutionId: state.lineage?.rootExecutionId ?? state.executionId,
     depth: state.lineage?.depth ?? 0,
   };
@@ -179,6 +182,7 @@ export function nextActions(state: WorkflowExecutionState, now: string): SagaAct
       input: c.input,
       timeoutMs: c.timeoutMs,
       correlationId: state.correlationId,
+      ...(state.startedBy ? { startedBy: state.startedBy } : {}),
     });
     const dueAt = new Date(Date.parse(c.startedAt) + c.timeoutMs).toISOString();
     const error: StepError = {

@@ -478,6 +478,8 @@ export interface ExecutionData {
   readonly forkedFrom?: { readonly executionId: string; readonly fromStep: string };
   /** See WorkflowStarted (absent in older streams). */
   readonly maxUnitsInFlight?: number;
+  /** Who started it: the actor of its WorkflowStarted (an API key's `apikey:<id>`, `system:...`). */
+  readonly startedBy?: string;
   readonly steps: Readonly<Record<string, StepState>>;
   readonly compensations: Readonly<Record<string, CompensationState>>;
   /** Signals received, in order (absent until the first). */

@@ -69,6 +69,20 @@ describe('WorkflowExecution: not_started', () => {
       });
   });
 
+  it("a dispatch names who started the execution (its WorkflowStarted's actor), for its turn at a busy server", () => {
+    const started = history(cmd.start(diamond, diamondInput));
+    const state = fold(started);
+    assert.equal(state.status === 'running' && state.startedBy, 'user:tester');
+    const { dispatch } = nextActions(state, T0);
+    assert.deepEqual(
+      dispatch.map((d) => [d.stepId, d.startedBy]),
+      [
+        ['a', 'user:tester'],
+        ['b', 'user:tester'],
+      ],
+    );
+  });
+
   it('expressions see the execution itself: a per-execution idempotency key for a tool', () => {
     const def: WorkflowDefinitionInput = {
       id: 'keyed',
