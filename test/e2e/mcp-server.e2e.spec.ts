@@ -339,14 +339,21 @@ describe('the gateway as an MCP server (/mcp)', () => {
 
     // A large execution's detail is not one JSON text here: its steps and statuses without the
     // payloads, and where to read them (streamed at the REST route, paged as history).
-    const blob = randomBytes(300_000).toString('base64'); // does not compress: large as stored too
+    // 700 KB of input, in the start and again in the step's input: its events are over 1 MiB of JSON.
+    const blob = randomBytes(525_000).toString('base64');
     const big = await request('POST', '/api/v1/integration/agents/workflow?wait=true', {
       definition: {
         id: 'e2e_large',
         version: 1,
         name: 'large input',
         input: { type: 'object', properties: { blob: { type: 'string' } } },
-        steps: [{ id: 'q', uses: 'mcp:database/query', with: { sql: 'select 1 as one' } }],
+        steps: [
+          {
+            id: 'q',
+            uses: 'mcp:database/query',
+            with: { sql: 'select length($1::text) as n', params: ['${{ input.blob }}'] },
+          },
+        ],
       },
       input: { blob },
     });

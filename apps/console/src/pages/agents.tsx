@@ -37,7 +37,12 @@ export function AgentsPage() {
   );
   const types = caps.flatMap((a) => a.task_types.map((t: any) => ({ ...t, agent: a.agent })));
   const chosen = types.find((t) => t.type === taskType);
-  useEffect(() => setContext(initialValue(chosen?.input_schema as Schema)), [taskType]);
+  // The form starts again in the same update as the choice (an effect ran after the next paint, and
+  // on a busy machine wiped what was typed by then).
+  const choose = (type: string) => {
+    setTaskType(type);
+    setContext(initialValue(types.find((t) => t.type === type)?.input_schema as Schema));
+  };
   // Follow the delegated task live: its stream's events trigger a re-read.
   useEffect(() => {
     if (!task?.task_id || ENDED.has(task.status)) return;
@@ -105,7 +110,7 @@ export function AgentsPage() {
           <select
             id="task-type"
             value={taskType}
-            onChange={(e) => setTaskType((e.target as HTMLSelectElement).value)}
+            onChange={(e) => choose((e.target as HTMLSelectElement).value)}
             required
           >
             <option value="">(choose)</option>

@@ -25,17 +25,20 @@ export function McpPage() {
     (e) => e.streamId.startsWith('mcpserver-') && !e.type.startsWith('McpTool'),
     [],
   );
+  // The form starts again when a tool is picked, in the same update as the pick: an effect ran
+  // after the next paint, and on a busy machine what was typed by then was wiped.
+  const pick = (next: any | null) => {
+    setTool(next?.name ?? null);
+    setArgs(initialValue(next?.input_schema as Schema));
+    setResult(undefined);
+  };
   useEffect(() => {
     if (!server) return;
     setTools([]);
-    setTool(null);
+    pick(null);
     get(`/api/v1/integration/mcp/tools/${encodeURIComponent(server)}`).then((r) => setTools(r.tools), setError);
   }, [server]);
   const selected = tools.find((t) => t.name === tool);
-  useEffect(() => {
-    setArgs(initialValue(selected?.input_schema as Schema));
-    setResult(undefined);
-  }, [tool, server]);
   return (
     <section>
       <h1>MCP servers</h1>
@@ -92,7 +95,7 @@ export function McpPage() {
                     class="link"
                     data-tool={t.name}
                     aria-pressed={tool === t.name}
-                    onClick={() => setTool(t.name)}
+                    onClick={() => pick(t)}
                   >
                     {t.name}
                   </button>

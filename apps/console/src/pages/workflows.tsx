@@ -16,7 +16,12 @@ export function WorkflowsPage() {
     allDefinitions().then(setDefs, setError);
   }, []);
   const def = defs.find((d) => d.id === sel);
-  useEffect(() => setInput(initialValue(def?.input as Schema)), [sel, defs.length]);
+  // The form starts again in the same update as the pick (an effect ran after the next paint, and
+  // on a busy machine wiped what was typed by then).
+  const pick = (d: any) => {
+    setSel(d.id);
+    setInput(initialValue(d.input as Schema));
+  };
   return (
     <section>
       <h1>Workflows</h1>
@@ -36,7 +41,7 @@ export function WorkflowsPage() {
           {defs.map((d) => (
             <tr key={d.id} data-definition={d.id} class={sel === d.id ? 'selected' : ''}>
               <td>
-                <button type="button" class="link" aria-pressed={sel === d.id} onClick={() => setSel(d.id)}>
+                <button type="button" class="link" aria-pressed={sel === d.id} onClick={() => pick(d)}>
                   {d.id}
                 </button>
               </td>

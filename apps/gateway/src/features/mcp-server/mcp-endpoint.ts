@@ -52,7 +52,7 @@ import type { Caller } from './tool-calls.js';
 import { CallGatewayTool } from './commands/index.js';
 import { toolAllowed } from './virtual-server.decider.js';
 import { ExecutionWatch } from './execution-watch.js';
-import { ExecutionFolds, WHOLE_READ_BYTES } from '../workflows/execution-folds.js';
+import { ExecutionFolds, WHOLE_FOLD_CHARS } from '../workflows/execution-folds.js';
 import { connectionRefusal } from '../../http/connection-quota.js';
 import { boundUnreadStream } from '../../http/unread-stream-bound.js';
 import { mcpScopedKey } from '../../idempotency/keys.js';
@@ -552,7 +552,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
           }
           // A large execution's detail goes out streamed at the REST route only: here it would be
           // one JSON text (100 MB near the bounds, held in the gateway and sent as one message).
-          if (!redact && (await this.folds.storedBytes(m[1]!)) > WHOLE_READ_BYTES) {
+          if (!redact && (await this.folds.isLarge(m[1]!))) {
             const executionId = m[1]!;
             const { detail } = await this.queries.execute(
               new GetExecution(executionId, undefined, undefined, false, true),
@@ -561,7 +561,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
             return json({
               ...executionDetailForCaller(detail, true),
               payloads_omitted:
-                `the inputs and outputs of this execution take more than ${WHOLE_READ_BYTES} bytes as stored: ` +
+                `the inputs and outputs of this execution are large (its events take more than ${WHOLE_FOLD_CHARS} characters as JSON): ` +
                 `read them at GET /api/v1/workflows/executions/${executionId} (streamed), or page them at ` +
                 `switchyard://executions/${executionId}/history`,
             });

@@ -29,13 +29,21 @@ import { EVENT_STORE, PG_POOL } from '../../tokens.js';
 export const WHOLE_READ_BYTES = 64 * 1024;
 
 /**
+ * Characters of an execution's events as JSON (kept with each event at its append) past which a
+ * fold is a read of whole payloads: 1 MiB is a few ms to parse. Events appended before those
+ * sizes were kept count their stored size (compressed), so such an execution's fold takes a turn
+ * only from a larger size.
+ */
+export const WHOLE_FOLD_CHARS = 1024 * 1024;
+
+/**
  * Folds of an execution's stream in the gateway: a command's decision (cancel, signal, retry,
  * fork), the check before re-running a definition, a wait's result. Each reads every event with
  * its payloads: on a 98 MB execution one read took 1.1-1.5 s, and 16 commands at once held 1.3 GB
  * more and stalled every other request for up to 2 s (retries answered 504).
  *
- * So they read through `store`, where a whole read of an execution stream that takes more than
- * WHOLE_READ_BYTES as stored runs in a turn of PayloadReads (the gate of whole-payload reads),
+ * So they read through `store`, where a whole read of a large execution stream (isLarge) runs in
+ * a turn of PayloadReads (the gate of whole-payload reads),
  * held while it reads; and the callers that ask for the same stream while such a read waits for
  * its turn share it. Only a read not started yet is shared: it starts after each of them asked,
  * so each sees every event committed before it asked (a refusal decided on it is not stale). A
@@ -57,13 +65,14 @@ export class ExecutionFolds {
   }
 
   /**
-   * What a fold of the execution reads, as stored: its stream's events, or where the event store
-   * cannot tell (EventStoreDB) the read model's payloads.
+   * Whether a fold of the execution reads whole payloads (and takes a turn): its stream's events
+   * past WHOLE_FOLD_CHARS of JSON, or where the event store cannot tell (EventStoreDB) the read
+   * model's payloads past WHOLE_READ_BYTES as stored.
    */
-  storedBytes(executionId: string): Promise<number> {
+  async isLarge(executionId: string): Promise<boolean> {
     return this.events.storedBytes
-      ? this.events.storedBytes(workflowExecutionStream(executionId))
-      : executionStoredPayloadBytes(this.pool, executionId);
+      ? (await this.events.storedBytes(workflowExecutionStream(executionId))) > WHOLE_FOLD_CHARS
+      : (await executionStoredPayloadBytes(this.pool, executionId)) > WHOLE_READ_BYTES;
   }
 
   /**
@@ -88,7 +97,7 @@ export class ExecutionFolds {
 
   private async readWhole(streamId: string): Promise<RecordedEvent[]> {
     const executionId = streamId.slice(WORKFLOW_EXECUTION_STREAM_PREFIX.length);
-    if ((await this.storedBytes(executionId)) <= WHOLE_READ_BYTES) return this.events.readStream(streamId);
+    if (!(await this.isLarge(executionId))) return this.events.readStream(streamId);
     const queued = this.waiting.get(streamId);
     if (queued) return queued;
     const read: Promise<RecordedEvent[]> = this.reads

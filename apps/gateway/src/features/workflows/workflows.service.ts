@@ -118,9 +118,9 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
 
   /**
    * `read` at once for a small execution; through `whole` (PayloadReads) for one whose payloads
-   * take more than WHOLE_READ_BYTES as stored (compressed), so many small reads never queue. The
-   * size is what `read` reads: the read model's payloads, or the stream's events (`from: 'stream'`,
-   * a fold). A read model behind the stream understated a fold's size: every read of a 98 MB
+   * take more than WHOLE_READ_BYTES as stored (compressed) in the read model, or, for a fold
+   * (`from: 'stream'`), whose events are large (ExecutionFolds.isLarge), so many small reads never
+   * queue. A read model behind the stream understated a fold's size: every read of a 98 MB
    * execution in the seconds its read model took to apply it folded the stream without a turn.
    * Where the event store cannot tell a stream's size (EventStoreDB), the read model's is used.
    */
@@ -131,11 +131,11 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     read: () => Promise<T>,
     from: 'read_model' | 'stream' = 'read_model',
   ): Promise<T> {
-    const bytes =
+    const large =
       from === 'stream'
-        ? await this.folds.storedBytes(executionId)
-        : await executionStoredPayloadBytes(pool, executionId);
-    return bytes > WHOLE_READ_BYTES ? whole(read) : read();
+        ? await this.folds.isLarge(executionId)
+        : (await executionStoredPayloadBytes(pool, executionId)) > WHOLE_READ_BYTES;
+    return large ? whole(read) : read();
   }
 
   /**
