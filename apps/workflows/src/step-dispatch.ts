@@ -441,6 +441,7 @@ export class StepDispatch {
           definition: def,
           input,
           lineage: { rootExecutionId, parentExecutionId: a.executionId, depth },
+          ...(a.startedBy ? { onBehalfOf: a.startedBy } : {}),
         },
         metadata: { ...this.rt.meta(a.correlationId), causationId: a.idempotencyKey, parent } as CommandMetadata,
       });

@@ -150,8 +150,8 @@ export interface EventStore {
   /** Position of the newest event visible to readers (-1 when empty); used for lag. */
   headPosition(): Promise<number>;
   /**
-   * Characters of the stream's event data as JSON (0 for an absent stream), from sizes kept at
-   * append, nothing read: what a read of the whole stream will cost, to bound such reads before
+   * Bytes of the stream's event data before compression (0 for an absent stream), from sizes kept
+   * at append, nothing read: what a read of the whole stream will cost, to bound such reads before
    * they start (events stored before those sizes were kept count their stored, compressed, size).
    * Absent where the store cannot tell without reading (EventStoreDB).
    */

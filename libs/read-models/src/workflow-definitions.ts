@@ -16,8 +16,14 @@ create table if not exists ${DEFINITIONS_TABLE} (
   id text not null, version int not null, definition jsonb not null, source text not null,
   created_at timestamptz not null default now(), primary key (id, version));
 -- Characters of the definition as JSON (its stored size is compressed: a definition of repeated
--- steps reads back ten times larger); null for rows from before the column.
-alter table ${DEFINITIONS_TABLE} add column if not exists definition_bytes integer;
+-- steps reads back ten times larger); null for rows from before the column. Added only when
+-- missing (ALTER TABLE locks the table even when the column is there).
+do $definition_bytes$ begin
+  if not exists (select 1 from pg_attribute
+                  where attrelid = '${DEFINITIONS_TABLE}'::regclass and attname = 'definition_bytes' and not attisdropped) then
+    alter table ${DEFINITIONS_TABLE} add column definition_bytes integer;
+  end if;
+end $definition_bytes$;
 `;
 
 async function applyDefinitionEvent(c: pg.PoolClient, r: RecordedEvent): Promise<void> {

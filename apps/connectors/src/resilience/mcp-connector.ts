@@ -649,12 +649,13 @@ function hideHostPathsInError<T extends { content?: unknown }>(result: T, roots:
 }
 
 /**
- * Whose turn a waiting call takes in the server's queue: whoever asked, a person's API key, also
- * for the workflows it started (the engine, a `system:...` actor, names the starter in
- * `on_behalf_of`), so starting many executions, or choosing their correlation ids, gets a key no
- * more turns; within that turn, each workflow (correlation id) in turn, so a person's small
- * workflow does not wait behind their own large one. A system call for nobody named (a
- * sub-workflow's, an older execution's) goes by its correlation id alone.
+ * Whose turn a waiting call takes in the server's queue: the person who asked (an API key, the
+ * MCP token, or nobody signed in), also for the workflows they started (the engine, a
+ * `system:...` actor, names the starter in `on_behalf_of`; a sub-workflow's is its parent's), so
+ * starting many executions, or choosing their correlation ids, gets a key no more turns; within
+ * that turn, each workflow (correlation id) in turn, so a person's small workflow does not wait
+ * behind their own large one. A call for no person (a trigger's workflow, an execution from
+ * before the starter was passed on) goes by its correlation id alone.
  */
 function fairnessKey(req: {
   actor?: string | undefined;
@@ -663,7 +664,11 @@ function fairnessKey(req: {
 }): { who: string; within: string } {
   const who = req.actor?.startsWith('system:') ? req.on_behalf_of : req.actor;
   const within = req.correlation_id ?? '';
-  if (who && !who.startsWith('system:')) return { who: `actor:${who}`, within };
+  if (who && isPerson(who)) return { who: `actor:${who}`, within };
   if (req.correlation_id) return { who: `correlation:${req.correlation_id}`, within };
   return { who: `actor:${req.actor ?? ''}`, within };
 }
+
+/** Actors that are someone calling in (not a part of the system acting on its own). */
+const isPerson = (actor: string): boolean =>
+  actor.startsWith('apikey:') || actor.startsWith('token:') || actor === 'anonymous';

@@ -28,6 +28,7 @@ export function McpPage() {
   // The form starts again when a tool is picked, in the same update as the pick: an effect ran
   // after the next paint, and on a busy machine what was typed by then was wiped.
   const pick = (next: { name: string; input_schema?: unknown } | null) => {
+    if (next && next.name === tool) return; // the same tool again keeps what was typed
     setTool(next?.name ?? null);
     setArgs(initialValue(next?.input_schema as Schema));
     setResult(undefined);

@@ -19,6 +19,7 @@ export function WorkflowsPage() {
   // The form starts again in the same update as the pick (an effect ran after the next paint, and
   // on a busy machine wiped what was typed by then).
   const pick = (d: any) => {
+    if (d.id === sel) return; // the same definition again keeps what was typed
     setSel(d.id);
     setInput(initialValue(d.input as Schema));
   };

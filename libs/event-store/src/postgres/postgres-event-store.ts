@@ -33,8 +33,8 @@ export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: 
   /** Re-read interval for subscriptions even without a NOTIFY (default 3 s). */
   readonly safetyIntervalMs?: number;
   /**
-   * Characters of event data (as JSON) one subscription page holds at most (default 4 MiB; a page
-   * holds at least one event whatever its size). 500 events of large step outputs were one page: 100 MB
+   * Bytes of event data (uncompressed, see schema.ts data_bytes) one subscription page holds at
+   * most (default 4 MiB; a page holds at least one event whatever its size). 500 events of large step outputs were one page: 100 MB
    * parsed and delivered in one turn of the event loop of whoever subscribed.
    */
   readonly pageBytes?: number;
@@ -469,7 +469,7 @@ export class PostgresEventStore implements EventStore {
     // head is found in short statements, one window at a time, instead of one scan of the log
     // that holds a connection for as long as the log is long.
     const until = types || prefixes ? after + FILTERED_SCAN_WINDOW : null;
-    // The page is cut where its events' data passes pageBytes (sizes written at append, without
+    // The page is cut where its events' data passes pageBytes (sizes kept at append, without
     // reading the data): `taken` says how many the limit gave before the cut.
     const res = await this.query<EventRow & { head: string; taken: string | null }>(
       `select h.head, e.* from (select coalesce(max(position), -1) as head from ${this.t}) h
@@ -531,7 +531,7 @@ export class PostgresEventStore implements EventStore {
   }
 }
 
-/** Characters of event data in one subscription page (see PostgresEventStoreOptions.pageBytes). */
+/** Bytes of event data in one subscription page (see PostgresEventStoreOptions.pageBytes). */
 const DEFAULT_PAGE_BYTES = 4 * 1024 * 1024;
 
 /** Most positions one filtered subscription read examines (see readPage). */
@@ -553,10 +553,7 @@ const nonEmpty = (xs: readonly string[] | undefined): string[] | null => (xs && 
 function eventsJson(streamId: string, events: readonly NewEvent[]): string {
   const parts = events.map((e, i) => {
     try {
-      // The data's own JSON once: its length is stored with it (data_bytes, see schema.ts).
-      const data = JSON.stringify(e.data ?? null);
-      const rest = JSON.stringify({ id: e.id ?? randomUUID(), type: e.type, metadata: e.metadata });
-      return `${rest.slice(0, -1)},"data":${data},"bytes":${data.length}}`;
+      return JSON.stringify({ id: e.id ?? randomUUID(), type: e.type, data: e.data ?? null, metadata: e.metadata });
     } catch (err) {
       throw new UnstorableEventError(
         streamId,

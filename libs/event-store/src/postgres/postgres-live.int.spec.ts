@@ -154,6 +154,31 @@ describe('PostgresEventStore live delivery', () => {
     }
   });
 
+  it('setting up a store already set up takes no lock on the events table: a long reader does not hold it up', async () => {
+    const first = new PostgresEventStore({ connectionString: url, schema: 'es_reinit' });
+    await first.init();
+    await first.append('reinit-1', [ev('A')]);
+    const reader = await pool.connect();
+    try {
+      await reader.query('begin');
+      await reader.query('select count(*) from es_reinit.events');
+      const again = new PostgresEventStore({ connectionString: url, schema: 'es_reinit', liveFeed: 'own' });
+      try {
+        const done = await Promise.race([
+          again.init().then(() => 'set up' as const),
+          new Promise<'blocked'>((r) => setTimeout(() => r('blocked'), 5_000).unref()),
+        ]);
+        assert.equal(done, 'set up', 'the second init waited for the reader');
+      } finally {
+        await reader.query('rollback');
+        await again.close();
+      }
+    } finally {
+      reader.release();
+      await first.close();
+    }
+  });
+
   it('a catch-up page stops where its events pass pageBytes: every event comes, in order, over many short reads', async () => {
     const store = new PostgresEventStore({
       connectionString: url,

@@ -30,10 +30,17 @@ create table if not exists ${s}.events (
   recorded_at timestamptz not null default now(),
   unique (stream_id, revision)
 );
--- Characters of the event's data as JSON, written at append: the stored size of jsonb is compressed,
--- and repetitive data (rows of a query result) read back 60 times larger than it was stored.
--- Null for events appended before the column existed (their stored size stands in).
-alter table ${s}.events add column if not exists data_bytes integer;
+-- Bytes of the event's data before compression, taken at append from the value itself: the stored
+-- size of jsonb is compressed, and repetitive data (rows of a query result) read back 60 times
+-- larger than it was stored. Null for events appended before the column existed (their stored
+-- size stands in). Added only when missing: ALTER TABLE takes an exclusive lock on the table even
+-- when the column is there, and every append and read would queue behind one long reader.
+do $data_bytes$ begin
+  if not exists (select 1 from pg_attribute
+                  where attrelid = ${literal(`${s}.events`)}::regclass and attname = 'data_bytes' and not attisdropped) then
+    alter table ${s}.events add column data_bytes integer;
+  end if;
+end $data_bytes$;
 
 -- Fencing tokens (see Fence in port.ts): an append carrying { name, epoch } commits only while
 -- the row's epoch is that one. Raised (never lowered) by whoever takes over a lease.
@@ -117,7 +124,7 @@ begin
     v_count := jsonb_array_length(v_item->'events');
     insert into ${s}.events (position, stream_id, revision, event_id, type, data, metadata, data_bytes)
     select v_head + t.ord, v_stream, coalesce(v_current, -1) + t.ord, (t.e->>'id')::uuid, t.e->>'type', t.e->'data', t.e->'metadata',
-           (t.e->>'bytes')::int
+           pg_column_size(t.e->'data')
     from jsonb_array_elements(v_item->'events') with ordinality as t(e, ord);
     v_head := v_head + v_count;
     return query select v_idx::int, true, coalesce(v_current, -1) + v_count, v_head, now(), null::bigint;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { decideAfter } from '../execution/saga.js';
 import { decideWorkflow } from '../execution/decider.js';
-import { cmd, fold, history, types } from '../execution/spec-helpers.js';
+import { cmd, fold, history, meta, T0, types } from '../execution/spec-helpers.js';
 import type { WorkflowEvent } from '../execution/types.js';
 import { checkExpression, evaluateExpression, ExpressionLimitError } from './expressions.js';
 import { configureWorkflowLimits, defaultWorkflowLimits, workflowLimits } from './limits.js';
@@ -294,6 +294,39 @@ describe('for_each and expression limits in the decider', () => {
       'StepScheduled:a[4]',
       'StepScheduled:a[5]',
     ]);
+  });
+
+  it('the recorded cap and the starter outlive the end of the execution and come back with a retry', () => {
+    const def: WorkflowDefinitionInput = {
+      id: 'kept',
+      version: 1,
+      name: 'kept',
+      input: { type: 'object', properties: { items: { type: 'array' } } },
+      steps: [{ id: 'a', uses: 'mcp:database/query', for_each: { items: 'input.items', concurrency: 10 } }],
+    };
+    const start = cmd.start(def, { items: [1, 2, 3, 4] });
+    configureWorkflowLimits({ maxUnitsInFlight: 2 });
+    let events: WorkflowEvent[];
+    try {
+      events = history(
+        start,
+        cmd.failed({ stepId: 'a', itemIndex: 0 }, { code: 'bad', message: 'no', retryable: false }),
+      );
+    } finally {
+      configureWorkflowLimits({});
+    }
+    const ended = fold(events);
+    if (ended.status !== 'failed') return assert.fail(`ended ${ended.status}`);
+    assert.equal(ended.maxUnitsInFlight, 2);
+    assert.equal(ended.startedBy, 'user:tester');
+    // Retried where the process's cap is 256: still two units at a time, for the same starter.
+    const retried = decideWorkflow({ type: 'RetryExecution', data: {}, metadata: meta(T0, 'apikey:other') }, ended);
+    assert.deepEqual(
+      types(retried).filter((t) => t.startsWith('StepScheduled')),
+      ['StepScheduled:a[0]', 'StepScheduled:a[1]'],
+    );
+    const again = fold([...events, ...retried]);
+    assert.equal(again.status !== 'not_started' && again.startedBy, 'user:tester');
   });
 
   it("a step output past WORKFLOW_MAX_OUTPUT_BYTES fails the step (not retried); a for_each step's list of its items' outputs does not count twice", () => {

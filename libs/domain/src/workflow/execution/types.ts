@@ -45,6 +45,8 @@ export type StartWorkflow = Command<
     readonly lineage?: ExecutionLineage;
     /** The units cap to record instead of this process's (a replay check repeats a recorded start). */
     readonly maxUnitsInFlight?: number;
+    /** Who a sub-workflow runs for: its parent's starter (the engine is the one that starts it). */
+    readonly onBehalfOf?: string;
   }
 >;
 /** The orchestrator handed the unit to its executor (NATS request sent). */
@@ -161,6 +163,8 @@ export type WorkflowStarted = Event<
      * Absent in older streams: the deciding process's limit.
      */
     readonly maxUnitsInFlight?: number;
+    /** Only on sub-workflows: whom it runs for (its parent's starter), see ExecutionData.startedBy. */
+    readonly onBehalfOf?: string;
   }
 >;
 /** A for_each step resolved its item list. */
@@ -478,7 +482,7 @@ export interface ExecutionData {
   readonly forkedFrom?: { readonly executionId: string; readonly fromStep: string };
   /** See WorkflowStarted (absent in older streams). */
   readonly maxUnitsInFlight?: number;
-  /** Who started it: the actor of its WorkflowStarted (an API key's `apikey:<id>`, `system:...`). */
+  /** Who started it: the actor of its WorkflowStarted (an API key's `apikey:<id>`, `system:...`), for a sub-workflow its parent's. */
   readonly startedBy?: string;
   readonly steps: Readonly<Record<string, StepState>>;
   readonly compensations: Readonly<Record<string, CompensationState>>;

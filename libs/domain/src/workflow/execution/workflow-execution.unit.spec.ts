@@ -83,6 +83,18 @@ describe('WorkflowExecution: not_started', () => {
     );
   });
 
+  it("a sub-workflow started by the engine on behalf of its parent's starter dispatches for that starter", () => {
+    const start = cmd.start(diamond, diamondInput);
+    const child = history({
+      ...start,
+      data: { ...(start.data), onBehalfOf: 'apikey:parent-starter' },
+      metadata: meta(T0, 'system:orchestrator'),
+    } as WorkflowCommand);
+    const state = fold(child);
+    assert.equal(state.status === 'running' && state.startedBy, 'apikey:parent-starter');
+    assert.ok(nextActions(state, T0).dispatch.every((d) => d.startedBy === 'apikey:parent-starter'));
+  });
+
   it('expressions see the execution itself: a per-execution idempotency key for a tool', () => {
     const def: WorkflowDefinitionInput = {
       id: 'keyed',
