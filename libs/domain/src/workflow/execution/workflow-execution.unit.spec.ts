@@ -87,7 +87,7 @@ describe('WorkflowExecution: not_started', () => {
     const start = cmd.start(diamond, diamondInput);
     const child = history({
       ...start,
-      data: { ...(start.data), onBehalfOf: 'apikey:parent-starter' },
+      data: { ...start.data, onBehalfOf: 'apikey:parent-starter' },
       metadata: meta(T0, 'system:orchestrator'),
     } as WorkflowCommand);
     const state = fold(child);
