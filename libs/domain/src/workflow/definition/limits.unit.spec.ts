@@ -3,7 +3,7 @@ import { after, describe, it } from 'node:test';
 import { decideAfter } from '../execution/saga.js';
 import { decideWorkflow } from '../execution/decider.js';
 import { cmd, fold, history, meta, T0, types } from '../execution/spec-helpers.js';
-import type { WorkflowEvent } from '../execution/types.js';
+import type { WorkflowCommand, WorkflowEvent } from '../execution/types.js';
 import { checkExpression, evaluateExpression, ExpressionLimitError } from './expressions.js';
 import { configureWorkflowLimits, defaultWorkflowLimits, workflowLimits } from './limits.js';
 import type { WorkflowDefinitionInput } from './schema.js';
@@ -181,15 +181,22 @@ describe('definition limits', () => {
 });
 
 describe('for_each and expression limits in the decider', () => {
-  const fan = (items: string): WorkflowDefinitionInput => ({
+  const fan = (items: string, concurrency = 2): WorkflowDefinitionInput => ({
     id: 'fan',
     version: 1,
     name: 'fan',
     input: { type: 'object', properties: { items: { type: 'array' } } },
-    steps: [
-      { id: 'each', uses: 'mcp:database/query', for_each: { items, concurrency: 2 }, with: { v: '${{ item }}' } },
-    ],
+    steps: [{ id: 'each', uses: 'mcp:database/query', for_each: { items, concurrency }, with: { v: '${{ item }}' } }],
   });
+  /** The events of `commands` decided in a process whose units cap is `cap` (then set back). */
+  const historyUnderCap = (cap: number, ...commands: WorkflowCommand[]): WorkflowEvent[] => {
+    configureWorkflowLimits({ maxUnitsInFlight: cap });
+    try {
+      return history(...commands);
+    } finally {
+      configureWorkflowLimits({});
+    }
+  };
   const failure = (events: WorkflowEvent[]) =>
     events.find((e) => e.type === 'StepFailed')?.data as { stepId: string; error: { code: string; message: string } };
 
@@ -263,58 +270,31 @@ describe('for_each and expression limits in the decider', () => {
   });
 
   it("an execution keeps the units cap it started under, whatever the deciding process is set to; an older stream without one takes the process's", () => {
-    const def: WorkflowDefinitionInput = {
-      id: 'wide_recorded',
-      version: 1,
-      name: 'wide',
-      input: { type: 'object', properties: { items: { type: 'array' } } },
-      steps: [{ id: 'a', uses: 'mcp:database/query', for_each: { items: 'input.items', concurrency: 10 } }],
-    };
-    const start = cmd.start(def, { items: [1, 2, 3, 4, 5, 6] });
-    configureWorkflowLimits({ maxUnitsInFlight: 2 });
-    let started: WorkflowEvent[];
-    try {
-      started = history(start);
-    } finally {
-      configureWorkflowLimits({});
-    }
+    const started = historyUnderCap(2, cmd.start(fan('input.items', 10), { items: [1, 2, 3, 4, 5, 6] }));
     assert.equal((started[0]!.data as { maxUnitsInFlight?: number }).maxUnitsInFlight, 2);
-    assert.deepEqual(types(started).slice(-2), ['StepScheduled:a[0]', 'StepScheduled:a[1]']);
+    assert.deepEqual(types(started).slice(-2), ['StepScheduled:each[0]', 'StepScheduled:each[1]']);
     // Given the recorded start, a process set to 256 (a gateway, a replay) still sends one unit per unit ended.
     const then = (given: WorkflowEvent[]) =>
-      types(decideWorkflow(cmd.succeeded({ stepId: 'a', itemIndex: 0 }, 'ok'), fold(given)));
-    assert.deepEqual(then(started), ['StepSucceeded:a[0]', 'StepScheduled:a[2]']);
+      types(decideWorkflow(cmd.succeeded({ stepId: 'each', itemIndex: 0 }, 'ok'), fold(given)));
+    assert.deepEqual(then(started), ['StepSucceeded:each[0]', 'StepScheduled:each[2]']);
     // The same stream as an older version wrote it (no cap recorded): the process's 256 fills the rest.
     const { maxUnitsInFlight: _dropped, ...older } = started[0]!.data as { maxUnitsInFlight?: number };
     const olderStream = [{ ...started[0]!, data: older } as WorkflowEvent, ...started.slice(1)];
     assert.deepEqual(then(olderStream), [
-      'StepSucceeded:a[0]',
-      'StepScheduled:a[2]',
-      'StepScheduled:a[3]',
-      'StepScheduled:a[4]',
-      'StepScheduled:a[5]',
+      'StepSucceeded:each[0]',
+      'StepScheduled:each[2]',
+      'StepScheduled:each[3]',
+      'StepScheduled:each[4]',
+      'StepScheduled:each[5]',
     ]);
   });
 
   it('the recorded cap and the starter outlive the end of the execution and come back with a retry', () => {
-    const def: WorkflowDefinitionInput = {
-      id: 'kept',
-      version: 1,
-      name: 'kept',
-      input: { type: 'object', properties: { items: { type: 'array' } } },
-      steps: [{ id: 'a', uses: 'mcp:database/query', for_each: { items: 'input.items', concurrency: 10 } }],
-    };
-    const start = cmd.start(def, { items: [1, 2, 3, 4] });
-    configureWorkflowLimits({ maxUnitsInFlight: 2 });
-    let events: WorkflowEvent[];
-    try {
-      events = history(
-        start,
-        cmd.failed({ stepId: 'a', itemIndex: 0 }, { code: 'bad', message: 'no', retryable: false }),
-      );
-    } finally {
-      configureWorkflowLimits({});
-    }
+    const events = historyUnderCap(
+      2,
+      cmd.start(fan('input.items', 10), { items: [1, 2, 3, 4] }),
+      cmd.failed({ stepId: 'each', itemIndex: 0 }, { code: 'bad', message: 'no', retryable: false }),
+    );
     const ended = fold(events);
     if (ended.status !== 'failed') return assert.fail(`ended ${ended.status}`);
     assert.equal(ended.maxUnitsInFlight, 2);
@@ -323,7 +303,7 @@ describe('for_each and expression limits in the decider', () => {
     const retried = decideWorkflow({ type: 'RetryExecution', data: {}, metadata: meta(T0, 'apikey:other') }, ended);
     assert.deepEqual(
       types(retried).filter((t) => t.startsWith('StepScheduled')),
-      ['StepScheduled:a[0]', 'StepScheduled:a[1]'],
+      ['StepScheduled:each[0]', 'StepScheduled:each[1]'],
     );
     const again = fold([...events, ...retried]);
     assert.equal(again.status !== 'not_started' && again.startedBy, 'user:tester');
