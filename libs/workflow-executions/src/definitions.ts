@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { z } from 'zod';
-import { AppError, type Logger } from '@switchyard/platform';
+import { AppError, byteBoundedSql, cutByBytes, type Logger } from '@switchyard/platform';
 import { request } from '@switchyard/messaging';
 import { MCP_REGISTRY_LIST_SUBJECT, TASK_TYPE_ALIASES } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
@@ -137,8 +137,9 @@ export class DefinitionStore {
   }
 
   /**
-   * `list`, cut with `maxBytes` where the definitions' JSON passes it (at least one is kept); `cut` says the bytes left rows of the limit behind (whether the limit did, the
-   * caller learns by asking one more than it shows).
+   * `list`, cut with `maxBytes` where the definitions' JSON passes it (at least one is kept);
+   * `cut` says the bytes left rows of the limit behind (whether the limit did, the caller learns
+   * by asking one more than it shows).
    */
   async listPage(
     opts: Parameters<DefinitionStore['list']>[0] & { maxBytes?: number | undefined } = {},
@@ -160,10 +161,11 @@ export class DefinitionStore {
     const bounded =
       opts.maxBytes === undefined
         ? sql
-        : `select * from (
-             select p.*, sum(p.bytes) over (order by p.id, p.version) - p.bytes as bytes_before, count(*) over () as taken
-             from (select q.*, coalesce(q.definition_bytes, pg_column_size(q.definition)) as bytes from (${sql}) q) p
-           ) c where c.bytes_before < $${args.push(Math.max(1, Math.floor(opts.maxBytes)))} order by c.id, c.version`;
+        : `${byteBoundedSql(
+            `select q.*, coalesce(q.definition_bytes, pg_column_size(q.definition)) as bytes from (${sql}) q`,
+            'w.id, w.version',
+            `$${args.push(Math.max(1, Math.floor(opts.maxBytes)))}`,
+          )} order by c.id, c.version`;
     const r = await this.pool.query<DefinitionRow & { taken?: string }>(bounded, args);
     return {
       definitions: r.rows.map((x) => ({
@@ -171,7 +173,7 @@ export class DefinitionStore {
         source: x.source,
         createdAt: x.created_at.toISOString(),
       })),
-      cut: r.rows.length > 0 && Number(r.rows[0]!.taken ?? r.rows.length) > r.rows.length,
+      cut: cutByBytes(r.rows),
     };
   }
 

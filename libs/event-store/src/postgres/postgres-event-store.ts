@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { AppError, createPgPool, guardPgPool, isAppError, isSchemaManaged, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  byteBoundedSql,
+  createPgPool,
+  cutByBytes,
+  guardPgPool,
+  isAppError,
+  isSchemaManaged,
+  type Logger,
+} from '@switchyard/platform';
 import {
   FencedError,
   UnstorableEventError,
@@ -34,8 +43,9 @@ export type PostgresEventStoreOptions = ({ connectionString: string } | { pool: 
   readonly safetyIntervalMs?: number;
   /**
    * Bytes of event data (uncompressed, see schema.ts data_bytes) one subscription page holds at
-   * most (default 4 MiB; a page holds at least one event whatever its size). 500 events of large step outputs were one page: 100 MB
-   * parsed and delivered in one turn of the event loop of whoever subscribed.
+   * most (default 4 MiB; a page holds at least one event whatever its size). 500 events of large
+   * step outputs were one page: 100 MB parsed and delivered in one turn of the event loop of
+   * whoever subscribed.
    */
   readonly pageBytes?: number;
   /**
@@ -474,14 +484,13 @@ export class PostgresEventStore implements EventStore {
     const res = await this.query<EventRow & { head: string; taken: string | null }>(
       `select h.head, e.* from (select coalesce(max(position), -1) as head from ${this.t}) h
        left join lateral (
-         select * from (
-           select w.*, sum(w.bytes) over (order by w.position) - w.bytes as bytes_before, count(*) over () as taken
-           from (
-             select ${COLUMNS}, coalesce(data_bytes, pg_column_size(data)) as bytes from ${this.t}
-             where position > $1 and ${filterSql(2)} and ($5::bigint is null or position <= $5)
-             order by position limit $4
-           ) w
-         ) c where c.bytes_before < $6
+         ${byteBoundedSql(
+           `select ${COLUMNS}, coalesce(data_bytes, pg_column_size(data)) as bytes from ${this.t}
+            where position > $1 and ${filterSql(2)} and ($5::bigint is null or position <= $5)
+            order by position limit $4`,
+           'w.position',
+           '$6',
+         )}
        ) e on true
        order by e.position`,
       [after, types, prefixes, limit, until, this.pageBytes],
@@ -492,8 +501,7 @@ export class PostgresEventStore implements EventStore {
     const events = rows.map(toRecorded);
     if (events.length === limit) return { events, scannedTo: events[events.length - 1]!.position };
     // Cut by bytes: what follows the last event was not looked at.
-    if (rows.length > 0 && Number(rows[0]!.taken) > rows.length)
-      return { events, scannedTo: events[events.length - 1]!.position, caughtUp: false };
+    if (cutByBytes(rows)) return { events, scannedTo: events[events.length - 1]!.position, caughtUp: false };
     const scannedTo = until === null ? head : Math.min(head, until);
     return { events, scannedTo, caughtUp: scannedTo >= head };
   }
