@@ -111,7 +111,7 @@ export class ServerPolicy {
    * Run `fn` under the policies; `attempts` counts invocations of `fn`. `retryTimeouts`
    * says whether a timed-out attempt may be repeated (safe to run twice). A call that has to wait
    * for a slot calls `onQueued` as it joins the queue and `onStarted` as it leaves it; waiting calls
-   * of different `caller`s take turns (McpConnector names the workflow, or the API key, that called).
+   * of different `caller`s take turns (McpConnector names the person who asked, and the workflow).
    */
   async execute<T>(
     fn: (signal: AbortSignal) => Promise<T>,

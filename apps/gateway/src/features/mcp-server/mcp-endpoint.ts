@@ -52,7 +52,7 @@ import type { Caller } from './tool-calls.js';
 import { CallGatewayTool } from './commands/index.js';
 import { toolAllowed } from './virtual-server.decider.js';
 import { ExecutionWatch } from './execution-watch.js';
-import { ExecutionFolds, WHOLE_FOLD_CHARS } from '../workflows/execution-folds.js';
+import { ExecutionFolds, WHOLE_FOLD_BYTES } from '../workflows/execution-folds.js';
 import { connectionRefusal } from '../../http/connection-quota.js';
 import { boundUnreadStream } from '../../http/unread-stream-bound.js';
 import { mcpScopedKey } from '../../idempotency/keys.js';
@@ -561,7 +561,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
             return json({
               ...executionDetailForCaller(detail, true),
               payloads_omitted:
-                `the inputs and outputs of this execution are large (its events take more than ${WHOLE_FOLD_CHARS} characters as JSON): ` +
+                `the inputs and outputs of this execution are large (its events take more than ${WHOLE_FOLD_BYTES} bytes before compression): ` +
                 `read them at GET /api/v1/workflows/executions/${executionId} (streamed), or page them at ` +
                 `switchyard://executions/${executionId}/history`,
             });

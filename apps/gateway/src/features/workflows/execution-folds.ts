@@ -29,12 +29,12 @@ import { EVENT_STORE, PG_POOL } from '../../tokens.js';
 export const WHOLE_READ_BYTES = 64 * 1024;
 
 /**
- * Characters of an execution's events as JSON (kept with each event at its append) past which a
- * fold is a read of whole payloads: 1 MiB is a few ms to parse. Events appended before those
- * sizes were kept count their stored size (compressed), so such an execution's fold takes a turn
- * only from a larger size.
+ * Bytes of an execution's event data before compression (kept with each event at its append)
+ * past which a fold is a read of whole payloads: 1 MiB is a few ms to parse. Events appended
+ * before those sizes were kept count their stored size (compressed), so such an execution's fold
+ * takes a turn only from a larger size.
  */
-export const WHOLE_FOLD_CHARS = 1024 * 1024;
+export const WHOLE_FOLD_BYTES = 1024 * 1024;
 
 /**
  * Folds of an execution's stream in the gateway: a command's decision (cancel, signal, retry,
@@ -66,13 +66,20 @@ export class ExecutionFolds {
 
   /**
    * Whether a fold of the execution reads whole payloads (and takes a turn): its stream's events
-   * past WHOLE_FOLD_CHARS of JSON, or where the event store cannot tell (EventStoreDB) the read
-   * model's payloads past WHOLE_READ_BYTES as stored.
+   * past WHOLE_FOLD_BYTES (eventsLarge), or where the event store cannot tell (EventStoreDB) the
+   * read model's payloads past WHOLE_READ_BYTES as stored.
    */
   async isLarge(executionId: string): Promise<boolean> {
-    return this.events.storedBytes
-      ? (await this.events.storedBytes(workflowExecutionStream(executionId))) > WHOLE_FOLD_CHARS
-      : (await executionStoredPayloadBytes(this.pool, executionId)) > WHOLE_READ_BYTES;
+    return (
+      (await this.eventsLarge(executionId)) ??
+      (await executionStoredPayloadBytes(this.pool, executionId)) > WHOLE_READ_BYTES
+    );
+  }
+
+  /** Whether the execution's events pass WHOLE_FOLD_BYTES; undefined where the event store cannot tell without reading them. */
+  async eventsLarge(executionId: string): Promise<boolean | undefined> {
+    if (!this.events.storedBytes) return undefined;
+    return (await this.events.storedBytes(workflowExecutionStream(executionId))) > WHOLE_FOLD_BYTES;
   }
 
   /**

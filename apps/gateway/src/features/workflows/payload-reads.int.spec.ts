@@ -41,7 +41,7 @@ describe('an execution detail with large payloads takes its turn; small ones nev
       version: 1,
       name: 'carries a blob',
       input: { type: 'object', properties: { blob: { type: 'string' } } },
-      // The blob again in the step's input: a large one's events pass WHOLE_FOLD_CHARS (1 MiB of JSON).
+      // The blob again in the step's input: a large one's events pass WHOLE_FOLD_BYTES (1 MiB).
       steps: [{ id: 'look', uses: 'mcp:database/query', with: { sql: 'select 1', params: ['${{ input.blob }}'] } }],
     });
     assert.equal(reg.status, 201, JSON.stringify(reg.body));

@@ -119,7 +119,9 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
   /**
    * `read` at once for a small execution; through `whole` (PayloadReads) for one whose payloads
    * take more than WHOLE_READ_BYTES as stored (compressed) in the read model or whose events are
-   * large (ExecutionFolds.isLarge: their JSON), so many small reads never queue. A read model behind the stream understated a fold's size: every read of a 98 MB
+   * large (ExecutionFolds.eventsLarge: before compression), so many small reads never queue. A
+   * fold (`from: 'stream'`) is sized by its events alone (ExecutionFolds.isLarge): a read model
+   * behind the stream understated a fold's size: every read of a 98 MB
    * execution in the seconds its read model took to apply it folded the stream without a turn.
    * Where the event store cannot tell a stream's size (EventStoreDB), the read model's is used.
    */
@@ -135,7 +137,7 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     // pass as small there, and their events' JSON says otherwise. Nothing there (not applied yet):
     // no turn, as the fold that then answers takes its own by the stream's size.
     const stored = await executionStoredPayloadBytes(pool, executionId);
-    const large = stored > WHOLE_READ_BYTES || (stored > 0 && (await this.folds.isLarge(executionId)));
+    const large = stored > WHOLE_READ_BYTES || (stored > 0 && (await this.folds.eventsLarge(executionId)) === true);
     return large ? whole(read) : read();
   }
 
