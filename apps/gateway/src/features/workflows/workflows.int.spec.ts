@@ -29,6 +29,21 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
   after(async () => f?.close());
 
   const http = (method: string, path: string, body?: unknown) => f.http(method, path, body);
+  /** Every page of the definitions listing with `query`, following next_cursor (each answered 200). */
+  const definitionPages = async (query: string) => {
+    const pages: { definitions: { id: string; version: number }[]; next_cursor: string | null }[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await http(
+        'GET',
+        `/api/v1/workflows/definitions?${query}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+      );
+      assert.equal(page.status, 200, JSON.stringify(page.body).slice(0, 300));
+      pages.push(page.body);
+      cursor = page.body.next_cursor;
+    } while (cursor);
+    return pages;
+  };
 
   const twoAgents = {
     id: 'two_agents',
@@ -250,19 +265,9 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
       steps: [{ id: 'a', uses: 'agent:revenue_analysis' }],
     }));
     for (const def of big) assert.equal((await http('POST', '/api/v1/workflows/definitions', def)).status, 201);
-    const ids: string[] = [];
-    const sizes: number[] = [];
-    let cursor: string | null = null;
-    do {
-      const page = await http(
-        'GET',
-        `/api/v1/workflows/definitions?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
-      );
-      assert.equal(page.status, 200);
-      sizes.push(JSON.stringify(page.body).length);
-      ids.push(...page.body.definitions.map((d: { id: string }) => d.id));
-      cursor = page.body.next_cursor;
-    } while (cursor);
+    const pages = await definitionPages('limit=200');
+    const sizes = pages.map((page) => JSON.stringify(page).length);
+    const ids = pages.flatMap((page) => page.definitions.map((d) => d.id));
     console.log(`# 12 definitions of 450 KB in pages of ${sizes.map((n) => `${(n / 1e6).toFixed(1)} MB`).join(', ')}`);
     assert.ok(sizes.length >= 2, `${sizes.length} pages: the bytes ended the first`);
     assert.ok(Math.max(...sizes) < 3e6, 'no page far above 2 MiB');
@@ -282,33 +287,17 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     );
     assert.equal(defs.body.next_cursor, null);
     // In pages by id: following next_cursor lists each definition once, in order; every version too.
-    const paged: string[] = [];
-    let cursor: string | null = null;
-    do {
-      const page = await http(
-        'GET',
-        `/api/v1/workflows/definitions?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
-      );
-      assert.equal(page.status, 200, JSON.stringify(page.body));
-      assert.ok(page.body.definitions.length <= 2);
-      paged.push(...page.body.definitions.map((d: { id: string }) => d.id));
-      cursor = page.body.next_cursor;
-    } while (cursor);
+    const byTwo = await definitionPages('limit=2');
+    assert.ok(byTwo.every((page) => page.definitions.length <= 2));
+    const paged = byTwo.flatMap((page) => page.definitions.map((d) => d.id));
     assert.deepEqual(
       paged,
       defs.body.definitions.map((d: { id: string }) => d.id),
     );
     assert.ok(paged.length > 2, `${paged.length} definitions`);
-    const everyVersion: string[] = [];
-    cursor = null;
-    do {
-      const page = await http(
-        'GET',
-        `/api/v1/workflows/definitions?all_versions=true&limit=1${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
-      );
-      everyVersion.push(...page.body.definitions.map((d: { id: string; version: number }) => `${d.id}:${d.version}`));
-      cursor = page.body.next_cursor;
-    } while (cursor);
+    const everyVersion = (await definitionPages('all_versions=true&limit=1')).flatMap((page) =>
+      page.definitions.map((d) => `${d.id}:${d.version}`),
+    );
     const allAtOnce = await http('GET', '/api/v1/workflows/definitions?all_versions=true&limit=200');
     assert.deepEqual(
       everyVersion,
