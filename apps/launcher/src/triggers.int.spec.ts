@@ -6,7 +6,7 @@ import { createLogger, createPgPool, newId } from '@switchyard/platform';
 import { PostgresEventStore } from '@switchyard/event-store';
 import { AUTOMATION_TRIGGER_ACTOR, triggerExecutionId } from '@switchyard/contracts';
 import { AutomationService, EgressGuard, migrateAutomation } from '@switchyard/mcp-servers';
-import { executionEvents, startExecution, waitForExecution } from '@switchyard/workflow-executions';
+import { executionEvents, loadExecution, startExecution, waitForExecution } from '@switchyard/workflow-executions';
 import { startWorkflowEngine, TriggerStarter, type WorkflowEngine } from '@switchyard/workflows';
 import { freshDatabase, testNatsUrl, until } from '@switchyard/testing';
 
@@ -115,6 +115,46 @@ describe('automation triggers start workflows (real PostgreSQL, NATS, workflow e
     assert.equal(listed?.status, 'started');
     assert.equal(listed?.execution_id, t.execution_id);
     await s.stop();
+  });
+
+  it("a trigger made for a person, and a fire of a person's schedule, start the workflow for them (its startedBy)", async () => {
+    const asked = await automation.triggerWorkflow({
+      templateId: definitionId,
+      input: { word: 'asked' },
+      onBehalfOf: 'apikey:k-asked',
+    });
+    assert.equal(asked.on_behalf_of, 'apikey:k-asked');
+    const schedule = await automation.createSchedule(
+      {
+        name: `owned_${newId().slice(0, 6)}`,
+        after: '0s',
+        timezone: 'UTC',
+        target: { kind: 'workflow', template_id: definitionId, input: { word: 'scheduled' } },
+      },
+      undefined,
+      'apikey:k-owner',
+    );
+    assert.equal(schedule.owner, 'apikey:k-owner');
+    await automation.fireDue();
+    const fired = (await automation.listTriggers(1_000)).find((t) => t.schedule_id === schedule.id);
+    assert.equal(fired?.on_behalf_of, 'apikey:k-owner');
+    const nobody = await automation.triggerWorkflow({ templateId: definitionId, input: { word: 'nobody' } });
+    assert.equal(nobody.on_behalf_of, null);
+    await starter().runPending();
+    for (const [t, who] of [
+      [asked, 'apikey:k-asked'],
+      [fired, 'apikey:k-owner'],
+      [nobody, undefined],
+    ] as const) {
+      const [started] = await startedEvents(t.execution_id);
+      assert.equal((started!.data as { onBehalfOf?: string }).onBehalfOf, who, t.id);
+      assert.equal(started!.metadata['actor'], AUTOMATION_TRIGGER_ACTOR, 'the part of the system that started it');
+      const state = await loadExecution(store, t.execution_id);
+      assert.equal(
+        state.state.status !== 'not_started' ? state.state.startedBy : 'not started',
+        who ?? AUTOMATION_TRIGGER_ACTOR,
+      );
+    }
   });
 
   it('two starters running at once start each of many triggers exactly once', async () => {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { AUTOMATION_TRIGGER_ACTOR, triggerExecutionId } from '@switchyard/contracts';
+import { ACTOR_PATTERN, AUTOMATION_TRIGGER_ACTOR, triggerExecutionId } from '@switchyard/contracts';
 import type { EventStore } from '@switchyard/event-store';
 import { isAppError, withTransaction, type Logger } from '@switchyard/platform';
 import { startExecution, DefinitionStore } from '@switchyard/workflow-executions';
@@ -30,6 +30,8 @@ interface TriggerRow {
   template_id: string;
   input: unknown;
   correlation_id: string;
+  /** Who called trigger_workflow, or the schedule's owner: the execution's startedBy. */
+  on_behalf_of: string | null;
 }
 
 /** Errors a later attempt cannot cure: the trigger is marked failed instead of being tried forever. */
@@ -100,7 +102,7 @@ export class TriggerStarter {
   private runBatch(): Promise<TriggerPass & { claimed: number }> {
     return withTransaction(this.o.pool, async (c) => {
       const rows = await c.query<TriggerRow>(
-        `SELECT id, template_id, input, correlation_id FROM ${TRIGGERS} WHERE status = 'pending' ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        `SELECT id, template_id, input, correlation_id, on_behalf_of FROM ${TRIGGERS} WHERE status = 'pending' ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [this.o.batch ?? 20],
       );
       let started = 0;
@@ -122,6 +124,7 @@ export class TriggerStarter {
             correlationId: row.correlation_id,
             actor: AUTOMATION_TRIGGER_ACTOR,
             causationId: row.id,
+            ...(row.on_behalf_of && ACTOR_PATTERN.test(row.on_behalf_of) ? { onBehalfOf: row.on_behalf_of } : {}),
             executionId,
           });
           await c.query(

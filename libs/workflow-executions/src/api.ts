@@ -25,6 +25,8 @@ export interface StartRequest {
   readonly executionId?: string;
   /** What caused the start (e.g. an automation trigger's id), kept in the events' metadata. */
   readonly causationId?: string;
+  /** The person a part of the system starts it for (a trigger's caller, a schedule's owner): its `startedBy`. */
+  readonly onBehalfOf?: string;
 }
 
 /** Validate the input against the definition (400 naming each field), then append StartWorkflow. */
@@ -52,7 +54,12 @@ export async function startExecution(
   // Usually a new stream: no read before the append (a repeated start falls back to one).
   const r = await runWorkflowCommandOnNewStream(store, executionId, {
     type: 'StartWorkflow',
-    data: { executionId, definition: req.definition, input: checked.value },
+    data: {
+      executionId,
+      definition: req.definition,
+      input: checked.value,
+      ...(req.onBehalfOf !== undefined ? { onBehalfOf: req.onBehalfOf } : {}),
+    },
     metadata: {
       timestamp: new Date().toISOString(),
       actor: req.actor ?? 'api',

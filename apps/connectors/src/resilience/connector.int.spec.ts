@@ -716,6 +716,44 @@ describe('an SDK server over Streamable HTTP that records what it receives: canc
   });
 });
 
+describe('what an upstream server is told of a call', () => {
+  let server: SdkHttpServer;
+  let connector: McpConnector;
+  before(async () => {
+    server = await startSdkHttpServer(() => {
+      const mcp = new McpServer({ name: 'meta', version: '1.0.0' });
+      mcp.registerTool('meta', { description: "answers the request's _meta" }, (extra) =>
+        Promise.resolve({ content: [{ type: 'text', text: JSON.stringify(extra._meta ?? {}) }] }),
+      );
+      return mcp;
+    });
+    connector = new McpConnector({
+      config: parseServerConfig({ name: 'meta', role: 'other', transport: { kind: 'http', url: server.url }, ...fast }),
+      logger,
+    });
+    await connector.start();
+  });
+  after(async () => {
+    await connector?.close();
+    await server?.close();
+  });
+
+  it('the person the call is for goes in _meta.actor (the key, or the starter a workflow names); the system alone, none', async () => {
+    const meta = async (req: { actor?: string; on_behalf_of?: string }) =>
+      JSON.parse(text(await connector.callTool({ tool: 'meta', arguments: {}, correlation_id: 'corr-1', ...req })));
+    assert.deepEqual(await meta({ actor: 'apikey:k1' }), { correlationId: 'corr-1', actor: 'apikey:k1' });
+    assert.deepEqual(await meta({ actor: 'system:workflow-engine', on_behalf_of: 'apikey:k2' }), {
+      correlationId: 'corr-1',
+      actor: 'apikey:k2',
+    });
+    assert.deepEqual(await meta({ actor: 'token:mcp' }), { correlationId: 'corr-1', actor: 'token:mcp' });
+    assert.deepEqual(await meta({ actor: 'system:monitor' }), { correlationId: 'corr-1' });
+    assert.deepEqual(await meta({ actor: 'system:automation-trigger', on_behalf_of: 'system:other' }), {
+      correlationId: 'corr-1',
+    });
+  });
+});
+
 describe("a server whose tool's output schema has a catastrophic pattern", () => {
   let server: SdkHttpServer;
   let connector: McpConnector;

@@ -377,6 +377,7 @@ export class McpConnector {
       // held, on their own timeout.
       const maxWait = req.queue_wait_ms ?? req.timeout_ms;
       const deadline = maxWait !== undefined ? t0 + maxWait : undefined;
+      const person = personOf(req);
       let first = true;
       ({ value: result, attempts } = await this.policy.execute(
         (signal) => {
@@ -396,6 +397,7 @@ export class McpConnector {
               signal: anySignal(anySignal(signal, req.signal), cancel),
               timeoutMs: Math.min(req.timeout_ms ?? cfg.timeouts.call_ms, cfg.timeouts.call_ms),
               ...(req.correlation_id ? { correlationId: req.correlation_id } : {}),
+              ...(person ? { actor: person } : {}),
             })
             .catch((err: unknown) => {
               // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
@@ -662,11 +664,17 @@ function fairnessKey(req: {
   on_behalf_of?: string | undefined;
   correlation_id?: string | undefined;
 }): { who: string; within: string } {
-  const who = req.actor?.startsWith('system:') ? req.on_behalf_of : req.actor;
+  const who = personOf(req);
   const within = req.correlation_id ?? '';
-  if (who && isPerson(who)) return { who: `actor:${who}`, within };
+  if (who) return { who: `actor:${who}`, within };
   if (req.correlation_id) return { who: `correlation:${req.correlation_id}`, within };
   return { who: `actor:${req.actor ?? ''}`, within };
+}
+
+/** The person a call is for: its actor, or for a part of the system its `on_behalf_of`; none for the system on its own. */
+function personOf(req: { actor?: string | undefined; on_behalf_of?: string | undefined }): string | undefined {
+  const who = req.actor?.startsWith('system:') ? req.on_behalf_of : req.actor;
+  return who && isPerson(who) ? who : undefined;
 }
 
 /** Actors that are someone calling in (not a part of the system acting on its own). */

@@ -53,6 +53,11 @@ export interface CallOptions {
   readonly timeoutMs?: number;
   /** Sent as `_meta.correlationId`, so the server's own record of the call carries the request's id. */
   readonly correlationId?: string;
+  /**
+   * Sent as `_meta.actor`: the person the call is for (`apikey:<id>`, `token:<name>`), so a server
+   * that keeps something on their behalf (the automation server's schedules) can name its owner.
+   */
+  readonly actor?: string;
 }
 
 type Phase = 'idle' | 'connecting' | 'connected' | 'backoff' | 'closed' | 'unconfigured';
@@ -239,7 +244,14 @@ export class McpSession {
         {
           name: tool,
           arguments: args,
-          ...(opts.correlationId ? { _meta: { correlationId: opts.correlationId } } : {}),
+          ...(opts.correlationId || opts.actor
+            ? {
+                _meta: {
+                  ...(opts.correlationId ? { correlationId: opts.correlationId } : {}),
+                  ...(opts.actor ? { actor: opts.actor } : {}),
+                },
+              }
+            : {}),
         },
         undefined,
         this.requestOptions(opts),

@@ -18,6 +18,7 @@ import {
   type Schedule,
   type ScheduleTarget,
 } from './schedules.js';
+import { REVOKED_ACTORS_PROJECTION, revokedActorsProjection } from './revoked-actors.js';
 import { Triggers, type TriggerRecord } from './triggers.js';
 import { Webhooks, webhooksProjection, WEBHOOKS_PROJECTION, type Webhook } from './webhooks.js';
 
@@ -87,7 +88,7 @@ export class AutomationService {
       logger: this.log,
       clock,
       store: deps.store,
-      projections: [webhooksProjection, schedulesProjection],
+      projections: [webhooksProjection, schedulesProjection, revokedActorsProjection],
       onStart: async () => {
         await this.webhooks.adoptLegacy();
         await this.schedules.adoptLegacy();
@@ -156,27 +157,30 @@ export class AutomationService {
     await this.events.close();
   }
 
-  /** Empty both read models (webhooks, schedules) and replay them from the event log. */
+  /** Empty the read models (webhooks, schedules, revoked owners) and replay them from the event log. */
   async rebuildReadModels(): Promise<void> {
     await this.events.rebuild(WEBHOOKS_PROJECTION);
     await this.events.rebuild(SCHEDULES_PROJECTION);
+    await this.events.rebuild(REVOKED_ACTORS_PROJECTION);
   }
 
   // Webhooks (commands, events).
   registerWebhook(
     input: { name: string; url: string; secret: string; events: string[] },
     correlationId?: string,
+    actor?: string,
   ): Promise<Webhook> {
-    return this.webhooks.register(input, correlationId);
+    return this.webhooks.register(input, correlationId, actor);
   }
   updateWebhook(
     input: { webhook: string; url?: string | undefined; secret?: string | undefined; events?: string[] | undefined },
     correlationId?: string,
+    actor?: string,
   ): Promise<Webhook> {
-    return this.webhooks.update(input, correlationId);
+    return this.webhooks.update(input, correlationId, actor);
   }
-  deleteWebhook(ref: string, correlationId?: string): Promise<{ deleted: string }> {
-    return this.webhooks.delete(ref, correlationId);
+  deleteWebhook(ref: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
+    return this.webhooks.delete(ref, correlationId, actor);
   }
   listWebhooks(): Promise<Webhook[]> {
     return this.webhooks.list();
@@ -227,17 +231,18 @@ export class AutomationService {
       target: ScheduleTarget;
     },
     correlationId?: string,
+    actor?: string,
   ): Promise<Schedule> {
-    return this.schedules.create(input, correlationId);
+    return this.schedules.create(input, correlationId, actor);
   }
-  pauseSchedule(ref: string, correlationId?: string): Promise<Schedule> {
-    return this.schedules.pause(ref, correlationId);
+  pauseSchedule(ref: string, correlationId?: string, actor?: string): Promise<Schedule> {
+    return this.schedules.pause(ref, correlationId, actor);
   }
-  resumeSchedule(ref: string, correlationId?: string): Promise<Schedule> {
-    return this.schedules.resume(ref, correlationId);
+  resumeSchedule(ref: string, correlationId?: string, actor?: string): Promise<Schedule> {
+    return this.schedules.resume(ref, correlationId, actor);
   }
-  deleteSchedule(ref: string, correlationId?: string): Promise<{ deleted: string }> {
-    return this.schedules.delete(ref, correlationId);
+  deleteSchedule(ref: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
+    return this.schedules.delete(ref, correlationId, actor);
   }
   listSchedules(): Promise<Schedule[]> {
     return this.schedules.list();
@@ -248,6 +253,7 @@ export class AutomationService {
     templateId: string;
     input: Record<string, unknown>;
     correlationId?: string;
+    onBehalfOf?: string | undefined;
   }): Promise<TriggerRecord> {
     return this.triggers.triggerWorkflow(input);
   }
@@ -265,6 +271,7 @@ export class AutomationService {
   async fireDue(batch = 50, waitForDeliveries = true): Promise<number> {
     const now = this.clock.now();
     let fired = 0;
+    await this.schedules.pauseRevokedOwners(batch);
     for (const id of await this.schedules.due(now, batch)) {
       const claimed = await this.schedules.claim(id, now);
       if (!claimed) continue;

@@ -14,10 +14,12 @@ import { PostgresEventStore } from '@switchyard/event-store';
 import {
   grantComponentAccess,
   markSchemaManaged,
+  newId,
   provisionDatabaseRoles,
   type DatabaseRoles,
 } from '@switchyard/platform';
-import { freshDatabase } from '@switchyard/testing';
+import { freshDatabase, until } from '@switchyard/testing';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
 import { EgressGuard } from '../fetch/egress-guard.js';
 import { fails, httpClient, localHttp, ok, silentLogger, type LocalHttp } from '../test-helpers.js';
@@ -220,10 +222,13 @@ describe('automation: webhooks and schedules are events, their tables projection
       'last_fired_at',
       'name',
       'next_fire_at',
+      'owner',
+      'paused_reason',
       'run_once',
       'target',
       'timezone',
     ]);
+    assert.equal(every5.schedule.owner, null, 'a call that names no person (no _meta.actor) leaves no owner');
     await ok(client!, 'create_schedule', {
       name: 'once',
       after: '1h',
@@ -281,6 +286,91 @@ describe('automation: webhooks and schedules are events, their tables projection
       (await store.readStream('automation_schedule-every5')).map((e) => e.type),
       ['ScheduleCreated'],
       'fires are not events',
+    );
+  });
+
+  it("a schedule answers to its owner: once their key is revoked it stops firing and is paused; another key's resume takes it over", async () => {
+    /** A call as the connectors make it for an API key: the person in `_meta.actor`. */
+    const as = async (actor: string, name: string, args: Record<string, unknown>) => {
+      const r = (await client!.callTool({ name, arguments: args, _meta: { actor } })) as CallToolResult;
+      assert.notEqual(r.isError, true, `tool ${name} failed: ${JSON.stringify(r.content)}`);
+      return r.structuredContent as Record<string, any>;
+    };
+    const [keyA, keyB] = [newId(), newId()];
+    const created = await as(`apikey:${keyA}`, 'create_schedule', {
+      name: 'owned',
+      cron: '*/10 * * * *',
+      target: { kind: 'workflow', template_id: 'tpl', input: { n: 1 } },
+    });
+    assert.equal(created.schedule.owner, `apikey:${keyA}`);
+    const [made] = await store.readStream('automation_schedule-owned');
+    assert.equal((made!.data as { owner?: string }).owner, `apikey:${keyA}`);
+    assert.equal(made!.metadata['actor'], `apikey:${keyA}`, "the event names the caller, not the server's token");
+    // Something that is not a plain actor id is not taken as one.
+    const odd = await as('apikey:a b', 'create_schedule', {
+      name: 'odd',
+      after: '1h',
+      target: { kind: 'workflow', template_id: 'tpl' },
+    });
+    assert.equal(odd.schedule.owner, null);
+    await ok(client!, 'delete_schedule', { schedule: 'odd' });
+
+    // The gateway revokes key A (its own stream, its own event, appended as the gateway does).
+    const gateway = new PostgresEventStore({ pool: admin, logger: silentLogger });
+    try {
+      await gateway.append(`apikey-${keyA}`, [
+        {
+          type: 'ApiKeyRevoked',
+          data: { id: keyA },
+          metadata: { timestamp: clock.now().toISOString(), correlationId: newId(), actor: 'apikey:admin' },
+        },
+      ]);
+    } finally {
+      await gateway.close();
+    }
+    await until(
+      'the revocation known to the automation server',
+      async () =>
+        (await admin.query(`SELECT 1 FROM automation.revoked_actors WHERE actor = $1`, [`apikey:${keyA}`])).rowCount ===
+        1,
+      10_000,
+    );
+    clock.set('2026-03-01T11:10:00.000Z');
+    await svc.fireDue();
+    const owned = async () =>
+      ((await ok(client!, 'list_schedules')).schedules as Record<string, any>[]).find((x) => x.name === 'owned')!;
+    const stopped = await owned();
+    assert.deepEqual(
+      [stopped.enabled, stopped.paused_reason, stopped.fire_count, stopped.owner],
+      [false, 'owner_revoked', 0, `apikey:${keyA}`],
+      'due at 11:10, not fired: paused as its owner was revoked',
+    );
+    const events = await store.readStream('automation_schedule-owned');
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['ScheduleCreated', 'SchedulePaused'],
+    );
+    assert.equal((events[1]!.data as { reason?: string }).reason, 'owner_revoked');
+    assert.equal(events[1]!.metadata['actor'], 'mcp:automation:owner-revoked');
+    clock.set('2026-03-01T11:11:00.000Z');
+    await svc.fireDue();
+    assert.equal((await store.readStream('automation_schedule-owned')).length, 2, 'paused once, not at every tick');
+
+    // Key B resumes it: B answers for it now, and its fires start workflows for B.
+    const resumed = await as(`apikey:${keyB}`, 'resume_schedule', { schedule: 'owned' });
+    assert.deepEqual(
+      [resumed.schedule.enabled, resumed.schedule.owner, resumed.schedule.paused_reason, resumed.schedule.next_fire_at],
+      [true, `apikey:${keyB}`, null, '2026-03-01T11:20:00.000Z'],
+    );
+    clock.set('2026-03-01T11:20:00.000Z');
+    await svc.fireDue();
+    assert.equal((await owned()).fire_count, 1);
+    const trigger = await admin.query(`SELECT on_behalf_of FROM automation.triggers WHERE schedule_id = $1`, [
+      created.schedule.id,
+    ]);
+    assert.deepEqual(
+      trigger.rows.map((r) => r.on_behalf_of),
+      [`apikey:${keyB}`],
     );
   });
 

@@ -105,13 +105,28 @@ export const scheduleCreatedSchema = z.object({
   target: z.record(z.string(), z.unknown()),
   next_fire_at: at,
   created_at: at,
+  /**
+   * The person the schedule answers to (`apikey:<id>`, `token:<name>`): who created it, then who
+   * last resumed it. Its fires stop, and it is paused, once that person's key is revoked. Absent
+   * when the caller was not known (a direct call to the server, or a schedule from before owners).
+   */
+  owner: z.string().min(1).optional(),
 });
-export const schedulePausedSchema = z.object({ id: z.uuid(), name: z.string().min(1), paused_at: at });
+/** `owner_revoked`: the system paused it because its owner's key was revoked. Absent when paused on request. */
+export const PAUSED_OWNER_REVOKED = 'owner_revoked';
+export const schedulePausedSchema = z.object({
+  id: z.uuid(),
+  name: z.string().min(1),
+  paused_at: at,
+  reason: z.literal(PAUSED_OWNER_REVOKED).optional(),
+});
 export const scheduleResumedSchema = z.object({
   id: z.uuid(),
   name: z.string().min(1),
   next_fire_at: at,
   resumed_at: at,
+  /** Who resumed it, its owner from now on (absent: the owner stays). */
+  owner: z.string().min(1).optional(),
 });
 export const scheduleDeletedSchema = z.object({ id: z.uuid(), name: z.string().min(1), deleted_at: at });
 
@@ -140,11 +155,20 @@ export type ScheduleCommand =
         readonly after?: string | undefined;
         readonly timezone: string;
         readonly target: Record<string, unknown>;
+        readonly owner?: string | undefined;
       };
       readonly metadata: AutomationMetadata;
     }
-  | { readonly type: 'PauseSchedule'; readonly data: Ref; readonly metadata: AutomationMetadata }
-  | { readonly type: 'ResumeSchedule'; readonly data: Ref; readonly metadata: AutomationMetadata }
+  | {
+      readonly type: 'PauseSchedule';
+      readonly data: Ref & { readonly reason?: typeof PAUSED_OWNER_REVOKED | undefined };
+      readonly metadata: AutomationMetadata;
+    }
+  | {
+      readonly type: 'ResumeSchedule';
+      readonly data: Ref & { readonly owner?: string | undefined };
+      readonly metadata: AutomationMetadata;
+    }
   | { readonly type: 'DeleteSchedule'; readonly data: Ref; readonly metadata: AutomationMetadata };
 
 interface Defined {
@@ -194,6 +218,7 @@ export const scheduleDecider = {
               target: d.target,
               next_fire_at: plan.next.toISOString(),
               created_at: metadata.timestamp,
+              ...(d.owner !== undefined ? { owner: d.owner } : {}),
             },
             metadata,
           },
@@ -202,7 +227,14 @@ export const scheduleDecider = {
       case 'PauseSchedule': {
         const s = existing(state, command.data);
         if (s.status === 'paused') return [];
-        return [{ type: 'SchedulePaused', data: { id: s.id, name: s.name, paused_at: metadata.timestamp }, metadata }];
+        const reason = command.data.reason;
+        return [
+          {
+            type: 'SchedulePaused',
+            data: { id: s.id, name: s.name, paused_at: metadata.timestamp, ...(reason ? { reason } : {}) },
+            metadata,
+          },
+        ];
       }
       case 'ResumeSchedule': {
         const s = existing(state, command.data);
@@ -213,7 +245,13 @@ export const scheduleDecider = {
         return [
           {
             type: 'ScheduleResumed',
-            data: { id: s.id, name: s.name, next_fire_at: next, resumed_at: metadata.timestamp },
+            data: {
+              id: s.id,
+              name: s.name,
+              next_fire_at: next,
+              resumed_at: metadata.timestamp,
+              ...(command.data.owner !== undefined ? { owner: command.data.owner } : {}),
+            },
             metadata,
           },
         ];

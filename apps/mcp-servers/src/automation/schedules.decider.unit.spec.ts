@@ -64,6 +64,13 @@ describe('Schedule: none', () => {
   it('CreateSchedule with cron plans the next occurrence after the command time', () => {
     spec.given([]).when(create()).then([created()]);
   });
+  it('CreateSchedule records the person it is made for as its owner', () => {
+    const mine = create();
+    spec
+      .given([])
+      .when({ ...mine, data: { ...(mine.data as object), owner: 'apikey:a' } } as ScheduleCommand)
+      .then([{ ...created(), data: { ...(created().data as object), owner: 'apikey:a' } } as ScheduleEvent]);
+  });
   it('CreateSchedule with after plans one fire that long after the command time', () => {
     spec
       .given([])
@@ -163,6 +170,39 @@ describe('Schedule: paused', () => {
           type: 'ScheduleResumed',
           data: { id: ID, name: 'report', next_fire_at: '2026-03-08T10:01:00.000Z', resumed_at: t },
           metadata: meta(t),
+        },
+      ]);
+  });
+  it("ResumeSchedule by a person makes them its owner; the system's pause of a revoked owner's schedule says why", () => {
+    const t = '2026-03-02T08:07:00.000Z';
+    const byB = { ...meta(t), actor: 'apikey:b' };
+    const ownedByA: ScheduleEvent = {
+      ...created(),
+      data: { ...(created().data as object), owner: 'apikey:a' } as never,
+    };
+    const revokedPause: ScheduleEvent = {
+      type: 'SchedulePaused',
+      data: { id: ID, name: 'report', paused_at: T0, reason: 'owner_revoked' },
+      metadata: meta(),
+    };
+    spec
+      .given([ownedByA])
+      .when({ type: 'PauseSchedule', data: { name: 'report', reason: 'owner_revoked' }, metadata: meta() })
+      .then([revokedPause]);
+    spec
+      .given([ownedByA, revokedPause])
+      .when({ type: 'ResumeSchedule', data: { name: 'report', owner: 'apikey:b' }, metadata: byB })
+      .then([
+        {
+          type: 'ScheduleResumed',
+          data: {
+            id: ID,
+            name: 'report',
+            next_fire_at: '2026-03-02T08:10:00.000Z',
+            resumed_at: t,
+            owner: 'apikey:b',
+          },
+          metadata: byB,
         },
       ]);
   });

@@ -18,6 +18,7 @@ import {
   planSchedule,
   SCHEDULE_EVENT_TYPES,
   SCHEDULE_STREAM_PREFIX,
+  PAUSED_OWNER_REVOKED,
   scheduleCreatedSchema,
   scheduleDecider,
   scheduleDeletedSchema,
@@ -63,6 +64,10 @@ export interface Schedule {
   readonly next_fire_at: string;
   readonly last_fired_at: string | null;
   readonly fire_count: number;
+  /** Who the schedule answers to (`apikey:<id>`, `token:<name>`): who created it, then who last resumed it; null when not known. */
+  readonly owner: string | null;
+  /** `owner_revoked` when the system paused it because its owner's key was revoked; null otherwise. */
+  readonly paused_reason: string | null;
 }
 
 export const SCHEDULES_PROJECTION = 'automation-schedules';
@@ -73,7 +78,8 @@ export const SCHEDULES_PROJECTION = 'automation-schedules';
  * definition's latest plan; a newer plan (a resume) takes over. A fired one-shot stays done.
  */
 const SCHEDULE_SELECT = `
-  SELECT s.id, s.name, s.cron, s.run_once, s.timezone, s.target, s.enabled AS active, s.plan_revision,
+  SELECT s.id, s.name, s.cron, s.run_once, s.timezone, s.target, s.enabled AS active, s.plan_revision, s.owner, s.paused_reason,
+         EXISTS (SELECT 1 FROM automation.revoked_actors ra WHERE ra.actor = s.owner) AS owner_revoked,
          CASE WHEN r.schedule_id IS NULL OR r.plan_revision < s.plan_revision THEN s.next_fire_at ELSE r.next_fire_at END AS next_fire_at,
          (r.done IS TRUE AND (s.run_once OR r.plan_revision >= s.plan_revision)) AS done,
          r.last_fired_at, coalesce(r.fire_count, 0) AS fire_count
@@ -91,6 +97,8 @@ function toSchedule(r: Record<string, unknown>): Schedule {
     next_fire_at: iso(r['next_fire_at'] as Date)!,
     last_fired_at: iso((r['last_fired_at'] as Date | null) ?? null),
     fire_count: Number(r['fire_count']),
+    owner: (r['owner'] as string | null) ?? null,
+    paused_reason: (r['paused_reason'] as string | null) ?? null,
   };
 }
 
@@ -106,11 +114,11 @@ export const schedulesProjection: Projection = {
       case 'ScheduleCreated': {
         const d = scheduleCreatedSchema.parse(e.data);
         await c.query(
-          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, enabled, next_fire_at, plan_revision, created_at, position)
-           VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$9,$10)
+          `INSERT INTO automation.schedules (id, name, cron, run_once, timezone, target, enabled, next_fire_at, plan_revision, created_at, position, owner, paused_reason)
+           VALUES ($1,$2,$3,$4,$5,$6,true,$7,$8,$9,$10,$11,NULL)
            ON CONFLICT (id) DO UPDATE SET name = excluded.name, cron = excluded.cron, run_once = excluded.run_once, timezone = excluded.timezone,
                   target = excluded.target, enabled = true, next_fire_at = excluded.next_fire_at, plan_revision = excluded.plan_revision,
-                  created_at = excluded.created_at, position = excluded.position,
+                  created_at = excluded.created_at, position = excluded.position, owner = excluded.owner, paused_reason = NULL,
                   -- An adopted row's run columns from before the events (now in schedule_runs) are emptied, as a replay has them.
                   last_fired_at = NULL, fire_count = 0`,
           [
@@ -124,23 +132,25 @@ export const schedulesProjection: Projection = {
             e.revision,
             d.created_at,
             e.position,
+            d.owner ?? null,
           ],
         );
         return;
       }
       case 'SchedulePaused': {
         const d = schedulePausedSchema.parse(e.data);
-        await c.query(`UPDATE automation.schedules SET enabled = false, position = $2 WHERE id = $1`, [
-          d.id,
-          e.position,
-        ]);
+        await c.query(
+          `UPDATE automation.schedules SET enabled = false, paused_reason = $3, position = $2 WHERE id = $1`,
+          [d.id, e.position, d.reason ?? null],
+        );
         return;
       }
       case 'ScheduleResumed': {
         const d = scheduleResumedSchema.parse(e.data);
         await c.query(
-          `UPDATE automation.schedules SET enabled = true, next_fire_at = $2, plan_revision = $3, position = $4 WHERE id = $1`,
-          [d.id, d.next_fire_at, e.revision, e.position],
+          `UPDATE automation.schedules SET enabled = true, next_fire_at = $2, plan_revision = $3, position = $4,
+                  owner = coalesce($5, owner), paused_reason = NULL WHERE id = $1`,
+          [d.id, d.next_fire_at, e.revision, e.position, d.owner ?? null],
         );
         return;
       }
@@ -197,8 +207,9 @@ export class Schedules {
       target: ScheduleTarget;
     },
     correlationId?: string,
+    actor?: string,
   ): Promise<Schedule> {
-    const metadata = this.deps.events.metadata(correlationId);
+    const metadata = this.deps.events.metadata(correlationId, actor);
     // The decider checks these too; first here so a bad expression is reported before a missing webhook.
     planSchedule(input, new Date(metadata.timestamp));
     if (input.target.kind === 'webhook') await this.deps.webhookByRef(input.target.webhook);
@@ -231,6 +242,7 @@ export class Schedules {
             after: input.after,
             timezone: input.timezone,
             target: input.target,
+            owner: actor,
           },
           metadata,
         }),
@@ -257,34 +269,40 @@ export class Schedules {
       next_fire_at: d.next_fire_at,
       last_fired_at: null,
       fire_count: 0,
+      owner: d.owner ?? null,
+      paused_reason: null,
     };
   }
 
   /** PauseSchedule: no fires until resumed (pausing a paused schedule changes nothing). */
-  async pause(ref: string, correlationId?: string): Promise<Schedule> {
+  async pause(ref: string, correlationId?: string, actor?: string): Promise<Schedule> {
     await this.command({
       type: 'PauseSchedule',
       data: await this.resolve(ref),
-      metadata: this.deps.events.metadata(correlationId),
+      metadata: this.deps.events.metadata(correlationId, actor),
     });
     return this.get(ref);
   }
 
-  /** ResumeSchedule: a cron schedule goes on from its next occurrence after now. */
-  async resume(ref: string, correlationId?: string): Promise<Schedule> {
+  /**
+   * ResumeSchedule: a cron schedule goes on from its next occurrence after now. The caller, when
+   * known, becomes its owner (so a schedule paused because its owner's key was revoked fires
+   * again only once someone with a live key has resumed it and answers for it).
+   */
+  async resume(ref: string, correlationId?: string, actor?: string): Promise<Schedule> {
     await this.command({
       type: 'ResumeSchedule',
-      data: await this.resolve(ref),
-      metadata: this.deps.events.metadata(correlationId),
+      data: { ...(await this.resolve(ref)), owner: actor },
+      metadata: this.deps.events.metadata(correlationId, actor),
     });
     return this.get(ref);
   }
 
-  async delete(ref: string, correlationId?: string): Promise<{ deleted: string }> {
+  async delete(ref: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
     const r = await this.command({
       type: 'DeleteSchedule',
       data: await this.resolve(ref),
-      metadata: this.deps.events.metadata(correlationId),
+      metadata: this.deps.events.metadata(correlationId, actor),
     });
     return { deleted: (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleDeleted' }>).data.name };
   }
@@ -315,13 +333,54 @@ export class Schedules {
     return row.name === ref ? { name: ref } : { name: row.name, id: row.id };
   }
 
-  /** Ids of the schedules due at `now`, oldest first. */
+  /** Ids of the schedules due at `now`, oldest first (none whose owner's key was revoked). */
   async due(now: Date, batch: number): Promise<string[]> {
     const r = await this.deps.pool.query<{ id: string }>(
-      `SELECT id FROM (${SCHEDULE_SELECT}) x WHERE x.active AND NOT x.done AND x.next_fire_at <= $1 ORDER BY x.next_fire_at LIMIT $2`,
+      `SELECT id FROM (${SCHEDULE_SELECT}) x WHERE x.active AND NOT x.done AND NOT x.owner_revoked AND x.next_fire_at <= $1
+        ORDER BY x.next_fire_at LIMIT $2`,
       [now, batch],
     );
     return r.rows.map((x) => x.id);
+  }
+
+  /**
+   * Pause every active schedule whose owner's key was revoked (SchedulePaused, reason
+   * `owner_revoked`), so that revoking a key also ends what it left running. They stop firing as
+   * soon as the revocation is known (`due` and `claim` skip them); the pause records it, shows it
+   * in list_schedules, and lets someone else take a schedule over by resuming it. Returns how
+   * many it paused.
+   */
+  async pauseRevokedOwners(batch: number): Promise<number> {
+    const r = await this.deps.pool.query<{ id: string; name: string; owner: string }>(
+      `SELECT s.id, s.name, s.owner FROM automation.schedules s JOIN automation.revoked_actors ra ON ra.actor = s.owner
+        WHERE s.enabled ORDER BY s.name LIMIT $1`,
+      [batch],
+    );
+    let paused = 0;
+    for (const s of r.rows) {
+      try {
+        const result = await this.command({
+          type: 'PauseSchedule',
+          data: { name: s.name, id: s.id, reason: PAUSED_OWNER_REVOKED },
+          metadata: this.deps.events.metadata(`owner-revoked:${s.id}`, `${AUTOMATION_ACTOR}:owner-revoked`),
+        });
+        if (result.events.length > 0) {
+          paused++;
+          this.deps.logger.info(
+            { correlationId: `owner-revoked:${s.id}`, scheduleId: s.id, schedule: s.name, owner: s.owner },
+            "schedule paused: its owner's key was revoked",
+          );
+        }
+      } catch (err) {
+        // Deleted or re-created under the name meanwhile (not_found), or another scheduler's pause
+        // came first (a conflict the command's retry settles): the next tick looks again.
+        this.deps.logger.warn(
+          { err, scheduleId: s.id, schedule: s.name },
+          "could not pause a revoked owner's schedule",
+        );
+      }
+    }
+    return paused;
   }
 
   /** Rows written before schedules were events (no position): append their ScheduleCreated once. */
@@ -366,7 +425,13 @@ export class Schedules {
       if (locked.rowCount === 0) return undefined;
       const r = await c.query(`${SCHEDULE_SELECT} WHERE s.id = $1`, [id]);
       const row = r.rows[0] as Record<string, unknown> | undefined;
-      if (!row || row['active'] !== true || row['done'] === true || (row['next_fire_at'] as Date) > now)
+      if (
+        !row ||
+        row['active'] !== true ||
+        row['done'] === true ||
+        row['owner_revoked'] === true ||
+        (row['next_fire_at'] as Date) > now
+      )
         return undefined;
       const schedule = toSchedule(row);
       const fireAt = row['next_fire_at'] as Date;
@@ -420,6 +485,7 @@ export class Schedules {
           scheduleId: id,
           fireAt,
           now,
+          onBehalfOf: schedule.owner,
         });
       }
       return { schedule, fireAt, ...(trigger ? { trigger } : {}) };

@@ -159,6 +159,18 @@ CREATE TABLE IF NOT EXISTS automation.schedule_runs (
 INSERT INTO automation.schedule_runs (schedule_id, plan_revision, next_fire_at, done, last_fired_at, fire_count)
   SELECT id, 0, next_fire_at, run_once AND NOT enabled, last_fired_at, fire_count FROM automation.schedules
    WHERE position IS NULL AND fire_count > 0 ON CONFLICT DO NOTHING;
+-- owner: the person a schedule answers to (who created it, then who last resumed it);
+-- paused_reason: owner_revoked when the system paused it. revoked_actors: the persons whose API
+-- key was revoked (a projection of ApiKeyRevoked): their schedules neither fire nor stay active.
+ALTER TABLE automation.schedules ADD COLUMN IF NOT EXISTS owner text;
+ALTER TABLE automation.schedules ADD COLUMN IF NOT EXISTS paused_reason text;
+CREATE TABLE IF NOT EXISTS automation.revoked_actors (
+  actor text PRIMARY KEY,
+  revoked_at timestamptz NOT NULL,
+  position bigint
+);
+-- The person a trigger's workflow is started for (its startedBy).
+ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS on_behalf_of text;
 `;
 
 export async function migrateAutomation(pool: pg.Pool): Promise<void> {

@@ -55,7 +55,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     tool(
       'register_webhook',
       logger,
-      async (a, ctx) => ({ webhook: await service.registerWebhook(a, ctx.correlationId) }),
+      async (a, ctx) => ({ webhook: await service.registerWebhook(a, ctx.correlationId, ctx.actor) }),
       mapPgError,
     ),
   );
@@ -77,7 +77,12 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
       inputSchema: { webhook: z.string().min(1) },
       annotations: { destructiveHint: true },
     },
-    tool('delete_webhook', logger, async (a, ctx) => service.deleteWebhook(a.webhook, ctx.correlationId), mapPgError),
+    tool(
+      'delete_webhook',
+      logger,
+      async (a, ctx) => service.deleteWebhook(a.webhook, ctx.correlationId, ctx.actor),
+      mapPgError,
+    ),
   );
 
   server.registerTool(
@@ -101,7 +106,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     tool(
       'update_webhook',
       logger,
-      async (a, ctx) => ({ webhook: await service.updateWebhook(a, ctx.correlationId) }),
+      async (a, ctx) => ({ webhook: await service.updateWebhook(a, ctx.correlationId, ctx.actor) }),
       mapPgError,
     ),
   );
@@ -179,7 +184,8 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     {
       description:
         'Create a durable schedule that calls a webhook, sends an e-mail or triggers a workflow: repeating with cron (5 or 6 fields, evaluated in timezone), ' +
-        'or once with after (that long from now; the schedule is then disabled). Give exactly one of cron and after.',
+        'or once with after (that long from now; the schedule is then disabled). Give exactly one of cron and after. ' +
+        'The caller (the API key the call came with) owns it: once that key is revoked the schedule stops firing and is paused (paused_reason owner_revoked).',
       inputSchema: {
         name,
         cron: z.string().min(1).max(200).optional().describe('cron expression, e.g. "*/5 * * * *"'),
@@ -195,14 +201,19 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     tool(
       'create_schedule',
       logger,
-      async (a, ctx) => ({ schedule: await service.createSchedule(a, ctx.correlationId) }),
+      async (a, ctx) => ({ schedule: await service.createSchedule(a, ctx.correlationId, ctx.actor) }),
       mapPgError,
     ),
   );
 
   server.registerTool(
     'list_schedules',
-    { description: 'List schedules with their next fire time.', inputSchema: {}, annotations: { readOnlyHint: true } },
+    {
+      description:
+        'List schedules with their next fire time, owner and, when the system paused one, why (paused_reason).',
+      inputSchema: {},
+      annotations: { readOnlyHint: true },
+    },
     tool('list_schedules', logger, async () => ({ schedules: await service.listSchedules() }), mapPgError),
   );
 
@@ -216,7 +227,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     tool(
       'delete_schedule',
       logger,
-      async (a, ctx) => service.deleteSchedule(a.schedule, ctx.correlationId),
+      async (a, ctx) => service.deleteSchedule(a.schedule, ctx.correlationId, ctx.actor),
       mapPgError,
     ),
   );
@@ -232,7 +243,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     tool(
       'pause_schedule',
       logger,
-      async (a, ctx) => ({ schedule: await service.pauseSchedule(a.schedule, ctx.correlationId) }),
+      async (a, ctx) => ({ schedule: await service.pauseSchedule(a.schedule, ctx.correlationId, ctx.actor) }),
       mapPgError,
     ),
   );
@@ -241,14 +252,15 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     'resume_schedule',
     {
       description:
-        'Resume a paused schedule by name or id: a cron schedule goes on from its next occurrence after now (those missed while paused are skipped); a one-shot one fires at its time, at once if that has passed.',
+        'Resume a paused schedule by name or id: a cron schedule goes on from its next occurrence after now (those missed while paused are skipped); a one-shot one fires at its time, at once if that has passed. ' +
+        'The caller becomes its owner (how a schedule paused because its owner was revoked is taken over).',
       inputSchema: { schedule: z.string().min(1) },
       annotations: { idempotentHint: true },
     },
     tool(
       'resume_schedule',
       logger,
-      async (a, ctx) => ({ schedule: await service.resumeSchedule(a.schedule, ctx.correlationId) }),
+      async (a, ctx) => ({ schedule: await service.resumeSchedule(a.schedule, ctx.correlationId, ctx.actor) }),
       mapPgError,
     ),
   );
@@ -316,6 +328,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
           templateId: a.template_id,
           input: a.input,
           correlationId: ctx.correlationId,
+          onBehalfOf: ctx.actor,
         });
         return { trigger, trigger_id: trigger.id, execution_id: trigger.execution_id };
       },

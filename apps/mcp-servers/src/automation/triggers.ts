@@ -18,6 +18,8 @@ export interface TriggerRecord {
   readonly schedule_id: string | null;
   readonly fire_at: string | null;
   readonly correlation_id: string;
+  /** The person the workflow is started for (who called trigger_workflow, the schedule's owner): its `startedBy`; null when not known. */
+  readonly on_behalf_of: string | null;
   /** `pending` until the engine's starter claims it, then `started` or `failed`. */
   readonly status: string;
   /** The execution this trigger starts (derived from `id`, known before it starts): GET /api/v1/workflows/executions/{id}. */
@@ -37,6 +39,7 @@ function toTrigger(r: Record<string, unknown>): TriggerRecord {
     schedule_id: (r['schedule_id'] as string | null) ?? null,
     fire_at: iso(r['fire_at'] as Date | null),
     correlation_id: r['correlation_id'] as string,
+    on_behalf_of: (r['on_behalf_of'] as string | null) ?? null,
     status: r['status'] as string,
     execution_id: (r['execution_id'] as string | null) ?? triggerExecutionId(r['id'] as string),
     error: (r['error'] as string | null) ?? null,
@@ -48,12 +51,19 @@ function toTrigger(r: Record<string, unknown>): TriggerRecord {
 /** Record the trigger of a schedule occurrence in the claim's transaction (once per occurrence); undefined when already recorded. */
 export async function insertScheduleTrigger(
   c: pg.PoolClient,
-  t: { templateId: string; input: Record<string, unknown>; scheduleId: string; fireAt: Date; now: Date },
+  t: {
+    templateId: string;
+    input: Record<string, unknown>;
+    scheduleId: string;
+    fireAt: Date;
+    now: Date;
+    onBehalfOf: string | null;
+  },
 ): Promise<TriggerRecord | undefined> {
   const r = await c.query(
-    `INSERT INTO automation.triggers (id, template_id, input, source, schedule_id, fire_at, correlation_id, created_at)
-     VALUES ($1,$2,$3,'schedule',$4,$5,$6,$7) ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING *`,
-    [newId(), t.templateId, JSON.stringify(t.input), t.scheduleId, t.fireAt, newId(), t.now],
+    `INSERT INTO automation.triggers (id, template_id, input, source, schedule_id, fire_at, correlation_id, created_at, on_behalf_of)
+     VALUES ($1,$2,$3,'schedule',$4,$5,$6,$7,$8) ON CONFLICT (schedule_id, fire_at) DO NOTHING RETURNING *`,
+    [newId(), t.templateId, JSON.stringify(t.input), t.scheduleId, t.fireAt, newId(), t.now, t.onBehalfOf],
   );
   return r.rows[0] ? toTrigger(r.rows[0]) : undefined;
 }
@@ -89,11 +99,19 @@ export class Triggers {
     templateId: string;
     input: Record<string, unknown>;
     correlationId?: string;
+    onBehalfOf?: string | undefined;
   }): Promise<TriggerRecord> {
     const r = await this.deps.pool.query(
-      `INSERT INTO automation.triggers (id, template_id, input, source, correlation_id, created_at)
-       VALUES ($1,$2,$3,'tool',$4,$5) RETURNING *`,
-      [newId(), input.templateId, JSON.stringify(input.input), input.correlationId ?? newId(), this.deps.clock.now()],
+      `INSERT INTO automation.triggers (id, template_id, input, source, correlation_id, created_at, on_behalf_of)
+       VALUES ($1,$2,$3,'tool',$4,$5,$6) RETURNING *`,
+      [
+        newId(),
+        input.templateId,
+        JSON.stringify(input.input),
+        input.correlationId ?? newId(),
+        this.deps.clock.now(),
+        input.onBehalfOf ?? null,
+      ],
     );
     const trigger = toTrigger(r.rows[0]);
     await this.notify(trigger);

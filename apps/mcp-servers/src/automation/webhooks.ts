@@ -19,6 +19,7 @@ import {
   webhookRegisteredSchema,
   webhookStream,
   webhookUpdatedSchema,
+  type AutomationMetadata,
   type WebhookCommand,
   type WebhookEvent,
 } from './webhooks.decider.js';
@@ -149,12 +150,13 @@ export class Webhooks {
   async register(
     input: { name: string; url: string; secret: string; events: string[] },
     correlationId?: string,
+    actor?: string,
   ): Promise<Webhook> {
     const url = await this.checkUrl(input.url);
     const id = newId();
     const max = this.deps.maxWebhooks ?? DEFAULT_AUTOMATION_CAPS.maxWebhooks;
     return underCap(this.deps.pool, { kind: 'webhooks', max, setting: 'AUTOMATION_MAX_WEBHOOKS' }, () =>
-      this.registerChecked(id, url, input, correlationId),
+      this.registerChecked(id, url, input, this.deps.events.metadata(correlationId, actor)),
     );
   }
 
@@ -162,14 +164,14 @@ export class Webhooks {
     id: string,
     url: string,
     input: { name: string; secret: string; events: string[] },
-    correlationId: string | undefined,
+    metadata: AutomationMetadata,
   ): Promise<Webhook> {
     const secretId = await this.saveSecret(id, input.secret);
     try {
       const r = await this.command({
         type: 'RegisterWebhook',
         data: { id, name: input.name, url, events: input.events, secret_id: secretId },
-        metadata: this.deps.events.metadata(correlationId),
+        metadata,
       });
       const e = r.events[0] as Extract<WebhookEvent, { type: 'WebhookRegistered' }>;
       return {
@@ -189,6 +191,7 @@ export class Webhooks {
   async update(
     input: { webhook: string; url?: string | undefined; secret?: string | undefined; events?: string[] | undefined },
     correlationId?: string,
+    actor?: string,
   ): Promise<Webhook> {
     const url = input.url === undefined ? undefined : await this.checkUrl(input.url);
     const ref = await this.resolve(input.webhook);
@@ -205,7 +208,7 @@ export class Webhooks {
           ...(input.events !== undefined ? { events: input.events } : {}),
           ...(secretId ? { secret_id: secretId } : {}),
         },
-        metadata: this.deps.events.metadata(correlationId),
+        metadata: this.deps.events.metadata(correlationId, actor),
       });
       if (r.state.status !== 'registered')
         throw new AppError('not_found', `no webhook named or with id "${input.webhook}"`, { webhook: input.webhook });
@@ -224,12 +227,12 @@ export class Webhooks {
   }
 
   /** DeleteWebhook; its secrets go with it (what was already sent stays in automation.deliveries). */
-  async delete(refText: string, correlationId?: string): Promise<{ deleted: string }> {
+  async delete(refText: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
     const ref = await this.resolve(refText);
     const r = await this.command({
       type: 'DeleteWebhook',
       data: ref,
-      metadata: this.deps.events.metadata(correlationId),
+      metadata: this.deps.events.metadata(correlationId, actor),
     });
     const e = r.events[0] as Extract<WebhookEvent, { type: 'WebhookDeleted' }>;
     await this.deps.pool.query(`DELETE FROM automation.webhook_secrets WHERE webhook_id = $1`, [e.data.id]);

@@ -1,6 +1,7 @@
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
+import { ACTOR_PATTERN } from '@switchyard/contracts';
 
 /** What a tool handler receives from the SDK besides its arguments. */
 export type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -8,6 +9,8 @@ export type ToolExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 /** The context every tool body runs with: a logger carrying the correlation id, and the abort signal. */
 export interface ToolContext {
   readonly correlationId: string;
+  /** The person the call is for (`_meta.actor`, set by the connectors), when given and well formed. */
+  readonly actor?: string;
   readonly logger: Logger;
   readonly signal: AbortSignal;
 }
@@ -44,6 +47,17 @@ export function correlationIdOf(extra: ToolExtra | undefined): string {
 }
 
 /**
+ * The person a call is for: `_meta.actor`, which the connectors set from the API key (or the
+ * workflow starter) the call came in with. Only the holders of the server's token reach it, and
+ * they are the system's own processes, so it is taken as given; one that is not a plain actor id
+ * is ignored.
+ */
+export function actorOf(extra: ToolExtra | undefined): string | undefined {
+  const actor = extra?._meta?.['actor'];
+  return typeof actor === 'string' && ACTOR_PATTERN.test(actor) ? actor : undefined;
+}
+
+/**
  * Wrap a tool body: it gets a correlated logger, its errors become tool errors with a code,
  * and nothing it throws reaches the transport (the server must never crash on a tool).
  * `mapError` turns library errors (pg, network) into AppErrors with the right code.
@@ -56,11 +70,13 @@ export function tool<A>(
 ): (args: A, extra: ToolExtra) => Promise<CallToolResult> {
   return async (args, extra) => {
     const correlationId = correlationIdOf(extra);
+    const actor = actorOf(extra);
     const log = logger.child({ correlationId, tool: name });
     const started = Date.now();
     try {
       const data = await body(args, {
         correlationId,
+        ...(actor ? { actor } : {}),
         logger: log,
         signal: extra?.signal ?? new AbortController().signal,
       });

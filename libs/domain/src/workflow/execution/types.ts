@@ -45,7 +45,10 @@ export type StartWorkflow = Command<
     readonly lineage?: ExecutionLineage;
     /** The units cap to record instead of this process's (a replay check repeats a recorded start). */
     readonly maxUnitsInFlight?: number;
-    /** Who a sub-workflow runs for: its parent's starter (the engine is the one that starts it). */
+    /**
+     * Whom it runs for when a part of the system starts it: a sub-workflow's parent's starter (the
+     * engine starts it), a trigger's caller or a schedule's owner (the trigger starter starts it).
+     */
     readonly onBehalfOf?: string;
   }
 >;
@@ -163,7 +166,10 @@ export type WorkflowStarted = Event<
      * Absent in older streams: the deciding process's limit.
      */
     readonly maxUnitsInFlight?: number;
-    /** Only on sub-workflows: whom it runs for (its parent's starter), see ExecutionData.startedBy. */
+    /**
+     * Whom it runs for when a part of the system started it: a sub-workflow's parent's starter, a
+     * trigger's caller or a schedule's owner; see ExecutionData.startedBy.
+     */
     readonly onBehalfOf?: string;
   }
 >;
@@ -482,7 +488,7 @@ export interface ExecutionData {
   readonly forkedFrom?: { readonly executionId: string; readonly fromStep: string };
   /** See WorkflowStarted (absent in older streams). */
   readonly maxUnitsInFlight?: number;
-  /** Who started it: the actor of its WorkflowStarted (an API key's `apikey:<id>`, `system:...`), for a sub-workflow its parent's. */
+  /** Who started it: the actor of its WorkflowStarted (an API key's `apikey:<id>`, `system:...`), or whom the system started it for (a sub-workflow's parent's starter, a trigger's caller, a schedule's owner). */
   readonly startedBy?: string;
   readonly steps: Readonly<Record<string, StepState>>;
   readonly compensations: Readonly<Record<string, CompensationState>>;
