@@ -3,7 +3,7 @@ import { hijack, type EdgeReply, type EdgeRequest } from '../http/edge.js';
 import { QueryBus } from '@nestjs/cqrs';
 import { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
-import { connectionHolderOf, CorrelationId } from '../http/context.js';
+import { connectionHolderOf, CorrelationId, type GatewayRequest } from '../http/context.js';
 import { parseOrThrow, ZodQuery } from '../http/validation.js';
 import { ApiRoute } from '../openapi/registry.js';
 import { EVENT_STORE } from '../tokens.js';
@@ -118,6 +118,7 @@ export class EventsController {
       from,
       correlationId,
       release,
+      keyId: (req as Partial<GatewayRequest>).apiKey?.id,
       // Decided now, inside the request: the subscription's deliveries run outside its context.
       redactPayloads: callerSeesRedactedPayloads(),
       ...(query.type ? { types: query.type } : {}),

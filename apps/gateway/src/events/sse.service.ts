@@ -7,6 +7,7 @@ import type { Logger } from '@switchyard/platform';
 import { EVENT_STORE, GATEWAY_OPTIONS, LOGGER, type ResolvedGatewayOptions } from '../tokens.js';
 import { redactEventPayloads } from './redaction.js';
 import { ConnectionQuota } from '../http/connection-quota.js';
+import { ApiKeyService } from '../security/api-keys.js';
 import { toEventJson } from './schemas.js';
 
 export interface LiveStreamRequest {
@@ -19,6 +20,8 @@ export interface LiveStreamRequest {
   readonly redactPayloads?: boolean;
   /** Frees the stream's slot (from `admit`) when the stream ends. */
   readonly release?: () => void;
+  /** The API key the stream was opened with: the stream ends when it is revoked. */
+  readonly keyId?: string | undefined;
 }
 
 /** One SSE message per event: `id` is the global position, so Last-Event-ID resumes exactly. */
@@ -40,6 +43,7 @@ export class LiveEventsService implements BeforeApplicationShutdown {
     @Inject(EVENT_STORE) private readonly store: EventStore,
     @Inject(GATEWAY_OPTIONS) private readonly options: ResolvedGatewayOptions,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(ApiKeyService) private readonly keys: ApiKeyService,
   ) {
     this.quota = new ConnectionQuota('event streams', {
       perCaller: options.eventStreams.perCaller,
@@ -87,10 +91,19 @@ export class LiveEventsService implements BeforeApplicationShutdown {
       clearInterval(heartbeat);
       this.open.delete(stop);
       req.release?.();
+      unwatch?.();
       await sub.close().catch((err: unknown) => log.warn({ err }, 'closing the subscription failed'));
       if (!res.writableEnded) res.end();
     };
     this.open.add(stop);
+    // The key was checked once, when the stream opened: a revocation ends the stream.
+    const unwatch =
+      req.keyId === undefined
+        ? undefined
+        : this.keys.whileActive(req.keyId, () => {
+            log.info({ keyId: req.keyId }, 'sse stream ended: its API key was revoked');
+            void stop();
+          });
     // 3. Comments keep idle connections from being cut by proxies and let clients notice a dead link.
     const heartbeat = setInterval(() => {
       if (!closed) res.write(': heartbeat\n\n');

@@ -102,6 +102,10 @@ type CacheEntry = {
  */
 export class ApiKeyService {
   private readonly cache = new Map<string, CacheEntry>();
+  /** What each key holds open (event streams, MCP sessions, A2A streams): ended when it is revoked. */
+  private readonly held = new Map<string, Set<() => void>>();
+  private heldCheck: NodeJS.Timeout | undefined;
+  private checking = false;
   private readonly ttl: number;
   private readonly now: () => Date;
   private initialised: Promise<void> | undefined;
@@ -176,8 +180,73 @@ export class ApiKeyService {
         `update security.api_keys set revoked_at = $2, revoked_by = $3 where id = $1 and revoked_at is null`,
         [e.data.id, e.metadata.timestamp, by],
       );
+      this.endHeld(e.data.id);
     }
     this.cache.delete(e.data.id);
+  }
+
+  /**
+   * Call `onRevoked` once key `id` is revoked, until the returned release: a connection that
+   * outlives the request that opened it (an event stream, an MCP session, an A2A stream) checked
+   * the key once, at its start, and must not go on serving a revoked key. A revocation through
+   * this gateway ends them at once; one through another gateway (or the CLI) within the key cache's
+   * TTL, the same delay as its next request's refusal (one query per TTL while anything is held).
+   */
+  whileActive(id: string, onRevoked: () => void): () => void {
+    let set = this.held.get(id);
+    if (!set) this.held.set(id, (set = new Set()));
+    set.add(onRevoked);
+    if (!this.heldCheck) {
+      this.heldCheck = setInterval(() => void this.checkHeld(), this.ttl);
+      this.heldCheck.unref();
+    }
+    return () => {
+      const mine = this.held.get(id);
+      if (!mine?.delete(onRevoked) || mine.size > 0) return;
+      this.held.delete(id);
+      if (this.held.size === 0 && this.heldCheck) {
+        clearInterval(this.heldCheck);
+        this.heldCheck = undefined;
+      }
+    };
+  }
+
+  private endHeld(id: string): void {
+    const ends = this.held.get(id);
+    if (!ends) return;
+    this.held.delete(id);
+    this.logger.info({ keyId: id, connections: ends.size }, 'API key revoked: ending what it holds open');
+    for (const end of ends) {
+      try {
+        end();
+      } catch (err) {
+        this.logger.warn({ err, keyId: id }, 'ending a connection of a revoked key failed');
+      }
+    }
+    if (this.held.size === 0 && this.heldCheck) {
+      clearInterval(this.heldCheck);
+      this.heldCheck = undefined;
+    }
+  }
+
+  /** The held keys another gateway (or the CLI) revoked: ended here too. */
+  private async checkHeld(): Promise<void> {
+    if (this.checking || this.held.size === 0) return;
+    this.checking = true;
+    try {
+      const { rows } = await this.pool.query<{ id: string }>(
+        `select id from security.api_keys where id = any($1::text[]) and revoked_at is not null`,
+        [[...this.held.keys()]],
+      );
+      for (const r of rows) {
+        this.cache.delete(r.id);
+        this.endHeld(r.id);
+      }
+    } catch (err) {
+      this.logger.warn({ err }, 'could not check the keys that hold connections open; trying again');
+    } finally {
+      this.checking = false;
+    }
   }
 
   private metadata(ctx: CommandContext): EventMetadata {

@@ -251,6 +251,55 @@ describe('gateway security over real Postgres and NATS', () => {
     });
   });
 
+  describe('what a key holds open', () => {
+    /** `p`, or a failure after `ms` (a stream the gateway never ends would hold the file to its deadline). */
+    const within = <T>(p: Promise<T>, ms: number): Promise<T> =>
+      Promise.race([
+        p,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still open after ${ms} ms`)), ms).unref()),
+      ]);
+    /** An open event stream of `key`; `ended` resolves, with the time, when the gateway ends it. */
+    const openStream = async (key: string) => {
+      const res = await fetch(`${g.url}/api/v1/events/stream`, { headers: bearer(key) });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      assert.equal((await reader.read()).done, false, 'the stream is open');
+      const ended = (async () => {
+        for (;;) if ((await reader.read().catch(() => ({ done: true }) as const)).done) return Date.now();
+      })();
+      return { ended };
+    };
+
+    it('an event stream ends when its key is revoked: through this gateway at once, by another process within the key TTL', async () => {
+      const here = await g.makeKey('viewer', 'stream-here');
+      const other = await g.makeKey('viewer', 'stream-other');
+      const untouched = await g.makeKey('viewer', 'stream-untouched');
+      const { ended: endedHere } = await openStream(here.key);
+      const { ended: endedOther } = await openStream(other.key);
+      const stillOpen = await fetch(`${g.url}/api/v1/events/stream`, { headers: bearer(untouched.key) });
+      const t0 = Date.now();
+      const del = await fetch(`${g.url}/api/v1/admin/api-keys/${here.id}`, {
+        method: 'DELETE',
+        headers: bearer(g.adminKey),
+      });
+      assert.equal(del.status, 200);
+      assert.ok((await within(endedHere, 5_000)) - t0 < 2_000, 'ended by the revocation');
+      // The CLI revokes the other key in its own process: the gateway finds it on its next check.
+      const env = { ...process.env, DATABASE_URL: g.databaseUrl, LOG_LEVEL: 'silent' };
+      await run(process.execPath, [cli, 'revoke', other.id], { env });
+      const t1 = Date.now();
+      assert.ok((await within(endedOther, 10_000)) - t1 < 5_000, 'ended after the other process revoked it');
+      // Another key's stream is not touched.
+      const reader = stillOpen.body!.getReader();
+      const next = await Promise.race([
+        reader.read().then((r) => (r.done ? 'ended' : 'data')),
+        new Promise((r) => setTimeout(() => r('open'), 300)),
+      ]);
+      assert.notEqual(next, 'ended');
+      await reader.cancel();
+    });
+  });
+
   describe('CLI', () => {
     it('creates a key that works at once and revokes it; actor cli:<user>', async () => {
       const env = { ...process.env, DATABASE_URL: g.databaseUrl, LOG_LEVEL: 'silent' };

@@ -26,6 +26,7 @@ import { loadDemoData, startAgents, type AgentsHandle } from '@switchyard/agents
 import { startDispatcher, type DispatcherHandle } from '@switchyard/dispatcher';
 import { startWorkflowEngine, type WorkflowEngine } from '@switchyard/workflows';
 import { createGateway, REDACTED_PAYLOAD, type Gateway } from '../../index.js';
+import { parseKey } from '../../security/keys.js';
 import { AgentsFeatureModule } from '../agents/index.js';
 import { WorkflowsFeatureModule } from '../workflows/index.js';
 import { A2aFeatureModule, A2aPeer, DIRECTORY_EXTENSION_URI } from './index.js';
@@ -767,6 +768,45 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
       await rest('DELETE', '/api/v1/integration/agents/external/doubler');
       server.close();
     }
+  });
+
+  it('an open message/stream ends when its API key is revoked (the task itself goes on)', async () => {
+    const key = await makeKey('operator');
+    const res = await fetch(`${base}/a2a/data_analyst`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'message/stream',
+        params: {
+          message: {
+            kind: 'message',
+            role: 'user',
+            messageId: `revoked-stream-${Date.now()}`,
+            parts: [{ kind: 'data', data: { task_type: 'noop', input: { sleep_ms: 30_000 } } }],
+          },
+        },
+      }),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.equal(first.done, false, 'the stream is open: its first update came');
+    const t0 = Date.now();
+    const revoked = await fetch(`${base}/api/v1/admin/api-keys/${parseKey(key)!.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${admin}` },
+    });
+    assert.equal(revoked.status, 200);
+    // Read on until the stream ends: an error (the connection cut) or done; never the task's 30 s.
+    const ended = await (async () => {
+      for (;;) {
+        const r = await reader.read().catch(() => ({ done: true }) as const);
+        if (r.done) return Date.now() - t0;
+      }
+    })();
+    assert.ok(ended < 10_000, `the stream ended ${ended} ms after the revocation`);
   });
 
   it('the peer is one provider of the gateway', () => {

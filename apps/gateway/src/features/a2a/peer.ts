@@ -17,6 +17,7 @@ import { actorOf, connectionHolderOf, correlationIdOf, type GatewayRequest } fro
 import { retryAfterSeconds } from '../../http/problem-filter.js';
 import { deferredInputError } from '../../http/route-checks.js';
 import { AUTH_FAILED, type AuthRequest } from '../../security/middleware.js';
+import { ApiKeyService } from '../../security/api-keys.js';
 import { roleSatisfies, roleSchema, type Role } from '../../security/roles.js';
 import { GATEWAY_OPTIONS, LOGGER, PG_POOL, type ResolvedGatewayOptions } from '../../tokens.js';
 import { McpGatewayClient } from '../mcp/mcp-client.js';
@@ -140,6 +141,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     @Inject(A2A_FEATURE_OPTIONS) featureOptions: A2aFeatureOptions,
     @Inject(ExecutionWaits) private readonly waits: ExecutionWaits,
     @Inject(TaskMoves) private readonly taskMoves: TaskMoves,
+    @Inject(ApiKeyService) private readonly keys: ApiKeyService,
   ) {
     this.log = logger.child({ component: 'a2a' });
     this.caps = capabilitiesCache(this.queries);
@@ -371,6 +373,16 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
           return rpcError(req, res, errorCodes[refused.code] ?? 429, -32000, refused.message, refused.details);
         }
         res.on('close', release);
+        // The key was checked once, as the stream opened; a task can stream for hours (a wait
+        // step): the stream ends when the key is revoked.
+        const keyId = (req as unknown as Partial<GatewayRequest>).apiKey?.id;
+        if (keyId !== undefined) {
+          const unwatch = this.keys.whileActive(keyId, () => {
+            this.log.info({ keyId, correlationId: correlationIdOf(req) }, 'A2A stream ended: its API key was revoked');
+            res.destroy();
+          });
+          res.on('close', unwatch);
+        }
       }
       const name = String(req.params.endpoint);
       void this.endpoint(name)

@@ -40,6 +40,7 @@ import {
   redactsPayloadsFor,
 } from '../../events/redaction.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
+import { ApiKeyService } from '../../security/api-keys.js';
 import { ReadMcpTool } from '../mcp/queries/index.js';
 import { GetIntegrationStatus } from '../status/queries/index.js';
 import { GetHealthReport } from '../system/queries/index.js';
@@ -109,6 +110,8 @@ interface Session {
   lastSeen: number;
   readonly subscriptions: Map<string, () => void>;
   readonly stopCatalog: () => void;
+  /** Stops watching the key for a revocation. */
+  stopWatch?: () => void;
   /** The legacy transport's event stream (where its answers go). */
   stream?: ServerResponse;
 }
@@ -149,6 +152,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     @Inject(QueryBus) private readonly queries: QueryBus,
     @Inject(ExecutionWatch) private readonly watch: ExecutionWatch,
     @Inject(ExecutionFolds) private readonly folds: ExecutionFolds,
+    @Inject(ApiKeyService) private readonly keys: ApiKeyService,
     @Optional() @Inject(SystemMonitorClient) private readonly monitor?: SystemMonitorClient,
   ) {
     this.log = logger.child({ component: 'mcp-server' });
@@ -363,6 +367,13 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       subscriptions: new Map(),
       stopCatalog,
     };
+    // The key was checked when the session opened and on each request; its notification stream
+    // and subscriptions would outlive a revocation: the session ends with the key.
+    if (caller.keyId !== null)
+      session.stopWatch = this.keys.whileActive(
+        caller.keyId,
+        () => void this.closeSession(session, 'its API key was revoked'),
+      );
     this.sessions.set(id, session);
     this.log.info({ sessionId: id, kind, virtual, keyId: caller.keyId }, 'MCP session opened');
     return session;
@@ -372,6 +383,7 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
     if (this.sessions.get(s.id) !== s) return;
     this.sessions.delete(s.id);
     s.stopCatalog();
+    s.stopWatch?.();
     for (const stop of s.subscriptions.values()) stop();
     s.subscriptions.clear();
     this.log.info({ sessionId: s.id, kind: s.kind, why }, 'MCP session closed');

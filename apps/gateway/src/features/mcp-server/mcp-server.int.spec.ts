@@ -13,6 +13,7 @@ import { parseServerConfig, resolvePackageBin, startConnectors, type RunningConn
 import { createLogger } from '@switchyard/platform';
 import { until } from '@switchyard/testing';
 import { startSecuredGateway, type SecuredGateway } from '../../security/test-support.js';
+import { McpEndpoint } from './mcp-endpoint.js';
 import { McpServerFeatureModule } from './mcp-server.module.js';
 
 const logger = createLogger('mcp-server-test', process.env.LOG_LEVEL ?? 'silent');
@@ -326,6 +327,40 @@ describe('MCP endpoint: a legacy SSE session whose client does not read its even
       });
     return { post, stop };
   };
+
+  it("a session ends with its API key: revoking it closes the key's legacy SSE stream and its Streamable HTTP session", async () => {
+    const made = await g.makeKey('operator');
+    const endpoint = g.gateway.app.get(McpEndpoint);
+    const before = endpoint.sessionCount();
+    // A legacy SSE session whose client reads on, and a Streamable HTTP one through the SDK client.
+    const ended = new Promise<void>((resolve, reject) => {
+      const req = http.get(
+        new URL(`${g.url}/mcp/sse`),
+        { headers: { authorization: `Bearer ${made.key}`, accept: 'text/event-stream' } },
+        (res) => {
+          res.on('data', () => undefined);
+          res.on('end', resolve);
+          res.on('close', resolve);
+        },
+      );
+      req.on('error', reject);
+    });
+    const client = new Client({ name: 'revoked-test', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${g.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${made.key}` } },
+      }),
+    );
+    await until('both sessions open', () => endpoint.sessionCount() === before + 2);
+    const revoked = await fetch(`${g.url}/api/v1/admin/api-keys/${made.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${g.adminKey}` },
+    });
+    assert.equal(revoked.status, 200);
+    await until('both sessions closed', () => endpoint.sessionCount() === before, 5_000);
+    await ended;
+    await client.close().catch(() => undefined);
+  });
 
   it('refuses its messages once 2 MiB wait for the client, and closes it when they do not drain', async () => {
     const { post, stop } = await unreadSession();
