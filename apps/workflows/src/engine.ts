@@ -15,6 +15,7 @@ import { Saga } from './saga.js';
 import { StepDispatch } from './step-dispatch.js';
 import { TimerRunner } from './timer-runner.js';
 import { Recovery } from './recovery.js';
+import { STATE_IDLE_MS } from './state-cache.js';
 
 export type { ParentRef, WorkflowEngineOptions, WorkflowEngineStats } from './engine-types.js';
 export { EXECUTION_STREAM_PREFIX } from './saga.js';
@@ -52,6 +53,8 @@ export class WorkflowEngine {
   private readonly projections: ProjectionRunner | undefined;
   private readonly batchWorker: BatchWorker | undefined;
   private timers: NodeJS.Timeout[] = [];
+  /** The periodic recovery pass under way, if any. */
+  private periodicPass: Promise<void> | undefined;
 
   constructor(private readonly o: WorkflowEngineOptions) {
     applyWorkflowLimits(o.limits);
@@ -119,8 +122,27 @@ export class WorkflowEngine {
       await this.timerRunner.flushTimeouts(false);
       await this.saga.flushCheckpoints();
     });
+    // One periodic pass at a time, a partition after another: a pass folds every active execution,
+    // and passes stacked on a slow one (16 partitions side by side, each 8 executions at once) held
+    // hundreds of large states at once, enough to exhaust the heap.
     every(this.o.recoveryIntervalMs ?? 15_000, () => {
-      for (const p of this.rt.owned) this.rt.track(this.recovery.recoverPartition(p));
+      if (this.periodicPass) return;
+      const pass = (async () => {
+        for (const p of [...this.rt.owned]) {
+          if (this.rt.stopped) return;
+          if (this.rt.owned.has(p)) await this.recovery.recoverPartition(p);
+        }
+      })().finally(() => (this.periodicPass = undefined));
+      this.periodicPass = pass;
+      this.rt.track(pass);
+    });
+    every(Math.min(STATE_IDLE_MS, 10_000), () => {
+      const { dropped, why } = this.rt.cache.sweep();
+      if (why === 'heap' && dropped > 0)
+        this.log.warn(
+          { dropped },
+          'heap past half its limit: cached execution states dropped (read again when needed)',
+        );
     });
     this.batchWorker?.start();
     this.log.info({ partitions: this.partitions }, 'workflow engine started');

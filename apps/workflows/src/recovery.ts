@@ -1,5 +1,5 @@
 import { backoffMs, type Logger } from '@switchyard/platform';
-import { nextActions, stepDispatchOf } from '@switchyard/domain';
+import { nextActions, stepDispatchOf, workflowExecutionStream } from '@switchyard/domain';
 import { isTerminal, loadExecution, WORKFLOW_SCHEMA } from '@switchyard/workflow-executions';
 import { partitionOf } from './partitions.js';
 import type { WorkflowEngineOptions } from './engine-types.js';
@@ -20,6 +20,13 @@ export class Recovery {
   private acquireChain: Promise<void> = Promise.resolve();
   /** Partitions whose lease this engine holds, owned or still being taken up (see onAcquire). */
   private readonly leased = new Set<number>();
+  /**
+   * Executions a periodic pass found with nothing to send or stop, and the revision it saw: while
+   * their stream stays at it, the next passes look at its last event only. An execution that waits
+   * (a signal, a timer) for days is otherwise read and folded whole every pass, and a few hundred
+   * large ones kept the engine busy with nothing else.
+   */
+  private readonly quiet = new Map<string, number>();
 
   constructor(
     private readonly rt: EngineRuntime,
@@ -85,6 +92,7 @@ export class Recovery {
     this.rt.owned.delete(p);
     this.rt.ready.delete(p);
     this.saga.release(p);
+    for (const id of this.quiet.keys()) if (partitionOf(id, this.rt.partitions) === p) this.quiet.delete(id);
     // The new owner recovers these executions (and re-arms their timers) from their events.
     for (const id of this.rt.cache.keys()) if (partitionOf(id, this.rt.partitions) === p) this.rt.cache.delete(id);
     this.timers.release(p);
@@ -101,6 +109,12 @@ export class Recovery {
       [p],
     );
     const ids = rows.rows.map((r) => r.execution_id);
+    if (!acquired) {
+      // Those no longer active (ended, or gone to another partition's owner) are forgotten.
+      const active = new Set(ids);
+      for (const id of this.quiet.keys())
+        if (partitionOf(id, this.rt.partitions) === p && !active.has(id)) this.quiet.delete(id);
+    }
     for (let i = 0; i < ids.length && this.rt.owned.has(p) && !this.rt.stopped; i += 8) {
       await Promise.all(
         ids.slice(i, i + 8).map((id) =>
@@ -115,13 +129,27 @@ export class Recovery {
   }
 
   private async recoverExecution(executionId: string, partition: number, acquired: boolean): Promise<void> {
-    const { state } = await loadExecution(this.o.store, executionId);
+    const seen = this.quiet.get(executionId);
+    if (!acquired && seen !== undefined) {
+      const [last] = await this.o.store.readStream(workflowExecutionStream(executionId), {
+        direction: 'backwards',
+        maxCount: 1,
+      });
+      if (last?.revision === seen) return;
+    }
+    this.quiet.delete(executionId);
+    const { state, revision } = await loadExecution(this.o.store, executionId);
     if (state.status === 'not_started') return;
     if (isTerminal(state)) {
       await this.saga.onTerminal(executionId, state);
       return;
     }
     const a = nextActions(state, new Date().toISOString());
+    const inFlight = state.definition.steps.some((def) =>
+      (state.steps[def.id]?.units ?? []).some((u) => u?.phase === 'dispatched'),
+    );
+    if (a.dispatch.length === 0 && a.stop.length === 0 && !inFlight && state.status === 'running')
+      this.quiet.set(executionId, revision);
     if (a.timers.length > 0) await this.timers.armTimers(executionId, partition, a.timers);
     for (const d of a.dispatch) this.steps.dispatch(d, false);
     // Canceling when the last owner died: its stop requests may be lost; asking again is harmless.

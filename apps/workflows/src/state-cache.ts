@@ -1,17 +1,64 @@
+import { getHeapStatistics } from 'node:v8';
 import type { CachedState } from './engine-types.js';
+
+/** A state not used for this long is dropped (an execution waiting for a signal or a timer for days holds nothing). */
+export const STATE_IDLE_MS = 60_000;
+/** Share of the heap limit past which the whole cache is dropped. */
+export const HEAP_PRESSURE_SHARE = 0.5;
 
 /**
  * The owner's cache of execution states (see CachedState): commands decide against it and the
- * saga skips events it already handled. Bounded, not an LRU: past the bound it starts over, and
- * a miss only costs a read of the stream.
+ * saga skips events it already handled. A miss only costs a read of the stream, so the cache
+ * gives way before memory does:
+ * - bounded in count: past the bound it starts over;
+ * - a state not used for STATE_IDLE_MS is dropped (`sweep`): one execution may hold tens of MB
+ *   (its input, outputs and signals as parsed objects, many times their JSON's size when made of
+ *   small values), and operators can leave any number of them waiting;
+ * - when the heap passes HEAP_PRESSURE_SHARE of its limit, everything is dropped (`sweep`).
  */
 export class StateCache extends Map<string, CachedState> {
-  constructor(private readonly bound = 20_000) {
+  private readonly usedAt = new Map<string, number>();
+
+  constructor(
+    private readonly bound = 20_000,
+    private readonly idleMs = STATE_IDLE_MS,
+    private readonly heapUsedShare: () => number = () => {
+      const h = getHeapStatistics();
+      return h.used_heap_size / h.heap_size_limit;
+    },
+  ) {
     super();
   }
 
-  remember(executionId: string, entry: CachedState): void {
+  remember(executionId: string, entry: CachedState, now = Date.now()): void {
     if (this.size > this.bound && !this.has(executionId)) this.clear();
     this.set(executionId, entry);
+    this.usedAt.set(executionId, now);
+  }
+
+  override delete(executionId: string): boolean {
+    this.usedAt.delete(executionId);
+    return super.delete(executionId);
+  }
+
+  override clear(): void {
+    this.usedAt.clear();
+    super.clear();
+  }
+
+  /** Drop what was not used for `idleMs`, or everything under heap pressure. Returns what it dropped, and why. */
+  sweep(now = Date.now()): { dropped: number; why: 'idle' | 'heap' } {
+    if (this.heapUsedShare() > HEAP_PRESSURE_SHARE) {
+      const dropped = this.size;
+      this.clear();
+      return { dropped, why: 'heap' };
+    }
+    let dropped = 0;
+    for (const [id, at] of this.usedAt) {
+      if (now - at < this.idleMs) continue;
+      this.delete(id);
+      dropped++;
+    }
+    return { dropped, why: 'idle' };
   }
 }

@@ -20,12 +20,19 @@ interface Waiter {
  * bulkhead, which this replaces, is one FIFO); with the key the person and `within` the workflow,
  * a person starting many workflows still has one turn, and their own small workflow does not wait
  * behind their large one. A waiter whose signal aborts leaves the queue at once.
+ *
+ * A full queue makes room for a key that holds less of it: the newest waiter of the key that
+ * holds the most is refused (as a full queue refuses), and the newcomer takes its place. Without
+ * that, one person's thousands of queued calls filled the queue and every other caller was
+ * refused until they drained, whatever the turns.
  */
 export class FairGate {
   private running = 0;
   private waiting = 0;
   /** Waiters per key and `within`; each map's order is its turn order (one served goes to the back). */
   private readonly queues = new Map<string, Map<string, Waiter[]>>();
+  /** Waiters per key. */
+  private readonly perKey = new Map<string, number>();
 
   constructor(
     readonly maxConcurrent: number,
@@ -63,7 +70,7 @@ export class FairGate {
     if (signal?.aborted) return Promise.reject(new TaskCancelledError());
     const now = this.tryAcquire();
     if (now) return Promise.resolve(now);
-    if (this.waiting >= this.maxQueue)
+    if (this.waiting >= this.maxQueue && !this.makeRoomFor(key))
       return Promise.reject(new BulkheadRejectedError(this.maxConcurrent - this.running, 0));
     return new Promise<Release>((resolve, reject) => {
       const waiter: Waiter = {
@@ -82,6 +89,7 @@ export class FairGate {
       if (!queue) turns.set(within, (queue = []));
       queue.push(waiter);
       this.waiting++;
+      this.perKey.set(key, (this.perKey.get(key) ?? 0) + 1);
       signal?.addEventListener('abort', waiter.onAbort, { once: true });
     });
   }
@@ -107,6 +115,7 @@ export class FairGate {
       this.queues.delete(key);
       if (turns.size > 0) this.queues.set(key, turns);
       this.waiting--;
+      this.counted(key, -1);
       waiter.signal?.removeEventListener('abort', waiter.onAbort);
       this.running++;
       waiter.grant(this.releaser());
@@ -123,6 +132,37 @@ export class FairGate {
     if (queue.length === 0) turns.delete(waiter.within);
     if (turns.size === 0) this.queues.delete(waiter.key);
     this.waiting--;
+    this.counted(waiter.key, -1);
+    return true;
+  }
+
+  private counted(key: string, by: number): void {
+    const n = (this.perKey.get(key) ?? 0) + by;
+    if (n > 0) this.perKey.set(key, n);
+    else this.perKey.delete(key);
+  }
+
+  /**
+   * Refuses the newest waiter of the key holding the most of the queue, when that key holds at
+   * least two more than `key` would with the newcomer (so two keys never push each other out in
+   * turn); false when no key holds more.
+   */
+  private makeRoomFor(key: string): boolean {
+    let largest: string | undefined;
+    let most = 0;
+    for (const [k, n] of this.perKey)
+      if (n > most) {
+        most = n;
+        largest = k;
+      }
+    if (largest === undefined || largest === key || most < (this.perKey.get(key) ?? 0) + 2) return false;
+    const turns = this.queues.get(largest)!;
+    const withins = [...turns.values()];
+    const newest = withins.reduce((a, b) => (b.length > a.length ? b : a));
+    const victim = newest[newest.length - 1]!;
+    this.remove(victim);
+    victim.signal?.removeEventListener('abort', victim.onAbort);
+    victim.refuse(new BulkheadRejectedError(this.maxConcurrent - this.running, 0));
     return true;
   }
 }

@@ -54,4 +54,31 @@ describe('FairGate', () => {
     (await waiting)();
     assert.ok(gate.tryAcquire(), 'free again');
   });
+
+  it('a full queue makes room for a key that holds less of it: the newest waiter of the key that holds the most is refused', async () => {
+    const gate = new FairGate(1, 4);
+    const hold = gate.tryAcquire()!;
+    const outcome = (p: Promise<() => void>) =>
+      p.then(
+        (release) => {
+          release();
+          return 'served';
+        },
+        (err: unknown) => (err instanceof BulkheadRejectedError ? 'refused' : String(err)),
+      );
+    const hog = [1, 2, 3, 4].map(() => outcome(gate.acquire('hog', undefined, 'w')));
+    const other = outcome(gate.acquire('other'));
+    assert.equal(gate.depth, 4, 'the newcomer took the place of one of the hog');
+    assert.equal(await hog[3], 'refused', "the hog's newest waiter was refused");
+    // The hog itself gets no more room: the queue is full of its own and one other.
+    assert.equal(await outcome(gate.acquire('hog', undefined, 'w')), 'refused');
+    const third = outcome(gate.acquire('third'));
+    assert.equal(await hog[2], 'refused');
+    const fourth = outcome(gate.acquire('fourth'));
+    assert.equal(await hog[1], 'refused', 'the hog still held two, the newcomer none');
+    // Every key holds one: nobody holds two more than a newcomer would, and a full queue refuses as before.
+    assert.equal(await outcome(gate.acquire('fifth')), 'refused');
+    hold();
+    assert.deepEqual(await Promise.all([hog[0], other, third, fourth]), ['served', 'served', 'served', 'served']);
+  });
 });

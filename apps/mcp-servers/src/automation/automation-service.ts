@@ -196,7 +196,9 @@ export class AutomationService {
   }): Promise<DeliveryResult> {
     return this.deliveries.sendWebhook(input);
   }
-  queueWebhook(input: QueueWebhookInput & { correlationId?: string }): Promise<QueuedDelivery> {
+  queueWebhook(
+    input: QueueWebhookInput & { correlationId?: string | undefined; owner?: string | undefined },
+  ): Promise<QueuedDelivery> {
     return this.deliveries.queueWebhook(input);
   }
   listQueued(q: {

@@ -211,9 +211,15 @@ function toQueued(r: Record<string, unknown>): QueuedDelivery {
   };
 }
 
-/** Scheduled and queued sends in flight in one process, and to one target (a webhook, a URL, the mail server). */
+/**
+ * Scheduled and queued sends in flight in one process, to one target (a webhook, a URL, the mail
+ * server), and for one owner (the person whose schedule fired or who queued the send). The owner's
+ * share: one person with eight receivers that never answer would otherwise hold all 32 sends, and
+ * every other person's schedules, e-mails and A2A notifications would wait behind theirs.
+ */
 const MAX_SENDS_IN_FLIGHT = 32;
 const SENDS_PER_TARGET = 4;
+const SENDS_PER_OWNER = 8;
 
 /** Runs functions one at a time, in the order they came. */
 class Turns {
@@ -236,6 +242,8 @@ interface ClaimedDelivery {
   readonly correlation_id: string;
   readonly attempts: number;
   readonly ordering_key: string | null;
+  /** Whose schedule fired, or who queued it (`apikey:<id>`); null when not known. */
+  readonly owner: string | null;
 }
 
 /**
@@ -252,8 +260,8 @@ export class Deliveries {
   private readonly owner: DeliveryOwnerConnection;
   private readonly mailer: Mailer | undefined;
 
-  /** Sends in flight: delivery id -> its target (see claimDue). */
-  private readonly sendsInFlight = new Map<string, string>();
+  /** Sends in flight: delivery id -> its target and owner (see claimDue). */
+  private readonly sendsInFlight = new Map<string, { target: string; owner: string | null }>();
   /** Claims of this process, one at a time. */
   private readonly claimTurns = new Turns();
 
@@ -609,6 +617,7 @@ export class Deliveries {
    * its failed sends wait their backoff behind the sends due now.
    */
   async sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
+    await this.giveUpRevoked();
     // Claims take turns in this process: each counts what is in flight after the one before it.
     const claimed = await this.claimTurns.run(() => this.claimDue(batch, orderingKey));
     const retry = this.scheduledRetry();
@@ -630,8 +639,13 @@ export class Deliveries {
     const room = Math.min(batch, MAX_SENDS_IN_FLIGHT - this.sendsInFlight.size);
     if (room <= 0) return [];
     const perTarget = new Map<string, number>();
-    for (const t of this.sendsInFlight.values()) perTarget.set(t, (perTarget.get(t) ?? 0) + 1);
+    const perOwner = new Map<string, number>();
+    for (const { target: t, owner: o } of this.sendsInFlight.values()) {
+      perTarget.set(t, (perTarget.get(t) ?? 0) + 1);
+      if (o !== null) perOwner.set(o, (perOwner.get(o) ?? 0) + 1);
+    }
     const saturated = [...perTarget].filter(([, n]) => n >= SENDS_PER_TARGET).map(([t]) => t);
+    const fullOwners = [...perOwner].filter(([, n]) => n >= SENDS_PER_OWNER).map(([o]) => o);
     const retry = this.scheduledRetry();
     const now = this.clock.now();
     // A claim is a lease on the row for one round of sends (with their own retries): a round may
@@ -640,24 +654,30 @@ export class Deliveries {
     const target = `lower(coalesce(substring(CASE WHEN s.channel = 'a2a' THEN s.webhook ELSE w.url END
                      FROM '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?([^/?#]+)'), s.channel || ':' || s.webhook))`;
     // Within an ordering key only the oldest pending row may go; the rest wait until it is delivered or given up.
+    // The sends of an owner whose key was revoked are not made (giveUpRevoked ends them).
     const r = await this.deps.pool.query<ClaimedDelivery & { target: string }>(
       `WITH picked AS (
          SELECT r.delivery_id, r.target FROM (
-           SELECT c.delivery_id, c.target, c.next_attempt_at, c.seq,
-                  row_number() OVER (PARTITION BY c.target ORDER BY c.next_attempt_at, c.seq) AS n
-             FROM (SELECT s.delivery_id, ${target} AS target, s.next_attempt_at, s.seq
+           SELECT c.delivery_id, c.target, c.owner, c.next_attempt_at, c.seq,
+                  row_number() OVER (PARTITION BY c.target ORDER BY c.next_attempt_at, c.seq) AS n,
+                  row_number() OVER (PARTITION BY c.owner ORDER BY c.next_attempt_at, c.seq) AS m
+             FROM (SELECT s.delivery_id, ${target} AS target, s.owner, s.next_attempt_at, s.seq
                      FROM automation.scheduled_deliveries s
                      LEFT JOIN automation.webhooks w ON s.channel = 'webhook' AND (w.name = s.webhook OR w.id::text = s.webhook)
                     WHERE s.status = 'pending' AND s.next_attempt_at <= $1 AND ($4::text IS NULL OR s.ordering_key = $4)
                       AND (s.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM automation.scheduled_deliveries e
                             WHERE e.ordering_key = s.ordering_key AND e.status = 'pending' AND e.seq < s.seq))
                       AND s.delivery_id <> ALL($5::text[]) AND ${target} <> ALL($10::text[])
+                      AND (s.owner IS NULL OR (s.owner <> ALL($11::text[])
+                           AND NOT EXISTS (SELECT 1 FROM automation.revoked_actors ra WHERE ra.actor = s.owner)))
                     ORDER BY s.next_attempt_at, s.seq LIMIT $7 FOR UPDATE OF s SKIP LOCKED) c) r
           WHERE r.n <= $8 - coalesce((SELECT u.n FROM unnest($6::text[], $9::int[]) AS u(target, n) WHERE u.target = r.target), 0)
+            AND (r.owner IS NULL OR
+                 r.m <= $12 - coalesce((SELECT u.n FROM unnest($13::text[], $14::int[]) AS u(owner, n) WHERE u.owner = r.owner), 0))
           ORDER BY r.next_attempt_at, r.seq LIMIT $2)
        UPDATE automation.scheduled_deliveries d SET next_attempt_at = $3::timestamptz, attempts = d.attempts + 1
          FROM picked p WHERE d.delivery_id = p.delivery_id
-       RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts, d.ordering_key, p.target`,
+       RETURNING d.delivery_id, d.schedule_id, d.channel, d.webhook, d.event, d.payload, d.correlation_id, d.attempts, d.ordering_key, d.owner, p.target`,
       [
         now,
         room,
@@ -669,10 +689,32 @@ export class Deliveries {
         SENDS_PER_TARGET,
         [...perTarget.values()],
         saturated,
+        fullOwners,
+        SENDS_PER_OWNER,
+        [...perOwner.keys()],
+        [...perOwner.values()],
       ],
     );
-    for (const d of r.rows) this.sendsInFlight.set(d.delivery_id, d.target);
+    for (const d of r.rows) this.sendsInFlight.set(d.delivery_id, { target: d.target, owner: d.owner ?? null });
     return r.rows;
+  }
+
+  /**
+   * Pending sends whose owner's API key was revoked are given up (`gave_up`, saying why): a
+   * revoked key's schedules stop firing, and what they (or its queued notifications) still owed
+   * stops with them. One in flight here ends its round.
+   */
+  private async giveUpRevoked(): Promise<void> {
+    const r = await this.deps.pool.query<{ delivery_id: string; ordering_key: string | null }>(
+      `UPDATE automation.scheduled_deliveries d SET status = 'gave_up', finished_at = $1, last_error = 'not sent: its owner''s API key was revoked',
+              payload = CASE WHEN channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END
+        WHERE d.status = 'pending' AND d.owner IN (SELECT actor FROM automation.revoked_actors) AND d.delivery_id <> ALL($2::text[])
+        RETURNING d.delivery_id, d.ordering_key`,
+      [this.clock.now(), [...this.sendsInFlight.keys()]],
+    );
+    if (r.rows.length === 0) return;
+    this.log.info({ deliveries: r.rows.length }, "scheduled deliveries given up: their owner's API key was revoked");
+    for (const key of new Set(r.rows.map((x) => x.ordering_key))) if (key) this.kickQueued(key);
   }
 
   /** One claimed scheduled delivery sent, and its row updated: delivered, or pending again (retried later), or given up. */
@@ -760,7 +802,9 @@ export class Deliveries {
    * again by the scheduler (see `sendScheduledDeliveries`). The URL passes the egress guard
    * now and at every send. A repeat of a key records nothing and returns the first record.
    */
-  async queueWebhook(input: QueueWebhookInput & { correlationId?: string }): Promise<QueuedDelivery> {
+  async queueWebhook(
+    input: QueueWebhookInput & { correlationId?: string | undefined; owner?: string | undefined },
+  ): Promise<QueuedDelivery> {
     let url: URL;
     try {
       url = new URL(input.url);
@@ -788,8 +832,8 @@ export class Deliveries {
     const now = this.clock.now();
     const key = input.idempotency_key;
     const inserted = await this.deps.pool.query(
-      `INSERT INTO automation.scheduled_deliveries (delivery_id, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at, ordering_key)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) ON CONFLICT (delivery_id) DO NOTHING RETURNING *`,
+      `INSERT INTO automation.scheduled_deliveries (delivery_id, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at, ordering_key, owner)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) ON CONFLICT (delivery_id) DO NOTHING RETURNING *`,
       [
         key,
         input.format,
@@ -799,6 +843,7 @@ export class Deliveries {
         input.correlationId ?? key,
         now,
         input.ordering_key ?? null,
+        input.owner ?? null,
       ],
     );
     if (inserted.rowCount === 1) {
@@ -858,7 +903,16 @@ export class Deliveries {
 
   /** Send what is due of an ordering key (or any unordered due row) now, in the background. */
   private kickQueued(orderingKey: string | null): void {
-    const k = orderingKey ?? '';
+    if (orderingKey === null) {
+      // Unordered: a round of its own, not one after the rounds before it, which wait for their
+      // sends (a receiver that never answers held every later notification behind its round).
+      // The claims still take turns, and the sends in flight stay bounded.
+      void this.sendScheduledDeliveries(10).catch((e: unknown) =>
+        this.log.warn({ err: e }, 'sending queued deliveries failed; the scheduler will retry'),
+      );
+      return;
+    }
+    const k = orderingKey;
     const running = this.kicking.get(k);
     if (running) {
       running.again = true;
@@ -870,8 +924,8 @@ export class Deliveries {
       try {
         do {
           state.again = false;
-          // Unordered rows: one batch; ordered: each success kicks the next of the key.
-          await this.sendScheduledDeliveries(orderingKey ? 1 : 10, orderingKey ?? undefined);
+          // Each success kicks the next of the key.
+          await this.sendScheduledDeliveries(1, orderingKey);
         } while (state.again);
       } catch (e) {
         this.log.warn({ err: e, orderingKey }, 'sending queued deliveries failed; the scheduler will retry');

@@ -5,6 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { pino } from 'pino';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { PostgresEventStore } from '@switchyard/event-store';
 import { freshDatabase } from '@switchyard/testing';
 import { startMcpHttpServer, type McpHttpServerHandle } from '../common/http.js';
 import { EgressGuard } from '../fetch/egress-guard.js';
@@ -137,6 +139,69 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
     const row = await rowOf(args.idempotency_key);
     assert.equal(row.payload.token, undefined);
     assert.equal(row.payload.authentication, undefined);
+  });
+
+  it("one owner's receivers that never answer hold at most its share of sends; another owner's goes at once; a revoked owner's pending ones are given up", async () => {
+    const tarpits = await Promise.all(Array.from({ length: 8 }, () => localHttp(() => undefined)));
+    const sentTo = () => tarpits.reduce((n, t) => n + t.requests.length, 0);
+    /** queue_webhook as the connectors call it for a key: the person in `_meta.actor`. */
+    const queueAs = async (actor: string, args: Record<string, unknown>) => {
+      const r = (await client.callTool({ name: 'queue_webhook', arguments: args, _meta: { actor } })) as CallToolResult;
+      assert.notEqual(r.isError, true, JSON.stringify(r.content));
+    };
+    try {
+      // 5 notifications to each of 8 receivers that take the request and never answer: without
+      // the owner's share they would hold all 32 sends (4 to each receiver).
+      for (const [i, t] of tarpits.entries())
+        for (let n = 0; n < 5; n++)
+          await queueAs('apikey:hog', {
+            format: 'a2a',
+            url: `${t.base}/hold`,
+            event: 'a2a.task',
+            body: { n },
+            idempotency_key: `hog-${i}-${n}`,
+          });
+      void svc.sendScheduledDeliveries(); // a scheduler tick
+      await until(() => sentTo() >= 8, "the hog's sends are out");
+      await queueAs('apikey:other', {
+        format: 'a2a',
+        url: `${sink.base}/ok`,
+        event: 'a2a.task',
+        body: { n: 0 },
+        idempotency_key: 'other-owner-1',
+      });
+      await until(async () => (await rowOf('other-owner-1'))?.status === 'delivered', "the other owner's delivered");
+      assert.equal(sentTo(), 8, `one owner holds at most 8 sends at once: ${sentTo()}`);
+
+      // The gateway revokes the hog's key; the sends it still owes are given up, not made.
+      const gateway = new PostgresEventStore({ pool: db, logger: silentLogger });
+      try {
+        await gateway.append('apikey-hog', [
+          {
+            type: 'ApiKeyRevoked',
+            data: { id: 'hog' },
+            metadata: { timestamp: new Date().toISOString(), correlationId: 'revoke-hog', actor: 'apikey:admin' },
+          },
+        ]);
+      } finally {
+        await gateway.close();
+      }
+      await until(
+        async () =>
+          (await db.query(`SELECT 1 FROM automation.revoked_actors WHERE actor = 'apikey:hog'`)).rowCount === 1,
+        'the revocation known',
+      );
+      await svc.sendScheduledDeliveries();
+      const rows = await db.query<{ status: string; last_error: string | null }>(
+        `SELECT status, last_error FROM automation.scheduled_deliveries WHERE owner = 'apikey:hog'`,
+      );
+      const givenUp = rows.rows.filter((r) => r.status === 'gave_up');
+      assert.equal(givenUp.length, 32, JSON.stringify(rows.rows.map((r) => r.status)));
+      assert.ok(givenUp.every((r) => /revoked/.test(r.last_error ?? '')));
+      assert.equal(sentTo(), 8, 'none sent after the revocation');
+    } finally {
+      for (const t of tarpits) await t.close();
+    }
   });
 
   it('a receiver that fails twice gets the delivery on a retry, exactly once with a 2xx', async () => {

@@ -449,8 +449,8 @@ export class Schedules {
         // Owed from now on, in the same transaction as the claim: a crash before the send loses nothing.
         const key = `${schedule.id}:${fireAt.toISOString()}`;
         await c.query(
-          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, webhook, event, payload, correlation_id, next_attempt_at, created_at)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8) ON CONFLICT (delivery_id) DO NOTHING`,
+          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, webhook, event, payload, correlation_id, next_attempt_at, created_at, owner)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$8,$9) ON CONFLICT (delivery_id) DO NOTHING`,
           [
             key,
             id,
@@ -465,6 +465,7 @@ export class Schedules {
             }),
             key,
             now,
+            schedule.owner,
           ],
         );
       }
@@ -473,9 +474,9 @@ export class Schedules {
         const key = `${schedule.id}:${fireAt.toISOString()}`;
         const { kind: _kind, ...message } = schedule.target;
         await c.query(
-          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at)
-           VALUES ($1,$2,$3,'email','','email',$4,$1,$5,$5) ON CONFLICT (delivery_id) DO NOTHING`,
-          [key, id, fireAt, JSON.stringify(message), now],
+          `INSERT INTO automation.scheduled_deliveries (delivery_id, schedule_id, fire_at, channel, webhook, event, payload, correlation_id, next_attempt_at, created_at, owner)
+           VALUES ($1,$2,$3,'email','','email',$4,$1,$5,$5,$6) ON CONFLICT (delivery_id) DO NOTHING`,
+          [key, id, fireAt, JSON.stringify(message), now, schedule.owner],
         );
       }
       if (schedule.target.kind === 'workflow') {

@@ -169,6 +169,10 @@ CREATE TABLE IF NOT EXISTS automation.revoked_actors (
   revoked_at timestamptz NOT NULL,
   position bigint
 );
+-- The person a scheduled or queued send is for (the schedule's owner, queue_webhook's caller): sends
+-- take a share per owner, and a revoked owner's pending ones are given up.
+ALTER TABLE automation.scheduled_deliveries ADD COLUMN IF NOT EXISTS owner text;
+CREATE INDEX IF NOT EXISTS scheduled_deliveries_owner ON automation.scheduled_deliveries (owner) WHERE status = 'pending';
 -- The person a trigger's workflow is started for (its startedBy).
 ALTER TABLE automation.triggers ADD COLUMN IF NOT EXISTS on_behalf_of text;
 `;

@@ -163,7 +163,9 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     tool(
       'queue_webhook',
       logger,
-      async (a, ctx) => ({ delivery: await service.queueWebhook({ ...a, correlationId: ctx.correlationId }) }),
+      async (a, ctx) => ({
+        delivery: await service.queueWebhook({ ...a, correlationId: ctx.correlationId, owner: ctx.actor }),
+      }),
       mapPgError,
     ),
   );

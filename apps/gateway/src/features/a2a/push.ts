@@ -26,6 +26,8 @@ export interface ToolCaller {
     args: Record<string, unknown>,
     correlationId: string,
     timeoutMs?: number,
+    /** The key the call is for (the config's owner). */
+    actor?: string,
   ): Promise<{ result: unknown }>;
 }
 
@@ -235,21 +237,22 @@ export class PushDelivery implements PushNotificationSender {
 
   private async handOffAll(taskId: string, sr: StreamResponse, task?: Task): Promise<void> {
     const configs = await this.store.loadWithMetadata(taskId);
-    for (const { config, wireVersion } of configs) {
+    for (const { config, wireVersion, owner } of configs) {
       const serializer = this.serializers[wireVersion] ?? this.serializers['1.0']!;
       const h = handoffFor(taskId, config, sr, task, serializer);
-      if (h) await this.handOff(h, taskId);
+      if (h) await this.handOff(h, taskId, owner);
     }
   }
 
-  private async handOff(h: PushHandoff, taskId: string): Promise<void> {
+  /** `owner`: the key that set the config; the automation server gives each owner a share of its sends. */
+  private async handOff(h: PushHandoff, taskId: string, owner: string): Promise<void> {
     const correlationId = newId();
     const log = this.log.child({ correlationId, a2aTaskId: taskId, deliveryId: h.idempotency_key });
     let wait = this.backoffMs;
     for (let attempt = 1; ; attempt++) {
       try {
         const r = queuedReplySchema.parse(
-          (await this.mcp.call(this.server, PUSH_DELIVERY_TOOL, h, correlationId, this.timeoutMs)).result,
+          (await this.mcp.call(this.server, PUSH_DELIVERY_TOOL, h, correlationId, this.timeoutMs, owner)).result,
         );
         log.debug(
           { status: r.delivery.status, deduplicated: r.delivery.deduplicated },

@@ -177,12 +177,19 @@ export class PgPushNotificationStore implements PushNotificationStore {
     return (await this.loadWithMetadata(taskId)).map((s) => s.config);
   }
 
-  async loadWithMetadata(taskId: string): Promise<StoredPushNotificationConfig[]> {
-    const r = await this.pool.query<{ config: TaskPushNotificationConfig; wire_version: string }>(
-      `select config, wire_version from gateway.a2a_push_configs where task_id = $1 order by created_at`,
+  /**
+   * A task's configs with their wire version and owner (the key that set it), leaving out those
+   * whose key was revoked since: a revoked key's push URLs get nothing more.
+   */
+  async loadWithMetadata(taskId: string): Promise<(StoredPushNotificationConfig & { owner: string })[]> {
+    const r = await this.pool.query<{ config: TaskPushNotificationConfig; wire_version: string; owner: string }>(
+      `select c.config, c.wire_version, c.owner from gateway.a2a_push_configs c
+        where c.task_id = $1
+          and not exists (select 1 from security.api_keys k where 'apikey:' || k.id = c.owner and k.revoked_at is not null)
+        order by c.created_at`,
       [taskId],
     );
-    return r.rows.map((row) => ({ config: row.config, wireVersion: row.wire_version }));
+    return r.rows.map((row) => ({ config: row.config, wireVersion: row.wire_version, owner: row.owner }));
   }
 
   /** The ids of a task's configs that the caller did not set (those it reads cut to their origin). */

@@ -106,6 +106,8 @@ export class McpGatewayClient {
     args: Record<string, unknown>,
     correlationId: string,
     timeoutMs?: number,
+    /** Who the call is for when not the request's caller (work the gateway does later for a key). */
+    actor?: string,
   ): Promise<ToolCallOutcome> {
     await this.server(server, correlationId);
     const started = performance.now();
@@ -113,7 +115,12 @@ export class McpGatewayClient {
       this.nats,
       mcpSubject(server, 'call_tool'),
       // The caller's key goes with the call, so the connector's McpTool* events name it.
-      { tool, arguments: args, actor: currentActor() ?? 'anonymous', ...(timeoutMs ? { timeout_ms: timeoutMs } : {}) },
+      {
+        tool,
+        arguments: args,
+        actor: actor ?? currentActor() ?? 'anonymous',
+        ...(timeoutMs ? { timeout_ms: timeoutMs } : {}),
+      },
       // The connector's own timeout governs; this one only catches a lost reply.
       { schema: callToolReplySchema, timeoutMs: (timeoutMs ?? 60_000) + 5_000, correlationId },
     );

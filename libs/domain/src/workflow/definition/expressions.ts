@@ -362,6 +362,18 @@ interface Compiled {
   readonly stepRefs: readonly string[] | null;
 }
 const cache = new Map<string, Compiled>();
+/**
+ * The cache starts over past either bound. The characters bound: an entry keeps its text and its
+ * parsed form (about twice the text), and a definition may hold expressions of hundreds of KB, so
+ * 5,000 of them from ad-hoc runs would have held gigabytes.
+ */
+const CACHED_EXPRESSIONS = 5_000;
+const CACHED_EXPRESSION_CHARS = 8 * 1024 * 1024;
+let cachedChars = 0;
+/** Entries and characters of expression text the cache holds (for tests). */
+export function cachedExpressions(): { entries: number; chars: number } {
+  return { entries: cache.size, chars: cachedChars };
+}
 function compiled(expr: string, withItem: boolean): Compiled {
   const key = `${withItem ? 'i' : 'p'}:${expr}`;
   let c = cache.get(key);
@@ -372,8 +384,15 @@ function compiled(expr: string, withItem: boolean): Compiled {
     stepsUsage(parsed.ast, usage);
     useRe2(parsed.ast);
     c = { run: (ctx) => parsed(ctx), stepRefs: usage.dynamic ? null : [...usage.refs] };
-    if (cache.size > 5000) cache.clear();
-    cache.set(key, c);
+    if (cache.size >= CACHED_EXPRESSIONS || cachedChars + key.length > CACHED_EXPRESSION_CHARS) {
+      cache.clear();
+      cachedChars = 0;
+    }
+    // One longer than the whole budget is used, not kept.
+    if (key.length <= CACHED_EXPRESSION_CHARS) {
+      cache.set(key, c);
+      cachedChars += key.length;
+    }
   }
   return c;
 }

@@ -4,7 +4,7 @@ import { decideAfter } from '../execution/saga.js';
 import { decideWorkflow } from '../execution/decider.js';
 import { cmd, fold, history, meta, T0, types } from '../execution/spec-helpers.js';
 import type { WorkflowCommand, WorkflowEvent } from '../execution/types.js';
-import { checkExpression, evaluateExpression, ExpressionLimitError } from './expressions.js';
+import { cachedExpressions, checkExpression, evaluateExpression, ExpressionLimitError } from './expressions.js';
 import { configureWorkflowLimits, defaultWorkflowLimits, workflowLimits } from './limits.js';
 import type { WorkflowDefinitionInput } from './schema.js';
 import { cachedDefinitionChecks, validateDefinition } from './validate.js';
@@ -95,6 +95,19 @@ describe('definition limits', () => {
     // A repeated small definition is answered from the cache (the same answer object).
     const d = { id: 'again', version: 1, name: 'again', steps: [step(1)] };
     assert.equal(validateDefinition(d), validateDefinition(structuredClone(d)));
+  });
+
+  it('keeps compiled expressions within a budget of characters: 40 distinct 400 KB conditions are not all held', () => {
+    for (let i = 0; i < 40; i++) {
+      const condition = `'${String(i).padStart(400_000, 'x')}' == 'b'`;
+      assert.equal(evaluateExpression(condition, ctx), false);
+      const held = cachedExpressions();
+      assert.ok(held.chars <= 8 * 1024 * 1024, `after ${i + 1}: ${JSON.stringify(held)}`);
+    }
+    // A small one is still kept (and found again).
+    const before = cachedExpressions().entries;
+    assert.equal(evaluateExpression('1 + 1 == 2', ctx), true);
+    assert.equal(cachedExpressions().entries, before + 1);
   });
 
   it('refuses more steps than WORKFLOW_MAX_STEPS, naming the limit', () => {
