@@ -74,6 +74,11 @@ export const callToolRequestSchema = z.object({
    * takes while it waits for a slot at a busy server.
    */
   on_behalf_of: z.string().regex(ACTOR_PATTERN).optional(),
+  /**
+   * Arguments the call's events record as `[redacted]` (the server still gets them): values the
+   * caller keeps from other operators, such as an A2A push URL, which can be its own credential.
+   */
+  private_arguments: z.array(z.string().min(1).max(200)).max(16).optional(),
 });
 export type CallToolRequestBody = z.infer<typeof callToolRequestSchema>;
 

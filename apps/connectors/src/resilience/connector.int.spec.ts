@@ -187,6 +187,17 @@ describe('everything server over stdio: calls, errors, crash and recovery', () =
     assert.ok(called.data.arguments.size > 500);
   });
 
+  it('records the arguments a caller names private as [redacted]; the server still gets them', async () => {
+    const r = await ev.callTool({
+      tool: 'echo',
+      arguments: { message: 'https://hooks.example/services/T0/B0/PATHSECRET' },
+      private_arguments: ['message', 'absent'],
+    });
+    assert.match(JSON.stringify(r.content), /PATHSECRET/, 'the server echoed what it got');
+    const called = rec.of('McpToolCalled').at(-1)!;
+    assert.deepEqual(called.data.arguments.value, { message: '[redacted]' });
+  });
+
   it('runs a call once per idempotency key and hands the same result to the repeat', async () => {
     const calledBefore = rec.count('McpToolCalled');
     const key = `k-${Date.now()}`;

@@ -12,6 +12,7 @@ import {
   newId,
   pathRoots,
   relativizeDeep,
+  REDACTED,
   redactSecretValues,
   redactedHead,
   hideHostPaths,
@@ -78,6 +79,8 @@ export interface CallToolRequest {
   readonly actor?: string;
   /** For whom a `system:...` actor asks (a workflow's starter): whose turn it takes at a busy server. */
   readonly on_behalf_of?: string;
+  /** Arguments recorded as `[redacted]` in the call's events (the server still gets them). */
+  readonly private_arguments?: readonly string[];
   /** Per-attempt bound for this call, capped by the server's `timeouts.call_ms`. */
   readonly timeout_ms?: number;
   /**
@@ -317,7 +320,7 @@ export class McpConnector {
         server: this.name,
         tool: req.tool,
         call_id: callId,
-        arguments: sizePayload(args, cfg.payload_log.max_chars),
+        arguments: sizePayload(withPrivateHidden(args, req.private_arguments), cfg.payload_log.max_chars),
         ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
         ...corr,
         at: new Date().toISOString(),
@@ -669,6 +672,17 @@ function fairnessKey(req: {
   if (who) return { who: `actor:${who}`, within };
   if (req.correlation_id) return { who: `correlation:${req.correlation_id}`, within };
   return { who: `actor:${req.actor ?? ''}`, within };
+}
+
+/** The arguments as the call's events record them: those the caller named private replaced. */
+function withPrivateHidden(
+  args: Record<string, unknown>,
+  names: readonly string[] | undefined,
+): Record<string, unknown> {
+  if (!names?.length) return args;
+  const shown = { ...args };
+  for (const n of names) if (Object.prototype.hasOwnProperty.call(shown, n)) shown[n] = REDACTED;
+  return shown;
 }
 
 /** The person a call is for: its actor, or for a part of the system its `on_behalf_of`; none for the system on its own. */

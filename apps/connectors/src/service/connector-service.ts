@@ -124,6 +124,7 @@ function serverEndpoints(nc: NatsConnection, c: McpConnector, prefix: string): R
             correlation_id: ctx.correlationId,
             ...(req.actor && { actor: req.actor }),
             ...(req.on_behalf_of && { on_behalf_of: req.on_behalf_of }),
+            ...(req.private_arguments && { private_arguments: req.private_arguments }),
             ...(req.idempotency_key && { idempotency_key: req.idempotency_key }),
             ...(req.timeout_ms && { timeout_ms: req.timeout_ms }),
             ...(req.queue_wait_ms && { queue_wait_ms: req.queue_wait_ms }),

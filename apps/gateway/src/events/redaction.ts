@@ -139,9 +139,9 @@ export function redactEventPayloads<E extends Pick<EventJson, 'type' | 'data'>>(
 
 /**
  * A definition as a viewer sees it in an execution's start: its shape (steps, what each runs,
- * dependencies, conditions) whole; each step's arguments (`with`) and item list (`for_each.items`,
- * which may be a literal list), the outputs mapping, and the input schema's defaults and allowed
- * values replaced. A workflow sent with its definition inline (POST /agents/workflow) carries its
+ * dependencies, conditions) whole; each step's arguments (`with`), item list (`for_each.items`,
+ * which may be a literal list) and a wait step's `on_timeout.default_output`, the outputs mapping,
+ * and the input schema's defaults and allowed values replaced. A workflow sent with its definition inline (POST /agents/workflow) carries its
  * arguments as literals: URLs with their keys, SQL naming the rows it is about.
  */
 function definitionArgumentsRedacted(definition: unknown): unknown {
@@ -156,10 +156,21 @@ function definitionArgumentsRedacted(definition: unknown): unknown {
           steps: (d['steps'] as unknown[]).map((s) => {
             if (!isRecord(s)) return s;
             const forEach = s['for_each'];
+            const wait = s['wait'];
+            const onTimeout = isRecord(wait) ? wait['on_timeout'] : undefined;
             return {
               ...s,
               ...('with' in s ? { with: redactIfSet(s['with']) } : {}),
               ...(isRecord(forEach) ? { for_each: { ...forEach, items: redactIfSet(forEach['items']) } } : {}),
+              // A wait step's default output is the step's output when it times out, redacted everywhere else.
+              ...(isRecord(wait) && isRecord(onTimeout) && 'default_output' in onTimeout
+                ? {
+                    wait: {
+                      ...wait,
+                      on_timeout: { ...onTimeout, default_output: redactIfSet(onTimeout['default_output']) },
+                    },
+                  }
+                : {}),
             };
           }),
         }

@@ -76,6 +76,11 @@ describe('payload redaction for viewers', () => {
           steps: [
             { id: 'get', uses: 'fetch.http_request', needs: [], with: { url: 'https://p.example/api?api_key=S3CRET' } },
             { id: 'wait', wait: { signal: 'ok', timeout_ms: 10 }, needs: ['get'] },
+            {
+              id: 'later',
+              wait: { signal: 'ok', timeout_ms: 10, on_timeout: { default_output: { api_token: 'S3CRET' } } },
+              needs: [],
+            },
             { id: 'each', uses: 'x.y', needs: [], for_each: { items: "['S3CRET@a.example']", concurrency: 2 } },
           ],
           outputs: { token: 'S3CRET' },
@@ -88,6 +93,11 @@ describe('payload redaction for viewers', () => {
     assert.deepEqual(data.definition['steps'], [
       { id: 'get', uses: 'fetch.http_request', needs: [], with: REDACTED_PAYLOAD },
       { id: 'wait', wait: { signal: 'ok', timeout_ms: 10 }, needs: ['get'] },
+      {
+        id: 'later',
+        wait: { signal: 'ok', timeout_ms: 10, on_timeout: { default_output: REDACTED_PAYLOAD } },
+        needs: [],
+      },
       { id: 'each', uses: 'x.y', needs: [], for_each: { items: REDACTED_PAYLOAD, concurrency: 2 } },
     ]);
     assert.deepEqual(data.definition['input'], {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { AutomationCaps } from './caps.js';
+import type { AutomationCaps, ListingQuery } from './caps.js';
 import type { z } from 'zod';
 import type { EventStore } from '@switchyard/event-store';
 import type { Logger } from '@switchyard/platform';
@@ -182,8 +182,10 @@ export class AutomationService {
   deleteWebhook(ref: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
     return this.webhooks.delete(ref, correlationId, actor);
   }
-  listWebhooks(): Promise<Webhook[]> {
-    return this.webhooks.list();
+  listWebhooks(
+    q: ListingQuery & { webhook?: string | undefined } = {},
+  ): Promise<{ webhooks: Webhook[]; next_cursor: string | null }> {
+    return this.webhooks.list(q);
   }
 
   // Deliveries (operational state).
@@ -246,8 +248,10 @@ export class AutomationService {
   deleteSchedule(ref: string, correlationId?: string, actor?: string): Promise<{ deleted: string }> {
     return this.schedules.delete(ref, correlationId, actor);
   }
-  listSchedules(): Promise<Schedule[]> {
-    return this.schedules.list();
+  listSchedules(
+    q: ListingQuery & { owner?: string | undefined } = {},
+  ): Promise<{ schedules: Schedule[]; next_cursor: string | null }> {
+    return this.schedules.list(q);
   }
 
   // Triggers (operational hand-over to the workflow engine).

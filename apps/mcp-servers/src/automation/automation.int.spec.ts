@@ -276,7 +276,7 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     assert.equal(hooks.filter((r) => r.status === 'fulfilled').length, 2);
     for (const r of hooks.filter((x) => x.status === 'rejected'))
       assert.match(String(r.reason.message), /at most 2 \(AUTOMATION_MAX_WEBHOOKS\)/);
-    assert.equal((await capped.listWebhooks()).length, 2);
+    assert.equal((await capped.listWebhooks()).webhooks.length, 2);
     const target = { kind: 'workflow' as const, template_id: 'tpl', input: {} };
     const made = await Promise.allSettled(
       Array.from({ length: 20 }, (_, i) =>
@@ -306,7 +306,7 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
       clock.set(new Date(before.getTime() + 120_000).toISOString());
       assert.equal(await capped.fireDue(), 1);
       await capped.createSchedule({ name: 'once-more', after: '1m', timezone: 'UTC', target });
-      const names = (await capped.listSchedules()).map((x) => x.name);
+      const names = (await capped.listSchedules()).schedules.map((x) => x.name);
       assert.ok(names.includes('once') && names.includes('once-more'), names.join(','));
       await assert.rejects(
         capped.createSchedule({ name: 'cap-over', cron: '0 9 * * *', timezone: 'UTC', target }),
@@ -315,6 +315,54 @@ describe('automation MCP server (real Postgres, local webhook sink)', () => {
     } finally {
       clock.set(before.toISOString());
     }
+  });
+
+  it('listings come in pages, by count and by size; a target past 64 KiB is refused', async () => {
+    const svc = services[0]!;
+    for (const n of ['page-a', 'page-b', 'page-c'])
+      await svc.registerWebhook({ name: n, url: `${sink.base}/${n}`, secret, events: [] });
+    const first = await svc.listWebhooks({ limit: 2, cursor: 'page-' });
+    assert.deepEqual(
+      first.webhooks.map((w) => w.name),
+      ['page-a', 'page-b'],
+    );
+    assert.equal(first.next_cursor, 'page-b');
+    const rest = await svc.listWebhooks({ limit: 2, cursor: first.next_cursor });
+    assert.ok(rest.webhooks.some((w) => w.name === 'page-c'));
+    const one = await ok(client, 'list_webhooks', { webhook: 'page-b' });
+    assert.deepEqual(
+      one.webhooks.map((w: { name: string }) => w.name),
+      ['page-b'],
+    );
+
+    const big = (n: number) => ({ kind: 'workflow' as const, template_id: 'tpl', input: { blob: 'x'.repeat(n) } });
+    await assert.rejects(
+      svc.createSchedule({ name: 'too-big', cron: '0 3 * * *', timezone: 'UTC', target: big(70_000) }),
+      (e: { code?: string; message?: string }) => e.code === 'validation' && /at most 65536/.test(e.message ?? ''),
+    );
+    // Six targets of 60 KB: a page ends past 256 KiB, well before its limit of 100.
+    for (let i = 0; i < 6; i++)
+      await svc.createSchedule(
+        { name: `sized-${i}`, cron: '0 3 * * *', timezone: 'UTC', target: big(60_000) },
+        undefined,
+        'apikey:pager',
+      );
+    const pages: string[][] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await svc.listSchedules({ owner: 'apikey:pager', ...(cursor ? { cursor } : {}) });
+      pages.push(page.schedules.map((x) => x.name));
+      if (!page.next_cursor) break;
+      cursor = page.next_cursor;
+    }
+    assert.ok(pages.length >= 2, JSON.stringify(pages));
+    assert.ok(pages.every((p) => p.length <= 5));
+    assert.deepEqual(
+      pages.flat(),
+      Array.from({ length: 6 }, (_, i) => `sized-${i}`),
+    );
+    for (let i = 0; i < 6; i++) await svc.deleteSchedule(`sized-${i}`);
+    for (const n of ['page-a', 'page-b', 'page-c']) await svc.deleteWebhook(n);
   });
 
   it('computes the next fire in the schedule time zone', async () => {

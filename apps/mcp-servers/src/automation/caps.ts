@@ -93,3 +93,20 @@ function counted<T>(
     return create();
   });
 }
+
+/** Paging of list_webhooks and list_schedules. */
+export interface ListingQuery {
+  readonly limit?: number | undefined;
+  /** The last name of the page before. */
+  readonly cursor?: string | undefined;
+}
+export const DEFAULT_LISTING_LIMIT = 100;
+export const MAX_LISTING_LIMIT = 500;
+/**
+ * Bytes of rows a listing page holds at most (at least one row): a tool result carries its data
+ * twice (as text and as structuredContent) and must stay under the 1 MiB it may travel in, and
+ * one listing of every webhook or schedule at their bounds was past it, for every caller.
+ */
+export const LISTING_PAGE_BYTES = 256 * 1024;
+/** Characters of JSON a schedule's target may take (its payload or its workflow input). */
+export const MAX_SCHEDULE_TARGET_CHARS = 64 * 1024;

@@ -212,6 +212,12 @@ function toQueued(r: Record<string, unknown>): QueuedDelivery {
 }
 
 /**
+ * The URL as queue_webhook answers it: where it points, not its path or query, which can be its
+ * own credential (an A2A push URL); the caller knows it, and the answer lands in the call's events.
+ */
+const originOf = (url: URL): string => `${url.origin}/…`;
+
+/**
  * Scheduled and queued sends in flight in one process, to one target (a webhook, a URL, the mail
  * server), and for one owner (the person whose schedule fired or who queued the send). The owner's
  * share: one person with eight receivers that never answer would otherwise hold all 32 sends, and
@@ -857,7 +863,7 @@ export class Deliveries {
         'delivery queued',
       );
       this.kickQueued(input.ordering_key ?? null);
-      return { ...toQueued(inserted.rows[0]), deduplicated: false };
+      return { ...toQueued(inserted.rows[0]), url: originOf(url), deduplicated: false };
     }
     const r = await this.deps.pool.query(`SELECT * FROM automation.scheduled_deliveries WHERE delivery_id = $1`, [key]);
     const row = r.rows[0] as Record<string, unknown> | undefined;
@@ -880,7 +886,7 @@ export class Deliveries {
         false,
       );
     }
-    return { ...toQueued(row), deduplicated: true };
+    return { ...toQueued(row), url: originOf(url), deduplicated: true };
   }
 
   /** Queued direct deliveries, newest first (no tokens or credentials). */

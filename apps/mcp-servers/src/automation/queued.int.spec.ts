@@ -119,6 +119,7 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
     };
     const first = (await ok(client, 'queue_webhook', args)).delivery;
     assert.equal(first.deduplicated, false);
+    assert.equal(first.url, `${new URL(sink.base).origin}/…`, 'the answer names where it goes, not its path');
     assert.equal(first.status, 'pending');
     await until(async () => (await rowOf(args.idempotency_key))?.status === 'delivered', 'delivered');
     const again = (await ok(client, 'queue_webhook', args)).delivery;

@@ -6,10 +6,26 @@
  */
 import type pg from 'pg';
 import { z } from 'zod';
-import { AppError, canonicalJson, isAppError, newId, withTransaction, type Logger } from '@switchyard/platform';
+import {
+  AppError,
+  byteBoundedSql,
+  canonicalJson,
+  cutByBytes,
+  isAppError,
+  newId,
+  withTransaction,
+  type Logger,
+} from '@switchyard/platform';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
-import { DEFAULT_AUTOMATION_CAPS, underCap } from './caps.js';
+import {
+  DEFAULT_AUTOMATION_CAPS,
+  DEFAULT_LISTING_LIMIT,
+  LISTING_PAGE_BYTES,
+  MAX_SCHEDULE_TARGET_CHARS,
+  underCap,
+  type ListingQuery,
+} from './caps.js';
 import type { Clock } from './clock.js';
 import { AUTOMATION_ACTOR, type AutomationEventLog } from './events.js';
 import { assertBody, emailMessageShape } from './mail.js';
@@ -212,6 +228,14 @@ export class Schedules {
     const metadata = this.deps.events.metadata(correlationId, actor);
     // The decider checks these too; first here so a bad expression is reported before a missing webhook.
     planSchedule(input, new Date(metadata.timestamp));
+    // Each fire copies it (a delivery's payload, a workflow's input), and every listing carries it.
+    const targetChars = JSON.stringify(input.target).length;
+    if (targetChars > MAX_SCHEDULE_TARGET_CHARS)
+      throw new AppError(
+        'validation',
+        `the target is ${targetChars} characters of JSON; a schedule's target may take at most ${MAX_SCHEDULE_TARGET_CHARS}`,
+        { chars: targetChars, max: MAX_SCHEDULE_TARGET_CHARS },
+      );
     if (input.target.kind === 'webhook') await this.deps.webhookByRef(input.target.webhook);
     if (input.target.kind === 'email') {
       assertBody(input.target);
@@ -307,9 +331,29 @@ export class Schedules {
     return { deleted: (r.events[0] as Extract<ScheduleEvent, { type: 'ScheduleDeleted' }>).data.name };
   }
 
-  async list(): Promise<Schedule[]> {
-    const r = await this.deps.pool.query(`${SCHEDULE_SELECT} ORDER BY s.name`);
-    return r.rows.map(toSchedule);
+  /**
+   * A page of schedules by name, after `cursor` (a name), only `owner`'s when given. The page
+   * ends at `limit` rows or once their sizes pass LISTING_PAGE_BYTES (`next_cursor` then names
+   * where to go on).
+   */
+  async list(q: ListingQuery & { owner?: string | undefined } = {}): Promise<{
+    schedules: Schedule[];
+    next_cursor: string | null;
+  }> {
+    const limit = q.limit ?? DEFAULT_LISTING_LIMIT;
+    const r = await this.deps.pool.query(
+      `${byteBoundedSql(
+        `SELECT x.*, octet_length(x.target::text) + 400 AS bytes FROM (${SCHEDULE_SELECT}) x
+          WHERE ($1::text IS NULL OR x.name > $1) AND ($2::text IS NULL OR x.owner = $2)
+          ORDER BY x.name LIMIT $3`,
+        'w.name',
+        '$4',
+      )} ORDER BY c.name`,
+      [q.cursor ?? null, q.owner ?? null, limit, LISTING_PAGE_BYTES],
+    );
+    const schedules = r.rows.map(toSchedule);
+    const more = cutByBytes(r.rows) || r.rows.length === limit;
+    return { schedules, next_cursor: more && schedules.length > 0 ? schedules[schedules.length - 1]!.name : null };
   }
 
   private async get(ref: string): Promise<Schedule> {

@@ -8,6 +8,7 @@ import { sharedJsonSchemaValidator } from '../common/validator.js';
 import { emailMessageShape } from './mail.js';
 import { mailboxQuerySchema } from './mailbox.js';
 import { listQueuedShape, queueWebhookShape } from './queued.js';
+import { DEFAULT_LISTING_LIMIT, MAX_LISTING_LIMIT } from './caps.js';
 
 export interface AutomationServerDeps {
   readonly service: AutomationService;
@@ -31,6 +32,12 @@ const webhookEvents = z
   .array(z.string().min(1).max(64))
   .max(32)
   .describe('event names (at most 32, each at most 64 characters; empty = all events)');
+
+/** Paging of the listings (see ListingQuery). */
+const listingShape = {
+  limit: z.number().int().min(1).max(MAX_LISTING_LIMIT).default(DEFAULT_LISTING_LIMIT),
+  cursor: z.string().min(1).max(200).optional().describe('next_cursor of the page before'),
+};
 
 /** The automation MCP server: webhooks, e-mail, cron and one-shot schedules, workflow triggers. */
 export function createAutomationServer(deps: AutomationServerDeps): McpServer {
@@ -63,11 +70,16 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
   server.registerTool(
     'list_webhooks',
     {
-      description: 'List registered webhooks (secrets are never returned).',
-      inputSchema: {},
+      description:
+        'List registered webhooks by name (secrets are never returned), or only the one named by webhook (a name or id). ' +
+        'A page holds at most limit of them (and at most 256 KiB); pass next_cursor as cursor for the next.',
+      inputSchema: {
+        webhook: z.string().min(1).max(200).optional().describe('only this webhook (a name or id)'),
+        ...listingShape,
+      },
       annotations: { readOnlyHint: true },
     },
-    tool('list_webhooks', logger, async () => ({ webhooks: await service.listWebhooks() }), mapPgError),
+    tool('list_webhooks', logger, async (a) => service.listWebhooks(a), mapPgError),
   );
 
   server.registerTool(
@@ -156,7 +168,7 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
         'Queue a POST to a URL in a given format (a2a: an A2A push notification: the body as given, the token in X-A2A-Notification-Token, ' +
         'authentication as Authorization). Recorded durably before the answer, then sent and retried by this server (5xx, 408, 429 and network errors; ' +
         'again later while unanswered) until a 2xx, a refusal or the last attempt. Same idempotency_key = same delivery: queued and sent once. ' +
-        'Deliveries with the same ordering_key go out one at a time, in order. The URL passes the egress guard now and at every send.',
+        'Deliveries with the same ordering_key go out one at a time, in order. The URL passes the egress guard now and at every send; the answer shows only its origin.',
       inputSchema: queueWebhookShape,
       annotations: { openWorldHint: true, idempotentHint: true },
     },
@@ -212,11 +224,15 @@ export function createAutomationServer(deps: AutomationServerDeps): McpServer {
     'list_schedules',
     {
       description:
-        'List schedules with their next fire time, owner and, when the system paused one, why (paused_reason).',
-      inputSchema: {},
+        'List schedules by name with their next fire time, owner and, when the system paused one, why (paused_reason); only those of owner when given (e.g. apikey:<id>). ' +
+        'A page holds at most limit of them (and at most 256 KiB); pass next_cursor as cursor for the next.',
+      inputSchema: {
+        owner: z.string().min(1).max(200).optional().describe('only the schedules of this owner (apikey:<id>)'),
+        ...listingShape,
+      },
       annotations: { readOnlyHint: true },
     },
-    tool('list_schedules', logger, async () => ({ schedules: await service.listSchedules() }), mapPgError),
+    tool('list_schedules', logger, async (a) => service.listSchedules(a), mapPgError),
   );
 
   server.registerTool(

@@ -4,7 +4,8 @@
  * `automation.webhook_secrets` under a random `secret_id` the events carry, never in the log.
  */
 import type pg from 'pg';
-import { AppError, isAppError, newId, type Logger } from '@switchyard/platform';
+import { AppError, byteBoundedSql, cutByBytes, isAppError, newId, type Logger } from '@switchyard/platform';
+import { DEFAULT_LISTING_LIMIT, LISTING_PAGE_BYTES, type ListingQuery } from './caps.js';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
 import type { EgressGuard } from '../fetch/egress-guard.js';
@@ -239,18 +240,43 @@ export class Webhooks {
     return { deleted: e.data.name };
   }
 
-  async list(): Promise<Webhook[]> {
-    // The secret never leaves the server after registration.
+  /**
+   * A page of webhooks by name, after `cursor` (a name), only `webhook` (a name or id) when given.
+   * The page ends at `limit` rows or once their sizes pass LISTING_PAGE_BYTES (`next_cursor`
+   * then names where to go on); the secret never leaves the server after registration.
+   */
+  async list(q: ListingQuery & { webhook?: string | undefined } = {}): Promise<{
+    webhooks: Webhook[];
+    next_cursor: string | null;
+  }> {
+    const limit = q.limit ?? DEFAULT_LISTING_LIMIT;
     const r = await this.deps.pool.query(
-      `SELECT id, name, url, events, created_at FROM automation.webhooks ORDER BY name`,
+      `${byteBoundedSql(
+        `SELECT id, name, url, events, created_at, octet_length(url) + octet_length(events::text) + 200 AS bytes
+           FROM automation.webhooks
+          WHERE ($1::text IS NULL OR name > $1)
+            AND ($2::text IS NULL OR name = $2 OR ($3::uuid IS NOT NULL AND id = $3::uuid))
+          ORDER BY name LIMIT $4`,
+        'w.name',
+        '$5',
+      )} ORDER BY c.name`,
+      [
+        q.cursor ?? null,
+        q.webhook ?? null,
+        q.webhook !== undefined && uuidLike.test(q.webhook) ? q.webhook : null,
+        limit,
+        LISTING_PAGE_BYTES,
+      ],
     );
-    return r.rows.map((w) => ({
-      id: w.id,
-      name: w.name,
-      url: w.url,
-      events: w.events,
-      created_at: iso(w.created_at)!,
+    const webhooks = r.rows.map((w) => ({
+      id: w.id as string,
+      name: w.name as string,
+      url: w.url as string,
+      events: w.events as string[],
+      created_at: iso(w.created_at as Date)!,
     }));
+    const more = cutByBytes(r.rows) || r.rows.length === limit;
+    return { webhooks, next_cursor: more && webhooks.length > 0 ? webhooks[webhooks.length - 1]!.name : null };
   }
 
   async byRef(ref: string): Promise<WebhookTarget> {

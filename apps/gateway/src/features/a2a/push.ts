@@ -26,8 +26,8 @@ export interface ToolCaller {
     args: Record<string, unknown>,
     correlationId: string,
     timeoutMs?: number,
-    /** The key the call is for (the config's owner). */
-    actor?: string,
+    /** The key the call is for (the config's owner); the arguments its events do not show. */
+    opts?: { actor?: string; privateArguments?: readonly string[] },
   ): Promise<{ result: unknown }>;
 }
 
@@ -252,7 +252,13 @@ export class PushDelivery implements PushNotificationSender {
     for (let attempt = 1; ; attempt++) {
       try {
         const r = queuedReplySchema.parse(
-          (await this.mcp.call(this.server, PUSH_DELIVERY_TOOL, h, correlationId, this.timeoutMs, owner)).result,
+          (
+            await this.mcp.call(this.server, PUSH_DELIVERY_TOOL, h, correlationId, this.timeoutMs, {
+              actor: owner,
+              // The URL can be its own credential: other keys read it cut to its origin, the event log too.
+              privateArguments: ['url'],
+            })
+          ).result,
         );
         log.debug(
           { status: r.delivery.status, deduplicated: r.delivery.deduplicated },

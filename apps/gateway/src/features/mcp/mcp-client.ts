@@ -106,8 +106,11 @@ export class McpGatewayClient {
     args: Record<string, unknown>,
     correlationId: string,
     timeoutMs?: number,
-    /** Who the call is for when not the request's caller (work the gateway does later for a key). */
-    actor?: string,
+    /**
+     * `actor`: who the call is for when not the request's caller (work the gateway does later for
+     * a key); `privateArguments`: recorded as `[redacted]` in the call's events.
+     */
+    opts: { actor?: string; privateArguments?: readonly string[] } = {},
   ): Promise<ToolCallOutcome> {
     await this.server(server, correlationId);
     const started = performance.now();
@@ -118,7 +121,8 @@ export class McpGatewayClient {
       {
         tool,
         arguments: args,
-        actor: actor ?? currentActor() ?? 'anonymous',
+        actor: opts.actor ?? currentActor() ?? 'anonymous',
+        ...(opts.privateArguments?.length ? { private_arguments: [...opts.privateArguments] } : {}),
         ...(timeoutMs ? { timeout_ms: timeoutMs } : {}),
       },
       // The connector's own timeout governs; this one only catches a lost reply.

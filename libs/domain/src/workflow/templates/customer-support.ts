@@ -102,7 +102,8 @@ export const customerSupportTemplate = {
       id: 'find_escalation_webhook',
       name: 'Look up the escalation webhook',
       uses: 'mcp:automation/list_webhooks',
-      with: {},
+      // Only that one: the listing is paged, and the escalation webhook may not be on its first page.
+      with: { webhook: '${{ input.escalation_webhook }}' },
       retry: {
         attempts: 3,
         backoff: { initialMs: 500, factor: 2, maxMs: 5000, jitter: 0.2 },
