@@ -8,6 +8,9 @@ import type { Saga } from './saga.js';
 import type { StepDispatch } from './step-dispatch.js';
 import type { TimerRunner } from './timer-runner.js';
 
+/** A quiet execution is looked at once every this many periodic passes (see `quiet`). */
+const QUIET_PASSES = 8;
+
 /**
  * Taking up and letting go of partitions (the lease's onAcquire / onRelease), and driving every
  * active execution of an owned partition from its full state: on acquiring it (start, take-over
@@ -21,12 +24,14 @@ export class Recovery {
   /** Partitions whose lease this engine holds, owned or still being taken up (see onAcquire). */
   private readonly leased = new Set<number>();
   /**
-   * Executions a periodic pass found with nothing to send or stop, and the revision it saw: while
-   * their stream stays at it, the next passes look at its last event only. An execution that waits
-   * (a signal, a timer) for days is otherwise read and folded whole every pass, and a few hundred
-   * large ones kept the engine busy with nothing else.
+   * Executions a periodic pass found with nothing to send or stop, the revision it saw, and the
+   * passes since it last looked: the next QUIET_PASSES - 1 passes leave it alone, and then one
+   * reads its last event only, and folds it whole only when its stream moved. An execution that
+   * waits (a signal, a timer) for days was otherwise read and folded whole every pass: a hundred
+   * large ones kept the engine busy with nothing else, and thousands of small ones would. The
+   * saga handles their events as they come either way; this pass is the net under it.
    */
-  private readonly quiet = new Map<string, number>();
+  private readonly quiet = new Map<string, { revision: number; passes: number }>();
 
   constructor(
     private readonly rt: EngineRuntime,
@@ -131,11 +136,13 @@ export class Recovery {
   private async recoverExecution(executionId: string, partition: number, acquired: boolean): Promise<void> {
     const seen = this.quiet.get(executionId);
     if (!acquired && seen !== undefined) {
+      if (++seen.passes < QUIET_PASSES) return;
+      seen.passes = 0;
       const [last] = await this.o.store.readStream(workflowExecutionStream(executionId), {
         direction: 'backwards',
         maxCount: 1,
       });
-      if (last?.revision === seen) return;
+      if (last?.revision === seen.revision) return;
     }
     this.quiet.delete(executionId);
     const { state, revision } = await loadExecution(this.o.store, executionId);
@@ -149,7 +156,7 @@ export class Recovery {
       (state.steps[def.id]?.units ?? []).some((u) => u?.phase === 'dispatched'),
     );
     if (a.dispatch.length === 0 && a.stop.length === 0 && !inFlight && state.status === 'running')
-      this.quiet.set(executionId, revision);
+      this.quiet.set(executionId, { revision, passes: 0 });
     if (a.timers.length > 0) await this.timers.armTimers(executionId, partition, a.timers);
     for (const d of a.dispatch) this.steps.dispatch(d, false);
     // Canceling when the last owner died: its stop requests may be lost; asking again is harmless.
