@@ -130,7 +130,11 @@ export class WorkflowEngine {
       const pass = (async () => {
         for (const p of [...this.rt.owned]) {
           if (this.rt.stopped) return;
-          if (this.rt.owned.has(p)) await this.recovery.recoverPartition(p);
+          // One partition's failure (its listing) must not hold up the others' pass.
+          if (this.rt.owned.has(p))
+            await this.recovery
+              .recoverPartition(p)
+              .catch((err: unknown) => this.log.warn({ err, partition: p }, 'periodic recovery of a partition failed'));
         }
       })().finally(() => (this.periodicPass = undefined));
       this.periodicPass = pass;

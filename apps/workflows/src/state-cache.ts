@@ -3,8 +3,14 @@ import type { CachedState } from './engine-types.js';
 
 /** A state not used for this long is dropped (an execution waiting for a signal or a timer for days holds nothing). */
 export const STATE_IDLE_MS = 60_000;
-/** Share of the heap limit past which the whole cache is dropped. */
+/** Share of the heap limit past which the cache is dropped (but for the states used in the last RECENT_MS). */
 export const HEAP_PRESSURE_SHARE = 0.5;
+/**
+ * States used this recently stay under heap pressure: a command's state is remembered before its
+ * events come back through the subscription, which skips them by it; without the state those
+ * events would be handled a second time (a unit sent again).
+ */
+export const RECENT_MS = 10_000;
 
 /**
  * The owner's cache of execution states (see CachedState): commands decide against it and the
@@ -14,7 +20,8 @@ export const HEAP_PRESSURE_SHARE = 0.5;
  * - a state not used for STATE_IDLE_MS is dropped (`sweep`): one execution may hold tens of MB
  *   (its input, outputs and signals as parsed objects, many times their JSON's size when made of
  *   small values), and operators can leave any number of them waiting;
- * - when the heap passes HEAP_PRESSURE_SHARE of its limit, everything is dropped (`sweep`).
+ * - when the heap passes HEAP_PRESSURE_SHARE of its limit, every state not used in the last
+ *   RECENT_MS is dropped (`sweep`).
  */
 export class StateCache extends Map<string, CachedState> {
   private readonly usedAt = new Map<string, number>();
@@ -46,19 +53,16 @@ export class StateCache extends Map<string, CachedState> {
     super.clear();
   }
 
-  /** Drop what was not used for `idleMs`, or everything under heap pressure. Returns what it dropped, and why. */
+  /** Drop what was not used for `idleMs`, or under heap pressure for RECENT_MS. Returns what it dropped, and why. */
   sweep(now = Date.now()): { dropped: number; why: 'idle' | 'heap' } {
-    if (this.heapUsedShare() > HEAP_PRESSURE_SHARE) {
-      const dropped = this.size;
-      this.clear();
-      return { dropped, why: 'heap' };
-    }
+    const why = this.heapUsedShare() > HEAP_PRESSURE_SHARE ? 'heap' : 'idle';
+    const keep = why === 'heap' ? Math.min(RECENT_MS, this.idleMs) : this.idleMs;
     let dropped = 0;
     for (const [id, at] of this.usedAt) {
-      if (now - at < this.idleMs) continue;
+      if (now - at < keep) continue;
       this.delete(id);
       dropped++;
     }
-    return { dropped, why: 'idle' };
+    return { dropped, why };
   }
 }

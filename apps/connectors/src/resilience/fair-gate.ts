@@ -4,6 +4,8 @@ import { BulkheadRejectedError, TaskCancelledError } from 'cockatiel';
 export type Release = () => void;
 
 interface Waiter {
+  /** Arrival order: the newest of a key is the one a full queue refuses to make room. */
+  readonly seq: number;
   readonly key: string;
   readonly within: string;
   readonly grant: (release: Release) => void;
@@ -33,6 +35,7 @@ export class FairGate {
   private readonly queues = new Map<string, Map<string, Waiter[]>>();
   /** Waiters per key. */
   private readonly perKey = new Map<string, number>();
+  private arrivals = 0;
 
   constructor(
     readonly maxConcurrent: number,
@@ -74,6 +77,7 @@ export class FairGate {
       return Promise.reject(new BulkheadRejectedError(this.maxConcurrent - this.running, 0));
     return new Promise<Release>((resolve, reject) => {
       const waiter: Waiter = {
+        seq: this.arrivals++,
         key,
         within,
         signal,
@@ -142,12 +146,17 @@ export class FairGate {
     else this.perKey.delete(key);
   }
 
+  /** Whether a caller of `key` arriving now would wait in the queue (not be refused). */
+  wouldQueue(key: string): boolean {
+    return this.waiting < this.maxQueue || this.largestAbove(key) !== undefined;
+  }
+
   /**
-   * Refuses the newest waiter of the key holding the most of the queue, when that key holds at
-   * least two more than `key` would with the newcomer (so two keys never push each other out in
-   * turn); false when no key holds more.
+   * The key holding the most of the queue, when it holds at least two more than `key` holds now
+   * (so that after the move it still holds at least as many: two keys never push each other out
+   * in turn); undefined when there is none.
    */
-  private makeRoomFor(key: string): boolean {
+  private largestAbove(key: string): string | undefined {
     let largest: string | undefined;
     let most = 0;
     for (const [k, n] of this.perKey)
@@ -155,11 +164,20 @@ export class FairGate {
         most = n;
         largest = k;
       }
-    if (largest === undefined || largest === key || most < (this.perKey.get(key) ?? 0) + 2) return false;
-    const turns = this.queues.get(largest)!;
-    const withins = [...turns.values()];
-    const newest = withins.reduce((a, b) => (b.length > a.length ? b : a));
-    const victim = newest[newest.length - 1]!;
+    return largest === undefined || largest === key || most < (this.perKey.get(key) ?? 0) + 2 ? undefined : largest;
+  }
+
+  /** Refuses the newest waiter of the key that holds the most (see largestAbove); false when there is none. */
+  private makeRoomFor(key: string): boolean {
+    const largest = this.largestAbove(key);
+    if (largest === undefined) return false;
+    // Each within's queue is first come first served: its last waiter is its newest.
+    let victim: Waiter | undefined;
+    for (const queue of this.queues.get(largest)!.values()) {
+      const last = queue[queue.length - 1];
+      if (last && (!victim || last.seq > victim.seq)) victim = last;
+    }
+    if (!victim) return false;
     this.remove(victim);
     victim.signal?.removeEventListener('abort', victim.onAbort);
     victim.refuse(new BulkheadRejectedError(this.maxConcurrent - this.running, 0));

@@ -81,4 +81,27 @@ describe('FairGate', () => {
     hold();
     assert.deepEqual(await Promise.all([hog[0], other, third, fourth]), ['served', 'served', 'served', 'served']);
   });
+
+  it("the waiter refused to make room is the hog's newest, whichever workflow it belongs to; the newcomer is told it waits", async () => {
+    const gate = new FairGate(1, 3);
+    const hold = gate.tryAcquire()!;
+    const fate = (p: Promise<() => void>) =>
+      p.then(
+        (release) => {
+          release();
+          return 'served';
+        },
+        () => 'refused',
+      );
+    // One call per workflow, as the engine's steps come: three withins of one key.
+    const h1 = fate(gate.acquire('hog', undefined, 'wf-1'));
+    const h2 = fate(gate.acquire('hog', undefined, 'wf-2'));
+    const h3 = fate(gate.acquire('hog', undefined, 'wf-3'));
+    assert.equal(gate.wouldQueue('light'), true, 'a full queue still takes the light key');
+    assert.equal(gate.wouldQueue('hog'), false);
+    const light = fate(gate.acquire('light'));
+    assert.equal(await h3, 'refused');
+    hold();
+    assert.deepEqual(await Promise.all([h1, h2, light]), ['served', 'served', 'served']);
+  });
 });

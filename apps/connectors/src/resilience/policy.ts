@@ -136,7 +136,7 @@ export class ServerPolicy {
       const waited = !release;
       if (!release) {
         const leave = queueSignal(opts);
-        if (!leave?.aborted && this.gate.depth < this.gate.maxQueue) {
+        if (!leave?.aborted && this.gate.wouldQueue(opts.caller?.who ?? '')) {
           this.queuedTotal++;
           opts.onQueued?.();
         }

@@ -197,7 +197,8 @@ export class ApiKeyService {
     if (!set) this.held.set(id, (set = new Set()));
     set.add(onRevoked);
     if (!this.heldCheck) {
-      this.heldCheck = setInterval(() => void this.checkHeld(), this.ttl);
+      // At least a second apart: a TTL of 0 (no cache) would otherwise query without a pause.
+      this.heldCheck = setInterval(() => void this.checkHeld(), Math.max(1_000, this.ttl));
       this.heldCheck.unref();
     }
     return () => {

@@ -108,5 +108,5 @@ export const MAX_LISTING_LIMIT = 500;
  * one listing of every webhook or schedule at their bounds was past it, for every caller.
  */
 export const LISTING_PAGE_BYTES = 256 * 1024;
-/** Characters of JSON a schedule's target may take (its payload or its workflow input). */
-export const MAX_SCHEDULE_TARGET_CHARS = 64 * 1024;
+/** Bytes of JSON a schedule's target may take (its payload or its workflow input). */
+export const MAX_SCHEDULE_TARGET_BYTES = 64 * 1024;

@@ -270,6 +270,8 @@ export class Deliveries {
   private readonly sendsInFlight = new Map<string, { target: string; owner: string | null }>();
   /** Claims of this process, one at a time. */
   private readonly claimTurns = new Turns();
+  /** An unordered kick's round waits for its claim (see kickQueued). */
+  private unorderedKickPending = false;
 
   constructor(private readonly deps: DeliveriesDeps) {
     this.clock = deps.clock;
@@ -623,9 +625,12 @@ export class Deliveries {
    * its failed sends wait their backoff behind the sends due now.
    */
   async sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
-    await this.giveUpRevoked();
     // Claims take turns in this process: each counts what is in flight after the one before it.
-    const claimed = await this.claimTurns.run(() => this.claimDue(batch, orderingKey));
+    const claimed = await this.claimTurns.run(async () => {
+      if (orderingKey === undefined) this.unorderedKickPending = false;
+      await this.giveUpRevoked();
+      return this.claimDue(batch, orderingKey);
+    });
     const retry = this.scheduledRetry();
     const outcomes = await Promise.all(
       claimed.map((d) => this.sendClaimed(d, retry).finally(() => this.sendsInFlight.delete(d.delivery_id))),
@@ -912,7 +917,10 @@ export class Deliveries {
     if (orderingKey === null) {
       // Unordered: a round of its own, not one after the rounds before it, which wait for their
       // sends (a receiver that never answers held every later notification behind its round).
-      // The claims still take turns, and the sends in flight stay bounded.
+      // The claims still take turns, and the sends in flight stay bounded; a round whose claim
+      // has not run yet takes what is queued meanwhile, so a burst of calls starts one round.
+      if (this.unorderedKickPending) return;
+      this.unorderedKickPending = true;
       void this.sendScheduledDeliveries(10).catch((e: unknown) =>
         this.log.warn({ err: e }, 'sending queued deliveries failed; the scheduler will retry'),
       );

@@ -178,6 +178,8 @@ interface Defined {
   readonly timezone: string;
   /** Planned by the latest ScheduleCreated / ScheduleResumed. */
   readonly next_fire_at: string;
+  /** Who created or last resumed it, when known. */
+  readonly owner?: string | undefined;
 }
 export type ScheduleState =
   | { readonly status: 'none' }
@@ -238,7 +240,10 @@ export const scheduleDecider = {
       }
       case 'ResumeSchedule': {
         const s = existing(state, command.data);
-        if (s.status === 'active') return [];
+        // Resuming an active schedule changes nothing, unless someone else resumes it: they take
+        // it over (a schedule whose owner was revoked, before the scheduler has paused it).
+        const owner = command.data.owner;
+        if (s.status === 'active' && (owner === undefined || owner === s.owner)) return [];
         // A cron schedule goes on with its next occurrence after now (those missed while paused are
         // skipped); a one-shot keeps its time (due at once if it passed; once fired it stays done).
         const next = s.cron === null ? s.next_fire_at : nextFireAfter(s.cron, s.timezone, now).toISOString();
@@ -280,13 +285,19 @@ export const scheduleDecider = {
           cron: d.cron,
           timezone: d.timezone,
           next_fire_at: d.next_fire_at,
+          ...(d.owner !== undefined ? { owner: d.owner } : {}),
         };
       }
       case 'SchedulePaused':
         return state.status === 'active' ? { ...state, status: 'paused' } : state;
       case 'ScheduleResumed':
-        return state.status === 'paused'
-          ? { ...state, status: 'active', next_fire_at: event.data.next_fire_at }
+        return state.status === 'paused' || state.status === 'active'
+          ? {
+              ...state,
+              status: 'active',
+              next_fire_at: event.data.next_fire_at,
+              ...(event.data.owner !== undefined ? { owner: event.data.owner } : {}),
+            }
           : state;
       case 'ScheduleDeleted':
         return { status: 'deleted', id: event.data.id, name: event.data.name };

@@ -173,6 +173,30 @@ describe('Schedule: paused', () => {
         },
       ]);
   });
+  it('ResumeSchedule of an active schedule by someone else takes it over; by its owner, or nobody, changes nothing', () => {
+    const t = '2026-03-02T08:07:00.000Z';
+    const ownedByA: ScheduleEvent = {
+      ...created(),
+      data: { ...(created().data as object), owner: 'apikey:a' } as never,
+    };
+    const resumeBy = (owner?: string): ScheduleCommand => ({
+      type: 'ResumeSchedule',
+      data: { name: 'report', ...(owner ? { owner } : {}) },
+      metadata: meta(t),
+    });
+    spec.given([ownedByA]).when(resumeBy('apikey:a')).thenNothingHappened();
+    spec.given([ownedByA]).when(resumeBy()).thenNothingHappened();
+    spec
+      .given([ownedByA])
+      .when(resumeBy('apikey:b'))
+      .then([
+        {
+          type: 'ScheduleResumed',
+          data: { id: ID, name: 'report', next_fire_at: '2026-03-02T08:10:00.000Z', resumed_at: t, owner: 'apikey:b' },
+          metadata: meta(t),
+        },
+      ]);
+  });
   it("ResumeSchedule by a person makes them its owner; the system's pause of a revoked owner's schedule says why", () => {
     const t = '2026-03-02T08:07:00.000Z';
     const byB = { ...meta(t), actor: 'apikey:b' };

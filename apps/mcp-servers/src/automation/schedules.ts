@@ -22,7 +22,7 @@ import {
   DEFAULT_AUTOMATION_CAPS,
   DEFAULT_LISTING_LIMIT,
   LISTING_PAGE_BYTES,
-  MAX_SCHEDULE_TARGET_CHARS,
+  MAX_SCHEDULE_TARGET_BYTES,
   underCap,
   type ListingQuery,
 } from './caps.js';
@@ -229,12 +229,12 @@ export class Schedules {
     // The decider checks these too; first here so a bad expression is reported before a missing webhook.
     planSchedule(input, new Date(metadata.timestamp));
     // Each fire copies it (a delivery's payload, a workflow's input), and every listing carries it.
-    const targetChars = JSON.stringify(input.target).length;
-    if (targetChars > MAX_SCHEDULE_TARGET_CHARS)
+    const targetBytes = Buffer.byteLength(JSON.stringify(input.target));
+    if (targetBytes > MAX_SCHEDULE_TARGET_BYTES)
       throw new AppError(
         'validation',
-        `the target is ${targetChars} characters of JSON; a schedule's target may take at most ${MAX_SCHEDULE_TARGET_CHARS}`,
-        { chars: targetChars, max: MAX_SCHEDULE_TARGET_CHARS },
+        `the target is ${targetBytes} bytes of JSON; a schedule's target may take at most ${MAX_SCHEDULE_TARGET_BYTES}`,
+        { bytes: targetBytes, max: MAX_SCHEDULE_TARGET_BYTES },
       );
     if (input.target.kind === 'webhook') await this.deps.webhookByRef(input.target.webhook);
     if (input.target.kind === 'email') {
@@ -395,9 +395,10 @@ export class Schedules {
    * many it paused.
    */
   async pauseRevokedOwners(batch: number): Promise<number> {
+    // Not a one-shot that has fired (it stays enabled, done): it owes nothing.
     const r = await this.deps.pool.query<{ id: string; name: string; owner: string }>(
-      `SELECT s.id, s.name, s.owner FROM automation.schedules s JOIN automation.revoked_actors ra ON ra.actor = s.owner
-        WHERE s.enabled ORDER BY s.name LIMIT $1`,
+      `SELECT x.id, x.name, x.owner FROM (${SCHEDULE_SELECT}) x
+        WHERE x.active AND NOT x.done AND x.owner_revoked ORDER BY x.name LIMIT $1`,
       [batch],
     );
     let paused = 0;

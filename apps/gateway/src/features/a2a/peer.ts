@@ -373,6 +373,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
           return rpcError(req, res, errorCodes[refused.code] ?? 429, -32000, refused.message, refused.details);
         }
         res.on('close', release);
+        if (res.destroyed) release();
         // The key was checked once, as the stream opened; a task can stream for hours (a wait
         // step): the stream ends when the key is revoked.
         const keyId = (req as unknown as Partial<GatewayRequest>).apiKey?.id;
@@ -382,6 +383,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
             res.destroy();
           });
           res.on('close', unwatch);
+          if (res.destroyed) unwatch(); // the client left before we listened
         }
       }
       const name = String(req.params.endpoint);

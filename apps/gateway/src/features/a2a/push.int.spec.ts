@@ -368,6 +368,49 @@ describe('A2A push notifications through the automation server (SDK client -> ga
     }
   });
 
+  it("a config's sends are its key's (their owner at the automation server); once the key is revoked its configs get nothing more", async () => {
+    const rx = await receiver();
+    try {
+      const made = await fetch(`${base}/api/v1/admin/api-keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'push-revoked', role: 'operator' }),
+      });
+      const { key, id } = (await made.json()) as { key: string; id: string };
+      const task = (await (
+        await client(key)
+      ).sendMessage(send(dataMsg({ task_type: 'noop', input: { sleep_ms: 3_000 } }), { url: rx.url }, true))) as Task;
+      await until('the first notification', () => rx.delivered().length > 0, 15_000);
+      const owners = await pool.query<{ owner: string | null }>(
+        `select owner from automation.scheduled_deliveries where ordering_key like $1`,
+        [`a2a:${task.id}:%`],
+      );
+      assert.ok(owners.rows.length > 0);
+      assert.ok(
+        owners.rows.every((r) => r.owner === `apikey:${id}`),
+        JSON.stringify(owners.rows),
+      );
+      const revoked = await fetch(`${base}/api/v1/admin/api-keys/${id}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${admin}` },
+      });
+      assert.equal(revoked.status, 200);
+      const seen = rx.delivered().length;
+      // The task goes on and completes; its config, set by a revoked key, hears nothing of it.
+      const asOperator = await client(operator);
+      await until(
+        'the task completed',
+        async () =>
+          (await asOperator.getTask({ tenant: '', id: task.id, historyLength: undefined })).status?.state === 3,
+        15_000,
+      );
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(rx.delivered().length, seen, JSON.stringify(rx.delivered().map((r) => what(r.body))));
+    } finally {
+      await rx.close();
+    }
+  });
+
   it('a 0.3 client (no A2A-Version) gets the task object as the body, application/json', async () => {
     const rx = await receiver();
     try {
