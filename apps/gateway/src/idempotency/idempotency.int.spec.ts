@@ -615,6 +615,44 @@ describe('Idempotency-Key on every command route', () => {
     assert.equal(await countEvents('TaskSubmitted'), before);
   });
 
+  it("once a key's record is gone (expired), another caller's request with it starts its own work, not the first caller's", async () => {
+    const key = `idem-${run}-expired-other`;
+    const first = await call(
+      'POST',
+      `/api/v1/workflows/start/${definition.id}`,
+      { query: 'first' },
+      { key, as: operator },
+    );
+    assert.equal(first.status, 202, first.text);
+    // What the 24 h purge does.
+    await pool.query(`delete from gateway.idempotency_keys where key = $1`, [key]);
+    const second = await call(
+      'POST',
+      `/api/v1/workflows/start/${definition.id}`,
+      { query: 'second' },
+      { key, as: admin },
+    );
+    assert.equal(second.status, 202, second.text);
+    assert.notEqual(second.body.execution_id, first.body.execution_id, 'a new execution, with its own input');
+    // The same for a delegation: its own task.
+    const dkey = `idem-${run}-expired-task`;
+    const t1 = await call(
+      'POST',
+      '/api/v1/integration/agents/delegate',
+      { task_type: 'noop', context: { n: 1 } },
+      { key: dkey, as: operator },
+    );
+    await pool.query(`delete from gateway.idempotency_keys where key = $1`, [dkey]);
+    const t2 = await call(
+      'POST',
+      '/api/v1/integration/agents/delegate',
+      { task_type: 'noop', context: { n: 2 } },
+      { key: dkey, as: admin },
+    );
+    assert.equal(t1.status, t2.status, t2.text);
+    assert.notEqual(t2.body.task_id, t1.body.task_id);
+  });
+
   it('a malformed key: 400 naming the header', async () => {
     for (const bad of ['x'.repeat(256), 'has space', 'quote"d']) {
       const r = await call(

@@ -3,6 +3,7 @@ import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
 import { canonicalJson } from '@switchyard/platform';
+import { currentRequestContext } from '../http/context.js';
 
 /** The request header that makes a command idempotent (as Stripe's). */
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
@@ -70,15 +71,21 @@ export function requestFingerprint(method: string, url: string, body: unknown): 
 /** Longest idempotency key the back ends take (the task contracts). */
 const BACKEND_KEY_MAX = 200;
 
+/** The API key of the request being handled (none without auth). */
+const requestKeyId = (): string | undefined => currentRequestContext()?.apiKey?.id;
+
 /**
  * The key as the back ends see it (the dispatcher derives the task id from it, the workflow
  * start the execution id): prefixed, so an HTTP caller cannot pick a key the workflow engine
- * uses for its own steps. One past the back ends' length (a header key may be 255 characters)
- * goes as a hash under its own prefix (`http#`), so it neither fails their schema nor meets a
- * shorter key.
+ * uses for its own steps, and scoped to the API key that sent it (`apiKeyId`, by default the
+ * request's), so that once the key's record has expired (24 h) or a 5xx freed it, another API
+ * key's request with the same value starts its own work instead of being answered with the
+ * first caller's task or execution, its own body ignored. One past the back ends' length (a
+ * header key may be 255 characters) goes as a hash under its own prefix (`http#`), so it neither
+ * fails their schema nor meets a shorter key.
  */
-export const backendKey = (key: string): string => {
-  const prefixed = `http:${key}`;
+export const backendKey = (key: string, apiKeyId: string | undefined = requestKeyId()): string => {
+  const prefixed = apiKeyId === undefined ? `http:${key}` : `http:${apiKeyId}:${key}`;
   return prefixed.length <= BACKEND_KEY_MAX ? prefixed : `http#${createHash('sha256').update(prefixed).digest('hex')}`;
 };
 
@@ -91,17 +98,17 @@ export const backendKey = (key: string): string => {
 export const mcpScopedKey = (apiKeyId: string | null, key: string): string => `mcp|${apiKeyId ?? 'anonymous'}|${key}`;
 
 /** The execution id a workflow start with this key gets (a UUID-shaped hash): a repeat names the same execution. */
-export function executionIdForKey(key: string): string {
+export function executionIdForKey(key: string, apiKeyId: string | undefined = requestKeyId()): string {
   const h = createHash('sha256')
-    .update(`workflow-start:${backendKey(key)}`)
+    .update(`workflow-start:${backendKey(key, apiKeyId)}`)
     .digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** A stable id for what a keyed command creates (a signal, a batch): a repeat names the same one. */
-export function commandIdForKey(kind: string, key: string): string {
+export function commandIdForKey(kind: string, key: string, apiKeyId: string | undefined = requestKeyId()): string {
   return `${kind}-${createHash('sha256')
-    .update(`${kind}:${backendKey(key)}`)
+    .update(`${kind}:${backendKey(key, apiKeyId)}`)
     .digest('hex')
     .slice(0, 32)}`;
 }

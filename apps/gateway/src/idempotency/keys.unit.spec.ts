@@ -54,6 +54,10 @@ describe('Idempotency-Key parsing and request fingerprints', () => {
     assert.equal(executionIdForKey('k1'), id);
     assert.notEqual(executionIdForKey('k2'), id);
     assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // Scoped to the API key that sent it: the same value from another key names other work.
+    assert.equal(backendKey('k1', 'aaaa0000aaaa0000'), 'http:aaaa0000aaaa0000:k1');
+    assert.notEqual(executionIdForKey('k1', 'aaaa0000aaaa0000'), executionIdForKey('k1', 'bbbb0000bbbb0000'));
+    assert.equal(executionIdForKey('k1', 'aaaa0000aaaa0000'), executionIdForKey('k1', 'aaaa0000aaaa0000'));
   });
 
   it('a key of any allowed length fits the back ends (200 characters): a long one as a hash under its own prefix', () => {
