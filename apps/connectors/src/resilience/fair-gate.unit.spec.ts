@@ -3,6 +3,16 @@ import assert from 'node:assert/strict';
 import { BulkheadRejectedError, TaskCancelledError } from 'cockatiel';
 import { FairGate } from './fair-gate.js';
 
+/** What became of a waiter: served (its slot given back at once) or refused as a full queue refuses. */
+const outcome = (p: Promise<() => void>): Promise<string> =>
+  p.then(
+    (release) => {
+      release();
+      return 'served';
+    },
+    (err: unknown) => (err instanceof BulkheadRejectedError ? 'refused' : String(err)),
+  );
+
 describe('FairGate', () => {
   it('a slot given back twice frees one slot; an abort after the slot was granted changes nothing', async () => {
     const gate = new FairGate(1, 2);
@@ -58,14 +68,6 @@ describe('FairGate', () => {
   it('a full queue makes room for a key that holds less of it: the newest waiter of the key that holds the most is refused', async () => {
     const gate = new FairGate(1, 4);
     const hold = gate.tryAcquire()!;
-    const outcome = (p: Promise<() => void>) =>
-      p.then(
-        (release) => {
-          release();
-          return 'served';
-        },
-        (err: unknown) => (err instanceof BulkheadRejectedError ? 'refused' : String(err)),
-      );
     const hog = [1, 2, 3, 4].map(() => outcome(gate.acquire('hog', undefined, 'w')));
     const other = outcome(gate.acquire('other'));
     assert.equal(gate.depth, 4, 'the newcomer took the place of one of the hog');
@@ -85,21 +87,13 @@ describe('FairGate', () => {
   it("the waiter refused to make room is the hog's newest, whichever workflow it belongs to; the newcomer is told it waits", async () => {
     const gate = new FairGate(1, 3);
     const hold = gate.tryAcquire()!;
-    const fate = (p: Promise<() => void>) =>
-      p.then(
-        (release) => {
-          release();
-          return 'served';
-        },
-        () => 'refused',
-      );
     // One call per workflow, as the engine's steps come: three withins of one key.
-    const h1 = fate(gate.acquire('hog', undefined, 'wf-1'));
-    const h2 = fate(gate.acquire('hog', undefined, 'wf-2'));
-    const h3 = fate(gate.acquire('hog', undefined, 'wf-3'));
+    const h1 = outcome(gate.acquire('hog', undefined, 'wf-1'));
+    const h2 = outcome(gate.acquire('hog', undefined, 'wf-2'));
+    const h3 = outcome(gate.acquire('hog', undefined, 'wf-3'));
     assert.equal(gate.wouldQueue('light'), true, 'a full queue still takes the light key');
     assert.equal(gate.wouldQueue('hog'), false);
-    const light = fate(gate.acquire('light'));
+    const light = outcome(gate.acquire('light'));
     assert.equal(await h3, 'refused');
     hold();
     assert.deepEqual(await Promise.all([h1, h2, light]), ['served', 'served', 'served']);

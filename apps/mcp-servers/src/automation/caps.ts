@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { AppError, withTransaction } from '@switchyard/platform';
+import { AppError, cutByBytes, withTransaction } from '@switchyard/platform';
 
 /** How many webhooks and schedules the automation server keeps at most (AUTOMATION_MAX_*). */
 export interface AutomationCaps {
@@ -108,5 +108,18 @@ export const MAX_LISTING_LIMIT = 500;
  * one listing of every webhook or schedule at their bounds was past it, for every caller.
  */
 export const LISTING_PAGE_BYTES = 256 * 1024;
+/**
+ * The next cursor of a listing page read with byteBoundedSql, ordered by name: its last name when
+ * the page was cut by its bytes or filled its limit, else null (the end).
+ */
+export function nextCursor(
+  rows: readonly { taken?: string | number | null }[],
+  limit: number,
+  names: readonly string[],
+): string | null {
+  const more = cutByBytes(rows) || rows.length === limit;
+  return more && names.length > 0 ? names[names.length - 1]! : null;
+}
+
 /** Bytes of JSON a schedule's target may take (its payload or its workflow input). */
 export const MAX_SCHEDULE_TARGET_BYTES = 64 * 1024;

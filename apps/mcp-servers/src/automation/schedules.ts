@@ -10,7 +10,6 @@ import {
   AppError,
   byteBoundedSql,
   canonicalJson,
-  cutByBytes,
   isAppError,
   newId,
   withTransaction,
@@ -23,6 +22,7 @@ import {
   DEFAULT_LISTING_LIMIT,
   LISTING_PAGE_BYTES,
   MAX_SCHEDULE_TARGET_BYTES,
+  nextCursor,
   underCap,
   type ListingQuery,
 } from './caps.js';
@@ -352,8 +352,14 @@ export class Schedules {
       [q.cursor ?? null, q.owner ?? null, limit, LISTING_PAGE_BYTES],
     );
     const schedules = r.rows.map(toSchedule);
-    const more = cutByBytes(r.rows) || r.rows.length === limit;
-    return { schedules, next_cursor: more && schedules.length > 0 ? schedules[schedules.length - 1]!.name : null };
+    return {
+      schedules,
+      next_cursor: nextCursor(
+        r.rows,
+        limit,
+        schedules.map((x) => x.name),
+      ),
+    };
   }
 
   private async get(ref: string): Promise<Schedule> {

@@ -4,8 +4,8 @@
  * `automation.webhook_secrets` under a random `secret_id` the events carry, never in the log.
  */
 import type pg from 'pg';
-import { AppError, byteBoundedSql, cutByBytes, isAppError, newId, type Logger } from '@switchyard/platform';
-import { DEFAULT_LISTING_LIMIT, LISTING_PAGE_BYTES, type ListingQuery } from './caps.js';
+import { AppError, byteBoundedSql, isAppError, newId, type Logger } from '@switchyard/platform';
+import { DEFAULT_LISTING_LIMIT, LISTING_PAGE_BYTES, nextCursor, type ListingQuery } from './caps.js';
 import type { RecordedEvent } from '@switchyard/event-store';
 import type { Projection } from '@switchyard/read-models';
 import type { EgressGuard } from '../fetch/egress-guard.js';
@@ -275,8 +275,14 @@ export class Webhooks {
       events: w.events as string[],
       created_at: iso(w.created_at as Date)!,
     }));
-    const more = cutByBytes(r.rows) || r.rows.length === limit;
-    return { webhooks, next_cursor: more && webhooks.length > 0 ? webhooks[webhooks.length - 1]!.name : null };
+    return {
+      webhooks,
+      next_cursor: nextCursor(
+        r.rows,
+        limit,
+        webhooks.map((w) => w.name),
+      ),
+    };
   }
 
   async byRef(ref: string): Promise<WebhookTarget> {
