@@ -395,8 +395,8 @@ describe('A2A push notifications through the automation server (SDK client -> ga
         headers: { authorization: `Bearer ${admin}` },
       });
       assert.equal(revoked.status, 200);
-      const seen = rx.delivered().length;
-      // The task goes on and completes; its config, set by a revoked key, hears nothing of it.
+      // The task goes on and completes; its config, set by a revoked key, hears nothing of that (what
+      // was handed off before the revocation, the working status, may still arrive).
       const asOperator = await client(operator);
       await until(
         'the task completed',
@@ -405,7 +405,8 @@ describe('A2A push notifications through the automation server (SDK client -> ga
         15_000,
       );
       await new Promise((r) => setTimeout(r, 1_000));
-      assert.equal(rx.delivered().length, seen, JSON.stringify(rx.delivered().map((r) => what(r.body))));
+      const heard = rx.delivered().map((r) => what(r.body));
+      assert.ok(!heard.includes('artifact') && !heard.includes('status:COMPLETED'), JSON.stringify(heard));
     } finally {
       await rx.close();
     }
