@@ -6,7 +6,7 @@ import { tool } from '../common/tools.js';
 import { sharedJsonSchemaValidator } from '../common/validator.js';
 import { LimitedQuery, type LimitedOutcome } from './limited-query.js';
 import { mapPgError } from './pg-errors.js';
-import { preloadParser, vetStatement } from './sql-guard.js';
+import { preloadParser, vetStatement } from './statement-vetting.js';
 
 export { mapPgError } from './pg-errors.js';
 

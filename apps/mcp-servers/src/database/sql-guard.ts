@@ -1,4 +1,3 @@
-import { loadModule, parse } from 'libpg-query';
 import { AppError } from '@switchyard/platform';
 
 /**
@@ -273,24 +272,35 @@ export const SAFE_FUNCTIONS: ReadonlySet<string> = new Set([
   'pg_sleep',
 ]);
 
-/** Load the parser's WebAssembly module ahead of the first call (it takes about half a second). */
-export function preloadParser(): void {
-  void loadModule().catch(() => undefined);
-}
-
 export type StatementVerdict = { readonly kind: string; readonly writes: boolean };
 
-/** Every node of the parse tree, with its type name (`FuncCall`, `RangeVar`, ...). */
+/**
+ * Every node of the parse tree, with its type name (`FuncCall`, `RangeVar`, ...). With a stack of
+ * its own, not recursion: nested generators cost each node the depth it sits at (a sum of 3,000
+ * terms took 1.5 s), and a deep tree would overflow the call stack.
+ */
 function* nodes(tree: unknown): Generator<[string, Record<string, unknown>]> {
-  if (Array.isArray(tree)) {
-    for (const x of tree) yield* nodes(x);
-    return;
-  }
-  if (tree === null || typeof tree !== 'object') return;
-  for (const [k, v] of Object.entries(tree as Record<string, unknown>)) {
-    if (/^[A-Z]/.test(k) && v !== null && typeof v === 'object' && !Array.isArray(v))
-      yield [k, v as Record<string, unknown>];
-    yield* nodes(v);
+  // In the order a recursive walk takes: each named node, then what it holds, key after key.
+  const stack: ({ walk: unknown } | { node: [string, Record<string, unknown>] })[] = [{ walk: tree }];
+  while (stack.length > 0) {
+    const item = stack.pop()!;
+    if ('node' in item) {
+      yield item.node;
+      continue;
+    }
+    const at = item.walk;
+    if (Array.isArray(at)) {
+      for (let i = at.length - 1; i >= 0; i--) stack.push({ walk: at[i] });
+      continue;
+    }
+    if (at === null || typeof at !== 'object') continue;
+    const entries = Object.entries(at as Record<string, unknown>);
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [k, v] = entries[i]!;
+      stack.push({ walk: v });
+      if (/^[A-Z]/.test(k) && v !== null && typeof v === 'object' && !Array.isArray(v))
+        stack.push({ node: [k, v as Record<string, unknown>] });
+    }
   }
 }
 
@@ -298,41 +308,16 @@ const funcName = (fc: Record<string, unknown>): string[] =>
   ((fc['funcname'] as { String?: { sval?: string } }[] | undefined) ?? []).map((p) => p.String?.sval ?? '?');
 
 /**
- * Parse `sql` and refuse it (AppError) unless it is exactly one statement the server may run.
- * `validation` (400): not SQL, several statements, transaction or session control.
+ * Refuse the parse tree of a statement (AppError) unless it is exactly one statement the server
+ * may run. Pure: it runs on the parser's thread (statement-vetting.ts), beside the parse.
+ * `validation` (400): several statements, transaction or session control.
  * `forbidden` (403): DO, COPY, CALL, DDL and every other kind, SELECT INTO, a write on the
  * read-only server, a function outside SAFE_FUNCTIONS.
  */
-export async function vetStatement(sql: string, opts: { allowWrites: boolean }): Promise<StatementVerdict> {
-  // The verdict depends only on the text and the mode: an accepted statement seen again (an
-  // agent's or a dashboard's repeated query) skips the WebAssembly parse.
-  const key = `${opts.allowWrites ? 'w' : 'r'}\u0000${sql}`;
-  const seen = accepted.get(key);
-  if (seen) return seen;
-  const verdict = await vetUncached(sql, opts);
-  if (sql.length <= MAX_CACHED_SQL_CHARS) {
-    if (accepted.size >= MAX_CACHED_VERDICTS) accepted.delete(accepted.keys().next().value!);
-    accepted.set(key, verdict);
-  }
-  return verdict;
-}
-
-/** Accepted statements by mode and text (oldest dropped first), so a repeated query is vetted once. */
-const accepted = new Map<string, StatementVerdict>();
-const MAX_CACHED_VERDICTS = 1_000;
-const MAX_CACHED_SQL_CHARS = 4_096;
-
-async function vetUncached(sql: string, opts: { allowWrites: boolean }): Promise<StatementVerdict> {
-  let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
-  try {
-    tree = await parse(sql);
-  } catch (e) {
-    const err = e as { message?: string; sqlDetails?: { cursorPosition?: number } };
-    throw new AppError('validation', `not valid SQL: ${err.message ?? String(e)}`, {
-      sqlstate: '42601',
-      ...(err.sqlDetails?.cursorPosition !== undefined ? { position: err.sqlDetails.cursorPosition + 1 } : {}),
-    });
-  }
+export function vetTree(
+  tree: { stmts?: { stmt?: Record<string, unknown> }[] },
+  opts: { allowWrites: boolean },
+): StatementVerdict {
   const stmts = tree.stmts ?? [];
   if (stmts.length !== 1) {
     throw new AppError(

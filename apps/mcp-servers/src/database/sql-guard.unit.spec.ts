@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppError } from '@switchyard/platform';
-import { vetStatement } from './sql-guard.js';
+import { vetStatement } from './statement-vetting.js';
 
 const refused = async (sql: string, allowWrites = false): Promise<AppError> => {
   try {
@@ -14,6 +14,22 @@ const refused = async (sql: string, allowWrites = false): Promise<AppError> => {
 };
 
 describe('vetStatement (PostgreSQL parser in front of the database server)', () => {
+  it('a statement that overflows the parser fails alone: 30 of them, each new, and ordinary statements before and after still pass', async () => {
+    const deep = (n: number) => `SELECT ${Array.from({ length: 49_000 }, () => '1').join('+')} -- ${n}`;
+    const ok = { kind: 'SelectStmt', writes: false };
+    for (let n = 0; n < 30; n++) {
+      await assert.rejects(
+        vetStatement(deep(n), { allowWrites: false }),
+        (e: { code?: string }) => e.code === 'validation',
+      );
+      assert.deepEqual(await vetStatement(`SELECT ${n} AS n`, { allowWrites: false }), ok, `after overflow ${n + 1}`);
+    }
+    // Forbidden statements are still refused by the parser that replaced the broken one.
+    await assert.rejects(vetStatement(`COPY x TO PROGRAM 'id'`, { allowWrites: false }), (e: { code?: string }) =>
+      ['forbidden', 'validation'].includes(e.code ?? ''),
+    );
+  });
+
   it('accepts the queries the templates and agents send', async () => {
     for (const sql of [
       'select count(*) from business.customers',
