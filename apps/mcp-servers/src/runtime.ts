@@ -222,7 +222,9 @@ export async function runMcpServer(kind: McpServerKind, opts: RunOptions = {}): 
           health = async () => ({ status: 'unconfigured', github: 'unconfigured', reason: GITHUB_TOKEN_MISSING });
           break;
         }
-        const bridge = await startGithubBridge({ token, logger });
+        // The official server is someone else's code: in the sandbox, like the filesystem bridge's.
+        const sandbox = detectStdioSandbox(config.MCP_STDIO_SANDBOX, dataDirSecrets(config.DATA_DIR), logger);
+        const bridge = await startGithubBridge({ token, logger, ...(sandbox && { sandbox }) });
         cleanups.push(() => bridge.close());
         factory = () => bridge.serverFactory();
         health = async () => {

@@ -62,6 +62,7 @@ export function defaultServerInputs(env: Env = process.env, cwd: string = proces
         kind: 'stdio',
         command: node,
         args: [bin('@modelcontextprotocol/server-filesystem'), filesystemRoot(env, cwd)],
+        writable: [filesystemRoot(env, cwd)],
       },
     },
     ...own,

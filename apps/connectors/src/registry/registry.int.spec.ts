@@ -134,6 +134,7 @@ describe('loadRegistry', () => {
       command: 'node',
       args: ['server.js'],
       env: {},
+      writable: [],
       required_env: [],
     });
   });

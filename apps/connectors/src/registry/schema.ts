@@ -11,6 +11,8 @@ export const stdioTransportSchema = z.object({
   /** Extra environment for the child (added to a minimal safe default env, see the SDK's getDefaultEnvironment). */
   env: z.record(z.string(), z.string()).default({}),
   cwd: z.string().min(1).optional(),
+  /** Paths the server may write in the stdio sandbox (everything else it sees read-only). */
+  writable: z.array(z.string().min(1)).default([]),
   /**
    * Environment variables that must be non-empty in `env` for the server to be usable.
    * A missing one makes the server `unconfigured`: never started, calls answer `unavailable`.

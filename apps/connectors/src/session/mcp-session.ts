@@ -439,7 +439,7 @@ export class McpSession {
     const t = cfg.transport;
     if (t.kind === 'stdio') {
       const run = this.opts.stdioSandbox
-        ? sandboxed(this.opts.stdioSandbox, t.command, t.args)
+        ? sandboxed(this.opts.stdioSandbox, t.command, t.args, t.writable)
         : { command: t.command, args: t.args };
       const transport = new StdioClientTransport({
         command: run.command,

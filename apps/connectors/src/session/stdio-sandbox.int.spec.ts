@@ -39,12 +39,12 @@ describe('stdio MCP servers run in a sandbox: they see neither this process nor 
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  async function probe(box: StdioSandbox | undefined): Promise<Record<string, unknown>> {
+  async function probe(box: StdioSandbox | undefined, writable: string[] = []): Promise<Record<string, unknown>> {
     const session = new McpSession({
       config: parseServerConfig({
         name: 'probe',
         role: 'other',
-        transport: { kind: 'stdio', command: process.execPath, args: [probeMain] },
+        transport: { kind: 'stdio', command: process.execPath, args: [probeMain], writable },
         timeouts: { connect_ms: 20_000, call_ms: 20_000 },
         health: { ping_interval_ms: 0 },
       }),
@@ -53,7 +53,12 @@ describe('stdio MCP servers run in a sandbox: they see neither this process nor 
     });
     await session.start();
     try {
-      const r = await session.callTool('probe', { pid: process.pid, file: secretFile, dir: secretDir });
+      const r = await session.callTool('probe', {
+        pid: process.pid,
+        file: secretFile,
+        dir: secretDir,
+        writes: [path.join(scratch, 'outside.js'), path.join(scratch, 'given', 'inside.txt')],
+      });
       return JSON.parse((r.content[0] as { text: string }).text) as Record<string, unknown>;
     } finally {
       await session.close();
@@ -61,7 +66,10 @@ describe('stdio MCP servers run in a sandbox: they see neither this process nor 
   }
 
   it('sandboxed: no /proc of this process, the secret file not readable, the secret directory empty', async () => {
-    const seen = await probe({ ...sandbox!, hide: [secretFile, secretDir, path.join(scratch, 'not-there')] });
+    mkdirSync(path.join(scratch, 'given'), { recursive: true });
+    const seen = await probe({ ...sandbox!, hide: [secretFile, secretDir, path.join(scratch, 'not-there')] }, [
+      path.join(scratch, 'given'),
+    ]);
     assert.deepEqual(
       { ...seen, umount: String(seen.umount).startsWith('error') ? 'refused' : seen.umount },
       {
@@ -71,6 +79,9 @@ describe('stdio MCP servers run in a sandbox: they see neither this process nor 
         dir: '',
         cap_eff: '0000000000000000',
         umount: 'refused',
+        // The machine is read-only (a server could otherwise rewrite code the launcher loads later);
+        // it writes where it was given.
+        wrote: ['error: EROFS', 'written'],
       },
     );
   });

@@ -14,6 +14,8 @@ export interface StdioChildOptions {
   readonly logger: Logger;
   /** Where the child runs (see StdioSandbox); none: as a plain child. */
   readonly sandbox?: StdioSandbox;
+  /** Paths it may write in the sandbox (everything else it sees read-only). */
+  readonly writable?: readonly string[];
 }
 
 export interface StdioChild {
@@ -45,7 +47,7 @@ export async function startStdioChild(opts: StdioChildOptions): Promise<StdioChi
   const connect = async (): Promise<void> => {
     const plain = [opts.script, ...(opts.args ?? [])];
     const run = opts.sandbox
-      ? sandboxed(opts.sandbox, process.execPath, plain)
+      ? sandboxed(opts.sandbox, process.execPath, plain, opts.writable)
       : { command: process.execPath, args: plain };
     const transport = new StdioClientTransport({
       command: run.command,

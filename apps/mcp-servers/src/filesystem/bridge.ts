@@ -122,7 +122,7 @@ export async function startFilesystemBridge(opts: FilesystemBridgeOptions): Prom
     script: opts.serverScript ?? filesystemServerScript(),
     args: [root],
     logger: opts.logger.child({ root }),
-    ...(opts.sandbox && { sandbox: opts.sandbox }),
+    ...(opts.sandbox && { sandbox: opts.sandbox, writable: [root] }),
   });
   return {
     root,

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import type { Logger } from '@switchyard/platform';
+import type { Logger, StdioSandbox } from '@switchyard/platform';
 import { startStdioChild } from '../common/stdio-bridge.js';
 import { createForwardingServer } from '../filesystem/bridge.js';
 
@@ -14,6 +14,8 @@ export interface GithubBridgeOptions {
   readonly logger: Logger;
   /** Path of the stdio server script; default: the installed @modelcontextprotocol/server-github. */
   readonly serverScript?: string;
+  /** Where it runs: the stdio sandbox, like the connectors' stdio servers (none: a plain child). */
+  readonly sandbox?: StdioSandbox;
 }
 
 export interface GithubBridge {
@@ -40,6 +42,7 @@ export async function startGithubBridge(opts: GithubBridgeOptions): Promise<Gith
     script: opts.serverScript ?? githubServerScript(),
     env: { GITHUB_PERSONAL_ACCESS_TOKEN: opts.token },
     logger: opts.logger,
+    ...(opts.sandbox && { sandbox: opts.sandbox }),
   });
   return {
     get client(): Client {

@@ -7,10 +7,12 @@ import type { Logger } from 'pino';
  * this process's OS user: on its own it could read this process's environment and memory
  * (`/proc/<pid>/environ`, `/proc/<pid>/mem`: the NATS token, the API keys, the database
  * passwords) and the secret files of the data dir. In the sandbox (bubblewrap, `bwrap`) it sees
- * the machine's files and network as they are, but only its own processes (a PID namespace with
- * its own /proc), and the data dir's secrets (the NATS and PostgreSQL directories, the password
- * files) are hidden: an empty directory in their place, or a file that cannot be opened (a device
- * node mounted without device access).
+ * the machine's files read-only and its network as it is, only its own processes (a PID
+ * namespace with its own /proc), and the data dir's secrets (the NATS and PostgreSQL
+ * directories, the password files) are hidden: an empty directory in their place, or a file that
+ * cannot be opened (a device node mounted without device access). It writes only where it was
+ * given (`writable`: the filesystem server's root): with the machine writable, a server could
+ * rewrite code the launcher loads later (a worker thread's script) and run outside the sandbox.
  */
 export interface StdioSandbox {
   /** The bwrap program. */
@@ -28,9 +30,11 @@ export type StdioSandboxMode = 'auto' | 'bwrap' | 'off';
  * launcher's terminal (TIOCSTI).
  */
 const BASE_ARGS = [
-  '--dev-bind',
+  '--ro-bind',
   '/',
   '/',
+  '--dev',
+  '/dev',
   '--proc',
   '/proc',
   '--unshare-pid',
@@ -40,17 +44,22 @@ const BASE_ARGS = [
   'ALL',
 ];
 
-/** The command and arguments that run `command args` in the sandbox (only the hidden paths that exist now). */
+/**
+ * The command and arguments that run `command args` in the sandbox, writing only under
+ * `writable` (only the paths that exist now; a hidden path inside one stays hidden).
+ */
 export function sandboxed(
   sandbox: StdioSandbox,
   command: string,
   args: readonly string[],
+  writable: readonly string[] = [],
 ): { command: string; args: string[] } {
   const hide = sandbox.hide.filter((p) => existsSync(p));
   return {
     command: sandbox.bwrap,
     args: [
       ...BASE_ARGS,
+      ...writable.filter((p) => existsSync(p)).flatMap((p) => ['--bind', p, p]),
       ...hide.flatMap((p) => (statSync(p).isDirectory() ? ['--tmpfs', p] : ['--ro-bind', '/dev/null', p])),
       '--',
       command,

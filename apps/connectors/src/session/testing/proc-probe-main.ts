@@ -3,7 +3,7 @@
  * process (`/proc/<pid>`, its environment) and what it reads of a file and a directory.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { z } from 'zod';
@@ -19,8 +19,11 @@ const attempt = (f: () => string): string => {
 const server = new McpServer({ name: 'proc-probe', version: '1.0.0' });
 server.registerTool(
   'probe',
-  { description: 'what this process sees', inputSchema: { pid: z.number(), file: z.string(), dir: z.string() } },
-  ({ pid, file, dir }) => {
+  {
+    description: 'what this process sees, and where it may write',
+    inputSchema: { pid: z.number(), file: z.string(), dir: z.string(), writes: z.array(z.string()).default([]) },
+  },
+  ({ pid, file, dir, writes }) => {
     const seen = {
       sees_pid: existsSync(`/proc/${pid}`),
       environ: attempt(() => String(readFileSync(`/proc/${pid}/environ`).length)),
@@ -32,6 +35,12 @@ server.registerTool(
         execFileSync('umount', [dir], { stdio: 'pipe' });
         return 'unmounted';
       }),
+      wrote: writes.map((p) =>
+        attempt(() => {
+          writeFileSync(p, 'x', { flag: 'a' });
+          return 'written';
+        }),
+      ),
     };
     return { content: [{ type: 'text', text: JSON.stringify(seen) }] };
   },
