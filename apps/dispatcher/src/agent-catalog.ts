@@ -83,6 +83,36 @@ export class AgentCatalog {
         false,
       );
     }
+    // An agent named for a task type it does not take (its card does not list it, nor does any of
+    // its instances): no instance could ever be given the task, and it would wait in the queue for
+    // good, holding its context and a place in every pass. `noop` is every agent's to take.
+    if (agent !== undefined && taskType !== NOOP_TASK_TYPE && !this.takes(agent, taskType)) {
+      const takers = this.agentsTaking(taskType);
+      throw new AppError(
+        'validation',
+        `agent ${agent} does not take task type ${taskType}; agents that do: ${takers.join(', ') || 'none'}`,
+        { agent, task_type: taskType, agents: takers },
+        false,
+      );
+    }
+  }
+
+  /** Whether `agent` takes `taskType`: its card lists it, or one of its instances does (an agent known by neither: not refused here). */
+  private takes(agent: string, taskType: string): boolean {
+    const card = agentCards.find((c) => c.name === agent);
+    const instances = [...this.registry.instances.values()].filter((i) => i.agent === agent);
+    if (!card && instances.length === 0) return true;
+    return (
+      (card?.taskTypes.some((t) => t.type === taskType) ?? false) || instances.some((i) => i.taskTypes.has(taskType))
+    );
+  }
+
+  /** The agents whose card or running instances take `taskType`. */
+  private agentsTaking(taskType: string): string[] {
+    const names = new Set<string>();
+    for (const c of agentCards) if (c.taskTypes.some((t) => t.type === taskType)) names.add(c.name);
+    for (const i of this.registry.instances.values()) if (i.taskTypes.has(taskType)) names.add(i.agent);
+    return [...names].sort();
   }
 
   private agentNames(): string[] {

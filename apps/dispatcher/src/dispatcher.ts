@@ -76,6 +76,8 @@ export interface DispatcherOptions {
    * Default DISPATCHER_MAX_QUEUED, else 10,000.
    */
   readonly maxQueued?: number;
+  /** Most bytes of JSON of the queued tasks' contexts. Default DISPATCHER_MAX_QUEUED_BYTES, else 256 MiB. */
+  readonly maxQueuedBytes?: number;
   /** Input schemas used to validate a submitted context. Default: the built-in task types and `noop`. */
   readonly taskSchemas?: Readonly<Record<string, z.ZodType>>;
   /**
@@ -231,6 +233,7 @@ export class Dispatcher {
       defaultTimeoutMs: opts.defaultTimeoutMs,
       defaultMaxAttempts: opts.defaultMaxAttempts,
       maxQueued: opts.maxQueued,
+      maxQueuedBytes: opts.maxQueuedBytes,
       stopped,
     });
     this.agents.registerConfigured();

@@ -21,6 +21,9 @@ import { startDispatcher, type DispatcherHandle } from './index.js';
 const logger = createLogger('queue-bound-int', process.env.LOG_LEVEL ?? 'silent');
 const MAX_QUEUED = 3;
 
+/** Two 10 KB contexts fit, a third does not (while the count bound, 3, would take it). */
+const MAX_QUEUED_BYTES = 25_000;
+
 describe('the dispatcher queue is bounded (maxQueued)', () => {
   let natsServer: NatsServerHandle;
   let natsDir: string;
@@ -45,7 +48,15 @@ describe('the dispatcher queue is bounded (maxQueued)', () => {
     store = new PostgresEventStore({ pool });
     await store.init();
     // No agent runs: every task waits in the queue.
-    d = await startDispatcher({ store, nats: nc, pool, logger, maxQueued: MAX_QUEUED, pollIntervalMs: 100 });
+    d = await startDispatcher({
+      store,
+      nats: nc,
+      pool,
+      logger,
+      maxQueued: MAX_QUEUED,
+      maxQueuedBytes: MAX_QUEUED_BYTES,
+      pollIntervalMs: 100,
+    });
   });
 
   after(async () => {
@@ -55,6 +66,56 @@ describe('the dispatcher queue is bounded (maxQueued)', () => {
     await pool?.end();
     await natsServer?.stop();
     rmSync(natsDir, { recursive: true, force: true });
+  });
+
+  it('an agent named for a task type it does not take is refused: the task could never be placed', async () => {
+    await assert.rejects(
+      request(
+        nc,
+        tasksSubject('submit'),
+        { task_type: 'revenue_analysis', context: { timeframe: '30d' }, agent: 'customer_success' },
+        { schema: taskSubmitReply },
+      ),
+      (err) => {
+        assert.ok(isAppError(err), String(err));
+        assert.equal(err.code, 'validation');
+        assert.match(err.message, /agent customer_success does not take task type revenue_analysis/);
+        const takers = err.details.agents as string[];
+        assert.ok(takers.length > 0 && !takers.includes('customer_success'), JSON.stringify(err.details));
+        return true;
+      },
+    );
+    assert.equal(d.dispatcher.queuedCount(), 0);
+  });
+
+  it("the queued tasks' contexts are bounded in bytes too: past it a new one is refused, recording nothing", async () => {
+    const big = (key: string) =>
+      request(
+        nc,
+        tasksSubject('submit'),
+        { task_type: 'support_response', context: { query: 'x'.repeat(10_000) }, idempotency_key: key },
+        { schema: taskSubmitReply },
+      );
+    const held = [await big('bytes-0'), await big('bytes-1')];
+    assert.deepEqual(
+      held.map((t) => t.status),
+      ['queued', 'queued'],
+    );
+    await assert.rejects(big('bytes-over'), (err) => {
+      assert.ok(isAppError(err), String(err));
+      assert.equal(err.code, 'rate_limited');
+      assert.equal(err.details.max_queued_bytes, MAX_QUEUED_BYTES);
+      assert.match(err.message, /DISPATCHER_MAX_QUEUED_BYTES/);
+      return true;
+    });
+    assert.deepEqual(await store.readStream(taskStreamId(taskIdForIdempotencyKey('bytes-over'))), []);
+    // A small one still fits; and what is canceled leaves room.
+    assert.equal((await submit('bytes-small')).status, 'queued');
+    for (const t of held) await d.dispatcher.cancel(t.task_id, 'make room', 'test');
+    await d.dispatcher.cancel((await submit('bytes-small')).task_id, 'make room', 'test');
+    assert.equal(d.dispatcher.queuedCount(), 0);
+    assert.equal((await big('bytes-over')).status, 'queued');
+    await d.dispatcher.cancel(taskIdForIdempotencyKey('bytes-over'), 'make room', 'test');
   });
 
   it('queues up to the bound, refuses past it (recording nothing), answers a repeat, and takes a new one once a place is free', async () => {

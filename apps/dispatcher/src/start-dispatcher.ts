@@ -6,7 +6,7 @@ import { delegationProjections, ProjectionRunner } from '@switchyard/read-models
 import { Dispatcher, type DispatcherOptions } from './dispatcher.js';
 import { startTasksService } from './service.js';
 import { DispatcherLeases } from './leases.js';
-import { DEFAULT_MAX_QUEUED } from './submission.js';
+import { DEFAULT_MAX_QUEUED, DEFAULT_MAX_QUEUED_BYTES } from './submission.js';
 
 export type StartDispatcherOptions = DispatcherOptions & {
   /** Run the delegation projections here (default true). Set false when another process runs them. */
@@ -42,6 +42,12 @@ const leaseEnv = z.object({
   DISPATCHER_LEASE_TICK_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   DISPATCHER_LEASE_TTL_MS: z.coerce.number().int().min(200).max(600_000).default(5_000),
   DISPATCHER_MAX_QUEUED: z.coerce.number().int().min(1).max(10_000_000).default(DEFAULT_MAX_QUEUED),
+  DISPATCHER_MAX_QUEUED_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .max(64 * 1024 * 1024 * 1024)
+    .default(DEFAULT_MAX_QUEUED_BYTES),
 });
 
 /**
@@ -99,6 +105,7 @@ export async function startDispatcher(opts: StartDispatcherOptions): Promise<Dis
   dispatcher = new Dispatcher({
     ...opts,
     maxQueued: opts.maxQueued ?? env.data.DISPATCHER_MAX_QUEUED,
+    maxQueuedBytes: opts.maxQueuedBytes ?? env.data.DISPATCHER_MAX_QUEUED_BYTES,
     ownership: leases,
   });
   let service: Service | undefined;

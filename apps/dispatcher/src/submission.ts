@@ -15,7 +15,7 @@ import type { FollowUp } from './task-commands.js';
 import type { AgentInstance, InstanceRegistry } from './instances.js';
 import type { Ownership } from './ownership.js';
 import type { RunPump } from './run-pump.js';
-import type { TaskStates } from './task-state.js';
+import { contextBytes, type TaskStates } from './task-state.js';
 import type { AgentCatalog } from './agent-catalog.js';
 
 export interface SubmitRequest {
@@ -36,7 +36,15 @@ export interface SubmissionsOptions {
   readonly registry: Pick<InstanceRegistry, 'reserve' | 'release'>;
   readonly tasks: Pick<
     TaskStates,
-    'activeState' | 'addWaiter' | 'exec' | 'isKnown' | 'load' | 'meta' | 'queuedCount' | 'setCorrelation'
+    | 'activeState'
+    | 'addWaiter'
+    | 'exec'
+    | 'isKnown'
+    | 'load'
+    | 'meta'
+    | 'queuedCount'
+    | 'queuedContextBytes'
+    | 'setCorrelation'
   >;
   readonly ownership: Pick<Ownership, 'accepting' | 'partitioned' | 'partitionOf' | 'releaseSlot' | 'reserveSlot'>;
   readonly pump: Pick<RunPump, 'assigningCount' | 'launch' | 'placeSoon' | 'select'>;
@@ -45,11 +53,18 @@ export interface SubmissionsOptions {
   readonly defaultMaxAttempts?: number;
   /** Most tasks queued in this dispatcher before a new submission is refused (see DispatcherOptions.maxQueued). */
   readonly maxQueued?: number;
+  /** Most bytes of JSON of queued tasks' contexts before a new submission is refused (DISPATCHER_MAX_QUEUED_BYTES). */
+  readonly maxQueuedBytes?: number;
   readonly stopped: () => boolean;
 }
 
 /** DispatcherOptions.maxQueued when none is given. */
 export const DEFAULT_MAX_QUEUED = 10_000;
+/**
+ * DispatcherOptions.maxQueuedBytes when none is given: a queued task's context is held in memory
+ * until it is placed, and 4,535 tasks of 900 KB (under the count bound) ran the launcher out of heap.
+ */
+export const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024;
 
 type SubmitResult = TaskSubmitReply & { state: ExistingTaskState };
 
@@ -107,6 +122,18 @@ export class Submissions {
         { queued, max_queued: maxQueued, retry_after_ms: 1_000 },
         true,
       );
+    const maxBytes = this.opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    const queuedBytes = this.tasks.queuedContextBytes();
+    if (queuedBytes > 0 && !this.tasks.isKnown(taskId)) {
+      const bytes = contextBytes(req);
+      if (queuedBytes + bytes > maxBytes)
+        throw new AppError(
+          'rate_limited',
+          `the task queue is full (its tasks' contexts take ${queuedBytes} bytes, this one ${bytes}, the most DISPATCHER_MAX_QUEUED_BYTES allows ${maxBytes}); try again later`,
+          { queued_bytes: queuedBytes, bytes, max_queued_bytes: maxBytes, retry_after_ms: 1_000 },
+          true,
+        );
+    }
     // Another dispatcher owns the task's partition: record the submission; the owner takes it from the log.
     if (!this.ownership.accepting(taskId)) return this.submitForeign(taskId, taskType, alias, req, correlationId);
     this.tasks.setCorrelation(taskId, correlationId);

@@ -35,6 +35,9 @@ export class TaskStates {
   private readonly active = new Map<string, ExistingTaskState>();
   /** Tasks of `active` in status `queued`, kept with every change of it (a submit asks it each time). */
   private queued = 0;
+  /** Bytes of JSON of the queued tasks' contexts, and each one's (taken once, as it joins the queue). */
+  private queuedBytes = 0;
+  private readonly queuedSizes = new Map<string, number>();
   /**
    * State and stream revision of every live task as this process last wrote or read it: commands
    * are decided against it and appended with that revision, without re-reading the stream. The
@@ -118,13 +121,29 @@ export class TaskStates {
     return this.queued;
   }
 
-  /** Set (or, with undefined, remove) a task's live state, keeping the queued count. */
+  /** Bytes of JSON of the contexts of the queued tasks (they are held here until placed). */
+  queuedContextBytes(): number {
+    return this.queuedBytes;
+  }
+
+  /** Set (or, with undefined, remove) a task's live state, keeping the queued count and bytes. */
   private setActive(taskId: string, state: ExistingTaskState | undefined): void {
-    if (this.active.get(taskId)?.status === 'queued') this.queued--;
+    const size = this.queuedSizes.get(taskId);
+    if (this.active.get(taskId)?.status === 'queued') {
+      this.queued--;
+      this.queuedBytes -= size ?? 0;
+      this.queuedSizes.delete(taskId);
+    }
     if (state === undefined) this.active.delete(taskId);
     else {
       this.active.set(taskId, state);
-      if (state.status === 'queued') this.queued++;
+      if (state.status === 'queued') {
+        this.queued++;
+        // A context does not change while its task waits: measured when it joins the queue.
+        const bytes = size ?? contextBytes(state);
+        this.queuedSizes.set(taskId, bytes);
+        this.queuedBytes += bytes;
+      }
     }
   }
 
@@ -355,4 +374,9 @@ export async function untilRecorded<T>(
       if (stopped()) return undefined;
     }
   }
+}
+
+/** Bytes of JSON of a task's context. */
+export function contextBytes(state: { readonly context?: unknown }): number {
+  return Buffer.byteLength(JSON.stringify(state.context ?? {}));
 }
