@@ -205,11 +205,14 @@ export class ApiKeyService {
       const mine = this.held.get(id);
       if (!mine?.delete(onRevoked) || mine.size > 0) return;
       this.held.delete(id);
-      if (this.held.size === 0 && this.heldCheck) {
-        clearInterval(this.heldCheck);
-        this.heldCheck = undefined;
-      }
+      this.stopCheckWhenNothingHeld();
     };
+  }
+
+  private stopCheckWhenNothingHeld(): void {
+    if (this.held.size > 0 || !this.heldCheck) return;
+    clearInterval(this.heldCheck);
+    this.heldCheck = undefined;
   }
 
   private endHeld(id: string): void {
@@ -224,10 +227,7 @@ export class ApiKeyService {
         this.logger.warn({ err, keyId: id }, 'ending a connection of a revoked key failed');
       }
     }
-    if (this.held.size === 0 && this.heldCheck) {
-      clearInterval(this.heldCheck);
-      this.heldCheck = undefined;
-    }
+    this.stopCheckWhenNothingHeld();
   }
 
   /** The held keys another gateway (or the CLI) revoked: ended here too. */

@@ -278,6 +278,7 @@ export class AutomationService {
     const now = this.clock.now();
     let fired = 0;
     await this.schedules.pauseRevokedOwners(batch);
+    await this.deliveries.giveUpRevoked();
     for (const id of await this.schedules.due(now, batch)) {
       const claimed = await this.schedules.claim(id, now);
       if (!claimed) continue;

@@ -626,9 +626,8 @@ export class Deliveries {
    */
   async sendScheduledDeliveries(batch = 50, orderingKey?: string): Promise<{ delivered: number; failed: number }> {
     // Claims take turns in this process: each counts what is in flight after the one before it.
-    const claimed = await this.claimTurns.run(async () => {
+    const claimed = await this.claimTurns.run(() => {
       if (orderingKey === undefined) this.unorderedKickPending = false;
-      await this.giveUpRevoked();
       return this.claimDue(batch, orderingKey);
     });
     const retry = this.scheduledRetry();
@@ -713,9 +712,10 @@ export class Deliveries {
   /**
    * Pending sends whose owner's API key was revoked are given up (`gave_up`, saying why): a
    * revoked key's schedules stop firing, and what they (or its queued notifications) still owed
-   * stops with them. One in flight here ends its round.
+   * stops with them. One in flight here ends its round. Once per scheduler tick: claims already
+   * leave such sends out, so this is their record, not a gate every send round needs.
    */
-  private async giveUpRevoked(): Promise<void> {
+  async giveUpRevoked(): Promise<void> {
     const r = await this.deps.pool.query<{ delivery_id: string; ordering_key: string | null }>(
       `UPDATE automation.scheduled_deliveries d SET status = 'gave_up', finished_at = $1, last_error = 'not sent: its owner''s API key was revoked',
               payload = CASE WHEN channel = 'a2a' THEN payload - 'token' - 'authentication' ELSE payload END

@@ -192,7 +192,7 @@ describe('automation queue_webhook: durable, ordered A2A-format deliveries (real
           (await db.query(`SELECT 1 FROM automation.revoked_actors WHERE actor = 'apikey:hog'`)).rowCount === 1,
         'the revocation known',
       );
-      await svc.sendScheduledDeliveries();
+      await svc.fireDue(); // a scheduler tick
       const rows = await db.query<{ status: string; last_error: string | null }>(
         `SELECT status, last_error FROM automation.scheduled_deliveries WHERE owner = 'apikey:hog'`,
       );

@@ -57,8 +57,7 @@ port.on('message', (raw: unknown) => {
     }
   });
 });
-// Loaded: statements may come (their time limit starts when one is sent).
-void loadModule().then(
-  () => port.postMessage({ ready: true }),
-  (e: unknown) => port.postMessage({ failed: String(e) }),
-);
+// Loaded: statements may come (their time limit starts when one is sent). A module that does not
+// load ends the thread, and the statements waiting fail.
+await loadModule();
+port.postMessage({ ready: true });
