@@ -256,6 +256,41 @@ describe('task delegation over real NATS and PostgreSQL', () => {
     assert.equal(view.attempts, 2);
   });
 
+  it("a context its agent's handler throws on fails the task at once, without opening the instance's breaker", async () => {
+    // Such an exception is the handler's bug on this input: every instance would throw the same,
+    // so a retry is waste, and counting it would let one caller's inputs shut the agent for all.
+    for (let i = 0; i < 4; i++) {
+      await assert.rejects(
+        execute({
+          task_type: 'noop',
+          context: { fail: 'throw' },
+          agent: 'data_analyst',
+          max_attempts: 3,
+          idempotency_key: `throw-${i}`,
+        }),
+        (e) => {
+          assert.ok(isAppError(e));
+          assert.equal(e.code, 'internal');
+          assert.equal(e.details.status, 'failed');
+          return true;
+        },
+      );
+      const view = await get((await submit({ task_type: 'noop', context: {}, idempotency_key: `throw-${i}` })).task_id);
+      assert.equal(view.status, 'failed');
+      assert.equal(view.attempts, 1);
+    }
+    const instances = d.dispatcher.health().find((a) => a.agent === 'data_analyst')!.instances;
+    assert.ok(instances.length > 0);
+    for (const i of instances) assert.equal(i.breaker, 'closed', `breaker of ${i.instance}`);
+    const ok = await execute({
+      task_type: 'noop',
+      context: { echo: 'after' },
+      agent: 'data_analyst',
+      idempotency_key: 'after-throw',
+    });
+    assert.deepEqual((ok.result as { echo: unknown }).echo, 'after');
+  });
+
   it('an external agent over the HTTP contract (bearer token) is registered and used', async () => {
     const runtime = new AgentRuntime({ agent: 'automation_specialist', instanceId: 'ext', pool, logger, noop: true });
     const http = await startAgentHttp({ runtime, port: 0, host: '127.0.0.1', token: 's3cret', logger });

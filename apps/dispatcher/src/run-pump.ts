@@ -404,7 +404,10 @@ export class RunPump {
       });
       return;
     }
-    const fatal = FATAL.includes(e.code);
+    // The agent ran the task and its handler threw on this context: any instance would, and the
+    // instance is not sick (see the agents' handlerError), so neither a retry nor its breaker.
+    const handlerThrew = e.code === 'internal' && e.details.reason === 'handler_error';
+    const fatal = FATAL.includes(e.code) || handlerThrew;
     if (!fatal) this.registry.recordFailure(inst, e.message);
     log.warn({ code: e.code, message: e.message, retryable: !fatal }, 'task attempt failed');
     await this.tasks.exec(s.task_id, {

@@ -302,6 +302,9 @@ export const NOOP_TASK_TYPE = 'noop';
 export const noopInput = z.object({
   sleep_ms: z.number().int().min(0).max(600_000).default(0),
   echo: z.unknown().optional(),
-  /** `retryable`: fail with unavailable (another instance may do better); `fatal`: fail with a validation error. */
-  fail: z.enum(['retryable', 'fatal']).optional(),
+  /**
+   * `retryable`: fail with unavailable (another instance may do better); `fatal`: fail with a
+   * validation error; `throw`: throw a plain exception, as a handler's bug on one input would.
+   */
+  fail: z.enum(['retryable', 'fatal', 'throw']).optional(),
 });

@@ -38,6 +38,7 @@ export function noopTask(agent: string): TaskDefinition<typeof noopInput, { echo
       if (input.sleep_ms > 0) await sleep(input.sleep_ms, ctx.signal);
       if (input.fail === 'retryable') throw new AppError('unavailable', 'noop asked to fail (retryable)');
       if (input.fail === 'fatal') throw new AppError('validation', 'noop asked to fail (fatal)', {}, false);
+      if (input.fail === 'throw') throw new TypeError('noop asked to throw');
       return { echo: input.echo ?? null, slept_ms: input.sleep_ms };
     },
   };

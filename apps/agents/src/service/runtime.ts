@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { AppError, type Logger } from '@switchyard/platform';
+import { asAppError } from '@switchyard/messaging';
 import { resolveTaskType } from '@switchyard/contracts';
 import { agentCards, cardToJson, taskHandlers, type AgentCardJson } from '../registry.js';
 import type { AgentCard, TaskDefinition } from '../types.js';
@@ -194,7 +195,7 @@ export class AgentRuntime {
         throw new AppError('illegal_state', `attempt ${req.attempt} superseded`, { task_id: req.task_id }, false);
       this.counters.failed++;
       log.warn({ err }, 'agent task failed');
-      throw err;
+      throw handlerError(req.task_type, err);
     } finally {
       clearTimeout(deadlineTimer);
       if (this.running.get(req.task_id) === entry) this.running.delete(req.task_id);
@@ -227,4 +228,23 @@ export class AgentRuntime {
       started_at: this.startedAt,
     };
   }
+}
+
+/**
+ * A handler's own exception (not an AppError it meant, not a dependency down) is a bug this
+ * context triggers: the same code fails the same way on every instance, so the error says so
+ * (`reason: handler_error`, not retryable) and the dispatcher fails the task without counting it
+ * against the instance's breaker, which one caller's inputs could otherwise hold open for everyone.
+ */
+export const HANDLER_ERROR = 'handler_error';
+function handlerError(taskType: string, err: unknown): AppError {
+  const e = asAppError(err);
+  if (err instanceof AppError || e.code !== 'internal') return e;
+  const name = err instanceof Error ? err.name : typeof err;
+  return new AppError(
+    'internal',
+    `${taskType} failed on this context (${name}); another attempt would fail the same way`,
+    { reason: HANDLER_ERROR },
+    false,
+  );
 }

@@ -820,10 +820,11 @@ export class Deliveries {
     try {
       url = new URL(input.url);
     } catch {
-      throw new AppError('validation', `not a valid URL: ${input.url}`);
+      // The URL can be its own credential: errors are recorded in the event log, so they do not repeat it.
+      throw new AppError('validation', 'not a valid URL');
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:')
-      throw new AppError('validation', `the URL must be http or https: ${input.url}`);
+      throw new AppError('validation', `the URL must be http or https, got ${url.protocol}`);
     if (url.username || url.password)
       throw new AppError('validation', 'the URL must not carry credentials (use token or authentication)');
     const bytes = Buffer.byteLength(JSON.stringify(input.body));

@@ -8,7 +8,7 @@ import {
 } from '@a2a-js/sdk/server';
 import { V03PushNotificationSerializer } from '@a2a-js/sdk/compat/v0_3/server';
 import { z } from 'zod';
-import { isAppError, newId, type Logger } from '@switchyard/platform';
+import { isAppError, newId, urlOrigin, type Logger } from '@switchyard/platform';
 import type { PgPushNotificationStore } from './store.js';
 
 /** The header A2A names for a config's `token` (the client checks it to trust the notification). */
@@ -270,7 +270,8 @@ export class PushDelivery implements PushNotificationSender {
         const final = isAppError(err) && !err.retryable && !['unavailable', 'timeout', 'not_found'].includes(err.code);
         if (final || attempt >= this.attempts || (this.stopping && attempt >= 2)) {
           log.warn(
-            { err, url: h.url, attempts: attempt },
+            // The URL can be its own credential: the log shows its origin, as other keys see it.
+            { err, url: urlOrigin(h.url), attempts: attempt },
             final ? 'push notification refused by the automation server' : 'push notification hand-off given up',
           );
           return;
