@@ -1,8 +1,8 @@
 /**
  * The dispatcher's queue has a bound: with no agent to run them, submissions queue up to
  * `maxQueued`, and past it a new one is refused `rate_limited` (recorded nowhere) while a repeat
- * of a queued task still gets its task; a freed place takes a new one. Real nats-server and
- * PostgreSQL.
+ * of a queued task still gets its task; a freed place takes a new one; past three quarters of
+ * it, a key's share is bounded. Real nats-server and PostgreSQL.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -116,6 +116,38 @@ describe('the dispatcher queue is bounded (maxQueued)', () => {
     assert.equal(d.dispatcher.queuedCount(), 0);
     assert.equal((await big('bytes-over')).status, 'queued');
     await d.dispatcher.cancel(taskIdForIdempotencyKey('bytes-over'), 'make room', 'test');
+  });
+
+  it("past three quarters of the bound, a key holding a quarter or more is refused and the rest stays open to others (a workflow's task counts as its starter's)", async () => {
+    const as = (key: string, who: { actor: string; on_behalf_of?: string }) =>
+      request(
+        nc,
+        tasksSubject('submit'),
+        { task_type: 'revenue_analysis', context: { timeframe: '30d' }, idempotency_key: key, ...who },
+        { schema: taskSubmitReply },
+      );
+    const hog = { actor: 'apikey:hog' };
+    const held = [await as('share-h0', hog), await as('share-h1', hog)];
+    const refusedForShare = (err: unknown) => {
+      assert.ok(isAppError(err), String(err));
+      assert.equal(err.code, 'rate_limited');
+      assert.equal(err.details.caller_queued, 2);
+      assert.match(err.message, /kept for others/);
+      return true;
+    };
+    await assert.rejects(as('share-h2', hog), refusedForShare);
+    await assert.rejects(
+      as('share-wf', { actor: 'system:orchestrator', on_behalf_of: 'apikey:hog' }),
+      refusedForShare,
+      "a workflow step's task is its starter's",
+    );
+    assert.deepEqual(await store.readStream(taskStreamId(taskIdForIdempotencyKey('share-h2'))), []);
+    // Another key still gets the last place.
+    const other = await as('share-o0', { actor: 'apikey:other' });
+    assert.equal(other.status, 'queued');
+    assert.equal(d.dispatcher.queuedCount(), MAX_QUEUED);
+    for (const t of [...held, other]) await d.dispatcher.cancel(t.task_id, 'make room', 'test');
+    assert.equal(d.dispatcher.queuedCount(), 0);
   });
 
   it('queues up to the bound, refuses past it (recording nothing), answers a repeat, and takes a new one once a place is free', async () => {

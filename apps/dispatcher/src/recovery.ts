@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { AllSubscription, EventStore } from '@switchyard/event-store';
+import type { AllSubscription, EventMetadata, EventStore } from '@switchyard/event-store';
 import { AppError, type Logger } from '@switchyard/platform';
 import { isTerminal, taskStreamId } from '@switchyard/domain';
 import { cancelOnInstance } from './transport.js';
@@ -175,7 +175,7 @@ export class Recovery {
           continue;
         }
         if (this.tasks.drivenHere(taskId) || !this.ownership.accepting(taskId)) continue;
-        await this.adopt(taskId, e.metadata.correlationId).catch((err) =>
+        await this.adopt(taskId, e.metadata.correlationId, ownerOfSubmitted(e.metadata)).catch((err) =>
           this.log.warn({ err, taskId }, 'taking over a task submitted elsewhere failed'),
         );
       }
@@ -185,10 +185,10 @@ export class Recovery {
     this.opts.background(p);
   }
 
-  private async adopt(taskId: string, correlationId: string | undefined): Promise<void> {
+  private async adopt(taskId: string, correlationId: string | undefined, owner: string): Promise<void> {
     const state = await this.tasks.load(taskId);
     if (!state || isTerminal(state) || this.tasks.drivenHere(taskId) || !this.ownership.accepting(taskId)) return;
-    this.tasks.setCorrelation(taskId, correlationId ?? taskId);
+    this.tasks.setCorrelation(taskId, correlationId ?? taskId, owner);
     try {
       this.opts.catalog.check(state.task_type, state.context, state.agent);
     } catch (err) {
@@ -232,7 +232,11 @@ export class Recovery {
       const state = await this.tasks.load(task_id);
       if (!state || isTerminal(state) || this.tasks.drivenHere(task_id)) continue;
       const first = await this.opts.store.readStream(taskStreamId(task_id), { maxCount: 1 });
-      this.tasks.setCorrelation(task_id, first[0]?.metadata.correlationId ?? task_id);
+      this.tasks.setCorrelation(
+        task_id,
+        first[0]?.metadata.correlationId ?? task_id,
+        first[0] ? ownerOfSubmitted(first[0].metadata) : undefined,
+      );
       this.tasks.hold(task_id, state);
       if (state.status === 'assigned' || state.status === 'working') {
         const inst = [...this.opts.registry.instances.values()].find(
@@ -265,4 +269,10 @@ export class Recovery {
         'recovered tasks after restart or takeover',
       );
   }
+}
+
+/** Whose share of the queue a task counts against, from its TaskSubmitted's metadata (as ownerOfSubmission). */
+function ownerOfSubmitted(m: EventMetadata): string {
+  const onBehalfOf = m['onBehalfOf'];
+  return typeof onBehalfOf === 'string' ? onBehalfOf : (m.actor ?? 'system:dispatcher');
 }

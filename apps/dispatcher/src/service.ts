@@ -41,6 +41,7 @@ export function startTasksService(nc: NatsConnection, dispatcher: Dispatcher, lo
         ...(input.timeout_ms !== undefined ? { timeout_ms: input.timeout_ms } : {}),
         ...(input.max_attempts !== undefined ? { max_attempts: input.max_attempts } : {}),
         ...(input.actor !== undefined ? { actor: input.actor } : {}),
+        ...(input.on_behalf_of !== undefined ? { on_behalf_of: input.on_behalf_of } : {}),
       },
       input.correlation_id ?? correlationId,
     );

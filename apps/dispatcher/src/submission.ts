@@ -28,7 +28,22 @@ export interface SubmitRequest {
   readonly max_attempts?: number;
   /** Who asked; recorded in the TaskSubmitted metadata (default `system:dispatcher`). */
   readonly actor?: string;
+  /** Whom it is for when the actor is the system (a workflow's starter); recorded as `onBehalfOf`. */
+  readonly on_behalf_of?: string;
 }
+
+/** Whose share of the queue a task counts against: whom it is for, else who asked. */
+export const ownerOfSubmission = (req: Pick<SubmitRequest, 'actor' | 'on_behalf_of'>): string =>
+  req.on_behalf_of ?? req.actor ?? 'system:dispatcher';
+
+/**
+ * Past this fraction of the queue's bound (tasks or bytes), a key that holds a quarter of the
+ * bound already is refused: the rest stays open to the others, so one key's backlog (a caller
+ * that submits faster than the agents work, or tasks for an agent that is down) does not shut
+ * the queue for everyone. One key alone may still fill three quarters of it.
+ */
+const SHARED_FROM = 0.75;
+const SHARE_PER_KEY = 0.25;
 
 export interface SubmissionsOptions {
   readonly store: EventStore;
@@ -44,6 +59,7 @@ export interface SubmissionsOptions {
     | 'meta'
     | 'queuedCount'
     | 'queuedContextBytes'
+    | 'queuedOf'
     | 'setCorrelation'
   >;
   readonly ownership: Pick<Ownership, 'accepting' | 'partitioned' | 'partitionOf' | 'releaseSlot' | 'reserveSlot'>;
@@ -124,6 +140,7 @@ export class Submissions {
       );
     const maxBytes = this.opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     const queuedBytes = this.tasks.queuedContextBytes();
+    const owner = ownerOfSubmission(req);
     if (queuedBytes > 0 && !this.tasks.isKnown(taskId)) {
       const bytes = contextBytes(req);
       if (queuedBytes + bytes > maxBytes)
@@ -133,10 +150,33 @@ export class Submissions {
           { queued_bytes: queuedBytes, bytes, max_queued_bytes: maxBytes, retry_after_ms: 1_000 },
           true,
         );
+      const mine = this.tasks.queuedOf(owner);
+      // A caller with nothing queued always gets in (up to the bound); the system's own callers
+      // (no key behind them) are not a key whose share could run out.
+      const crowded =
+        mine.count > 0 &&
+        !owner.startsWith('system:') &&
+        ((queued + 1 > maxQueued * SHARED_FROM && mine.count + 1 > maxQueued * SHARE_PER_KEY) ||
+          (queuedBytes + bytes > maxBytes * SHARED_FROM && mine.bytes + bytes > maxBytes * SHARE_PER_KEY));
+      if (crowded)
+        throw new AppError(
+          'rate_limited',
+          `the task queue is three quarters full and ${mine.count} of its tasks (${mine.bytes} bytes) are this caller's, a quarter of what it holds or more: the rest is kept for others; try again later`,
+          {
+            queued,
+            queued_bytes: queuedBytes,
+            caller_queued: mine.count,
+            caller_queued_bytes: mine.bytes,
+            max_queued: maxQueued,
+            max_queued_bytes: maxBytes,
+            retry_after_ms: 1_000,
+          },
+          true,
+        );
     }
     // Another dispatcher owns the task's partition: record the submission; the owner takes it from the log.
     if (!this.ownership.accepting(taskId)) return this.submitForeign(taskId, taskType, alias, req, correlationId);
-    this.tasks.setCorrelation(taskId, correlationId);
+    this.tasks.setCorrelation(taskId, correlationId, owner);
     // A fast task may end before this reply is made (a queue pass placed it, it ran): its end state is kept here, not read back.
     let ended: ExistingTaskState | undefined;
     const endWatch = { resolve: (s: ExistingTaskState) => void (ended = s), reject: () => undefined };
@@ -209,7 +249,7 @@ export class Submissions {
         {
           type: 'SubmitTask',
           data: submitTaskData(taskId, taskType, alias, req, this.submitDefaults),
-          metadata: this.tasks.meta(taskId, req.actor),
+          metadata: { ...this.tasks.meta(taskId, req.actor), ...onBehalfOf(req) },
         },
         assignNow,
       );
@@ -253,7 +293,12 @@ export class Submissions {
     const r = await handleCommand(this.opts.store, taskStreamId(taskId), taskDelegationDecider, {
       type: 'SubmitTask',
       data: submitTaskData(taskId, taskType, alias, req, this.submitDefaults),
-      metadata: { timestamp: new Date().toISOString(), correlationId, actor: req.actor ?? 'system:dispatcher' },
+      metadata: {
+        timestamp: new Date().toISOString(),
+        correlationId,
+        actor: req.actor ?? 'system:dispatcher',
+        ...onBehalfOf(req),
+      },
     });
     const state = r.state as ExistingTaskState;
     const duplicate = r.events.length === 0;
@@ -266,3 +311,5 @@ export class Submissions {
     return { task_id: taskId, status: view.status, agent: view.agent, instance: view.instance, duplicate, state };
   }
 }
+
+const onBehalfOf = (req: SubmitRequest) => (req.on_behalf_of !== undefined ? { onBehalfOf: req.on_behalf_of } : {});

@@ -38,6 +38,9 @@ export class TaskStates {
   /** Bytes of JSON of the queued tasks' contexts, and each one's (taken once, as it joins the queue). */
   private queuedBytes = 0;
   private readonly queuedSizes = new Map<string, number>();
+  /** Whose share of the queue each task counts against (see Submissions), and each owner's queued tasks and bytes. */
+  private readonly owners = new Map<string, string>();
+  private readonly queuedByOwner = new Map<string, { count: number; bytes: number }>();
   /**
    * State and stream revision of every live task as this process last wrote or read it: commands
    * are decided against it and appended with that revision, without re-reading the stream. The
@@ -113,8 +116,23 @@ export class TaskStates {
     this.setActive(taskId, state);
   }
 
-  setCorrelation(taskId: string, correlationId: string): void {
+  /** `owner`: whose share of the queue the task counts against (kept while the task lives here). */
+  setCorrelation(taskId: string, correlationId: string, owner?: string): void {
     this.correlation.set(taskId, correlationId);
+    if (owner !== undefined && !this.owners.has(taskId)) this.owners.set(taskId, owner);
+  }
+
+  /** The tasks and bytes of context queued here for `owner`. */
+  queuedOf(owner: string): { count: number; bytes: number } {
+    return this.queuedByOwner.get(owner) ?? { count: 0, bytes: 0 };
+  }
+
+  private countQueued(taskId: string, count: number, bytes: number): void {
+    const owner = this.owners.get(taskId) ?? '';
+    const now = this.queuedByOwner.get(owner) ?? { count: 0, bytes: 0 };
+    const next = { count: now.count + count, bytes: now.bytes + bytes };
+    if (next.count <= 0) this.queuedByOwner.delete(owner);
+    else this.queuedByOwner.set(owner, next);
   }
 
   queuedCount(): number {
@@ -133,9 +151,12 @@ export class TaskStates {
       this.queued--;
       this.queuedBytes -= size ?? 0;
       this.queuedSizes.delete(taskId);
+      this.countQueued(taskId, -1, -(size ?? 0));
     }
-    if (state === undefined) this.active.delete(taskId);
-    else {
+    if (state === undefined) {
+      this.active.delete(taskId);
+      this.owners.delete(taskId);
+    } else {
       this.active.set(taskId, state);
       if (state.status === 'queued') {
         this.queued++;
@@ -143,6 +164,7 @@ export class TaskStates {
         const bytes = size ?? contextBytes(state);
         this.queuedSizes.set(taskId, bytes);
         this.queuedBytes += bytes;
+        this.countQueued(taskId, 1, bytes);
       }
     }
   }
@@ -320,6 +342,7 @@ export class TaskStates {
       this.resolveWaiters(taskId, state);
       // Keep the correlation only while someone may still act on the task.
       this.correlation.delete(taskId);
+      this.owners.delete(taskId);
       return;
     }
     this.setActive(taskId, state);

@@ -227,6 +227,8 @@ export async function executeRemote(
           idempotency_key: a.idempotencyKey,
           timeout_ms: a.timeoutMs,
           correlation_id: a.correlationId,
+          // The task is the starter's: the dispatcher's queue counts it against their share.
+          ...(a.startedBy && ACTOR_PATTERN.test(a.startedBy) ? { on_behalf_of: a.startedBy } : {}),
           ...progress,
         },
         {

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { progressSubjectSchema } from './progress.js';
 import { serviceSubject } from './subjects.js';
+import { ACTOR_PATTERN } from './mcp.js';
 
 import { taskPriorities } from '@switchyard/domain';
 
@@ -49,6 +50,11 @@ export const taskSubmitInput = z.object({
   correlation_id: z.string().max(200).optional(),
   /** Who asked (e.g. `apikey:<id>`), recorded in the TaskSubmitted metadata for the audit trail. */
   actor: z.string().min(1).max(200).optional(),
+  /**
+   * Whom the task is for when `actor` is the system (a workflow's starter): the queue's share per
+   * key counts the task as theirs, and TaskSubmitted's metadata keeps it (`onBehalfOf`).
+   */
+  on_behalf_of: z.string().regex(ACTOR_PATTERN).optional(),
 });
 export type TaskSubmitInput = z.input<typeof taskSubmitInput>;
 
