@@ -548,7 +548,13 @@ describe('the gateway as an MCP server (/mcp)', () => {
     assert.deepEqual(body.bearer_methods_supported, ['header']);
 
     const viewer = await connect(viewerKey);
-    assert.ok((await viewer.listTools()).tools.length > 0);
+    const viewerTools = (await viewer.listTools()).tools;
+    assert.ok(viewerTools.length > 0);
+    // A workflow's input schema is a definition's: a viewer reads it without defaults, as on REST.
+    const timeframeOf = (tools: typeof viewerTools) =>
+      (tools.find((t) => t.name === 'workflow__revenue_analysis')!.inputSchema.properties as any).timeframe;
+    assert.equal(timeframeOf(viewerTools).default, '[redacted: operator role needed]');
+    assert.equal(timeframeOf((await (await connect(operatorKey)).listTools()).tools).default, '12m');
     // A prompt is rendered by the upstream server from the caller's arguments, as a tool runs: operator.
     assert.ok((await viewer.listPrompts()).prompts.length > 0);
     await assert.rejects(

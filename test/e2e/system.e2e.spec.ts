@@ -574,6 +574,42 @@ describe('the whole system started like npm start', () => {
     }
   });
 
+  it("keeps a registered definition's arguments and input defaults, analytics figures and a batch's texts from a viewer", async () => {
+    const viewer = await keyOf('viewer', 'definitions');
+    const operator = await keyOf('operator', 'definitions');
+    const marker = `hooks-${Date.now()}.example.com/T000/SECRET`;
+    const def = {
+      id: 'viewer_sees_shape',
+      version: 1,
+      name: 'shape only',
+      input: { type: 'object', properties: { hook: { type: 'string', default: `https://${marker}` } } },
+      steps: [{ id: 'look', uses: 'mcp:database/query', with: { sql: `select '${marker}' as who` } }],
+    };
+    const reg = await json('POST', '/api/v1/workflows/definitions', adminKey, def);
+    assert.equal(reg.status, 201, JSON.stringify(reg.body));
+    const url = '/api/v1/workflows/definitions?id=viewer_sees_shape';
+    assert.ok(JSON.stringify((await json('GET', url, operator)).body).includes(marker), 'an operator reads it whole');
+    const viewerSees = await json('GET', url, viewer);
+    assert.equal(viewerSees.status, 200);
+    assert.equal(viewerSees.body.definitions[0].steps[0].uses, 'mcp:database/query', 'the shape stays');
+    assert.ok(!JSON.stringify(viewerSees.body).includes(marker), JSON.stringify(viewerSees.body));
+    // Analytics figures are what workflows recorded from outputs a viewer reads redacted.
+    const analytics = '/api/v1/integration/mcp/analytics/revenue.total?window=1h&aggregate=max';
+    assert.equal((await json('GET', analytics, viewer)).status, 403);
+    assert.equal((await json('GET', analytics, operator)).status, 200);
+    // A batch: what it did, not the operator's search text.
+    const batch = await json('POST', '/api/v1/workflows/executions/bulk', operator, {
+      filter: { error_contains: marker, status: 'failed' },
+      action: 'retry',
+    });
+    assert.equal(batch.status, 202, JSON.stringify(batch.body));
+    const batchUrl = `/api/v1/workflows/batches/${batch.body.batch_id}`;
+    assert.ok(JSON.stringify((await json('GET', batchUrl, operator)).body).includes(marker));
+    const viewerBatch = await json('GET', batchUrl, viewer);
+    assert.equal(viewerBatch.status, 200);
+    assert.ok(!JSON.stringify(viewerBatch.body).includes(marker), JSON.stringify(viewerBatch.body));
+  });
+
   it('monitors itself: a health report naming every service, and Prometheus metrics', async () => {
     let report: { status: string; services: { service: string; status: string }[] } = { status: '', services: [] };
     for (let i = 0; i < 120; i++) {

@@ -442,6 +442,16 @@ describe('gateway over real Postgres, NATS and the Postgres event store', () => 
         byPrefix.events.map((e: { streamId: string; type: string }) => [e.streamId, e.type]),
         [[streamB, 'InvoicePaid']],
       );
+      // Each prefix is a test on every event a filtered read examines: their number is bounded.
+      const prefixes = Array.from({ length: 17 }, (_, i) => `p${i}-`).join(',');
+      for (const url of [
+        `/api/v1/events?stream_prefix=${prefixes}`,
+        `/api/v1/events/stream?stream_prefix=${prefixes}`,
+      ]) {
+        const res = await get(url);
+        assert.equal(res.status, 400, url);
+        assert.match(JSON.stringify(await res.json()), /at most 16 values of stream_prefix/);
+      }
       const future = new Date(Date.now() + 3_600_000).toISOString();
       const none = await json(await get(`/api/v1/events?since=${encodeURIComponent(future)}`));
       assert.deepEqual(none.events, []);

@@ -870,7 +870,7 @@ export async function listExecutions(
   if (q.cursor) {
     const [at, id] = Buffer.from(q.cursor, 'base64url').toString().split('|');
     // Only cursors this function made are accepted; anything else would reach SQL as a bad timestamp.
-    if (!at || !id || Number.isNaN(Date.parse(at)) || !/^\d{4}-\d{2}-\d{2}T/.test(at)) {
+    if (!at || !id || !isCursorTime(at) || !isCursorId(id)) {
       throw new AppError('validation', 'invalid cursor: pass the next_cursor of a previous page', {
         errors: [{ path: 'cursor', message: 'not a cursor this API made', code: 'invalid_cursor', in: 'query' }],
       });
@@ -1022,3 +1022,18 @@ export async function getExecutionView(
     })),
   };
 }
+
+/**
+ * A cursor's time as this module writes it (an ISO instant), and a real one: Date.parse takes
+ * 2026-02-30 (rolling it over) where PostgreSQL refuses it, which answered 500.
+ */
+function isCursorTime(at: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$/.exec(at);
+  if (!m) return false;
+  const [y, mo, d, h, mi, sec] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  return day.getUTCMonth() === mo - 1 && day.getUTCDate() === d && h < 24 && mi < 60 && sec < 60;
+}
+
+/** An execution id as a cursor may carry it: bounded, and no control character (PostgreSQL refuses a NUL in text). */
+const isCursorId = (id: string): boolean => id.length <= 512 && ![...id].some((c) => c.charCodeAt(0) < 0x20);

@@ -144,7 +144,7 @@ export function redactEventPayloads<E extends Pick<EventJson, 'type' | 'data'>>(
  * and the input schema's defaults and allowed values replaced. A workflow sent with its definition inline (POST /agents/workflow) carries its
  * arguments as literals: URLs with their keys, SQL naming the rows it is about.
  */
-function definitionArgumentsRedacted(definition: unknown): unknown {
+export function definitionArgumentsRedacted(definition: unknown): unknown {
   if (!isRecord(definition)) return definition;
   const d = definition;
   return {
@@ -179,6 +179,9 @@ function definitionArgumentsRedacted(definition: unknown): unknown {
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** An input schema as a viewer sees it: its `default` and `enum` values replaced, at every level. */
+export const inputSchemaRedacted = (schema: unknown): unknown => schemaValuesRedacted(schema, 0);
 
 /** An input schema with its `default` and `enum` values replaced, at every level (depth-bounded). */
 function schemaValuesRedacted(node: unknown, depth: number): unknown {

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import type { AllSubscription, EventStore, RecordedEvent } from '@switchyard/event-store';
@@ -23,6 +23,9 @@ export interface LiveStreamRequest {
   /** The API key the stream was opened with: the stream ends when it is revoked. */
   readonly keyId?: string | undefined;
 }
+
+/** Characters of frames a stream writes between turns of the event loop (see serve). */
+const SSE_TURN_BYTES = 256 * 1024;
 
 /** One SSE message per event: `id` is the global position, so Last-Event-ID resumes exactly. */
 export function sseFrame(e: RecordedEvent, redactPayloads = false): string {
@@ -113,10 +116,21 @@ export class LiveEventsService implements BeforeApplicationShutdown {
     if (res.destroyed) void stop(); // it left before we listened
     log.debug({ from: req.from }, 'sse client connected');
 
+    // A replay from far back is pages of events already in memory: iterating them only takes
+    // microtasks, so twenty streams replaying the log held every other request for over a second.
+    // Every SSE_TURN_BYTES written, a stream lets the rest of the gateway have a turn.
+    let sinceTurn = 0;
     try {
       for await (const event of sub) {
         if (closed) break;
-        if (!res.write(sseFrame(event, req.redactPayloads))) {
+        const frame = sseFrame(event, req.redactPayloads);
+        sinceTurn += frame.length;
+        if (sinceTurn >= SSE_TURN_BYTES) {
+          sinceTurn = 0;
+          await nextTurn();
+          if (closed) break;
+        }
+        if (!res.write(frame)) {
           // Slow client: wait for the socket to drain (or close) before reading on; a client that
           // stopped reading would otherwise hold its slot and its subscription for good.
           const waiting = new AbortController();

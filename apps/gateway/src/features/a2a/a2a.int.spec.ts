@@ -578,10 +578,18 @@ describe('A2A peer: SDK client -> gateway -> dispatcher -> agents', () => {
     const reg = await rest('POST', '/api/v1/workflows/definitions', def);
     assert.equal(reg.status, 201, JSON.stringify(reg.body));
     const c = await client('workflows', operator);
-    // The card lists the definitions as read at most a second ago.
-    await until('the card lists the new definition', async () =>
-      (await c.getAgentCard()).skills.some((s) => s.id === 'a2a_segments'),
-    );
+    // A registered definition is an operator's: the public card does not list it (nor its
+    // default), the extended card a key holder's client asks for does, as read at most a second ago.
+    await until('the extended card lists the new definition', async () => {
+      const skill = (await c.getAgentCard()).skills.find((s) => s.id === 'a2a_segments');
+      return skill?.examples.some((e) => e.includes('"items":[0]')) || undefined;
+    });
+    const publicCard = JSON.stringify(await (await fetch(`${base}/a2a/workflows/.well-known/agent-card.json`)).json());
+    assert.ok(!publicCard.includes('a2a_segments'), publicCard);
+    const viewerCard = await (await client('workflows', viewer)).getAgentCard();
+    const viewerSkill = viewerCard.skills.find((s) => s.id === 'a2a_segments');
+    assert.ok(viewerSkill, 'a viewer reads the registered definitions in the extended card');
+    assert.ok(!JSON.stringify(viewerSkill).includes('[0]'), "without the definition's default values");
     const done = (await c.sendMessage(send(dataMsg({ task_type: 'a2a_segments', input: { items: [1, 2] } })))) as Task;
     assert.equal(done.status?.state, STATE.completed, JSON.stringify(done.status));
     const executionId = done.metadata?.switchyard_execution_id as string;

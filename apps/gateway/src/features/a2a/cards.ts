@@ -91,6 +91,8 @@ export function buildCard(p: {
   readonly url: string;
   readonly base: string;
   readonly skills: readonly SkillSource[];
+  /** The card a key holder gets (`GetExtendedAgentCard`) lists more skills than this public one. */
+  readonly extended?: boolean;
   readonly extensions?: AgentCard['capabilities'] extends infer C
     ? C extends { extensions: infer E }
       ? E
@@ -111,7 +113,7 @@ export function buildCard(p: {
       streaming: true,
       pushNotifications: true,
       extensions: [...(p.extensions ?? [])],
-      extendedAgentCard: false,
+      extendedAgentCard: p.extended ?? false,
     },
     securitySchemes: bearerScheme,
     securityRequirements: bearerRequired,

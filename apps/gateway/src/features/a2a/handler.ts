@@ -61,6 +61,7 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
     private readonly push: PushDelivery,
     private readonly guard: EgressGuard,
     log: Logger,
+    extendedCard?: (context: ServerCallContext) => Promise<AgentCard>,
   ) {
     // The SDK has put the new task's id on the message by now; the check against follow-ups ran in preflight.
     const executor = new WorkExecutor(
@@ -68,7 +69,7 @@ export class SwitchyardRequestHandler extends DefaultRequestHandler {
       (ctx: RequestContext) => parseFor(backend, { ...ctx.userMessage, taskId: '' }),
       log,
     );
-    super(card, tasks, executor, new DefaultExecutionEventBusManager(), pushStore, push);
+    super(card, tasks, executor, new DefaultExecutionEventBusManager(), pushStore, push, extendedCard);
     this.executor = executor;
   }
 

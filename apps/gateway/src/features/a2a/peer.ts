@@ -55,6 +55,9 @@ export interface A2aFeatureOptions {
 }
 export const A2A_FEATURE_OPTIONS = Symbol.for('switchyard.gateway.a2aFeatureOptions');
 
+const WORKFLOWS_DESCRIPTION =
+  "Starts Switchyard workflows: one skill per definition (the templates here; a key holder's extended card, GetExtendedAgentCard, lists the registered definitions too); the task ends with the workflow's outputs.";
+
 /** JSON-RPC methods a viewer key may call (reads); every other method needs operator. Both the A2A 1.0 and 0.3 names. */
 const VIEWER_METHODS = new Set([
   'GetTask',
@@ -195,6 +198,15 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
       this.push,
       this.guard,
       this.log.child({ endpoint: name }),
+      name === WORKFLOWS_ENDPOINT
+        ? async (context) => {
+            const user = context.user as Partial<GatewayA2aUser> | undefined;
+            return this.workflowsCard(user?.base ?? 'http://127.0.0.1', 'workflows', WORKFLOWS_DESCRIPTION, [], {
+              extended: true,
+              values: user?.seesPayloads !== false,
+            });
+          }
+        : undefined,
     );
     const userBuilder: UserBuilder = async (req: Request): Promise<GatewayA2aUser> => {
       const key = (req as Partial<GatewayRequest>).apiKey;
@@ -204,6 +216,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
         userName,
         seesPayloads: !redactsPayloadsFor(key?.role),
         actsForAllKeys: key === undefined || key.role === 'admin',
+        base: `${req.protocol}://${req.get('host') ?? '127.0.0.1'}`,
       };
     };
     const rpc = jsonRpcHandler({ requestHandler: handler, userBuilder, legacyCompat: { enabled: true } });
@@ -214,12 +227,7 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
 
   /** The card of one endpoint as seen from `base` (scheme://host of the request), undefined for an unknown one. */
   async card(name: string, base: string): Promise<AgentCard | undefined> {
-    if (name === WORKFLOWS_ENDPOINT)
-      return this.workflowsCard(
-        base,
-        'workflows',
-        "Starts Switchyard workflows (templates and registered definitions): one skill per definition; the task ends with the workflow's outputs.",
-      );
+    if (name === WORKFLOWS_ENDPOINT) return this.workflowsCard(base, 'workflows', WORKFLOWS_DESCRIPTION);
     const caps = (await this.caps.get()).agents.find((a) => a.agent === name && a.kind === 'nats');
     if (!caps) return undefined;
     return buildCard({
@@ -231,15 +239,22 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
     });
   }
 
-  private async workflowSkills(): Promise<SkillSource[]> {
+  /**
+   * The public cards' skills are the built-in templates; the registered definitions (an
+   * operator's names, descriptions, defaults) are in the extended card a key holder asks for,
+   * with example values from the definition only for a key that sees payloads.
+   */
+  private async workflowSkills(o: { extended: boolean; values: boolean }): Promise<SkillSource[]> {
     const { definitions } = await this.definitions.get();
-    return definitions.map((d) => ({
-      id: d.id,
-      name: d.name,
-      description: d.description || d.name,
-      tags: ['workflow', d.source],
-      exampleInput: exampleFromSchema(d.input),
-    }));
+    return definitions
+      .filter((d) => o.extended || d.source === 'builtin')
+      .map((d) => ({
+        id: d.id,
+        name: d.name,
+        description: d.description || d.name,
+        tags: ['workflow', d.source],
+        exampleInput: d.source === 'builtin' || o.values ? exampleFromSchema(d.input) : {},
+      }));
   }
 
   private async workflowsCard(
@@ -251,13 +266,15 @@ export class A2aPeer implements OnModuleInit, OnModuleDestroy {
         ? E
         : never
       : never = [],
+    o: { extended: boolean; values: boolean } = { extended: false, values: false },
   ) {
     return buildCard({
       name,
       description,
       url: endpointUrl(base, WORKFLOWS_ENDPOINT),
       base,
-      skills: await this.workflowSkills(),
+      skills: await this.workflowSkills(o),
+      extended: true,
       extensions,
     });
   }

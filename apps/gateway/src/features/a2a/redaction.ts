@@ -11,6 +11,8 @@ export interface GatewayA2aUser extends User {
   readonly seesPayloads: boolean;
   /** An admin key: replaces and deletes any key's push notification configs, reads their URLs whole. */
   readonly actsForAllKeys: boolean;
+  /** scheme://host the request came to (the extended card's addresses). */
+  readonly base?: string;
 }
 
 /** Whether the caller of this A2A request sees payloads (a context without the gateway's user: yes, auth is off). */

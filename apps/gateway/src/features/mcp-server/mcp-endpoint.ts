@@ -37,6 +37,7 @@ import {
   executionDetailForCaller,
   maskErrorTexts,
   redactEventPayloads,
+  inputSchemaRedacted,
   redactsPayloadsFor,
 } from '../../events/redaction.js';
 import { roleSatisfies, type Role } from '../../security/roles.js';
@@ -426,7 +427,18 @@ export class McpEndpoint implements OnModuleInit, OnModuleDestroy {
       const caller = callerOf(extra.authInfo);
       // A tool the caller may never call is not shown (the writer server below admin).
       const tools = (await this.catalog.listTools()).filter((t) => allowed(t.name) && !this.writerRefusal(t, caller));
-      return { tools: tools.map(toolDescriptor) };
+      // A workflow's input schema is a registered definition's: a viewer reads it without its
+      // defaults and allowed values, as on the REST definitions route.
+      const redact = this.authEnabled && redactsPayloadsFor(caller.role);
+      return {
+        tools: tools.map((t) =>
+          toolDescriptor(
+            redact && t.kind === 'workflow'
+              ? { ...t, inputSchema: inputSchemaRedacted(t.inputSchema) as Record<string, unknown> }
+              : t,
+          ),
+        ),
+      };
     });
 
     server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {

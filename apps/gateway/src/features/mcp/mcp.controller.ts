@@ -312,8 +312,10 @@ export class McpController {
   @Get('analytics/:metric')
   @ApiRoute({
     summary: 'Aggregate a metric over a window through the analytics server',
+    description:
+      "Operator: the figures are what workflows recorded from their steps' outputs (revenue totals, counts), which a viewer reads redacted everywhere else.",
     tags: ['mcp'],
-    role: 'viewer',
+    role: 'operator',
     response: { status: 200, schema: toolResultResponse },
     errors,
   })

@@ -11,6 +11,7 @@ import { ZodBody, ZodParams } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import { CancelExecutionBatch, StartExecutionBatch } from './commands/index.js';
 import { GetExecutionBatch } from './queries/index.js';
+import { callerSeesRedactedPayloads, REDACTED_PAYLOAD } from '../../events/redaction.js';
 import { batchCancelBody, batchParams, batchResponse, batchStartedResponse, bulkBody } from './schemas.js';
 
 const links = (id: string) => ({
@@ -81,8 +82,12 @@ export class BatchesController {
     response: { schema: batchResponse },
     errors: [404],
   })
-  get(@ZodParams(batchParams) p: z.infer<typeof batchParams>) {
-    return this.queries.execute(new GetExecutionBatch(p.batch_id));
+  async get(@ZodParams(batchParams) p: z.infer<typeof batchParams>) {
+    const batch = await this.queries.execute(new GetExecutionBatch(p.batch_id));
+    if (!callerSeesRedactedPayloads()) return batch;
+    // A viewer sees what a batch did, not the operator's search text nor the executions' error
+    // texts (masked everywhere else for viewers: they can quote inputs, SQL, paths).
+    return batchForViewer(batch);
   }
 
   @Post('batches/:batch_id/cancel')
@@ -102,4 +107,12 @@ export class BatchesController {
     await this.commands.execute(new CancelExecutionBatch(p.batch_id, b.reason, correlationId));
     return this.queries.execute(new GetExecutionBatch(p.batch_id));
   }
+}
+
+function batchForViewer<B extends { filter: object; failures: { message: string }[] }>(b: B): B {
+  return {
+    ...b,
+    filter: 'error_contains' in b.filter ? { ...b.filter, error_contains: REDACTED_PAYLOAD } : b.filter,
+    failures: b.failures.map((f) => ({ ...f, message: REDACTED_PAYLOAD })),
+  };
 }

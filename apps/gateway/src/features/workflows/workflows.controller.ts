@@ -16,6 +16,7 @@ import { ZodBody, ZodParams, ZodQuery } from '../../http/validation.js';
 import { ApiRoute } from '../../openapi/registry.js';
 import {
   callerSeesRedactedPayloads,
+  definitionArgumentsRedacted,
   executionDetailForCaller,
   executionSummaryForCaller,
 } from '../../events/redaction.js';
@@ -480,10 +481,17 @@ export class WorkflowsController {
     response: { schema: definitionsResponse },
     errors: [400],
   })
-  definitionsList(@ZodQuery(definitionsQuery) q: z.infer<typeof definitionsQuery>) {
-    return this.queries.execute(
+  async definitionsList(@ZodQuery(definitionsQuery) q: z.infer<typeof definitionsQuery>) {
+    const page = await this.queries.execute(
       new ListWorkflowDefinitions(q.id, q.all_versions, { limit: q.limit, cursor: q.cursor }),
     );
+    // A viewer reads a definition as an execution's start shows it: arguments, item lists,
+    // outputs and the input's defaults and allowed values are an operator's (URLs with keys, SQL).
+    if (!callerSeesRedactedPayloads()) return page;
+    return {
+      ...page,
+      definitions: page.definitions.map((d) => definitionArgumentsRedacted(d) as typeof d),
+    };
   }
 }
 

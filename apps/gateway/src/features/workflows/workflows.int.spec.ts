@@ -360,12 +360,15 @@ describe('workflow endpoints over real HTTP, PostgreSQL, nats-server and the eng
     );
     assert.equal((await http('GET', '/api/v1/workflows/executions?status=bogus')).status, 400);
     // A cursor the API did not make, a version beyond the column: 400, not a database error.
-    const badCursor = await http(
-      'GET',
-      `/api/v1/workflows/executions?cursor=${Buffer.from('yesterday|x').toString('base64url')}`,
-    );
-    assert.equal(badCursor.status, 400);
-    assert.equal(badCursor.body.errors[0].path, 'cursor');
+    // Nor a day that does not exist (Date.parse rolls it over, PostgreSQL refuses it), nor a NUL.
+    for (const text of ['yesterday|x', '2026-02-30T00:00:00Z|x', '2026-01-01T00:00:00.000Z|\u0000']) {
+      const badCursor = await http(
+        'GET',
+        `/api/v1/workflows/executions?cursor=${Buffer.from(text).toString('base64url')}`,
+      );
+      assert.equal(badCursor.status, 400, text);
+      assert.equal(badCursor.body.errors[0].path, 'cursor');
+    }
     assert.equal(
       (await http('POST', '/api/v1/workflows/start/two_agents?version=99999999999', { topic: 'x' })).status,
       400,
