@@ -327,8 +327,17 @@ describe('switchyard CLI against a running system', () => {
     ]) {
       const refused = await cli(args, { env: { SWITCHYARD_URL: '', SWITCHYARD_KEY: '' }, timeoutMs: 10_000 });
       assert.equal(refused.code, 1, refused.stderr);
-      assert.match(refused.stderr, /refusing to send the API key unencrypted to http:\/\/192\.0\.2\.1:9/);
+      assert.match(
+        refused.stderr,
+        /refusing to send the API key unencrypted to http:\/\/192\.0\.2\.1:9|the saved API key is for/,
+      );
     }
+    // The saved key goes only to the gateway it was saved for, not to another port on this machine.
+    const other = await cli(['status', '--url', `http://127.0.0.1:${await freePort()}`], {
+      env: { SWITCHYARD_URL: '', SWITCHYARD_KEY: '' },
+    });
+    assert.equal(other.code, 1, other.stderr);
+    assert.match(other.stderr, /the saved API key is for http:\/\/127\.0\.0\.1:\d+, not/);
   });
 
   it('completion bash and zsh print scripts that complete subcommands and options', async () => {

@@ -55,9 +55,13 @@ describe('resolveConnection', () => {
     const remote = 'http://gw.example:10000';
     assert.throws(() => resolveConnection({ url: remote, key: 'k' }, {}, file), refused);
     assert.throws(() => resolveConnection({}, { SWITCHYARD_URL: remote, SWITCHYARD_KEY: 'k' }, file), refused);
+    const savedElsewhere = (e: unknown) =>
+      e instanceof CliError &&
+      e.exitCode === EXIT.usage &&
+      /the saved API key is for http:\/\/127\.0\.0\.4:1, not http:\/\/gw\.example:10000/.test(e.message);
     assert.throws(
       () => resolveConnection({ url: remote }, {}, file),
-      refused,
+      savedElsewhere,
       'the saved key is not sent there either',
     );
     assert.throws(() => resolveConnection({ url: 'http://10.0.0.5:10000', key: 'k' }, {}, file));
@@ -84,6 +88,17 @@ describe('resolveConnection', () => {
       assert.equal(cleartextOverNetwork(remoteUrl), true, remoteUrl);
     // No key, nothing secret goes out: allowed.
     assert.equal(resolveConnection({ url: remote }, {}, path.join(dir, 'missing.json')).key, undefined);
+  });
+
+  it('sends the saved key only to the gateway it was saved for (a URL from a flag or the environment gets none)', () => {
+    const elsewhere = (e: unknown) =>
+      e instanceof CliError &&
+      e.exitCode === EXIT.usage &&
+      /the saved API key is for http:\/\/127\.0\.0\.4:1/.test(e.message);
+    assert.throws(() => resolveConnection({ url: 'http://127.0.0.1:31759' }, {}, file), elsewhere);
+    assert.throws(() => resolveConnection({}, { SWITCHYARD_URL: 'http://127.0.0.1:31759' }, file), elsewhere);
+    assert.equal(resolveConnection({ url: 'http://127.0.0.4:1/' }, {}, file).key, 'file-key', 'the same gateway');
+    assert.equal(resolveConnection({ url: 'http://127.0.0.1:31759', key: 'k' }, {}, file).key, 'k');
   });
 
   it('--key - reads the key from the first line of stdin; nothing there is a usage error', () => {

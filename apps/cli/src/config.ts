@@ -100,6 +100,16 @@ export function resolveConnection(
   const base = (url?.value ?? DEFAULT_URL).replace(/\/+$/, '');
   if (!z.url().safeParse(base).success || !/^https?:\/\//.test(base))
     throw new CliError(`not an http(s) URL: ${base}`, EXIT.usage);
+  // A saved key goes only to the gateway it was saved for: a URL from a flag or the environment
+  // (a stray .env, another user's port on this machine) would otherwise receive it.
+  if (key?.from === 'config' && url?.from !== 'config') {
+    const savedFor = originOf((saved.url ?? DEFAULT_URL).replace(/\/+$/, ''));
+    if (savedFor !== originOf(base))
+      throw new CliError(
+        `the saved API key is for ${savedFor}, not ${originOf(base)}: log in there (switchyard login --url ${base}) or pass --key`,
+        EXIT.usage,
+      );
+  }
   const keyValue = key?.from === 'flag' && key.value === '-' ? keyFromStdin(readStdin) : key?.value;
   if (keyValue && cleartextOverNetwork(base) && !flags.allowHttp && env.SWITCHYARD_ALLOW_HTTP !== '1')
     throw new CliError(
@@ -112,4 +122,12 @@ export function resolveConnection(
     ...(keyValue ? { key: keyValue } : {}),
     source: { url: url?.from ?? 'default', key: key?.from ?? 'none' },
   };
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
 }

@@ -264,6 +264,14 @@ describe('everything server over stdio: calls, errors, crash and recovery', () =
     const f = rec.of('McpToolFailed').at(-1)!;
     assert.equal(f.data.error_code, 'timeout');
     assert.equal(f.data.attempts, 2, 'read-only tool: the timeout is retried once (max_attempts 2)');
+    // A deadline the caller chose below the server's is its own budget: however many run out, the
+    // breaker stays closed for everyone else (the server's own timeout still counts, below).
+    for (let i = 0; i < 3; i++)
+      await expectAppError(
+        ev.callTool({ tool: 'trigger-long-running-operation', arguments: { duration: 30, steps: 2 }, timeout_ms: 200 }),
+        'timeout',
+      );
+    assert.equal(ev.breakerState, 'closed');
   });
 
   it('SIGKILL mid-traffic: fails fast with unavailable, breaker opens, reconnects by itself, breaker closes', async (t) => {

@@ -29,7 +29,7 @@ import {
   type McpEventSink,
   type McpHealth,
 } from '@switchyard/contracts';
-import { errorText, toAppError } from '../errors.js';
+import { CALLERS_DEADLINE, errorText, toAppError } from '../errors.js';
 import { ServerPolicy, type McpQueueStats } from './policy.js';
 
 export interface McpConnectorOptions {
@@ -404,7 +404,11 @@ export class McpConnector {
             })
             .catch((err: unknown) => {
               // Stopped on request: say so (not a timeout, not the server's fault, nothing to retry).
-              throw cancel?.aborted ? canceledError(cancel, this.name, req.tool) : err;
+              if (cancel?.aborted) throw canceledError(cancel, this.name, req.tool);
+              const e = toAppError(err, this.name, 'call_tool');
+              if (e.code === 'timeout' && req.timeout_ms !== undefined && req.timeout_ms < cfg.timeouts.call_ms)
+                throw new AppError(e.code, e.message, { ...e.details, [CALLERS_DEADLINE]: true }, e.retryable);
+              throw err;
             });
         },
         {
