@@ -54,3 +54,7 @@ export class Exchanges {
     return x;
   }
 }
+
+/** `performance.now()` when the request of `res` (its Node response) reached the first hook, if it went through one. */
+export const exchangeStartOf = (res: unknown): number | undefined =>
+  res && typeof res === 'object' ? (res as Tracked)[EXCHANGE]?.start : undefined;

@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { AppError } from '@switchyard/platform';
 import { toProblem } from '../http/problem.js';
 import {
@@ -9,6 +10,8 @@ import {
   undeclaredQueryError,
 } from '../http/route-checks.js';
 import { waitWithin } from '../http/wait.js';
+import { Exchanges } from '../http/exchange.js';
+import { runInRequestContext } from '../http/context.js';
 import { errorStatusesOf } from './registry.js';
 
 describe('REST API conformance helpers', () => {
@@ -75,6 +78,13 @@ describe('REST API conformance helpers', () => {
     assert.equal(waitWithin(1_000, 30_000), 1_000);
     assert.equal(waitWithin(60_000, 3_000), 2_400);
     assert.equal(waitWithin(60_000, 0), 60_000);
+    // Its clock started when the request arrived: 10 s spent before the handler leave 15 s.
+    const raw = Object.assign(new EventEmitter(), { writableFinished: false, destroyed: false });
+    const x = new Exchanges([]).begin({} as never, { raw } as never);
+    (x as { start: number }).start -= 10_000;
+    let inRequest = 0;
+    runInRequestContext({ correlationId: 'c' } as never, () => void (inRequest = waitWithin(60_000, 30_000)), raw);
+    assert.ok(inRequest > 14_000 && inRequest <= 15_000, String(inRequest));
   });
 
   it('the statuses an operation documents follow from its role, method and path', () => {

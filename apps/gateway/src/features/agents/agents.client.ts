@@ -20,6 +20,7 @@ import {
 } from '@switchyard/contracts';
 import { handleCommand, type EventStore } from '@switchyard/event-store';
 import { newInbox, request } from '@switchyard/messaging';
+import { waitLeft } from '../../http/wait.js';
 import { AppError, newId } from '@switchyard/platform';
 import { submitTaskData, taskDelegationDecider, taskStreamId, type TaskPriority } from '@switchyard/domain';
 import { currentActor } from '../../http/context.js';
@@ -75,6 +76,7 @@ export class AgentsClient {
    * the result, or the task as it is when the wait runs out (`done: false`).
    */
   async delegate(req: DelegateRequest, correlationId: string, opts: { idempotencyKey?: string; waitMs?: number } = {}) {
+    const since = performance.now();
     // A client's key is prefixed, so it cannot name a task the workflow engine keyed; without one, a fresh key.
     const key = opts.idempotencyKey !== undefined ? backendKey(opts.idempotencyKey) : newId();
     // The request's actor (`apikey:<id>`) goes into the TaskSubmitted metadata (audit).
@@ -97,10 +99,11 @@ export class AgentsClient {
     }
     if (opts.waitMs === undefined) return { done: false as const, submitted };
     try {
+      // The submission took some of the wait already.
       const r = await request(this.nc, subject('execute'), input, {
         schema: taskExecuteReply,
         correlationId,
-        timeoutMs: opts.waitMs,
+        timeoutMs: waitLeft(opts.waitMs, since),
       });
       return { done: true as const, submitted, result: r };
     } catch (err) {

@@ -29,6 +29,7 @@ import { executionIdForKey } from '../../idempotency/keys.js';
 import { ReadRouting, type CheckpointRef } from '../../http/read-routing.js';
 import { ExecutionFolds, WHOLE_READ_BYTES } from './execution-folds.js';
 import { PayloadReads } from '../../http/payload-reads.js';
+import { waitLeft } from '../../http/wait.js';
 
 /** The workflow executions read model's checkpoint (ProjectionRunner's default schema). */
 export const EXECUTIONS_CHECKPOINT: CheckpointRef = { schema: 'read_models', name: 'workflow_executions' };
@@ -98,6 +99,7 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
     correlationId: string,
     wait: { wait?: boolean; waitMs: number; idempotencyKey?: string | undefined },
   ) {
+    const since = performance.now();
     const id = wait.idempotencyKey !== undefined ? executionIdForKey(wait.idempotencyKey) : undefined;
     const { executionId, position } = await this.commands.execute(
       new StartWorkflowExecution(definition, input, correlationId, undefined, id),
@@ -110,7 +112,8 @@ export class WorkflowsService implements OnModuleInit, OnModuleDestroy {
       ...(position !== undefined ? { position } : {}),
     };
     if (!wait.wait) return { status: 202, body: { ...base, status: 'running' } };
-    const state = await this.queries.execute(new WaitForExecution(executionId, wait.waitMs));
+    // The start took some of the wait already.
+    const state = await this.queries.execute(new WaitForExecution(executionId, waitLeft(wait.waitMs, since)));
     const result = executionResult(executionId, state);
     const ended = state.status === 'completed' || state.status === 'failed' || state.status === 'canceled';
     return { status: ended ? 200 : 202, body: { ...base, ...result } };
